@@ -1,0 +1,124 @@
+# meshd — build, run, test, bench.
+#
+#   make            build build/bin/{meshd,meshctl}
+#   make run        install missing Debian packages, build, serve examples/
+#   make test       install missing Debian packages, build, unit tests (plain and
+#                   ASan+UBSan) and integration tests against real peers
+#   make bench      benchmarks against the targets in DESIGN.md
+#   make SAN=1 ...  the same under AddressSanitizer + UndefinedBehaviorSanitizer (build/asan)
+
+CC      ?= cc
+SAN     ?=
+ifeq ($(SAN),1)
+BUILD   ?= build/asan
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT     := -O1
+else
+BUILD   ?= build
+SANFLAGS :=
+OPT     := -O2
+endif
+
+PKGS    := grpc libprotobuf-c yaml-0.1 openssl libcurl libmicrohttpd
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
+CHECK_CFLAGS = $(shell pkg-config --cflags check)
+CHECK_LIBS   = $(shell pkg-config --libs check)
+
+GEN     := $(BUILD)/gen
+CFLAGS  ?= $(OPT) -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(SANFLAGS) -I. -I$(GEN) $(PKG_CFLAGS) -MMD -MP
+GEN_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wno-unused-parameter $(OPT) -g $(SANFLAGS) -I$(GEN) $(PKG_CFLAGS)
+LDFLAGS += $(SANFLAGS)
+LDLIBS  := $(PKG_LIBS) -lpthread -lm
+
+# --- protobuf: our own proto/ tree plus the well-known types from libprotobuf-dev
+PROTOS  := $(shell find proto -name '*.proto' | sort)
+WKT_DIR := /usr/include
+WKT     := google/protobuf/any.proto google/protobuf/duration.proto google/protobuf/wrappers.proto \
+           google/protobuf/struct.proto google/protobuf/empty.proto google/protobuf/timestamp.proto
+PB_C    := $(patsubst proto/%.proto,$(GEN)/%.pb-c.c,$(PROTOS)) $(patsubst %.proto,$(GEN)/%.pb-c.c,$(WKT))
+PB_H    := $(PB_C:.c=.h)
+PB_O    := $(PB_C:.c=.o)
+
+# --- sources
+COMMON_SRCS := $(sort $(wildcard common/*.c))
+CP_SRCS     := $(sort $(shell find controlplane -name '*.c' ! -path 'controlplane/cli/*' ! -name main.c))
+CLI_SRCS    := $(sort $(wildcard controlplane/cli/*.c))
+LIB_OBJS    := $(patsubst %.c,$(BUILD)/obj/%.o,$(COMMON_SRCS) $(CP_SRCS)) $(PB_O)
+LIB         := $(BUILD)/libmesh.a
+
+BINS        := $(BUILD)/bin/meshd $(BUILD)/bin/meshctl
+
+UNIT_SRCS   := $(sort $(shell find tests/unit -name 'test_*.c' 2>/dev/null))
+UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+
+.PHONY: all deps run test unit unit-asan integration bench clean check-style
+all: $(BINS)
+
+deps:
+	@sh scripts/deps.sh
+
+$(GEN)/%.pb-c.c $(GEN)/%.pb-c.h: proto/%.proto
+	@mkdir -p $(GEN)
+	protoc-c --proto_path=proto --proto_path=$(WKT_DIR) --c_out=$(GEN) $<
+
+$(GEN)/google/protobuf/%.pb-c.c $(GEN)/google/protobuf/%.pb-c.h: $(WKT_DIR)/google/protobuf/%.proto
+	@mkdir -p $(GEN)
+	protoc-c --proto_path=$(WKT_DIR) --c_out=$(GEN) google/protobuf/$*.proto
+
+$(GEN)/%.pb-c.o: $(GEN)/%.pb-c.c | $(PB_H)
+	$(CC) $(GEN_CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/%.o: %.c | $(PB_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(LIB): $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/bin/meshd: $(BUILD)/obj/controlplane/main.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bin/meshctl: $(patsubst %.c,$(BUILD)/obj/%.o,$(CLI_SRCS)) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIB) | $(PB_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Itests/unit -o $@ $< $(LIB) $(LDFLAGS) $(LDLIBS) $(CHECK_LIBS)
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	$(BUILD)/bin/meshd --config-dir examples
+
+unit: $(UNIT_BINS) $(BINS)
+	@sh tests/run-unit.sh $(BUILD)/tests $(UNIT_BINS)
+
+unit-asan:
+	@$(MAKE) --no-print-directory SAN=1 unit
+
+integration: $(BINS)
+	@sh tests/integration/run.sh $(BUILD)
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory unit-asan
+	@$(MAKE) --no-print-directory integration
+	@$(MAKE) --no-print-directory SAN=1 integration
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@sh tests/bench/run.sh $(BUILD)
+
+check-style:
+	@! grep -nE '\b(strcpy|strcat|sprintf|vsprintf|gets|strtok)\s*\(' $$(find common controlplane dataplane tests -name '*.[ch]') \
+		|| (echo "check-style: banned call (see STYLE.md)"; exit 1)
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,466 @@
+/*
+ * config.h - typed Istio configuration objects and the parser that makes them.
+ *
+ * The parser reads multi-document YAML or JSON (libyaml), validates every
+ * document against the structural schema of its CRD (crd-schemas/, compiled
+ * in) and against Istio's semantic rules, and produces one cfg_object per
+ * valid document.  An invalid document yields cfg_errors instead and never
+ * an object; other documents in the same input are unaffected.
+ *
+ * Ownership: every cfg_object owns an arena holding all its strings and
+ * arrays.  Objects are immutable once parsed and reference counted, so the
+ * store, models and debug views can share them across threads.
+ *
+ * Optional numeric fields use -1 for "not set" unless noted.
+ * Durations are nanoseconds (int64_t), -1 when not set.
+ */
+#ifndef MESH_CONFIG_H
+#define MESH_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct arena;
+
+enum cfg_kind {
+	CFG_VIRTUAL_SERVICE,
+	CFG_DESTINATION_RULE,
+	CFG_SERVICE_ENTRY,
+	CFG_WORKLOAD_ENTRY,
+	CFG_PEER_AUTHENTICATION,
+	CFG_AUTHORIZATION_POLICY,
+	CFG_KIND_COUNT
+};
+
+/* "VirtualService", ... ; cfg_kind_from_name returns -1 when unknown. */
+const char *cfg_kind_name(enum cfg_kind k);
+int cfg_kind_from_name(const char *kind);
+/* "networking.istio.io" or "security.istio.io" */
+const char *cfg_kind_group(enum cfg_kind k);
+
+struct cfg_strs {
+	char **v;
+	size_t n;
+};
+
+struct cfg_kv {
+	char *key;
+	char *value;
+};
+
+struct cfg_labels {
+	struct cfg_kv *v;
+	size_t n;
+};
+
+/* ---------------------------------------------------------------- VirtualService */
+
+enum cfg_match_type { CFG_MATCH_NONE, CFG_MATCH_EXACT, CFG_MATCH_PREFIX, CFG_MATCH_REGEX };
+
+struct cfg_string_match {
+	enum cfg_match_type type;
+	char *value;
+};
+
+struct cfg_header_match {
+	char *name;                  /* lower-cased */
+	struct cfg_string_match match; /* CFG_MATCH_NONE: header present, any value */
+	bool invert;                 /* from withoutHeaders */
+};
+
+struct cfg_http_match {
+	char *name;
+	struct cfg_string_match uri, scheme, method, authority;
+	struct cfg_header_match *headers; /* headers and withoutHeaders */
+	size_t n_headers;
+	struct cfg_header_match *query_params;
+	size_t n_query_params;
+	int64_t port;                /* -1 when not set */
+	struct cfg_labels source_labels;
+	char *source_namespace;
+	struct cfg_strs gateways;
+	bool ignore_uri_case;
+};
+
+struct cfg_destination {
+	char *host;                  /* as written; see model_resolve_host() */
+	char *subset;                /* NULL when not set */
+	int64_t port;                /* -1 when not set */
+};
+
+struct cfg_header_ops {
+	struct cfg_labels set, add;
+	struct cfg_strs remove;
+};
+
+struct cfg_headers {
+	struct cfg_header_ops request, response;
+};
+
+struct cfg_route_destination {
+	struct cfg_destination destination;
+	int64_t weight;              /* -1 when not set */
+	struct cfg_headers headers;
+};
+
+struct cfg_retries {
+	bool set;                    /* retries: present in the route */
+	int64_t attempts;            /* 0 disables retries */
+	int64_t per_try_timeout;     /* ns, -1 when not set */
+	char *retry_on;              /* NULL when not set */
+	bool retry_remote_localities;
+};
+
+struct cfg_fault {
+	bool has_delay;
+	double delay_percent;        /* 0..100; 100 when percentage not set */
+	int64_t fixed_delay;         /* ns */
+	bool has_abort;
+	double abort_percent;        /* 0..100; 100 when percentage not set */
+	int64_t http_status;         /* -1 when not set */
+	char *grpc_status;           /* e.g. "UNAVAILABLE"; NULL when not set */
+};
+
+struct cfg_redirect {
+	bool set;
+	char *uri, *authority, *scheme;
+	int64_t port;
+	int64_t redirect_code;       /* -1: default 301 */
+};
+
+struct cfg_rewrite {
+	bool set;
+	char *uri, *authority;
+};
+
+struct cfg_mirror {
+	bool set;
+	struct cfg_destination destination;
+	double percent;              /* 100 when not set */
+};
+
+struct cfg_http_route {
+	char *name;
+	struct cfg_http_match *match;
+	size_t n_match;              /* 0: matches everything */
+	struct cfg_route_destination *route;
+	size_t n_route;
+	struct cfg_redirect redirect;
+	struct cfg_rewrite rewrite;
+	int64_t timeout;             /* ns, -1 when not set (no timeout, as in Istio) */
+	struct cfg_retries retries;
+	struct cfg_fault fault;
+	struct cfg_mirror mirror;
+	struct cfg_headers headers;
+	int line;                    /* source line of this route, for messages */
+};
+
+struct cfg_tcp_route {
+	struct cfg_route_destination *route;
+	size_t n_route;
+	int64_t match_port;          /* -1 when not set */
+};
+
+struct cfg_virtual_service {
+	struct cfg_strs hosts;
+	struct cfg_strs gateways;
+	struct cfg_strs export_to;
+	struct cfg_http_route *http;
+	size_t n_http;
+	struct cfg_tcp_route *tcp;
+	size_t n_tcp;
+};
+
+/* ---------------------------------------------------------------- DestinationRule */
+
+enum cfg_lb_simple {
+	CFG_LB_UNSPECIFIED,
+	CFG_LB_LEAST_REQUEST,        /* also LEAST_CONN */
+	CFG_LB_ROUND_ROBIN,
+	CFG_LB_RANDOM,
+	CFG_LB_PASSTHROUGH,
+};
+
+enum cfg_hash_key { CFG_HASH_NONE, CFG_HASH_HEADER, CFG_HASH_COOKIE, CFG_HASH_SOURCE_IP, CFG_HASH_QUERY_PARAM };
+
+struct cfg_consistent_hash {
+	enum cfg_hash_key key;
+	char *header_name;           /* HEADER */
+	char *cookie_name, *cookie_path; /* COOKIE */
+	int64_t cookie_ttl;          /* ns, -1 when not set */
+	char *query_param;           /* QUERY_PARAM */
+	int64_t minimum_ring_size;   /* -1 when not set */
+	bool maglev;                 /* maglev: instead of ringHash */
+};
+
+struct cfg_locality_distribute {
+	char *from;
+	struct cfg_kv *to;           /* value: weight as decimal text */
+	size_t n_to;
+};
+
+struct cfg_locality_failover {
+	char *from, *to;
+};
+
+struct cfg_locality_lb {
+	bool set;
+	int enabled;                 /* -1 not set, 0 false, 1 true */
+	struct cfg_locality_distribute *distribute;
+	size_t n_distribute;
+	struct cfg_locality_failover *failover;
+	size_t n_failover;
+	struct cfg_strs failover_priority;
+};
+
+struct cfg_load_balancer {
+	bool set;
+	enum cfg_lb_simple simple;
+	bool has_consistent_hash;
+	struct cfg_consistent_hash consistent_hash;
+	struct cfg_locality_lb locality;
+	int64_t warmup_duration;     /* ns, -1 */
+};
+
+struct cfg_connection_pool {
+	bool set;
+	/* tcp */
+	int64_t max_connections;
+	int64_t connect_timeout;     /* ns */
+	int64_t max_connection_duration; /* ns */
+	/* http */
+	int64_t http1_max_pending_requests;
+	int64_t http2_max_requests;
+	int64_t max_requests_per_connection;
+	int64_t max_retries;
+	int64_t idle_timeout;        /* ns */
+	char *h2_upgrade_policy;     /* DEFAULT, DO_NOT_UPGRADE, UPGRADE; NULL */
+	int max_concurrent_streams;  /* -1 */
+};
+
+struct cfg_outlier_detection {
+	bool set;
+	int64_t consecutive_5xx_errors;      /* consecutive5xxErrors or deprecated consecutiveErrors */
+	int64_t consecutive_gateway_errors;
+	int64_t consecutive_local_origin_failures;
+	bool split_external_local_origin_errors;
+	int64_t interval;                    /* ns */
+	int64_t base_ejection_time;          /* ns */
+	int64_t max_ejection_percent;
+	int64_t min_health_percent;
+};
+
+enum cfg_tls_mode { CFG_TLS_UNSET, CFG_TLS_DISABLE, CFG_TLS_SIMPLE, CFG_TLS_MUTUAL, CFG_TLS_ISTIO_MUTUAL };
+
+struct cfg_client_tls {
+	bool set;
+	enum cfg_tls_mode mode;
+	char *client_certificate, *private_key, *ca_certificates, *credential_name, *sni;
+	struct cfg_strs subject_alt_names;
+	int insecure_skip_verify;    /* -1 not set */
+};
+
+struct cfg_traffic_policy {
+	struct cfg_load_balancer load_balancer;
+	struct cfg_connection_pool connection_pool;
+	struct cfg_outlier_detection outlier_detection;
+	struct cfg_client_tls tls;
+};
+
+struct cfg_port_traffic_policy {
+	int64_t port;
+	struct cfg_traffic_policy policy;
+};
+
+struct cfg_dr_policy {           /* trafficPolicy: the top level and each subset's */
+	bool set;
+	struct cfg_traffic_policy policy;
+	struct cfg_port_traffic_policy *port_level;
+	size_t n_port_level;
+};
+
+struct cfg_subset {
+	char *name;
+	struct cfg_labels labels;
+	struct cfg_dr_policy traffic_policy;
+};
+
+struct cfg_destination_rule {
+	char *host;
+	struct cfg_dr_policy traffic_policy;
+	struct cfg_subset *subsets;
+	size_t n_subsets;
+	struct cfg_strs export_to;
+	struct cfg_labels workload_selector;
+	bool has_workload_selector;
+};
+
+/* ---------------------------------------------------------------- ServiceEntry, WorkloadEntry */
+
+struct cfg_port {
+	int64_t number;
+	char *protocol;              /* upper-cased: HTTP, HTTP2, GRPC, TCP, TLS, HTTPS, ... */
+	char *name;
+	int64_t target_port;         /* -1 when not set */
+};
+
+struct cfg_workload {            /* WorkloadEntry spec, also a ServiceEntry endpoint */
+	char *address;
+	struct cfg_kv *ports;        /* port name -> number as decimal text */
+	size_t n_ports;
+	struct cfg_labels labels;
+	char *network;
+	char *locality;              /* region/zone/subzone */
+	int64_t weight;              /* -1 when not set */
+	char *service_account;
+};
+
+enum cfg_location { CFG_MESH_EXTERNAL, CFG_MESH_INTERNAL };
+enum cfg_resolution { CFG_RESOLUTION_NONE, CFG_RESOLUTION_STATIC, CFG_RESOLUTION_DNS, CFG_RESOLUTION_DNS_ROUND_ROBIN };
+
+struct cfg_service_entry {
+	struct cfg_strs hosts;
+	struct cfg_strs addresses;
+	struct cfg_port *ports;
+	size_t n_ports;
+	enum cfg_location location;  /* default MESH_EXTERNAL, as in Istio */
+	enum cfg_resolution resolution;
+	struct cfg_workload *endpoints;
+	size_t n_endpoints;
+	struct cfg_labels workload_selector;
+	bool has_workload_selector;
+	struct cfg_strs export_to;
+	struct cfg_strs subject_alt_names;
+};
+
+/* ---------------------------------------------------------------- PeerAuthentication */
+
+enum cfg_mtls_mode { CFG_MTLS_UNSET, CFG_MTLS_DISABLE, CFG_MTLS_PERMISSIVE, CFG_MTLS_STRICT };
+
+struct cfg_port_mtls {
+	int64_t port;
+	enum cfg_mtls_mode mode;
+};
+
+struct cfg_peer_authentication {
+	struct cfg_labels selector;
+	bool has_selector;
+	enum cfg_mtls_mode mode;     /* mtls.mode; UNSET when mtls absent */
+	struct cfg_port_mtls *port_level;
+	size_t n_port_level;
+};
+
+/* ---------------------------------------------------------------- AuthorizationPolicy */
+
+enum cfg_authz_action { CFG_AUTHZ_ALLOW, CFG_AUTHZ_DENY, CFG_AUTHZ_AUDIT, CFG_AUTHZ_CUSTOM };
+
+struct cfg_authz_source {
+	struct cfg_strs principals, not_principals;
+	struct cfg_strs request_principals, not_request_principals;
+	struct cfg_strs namespaces, not_namespaces;
+	struct cfg_strs ip_blocks, not_ip_blocks;
+	struct cfg_strs remote_ip_blocks, not_remote_ip_blocks;
+};
+
+struct cfg_authz_operation {
+	struct cfg_strs hosts, not_hosts;
+	struct cfg_strs ports, not_ports;
+	struct cfg_strs methods, not_methods;
+	struct cfg_strs paths, not_paths;
+};
+
+struct cfg_authz_condition {
+	char *key;
+	struct cfg_strs values, not_values;
+};
+
+struct cfg_authz_rule {
+	struct cfg_authz_source *from;
+	size_t n_from;
+	struct cfg_authz_operation *to;
+	size_t n_to;
+	struct cfg_authz_condition *when;
+	size_t n_when;
+};
+
+struct cfg_authorization_policy {
+	struct cfg_labels selector;
+	bool has_selector;
+	enum cfg_authz_action action;
+	char *provider;              /* CUSTOM only */
+	struct cfg_authz_rule *rules;
+	size_t n_rules;
+	bool rules_present;          /* "rules: []" differs from no rules key? kept for messages */
+};
+
+/* ---------------------------------------------------------------- objects */
+
+struct cfg_object {
+	enum cfg_kind kind;
+	char *api_version;           /* e.g. "networking.istio.io/v1beta1" */
+	char *name;
+	char *ns;                    /* "default" when metadata.namespace is absent */
+	struct cfg_labels labels;
+	struct cfg_labels annotations;
+	char *resource_version;      /* Kubernetes sources; NULL for files */
+	int64_t generation;
+	char *origin;                /* file path, or "kube" */
+	int line;                    /* line of the document's first token, 1-based */
+	uint64_t hash;               /* content hash of kind, metadata and spec */
+	union {
+		struct cfg_virtual_service vs;
+		struct cfg_destination_rule dr;
+		struct cfg_service_entry se;
+		struct cfg_workload we;
+		struct cfg_peer_authentication pa;
+		struct cfg_authorization_policy ap;
+	} spec;
+	/* private */
+	struct arena *arena;
+	int refs;
+};
+
+struct cfg_object *cfg_object_ref(struct cfg_object *o);
+void cfg_object_unref(struct cfg_object *o);   /* NULL is a no-op */
+
+/* One validation or parse error. kind is -1 (and ns/name NULL) when the
+ * document could not be identified (malformed YAML, missing kind, ...). */
+struct cfg_error {
+	char *origin;
+	int line, column;            /* 1-based; 0 when unknown */
+	int kind;
+	char *api_version;
+	char *ns, *name;
+	char *field;                 /* "spec.http[0].route[1].weight"; NULL for whole-document errors */
+	char *message;
+};
+
+/* Format "FILE:LINE:COL: Kind ns/name: field: message" into buf. */
+int cfg_error_format(const struct cfg_error *e, char *buf, size_t cap);
+
+struct cfg_parse_result {
+	struct cfg_object **objects;
+	size_t n_objects;
+	struct cfg_error *errors;
+	size_t n_errors;
+	size_t n_documents;          /* non-empty documents seen */
+	bool unidentified_errors;    /* some error could not be tied to kind/ns/name */
+	size_t n_ignored;            /* documents of kinds meshd does not read (e.g. Deployment) */
+};
+
+/* Limits (every buffer has a cap). */
+#define CFG_MAX_FILE_BYTES   (8u << 20)  /* one config file */
+#define CFG_MAX_DOCUMENT_NODES 200000    /* nodes in one YAML document */
+#define CFG_MAX_DEPTH        64          /* nesting depth */
+
+/* Parse YAML/JSON text.  origin names the source in errors.
+ * Returns 0 (even when documents were rejected: see out->errors) or a
+ * negative code when nothing could be done (-ENOMEM).  Call
+ * cfg_parse_result_cleanup() in every case. */
+int cfg_parse_buffer(const char *origin, const char *data, size_t len, struct cfg_parse_result *out);
+/* Read and parse a file (files over CFG_MAX_FILE_BYTES yield one error). */
+int cfg_parse_file(const char *path, struct cfg_parse_result *out);
+void cfg_parse_result_cleanup(struct cfg_parse_result *r);
+
+#endif

@@ -1,0 +1,33 @@
+/*
+ * metrics.h - meshd's Prometheus metrics, with Istio's names where they exist.
+ *
+ * A fixed set of counters, gauges and one histogram, updated with atomics
+ * from any thread and rendered by /metrics.
+ */
+#ifndef MESH_METRICS_H
+#define MESH_METRICS_H
+
+#include "common/buf.h"
+#include "controlplane/xds/resource.h"
+
+#include <stdint.h>
+
+/* pilot_xds_pushes{type="cds|eds|lds|rds|sds"} */
+void metrics_xds_push(enum xds_type t);
+/* pilot_total_xds_rejects{type=...} */
+void metrics_xds_reject(enum xds_type t);
+/* pilot_xds: connected xDS streams (gauge) */
+void metrics_xds_connected(int delta);
+/* pilot_proxy_convergence_time (seconds histogram): config change -> push sent */
+void metrics_convergence(double seconds);
+/* meshd_config_rejected_total: objects rejected by validation */
+void metrics_config_rejected(uint64_t n);
+/* meshd_config_objects{kind=...} (gauge, set after each change) */
+void metrics_config_objects(int kind, uint64_t n);
+/* meshd_config_reloads_total */
+void metrics_config_reload(void);
+
+/* Prometheus text exposition format 0.0.4 into out. */
+int metrics_render(struct mesh_buf *out);
+
+#endif

@@ -1,0 +1,66 @@
+/*
+ * resource.h - encoded xDS resources and the immutable snapshots that hold them.
+ *
+ * Generators produce an xds_snapshot: for each xDS type, the resources it
+ * serves, each already serialised (the bytes of the resource message, e.g. a
+ * envoy.config.listener.v3.Listener, not wrapped in Any) with a content hash.
+ * The ADS server picks from a snapshot what each stream subscribed to; it
+ * never re-encodes a resource.  Snapshots are reference counted and shared
+ * read-only between threads.
+ */
+#ifndef MESH_XDS_RESOURCE_H
+#define MESH_XDS_RESOURCE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum xds_type {
+	XDS_LISTENER,
+	XDS_ROUTE,
+	XDS_CLUSTER,
+	XDS_ENDPOINT,
+	XDS_SECRET,
+	XDS_TYPE_COUNT
+};
+
+#define XDS_TYPE_URL_PREFIX "type.googleapis.com/"
+/* "type.googleapis.com/envoy.config.listener.v3.Listener", ... */
+const char *xds_type_url(enum xds_type t);
+/* -1 when the URL names no type meshd serves */
+int xds_type_from_url(const char *url);
+/* "lds", "rds", "cds", "eds", "sds" (Istio's metric labels) */
+const char *xds_type_short(enum xds_type t);
+
+struct xds_resource {
+	char *name;
+	uint8_t *data;               /* serialised resource message */
+	size_t len;
+	uint64_t hash;               /* mesh_hash over type, name and data */
+};
+
+struct xds_resource_set {
+	struct xds_resource *v;      /* sorted by name, names unique */
+	size_t n;
+	size_t cap;
+};
+
+struct xds_snapshot {
+	struct xds_resource_set sets[XDS_TYPE_COUNT];
+	uint64_t model_generation;
+	/* private */
+	int refs;
+};
+
+struct xds_snapshot *xds_snapshot_new(void);
+struct xds_snapshot *xds_snapshot_ref(struct xds_snapshot *s);
+void xds_snapshot_unref(struct xds_snapshot *s);     /* NULL is a no-op */
+
+/* Add a resource: takes copies of name and data.  Adding a name twice
+ * replaces the earlier one.  Returns 0 or -ENOMEM. */
+int xds_snapshot_add(struct xds_snapshot *s, enum xds_type t, const char *name, const uint8_t *data, size_t len);
+/* Sort each set by name (call once after the last add). */
+void xds_snapshot_seal(struct xds_snapshot *s);
+/* Find by name after sealing; NULL when absent. */
+const struct xds_resource *xds_snapshot_find(const struct xds_snapshot *s, enum xds_type t, const char *name);
+
+#endif

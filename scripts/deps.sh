@@ -1,0 +1,34 @@
+#!/bin/sh
+# Install the Debian packages meshd needs to build and test, only when some are missing.
+# Safe to run repeatedly: it asks dpkg first and touches apt only if something is absent.
+set -eu
+
+PKGS="build-essential pkg-config libgrpc-dev libprotobuf-dev libprotobuf-c-dev protobuf-c-compiler
+protobuf-compiler libyaml-dev libssl-dev libcurl4-openssl-dev libmicrohttpd-dev check libsubunit-dev
+python3 python3-grpcio python3-yaml openssl curl"
+
+missing=""
+for p in $PKGS; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+		missing="$missing $p"
+	fi
+done
+
+# Node.js and npm (for the @grpc/grpc-js-xds peer) may come from another packager.
+if ! command -v npm >/dev/null 2>&1; then
+	missing="$missing nodejs npm"
+fi
+
+if [ -z "$missing" ]; then
+	exit 0
+fi
+
+echo "deps: installing$missing" >&2
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+	SUDO="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
