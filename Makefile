@@ -78,6 +78,9 @@ $(LIB): $(LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+$(BUILD)/obj/controlplane/main.o: CFLAGS += -DMESH_VERSION='"$(VERSION)"'
+
 $(BUILD)/bin/meshd: $(BUILD)/obj/controlplane/main.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

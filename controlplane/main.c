@@ -1,0 +1,399 @@
+/*
+ * main.c - meshd: the control plane.
+ *
+ * Wires the modules together: a config source feeds the store; on every
+ * change the config thread (this one) takes a store snapshot, builds the
+ * model, runs the generators and publishes the resulting xDS snapshot to
+ * the ADS server, which pushes to the proxies whose resources changed.
+ * The debug endpoint reads the latest model and snapshot under a lock.
+ */
+#include "common/duration.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "controlplane/config/store.h"
+#include "controlplane/debug/debug.h"
+#include "controlplane/debug/metrics.h"
+#include "controlplane/file/source.h"
+#include "controlplane/model/model.h"
+#include "controlplane/xds/gen.h"
+#include "controlplane/xds/server.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#ifndef MESH_VERSION
+#define MESH_VERSION "dev"
+#endif
+
+struct meshd_opts {
+	const char *config_dir;
+	const char *kubeconfig;
+	const char *xds_addr;
+	const char *secure_addr;
+	const char *http_addr;
+	const char *ca_dir;
+	const char *trust_domain;
+	const char *domain;
+	const char *root_namespace;
+	int64_t workload_cert_ttl;
+	int64_t max_workload_cert_ttl;
+	int64_t debounce_after;
+	int64_t debounce_max;
+	const char *log_format;
+	const char *log_level;
+};
+
+struct meshd {
+	struct meshd_opts opts;
+	struct cfg_store *store;
+	struct file_source *files;
+	struct xds_server *xds;
+	struct debug_server *debug;
+
+	pthread_mutex_t lock;        /* guards model, cfg and ready for the debug threads */
+	struct model *model;
+	struct cfg_snapshot *cfg;
+	bool ready;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: meshd [flags]\n"
+		"\n"
+		"Config source:\n"
+		"  --config-dir DIR            serve every *.yaml|*.yml|*.json under DIR (watched)\n"
+		"  --kubeconfig PATH           Kubernetes API (not yet available in this build)\n"
+		"Listeners:\n"
+		"  --xds-addr ADDR             plaintext ADS (default 0.0.0.0:15010)\n"
+		"  --secure-addr ADDR          ADS + CA over TLS (default 0.0.0.0:15012; not yet served)\n"
+		"  --http-addr ADDR            /ready /version /metrics /debug/* (default 0.0.0.0:15014)\n"
+		"Identity:\n"
+		"  --ca-dir DIR                plug-in CA files (ca-cert.pem ca-key.pem root-cert.pem cert-chain.pem)\n"
+		"  --trust-domain NAME         (default cluster.local)\n"
+		"  --workload-cert-ttl DUR     (default 24h)\n"
+		"  --max-workload-cert-ttl DUR (default 2160h)\n"
+		"Pushes:\n"
+		"  --debounce-after DUR        quiet time before a config change is pushed (default 100ms)\n"
+		"  --debounce-max DUR          longest a change waits (default 10s)\n"
+		"Other:\n"
+		"  --domain NAME               DNS domain of services (default cluster.local)\n"
+		"  --root-namespace NS         mesh-wide config namespace (default istio-system)\n"
+		"  --log-format text|json      (default text)\n"
+		"  --log-level debug|info|warn|error (default info)\n"
+		"  --version, --help\n");
+}
+
+static int parse_duration_flag(const char *name, const char *v, int64_t *out)
+{
+	if (mesh_duration_parse(v, out) < 0) {
+		fprintf(stderr, "meshd: --%s: invalid duration \"%s\" (examples: 100ms, 10s, 24h)\n", name, v);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int parse_opts(int argc, char **argv, struct meshd_opts *o)
+{
+	enum { O_CONFIG_DIR = 256, O_KUBECONFIG, O_XDS, O_SECURE, O_HTTP, O_CA_DIR, O_TRUST, O_TTL, O_MAX_TTL,
+	       O_DEB_AFTER, O_DEB_MAX, O_LOG_FORMAT, O_LOG_LEVEL, O_DOMAIN, O_ROOT_NS, O_VERSION, O_HELP };
+	static const struct option longopts[] = {
+		{ "config-dir", required_argument, NULL, O_CONFIG_DIR },
+		{ "kubeconfig", required_argument, NULL, O_KUBECONFIG },
+		{ "xds-addr", required_argument, NULL, O_XDS },
+		{ "secure-addr", required_argument, NULL, O_SECURE },
+		{ "http-addr", required_argument, NULL, O_HTTP },
+		{ "ca-dir", required_argument, NULL, O_CA_DIR },
+		{ "trust-domain", required_argument, NULL, O_TRUST },
+		{ "workload-cert-ttl", required_argument, NULL, O_TTL },
+		{ "max-workload-cert-ttl", required_argument, NULL, O_MAX_TTL },
+		{ "debounce-after", required_argument, NULL, O_DEB_AFTER },
+		{ "debounce-max", required_argument, NULL, O_DEB_MAX },
+		{ "log-format", required_argument, NULL, O_LOG_FORMAT },
+		{ "log-level", required_argument, NULL, O_LOG_LEVEL },
+		{ "domain", required_argument, NULL, O_DOMAIN },
+		{ "root-namespace", required_argument, NULL, O_ROOT_NS },
+		{ "version", no_argument, NULL, O_VERSION },
+		{ "help", no_argument, NULL, O_HELP },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	o->xds_addr = "0.0.0.0:15010";
+	o->secure_addr = "0.0.0.0:15012";
+	o->http_addr = "0.0.0.0:15014";
+	o->trust_domain = "cluster.local";
+	o->domain = "cluster.local";
+	o->root_namespace = "istio-system";
+	o->workload_cert_ttl = 24LL * 3600 * 1000000000LL;
+	o->max_workload_cert_ttl = 2160LL * 3600 * 1000000000LL;
+	o->debounce_after = 100LL * 1000000LL;
+	o->debounce_max = 10LL * 1000000000LL;
+	o->log_format = "text";
+	o->log_level = "info";
+
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case O_CONFIG_DIR: o->config_dir = optarg; break;
+		case O_KUBECONFIG: o->kubeconfig = optarg; break;
+		case O_XDS: o->xds_addr = optarg; break;
+		case O_SECURE: o->secure_addr = optarg; break;
+		case O_HTTP: o->http_addr = optarg; break;
+		case O_CA_DIR: o->ca_dir = optarg; break;
+		case O_TRUST: o->trust_domain = optarg; break;
+		case O_DOMAIN: o->domain = optarg; break;
+		case O_ROOT_NS: o->root_namespace = optarg; break;
+		case O_TTL:
+			if (parse_duration_flag("workload-cert-ttl", optarg, &o->workload_cert_ttl) < 0)
+				return 2;
+			break;
+		case O_MAX_TTL:
+			if (parse_duration_flag("max-workload-cert-ttl", optarg, &o->max_workload_cert_ttl) < 0)
+				return 2;
+			break;
+		case O_DEB_AFTER:
+			if (parse_duration_flag("debounce-after", optarg, &o->debounce_after) < 0)
+				return 2;
+			break;
+		case O_DEB_MAX:
+			if (parse_duration_flag("debounce-max", optarg, &o->debounce_max) < 0)
+				return 2;
+			break;
+		case O_LOG_FORMAT: o->log_format = optarg; break;
+		case O_LOG_LEVEL: o->log_level = optarg; break;
+		case O_VERSION:
+			printf("meshd %s\n", MESH_VERSION);
+			return 1;
+		case O_HELP:
+			usage(stdout);
+			return 1;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "meshd: unexpected argument \"%s\"\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	if (mesh_log_setup(o->log_level, o->log_format) < 0) {
+		fprintf(stderr, "meshd: --log-level must be debug|info|warn|error and --log-format text|json\n");
+		return 2;
+	}
+	return 0;
+}
+
+static struct cfg_snapshot *cb_config(void *ctx)
+{
+	struct meshd *d = ctx;
+	struct cfg_snapshot *s;
+
+	pthread_mutex_lock(&d->lock);
+	s = cfg_snapshot_ref(d->cfg);
+	pthread_mutex_unlock(&d->lock);
+	return s;
+}
+
+static struct model *cb_model(void *ctx)
+{
+	struct meshd *d = ctx;
+	struct model *m;
+
+	pthread_mutex_lock(&d->lock);
+	m = model_ref(d->model);
+	pthread_mutex_unlock(&d->lock);
+	return m;
+}
+
+static bool cb_ready(void *ctx)
+{
+	struct meshd *d = ctx;
+	bool r;
+
+	pthread_mutex_lock(&d->lock);
+	r = d->ready;
+	pthread_mutex_unlock(&d->lock);
+	return r;
+}
+
+/* Compile the store's current content and publish it. */
+static int meshd_push(struct meshd *d)
+{
+	struct cfg_snapshot *cfg, *old_cfg;
+	struct model *m, *old_m;
+	struct xds_snapshot *xs = NULL;
+	int rc, k;
+
+	cfg = cfg_store_snapshot(d->store);
+	if (!cfg)
+		return -ENOMEM;
+	m = model_build(cfg, d->opts.domain, d->opts.root_namespace);
+	if (!m) {
+		cfg_snapshot_unref(cfg);
+		return -ENOMEM;
+	}
+	rc = gen_grpc_snapshot(m, &xs);
+	if (rc < 0) {
+		/* keep serving the last good snapshot */
+		log_error("meshd", "generating xDS failed: %s; proxies keep the previous config", mesh_strerror(rc));
+		model_unref(m);
+		cfg_snapshot_unref(cfg);
+		return rc;
+	}
+	xds_server_publish(d->xds, xs);
+	xds_snapshot_unref(xs);
+
+	for (k = 0; k < CFG_KIND_COUNT; k++)
+		metrics_config_objects(k, cfg->n_objects[k]);
+	metrics_config_reload();
+
+	pthread_mutex_lock(&d->lock);
+	old_cfg = d->cfg;
+	old_m = d->model;
+	d->cfg = cfg;
+	d->model = m;
+	pthread_mutex_unlock(&d->lock);
+	log_info("meshd", "config generation %llu: %zu services, %zu errors",
+		 (unsigned long long)cfg->generation, m->n_services, cfg->n_errors);
+	model_unref(old_m);
+	cfg_snapshot_unref(old_cfg);
+	return 0;
+}
+
+static int meshd_loop(struct meshd *d, int sfd)
+{
+	for (;;) {
+		struct pollfd pfd[2] = {
+			{ .fd = sfd, .events = POLLIN },
+			{ .fd = file_source_fd(d->files), .events = POLLIN },
+		};
+		int timeout = file_source_timeout_ms(d->files, file_source_now());
+		int n = poll(pfd, 2, timeout);
+
+		if (n < 0 && errno != EINTR)
+			return -errno;
+		if (pfd[0].revents & POLLIN) {
+			struct signalfd_siginfo si;
+			if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+				log_info("meshd", "signal %u: shutting down", si.ssi_signo);
+				return 0;
+			}
+		}
+		if (pfd[1].revents & POLLIN)
+			file_source_handle(d->files, file_source_now());
+		n = file_source_tick(d->files, file_source_now());
+		if (n > 0)
+			meshd_push(d);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct meshd d;
+	sigset_t mask;
+	int rc, sfd = -1, status = 1;
+
+	memset(&d, 0, sizeof(d));
+	pthread_mutex_init(&d.lock, NULL);
+	rc = parse_opts(argc, argv, &d.opts);
+	if (rc)
+		return rc == 1 ? 0 : 2;
+
+	if (!d.opts.config_dir) {
+		fprintf(stderr, "meshd: the Kubernetes API source is not available in this build yet; "
+				"use --config-dir DIR\n");
+		return 2;
+	}
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL); /* before any thread starts */
+	signal(SIGPIPE, SIG_IGN);
+	sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+	if (sfd < 0) {
+		log_error("meshd", "signalfd: %s", strerror(errno));
+		goto out;
+	}
+
+	log_info("meshd", "meshd %s starting", MESH_VERSION);
+	d.store = cfg_store_new();
+	if (!d.store)
+		goto out;
+	{
+		struct file_source_config fc = {
+			.dir = d.opts.config_dir,
+			.store = d.store,
+			.debounce_after = d.opts.debounce_after,
+			.debounce_max = d.opts.debounce_max,
+		};
+		rc = file_source_new(&fc, &d.files);
+		if (rc < 0) {
+			log_error("meshd", "--config-dir %s: %s", d.opts.config_dir, mesh_strerror(rc));
+			goto out;
+		}
+	}
+	{
+		struct xds_server_config xc = { .addr = d.opts.xds_addr };
+		rc = xds_server_start(&xc, &d.xds);
+		if (rc < 0) {
+			log_error("meshd", "cannot serve xDS on %s: %s", d.opts.xds_addr, mesh_strerror(rc));
+			goto out;
+		}
+		log_info("meshd", "xDS (ADS) on %s", d.opts.xds_addr);
+	}
+	{
+		struct debug_server_config dc = {
+			.addr = d.opts.http_addr,
+			.version = MESH_VERSION,
+			.xds = d.xds,
+			.ctx = &d,
+			.config_snapshot = cb_config,
+			.model = cb_model,
+			.ready = cb_ready,
+		};
+		rc = debug_server_start(&dc, &d.debug);
+		if (rc < 0) {
+			log_error("meshd", "cannot serve HTTP on %s: %s", d.opts.http_addr, mesh_strerror(rc));
+			goto out;
+		}
+		log_info("meshd", "debug HTTP on %s", d.opts.http_addr);
+	}
+
+	rc = file_source_sync(d.files);
+	if (rc < 0) {
+		log_error("meshd", "loading %s: %s", d.opts.config_dir, mesh_strerror(rc));
+		goto out;
+	}
+	rc = meshd_push(&d);
+	if (rc < 0)
+		goto out;
+	pthread_mutex_lock(&d.lock);
+	d.ready = true;
+	pthread_mutex_unlock(&d.lock);
+	log_info("meshd", "ready");
+
+	rc = meshd_loop(&d, sfd);
+	status = rc < 0 ? 1 : 0;
+out:
+	debug_server_stop(d.debug);
+	xds_server_stop(d.xds);
+	file_source_free(d.files);
+	model_unref(d.model);
+	cfg_snapshot_unref(d.cfg);
+	cfg_store_free(d.store);
+	if (sfd >= 0)
+		close(sfd);
+	pthread_mutex_destroy(&d.lock);
+	return status;
+}
