@@ -1,0 +1,239 @@
+/*
+ * resource.c - xDS type URLs, resource sets and reference-counted snapshots.
+ *
+ * A snapshot is filled by one thread (a generator), sealed, and from then on
+ * only read, by any number of threads, each holding a reference.  Resources
+ * are kept sorted by name so lookups are binary searches and version hashes
+ * over a set do not depend on insertion order.  See resource.h.
+ */
+#include "controlplane/xds/resource.h"
+
+#include "common/err.h"
+#include "common/hash.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const struct {
+	const char *url;
+	const char *short_name;
+} xds_types[XDS_TYPE_COUNT] = {
+	[XDS_LISTENER] = { XDS_TYPE_URL_PREFIX "envoy.config.listener.v3.Listener", "lds" },
+	[XDS_ROUTE] = { XDS_TYPE_URL_PREFIX "envoy.config.route.v3.RouteConfiguration", "rds" },
+	[XDS_CLUSTER] = { XDS_TYPE_URL_PREFIX "envoy.config.cluster.v3.Cluster", "cds" },
+	[XDS_ENDPOINT] = { XDS_TYPE_URL_PREFIX "envoy.config.endpoint.v3.ClusterLoadAssignment", "eds" },
+	[XDS_SECRET] = { XDS_TYPE_URL_PREFIX "envoy.extensions.transport_sockets.tls.v3.Secret", "sds" },
+};
+
+const char *xds_type_url(enum xds_type t)
+{
+	if ((unsigned)t >= XDS_TYPE_COUNT)
+		return NULL;
+	return xds_types[t].url;
+}
+
+int xds_type_from_url(const char *url)
+{
+	int t;
+
+	if (!url)
+		return -1;
+	for (t = 0; t < XDS_TYPE_COUNT; t++)
+		if (strcmp(url, xds_types[t].url) == 0)
+			return t;
+	return -1;
+}
+
+const char *xds_type_short(enum xds_type t)
+{
+	if ((unsigned)t >= XDS_TYPE_COUNT)
+		return "unknown";
+	return xds_types[t].short_name;
+}
+
+/* The snapshot's reference count is touched from several threads. */
+static int snap_refs_add(struct xds_snapshot *s, int d)
+{
+	return __atomic_add_fetch(&s->refs, d, __ATOMIC_ACQ_REL);
+}
+
+struct xds_snapshot *xds_snapshot_new(void)
+{
+	struct xds_snapshot *s = calloc(1, sizeof(*s));
+
+	if (s)
+		s->refs = 1;
+	return s;
+}
+
+struct xds_snapshot *xds_snapshot_ref(struct xds_snapshot *s)
+{
+	if (s)
+		snap_refs_add(s, 1);
+	return s;
+}
+
+static void resource_cleanup(struct xds_resource *r)
+{
+	free(r->name);
+	free(r->data);
+	memset(r, 0, sizeof(*r));
+}
+
+void xds_snapshot_unref(struct xds_snapshot *s)
+{
+	size_t i;
+	int t;
+
+	if (!s || snap_refs_add(s, -1) > 0)
+		return;
+	for (t = 0; t < XDS_TYPE_COUNT; t++) {
+		struct xds_resource_set *set = &s->sets[t];
+		for (i = 0; i < set->n; i++)
+			resource_cleanup(&set->v[i]);
+		free(set->v);
+	}
+	free(s);
+}
+
+static uint64_t resource_hash(enum xds_type t, const char *name, const uint8_t *data, size_t len)
+{
+	uint64_t h = MESH_HASH_INIT;
+
+	h = mesh_hash_str(h, xds_types[t].url);
+	h = mesh_hash_str(h, name);
+	return mesh_hash_update(h, data, len);
+}
+
+int xds_snapshot_add(struct xds_snapshot *s, enum xds_type t, const char *name, const uint8_t *data, size_t len)
+{
+	struct xds_resource_set *set;
+	struct xds_resource nr = { 0 };
+	int rc = 0;
+
+	if (!s || (unsigned)t >= XDS_TYPE_COUNT || !name || (len && !data))
+		return -EINVAL;
+	set = &s->sets[t];
+	if (set->n == set->cap) {
+		size_t cap = set->cap ? set->cap * 2 : 8;
+		struct xds_resource *v = realloc(set->v, cap * sizeof(*v));
+		if (!v) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		set->v = v;
+		set->cap = cap;
+	}
+	nr.name = strdup(name);
+	nr.data = malloc(len ? len : 1);
+	if (!nr.name || !nr.data) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (len)
+		memcpy(nr.data, data, len);
+	nr.len = len;
+	nr.hash = resource_hash(t, name, data, len);
+	/* Appended in O(1); duplicates are resolved by xds_snapshot_seal(). */
+	set->v[set->n++] = nr;
+	memset(&nr, 0, sizeof(nr));
+out:
+	resource_cleanup(&nr);
+	return rc;
+}
+
+/* Stable merge sort by name, so that of two equal names the one added
+ * last stays last and wins in set_dedup(). */
+static void set_merge_sort(struct xds_resource *v, struct xds_resource *tmp, size_t n)
+{
+	size_t mid = n / 2, i = 0, j = mid, k = 0;
+
+	if (n < 2)
+		return;
+	set_merge_sort(v, tmp, mid);
+	set_merge_sort(v + mid, tmp, n - mid);
+	while (i < mid && j < n) {
+		if (strcmp(v[j].name, v[i].name) < 0)
+			tmp[k++] = v[j++];
+		else
+			tmp[k++] = v[i++];
+	}
+	while (i < mid)
+		tmp[k++] = v[i++];
+	while (j < n)
+		tmp[k++] = v[j++];
+	memcpy(v, tmp, n * sizeof(*v));
+}
+
+/* On a sorted set: keep the last of each run of equal names. */
+static void set_dedup(struct xds_resource_set *set)
+{
+	size_t i, w = 0;
+
+	for (i = 0; i < set->n; i++) {
+		if (i + 1 < set->n && strcmp(set->v[i].name, set->v[i + 1].name) == 0) {
+			resource_cleanup(&set->v[i]);
+			continue;
+		}
+		set->v[w++] = set->v[i];
+	}
+	set->n = w;
+}
+
+void xds_snapshot_seal(struct xds_snapshot *s)
+{
+	int t;
+
+	if (!s)
+		return;
+	for (t = 0; t < XDS_TYPE_COUNT; t++) {
+		struct xds_resource_set *set = &s->sets[t];
+		struct xds_resource *tmp;
+		size_t i;
+		int sorted = 1;
+
+		for (i = 1; i < set->n && sorted; i++)
+			sorted = strcmp(set->v[i - 1].name, set->v[i].name) < 0;
+		if (sorted)
+			continue;
+		tmp = malloc(set->n * sizeof(*tmp));
+		if (tmp) {
+			set_merge_sort(set->v, tmp, set->n);
+			free(tmp);
+		} else {
+			/* No memory for the merge buffer: insertion sort is stable too. */
+			for (i = 1; i < set->n; i++) {
+				struct xds_resource r = set->v[i];
+				size_t j = i;
+				while (j > 0 && strcmp(set->v[j - 1].name, r.name) > 0) {
+					set->v[j] = set->v[j - 1];
+					j--;
+				}
+				set->v[j] = r;
+			}
+		}
+		set_dedup(set);
+	}
+}
+
+const struct xds_resource *xds_snapshot_find(const struct xds_snapshot *s, enum xds_type t, const char *name)
+{
+	const struct xds_resource_set *set;
+	size_t lo = 0, hi;
+
+	if (!s || (unsigned)t >= XDS_TYPE_COUNT || !name)
+		return NULL;
+	set = &s->sets[t];
+	hi = set->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(name, set->v[mid].name);
+		if (c == 0)
+			return &set->v[mid];
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
+}
