@@ -14,6 +14,10 @@
 #define MESH_DEBUG_H
 
 #include <stdbool.h>
+#include <stddef.h>
+
+/* Cap on one response body; past it the request gets a 500. */
+#define DEBUG_MAX_RESPONSE_BYTES ((size_t)64 << 20)
 
 struct cfg_snapshot;
 struct model;
@@ -29,6 +33,7 @@ struct debug_server_config {
 	struct cfg_snapshot *(*config_snapshot)(void *ctx);
 	struct model *(*model)(void *ctx);
 	bool (*ready)(void *ctx);
+	size_t max_response_bytes;   /* 0: DEBUG_MAX_RESPONSE_BYTES */
 };
 
 /* Returns 0 or a negative code (-EADDRINUSE, -EINVAL for a bad address). */
