@@ -1,0 +1,229 @@
+"""Helpers for meshd integration tests: the real meshd binary, real gRPC
+backends on loopback, and Debian's python3-grpcio as the xDS client.
+
+Every wait is bounded; nothing here asserts on timing.
+"""
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent import futures
+
+import grpc
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.environ.get("MESH_BUILD", os.path.join(ROOT, "build"))
+MESHD = os.path.join(BUILD, "bin", "meshd")
+MESHCTL = os.path.join(BUILD, "bin", "meshctl")
+METHOD = "/test.Echo/Hello"
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_for(pred, timeout=20.0, interval=0.05, what="condition"):
+    """Poll pred() until it returns a truthy value; raise after timeout."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
+
+
+class Meshd:
+    """meshd on a temporary config directory with loopback ports."""
+
+    def __init__(self, files=None, extra_args=()):
+        self.dir = tempfile.mkdtemp(prefix="meshd-it-")
+        self.config_dir = os.path.join(self.dir, "config")
+        os.mkdir(self.config_dir)
+        self.xds_port = free_port()
+        self.http_port = free_port()
+        self.secure_port = free_port()
+        self.log_path = os.path.join(self.dir, "meshd.log")
+        self.extra_args = list(extra_args)
+        self.proc = None
+        for name, text in (files or {}).items():
+            self.write(name, text)
+
+    def write(self, name, text):
+        """Write a config file atomically (as an editor or ConfigMap update does)."""
+        path = os.path.join(self.config_dir, name)
+        tmp = path + ".tmp~"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.rename(tmp, path)
+
+    def remove(self, name):
+        os.unlink(os.path.join(self.config_dir, name))
+
+    def start(self):
+        wrapper = os.environ.get("MESHD_WRAPPER", "").split()
+        args = wrapper + [
+            MESHD,
+            "--config-dir", self.config_dir,
+            "--xds-addr", "127.0.0.1:%d" % self.xds_port,
+            "--http-addr", "127.0.0.1:%d" % self.http_port,
+            "--secure-addr", "127.0.0.1:%d" % self.secure_port,
+            "--debounce-after", "50ms",
+            "--log-level", "debug",
+        ] + self.extra_args
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        wait_for(self.ready, timeout=60, what="meshd /ready")
+        return self
+
+    def ready(self):
+        if self.proc.poll() is not None:
+            raise AssertionError("meshd exited with %s:\n%s" % (self.proc.returncode, self.logs()))
+        try:
+            return self.http("/ready")[0] == 200
+        except OSError:
+            return False
+
+    def http(self, path):
+        url = "http://127.0.0.1:%d%s" % (self.http_port, path)
+        try:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def json(self, path):
+        status, body = self.http(path)
+        if status != 200:
+            raise AssertionError("GET %s: %d %s" % (path, status, body))
+        return json.loads(body)
+
+    def logs(self):
+        try:
+            with open(self.log_path) as f:
+                return f.read()[-20000:]
+        except OSError:
+            return ""
+
+    def bootstrap(self, node_id="sidecar~127.0.0.1~client.default~default.svc.cluster.local",
+                  namespace="default"):
+        path = os.path.join(self.dir, "bootstrap-%d.json" % random.randrange(1 << 30))
+        with open(path, "w") as f:
+            json.dump({
+                "xds_servers": [{
+                    "server_uri": "127.0.0.1:%d" % self.xds_port,
+                    "channel_creds": [{"type": "insecure"}],
+                    "server_features": ["xds_v3"],
+                }],
+                "node": {
+                    "id": node_id,
+                    "metadata": {"GENERATOR": "grpc", "NAMESPACE": namespace},
+                    "locality": {},
+                },
+            }, f)
+        return path
+
+    def stop(self):
+        """Stop meshd; it must exit cleanly (0), which under ASan also means no leak."""
+        if not self.proc:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+    def cleanup(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Backend:
+    """A real gRPC server on loopback answering METHOD with its name.
+
+    fail_every: when n > 0, every n-th call (1-based) fails with UNAVAILABLE,
+    a deterministic "flaky" backend.
+    """
+
+    def __init__(self, name, port=None, fail_every=0):
+        self.name = name
+        self.port = port or free_port()
+        self.fail_every = fail_every
+        self.calls = 0
+        self.lock = threading.Lock()
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+        handler = grpc.method_handlers_generic_handler("test.Echo", {
+            "Hello": grpc.unary_unary_rpc_method_handler(self._hello),
+        })
+        self.server.add_generic_rpc_handlers((handler,))
+        self.server.add_insecure_port("127.0.0.1:%d" % self.port)
+        self.server.start()
+
+    def _hello(self, request, context):
+        with self.lock:
+            self.calls += 1
+            n = self.calls
+        if self.fail_every and n % self.fail_every == 0:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "%s: injected failure %d" % (self.name, n))
+        return self.name.encode()
+
+    def stop(self):
+        self.server.stop(None)
+
+
+def call_many(channel, n, metadata=None, timeout=10):
+    """Make n unary calls; return {backend name or 'ERR:CODE': count}."""
+    stub = channel.unary_unary(METHOD)
+    counts = {}
+    for _ in range(n):
+        try:
+            r = stub(b"hi", metadata=metadata, timeout=timeout).decode()
+        except grpc.RpcError as e:
+            r = "ERR:" + e.code().name
+        counts[r] = counts.get(r, 0) + 1
+    return counts
+
+
+class XdsClient:
+    """A proxyless gRPC client process using meshd through its bootstrap."""
+
+    def __init__(self, bootstrap, target):
+        env = dict(os.environ, GRPC_XDS_BOOTSTRAP=bootstrap)
+        env.pop("GRPC_VERBOSITY", None)
+        self.proc = subprocess.Popen(
+            ["/usr/bin/python3", os.path.join(os.path.dirname(__file__), "xds_client.py"), target],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
+
+    def call(self, n, metadata=None, timeout=5):
+        req = {"n": n, "metadata": metadata or [], "timeout": timeout}
+        self.proc.stdin.write(json.dumps(req) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise AssertionError("xDS client exited with %s" % self.proc.wait())
+        return json.loads(line)["counts"]
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
