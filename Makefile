@@ -46,6 +46,9 @@ COMMON_SRCS := $(sort $(wildcard common/*.c))
 CP_SRCS     := $(sort $(shell find controlplane -name '*.c' ! -path 'controlplane/cli/*' ! -name main.c))
 CLI_SRCS    := $(sort $(wildcard controlplane/cli/*.c))
 LIB_OBJS    := $(patsubst %.c,$(BUILD)/obj/%.o,$(COMMON_SRCS) $(CP_SRCS)) $(PB_O)
+# CRD schemas compiled in (controlplane/config validates against them)
+CRD_YAML    := $(sort $(wildcard crd-schemas/*.yaml))
+LIB_OBJS    += $(GEN)/crd_schemas.o
 LIB         := $(BUILD)/libmesh.a
 
 BINS        := $(BUILD)/bin/meshd $(BUILD)/bin/meshctl
@@ -73,6 +76,13 @@ $(GEN)/%.pb-c.o: $(GEN)/%.pb-c.c | $(PB_H)
 $(BUILD)/obj/%.o: %.c | $(PB_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(GEN)/crd_schemas.c: $(CRD_YAML) scripts/gen_crd_schemas.sh
+	@mkdir -p $(GEN)
+	sh scripts/gen_crd_schemas.sh $@ $(CRD_YAML)
+
+$(GEN)/crd_schemas.o: $(GEN)/crd_schemas.c
+	$(CC) $(GEN_CFLAGS) -c -o $@ $<
 
 $(LIB): $(LIB_OBJS)
 	@rm -f $@
