@@ -15,6 +15,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -235,12 +236,25 @@ static void metrics__per_type(struct mesh_buf *out, const char *name, _Atomic ui
 				(unsigned long long)atomic_load_explicit(&v[t], memory_order_relaxed));
 }
 
+/* Shortest of %.15g / %.17g that reads back as the same double. */
+static void metrics__put_double(struct mesh_buf *out, double v)
+{
+	char tmp[64];
+
+	snprintf(tmp, sizeof(tmp), "%.15g", v);
+	if (strtod(tmp, NULL) != v)
+		snprintf(tmp, sizeof(tmp), "%.17g", v);
+	mesh_buf_puts(out, tmp);
+}
+
 static void metrics__gauge_double(struct mesh_buf *out, const char *name, const char *help, double v)
 {
 	if (v < 0)
 		return;
 	metrics__head(out, name, "gauge", help);
-	mesh_buf_printf(out, "%s %.17g\n", name, v);
+	mesh_buf_printf(out, "%s ", name);
+	metrics__put_double(out, v);
+	mesh_buf_putc(out, '\n');
 }
 
 /*
@@ -254,7 +268,7 @@ int metrics_render(struct mesh_buf *out)
 	size_t i;
 	int k;
 
-	metrics__head(out, "pilot_xds_pushes", "counter", "Pilot build and send errors for lds, rds, cds and eds.");
+	metrics__head(out, "pilot_xds_pushes", "counter", "xDS responses sent to proxies, per type.");
 	metrics__per_type(out, "pilot_xds_pushes", metrics__pushes);
 
 	metrics__head(out, "pilot_total_xds_rejects", "counter", "Total number of XDS responses from pilot rejected by proxy.");
@@ -276,7 +290,9 @@ int metrics_render(struct mesh_buf *out)
 					(unsigned long long)cum);
 	}
 	v = metrics__bitsd(atomic_load_explicit(&metrics__conv_sum_bits, memory_order_relaxed));
-	mesh_buf_printf(out, "pilot_proxy_convergence_time_sum %.17g\n", v);
+	mesh_buf_puts(out, "pilot_proxy_convergence_time_sum ");
+	metrics__put_double(out, v);
+	mesh_buf_putc(out, '\n');
 	/* the count is the +Inf bucket, so the two always agree */
 	mesh_buf_printf(out, "pilot_proxy_convergence_time_count %llu\n", (unsigned long long)cum);
 
