@@ -1,0 +1,762 @@
+/*
+ * gen_grpc_route.c - RDS for proxyless gRPC clients.
+ *
+ * One RouteConfiguration "HOST:PORT" per service port, holding one
+ * VirtualHost whose routes come from the VirtualServices that name the
+ * host, in the order model_virtual_services() gives (the first matching
+ * route wins across them, as Istio merges them).  Each http route becomes
+ * one Route per match that applies to this port (or one catch-all); a
+ * catch-all ends the list, as in Istio.  With no VirtualService, or none
+ * that yields a route for this port, the host gets Istio's default route.
+ *
+ * Compatibility floor (gRPC 1.51): header matchers use the old
+ * exact/prefix/safe_regex/present fields, never string_match; weighted
+ * clusters carry total_weight equal to the sum of their weights; the
+ * timeout is sent as max_stream_duration too, since that is what gRPC
+ * reads.  Redirects, rewrites, mirrors and header edits mean nothing to a
+ * gRPC client and are not sent.
+ */
+#include "controlplane/xds/gen_int.h"
+
+#include "common/err.h"
+
+#include "envoy/config/route/v3/route.pb-c.h"
+#include "envoy/config/route/v3/route_components.pb-c.h"
+#include "envoy/extensions/filters/http/fault/v3/fault.pb-c.h"
+#include "envoy/extensions/filters/common/fault/v3/fault.pb-c.h"
+#include "envoy/type/matcher/v3/regex.pb-c.h"
+#include "envoy/type/v3/percent.pb-c.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+typedef Envoy__Config__Route__V3__Route gen_route;
+typedef Envoy__Config__Route__V3__RouteMatch gen_match;
+typedef Envoy__Config__Route__V3__RouteAction gen_action;
+typedef Envoy__Config__Route__V3__HeaderMatcher gen_header;
+typedef Envoy__Config__Route__V3__RouteAction__HashPolicy gen_hash;
+
+/* Istio's retry policy when a route has no `retries`. */
+#define GEN_DEFAULT_RETRY_ON "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
+#define GEN_DEFAULT_ATTEMPTS 2
+#define GEN_FAULT_FILTER     "envoy.filters.http.fault"
+/* Fault percentages are sent per million so fractional percents survive. */
+#define GEN_PER_MILLION      1000000u
+/* Routes in one RouteConfiguration. */
+#define GEN_MAX_ROUTES       4096
+
+struct gen_rctx {
+	const struct model *m;
+	const struct model_service *svc;
+	uint32_t port;               /* the listener's port */
+	struct arena *a;
+	gen_route **routes;
+	size_t n_routes, cap_routes;
+	bool done;                   /* a catch-all was emitted */
+};
+
+static int gen_push_route(struct gen_rctx *c, gen_route *r)
+{
+	gen_route **v;
+
+	if (c->n_routes == c->cap_routes) {
+		size_t cap = c->cap_routes ? c->cap_routes * 2 : 8;
+
+		if (cap > GEN_MAX_ROUTES)
+			return -MESH_ETOOBIG;
+		v = arena_calloc(c->a, cap, sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		if (c->n_routes)
+			memcpy(v, c->routes, c->n_routes * sizeof(*v));
+		c->routes = v;
+		c->cap_routes = cap;
+	}
+	c->routes[c->n_routes++] = r;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- matches */
+
+static Envoy__Type__Matcher__V3__RegexMatcher *gen_regex(struct arena *a, const char *re)
+{
+	Envoy__Type__Matcher__V3__RegexMatcher *m = gen__msg(a, &envoy__type__matcher__v3__regex_matcher__descriptor);
+	Envoy__Type__Matcher__V3__RegexMatcher__GoogleRE2 *g =
+		gen__msg(a, &envoy__type__matcher__v3__regex_matcher__google_re2__descriptor);
+
+	if (!m || !g)
+		return NULL;
+	m->engine_type_case = ENVOY__TYPE__MATCHER__V3__REGEX_MATCHER__ENGINE_TYPE_GOOGLE_RE2;
+	m->google_re2 = g;
+	m->regex = arena_strdup(a, re ? re : "");
+	return m->regex ? m : NULL;
+}
+
+/* A HeaderMatcher for one config string match (CFG_MATCH_NONE: present). */
+static gen_header *gen_header_match(struct arena *a, const char *name, const struct cfg_string_match *sm, bool invert)
+{
+	gen_header *h = gen__msg(a, &envoy__config__route__v3__header_matcher__descriptor);
+	const char *v = sm->value ? sm->value : "";
+
+	if (!h)
+		return NULL;
+	h->name = arena_strdup(a, name);
+	if (!h->name)
+		return NULL;
+	h->invert_match = invert;
+	switch (sm->type) {
+	case CFG_MATCH_EXACT:
+		h->header_match_specifier_case = ENVOY__CONFIG__ROUTE__V3__HEADER_MATCHER__HEADER_MATCH_SPECIFIER_EXACT_MATCH;
+		h->exact_match = arena_strdup(a, v);
+		if (!h->exact_match)
+			return NULL;
+		break;
+	case CFG_MATCH_PREFIX:
+		if (!*v) {
+			/* An empty prefix matches any value: Envoy wants it non-empty. */
+			h->header_match_specifier_case = ENVOY__CONFIG__ROUTE__V3__HEADER_MATCHER__HEADER_MATCH_SPECIFIER_PRESENT_MATCH;
+			h->present_match = true;
+			break;
+		}
+		h->header_match_specifier_case = ENVOY__CONFIG__ROUTE__V3__HEADER_MATCHER__HEADER_MATCH_SPECIFIER_PREFIX_MATCH;
+		h->prefix_match = arena_strdup(a, v);
+		if (!h->prefix_match)
+			return NULL;
+		break;
+	case CFG_MATCH_REGEX:
+		h->header_match_specifier_case =
+			ENVOY__CONFIG__ROUTE__V3__HEADER_MATCHER__HEADER_MATCH_SPECIFIER_SAFE_REGEX_MATCH;
+		h->safe_regex_match = gen_regex(a, v);
+		if (!h->safe_regex_match)
+			return NULL;
+		break;
+	case CFG_MATCH_NONE:
+	default:
+		h->header_match_specifier_case = ENVOY__CONFIG__ROUTE__V3__HEADER_MATCHER__HEADER_MATCH_SPECIFIER_PRESENT_MATCH;
+		h->present_match = true;
+		break;
+	}
+	return h;
+}
+
+static bool gen_has_mesh(const struct cfg_strs *gw)
+{
+	size_t i;
+
+	if (gw->n == 0)
+		return true;
+	for (i = 0; i < gw->n; i++)
+		if (strcmp(gw->v[i], "mesh") == 0)
+			return true;
+	return false;
+}
+
+/* Does this match apply to a proxyless client calling this port?  Matches
+ * on the caller's labels or namespace depend on the client, which a
+ * mesh-wide snapshot cannot know: they are left out. */
+static bool gen_match_applies(const struct cfg_http_match *mt, uint32_t port)
+{
+	if (mt->port >= 0 && (uint64_t)mt->port != port)
+		return false;
+	if (!gen_has_mesh(&mt->gateways))
+		return false;
+	if (mt->source_labels.n > 0 || mt->source_namespace)
+		return false;
+	return true;
+}
+
+static bool gen_uri_is_catchall(const struct cfg_string_match *u)
+{
+	if (u->type == CFG_MATCH_NONE)
+		return true;
+	if (u->type == CFG_MATCH_PREFIX && u->value && (!u->value[0] || strcmp(u->value, "/") == 0))
+		return true;
+	if (u->type == CFG_MATCH_REGEX && u->value && (strcmp(u->value, "*") == 0 || strcmp(u->value, ".*") == 0))
+		return true;
+	return false;
+}
+
+static bool gen_match_is_catchall(const struct cfg_http_match *mt)
+{
+	if (!mt)
+		return true;
+	return gen_uri_is_catchall(&mt->uri) && mt->n_headers == 0 && mt->n_query_params == 0 &&
+	       mt->method.type == CFG_MATCH_NONE && mt->authority.type == CFG_MATCH_NONE &&
+	       mt->scheme.type == CFG_MATCH_NONE;
+}
+
+/* mt NULL: the catch-all. */
+static gen_match *gen_route_match(struct arena *a, const struct cfg_http_match *mt)
+{
+	gen_match *rm = gen__msg(a, &envoy__config__route__v3__route_match__descriptor);
+	size_t nh = 0, i;
+	const char *v;
+
+	if (!rm)
+		return NULL;
+	rm->path_specifier_case = ENVOY__CONFIG__ROUTE__V3__ROUTE_MATCH__PATH_SPECIFIER_PREFIX;
+	rm->prefix = "";
+	if (!mt)
+		return rm;
+
+	v = mt->uri.value ? mt->uri.value : "";
+	switch (mt->uri.type) {
+	case CFG_MATCH_EXACT:
+		rm->path_specifier_case = ENVOY__CONFIG__ROUTE__V3__ROUTE_MATCH__PATH_SPECIFIER_PATH;
+		rm->path = arena_strdup(a, v);
+		if (!rm->path)
+			return NULL;
+		break;
+	case CFG_MATCH_PREFIX:
+		rm->prefix = arena_strdup(a, v);
+		if (!rm->prefix)
+			return NULL;
+		break;
+	case CFG_MATCH_REGEX:
+		rm->path_specifier_case = ENVOY__CONFIG__ROUTE__V3__ROUTE_MATCH__PATH_SPECIFIER_SAFE_REGEX;
+		rm->safe_regex = gen_regex(a, v);
+		if (!rm->safe_regex)
+			return NULL;
+		break;
+	case CFG_MATCH_NONE:
+	default:
+		break;
+	}
+	if (mt->ignore_uri_case) {
+		rm->case_sensitive = gen__bool(a, false);
+		if (!rm->case_sensitive)
+			return NULL;
+	}
+
+	rm->headers = arena_calloc(a, mt->n_headers + 3, sizeof(*rm->headers));
+	if (!rm->headers)
+		return NULL;
+	for (i = 0; i < mt->n_headers; i++) {
+		const struct cfg_header_match *hm = &mt->headers[i];
+
+		rm->headers[nh] = gen_header_match(a, hm->name, &hm->match, hm->invert);
+		if (!rm->headers[nh++])
+			return NULL;
+	}
+	if (mt->method.type != CFG_MATCH_NONE) {
+		rm->headers[nh] = gen_header_match(a, ":method", &mt->method, false);
+		if (!rm->headers[nh++])
+			return NULL;
+	}
+	if (mt->authority.type != CFG_MATCH_NONE) {
+		rm->headers[nh] = gen_header_match(a, ":authority", &mt->authority, false);
+		if (!rm->headers[nh++])
+			return NULL;
+	}
+	if (mt->scheme.type != CFG_MATCH_NONE) {
+		rm->headers[nh] = gen_header_match(a, ":scheme", &mt->scheme, false);
+		if (!rm->headers[nh++])
+			return NULL;
+	}
+	rm->n_headers = nh;
+	return rm;
+}
+
+/* ---------------------------------------------------------------- action */
+
+struct gen_dest {
+	char host[GEN_NAME_MAX];     /* FQDN */
+	uint32_t port;
+	const char *subset;
+	uint32_t weight;
+	const char *ns;              /* namespace the DestinationRule is looked up from */
+};
+
+static void gen_resolve_dest(const struct gen_rctx *c, const char *vs_ns,
+			     const struct cfg_route_destination *rd, struct gen_dest *d)
+{
+	const struct model_service *ds;
+
+	model_resolve_host(c->m, rd->destination.host, vs_ns, d->host, sizeof(d->host));
+	ds = model_find_service(c->m, d->host);
+	if (rd->destination.port > 0)
+		d->port = gen__clamp_u32(rd->destination.port);
+	else if (ds && ds->n_ports == 1)
+		d->port = ds->ports[0].number;
+	else
+		d->port = c->port;
+	d->subset = rd->destination.subset;
+	d->weight = rd->weight < 0 ? 0 : gen__clamp_u32(rd->weight);
+	d->ns = ds ? ds->ns : vs_ns;
+}
+
+/* The consistent-hash settings that apply to one destination, or NULL. */
+static const struct cfg_consistent_hash *gen_dest_hash(const struct gen_rctx *c, const struct gen_dest *d,
+						       struct gen_policy *pol)
+{
+	const struct cfg_object *dr = model_destination_rule(c->m, d->host, d->ns);
+
+	gen__policy(dr, d->subset, d->port, pol);
+	if (!pol->p.load_balancer.set || !pol->p.load_balancer.has_consistent_hash)
+		return NULL;
+	if (pol->p.load_balancer.consistent_hash.key == CFG_HASH_NONE)
+		return NULL;
+	return &pol->p.load_balancer.consistent_hash;
+}
+
+static bool gen_streq(const char *x, const char *y)
+{
+	if (!x || !y)
+		return x == y;
+	return strcmp(x, y) == 0;
+}
+
+static bool gen_hash_equal(const struct cfg_consistent_hash *x, const struct cfg_consistent_hash *y)
+{
+	return x->key == y->key && gen_streq(x->header_name, y->header_name) &&
+	       gen_streq(x->cookie_name, y->cookie_name) && gen_streq(x->cookie_path, y->cookie_path) &&
+	       x->cookie_ttl == y->cookie_ttl && gen_streq(x->query_param, y->query_param);
+}
+
+static gen_hash *gen_hash_policy(struct arena *a, const struct cfg_consistent_hash *h)
+{
+	gen_hash *hp = gen__msg(a, &envoy__config__route__v3__route_action__hash_policy__descriptor);
+
+	if (!hp)
+		return NULL;
+	switch (h->key) {
+	case CFG_HASH_HEADER: {
+		Envoy__Config__Route__V3__RouteAction__HashPolicy__Header *x =
+			gen__msg(a, &envoy__config__route__v3__route_action__hash_policy__header__descriptor);
+		if (!x || !(x->header_name = arena_strdup(a, h->header_name ? h->header_name : "")))
+			return NULL;
+		hp->policy_specifier_case = ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__HASH_POLICY__POLICY_SPECIFIER_HEADER;
+		hp->header = x;
+		break;
+	}
+	case CFG_HASH_COOKIE: {
+		Envoy__Config__Route__V3__RouteAction__HashPolicy__Cookie *x =
+			gen__msg(a, &envoy__config__route__v3__route_action__hash_policy__cookie__descriptor);
+		if (!x || !(x->name = arena_strdup(a, h->cookie_name ? h->cookie_name : "")))
+			return NULL;
+		if (h->cookie_path && !(x->path = arena_strdup(a, h->cookie_path)))
+			return NULL;
+		if (h->cookie_ttl >= 0 && !(x->ttl = gen__duration(a, h->cookie_ttl)))
+			return NULL;
+		hp->policy_specifier_case = ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__HASH_POLICY__POLICY_SPECIFIER_COOKIE;
+		hp->cookie = x;
+		break;
+	}
+	case CFG_HASH_SOURCE_IP: {
+		Envoy__Config__Route__V3__RouteAction__HashPolicy__ConnectionProperties *x =
+			gen__msg(a, &envoy__config__route__v3__route_action__hash_policy__connection_properties__descriptor);
+		if (!x)
+			return NULL;
+		x->source_ip = true;
+		hp->policy_specifier_case =
+			ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__HASH_POLICY__POLICY_SPECIFIER_CONNECTION_PROPERTIES;
+		hp->connection_properties = x;
+		break;
+	}
+	case CFG_HASH_QUERY_PARAM: {
+		Envoy__Config__Route__V3__RouteAction__HashPolicy__QueryParameter *x =
+			gen__msg(a, &envoy__config__route__v3__route_action__hash_policy__query_parameter__descriptor);
+		if (!x || !(x->name = arena_strdup(a, h->query_param ? h->query_param : "")))
+			return NULL;
+		hp->policy_specifier_case =
+			ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__HASH_POLICY__POLICY_SPECIFIER_QUERY_PARAMETER;
+		hp->query_parameter = x;
+		break;
+	}
+	case CFG_HASH_NONE:
+	default:
+		return NULL;
+	}
+	return hp;
+}
+
+/* Returns 0 and *out (NULL when no retry policy), or -ENOMEM. */
+static int gen_retry(struct arena *a, const struct cfg_retries *r, Envoy__Config__Route__V3__RetryPolicy **out)
+{
+	Envoy__Config__Route__V3__RetryPolicy *rp;
+	const char *on = GEN_DEFAULT_RETRY_ON;
+	uint32_t attempts = GEN_DEFAULT_ATTEMPTS;
+
+	*out = NULL;
+	if (r->set) {
+		if (r->attempts <= 0)
+			return 0;
+		attempts = gen__clamp_u32(r->attempts);
+		if (r->retry_on && r->retry_on[0])
+			on = r->retry_on;
+	}
+	rp = gen__msg(a, &envoy__config__route__v3__retry_policy__descriptor);
+	if (!rp || !(rp->retry_on = arena_strdup(a, on)) || !(rp->num_retries = gen__u32(a, attempts)))
+		return -ENOMEM;
+	if (r->set && r->per_try_timeout > 0 && !(rp->per_try_timeout = gen__duration(a, r->per_try_timeout)))
+		return -ENOMEM;
+	*out = rp;
+	return 0;
+}
+
+/* Build the route action for route hr of VirtualService vs. */
+static int gen_action_build(struct gen_rctx *c, const struct cfg_object *vs, const struct cfg_http_route *hr,
+			    gen_action **out)
+{
+	struct arena *a = c->a;
+	gen_action *ra = gen__msg(a, &envoy__config__route__v3__route_action__descriptor);
+	struct gen_dest *d = NULL;
+	const struct cfg_consistent_hash *hash = NULL;
+	struct gen_policy pol, pol0;
+	size_t i, n = 0;
+	uint64_t total = 0;
+	int rc = -ENOMEM;
+
+	*out = NULL;
+	if (!ra)
+		goto out;
+	d = calloc(hr->n_route, sizeof(*d));
+	if (!d)
+		goto out;
+	for (i = 0; i < hr->n_route; i++)
+		gen_resolve_dest(c, vs->ns, &hr->route[i], &d[i]);
+	for (i = 0; i < hr->n_route; i++)
+		total += d[i].weight;
+	/* Zero-weight destinations are dropped while others carry weight (as
+	 * Istio does); with no weight at all, traffic splits evenly. */
+	for (i = 0; i < hr->n_route; i++) {
+		if (total > 0 && d[i].weight == 0)
+			continue;
+		if (total == 0)
+			d[i].weight = 1;
+		d[n++] = d[i];
+	}
+	if (n == 1) {
+		ra->cluster_specifier_case = ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__CLUSTER_SPECIFIER_CLUSTER;
+		ra->cluster = gen__cluster_name(a, d[0].port, d[0].subset, d[0].host);
+		if (!ra->cluster)
+			goto out;
+	} else {
+		Envoy__Config__Route__V3__WeightedCluster *wc =
+			gen__msg(a, &envoy__config__route__v3__weighted_cluster__descriptor);
+		uint64_t sum = 0;
+
+		if (!wc || !(wc->clusters = arena_calloc(a, n, sizeof(*wc->clusters))))
+			goto out;
+		for (i = 0; i < n; i++) {
+			Envoy__Config__Route__V3__WeightedCluster__ClusterWeight *cw =
+				gen__msg(a, &envoy__config__route__v3__weighted_cluster__cluster_weight__descriptor);
+			if (!cw || !(cw->name = gen__cluster_name(a, d[i].port, d[i].subset, d[i].host)) ||
+			    !(cw->weight = gen__u32(a, d[i].weight)))
+				goto out;
+			sum += d[i].weight;
+			wc->clusters[i] = cw;
+		}
+		wc->n_clusters = n;
+		if (sum > UINT32_MAX) {
+			rc = -EINVAL;
+			goto out;
+		}
+		/* gRPC 1.51 requires the total to equal the sum. */
+		wc->total_weight = gen__u32(a, (uint32_t)sum);
+		if (!wc->total_weight)
+			goto out;
+		ra->cluster_specifier_case = ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__CLUSTER_SPECIFIER_WEIGHTED_CLUSTERS;
+		ra->weighted_clusters = wc;
+	}
+
+	/* Istio: no timeout unless the route gives one (0s disables it). */
+	ra->timeout = gen__duration(a, hr->timeout > 0 ? hr->timeout : 0);
+	if (!ra->timeout)
+		goto out;
+	if (hr->timeout > 0) {
+		Envoy__Config__Route__V3__RouteAction__MaxStreamDuration *msd =
+			gen__msg(a, &envoy__config__route__v3__route_action__max_stream_duration__descriptor);
+		if (!msd || !(msd->max_stream_duration = gen__duration(a, hr->timeout)))
+			goto out;
+		ra->max_stream_duration = msd;
+	}
+	rc = gen_retry(a, &hr->retries, &ra->retry_policy);
+	if (rc < 0)
+		goto out;
+
+	/* Hashing applies when every destination hashes the same way. */
+	for (i = 0; i < n; i++) {
+		const struct cfg_consistent_hash *h = gen_dest_hash(c, &d[i], i == 0 ? &pol0 : &pol);
+
+		if (!h || (hash && !gen_hash_equal(hash, h))) {
+			hash = NULL;
+			break;
+		}
+		if (i == 0)
+			hash = h;
+	}
+	if (hash) {
+		rc = -ENOMEM;
+		if (!(ra->hash_policy = arena_calloc(a, 1, sizeof(*ra->hash_policy))))
+			goto out;
+		ra->hash_policy[0] = gen_hash_policy(a, hash);
+		if (!ra->hash_policy[0])
+			goto out;
+		ra->n_hash_policy = 1;
+	}
+	*out = ra;
+	rc = 0;
+out:
+	free(d);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- fault */
+
+static uint32_t gen_grpc_code(const char *s)
+{
+	static const char *const names[] = {
+		"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+		"ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+		"ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+		"UNAUTHENTICATED",
+	};
+	char *end;
+	unsigned long v;
+	size_t i;
+
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcasecmp(s, names[i]) == 0)
+			return (uint32_t)i;
+	v = strtoul(s, &end, 10);
+	if (end != s && !*end && v <= 16)
+		return (uint32_t)v;
+	return 2; /* UNKNOWN */
+}
+
+static Envoy__Type__V3__FractionalPercent *gen_percent(struct arena *a, double pct)
+{
+	Envoy__Type__V3__FractionalPercent *p = gen__msg(a, &envoy__type__v3__fractional_percent__descriptor);
+	double v = pct * (GEN_PER_MILLION / 100) + 0.5;
+
+	if (!p)
+		return NULL;
+	if (!(v > 0))
+		v = 0;
+	if (v > GEN_PER_MILLION)
+		v = GEN_PER_MILLION;
+	p->numerator = (uint32_t)v;
+	p->denominator = ENVOY__TYPE__V3__FRACTIONAL_PERCENT__DENOMINATOR_TYPE__MILLION;
+	return p;
+}
+
+/* Returns 0 with *out NULL when the route injects no fault. */
+static int gen_fault(struct arena *a, const struct cfg_fault *f, Google__Protobuf__Any **out)
+{
+	Envoy__Extensions__Filters__Http__Fault__V3__HTTPFault hf = ENVOY__EXTENSIONS__FILTERS__HTTP__FAULT__V3__HTTPFAULT__INIT;
+	Envoy__Extensions__Filters__Common__Fault__V3__FaultDelay dl =
+		ENVOY__EXTENSIONS__FILTERS__COMMON__FAULT__V3__FAULT_DELAY__INIT;
+	Envoy__Extensions__Filters__Http__Fault__V3__FaultAbort ab = ENVOY__EXTENSIONS__FILTERS__HTTP__FAULT__V3__FAULT_ABORT__INIT;
+
+	*out = NULL;
+	if (!f->has_delay && !f->has_abort)
+		return 0;
+	if (f->has_delay) {
+		dl.fault_delay_secifier_case = ENVOY__EXTENSIONS__FILTERS__COMMON__FAULT__V3__FAULT_DELAY__FAULT_DELAY_SECIFIER_FIXED_DELAY;
+		dl.fixed_delay = gen__duration(a, f->fixed_delay);
+		dl.percentage = gen_percent(a, f->delay_percent);
+		if (!dl.fixed_delay || !dl.percentage)
+			return -ENOMEM;
+		hf.delay = &dl;
+	}
+	if (f->has_abort) {
+		if (f->http_status >= 0) {
+			ab.error_type_case = ENVOY__EXTENSIONS__FILTERS__HTTP__FAULT__V3__FAULT_ABORT__ERROR_TYPE_HTTP_STATUS;
+			ab.http_status = gen__clamp_u32(f->http_status);
+		} else {
+			ab.error_type_case = ENVOY__EXTENSIONS__FILTERS__HTTP__FAULT__V3__FAULT_ABORT__ERROR_TYPE_GRPC_STATUS;
+			ab.grpc_status = gen_grpc_code(f->grpc_status ? f->grpc_status : "UNKNOWN");
+		}
+		ab.percentage = gen_percent(a, f->abort_percent);
+		if (!ab.percentage)
+			return -ENOMEM;
+		hf.abort = &ab;
+	}
+	*out = gen__any(a, &hf.base);
+	return *out ? 0 : -ENOMEM;
+}
+
+/* ---------------------------------------------------------------- routes */
+
+static int gen_add_route(struct gen_rctx *c, const struct cfg_object *vs, const struct cfg_http_route *hr,
+			 const struct cfg_http_match *mt, gen_action *ra, Google__Protobuf__Any *fault)
+{
+	gen_route *r = gen__msg(c->a, &envoy__config__route__v3__route__descriptor);
+
+	if (!r || !(r->match = gen_route_match(c->a, mt)))
+		return -ENOMEM;
+	(void)vs;
+	if (hr && hr->name && !(r->name = arena_strdup(c->a, hr->name)))
+		return -ENOMEM;
+	r->action_case = ENVOY__CONFIG__ROUTE__V3__ROUTE__ACTION_ROUTE;
+	r->route = ra;
+	if (fault) {
+		Envoy__Config__Route__V3__Route__TypedPerFilterConfigEntry *e =
+			gen__msg(c->a, &envoy__config__route__v3__route__typed_per_filter_config_entry__descriptor);
+		if (!e || !(r->typed_per_filter_config = arena_calloc(c->a, 1, sizeof(*r->typed_per_filter_config))))
+			return -ENOMEM;
+		e->key = GEN_FAULT_FILTER;
+		e->value = fault;
+		r->typed_per_filter_config[0] = e;
+		r->n_typed_per_filter_config = 1;
+	}
+	return gen_push_route(c, r);
+}
+
+static int gen_http_route(struct gen_rctx *c, const struct cfg_object *vs, const struct cfg_http_route *hr)
+{
+	gen_action *ra = NULL;
+	Google__Protobuf__Any *fault = NULL;
+	size_t i, applies = 0;
+	int rc = 0;
+
+	if (hr->n_route == 0)
+		goto out;                    /* redirect / direct response: nothing gRPC can do */
+	for (i = 0; i < hr->n_match; i++)
+		if (gen_match_applies(&hr->match[i], c->port))
+			applies++;
+	if (hr->n_match > 0 && applies == 0)
+		goto out;
+	rc = gen_action_build(c, vs, hr, &ra);
+	if (rc == 0)
+		rc = gen_fault(c->a, &hr->fault, &fault);
+	if (rc < 0)
+		goto out;
+	if (hr->n_match == 0) {
+		rc = gen_add_route(c, vs, hr, NULL, ra, fault);
+		c->done = true;
+		goto out;
+	}
+	for (i = 0; i < hr->n_match && !c->done; i++) {
+		const struct cfg_http_match *mt = &hr->match[i];
+
+		if (!gen_match_applies(mt, c->port))
+			continue;
+		rc = gen_add_route(c, vs, hr, mt, ra, fault);
+		if (rc < 0)
+			goto out;
+		if (gen_match_is_catchall(mt))
+			c->done = true;
+	}
+out:
+	return rc;
+}
+
+static int gen_default_route(struct gen_rctx *c)
+{
+	gen_action *ra = gen__msg(c->a, &envoy__config__route__v3__route_action__descriptor);
+	struct cfg_retries none = { .set = false };
+	int rc;
+
+	if (!ra)
+		return -ENOMEM;
+	ra->cluster_specifier_case = ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__CLUSTER_SPECIFIER_CLUSTER;
+	ra->cluster = gen__cluster_name(c->a, c->port, NULL, c->svc->hostname);
+	ra->timeout = gen__duration(c->a, 0);
+	if (!ra->cluster || !ra->timeout)
+		return -ENOMEM;
+	rc = gen_retry(c->a, &none, &ra->retry_policy);
+	if (rc < 0)
+		return rc;
+	return gen_add_route(c, NULL, NULL, NULL, ra, NULL);
+}
+
+/* Domains for the host: "HOST", "HOST:PORT", and for a Kubernetes-style
+ * name.ns.svc.<domain> the short forms name, name.ns, name.ns.svc (each
+ * with and without the port). */
+static int gen_domains(struct gen_rctx *c, Envoy__Config__Route__V3__VirtualHost *vh)
+{
+	const char *host = c->svc->hostname;
+	char *suffix = arena_printf(c->a, ".svc.%s", c->m->domain ? c->m->domain : "cluster.local");
+	char **v = arena_calloc(c->a, 8, sizeof(*v));
+	size_t hl = strlen(host), sl, n = 0, i;
+
+	if (!v || !suffix)
+		return -ENOMEM;
+	v[n++] = (char *)host;
+	v[n++] = arena_printf(c->a, "%s:%u", host, c->port);
+	sl = strlen(suffix);
+	if (hl > sl && strcmp(host + hl - sl, suffix) == 0) {
+		int base = (int)(hl - sl);       /* "name.ns" */
+		const char *dot = memchr(host, '.', (size_t)base);
+		int name = dot ? (int)(dot - host) : 0;
+
+		/* exactly one dot, with a label on each side */
+		if (dot && name > 0 && name + 1 < base && !memchr(dot + 1, '.', (size_t)(base - name - 1))) {
+			v[n++] = arena_printf(c->a, "%.*s", name, host);
+			v[n++] = arena_printf(c->a, "%.*s:%u", name, host, c->port);
+			v[n++] = arena_printf(c->a, "%.*s", base, host);
+			v[n++] = arena_printf(c->a, "%.*s:%u", base, host, c->port);
+			v[n++] = arena_printf(c->a, "%.*s", base + 4, host);
+			v[n++] = arena_printf(c->a, "%.*s:%u", base + 4, host, c->port);
+		}
+	}
+	for (i = 0; i < n; i++)
+		if (!v[i])
+			return -ENOMEM;
+	vh->domains = v;
+	vh->n_domains = n;
+	return 0;
+}
+
+static int gen_route_config(const struct model *m, const struct model_service *svc, uint32_t port,
+			    struct arena *a, struct xds_snapshot *snap)
+{
+	Envoy__Config__Route__V3__RouteConfiguration rc_msg = ENVOY__CONFIG__ROUTE__V3__ROUTE_CONFIGURATION__INIT;
+	Envoy__Config__Route__V3__VirtualHost vh = ENVOY__CONFIG__ROUTE__V3__VIRTUAL_HOST__INIT;
+	Envoy__Config__Route__V3__VirtualHost *vhs[1] = { &vh };
+	struct gen_rctx c = { .m = m, .svc = svc, .port = port, .a = a };
+	const struct cfg_object **vss = NULL;
+	size_t n_vs, i, j;
+	char *name;
+	int rc = -ENOMEM;
+
+	name = arena_printf(a, "%s:%u", svc->hostname, port);
+	vss = calloc(GEN_MAX_VS, sizeof(*vss));
+	if (!name || !vss)
+		goto out;
+	n_vs = model_virtual_services(m, svc->hostname, vss, GEN_MAX_VS);
+	rc = 0;
+	for (i = 0; i < n_vs && !c.done; i++) {
+		const struct cfg_object *vs = vss[i];
+
+		if (vs->kind != CFG_VIRTUAL_SERVICE || !gen_has_mesh(&vs->spec.vs.gateways))
+			continue;
+		for (j = 0; j < vs->spec.vs.n_http && !c.done; j++) {
+			rc = gen_http_route(&c, vs, &vs->spec.vs.http[j]);
+			if (rc < 0)
+				goto out;
+		}
+	}
+	if (c.n_routes == 0) {
+		rc = gen_default_route(&c);
+		if (rc < 0)
+			goto out;
+	}
+	vh.name = name;
+	rc = gen_domains(&c, &vh);
+	if (rc < 0)
+		goto out;
+	vh.routes = c.routes;
+	vh.n_routes = c.n_routes;
+	rc_msg.name = name;
+	rc_msg.virtual_hosts = vhs;
+	rc_msg.n_virtual_hosts = 1;
+	rc = gen__emit(snap, XDS_ROUTE, name, &rc_msg.base);
+out:
+	free(vss);
+	return rc;
+}
+
+int gen__grpc_routes(const struct model *m, const struct model_service *svc,
+		     struct arena *a, struct xds_snapshot *snap)
+{
+	int rc = 0;
+	size_t i;
+
+	for (i = 0; i < svc->n_ports && rc == 0; i++)
+		rc = gen_route_config(m, svc, svc->ports[i].number, a, snap);
+	return rc;
+}
