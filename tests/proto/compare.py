@@ -1,0 +1,188 @@
+#!/usr/bin/python3
+"""Compare our proto/ tree against upstream descriptors, field by field.
+
+Usage: compare.py OURS.pb UPSTREAM.pb [--ours-root proto]
+
+OURS.pb and UPSTREAM.pb are FileDescriptorSets (protoc --include_imports). For
+every message and enum declared in a file of our tree, the same full name must
+exist upstream with, for each of our fields: the same number, name, type,
+label, type name and oneof (by oneof name); for each of our enum values: the
+same name and number. Our files must also sit at upstream's path and package.
+Messages absent upstream are allowed only when listed in PINNED (checked
+against inline expectations instead). Exit 0 when everything matches.
+"""
+import sys
+
+from google.protobuf import descriptor_pb2
+
+F = descriptor_pb2.FieldDescriptorProto
+TYPE_NAMES = {v: k[5:].lower() for k, v in F.Type.items()}
+LABEL_NAMES = {v: k[6:].lower() for k, v in F.Label.items()}
+
+# Istio's CA API is not shipped with the Envoy protos: pin it here.
+# full message name -> {field name: (number, type, label, type_name)}
+PINNED = {
+    "istio.v1.auth.IstioCertificateRequest": {
+        "csr": (1, "string", "optional", ""),
+        "validity_duration": (3, "int64", "optional", ""),
+        "metadata": (4, "message", "optional", ".google.protobuf.Struct"),
+    },
+    "istio.v1.auth.IstioCertificateResponse": {
+        "cert_chain": (1, "string", "repeated", ""),
+    },
+}
+PINNED_SERVICES = {
+    "istio.v1.auth.IstioCertificateService": {
+        "CreateCertificate": (".istio.v1.auth.IstioCertificateRequest",
+                              ".istio.v1.auth.IstioCertificateResponse", False, False),
+    },
+}
+# Well-known types come from the same protobuf installation on both sides.
+SKIP_PREFIXES = ("google/protobuf/",)
+
+
+def load(path):
+    fds = descriptor_pb2.FileDescriptorSet()
+    with open(path, "rb") as f:
+        fds.ParseFromString(f.read())
+    return fds
+
+
+def walk_messages(prefix, messages, out, fname):
+    for m in messages:
+        full = prefix + "." + m.name
+        out[full] = (m, fname)
+        walk_messages(full, m.nested_type, out, fname)
+
+
+def index(fds):
+    """Return (messages, enums, services, files) maps keyed by full name (no leading dot)."""
+    msgs, enums, svcs, files = {}, {}, {}, {}
+    for f in fds.file:
+        files[f.name] = f
+        top = {}
+        walk_messages(f.package, f.message_type, top, f.name)
+        msgs.update(top)
+        for e in f.enum_type:
+            enums[f.package + "." + e.name] = (e, f.name)
+        for full, (m, fname) in top.items():
+            for e in m.enum_type:
+                enums[full + "." + e.name] = (e, fname)
+        for s in f.service:
+            svcs[f.package + "." + s.name] = (s, f.name)
+    return msgs, enums, svcs, files
+
+
+def field_sig(m, fl):
+    oneof = ""
+    if fl.HasField("oneof_index") and not fl.proto3_optional:
+        oneof = m.oneof_decl[fl.oneof_index].name
+    return (fl.number, TYPE_NAMES[fl.type], LABEL_NAMES[fl.label], fl.type_name, oneof,
+            fl.proto3_optional)
+
+
+def main(argv):
+    if len(argv) < 3:
+        print("usage: compare.py OURS.pb UPSTREAM.pb", file=sys.stderr)
+        return 2
+    ours = load(argv[1])
+    up = load(argv[2])
+    o_msgs, o_enums, o_svcs, o_files = index(ours)
+    u_msgs, u_enums, u_svcs, u_files = index(up)
+    errors = []
+    nmsg = nfield = nenum = nval = 0
+
+    def ours_only(fname):
+        return not fname.startswith(SKIP_PREFIXES)
+
+    for fname, f in sorted(o_files.items()):
+        if not ours_only(fname):
+            continue
+        if fname in u_files:
+            if u_files[fname].package != f.package:
+                errors.append("%s: package %s, upstream %s" % (fname, f.package, u_files[fname].package))
+        elif not any(f.package + "." + m.name in PINNED for m in f.message_type):
+            errors.append("%s: no upstream file at this path" % fname)
+
+    for full, (m, fname) in sorted(o_msgs.items()):
+        if not ours_only(fname):
+            continue
+        nmsg += 1
+        if full in PINNED:
+            want = PINNED[full]
+            for fl in m.field:
+                nfield += 1
+                got = (fl.number, TYPE_NAMES[fl.type], LABEL_NAMES[fl.label], fl.type_name)
+                if fl.name not in want:
+                    errors.append("%s.%s: not in the pinned upstream definition" % (full, fl.name))
+                elif got != want[fl.name]:
+                    errors.append("%s.%s: %s, upstream %s" % (full, fl.name, got, want[fl.name]))
+            continue
+        if full not in u_msgs:
+            errors.append("%s: no such message upstream" % full)
+            continue
+        um, ufname = u_msgs[full]
+        if ufname != fname:
+            errors.append("%s: declared in %s, upstream in %s" % (full, fname, ufname))
+        if m.options.map_entry != um.options.map_entry:
+            errors.append("%s: map entry mismatch" % full)
+        ubyname = {fl.name: fl for fl in um.field}
+        seen = set()
+        for fl in m.field:
+            nfield += 1
+            if fl.number in seen:
+                errors.append("%s.%s: duplicate number %d" % (full, fl.name, fl.number))
+            seen.add(fl.number)
+            ufl = ubyname.get(fl.name)
+            if ufl is None:
+                errors.append("%s.%s: no such field upstream" % (full, fl.name))
+                continue
+            a, b = field_sig(m, fl), field_sig(um, ufl)
+            if a != b:
+                errors.append("%s.%s: (number, type, label, type_name, oneof, optional) = %s, upstream %s"
+                              % (full, fl.name, a, b))
+
+    for full, (e, fname) in sorted(o_enums.items()):
+        if not ours_only(fname):
+            continue
+        nenum += 1
+        if full not in u_enums:
+            errors.append("enum %s: no such enum upstream" % full)
+            continue
+        uvals = {v.name: v.number for v in u_enums[full][0].value}
+        for v in e.value:
+            nval += 1
+            if v.name not in uvals:
+                errors.append("enum %s.%s: no such value upstream" % (full, v.name))
+            elif uvals[v.name] != v.number:
+                errors.append("enum %s.%s = %d, upstream %d" % (full, v.name, v.number, uvals[v.name]))
+
+    for full, (s, fname) in sorted(o_svcs.items()):
+        if full in PINNED_SERVICES:
+            want = PINNED_SERVICES[full]
+            for meth in s.method:
+                got = (meth.input_type, meth.output_type, meth.client_streaming, meth.server_streaming)
+                if want.get(meth.name) != got:
+                    errors.append("service %s.%s: %s, pinned %s" % (full, meth.name, got, want.get(meth.name)))
+            continue
+        if full not in u_svcs:
+            errors.append("service %s: no such service upstream" % full)
+            continue
+        umeth = {mm.name: mm for mm in u_svcs[full][0].method}
+        for meth in s.method:
+            um = umeth.get(meth.name)
+            got = (meth.input_type, meth.output_type, meth.client_streaming, meth.server_streaming)
+            if um is None:
+                errors.append("service %s.%s: no such method upstream" % (full, meth.name))
+            elif got != (um.input_type, um.output_type, um.client_streaming, um.server_streaming):
+                errors.append("service %s.%s: signature differs from upstream" % (full, meth.name))
+
+    for e in errors:
+        print("MISMATCH " + e)
+    print("proto: %d messages, %d fields, %d enums, %d enum values checked, %d mismatches"
+          % (nmsg, nfield, nenum, nval, len(errors)))
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
