@@ -40,6 +40,8 @@ WKT     := google/protobuf/any.proto google/protobuf/duration.proto google/proto
 PB_C    := $(patsubst proto/%.proto,$(GEN)/%.pb-c.c,$(PROTOS)) $(patsubst %.proto,$(GEN)/%.pb-c.c,$(WKT))
 PB_H    := $(PB_C:.c=.h)
 PB_O    := $(PB_C:.c=.o)
+# generated sources and headers are kept between runs (pattern-rule outputs are intermediate otherwise)
+.SECONDARY: $(PB_C) $(PB_H)
 
 # --- sources
 COMMON_SRCS := $(sort $(wildcard common/*.c))
