@@ -39,20 +39,20 @@ command -v protoc >/dev/null 2>&1 || fail "protoc not found (Debian package prot
 if [ -n "${MESH_UPSTREAM_PROTO_DIR:-}" ]; then
 	DEPS=$MESH_UPSTREAM_PROTO_DIR
 else
-	DEPS=$WORK/npm/package/deps
+	DEPS=$WORK/npm-$NPM_VER/package/deps
 	if [ ! -d "$DEPS/envoy-api" ]; then
 		command -v npm >/dev/null 2>&1 ||
 			fail "npm not found: cannot fetch $NPM_PKG@$NPM_VER; the upstream comparison did NOT run"
-		rm -rf "$WORK/npm"
-		mkdir -p "$WORK/npm"
-		if ! (cd "$WORK/npm" && timeout "$NPM_TIMEOUT" npm pack "$NPM_PKG@$NPM_VER") \
-			>"$WORK/npm/pack.log" 2>&1; then
-			grep -i 'error' "$WORK/npm/pack.log" | head -3 | sed 's/^/  /'
+		rm -rf "$WORK/npm-$NPM_VER"
+		mkdir -p "$WORK/npm-$NPM_VER"
+		if ! (cd "$WORK/npm-$NPM_VER" && timeout "$NPM_TIMEOUT" npm pack "$NPM_PKG@$NPM_VER") \
+			>"$WORK/npm-$NPM_VER/pack.log" 2>&1; then
+			grep -i 'error' "$WORK/npm-$NPM_VER/pack.log" | head -3 | sed 's/^/  /'
 			fail "could not fetch $NPM_PKG@$NPM_VER from the npm registry (unreachable?); the upstream comparison did NOT run"
 		fi
-		tgz=$(ls "$WORK"/npm/*.tgz 2>/dev/null | head -1)
+		tgz=$(ls "$WORK"/npm-$NPM_VER/*.tgz 2>/dev/null | head -1)
 		[ -n "$tgz" ] || fail "npm pack produced no tarball; the upstream comparison did NOT run"
-		tar xzf "$tgz" -C "$WORK/npm" || fail "cannot extract $tgz"
+		tar xzf "$tgz" -C "$WORK/npm-$NPM_VER" || fail "cannot extract $tgz"
 	fi
 fi
 for d in envoy-api googleapis protoc-gen-validate xds; do
