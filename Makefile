@@ -58,7 +58,7 @@ BINS        := $(BUILD)/bin/meshd $(BUILD)/bin/meshctl
 UNIT_SRCS   := $(sort $(shell find tests/unit -name 'test_*.c' 2>/dev/null))
 UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 
-.PHONY: all deps run test unit unit-asan integration bench clean check-style
+.PHONY: all deps run test unit unit-asan integration proto-check bench clean check-style
 all: $(BINS)
 
 deps:
@@ -118,8 +118,13 @@ unit-asan:
 integration: $(BINS)
 	@sh tests/integration/run.sh $(BUILD)
 
+proto-check: $(PB_H)
+	@sh tests/proto/compare.sh $(BUILD)
+
 test: deps
 	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory check-style
+	@$(MAKE) --no-print-directory proto-check
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory unit-asan
 	@$(MAKE) --no-print-directory integration
