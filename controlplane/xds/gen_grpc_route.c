@@ -25,6 +25,7 @@
 #include "envoy/extensions/filters/http/fault/v3/fault.pb-c.h"
 #include "envoy/extensions/filters/common/fault/v3/fault.pb-c.h"
 #include "envoy/type/matcher/v3/regex.pb-c.h"
+#include "envoy/type/matcher/v3/string.pb-c.h"
 #include "envoy/type/v3/percent.pb-c.h"
 
 #include <stdlib.h>
@@ -186,6 +187,53 @@ static bool gen_match_is_catchall(const struct cfg_http_match *mt)
 	       mt->scheme.type == CFG_MATCH_NONE;
 }
 
+/* Query parameter matchers.  gRPC skips any route that has one (it cannot
+ * see a query string), which keeps such routes from matching everything. */
+static Envoy__Config__Route__V3__QueryParameterMatcher *gen_query_match(struct arena *a, const struct cfg_header_match *q)
+{
+	Envoy__Config__Route__V3__QueryParameterMatcher *qm =
+		gen__msg(a, &envoy__config__route__v3__query_parameter_matcher__descriptor);
+	Envoy__Type__Matcher__V3__StringMatcher *sm;
+	const char *v = q->match.value ? q->match.value : "";
+
+	if (!qm || !(qm->name = arena_strdup(a, q->name ? q->name : "")))
+		return NULL;
+	if (q->match.type == CFG_MATCH_NONE || (q->match.type == CFG_MATCH_EXACT && !*v)) {
+		qm->query_parameter_match_specifier_case =
+			ENVOY__CONFIG__ROUTE__V3__QUERY_PARAMETER_MATCHER__QUERY_PARAMETER_MATCH_SPECIFIER_PRESENT_MATCH;
+		qm->present_match = true;
+		return qm;
+	}
+	sm = gen__msg(a, &envoy__type__matcher__v3__string_matcher__descriptor);
+	if (!sm)
+		return NULL;
+	switch (q->match.type) {
+	case CFG_MATCH_PREFIX:
+		sm->match_pattern_case = ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_PREFIX;
+		sm->prefix = arena_strdup(a, v);
+		if (!sm->prefix)
+			return NULL;
+		break;
+	case CFG_MATCH_REGEX:
+		sm->match_pattern_case = ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_SAFE_REGEX;
+		sm->safe_regex = gen_regex(a, v);
+		if (!sm->safe_regex)
+			return NULL;
+		break;
+	case CFG_MATCH_EXACT:
+	default:
+		sm->match_pattern_case = ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_EXACT;
+		sm->exact = arena_strdup(a, v);
+		if (!sm->exact)
+			return NULL;
+		break;
+	}
+	qm->query_parameter_match_specifier_case =
+		ENVOY__CONFIG__ROUTE__V3__QUERY_PARAMETER_MATCHER__QUERY_PARAMETER_MATCH_SPECIFIER_STRING_MATCH;
+	qm->string_match = sm;
+	return qm;
+}
+
 /* mt NULL: the catch-all. */
 static gen_match *gen_route_match(struct arena *a, const struct cfg_http_match *mt)
 {
@@ -255,6 +303,15 @@ static gen_match *gen_route_match(struct arena *a, const struct cfg_http_match *
 			return NULL;
 	}
 	rm->n_headers = nh;
+	if (mt->n_query_params) {
+		rm->query_parameters = arena_calloc(a, mt->n_query_params, sizeof(*rm->query_parameters));
+		if (!rm->query_parameters)
+			return NULL;
+		for (i = 0; i < mt->n_query_params; i++)
+			if (!(rm->query_parameters[i] = gen_query_match(a, &mt->query_params[i])))
+				return NULL;
+		rm->n_query_parameters = mt->n_query_params;
+	}
 	return rm;
 }
 
