@@ -407,7 +407,8 @@ struct cfg_object {
 	int64_t generation;
 	char *origin;                /* file path, or "kube" */
 	int line;                    /* line of the document's first token, 1-based */
-	uint64_t hash;               /* content hash of kind, metadata and spec */
+	uint64_t hash;               /* content hash of kind, metadata and spec (of json) */
+	char *json;                  /* the document as canonical compact JSON (keys in source order) */
 	union {
 		struct cfg_virtual_service vs;
 		struct cfg_destination_rule dr;
@@ -434,10 +435,14 @@ struct cfg_error {
 	char *ns, *name;
 	char *field;                 /* "spec.http[0].route[1].weight"; NULL for whole-document errors */
 	char *message;
+	bool warning;                /* reported, rejects nothing (e.g. a route to an undefined subset) */
 };
 
 /* Format "FILE:LINE:COL: Kind ns/name: field: message" into buf. */
 int cfg_error_format(const struct cfg_error *e, char *buf, size_t cap);
+/* Deep copy (malloc'd strings); 0 or -ENOMEM.  cleanup frees the strings. */
+int cfg_error_copy(struct cfg_error *dst, const struct cfg_error *src);
+void cfg_error_cleanup(struct cfg_error *e);
 
 struct cfg_parse_result {
 	struct cfg_object **objects;

@@ -57,6 +57,14 @@ int cfg_store_delete(struct cfg_store *s, enum cfg_kind kind, const char *ns, co
  * The error is copied. */
 int cfg_store_reject(struct cfg_store *s, const struct cfg_error *e);
 
+/* Cross-object checks over the served objects: a VirtualService route or
+ * mirror naming a subset that no DestinationRule for its host defines.  As
+ * in Istio these are warnings (cfg_error.warning): nothing is rejected, the
+ * route just has no healthy upstream.  The store runs this after every
+ * change; the findings replace the previous ones and appear in the
+ * snapshot's error list.  Returns the number of findings, or < 0. */
+int cfg_store_check_references(struct cfg_store *s);
+
 /* Look up a served object (borrowed, valid until the next write). */
 const struct cfg_object *cfg_store_get(const struct cfg_store *s, enum cfg_kind kind, const char *ns, const char *name);
 

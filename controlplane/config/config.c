@@ -1,0 +1,727 @@
+/*
+ * config.c - parse Istio configuration text into validated cfg_objects.
+ *
+ * For each YAML/JSON document: identify it (apiVersion, kind, metadata),
+ * skip kinds meshd does not read, validate it against the structural
+ * schema of its CRD (schema.c), decode it into the typed structs of
+ * config.h and run Istio's semantic checks (decode.c).  A document that
+ * fails yields cfg_errors and no object; the other documents of the same
+ * input are unaffected.  The input is cut at document markers ("---" at
+ * the start of a line) before libyaml sees it, so a syntax error in one
+ * document does not hide the documents after it.
+ *
+ * Returns follow err.h (0 or negative codes).  See config.h for ownership.
+ */
+#include "controlplane/config/config.h"
+#include "controlplane/config/config_int.h"
+
+#include "common/arena.h"
+#include "common/buf.h"
+#include "common/err.h"
+#include "common/hash.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* the node tree of one input; objects copy what they keep */
+#define CFG__PARSE_ARENA_MAX (512u << 20)
+/* one object's arena, and its canonical JSON */
+#define CFG__OBJECT_ARENA_MAX (64u << 20)
+#define CFG__JSON_MAX (16u << 20)
+#define CFG__MAX_LIST_DEPTH 4
+
+static const struct {
+	const char *name, *group;
+} cfg__kinds[CFG_KIND_COUNT] = {
+	[CFG_VIRTUAL_SERVICE] = { "VirtualService", "networking.istio.io" },
+	[CFG_DESTINATION_RULE] = { "DestinationRule", "networking.istio.io" },
+	[CFG_SERVICE_ENTRY] = { "ServiceEntry", "networking.istio.io" },
+	[CFG_WORKLOAD_ENTRY] = { "WorkloadEntry", "networking.istio.io" },
+	[CFG_PEER_AUTHENTICATION] = { "PeerAuthentication", "security.istio.io" },
+	[CFG_AUTHORIZATION_POLICY] = { "AuthorizationPolicy", "security.istio.io" },
+};
+
+const char *cfg_kind_name(enum cfg_kind k)
+{
+	return (unsigned)k < CFG_KIND_COUNT ? cfg__kinds[k].name : "Unknown";
+}
+
+int cfg_kind_from_name(const char *kind)
+{
+	int i;
+
+	for (i = 0; kind && i < CFG_KIND_COUNT; i++)
+		if (strcmp(cfg__kinds[i].name, kind) == 0)
+			return i;
+	return -1;
+}
+
+const char *cfg_kind_group(enum cfg_kind k)
+{
+	return (unsigned)k < CFG_KIND_COUNT ? cfg__kinds[k].group : NULL;
+}
+
+/* ------------------------------------------------------------- objects */
+
+struct cfg_object *cfg_object_ref(struct cfg_object *o)
+{
+	if (o)
+		__atomic_add_fetch(&o->refs, 1, __ATOMIC_RELAXED);
+	return o;
+}
+
+void cfg_object_unref(struct cfg_object *o)
+{
+	if (!o)
+		return;
+	if (__atomic_sub_fetch(&o->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		arena_free(o->arena); /* the object lives in its own arena */
+}
+
+/* ------------------------------------------------------------- errors */
+
+void cfg_error_cleanup(struct cfg_error *e)
+{
+	if (!e)
+		return;
+	free(e->origin);
+	free(e->api_version);
+	free(e->ns);
+	free(e->name);
+	free(e->field);
+	free(e->message);
+	memset(e, 0, sizeof(*e));
+}
+
+static char *cfg__dup(const char *s, bool *oom)
+{
+	char *d;
+
+	if (!s)
+		return NULL;
+	d = strdup(s);
+	if (!d)
+		*oom = true;
+	return d;
+}
+
+int cfg_error_copy(struct cfg_error *dst, const struct cfg_error *src)
+{
+	bool oom = false;
+
+	memset(dst, 0, sizeof(*dst));
+	dst->line = src->line;
+	dst->column = src->column;
+	dst->kind = src->kind;
+	dst->origin = cfg__dup(src->origin, &oom);
+	dst->api_version = cfg__dup(src->api_version, &oom);
+	dst->ns = cfg__dup(src->ns, &oom);
+	dst->name = cfg__dup(src->name, &oom);
+	dst->field = cfg__dup(src->field, &oom);
+	dst->message = cfg__dup(src->message, &oom);
+	if (oom) {
+		cfg_error_cleanup(dst);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+int cfg_error_format(const struct cfg_error *e, char *buf, size_t cap)
+{
+	struct mesh_buf b;
+	size_t n;
+	int rc;
+
+	if (!cap)
+		return -EINVAL;
+	mesh_buf_init(&b, cap > 1 ? cap - 1 : 1);
+	mesh_buf_puts(&b, e->origin ? e->origin : "-");
+	if (e->line > 0) {
+		mesh_buf_printf(&b, ":%d", e->line);
+		if (e->column > 0)
+			mesh_buf_printf(&b, ":%d", e->column);
+	}
+	mesh_buf_puts(&b, ": ");
+	if (e->kind >= 0 && e->kind < CFG_KIND_COUNT) {
+		mesh_buf_printf(&b, "%s %s/%s: ", cfg_kind_name((enum cfg_kind)e->kind), e->ns ? e->ns : "default",
+				e->name ? e->name : "?");
+	}
+	if (e->field)
+		mesh_buf_printf(&b, "%s: ", e->field);
+	mesh_buf_puts(&b, e->message ? e->message : "error");
+	rc = b.err;
+	n = b.data ? b.len : 0;
+	if (b.data)
+		memcpy(buf, b.data, n);
+	buf[n] = '\0';
+	mesh_buf_cleanup(&b);
+	if (rc < 0 && cap > 4) {
+		/* truncated: say so */
+		size_t len = strlen(buf);
+		memcpy(buf + (len > cap - 4 ? cap - 4 : len), "...", 4);
+		return (int)strlen(buf);
+	}
+	return (int)n;
+}
+
+size_t cfg__path_key(struct cfg__ectx *e, const char *key)
+{
+	size_t mark = e->plen, i;
+	bool plain = key[0] != '\0';
+	int w;
+
+	for (i = 0; key[i] && plain; i++) {
+		char c = key[i];
+		plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+	}
+	if (plain)
+		w = snprintf(e->path + e->plen, sizeof(e->path) - e->plen, "%s%s", e->plen ? "." : "", key);
+	else
+		w = snprintf(e->path + e->plen, sizeof(e->path) - e->plen, "[\"%s\"]", key);
+	if (w > 0)
+		e->plen = e->plen + (size_t)w < sizeof(e->path) ? e->plen + (size_t)w : sizeof(e->path) - 1;
+	return mark;
+}
+
+size_t cfg__path_idx(struct cfg__ectx *e, size_t i)
+{
+	size_t mark = e->plen;
+	int w = snprintf(e->path + e->plen, sizeof(e->path) - e->plen, "[%zu]", i);
+
+	if (w > 0)
+		e->plen = e->plen + (size_t)w < sizeof(e->path) ? e->plen + (size_t)w : sizeof(e->path) - 1;
+	return mark;
+}
+
+void cfg__path_pop(struct cfg__ectx *e, size_t mark)
+{
+	e->plen = mark;
+	e->path[mark] = '\0';
+}
+
+static int cfg__push_error(struct cfg_parse_result *r, const struct cfg_error *src_tmp)
+{
+	struct cfg_error *v = realloc(r->errors, (r->n_errors + 1) * sizeof(*v));
+
+	if (!v)
+		return -ENOMEM;
+	r->errors = v;
+	return cfg_error_copy(&r->errors[r->n_errors++], src_tmp) < 0 ? (r->n_errors--, -ENOMEM) : 0;
+}
+
+static void cfg__verror(struct cfg__ectx *e, int line, int col, bool with_field, const char *fmt, va_list ap)
+{
+	struct cfg_error err;
+	char msg[512];
+
+	if (e->n_errors >= CFG__MAX_ERRORS_PER_DOC)
+		return;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	e->n_errors++;
+	if (e->n_errors == CFG__MAX_ERRORS_PER_DOC)
+		snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg), " (further errors in this document not shown)");
+	memset(&err, 0, sizeof(err));
+	err.origin = (char *)e->origin;
+	err.line = line;
+	err.column = col;
+	err.kind = e->kind;
+	err.api_version = (char *)e->api_version;
+	err.ns = e->kind >= 0 ? (char *)e->ns : NULL;
+	err.name = e->kind >= 0 ? (char *)e->name : NULL;
+	err.field = with_field && e->plen ? e->path : NULL;
+	err.message = msg;
+	if (e->kind < 0 || !e->name)
+		e->res->unidentified_errors = true;
+	if (cfg__push_error(e->res, &err) < 0)
+		e->oom = true;
+}
+
+void cfg__error(struct cfg__ectx *e, const struct cfg__node *at, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	cfg__verror(e, at ? at->line : 0, at ? at->col : 0, true, fmt, ap);
+	va_end(ap);
+}
+
+static void cfg__doc_error(struct cfg__ectx *e, int line, int col, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void cfg__doc_error(struct cfg__ectx *e, int line, int col, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	cfg__verror(e, line, col, false, fmt, ap);
+	va_end(ap);
+}
+
+/* ------------------------------------------------------------- documents */
+
+struct cfg__parse {
+	struct cfg_parse_result *res;
+	const char *origin;
+	struct arena *tmp;
+	int rc;
+};
+
+static int cfg__add_object(struct cfg_parse_result *r, struct cfg_object *o)
+{
+	struct cfg_object **v = realloc(r->objects, (r->n_objects + 1) * sizeof(*v));
+
+	if (!v)
+		return -ENOMEM;
+	r->objects = v;
+	r->objects[r->n_objects++] = o;
+	return 0;
+}
+
+/* RFC 1123 subdomain (Kubernetes object names): lower-case alphanumerics,
+ * '-' and '.', starting and ending alphanumeric, at most 253 characters. */
+static bool cfg__is_dns1123_subdomain(const char *s)
+{
+	size_t n = strlen(s), i;
+
+	if (n == 0 || n > 253)
+		return false;
+	for (i = 0; i < n; i++) {
+		char c = s[i];
+		bool an = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+		if (!an && c != '-' && c != '.')
+			return false;
+		if ((i == 0 || i == n - 1) && !an)
+			return false;
+	}
+	return true;
+}
+
+static int cfg__string_map(struct cfg__ectx *e, struct arena *a, const struct cfg__node *n, struct cfg_labels *out)
+{
+	size_t i;
+
+	if (!n || n->type == CFG__NULL)
+		return 0;
+	if (n->type != CFG__MAP) {
+		cfg__error(e, n, "must be a map of strings, not %s", n->type == CFG__SEQ ? "a list" : "a scalar");
+		return -EINVAL;
+	}
+	out->v = arena_calloc(a, n->n ? n->n : 1, sizeof(*out->v));
+	if (!out->v)
+		return -ENOMEM;
+	for (i = 0; i < n->n; i++) {
+		const struct cfg__node *v = n->v[i];
+		if (v->type != CFG__STR && v->type != CFG__NULL) {
+			size_t mark = cfg__path_key(e, n->k[i]->str);
+			cfg__error(e, v, "must be a string (quote it: \"%s\")", v->str ? v->str : "");
+			cfg__path_pop(e, mark);
+			continue;
+		}
+		out->v[out->n].key = arena_strdup(a, n->k[i]->str);
+		out->v[out->n].value = arena_strdup(a, v->str ? v->str : "");
+		if (!out->v[out->n].key || !out->v[out->n].value)
+			return -ENOMEM;
+		out->n++;
+	}
+	return 0;
+}
+
+static const struct cfg__crd *cfg__find_crd(const char *group, const char *kind, bool by_list)
+{
+	const struct cfg__crd *crds;
+	size_t n, i;
+
+	if (cfg__crds(&crds, &n) < 0)
+		return NULL;
+	for (i = 0; i < n; i++) {
+		const char *k = by_list ? crds[i].list_kind : crds[i].kind;
+		if (k && strcmp(crds[i].group, group) == 0 && strcmp(k, kind) == 0)
+			return &crds[i];
+	}
+	return NULL;
+}
+
+static bool cfg__group_is_ours(const char *group)
+{
+	int k;
+
+	for (k = 0; k < CFG_KIND_COUNT; k++)
+		if (strcmp(cfg__kinds[k].group, group) == 0)
+			return true;
+	return false;
+}
+
+static int cfg__document(struct cfg__parse *p, const struct cfg__node *root, int list_depth);
+
+/* kind: List (v1) or FooList of a CRD: every item is a document */
+static int cfg__list(struct cfg__parse *p, const struct cfg__node *root, int list_depth)
+{
+	const struct cfg__node *items = cfg__node_field(root, "items");
+	struct cfg__ectx e = { .res = p->res, .origin = p->origin, .kind = -1 };
+	size_t i;
+	int rc = 0;
+
+	if (list_depth >= CFG__MAX_LIST_DEPTH) {
+		cfg__doc_error(&e, root->line, root->col, "Lists nested too deeply");
+		return 0;
+	}
+	if (!items)
+		return 0;
+	if (items->type != CFG__SEQ) {
+		cfg__path_key(&e, "items");
+		cfg__error(&e, items, "must be a list of objects");
+		return 0;
+	}
+	for (i = 0; i < items->n && rc == 0; i++)
+		rc = cfg__document(p, items->v[i], list_depth + 1);
+	return rc;
+}
+
+static int cfg__document(struct cfg__parse *p, const struct cfg__node *root, int list_depth)
+{
+	struct cfg_parse_result *r = p->res;
+	struct cfg__ectx e = { .res = r, .origin = p->origin, .kind = -1 };
+	const struct cfg__node *kind_n, *api_n, *meta, *name_n, *ns_n, *v;
+	const struct cfg__crd *crd;
+	struct cfg_object *o = NULL;
+	struct arena *a = NULL;
+	char group[256];
+	const char *slash, *version;
+	struct mesh_buf json;
+	size_t i, vi;
+	int rc = 0;
+
+	mesh_buf_init(&json, CFG__JSON_MAX);
+	if (root->type == CFG__NULL)
+		goto out; /* empty document */
+	if (root->type != CFG__MAP) {
+		r->n_documents++;
+		cfg__doc_error(&e, root->line, root->col,
+			       "document is %s, expected a Kubernetes object with apiVersion and kind",
+			       root->type == CFG__SEQ ? "a list" : "a scalar");
+		goto out;
+	}
+	kind_n = cfg__node_field(root, "kind");
+	api_n = cfg__node_field(root, "apiVersion");
+	if (!kind_n || kind_n->type != CFG__STR || !kind_n->len) {
+		r->n_documents++;
+		cfg__doc_error(&e, root->line, root->col, "document has no kind");
+		goto out;
+	}
+	if (!api_n || api_n->type != CFG__STR || !api_n->len) {
+		r->n_documents++;
+		cfg__doc_error(&e, root->line, root->col, "%s has no apiVersion", kind_n->str);
+		goto out;
+	}
+	slash = strchr(api_n->str, '/');
+	if (slash) {
+		size_t gl = (size_t)(slash - api_n->str);
+		if (gl >= sizeof(group))
+			gl = sizeof(group) - 1;
+		memcpy(group, api_n->str, gl);
+		group[gl] = '\0';
+		version = slash + 1;
+	} else {
+		group[0] = '\0';
+		version = api_n->str;
+	}
+	if (strcmp(kind_n->str, "List") == 0 && group[0] == '\0') {
+		rc = cfg__list(p, root, list_depth);
+		goto out;
+	}
+	if (cfg__find_crd(group, kind_n->str, true)) {
+		rc = cfg__list(p, root, list_depth);
+		goto out;
+	}
+	r->n_documents++;
+	crd = cfg__find_crd(group, kind_n->str, false);
+	if (!crd) {
+		if (cfg__group_is_ours(group) && cfg_kind_from_name(kind_n->str) >= 0) {
+			/* cannot happen with the CRDs compiled in, unless they failed to load */
+			cfg__doc_error(&e, root->line, root->col, "CRD schemas for %s are not available", kind_n->str);
+		} else {
+			r->n_ignored++;
+		}
+		goto out;
+	}
+	e.kind = cfg_kind_from_name(crd->kind);
+	e.api_version = api_n->str;
+	meta = cfg__node_field(root, "metadata");
+	name_n = cfg__node_field(meta, "name");
+	ns_n = cfg__node_field(meta, "namespace");
+	e.name = name_n && name_n->type == CFG__STR ? name_n->str : NULL;
+	e.ns = ns_n && ns_n->type == CFG__STR && ns_n->len ? ns_n->str : "default";
+	if (e.kind < 0) {
+		r->n_ignored++;
+		goto out;
+	}
+	for (vi = 0; vi < crd->n_versions; vi++)
+		if (strcmp(crd->versions[vi], version) == 0 && crd->served[vi])
+			break;
+	if (vi == crd->n_versions) {
+		char list[128];
+		size_t len = 0;
+		for (i = 0; i < crd->n_versions && len < sizeof(list); i++) {
+			int w = snprintf(list + len, sizeof(list) - len, "%s%s/%s", i ? ", " : "", crd->group,
+					 crd->versions[i]);
+			if (w < 0)
+				break;
+			len += (size_t)w;
+		}
+		cfg__path_key(&e, "apiVersion");
+		cfg__error(&e, api_n, "%s is not served for %s; use %s", api_n->str, crd->kind, list);
+		goto out;
+	}
+
+	/* metadata */
+	{
+		size_t mark = cfg__path_key(&e, "metadata");
+		if (!meta) {
+			cfg__error(&e, root, "metadata with a name is required");
+		} else if (meta->type != CFG__MAP) {
+			cfg__error(&e, meta, "must be an object");
+		} else {
+			if (!name_n) {
+				size_t m2 = cfg__path_key(&e, "name");
+				cfg__error(&e, meta, "a name is required");
+				cfg__path_pop(&e, m2);
+			} else if (name_n->type != CFG__STR || !cfg__is_dns1123_subdomain(name_n->str)) {
+				size_t m2 = cfg__path_key(&e, "name");
+				cfg__error(&e, name_n,
+					   "\"%s\" is not a valid name: lower-case letters, digits, '-' and '.', "
+					   "starting and ending with a letter or digit, at most 253 characters",
+					   name_n->str ? name_n->str : "");
+				cfg__path_pop(&e, m2);
+			}
+			if (ns_n && (ns_n->type != CFG__STR || !cfg__is_dns1123_label(ns_n->str))) {
+				size_t m2 = cfg__path_key(&e, "namespace");
+				cfg__error(&e, ns_n,
+					   "\"%s\" is not a valid namespace: lower-case letters, digits and '-', "
+					   "at most 63 characters", ns_n->str ? ns_n->str : "");
+				cfg__path_pop(&e, m2);
+			}
+		}
+		cfg__path_pop(&e, mark);
+	}
+	if (e.n_errors)
+		goto out;
+	cfg__schema_validate(&e, crd->schema[vi], root);
+	if (e.n_errors || e.oom)
+		goto out;
+
+	/* the object */
+	a = arena_new(CFG__OBJECT_ARENA_MAX);
+	if (!a) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	o = arena_alloc(a, sizeof(*o));
+	if (!o) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	o->arena = a;
+	o->refs = 1;
+	o->kind = (enum cfg_kind)e.kind;
+	o->api_version = arena_strdup(a, api_n->str);
+	o->name = arena_strdup(a, e.name);
+	o->ns = arena_strdup(a, e.ns);
+	o->origin = arena_strdup(a, p->origin);
+	o->line = root->line;
+	o->generation = -1;
+	if (!o->api_version || !o->name || !o->ns || !o->origin) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	v = cfg__node_field(meta, "resourceVersion");
+	if (v && v->str && !(o->resource_version = arena_strdup(a, v->str))) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	v = cfg__node_field(meta, "generation");
+	if (v && v->type == CFG__INT)
+		o->generation = v->i;
+	{
+		size_t mark = cfg__path_key(&e, "metadata");
+		size_t m2 = cfg__path_key(&e, "labels");
+		if (cfg__string_map(&e, a, cfg__node_get(meta, "labels"), &o->labels) == -ENOMEM)
+			e.oom = true;
+		cfg__path_pop(&e, m2);
+		m2 = cfg__path_key(&e, "annotations");
+		if (cfg__string_map(&e, a, cfg__node_get(meta, "annotations"), &o->annotations) == -ENOMEM)
+			e.oom = true;
+		cfg__path_pop(&e, mark);
+	}
+	cfg__decode(&e, o, cfg__node_field(root, "spec"));
+	if (e.oom) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (e.n_errors)
+		goto out;
+	/* canonical JSON of the document: the same content hashes the same wherever it is written */
+	cfg__node_json(&json, root);
+	if (json.err) {
+		cfg__doc_error(&e, root->line, root->col, "object is larger than %u bytes as JSON", CFG__JSON_MAX);
+		goto out;
+	}
+	o->json = arena_strndup(a, json.data ? json.data : "", json.len);
+	if (!o->json) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	o->hash = mesh_hash(o->json, json.len);
+	rc = cfg__add_object(r, o);
+	if (rc == 0)
+		o = NULL; /* taken */
+out:
+	if (o)
+		arena_free(o->arena);
+	else if (a && rc < 0)
+		arena_free(a);
+	mesh_buf_cleanup(&json);
+	if (rc == 0 && e.oom)
+		rc = -ENOMEM;
+	return rc;
+}
+
+static int cfg__doc_cb(void *ctx, struct cfg__node *root)
+{
+	struct cfg__parse *p = ctx;
+
+	return cfg__document(p, root, 0);
+}
+
+/* Is the line at s a document start marker ("---" then blank or end)? */
+static bool cfg__is_doc_marker(const char *s, const char *end)
+{
+	if (end - s < 3 || memcmp(s, "---", 3) != 0)
+		return false;
+	return end - s == 3 || s[3] == ' ' || s[3] == '\t' || s[3] == '\r' || s[3] == '\n';
+}
+
+static int cfg__chunk(struct cfg__parse *p, const char *data, size_t len, int line0)
+{
+	struct cfg__yaml_error err = { { 0 }, 0, 0 };
+	int rc = cfg__yaml_parse(p->tmp, data, len, line0, cfg__doc_cb, p, &err);
+
+	if (rc == -MESH_EPARSE || rc == -MESH_ETOOBIG) {
+		struct cfg__ectx e = { .res = p->res, .origin = p->origin, .kind = -1 };
+		p->res->n_documents++;
+		cfg__doc_error(&e, err.line, err.col, "%s", err.msg[0] ? err.msg : mesh_strerror(rc));
+		rc = e.oom ? -ENOMEM : 0;
+	}
+	return rc;
+}
+
+int cfg_parse_buffer(const char *origin, const char *data, size_t len, struct cfg_parse_result *out)
+{
+	struct cfg__parse p = { .res = out, .origin = origin ? origin : "-" };
+	const struct cfg__crd *crds;
+	size_t ncrds, start = 0, i;
+	int line = 0, start_line = 0;
+	int rc = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (len > CFG_MAX_FILE_BYTES) {
+		struct cfg__ectx e = { .res = out, .origin = p.origin, .kind = -1 };
+		cfg__doc_error(&e, 0, 0, "file is %zu bytes, larger than the limit of %u bytes", len,
+			       CFG_MAX_FILE_BYTES);
+		return e.oom ? -ENOMEM : 0;
+	}
+	rc = cfg__crds(&crds, &ncrds);
+	if (rc < 0)
+		return rc;
+	p.tmp = arena_new(CFG__PARSE_ARENA_MAX);
+	if (!p.tmp)
+		return -ENOMEM;
+	/* cut at document markers; each piece is parsed on its own */
+	for (i = 0; i <= len && rc == 0; line++) {
+		size_t eol = i;
+		while (eol < len && data[eol] != '\n')
+			eol++;
+		if (i > start && i < len && cfg__is_doc_marker(data + i, data + len)) {
+			rc = cfg__chunk(&p, data + start, i - start, start_line);
+			arena_free(p.tmp);
+			p.tmp = arena_new(CFG__PARSE_ARENA_MAX);
+			if (!p.tmp)
+				rc = -ENOMEM;
+			start = i;
+			start_line = line;
+		}
+		i = eol + 1;
+	}
+	if (rc == 0 && start < len)
+		rc = cfg__chunk(&p, data + start, len - start, start_line);
+	arena_free(p.tmp);
+	return rc;
+}
+
+int cfg_parse_file(const char *path, struct cfg_parse_result *out)
+{
+	struct stat st;
+	char *data = NULL;
+	size_t len = 0;
+	int fd, rc = 0;
+
+	memset(out, 0, sizeof(*out));
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		struct cfg__ectx e = { .res = out, .origin = path, .kind = -1 };
+		cfg__doc_error(&e, 0, 0, "cannot read: %s", strerror(errno));
+		rc = e.oom ? -ENOMEM : 0;
+		goto out;
+	}
+	if ((uint64_t)st.st_size > CFG_MAX_FILE_BYTES) {
+		struct cfg__ectx e = { .res = out, .origin = path, .kind = -1 };
+		cfg__doc_error(&e, 0, 0, "file is %lld bytes, larger than the limit of %u bytes",
+			       (long long)st.st_size, CFG_MAX_FILE_BYTES);
+		rc = e.oom ? -ENOMEM : 0;
+		goto out;
+	}
+	data = malloc((size_t)st.st_size + 1);
+	if (!data) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	while (len < (size_t)st.st_size) {
+		ssize_t n = read(fd, data + len, (size_t)st.st_size - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			struct cfg__ectx e = { .res = out, .origin = path, .kind = -1 };
+			cfg__doc_error(&e, 0, 0, "cannot read: %s", strerror(errno));
+			rc = e.oom ? -ENOMEM : 0;
+			goto out;
+		}
+		if (n == 0)
+			break; /* shrank while reading: parse what is there */
+		len += (size_t)n;
+	}
+	rc = cfg_parse_buffer(path, data, len, out);
+out:
+	if (fd >= 0)
+		close(fd);
+	free(data);
+	return rc;
+}
+
+void cfg_parse_result_cleanup(struct cfg_parse_result *r)
+{
+	size_t i;
+
+	if (!r)
+		return;
+	for (i = 0; i < r->n_objects; i++)
+		cfg_object_unref(r->objects[i]);
+	free(r->objects);
+	for (i = 0; i < r->n_errors; i++)
+		cfg_error_cleanup(&r->errors[i]);
+	free(r->errors);
+	memset(r, 0, sizeof(*r));
+}
