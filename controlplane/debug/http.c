@@ -1,0 +1,648 @@
+/*
+ * http.c - meshd's debug HTTP endpoint (see debug.h).
+ *
+ * libmicrohttpd serves it on threads of its own (one per connection, a
+ * capped number of connections).  We bind the listening socket ourselves so
+ * a busy port reports -EADDRINUSE and port 0 reports the port the kernel
+ * chose, then hand it to libmicrohttpd, which closes it at stop.
+ *
+ * Each request builds its whole body in a mesh_buf capped at
+ * DEBUG_MAX_RESPONSE_BYTES from immutable snapshots (config, model) or the
+ * xDS server's locked debug calls, then hands the bytes to libmicrohttpd.
+ * Every response carries a Content-Type; errors are JSON {"error": "..."}.
+ */
+#include "controlplane/debug/debug.h"
+
+#include "common/buf.h"
+#include "common/err.h"
+#include "common/hash.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "controlplane/config/config.h"
+#include "controlplane/config/store.h"
+#include "controlplane/debug/metrics.h"
+#include "controlplane/model/model.h"
+#include "controlplane/xds/server.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define DEBUG_LOG "debug"
+
+/* Limits. */
+#define DEBUG_MAX_ERROR_BYTES 4096          /* a JSON error body */
+#define DEBUG_MAX_HOST 64                    /* host part of --http-addr */
+#define DEBUG_MAX_CONNECTIONS 64u            /* concurrent connections */
+#define DEBUG_CONNECTION_TIMEOUT_S 30u       /* idle connection timeout */
+#define DEBUG_LISTEN_BACKLOG 64
+#define DEBUG_MAX_ERROR_TEXT 4096            /* one cfg_error_format() line */
+
+#define DEBUG_CT_JSON "application/json"
+#define DEBUG_CT_TEXT "text/plain; charset=utf-8"
+#define DEBUG_CT_METRICS "text/plain; version=0.0.4; charset=utf-8"
+#define DEBUG_ALLOW "GET, HEAD"
+
+struct debug_server {
+	struct MHD_Daemon *mhd;
+	struct debug_server_config cfg; /* addr and version point at the copies below */
+	char *addr;
+	char *version;
+	size_t max_response;
+	int port;
+};
+
+/* What a route handler produces. */
+struct debug__reply {
+	unsigned int status;
+	const char *content_type;
+	struct mesh_buf body;
+};
+
+/* ---------------------------------------------------------------- replies */
+
+/* Replace the body by {"error": "<message>"} with the given status. */
+static void debug__error(struct debug__reply *r, unsigned int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void debug__error(struct debug__reply *r, unsigned int status, const char *fmt, ...)
+{
+	char msg[DEBUG_MAX_ERROR_BYTES / 2];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	mesh_buf_cleanup(&r->body);
+	mesh_buf_init(&r->body, DEBUG_MAX_ERROR_BYTES);
+	mesh_buf_puts(&r->body, "{\"error\":");
+	json_put_string(&r->body, msg);
+	mesh_buf_puts(&r->body, "}\n");
+	r->status = status;
+	r->content_type = DEBUG_CT_JSON;
+}
+
+static void debug__put_u64(struct mesh_buf *b, uint64_t v)
+{
+	mesh_buf_printf(b, "%llu", (unsigned long long)v);
+}
+
+static void debug__put_labels(struct mesh_buf *b, const struct cfg_labels *l)
+{
+	size_t i;
+
+	mesh_buf_putc(b, '{');
+	for (i = 0; l && i < l->n; i++) {
+		if (i)
+			mesh_buf_putc(b, ',');
+		json_put_string(b, l->v[i].key);
+		mesh_buf_putc(b, ':');
+		json_put_string(b, l->v[i].value);
+	}
+	mesh_buf_putc(b, '}');
+}
+
+/* ---------------------------------------------------------------- routes */
+
+static void debug__ready(struct debug_server *d, struct MHD_Connection *c, struct debug__reply *r)
+{
+	bool ready = d->cfg.ready ? d->cfg.ready(d->cfg.ctx) : false;
+
+	(void)c;
+	r->status = ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE;
+	r->content_type = DEBUG_CT_TEXT;
+	mesh_buf_puts(&r->body, ready ? "ready" : "not ready");
+}
+
+static void debug__version(struct debug_server *d, struct MHD_Connection *c, struct debug__reply *r)
+{
+	(void)c;
+	mesh_buf_puts(&r->body, "{\"version\":");
+	json_put_string(&r->body, d->version ? d->version : "unknown");
+	mesh_buf_puts(&r->body, ",\"component\":\"meshd\"}\n");
+}
+
+static void debug__metrics(struct debug_server *d, struct MHD_Connection *c, struct debug__reply *r)
+{
+	struct cfg_snapshot *snap;
+	int k;
+
+	(void)c;
+	/* the per-kind object gauge is a plain "set": refresh it from the
+	 * served snapshot so a scrape never shows a stale count */
+	snap = d->cfg.config_snapshot ? d->cfg.config_snapshot(d->cfg.ctx) : NULL;
+	if (snap) {
+		for (k = 0; k < CFG_KIND_COUNT; k++)
+			metrics_config_objects(k, snap->n_objects[k]);
+		cfg_snapshot_unref(snap);
+	}
+	r->content_type = DEBUG_CT_METRICS;
+	metrics_render(&r->body);
+}
+
+static void debug__configz_object(struct mesh_buf *b, const struct cfg_object *o)
+{
+	char hex[17];
+
+	mesh_hash_hex(o->hash, hex);
+	mesh_buf_puts(b, "{\"kind\":");
+	json_put_string(b, cfg_kind_name(o->kind));
+	mesh_buf_puts(b, ",\"apiVersion\":");
+	json_put_string(b, o->api_version);
+	mesh_buf_puts(b, ",\"namespace\":");
+	json_put_string(b, o->ns);
+	mesh_buf_puts(b, ",\"name\":");
+	json_put_string(b, o->name);
+	mesh_buf_puts(b, ",\"origin\":");
+	json_put_string(b, o->origin);
+	mesh_buf_printf(b, ",\"line\":%d,\"version\":\"%s\",\"spec\":", o->line, hex);
+	/* canonical JSON of the document, made by the parser */
+	mesh_buf_puts(b, o->json && o->json[0] ? o->json : "null");
+	mesh_buf_putc(b, '}');
+}
+
+static void debug__configz_error(struct mesh_buf *b, const struct cfg_error *e)
+{
+	char text[DEBUG_MAX_ERROR_TEXT];
+	bool known = e->kind >= 0 && e->kind < CFG_KIND_COUNT;
+
+	text[0] = '\0';
+	cfg_error_format(e, text, sizeof(text));
+	mesh_buf_puts(b, "{\"origin\":");
+	json_put_string(b, e->origin);
+	mesh_buf_printf(b, ",\"line\":%d,\"column\":%d,\"kind\":", e->line, e->column);
+	json_put_string(b, known ? cfg_kind_name((enum cfg_kind)e->kind) : NULL);
+	mesh_buf_puts(b, ",\"namespace\":");
+	json_put_string(b, e->ns);
+	mesh_buf_puts(b, ",\"name\":");
+	json_put_string(b, e->name);
+	mesh_buf_puts(b, ",\"field\":");
+	json_put_string(b, e->field);
+	mesh_buf_puts(b, ",\"message\":");
+	json_put_string(b, e->message);
+	mesh_buf_puts(b, ",\"text\":");
+	json_put_string(b, text);
+	mesh_buf_putc(b, '}');
+}
+
+static void debug__configz(struct debug_server *d, struct MHD_Connection *c, struct debug__reply *r)
+{
+	struct cfg_snapshot *snap = NULL;
+	const char *kind_arg;
+	struct mesh_buf *b = &r->body;
+	int only = -1, k;
+	bool first;
+	size_t i;
+
+	kind_arg = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "kind");
+	if (kind_arg && kind_arg[0]) {
+		only = cfg_kind_from_name(kind_arg);
+		if (only < 0) {
+			debug__error(r, MHD_HTTP_BAD_REQUEST, "unknown kind \"%.200s\"", kind_arg);
+			goto out;
+		}
+	}
+	snap = d->cfg.config_snapshot ? d->cfg.config_snapshot(d->cfg.ctx) : NULL;
+	if (!snap) {
+		mesh_buf_puts(b, "{\"generation\":0,\"objects\":[],\"errors\":[]}\n");
+		goto out;
+	}
+	mesh_buf_puts(b, "{\"generation\":");
+	debug__put_u64(b, snap->generation);
+	mesh_buf_puts(b, ",\"objects\":[");
+	first = true;
+	for (k = 0; k < CFG_KIND_COUNT && !b->err; k++) {
+		if (only >= 0 && k != only)
+			continue;
+		for (i = 0; i < snap->n_objects[k] && !b->err; i++) {
+			if (!first)
+				mesh_buf_putc(b, ',');
+			first = false;
+			debug__configz_object(b, snap->objects[k][i]);
+		}
+	}
+	mesh_buf_puts(b, "],\"errors\":[");
+	first = true;
+	for (i = 0; i < snap->n_errors && !b->err; i++) {
+		if (only >= 0 && snap->errors[i].kind != only)
+			continue;
+		if (!first)
+			mesh_buf_putc(b, ',');
+		first = false;
+		debug__configz_error(b, &snap->errors[i]);
+	}
+	mesh_buf_puts(b, "]}\n");
+out:
+	cfg_snapshot_unref(snap);
+}
+
+static void debug__syncz(struct debug_server *d, struct MHD_Connection *c, struct debug__reply *r)
+{
+	int rc;
+
+	(void)c;
+	if (!d->cfg.xds) {
+		mesh_buf_puts(&r->body, "[]\n");
+		return;
+	}
+	rc = xds_server_syncz(d->cfg.xds, &r->body);
+	/* a full body buffer is reported by the dispatcher */
+	if (rc < 0 && !r->body.err)
+		debug__error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "syncz: %s", mesh_strerror(rc));
+}
+
+static void debug__config_dump(struct debug_server *d, struct MHD_Connection *c, struct debug__reply *r)
+{
+	const char *id;
+	int rc;
+
+	id = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "proxyID");
+	if (!id || !id[0]) {
+		debug__error(r, MHD_HTTP_BAD_REQUEST, "query parameter proxyID is required");
+		return;
+	}
+	if (!d->cfg.xds) {
+		debug__error(r, MHD_HTTP_NOT_FOUND, "proxy \"%.300s\" is not connected", id);
+		return;
+	}
+	rc = xds_server_config_dump(d->cfg.xds, id, &r->body);
+	if (rc == -ENOENT)
+		debug__error(r, MHD_HTTP_NOT_FOUND, "proxy \"%.300s\" is not connected", id);
+	else if (rc < 0 && !r->body.err)
+		debug__error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "config_dump: %s", mesh_strerror(rc));
+}
+
+static const char *debug__resolution_name(enum cfg_resolution res)
+{
+	switch (res) {
+	case CFG_RESOLUTION_NONE: return "NONE";
+	case CFG_RESOLUTION_STATIC: return "STATIC";
+	case CFG_RESOLUTION_DNS: return "DNS";
+	case CFG_RESOLUTION_DNS_ROUND_ROBIN: return "DNS_ROUND_ROBIN";
+	}
+	return "UNKNOWN";
+}
+
+static void debug__registry_service(struct mesh_buf *b, const struct model_service *s)
+{
+	size_t i, j;
+
+	mesh_buf_puts(b, "{\"hostname\":");
+	json_put_string(b, s->hostname);
+	mesh_buf_puts(b, ",\"namespace\":");
+	json_put_string(b, s->ns);
+	mesh_buf_puts(b, ",\"resolution\":");
+	json_put_string(b, debug__resolution_name(s->resolution));
+	mesh_buf_printf(b, ",\"meshExternal\":%s,\"ports\":[", s->mesh_external ? "true" : "false");
+	for (i = 0; i < s->n_ports; i++) {
+		const struct model_port *p = &s->ports[i];
+
+		if (i)
+			mesh_buf_putc(b, ',');
+		mesh_buf_printf(b, "{\"number\":%u,\"name\":", (unsigned)p->number);
+		json_put_string(b, p->name);
+		mesh_buf_puts(b, ",\"protocol\":");
+		json_put_string(b, p->protocol);
+		mesh_buf_printf(b, ",\"targetPort\":%u}", (unsigned)(p->target_port ? p->target_port : p->number));
+	}
+	mesh_buf_puts(b, "],\"endpoints\":[");
+	for (i = 0; i < s->n_endpoints && !b->err; i++) {
+		const struct model_endpoint *e = &s->endpoints[i];
+
+		if (i)
+			mesh_buf_putc(b, ',');
+		mesh_buf_puts(b, "{\"address\":");
+		json_put_string(b, e->address);
+		/* endpoint port per service port, keyed by the port's name
+		 * (its number when it has none) */
+		mesh_buf_puts(b, ",\"ports\":{");
+		for (j = 0; j < s->n_ports; j++) {
+			const struct model_port *p = &s->ports[j];
+
+			if (j)
+				mesh_buf_putc(b, ',');
+			if (p->name && p->name[0])
+				json_put_string(b, p->name);
+			else
+				mesh_buf_printf(b, "\"%u\"", (unsigned)p->number);
+			mesh_buf_printf(b, ":%u", (unsigned)(e->ports ? e->ports[j] : p->number));
+		}
+		mesh_buf_puts(b, "},\"labels\":");
+		debug__put_labels(b, e->labels);
+		mesh_buf_puts(b, ",\"locality\":");
+		json_put_string(b, e->locality ? e->locality : "");
+		mesh_buf_puts(b, ",\"network\":");
+		json_put_string(b, e->network);
+		mesh_buf_printf(b, ",\"weight\":%u,\"serviceAccount\":", (unsigned)e->weight);
+		json_put_string(b, e->service_account);
+		mesh_buf_putc(b, '}');
+	}
+	mesh_buf_puts(b, "]}");
+}
+
+static void debug__registryz(struct debug_server *d, struct MHD_Connection *c, struct debug__reply *r)
+{
+	struct model *m;
+	size_t i;
+
+	(void)c;
+	m = d->cfg.model ? d->cfg.model(d->cfg.ctx) : NULL;
+	mesh_buf_putc(&r->body, '[');
+	for (i = 0; m && i < m->n_services && !r->body.err; i++) {
+		if (i)
+			mesh_buf_putc(&r->body, ',');
+		debug__registry_service(&r->body, &m->services[i]);
+	}
+	mesh_buf_puts(&r->body, "]\n");
+	model_unref(m);
+}
+
+typedef void (*debug__route_fn)(struct debug_server *d, struct MHD_Connection *c, struct debug__reply *r);
+
+static const struct {
+	const char *path;
+	debug__route_fn fn;
+} debug__routes[] = {
+	{ "/ready", debug__ready },
+	{ "/version", debug__version },
+	{ "/metrics", debug__metrics },
+	{ "/debug/configz", debug__configz },
+	{ "/debug/syncz", debug__syncz },
+	{ "/debug/config_dump", debug__config_dump },
+	{ "/debug/registryz", debug__registryz },
+};
+
+/* ---------------------------------------------------------------- dispatch */
+
+static void debug__dispatch(struct debug_server *d, struct MHD_Connection *c, const char *url,
+			    const char *method, struct debug__reply *r)
+{
+	size_t i;
+	int err;
+
+	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0) {
+		debug__error(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method %.40s not allowed", method);
+		return;
+	}
+	for (i = 0; i < sizeof(debug__routes) / sizeof(debug__routes[0]); i++)
+		if (strcmp(url, debug__routes[i].path) == 0)
+			break;
+	if (i == sizeof(debug__routes) / sizeof(debug__routes[0])) {
+		debug__error(r, MHD_HTTP_NOT_FOUND, "no such path: %.200s", url);
+		return;
+	}
+	debug__routes[i].fn(d, c, r);
+	err = r->body.err;
+	if (err == -MESH_ETOOBIG)
+		debug__error(r, MHD_HTTP_INTERNAL_SERVER_ERROR,
+			     "response exceeds the %zu byte limit (DEBUG_MAX_RESPONSE_BYTES)", d->max_response);
+	else if (err < 0)
+		debug__error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "building the response failed: %s",
+			     mesh_strerror(err));
+}
+
+static enum MHD_Result debug__handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+				     const char *version, const char *upload_data, size_t *upload_data_size,
+				     void **con_cls)
+{
+	struct debug_server *d = cls;
+	struct debug__reply r;
+	struct MHD_Response *resp = NULL;
+	enum MHD_Result ret = MHD_NO;
+	size_t len;
+	char *data;
+
+	(void)version;
+	(void)upload_data;
+	(void)upload_data_size;
+	(void)con_cls;
+	/* every route answers from the headers alone: reply on the first
+	 * call; a request body, if any, is never read */
+	r.status = MHD_HTTP_OK;
+	r.content_type = DEBUG_CT_JSON;
+	mesh_buf_init(&r.body, d->max_response);
+	debug__dispatch(d, c, url, method, &r);
+
+	data = mesh_buf_take(&r.body, &len);
+	if (!data)
+		goto out;
+	resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+	if (!resp) {
+		free(data);
+		goto out;
+	}
+	if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r.content_type) != MHD_YES)
+		goto out;
+	if (r.status == MHD_HTTP_METHOD_NOT_ALLOWED &&
+	    MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, DEBUG_ALLOW) != MHD_YES)
+		goto out;
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	ret = MHD_queue_response(c, r.status, resp);
+out:
+	if (resp)
+		MHD_destroy_response(resp);
+	mesh_buf_cleanup(&r.body);
+	return ret;
+}
+
+static void debug__mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char msg[512];
+	size_t n;
+
+	(void)cls;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	n = strlen(msg);
+	while (n && msg[n - 1] == '\n')
+		msg[--n] = '\0';
+	log_debug(DEBUG_LOG, "libmicrohttpd: %s", msg);
+}
+
+/* ---------------------------------------------------------------- listen */
+
+/*
+ * Parse "HOST:PORT": "0.0.0.0:15014", "127.0.0.1:0", "[::1]:15014",
+ * ":15014" (every IPv4 address), "localhost:15014".  0 or -EINVAL.
+ */
+static int debug__parse_addr(const char *addr, struct sockaddr_storage *ss, socklen_t *len)
+{
+	char host[DEBUG_MAX_HOST];
+	const char *colon, *hs, *he, *p;
+	unsigned long port = 0;
+	bool v6 = false;
+	size_t hl;
+
+	if (!addr || !addr[0])
+		return -EINVAL;
+	if (addr[0] == '[') {
+		hs = addr + 1;
+		he = strchr(hs, ']');
+		if (!he || he[1] != ':')
+			return -EINVAL;
+		colon = he + 1;
+		v6 = true;
+	} else {
+		colon = strrchr(addr, ':');
+		if (!colon)
+			return -EINVAL;
+		hs = addr;
+		he = colon;
+		if (memchr(hs, ':', (size_t)(he - hs)))
+			return -EINVAL; /* IPv6 needs brackets */
+	}
+	hl = (size_t)(he - hs);
+	if (hl >= sizeof(host))
+		return -EINVAL;
+	memcpy(host, hs, hl);
+	host[hl] = '\0';
+	p = colon + 1;
+	if (!*p)
+		return -EINVAL;
+	for (; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return -EINVAL;
+		port = port * 10 + (unsigned long)(*p - '0');
+		if (port > 65535)
+			return -EINVAL;
+	}
+
+	memset(ss, 0, sizeof(*ss));
+	if (v6) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)port);
+		if (inet_pton(AF_INET6, host, &s6->sin6_addr) != 1)
+			return -EINVAL;
+		*len = sizeof(*s6);
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)port);
+		if (!host[0] || strcmp(host, "*") == 0)
+			s4->sin_addr.s_addr = htonl(INADDR_ANY);
+		else if (strcmp(host, "localhost") == 0)
+			s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		else if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
+			return -EINVAL;
+		*len = sizeof(*s4);
+	}
+	return 0;
+}
+
+/* Bind and listen; *fd and *port on success.  0 or -errno. */
+static int debug__listen(const char *addr, int *fd_out, int *port_out)
+{
+	struct sockaddr_storage ss, bound;
+	socklen_t len = 0, blen = sizeof(bound);
+	int fd = -1, one = 1, rc;
+
+	rc = debug__parse_addr(addr, &ss, &len);
+	if (rc < 0)
+		goto out;
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, DEBUG_LISTEN_BACKLOG) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&bound, &blen) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	if (bound.ss_family == AF_INET6)
+		*port_out = ntohs(((struct sockaddr_in6 *)&bound)->sin6_port);
+	else
+		*port_out = ntohs(((struct sockaddr_in *)&bound)->sin_port);
+	*fd_out = fd;
+	fd = -1;
+out:
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- lifecycle */
+
+int debug_server_start(const struct debug_server_config *cfg, struct debug_server **out)
+{
+	struct debug_server *d = NULL;
+	unsigned int flags;
+	int fd = -1, rc;
+
+	*out = NULL;
+	if (!cfg || !cfg->addr)
+		return -EINVAL;
+	d = calloc(1, sizeof(*d));
+	if (!d) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	d->cfg = *cfg;
+	d->addr = strdup(cfg->addr);
+	d->version = cfg->version ? strdup(cfg->version) : NULL;
+	if (!d->addr || (cfg->version && !d->version)) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	d->cfg.addr = d->addr;
+	d->cfg.version = d->version;
+	d->max_response = cfg->max_response_bytes ? cfg->max_response_bytes : DEBUG_MAX_RESPONSE_BYTES;
+
+	rc = debug__listen(d->addr, &fd, &d->port);
+	if (rc < 0) {
+		if (rc == -EINVAL)
+			log_error(DEBUG_LOG, "bad HTTP address \"%s\": want HOST:PORT or [IPV6]:PORT", d->addr);
+		else
+			log_error(DEBUG_LOG, "listen on %s: %s", d->addr, mesh_strerror(rc));
+		goto out;
+	}
+	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
+		MHD_USE_ERROR_LOG;
+	if (d->addr[0] == '[')
+		flags |= MHD_USE_IPv6;
+	d->mhd = MHD_start_daemon(flags, 0, NULL, NULL, debug__handle, d,
+				  MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+				  MHD_OPTION_CONNECTION_LIMIT, DEBUG_MAX_CONNECTIONS,
+				  MHD_OPTION_CONNECTION_TIMEOUT, DEBUG_CONNECTION_TIMEOUT_S,
+				  MHD_OPTION_EXTERNAL_LOGGER, debug__mhd_log, (void *)NULL,
+				  MHD_OPTION_END);
+	if (!d->mhd) {
+		/* libmicrohttpd closes the socket on some failure paths and
+		 * not on others; leaking it beats closing it twice */
+		rc = -ENOMEM;
+		log_error(DEBUG_LOG, "libmicrohttpd failed to start on %s", d->addr);
+		goto out;
+	}
+	log_info(DEBUG_LOG, "debug HTTP listening on %s (port %d)", d->addr, d->port);
+	*out = d;
+	d = NULL;
+	rc = 0;
+out:
+	debug_server_stop(d);
+	return rc;
+}
+
+int debug_server_port(const struct debug_server *d)
+{
+	return d ? d->port : -EINVAL;
+}
+
+void debug_server_stop(struct debug_server *d)
+{
+	if (!d)
+		return;
+	if (d->mhd)
+		MHD_stop_daemon(d->mhd);
+	free(d->addr);
+	free(d->version);
+	free(d);
+}
