@@ -324,6 +324,8 @@ static void names_free(char **names, size_t n)
 {
 	size_t i;
 
+	if (!names)
+		return;
 	for (i = 0; i < n; i++)
 		free(names[i]);
 	free(names);
