@@ -154,6 +154,8 @@ int cfg_error_format(const struct cfg_error *e, char *buf, size_t cap)
 	}
 	if (e->field)
 		mesh_buf_printf(&b, "%s: ", e->field);
+	if (e->warning)
+		mesh_buf_puts(&b, "warning: ");
 	mesh_buf_puts(&b, e->message ? e->message : "error");
 	rc = b.err;
 	n = b.data ? b.len : 0;

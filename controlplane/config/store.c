@@ -1,0 +1,720 @@
+/*
+ * store.c - the validated configuration meshd serves (see store.h).
+ *
+ * The store keeps, per origin (a file path, or "kube"), the objects that
+ * origin contributed and the errors of its last parse.  The served view is
+ * derived from all origins: for each (kind, namespace, name) the object of
+ * the first origin in sorted order wins; a second definition elsewhere is
+ * reported as an error and ignored.  Last-good: when a new parse of an
+ * origin rejects a key it served before, the old object is carried over;
+ * when the parse could not even identify its documents, everything the
+ * origin served before is carried over.
+ *
+ * Every write re-derives the served view (O(n log n) over the objects,
+ * bounded by the size of the configuration) and the reference warnings, and
+ * bumps the generation when anything visible changed.  Snapshots are
+ * immutable copies of the served view, cached per generation and shared
+ * by reference count.  Single writer (the config thread); snapshots may be
+ * used and released from any thread.
+ */
+#include "controlplane/config/store.h"
+#include "controlplane/config/config_int.h"
+
+#include "common/arena.h"
+#include "common/err.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define STORE__SNAPSHOT_ARENA_MAX (256u << 20)
+#define STORE__DOMAIN "svc.cluster.local"
+
+struct store__origin {
+	char *name;
+	struct cfg_object **objs;
+	size_t n_objs;
+	struct cfg_error *errors;
+	size_t n_errors;
+};
+
+struct cfg_store {
+	struct store__origin *origins; /* sorted by name */
+	size_t n_origins;
+	struct cfg_object **served;    /* sorted by (kind, ns, name); one reference each */
+	size_t n_served;
+	struct cfg_error *derived;     /* duplicates and reference warnings */
+	size_t n_derived;
+	uint64_t generation;
+	uint64_t total_rejections;
+	struct cfg_snapshot *cached;
+};
+
+/* ------------------------------------------------------------- keys */
+
+static int store__key_cmp(int ka, const char *nsa, const char *na, int kb, const char *nsb, const char *nb)
+{
+	int c;
+
+	if (ka != kb)
+		return ka < kb ? -1 : 1;
+	c = strcmp(nsa ? nsa : "", nsb ? nsb : "");
+	if (c)
+		return c;
+	return strcmp(na ? na : "", nb ? nb : "");
+}
+
+static int store__obj_cmp(const struct cfg_object *a, const struct cfg_object *b)
+{
+	return store__key_cmp((int)a->kind, a->ns, a->name, (int)b->kind, b->ns, b->name);
+}
+
+static bool store__error_is_for(const struct cfg_error *e, const struct cfg_object *o)
+{
+	return e->kind == (int)o->kind && e->name && store__key_cmp(e->kind, e->ns, e->name, (int)o->kind, o->ns,
+								    o->name) == 0;
+}
+
+/* ------------------------------------------------------------- origins */
+
+static struct store__origin *store__find_origin(struct cfg_store *s, const char *name, size_t *pos)
+{
+	size_t lo = 0, hi = s->n_origins;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = strcmp(s->origins[mid].name, name);
+		if (c == 0) {
+			if (pos)
+				*pos = mid;
+			return &s->origins[mid];
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (pos)
+		*pos = lo;
+	return NULL;
+}
+
+static struct store__origin *store__get_origin(struct cfg_store *s, const char *name)
+{
+	struct store__origin *o, *v;
+	size_t pos;
+
+	o = store__find_origin(s, name, &pos);
+	if (o)
+		return o;
+	v = realloc(s->origins, (s->n_origins + 1) * sizeof(*v));
+	if (!v)
+		return NULL;
+	s->origins = v;
+	memmove(&s->origins[pos + 1], &s->origins[pos], (s->n_origins - pos) * sizeof(*v));
+	memset(&s->origins[pos], 0, sizeof(*v));
+	s->origins[pos].name = strdup(name);
+	if (!s->origins[pos].name) {
+		memmove(&s->origins[pos], &s->origins[pos + 1], (s->n_origins - pos) * sizeof(*v));
+		return NULL;
+	}
+	s->n_origins++;
+	return &s->origins[pos];
+}
+
+static void store__origin_clear(struct store__origin *o)
+{
+	size_t i;
+
+	for (i = 0; i < o->n_objs; i++)
+		cfg_object_unref(o->objs[i]);
+	free(o->objs);
+	for (i = 0; i < o->n_errors; i++)
+		cfg_error_cleanup(&o->errors[i]);
+	free(o->errors);
+	o->objs = NULL;
+	o->errors = NULL;
+	o->n_objs = o->n_errors = 0;
+}
+
+static void store__drop_origin(struct cfg_store *s, struct store__origin *o)
+{
+	size_t pos = (size_t)(o - s->origins);
+
+	store__origin_clear(o);
+	free(o->name);
+	memmove(&s->origins[pos], &s->origins[pos + 1], (s->n_origins - pos - 1) * sizeof(*o));
+	s->n_origins--;
+}
+
+static void store__derived_clear(struct cfg_store *s)
+{
+	size_t i;
+
+	for (i = 0; i < s->n_derived; i++)
+		cfg_error_cleanup(&s->derived[i]);
+	free(s->derived);
+	s->derived = NULL;
+	s->n_derived = 0;
+}
+
+static int store__derived_add(struct cfg_store *s, const struct cfg_object *o, const char *field, bool warning,
+			      int line, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+static int store__derived_add(struct cfg_store *s, const struct cfg_object *o, const char *field, bool warning,
+			      int line, const char *fmt, ...)
+{
+	struct cfg_error e, *v;
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	memset(&e, 0, sizeof(e));
+	e.origin = o->origin;
+	e.line = line ? line : o->line;
+	e.kind = (int)o->kind;
+	e.api_version = o->api_version;
+	e.ns = o->ns;
+	e.name = o->name;
+	e.field = (char *)field;
+	e.message = msg;
+	e.warning = warning;
+	v = realloc(s->derived, (s->n_derived + 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	s->derived = v;
+	if (cfg_error_copy(&s->derived[s->n_derived], &e) < 0)
+		return -ENOMEM;
+	s->derived[s->n_derived].warning = warning;
+	s->n_derived++;
+	return 0;
+}
+
+/* ------------------------------------------------------------- deriving the served view */
+
+struct store__cand {
+	struct cfg_object *obj;
+	size_t origin;               /* index: lower wins */
+};
+
+static int store__cand_cmp(const void *x, const void *y)
+{
+	const struct store__cand *a = x, *b = y;
+	int c = store__obj_cmp(a->obj, b->obj);
+
+	if (c)
+		return c;
+	return a->origin < b->origin ? -1 : a->origin > b->origin;
+}
+
+/* Rebuild s->served and the duplicate errors.  *changed: keys whose served
+ * object differs from before. */
+static int store__rebuild(struct cfg_store *s, int *changed)
+{
+	struct store__cand *c = NULL;
+	struct cfg_object **served = NULL;
+	size_t n = 0, i, j, k, ns = 0;
+	int rc = 0, diff = 0;
+
+	for (i = 0; i < s->n_origins; i++)
+		n += s->origins[i].n_objs;
+	if (n) {
+		c = malloc(n * sizeof(*c));
+		served = malloc(n * sizeof(*served));
+		if (!c || !served) {
+			rc = -ENOMEM;
+			goto out;
+		}
+	}
+	for (i = 0, k = 0; i < s->n_origins; i++)
+		for (j = 0; j < s->origins[i].n_objs; j++) {
+			c[k].obj = s->origins[i].objs[j];
+			c[k++].origin = i;
+		}
+	if (n)
+		qsort(c, n, sizeof(*c), store__cand_cmp);
+	store__derived_clear(s);
+	for (i = 0; i < n; i++) {
+		if (ns && store__obj_cmp(served[ns - 1], c[i].obj) == 0) {
+			const struct cfg_object *w = served[ns - 1];
+			rc = store__derived_add(s, c[i].obj, NULL, false, 0,
+						"also defined at %s:%d, which wins (origins are taken in sorted order); "
+						"this definition is ignored", w->origin, w->line);
+			if (rc < 0)
+				goto out;
+			continue;
+		}
+		served[ns++] = cfg_object_ref(c[i].obj);
+	}
+	/* count changed keys: merge old and new, both sorted */
+	for (i = 0, j = 0; i < s->n_served || j < ns;) {
+		int cmp = i == s->n_served ? 1 : j == ns ? -1 : store__obj_cmp(s->served[i], served[j]);
+		if (cmp == 0) {
+			diff += s->served[i] != served[j] && s->served[i]->hash != served[j]->hash;
+			i++;
+			j++;
+		} else {
+			diff++;
+			if (cmp < 0)
+				i++;
+			else
+				j++;
+		}
+	}
+	for (i = 0; i < s->n_served; i++)
+		cfg_object_unref(s->served[i]);
+	free(s->served);
+	s->served = served;
+	s->n_served = ns;
+	served = NULL;
+	*changed = diff;
+	rc = cfg_store_check_references(s);
+	if (rc > 0)
+		rc = 0;
+out:
+	free(c);
+	if (served) {
+		for (i = 0; i < ns; i++)
+			cfg_object_unref(served[i]);
+		free(served);
+	}
+	return rc;
+}
+
+static void store__bump(struct cfg_store *s)
+{
+	s->generation++;
+	cfg_snapshot_unref(s->cached);
+	s->cached = NULL;
+}
+
+/* ------------------------------------------------------------- public */
+
+struct cfg_store *cfg_store_new(void)
+{
+	return calloc(1, sizeof(struct cfg_store));
+}
+
+void cfg_store_free(struct cfg_store *s)
+{
+	size_t i;
+
+	if (!s)
+		return;
+	for (i = 0; i < s->n_origins; i++) {
+		store__origin_clear(&s->origins[i]);
+		free(s->origins[i].name);
+	}
+	free(s->origins);
+	for (i = 0; i < s->n_served; i++)
+		cfg_object_unref(s->served[i]);
+	free(s->served);
+	store__derived_clear(s);
+	cfg_snapshot_unref(s->cached);
+	free(s);
+}
+
+static size_t store__count_rejections(const struct cfg_error *e, size_t n)
+{
+	size_t i, c = 0;
+
+	for (i = 0; i < n; i++)
+		c += !e[i].warning;
+	return c;
+}
+
+int cfg_store_apply_origin(struct cfg_store *s, const char *origin, struct cfg_parse_result *res)
+{
+	struct store__origin *o;
+	struct cfg_object **objs = NULL;
+	size_t n = 0, i, j;
+	int rc, changed = 0;
+
+	o = store__get_origin(s, origin);
+	if (!o)
+		return -ENOMEM;
+	objs = malloc((res->n_objects + o->n_objs + 1) * sizeof(*objs));
+	if (!objs)
+		return -ENOMEM;
+	for (i = 0; i < res->n_objects; i++)
+		objs[n++] = res->objects[i];
+	/* last good: keep the old version of a key the new parse rejected, or of
+	 * every key when the parse could not identify its documents */
+	for (i = 0; i < o->n_objs; i++) {
+		struct cfg_object *old = o->objs[i];
+		bool keep = res->unidentified_errors;
+
+		for (j = 0; j < res->n_objects; j++)
+			if (store__obj_cmp(res->objects[j], old) == 0)
+				break;
+		if (j < res->n_objects)
+			continue; /* replaced by a good new version */
+		for (j = 0; j < res->n_errors && !keep; j++)
+			keep = !res->errors[j].warning && store__error_is_for(&res->errors[j], old);
+		if (keep)
+			objs[n++] = cfg_object_ref(old);
+	}
+	store__origin_clear(o);
+	o->objs = objs;
+	o->n_objs = n;
+	o->errors = res->errors;
+	o->n_errors = res->n_errors;
+	s->total_rejections += store__count_rejections(res->errors, res->n_errors);
+	/* consumed */
+	free(res->objects);
+	res->objects = NULL;
+	res->n_objects = 0;
+	res->errors = NULL;
+	res->n_errors = 0;
+	if (!o->n_objs && !o->n_errors)
+		store__drop_origin(s, o);
+	rc = store__rebuild(s, &changed);
+	store__bump(s);
+	return rc < 0 ? rc : changed;
+}
+
+int cfg_store_remove_origin(struct cfg_store *s, const char *origin)
+{
+	struct store__origin *o = store__find_origin(s, origin, NULL);
+	int rc, changed = 0;
+
+	if (!o)
+		return 0;
+	store__drop_origin(s, o);
+	rc = store__rebuild(s, &changed);
+	store__bump(s);
+	return rc < 0 ? rc : changed;
+}
+
+/* Drop errors of origin o about o's key (kind, ns, name). */
+static void store__forget_errors(struct store__origin *o, int kind, const char *ns, const char *name)
+{
+	size_t i, k = 0;
+
+	for (i = 0; i < o->n_errors; i++) {
+		struct cfg_error *e = &o->errors[i];
+		if (e->kind == kind && e->name && store__key_cmp(e->kind, e->ns, e->name, kind, ns, name) == 0)
+			cfg_error_cleanup(e);
+		else
+			o->errors[k++] = *e;
+	}
+	o->n_errors = k;
+}
+
+int cfg_store_put(struct cfg_store *s, struct cfg_object *obj)
+{
+	struct store__origin *o = store__get_origin(s, obj->origin ? obj->origin : "kube");
+	size_t i;
+	int rc, changed = 0;
+
+	if (!o)
+		return -ENOMEM;
+	store__forget_errors(o, (int)obj->kind, obj->ns, obj->name);
+	for (i = 0; i < o->n_objs; i++) {
+		if (store__obj_cmp(o->objs[i], obj) == 0) {
+			cfg_object_unref(o->objs[i]);
+			o->objs[i] = cfg_object_ref(obj);
+			break;
+		}
+	}
+	if (i == o->n_objs) {
+		struct cfg_object **v = realloc(o->objs, (o->n_objs + 1) * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		o->objs = v;
+		o->objs[o->n_objs++] = cfg_object_ref(obj);
+	}
+	rc = store__rebuild(s, &changed);
+	store__bump(s);
+	return rc < 0 ? rc : changed > 0;
+}
+
+int cfg_store_delete(struct cfg_store *s, enum cfg_kind kind, const char *ns, const char *name)
+{
+	size_t i, j;
+	int rc, changed = 0;
+
+	for (i = 0; i < s->n_origins; i++) {
+		struct store__origin *o = &s->origins[i];
+		store__forget_errors(o, (int)kind, ns, name);
+		for (j = 0; j < o->n_objs; j++) {
+			if (store__key_cmp((int)o->objs[j]->kind, o->objs[j]->ns, o->objs[j]->name, (int)kind, ns, name) == 0) {
+				cfg_object_unref(o->objs[j]);
+				memmove(&o->objs[j], &o->objs[j + 1], (o->n_objs - j - 1) * sizeof(*o->objs));
+				o->n_objs--;
+				break;
+			}
+		}
+	}
+	for (i = s->n_origins; i-- > 0;)
+		if (!s->origins[i].n_objs && !s->origins[i].n_errors)
+			store__drop_origin(s, &s->origins[i]);
+	rc = store__rebuild(s, &changed);
+	store__bump(s);
+	return rc < 0 ? rc : changed > 0;
+}
+
+int cfg_store_reject(struct cfg_store *s, const struct cfg_error *e)
+{
+	struct store__origin *o = store__get_origin(s, e->origin ? e->origin : "kube");
+	struct cfg_error *v;
+
+	if (!o)
+		return -ENOMEM;
+	if (e->name)
+		store__forget_errors(o, e->kind, e->ns, e->name);
+	v = realloc(o->errors, (o->n_errors + 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	o->errors = v;
+	if (cfg_error_copy(&o->errors[o->n_errors], e) < 0)
+		return -ENOMEM;
+	o->errors[o->n_errors].warning = e->warning;
+	o->n_errors++;
+	if (!e->warning)
+		s->total_rejections++;
+	store__bump(s);
+	return 0;
+}
+
+const struct cfg_object *cfg_store_get(const struct cfg_store *s, enum cfg_kind kind, const char *ns, const char *name)
+{
+	size_t lo = 0, hi = s->n_served;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		const struct cfg_object *o = s->served[mid];
+		int c = store__key_cmp((int)o->kind, o->ns, o->name, (int)kind, ns, name);
+		if (c == 0)
+			return o;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* ------------------------------------------------------------- references */
+
+/* Host as a comparable FQDN: short names are relative to the namespace. */
+static void store__fqdn(const char *host, const char *ns, char *out, size_t cap)
+{
+	if (!strchr(host, '.'))
+		snprintf(out, cap, "%s.%s.%s", host, ns, STORE__DOMAIN);
+	else
+		snprintf(out, cap, "%s", host);
+}
+
+static bool store__host_matches(const char *pattern, const char *host)
+{
+	size_t lp = strlen(pattern), lh = strlen(host);
+
+	if (pattern[0] == '*') {
+		/* "*" or "*.example.com" / "*example.com": suffix match */
+		return lh >= lp - 1 && strcasecmp(host + lh - (lp - 1), pattern + 1) == 0;
+	}
+	return strcasecmp(pattern, host) == 0;
+}
+
+static int store__check_destination(struct cfg_store *s, const struct cfg_object *vs, const struct cfg_destination *d,
+				    const char *field, int line)
+{
+	char want[300];
+	size_t i, k, n_dr = 0;
+	const struct cfg_object *dr_named = NULL;
+
+	if (!d->subset || !d->host)
+		return 0;
+	store__fqdn(d->host, vs->ns, want, sizeof(want));
+	for (i = 0; i < s->n_served; i++) {
+		const struct cfg_object *o = s->served[i];
+		char have[300];
+
+		if (o->kind != CFG_DESTINATION_RULE || !o->spec.dr.host)
+			continue;
+		store__fqdn(o->spec.dr.host, o->ns, have, sizeof(have));
+		if (!store__host_matches(have, want))
+			continue;
+		n_dr++;
+		dr_named = o;
+		for (k = 0; k < o->spec.dr.n_subsets; k++)
+			if (o->spec.dr.subsets[k].name && strcmp(o->spec.dr.subsets[k].name, d->subset) == 0)
+				return 0;
+	}
+	if (!n_dr)
+		return store__derived_add(s, vs, field, true, line,
+					  "subset \"%s\" is not defined: no DestinationRule for host %s; "
+					  "this route has no healthy upstream", d->subset, d->host) < 0 ? -ENOMEM : 1;
+	return store__derived_add(s, vs, field, true, line,
+				  "subset \"%s\" is not defined by DestinationRule %s/%s for host %s; "
+				  "this route has no healthy upstream", d->subset, dr_named->ns, dr_named->name,
+				  d->host) < 0 ? -ENOMEM : 1;
+}
+
+int cfg_store_check_references(struct cfg_store *s)
+{
+	size_t i, r, t, k = 0;
+	int found = 0, rc;
+	char field[96];
+
+	/* drop earlier reference findings (derived warnings), keep duplicates */
+	for (i = 0; i < s->n_derived; i++) {
+		if (s->derived[i].warning)
+			cfg_error_cleanup(&s->derived[i]);
+		else
+			s->derived[k++] = s->derived[i];
+	}
+	s->n_derived = k;
+	for (i = 0; i < s->n_served; i++) {
+		const struct cfg_object *o = s->served[i];
+		const struct cfg_virtual_service *vs = &o->spec.vs;
+
+		if (o->kind != CFG_VIRTUAL_SERVICE)
+			continue;
+		for (r = 0; r < vs->n_http; r++) {
+			const struct cfg_http_route *h = &vs->http[r];
+			for (t = 0; t < h->n_route; t++) {
+				snprintf(field, sizeof(field), "spec.http[%zu].route[%zu].destination.subset", r, t);
+				rc = store__check_destination(s, o, &h->route[t].destination, field, h->line);
+				if (rc < 0)
+					return rc;
+				found += rc;
+			}
+			if (h->mirror.set) {
+				snprintf(field, sizeof(field), "spec.http[%zu].mirror.subset", r);
+				rc = store__check_destination(s, o, &h->mirror.destination, field, h->line);
+				if (rc < 0)
+					return rc;
+				found += rc;
+			}
+		}
+		for (r = 0; r < vs->n_tcp; r++) {
+			for (t = 0; t < vs->tcp[r].n_route; t++) {
+				snprintf(field, sizeof(field), "spec.tcp[%zu].route[%zu].destination.subset", r, t);
+				rc = store__check_destination(s, o, &vs->tcp[r].route[t].destination, field, 0);
+				if (rc < 0)
+					return rc;
+				found += rc;
+			}
+		}
+	}
+	return found;
+}
+
+/* ------------------------------------------------------------- snapshots */
+
+static int store__err_cmp(const void *x, const void *y)
+{
+	const struct cfg_error *a = x, *b = y;
+	int c = strcmp(a->origin ? a->origin : "", b->origin ? b->origin : "");
+
+	if (c)
+		return c;
+	if (a->line != b->line)
+		return a->line < b->line ? -1 : 1;
+	return a->column < b->column ? -1 : a->column > b->column;
+}
+
+static char *store__adup(struct arena *a, const char *s, bool *oom)
+{
+	char *d;
+
+	if (!s)
+		return NULL;
+	d = arena_strdup(a, s);
+	if (!d)
+		*oom = true;
+	return d;
+}
+
+struct cfg_snapshot *cfg_store_snapshot(struct cfg_store *s)
+{
+	struct cfg_snapshot *snap = NULL;
+	struct arena *a;
+	size_t i, k, n_err = 0, counts[CFG_KIND_COUNT] = { 0 };
+	bool oom = false;
+
+	if (s->cached)
+		return cfg_snapshot_ref(s->cached);
+	a = arena_new(STORE__SNAPSHOT_ARENA_MAX);
+	if (!a)
+		return NULL;
+	snap = arena_alloc(a, sizeof(*snap));
+	if (!snap)
+		goto fail;
+	snap->arena = a;
+	snap->refs = 1;
+	snap->generation = s->generation;
+	snap->total_rejections = s->total_rejections;
+	for (i = 0; i < s->n_served; i++)
+		counts[s->served[i]->kind]++;
+	for (k = 0; k < CFG_KIND_COUNT; k++) {
+		snap->objects[k] = arena_calloc(a, counts[k] ? counts[k] : 1, sizeof(struct cfg_object *));
+		if (!snap->objects[k])
+			goto fail;
+	}
+	/* served is sorted by kind, then (ns, name): per-kind arrays come out sorted */
+	for (i = 0; i < s->n_served; i++) {
+		struct cfg_object *o = s->served[i];
+		snap->objects[o->kind][snap->n_objects[o->kind]++] = cfg_object_ref(o);
+	}
+	for (i = 0; i < s->n_origins; i++)
+		n_err += s->origins[i].n_errors;
+	n_err += s->n_derived;
+	snap->errors = arena_calloc(a, n_err ? n_err : 1, sizeof(*snap->errors));
+	if (!snap->errors)
+		goto fail;
+	for (i = 0; i <= s->n_origins; i++) {
+		const struct cfg_error *src = i < s->n_origins ? s->origins[i].errors : s->derived;
+		size_t n = i < s->n_origins ? s->origins[i].n_errors : s->n_derived;
+		for (k = 0; k < n; k++) {
+			struct cfg_error *d = &snap->errors[snap->n_errors++];
+			*d = src[k];
+			d->origin = store__adup(a, src[k].origin, &oom);
+			d->api_version = store__adup(a, src[k].api_version, &oom);
+			d->ns = store__adup(a, src[k].ns, &oom);
+			d->name = store__adup(a, src[k].name, &oom);
+			d->field = store__adup(a, src[k].field, &oom);
+			d->message = store__adup(a, src[k].message, &oom);
+		}
+	}
+	if (oom)
+		goto fail;
+	qsort(snap->errors, snap->n_errors, sizeof(*snap->errors), store__err_cmp);
+	s->cached = snap;
+	return cfg_snapshot_ref(snap);
+fail:
+	if (snap) {
+		snap->refs = 1;
+		cfg_snapshot_unref(snap);
+	} else {
+		arena_free(a);
+	}
+	return NULL;
+}
+
+struct cfg_snapshot *cfg_snapshot_ref(struct cfg_snapshot *snap)
+{
+	if (snap)
+		__atomic_add_fetch(&snap->refs, 1, __ATOMIC_RELAXED);
+	return snap;
+}
+
+void cfg_snapshot_unref(struct cfg_snapshot *snap)
+{
+	size_t k, i;
+
+	if (!snap)
+		return;
+	if (__atomic_sub_fetch(&snap->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	for (k = 0; k < CFG_KIND_COUNT; k++)
+		for (i = 0; i < snap->n_objects[k]; i++)
+			cfg_object_unref(snap->objects[k][i]);
+	arena_free(snap->arena);
+}
