@@ -800,18 +800,22 @@ out:
 static void stream_on_recv(struct xds_stream *st, int ok)
 {
 	Envoy__Service__Discovery__V3__DiscoveryRequest *req = NULL;
+	/* Take the message before the next RECV_MESSAGE lets gRPC core write
+	 * st->recv_buf again from its own thread. */
+	grpc_byte_buffer *bb = st->recv_buf;
 	grpc_byte_buffer_reader reader;
 	grpc_slice slice;
 	int have_slice = 0;
 
+	st->recv_buf = NULL;
 	if (!ok || st->closed)
 		goto out;
-	if (!st->recv_buf) {
+	if (!bb) {
 		/* Half-close: the client sends no more requests; end the stream. */
 		stream_finish(st, GRPC_STATUS_OK, "");
 		goto out;
 	}
-	if (!grpc_byte_buffer_reader_init(&reader, st->recv_buf)) {
+	if (!grpc_byte_buffer_reader_init(&reader, bb)) {
 		stream_finish(st, GRPC_STATUS_INTERNAL, "cannot read the request");
 		goto out;
 	}
@@ -838,10 +842,8 @@ out:
 		envoy__service__discovery__v3__discovery_request__free_unpacked(req, NULL);
 	if (have_slice)
 		grpc_slice_unref(slice);
-	if (st->recv_buf) {
-		grpc_byte_buffer_destroy(st->recv_buf);
-		st->recv_buf = NULL;
-	}
+	if (bb)
+		grpc_byte_buffer_destroy(bb);
 }
 
 /* ------------------------------------------------------------------ */

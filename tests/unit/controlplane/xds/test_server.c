@@ -170,6 +170,16 @@ static void client_send(struct client *c, const char *node_id, const char *type_
 	free(wire);
 }
 
+/* Wait for the call's final status (bounded). */
+static grpc_status_code client_status(struct client *c)
+{
+	if (!c->status_done) {
+		ck_assert_int_eq(pluck(c, &c->tag_status, WAIT_MS), 0);
+		c->status_done = 1;
+	}
+	return c->status;
+}
+
 /* The next response within ms, or NULL on timeout (the receive stays
  * outstanding and is picked up by the next call). */
 static Resp *client_recv(struct client *c, int ms)
@@ -178,6 +188,7 @@ static Resp *client_recv(struct client *c, int ms)
 	grpc_slice s;
 	Resp *resp;
 	grpc_op op;
+	int rc;
 
 	if (!c->recv_pending) {
 		memset(&op, 0, sizeof(op));
@@ -186,11 +197,19 @@ static Resp *client_recv(struct client *c, int ms)
 		ck_assert_int_eq(grpc_call_start_batch(c->call, &op, 1, &c->tag_recv, NULL), GRPC_CALL_OK);
 		c->recv_pending = 1;
 	}
-	if (pluck(c, &c->tag_recv, ms) == -ETIMEDOUT)
+	rc = pluck(c, &c->tag_recv, ms);
+	if (rc == -ETIMEDOUT)
 		return NULL;
 	c->recv_pending = 0;
-	if (!c->recv)
+	if (!c->recv) {
+		/* the stream ended: say how */
+		char *msg;
+		client_status(c);
+		msg = grpc_slice_to_c_string(c->details);
+		fprintf(stderr, "stream ended (recv rc %d): status %d \"%s\"\n", rc, (int)c->status, msg);
+		gpr_free(msg);
 		return NULL;
+	}
 	ck_assert(grpc_byte_buffer_reader_init(&r, c->recv));
 	s = grpc_byte_buffer_reader_readall(&r);
 	grpc_byte_buffer_reader_destroy(&r);
@@ -202,13 +221,14 @@ static Resp *client_recv(struct client *c, int ms)
 	return resp;
 }
 
-static Resp *must_recv(struct client *c)
+static Resp *must_recv_at(struct client *c, int line)
 {
 	Resp *r = client_recv(c, WAIT_MS);
 
-	ck_assert_msg(r != NULL, "no response within %d ms", WAIT_MS);
+	ck_assert_msg(r != NULL, "line %d: no response within %d ms", line, WAIT_MS);
 	return r;
 }
+#define must_recv(c) must_recv_at((c), __LINE__)
 
 static void must_be_quiet(struct client *c)
 {
@@ -222,16 +242,6 @@ static void resp_free(Resp *r)
 {
 	if (r)
 		envoy__service__discovery__v3__discovery_response__free_unpacked(r, NULL);
-}
-
-/* Wait for the call's final status (bounded). */
-static grpc_status_code client_status(struct client *c)
-{
-	if (!c->status_done) {
-		ck_assert_int_eq(pluck(c, &c->tag_status, WAIT_MS), 0);
-		c->status_done = 1;
-	}
-	return c->status;
 }
 
 static void client_close(struct client *c)
