@@ -1250,7 +1250,8 @@ static void server_free(struct xds_server *s)
 	pthread_mutex_destroy(&s->pub_lock);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
-	grpc_shutdown();
+	/* the last user of gRPC core waits for its threads to finish */
+	grpc_shutdown_blocking();
 }
 
 static void accept_slot_init(struct accept_slot *a, enum tag_kind kind)
@@ -1274,7 +1275,7 @@ int xds_server_start(const struct xds_server_config *cfg, struct xds_server **ou
 	grpc_init();
 	s = calloc(1, sizeof(*s));
 	if (!s) {
-		grpc_shutdown();
+		grpc_shutdown_blocking();
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&s->q_lock, NULL);

@@ -8,7 +8,6 @@
 
 #include "common/err.h"
 #include "common/log.h"
-#include "controlplane/config/config.h"
 #include "controlplane/debug/metrics.h"
 #include "envoy/config/listener/v3/listener.pb-c.h"
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
@@ -38,13 +37,6 @@
 
 typedef Envoy__Service__Discovery__V3__DiscoveryResponse Resp;
 
-/* metrics_render() names config kinds through the config module; until
- * that module is in the tree, a weak stand-in (the real one wins). */
-__attribute__((weak)) const char *cfg_kind_name(enum cfg_kind k)
-{
-	(void)k;
-	return "unknown";
-}
 
 struct client {
 	grpc_channel *ch;
