@@ -1,0 +1,115 @@
+/*
+ * test_meshctl.c - `meshctl validate` end to end: output lines, summary and
+ * exit status (0 valid, 1 rejected, 2 usage).  Runs the meshctl binary of
+ * the same build (BUILD/bin/meshctl, found from this test's own path) on
+ * the fixtures in tests/data/config/ (run from the repository root).
+ */
+#include <check.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define OUT_MAX 65536
+
+static char meshctl[PATH_MAX + 16];
+
+/* BUILD/tests/controlplane/cli/test_meshctl -> BUILD/bin/meshctl */
+static void find_meshctl(void)
+{
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	int up;
+	char *slash;
+
+	ck_assert_int_gt(n, 0);
+	self[n] = '\0';
+	for (up = 0; up < 4; up++) {
+		slash = strrchr(self, '/');
+		ck_assert_ptr_nonnull(slash);
+		*slash = '\0';
+	}
+	snprintf(meshctl, sizeof(meshctl), "%s/bin/meshctl", self);
+	ck_assert_msg(access(meshctl, X_OK) == 0, "%s not built", meshctl);
+}
+
+/* run meshctl with args; output (stdout+stderr) into out; returns exit status */
+static int run(const char *args, char *out)
+{
+	char cmd[PATH_MAX + 1024];
+	FILE *p;
+	size_t n;
+	int st;
+
+	find_meshctl();
+	snprintf(cmd, sizeof(cmd), "%s %s 2>&1", meshctl, args);
+	p = popen(cmd, "r");
+	ck_assert_ptr_nonnull(p);
+	n = fread(out, 1, OUT_MAX - 1, p);
+	out[n] = '\0';
+	st = pclose(p);
+	ck_assert(WIFEXITED(st));
+	return WEXITSTATUS(st);
+}
+
+static char out[OUT_MAX];
+
+START_TEST(test_valid_dir)
+{
+	ck_assert_int_eq(run("validate -f tests/data/config/valid", out), 0);
+	ck_assert_msg(strstr(out, "16 objects valid, 0 rejected (1 document of other kinds skipped) in 11 files\n"),
+		      "%s", out);
+}
+END_TEST
+
+START_TEST(test_rejected_file)
+{
+	ck_assert_int_eq(run("validate -f tests/data/config/invalid/vs-weights.yaml", out), 1);
+	ck_assert_str_eq(out, "tests/data/config/invalid/vs-weights.yaml:17:15: VirtualService default/reviews: "
+			      "spec.http[0].route[1].weight: weights add up to 110, must be 100\n"
+			      "0 objects valid, 1 rejected in 1 file\n");
+}
+END_TEST
+
+START_TEST(test_mixed)
+{
+	ck_assert_int_eq(run("validate -f tests/data/config/invalid/multi-one-bad.yaml "
+			     "-f tests/data/config/invalid/malformed.yaml", out), 1);
+	ck_assert_msg(strstr(out, "malformed.yaml:14:10: malformed YAML"), "%s", out);
+	ck_assert_msg(strstr(out, "4 objects valid, 2 rejected in 2 files\n"), "%s", out);
+}
+END_TEST
+
+START_TEST(test_usage)
+{
+	ck_assert_int_eq(run("validate", out), 2);
+	ck_assert_msg(strstr(out, "-f PATH is required"), "%s", out);
+	ck_assert_int_eq(run("validate -f /nonexistent/meshd", out), 2);
+	ck_assert_int_eq(run("frobnicate", out), 2);
+	ck_assert_int_eq(run("--help", out), 0);
+	ck_assert_msg(strstr(out, "validate"), "%s", out);
+	ck_assert_int_eq(run("validate --help", out), 0);
+	ck_assert_msg(strstr(out, "usage: meshctl validate -f PATH"), "%s", out);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("meshctl");
+	TCase *tc = tcase_create("validate");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_test(tc, test_valid_dir);
+	tcase_add_test(tc, test_rejected_file);
+	tcase_add_test(tc, test_mixed);
+	tcase_add_test(tc, test_usage);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
