@@ -1499,14 +1499,19 @@ static void dump_resource(enum xds_type t, const struct type_state *ts, const st
 		json_put_string(out, r->name);
 		mesh_buf_putc(out, ',');
 	}
-	mesh_buf_puts(out, "\"versionInfo\":");
-	json_put_string(out, ts->sent_version);
+	/* Envoy's DynamicListener keeps the version inside activeState */
+	if (t != XDS_LISTENER) {
+		mesh_buf_puts(out, "\"versionInfo\":");
+		json_put_string(out, ts->sent_version);
+	}
 	if (t == XDS_SECRET) {
 		/* Key material never leaves meshd through a debug view. */
 		mesh_buf_puts(out, "}");
 		return;
 	}
-	mesh_buf_printf(out, ",\"%s\":", t == XDS_LISTENER ? "activeState" : dump_layout[t].field);
+	if (t != XDS_LISTENER)
+		mesh_buf_putc(out, ',');
+	mesh_buf_printf(out, "\"%s\":", dump_layout[t].field);
 	if (t == XDS_LISTENER) {
 		mesh_buf_puts(out, "{\"versionInfo\":");
 		json_put_string(out, ts->sent_version);

@@ -623,9 +623,31 @@ START_TEST(config_dump_renders_sent_resources)
 	ck_assert_int_eq(xds_server_config_dump(srv, "no-such-proxy", &b), -ENOENT);
 	ck_assert_int_eq(xds_server_config_dump(srv, "node-dump", &b), 0);
 	ck_assert_ptr_nonnull(strstr(b.data, "\"@type\":\"type.googleapis.com/envoy.admin.v3.ListenersConfigDump\""));
+	ck_assert_ptr_nonnull(strstr(b.data, "\"dynamicListeners\":[{\"name\":\"svc.ns.svc.cluster.local:8080\","
+					     "\"activeState\":{\"versionInfo\":\""));
 	ck_assert_ptr_nonnull(strstr(b.data, "\"listener\":{\"@type\":\"" URL_LDS "\","
 					     "\"name\":\"svc.ns.svc.cluster.local:8080\",\"statPrefix\":\"meshd\"}"));
 	mesh_buf_cleanup(&b);
+	client_close(&c);
+}
+END_TEST
+
+START_TEST(half_close_ends_stream_ok)
+{
+	struct client c;
+	grpc_op op;
+	Resp *r;
+
+	publish("1", "1");
+	client_open(&c, port);
+	client_send(&c, "node-hc", URL_CDS, NULL, NULL, NULL, 0, NULL);
+	r = must_recv(&c);
+	resp_free(r);
+	memset(&op, 0, sizeof(op));
+	op.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+	ck_assert_int_eq(grpc_call_start_batch(c.call, &op, 1, &c.tag_send, NULL), GRPC_CALL_OK);
+	ck_assert_int_eq(pluck(&c, &c.tag_send, WAIT_MS), 0);
+	ck_assert_int_eq(client_status(&c), GRPC_STATUS_OK);
 	client_close(&c);
 }
 END_TEST
@@ -667,6 +689,7 @@ int main(void)
 	tcase_add_test(tc, two_streams_only_changed_one_pushed);
 	tcase_add_test(tc, delta_and_unknown_methods_unimplemented);
 	tcase_add_test(tc, config_dump_renders_sent_resources);
+	tcase_add_test(tc, half_close_ends_stream_ok);
 	tcase_add_test(tc, stop_with_open_streams);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
