@@ -26,6 +26,12 @@ CHECK_CFLAGS = $(shell pkg-config --cflags check)
 CHECK_LIBS   = $(shell pkg-config --libs check)
 
 GEN     := $(BUILD)/gen
+# V=1 shows full command lines
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
 CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(SANFLAGS) -I. -I$(GEN) $(PKG_CFLAGS) -MMD -MP
 GEN_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wno-unused-parameter $(OPT) -g $(SANFLAGS) -I$(GEN) $(PKG_CFLAGS)
@@ -66,44 +72,54 @@ deps:
 
 $(GEN)/%.pb-c.c $(GEN)/%.pb-c.h: proto/%.proto
 	@mkdir -p $(GEN)
-	protoc-c --proto_path=proto --proto_path=$(WKT_DIR) --c_out=$(GEN) $<
+	@echo "  PROTOC  $<"
+	$(Q)protoc-c --proto_path=proto --proto_path=$(WKT_DIR) --c_out=$(GEN) $<
 
 $(GEN)/google/protobuf/%.pb-c.c $(GEN)/google/protobuf/%.pb-c.h: $(WKT_DIR)/google/protobuf/%.proto
 	@mkdir -p $(GEN)
-	protoc-c --proto_path=$(WKT_DIR) --c_out=$(GEN) google/protobuf/$*.proto
+	@echo "  PROTOC  google/protobuf/$*.proto"
+	$(Q)protoc-c --proto_path=$(WKT_DIR) --c_out=$(GEN) google/protobuf/$*.proto
 
 $(GEN)/%.pb-c.o: $(GEN)/%.pb-c.c | $(PB_H)
-	$(CC) $(GEN_CFLAGS) -c -o $@ $<
+	@echo "  CC      $<"
+	$(Q)$(CC) $(GEN_CFLAGS) -c -o $@ $<
 
 $(BUILD)/obj/%.o: %.c | $(PB_H)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 
 $(GEN)/crd_schemas.c: $(CRD_YAML) scripts/gen_crd_schemas.sh
 	@mkdir -p $(GEN)
-	sh scripts/gen_crd_schemas.sh $@ $(CRD_YAML)
+	@echo "  GEN     $@"
+	$(Q)sh scripts/gen_crd_schemas.sh $@ $(CRD_YAML)
 
 $(GEN)/crd_schemas.o: $(GEN)/crd_schemas.c
-	$(CC) $(GEN_CFLAGS) -c -o $@ $<
+	@echo "  CC      $<"
+	$(Q)$(CC) $(GEN_CFLAGS) -c -o $@ $<
 
 $(LIB): $(LIB_OBJS)
 	@rm -f $@
-	ar rcs $@ $^
+	@echo "  AR      $@"
+	$(Q)ar rcs $@ $^
 
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 $(BUILD)/obj/controlplane/main.o: CFLAGS += -DMESH_VERSION='"$(VERSION)"'
 
 $(BUILD)/bin/meshd: $(BUILD)/obj/controlplane/main.o $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/bin/meshctl: $(patsubst %.c,$(BUILD)/obj/%.o,$(CLI_SRCS)) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIB) | $(PB_H)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Itests/unit -o $@ $< $(LIB) $(LDFLAGS) $(LDLIBS) $(CHECK_LIBS)
+	@echo "  CCLD    $@"
+	$(Q)$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Itests/unit -o $@ $< $(LIB) $(LDFLAGS) $(LDLIBS) $(CHECK_LIBS)
 
 run: deps
 	@$(MAKE) --no-print-directory all

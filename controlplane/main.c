@@ -63,6 +63,7 @@ struct meshd {
 	struct model *model;
 	struct cfg_snapshot *cfg;
 	bool ready;
+	uint64_t rejections_counted; /* config thread only */
 };
 
 static void usage(FILE *f)
@@ -226,6 +227,15 @@ static bool cb_ready(void *ctx)
 	return r;
 }
 
+/* Count rejections the store saw since the last call in /metrics. */
+static void meshd_count_rejections(struct meshd *d, const struct cfg_snapshot *cfg)
+{
+	if (cfg->total_rejections > d->rejections_counted) {
+		metrics_config_rejected(cfg->total_rejections - d->rejections_counted);
+		d->rejections_counted = cfg->total_rejections;
+	}
+}
+
 /* Compile the store's current content and publish it. */
 static int meshd_push(struct meshd *d)
 {
@@ -255,6 +265,7 @@ static int meshd_push(struct meshd *d)
 
 	for (k = 0; k < CFG_KIND_COUNT; k++)
 		metrics_config_objects(k, cfg->n_objects[k]);
+	meshd_count_rejections(d, cfg);
 	metrics_config_reload();
 
 	pthread_mutex_lock(&d->lock);
@@ -268,6 +279,29 @@ static int meshd_push(struct meshd *d)
 	model_unref(old_m);
 	cfg_snapshot_unref(old_cfg);
 	return 0;
+}
+
+/* Served objects did not change, but rejections may have: refresh the
+ * view /debug/configz reads, without a push. */
+static void meshd_refresh_errors(struct meshd *d)
+{
+	struct cfg_snapshot *cfg = cfg_store_snapshot(d->store), *old = NULL;
+
+	if (!cfg)
+		return;
+	meshd_count_rejections(d, cfg);
+	pthread_mutex_lock(&d->lock);
+	if (!d->cfg || d->cfg->generation != cfg->generation) {
+		old = d->cfg;
+		d->cfg = cfg;
+		cfg = NULL;
+	}
+	pthread_mutex_unlock(&d->lock);
+	if (old)
+		log_info("meshd", "config generation %llu: served objects unchanged, %zu errors",
+			 (unsigned long long)d->cfg->generation, d->cfg->n_errors);
+	cfg_snapshot_unref(old);
+	cfg_snapshot_unref(cfg);
 }
 
 static int meshd_loop(struct meshd *d, int sfd)
@@ -294,6 +328,8 @@ static int meshd_loop(struct meshd *d, int sfd)
 		n = file_source_tick(d->files, file_source_now());
 		if (n > 0)
 			meshd_push(d);
+		else if (n == 0)
+			meshd_refresh_errors(d);
 	}
 }
 

@@ -204,7 +204,7 @@ static int load_file(struct file_source *fs, const char *path, int *changed)
 	else
 		rc = cfg_parse_file(path, &res);
 	if (rc >= 0) {
-		size_t i;
+		size_t i, n_objects = res.n_objects, n_errors = res.n_errors;
 		for (i = 0; i < res.n_errors; i++) {
 			char msg[1024];
 			cfg_error_format(&res.errors[i], msg, sizeof(msg));
@@ -214,8 +214,8 @@ static int load_file(struct file_source *fs, const char *path, int *changed)
 		if (rc >= 0) {
 			*changed += rc;
 			fe->hash = h;
-			log_info("file", "%s: %zu objects, %zu rejected, %d changed", path, res.n_objects,
-				 res.n_errors, rc);
+			log_info("file", "%s: %zu objects, %zu rejected, %d changed", path, n_objects,
+				 n_errors, rc);
 			rc = 0;
 		}
 	}

@@ -701,20 +701,26 @@ out:
 	return rc;
 }
 
+/* Istio's default route when no VirtualService applies: everything to
+ * the service's own cluster.  Built as the one-destination route an
+ * Istio user would write, so it gets the same defaults (no timeout, the
+ * default retry policy) and the DestinationRule's hash policy. */
 static int gen_default_route(struct gen_rctx *c)
 {
-	gen_action *ra = gen__msg(c->a, &envoy__config__route__v3__route_action__descriptor);
-	struct cfg_retries none = { .set = false };
+	struct cfg_route_destination dest = {
+		.destination = { .host = (char *)c->svc->hostname, .port = c->port },
+		.weight = -1,
+	};
+	struct cfg_http_route hr = {
+		.route = &dest,
+		.n_route = 1,
+		.timeout = -1,
+	};
+	struct cfg_object owner = { .kind = CFG_VIRTUAL_SERVICE, .ns = (char *)c->svc->ns };
+	gen_action *ra;
 	int rc;
 
-	if (!ra)
-		return -ENOMEM;
-	ra->cluster_specifier_case = ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__CLUSTER_SPECIFIER_CLUSTER;
-	ra->cluster = gen__cluster_name(c->a, c->port, NULL, c->svc->hostname);
-	ra->timeout = gen__duration(c->a, 0);
-	if (!ra->cluster || !ra->timeout)
-		return -ENOMEM;
-	rc = gen_retry(c->a, &none, &ra->retry_policy);
+	rc = gen_action_build(c, &owner, &hr, &ra);
 	if (rc < 0)
 		return rc;
 	return gen_add_route(c, NULL, NULL, NULL, ra, NULL);
