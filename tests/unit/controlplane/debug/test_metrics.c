@@ -1,0 +1,345 @@
+/*
+ * test_metrics.c - metrics_render() output is Prometheus text format 0.0.4
+ * and reflects the counters, gauges and the convergence histogram.
+ */
+#include "common/buf.h"
+#include "controlplane/config/config.h"
+#include "controlplane/debug/metrics.h"
+
+#include <check.h>
+#include <ctype.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TEST_RENDER_MAX (1u << 20)
+
+static char *render(void)
+{
+	struct mesh_buf b;
+
+	mesh_buf_init(&b, TEST_RENDER_MAX);
+	ck_assert_int_eq(metrics_render(&b), 0);
+	return mesh_buf_take(&b, NULL);
+}
+
+/* Value of the sample whose name+labels is exactly `series`; NAN when absent. */
+static double sample(const char *text, const char *series)
+{
+	size_t n = strlen(series);
+	const char *p = text;
+
+	while (p && *p) {
+		if (strncmp(p, series, n) == 0 && p[n] == ' ')
+			return strtod(p + n + 1, NULL);
+		p = strchr(p, '\n');
+		if (p)
+			p++;
+	}
+	return NAN;
+}
+
+static bool is_name_start(char c)
+{
+	return isalpha((unsigned char)c) || c == '_' || c == ':';
+}
+
+static bool is_name_char(char c)
+{
+	return is_name_start(c) || isdigit((unsigned char)c);
+}
+
+/* Base metric name of a sample (strip histogram suffixes when the base is a histogram). */
+static void family_of(const char *name, size_t n, char *out, size_t cap, const char *hist_names)
+{
+	static const char *const sfx[] = { "_bucket", "_sum", "_count" };
+	size_t i;
+
+	ck_assert_uint_lt(n, cap);
+	memcpy(out, name, n);
+	out[n] = '\0';
+	for (i = 0; i < 3; i++) {
+		size_t l = strlen(sfx[i]);
+		char base[256];
+
+		if (n > l && strcmp(out + n - l, sfx[i]) == 0) {
+			ck_assert_uint_lt(n - l + 2, sizeof(base));
+			base[0] = ' ';
+			memcpy(base + 1, out, n - l);
+			base[n - l + 1] = '\0';
+			if (strstr(hist_names, base)) {
+				out[n - l] = '\0';
+				return;
+			}
+		}
+	}
+}
+
+/*
+ * A small checker of the text format: HELP then TYPE before the samples of
+ * a family, valid names, label syntax, a float value, no duplicate TYPE.
+ */
+static void check_exposition(const char *text)
+{
+	char typed[4096] = " ", hist[1024] = " ", helped[4096] = " ";
+	const char *line = text, *end;
+	int samples = 0;
+
+	ck_assert_msg(text[0] && text[strlen(text) - 1] == '\n', "must end with a newline");
+	for (; *line; line = end + 1) {
+		char name[256], key[260];
+		const char *p = line;
+		size_t n;
+
+		end = strchr(line, '\n');
+		ck_assert_ptr_nonnull(end);
+		ck_assert_msg(end > line, "empty line");
+		if (strncmp(p, "# HELP ", 7) == 0 || strncmp(p, "# TYPE ", 7) == 0) {
+			bool is_type = p[2] == 'T';
+			const char *ns = p + 7, *ne = ns;
+
+			ck_assert(is_name_start(*ne));
+			while (is_name_char(*ne))
+				ne++;
+			ck_assert_msg(*ne == ' ', "HELP/TYPE needs text: %.*s", (int)(end - line), line);
+			n = (size_t)(ne - ns);
+			ck_assert_uint_lt(n, sizeof(name));
+			memcpy(name, ns, n);
+			name[n] = '\0';
+			key[0] = ' ';
+			memcpy(key + 1, name, n);
+			key[n + 1] = ' ';
+			key[n + 2] = '\0';
+			if (is_type) {
+				const char *t = ne + 1;
+				size_t tl = (size_t)(end - t);
+
+				ck_assert_msg(strstr(helped, key) != NULL, "TYPE before HELP for %s", name);
+				ck_assert_msg(strstr(typed, key) == NULL, "duplicate TYPE for %s", name);
+				ck_assert_msg((tl == 7 && !strncmp(t, "counter", 7)) || (tl == 5 && !strncmp(t, "gauge", 5)) ||
+						      (tl == 9 && !strncmp(t, "histogram", 9)),
+					      "bad type %.*s", (int)tl, t);
+				ck_assert_uint_lt(strlen(typed) + n + 2, sizeof(typed));
+				strncat(typed, key + 1, sizeof(typed) - strlen(typed) - 1);
+				if (tl == 9) {
+					ck_assert_uint_lt(strlen(hist) + n + 2, sizeof(hist));
+					strncat(hist, key + 1, sizeof(hist) - strlen(hist) - 1);
+				}
+			} else {
+				ck_assert_uint_lt(strlen(helped) + n + 2, sizeof(helped));
+				strncat(helped, key + 1, sizeof(helped) - strlen(helped) - 1);
+			}
+			continue;
+		}
+		ck_assert_msg(*p != '#', "unknown comment line");
+		/* sample: name{labels} value */
+		ck_assert(is_name_start(*p));
+		while (is_name_char(*p))
+			p++;
+		family_of(line, (size_t)(p - line), name, sizeof(name), hist);
+		key[0] = ' ';
+		n = strlen(name);
+		memcpy(key + 1, name, n);
+		key[n + 1] = ' ';
+		key[n + 2] = '\0';
+		ck_assert_msg(strstr(typed, key) != NULL, "sample of %s before its TYPE", name);
+		if (*p == '{') {
+			p++;
+			while (*p != '}') {
+				ck_assert(is_name_start(*p));
+				while (is_name_char(*p))
+					p++;
+				ck_assert(*p == '=');
+				p++;
+				ck_assert(*p == '"');
+				p++;
+				while (*p != '"') {
+					ck_assert(p < end);
+					if (*p == '\\')
+						p++;
+					p++;
+				}
+				p++;
+				if (*p == ',')
+					p++;
+			}
+			p++;
+		}
+		ck_assert_msg(*p == ' ', "no value: %.*s", (int)(end - line), line);
+		p++;
+		{
+			char *vend;
+
+			if (strncmp(p, "+Inf", 4) == 0)
+				vend = (char *)p + 4;
+			else
+				strtod(p, &vend);
+			ck_assert_msg(vend == end && vend > p, "bad value: %.*s", (int)(end - line), line);
+		}
+		samples++;
+	}
+	ck_assert_int_gt(samples, 10);
+}
+
+START_TEST(render_is_prometheus_text)
+{
+	char *t;
+
+	metrics_xds_push(XDS_CLUSTER);
+	metrics_convergence(0.2);
+	t = render();
+	check_exposition(t);
+	ck_assert_ptr_nonnull(strstr(t, "# TYPE pilot_xds_pushes counter\n"));
+	ck_assert_ptr_nonnull(strstr(t, "# TYPE pilot_total_xds_rejects counter\n"));
+	ck_assert_ptr_nonnull(strstr(t, "# TYPE pilot_xds gauge\n"));
+	ck_assert_ptr_nonnull(strstr(t, "# TYPE pilot_proxy_convergence_time histogram\n"));
+	ck_assert_ptr_nonnull(strstr(t, "# TYPE meshd_config_rejected_total counter\n"));
+	ck_assert_ptr_nonnull(strstr(t, "# TYPE meshd_config_objects gauge\n"));
+	ck_assert_ptr_nonnull(strstr(t, "# TYPE meshd_config_reloads_total counter\n"));
+	ck_assert_ptr_nonnull(strstr(t, "# TYPE process_cpu_seconds_total counter\n"));
+	ck_assert_ptr_nonnull(strstr(t, "# TYPE process_resident_memory_bytes gauge\n"));
+	ck_assert_ptr_nonnull(strstr(t, "# TYPE process_start_time_seconds gauge\n"));
+	free(t);
+}
+END_TEST
+
+START_TEST(counters_count)
+{
+	static const char *const types[] = { "lds", "rds", "cds", "eds", "sds" };
+	double before[5], rej, conn, crej, reloads;
+	char series[128];
+	char *t;
+	int i;
+
+	t = render();
+	for (i = 0; i < 5; i++) {
+		snprintf(series, sizeof(series), "pilot_xds_pushes{type=\"%s\"}", types[i]);
+		before[i] = sample(t, series);
+		ck_assert(!isnan(before[i]));
+	}
+	rej = sample(t, "pilot_total_xds_rejects{type=\"eds\"}");
+	conn = sample(t, "pilot_xds");
+	crej = sample(t, "meshd_config_rejected_total");
+	reloads = sample(t, "meshd_config_reloads_total");
+	free(t);
+
+	metrics_xds_push(XDS_LISTENER);
+	metrics_xds_push(XDS_CLUSTER);
+	metrics_xds_push(XDS_CLUSTER);
+	metrics_xds_push(XDS_SECRET);
+	metrics_xds_push((enum xds_type)99); /* ignored */
+	metrics_xds_reject(XDS_ENDPOINT);
+	metrics_xds_connected(3);
+	metrics_xds_connected(-1);
+	metrics_config_rejected(4);
+	metrics_config_reload();
+	metrics_config_objects(CFG_VIRTUAL_SERVICE, 7);
+	metrics_config_objects(CFG_KIND_COUNT, 9); /* ignored */
+
+	t = render();
+	ck_assert_double_eq(sample(t, "pilot_xds_pushes{type=\"lds\"}"), before[0] + 1);
+	ck_assert_double_eq(sample(t, "pilot_xds_pushes{type=\"rds\"}"), before[1]);
+	ck_assert_double_eq(sample(t, "pilot_xds_pushes{type=\"cds\"}"), before[2] + 2);
+	ck_assert_double_eq(sample(t, "pilot_xds_pushes{type=\"eds\"}"), before[3]);
+	ck_assert_double_eq(sample(t, "pilot_xds_pushes{type=\"sds\"}"), before[4] + 1);
+	ck_assert_double_eq(sample(t, "pilot_total_xds_rejects{type=\"eds\"}"), rej + 1);
+	ck_assert_double_eq(sample(t, "pilot_xds"), conn + 2);
+	ck_assert_double_eq(sample(t, "meshd_config_rejected_total"), crej + 4);
+	ck_assert_double_eq(sample(t, "meshd_config_reloads_total"), reloads + 1);
+	ck_assert_double_eq(sample(t, "meshd_config_objects{kind=\"VirtualService\"}"), 7);
+	ck_assert(!isnan(sample(t, "meshd_config_objects{kind=\"AuthorizationPolicy\"}")));
+	free(t);
+}
+END_TEST
+
+START_TEST(histogram_buckets)
+{
+	static const char *const les[] = { "0.1", "0.5", "1", "3", "5", "10", "20", "30", "+Inf" };
+	/* observations 0.05, 0.7, 4, 100, and 0.1 (on a bound: le is inclusive) */
+	static const double want_delta[] = { 2, 2, 3, 3, 4, 4, 4, 4, 5 };
+	double before[9], sum0, count0, prev = -1;
+	char series[128];
+	char *t;
+	int i;
+
+	t = render();
+	for (i = 0; i < 9; i++) {
+		snprintf(series, sizeof(series), "pilot_proxy_convergence_time_bucket{le=\"%s\"}", les[i]);
+		before[i] = sample(t, series);
+		ck_assert_msg(!isnan(before[i]), "missing %s", series);
+	}
+	sum0 = sample(t, "pilot_proxy_convergence_time_sum");
+	count0 = sample(t, "pilot_proxy_convergence_time_count");
+	free(t);
+
+	metrics_convergence(0.05);
+	metrics_convergence(0.7);
+	metrics_convergence(4);
+	metrics_convergence(100);
+	metrics_convergence(0.1);
+
+	t = render();
+	for (i = 0; i < 9; i++) {
+		double v;
+
+		snprintf(series, sizeof(series), "pilot_proxy_convergence_time_bucket{le=\"%s\"}", les[i]);
+		v = sample(t, series);
+		ck_assert_msg(v - before[i] == want_delta[i], "%s: %g -> %g", series, before[i], v);
+		ck_assert(v >= prev); /* cumulative */
+		prev = v;
+	}
+	ck_assert_double_eq(sample(t, "pilot_proxy_convergence_time_count"), count0 + 5);
+	ck_assert_double_eq(sample(t, "pilot_proxy_convergence_time_count"),
+			    sample(t, "pilot_proxy_convergence_time_bucket{le=\"+Inf\"}"));
+	ck_assert_double_eq_tol(sample(t, "pilot_proxy_convergence_time_sum") - sum0, 104.85, 1e-9);
+	free(t);
+}
+END_TEST
+
+START_TEST(process_metrics_plausible)
+{
+	char *t = render();
+	double rss = sample(t, "process_resident_memory_bytes");
+	double start = sample(t, "process_start_time_seconds");
+	double cpu = sample(t, "process_cpu_seconds_total");
+
+	/* wide bands: a live process has some resident pages, started after 2001 */
+	ck_assert(rss > 4096);
+	ck_assert(start > 1e9);
+	ck_assert(cpu >= 0);
+	free(t);
+}
+END_TEST
+
+START_TEST(render_respects_cap)
+{
+	struct mesh_buf b;
+
+	mesh_buf_init(&b, 64);
+	ck_assert_int_lt(metrics_render(&b), 0);
+	ck_assert_uint_le(b.len, 64);
+	mesh_buf_cleanup(&b);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("metrics");
+	TCase *tc = tcase_create("render");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_test(tc, render_is_prometheus_text);
+	tcase_add_test(tc, counters_count);
+	tcase_add_test(tc, histogram_buckets);
+	tcase_add_test(tc, process_metrics_plausible);
+	tcase_add_test(tc, render_respects_cap);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
