@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +41,8 @@ struct file_source {
 	struct cfg_store *store;
 	int64_t debounce_after, debounce_max;
 	int ifd;
-	int64_t first_event, last_event; /* 0: nothing pending */
+	bool pending;                /* events seen, reload not yet run */
+	int64_t first_event, last_event;
 	struct file_entry *files;
 	size_t n_files, cap_files;
 };
@@ -293,7 +295,7 @@ static int reload(struct file_source *fs)
 
 int file_source_sync(struct file_source *fs)
 {
-	fs->first_event = fs->last_event = 0;
+	fs->pending = false;
 	return reload(fs);
 }
 
@@ -311,8 +313,9 @@ int file_source_handle(struct file_source *fs, int64_t now)
 		events++;
 	}
 	if (events) {
-		if (!fs->first_event)
+		if (!fs->pending)
 			fs->first_event = now;
+		fs->pending = true;
 		fs->last_event = now;
 	}
 	return 0;
@@ -329,7 +332,7 @@ int file_source_timeout_ms(const struct file_source *fs, int64_t now)
 {
 	int64_t d;
 
-	if (!fs->first_event)
+	if (!fs->pending)
 		return -1;
 	d = due_at(fs) - now;
 	if (d <= 0)
@@ -339,8 +342,8 @@ int file_source_timeout_ms(const struct file_source *fs, int64_t now)
 
 int file_source_tick(struct file_source *fs, int64_t now)
 {
-	if (!fs->first_event || now < due_at(fs))
+	if (!fs->pending || now < due_at(fs))
 		return 0;
-	fs->first_event = fs->last_event = 0;
+	fs->pending = false;
 	return reload(fs);
 }

@@ -1,0 +1,243 @@
+/*
+ * test_source.c - the file config source: load, inotify, debounce (with
+ * synthetic clocks, so no test depends on timing), removal, last good.
+ */
+#include "controlplane/config/store.h"
+#include "controlplane/file/source.h"
+
+#include <check.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MS 1000000LL
+
+static char dir[256];
+
+static void write_file(const char *name, const char *text)
+{
+	char path[512], tmp[520];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	snprintf(tmp, sizeof(tmp), "%s.tmp~", path);
+	f = fopen(tmp, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	fclose(f);
+	ck_assert_int_eq(rename(tmp, path), 0);
+}
+
+static void setup(void)
+{
+	snprintf(dir, sizeof(dir), "/tmp/meshd-test-source-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+}
+
+static void teardown(void)
+{
+	char cmd[300];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+static const char *vs(const char *name, const char *host)
+{
+	static char buf[512];
+	snprintf(buf, sizeof(buf),
+		 "apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+		 "metadata: {name: %s, namespace: ns}\n"
+		 "spec: {hosts: [%s], http: [{route: [{destination: {host: %s}}]}]}\n",
+		 name, host, host);
+	return buf;
+}
+
+/* Wait (bounded) until inotify has something, then hand it to the source. */
+static void await_events(struct file_source *fs, int64_t now)
+{
+	struct pollfd p = { .fd = file_source_fd(fs), .events = POLLIN };
+
+	ck_assert_int_eq(poll(&p, 1, 10000), 1);
+	file_source_handle(fs, now);
+}
+
+static struct file_source *open_source(struct cfg_store *st)
+{
+	struct file_source_config c = { .dir = dir, .store = st, .debounce_after = 100 * MS,
+					.debounce_max = 1000 * MS };
+	struct file_source *fs = NULL;
+
+	ck_assert_int_eq(file_source_new(&c, &fs), 0);
+	return fs;
+}
+
+static size_t count(struct cfg_store *st, enum cfg_kind k)
+{
+	struct cfg_snapshot *s = cfg_store_snapshot(st);
+	size_t n = s->n_objects[k];
+	cfg_snapshot_unref(s);
+	return n;
+}
+
+START_TEST(initial_load_recursive_and_hidden)
+{
+	struct cfg_store *st = cfg_store_new();
+	struct file_source *fs;
+	char sub[300];
+
+	write_file("a.yaml", vs("a", "a.example.com"));
+	write_file("b.json", "{\"apiVersion\":\"networking.istio.io/v1\",\"kind\":\"VirtualService\","
+			     "\"metadata\":{\"name\":\"b\",\"namespace\":\"ns\"},\"spec\":{\"hosts\":[\"b.example.com\"],\"http\":[{\"route\":[{\"destination\":{\"host\":\"b.example.com\"}}]}]}}");
+	write_file("notes.txt", vs("txt", "t.example.com"));
+	write_file(".hidden.yaml", vs("hidden", "h.example.com"));
+	snprintf(sub, sizeof(sub), "%s/sub", dir);
+	ck_assert_int_eq(mkdir(sub, 0755), 0);
+	write_file("sub/c.yml", vs("c", "c.example.com"));
+
+	fs = open_source(st);
+	ck_assert_int_eq(file_source_sync(fs), 3);
+	ck_assert_uint_eq(count(st, CFG_VIRTUAL_SERVICE), 3);
+	ck_assert_ptr_nonnull(cfg_store_get(st, CFG_VIRTUAL_SERVICE, "ns", "c"));
+	ck_assert_ptr_null(cfg_store_get(st, CFG_VIRTUAL_SERVICE, "ns", "hidden"));
+	ck_assert_int_eq(file_source_timeout_ms(fs, 0), -1);
+	file_source_free(fs);
+	cfg_store_free(st);
+}
+END_TEST
+
+START_TEST(debounce_quiet_period)
+{
+	struct cfg_store *st = cfg_store_new();
+	struct file_source *fs;
+
+	write_file("a.yaml", vs("a", "a.example.com"));
+	fs = open_source(st);
+	ck_assert_int_eq(file_source_sync(fs), 1);
+
+	write_file("b.yaml", vs("b", "b.example.com"));
+	await_events(fs, 1000 * MS);
+	/* not due before the quiet period */
+	ck_assert_int_eq(file_source_timeout_ms(fs, 1000 * MS), 100);
+	ck_assert_int_eq(file_source_tick(fs, 1050 * MS), 0);
+	ck_assert_ptr_null(cfg_store_get(st, CFG_VIRTUAL_SERVICE, "ns", "b"));
+	/* due once quiet */
+	ck_assert_int_eq(file_source_tick(fs, 1100 * MS), 1);
+	ck_assert_ptr_nonnull(cfg_store_get(st, CFG_VIRTUAL_SERVICE, "ns", "b"));
+	ck_assert_int_eq(file_source_timeout_ms(fs, 1100 * MS), -1);
+	file_source_free(fs);
+	cfg_store_free(st);
+}
+END_TEST
+
+START_TEST(debounce_max_wait)
+{
+	struct cfg_store *st = cfg_store_new();
+	struct file_source *fs;
+	int64_t t = 5000 * MS;
+	int i;
+
+	fs = open_source(st);
+	ck_assert_int_eq(file_source_sync(fs), 0);
+	/* a change every 50ms keeps the quiet period from ever ending ... */
+	for (i = 0; i < 20; i++, t += 50 * MS) {
+		char name[32];
+		snprintf(name, sizeof(name), "v%d.yaml", i);
+		write_file(name, vs(i % 2 ? "odd" : "even", "a.example.com"));
+		await_events(fs, t);
+		if (t < 5000 * MS + 1000 * MS)
+			ck_assert_int_eq(file_source_tick(fs, t), 0);
+	}
+	/* ... but the reload runs debounce_max after the first event */
+	ck_assert_int_ge(file_source_tick(fs, 6000 * MS), 1);
+	file_source_free(fs);
+	cfg_store_free(st);
+}
+END_TEST
+
+START_TEST(remove_and_last_good)
+{
+	struct cfg_store *st = cfg_store_new();
+	struct file_source *fs;
+	const struct cfg_object *o;
+	struct cfg_snapshot *snap;
+	char path[300];
+
+	write_file("a.yaml", vs("a", "a.example.com"));
+	write_file("b.yaml", vs("b", "b.example.com"));
+	fs = open_source(st);
+	ck_assert_int_eq(file_source_sync(fs), 2);
+
+	/* an invalid edit keeps the last good version and records the error */
+	write_file("a.yaml", "apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+			     "metadata: {name: a, namespace: ns}\nspec: {hosts: []}\n");
+	await_events(fs, 0);
+	ck_assert_int_eq(file_source_tick(fs, 10000 * MS), 0);
+	o = cfg_store_get(st, CFG_VIRTUAL_SERVICE, "ns", "a");
+	ck_assert_ptr_nonnull(o);
+	ck_assert_str_eq(o->spec.vs.hosts.v[0], "a.example.com");
+	snap = cfg_store_snapshot(st);
+	ck_assert_uint_ge(snap->n_errors, 1);
+	ck_assert_ptr_nonnull(strstr(snap->errors[0].origin, "a.yaml"));
+	cfg_snapshot_unref(snap);
+
+	/* garbage keeps it too */
+	write_file("a.yaml", "\t: [ {{{ not yaml");
+	await_events(fs, 20000 * MS);
+	ck_assert_int_eq(file_source_tick(fs, 30000 * MS), 0);
+	ck_assert_ptr_nonnull(cfg_store_get(st, CFG_VIRTUAL_SERVICE, "ns", "a"));
+
+	/* deleting a file removes what it contributed */
+	snprintf(path, sizeof(path), "%s/b.yaml", dir);
+	ck_assert_int_eq(unlink(path), 0);
+	await_events(fs, 40000 * MS);
+	ck_assert_int_eq(file_source_tick(fs, 50000 * MS), 1);
+	ck_assert_ptr_null(cfg_store_get(st, CFG_VIRTUAL_SERVICE, "ns", "b"));
+
+	/* rewriting identical bytes changes nothing */
+	write_file("a.yaml", "\t: [ {{{ not yaml");
+	await_events(fs, 60000 * MS);
+	ck_assert_int_eq(file_source_tick(fs, 70000 * MS), 0);
+	file_source_free(fs);
+	cfg_store_free(st);
+}
+END_TEST
+
+START_TEST(bad_directory)
+{
+	struct cfg_store *st = cfg_store_new();
+	struct file_source_config c = { .dir = "/nonexistent/meshd", .store = st };
+	struct file_source *fs = NULL;
+
+	ck_assert_int_eq(file_source_new(&c, &fs), -ENOENT);
+	ck_assert_ptr_null(fs);
+	c.dir = "/etc/hostname";
+	ck_assert_int_eq(file_source_new(&c, &fs), -ENOTDIR);
+	cfg_store_free(st);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("file_source");
+	TCase *tc = tcase_create("source");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, initial_load_recursive_and_hidden);
+	tcase_add_test(tc, debounce_quiet_period);
+	tcase_add_test(tc, debounce_max_wait);
+	tcase_add_test(tc, remove_and_last_good);
+	tcase_add_test(tc, bad_directory);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}

@@ -1,0 +1,209 @@
+/*
+ * test_model.c - the service model built from ServiceEntry/WorkloadEntry,
+ * host resolution, VirtualService and DestinationRule lookup as Istio does it.
+ */
+#include "controlplane/config/store.h"
+#include "controlplane/model/model.h"
+
+#include <check.h>
+#include <string.h>
+
+static struct model *build(const char *yaml)
+{
+	struct cfg_parse_result res;
+	struct cfg_store *st = cfg_store_new();
+	struct cfg_snapshot *snap;
+	struct model *m;
+
+	memset(&res, 0, sizeof(res));
+	ck_assert_int_eq(cfg_parse_buffer("t.yaml", yaml, strlen(yaml), &res), 0);
+	ck_assert_uint_eq(res.n_errors, 0);
+	ck_assert_int_ge(cfg_store_apply_origin(st, "t.yaml", &res), 0);
+	cfg_parse_result_cleanup(&res);
+	snap = cfg_store_snapshot(st);
+	ck_assert_ptr_nonnull(snap);
+	m = model_build(snap, "cluster.local", "istio-system");
+	ck_assert_ptr_nonnull(m);
+	cfg_snapshot_unref(snap);
+	cfg_store_free(st); /* the model keeps what it needs */
+	return m;
+}
+
+static const char *const mesh =
+	"apiVersion: networking.istio.io/v1\n"
+	"kind: ServiceEntry\n"
+	"metadata: {name: reviews, namespace: shop}\n"
+	"spec:\n"
+	"  hosts: [reviews.shop.svc.cluster.local, reviews.example.com]\n"
+	"  location: MESH_INTERNAL\n"
+	"  resolution: STATIC\n"
+	"  ports:\n"
+	"  - {number: 9080, name: http, protocol: HTTP}\n"
+	"  - {number: 9090, name: grpc, protocol: GRPC, targetPort: 19090}\n"
+	"  workloadSelector: {labels: {app: reviews}}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\n"
+	"kind: WorkloadEntry\n"
+	"metadata: {name: r1, namespace: shop}\n"
+	"spec: {address: 10.0.0.1, ports: {http: 8080}, labels: {app: reviews, version: v1},"
+	" locality: eu/eu-1/a, weight: 3, serviceAccount: reviews}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\n"
+	"kind: WorkloadEntry\n"
+	"metadata: {name: r2, namespace: other}\n"
+	"spec: {address: 10.0.0.2, labels: {app: reviews}}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\n"
+	"kind: ServiceEntry\n"
+	"metadata: {name: db, namespace: shop}\n"
+	"spec:\n"
+	"  hosts: [db.shop.svc.cluster.local]\n"
+	"  resolution: STATIC\n"
+	"  ports: [{number: 5432, name: tcp, protocol: TCP}]\n"
+	"  endpoints: [{address: 10.0.1.1}, {address: 10.0.1.2, weight: 5}]\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\n"
+	"kind: VirtualService\n"
+	"metadata: {name: reviews, namespace: shop}\n"
+	"spec: {hosts: [reviews], http: [{route: [{destination: {host: reviews}}]}]}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\n"
+	"kind: VirtualService\n"
+	"metadata: {name: wild, namespace: shop}\n"
+	"spec: {hosts: ['*.example.com'], http: [{route: [{destination: {host: reviews.example.com}}]}]}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\n"
+	"kind: VirtualService\n"
+	"metadata: {name: gw-only, namespace: shop}\n"
+	"spec: {hosts: [reviews], gateways: [shop-gateway], http: [{route: [{destination: {host: reviews}}]}]}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\n"
+	"kind: DestinationRule\n"
+	"metadata: {name: reviews-root, namespace: istio-system}\n"
+	"spec: {host: reviews.shop.svc.cluster.local}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\n"
+	"kind: DestinationRule\n"
+	"metadata: {name: reviews, namespace: shop}\n"
+	"spec: {host: reviews, subsets: [{name: v1, labels: {version: v1}}]}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\n"
+	"kind: DestinationRule\n"
+	"metadata: {name: reviews-client, namespace: web}\n"
+	"spec: {host: reviews.shop.svc.cluster.local}\n";
+
+START_TEST(services_from_entries)
+{
+	struct model *m = build(mesh);
+	const struct model_service *s;
+
+	ck_assert_uint_eq(m->n_services, 3);
+	/* sorted by hostname */
+	ck_assert_str_eq(m->services[0].hostname, "db.shop.svc.cluster.local");
+	s = model_find_service(m, "reviews.shop.svc.cluster.local");
+	ck_assert_ptr_nonnull(s);
+	ck_assert_str_eq(s->ns, "shop");
+	ck_assert_uint_eq(s->n_ports, 2);
+	/* workloadSelector picks WorkloadEntries of the same namespace only */
+	ck_assert_uint_eq(s->n_endpoints, 1);
+	ck_assert_str_eq(s->endpoints[0].address, "10.0.0.1");
+	ck_assert_str_eq(s->endpoints[0].locality, "eu/eu-1/a");
+	ck_assert_uint_eq(s->endpoints[0].weight, 3);
+	ck_assert_str_eq(s->endpoints[0].service_account, "reviews");
+	/* named port wins, then targetPort, then the service port */
+	ck_assert_uint_eq(s->endpoints[0].ports[0], 8080);
+	ck_assert_uint_eq(s->endpoints[0].ports[1], 19090);
+	ck_assert_ptr_nonnull(model_find_service(m, "reviews.example.com"));
+	ck_assert_ptr_null(model_find_service(m, "nope.shop.svc.cluster.local"));
+
+	s = model_find_service(m, "db.shop.svc.cluster.local");
+	ck_assert_uint_eq(s->n_endpoints, 2);
+	ck_assert_uint_eq(s->endpoints[0].weight, 1);
+	ck_assert_uint_eq(s->endpoints[1].weight, 5);
+	ck_assert_uint_eq(s->endpoints[1].ports[0], 5432);
+	model_unref(m);
+}
+END_TEST
+
+START_TEST(host_resolution)
+{
+	struct model *m = build(mesh);
+	char buf[256];
+
+	ck_assert_str_eq(model_resolve_host(m, "reviews", "shop", buf, sizeof(buf)), "reviews.shop.svc.cluster.local");
+	ck_assert_str_eq(model_resolve_host(m, "reviews.example.com", "shop", buf, sizeof(buf)), "reviews.example.com");
+	ck_assert_str_eq(model_resolve_host(m, "*", "shop", buf, sizeof(buf)), "*");
+	model_unref(m);
+}
+END_TEST
+
+START_TEST(virtual_service_lookup)
+{
+	struct model *m = build(mesh);
+	const struct cfg_object *vs[8];
+	size_t n;
+
+	n = model_virtual_services(m, "reviews.shop.svc.cluster.local", vs, 8);
+	/* the gateway-only VirtualService does not apply to the mesh */
+	ck_assert_uint_eq(n, 1);
+	ck_assert_str_eq(vs[0]->name, "reviews");
+	n = model_virtual_services(m, "reviews.example.com", vs, 8);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_str_eq(vs[0]->name, "wild");
+	ck_assert_uint_eq(model_virtual_services(m, "db.shop.svc.cluster.local", vs, 8), 0);
+	model_unref(m);
+}
+END_TEST
+
+START_TEST(destination_rule_precedence)
+{
+	struct model *m = build(mesh);
+	const struct cfg_object *dr;
+
+	/* client namespace first, then the service's namespace, then the root namespace */
+	dr = model_destination_rule(m, "reviews.shop.svc.cluster.local", "web");
+	ck_assert_str_eq(dr->name, "reviews-client");
+	dr = model_destination_rule(m, "reviews.shop.svc.cluster.local", "shop");
+	ck_assert_str_eq(dr->name, "reviews");
+	dr = model_destination_rule(m, "reviews.shop.svc.cluster.local", "elsewhere");
+	ck_assert_str_eq(dr->name, "reviews");
+	ck_assert_ptr_null(model_destination_rule(m, "db.shop.svc.cluster.local", "shop"));
+	ck_assert_ptr_nonnull(model_subset(model_destination_rule(m, "reviews.shop.svc.cluster.local", "shop"), "v1"));
+	ck_assert_ptr_null(model_subset(dr, "v9"));
+	model_unref(m);
+}
+END_TEST
+
+START_TEST(labels_match)
+{
+	struct cfg_kv sel_kv[] = { { "app", "a" }, { "version", "v1" } };
+	struct cfg_kv lab_kv[] = { { "version", "v1" }, { "app", "a" }, { "extra", "x" } };
+	struct cfg_kv other_kv[] = { { "app", "a" }, { "version", "v2" } };
+	struct cfg_labels sel = { sel_kv, 2 }, lab = { lab_kv, 3 }, other = { other_kv, 2 }, none = { NULL, 0 };
+
+	ck_assert(model_labels_match(&sel, &lab));
+	ck_assert(!model_labels_match(&sel, &other));
+	ck_assert(!model_labels_match(&sel, &none));
+	ck_assert(model_labels_match(&none, &lab)); /* empty selector selects everything */
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("model");
+	TCase *tc = tcase_create("model");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_test(tc, services_from_entries);
+	tcase_add_test(tc, host_resolution);
+	tcase_add_test(tc, virtual_service_lookup);
+	tcase_add_test(tc, destination_rule_precedence);
+	tcase_add_test(tc, labels_match);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
