@@ -407,6 +407,21 @@ static void debug__dispatch(struct debug_server *d, struct MHD_Connection *c, co
 			     mesh_strerror(err));
 }
 
+/* Marks a connection whose request was seen once (see debug__handle). */
+static int debug__seen;
+
+/* A GET or HEAD without a request body. */
+static bool debug__keepalive_ok(struct MHD_Connection *c, const char *method)
+{
+	const char *cl, *te;
+
+	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
+		return false;
+	cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	te = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+	return !te && (!cl || strcmp(cl, "0") == 0);
+}
+
 static enum MHD_Result debug__handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
 				     const char *version, const char *upload_data, size_t *upload_data_size,
 				     void **con_cls)
@@ -420,10 +435,19 @@ static enum MHD_Result debug__handle(void *cls, struct MHD_Connection *c, const 
 
 	(void)version;
 	(void)upload_data;
-	(void)upload_data_size;
-	(void)con_cls;
-	/* every route answers from the headers alone: reply on the first
-	 * call; a request body, if any, is never read */
+	/*
+	 * Every route answers from the headers alone and a request body is
+	 * never read.  A reply queued on the first call makes libmicrohttpd
+	 * close the connection afterwards, so a bodiless GET/HEAD waits for
+	 * the second call (the request is complete) and the connection stays
+	 * open for the next scrape; anything else is answered at once.
+	 */
+	if (!*con_cls && debug__keepalive_ok(c, method)) {
+		*con_cls = &debug__seen;
+		return MHD_YES;
+	}
+	if (*upload_data_size)
+		return MHD_NO; /* a body the headers did not announce */
 	r.status = MHD_HTTP_OK;
 	r.content_type = DEBUG_CT_JSON;
 	mesh_buf_init(&r.body, d->max_response);

@@ -553,6 +553,58 @@ START_TEST(response_cap_is_500)
 }
 END_TEST
 
+START_TEST(keepalive_reuses_connection)
+{
+	struct mesh_buf body;
+	char url[128];
+	CURL *c = curl_easy_init();
+	long status = 0, connects = -1;
+	int i;
+
+	mesh_buf_init(&body, TEST_BODY_MAX);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
+	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+	for (i = 0; i < 2; i++) {
+		snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", srv_port, i ? "/version" : "/metrics");
+		curl_easy_setopt(c, CURLOPT_URL, url);
+		ck_assert_int_eq(curl_easy_perform(c), CURLE_OK);
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+		ck_assert_int_eq(status, 200);
+	}
+	/* the second request went over the first one's connection */
+	curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &connects);
+	ck_assert_int_eq(connects, 0);
+	curl_easy_cleanup(c);
+	mesh_buf_cleanup(&body);
+}
+END_TEST
+
+START_TEST(get_with_body_still_answered)
+{
+	struct reply r;
+	CURL *c = curl_easy_init();
+	char url[128];
+	long status = 0;
+
+	/* a body on GET is ignored, not an error */
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/version", srv_port);
+	mesh_buf_init(&r.body, TEST_BODY_MAX);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "GET");
+	curl_easy_setopt(c, CURLOPT_POSTFIELDS, "ignored=1");
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &r.body);
+	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+	ck_assert_int_eq(curl_easy_perform(c), CURLE_OK);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	ck_assert_int_eq(status, 200);
+	ck_assert_ptr_nonnull(strstr(r.body.data, "\"component\":\"meshd\""));
+	curl_easy_cleanup(c);
+	mesh_buf_cleanup(&r.body);
+}
+END_TEST
+
 #define TEST_THREADS 4
 #define TEST_ROUNDS 20
 
@@ -671,6 +723,8 @@ int main(void)
 	tcase_add_test(tc, syncz_and_config_dump_with_xds);
 	tcase_add_test(tc, registryz_lists_services);
 	tcase_add_test(tc, response_cap_is_500);
+	tcase_add_test(tc, keepalive_reuses_connection);
+	tcase_add_test(tc, get_with_body_still_answered);
 	tcase_add_test(tc, concurrent_clients);
 	tcase_add_test(tc, addresses);
 	suite_add_tcase(s, tc);
