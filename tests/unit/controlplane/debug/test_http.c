@@ -392,6 +392,83 @@ START_TEST(configz_lists_objects_and_errors)
 }
 END_TEST
 
+/* Served from a store fed by the real parser: a rejected VirtualService. */
+static struct cfg_snapshot *store_snap;
+
+static struct cfg_snapshot *cb_store_snapshot(void *ctx)
+{
+	(void)ctx;
+	return cfg_snapshot_ref(store_snap);
+}
+
+START_TEST(configz_from_parsed_store)
+{
+	static const char yaml[] =
+		"apiVersion: networking.istio.io/v1\n"
+		"kind: VirtualService\n"
+		"metadata:\n"
+		"  name: reviews\n"
+		"  namespace: default\n"
+		"spec:\n"
+		"  hosts: [reviews]\n"
+		"  http:\n"
+		"  - route:\n"
+		"    - destination:\n"
+		"        host: reviews\n"
+		"      weight: -5\n"
+		"---\n"
+		"apiVersion: networking.istio.io/v1\n"
+		"kind: DestinationRule\n"
+		"metadata:\n"
+		"  name: ratings\n"
+		"spec:\n"
+		"  host: ratings\n";
+	struct debug_server_config cfg = {
+		.addr = "127.0.0.1:0",
+		.config_snapshot = cb_store_snapshot,
+		.ready = cb_ready,
+	};
+	struct cfg_parse_result res;
+	struct cfg_store *store;
+	struct reply r;
+
+	teardown();
+	memset(&res, 0, sizeof(res));
+	store = cfg_store_new();
+	ck_assert_ptr_nonnull(store);
+	ck_assert_int_eq(cfg_parse_buffer("mesh/bad.yaml", yaml, sizeof(yaml) - 1, &res), 0);
+	ck_assert_int_ge(cfg_store_apply_origin(store, "mesh/bad.yaml", &res), 0);
+	cfg_parse_result_cleanup(&res);
+	store_snap = cfg_store_snapshot(store);
+	ck_assert_ptr_nonnull(store_snap);
+	ck_assert_int_eq(debug_server_start(&cfg, &srv), 0);
+	srv_port = debug_server_port(srv);
+
+	request(NULL, "/debug/configz", &r);
+	ck_assert_int_eq(r.status, 200);
+	/* the valid document is served with its canonical JSON ... */
+	assert_has(&r, "\"kind\":\"DestinationRule\",\"apiVersion\":\"networking.istio.io/v1\","
+		       "\"namespace\":\"default\",\"name\":\"ratings\",\"origin\":\"mesh/bad.yaml\"");
+	assert_has(&r, "\"host\":\"ratings\"");
+	/* ... and the rejected one is listed with its position and field path */
+	assert_has(&r, "\"origin\":\"mesh/bad.yaml\",\"line\":12,");
+	assert_has(&r, "\"kind\":\"VirtualService\",\"namespace\":\"default\",\"name\":\"reviews\","
+		       "\"field\":\"spec.http[0].route[0].weight\"");
+	assert_has(&r, "\"text\":\"mesh/bad.yaml:12:");
+	reply_cleanup(&r);
+
+	request(NULL, "/metrics", &r);
+	ck_assert_double_eq(metric(&r, "meshd_config_objects{kind=\"DestinationRule\"}"), 1);
+	ck_assert_double_eq(metric(&r, "meshd_config_objects{kind=\"VirtualService\"}"), 0);
+	reply_cleanup(&r);
+
+	teardown();
+	cfg_snapshot_unref(store_snap);
+	store_snap = NULL;
+	cfg_store_free(store);
+}
+END_TEST
+
 START_TEST(configz_kind_filter)
 {
 	struct reply r;
@@ -716,6 +793,7 @@ int main(void)
 	tcase_add_test(tc, version_json);
 	tcase_add_test(tc, metrics_served_and_counting);
 	tcase_add_test(tc, configz_lists_objects_and_errors);
+	tcase_add_test(tc, configz_from_parsed_store);
 	tcase_add_test(tc, configz_kind_filter);
 	tcase_add_test(tc, unknown_path_404);
 	tcase_add_test(tc, non_get_405);
