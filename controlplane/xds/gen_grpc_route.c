@@ -8,6 +8,8 @@
  * one Route per match that applies to this port (or one catch-all); a
  * catch-all ends the list, as in Istio.  With no VirtualService, or none
  * that yields a route for this port, the host gets Istio's default route.
+ * Matches on the caller's labels or namespace are left out: this snapshot
+ * is shared by every proxyless client, so it cannot tell callers apart.
  *
  * Compatibility floor (gRPC 1.51): header matchers use the old
  * exact/prefix/safe_regex/present fields, never string_match; weighted
