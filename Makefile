@@ -64,7 +64,7 @@ BINS        := $(BUILD)/bin/meshd $(BUILD)/bin/meshctl
 UNIT_SRCS   := $(sort $(shell find tests/unit -name 'test_*.c' 2>/dev/null))
 UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 
-.PHONY: all deps run test unit unit-asan integration proto-check bench clean check-style
+.PHONY: all deps run test unit unit-asan integration integration-valgrind proto-check bench clean check-style
 all: $(BINS)
 
 deps:
@@ -134,6 +134,12 @@ unit-asan:
 integration: $(BINS)
 	@sh tests/integration/run.sh $(BUILD)
 
+# meshd under valgrind on the main integration paths: any memory error or
+# definite leak makes meshd exit 99, which the harness reports as a failure.
+integration-valgrind: $(BINS)
+	@MESHD_WRAPPER="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite" \
+		MESH_IT_PATTERN="test_[rh]o*.py" sh tests/integration/run.sh $(BUILD)
+
 proto-check: $(PB_H)
 	@sh tests/proto/compare.sh $(BUILD)
 
@@ -145,6 +151,7 @@ test: deps
 	@$(MAKE) --no-print-directory unit-asan
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory SAN=1 integration
+	@$(MAKE) --no-print-directory integration-valgrind
 
 bench: deps
 	@$(MAKE) --no-print-directory all

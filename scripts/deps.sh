@@ -5,7 +5,7 @@ set -eu
 
 PKGS="build-essential pkg-config libgrpc-dev libprotobuf-dev libprotobuf-c-dev protobuf-c-compiler
 protobuf-compiler libyaml-dev libssl-dev libcurl4-openssl-dev libmicrohttpd-dev check libsubunit-dev
-python3 python3-grpcio python3-yaml python3-protobuf openssl curl"
+python3 python3-grpcio python3-yaml python3-protobuf openssl curl valgrind"
 
 missing=""
 for p in $PKGS; do
