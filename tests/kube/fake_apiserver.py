@@ -1,0 +1,630 @@
+#!/usr/bin/python3
+"""fake_apiserver.py - a Kubernetes API server for meshd's tests.
+
+No real API server can be installed here, so this one follows the API
+conventions meshd relies on, faithfully enough that a client written against
+it behaves against the real thing:
+
+  * objects carry metadata.resourceVersion from one global counter, uid,
+    creationTimestamp and generation (bumped when spec changes);
+  * list: items sorted by namespace/name, metadata.resourceVersion of the
+    list, limit + continue (pages are consistent at the first page's
+    resourceVersion; a continue token older than the retained history gets
+    410 Gone, reason Expired); built-in kinds' items carry no kind or
+    apiVersion (as the real server does), custom resources' items do;
+  * watch=true&resourceVersion=N: the events after N, then new ones, as an
+    HTTP/1.1 chunked stream of JSON objects one per line; N older than the
+    retained history -> an ERROR event holding a Status with code 410;
+    no resourceVersion (or "0") -> synthetic ADDED events for the current
+    state first; allowWatchBookmarks=true -> BOOKMARK events; timeoutSeconds
+    ends the stream cleanly;
+  * custom resources answer 404 until their CRD is installed;
+  * bearer token authentication (when tokens are configured), 401 otherwise;
+  * write verbs on every resource: POST (create, 409 AlreadyExists), PUT
+    (update, 409 Conflict on a stale resourceVersion), PATCH (merge patch),
+    DELETE; POST tokenreviews in authentication.k8s.io/v1 answers from a
+    token table.
+
+A control API under /_control/ (never authenticated) lets tests change the
+world: apply/delete objects, compact history, drop every watch connection,
+stop answering and come back, send bookmarks, install/remove CRDs, set the
+accepted tokens and the TokenReview table, read the request log.
+
+Usage: fake_apiserver.py [--host 127.0.0.1] [--port 0] [--port-file F]
+Prints "PORT <n>" on stdout once listening.
+"""
+
+import argparse
+import base64
+import bisect
+import copy
+import datetime
+import json
+import random
+import socket
+import string
+import sys
+import threading
+import time
+import urllib.parse
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+# (group, plural) -> (kind, namespaced, builtin, versions)
+RESOURCES = {
+    ("", "services"): ("Service", True, True, ["v1"]),
+    ("", "pods"): ("Pod", True, True, ["v1"]),
+    ("", "namespaces"): ("Namespace", False, True, ["v1"]),
+    ("", "configmaps"): ("ConfigMap", True, True, ["v1"]),
+    ("", "secrets"): ("Secret", True, True, ["v1"]),
+    ("discovery.k8s.io", "endpointslices"): ("EndpointSlice", True, True, ["v1"]),
+    ("coordination.k8s.io", "leases"): ("Lease", True, True, ["v1"]),
+    ("networking.istio.io", "virtualservices"): ("VirtualService", True, False, ["v1", "v1beta1", "v1alpha3"]),
+    ("networking.istio.io", "destinationrules"): ("DestinationRule", True, False, ["v1", "v1beta1", "v1alpha3"]),
+    ("networking.istio.io", "serviceentries"): ("ServiceEntry", True, False, ["v1", "v1beta1", "v1alpha3"]),
+    ("networking.istio.io", "workloadentries"): ("WorkloadEntry", True, False, ["v1", "v1beta1", "v1alpha3"]),
+    ("security.istio.io", "peerauthentications"): ("PeerAuthentication", True, False, ["v1", "v1beta1"]),
+    ("security.istio.io", "authorizationpolicies"): ("AuthorizationPolicy", True, False, ["v1", "v1beta1"]),
+}
+KIND_TO_RES = {(g, v[0]): (g, p) for (g, p), v in RESOURCES.items()}
+
+HISTORY_LIMIT = 10000
+
+
+def api_version(group, version):
+    return version if not group else group + "/" + version
+
+
+def split_api_version(av):
+    if "/" in av:
+        g, v = av.split("/", 1)
+        return g, v
+    return "", av
+
+
+def now_ts():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def status(code, reason, message, details=None):
+    s = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+         "message": message, "reason": reason, "code": code}
+    if details:
+        s["details"] = details
+    return s
+
+
+def merge_patch(target, patch):
+    """RFC 7386."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    if not isinstance(target, dict):
+        target = {}
+    out = dict(target)
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = merge_patch(out.get(k), v)
+    return out
+
+
+class World:
+    """All state, guarded by one condition variable."""
+
+    def __init__(self):
+        self.cv = threading.Condition()
+        self.rv = 1000
+        self.objects = {gp: {} for gp in RESOURCES}
+        self.hist_rv = []          # parallel lists: resourceVersion of each event
+        self.hist = []             # (rv, gp, type, obj, prev)
+        self.compacted = self.rv   # events at or before this are gone
+        self.installed = {gp for gp, v in RESOURCES.items() if v[2]} | \
+            {gp for gp, v in RESOURCES.items() if not v[2]}
+        self.down = False
+        self.watch_epoch = 0
+        self.bookmark_epoch = 0
+        self.bookmark_interval = 0.0   # seconds; 0: only on request
+        self.tokens = set()
+        self.reviews = {}
+        self.requests = []
+        self.active_watches = 0
+
+    # -- history
+    def _record(self, gp, typ, obj, prev):
+        self.hist_rv.append(self.rv)
+        self.hist.append((self.rv, gp, typ, copy.deepcopy(obj), copy.deepcopy(prev)))
+        if len(self.hist) > HISTORY_LIMIT:
+            drop = len(self.hist) - HISTORY_LIMIT
+            self.compacted = self.hist_rv[drop - 1]
+            del self.hist[:drop]
+            del self.hist_rv[:drop]
+        self.cv.notify_all()
+
+    def compact(self):
+        self.compacted = self.rv
+        self.hist = []
+        self.hist_rv = []
+
+    def events_after(self, gp, after, ns):
+        i = bisect.bisect_right(self.hist_rv, after)
+        return [e for e in self.hist[i:] if e[1] == gp and (ns is None or e[3]["metadata"].get("namespace") == ns)]
+
+    def state_at(self, gp, at):
+        """Objects of gp as they were at resourceVersion `at` (>= compacted)."""
+        d = dict(self.objects[gp])
+        for e in reversed(self.hist):
+            if e[0] <= at:
+                break
+            if e[1] != gp:
+                continue
+            key = (e[3]["metadata"].get("namespace", ""), e[3]["metadata"]["name"])
+            if e[2] == "ADDED":
+                d.pop(key, None)
+            else:
+                d[key] = e[4]
+        return d
+
+    # -- writes (caller holds cv)
+    def create(self, gp, obj):
+        kind, namespaced, builtin, versions = RESOURCES[gp]
+        md = obj.setdefault("metadata", {})
+        if not md.get("name") and md.get("generateName"):
+            md["name"] = md["generateName"] + "".join(random.choice(string.ascii_lowercase) for _ in range(5))
+        if not md.get("name"):
+            return 422, status(422, "Invalid", "metadata.name: Required value")
+        if namespaced:
+            md.setdefault("namespace", "default")
+        else:
+            md.pop("namespace", None)
+        key = (md.get("namespace", ""), md["name"])
+        if key in self.objects[gp]:
+            return 409, status(409, "AlreadyExists", '%s "%s" already exists' % (gp[1], md["name"]),
+                               {"name": md["name"], "group": gp[0], "kind": gp[1]})
+        self.rv += 1
+        md["resourceVersion"] = str(self.rv)
+        md["uid"] = str(uuid.uuid4())
+        md["creationTimestamp"] = now_ts()
+        md["generation"] = 1
+        obj["kind"] = kind
+        obj["apiVersion"] = api_version(gp[0], versions[0])
+        self.objects[gp][key] = obj
+        self._record(gp, "ADDED", obj, None)
+        return 201, obj
+
+    def update(self, gp, obj, check_rv=True):
+        kind, namespaced, builtin, versions = RESOURCES[gp]
+        md = obj.setdefault("metadata", {})
+        if namespaced:
+            md.setdefault("namespace", "default")
+        key = (md.get("namespace", ""), md.get("name", ""))
+        old = self.objects[gp].get(key)
+        if old is None:
+            return 404, status(404, "NotFound", '%s "%s" not found' % (gp[1], key[1]),
+                               {"name": key[1], "group": gp[0], "kind": gp[1]})
+        if check_rv and md.get("resourceVersion") and md["resourceVersion"] != old["metadata"]["resourceVersion"]:
+            return 409, status(409, "Conflict", "Operation cannot be fulfilled on %s \"%s\": the object has been "
+                               "modified; please apply your changes to the latest version and try again"
+                               % (gp[1], key[1]), {"name": key[1], "group": gp[0], "kind": gp[1]})
+        self.rv += 1
+        md["resourceVersion"] = str(self.rv)
+        md["uid"] = old["metadata"]["uid"]
+        md["creationTimestamp"] = old["metadata"]["creationTimestamp"]
+        gen = old["metadata"].get("generation", 1)
+        if obj.get("spec") != old.get("spec"):
+            gen += 1
+        md["generation"] = gen
+        obj["kind"] = kind
+        obj["apiVersion"] = api_version(gp[0], versions[0])
+        self.objects[gp][key] = obj
+        self._record(gp, "MODIFIED", obj, old)
+        return 200, obj
+
+    def delete(self, gp, ns, name):
+        key = (ns or "", name)
+        old = self.objects[gp].pop(key, None)
+        if old is None:
+            return 404, status(404, "NotFound", '%s "%s" not found' % (gp[1], name),
+                               {"name": name, "group": gp[0], "kind": gp[1]})
+        self.rv += 1
+        gone = copy.deepcopy(old)
+        gone["metadata"]["resourceVersion"] = str(self.rv)
+        self._record(gp, "DELETED", gone, old)
+        return 200, gone
+
+
+WORLD = World()
+
+
+def served_as(obj, group, version):
+    o = copy.deepcopy(obj)
+    o["apiVersion"] = api_version(group, version)
+    return o
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "fake-apiserver/1"
+
+    def log_message(self, fmt, *args):
+        pass
+
+    # -- helpers
+    def send_json(self, code, obj):
+        body = (json.dumps(obj) + "\n").encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def read_body(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        data = self.rfile.read(n) if n else b""
+        if not data:
+            return None
+        return json.loads(data)
+
+    def drop(self):
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def route(self, method):
+        u = urllib.parse.urlsplit(self.path)
+        q = {k: v[-1] for k, v in urllib.parse.parse_qs(u.query, keep_blank_values=True).items()}
+        path = u.path
+        if path.startswith("/_control/"):
+            return self.control(method, path[len("/_control/"):], q)
+        with WORLD.cv:
+            WORLD.requests.append({"method": method, "path": path, "query": q})
+            down = WORLD.down
+            tokens = set(WORLD.tokens)
+        if down:
+            return self.drop()
+        if tokens:
+            auth = self.headers.get("Authorization", "")
+            if not auth.startswith("Bearer ") or auth[7:] not in tokens:
+                return self.send_json(401, status(401, "Unauthorized", "Unauthorized"))
+        parts = [urllib.parse.unquote(p) for p in path.strip("/").split("/")]
+        if parts[:1] == ["api"] and len(parts) >= 2:
+            group, version, rest = "", parts[1], parts[2:]
+        elif parts[:1] == ["apis"] and len(parts) >= 3:
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            return self.send_json(404, status(404, "NotFound", "the server could not find the requested resource"))
+        if group == "authentication.k8s.io" and version == "v1" and rest == ["tokenreviews"] and method == "POST":
+            return self.token_review()
+        ns = None
+        if len(rest) >= 3 and rest[0] == "namespaces":
+            ns, rest = rest[1], rest[2:]
+        elif len(rest) == 2 and rest[0] == "namespaces" and group == "":
+            rest = ["namespaces", rest[1]]
+        if not rest or len(rest) > 2:
+            return self.send_json(404, status(404, "NotFound", "the server could not find the requested resource"))
+        gp = (group, rest[0])
+        name = rest[1] if len(rest) == 2 else None
+        with WORLD.cv:
+            known = gp in RESOURCES and version in RESOURCES[gp][3] and gp in WORLD.installed
+        if not known:
+            return self.send_json(404, status(404, "NotFound", "the server could not find the requested resource"))
+        if ns is not None and not RESOURCES[gp][1]:
+            return self.send_json(404, status(404, "NotFound", "the server could not find the requested resource"))
+        if method == "GET" and name is None:
+            if q.get("watch") in ("true", "1"):
+                return self.watch(gp, version, ns, q)
+            return self.list(gp, version, ns, q)
+        if method == "GET":
+            with WORLD.cv:
+                o = WORLD.objects[gp].get((ns or "", name))
+                o = copy.deepcopy(o)
+            if o is None:
+                return self.send_json(404, status(404, "NotFound", '%s "%s" not found' % (gp[1], name)))
+            return self.send_json(200, served_as(o, group, version))
+        if method == "POST" and name is None:
+            body = self.read_body() or {}
+            if ns is not None:
+                body.setdefault("metadata", {})["namespace"] = ns
+            with WORLD.cv:
+                code, o = WORLD.create(gp, body)
+                o = copy.deepcopy(o)
+            return self.send_json(code, served_as(o, group, version) if code < 300 else o)
+        if method == "PUT" and name:
+            body = self.read_body() or {}
+            md = body.setdefault("metadata", {})
+            if md.get("name") not in (None, name):
+                return self.send_json(400, status(400, "BadRequest", "the name of the object does not match"))
+            md["name"] = name
+            if ns is not None:
+                md["namespace"] = ns
+            with WORLD.cv:
+                code, o = WORLD.update(gp, body)
+                o = copy.deepcopy(o)
+            return self.send_json(code, served_as(o, group, version) if code < 300 else o)
+        if method == "PATCH" and name:
+            ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+            if ctype not in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
+                return self.send_json(415, status(415, "UnsupportedMediaType",
+                                                  "the body of the request was in an unknown format"))
+            patch = self.read_body() or {}
+            with WORLD.cv:
+                old = WORLD.objects[gp].get((ns or "", name))
+                if old is None:
+                    code, o = 404, status(404, "NotFound", '%s "%s" not found' % (gp[1], name))
+                else:
+                    new = merge_patch(copy.deepcopy(old), patch)
+                    new.setdefault("metadata", {})["name"] = name
+                    check = "resourceVersion" in (patch.get("metadata") or {})
+                    code, o = WORLD.update(gp, new, check_rv=check)
+                o = copy.deepcopy(o)
+            return self.send_json(code, served_as(o, group, version) if code < 300 else o)
+        if method == "DELETE" and name:
+            with WORLD.cv:
+                code, o = WORLD.delete(gp, ns, name)
+                o = copy.deepcopy(o)
+            return self.send_json(code, served_as(o, group, version) if code < 300 else o)
+        return self.send_json(405, status(405, "MethodNotAllowed", "method not allowed"))
+
+    # -- list
+    def list(self, gp, version, ns, q):
+        kind, namespaced, builtin, versions = RESOURCES[gp]
+        limit = int(q.get("limit") or 0)
+        cont = q.get("continue")
+        with WORLD.cv:
+            if cont:
+                try:
+                    tok = json.loads(base64.urlsafe_b64decode(cont.encode()))
+                    at, start = int(tok["rv"]), tok["start"]
+                except (ValueError, KeyError, TypeError):
+                    return self.send_json(400, status(400, "BadRequest", "invalid continue token"))
+                if at < WORLD.compacted:
+                    return self.send_json(410, status(
+                        410, "Expired", "The provided continue parameter is too old to display a consistent "
+                        "list result. You can start a new list without the continue parameter."))
+                objs = WORLD.state_at(gp, at)
+            else:
+                at, start = WORLD.rv, None
+                objs = dict(WORLD.objects[gp])
+            keys = sorted(k for k in objs if ns is None or k[0] == ns)
+            if start is not None:
+                keys = [k for k in keys if list(k) > start]
+            page = keys[:limit] if limit > 0 else keys
+            items = []
+            for k in page:
+                o = served_as(objs[k], gp[0], version)
+                if builtin:
+                    o.pop("kind", None)
+                    o.pop("apiVersion", None)
+                items.append(o)
+        md = {"resourceVersion": str(at)}
+        if limit > 0 and len(keys) > limit:
+            md["continue"] = base64.urlsafe_b64encode(
+                json.dumps({"rv": at, "start": list(page[-1])}).encode()).decode()
+            md["remainingItemCount"] = len(keys) - limit
+        self.send_json(200, {"kind": kind + "List", "apiVersion": api_version(gp[0], version),
+                             "metadata": md, "items": items})
+
+    # -- watch
+    def chunk(self, obj):
+        data = (json.dumps(obj) + "\n").encode()
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def watch(self, gp, version, ns, q):
+        kind = RESOURCES[gp][0]
+        av = api_version(gp[0], version)
+        bookmarks = q.get("allowWatchBookmarks") in ("true", "1")
+        timeout = float(q.get("timeoutSeconds") or 1800)
+        deadline = time.monotonic() + timeout
+        rv_param = q.get("resourceVersion", "")
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        with WORLD.cv:
+            epoch = WORLD.watch_epoch
+            bepoch = WORLD.bookmark_epoch
+            WORLD.active_watches += 1
+            if rv_param in ("", "0"):
+                last = WORLD.rv
+                initial = [{"type": "ADDED", "object": served_as(o, gp[0], version)}
+                           for k, o in sorted(WORLD.objects[gp].items()) if ns is None or k[0] == ns]
+            else:
+                last = int(rv_param)
+                initial = []
+                if last < WORLD.compacted:
+                    initial = [{"type": "ERROR", "object": status(
+                        410, "Expired", "too old resource version: %d (%d)" % (last, WORLD.compacted))}]
+                    last = None
+        try:
+            for ev in initial:
+                self.chunk(ev)
+            if last is None:
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
+                return
+            next_bookmark = time.monotonic() + WORLD.bookmark_interval if WORLD.bookmark_interval else None
+            while True:
+                with WORLD.cv:
+                    while True:
+                        if WORLD.watch_epoch != epoch or WORLD.down:
+                            return self.drop()
+                        if last < WORLD.compacted:
+                            evs = [{"type": "ERROR", "object": status(
+                                410, "Expired", "too old resource version: %d (%d)" % (last, WORLD.compacted))}]
+                            last = None
+                            break
+                        evs = [{"type": e[2], "object": served_as(e[3], gp[0], version)}
+                               for e in WORLD.events_after(gp, last, ns)]
+                        if evs:
+                            last = int(evs[-1]["object"]["metadata"]["resourceVersion"])
+                            break
+                        t = time.monotonic()
+                        want_bm = bookmarks and (WORLD.bookmark_epoch != bepoch or
+                                                 (next_bookmark is not None and t >= next_bookmark))
+                        if want_bm:
+                            bepoch = WORLD.bookmark_epoch
+                            if WORLD.bookmark_interval:
+                                next_bookmark = t + WORLD.bookmark_interval
+                            last = WORLD.rv
+                            evs = [{"type": "BOOKMARK", "object": {
+                                "kind": kind, "apiVersion": av,
+                                "metadata": {"resourceVersion": str(WORLD.rv)}}}]
+                            break
+                        if t >= deadline:
+                            break
+                        wait = deadline - t
+                        if next_bookmark is not None:
+                            wait = min(wait, max(0.0, next_bookmark - t))
+                        WORLD.cv.wait(min(wait, 0.5))
+                for ev in evs:
+                    self.chunk(ev)
+                if last is None or (not evs and time.monotonic() >= deadline):
+                    self.wfile.write(b"0\r\n\r\n")
+                    self.wfile.flush()
+                    return
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            self.close_connection = True
+        finally:
+            with WORLD.cv:
+                WORLD.active_watches -= 1
+
+    # -- tokenreviews
+    def token_review(self):
+        body = self.read_body() or {}
+        tok = (body.get("spec") or {}).get("token", "")
+        with WORLD.cv:
+            user = WORLD.reviews.get(tok)
+        st = {"authenticated": user is not None}
+        if user is not None:
+            st["user"] = user
+            st["audiences"] = (body.get("spec") or {}).get("audiences") or ["https://kubernetes.default.svc"]
+        else:
+            st["error"] = "invalid bearer token"
+        self.send_json(201, {"kind": "TokenReview", "apiVersion": "authentication.k8s.io/v1",
+                             "metadata": {"creationTimestamp": None}, "spec": body.get("spec") or {},
+                             "status": st})
+
+    # -- control
+    def control(self, method, what, q):
+        body = self.read_body() if method in ("POST", "PUT") else None
+        with WORLD.cv:
+            if what == "apply" and method == "POST":
+                g, v = split_api_version(body.get("apiVersion", ""))
+                gp = KIND_TO_RES.get((g, body.get("kind")))
+                if not gp:
+                    return self.send_json(400, {"error": "unknown kind"})
+                md = body.setdefault("metadata", {})
+                if RESOURCES[gp][1]:
+                    md.setdefault("namespace", "default")
+                key = (md.get("namespace", ""), md.get("name"))
+                if key in WORLD.objects[gp]:
+                    code, o = WORLD.update(gp, body, check_rv=False)
+                else:
+                    code, o = WORLD.create(gp, body)
+                return self.send_json(code, o)
+            if what == "delete" and method == "POST":
+                g, v = split_api_version(body.get("apiVersion", ""))
+                gp = KIND_TO_RES.get((g, body.get("kind")))
+                if not gp:
+                    return self.send_json(400, {"error": "unknown kind"})
+                md = body.get("metadata", {})
+                ns = md.get("namespace", "default") if RESOURCES[gp][1] else ""
+                code, o = WORLD.delete(gp, ns, md.get("name"))
+                return self.send_json(code, o)
+            if what == "compact" and method == "POST":
+                WORLD.compact()
+                WORLD.cv.notify_all()
+                return self.send_json(200, {"compacted": WORLD.compacted})
+            if what == "drop-watches" and method == "POST":
+                WORLD.watch_epoch += 1
+                WORLD.cv.notify_all()
+                return self.send_json(200, {})
+            if what == "down" and method == "POST":
+                WORLD.down = True
+                WORLD.cv.notify_all()
+                return self.send_json(200, {})
+            if what == "up" and method == "POST":
+                WORLD.down = False
+                return self.send_json(200, {})
+            if what == "bookmark" and method == "POST":
+                WORLD.bookmark_epoch += 1
+                WORLD.cv.notify_all()
+                return self.send_json(200, {"resourceVersion": str(WORLD.rv)})
+            if what == "config" and method == "POST":
+                if "bookmark_interval" in body:
+                    WORLD.bookmark_interval = float(body["bookmark_interval"])
+                WORLD.cv.notify_all()
+                return self.send_json(200, {})
+            if what == "crd" and method == "POST":
+                gp = (body["group"], body["plural"])
+                if gp not in RESOURCES:
+                    return self.send_json(400, {"error": "unknown resource"})
+                if body.get("installed", True):
+                    WORLD.installed.add(gp)
+                else:
+                    WORLD.installed.discard(gp)
+                return self.send_json(200, {})
+            if what == "tokens" and method == "POST":
+                WORLD.tokens = set(body.get("tokens") or [])
+                return self.send_json(200, {})
+            if what == "tokenreviews" and method == "POST":
+                WORLD.reviews = dict(body.get("tokens") or {})
+                return self.send_json(200, {})
+            if what == "requests" and method == "GET":
+                return self.send_json(200, {"requests": WORLD.requests})
+            if what == "requests" and method == "DELETE":
+                WORLD.requests = []
+                return self.send_json(200, {})
+            if what == "state" and method == "GET":
+                return self.send_json(200, {"resourceVersion": str(WORLD.rv), "compacted": str(WORLD.compacted),
+                                            "activeWatches": WORLD.active_watches, "down": WORLD.down})
+        return self.send_json(404, {"error": "unknown control " + what})
+
+    def do_GET(self):
+        self.route("GET")
+
+    def do_POST(self):
+        self.route("POST")
+
+    def do_PUT(self):
+        self.route("PUT")
+
+    def do_PATCH(self):
+        self.route("PATCH")
+
+    def do_DELETE(self):
+        self.route("DELETE")
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--port-file")
+    ap.add_argument("--token", action="append", default=[], help="accepted bearer token (repeatable)")
+    args = ap.parse_args()
+    WORLD.tokens = set(args.token)
+    srv = Server((args.host, args.port), Handler)
+    port = srv.server_address[1]
+    if args.port_file:
+        with open(args.port_file + ".tmp", "w") as f:
+            f.write("%d\n" % port)
+        import os
+        os.rename(args.port_file + ".tmp", args.port_file)
+    print("PORT %d" % port, flush=True)
+    try:
+        srv.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())
