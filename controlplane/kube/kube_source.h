@@ -1,0 +1,76 @@
+/*
+ * kube_source.h - the Kubernetes API config source.
+ *
+ * Watches the Istio kinds (networking.istio.io/v1 VirtualService,
+ * DestinationRule, ServiceEntry, WorkloadEntry; security.istio.io/v1
+ * PeerAuthentication, AuthorizationPolicy) and the core kinds (v1 Service,
+ * Pod, Namespace; discovery.k8s.io/v1 EndpointSlice) on a thread of its own
+ * (kube_watch.h) and applies what changed on the caller's thread:
+ *  - Istio objects go to the store (cfg_store_put / cfg_store_delete /
+ *    cfg_store_reject, origin "kube"; a rejected version keeps the last good
+ *    one and its errors name kind, namespace and name);
+ *  - core objects are kept here as typed records (kube_record.h), readable
+ *    through the small API at the end of this header.
+ *
+ * Threading: one owner thread (the config thread) calls every function
+ * here.  It polls kube_source_fd() for input and calls kube_source_handle(),
+ * which never blocks.  Records returned by the read API are borrowed and
+ * stay valid until the next kube_source_handle() or kube_source_free().
+ *
+ * Returns 0 / a count, or a negative code (err.h).
+ */
+#ifndef MESH_KUBE_SOURCE_H
+#define MESH_KUBE_SOURCE_H
+
+#include "controlplane/config/store.h"
+#include "controlplane/kube/kube_record.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct kube_source;
+
+struct kube_source_config {
+	struct cfg_store *store;
+	const char *kubeconfig;      /* --kubeconfig; NULL: in-cluster */
+	const char *context;         /* kubeconfig context; NULL: current-context */
+	const char *sa_dir;          /* in-cluster service-account dir; NULL: $MESHD_KUBE_SA_DIR or
+	                                KUBE_CONFIG_SA_DIR */
+	/* tuning (0: defaults, see kube_watch.h) */
+	int page_size;
+	int watch_timeout_seconds;
+	int64_t backoff_min, backoff_max, missing_retry;  /* ns */
+};
+
+/* Read the connection settings and start watching.  Fails (with a logged
+ * reason) when the settings cannot be read; an unreachable API server is
+ * not an error: the source retries and kube_source_synced() stays false. */
+int kube_source_new(const struct kube_source_config *cfg, struct kube_source **out);
+void kube_source_free(struct kube_source *ks);   /* NULL is a no-op */
+
+/* Descriptor to poll for POLLIN. */
+int kube_source_fd(const struct kube_source *ks);
+/* Apply queued changes.  Returns the number of served keys changed (store
+ * keys and records), 0 when none, or < 0. */
+int kube_source_handle(struct kube_source *ks);
+/* True once every resource has been listed once (a resource whose CRD is
+ * not installed counts as listed, empty). */
+bool kube_source_synced(const struct kube_source *ks);
+
+/* ------------------------------------------------------------- records (core kinds)
+ *
+ * res is KUBE_RES_SERVICE, KUBE_RES_ENDPOINT_SLICE, KUBE_RES_POD or
+ * KUBE_RES_NAMESPACE; ns is "" for namespaces.
+ */
+const struct kube_record *kube_source_get(const struct kube_source *ks, enum kube_res res, const char *ns,
+					  const char *name);
+size_t kube_source_count(const struct kube_source *ks, enum kube_res res);
+/* Calls fn for each record of res (in no particular order); stops at and
+ * returns fn's first non-zero return. */
+int kube_source_foreach(const struct kube_source *ks, enum kube_res res,
+			int (*fn)(void *ctx, const struct kube_record *r), void *ctx);
+/* Bumped whenever a record changes (to tell whether a model is stale). */
+uint64_t kube_source_records_generation(const struct kube_source *ks);
+
+#endif
