@@ -549,8 +549,9 @@ static size_t kw__write(char *p, size_t size, size_t n, void *ud)
 
 static void kw__log_failure(struct kw__res *r, CURLcode cr, const char *what)
 {
-	if (cr != CURLE_OK && !r->status)
-		log_warn("kube", "%s %s: %s (retry %d)", r->info->plural, what, curl_easy_strerror(cr), r->fails + 1);
+	if (cr != CURLE_OK)
+		log_warn("kube", "%s %s: %s (HTTP %ld; retry %d)", r->info->plural, what, curl_easy_strerror(cr),
+			 r->status, r->fails + 1);
 	else
 		log_warn("kube", "%s %s: HTTP %ld: %.200s (retry %d)", r->info->plural, what, r->status,
 			 r->body.data ? r->body.data : "", r->fails + 1);
