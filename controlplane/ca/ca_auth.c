@@ -1,0 +1,370 @@
+/*
+ * ca_auth.c - caller authentication for the CA: the interface, the token
+ * file implementation and the refuse-all one.
+ *
+ * The token file maps bearer tokens to identities, one per line:
+ * "TOKEN NAMESPACE SERVICEACCOUNT".  It is re-read when it changes (size,
+ * mtime or inode), so rotating tokens needs no restart; a reload that
+ * fails keeps the previous table and logs why.  Tokens are compared in
+ * constant time and never logged.
+ */
+#include "controlplane/ca/ca_auth.h"
+
+#include "common/err.h"
+#include "common/log.h"
+
+#include <openssl/crypto.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#define SCOPE "ca"
+/* Entries one token file may hold. */
+#define CA_AUTH_MAX_ENTRIES 100000
+
+int ca_auth_authenticate(struct ca_authenticator *a, const char *token, struct ca_identity *id, char *msg,
+			 size_t cap)
+{
+	if (!a || !a->ops || !a->ops->authenticate)
+		return -EINVAL;
+	return a->ops->authenticate(a, token, id, msg, cap);
+}
+
+void ca_auth_free(struct ca_authenticator *a)
+{
+	if (a && a->ops && a->ops->free)
+		a->ops->free(a);
+}
+
+int ca_auth_bearer(const char *value, size_t len, char *out, size_t cap)
+{
+	static const char scheme[] = "bearer ";
+	size_t i = sizeof(scheme) - 1, n;
+
+	if (!value || len < i || strncasecmp(value, scheme, i) != 0)
+		return -ENOENT;
+	while (i < len && value[i] == ' ')
+		i++;
+	n = len - i;
+	while (n > 0 && (value[i + n - 1] == ' ' || value[i + n - 1] == '\t'))
+		n--;
+	if (n == 0)
+		return -ENOENT;
+	if (n >= cap || n > CA_AUTH_MAX_TOKEN)
+		return -MESH_ETOOBIG;
+	memcpy(out, value + i, n);
+	out[n] = '\0';
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* refuse-all */
+
+struct auth_none {
+	struct ca_authenticator base;
+	char *why;
+};
+
+static int none_authenticate(struct ca_authenticator *a, const char *token, struct ca_identity *id, char *msg,
+			     size_t cap)
+{
+	struct auth_none *n = (struct auth_none *)a;
+
+	(void)token;
+	(void)id;
+	snprintf(msg, cap, "%s", n->why);
+	return -EACCES;
+}
+
+static void none_free(struct ca_authenticator *a)
+{
+	struct auth_none *n = (struct auth_none *)a;
+
+	free(n->why);
+	free(n);
+}
+
+static const struct ca_authenticator_ops none_ops = { "none", none_authenticate, none_free };
+
+int ca_auth_none_new(const char *why, struct ca_authenticator **out)
+{
+	struct auth_none *n = calloc(1, sizeof(*n));
+
+	*out = NULL;
+	if (!n)
+		return -ENOMEM;
+	n->base.ops = &none_ops;
+	n->why = strdup(why ? why : "no caller authentication is configured");
+	if (!n->why) {
+		free(n);
+		return -ENOMEM;
+	}
+	*out = &n->base;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* token file */
+
+struct token_entry {
+	char *token;
+	size_t len;
+	struct ca_identity id;
+};
+
+struct token_table {
+	struct token_entry *v;
+	size_t n, cap;
+};
+
+struct auth_file {
+	struct ca_authenticator base;
+	pthread_mutex_t lock;
+	char *path;
+	struct token_table table;
+	/* what the table was read from */
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime;
+};
+
+static void table_cleanup(struct token_table *t)
+{
+	size_t i;
+
+	for (i = 0; i < t->n; i++) {
+		OPENSSL_cleanse(t->v[i].token, t->v[i].len);
+		free(t->v[i].token);
+	}
+	free(t->v);
+	memset(t, 0, sizeof(*t));
+}
+
+static int valid_name(const char *s, size_t n)
+{
+	size_t i;
+
+	if (n == 0 || n > CA_MAX_NAME_LEN)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-' || s[i] == '.'))
+			return 0;
+	return 1;
+}
+
+/* Split the next whitespace-separated field of [*p, end). */
+static int next_field(const char **p, const char *end, const char **f, size_t *n)
+{
+	const char *s = *p;
+
+	while (s < end && isspace((unsigned char)*s))
+		s++;
+	*f = s;
+	while (s < end && !isspace((unsigned char)*s))
+		s++;
+	*n = (size_t)(s - *f);
+	*p = s;
+	return *n > 0;
+}
+
+static int table_parse(const char *path, const char *data, size_t len, struct token_table *t, char *err,
+		       size_t cap)
+{
+	const char *p = data, *end = data + len;
+	unsigned line = 0;
+	int rc = 0;
+
+	while (p < end) {
+		const char *eol = memchr(p, '\n', (size_t)(end - p));
+		const char *le = eol ? eol : end, *hash, *q, *tok, *ns, *sa, *extra;
+		size_t ntok, nns, nsa, nextra;
+		struct token_entry *e;
+
+		line++;
+		hash = memchr(p, '#', (size_t)(le - p));
+		if (hash)
+			le = hash;
+		q = p;
+		p = eol ? eol + 1 : end;
+		if (!next_field(&q, le, &tok, &ntok))
+			continue;
+		if (!next_field(&q, le, &ns, &nns) || !next_field(&q, le, &sa, &nsa) ||
+		    next_field(&q, le, &extra, &nextra)) {
+			snprintf(err, cap, "%s:%u: expected \"TOKEN NAMESPACE SERVICEACCOUNT\"", path, line);
+			rc = -MESH_EPARSE;
+			goto out;
+		}
+		if (ntok > CA_AUTH_MAX_TOKEN) {
+			snprintf(err, cap, "%s:%u: token longer than %d bytes", path, line, CA_AUTH_MAX_TOKEN);
+			rc = -MESH_ETOOBIG;
+			goto out;
+		}
+		if (!valid_name(ns, nns) || !valid_name(sa, nsa)) {
+			snprintf(err, cap, "%s:%u: namespace and service account must be DNS names", path, line);
+			rc = -MESH_ESEMANTIC;
+			goto out;
+		}
+		if (t->n == CA_AUTH_MAX_ENTRIES) {
+			snprintf(err, cap, "%s: more than %d tokens", path, CA_AUTH_MAX_ENTRIES);
+			rc = -MESH_ETOOBIG;
+			goto out;
+		}
+		if (t->n == t->cap) {
+			size_t nc = t->cap ? t->cap * 2 : 16;
+			struct token_entry *v = realloc(t->v, nc * sizeof(*v));
+			if (!v) {
+				rc = -ENOMEM;
+				goto out;
+			}
+			t->v = v;
+			t->cap = nc;
+		}
+		e = &t->v[t->n];
+		memset(e, 0, sizeof(*e));
+		e->token = malloc(ntok + 1);
+		if (!e->token) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		memcpy(e->token, tok, ntok);
+		e->token[ntok] = '\0';
+		e->len = ntok;
+		memcpy(e->id.ns, ns, nns);
+		memcpy(e->id.sa, sa, nsa);
+		t->n++;
+	}
+out:
+	return rc;
+}
+
+/* Re-read the file when it changed.  Called with f->lock held. */
+static int file_refresh(struct auth_file *f, int force, char *err, size_t cap)
+{
+	struct token_table t = { 0 };
+	struct stat st;
+	FILE *fp = NULL;
+	char *data = NULL;
+	size_t len;
+	int rc = 0;
+
+	fp = fopen(f->path, "rb");
+	if (!fp || fstat(fileno(fp), &st) < 0) {
+		rc = -errno;
+		snprintf(err, cap, "%s: %s", f->path, strerror(errno));
+		goto out;
+	}
+	if (!force && st.st_dev == f->dev && st.st_ino == f->ino && st.st_size == f->size &&
+	    st.st_mtim.tv_sec == f->mtime.tv_sec && st.st_mtim.tv_nsec == f->mtime.tv_nsec)
+		goto out;
+	if (st.st_size > CA_AUTH_MAX_FILE_BYTES) {
+		snprintf(err, cap, "%s: larger than %d bytes", f->path, CA_AUTH_MAX_FILE_BYTES);
+		rc = -MESH_ETOOBIG;
+		goto out;
+	}
+	data = malloc((size_t)st.st_size + 1);
+	if (!data) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	len = fread(data, 1, (size_t)st.st_size, fp);
+	if (ferror(fp)) {
+		rc = -EIO;
+		snprintf(err, cap, "%s: read error", f->path);
+		goto out;
+	}
+	rc = table_parse(f->path, data, len, &t, err, cap);
+	if (rc < 0)
+		goto out;
+	table_cleanup(&f->table);
+	f->table = t;
+	memset(&t, 0, sizeof(t));
+	f->dev = st.st_dev;
+	f->ino = st.st_ino;
+	f->size = st.st_size;
+	f->mtime = st.st_mtim;
+	log_info(SCOPE, "token file %s: %zu tokens", f->path, f->table.n);
+out:
+	table_cleanup(&t);
+	if (data) {
+		OPENSSL_cleanse(data, (size_t)st.st_size);
+		free(data);
+	}
+	if (fp)
+		fclose(fp);
+	return rc;
+}
+
+static int file_authenticate(struct ca_authenticator *a, const char *token, struct ca_identity *id, char *msg,
+			     size_t cap)
+{
+	struct auth_file *f = (struct auth_file *)a;
+	char why[256];
+	size_t i, n = token ? strlen(token) : 0;
+	int rc = -EACCES, found = -1;
+
+	pthread_mutex_lock(&f->lock);
+	if (file_refresh(f, 0, why, sizeof(why)) < 0)
+		log_warn(SCOPE, "token file not reloaded, keeping %zu tokens: %s", f->table.n, why);
+	/* look at every entry: the time taken does not depend on where a match is */
+	for (i = 0; n && i < f->table.n; i++) {
+		const struct token_entry *e = &f->table.v[i];
+		if (e->len == n && CRYPTO_memcmp(e->token, token, n) == 0 && found < 0)
+			found = (int)i;
+	}
+	if (found >= 0) {
+		*id = f->table.v[found].id;
+		rc = 0;
+	} else {
+		snprintf(msg, cap, "authentication failed: unknown bearer token");
+	}
+	pthread_mutex_unlock(&f->lock);
+	return rc;
+}
+
+static void file_free(struct ca_authenticator *a)
+{
+	struct auth_file *f = (struct auth_file *)a;
+
+	table_cleanup(&f->table);
+	pthread_mutex_destroy(&f->lock);
+	free(f->path);
+	free(f);
+}
+
+static const struct ca_authenticator_ops file_ops = { "token-file", file_authenticate, file_free };
+
+int ca_auth_file_new(const char *path, struct ca_authenticator **out, char *err, size_t cap)
+{
+	struct auth_file *f = NULL;
+	int rc = 0;
+
+	*out = NULL;
+	if (!path)
+		return -EINVAL;
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	f->base.ops = &file_ops;
+	pthread_mutex_init(&f->lock, NULL);
+	f->path = strdup(path);
+	if (!f->path) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	rc = file_refresh(f, 1, err, cap);
+	if (rc < 0)
+		goto out;
+	*out = &f->base;
+	f = NULL;
+out:
+	if (f)
+		file_free(&f->base);
+	return rc;
+}
