@@ -55,7 +55,7 @@ CP_SRCS     := $(sort $(shell find controlplane -name '*.c' ! -path 'controlplan
 CLI_SRCS    := $(sort $(wildcard controlplane/cli/*.c))
 LIB_OBJS    := $(patsubst %.c,$(BUILD)/obj/%.o,$(COMMON_SRCS) $(CP_SRCS)) $(PB_O)
 # CRD schemas compiled in (controlplane/config validates against them)
-CRD_YAML    := $(sort $(wildcard crd-schemas/*.yaml))
+CRD_YAML    := $(sort $(wildcard crd-schemas/*.yaml)) controlplane/config/k8s-schemas.yaml
 LIB_OBJS    += $(GEN)/crd_schemas.o
 LIB         := $(BUILD)/libmesh.a
 
@@ -154,8 +154,16 @@ test: deps
 	@$(MAKE) --no-print-directory integration-valgrind
 
 bench: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all $(BENCH_BIN)
 	@sh tests/bench/run.sh $(BUILD)
+
+# the scale benchmark's load generator (tests/bench), not part of `make test`
+BENCH_SRCS  := $(sort $(wildcard tests/bench/*.c))
+BENCH_BIN   := $(BUILD)/bench/meshbench
+$(BENCH_BIN): $(patsubst %.c,$(BUILD)/obj/%.o,$(BENCH_SRCS)) $(LIB)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 check-style:
 	@! grep -nE '\b(strcpy|strcat|sprintf|vsprintf|gets|strtok)\s*\(' $$(find common controlplane dataplane tests -name '*.[ch]') \

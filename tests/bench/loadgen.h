@@ -1,0 +1,94 @@
+/*
+ * loadgen.h - many simulated xDS clients on a few gRPC channels.
+ *
+ * Each simulated proxy holds one ADS stream (state of the world) and asks
+ * what a proxyless gRPC client asks: LDS for its target listeners, RDS for
+ * the route configs those listeners name, CDS for the clusters the routes
+ * name, EDS for the clusters' EDS service names, ACKing every response with
+ * its version and nonce.  Proxy i targets svc-0 (a service every proxy
+ * calls, so a change to it is a full push) plus random others.  A share of
+ * the proxies presents sidecar node metadata (no GENERATOR: grpc) but asks
+ * for the same resources.
+ *
+ * One thread: the caller's.  loadgen_run() takes completions off the one
+ * completion queue and reacts; nothing happens between calls.
+ *
+ * Watches measure propagation: arm a slot with a change (an endpoint
+ * address, a route weight, a new listener) and the proxies it concerns;
+ * each of them is done once it has ACKed a response carrying the change.
+ *
+ * Functions return 0 or a negative code (common/err.h).
+ */
+#ifndef MESH_BENCH_LOADGEN_H
+#define MESH_BENCH_LOADGEN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tests/bench/bench_mesh.h"
+
+#define LOADGEN_MAX_PROXIES 100000
+#define LOADGEN_MAX_CHANNELS 256
+#define LOADGEN_MAX_TARGETS 64
+#define LOADGEN_WATCH_SLOTS 16
+
+struct loadgen;
+
+struct loadgen_config {
+	const char *target;          /* "127.0.0.1:15010" */
+	int proxies;
+	int channels;                /* HTTP/2 connections the streams spread over */
+	int targets;                 /* listeners per proxy, svc-0 included */
+	int services;                /* targets are picked from svc-0 .. svc-(services-1) */
+	int sidecar_percent;         /* proxies with sidecar node metadata */
+	uint64_t seed;
+};
+
+struct loadgen_stats {
+	int proxies;
+	int synced;                  /* every subscribed resource received and ACKed once */
+	int failed;                  /* streams that ended */
+	double all_synced_at;        /* monotonic seconds; 0 until every proxy synced */
+	uint64_t responses;
+	uint64_t bytes;              /* DiscoveryResponse bytes received */
+	uint64_t requests;
+	uint64_t resources;          /* resources in all responses */
+	uint64_t decode_errors;
+};
+
+/* Open the channels and start every proxy's stream. */
+int loadgen_new(const struct loadgen_config *cfg, struct loadgen **out);
+/* Cancel the streams, wait for gRPC core to give every call back, close. */
+void loadgen_free(struct loadgen *lg);   /* NULL is a no-op */
+
+/* React to completions for about ms milliseconds. */
+int loadgen_run(struct loadgen *lg, int ms);
+void loadgen_stats(const struct loadgen *lg, struct loadgen_stats *out);
+
+/* Seconds on CLOCK_MONOTONIC. */
+double loadgen_now(void);
+
+enum loadgen_watch_kind {
+	LOADGEN_WATCH_ENDPOINT,      /* EDS: an endpoint with this address */
+	LOADGEN_WATCH_WEIGHT,        /* RDS: svc's v1 subset has this weight */
+	LOADGEN_WATCH_LISTENER,      /* LDS: svc's listener exists */
+};
+
+struct loadgen_watch {
+	enum loadgen_watch_kind kind;
+	int svc;
+	char address[BENCH_MESH_NAME_CAP];   /* ENDPOINT */
+	uint32_t weight;                     /* WEIGHT */
+	int subscribers;                     /* LISTENER: proxies that ask for it */
+};
+
+/* Arm slot with w.  ENDPOINT and WEIGHT concern every proxy targeting
+ * w->svc; LISTENER makes w->subscribers proxies subscribe to svc's
+ * listener now (call before the service exists).  Returns the number of
+ * proxies concerned, or a negative code. */
+int loadgen_watch_arm(struct loadgen *lg, int slot, const struct loadgen_watch *w);
+/* Proxies of slot not done yet; *last_ack gets the time of the latest ACK. */
+int loadgen_watch_pending(const struct loadgen *lg, int slot, double *last_ack);
+void loadgen_watch_disarm(struct loadgen *lg, int slot);
+
+#endif

@@ -1,0 +1,162 @@
+#!/bin/sh
+# tests/bench/run.sh [BUILD] [--smoke] - the scale benchmark (`make bench`).
+#
+# For each proxy count: write a fresh mesh of services (meshbench config),
+# start meshd on it (loopback ports), connect the simulated proxies
+# (meshbench run), wait until all are synced, make config changes at a set
+# rate and measure change -> every concerned proxy ACKed, meshd's RSS and
+# CPU, and bytes pushed; stop meshd.  Then print a table against the
+# targets in DESIGN.md and how each figure grows with the proxy count.
+#
+# Full run: 1,000 services; 100, 500, 1,000 and 2,000 proxies (the last is
+# the headline), 20 changes each.  --smoke: 20 services, 50 proxies, one
+# change of each kind; proves the load generator works (exit status 0).
+#
+# Environment overrides: BENCH_SERVICES, BENCH_PROXIES ("100 500"),
+# BENCH_CHANGES, BENCH_INTERVAL_MS, BENCH_CHANNELS, BENCH_TARGETS.
+set -eu
+
+BUILD=build
+SMOKE=0
+for a in "$@"; do
+	case "$a" in
+	--smoke) SMOKE=1 ;;
+	-*) echo "usage: $0 [BUILD] [--smoke]" >&2; exit 2 ;;
+	*) BUILD=$a ;;
+	esac
+done
+
+if [ "$SMOKE" = 1 ]; then
+	SERVICES=${BENCH_SERVICES:-20}
+	SIZES=${BENCH_PROXIES:-50}
+	CHANGES=${BENCH_CHANGES:-5}
+	INTERVAL=${BENCH_INTERVAL_MS:-300}
+	CHANNELS=${BENCH_CHANNELS:-4}
+else
+	SERVICES=${BENCH_SERVICES:-1000}
+	SIZES=${BENCH_PROXIES:-100 500 1000 2000}
+	CHANGES=${BENCH_CHANGES:-20}
+	INTERVAL=${BENCH_INTERVAL_MS:-800}
+	CHANNELS=${BENCH_CHANNELS:-16}
+fi
+TARGETS=${BENCH_TARGETS:-5}
+
+MESHD=$BUILD/bin/meshd
+BENCH=$BUILD/bench/meshbench
+make --no-print-directory -s BUILD="$BUILD" "$MESHD" "$BENCH" >/dev/null
+
+TMP=$(mktemp -d /tmp/meshbench.XXXXXX)
+MESHD_PID=
+cleanup() {
+	if [ -n "$MESHD_PID" ]; then
+		kill "$MESHD_PID" 2>/dev/null || true
+		wait "$MESHD_PID" 2>/dev/null || true
+	fi
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Start meshd on $1 (config dir) with its log in $2; sets MESHD_PID and
+# XDS_PORT.  Ports are picked at random and retried when taken.
+start_meshd() {
+	tries=0
+	while [ $tries -lt 10 ]; do
+		tries=$((tries + 1))
+		base=$(( ( $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 20000 ) + 30000 ))
+		XDS_PORT=$base
+		"$MESHD" --config-dir "$1" --xds-addr "127.0.0.1:$base" --secure-addr "127.0.0.1:$((base + 1))" \
+			--http-addr "127.0.0.1:$((base + 2))" >"$2" 2>&1 &
+		MESHD_PID=$!
+		# meshd logs "ready" once it serves the loaded config
+		i=0
+		while [ $i -lt 100 ]; do
+			if ! kill -0 "$MESHD_PID" 2>/dev/null; then
+				break
+			fi
+			if grep -q ' ready$' "$2" 2>/dev/null; then
+				return 0
+			fi
+			sleep 0.1
+			i=$((i + 1))
+		done
+		kill "$MESHD_PID" 2>/dev/null || true
+		wait "$MESHD_PID" 2>/dev/null || true
+		MESHD_PID=
+	done
+	echo "run.sh: meshd did not start; its log:" >&2
+	cat "$2" >&2
+	return 1
+}
+
+stop_meshd() {
+	kill "$MESHD_PID" 2>/dev/null || true
+	wait "$MESHD_PID" 2>/dev/null || true
+	MESHD_PID=
+}
+
+status=0
+START=$(date +%s)
+for m in $SIZES; do
+	cfg=$TMP/cfg-$m
+	mkdir -p "$cfg"
+	"$BENCH" config --dir "$cfg" --services "$SERVICES"
+	start_meshd "$cfg" "$TMP/meshd-$m.log"
+	echo "== $SERVICES services, $m proxies (meshd pid $MESHD_PID, xDS 127.0.0.1:$XDS_PORT)"
+	if ! "$BENCH" run --xds "127.0.0.1:$XDS_PORT" --dir "$cfg" --services "$SERVICES" --proxies "$m" \
+		--channels "$CHANNELS" --targets "$TARGETS" --changes "$CHANGES" --interval-ms "$INTERVAL" \
+		--meshd-pid "$MESHD_PID" --log-level warn >"$TMP/out-$m" 2>"$TMP/err-$m"; then
+		status=1
+		echo "run.sh: meshbench failed at $m proxies:" >&2
+		cat "$TMP/err-$m" >&2
+	fi
+	grep -v '^RESULT' "$TMP/out-$m" | sed 's/^/   /'
+	grep '^RESULT' "$TMP/out-$m" >>"$TMP/results" || true
+	if ! kill -0 "$MESHD_PID" 2>/dev/null; then
+		status=1
+		echo "run.sh: meshd exited during the run; its log:" >&2
+		tail -20 "$TMP/meshd-$m.log" >&2
+	fi
+	stop_meshd
+done
+ELAPSED=$(( $(date +%s) - START ))
+
+[ -s "$TMP/results" ] || { echo "run.sh: no results" >&2; exit 1; }
+
+echo
+echo "meshd scale benchmark: $SERVICES services, $TARGETS listeners per proxy (svc-0 in every proxy's set), $CHANGES changes per row, ${ELAPSED}s"
+awk '
+function kv(line, key,   i, n, f) {
+	n = split(line, f, " ")
+	for (i = 1; i <= n; i++)
+		if (index(f[i], key "=") == 1)
+			return substr(f[i], length(key) + 2)
+	return ""
+}
+{
+	rows++
+	p[rows] = kv($0, "proxies"); sync[rows] = kv($0, "sync_s")
+	rss[rows] = kv($0, "rss_after_kb") / 1024; hwm[rows] = kv($0, "hwm_kb") / 1024
+	p50[rows] = kv($0, "p50_ms"); p99[rows] = kv($0, "p99_ms"); mx[rows] = kv($0, "max_ms")
+	fp99[rows] = kv($0, "full_p99_ms"); fcpu[rows] = kv($0, "full_cpu_s") * 1000
+	ccpu[rows] = kv($0, "change_cpu_s") * 1000; fbytes[rows] = kv($0, "full_bytes")
+	to[rows] = kv($0, "timeouts"); fail[rows] = kv($0, "failed")
+}
+END {
+	printf "%8s %8s %9s %9s %9s %9s %9s %11s %11s %11s %12s %5s\n", "proxies", "sync s", "RSS MB", "peak MB",
+		"p50 ms", "p99 ms", "max ms", "full p99", "CPU ms/full", "CPU ms/chg", "bytes/full", "t/o"
+	for (i = 1; i <= rows; i++)
+		printf "%8d %8.2f %9.1f %9.1f %9.1f %9.1f %9.1f %11.1f %11.1f %11.1f %12d %5d\n", p[i], sync[i], rss[i],
+			hwm[i], p50[i], p99[i], mx[i], fp99[i], fcpu[i], ccpu[i], fbytes[i], to[i] + fail[i]
+	l = rows
+	printf "\ntargets (DESIGN.md) at %d proxies:\n", p[l]
+	printf "  meshd RSS (peak)            %7.1f MB   target <= 150 MB   %s\n", hwm[l], hwm[l] <= 150 ? "ok" : "MISSED"
+	printf "  change -> all ACKed p99     %7.1f ms   target <= 500 ms   %s\n", p99[l], p99[l] <= 500 ? "ok" : "MISSED"
+	if (rows > 1) {
+		printf "growth from %d to %d proxies (x%.0f):\n", p[1], p[l], p[l] / p[1]
+		printf "  RSS x%.2f, p99 x%.2f, CPU per full push x%.2f, bytes per full push x%.2f\n",
+			rss[1] ? rss[l] / rss[1] : 0, p99[1] ? p99[l] / p99[1] : 0, fcpu[1] ? fcpu[l] / fcpu[1] : 0,
+			fbytes[1] ? fbytes[l] / fbytes[1] : 0
+	}
+}' "$TMP/results"
+exit $status
