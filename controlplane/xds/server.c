@@ -80,6 +80,7 @@ enum tag_kind {
 	TAG_CLOSE,
 	TAG_STATUS,
 	TAG_SHUTDOWN,
+	TAG_ACCEPT_UNARY,  /* the configured unary method (xds_server_unary) */
 };
 
 struct xds_server;
@@ -98,6 +99,7 @@ struct accept_slot {
 	gpr_timespec deadline;
 	grpc_metadata_array md;
 	grpc_call_details details; /* generic calls only */
+	grpc_byte_buffer *payload; /* unary calls only */
 };
 
 /* A call answered with UNIMPLEMENTED in one batch and freed on its completion. */
@@ -185,6 +187,10 @@ struct xds_server {
 	grpc_completion_queue *cq;
 	void *rm_sotw, *rm_delta;
 	int port;
+	/* optional unary method and TLS port */
+	struct xds_server_unary unary;
+	void *rm_unary;
+	int secure_port;
 	pthread_t cq_thread, xds_thread;
 	int cq_thread_started, xds_thread_started;
 
@@ -211,7 +217,7 @@ struct xds_server {
 	uint64_t next_stream_id;
 	uint64_t nonce_counter;
 	uint64_t seq_counter;
-	struct accept_slot acc_sotw, acc_delta, acc_generic;
+	struct accept_slot acc_sotw, acc_delta, acc_generic, acc_unary;
 	struct tag tag_shutdown;
 	int shutting_down;
 	int shutdown_done;
@@ -1053,6 +1059,11 @@ static int accept_request(struct xds_server *s, struct accept_slot *a)
 		grpc_call_details_destroy(&a->details);
 		grpc_call_details_init(&a->details);
 		e = grpc_server_request_call(s->server, &a->call, &a->details, &a->md, s->cq, s->cq, &a->tag);
+	} else if (a->tag.kind == TAG_ACCEPT_UNARY) {
+		/* the call lives on the method owner's queue; the accept comes here */
+		a->payload = NULL;
+		e = grpc_server_request_registered_call(s->server, s->rm_unary, &a->call, &a->deadline, &a->md,
+							&a->payload, s->unary.cq, s->cq, &a->tag);
 	} else {
 		e = grpc_server_request_registered_call(s->server, a->tag.kind == TAG_ACCEPT_SOTW ? s->rm_sotw : s->rm_delta,
 							&a->call, &a->deadline, &a->md, NULL, s->cq, s->cq, &a->tag);
@@ -1074,9 +1085,19 @@ static void accept_done(struct xds_server *s, struct accept_slot *a, int ok)
 			grpc_call_unref(a->call);
 			a->call = NULL;
 		}
+		if (a->payload) {
+			grpc_byte_buffer_destroy(a->payload);
+			a->payload = NULL;
+		}
 		return;
 	}
 	switch (a->tag.kind) {
+	case TAG_ACCEPT_UNARY:
+		s->unary.accept(s->unary.arg, a->call, &a->md, a->payload);
+		a->call = NULL;
+		a->payload = NULL;
+		grpc_metadata_array_init(&a->md);
+		break;
 	case TAG_ACCEPT_SOTW:
 		stream_accept(s, a);
 		break;
@@ -1136,6 +1157,7 @@ static void server_dispatch(struct xds_server *s, struct tag *tag, int ok)
 	case TAG_ACCEPT_SOTW:
 	case TAG_ACCEPT_DELTA:
 	case TAG_ACCEPT_GENERIC:
+	case TAG_ACCEPT_UNARY:
 		accept_done(s, tag->owner, ok);
 		break;
 	case TAG_UNIMPL_DONE:
@@ -1153,7 +1175,7 @@ static void server_dispatch(struct xds_server *s, struct tag *tag, int ok)
 static int server_drained(const struct xds_server *s)
 {
 	return s->shutdown_done && !s->streams && !s->unimpl && !s->acc_sotw.pending && !s->acc_delta.pending &&
-	       !s->acc_generic.pending;
+	       !s->acc_generic.pending && !s->acc_unary.pending;
 }
 
 static void *xds_thread_main(void *arg)
@@ -1239,6 +1261,8 @@ static void server_free(struct xds_server *s)
 	grpc_metadata_array_destroy(&s->acc_delta.md);
 	grpc_metadata_array_destroy(&s->acc_generic.md);
 	grpc_call_details_destroy(&s->acc_generic.details);
+	grpc_metadata_array_destroy(&s->acc_unary.md);
+	grpc_call_details_destroy(&s->acc_unary.details);
 	xds_snapshot_unref(s->snap);
 	xds_snapshot_unref(s->pub_snap);
 	free(s->q);
@@ -1284,6 +1308,7 @@ int xds_server_start(const struct xds_server_config *cfg, struct xds_server **ou
 	accept_slot_init(&s->acc_sotw, TAG_ACCEPT_SOTW);
 	accept_slot_init(&s->acc_delta, TAG_ACCEPT_DELTA);
 	accept_slot_init(&s->acc_generic, TAG_ACCEPT_GENERIC);
+	accept_slot_init(&s->acc_unary, TAG_ACCEPT_UNARY);
 	s->q_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	s->wake_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (s->q_efd < 0 || s->wake_efd < 0) {
@@ -1309,6 +1334,16 @@ int xds_server_start(const struct xds_server_config *cfg, struct xds_server **ou
 		rc = -MESH_EGRPC;
 		goto out;
 	}
+	if (cfg->unary) {
+		s->unary = *cfg->unary;
+		grpc_server_register_completion_queue(s->server, s->unary.cq, NULL);
+		s->rm_unary = grpc_server_register_method(s->server, s->unary.method, NULL,
+							  GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+		if (!s->rm_unary) {
+			rc = -MESH_EGRPC;
+			goto out;
+		}
+	}
 	creds = grpc_insecure_server_credentials_create();
 	s->port = grpc_server_add_http2_port(s->server, cfg->addr, creds);
 	grpc_server_credentials_release(creds);
@@ -1317,9 +1352,17 @@ int xds_server_start(const struct xds_server_config *cfg, struct xds_server **ou
 		rc = -EADDRNOTAVAIL;
 		goto out;
 	}
+	if (cfg->secure_addr && cfg->secure_creds) {
+		s->secure_port = grpc_server_add_http2_port(s->server, cfg->secure_addr, cfg->secure_creds);
+		if (s->secure_port <= 0) {
+			log_error(SCOPE, "cannot listen on %s (TLS)", cfg->secure_addr);
+			rc = -EADDRNOTAVAIL;
+			goto out;
+		}
+	}
 	grpc_server_start(s->server);
 	if (accept_request(s, &s->acc_sotw) < 0 || accept_request(s, &s->acc_delta) < 0 ||
-	    accept_request(s, &s->acc_generic) < 0) {
+	    accept_request(s, &s->acc_generic) < 0 || (s->rm_unary && accept_request(s, &s->acc_unary) < 0)) {
 		/* nothing is running yet but the server: stop it the normal way */
 		rc = -MESH_EGRPC;
 	}
@@ -1344,6 +1387,8 @@ int xds_server_start(const struct xds_server_config *cfg, struct xds_server **ou
 		goto out;
 	}
 	log_info(SCOPE, "ADS server listening on %s (port %d)", cfg->addr, s->port);
+	if (s->secure_port > 0)
+		log_info(SCOPE, "ADS server listening on %s over TLS (port %d)", cfg->secure_addr, s->secure_port);
 	*out = s;
 	s = NULL;
 out:
@@ -1355,6 +1400,11 @@ out:
 int xds_server_port(const struct xds_server *s)
 {
 	return s ? s->port : -EINVAL;
+}
+
+int xds_server_secure_port(const struct xds_server *s)
+{
+	return s ? s->secure_port : -EINVAL;
 }
 
 void xds_server_stop(struct xds_server *s)

@@ -21,16 +21,39 @@
 #include "common/buf.h"
 #include "controlplane/xds/resource.h"
 
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+
 struct xds_server;
+
+/* A unary method served beside ADS (the CA's CreateCertificate).  Its
+ * calls are bound to cq, which the method's owner creates
+ * (grpc_completion_queue_create_for_next), drains on a thread of its own
+ * and shuts down only after xds_server_stop().  accept runs on the xDS
+ * thread and must not block: it takes ownership of call, of the metadata
+ * in *md (the server re-initialises the array) and of payload (NULL when
+ * the client sent no message). */
+struct xds_server_unary {
+	const char *method;          /* "/istio.v1.auth.IstioCertificateService/CreateCertificate" */
+	grpc_completion_queue *cq;
+	void (*accept)(void *arg, grpc_call *call, grpc_metadata_array *md, grpc_byte_buffer *payload);
+	void *arg;
+};
 
 struct xds_server_config {
 	const char *addr;            /* "0.0.0.0:15010" */
-	/* later: TLS credentials for the secure port */
+	/* A second, TLS port serving the same ADS (and the unary method);
+	 * NULL: none.  secure_creds is borrowed for the call. */
+	const char *secure_addr;     /* "0.0.0.0:15012" */
+	grpc_server_credentials *secure_creds;
+	const struct xds_server_unary *unary; /* NULL: none */
 };
 
 int xds_server_start(const struct xds_server_config *cfg, struct xds_server **out);
 /* Port actually bound (useful with ":0"). */
 int xds_server_port(const struct xds_server *s);
+/* The TLS port bound, or 0 when there is none. */
+int xds_server_secure_port(const struct xds_server *s);
 /* Stop accepting, cancel streams, join threads, free. NULL is a no-op. */
 void xds_server_stop(struct xds_server *s);
 
