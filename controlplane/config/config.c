@@ -45,6 +45,10 @@ static const struct {
 	[CFG_WORKLOAD_ENTRY] = { "WorkloadEntry", "networking.istio.io" },
 	[CFG_PEER_AUTHENTICATION] = { "PeerAuthentication", "security.istio.io" },
 	[CFG_AUTHORIZATION_POLICY] = { "AuthorizationPolicy", "security.istio.io" },
+	[CFG_K8S_SERVICE] = { "Service", "" },
+	[CFG_K8S_ENDPOINT_SLICE] = { "EndpointSlice", "discovery.k8s.io" },
+	[CFG_K8S_POD] = { "Pod", "" },
+	[CFG_K8S_NAMESPACE] = { "Namespace", "" },
 };
 
 const char *cfg_kind_name(enum cfg_kind k)
@@ -458,6 +462,8 @@ static int cfg__document(struct cfg__parse *p, const struct cfg__node *root, int
 	ns_n = cfg__node_field(meta, "namespace");
 	e.name = name_n && name_n->type == CFG__STR ? name_n->str : NULL;
 	e.ns = ns_n && ns_n->type == CFG__STR && ns_n->len ? ns_n->str : "default";
+	if (e.kind == CFG_K8S_NAMESPACE)
+		e.ns = ""; /* cluster-scoped */
 	if (e.kind < 0) {
 		r->n_ignored++;
 		goto out;
@@ -559,7 +565,7 @@ static int cfg__document(struct cfg__parse *p, const struct cfg__node *root, int
 			e.oom = true;
 		cfg__path_pop(&e, mark);
 	}
-	cfg__decode(&e, o, cfg__node_field(root, "spec"));
+	cfg__decode(&e, o, root);
 	if (e.oom) {
 		rc = -ENOMEM;
 		goto out;

@@ -30,13 +30,22 @@ enum cfg_kind {
 	CFG_WORKLOAD_ENTRY,
 	CFG_PEER_AUTHENTICATION,
 	CFG_AUTHORIZATION_POLICY,
+	/* core Kubernetes kinds: the service registry of a cluster (or of a
+	 * directory describing one) */
+	CFG_K8S_SERVICE,             /* v1 Service */
+	CFG_K8S_ENDPOINT_SLICE,      /* discovery.k8s.io/v1 EndpointSlice */
+	CFG_K8S_POD,                 /* v1 Pod */
+	CFG_K8S_NAMESPACE,           /* v1 Namespace */
 	CFG_KIND_COUNT
 };
+
+/* The Istio kinds come first: k < CFG_ISTIO_KIND_COUNT. */
+#define CFG_ISTIO_KIND_COUNT CFG_K8S_SERVICE
 
 /* "VirtualService", ... ; cfg_kind_from_name returns -1 when unknown. */
 const char *cfg_kind_name(enum cfg_kind k);
 int cfg_kind_from_name(const char *kind);
-/* "networking.istio.io" or "security.istio.io" */
+/* "networking.istio.io", "security.istio.io", "discovery.k8s.io" or "" (core) */
 const char *cfg_kind_group(enum cfg_kind k);
 
 struct cfg_strs {
@@ -394,6 +403,65 @@ struct cfg_authorization_policy {
 	bool rules_present;          /* "rules: []" differs from no rules key? kept for messages */
 };
 
+/* ---------------------------------------------------------------- Kubernetes core kinds */
+
+struct cfg_k8s_service_port {
+	char *name;                  /* "" when unnamed */
+	char *protocol;              /* TCP, UDP, SCTP */
+	char *app_protocol;          /* NULL when not set */
+	int64_t port;
+	int64_t target_port;         /* -1 when given by name or not set */
+	char *target_port_name;      /* NULL unless targetPort is a name */
+};
+
+struct cfg_k8s_service {
+	char *type;                  /* ClusterIP (default), NodePort, LoadBalancer, ExternalName */
+	char *cluster_ip;            /* NULL, "None" (headless) */
+	char *external_name;
+	struct cfg_labels selector;
+	bool has_selector;
+	struct cfg_k8s_service_port *ports;
+	size_t n_ports;
+};
+
+struct cfg_k8s_endpoint {
+	struct cfg_strs addresses;
+	int ready, serving, terminating; /* conditions: -1 unknown, 0, 1 */
+	char *hostname, *node_name, *zone;
+	char *target_kind, *target_ns, *target_name; /* targetRef; NULL when absent */
+};
+
+struct cfg_k8s_endpoint_port {
+	char *name;                  /* "" when unnamed */
+	char *protocol;
+	char *app_protocol;
+	int64_t port;                /* -1 when not set */
+};
+
+struct cfg_k8s_endpoint_slice {
+	char *service_name;          /* label kubernetes.io/service-name; NULL when absent */
+	char *address_type;          /* IPv4, IPv6, FQDN */
+	struct cfg_k8s_endpoint *endpoints;
+	size_t n_endpoints;
+	struct cfg_k8s_endpoint_port *ports;
+	size_t n_ports;
+};
+
+struct cfg_k8s_container_port {
+	char *name;
+	int64_t container_port;
+};
+
+struct cfg_k8s_pod {
+	char *service_account;       /* spec.serviceAccountName; "default" when absent */
+	char *node_name;
+	char *phase;                 /* status.phase; NULL when absent */
+	char *pod_ip;                /* status.podIP; NULL when absent */
+	bool ready;                  /* condition Ready=True */
+	struct cfg_k8s_container_port *ports; /* every container's named ports */
+	size_t n_ports;
+};
+
 /* ---------------------------------------------------------------- objects */
 
 struct cfg_object {
@@ -416,6 +484,10 @@ struct cfg_object {
 		struct cfg_workload we;
 		struct cfg_peer_authentication pa;
 		struct cfg_authorization_policy ap;
+		struct cfg_k8s_service svc;
+		struct cfg_k8s_endpoint_slice eps;
+		struct cfg_k8s_pod pod;
+		/* Namespace: metadata (labels) only */
 	} spec;
 	/* private */
 	struct arena *arena;

@@ -113,9 +113,11 @@ void cfg__schema_validate(struct cfg__ectx *e, const struct cfg__schema *s, cons
 
 /* ------------------------------------------------------------- decode */
 
-/* Fill o->spec from the validated spec node (may be NULL) and run the
- * semantic checks; errors go to e.  Allocates from o->arena. */
-void cfg__decode(struct cfg__ectx *e, struct cfg_object *o, const struct cfg__node *spec);
+/* Fill o->spec from the validated document and run the semantic checks;
+ * errors go to e.  Allocates from o->arena. */
+void cfg__decode(struct cfg__ectx *e, struct cfg_object *o, const struct cfg__node *root);
+/* The same for the core Kubernetes kinds (decode_k8s.c). */
+void cfg__decode_k8s(struct cfg__ectx *e, struct cfg_object *o, const struct cfg__node *root);
 
 /* Host names and addresses, shared with the reference checks. */
 bool cfg__is_ip(const char *s);

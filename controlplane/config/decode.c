@@ -1839,12 +1839,18 @@ static void dec__authorization_policy(struct dec *d, const struct cfg__node *spe
 
 /* ------------------------------------------------------------- entry */
 
-void cfg__decode(struct cfg__ectx *e, struct cfg_object *o, const struct cfg__node *spec)
+void cfg__decode(struct cfg__ectx *e, struct cfg_object *o, const struct cfg__node *root)
 {
 	struct dec d = { e, o->arena, o->ns };
-	size_t mark = cfg__path_key(e, "spec");
+	const struct cfg__node *spec = cfg__node_field(root, "spec");
+	size_t mark;
 	static const struct cfg__node empty = { .type = CFG__MAP };
 
+	if (o->kind >= CFG_ISTIO_KIND_COUNT) {
+		cfg__decode_k8s(e, o, root);
+		return;
+	}
+	mark = cfg__path_key(e, "spec");
 	if (!spec)
 		spec = &empty;
 	switch (o->kind) {
@@ -1866,7 +1872,7 @@ void cfg__decode(struct cfg__ectx *e, struct cfg_object *o, const struct cfg__no
 	case CFG_AUTHORIZATION_POLICY:
 		dec__authorization_policy(&d, spec, &o->spec.ap);
 		break;
-	case CFG_KIND_COUNT:
+	default:
 		break;
 	}
 	cfg__path_pop(e, mark);

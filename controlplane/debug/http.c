@@ -339,7 +339,8 @@ static void debug__registry_service(struct mesh_buf *b, const struct model_servi
 		json_put_string(b, e->locality ? e->locality : "");
 		mesh_buf_puts(b, ",\"network\":");
 		json_put_string(b, e->network);
-		mesh_buf_printf(b, ",\"weight\":%u,\"serviceAccount\":", (unsigned)e->weight);
+		mesh_buf_printf(b, ",\"weight\":%u,\"ready\":%s,\"serviceAccount\":", (unsigned)e->weight,
+				e->not_ready ? "false" : "true");
 		json_put_string(b, e->service_account);
 		mesh_buf_putc(b, '}');
 	}

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define MODEL_HOST_MAX 256
 
@@ -24,6 +25,10 @@ static int cmp_service(const void *a, const void *b)
 {
 	const struct model_service *x = a, *y = b;
 	int c = strcmp(x->hostname, y->hostname);
+	if (c)
+		return c;
+	/* a Kubernetes Service wins over a ServiceEntry of the same host, as in Istio */
+	c = (x->origin->kind != CFG_K8S_SERVICE) - (y->origin->kind != CFG_K8S_SERVICE);
 	if (c)
 		return c;
 	c = strcmp(x->ns, y->ns);
@@ -119,6 +124,177 @@ static int build_service(struct model *m, struct model_service *svc, const struc
 	return 0;
 }
 
+
+/* ---------------------------------------------------------------- Kubernetes */
+
+/* A served object by (namespace, name): snapshots keep each kind sorted so. */
+static const struct cfg_object *find_object(const struct cfg_snapshot *cfg, enum cfg_kind k,
+					    const char *ns, const char *name)
+{
+	size_t lo = 0, hi = cfg->n_objects[k];
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const struct cfg_object *o = cfg->objects[k][mid];
+		int c = strcmp(ns, o->ns);
+		if (c == 0)
+			c = strcmp(name, o->name);
+		if (c == 0)
+			return o;
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
+}
+
+/* Istio's protocol selection: appProtocol, else the port name's prefix. */
+static const char *k8s_protocol(const struct cfg_k8s_service_port *p)
+{
+	static const struct {
+		const char *prefix, *proto;
+	} names[] = {
+		{ "grpc-web", "GRPC-WEB" }, { "grpc", "GRPC" }, { "http2", "HTTP2" }, { "https", "HTTPS" },
+		{ "http", "HTTP" }, { "tls", "TLS" }, { "tcp", "TCP" }, { "mongo", "MONGO" },
+		{ "mysql", "MYSQL" }, { "redis", "REDIS" }, { "udp", "UDP" },
+	};
+	const char *n = p->app_protocol ? p->app_protocol : p->name;
+	size_t i;
+
+	if (strcmp(p->protocol, "UDP") == 0)
+		return "UDP";
+	for (i = 0; n && i < sizeof(names) / sizeof(names[0]); i++) {
+		size_t l = strlen(names[i].prefix);
+		if (strncasecmp(n, names[i].prefix, l) == 0 && (n[l] == '\0' || n[l] == '-'))
+			return names[i].proto;
+	}
+	return "TCP";
+}
+
+/* The port the endpoint serves service port sp on. */
+static uint32_t k8s_endpoint_port(const struct cfg_k8s_service_port *sp, const struct cfg_k8s_endpoint_slice *es,
+				  const struct cfg_object *pod)
+{
+	size_t i;
+
+	for (i = 0; i < es->n_ports; i++)
+		if (es->ports[i].port > 0 && strcmp(es->ports[i].name, sp->name) == 0)
+			return (uint32_t)es->ports[i].port;
+	if (sp->target_port > 0)
+		return (uint32_t)sp->target_port;
+	for (i = 0; pod && sp->target_port_name && i < pod->spec.pod.n_ports; i++)
+		if (strcmp(pod->spec.pod.ports[i].name, sp->target_port_name) == 0)
+			return (uint32_t)pod->spec.pod.ports[i].container_port;
+	return (uint32_t)sp->port;
+}
+
+static const char *k8s_locality(struct arena *a, const struct cfg_k8s_endpoint *ep)
+{
+	/* region comes from node labels meshd does not watch; zone from the slice */
+	return ep->zone ? arena_printf(a, "/%s", ep->zone) : "";
+}
+
+static int build_k8s_service(struct model *m, struct model_service *svc, const struct cfg_object *o,
+			     const struct cfg_snapshot *cfg)
+{
+	const struct cfg_k8s_service *ks = &o->spec.svc;
+	static const struct cfg_labels no_labels;
+	struct arena *a = m->arena;
+	size_t i, j, k, cap = 0, n = 0;
+
+	svc->hostname = arena_printf(a, "%s.%s.svc.%s", o->name, o->ns, m->domain);
+	svc->ns = o->ns;
+	svc->resolution = CFG_RESOLUTION_STATIC;
+	svc->mesh_external = false;
+	svc->origin = o;
+	svc->cluster_ip = ks->cluster_ip;
+	svc->n_ports = ks->n_ports;
+	svc->ports = arena_calloc(a, ks->n_ports ? ks->n_ports : 1, sizeof(*svc->ports));
+	if (!svc->hostname || !svc->ports)
+		return -ENOMEM;
+	for (i = 0; i < ks->n_ports; i++) {
+		svc->ports[i].number = (uint32_t)ks->ports[i].port;
+		svc->ports[i].name = ks->ports[i].name;
+		svc->ports[i].protocol = k8s_protocol(&ks->ports[i]);
+		svc->ports[i].target_port = ks->ports[i].target_port > 0 ? (uint32_t)ks->ports[i].target_port : 0;
+	}
+
+	for (i = 0; i < cfg->n_objects[CFG_K8S_ENDPOINT_SLICE]; i++) {
+		const struct cfg_object *es = cfg->objects[CFG_K8S_ENDPOINT_SLICE][i];
+		if (strcmp(es->ns, o->ns) == 0 && es->spec.eps.service_name &&
+		    strcmp(es->spec.eps.service_name, o->name) == 0)
+			for (j = 0; j < es->spec.eps.n_endpoints; j++)
+				cap += es->spec.eps.endpoints[j].addresses.n;
+	}
+	if (ks->has_selector && ks->selector.n)
+		cap += cfg->n_objects[CFG_WORKLOAD_ENTRY];
+	svc->endpoints = arena_calloc(a, cap ? cap : 1, sizeof(*svc->endpoints));
+	if (!svc->endpoints)
+		return -ENOMEM;
+
+	for (i = 0; i < cfg->n_objects[CFG_K8S_ENDPOINT_SLICE]; i++) {
+		const struct cfg_object *eso = cfg->objects[CFG_K8S_ENDPOINT_SLICE][i];
+		const struct cfg_k8s_endpoint_slice *es = &eso->spec.eps;
+
+		if (strcmp(eso->ns, o->ns) != 0 || !es->service_name || strcmp(es->service_name, o->name) != 0)
+			continue;
+		if (strcmp(es->address_type, "FQDN") == 0)
+			continue;
+		for (j = 0; j < es->n_endpoints; j++) {
+			const struct cfg_k8s_endpoint *kep = &es->endpoints[j];
+			const struct cfg_object *pod = NULL;
+
+			if (kep->target_kind && strcmp(kep->target_kind, "Pod") == 0 && kep->target_name)
+				pod = find_object(cfg, CFG_K8S_POD, kep->target_ns ? kep->target_ns : eso->ns,
+						  kep->target_name);
+			for (k = 0; k < kep->addresses.n; k++) {
+				struct model_endpoint *ep = &svc->endpoints[n++];
+				size_t p;
+
+				ep->address = kep->addresses.v[k];
+				ep->labels = pod ? &pod->labels : &no_labels;
+				ep->locality = k8s_locality(a, kep);
+				ep->network = "";
+				ep->weight = 1;
+				ep->service_account = pod ? pod->spec.pod.service_account : NULL;
+				ep->ns = pod ? pod->ns : eso->ns;
+				/* ready unset means ready; terminating endpoints are drained */
+				ep->not_ready = kep->ready == 0 || kep->terminating == 1;
+				ep->ports = arena_calloc(a, ks->n_ports ? ks->n_ports : 1, sizeof(uint32_t));
+				if (!ep->locality || !ep->ports)
+					return -ENOMEM;
+				for (p = 0; p < ks->n_ports; p++)
+					ep->ports[p] = k8s_endpoint_port(&ks->ports[p], es, pod);
+			}
+		}
+	}
+	/* WorkloadEntries selected by the Service's selector join it, as in Istio */
+	if (ks->has_selector && ks->selector.n) {
+		struct cfg_service_entry fake = { 0 };
+		struct cfg_port *ports = arena_calloc(a, ks->n_ports ? ks->n_ports : 1, sizeof(*ports));
+
+		if (!ports)
+			return -ENOMEM;
+		for (i = 0; i < ks->n_ports; i++) {
+			ports[i].number = ks->ports[i].port;
+			ports[i].name = ks->ports[i].name;
+			ports[i].target_port = ks->ports[i].target_port;
+		}
+		fake.ports = ports;
+		fake.n_ports = ks->n_ports;
+		for (i = 0; i < cfg->n_objects[CFG_WORKLOAD_ENTRY]; i++) {
+			const struct cfg_object *we = cfg->objects[CFG_WORKLOAD_ENTRY][i];
+			if (strcmp(we->ns, o->ns) != 0 || !model_labels_match(&ks->selector, &we->spec.we.labels))
+				continue;
+			if (endpoint_init(a, &svc->endpoints[n++], &we->spec.we, we->ns, &fake) < 0)
+				return -ENOMEM;
+		}
+	}
+	svc->n_endpoints = n;
+	return 0;
+}
+
 struct model *model_build(struct cfg_snapshot *cfg, const char *domain, const char *root_namespace)
 {
 	struct model *m = calloc(1, sizeof(*m));
@@ -137,6 +313,7 @@ struct model *model_build(struct cfg_snapshot *cfg, const char *domain, const ch
 
 	for (i = 0; i < cfg->n_objects[CFG_SERVICE_ENTRY]; i++)
 		total += cfg->objects[CFG_SERVICE_ENTRY][i]->spec.se.hosts.n;
+	total += cfg->n_objects[CFG_K8S_SERVICE];
 	m->services = arena_calloc(m->arena, total ? total : 1, sizeof(*m->services));
 	if (!m->services)
 		goto fail;
@@ -147,15 +324,23 @@ struct model *model_build(struct cfg_snapshot *cfg, const char *domain, const ch
 				goto fail;
 		}
 	}
+	for (i = 0; i < cfg->n_objects[CFG_K8S_SERVICE]; i++) {
+		const struct cfg_object *o = cfg->objects[CFG_K8S_SERVICE][i];
+		if (strcmp(o->spec.svc.type, "ExternalName") == 0)
+			continue; /* a DNS alias, no endpoints of its own */
+		if (build_k8s_service(m, &m->services[n++], o, cfg) < 0)
+			goto fail;
+	}
 	qsort(m->services, n, sizeof(*m->services), cmp_service);
 	/* One service per hostname: the first ServiceEntry (by namespace, name) wins, as in Istio. */
 	if (n > 1) {
 		size_t w = 1;
 		for (i = 1; i < n; i++) {
 			if (strcmp(m->services[i].hostname, m->services[w - 1].hostname) == 0) {
-				log_warn("model", "host %s is defined by ServiceEntry %s/%s and %s/%s; using the first",
-					 m->services[i].hostname, m->services[w - 1].origin->ns,
-					 m->services[w - 1].origin->name, m->services[i].origin->ns,
+				log_warn("model", "host %s is defined by %s %s/%s and %s %s/%s; using the first",
+					 m->services[i].hostname, cfg_kind_name(m->services[w - 1].origin->kind),
+					 m->services[w - 1].origin->ns, m->services[w - 1].origin->name,
+					 cfg_kind_name(m->services[i].origin->kind), m->services[i].origin->ns,
 					 m->services[i].origin->name);
 				continue;
 			}

@@ -1,8 +1,9 @@
 /*
  * model.h - the service model the xDS generators compile from.
  *
- * Built from a cfg_snapshot (and, later, from the Kubernetes registry):
- * services with their ports and endpoints, and for each host the
+ * Built from a cfg_snapshot: services with their ports and endpoints, from
+ * ServiceEntries (+ WorkloadEntries) and from Kubernetes Services (+
+ * EndpointSlices and Pods, whichever source delivered them), and for each host the
  * VirtualServices and DestinationRule that apply.  Immutable and
  * reference counted; generators read it without locks and never do I/O.
  *
@@ -34,7 +35,8 @@ struct model_endpoint {
 	uint32_t weight;             /* >= 1 */
 	const char *service_account; /* NULL when unknown */
 	const char *ns;              /* namespace of the workload */
-	const struct cfg_workload *workload;
+	const struct cfg_workload *workload; /* NULL for Kubernetes endpoints */
+	bool not_ready;              /* EndpointSlice says not ready or terminating: not sent */
 	/* endpoint port for each service port, same order as the service's ports */
 	uint32_t *ports;
 };
@@ -48,13 +50,15 @@ struct model_service {
 	size_t n_endpoints;
 	enum cfg_resolution resolution;
 	bool mesh_external;
-	const struct cfg_object *origin;
+	const struct cfg_object *origin; /* the ServiceEntry or Kubernetes Service */
+	const char *cluster_ip;      /* Kubernetes Services; NULL otherwise */
 };
 
 struct model {
 	struct cfg_snapshot *cfg;
 	const char *domain;          /* "cluster.local" */
 	const char *root_namespace;  /* "istio-system" */
+	const char *trust_domain;    /* SPIFFE trust domain; NULL: "cluster.local" (set by the owner after model_build) */
 	struct model_service *services; /* sorted by hostname */
 	size_t n_services;
 	uint64_t generation;

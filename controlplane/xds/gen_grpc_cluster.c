@@ -338,7 +338,7 @@ static int gen_assignment(const struct model_service *svc, size_t pi, const char
 		const struct model_endpoint *e = &svc->endpoints[i];
 		uint32_t port = e->ports ? e->ports[pi] : 0;
 
-		if (!gen_is_ip(e->address))
+		if (!gen_is_ip(e->address) || e->not_ready)
 			continue;
 		if (sel && !model_labels_match(sel, e->labels ? e->labels : &no_labels))
 			continue;

@@ -606,7 +606,7 @@ START_TEST(registryz_lists_services)
 	assert_has(&r, "{\"number\":443,\"name\":\"https\",\"protocol\":\"TLS\",\"targetPort\":443}");
 	assert_has(&r, "{\"address\":\"10.0.0.7\",\"ports\":{\"http\":9080,\"https\":9443},"
 		       "\"labels\":{\"app\":\"reviews\",\"version\":\"v2\"},\"locality\":\"us-east1/us-east1-b/\"");
-	assert_has(&r, "\"weight\":3,\"serviceAccount\":\"bookinfo-reviews\"}");
+	assert_has(&r, "\"weight\":3,\"ready\":true,\"serviceAccount\":\"bookinfo-reviews\"}");
 	reply_cleanup(&r);
 }
 END_TEST

@@ -174,6 +174,89 @@ START_TEST(destination_rule_precedence)
 }
 END_TEST
 
+static const char *const k8s_mesh =
+	"apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {istio-injection: enabled}}\n"
+	"---\n"
+	"apiVersion: v1\nkind: Service\nmetadata: {name: reviews, namespace: shop}\n"
+	"spec:\n  selector: {app: reviews}\n  clusterIP: 10.96.0.10\n"
+	"  ports:\n  - {name: grpc, port: 9080, targetPort: grpc-port}\n  - {name: http-metrics, port: 15090}\n"
+	"  - {name: tcp-raw, port: 7000, targetPort: 7001}\n"
+	"---\n"
+	"apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+	"metadata: {name: reviews-abc, namespace: shop, labels: {kubernetes.io/service-name: reviews}}\n"
+	"addressType: IPv4\n"
+	"endpoints:\n"
+	"- addresses: [10.1.0.5]\n  conditions: {ready: true}\n  zone: us-east1-b\n"
+	"  targetRef: {kind: Pod, name: reviews-v1-xyz, namespace: shop}\n"
+	"- addresses: [10.1.0.6]\n  conditions: {ready: false, terminating: true}\n"
+	"ports: [{name: http-metrics, port: 15091}]\n"
+	"---\n"
+	"apiVersion: v1\nkind: Pod\nmetadata: {name: reviews-v1-xyz, namespace: shop, labels: {app: reviews, version: v1}}\n"
+	"spec:\n  serviceAccountName: bookinfo-reviews\n"
+	"  containers: [{name: app, ports: [{name: grpc-port, containerPort: 8080}]}]\n"
+	"status: {phase: Running, podIP: 10.1.0.5, conditions: [{type: Ready, status: 'True'}]}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: vm1, namespace: shop}\n"
+	"spec: {address: 10.2.0.1, labels: {app: reviews, version: v2}, serviceAccount: vm}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: shadow, namespace: shop}\n"
+	"spec: {hosts: [reviews.shop.svc.cluster.local], resolution: STATIC, ports: [{number: 1, name: x}],"
+	" endpoints: [{address: 10.9.9.9}]}\n"
+	"---\n"
+	"apiVersion: v1\nkind: Service\nmetadata: {name: alias, namespace: shop}\n"
+	"spec: {type: ExternalName, externalName: example.com}\n";
+
+START_TEST(kubernetes_services)
+{
+	struct model *m = build(k8s_mesh);
+	const struct model_service *s = model_find_service(m, "reviews.shop.svc.cluster.local");
+	const struct model_endpoint *pod_ep = NULL, *term = NULL, *vm = NULL;
+	size_t i;
+
+	ck_assert_ptr_nonnull(s);
+	/* the Kubernetes Service wins over a ServiceEntry for the same host */
+	ck_assert_int_eq(s->origin->kind, CFG_K8S_SERVICE);
+	ck_assert_str_eq(s->cluster_ip, "10.96.0.10");
+	ck_assert_uint_eq(s->n_ports, 3);
+	ck_assert_str_eq(s->ports[0].protocol, "GRPC");
+	ck_assert_str_eq(s->ports[1].protocol, "HTTP");
+	ck_assert_str_eq(s->ports[2].protocol, "TCP");
+	/* ExternalName Services have no endpoints of their own */
+	ck_assert_ptr_null(model_find_service(m, "alias.shop.svc.cluster.local"));
+	ck_assert_uint_eq(s->n_endpoints, 3);
+	for (i = 0; i < s->n_endpoints; i++) {
+		if (strcmp(s->endpoints[i].address, "10.1.0.5") == 0)
+			pod_ep = &s->endpoints[i];
+		if (strcmp(s->endpoints[i].address, "10.1.0.6") == 0)
+			term = &s->endpoints[i];
+		if (strcmp(s->endpoints[i].address, "10.2.0.1") == 0)
+			vm = &s->endpoints[i];
+	}
+	ck_assert_ptr_nonnull(pod_ep);
+	ck_assert_ptr_nonnull(term);
+	ck_assert_ptr_nonnull(vm);
+	/* labels and identity from the Pod, zone from the slice */
+	ck_assert(!pod_ep->not_ready);
+	ck_assert_str_eq(pod_ep->service_account, "bookinfo-reviews");
+	ck_assert_str_eq(pod_ep->locality, "/us-east1-b");
+	{
+		struct cfg_kv kv = { "version", "v1" };
+		struct cfg_labels sel = { &kv, 1 };
+		ck_assert(model_labels_match(&sel, pod_ep->labels));
+	}
+	/* ports: named targetPort through the Pod, slice port by name, numeric targetPort */
+	ck_assert_uint_eq(pod_ep->ports[0], 8080);
+	ck_assert_uint_eq(pod_ep->ports[1], 15091);
+	ck_assert_uint_eq(pod_ep->ports[2], 7001);
+	/* terminating endpoints are not served */
+	ck_assert(term->not_ready);
+	/* a WorkloadEntry selected by the Service joins it */
+	ck_assert_str_eq(vm->service_account, "vm");
+	ck_assert(!vm->not_ready);
+	model_unref(m);
+}
+END_TEST
+
 START_TEST(labels_match)
 {
 	struct cfg_kv sel_kv[] = { { "app", "a" }, { "version", "v1" } };
@@ -200,6 +283,7 @@ int main(void)
 	tcase_add_test(tc, virtual_service_lookup);
 	tcase_add_test(tc, destination_rule_precedence);
 	tcase_add_test(tc, labels_match);
+	tcase_add_test(tc, kubernetes_services);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
