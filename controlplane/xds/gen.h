@@ -18,6 +18,14 @@
  *    locality, each locality with a load_balancing_weight.
  * Everything stays inside what Debian's gRPC 1.51 client accepts (see
  * DESIGN.md "Compatibility floor").
+ *
+ * mTLS (gen_grpc_inbound.c), following Istio's grpcgen:
+ *  - xDS-enabled gRPC servers ask for "xds.istio.io/grpc/lds/inbound/IP:PORT";
+ *    that Listener depends on the workload (namespace, labels) and is built
+ *    per proxy by gen_grpc_inbound_listener(), not put in the snapshot;
+ *  - clusters carry an UpstreamTlsContext when a DestinationRule says
+ *    ISTIO_MUTUAL, or (auto mTLS) when every endpoint has an identity and
+ *    serves that port with mTLS required.
  */
 #ifndef MESH_XDS_GEN_H
 #define MESH_XDS_GEN_H
@@ -28,5 +36,39 @@
 /* Build every proxyless resource for the model into a new sealed snapshot.
  * Returns 0 and *out, or a negative code. */
 int gen_grpc_snapshot(const struct model *m, struct xds_snapshot **out);
+
+/* LDS names of xDS-enabled gRPC servers (Istio's
+ * server_listener_resource_name_template, "%s" = IP:PORT). */
+#define GEN_GRPC_INBOUND_PREFIX "xds.istio.io/grpc/lds/inbound/"
+/* Istio's label telling that a workload takes mTLS (auto mTLS). */
+#define GEN_TLS_MODE_LABEL "security.istio.io/tlsMode"
+
+/* The workload a per-proxy resource is built for. */
+struct gen_workload {
+	const char *ns;                   /* namespace; NULL: "default" */
+	const struct cfg_labels *labels;  /* NULL: no labels */
+};
+
+/* The PeerAuthentication mode for a workload port, with Istio's
+ * inheritance: mesh-wide (root namespace, no selector) < namespace-wide <
+ * workload selector < its port-level entry for `port` (the workload's
+ * port); UNSET inherits; the default is PERMISSIVE.  Among several
+ * candidates of one level the first by (namespace, name) wins.  Never
+ * returns CFG_MTLS_UNSET. */
+enum cfg_mtls_mode gen_grpc_peer_authn(const struct model *m, const struct gen_workload *w, uint32_t port);
+
+/* Whether a proxyless gRPC server on that workload port requires mTLS:
+ * STRICT does; PERMISSIVE does only when the workload carries
+ * security.istio.io/tlsMode=istio (a gRPC server cannot take TLS and
+ * plaintext on one port, so PERMISSIVE is served as plaintext otherwise,
+ * as Istio does); DISABLE does not. */
+bool gen_grpc_server_mtls(const struct model *m, const struct gen_workload *w, uint32_t port);
+
+/* The inbound Listener `name` (GEN_GRPC_INBOUND_PREFIX + "IP:PORT" or
+ * "[IPv6]:PORT") for workload w, serialised into *data (malloc'd, the
+ * caller frees) and *len.  Returns 0, -ENOENT when name is not such a
+ * listener name, -ENOMEM, or -MESH_ETOOBIG. */
+int gen_grpc_inbound_listener(const struct model *m, const struct gen_workload *w, const char *name,
+			      uint8_t **data, size_t *len);
 
 #endif

@@ -9,7 +9,8 @@
  * consistent hash (RING_HASH): gRPC 1.51 rejects LEAST_REQUEST, RANDOM and
  * MAGLEV.  connectionPool becomes circuit-breaker thresholds,
  * outlierDetection becomes outlier_detection with success-rate ejection
- * off, as Istio sends them.
+ * off, as Istio sends them.  mTLS (DestinationRule ISTIO_MUTUAL, auto
+ * mTLS) comes from gen__upstream_tls().
  *
  * EDS: one ClusterLoadAssignment per cluster; endpoints (only IP
  * addresses: gRPC cannot resolve names from EDS) grouped by locality,
@@ -162,8 +163,8 @@ out:
 	return rc;
 }
 
-static int gen_cluster(const struct model_service *svc, uint32_t port, const struct cfg_object *dr,
-		       const char *subset, struct arena *a, struct xds_snapshot *snap)
+static int gen_cluster(const struct model *m, const struct model_service *svc, uint32_t port,
+		       const struct cfg_object *dr, const char *subset, struct arena *a, struct xds_snapshot *snap)
 {
 	Envoy__Config__Cluster__V3__Cluster c = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__INIT;
 	Envoy__Config__Cluster__V3__Cluster__EdsClusterConfig eds =
@@ -219,6 +220,9 @@ static int gen_cluster(const struct model_service *svc, uint32_t port, const str
 		if (rc < 0)
 			goto out;
 	}
+	rc = gen__upstream_tls(m, svc, port, subset, dr, &pol.p.tls, a, &c.transport_socket);
+	if (rc < 0)
+		goto out;
 	rc = gen__emit(snap, XDS_CLUSTER, c.name, &c.base);
 out:
 	return rc;
@@ -234,9 +238,9 @@ int gen__grpc_clusters(const struct model *m, const struct model_service *svc,
 	for (i = 0; i < svc->n_ports && rc == 0; i++) {
 		uint32_t port = svc->ports[i].number;
 
-		rc = gen_cluster(svc, port, dr, NULL, a, snap);
+		rc = gen_cluster(m, svc, port, dr, NULL, a, snap);
 		for (j = 0; dr && j < dr->spec.dr.n_subsets && rc == 0; j++)
-			rc = gen_cluster(svc, port, dr, dr->spec.dr.subsets[j].name, a, snap);
+			rc = gen_cluster(m, svc, port, dr, dr->spec.dr.subsets[j].name, a, snap);
 	}
 	return rc;
 }

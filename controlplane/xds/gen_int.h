@@ -20,6 +20,8 @@
 #include "google/protobuf/any.pb-c.h"
 #include "google/protobuf/duration.pb-c.h"
 #include "google/protobuf/wrappers.pb-c.h"
+#include "envoy/config/core/v3/base.pb-c.h"
+#include "envoy/extensions/transport_sockets/tls/v3/tls.pb-c.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -58,6 +60,38 @@ char *gen__cluster_name(struct arena *a, uint32_t port, const char *subset, cons
  * and port as Istio does: top level, then its port-level entry, then the
  * subset's groups, then the subset's port-level entry.  dr may be NULL. */
 void gen__policy(const struct cfg_object *dr, const char *subset, uint32_t port, struct gen_policy *out);
+
+/* mTLS pieces (gen_grpc_inbound.c).  The certificate provider instance
+ * "default" of the client's bootstrap holds the workload certificate
+ * ("default") and the roots ("ROOTCA"), as with Istio's agent. */
+#define GEN_TLS_SOCKET_NAME   "envoy.transport_sockets.tls"
+#define GEN_CERT_PROVIDER     "default"
+#define GEN_CERT_NAME         "default"
+#define GEN_ROOT_CERT_NAME    "ROOTCA"
+/* SPIFFE identities one cluster may accept. */
+#define GEN_MAX_SANS          4096
+
+/* The model's trust domain ("cluster.local" when unset). */
+const char *gen__trust_domain(const struct model *m);
+/* TransportSocket "envoy.transport_sockets.tls" holding ctx; NULL on
+ * out-of-memory. */
+Envoy__Config__Core__V3__TransportSocket *gen__tls_socket(struct arena *a, const ProtobufCMessage *ctx);
+/* CommonTlsContext with the workload certificate and the roots from the
+ * "default" provider, accepting peers whose URI SAN is one of sans (none:
+ * any peer the roots validate).  NULL on out-of-memory. */
+Envoy__Extensions__TransportSockets__Tls__V3__CommonTlsContext *gen__common_tls(struct arena *a, char *const *sans,
+									      size_t n_sans);
+/* The client side of mTLS for cluster (port, subset) of svc: a
+ * TransportSocket with an UpstreamTlsContext when tls (the merged
+ * DestinationRule setting, may be NULL) says ISTIO_MUTUAL, accepting its
+ * subjectAltNames or else the SPIFFE IDs of the cluster's endpoints (and
+ * the ServiceEntry's subjectAltNames); with no mode set, auto mTLS sends
+ * the same when every endpoint of the cluster has a service account and
+ * requires mTLS on its port (gen_grpc_server_mtls).  *out stays NULL for
+ * plaintext.  Returns 0, -ENOMEM or -MESH_ETOOBIG past GEN_MAX_SANS. */
+int gen__upstream_tls(const struct model *m, const struct model_service *svc, uint32_t port, const char *subset,
+		      const struct cfg_object *dr, const struct cfg_client_tls *tls, struct arena *a,
+		      Envoy__Config__Core__V3__TransportSocket **out);
 
 /* Serialise msg and add it to the snapshot under name.
  * Returns 0, -ENOMEM, or -MESH_ETOOBIG past GEN_RESOURCE_MAX. */
