@@ -10,6 +10,9 @@
 #include "common/duration.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "controlplane/ca/ca.h"
+#include "controlplane/ca/ca_auth.h"
+#include "controlplane/ca/ca_service.h"
 #include "controlplane/config/store.h"
 #include "controlplane/debug/debug.h"
 #include "controlplane/debug/metrics.h"
@@ -18,6 +21,7 @@
 #include "controlplane/xds/gen.h"
 #include "controlplane/xds/server.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
@@ -41,6 +45,7 @@ struct meshd_opts {
 	const char *secure_addr;
 	const char *http_addr;
 	const char *ca_dir;
+	const char *ca_token_file;
 	const char *trust_domain;
 	const char *domain;
 	const char *root_namespace;
@@ -58,6 +63,9 @@ struct meshd {
 	struct file_source *files;
 	struct xds_server *xds;
 	struct debug_server *debug;
+	struct ca *ca;
+	struct ca_authenticator *ca_auth;
+	struct ca_service *ca_svc;
 
 	pthread_mutex_t lock;        /* guards model, cfg and ready for the debug threads */
 	struct model *model;
@@ -76,10 +84,12 @@ static void usage(FILE *f)
 		"  --kubeconfig PATH           Kubernetes API (not yet available in this build)\n"
 		"Listeners:\n"
 		"  --xds-addr ADDR             plaintext ADS (default 0.0.0.0:15010)\n"
-		"  --secure-addr ADDR          ADS + CA over TLS (default 0.0.0.0:15012; not yet served)\n"
+		"  --secure-addr ADDR          ADS + CA over TLS (default 0.0.0.0:15012)\n"
 		"  --http-addr ADDR            /ready /version /metrics /debug/* (default 0.0.0.0:15014)\n"
 		"Identity:\n"
-		"  --ca-dir DIR                plug-in CA files (ca-cert.pem ca-key.pem root-cert.pem cert-chain.pem)\n"
+		"  --ca-dir DIR                plug-in CA files (ca-cert.pem ca-key.pem root-cert.pem cert-chain.pem);\n"
+		"                              without them a self-signed root is generated and kept there\n"
+		"  --ca-token-file PATH        CA callers: lines \"TOKEN NAMESPACE SERVICEACCOUNT\" (re-read on change)\n"
 		"  --trust-domain NAME         (default cluster.local)\n"
 		"  --workload-cert-ttl DUR     (default 24h)\n"
 		"  --max-workload-cert-ttl DUR (default 2160h)\n"
@@ -106,7 +116,8 @@ static int parse_duration_flag(const char *name, const char *v, int64_t *out)
 static int parse_opts(int argc, char **argv, struct meshd_opts *o)
 {
 	enum { O_CONFIG_DIR = 256, O_KUBECONFIG, O_XDS, O_SECURE, O_HTTP, O_CA_DIR, O_TRUST, O_TTL, O_MAX_TTL,
-	       O_DEB_AFTER, O_DEB_MAX, O_LOG_FORMAT, O_LOG_LEVEL, O_DOMAIN, O_ROOT_NS, O_VERSION, O_HELP };
+	       O_DEB_AFTER, O_DEB_MAX, O_LOG_FORMAT, O_LOG_LEVEL, O_DOMAIN, O_ROOT_NS, O_VERSION, O_HELP,
+	       O_CA_TOKEN_FILE };
 	static const struct option longopts[] = {
 		{ "config-dir", required_argument, NULL, O_CONFIG_DIR },
 		{ "kubeconfig", required_argument, NULL, O_KUBECONFIG },
@@ -114,6 +125,7 @@ static int parse_opts(int argc, char **argv, struct meshd_opts *o)
 		{ "secure-addr", required_argument, NULL, O_SECURE },
 		{ "http-addr", required_argument, NULL, O_HTTP },
 		{ "ca-dir", required_argument, NULL, O_CA_DIR },
+		{ "ca-token-file", required_argument, NULL, O_CA_TOKEN_FILE },
 		{ "trust-domain", required_argument, NULL, O_TRUST },
 		{ "workload-cert-ttl", required_argument, NULL, O_TTL },
 		{ "max-workload-cert-ttl", required_argument, NULL, O_MAX_TTL },
@@ -150,6 +162,7 @@ static int parse_opts(int argc, char **argv, struct meshd_opts *o)
 		case O_SECURE: o->secure_addr = optarg; break;
 		case O_HTTP: o->http_addr = optarg; break;
 		case O_CA_DIR: o->ca_dir = optarg; break;
+		case O_CA_TOKEN_FILE: o->ca_token_file = optarg; break;
 		case O_TRUST: o->trust_domain = optarg; break;
 		case O_DOMAIN: o->domain = optarg; break;
 		case O_ROOT_NS: o->root_namespace = optarg; break;
@@ -304,6 +317,88 @@ static void meshd_refresh_errors(struct meshd *d)
 	cfg_snapshot_unref(cfg);
 }
 
+/* The host of "HOST:PORT" or "[V6]:PORT" into out ("" when absent). */
+static void meshd_addr_host(const char *addr, char *out, size_t cap)
+{
+	const char *end;
+	size_t n;
+
+	if (addr[0] == '[') {
+		addr++;
+		end = strchr(addr, ']');
+	} else {
+		end = strrchr(addr, ':');
+	}
+	n = end ? (size_t)(end - addr) : strlen(addr);
+	if (n >= cap)
+		n = 0;
+	memcpy(out, addr, n);
+	out[n] = '\0';
+}
+
+/* The CA, who may call it, and the certificate of the TLS port. */
+static int meshd_start_ca(struct meshd *d)
+{
+	struct ca_config cc = {
+		.dir = d->opts.ca_dir,
+		.trust_domain = d->opts.trust_domain,
+		.default_ttl_ns = d->opts.workload_cert_ttl,
+		.max_ttl_ns = d->opts.max_workload_cert_ttl,
+	};
+	char err[CA_ERR_CAP], host[256], svc_short[300], svc_full[600];
+	const char *dns[5], *ips[3];
+	size_t ndns = 0, nips = 0;
+	struct in6_addr a6;
+	int rc;
+
+	rc = ca_new(&cc, &d->ca, err, sizeof(err));
+	if (rc < 0) {
+		log_error("meshd", "CA: %s", err);
+		return rc;
+	}
+	if (d->opts.ca_token_file) {
+		rc = ca_auth_file_new(d->opts.ca_token_file, &d->ca_auth, err, sizeof(err));
+		if (rc < 0) {
+			log_error("meshd", "--ca-token-file: %s", err);
+			return rc;
+		}
+	} else {
+		rc = ca_auth_none_new("meshd has no way to authenticate callers: start it with --ca-token-file",
+				      &d->ca_auth);
+		if (rc < 0)
+			return rc;
+		log_warn("meshd", "no --ca-token-file: every CreateCertificate call will be refused");
+	}
+	snprintf(svc_short, sizeof(svc_short), "istiod.%s.svc", d->opts.root_namespace);
+	snprintf(svc_full, sizeof(svc_full), "istiod.%s.svc.%s", d->opts.root_namespace, d->opts.domain);
+	dns[ndns++] = svc_short;
+	dns[ndns++] = svc_full;
+	dns[ndns++] = "istiod";
+	dns[ndns++] = "localhost";
+	ips[nips++] = "127.0.0.1";
+	meshd_addr_host(d->opts.secure_addr, host, sizeof(host));
+	if (inet_pton(AF_INET, host, &a6) == 1 || inet_pton(AF_INET6, host, &a6) == 1) {
+		if (strcmp(host, "0.0.0.0") != 0 && strcmp(host, "::") != 0 && strcmp(host, "127.0.0.1") != 0)
+			ips[nips++] = host;
+	} else if (host[0] && strcmp(host, "localhost") != 0) {
+		dns[ndns++] = host;
+	}
+	{
+		struct ca_service_config sc = {
+			.ca = d->ca,
+			.auth = d->ca_auth,
+			.serving_dns = dns,
+			.n_serving_dns = ndns,
+			.serving_ips = ips,
+			.n_serving_ips = nips,
+		};
+		rc = ca_service_new(&sc, &d->ca_svc);
+		if (rc < 0)
+			log_error("meshd", "CA service: %s", mesh_strerror(rc));
+	}
+	return rc;
+}
+
 static int meshd_loop(struct meshd *d, int sfd)
 {
 	for (;;) {
@@ -379,14 +474,30 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
+	rc = meshd_start_ca(&d);
+	if (rc < 0)
+		goto out;
 	{
-		struct xds_server_config xc = { .addr = d.opts.xds_addr };
-		rc = xds_server_start(&xc, &d.xds);
-		if (rc < 0) {
-			log_error("meshd", "cannot serve xDS on %s: %s", d.opts.xds_addr, mesh_strerror(rc));
+		struct xds_server_unary unary;
+		grpc_server_credentials *creds;
+		struct xds_server_config xc = { .addr = d.opts.xds_addr, .secure_addr = d.opts.secure_addr };
+
+		ca_service_unary(d.ca_svc, &unary);
+		xc.unary = &unary;
+		creds = ca_service_server_credentials(d.ca_svc);
+		if (!creds) {
+			log_error("meshd", "cannot set up TLS for %s", d.opts.secure_addr);
 			goto out;
 		}
-		log_info("meshd", "xDS (ADS) on %s", d.opts.xds_addr);
+		xc.secure_creds = creds;
+		rc = xds_server_start(&xc, &d.xds);
+		grpc_server_credentials_release(creds);
+		if (rc < 0) {
+			log_error("meshd", "cannot serve xDS on %s and %s: %s", d.opts.xds_addr, d.opts.secure_addr,
+				  mesh_strerror(rc));
+			goto out;
+		}
+		log_info("meshd", "xDS (ADS) on %s, ADS and CA over TLS on %s", d.opts.xds_addr, d.opts.secure_addr);
 	}
 	{
 		struct debug_server_config dc = {
@@ -424,6 +535,10 @@ int main(int argc, char **argv)
 out:
 	debug_server_stop(d.debug);
 	xds_server_stop(d.xds);
+	/* after the server: its calls are bound to the CA service's queue */
+	ca_service_free(d.ca_svc);
+	ca_auth_free(d.ca_auth);
+	ca_free(d.ca);
 	file_source_free(d.files);
 	model_unref(d.model);
 	cfg_snapshot_unref(d.cfg);
