@@ -19,6 +19,13 @@
  * is not sent again.  A publish pushes to a stream only the types whose
  * version changed.  Delta xDS and unknown methods answer UNIMPLEMENTED.
  *
+ * Per-proxy resources: a name the shared snapshot lacks (an xDS gRPC
+ * server's inbound listener) is asked of the configured resolver with the
+ * stream's Node (id, NAMESPACE, LABELS) and the published model; results
+ * live in a small snapshot of the stream's own ("own"), rebuilt after a
+ * publish or a subscription change, reusing entries while the model is the
+ * same.  Responses and what was sent hold references to both snapshots.
+ *
  * Ownership: a stream is freed by the xDS thread once its call has ended
  * (RECV_CLOSE_ON_SERVER completed) and no batch of it is in flight.
  */
@@ -28,7 +35,9 @@
 #include "common/hash.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "controlplane/config/config.h"
 #include "controlplane/debug/metrics.h"
+#include "controlplane/model/model.h"
 #include "controlplane/xds/pbjson.h"
 
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
@@ -68,6 +77,8 @@
 #define XDS_MAX_NODE_FIELD_LEN 1024
 #define XDS_NONCE_CAP 24
 #define XDS_VERSION_CAP 17
+/* Node metadata LABELS kept per stream. */
+#define XDS_MAX_NODE_LABELS 256
 
 enum tag_kind {
 	TAG_ACCEPT_SOTW,
@@ -118,7 +129,8 @@ struct pending_resp {
 	char version[XDS_VERSION_CAP];
 	char nonce[XDS_NONCE_CAP];
 	struct xds_snapshot *snap;         /* owns a reference */
-	const struct xds_resource **res;   /* into snap */
+	struct xds_snapshot *own;          /* the stream's per-proxy resources; owns a reference */
+	const struct xds_resource **res;   /* into snap or own */
 	size_t nres;
 	struct timespec published;         /* 0 when not caused by a publish */
 };
@@ -138,6 +150,7 @@ struct type_state {
 	char sent_version[XDS_VERSION_CAP];
 	char sent_nonce[XDS_NONCE_CAP];
 	struct xds_snapshot *sent_snap;
+	struct xds_snapshot *sent_own;
 	const struct xds_resource **sent_res;
 	size_t sent_nres;
 	char acked_version[XDS_VERSION_CAP];
@@ -172,6 +185,12 @@ struct xds_stream {
 	char *node_cluster;
 	char *user_agent;
 	int proxyless;
+	char *node_ns;
+	struct cfg_labels node_labels;     /* owned copies */
+	/* per-proxy resources (see the top of the file) */
+	struct xds_snapshot *own;
+	uint64_t own_model_seq;
+	int own_dirty;
 	char *peer;
 	char connected_at[40];
 	struct type_state types[XDS_TYPE_COUNT];
@@ -203,6 +222,8 @@ struct xds_server {
 	/* publish / stop (any thread -> xDS thread) */
 	pthread_mutex_t pub_lock;
 	struct xds_snapshot *pub_snap;
+	struct model *pub_model;
+	int pub_has_model;
 	struct timespec pub_time;
 	int stop_requested;
 	int wake_efd;
@@ -210,6 +231,10 @@ struct xds_server {
 	/* xDS thread state; debug readers take lock */
 	pthread_mutex_t lock;
 	struct xds_snapshot *snap;
+	struct model *model;               /* for the resolver */
+	uint64_t model_seq;                /* bumped when model changes */
+	xds_resolve_fn resolve;
+	void *resolve_ctx;
 	struct timespec snap_time;
 	struct xds_stream *streams;
 	struct unimpl_call *unimpl;
@@ -323,6 +348,7 @@ static void pending_clear(struct pending_resp *p)
 		grpc_byte_buffer_destroy(p->bb);
 	free(p->res);
 	xds_snapshot_unref(p->snap);
+	xds_snapshot_unref(p->own);
 	memset(p, 0, sizeof(*p));
 }
 
@@ -341,6 +367,7 @@ static void type_state_cleanup(struct type_state *ts)
 {
 	names_free(ts->names, ts->nnames);
 	xds_snapshot_unref(ts->sent_snap);
+	xds_snapshot_unref(ts->sent_own);
 	free(ts->sent_res);
 	free(ts->error);
 	pending_clear(&ts->pending);
@@ -422,7 +449,7 @@ static int type_allows_wildcard(enum xds_type t)
 /* The resources of snap that ts subscribes to, in name order, into a new
  * array (*out, may be NULL when *n is 0).  Returns 0 or -ENOMEM. */
 static int select_resources(const struct type_state *ts, enum xds_type t, const struct xds_snapshot *snap,
-			    const struct xds_resource ***out, size_t *n)
+			    const struct xds_snapshot *own, const struct xds_resource ***out, size_t *n)
 {
 	const struct xds_resource_set *set = &snap->sets[t];
 	const struct xds_resource **v = NULL;
@@ -444,6 +471,8 @@ static int select_resources(const struct type_state *ts, enum xds_type t, const 
 	} else {
 		for (i = 0; i < ts->nnames; i++) {
 			const struct xds_resource *r = xds_snapshot_find(snap, t, ts->names[i]);
+			if (!r && own)
+				r = xds_snapshot_find(own, t, ts->names[i]);
 			if (r)
 				v[k++] = r;
 		}
@@ -578,6 +607,65 @@ static void stream_send_status(struct xds_stream *st)
 	grpc_slice_unref(details);
 }
 
+/* Rebuild st->own when it is dirty: every subscribed name of every type
+ * that the shared snapshot lacks is asked of the resolver (or reused from
+ * the previous own snapshot while the model is the same). */
+static void stream_resolve(struct xds_stream *st)
+{
+	struct xds_server *s = st->srv;
+	struct xds_snapshot *own = NULL;
+	struct xds_proxy_info info;
+	int same, t, rc;
+	size_t i;
+
+	if (!st->own_dirty || !s->resolve || !s->model || !st->have_node)
+		return;
+	st->own_dirty = 0;
+	same = st->own && st->own_model_seq == s->model_seq;
+	own = xds_snapshot_new();
+	if (!own)
+		goto out;
+	info.id = st->node_id;
+	info.ns = st->node_ns;
+	info.labels = &st->node_labels;
+	for (t = 0; t < XDS_TYPE_COUNT; t++) {
+		const struct type_state *ts = &st->types[t];
+
+		if (!ts->subscribed || ts->wildcard)
+			continue;
+		for (i = 0; i < ts->nnames; i++) {
+			const char *name = ts->names[i];
+			const struct xds_resource *r;
+			uint8_t *data = NULL;
+			size_t len = 0;
+
+			if (s->snap && xds_snapshot_find(s->snap, (enum xds_type)t, name))
+				continue;
+			if (same && (r = xds_snapshot_find(st->own, (enum xds_type)t, name)) != NULL) {
+				rc = xds_snapshot_add(own, (enum xds_type)t, name, r->data, r->len);
+			} else {
+				rc = s->resolve(s->resolve_ctx, s->model, &info, (enum xds_type)t, name, &data, &len);
+				if (rc == 0)
+					rc = xds_snapshot_add(own, (enum xds_type)t, name, data, len);
+				free(data);
+				if (rc == -ENOENT)
+					continue;
+			}
+			if (rc < 0)
+				log_warn(SCOPE, "stream %llu (%s): cannot build %s %.200s: %s", (unsigned long long)st->id,
+					 st->node_id ? st->node_id : "?", xds_type_short((enum xds_type)t), name,
+					 mesh_strerror(rc));
+		}
+	}
+	xds_snapshot_seal(own);
+	xds_snapshot_unref(st->own);
+	st->own = own;
+	st->own_model_seq = s->model_seq;
+	own = NULL;
+out:
+	xds_snapshot_unref(own);
+}
+
 /* Queue a response for type t, replacing any older one still waiting. */
 static int stream_enqueue(struct xds_stream *st, enum xds_type t, const struct timespec *published)
 {
@@ -586,7 +674,8 @@ static int stream_enqueue(struct xds_stream *st, enum xds_type t, const struct t
 	struct pending_resp p = { 0 };
 	int rc;
 
-	rc = select_resources(ts, t, s->snap, &p.res, &p.nres);
+	stream_resolve(st);
+	rc = select_resources(ts, t, s->snap, st->own, &p.res, &p.nres);
 	if (rc < 0)
 		goto out;
 	version_of(p.res, p.nres, p.version);
@@ -602,6 +691,7 @@ static int stream_enqueue(struct xds_stream *st, enum xds_type t, const struct t
 	if (rc < 0)
 		goto out;
 	p.snap = xds_snapshot_ref(s->snap);
+	p.own = st->own ? xds_snapshot_ref(st->own) : NULL;
 	p.queued = 1;
 	p.seq = ++s->seq_counter;
 	if (published)
@@ -662,11 +752,14 @@ static void stream_try_send(struct xds_stream *st)
 	copy_str(ts->sent_version, sizeof(ts->sent_version), best->version);
 	copy_str(ts->sent_nonce, sizeof(ts->sent_nonce), best->nonce);
 	xds_snapshot_unref(ts->sent_snap);
+	xds_snapshot_unref(ts->sent_own);
 	free(ts->sent_res);
 	ts->sent_snap = best->snap;
+	ts->sent_own = best->own;
 	ts->sent_res = best->res;
 	ts->sent_nres = best->nres;
 	best->snap = NULL;
+	best->own = NULL;
 	best->res = NULL;
 	metrics_xds_push((enum xds_type)t);
 	if (best->published.tv_sec || best->published.tv_nsec) {
@@ -709,6 +802,53 @@ static const char *struct_string(const Google__Protobuf__Struct *m, const char *
 	return NULL;
 }
 
+/* Namespace and labels of the workload, for per-proxy resources: metadata
+ * NAMESPACE (else the "POD.NS" part of an Istio node id) and LABELS. */
+static void stream_record_workload(struct xds_stream *st, const Envoy__Config__Core__V3__Node *node)
+{
+	const char *ns = struct_string(node->metadata, "NAMESPACE");
+	const Google__Protobuf__Struct *labels = NULL;
+	size_t i, n = 0;
+
+	if (!ns && st->node_id) {
+		/* "sidecar~IP~POD.NS~NS.svc.cluster.local" */
+		const char *p = strchr(st->node_id, '~');
+		const char *q = p ? strchr(p + 1, '~') : NULL;
+		const char *dot = q ? strchr(q + 1, '.') : NULL;
+		const char *end = dot ? strchr(dot + 1, '~') : NULL;
+		if (end && end > dot + 1)
+			st->node_ns = strndup(dot + 1, (size_t)(end - dot - 1));
+	} else if (ns && ns[0]) {
+		st->node_ns = dup_capped(ns, XDS_MAX_NODE_FIELD_LEN);
+	}
+	for (i = 0; node->metadata && i < node->metadata->n_fields; i++) {
+		Google__Protobuf__Struct__FieldsEntry *e = node->metadata->fields[i];
+		if (e && e->key && strcmp(e->key, "LABELS") == 0 && e->value &&
+		    e->value->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_STRUCT_VALUE)
+			labels = e->value->struct_value;
+	}
+	if (!labels || labels->n_fields == 0)
+		return;
+	st->node_labels.v = calloc(labels->n_fields < XDS_MAX_NODE_LABELS ? labels->n_fields : XDS_MAX_NODE_LABELS,
+				   sizeof(*st->node_labels.v));
+	if (!st->node_labels.v)
+		return;
+	for (i = 0; i < labels->n_fields && n < XDS_MAX_NODE_LABELS; i++) {
+		Google__Protobuf__Struct__FieldsEntry *e = labels->fields[i];
+		if (!e || !e->key || !e->value || e->value->kind_case != GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE)
+			continue;
+		st->node_labels.v[n].key = dup_capped(e->key, XDS_MAX_NODE_FIELD_LEN);
+		st->node_labels.v[n].value = dup_capped(e->value->string_value, XDS_MAX_NODE_FIELD_LEN);
+		if (!st->node_labels.v[n].key || !st->node_labels.v[n].value) {
+			free(st->node_labels.v[n].key);
+			free(st->node_labels.v[n].value);
+			break;
+		}
+		n++;
+	}
+	st->node_labels.n = n;
+}
+
 static void stream_record_node(struct xds_stream *st, const Envoy__Config__Core__V3__Node *node)
 {
 	const char *gen = struct_string(node->metadata, "GENERATOR");
@@ -724,6 +864,7 @@ static void stream_record_node(struct xds_stream *st, const Envoy__Config__Core_
 		snprintf(ua, sizeof(ua), "%.1024s", node->user_agent_name ? node->user_agent_name : "");
 	st->user_agent = dup_capped(ua, sizeof(ua));
 	st->proxyless = gen && strcmp(gen, "grpc") == 0;
+	stream_record_workload(st, node);
 	log_info(SCOPE, "stream %llu: proxy %s (%s, %s) from %s", (unsigned long long)st->id,
 		 st->node_id ? st->node_id : "", st->proxyless ? "proxyless" : "sidecar",
 		 st->user_agent ? st->user_agent : "", st->peer ? st->peer : "?");
@@ -796,6 +937,7 @@ static void stream_handle_request(struct xds_stream *st, const Envoy__Service__D
 	ts->wildcard = wildcard;
 	ts->subscribed = 1;
 	ts->need_send = 1;
+	st->own_dirty = 1;
 	if (s->snap)
 		stream_enqueue(st, xt, NULL);
 out:
@@ -874,6 +1016,13 @@ static void stream_free(struct xds_stream *st)
 	free(st->node_id);
 	free(st->node_cluster);
 	free(st->user_agent);
+	free(st->node_ns);
+	for (t = 0; t < (int)st->node_labels.n; t++) {
+		free(st->node_labels.v[t].key);
+		free(st->node_labels.v[t].value);
+	}
+	free(st->node_labels.v);
+	xds_snapshot_unref(st->own);
 	free(st->peer);
 	free(st);
 }
@@ -1135,6 +1284,7 @@ static void server_apply_publish(struct xds_server *s, struct xds_snapshot *snap
 	for (st = s->streams; st; st = st->next) {
 		if (st->finishing || st->closed)
 			continue;
+		st->own_dirty = 1;
 		for (t = 0; t < XDS_TYPE_COUNT; t++)
 			if (st->types[t].subscribed)
 				stream_enqueue(st, (enum xds_type)t, when);
@@ -1187,6 +1337,8 @@ static void *xds_thread_main(void *arg)
 	for (;;) {
 		struct pollfd pfd[2] = { { s->q_efd, POLLIN, 0 }, { s->wake_efd, POLLIN, 0 } };
 		struct xds_snapshot *snap = NULL;
+		struct model *model = NULL;
+		int has_model;
 		struct timespec when = { 0, 0 };
 		size_t n = 0, i;
 		int stop;
@@ -1215,6 +1367,10 @@ static void *xds_thread_main(void *arg)
 		pthread_mutex_lock(&s->pub_lock);
 		snap = s->pub_snap;
 		s->pub_snap = NULL;
+		model = s->pub_model;
+		has_model = s->pub_has_model;
+		s->pub_model = NULL;
+		s->pub_has_model = 0;
 		when = s->pub_time;
 		stop = s->stop_requested;
 		pthread_mutex_unlock(&s->pub_lock);
@@ -1222,6 +1378,13 @@ static void *xds_thread_main(void *arg)
 		pthread_mutex_lock(&s->lock);
 		for (i = 0; i < n; i++)
 			server_dispatch(s, batch[i].tag, batch[i].ok);
+		if (has_model) {
+			/* swap under the lock; the old one is dropped below */
+			struct model *old_model = s->model;
+			s->model = model;
+			model = old_model;
+			s->model_seq++;
+		}
 		if (snap && !s->shutting_down)
 			server_apply_publish(s, snap, &when);
 		else
@@ -1230,9 +1393,11 @@ static void *xds_thread_main(void *arg)
 			server_begin_shutdown(s);
 		if (s->shutting_down && server_drained(s)) {
 			pthread_mutex_unlock(&s->lock);
+			model_unref(model);
 			break;
 		}
 		pthread_mutex_unlock(&s->lock);
+		model_unref(model);
 	}
 	free(batch);
 	return NULL;
@@ -1265,6 +1430,8 @@ static void server_free(struct xds_server *s)
 	grpc_call_details_destroy(&s->acc_unary.details);
 	xds_snapshot_unref(s->snap);
 	xds_snapshot_unref(s->pub_snap);
+	model_unref(s->model);
+	model_unref(s->pub_model);
 	free(s->q);
 	if (s->q_efd >= 0)
 		close(s->q_efd);
@@ -1334,6 +1501,8 @@ int xds_server_start(const struct xds_server_config *cfg, struct xds_server **ou
 		rc = -MESH_EGRPC;
 		goto out;
 	}
+	s->resolve = cfg->resolve;
+	s->resolve_ctx = cfg->resolve_ctx;
 	if (cfg->unary) {
 		s->unary = *cfg->unary;
 		grpc_server_register_completion_queue(s->server, s->unary.cq, NULL);
@@ -1422,14 +1591,20 @@ void xds_server_stop(struct xds_server *s)
 	server_free(s);
 }
 
-void xds_server_publish(struct xds_server *s, struct xds_snapshot *proxyless)
+static void server_publish(struct xds_server *s, struct xds_snapshot *proxyless, int has_model, struct model *m)
 {
 	struct xds_snapshot *old;
+	struct model *old_model = NULL;
 
 	if (!s || !proxyless)
 		return;
 	xds_snapshot_ref(proxyless);
 	pthread_mutex_lock(&s->pub_lock);
+	if (has_model) {
+		old_model = s->pub_model;
+		s->pub_model = model_ref(m);
+		s->pub_has_model = 1;
+	}
 	old = s->pub_snap;
 	s->pub_snap = proxyless;
 	/* Coalesced publishes count convergence from the first one. */
@@ -1437,7 +1612,18 @@ void xds_server_publish(struct xds_server *s, struct xds_snapshot *proxyless)
 		clock_gettime(CLOCK_MONOTONIC, &s->pub_time);
 	pthread_mutex_unlock(&s->pub_lock);
 	xds_snapshot_unref(old);
+	model_unref(old_model);
 	eventfd_signal(s->wake_efd);
+}
+
+void xds_server_publish(struct xds_server *s, struct xds_snapshot *proxyless)
+{
+	server_publish(s, proxyless, 0, NULL);
+}
+
+void xds_server_publish_model(struct xds_server *s, struct xds_snapshot *proxyless, struct model *m)
+{
+	server_publish(s, proxyless, 1, m);
 }
 
 int xds_server_connected(struct xds_server *s)

@@ -25,6 +25,24 @@
 #include <grpc/grpc_security.h>
 
 struct xds_server;
+struct model;
+struct cfg_labels;
+
+/* The proxy a stream serves, from its first request's Node. */
+struct xds_proxy_info {
+	const char *id;              /* "sidecar~IP~POD.NS~NS.svc.cluster.local" */
+	const char *ns;              /* metadata NAMESPACE, else from the id; NULL when unknown */
+	const struct cfg_labels *labels; /* metadata LABELS (string values); never NULL */
+};
+
+/* Per-proxy resources: called on the xDS thread (it must not block) for
+ * each name a stream subscribes to that the shared snapshot does not hold,
+ * with the model last published beside it.  Sets *data (malloc'd; the
+ * server frees it) and *len and returns 0, or returns -ENOENT when it
+ * knows no such resource, or another negative code.  The results are kept
+ * per stream and asked again when the model or the subscription changes. */
+typedef int (*xds_resolve_fn)(void *ctx, const struct model *m, const struct xds_proxy_info *proxy,
+			      enum xds_type t, const char *name, uint8_t **data, size_t *len);
 
 /* A unary method served beside ADS (the CA's CreateCertificate).  Its
  * calls are bound to cq, which the method's owner creates
@@ -47,6 +65,8 @@ struct xds_server_config {
 	const char *secure_addr;     /* "0.0.0.0:15012" */
 	grpc_server_credentials *secure_creds;
 	const struct xds_server_unary *unary; /* NULL: none */
+	xds_resolve_fn resolve;      /* NULL: the shared snapshot only */
+	void *resolve_ctx;
 };
 
 int xds_server_start(const struct xds_server_config *cfg, struct xds_server **out);
@@ -60,6 +80,9 @@ void xds_server_stop(struct xds_server *s);
 /* Hand the server a new snapshot for proxyless clients (takes a reference).
  * Streams whose subscribed resources changed get a push. */
 void xds_server_publish(struct xds_server *s, struct xds_snapshot *proxyless);
+/* The same, with the model the snapshot came from (takes a reference; the
+ * resolver gets it); per-proxy resources are rebuilt from it. */
+void xds_server_publish_model(struct xds_server *s, struct xds_snapshot *proxyless, struct model *m);
 
 /* Debug views, as JSON into out (thread-safe). */
 int xds_server_syncz(struct xds_server *s, struct mesh_buf *out);
