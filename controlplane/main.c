@@ -229,6 +229,19 @@ static struct model *cb_model(void *ctx)
 	return m;
 }
 
+/* Per-proxy xDS, on the ADS server's thread: the inbound listeners of
+ * xDS-enabled gRPC servers depend on the workload asking. */
+static int cb_resolve(void *ctx, const struct model *m, const struct xds_proxy_info *proxy, enum xds_type t,
+		      const char *name, uint8_t **data, size_t *len)
+{
+	struct gen_workload w = { proxy->ns, proxy->labels };
+
+	(void)ctx;
+	if (t != XDS_LISTENER)
+		return -ENOENT;
+	return gen_grpc_inbound_listener(m, &w, name, data, len);
+}
+
 static bool cb_ready(void *ctx)
 {
 	struct meshd *d = ctx;
@@ -261,6 +274,8 @@ static int meshd_push(struct meshd *d)
 	if (!cfg)
 		return -ENOMEM;
 	m = model_build(cfg, d->opts.domain, d->opts.root_namespace);
+	if (m)
+		m->trust_domain = d->opts.trust_domain; /* options live as long as meshd */
 	if (!m) {
 		cfg_snapshot_unref(cfg);
 		return -ENOMEM;
@@ -273,7 +288,7 @@ static int meshd_push(struct meshd *d)
 		cfg_snapshot_unref(cfg);
 		return rc;
 	}
-	xds_server_publish(d->xds, xs);
+	xds_server_publish_model(d->xds, xs, m);
 	xds_snapshot_unref(xs);
 
 	for (k = 0; k < CFG_KIND_COUNT; k++)
@@ -484,6 +499,7 @@ int main(int argc, char **argv)
 
 		ca_service_unary(d.ca_svc, &unary);
 		xc.unary = &unary;
+		xc.resolve = cb_resolve;
 		creds = ca_service_server_credentials(d.ca_svc);
 		if (!creds) {
 			log_error("meshd", "cannot set up TLS for %s", d.opts.secure_addr);
