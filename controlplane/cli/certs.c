@@ -1,0 +1,683 @@
+/*
+ * certs.c - "meshctl certs": the workload side of meshd's CA for
+ * proxyless gRPC applications (what istio-agent does for a sidecar).
+ *
+ * Each round makes a fresh EC P-256 key and CSR, reads the bearer token
+ * file again (projected tokens rotate), calls CreateCertificate over TLS
+ * with gRPC core, checks the answer (the leaf holds our key and verifies
+ * up to the root), and replaces DIR/root-cert.pem, DIR/key.pem (0600) and
+ * DIR/cert-chain.pem (leaf + intermediates), each atomically, so gRPC's
+ * file_watcher certificate provider never reads a half-written file.
+ * Renewal happens at half the lifetime; failures are retried with
+ * exponential backoff (1s doubling to 60s).
+ *
+ * Trust: --root-cert PATH verifies meshd's serving certificate.  With
+ * --insecure-bootstrap (explicit) the first call does not verify the
+ * server and the root it returns is trusted from then on.
+ */
+#include "controlplane/cli/certs.h"
+
+#include "common/duration.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "controlplane/ca/ca.h"
+#include "controlplane/ca/ca_auth.h"
+
+#include "security/v1alpha1/ca.pb-c.h"
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/slice.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define SCOPE "certs"
+#define CERTS_METHOD "/istio.v1.auth.IstioCertificateService/CreateCertificate"
+#define CERTS_CALL_TIMEOUT_MS 30000
+#define CERTS_MAX_RESPONSE_BYTES (1024 * 1024)
+#define CERTS_MAX_ROOT_BYTES (1024 * 1024)
+#define CERTS_BACKOFF_MIN 1
+#define CERTS_BACKOFF_MAX 60
+#define CERTS_PATH_CAP 4096
+#define CERTS_ERR_CAP 512
+
+struct certs_opts {
+	const char *ca_addr;
+	const char *root_cert;
+	int insecure;
+	const char *token_file;
+	const char *dir;
+	const char *server_name;
+	int64_t ttl_s;
+	int once;
+	int print_bootstrap;
+};
+
+struct issued {
+	char *chain;      /* leaf + intermediates */
+	char *key;
+	char *root;
+	char spiffe[CA_ERR_CAP];
+	time_t not_before, not_after;
+};
+
+static void issued_cleanup(struct issued *i)
+{
+	free(i->chain);
+	if (i->key) {
+		OPENSSL_cleanse(i->key, strlen(i->key));
+		free(i->key);
+	}
+	free(i->root);
+	memset(i, 0, sizeof(*i));
+}
+
+static void certs_usage(FILE *f)
+{
+	fprintf(f, "usage: meshctl certs --ca-addr HOST:PORT (--root-cert PATH | --insecure-bootstrap)\n"
+		   "                     --token-file PATH --dir DIR [--ttl DUR] [--once] [--print-bootstrap]\n"
+		   "                     [--server-name NAME]\n"
+		   "\n"
+		   "Gets a workload certificate from meshd's CA and keeps it fresh in DIR\n"
+		   "(cert-chain.pem, key.pem, root-cert.pem), renewing at half its lifetime.\n"
+		   "  --root-cert PATH       roots that verify meshd's TLS port\n"
+		   "  --insecure-bootstrap   do not verify meshd the first time; trust the root it returns\n"
+		   "  --token-file PATH      bearer token for the CA (re-read for every request)\n"
+		   "  --ttl DUR              requested lifetime (default: the CA's)\n"
+		   "  --once                 get one certificate and exit\n"
+		   "  --print-bootstrap      print gRPC's file_watcher certificate provider config for DIR\n"
+		   "  --server-name NAME     name to verify in meshd's certificate (default: the host of --ca-addr)\n");
+}
+
+static char *pem_of_x509(X509 *x)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	char *data, *out = NULL;
+	long n;
+
+	if (b && PEM_write_bio_X509(b, x) == 1 && (n = BIO_get_mem_data(b, &data)) > 0 &&
+	    (out = malloc((size_t)n + 1)) != NULL) {
+		memcpy(out, data, (size_t)n);
+		out[n] = '\0';
+	}
+	BIO_free(b);
+	return out;
+}
+
+static int read_small_file(const char *path, size_t max, char **out)
+{
+	FILE *f = fopen(path, "rb");
+	char *d;
+	size_t n;
+
+	*out = NULL;
+	if (!f)
+		return -errno;
+	d = malloc(max + 1);
+	if (!d) {
+		fclose(f);
+		return -ENOMEM;
+	}
+	n = fread(d, 1, max + 1, f);
+	fclose(f);
+	if (n > max) {
+		free(d);
+		return -MESH_ETOOBIG;
+	}
+	d[n] = '\0';
+	*out = d;
+	return 0;
+}
+
+/* A fresh key and a CSR for it (the CA ignores the CSR's subject). */
+static int make_key_and_csr(EVP_PKEY **key, char **csr)
+{
+	X509_REQ *req = NULL;
+	BIO *b = NULL;
+	char *data;
+	long n;
+	int rc = -MESH_ETLS;
+
+	*csr = NULL;
+	*key = EVP_EC_gen("P-256");
+	req = X509_REQ_new();
+	b = BIO_new(BIO_s_mem());
+	if (!*key || !req || !b || !X509_REQ_set_version(req, 0) || !X509_REQ_set_pubkey(req, *key) ||
+	    X509_REQ_sign(req, *key, EVP_sha256()) <= 0 || PEM_write_bio_X509_REQ(b, req) != 1)
+		goto out;
+	n = BIO_get_mem_data(b, &data);
+	*csr = malloc((size_t)n + 1);
+	if (!*csr) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	memcpy(*csr, data, (size_t)n);
+	(*csr)[n] = '\0';
+	rc = 0;
+out:
+	BIO_free(b);
+	X509_REQ_free(req);
+	return rc;
+}
+
+static grpc_channel_credentials *make_creds(const char *root_pem)
+{
+	grpc_tls_credentials_options *o;
+	grpc_tls_certificate_verifier *v;
+	grpc_channel_credentials *c;
+
+	if (root_pem)
+		return grpc_ssl_credentials_create_ex(root_pem, NULL, NULL, NULL);
+	/* --insecure-bootstrap: encrypted, but the server is not verified */
+	o = grpc_tls_credentials_options_create();
+	v = grpc_tls_certificate_verifier_no_op_create();
+	grpc_tls_credentials_options_set_verify_server_cert(o, 0);
+	grpc_tls_credentials_options_set_check_call_host(o, 0);
+	grpc_tls_credentials_options_set_certificate_verifier(o, v);
+	c = grpc_tls_credentials_create(o);
+	grpc_tls_certificate_verifier_release(v);
+	return c;
+}
+
+/* One CreateCertificate call; *resp gets the response bytes. */
+static int call_ca(const struct certs_opts *o, const char *root_pem, const char *token, const uint8_t *req,
+		   size_t reqlen, grpc_slice *resp, char *err, size_t cap)
+{
+	grpc_channel_credentials *creds = make_creds(root_pem);
+	grpc_channel *ch = NULL;
+	grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
+	grpc_call *call = NULL;
+	grpc_arg arg;
+	grpc_channel_args args = { 0, NULL };
+	grpc_metadata md;
+	grpc_metadata_array md_init, md_trail;
+	grpc_byte_buffer *send = NULL, *recv = NULL;
+	grpc_slice s, details = grpc_empty_slice(), method;
+	grpc_status_code status = GRPC_STATUS_UNKNOWN;
+	grpc_op ops[6];
+	grpc_event ev;
+	char auth[CA_AUTH_MAX_TOKEN + 16];
+	gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
+					     gpr_time_from_millis(CERTS_CALL_TIMEOUT_MS, GPR_TIMESPAN));
+	int rc = -MESH_EGRPC;
+
+	*resp = grpc_empty_slice();
+	grpc_metadata_array_init(&md_init);
+	grpc_metadata_array_init(&md_trail);
+	if (!creds || !cq) {
+		snprintf(err, cap, "cannot set up TLS credentials");
+		goto out;
+	}
+	if (o->server_name) {
+		arg.type = GRPC_ARG_STRING;
+		arg.key = GRPC_SSL_TARGET_NAME_OVERRIDE_ARG;
+		arg.value.string = (char *)o->server_name;
+		args.num_args = 1;
+		args.args = &arg;
+	}
+	ch = grpc_channel_create(o->ca_addr, creds, &args);
+	method = grpc_slice_from_static_string(CERTS_METHOD);
+	call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, method, NULL, deadline, NULL);
+	if (!call) {
+		snprintf(err, cap, "cannot create a call to %s", o->ca_addr);
+		goto out;
+	}
+	snprintf(auth, sizeof(auth), "Bearer %s", token);
+	memset(&md, 0, sizeof(md));
+	md.key = grpc_slice_from_static_string("authorization");
+	md.value = grpc_slice_from_copied_string(auth);
+	OPENSSL_cleanse(auth, sizeof(auth));
+	s = grpc_slice_from_copied_buffer((const char *)req, reqlen);
+	send = grpc_raw_byte_buffer_create(&s, 1);
+	grpc_slice_unref(s);
+	memset(ops, 0, sizeof(ops));
+	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+	ops[0].data.send_initial_metadata.count = 1;
+	ops[0].data.send_initial_metadata.metadata = &md;
+	ops[1].op = GRPC_OP_SEND_MESSAGE;
+	ops[1].data.send_message.send_message = send;
+	ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+	ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+	ops[3].data.recv_initial_metadata.recv_initial_metadata = &md_init;
+	ops[4].op = GRPC_OP_RECV_MESSAGE;
+	ops[4].data.recv_message.recv_message = &recv;
+	ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+	ops[5].data.recv_status_on_client.trailing_metadata = &md_trail;
+	ops[5].data.recv_status_on_client.status = &status;
+	ops[5].data.recv_status_on_client.status_details = &details;
+	if (grpc_call_start_batch(call, ops, 6, (void *)1, NULL) != GRPC_CALL_OK) {
+		grpc_slice_unref(md.value);
+		snprintf(err, cap, "cannot start the call");
+		goto out;
+	}
+	ev = grpc_completion_queue_pluck(cq, (void *)1, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+	grpc_slice_unref(md.value);
+	if (ev.type != GRPC_OP_COMPLETE) {
+		snprintf(err, cap, "the call did not complete");
+		goto out;
+	}
+	if (status != GRPC_STATUS_OK) {
+		char *d = grpc_slice_to_c_string(details);
+		snprintf(err, cap, "CreateCertificate: %s (code %d): %s",
+			 status == GRPC_STATUS_UNAUTHENTICATED ? "UNAUTHENTICATED"
+			 : status == GRPC_STATUS_UNAVAILABLE    ? "UNAVAILABLE"
+			 : status == GRPC_STATUS_INVALID_ARGUMENT ? "INVALID_ARGUMENT"
+								  : "error",
+			 (int)status, d);
+		gpr_free(d);
+		goto out;
+	}
+	if (!recv) {
+		snprintf(err, cap, "CreateCertificate returned no message");
+		goto out;
+	}
+	{
+		grpc_byte_buffer_reader r;
+		if (!grpc_byte_buffer_reader_init(&r, recv)) {
+			snprintf(err, cap, "cannot read the response");
+			goto out;
+		}
+		*resp = grpc_byte_buffer_reader_readall(&r);
+		grpc_byte_buffer_reader_destroy(&r);
+	}
+	if (GRPC_SLICE_LENGTH(*resp) > CERTS_MAX_RESPONSE_BYTES) {
+		snprintf(err, cap, "response larger than %d bytes", CERTS_MAX_RESPONSE_BYTES);
+		grpc_slice_unref(*resp);
+		*resp = grpc_empty_slice();
+		rc = -MESH_ETOOBIG;
+		goto out;
+	}
+	rc = 0;
+out:
+	if (send)
+		grpc_byte_buffer_destroy(send);
+	if (recv)
+		grpc_byte_buffer_destroy(recv);
+	grpc_slice_unref(details);
+	grpc_metadata_array_destroy(&md_init);
+	grpc_metadata_array_destroy(&md_trail);
+	if (call)
+		grpc_call_unref(call);
+	if (ch)
+		grpc_channel_destroy(ch);
+	if (cq) {
+		grpc_completion_queue_shutdown(cq);
+		while (grpc_completion_queue_pluck(cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+		       GRPC_QUEUE_SHUTDOWN)
+			;
+		grpc_completion_queue_destroy(cq);
+	}
+	if (creds)
+		grpc_channel_credentials_release(creds);
+	return rc;
+}
+
+static void spiffe_of(X509 *x, char *out, size_t cap)
+{
+	GENERAL_NAMES *gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+	int i, type;
+
+	snprintf(out, cap, "(no URI SAN)");
+	for (i = 0; gens && i < sk_GENERAL_NAME_num(gens); i++) {
+		ASN1_STRING *s = GENERAL_NAME_get0_value(sk_GENERAL_NAME_value(gens, i), &type);
+		if (type == GEN_URI) {
+			snprintf(out, cap, "%.*s", ASN1_STRING_length(s), (const char *)ASN1_STRING_get0_data(s));
+			break;
+		}
+	}
+	GENERAL_NAMES_free(gens);
+}
+
+static time_t time_of(const ASN1_TIME *t)
+{
+	struct tm tm;
+
+	memset(&tm, 0, sizeof(tm));
+	return ASN1_TIME_to_tm(t, &tm) == 1 ? timegm(&tm) : 0;
+}
+
+/* Check the response and split it: leaf holds key, chain verifies to the
+ * root it ends with, which verifies against trust (when given). */
+static int check_response(const Istio__V1__Auth__IstioCertificateResponse *r, EVP_PKEY *key, const char *trust_pem,
+			  struct issued *out, char *err, size_t cap)
+{
+	STACK_OF(X509) *certs = sk_X509_new_null(), *mid = sk_X509_new_null();
+	X509_STORE *store = X509_STORE_new();
+	X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+	X509 *leaf, *root, *x;
+	size_t i;
+	int j, n, rc = -MESH_ESEMANTIC;
+	BIO *b = NULL;
+	size_t total = 0, off = 0;
+
+	if (!certs || !mid || !store || !ctx) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	/* an element may hold more than one certificate */
+	for (i = 0; i < r->n_cert_chain; i++) {
+		b = BIO_new_mem_buf(r->cert_chain[i], -1);
+		while (b && (x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL)
+			sk_X509_push(certs, x);
+		BIO_free(b);
+		b = NULL;
+		ERR_clear_error();
+	}
+	n = sk_X509_num(certs);
+	if (n < 2) {
+		snprintf(err, cap, "the CA returned %d certificates; expected a leaf and a root at least", n);
+		goto out;
+	}
+	leaf = sk_X509_value(certs, 0);
+	root = sk_X509_value(certs, n - 1);
+	if (X509_check_private_key(leaf, key) != 1) {
+		ERR_clear_error();
+		snprintf(err, cap, "the certificate returned is not for our key");
+		goto out;
+	}
+	for (j = 1; j < n - 1; j++)
+		sk_X509_push(mid, sk_X509_value(certs, j));
+	if (trust_pem) {
+		b = BIO_new_mem_buf(trust_pem, -1);
+		while (b && (x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
+			X509_STORE_add_cert(store, x);
+			X509_free(x);
+		}
+		ERR_clear_error();
+		/* the returned root must itself chain to what we trust */
+		sk_X509_push(mid, root);
+	} else {
+		X509_STORE_add_cert(store, root);
+	}
+	if (X509_STORE_CTX_init(ctx, store, leaf, mid) != 1 || X509_verify_cert(ctx) != 1) {
+		snprintf(err, cap, "the chain returned does not verify: %s",
+			 X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)));
+		ERR_clear_error();
+		goto out;
+	}
+	/* leaf + intermediates, then the root alone */
+	for (j = 0; j < n - 1; j++) {
+		char *p = pem_of_x509(sk_X509_value(certs, j));
+		size_t l = p ? strlen(p) : 0;
+		char *grown = p ? realloc(out->chain, total + l + 1) : NULL;
+		if (!grown) {
+			free(p);
+			rc = -ENOMEM;
+			goto out;
+		}
+		out->chain = grown;
+		memcpy(out->chain + off, p, l + 1);
+		off += l;
+		total += l;
+		free(p);
+	}
+	out->root = pem_of_x509(root);
+	if (!out->root) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	spiffe_of(leaf, out->spiffe, sizeof(out->spiffe));
+	out->not_before = time_of(X509_get0_notBefore(leaf));
+	out->not_after = time_of(X509_get0_notAfter(leaf));
+	rc = 0;
+out:
+	BIO_free(b);
+	X509_STORE_CTX_free(ctx);
+	X509_STORE_free(store);
+	sk_X509_free(mid);
+	sk_X509_pop_free(certs, X509_free);
+	return rc;
+}
+
+static int certs_issue(const struct certs_opts *o, const char *trust_pem, struct issued *out, char *err, size_t cap)
+{
+	Istio__V1__Auth__IstioCertificateRequest req = ISTIO__V1__AUTH__ISTIO_CERTIFICATE_REQUEST__INIT;
+	Istio__V1__Auth__IstioCertificateResponse *resp = NULL;
+	EVP_PKEY *key = NULL;
+	char *csr = NULL, *token = NULL;
+	uint8_t *wire = NULL;
+	grpc_slice rs = grpc_empty_slice();
+	size_t len;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = read_small_file(o->token_file, CA_AUTH_MAX_TOKEN, &token);
+	if (rc < 0) {
+		snprintf(err, cap, "--token-file %s: %s", o->token_file, mesh_strerror(rc));
+		goto out;
+	}
+	len = strlen(token);
+	while (len && (token[len - 1] == '\n' || token[len - 1] == '\r' || token[len - 1] == ' '))
+		token[--len] = '\0';
+	rc = make_key_and_csr(&key, &csr);
+	if (rc < 0) {
+		snprintf(err, cap, "cannot make a key and CSR");
+		goto out;
+	}
+	req.csr = csr;
+	req.validity_duration = o->ttl_s;
+	len = istio__v1__auth__istio_certificate_request__get_packed_size(&req);
+	wire = malloc(len ? len : 1);
+	if (!wire) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	istio__v1__auth__istio_certificate_request__pack(&req, wire);
+	rc = call_ca(o, trust_pem, token, wire, len, &rs, err, cap);
+	if (rc < 0)
+		goto out;
+	resp = istio__v1__auth__istio_certificate_response__unpack(NULL, GRPC_SLICE_LENGTH(rs), GRPC_SLICE_START_PTR(rs));
+	if (!resp) {
+		snprintf(err, cap, "malformed IstioCertificateResponse");
+		rc = -MESH_EPARSE;
+		goto out;
+	}
+	rc = check_response(resp, key, trust_pem, out, err, cap);
+	if (rc < 0)
+		goto out;
+	out->key = NULL;
+	{
+		BIO *b = BIO_new(BIO_s_mem());
+		char *d;
+		long n;
+		if (b && PEM_write_bio_PrivateKey(b, key, NULL, NULL, 0, NULL, NULL) == 1 &&
+		    (n = BIO_get_mem_data(b, &d)) > 0 && (out->key = malloc((size_t)n + 1)) != NULL) {
+			memcpy(out->key, d, (size_t)n);
+			out->key[n] = '\0';
+		}
+		BIO_free(b);
+	}
+	if (!out->key)
+		rc = -ENOMEM;
+out:
+	if (rc < 0)
+		issued_cleanup(out);
+	if (resp)
+		istio__v1__auth__istio_certificate_response__free_unpacked(resp, NULL);
+	grpc_slice_unref(rs);
+	free(wire);
+	free(csr);
+	if (token) {
+		OPENSSL_cleanse(token, strlen(token));
+		free(token);
+	}
+	EVP_PKEY_free(key);
+	return rc;
+}
+
+static int certs_write(const char *dir, const struct issued *is, char *err, size_t cap)
+{
+	static const char *const names[] = { "root-cert.pem", "key.pem", "cert-chain.pem" };
+	const char *data[] = { is->root, is->key, is->chain };
+	const unsigned modes[] = { 0644, 0600, 0644 };
+	char p[CERTS_PATH_CAP];
+	size_t i;
+	int rc;
+
+	for (i = 0; i < 3; i++) {
+		if (snprintf(p, sizeof(p), "%s/%s", dir, names[i]) >= (int)sizeof(p))
+			return -ENAMETOOLONG;
+		rc = ca_write_file_atomic(p, data[i], strlen(data[i]), modes[i]);
+		if (rc < 0) {
+			snprintf(err, cap, "cannot write %.300s: %s", p, strerror(-rc));
+			return rc;
+		}
+	}
+	return 0;
+}
+
+static void sleep_seconds(int64_t s)
+{
+	struct timespec ts = { (time_t)(s > 0 ? s : 0), 0 };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static void print_bootstrap(const char *dir)
+{
+	printf("{\n"
+	       "  \"certificate_providers\": {\n"
+	       "    \"default\": {\n"
+	       "      \"plugin_name\": \"file_watcher\",\n"
+	       "      \"config\": {\n"
+	       "        \"certificate_file\": \"%s/cert-chain.pem\",\n"
+	       "        \"private_key_file\": \"%s/key.pem\",\n"
+	       "        \"ca_certificate_file\": \"%s/root-cert.pem\",\n"
+	       "        \"refresh_interval\": \"60s\"\n"
+	       "      }\n"
+	       "    }\n"
+	       "  }\n"
+	       "}\n",
+	       dir, dir, dir);
+	fflush(stdout);
+}
+
+static int parse_certs_opts(int argc, char **argv, struct certs_opts *o)
+{
+	enum { C_ADDR = 256, C_ROOT, C_INSECURE, C_TOKEN, C_DIR, C_TTL, C_ONCE, C_PRINT, C_NAME, C_HELP };
+	static const struct option longopts[] = {
+		{ "ca-addr", required_argument, NULL, C_ADDR },
+		{ "root-cert", required_argument, NULL, C_ROOT },
+		{ "insecure-bootstrap", no_argument, NULL, C_INSECURE },
+		{ "token-file", required_argument, NULL, C_TOKEN },
+		{ "dir", required_argument, NULL, C_DIR },
+		{ "ttl", required_argument, NULL, C_TTL },
+		{ "once", no_argument, NULL, C_ONCE },
+		{ "print-bootstrap", no_argument, NULL, C_PRINT },
+		{ "server-name", required_argument, NULL, C_NAME },
+		{ "help", no_argument, NULL, C_HELP },
+		{ NULL, 0, NULL, 0 },
+	};
+	int64_t ns;
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case C_ADDR: o->ca_addr = optarg; break;
+		case C_ROOT: o->root_cert = optarg; break;
+		case C_INSECURE: o->insecure = 1; break;
+		case C_TOKEN: o->token_file = optarg; break;
+		case C_DIR: o->dir = optarg; break;
+		case C_TTL:
+			if (mesh_duration_parse(optarg, &ns) < 0 || ns < 1000000000LL) {
+				fprintf(stderr, "meshctl certs: --ttl: invalid duration \"%s\" (example: 24h)\n", optarg);
+				return 2;
+			}
+			o->ttl_s = ns / 1000000000LL;
+			break;
+		case C_ONCE: o->once = 1; break;
+		case C_PRINT: o->print_bootstrap = 1; break;
+		case C_NAME: o->server_name = optarg; break;
+		case C_HELP: certs_usage(stdout); return 1;
+		default: certs_usage(stderr); return 2;
+		}
+	}
+	if (!o->ca_addr || !o->token_file || !o->dir || (!o->root_cert && !o->insecure) ||
+	    (o->root_cert && o->insecure) || optind < argc) {
+		fprintf(stderr, "meshctl certs: need --ca-addr, --token-file, --dir and exactly one of --root-cert "
+				"or --insecure-bootstrap\n\n");
+		certs_usage(stderr);
+		return 2;
+	}
+	return 0;
+}
+
+int certs_main(int argc, char **argv)
+{
+	struct certs_opts o;
+	struct issued is;
+	char err[CERTS_ERR_CAP], *trust = NULL;
+	int64_t backoff = CERTS_BACKOFF_MIN;
+	int rc, status = 1;
+
+	memset(&o, 0, sizeof(o));
+	rc = parse_certs_opts(argc, argv, &o);
+	if (rc)
+		return rc == 1 ? 0 : 2;
+	if (!getenv("MESHCTL_LOG_LEVEL"))
+		mesh_log_set_level(MESH_LOG_INFO);
+	if (o.root_cert) {
+		rc = read_small_file(o.root_cert, CERTS_MAX_ROOT_BYTES, &trust);
+		if (rc < 0) {
+			fprintf(stderr, "meshctl certs: --root-cert %s: %s\n", o.root_cert, mesh_strerror(rc));
+			return 1;
+		}
+	} else {
+		log_warn(SCOPE, "--insecure-bootstrap: meshd at %s is not verified on the first request; the root it "
+				"returns is trusted from then on",
+			 o.ca_addr);
+	}
+	if (o.print_bootstrap)
+		print_bootstrap(o.dir);
+	grpc_init();
+	for (;;) {
+		rc = certs_issue(&o, trust, &is, err, sizeof(err));
+		if (rc == 0)
+			rc = certs_write(o.dir, &is, err, sizeof(err));
+		if (rc == 0) {
+			time_t now = time(NULL);
+			time_t renew = is.not_before + (is.not_after - is.not_before) / 2;
+			log_info(SCOPE, "rotated: %s, valid until %lld, files in %s; next renewal in %llds", is.spiffe,
+				 (long long)is.not_after, o.dir, (long long)(renew - now));
+			if (!trust) {
+				/* bootstrap done: verify meshd with the root from now on */
+				trust = is.root;
+				is.root = NULL;
+			}
+			issued_cleanup(&is);
+			backoff = CERTS_BACKOFF_MIN;
+			if (o.once) {
+				status = 0;
+				break;
+			}
+			sleep_seconds(renew - now);
+			continue;
+		}
+		log_error(SCOPE, "%s", err);
+		if (o.once)
+			break;
+		log_info(SCOPE, "retrying in %llds", (long long)backoff);
+		sleep_seconds(backoff);
+		backoff = backoff * 2 > CERTS_BACKOFF_MAX ? CERTS_BACKOFF_MAX : backoff * 2;
+	}
+	free(trust);
+	grpc_shutdown_blocking();
+	return status;
+}
