@@ -957,6 +957,48 @@ out:
 	return rc;
 }
 
+int rbac_http_filters(rbac_filter *deny, rbac_filter *allow, rbac_filter *audit, bool with_audit,
+		      struct arena *a, rbac_http_filter ***out, size_t *n)
+{
+	rbac_filter *cfg[3] = { with_audit ? audit : NULL, deny, allow };
+	static const char *const names[3] = { RBAC_FILTER_NAME_AUDIT, RBAC_FILTER_NAME_DENY, RBAC_FILTER_NAME };
+	rbac_http_filter **v;
+	size_t i, k = 0;
+	int rc = 0;
+
+	*out = NULL;
+	*n = 0;
+	v = arena_calloc(a, 3, sizeof(*v));
+	if (!v) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < 3; i++) {
+		rbac_http_filter *f;
+
+		if (!cfg[i])
+			continue;
+		f = gen__msg(a, &envoy__extensions__filters__network__http_connection_manager__v3__http_filter__descriptor);
+		if (!f) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		f->name = (char *)names[i];
+		f->config_type_case =
+			ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_FILTER__CONFIG_TYPE_TYPED_CONFIG;
+		f->typed_config = gen__any(a, &cfg[i]->base);
+		if (!f->typed_config) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		v[k++] = f;
+	}
+	*out = v;
+	*n = k;
+out:
+	return rc;
+}
+
 /* ------------------------------------------------------------- selection */
 
 static bool rbac__applies(const struct cfg_object *o, const struct cfg_labels *labels)

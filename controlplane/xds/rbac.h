@@ -38,12 +38,18 @@
 
 #include "envoy/config/rbac/v3/rbac.pb-c.h"
 #include "envoy/extensions/filters/http/rbac/v3/rbac.pb-c.h"
+#include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct arena;
 
+/* HttpFilter names, as Istio's proxyless generator uses them: gRPC
+ * rejects two filters of one name in an HttpConnectionManager. */
 #define RBAC_FILTER_NAME       "envoy.filters.http.rbac"
+#define RBAC_FILTER_NAME_DENY  "envoy.filters.http.rbac.DENY"
+#define RBAC_FILTER_NAME_AUDIT "envoy.filters.http.rbac.AUDIT"
 /* AuthorizationPolicies that may apply to one workload. */
 #define RBAC_MAX_POLICIES      4096
 /* Envoy policies (rules) in one filter. */
@@ -53,6 +59,7 @@ struct arena;
 #define RBAC_REGEX_MAX         8192
 
 typedef Envoy__Extensions__Filters__Http__Rbac__V3__RBAC rbac_filter;
+typedef Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpFilter rbac_http_filter;
 
 /* The AuthorizationPolicies that apply to a workload in namespace ns with
  * the given labels (NULL: none): those of the root namespace (mesh-wide,
@@ -79,5 +86,13 @@ int rbac_compile(const struct model *m, const char *ns, const struct cfg_labels 
  * action.  Same contract as rbac_compile(); root_namespace is not needed. */
 int rbac_compile_policies(const struct cfg_object *const *policies, size_t n, struct arena *a,
 			  rbac_filter **deny_out, rbac_filter **allow_out, rbac_filter **audit_out);
+
+/* The HttpFilters an inbound HttpConnectionManager puts before its
+ * router: audit (only when with_audit: gRPC 1.51 rejects the LOG action),
+ * deny, allow; NULL configs are skipped.  Each carries its config as
+ * typed_config.  *out (arena array) and *n are set; *n may be 0.
+ * Returns 0 or -ENOMEM. */
+int rbac_http_filters(rbac_filter *deny, rbac_filter *allow, rbac_filter *audit, bool with_audit,
+		      struct arena *a, rbac_http_filter ***out, size_t *n);
 
 #endif
