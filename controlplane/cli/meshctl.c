@@ -9,6 +9,7 @@
  * proxy-config, which read meshd's debug endpoint, plug in beside validate.
  * Exit status: 0 success, 1 the input was checked and found bad, 2 usage.
  */
+#include "controlplane/cli/authz.h"
 #include "controlplane/cli/certs.h"
 #include "controlplane/config/config.h"
 #include "controlplane/config/store.h"
@@ -41,6 +42,7 @@ static int meshctl_validate(int argc, char **argv);
 static const struct meshctl_cmd meshctl_cmds[] = {
 	{ "validate", meshctl_validate, "check Istio configuration files offline, as meshd would" },
 	{ "certs", certs_main, "get and renew a workload certificate from meshd's CA (proxyless apps)" },
+	{ "authz", authz_main, "would a request be allowed by the AuthorizationPolicies, and by which" },
 };
 
 static void meshctl_usage(FILE *f)
