@@ -58,10 +58,11 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # Start meshd on $1 (config dir) with its log in $2; sets MESHD_PID and
-# XDS_PORT.  Ports are picked at random and retried when taken.
+# XDS_PORT.  Ports are picked at random; a start that fails because one is
+# taken is retried with others.
 start_meshd() {
 	tries=0
-	while [ $tries -lt 10 ]; do
+	while [ $tries -lt 5 ]; do
 		tries=$((tries + 1))
 		base=$(( ( $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 20000 ) + 30000 ))
 		XDS_PORT=$base
@@ -70,22 +71,21 @@ start_meshd() {
 		MESHD_PID=$!
 		# meshd logs "ready" once it serves the loaded config
 		i=0
-		while [ $i -lt 100 ]; do
-			if ! kill -0 "$MESHD_PID" 2>/dev/null; then
-				break
-			fi
+		while [ $i -lt 1200 ]; do
 			if grep -q ' ready$' "$2" 2>/dev/null; then
 				return 0
 			fi
+			kill -0 "$MESHD_PID" 2>/dev/null || break
 			sleep 0.1
 			i=$((i + 1))
 		done
 		kill "$MESHD_PID" 2>/dev/null || true
 		wait "$MESHD_PID" 2>/dev/null || true
 		MESHD_PID=
+		grep -qE 'cannot (listen|serve)' "$2" || break
 	done
-	echo "run.sh: meshd did not start; its log:" >&2
-	cat "$2" >&2
+	echo "run.sh: meshd did not get ready; the end of its log:" >&2
+	tail -20 "$2" >&2
 	return 1
 }
 
@@ -150,8 +150,8 @@ END {
 			hwm[i], p50[i], p99[i], mx[i], fp99[i], fcpu[i], ccpu[i], fbytes[i], to[i] + fail[i]
 	l = rows
 	printf "\ntargets (DESIGN.md) at %d proxies:\n", p[l]
-	printf "  meshd RSS (peak)            %7.1f MB   target <= 150 MB   %s\n", hwm[l], hwm[l] <= 150 ? "ok" : "MISSED"
-	printf "  change -> all ACKed p99     %7.1f ms   target <= 500 ms   %s\n", p99[l], p99[l] <= 500 ? "ok" : "MISSED"
+	printf "  meshd RSS (peak)            %7.1f MB   target <= 150 MB   %s\n", hwm[l], hwm[l] + 0 <= 150 ? "ok" : "MISSED"
+	printf "  change -> all ACKed p99     %7.1f ms   target <= 500 ms   %s\n", p99[l], p99[l] + 0 <= 500 ? "ok" : "MISSED"
 	if (rows > 1) {
 		printf "growth from %d to %d proxies (x%.0f):\n", p[1], p[l], p[l] / p[1]
 		printf "  RSS x%.2f, p99 x%.2f, CPU per full push x%.2f, bytes per full push x%.2f\n",
