@@ -7,8 +7,9 @@ whether that listener requires mTLS.  Clients use xds:/// with xDS channel
 credentials; their clusters carry TLS from the DestinationRule
 (ISTIO_MUTUAL) or from auto mTLS.  Both sides take certificates from the
 file_watcher certificate provider "default" of their bootstrap; the
-certificates are made at test time with the openssl CLI (a root and one
-leaf per workload with a SPIFFE URI SAN).
+certificates come from meshd's own CA through `meshctl certs --once`
+(identities from a CA token file: test/echo for the server,
+default/client for the clients).
 
 Proves: STRICT rejects a plaintext client and serves an mTLS one; DISABLE
 serves plaintext; a client expecting another identity (DestinationRule
@@ -21,7 +22,7 @@ import os
 import subprocess
 import unittest
 
-from meshtest import Meshd, free_port, wait_for
+from meshtest import MESHCTL, Meshd, free_port, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NS = "test"
@@ -30,27 +31,20 @@ SVC_PORT = 7070
 TRUST = "cluster.local"
 
 
-def sh(*args, cwd):
-    subprocess.run(args, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def make_certs(d):
-    """root.pem plus NAME.pem/NAME.key for each workload, EC P-256."""
-    sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-       "-keyout", "root.key", "-out", "root.pem", "-days", "2", "-subj", "/O=%s/CN=meshd test root" % TRUST,
-       "-addext", "basicConstraints=critical,CA:true", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-       cwd=d)
-    for name, ns, sa in (("server", NS, "echo"), ("client", "default", "client")):
-        ext = os.path.join(d, name + ".ext")
-        with open(ext, "w") as f:
-            f.write("subjectAltName=URI:spiffe://%s/ns/%s/sa/%s\n"
-                    "basicConstraints=critical,CA:false\n"
-                    "keyUsage=critical,digitalSignature,keyEncipherment\n"
-                    "extendedKeyUsage=serverAuth,clientAuth\n" % (TRUST, ns, sa))
-        sh("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-           "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/O=%s" % TRUST, cwd=d)
-        sh("openssl", "x509", "-req", "-in", name + ".csr", "-CA", "root.pem", "-CAkey", "root.key",
-           "-CAcreateserial", "-days", "1", "-extfile", ext, "-out", name + ".pem", cwd=d)
+def issue_certs(meshd, d, name, token):
+    """A workload certificate from meshd's CA through the `meshctl certs` agent
+    (once), into d/name/{cert-chain,key,root-cert}.pem."""
+    out = os.path.join(d, name)
+    os.makedirs(out, exist_ok=True)
+    tok = os.path.join(d, name + ".token")
+    with open(tok, "w") as f:
+        f.write(token + "\n")
+    r = subprocess.run([MESHCTL, "certs", "--ca-addr", "127.0.0.1:%d" % meshd.secure_port,
+                        "--insecure-bootstrap", "--token-file", tok, "--dir", out, "--once"],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
+    if r.returncode != 0:
+        raise AssertionError("meshctl certs for %s: exit %d\n%s" % (name, r.returncode, r.stdout))
+    return out
 
 
 def bootstrap(meshd, d, name, node_id, ns, labels):
@@ -71,9 +65,9 @@ def bootstrap(meshd, d, name, node_id, ns, labels):
                 "default": {
                     "plugin_name": "file_watcher",
                     "config": {
-                        "certificate_file": os.path.join(d, name + ".pem"),
-                        "private_key_file": os.path.join(d, name + ".key"),
-                        "ca_certificate_file": os.path.join(d, "root.pem"),
+                        "certificate_file": os.path.join(d, name, "cert-chain.pem"),
+                        "private_key_file": os.path.join(d, name, "key.pem"),
+                        "ca_certificate_file": os.path.join(d, name, "root-cert.pem"),
                         "refresh_interval": "60s",
                     },
                 },
@@ -167,12 +161,17 @@ class MtlsTest(unittest.TestCase):
     def setUpClass(cls):
         cls.meshd = Meshd()
         cls.d = cls.meshd.dir
-        make_certs(cls.d)
+        tokens = os.path.join(cls.d, "ca-tokens")
+        with open(tokens, "w") as f:
+            f.write("tok-echo %s echo\ntok-client default client\n" % NS)
+        cls.meshd.extra_args += ["--ca-token-file", tokens]
         cls.port = free_port()
         cls.meshd.write("service.yaml", SERVICE % {"host": HOST, "svc_port": SVC_PORT, "port": cls.port,
                                                    "sa": "echo"})
         cls.meshd.write("peer-authn.yaml", peer_authn("STRICT"))
         cls.meshd.start()
+        issue_certs(cls.meshd, cls.d, "server", "tok-echo")
+        issue_certs(cls.meshd, cls.d, "client", "tok-client")
         cls.server_boot = bootstrap(cls.meshd, cls.d, "server",
                                     "sidecar~127.0.0.1~echo-1.test~test.svc.cluster.local", NS, {"app": "echo"})
         cls.client_boot = bootstrap(cls.meshd, cls.d, "client",
