@@ -35,6 +35,7 @@
 #include "envoy/type/matcher/v3/regex.pb-c.h"
 #include "envoy/type/matcher/v3/string.pb-c.h"
 
+#include <ctype.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -718,7 +719,9 @@ static rbac_id *rbac__id_fields(struct rbac__ctx *c, const struct rbac__fields *
 /* ------------------------------------------------------------- rules */
 
 /* Sort one `when` condition into the permission or principal side.
- * Returns false for a key the RBAC filter cannot express. */
+ * Returns false for a key the RBAC filter cannot express for every
+ * client: experimental.* (Envoy metadata, which gRPC never matches) and
+ * request.headers[] on grpc-* or :scheme (gRPC NACKs those). */
 static bool rbac__when(struct rbac__ctx *c, const struct cfg_authz_condition *w, struct rbac__fields *perm,
 		       struct rbac__fields *id)
 {
@@ -745,9 +748,19 @@ static bool rbac__when(struct rbac__ctx *c, const struct cfg_authz_condition *w,
 		rbac__field_add(c, id, RBAC_G_TRUST_DOMAIN, NULL, &w->values, &w->not_values);
 	else if (!strncmp(k, "request.headers[", 16) && n > 17 && k[n - 1] == ']') {
 		char *h = c->err ? NULL : arena_strndup(c->a, k + 16, n - 17);
+		size_t i;
 
-		if (!h && !c->err)
-			c->err = -ENOMEM;
+		if (!h) {
+			c->err = c->err ? c->err : -ENOMEM;
+			return true;
+		}
+		/* header names are case-insensitive (Envoy lower-cases them,
+		 * gRPC metadata keys are lower case); gRPC rejects the whole
+		 * listener for a matcher on grpc-* or :scheme */
+		for (i = 0; h[i]; i++)
+			h[i] = (char)tolower((unsigned char)h[i]);
+		if (!strncmp(h, "grpc-", 5) || !strcmp(h, ":scheme"))
+			return false;
 		rbac__field_add(c, id, RBAC_G_HEADER, h, &w->values, &w->not_values);
 	} else
 		return false;

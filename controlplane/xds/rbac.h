@@ -74,9 +74,10 @@ size_t rbac_select(const struct model *m, const char *ns, const struct cfg_label
 /* Compile the policies that apply to the workload.  Any of the out
  * pointers may be NULL when the caller does not want that filter; each
  * *out is set to NULL when no policy of its action applies.
- * Unsupported conditions (experimental.* keys, which gRPC cannot match)
- * never widen what an ALLOW rule allows: the rule is dropped; in a DENY
- * rule the condition is dropped, so the rule denies more.
+ * Unsupported conditions (experimental.* keys, which gRPC cannot match;
+ * request.headers[] on grpc-* or :scheme, which gRPC rejects) never widen
+ * what an ALLOW rule allows: the rule is dropped; in a DENY rule the
+ * condition is dropped, so the rule denies more.  Each is logged.
  * Returns 0, -ENOMEM (arena exhausted), -MESH_ETOOBIG past the limits
  * above, or -EINVAL for arguments. */
 int rbac_compile(const struct model *m, const char *ns, const struct cfg_labels *labels, struct arena *a,

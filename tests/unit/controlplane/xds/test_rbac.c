@@ -625,6 +625,12 @@ START_TEST(test_unsupported_condition)
 				      "      values: [x]\n"
 				      "  - to:\n"
 				      "    - operation: {paths: [/ok.Ok/*]}\n"
+				      "  - when:\n"
+				      "    - key: request.headers[GRPC-Timeout]\n"
+				      "      values: [1S]\n"
+				      "  - when:\n"
+				      "    - key: request.headers[X-Team]\n"
+				      "      values: ['*']\n"
 				      "---\n"
 				      "apiVersion: security.istio.io/v1\n"
 				      "kind: AuthorizationPolicy\n"
@@ -644,8 +650,12 @@ START_TEST(test_unsupported_condition)
 	char err[RBAC_EVAL_TEXT_MAX], line[RBAC_EVAL_TEXT_MAX];
 
 	ck_assert_int_eq(rbac_compile(m, "foo", NULL, a, &deny, &allow, NULL), 0);
-	ck_assert_uint_eq(allow->rules->n_policies, 1);
+	ck_assert_uint_eq(allow->rules->n_policies, 2);
 	ck_assert_str_eq(allow->rules->policies[0]->key, "ns[foo]-policy[allow-exp]-rule[1]");
+	ck_assert_str_eq(allow->rules->policies[1]->key, "ns[foo]-policy[allow-exp]-rule[3]");
+	/* header names go out lower case */
+	ck_assert_str_eq(allow->rules->policies[1]->value->principals[0]->and_ids->ids[0]->or_ids->ids[0]->header->name,
+			 "x-team");
 	ck_assert_int_eq(rbac_eval(deny, allow, NULL, &r, &d, err, sizeof(err)), 0);
 	ck_assert_str_eq(rbac_decision_format(&d, line, sizeof(line)), "DENY (policy ns[foo]-policy[deny-exp]-rule[0])");
 	arena_free(a);
