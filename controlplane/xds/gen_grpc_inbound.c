@@ -48,7 +48,6 @@
 /* Bytes one inbound listener may allocate while it is built. */
 #define GEN_INBOUND_ARENA_MAX (8u << 20)
 #define GEN_ROUTER_FILTER "envoy.filters.http.router"
-#define GEN_RBAC_DENY_FILTER RBAC_FILTER_NAME ".DENY"
 
 typedef Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpFilter gen_http_filter;
 typedef Envoy__Extensions__TransportSockets__Tls__V3__CommonTlsContext gen_common_tls;
@@ -251,38 +250,32 @@ static int gen_inbound_filters(const struct model *m, const struct gen_workload 
 			       gen_http_filter ***out, size_t *n)
 {
 	Envoy__Extensions__Filters__Http__Router__V3__Router router = ENVOY__EXTENSIONS__FILTERS__HTTP__ROUTER__V3__ROUTER__INIT;
-	rbac_filter *cfg[2] = { NULL, NULL };
-	static const char *const names[2] = { GEN_RBAC_DENY_FILTER, RBAC_FILTER_NAME };
-	gen_http_filter **v = arena_calloc(a, 3, sizeof(*v));
-	size_t i, k = 0;
+	rbac_filter *deny = NULL, *allow = NULL;
+	gen_http_filter **rbac = NULL, **v, *r;
+	size_t n_rbac = 0;
 	int rc;
 
 	*out = NULL;
 	*n = 0;
-	if (!v)
-		return -ENOMEM;
-	rc = rbac_compile(m, gen_ns(w), gen_labels(w), a, &cfg[0], &cfg[1], NULL);
+	rc = rbac_compile(m, gen_ns(w), gen_labels(w), a, &deny, &allow, NULL);
+	if (rc == 0)
+		rc = rbac_http_filters(deny, allow, NULL, false, a, &rbac, &n_rbac);
 	if (rc < 0)
 		return rc;
-	for (i = 0; i < 3; i++) {
-		const ProtobufCMessage *c = i < 2 ? (cfg[i] ? &cfg[i]->base : NULL) : &router.base;
-		gen_http_filter *f;
-
-		if (!c)
-			continue;
-		f = gen__msg(a, &envoy__extensions__filters__network__http_connection_manager__v3__http_filter__descriptor);
-		if (!f)
-			return -ENOMEM;
-		f->name = (char *)(i < 2 ? names[i] : GEN_ROUTER_FILTER);
-		f->config_type_case =
-			ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_FILTER__CONFIG_TYPE_TYPED_CONFIG;
-		f->typed_config = gen__any(a, c);
-		if (!f->typed_config)
-			return -ENOMEM;
-		v[k++] = f;      /* router last: gRPC 1.51 requires it */
-	}
+	v = arena_calloc(a, n_rbac + 1, sizeof(*v));
+	r = gen__msg(a, &envoy__extensions__filters__network__http_connection_manager__v3__http_filter__descriptor);
+	if (!v || !r)
+		return -ENOMEM;
+	r->name = GEN_ROUTER_FILTER;
+	r->config_type_case = ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_FILTER__CONFIG_TYPE_TYPED_CONFIG;
+	r->typed_config = gen__any(a, &router.base);
+	if (!r->typed_config)
+		return -ENOMEM;
+	if (n_rbac)
+		memcpy(v, rbac, n_rbac * sizeof(*v));
+	v[n_rbac] = r;          /* router last: gRPC 1.51 requires it */
 	*out = v;
-	*n = k;
+	*n = n_rbac + 1;
 	return 0;
 }
 
