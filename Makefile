@@ -64,7 +64,7 @@ BINS        := $(BUILD)/bin/meshd $(BUILD)/bin/meshctl
 UNIT_SRCS   := $(sort $(shell find tests/unit -name 'test_*.c' 2>/dev/null))
 UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 
-.PHONY: all deps run test unit unit-asan integration integration-valgrind proto-check bench clean check-style
+.PHONY: all deps run test unit unit-asan integration integration-valgrind proto-check bench bench-smoke clean check-style
 all: $(BINS)
 
 deps:
@@ -152,6 +152,12 @@ test: deps
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory SAN=1 integration
 	@$(MAKE) --no-print-directory integration-valgrind
+	@$(MAKE) --no-print-directory bench-smoke
+
+# the benchmark's load generator and churn driver on a tiny mesh: proves they
+# work (exit status), prints numbers but asserts none
+bench-smoke: all $(BENCH_BIN)
+	@sh tests/bench/run.sh $(BUILD) --smoke
 
 bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BIN)
