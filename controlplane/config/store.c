@@ -12,7 +12,11 @@
  *
  * Every write re-derives the served view (O(n log n) over the objects,
  * bounded by the size of the configuration) and the reference warnings, and
- * bumps the generation when anything visible changed.  Snapshots are
+ * bumps the generation when anything visible changed.  A batch
+ * (cfg_store_begin/commit) records single-object writes as operations and
+ * applies them together: the operations are sorted by key, reduced to one
+ * effect per key and origin, merged into each origin's objects (sorted by
+ * key for the merge) and followed by one rebuild.  Snapshots are
  * immutable copies of the served view, cached per generation and shared
  * by reference count.  Single writer (the config thread); snapshots may be
  * used and released from any thread.
@@ -41,6 +45,20 @@ struct store__origin {
 	size_t n_errors;
 };
 
+enum store__op_type { STORE__PUT, STORE__DEL, STORE__REJECT };
+
+/* A single-object write recorded in a batch. */
+struct store__op {
+	enum store__op_type type;
+	int kind;
+	const char *ns, *name;       /* the key: into obj, err or own_*; name NULL for key-less errors */
+	const char *origin;          /* PUT, REJECT: the origin written; DEL: NULL (every origin) */
+	struct cfg_object *obj;      /* PUT: one reference */
+	struct cfg_error err;        /* REJECT: a copy */
+	char *own_ns, *own_name;     /* DEL: copies */
+	size_t seq;
+};
+
 struct cfg_store {
 	struct store__origin *origins; /* sorted by name */
 	size_t n_origins;
@@ -51,7 +69,12 @@ struct cfg_store {
 	uint64_t generation;
 	uint64_t total_rejections;
 	struct cfg_snapshot *cached;
+	bool batching;
+	struct store__op *ops;         /* the batch, in call order */
+	size_t n_ops, cap_ops;
 };
+
+static void store__ops_free(struct store__op *ops, size_t n);
 
 /* ------------------------------------------------------------- keys */
 
@@ -315,6 +338,7 @@ void cfg_store_free(struct cfg_store *s)
 	free(s->served);
 	store__derived_clear(s);
 	cfg_snapshot_unref(s->cached);
+	store__ops_free(s->ops, s->n_ops);
 	free(s);
 }
 
@@ -334,6 +358,8 @@ int cfg_store_apply_origin(struct cfg_store *s, const char *origin, struct cfg_p
 	size_t n = 0, i, j;
 	int rc, changed = 0;
 
+	if (s->batching)
+		return -EBUSY;
 	o = store__get_origin(s, origin);
 	if (!o)
 		return -ENOMEM;
@@ -382,6 +408,8 @@ int cfg_store_remove_origin(struct cfg_store *s, const char *origin)
 	struct store__origin *o = store__find_origin(s, origin, NULL);
 	int rc, changed = 0;
 
+	if (s->batching)
+		return -EBUSY;
 	if (!o)
 		return 0;
 	store__drop_origin(s, o);
@@ -405,12 +433,309 @@ static void store__forget_errors(struct store__origin *o, int kind, const char *
 	o->n_errors = k;
 }
 
+/* ------------------------------------------------------------- batches */
+
+static void store__ops_free(struct store__op *ops, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		cfg_object_unref(ops[i].obj);
+		cfg_error_cleanup(&ops[i].err);
+		free(ops[i].own_ns);
+		free(ops[i].own_name);
+	}
+	free(ops);
+}
+
+/* Record one write of a batch: a put of obj, a reject of e, or a delete of
+ * (kind, ns, name).  0 or -ENOMEM. */
+static int store__record(struct cfg_store *s, enum store__op_type type, struct cfg_object *obj,
+			 const struct cfg_error *e, int kind, const char *ns, const char *name)
+{
+	struct store__op *op;
+
+	if (s->n_ops == s->cap_ops) {
+		size_t cap = s->cap_ops ? s->cap_ops * 2 : 64;
+		struct store__op *v = realloc(s->ops, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		s->ops = v;
+		s->cap_ops = cap;
+	}
+	op = &s->ops[s->n_ops];
+	memset(op, 0, sizeof(*op));
+	op->type = type;
+	op->seq = s->n_ops;
+	switch (type) {
+	case STORE__PUT:
+		op->obj = cfg_object_ref(obj);
+		op->kind = (int)obj->kind;
+		op->ns = obj->ns;
+		op->name = obj->name;
+		op->origin = obj->origin ? obj->origin : "kube";
+		break;
+	case STORE__REJECT:
+		if (cfg_error_copy(&op->err, e) < 0) {
+			cfg_error_cleanup(&op->err);
+			return -ENOMEM;
+		}
+		op->err.warning = e->warning;
+		op->kind = e->kind;
+		op->ns = op->err.ns;
+		op->name = op->err.name;
+		op->origin = op->err.origin ? op->err.origin : "kube";
+		break;
+	case STORE__DEL:
+		op->own_ns = strdup(ns ? ns : "");
+		op->own_name = strdup(name ? name : "");
+		if (!op->own_ns || !op->own_name) {
+			free(op->own_ns);
+			free(op->own_name);
+			return -ENOMEM;
+		}
+		op->kind = kind;
+		op->ns = op->own_ns;
+		op->name = op->own_name;
+		break;
+	}
+	s->n_ops++;
+	return 0;
+}
+
+/* Key-less operations first, then by key, then in call order. */
+static int store__op_cmp(const void *x, const void *y)
+{
+	const struct store__op *a = x, *b = y;
+	int c;
+
+	if (!a->name != !b->name)
+		return a->name ? 1 : -1;
+	if (a->name) {
+		c = store__key_cmp(a->kind, a->ns, a->name, b->kind, b->ns, b->name);
+		if (c)
+			return c;
+	}
+	return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
+
+static int store__objp_cmp(const void *x, const void *y)
+{
+	return store__obj_cmp(*(struct cfg_object *const *)x, *(struct cfg_object *const *)y);
+}
+
+#define STORE__ALL ((size_t)-1)
+
+/* What a batch does to one key in one origin (or, origin STORE__ALL, a
+ * delete in every origin).  Every effect also drops the origin's errors
+ * about the key before adding err. */
+struct store__effect {
+	const struct store__op *key;
+	size_t origin;
+	bool set_obj;                /* replace the key's objects by obj (NULL: remove) */
+	struct cfg_object *obj;      /* borrowed from the op */
+	struct cfg_error *err;       /* the op's error, moved into the origin */
+};
+
+static int store__effect_key_cmp(const struct store__effect *e, int kind, const char *ns, const char *name)
+{
+	return store__key_cmp(e->key->kind, e->key->ns, e->key->name, kind, ns, name);
+}
+
+/* Does an effect on origin oi cover the key (kind, ns, name)?  eff is
+ * sorted by key. */
+static bool store__effect_covers(const struct store__effect *eff, size_t n, size_t oi, int kind, const char *ns,
+				 const char *name)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (store__effect_key_cmp(&eff[mid], kind, ns, name) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (; lo < n && store__effect_key_cmp(&eff[lo], kind, ns, name) == 0; lo++)
+		if (eff[lo].origin == oi || eff[lo].origin == STORE__ALL)
+			return true;
+	return false;
+}
+
+/* Apply the effects that concern origin oi. */
+static int store__apply_effects(struct cfg_store *s, size_t oi, struct store__effect *eff, size_t n_eff,
+				bool any_delete)
+{
+	struct store__origin *o = &s->origins[oi];
+	struct cfg_object **objs;
+	struct cfg_error *errs;
+	size_t i, j = 0, n = 0, n_add = 0, k;
+	bool mine = any_delete;
+
+	for (i = 0; i < n_eff && !mine; i++)
+		mine = eff[i].origin == oi;
+	if (!mine)
+		return 0;
+	for (i = 0; i < n_eff; i++)
+		n_add += eff[i].origin == oi && eff[i].err;
+	objs = malloc((o->n_objs + n_eff + 1) * sizeof(*objs));
+	errs = malloc((o->n_errors + n_add + 1) * sizeof(*errs));
+	if (!objs || !errs) {
+		free(objs);
+		free(errs);
+		return -ENOMEM;
+	}
+	/* objects: merge the origin's (sorted) with the effects (sorted) */
+	if (o->n_objs > 1)
+		qsort(o->objs, o->n_objs, sizeof(*o->objs), store__objp_cmp);
+	for (i = 0; i < n_eff; i++) {
+		const struct store__effect *e = &eff[i];
+		if ((e->origin != oi && e->origin != STORE__ALL) || !e->set_obj)
+			continue;
+		while (j < o->n_objs && store__effect_key_cmp(e, (int)o->objs[j]->kind, o->objs[j]->ns,
+							      o->objs[j]->name) > 0)
+			objs[n++] = o->objs[j++];
+		while (j < o->n_objs && store__effect_key_cmp(e, (int)o->objs[j]->kind, o->objs[j]->ns,
+							      o->objs[j]->name) == 0)
+			cfg_object_unref(o->objs[j++]);
+		if (e->obj)
+			objs[n++] = cfg_object_ref(e->obj);
+	}
+	while (j < o->n_objs)
+		objs[n++] = o->objs[j++];
+	free(o->objs);
+	o->objs = objs;
+	o->n_objs = n;
+	/* errors: drop those about touched keys, then add the new ones */
+	for (i = 0, k = 0; i < o->n_errors; i++) {
+		struct cfg_error *e = &o->errors[i];
+		if (e->name && store__effect_covers(eff, n_eff, oi, e->kind, e->ns, e->name))
+			cfg_error_cleanup(e);
+		else
+			errs[k++] = *e;
+	}
+	for (i = 0; i < n_eff; i++) {
+		if (eff[i].origin != oi || !eff[i].err)
+			continue;
+		errs[k++] = *eff[i].err;
+		memset(eff[i].err, 0, sizeof(*eff[i].err)); /* moved */
+	}
+	free(o->errors);
+	o->errors = errs;
+	o->n_errors = k;
+	return 0;
+}
+
+int cfg_store_begin(struct cfg_store *s)
+{
+	if (s->batching)
+		return -EBUSY;
+	s->batching = true;
+	return 0;
+}
+
+int cfg_store_commit(struct cfg_store *s)
+{
+	struct store__op *ops = s->ops;
+	struct store__effect *eff = NULL;
+	size_t n = s->n_ops, n_eff = 0, i, j, k, pos;
+	bool any_delete = false;
+	int rc = 0, changed = 0;
+
+	if (!s->batching)
+		return 0;
+	s->batching = false;
+	s->ops = NULL;
+	s->n_ops = s->cap_ops = 0;
+	if (!n)
+		goto out;
+	/* every origin written exists before any index into s->origins is kept */
+	for (i = 0; i < n; i++) {
+		if (ops[i].origin && !store__get_origin(s, ops[i].origin)) {
+			rc = -ENOMEM;
+			goto out;
+		}
+	}
+	qsort(ops, n, sizeof(*ops), store__op_cmp);
+	eff = calloc(n, sizeof(*eff));
+	if (!eff) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < n; i = j) {
+		size_t last_del = SIZE_MAX, first_eff = n_eff;
+
+		if (!ops[i].name) {
+			/* an error about no particular object: added as it is */
+			struct store__origin *o = store__find_origin(s, ops[i].origin, NULL);
+			struct cfg_error *v = realloc(o->errors, (o->n_errors + 1) * sizeof(*v));
+			if (!v) {
+				rc = -ENOMEM;
+				goto out;
+			}
+			o->errors = v;
+			o->errors[o->n_errors++] = ops[i].err;
+			memset(&ops[i].err, 0, sizeof(ops[i].err));
+			j = i + 1;
+			continue;
+		}
+		for (j = i; j < n && ops[j].name &&
+			    store__key_cmp(ops[j].kind, ops[j].ns, ops[j].name, ops[i].kind, ops[i].ns, ops[i].name) == 0;
+		     j++)
+			if (ops[j].type == STORE__DEL)
+				last_del = j;
+		if (last_del != SIZE_MAX) {
+			eff[n_eff++] = (struct store__effect){ .key = &ops[last_del], .origin = STORE__ALL, .set_obj = true };
+			any_delete = true;
+			first_eff = n_eff;
+		}
+		for (k = last_del == SIZE_MAX ? i : last_del + 1; k < j; k++) {
+			struct store__effect *e = NULL;
+			size_t m;
+
+			store__find_origin(s, ops[k].origin, &pos);
+			for (m = first_eff; m < n_eff && !e; m++)
+				if (eff[m].origin == pos)
+					e = &eff[m];
+			if (!e) {
+				e = &eff[n_eff++];
+				*e = (struct store__effect){ .key = &ops[k], .origin = pos };
+			}
+			if (ops[k].type == STORE__PUT) {
+				e->set_obj = true;
+				e->obj = ops[k].obj;
+				e->err = NULL;
+			} else {
+				e->err = &ops[k].err;
+			}
+		}
+	}
+	for (i = 0; i < s->n_origins; i++) {
+		rc = store__apply_effects(s, i, eff, n_eff, any_delete);
+		if (rc < 0)
+			goto out;
+	}
+	for (i = s->n_origins; i-- > 0;)
+		if (!s->origins[i].n_objs && !s->origins[i].n_errors)
+			store__drop_origin(s, &s->origins[i]);
+	rc = store__rebuild(s, &changed);
+	store__bump(s);
+out:
+	free(eff);
+	store__ops_free(ops, n);
+	return rc < 0 ? rc : changed;
+}
+
+/* ------------------------------------------------------------- single writes */
+
 int cfg_store_put(struct cfg_store *s, struct cfg_object *obj)
 {
-	struct store__origin *o = store__get_origin(s, obj->origin ? obj->origin : "kube");
+	struct store__origin *o = s->batching ? NULL : store__get_origin(s, obj->origin ? obj->origin : "kube");
 	size_t i;
 	int rc, changed = 0;
 
+	if (s->batching)
+		return store__record(s, STORE__PUT, obj, NULL, 0, NULL, NULL);
 	if (!o)
 		return -ENOMEM;
 	store__forget_errors(o, (int)obj->kind, obj->ns, obj->name);
@@ -438,6 +763,8 @@ int cfg_store_delete(struct cfg_store *s, enum cfg_kind kind, const char *ns, co
 	size_t i, j;
 	int rc, changed = 0;
 
+	if (s->batching)
+		return store__record(s, STORE__DEL, NULL, NULL, (int)kind, ns, name);
 	for (i = 0; i < s->n_origins; i++) {
 		struct store__origin *o = &s->origins[i];
 		store__forget_errors(o, (int)kind, ns, name);
@@ -460,9 +787,16 @@ int cfg_store_delete(struct cfg_store *s, enum cfg_kind kind, const char *ns, co
 
 int cfg_store_reject(struct cfg_store *s, const struct cfg_error *e)
 {
-	struct store__origin *o = store__get_origin(s, e->origin ? e->origin : "kube");
+	struct store__origin *o;
 	struct cfg_error *v;
 
+	if (s->batching) {
+		int rc = store__record(s, STORE__REJECT, NULL, e, 0, NULL, NULL);
+		if (rc == 0 && !e->warning)
+			s->total_rejections++;
+		return rc;
+	}
+	o = store__get_origin(s, e->origin ? e->origin : "kube");
 	if (!o)
 		return -ENOMEM;
 	if (e->name)

@@ -4,7 +4,8 @@
  * Objects are keyed by (kind, namespace, name).  Sources feed the store:
  *  - the file source replaces everything one file contributed with
  *    cfg_store_apply_origin() after each (re)parse of that file;
- *  - the Kubernetes source puts and deletes single objects.
+ *  - the Kubernetes source puts and deletes single objects, in batches
+ *    (cfg_store_begin / cfg_store_commit) when many arrive at once.
  * A rejected object never replaces a good one: when a new version of a key
  * fails validation the previous good version stays served, and the error is
  * kept beside it for /debug/configz.  When a file cannot be parsed far
@@ -56,6 +57,19 @@ int cfg_store_delete(struct cfg_store *s, enum cfg_kind kind, const char *ns, co
 /* Record a rejected version of (kind, ns, name); the good one stays.
  * The error is copied. */
 int cfg_store_reject(struct cfg_store *s, const struct cfg_error *e);
+
+/* Batched writes (a Kubernetes relist of N objects): between begin and
+ * commit, cfg_store_put, cfg_store_delete and cfg_store_reject only record
+ * the change (put/delete return 0, a reject is counted at once) and readers
+ * (cfg_store_get, cfg_store_snapshot) keep seeing the state before begin.
+ * commit applies the changes in the order they were made and re-derives the
+ * served view once: O(N log N) for N changes over a store of N objects,
+ * where single writes cost a rebuild each.  begin inside a batch is
+ * -EBUSY; commit without a batch returns 0.  commit returns the number of
+ * keys whose served object changed, or < 0 (the batch is over either way;
+ * on -ENOMEM changes may be lost, as with single writes). */
+int cfg_store_begin(struct cfg_store *s);
+int cfg_store_commit(struct cfg_store *s);
 
 /* Cross-object checks over the served objects: a VirtualService route or
  * mirror naming a subset that no DestinationRule for its host defines.  As

@@ -2,8 +2,8 @@
  * kube_source.c - the Kubernetes API config source (see kube_source.h).
  *
  * The watch thread does the I/O and the decoding; this side only moves
- * finished objects into the store and the record tables, so handling a
- * batch costs the store's own work and nothing more.
+ * finished objects into the store, one store batch per handle, so handling
+ * a batch costs the store's own work and nothing more.
  */
 #include "controlplane/kube/kube_source.h"
 
@@ -11,7 +11,6 @@
 #include "common/log.h"
 #include "controlplane/kube/kube_client.h"
 #include "controlplane/kube/kube_config.h"
-#include "controlplane/kube/kube_map.h"
 #include "controlplane/kube/kube_watch.h"
 
 #include <errno.h>
@@ -19,15 +18,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define KUBE_SOURCE__KEY_MAX 600
-
 struct kube_source {
 	struct cfg_store *store;
 	struct kube_client *client;
 	struct kube_watch *watch;
 	bool synced[KUBE_RES_COUNT];
-	struct kube_map records[KUBE_RES_COUNT];   /* core kinds: "ns/name" -> kube_record */
-	uint64_t records_generation;
 };
 
 int kube_source_new(const struct kube_source_config *cfg, struct kube_source **out)
@@ -35,7 +30,7 @@ int kube_source_new(const struct kube_source_config *cfg, struct kube_source **o
 	struct kube_source *ks;
 	struct kube_config kc;
 	char why[KUBE_CONFIG_WHY_MAX] = "";
-	int rc, k;
+	int rc;
 
 	*out = NULL;
 	if (cfg->kubeconfig) {
@@ -54,8 +49,6 @@ int kube_source_new(const struct kube_source_config *cfg, struct kube_source **o
 		return -ENOMEM;
 	}
 	ks->store = cfg->store;
-	for (k = 0; k < KUBE_RES_COUNT; k++)
-		kube_map_init(&ks->records[k]);
 	rc = kube_client_new(&kc, &ks->client);
 	if (rc < 0)
 		goto fail;
@@ -84,18 +77,10 @@ fail:
 
 void kube_source_free(struct kube_source *ks)
 {
-	int k;
-
 	if (!ks)
 		return;
 	kube_watch_stop(ks->watch);
 	kube_client_free(ks->client);
-	for (k = 0; k < KUBE_RES_COUNT; k++) {
-		struct kube_map_entry *it = NULL;
-		while ((it = kube_map_next(&ks->records[k], it)))
-			kube_record_free(it->val);
-		kube_map_cleanup(&ks->records[k]);
-	}
 	free(ks);
 }
 
@@ -114,16 +99,10 @@ bool kube_source_synced(const struct kube_source *ks)
 	return true;
 }
 
-static void kube_source__key(char *key, const char *ns, const char *name)
-{
-	snprintf(key, KUBE_SOURCE__KEY_MAX, "%s/%s", ns ? ns : "", name ? name : "");
-}
-
-/* Apply one event; returns 1 when something served changed, 0, or < 0. */
+/* Record one event in the store's batch; 0 or < 0. */
 static int kube_source__apply(struct kube_source *ks, struct kube_event *e)
 {
 	const struct kube_res_info *in = kube_res_info(e->res);
-	char key[KUBE_SOURCE__KEY_MAX];
 	size_t i;
 	int rc = 0;
 
@@ -134,20 +113,7 @@ static int kube_source__apply(struct kube_source *ks, struct kube_event *e)
 		ks->synced[e->res] = true;
 		return 0;
 	case KUBE_EVENT_PUT:
-		if (e->obj)
-			return cfg_store_put(ks->store, e->obj);
-		if (e->rec) {
-			struct kube_record *old = NULL;
-			kube_source__key(key, e->ns, e->name);
-			rc = kube_map_put(&ks->records[e->res], key, e->rec, (void **)&old);
-			if (rc < 0)
-				return rc;
-			e->rec = NULL; /* taken */
-			kube_record_free(old);
-			ks->records_generation++;
-			return 1;
-		}
-		return 0;
+		return e->obj ? cfg_store_put(ks->store, e->obj) : 0;
 	case KUBE_EVENT_REJECT:
 		for (i = 0; i < e->n_errors; i++) {
 			char msg[1024];
@@ -159,17 +125,7 @@ static int kube_source__apply(struct kube_source *ks, struct kube_event *e)
 		}
 		return 0;
 	case KUBE_EVENT_DELETE:
-		if (in->cfg_kind >= 0)
-			return cfg_store_delete(ks->store, (enum cfg_kind)in->cfg_kind, e->ns, e->name);
-		kube_source__key(key, e->ns, e->name);
-		{
-			struct kube_record *old = kube_map_del(&ks->records[e->res], key);
-			if (!old)
-				return 0;
-			kube_record_free(old);
-			ks->records_generation++;
-			return 1;
-		}
+		return cfg_store_delete(ks->store, in->cfg_kind, e->ns, e->name);
 	}
 	return 0;
 }
@@ -177,56 +133,27 @@ static int kube_source__apply(struct kube_source *ks, struct kube_event *e)
 int kube_source_handle(struct kube_source *ks)
 {
 	struct kube_event *e = kube_watch_take(ks->watch), *n;
-	int changed = 0, rc = 0;
+	int changed = 0, rc = 0, r;
+	bool began;
 
+	if (!e)
+		return 0;
+	/* a batch opened by someone else (-EBUSY) takes our writes too */
+	began = cfg_store_begin(ks->store) == 0;
 	for (; e; e = n) {
-		int r;
 		n = e->next;
 		r = kube_source__apply(ks, e);
-		if (r > 0)
-			changed += r;
-		else if (r < 0 && rc == 0)
+		if (r < 0 && rc == 0)
 			rc = r;
 		kube_event_free(e);
 	}
+	if (began)
+		changed = cfg_store_commit(ks->store);
+	if (changed < 0) {
+		rc = changed;
+		changed = 0;
+	}
 	if (rc < 0)
 		log_error("kube", "applying changes: %s", mesh_strerror(rc));
-	return rc < 0 && !changed ? rc : changed;
-}
-
-const struct kube_record *kube_source_get(const struct kube_source *ks, enum kube_res res, const char *ns,
-					  const char *name)
-{
-	char key[KUBE_SOURCE__KEY_MAX];
-
-	if ((unsigned)res >= KUBE_RES_COUNT)
-		return NULL;
-	kube_source__key(key, ns, name);
-	return kube_map_get(&ks->records[res], key);
-}
-
-size_t kube_source_count(const struct kube_source *ks, enum kube_res res)
-{
-	return (unsigned)res < KUBE_RES_COUNT ? ks->records[res].n : 0;
-}
-
-int kube_source_foreach(const struct kube_source *ks, enum kube_res res,
-			int (*fn)(void *ctx, const struct kube_record *r), void *ctx)
-{
-	struct kube_map_entry *it = NULL;
-	int rc;
-
-	if ((unsigned)res >= KUBE_RES_COUNT)
-		return 0;
-	while ((it = kube_map_next(&ks->records[res], it))) {
-		rc = fn(ctx, it->val);
-		if (rc)
-			return rc;
-	}
-	return 0;
-}
-
-uint64_t kube_source_records_generation(const struct kube_source *ks)
-{
-	return ks->records_generation;
+	return changed > 0 ? changed : rc;
 }

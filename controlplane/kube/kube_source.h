@@ -5,17 +5,16 @@
  * DestinationRule, ServiceEntry, WorkloadEntry; security.istio.io/v1
  * PeerAuthentication, AuthorizationPolicy) and the core kinds (v1 Service,
  * Pod, Namespace; discovery.k8s.io/v1 EndpointSlice) on a thread of its own
- * (kube_watch.h) and applies what changed on the caller's thread:
- *  - Istio objects go to the store (cfg_store_put / cfg_store_delete /
- *    cfg_store_reject, origin "kube"; a rejected version keeps the last good
- *    one and its errors name kind, namespace and name);
- *  - core objects are kept here as typed records (kube_record.h), readable
- *    through the small API at the end of this header.
+ * (kube_watch.h) and applies what changed on the caller's thread: every
+ * object, Istio kind or core kind (CFG_K8S_*), goes to the store
+ * (cfg_store_put / cfg_store_delete / cfg_store_reject, origin "kube"; a
+ * rejected version keeps the last good one and its errors name kind,
+ * namespace and name).  What arrived together is applied as one store
+ * batch, so a relist of N objects costs one rebuild of the served view.
  *
  * Threading: one owner thread (the config thread) calls every function
  * here.  It polls kube_source_fd() for input and calls kube_source_handle(),
- * which never blocks.  Records returned by the read API are borrowed and
- * stay valid until the next kube_source_handle() or kube_source_free().
+ * which never blocks.
  *
  * Returns 0 / a count, or a negative code (err.h).
  */
@@ -23,7 +22,6 @@
 #define MESH_KUBE_SOURCE_H
 
 #include "controlplane/config/store.h"
-#include "controlplane/kube/kube_record.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -51,26 +49,11 @@ void kube_source_free(struct kube_source *ks);   /* NULL is a no-op */
 
 /* Descriptor to poll for POLLIN. */
 int kube_source_fd(const struct kube_source *ks);
-/* Apply queued changes.  Returns the number of served keys changed (store
- * keys and records), 0 when none, or < 0. */
+/* Apply queued changes.  Returns the number of served store keys changed,
+ * 0 when none, or < 0. */
 int kube_source_handle(struct kube_source *ks);
 /* True once every resource has been listed once (a resource whose CRD is
  * not installed counts as listed, empty). */
 bool kube_source_synced(const struct kube_source *ks);
-
-/* ------------------------------------------------------------- records (core kinds)
- *
- * res is KUBE_RES_SERVICE, KUBE_RES_ENDPOINT_SLICE, KUBE_RES_POD or
- * KUBE_RES_NAMESPACE; ns is "" for namespaces.
- */
-const struct kube_record *kube_source_get(const struct kube_source *ks, enum kube_res res, const char *ns,
-					  const char *name);
-size_t kube_source_count(const struct kube_source *ks, enum kube_res res);
-/* Calls fn for each record of res (in no particular order); stops at and
- * returns fn's first non-zero return. */
-int kube_source_foreach(const struct kube_source *ks, enum kube_res res,
-			int (*fn)(void *ctx, const struct kube_record *r), void *ctx);
-/* Bumped whenever a record changes (to tell whether a model is stale). */
-uint64_t kube_source_records_generation(const struct kube_source *ks);
 
 #endif

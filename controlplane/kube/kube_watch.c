@@ -108,7 +108,6 @@ void kube_event_free(struct kube_event *e)
 	free(e->ns);
 	free(e->name);
 	cfg_object_unref(e->obj);
-	kube_record_free(e->rec);
 	for (i = 0; i < e->n_errors; i++)
 		cfg_error_cleanup(&e->errors[i]);
 	free(e->errors);
@@ -169,8 +168,8 @@ static void kw__set_rv(char *dst, const char *rv)
 
 /* ------------------------------------------------------------- objects */
 
-/* Decode an Istio object; the list's items may lack kind and apiVersion. */
-static struct kube_event *kw__istio(struct kw__res *r, const char *text, const struct kube_json *obj,
+/* Decode an object; the list's items may lack kind and apiVersion. */
+static struct kube_event *kw__decode(struct kw__res *r, const char *text, const struct kube_json *obj,
 				    const char *ns, const char *name)
 {
 	struct cfg_parse_result res;
@@ -183,8 +182,8 @@ static struct kube_event *kw__istio(struct kw__res *r, const char *text, const s
 	memset(&res, 0, sizeof(res));
 	if (!kube_json_get(obj, "kind") || !kube_json_get(obj, "apiVersion")) {
 		/* the object has members (metadata.name was found): splice them after ours */
-		mesh_buf_printf(&doc, "{\"apiVersion\":\"%s/%s\",\"kind\":\"%s\",", r->info->group, r->info->version,
-				r->info->kind);
+		mesh_buf_printf(&doc, "{\"apiVersion\":\"%s%s%s\",\"kind\":\"%s\",", r->info->group,
+				r->info->group[0] ? "/" : "", r->info->version, r->info->kind);
 		mesh_buf_append(&doc, data + 1, len - 1);
 		if (doc.err)
 			goto out;
@@ -254,22 +253,9 @@ static int kw__put(struct kw__res *r, const char *text, const struct kube_json *
 	}
 	k->seen = true;
 	kw__set_rv(k->rv, rv ? rv : "");
-	if (r->info->cfg_kind >= 0) {
-		e = kw__istio(r, text, obj, ns, name);
-		if (!e)
-			return 0; /* not for us, or out of memory: the next version will tell */
-	} else {
-		struct kube_record *rec;
-		rc = kube_record_decode(r->res, obj, &rec);
-		if (rc < 0)
-			return rc == -ENOMEM ? rc : 0;
-		e = kw__event(r, KUBE_EVENT_PUT, ns, name);
-		if (!e) {
-			kube_record_free(rec);
-			return -ENOMEM;
-		}
-		e->rec = rec;
-	}
+	e = kw__decode(r, text, obj, ns, name);
+	if (!e)
+		return 0; /* not for us, or out of memory: the next version will tell */
 	kw__emit(r->w, e);
 	return 0;
 }

@@ -13,8 +13,8 @@
  * that answers 404 (a CRD not installed) counts as listed-empty and is
  * retried every `missing_retry` without holding up the others.
  *
- * The thread decodes objects (Istio kinds through cfg_parse_buffer with
- * origin "kube", core kinds into kube_records) and queues kube_events; the
+ * The thread decodes objects (every kind through cfg_parse_buffer with
+ * origin "kube") and queues kube_events; the
  * owner polls kube_watch_fd() (an eventfd) and takes the queue on its own
  * thread.  Returns 0 or a negative code (err.h).
  */
@@ -23,7 +23,7 @@
 
 #include "controlplane/config/config.h"
 #include "controlplane/kube/kube_client.h"
-#include "controlplane/kube/kube_record.h"
+#include "controlplane/kube/kube_res.h"
 
 #include <stdint.h>
 
@@ -32,8 +32,8 @@
 #define KUBE_WATCH_RV_MAX 64
 
 enum kube_event_type {
-	KUBE_EVENT_PUT,              /* obj (Istio kind) or rec (core kind) */
-	KUBE_EVENT_REJECT,           /* errors: an Istio object failed validation */
+	KUBE_EVENT_PUT,              /* obj */
+	KUBE_EVENT_REJECT,           /* errors: an object failed validation */
 	KUBE_EVENT_DELETE,           /* ns/name is gone */
 	KUBE_EVENT_SYNCED,           /* res has been listed (once per resource) */
 };
@@ -44,7 +44,6 @@ struct kube_event {
 	enum kube_res res;
 	char *ns, *name;
 	struct cfg_object *obj;      /* one reference */
-	struct kube_record *rec;     /* owned */
 	struct cfg_error *errors;    /* owned (cfg_error_cleanup each) */
 	size_t n_errors;
 };

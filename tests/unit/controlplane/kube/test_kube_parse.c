@@ -8,7 +8,7 @@
 #include "controlplane/kube/kube_config.h"
 #include "controlplane/kube/kube_json.h"
 #include "controlplane/kube/kube_map.h"
-#include "controlplane/kube/kube_record.h"
+#include "controlplane/kube/kube_res.h"
 #include "controlplane/kube/kube_stream.h"
 
 #include <check.h>
@@ -264,25 +264,25 @@ START_TEST(map_put_get_del_iterate)
 }
 END_TEST
 
-START_TEST(record_service_named_target_port)
+START_TEST(res_table_maps_every_resource_to_a_config_kind)
 {
-	struct arena *a = arena_new(0);
-	struct kube_json *root;
-	struct kube_record *r;
-	const char *text = "{\"metadata\":{\"name\":\"s\"},\"spec\":{\"type\":\"ClusterIP\",\"clusterIP\":\"None\","
-			   "\"ports\":[{\"port\":53,\"protocol\":\"UDP\",\"targetPort\":\"dns\"}]}}";
+	bool seen[CFG_KIND_COUNT] = { false };
+	int r;
 
-	ck_assert_int_eq(kube_json_parse(a, text, strlen(text), &root), 0);
-	ck_assert_int_eq(kube_record_decode(KUBE_RES_SERVICE, root, &r), 0);
-	ck_assert_str_eq(r->ns, "default");
-	ck_assert_str_eq(r->u.svc.cluster_ip, "None");
-	ck_assert(!r->u.svc.has_selector);
-	ck_assert_str_eq(r->u.svc.ports[0].target_port_name, "dns");
-	ck_assert_int_eq(r->u.svc.ports[0].target_port, 0);
-	ck_assert_str_eq(r->u.svc.ports[0].protocol, "UDP");
-	kube_record_free(r);
-	ck_assert_int_eq(kube_record_decode(KUBE_RES_SERVICE, kube_json_get(root, "spec"), &r), -EINVAL);
-	arena_free(a);
+	for (r = 0; r < KUBE_RES_COUNT; r++) {
+		const struct kube_res_info *in = kube_res_info((enum kube_res)r);
+		ck_assert_ptr_nonnull(in);
+		ck_assert((unsigned)in->cfg_kind < CFG_KIND_COUNT);
+		ck_assert_msg(!seen[in->cfg_kind], "%s listed twice", in->kind);
+		seen[in->cfg_kind] = true;
+		/* the kind and group agree with the config parser's */
+		ck_assert_str_eq(in->kind, cfg_kind_name(in->cfg_kind));
+		ck_assert_str_eq(in->group, cfg_kind_group(in->cfg_kind));
+		ck_assert_int_eq(in->namespaced, in->cfg_kind != CFG_K8S_NAMESPACE);
+	}
+	for (r = 0; r < CFG_KIND_COUNT; r++)
+		ck_assert_msg(seen[r], "%s is not watched", cfg_kind_name((enum cfg_kind)r));
+	ck_assert_ptr_null(kube_res_info(KUBE_RES_COUNT));
 }
 END_TEST
 
@@ -472,7 +472,7 @@ int main(void)
 	tcase_add_test(tj, json_depth_cap);
 	tcase_add_test(tj, json_arena_cap_is_enomem);
 	tcase_add_test(tj, map_put_get_del_iterate);
-	tcase_add_test(tj, record_service_named_target_port);
+	tcase_add_test(tj, res_table_maps_every_resource_to_a_config_kind);
 	tcase_add_checked_fixture(tk, setup, teardown);
 	tcase_add_test(tk, kubeconfig_current_context);
 	tcase_add_test(tk, kubeconfig_errors_name_the_problem);

@@ -282,12 +282,22 @@ static int vs_has_host(void *name)
 
 static int svc_present(void *name)
 {
-	return kube_source_get(ks, KUBE_RES_SERVICE, "ns", name) != NULL;
+	return cfg_store_get(store, CFG_K8S_SERVICE, "ns", name) != NULL;
 }
 
 static int svc_absent(void *name)
 {
-	return kube_source_get(ks, KUBE_RES_SERVICE, "ns", name) == NULL;
+	return cfg_store_get(store, CFG_K8S_SERVICE, "ns", name) == NULL;
+}
+
+static const char *label(const struct cfg_object *o, const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < o->labels.n; i++)
+		if (strcmp(o->labels.v[i].key, key) == 0)
+			return o->labels.v[i].value;
+	return NULL;
 }
 
 static int n_vs_is(void *n)
@@ -324,9 +334,10 @@ static int active_watches_at_least(void *n)
 
 /* ------------------------------------------------------------- tests */
 
-START_TEST(initial_sync_and_records)
+START_TEST(initial_sync_and_core_kinds)
 {
-	const struct kube_record *r;
+	const struct cfg_object *r;
+	struct cfg_snapshot *snap;
 
 	apply_vs("a", "a.ns.svc.cluster.local");
 	control0("POST", "apply",
@@ -355,37 +366,42 @@ START_TEST(initial_sync_and_records)
 	ck_assert_ptr_null(cfg_store_get(store, CFG_VIRTUAL_SERVICE, "ns", "bad"));
 	ck_assert_str_eq(cfg_store_get(store, CFG_VIRTUAL_SERVICE, "ns", "a")->origin, "kube");
 
-	r = kube_source_get(ks, KUBE_RES_SERVICE, "ns", "reviews");
+	r = cfg_store_get(store, CFG_K8S_SERVICE, "ns", "reviews");
 	ck_assert_ptr_nonnull(r);
-	ck_assert_str_eq(r->u.svc.cluster_ip, "10.0.0.7");
-	ck_assert_uint_eq(r->u.svc.n_ports, 1);
-	ck_assert_int_eq(r->u.svc.ports[0].port, 80);
-	ck_assert_int_eq(r->u.svc.ports[0].target_port, 8080);
-	ck_assert_str_eq(r->u.svc.ports[0].protocol, "TCP");
-	ck_assert(r->u.svc.has_selector);
-	ck_assert_str_eq(r->u.svc.selector.v[0].value, "reviews");
-	r = kube_source_get(ks, KUBE_RES_ENDPOINT_SLICE, "ns", "reviews-abc");
+	ck_assert_str_eq(r->origin, "kube");
+	ck_assert_str_eq(r->spec.svc.cluster_ip, "10.0.0.7");
+	ck_assert_uint_eq(r->spec.svc.n_ports, 1);
+	ck_assert_int_eq(r->spec.svc.ports[0].port, 80);
+	ck_assert_int_eq(r->spec.svc.ports[0].target_port, 8080);
+	ck_assert_str_eq(r->spec.svc.ports[0].protocol, "TCP");
+	ck_assert(r->spec.svc.has_selector);
+	ck_assert_str_eq(r->spec.svc.selector.v[0].value, "reviews");
+	r = cfg_store_get(store, CFG_K8S_ENDPOINT_SLICE, "ns", "reviews-abc");
 	ck_assert_ptr_nonnull(r);
-	ck_assert_str_eq(r->u.eps.service_name, "reviews");
-	ck_assert_uint_eq(r->u.eps.n_endpoints, 1);
-	ck_assert_str_eq(r->u.eps.endpoints[0].addresses.v[0], "10.1.0.5");
-	ck_assert_int_eq(r->u.eps.endpoints[0].ready, 1);
-	ck_assert_str_eq(r->u.eps.endpoints[0].target_name, "reviews-1");
-	r = kube_source_get(ks, KUBE_RES_POD, "ns", "reviews-1");
+	ck_assert_str_eq(r->spec.eps.service_name, "reviews");
+	ck_assert_uint_eq(r->spec.eps.n_endpoints, 1);
+	ck_assert_str_eq(r->spec.eps.endpoints[0].addresses.v[0], "10.1.0.5");
+	ck_assert_int_eq(r->spec.eps.endpoints[0].ready, 1);
+	ck_assert_str_eq(r->spec.eps.endpoints[0].target_name, "reviews-1");
+	r = cfg_store_get(store, CFG_K8S_POD, "ns", "reviews-1");
 	ck_assert_ptr_nonnull(r);
-	ck_assert_str_eq(r->u.pod.pod_ip, "10.1.0.5");
-	ck_assert_str_eq(r->u.pod.service_account, "bookinfo");
-	ck_assert(r->u.pod.ready);
-	r = kube_source_get(ks, KUBE_RES_NAMESPACE, "", "ns");
+	ck_assert_str_eq(r->spec.pod.pod_ip, "10.1.0.5");
+	ck_assert_str_eq(r->spec.pod.service_account, "bookinfo");
+	ck_assert(r->spec.pod.ready);
+	r = cfg_store_get(store, CFG_K8S_NAMESPACE, "", "ns");
 	ck_assert_ptr_nonnull(r);
-	ck_assert_str_eq(kube_record_label(r, "istio-injection"), "enabled");
-	ck_assert_uint_eq(kube_source_count(ks, KUBE_RES_POD), 1);
+	ck_assert_str_eq(label(r, "istio-injection"), "enabled");
+	snap = cfg_store_snapshot(store);
+	ck_assert_uint_eq(snap->n_objects[CFG_K8S_POD], 1);
+	ck_assert_uint_eq(snap->n_objects[CFG_K8S_SERVICE], 1);
+	cfg_snapshot_unref(snap);
 }
 END_TEST
 
 START_TEST(add_modify_delete)
 {
 	uint64_t gen;
+	struct cfg_snapshot *snap;
 
 	start_source(0);
 	wait_for(is_synced, NULL, "sync");
@@ -404,10 +420,14 @@ START_TEST(add_modify_delete)
 	delete_vs("a");
 	wait_for(vs_absent, "a", "VirtualService a deleted");
 
-	gen = kube_source_records_generation(ks);
+	snap = cfg_store_snapshot(store);
+	gen = snap->generation;
+	cfg_snapshot_unref(snap);
 	apply_service("ratings");
 	wait_for(svc_present, "ratings", "Service ratings");
-	ck_assert_uint_gt(kube_source_records_generation(ks), gen);
+	snap = cfg_store_snapshot(store);
+	ck_assert_uint_gt(snap->generation, gen);
+	cfg_snapshot_unref(snap);
 	control0("POST", "delete", "{\"apiVersion\":\"v1\",\"kind\":\"Service\","
 				   "\"metadata\":{\"name\":\"ratings\",\"namespace\":\"ns\"}}");
 	wait_for(svc_absent, "ratings", "Service ratings deleted");
@@ -582,7 +602,7 @@ int main(void)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	tcase_set_timeout(tc, 120);
 	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_add_test(tc, initial_sync_and_records);
+	tcase_add_test(tc, initial_sync_and_core_kinds);
 	tcase_add_test(tc, add_modify_delete);
 	tcase_add_test(tc, dropped_watch_resumes_without_relist);
 	tcase_add_test(tc, gone_relists_and_notices_deletions);

@@ -1,0 +1,30 @@
+/*
+ * kube_res.c - the table of resources meshd reads from the Kubernetes API
+ * (see kube_res.h).
+ */
+#include "controlplane/kube/kube_res.h"
+
+static const struct kube_res_info kube__res[KUBE_RES_COUNT] = {
+	[KUBE_RES_VIRTUAL_SERVICE] = { "networking.istio.io", "v1", "virtualservices", "VirtualService", true,
+				       CFG_VIRTUAL_SERVICE },
+	[KUBE_RES_DESTINATION_RULE] = { "networking.istio.io", "v1", "destinationrules", "DestinationRule", true,
+					CFG_DESTINATION_RULE },
+	[KUBE_RES_SERVICE_ENTRY] = { "networking.istio.io", "v1", "serviceentries", "ServiceEntry", true,
+				     CFG_SERVICE_ENTRY },
+	[KUBE_RES_WORKLOAD_ENTRY] = { "networking.istio.io", "v1", "workloadentries", "WorkloadEntry", true,
+				      CFG_WORKLOAD_ENTRY },
+	[KUBE_RES_PEER_AUTHENTICATION] = { "security.istio.io", "v1", "peerauthentications", "PeerAuthentication",
+					   true, CFG_PEER_AUTHENTICATION },
+	[KUBE_RES_AUTHORIZATION_POLICY] = { "security.istio.io", "v1", "authorizationpolicies",
+					    "AuthorizationPolicy", true, CFG_AUTHORIZATION_POLICY },
+	[KUBE_RES_SERVICE] = { "", "v1", "services", "Service", true, CFG_K8S_SERVICE },
+	[KUBE_RES_ENDPOINT_SLICE] = { "discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", true,
+				      CFG_K8S_ENDPOINT_SLICE },
+	[KUBE_RES_POD] = { "", "v1", "pods", "Pod", true, CFG_K8S_POD },
+	[KUBE_RES_NAMESPACE] = { "", "v1", "namespaces", "Namespace", false, CFG_K8S_NAMESPACE },
+};
+
+const struct kube_res_info *kube_res_info(enum kube_res r)
+{
+	return (unsigned)r < KUBE_RES_COUNT ? &kube__res[r] : NULL;
+}
