@@ -289,6 +289,30 @@ class MtlsTest(unittest.TestCase):
             self.meshd.write("service.yaml", SERVICE % {"host": HOST, "svc_port": SVC_PORT, "port": self.port,
                                                         "sa": "echo"})
 
+    def test_6_authorization_policy_on_the_inbound_listener(self):
+        self.set_mode("STRICT")
+        policy = """
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: echo-callers, namespace: test}
+spec:
+  selector: {matchLabels: {app: echo}}
+  action: ALLOW
+  rules:
+  - from: [{source: {principals: [%s]}}]
+"""
+        try:
+            xc = self.xds_client()
+            self.wait_calls(xc, ok, "mTLS client served before any policy")
+            self.meshd.write("authz.yaml", policy % ("cluster.local/ns/default/sa/someone-else"))
+            counts = self.wait_calls(xc, lambda c, n: c.get("ERR:PERMISSION_DENIED", 0) == n,
+                                     "caller outside the ALLOW list denied")
+            self.assertEqual(counts, {"ERR:PERMISSION_DENIED": 3})
+            self.meshd.write("authz.yaml", policy % ("cluster.local/ns/default/sa/client"))
+            self.wait_calls(xc, ok, "caller in the ALLOW list served")
+        finally:
+            self.meshd.remove("authz.yaml")
+
     def inbound_listener(self):
         """The inbound listener meshd last sent the server, from its config dump."""
         node = "sidecar~127.0.0.1~echo-1.test~test.svc.cluster.local"
