@@ -15,8 +15,12 @@
 #include "controlplane/ca/ca_service.h"
 #include "controlplane/config/store.h"
 #include "controlplane/debug/debug.h"
+#include "controlplane/debounce/debounce.h"
 #include "controlplane/debug/metrics.h"
 #include "controlplane/file/source.h"
+#include "controlplane/kube/kube_leader.h"
+#include "controlplane/kube/kube_source.h"
+#include "controlplane/kube/kube_tokenreview.h"
 #include "controlplane/model/model.h"
 #include "controlplane/xds/gen.h"
 #include "controlplane/xds/server.h"
@@ -61,6 +65,9 @@ struct meshd {
 	struct meshd_opts opts;
 	struct cfg_store *store;
 	struct file_source *files;
+	struct kube_source *kube;    /* without --config-dir */
+	struct kube_leader *leader;  /* with kube: who writes the root-cert ConfigMaps */
+	struct debounce push;        /* kube changes -> meshd_push */
 	struct xds_server *xds;
 	struct debug_server *debug;
 	struct ca *ca;
@@ -81,7 +88,8 @@ static void usage(FILE *f)
 		"\n"
 		"Config source:\n"
 		"  --config-dir DIR            serve every *.yaml|*.yml|*.json under DIR (watched)\n"
-		"  --kubeconfig PATH           Kubernetes API (not yet available in this build)\n"
+		"  --kubeconfig PATH           Kubernetes API through a kubeconfig; without --config-dir and\n"
+		"                              --kubeconfig: in-cluster (service account)\n"
 		"Listeners:\n"
 		"  --xds-addr ADDR             plaintext ADS (default 0.0.0.0:15010)\n"
 		"  --secure-addr ADDR          ADS + CA over TLS (default 0.0.0.0:15012)\n"
@@ -377,6 +385,11 @@ static int meshd_start_ca(struct meshd *d)
 			log_error("meshd", "--ca-token-file: %s", err);
 			return rc;
 		}
+	} else if (d->kube) {
+		rc = kube_tokenreview_authenticator_new(kube_source_client(d->kube), &d->ca_auth);
+		if (rc < 0)
+			return rc;
+		log_info("meshd", "CA callers are authenticated by Kubernetes TokenReview");
 	} else {
 		rc = ca_auth_none_new("meshd has no way to authenticate callers: start it with --ca-token-file",
 				      &d->ca_auth);
@@ -414,15 +427,47 @@ static int meshd_start_ca(struct meshd *d)
 	return rc;
 }
 
+/* Kubernetes changes: applied to the store at once, pushed debounced, and
+ * nothing served before every resource has been listed once. */
+static void meshd_kube_tick(struct meshd *d, bool readable)
+{
+	int n = readable ? kube_source_handle(d->kube) : 0;
+
+	if (n > 0)
+		debounce_change(&d->push, debounce_now());
+	if (d->leader && kube_source_namespaces_changed(d->kube))
+		kube_leader_kick(d->leader);
+	if (!d->ready) {
+		if (!kube_source_synced(d->kube) || meshd_push(d) < 0)
+			return;
+		debounce_init(&d->push, d->opts.debounce_after, d->opts.debounce_max);
+		pthread_mutex_lock(&d->lock);
+		d->ready = true;
+		pthread_mutex_unlock(&d->lock);
+		log_info("meshd", "Kubernetes resources synced; ready");
+		return;
+	}
+	if (debounce_take(&d->push, debounce_now()))
+		meshd_push(d);
+	else if (readable && n == 0)
+		meshd_refresh_errors(d);
+}
+
 static int meshd_loop(struct meshd *d, int sfd)
 {
 	for (;;) {
-		struct pollfd pfd[2] = {
+		struct pollfd pfd[3] = {
 			{ .fd = sfd, .events = POLLIN },
-			{ .fd = file_source_fd(d->files), .events = POLLIN },
+			{ .fd = d->files ? file_source_fd(d->files) : -1, .events = POLLIN },
+			{ .fd = d->kube ? kube_source_fd(d->kube) : -1, .events = POLLIN },
 		};
-		int timeout = file_source_timeout_ms(d->files, file_source_now());
-		int n = poll(pfd, 2, timeout);
+		int timeout = d->files ? file_source_timeout_ms(d->files, file_source_now()) : -1;
+		int kt = debounce_timeout_ms(&d->push, debounce_now());
+		int n;
+
+		if (kt >= 0 && (timeout < 0 || kt < timeout))
+			timeout = kt;
+		n = poll(pfd, 3, timeout);
 
 		if (n < 0 && errno != EINTR)
 			return -errno;
@@ -433,6 +478,10 @@ static int meshd_loop(struct meshd *d, int sfd)
 				return 0;
 			}
 		}
+		if (d->kube)
+			meshd_kube_tick(d, pfd[2].revents & POLLIN);
+		if (!d->files)
+			continue;
 		if (pfd[1].revents & POLLIN)
 			file_source_handle(d->files, file_source_now());
 		n = file_source_tick(d->files, file_source_now());
@@ -455,11 +504,6 @@ int main(int argc, char **argv)
 	if (rc)
 		return rc == 1 ? 0 : 2;
 
-	if (!d.opts.config_dir) {
-		fprintf(stderr, "meshd: the Kubernetes API source is not available in this build yet; "
-				"use --config-dir DIR\n");
-		return 2;
-	}
 
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGINT);
@@ -476,7 +520,16 @@ int main(int argc, char **argv)
 	d.store = cfg_store_new();
 	if (!d.store)
 		goto out;
-	{
+	debounce_init(&d.push, d.opts.debounce_after, d.opts.debounce_max);
+	if (!d.opts.config_dir) {
+		struct kube_source_config kc = { .store = d.store, .kubeconfig = d.opts.kubeconfig };
+		rc = kube_source_new(&kc, &d.kube);
+		if (rc < 0) {
+			log_error("meshd", "Kubernetes API (%s): %s", d.opts.kubeconfig ? d.opts.kubeconfig : "in-cluster",
+				  mesh_strerror(rc));
+			goto out;
+		}
+	} else {
 		struct file_source_config fc = {
 			.dir = d.opts.config_dir,
 			.store = d.store,
@@ -492,6 +545,18 @@ int main(int argc, char **argv)
 	rc = meshd_start_ca(&d);
 	if (rc < 0)
 		goto out;
+	if (d.kube) {
+		struct kube_leader_config lc = {
+			.client = kube_source_client(d.kube),
+			.ns = d.opts.root_namespace,
+			.root_pem = ca_root_pem(d.ca),
+		};
+		rc = kube_leader_start(&lc, &d.leader);
+		if (rc < 0) {
+			log_error("meshd", "leader election: %s", mesh_strerror(rc));
+			goto out;
+		}
+	}
 	{
 		struct xds_server_unary unary;
 		grpc_server_credentials *creds;
@@ -533,18 +598,22 @@ int main(int argc, char **argv)
 		log_info("meshd", "debug HTTP on %s", d.opts.http_addr);
 	}
 
-	rc = file_source_sync(d.files);
-	if (rc < 0) {
-		log_error("meshd", "loading %s: %s", d.opts.config_dir, mesh_strerror(rc));
-		goto out;
+	if (d.files) {
+		rc = file_source_sync(d.files);
+		if (rc < 0) {
+			log_error("meshd", "loading %s: %s", d.opts.config_dir, mesh_strerror(rc));
+			goto out;
+		}
+		rc = meshd_push(&d);
+		if (rc < 0)
+			goto out;
+		pthread_mutex_lock(&d.lock);
+		d.ready = true;
+		pthread_mutex_unlock(&d.lock);
+		log_info("meshd", "ready");
+	} else {
+		log_info("meshd", "waiting for the Kubernetes resources to be listed before serving");
 	}
-	rc = meshd_push(&d);
-	if (rc < 0)
-		goto out;
-	pthread_mutex_lock(&d.lock);
-	d.ready = true;
-	pthread_mutex_unlock(&d.lock);
-	log_info("meshd", "ready");
 
 	rc = meshd_loop(&d, sfd);
 	status = rc < 0 ? 1 : 0;
@@ -554,8 +623,10 @@ out:
 	/* after the server: its calls are bound to the CA service's queue */
 	ca_service_free(d.ca_svc);
 	ca_auth_free(d.ca_auth);
+	kube_leader_stop(d.leader);  /* releases the lease; before the client goes */
 	ca_free(d.ca);
 	file_source_free(d.files);
+	kube_source_free(d.kube);
 	model_unref(d.model);
 	cfg_snapshot_unref(d.cfg);
 	cfg_store_free(d.store);

@@ -23,6 +23,7 @@ struct kube_source {
 	struct kube_client *client;
 	struct kube_watch *watch;
 	bool synced[KUBE_RES_COUNT];
+	bool namespaces_changed;
 };
 
 int kube_source_new(const struct kube_source_config *cfg, struct kube_source **out)
@@ -84,6 +85,19 @@ void kube_source_free(struct kube_source *ks)
 	free(ks);
 }
 
+bool kube_source_namespaces_changed(struct kube_source *ks)
+{
+	bool c = ks->namespaces_changed;
+
+	ks->namespaces_changed = false;
+	return c;
+}
+
+struct kube_client *kube_source_client(struct kube_source *ks)
+{
+	return ks->client;
+}
+
 int kube_source_fd(const struct kube_source *ks)
 {
 	return kube_watch_fd(ks->watch);
@@ -106,6 +120,8 @@ static int kube_source__apply(struct kube_source *ks, struct kube_event *e)
 	size_t i;
 	int rc = 0;
 
+	if (e->res == KUBE_RES_NAMESPACE && (e->type == KUBE_EVENT_PUT || e->type == KUBE_EVENT_DELETE))
+		ks->namespaces_changed = true;
 	switch (e->type) {
 	case KUBE_EVENT_SYNCED:
 		if (!ks->synced[e->res])

@@ -22,6 +22,7 @@
 #define MESH_KUBE_SOURCE_H
 
 #include "controlplane/config/store.h"
+#include "controlplane/kube/kube_client.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -55,5 +56,13 @@ int kube_source_handle(struct kube_source *ks);
 /* True once every resource has been listed once (a resource whose CRD is
  * not installed counts as listed, empty). */
 bool kube_source_synced(const struct kube_source *ks);
+
+/* True (once) when a Namespace was added, changed or deleted since the
+ * last call. */
+bool kube_source_namespaces_changed(struct kube_source *ks);
+
+/* The API client, for the other users of the API on threads that may block
+ * (leader election, TokenReview); valid until kube_source_free(). */
+struct kube_client *kube_source_client(struct kube_source *ks);
 
 #endif
