@@ -49,7 +49,7 @@ def wait_for(pred, timeout=20.0, interval=0.05, what="condition"):
 class Meshd:
     """meshd on a temporary config directory with loopback ports."""
 
-    def __init__(self, files=None, extra_args=()):
+    def __init__(self, files=None, extra_args=(), kubeconfig=None, env=None):
         self.dir = tempfile.mkdtemp(prefix="meshd-it-")
         self.config_dir = os.path.join(self.dir, "config")
         os.mkdir(self.config_dir)
@@ -58,6 +58,8 @@ class Meshd:
         self.secure_port = free_port()
         self.log_path = os.path.join(self.dir, "meshd.log")
         self.extra_args = list(extra_args)
+        self.kubeconfig = kubeconfig  # the Kubernetes API instead of config_dir
+        self.env = env
         self.proc = None
         for name, text in (files or {}).items():
             self.write(name, text)
@@ -73,11 +75,12 @@ class Meshd:
     def remove(self, name):
         os.unlink(os.path.join(self.config_dir, name))
 
-    def start(self):
+    def start(self, wait_ready=True):
         wrapper = os.environ.get("MESHD_WRAPPER", "").split()
+        source = ["--kubeconfig", self.kubeconfig] if self.kubeconfig else ["--config-dir", self.config_dir]
         args = wrapper + [
             MESHD,
-            "--config-dir", self.config_dir,
+        ] + source + [
             "--xds-addr", "127.0.0.1:%d" % self.xds_port,
             "--http-addr", "127.0.0.1:%d" % self.http_port,
             "--secure-addr", "127.0.0.1:%d" % self.secure_port,
@@ -85,8 +88,10 @@ class Meshd:
             "--log-level", "debug",
         ] + self.extra_args
         self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
-        wait_for(self.ready, timeout=60, what="meshd /ready")
+        env = dict(os.environ, **self.env) if self.env else None
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        if wait_ready:
+            wait_for(self.ready, timeout=60, what="meshd /ready")
         return self
 
     def ready(self):

@@ -279,7 +279,9 @@ class Handler(BaseHTTPRequestHandler):
         if path.startswith("/_control/"):
             return self.control(method, path[len("/_control/"):], q)
         with WORLD.cv:
-            WORLD.requests.append({"method": method, "path": path, "query": q})
+            auth = self.headers.get("Authorization", "")
+            WORLD.requests.append({"method": method, "path": path, "query": q,
+                                   "token": auth[7:] if auth.startswith("Bearer ") else None})
             down = WORLD.down
             tokens = set(WORLD.tokens)
         if down:
