@@ -1,0 +1,253 @@
+"""deploy/ and crd-schemas/ as Kubernetes would read them (PyYAML).
+
+Every manifest parses and names its kind; the Deployment (replicas, ports,
+probes, resources, security context, downward-API env), the Service istiod,
+the PodDisruptionBudget and the RBAC (least privilege, covering every
+resource meshd watches, as listed in controlplane/kube/kube_res.c) agree with
+each other and with meshd; the kustomization includes every CRD without a
+hand-made copy; the CRDs are well-formed structural apiextensions.k8s.io/v1
+schemas; `meshctl validate` accepts examples/ against them and refuses a bad
+object; the Dockerfile is multi-stage bookworm, built by scripts/deps.sh,
+running as non-root.
+"""
+import glob
+import os
+import re
+import subprocess
+import tempfile
+import unittest
+
+import yaml
+
+from meshtest import MESHCTL, ROOT
+
+DEPLOY = os.path.join(ROOT, "deploy")
+CRDS = os.path.join(ROOT, "crd-schemas")
+PORTS = {15010, 15012, 15014}
+
+
+def load_all(path):
+    with open(path) as f:
+        return [d for d in yaml.safe_load_all(f) if d is not None]
+
+
+def watched_resources():
+    """(group, plural) of every resource meshd watches, from its resource table."""
+    with open(os.path.join(ROOT, "controlplane", "kube", "kube_res.c")) as f:
+        text = f.read()
+    return set(re.findall(r'\{\s*"([a-z0-9.]*)",\s*"v1",\s*"([a-z]+)"', text))
+
+
+def structural_problems(node, path):
+    """Rules of a structural schema that matter here: every node states a type
+    (unless it preserves unknown fields or is int-or-string), properties only on
+    objects, items on arrays, no properties beside additionalProperties."""
+    out = []
+    if not isinstance(node, dict):
+        return ["%s: not a schema" % path]
+    free = node.get("x-kubernetes-preserve-unknown-fields") or node.get("x-kubernetes-int-or-string")
+    t = node.get("type")
+    if not t and not free:
+        out.append("%s: no type" % path)
+    if "properties" in node and t not in (None, "object"):
+        out.append("%s: properties on a %s" % (path, t))
+    if "properties" in node and "additionalProperties" in node:
+        out.append("%s: properties and additionalProperties" % path)
+    if t == "array" and "items" not in node:
+        out.append("%s: array without items" % path)
+    for k, v in (node.get("properties") or {}).items():
+        out += structural_problems(v, "%s.%s" % (path, k))
+    if isinstance(node.get("items"), dict):
+        out += structural_problems(node["items"], path + "[]")
+    if isinstance(node.get("additionalProperties"), dict):
+        out += structural_problems(node["additionalProperties"], path + "{}")
+    for key in ("oneOf", "anyOf", "allOf"):
+        for i, sub in enumerate(node.get(key) or []):
+            # value validations inside oneOf/anyOf need no type of their own
+            if isinstance(sub, dict) and "properties" in sub:
+                for k, v in sub["properties"].items():
+                    if isinstance(v, dict) and v:
+                        out += [p for p in structural_problems(v, "%s.%s[%d].%s" % (path, key, i, k))
+                                if not p.endswith("no type")]
+    return out
+
+
+class DeployTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.objs = []
+        for path in sorted(glob.glob(os.path.join(DEPLOY, "*.yaml"))):
+            if os.path.basename(path) == "kustomization.yaml":
+                continue
+            for d in load_all(path):
+                cls.objs.append((os.path.basename(path), d))
+
+    def of_kind(self, kind):
+        return [d for _, d in self.objs if d["kind"] == kind]
+
+    def one(self, kind):
+        found = self.of_kind(kind)
+        self.assertEqual(len(found), 1, kind)
+        return found[0]
+
+    def test_every_manifest_has_the_basics(self):
+        self.assertTrue(self.objs)
+        for name, d in self.objs:
+            for key in ("apiVersion", "kind", "metadata"):
+                self.assertIn(key, d, name)
+            self.assertTrue(d["metadata"].get("name"), name)
+            if d["kind"] not in ("Namespace", "ClusterRole", "ClusterRoleBinding"):
+                self.assertEqual(d["metadata"].get("namespace"), "istio-system", (name, d["kind"]))
+        kinds = {d["kind"] for _, d in self.objs}
+        self.assertTrue({"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+                         "Deployment", "Service", "PodDisruptionBudget"} <= kinds, kinds)
+
+    def test_deployment(self):
+        dep = self.one("Deployment")
+        spec = dep["spec"]
+        self.assertEqual(spec["replicas"], 2)
+        pod = spec["template"]
+        for k, v in spec["selector"]["matchLabels"].items():
+            self.assertEqual(pod["metadata"]["labels"].get(k), v)
+        ps = pod["spec"]
+        self.assertEqual(ps["serviceAccountName"], self.one("ServiceAccount")["metadata"]["name"])
+        self.assertTrue(ps["securityContext"]["runAsNonRoot"])
+        self.assertNotEqual(ps["securityContext"].get("runAsUser"), 0)
+        (c,) = ps["containers"]
+        self.assertEqual({p["containerPort"] for p in c["ports"]}, PORTS)
+        probe = c["readinessProbe"]["httpGet"]
+        self.assertEqual((probe["path"], probe["port"]), ("/ready", 15014))
+        for part in ("requests", "limits"):
+            self.assertTrue({"cpu", "memory"} <= set(c["resources"][part]), part)
+        sc = c["securityContext"]
+        self.assertTrue(sc["readOnlyRootFilesystem"])
+        self.assertTrue(sc["runAsNonRoot"])
+        self.assertFalse(sc["allowPrivilegeEscalation"])
+        self.assertIn("ALL", sc["capabilities"]["drop"])
+        env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in c["env"] if "valueFrom" in e}
+        self.assertEqual(env.get("POD_NAME"), "metadata.name")
+        self.assertEqual(env.get("POD_NAMESPACE"), "metadata.namespace")
+        # every flag is one meshd knows (no --config-dir: the Kubernetes API)
+        out = subprocess.run([os.path.join(os.environ.get("MESH_BUILD", os.path.join(ROOT, "build")), "bin",
+                                           "meshd"), "--help"], capture_output=True, text=True, timeout=30).stdout
+        for a in c["args"]:
+            flag = a.split("=", 1)[0]
+            self.assertIn(flag + " ", out, flag)
+            self.assertNotEqual(flag, "--config-dir")
+        mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+        ca_dir = [a.split("=", 1)[1] for a in c["args"] if a.startswith("--ca-dir=")][0]
+        self.assertTrue(mounts[ca_dir].get("readOnly"))
+
+    def test_service_and_pdb_select_the_pods(self):
+        pod_labels = self.one("Deployment")["spec"]["template"]["metadata"]["labels"]
+        svc = self.one("Service")
+        self.assertEqual(svc["metadata"]["name"], "istiod")
+        self.assertEqual({p["port"] for p in svc["spec"]["ports"]}, PORTS)
+        for p in svc["spec"]["ports"]:
+            self.assertEqual(p.get("targetPort", p["port"]), p["port"])
+        for k, v in svc["spec"]["selector"].items():
+            self.assertEqual(pod_labels.get(k), v)
+        pdb = self.one("PodDisruptionBudget")
+        self.assertEqual(pdb["apiVersion"], "policy/v1")
+        for k, v in pdb["spec"]["selector"]["matchLabels"].items():
+            self.assertEqual(pod_labels.get(k), v)
+        self.assertGreaterEqual(pdb["spec"].get("minAvailable", 0), 1)
+
+    def test_rbac_is_least_privilege_and_complete(self):
+        def grants(role):
+            g = set()
+            for r in role["rules"]:
+                for grp in r["apiGroups"]:
+                    for res in r["resources"]:
+                        for verb in r["verbs"]:
+                            self.assertNotIn("*", (grp, res, verb), r)
+                            g.add((grp, res, verb))
+            return g
+
+        cluster = grants(self.one("ClusterRole"))
+        watched = watched_resources()
+        self.assertEqual(len(watched), 10, watched)
+        for grp, res in watched:
+            for verb in ("get", "list", "watch"):
+                self.assertIn((grp, res, verb), cluster)
+        for verb in ("create", "update"):
+            self.assertIn(("", "configmaps", verb), cluster)
+        self.assertIn(("authentication.k8s.io", "tokenreviews", "create"), cluster)
+        allowed = {(g, r) for g, r in watched} | {("", "configmaps"), ("authentication.k8s.io", "tokenreviews")}
+        self.assertEqual({(g, r) for g, r, _ in cluster} - allowed, set())
+        self.assertFalse([v for v in cluster if v[2] in ("delete", "deletecollection", "patch", "escalate", "bind")])
+        role = self.one("Role")
+        self.assertEqual(role["metadata"]["namespace"], "istio-system")
+        self.assertEqual(grants(role), {("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")})
+        sa = self.one("ServiceAccount")["metadata"]
+        for kind, ref in (("ClusterRoleBinding", self.one("ClusterRole")), ("RoleBinding", role)):
+            b = self.one(kind)
+            self.assertEqual(b["roleRef"]["name"], ref["metadata"]["name"])
+            self.assertIn({"kind": "ServiceAccount", "name": sa["name"], "namespace": sa["namespace"]},
+                          b["subjects"])
+
+    def test_kustomization_includes_everything_once(self):
+        (k,) = load_all(os.path.join(DEPLOY, "kustomization.yaml"))
+        files = {os.path.basename(p) for p in glob.glob(os.path.join(DEPLOY, "*.yaml"))} - {"kustomization.yaml"}
+        self.assertEqual({r for r in k["resources"] if not r.startswith("..")}, files)
+        self.assertIn("../crd-schemas", k["resources"])
+        (base,) = load_all(os.path.join(CRDS, "kustomization.yml"))
+        self.assertEqual(sorted(base["resources"]),
+                         sorted(os.path.basename(p) for p in glob.glob(os.path.join(CRDS, "*.yaml"))))
+        # the CRDs are referenced, never copied into deploy/
+        for _, d in self.objs:
+            self.assertNotEqual(d["kind"], "CustomResourceDefinition")
+
+    def test_crds_are_well_formed(self):
+        paths = sorted(glob.glob(os.path.join(CRDS, "*.yaml")))
+        self.assertEqual(len(paths), 6)
+        for path in paths:
+            (crd,) = load_all(path)
+            name = os.path.basename(path)
+            self.assertEqual(crd["apiVersion"], "apiextensions.k8s.io/v1", name)
+            self.assertEqual(crd["kind"], "CustomResourceDefinition", name)
+            spec = crd["spec"]
+            names = spec["names"]
+            self.assertEqual(crd["metadata"]["name"], "%s.%s" % (names["plural"], spec["group"]), name)
+            for key in ("kind", "plural", "listKind", "singular"):
+                self.assertTrue(names.get(key), (name, key))
+            self.assertIn(spec["scope"], ("Namespaced", "Cluster"))
+            self.assertEqual(sum(1 for v in spec["versions"] if v["storage"]), 1, name)
+            self.assertIn((spec["group"], names["plural"]), watched_resources(), name)
+            for v in spec["versions"]:
+                self.assertTrue(v["served"] in (True, False))
+                schema = v["schema"]["openAPIV3Schema"]
+                self.assertEqual(schema.get("type"), "object", (name, v["name"]))
+                problems = structural_problems(schema, "%s %s" % (name, v["name"]))
+                self.assertEqual(problems, [], problems[:10])
+
+    def test_meshctl_validates_examples_against_the_crds(self):
+        r = subprocess.run([MESHCTL, "validate", "-f", os.path.join(ROOT, "examples")], capture_output=True,
+                           text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "bad.yaml"), "w") as f:
+                f.write("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: x}\n"
+                        "spec: {host: x, subsets: [{name: v1, labels: {version: 1}}]}\n")
+            r = subprocess.run([MESHCTL, "validate", "-f", d], capture_output=True, text=True, timeout=60)
+            self.assertNotEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def test_dockerfile(self):
+        with open(os.path.join(DEPLOY, "Dockerfile")) as f:
+            lines = [l.strip() for l in f if l.strip() and not l.startswith("#")]
+        froms = [l for l in lines if l.startswith("FROM ")]
+        self.assertEqual(len(froms), 2, froms)
+        self.assertTrue(all("bookworm" in l for l in froms), froms)
+        build = lines[:lines.index(froms[1])]
+        run = lines[lines.index(froms[1]):]
+        self.assertTrue(any("scripts/deps.sh" in l for l in build))
+        self.assertTrue(any(l.startswith("COPY --from=") for l in run))
+        users = [l.split()[1] for l in run if l.startswith("USER ")]
+        self.assertTrue(users and users[-1].split(":")[0] not in ("0", "root"), users)
+        text = " ".join(run)
+        for dev in ("-dev", "build-essential", "make ", "gcc"):
+            self.assertNotIn(dev, text)
+
+
+if __name__ == "__main__":
+    unittest.main()
