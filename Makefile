@@ -140,6 +140,11 @@ integration-valgrind: $(BINS)
 	@MESHD_WRAPPER="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite" \
 		MESH_IT_PATTERN="test_[rh]o*.py" sh tests/integration/run.sh $(BUILD)
 
+.PHONY: kube-fake-check
+# the fake Kubernetes API server the kube tests run against keeps to the API conventions
+kube-fake-check:
+	@/usr/bin/python3 tests/kube/test_fake_apiserver.py
+
 proto-check: $(PB_H)
 	@sh tests/proto/compare.sh $(BUILD)
 
@@ -147,6 +152,7 @@ test: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory check-style
 	@$(MAKE) --no-print-directory proto-check
+	@$(MAKE) --no-print-directory kube-fake-check
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory unit-asan
 	@$(MAKE) --no-print-directory integration
