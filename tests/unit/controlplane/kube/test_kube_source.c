@@ -10,6 +10,7 @@
  */
 #include "controlplane/config/store.h"
 #include "controlplane/kube/kube_source.h"
+#include "controlplane/kube/kube_tokenreview.h"
 
 #include <check.h>
 #include <curl/curl.h>
@@ -582,6 +583,49 @@ START_TEST(token_file_rotation)
 }
 END_TEST
 
+START_TEST(tokenreview_identities)
+{
+	struct ca_authenticator *auth = NULL;
+	struct ca_identity id;
+	char ns[64], sa[64], msg[256];
+
+	control0("POST", "tokenreviews",
+		 "{\"tokens\":{\"sa-tok\":{\"username\":\"system:serviceaccount:app:web\"},"
+		 "\"user-tok\":{\"username\":\"alice\"},"
+		 "\"odd-tok\":{\"username\":\"system:serviceaccount:app:web:extra\"}}}");
+	start_source(0);
+	ck_assert_int_eq(kube_tokenreview(kube_source_client(ks), "sa-tok", ns, sizeof(ns), sa, sizeof(sa), msg,
+					  sizeof(msg)), 0);
+	ck_assert_str_eq(ns, "app");
+	ck_assert_str_eq(sa, "web");
+	ck_assert_int_eq(kube_tokenreview(kube_source_client(ks), "user-tok", ns, sizeof(ns), sa, sizeof(sa), msg,
+					  sizeof(msg)), -EACCES);
+	ck_assert_int_eq(kube_tokenreview(kube_source_client(ks), "odd-tok", ns, sizeof(ns), sa, sizeof(sa), msg,
+					  sizeof(msg)), -EACCES);
+	ck_assert_int_eq(kube_tokenreview(kube_source_client(ks), "nobody", ns, sizeof(ns), sa, sizeof(sa), msg,
+					  sizeof(msg)), -EACCES);
+	ck_assert_ptr_null(strstr(msg, "nobody")); /* the token is never echoed */
+	ck_assert_int_eq(kube_tokenreview(kube_source_client(ks), "", ns, sizeof(ns), sa, sizeof(sa), msg,
+					  sizeof(msg)), -EACCES);
+	/* a namespace that does not fit the caller's buffer is refused, not cut */
+	ck_assert_int_eq(kube_tokenreview(kube_source_client(ks), "sa-tok", ns, 3, sa, sizeof(sa), msg,
+					  sizeof(msg)), -EACCES);
+	ck_assert_int_eq(kube_tokenreview_authenticator_new(kube_source_client(ks), &auth), 0);
+	ck_assert_int_eq(ca_auth_authenticate(auth, "sa-tok", &id, msg, sizeof(msg)), 0);
+	ck_assert_str_eq(id.ns, "app");
+	ck_assert_str_eq(id.sa, "web");
+	ck_assert_int_eq(ca_auth_authenticate(auth, "user-tok", &id, msg, sizeof(msg)), -EACCES);
+	ca_auth_free(auth);
+	/* the API server is down: the review fails, and not as a refusal */
+	control0("POST", "down", NULL);
+	ck_assert_int_lt(kube_tokenreview(kube_source_client(ks), "sa-tok", ns, sizeof(ns), sa, sizeof(sa), msg,
+					  sizeof(msg)), 0);
+	ck_assert_int_ne(kube_tokenreview(kube_source_client(ks), "sa-tok", ns, sizeof(ns), sa, sizeof(sa), msg,
+					  sizeof(msg)), -EACCES);
+	control0("POST", "up", NULL);
+}
+END_TEST
+
 START_TEST(bad_kubeconfig_fails)
 {
 	struct kube_source_config c = { .store = store, .kubeconfig = "/nonexistent/kubeconfig" };
@@ -611,6 +655,7 @@ int main(void)
 	tcase_add_test(tc, server_goes_away_and_comes_back);
 	tcase_add_test(tc, crd_not_installed_does_not_block);
 	tcase_add_test(tc, token_file_rotation);
+	tcase_add_test(tc, tokenreview_identities);
 	tcase_add_test(tc, bad_kubeconfig_fails);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
