@@ -8,8 +8,11 @@
  * up to the root), and replaces DIR/root-cert.pem, DIR/key.pem (0600) and
  * DIR/cert-chain.pem (leaf + intermediates), each atomically, so gRPC's
  * file_watcher certificate provider never reads a half-written file.
- * Renewal happens at half the lifetime; failures are retried with
- * exponential backoff (1s doubling to 60s).
+ * Renewal happens at half the lifetime, counted from when we asked (the CA
+ * backdates notBefore by CA_BACKDATE_SECONDS for clock skew, which must not
+ * shorten the wait: a 20s certificate would otherwise look already half
+ * spent), and never sooner than CERTS_RENEW_MIN_SECONDS; failures are
+ * retried with exponential backoff (1s doubling to 60s).
  *
  * Trust: --root-cert PATH verifies meshd's serving certificate.  With
  * --insecure-bootstrap (explicit) the first call does not verify the
@@ -53,6 +56,7 @@
 #define CERTS_MAX_ROOT_BYTES (1024 * 1024)
 #define CERTS_BACKOFF_MIN 1
 #define CERTS_BACKOFF_MAX 60
+#define CERTS_RENEW_MIN_SECONDS 1
 #define CERTS_PATH_CAP 4096
 #define CERTS_ERR_CAP 512
 
@@ -73,6 +77,7 @@ struct issued {
 	char *key;
 	char *root;
 	char spiffe[CA_ERR_CAP];
+	time_t asked_at;  /* our clock when the request went out */
 	time_t not_before, not_after;
 };
 
@@ -452,6 +457,7 @@ static int certs_issue(const struct certs_opts *o, const char *trust_pem, struct
 	char *csr = NULL, *token = NULL;
 	uint8_t *wire = NULL;
 	grpc_slice rs = grpc_empty_slice();
+	time_t asked_at;
 	size_t len;
 	int rc;
 
@@ -478,6 +484,7 @@ static int certs_issue(const struct certs_opts *o, const char *trust_pem, struct
 		goto out;
 	}
 	istio__v1__auth__istio_certificate_request__pack(&req, wire);
+	asked_at = time(NULL);
 	rc = call_ca(o, trust_pem, token, wire, len, &rs, err, cap);
 	if (rc < 0)
 		goto out;
@@ -490,6 +497,7 @@ static int certs_issue(const struct certs_opts *o, const char *trust_pem, struct
 	rc = check_response(resp, key, trust_pem, out, err, cap);
 	if (rc < 0)
 		goto out;
+	out->asked_at = asked_at;
 	out->key = NULL;
 	{
 		BIO *b = BIO_new(BIO_s_mem());
@@ -539,6 +547,18 @@ static int certs_write(const char *dir, const struct issued *is, char *err, size
 		}
 	}
 	return 0;
+}
+
+/* When to ask again: half way through the lifetime as we see it (from
+ * when we asked, or notBefore if that is later), at least
+ * CERTS_RENEW_MIN_SECONDS from now so a short or already clamped
+ * certificate cannot make us hammer the CA. */
+static time_t certs_renew_at(const struct issued *is, time_t now)
+{
+	time_t start = is->not_before > is->asked_at ? is->not_before : is->asked_at;
+	time_t renew = start + (is->not_after - start) / 2;
+
+	return renew < now + CERTS_RENEW_MIN_SECONDS ? now + CERTS_RENEW_MIN_SECONDS : renew;
 }
 
 static void sleep_seconds(int64_t s)
@@ -653,7 +673,7 @@ int certs_main(int argc, char **argv)
 			rc = certs_write(o.dir, &is, err, sizeof(err));
 		if (rc == 0) {
 			time_t now = time(NULL);
-			time_t renew = is.not_before + (is.not_after - is.not_before) / 2;
+			time_t renew = certs_renew_at(&is, now);
 			log_info(SCOPE, "rotated: %s, valid until %lld, files in %s; next renewal in %llds", is.spiffe,
 				 (long long)is.not_after, o.dir, (long long)(renew - now));
 			if (!trust) {
