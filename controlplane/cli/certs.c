@@ -5,9 +5,11 @@
  * Each round makes a fresh EC P-256 key and CSR, reads the bearer token
  * file again (projected tokens rotate), calls CreateCertificate over TLS
  * with gRPC core, checks the answer (the leaf holds our key and verifies
- * up to the root), and replaces DIR/root-cert.pem, DIR/key.pem (0600) and
- * DIR/cert-chain.pem (leaf + intermediates), each atomically, so gRPC's
- * file_watcher certificate provider never reads a half-written file.
+ * up to the root), and publishes DIR/root-cert.pem, DIR/key.pem (0600) and
+ * DIR/cert-chain.pem (leaf + intermediates) as one version: the files go
+ * into a new directory and one symlink swap makes them current together,
+ * so gRPC's file_watcher certificate provider never reads a half-written
+ * file nor a key with another version's certificate (see certs_write).
  * Renewal happens at half the lifetime, counted from when we asked (the CA
  * backdates notBefore by CA_BACKDATE_SECONDS for clock skew, which must not
  * shorten the wait: a 20s certificate would otherwise look already half
@@ -42,12 +44,16 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define SCOPE "certs"
 #define CERTS_METHOD "/istio.v1.auth.IstioCertificateService/CreateCertificate"
@@ -100,6 +106,9 @@ static void certs_usage(FILE *f)
 		   "\n"
 		   "Gets a workload certificate from meshd's CA and keeps it fresh in DIR\n"
 		   "(cert-chain.pem, key.pem, root-cert.pem), renewing at half its lifetime.\n"
+		   "The three names are symlinks into DIR/..data, itself a symlink to a versioned\n"
+		   "directory (..certs-TIME.XXXXXX) that each renewal replaces in one rename, so a\n"
+		   "reader such as gRPC's file_watcher never pairs a new key with an old certificate.\n"
 		   "  --root-cert PATH       roots that verify meshd's TLS port\n"
 		   "  --insecure-bootstrap   do not verify meshd the first time; trust the root it returns\n"
 		   "  --token-file PATH      bearer token for the CA (re-read for every request)\n"
@@ -528,25 +537,159 @@ out:
 	return rc;
 }
 
-static int certs_write(const char *dir, const struct issued *is, char *err, size_t cap)
+/*
+ * The files a reader sees change together.  gRPC's file_watcher provider
+ * (1.51) reads key.pem and cert-chain.pem one after the other and only
+ * checks that neither file's mtime moved while it read; it does not check
+ * that the key belongs to the certificate.  Renaming the two files one by
+ * one leaves a moment where a whole read sees the new key with the old
+ * certificate, and gRPC serves that pair until its next refresh, failing
+ * every handshake meanwhile.  So each rotation writes a new version
+ * directory and swaps one symlink, as Kubernetes does for projected
+ * volumes:
+ *
+ *   DIR/..certs-<UTC time>.XXXXXX/{root-cert.pem,key.pem,cert-chain.pem}
+ *   DIR/..data -> ..certs-<UTC time>.XXXXXX     (replaced by one rename)
+ *   DIR/NAME   -> ..data/NAME                   (made once)
+ *
+ * A reader that opens both files between two swaps sees one version; one
+ * that straddles a swap sees the mtime change (versions are written at
+ * least CERTS_RENEW_MIN_SECONDS apart, so their mtimes differ) and reads
+ * again.  The previous version is kept for readers still holding its
+ * names; older ones are removed.  Returns 0 or -errno, with err set.
+ */
+#define CERTS_VERSION_PREFIX "..certs-"
+#define CERTS_DATA_LINK "..data"
+#define CERTS_DATA_TMP "..data_tmp"
+#define CERTS_NAME_CAP 256
+
+static const char *const certs_files[] = { "root-cert.pem", "key.pem", "cert-chain.pem" };
+
+static int path_in(char *out, size_t cap, const char *dir, const char *name)
 {
-	static const char *const names[] = { "root-cert.pem", "key.pem", "cert-chain.pem" };
-	const char *data[] = { is->root, is->key, is->chain };
-	const unsigned modes[] = { 0644, 0600, 0644 };
-	char p[CERTS_PATH_CAP];
-	size_t i;
+	return snprintf(out, cap, "%s/%s", dir, name) >= (int)cap ? -ENAMETOOLONG : 0;
+}
+
+/* Point DIR/name at target with a rename over it (atomic for readers). */
+static int link_atomic(const char *dir, const char *name, const char *target, const char *tmpname)
+{
+	char p[CERTS_PATH_CAP], tmp[CERTS_PATH_CAP], cur[CERTS_PATH_CAP];
+	ssize_t n;
 	int rc;
 
+	if ((rc = path_in(p, sizeof(p), dir, name)) < 0 || (rc = path_in(tmp, sizeof(tmp), dir, tmpname)) < 0)
+		return rc;
+	n = readlink(p, cur, sizeof(cur) - 1);
+	if (n >= 0 && (size_t)n == strlen(target) && memcmp(cur, target, (size_t)n) == 0)
+		return 0;
+	unlink(tmp);
+	if (symlink(target, tmp) < 0)
+		return -errno;
+	if (rename(tmp, p) < 0) {
+		rc = -errno;
+		unlink(tmp);
+		return rc;
+	}
+	return 0;
+}
+
+static void remove_version(const char *dir, const char *name)
+{
+	char p[CERTS_PATH_CAP], f[CERTS_PATH_CAP];
+	size_t i;
+
+	if (path_in(p, sizeof(p), dir, name) < 0)
+		return;
+	for (i = 0; i < sizeof(certs_files) / sizeof(certs_files[0]); i++)
+		if (path_in(f, sizeof(f), p, certs_files[i]) == 0)
+			unlink(f);
+	if (rmdir(p) < 0)
+		log_warn(SCOPE, "cannot remove old version %s: %s", p, strerror(errno));
+}
+
+/* Remove our version directories other than keep1 and keep2. */
+static void prune_versions(const char *dir, const char *keep1, const char *keep2)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+
+	if (!d)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		if (strncmp(e->d_name, CERTS_VERSION_PREFIX, strlen(CERTS_VERSION_PREFIX)) != 0 ||
+		    strcmp(e->d_name, keep1) == 0 || strcmp(e->d_name, keep2) == 0)
+			continue;
+		remove_version(dir, e->d_name);
+	}
+	closedir(d);
+}
+
+static int certs_write(const char *dir, const struct issued *is, char *err, size_t cap)
+{
+	const char *data[] = { is->root, is->key, is->chain };
+	const unsigned modes[] = { 0644, 0600, 0644 };
+	char ver[CERTS_PATH_CAP], p[CERTS_PATH_CAP], target[CERTS_NAME_CAP], tmpname[CERTS_NAME_CAP];
+	char prev[CERTS_NAME_CAP] = "", stamp[32];
+	const char *vname;
+	struct tm tm;
+	time_t now = time(NULL);
+	ssize_t n;
+	size_t i;
+	int rc, dfd;
+
+	err[0] = '\0';
+	if ((rc = path_in(p, sizeof(p), dir, CERTS_DATA_LINK)) < 0)
+		goto out;
+	n = readlink(p, prev, sizeof(prev) - 1);
+	prev[n > 0 ? n : 0] = '\0';
+	gmtime_r(&now, &tm);
+	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+	if (snprintf(ver, sizeof(ver), "%s/%s%s.XXXXXX", dir, CERTS_VERSION_PREFIX, stamp) >= (int)sizeof(ver)) {
+		rc = -ENAMETOOLONG;
+		goto out;
+	}
+	if (!mkdtemp(ver) || chmod(ver, 0755) < 0) {
+		rc = -errno;
+		snprintf(err, cap, "cannot make a version directory in %.300s: %s", dir, strerror(-rc));
+		goto out;
+	}
+	vname = ver + strlen(dir) + 1;
 	for (i = 0; i < 3; i++) {
-		if (snprintf(p, sizeof(p), "%s/%s", dir, names[i]) >= (int)sizeof(p))
-			return -ENAMETOOLONG;
+		if ((rc = path_in(p, sizeof(p), ver, certs_files[i])) < 0)
+			goto out;
 		rc = ca_write_file_atomic(p, data[i], strlen(data[i]), modes[i]);
 		if (rc < 0) {
 			snprintf(err, cap, "cannot write %.300s: %s", p, strerror(-rc));
-			return rc;
+			goto out;
 		}
 	}
-	return 0;
+	/* the one switch readers see */
+	rc = link_atomic(dir, CERTS_DATA_LINK, vname, CERTS_DATA_TMP);
+	if (rc < 0) {
+		snprintf(err, cap, "cannot point %.300s/%s at %s: %s", dir, CERTS_DATA_LINK, vname, strerror(-rc));
+		goto out;
+	}
+	/* the stable names (a directory from an older layout is converted here) */
+	for (i = 0; i < 3; i++) {
+		snprintf(target, sizeof(target), "%s/%s", CERTS_DATA_LINK, certs_files[i]);
+		snprintf(tmpname, sizeof(tmpname), ".%s.link", certs_files[i]);
+		rc = link_atomic(dir, certs_files[i], target, tmpname);
+		if (rc < 0) {
+			snprintf(err, cap, "cannot link %.300s/%s: %s", dir, certs_files[i], strerror(-rc));
+			goto out;
+		}
+	}
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+	prune_versions(dir, vname, prev);
+	rc = 0;
+out:
+	if (rc < 0 && !err[0])
+		snprintf(err, cap, "cannot write into %.300s: %s", dir, strerror(-rc));
+	return rc;
 }
 
 /* When to ask again: half way through the lifetime as we see it (from
