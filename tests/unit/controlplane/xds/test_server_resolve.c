@@ -1,0 +1,461 @@
+/*
+ * test_server_resolve.c - the ADS server's per-proxy resources: names the
+ * shared snapshot lacks are asked of the resolver with the stream's Node
+ * (id, NAMESPACE, LABELS) and the published model; results are kept per
+ * stream, asked again only after a publish with a new model or a
+ * subscription change, and versioned by content.  A small xDS client on
+ * gRPC core talks to the real server on 127.0.0.1; every wait is bounded.
+ */
+#include "controlplane/xds/server.h"
+
+#include "common/err.h"
+#include "controlplane/config/config.h"
+#include "controlplane/config/store.h"
+#include "controlplane/model/model.h"
+#include "envoy/service/discovery/v3/discovery.pb-c.h"
+#include "google/protobuf/struct.pb-c.h"
+
+#include <check.h>
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/time.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SOTW "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
+#define URL_LDS "type.googleapis.com/envoy.config.listener.v3.Listener"
+#define INBOUND "xds.istio.io/grpc/lds/inbound/0.0.0.0:8080"
+#define WAIT_MS 5000
+#define QUIET_MS 300
+
+typedef Envoy__Service__Discovery__V3__DiscoveryResponse Resp;
+
+/* ---------------------------------------------------------------- resolver stub */
+
+/* Answers names starting with "xds.istio.io/" with "ns=NS app=APP epoch=E
+ * name=NAME"; -ENOENT otherwise.  Counts its calls. */
+static atomic_int resolve_calls;
+static atomic_int epoch;
+
+static int stub_resolve(void *ctx, const struct model *m, const struct xds_proxy_info *p, enum xds_type t,
+			const char *name, uint8_t **data, size_t *len)
+{
+	const char *app = "";
+	char buf[512];
+	size_t i;
+	int n;
+
+	(void)ctx;
+	atomic_fetch_add(&resolve_calls, 1);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_ptr_nonnull(p->labels);
+	if (t != XDS_LISTENER || strncmp(name, "xds.istio.io/", 13) != 0)
+		return -ENOENT;
+	for (i = 0; i < p->labels->n; i++)
+		if (strcmp(p->labels->v[i].key, "app") == 0)
+			app = p->labels->v[i].value;
+	n = snprintf(buf, sizeof(buf), "ns=%s app=%s epoch=%d name=%s", p->ns ? p->ns : "-", app,
+		     atomic_load(&epoch), name);
+	*data = malloc((size_t)n);
+	ck_assert_ptr_nonnull(*data);
+	memcpy(*data, buf, (size_t)n);
+	*len = (size_t)n;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- client */
+
+struct client {
+	grpc_channel *ch;
+	grpc_completion_queue *cq;
+	grpc_call *call;
+	grpc_metadata_array md_init, md_trail;
+	grpc_status_code status;
+	grpc_slice details;
+	grpc_byte_buffer *recv;
+	int recv_pending;
+	int tag_md, tag_send, tag_recv, tag_status;
+};
+
+static gpr_timespec in_ms(int ms)
+{
+	return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(ms, GPR_TIMESPAN));
+}
+
+static int pluck(struct client *c, void *tag, int ms)
+{
+	grpc_event ev = grpc_completion_queue_pluck(c->cq, tag, in_ms(ms), NULL);
+
+	if (ev.type == GRPC_QUEUE_TIMEOUT)
+		return -ETIMEDOUT;
+	ck_assert_int_eq(ev.type, GRPC_OP_COMPLETE);
+	return ev.success ? 0 : -EIO;
+}
+
+static void client_open(struct client *c, int port)
+{
+	grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+	grpc_slice m = grpc_slice_from_static_string(SOTW);
+	char target[64];
+	grpc_op ops[2], st;
+
+	memset(c, 0, sizeof(*c));
+	snprintf(target, sizeof(target), "127.0.0.1:%d", port);
+	c->ch = grpc_channel_create(target, creds, NULL);
+	grpc_channel_credentials_release(creds);
+	c->cq = grpc_completion_queue_create_for_pluck(NULL);
+	c->call = grpc_channel_create_call(c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, c->cq, m, NULL,
+					   gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+	ck_assert_ptr_nonnull(c->call);
+	grpc_metadata_array_init(&c->md_init);
+	grpc_metadata_array_init(&c->md_trail);
+	memset(ops, 0, sizeof(ops));
+	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+	ops[1].op = GRPC_OP_RECV_INITIAL_METADATA;
+	ops[1].data.recv_initial_metadata.recv_initial_metadata = &c->md_init;
+	ck_assert_int_eq(grpc_call_start_batch(c->call, ops, 2, &c->tag_md, NULL), GRPC_CALL_OK);
+	ck_assert_int_eq(pluck(c, &c->tag_md, WAIT_MS), 0);
+	memset(&st, 0, sizeof(st));
+	st.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+	st.data.recv_status_on_client.trailing_metadata = &c->md_trail;
+	st.data.recv_status_on_client.status = &c->status;
+	st.data.recv_status_on_client.status_details = &c->details;
+	ck_assert_int_eq(grpc_call_start_batch(c->call, &st, 1, &c->tag_status, NULL), GRPC_CALL_OK);
+}
+
+/* A DiscoveryRequest for LDS; the node (id, NAMESPACE when ns, LABELS
+ * app=APP when app) on the first one. */
+static void client_send(struct client *c, const char *node_id, const char *ns, const char *app,
+			const char *version, const char *nonce, const char *const *names, size_t nnames)
+{
+	Envoy__Service__Discovery__V3__DiscoveryRequest req = ENVOY__SERVICE__DISCOVERY__V3__DISCOVERY_REQUEST__INIT;
+	Envoy__Config__Core__V3__Node node = ENVOY__CONFIG__CORE__V3__NODE__INIT;
+	Google__Protobuf__Struct md = GOOGLE__PROTOBUF__STRUCT__INIT, lab = GOOGLE__PROTOBUF__STRUCT__INIT;
+	Google__Protobuf__Struct__FieldsEntry fe[3], le, *fes[3], *les[1] = { &le };
+	Google__Protobuf__Value v[3], lv;
+	grpc_byte_buffer *bb;
+	grpc_slice s;
+	grpc_op op;
+	uint8_t *wire;
+	size_t len, k = 0;
+
+	if (node_id) {
+		size_t i;
+
+		for (i = 0; i < 3; i++) {
+			google__protobuf__struct__fields_entry__init(&fe[i]);
+			google__protobuf__value__init(&v[i]);
+			fe[i].value = &v[i];
+			fes[i] = &fe[i];
+		}
+		google__protobuf__struct__fields_entry__init(&le);
+		google__protobuf__value__init(&lv);
+		fe[k].key = "GENERATOR";
+		v[k].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
+		v[k++].string_value = "grpc";
+		if (ns) {
+			fe[k].key = "NAMESPACE";
+			v[k].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
+			v[k++].string_value = (char *)ns;
+		}
+		if (app) {
+			le.key = "app";
+			le.value = &lv;
+			lv.kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
+			lv.string_value = (char *)app;
+			lab.fields = les;
+			lab.n_fields = 1;
+			fe[k].key = "LABELS";
+			v[k].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRUCT_VALUE;
+			v[k++].struct_value = &lab;
+		}
+		md.fields = fes;
+		md.n_fields = k;
+		node.id = (char *)node_id;
+		node.metadata = &md;
+		req.node = &node;
+	}
+	req.type_url = URL_LDS;
+	req.version_info = (char *)(version ? version : "");
+	req.response_nonce = (char *)(nonce ? nonce : "");
+	req.resource_names = (char **)names;
+	req.n_resource_names = nnames;
+	len = envoy__service__discovery__v3__discovery_request__get_packed_size(&req);
+	wire = malloc(len ? len : 1);
+	ck_assert_ptr_nonnull(wire);
+	envoy__service__discovery__v3__discovery_request__pack(&req, wire);
+	s = grpc_slice_from_copied_buffer((const char *)wire, len);
+	free(wire);
+	bb = grpc_raw_byte_buffer_create(&s, 1);
+	grpc_slice_unref(s);
+	memset(&op, 0, sizeof(op));
+	op.op = GRPC_OP_SEND_MESSAGE;
+	op.data.send_message.send_message = bb;
+	ck_assert_int_eq(grpc_call_start_batch(c->call, &op, 1, &c->tag_send, NULL), GRPC_CALL_OK);
+	ck_assert_int_eq(pluck(c, &c->tag_send, WAIT_MS), 0);
+	grpc_byte_buffer_destroy(bb);
+}
+
+/* The next response within ms, or NULL (the receive stays outstanding). */
+static Resp *client_recv(struct client *c, int ms)
+{
+	grpc_byte_buffer_reader r;
+	grpc_slice s;
+	Resp *resp;
+	grpc_op op;
+
+	if (!c->recv_pending) {
+		memset(&op, 0, sizeof(op));
+		op.op = GRPC_OP_RECV_MESSAGE;
+		op.data.recv_message.recv_message = &c->recv;
+		ck_assert_int_eq(grpc_call_start_batch(c->call, &op, 1, &c->tag_recv, NULL), GRPC_CALL_OK);
+		c->recv_pending = 1;
+	}
+	if (pluck(c, &c->tag_recv, ms) == -ETIMEDOUT)
+		return NULL;
+	c->recv_pending = 0;
+	ck_assert_ptr_nonnull(c->recv);
+	ck_assert(grpc_byte_buffer_reader_init(&r, c->recv));
+	s = grpc_byte_buffer_reader_readall(&r);
+	grpc_byte_buffer_reader_destroy(&r);
+	resp = envoy__service__discovery__v3__discovery_response__unpack(NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+	grpc_slice_unref(s);
+	grpc_byte_buffer_destroy(c->recv);
+	c->recv = NULL;
+	ck_assert_ptr_nonnull(resp);
+	return resp;
+}
+
+static Resp *must_recv(struct client *c)
+{
+	Resp *r = client_recv(c, WAIT_MS);
+
+	ck_assert_msg(r != NULL, "no response within %d ms", WAIT_MS);
+	return r;
+}
+
+static void must_be_quiet(struct client *c)
+{
+	Resp *r = client_recv(c, QUIET_MS);
+
+	ck_assert_msg(r == NULL, "unexpected response: version %s", r ? r->version_info : "");
+}
+
+static void client_close(struct client *c)
+{
+	grpc_event ev;
+
+	grpc_call_cancel(c->call, NULL);
+	if (c->recv_pending)
+		pluck(c, &c->tag_recv, WAIT_MS);
+	if (c->recv)
+		grpc_byte_buffer_destroy(c->recv);
+	pluck(c, &c->tag_status, WAIT_MS);
+	grpc_call_unref(c->call);
+	grpc_slice_unref(c->details);
+	grpc_metadata_array_destroy(&c->md_init);
+	grpc_metadata_array_destroy(&c->md_trail);
+	grpc_channel_destroy(c->ch);
+	grpc_completion_queue_shutdown(c->cq);
+	ev = grpc_completion_queue_pluck(c->cq, c, in_ms(WAIT_MS), NULL);
+	ck_assert_int_eq(ev.type, GRPC_QUEUE_SHUTDOWN);
+	grpc_completion_queue_destroy(c->cq);
+}
+
+/* The text of resource i of r. */
+static const char *res_text(const Resp *r, size_t i, char *buf, size_t cap)
+{
+	size_t n;
+
+	ck_assert_uint_gt(r->n_resources, i);
+	ck_assert_str_eq(r->resources[i]->type_url, URL_LDS);
+	n = r->resources[i]->value.len;
+	ck_assert_uint_lt(n, cap);
+	memcpy(buf, r->resources[i]->value.data, n);
+	buf[n] = '\0';
+	return buf;
+}
+
+/* ---------------------------------------------------------------- fixture */
+
+static struct xds_server *srv;
+static struct cfg_store *store;
+
+static struct model *empty_model(void)
+{
+	struct cfg_snapshot *snap = cfg_store_snapshot(store);
+	struct model *m = model_build(snap, "cluster.local", "istio-system");
+
+	ck_assert_ptr_nonnull(m);
+	cfg_snapshot_unref(snap);
+	return m;
+}
+
+/* A shared snapshot holding one listener "shared:80" (text "shared"). */
+static void publish(int with_model)
+{
+	struct xds_snapshot *s = xds_snapshot_new();
+	struct model *m = with_model ? empty_model() : NULL;
+
+	ck_assert_int_eq(xds_snapshot_add(s, XDS_LISTENER, "shared:80", (const uint8_t *)"shared", 6), 0);
+	xds_snapshot_seal(s);
+	if (m)
+		xds_server_publish_model(srv, s, m);
+	else
+		xds_server_publish(srv, s);
+	xds_snapshot_unref(s);
+	model_unref(m);
+}
+
+static void setup(void)
+{
+	struct xds_server_config cfg = { .addr = "127.0.0.1:0", .resolve = stub_resolve };
+
+	atomic_store(&resolve_calls, 0);
+	atomic_store(&epoch, 1);
+	store = cfg_store_new();
+	ck_assert_ptr_nonnull(store);
+	ck_assert_int_eq(xds_server_start(&cfg, &srv), 0);
+	publish(1);
+}
+
+static void teardown(void)
+{
+	xds_server_stop(srv);
+	srv = NULL;
+	cfg_store_free(store);
+	store = NULL;
+}
+
+static const char *const names_both[] = { INBOUND, "shared:80" };
+static const char *const names_unknown[] = { "outbound:1", INBOUND };
+
+/* ---------------------------------------------------------------- tests */
+
+START_TEST(resolved_with_node_namespace_and_labels)
+{
+	struct client c;
+	char buf[512];
+	Resp *r;
+
+	client_open(&c, xds_server_port(srv));
+	client_send(&c, "sidecar~10.0.0.1~echo-1.ns1~ns1.svc.cluster.local", "meta-ns", "echo", NULL, NULL,
+		    names_both, 2);
+	r = must_recv(&c);
+	ck_assert_uint_eq(r->n_resources, 2);
+	/* name order: the shared one and the per-proxy one side by side */
+	ck_assert_str_eq(res_text(r, 0, buf, sizeof(buf)), "shared");
+	ck_assert_str_eq(res_text(r, 1, buf, sizeof(buf)), "ns=meta-ns app=echo epoch=1 name=" INBOUND);
+	/* asked only for the name the snapshot lacks */
+	ck_assert_int_eq(atomic_load(&resolve_calls), 1);
+	envoy__service__discovery__v3__discovery_response__free_unpacked(r, NULL);
+	client_close(&c);
+}
+END_TEST
+
+START_TEST(namespace_from_node_id_and_unknown_names)
+{
+	struct client c;
+	char buf[512];
+	Resp *r;
+
+	client_open(&c, xds_server_port(srv));
+	client_send(&c, "sidecar~10.0.0.1~echo-1.ns1~ns1.svc.cluster.local", NULL, NULL, NULL, NULL, names_unknown, 2);
+	r = must_recv(&c);
+	/* -ENOENT: absent, like any unknown name */
+	ck_assert_uint_eq(r->n_resources, 1);
+	ck_assert_str_eq(res_text(r, 0, buf, sizeof(buf)), "ns=ns1 app= epoch=1 name=" INBOUND);
+	envoy__service__discovery__v3__discovery_response__free_unpacked(r, NULL);
+	client_close(&c);
+}
+END_TEST
+
+START_TEST(cached_until_model_changes)
+{
+	struct client c;
+	char buf[512], v1[64];
+	Resp *r;
+
+	client_open(&c, xds_server_port(srv));
+	client_send(&c, "sidecar~10.0.0.1~echo-1.ns1~ns1.svc.cluster.local", "ns1", "echo", NULL, NULL, names_both, 2);
+	r = must_recv(&c);
+	snprintf(v1, sizeof(v1), "%s", r->version_info);
+	client_send(&c, NULL, NULL, NULL, r->version_info, r->nonce, names_both, 2);
+	envoy__service__discovery__v3__discovery_response__free_unpacked(r, NULL);
+	ck_assert_int_eq(atomic_load(&resolve_calls), 1);
+
+	/* a publish without a model: the kept result is reused, nothing new */
+	atomic_store(&epoch, 2);
+	publish(0);
+	must_be_quiet(&c);
+	ck_assert_int_eq(atomic_load(&resolve_calls), 1);
+
+	/* a new model: asked again; the content changed, so a push */
+	publish(1);
+	r = must_recv(&c);
+	ck_assert_int_eq(atomic_load(&resolve_calls), 2);
+	ck_assert_str_ne(r->version_info, v1);
+	ck_assert_str_eq(res_text(r, 1, buf, sizeof(buf)), "ns=ns1 app=echo epoch=2 name=" INBOUND);
+	client_send(&c, NULL, NULL, NULL, r->version_info, r->nonce, names_both, 2);
+	envoy__service__discovery__v3__discovery_response__free_unpacked(r, NULL);
+
+	/* a new model with the same result: asked, but the version (a content
+	 * hash) is unchanged, so nothing is sent */
+	publish(1);
+	must_be_quiet(&c);
+	ck_assert_int_eq(atomic_load(&resolve_calls), 3);
+	client_close(&c);
+}
+END_TEST
+
+START_TEST(streams_resolved_apart)
+{
+	struct client a, b;
+	char buf[512];
+	Resp *ra, *rb;
+
+	client_open(&a, xds_server_port(srv));
+	client_open(&b, xds_server_port(srv));
+	client_send(&a, "sidecar~10.0.0.1~a.ns1~ns1.svc.cluster.local", "ns1", "alpha", NULL, NULL, names_both, 2);
+	client_send(&b, "sidecar~10.0.0.2~b.ns2~ns2.svc.cluster.local", "ns2", "beta", NULL, NULL, names_both, 2);
+	ra = must_recv(&a);
+	rb = must_recv(&b);
+	ck_assert_str_eq(res_text(ra, 1, buf, sizeof(buf)), "ns=ns1 app=alpha epoch=1 name=" INBOUND);
+	ck_assert_str_eq(res_text(rb, 1, buf, sizeof(buf)), "ns=ns2 app=beta epoch=1 name=" INBOUND);
+	ck_assert_str_ne(ra->version_info, rb->version_info);
+	envoy__service__discovery__v3__discovery_response__free_unpacked(ra, NULL);
+	envoy__service__discovery__v3__discovery_response__free_unpacked(rb, NULL);
+	client_close(&a);
+	client_close(&b);
+}
+END_TEST
+
+static Suite *resolve_suite(void)
+{
+	Suite *s = suite_create("xds_server_resolve");
+	TCase *tc = tcase_create("resolve");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, resolved_with_node_namespace_and_labels);
+	tcase_add_test(tc, namespace_from_node_id_and_unknown_names);
+	tcase_add_test(tc, cached_until_model_changes);
+	tcase_add_test(tc, streams_resolved_apart);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(resolve_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
