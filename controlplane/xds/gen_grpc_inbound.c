@@ -18,6 +18,12 @@
  * gRPC requires); with mTLS the chain carries a DownstreamTlsContext that
  * requires a client certificate signed by the "default" provider's roots.
  *
+ * Istio answers only for ports of a service instance it knows for the
+ * proxy; meshd answers for any port, keying port-level PeerAuthentication
+ * by the port the server listens on (the workload's target port), so a
+ * server whose endpoint is not registered yet still gets its workload's
+ * policy rather than no listener at all (gRPC would not serve then).
+ *
  * Certificates come from the certificate provider instance "default" of
  * the gRPC bootstrap (Istio's agent writes the same): certificate
  * "default", roots "ROOTCA".  The messages use the CertificateProvider-
