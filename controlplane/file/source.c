@@ -11,18 +11,17 @@
 #include "common/err.h"
 #include "common/hash.h"
 #include "common/log.h"
+#include "controlplane/debounce/debounce.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #define FILE_SOURCE_MAX_FILES 100000
@@ -39,19 +38,15 @@ struct file_entry {
 struct file_source {
 	char *dir;
 	struct cfg_store *store;
-	int64_t debounce_after, debounce_max;
 	int ifd;
-	bool pending;                /* events seen, reload not yet run */
-	int64_t first_event, last_event;
+	struct debounce reload;      /* inotify events -> reload */
 	struct file_entry *files;
 	size_t n_files, cap_files;
 };
 
 int64_t file_source_now(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+	return debounce_now();
 }
 
 int file_source_new(const struct file_source_config *cfg, struct file_source **out)
@@ -74,8 +69,7 @@ int file_source_new(const struct file_source_config *cfg, struct file_source **o
 		goto fail;
 	}
 	fs->store = cfg->store;
-	fs->debounce_after = cfg->debounce_after > 0 ? cfg->debounce_after : 100000000LL;
-	fs->debounce_max = cfg->debounce_max > 0 ? cfg->debounce_max : 10000000000LL;
+	debounce_init(&fs->reload, cfg->debounce_after, cfg->debounce_max);
 	fs->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	if (fs->ifd < 0) {
 		rc = -errno;
@@ -295,7 +289,6 @@ static int reload(struct file_source *fs)
 
 int file_source_sync(struct file_source *fs)
 {
-	fs->pending = false;
 	return reload(fs);
 }
 
@@ -312,38 +305,19 @@ int file_source_handle(struct file_source *fs, int64_t now)
 			break;
 		events++;
 	}
-	if (events) {
-		if (!fs->pending)
-			fs->first_event = now;
-		fs->pending = true;
-		fs->last_event = now;
-	}
+	if (events)
+		debounce_change(&fs->reload, now);
 	return 0;
-}
-
-static int64_t due_at(const struct file_source *fs)
-{
-	int64_t quiet = fs->last_event + fs->debounce_after;
-	int64_t cap = fs->first_event + fs->debounce_max;
-	return quiet < cap ? quiet : cap;
 }
 
 int file_source_timeout_ms(const struct file_source *fs, int64_t now)
 {
-	int64_t d;
-
-	if (!fs->pending)
-		return -1;
-	d = due_at(fs) - now;
-	if (d <= 0)
-		return 0;
-	return (int)((d + 999999) / 1000000);
+	return debounce_timeout_ms(&fs->reload, now);
 }
 
 int file_source_tick(struct file_source *fs, int64_t now)
 {
-	if (!fs->pending || now < due_at(fs))
+	if (!debounce_take(&fs->reload, now))
 		return 0;
-	fs->pending = false;
 	return reload(fs);
 }
