@@ -1,5 +1,5 @@
 /*
- * server.c - the ADS server (state of the world) on gRPC C core.
+ * server.c - the ADS server (state of the world and Delta) on gRPC C core.
  *
  * Two threads.  The completion-queue thread only calls
  * grpc_completion_queue_next() and hands each completion (tag, ok) to the
@@ -17,7 +17,20 @@
  * A request quoting an older nonce is stale and ignored; one quoting the
  * latest nonce ACKs, or NACKs when it has error_detail.  A NACKed version
  * is not sent again.  A publish pushes to a stream only the types whose
- * version changed.  Delta xDS and unknown methods answer UNIMPLEMENTED.
+ * version changed.  Unknown methods answer UNIMPLEMENTED.
+ *
+ * Delta (DeltaAggregatedResources), per stream and type URL: explicit
+ * names (resource_names_subscribe / _unsubscribe) and a wildcard flag ("*",
+ * or an empty first request for LDS/CDS).  What the client holds is the
+ * sent_* set (names and content hashes, pointing into the snapshots it
+ * references), seeded from initial_resource_versions on the first request.
+ * A Delta response is built when the stream's send slot frees, by diffing
+ * what the client should hold against what it holds: changed or new
+ * resources (version = the resource's hash, 16 hex) and removed_resources
+ * for names it holds that are gone.  Unsubscribed names are forgotten
+ * without a removal.  Since the held set is updated when a response is
+ * built, a NACKed resource version is not sent again; the NACK is recorded.
+ * system_version_info is the same set hash SotW uses as version_info.
  *
  * Per-proxy resources: a name the shared snapshot lacks (an xDS gRPC
  * server's inbound listener) is asked of the configured resolver with the
@@ -135,6 +148,13 @@ struct pending_resp {
 	struct timespec published;         /* 0 when not caused by a publish */
 };
 
+/* Delta: a version the client says it holds (initial_resource_versions). */
+struct delta_init {
+	char *name;
+	uint64_t hash;
+	int valid;                         /* 16 hex: one of our versions */
+};
+
 struct type_state {
 	int subscribed;
 	int wildcard;
@@ -160,12 +180,17 @@ struct type_state {
 	char nacked_version[XDS_VERSION_CAP];
 	char *error;
 	struct pending_resp pending;
+	/* Delta: the client's initial_resource_versions, until the first diff */
+	struct delta_init *init;
+	size_t ninit;
+	int have_init;
 };
 
 struct xds_stream {
 	struct xds_server *srv;
 	struct xds_stream *next;
 	uint64_t id;
+	int delta;                         /* DeltaAggregatedResources */
 	grpc_call *call;
 	grpc_metadata_array md;
 	struct tag tag_md, tag_recv, tag_send, tag_close, tag_status;
@@ -363,8 +388,21 @@ static void names_free(char **names, size_t n)
 	free(names);
 }
 
+static void delta_init_clear(struct type_state *ts)
+{
+	size_t i;
+
+	for (i = 0; i < ts->ninit; i++)
+		free(ts->init[i].name);
+	free(ts->init);
+	ts->init = NULL;
+	ts->ninit = 0;
+	ts->have_init = 0;
+}
+
 static void type_state_cleanup(struct type_state *ts)
 {
+	delta_init_clear(ts);
 	names_free(ts->names, ts->nnames);
 	xds_snapshot_unref(ts->sent_snap);
 	xds_snapshot_unref(ts->sent_own);
@@ -558,6 +596,7 @@ out:
 /* streams: sending */
 
 static void stream_try_send(struct xds_stream *st);
+static int delta_build(struct xds_stream *st, enum xds_type t, struct pending_resp *p);
 static void stream_send_status(struct xds_stream *st);
 
 static int stream_start(struct xds_stream *st, const grpc_op *ops, size_t n, struct tag *tag)
@@ -631,7 +670,8 @@ static void stream_resolve(struct xds_stream *st)
 	for (t = 0; t < XDS_TYPE_COUNT; t++) {
 		const struct type_state *ts = &st->types[t];
 
-		if (!ts->subscribed || ts->wildcard)
+		/* SotW wildcard ignores names; Delta keeps explicit ones beside it */
+		if (!ts->subscribed || (ts->wildcard && !st->delta))
 			continue;
 		for (i = 0; i < ts->nnames; i++) {
 			const char *name = ts->names[i];
@@ -674,6 +714,18 @@ static int stream_enqueue(struct xds_stream *st, enum xds_type t, const struct t
 	struct pending_resp p = { 0 };
 	int rc;
 
+	if (st->delta) {
+		/* Delta responses are diffs: built when the send slot frees */
+		if (!ts->pending.queued) {
+			ts->pending.queued = 1;
+			ts->pending.seq = ++s->seq_counter;
+			if (published)
+				ts->pending.published = *published;
+		}
+		ts->need_send = 0;
+		stream_try_send(st);
+		return 0;
+	}
 	stream_resolve(st);
 	rc = select_resources(ts, t, s->snap, st->own, &p.res, &p.nres);
 	if (rc < 0)
@@ -725,16 +777,23 @@ static void stream_try_send(struct xds_stream *st)
 
 	if (st->sending || st->closed || st->finishing)
 		return;
-	for (t = 0; t < XDS_TYPE_COUNT; t++) {
-		struct pending_resp *p = &st->types[t].pending;
-		if (p->queued && (!best || p->seq < best->seq)) {
-			best = p;
-			ts = &st->types[t];
+	for (;;) {
+		best = NULL;
+		for (t = 0; t < XDS_TYPE_COUNT; t++) {
+			struct pending_resp *p = &st->types[t].pending;
+			if (p->queued && (!best || p->seq < best->seq)) {
+				best = p;
+				ts = &st->types[t];
+			}
 		}
+		if (!best)
+			return;
+		t = (int)(ts - st->types);
+		if (!st->delta || (delta_build(st, (enum xds_type)t, best) == 0 && best->bb))
+			break;
+		/* nothing to tell the client (or no memory: logged) */
+		pending_clear(best);
 	}
-	if (!best)
-		return;
-	t = (int)(ts - st->types);
 	memset(&op, 0, sizeof(op));
 	op.op = GRPC_OP_SEND_MESSAGE;
 	op.data.send_message.send_message = best->bb;
@@ -747,20 +806,22 @@ static void stream_try_send(struct xds_stream *st)
 		return;
 	}
 	st->sending = 1;
-	/* It is on its way: remember it as sent. */
-	ts->sent = 1;
-	copy_str(ts->sent_version, sizeof(ts->sent_version), best->version);
-	copy_str(ts->sent_nonce, sizeof(ts->sent_nonce), best->nonce);
-	xds_snapshot_unref(ts->sent_snap);
-	xds_snapshot_unref(ts->sent_own);
-	free(ts->sent_res);
-	ts->sent_snap = best->snap;
-	ts->sent_own = best->own;
-	ts->sent_res = best->res;
-	ts->sent_nres = best->nres;
-	best->snap = NULL;
-	best->own = NULL;
-	best->res = NULL;
+	/* It is on its way: remember it as sent (delta_build did for Delta). */
+	if (!st->delta) {
+		ts->sent = 1;
+		copy_str(ts->sent_version, sizeof(ts->sent_version), best->version);
+		copy_str(ts->sent_nonce, sizeof(ts->sent_nonce), best->nonce);
+		xds_snapshot_unref(ts->sent_snap);
+		xds_snapshot_unref(ts->sent_own);
+		free(ts->sent_res);
+		ts->sent_snap = best->snap;
+		ts->sent_own = best->own;
+		ts->sent_res = best->res;
+		ts->sent_nres = best->nres;
+		best->snap = NULL;
+		best->own = NULL;
+		best->res = NULL;
+	}
 	metrics_xds_push((enum xds_type)t);
 	if (best->published.tv_sec || best->published.tv_nsec) {
 		clock_gettime(CLOCK_MONOTONIC, &now);
@@ -944,6 +1005,529 @@ out:
 	names_free(names, nnames);
 }
 
+/* ------------------------------------------------------------------ */
+/* Delta xDS (see the top of the file) */
+
+/* One resource the client holds, for the diff. */
+struct delta_have {
+	const char *name;
+	uint64_t hash;
+	int valid;
+};
+
+static int res_name_cmp(const void *a, const void *b)
+{
+	const struct xds_resource *x = *(const struct xds_resource *const *)a;
+	const struct xds_resource *y = *(const struct xds_resource *const *)b;
+
+	return strcmp(x->name, y->name);
+}
+
+static int names_has(char **v, size_t n, const char *name)
+{
+	return n && bsearch(&name, v, n, sizeof(*v), name_cmp) != NULL;
+}
+
+/* Our versions are 16 lowercase hex digits; anything else never matches. */
+static int version_parse(const char *s, uint64_t *out)
+{
+	uint64_t v = 0;
+	size_t i;
+
+	if (!s || strlen(s) != 16)
+		return -EINVAL;
+	for (i = 0; i < 16; i++) {
+		int c = (unsigned char)s[i], d;
+		if (c >= '0' && c <= '9')
+			d = c - '0';
+		else if (c >= 'a' && c <= 'f')
+			d = c - 'a' + 10;
+		else
+			return -EINVAL;
+		v = (v << 4) | (uint64_t)d;
+	}
+	*out = v;
+	return 0;
+}
+
+/* Serialise a DeltaDiscoveryResponse into a new byte buffer (*out).
+ * Returns 0, -ENOMEM or -MESH_ETOOBIG. */
+static int encode_delta_response(enum xds_type t, const char *version, const char *nonce,
+				 const struct xds_resource **res, size_t n, const char **removed, size_t nremoved,
+				 grpc_byte_buffer **out)
+{
+	Envoy__Service__Discovery__V3__DeltaDiscoveryResponse resp =
+		ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_RESPONSE__INIT;
+	Envoy__Config__Core__V3__ControlPlane cp = ENVOY__CONFIG__CORE__V3__CONTROL_PLANE__INIT;
+	Envoy__Service__Discovery__V3__Resource *rs = NULL, **ptrs = NULL;
+	Google__Protobuf__Any *anys = NULL;
+	char (*versions)[XDS_VERSION_CAP] = NULL;
+	uint8_t *wire = NULL;
+	size_t i, len;
+	grpc_slice slice;
+	int rc = 0;
+
+	*out = NULL;
+	if (n) {
+		rs = calloc(n, sizeof(*rs));
+		ptrs = calloc(n, sizeof(*ptrs));
+		anys = calloc(n, sizeof(*anys));
+		versions = calloc(n, sizeof(*versions));
+		if (!rs || !ptrs || !anys || !versions) {
+			rc = -ENOMEM;
+			goto out;
+		}
+	}
+	for (i = 0; i < n; i++) {
+		envoy__service__discovery__v3__resource__init(&rs[i]);
+		google__protobuf__any__init(&anys[i]);
+		anys[i].type_url = (char *)xds_type_url(t);
+		anys[i].value.data = res[i]->data;
+		anys[i].value.len = res[i]->len;
+		mesh_hash_hex(res[i]->hash, versions[i]);
+		rs[i].name = res[i]->name;
+		rs[i].version = versions[i];
+		rs[i].resource = &anys[i];
+		ptrs[i] = &rs[i];
+	}
+	resp.system_version_info = (char *)version;
+	resp.resources = ptrs;
+	resp.n_resources = n;
+	resp.type_url = (char *)xds_type_url(t);
+	resp.removed_resources = (char **)removed;
+	resp.n_removed_resources = nremoved;
+	resp.nonce = (char *)nonce;
+	cp.identifier = "meshd";
+	resp.control_plane = &cp;
+	len = envoy__service__discovery__v3__delta_discovery_response__get_packed_size(&resp);
+	if (len > UINT32_MAX) {
+		rc = -MESH_ETOOBIG;
+		goto out;
+	}
+	wire = malloc(len ? len : 1);
+	if (!wire) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	envoy__service__discovery__v3__delta_discovery_response__pack(&resp, wire);
+	slice = grpc_slice_new(wire, len, free);
+	wire = NULL;
+	*out = grpc_raw_byte_buffer_create(&slice, 1);
+	grpc_slice_unref(slice);
+out:
+	free(wire);
+	free(versions);
+	free(anys);
+	free(ptrs);
+	free(rs);
+	return rc;
+}
+
+/* What the client should hold of type t: every resource of the shared
+ * snapshot under the wildcard, plus the explicit names found in the shared
+ * or the per-proxy snapshot; sorted by name, unique.  Returns 0 or -ENOMEM. */
+static int delta_select(const struct xds_stream *st, enum xds_type t, const struct xds_resource ***out, size_t *n)
+{
+	const struct xds_server *s = st->srv;
+	const struct type_state *ts = &st->types[t];
+	const struct xds_resource_set *set = &s->snap->sets[t];
+	const struct xds_resource **v = NULL;
+	size_t i, k = 0, w = 0, cap = (ts->wildcard ? set->n : 0) + ts->nnames;
+	int rc = 0;
+
+	*out = NULL;
+	*n = 0;
+	if (cap == 0)
+		goto out;
+	v = calloc(cap, sizeof(*v));
+	if (!v) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (ts->wildcard)
+		for (i = 0; i < set->n; i++)
+			v[k++] = &set->v[i];
+	for (i = 0; i < ts->nnames; i++) {
+		const struct xds_resource *r = xds_snapshot_find(s->snap, t, ts->names[i]);
+		if (!r && st->own)
+			r = xds_snapshot_find(st->own, t, ts->names[i]);
+		if (r)
+			v[k++] = r;
+	}
+	qsort(v, k, sizeof(*v), res_name_cmp);
+	for (i = 0; i < k; i++)
+		if (w == 0 || strcmp(v[w - 1]->name, v[i]->name) != 0)
+			v[w++] = v[i];
+	*out = v;
+	*n = w;
+out:
+	return rc;
+}
+
+/* What the client holds: its initial versions before the first diff,
+ * else what was sent (sorted by name).  Returns 0 or -ENOMEM. */
+static int delta_held(const struct type_state *ts, struct delta_have **out, size_t *n)
+{
+	size_t i, k = ts->have_init ? ts->ninit : ts->sent_nres;
+	struct delta_have *v = NULL;
+
+	*out = NULL;
+	*n = 0;
+	if (k == 0)
+		return 0;
+	v = calloc(k, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (i = 0; i < k; i++) {
+		if (ts->have_init) {
+			v[i].name = ts->init[i].name;
+			v[i].hash = ts->init[i].hash;
+			v[i].valid = ts->init[i].valid;
+		} else {
+			v[i].name = ts->sent_res[i]->name;
+			v[i].hash = ts->sent_res[i]->hash;
+			v[i].valid = 1;
+		}
+	}
+	*out = v;
+	*n = k;
+	return 0;
+}
+
+/* Build the Delta response for type t into p (p->bb stays NULL when the
+ * client holds everything already and has had a first response), and
+ * take what the client now holds as sent.  Returns 0 or a negative code. */
+static int delta_build(struct xds_stream *st, enum xds_type t, struct pending_resp *p)
+{
+	struct xds_server *s = st->srv;
+	struct type_state *ts = &st->types[t];
+	const struct xds_resource **want = NULL, **changed = NULL;
+	const char **removed = NULL;
+	struct delta_have *held = NULL;
+	size_t nwant = 0, nheld = 0, nchanged = 0, nremoved = 0, i = 0, j = 0;
+	int rc = 0;
+
+	if (!s->snap)
+		goto out;
+	stream_resolve(st);
+	rc = delta_select(st, t, &want, &nwant);
+	if (rc < 0)
+		goto out;
+	rc = delta_held(ts, &held, &nheld);
+	if (rc < 0)
+		goto out;
+	changed = calloc(nwant + 1, sizeof(*changed));
+	removed = calloc(nheld + 1, sizeof(*removed));
+	if (!changed || !removed) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	/* merge two name-sorted lists */
+	while (i < nwant || j < nheld) {
+		int c = i >= nwant ? 1 : j >= nheld ? -1 : strcmp(want[i]->name, held[j].name);
+		if (c < 0) {
+			changed[nchanged++] = want[i++];
+		} else if (c > 0) {
+			removed[nremoved++] = held[j++].name;
+		} else {
+			if (!held[j].valid || held[j].hash != want[i]->hash)
+				changed[nchanged++] = want[i];
+			i++;
+			j++;
+		}
+	}
+	version_of(want, nwant, p->version);
+	if (nchanged || nremoved || !ts->have_latest) {
+		snprintf(p->nonce, sizeof(p->nonce), "%llx", (unsigned long long)++s->nonce_counter);
+		rc = encode_delta_response(t, p->version, p->nonce, changed, nchanged, removed, nremoved, &p->bb);
+		if (rc < 0)
+			goto out;
+	}
+	/* the client holds want from now on (removed names were encoded above) */
+	xds_snapshot_unref(ts->sent_snap);
+	xds_snapshot_unref(ts->sent_own);
+	free(ts->sent_res);
+	ts->sent_snap = xds_snapshot_ref(s->snap);
+	ts->sent_own = st->own ? xds_snapshot_ref(st->own) : NULL;
+	ts->sent_res = want;
+	ts->sent_nres = nwant;
+	want = NULL;
+	delta_init_clear(ts);
+	if (!p->bb)
+		goto out;
+	log_debug(SCOPE, "stream %llu (%s): delta %s: %zu changed, %zu removed, %zu held", (unsigned long long)st->id,
+		  st->node_id ? st->node_id : "?", xds_type_short(t), nchanged, nremoved, ts->sent_nres);
+	ts->sent = 1;
+	copy_str(ts->sent_version, sizeof(ts->sent_version), p->version);
+	copy_str(ts->sent_nonce, sizeof(ts->sent_nonce), p->nonce);
+	ts->have_latest = 1;
+	copy_str(ts->latest_version, sizeof(ts->latest_version), p->version);
+	copy_str(ts->latest_nonce, sizeof(ts->latest_nonce), p->nonce);
+	ts->state = SYNC_STALE;
+	if (ts->nacked && strcmp(ts->nacked_version, p->version) != 0)
+		ts->nacked = 0;
+out:
+	if (rc < 0)
+		log_error(SCOPE, "stream %llu: cannot build delta %s response: %s", (unsigned long long)st->id,
+			  xds_type_short(t), mesh_strerror(rc));
+	free(want);
+	free(held);
+	free(changed);
+	free(removed);
+	return rc;
+}
+
+/* Every name of the request is within the caps.  Returns 0 or -MESH_ETOOBIG. */
+static int delta_check_caps(const Envoy__Service__Discovery__V3__DeltaDiscoveryRequest *req)
+{
+	size_t i;
+
+	if (req->n_resource_names_subscribe > XDS_MAX_SUBSCRIBED_NAMES ||
+	    req->n_resource_names_unsubscribe > XDS_MAX_SUBSCRIBED_NAMES ||
+	    req->n_initial_resource_versions > XDS_MAX_SUBSCRIBED_NAMES)
+		return -MESH_ETOOBIG;
+	for (i = 0; i < req->n_resource_names_subscribe; i++)
+		if (strlen(req->resource_names_subscribe[i]) > XDS_MAX_NAME_LEN)
+			return -MESH_ETOOBIG;
+	for (i = 0; i < req->n_resource_names_unsubscribe; i++)
+		if (strlen(req->resource_names_unsubscribe[i]) > XDS_MAX_NAME_LEN)
+			return -MESH_ETOOBIG;
+	for (i = 0; i < req->n_initial_resource_versions; i++)
+		if (!req->initial_resource_versions[i]->key ||
+		    strlen(req->initial_resource_versions[i]->key) > XDS_MAX_NAME_LEN)
+			return -MESH_ETOOBIG;
+	return 0;
+}
+
+static int init_name_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct delta_init *)a)->name, ((const struct delta_init *)b)->name);
+}
+
+/* Take the client's initial_resource_versions (sorted, unique) as what it
+ * holds until the first diff.  Returns 0 or -ENOMEM. */
+static int delta_init_set(struct type_state *ts,
+			  Envoy__Service__Discovery__V3__DeltaDiscoveryRequest__InitialResourceVersionsEntry **e, size_t n)
+{
+	size_t i, w = 0;
+	int rc = 0;
+
+	delta_init_clear(ts);
+	ts->have_init = 1;
+	if (n == 0)
+		goto out;
+	ts->init = calloc(n, sizeof(*ts->init));
+	if (!ts->init) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		struct delta_init *d = &ts->init[ts->ninit];
+		d->name = strdup(e[i]->key);
+		if (!d->name) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		d->valid = version_parse(e[i]->value, &d->hash) == 0;
+		ts->ninit++;
+	}
+	qsort(ts->init, ts->ninit, sizeof(*ts->init), init_name_cmp);
+	for (i = 0; i < ts->ninit; i++) {
+		if (w > 0 && strcmp(ts->init[w - 1].name, ts->init[i].name) == 0) {
+			free(ts->init[i].name);
+			continue;
+		}
+		ts->init[w++] = ts->init[i];
+	}
+	ts->ninit = w;
+out:
+	return rc;
+}
+
+/* The explicit names after subscribing sub and unsubscribing unsub ("*"
+ * entries are the wildcard's, handled by the caller).  Returns 0,
+ * -ENOMEM or -MESH_ETOOBIG. */
+static int delta_names_update(struct type_state *ts, char **sub, size_t nsub, const char **rm, size_t nrm)
+{
+	const char **all = NULL;
+	char **v = NULL;
+	size_t i, n = 0, w = 0;
+	int rc = 0;
+
+	if (nsub == 0 && nrm == 0)
+		goto out;
+	all = calloc(ts->nnames + nsub + 1, sizeof(*all));
+	if (!all) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < ts->nnames; i++)
+		if (!(nrm && bsearch(&ts->names[i], rm, nrm, sizeof(*rm), name_cmp)))
+			all[n++] = ts->names[i];
+	for (i = 0; i < nsub; i++)
+		if (strcmp(sub[i], "*") != 0 && !(nrm && bsearch(&sub[i], rm, nrm, sizeof(*rm), name_cmp)))
+			all[n++] = sub[i];
+	qsort(all, n, sizeof(*all), name_cmp);
+	for (i = 0; i < n; i++)
+		if (w == 0 || strcmp(all[w - 1], all[i]) != 0)
+			all[w++] = all[i];
+	if (w > XDS_MAX_SUBSCRIBED_NAMES) {
+		rc = -MESH_ETOOBIG;
+		goto out;
+	}
+	if (w) {
+		v = calloc(w, sizeof(*v));
+		if (!v) {
+			rc = -ENOMEM;
+			goto out;
+		}
+	}
+	for (i = 0; i < w; i++) {
+		v[i] = strdup(all[i]);
+		if (!v[i]) {
+			rc = -ENOMEM;
+			goto out;
+		}
+	}
+	names_free(ts->names, ts->nnames);
+	ts->names = v;
+	ts->nnames = w;
+	v = NULL;
+out:
+	names_free(v, w);
+	free(all);
+	return rc;
+}
+
+/* Whether the client dropped name itself: it unsubscribed it (and the
+ * wildcard does not bring it), or it left the wildcard and never named it. */
+static int delta_dropped(const struct type_state *ts, const struct xds_snapshot *snap, enum xds_type t,
+			 const char **rm, size_t nrm, int left_wildcard, const char *name)
+{
+	if (nrm && bsearch(&name, rm, nrm, sizeof(*rm), name_cmp) &&
+	    !(ts->wildcard && snap && xds_snapshot_find(snap, t, name)))
+		return 1;
+	return left_wildcard && !names_has(ts->names, ts->nnames, name);
+}
+
+/* Forget, without a removal, what the client dropped itself. */
+static void delta_forget(struct xds_stream *st, enum xds_type t, const char **rm, size_t nrm, int left_wildcard)
+{
+	const struct xds_snapshot *snap = st->srv->snap;
+	struct type_state *ts = &st->types[t];
+	size_t i, w = 0;
+
+	if (ts->have_init) {
+		for (i = 0; i < ts->ninit; i++) {
+			if (delta_dropped(ts, snap, t, rm, nrm, left_wildcard, ts->init[i].name)) {
+				free(ts->init[i].name);
+				continue;
+			}
+			ts->init[w++] = ts->init[i];
+		}
+		ts->ninit = w;
+		return;
+	}
+	for (i = 0; i < ts->sent_nres; i++)
+		if (!delta_dropped(ts, snap, t, rm, nrm, left_wildcard, ts->sent_res[i]->name))
+			ts->sent_res[w++] = ts->sent_res[i];
+	ts->sent_nres = w;
+}
+
+static void stream_handle_delta(struct xds_stream *st, const Envoy__Service__Discovery__V3__DeltaDiscoveryRequest *req)
+{
+	struct xds_server *s = st->srv;
+	const char *nonce = req->response_nonce ? req->response_nonce : "";
+	const char **rm = NULL;
+	struct type_state *ts;
+	size_t i, nrm = 0;
+	int t, rc, first, had_wildcard;
+	enum xds_type xt;
+
+	if (!st->have_node && req->node)
+		stream_record_node(st, req->node);
+	t = xds_type_from_url(req->type_url);
+	if (t < 0) {
+		log_info(SCOPE, "stream %llu (%s): ignoring delta request for unknown type \"%.200s\"",
+			 (unsigned long long)st->id, st->node_id ? st->node_id : "?", req->type_url ? req->type_url : "");
+		goto out;
+	}
+	xt = (enum xds_type)t;
+	ts = &st->types[t];
+	rc = delta_check_caps(req);
+	if (rc < 0) {
+		stream_finish(st, GRPC_STATUS_RESOURCE_EXHAUSTED, "too many or too long resource names");
+		goto out;
+	}
+
+	/* ACK or NACK of the latest response; an older nonce only subscribes */
+	if (nonce[0] && ts->have_latest && strcmp(nonce, ts->latest_nonce) == 0) {
+		if (req->error_detail) {
+			const char *msg = req->error_detail->message ? req->error_detail->message : "";
+			ts->nacked = 1;
+			copy_str(ts->nacked_version, sizeof(ts->nacked_version), ts->latest_version);
+			free(ts->error);
+			ts->error = dup_capped(msg, XDS_MAX_ERROR_LEN);
+			ts->state = SYNC_NACKED;
+			metrics_xds_reject(xt);
+			log_warn(SCOPE, "stream %llu (%s): delta %s NACK of version %s: %.1000s", (unsigned long long)st->id,
+				 st->node_id ? st->node_id : "?", xds_type_short(xt), ts->latest_version, msg);
+		} else {
+			copy_str(ts->acked_version, sizeof(ts->acked_version), ts->latest_version);
+			ts->state = SYNC_ACKED;
+			free(ts->error);
+			ts->error = NULL;
+		}
+	} else if (nonce[0]) {
+		log_debug(SCOPE, "stream %llu (%s): stale delta %s nonce %.40s (latest %s)", (unsigned long long)st->id,
+			  st->node_id ? st->node_id : "?", xds_type_short(xt), nonce, ts->latest_nonce);
+	}
+
+	first = !ts->subscribed;
+	if (first) {
+		ts->subscribed = 1;
+		/* the legacy wildcard: a first request naming nothing, LDS/CDS only */
+		ts->wildcard = req->n_resource_names_subscribe == 0 && type_allows_wildcard(xt);
+		rc = delta_init_set(ts, req->initial_resource_versions, req->n_initial_resource_versions);
+		if (rc < 0)
+			goto fail;
+	}
+	if (!first && req->n_resource_names_subscribe == 0 && req->n_resource_names_unsubscribe == 0)
+		goto out;
+	had_wildcard = ts->wildcard;
+	for (i = 0; i < req->n_resource_names_subscribe; i++)
+		if (strcmp(req->resource_names_subscribe[i], "*") == 0)
+			ts->wildcard = 1;
+	if (req->n_resource_names_unsubscribe) {
+		rm = calloc(req->n_resource_names_unsubscribe, sizeof(*rm));
+		if (!rm) {
+			rc = -ENOMEM;
+			goto fail;
+		}
+	}
+	for (i = 0; i < req->n_resource_names_unsubscribe; i++) {
+		if (strcmp(req->resource_names_unsubscribe[i], "*") == 0)
+			ts->wildcard = 0;
+		else
+			rm[nrm++] = req->resource_names_unsubscribe[i];
+	}
+	if (nrm)
+		qsort(rm, nrm, sizeof(*rm), name_cmp);
+	rc = delta_names_update(ts, req->resource_names_subscribe, req->n_resource_names_subscribe, rm, nrm);
+	if (rc < 0)
+		goto fail;
+	delta_forget(st, xt, rm, nrm, had_wildcard && !ts->wildcard);
+	st->own_dirty = 1;
+	if (s->snap)
+		stream_enqueue(st, xt, NULL);
+	goto out;
+fail:
+	stream_finish(st, rc == -MESH_ETOOBIG ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_INTERNAL,
+		      rc == -MESH_ETOOBIG ? "too many resource names" : "out of memory");
+out:
+	free(rm);
+}
+
 /* A message arrived (or the client half-closed when recv_buf is NULL). */
 static void stream_on_recv(struct xds_stream *st, int ok)
 {
@@ -972,6 +1556,23 @@ static void stream_on_recv(struct xds_stream *st, int ok)
 	have_slice = 1;
 	if (GRPC_SLICE_LENGTH(slice) > XDS_MAX_REQUEST_BYTES) {
 		stream_finish(st, GRPC_STATUS_RESOURCE_EXHAUSTED, "DiscoveryRequest larger than 4 MiB");
+		goto out;
+	}
+	if (st->delta) {
+		Envoy__Service__Discovery__V3__DeltaDiscoveryRequest *dreq =
+			envoy__service__discovery__v3__delta_discovery_request__unpack(NULL, GRPC_SLICE_LENGTH(slice),
+										       GRPC_SLICE_START_PTR(slice));
+		if (!dreq) {
+			log_warn(SCOPE, "stream %llu from %s: unparsable DeltaDiscoveryRequest (%zu bytes); ending the stream",
+				 (unsigned long long)st->id, st->peer ? st->peer : "?", (size_t)GRPC_SLICE_LENGTH(slice));
+			stream_finish(st, GRPC_STATUS_INVALID_ARGUMENT,
+				      "malformed DeltaDiscoveryRequest: not a valid "
+				      "envoy.service.discovery.v3.DeltaDiscoveryRequest");
+			goto out;
+		}
+		stream_handle_delta(st, dreq);
+		envoy__service__discovery__v3__delta_discovery_request__free_unpacked(dreq, NULL);
+		stream_start_recv(st);
 		goto out;
 	}
 	req = envoy__service__discovery__v3__discovery_request__unpack(NULL, GRPC_SLICE_LENGTH(slice),
@@ -1057,8 +1658,9 @@ static void now_rfc3339(char *out, size_t cap)
 	strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-/* A StreamAggregatedResources call arrived: take it from the slot. */
-static void stream_accept(struct xds_server *s, struct accept_slot *a)
+/* A StreamAggregatedResources (or, delta set, DeltaAggregatedResources)
+ * call arrived: take it from the slot. */
+static void stream_accept(struct xds_server *s, struct accept_slot *a, int delta)
 {
 	struct xds_stream *st = calloc(1, sizeof(*st));
 	grpc_op ops[1];
@@ -1072,6 +1674,7 @@ static void stream_accept(struct xds_server *s, struct accept_slot *a)
 	}
 	st->srv = s;
 	st->id = ++s->next_stream_id;
+	st->delta = delta;
 	st->call = a->call;
 	st->md = a->md;
 	st->tag_md = (struct tag){ TAG_MD, st };
@@ -1140,7 +1743,7 @@ static void stream_on_completion(struct xds_stream *st, enum tag_kind kind, int 
 }
 
 /* ------------------------------------------------------------------ */
-/* calls answered UNIMPLEMENTED (Delta xDS for now, unknown methods) */
+/* calls answered UNIMPLEMENTED (unknown methods) */
 
 static void unimpl_start(struct xds_server *s, struct accept_slot *a, const char *why)
 {
@@ -1248,12 +1851,10 @@ static void accept_done(struct xds_server *s, struct accept_slot *a, int ok)
 		grpc_metadata_array_init(&a->md);
 		break;
 	case TAG_ACCEPT_SOTW:
-		stream_accept(s, a);
+		stream_accept(s, a, 0);
 		break;
 	case TAG_ACCEPT_DELTA:
-		log_info(SCOPE, "Delta xDS stream refused: not implemented");
-		unimpl_start(s, a, "meshd: DeltaAggregatedResources (incremental xDS) is not implemented yet; "
-				   "use StreamAggregatedResources");
+		stream_accept(s, a, 1);
 		break;
 	default: {
 		char method[256];
@@ -1665,6 +2266,7 @@ static void syncz_stream(const struct xds_stream *st, struct mesh_buf *out)
 	json_put_string(out, st->peer ? st->peer : "");
 	mesh_buf_puts(out, ",\"connected_at\":");
 	json_put_string(out, st->connected_at);
+	mesh_buf_printf(out, ",\"delta\":%s", st->delta ? "true" : "false");
 	mesh_buf_printf(out, ",\"stream\":%llu,\"types\":{", (unsigned long long)st->id);
 	for (t = 0; t < XDS_TYPE_COUNT; t++) {
 		const struct type_state *ts = &st->types[t];
