@@ -15,6 +15,13 @@
  * with protobuf-c to follow the chain Listener -> RouteConfiguration ->
  * Cluster -> ClusterLoadAssignment.
  *
+ * With cfg->delta the proxies speak DeltaAggregatedResources instead: a
+ * request subscribes the names added and unsubscribes the names dropped
+ * since the last request of that type (and ACKs with the latest nonce).
+ * Responses carry only changed resources and removed names, so each type
+ * keeps what it holds (name and the names it leads to) and the next type's
+ * names come from the whole held set.
+ *
  * Ownership: the loadgen owns channels, calls and every buffer; a proxy's
  * tags point into the proxy, which lives until loadgen_free() has seen
  * every batch complete.
@@ -47,6 +54,7 @@
 
 #define SCOPE "loadgen"
 #define LG_METHOD "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
+#define LG_METHOD_DELTA "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
 #define LG_HCM_URL "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 /* version and nonce as the server sends them; longer ones are an error */
 #define LG_TOKEN_CAP 128
@@ -80,8 +88,18 @@ struct lg_names {
 	size_t n;
 };
 
+/* Delta: one resource a proxy holds and the names it leads to. */
+struct lg_held {
+	char *name;
+	const char **next;            /* owned copies */
+	size_t nnext;
+};
+
 struct lg_type {
 	struct lg_names names;
+	struct lg_names subscribed;   /* Delta: names the server was told */
+	struct lg_held *held;         /* Delta: sorted by name */
+	size_t nheld;
 	char version[LG_TOKEN_CAP];
 	char nonce[LG_TOKEN_CAP];
 	int have_response;
@@ -294,8 +312,81 @@ static void proxy_node_id(const struct lg_proxy *p, char *out, size_t cap)
 		 (p->idx >> 8) & 255, p->idx & 255, p->idx);
 }
 
-/* Encode the type's current request into a new byte buffer. */
-static grpc_byte_buffer *request_encode(struct lg_proxy *p, int t)
+/* Names of a that b lacks (both sorted), borrowed into a new array (*n
+ * of them), or NULL without memory. */
+static const char **names_minus(const struct lg_names *a, const struct lg_names *b, size_t *n)
+{
+	const char **v = calloc(a->n + 1, sizeof(*v));
+	size_t i = 0, j = 0;
+
+	*n = 0;
+	if (!v)
+		return NULL;
+	while (i < a->n) {
+		int c = j < b->n ? strcmp(a->v[i], b->v[j]) : -1;
+		if (c < 0)
+			v[(*n)++] = a->v[i++];
+		else if (c > 0)
+			j++;
+		else {
+			i++;
+			j++;
+		}
+	}
+	return v;
+}
+
+/* Delta: the type's request (names added and dropped since the last one,
+ * the latest nonce) into a new byte buffer; *subscribes tells whether it
+ * subscribes to anything (then a response is due). */
+static grpc_byte_buffer *delta_request_encode(struct lg_proxy *p, int t, Envoy__Config__Core__V3__Node *node,
+					      int *subscribes)
+{
+	Envoy__Service__Discovery__V3__DeltaDiscoveryRequest req =
+		ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
+	struct lg_type *ts = &p->types[t];
+	const char **sub = NULL, **unsub = NULL;
+	size_t nsub = 0, nunsub = 0, len;
+	grpc_byte_buffer *bb = NULL;
+	grpc_slice slice;
+	uint8_t *wire = NULL;
+
+	sub = names_minus(&ts->names, &ts->subscribed, &nsub);
+	unsub = names_minus(&ts->subscribed, &ts->names, &nunsub);
+	if (!sub || !unsub)
+		goto out;
+	req.node = node;
+	req.type_url = (char *)lg_urls[t];
+	req.resource_names_subscribe = (char **)sub;
+	req.n_resource_names_subscribe = nsub;
+	req.resource_names_unsubscribe = (char **)unsub;
+	req.n_resource_names_unsubscribe = nunsub;
+	req.response_nonce = ts->nonce;
+	len = envoy__service__discovery__v3__delta_discovery_request__get_packed_size(&req);
+	wire = malloc(len ? len : 1);
+	if (!wire)
+		goto out;
+	envoy__service__discovery__v3__delta_discovery_request__pack(&req, wire);
+	/* from now on the server knows the current names */
+	if (ts->names.n == 0)
+		names_clear(&ts->subscribed);
+	else if (names_set(&ts->subscribed, (const char **)ts->names.v, ts->names.n) < 0)
+		goto out;
+	*subscribes = nsub > 0;
+	slice = grpc_slice_new(wire, len, free);
+	wire = NULL;
+	bb = grpc_raw_byte_buffer_create(&slice, 1);
+	grpc_slice_unref(slice);
+out:
+	free(wire);
+	free(sub);
+	free(unsub);
+	return bb;
+}
+
+/* Encode the type's current request into a new byte buffer; *subscribes
+ * tells whether a response is due for it (always, for state of the world). */
+static grpc_byte_buffer *request_encode(struct lg_proxy *p, int t, int *subscribes)
 {
 	Envoy__Service__Discovery__V3__DiscoveryRequest req = ENVOY__SERVICE__DISCOVERY__V3__DISCOVERY_REQUEST__INIT;
 	Envoy__Config__Core__V3__Node node = ENVOY__CONFIG__CORE__V3__NODE__INIT;
@@ -335,6 +426,9 @@ static grpc_byte_buffer *request_encode(struct lg_proxy *p, int t)
 		node.metadata = &md;
 		req.node = &node;
 	}
+	if (p->lg->cfg.delta)
+		return delta_request_encode(p, t, req.node, subscribes);
+	*subscribes = 1;
 	req.type_url = (char *)lg_urls[t];
 	req.version_info = ts->version;
 	req.response_nonce = ts->nonce;
@@ -375,7 +469,7 @@ static void proxy_pump(struct lg_proxy *p)
 {
 	struct loadgen *lg = p->lg;
 	grpc_op op;
-	int t, s;
+	int t, s, subscribes = 1;
 
 	if (p->sending || p->ended)
 		return;
@@ -383,7 +477,7 @@ static void proxy_pump(struct lg_proxy *p)
 		;
 	if (t == LG_TYPES)
 		return;
-	p->send_buf = request_encode(p, t);
+	p->send_buf = request_encode(p, t, &subscribes);
 	if (!p->send_buf) {
 		log_error(SCOPE, "proxy %d: out of memory encoding a request", p->idx);
 		return;
@@ -399,8 +493,10 @@ static void proxy_pump(struct lg_proxy *p)
 	p->sending = 1;
 	p->node_sent = 1;
 	lg->st.requests++;
-	if (!p->types[t].have_response || p->types[t].awaiting == -1)
+	if (subscribes && (!p->types[t].have_response || p->types[t].awaiting == -1))
 		p->types[t].awaiting = 1;
+	else if (!subscribes && p->types[t].awaiting == -1)
+		p->types[t].awaiting = 0;   /* Delta: only unsubscribes, no response due */
 	p->types[t].want_send = 0;
 	/* the ACK of a response carrying a watched change is on its way */
 	for (s = 0; s < LOADGEN_WATCH_SLOTS; s++) {
@@ -561,62 +657,159 @@ static void on_endpoints(struct lg_proxy *p, const Envoy__Config__Endpoint__V3__
 	}
 }
 
-/* Decode every resource, note watched changes, and collect the names the
+/* Decode one resource, note watched changes, and collect the names the
  * next type in the chain must ask for. */
+static void process_any(struct lg_proxy *p, int t, const Google__Protobuf__Any *any, struct strlist *next)
+{
+	if (!any || !any->type_url || strcmp(any->type_url, lg_urls[t]) != 0) {
+		p->lg->st.decode_errors++;
+		return;
+	}
+	switch (t) {
+	case LG_LDS: {
+		Envoy__Config__Listener__V3__Listener *l =
+			envoy__config__listener__v3__listener__unpack(NULL, any->value.len, any->value.data);
+		if (!l)
+			break;
+		on_listener(p, l, next);
+		envoy__config__listener__v3__listener__free_unpacked(l, NULL);
+		return;
+	}
+	case LG_RDS: {
+		Envoy__Config__Route__V3__RouteConfiguration *rc =
+			envoy__config__route__v3__route_configuration__unpack(NULL, any->value.len, any->value.data);
+		if (!rc)
+			break;
+		on_route(p, rc, next);
+		envoy__config__route__v3__route_configuration__free_unpacked(rc, NULL);
+		return;
+	}
+	case LG_CDS: {
+		Envoy__Config__Cluster__V3__Cluster *c =
+			envoy__config__cluster__v3__cluster__unpack(NULL, any->value.len, any->value.data);
+		if (!c)
+			break;
+		on_cluster(c, next);
+		envoy__config__cluster__v3__cluster__free_unpacked(c, NULL);
+		return;
+	}
+	case LG_EDS: {
+		Envoy__Config__Endpoint__V3__ClusterLoadAssignment *cla =
+			envoy__config__endpoint__v3__cluster_load_assignment__unpack(NULL, any->value.len,
+										     any->value.data);
+		if (!cla)
+			break;
+		on_endpoints(p, cla);
+		envoy__config__endpoint__v3__cluster_load_assignment__free_unpacked(cla, NULL);
+		return;
+	}
+	}
+	p->lg->st.decode_errors++;
+}
+
+/* Every resource of a state-of-the-world response. */
 static int process_resources(struct lg_proxy *p, int t, const Envoy__Service__Discovery__V3__DiscoveryResponse *r,
 			     struct strlist *next)
 {
 	size_t i;
 
-	for (i = 0; i < r->n_resources; i++) {
-		const Google__Protobuf__Any *any = r->resources[i];
-		if (!any || !any->type_url || strcmp(any->type_url, lg_urls[t]) != 0) {
-			p->lg->st.decode_errors++;
-			continue;
-		}
-		switch (t) {
-		case LG_LDS: {
-			Envoy__Config__Listener__V3__Listener *l =
-				envoy__config__listener__v3__listener__unpack(NULL, any->value.len, any->value.data);
-			if (!l)
-				break;
-			on_listener(p, l, next);
-			envoy__config__listener__v3__listener__free_unpacked(l, NULL);
-			continue;
-		}
-		case LG_RDS: {
-			Envoy__Config__Route__V3__RouteConfiguration *rc =
-				envoy__config__route__v3__route_configuration__unpack(NULL, any->value.len,
-										      any->value.data);
-			if (!rc)
-				break;
-			on_route(p, rc, next);
-			envoy__config__route__v3__route_configuration__free_unpacked(rc, NULL);
-			continue;
-		}
-		case LG_CDS: {
-			Envoy__Config__Cluster__V3__Cluster *c =
-				envoy__config__cluster__v3__cluster__unpack(NULL, any->value.len, any->value.data);
-			if (!c)
-				break;
-			on_cluster(c, next);
-			envoy__config__cluster__v3__cluster__free_unpacked(c, NULL);
-			continue;
-		}
-		case LG_EDS: {
-			Envoy__Config__Endpoint__V3__ClusterLoadAssignment *cla =
-				envoy__config__endpoint__v3__cluster_load_assignment__unpack(NULL, any->value.len,
-											     any->value.data);
-			if (!cla)
-				break;
-			on_endpoints(p, cla);
-			envoy__config__endpoint__v3__cluster_load_assignment__free_unpacked(cla, NULL);
-			continue;
-		}
-		}
-		p->lg->st.decode_errors++;
-	}
+	for (i = 0; i < r->n_resources; i++)
+		process_any(p, t, r->resources[i], next);
 	return next->err;
+}
+
+/* ------------------------------------------------------------------ */
+/* Delta: what a proxy holds */
+
+static void held_entry_free(struct lg_held *h)
+{
+	size_t i;
+
+	for (i = 0; i < h->nnext; i++)
+		free((char *)h->next[i]);
+	free(h->next);
+	free(h->name);
+}
+
+static void held_clear(struct lg_type *ts)
+{
+	size_t i;
+
+	for (i = 0; i < ts->nheld; i++)
+		held_entry_free(&ts->held[i]);
+	free(ts->held);
+	ts->held = NULL;
+	ts->nheld = 0;
+}
+
+/* Index of name in ts->held, or where it would go (*found says which). */
+static size_t held_pos(const struct lg_type *ts, const char *name, int *found)
+{
+	size_t lo = 0, hi = ts->nheld;
+
+	*found = 0;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(ts->held[mid].name, name);
+		if (c == 0) {
+			*found = 1;
+			return mid;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Hold name, leading to the names of next (taken: next is emptied).
+ * Returns 0, -ENOMEM or -MESH_ETOOBIG. */
+static int held_put(struct lg_type *ts, const char *name, struct strlist *next)
+{
+	struct lg_held h = { 0 };
+	size_t pos;
+	int found;
+
+	pos = held_pos(ts, name, &found);
+	if (!found) {
+		struct lg_held *v;
+		if (ts->nheld >= LG_MAX_NAMES)
+			return -MESH_ETOOBIG;
+		h.name = strdup(name);
+		v = realloc(ts->held, (ts->nheld + 1) * sizeof(*v));
+		if (!h.name || !v) {
+			free(h.name);
+			if (v)
+				ts->held = v;
+			return -ENOMEM;
+		}
+		ts->held = v;
+		memmove(&ts->held[pos + 1], &ts->held[pos], (ts->nheld - pos) * sizeof(*v));
+		ts->held[pos] = h;
+		ts->nheld++;
+	} else {
+		h = ts->held[pos];
+		h.name = NULL;
+		held_entry_free(&h);
+	}
+	ts->held[pos].next = next->v;
+	ts->held[pos].nnext = next->n;
+	memset(next, 0, sizeof(*next));
+	return 0;
+}
+
+static void held_remove(struct lg_type *ts, const char *name)
+{
+	size_t pos;
+	int found;
+
+	pos = held_pos(ts, name, &found);
+	if (!found)
+		return;
+	held_entry_free(&ts->held[pos]);
+	memmove(&ts->held[pos], &ts->held[pos + 1], (ts->nheld - pos - 1) * sizeof(*ts->held));
+	ts->nheld--;
 }
 
 static void proxy_end(struct lg_proxy *p)
@@ -685,6 +878,68 @@ static void proxy_handle_response(struct lg_proxy *p, const Envoy__Service__Disc
 	strlist_cleanup(&next);
 }
 
+/* Delta: apply changed and removed resources, then follow the chain from
+ * everything held. */
+static void proxy_handle_delta(struct lg_proxy *p, const Envoy__Service__Discovery__V3__DeltaDiscoveryResponse *r)
+{
+	struct loadgen *lg = p->lg;
+	struct strlist next = { 0 };
+	struct lg_type *ts;
+	size_t i, j;
+	int t, rc = 0;
+
+	for (t = 0; t < LG_TYPES && (!r->type_url || strcmp(r->type_url, lg_urls[t]) != 0); t++)
+		;
+	if (t == LG_TYPES || strnlen(r->system_version_info, LG_TOKEN_CAP) >= LG_TOKEN_CAP ||
+	    strnlen(r->nonce, LG_TOKEN_CAP) >= LG_TOKEN_CAP) {
+		lg->st.decode_errors++;
+		return;
+	}
+	ts = &p->types[t];
+	lg->st.responses++;
+	lg->st.resources += r->n_resources;
+	copy_token(ts->version, r->system_version_info);
+	copy_token(ts->nonce, r->nonce);
+	ts->have_response = 1;
+	ts->want_send = 1;
+	if (ts->awaiting == 1)
+		ts->awaiting = 0;
+	for (i = 0; i < r->n_resources && rc == 0; i++) {
+		const Envoy__Service__Discovery__V3__Resource *res = r->resources[i];
+		struct strlist one = { 0 };
+		if (!res || !res->name || !res->name[0]) {
+			lg->st.decode_errors++;
+			continue;
+		}
+		process_any(p, t, res->resource, &one);
+		rc = one.err;
+		if (rc == 0)
+			rc = held_put(ts, res->name, &one);
+		strlist_cleanup(&one);
+	}
+	for (i = 0; i < r->n_removed_resources; i++)
+		held_remove(ts, r->removed_resources[i]);
+	ts->last_nres = ts->nheld;
+	if (rc < 0) {
+		log_warn(SCOPE, "proxy %d: %s delta response: %s", p->idx, lg_urls[t], mesh_strerror(rc));
+		return;
+	}
+	if (t + 1 >= LG_TYPES)
+		return;
+	for (i = 0; i < ts->nheld; i++)
+		for (j = 0; j < ts->held[i].nnext; j++)
+			strlist_add(&next, ts->held[i].next[j]);
+	if (next.err < 0) {
+		log_warn(SCOPE, "proxy %d: %s delta response: %s", p->idx, lg_urls[t], mesh_strerror(next.err));
+	} else if (next.n > 0) {
+		/* as for state of the world, an empty list keeps the old one */
+		rc = names_set(&p->types[t + 1].names, next.v, next.n);
+		if (rc > 0)
+			proxy_resubscribe(p, t + 1);
+	}
+	strlist_cleanup(&next);
+}
+
 static void proxy_on_recv(struct lg_proxy *p, int ok)
 {
 	Envoy__Service__Discovery__V3__DiscoveryResponse *r = NULL;
@@ -708,6 +963,22 @@ static void proxy_on_recv(struct lg_proxy *p, int ok)
 	grpc_byte_buffer_reader_destroy(&reader);
 	len = GRPC_SLICE_LENGTH(slice);
 	p->lg->st.bytes += len;
+	if (p->lg->cfg.delta) {
+		Envoy__Service__Discovery__V3__DeltaDiscoveryResponse *d =
+			envoy__service__discovery__v3__delta_discovery_response__unpack(NULL, len,
+											GRPC_SLICE_START_PTR(slice));
+		grpc_slice_unref(slice);
+		if (!d)
+			p->lg->st.decode_errors++;
+		else
+			proxy_handle_delta(p, d);
+		if (d)
+			envoy__service__discovery__v3__delta_discovery_response__free_unpacked(d, NULL);
+		proxy_start_recv(p);
+		proxy_pump(p);
+		proxy_check_sync(p);
+		goto out;
+	}
 	r = envoy__service__discovery__v3__discovery_response__unpack(NULL, len, GRPC_SLICE_START_PTR(slice));
 	grpc_slice_unref(slice);
 	if (!r)
@@ -799,7 +1070,7 @@ static int proxy_targets_has(const struct lg_proxy *p, int svc)
 
 static int proxy_start(struct loadgen *lg, struct lg_proxy *p)
 {
-	grpc_slice method = grpc_slice_from_static_string(LG_METHOD);
+	grpc_slice method = grpc_slice_from_static_string(lg->cfg.delta ? LG_METHOD_DELTA : LG_METHOD);
 	grpc_op ops[2];
 	int rc;
 
@@ -962,8 +1233,11 @@ void loadgen_free(struct loadgen *lg)
 		grpc_metadata_array_destroy(&p->md_init);
 		grpc_metadata_array_destroy(&p->md_trail);
 		grpc_slice_unref(p->details);
-		for (t = 0; t < LG_TYPES; t++)
+		for (t = 0; t < LG_TYPES; t++) {
 			names_clear(&p->types[t].names);
+			names_clear(&p->types[t].subscribed);
+			held_clear(&p->types[t]);
+		}
 		free(p->targets);
 	}
 	for (i = 0; i < lg->nch; i++)

@@ -10,6 +10,9 @@
  * the proxies presents sidecar node metadata (no GENERATOR: grpc) but asks
  * for the same resources.
  *
+ * With delta set the streams are DeltaAggregatedResources: the same chain,
+ * subscribed and unsubscribed incrementally, every response ACKed.
+ *
  * One thread: the caller's.  loadgen_run() takes completions off the one
  * completion queue and reacts; nothing happens between calls.
  *
@@ -41,6 +44,7 @@ struct loadgen_config {
 	int targets;                 /* listeners per proxy, svc-0 included */
 	int services;                /* targets are picked from svc-0 .. svc-(services-1) */
 	int sidecar_percent;         /* proxies with sidecar node metadata */
+	int delta;                   /* DeltaAggregatedResources instead of state of the world */
 	uint64_t seed;
 };
 

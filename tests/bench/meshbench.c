@@ -6,7 +6,8 @@
  *   meshbench run --xds HOST:PORT --dir DIR [--services N] [--proxies M] ...
  *       connect M simulated proxies (loadgen.h), wait until all are synced,
  *       then edit DIR at a set rate (churn.h) and print what it took, ending
- *       with one "RESULT key=value ..." line that tests/bench/run.sh reads.
+ *       with one "RESULT key=value ..." line that tests/bench/run.sh reads;
+ *       --delta makes the proxies speak Delta xDS (DeltaAggregatedResources).
  *
  * The mesh state is rebuilt from --services, so `run` must be given the
  * directory `config` wrote, unchanged since.
@@ -40,6 +41,7 @@ struct opts {
 	int sync_timeout_s;
 	int add_subscribers;
 	int meshd_pid;
+	int delta;
 	long long seed;
 	const char *log_level;
 };
@@ -51,7 +53,7 @@ static void usage(FILE *f)
 		"       meshbench run --xds HOST:PORT --dir DIR [--services N] [--proxies M] [--channels C]\n"
 		"                     [--targets K] [--sidecar-percent P] [--changes X] [--interval-ms MS]\n"
 		"                     [--change-timeout-ms MS] [--sync-timeout-s S] [--add-subscribers N]\n"
-		"                     [--meshd-pid PID] [--seed S] [--log-level LEVEL]\n");
+		"                     [--meshd-pid PID] [--seed S] [--log-level LEVEL] [--delta]\n");
 }
 
 static int int_arg(const char *name, const char *v, long lo, long hi, int *out)
@@ -70,7 +72,7 @@ static int int_arg(const char *name, const char *v, long lo, long hi, int *out)
 static int parse(int argc, char **argv, struct opts *o)
 {
 	enum { O_DIR = 256, O_XDS, O_SERVICES, O_PROXIES, O_CHANNELS, O_TARGETS, O_SIDECAR, O_CHANGES, O_INTERVAL,
-	       O_CTIMEOUT, O_STIMEOUT, O_ADDSUB, O_PID, O_SEED, O_LOG };
+	       O_CTIMEOUT, O_STIMEOUT, O_ADDSUB, O_PID, O_SEED, O_LOG, O_DELTA };
 	static const struct option lo[] = {
 		{ "dir", required_argument, NULL, O_DIR },
 		{ "xds", required_argument, NULL, O_XDS },
@@ -87,6 +89,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		{ "meshd-pid", required_argument, NULL, O_PID },
 		{ "seed", required_argument, NULL, O_SEED },
 		{ "log-level", required_argument, NULL, O_LOG },
+		{ "delta", no_argument, NULL, O_DELTA },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c, rc = 0, seed = 1;
@@ -119,6 +122,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		case O_PID: rc = int_arg("meshd-pid", optarg, 1, 1 << 30, &o->meshd_pid); break;
 		case O_SEED: rc = int_arg("seed", optarg, 0, 1 << 30, &seed); break;
 		case O_LOG: o->log_level = optarg; break;
+		case O_DELTA: o->delta = 1; break;
 		default: rc = -EINVAL; break;
 		}
 	}
@@ -195,8 +199,8 @@ static int cmd_run(const struct opts *o)
 	struct bench_mesh *mesh = NULL;
 	struct loadgen *lg = NULL;
 	double t_start, lg_cpu0 = self_cpu(), *lat = NULL, *flat = NULL;
-	double full_cpu = 0, any_cpu = 0, full_bytes = 0, full_resp = 0;
-	int nch = 0, nfull = 0, timeouts = 0, i, rc;
+	double full_cpu = 0, any_cpu = 0, full_bytes = 0, full_resp = 0, ep_bytes = 0;
+	int nch = 0, nfull = 0, nep = 0, timeouts = 0, i, rc;
 	pid_t pid = (pid_t)o->meshd_pid;
 
 	if (!o->xds) {
@@ -222,6 +226,7 @@ static int cmd_run(const struct opts *o)
 	lc.targets = o->targets;
 	lc.services = o->services;
 	lc.sidecar_percent = o->sidecar_percent;
+	lc.delta = o->delta;
 	lc.seed = (uint64_t)o->seed * 2654435761ULL + 1;
 	t_start = loadgen_now();
 	rc = loadgen_new(&lc, &lg);
@@ -246,8 +251,9 @@ static int cmd_run(const struct opts *o)
 	loadgen_run(lg, 500);
 	if (pid)
 		churn_proc_sample(pid, &p1);
-	printf("%d proxies (%d%% sidecar metadata, %d listeners each) on %d connections, %d services\n", st.proxies,
-	       o->sidecar_percent, o->targets, lc.channels, o->services);
+	printf("%d proxies (%s, %d%% sidecar metadata, %d listeners each) on %d connections, %d services\n",
+	       st.proxies, o->delta ? "Delta xDS" : "state of the world", o->sidecar_percent, o->targets, lc.channels,
+	       o->services);
 	printf("all synced in %.3f s: %llu responses, %llu resources, %.1f MB received, %llu requests\n",
 	       st.all_synced_at - t_start, (unsigned long long)st.responses, (unsigned long long)st.resources,
 	       st.bytes / 1e6, (unsigned long long)st.requests);
@@ -279,6 +285,10 @@ static int cmd_run(const struct opts *o)
 			full_bytes += (double)ch[i].bytes;
 			full_resp += (double)ch[i].responses;
 		}
+		if (ch[i].kind == CHURN_FULL_ENDPOINT) {
+			ep_bytes += (double)ch[i].bytes;
+			nep++;
+		}
 	}
 	if (pid)
 		print_sample("after churn", &p2);
@@ -290,18 +300,19 @@ static int cmd_run(const struct opts *o)
 	       nfull, st.proxies, percentile(flat, nfull, 0.5) * 1000, percentile(flat, nfull, 0.99) * 1000,
 	       percentile(flat, nfull, 1.0) * 1000, nfull ? full_cpu / nfull : 0, nfull ? full_bytes / nfull : 0,
 	       nfull ? full_resp / nfull : 0);
+	printf("%d endpoint changes: %.0f bytes per push\n", nep, nep ? ep_bytes / nep : 0);
 	printf("streams failed: %d; decode errors: %llu; load generator CPU %.2f s\n", st.failed,
 	       (unsigned long long)st.decode_errors, self_cpu() - lg_cpu0);
-	printf("RESULT proxies=%d services=%d sync_s=%.3f sync_bytes=%llu rss_synced_kb=%ld rss_after_kb=%ld "
+	printf("RESULT delta=%d proxies=%d services=%d sync_s=%.3f sync_bytes=%llu rss_synced_kb=%ld rss_after_kb=%ld "
 	       "hwm_kb=%ld cpu_sync_s=%.3f changes=%d timeouts=%d p50_ms=%.1f p99_ms=%.1f max_ms=%.1f "
 	       "full_pushes=%d full_p50_ms=%.1f full_p99_ms=%.1f full_max_ms=%.1f full_cpu_s=%.4f "
-	       "change_cpu_s=%.4f full_bytes=%.0f failed=%d decode_errors=%llu lg_cpu_s=%.2f\n",
-	       st.proxies, o->services, st_sync.all_synced_at - t_start, (unsigned long long)st_sync.bytes,
+	       "change_cpu_s=%.4f full_bytes=%.0f ep_bytes=%.0f failed=%d decode_errors=%llu lg_cpu_s=%.2f\n",
+	       o->delta, st.proxies, o->services, st_sync.all_synced_at - t_start, (unsigned long long)st_sync.bytes,
 	       p1.rss_kb, p2.rss_kb, p2.hwm_kb, p1.cpu_s - p0.cpu_s, nch, timeouts, percentile(lat, nch, 0.5) * 1000,
 	       percentile(lat, nch, 0.99) * 1000, percentile(lat, nch, 1.0) * 1000, nfull,
 	       percentile(flat, nfull, 0.5) * 1000, percentile(flat, nfull, 0.99) * 1000,
 	       percentile(flat, nfull, 1.0) * 1000, nfull ? full_cpu / nfull : 0, nch ? any_cpu / nch : 0,
-	       nfull ? full_bytes / nfull : 0, st.failed, (unsigned long long)st.decode_errors,
+	       nfull ? full_bytes / nfull : 0, nep ? ep_bytes / nep : 0, st.failed, (unsigned long long)st.decode_errors,
 	       self_cpu() - lg_cpu0);
 	if (st.failed > 0 || st.decode_errors > 0 || timeouts > 0)
 		rc = -EIO;

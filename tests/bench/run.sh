@@ -1,5 +1,5 @@
 #!/bin/sh
-# tests/bench/run.sh [BUILD] [--smoke] - the scale benchmark (`make bench`).
+# tests/bench/run.sh [BUILD] [--smoke] [--delta] - the scale benchmark (`make bench`).
 #
 # For each proxy count: write a fresh mesh of services (meshbench config),
 # start meshd on it (loopback ports), connect the simulated proxies
@@ -11,6 +11,9 @@
 # Full run: 1,000 services; 100, 500, 1,000 and 2,000 proxies (the last is
 # the headline), 20 changes each.  --smoke: 20 services, 50 proxies, one
 # change of each kind; proves the load generator works (exit status 0).
+# --delta: every proxy count runs twice, state of the world then Delta xDS
+# (DeltaAggregatedResources), and bytes per push are compared; --smoke
+# always does both.
 #
 # Environment overrides: BENCH_SERVICES, BENCH_PROXIES ("100 500"),
 # BENCH_CHANGES, BENCH_INTERVAL_MS, BENCH_CHANNELS, BENCH_TARGETS.
@@ -18,10 +21,12 @@ set -eu
 
 BUILD=build
 SMOKE=0
+PROTOS=sotw
 for a in "$@"; do
 	case "$a" in
-	--smoke) SMOKE=1 ;;
-	-*) echo "usage: $0 [BUILD] [--smoke]" >&2; exit 2 ;;
+	--smoke) SMOKE=1; PROTOS="sotw delta" ;;
+	--delta) PROTOS="sotw delta" ;;
+	-*) echo "usage: $0 [BUILD] [--smoke] [--delta]" >&2; exit 2 ;;
 	*) BUILD=$a ;;
 	esac
 done
@@ -98,26 +103,31 @@ stop_meshd() {
 status=0
 START=$(date +%s)
 for m in $SIZES; do
-	cfg=$TMP/cfg-$m
+for proto in $PROTOS; do
+	cfg=$TMP/cfg-$m-$proto
+	run=$m-$proto
 	mkdir -p "$cfg"
 	"$BENCH" config --dir "$cfg" --services "$SERVICES"
-	start_meshd "$cfg" "$TMP/meshd-$m.log"
-	echo "== $SERVICES services, $m proxies (meshd pid $MESHD_PID, xDS 127.0.0.1:$XDS_PORT)"
+	start_meshd "$cfg" "$TMP/meshd-$run.log"
+	flag=
+	[ "$proto" = delta ] && flag=--delta
+	echo "== $SERVICES services, $m proxies, $proto (meshd pid $MESHD_PID, xDS 127.0.0.1:$XDS_PORT)"
 	if ! "$BENCH" run --xds "127.0.0.1:$XDS_PORT" --dir "$cfg" --services "$SERVICES" --proxies "$m" \
 		--channels "$CHANNELS" --targets "$TARGETS" --changes "$CHANGES" --interval-ms "$INTERVAL" \
-		--meshd-pid "$MESHD_PID" --log-level warn >"$TMP/out-$m" 2>"$TMP/err-$m"; then
+		--meshd-pid "$MESHD_PID" --log-level warn $flag >"$TMP/out-$run" 2>"$TMP/err-$run"; then
 		status=1
-		echo "run.sh: meshbench failed at $m proxies:" >&2
-		cat "$TMP/err-$m" >&2
+		echo "run.sh: meshbench failed at $m proxies ($proto):" >&2
+		cat "$TMP/err-$run" >&2
 	fi
-	grep -v '^RESULT' "$TMP/out-$m" | sed 's/^/   /'
-	grep '^RESULT' "$TMP/out-$m" >>"$TMP/results" || true
+	grep -v '^RESULT' "$TMP/out-$run" | sed 's/^/   /'
+	grep '^RESULT' "$TMP/out-$run" >>"$TMP/results" || true
 	if ! kill -0 "$MESHD_PID" 2>/dev/null; then
 		status=1
 		echo "run.sh: meshd exited during the run; its log:" >&2
-		tail -20 "$TMP/meshd-$m.log" >&2
+		tail -20 "$TMP/meshd-$run.log" >&2
 	fi
 	stop_meshd
+done
 done
 ELAPSED=$(( $(date +%s) - START ))
 
@@ -135,6 +145,7 @@ function kv(line, key,   i, n, f) {
 }
 {
 	rows++
+	d[rows] = kv($0, "delta") + 0; epb[rows] = kv($0, "ep_bytes")
 	p[rows] = kv($0, "proxies"); sync[rows] = kv($0, "sync_s")
 	rss[rows] = kv($0, "rss_after_kb") / 1024; hwm[rows] = kv($0, "hwm_kb") / 1024
 	p50[rows] = kv($0, "p50_ms"); p99[rows] = kv($0, "p99_ms"); mx[rows] = kv($0, "max_ms")
@@ -143,11 +154,37 @@ function kv(line, key,   i, n, f) {
 	to[rows] = kv($0, "timeouts"); fail[rows] = kv($0, "failed")
 }
 END {
-	printf "%8s %8s %9s %9s %9s %9s %9s %11s %11s %11s %12s %5s\n", "proxies", "sync s", "RSS MB", "peak MB",
-		"p50 ms", "p99 ms", "max ms", "full p99", "CPU ms/full", "CPU ms/chg", "bytes/full", "t/o"
+	printf "%8s %5s %8s %9s %9s %9s %9s %9s %11s %11s %11s %12s %5s\n", "proxies", "xds", "sync s", "RSS MB",
+		"peak MB", "p50 ms", "p99 ms", "max ms", "full p99", "CPU ms/full", "CPU ms/chg", "bytes/full", "t/o"
 	for (i = 1; i <= rows; i++)
-		printf "%8d %8.2f %9.1f %9.1f %9.1f %9.1f %9.1f %11.1f %11.1f %11.1f %12d %5d\n", p[i], sync[i], rss[i],
-			hwm[i], p50[i], p99[i], mx[i], fp99[i], fcpu[i], ccpu[i], fbytes[i], to[i] + fail[i]
+		printf "%8d %5s %8.2f %9.1f %9.1f %9.1f %9.1f %9.1f %11.1f %11.1f %11.1f %12d %5d\n", p[i],
+			d[i] ? "delta" : "sotw", sync[i], rss[i], hwm[i], p50[i], p99[i], mx[i], fp99[i], fcpu[i], ccpu[i],
+			fbytes[i], to[i] + fail[i]
+	ndelta = 0
+	for (i = 1; i <= rows; i++)
+		if (d[i])
+			ndelta++
+	if (ndelta) {
+		printf "\nbytes per push (every proxy concerned), state of the world vs Delta:\n"
+		for (i = 1; i <= rows; i++) {
+			if (d[i])
+				continue
+			for (j = 1; j <= rows; j++)
+				if (d[j] && p[j] == p[i])
+					printf "  %d proxies: endpoint change %d vs %d bytes (x%.2f); endpoint or weight change %d vs %d bytes (x%.2f)\n",
+						p[i], epb[i], epb[j], epb[i] ? epb[j] / epb[i] : 0, fbytes[i], fbytes[j],
+						fbytes[i] ? fbytes[j] / fbytes[i] : 0
+		}
+	}
+	# the targets and growth figures use the state-of-the-world rows
+	n = 0
+	for (i = 1; i <= rows; i++)
+		if (!d[i]) {
+			n++
+			p[n] = p[i]; sync[n] = sync[i]; rss[n] = rss[i]; hwm[n] = hwm[i]; p99[n] = p99[i]
+			fcpu[n] = fcpu[i]; fbytes[n] = fbytes[i]
+		}
+	rows = n
 	l = rows
 	printf "\ntargets (DESIGN.md) at %d proxies:\n", p[l]
 	printf "  meshd RSS (peak)            %7.1f MB   target <= 150 MB   %s\n", hwm[l], hwm[l] + 0 <= 150 ? "ok" : "MISSED"
