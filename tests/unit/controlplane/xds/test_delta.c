@@ -10,6 +10,8 @@
 #include "common/err.h"
 #include "common/hash.h"
 #include "common/log.h"
+#include "controlplane/config/store.h"
+#include "controlplane/model/model.h"
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
 #include "google/protobuf/struct.pb-c.h"
 
@@ -729,6 +731,76 @@ START_TEST(node_once_and_config_dump)
 }
 END_TEST
 
+/* Per-proxy resources: names under "inbound/" resolve to a payload naming
+ * the proxy; anything else is unknown. */
+static int resolve_inbound(void *ctx, const struct model *m, const struct xds_proxy_info *proxy, enum xds_type t,
+			   const char *name, uint8_t **data, size_t *len)
+{
+	char buf[256];
+	int n;
+
+	(void)ctx;
+	(void)m;
+	if (t != XDS_LISTENER || strncmp(name, "inbound/", 8) != 0)
+		return -ENOENT;
+	n = snprintf(buf, sizeof(buf), "%s for %s", name, proxy->id ? proxy->id : "?");
+	*data = malloc((size_t)n);
+	if (!*data)
+		return -ENOMEM;
+	memcpy(*data, buf, (size_t)n);
+	*len = (size_t)n;
+	return 0;
+}
+
+static void publish_with_model(void)
+{
+	struct cfg_store *cs = cfg_store_new();
+	struct cfg_snapshot *cfg;
+	struct xds_snapshot *s = xds_snapshot_new();
+	struct model *m;
+
+	ck_assert_ptr_nonnull(cs);
+	cfg = cfg_store_snapshot(cs);
+	ck_assert_ptr_nonnull(cfg);
+	m = model_build(cfg, "cluster.local", "istio-system");
+	ck_assert_ptr_nonnull(m);
+	xds_snapshot_add(s, XDS_LISTENER, "l1", (const uint8_t *)"L1", 2);
+	xds_snapshot_seal(s);
+	xds_server_publish_model(srv, s, m);
+	xds_snapshot_unref(s);
+	model_unref(m);
+	cfg_snapshot_unref(cfg);
+	cfg_store_free(cs);
+}
+
+START_TEST(resolver_feeds_delta)
+{
+	static const char *const names[] = { "l1", "inbound/10.0.0.1:8080", "elsewhere" };
+	struct xds_server_config cfg = { .addr = "127.0.0.1:0", .resolve = resolve_inbound };
+	struct dreq d = { .node_id = "node-r1", .type_url = URL_LDS, .sub = names, .nsub = 3 };
+	struct client c;
+	Resp *r;
+
+	/* this test's server has a resolver */
+	xds_server_stop(srv);
+	ck_assert_int_eq(xds_server_start(&cfg, &srv), 0);
+	port = xds_server_port(srv);
+	publish_with_model();
+	client_open(&c, port);
+	client_send(&c, &d);
+	r = must_recv(&c);
+	ck_assert_uint_eq(r->n_resources, 2);
+	assert_payload(r, "l1", "L1");
+	assert_payload(r, "inbound/10.0.0.1:8080", "inbound/10.0.0.1:8080 for node-r1");
+	client_ack(&c, r);
+	resp_free(r);
+	/* a new model with the same result: nothing to send */
+	publish_with_model();
+	must_be_quiet(&c);
+	client_close(&c);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("xds_delta");
@@ -747,6 +819,7 @@ int main(void)
 	tcase_add_test(tc, wildcard_subscribe_and_leave);
 	tcase_add_test(tc, garbage_invalid_argument_then_serving);
 	tcase_add_test(tc, node_once_and_config_dump);
+	tcase_add_test(tc, resolver_feeds_delta);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
