@@ -1,5 +1,6 @@
 /*
- * server.h - the ADS server: gRPC C core, state of the world.
+ * server.h - the ADS server: gRPC C core, state of the world and Delta
+ * (DeltaAggregatedResources; see server.c).
  *
  * Threads: gRPC core's completion queue runs on a thread of its own that
  * only hands completed operations to the xDS thread over a queue and an
