@@ -18,6 +18,7 @@
 #include "common/arena.h"
 #include "common/buf.h"
 #include "common/err.h"
+#include "common/file.h"
 #include "common/hash.h"
 
 #include <errno.h>
@@ -672,49 +673,29 @@ int cfg_parse_buffer(const char *origin, const char *data, size_t len, struct cf
 
 int cfg_parse_file(const char *path, struct cfg_parse_result *out)
 {
-	struct stat st;
 	char *data = NULL;
 	size_t len = 0;
-	int fd, rc = 0;
+	int rc;
 
 	memset(out, 0, sizeof(*out));
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || fstat(fd, &st) < 0) {
-		struct cfg__ectx e = { .res = out, .origin = path, .kind = -1 };
-		cfg__doc_error(&e, 0, 0, "cannot read: %s", strerror(errno));
-		rc = e.oom ? -ENOMEM : 0;
-		goto out;
-	}
-	if ((uint64_t)st.st_size > CFG_MAX_FILE_BYTES) {
+	rc = mesh_read_file(path, CFG_MAX_FILE_BYTES, &data, &len);
+	if (rc == -MESH_ETOOBIG) {
 		struct cfg__ectx e = { .res = out, .origin = path, .kind = -1 };
 		cfg__doc_error(&e, 0, 0, "file is %lld bytes, larger than the limit of %u bytes",
-			       (long long)st.st_size, CFG_MAX_FILE_BYTES);
+			       (long long)len, CFG_MAX_FILE_BYTES);
 		rc = e.oom ? -ENOMEM : 0;
 		goto out;
 	}
-	data = malloc((size_t)st.st_size + 1);
-	if (!data) {
-		rc = -ENOMEM;
+	if (rc < 0 && rc != -ENOMEM) {
+		struct cfg__ectx e = { .res = out, .origin = path, .kind = -1 };
+		cfg__doc_error(&e, 0, 0, "cannot read: %s", strerror(-rc));
+		rc = e.oom ? -ENOMEM : 0;
 		goto out;
 	}
-	while (len < (size_t)st.st_size) {
-		ssize_t n = read(fd, data + len, (size_t)st.st_size - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			struct cfg__ectx e = { .res = out, .origin = path, .kind = -1 };
-			cfg__doc_error(&e, 0, 0, "cannot read: %s", strerror(errno));
-			rc = e.oom ? -ENOMEM : 0;
-			goto out;
-		}
-		if (n == 0)
-			break; /* shrank while reading: parse what is there */
-		len += (size_t)n;
-	}
+	if (rc < 0)
+		goto out;
 	rc = cfg_parse_buffer(path, data, len, out);
 out:
-	if (fd >= 0)
-		close(fd);
 	free(data);
 	return rc;
 }

@@ -9,6 +9,7 @@
 #include "controlplane/file/source.h"
 
 #include "common/err.h"
+#include "common/file.h"
 #include "common/hash.h"
 #include "common/log.h"
 #include "controlplane/debounce/debounce.h"
@@ -126,42 +127,22 @@ static int load_file(struct file_source *fs, const char *path, int *changed)
 {
 	struct file_entry *fe = find_file(fs, path);
 	struct cfg_parse_result res;
-	struct stat st;
+	off_t st_size;
 	uint64_t h;
 	char *data = NULL;
 	size_t len = 0;
-	int fd, rc = 0;
+	int rc = 0;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0) {
-		rc = -errno;
-		goto out;
-	}
-	if ((uint64_t)st.st_size > CFG_MAX_FILE_BYTES) {
+	rc = mesh_read_file(path, CFG_MAX_FILE_BYTES, &data, &len);
+	if (rc == -MESH_ETOOBIG) {
 		/* let the parser produce the error that names the limit */
-		h = mesh_hash(&st.st_size, sizeof(st.st_size));
+		st_size = (off_t)len;
+		len = 0;
+		h = mesh_hash(&st_size, sizeof(st_size));
+		rc = 0;
+	} else if (rc < 0) {
+		return rc;
 	} else {
-		ssize_t r;
-		data = malloc((size_t)st.st_size + 1);
-		if (!data) {
-			rc = -ENOMEM;
-			goto out;
-		}
-		while (len < (size_t)st.st_size) {
-			r = read(fd, data + len, (size_t)st.st_size - len);
-			if (r < 0 && errno == EINTR)
-				continue;
-			if (r < 0) {
-				rc = -errno;
-				goto out;
-			}
-			if (r == 0)
-				break;
-			len += (size_t)r;
-		}
-		data[len] = '\0';
 		h = mesh_hash(data, len);
 	}
 	if (!fe) {
@@ -218,7 +199,6 @@ static int load_file(struct file_source *fs, const char *path, int *changed)
 	cfg_parse_result_cleanup(&res);
 out:
 	free(data);
-	close(fd);
 	return rc;
 }
 

@@ -8,6 +8,7 @@
 #include "controlplane/kube/kube_config.h"
 
 #include "common/err.h"
+#include "common/file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -35,48 +36,10 @@ static void kube__why(char *why, size_t cap, const char *fmt, ...)
 
 int kube_config_read_file(const char *path, char **data, size_t *len)
 {
-	struct stat st;
-	char *d = NULL;
-	size_t n = 0;
-	int fd, rc = 0;
+	int rc = mesh_read_file(path, KUBE_CONFIG_MAX_BYTES, data, len);
 
-	*data = NULL;
-	*len = 0;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0) {
-		rc = -errno;
-		goto out;
-	}
-	if ((uint64_t)st.st_size > KUBE_CONFIG_MAX_BYTES) {
-		rc = -MESH_ETOOBIG;
-		goto out;
-	}
-	d = malloc((size_t)st.st_size + 1);
-	if (!d) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	while (n < (size_t)st.st_size) {
-		ssize_t r = read(fd, d + n, (size_t)st.st_size - n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			rc = -errno;
-			goto out;
-		}
-		if (r == 0)
-			break;
-		n += (size_t)r;
-	}
-	d[n] = '\0';
-	*data = d;
-	*len = n;
-	d = NULL;
-out:
-	free(d);
-	close(fd);
+	if (rc < 0)
+		*len = 0;
 	return rc;
 }
 
