@@ -206,7 +206,9 @@ out:
 	return rc;
 }
 
-static char *x509_to_pem(X509 *x)
+/* The PEM text written by write (NULL when it fails): a malloc'd,
+ * NUL-terminated copy of a memory BIO's contents. */
+static char *pem_from_bio(int (*write)(BIO *b, void *obj), void *obj)
 {
 	BIO *b = BIO_new(BIO_s_mem());
 	char *data, *out = NULL;
@@ -214,7 +216,7 @@ static char *x509_to_pem(X509 *x)
 
 	if (!b)
 		return NULL;
-	if (PEM_write_bio_X509(b, x) != 1)
+	if (write(b, obj) != 1)
 		goto out;
 	n = BIO_get_mem_data(b, &data);
 	if (n <= 0)
@@ -229,27 +231,24 @@ out:
 	return out;
 }
 
+static int pem_write_x509(BIO *b, void *x)
+{
+	return PEM_write_bio_X509(b, x);
+}
+
+static int pem_write_key(BIO *b, void *k)
+{
+	return PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL);
+}
+
+static char *x509_to_pem(X509 *x)
+{
+	return pem_from_bio(pem_write_x509, x);
+}
+
 static char *key_to_pem(EVP_PKEY *k)
 {
-	BIO *b = BIO_new(BIO_s_mem());
-	char *data, *out = NULL;
-	long n;
-
-	if (!b)
-		return NULL;
-	if (PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL) != 1)
-		goto out;
-	n = BIO_get_mem_data(b, &data);
-	if (n <= 0)
-		goto out;
-	out = malloc((size_t)n + 1);
-	if (out) {
-		memcpy(out, data, (size_t)n);
-		out[n] = '\0';
-	}
-out:
-	BIO_free(b);
-	return out;
+	return pem_from_bio(pem_write_key, k);
 }
 
 /* Every certificate in a PEM text, in order.  Returns 0, -MESH_EPARSE
