@@ -12,46 +12,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "testutil.h"
+
 #define OUT_MAX 65536
-
-static char meshctl[PATH_MAX + 16];
-
-/* BUILD/tests/controlplane/cli/test_meshctl -> BUILD/bin/meshctl */
-static void find_meshctl(void)
-{
-	char self[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	int up;
-	char *slash;
-
-	ck_assert_int_gt(n, 0);
-	self[n] = '\0';
-	for (up = 0; up < 4; up++) {
-		slash = strrchr(self, '/');
-		ck_assert_ptr_nonnull(slash);
-		*slash = '\0';
-	}
-	snprintf(meshctl, sizeof(meshctl), "%s/bin/meshctl", self);
-	ck_assert_msg(access(meshctl, X_OK) == 0, "%s not built", meshctl);
-}
 
 /* run meshctl with args; output (stdout+stderr) into out; returns exit status */
 static int run(const char *args, char *out)
 {
-	char cmd[PATH_MAX + 1024];
-	FILE *p;
-	size_t n;
-	int st;
-
-	find_meshctl();
-	snprintf(cmd, sizeof(cmd), "%s %s 2>&1", meshctl, args);
-	p = popen(cmd, "r");
-	ck_assert_ptr_nonnull(p);
-	n = fread(out, 1, OUT_MAX - 1, p);
-	out[n] = '\0';
-	st = pclose(p);
-	ck_assert(WIFEXITED(st));
-	return WEXITSTATUS(st);
+	return testutil_meshctl(out, OUT_MAX, "", args, "2>&1");
 }
 
 static char out[OUT_MAX];

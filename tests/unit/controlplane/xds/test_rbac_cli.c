@@ -13,50 +13,19 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "testutil.h"
+
 #define OUT_MAX 65536
 #define CFG "tests/data/authz/config"
 #define ECHO "-f " CFG " --namespace foo --labels app=echo,version=v1 "
 #define CLIENT "--principal cluster.local/ns/foo/sa/client "
 
-static char meshctl[PATH_MAX + 16];
 static char out[OUT_MAX];
-
-/* BUILD/tests/controlplane/xds/test_rbac_cli -> BUILD/bin/meshctl */
-static void find_meshctl(void)
-{
-	char self[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	int up;
-	char *slash;
-
-	ck_assert_int_gt(n, 0);
-	self[n] = '\0';
-	for (up = 0; up < 4; up++) {
-		slash = strrchr(self, '/');
-		ck_assert_ptr_nonnull(slash);
-		*slash = '\0';
-	}
-	snprintf(meshctl, sizeof(meshctl), "%s/bin/meshctl", self);
-	ck_assert_msg(access(meshctl, X_OK) == 0, "%s not built", meshctl);
-}
 
 /* meshctl authz ARGS; stdout into out (stderr too when both); exit status */
 static int run(const char *args, int both)
 {
-	char cmd[PATH_MAX + 2048];
-	FILE *p;
-	size_t n;
-	int st;
-
-	find_meshctl();
-	snprintf(cmd, sizeof(cmd), "%s authz %s %s", meshctl, args, both ? "2>&1" : "2>/dev/null");
-	p = popen(cmd, "r");
-	ck_assert_ptr_nonnull(p);
-	n = fread(out, 1, OUT_MAX - 1, p);
-	out[n] = '\0';
-	st = pclose(p);
-	ck_assert(WIFEXITED(st));
-	return WEXITSTATUS(st);
+	return testutil_meshctl(out, OUT_MAX, "authz", args, both ? "2>&1" : "2>/dev/null");
 }
 
 START_TEST(test_allow_by_principal)

@@ -1,0 +1,66 @@
+/*
+ * testutil.h - helpers shared by the unit tests (each test binary is built
+ * from one .c with -Itests/unit, so they live here as static inline).
+ *
+ * testutil_meshctl() runs the meshctl binary of the same build
+ * (BUILD/bin/meshctl, found from the test's own path
+ * BUILD/tests/<dir>/<dir>/test_x) through the shell, from the current
+ * directory (the repository root).
+ */
+#ifndef MESH_TESTUTIL_H
+#define MESH_TESTUTIL_H
+
+#include <check.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define TESTUTIL_CMD_MAX (PATH_MAX + 2048)
+
+/* BUILD/bin/meshctl into path (cap bytes); fails the test when not built. */
+static inline void testutil_meshctl_path(char *path, size_t cap)
+{
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	int up;
+	char *slash;
+
+	ck_assert_int_gt(n, 0);
+	self[n] = '\0';
+	for (up = 0; up < 4; up++) {
+		slash = strrchr(self, '/');
+		ck_assert_ptr_nonnull(slash);
+		*slash = '\0';
+	}
+	snprintf(path, cap, "%s/bin/meshctl", self);
+	ck_assert_msg(access(path, X_OK) == 0, "%s not built", path);
+}
+
+/*
+ * Run "meshctl SUB ARGS REDIRECT" (redirect e.g. "2>&1" or "2>/dev/null");
+ * its stdout (at most cap - 1 bytes, NUL-terminated) into out.  Returns the
+ * exit status; a command that did not exit fails the test.
+ */
+static inline int testutil_meshctl(char *out, size_t cap, const char *sub, const char *args,
+				   const char *redirect)
+{
+	char meshctl[PATH_MAX + 16];
+	char cmd[TESTUTIL_CMD_MAX];
+	FILE *p;
+	size_t n;
+	int st;
+
+	testutil_meshctl_path(meshctl, sizeof(meshctl));
+	snprintf(cmd, sizeof(cmd), "%s %s %s %s", meshctl, sub, args, redirect);
+	p = popen(cmd, "r");
+	ck_assert_ptr_nonnull(p);
+	n = fread(out, 1, cap - 1, p);
+	out[n] = '\0';
+	st = pclose(p);
+	ck_assert(WIFEXITED(st));
+	return WEXITSTATUS(st);
+}
+
+#endif
