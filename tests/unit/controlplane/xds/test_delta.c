@@ -15,6 +15,8 @@
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
 #include "google/protobuf/struct.pb-c.h"
 
+#include "ads_test_client.h"
+
 #include <check.h>
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
@@ -41,19 +43,6 @@
 typedef Envoy__Service__Discovery__V3__DeltaDiscoveryResponse Resp;
 typedef Envoy__Service__Discovery__V3__DeltaDiscoveryRequest__InitialResourceVersionsEntry InitEntry;
 
-struct client {
-	grpc_channel *ch;
-	grpc_completion_queue *cq;
-	grpc_call *call;
-	grpc_metadata_array md_init, md_trail;
-	grpc_status_code status;
-	grpc_slice details;
-	grpc_byte_buffer *recv;
-	int recv_pending;
-	int status_done;
-	int tag_md, tag_send, tag_recv, tag_status;
-};
-
 /* One DeltaDiscoveryRequest, as the tests describe it. */
 struct dreq {
 	const char *node_id;          /* NULL: no node */
@@ -69,98 +58,26 @@ struct dreq {
 	const char *error;
 };
 
-static gpr_timespec in_ms(int ms)
+static void client_open(struct ads_client *c, int port)
 {
-	return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(ms, GPR_TIMESPAN));
-}
-
-static int pluck(struct client *c, void *tag, int ms)
-{
-	grpc_event ev = grpc_completion_queue_pluck(c->cq, tag, in_ms(ms), NULL);
-
-	if (ev.type == GRPC_QUEUE_TIMEOUT)
-		return -ETIMEDOUT;
-	ck_assert_int_eq(ev.type, GRPC_OP_COMPLETE);
-	return ev.success ? 0 : -EIO;
-}
-
-static void client_open(struct client *c, int port)
-{
-	grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-	char target[64];
-	grpc_slice m = grpc_slice_from_static_string(DELTA);
-	grpc_op ops[2], st;
-
-	memset(c, 0, sizeof(*c));
-	snprintf(target, sizeof(target), "127.0.0.1:%d", port);
-	c->ch = grpc_channel_create(target, creds, NULL);
-	grpc_channel_credentials_release(creds);
-	c->cq = grpc_completion_queue_create_for_pluck(NULL);
-	c->call = grpc_channel_create_call(c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, c->cq, m, NULL,
-					   gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-	ck_assert_ptr_nonnull(c->call);
-	grpc_metadata_array_init(&c->md_init);
-	grpc_metadata_array_init(&c->md_trail);
-	memset(ops, 0, sizeof(ops));
-	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-	ops[1].op = GRPC_OP_RECV_INITIAL_METADATA;
-	ops[1].data.recv_initial_metadata.recv_initial_metadata = &c->md_init;
-	ck_assert_int_eq(grpc_call_start_batch(c->call, ops, 2, &c->tag_md, NULL), GRPC_CALL_OK);
-	ck_assert_int_eq(pluck(c, &c->tag_md, WAIT_MS), 0);
-	memset(&st, 0, sizeof(st));
-	st.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-	st.data.recv_status_on_client.trailing_metadata = &c->md_trail;
-	st.data.recv_status_on_client.status = &c->status;
-	st.data.recv_status_on_client.status_details = &c->details;
-	ck_assert_int_eq(grpc_call_start_batch(c->call, &st, 1, &c->tag_status, NULL), GRPC_CALL_OK);
-}
-
-static int client_send_raw(struct client *c, const void *data, size_t len)
-{
-	grpc_slice s = grpc_slice_from_copied_buffer(data, len);
-	grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
-	grpc_op op;
-	int rc;
-
-	grpc_slice_unref(s);
-	memset(&op, 0, sizeof(op));
-	op.op = GRPC_OP_SEND_MESSAGE;
-	op.data.send_message.send_message = bb;
-	ck_assert_int_eq(grpc_call_start_batch(c->call, &op, 1, &c->tag_send, NULL), GRPC_CALL_OK);
-	rc = pluck(c, &c->tag_send, WAIT_MS);
-	grpc_byte_buffer_destroy(bb);
-	return rc;
+	ads_client_open(c, port, DELTA);
 }
 
 #define INIT_MAX 8
 
-static void client_send(struct client *c, const struct dreq *d)
+static void client_send(struct ads_client *c, const struct dreq *d)
 {
 	Envoy__Service__Discovery__V3__DeltaDiscoveryRequest req =
 		ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
-	Envoy__Config__Core__V3__Node node = ENVOY__CONFIG__CORE__V3__NODE__INIT;
-	Google__Protobuf__Struct md = GOOGLE__PROTOBUF__STRUCT__INIT;
-	Google__Protobuf__Struct__FieldsEntry fe = GOOGLE__PROTOBUF__STRUCT__FIELDS_ENTRY__INIT, *fes[1] = { &fe };
-	Google__Protobuf__Value v = GOOGLE__PROTOBUF__VALUE__INIT;
+	struct ads_client_node node;
 	Google__Rpc__Status err = GOOGLE__RPC__STATUS__INIT;
 	InitEntry ie[INIT_MAX], *iep[INIT_MAX];
 	uint8_t *wire;
 	size_t len, i;
 
 	ck_assert_uint_le(d->ninit, INIT_MAX);
-	if (d->node_id) {
-		node.id = (char *)d->node_id;
-		node.cluster = "test-cluster";
-		node.user_agent_name = "meshd-test";
-		v.kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
-		v.string_value = "grpc";
-		fe.key = "GENERATOR";
-		fe.value = &v;
-		md.n_fields = 1;
-		md.fields = fes;
-		node.metadata = &md;
-		req.node = &node;
-	}
+	if (d->node_id)
+		req.node = ads_client_node_init(&node, d->node_id);
 	req.type_url = (char *)d->type_url;
 	req.resource_names_subscribe = (char **)d->sub;
 	req.n_resource_names_subscribe = d->nsub;
@@ -183,68 +100,34 @@ static void client_send(struct client *c, const struct dreq *d)
 	len = envoy__service__discovery__v3__delta_discovery_request__get_packed_size(&req);
 	wire = malloc(len ? len : 1);
 	envoy__service__discovery__v3__delta_discovery_request__pack(&req, wire);
-	ck_assert_int_eq(client_send_raw(c, wire, len), 0);
+	ck_assert_int_eq(ads_client_send_raw(c, wire, len), 0);
 	free(wire);
 }
 
 /* ACK the response r (nonce only: Delta requests carry no version). */
-static void client_ack(struct client *c, const Resp *r)
+static void client_ack(struct ads_client *c, const Resp *r)
 {
 	struct dreq d = { .type_url = r->type_url, .nonce = r->nonce };
 
 	client_send(c, &d);
 }
 
-static grpc_status_code client_status(struct client *c)
-{
-	if (!c->status_done) {
-		ck_assert_int_eq(pluck(c, &c->tag_status, WAIT_MS), 0);
-		c->status_done = 1;
-	}
-	return c->status;
-}
-
 /* The next response within ms, or NULL on timeout or end of stream. */
-static Resp *client_recv(struct client *c, int ms)
+static Resp *client_recv(struct ads_client *c, int ms)
 {
-	grpc_byte_buffer_reader r;
 	grpc_slice s;
 	Resp *resp;
-	grpc_op op;
-	int rc;
 
-	if (!c->recv_pending) {
-		memset(&op, 0, sizeof(op));
-		op.op = GRPC_OP_RECV_MESSAGE;
-		op.data.recv_message.recv_message = &c->recv;
-		ck_assert_int_eq(grpc_call_start_batch(c->call, &op, 1, &c->tag_recv, NULL), GRPC_CALL_OK);
-		c->recv_pending = 1;
-	}
-	rc = pluck(c, &c->tag_recv, ms);
-	if (rc == -ETIMEDOUT)
+	if (ads_client_recv_raw(c, ms, &s) < 0)
 		return NULL;
-	c->recv_pending = 0;
-	if (!c->recv) {
-		char *msg;
-		client_status(c);
-		msg = grpc_slice_to_c_string(c->details);
-		fprintf(stderr, "stream ended (recv rc %d): status %d \"%s\"\n", rc, (int)c->status, msg);
-		gpr_free(msg);
-		return NULL;
-	}
-	ck_assert(grpc_byte_buffer_reader_init(&r, c->recv));
-	s = grpc_byte_buffer_reader_readall(&r);
-	grpc_byte_buffer_reader_destroy(&r);
 	resp = envoy__service__discovery__v3__delta_discovery_response__unpack(NULL, GRPC_SLICE_LENGTH(s),
 									       GRPC_SLICE_START_PTR(s));
 	grpc_slice_unref(s);
-	grpc_byte_buffer_destroy(c->recv);
-	c->recv = NULL;
 	ck_assert_ptr_nonnull(resp);
 	return resp;
 }
 
-static Resp *must_recv_at(struct client *c, int line)
+static Resp *must_recv_at(struct ads_client *c, int line)
 {
 	Resp *r = client_recv(c, WAIT_MS);
 
@@ -253,7 +136,7 @@ static Resp *must_recv_at(struct client *c, int line)
 }
 #define must_recv(c) must_recv_at((c), __LINE__)
 
-static void must_be_quiet_at(struct client *c, int line)
+static void must_be_quiet_at(struct ads_client *c, int line)
 {
 	Resp *r = client_recv(c, QUIET_MS);
 
@@ -266,27 +149,6 @@ static void resp_free(Resp *r)
 {
 	if (r)
 		envoy__service__discovery__v3__delta_discovery_response__free_unpacked(r, NULL);
-}
-
-static void client_close(struct client *c)
-{
-	grpc_event ev;
-
-	grpc_call_cancel(c->call, NULL);
-	if (c->recv_pending)
-		pluck(c, &c->tag_recv, WAIT_MS);
-	if (c->recv)
-		grpc_byte_buffer_destroy(c->recv);
-	client_status(c);
-	grpc_call_unref(c->call);
-	grpc_slice_unref(c->details);
-	grpc_metadata_array_destroy(&c->md_init);
-	grpc_metadata_array_destroy(&c->md_trail);
-	grpc_channel_destroy(c->ch);
-	grpc_completion_queue_shutdown(c->cq);
-	ev = grpc_completion_queue_pluck(c->cq, c, in_ms(WAIT_MS), NULL);
-	ck_assert_int_eq(ev.type, GRPC_QUEUE_SHUTDOWN);
-	grpc_completion_queue_destroy(c->cq);
 }
 
 /* The resource named name in r, or NULL. */
@@ -411,7 +273,7 @@ static const char *const names_star[] = { "*" };
 
 /* Subscribe to EDS a and b on a new stream; return the first response's
  * versions of a and b, ACKed. */
-static void open_eds_ab(struct client *c, const char *node, char va[TOKEN_CAP], char vb[TOKEN_CAP])
+static void open_eds_ab(struct ads_client *c, const char *node, char va[TOKEN_CAP], char vb[TOKEN_CAP])
 {
 	struct dreq d = { .node_id = node, .type_url = URL_EDS, .sub = names_ab, .nsub = 2 };
 	Resp *r;
@@ -431,7 +293,7 @@ static void open_eds_ab(struct client *c, const char *node, char va[TOKEN_CAP], 
 START_TEST(subscribe_gets_only_named)
 {
 	struct dreq d = { .node_id = "node-d1", .type_url = URL_EDS, .sub = names_a_missing, .nsub = 2 };
-	struct client c;
+	struct ads_client c;
 	Resp *r;
 
 	publish("1", "1");
@@ -450,13 +312,13 @@ START_TEST(subscribe_gets_only_named)
 	ck_assert(syncz_wait("\"proxy\":\"node-d1\"", "\"delta\":true"));
 	ck_assert(syncz_wait("\"state\":\"SYNCED\"", "\"eds\":{"));
 	must_be_quiet(&c);
-	client_close(&c);
+	ads_client_close(&c);
 }
 END_TEST
 
 START_TEST(change_sends_only_changed)
 {
-	struct client c;
+	struct ads_client c;
 	char va[TOKEN_CAP], vb[TOKEN_CAP];
 	Resp *r;
 
@@ -475,14 +337,14 @@ START_TEST(change_sends_only_changed)
 	client_ack(&c, r);
 	resp_free(r);
 	must_be_quiet(&c);
-	client_close(&c);
+	ads_client_close(&c);
 }
 END_TEST
 
 START_TEST(delete_sends_removed)
 {
 	struct dreq d = { .node_id = "node-d3", .type_url = URL_CDS };
-	struct client c;
+	struct ads_client c;
 	Resp *r;
 
 	publish("1", "1");
@@ -506,7 +368,7 @@ START_TEST(delete_sends_removed)
 	ck_assert_uint_eq(r->n_resources, 1);
 	assert_payload(r, NAME_B, "cluster-b-1");
 	resp_free(r);
-	client_close(&c);
+	ads_client_close(&c);
 }
 END_TEST
 
@@ -514,7 +376,7 @@ START_TEST(unsubscribe_stops_updates)
 {
 	struct dreq un = { .type_url = URL_EDS, .unsub = names_b, .nunsub = 1 };
 	struct dreq re = { .type_url = URL_EDS, .sub = names_b, .nsub = 1 };
-	struct client c;
+	struct ads_client c;
 	char va[TOKEN_CAP], vb[TOKEN_CAP];
 	Resp *r;
 
@@ -541,7 +403,7 @@ START_TEST(unsubscribe_stops_updates)
 	ck_assert_uint_eq(r->n_resources, 1);
 	assert_payload(r, NAME_B, "eds-b-2");
 	resp_free(r);
-	client_close(&c);
+	ads_client_close(&c);
 }
 END_TEST
 
@@ -551,13 +413,13 @@ START_TEST(initial_versions_avoid_resend)
 	const char *init_versions[3];
 	struct dreq d = { .node_id = "node-d5", .type_url = URL_EDS, .sub = names_ab, .nsub = 2,
 			  .init_names = init_names, .init_versions = init_versions };
-	struct client c;
+	struct ads_client c;
 	char va[TOKEN_CAP], vb[TOKEN_CAP];
 	Resp *r;
 
 	publish("1", "1");
 	open_eds_ab(&c, "node-d5", va, vb);
-	client_close(&c);
+	ads_client_close(&c);
 
 	/* reconnect holding both at their versions: nothing to resend */
 	init_versions[0] = va;
@@ -578,7 +440,7 @@ START_TEST(initial_versions_avoid_resend)
 	ck_assert_uint_eq(r->n_resources, 1);
 	assert_payload(r, NAME_B, "eds-b-2");
 	resp_free(r);
-	client_close(&c);
+	ads_client_close(&c);
 
 	/* reconnect with a stale b and a resource that is gone */
 	init_versions[1] = "0123456789abcdef";
@@ -592,7 +454,7 @@ START_TEST(initial_versions_avoid_resend)
 	ck_assert_uint_eq(r->n_removed_resources, 1);
 	ck_assert(resp_removed(r, "outbound|80||gone"));
 	resp_free(r);
-	client_close(&c);
+	ads_client_close(&c);
 }
 END_TEST
 
@@ -600,7 +462,7 @@ START_TEST(nack_recorded_not_resent)
 {
 	struct dreq d = { .node_id = "node-d6", .type_url = URL_CDS };
 	struct dreq nack = { .type_url = URL_CDS, .error = "cluster-a is not valid" };
-	struct client c;
+	struct ads_client c;
 	Resp *r;
 
 	publish("1", "1");
@@ -631,7 +493,7 @@ START_TEST(nack_recorded_not_resent)
 	client_ack(&c, r);
 	resp_free(r);
 	ck_assert(syncz_wait("\"state\":\"SYNCED\"", NULL));
-	client_close(&c);
+	ads_client_close(&c);
 }
 END_TEST
 
@@ -640,7 +502,7 @@ START_TEST(wildcard_subscribe_and_leave)
 	struct dreq lds = { .node_id = "node-d7", .type_url = URL_LDS };
 	struct dreq eds = { .type_url = URL_EDS, .sub = names_star, .nsub = 1 };
 	struct dreq leave = { .type_url = URL_EDS, .unsub = names_star, .nunsub = 1 };
-	struct client c;
+	struct ads_client c;
 	Resp *r;
 
 	publish("1", "1");
@@ -672,7 +534,7 @@ START_TEST(wildcard_subscribe_and_leave)
 	must_be_quiet(&c);
 	publish3("2", "2", 1);
 	must_be_quiet(&c);
-	client_close(&c);
+	ads_client_close(&c);
 }
 END_TEST
 
@@ -680,24 +542,24 @@ START_TEST(garbage_invalid_argument_then_serving)
 {
 	static const uint8_t garbage[] = { 0xff, 0xff, 0xff, 0xff, 0x0f, 0x12 };
 	struct dreq d = { .node_id = "node-after", .type_url = URL_CDS };
-	struct client c;
+	struct ads_client c;
 	Resp *r;
 	char *msg;
 
 	publish("1", "1");
 	client_open(&c, port);
-	ck_assert_int_eq(client_send_raw(&c, garbage, sizeof(garbage)), 0);
-	ck_assert_int_eq(client_status(&c), GRPC_STATUS_INVALID_ARGUMENT);
+	ck_assert_int_eq(ads_client_send_raw(&c, garbage, sizeof(garbage)), 0);
+	ck_assert_int_eq(ads_client_status(&c), GRPC_STATUS_INVALID_ARGUMENT);
 	msg = grpc_slice_to_c_string(c.details);
 	ck_assert_ptr_nonnull(strstr(msg, "malformed DeltaDiscoveryRequest"));
 	gpr_free(msg);
-	client_close(&c);
+	ads_client_close(&c);
 	client_open(&c, port);
 	client_send(&c, &d);
 	r = must_recv(&c);
 	ck_assert_uint_eq(r->n_resources, 2);
 	resp_free(r);
-	client_close(&c);
+	ads_client_close(&c);
 }
 END_TEST
 
@@ -705,7 +567,7 @@ START_TEST(node_once_and_config_dump)
 {
 	struct dreq cds = { .node_id = "node-d9", .type_url = URL_CDS, .sub = names_a, .nsub = 1 };
 	struct dreq eds = { .type_url = URL_EDS, .sub = names_a, .nsub = 1 };
-	struct client c;
+	struct ads_client c;
 	struct mesh_buf b;
 	Resp *r;
 
@@ -727,7 +589,7 @@ START_TEST(node_once_and_config_dump)
 	ck_assert_ptr_nonnull(strstr(b.data, "ClustersConfigDump"));
 	ck_assert_ptr_nonnull(strstr(b.data, "EndpointsConfigDump"));
 	mesh_buf_cleanup(&b);
-	client_close(&c);
+	ads_client_close(&c);
 }
 END_TEST
 
@@ -778,7 +640,7 @@ START_TEST(resolver_feeds_delta)
 	static const char *const names[] = { "l1", "inbound/10.0.0.1:8080", "elsewhere" };
 	struct xds_server_config cfg = { .addr = "127.0.0.1:0", .resolve = resolve_inbound };
 	struct dreq d = { .node_id = "node-r1", .type_url = URL_LDS, .sub = names, .nsub = 3 };
-	struct client c;
+	struct ads_client c;
 	Resp *r;
 
 	/* this test's server has a resolver */
@@ -797,7 +659,7 @@ START_TEST(resolver_feeds_delta)
 	/* a new model with the same result: nothing to send */
 	publish_with_model();
 	must_be_quiet(&c);
-	client_close(&c);
+	ads_client_close(&c);
 }
 END_TEST
 

@@ -13,6 +13,8 @@
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
 #include "google/protobuf/struct.pb-c.h"
 
+#include "ads_test_client.h"
+
 #include <check.h>
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
@@ -38,113 +40,23 @@
 typedef Envoy__Service__Discovery__V3__DiscoveryResponse Resp;
 
 
-struct client {
-	grpc_channel *ch;
-	grpc_completion_queue *cq;
-	grpc_call *call;
-	grpc_metadata_array md_init, md_trail;
-	grpc_status_code status;
-	grpc_slice details;
-	grpc_byte_buffer *recv;
-	int recv_pending;
-	int status_done;
-	int tag_md, tag_send, tag_recv, tag_status;
-};
-
-static gpr_timespec in_ms(int ms)
+static void client_open(struct ads_client *c, int port)
 {
-	return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(ms, GPR_TIMESPAN));
-}
-
-static int pluck(struct client *c, void *tag, int ms)
-{
-	grpc_event ev = grpc_completion_queue_pluck(c->cq, tag, in_ms(ms), NULL);
-
-	if (ev.type == GRPC_QUEUE_TIMEOUT)
-		return -ETIMEDOUT;
-	ck_assert_int_eq(ev.type, GRPC_OP_COMPLETE);
-	return ev.success ? 0 : -EIO;
-}
-
-static void client_open_method(struct client *c, int port, const char *method)
-{
-	grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-	char target[64];
-	grpc_slice m = grpc_slice_from_static_string(method);
-	grpc_op ops[2], st;
-
-	memset(c, 0, sizeof(*c));
-	snprintf(target, sizeof(target), "127.0.0.1:%d", port);
-	c->ch = grpc_channel_create(target, creds, NULL);
-	grpc_channel_credentials_release(creds);
-	c->cq = grpc_completion_queue_create_for_pluck(NULL);
-	c->call = grpc_channel_create_call(c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, c->cq, m, NULL,
-					   gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-	ck_assert_ptr_nonnull(c->call);
-	grpc_metadata_array_init(&c->md_init);
-	grpc_metadata_array_init(&c->md_trail);
-	memset(ops, 0, sizeof(ops));
-	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-	ops[1].op = GRPC_OP_RECV_INITIAL_METADATA;
-	ops[1].data.recv_initial_metadata.recv_initial_metadata = &c->md_init;
-	ck_assert_int_eq(grpc_call_start_batch(c->call, ops, 2, &c->tag_md, NULL), GRPC_CALL_OK);
-	ck_assert_int_eq(pluck(c, &c->tag_md, WAIT_MS), 0);
-	memset(&st, 0, sizeof(st));
-	st.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-	st.data.recv_status_on_client.trailing_metadata = &c->md_trail;
-	st.data.recv_status_on_client.status = &c->status;
-	st.data.recv_status_on_client.status_details = &c->details;
-	ck_assert_int_eq(grpc_call_start_batch(c->call, &st, 1, &c->tag_status, NULL), GRPC_CALL_OK);
-}
-
-static void client_open(struct client *c, int port)
-{
-	client_open_method(c, port, SOTW);
-}
-
-static int client_send_raw(struct client *c, const void *data, size_t len)
-{
-	grpc_slice s = grpc_slice_from_copied_buffer(data, len);
-	grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
-	grpc_op op;
-	int rc;
-
-	grpc_slice_unref(s);
-	memset(&op, 0, sizeof(op));
-	op.op = GRPC_OP_SEND_MESSAGE;
-	op.data.send_message.send_message = bb;
-	ck_assert_int_eq(grpc_call_start_batch(c->call, &op, 1, &c->tag_send, NULL), GRPC_CALL_OK);
-	rc = pluck(c, &c->tag_send, WAIT_MS);
-	grpc_byte_buffer_destroy(bb);
-	return rc;
+	ads_client_open(c, port, SOTW);
 }
 
 /* Send a DiscoveryRequest; node only when node_id is given. */
-static void client_send(struct client *c, const char *node_id, const char *type_url, const char *version,
+static void client_send(struct ads_client *c, const char *node_id, const char *type_url, const char *version,
 			const char *nonce, const char *const *names, size_t nnames, const char *error)
 {
 	Envoy__Service__Discovery__V3__DiscoveryRequest req = ENVOY__SERVICE__DISCOVERY__V3__DISCOVERY_REQUEST__INIT;
-	Envoy__Config__Core__V3__Node node = ENVOY__CONFIG__CORE__V3__NODE__INIT;
-	Google__Protobuf__Struct md = GOOGLE__PROTOBUF__STRUCT__INIT;
-	Google__Protobuf__Struct__FieldsEntry fe = GOOGLE__PROTOBUF__STRUCT__FIELDS_ENTRY__INIT, *fes[1] = { &fe };
-	Google__Protobuf__Value v = GOOGLE__PROTOBUF__VALUE__INIT;
+	struct ads_client_node node;
 	Google__Rpc__Status err = GOOGLE__RPC__STATUS__INIT;
 	uint8_t *wire;
 	size_t len;
 
-	if (node_id) {
-		node.id = (char *)node_id;
-		node.cluster = "test-cluster";
-		node.user_agent_name = "meshd-test";
-		v.kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
-		v.string_value = "grpc";
-		fe.key = "GENERATOR";
-		fe.value = &v;
-		md.n_fields = 1;
-		md.fields = fes;
-		node.metadata = &md;
-		req.node = &node;
-	}
+	if (node_id)
+		req.node = ads_client_node_init(&node, node_id);
 	req.type_url = (char *)type_url;
 	req.version_info = (char *)(version ? version : "");
 	req.response_nonce = (char *)(nonce ? nonce : "");
@@ -158,62 +70,26 @@ static void client_send(struct client *c, const char *node_id, const char *type_
 	len = envoy__service__discovery__v3__discovery_request__get_packed_size(&req);
 	wire = malloc(len ? len : 1);
 	envoy__service__discovery__v3__discovery_request__pack(&req, wire);
-	ck_assert_int_eq(client_send_raw(c, wire, len), 0);
+	ck_assert_int_eq(ads_client_send_raw(c, wire, len), 0);
 	free(wire);
-}
-
-/* Wait for the call's final status (bounded). */
-static grpc_status_code client_status(struct client *c)
-{
-	if (!c->status_done) {
-		ck_assert_int_eq(pluck(c, &c->tag_status, WAIT_MS), 0);
-		c->status_done = 1;
-	}
-	return c->status;
 }
 
 /* The next response within ms, or NULL on timeout (the receive stays
  * outstanding and is picked up by the next call). */
-static Resp *client_recv(struct client *c, int ms)
+static Resp *client_recv(struct ads_client *c, int ms)
 {
-	grpc_byte_buffer_reader r;
 	grpc_slice s;
 	Resp *resp;
-	grpc_op op;
-	int rc;
 
-	if (!c->recv_pending) {
-		memset(&op, 0, sizeof(op));
-		op.op = GRPC_OP_RECV_MESSAGE;
-		op.data.recv_message.recv_message = &c->recv;
-		ck_assert_int_eq(grpc_call_start_batch(c->call, &op, 1, &c->tag_recv, NULL), GRPC_CALL_OK);
-		c->recv_pending = 1;
-	}
-	rc = pluck(c, &c->tag_recv, ms);
-	if (rc == -ETIMEDOUT)
+	if (ads_client_recv_raw(c, ms, &s) < 0)
 		return NULL;
-	c->recv_pending = 0;
-	if (!c->recv) {
-		/* the stream ended: say how */
-		char *msg;
-		client_status(c);
-		msg = grpc_slice_to_c_string(c->details);
-		fprintf(stderr, "stream ended (recv rc %d): status %d \"%s\"\n", rc, (int)c->status, msg);
-		gpr_free(msg);
-		return NULL;
-	}
-	ck_assert(grpc_byte_buffer_reader_init(&r, c->recv));
-	s = grpc_byte_buffer_reader_readall(&r);
-	grpc_byte_buffer_reader_destroy(&r);
 	resp = envoy__service__discovery__v3__discovery_response__unpack(NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
 	grpc_slice_unref(s);
-	grpc_byte_buffer_destroy(c->recv);
-	c->recv = NULL;
 	ck_assert_ptr_nonnull(resp);
 	return resp;
 }
 
-static Resp *must_recv_at(struct client *c, int line)
+static Resp *must_recv_at(struct ads_client *c, int line)
 {
 	Resp *r = client_recv(c, WAIT_MS);
 
@@ -222,7 +98,7 @@ static Resp *must_recv_at(struct client *c, int line)
 }
 #define must_recv(c) must_recv_at((c), __LINE__)
 
-static void must_be_quiet(struct client *c)
+static void must_be_quiet(struct ads_client *c)
 {
 	Resp *r = client_recv(c, QUIET_MS);
 
@@ -234,28 +110,6 @@ static void resp_free(Resp *r)
 {
 	if (r)
 		envoy__service__discovery__v3__discovery_response__free_unpacked(r, NULL);
-}
-
-static void client_close(struct client *c)
-{
-	grpc_event ev;
-
-	grpc_call_cancel(c->call, NULL);
-	if (c->recv_pending)
-		pluck(c, &c->tag_recv, WAIT_MS);
-	if (c->recv)
-		grpc_byte_buffer_destroy(c->recv);
-	client_status(c);
-	grpc_call_unref(c->call);
-	grpc_slice_unref(c->details);
-	grpc_metadata_array_destroy(&c->md_init);
-	grpc_metadata_array_destroy(&c->md_trail);
-	grpc_channel_destroy(c->ch);
-	grpc_completion_queue_shutdown(c->cq);
-	/* every tag has been plucked: the queue reports its shutdown */
-	ev = grpc_completion_queue_pluck(c->cq, c, in_ms(WAIT_MS), NULL);
-	ck_assert_int_eq(ev.type, GRPC_QUEUE_SHUTDOWN);
-	grpc_completion_queue_destroy(c->cq);
 }
 
 /* ------------------------------------------------------------------ */
@@ -344,7 +198,7 @@ static const char *const names_a_missing[] = { "outbound|80||a", "does-not-exist
 
 START_TEST(initial_request_gets_subscribed_resources)
 {
-	struct client c;
+	struct ads_client c;
 	Resp *r;
 
 	publish("1", "1");
@@ -362,13 +216,13 @@ START_TEST(initial_request_gets_subscribed_resources)
 	ck_assert_int_eq(xds_server_connected(srv), 1);
 	ck_assert(syncz_wait("\"proxy\":\"node-1\"", "\"flavour\":\"proxyless\"", NULL));
 	ck_assert(syncz_wait("\"peer\":\"127.0.0.1:", "\"cluster\":\"test-cluster\"", NULL));
-	client_close(&c);
+	ads_client_close(&c);
 }
 END_TEST
 
 START_TEST(ack_then_publish_changed_and_unchanged)
 {
-	struct client c;
+	struct ads_client c;
 	Resp *r;
 	char v1[32], n1[32];
 
@@ -399,13 +253,13 @@ START_TEST(ack_then_publish_changed_and_unchanged)
 	ck_assert_str_ne(r->version_info, v1);
 	ck_assert_str_ne(r->nonce, n1);
 	resp_free(r);
-	client_close(&c);
+	ads_client_close(&c);
 }
 END_TEST
 
 START_TEST(nack_recorded_not_resent_then_new_version)
 {
-	struct client c;
+	struct ads_client c;
 	Resp *r;
 	char v1[32], n1[32], v2[32], n2[32];
 	struct mesh_buf m;
@@ -443,13 +297,13 @@ START_TEST(nack_recorded_not_resent_then_new_version)
 	client_send(&c, NULL, URL_CDS, r->version_info, r->nonce, NULL, 0, NULL);
 	resp_free(r);
 	ck_assert(syncz_wait("\"state\":\"SYNCED\"", NULL, NULL));
-	client_close(&c);
+	ads_client_close(&c);
 }
 END_TEST
 
 START_TEST(stale_nonce_ignored)
 {
-	struct client c;
+	struct ads_client c;
 	Resp *r;
 	char v1[32], n1[32], n2[32];
 	const char *only_a[] = { "outbound|80||a" };
@@ -479,13 +333,13 @@ START_TEST(stale_nonce_ignored)
 	r = must_recv(&c);
 	ck_assert_uint_eq(r->n_resources, 1);
 	resp_free(r);
-	client_close(&c);
+	ads_client_close(&c);
 }
 END_TEST
 
 START_TEST(wildcard_lds_and_unknown_type)
 {
-	struct client c;
+	struct ads_client c;
 	Resp *r;
 
 	publish("1", "1");
@@ -498,13 +352,13 @@ START_TEST(wildcard_lds_and_unknown_type)
 	ck_assert_str_eq(r->type_url, URL_LDS);
 	ck_assert_uint_eq(r->n_resources, 2);
 	resp_free(r);
-	client_close(&c);
+	ads_client_close(&c);
 }
 END_TEST
 
 START_TEST(subscription_change_answered_even_if_same_version)
 {
-	struct client c;
+	struct ads_client c;
 	Resp *r;
 	char v1[32], n1[32];
 	const char *a_and_missing[] = { "outbound|80||a", "nope" };
@@ -524,39 +378,39 @@ START_TEST(subscription_change_answered_even_if_same_version)
 	ck_assert_str_eq(r->version_info, v1);
 	ck_assert_str_ne(r->nonce, n1);
 	resp_free(r);
-	client_close(&c);
+	ads_client_close(&c);
 }
 END_TEST
 
 START_TEST(garbage_ends_stream_invalid_argument)
 {
-	struct client c, d;
+	struct ads_client c, d;
 	static const uint8_t garbage[] = { 0xff, 0xff, 0xff, 0xff, 0x0f, 0x12 };
 	Resp *r;
 
 	publish("1", "1");
 	client_open(&c, port);
-	ck_assert_int_eq(client_send_raw(&c, garbage, sizeof(garbage)), 0);
-	ck_assert_int_eq(client_status(&c), GRPC_STATUS_INVALID_ARGUMENT);
+	ck_assert_int_eq(ads_client_send_raw(&c, garbage, sizeof(garbage)), 0);
+	ck_assert_int_eq(ads_client_status(&c), GRPC_STATUS_INVALID_ARGUMENT);
 	{
 		char *msg = grpc_slice_to_c_string(c.details);
 		ck_assert_ptr_nonnull(strstr(msg, "malformed DiscoveryRequest"));
 		gpr_free(msg);
 	}
-	client_close(&c);
+	ads_client_close(&c);
 	/* the server keeps serving */
 	client_open(&d, port);
 	client_send(&d, "node-after", URL_CDS, NULL, NULL, NULL, 0, NULL);
 	r = must_recv(&d);
 	ck_assert_uint_eq(r->n_resources, 2);
 	resp_free(r);
-	client_close(&d);
+	ads_client_close(&d);
 }
 END_TEST
 
 START_TEST(two_streams_only_changed_one_pushed)
 {
-	struct client a, b;
+	struct ads_client a, b;
 	const char *na[] = { "outbound|80||a" }, *nb[] = { "outbound|80||b" };
 	Resp *r;
 
@@ -579,19 +433,19 @@ START_TEST(two_streams_only_changed_one_pushed)
 	ck_assert_int_eq(memcmp(r->resources[0]->value.data, "eds-a-2", 7), 0);
 	resp_free(r);
 	must_be_quiet(&b);
-	client_close(&a);
-	client_close(&b);
+	ads_client_close(&a);
+	ads_client_close(&b);
 }
 END_TEST
 
 /* Delta xDS is served: tests/unit/controlplane/xds/test_delta.c */
 START_TEST(unknown_method_unimplemented)
 {
-	struct client c;
+	struct ads_client c;
 
-	client_open_method(&c, port, "/example.Nope/Method");
-	ck_assert_int_eq(client_status(&c), GRPC_STATUS_UNIMPLEMENTED);
-	client_close(&c);
+	ads_client_open(&c, port, "/example.Nope/Method");
+	ck_assert_int_eq(ads_client_status(&c), GRPC_STATUS_UNIMPLEMENTED);
+	ads_client_close(&c);
 }
 END_TEST
 
@@ -599,7 +453,7 @@ START_TEST(config_dump_renders_sent_resources)
 {
 	Envoy__Config__Listener__V3__Listener l = ENVOY__CONFIG__LISTENER__V3__LISTENER__INIT;
 	struct xds_snapshot *s = xds_snapshot_new();
-	struct client c;
+	struct ads_client c;
 	struct mesh_buf b;
 	uint8_t wire[256];
 	size_t n;
@@ -626,13 +480,13 @@ START_TEST(config_dump_renders_sent_resources)
 	ck_assert_ptr_nonnull(strstr(b.data, "\"listener\":{\"@type\":\"" URL_LDS "\","
 					     "\"name\":\"svc.ns.svc.cluster.local:8080\",\"statPrefix\":\"meshd\"}"));
 	mesh_buf_cleanup(&b);
-	client_close(&c);
+	ads_client_close(&c);
 }
 END_TEST
 
 START_TEST(half_close_ends_stream_ok)
 {
-	struct client c;
+	struct ads_client c;
 	grpc_op op;
 	Resp *r;
 
@@ -644,15 +498,15 @@ START_TEST(half_close_ends_stream_ok)
 	memset(&op, 0, sizeof(op));
 	op.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
 	ck_assert_int_eq(grpc_call_start_batch(c.call, &op, 1, &c.tag_send, NULL), GRPC_CALL_OK);
-	ck_assert_int_eq(pluck(&c, &c.tag_send, WAIT_MS), 0);
-	ck_assert_int_eq(client_status(&c), GRPC_STATUS_OK);
-	client_close(&c);
+	ck_assert_int_eq(ads_client_pluck(&c, &c.tag_send, WAIT_MS), 0);
+	ck_assert_int_eq(ads_client_status(&c), GRPC_STATUS_OK);
+	ads_client_close(&c);
 }
 END_TEST
 
 START_TEST(stop_with_open_streams)
 {
-	struct client c;
+	struct ads_client c;
 	Resp *r;
 
 	publish("1", "1");
@@ -663,8 +517,8 @@ START_TEST(stop_with_open_streams)
 	/* the server goes away under a live stream; the client sees the end */
 	xds_server_stop(srv);
 	srv = NULL;
-	ck_assert_int_ne(client_status(&c), GRPC_STATUS_OK);
-	client_close(&c);
+	ck_assert_int_ne(ads_client_status(&c), GRPC_STATUS_OK);
+	ads_client_close(&c);
 }
 END_TEST
 

@@ -15,6 +15,8 @@
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
 #include "google/protobuf/struct.pb-c.h"
 
+#include "ads_test_client.h"
+
 #include <check.h>
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
@@ -69,67 +71,14 @@ static int stub_resolve(void *ctx, const struct model *m, const struct xds_proxy
 
 /* ---------------------------------------------------------------- client */
 
-struct client {
-	grpc_channel *ch;
-	grpc_completion_queue *cq;
-	grpc_call *call;
-	grpc_metadata_array md_init, md_trail;
-	grpc_status_code status;
-	grpc_slice details;
-	grpc_byte_buffer *recv;
-	int recv_pending;
-	int tag_md, tag_send, tag_recv, tag_status;
-};
-
-static gpr_timespec in_ms(int ms)
+static void client_open(struct ads_client *c, int port)
 {
-	return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(ms, GPR_TIMESPAN));
-}
-
-static int pluck(struct client *c, void *tag, int ms)
-{
-	grpc_event ev = grpc_completion_queue_pluck(c->cq, tag, in_ms(ms), NULL);
-
-	if (ev.type == GRPC_QUEUE_TIMEOUT)
-		return -ETIMEDOUT;
-	ck_assert_int_eq(ev.type, GRPC_OP_COMPLETE);
-	return ev.success ? 0 : -EIO;
-}
-
-static void client_open(struct client *c, int port)
-{
-	grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-	grpc_slice m = grpc_slice_from_static_string(SOTW);
-	char target[64];
-	grpc_op ops[2], st;
-
-	memset(c, 0, sizeof(*c));
-	snprintf(target, sizeof(target), "127.0.0.1:%d", port);
-	c->ch = grpc_channel_create(target, creds, NULL);
-	grpc_channel_credentials_release(creds);
-	c->cq = grpc_completion_queue_create_for_pluck(NULL);
-	c->call = grpc_channel_create_call(c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, c->cq, m, NULL,
-					   gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-	ck_assert_ptr_nonnull(c->call);
-	grpc_metadata_array_init(&c->md_init);
-	grpc_metadata_array_init(&c->md_trail);
-	memset(ops, 0, sizeof(ops));
-	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-	ops[1].op = GRPC_OP_RECV_INITIAL_METADATA;
-	ops[1].data.recv_initial_metadata.recv_initial_metadata = &c->md_init;
-	ck_assert_int_eq(grpc_call_start_batch(c->call, ops, 2, &c->tag_md, NULL), GRPC_CALL_OK);
-	ck_assert_int_eq(pluck(c, &c->tag_md, WAIT_MS), 0);
-	memset(&st, 0, sizeof(st));
-	st.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-	st.data.recv_status_on_client.trailing_metadata = &c->md_trail;
-	st.data.recv_status_on_client.status = &c->status;
-	st.data.recv_status_on_client.status_details = &c->details;
-	ck_assert_int_eq(grpc_call_start_batch(c->call, &st, 1, &c->tag_status, NULL), GRPC_CALL_OK);
+	ads_client_open(c, port, SOTW);
 }
 
 /* A DiscoveryRequest for LDS; the node (id, NAMESPACE when ns, LABELS
  * app=APP when app) on the first one. */
-static void client_send(struct client *c, const char *node_id, const char *ns, const char *app,
+static void client_send(struct ads_client *c, const char *node_id, const char *ns, const char *app,
 			const char *version, const char *nonce, const char *const *names, size_t nnames)
 {
 	Envoy__Service__Discovery__V3__DiscoveryRequest req = ENVOY__SERVICE__DISCOVERY__V3__DISCOVERY_REQUEST__INIT;
@@ -137,9 +86,6 @@ static void client_send(struct client *c, const char *node_id, const char *ns, c
 	Google__Protobuf__Struct md = GOOGLE__PROTOBUF__STRUCT__INIT, lab = GOOGLE__PROTOBUF__STRUCT__INIT;
 	Google__Protobuf__Struct__FieldsEntry fe[3], le, *fes[3], *les[1] = { &le };
 	Google__Protobuf__Value v[3], lv;
-	grpc_byte_buffer *bb;
-	grpc_slice s;
-	grpc_op op;
 	uint8_t *wire;
 	size_t len, k = 0;
 
@@ -188,49 +134,27 @@ static void client_send(struct client *c, const char *node_id, const char *ns, c
 	wire = malloc(len ? len : 1);
 	ck_assert_ptr_nonnull(wire);
 	envoy__service__discovery__v3__discovery_request__pack(&req, wire);
-	s = grpc_slice_from_copied_buffer((const char *)wire, len);
+	ck_assert_int_eq(ads_client_send_raw(c, wire, len), 0);
 	free(wire);
-	bb = grpc_raw_byte_buffer_create(&s, 1);
-	grpc_slice_unref(s);
-	memset(&op, 0, sizeof(op));
-	op.op = GRPC_OP_SEND_MESSAGE;
-	op.data.send_message.send_message = bb;
-	ck_assert_int_eq(grpc_call_start_batch(c->call, &op, 1, &c->tag_send, NULL), GRPC_CALL_OK);
-	ck_assert_int_eq(pluck(c, &c->tag_send, WAIT_MS), 0);
-	grpc_byte_buffer_destroy(bb);
 }
 
 /* The next response within ms, or NULL (the receive stays outstanding). */
-static Resp *client_recv(struct client *c, int ms)
+static Resp *client_recv(struct ads_client *c, int ms)
 {
-	grpc_byte_buffer_reader r;
 	grpc_slice s;
 	Resp *resp;
-	grpc_op op;
+	int rc = ads_client_recv_raw(c, ms, &s);
 
-	if (!c->recv_pending) {
-		memset(&op, 0, sizeof(op));
-		op.op = GRPC_OP_RECV_MESSAGE;
-		op.data.recv_message.recv_message = &c->recv;
-		ck_assert_int_eq(grpc_call_start_batch(c->call, &op, 1, &c->tag_recv, NULL), GRPC_CALL_OK);
-		c->recv_pending = 1;
-	}
-	if (pluck(c, &c->tag_recv, ms) == -ETIMEDOUT)
+	if (rc == -ETIMEDOUT)
 		return NULL;
-	c->recv_pending = 0;
-	ck_assert_ptr_nonnull(c->recv);
-	ck_assert(grpc_byte_buffer_reader_init(&r, c->recv));
-	s = grpc_byte_buffer_reader_readall(&r);
-	grpc_byte_buffer_reader_destroy(&r);
+	ck_assert_int_eq(rc, 0);
 	resp = envoy__service__discovery__v3__discovery_response__unpack(NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
 	grpc_slice_unref(s);
-	grpc_byte_buffer_destroy(c->recv);
-	c->recv = NULL;
 	ck_assert_ptr_nonnull(resp);
 	return resp;
 }
 
-static Resp *must_recv(struct client *c)
+static Resp *must_recv(struct ads_client *c)
 {
 	Resp *r = client_recv(c, WAIT_MS);
 
@@ -238,32 +162,11 @@ static Resp *must_recv(struct client *c)
 	return r;
 }
 
-static void must_be_quiet(struct client *c)
+static void must_be_quiet(struct ads_client *c)
 {
 	Resp *r = client_recv(c, QUIET_MS);
 
 	ck_assert_msg(r == NULL, "unexpected response: version %s", r ? r->version_info : "");
-}
-
-static void client_close(struct client *c)
-{
-	grpc_event ev;
-
-	grpc_call_cancel(c->call, NULL);
-	if (c->recv_pending)
-		pluck(c, &c->tag_recv, WAIT_MS);
-	if (c->recv)
-		grpc_byte_buffer_destroy(c->recv);
-	pluck(c, &c->tag_status, WAIT_MS);
-	grpc_call_unref(c->call);
-	grpc_slice_unref(c->details);
-	grpc_metadata_array_destroy(&c->md_init);
-	grpc_metadata_array_destroy(&c->md_trail);
-	grpc_channel_destroy(c->ch);
-	grpc_completion_queue_shutdown(c->cq);
-	ev = grpc_completion_queue_pluck(c->cq, c, in_ms(WAIT_MS), NULL);
-	ck_assert_int_eq(ev.type, GRPC_QUEUE_SHUTDOWN);
-	grpc_completion_queue_destroy(c->cq);
 }
 
 /* The text of resource i of r. */
@@ -338,7 +241,7 @@ static const char *const names_unknown[] = { "outbound:1", INBOUND };
 
 START_TEST(resolved_with_node_namespace_and_labels)
 {
-	struct client c;
+	struct ads_client c;
 	char buf[512];
 	Resp *r;
 
@@ -353,13 +256,13 @@ START_TEST(resolved_with_node_namespace_and_labels)
 	/* asked only for the name the snapshot lacks */
 	ck_assert_int_eq(atomic_load(&resolve_calls), 1);
 	envoy__service__discovery__v3__discovery_response__free_unpacked(r, NULL);
-	client_close(&c);
+	ads_client_close(&c);
 }
 END_TEST
 
 START_TEST(namespace_from_node_id_and_unknown_names)
 {
-	struct client c;
+	struct ads_client c;
 	char buf[512];
 	Resp *r;
 
@@ -370,13 +273,13 @@ START_TEST(namespace_from_node_id_and_unknown_names)
 	ck_assert_uint_eq(r->n_resources, 1);
 	ck_assert_str_eq(res_text(r, 0, buf, sizeof(buf)), "ns=ns1 app= epoch=1 name=" INBOUND);
 	envoy__service__discovery__v3__discovery_response__free_unpacked(r, NULL);
-	client_close(&c);
+	ads_client_close(&c);
 }
 END_TEST
 
 START_TEST(cached_until_model_changes)
 {
-	struct client c;
+	struct ads_client c;
 	char buf[512], v1[64];
 	Resp *r;
 
@@ -408,13 +311,13 @@ START_TEST(cached_until_model_changes)
 	publish(1);
 	must_be_quiet(&c);
 	ck_assert_int_eq(atomic_load(&resolve_calls), 3);
-	client_close(&c);
+	ads_client_close(&c);
 }
 END_TEST
 
 START_TEST(streams_resolved_apart)
 {
-	struct client a, b;
+	struct ads_client a, b;
 	char buf[512];
 	Resp *ra, *rb;
 
@@ -429,8 +332,8 @@ START_TEST(streams_resolved_apart)
 	ck_assert_str_ne(ra->version_info, rb->version_info);
 	envoy__service__discovery__v3__discovery_response__free_unpacked(ra, NULL);
 	envoy__service__discovery__v3__discovery_response__free_unpacked(rb, NULL);
-	client_close(&a);
-	client_close(&b);
+	ads_client_close(&a);
+	ads_client_close(&b);
 }
 END_TEST
 
