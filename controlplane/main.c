@@ -69,6 +69,7 @@ struct meshd {
 	struct kube_leader *leader;  /* with kube: who writes the root-cert ConfigMaps */
 	struct debounce push;        /* kube changes -> meshd_push */
 	struct xds_server *xds;
+	struct gen_cache *gen_cache; /* config thread only: encoded resources kept across pushes */
 	struct debug_server *debug;
 	struct ca *ca;
 	struct ca_authenticator *ca_auth;
@@ -288,7 +289,10 @@ static int meshd_push(struct meshd *d)
 		cfg_snapshot_unref(cfg);
 		return -ENOMEM;
 	}
-	rc = gen_grpc_snapshot(m, &xs);
+	if (!d->gen_cache)
+		d->gen_cache = gen_cache_new();
+	/* without a cache (out of memory) every push is a full build */
+	rc = d->gen_cache ? gen_grpc_snapshot_cached(d->gen_cache, m, &xs) : gen_grpc_snapshot(m, &xs);
 	if (rc < 0) {
 		/* keep serving the last good snapshot */
 		log_error("meshd", "generating xDS failed: %s; proxies keep the previous config", mesh_strerror(rc));
@@ -627,6 +631,7 @@ out:
 	ca_free(d.ca);
 	file_source_free(d.files);
 	kube_source_free(d.kube);
+	gen_cache_free(d.gen_cache);
 	model_unref(d.model);
 	cfg_snapshot_unref(d.cfg);
 	cfg_store_free(d.store);

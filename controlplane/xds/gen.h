@@ -37,6 +37,26 @@
  * Returns 0 and *out, or a negative code. */
 int gen_grpc_snapshot(const struct model *m, struct xds_snapshot **out);
 
+/* Incremental generation (gen_grpc_cache.c): a cache kept across pushes
+ * by one thread.  gen_grpc_snapshot_cached() gives the same snapshot as
+ * gen_grpc_snapshot() (byte for byte) but rebuilds, per service and xDS
+ * type, only the resources whose inputs changed since the previous call;
+ * the others are taken encoded from the cache.  Returns 0 and *out, or a
+ * negative code (the cache is then emptied, and the next call rebuilds
+ * everything). */
+struct gen_cache;
+struct gen_cache *gen_cache_new(void);      /* NULL on out-of-memory */
+void gen_cache_free(struct gen_cache *c);   /* NULL is a no-op */
+int gen_grpc_snapshot_cached(struct gen_cache *c, const struct model *m, struct xds_snapshot **out);
+
+/* What the last gen_grpc_snapshot_cached() did, counted in (service, xDS
+ * type) groups, indexed by enum xds_type (Listener..ClusterLoadAssignment). */
+struct gen_cache_stats {
+	size_t built[XDS_TYPE_COUNT];
+	size_t reused[XDS_TYPE_COUNT];
+};
+void gen_cache_get_stats(const struct gen_cache *c, struct gen_cache_stats *out);
+
 /* LDS names of xDS-enabled gRPC servers (Istio's
  * server_listener_resource_name_template, "%s" = IP:PORT). */
 #define GEN_GRPC_INBOUND_PREFIX "xds.istio.io/grpc/lds/inbound/"

@@ -107,6 +107,14 @@ static uint64_t resource_hash(enum xds_type t, const char *name, const uint8_t *
 
 int xds_snapshot_add(struct xds_snapshot *s, enum xds_type t, const char *name, const uint8_t *data, size_t len)
 {
+	if (!s || (unsigned)t >= XDS_TYPE_COUNT || !name || (len && !data))
+		return -EINVAL;
+	return xds_snapshot_add_hashed(s, t, name, data, len, resource_hash(t, name, data, len));
+}
+
+int xds_snapshot_add_hashed(struct xds_snapshot *s, enum xds_type t, const char *name, const uint8_t *data,
+			    size_t len, uint64_t hash)
+{
 	struct xds_resource_set *set;
 	struct xds_resource nr = { 0 };
 	int rc = 0;
@@ -133,7 +141,7 @@ int xds_snapshot_add(struct xds_snapshot *s, enum xds_type t, const char *name, 
 	if (len)
 		memcpy(nr.data, data, len);
 	nr.len = len;
-	nr.hash = resource_hash(t, name, data, len);
+	nr.hash = hash;
 	/* Appended in O(1); duplicates are resolved by xds_snapshot_seal(). */
 	set->v[set->n++] = nr;
 	memset(&nr, 0, sizeof(nr));

@@ -58,6 +58,11 @@ void xds_snapshot_unref(struct xds_snapshot *s);     /* NULL is a no-op */
 /* Add a resource: takes copies of name and data.  Adding a name twice
  * replaces the earlier one.  Returns 0 or -ENOMEM. */
 int xds_snapshot_add(struct xds_snapshot *s, enum xds_type t, const char *name, const uint8_t *data, size_t len);
+/* The same, for a resource taken from an earlier snapshot: hash is its
+ * xds_resource.hash there (type, name and data unchanged), so it is not
+ * computed again.  Returns 0, -EINVAL or -ENOMEM. */
+int xds_snapshot_add_hashed(struct xds_snapshot *s, enum xds_type t, const char *name, const uint8_t *data,
+			    size_t len, uint64_t hash);
 /* Sort each set by name (call once after the last add). */
 void xds_snapshot_seal(struct xds_snapshot *s);
 /* Find by name after sealing; NULL when absent. */

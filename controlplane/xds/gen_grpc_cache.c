@@ -1,0 +1,494 @@
+/*
+ * gen_grpc_cache.c - incremental proxyless generation: unchanged resources
+ * are not rebuilt or re-serialised from one push to the next.
+ *
+ * The cache keeps, per service (hostname) and per xDS type, the encoded
+ * resources the generator emitted last time (in emission order) and a key:
+ * a content hash of every model input that generator reads for that
+ * service.  On the next push, a group whose key is unchanged is reused
+ * as is; otherwise only that group is rebuilt.  The keys are split by type
+ * so that an endpoint change rebuilds that service's ClusterLoadAssignments
+ * (and its clusters only when an endpoint's identity, labels or ports
+ * changed, since auto mTLS reads them), and leaves listeners and routes
+ * alone.
+ *
+ * What each key covers (see gen_grpc.c, gen_grpc_route.c,
+ * gen_grpc_cluster.c, gen_grpc_inbound.c for what the generators read):
+ *  - LDS: hostname, port numbers;
+ *  - RDS: hostname, port numbers, the DNS domain, the VirtualServices of
+ *    the host (kind, namespace, name, content hash, in order), and for
+ *    every destination they name (and the default route's own host): the
+ *    resolved host, that service's namespace and ports, and the
+ *    DestinationRule that applies;
+ *  - CDS: hostname, namespace, ports, the DestinationRule, the kind and
+ *    subjectAltNames of its ServiceEntry, mesh_external, the trust domain, the set of
+ *    endpoint identities (namespace, labels, service account, ports), the
+ *    SAN-count limit, and every PeerAuthentication when an endpoint has a
+ *    service account;
+ *  - EDS: hostname, ports, the DestinationRule (subsets), every endpoint
+ *    field the assignment reads.
+ * Output is byte-identical to gen_grpc_snapshot(): groups are added to the
+ * snapshot in the same order (service by service: LDS, RDS, CDS, EDS), so
+ * sealing sorts and de-duplicates them the same way.
+ *
+ * Keys are 64-bit FNV-1a over length-prefixed fields; a collision would
+ * serve a stale group, which for non-adversarial config is negligible.
+ */
+#include "controlplane/xds/gen.h"
+#include "controlplane/xds/gen_int.h"
+
+#include "common/err.h"
+#include "common/hash.h"
+#include "common/log.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The generator kinds cached per service: LDS, RDS, CDS, EDS (their
+ * xds_type values are 0..3). */
+#define GEN_CACHE_KINDS 4
+/* Bumped when what a key covers changes, so old keys never match. */
+#define GEN_CACHE_KEY_SALT 1u
+
+struct gen_cache_group {
+	bool valid;
+	uint64_t key;
+	struct xds_resource *v;      /* emission order; owned */
+	size_t n;
+};
+
+struct gen_cache_entry {
+	char *hostname;              /* owned */
+	struct gen_cache_group g[GEN_CACHE_KINDS];
+};
+
+struct gen_cache {
+	struct gen_cache_entry *v;   /* sorted by hostname (strcmp) */
+	size_t n;
+	struct gen_cache_stats stats;
+};
+
+typedef int (*gen_fn)(const struct model *, const struct model_service *, struct arena *, struct xds_snapshot *);
+
+static const gen_fn gen_cache_fns[GEN_CACHE_KINDS] = {
+	[XDS_LISTENER] = gen__grpc_listeners,
+	[XDS_ROUTE] = gen__grpc_routes,
+	[XDS_CLUSTER] = gen__grpc_clusters,
+	[XDS_ENDPOINT] = gen__grpc_endpoints,
+};
+
+/* ---------------------------------------------------------------- lifetime */
+
+static void gen_cache_group_cleanup(struct gen_cache_group *g)
+{
+	size_t i;
+
+	for (i = 0; i < g->n; i++) {
+		free(g->v[i].name);
+		free(g->v[i].data);
+	}
+	free(g->v);
+	memset(g, 0, sizeof(*g));
+}
+
+static void gen_cache_entries_free(struct gen_cache_entry *v, size_t n)
+{
+	size_t i;
+	int k;
+
+	for (i = 0; i < n; i++) {
+		for (k = 0; k < GEN_CACHE_KINDS; k++)
+			gen_cache_group_cleanup(&v[i].g[k]);
+		free(v[i].hostname);
+	}
+	free(v);
+}
+
+struct gen_cache *gen_cache_new(void)
+{
+	return calloc(1, sizeof(struct gen_cache));
+}
+
+void gen_cache_free(struct gen_cache *c)
+{
+	if (!c)
+		return;
+	gen_cache_entries_free(c->v, c->n);
+	free(c);
+}
+
+void gen_cache_get_stats(const struct gen_cache *c, struct gen_cache_stats *out)
+{
+	if (c)
+		*out = c->stats;
+	else
+		memset(out, 0, sizeof(*out));
+}
+
+/* ---------------------------------------------------------------- key hashing */
+
+static uint64_t h_u64(uint64_t h, uint64_t v)
+{
+	return mesh_hash_update(h, &v, sizeof(v));
+}
+
+/* Presence byte first, so NULL and every string hash apart. */
+static uint64_t h_str(uint64_t h, const char *s)
+{
+	h = h_u64(h, s != NULL);
+	return s ? mesh_hash_str(h, s) : h;
+}
+
+static uint64_t h_labels(uint64_t h, const struct cfg_labels *l)
+{
+	size_t i;
+
+	if (!l)
+		return h_u64(h, UINT64_MAX);
+	h = h_u64(h, l->n);
+	for (i = 0; i < l->n; i++) {
+		h = h_str(h, l->v[i].key);
+		h = h_str(h, l->v[i].value);
+	}
+	return h;
+}
+
+/* A config object by identity and content. */
+static uint64_t h_obj(uint64_t h, const struct cfg_object *o)
+{
+	h = h_u64(h, o != NULL);
+	if (!o)
+		return h;
+	h = h_u64(h, (uint64_t)o->kind);
+	h = h_str(h, o->ns);
+	h = h_str(h, o->name);
+	return h_u64(h, o->hash);
+}
+
+static uint64_t h_ports(uint64_t h, const struct model_service *svc)
+{
+	size_t i;
+
+	h = h_u64(h, svc->n_ports);
+	for (i = 0; i < svc->n_ports; i++) {
+		h = h_u64(h, svc->ports[i].number);
+		h = h_u64(h, svc->ports[i].target_port);
+	}
+	return h;
+}
+
+static uint64_t h_ep_ports(uint64_t h, const struct model_service *svc, const struct model_endpoint *e)
+{
+	size_t i;
+
+	h = h_u64(h, e->ports != NULL);
+	for (i = 0; e->ports && i < svc->n_ports; i++)
+		h = h_u64(h, e->ports[i]);
+	return h;
+}
+
+static uint64_t gen_cache_key_init(enum xds_type t, const struct model_service *svc)
+{
+	uint64_t h = h_u64(MESH_HASH_INIT, GEN_CACHE_KEY_SALT);
+
+	h = h_u64(h, (uint64_t)t);
+	return h_str(h, svc->hostname);
+}
+
+static uint64_t gen_key_lds(const struct model_service *svc)
+{
+	uint64_t h = gen_cache_key_init(XDS_LISTENER, svc);
+	size_t i;
+
+	h = h_u64(h, svc->n_ports);
+	for (i = 0; i < svc->n_ports; i++)
+		h = h_u64(h, svc->ports[i].number);
+	return h;
+}
+
+/* One route destination as gen_resolve_dest()/gen_dest_hash() see it. */
+static uint64_t h_dest(uint64_t h, const struct model *m, const char *host, const char *ns)
+{
+	char buf[GEN_NAME_MAX];
+	const struct model_service *ds;
+	size_t i;
+
+	model_resolve_host(m, host, ns, buf, sizeof(buf));
+	ds = model_find_service(m, buf);
+	h = h_str(h, buf);
+	h = h_u64(h, ds != NULL);
+	if (ds) {
+		h = h_str(h, ds->ns);
+		h = h_u64(h, ds->n_ports);
+		for (i = 0; i < ds->n_ports; i++)
+			h = h_u64(h, ds->ports[i].number);
+	}
+	return h_obj(h, model_destination_rule(m, buf, ds ? ds->ns : ns));
+}
+
+static int gen_key_rds(const struct model *m, const struct model_service *svc, const struct cfg_object **vss,
+		       uint64_t *key)
+{
+	uint64_t h = gen_cache_key_init(XDS_ROUTE, svc);
+	size_t n_vs, i, j, k;
+
+	h = h_str(h, m->domain);
+	h = h_str(h, svc->ns);
+	h = h_u64(h, svc->n_ports);
+	for (i = 0; i < svc->n_ports; i++)
+		h = h_u64(h, svc->ports[i].number);
+	n_vs = model_virtual_services(m, svc->hostname, vss, GEN_MAX_VS);
+	h = h_u64(h, n_vs);
+	for (i = 0; i < n_vs; i++) {
+		const struct cfg_object *vs = vss[i];
+
+		h = h_obj(h, vs);
+		if (vs->kind != CFG_VIRTUAL_SERVICE)
+			continue;
+		for (j = 0; j < vs->spec.vs.n_http; j++) {
+			const struct cfg_http_route *hr = &vs->spec.vs.http[j];
+
+			for (k = 0; k < hr->n_route; k++)
+				h = h_dest(h, m, hr->route[k].destination.host, vs->ns);
+		}
+	}
+	/* the default route */
+	h = h_dest(h, m, svc->hostname, svc->ns);
+	*key = h;
+	return 0;
+}
+
+static int gen_u64_cmp(const void *x, const void *y)
+{
+	uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+
+	return a < b ? -1 : a > b;
+}
+
+static int gen_key_cds(const struct model *m, const struct model_service *svc, uint64_t pa_hash, uint64_t *key)
+{
+	uint64_t h = gen_cache_key_init(XDS_CLUSTER, svc);
+	uint64_t *ids = NULL;
+	size_t i, n = 0, se_sans = 0;
+	bool any_sa = false;
+
+	h = h_str(h, svc->ns);
+	h = h_ports(h, svc);
+	h = h_obj(h, model_destination_rule(m, svc->hostname, svc->ns));
+	/* of the ServiceEntry or Service, only its kind and SANs are read (its
+	 * inline endpoints are hashed below, as endpoints) */
+	h = h_u64(h, svc->origin ? (uint64_t)svc->origin->kind + 1 : 0);
+	if (svc->origin && svc->origin->kind == CFG_SERVICE_ENTRY) {
+		se_sans = svc->origin->spec.se.subject_alt_names.n;
+		h = h_u64(h, se_sans);
+		for (i = 0; i < se_sans; i++)
+			h = h_str(h, svc->origin->spec.se.subject_alt_names.v[i]);
+	}
+	h = h_u64(h, svc->mesh_external);
+	h = h_str(h, gen__trust_domain(m));
+	/* gen__upstream_tls() refuses past this many candidate SANs */
+	h = h_u64(h, svc->n_endpoints + se_sans > GEN_MAX_SANS);
+	/* Auto mTLS reads the set of endpoint identities, not their count
+	 * or addresses: scaling a workload leaves the clusters alone. */
+	if (svc->n_endpoints && !(ids = malloc(svc->n_endpoints * sizeof(*ids))))
+		return -ENOMEM;
+	for (i = 0; i < svc->n_endpoints; i++) {
+		const struct model_endpoint *e = &svc->endpoints[i];
+		uint64_t eh = MESH_HASH_INIT;
+
+		eh = h_str(eh, e->ns ? e->ns : svc->ns);
+		eh = h_labels(eh, e->labels);
+		eh = h_str(eh, e->service_account);
+		eh = h_ep_ports(eh, svc, e);
+		ids[i] = eh;
+		if (e->service_account && e->service_account[0])
+			any_sa = true;
+	}
+	if (svc->n_endpoints)
+		qsort(ids, svc->n_endpoints, sizeof(*ids), gen_u64_cmp);
+	for (i = 0; i < svc->n_endpoints; i++)
+		if (i == 0 || ids[i] != ids[i - 1])
+			ids[n++] = ids[i];
+	h = h_u64(h, n);
+	for (i = 0; i < n; i++)
+		h = h_u64(h, ids[i]);
+	h = h_u64(h, any_sa);
+	if (any_sa)
+		h = h_u64(h, pa_hash);
+	free(ids);
+	*key = h;
+	return 0;
+}
+
+static uint64_t gen_key_eds(const struct model *m, const struct model_service *svc)
+{
+	uint64_t h = gen_cache_key_init(XDS_ENDPOINT, svc);
+	size_t i;
+
+	h = h_ports(h, svc);
+	h = h_obj(h, model_destination_rule(m, svc->hostname, svc->ns));
+	h = h_u64(h, svc->n_endpoints);
+	for (i = 0; i < svc->n_endpoints; i++) {
+		const struct model_endpoint *e = &svc->endpoints[i];
+
+		h = h_str(h, e->address);
+		h = h_u64(h, e->not_ready);
+		h = h_labels(h, e->labels);
+		h = h_str(h, e->locality);
+		h = h_u64(h, e->weight);
+		h = h_ep_ports(h, svc, e);
+	}
+	return h;
+}
+
+/* Every PeerAuthentication (they are few) and the root namespace. */
+static uint64_t gen_key_pa(const struct model *m)
+{
+	uint64_t h = h_str(MESH_HASH_INIT, m->root_namespace);
+	size_t i, n = m->cfg ? m->cfg->n_objects[CFG_PEER_AUTHENTICATION] : 0;
+
+	h = h_u64(h, n);
+	for (i = 0; i < n; i++)
+		h = h_obj(h, m->cfg->objects[CFG_PEER_AUTHENTICATION][i]);
+	return h;
+}
+
+/* ---------------------------------------------------------------- build */
+
+static int gen_cache_entry_cmp(const void *x, const void *y)
+{
+	return strcmp(((const struct gen_cache_entry *)x)->hostname, ((const struct gen_cache_entry *)y)->hostname);
+}
+
+static struct gen_cache_entry *gen_cache_find(struct gen_cache *c, const char *hostname)
+{
+	size_t lo = 0, hi = c->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int r = strcmp(hostname, c->v[mid].hostname);
+
+		if (r == 0)
+			return &c->v[mid];
+		if (r < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
+}
+
+/* Run generator k for svc and keep what it emitted, in order, in g. */
+static int gen_cache_build(const struct model *m, const struct model_service *svc, int k, uint64_t key,
+			   struct gen_cache_group *g)
+{
+	struct xds_snapshot *tmp = xds_snapshot_new();
+	struct arena *a = arena_new(GEN_ARENA_MAX);
+	struct xds_resource_set *set;
+	int rc = -ENOMEM;
+
+	if (!tmp || !a)
+		goto out;
+	rc = gen_cache_fns[k](m, svc, a, tmp);
+	if (rc < 0)
+		goto out;
+	/* take the unsealed set: the emission order is kept */
+	set = &tmp->sets[k];
+	g->v = set->v;
+	g->n = set->n;
+	g->key = key;
+	g->valid = true;
+	memset(set, 0, sizeof(*set));
+out:
+	arena_free(a);
+	xds_snapshot_unref(tmp);
+	return rc;
+}
+
+int gen_grpc_snapshot_cached(struct gen_cache *c, const struct model *m, struct xds_snapshot **out)
+{
+	struct xds_snapshot *snap = xds_snapshot_new();
+	struct gen_cache_entry *nv = NULL;
+	const struct cfg_object **vss = NULL;
+	struct gen_cache_stats st;
+	uint64_t pa_hash;
+	size_t i, j, nn = 0;
+	int rc = -ENOMEM, k;
+
+	*out = NULL;
+	memset(&st, 0, sizeof(st));
+	if (!snap)
+		goto out;
+	vss = calloc(GEN_MAX_VS, sizeof(*vss));
+	if (!vss || (m->n_services && !(nv = calloc(m->n_services, sizeof(*nv)))))
+		goto out;
+	pa_hash = gen_key_pa(m);
+	for (i = 0; i < m->n_services; i++) {
+		const struct model_service *svc = &m->services[i];
+		struct gen_cache_entry *old = gen_cache_find(c, svc->hostname);
+		struct gen_cache_entry *e = &nv[nn];
+		uint64_t keys[GEN_CACHE_KINDS];
+
+		if (!(e->hostname = strdup(svc->hostname))) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		nn++;
+		keys[XDS_LISTENER] = gen_key_lds(svc);
+		rc = gen_key_rds(m, svc, vss, &keys[XDS_ROUTE]);
+		if (rc == 0)
+			rc = gen_key_cds(m, svc, pa_hash, &keys[XDS_CLUSTER]);
+		if (rc < 0)
+			goto out;
+		keys[XDS_ENDPOINT] = gen_key_eds(m, svc);
+		for (k = 0; k < GEN_CACHE_KINDS; k++) {
+			if (old && old->g[k].valid && old->g[k].key == keys[k]) {
+				/* unchanged: move the encoded group over */
+				e->g[k] = old->g[k];
+				memset(&old->g[k], 0, sizeof(old->g[k]));
+				st.reused[k]++;
+				continue;
+			}
+			rc = gen_cache_build(m, svc, k, keys[k], &e->g[k]);
+			if (rc < 0) {
+				log_error("xds", "proxyless config for %s: %s", svc->hostname, mesh_strerror(rc));
+				goto out;
+			}
+			st.built[k]++;
+		}
+		for (k = 0; k < GEN_CACHE_KINDS; k++) {
+			for (j = 0; j < e->g[k].n; j++) {
+				const struct xds_resource *r = &e->g[k].v[j];
+
+				rc = xds_snapshot_add_hashed(snap, (enum xds_type)k, r->name, r->data, r->len, r->hash);
+				if (rc < 0)
+					goto out;
+			}
+		}
+	}
+	snap->model_generation = m->generation;
+	xds_snapshot_seal(snap);
+	if (nn)
+		qsort(nv, nn, sizeof(*nv), gen_cache_entry_cmp);
+	gen_cache_entries_free(c->v, c->n);
+	c->v = nv;
+	c->n = nn;
+	nv = NULL;
+	nn = 0;
+	c->stats = st;
+	*out = snap;
+	snap = NULL;
+	rc = 0;
+out:
+	if (rc < 0) {
+		/* groups may have moved out of the old entries: start afresh */
+		gen_cache_entries_free(c->v, c->n);
+		c->v = NULL;
+		c->n = 0;
+	}
+	gen_cache_entries_free(nv, nn);
+	free(vss);
+	xds_snapshot_unref(snap);
+	return rc;
+}
