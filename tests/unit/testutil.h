@@ -6,9 +6,16 @@
  * (BUILD/bin/meshctl, found from the test's own path
  * BUILD/tests/<dir>/<dir>/test_x) through the shell, from the current
  * directory (the repository root).
+ *
+ * testutil_model() builds the service model of a YAML text the way meshd
+ * does: parse, store, snapshot, model_build.
  */
 #ifndef MESH_TESTUTIL_H
 #define MESH_TESTUTIL_H
+
+#include "controlplane/config/config.h"
+#include "controlplane/config/store.h"
+#include "controlplane/model/model.h"
 
 #include <check.h>
 #include <limits.h>
@@ -61,6 +68,41 @@ static inline int testutil_meshctl(char *out, size_t cap, const char *sub, const
 	st = pclose(p);
 	ck_assert(WIFEXITED(st));
 	return WEXITSTATUS(st);
+}
+
+/*
+ * The model of yaml (parsed as file origin, for the domain "cluster.local"
+ * and root namespace "istio-system"); every document must be accepted
+ * (rejections are printed, then fail the test).  The caller owns it.
+ */
+static inline struct model *testutil_model(const char *origin, const char *yaml)
+{
+	struct cfg_parse_result res;
+	struct cfg_store *st;
+	struct cfg_snapshot *snap;
+	struct model *m;
+	size_t i;
+
+	memset(&res, 0, sizeof(res));
+	ck_assert_int_eq(cfg_parse_buffer(origin, yaml, strlen(yaml), &res), 0);
+	for (i = 0; i < res.n_errors; i++) {
+		char msg[512];
+
+		cfg_error_format(&res.errors[i], msg, sizeof(msg));
+		fprintf(stderr, "%s\n", msg);
+	}
+	ck_assert_uint_eq(res.n_errors, 0);
+	st = cfg_store_new();
+	ck_assert_ptr_nonnull(st);
+	ck_assert_int_ge(cfg_store_apply_origin(st, origin, &res), 0);
+	cfg_parse_result_cleanup(&res);
+	snap = cfg_store_snapshot(st);
+	ck_assert_ptr_nonnull(snap);
+	m = model_build(snap, "cluster.local", "istio-system");
+	ck_assert_ptr_nonnull(m);
+	cfg_snapshot_unref(snap);
+	cfg_store_free(st); /* the model keeps what it needs */
+	return m;
 }
 
 #endif

@@ -8,25 +8,11 @@
 #include <check.h>
 #include <string.h>
 
+#include "testutil.h"
+
 static struct model *build(const char *yaml)
 {
-	struct cfg_parse_result res;
-	struct cfg_store *st = cfg_store_new();
-	struct cfg_snapshot *snap;
-	struct model *m;
-
-	memset(&res, 0, sizeof(res));
-	ck_assert_int_eq(cfg_parse_buffer("t.yaml", yaml, strlen(yaml), &res), 0);
-	ck_assert_uint_eq(res.n_errors, 0);
-	ck_assert_int_ge(cfg_store_apply_origin(st, "t.yaml", &res), 0);
-	cfg_parse_result_cleanup(&res);
-	snap = cfg_store_snapshot(st);
-	ck_assert_ptr_nonnull(snap);
-	m = model_build(snap, "cluster.local", "istio-system");
-	ck_assert_ptr_nonnull(m);
-	cfg_snapshot_unref(snap);
-	cfg_store_free(st); /* the model keeps what it needs */
-	return m;
+	return testutil_model("t.yaml", yaml);
 }
 
 static const char *const mesh =

@@ -24,6 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "testutil.h"
+
 #define HOST "reviews.default.svc.cluster.local"
 #define RATINGS "ratings.default.svc.cluster.local"
 #define TYPE_PREFIX "type.googleapis.com/"
@@ -147,32 +149,7 @@ static const char *const mesh_yaml =
 
 static struct model *build_model(const char *yaml)
 {
-	struct cfg_parse_result res;
-	struct cfg_store *st;
-	struct cfg_snapshot *snap;
-	struct model *m;
-	size_t i;
-
-	memset(&res, 0, sizeof(res));
-	ck_assert_int_eq(cfg_parse_buffer("test.yaml", yaml, strlen(yaml), &res), 0);
-	for (i = 0; i < res.n_errors; i++) {
-		char msg[512];
-
-		cfg_error_format(&res.errors[i], msg, sizeof(msg));
-		fprintf(stderr, "%s\n", msg);
-	}
-	ck_assert_uint_eq(res.n_errors, 0);
-	st = cfg_store_new();
-	ck_assert_ptr_nonnull(st);
-	ck_assert_int_ge(cfg_store_apply_origin(st, "test.yaml", &res), 0);
-	cfg_parse_result_cleanup(&res);
-	snap = cfg_store_snapshot(st);
-	ck_assert_ptr_nonnull(snap);
-	m = model_build(snap, "cluster.local", "istio-system");
-	ck_assert_ptr_nonnull(m);
-	cfg_snapshot_unref(snap);
-	cfg_store_free(st);
-	return m;
+	return testutil_model("test.yaml", yaml);
 }
 
 static struct model *g_model;

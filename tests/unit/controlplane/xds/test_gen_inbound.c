@@ -27,6 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "testutil.h"
+
 #define INBOUND "xds.istio.io/grpc/lds/inbound/"
 #define TLS_SOCKET "envoy.transport_sockets.tls"
 #define DOWNSTREAM_URL "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
@@ -164,32 +166,9 @@ static const char *const services_yaml =
 
 static struct model *build_model(const char *yaml, const char *trust_domain)
 {
-	struct cfg_parse_result res;
-	struct cfg_store *st;
-	struct cfg_snapshot *snap;
-	struct model *m;
-	size_t i;
+	struct model *m = testutil_model("test.yaml", yaml);
 
-	memset(&res, 0, sizeof(res));
-	ck_assert_int_eq(cfg_parse_buffer("test.yaml", yaml, strlen(yaml), &res), 0);
-	for (i = 0; i < res.n_errors; i++) {
-		char msg[512];
-
-		cfg_error_format(&res.errors[i], msg, sizeof(msg));
-		fprintf(stderr, "%s\n", msg);
-	}
-	ck_assert_uint_eq(res.n_errors, 0);
-	st = cfg_store_new();
-	ck_assert_ptr_nonnull(st);
-	ck_assert_int_ge(cfg_store_apply_origin(st, "test.yaml", &res), 0);
-	cfg_parse_result_cleanup(&res);
-	snap = cfg_store_snapshot(st);
-	ck_assert_ptr_nonnull(snap);
-	m = model_build(snap, "cluster.local", "istio-system");
-	ck_assert_ptr_nonnull(m);
 	m->trust_domain = trust_domain;
-	cfg_snapshot_unref(snap);
-	cfg_store_free(st);
 	return m;
 }
 

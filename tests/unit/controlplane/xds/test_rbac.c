@@ -31,6 +31,8 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "testutil.h"
+
 #define CASES_FILE "tests/data/authz/cases.yaml"
 #define MAX_CASES 256
 #define MAX_HEADERS 16
@@ -43,32 +45,7 @@ typedef Envoy__Config__Rbac__V3__Principal id_t_;
 
 static struct model *build_model(const char *yaml)
 {
-	struct cfg_parse_result res;
-	struct cfg_store *st;
-	struct cfg_snapshot *snap;
-	struct model *m;
-	size_t i;
-
-	memset(&res, 0, sizeof(res));
-	ck_assert_int_eq(cfg_parse_buffer("policies.yaml", yaml, strlen(yaml), &res), 0);
-	for (i = 0; i < res.n_errors; i++) {
-		char msg[512];
-
-		cfg_error_format(&res.errors[i], msg, sizeof(msg));
-		fprintf(stderr, "%s\n", msg);
-	}
-	ck_assert_uint_eq(res.n_errors, 0);
-	st = cfg_store_new();
-	ck_assert_ptr_nonnull(st);
-	ck_assert_int_ge(cfg_store_apply_origin(st, "policies.yaml", &res), 0);
-	cfg_parse_result_cleanup(&res);
-	snap = cfg_store_snapshot(st);
-	ck_assert_ptr_nonnull(snap);
-	m = model_build(snap, "cluster.local", "istio-system");
-	ck_assert_ptr_nonnull(m);
-	cfg_snapshot_unref(snap);
-	cfg_store_free(st);
-	return m;
+	return testutil_model("policies.yaml", yaml);
 }
 
 /* ------------------------------------------------------------- the table */
