@@ -3,12 +3,15 @@
  * tests: insecure channel to 127.0.0.1, one bidi call (SotW or Delta),
  * raw message send and receive, the call's final status.  Every wait is
  * bounded by a deadline.  The tests pack and unpack their own message
- * types; this part only moves bytes.  Each test binary is built from one
- * .c, so everything here is static inline.
+ * types; this part only moves bytes.  ads_test_server_start/_stop run
+ * the real server on an ephemeral loopback port.  Each test binary is built
+ * from one .c, so everything here is static inline.
  */
 #ifndef MESH_ADS_TEST_CLIENT_H
 #define MESH_ADS_TEST_CLIENT_H
 
+#include "common/log.h"
+#include "controlplane/xds/server.h"
 #include "envoy/config/core/v3/base.pb-c.h"
 #include "google/protobuf/struct.pb-c.h"
 
@@ -21,6 +24,7 @@
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define ADS_CLIENT_WAIT_MS 5000 /* open, send, status and close must finish within this */
@@ -205,6 +209,27 @@ static inline Envoy__Config__Core__V3__Node *ads_client_node_init(struct ads_cli
 	n->md.fields = n->fes;
 	n->node.metadata = &n->md;
 	return &n->node;
+}
+
+/* gRPC up and a server on 127.0.0.1:0 (*srv, its port in *port); debug
+ * logging when MESH_TEST_DEBUG is set. */
+static inline void ads_test_server_start(struct xds_server **srv, int *port)
+{
+	struct xds_server_config cfg = { .addr = "127.0.0.1:0" };
+
+	grpc_init();
+	if (getenv("MESH_TEST_DEBUG"))
+		mesh_log_set_level(MESH_LOG_DEBUG);
+	ck_assert_int_eq(xds_server_start(&cfg, srv), 0);
+	*port = xds_server_port(*srv);
+	ck_assert_int_gt(*port, 0);
+}
+
+static inline void ads_test_server_stop(struct xds_server **srv)
+{
+	xds_server_stop(*srv);
+	*srv = NULL;
+	grpc_shutdown_blocking();
 }
 
 #endif

@@ -119,21 +119,12 @@ static int port;
 
 static void setup(void)
 {
-	struct xds_server_config cfg = { .addr = "127.0.0.1:0" };
-
-	grpc_init();
-	if (getenv("MESH_TEST_DEBUG"))
-		mesh_log_set_level(MESH_LOG_DEBUG);
-	ck_assert_int_eq(xds_server_start(&cfg, &srv), 0);
-	port = xds_server_port(srv);
-	ck_assert_int_gt(port, 0);
+	ads_test_server_start(&srv, &port);
 }
 
 static void teardown(void)
 {
-	xds_server_stop(srv);
-	srv = NULL;
-	grpc_shutdown_blocking();
+	ads_test_server_stop(&srv);
 }
 
 /* A snapshot with clusters a, b, listeners l1, l2 and endpoints a, b;
