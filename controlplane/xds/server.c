@@ -533,6 +533,36 @@ static void version_of(const struct xds_resource **res, size_t n, char out[XDS_V
 	mesh_hash_hex(h, out);
 }
 
+/* Resource r of type t as an Any (pointing into r's bytes). */
+static void encode_any(Google__Protobuf__Any *a, enum xds_type t, const struct xds_resource *r)
+{
+	google__protobuf__any__init(a);
+	a->type_url = (char *)xds_type_url(t);
+	a->value.data = r->data;
+	a->value.len = r->len;
+}
+
+/* Serialise a (Delta)DiscoveryResponse into a new byte buffer (*out) that
+ * owns the wire bytes.  Returns 0, -ENOMEM or -MESH_ETOOBIG. */
+static int encode_message(const ProtobufCMessage *m, grpc_byte_buffer **out)
+{
+	size_t len = protobuf_c_message_get_packed_size(m);
+	uint8_t *wire;
+	grpc_slice slice;
+
+	if (len > UINT32_MAX)
+		return -MESH_ETOOBIG;
+	wire = malloc(len ? len : 1);
+	if (!wire)
+		return -ENOMEM;
+	protobuf_c_message_pack(m, wire);
+	/* the slice takes the buffer */
+	slice = grpc_slice_new(wire, len, free);
+	*out = grpc_raw_byte_buffer_create(&slice, 1);
+	grpc_slice_unref(slice);
+	return 0;
+}
+
 /* Serialise a DiscoveryResponse into a new byte buffer (*out).
  * Returns 0, -ENOMEM or -MESH_ETOOBIG. */
 static int encode_response(enum xds_type t, const char *version, const char *nonce,
@@ -541,9 +571,7 @@ static int encode_response(enum xds_type t, const char *version, const char *non
 	Envoy__Service__Discovery__V3__DiscoveryResponse resp = ENVOY__SERVICE__DISCOVERY__V3__DISCOVERY_RESPONSE__INIT;
 	Envoy__Config__Core__V3__ControlPlane cp = ENVOY__CONFIG__CORE__V3__CONTROL_PLANE__INIT;
 	Google__Protobuf__Any *anys = NULL, **ptrs = NULL;
-	uint8_t *wire = NULL;
-	size_t i, len;
-	grpc_slice slice;
+	size_t i;
 	int rc = 0;
 
 	*out = NULL;
@@ -556,10 +584,7 @@ static int encode_response(enum xds_type t, const char *version, const char *non
 		}
 	}
 	for (i = 0; i < n; i++) {
-		google__protobuf__any__init(&anys[i]);
-		anys[i].type_url = (char *)xds_type_url(t);
-		anys[i].value.data = res[i]->data;
-		anys[i].value.len = res[i]->len;
+		encode_any(&anys[i], t, res[i]);
 		ptrs[i] = &anys[i];
 	}
 	resp.version_info = (char *)version;
@@ -569,24 +594,8 @@ static int encode_response(enum xds_type t, const char *version, const char *non
 	resp.nonce = (char *)nonce;
 	cp.identifier = "meshd";
 	resp.control_plane = &cp;
-	len = envoy__service__discovery__v3__discovery_response__get_packed_size(&resp);
-	if (len > UINT32_MAX) {
-		rc = -MESH_ETOOBIG;
-		goto out;
-	}
-	wire = malloc(len ? len : 1);
-	if (!wire) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	envoy__service__discovery__v3__discovery_response__pack(&resp, wire);
-	/* the slice takes the buffer */
-	slice = grpc_slice_new(wire, len, free);
-	wire = NULL;
-	*out = grpc_raw_byte_buffer_create(&slice, 1);
-	grpc_slice_unref(slice);
+	rc = encode_message(&resp.base, out);
 out:
-	free(wire);
 	free(ptrs);
 	free(anys);
 	return rc;
@@ -1062,9 +1071,7 @@ static int encode_delta_response(enum xds_type t, const char *version, const cha
 	Envoy__Service__Discovery__V3__Resource *rs = NULL, **ptrs = NULL;
 	Google__Protobuf__Any *anys = NULL;
 	char (*versions)[XDS_VERSION_CAP] = NULL;
-	uint8_t *wire = NULL;
-	size_t i, len;
-	grpc_slice slice;
+	size_t i;
 	int rc = 0;
 
 	*out = NULL;
@@ -1080,10 +1087,7 @@ static int encode_delta_response(enum xds_type t, const char *version, const cha
 	}
 	for (i = 0; i < n; i++) {
 		envoy__service__discovery__v3__resource__init(&rs[i]);
-		google__protobuf__any__init(&anys[i]);
-		anys[i].type_url = (char *)xds_type_url(t);
-		anys[i].value.data = res[i]->data;
-		anys[i].value.len = res[i]->len;
+		encode_any(&anys[i], t, res[i]);
 		mesh_hash_hex(res[i]->hash, versions[i]);
 		rs[i].name = res[i]->name;
 		rs[i].version = versions[i];
@@ -1099,23 +1103,8 @@ static int encode_delta_response(enum xds_type t, const char *version, const cha
 	resp.nonce = (char *)nonce;
 	cp.identifier = "meshd";
 	resp.control_plane = &cp;
-	len = envoy__service__discovery__v3__delta_discovery_response__get_packed_size(&resp);
-	if (len > UINT32_MAX) {
-		rc = -MESH_ETOOBIG;
-		goto out;
-	}
-	wire = malloc(len ? len : 1);
-	if (!wire) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	envoy__service__discovery__v3__delta_discovery_response__pack(&resp, wire);
-	slice = grpc_slice_new(wire, len, free);
-	wire = NULL;
-	*out = grpc_raw_byte_buffer_create(&slice, 1);
-	grpc_slice_unref(slice);
+	rc = encode_message(&resp.base, out);
 out:
-	free(wire);
 	free(versions);
 	free(anys);
 	free(ptrs);
