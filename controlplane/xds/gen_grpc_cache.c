@@ -67,6 +67,9 @@ struct gen_cache {
 	struct gen_cache_entry *v;   /* sorted by hostname (strcmp) */
 	size_t n;
 	struct gen_cache_stats stats;
+	/* per-push scratch: two hashes per endpoint of one service */
+	uint64_t *scratch;
+	size_t scratch_cap;
 };
 
 typedef int (*gen_fn)(const struct model *, const struct model_service *, struct arena *, struct xds_snapshot *);
@@ -115,6 +118,7 @@ void gen_cache_free(struct gen_cache *c)
 	if (!c)
 		return;
 	gen_cache_entries_free(c->v, c->n);
+	free(c->scratch);
 	free(c);
 }
 
@@ -227,8 +231,8 @@ static uint64_t h_dest(uint64_t h, const struct model *m, const char *host, cons
 	return h_obj(h, model_destination_rule(m, buf, ds ? ds->ns : ns));
 }
 
-static int gen_key_rds(const struct model *m, const struct model_service *svc, const struct cfg_object **vss,
-		       uint64_t *key)
+/* vss: scratch, GEN_MAX_VS slots. */
+static uint64_t gen_key_rds(const struct model *m, const struct model_service *svc, const struct cfg_object **vss)
 {
 	uint64_t h = gen_cache_key_init(XDS_ROUTE, svc);
 	size_t n_vs, i, j, k;
@@ -254,9 +258,7 @@ static int gen_key_rds(const struct model *m, const struct model_service *svc, c
 		}
 	}
 	/* the default route */
-	h = h_dest(h, m, svc->hostname, svc->ns);
-	*key = h;
-	return 0;
+	return h_dest(h, m, svc->hostname, svc->ns);
 }
 
 static int gen_u64_cmp(const void *x, const void *y)
@@ -266,10 +268,12 @@ static int gen_u64_cmp(const void *x, const void *y)
 	return a < b ? -1 : a > b;
 }
 
-static int gen_key_cds(const struct model *m, const struct model_service *svc, uint64_t pa_hash, uint64_t *key)
+/* common[i]: endpoint i's labels and ports (h_ep_common); ids: scratch,
+ * one slot per endpoint. */
+static uint64_t gen_key_cds(const struct model *m, const struct model_service *svc, uint64_t pa_hash,
+			    const uint64_t *common, uint64_t *ids)
 {
 	uint64_t h = gen_cache_key_init(XDS_CLUSTER, svc);
-	uint64_t *ids = NULL;
 	size_t i, n = 0, se_sans = 0;
 	bool any_sa = false;
 
@@ -291,16 +295,12 @@ static int gen_key_cds(const struct model *m, const struct model_service *svc, u
 	h = h_u64(h, svc->n_endpoints + se_sans > GEN_MAX_SANS);
 	/* Auto mTLS reads the set of endpoint identities, not their count
 	 * or addresses: scaling a workload leaves the clusters alone. */
-	if (svc->n_endpoints && !(ids = malloc(svc->n_endpoints * sizeof(*ids))))
-		return -ENOMEM;
 	for (i = 0; i < svc->n_endpoints; i++) {
 		const struct model_endpoint *e = &svc->endpoints[i];
-		uint64_t eh = MESH_HASH_INIT;
+		uint64_t eh = h_u64(MESH_HASH_INIT, common[i]);
 
 		eh = h_str(eh, e->ns ? e->ns : svc->ns);
-		eh = h_labels(eh, e->labels);
 		eh = h_str(eh, e->service_account);
-		eh = h_ep_ports(eh, svc, e);
 		ids[i] = eh;
 		if (e->service_account && e->service_account[0])
 			any_sa = true;
@@ -316,12 +316,22 @@ static int gen_key_cds(const struct model *m, const struct model_service *svc, u
 	h = h_u64(h, any_sa);
 	if (any_sa)
 		h = h_u64(h, pa_hash);
-	free(ids);
-	*key = h;
-	return 0;
+	return h;
 }
 
-static uint64_t gen_key_eds(const struct model *m, const struct model_service *svc)
+/* What the CDS and EDS keys both read of each endpoint: labels, ports. */
+static void gen_ep_common(const struct model_service *svc, uint64_t *out)
+{
+	size_t i;
+
+	for (i = 0; i < svc->n_endpoints; i++) {
+		const struct model_endpoint *e = &svc->endpoints[i];
+
+		out[i] = h_ep_ports(h_labels(MESH_HASH_INIT, e->labels), svc, e);
+	}
+}
+
+static uint64_t gen_key_eds(const struct model *m, const struct model_service *svc, const uint64_t *common)
 {
 	uint64_t h = gen_cache_key_init(XDS_ENDPOINT, svc);
 	size_t i;
@@ -334,10 +344,9 @@ static uint64_t gen_key_eds(const struct model *m, const struct model_service *s
 
 		h = h_str(h, e->address);
 		h = h_u64(h, e->not_ready);
-		h = h_labels(h, e->labels);
+		h = h_u64(h, common[i]);
 		h = h_str(h, e->locality);
 		h = h_u64(h, e->weight);
-		h = h_ep_ports(h, svc, e);
 	}
 	return h;
 }
@@ -435,13 +444,21 @@ int gen_grpc_snapshot_cached(struct gen_cache *c, const struct model *m, struct 
 			goto out;
 		}
 		nn++;
+		if (svc->n_endpoints > c->scratch_cap / 2) {
+			uint64_t *v = realloc(c->scratch, 2 * svc->n_endpoints * sizeof(*v));
+
+			if (!v) {
+				rc = -ENOMEM;
+				goto out;
+			}
+			c->scratch = v;
+			c->scratch_cap = 2 * svc->n_endpoints;
+		}
+		gen_ep_common(svc, c->scratch);
 		keys[XDS_LISTENER] = gen_key_lds(svc);
-		rc = gen_key_rds(m, svc, vss, &keys[XDS_ROUTE]);
-		if (rc == 0)
-			rc = gen_key_cds(m, svc, pa_hash, &keys[XDS_CLUSTER]);
-		if (rc < 0)
-			goto out;
-		keys[XDS_ENDPOINT] = gen_key_eds(m, svc);
+		keys[XDS_ROUTE] = gen_key_rds(m, svc, vss);
+		keys[XDS_CLUSTER] = gen_key_cds(m, svc, pa_hash, c->scratch, c->scratch + svc->n_endpoints);
+		keys[XDS_ENDPOINT] = gen_key_eds(m, svc, c->scratch);
 		for (k = 0; k < GEN_CACHE_KINDS; k++) {
 			if (old && old->g[k].valid && old->g[k].key == keys[k]) {
 				/* unchanged: move the encoded group over */
