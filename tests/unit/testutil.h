@@ -7,6 +7,8 @@
  * BUILD/tests/<dir>/<dir>/test_x) through the shell, from the current
  * directory (the repository root).
  *
+ * testutil_run() runs a suite as every test main() does.
+ *
  * testutil_model() builds the service model of a YAML text the way meshd
  * does: parse, store, snapshot, model_build.
  */
@@ -68,6 +70,19 @@ static inline int testutil_meshctl(char *out, size_t cap, const char *sub, const
 	st = pclose(p);
 	ck_assert(WIFEXITED(st));
 	return WEXITSTATUS(st);
+}
+
+/* Run every test of s (CK_NORMAL output, CK_FORK as the environment
+ * says); returns how many failed. */
+static inline int testutil_run(Suite *s)
+{
+	SRunner *sr = srunner_create(s);
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed;
 }
 
 /*

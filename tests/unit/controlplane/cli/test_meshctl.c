@@ -67,17 +67,11 @@ int main(void)
 {
 	Suite *s = suite_create("meshctl");
 	TCase *tc = tcase_create("validate");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, test_valid_dir);
 	tcase_add_test(tc, test_rejected_file);
 	tcase_add_test(tc, test_mixed);
 	tcase_add_test(tc, test_usage);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return testutil_run(s) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -261,8 +261,6 @@ int main(void)
 {
 	Suite *s = suite_create("model");
 	TCase *tc = tcase_create("model");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, services_from_entries);
 	tcase_add_test(tc, host_resolution);
@@ -271,9 +269,5 @@ int main(void)
 	tcase_add_test(tc, labels_match);
 	tcase_add_test(tc, kubernetes_services);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return testutil_run(s) ? 1 : 0;
 }

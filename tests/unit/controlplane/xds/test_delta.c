@@ -16,6 +16,7 @@
 #include "google/protobuf/struct.pb-c.h"
 
 #include "ads_test_client.h"
+#include "testutil.h"
 
 #include <check.h>
 #include <grpc/byte_buffer.h>
@@ -658,8 +659,6 @@ int main(void)
 {
 	Suite *s = suite_create("xds_delta");
 	TCase *tc = tcase_create("delta");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 60);
@@ -674,9 +673,5 @@ int main(void)
 	tcase_add_test(tc, node_once_and_config_dump);
 	tcase_add_test(tc, resolver_feeds_delta);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return testutil_run(s) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -715,11 +715,7 @@ static Suite *gen_grpc_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(gen_grpc_suite());
-	int failed;
+	int failed = testutil_run(gen_grpc_suite());
 
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
 	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

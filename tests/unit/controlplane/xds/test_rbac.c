@@ -874,12 +874,8 @@ static Suite *rbac_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(rbac_suite());
-	int failed;
+	int failed = testutil_run(rbac_suite());
 
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
 	if (g_loaded)
 		yaml_document_delete(&g_doc);
 	return failed ? 1 : 0;

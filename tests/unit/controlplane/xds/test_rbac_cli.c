@@ -125,8 +125,6 @@ int main(void)
 {
 	Suite *s = suite_create("meshctl authz");
 	TCase *t = tcase_create("check");
-	SRunner *sr;
-	int failed;
 
 	tcase_set_timeout(t, 60);
 	tcase_add_test(t, test_allow_by_principal);
@@ -138,9 +136,5 @@ int main(void)
 	tcase_add_test(t, test_rejected_config);
 	tcase_add_test(t, test_usage);
 	suite_add_tcase(s, t);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return testutil_run(s) ? 1 : 0;
 }

@@ -14,6 +14,7 @@
 #include "google/protobuf/struct.pb-c.h"
 
 #include "ads_test_client.h"
+#include "testutil.h"
 
 #include <check.h>
 #include <grpc/byte_buffer.h>
@@ -517,8 +518,6 @@ int main(void)
 {
 	Suite *s = suite_create("xds_server");
 	TCase *tc = tcase_create("ads");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 60);
@@ -535,9 +534,5 @@ int main(void)
 	tcase_add_test(tc, half_close_ends_stream_ok);
 	tcase_add_test(tc, stop_with_open_streams);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return testutil_run(s) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -16,6 +16,7 @@
 #include "google/protobuf/struct.pb-c.h"
 
 #include "ads_test_client.h"
+#include "testutil.h"
 
 #include <check.h>
 #include <grpc/byte_buffer.h>
@@ -354,11 +355,7 @@ static Suite *resolve_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(resolve_suite());
-	int failed;
+	int failed = testutil_run(resolve_suite());
 
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
 	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
