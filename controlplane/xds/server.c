@@ -198,6 +198,8 @@ struct xds_stream {
 	grpc_byte_buffer *send_buf;        /* in flight */
 	int inflight;                      /* batches started, not completed */
 	int sending;
+	struct timespec send_started;      /* when the in-flight SEND_MESSAGE began */
+	int reset;                         /* cancelled by us: a send was stuck */
 	int closed;                        /* RECV_CLOSE_ON_SERVER completed */
 	int cancelled;
 	int finishing;                     /* status to send once the send slot frees */
@@ -260,6 +262,7 @@ struct xds_server {
 	uint64_t model_seq;                /* bumped when model changes */
 	xds_resolve_fn resolve;
 	void *resolve_ctx;
+	int send_timeout_ms;
 	struct timespec snap_time;
 	struct xds_stream *streams;
 	struct unimpl_call *unimpl;
@@ -815,6 +818,7 @@ static void stream_try_send(struct xds_stream *st)
 		return;
 	}
 	st->sending = 1;
+	clock_gettime(CLOCK_MONOTONIC, &st->send_started);
 	/* It is on its way: remember it as sent (delta_build did for Delta). */
 	if (!st->delta) {
 		ts->sent = 1;
@@ -1918,11 +1922,39 @@ static int server_drained(const struct xds_server *s)
 	       !s->acc_generic.pending && !s->acc_unary.pending;
 }
 
+/* End streams whose in-flight response has not been taken within the send
+ * timeout: their proxy is stuck or far too slow, and each holds a response
+ * (and the snapshot behind it) in memory.  The proxy reconnects and resyncs;
+ * the other streams never waited on it.  Returns how many are sending. */
+static int server_reset_stuck(struct xds_server *s)
+{
+	struct timespec now;
+	struct xds_stream *st;
+	int sending = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	for (st = s->streams; st; st = st->next) {
+		if (!st->sending || st->reset)
+			continue;
+		sending++;
+		if (ts_diff(&now, &st->send_started) * 1000.0 < (double)s->send_timeout_ms)
+			continue;
+		st->reset = 1;
+		log_warn(SCOPE, "stream %llu (%s): a response was not taken within %d ms; resetting the stream so "
+			 "the proxy resyncs", (unsigned long long)st->id, st->node_id ? st->node_id : "?",
+			 s->send_timeout_ms);
+		grpc_call_cancel_with_status(st->call, GRPC_STATUS_UNAVAILABLE,
+					     "meshd: xDS response not accepted in time; reconnect to resync", NULL);
+	}
+	return sending;
+}
+
 static void *xds_thread_main(void *arg)
 {
 	struct xds_server *s = arg;
 	struct completion *batch = NULL;
 	size_t cap = 0;
+	int sending = 0;
 
 	for (;;) {
 		struct pollfd pfd[2] = { { s->q_efd, POLLIN, 0 }, { s->wake_efd, POLLIN, 0 } };
@@ -1933,7 +1965,10 @@ static void *xds_thread_main(void *arg)
 		size_t n = 0, i;
 		int stop;
 
-		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+		/* while responses are in flight, wake to check for stuck ones */
+		int wait_ms = sending ? (s->send_timeout_ms < 1000 ? s->send_timeout_ms / 4 + 1 : 1000) : -1;
+
+		if (poll(pfd, 2, wait_ms) < 0 && errno != EINTR)
 			log_error(SCOPE, "poll: %s", strerror(errno));
 		if (pfd[0].revents & POLLIN)
 			eventfd_drain(s->q_efd);
@@ -1981,6 +2016,7 @@ static void *xds_thread_main(void *arg)
 			xds_snapshot_unref(snap);
 		if (stop)
 			server_begin_shutdown(s);
+		sending = s->shutting_down ? 0 : server_reset_stuck(s);
 		if (s->shutting_down && server_drained(s)) {
 			pthread_mutex_unlock(&s->lock);
 			model_unref(model);
@@ -2093,6 +2129,7 @@ int xds_server_start(const struct xds_server_config *cfg, struct xds_server **ou
 	}
 	s->resolve = cfg->resolve;
 	s->resolve_ctx = cfg->resolve_ctx;
+	s->send_timeout_ms = cfg->send_timeout_ms > 0 ? cfg->send_timeout_ms : XDS_SEND_TIMEOUT_MS;
 	if (cfg->unary) {
 		s->unary = *cfg->unary;
 		grpc_server_register_completion_queue(s->server, s->unary.cq, NULL);

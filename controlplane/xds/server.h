@@ -68,7 +68,14 @@ struct xds_server_config {
 	const struct xds_server_unary *unary; /* NULL: none */
 	xds_resolve_fn resolve;      /* NULL: the shared snapshot only */
 	void *resolve_ctx;
+	/* A response the client has not taken within this many milliseconds
+	 * (HTTP/2 flow control holding it: a stuck or very slow proxy) ends the
+	 * stream with UNAVAILABLE, so the proxy reconnects and resyncs instead of
+	 * pinning memory.  0: XDS_SEND_TIMEOUT_MS. */
+	int send_timeout_ms;
 };
+
+#define XDS_SEND_TIMEOUT_MS 30000
 
 int xds_server_start(const struct xds_server_config *cfg, struct xds_server **out);
 /* Port actually bound (useful with ":0"). */

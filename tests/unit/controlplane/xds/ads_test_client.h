@@ -58,8 +58,10 @@ static inline int ads_client_pluck(struct ads_client *c, void *tag, int ms)
 	return ev.success ? 0 : -EIO;
 }
 
-/* Start a call of method on 127.0.0.1:port; metadata exchanged, status pending. */
-static inline void ads_client_open(struct ads_client *c, int port, const char *method)
+/* Start a call of method on 127.0.0.1:port over a channel with args (NULL:
+ * defaults); metadata exchanged, status pending. */
+static inline void ads_client_open_args(struct ads_client *c, int port, const char *method,
+					const grpc_channel_args *args)
 {
 	grpc_channel_credentials *creds = grpc_insecure_credentials_create();
 	char target[64];
@@ -68,7 +70,7 @@ static inline void ads_client_open(struct ads_client *c, int port, const char *m
 
 	memset(c, 0, sizeof(*c));
 	snprintf(target, sizeof(target), "127.0.0.1:%d", port);
-	c->ch = grpc_channel_create(target, creds, NULL);
+	c->ch = grpc_channel_create(target, creds, args);
 	grpc_channel_credentials_release(creds);
 	c->cq = grpc_completion_queue_create_for_pluck(NULL);
 	c->call = grpc_channel_create_call(c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, c->cq, m, NULL,
@@ -88,6 +90,11 @@ static inline void ads_client_open(struct ads_client *c, int port, const char *m
 	st.data.recv_status_on_client.status = &c->status;
 	st.data.recv_status_on_client.status_details = &c->details;
 	ck_assert_int_eq(grpc_call_start_batch(c->call, &st, 1, &c->tag_status, NULL), GRPC_CALL_OK);
+}
+
+static inline void ads_client_open(struct ads_client *c, int port, const char *method)
+{
+	ads_client_open_args(c, port, method, NULL);
 }
 
 /* Send len bytes as one message; returns as ads_client_pluck. */

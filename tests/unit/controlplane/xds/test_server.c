@@ -514,6 +514,72 @@ START_TEST(stop_with_open_streams)
 }
 END_TEST
 
+
+/* A proxy that stops reading: its response stays in flight (HTTP/2 flow
+ * control) until the send timeout resets the stream; the server keeps
+ * serving others.  The response is far larger than any flow-control window
+ * the client would grant without reading. */
+START_TEST(stuck_stream_is_reset)
+{
+	struct xds_server_config cfg = { .addr = "127.0.0.1:0", .send_timeout_ms = 300 };
+	grpc_arg args[2];
+	grpc_channel_args cargs = { 2, args };
+	struct xds_snapshot *snap = xds_snapshot_new();
+	struct ads_client stuck, fresh;
+	const size_t big = 4u << 20;
+	uint8_t *blob = malloc(big);
+	grpc_slice msg;
+	char *details;
+	int i, p;
+
+	/* this test's server has a short send timeout: replace the fixture's */
+	xds_server_stop(srv);
+	ck_assert_int_eq(xds_server_start(&cfg, &srv), 0);
+	p = xds_server_port(srv);
+	memset(blob, 'x', big);
+	for (i = 0; i < 4; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "big%d", i);
+		ck_assert_int_eq(xds_snapshot_add(snap, XDS_LISTENER, name, blob, big), 0);
+	}
+	ck_assert_int_eq(xds_snapshot_add(snap, XDS_CLUSTER, "small", (const uint8_t *)"C", 1), 0);
+	free(blob);
+	xds_snapshot_seal(snap);
+	xds_server_publish(srv, snap);
+	xds_snapshot_unref(snap);
+
+	args[0].type = GRPC_ARG_INTEGER;
+	args[0].key = GRPC_ARG_HTTP2_BDP_PROBE;
+	args[0].value.integer = 0;
+	args[1].type = GRPC_ARG_INTEGER;
+	args[1].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+	args[1].value.integer = -1;
+	ads_client_open_args(&stuck, p, SOTW, &cargs);
+	/* wildcard LDS: 16 MiB in one response, and this client never reads */
+	client_send(&stuck, "stuck-proxy", URL_LDS, NULL, NULL, NULL, 0, NULL);
+	/* the server lets go of the stream (and the response it held); the
+	 * client learns it when it reads again */
+	for (i = 0; i < 100 && xds_server_connected(srv) != 0; i++) {
+		struct timespec ts = { 0, 100 * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+	ck_assert_int_eq(xds_server_connected(srv), 0);
+	ck_assert_int_eq(ads_client_recv_raw(&stuck, ADS_CLIENT_WAIT_MS, &msg), -EPIPE);
+	ck_assert_int_eq(ads_client_status(&stuck), GRPC_STATUS_UNAVAILABLE);
+	details = grpc_slice_to_c_string(stuck.details);
+	ck_assert_ptr_nonnull(strstr(details, "not accepted in time"));
+	gpr_free(details);
+	ads_client_close(&stuck);
+
+	/* everyone else is still served */
+	client_open(&fresh, p);
+	client_send(&fresh, "fresh-proxy", URL_CDS, NULL, NULL, NULL, 0, NULL);
+	ck_assert_int_eq(ads_client_recv_raw(&fresh, ADS_CLIENT_WAIT_MS, &msg), 0);
+	grpc_slice_unref(msg);
+	ads_client_close(&fresh);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("xds_server");
@@ -533,6 +599,7 @@ int main(void)
 	tcase_add_test(tc, config_dump_renders_sent_resources);
 	tcase_add_test(tc, half_close_ends_stream_ok);
 	tcase_add_test(tc, stop_with_open_streams);
+	tcase_add_test(tc, stuck_stream_is_reset);
 	suite_add_tcase(s, tc);
 	return testutil_run(s) ? EXIT_FAILURE : EXIT_SUCCESS;
 }
