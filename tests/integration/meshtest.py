@@ -34,6 +34,21 @@ def free_port():
     return port
 
 
+def end_process(proc, sig=None):
+    """Let a peer process end: close its stdin (or send sig), wait up to 20 s, then kill it."""
+    if proc.poll() is not None:
+        return
+    if sig is None:
+        proc.stdin.close()
+    else:
+        proc.send_signal(sig)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def wait_for(pred, timeout=20.0, interval=0.05, what="condition"):
     """Poll pred() until it returns a truthy value; raise after timeout."""
     deadline = time.monotonic() + timeout
@@ -158,6 +173,17 @@ class Meshd:
     def cleanup(self):
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    def finish(self, *also_stop):
+        """The end of a test class: stop meshd, then each of also_stop (backends, anything
+        with stop()), remove meshd's directory, and fail with its log unless it exited 0."""
+        rc = self.stop()
+        for x in also_stop:
+            x.stop()
+        logs = self.logs()
+        self.cleanup()
+        if rc != 0:
+            raise AssertionError("meshd exited %s\n%s" % (rc, logs))
+
 
 class Backend:
     """A real gRPC server on loopback answering METHOD with its name.
@@ -225,10 +251,4 @@ class XdsClient:
         return json.loads(line)["counts"]
 
     def close(self):
-        if self.proc.poll() is None:
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        end_process(self.proc)

@@ -43,7 +43,7 @@ import unittest
 
 import yaml
 
-from meshtest import MESHCTL, ROOT, Meshd, free_port, wait_for
+from meshtest import MESHCTL, ROOT, Meshd, end_process, free_port, wait_for
 from test_mtls import bootstrap, issue_certs, peer_env
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -199,13 +199,7 @@ class Client:
         return json.loads(line)
 
     def close(self):
-        if self.proc.poll() is None:
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        end_process(self.proc)
 
 
 class AuthzEndToEndTest(unittest.TestCase):
@@ -257,18 +251,8 @@ class AuthzEndToEndTest(unittest.TestCase):
     def tearDownClass(cls):
         for c in cls.clients.values():
             c.close()
-        if cls.server.poll() is None:
-            cls.server.stdin.close()
-            try:
-                cls.server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                cls.server.kill()
-                cls.server.wait()
-        rc = cls.meshd.stop()
-        logs = cls.meshd.logs()
-        cls.meshd.cleanup()
-        if rc != 0:
-            raise AssertionError("meshd exited with %d:\n%s" % (rc, logs))
+        end_process(cls.server)
+        cls.meshd.finish()
 
     # ------------------------------------------------------------ clients
 

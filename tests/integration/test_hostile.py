@@ -49,12 +49,7 @@ class HostileInputTest(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.client.close()
-        rc = cls.meshd.stop()
-        cls.backend.stop()
-        logs = cls.meshd.logs()
-        cls.meshd.cleanup()
-        if rc != 0:
-            raise AssertionError("meshd exited %s\n%s" % (rc, logs))
+        cls.meshd.finish(cls.backend)
 
     def assert_still_serving(self):
         self.assertEqual(self.meshd.http("/ready")[0], 200)

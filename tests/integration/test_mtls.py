@@ -22,7 +22,7 @@ import os
 import subprocess
 import unittest
 
-from meshtest import MESHCTL, Meshd, free_port, wait_for
+from meshtest import MESHCTL, Meshd, end_process, free_port, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NS = "test"
@@ -99,13 +99,7 @@ class Client:
         return json.loads(line)["counts"]
 
     def close(self):
-        if self.proc.poll() is None:
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        end_process(self.proc)
 
 
 SERVICE = """
@@ -189,18 +183,8 @@ class MtlsTest(unittest.TestCase):
     def tearDownClass(cls):
         for c in cls.clients:
             c.close()
-        if cls.server.poll() is None:
-            cls.server.stdin.close()
-            try:
-                cls.server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                cls.server.kill()
-                cls.server.wait()
-        rc = cls.meshd.stop()
-        logs = cls.meshd.logs()
-        cls.meshd.cleanup()
-        if rc != 0:
-            raise AssertionError("meshd exited with %d:\n%s" % (rc, logs))
+        end_process(cls.server)
+        cls.meshd.finish()
 
     def xds_client(self):
         c = Client(self.client_boot, "xds:///%s:%d" % (HOST, SVC_PORT), "xds")

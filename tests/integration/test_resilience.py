@@ -71,12 +71,7 @@ class ResilienceTest(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.client.close()
-        rc = cls.meshd.stop()
-        cls.backend.stop()
-        logs = cls.meshd.logs()
-        cls.meshd.cleanup()
-        if rc != 0:
-            raise AssertionError("meshd exited %s\n%s" % (rc, logs))
+        cls.meshd.finish(cls.backend)
 
     def test_01_retries_reduce_failures(self):
         self.meshd.write("vs.yaml", vs(NO_RETRIES))

@@ -64,13 +64,7 @@ class RingHashTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        rc = cls.meshd.stop()
-        cls.b1.stop()
-        cls.b2.stop()
-        logs = cls.meshd.logs()
-        cls.meshd.cleanup()
-        if rc != 0:
-            raise AssertionError("meshd exited %s\n%s" % (rc, logs))
+        cls.meshd.finish(cls.b1, cls.b2)
 
     def run_client(self, per_key, keys):
         env = dict(os.environ, GRPC_XDS_BOOTSTRAP=self.meshd.bootstrap(namespace="test"))

@@ -105,7 +105,7 @@ if __name__ == "__main__":
         client(sys.argv[2], float(sys.argv[3]), sys.argv[4] == "1")
     sys.exit(0)
 
-from meshtest import MESHCTL, Meshd, free_port, wait_for  # noqa: E402
+from meshtest import MESHCTL, Meshd, end_process, free_port, wait_for  # noqa: E402
 from test_mtls import HOST, NS, SERVICE, SVC_PORT, bootstrap, peer_authn, peer_env  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -167,13 +167,7 @@ class Agent:
             return f.read()[-6000:]
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        end_process(self.proc, signal.SIGTERM)
         self.log.close()
 
 
@@ -224,20 +218,11 @@ class RotationTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        if cls.server and cls.server.poll() is None:
-            cls.server.stdin.close()
-            try:
-                cls.server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                cls.server.kill()
-                cls.server.wait()
+        if cls.server:
+            end_process(cls.server)
         for a in cls.agents:
             a.stop()
-        rc = cls.meshd.stop()
-        logs = cls.meshd.logs()
-        cls.meshd.cleanup()
-        if rc != 0:
-            raise AssertionError("meshd exited with %d:\n%s" % (rc, logs))
+        cls.meshd.finish()
 
     def start_client(self, seconds, stop_on_failure):
         return subprocess.Popen(

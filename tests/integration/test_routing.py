@@ -100,13 +100,7 @@ class RoutingTest(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.client.close()
-        rc = cls.meshd.stop()
-        cls.v1.stop()
-        cls.v2.stop()
-        logs = cls.meshd.logs()
-        cls.meshd.cleanup()
-        if rc != 0:
-            raise AssertionError("meshd exited %s\n%s" % (rc, logs))
+        cls.meshd.finish(cls.v1, cls.v2)
 
     def converge(self, expect, n=20, metadata=None):
         """Wait until n calls all land on `expect`."""
