@@ -283,12 +283,11 @@ static int meshd_push(struct meshd *d)
 	if (!cfg)
 		return -ENOMEM;
 	m = model_build(cfg, d->opts.domain, d->opts.root_namespace);
-	if (m)
-		m->trust_domain = d->opts.trust_domain; /* options live as long as meshd */
 	if (!m) {
 		cfg_snapshot_unref(cfg);
 		return -ENOMEM;
 	}
+	m->trust_domain = d->opts.trust_domain; /* options live as long as meshd */
 	if (!d->gen_cache)
 		d->gen_cache = gen_cache_new();
 	/* without a cache (out of memory) every push is a full build */
