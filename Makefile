@@ -154,6 +154,7 @@ test: deps
 	@$(MAKE) --no-print-directory proto-check
 	@$(MAKE) --no-print-directory kube-fake-check
 	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory xds-golden
 	@$(MAKE) --no-print-directory unit-asan
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory SAN=1 integration
@@ -176,6 +177,18 @@ $(BENCH_BIN): $(patsubst %.c,$(BUILD)/obj/%.o,$(BENCH_SRCS)) $(LIB)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# golden xDS cases (tests/xds/NNNN/): config in, resources out per proxy
+# flavour; GOLDEN_UPDATE=1 rewrites the expected files
+.PHONY: xds-golden
+GOLDEN_BIN  := $(BUILD)/tests/xds/golden
+$(GOLDEN_BIN): tests/xds/golden.c $(LIB) | $(PB_H)
+	@mkdir -p $(dir $@)
+	@echo "  CCLD    $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDFLAGS) $(LDLIBS)
+
+xds-golden: $(GOLDEN_BIN)
+	@sh tests/xds/run.sh $(BUILD)
 
 check-style:
 	@! grep -nE '\b(strcpy|strcat|sprintf|vsprintf|gets|strtok)\s*\(' $$(find common controlplane dataplane tests -name '*.[ch]') \

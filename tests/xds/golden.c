@@ -1,0 +1,735 @@
+/*
+ * golden.c - declarative golden xDS cases (tests/xds/NNNN/), as curl's
+ * tests/data/testNNNN: config in, resources out, per proxy flavour.
+ *
+ *   golden CASE_DIR            compare, exit 1 on a difference
+ *   GOLDEN_UPDATE=1 golden CASE_DIR   rewrite CASE_DIR/expected/
+ *
+ * A case directory holds config/ (what `meshd --config-dir` reads),
+ * optionally proxies.yaml (per-proxy inbound listener requests, see
+ * golden_proxies_load()) and expected/FLAVOUR/ with lds.json, rds.json,
+ * cds.json, eds.json (each a JSON array of the resources of that type,
+ * sorted by name) and inbound-N.json (the listener of the N-th proxy of
+ * proxies.yaml, 1-based).  The config is loaded as meshd loads it (file
+ * source -> store -> snapshot -> model_build), resources are rendered with
+ * pbjson_render_any() and pretty-printed by golden_pretty(), so the
+ * expected files are stable and diffs readable.
+ *
+ * Every call into the generator API sits in golden_generate(): when the
+ * generators are renamed or gain flavours, that is the one function to
+ * change.  A flavour it cannot build yet (-ENOTSUP) is skipped.
+ */
+#include "common/buf.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "controlplane/config/config.h"
+#include "controlplane/config/store.h"
+#include "controlplane/file/source.h"
+#include "controlplane/model/model.h"
+#include "controlplane/xds/gen.h"
+#include "controlplane/xds/pbjson.h"
+#include "controlplane/xds/resource.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#define GOLDEN_JSON_MAX    (64u << 20)  /* one rendered file */
+#define GOLDEN_PROXIES_MAX 64           /* entries of proxies.yaml */
+#define GOLDEN_LABELS_MAX  32           /* labels of one proxy */
+#define GOLDEN_DIFF_LINES  6            /* lines of each side shown after the first difference */
+#define GOLDEN_DIFF_CONTEXT 3
+
+/* One per-proxy request of proxies.yaml. */
+struct golden_proxy {
+	char *ns;
+	char *listener;
+	struct cfg_labels labels;
+	struct cfg_kv kv[GOLDEN_LABELS_MAX];
+};
+
+/* What golden_generate() produced for one flavour. */
+struct golden_output {
+	struct xds_snapshot *snap;       /* full build */
+	struct xds_snapshot *cached;     /* the same through a fresh incremental cache */
+	uint8_t *inbound[GOLDEN_PROXIES_MAX];
+	size_t inbound_len[GOLDEN_PROXIES_MAX];
+	int inbound_rc[GOLDEN_PROXIES_MAX];
+};
+
+/* The files xDS types are rendered to, in enum xds_type order. */
+static const enum xds_type golden_types[] = { XDS_LISTENER, XDS_ROUTE, XDS_CLUSTER, XDS_ENDPOINT };
+
+/* ---------------------------------------------------------------- generator API (the one place) */
+
+/*
+ * Build everything flavour serves for model m: the snapshot, the same
+ * snapshot through gen_grpc_snapshot_cached() with a fresh cache, and the
+ * inbound listener of each proxy (inbound_rc < 0 when it failed).
+ * Returns 0, -ENOTSUP for a flavour not generated yet, or a negative code.
+ */
+static int golden_generate(const char *flavour, const struct model *m, const struct golden_proxy *px, size_t n_px,
+			   struct golden_output *out)
+{
+	struct gen_cache *cache = NULL;
+	size_t i;
+	int rc;
+
+	if (strcmp(flavour, "proxyless") != 0)
+		return -ENOTSUP;
+	rc = gen_grpc_snapshot(m, &out->snap);
+	if (rc < 0)
+		goto out;
+	cache = gen_cache_new();
+	if (!cache) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	rc = gen_grpc_snapshot_cached(cache, m, &out->cached);
+	if (rc < 0)
+		goto out;
+	for (i = 0; i < n_px; i++) {
+		struct gen_workload w = { .ns = px[i].ns, .labels = &px[i].labels };
+
+		out->inbound_rc[i] = gen_grpc_inbound_listener(m, &w, px[i].listener, &out->inbound[i],
+							       &out->inbound_len[i]);
+	}
+out:
+	gen_cache_free(cache);
+	return rc;
+}
+
+static void golden_output_cleanup(struct golden_output *o)
+{
+	size_t i;
+
+	xds_snapshot_unref(o->snap);
+	xds_snapshot_unref(o->cached);
+	for (i = 0; i < GOLDEN_PROXIES_MAX; i++)
+		free(o->inbound[i]);
+	memset(o, 0, sizeof(*o));
+}
+
+/* ---------------------------------------------------------------- pretty-printing */
+
+static int golden_indent(struct mesh_buf *b, int depth)
+{
+	int i;
+
+	mesh_buf_putc(b, '\n');
+	for (i = 0; i < depth; i++)
+		mesh_buf_puts(b, "  ");
+	return b->err;
+}
+
+/*
+ * Re-indent compact JSON (pbjson's output): two spaces per level, one
+ * member or element per line, "key": value, empty {} and [] kept on one
+ * line.  Strings are copied as they are (escapes included).  A pure
+ * function of its input, so the files are stable.  Returns 0 or a
+ * negative code (mesh_buf).
+ */
+static int golden_pretty(const char *json, size_t len, int depth, struct mesh_buf *b)
+{
+	bool in_str = false, esc = false;
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		char c = json[i];
+
+		if (in_str) {
+			mesh_buf_putc(b, c);
+			if (esc)
+				esc = false;
+			else if (c == '\\')
+				esc = true;
+			else if (c == '"')
+				in_str = false;
+			continue;
+		}
+		switch (c) {
+		case '"':
+			in_str = true;
+			mesh_buf_putc(b, c);
+			break;
+		case '{':
+		case '[':
+			mesh_buf_putc(b, c);
+			if (i + 1 < len && (json[i + 1] == '}' || json[i + 1] == ']')) {
+				mesh_buf_putc(b, json[++i]);
+				break;
+			}
+			golden_indent(b, ++depth);
+			break;
+		case '}':
+		case ']':
+			golden_indent(b, --depth);
+			mesh_buf_putc(b, c);
+			break;
+		case ',':
+			mesh_buf_putc(b, c);
+			golden_indent(b, depth);
+			break;
+		case ':':
+			mesh_buf_puts(b, ": ");
+			break;
+		case ' ':
+		case '\n':
+		case '\t':
+		case '\r':
+			break;
+		default:
+			mesh_buf_putc(b, c);
+		}
+	}
+	return b->err;
+}
+
+/* Render one encoded resource of type url at depth into b. */
+static int golden_render_one(const char *url, const uint8_t *data, size_t len, int depth, struct mesh_buf *b)
+{
+	struct mesh_buf raw;
+	int rc;
+
+	mesh_buf_init(&raw, GOLDEN_JSON_MAX);
+	rc = pbjson_render_any(url, data, len, &raw);
+	if (rc == 0)
+		rc = golden_pretty(raw.data ? raw.data : "", raw.len, depth, b);
+	mesh_buf_cleanup(&raw);
+	return rc;
+}
+
+/* The resources of one type as a JSON array, sorted by name (the
+ * snapshot's order). */
+static int golden_render_set(const struct xds_snapshot *s, enum xds_type t, struct mesh_buf *b)
+{
+	const struct xds_resource_set *set = &s->sets[t];
+	size_t i;
+	int rc = 0;
+
+	if (set->n == 0)
+		return mesh_buf_puts(b, "[]\n");
+	mesh_buf_putc(b, '[');
+	for (i = 0; i < set->n && rc == 0; i++) {
+		golden_indent(b, 1);
+		rc = golden_render_one(xds_type_url(t), set->v[i].data, set->v[i].len, 1, b);
+		if (i + 1 < set->n)
+			mesh_buf_putc(b, ',');
+	}
+	if (rc == 0) {
+		mesh_buf_puts(b, "\n]\n");
+		rc = b->err;
+	}
+	return rc;
+}
+
+/* ---------------------------------------------------------------- files */
+
+static int golden_read(const char *path, char **data, size_t *len)
+{
+	struct mesh_buf b;
+	char chunk[8192];
+	FILE *f = fopen(path, "rb");
+	size_t n;
+	int rc = 0;
+
+	*data = NULL;
+	*len = 0;
+	if (!f)
+		return -errno;
+	mesh_buf_init(&b, GOLDEN_JSON_MAX);
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0 && rc == 0)
+		rc = mesh_buf_append(&b, chunk, n);
+	if (rc == 0 && ferror(f))
+		rc = -EIO;
+	fclose(f);
+	if (rc == 0)
+		*data = mesh_buf_take(&b, len);
+	mesh_buf_cleanup(&b);
+	if (rc == 0 && !*data) {
+		*data = calloc(1, 1);
+		if (!*data)
+			rc = -ENOMEM;
+	}
+	return rc;
+}
+
+static int golden_write(const char *path, const char *data, size_t len)
+{
+	FILE *f = fopen(path, "wb");
+	int rc = 0;
+
+	if (!f)
+		return -errno;
+	if (fwrite(data, 1, len, f) != len)
+		rc = -EIO;
+	if (fclose(f) != 0 && rc == 0)
+		rc = -EIO;
+	return rc;
+}
+
+/* Line `n` (0-based) of text: start and length, or false past the end. */
+static bool golden_line(const char *text, size_t len, size_t n, const char **start, size_t *llen)
+{
+	size_t pos = 0, line = 0;
+
+	while (pos < len && line < n) {
+		const char *nl = memchr(text + pos, '\n', len - pos);
+
+		if (!nl)
+			return false;
+		pos = (size_t)(nl - text) + 1;
+		line++;
+	}
+	if (pos >= len)
+		return false;
+	*start = text + pos;
+	{
+		const char *nl = memchr(*start, '\n', len - pos);
+
+		*llen = nl ? (size_t)(nl - *start) : len - pos;
+	}
+	return true;
+}
+
+/* Print the first difference between expected and actual as a unified
+ * diff hunk (a few lines of context, then up to GOLDEN_DIFF_LINES of each
+ * side). */
+static void golden_diff(const char *path, const char *exp, size_t elen, const char *act, size_t alen)
+{
+	const char *e, *a;
+	size_t el, al, first = 0, from, i;
+
+	for (;;) {
+		bool he = golden_line(exp, elen, first, &e, &el);
+		bool ha = golden_line(act, alen, first, &a, &al);
+
+		if (!he || !ha || el != al || memcmp(e, a, el) != 0)
+			break;
+		first++;
+	}
+	from = first > GOLDEN_DIFF_CONTEXT ? first - GOLDEN_DIFF_CONTEXT : 0;
+	printf("--- %s (expected)\n+++ %s (generated)\n@@ -%zu +%zu @@\n", path, path, from + 1, from + 1);
+	for (i = from; i < first; i++)
+		if (golden_line(exp, elen, i, &e, &el))
+			printf(" %.*s\n", (int)el, e);
+	for (i = first; i < first + GOLDEN_DIFF_LINES; i++)
+		if (golden_line(exp, elen, i, &e, &el))
+			printf("-%.*s\n", (int)el, e);
+	for (i = first; i < first + GOLDEN_DIFF_LINES; i++)
+		if (golden_line(act, alen, i, &a, &al))
+			printf("+%.*s\n", (int)al, a);
+}
+
+/*
+ * Compare (or, when update, write) dir/name with the generated text.
+ * Returns 0 when they match (or were written), 1 on a difference, or a
+ * negative code.
+ */
+static int golden_check(const char *dir, const char *name, const struct mesh_buf *gen, bool update)
+{
+	char path[PATH_MAX];
+	char *exp = NULL;
+	size_t elen = 0;
+	int rc;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path))
+		return -ENAMETOOLONG;
+	if (update)
+		return golden_write(path, gen->data ? gen->data : "", gen->len);
+	rc = golden_read(path, &exp, &elen);
+	if (rc == -ENOENT) {
+		printf("%s: missing (GOLDEN_UPDATE=1 writes it)\n", path);
+		return 1;
+	}
+	if (rc < 0)
+		goto out;
+	if (elen == gen->len && memcmp(exp, gen->data, elen) == 0) {
+		rc = 0;
+		goto out;
+	}
+	golden_diff(path, exp, elen, gen->data ? gen->data : "", gen->len);
+	rc = 1;
+out:
+	free(exp);
+	return rc;
+}
+
+/* The snapshot and the cached one hold the same bytes. */
+static int golden_same_snapshots(const struct xds_snapshot *a, const struct xds_snapshot *b)
+{
+	int t;
+	size_t i;
+
+	for (t = 0; t < XDS_TYPE_COUNT; t++) {
+		if (a->sets[t].n != b->sets[t].n) {
+			printf("gen_grpc_snapshot_cached: %zu %s resources, gen_grpc_snapshot: %zu\n", b->sets[t].n,
+			       xds_type_short((enum xds_type)t), a->sets[t].n);
+			return 1;
+		}
+		for (i = 0; i < a->sets[t].n; i++) {
+			const struct xds_resource *x = &a->sets[t].v[i], *y = &b->sets[t].v[i];
+
+			if (strcmp(x->name, y->name) != 0 || x->len != y->len ||
+			    (x->len && memcmp(x->data, y->data, x->len) != 0)) {
+				printf("gen_grpc_snapshot_cached: %s %s differs from gen_grpc_snapshot\n",
+				       xds_type_short((enum xds_type)t), x->name);
+				return 1;
+			}
+		}
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- proxies.yaml */
+
+static char *golden_scalar(yaml_document_t *doc, yaml_node_t *n)
+{
+	if (!n || n->type != YAML_SCALAR_NODE)
+		return NULL;
+	(void)doc;
+	return strndup((const char *)n->data.scalar.value, n->data.scalar.length);
+}
+
+static void golden_proxies_free(struct golden_proxy *px, size_t n)
+{
+	size_t i, j;
+
+	for (i = 0; i < n; i++) {
+		free(px[i].ns);
+		free(px[i].listener);
+		for (j = 0; j < px[i].labels.n; j++) {
+			free(px[i].kv[j].key);
+			free(px[i].kv[j].value);
+		}
+	}
+}
+
+/* One mapping of proxies.yaml into p; 0 or -EINVAL (message printed). */
+static int golden_proxy_parse(yaml_document_t *doc, yaml_node_t *map, struct golden_proxy *p)
+{
+	yaml_node_pair_t *kv;
+
+	if (map->type != YAML_MAPPING_NODE)
+		return -EINVAL;
+	p->labels.v = p->kv;
+	for (kv = map->data.mapping.pairs.start; kv < map->data.mapping.pairs.top; kv++) {
+		yaml_node_t *k = yaml_document_get_node(doc, kv->key);
+		yaml_node_t *v = yaml_document_get_node(doc, kv->value);
+		const char *key = k && k->type == YAML_SCALAR_NODE ? (const char *)k->data.scalar.value : "";
+
+		if (strcmp(key, "namespace") == 0 && !p->ns) {
+			p->ns = golden_scalar(doc, v);
+		} else if (strcmp(key, "listener") == 0 && !p->listener) {
+			p->listener = golden_scalar(doc, v);
+		} else if (strcmp(key, "labels") == 0 && v && v->type == YAML_MAPPING_NODE) {
+			yaml_node_pair_t *l;
+
+			for (l = v->data.mapping.pairs.start; l < v->data.mapping.pairs.top; l++) {
+				if (p->labels.n == GOLDEN_LABELS_MAX)
+					return -EINVAL;
+				p->kv[p->labels.n].key = golden_scalar(doc, yaml_document_get_node(doc, l->key));
+				p->kv[p->labels.n].value = golden_scalar(doc, yaml_document_get_node(doc, l->value));
+				p->labels.n++;
+				if (!p->kv[p->labels.n - 1].key || !p->kv[p->labels.n - 1].value)
+					return -EINVAL;
+			}
+		} else {
+			fprintf(stderr, "proxies.yaml: unknown or repeated key \"%s\"\n", key);
+			return -EINVAL;
+		}
+	}
+	return p->listener ? 0 : -EINVAL;
+}
+
+/*
+ * CASE/proxies.yaml: a sequence of
+ *   - namespace: NS                 (default "default")
+ *     labels: {KEY: VALUE, ...}     (optional)
+ *     listener: xds.istio.io/grpc/lds/inbound/IP:PORT
+ * Fills px (cap GOLDEN_PROXIES_MAX) and *n; a missing file is 0 proxies.
+ * Returns 0 or a negative code.
+ */
+static int golden_proxies_load(const char *case_dir, struct golden_proxy *px, size_t *n)
+{
+	char path[PATH_MAX];
+	yaml_parser_t parser;
+	yaml_document_t doc;
+	yaml_node_t *root, *item;
+	yaml_node_item_t *it;
+	FILE *f;
+	int rc = 0;
+
+	*n = 0;
+	snprintf(path, sizeof(path), "%s/proxies.yaml", case_dir);
+	f = fopen(path, "rb");
+	if (!f)
+		return errno == ENOENT ? 0 : -errno;
+	yaml_parser_initialize(&parser);
+	yaml_parser_set_input_file(&parser, f);
+	if (!yaml_parser_load(&parser, &doc)) {
+		fprintf(stderr, "%s: %s\n", path, parser.problem ? parser.problem : "invalid YAML");
+		yaml_parser_delete(&parser);
+		fclose(f);
+		return -EINVAL;
+	}
+	root = yaml_document_get_root_node(&doc);
+	if (!root || root->type != YAML_SEQUENCE_NODE) {
+		fprintf(stderr, "%s: expected a sequence of proxies\n", path);
+		rc = -EINVAL;
+		goto out;
+	}
+	for (it = root->data.sequence.items.start; it < root->data.sequence.items.top; it++) {
+		if (*n == GOLDEN_PROXIES_MAX) {
+			rc = -EINVAL;
+			goto out;
+		}
+		item = yaml_document_get_node(&doc, *it);
+		rc = item ? golden_proxy_parse(&doc, item, &px[*n]) : -EINVAL;
+		(*n)++;
+		if (rc < 0) {
+			fprintf(stderr, "%s: proxy %zu: needs listener, optional namespace and labels\n", path, *n);
+			goto out;
+		}
+	}
+out:
+	yaml_document_delete(&doc);
+	yaml_parser_delete(&parser);
+	fclose(f);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- one case */
+
+/* Load CASE/config as meshd --config-dir does; the model for the domain
+ * "cluster.local", root namespace "istio-system", trust domain
+ * "cluster.local" (meshd's defaults). */
+static int golden_model(const char *case_dir, struct model **out)
+{
+	char dir[PATH_MAX];
+	struct cfg_store *st = cfg_store_new();
+	struct file_source *fs = NULL;
+	struct cfg_snapshot *snap = NULL;
+	int rc;
+
+	*out = NULL;
+	if (!st)
+		return -ENOMEM;
+	snprintf(dir, sizeof(dir), "%s/config", case_dir);
+	{
+		struct file_source_config fc = { .dir = dir, .store = st };
+
+		rc = file_source_new(&fc, &fs);
+	}
+	if (rc < 0)
+		goto out;
+	rc = file_source_sync(fs);
+	if (rc < 0)
+		goto out;
+	rc = 0;
+	snap = cfg_store_snapshot(st);
+	if (!snap) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (getenv("GOLDEN_VERBOSE")) {
+		size_t i;
+
+		for (i = 0; i < snap->n_errors; i++) {
+			char msg[1024];
+
+			cfg_error_format(&snap->errors[i], msg, sizeof(msg));
+			printf("  config: %s\n", msg);
+		}
+	}
+	*out = model_build(snap, "cluster.local", "istio-system");
+	if (!*out) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	(*out)->trust_domain = "cluster.local";
+out:
+	cfg_snapshot_unref(snap);
+	file_source_free(fs);
+	cfg_store_free(st);
+	return rc;
+}
+
+/* Remove FLAVOUR_DIR/inbound-N.json files past n proxies (update mode). */
+static void golden_prune(const char *dir, size_t n_px)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		unsigned long k;
+		char tail[8];
+		char path[PATH_MAX];
+
+		if (sscanf(e->d_name, "inbound-%lu.%7s", &k, tail) == 2 && strcmp(tail, "json") == 0 && k > n_px &&
+		    (size_t)snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) < sizeof(path))
+			unlink(path);
+	}
+	closedir(d);
+}
+
+/* Check or write one flavour.  Returns the number of failing files, or a
+ * negative code; -ENOTSUP when the flavour is not generated yet. */
+static int golden_flavour(const char *case_dir, const char *flavour, const struct model *m,
+			  const struct golden_proxy *px, size_t n_px, bool update)
+{
+	struct golden_output go;
+	struct mesh_buf b;
+	char dir[PATH_MAX], name[64];
+	size_t i, k;
+	int rc, failed = 0;
+
+	memset(&go, 0, sizeof(go));
+	mesh_buf_init(&b, GOLDEN_JSON_MAX);
+	rc = golden_generate(flavour, m, px, n_px, &go);
+	if (rc < 0)
+		goto out;
+	snprintf(dir, sizeof(dir), "%s/expected/%s", case_dir, flavour);
+	if (update && mkdir(dir, 0777) < 0 && errno != EEXIST) {
+		rc = -errno;
+		goto out;
+	}
+	failed += golden_same_snapshots(go.snap, go.cached);
+	for (k = 0; k < sizeof(golden_types) / sizeof(golden_types[0]); k++) {
+		mesh_buf_reset(&b);
+		rc = golden_render_set(go.snap, golden_types[k], &b);
+		if (rc < 0)
+			goto out;
+		snprintf(name, sizeof(name), "%s.json", xds_type_short(golden_types[k]));
+		rc = golden_check(dir, name, &b, update);
+		if (rc < 0)
+			goto out;
+		failed += rc;
+	}
+	for (i = 0; i < n_px; i++) {
+		if (go.inbound_rc[i] < 0) {
+			printf("%s: proxy %zu: gen_grpc_inbound_listener %s: %s\n", case_dir, i + 1, px[i].listener,
+			       mesh_strerror(go.inbound_rc[i]));
+			failed++;
+			continue;
+		}
+		mesh_buf_reset(&b);
+		rc = golden_render_one(xds_type_url(XDS_LISTENER), go.inbound[i], go.inbound_len[i], 0, &b);
+		if (rc == 0)
+			rc = mesh_buf_putc(&b, '\n');
+		if (rc < 0)
+			goto out;
+		snprintf(name, sizeof(name), "inbound-%zu.json", i + 1);
+		rc = golden_check(dir, name, &b, update);
+		if (rc < 0)
+			goto out;
+		failed += rc;
+	}
+	if (update)
+		golden_prune(dir, n_px);
+	rc = failed;
+out:
+	mesh_buf_cleanup(&b);
+	golden_output_cleanup(&go);
+	return rc;
+}
+
+/* The flavours of a case: the directories under expected/, or, when
+ * updating a case without any, "proxyless". */
+static int golden_case(const char *case_dir, bool update)
+{
+	struct golden_proxy px[GOLDEN_PROXIES_MAX];
+	struct model *m = NULL;
+	char dir[PATH_MAX];
+	struct dirent **ents = NULL;
+	size_t n_px = 0;
+	int n_ents = 0, i, rc, failed = 0, checked = 0;
+
+	memset(px, 0, sizeof(px));
+	rc = golden_proxies_load(case_dir, px, &n_px);
+	if (rc < 0)
+		goto out;
+	rc = golden_model(case_dir, &m);
+	if (rc < 0) {
+		printf("%s: loading config: %s\n", case_dir, mesh_strerror(rc));
+		goto out;
+	}
+	snprintf(dir, sizeof(dir), "%s/expected", case_dir);
+	if (update && mkdir(dir, 0777) < 0 && errno != EEXIST) {
+		rc = -errno;
+		goto out;
+	}
+	n_ents = scandir(dir, &ents, NULL, alphasort);
+	if (n_ents < 0) {
+		rc = -errno;
+		printf("%s: %s\n", dir, mesh_strerror(rc));
+		goto out;
+	}
+	for (i = 0; i < n_ents; i++) {
+		char sub[PATH_MAX];
+		struct stat sb;
+
+		if (ents[i]->d_name[0] == '.')
+			continue;
+		if ((size_t)snprintf(sub, sizeof(sub), "%s/%s", dir, ents[i]->d_name) >= sizeof(sub) ||
+		    stat(sub, &sb) < 0 || !S_ISDIR(sb.st_mode))
+			continue;
+		rc = golden_flavour(case_dir, ents[i]->d_name, m, px, n_px, update);
+		if (rc == -ENOTSUP) {
+			printf("%s: flavour %s not generated yet, skipped\n", case_dir, ents[i]->d_name);
+			continue;
+		}
+		if (rc < 0)
+			goto out;
+		failed += rc;
+		checked++;
+	}
+	if (checked == 0 && update) {
+		rc = golden_flavour(case_dir, "proxyless", m, px, n_px, update);
+		if (rc < 0)
+			goto out;
+		failed += rc;
+		checked++;
+	}
+	if (checked == 0) {
+		printf("%s: no flavour checked (expected/ holds none this runner generates)\n", case_dir);
+		failed++;
+	}
+	rc = failed;
+out:
+	for (i = 0; i < n_ents; i++)
+		free(ents[i]);
+	free(ents);
+	model_unref(m);
+	golden_proxies_free(px, n_px);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	const char *upd = getenv("GOLDEN_UPDATE");
+	bool update = upd && strcmp(upd, "1") == 0;
+	int rc;
+
+	if (argc != 2) {
+		fprintf(stderr, "usage: [GOLDEN_UPDATE=1] %s CASE_DIR\n", argv[0]);
+		return 2;
+	}
+	/* rejected objects are part of some cases; their warnings would only be noise */
+	mesh_log_setup(getenv("GOLDEN_VERBOSE") ? "debug" : "error", "text");
+	rc = golden_case(argv[1], update);
+	if (rc < 0) {
+		printf("%s: %s\n", argv[1], mesh_strerror(rc));
+		return 2;
+	}
+	return rc > 0 ? 1 : 0;
+}

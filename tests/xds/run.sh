@@ -1,0 +1,28 @@
+#!/bin/sh
+# Run every golden xDS case (tests/xds/NNNN/) with BUILD/tests/xds/golden;
+# print one summary line; exit non-zero on any failure.
+#   sh tests/xds/run.sh BUILD [CASE...]     (GOLDEN_UPDATE=1 rewrites expected/)
+set -u
+build=${1:?usage: run.sh BUILD [CASE...]}
+shift
+bin=$build/tests/xds/golden
+dir=$(dirname "$0")
+if [ ! -x "$bin" ]; then
+	echo "xds-golden: $bin not built (make xds-golden)"
+	exit 2
+fi
+if [ $# -eq 0 ]; then
+	set -- $(ls -d "$dir"/[0-9][0-9][0-9][0-9] 2>/dev/null)
+fi
+pass=0
+fail=0
+for c in "$@"; do
+	if "$bin" "$c"; then
+		pass=$((pass + 1))
+	else
+		echo "FAILED: $c ($(sed -n 1p "$c/README" 2>/dev/null))"
+		fail=$((fail + 1))
+	fi
+done
+echo "xds-golden: $pass passed, $fail failed"
+[ "$fail" -eq 0 ] && [ "$pass" -gt 0 ]
