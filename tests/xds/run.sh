@@ -14,12 +14,16 @@ fi
 if [ $# -eq 0 ]; then
 	set -- $(ls -d "$dir"/[0-9][0-9][0-9][0-9] 2>/dev/null)
 fi
+# meshd's log (e.g. the rejection a case is about) is shown only when the case fails
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 pass=0
 fail=0
 for c in "$@"; do
-	if "$bin" "$c"; then
+	if "$bin" "$c" 2>"$log"; then
 		pass=$((pass + 1))
 	else
+		cat "$log"
 		echo "FAILED: $c ($(sed -n 1p "$c/README" 2>/dev/null))"
 		fail=$((fail + 1))
 	fi
