@@ -275,57 +275,78 @@ static int golden_write(const char *path, const char *data, size_t len)
 	return rc;
 }
 
-/* Line `n` (0-based) of text: start and length, or false past the end. */
-static bool golden_line(const char *text, size_t len, size_t n, const char **start, size_t *llen)
+/* Split text into lines (pointers into text, no terminators).  *lines is
+ * malloc'd (the caller frees); returns the count, or -ENOMEM. */
+static long golden_lines(const char *text, size_t len, const char ***lines, size_t **lens)
 {
-	size_t pos = 0, line = 0;
+	size_t n = 0, pos = 0, cap = 1;
+	long k = 0;
 
-	while (pos < len && line < n) {
+	for (pos = 0; pos < len; pos++)
+		cap += text[pos] == '\n';
+	*lines = calloc(cap, sizeof(**lines));
+	*lens = calloc(cap, sizeof(**lens));
+	if (!*lines || !*lens)
+		return -ENOMEM;
+	pos = 0;
+	while (pos < len) {
 		const char *nl = memchr(text + pos, '\n', len - pos);
+		size_t l = nl ? (size_t)(nl - (text + pos)) : len - pos;
 
-		if (!nl)
-			return false;
-		pos = (size_t)(nl - text) + 1;
-		line++;
+		(*lines)[n] = text + pos;
+		(*lens)[n++] = l;
+		pos += l + 1;
 	}
-	if (pos >= len)
-		return false;
-	*start = text + pos;
-	{
-		const char *nl = memchr(*start, '\n', len - pos);
-
-		*llen = nl ? (size_t)(nl - *start) : len - pos;
-	}
-	return true;
+	k = (long)n;
+	return k;
 }
 
-/* Print the first difference between expected and actual as a unified
- * diff hunk (a few lines of context, then up to GOLDEN_DIFF_LINES of each
- * side). */
+static bool golden_same_line(const char *a, size_t al, const char *b, size_t bl)
+{
+	return al == bl && memcmp(a, b, al) == 0;
+}
+
+/* Print where expected and actual differ as one unified diff hunk: the
+ * lines between the common head and the common tail (at most
+ * GOLDEN_DIFF_LINES of each side), with GOLDEN_DIFF_CONTEXT lines of
+ * context around them. */
 static void golden_diff(const char *path, const char *exp, size_t elen, const char *act, size_t alen)
 {
-	const char *e, *a;
-	size_t el, al, first = 0, from, i;
+	const char **el = NULL, **al = NULL;
+	size_t *ell = NULL, *all = NULL;
+	long ne = golden_lines(exp, elen, &el, &ell), na = golden_lines(act, alen, &al, &all);
+	long head = 0, tail = 0, from, to, i;
 
-	for (;;) {
-		bool he = golden_line(exp, elen, first, &e, &el);
-		bool ha = golden_line(act, alen, first, &a, &al);
-
-		if (!he || !ha || el != al || memcmp(e, a, el) != 0)
-			break;
-		first++;
+	if (ne < 0 || na < 0) {
+		printf("%s: differs (out of memory for the diff)\n", path);
+		goto out;
 	}
-	from = first > GOLDEN_DIFF_CONTEXT ? first - GOLDEN_DIFF_CONTEXT : 0;
-	printf("--- %s (expected)\n+++ %s (generated)\n@@ -%zu +%zu @@\n", path, path, from + 1, from + 1);
-	for (i = from; i < first; i++)
-		if (golden_line(exp, elen, i, &e, &el))
-			printf(" %.*s\n", (int)el, e);
-	for (i = first; i < first + GOLDEN_DIFF_LINES; i++)
-		if (golden_line(exp, elen, i, &e, &el))
-			printf("-%.*s\n", (int)el, e);
-	for (i = first; i < first + GOLDEN_DIFF_LINES; i++)
-		if (golden_line(act, alen, i, &a, &al))
-			printf("+%.*s\n", (int)al, a);
+	while (head < ne && head < na && golden_same_line(el[head], ell[head], al[head], all[head]))
+		head++;
+	while (tail < ne - head && tail < na - head &&
+	       golden_same_line(el[ne - 1 - tail], ell[ne - 1 - tail], al[na - 1 - tail], all[na - 1 - tail]))
+		tail++;
+	from = head > GOLDEN_DIFF_CONTEXT ? head - GOLDEN_DIFF_CONTEXT : 0;
+	printf("--- %s (expected)\n+++ %s (generated)\n@@ -%ld +%ld @@\n", path, path, from + 1, from + 1);
+	for (i = from; i < head; i++)
+		printf(" %.*s\n", (int)ell[i], el[i]);
+	to = ne - tail;
+	for (i = head; i < to && i < head + GOLDEN_DIFF_LINES; i++)
+		printf("-%.*s\n", (int)ell[i], el[i]);
+	if (to - head > GOLDEN_DIFF_LINES)
+		printf("-... (%ld more)\n", to - head - GOLDEN_DIFF_LINES);
+	to = na - tail;
+	for (i = head; i < to && i < head + GOLDEN_DIFF_LINES; i++)
+		printf("+%.*s\n", (int)all[i], al[i]);
+	if (to - head > GOLDEN_DIFF_LINES)
+		printf("+... (%ld more)\n", to - head - GOLDEN_DIFF_LINES);
+	for (i = na - tail; i < na && i < na - tail + GOLDEN_DIFF_CONTEXT; i++)
+		printf(" %.*s\n", (int)all[i], al[i]);
+out:
+	free(el);
+	free(ell);
+	free(al);
+	free(all);
 }
 
 /*
@@ -562,24 +583,49 @@ out:
 	return rc;
 }
 
-/* Remove FLAVOUR_DIR/inbound-N.json files past n proxies (update mode). */
-static void golden_prune(const char *dir, size_t n_px)
+/* Is name one of the files a flavour with n_px proxies produces? */
+static bool golden_produced(const char *name, size_t n_px)
+{
+	unsigned long k;
+	char tail[8];
+	size_t i;
+
+	for (i = 0; i < sizeof(golden_types) / sizeof(golden_types[0]); i++) {
+		char want[16];
+
+		snprintf(want, sizeof(want), "%s.json", xds_type_short(golden_types[i]));
+		if (strcmp(name, want) == 0)
+			return true;
+	}
+	return sscanf(name, "inbound-%lu.%7s", &k, tail) == 2 && strcmp(tail, "json") == 0 && k >= 1 && k <= n_px;
+}
+
+/* Files in a flavour directory that the case does not produce (e.g. the
+ * inbound-N.json of a proxy taken out of proxies.yaml): removed when
+ * updating, reported otherwise.  Returns how many were reported. */
+static int golden_extra(const char *dir, size_t n_px, bool update)
 {
 	DIR *d = opendir(dir);
 	struct dirent *e;
+	int n = 0;
 
 	if (!d)
-		return;
+		return 0;
 	while ((e = readdir(d))) {
-		unsigned long k;
-		char tail[8];
 		char path[PATH_MAX];
 
-		if (sscanf(e->d_name, "inbound-%lu.%7s", &k, tail) == 2 && strcmp(tail, "json") == 0 && k > n_px &&
-		    (size_t)snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) < sizeof(path))
+		if (e->d_name[0] == '.' || golden_produced(e->d_name, n_px) ||
+		    (size_t)snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= sizeof(path))
+			continue;
+		if (update) {
 			unlink(path);
+		} else {
+			printf("%s: not produced by this case (GOLDEN_UPDATE=1 removes it)\n", path);
+			n++;
+		}
 	}
 	closedir(d);
+	return n;
 }
 
 /* Check or write one flavour.  Returns the number of failing files, or a
@@ -634,8 +680,7 @@ static int golden_flavour(const char *case_dir, const char *flavour, const struc
 			goto out;
 		failed += rc;
 	}
-	if (update)
-		golden_prune(dir, n_px);
+	failed += golden_extra(dir, n_px, update);
 	rc = failed;
 out:
 	mesh_buf_cleanup(&b);
