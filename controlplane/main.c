@@ -22,7 +22,7 @@
 #include "controlplane/kube/kube_source.h"
 #include "controlplane/kube/kube_tokenreview.h"
 #include "controlplane/model/model.h"
-#include "controlplane/xds/gen.h"
+#include "controlplane/gen/gen.h"
 #include "controlplane/xds/server.h"
 
 #include <arpa/inet.h>

@@ -18,7 +18,7 @@
  * reads.  Redirects, rewrites, mirrors and header edits mean nothing to a
  * gRPC client and are not sent.
  */
-#include "controlplane/xds/gen_int.h"
+#include "controlplane/gen/gen_int.h"
 
 #include "common/err.h"
 

@@ -17,7 +17,7 @@
  * localities and endpoints sorted, each locality weighted by the sum of its
  * endpoints' weights (gRPC 1.51 drops localities without a weight).
  */
-#include "controlplane/xds/gen_int.h"
+#include "controlplane/gen/gen_int.h"
 
 #include "common/err.h"
 

@@ -14,8 +14,8 @@
  * routes over ADS (RDS "HOST:PORT") and runs the fault filter, then the
  * router (gRPC 1.51 rejects an HCM whose last filter is not the router).
  */
-#include "controlplane/xds/gen.h"
-#include "controlplane/xds/gen_int.h"
+#include "controlplane/gen/gen.h"
+#include "controlplane/gen/gen_int.h"
 
 #include "common/err.h"
 #include "common/log.h"

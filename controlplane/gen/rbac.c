@@ -21,8 +21,8 @@
  * Errors are sticky in the compile context: builders return NULL once
  * anything failed and the caller checks ctx->err at the end of a rule.
  */
-#include "controlplane/xds/rbac.h"
-#include "controlplane/xds/gen_int.h"
+#include "controlplane/gen/rbac.h"
+#include "controlplane/gen/gen_int.h"
 
 #include "common/arena.h"
 #include "common/buf.h"

@@ -15,7 +15,7 @@
 #include "controlplane/config/config.h"
 #include "controlplane/config/store.h"
 #include "controlplane/model/model.h"
-#include "controlplane/xds/rbac.h"
+#include "controlplane/gen/rbac.h"
 #include "controlplane/xds/rbac_eval.h"
 
 #include "envoy/config/core/v3/address.pb-c.h"

@@ -34,8 +34,8 @@
  * Keys are 64-bit FNV-1a over length-prefixed fields; a collision would
  * serve a stale group, which for non-adversarial config is negligible.
  */
-#include "controlplane/xds/gen.h"
-#include "controlplane/xds/gen_int.h"
+#include "controlplane/gen/gen.h"
+#include "controlplane/gen/gen_int.h"
 
 #include "common/err.h"
 #include "common/hash.h"

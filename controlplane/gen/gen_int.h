@@ -1,5 +1,5 @@
 /*
- * gen_int.h - private to the xDS generators (controlplane/xds/gen_*.c).
+ * gen_int.h - private to the xDS generators (controlplane/gen/).
  *
  * Generators build protobuf-c messages in an arena scoped to one unit of
  * work (one service), serialise them into the snapshot, then drop the
@@ -10,8 +10,8 @@
  * Allocation helpers return NULL when the arena is exhausted (callers treat
  * that as -ENOMEM); the others return 0 or a negative code (err.h).
  */
-#ifndef MESH_XDS_GEN_INT_H
-#define MESH_XDS_GEN_INT_H
+#ifndef MESH_GEN_INT_H
+#define MESH_GEN_INT_H
 
 #include "common/arena.h"
 #include "controlplane/model/model.h"

@@ -27,8 +27,8 @@
  *    ISTIO_MUTUAL, or (auto mTLS) when every endpoint has an identity and
  *    serves that port with mTLS required.
  */
-#ifndef MESH_XDS_GEN_H
-#define MESH_XDS_GEN_H
+#ifndef MESH_GEN_H
+#define MESH_GEN_H
 
 #include "controlplane/model/model.h"
 #include "controlplane/xds/resource.h"

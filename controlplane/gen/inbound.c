@@ -31,9 +31,9 @@
  *
  * Everything here is a pure function of the model and the workload.
  */
-#include "controlplane/xds/gen.h"
-#include "controlplane/xds/gen_int.h"
-#include "controlplane/xds/rbac.h"
+#include "controlplane/gen/gen.h"
+#include "controlplane/gen/gen_int.h"
+#include "controlplane/gen/rbac.h"
 
 #include "common/err.h"
 
