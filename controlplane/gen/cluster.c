@@ -18,6 +18,7 @@
  * endpoints' weights (gRPC 1.51 drops localities without a weight).
  */
 #include "controlplane/gen/gen_int.h"
+#include "controlplane/model/policy.h"
 
 #include "common/err.h"
 
@@ -35,42 +36,6 @@
 #define GEN_CONNECT_TIMEOUT_NS (10LL * 1000000000LL)
 /* Outlier detection: the enforcement percentage of an enabled detector. */
 #define GEN_ENFORCE_ON 100u
-
-/* ---------------------------------------------------------------- policy */
-
-static void gen_apply_policy(struct cfg_traffic_policy *dst, const struct cfg_dr_policy *src, uint32_t port)
-{
-	size_t i;
-
-	if (src->policy.load_balancer.set)
-		dst->load_balancer = src->policy.load_balancer;
-	if (src->policy.connection_pool.set)
-		dst->connection_pool = src->policy.connection_pool;
-	if (src->policy.outlier_detection.set)
-		dst->outlier_detection = src->policy.outlier_detection;
-	if (src->policy.tls.set)
-		dst->tls = src->policy.tls;
-	/* A port-level entry replaces every group, set or not (Istio: "port
-	 * level policies do not inherit"). */
-	for (i = 0; i < src->n_port_level; i++) {
-		if (src->port_level[i].port >= 0 && (uint64_t)src->port_level[i].port == port) {
-			*dst = src->port_level[i].policy;
-			break;
-		}
-	}
-}
-
-void gen__policy(const struct cfg_object *dr, const char *subset, uint32_t port, struct gen_policy *out)
-{
-	const struct cfg_subset *ss;
-
-	memset(out, 0, sizeof(*out));
-	if (!dr || dr->kind != CFG_DESTINATION_RULE)
-		return;
-	gen_apply_policy(&out->p, &dr->spec.dr.traffic_policy, port);
-	if (subset && (ss = model_subset(dr, subset)) != NULL)
-		gen_apply_policy(&out->p, &ss->traffic_policy, port);
-}
 
 /* ---------------------------------------------------------------- CDS */
 
@@ -169,15 +134,15 @@ static int gen_cluster(const struct model *m, const struct model_service *svc, u
 	Envoy__Config__Cluster__V3__Cluster c = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__INIT;
 	Envoy__Config__Cluster__V3__Cluster__EdsClusterConfig eds =
 		ENVOY__CONFIG__CLUSTER__V3__CLUSTER__EDS_CLUSTER_CONFIG__INIT;
-	struct gen_policy pol;
+	struct cfg_traffic_policy pol;
 	const struct cfg_connection_pool *cp;
 	const struct cfg_load_balancer *lb;
 	int64_t connect = GEN_CONNECT_TIMEOUT_NS;
 	int rc = -ENOMEM;
 
-	gen__policy(dr, subset, port, &pol);
-	cp = &pol.p.connection_pool;
-	lb = &pol.p.load_balancer;
+	model_dr_policy(dr, subset, port, &pol);
+	cp = &pol.connection_pool;
+	lb = &pol.load_balancer;
 
 	c.name = gen__cluster_name(a, port, subset, svc->hostname);
 	if (!c.name)
@@ -215,12 +180,12 @@ static int gen_cluster(const struct model *m, const struct model_service *svc, u
 		if (rc < 0)
 			goto out;
 	}
-	if (pol.p.outlier_detection.set) {
-		rc = gen_outlier(a, &pol.p.outlier_detection, &c.outlier_detection);
+	if (pol.outlier_detection.set) {
+		rc = gen_outlier(a, &pol.outlier_detection, &c.outlier_detection);
 		if (rc < 0)
 			goto out;
 	}
-	rc = gen__upstream_tls(m, svc, port, subset, dr, &pol.p.tls, a, &c.transport_socket);
+	rc = gen__upstream_tls(m, svc, port, subset, dr, &pol.tls, a, &c.transport_socket);
 	if (rc < 0)
 		goto out;
 	rc = gen__emit(snap, XDS_CLUSTER, c.name, &c.base);

@@ -69,15 +69,8 @@ struct gen_workload {
 	const struct cfg_labels *labels;  /* NULL: no labels */
 };
 
-/* The PeerAuthentication mode for a workload port, with Istio's
- * inheritance: mesh-wide (root namespace, no selector) < namespace-wide <
- * workload selector < its port-level entry for `port` (the workload's
- * port); UNSET inherits; the default is PERMISSIVE.  Among several
- * candidates of one level the first by (namespace, name) wins.  Never
- * returns CFG_MTLS_UNSET. */
-enum cfg_mtls_mode gen_grpc_peer_authn(const struct model *m, const struct gen_workload *w, uint32_t port);
-
-/* Whether a proxyless gRPC server on that workload port requires mTLS:
+/* Whether a proxyless gRPC server on that workload port requires mTLS
+ * (the PeerAuthentication mode from model_peer_authn()):
  * STRICT does; PERMISSIVE does only when the workload carries
  * security.istio.io/tlsMode=istio (a gRPC server cannot take TLS and
  * plaintext on one port, so PERMISSIVE is served as plaintext otherwise,

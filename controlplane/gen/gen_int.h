@@ -4,8 +4,7 @@
  * Generators build protobuf-c messages in an arena scoped to one unit of
  * work (one service), serialise them into the snapshot, then drop the
  * arena.  The helpers here wrap the pieces every generator needs: wrapper
- * values, durations, Any packing, cluster names, DestinationRule policy
- * merging, and emitting a finished resource.
+ * values, durations, Any packing, cluster names, and emitting a finished resource.
  *
  * Allocation helpers return NULL when the arena is exhausted (callers treat
  * that as -ENOMEM); the others return 0 or a negative code (err.h).
@@ -35,12 +34,6 @@
 /* Cluster names: "outbound|65535|SUBSET|HOST". */
 #define GEN_NAME_MAX       512
 
-/* The policy that applies to one cluster: field groups are copies of the
- * DestinationRule's (shallow: strings stay in the config object). */
-struct gen_policy {
-	struct cfg_traffic_policy p;
-};
-
 /* A zero-initialised message of type d (its __INIT values) in the arena. */
 void *gen__msg(struct arena *a, const ProtobufCMessageDescriptor *d);
 Google__Protobuf__UInt32Value *gen__u32(struct arena *a, uint32_t v);
@@ -55,11 +48,6 @@ uint32_t gen__clamp_u32(int64_t v);
 
 /* "outbound|PORT|SUBSET|HOST" in the arena (subset NULL -> empty). */
 char *gen__cluster_name(struct arena *a, uint32_t port, const char *subset, const char *host);
-
-/* Merge the DestinationRule's traffic policy for one subset (NULL: none)
- * and port as Istio does: top level, then its port-level entry, then the
- * subset's groups, then the subset's port-level entry.  dr may be NULL. */
-void gen__policy(const struct cfg_object *dr, const char *subset, uint32_t port, struct gen_policy *out);
 
 /* mTLS pieces (gen_grpc_inbound.c).  The certificate provider instance
  * "default" of the client's bootstrap holds the workload certificate

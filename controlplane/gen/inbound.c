@@ -34,6 +34,7 @@
 #include "controlplane/gen/gen.h"
 #include "controlplane/gen/gen_int.h"
 #include "controlplane/gen/rbac.h"
+#include "controlplane/model/policy.h"
 
 #include "common/err.h"
 
@@ -72,51 +73,6 @@ static const struct cfg_labels *gen_labels(const struct gen_workload *w)
 	return w && w->labels ? w->labels : &gen_no_labels;
 }
 
-enum cfg_mtls_mode gen_grpc_peer_authn(const struct model *m, const struct gen_workload *w, uint32_t port)
-{
-	const struct cfg_object *mesh = NULL, *nsw = NULL, *wl = NULL;
-	const char *ns = gen_ns(w), *root = m->root_namespace ? m->root_namespace : "istio-system";
-	enum cfg_mtls_mode mode = CFG_MTLS_PERMISSIVE;
-	size_t i, n = m->cfg ? m->cfg->n_objects[CFG_PEER_AUTHENTICATION] : 0;
-
-	/* objects are sorted by (namespace, name): the first of a level wins */
-	for (i = 0; i < n; i++) {
-		const struct cfg_object *o = m->cfg->objects[CFG_PEER_AUTHENTICATION][i];
-		const struct cfg_peer_authentication *pa = &o->spec.pa;
-		bool no_selector = !pa->has_selector || pa->selector.n == 0;
-
-		if (no_selector) {
-			if (strcmp(o->ns, root) == 0) {
-				if (!mesh)
-					mesh = o;
-			} else if (strcmp(o->ns, ns) == 0 && !nsw) {
-				nsw = o;
-			}
-		} else if (strcmp(o->ns, root) != 0 && strcmp(o->ns, ns) == 0 && !wl &&
-			   model_labels_match(&pa->selector, gen_labels(w))) {
-			/* a selector in the root namespace selects nothing, as in Istio */
-			wl = o;
-		}
-	}
-	if (mesh && mesh->spec.pa.mode != CFG_MTLS_UNSET)
-		mode = mesh->spec.pa.mode;
-	if (nsw && nsw->spec.pa.mode != CFG_MTLS_UNSET)
-		mode = nsw->spec.pa.mode;
-	if (wl) {
-		if (wl->spec.pa.mode != CFG_MTLS_UNSET)
-			mode = wl->spec.pa.mode;
-		for (i = 0; i < wl->spec.pa.n_port_level; i++) {
-			const struct cfg_port_mtls *pl = &wl->spec.pa.port_level[i];
-
-			if (pl->port >= 0 && (uint64_t)pl->port == port && pl->mode != CFG_MTLS_UNSET) {
-				mode = pl->mode;
-				break;
-			}
-		}
-	}
-	return mode;
-}
-
 static bool gen_tls_mode_istio(const struct cfg_labels *l)
 {
 	size_t i;
@@ -129,7 +85,7 @@ static bool gen_tls_mode_istio(const struct cfg_labels *l)
 
 bool gen_grpc_server_mtls(const struct model *m, const struct gen_workload *w, uint32_t port)
 {
-	switch (gen_grpc_peer_authn(m, w, port)) {
+	switch (model_peer_authn(m, gen_ns(w), gen_labels(w), port)) {
 	case CFG_MTLS_STRICT:
 		return true;
 	case CFG_MTLS_PERMISSIVE:

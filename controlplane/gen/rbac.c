@@ -22,6 +22,7 @@
  * anything failed and the caller checks ctx->err at the end of a rule.
  */
 #include "controlplane/gen/rbac.h"
+#include "controlplane/model/policy.h"
 #include "controlplane/gen/gen_int.h"
 
 #include "common/arena.h"
@@ -1014,41 +1015,10 @@ out:
 
 /* ------------------------------------------------------------- selection */
 
-static bool rbac__applies(const struct cfg_object *o, const struct cfg_labels *labels)
-{
-	static const struct cfg_labels none = { NULL, 0 };
-
-	if (!o->spec.ap.has_selector)
-		return true;
-	return model_labels_match(&o->spec.ap.selector, labels ? labels : &none);
-}
-
 size_t rbac_select(const struct model *m, const char *ns, const struct cfg_labels *labels,
 		   const struct cfg_object **out, size_t cap)
 {
-	struct cfg_object **v;
-	size_t n, i, count = 0;
-	int pass;
-
-	if (!m || !m->cfg || !ns)
-		return 0;
-	v = m->cfg->objects[CFG_AUTHORIZATION_POLICY];
-	n = m->cfg->n_objects[CFG_AUTHORIZATION_POLICY];
-	/* pass 0: root namespace (mesh-wide), pass 1: the workload's own */
-	for (pass = 0; pass < 2; pass++) {
-		const char *want = pass == 0 ? m->root_namespace : ns;
-
-		if (!want || (pass == 1 && m->root_namespace && strcmp(ns, m->root_namespace) == 0))
-			continue;
-		for (i = 0; i < n; i++) {
-			if (strcmp(v[i]->ns, want) != 0 || !rbac__applies(v[i], labels))
-				continue;
-			if (count < cap)
-				out[count] = v[i];
-			count++;
-		}
-	}
-	return count;
+	return model_authz_select(m, ns, labels, out, cap);
 }
 
 int rbac_compile(const struct model *m, const char *ns, const struct cfg_labels *labels, struct arena *a,

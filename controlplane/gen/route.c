@@ -19,6 +19,7 @@
  * gRPC client and are not sent.
  */
 #include "controlplane/gen/gen_int.h"
+#include "controlplane/model/policy.h"
 
 #include "common/err.h"
 
@@ -143,18 +144,6 @@ static gen_header *gen_header_match(struct arena *a, const char *name, const str
 	return h;
 }
 
-static bool gen_has_mesh(const struct cfg_strs *gw)
-{
-	size_t i;
-
-	if (gw->n == 0)
-		return true;
-	for (i = 0; i < gw->n; i++)
-		if (strcmp(gw->v[i], "mesh") == 0)
-			return true;
-	return false;
-}
-
 /* Does this match apply to a proxyless client calling this port?  Matches
  * on the caller's labels or namespace depend on the client, which a
  * mesh-wide snapshot cannot know: they are left out. */
@@ -162,7 +151,7 @@ static bool gen_match_applies(const struct cfg_http_match *mt, uint32_t port)
 {
 	if (mt->port >= 0 && (uint64_t)mt->port != port)
 		return false;
-	if (!gen_has_mesh(&mt->gateways))
+	if (!model_gateways_include_mesh(&mt->gateways))
 		return false;
 	if (mt->source_labels.n > 0 || mt->source_namespace)
 		return false;
@@ -347,16 +336,16 @@ static void gen_resolve_dest(const struct gen_rctx *c, const char *vs_ns,
 
 /* The consistent-hash settings that apply to one destination, or NULL. */
 static const struct cfg_consistent_hash *gen_dest_hash(const struct gen_rctx *c, const struct gen_dest *d,
-						       struct gen_policy *pol)
+						       struct cfg_traffic_policy *pol)
 {
 	const struct cfg_object *dr = model_destination_rule(c->m, d->host, d->ns);
 
-	gen__policy(dr, d->subset, d->port, pol);
-	if (!pol->p.load_balancer.set || !pol->p.load_balancer.has_consistent_hash)
+	model_dr_policy(dr, d->subset, d->port, pol);
+	if (!pol->load_balancer.set || !pol->load_balancer.has_consistent_hash)
 		return NULL;
-	if (pol->p.load_balancer.consistent_hash.key == CFG_HASH_NONE)
+	if (pol->load_balancer.consistent_hash.key == CFG_HASH_NONE)
 		return NULL;
-	return &pol->p.load_balancer.consistent_hash;
+	return &pol->load_balancer.consistent_hash;
 }
 
 static bool gen_streq(const char *x, const char *y)
@@ -462,7 +451,7 @@ static int gen_action_build(struct gen_rctx *c, const struct cfg_object *vs, con
 	gen_action *ra = gen__msg(a, &envoy__config__route__v3__route_action__descriptor);
 	struct gen_dest *d = NULL;
 	const struct cfg_consistent_hash *hash = NULL;
-	struct gen_policy pol, pol0;
+	struct cfg_traffic_policy pol, pol0;
 	size_t i, n = 0;
 	uint64_t total = 0;
 	int rc = -ENOMEM;
@@ -787,7 +776,7 @@ static int gen_route_config(const struct model *m, const struct model_service *s
 	for (i = 0; i < n_vs && !c.done; i++) {
 		const struct cfg_object *vs = vss[i];
 
-		if (vs->kind != CFG_VIRTUAL_SERVICE || !gen_has_mesh(&vs->spec.vs.gateways))
+		if (vs->kind != CFG_VIRTUAL_SERVICE || !model_gateways_include_mesh(&vs->spec.vs.gateways))
 			continue;
 		for (j = 0; j < vs->spec.vs.n_http && !c.done; j++) {
 			rc = gen_http_route(&c, vs, &vs->spec.vs.http[j]);

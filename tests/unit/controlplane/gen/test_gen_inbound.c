@@ -12,6 +12,7 @@
 #include "controlplane/config/store.h"
 #include "controlplane/model/model.h"
 #include "controlplane/gen/gen.h"
+#include "controlplane/model/policy.h"
 
 #include "common/err.h"
 
@@ -191,9 +192,7 @@ static const struct cfg_labels l_dis = { kv_app_dis, 1 }, l_w = { kv_app_w, 1 },
 
 static enum cfg_mtls_mode mode_of(const struct model *m, const char *ns, const struct cfg_labels *l, uint32_t port)
 {
-	struct gen_workload w = { ns, l };
-
-	return gen_grpc_peer_authn(m, &w, port);
+	return model_peer_authn(m, ns, l, port);
 }
 
 static Envoy__Config__Listener__V3__Listener *inbound(const struct model *m, const char *ns,
