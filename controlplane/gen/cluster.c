@@ -1,21 +1,18 @@
 /*
- * gen_grpc_cluster.c - CDS and EDS for proxyless gRPC clients, and the
- * DestinationRule policy merge the route generator shares.
+ * cluster.c - CDS: the outbound clusters.
  *
- * CDS: per service port, "outbound|PORT||HOST" and one
+ * Per service port, "outbound|PORT||HOST" and one
  * "outbound|PORT|SUBSET|HOST" per subset of the DestinationRule that
- * applies (looked up from the service's namespace).  Every cluster is EDS
- * over ADS.  Load balancing is ROUND_ROBIN unless the policy asks for a
- * consistent hash (RING_HASH): gRPC 1.51 rejects LEAST_REQUEST, RANDOM and
- * MAGLEV.  connectionPool becomes circuit-breaker thresholds,
- * outlierDetection becomes outlier_detection with success-rate ejection
- * off, as Istio sends them.  mTLS (DestinationRule ISTIO_MUTUAL, auto
- * mTLS) comes from gen__upstream_tls().
- *
- * EDS: one ClusterLoadAssignment per cluster; endpoints (only IP
- * addresses: gRPC cannot resolve names from EDS) grouped by locality,
- * localities and endpoints sorted, each locality weighted by the sum of its
- * endpoints' weights (gRPC 1.51 drops localities without a weight).
+ * applies (looked up from the service's namespace), its policy merged by
+ * model_dr_policy().  Every cluster is EDS over ADS.  Load balancing is
+ * RING_HASH when the policy asks for a consistent hash; otherwise, when
+ * the profile has least_request, the policy's simple LEAST_REQUEST or
+ * RANDOM (LEAST_REQUEST by default, as Istio sends sidecars), else
+ * ROUND_ROBIN (gRPC 1.51 rejects LEAST_REQUEST, RANDOM and MAGLEV).
+ * connectionPool becomes circuit-breaker thresholds, outlierDetection
+ * becomes outlier_detection with success-rate ejection off, as Istio
+ * sends them.  mTLS (DestinationRule ISTIO_MUTUAL, auto mTLS) comes from
+ * gen__upstream_tls().
  */
 #include "controlplane/gen/gen_int.h"
 #include "controlplane/model/policy.h"
@@ -25,11 +22,7 @@
 #include "envoy/config/cluster/v3/cluster.pb-c.h"
 #include "envoy/config/cluster/v3/circuit_breaker.pb-c.h"
 #include "envoy/config/cluster/v3/outlier_detection.pb-c.h"
-#include "envoy/config/endpoint/v3/endpoint.pb-c.h"
-#include "envoy/config/endpoint/v3/endpoint_components.pb-c.h"
 
-#include <arpa/inet.h>
-#include <stdlib.h>
 #include <string.h>
 
 /* Istio's connect timeout when the DestinationRule gives none. */
@@ -38,20 +31,6 @@
 #define GEN_ENFORCE_ON 100u
 
 /* ---------------------------------------------------------------- CDS */
-
-static Envoy__Config__Core__V3__ConfigSource *gen_ads_source(struct arena *a)
-{
-	Envoy__Config__Core__V3__ConfigSource *cs = gen__msg(a, &envoy__config__core__v3__config_source__descriptor);
-	Envoy__Config__Core__V3__AggregatedConfigSource *ads =
-		gen__msg(a, &envoy__config__core__v3__aggregated_config_source__descriptor);
-
-	if (!cs || !ads)
-		return NULL;
-	cs->config_source_specifier_case = ENVOY__CONFIG__CORE__V3__CONFIG_SOURCE__CONFIG_SOURCE_SPECIFIER_ADS;
-	cs->ads = ads;
-	cs->resource_api_version = ENVOY__CONFIG__CORE__V3__API_VERSION__V3;
-	return cs;
-}
 
 /* Optional uint32 wrapper: NULL-and-ok when the config value is not set
  * (<= 0).  Returns false on out-of-memory. */
@@ -128,7 +107,26 @@ out:
 	return rc;
 }
 
-static int gen_cluster(const struct model *m, const struct model_service *svc, uint32_t port,
+/* The load-balancing policy for a policy without a consistent hash. */
+static Envoy__Config__Cluster__V3__Cluster__LbPolicy gen_lb_simple(const struct gen_profile *p,
+								   const struct cfg_load_balancer *lb)
+{
+	if (!p->least_request)
+		return ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__ROUND_ROBIN;
+	switch (lb->set ? lb->simple : CFG_LB_UNSPECIFIED) {
+	case CFG_LB_ROUND_ROBIN:
+		return ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__ROUND_ROBIN;
+	case CFG_LB_RANDOM:
+		return ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__RANDOM;
+	case CFG_LB_LEAST_REQUEST:
+	case CFG_LB_UNSPECIFIED:
+	case CFG_LB_PASSTHROUGH:
+	default:
+		return ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__LEAST_REQUEST;
+	}
+}
+
+static int gen_cluster(const struct gen_ctx *g, const struct model_service *svc, uint32_t port,
 		       const struct cfg_object *dr, const char *subset, struct arena *a, struct xds_snapshot *snap)
 {
 	Envoy__Config__Cluster__V3__Cluster c = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__INIT;
@@ -149,7 +147,7 @@ static int gen_cluster(const struct model *m, const struct model_service *svc, u
 		goto out;
 	c.cluster_discovery_type_case = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__CLUSTER_DISCOVERY_TYPE_TYPE;
 	c.type = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__EDS;
-	eds.eds_config = gen_ads_source(a);
+	eds.eds_config = gen__ads_source(a);
 	eds.service_name = c.name;
 	if (!eds.eds_config)
 		goto out;
@@ -160,7 +158,7 @@ static int gen_cluster(const struct model *m, const struct model_service *svc, u
 	if (!(c.connect_timeout = gen__duration(a, connect)))
 		goto out;
 
-	c.lb_policy = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__ROUND_ROBIN;
+	c.lb_policy = gen_lb_simple(g->p, lb);
 	if (lb->set && lb->has_consistent_hash) {
 		Envoy__Config__Cluster__V3__Cluster__RingHashLbConfig *rh =
 			gen__msg(a, &envoy__config__cluster__v3__cluster__ring_hash_lb_config__descriptor);
@@ -185,192 +183,27 @@ static int gen_cluster(const struct model *m, const struct model_service *svc, u
 		if (rc < 0)
 			goto out;
 	}
-	rc = gen__upstream_tls(m, svc, port, subset, dr, &pol.tls, a, &c.transport_socket);
+	rc = gen__upstream_tls(g, svc, port, subset, dr, &pol.tls, a, &c.transport_socket);
 	if (rc < 0)
 		goto out;
-	rc = gen__emit(snap, XDS_CLUSTER, c.name, &c.base);
+	rc = gen__emit(g, snap, XDS_CLUSTER, c.name, &c.base);
 out:
 	return rc;
 }
 
-int gen__grpc_clusters(const struct model *m, const struct model_service *svc,
-		       struct arena *a, struct xds_snapshot *snap)
+int gen__clusters(const struct gen_ctx *g, const struct model_service *svc, struct arena *a,
+		  struct xds_snapshot *snap)
 {
-	const struct cfg_object *dr = model_destination_rule(m, svc->hostname, svc->ns);
+	const struct cfg_object *dr = model_destination_rule(g->m, svc->hostname, svc->ns);
 	size_t i, j;
 	int rc = 0;
 
 	for (i = 0; i < svc->n_ports && rc == 0; i++) {
 		uint32_t port = svc->ports[i].number;
 
-		rc = gen_cluster(m, svc, port, dr, NULL, a, snap);
+		rc = gen_cluster(g, svc, port, dr, NULL, a, snap);
 		for (j = 0; dr && j < dr->spec.dr.n_subsets && rc == 0; j++)
-			rc = gen_cluster(m, svc, port, dr, dr->spec.dr.subsets[j].name, a, snap);
-	}
-	return rc;
-}
-
-/* ---------------------------------------------------------------- EDS */
-
-struct gen_ep {
-	const char *locality;
-	const char *address;
-	uint32_t port;
-	uint32_t weight;
-};
-
-static int gen_ep_cmp(const void *x, const void *y)
-{
-	const struct gen_ep *a = x, *b = y;
-	int c = strcmp(a->locality, b->locality);
-
-	if (c == 0)
-		c = strcmp(a->address, b->address);
-	if (c == 0)
-		c = a->port < b->port ? -1 : a->port > b->port;
-	if (c == 0)
-		c = a->weight < b->weight ? -1 : a->weight > b->weight;
-	return c;
-}
-
-static bool gen_is_ip(const char *s)
-{
-	unsigned char tmp[16];
-
-	return s && (inet_pton(AF_INET, s, tmp) == 1 || inet_pton(AF_INET6, s, tmp) == 1);
-}
-
-/* "region/zone/subzone" into a Locality (missing parts stay empty). */
-static Envoy__Config__Core__V3__Locality *gen_locality(struct arena *a, const char *s)
-{
-	Envoy__Config__Core__V3__Locality *l = gen__msg(a, &envoy__config__core__v3__locality__descriptor);
-	char **parts[3];
-	size_t i;
-
-	if (!l)
-		return NULL;
-	parts[0] = &l->region;
-	parts[1] = &l->zone;
-	parts[2] = &l->sub_zone;
-	for (i = 0; i < 3 && *s; i++) {
-		const char *slash = i < 2 ? strchr(s, '/') : NULL;
-		size_t len = slash ? (size_t)(slash - s) : strlen(s);
-
-		if (!(*parts[i] = arena_strndup(a, s, len)))
-			return NULL;
-		s += len;
-		if (*s == '/')
-			s++;
-	}
-	return l;
-}
-
-static Envoy__Config__Endpoint__V3__LbEndpoint *gen_lb_endpoint(struct arena *a, const struct gen_ep *e)
-{
-	Envoy__Config__Endpoint__V3__LbEndpoint *lbe = gen__msg(a, &envoy__config__endpoint__v3__lb_endpoint__descriptor);
-	Envoy__Config__Endpoint__V3__Endpoint *ep = gen__msg(a, &envoy__config__endpoint__v3__endpoint__descriptor);
-	Envoy__Config__Core__V3__Address *ad = gen__msg(a, &envoy__config__core__v3__address__descriptor);
-	Envoy__Config__Core__V3__SocketAddress *sa = gen__msg(a, &envoy__config__core__v3__socket_address__descriptor);
-
-	if (!lbe || !ep || !ad || !sa || !(sa->address = arena_strdup(a, e->address)) ||
-	    !(lbe->load_balancing_weight = gen__u32(a, e->weight)))
-		return NULL;
-	sa->port_specifier_case = ENVOY__CONFIG__CORE__V3__SOCKET_ADDRESS__PORT_SPECIFIER_PORT_VALUE;
-	sa->port_value = e->port;
-	ad->address_case = ENVOY__CONFIG__CORE__V3__ADDRESS__ADDRESS_SOCKET_ADDRESS;
-	ad->socket_address = sa;
-	ep->address = ad;
-	lbe->host_identifier_case = ENVOY__CONFIG__ENDPOINT__V3__LB_ENDPOINT__HOST_IDENTIFIER_ENDPOINT;
-	lbe->endpoint = ep;
-	lbe->health_status = ENVOY__CONFIG__CORE__V3__HEALTH_STATUS__HEALTHY;
-	return lbe;
-}
-
-/* The assignment for one cluster of service port pi; sel NULL = all
- * endpoints, else those whose labels match it.  eps: scratch, one slot per
- * endpoint of the service. */
-static int gen_assignment(const struct model_service *svc, size_t pi, const char *subset,
-			  const struct cfg_labels *sel, struct gen_ep *eps,
-			  struct arena *a, struct xds_snapshot *snap)
-{
-	Envoy__Config__Endpoint__V3__ClusterLoadAssignment cla =
-		ENVOY__CONFIG__ENDPOINT__V3__CLUSTER_LOAD_ASSIGNMENT__INIT;
-	static const struct cfg_labels no_labels;
-	const struct model_port *mp = &svc->ports[pi];
-	size_t i, n = 0, start, n_loc = 0;
-	int rc = -ENOMEM;
-
-	cla.cluster_name = gen__cluster_name(a, mp->number, subset, svc->hostname);
-	if (!cla.cluster_name)
-		goto out;
-	for (i = 0; i < svc->n_endpoints; i++) {
-		const struct model_endpoint *e = &svc->endpoints[i];
-		uint32_t port = e->ports ? e->ports[pi] : 0;
-
-		if (!gen_is_ip(e->address) || e->not_ready)
-			continue;
-		if (sel && !model_labels_match(sel, e->labels ? e->labels : &no_labels))
-			continue;
-		if (port == 0)
-			port = mp->target_port ? mp->target_port : mp->number;
-		eps[n].locality = e->locality ? e->locality : "";
-		eps[n].address = e->address;
-		eps[n].port = port;
-		eps[n].weight = e->weight ? e->weight : 1;
-		n++;
-	}
-	if (n)
-		qsort(eps, n, sizeof(*eps), gen_ep_cmp);
-	for (i = 0; i < n; i++)
-		if (i == 0 || strcmp(eps[i].locality, eps[i - 1].locality) != 0)
-			n_loc++;
-	if (n_loc && !(cla.endpoints = arena_calloc(a, n_loc, sizeof(*cla.endpoints))))
-		goto out;
-	for (start = 0; start < n;) {
-		Envoy__Config__Endpoint__V3__LocalityLbEndpoints *le =
-			gen__msg(a, &envoy__config__endpoint__v3__locality_lb_endpoints__descriptor);
-		uint64_t sum = 0;
-		size_t end = start;
-
-		while (end < n && strcmp(eps[end].locality, eps[start].locality) == 0)
-			end++;
-		if (!le || !(le->locality = gen_locality(a, eps[start].locality)) ||
-		    !(le->lb_endpoints = arena_calloc(a, end - start, sizeof(*le->lb_endpoints))))
-			goto out;
-		for (i = start; i < end; i++) {
-			if (!(le->lb_endpoints[i - start] = gen_lb_endpoint(a, &eps[i])))
-				goto out;
-			sum += eps[i].weight;
-		}
-		le->n_lb_endpoints = end - start;
-		le->load_balancing_weight = gen__u32(a, sum > UINT32_MAX ? UINT32_MAX : (uint32_t)sum);
-		if (!le->load_balancing_weight)
-			goto out;
-		cla.endpoints[cla.n_endpoints++] = le;
-		start = end;
-	}
-	rc = gen__emit(snap, XDS_ENDPOINT, cla.cluster_name, &cla.base);
-out:
-	return rc;
-}
-
-int gen__grpc_endpoints(const struct model *m, const struct model_service *svc,
-			struct arena *a, struct xds_snapshot *snap)
-{
-	const struct cfg_object *dr = model_destination_rule(m, svc->hostname, svc->ns);
-	struct gen_ep *eps = NULL;
-	size_t i, j;
-	int rc = 0;
-
-	if (svc->n_endpoints && !(eps = arena_calloc(a, svc->n_endpoints, sizeof(*eps))))
-		return -ENOMEM;
-	for (i = 0; i < svc->n_ports && rc == 0; i++) {
-		rc = gen_assignment(svc, i, NULL, NULL, eps, a, snap);
-		for (j = 0; dr && j < dr->spec.dr.n_subsets && rc == 0; j++) {
-			const struct cfg_subset *ss = &dr->spec.dr.subsets[j];
-
-			rc = gen_assignment(svc, i, ss->name, &ss->labels, eps, a, snap);
-		}
+			rc = gen_cluster(g, svc, port, dr, dr->spec.dr.subsets[j].name, a, snap);
 	}
 	return rc;
 }

@@ -1,36 +1,25 @@
 /*
- * gen_grpc.c - xDS for proxyless gRPC clients: the entry point, the shared
- * message helpers of gen_int.h, and LDS.
+ * gen.c - the generators' entry points and the message helpers of
+ * gen_int.h.
  *
- * gen_grpc_snapshot() walks the model's services (sorted by hostname) and,
- * for each, runs the LDS, RDS, CDS and EDS generators in an arena scoped to
+ * gen_snapshot() walks the model's services (sorted by hostname) and,
+ * for each, runs the LDS, RDS, CDS and EDS builders in an arena scoped to
  * that service; every resource is serialised into the snapshot before the
  * arena is dropped, so memory stays bounded by the largest service rather
- * than by the mesh.  Output depends on the model alone: no clocks, no
- * pointers, everything in a sorted order, so versions are content hashes.
- *
- * LDS follows Istio's grpcgen: one Listener "HOST:PORT" per service port
- * with an ApiListener holding an HttpConnectionManager that takes its
- * routes over ADS (RDS "HOST:PORT") and runs the fault filter, then the
- * router (gRPC 1.51 rejects an HCM whose last filter is not the router).
+ * than by the mesh.  Output depends on the model and the profile alone:
+ * no clocks, no pointers, everything in a sorted order, so versions are
+ * content hashes.  Nothing here logs: notes go to the caller's gen_notes.
  */
 #include "controlplane/gen/gen.h"
 #include "controlplane/gen/gen_int.h"
 
 #include "common/err.h"
-#include "common/log.h"
 
-#include "envoy/config/listener/v3/listener.pb-c.h"
-#include "envoy/config/listener/v3/api_listener.pb-c.h"
-#include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
-#include "envoy/extensions/filters/http/router/v3/router.pb-c.h"
-#include "envoy/extensions/filters/http/fault/v3/fault.pb-c.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define GEN_FAULT_FILTER  "envoy.filters.http.fault"
-#define GEN_ROUTER_FILTER "envoy.filters.http.router"
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -123,15 +112,16 @@ char *gen__cluster_name(struct arena *a, uint32_t port, const char *subset, cons
 	return arena_printf(a, "outbound|%u|%s|%s", port, subset ? subset : "", host);
 }
 
-int gen__emit(struct xds_snapshot *s, enum xds_type t, const char *name, const ProtobufCMessage *msg)
+int gen__emit(const struct gen_ctx *g, struct xds_snapshot *s, enum xds_type t, const char *name,
+	      const ProtobufCMessage *msg)
 {
 	size_t len = protobuf_c_message_get_packed_size(msg);
 	uint8_t *data;
 	int rc;
 
 	if (len > GEN_RESOURCE_MAX) {
-		log_warn("xds", "%s resource %s is %zu bytes, over the %u limit; not served",
-			 xds_type_short(t), name, len, GEN_RESOURCE_MAX);
+		gen__note(g, GEN_NOTE_WARN, "xds", "%s resource %s is %zu bytes, over the %u limit; not served",
+			  xds_type_short(t), name, len, GEN_RESOURCE_MAX);
 		return -MESH_ETOOBIG;
 	}
 	data = malloc(len ? len : 1);
@@ -143,89 +133,49 @@ int gen__emit(struct xds_snapshot *s, enum xds_type t, const char *name, const P
 	return rc;
 }
 
-/* ---------------------------------------------------------------- LDS */
-
-/* The HCM every proxyless listener carries; its bytes depend only on the
- * route name. */
-static Google__Protobuf__Any *gen_hcm(struct arena *a, const char *route_name)
+void gen__note(const struct gen_ctx *g, enum gen_note_level level, const char *scope, const char *fmt, ...)
 {
-	Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager hcm =
-		ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__INIT;
-	Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__Rds rds =
-		ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__RDS__INIT;
-	Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpFilter fault_f =
-		ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_FILTER__INIT;
-	Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpFilter router_f =
-		ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_FILTER__INIT;
-	Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpFilter *filters[2];
-	Envoy__Config__Core__V3__ConfigSource cs = ENVOY__CONFIG__CORE__V3__CONFIG_SOURCE__INIT;
-	Envoy__Config__Core__V3__AggregatedConfigSource ads = ENVOY__CONFIG__CORE__V3__AGGREGATED_CONFIG_SOURCE__INIT;
-	Envoy__Extensions__Filters__Http__Fault__V3__HTTPFault fault = ENVOY__EXTENSIONS__FILTERS__HTTP__FAULT__V3__HTTPFAULT__INIT;
-	Envoy__Extensions__Filters__Http__Router__V3__Router router = ENVOY__EXTENSIONS__FILTERS__HTTP__ROUTER__V3__ROUTER__INIT;
+	char msg[GEN_NOTE_MAX];
+	va_list ap;
 
-	cs.config_source_specifier_case = ENVOY__CONFIG__CORE__V3__CONFIG_SOURCE__CONFIG_SOURCE_SPECIFIER_ADS;
-	cs.ads = &ads;
-	cs.resource_api_version = ENVOY__CONFIG__CORE__V3__API_VERSION__V3;
-	rds.config_source = &cs;
-	rds.route_config_name = (char *)route_name;
-
-	fault_f.name = GEN_FAULT_FILTER;
-	fault_f.config_type_case = ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_FILTER__CONFIG_TYPE_TYPED_CONFIG;
-	fault_f.typed_config = gen__any(a, &fault.base);
-	router_f.name = GEN_ROUTER_FILTER;
-	router_f.config_type_case = ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_FILTER__CONFIG_TYPE_TYPED_CONFIG;
-	router_f.typed_config = gen__any(a, &router.base);
-	if (!fault_f.typed_config || !router_f.typed_config)
-		return NULL;
-	filters[0] = &fault_f;
-	filters[1] = &router_f;        /* router last: gRPC 1.51 requires it */
-
-	hcm.route_specifier_case =
-		ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_RDS;
-	hcm.rds = &rds;
-	hcm.n_http_filters = 2;
-	hcm.http_filters = filters;
-	return gen__any(a, &hcm.base);
+	if (!g || !g->notes || !g->notes->fn)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	g->notes->fn(g->notes->ctx, level, scope, msg);
 }
 
-int gen__grpc_listeners(const struct model *m, const struct model_service *svc,
-			struct arena *a, struct xds_snapshot *snap)
+Envoy__Config__Core__V3__ConfigSource *gen__ads_source(struct arena *a)
 {
-	int rc = 0;
-	size_t i;
+	Envoy__Config__Core__V3__ConfigSource *cs = gen__msg(a, &envoy__config__core__v3__config_source__descriptor);
+	Envoy__Config__Core__V3__AggregatedConfigSource *ads =
+		gen__msg(a, &envoy__config__core__v3__aggregated_config_source__descriptor);
 
-	(void)m;
-	for (i = 0; i < svc->n_ports; i++) {
-		Envoy__Config__Listener__V3__Listener l = ENVOY__CONFIG__LISTENER__V3__LISTENER__INIT;
-		Envoy__Config__Listener__V3__ApiListener api = ENVOY__CONFIG__LISTENER__V3__API_LISTENER__INIT;
-		char *name = arena_printf(a, "%s:%u", svc->hostname, svc->ports[i].number);
-
-		if (!name) {
-			rc = -ENOMEM;
-			goto out;
-		}
-		api.api_listener = gen_hcm(a, name);
-		if (!api.api_listener) {
-			rc = -ENOMEM;
-			goto out;
-		}
-		l.name = name;
-		l.api_listener = &api;
-		rc = gen__emit(snap, XDS_LISTENER, name, &l.base);
-		if (rc < 0)
-			goto out;
-	}
-out:
-	return rc;
+	if (!cs || !ads)
+		return NULL;
+	cs->config_source_specifier_case = ENVOY__CONFIG__CORE__V3__CONFIG_SOURCE__CONFIG_SOURCE_SPECIFIER_ADS;
+	cs->ads = ads;
+	cs->resource_api_version = ENVOY__CONFIG__CORE__V3__API_VERSION__V3;
+	return cs;
 }
 
 /* ---------------------------------------------------------------- entry */
 
-int gen_grpc_snapshot(const struct model *m, struct xds_snapshot **out)
+const gen_builder gen__builders[GEN_BUILDERS] = {
+	[XDS_LISTENER] = gen__listeners,
+	[XDS_ROUTE] = gen__routes,
+	[XDS_CLUSTER] = gen__clusters,
+	[XDS_ENDPOINT] = gen__endpoints,
+};
+
+int gen_snapshot(const struct model *m, const struct gen_profile *p, const struct gen_notes *notes,
+		 struct xds_snapshot **out)
 {
+	struct gen_ctx g = { .m = m, .p = p, .notes = notes };
 	struct xds_snapshot *snap = xds_snapshot_new();
 	struct arena *a = NULL;
-	int rc = 0;
+	int rc = 0, k;
 	size_t i;
 
 	*out = NULL;
@@ -239,17 +189,13 @@ int gen_grpc_snapshot(const struct model *m, struct xds_snapshot **out)
 			rc = -ENOMEM;
 			goto out;
 		}
-		rc = gen__grpc_listeners(m, svc, a, snap);
-		if (rc == 0)
-			rc = gen__grpc_routes(m, svc, a, snap);
-		if (rc == 0)
-			rc = gen__grpc_clusters(m, svc, a, snap);
-		if (rc == 0)
-			rc = gen__grpc_endpoints(m, svc, a, snap);
+		for (k = 0; k < GEN_BUILDERS && rc == 0; k++)
+			rc = gen__builders[k](&g, svc, a, snap);
 		arena_free(a);
 		a = NULL;
 		if (rc < 0) {
-			log_error("xds", "proxyless config for %s: %s", svc->hostname, mesh_strerror(rc));
+			gen__note(&g, GEN_NOTE_ERROR, "xds", "%s config for %s: %s", p->name, svc->hostname,
+				  mesh_strerror(rc));
 			goto out;
 		}
 	}
@@ -261,4 +207,9 @@ out:
 	arena_free(a);
 	xds_snapshot_unref(snap);
 	return rc;
+}
+
+int gen_grpc_snapshot(const struct model *m, struct xds_snapshot **out)
+{
+	return gen_snapshot(m, &gen_profile_proxyless, NULL, out);
 }

@@ -34,6 +34,7 @@
 #ifndef MESH_GEN_RBAC_H
 #define MESH_GEN_RBAC_H
 
+#include "controlplane/gen/gen.h"
 #include "controlplane/model/model.h"
 
 #include "envoy/config/rbac/v3/rbac.pb-c.h"
@@ -61,39 +62,41 @@ struct arena;
 typedef Envoy__Extensions__Filters__Http__Rbac__V3__RBAC rbac_filter;
 typedef Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpFilter rbac_http_filter;
 
-/* The AuthorizationPolicies that apply to a workload in namespace ns with
- * the given labels (NULL: none): those of the root namespace (mesh-wide,
- * their selector matched against the workload's labels in any namespace),
- * then those of ns, each without selector or with a matching one.  In
- * that order, by name within a namespace.  Fills out with borrowed
- * pointers (valid while m lives); returns the total count, which may
- * exceed cap (only cap are stored). */
+/* The AuthorizationPolicies that apply to a workload: model_authz_select()
+ * (controlplane/model/policy.h), kept under this name for meshctl. */
 size_t rbac_select(const struct model *m, const char *ns, const struct cfg_labels *labels,
 		   const struct cfg_object **out, size_t cap);
 
-/* Compile the policies that apply to the workload.  Any of the out
- * pointers may be NULL when the caller does not want that filter; each
- * *out is set to NULL when no policy of its action applies.
+/* Compile the policies that apply to the workload (model_authz_select).
+ * Any of the out pointers may be NULL when the caller does not want that
+ * filter; each *out is set to NULL when no policy of its action applies.
  * Unsupported conditions (experimental.* keys, which gRPC cannot match;
  * request.headers[] on grpc-* or :scheme, which gRPC rejects) never widen
  * what an ALLOW rule allows: the rule is dropped; in a DENY rule the
- * condition is dropped, so the rule denies more.  Each is logged.
+ * condition is dropped, so the rule denies more.  Each is reported as a
+ * warning to notes (NULL: dropped).
  * Returns 0, -ENOMEM (arena exhausted), -MESH_ETOOBIG past the limits
  * above, or -EINVAL for arguments. */
-int rbac_compile(const struct model *m, const char *ns, const struct cfg_labels *labels, struct arena *a,
-		 rbac_filter **deny_out, rbac_filter **allow_out, rbac_filter **audit_out);
+MESH_MUST_CHECK int rbac_compile(const struct model *m, const char *ns, const struct cfg_labels *labels,
+				 const struct gen_notes *notes, struct arena *a, rbac_filter **deny_out,
+				 rbac_filter **allow_out, rbac_filter **audit_out);
 
 /* Compile a given list of policies (already selected) into one filter per
- * action.  Same contract as rbac_compile(); root_namespace is not needed. */
-int rbac_compile_policies(const struct cfg_object *const *policies, size_t n, struct arena *a,
-			  rbac_filter **deny_out, rbac_filter **allow_out, rbac_filter **audit_out);
+ * action.  Same contract as rbac_compile(); root_namespace is not needed.
+ * rbac_compile_policies() drops the notes. */
+MESH_MUST_CHECK int rbac_compile_policies_noted(const struct cfg_object *const *policies, size_t n,
+						const struct gen_notes *notes, struct arena *a,
+						rbac_filter **deny_out, rbac_filter **allow_out,
+						rbac_filter **audit_out);
+MESH_MUST_CHECK int rbac_compile_policies(const struct cfg_object *const *policies, size_t n, struct arena *a,
+					  rbac_filter **deny_out, rbac_filter **allow_out, rbac_filter **audit_out);
 
 /* The HttpFilters an inbound HttpConnectionManager puts before its
  * router: audit (only when with_audit: gRPC 1.51 rejects the LOG action),
  * deny, allow; NULL configs are skipped.  Each carries its config as
  * typed_config.  *out (arena array) and *n are set; *n may be 0.
  * Returns 0 or -ENOMEM. */
-int rbac_http_filters(rbac_filter *deny, rbac_filter *allow, rbac_filter *audit, bool with_audit,
+MESH_MUST_CHECK int rbac_http_filters(rbac_filter *deny, rbac_filter *allow, rbac_filter *audit, bool with_audit,
 		      struct arena *a, rbac_http_filter ***out, size_t *n);
 
 #endif

@@ -319,8 +319,8 @@ START_TEST(test_default_permissive)
 	ck_assert_int_eq(mode_of(m, "none", NULL, 80), CFG_MTLS_PERMISSIVE);
 	ck_assert_int_eq(mode_of(m, NULL, NULL, 80), CFG_MTLS_PERMISSIVE);
 	/* PERMISSIVE is plaintext for a gRPC server, unless tlsMode=istio */
-	ck_assert(!gen_grpc_server_mtls(m, &w, 80));
-	ck_assert(gen_grpc_server_mtls(m, &tagged, 80));
+	ck_assert(!gen_server_mtls(m, &gen_profile_proxyless, &w, 80));
+	ck_assert(gen_server_mtls(m, &gen_profile_proxyless, &tagged, 80));
 	model_unref(m);
 }
 END_TEST
