@@ -22,7 +22,7 @@
 #include "controlplane/kube/kube_source.h"
 #include "controlplane/kube/kube_tokenreview.h"
 #include "controlplane/model/model.h"
-#include "controlplane/xds/gen.h"
+#include "controlplane/gen/gen.h"
 #include "controlplane/xds/server.h"
 
 #include <arpa/inet.h>
@@ -238,6 +238,18 @@ static struct model *cb_model(void *ctx)
 	return m;
 }
 
+/* What the generators report (they do no I/O themselves) goes to the log. */
+static void meshd_gen_note(void *ctx, enum gen_note_level level, const char *scope, const char *msg)
+{
+	(void)ctx;
+	if (level == GEN_NOTE_ERROR)
+		log_error(scope, "%s", msg);
+	else
+		log_warn(scope, "%s", msg);
+}
+
+static const struct gen_notes meshd_gen_notes = { meshd_gen_note, NULL };
+
 /* Per-proxy xDS, on the ADS server's thread: the inbound listeners of
  * xDS-enabled gRPC servers depend on the workload asking. */
 static int cb_resolve(void *ctx, const struct model *m, const struct xds_proxy_info *proxy, enum xds_type t,
@@ -248,7 +260,7 @@ static int cb_resolve(void *ctx, const struct model *m, const struct xds_proxy_i
 	(void)ctx;
 	if (t != XDS_LISTENER)
 		return -ENOENT;
-	return gen_grpc_inbound_listener(m, &w, name, data, len);
+	return gen_inbound_listener(m, &gen_profile_proxyless, &w, name, &meshd_gen_notes, data, len);
 }
 
 static bool cb_ready(void *ctx)
@@ -291,7 +303,8 @@ static int meshd_push(struct meshd *d)
 	if (!d->gen_cache)
 		d->gen_cache = gen_cache_new();
 	/* without a cache (out of memory) every push is a full build */
-	rc = d->gen_cache ? gen_grpc_snapshot_cached(d->gen_cache, m, &xs) : gen_grpc_snapshot(m, &xs);
+	rc = d->gen_cache ? gen_snapshot_cached(d->gen_cache, m, &gen_profile_proxyless, &meshd_gen_notes, &xs) :
+			    gen_snapshot(m, &gen_profile_proxyless, &meshd_gen_notes, &xs);
 	if (rc < 0) {
 		/* keep serving the last good snapshot */
 		log_error("meshd", "generating xDS failed: %s; proxies keep the previous config", mesh_strerror(rc));

@@ -20,7 +20,7 @@
 #include "controlplane/file/source.h"
 #include "controlplane/model/model.h"
 #include "controlplane/xds/pbjson.h"
-#include "controlplane/xds/rbac.h"
+#include "controlplane/gen/rbac.h"
 #include "controlplane/xds/rbac_eval.h"
 
 #include "common/arena.h"

@@ -8,6 +8,7 @@
  * cfg_snapshot the model holds a reference on.  See model.h.
  */
 #include "controlplane/model/model.h"
+#include "controlplane/model/policy.h"
 
 #include "common/arena.h"
 #include "common/log.h"
@@ -436,15 +437,8 @@ static size_t vs_scan(const struct model *m, const char *hostname, const struct 
 			const struct cfg_virtual_service *vs = &o->spec.vs;
 			int hit = 0;
 
-			/* gateway-only VirtualServices do not apply to the mesh */
-			if (vs->gateways.n) {
-				int mesh = 0;
-				for (j = 0; j < vs->gateways.n; j++)
-					if (strcmp(vs->gateways.v[j], "mesh") == 0)
-						mesh = 1;
-				if (!mesh)
-					continue;
-			}
+			if (!model_gateways_include_mesh(&vs->gateways)) /* gateway-only */
+				continue;
 			for (j = 0; j < vs->hosts.n && !hit; j++) {
 				size_t s = host_match(model_resolve_host(m, vs->hosts.v[j], o->ns, buf, sizeof(buf)),
 						      hostname);
@@ -540,15 +534,8 @@ static int host_ref_cmp(const void *a, const void *b)
 
 static bool vs_applies_to_mesh(const struct cfg_virtual_service *vs)
 {
-	size_t j;
-
 	/* gateway-only VirtualServices do not apply to the mesh */
-	if (!vs->gateways.n)
-		return true;
-	for (j = 0; j < vs->gateways.n; j++)
-		if (strcmp(vs->gateways.v[j], "mesh") == 0)
-			return true;
-	return false;
+	return model_gateways_include_mesh(&vs->gateways);
 }
 
 static int host_list_add(struct model *m, struct model__host_list *l, const char *host, const char *ns, size_t pos,

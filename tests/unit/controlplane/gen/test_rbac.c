@@ -15,7 +15,7 @@
 #include "controlplane/config/config.h"
 #include "controlplane/config/store.h"
 #include "controlplane/model/model.h"
-#include "controlplane/xds/rbac.h"
+#include "controlplane/gen/rbac.h"
 #include "controlplane/xds/rbac_eval.h"
 
 #include "envoy/config/core/v3/address.pb-c.h"
@@ -192,7 +192,7 @@ static void decide(const struct model *m, const char *ns, const struct cfg_label
 	int rc;
 
 	ck_assert_ptr_nonnull(a);
-	ck_assert_int_eq(rbac_compile(m, ns, labels, a, &deny, &allow, &audit), 0);
+	ck_assert_int_eq(rbac_compile(m, ns, labels, NULL, a, &deny, &allow, &audit), 0);
 	rc = rbac_eval(deny, allow, audit, r, &d, err, sizeof(err));
 	ck_assert_msg(rc == 0, "evaluation failed: %s", err);
 	rbac_decision_format(&d, line, cap);
@@ -414,7 +414,7 @@ START_TEST(test_shape_filters)
 	struct walk w = { 0 };
 	size_t n, i;
 
-	ck_assert_int_eq(rbac_compile(m, "foo", &labels, a, &deny, &allow, &audit), 0);
+	ck_assert_int_eq(rbac_compile(m, "foo", &labels, NULL, a, &deny, &allow, &audit), 0);
 	ck_assert_ptr_nonnull(deny);
 	ck_assert_ptr_nonnull(allow);
 	ck_assert_ptr_nonnull(audit);
@@ -477,7 +477,7 @@ START_TEST(test_shape_rule)
 	const id_t_ *ids, *g;
 	const Envoy__Config__Route__V3__HeaderMatcher *h;
 
-	ck_assert_int_eq(rbac_compile(m, "foo", &labels, a, NULL, &allow, NULL), 0);
+	ck_assert_int_eq(rbac_compile(m, "foo", &labels, NULL, a, NULL, &allow, NULL), 0);
 	p = policy_named(allow->rules, "ns[foo]-policy[allow-admin]-rule[0]");
 	ck_assert_ptr_nonnull(p);
 	ck_assert_uint_eq(p->n_permissions, 1);
@@ -545,7 +545,7 @@ START_TEST(test_shape_allow_nothing)
 	rbac_filter *deny, *allow, *audit;
 	const Envoy__Config__Rbac__V3__Policy *p;
 
-	ck_assert_int_eq(rbac_compile(m, "foo", NULL, a, &deny, &allow, &audit), 0);
+	ck_assert_int_eq(rbac_compile(m, "foo", NULL, NULL, a, &deny, &allow, &audit), 0);
 	ck_assert_ptr_null(deny);
 	ck_assert_ptr_null(audit);
 	ck_assert_ptr_nonnull(allow);
@@ -575,21 +575,38 @@ START_TEST(test_no_policy_no_filters)
 	ck_assert_uint_eq(rbac_select(m, "foo", NULL, sel, 4), 0);
 	ck_assert_uint_eq(rbac_select(m, "bar", NULL, sel, 4), 1);
 	ck_assert_str_eq(sel[0]->name, "elsewhere");
-	ck_assert_int_eq(rbac_compile(m, "foo", NULL, a, &deny, &allow, &audit), 0);
+	ck_assert_int_eq(rbac_compile(m, "foo", NULL, NULL, a, &deny, &allow, &audit), 0);
 	ck_assert_ptr_null(deny);
 	ck_assert_ptr_null(allow);
 	ck_assert_ptr_null(audit);
 	ck_assert_int_eq(rbac_http_filters(deny, allow, audit, true, a, &hf, &n), 0);
 	ck_assert_uint_eq(n, 0);
-	ck_assert_int_eq(rbac_compile(NULL, "foo", NULL, a, &deny, &allow, &audit), -EINVAL);
+	ck_assert_int_eq(rbac_compile(NULL, "foo", NULL, NULL, a, &deny, &allow, &audit), -EINVAL);
 	arena_free(a);
 	model_unref(m);
 }
 END_TEST
 
+/* Notes handed to the caller, joined one per line. */
+struct notes_seen {
+	char text[2048];
+	size_t n;
+};
+
+static void note_collect(void *ctx, enum gen_note_level level, const char *scope, const char *msg)
+{
+	struct notes_seen *ns = ctx;
+	size_t len = strlen(ns->text);
+
+	ck_assert_int_eq(level, GEN_NOTE_WARN);
+	snprintf(ns->text + len, sizeof(ns->text) - len, "%s: %s\n", scope, msg);
+	ns->n++;
+}
+
 /* experimental.* keys cannot be matched by gRPC: an ALLOW rule using one
  * is dropped (it never allows more), a DENY rule loses the condition (it
- * denies more). */
+ * denies more); each is a note for the caller (the compiler does no
+ * I/O). */
 START_TEST(test_unsupported_condition)
 {
 	struct model *m = build_model("apiVersion: security.istio.io/v1\n"
@@ -626,7 +643,18 @@ START_TEST(test_unsupported_condition)
 	struct rbac_decision d;
 	char err[RBAC_EVAL_TEXT_MAX], line[RBAC_EVAL_TEXT_MAX];
 
-	ck_assert_int_eq(rbac_compile(m, "foo", NULL, a, &deny, &allow, NULL), 0);
+	struct notes_seen seen = { "", 0 };
+	struct gen_notes notes = { note_collect, &seen };
+
+	ck_assert_int_eq(rbac_compile(m, "foo", NULL, &notes, a, &deny, &allow, NULL), 0);
+	ck_assert_uint_eq(seen.n, 3);
+	ck_assert_msg(strstr(seen.text, "rbac: foo/allow-exp rule 0: condition experimental.envoy.filters.a.b[c] "
+					"cannot be matched by the RBAC filter; rule dropped\n") != NULL, "%s", seen.text);
+	ck_assert_msg(strstr(seen.text, "foo/allow-exp rule 2: condition request.headers[GRPC-Timeout]") != NULL, "%s",
+		      seen.text);
+	ck_assert_msg(strstr(seen.text, "foo/deny-exp rule 0: condition experimental.envoy.filters.a.b[c] cannot be "
+					"matched by the RBAC filter; ignored, so the DENY rule applies more widely") != NULL,
+		      "%s", seen.text);
 	ck_assert_uint_eq(allow->rules->n_policies, 2);
 	ck_assert_str_eq(allow->rules->policies[0]->key, "ns[foo]-policy[allow-exp]-rule[1]");
 	ck_assert_str_eq(allow->rules->policies[1]->key, "ns[foo]-policy[allow-exp]-rule[3]");

@@ -1,5 +1,5 @@
 /*
- * gen_grpc_route.c - RDS for proxyless gRPC clients.
+ * route.c - RDS: the outbound route configurations.
  *
  * One RouteConfiguration "HOST:PORT" per service port, holding one
  * VirtualHost whose routes come from the VirtualServices that name the
@@ -8,17 +8,21 @@
  * one Route per match that applies to this port (or one catch-all); a
  * catch-all ends the list, as in Istio.  With no VirtualService, or none
  * that yields a route for this port, the host gets Istio's default route.
- * Matches on the caller's labels or namespace are left out: this snapshot
- * is shared by every proxyless client, so it cannot tell callers apart.
+ * Matches on the caller's labels or namespace are evaluated for the
+ * calling workload when the output is built per caller (profile
+ * per_caller_matches); in a snapshot shared by every client they are left
+ * out, since it cannot tell callers apart.
  *
- * Compatibility floor (gRPC 1.51): header matchers use the old
- * exact/prefix/safe_regex/present fields, never string_match; weighted
- * clusters carry total_weight equal to the sum of their weights; the
- * timeout is sent as max_stream_duration too, since that is what gRPC
- * reads.  Redirects, rewrites, mirrors and header edits mean nothing to a
- * gRPC client and are not sent.
+ * What the profile decides (proxyless: the gRPC 1.51 floor): header
+ * matchers use string_match or the old exact/prefix/safe_regex/present
+ * fields; weighted clusters carry total_weight equal to the sum of their
+ * weights or none; the timeout is sent as max_stream_duration too (what
+ * gRPC reads).  Redirects, rewrites, mirrors and header edits mean
+ * nothing to a gRPC client and are not sent; the places where a profile
+ * that allows them gets them built are marked "slot".
  */
-#include "controlplane/xds/gen_int.h"
+#include "controlplane/gen/gen_int.h"
+#include "controlplane/model/policy.h"
 
 #include "common/err.h"
 
@@ -43,13 +47,13 @@ typedef Envoy__Config__Route__V3__RouteAction__HashPolicy gen_hash;
 /* Istio's retry policy when a route has no `retries`. */
 #define GEN_DEFAULT_RETRY_ON "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
 #define GEN_DEFAULT_ATTEMPTS 2
-#define GEN_FAULT_FILTER     "envoy.filters.http.fault"
 /* Fault percentages are sent per million so fractional percents survive. */
 #define GEN_PER_MILLION      1000000u
 /* Routes in one RouteConfiguration. */
 #define GEN_MAX_ROUTES       4096
 
 struct gen_rctx {
+	const struct gen_ctx *g;
 	const struct model *m;
 	const struct model_service *svc;
 	uint32_t port;               /* the listener's port */
@@ -96,8 +100,44 @@ static Envoy__Type__Matcher__V3__RegexMatcher *gen_regex(struct arena *a, const 
 	return m->regex ? m : NULL;
 }
 
-/* A HeaderMatcher for one config string match (CFG_MATCH_NONE: present). */
-static gen_header *gen_header_match(struct arena *a, const char *name, const struct cfg_string_match *sm, bool invert)
+/* HeaderMatcher.string_match for an exact, prefix or regex match. */
+static bool gen_header_string_match(struct arena *a, gen_header *h, const struct cfg_string_match *sm)
+{
+	Envoy__Type__Matcher__V3__StringMatcher *m = gen__msg(a, &envoy__type__matcher__v3__string_matcher__descriptor);
+	const char *v = sm->value ? sm->value : "";
+
+	if (!m)
+		return false;
+	switch (sm->type) {
+	case CFG_MATCH_EXACT:
+		m->match_pattern_case = ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_EXACT;
+		m->exact = arena_strdup(a, v);
+		if (!m->exact)
+			return false;
+		break;
+	case CFG_MATCH_PREFIX:
+		m->match_pattern_case = ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_PREFIX;
+		m->prefix = arena_strdup(a, v);
+		if (!m->prefix)
+			return false;
+		break;
+	case CFG_MATCH_REGEX:
+	default:
+		m->match_pattern_case = ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_SAFE_REGEX;
+		m->safe_regex = gen_regex(a, v);
+		if (!m->safe_regex)
+			return false;
+		break;
+	}
+	h->header_match_specifier_case = ENVOY__CONFIG__ROUTE__V3__HEADER_MATCHER__HEADER_MATCH_SPECIFIER_STRING_MATCH;
+	h->string_match = m;
+	return true;
+}
+
+/* A HeaderMatcher for one config string match (CFG_MATCH_NONE: present),
+ * with string_match when the profile takes it. */
+static gen_header *gen_header_match(const struct gen_profile *p, struct arena *a, const char *name,
+				    const struct cfg_string_match *sm, bool invert)
 {
 	gen_header *h = gen__msg(a, &envoy__config__route__v3__header_matcher__descriptor);
 	const char *v = sm->value ? sm->value : "";
@@ -108,6 +148,8 @@ static gen_header *gen_header_match(struct arena *a, const char *name, const str
 	if (!h->name)
 		return NULL;
 	h->invert_match = invert;
+	if (p->string_match && sm->type != CFG_MATCH_NONE && !(sm->type == CFG_MATCH_PREFIX && !*v))
+		return gen_header_string_match(a, h, sm) ? h : NULL;
 	switch (sm->type) {
 	case CFG_MATCH_EXACT:
 		h->header_match_specifier_case = ENVOY__CONFIG__ROUTE__V3__HEADER_MATCHER__HEADER_MATCH_SPECIFIER_EXACT_MATCH;
@@ -143,29 +185,26 @@ static gen_header *gen_header_match(struct arena *a, const char *name, const str
 	return h;
 }
 
-static bool gen_has_mesh(const struct cfg_strs *gw)
+/* Does this match apply to a client calling this port?  Matches on the
+ * caller's labels or namespace depend on the client: evaluated for it
+ * when the output is built per caller, left out of a shared snapshot,
+ * which cannot know the caller. */
+static bool gen_match_applies(const struct gen_rctx *c, const struct cfg_http_match *mt, uint32_t port)
 {
-	size_t i;
+	const struct gen_workload *caller = c->g->caller;
 
-	if (gw->n == 0)
-		return true;
-	for (i = 0; i < gw->n; i++)
-		if (strcmp(gw->v[i], "mesh") == 0)
-			return true;
-	return false;
-}
-
-/* Does this match apply to a proxyless client calling this port?  Matches
- * on the caller's labels or namespace depend on the client, which a
- * mesh-wide snapshot cannot know: they are left out. */
-static bool gen_match_applies(const struct cfg_http_match *mt, uint32_t port)
-{
 	if (mt->port >= 0 && (uint64_t)mt->port != port)
 		return false;
-	if (!gen_has_mesh(&mt->gateways))
+	if (!model_gateways_include_mesh(&mt->gateways))
 		return false;
-	if (mt->source_labels.n > 0 || mt->source_namespace)
-		return false;
+	if (mt->source_labels.n > 0 || mt->source_namespace) {
+		if (!c->g->p->per_caller_matches || !caller)
+			return false;
+		if (!model_labels_match(&mt->source_labels, gen__workload_labels(caller)))
+			return false;
+		if (mt->source_namespace && strcmp(mt->source_namespace, gen__workload_ns(caller)) != 0)
+			return false;
+	}
 	return true;
 }
 
@@ -237,7 +276,7 @@ static Envoy__Config__Route__V3__QueryParameterMatcher *gen_query_match(struct a
 }
 
 /* mt NULL: the catch-all. */
-static gen_match *gen_route_match(struct arena *a, const struct cfg_http_match *mt)
+static gen_match *gen_route_match(const struct gen_profile *p, struct arena *a, const struct cfg_http_match *mt)
 {
 	gen_match *rm = gen__msg(a, &envoy__config__route__v3__route_match__descriptor);
 	size_t nh = 0, i;
@@ -285,22 +324,22 @@ static gen_match *gen_route_match(struct arena *a, const struct cfg_http_match *
 	for (i = 0; i < mt->n_headers; i++) {
 		const struct cfg_header_match *hm = &mt->headers[i];
 
-		rm->headers[nh] = gen_header_match(a, hm->name, &hm->match, hm->invert);
+		rm->headers[nh] = gen_header_match(p, a, hm->name, &hm->match, hm->invert);
 		if (!rm->headers[nh++])
 			return NULL;
 	}
 	if (mt->method.type != CFG_MATCH_NONE) {
-		rm->headers[nh] = gen_header_match(a, ":method", &mt->method, false);
+		rm->headers[nh] = gen_header_match(p, a, ":method", &mt->method, false);
 		if (!rm->headers[nh++])
 			return NULL;
 	}
 	if (mt->authority.type != CFG_MATCH_NONE) {
-		rm->headers[nh] = gen_header_match(a, ":authority", &mt->authority, false);
+		rm->headers[nh] = gen_header_match(p, a, ":authority", &mt->authority, false);
 		if (!rm->headers[nh++])
 			return NULL;
 	}
 	if (mt->scheme.type != CFG_MATCH_NONE) {
-		rm->headers[nh] = gen_header_match(a, ":scheme", &mt->scheme, false);
+		rm->headers[nh] = gen_header_match(p, a, ":scheme", &mt->scheme, false);
 		if (!rm->headers[nh++])
 			return NULL;
 	}
@@ -347,16 +386,16 @@ static void gen_resolve_dest(const struct gen_rctx *c, const char *vs_ns,
 
 /* The consistent-hash settings that apply to one destination, or NULL. */
 static const struct cfg_consistent_hash *gen_dest_hash(const struct gen_rctx *c, const struct gen_dest *d,
-						       struct gen_policy *pol)
+						       struct cfg_traffic_policy *pol)
 {
 	const struct cfg_object *dr = model_destination_rule(c->m, d->host, d->ns);
 
-	gen__policy(dr, d->subset, d->port, pol);
-	if (!pol->p.load_balancer.set || !pol->p.load_balancer.has_consistent_hash)
+	model_dr_policy(dr, d->subset, d->port, pol);
+	if (!pol->load_balancer.set || !pol->load_balancer.has_consistent_hash)
 		return NULL;
-	if (pol->p.load_balancer.consistent_hash.key == CFG_HASH_NONE)
+	if (pol->load_balancer.consistent_hash.key == CFG_HASH_NONE)
 		return NULL;
-	return &pol->p.load_balancer.consistent_hash;
+	return &pol->load_balancer.consistent_hash;
 }
 
 static bool gen_streq(const char *x, const char *y)
@@ -462,7 +501,7 @@ static int gen_action_build(struct gen_rctx *c, const struct cfg_object *vs, con
 	gen_action *ra = gen__msg(a, &envoy__config__route__v3__route_action__descriptor);
 	struct gen_dest *d = NULL;
 	const struct cfg_consistent_hash *hash = NULL;
-	struct gen_policy pol, pol0;
+	struct cfg_traffic_policy pol, pol0;
 	size_t i, n = 0;
 	uint64_t total = 0;
 	int rc = -ENOMEM;
@@ -513,8 +552,7 @@ static int gen_action_build(struct gen_rctx *c, const struct cfg_object *vs, con
 			goto out;
 		}
 		/* gRPC 1.51 requires the total to equal the sum. */
-		wc->total_weight = gen__u32(a, (uint32_t)sum);
-		if (!wc->total_weight)
+		if (c->g->p->weighted_total && !(wc->total_weight = gen__u32(a, (uint32_t)sum)))
 			goto out;
 		ra->cluster_specifier_case = ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__CLUSTER_SPECIFIER_WEIGHTED_CLUSTERS;
 		ra->weighted_clusters = wc;
@@ -524,7 +562,7 @@ static int gen_action_build(struct gen_rctx *c, const struct cfg_object *vs, con
 	ra->timeout = gen__duration(a, hr->timeout > 0 ? hr->timeout : 0);
 	if (!ra->timeout)
 		goto out;
-	if (hr->timeout > 0) {
+	if (hr->timeout > 0 && c->g->p->max_stream_duration) {
 		Envoy__Config__Route__V3__RouteAction__MaxStreamDuration *msd =
 			gen__msg(a, &envoy__config__route__v3__route_action__max_stream_duration__descriptor);
 		if (!msd || !(msd->max_stream_duration = gen__duration(a, hr->timeout)))
@@ -555,6 +593,8 @@ static int gen_action_build(struct gen_rctx *c, const struct cfg_object *vs, con
 			goto out;
 		ra->n_hash_policy = 1;
 	}
+	/* Slot: with p->rewrites, p->mirror and p->header_edits a profile
+	 * gets hr->rewrite, hr->mirror and hr->headers built here. */
 	*out = ra;
 	rc = 0;
 out:
@@ -564,7 +604,7 @@ out:
 
 /* ---------------------------------------------------------------- fault */
 
-static uint32_t gen_grpc_code(const char *s)
+static uint32_t gen_status_code(const char *s)
 {
 	static const char *const names[] = {
 		"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
@@ -626,7 +666,7 @@ static int gen_fault(struct arena *a, const struct cfg_fault *f, Google__Protobu
 			ab.http_status = gen__clamp_u32(f->http_status);
 		} else {
 			ab.error_type_case = ENVOY__EXTENSIONS__FILTERS__HTTP__FAULT__V3__FAULT_ABORT__ERROR_TYPE_GRPC_STATUS;
-			ab.grpc_status = gen_grpc_code(f->grpc_status ? f->grpc_status : "UNKNOWN");
+			ab.grpc_status = gen_status_code(f->grpc_status ? f->grpc_status : "UNKNOWN");
 		}
 		ab.percentage = gen_percent(a, f->abort_percent);
 		if (!ab.percentage)
@@ -644,7 +684,7 @@ static int gen_add_route(struct gen_rctx *c, const struct cfg_object *vs, const 
 {
 	gen_route *r = gen__msg(c->a, &envoy__config__route__v3__route__descriptor);
 
-	if (!r || !(r->match = gen_route_match(c->a, mt)))
+	if (!r || !(r->match = gen_route_match(c->g->p, c->a, mt)))
 		return -ENOMEM;
 	(void)vs;
 	if (hr && hr->name && !(r->name = arena_strdup(c->a, hr->name)))
@@ -671,10 +711,12 @@ static int gen_http_route(struct gen_rctx *c, const struct cfg_object *vs, const
 	size_t i, applies = 0;
 	int rc = 0;
 
+	/* A redirect or direct response: nothing gRPC can do.  (Slot: a
+	 * profile with redirects builds a RedirectAction here.) */
 	if (hr->n_route == 0)
-		goto out;                    /* redirect / direct response: nothing gRPC can do */
+		goto out;
 	for (i = 0; i < hr->n_match; i++)
-		if (gen_match_applies(&hr->match[i], c->port))
+		if (gen_match_applies(c, &hr->match[i], c->port))
 			applies++;
 	if (hr->n_match > 0 && applies == 0)
 		goto out;
@@ -691,7 +733,7 @@ static int gen_http_route(struct gen_rctx *c, const struct cfg_object *vs, const
 	for (i = 0; i < hr->n_match && !c->done; i++) {
 		const struct cfg_http_match *mt = &hr->match[i];
 
-		if (!gen_match_applies(mt, c->port))
+		if (!gen_match_applies(c, mt, c->port))
 			continue;
 		rc = gen_add_route(c, vs, hr, mt, ra, fault);
 		if (rc < 0)
@@ -766,13 +808,14 @@ static int gen_domains(struct gen_rctx *c, Envoy__Config__Route__V3__VirtualHost
 	return 0;
 }
 
-static int gen_route_config(const struct model *m, const struct model_service *svc, uint32_t port,
+static int gen_route_config(const struct gen_ctx *g, const struct model_service *svc, uint32_t port,
 			    struct arena *a, struct xds_snapshot *snap)
 {
 	Envoy__Config__Route__V3__RouteConfiguration rc_msg = ENVOY__CONFIG__ROUTE__V3__ROUTE_CONFIGURATION__INIT;
 	Envoy__Config__Route__V3__VirtualHost vh = ENVOY__CONFIG__ROUTE__V3__VIRTUAL_HOST__INIT;
 	Envoy__Config__Route__V3__VirtualHost *vhs[1] = { &vh };
-	struct gen_rctx c = { .m = m, .svc = svc, .port = port, .a = a };
+	const struct model *m = g->m;
+	struct gen_rctx c = { .g = g, .m = m, .svc = svc, .port = port, .a = a };
 	const struct cfg_object **vss = NULL;
 	size_t n_vs, i, j;
 	char *name;
@@ -787,7 +830,7 @@ static int gen_route_config(const struct model *m, const struct model_service *s
 	for (i = 0; i < n_vs && !c.done; i++) {
 		const struct cfg_object *vs = vss[i];
 
-		if (vs->kind != CFG_VIRTUAL_SERVICE || !gen_has_mesh(&vs->spec.vs.gateways))
+		if (vs->kind != CFG_VIRTUAL_SERVICE || !model_gateways_include_mesh(&vs->spec.vs.gateways))
 			continue;
 		for (j = 0; j < vs->spec.vs.n_http && !c.done; j++) {
 			rc = gen_http_route(&c, vs, &vs->spec.vs.http[j]);
@@ -809,19 +852,19 @@ static int gen_route_config(const struct model *m, const struct model_service *s
 	rc_msg.name = name;
 	rc_msg.virtual_hosts = vhs;
 	rc_msg.n_virtual_hosts = 1;
-	rc = gen__emit(snap, XDS_ROUTE, name, &rc_msg.base);
+	rc = gen__emit(g, snap, XDS_ROUTE, name, &rc_msg.base);
 out:
 	free(vss);
 	return rc;
 }
 
-int gen__grpc_routes(const struct model *m, const struct model_service *svc,
-		     struct arena *a, struct xds_snapshot *snap)
+int gen__routes(const struct gen_ctx *g, const struct model_service *svc, struct arena *a,
+		struct xds_snapshot *snap)
 {
 	int rc = 0;
 	size_t i;
 
 	for (i = 0; i < svc->n_ports && rc == 0; i++)
-		rc = gen_route_config(m, svc, svc->ports[i].number, a, snap);
+		rc = gen_route_config(g, svc, svc->ports[i].number, a, snap);
 	return rc;
 }

@@ -1,6 +1,6 @@
 /*
- * gen_grpc_cache.c - incremental proxyless generation: unchanged resources
- * are not rebuilt or re-serialised from one push to the next.
+ * cache.c - incremental generation: unchanged resources are not rebuilt
+ * or re-serialised from one push to the next.
  *
  * The cache keeps, per service (hostname) and per xDS type, the encoded
  * resources the generator emitted last time (in emission order) and a key:
@@ -12,8 +12,11 @@
  * changed, since auto mTLS reads them), and leaves listeners and routes
  * alone.
  *
- * What each key covers (see gen_grpc.c, gen_grpc_route.c,
- * gen_grpc_cluster.c, gen_grpc_inbound.c for what the generators read):
+ * A cache serves one profile at a time; the keys cover what the builders
+ * read for that profile (see listener.c, route.c, cluster.c, endpoint.c
+ * and tls.c), which the profile does not change: it changes what is built
+ * from those inputs, and a profile change empties the cache.
+ * What each key covers:
  *  - LDS: hostname, port numbers;
  *  - RDS: hostname, port numbers, the DNS domain, the VirtualServices of
  *    the host (kind, namespace, name, content hash, in order), and for
@@ -27,19 +30,18 @@
  *    service account;
  *  - EDS: hostname, ports, the DestinationRule (subsets), every endpoint
  *    field the assignment reads.
- * Output is byte-identical to gen_grpc_snapshot(): groups are added to the
+ * Output is byte-identical to gen_snapshot(): groups are added to the
  * snapshot in the same order (service by service: LDS, RDS, CDS, EDS), so
  * sealing sorts and de-duplicates them the same way.
  *
  * Keys are 64-bit FNV-1a over length-prefixed fields; a collision would
  * serve a stale group, which for non-adversarial config is negligible.
  */
-#include "controlplane/xds/gen.h"
-#include "controlplane/xds/gen_int.h"
+#include "controlplane/gen/gen.h"
+#include "controlplane/gen/gen_int.h"
 
 #include "common/err.h"
 #include "common/hash.h"
-#include "common/log.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
@@ -67,19 +69,13 @@ struct gen_cache {
 	struct gen_cache_entry *v;   /* sorted by hostname (strcmp) */
 	size_t n;
 	struct gen_cache_stats stats;
+	const struct gen_profile *p; /* the profile the entries were built for */
 	/* per-push scratch: two hashes per endpoint of one service */
 	uint64_t *scratch;
 	size_t scratch_cap;
 };
 
-typedef int (*gen_fn)(const struct model *, const struct model_service *, struct arena *, struct xds_snapshot *);
-
-static const gen_fn gen_cache_fns[GEN_CACHE_KINDS] = {
-	[XDS_LISTENER] = gen__grpc_listeners,
-	[XDS_ROUTE] = gen__grpc_routes,
-	[XDS_CLUSTER] = gen__grpc_clusters,
-	[XDS_ENDPOINT] = gen__grpc_endpoints,
-};
+_Static_assert(GEN_CACHE_KINDS == GEN_BUILDERS, "one cached group per builder");
 
 /* ---------------------------------------------------------------- lifetime */
 
@@ -389,7 +385,7 @@ static struct gen_cache_entry *gen_cache_find(struct gen_cache *c, const char *h
 }
 
 /* Run generator k for svc and keep what it emitted, in order, in g. */
-static int gen_cache_build(const struct model *m, const struct model_service *svc, int k, uint64_t key,
+static int gen_cache_build(const struct gen_ctx *gc, const struct model_service *svc, int k, uint64_t key,
 			   struct gen_cache_group *g)
 {
 	struct xds_snapshot *tmp = xds_snapshot_new();
@@ -399,7 +395,7 @@ static int gen_cache_build(const struct model *m, const struct model_service *sv
 
 	if (!tmp || !a)
 		goto out;
-	rc = gen_cache_fns[k](m, svc, a, tmp);
+	rc = gen__builders[k](gc, svc, a, tmp);
 	if (rc < 0)
 		goto out;
 	/* take the unsealed set: the emission order is kept */
@@ -415,8 +411,10 @@ out:
 	return rc;
 }
 
-int gen_grpc_snapshot_cached(struct gen_cache *c, const struct model *m, struct xds_snapshot **out)
+int gen_snapshot_cached(struct gen_cache *c, const struct model *m, const struct gen_profile *p,
+			const struct gen_notes *notes, struct xds_snapshot **out)
 {
+	struct gen_ctx g = { .m = m, .p = p, .notes = notes };
 	struct xds_snapshot *snap = xds_snapshot_new();
 	struct gen_cache_entry *nv = NULL;
 	const struct cfg_object **vss = NULL;
@@ -432,6 +430,13 @@ int gen_grpc_snapshot_cached(struct gen_cache *c, const struct model *m, struct 
 	vss = calloc(GEN_MAX_VS, sizeof(*vss));
 	if (!vss || (m->n_services && !(nv = calloc(m->n_services, sizeof(*nv)))))
 		goto out;
+	if (c->p != p) {
+		/* built for another profile: nothing can be reused */
+		gen_cache_entries_free(c->v, c->n);
+		c->v = NULL;
+		c->n = 0;
+		c->p = p;
+	}
 	pa_hash = gen_key_pa(m);
 	for (i = 0; i < m->n_services; i++) {
 		const struct model_service *svc = &m->services[i];
@@ -467,9 +472,10 @@ int gen_grpc_snapshot_cached(struct gen_cache *c, const struct model *m, struct 
 				st.reused[k]++;
 				continue;
 			}
-			rc = gen_cache_build(m, svc, k, keys[k], &e->g[k]);
+			rc = gen_cache_build(&g, svc, k, keys[k], &e->g[k]);
 			if (rc < 0) {
-				log_error("xds", "proxyless config for %s: %s", svc->hostname, mesh_strerror(rc));
+				gen__note(&g, GEN_NOTE_ERROR, "xds", "%s config for %s: %s", p->name, svc->hostname,
+					  mesh_strerror(rc));
 				goto out;
 			}
 			st.built[k]++;
@@ -508,4 +514,9 @@ out:
 	free(vss);
 	xds_snapshot_unref(snap);
 	return rc;
+}
+
+int gen_grpc_snapshot_cached(struct gen_cache *c, const struct model *m, struct xds_snapshot **out)
+{
+	return gen_snapshot_cached(c, m, &gen_profile_proxyless, NULL, out);
 }

@@ -21,13 +21,13 @@
  * Errors are sticky in the compile context: builders return NULL once
  * anything failed and the caller checks ctx->err at the end of a rule.
  */
-#include "controlplane/xds/rbac.h"
-#include "controlplane/xds/gen_int.h"
+#include "controlplane/gen/rbac.h"
+#include "controlplane/model/policy.h"
+#include "controlplane/gen/gen_int.h"
 
 #include "common/arena.h"
 #include "common/buf.h"
 #include "common/err.h"
-#include "common/log.h"
 
 #include "envoy/config/core/v3/address.pb-c.h"
 #include "envoy/config/route/v3/route_components.pb-c.h"
@@ -89,6 +89,7 @@ struct rbac__ctx {
 	struct arena *a;
 	const struct cfg_object *policy; /* the policy being compiled */
 	int err;
+	const struct gen_ctx *g;         /* where notes go (g->notes may be NULL) */
 };
 
 /* ------------------------------------------------------------- small helpers */
@@ -781,13 +782,15 @@ static void rbac__rule(struct rbac__ctx *c, const struct cfg_authz_rule *r, enum
 		if (rbac__when(c, &r->when[i], &perm_base, &id_base))
 			continue;
 		if (action == CFG_AUTHZ_DENY) {
-			log_warn("rbac", "%s/%s rule %zu: condition %s cannot be matched by the RBAC filter; "
-				 "ignored, so the DENY rule applies more widely", c->policy->ns, c->policy->name, idx,
-				 r->when[i].key ? r->when[i].key : "");
+			gen__note(c->g, GEN_NOTE_WARN, "rbac",
+				  "%s/%s rule %zu: condition %s cannot be matched by the RBAC filter; "
+				  "ignored, so the DENY rule applies more widely", c->policy->ns, c->policy->name, idx,
+				  r->when[i].key ? r->when[i].key : "");
 			continue;
 		}
-		log_warn("rbac", "%s/%s rule %zu: condition %s cannot be matched by the RBAC filter; rule dropped",
-			 c->policy->ns, c->policy->name, idx, r->when[i].key ? r->when[i].key : "");
+		gen__note(c->g, GEN_NOTE_WARN, "rbac",
+			  "%s/%s rule %zu: condition %s cannot be matched by the RBAC filter; rule dropped",
+			  c->policy->ns, c->policy->name, idx, r->when[i].key ? r->when[i].key : "");
 		return;
 	}
 	for (i = 0; i < (r->n_to ? r->n_to : 1) && !c->err; i++) {
@@ -905,7 +908,15 @@ static rbac_filter *rbac__finish(struct rbac__ctx *c, struct rbac__filter *f,
 int rbac_compile_policies(const struct cfg_object *const *policies, size_t n, struct arena *a,
 			  rbac_filter **deny_out, rbac_filter **allow_out, rbac_filter **audit_out)
 {
-	struct rbac__ctx c = { a, NULL, 0 };
+	return rbac_compile_policies_noted(policies, n, NULL, a, deny_out, allow_out, audit_out);
+}
+
+int rbac_compile_policies_noted(const struct cfg_object *const *policies, size_t n, const struct gen_notes *notes,
+				struct arena *a, rbac_filter **deny_out, rbac_filter **allow_out,
+				rbac_filter **audit_out)
+{
+	struct gen_ctx g = { .notes = notes };
+	struct rbac__ctx c = { a, NULL, 0, &g };
 	struct rbac__filter deny = { 0 }, allow = { 0 }, audit = { 0 };
 	rbac_filter *d = NULL, *al = NULL, *au = NULL;
 	size_t i, j;
@@ -1014,45 +1025,14 @@ out:
 
 /* ------------------------------------------------------------- selection */
 
-static bool rbac__applies(const struct cfg_object *o, const struct cfg_labels *labels)
-{
-	static const struct cfg_labels none = { NULL, 0 };
-
-	if (!o->spec.ap.has_selector)
-		return true;
-	return model_labels_match(&o->spec.ap.selector, labels ? labels : &none);
-}
-
 size_t rbac_select(const struct model *m, const char *ns, const struct cfg_labels *labels,
 		   const struct cfg_object **out, size_t cap)
 {
-	struct cfg_object **v;
-	size_t n, i, count = 0;
-	int pass;
-
-	if (!m || !m->cfg || !ns)
-		return 0;
-	v = m->cfg->objects[CFG_AUTHORIZATION_POLICY];
-	n = m->cfg->n_objects[CFG_AUTHORIZATION_POLICY];
-	/* pass 0: root namespace (mesh-wide), pass 1: the workload's own */
-	for (pass = 0; pass < 2; pass++) {
-		const char *want = pass == 0 ? m->root_namespace : ns;
-
-		if (!want || (pass == 1 && m->root_namespace && strcmp(ns, m->root_namespace) == 0))
-			continue;
-		for (i = 0; i < n; i++) {
-			if (strcmp(v[i]->ns, want) != 0 || !rbac__applies(v[i], labels))
-				continue;
-			if (count < cap)
-				out[count] = v[i];
-			count++;
-		}
-	}
-	return count;
+	return model_authz_select(m, ns, labels, out, cap);
 }
 
-int rbac_compile(const struct model *m, const char *ns, const struct cfg_labels *labels, struct arena *a,
-		 rbac_filter **deny_out, rbac_filter **allow_out, rbac_filter **audit_out)
+int rbac_compile(const struct model *m, const char *ns, const struct cfg_labels *labels, const struct gen_notes *notes,
+		 struct arena *a, rbac_filter **deny_out, rbac_filter **allow_out, rbac_filter **audit_out)
 {
 	const struct cfg_object **sel = NULL;
 	size_t n;
@@ -1068,7 +1048,7 @@ int rbac_compile(const struct model *m, const char *ns, const struct cfg_labels 
 		rc = -EINVAL;
 		goto out;
 	}
-	n = rbac_select(m, ns, labels, NULL, 0);
+	n = model_authz_select(m, ns, labels, NULL, 0);
 	if (n > RBAC_MAX_POLICIES) {
 		rc = -MESH_ETOOBIG;
 		goto out;
@@ -1079,9 +1059,9 @@ int rbac_compile(const struct model *m, const char *ns, const struct cfg_labels 
 			rc = -ENOMEM;
 			goto out;
 		}
-		rbac_select(m, ns, labels, sel, n);
+		model_authz_select(m, ns, labels, sel, n);
 	}
-	rc = rbac_compile_policies(sel, n, a, deny_out, allow_out, audit_out);
+	rc = rbac_compile_policies_noted(sel, n, notes, a, deny_out, allow_out, audit_out);
 out:
 	return rc;
 }

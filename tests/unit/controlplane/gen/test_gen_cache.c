@@ -10,7 +10,7 @@
 #include "controlplane/config/config.h"
 #include "controlplane/config/store.h"
 #include "controlplane/model/model.h"
-#include "controlplane/xds/gen.h"
+#include "controlplane/gen/gen.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -346,6 +346,40 @@ START_TEST(test_free_null)
 }
 END_TEST
 
+/* A cache serves one profile: switching rebuilds everything, and the
+ * result is that profile's full build. */
+START_TEST(test_profile_switch_rebuilds)
+{
+	static const struct gen_profile other = { .name = "other", .least_request = true, .string_match = true };
+	struct gen_cache *c = gen_cache_new();
+	struct model *m = build_model(&base);
+	struct xds_snapshot *full = NULL, *inc = NULL;
+	struct gen_cache_stats st;
+	int t;
+
+	ck_assert_ptr_nonnull(c);
+	ck_assert_int_eq(gen_grpc_snapshot_cached(c, m, &inc), 0);
+	xds_snapshot_unref(inc);
+	ck_assert_int_eq(gen_snapshot(m, &other, NULL, &full), 0);
+	ck_assert_int_eq(gen_snapshot_cached(c, m, &other, NULL, &inc), 0);
+	assert_same(full, inc, "other profile");
+	gen_cache_get_stats(c, &st);
+	for (t = 0; t < 4; t++)
+		ck_assert_uint_eq(st.reused[t], 0);
+	ck_assert_uint_gt(built_total(&st), 0);
+	xds_snapshot_unref(inc);
+	/* and the same profile again reuses everything */
+	ck_assert_int_eq(gen_snapshot_cached(c, m, &other, NULL, &inc), 0);
+	assert_same(full, inc, "other profile again");
+	gen_cache_get_stats(c, &st);
+	ck_assert_uint_eq(built_total(&st), 0);
+	xds_snapshot_unref(inc);
+	xds_snapshot_unref(full);
+	model_unref(m);
+	gen_cache_free(c);
+}
+END_TEST
+
 static Suite *gen_cache_suite(void)
 {
 	Suite *s = suite_create("gen_cache");
@@ -356,6 +390,7 @@ static Suite *gen_cache_suite(void)
 	tcase_add_test(tc, test_endpoint_change_rebuilds_only_its_assignments);
 	tcase_add_test(tc, test_dependencies_rebuild);
 	tcase_add_test(tc, test_free_null);
+	tcase_add_test(tc, test_profile_switch_rebuilds);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -10,11 +10,13 @@
 #include "controlplane/config/config.h"
 #include "controlplane/config/store.h"
 #include "controlplane/model/model.h"
-#include "controlplane/xds/gen.h"
+#include "controlplane/gen/gen.h"
 
 #include "envoy/config/cluster/v3/cluster.pb-c.h"
 #include "envoy/config/endpoint/v3/endpoint.pb-c.h"
+#include "envoy/config/core/v3/address.pb-c.h"
 #include "envoy/config/listener/v3/listener.pb-c.h"
+#include "envoy/config/listener/v3/listener_components.pb-c.h"
 #include "envoy/config/route/v3/route.pb-c.h"
 #include "envoy/type/matcher/v3/string.pb-c.h"
 #include "envoy/extensions/filters/http/fault/v3/fault.pb-c.h"
@@ -690,6 +692,131 @@ START_TEST(test_empty_model)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- profiles */
+
+/* Every flag that differs from gen_profile_proxyless set the other way,
+ * as a sidecar profile would: the same builders must follow the data. */
+static const struct gen_profile profile_other = {
+	.name = "test",
+	.string_match = true,
+	.weighted_total = false,
+	.max_stream_duration = false,
+	.least_request = true,
+	.locality_weights = false,
+	.endpoint_hostnames = true,
+	.listener_address = true,
+	.rbac_audit = true,
+	.mixed_tls_port = true,
+};
+
+static void setup_other(void)
+{
+	g_model = build_model(mesh_yaml);
+	ck_assert_int_eq(gen_snapshot(g_model, &profile_other, NULL, &g_snap), 0);
+	ck_assert_ptr_nonnull(g_snap);
+}
+
+START_TEST(test_profile_string_match)
+{
+	Envoy__Config__Route__V3__RouteConfiguration *rc = unpack_rds(HOST ":9080");
+	Envoy__Config__Route__V3__HeaderMatcher *h = route_named(rc, "jason")->match->headers[0];
+
+	ck_assert_int_eq(h->header_match_specifier_case,
+			 ENVOY__CONFIG__ROUTE__V3__HEADER_MATCHER__HEADER_MATCH_SPECIFIER_STRING_MATCH);
+	ck_assert_int_eq(h->string_match->match_pattern_case, ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_EXACT);
+	ck_assert_str_eq(h->string_match->exact, "jason");
+	/* the regex route's withoutHeaders stays a present matcher */
+	h = route_named(rc, "regex")->match->headers[0];
+	ck_assert_int_eq(h->header_match_specifier_case,
+			 ENVOY__CONFIG__ROUTE__V3__HEADER_MATCHER__HEADER_MATCH_SPECIFIER_PRESENT_MATCH);
+	ck_assert(h->invert_match);
+	envoy__config__route__v3__route_configuration__free_unpacked(rc, NULL);
+}
+END_TEST
+
+START_TEST(test_profile_weights_timeout)
+{
+	Envoy__Config__Route__V3__RouteConfiguration *rc = unpack_rds(HOST ":9080");
+	Envoy__Config__Route__V3__RouteAction *ra = route_named(rc, "split")->route;
+
+	ck_assert_int_eq(ra->cluster_specifier_case,
+			 ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__CLUSTER_SPECIFIER_WEIGHTED_CLUSTERS);
+	ck_assert_uint_eq(ra->weighted_clusters->n_clusters, 2);
+	ck_assert_ptr_null(ra->weighted_clusters->total_weight);
+	ck_assert_int_eq(ra->timeout->seconds, 5);
+	ck_assert_ptr_null(ra->max_stream_duration);
+	envoy__config__route__v3__route_configuration__free_unpacked(rc, NULL);
+}
+END_TEST
+
+START_TEST(test_profile_least_request)
+{
+	Envoy__Config__Cluster__V3__Cluster *c = unpack_cds("outbound|9080||" HOST);
+
+	ck_assert_int_eq(c->lb_policy, ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__LEAST_REQUEST);
+	envoy__config__cluster__v3__cluster__free_unpacked(c, NULL);
+	c = unpack_cds("outbound|9080|v3|" HOST);
+	ck_assert_int_eq(c->lb_policy, ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__RANDOM);
+	envoy__config__cluster__v3__cluster__free_unpacked(c, NULL);
+	c = unpack_cds("outbound|9080|v2|" HOST);
+	ck_assert_int_eq(c->lb_policy, ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__RING_HASH);
+	envoy__config__cluster__v3__cluster__free_unpacked(c, NULL);
+	/* no DestinationRule: Istio's sidecar default */
+	c = unpack_cds("outbound|9080||" RATINGS);
+	ck_assert_int_eq(c->lb_policy, ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__LEAST_REQUEST);
+	envoy__config__cluster__v3__cluster__free_unpacked(c, NULL);
+}
+END_TEST
+
+START_TEST(test_profile_no_locality_weights)
+{
+	Envoy__Config__Endpoint__V3__ClusterLoadAssignment *cla = unpack_eds("outbound|9080||" HOST);
+	size_t i;
+
+	ck_assert_uint_gt(cla->n_endpoints, 1);
+	for (i = 0; i < cla->n_endpoints; i++)
+		ck_assert_ptr_null(cla->endpoints[i]->load_balancing_weight);
+	envoy__config__endpoint__v3__cluster_load_assignment__free_unpacked(cla, NULL);
+}
+END_TEST
+
+START_TEST(test_profile_bound_listener)
+{
+	const struct xds_resource *r = res(XDS_LISTENER, HOST ":9080");
+	Envoy__Config__Listener__V3__Listener *l = envoy__config__listener__v3__listener__unpack(NULL, r->len, r->data);
+
+	ck_assert_ptr_nonnull(l);
+	ck_assert_ptr_null(l->api_listener);
+	ck_assert_ptr_nonnull(l->address);
+	ck_assert_str_eq(l->address->socket_address->address, "0.0.0.0");
+	ck_assert_uint_eq(l->address->socket_address->port_value, 9080);
+	ck_assert_uint_eq(l->n_filter_chains, 1);
+	ck_assert_uint_eq(l->filter_chains[0]->n_filters, 1);
+	ck_assert_str_eq(l->filter_chains[0]->filters[0]->name, "envoy.filters.network.http_connection_manager");
+	ck_assert_str_eq(l->filter_chains[0]->filters[0]->typed_config->type_url,
+			 TYPE_PREFIX "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager");
+	envoy__config__listener__v3__listener__free_unpacked(l, NULL);
+}
+END_TEST
+
+/* The proxyless entry point is the profile's, and profiles differ. */
+START_TEST(test_profile_entry_points)
+{
+	struct xds_snapshot *a = NULL, *b = NULL;
+
+	ck_assert_int_eq(gen_grpc_snapshot(g_model, &a), 0);
+	ck_assert_int_eq(gen_snapshot(g_model, &gen_profile_proxyless, NULL, &b), 0);
+	ck_assert_uint_eq(a->sets[XDS_ROUTE].n, b->sets[XDS_ROUTE].n);
+	ck_assert_mem_eq(a->sets[XDS_ROUTE].v[0].data, b->sets[XDS_ROUTE].v[0].data, a->sets[XDS_ROUTE].v[0].len);
+	ck_assert_uint_eq(a->sets[XDS_ROUTE].n, g_snap->sets[XDS_ROUTE].n);
+	ck_assert(a->sets[XDS_LISTENER].v[0].len != g_snap->sets[XDS_LISTENER].v[0].len ||
+		  memcmp(a->sets[XDS_LISTENER].v[0].data, g_snap->sets[XDS_LISTENER].v[0].data,
+			 a->sets[XDS_LISTENER].v[0].len) != 0);
+	xds_snapshot_unref(a);
+	xds_snapshot_unref(b);
+}
+END_TEST
+
 static Suite *gen_grpc_suite(void)
 {
 	Suite *s = suite_create("gen_grpc");
@@ -709,6 +836,16 @@ static Suite *gen_grpc_suite(void)
 	tcase_add_test(tc, test_endpoints_subset_and_localities);
 	tcase_add_test(tc, test_deterministic);
 	tcase_add_test(tc, test_empty_model);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("profile");
+	tcase_add_checked_fixture(tc, setup_other, teardown);
+	tcase_add_test(tc, test_profile_string_match);
+	tcase_add_test(tc, test_profile_weights_timeout);
+	tcase_add_test(tc, test_profile_least_request);
+	tcase_add_test(tc, test_profile_no_locality_weights);
+	tcase_add_test(tc, test_profile_bound_listener);
+	tcase_add_test(tc, test_profile_entry_points);
 	suite_add_tcase(s, tc);
 	return s;
 }

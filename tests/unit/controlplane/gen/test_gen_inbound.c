@@ -11,7 +11,8 @@
 #include "controlplane/config/config.h"
 #include "controlplane/config/store.h"
 #include "controlplane/model/model.h"
-#include "controlplane/xds/gen.h"
+#include "controlplane/gen/gen.h"
+#include "controlplane/model/policy.h"
 
 #include "common/err.h"
 
@@ -189,11 +190,17 @@ static struct cfg_kv kv_tagged[] = { { "app", "other" }, { "security.istio.io/tl
 static const struct cfg_labels l_dis = { kv_app_dis, 1 }, l_w = { kv_app_w, 1 }, l_x = { kv_app_x, 1 },
 			       l_tagged = { kv_tagged, 2 };
 
+/* A profile whose servers take TLS and plaintext on one port and know
+ * the RBAC LOG action (as Envoy does). */
+static const struct gen_profile profile_mixed = {
+	.name = "mixed",
+	.mixed_tls_port = true,
+	.rbac_audit = true,
+};
+
 static enum cfg_mtls_mode mode_of(const struct model *m, const char *ns, const struct cfg_labels *l, uint32_t port)
 {
-	struct gen_workload w = { ns, l };
-
-	return gen_grpc_peer_authn(m, &w, port);
+	return model_peer_authn(m, ns, l, port);
 }
 
 static Envoy__Config__Listener__V3__Listener *inbound(const struct model *m, const char *ns,
@@ -320,8 +327,10 @@ START_TEST(test_default_permissive)
 	ck_assert_int_eq(mode_of(m, "none", NULL, 80), CFG_MTLS_PERMISSIVE);
 	ck_assert_int_eq(mode_of(m, NULL, NULL, 80), CFG_MTLS_PERMISSIVE);
 	/* PERMISSIVE is plaintext for a gRPC server, unless tlsMode=istio */
-	ck_assert(!gen_grpc_server_mtls(m, &w, 80));
-	ck_assert(gen_grpc_server_mtls(m, &tagged, 80));
+	ck_assert(!gen_server_mtls(m, &gen_profile_proxyless, &w, 80));
+	ck_assert(gen_server_mtls(m, &gen_profile_proxyless, &tagged, 80));
+	/* a server that takes both on one port serves PERMISSIVE as both */
+	ck_assert(!gen_server_mtls(m, &profile_mixed, &tagged, 80));
 	model_unref(m);
 }
 END_TEST
@@ -487,6 +496,45 @@ START_TEST(test_listener_rbac_before_router)
 	ck_assert_uint_eq(h->n_http_filters, 2);
 	ck_assert_str_eq(h->http_filters[0]->name, "envoy.filters.http.rbac.DENY");
 	ck_assert_str_eq(h->http_filters[1]->name, "envoy.filters.http.router");
+	envoy__extensions__filters__network__http_connection_manager__v3__http_connection_manager__free_unpacked(h, NULL);
+	envoy__config__listener__v3__listener__free_unpacked(l, NULL);
+	model_unref(m);
+}
+END_TEST
+
+/* The AUDIT filter goes first when the profile knows the LOG action, and
+ * is left out for proxyless gRPC. */
+START_TEST(test_listener_audit_by_profile)
+{
+	static const char *const audit =
+		"apiVersion: security.istio.io/v1\n"
+		"kind: AuthorizationPolicy\n"
+		"metadata: {name: audit-all, namespace: perm}\n"
+		"spec:\n"
+		"  action: AUDIT\n"
+		"  rules: [{}]\n";
+	struct model *m = build_model(join(policies_yaml, audit, NULL), NULL);
+	struct gen_workload w = { "perm", NULL };
+	Envoy__Config__Listener__V3__Listener *l;
+	uint8_t *data = NULL;
+	size_t len = 0;
+	hcm_t *h;
+
+	ck_assert_int_eq(gen_inbound_listener(m, &profile_mixed, &w, INBOUND "0.0.0.0:80", NULL, &data, &len), 0);
+	l = envoy__config__listener__v3__listener__unpack(NULL, len, data);
+	free(data);
+	ck_assert_ptr_nonnull(l);
+	h = chain_hcm(l->filter_chains[0]);
+	ck_assert_uint_eq(h->n_http_filters, 2);
+	ck_assert_str_eq(h->http_filters[0]->name, "envoy.filters.http.rbac.AUDIT");
+	ck_assert_str_eq(h->http_filters[1]->name, "envoy.filters.http.router");
+	envoy__extensions__filters__network__http_connection_manager__v3__http_connection_manager__free_unpacked(h, NULL);
+	envoy__config__listener__v3__listener__free_unpacked(l, NULL);
+
+	l = inbound(m, "perm", NULL, "0.0.0.0:80");
+	h = chain_hcm(l->filter_chains[0]);
+	ck_assert_uint_eq(h->n_http_filters, 1);
+	ck_assert_str_eq(h->http_filters[0]->name, "envoy.filters.http.router");
 	envoy__extensions__filters__network__http_connection_manager__v3__http_connection_manager__free_unpacked(h, NULL);
 	envoy__config__listener__v3__listener__free_unpacked(l, NULL);
 	model_unref(m);
@@ -679,6 +727,7 @@ static Suite *gen_inbound_suite(void)
 	tcase_add_test(tc, test_listener_bad_names);
 	tcase_add_test(tc, test_listener_rbac_before_router);
 	tcase_add_test(tc, test_listener_deterministic);
+	tcase_add_test(tc, test_listener_audit_by_profile);
 	tcase_add_test(tc, test_auto_mtls_sans);
 	tcase_add_test(tc, test_auto_mtls_off_without_strict);
 	tcase_add_test(tc, test_destination_rule_tls);

@@ -1,0 +1,183 @@
+/*
+ * endpoint.c - EDS: one ClusterLoadAssignment per cluster of cluster.c.
+ *
+ * Endpoints grouped by locality, localities and endpoints sorted, each
+ * endpoint with its weight.  Not-ready endpoints are left out; so are
+ * endpoints whose address is a host name unless the profile has
+ * endpoint_hostnames (gRPC cannot resolve names from EDS).  With
+ * locality_weights, each locality is weighted by the sum of its
+ * endpoints' weights (gRPC 1.51 drops localities without a weight).
+ */
+#include "controlplane/gen/gen_int.h"
+
+#include "common/err.h"
+
+#include "envoy/config/endpoint/v3/endpoint.pb-c.h"
+#include "envoy/config/endpoint/v3/endpoint_components.pb-c.h"
+
+#include <arpa/inet.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct gen_ep {
+	const char *locality;
+	const char *address;
+	uint32_t port;
+	uint32_t weight;
+};
+
+static int gen_ep_cmp(const void *x, const void *y)
+{
+	const struct gen_ep *a = x, *b = y;
+	int c = strcmp(a->locality, b->locality);
+
+	if (c == 0)
+		c = strcmp(a->address, b->address);
+	if (c == 0)
+		c = a->port < b->port ? -1 : a->port > b->port;
+	if (c == 0)
+		c = a->weight < b->weight ? -1 : a->weight > b->weight;
+	return c;
+}
+
+static bool gen_is_ip(const char *s)
+{
+	unsigned char tmp[16];
+
+	return s && (inet_pton(AF_INET, s, tmp) == 1 || inet_pton(AF_INET6, s, tmp) == 1);
+}
+
+/* "region/zone/subzone" into a Locality (missing parts stay empty). */
+static Envoy__Config__Core__V3__Locality *gen_locality(struct arena *a, const char *s)
+{
+	Envoy__Config__Core__V3__Locality *l = gen__msg(a, &envoy__config__core__v3__locality__descriptor);
+	char **parts[3];
+	size_t i;
+
+	if (!l)
+		return NULL;
+	parts[0] = &l->region;
+	parts[1] = &l->zone;
+	parts[2] = &l->sub_zone;
+	for (i = 0; i < 3 && *s; i++) {
+		const char *slash = i < 2 ? strchr(s, '/') : NULL;
+		size_t len = slash ? (size_t)(slash - s) : strlen(s);
+
+		if (!(*parts[i] = arena_strndup(a, s, len)))
+			return NULL;
+		s += len;
+		if (*s == '/')
+			s++;
+	}
+	return l;
+}
+
+static Envoy__Config__Endpoint__V3__LbEndpoint *gen_lb_endpoint(struct arena *a, const struct gen_ep *e)
+{
+	Envoy__Config__Endpoint__V3__LbEndpoint *lbe = gen__msg(a, &envoy__config__endpoint__v3__lb_endpoint__descriptor);
+	Envoy__Config__Endpoint__V3__Endpoint *ep = gen__msg(a, &envoy__config__endpoint__v3__endpoint__descriptor);
+	Envoy__Config__Core__V3__Address *ad = gen__msg(a, &envoy__config__core__v3__address__descriptor);
+	Envoy__Config__Core__V3__SocketAddress *sa = gen__msg(a, &envoy__config__core__v3__socket_address__descriptor);
+
+	if (!lbe || !ep || !ad || !sa || !(sa->address = arena_strdup(a, e->address)) ||
+	    !(lbe->load_balancing_weight = gen__u32(a, e->weight)))
+		return NULL;
+	sa->port_specifier_case = ENVOY__CONFIG__CORE__V3__SOCKET_ADDRESS__PORT_SPECIFIER_PORT_VALUE;
+	sa->port_value = e->port;
+	ad->address_case = ENVOY__CONFIG__CORE__V3__ADDRESS__ADDRESS_SOCKET_ADDRESS;
+	ad->socket_address = sa;
+	ep->address = ad;
+	lbe->host_identifier_case = ENVOY__CONFIG__ENDPOINT__V3__LB_ENDPOINT__HOST_IDENTIFIER_ENDPOINT;
+	lbe->endpoint = ep;
+	lbe->health_status = ENVOY__CONFIG__CORE__V3__HEALTH_STATUS__HEALTHY;
+	return lbe;
+}
+
+/* The assignment for one cluster of service port pi; sel NULL = all
+ * endpoints, else those whose labels match it.  eps: scratch, one slot per
+ * endpoint of the service. */
+static int gen_assignment(const struct gen_ctx *g, const struct model_service *svc, size_t pi, const char *subset,
+			  const struct cfg_labels *sel, struct gen_ep *eps,
+			  struct arena *a, struct xds_snapshot *snap)
+{
+	Envoy__Config__Endpoint__V3__ClusterLoadAssignment cla =
+		ENVOY__CONFIG__ENDPOINT__V3__CLUSTER_LOAD_ASSIGNMENT__INIT;
+	static const struct cfg_labels no_labels;
+	const struct model_port *mp = &svc->ports[pi];
+	size_t i, n = 0, start, n_loc = 0;
+	int rc = -ENOMEM;
+
+	cla.cluster_name = gen__cluster_name(a, mp->number, subset, svc->hostname);
+	if (!cla.cluster_name)
+		goto out;
+	for (i = 0; i < svc->n_endpoints; i++) {
+		const struct model_endpoint *e = &svc->endpoints[i];
+		uint32_t port = e->ports ? e->ports[pi] : 0;
+
+		if (!e->address || e->not_ready || (!g->p->endpoint_hostnames && !gen_is_ip(e->address)))
+			continue;
+		if (sel && !model_labels_match(sel, e->labels ? e->labels : &no_labels))
+			continue;
+		if (port == 0)
+			port = mp->target_port ? mp->target_port : mp->number;
+		eps[n].locality = e->locality ? e->locality : "";
+		eps[n].address = e->address;
+		eps[n].port = port;
+		eps[n].weight = e->weight ? e->weight : 1;
+		n++;
+	}
+	if (n)
+		qsort(eps, n, sizeof(*eps), gen_ep_cmp);
+	for (i = 0; i < n; i++)
+		if (i == 0 || strcmp(eps[i].locality, eps[i - 1].locality) != 0)
+			n_loc++;
+	if (n_loc && !(cla.endpoints = arena_calloc(a, n_loc, sizeof(*cla.endpoints))))
+		goto out;
+	for (start = 0; start < n;) {
+		Envoy__Config__Endpoint__V3__LocalityLbEndpoints *le =
+			gen__msg(a, &envoy__config__endpoint__v3__locality_lb_endpoints__descriptor);
+		uint64_t sum = 0;
+		size_t end = start;
+
+		while (end < n && strcmp(eps[end].locality, eps[start].locality) == 0)
+			end++;
+		if (!le || !(le->locality = gen_locality(a, eps[start].locality)) ||
+		    !(le->lb_endpoints = arena_calloc(a, end - start, sizeof(*le->lb_endpoints))))
+			goto out;
+		for (i = start; i < end; i++) {
+			if (!(le->lb_endpoints[i - start] = gen_lb_endpoint(a, &eps[i])))
+				goto out;
+			sum += eps[i].weight;
+		}
+		le->n_lb_endpoints = end - start;
+		if (g->p->locality_weights &&
+		    !(le->load_balancing_weight = gen__u32(a, sum > UINT32_MAX ? UINT32_MAX : (uint32_t)sum)))
+			goto out;
+		cla.endpoints[cla.n_endpoints++] = le;
+		start = end;
+	}
+	rc = gen__emit(g, snap, XDS_ENDPOINT, cla.cluster_name, &cla.base);
+out:
+	return rc;
+}
+
+int gen__endpoints(const struct gen_ctx *g, const struct model_service *svc, struct arena *a,
+		   struct xds_snapshot *snap)
+{
+	const struct cfg_object *dr = model_destination_rule(g->m, svc->hostname, svc->ns);
+	struct gen_ep *eps = NULL;
+	size_t i, j;
+	int rc = 0;
+
+	if (svc->n_endpoints && !(eps = arena_calloc(a, svc->n_endpoints, sizeof(*eps))))
+		return -ENOMEM;
+	for (i = 0; i < svc->n_ports && rc == 0; i++) {
+		rc = gen_assignment(g, svc, i, NULL, NULL, eps, a, snap);
+		for (j = 0; dr && j < dr->spec.dr.n_subsets && rc == 0; j++) {
+			const struct cfg_subset *ss = &dr->spec.dr.subsets[j];
+
+			rc = gen_assignment(g, svc, i, ss->name, &ss->labels, eps, a, snap);
+		}
+	}
+	return rc;
+}

@@ -1,0 +1,76 @@
+/*
+ * flavour.h - what one kind of xDS client accepts, as data.
+ *
+ * The builders in controlplane/gen/ are shared by every client kind
+ * (proxyless gRPC today; Envoy or meshproxy sidecars and gateways next).
+ * Where client kinds differ, a builder reads a flag of the profile instead
+ * of being written per kind: a feature the profile allows is built, one it
+ * does not is left out (or replaced by what that client understands).
+ * A new client kind is a new constant here, not a copy of the builders.
+ *
+ * Flags marked "slot" name Istio features that no builder emits yet; they
+ * are kept so that the builder that adds them has a place to read from, and
+ * every profile sets them false today.
+ */
+#ifndef MESH_GEN_FLAVOUR_H
+#define MESH_GEN_FLAVOUR_H
+
+#include <stdbool.h>
+
+struct gen_profile {
+	const char *name;            /* for messages: "proxyless", "sidecar" */
+
+	/* ---- routes (RDS) */
+	/* HeaderMatcher.string_match; false: the older exact_match /
+	 * prefix_match / safe_regex_match / present_match fields. */
+	bool string_match;
+	/* WeightedCluster.total_weight set to the sum of the weights (gRPC
+	 * 1.51 rejects a total that differs; Envoy deprecates the field). */
+	bool weighted_total;
+	/* A route timeout also sent as max_stream_duration (what gRPC
+	 * reads; Envoy reads RouteAction.timeout). */
+	bool max_stream_duration;
+	/* http matches on sourceLabels / sourceNamespace are evaluated for
+	 * the calling workload (its output is per caller); false: the output
+	 * is shared by every caller, so such matches are left out. */
+	bool per_caller_matches;
+	bool redirects;              /* slot: redirect and directResponse routes */
+	bool rewrites;               /* slot: uri / authority rewrites */
+	bool mirror;                 /* slot: request mirroring */
+	bool header_edits;           /* slot: request / response header edits */
+
+	/* ---- clusters and endpoints (CDS, EDS) */
+	/* LEAST_REQUEST and RANDOM load balancing, LEAST_REQUEST by default
+	 * (Istio's sidecar default); false: ROUND_ROBIN (gRPC 1.51 rejects
+	 * LEAST_REQUEST, RANDOM and MAGLEV). */
+	bool least_request;
+	/* Every locality carries load_balancing_weight (gRPC 1.51 drops
+	 * localities without one). */
+	bool locality_weights;
+	/* EDS endpoints may be host names; false: only IP addresses (gRPC
+	 * cannot resolve names from EDS). */
+	bool endpoint_hostnames;
+	bool tls_files;              /* slot: DestinationRule SIMPLE / MUTUAL from certificate files */
+
+	/* ---- listeners (LDS) */
+	/* Outbound listeners bound to 0.0.0.0:PORT with the HTTP connection
+	 * manager as a network filter; false: an ApiListener per HOST:PORT
+	 * (proxyless clients do not listen). */
+	bool listener_address;
+	/* The RBAC filter with action LOG for AUDIT policies (gRPC 1.51 knows
+	 * no LOG action). */
+	bool rbac_audit;
+	/* A server port can take TLS and plaintext at once, so PERMISSIVE
+	 * accepts both; false: PERMISSIVE is served as plaintext unless the
+	 * workload carries security.istio.io/tlsMode=istio (a gRPC server
+	 * serves one or the other on a port). */
+	bool mixed_tls_port;
+};
+
+/* Proxyless gRPC clients and servers: the floor of Debian 12's gRPC 1.51
+ * (DESIGN.md "Compatibility floor"): no string_match, ROUND_ROBIN instead
+ * of LEAST_REQUEST, total_weight equal to the sum, locality weights, the
+ * router filter last, no redirects, rewrites, mirrors or header edits. */
+extern const struct gen_profile gen_profile_proxyless;
+
+#endif

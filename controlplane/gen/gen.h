@@ -1,0 +1,127 @@
+/*
+ * gen.h - xDS generators: model in, encoded resources out.
+ *
+ * Pure functions of the model and a client profile (flavour.h): no I/O,
+ * no clocks, no globals, no logging (what would be logged is handed to the
+ * caller's gen_notes), so the same model always gives byte-identical
+ * resources and content-hash versions stay stable across meshd restarts.
+ * The policy rules they read (which DestinationRule, PeerAuthentication,
+ * AuthorizationPolicy applies and how levels merge) live in
+ * controlplane/model/policy.h, shared by every generator.
+ *
+ * Shared shape, following Istio's generators:
+ *  - LDS: one Listener per service host and port, named "HOST:PORT"
+ *    (proxyless: an ApiListener holding an HttpConnectionManager; RDS over
+ *    ADS, route config named "HOST:PORT"; http filters: fault, then router
+ *    last);
+ *  - RDS: one RouteConfiguration per listener, one VirtualHost whose routes
+ *    come from the matching VirtualServices (or a default route);
+ *  - CDS: "outbound|PORT||HOST" plus "outbound|PORT|SUBSET|HOST" per
+ *    DestinationRule subset, type EDS, policy from the DestinationRule;
+ *  - EDS: one ClusterLoadAssignment per cluster, endpoints grouped by
+ *    locality.
+ * What differs between client kinds is read from the profile; for
+ * proxyless gRPC (node metadata GENERATOR: grpc) that is
+ * gen_profile_proxyless, the gRPC 1.51 floor of DESIGN.md.
+ *
+ * mTLS, following Istio's grpcgen:
+ *  - xDS-enabled gRPC servers ask for "xds.istio.io/grpc/lds/inbound/IP:PORT";
+ *    that Listener depends on the workload (namespace, labels) and is built
+ *    per proxy by gen_inbound_listener(), not put in the snapshot;
+ *  - clusters carry an UpstreamTlsContext when a DestinationRule says
+ *    ISTIO_MUTUAL, or (auto mTLS) when every endpoint has an identity and
+ *    serves that port with mTLS required.
+ */
+#ifndef MESH_GEN_H
+#define MESH_GEN_H
+
+#include "controlplane/gen/flavour.h"
+#include "controlplane/model/model.h"
+#include "controlplane/xds/resource.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifndef MESH_MUST_CHECK
+#define MESH_MUST_CHECK __attribute__((warn_unused_result))
+#endif
+
+/* What a generator would have logged: a resource over the size limit, a
+ * service whose config failed, an AuthorizationPolicy condition the RBAC
+ * filter cannot match.  The generator calls fn (on its own thread, msg
+ * valid for the call only) and goes on; the caller decides where it goes.
+ * A NULL gen_notes, or a NULL fn, drops them. */
+enum gen_note_level { GEN_NOTE_WARN, GEN_NOTE_ERROR };
+struct gen_notes {
+	void (*fn)(void *ctx, enum gen_note_level level, const char *scope, const char *msg);
+	void *ctx;
+};
+
+/* Build every resource of profile p for the model into a new sealed
+ * snapshot.  Returns 0 and *out, or a negative code (the failing service
+ * is named in a note). */
+MESH_MUST_CHECK int gen_snapshot(const struct model *m, const struct gen_profile *p, const struct gen_notes *notes,
+				 struct xds_snapshot **out);
+
+/* Incremental generation (cache.c): a cache kept across pushes by one
+ * thread.  gen_snapshot_cached() gives the same snapshot as
+ * gen_snapshot() (byte for byte) but rebuilds, per service and xDS type,
+ * only the resources whose inputs changed since the previous call; the
+ * others are taken encoded from the cache.  A cache serves one profile:
+ * called with another, it starts afresh.  Returns 0 and *out, or a
+ * negative code (the cache is then emptied, and the next call rebuilds
+ * everything). */
+struct gen_cache;
+struct gen_cache *gen_cache_new(void);      /* NULL on out-of-memory */
+void gen_cache_free(struct gen_cache *c);   /* NULL is a no-op */
+MESH_MUST_CHECK int gen_snapshot_cached(struct gen_cache *c, const struct model *m, const struct gen_profile *p,
+					const struct gen_notes *notes, struct xds_snapshot **out);
+
+/* What the last gen_snapshot_cached() did, counted in (service, xDS
+ * type) groups, indexed by enum xds_type (Listener..ClusterLoadAssignment). */
+struct gen_cache_stats {
+	size_t built[XDS_TYPE_COUNT];
+	size_t reused[XDS_TYPE_COUNT];
+};
+void gen_cache_get_stats(const struct gen_cache *c, struct gen_cache_stats *out);
+
+/* The proxyless entry points: the above with gen_profile_proxyless and
+ * no notes. */
+MESH_MUST_CHECK int gen_grpc_snapshot(const struct model *m, struct xds_snapshot **out);
+MESH_MUST_CHECK int gen_grpc_snapshot_cached(struct gen_cache *c, const struct model *m, struct xds_snapshot **out);
+
+/* LDS names of xDS-enabled gRPC servers (Istio's
+ * server_listener_resource_name_template, "%s" = IP:PORT). */
+#define GEN_GRPC_INBOUND_PREFIX "xds.istio.io/grpc/lds/inbound/"
+/* Istio's label telling that a workload takes mTLS (auto mTLS). */
+#define GEN_TLS_MODE_LABEL "security.istio.io/tlsMode"
+
+/* The workload a per-proxy resource is built for. */
+struct gen_workload {
+	const char *ns;                   /* namespace; NULL: "default" */
+	const struct cfg_labels *labels;  /* NULL: no labels */
+};
+
+/* Whether a server of profile p on that workload port requires mTLS (the
+ * PeerAuthentication mode from model_peer_authn()): STRICT does; DISABLE
+ * does not; PERMISSIVE does not when the server can take both on one port
+ * (p->mixed_tls_port), otherwise only when the workload carries
+ * security.istio.io/tlsMode=istio (a gRPC server cannot take TLS and
+ * plaintext on one port, so PERMISSIVE is served as plaintext otherwise,
+ * as Istio does). */
+bool gen_server_mtls(const struct model *m, const struct gen_profile *p, const struct gen_workload *w, uint32_t port);
+
+/* The inbound Listener `name` (GEN_GRPC_INBOUND_PREFIX + "IP:PORT" or
+ * "[IPv6]:PORT") of an xDS-enabled server of profile p for workload w,
+ * serialised into *data (malloc'd, the caller frees) and *len.  Returns
+ * 0, -ENOENT when name is not such a listener name, -ENOMEM, or
+ * -MESH_ETOOBIG. */
+MESH_MUST_CHECK int gen_inbound_listener(const struct model *m, const struct gen_profile *p,
+					 const struct gen_workload *w, const char *name,
+					 const struct gen_notes *notes, uint8_t **data, size_t *len);
+/* The same for proxyless gRPC servers, without notes. */
+MESH_MUST_CHECK int gen_grpc_inbound_listener(const struct model *m, const struct gen_workload *w, const char *name,
+					      uint8_t **data, size_t *len);
+
+#endif

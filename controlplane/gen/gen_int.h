@@ -1,0 +1,152 @@
+/*
+ * gen_int.h - private to the xDS generators (controlplane/gen/).
+ *
+ * Generators build protobuf-c messages in an arena scoped to one unit of
+ * work (one service), serialise them into the snapshot, then drop the
+ * arena.  The helpers here wrap the pieces every generator needs: wrapper
+ * values, durations, Any packing, cluster names, notes, and emitting a
+ * finished resource.  Every builder takes a gen_ctx: the model, the
+ * client profile it builds for, and where notes go.
+ *
+ * Allocation helpers return NULL when the arena is exhausted (callers treat
+ * that as -ENOMEM); the others return 0 or a negative code (err.h).
+ */
+#ifndef MESH_GEN_INT_H
+#define MESH_GEN_INT_H
+
+#include "common/arena.h"
+#include "controlplane/gen/gen.h"
+#include "controlplane/model/model.h"
+#include "controlplane/xds/resource.h"
+
+#include "google/protobuf/any.pb-c.h"
+#include "google/protobuf/duration.pb-c.h"
+#include "google/protobuf/wrappers.pb-c.h"
+#include "envoy/config/core/v3/base.pb-c.h"
+#include "envoy/extensions/transport_sockets/tls/v3/tls.pb-c.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Bytes one unit of work (one service and its ports) may allocate. */
+#define GEN_ARENA_MAX      (64u << 20)
+/* Largest serialised resource we hand to the snapshot. */
+#define GEN_RESOURCE_MAX   (16u << 20)
+/* VirtualServices considered for one host. */
+#define GEN_MAX_VS         256
+/* Cluster names: "outbound|65535|SUBSET|HOST". */
+#define GEN_NAME_MAX       512
+/* Longest note. */
+#define GEN_NOTE_MAX       512
+
+#define GEN_FAULT_FILTER   "envoy.filters.http.fault"
+#define GEN_ROUTER_FILTER  "envoy.filters.http.router"
+
+/* One generation run. */
+struct gen_ctx {
+	const struct model *m;
+	const struct gen_profile *p;
+	const struct gen_notes *notes;       /* NULL: notes are dropped */
+	/* The calling workload when the output is built for one caller
+	 * (p->per_caller_matches); NULL: shared by every caller. */
+	const struct gen_workload *caller;
+};
+
+/* The workload's namespace ("default" when unset) and labels (none when
+ * unset). */
+extern const struct cfg_labels gen__no_labels;
+static inline const char *gen__workload_ns(const struct gen_workload *w)
+{
+	return w && w->ns && w->ns[0] ? w->ns : "default";
+}
+
+static inline const struct cfg_labels *gen__workload_labels(const struct gen_workload *w)
+{
+	return w && w->labels ? w->labels : &gen__no_labels;
+}
+
+/* Hand a note to g->notes (formatted, truncated to GEN_NOTE_MAX). */
+void gen__note(const struct gen_ctx *g, enum gen_note_level level, const char *scope, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* A zero-initialised message of type d (its __INIT values) in the arena. */
+void *gen__msg(struct arena *a, const ProtobufCMessageDescriptor *d);
+Google__Protobuf__UInt32Value *gen__u32(struct arena *a, uint32_t v);
+Google__Protobuf__UInt64Value *gen__u64(struct arena *a, uint64_t v);
+Google__Protobuf__BoolValue *gen__bool(struct arena *a, bool v);
+/* ns must be >= 0. */
+Google__Protobuf__Duration *gen__duration(struct arena *a, int64_t ns);
+/* Serialise msg into an Any whose type URL is built from its descriptor. */
+Google__Protobuf__Any *gen__any(struct arena *a, const ProtobufCMessage *msg);
+/* Clamp a config number (may be -1 or huge) to uint32. */
+uint32_t gen__clamp_u32(int64_t v);
+
+/* "outbound|PORT|SUBSET|HOST" in the arena (subset NULL -> empty). */
+char *gen__cluster_name(struct arena *a, uint32_t port, const char *subset, const char *host);
+
+/* A ConfigSource "over ADS, API v3"; NULL on out-of-memory. */
+Envoy__Config__Core__V3__ConfigSource *gen__ads_source(struct arena *a);
+
+/* mTLS pieces (tls.c).  The certificate provider instance "default" of
+ * the client's bootstrap holds the workload certificate ("default") and
+ * the roots ("ROOTCA"), as with Istio's agent. */
+#define GEN_TLS_SOCKET_NAME   "envoy.transport_sockets.tls"
+#define GEN_CERT_PROVIDER     "default"
+#define GEN_CERT_NAME         "default"
+#define GEN_ROOT_CERT_NAME    "ROOTCA"
+/* SPIFFE identities one cluster may accept. */
+#define GEN_MAX_SANS          4096
+
+/* The model's trust domain ("cluster.local" when unset). */
+const char *gen__trust_domain(const struct model *m);
+/* TransportSocket "envoy.transport_sockets.tls" holding ctx; NULL on
+ * out-of-memory. */
+Envoy__Config__Core__V3__TransportSocket *gen__tls_socket(struct arena *a, const ProtobufCMessage *ctx);
+/* CommonTlsContext with the workload certificate and the roots from the
+ * "default" provider, accepting peers whose URI SAN is one of sans (none:
+ * any peer the roots validate).  NULL on out-of-memory. */
+Envoy__Extensions__TransportSockets__Tls__V3__CommonTlsContext *gen__common_tls(struct arena *a, char *const *sans,
+									      size_t n_sans);
+/* The client side of mTLS for cluster (port, subset) of svc: a
+ * TransportSocket with an UpstreamTlsContext when tls (the merged
+ * DestinationRule setting, may be NULL) says ISTIO_MUTUAL, accepting its
+ * subjectAltNames or else the SPIFFE IDs of the cluster's endpoints (and
+ * the ServiceEntry's subjectAltNames); with no mode set, auto mTLS sends
+ * the same when every endpoint of the cluster has a service account and
+ * requires mTLS on its port (gen_server_mtls, for servers of the same
+ * profile).  *out stays NULL for plaintext.  Returns 0, -ENOMEM or
+ * -MESH_ETOOBIG past GEN_MAX_SANS. */
+MESH_MUST_CHECK int gen__upstream_tls(const struct gen_ctx *g, const struct model_service *svc, uint32_t port,
+				      const char *subset, const struct cfg_object *dr,
+				      const struct cfg_client_tls *tls, struct arena *a,
+				      Envoy__Config__Core__V3__TransportSocket **out);
+/* The server side: a TransportSocket with a DownstreamTlsContext that
+ * requires a client certificate from the "default" provider's roots, no
+ * SAN matching.  NULL on out-of-memory. */
+Envoy__Config__Core__V3__TransportSocket *gen__downstream_tls(struct arena *a);
+
+/* The outbound HttpConnectionManager (listener.c) as an Any: routes over
+ * ADS (RDS route_name), http filters fault then router (last). */
+Google__Protobuf__Any *gen__outbound_hcm(const struct gen_ctx *g, struct arena *a, const char *route_name);
+
+/* Serialise msg and add it to the snapshot under name.
+ * Returns 0, -ENOMEM, or -MESH_ETOOBIG past GEN_RESOURCE_MAX (noted). */
+MESH_MUST_CHECK int gen__emit(const struct gen_ctx *g, struct xds_snapshot *s, enum xds_type t, const char *name,
+			      const ProtobufCMessage *msg);
+
+/* The builders for one service (all its ports), one per xDS type, and
+ * the table of them indexed by enum xds_type (Listener..ClusterLoadAssignment). */
+typedef int (*gen_builder)(const struct gen_ctx *g, const struct model_service *svc, struct arena *a,
+			   struct xds_snapshot *snap);
+#define GEN_BUILDERS 4
+extern const gen_builder gen__builders[GEN_BUILDERS];
+MESH_MUST_CHECK int gen__listeners(const struct gen_ctx *g, const struct model_service *svc, struct arena *a,
+				   struct xds_snapshot *snap);
+MESH_MUST_CHECK int gen__routes(const struct gen_ctx *g, const struct model_service *svc, struct arena *a,
+				struct xds_snapshot *snap);
+MESH_MUST_CHECK int gen__clusters(const struct gen_ctx *g, const struct model_service *svc, struct arena *a,
+				  struct xds_snapshot *snap);
+MESH_MUST_CHECK int gen__endpoints(const struct gen_ctx *g, const struct model_service *svc, struct arena *a,
+				   struct xds_snapshot *snap);
+
+#endif

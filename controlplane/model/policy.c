@@ -1,0 +1,153 @@
+/*
+ * policy.c - Istio's policy rules shared by every generator (policy.h).
+ *
+ * Moved here from the proxyless generator so that the sidecar and gateway
+ * generators read the same rules: DestinationRule merging
+ * (model_dr_policy), PeerAuthentication inheritance (model_peer_authn),
+ * AuthorizationPolicy selection (model_authz_select) and the "mesh"
+ * gateway rule.
+ */
+#include "controlplane/model/policy.h"
+
+#include <string.h>
+
+static const struct cfg_labels model_no_labels;
+
+/* ---------------------------------------------------------------- DestinationRule */
+
+static void model_apply_dr_level(struct cfg_traffic_policy *dst, const struct cfg_dr_policy *src, uint32_t port)
+{
+	size_t i;
+
+	if (src->policy.load_balancer.set)
+		dst->load_balancer = src->policy.load_balancer;
+	if (src->policy.connection_pool.set)
+		dst->connection_pool = src->policy.connection_pool;
+	if (src->policy.outlier_detection.set)
+		dst->outlier_detection = src->policy.outlier_detection;
+	if (src->policy.tls.set)
+		dst->tls = src->policy.tls;
+	/* A port-level entry replaces every group, set or not (Istio: "port
+	 * level policies do not inherit"). */
+	for (i = 0; i < src->n_port_level; i++) {
+		if (src->port_level[i].port >= 0 && (uint64_t)src->port_level[i].port == port) {
+			*dst = src->port_level[i].policy;
+			break;
+		}
+	}
+}
+
+void model_dr_policy(const struct cfg_object *dr, const char *subset, uint32_t port, struct cfg_traffic_policy *out)
+{
+	const struct cfg_subset *ss;
+
+	memset(out, 0, sizeof(*out));
+	if (!dr || dr->kind != CFG_DESTINATION_RULE)
+		return;
+	model_apply_dr_level(out, &dr->spec.dr.traffic_policy, port);
+	if (subset && (ss = model_subset(dr, subset)) != NULL)
+		model_apply_dr_level(out, &ss->traffic_policy, port);
+}
+
+/* ---------------------------------------------------------------- PeerAuthentication */
+
+enum cfg_mtls_mode model_peer_authn(const struct model *m, const char *ns, const struct cfg_labels *labels,
+				    uint32_t port)
+{
+	const struct cfg_object *mesh = NULL, *nsw = NULL, *wl = NULL;
+	const char *root = m->root_namespace ? m->root_namespace : "istio-system";
+	enum cfg_mtls_mode mode = CFG_MTLS_PERMISSIVE;
+	size_t i, n = m->cfg ? m->cfg->n_objects[CFG_PEER_AUTHENTICATION] : 0;
+
+	if (!ns || !ns[0])
+		ns = "default";
+	if (!labels)
+		labels = &model_no_labels;
+	/* objects are sorted by (namespace, name): the first of a level wins */
+	for (i = 0; i < n; i++) {
+		const struct cfg_object *o = m->cfg->objects[CFG_PEER_AUTHENTICATION][i];
+		const struct cfg_peer_authentication *pa = &o->spec.pa;
+		bool no_selector = !pa->has_selector || pa->selector.n == 0;
+
+		if (no_selector) {
+			if (strcmp(o->ns, root) == 0) {
+				if (!mesh)
+					mesh = o;
+			} else if (strcmp(o->ns, ns) == 0 && !nsw) {
+				nsw = o;
+			}
+		} else if (strcmp(o->ns, root) != 0 && strcmp(o->ns, ns) == 0 && !wl &&
+			   model_labels_match(&pa->selector, labels)) {
+			/* a selector in the root namespace selects nothing, as in Istio */
+			wl = o;
+		}
+	}
+	if (mesh && mesh->spec.pa.mode != CFG_MTLS_UNSET)
+		mode = mesh->spec.pa.mode;
+	if (nsw && nsw->spec.pa.mode != CFG_MTLS_UNSET)
+		mode = nsw->spec.pa.mode;
+	if (wl) {
+		if (wl->spec.pa.mode != CFG_MTLS_UNSET)
+			mode = wl->spec.pa.mode;
+		for (i = 0; i < wl->spec.pa.n_port_level; i++) {
+			const struct cfg_port_mtls *pl = &wl->spec.pa.port_level[i];
+
+			if (pl->port >= 0 && (uint64_t)pl->port == port && pl->mode != CFG_MTLS_UNSET) {
+				mode = pl->mode;
+				break;
+			}
+		}
+	}
+	return mode;
+}
+
+/* ---------------------------------------------------------------- AuthorizationPolicy */
+
+static bool model_authz_applies(const struct cfg_object *o, const struct cfg_labels *labels)
+{
+	if (!o->spec.ap.has_selector)
+		return true;
+	return model_labels_match(&o->spec.ap.selector, labels ? labels : &model_no_labels);
+}
+
+size_t model_authz_select(const struct model *m, const char *ns, const struct cfg_labels *labels,
+			  const struct cfg_object **out, size_t cap)
+{
+	struct cfg_object **v;
+	size_t n, i, count = 0;
+	int pass;
+
+	if (!m || !m->cfg || !ns)
+		return 0;
+	v = m->cfg->objects[CFG_AUTHORIZATION_POLICY];
+	n = m->cfg->n_objects[CFG_AUTHORIZATION_POLICY];
+	/* pass 0: root namespace (mesh-wide), pass 1: the workload's own */
+	for (pass = 0; pass < 2; pass++) {
+		const char *want = pass == 0 ? m->root_namespace : ns;
+
+		if (!want || (pass == 1 && m->root_namespace && strcmp(ns, m->root_namespace) == 0))
+			continue;
+		for (i = 0; i < n; i++) {
+			if (strcmp(v[i]->ns, want) != 0 || !model_authz_applies(v[i], labels))
+				continue;
+			if (count < cap)
+				out[count] = v[i];
+			count++;
+		}
+	}
+	return count;
+}
+
+/* ---------------------------------------------------------------- VirtualService */
+
+bool model_gateways_include_mesh(const struct cfg_strs *gateways)
+{
+	size_t i;
+
+	if (gateways->n == 0)
+		return true;
+	for (i = 0; i < gateways->n; i++)
+		if (strcmp(gateways->v[i], "mesh") == 0)
+			return true;
+	return false;
+}

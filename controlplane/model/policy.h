@@ -1,0 +1,60 @@
+/*
+ * policy.h - the Istio policy rules every generator reads: which config
+ * applies to which host or workload, and how the levels of one object
+ * combine.  Pure functions of the model (no I/O), shared by the proxyless,
+ * sidecar and gateway generators so that each flavour sees the same
+ * policy.
+ *
+ * Two lookups of the same kind live in model.h because they use the
+ * model's host index: model_virtual_services() (which VirtualServices
+ * apply to a host, in precedence order) and model_destination_rule()
+ * (which DestinationRule applies to a host as seen from a namespace).
+ */
+#ifndef MESH_MODEL_POLICY_H
+#define MESH_MODEL_POLICY_H
+
+#include "controlplane/model/model.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* The traffic policy that applies to one cluster (port, subset) of a
+ * DestinationRule, merged as Istio does: the top level, then its
+ * port-level entry for `port`, then the subset's groups, then the
+ * subset's port-level entry.  Within one level a set group (loadBalancer,
+ * connectionPool, outlierDetection, tls) replaces the one before; a
+ * port-level entry replaces every group, set or not ("port level policies
+ * do not inherit").  dr may be NULL (or not a DestinationRule) and subset
+ * NULL or unknown: those levels are skipped.  *out is a shallow copy:
+ * strings stay in the config object. */
+void model_dr_policy(const struct cfg_object *dr, const char *subset, uint32_t port, struct cfg_traffic_policy *out);
+
+/* The PeerAuthentication mode for a workload (namespace ns, NULL or ""
+ * meaning "default"; labels, NULL meaning none) on `port` (the port the
+ * workload listens on), with Istio's inheritance: mesh-wide (root
+ * namespace, no selector) < namespace-wide (no selector) < workload
+ * selector < that policy's port-level entry for `port`.  UNSET inherits;
+ * the default is PERMISSIVE.  Among several candidates of one level the
+ * first by (namespace, name) wins; a selector in the root namespace
+ * selects nothing, as in Istio.  Never returns CFG_MTLS_UNSET. */
+enum cfg_mtls_mode model_peer_authn(const struct model *m, const char *ns, const struct cfg_labels *labels,
+				    uint32_t port);
+
+/* The AuthorizationPolicies that apply to a workload in namespace ns with
+ * the given labels (NULL: none): those of the root namespace (mesh-wide,
+ * their selector matched against the workload's labels in any namespace),
+ * then those of ns (unless ns is the root namespace), each without a
+ * selector or with a matching one; by name within a namespace (the
+ * snapshot's order).  Fills out with borrowed pointers (valid while m
+ * lives); returns the total count, which may exceed cap (only cap are
+ * stored; out may be NULL when cap is 0).  Returns 0 when m or ns is NULL. */
+size_t model_authz_select(const struct model *m, const char *ns, const struct cfg_labels *labels,
+			  const struct cfg_object **out, size_t cap);
+
+/* Whether a gateways list (of a VirtualService or of one of its http
+ * matches) includes the mesh's sidecars and proxyless clients: an empty
+ * list does, otherwise only one naming "mesh" (Istio's reserved word). */
+bool model_gateways_include_mesh(const struct cfg_strs *gateways);
+
+#endif
