@@ -26,7 +26,8 @@
 #include "controlplane/config/store.h"
 #include "controlplane/file/source.h"
 #include "controlplane/model/model.h"
-#include "controlplane/xds/gen.h"
+#include "controlplane/gen/flavour.h"
+#include "controlplane/gen/gen.h"
 #include "controlplane/xds/pbjson.h"
 #include "controlplane/xds/resource.h"
 
@@ -71,20 +72,23 @@ static const enum xds_type golden_types[] = { XDS_LISTENER, XDS_ROUTE, XDS_CLUST
 
 /*
  * Build everything flavour serves for model m: the snapshot, the same
- * snapshot through gen_grpc_snapshot_cached() with a fresh cache, and the
+ * snapshot through gen_snapshot_cached() with a fresh cache, and the
  * inbound listener of each proxy (inbound_rc < 0 when it failed).
  * Returns 0, -ENOTSUP for a flavour not generated yet, or a negative code.
  */
 static int golden_generate(const char *flavour, const struct model *m, const struct golden_proxy *px, size_t n_px,
 			   struct golden_output *out)
 {
+	const struct gen_profile *p;
 	struct gen_cache *cache = NULL;
 	size_t i;
 	int rc;
 
-	if (strcmp(flavour, "proxyless") != 0)
+	if (strcmp(flavour, "proxyless") == 0)
+		p = &gen_profile_proxyless;
+	else
 		return -ENOTSUP;
-	rc = gen_grpc_snapshot(m, &out->snap);
+	rc = gen_snapshot(m, p, NULL, &out->snap);
 	if (rc < 0)
 		goto out;
 	cache = gen_cache_new();
@@ -92,14 +96,14 @@ static int golden_generate(const char *flavour, const struct model *m, const str
 		rc = -ENOMEM;
 		goto out;
 	}
-	rc = gen_grpc_snapshot_cached(cache, m, &out->cached);
+	rc = gen_snapshot_cached(cache, m, p, NULL, &out->cached);
 	if (rc < 0)
 		goto out;
 	for (i = 0; i < n_px; i++) {
 		struct gen_workload w = { .ns = px[i].ns, .labels = &px[i].labels };
 
-		out->inbound_rc[i] = gen_grpc_inbound_listener(m, &w, px[i].listener, &out->inbound[i],
-							       &out->inbound_len[i]);
+		out->inbound_rc[i] = gen_inbound_listener(m, p, &w, px[i].listener, NULL, &out->inbound[i],
+							  &out->inbound_len[i]);
 	}
 out:
 	gen_cache_free(cache);
@@ -391,7 +395,7 @@ static int golden_same_snapshots(const struct xds_snapshot *a, const struct xds_
 
 	for (t = 0; t < XDS_TYPE_COUNT; t++) {
 		if (a->sets[t].n != b->sets[t].n) {
-			printf("gen_grpc_snapshot_cached: %zu %s resources, gen_grpc_snapshot: %zu\n", b->sets[t].n,
+			printf("gen_snapshot_cached: %zu %s resources, gen_snapshot: %zu\n", b->sets[t].n,
 			       xds_type_short((enum xds_type)t), a->sets[t].n);
 			return 1;
 		}
