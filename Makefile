@@ -19,9 +19,18 @@ SANFLAGS :=
 OPT     := -O2
 endif
 
-PKGS    := grpc libprotobuf-c yaml-0.1 openssl libcurl libmicrohttpd
+# pkg-config packages per binary (as redis's src/Makefile keeps an object list
+# per binary): common/ needs only protobuf-c and OpenSSL, so the proxy can link
+# without gRPC core, libcurl, libmicrohttpd or libyaml.
+COMMON_PKGS    := libprotobuf-c openssl
+MESHD_PKGS     := grpc libprotobuf-c yaml-0.1 openssl libcurl libmicrohttpd
+MESHCTL_PKGS   := grpc libprotobuf-c yaml-0.1 openssl
+MESHPROXY_PKGS := $(COMMON_PKGS)
+# tests and the benchmark link the control plane library whole
+PKGS    := $(MESHD_PKGS)
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
+pkg_libs   = $(shell pkg-config --libs $(1))
 CHECK_CFLAGS = $(shell pkg-config --cflags check)
 CHECK_LIBS   = $(shell pkg-config --libs check)
 
@@ -49,22 +58,41 @@ PB_O    := $(PB_C:.c=.o)
 # generated sources and headers are kept between runs (pattern-rule outputs are intermediate otherwise)
 .SECONDARY: $(PB_C) $(PB_H)
 
-# --- sources
-COMMON_SRCS := $(sort $(wildcard common/*.c))
+# --- sources and per-binary object lists
+# libcommon.a: common/ (and common/xds/) plus the generated protobuf code; what
+# every binary shares.  libmeshd.a: the control plane (everything under
+# controlplane/ but main.c and cli/).  A binary names its own objects and links
+# the libraries it uses; the archive linker pulls only the members it needs.
+COMMON_SRCS := $(sort $(wildcard common/*.c common/xds/*.c))
+COMMON_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(COMMON_SRCS)) $(PB_O)
+LIBCOMMON   := $(BUILD)/libcommon.a
+
 CP_SRCS     := $(sort $(shell find controlplane -name '*.c' ! -path 'controlplane/cli/*' ! -name main.c))
-CLI_SRCS    := $(sort $(wildcard controlplane/cli/*.c))
-LIB_OBJS    := $(patsubst %.c,$(BUILD)/obj/%.o,$(COMMON_SRCS) $(CP_SRCS)) $(PB_O)
 # CRD schemas compiled in (controlplane/config validates against them)
 CRD_YAML    := $(sort $(wildcard crd-schemas/*.yaml)) controlplane/config/k8s-schemas.yaml
-LIB_OBJS    += $(GEN)/crd_schemas.o
-LIB         := $(BUILD)/libmesh.a
+CP_OBJS     := $(patsubst %.c,$(BUILD)/obj/%.o,$(CP_SRCS)) $(GEN)/crd_schemas.o
+LIBMESHD    := $(BUILD)/libmeshd.a
+
+MESHD_OBJS     := $(BUILD)/obj/controlplane/main.o
+MESHCTL_OBJS   := $(patsubst %.c,$(BUILD)/obj/%.o,$(sort $(wildcard controlplane/cli/*.c)))
+# dataplane/ (meshproxy) has no sources yet; once it does, the binary is built
+# from them, libcommon.a and $(MESHPROXY_PKGS) only
+MESHPROXY_SRCS := $(sort $(shell find dataplane -name '*.c' 2>/dev/null))
+MESHPROXY_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(MESHPROXY_SRCS))
 
 BINS        := $(BUILD)/bin/meshd $(BUILD)/bin/meshctl
+ifneq ($(MESHPROXY_OBJS),)
+BINS        += $(BUILD)/bin/meshproxy
+endif
 
 UNIT_SRCS   := $(sort $(shell find tests/unit -name 'test_*.c' 2>/dev/null))
 UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+# tests of common/ and the protobuf code link libcommon.a alone, with the
+# common packages only: that link proves common/ needs no control-plane code,
+# gRPC, curl, microhttpd or yaml
+UNIT_COMMON_BINS := $(filter $(BUILD)/tests/common/% $(BUILD)/tests/proto/%,$(UNIT_BINS))
 
-.PHONY: all deps run test unit unit-asan integration integration-valgrind proto-check bench bench-smoke clean check-style
+.PHONY: all deps run test unit unit-asan integration integration-valgrind proto-check bench bench-smoke clean check-style check-layering
 all: $(BINS)
 
 deps:
@@ -98,7 +126,12 @@ $(GEN)/crd_schemas.o: $(GEN)/crd_schemas.c
 	@echo "  CC      $<"
 	$(Q)$(CC) $(GEN_CFLAGS) -c -o $@ $<
 
-$(LIB): $(LIB_OBJS)
+$(LIBCOMMON): $(COMMON_OBJS)
+	@rm -f $@
+	@echo "  AR      $@"
+	$(Q)ar rcs $@ $^
+
+$(LIBMESHD): $(CP_OBJS)
 	@rm -f $@
 	@echo "  AR      $@"
 	$(Q)ar rcs $@ $^
@@ -106,20 +139,31 @@ $(LIB): $(LIB_OBJS)
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 $(BUILD)/obj/controlplane/main.o: CFLAGS += -DMESH_VERSION='"$(VERSION)"'
 
-$(BUILD)/bin/meshd: $(BUILD)/obj/controlplane/main.o $(LIB)
+$(BUILD)/bin/meshd: $(MESHD_OBJS) $(LIBMESHD) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(call pkg_libs,$(MESHD_PKGS)) -lpthread -lm
 
-$(BUILD)/bin/meshctl: $(patsubst %.c,$(BUILD)/obj/%.o,$(CLI_SRCS)) $(LIB)
+$(BUILD)/bin/meshctl: $(MESHCTL_OBJS) $(LIBMESHD) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(call pkg_libs,$(MESHCTL_PKGS)) -lpthread -lm
 
-$(BUILD)/tests/%: tests/unit/%.c $(LIB) | $(PB_H)
+$(BUILD)/bin/meshproxy: $(MESHPROXY_OBJS) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(call pkg_libs,$(MESHPROXY_PKGS)) -lpthread -lm
+
+$(UNIT_COMMON_BINS): $(BUILD)/tests/%: tests/unit/%.c $(LIBCOMMON) | $(PB_H)
 	@mkdir -p $(dir $@)
 	@echo "  CCLD    $@"
-	$(Q)$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Itests/unit -o $@ $< $(LIB) $(LDFLAGS) $(LDLIBS) $(CHECK_LIBS)
+	$(Q)$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Itests/unit -o $@ $< $(LIBCOMMON) $(LDFLAGS) \
+		$(call pkg_libs,$(COMMON_PKGS)) -lpthread -lm $(CHECK_LIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIBMESHD) $(LIBCOMMON) | $(PB_H)
+	@mkdir -p $(dir $@)
+	@echo "  CCLD    $@"
+	$(Q)$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Itests/unit -o $@ $< $(LIBMESHD) $(LIBCOMMON) $(LDFLAGS) $(LDLIBS) $(CHECK_LIBS)
 
 run: deps
 	@$(MAKE) --no-print-directory all
@@ -172,7 +216,7 @@ bench: deps
 # the scale benchmark's load generator (tests/bench), not part of `make test`
 BENCH_SRCS  := $(sort $(wildcard tests/bench/*.c))
 BENCH_BIN   := $(BUILD)/bench/meshbench
-$(BENCH_BIN): $(patsubst %.c,$(BUILD)/obj/%.o,$(BENCH_SRCS)) $(LIB)
+$(BENCH_BIN): $(patsubst %.c,$(BUILD)/obj/%.o,$(BENCH_SRCS)) $(LIBMESHD) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
