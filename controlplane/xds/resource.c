@@ -51,25 +51,19 @@ const char *xds_type_short(enum xds_type t)
 	return xds_types[t].short_name;
 }
 
-/* The snapshot's reference count is touched from several threads. */
-static int snap_refs_add(struct xds_snapshot *s, int d)
-{
-	return __atomic_add_fetch(&s->refs, d, __ATOMIC_ACQ_REL);
-}
-
 struct xds_snapshot *xds_snapshot_new(void)
 {
 	struct xds_snapshot *s = calloc(1, sizeof(*s));
 
 	if (s)
-		s->refs = 1;
+		mesh_refcount_init(&s->refs, 1);
 	return s;
 }
 
 struct xds_snapshot *xds_snapshot_ref(struct xds_snapshot *s)
 {
 	if (s)
-		snap_refs_add(s, 1);
+		mesh_refcount_ref(&s->refs);
 	return s;
 }
 
@@ -85,7 +79,7 @@ void xds_snapshot_unref(struct xds_snapshot *s)
 	size_t i;
 	int t;
 
-	if (!s || snap_refs_add(s, -1) > 0)
+	if (!s || !mesh_refcount_unref(&s->refs))
 		return;
 	for (t = 0; t < XDS_TYPE_COUNT; t++) {
 		struct xds_resource_set *set = &s->sets[t];

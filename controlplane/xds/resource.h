@@ -11,6 +11,8 @@
 #ifndef MESH_XDS_RESOURCE_H
 #define MESH_XDS_RESOURCE_H
 
+#include "common/refcount.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -48,7 +50,7 @@ struct xds_snapshot {
 	struct xds_resource_set sets[XDS_TYPE_COUNT];
 	uint64_t model_generation;
 	/* private */
-	int refs;
+	struct mesh_refcount refs;
 };
 
 struct xds_snapshot *xds_snapshot_new(void);
