@@ -21,6 +21,7 @@
 #ifndef MESH_KUBE_WATCH_H
 #define MESH_KUBE_WATCH_H
 
+#include "common/queue.h"
 #include "controlplane/config/config.h"
 #include "controlplane/kube/kube_client.h"
 #include "controlplane/kube/kube_res.h"
@@ -46,6 +47,8 @@ struct kube_event {
 	struct cfg_object *obj;      /* one reference */
 	struct cfg_error *errors;    /* owned (cfg_error_cleanup each) */
 	size_t n_errors;
+	/* private: the watch thread's hand-over */
+	struct mesh_queue_item qi;
 };
 
 void kube_event_free(struct kube_event *e);    /* one event; NULL is a no-op */
