@@ -84,10 +84,4 @@ int ca_issue_serving(struct ca *ca, const char *const *dns, size_t ndns, const c
  * label/subdomain), -MESH_ETOOBIG. */
 int ca_spiffe_id(const char *trust_domain, const char *ns, const char *sa, char *out, size_t cap);
 
-/* Replace path with data so that a reader sees the old file or the new
- * one, never a mix: write a temporary file in the same directory with
- * mode, fsync it, rename it over path, fsync the directory.  Returns 0 or
- * -errno. */
-int ca_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode);
-
 #endif
