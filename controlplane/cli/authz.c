@@ -19,7 +19,7 @@
 #include "controlplane/config/store.h"
 #include "controlplane/file/source.h"
 #include "controlplane/model/model.h"
-#include "controlplane/xds/pbjson.h"
+#include "common/xds/pbjson.h"
 #include "controlplane/xds/rbac.h"
 #include "controlplane/xds/rbac_eval.h"
 

@@ -12,26 +12,10 @@
 #define MESH_XDS_RESOURCE_H
 
 #include "common/refcount.h"
+#include "common/xds/types.h"
 
 #include <stddef.h>
 #include <stdint.h>
-
-enum xds_type {
-	XDS_LISTENER,
-	XDS_ROUTE,
-	XDS_CLUSTER,
-	XDS_ENDPOINT,
-	XDS_SECRET,
-	XDS_TYPE_COUNT
-};
-
-#define XDS_TYPE_URL_PREFIX "type.googleapis.com/"
-/* "type.googleapis.com/envoy.config.listener.v3.Listener", ... */
-const char *xds_type_url(enum xds_type t);
-/* -1 when the URL names no type meshd serves */
-int xds_type_from_url(const char *url);
-/* "lds", "rds", "cds", "eds", "sds" (Istio's metric labels) */
-const char *xds_type_short(enum xds_type t);
 
 struct xds_resource {
 	char *name;
