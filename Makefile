@@ -126,15 +126,25 @@ $(GEN)/crd_schemas.o: $(GEN)/crd_schemas.c
 	@echo "  CC      $<"
 	$(Q)$(CC) $(GEN_CFLAGS) -c -o $@ $<
 
-$(LIBCOMMON): $(COMMON_OBJS)
-	@rm -f $@
-	@echo "  AR      $@"
-	$(Q)ar rcs $@ $^
+# Each archive also depends on a list of its members, rewritten only when the
+# list changes, so a source that moves or goes away (controlplane/xds/ to
+# common/xds/, ...) rebuilds the archive instead of leaving a stale member.
+.PHONY: FORCE
+$(BUILD)/%.members: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(MEMBERS)' | cmp -s - $@ 2>/dev/null || echo '$(MEMBERS)' > $@
+$(BUILD)/libcommon.members: MEMBERS = $(COMMON_OBJS)
+$(BUILD)/libmeshd.members: MEMBERS = $(CP_OBJS)
 
-$(LIBMESHD): $(CP_OBJS)
+$(LIBCOMMON): $(COMMON_OBJS) $(BUILD)/libcommon.members
 	@rm -f $@
 	@echo "  AR      $@"
-	$(Q)ar rcs $@ $^
+	$(Q)ar rcs $@ $(COMMON_OBJS)
+
+$(LIBMESHD): $(CP_OBJS) $(BUILD)/libmeshd.members
+	@rm -f $@
+	@echo "  AR      $@"
+	$(Q)ar rcs $@ $(CP_OBJS)
 
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 $(BUILD)/obj/controlplane/main.o: CFLAGS += -DMESH_VERSION='"$(VERSION)"'

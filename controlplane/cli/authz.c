@@ -21,7 +21,7 @@
 #include "controlplane/model/model.h"
 #include "common/xds/pbjson.h"
 #include "controlplane/xds/rbac.h"
-#include "controlplane/xds/rbac_eval.h"
+#include "common/xds/rbac_eval.h"
 
 #include "common/arena.h"
 #include "common/buf.h"
@@ -408,6 +408,8 @@ static int authz_check(int argc, char **argv)
 	struct arena *a = NULL;
 	const struct cfg_object **sel = NULL;
 	rbac_filter *deny = NULL, *allow = NULL, *audit = NULL;
+	struct rbac_eval *ev = NULL;
+	const rbac_filter *chain[3];
 	struct cfg_labels labels;
 	struct rbac_request req;
 	struct rbac_decision d;
@@ -475,6 +477,10 @@ static int authz_check(int argc, char **argv)
 		fprintf(stderr, "meshctl authz: compiling the policies: %s\n", mesh_strerror(r));
 		goto out;
 	}
+	/* the chain rbac_compile() implies, as a proxy runs it */
+	chain[0] = audit;
+	chain[1] = deny;
+	chain[2] = allow;
 	memset(&req, 0, sizeof(req));
 	if (o.principal) {
 		snprintf(principal, sizeof(principal), "%s%s",
@@ -491,7 +497,13 @@ static int authz_check(int argc, char **argv)
 	req.sni = o.sni;
 	req.headers = o.headers;
 	req.n_headers = o.n_headers;
-	r = rbac_eval(deny, allow, audit, &req, &d, err, sizeof(err));
+	r = rbac_eval_compile(chain, 3, &ev, err, sizeof(err));
+	if (r < 0) {
+		fprintf(stderr, "meshctl authz: the compiled policies cannot be evaluated: %s\n",
+			err[0] ? err : mesh_strerror(r));
+		goto out;
+	}
+	r = rbac_eval_check(ev, &req, &d, err, sizeof(err));
 	if (r < 0) {
 		fprintf(stderr, "meshctl authz: evaluation failed: %s\n", err[0] ? err : mesh_strerror(r));
 		goto out;
@@ -504,6 +516,7 @@ static int authz_check(int argc, char **argv)
 	fputs(out.data ? out.data : "", stdout);
 	rc = d.allowed ? AUTHZ_EXIT_ALLOW : AUTHZ_EXIT_DENY;
 out:
+	rbac_eval_free(ev);
 	mesh_buf_cleanup(&out);
 	arena_free(a);
 	model_unref(m);
