@@ -73,6 +73,9 @@ CRD_YAML    := $(sort $(wildcard crd-schemas/*.yaml)) controlplane/config/k8s-sc
 CP_OBJS     := $(patsubst %.c,$(BUILD)/obj/%.o,$(CP_SRCS)) $(GEN)/crd_schemas.o
 LIBMESHD    := $(BUILD)/libmeshd.a
 
+# what used to be libmesh.a: rules that link "$(LIB)" get both, in order
+LIB         := $(LIBMESHD) $(LIBCOMMON)
+
 MESHD_OBJS     := $(BUILD)/obj/controlplane/main.o
 MESHCTL_OBJS   := $(patsubst %.c,$(BUILD)/obj/%.o,$(sort $(wildcard controlplane/cli/*.c)))
 # dataplane/ (meshproxy) has no sources yet; once it does, the binary is built

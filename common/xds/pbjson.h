@@ -16,6 +16,8 @@
 #ifndef MESH_PBJSON_H
 #define MESH_PBJSON_H
 
+#include "common/err.h"
+
 #include "common/buf.h"
 
 #include <protobuf-c/protobuf-c.h>
@@ -25,12 +27,12 @@
 #define PBJSON_MAX_DEPTH 64
 
 /* Render msg; -MESH_ETOOBIG past the buffer's cap or the depth cap. */
-int pbjson_render(const ProtobufCMessage *msg, struct mesh_buf *out);
+MESH_MUST_CHECK int pbjson_render(const ProtobufCMessage *msg, struct mesh_buf *out);
 
 /* Decode data as the message type_url names (registered) and render it as
  * an expanded Any: {"@type": type_url, ...}.  -ENOENT when the type is not
  * registered, -MESH_EPARSE when data does not decode. */
-int pbjson_render_any(const char *type_url, const uint8_t *data, size_t len, struct mesh_buf *out);
+MESH_MUST_CHECK int pbjson_render_any(const char *type_url, const uint8_t *data, size_t len, struct mesh_buf *out);
 
 /* The descriptor registered for "type.googleapis.com/<full name>" (or any
  * "<prefix>/<full name>"); NULL when unknown.  Thread-safe. */
@@ -38,6 +40,6 @@ const ProtobufCMessageDescriptor *pbjson_lookup(const char *type_url);
 
 /* Add a descriptor to the registry (idempotent).  Returns 0, -EINVAL,
  * or -MESH_ETOOBIG when the registry is full.  Thread-safe. */
-int pbjson_register(const ProtobufCMessageDescriptor *d);
+MESH_MUST_CHECK int pbjson_register(const ProtobufCMessageDescriptor *d);
 
 #endif

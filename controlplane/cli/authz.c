@@ -331,11 +331,18 @@ static size_t authz_report_rejected(const struct cfg_snapshot *snap)
 
 static void authz_json_filter(struct mesh_buf *b, const char *key, const rbac_filter *f)
 {
+	int rc;
+
 	mesh_buf_printf(b, ",\"%s\":", key);
-	if (!f)
+	if (!f) {
 		mesh_buf_puts(b, "null");
-	else
-		pbjson_render(&f->base, b);
+		return;
+	}
+	/* a filter that cannot be rendered fails the whole output, which the
+	 * caller reports through b->err */
+	rc = pbjson_render(&f->base, b);
+	if (rc < 0 && !b->err)
+		b->err = rc;
 }
 
 static void authz_print(const struct authz_opts *o, const struct rbac_decision *d, const struct cfg_object **sel,
