@@ -173,9 +173,10 @@ out:
 /* Check: full match of value against a compiled RegexMatcher.  1 or 0. */
 static int rbac__regex_match(struct rbac__ev *ev, const rbac_re *m, const char *value)
 {
-	struct rbac__regex key = { .key = m }, *found;
+	struct rbac__regex key = { .key = m }, *found = NULL;
 
-	found = bsearch(&key, ev->e->rx, ev->e->n_rx, sizeof(key), rbac__rx_cmp);
+	if (ev->e->n_rx)
+		found = bsearch(&key, ev->e->rx, ev->e->n_rx, sizeof(key), rbac__rx_cmp);
 	if (!found)
 		return rbac__fail(ev, -EINVAL, "regex was not compiled"); /* a message changed after compiling */
 	return regexec(&found->rx, value, 0, NULL, 0) == 0;
@@ -915,7 +916,8 @@ int rbac_eval_compile(const rbac_filter *const *chain, size_t n, struct rbac_eva
 	}
 	if (rc < 0)
 		goto out;
-	qsort(e->rx, e->n_rx, sizeof(*e->rx), rbac__rx_cmp);
+	if (e->n_rx)
+		qsort(e->rx, e->n_rx, sizeof(*e->rx), rbac__rx_cmp);
 	*out = e;
 	e = NULL;
 out:
