@@ -1,10 +1,12 @@
 # meshd — build, run, test, bench.
 #
-#   make            build build/bin/{meshd,meshctl}
+#   make            build build/bin/{meshd,meshctl} (and meshproxy once dataplane/
+#                   has sources) from libcommon.a and libmeshd.a
 #   make run        install missing Debian packages, build, serve examples/
 #   make test       install missing Debian packages, build, unit tests (plain and
 #                   ASan+UBSan) and integration tests against real peers
 #   make bench      benchmarks against the targets in DESIGN.md
+#   make check-layering  include and I/O rules between common/, controlplane/, dataplane/
 #   make SAN=1 ...  the same under AddressSanitizer + UndefinedBehaviorSanitizer (build/asan)
 
 CC      ?= cc
