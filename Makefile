@@ -1,10 +1,12 @@
 # meshd — build, run, test, bench.
 #
-#   make            build build/bin/{meshd,meshctl}
+#   make            build build/bin/{meshd,meshctl} (and meshproxy once dataplane/
+#                   has sources) from libcommon.a and libmeshd.a
 #   make run        install missing Debian packages, build, serve examples/
 #   make test       install missing Debian packages, build, unit tests (plain and
 #                   ASan+UBSan) and integration tests against real peers
 #   make bench      benchmarks against the targets in DESIGN.md
+#   make check-layering  include and I/O rules between common/, controlplane/, dataplane/
 #   make SAN=1 ...  the same under AddressSanitizer + UndefinedBehaviorSanitizer (build/asan)
 
 CC      ?= cc
@@ -19,9 +21,18 @@ SANFLAGS :=
 OPT     := -O2
 endif
 
-PKGS    := grpc libprotobuf-c yaml-0.1 openssl libcurl libmicrohttpd
+# pkg-config packages per binary (as redis's src/Makefile keeps an object list
+# per binary): common/ needs only protobuf-c and OpenSSL, so the proxy can link
+# without gRPC core, libcurl, libmicrohttpd or libyaml.
+COMMON_PKGS    := libprotobuf-c openssl
+MESHD_PKGS     := grpc libprotobuf-c yaml-0.1 openssl libcurl libmicrohttpd
+MESHCTL_PKGS   := grpc libprotobuf-c yaml-0.1 openssl
+MESHPROXY_PKGS := $(COMMON_PKGS)
+# tests and the benchmark link the control plane library whole
+PKGS    := $(MESHD_PKGS)
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
+pkg_libs   = $(shell pkg-config --libs $(1))
 CHECK_CFLAGS = $(shell pkg-config --cflags check)
 CHECK_LIBS   = $(shell pkg-config --libs check)
 
@@ -49,22 +60,44 @@ PB_O    := $(PB_C:.c=.o)
 # generated sources and headers are kept between runs (pattern-rule outputs are intermediate otherwise)
 .SECONDARY: $(PB_C) $(PB_H)
 
-# --- sources
-COMMON_SRCS := $(sort $(wildcard common/*.c))
+# --- sources and per-binary object lists
+# libcommon.a: common/ (and common/xds/) plus the generated protobuf code; what
+# every binary shares.  libmeshd.a: the control plane (everything under
+# controlplane/ but main.c and cli/).  A binary names its own objects and links
+# the libraries it uses; the archive linker pulls only the members it needs.
+COMMON_SRCS := $(sort $(wildcard common/*.c common/xds/*.c))
+COMMON_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(COMMON_SRCS)) $(PB_O)
+LIBCOMMON   := $(BUILD)/libcommon.a
+
 CP_SRCS     := $(sort $(shell find controlplane -name '*.c' ! -path 'controlplane/cli/*' ! -name main.c))
-CLI_SRCS    := $(sort $(wildcard controlplane/cli/*.c))
-LIB_OBJS    := $(patsubst %.c,$(BUILD)/obj/%.o,$(COMMON_SRCS) $(CP_SRCS)) $(PB_O)
 # CRD schemas compiled in (controlplane/config validates against them)
 CRD_YAML    := $(sort $(wildcard crd-schemas/*.yaml)) controlplane/config/k8s-schemas.yaml
-LIB_OBJS    += $(GEN)/crd_schemas.o
-LIB         := $(BUILD)/libmesh.a
+CP_OBJS     := $(patsubst %.c,$(BUILD)/obj/%.o,$(CP_SRCS)) $(GEN)/crd_schemas.o
+LIBMESHD    := $(BUILD)/libmeshd.a
+
+# what used to be libmesh.a: rules that link "$(LIB)" get both, in order
+LIB         := $(LIBMESHD) $(LIBCOMMON)
+
+MESHD_OBJS     := $(BUILD)/obj/controlplane/main.o
+MESHCTL_OBJS   := $(patsubst %.c,$(BUILD)/obj/%.o,$(sort $(wildcard controlplane/cli/*.c)))
+# dataplane/ (meshproxy) has no sources yet; once it does, the binary is built
+# from them, libcommon.a and $(MESHPROXY_PKGS) only
+MESHPROXY_SRCS := $(sort $(shell find dataplane -name '*.c' 2>/dev/null))
+MESHPROXY_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(MESHPROXY_SRCS))
 
 BINS        := $(BUILD)/bin/meshd $(BUILD)/bin/meshctl
+ifneq ($(MESHPROXY_OBJS),)
+BINS        += $(BUILD)/bin/meshproxy
+endif
 
 UNIT_SRCS   := $(sort $(shell find tests/unit -name 'test_*.c' 2>/dev/null))
 UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+# tests of common/ and the protobuf code link libcommon.a alone, with the
+# common packages only: that link proves common/ needs no control-plane code,
+# gRPC, curl, microhttpd or yaml
+UNIT_COMMON_BINS := $(filter $(BUILD)/tests/common/% $(BUILD)/tests/proto/%,$(UNIT_BINS))
 
-.PHONY: all deps run test unit unit-asan integration integration-valgrind proto-check bench bench-smoke clean check-style
+.PHONY: all deps run test unit unit-asan integration integration-valgrind proto-check bench bench-smoke clean check-style check-layering
 all: $(BINS)
 
 deps:
@@ -98,28 +131,54 @@ $(GEN)/crd_schemas.o: $(GEN)/crd_schemas.c
 	@echo "  CC      $<"
 	$(Q)$(CC) $(GEN_CFLAGS) -c -o $@ $<
 
-$(LIB): $(LIB_OBJS)
+# Each archive also depends on a list of its members, rewritten only when the
+# list changes, so a source that moves or goes away (controlplane/xds/ to
+# common/xds/, ...) rebuilds the archive instead of leaving a stale member.
+.PHONY: FORCE
+$(BUILD)/%.members: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(MEMBERS)' | cmp -s - $@ 2>/dev/null || echo '$(MEMBERS)' > $@
+$(BUILD)/libcommon.members: MEMBERS = $(COMMON_OBJS)
+$(BUILD)/libmeshd.members: MEMBERS = $(CP_OBJS)
+
+$(LIBCOMMON): $(COMMON_OBJS) $(BUILD)/libcommon.members
 	@rm -f $@
 	@echo "  AR      $@"
-	$(Q)ar rcs $@ $^
+	$(Q)ar rcs $@ $(COMMON_OBJS)
+
+$(LIBMESHD): $(CP_OBJS) $(BUILD)/libmeshd.members
+	@rm -f $@
+	@echo "  AR      $@"
+	$(Q)ar rcs $@ $(CP_OBJS)
 
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 $(BUILD)/obj/controlplane/main.o: CFLAGS += -DMESH_VERSION='"$(VERSION)"'
 
-$(BUILD)/bin/meshd: $(BUILD)/obj/controlplane/main.o $(LIB)
+$(BUILD)/bin/meshd: $(MESHD_OBJS) $(LIBMESHD) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(call pkg_libs,$(MESHD_PKGS)) -lpthread -lm
 
-$(BUILD)/bin/meshctl: $(patsubst %.c,$(BUILD)/obj/%.o,$(CLI_SRCS)) $(LIB)
+$(BUILD)/bin/meshctl: $(MESHCTL_OBJS) $(LIBMESHD) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(call pkg_libs,$(MESHCTL_PKGS)) -lpthread -lm
 
-$(BUILD)/tests/%: tests/unit/%.c $(LIB) | $(PB_H)
+$(BUILD)/bin/meshproxy: $(MESHPROXY_OBJS) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(call pkg_libs,$(MESHPROXY_PKGS)) -lpthread -lm
+
+$(UNIT_COMMON_BINS): $(BUILD)/tests/%: tests/unit/%.c $(LIBCOMMON) | $(PB_H)
 	@mkdir -p $(dir $@)
 	@echo "  CCLD    $@"
-	$(Q)$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Itests/unit -o $@ $< $(LIB) $(LDFLAGS) $(LDLIBS) $(CHECK_LIBS)
+	$(Q)$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Itests/unit -o $@ $< $(LIBCOMMON) $(LDFLAGS) \
+		$(call pkg_libs,$(COMMON_PKGS)) -lpthread -lm $(CHECK_LIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIBMESHD) $(LIBCOMMON) | $(PB_H)
+	@mkdir -p $(dir $@)
+	@echo "  CCLD    $@"
+	$(Q)$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Itests/unit -o $@ $< $(LIBMESHD) $(LIBCOMMON) $(LDFLAGS) $(LDLIBS) $(CHECK_LIBS)
 
 run: deps
 	@$(MAKE) --no-print-directory all
@@ -151,6 +210,7 @@ proto-check: $(PB_H)
 test: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory check-style
+	@$(MAKE) --no-print-directory check-layering
 	@$(MAKE) --no-print-directory proto-check
 	@$(MAKE) --no-print-directory kube-fake-check
 	@$(MAKE) --no-print-directory unit
@@ -173,7 +233,7 @@ bench: deps
 # the scale benchmark's load generator (tests/bench), not part of `make test`
 BENCH_SRCS  := $(sort $(wildcard tests/bench/*.c))
 BENCH_BIN   := $(BUILD)/bench/meshbench
-$(BENCH_BIN): $(patsubst %.c,$(BUILD)/obj/%.o,$(BENCH_SRCS)) $(LIB)
+$(BENCH_BIN): $(patsubst %.c,$(BUILD)/obj/%.o,$(BENCH_SRCS)) $(LIBMESHD) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -191,8 +251,14 @@ xds-golden: $(GOLDEN_BIN)
 	@sh tests/xds/run.sh $(BUILD)
 
 check-style:
-	@! grep -nE '\b(strcpy|strcat|sprintf|vsprintf|gets|strtok)\s*\(' $$(find common controlplane dataplane tests -name '*.[ch]') \
+	@! grep -nE '\b(strcpy|strcat|sprintf|vsprintf|gets|strtok)\s*\(' $$(find common controlplane dataplane tests -name '*.[ch]' 2>/dev/null) \
 		|| (echo "check-style: banned call (see STYLE.md)"; exit 1)
+
+# common/ includes nothing above it, dataplane/ nothing from controlplane/, the
+# generators do no I/O (scripts/check_layering.pl); a planted-violation fixture
+# proves each rule can fail
+check-layering:
+	@sh tests/layering/run.sh
 
 clean:
 	rm -rf build

@@ -19,6 +19,13 @@ enum {
 	MESH_ETLS,           /* OpenSSL reported an error */
 };
 
+/*
+ * MESH_MUST_CHECK marks a function whose result the caller must look at: a
+ * fallible function (0 / negative code) or one that hands over ownership.
+ * Ignoring the result is then a compile error under -Werror.
+ */
+#define MESH_MUST_CHECK __attribute__((warn_unused_result))
+
 /* Text for a code as returned by any mesh function (negative or positive). */
 const char *mesh_strerror(int code);
 

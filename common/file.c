@@ -1,14 +1,18 @@
 /*
  * file.c - see file.h.  One open/fstat/read loop for every place that
- * reads a whole file with a size cap.
+ * reads a whole file with a size cap, and one write-temporary-then-rename
+ * for every place that replaces one.
  */
 #include "file.h"
 
 #include "err.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -58,5 +62,82 @@ int mesh_read_file(const char *path, size_t max, char **data, size_t *len)
 out:
 	free(d);
 	close(fd);
+	return rc;
+}
+
+void mesh_fsync_dir(const char *dir)
+{
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (dfd >= 0) {
+		(void)fsync(dfd);
+		close(dfd);
+	}
+}
+
+int mesh_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode)
+{
+	char tmp[PATH_MAX], dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	const char *p = data;
+	int fd = -1, rc = 0, made = 0;
+	size_t off = 0;
+
+	if (slash) {
+		size_t dl = (size_t)(slash - path);
+		if (dl >= sizeof(dir))
+			return -ENAMETOOLONG;
+		memcpy(dir, path, dl);
+		dir[dl ? dl : 1] = '\0';
+		if (!dl)
+			dir[0] = '/';
+		if (snprintf(tmp, sizeof(tmp), "%.*s/.%s.XXXXXX", (int)dl, path, slash + 1) >= (int)sizeof(tmp))
+			return -ENAMETOOLONG;
+	} else {
+		snprintf(dir, sizeof(dir), ".");
+		if (snprintf(tmp, sizeof(tmp), ".%s.XXXXXX", path) >= (int)sizeof(tmp))
+			return -ENAMETOOLONG;
+	}
+	fd = mkstemp(tmp);
+	if (fd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	made = 1;
+	if (fchmod(fd, (mode_t)mode) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	while (off < len) {
+		ssize_t w = write(fd, p + off, len - off);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = -errno;
+			goto out;
+		}
+		off += (size_t)w;
+	}
+	if (fsync(fd) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	if (close(fd) < 0) {
+		fd = -1;
+		rc = -errno;
+		goto out;
+	}
+	fd = -1;
+	if (rename(tmp, path) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	made = 0;
+	mesh_fsync_dir(dir);
+out:
+	if (fd >= 0)
+		close(fd);
+	if (made)
+		unlink(tmp);
 	return rc;
 }

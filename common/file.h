@@ -1,11 +1,16 @@
 /*
- * file.h - reading a whole small file into memory, under a named cap.
+ * file.h - reading a whole small file into memory, under a named cap, and
+ * replacing a file atomically.
  *
- * Config files, kubeconfigs and service-account tokens are read whole and
- * parsed from memory; each caller names the largest size it accepts.
+ * Config files, kubeconfigs, service-account tokens and PEM files are read
+ * whole and parsed from memory; each caller names the largest size it
+ * accepts.  Keys and certificates are written so that a reader sees the
+ * old file or the new one, never a mix.
  */
 #ifndef MESH_FILE_H
 #define MESH_FILE_H
+
+#include "common/err.h"
 
 #include <stddef.h>
 
@@ -17,6 +22,18 @@
  * -MESH_ETOOBIG when it is larger than max bytes: then *data is NULL and
  * *len holds the file's size, so the caller can name it.
  */
-int mesh_read_file(const char *path, size_t max, char **data, size_t *len);
+MESH_MUST_CHECK int mesh_read_file(const char *path, size_t max, char **data, size_t *len);
+
+/*
+ * Replace path with len bytes of data: write a temporary file in the same
+ * directory with mode (e.g. 0600 for a key), fsync it, rename it over path,
+ * fsync the directory.  Returns 0, -ENAMETOOLONG, or -errno of the step that
+ * failed (the temporary file is removed then).
+ */
+MESH_MUST_CHECK int mesh_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode);
+
+/* fsync a directory so a rename or link in it survives a crash; best
+ * effort (a directory that cannot be opened is left alone). */
+void mesh_fsync_dir(const char *dir);
 
 #endif

@@ -20,7 +20,9 @@
 #include "controlplane/ca/ca.h"
 
 #include "common/err.h"
+#include "common/file.h"
 #include "common/log.h"
+#include "common/pem.h"
 
 #include <openssl/bio.h>
 #include <openssl/bn.h>
@@ -81,211 +83,6 @@ static void seterr(char *err, size_t cap, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(err, cap, fmt, ap);
 	va_end(ap);
-}
-
-/* The first queued OpenSSL error as text (queue cleared). */
-static const char *ssl_reason(char *buf, size_t cap)
-{
-	unsigned long e = ERR_peek_error();
-
-	if (e)
-		ERR_error_string_n(e, buf, cap);
-	else
-		snprintf(buf, cap, "unknown OpenSSL error");
-	ERR_clear_error();
-	return buf;
-}
-
-static int read_file_capped(const char *path, size_t max, char **out, size_t *len)
-{
-	FILE *f = NULL;
-	char *data = NULL;
-	size_t n = 0;
-	int rc = 0;
-
-	*out = NULL;
-	*len = 0;
-	f = fopen(path, "rb");
-	if (!f) {
-		rc = -errno;
-		goto out;
-	}
-	data = malloc(max + 1);
-	if (!data) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	n = fread(data, 1, max + 1, f);
-	if (ferror(f)) {
-		rc = -EIO;
-		goto out;
-	}
-	if (n > max) {
-		rc = -MESH_ETOOBIG;
-		goto out;
-	}
-	data[n] = '\0';
-	*out = data;
-	*len = n;
-	data = NULL;
-out:
-	free(data);
-	if (f)
-		fclose(f);
-	return rc;
-}
-
-int ca_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode)
-{
-	char tmp[CA_PATH_CAP], dir[CA_PATH_CAP];
-	const char *slash = strrchr(path, '/');
-	const char *p = data;
-	int fd = -1, dfd = -1, rc = 0, made = 0;
-	size_t off = 0;
-
-	if (slash) {
-		size_t dl = (size_t)(slash - path);
-		if (dl >= sizeof(dir))
-			return -ENAMETOOLONG;
-		memcpy(dir, path, dl);
-		dir[dl ? dl : 1] = '\0';
-		if (!dl)
-			dir[0] = '/';
-		if (snprintf(tmp, sizeof(tmp), "%.*s/.%s.XXXXXX", (int)dl, path, slash + 1) >= (int)sizeof(tmp))
-			return -ENAMETOOLONG;
-	} else {
-		snprintf(dir, sizeof(dir), ".");
-		if (snprintf(tmp, sizeof(tmp), ".%s.XXXXXX", path) >= (int)sizeof(tmp))
-			return -ENAMETOOLONG;
-	}
-	fd = mkstemp(tmp);
-	if (fd < 0) {
-		rc = -errno;
-		goto out;
-	}
-	made = 1;
-	if (fchmod(fd, (mode_t)mode) < 0) {
-		rc = -errno;
-		goto out;
-	}
-	while (off < len) {
-		ssize_t w = write(fd, p + off, len - off);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			rc = -errno;
-			goto out;
-		}
-		off += (size_t)w;
-	}
-	if (fsync(fd) < 0) {
-		rc = -errno;
-		goto out;
-	}
-	if (close(fd) < 0) {
-		fd = -1;
-		rc = -errno;
-		goto out;
-	}
-	fd = -1;
-	if (rename(tmp, path) < 0) {
-		rc = -errno;
-		goto out;
-	}
-	made = 0;
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		fsync(dfd);
-		close(dfd);
-	}
-out:
-	if (fd >= 0)
-		close(fd);
-	if (made)
-		unlink(tmp);
-	return rc;
-}
-
-/* The PEM text written by write (NULL when it fails): a malloc'd,
- * NUL-terminated copy of a memory BIO's contents. */
-static char *pem_from_bio(int (*write)(BIO *b, void *obj), void *obj)
-{
-	BIO *b = BIO_new(BIO_s_mem());
-	char *data, *out = NULL;
-	long n;
-
-	if (!b)
-		return NULL;
-	if (write(b, obj) != 1)
-		goto out;
-	n = BIO_get_mem_data(b, &data);
-	if (n <= 0)
-		goto out;
-	out = malloc((size_t)n + 1);
-	if (out) {
-		memcpy(out, data, (size_t)n);
-		out[n] = '\0';
-	}
-out:
-	BIO_free(b);
-	return out;
-}
-
-static int pem_write_x509(BIO *b, void *x)
-{
-	return PEM_write_bio_X509(b, x);
-}
-
-static int pem_write_key(BIO *b, void *k)
-{
-	return PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL);
-}
-
-static char *x509_to_pem(X509 *x)
-{
-	return pem_from_bio(pem_write_x509, x);
-}
-
-static char *key_to_pem(EVP_PKEY *k)
-{
-	return pem_from_bio(pem_write_key, k);
-}
-
-/* Every certificate in a PEM text, in order.  Returns 0, -MESH_EPARSE
- * when there is none, -ENOMEM. */
-static int parse_certs(const char *pem, size_t len, STACK_OF(X509) **out)
-{
-	STACK_OF(X509) *sk = sk_X509_new_null();
-	BIO *b = NULL;
-	X509 *x;
-	int rc = 0;
-
-	*out = NULL;
-	if (!sk)
-		return -ENOMEM;
-	b = BIO_new_mem_buf(pem, (int)len);
-	if (!b) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	while ((x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
-		if (!sk_X509_push(sk, x)) {
-			X509_free(x);
-			rc = -ENOMEM;
-			goto out;
-		}
-	}
-	ERR_clear_error(); /* end of input reads as an error */
-	if (sk_X509_num(sk) == 0) {
-		rc = -MESH_EPARSE;
-		goto out;
-	}
-	*out = sk;
-	sk = NULL;
-out:
-	BIO_free(b);
-	sk_X509_pop_free(sk, X509_free);
-	return rc;
 }
 
 static time_t asn1_to_time(const ASN1_TIME *t)
@@ -517,7 +314,7 @@ static int issue_leaf(struct ca *ca, EVP_PKEY *pub, const struct san *san, int64
 	goto out;
 fail:
 	if (rc == -MESH_ETLS)
-		seterr(err, cap, "signing failed: %s", ssl_reason(why, sizeof(why)));
+		seterr(err, cap, "signing failed: %s", mesh_pem_ssl_reason(why, sizeof(why)));
 	else
 		seterr(err, cap, "signing failed: %s", mesh_strerror(rc));
 out:
@@ -549,28 +346,19 @@ static int load_key(const char *path, EVP_PKEY **out, char *err, size_t cap)
 {
 	char *data = NULL;
 	size_t len;
-	BIO *b = NULL;
 	char why[CA_ERR_CAP];
 	int rc;
 
 	*out = NULL;
-	rc = read_file_capped(path, CA_MAX_FILE_BYTES, &data, &len);
+	rc = mesh_read_file(path, CA_MAX_FILE_BYTES, &data, &len);
 	if (rc < 0) {
 		seterr(err, cap, "%s: %s", path, rc == -MESH_ETOOBIG ? "file too large" : strerror(-rc));
 		goto out;
 	}
-	b = BIO_new_mem_buf(data, (int)len);
-	if (!b) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	*out = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL);
-	if (!*out) {
-		seterr(err, cap, "%s: not a PEM private key (%s)", path, ssl_reason(why, sizeof(why)));
-		rc = -MESH_EPARSE;
-	}
+	rc = mesh_pem_read_key(data, len, out);
+	if (rc == -MESH_EPARSE)
+		seterr(err, cap, "%s: not a PEM private key (%s)", path, mesh_pem_ssl_reason(why, sizeof(why)));
 out:
-	BIO_free(b);
 	if (data) {
 		OPENSSL_cleanse(data, len);
 		free(data);
@@ -584,12 +372,13 @@ static int load_certs(const char *path, STACK_OF(X509) **out, char *err, size_t 
 	size_t len;
 	int rc;
 
-	rc = read_file_capped(path, CA_MAX_FILE_BYTES, &data, &len);
+	rc = mesh_read_file(path, CA_MAX_FILE_BYTES, &data, &len);
 	if (rc < 0) {
 		seterr(err, cap, "%s: %s", path, rc == -MESH_ETOOBIG ? "file too large" : strerror(-rc));
 		goto out;
 	}
-	rc = parse_certs(data, len, out);
+	*out = NULL;
+	rc = mesh_pem_read_certs(data, len, out);
 	if (rc == -MESH_EPARSE)
 		seterr(err, cap, "%s: no PEM certificate in the file", path);
 out:
@@ -683,7 +472,7 @@ static int ca_finish(struct ca *ca, STACK_OF(X509) *extra, char *err, size_t cap
 	if (!store || !vctx || X509_STORE_add_cert(store, ca->root) != 1 ||
 	    X509_STORE_CTX_init(vctx, store, ca->cert, ca->chain) != 1) {
 		rc = -MESH_ETLS;
-		seterr(err, cap, "cannot set up chain verification: %s", ssl_reason(why, sizeof(why)));
+		seterr(err, cap, "cannot set up chain verification: %s", mesh_pem_ssl_reason(why, sizeof(why)));
 		goto out;
 	}
 	if (X509_verify_cert(vctx) != 1) {
@@ -702,13 +491,13 @@ static int ca_finish(struct ca *ca, STACK_OF(X509) *extra, char *err, size_t cap
 	}
 	ca->nchain = (size_t)sk_X509_num(ca->chain);
 	ca->chain_pem = calloc(ca->nchain + 1, sizeof(*ca->chain_pem));
-	ca->root_pem = x509_to_pem(ca->root);
+	ca->root_pem = mesh_pem_from_x509(ca->root);
 	if (!ca->chain_pem || !ca->root_pem) {
 		rc = -ENOMEM;
 		goto out;
 	}
 	for (i = 0; i < (int)ca->nchain; i++) {
-		ca->chain_pem[i] = x509_to_pem(sk_X509_value(ca->chain, i));
+		ca->chain_pem[i] = mesh_pem_from_x509(sk_X509_value(ca->chain, i));
 		if (!ca->chain_pem[i]) {
 			rc = -ENOMEM;
 			goto out;
@@ -790,7 +579,7 @@ static int ca_generate(struct ca *ca, char *err, size_t cap)
 	X509_NAME_free(name);
 	return rc;
 out:
-	seterr(err, cap, "cannot generate a root CA: %s", ssl_reason(why, sizeof(why)));
+	seterr(err, cap, "cannot generate a root CA: %s", mesh_pem_ssl_reason(why, sizeof(why)));
 	X509_NAME_free(name);
 	return rc;
 }
@@ -807,18 +596,18 @@ static int ca_store(struct ca *ca, const char *dir, char *err, size_t cap)
 
 	for (i = 0; i < sizeof(cert_files) / sizeof(cert_files[0]); i++) {
 		if ((rc = path_join(p, sizeof(p), dir, cert_files[i])) < 0 ||
-		    (rc = ca_write_file_atomic(p, ca->root_pem, strlen(ca->root_pem), 0644)) < 0) {
+		    (rc = mesh_write_file_atomic(p, ca->root_pem, strlen(ca->root_pem), 0644)) < 0) {
 			seterr(err, cap, "cannot write %s/%s: %s", dir, cert_files[i], strerror(-rc));
 			goto out;
 		}
 	}
-	key = key_to_pem(ca->key);
+	key = mesh_pem_from_key(ca->key);
 	if (!key) {
 		rc = -ENOMEM;
 		goto out;
 	}
 	if ((rc = path_join(p, sizeof(p), dir, CA_FILE_KEY)) < 0 ||
-	    (rc = ca_write_file_atomic(p, key, strlen(key), 0600)) < 0) {
+	    (rc = mesh_write_file_atomic(p, key, strlen(key), 0600)) < 0) {
 		seterr(err, cap, "cannot write %s/%s: %s", dir, CA_FILE_KEY, strerror(-rc));
 		goto out;
 	}
@@ -934,7 +723,7 @@ static int build_chain(const struct ca *ca, X509 *leaf, int with_root, struct ca
 	out->n = 0;
 	if (!out->pem)
 		goto out;
-	out->pem[k] = x509_to_pem(leaf);
+	out->pem[k] = mesh_pem_from_x509(leaf);
 	if (!out->pem[k++])
 		goto out;
 	for (i = 0; i < ca->nchain; i++) {
@@ -961,7 +750,6 @@ int ca_sign_csr(struct ca *ca, const char *csr_pem, size_t len, const char *ns, 
 	char id[CA_MAX_ID_LEN];
 	X509_REQ *req = NULL;
 	X509 *leaf = NULL;
-	BIO *b = NULL;
 	EVP_PKEY *pub;
 	struct san san = { 0 };
 	int64_t lifetime;
@@ -986,13 +774,10 @@ int ca_sign_csr(struct ca *ca, const char *csr_pem, size_t len, const char *ns, 
 		rc = -MESH_ETOOBIG;
 		goto out;
 	}
-	b = BIO_new_mem_buf(csr_pem, (int)len);
-	if (!b) {
-		rc = -ENOMEM;
+	rc = mesh_pem_read_csr(csr_pem, len, &req);
+	if (rc == -ENOMEM)
 		goto out;
-	}
-	req = PEM_read_bio_X509_REQ(b, NULL, NULL, NULL);
-	if (!req) {
+	if (rc < 0) {
 		ERR_clear_error();
 		seterr(err, cap, "CSR is not a PEM certificate request (-----BEGIN CERTIFICATE REQUEST-----)");
 		rc = -MESH_EPARSE;
@@ -1030,7 +815,6 @@ int ca_sign_csr(struct ca *ca, const char *csr_pem, size_t len, const char *ns, 
 out:
 	X509_free(leaf);
 	X509_REQ_free(req);
-	BIO_free(b);
 	return rc;
 }
 
@@ -1072,7 +856,7 @@ int ca_issue_serving(struct ca *ca, const char *const *dns, size_t ndns, const c
 	for (i = 0; i < chain.n; i++)
 		acc.n += strlen(chain.pem[i]);
 	acc.p = malloc(acc.n + 1);
-	*key_pem = key_to_pem(key);
+	*key_pem = mesh_pem_from_key(key);
 	if (!acc.p || !*key_pem) {
 		rc = -ENOMEM;
 		goto out;

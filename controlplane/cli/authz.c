@@ -19,9 +19,9 @@
 #include "controlplane/config/store.h"
 #include "controlplane/file/source.h"
 #include "controlplane/model/model.h"
-#include "controlplane/xds/pbjson.h"
+#include "common/xds/pbjson.h"
 #include "controlplane/gen/rbac.h"
-#include "controlplane/xds/rbac_eval.h"
+#include "common/xds/rbac_eval.h"
 
 #include "common/arena.h"
 #include "common/buf.h"
@@ -331,11 +331,18 @@ static size_t authz_report_rejected(const struct cfg_snapshot *snap)
 
 static void authz_json_filter(struct mesh_buf *b, const char *key, const rbac_filter *f)
 {
+	int rc;
+
 	mesh_buf_printf(b, ",\"%s\":", key);
-	if (!f)
+	if (!f) {
 		mesh_buf_puts(b, "null");
-	else
-		pbjson_render(&f->base, b);
+		return;
+	}
+	/* a filter that cannot be rendered fails the whole output, which the
+	 * caller reports through b->err */
+	rc = pbjson_render(&f->base, b);
+	if (rc < 0 && !b->err)
+		b->err = rc;
 }
 
 static void authz_print(const struct authz_opts *o, const struct rbac_decision *d, const struct cfg_object **sel,
@@ -408,6 +415,8 @@ static int authz_check(int argc, char **argv)
 	struct arena *a = NULL;
 	const struct cfg_object **sel = NULL;
 	rbac_filter *deny = NULL, *allow = NULL, *audit = NULL;
+	struct rbac_eval *ev = NULL;
+	const rbac_filter *chain[3];
 	struct cfg_labels labels;
 	struct rbac_request req;
 	struct rbac_decision d;
@@ -475,6 +484,10 @@ static int authz_check(int argc, char **argv)
 		fprintf(stderr, "meshctl authz: compiling the policies: %s\n", mesh_strerror(r));
 		goto out;
 	}
+	/* the chain rbac_compile() implies, as a proxy runs it */
+	chain[0] = audit;
+	chain[1] = deny;
+	chain[2] = allow;
 	memset(&req, 0, sizeof(req));
 	if (o.principal) {
 		snprintf(principal, sizeof(principal), "%s%s",
@@ -491,7 +504,13 @@ static int authz_check(int argc, char **argv)
 	req.sni = o.sni;
 	req.headers = o.headers;
 	req.n_headers = o.n_headers;
-	r = rbac_eval(deny, allow, audit, &req, &d, err, sizeof(err));
+	r = rbac_eval_compile(chain, 3, &ev, err, sizeof(err));
+	if (r < 0) {
+		fprintf(stderr, "meshctl authz: the compiled policies cannot be evaluated: %s\n",
+			err[0] ? err : mesh_strerror(r));
+		goto out;
+	}
+	r = rbac_eval_check(ev, &req, &d, err, sizeof(err));
 	if (r < 0) {
 		fprintf(stderr, "meshctl authz: evaluation failed: %s\n", err[0] ? err : mesh_strerror(r));
 		goto out;
@@ -504,6 +523,7 @@ static int authz_check(int argc, char **argv)
 	fputs(out.data ? out.data : "", stdout);
 	rc = d.allowed ? AUTHZ_EXIT_ALLOW : AUTHZ_EXIT_DENY;
 out:
+	rbac_eval_free(ev);
 	mesh_buf_cleanup(&out);
 	arena_free(a);
 	model_unref(m);

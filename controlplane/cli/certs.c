@@ -24,7 +24,9 @@
 
 #include "common/duration.h"
 #include "common/err.h"
+#include "common/file.h"
 #include "common/log.h"
+#include "common/pem.h"
 #include "controlplane/ca/ca.h"
 #include "controlplane/ca/ca_auth.h"
 
@@ -118,73 +120,22 @@ static void certs_usage(FILE *f)
 		   "  --server-name NAME     name to verify in meshd's certificate (default: the host of --ca-addr)\n");
 }
 
-static char *pem_of_x509(X509 *x)
-{
-	BIO *b = BIO_new(BIO_s_mem());
-	char *data, *out = NULL;
-	long n;
-
-	if (b && PEM_write_bio_X509(b, x) == 1 && (n = BIO_get_mem_data(b, &data)) > 0 &&
-	    (out = malloc((size_t)n + 1)) != NULL) {
-		memcpy(out, data, (size_t)n);
-		out[n] = '\0';
-	}
-	BIO_free(b);
-	return out;
-}
-
-static int read_small_file(const char *path, size_t max, char **out)
-{
-	FILE *f = fopen(path, "rb");
-	char *d;
-	size_t n;
-
-	*out = NULL;
-	if (!f)
-		return -errno;
-	d = malloc(max + 1);
-	if (!d) {
-		fclose(f);
-		return -ENOMEM;
-	}
-	n = fread(d, 1, max + 1, f);
-	fclose(f);
-	if (n > max) {
-		free(d);
-		return -MESH_ETOOBIG;
-	}
-	d[n] = '\0';
-	*out = d;
-	return 0;
-}
-
 /* A fresh key and a CSR for it (the CA ignores the CSR's subject). */
 static int make_key_and_csr(EVP_PKEY **key, char **csr)
 {
 	X509_REQ *req = NULL;
-	BIO *b = NULL;
-	char *data;
-	long n;
 	int rc = -MESH_ETLS;
 
 	*csr = NULL;
 	*key = EVP_EC_gen("P-256");
 	req = X509_REQ_new();
-	b = BIO_new(BIO_s_mem());
-	if (!*key || !req || !b || !X509_REQ_set_version(req, 0) || !X509_REQ_set_pubkey(req, *key) ||
-	    X509_REQ_sign(req, *key, EVP_sha256()) <= 0 || PEM_write_bio_X509_REQ(b, req) != 1)
+	if (!*key || !req || !X509_REQ_set_version(req, 0) || !X509_REQ_set_pubkey(req, *key) ||
+	    X509_REQ_sign(req, *key, EVP_sha256()) <= 0)
 		goto out;
-	n = BIO_get_mem_data(b, &data);
-	*csr = malloc((size_t)n + 1);
-	if (!*csr) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	memcpy(*csr, data, (size_t)n);
-	(*csr)[n] = '\0';
-	rc = 0;
+	*csr = mesh_pem_from_csr(req);
+	if (*csr)
+		rc = 0;
 out:
-	BIO_free(b);
 	X509_REQ_free(req);
 	return rc;
 }
@@ -370,27 +321,25 @@ static time_t time_of(const ASN1_TIME *t)
 static int check_response(const Istio__V1__Auth__IstioCertificateResponse *r, EVP_PKEY *key, const char *trust_pem,
 			  struct issued *out, char *err, size_t cap)
 {
-	STACK_OF(X509) *certs = sk_X509_new_null(), *mid = sk_X509_new_null();
+	STACK_OF(X509) *certs = sk_X509_new_null(), *mid = sk_X509_new_null(), *trust = NULL;
 	X509_STORE *store = X509_STORE_new();
 	X509_STORE_CTX *ctx = X509_STORE_CTX_new();
-	X509 *leaf, *root, *x;
+	X509 *leaf, *root;
 	size_t i;
 	int j, n, rc = -MESH_ESEMANTIC;
-	BIO *b = NULL;
-	size_t total = 0, off = 0;
 
 	if (!certs || !mid || !store || !ctx) {
 		rc = -ENOMEM;
 		goto out;
 	}
-	/* an element may hold more than one certificate */
+	/* an element may hold more than one certificate, or (skipped) none */
 	for (i = 0; i < r->n_cert_chain; i++) {
-		b = BIO_new_mem_buf(r->cert_chain[i], -1);
-		while (b && (x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL)
-			sk_X509_push(certs, x);
-		BIO_free(b);
-		b = NULL;
-		ERR_clear_error();
+		int prc = mesh_pem_read_certs(r->cert_chain[i], strlen(r->cert_chain[i]), &certs);
+		if (prc < 0 && prc != -MESH_EPARSE) {
+			snprintf(err, cap, "certificate %zu of the chain returned: %s", i, mesh_strerror(prc));
+			rc = prc;
+			goto out;
+		}
 	}
 	n = sk_X509_num(certs);
 	if (n < 2) {
@@ -407,11 +356,13 @@ static int check_response(const Istio__V1__Auth__IstioCertificateResponse *r, EV
 	for (j = 1; j < n - 1; j++)
 		sk_X509_push(mid, sk_X509_value(certs, j));
 	if (trust_pem) {
-		b = BIO_new_mem_buf(trust_pem, -1);
-		while (b && (x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
-			X509_STORE_add_cert(store, x);
-			X509_free(x);
+		/* none readable: nothing is trusted and verification fails below */
+		if (mesh_pem_read_certs(trust_pem, strlen(trust_pem), &trust) == -ENOMEM) {
+			rc = -ENOMEM;
+			goto out;
 		}
+		for (j = 0; trust && j < sk_X509_num(trust); j++)
+			X509_STORE_add_cert(store, sk_X509_value(trust, j));
 		ERR_clear_error();
 		/* the returned root must itself chain to what we trust */
 		sk_X509_push(mid, root);
@@ -425,23 +376,9 @@ static int check_response(const Istio__V1__Auth__IstioCertificateResponse *r, EV
 		goto out;
 	}
 	/* leaf + intermediates, then the root alone */
-	for (j = 0; j < n - 1; j++) {
-		char *p = pem_of_x509(sk_X509_value(certs, j));
-		size_t l = p ? strlen(p) : 0;
-		char *grown = p ? realloc(out->chain, total + l + 1) : NULL;
-		if (!grown) {
-			free(p);
-			rc = -ENOMEM;
-			goto out;
-		}
-		out->chain = grown;
-		memcpy(out->chain + off, p, l + 1);
-		off += l;
-		total += l;
-		free(p);
-	}
-	out->root = pem_of_x509(root);
-	if (!out->root) {
+	out->chain = mesh_pem_from_certs(certs, 0, n - 1);
+	out->root = mesh_pem_from_x509(root);
+	if (!out->chain || !out->root) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -450,10 +387,10 @@ static int check_response(const Istio__V1__Auth__IstioCertificateResponse *r, EV
 	out->not_after = time_of(X509_get0_notAfter(leaf));
 	rc = 0;
 out:
-	BIO_free(b);
 	X509_STORE_CTX_free(ctx);
 	X509_STORE_free(store);
 	sk_X509_free(mid);
+	sk_X509_pop_free(trust, X509_free);
 	sk_X509_pop_free(certs, X509_free);
 	return rc;
 }
@@ -471,7 +408,7 @@ static int certs_issue(const struct certs_opts *o, const char *trust_pem, struct
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	rc = read_small_file(o->token_file, CA_AUTH_MAX_TOKEN, &token);
+	rc = mesh_read_file(o->token_file, CA_AUTH_MAX_TOKEN, &token, &len);
 	if (rc < 0) {
 		snprintf(err, cap, "--token-file %s: %s", o->token_file, mesh_strerror(rc));
 		goto out;
@@ -507,18 +444,7 @@ static int certs_issue(const struct certs_opts *o, const char *trust_pem, struct
 	if (rc < 0)
 		goto out;
 	out->asked_at = asked_at;
-	out->key = NULL;
-	{
-		BIO *b = BIO_new(BIO_s_mem());
-		char *d;
-		long n;
-		if (b && PEM_write_bio_PrivateKey(b, key, NULL, NULL, 0, NULL, NULL) == 1 &&
-		    (n = BIO_get_mem_data(b, &d)) > 0 && (out->key = malloc((size_t)n + 1)) != NULL) {
-			memcpy(out->key, d, (size_t)n);
-			out->key[n] = '\0';
-		}
-		BIO_free(b);
-	}
+	out->key = mesh_pem_from_key(key);
 	if (!out->key)
 		rc = -ENOMEM;
 out:
@@ -635,7 +561,7 @@ static int certs_write(const char *dir, const struct issued *is, char *err, size
 	time_t now = time(NULL);
 	ssize_t n;
 	size_t i;
-	int rc, dfd;
+	int rc;
 
 	err[0] = '\0';
 	if ((rc = path_in(p, sizeof(p), dir, CERTS_DATA_LINK)) < 0)
@@ -657,7 +583,7 @@ static int certs_write(const char *dir, const struct issued *is, char *err, size
 	for (i = 0; i < 3; i++) {
 		if ((rc = path_in(p, sizeof(p), ver, certs_files[i])) < 0)
 			goto out;
-		rc = ca_write_file_atomic(p, data[i], strlen(data[i]), modes[i]);
+		rc = mesh_write_file_atomic(p, data[i], strlen(data[i]), modes[i]);
 		if (rc < 0) {
 			snprintf(err, cap, "cannot write %.300s: %s", p, strerror(-rc));
 			goto out;
@@ -679,11 +605,7 @@ static int certs_write(const char *dir, const struct issued *is, char *err, size
 			goto out;
 		}
 	}
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		fsync(dfd);
-		close(dfd);
-	}
+	mesh_fsync_dir(dir);
 	prune_versions(dir, vname, prev);
 	rc = 0;
 out:
@@ -787,6 +709,7 @@ int certs_main(int argc, char **argv)
 	struct certs_opts o;
 	struct issued is;
 	char err[CERTS_ERR_CAP], *trust = NULL;
+	size_t trust_len;
 	int64_t backoff = CERTS_BACKOFF_MIN;
 	int rc, status = 1;
 
@@ -797,7 +720,7 @@ int certs_main(int argc, char **argv)
 	if (!getenv("MESHCTL_LOG_LEVEL"))
 		mesh_log_set_level(MESH_LOG_INFO);
 	if (o.root_cert) {
-		rc = read_small_file(o.root_cert, CERTS_MAX_ROOT_BYTES, &trust);
+		rc = mesh_read_file(o.root_cert, CERTS_MAX_ROOT_BYTES, &trust, &trust_len);
 		if (rc < 0) {
 			fprintf(stderr, "meshctl certs: --root-cert %s: %s\n", o.root_cert, mesh_strerror(rc));
 			return 1;

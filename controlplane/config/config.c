@@ -77,7 +77,7 @@ const char *cfg_kind_group(enum cfg_kind k)
 struct cfg_object *cfg_object_ref(struct cfg_object *o)
 {
 	if (o)
-		__atomic_add_fetch(&o->refs, 1, __ATOMIC_RELAXED);
+		mesh_refcount_ref(&o->refs);
 	return o;
 }
 
@@ -85,7 +85,7 @@ void cfg_object_unref(struct cfg_object *o)
 {
 	if (!o)
 		return;
-	if (__atomic_sub_fetch(&o->refs, 1, __ATOMIC_ACQ_REL) == 0)
+	if (mesh_refcount_unref(&o->refs))
 		arena_free(o->arena); /* the object lives in its own arena */
 }
 
@@ -535,7 +535,7 @@ static int cfg__document(struct cfg__parse *p, const struct cfg__node *root, int
 		goto out;
 	}
 	o->arena = a;
-	o->refs = 1;
+	mesh_refcount_init(&o->refs, 1);
 	o->kind = (enum cfg_kind)e.kind;
 	o->api_version = arena_strdup(a, api_n->str);
 	o->name = arena_strdup(a, e.name);

@@ -17,6 +17,8 @@
 #ifndef MESH_CONFIG_H
 #define MESH_CONFIG_H
 
+#include "common/refcount.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -491,7 +493,7 @@ struct cfg_object {
 	} spec;
 	/* private */
 	struct arena *arena;
-	int refs;
+	struct mesh_refcount refs;
 };
 
 struct cfg_object *cfg_object_ref(struct cfg_object *o);

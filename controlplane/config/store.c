@@ -1064,7 +1064,7 @@ struct cfg_snapshot *cfg_store_snapshot(struct cfg_store *s)
 	if (!snap)
 		goto fail;
 	snap->arena = a;
-	snap->refs = 1;
+	mesh_refcount_init(&snap->refs, 1);
 	snap->generation = s->generation;
 	snap->total_rejections = s->total_rejections;
 	for (i = 0; i < s->n_served; i++)
@@ -1106,7 +1106,7 @@ struct cfg_snapshot *cfg_store_snapshot(struct cfg_store *s)
 	return cfg_snapshot_ref(snap);
 fail:
 	if (snap) {
-		snap->refs = 1;
+		mesh_refcount_init(&snap->refs, 1);
 		cfg_snapshot_unref(snap);
 	} else {
 		arena_free(a);
@@ -1117,7 +1117,7 @@ fail:
 struct cfg_snapshot *cfg_snapshot_ref(struct cfg_snapshot *snap)
 {
 	if (snap)
-		__atomic_add_fetch(&snap->refs, 1, __ATOMIC_RELAXED);
+		mesh_refcount_ref(&snap->refs);
 	return snap;
 }
 
@@ -1127,7 +1127,7 @@ void cfg_snapshot_unref(struct cfg_snapshot *snap)
 
 	if (!snap)
 		return;
-	if (__atomic_sub_fetch(&snap->refs, 1, __ATOMIC_ACQ_REL) != 0)
+	if (!mesh_refcount_unref(&snap->refs))
 		return;
 	for (k = 0; k < CFG_KIND_COUNT; k++)
 		for (i = 0; i < snap->n_objects[k]; i++)

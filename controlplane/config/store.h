@@ -36,7 +36,7 @@ struct cfg_snapshot {
 	uint64_t total_rejections;   /* errors seen since start, for /metrics */
 	/* private */
 	struct arena *arena;
-	int refs;
+	struct mesh_refcount refs;
 };
 
 struct cfg_store *cfg_store_new(void);

@@ -13,7 +13,8 @@
  * resourceVersion did not change are not decoded again.
  *
  * Events are built on this thread into `pending` and handed over once per
- * loop turn under the lock, with one eventfd write.
+ * loop turn as one chain on a mesh_queue (common/queue.h), which the owner
+ * polls.
  */
 #include "controlplane/kube/kube_watch.h"
 
@@ -21,6 +22,7 @@
 #include "common/buf.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/queue.h"
 #include "controlplane/kube/kube_json.h"
 #include "controlplane/kube/kube_map.h"
 #include "controlplane/kube/kube_stream.h"
@@ -32,7 +34,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -81,15 +82,15 @@ struct kube_watch {
 	pthread_t thread;
 	bool thread_started;
 	atomic_bool stop;
-	int efd;
 	unsigned seed;
 	struct kw__res r[KUBE_RES_COUNT];
 	bool active[KUBE_RES_COUNT];
-	/* this thread's events not yet handed over */
-	struct kube_event *pending, **pending_tail;
-	/* the queue, under lock */
-	pthread_mutex_t lock;
-	struct kube_event *queue, **queue_tail;
+	/* this thread's events not yet handed over, linked through qi */
+	struct mesh_queue_item *pending, **pending_tail;
+	struct kube_event *pending_last;
+	/* to the owner */
+	struct mesh_queue q;
+	bool q_ready;
 };
 
 static int64_t kw__now(void)
@@ -114,12 +115,13 @@ void kube_event_free(struct kube_event *e)
 	free(e);
 }
 
-static void kw__free_list(struct kube_event *e)
+/* Free a chain of events linked through their queue items. */
+static void kw__free_items(struct mesh_queue_item *it)
 {
-	while (e) {
-		struct kube_event *n = e->next;
-		kube_event_free(e);
-		e = n;
+	while (it) {
+		struct mesh_queue_item *n = it->next;
+		kube_event_free(mesh_container_of(it, struct kube_event, qi));
+		it = n;
 	}
 }
 
@@ -140,24 +142,20 @@ static struct kube_event *kw__event(struct kw__res *r, enum kube_event_type type
 
 static void kw__emit(struct kube_watch *w, struct kube_event *e)
 {
-	*w->pending_tail = e;
-	w->pending_tail = &e->next;
+	e->qi.next = NULL;
+	*w->pending_tail = &e->qi;
+	w->pending_tail = &e->qi.next;
+	w->pending_last = e;
 }
 
 static void kw__flush(struct kube_watch *w)
 {
-	uint64_t one = 1;
-
 	if (!w->pending)
 		return;
-	pthread_mutex_lock(&w->lock);
-	*w->queue_tail = w->pending;
-	w->queue_tail = w->pending_tail;
-	pthread_mutex_unlock(&w->lock);
+	mesh_queue_push_chain(&w->q, w->pending, &w->pending_last->qi);
 	w->pending = NULL;
 	w->pending_tail = &w->pending;
-	if (write(w->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		log_warn("kube", "eventfd: %s", strerror(errno));
+	w->pending_last = NULL;
 }
 
 static void kw__set_rv(char *dst, const char *rv)
@@ -727,9 +725,6 @@ int kube_watch_start(const struct kube_watch_config *cfg, struct kube_watch **ou
 		w->cfg.missing_retry = 30000 * KW__MS;
 	w->seed = (unsigned)kw__now() ^ (unsigned)getpid();
 	w->pending_tail = &w->pending;
-	w->queue_tail = &w->queue;
-	w->efd = -1;
-	pthread_mutex_init(&w->lock, NULL);
 	for (k = 0; k < KUBE_RES_COUNT; k++) {
 		struct kw__res *r = &w->r[k];
 		r->w = w;
@@ -742,11 +737,10 @@ int kube_watch_start(const struct kube_watch_config *cfg, struct kube_watch **ou
 		kube_map_init(&r->known);
 		w->active[k] = !cfg->resources || (cfg->resources & (1u << k));
 	}
-	w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (w->efd < 0) {
-		rc = -errno;
+	rc = mesh_queue_init(&w->q);
+	if (rc < 0)
 		goto fail;
-	}
+	w->q_ready = true;
 	w->multi = curl_multi_init();
 	if (!w->multi) {
 		rc = -ENOMEM;
@@ -789,30 +783,31 @@ void kube_watch_stop(struct kube_watch *w)
 	}
 	if (w->multi)
 		curl_multi_cleanup(w->multi);
-	kw__free_list(w->pending);
-	kw__free_list(w->queue);
-	if (w->efd >= 0)
-		close(w->efd);
-	pthread_mutex_destroy(&w->lock);
+	kw__free_items(w->pending);
+	if (w->q_ready) {
+		kw__free_items(mesh_queue_take(&w->q));
+		mesh_queue_cleanup(&w->q);
+	}
 	free(w);
 }
 
 int kube_watch_fd(const struct kube_watch *w)
 {
-	return w->efd;
+	return mesh_queue_fd(&w->q);
 }
 
 struct kube_event *kube_watch_take(struct kube_watch *w)
 {
-	struct kube_event *e;
-	uint64_t v;
+	struct mesh_queue_item *it = mesh_queue_take(&w->q);
+	struct kube_event *head = NULL, **tail = &head;
 
-	if (read(w->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-		log_warn("kube", "eventfd: %s", strerror(errno));
-	pthread_mutex_lock(&w->lock);
-	e = w->queue;
-	w->queue = NULL;
-	w->queue_tail = &w->queue;
-	pthread_mutex_unlock(&w->lock);
-	return e;
+	/* hand the events over linked through ->next, as kube_watch.h promises */
+	while (it) {
+		struct kube_event *e = mesh_container_of(it, struct kube_event, qi);
+		it = it->next;
+		e->next = NULL;
+		*tail = e;
+		tail = &e->next;
+	}
+	return head;
 }

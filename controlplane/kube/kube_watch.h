@@ -21,6 +21,9 @@
 #ifndef MESH_KUBE_WATCH_H
 #define MESH_KUBE_WATCH_H
 
+#include "common/err.h"
+
+#include "common/queue.h"
 #include "controlplane/config/config.h"
 #include "controlplane/kube/kube_client.h"
 #include "controlplane/kube/kube_res.h"
@@ -46,6 +49,8 @@ struct kube_event {
 	struct cfg_object *obj;      /* one reference */
 	struct cfg_error *errors;    /* owned (cfg_error_cleanup each) */
 	size_t n_errors;
+	/* private: the watch thread's hand-over */
+	struct mesh_queue_item qi;
 };
 
 void kube_event_free(struct kube_event *e);    /* one event; NULL is a no-op */
@@ -62,11 +67,11 @@ struct kube_watch_config {
 
 struct kube_watch;
 
-int kube_watch_start(const struct kube_watch_config *cfg, struct kube_watch **out);
+MESH_MUST_CHECK int kube_watch_start(const struct kube_watch_config *cfg, struct kube_watch **out);
 /* Stop the thread and free everything, queued events included. */
 void kube_watch_stop(struct kube_watch *w);   /* NULL is a no-op */
 int kube_watch_fd(const struct kube_watch *w);
 /* Drain the eventfd and take the queued events in order (NULL: none). */
-struct kube_event *kube_watch_take(struct kube_watch *w);
+MESH_MUST_CHECK struct kube_event *kube_watch_take(struct kube_watch *w);
 
 #endif

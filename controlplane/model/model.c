@@ -14,7 +14,6 @@
 #include "common/log.h"
 
 #include <errno.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -305,7 +304,7 @@ struct model *model_build(struct cfg_snapshot *cfg, const char *domain, const ch
 
 	if (!m)
 		return NULL;
-	m->refs = 1;
+	mesh_refcount_init(&m->refs, 1);
 	m->arena = arena_new(0);
 	if (!m->arena)
 		goto fail;
@@ -363,7 +362,7 @@ fail:
 struct model *model_ref(struct model *m)
 {
 	if (m)
-		atomic_fetch_add_explicit((_Atomic int *)&m->refs, 1, memory_order_relaxed);
+		mesh_refcount_ref(&m->refs);
 	return m;
 }
 
@@ -371,7 +370,7 @@ void model_unref(struct model *m)
 {
 	if (!m)
 		return;
-	if (atomic_fetch_sub_explicit((_Atomic int *)&m->refs, 1, memory_order_acq_rel) != 1)
+	if (!mesh_refcount_unref(&m->refs))
 		return;
 	cfg_snapshot_unref(m->cfg);
 	arena_free(m->arena);

@@ -64,7 +64,7 @@ struct model {
 	uint64_t generation;
 	/* private */
 	struct arena *arena;
-	int refs;
+	struct mesh_refcount refs;
 	void *priv;
 };
 

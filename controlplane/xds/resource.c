@@ -1,5 +1,6 @@
 /*
- * resource.c - xDS type URLs, resource sets and reference-counted snapshots.
+ * resource.c - xDS resource sets and reference-counted snapshots (the type
+ * table is in common/xds/types.c).
  *
  * A snapshot is filled by one thread (a generator), sealed, and from then on
  * only read, by any number of threads, each holding a reference.  Resources
@@ -14,62 +15,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const struct {
-	const char *url;
-	const char *short_name;
-} xds_types[XDS_TYPE_COUNT] = {
-	[XDS_LISTENER] = { XDS_TYPE_URL_PREFIX "envoy.config.listener.v3.Listener", "lds" },
-	[XDS_ROUTE] = { XDS_TYPE_URL_PREFIX "envoy.config.route.v3.RouteConfiguration", "rds" },
-	[XDS_CLUSTER] = { XDS_TYPE_URL_PREFIX "envoy.config.cluster.v3.Cluster", "cds" },
-	[XDS_ENDPOINT] = { XDS_TYPE_URL_PREFIX "envoy.config.endpoint.v3.ClusterLoadAssignment", "eds" },
-	[XDS_SECRET] = { XDS_TYPE_URL_PREFIX "envoy.extensions.transport_sockets.tls.v3.Secret", "sds" },
-};
-
-const char *xds_type_url(enum xds_type t)
-{
-	if ((unsigned)t >= XDS_TYPE_COUNT)
-		return NULL;
-	return xds_types[t].url;
-}
-
-int xds_type_from_url(const char *url)
-{
-	int t;
-
-	if (!url)
-		return -1;
-	for (t = 0; t < XDS_TYPE_COUNT; t++)
-		if (strcmp(url, xds_types[t].url) == 0)
-			return t;
-	return -1;
-}
-
-const char *xds_type_short(enum xds_type t)
-{
-	if ((unsigned)t >= XDS_TYPE_COUNT)
-		return "unknown";
-	return xds_types[t].short_name;
-}
-
-/* The snapshot's reference count is touched from several threads. */
-static int snap_refs_add(struct xds_snapshot *s, int d)
-{
-	return __atomic_add_fetch(&s->refs, d, __ATOMIC_ACQ_REL);
-}
-
 struct xds_snapshot *xds_snapshot_new(void)
 {
 	struct xds_snapshot *s = calloc(1, sizeof(*s));
 
 	if (s)
-		s->refs = 1;
+		mesh_refcount_init(&s->refs, 1);
 	return s;
 }
 
 struct xds_snapshot *xds_snapshot_ref(struct xds_snapshot *s)
 {
 	if (s)
-		snap_refs_add(s, 1);
+		mesh_refcount_ref(&s->refs);
 	return s;
 }
 
@@ -85,7 +43,7 @@ void xds_snapshot_unref(struct xds_snapshot *s)
 	size_t i;
 	int t;
 
-	if (!s || snap_refs_add(s, -1) > 0)
+	if (!s || !mesh_refcount_unref(&s->refs))
 		return;
 	for (t = 0; t < XDS_TYPE_COUNT; t++) {
 		struct xds_resource_set *set = &s->sets[t];
@@ -100,7 +58,7 @@ static uint64_t resource_hash(enum xds_type t, const char *name, const uint8_t *
 {
 	uint64_t h = MESH_HASH_INIT;
 
-	h = mesh_hash_str(h, xds_types[t].url);
+	h = mesh_hash_str(h, xds_type_url(t));
 	h = mesh_hash_str(h, name);
 	return mesh_hash_update(h, data, len);
 }

@@ -39,7 +39,7 @@ static struct cfg_object vs_reviews = {
 	.line = 3,
 	.hash = 0x0123456789abcdefULL,
 	.json = "{\"hosts\":[\"reviews\"]}",
-	.refs = TEST_PINNED,
+	.refs = MESH_REFCOUNT_INIT(TEST_PINNED),
 };
 
 static struct cfg_object dr_ratings = {
@@ -51,7 +51,7 @@ static struct cfg_object dr_ratings = {
 	.line = 1,
 	.hash = 0xfeedULL,
 	.json = "{\"host\":\"ratings\"}",
-	.refs = TEST_PINNED,
+	.refs = MESH_REFCOUNT_INIT(TEST_PINNED),
 };
 
 static struct cfg_object *vs_list[] = { &vs_reviews };
@@ -85,7 +85,7 @@ static struct cfg_snapshot snap = {
 	.n_errors = 2,
 	.generation = 42,
 	.total_rejections = 5,
-	.refs = TEST_PINNED,
+	.refs = MESH_REFCOUNT_INIT(TEST_PINNED),
 };
 
 static struct cfg_kv ep_label_kv[] = { { "app", "reviews" }, { "version", "v2" } };
@@ -124,7 +124,7 @@ static struct model mdl = {
 	.services = services,
 	.n_services = 1,
 	.generation = 7,
-	.refs = TEST_PINNED,
+	.refs = MESH_REFCOUNT_INIT(TEST_PINNED),
 };
 
 static atomic_bool ready_flag;

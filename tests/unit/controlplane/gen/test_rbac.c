@@ -16,7 +16,7 @@
 #include "controlplane/config/store.h"
 #include "controlplane/model/model.h"
 #include "controlplane/gen/rbac.h"
-#include "controlplane/xds/rbac_eval.h"
+#include "common/xds/rbac_eval.h"
 
 #include "envoy/config/core/v3/address.pb-c.h"
 #include "envoy/config/route/v3/route_components.pb-c.h"

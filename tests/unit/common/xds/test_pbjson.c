@@ -3,7 +3,7 @@
  * holds an HttpConnectionManager inside an Any, plus the well-known types,
  * maps, enums, 64-bit integers, bytes and the output cap.
  */
-#include "controlplane/xds/pbjson.h"
+#include "common/xds/pbjson.h"
 
 #include "common/err.h"
 #include "envoy/config/core/v3/address.pb-c.h"

@@ -9,7 +9,7 @@
  * and can grow at run time (pbjson_register).  Output is bounded by the
  * mesh_buf's cap; nesting by PBJSON_MAX_DEPTH.  See pbjson.h.
  */
-#include "controlplane/xds/pbjson.h"
+#include "common/xds/pbjson.h"
 
 #include "common/err.h"
 #include "common/json.h"

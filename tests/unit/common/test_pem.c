@@ -1,0 +1,161 @@
+/*
+ * test_pem.c - common/pem.h and the file helpers in common/file.h: PEM
+ * round trips for certificates, chains, keys and CSRs; text without PEM
+ * blocks; the size cap; atomic replacement of a file.
+ */
+#include "common/file.h"
+#include "common/pem.h"
+
+#include <check.h>
+#include <openssl/x509v3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static EVP_PKEY *key_new(void)
+{
+	EVP_PKEY *k = EVP_EC_gen("P-256");
+
+	ck_assert_ptr_nonnull(k);
+	return k;
+}
+
+/* A self-signed certificate with common name cn. */
+static X509 *cert_new(EVP_PKEY *k, const char *cn)
+{
+	X509 *x = X509_new();
+	X509_NAME *name;
+
+	ck_assert_ptr_nonnull(x);
+	ck_assert(ASN1_INTEGER_set(X509_get_serialNumber(x), 1));
+	ck_assert_ptr_nonnull(X509_gmtime_adj(X509_getm_notBefore(x), 0));
+	ck_assert_ptr_nonnull(X509_gmtime_adj(X509_getm_notAfter(x), 3600));
+	name = X509_get_subject_name(x);
+	ck_assert(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0));
+	ck_assert(X509_set_issuer_name(x, name));
+	ck_assert(X509_set_pubkey(x, k));
+	ck_assert(X509_sign(x, k, EVP_sha256()) > 0);
+	return x;
+}
+
+START_TEST(pem_cert_chain_round_trip)
+{
+	EVP_PKEY *k = key_new();
+	X509 *a = cert_new(k, "a"), *b = cert_new(k, "b");
+	STACK_OF(X509) *sk = sk_X509_new_null(), *back = NULL;
+	char *pa, *chain;
+
+	ck_assert(sk_X509_push(sk, a) && sk_X509_push(sk, b));
+	pa = mesh_pem_from_x509(a);
+	ck_assert_ptr_nonnull(pa);
+	ck_assert(strncmp(pa, "-----BEGIN CERTIFICATE-----\n", 28) == 0);
+	chain = mesh_pem_from_certs(sk, 0, 2);
+	ck_assert_ptr_nonnull(chain);
+	ck_assert(strncmp(chain, pa, strlen(pa)) == 0);
+	/* not NUL-terminated input: only len bytes are read */
+	ck_assert_int_eq(mesh_pem_read_certs(chain, strlen(chain), &back), 0);
+	ck_assert_int_eq(sk_X509_num(back), 2);
+	ck_assert_int_eq(X509_cmp(sk_X509_value(back, 0), a), 0);
+	ck_assert_int_eq(X509_cmp(sk_X509_value(back, 1), b), 0);
+	/* appending to an existing stack */
+	ck_assert_int_eq(mesh_pem_read_certs(pa, strlen(pa), &back), 0);
+	ck_assert_int_eq(sk_X509_num(back), 3);
+	ck_assert_int_eq(mesh_pem_read_certs(chain, strlen(pa) - 10, &back), -MESH_EPARSE);
+	ck_assert_int_eq(sk_X509_num(back), 3);
+	free(pa);
+	free(chain);
+	sk_X509_pop_free(back, X509_free);
+	sk_X509_pop_free(sk, X509_free);
+	EVP_PKEY_free(k);
+}
+END_TEST
+
+START_TEST(pem_garbage_and_cap)
+{
+	STACK_OF(X509) *sk = NULL;
+	EVP_PKEY *k = (EVP_PKEY *)1;
+	X509_REQ *r = (X509_REQ *)1;
+	const char *junk = "not a PEM file\n";
+
+	ck_assert_int_eq(mesh_pem_read_certs(junk, strlen(junk), &sk), -MESH_EPARSE);
+	ck_assert_ptr_null(sk);
+	ck_assert_int_eq(mesh_pem_read_key(junk, strlen(junk), &k), -MESH_EPARSE);
+	ck_assert_ptr_null(k);
+	ck_assert_int_eq(mesh_pem_read_csr(junk, strlen(junk), &r), -MESH_EPARSE);
+	ck_assert_ptr_null(r);
+	ck_assert_int_eq(mesh_pem_read_certs(junk, (size_t)MESH_PEM_MAX_BYTES + 1, &sk), -MESH_ETOOBIG);
+	ck_assert_ptr_null(sk);
+}
+END_TEST
+
+START_TEST(pem_key_and_csr_round_trip)
+{
+	EVP_PKEY *k = key_new(), *back = NULL;
+	X509_REQ *req = X509_REQ_new(), *rback = NULL;
+	char *pk, *pr;
+
+	pk = mesh_pem_from_key(k);
+	ck_assert_ptr_nonnull(pk);
+	ck_assert(strncmp(pk, "-----BEGIN PRIVATE KEY-----\n", 28) == 0);
+	ck_assert_int_eq(mesh_pem_read_key(pk, strlen(pk), &back), 0);
+	ck_assert_int_eq(EVP_PKEY_eq(k, back), 1);
+	ck_assert(X509_REQ_set_pubkey(req, k) && X509_REQ_sign(req, k, EVP_sha256()) > 0);
+	pr = mesh_pem_from_csr(req);
+	ck_assert_ptr_nonnull(pr);
+	ck_assert_int_eq(mesh_pem_read_csr(pr, strlen(pr), &rback), 0);
+	ck_assert_int_eq(X509_REQ_verify(rback, k), 1);
+	free(pk);
+	free(pr);
+	EVP_PKEY_free(back);
+	EVP_PKEY_free(k);
+	X509_REQ_free(req);
+	X509_REQ_free(rback);
+}
+END_TEST
+
+START_TEST(file_write_atomic_then_read)
+{
+	char dir[] = "/tmp/mesh-test-file-XXXXXX", path[64], *data = NULL;
+	struct stat st;
+	size_t len;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/key.pem", dir);
+	ck_assert_int_eq(mesh_write_file_atomic(path, "old", 3, 0600), 0);
+	ck_assert_int_eq(mesh_write_file_atomic(path, "new contents", 12, 0640), 0);
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_uint_eq(st.st_mode & 0777, 0640);
+	ck_assert_int_eq(mesh_read_file(path, 64, &data, &len), 0);
+	ck_assert_uint_eq(len, 12);
+	ck_assert_str_eq(data, "new contents");
+	free(data);
+	ck_assert_int_eq(mesh_read_file(path, 11, &data, &len), -MESH_ETOOBIG);
+	ck_assert_ptr_null(data);
+	ck_assert_uint_eq(len, 12);
+	snprintf(path, sizeof(path), "%s/missing/x", dir);
+	ck_assert_int_eq(mesh_write_file_atomic(path, "x", 1, 0600), -ENOENT);
+	snprintf(path, sizeof(path), "%s/key.pem", dir);
+	ck_assert_int_eq(unlink(path), 0);
+	ck_assert_int_eq(rmdir(dir), 0); /* no temporary file was left behind */
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("pem");
+	TCase *tc = tcase_create("core");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_test(tc, pem_cert_chain_round_trip);
+	tcase_add_test(tc, pem_garbage_and_cap);
+	tcase_add_test(tc, pem_key_and_csr_round_trip);
+	tcase_add_test(tc, file_write_atomic_then_read);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
