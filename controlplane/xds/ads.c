@@ -1366,6 +1366,7 @@ int xds_ads_new(const struct xds_ads_config *cfg, struct xds_ads **out)
 	if (cfg) {
 		a->resolve = cfg->resolve;
 		a->resolve_ctx = cfg->resolve_ctx;
+		a->queued = cfg->queued;
 	}
 	*out = a;
 	return 0;
@@ -1414,6 +1415,8 @@ void xds_ads_publish(struct xds_ads *a, enum xds_flavour f, struct xds_snapshot 
 		for (t = 0; t < XDS_TYPE_COUNT; t++)
 			if (st->types[t].subscribed)
 				(void)stream_enqueue(st, (enum xds_type)t, when); /* logged; retried next publish */
+		if (a->queued)
+			a->queued(st->user);
 	}
 }
 
@@ -1437,7 +1440,7 @@ static void now_rfc3339(char *out, size_t cap)
 	strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-int xds_ads_stream_new(struct xds_ads *a, int delta, const char *peer, struct xds_ads_stream **out)
+int xds_ads_stream_new(struct xds_ads *a, int delta, const char *peer, void *user, struct xds_ads_stream **out)
 {
 	struct xds_ads_stream *st = calloc(1, sizeof(*st));
 
@@ -1445,6 +1448,7 @@ int xds_ads_stream_new(struct xds_ads *a, int delta, const char *peer, struct xd
 	if (!st)
 		return -ENOMEM;
 	st->ads = a;
+	st->user = user;
 	st->id = ++a->next_stream_id;
 	st->delta = delta;
 	st->flavour = XDS_FLAVOUR_SIDECAR; /* the rule's answer for "no Node" */

@@ -91,6 +91,11 @@ typedef int (*xds_resolve_fn)(void *ctx, const struct model *m, const struct xds
 struct xds_ads_config {
 	xds_resolve_fn resolve;      /* NULL: the flavour's snapshot only */
 	void *resolve_ctx;
+	/* Called by xds_ads_publish() right after a stream got its responses
+	 * queued (NULL: not told), with the stream's user pointer, so the
+	 * transport starts sending them before the next stream's are built:
+	 * a push then holds few encoded responses at a time. */
+	void (*queued)(void *user);
 };
 
 /* A new core with no stream and no snapshot into *out.  Returns 0 or -ENOMEM. */
@@ -121,10 +126,12 @@ int xds_ads_streams(const struct xds_ads *a);
 
 /*
  * A new stream (state of the world, or Delta when delta is set) from peer
- * ("IP:PORT", copied; NULL: unknown) into *out; it is listed in the debug
+ * ("IP:PORT", copied; NULL: unknown) into *out; user is the transport's
+ * (passed to the config's queued callback); it is listed in the debug
  * views until freed.  Its id counts from 1 per core.  Returns 0 or -ENOMEM.
  */
-int xds_ads_stream_new(struct xds_ads *a, int delta, const char *peer, struct xds_ads_stream **out) MESH_MUST_CHECK;
+int xds_ads_stream_new(struct xds_ads *a, int delta, const char *peer, void *user,
+		       struct xds_ads_stream **out) MESH_MUST_CHECK;
 /* Unlist and free the stream.  NULL is a no-op. */
 void xds_ads_stream_free(struct xds_ads_stream *st);
 uint64_t xds_ads_stream_id(const struct xds_ads_stream *st);

@@ -77,6 +77,7 @@ struct xds_ads__type {
 
 struct xds_ads_stream {
 	struct xds_ads *ads;
+	void *user;                        /* the transport's stream */
 	struct xds_ads_stream *next;       /* newest first */
 	uint64_t id;
 	int delta;                         /* DeltaAggregatedResources */
@@ -107,6 +108,7 @@ struct xds_ads {
 	uint64_t model_seq;                /* bumped when model changes */
 	xds_resolve_fn resolve;
 	void *resolve_ctx;
+	void (*queued)(void *user);
 	struct xds_ads_stream *streams;
 	int nstreams;
 	uint64_t next_stream_id;

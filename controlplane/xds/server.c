@@ -423,7 +423,7 @@ static void stream_accept(struct xds_server *s, struct accept_slot *a, int delta
 			peer_s = peer_buf;
 			gpr_free(peer);
 		}
-		if (xds_ads_stream_new(s->ads, delta, peer_s, &st->ads) < 0) {
+		if (xds_ads_stream_new(s->ads, delta, peer_s, st, &st->ads) < 0) {
 			free(st);
 			st = NULL;
 		}
@@ -627,8 +627,15 @@ static void accept_done(struct xds_server *s, struct accept_slot *a, int ok)
 /* ------------------------------------------------------------------ */
 /* xDS thread */
 
+/* The core queued responses for this stream during a publish: start the
+ * first one now, before the next stream's are built. */
+static void stream_queued(void *user)
+{
+	stream_pump(user);
+}
+
 /* Hand the core what was published (snap[f]: a reference each, or NULL),
- * then send what it queued. */
+ * then send what it queued (streams it ended get their status). */
 static void server_apply_publish(struct xds_server *s, struct xds_snapshot *snap[XDS_FLAVOUR_COUNT],
 				 const struct timespec *when)
 {
@@ -889,6 +896,7 @@ int xds_server_start(const struct xds_server_config *cfg, struct xds_server **ou
 	}
 	acfg.resolve = cfg->resolve;
 	acfg.resolve_ctx = cfg->resolve_ctx;
+	acfg.queued = stream_queued;
 	rc = xds_ads_new(&acfg, &s->ads);
 	if (rc < 0)
 		goto out;

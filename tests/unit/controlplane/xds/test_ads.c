@@ -193,7 +193,7 @@ static struct xds_ads_stream *stream_new(int delta)
 {
 	struct xds_ads_stream *st = NULL;
 
-	ck_assert_int_eq(xds_ads_stream_new(ads, delta, "127.0.0.1:1234", &st), 0);
+	ck_assert_int_eq(xds_ads_stream_new(ads, delta, "127.0.0.1:1234", NULL, &st), 0);
 	return st;
 }
 
