@@ -1405,11 +1405,7 @@ void xds_ads_publish(struct xds_ads *a, enum xds_flavour f, struct xds_snapshot 
 	xds_snapshot_unref(a->snaps[f]);
 	a->snaps[f] = snap;
 	for (st = a->streams; st; st = st->next) {
-		if (st->finishing || st->closed)
-			continue;
-		if (stream_check_flavour(st))
-			continue;
-		if (st->flavour != f)
+		if (st->finishing || st->closed || st->flavour != f)
 			continue;
 		st->own_dirty = 1;
 		for (t = 0; t < XDS_TYPE_COUNT; t++)
@@ -1418,6 +1414,14 @@ void xds_ads_publish(struct xds_ads *a, enum xds_flavour f, struct xds_snapshot 
 		if (a->queued)
 			a->queued(st->user);
 	}
+}
+
+void xds_ads_refuse_unserved(struct xds_ads *a)
+{
+	struct xds_ads_stream *st;
+
+	for (st = a->streams; st; st = st->next)
+		(void)stream_check_flavour(st);
 }
 
 const struct xds_snapshot *xds_ads_snapshot(const struct xds_ads *a, enum xds_flavour f)

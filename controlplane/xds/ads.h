@@ -115,10 +115,16 @@ struct model *xds_ads_swap_model(struct xds_ads *a, struct model *m);
  * Each live stream of that flavour gets a response queued for every
  * subscribed type whose content changed (never a version it NACKed);
  * when is the publish time, for the convergence metric (NULL: none).
- * Streams of a flavour no snapshot has been published for are ended with
- * UNIMPLEMENTED once any flavour has one (see xds_ads_stream_request).
  */
 void xds_ads_publish(struct xds_ads *a, enum xds_flavour f, struct xds_snapshot *snap, const struct timespec *when);
+/*
+ * End, with UNIMPLEMENTED and one warning each, the streams whose flavour
+ * has no snapshot while another flavour has one: meshd has no generator
+ * for them.  Call it after a batch of publishes (all flavours of one push),
+ * so a flavour published a moment after another is not taken for missing.
+ * A request's first Node is checked the same way when it arrives.
+ */
+void xds_ads_refuse_unserved(struct xds_ads *a);
 /* The snapshot last published for f (borrowed), or NULL. */
 const struct xds_snapshot *xds_ads_snapshot(const struct xds_ads *a, enum xds_flavour f);
 /* Live streams (created and not yet freed). */

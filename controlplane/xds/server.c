@@ -645,6 +645,7 @@ static void server_apply_publish(struct xds_server *s, struct xds_snapshot *snap
 	for (f = 0; f < XDS_FLAVOUR_COUNT; f++)
 		if (snap[f])
 			xds_ads_publish(s->ads, (enum xds_flavour)f, snap[f], when);
+	xds_ads_refuse_unserved(s->ads);
 	for (st = s->streams; st; st = st->next)
 		stream_pump(st);
 }

@@ -645,6 +645,9 @@ START_TEST(sidecar_and_router_refused_without_their_generator)
 	plain_request(early, "sidecar~10.0.0.9~e.demo~demo.svc.cluster.local");
 	ck_assert_int_eq(xds_ads_stream_finishing(early, &code, &msg), 0);
 	publish(XDS_FLAVOUR_PROXYLESS, XDS_CLUSTER, cds_ab);
+	/* refused after the batch of publishes, not by the publish itself */
+	ck_assert_int_eq(xds_ads_stream_finishing(early, &code, &msg), 0);
+	xds_ads_refuse_unserved(ads);
 	ck_assert_int_eq(xds_ads_stream_finishing(early, &code, &msg), 1);
 	ck_assert_int_eq(code, XDS_ADS_STATUS_UNIMPLEMENTED);
 	ck_assert_ptr_null(next_sotw(early));
@@ -720,6 +723,45 @@ START_TEST(end_and_closed)
 }
 END_TEST
 
+static int queued_calls[2];
+
+static void count_queued(void *user)
+{
+	queued_calls[*(int *)user]++;
+}
+
+/* A publish tells the transport about each live stream of its flavour,
+ * right after that stream's responses were queued. */
+START_TEST(publish_calls_queued_per_stream)
+{
+	struct xds_ads_config cfg = { .queued = count_queued };
+	static int users[2] = { 0, 1 };
+	struct xds_ads_stream *p = NULL, *sc = NULL;
+	struct xds_ads *a = NULL;
+	struct node nd;
+	Envoy__Service__Discovery__V3__DiscoveryRequest req = ENVOY__SERVICE__DISCOVERY__V3__DISCOVERY_REQUEST__INIT;
+
+	memset(queued_calls, 0, sizeof(queued_calls));
+	ck_assert_int_eq(xds_ads_new(&cfg, &a), 0);
+	ck_assert_int_eq(xds_ads_stream_new(a, 0, NULL, &users[0], &p), 0);
+	ck_assert_int_eq(xds_ads_stream_new(a, 0, NULL, &users[1], &sc), 0);
+	req.type_url = URL_CDS;
+	req.node = node_init(&nd, "node-q", "grpc");
+	xds_ads_stream_request(p, &req);
+	/* another flavour's publish neither reaches nor ends the proxyless stream */
+	xds_ads_publish(a, XDS_FLAVOUR_SIDECAR, snap_of(XDS_CLUSTER, cds_ab), NULL);
+	ck_assert_int_eq(queued_calls[0], 0);
+	ck_assert_int_eq(xds_ads_stream_finishing(p, &(enum xds_ads_status){ 0 }, &(const char *){ NULL }), 0);
+	xds_ads_publish(a, XDS_FLAVOUR_PROXYLESS, snap_of(XDS_CLUSTER, cds_ab), NULL);
+	ck_assert_int_eq(queued_calls[0], 1);
+	/* the node-less stream counts as a sidecar */
+	ck_assert_int_eq(queued_calls[1], 1);
+	xds_ads_stream_free(p);
+	xds_ads_stream_free(sc);
+	xds_ads_free(a);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("xds_ads");
@@ -740,6 +782,7 @@ int main(void)
 	tcase_add_test(tc, flavour_from_node);
 	tcase_add_test(tc, sidecar_and_router_refused_without_their_generator);
 	tcase_add_test(tc, end_and_closed);
+	tcase_add_test(tc, publish_calls_queued_per_stream);
 	suite_add_tcase(s, tc);
 	return testutil_run(s) ? EXIT_FAILURE : EXIT_SUCCESS;
 }
