@@ -312,7 +312,7 @@ static int meshd_push(struct meshd *d)
 		cfg_snapshot_unref(cfg);
 		return rc;
 	}
-	xds_server_publish_model(d->xds, xs, m);
+	xds_server_publish_model(d->xds, XDS_FLAVOUR_PROXYLESS, xs, m);
 	xds_snapshot_unref(xs);
 
 	for (k = 0; k < CFG_KIND_COUNT; k++)

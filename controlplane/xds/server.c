@@ -1,43 +1,21 @@
 /*
- * server.c - the ADS server (state of the world and Delta) on gRPC C core.
+ * server.c - the ADS server's gRPC C core plumbing: listening ports,
+ * accepting calls, the completion-queue thread, batches, the send timeout
+ * and the unary (CA) method.  What to send is decided by the transport-free
+ * protocol core (ads.c): this file feeds it each request's bytes and each
+ * published snapshot, sends the responses it returns one at a time, and
+ * ends a call with the status it asks for.
  *
  * Two threads.  The completion-queue thread only calls
  * grpc_completion_queue_next() and hands each completion (tag, ok) to the
  * xDS thread through a mutex-protected queue and an eventfd; it never
  * touches stream state.  The xDS thread poll()s that eventfd and a second
  * one signalled by xds_server_publish()/xds_server_stop(); it owns every
- * stream (subscriptions, versions, nonces, the bounded send queue) and
- * starts every gRPC batch.  The debug views read stream state under
+ * stream (the call, its one SEND_MESSAGE slot, and the core's stream
+ * state) and starts every gRPC batch.  The debug views read the core under
  * srv->lock, which the xDS thread holds while it changes that state.
  *
- * Protocol, per stream and type URL: the first request subscribes
- * (resource names; empty for LDS/CDS means every resource), each response
- * carries the subscribed resources found in the current snapshot with
- * version_info = a hash over (name, resource hash) pairs and a fresh nonce.
- * A request quoting an older nonce is stale and ignored; one quoting the
- * latest nonce ACKs, or NACKs when it has error_detail.  A NACKed version
- * is not sent again.  A publish pushes to a stream only the types whose
- * version changed.  Unknown methods answer UNIMPLEMENTED.
- *
- * Delta (DeltaAggregatedResources), per stream and type URL: explicit
- * names (resource_names_subscribe / _unsubscribe) and a wildcard flag ("*",
- * or an empty first request for LDS/CDS).  What the client holds is the
- * sent_* set (names and content hashes, pointing into the snapshots it
- * references), seeded from initial_resource_versions on the first request.
- * A Delta response is built when the stream's send slot frees, by diffing
- * what the client should hold against what it holds: changed or new
- * resources (version = the resource's hash, 16 hex) and removed_resources
- * for names it holds that are gone.  Unsubscribed names are forgotten
- * without a removal.  Since the held set is updated when a response is
- * built, a NACKed resource version is not sent again; the NACK is recorded.
- * system_version_info is the same set hash SotW uses as version_info.
- *
- * Per-proxy resources: a name the shared snapshot lacks (an xDS gRPC
- * server's inbound listener) is asked of the configured resolver with the
- * stream's Node (id, NAMESPACE, LABELS) and the published model; results
- * live in a small snapshot of the stream's own ("own"), rebuilt after a
- * publish or a subscription change, reusing entries while the model is the
- * same.  Responses and what was sent hold references to both snapshots.
+ * Unknown methods answer UNIMPLEMENTED.
  *
  * Ownership: a stream is freed by the xDS thread once its call has ended
  * (RECV_CLOSE_ON_SERVER completed) and no batch of it is in flight.
@@ -45,17 +23,9 @@
 #include "controlplane/xds/server.h"
 
 #include "common/err.h"
-#include "common/hash.h"
-#include "common/json.h"
 #include "common/log.h"
-#include "controlplane/config/config.h"
 #include "controlplane/debug/metrics.h"
 #include "controlplane/model/model.h"
-#include "controlplane/xds/pbjson.h"
-
-#include "envoy/service/discovery/v3/discovery.pb-c.h"
-#include "google/protobuf/any.pb-c.h"
-#include "google/protobuf/struct.pb-c.h"
 
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
@@ -83,15 +53,7 @@
 
 /* Largest DiscoveryRequest accepted (gRPC core enforces it on receive). */
 #define XDS_MAX_REQUEST_BYTES (4 * 1024 * 1024)
-/* Caps on what a client may make us keep per stream. */
-#define XDS_MAX_NAME_LEN 1024
-#define XDS_MAX_SUBSCRIBED_NAMES 100000
-#define XDS_MAX_ERROR_LEN 4096
-#define XDS_MAX_NODE_FIELD_LEN 1024
-#define XDS_NONCE_CAP 24
-#define XDS_VERSION_CAP 17
-/* Node metadata LABELS kept per stream. */
-#define XDS_MAX_NODE_LABELS 256
+#define XDS_MAX_PEER_LEN 1024
 
 enum tag_kind {
 	TAG_ACCEPT_SOTW,
@@ -134,63 +96,12 @@ struct unimpl_call {
 	struct unimpl_call *next;
 };
 
-/* A response waiting for the stream's one SEND_MESSAGE slot. */
-struct pending_resp {
-	int queued;
-	uint64_t seq;                      /* enqueue order */
-	grpc_byte_buffer *bb;
-	char version[XDS_VERSION_CAP];
-	char nonce[XDS_NONCE_CAP];
-	struct xds_snapshot *snap;         /* owns a reference */
-	struct xds_snapshot *own;          /* the stream's per-proxy resources; owns a reference */
-	const struct xds_resource **res;   /* into snap or own */
-	size_t nres;
-	struct timespec published;         /* 0 when not caused by a publish */
-};
-
-/* Delta: a version the client says it holds (initial_resource_versions). */
-struct delta_init {
-	char *name;
-	uint64_t hash;
-	int valid;                         /* 16 hex: one of our versions */
-};
-
-struct type_state {
-	int subscribed;
-	int wildcard;
-	char **names;                      /* sorted, unique */
-	size_t nnames;
-	int need_send;                     /* respond even if the version is unchanged */
-	/* the newest response queued or sent: what protocol decisions use */
-	char latest_version[XDS_VERSION_CAP];
-	char latest_nonce[XDS_NONCE_CAP];
-	int have_latest;
-	/* what went on the wire last (syncz, config dump) */
-	int sent;
-	char sent_version[XDS_VERSION_CAP];
-	char sent_nonce[XDS_NONCE_CAP];
-	struct xds_snapshot *sent_snap;
-	struct xds_snapshot *sent_own;
-	const struct xds_resource **sent_res;
-	size_t sent_nres;
-	char acked_version[XDS_VERSION_CAP];
-	enum { SYNC_NONE, SYNC_STALE, SYNC_ACKED, SYNC_NACKED } state;
-	/* a NACKed version is not pushed again */
-	int nacked;
-	char nacked_version[XDS_VERSION_CAP];
-	char *error;
-	struct pending_resp pending;
-	/* Delta: the client's initial_resource_versions, until the first diff */
-	struct delta_init *init;
-	size_t ninit;
-	int have_init;
-};
-
+/* One ADS call: the gRPC side of a core stream. */
 struct xds_stream {
 	struct xds_server *srv;
 	struct xds_stream *next;
+	struct xds_ads_stream *ads;        /* the protocol state */
 	uint64_t id;
-	int delta;                         /* DeltaAggregatedResources */
 	grpc_call *call;
 	grpc_metadata_array md;
 	struct tag tag_md, tag_recv, tag_send, tag_close, tag_status;
@@ -202,25 +113,7 @@ struct xds_stream {
 	int reset;                         /* cancelled by us: a send was stuck */
 	int closed;                        /* RECV_CLOSE_ON_SERVER completed */
 	int cancelled;
-	int finishing;                     /* status to send once the send slot frees */
 	int status_sent;
-	grpc_status_code finish_code;
-	char *finish_msg;
-	/* identity, from the first request's Node */
-	int have_node;
-	char *node_id;
-	char *node_cluster;
-	char *user_agent;
-	int proxyless;
-	char *node_ns;
-	struct cfg_labels node_labels;     /* owned copies */
-	/* per-proxy resources (see the top of the file) */
-	struct xds_snapshot *own;
-	uint64_t own_model_seq;
-	int own_dirty;
-	char *peer;
-	char connected_at[40];
-	struct type_state types[XDS_TYPE_COUNT];
 };
 
 struct completion {
@@ -248,28 +141,20 @@ struct xds_server {
 
 	/* publish / stop (any thread -> xDS thread) */
 	pthread_mutex_t pub_lock;
-	struct xds_snapshot *pub_snap;
+	struct xds_snapshot *pub_snap[XDS_FLAVOUR_COUNT];
 	struct model *pub_model;
 	int pub_has_model;
 	struct timespec pub_time;
+	int pub_pending;
 	int stop_requested;
 	int wake_efd;
 
 	/* xDS thread state; debug readers take lock */
 	pthread_mutex_t lock;
-	struct xds_snapshot *snap;
-	struct model *model;               /* for the resolver */
-	uint64_t model_seq;                /* bumped when model changes */
-	xds_resolve_fn resolve;
-	void *resolve_ctx;
+	struct xds_ads *ads;               /* the protocol core */
 	int send_timeout_ms;
-	struct timespec snap_time;
 	struct xds_stream *streams;
 	struct unimpl_call *unimpl;
-	int nstreams;
-	uint64_t next_stream_id;
-	uint64_t nonce_counter;
-	uint64_t seq_counter;
 	struct accept_slot acc_sotw, acc_delta, acc_generic, acc_unary;
 	struct tag tag_shutdown;
 	int shutting_down;
@@ -278,33 +163,6 @@ struct xds_server {
 
 /* ------------------------------------------------------------------ */
 /* small helpers */
-
-static char *dup_capped(const char *s, size_t cap)
-{
-	size_t n;
-	char *d;
-
-	if (!s)
-		s = "";
-	n = strnlen(s, cap);
-	d = malloc(n + 1);
-	if (d) {
-		memcpy(d, s, n);
-		d[n] = '\0';
-	}
-	return d;
-}
-
-static void copy_str(char *dst, size_t cap, const char *src)
-{
-	size_t n;
-
-	if (!src)
-		src = "";
-	n = strnlen(src, cap - 1);
-	memmove(dst, src, n);
-	dst[n] = '\0';
-}
 
 static double ts_diff(const struct timespec *a, const struct timespec *b)
 {
@@ -368,247 +226,8 @@ static void *cq_thread_main(void *arg)
 }
 
 /* ------------------------------------------------------------------ */
-/* per-type state */
-
-static void pending_clear(struct pending_resp *p)
-{
-	if (p->bb)
-		grpc_byte_buffer_destroy(p->bb);
-	free(p->res);
-	xds_snapshot_unref(p->snap);
-	xds_snapshot_unref(p->own);
-	memset(p, 0, sizeof(*p));
-}
-
-static void names_free(char **names, size_t n)
-{
-	size_t i;
-
-	if (!names)
-		return;
-	for (i = 0; i < n; i++)
-		free(names[i]);
-	free(names);
-}
-
-static void delta_init_clear(struct type_state *ts)
-{
-	size_t i;
-
-	for (i = 0; i < ts->ninit; i++)
-		free(ts->init[i].name);
-	free(ts->init);
-	ts->init = NULL;
-	ts->ninit = 0;
-	ts->have_init = 0;
-}
-
-static void type_state_cleanup(struct type_state *ts)
-{
-	delta_init_clear(ts);
-	names_free(ts->names, ts->nnames);
-	xds_snapshot_unref(ts->sent_snap);
-	xds_snapshot_unref(ts->sent_own);
-	free(ts->sent_res);
-	free(ts->error);
-	pending_clear(&ts->pending);
-	memset(ts, 0, sizeof(*ts));
-}
-
-static int name_cmp(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Sorted unique copy of the request's names into *out.
- * Returns 0, -ENOMEM, or -MESH_ETOOBIG past the caps. */
-static int names_from_request(char **in, size_t n, char ***out, size_t *nout)
-{
-	char **v = NULL;
-	size_t i, w = 0;
-	int rc = 0;
-
-	*out = NULL;
-	*nout = 0;
-	if (n == 0)
-		goto out;
-	if (n > XDS_MAX_SUBSCRIBED_NAMES) {
-		rc = -MESH_ETOOBIG;
-		goto out;
-	}
-	v = calloc(n, sizeof(*v));
-	if (!v) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	for (i = 0; i < n; i++) {
-		if (strlen(in[i]) > XDS_MAX_NAME_LEN) {
-			rc = -MESH_ETOOBIG;
-			goto out;
-		}
-		v[i] = strdup(in[i]);
-		if (!v[i]) {
-			rc = -ENOMEM;
-			goto out;
-		}
-	}
-	qsort(v, n, sizeof(*v), name_cmp);
-	for (i = 0; i < n; i++) {
-		if (w > 0 && strcmp(v[w - 1], v[i]) == 0) {
-			free(v[i]);
-			continue;
-		}
-		v[w++] = v[i];
-	}
-	*out = v;
-	*nout = w;
-	v = NULL;
-out:
-	if (v)
-		names_free(v, n);
-	return rc;
-}
-
-static int names_equal(char **a, size_t na, char **b, size_t nb)
-{
-	size_t i;
-
-	if (na != nb)
-		return 0;
-	for (i = 0; i < na; i++)
-		if (strcmp(a[i], b[i]) != 0)
-			return 0;
-	return 1;
-}
-
-/* LDS and CDS treat an empty name list as "everything" (and so does "*"). */
-static int type_allows_wildcard(enum xds_type t)
-{
-	return t == XDS_LISTENER || t == XDS_CLUSTER;
-}
-
-/* The resources of snap that ts subscribes to, in name order, into a new
- * array (*out, may be NULL when *n is 0).  Returns 0 or -ENOMEM. */
-static int select_resources(const struct type_state *ts, enum xds_type t, const struct xds_snapshot *snap,
-			    const struct xds_snapshot *own, const struct xds_resource ***out, size_t *n)
-{
-	const struct xds_resource_set *set = &snap->sets[t];
-	const struct xds_resource **v = NULL;
-	size_t i, k = 0, cap = ts->wildcard ? set->n : ts->nnames;
-	int rc = 0;
-
-	*out = NULL;
-	*n = 0;
-	if (cap == 0)
-		goto out;
-	v = calloc(cap, sizeof(*v));
-	if (!v) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	if (ts->wildcard) {
-		for (i = 0; i < set->n; i++)
-			v[k++] = &set->v[i];
-	} else {
-		for (i = 0; i < ts->nnames; i++) {
-			const struct xds_resource *r = xds_snapshot_find(snap, t, ts->names[i]);
-			if (!r && own)
-				r = xds_snapshot_find(own, t, ts->names[i]);
-			if (r)
-				v[k++] = r;
-		}
-	}
-	*out = v;
-	*n = k;
-out:
-	return rc;
-}
-
-static void version_of(const struct xds_resource **res, size_t n, char out[XDS_VERSION_CAP])
-{
-	uint64_t h = MESH_HASH_INIT;
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		h = mesh_hash_str(h, res[i]->name);
-		h = mesh_hash_update(h, &res[i]->hash, sizeof(res[i]->hash));
-	}
-	mesh_hash_hex(h, out);
-}
-
-/* Resource r of type t as an Any (pointing into r's bytes). */
-static void encode_any(Google__Protobuf__Any *a, enum xds_type t, const struct xds_resource *r)
-{
-	google__protobuf__any__init(a);
-	a->type_url = (char *)xds_type_url(t);
-	a->value.data = r->data;
-	a->value.len = r->len;
-}
-
-/* Serialise a (Delta)DiscoveryResponse into a new byte buffer (*out) that
- * owns the wire bytes.  Returns 0, -ENOMEM or -MESH_ETOOBIG. */
-static int encode_message(const ProtobufCMessage *m, grpc_byte_buffer **out)
-{
-	size_t len = protobuf_c_message_get_packed_size(m);
-	uint8_t *wire;
-	grpc_slice slice;
-
-	if (len > UINT32_MAX)
-		return -MESH_ETOOBIG;
-	wire = malloc(len ? len : 1);
-	if (!wire)
-		return -ENOMEM;
-	protobuf_c_message_pack(m, wire);
-	/* the slice takes the buffer */
-	slice = grpc_slice_new(wire, len, free);
-	*out = grpc_raw_byte_buffer_create(&slice, 1);
-	grpc_slice_unref(slice);
-	return 0;
-}
-
-/* Serialise a DiscoveryResponse into a new byte buffer (*out).
- * Returns 0, -ENOMEM or -MESH_ETOOBIG. */
-static int encode_response(enum xds_type t, const char *version, const char *nonce,
-			   const struct xds_resource **res, size_t n, grpc_byte_buffer **out)
-{
-	Envoy__Service__Discovery__V3__DiscoveryResponse resp = ENVOY__SERVICE__DISCOVERY__V3__DISCOVERY_RESPONSE__INIT;
-	Envoy__Config__Core__V3__ControlPlane cp = ENVOY__CONFIG__CORE__V3__CONTROL_PLANE__INIT;
-	Google__Protobuf__Any *anys = NULL, **ptrs = NULL;
-	size_t i;
-	int rc = 0;
-
-	*out = NULL;
-	if (n) {
-		anys = calloc(n, sizeof(*anys));
-		ptrs = calloc(n, sizeof(*ptrs));
-		if (!anys || !ptrs) {
-			rc = -ENOMEM;
-			goto out;
-		}
-	}
-	for (i = 0; i < n; i++) {
-		encode_any(&anys[i], t, res[i]);
-		ptrs[i] = &anys[i];
-	}
-	resp.version_info = (char *)version;
-	resp.resources = ptrs;
-	resp.n_resources = n;
-	resp.type_url = (char *)xds_type_url(t);
-	resp.nonce = (char *)nonce;
-	cp.identifier = "meshd";
-	resp.control_plane = &cp;
-	rc = encode_message(&resp.base, out);
-out:
-	free(ptrs);
-	free(anys);
-	return rc;
-}
-
-/* ------------------------------------------------------------------ */
 /* streams: sending */
 
-static void stream_try_send(struct xds_stream *st);
-static int delta_build(struct xds_stream *st, enum xds_type t, struct pending_resp *p);
 static void stream_send_status(struct xds_stream *st);
 
 static int stream_start(struct xds_stream *st, const grpc_op *ops, size_t n, struct tag *tag)
@@ -624,226 +243,74 @@ static int stream_start(struct xds_stream *st, const grpc_op *ops, size_t n, str
 	return 0;
 }
 
-/* End the stream with a status once nothing is being sent.  msg is copied. */
-static void stream_finish(struct xds_stream *st, grpc_status_code code, const char *msg)
+/* Whether the core is ending the stream. */
+static int stream_ending(const struct xds_stream *st)
 {
-	int t;
+	enum xds_ads_status code;
+	const char *msg;
 
-	if (st->finishing || st->closed)
+	return xds_ads_stream_finishing(st->ads, &code, &msg);
+}
+
+/* Send what the core has for this stream, one message at a time, or its
+ * status once the core ends the stream and nothing is being sent. */
+static void stream_pump(struct xds_stream *st)
+{
+	struct xds_ads_response resp;
+	grpc_slice slice;
+	grpc_op op;
+	int rc;
+
+	if (st->closed || st->status_sent)
 		return;
-	st->finishing = 1;
-	st->finish_code = code;
-	st->finish_msg = dup_capped(msg, XDS_MAX_ERROR_LEN);
-	for (t = 0; t < XDS_TYPE_COUNT; t++)
-		pending_clear(&st->types[t].pending);
-	if (!st->sending)
-		stream_send_status(st);
+	if (stream_ending(st)) {
+		if (!st->sending)
+			stream_send_status(st);
+		return;
+	}
+	if (st->sending)
+		return;
+	do
+		rc = xds_ads_stream_next(st->ads, &resp);
+	while (rc < 0); /* that response was dropped (logged): the next one */
+	if (rc == 0)
+		return;
+	/* the slice takes the bytes */
+	slice = grpc_slice_new(resp.data, resp.len, free);
+	st->send_buf = grpc_raw_byte_buffer_create(&slice, 1);
+	grpc_slice_unref(slice);
+	memset(&op, 0, sizeof(op));
+	op.op = GRPC_OP_SEND_MESSAGE;
+	op.data.send_message.send_message = st->send_buf;
+	if (stream_start(st, &op, 1, &st->tag_send) < 0) {
+		grpc_byte_buffer_destroy(st->send_buf);
+		st->send_buf = NULL;
+		return;
+	}
+	st->sending = 1;
+	clock_gettime(CLOCK_MONOTONIC, &st->send_started);
 }
 
 static void stream_send_status(struct xds_stream *st)
 {
+	enum xds_ads_status code = XDS_ADS_STATUS_OK;
+	const char *msg = "";
 	grpc_op op;
 	grpc_slice details;
 
 	if (st->status_sent || st->closed)
 		return;
 	st->status_sent = 1;
+	(void)xds_ads_stream_finishing(st->ads, &code, &msg);
 	memset(&op, 0, sizeof(op));
-	details = grpc_slice_from_copied_string(st->finish_msg ? st->finish_msg : "");
+	details = grpc_slice_from_copied_string(msg);
 	op.op = GRPC_OP_SEND_STATUS_FROM_SERVER;
 	op.data.send_status_from_server.trailing_metadata_count = 0;
-	op.data.send_status_from_server.status = st->finish_code;
+	/* the core's codes are gRPC's status numbers */
+	op.data.send_status_from_server.status = (grpc_status_code)code;
 	op.data.send_status_from_server.status_details = &details;
-	stream_start(st, &op, 1, &st->tag_status);
+	(void)stream_start(st, &op, 1, &st->tag_status); /* logged; the call is cancelled at shutdown */
 	grpc_slice_unref(details);
-}
-
-/* Rebuild st->own when it is dirty: every subscribed name of every type
- * that the shared snapshot lacks is asked of the resolver (or reused from
- * the previous own snapshot while the model is the same). */
-static void stream_resolve(struct xds_stream *st)
-{
-	struct xds_server *s = st->srv;
-	struct xds_snapshot *own = NULL;
-	struct xds_proxy_info info;
-	int same, t, rc;
-	size_t i;
-
-	if (!st->own_dirty || !s->resolve || !s->model || !st->have_node)
-		return;
-	st->own_dirty = 0;
-	same = st->own && st->own_model_seq == s->model_seq;
-	own = xds_snapshot_new();
-	if (!own)
-		goto out;
-	info.id = st->node_id;
-	info.ns = st->node_ns;
-	info.labels = &st->node_labels;
-	for (t = 0; t < XDS_TYPE_COUNT; t++) {
-		const struct type_state *ts = &st->types[t];
-
-		/* SotW wildcard ignores names; Delta keeps explicit ones beside it */
-		if (!ts->subscribed || (ts->wildcard && !st->delta))
-			continue;
-		for (i = 0; i < ts->nnames; i++) {
-			const char *name = ts->names[i];
-			const struct xds_resource *r;
-			uint8_t *data = NULL;
-			size_t len = 0;
-
-			if (s->snap && xds_snapshot_find(s->snap, (enum xds_type)t, name))
-				continue;
-			if (same && (r = xds_snapshot_find(st->own, (enum xds_type)t, name)) != NULL) {
-				rc = xds_snapshot_add(own, (enum xds_type)t, name, r->data, r->len);
-			} else {
-				rc = s->resolve(s->resolve_ctx, s->model, &info, (enum xds_type)t, name, &data, &len);
-				if (rc == 0)
-					rc = xds_snapshot_add(own, (enum xds_type)t, name, data, len);
-				free(data);
-				if (rc == -ENOENT)
-					continue;
-			}
-			if (rc < 0)
-				log_warn(SCOPE, "stream %llu (%s): cannot build %s %.200s: %s", (unsigned long long)st->id,
-					 st->node_id ? st->node_id : "?", xds_type_short((enum xds_type)t), name,
-					 mesh_strerror(rc));
-		}
-	}
-	xds_snapshot_seal(own);
-	xds_snapshot_unref(st->own);
-	st->own = own;
-	st->own_model_seq = s->model_seq;
-	own = NULL;
-out:
-	xds_snapshot_unref(own);
-}
-
-/* Queue a response for type t, replacing any older one still waiting. */
-static int stream_enqueue(struct xds_stream *st, enum xds_type t, const struct timespec *published)
-{
-	struct xds_server *s = st->srv;
-	struct type_state *ts = &st->types[t];
-	struct pending_resp p = { 0 };
-	int rc;
-
-	if (st->delta) {
-		/* Delta responses are diffs: built when the send slot frees */
-		if (!ts->pending.queued) {
-			ts->pending.queued = 1;
-			ts->pending.seq = ++s->seq_counter;
-			if (published)
-				ts->pending.published = *published;
-		}
-		ts->need_send = 0;
-		stream_try_send(st);
-		return 0;
-	}
-	stream_resolve(st);
-	rc = select_resources(ts, t, s->snap, st->own, &p.res, &p.nres);
-	if (rc < 0)
-		goto out;
-	version_of(p.res, p.nres, p.version);
-	if (!ts->need_send) {
-		/* A push: only a version the client has not got nor refused. */
-		if (ts->have_latest && strcmp(p.version, ts->latest_version) == 0)
-			goto out;
-		if (ts->nacked && strcmp(p.version, ts->nacked_version) == 0)
-			goto out;
-	}
-	snprintf(p.nonce, sizeof(p.nonce), "%llx", (unsigned long long)++s->nonce_counter);
-	rc = encode_response(t, p.version, p.nonce, p.res, p.nres, &p.bb);
-	if (rc < 0)
-		goto out;
-	p.snap = xds_snapshot_ref(s->snap);
-	p.own = st->own ? xds_snapshot_ref(st->own) : NULL;
-	p.queued = 1;
-	p.seq = ++s->seq_counter;
-	if (published)
-		p.published = *published;
-	pending_clear(&ts->pending);
-	ts->pending = p;
-	memset(&p, 0, sizeof(p));
-	ts->need_send = 0;
-	ts->state = SYNC_STALE;
-	if (ts->nacked && strcmp(ts->nacked_version, ts->pending.version) != 0)
-		ts->nacked = 0;
-	ts->have_latest = 1;
-	copy_str(ts->latest_version, sizeof(ts->latest_version), ts->pending.version);
-	copy_str(ts->latest_nonce, sizeof(ts->latest_nonce), ts->pending.nonce);
-	stream_try_send(st);
-out:
-	if (rc < 0)
-		log_error(SCOPE, "stream %llu: cannot build %s response: %s", (unsigned long long)st->id,
-			  xds_type_short(t), mesh_strerror(rc));
-	pending_clear(&p);
-	return rc;
-}
-
-static void stream_try_send(struct xds_stream *st)
-{
-	struct pending_resp *best = NULL;
-	struct type_state *ts = NULL;
-	struct timespec now;
-	grpc_op op;
-	int t;
-
-	if (st->sending || st->closed || st->finishing)
-		return;
-	for (;;) {
-		best = NULL;
-		for (t = 0; t < XDS_TYPE_COUNT; t++) {
-			struct pending_resp *p = &st->types[t].pending;
-			if (p->queued && (!best || p->seq < best->seq)) {
-				best = p;
-				ts = &st->types[t];
-			}
-		}
-		if (!best)
-			return;
-		t = (int)(ts - st->types);
-		if (!st->delta || (delta_build(st, (enum xds_type)t, best) == 0 && best->bb))
-			break;
-		/* nothing to tell the client (or no memory: logged) */
-		pending_clear(best);
-	}
-	memset(&op, 0, sizeof(op));
-	op.op = GRPC_OP_SEND_MESSAGE;
-	op.data.send_message.send_message = best->bb;
-	st->send_buf = best->bb;
-	best->bb = NULL;
-	if (stream_start(st, &op, 1, &st->tag_send) < 0) {
-		grpc_byte_buffer_destroy(st->send_buf);
-		st->send_buf = NULL;
-		pending_clear(best);
-		return;
-	}
-	st->sending = 1;
-	clock_gettime(CLOCK_MONOTONIC, &st->send_started);
-	/* It is on its way: remember it as sent (delta_build did for Delta). */
-	if (!st->delta) {
-		ts->sent = 1;
-		copy_str(ts->sent_version, sizeof(ts->sent_version), best->version);
-		copy_str(ts->sent_nonce, sizeof(ts->sent_nonce), best->nonce);
-		xds_snapshot_unref(ts->sent_snap);
-		xds_snapshot_unref(ts->sent_own);
-		free(ts->sent_res);
-		ts->sent_snap = best->snap;
-		ts->sent_own = best->own;
-		ts->sent_res = best->res;
-		ts->sent_nres = best->nres;
-		best->snap = NULL;
-		best->own = NULL;
-		best->res = NULL;
-	}
-	metrics_xds_push((enum xds_type)t);
-	if (best->published.tv_sec || best->published.tv_nsec) {
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		metrics_convergence(ts_diff(&now, &best->published));
-	}
-	log_debug(SCOPE, "stream %llu (%s): sent %s version %s nonce %s, %zu resources", (unsigned long long)st->id,
-		  st->node_id ? st->node_id : "?", xds_type_short((enum xds_type)t), ts->sent_version,
-		  ts->sent_nonce, ts->sent_nres);
-	pending_clear(best);
 }
 
 /* ------------------------------------------------------------------ */
@@ -853,678 +320,17 @@ static void stream_start_recv(struct xds_stream *st)
 {
 	grpc_op op;
 
-	if (st->closed || st->finishing)
+	if (st->closed || stream_ending(st))
 		return;
 	memset(&op, 0, sizeof(op));
 	op.op = GRPC_OP_RECV_MESSAGE;
 	op.data.recv_message.recv_message = &st->recv_buf;
-	stream_start(st, &op, 1, &st->tag_recv);
-}
-
-static const char *struct_string(const Google__Protobuf__Struct *m, const char *key)
-{
-	size_t i;
-
-	if (!m)
-		return NULL;
-	for (i = 0; i < m->n_fields; i++) {
-		Google__Protobuf__Struct__FieldsEntry *e = m->fields[i];
-		if (e && e->key && strcmp(e->key, key) == 0 && e->value &&
-		    e->value->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE)
-			return e->value->string_value;
-	}
-	return NULL;
-}
-
-/* Namespace and labels of the workload, for per-proxy resources: metadata
- * NAMESPACE (else the "POD.NS" part of an Istio node id) and LABELS. */
-static void stream_record_workload(struct xds_stream *st, const Envoy__Config__Core__V3__Node *node)
-{
-	const char *ns = struct_string(node->metadata, "NAMESPACE");
-	const Google__Protobuf__Struct *labels = NULL;
-	size_t i, n = 0;
-
-	if (!ns && st->node_id) {
-		/* "sidecar~IP~POD.NS~NS.svc.cluster.local" */
-		const char *p = strchr(st->node_id, '~');
-		const char *q = p ? strchr(p + 1, '~') : NULL;
-		const char *dot = q ? strchr(q + 1, '.') : NULL;
-		const char *end = dot ? strchr(dot + 1, '~') : NULL;
-		if (end && end > dot + 1)
-			st->node_ns = strndup(dot + 1, (size_t)(end - dot - 1));
-	} else if (ns && ns[0]) {
-		st->node_ns = dup_capped(ns, XDS_MAX_NODE_FIELD_LEN);
-	}
-	for (i = 0; node->metadata && i < node->metadata->n_fields; i++) {
-		Google__Protobuf__Struct__FieldsEntry *e = node->metadata->fields[i];
-		if (e && e->key && strcmp(e->key, "LABELS") == 0 && e->value &&
-		    e->value->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_STRUCT_VALUE)
-			labels = e->value->struct_value;
-	}
-	if (!labels || labels->n_fields == 0)
-		return;
-	st->node_labels.v = calloc(labels->n_fields < XDS_MAX_NODE_LABELS ? labels->n_fields : XDS_MAX_NODE_LABELS,
-				   sizeof(*st->node_labels.v));
-	if (!st->node_labels.v)
-		return;
-	for (i = 0; i < labels->n_fields && n < XDS_MAX_NODE_LABELS; i++) {
-		Google__Protobuf__Struct__FieldsEntry *e = labels->fields[i];
-		if (!e || !e->key || !e->value || e->value->kind_case != GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE)
-			continue;
-		st->node_labels.v[n].key = dup_capped(e->key, XDS_MAX_NODE_FIELD_LEN);
-		st->node_labels.v[n].value = dup_capped(e->value->string_value, XDS_MAX_NODE_FIELD_LEN);
-		if (!st->node_labels.v[n].key || !st->node_labels.v[n].value) {
-			free(st->node_labels.v[n].key);
-			free(st->node_labels.v[n].value);
-			break;
-		}
-		n++;
-	}
-	st->node_labels.n = n;
-}
-
-static void stream_record_node(struct xds_stream *st, const Envoy__Config__Core__V3__Node *node)
-{
-	const char *gen = struct_string(node->metadata, "GENERATOR");
-	char ua[2 * XDS_MAX_NODE_FIELD_LEN + 2];
-
-	st->have_node = 1;
-	st->node_id = dup_capped(node->id, XDS_MAX_NODE_FIELD_LEN);
-	st->node_cluster = dup_capped(node->cluster, XDS_MAX_NODE_FIELD_LEN);
-	if (node->user_agent_version_type_case == ENVOY__CONFIG__CORE__V3__NODE__USER_AGENT_VERSION_TYPE_USER_AGENT_VERSION)
-		snprintf(ua, sizeof(ua), "%.1024s %.1024s", node->user_agent_name ? node->user_agent_name : "",
-			 node->user_agent_version ? node->user_agent_version : "");
-	else
-		snprintf(ua, sizeof(ua), "%.1024s", node->user_agent_name ? node->user_agent_name : "");
-	st->user_agent = dup_capped(ua, sizeof(ua));
-	st->proxyless = gen && strcmp(gen, "grpc") == 0;
-	stream_record_workload(st, node);
-	log_info(SCOPE, "stream %llu: proxy %s (%s, %s) from %s", (unsigned long long)st->id,
-		 st->node_id ? st->node_id : "", st->proxyless ? "proxyless" : "sidecar",
-		 st->user_agent ? st->user_agent : "", st->peer ? st->peer : "?");
-}
-
-static void stream_handle_request(struct xds_stream *st, const Envoy__Service__Discovery__V3__DiscoveryRequest *req)
-{
-	struct xds_server *s = st->srv;
-	const char *nonce = req->response_nonce ? req->response_nonce : "";
-	struct type_state *ts;
-	char **names = NULL;
-	size_t nnames = 0;
-	int t, rc, changed, wildcard;
-	enum xds_type xt;
-
-	if (!st->have_node && req->node)
-		stream_record_node(st, req->node);
-	t = xds_type_from_url(req->type_url);
-	if (t < 0) {
-		log_info(SCOPE, "stream %llu (%s): ignoring request for unknown type \"%.200s\"", (unsigned long long)st->id,
-			 st->node_id ? st->node_id : "?", req->type_url ? req->type_url : "");
-		goto out;
-	}
-	xt = (enum xds_type)t;
-	ts = &st->types[t];
-	if (ts->subscribed && nonce[0] && (!ts->have_latest || strcmp(nonce, ts->latest_nonce) != 0)) {
-		log_debug(SCOPE, "stream %llu (%s): stale %s request (nonce %.40s, latest %s) ignored",
-			  (unsigned long long)st->id, st->node_id ? st->node_id : "?", xds_type_short(xt), nonce,
-			  ts->latest_nonce);
-		goto out;
-	}
-	rc = names_from_request(req->resource_names, req->n_resource_names, &names, &nnames);
-	if (rc < 0) {
-		stream_finish(st, rc == -MESH_ETOOBIG ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_INTERNAL,
-			      rc == -MESH_ETOOBIG ? "too many or too long resource names" : "out of memory");
-		goto out;
-	}
-	wildcard = type_allows_wildcard(xt) &&
-		   (nnames == 0 || (nnames == 1 && strcmp(names[0], "*") == 0));
-
-	if (nonce[0] && ts->subscribed) {
-		if (req->error_detail) {
-			const char *msg = req->error_detail->message ? req->error_detail->message : "";
-			/* NACK of the latest response: keep its version from being re-sent. */
-			ts->nacked = 1;
-			copy_str(ts->nacked_version, sizeof(ts->nacked_version), ts->latest_version);
-			free(ts->error);
-			ts->error = dup_capped(msg, XDS_MAX_ERROR_LEN);
-			ts->state = SYNC_NACKED;
-			metrics_xds_reject(xt);
-			log_warn(SCOPE, "stream %llu (%s): %s NACK of version %s (client has %.40s): %.1000s",
-				 (unsigned long long)st->id, st->node_id ? st->node_id : "?", xds_type_short(xt),
-				 ts->latest_version, req->version_info ? req->version_info : "", msg);
-		} else {
-			copy_str(ts->acked_version, sizeof(ts->acked_version), req->version_info);
-			ts->state = SYNC_ACKED;
-			free(ts->error);
-			ts->error = NULL;
-		}
-	}
-
-	changed = !ts->subscribed || (nonce[0] == '\0') || wildcard != ts->wildcard ||
-		  (!wildcard && !names_equal(names, nnames, ts->names, ts->nnames));
-	if (!changed)
-		goto out;
-	names_free(ts->names, ts->nnames);
-	ts->names = names;
-	ts->nnames = nnames;
-	names = NULL;
-	ts->wildcard = wildcard;
-	ts->subscribed = 1;
-	ts->need_send = 1;
-	st->own_dirty = 1;
-	if (s->snap)
-		stream_enqueue(st, xt, NULL);
-out:
-	names_free(names, nnames);
-}
-
-/* ------------------------------------------------------------------ */
-/* Delta xDS (see the top of the file) */
-
-/* One resource the client holds, for the diff. */
-struct delta_have {
-	const char *name;
-	uint64_t hash;
-	int valid;
-};
-
-static int res_name_cmp(const void *a, const void *b)
-{
-	const struct xds_resource *x = *(const struct xds_resource *const *)a;
-	const struct xds_resource *y = *(const struct xds_resource *const *)b;
-
-	return strcmp(x->name, y->name);
-}
-
-static int names_has(char **v, size_t n, const char *name)
-{
-	return n && bsearch(&name, v, n, sizeof(*v), name_cmp) != NULL;
-}
-
-/* Our versions are 16 lowercase hex digits; anything else never matches. */
-static int version_parse(const char *s, uint64_t *out)
-{
-	uint64_t v = 0;
-	size_t i;
-
-	if (!s || strlen(s) != 16)
-		return -EINVAL;
-	for (i = 0; i < 16; i++) {
-		int c = (unsigned char)s[i], d;
-		if (c >= '0' && c <= '9')
-			d = c - '0';
-		else if (c >= 'a' && c <= 'f')
-			d = c - 'a' + 10;
-		else
-			return -EINVAL;
-		v = (v << 4) | (uint64_t)d;
-	}
-	*out = v;
-	return 0;
-}
-
-/* Serialise a DeltaDiscoveryResponse into a new byte buffer (*out).
- * Returns 0, -ENOMEM or -MESH_ETOOBIG. */
-static int encode_delta_response(enum xds_type t, const char *version, const char *nonce,
-				 const struct xds_resource **res, size_t n, const char **removed, size_t nremoved,
-				 grpc_byte_buffer **out)
-{
-	Envoy__Service__Discovery__V3__DeltaDiscoveryResponse resp =
-		ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_RESPONSE__INIT;
-	Envoy__Config__Core__V3__ControlPlane cp = ENVOY__CONFIG__CORE__V3__CONTROL_PLANE__INIT;
-	Envoy__Service__Discovery__V3__Resource *rs = NULL, **ptrs = NULL;
-	Google__Protobuf__Any *anys = NULL;
-	char (*versions)[XDS_VERSION_CAP] = NULL;
-	size_t i;
-	int rc = 0;
-
-	*out = NULL;
-	if (n) {
-		rs = calloc(n, sizeof(*rs));
-		ptrs = calloc(n, sizeof(*ptrs));
-		anys = calloc(n, sizeof(*anys));
-		versions = calloc(n, sizeof(*versions));
-		if (!rs || !ptrs || !anys || !versions) {
-			rc = -ENOMEM;
-			goto out;
-		}
-	}
-	for (i = 0; i < n; i++) {
-		envoy__service__discovery__v3__resource__init(&rs[i]);
-		encode_any(&anys[i], t, res[i]);
-		mesh_hash_hex(res[i]->hash, versions[i]);
-		rs[i].name = res[i]->name;
-		rs[i].version = versions[i];
-		rs[i].resource = &anys[i];
-		ptrs[i] = &rs[i];
-	}
-	resp.system_version_info = (char *)version;
-	resp.resources = ptrs;
-	resp.n_resources = n;
-	resp.type_url = (char *)xds_type_url(t);
-	resp.removed_resources = (char **)removed;
-	resp.n_removed_resources = nremoved;
-	resp.nonce = (char *)nonce;
-	cp.identifier = "meshd";
-	resp.control_plane = &cp;
-	rc = encode_message(&resp.base, out);
-out:
-	free(versions);
-	free(anys);
-	free(ptrs);
-	free(rs);
-	return rc;
-}
-
-/* What the client should hold of type t: every resource of the shared
- * snapshot under the wildcard, plus the explicit names found in the shared
- * or the per-proxy snapshot; sorted by name, unique.  Returns 0 or -ENOMEM. */
-static int delta_select(const struct xds_stream *st, enum xds_type t, const struct xds_resource ***out, size_t *n)
-{
-	const struct xds_server *s = st->srv;
-	const struct type_state *ts = &st->types[t];
-	const struct xds_resource_set *set = &s->snap->sets[t];
-	const struct xds_resource **v = NULL;
-	size_t i, k = 0, w = 0, cap = (ts->wildcard ? set->n : 0) + ts->nnames;
-	int rc = 0;
-
-	*out = NULL;
-	*n = 0;
-	if (cap == 0)
-		goto out;
-	v = calloc(cap, sizeof(*v));
-	if (!v) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	if (ts->wildcard)
-		for (i = 0; i < set->n; i++)
-			v[k++] = &set->v[i];
-	for (i = 0; i < ts->nnames; i++) {
-		const struct xds_resource *r = xds_snapshot_find(s->snap, t, ts->names[i]);
-		if (!r && st->own)
-			r = xds_snapshot_find(st->own, t, ts->names[i]);
-		if (r)
-			v[k++] = r;
-	}
-	qsort(v, k, sizeof(*v), res_name_cmp);
-	for (i = 0; i < k; i++)
-		if (w == 0 || strcmp(v[w - 1]->name, v[i]->name) != 0)
-			v[w++] = v[i];
-	*out = v;
-	*n = w;
-out:
-	return rc;
-}
-
-/* What the client holds: its initial versions before the first diff,
- * else what was sent (sorted by name).  Returns 0 or -ENOMEM. */
-static int delta_held(const struct type_state *ts, struct delta_have **out, size_t *n)
-{
-	size_t i, k = ts->have_init ? ts->ninit : ts->sent_nres;
-	struct delta_have *v = NULL;
-
-	*out = NULL;
-	*n = 0;
-	if (k == 0)
-		return 0;
-	v = calloc(k, sizeof(*v));
-	if (!v)
-		return -ENOMEM;
-	for (i = 0; i < k; i++) {
-		if (ts->have_init) {
-			v[i].name = ts->init[i].name;
-			v[i].hash = ts->init[i].hash;
-			v[i].valid = ts->init[i].valid;
-		} else {
-			v[i].name = ts->sent_res[i]->name;
-			v[i].hash = ts->sent_res[i]->hash;
-			v[i].valid = 1;
-		}
-	}
-	*out = v;
-	*n = k;
-	return 0;
-}
-
-/* Build the Delta response for type t into p (p->bb stays NULL when the
- * client holds everything already and has had a first response), and
- * take what the client now holds as sent.  Returns 0 or a negative code. */
-static int delta_build(struct xds_stream *st, enum xds_type t, struct pending_resp *p)
-{
-	struct xds_server *s = st->srv;
-	struct type_state *ts = &st->types[t];
-	const struct xds_resource **want = NULL, **changed = NULL;
-	const char **removed = NULL;
-	struct delta_have *held = NULL;
-	size_t nwant = 0, nheld = 0, nchanged = 0, nremoved = 0, i = 0, j = 0;
-	int rc = 0;
-
-	if (!s->snap)
-		goto out;
-	stream_resolve(st);
-	rc = delta_select(st, t, &want, &nwant);
-	if (rc < 0)
-		goto out;
-	rc = delta_held(ts, &held, &nheld);
-	if (rc < 0)
-		goto out;
-	changed = calloc(nwant + 1, sizeof(*changed));
-	removed = calloc(nheld + 1, sizeof(*removed));
-	if (!changed || !removed) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	/* merge two name-sorted lists */
-	while (i < nwant || j < nheld) {
-		int c = i >= nwant ? 1 : j >= nheld ? -1 : strcmp(want[i]->name, held[j].name);
-		if (c < 0) {
-			changed[nchanged++] = want[i++];
-		} else if (c > 0) {
-			removed[nremoved++] = held[j++].name;
-		} else {
-			if (!held[j].valid || held[j].hash != want[i]->hash)
-				changed[nchanged++] = want[i];
-			i++;
-			j++;
-		}
-	}
-	version_of(want, nwant, p->version);
-	if (nchanged || nremoved || !ts->have_latest) {
-		snprintf(p->nonce, sizeof(p->nonce), "%llx", (unsigned long long)++s->nonce_counter);
-		rc = encode_delta_response(t, p->version, p->nonce, changed, nchanged, removed, nremoved, &p->bb);
-		if (rc < 0)
-			goto out;
-	}
-	/* the client holds want from now on (removed names were encoded above) */
-	xds_snapshot_unref(ts->sent_snap);
-	xds_snapshot_unref(ts->sent_own);
-	free(ts->sent_res);
-	ts->sent_snap = xds_snapshot_ref(s->snap);
-	ts->sent_own = st->own ? xds_snapshot_ref(st->own) : NULL;
-	ts->sent_res = want;
-	ts->sent_nres = nwant;
-	want = NULL;
-	delta_init_clear(ts);
-	if (!p->bb)
-		goto out;
-	log_debug(SCOPE, "stream %llu (%s): delta %s: %zu changed, %zu removed, %zu held", (unsigned long long)st->id,
-		  st->node_id ? st->node_id : "?", xds_type_short(t), nchanged, nremoved, ts->sent_nres);
-	ts->sent = 1;
-	copy_str(ts->sent_version, sizeof(ts->sent_version), p->version);
-	copy_str(ts->sent_nonce, sizeof(ts->sent_nonce), p->nonce);
-	ts->have_latest = 1;
-	copy_str(ts->latest_version, sizeof(ts->latest_version), p->version);
-	copy_str(ts->latest_nonce, sizeof(ts->latest_nonce), p->nonce);
-	ts->state = SYNC_STALE;
-	if (ts->nacked && strcmp(ts->nacked_version, p->version) != 0)
-		ts->nacked = 0;
-out:
-	if (rc < 0)
-		log_error(SCOPE, "stream %llu: cannot build delta %s response: %s", (unsigned long long)st->id,
-			  xds_type_short(t), mesh_strerror(rc));
-	free(want);
-	free(held);
-	free(changed);
-	free(removed);
-	return rc;
-}
-
-/* Every name of the request is within the caps.  Returns 0 or -MESH_ETOOBIG. */
-static int delta_check_caps(const Envoy__Service__Discovery__V3__DeltaDiscoveryRequest *req)
-{
-	size_t i;
-
-	if (req->n_resource_names_subscribe > XDS_MAX_SUBSCRIBED_NAMES ||
-	    req->n_resource_names_unsubscribe > XDS_MAX_SUBSCRIBED_NAMES ||
-	    req->n_initial_resource_versions > XDS_MAX_SUBSCRIBED_NAMES)
-		return -MESH_ETOOBIG;
-	for (i = 0; i < req->n_resource_names_subscribe; i++)
-		if (strlen(req->resource_names_subscribe[i]) > XDS_MAX_NAME_LEN)
-			return -MESH_ETOOBIG;
-	for (i = 0; i < req->n_resource_names_unsubscribe; i++)
-		if (strlen(req->resource_names_unsubscribe[i]) > XDS_MAX_NAME_LEN)
-			return -MESH_ETOOBIG;
-	for (i = 0; i < req->n_initial_resource_versions; i++)
-		if (!req->initial_resource_versions[i]->key ||
-		    strlen(req->initial_resource_versions[i]->key) > XDS_MAX_NAME_LEN)
-			return -MESH_ETOOBIG;
-	return 0;
-}
-
-static int init_name_cmp(const void *a, const void *b)
-{
-	return strcmp(((const struct delta_init *)a)->name, ((const struct delta_init *)b)->name);
-}
-
-/* Take the client's initial_resource_versions (sorted, unique) as what it
- * holds until the first diff.  Returns 0 or -ENOMEM. */
-static int delta_init_set(struct type_state *ts,
-			  Envoy__Service__Discovery__V3__DeltaDiscoveryRequest__InitialResourceVersionsEntry **e, size_t n)
-{
-	size_t i, w = 0;
-	int rc = 0;
-
-	delta_init_clear(ts);
-	ts->have_init = 1;
-	if (n == 0)
-		goto out;
-	ts->init = calloc(n, sizeof(*ts->init));
-	if (!ts->init) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	for (i = 0; i < n; i++) {
-		struct delta_init *d = &ts->init[ts->ninit];
-		d->name = strdup(e[i]->key);
-		if (!d->name) {
-			rc = -ENOMEM;
-			goto out;
-		}
-		d->valid = version_parse(e[i]->value, &d->hash) == 0;
-		ts->ninit++;
-	}
-	qsort(ts->init, ts->ninit, sizeof(*ts->init), init_name_cmp);
-	for (i = 0; i < ts->ninit; i++) {
-		if (w > 0 && strcmp(ts->init[w - 1].name, ts->init[i].name) == 0) {
-			free(ts->init[i].name);
-			continue;
-		}
-		ts->init[w++] = ts->init[i];
-	}
-	ts->ninit = w;
-out:
-	return rc;
-}
-
-/* The explicit names after subscribing sub and unsubscribing unsub ("*"
- * entries are the wildcard's, handled by the caller).  Returns 0,
- * -ENOMEM or -MESH_ETOOBIG. */
-static int delta_names_update(struct type_state *ts, char **sub, size_t nsub, const char **rm, size_t nrm)
-{
-	const char **all = NULL;
-	char **v = NULL;
-	size_t i, n = 0, w = 0;
-	int rc = 0;
-
-	if (nsub == 0 && nrm == 0)
-		goto out;
-	all = calloc(ts->nnames + nsub + 1, sizeof(*all));
-	if (!all) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	for (i = 0; i < ts->nnames; i++)
-		if (!(nrm && bsearch(&ts->names[i], rm, nrm, sizeof(*rm), name_cmp)))
-			all[n++] = ts->names[i];
-	for (i = 0; i < nsub; i++)
-		if (strcmp(sub[i], "*") != 0 && !(nrm && bsearch(&sub[i], rm, nrm, sizeof(*rm), name_cmp)))
-			all[n++] = sub[i];
-	qsort(all, n, sizeof(*all), name_cmp);
-	for (i = 0; i < n; i++)
-		if (w == 0 || strcmp(all[w - 1], all[i]) != 0)
-			all[w++] = all[i];
-	if (w > XDS_MAX_SUBSCRIBED_NAMES) {
-		rc = -MESH_ETOOBIG;
-		goto out;
-	}
-	if (w) {
-		v = calloc(w, sizeof(*v));
-		if (!v) {
-			rc = -ENOMEM;
-			goto out;
-		}
-	}
-	for (i = 0; i < w; i++) {
-		v[i] = strdup(all[i]);
-		if (!v[i]) {
-			rc = -ENOMEM;
-			goto out;
-		}
-	}
-	names_free(ts->names, ts->nnames);
-	ts->names = v;
-	ts->nnames = w;
-	v = NULL;
-out:
-	names_free(v, w);
-	free(all);
-	return rc;
-}
-
-/* Whether the client dropped name itself: it unsubscribed it (and the
- * wildcard does not bring it), or it left the wildcard and never named it. */
-static int delta_dropped(const struct type_state *ts, const struct xds_snapshot *snap, enum xds_type t,
-			 const char **rm, size_t nrm, int left_wildcard, const char *name)
-{
-	if (nrm && bsearch(&name, rm, nrm, sizeof(*rm), name_cmp) &&
-	    !(ts->wildcard && snap && xds_snapshot_find(snap, t, name)))
-		return 1;
-	return left_wildcard && !names_has(ts->names, ts->nnames, name);
-}
-
-/* Forget, without a removal, what the client dropped itself. */
-static void delta_forget(struct xds_stream *st, enum xds_type t, const char **rm, size_t nrm, int left_wildcard)
-{
-	const struct xds_snapshot *snap = st->srv->snap;
-	struct type_state *ts = &st->types[t];
-	size_t i, w = 0;
-
-	if (ts->have_init) {
-		for (i = 0; i < ts->ninit; i++) {
-			if (delta_dropped(ts, snap, t, rm, nrm, left_wildcard, ts->init[i].name)) {
-				free(ts->init[i].name);
-				continue;
-			}
-			ts->init[w++] = ts->init[i];
-		}
-		ts->ninit = w;
-		return;
-	}
-	for (i = 0; i < ts->sent_nres; i++)
-		if (!delta_dropped(ts, snap, t, rm, nrm, left_wildcard, ts->sent_res[i]->name))
-			ts->sent_res[w++] = ts->sent_res[i];
-	ts->sent_nres = w;
-}
-
-static void stream_handle_delta(struct xds_stream *st, const Envoy__Service__Discovery__V3__DeltaDiscoveryRequest *req)
-{
-	struct xds_server *s = st->srv;
-	const char *nonce = req->response_nonce ? req->response_nonce : "";
-	const char **rm = NULL;
-	struct type_state *ts;
-	size_t i, nrm = 0;
-	int t, rc, first, had_wildcard;
-	enum xds_type xt;
-
-	if (!st->have_node && req->node)
-		stream_record_node(st, req->node);
-	t = xds_type_from_url(req->type_url);
-	if (t < 0) {
-		log_info(SCOPE, "stream %llu (%s): ignoring delta request for unknown type \"%.200s\"",
-			 (unsigned long long)st->id, st->node_id ? st->node_id : "?", req->type_url ? req->type_url : "");
-		goto out;
-	}
-	xt = (enum xds_type)t;
-	ts = &st->types[t];
-	rc = delta_check_caps(req);
-	if (rc < 0) {
-		stream_finish(st, GRPC_STATUS_RESOURCE_EXHAUSTED, "too many or too long resource names");
-		goto out;
-	}
-
-	/* ACK or NACK of the latest response; an older nonce only subscribes */
-	if (nonce[0] && ts->have_latest && strcmp(nonce, ts->latest_nonce) == 0) {
-		if (req->error_detail) {
-			const char *msg = req->error_detail->message ? req->error_detail->message : "";
-			ts->nacked = 1;
-			copy_str(ts->nacked_version, sizeof(ts->nacked_version), ts->latest_version);
-			free(ts->error);
-			ts->error = dup_capped(msg, XDS_MAX_ERROR_LEN);
-			ts->state = SYNC_NACKED;
-			metrics_xds_reject(xt);
-			log_warn(SCOPE, "stream %llu (%s): delta %s NACK of version %s: %.1000s", (unsigned long long)st->id,
-				 st->node_id ? st->node_id : "?", xds_type_short(xt), ts->latest_version, msg);
-		} else {
-			copy_str(ts->acked_version, sizeof(ts->acked_version), ts->latest_version);
-			ts->state = SYNC_ACKED;
-			free(ts->error);
-			ts->error = NULL;
-		}
-	} else if (nonce[0]) {
-		log_debug(SCOPE, "stream %llu (%s): stale delta %s nonce %.40s (latest %s)", (unsigned long long)st->id,
-			  st->node_id ? st->node_id : "?", xds_type_short(xt), nonce, ts->latest_nonce);
-	}
-
-	first = !ts->subscribed;
-	if (first) {
-		ts->subscribed = 1;
-		/* the legacy wildcard: a first request naming nothing, LDS/CDS only */
-		ts->wildcard = req->n_resource_names_subscribe == 0 && type_allows_wildcard(xt);
-		rc = delta_init_set(ts, req->initial_resource_versions, req->n_initial_resource_versions);
-		if (rc < 0)
-			goto fail;
-	}
-	if (!first && req->n_resource_names_subscribe == 0 && req->n_resource_names_unsubscribe == 0)
-		goto out;
-	had_wildcard = ts->wildcard;
-	for (i = 0; i < req->n_resource_names_subscribe; i++)
-		if (strcmp(req->resource_names_subscribe[i], "*") == 0)
-			ts->wildcard = 1;
-	if (req->n_resource_names_unsubscribe) {
-		rm = calloc(req->n_resource_names_unsubscribe, sizeof(*rm));
-		if (!rm) {
-			rc = -ENOMEM;
-			goto fail;
-		}
-	}
-	for (i = 0; i < req->n_resource_names_unsubscribe; i++) {
-		if (strcmp(req->resource_names_unsubscribe[i], "*") == 0)
-			ts->wildcard = 0;
-		else
-			rm[nrm++] = req->resource_names_unsubscribe[i];
-	}
-	if (nrm)
-		qsort(rm, nrm, sizeof(*rm), name_cmp);
-	rc = delta_names_update(ts, req->resource_names_subscribe, req->n_resource_names_subscribe, rm, nrm);
-	if (rc < 0)
-		goto fail;
-	delta_forget(st, xt, rm, nrm, had_wildcard && !ts->wildcard);
-	st->own_dirty = 1;
-	if (s->snap)
-		stream_enqueue(st, xt, NULL);
-	goto out;
-fail:
-	stream_finish(st, rc == -MESH_ETOOBIG ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_INTERNAL,
-		      rc == -MESH_ETOOBIG ? "too many resource names" : "out of memory");
-out:
-	free(rm);
+	(void)stream_start(st, &op, 1, &st->tag_recv); /* logged; the client's status ends the call */
 }
 
 /* A message arrived (or the client half-closed when recv_buf is NULL). */
 static void stream_on_recv(struct xds_stream *st, int ok)
 {
-	Envoy__Service__Discovery__V3__DiscoveryRequest *req = NULL;
 	/* Take the message before the next RECV_MESSAGE lets gRPC core write
 	 * st->recv_buf again from its own thread. */
 	grpc_byte_buffer *bb = st->recv_buf;
@@ -1537,51 +343,21 @@ static void stream_on_recv(struct xds_stream *st, int ok)
 		goto out;
 	if (!bb) {
 		/* Half-close: the client sends no more requests; end the stream. */
-		stream_finish(st, GRPC_STATUS_OK, "");
+		xds_ads_stream_end(st->ads, XDS_ADS_STATUS_OK, "");
 		goto out;
 	}
 	if (!grpc_byte_buffer_reader_init(&reader, bb)) {
-		stream_finish(st, GRPC_STATUS_INTERNAL, "cannot read the request");
+		xds_ads_stream_end(st->ads, XDS_ADS_STATUS_INTERNAL, "cannot read the request");
 		goto out;
 	}
 	slice = grpc_byte_buffer_reader_readall(&reader);
 	grpc_byte_buffer_reader_destroy(&reader);
 	have_slice = 1;
-	if (GRPC_SLICE_LENGTH(slice) > XDS_MAX_REQUEST_BYTES) {
-		stream_finish(st, GRPC_STATUS_RESOURCE_EXHAUSTED, "DiscoveryRequest larger than 4 MiB");
-		goto out;
-	}
-	if (st->delta) {
-		Envoy__Service__Discovery__V3__DeltaDiscoveryRequest *dreq =
-			envoy__service__discovery__v3__delta_discovery_request__unpack(NULL, GRPC_SLICE_LENGTH(slice),
-										       GRPC_SLICE_START_PTR(slice));
-		if (!dreq) {
-			log_warn(SCOPE, "stream %llu from %s: unparsable DeltaDiscoveryRequest (%zu bytes); ending the stream",
-				 (unsigned long long)st->id, st->peer ? st->peer : "?", (size_t)GRPC_SLICE_LENGTH(slice));
-			stream_finish(st, GRPC_STATUS_INVALID_ARGUMENT,
-				      "malformed DeltaDiscoveryRequest: not a valid "
-				      "envoy.service.discovery.v3.DeltaDiscoveryRequest");
-			goto out;
-		}
-		stream_handle_delta(st, dreq);
-		envoy__service__discovery__v3__delta_discovery_request__free_unpacked(dreq, NULL);
+	/* an unparsable or oversized request ends the stream (the core says how) */
+	if (xds_ads_stream_recv(st->ads, GRPC_SLICE_START_PTR(slice), GRPC_SLICE_LENGTH(slice)) == 0)
 		stream_start_recv(st);
-		goto out;
-	}
-	req = envoy__service__discovery__v3__discovery_request__unpack(NULL, GRPC_SLICE_LENGTH(slice),
-								       GRPC_SLICE_START_PTR(slice));
-	if (!req) {
-		log_warn(SCOPE, "stream %llu from %s: unparsable DiscoveryRequest (%zu bytes); ending the stream",
-			 (unsigned long long)st->id, st->peer ? st->peer : "?", (size_t)GRPC_SLICE_LENGTH(slice));
-		stream_finish(st, GRPC_STATUS_INVALID_ARGUMENT,
-			      "malformed DiscoveryRequest: not a valid envoy.service.discovery.v3.DiscoveryRequest");
-		goto out;
-	}
-	stream_handle_request(st, req);
-	stream_start_recv(st);
 out:
-	if (req)
-		envoy__service__discovery__v3__discovery_request__free_unpacked(req, NULL);
+	stream_pump(st);
 	if (have_slice)
 		grpc_slice_unref(slice);
 	if (bb)
@@ -1593,12 +369,9 @@ out:
 
 static void stream_free(struct xds_stream *st)
 {
-	int t;
-
 	if (!st)
 		return;
-	for (t = 0; t < XDS_TYPE_COUNT; t++)
-		type_state_cleanup(&st->types[t]);
+	xds_ads_stream_free(st->ads);
 	if (st->recv_buf)
 		grpc_byte_buffer_destroy(st->recv_buf);
 	if (st->send_buf)
@@ -1606,18 +379,6 @@ static void stream_free(struct xds_stream *st)
 	if (st->call)
 		grpc_call_unref(st->call);
 	grpc_metadata_array_destroy(&st->md);
-	free(st->finish_msg);
-	free(st->node_id);
-	free(st->node_cluster);
-	free(st->user_agent);
-	free(st->node_ns);
-	for (t = 0; t < (int)st->node_labels.n; t++) {
-		free(st->node_labels.v[t].key);
-		free(st->node_labels.v[t].value);
-	}
-	free(st->node_labels.v);
-	xds_snapshot_unref(st->own);
-	free(st->peer);
 	free(st);
 }
 
@@ -1625,6 +386,7 @@ static void stream_maybe_free(struct xds_stream *st)
 {
 	struct xds_server *s = st->srv;
 	struct xds_stream **pp;
+	const char *node;
 
 	if (!st->closed || st->inflight > 0)
 		return;
@@ -1634,21 +396,11 @@ static void stream_maybe_free(struct xds_stream *st)
 			break;
 		}
 	}
-	s->nstreams--;
 	metrics_xds_connected(-1);
-	log_info(SCOPE, "stream %llu (%s) ended%s", (unsigned long long)st->id, st->node_id ? st->node_id : "?",
+	node = xds_ads_stream_node_id(st->ads);
+	log_info(SCOPE, "stream %llu (%s) ended%s", (unsigned long long)st->id, node ? node : "?",
 		 st->cancelled ? " (cancelled)" : "");
 	stream_free(st);
-}
-
-static void now_rfc3339(char *out, size_t cap)
-{
-	struct timespec ts;
-	struct tm tm;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
 /* A StreamAggregatedResources (or, delta set, DeltaAggregatedResources)
@@ -1656,9 +408,26 @@ static void now_rfc3339(char *out, size_t cap)
 static void stream_accept(struct xds_server *s, struct accept_slot *a, int delta)
 {
 	struct xds_stream *st = calloc(1, sizeof(*st));
+	char peer_buf[XDS_MAX_PEER_LEN + 1] = "";
+	const char *peer_s = NULL;
 	grpc_op ops[1];
 	char *peer;
 
+	if (st) {
+		peer = grpc_call_get_peer(a->call);
+		if (peer) {
+			const char *p = peer;
+			if (strncmp(p, "ipv4:", 5) == 0 || strncmp(p, "ipv6:", 5) == 0)
+				p += 5;
+			snprintf(peer_buf, sizeof(peer_buf), "%s", p);
+			peer_s = peer_buf;
+			gpr_free(peer);
+		}
+		if (xds_ads_stream_new(s->ads, delta, peer_s, st, &st->ads) < 0) {
+			free(st);
+			st = NULL;
+		}
+	}
 	if (!st) {
 		grpc_call_cancel_with_status(a->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
 		grpc_call_unref(a->call);
@@ -1666,8 +435,7 @@ static void stream_accept(struct xds_server *s, struct accept_slot *a, int delta
 		goto out;
 	}
 	st->srv = s;
-	st->id = ++s->next_stream_id;
-	st->delta = delta;
+	st->id = xds_ads_stream_id(st->ads);
 	st->call = a->call;
 	st->md = a->md;
 	st->tag_md = (struct tag){ TAG_MD, st };
@@ -1675,30 +443,22 @@ static void stream_accept(struct xds_server *s, struct accept_slot *a, int delta
 	st->tag_send = (struct tag){ TAG_SEND, st };
 	st->tag_close = (struct tag){ TAG_CLOSE, st };
 	st->tag_status = (struct tag){ TAG_STATUS, st };
-	peer = grpc_call_get_peer(st->call);
-	if (peer) {
-		const char *p = peer;
-		if (strncmp(p, "ipv4:", 5) == 0 || strncmp(p, "ipv6:", 5) == 0)
-			p += 5;
-		st->peer = dup_capped(p, XDS_MAX_NODE_FIELD_LEN);
-		gpr_free(peer);
-	}
-	now_rfc3339(st->connected_at, sizeof(st->connected_at));
 	st->next = s->streams;
 	s->streams = st;
-	s->nstreams++;
 	metrics_xds_connected(1);
 
 	memset(ops, 0, sizeof(ops));
 	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-	stream_start(st, ops, 1, &st->tag_md);
+	(void)stream_start(st, ops, 1, &st->tag_md); /* logged; RECV_CLOSE below decides */
 	memset(ops, 0, sizeof(ops));
 	ops[0].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
 	ops[0].data.recv_close_on_server.cancelled = &st->cancelled;
-	if (stream_start(st, ops, 1, &st->tag_close) < 0)
+	if (stream_start(st, ops, 1, &st->tag_close) < 0) {
 		st->closed = 1;
+		xds_ads_stream_closed(st->ads);
+	}
 	stream_start_recv(st);
-	log_debug(SCOPE, "stream %llu accepted from %s", (unsigned long long)st->id, st->peer ? st->peer : "?");
+	log_debug(SCOPE, "stream %llu accepted from %s", (unsigned long long)st->id, peer_s ? peer_s : "?");
 	stream_maybe_free(st);
 out:
 	a->call = NULL;
@@ -1720,13 +480,13 @@ static void stream_on_completion(struct xds_stream *st, enum tag_kind kind, int 
 			grpc_byte_buffer_destroy(st->send_buf);
 			st->send_buf = NULL;
 		}
-		if (st->finishing)
-			stream_send_status(st);
-		else if (ok)
-			stream_try_send(st);
+		/* a failed send ends the call; only a status is left to send */
+		if (ok || stream_ending(st))
+			stream_pump(st);
 		break;
 	case TAG_CLOSE:
 		st->closed = 1;
+		xds_ads_stream_closed(st->ads);
 		break;
 	case TAG_STATUS:
 	default:
@@ -1867,22 +627,27 @@ static void accept_done(struct xds_server *s, struct accept_slot *a, int ok)
 /* ------------------------------------------------------------------ */
 /* xDS thread */
 
-static void server_apply_publish(struct xds_server *s, struct xds_snapshot *snap, const struct timespec *when)
+/* The core queued responses for this stream during a publish: start the
+ * first one now, before the next stream's are built. */
+static void stream_queued(void *user)
+{
+	stream_pump(user);
+}
+
+/* Hand the core what was published (snap[f]: a reference each, or NULL),
+ * then send what it queued (streams it ended get their status). */
+static void server_apply_publish(struct xds_server *s, struct xds_snapshot *snap[XDS_FLAVOUR_COUNT],
+				 const struct timespec *when)
 {
 	struct xds_stream *st;
-	int t;
+	int f;
 
-	xds_snapshot_unref(s->snap);
-	s->snap = snap;
-	s->snap_time = *when;
-	for (st = s->streams; st; st = st->next) {
-		if (st->finishing || st->closed)
-			continue;
-		st->own_dirty = 1;
-		for (t = 0; t < XDS_TYPE_COUNT; t++)
-			if (st->types[t].subscribed)
-				stream_enqueue(st, (enum xds_type)t, when);
-	}
+	for (f = 0; f < XDS_FLAVOUR_COUNT; f++)
+		if (snap[f])
+			xds_ads_publish(s->ads, (enum xds_flavour)f, snap[f], when);
+	xds_ads_refuse_unserved(s->ads);
+	for (st = s->streams; st; st = st->next)
+		stream_pump(st);
 }
 
 static void server_begin_shutdown(struct xds_server *s)
@@ -1941,7 +706,8 @@ static int server_reset_stuck(struct xds_server *s)
 			continue;
 		st->reset = 1;
 		log_warn(SCOPE, "stream %llu (%s): a response was not taken within %d ms; resetting the stream so "
-			 "the proxy resyncs", (unsigned long long)st->id, st->node_id ? st->node_id : "?",
+			 "the proxy resyncs", (unsigned long long)st->id,
+			 xds_ads_stream_node_id(st->ads) ? xds_ads_stream_node_id(st->ads) : "?",
 			 s->send_timeout_ms);
 		grpc_call_cancel_with_status(st->call, GRPC_STATUS_UNAVAILABLE,
 					     "meshd: xDS response not accepted in time; reconnect to resync", NULL);
@@ -1958,12 +724,12 @@ static void *xds_thread_main(void *arg)
 
 	for (;;) {
 		struct pollfd pfd[2] = { { s->q_efd, POLLIN, 0 }, { s->wake_efd, POLLIN, 0 } };
-		struct xds_snapshot *snap = NULL;
+		struct xds_snapshot *snap[XDS_FLAVOUR_COUNT];
 		struct model *model = NULL;
 		int has_model;
 		struct timespec when = { 0, 0 };
 		size_t n = 0, i;
-		int stop;
+		int stop, f;
 
 		/* while responses are in flight, wake to check for stuck ones */
 		int wait_ms = sending ? (s->send_timeout_ms < 1000 ? s->send_timeout_ms / 4 + 1 : 1000) : -1;
@@ -1990,8 +756,9 @@ static void *xds_thread_main(void *arg)
 		pthread_mutex_unlock(&s->q_lock);
 
 		pthread_mutex_lock(&s->pub_lock);
-		snap = s->pub_snap;
-		s->pub_snap = NULL;
+		memcpy(snap, s->pub_snap, sizeof(snap));
+		memset(s->pub_snap, 0, sizeof(s->pub_snap));
+		s->pub_pending = 0;
 		model = s->pub_model;
 		has_model = s->pub_has_model;
 		s->pub_model = NULL;
@@ -2003,17 +770,14 @@ static void *xds_thread_main(void *arg)
 		pthread_mutex_lock(&s->lock);
 		for (i = 0; i < n; i++)
 			server_dispatch(s, batch[i].tag, batch[i].ok);
-		if (has_model) {
-			/* swap under the lock; the old one is dropped below */
-			struct model *old_model = s->model;
-			s->model = model;
-			model = old_model;
-			s->model_seq++;
-		}
-		if (snap && !s->shutting_down)
+		/* swap under the lock; the old one is dropped below */
+		if (has_model)
+			model = xds_ads_swap_model(s->ads, model);
+		if (!s->shutting_down)
 			server_apply_publish(s, snap, &when);
 		else
-			xds_snapshot_unref(snap);
+			for (f = 0; f < XDS_FLAVOUR_COUNT; f++)
+				xds_snapshot_unref(snap[f]);
 		if (stop)
 			server_begin_shutdown(s);
 		sending = s->shutting_down ? 0 : server_reset_stuck(s);
@@ -2034,6 +798,8 @@ static void *xds_thread_main(void *arg)
 
 static void server_free(struct xds_server *s)
 {
+	int f;
+
 	if (!s)
 		return;
 	if (s->server)
@@ -2054,9 +820,10 @@ static void server_free(struct xds_server *s)
 	grpc_call_details_destroy(&s->acc_generic.details);
 	grpc_metadata_array_destroy(&s->acc_unary.md);
 	grpc_call_details_destroy(&s->acc_unary.details);
-	xds_snapshot_unref(s->snap);
-	xds_snapshot_unref(s->pub_snap);
-	model_unref(s->model);
+	/* every stream is gone: the core has none left */
+	xds_ads_free(s->ads);
+	for (f = 0; f < XDS_FLAVOUR_COUNT; f++)
+		xds_snapshot_unref(s->pub_snap[f]);
 	model_unref(s->pub_model);
 	free(s->q);
 	if (s->q_efd >= 0)
@@ -2080,6 +847,7 @@ static void accept_slot_init(struct accept_slot *a, enum tag_kind kind)
 
 int xds_server_start(const struct xds_server_config *cfg, struct xds_server **out)
 {
+	struct xds_ads_config acfg = { 0 };
 	struct xds_server *s = NULL;
 	grpc_server_credentials *creds;
 	grpc_arg arg;
@@ -2127,8 +895,12 @@ int xds_server_start(const struct xds_server_config *cfg, struct xds_server **ou
 		rc = -MESH_EGRPC;
 		goto out;
 	}
-	s->resolve = cfg->resolve;
-	s->resolve_ctx = cfg->resolve_ctx;
+	acfg.resolve = cfg->resolve;
+	acfg.resolve_ctx = cfg->resolve_ctx;
+	acfg.queued = stream_queued;
+	rc = xds_ads_new(&acfg, &s->ads);
+	if (rc < 0)
+		goto out;
 	s->send_timeout_ms = cfg->send_timeout_ms > 0 ? cfg->send_timeout_ms : XDS_SEND_TIMEOUT_MS;
 	if (cfg->unary) {
 		s->unary = *cfg->unary;
@@ -2218,25 +990,27 @@ void xds_server_stop(struct xds_server *s)
 	server_free(s);
 }
 
-static void server_publish(struct xds_server *s, struct xds_snapshot *proxyless, int has_model, struct model *m)
+static void server_publish(struct xds_server *s, enum xds_flavour f, struct xds_snapshot *snap, int has_model,
+			   struct model *m)
 {
 	struct xds_snapshot *old;
 	struct model *old_model = NULL;
 
-	if (!s || !proxyless)
+	if (!s || !snap || (unsigned)f >= XDS_FLAVOUR_COUNT)
 		return;
-	xds_snapshot_ref(proxyless);
+	xds_snapshot_ref(snap);
 	pthread_mutex_lock(&s->pub_lock);
 	if (has_model) {
 		old_model = s->pub_model;
 		s->pub_model = model_ref(m);
 		s->pub_has_model = 1;
 	}
-	old = s->pub_snap;
-	s->pub_snap = proxyless;
+	old = s->pub_snap[f];
+	s->pub_snap[f] = snap;
 	/* Coalesced publishes count convergence from the first one. */
-	if (!old)
+	if (!s->pub_pending)
 		clock_gettime(CLOCK_MONOTONIC, &s->pub_time);
+	s->pub_pending = 1;
 	pthread_mutex_unlock(&s->pub_lock);
 	xds_snapshot_unref(old);
 	model_unref(old_model);
@@ -2245,12 +1019,12 @@ static void server_publish(struct xds_server *s, struct xds_snapshot *proxyless,
 
 void xds_server_publish(struct xds_server *s, struct xds_snapshot *proxyless)
 {
-	server_publish(s, proxyless, 0, NULL);
+	server_publish(s, XDS_FLAVOUR_PROXYLESS, proxyless, 0, NULL);
 }
 
-void xds_server_publish_model(struct xds_server *s, struct xds_snapshot *proxyless, struct model *m)
+void xds_server_publish_model(struct xds_server *s, enum xds_flavour f, struct xds_snapshot *snap, struct model *m)
 {
-	server_publish(s, proxyless, 1, m);
+	server_publish(s, f, snap, 1, m);
 }
 
 int xds_server_connected(struct xds_server *s)
@@ -2260,177 +1034,32 @@ int xds_server_connected(struct xds_server *s)
 	if (!s)
 		return 0;
 	pthread_mutex_lock(&s->lock);
-	n = s->nstreams;
+	n = xds_ads_streams(s->ads);
 	pthread_mutex_unlock(&s->lock);
 	return n;
 }
 
-static const char *sync_state_name(const struct type_state *ts)
-{
-	switch (ts->state) {
-	case SYNC_STALE: return "STALE";
-	case SYNC_ACKED: return "SYNCED";
-	case SYNC_NACKED: return "ERROR";
-	case SYNC_NONE:
-	default: return "NOT SENT";
-	}
-}
-
-static void syncz_stream(const struct xds_stream *st, struct mesh_buf *out)
-{
-	int t, first = 1;
-
-	mesh_buf_puts(out, "{\"proxy\":");
-	json_put_string(out, st->node_id ? st->node_id : "");
-	mesh_buf_puts(out, ",\"flavour\":");
-	json_put_string(out, st->proxyless ? "proxyless" : "sidecar");
-	mesh_buf_puts(out, ",\"cluster\":");
-	json_put_string(out, st->node_cluster ? st->node_cluster : "");
-	mesh_buf_puts(out, ",\"user_agent\":");
-	json_put_string(out, st->user_agent ? st->user_agent : "");
-	mesh_buf_puts(out, ",\"peer\":");
-	json_put_string(out, st->peer ? st->peer : "");
-	mesh_buf_puts(out, ",\"connected_at\":");
-	json_put_string(out, st->connected_at);
-	mesh_buf_printf(out, ",\"delta\":%s", st->delta ? "true" : "false");
-	mesh_buf_printf(out, ",\"stream\":%llu,\"types\":{", (unsigned long long)st->id);
-	for (t = 0; t < XDS_TYPE_COUNT; t++) {
-		const struct type_state *ts = &st->types[t];
-		if (!ts->subscribed)
-			continue;
-		if (!first)
-			mesh_buf_putc(out, ',');
-		first = 0;
-		json_put_string(out, xds_type_short((enum xds_type)t));
-		mesh_buf_puts(out, ":{\"sent_version\":");
-		json_put_string(out, ts->sent_version);
-		mesh_buf_puts(out, ",\"sent_nonce\":");
-		json_put_string(out, ts->sent_nonce);
-		mesh_buf_puts(out, ",\"acked_version\":");
-		json_put_string(out, ts->acked_version);
-		mesh_buf_puts(out, ",\"state\":");
-		json_put_string(out, sync_state_name(ts));
-		if (ts->error) {
-			mesh_buf_puts(out, ",\"error\":");
-			json_put_string(out, ts->error);
-		}
-		mesh_buf_printf(out, ",\"resources\":%zu,\"wildcard\":%s}", ts->sent_nres,
-				ts->wildcard ? "true" : "false");
-	}
-	mesh_buf_puts(out, "}}");
-}
-
 int xds_server_syncz(struct xds_server *s, struct mesh_buf *out)
 {
-	const struct xds_stream *st;
-	int first = 1;
+	int rc;
 
 	if (!s || !out)
 		return -EINVAL;
 	pthread_mutex_lock(&s->lock);
-	mesh_buf_putc(out, '[');
-	for (st = s->streams; st; st = st->next) {
-		if (!first)
-			mesh_buf_putc(out, ',');
-		first = 0;
-		syncz_stream(st, out);
-	}
-	mesh_buf_putc(out, ']');
+	rc = xds_ads_syncz(s->ads, out);
 	pthread_mutex_unlock(&s->lock);
-	return out->err;
-}
-
-/* Envoy's admin config dump layout, one section per xDS type. */
-static const struct {
-	const char *type;       /* envoy.admin.v3 message */
-	const char *list;       /* repeated field holding the resources */
-	const char *field;      /* field holding one resource */
-	int named;              /* carries a "name" next to the resource */
-} dump_layout[XDS_TYPE_COUNT] = {
-	[XDS_LISTENER] = { "ListenersConfigDump", "dynamicListeners", "activeState", 1 },
-	[XDS_ROUTE] = { "RoutesConfigDump", "dynamicRouteConfigs", "routeConfig", 0 },
-	[XDS_CLUSTER] = { "ClustersConfigDump", "dynamicActiveClusters", "cluster", 0 },
-	[XDS_ENDPOINT] = { "EndpointsConfigDump", "dynamicEndpointConfigs", "endpointConfig", 0 },
-	[XDS_SECRET] = { "SecretsConfigDump", "dynamicActiveSecrets", "secret", 1 },
-};
-
-static void dump_resource(enum xds_type t, const struct type_state *ts, const struct xds_resource *r,
-			  struct mesh_buf *out)
-{
-	mesh_buf_putc(out, '{');
-	if (dump_layout[t].named) {
-		mesh_buf_puts(out, "\"name\":");
-		json_put_string(out, r->name);
-		mesh_buf_putc(out, ',');
-	}
-	/* Envoy's DynamicListener keeps the version inside activeState */
-	if (t != XDS_LISTENER) {
-		mesh_buf_puts(out, "\"versionInfo\":");
-		json_put_string(out, ts->sent_version);
-	}
-	if (t == XDS_SECRET) {
-		/* Key material never leaves meshd through a debug view. */
-		mesh_buf_puts(out, "}");
-		return;
-	}
-	if (t != XDS_LISTENER)
-		mesh_buf_putc(out, ',');
-	mesh_buf_printf(out, "\"%s\":", dump_layout[t].field);
-	if (t == XDS_LISTENER) {
-		mesh_buf_puts(out, "{\"versionInfo\":");
-		json_put_string(out, ts->sent_version);
-		mesh_buf_puts(out, ",\"listener\":");
-	}
-	if (pbjson_render_any(xds_type_url(t), r->data, r->len, out) < 0 && !out->err) {
-		/* not decodable here: say so rather than fail the whole dump */
-		mesh_buf_puts(out, "{\"@type\":");
-		json_put_string(out, xds_type_url(t));
-		mesh_buf_printf(out, ",\"@undecoded_bytes\":%zu}", r->len);
-	}
-	if (t == XDS_LISTENER)
-		mesh_buf_putc(out, '}');
-	mesh_buf_putc(out, '}');
+	return rc;
 }
 
 int xds_server_config_dump(struct xds_server *s, const char *proxy_id, struct mesh_buf *out)
 {
-	const struct xds_stream *st, *found = NULL;
-	int t, rc = 0, first = 1;
-	size_t i;
+	int rc;
 
 	if (!s || !proxy_id || !out)
 		return -EINVAL;
 	pthread_mutex_lock(&s->lock);
-	/* the newest stream of that proxy (streams are kept newest first) */
-	for (st = s->streams; st && !found; st = st->next)
-		if (st->node_id && strcmp(st->node_id, proxy_id) == 0 && !st->closed)
-			found = st;
-	if (!found) {
-		rc = -ENOENT;
-		goto out;
-	}
-	mesh_buf_puts(out, "{\"configs\":[");
-	for (t = 0; t < XDS_TYPE_COUNT; t++) {
-		const struct type_state *ts = &found->types[t];
-		if (!ts->sent)
-			continue;
-		if (!first)
-			mesh_buf_putc(out, ',');
-		first = 0;
-		mesh_buf_printf(out, "{\"@type\":\"type.googleapis.com/envoy.admin.v3.%s\",\"versionInfo\":",
-				dump_layout[t].type);
-		json_put_string(out, ts->sent_version);
-		mesh_buf_printf(out, ",\"%s\":[", dump_layout[t].list);
-		for (i = 0; i < ts->sent_nres; i++) {
-			if (i)
-				mesh_buf_putc(out, ',');
-			dump_resource((enum xds_type)t, ts, ts->sent_res[i], out);
-		}
-		mesh_buf_puts(out, "]}");
-	}
-	mesh_buf_puts(out, "]}");
-	rc = out->err;
-out:
+	rc = xds_ads_config_dump(s->ads, proxy_id, out);
 	pthread_mutex_unlock(&s->lock);
 	return rc;
 }
+

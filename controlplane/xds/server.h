@@ -9,6 +9,9 @@
  * threads talk to it through xds_server_publish() and the read-only debug
  * calls below, which take a lock.
  *
+ * The protocol (subscriptions, versions, nonces, ACK/NACK, Delta) lives
+ * in the transport-free core, ads.h; this is its gRPC server.
+ *
  * Versions are content hashes of the resources sent, so unchanged config
  * never reaches a proxy twice, even across a meshd restart.  A NACK is
  * recorded (sync state ERROR with the client's error text) and the same
@@ -20,6 +23,7 @@
 #define MESH_XDS_SERVER_H
 
 #include "common/buf.h"
+#include "controlplane/xds/ads.h"
 #include "controlplane/xds/resource.h"
 
 #include <grpc/grpc.h>
@@ -29,21 +33,8 @@ struct xds_server;
 struct model;
 struct cfg_labels;
 
-/* The proxy a stream serves, from its first request's Node. */
-struct xds_proxy_info {
-	const char *id;              /* "sidecar~IP~POD.NS~NS.svc.cluster.local" */
-	const char *ns;              /* metadata NAMESPACE, else from the id; NULL when unknown */
-	const struct cfg_labels *labels; /* metadata LABELS (string values); never NULL */
-};
-
-/* Per-proxy resources: called on the xDS thread (it must not block) for
- * each name a stream subscribes to that the shared snapshot does not hold,
- * with the model last published beside it.  Sets *data (malloc'd; the
- * server frees it) and *len and returns 0, or returns -ENOENT when it
- * knows no such resource, or another negative code.  The results are kept
- * per stream and asked again when the model or the subscription changes. */
-typedef int (*xds_resolve_fn)(void *ctx, const struct model *m, const struct xds_proxy_info *proxy,
-			      enum xds_type t, const char *name, uint8_t **data, size_t *len);
+/* struct xds_proxy_info and xds_resolve_fn (per-proxy resources) are the
+ * protocol core's: see ads.h.  The resolver runs on the xDS thread. */
 
 /* A unary method served beside ADS (the CA's CreateCertificate).  Its
  * calls are bound to cq, which the method's owner creates
@@ -88,9 +79,13 @@ void xds_server_stop(struct xds_server *s);
 /* Hand the server a new snapshot for proxyless clients (takes a reference).
  * Streams whose subscribed resources changed get a push. */
 void xds_server_publish(struct xds_server *s, struct xds_snapshot *proxyless);
-/* The same, with the model the snapshot came from (takes a reference; the
- * resolver gets it); per-proxy resources are rebuilt from it. */
-void xds_server_publish_model(struct xds_server *s, struct xds_snapshot *proxyless, struct model *m);
+/* A new snapshot for the streams of flavour f (takes a reference), with
+ * the model it came from (takes a reference; the resolver gets it);
+ * per-proxy resources are rebuilt from it.  Publishes that arrive before
+ * the xDS thread takes them are coalesced, per flavour.  A flavour nothing
+ * was ever published for has no generator: its streams end with
+ * UNIMPLEMENTED (ads.h). */
+void xds_server_publish_model(struct xds_server *s, enum xds_flavour f, struct xds_snapshot *snap, struct model *m);
 
 /* Debug views, as JSON into out (thread-safe). */
 int xds_server_syncz(struct xds_server *s, struct mesh_buf *out);

@@ -22,6 +22,13 @@
  * keeps what it holds (name and the names it leads to) and the next type's
  * names come from the whole held set.
  *
+ * Every proxy's Node carries GENERATOR: grpc, the "sidecar metadata" ones
+ * too (they add an Envoy user agent and ISTIO_VERSION): meshd picks the
+ * config flavour from the Node and refuses sidecar nodes until it has a
+ * sidecar generator, and these proxies follow the proxyless chain
+ * (host:port listeners with an ApiListener), so the bench keeps measuring
+ * what it always did.
+ *
  * Ownership: the loadgen owns channels, calls and every buffer; a proxy's
  * tags point into the proxy, which lives until loadgen_free() has seen
  * every batch complete.
@@ -391,10 +398,12 @@ static grpc_byte_buffer *request_encode(struct lg_proxy *p, int t, int *subscrib
 	Envoy__Service__Discovery__V3__DiscoveryRequest req = ENVOY__SERVICE__DISCOVERY__V3__DISCOVERY_REQUEST__INIT;
 	Envoy__Config__Core__V3__Node node = ENVOY__CONFIG__CORE__V3__NODE__INIT;
 	Google__Protobuf__Struct md = GOOGLE__PROTOBUF__STRUCT__INIT;
-	Google__Protobuf__Struct__FieldsEntry fe[2] = { GOOGLE__PROTOBUF__STRUCT__FIELDS_ENTRY__INIT,
+	Google__Protobuf__Struct__FieldsEntry fe[3] = { GOOGLE__PROTOBUF__STRUCT__FIELDS_ENTRY__INIT,
+							GOOGLE__PROTOBUF__STRUCT__FIELDS_ENTRY__INIT,
 							GOOGLE__PROTOBUF__STRUCT__FIELDS_ENTRY__INIT };
-	Google__Protobuf__Struct__FieldsEntry *fes[2] = { &fe[0], &fe[1] };
-	Google__Protobuf__Value v[2] = { GOOGLE__PROTOBUF__VALUE__INIT, GOOGLE__PROTOBUF__VALUE__INIT };
+	Google__Protobuf__Struct__FieldsEntry *fes[3] = { &fe[0], &fe[1], &fe[2] };
+	Google__Protobuf__Value v[3] = { GOOGLE__PROTOBUF__VALUE__INIT, GOOGLE__PROTOBUF__VALUE__INIT,
+					 GOOGLE__PROTOBUF__VALUE__INIT };
 	struct lg_type *ts = &p->types[t];
 	char id[128];
 	grpc_byte_buffer *bb = NULL;
@@ -408,20 +417,24 @@ static grpc_byte_buffer *request_encode(struct lg_proxy *p, int t, int *subscrib
 		node.cluster = "bench";
 		v[0].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
 		v[1].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
+		v[2].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
 		fe[0].key = "NAMESPACE";
 		v[0].string_value = "bench";
 		fe[0].value = &v[0];
-		if (p->sidecar) {
-			node.user_agent_name = "envoy";
-			fe[1].key = "ISTIO_VERSION";
-			v[1].string_value = "1.20.0";
-		} else {
-			node.user_agent_name = "grpc-c-meshbench";
-			fe[1].key = "GENERATOR";
-			v[1].string_value = "grpc";
-		}
+		/* every proxy is proxyless to meshd (see the top of the file) */
+		fe[1].key = "GENERATOR";
+		v[1].string_value = "grpc";
 		fe[1].value = &v[1];
 		md.n_fields = 2;
+		if (p->sidecar) {
+			node.user_agent_name = "envoy";
+			fe[2].key = "ISTIO_VERSION";
+			v[2].string_value = "1.20.0";
+			fe[2].value = &v[2];
+			md.n_fields = 3;
+		} else {
+			node.user_agent_name = "grpc-c-meshbench";
+		}
 		md.fields = fes;
 		node.metadata = &md;
 		req.node = &node;

@@ -7,8 +7,10 @@
  * name, EDS for the clusters' EDS service names, ACKing every response with
  * its version and nonce.  Proxy i targets svc-0 (a service every proxy
  * calls, so a change to it is a full push) plus random others.  A share of
- * the proxies presents sidecar node metadata (no GENERATOR: grpc) but asks
- * for the same resources.
+ * the proxies presents Envoy-like node metadata (user agent "envoy",
+ * ISTIO_VERSION) but still declares GENERATOR: grpc and asks for the same
+ * resources: meshd serves a stream the flavour its Node names, and it has
+ * only the proxyless generator (a sidecar node is refused with UNIMPLEMENTED).
  *
  * With delta set the streams are DeltaAggregatedResources: the same chain,
  * subscribed and unsubscribed incrementally, every response ACKed.
@@ -43,7 +45,7 @@ struct loadgen_config {
 	int channels;                /* HTTP/2 connections the streams spread over */
 	int targets;                 /* listeners per proxy, svc-0 included */
 	int services;                /* targets are picked from svc-0 .. svc-(services-1) */
-	int sidecar_percent;         /* proxies with sidecar node metadata */
+	int sidecar_percent;         /* proxies with Envoy-like node metadata (still GENERATOR: grpc) */
 	int delta;                   /* DeltaAggregatedResources instead of state of the world */
 	uint64_t seed;
 };

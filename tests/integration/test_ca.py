@@ -182,7 +182,10 @@ class CaTest(unittest.TestCase):
             plain.close()
 
     def test_05_ads_over_tls(self):
-        node = field(1, b"tls-client") + field(3, b"")
+        # metadata {GENERATOR: "grpc"}: a proxyless client (Struct.fields entry
+        # key 1, value 2; Value.string_value 3); other flavours are refused
+        generator = field(1, field(1, b"GENERATOR") + field(2, field(3, b"grpc")))
+        node = field(1, b"tls-client") + field(3, generator)
         req = field(2, node) + field(4, CDS_URL)
         stream = self.channel.stream_stream(ADS)(iter([req]), timeout=20)
         first = next(stream)

@@ -620,7 +620,7 @@ static void publish_with_model(void)
 	ck_assert_ptr_nonnull(m);
 	xds_snapshot_add(s, XDS_LISTENER, "l1", (const uint8_t *)"L1", 2);
 	xds_snapshot_seal(s);
-	xds_server_publish_model(srv, s, m);
+	xds_server_publish_model(srv, XDS_FLAVOUR_PROXYLESS, s, m);
 	xds_snapshot_unref(s);
 	model_unref(m);
 	cfg_snapshot_unref(cfg);

@@ -374,6 +374,41 @@ START_TEST(subscription_change_answered_even_if_same_version)
 }
 END_TEST
 
+/* A node without GENERATOR=grpc metadata is a sidecar (or, "router~", a
+ * gateway): meshd has no generator for those and says so in the status,
+ * rather than serve it proxyless config. */
+START_TEST(sidecar_node_refused_unimplemented)
+{
+	Envoy__Service__Discovery__V3__DiscoveryRequest req = ENVOY__SERVICE__DISCOVERY__V3__DISCOVERY_REQUEST__INIT;
+	Envoy__Config__Core__V3__Node node = ENVOY__CONFIG__CORE__V3__NODE__INIT;
+	struct ads_client c;
+	grpc_slice msg;
+	uint8_t *wire;
+	size_t len;
+	char *details;
+
+	publish("1", "1");
+	client_open(&c, port);
+	node.id = "sidecar~10.0.0.1~a.demo~demo.svc.cluster.local";
+	req.node = &node;
+	req.type_url = URL_CDS;
+	len = envoy__service__discovery__v3__discovery_request__get_packed_size(&req);
+	wire = malloc(len);
+	envoy__service__discovery__v3__discovery_request__pack(&req, wire);
+	ck_assert_int_eq(ads_client_send_raw(&c, wire, len), 0);
+	free(wire);
+	/* no config at all: the stream just ends */
+	ck_assert_int_eq(ads_client_recv_raw(&c, WAIT_MS, &msg), -EPIPE);
+	ck_assert_int_eq(ads_client_status(&c), GRPC_STATUS_UNIMPLEMENTED);
+	details = grpc_slice_to_c_string(c.details);
+	ck_assert_str_eq(details, "meshd has no sidecar configuration generator yet: node "
+				  "sidecar~10.0.0.1~a.demo~demo.svc.cluster.local is served only with GENERATOR=grpc "
+				  "(proxyless) metadata");
+	gpr_free(details);
+	ads_client_close(&c);
+}
+END_TEST
+
 START_TEST(garbage_ends_stream_invalid_argument)
 {
 	struct ads_client c, d;
@@ -591,6 +626,7 @@ int main(void)
 	tcase_add_test(tc, ack_then_publish_changed_and_unchanged);
 	tcase_add_test(tc, nack_recorded_not_resent_then_new_version);
 	tcase_add_test(tc, stale_nonce_ignored);
+	tcase_add_test(tc, sidecar_node_refused_unimplemented);
 	tcase_add_test(tc, wildcard_lds_and_unknown_type);
 	tcase_add_test(tc, subscription_change_answered_even_if_same_version);
 	tcase_add_test(tc, garbage_ends_stream_invalid_argument);

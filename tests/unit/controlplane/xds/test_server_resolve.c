@@ -208,7 +208,7 @@ static void publish(int with_model)
 	ck_assert_int_eq(xds_snapshot_add(s, XDS_LISTENER, "shared:80", (const uint8_t *)"shared", 6), 0);
 	xds_snapshot_seal(s);
 	if (m)
-		xds_server_publish_model(srv, s, m);
+		xds_server_publish_model(srv, XDS_FLAVOUR_PROXYLESS, s, m);
 	else
 		xds_server_publish(srv, s);
 	xds_snapshot_unref(s);

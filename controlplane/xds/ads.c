@@ -1,0 +1,1528 @@
+/*
+ * ads.c - the ADS protocol core (state of the world and Delta), with no
+ * transport: server.c feeds it requests and publishes and sends what it
+ * returns; tests/unit/controlplane/xds/test_ads.c drives it directly.
+ *
+ * Flavours: each stream takes its flavour from its first request's Node
+ * (xds_flavour_of_node) and is served from the snapshot published for that
+ * flavour.  A flavour nothing was published for, while another flavour
+ * has a snapshot, means meshd has no generator for it: the stream ends
+ * with UNIMPLEMENTED rather than get another flavour's config.
+ *
+ * Protocol, per stream and type URL: the first request subscribes
+ * (resource names; empty for LDS/CDS means every resource), each response
+ * carries the subscribed resources found in the current snapshot with
+ * version_info = a hash over (name, resource hash) pairs and a fresh nonce.
+ * A request quoting an older nonce is stale and ignored; one quoting the
+ * latest nonce ACKs, or NACKs when it has error_detail.  A NACKed version
+ * is not sent again.  A publish pushes to a stream only the types whose
+ * version changed.  A new stream quoting a version it already holds still
+ * gets one response (the nonce is new to it), as Envoy's protocol has it.
+ *
+ * Delta (DeltaAggregatedResources), per stream and type URL: explicit
+ * names (resource_names_subscribe / _unsubscribe) and a wildcard flag ("*",
+ * or an empty first request for LDS/CDS).  What the client holds is the
+ * sent_* set (names and content hashes, pointing into the snapshots it
+ * references), seeded from initial_resource_versions on the first request.
+ * A Delta response is built when the transport asks for the next message,
+ * by diffing what the client should hold against what it holds: changed or
+ * new resources (version = the resource's hash, 16 hex) and
+ * removed_resources for names it holds that are gone.  Unsubscribed names
+ * are forgotten without a removal.  Since the held set is updated when a
+ * response is built, a NACKed resource version is not sent again; the NACK
+ * is recorded.  system_version_info is the same set hash SotW uses as
+ * version_info.
+ *
+ * SotW and Delta share one ACK/NACK path (type_ack) and one record of what
+ * was sent (type_sent).
+ *
+ * Per-proxy resources: a name the flavour's snapshot lacks (an xDS gRPC
+ * server's inbound listener) is asked of the configured resolver with the
+ * stream's Node (id, NAMESPACE, LABELS) and the model; results live in a
+ * small snapshot of the stream's own ("own"), rebuilt after a publish or a
+ * subscription change, reusing entries while the model is the same.
+ * Responses and what was sent hold references to both snapshots.
+ */
+#include "controlplane/xds/ads_int.h"
+
+#include "common/err.h"
+#include "common/hash.h"
+#include "common/log.h"
+#include "controlplane/debug/metrics.h"
+#include "controlplane/model/model.h"
+
+#include "google/protobuf/any.pb-c.h"
+#include "google/protobuf/struct.pb-c.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define SCOPE "xds"
+
+/* Caps on what a client may make us keep per stream. */
+#define XDS_MAX_REQUEST_BYTES (4 * 1024 * 1024)
+#define XDS_MAX_NAME_LEN 1024
+#define XDS_MAX_SUBSCRIBED_NAMES 100000
+#define XDS_MAX_ERROR_LEN 4096
+#define XDS_MAX_NODE_FIELD_LEN 1024
+/* Node metadata LABELS kept per stream. */
+#define XDS_MAX_NODE_LABELS 256
+
+typedef struct xds_ads__type type_state;
+typedef struct xds_ads__pending pending_resp;
+
+/* ------------------------------------------------------------------ */
+/* small helpers */
+
+static char *dup_capped(const char *s, size_t cap)
+{
+	size_t n;
+	char *d;
+
+	if (!s)
+		s = "";
+	n = strnlen(s, cap);
+	d = malloc(n + 1);
+	if (d) {
+		memcpy(d, s, n);
+		d[n] = '\0';
+	}
+	return d;
+}
+
+static void copy_str(char *dst, size_t cap, const char *src)
+{
+	size_t n;
+
+	if (!src)
+		src = "";
+	n = strnlen(src, cap - 1);
+	memmove(dst, src, n);
+	dst[n] = '\0';
+}
+
+static double ts_diff(const struct timespec *a, const struct timespec *b)
+{
+	return (double)(a->tv_sec - b->tv_sec) + (double)(a->tv_nsec - b->tv_nsec) / 1e9;
+}
+
+static const char *stream_who(const struct xds_ads_stream *st)
+{
+	return st->node_id ? st->node_id : "?";
+}
+
+/* ------------------------------------------------------------------ */
+/* flavours */
+
+const char *xds_flavour_name(enum xds_flavour f)
+{
+	switch (f) {
+	case XDS_FLAVOUR_PROXYLESS: return "proxyless";
+	case XDS_FLAVOUR_ROUTER: return "router";
+	case XDS_FLAVOUR_SIDECAR:
+	default: return "sidecar";
+	}
+}
+
+static const char *struct_string(const Google__Protobuf__Struct *m, const char *key)
+{
+	size_t i;
+
+	if (!m)
+		return NULL;
+	for (i = 0; i < m->n_fields; i++) {
+		Google__Protobuf__Struct__FieldsEntry *e = m->fields[i];
+		if (e && e->key && strcmp(e->key, key) == 0 && e->value &&
+		    e->value->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE)
+			return e->value->string_value;
+	}
+	return NULL;
+}
+
+enum xds_flavour xds_flavour_of_node(const Envoy__Config__Core__V3__Node *node)
+{
+	const char *gen;
+
+	if (!node)
+		return XDS_FLAVOUR_SIDECAR;
+	gen = struct_string(node->metadata, "GENERATOR");
+	if (gen && strcmp(gen, "grpc") == 0)
+		return XDS_FLAVOUR_PROXYLESS;
+	/* Istio's node id "TYPE~IP~POD.NS~NS.svc.cluster.local" */
+	if (node->id && strncmp(node->id, "router~", 7) == 0)
+		return XDS_FLAVOUR_ROUTER;
+	return XDS_FLAVOUR_SIDECAR;
+}
+
+/* ------------------------------------------------------------------ */
+/* per-type state */
+
+static void pending_clear(pending_resp *p)
+{
+	free(p->wire);
+	free(p->res);
+	xds_snapshot_unref(p->snap);
+	xds_snapshot_unref(p->own);
+	memset(p, 0, sizeof(*p));
+}
+
+static void names_free(char **names, size_t n)
+{
+	size_t i;
+
+	if (!names)
+		return;
+	for (i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
+static void delta_init_clear(type_state *ts)
+{
+	size_t i;
+
+	for (i = 0; i < ts->ninit; i++)
+		free(ts->init[i].name);
+	free(ts->init);
+	ts->init = NULL;
+	ts->ninit = 0;
+	ts->have_init = 0;
+}
+
+static void type_state_cleanup(type_state *ts)
+{
+	delta_init_clear(ts);
+	names_free(ts->names, ts->nnames);
+	xds_snapshot_unref(ts->sent_snap);
+	xds_snapshot_unref(ts->sent_own);
+	free(ts->sent_res);
+	free(ts->error);
+	pending_clear(&ts->pending);
+	memset(ts, 0, sizeof(*ts));
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sorted unique copy of the request's names into *out.
+ * Returns 0, -ENOMEM, or -MESH_ETOOBIG past the caps. */
+static int MESH_MUST_CHECK names_from_request(char **in, size_t n, char ***out, size_t *nout)
+{
+	char **v = NULL;
+	size_t i, w = 0;
+	int rc = 0;
+
+	*out = NULL;
+	*nout = 0;
+	if (n == 0)
+		goto out;
+	if (n > XDS_MAX_SUBSCRIBED_NAMES) {
+		rc = -MESH_ETOOBIG;
+		goto out;
+	}
+	v = calloc(n, sizeof(*v));
+	if (!v) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		if (strlen(in[i]) > XDS_MAX_NAME_LEN) {
+			rc = -MESH_ETOOBIG;
+			goto out;
+		}
+		v[i] = strdup(in[i]);
+		if (!v[i]) {
+			rc = -ENOMEM;
+			goto out;
+		}
+	}
+	qsort(v, n, sizeof(*v), name_cmp);
+	for (i = 0; i < n; i++) {
+		if (w > 0 && strcmp(v[w - 1], v[i]) == 0) {
+			free(v[i]);
+			continue;
+		}
+		v[w++] = v[i];
+	}
+	*out = v;
+	*nout = w;
+	v = NULL;
+out:
+	if (v)
+		names_free(v, n);
+	return rc;
+}
+
+static int names_equal(char **a, size_t na, char **b, size_t nb)
+{
+	size_t i;
+
+	if (na != nb)
+		return 0;
+	for (i = 0; i < na; i++)
+		if (strcmp(a[i], b[i]) != 0)
+			return 0;
+	return 1;
+}
+
+/* LDS and CDS treat an empty name list as "everything" (and so does "*"). */
+static int type_allows_wildcard(enum xds_type t)
+{
+	return t == XDS_LISTENER || t == XDS_CLUSTER;
+}
+
+static void version_of(const struct xds_resource **res, size_t n, char out[XDS_VERSION_CAP])
+{
+	uint64_t h = MESH_HASH_INIT;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		h = mesh_hash_str(h, res[i]->name);
+		h = mesh_hash_update(h, &res[i]->hash, sizeof(res[i]->hash));
+	}
+	mesh_hash_hex(h, out);
+}
+
+/* The snapshot the stream's flavour is served from (NULL: none yet). */
+static const struct xds_snapshot *stream_snap(const struct xds_ads_stream *st)
+{
+	return st->ads->snaps[st->flavour];
+}
+
+/* ------------------------------------------------------------------ */
+/* encoding */
+
+/* Resource r of type t as an Any (pointing into r's bytes). */
+static void encode_any(Google__Protobuf__Any *a, enum xds_type t, const struct xds_resource *r)
+{
+	google__protobuf__any__init(a);
+	a->type_url = (char *)xds_type_url(t);
+	a->value.data = r->data;
+	a->value.len = r->len;
+}
+
+/* Serialise a (Delta)DiscoveryResponse into new malloc'd bytes (*out,
+ * *len) under the gRPC message cap.  Returns 0, -ENOMEM or -MESH_ETOOBIG. */
+static int MESH_MUST_CHECK encode_message(const ProtobufCMessage *m, uint8_t **out, size_t *len)
+{
+	size_t n = protobuf_c_message_get_packed_size(m);
+	uint8_t *wire;
+
+	if (n > UINT32_MAX)
+		return -MESH_ETOOBIG;
+	wire = malloc(n ? n : 1);
+	if (!wire)
+		return -ENOMEM;
+	protobuf_c_message_pack(m, wire);
+	*out = wire;
+	*len = n;
+	return 0;
+}
+
+/* Serialise a DiscoveryResponse into p->wire.  Returns 0, -ENOMEM or -MESH_ETOOBIG. */
+static int MESH_MUST_CHECK encode_response(enum xds_type t, pending_resp *p)
+{
+	Envoy__Service__Discovery__V3__DiscoveryResponse resp = ENVOY__SERVICE__DISCOVERY__V3__DISCOVERY_RESPONSE__INIT;
+	Envoy__Config__Core__V3__ControlPlane cp = ENVOY__CONFIG__CORE__V3__CONTROL_PLANE__INIT;
+	Google__Protobuf__Any *anys = NULL, **ptrs = NULL;
+	size_t i, n = p->nres;
+	int rc = 0;
+
+	if (n) {
+		anys = calloc(n, sizeof(*anys));
+		ptrs = calloc(n, sizeof(*ptrs));
+		if (!anys || !ptrs) {
+			rc = -ENOMEM;
+			goto out;
+		}
+	}
+	for (i = 0; i < n; i++) {
+		encode_any(&anys[i], t, p->res[i]);
+		ptrs[i] = &anys[i];
+	}
+	resp.version_info = p->version;
+	resp.resources = ptrs;
+	resp.n_resources = n;
+	resp.type_url = (char *)xds_type_url(t);
+	resp.nonce = p->nonce;
+	cp.identifier = "meshd";
+	resp.control_plane = &cp;
+	rc = encode_message(&resp.base, &p->wire, &p->len);
+out:
+	free(ptrs);
+	free(anys);
+	return rc;
+}
+
+/* Serialise a DeltaDiscoveryResponse into p->wire.
+ * Returns 0, -ENOMEM or -MESH_ETOOBIG. */
+static int MESH_MUST_CHECK encode_delta_response(enum xds_type t, pending_resp *p, const struct xds_resource **res,
+						 size_t n, const char **removed, size_t nremoved)
+{
+	Envoy__Service__Discovery__V3__DeltaDiscoveryResponse resp =
+		ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_RESPONSE__INIT;
+	Envoy__Config__Core__V3__ControlPlane cp = ENVOY__CONFIG__CORE__V3__CONTROL_PLANE__INIT;
+	Envoy__Service__Discovery__V3__Resource *rs = NULL, **ptrs = NULL;
+	Google__Protobuf__Any *anys = NULL;
+	char (*versions)[XDS_VERSION_CAP] = NULL;
+	size_t i;
+	int rc = 0;
+
+	if (n) {
+		rs = calloc(n, sizeof(*rs));
+		ptrs = calloc(n, sizeof(*ptrs));
+		anys = calloc(n, sizeof(*anys));
+		versions = calloc(n, sizeof(*versions));
+		if (!rs || !ptrs || !anys || !versions) {
+			rc = -ENOMEM;
+			goto out;
+		}
+	}
+	for (i = 0; i < n; i++) {
+		envoy__service__discovery__v3__resource__init(&rs[i]);
+		encode_any(&anys[i], t, res[i]);
+		mesh_hash_hex(res[i]->hash, versions[i]);
+		rs[i].name = res[i]->name;
+		rs[i].version = versions[i];
+		rs[i].resource = &anys[i];
+		ptrs[i] = &rs[i];
+	}
+	resp.system_version_info = p->version;
+	resp.resources = ptrs;
+	resp.n_resources = n;
+	resp.type_url = (char *)xds_type_url(t);
+	resp.removed_resources = (char **)removed;
+	resp.n_removed_resources = nremoved;
+	resp.nonce = p->nonce;
+	cp.identifier = "meshd";
+	resp.control_plane = &cp;
+	rc = encode_message(&resp.base, &p->wire, &p->len);
+out:
+	free(versions);
+	free(anys);
+	free(ptrs);
+	free(rs);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* the bookkeeping SotW and Delta share */
+
+/* Response p (version and nonce set) is the newest for ts: protocol
+ * decisions (ACK, stale nonce, push) use it from now on. */
+static void type_latest(type_state *ts, const pending_resp *p)
+{
+	ts->state = XDS_ADS__SYNC_STALE;
+	if (ts->nacked && strcmp(ts->nacked_version, p->version) != 0)
+		ts->nacked = 0;
+	ts->have_latest = 1;
+	copy_str(ts->latest_version, sizeof(ts->latest_version), p->version);
+	copy_str(ts->latest_nonce, sizeof(ts->latest_nonce), p->nonce);
+}
+
+/* What the client holds (Delta) or was last sent (SotW) is p's resources
+ * now: ts takes p's snapshot references and resource array. */
+static void type_hold(type_state *ts, pending_resp *p)
+{
+	xds_snapshot_unref(ts->sent_snap);
+	xds_snapshot_unref(ts->sent_own);
+	free(ts->sent_res);
+	ts->sent_snap = p->snap;
+	ts->sent_own = p->own;
+	ts->sent_res = p->res;
+	ts->sent_nres = p->nres;
+	p->snap = NULL;
+	p->own = NULL;
+	p->res = NULL;
+	p->nres = 0;
+}
+
+/* p goes to the transport: the syncz / config dump record of it. */
+static void type_sent(type_state *ts, const pending_resp *p)
+{
+	ts->sent = 1;
+	copy_str(ts->sent_version, sizeof(ts->sent_version), p->version);
+	copy_str(ts->sent_nonce, sizeof(ts->sent_nonce), p->nonce);
+}
+
+enum ack_result {
+	ACK_NONE,    /* no nonce: not an answer to a response */
+	ACK_STALE,   /* answers an older response: ignored */
+	ACK_ACKED,
+	ACK_NACKED,
+};
+
+/*
+ * The ACK or NACK in a request quoting nonce: only one quoting the latest
+ * response counts (Envoy's protocol: an older nonce is stale).  A NACK
+ * records the client's error and keeps that version from being pushed
+ * again; an ACK records the version the client applied (acked, the
+ * request's version_info for SotW, the response's for Delta).
+ */
+static enum ack_result type_ack(struct xds_ads_stream *st, enum xds_type t, const char *nonce, const char *acked,
+				const Google__Rpc__Status *error, const char *client_version)
+{
+	type_state *ts = &st->types[t];
+	const char *msg;
+
+	if (!nonce[0])
+		return ACK_NONE;
+	if (!ts->have_latest || strcmp(nonce, ts->latest_nonce) != 0) {
+		log_debug(SCOPE, "stream %llu (%s): stale %s%s nonce %.40s (latest %s)", (unsigned long long)st->id,
+			  stream_who(st), st->delta ? "delta " : "", xds_type_short(t), nonce, ts->latest_nonce);
+		return ACK_STALE;
+	}
+	if (!error) {
+		copy_str(ts->acked_version, sizeof(ts->acked_version), acked);
+		ts->state = XDS_ADS__SYNC_ACKED;
+		free(ts->error);
+		ts->error = NULL;
+		return ACK_ACKED;
+	}
+	msg = error->message ? error->message : "";
+	ts->nacked = 1;
+	copy_str(ts->nacked_version, sizeof(ts->nacked_version), ts->latest_version);
+	free(ts->error);
+	ts->error = dup_capped(msg, XDS_MAX_ERROR_LEN);
+	ts->state = XDS_ADS__SYNC_NACKED;
+	metrics_xds_reject(t);
+	log_warn(SCOPE, "stream %llu (%s): %s%s NACK of version %s (client has %.40s): %.1000s",
+		 (unsigned long long)st->id, stream_who(st), st->delta ? "delta " : "", xds_type_short(t),
+		 ts->latest_version, client_version ? client_version : "", msg);
+	return ACK_NACKED;
+}
+
+/* ------------------------------------------------------------------ */
+/* streams: ending */
+
+void xds_ads_stream_end(struct xds_ads_stream *st, enum xds_ads_status code, const char *msg)
+{
+	int t;
+
+	if (!st || st->finishing || st->closed)
+		return;
+	st->finishing = 1;
+	st->finish_code = code;
+	st->finish_msg = dup_capped(msg, XDS_MAX_ERROR_LEN);
+	for (t = 0; t < XDS_TYPE_COUNT; t++)
+		pending_clear(&st->types[t].pending);
+}
+
+int xds_ads_stream_finishing(const struct xds_ads_stream *st, enum xds_ads_status *code, const char **msg)
+{
+	if (!st->finishing)
+		return 0;
+	*code = st->finish_code;
+	*msg = st->finish_msg ? st->finish_msg : "";
+	return 1;
+}
+
+/* The stream's flavour has no generator in this meshd (nothing published
+ * for it while another flavour has a snapshot): end it with a status that
+ * says so, rather than serve it another flavour's config.  Returns 1 when
+ * the stream was ended. */
+static int stream_check_flavour(struct xds_ads_stream *st)
+{
+	const struct xds_ads *a = st->ads;
+	char msg[1400];
+	int f, any = 0;
+
+	if (!st->have_node || st->finishing || st->closed || a->snaps[st->flavour])
+		return 0;
+	for (f = 0; f < XDS_FLAVOUR_COUNT; f++)
+		any |= a->snaps[f] != NULL;
+	if (!any)
+		return 0; /* nothing published yet: wait for the first push */
+	snprintf(msg, sizeof(msg),
+		 "meshd has no %s configuration generator yet: node %.1024s is served only with GENERATOR=grpc "
+		 "(proxyless) metadata",
+		 st->flavour == XDS_FLAVOUR_ROUTER ? "router (gateway)" : xds_flavour_name(st->flavour),
+		 st->node_id ? st->node_id : "(none)");
+	log_warn(SCOPE, "stream %llu from %s: %s", (unsigned long long)st->id, st->peer ? st->peer : "?", msg);
+	xds_ads_stream_end(st, XDS_ADS_STATUS_UNIMPLEMENTED, msg);
+	return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* per-proxy resources */
+
+/* Rebuild st->own when it is dirty: every subscribed name of every type
+ * that the flavour's snapshot lacks is asked of the resolver (or reused
+ * from the previous own snapshot while the model is the same). */
+static void stream_resolve(struct xds_ads_stream *st)
+{
+	struct xds_ads *a = st->ads;
+	const struct xds_snapshot *snap = stream_snap(st);
+	struct xds_snapshot *own = NULL;
+	struct xds_proxy_info info;
+	int same, t, rc;
+	size_t i;
+
+	if (!st->own_dirty || !a->resolve || !a->model || !st->have_node)
+		return;
+	st->own_dirty = 0;
+	same = st->own && st->own_model_seq == a->model_seq;
+	own = xds_snapshot_new();
+	if (!own)
+		goto out;
+	info.id = st->node_id;
+	info.ns = st->node_ns;
+	info.labels = &st->node_labels;
+	for (t = 0; t < XDS_TYPE_COUNT; t++) {
+		const type_state *ts = &st->types[t];
+
+		/* SotW wildcard ignores names; Delta keeps explicit ones beside it */
+		if (!ts->subscribed || (ts->wildcard && !st->delta))
+			continue;
+		for (i = 0; i < ts->nnames; i++) {
+			const char *name = ts->names[i];
+			const struct xds_resource *r;
+			uint8_t *data = NULL;
+			size_t len = 0;
+
+			if (snap && xds_snapshot_find(snap, (enum xds_type)t, name))
+				continue;
+			if (same && (r = xds_snapshot_find(st->own, (enum xds_type)t, name)) != NULL) {
+				rc = xds_snapshot_add(own, (enum xds_type)t, name, r->data, r->len);
+			} else {
+				rc = a->resolve(a->resolve_ctx, a->model, &info, (enum xds_type)t, name, &data, &len);
+				if (rc == 0)
+					rc = xds_snapshot_add(own, (enum xds_type)t, name, data, len);
+				free(data);
+				if (rc == -ENOENT)
+					continue;
+			}
+			if (rc < 0)
+				log_warn(SCOPE, "stream %llu (%s): cannot build %s %.200s: %s", (unsigned long long)st->id,
+					 stream_who(st), xds_type_short((enum xds_type)t), name, mesh_strerror(rc));
+		}
+	}
+	xds_snapshot_seal(own);
+	xds_snapshot_unref(st->own);
+	st->own = own;
+	st->own_model_seq = a->model_seq;
+	own = NULL;
+out:
+	xds_snapshot_unref(own);
+}
+
+/* ------------------------------------------------------------------ */
+/* SotW */
+
+/* The resources of snap that ts subscribes to, in name order, into a new
+ * array (*out, may be NULL when *n is 0).  Returns 0 or -ENOMEM. */
+static int MESH_MUST_CHECK select_resources(const type_state *ts, enum xds_type t, const struct xds_snapshot *snap,
+					    const struct xds_snapshot *own, const struct xds_resource ***out,
+					    size_t *n)
+{
+	const struct xds_resource_set *set = &snap->sets[t];
+	const struct xds_resource **v = NULL;
+	size_t i, k = 0, cap = ts->wildcard ? set->n : ts->nnames;
+	int rc = 0;
+
+	*out = NULL;
+	*n = 0;
+	if (cap == 0)
+		goto out;
+	v = calloc(cap, sizeof(*v));
+	if (!v) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (ts->wildcard) {
+		for (i = 0; i < set->n; i++)
+			v[k++] = &set->v[i];
+	} else {
+		for (i = 0; i < ts->nnames; i++) {
+			const struct xds_resource *r = xds_snapshot_find(snap, t, ts->names[i]);
+			if (!r && own)
+				r = xds_snapshot_find(own, t, ts->names[i]);
+			if (r)
+				v[k++] = r;
+		}
+	}
+	*out = v;
+	*n = k;
+out:
+	return rc;
+}
+
+/* Queue a response for type t, replacing any older one still waiting.
+ * Delta only marks the type: its diff is built by xds_ads_stream_next.
+ * Returns 0 or a negative code (logged). */
+static int stream_enqueue(struct xds_ads_stream *st, enum xds_type t, const struct timespec *published)
+{
+	struct xds_ads *a = st->ads;
+	type_state *ts = &st->types[t];
+	pending_resp p = { 0 };
+	int rc = 0;
+
+	if (st->delta) {
+		if (!ts->pending.queued) {
+			ts->pending.queued = 1;
+			ts->pending.seq = ++a->seq_counter;
+			if (published)
+				ts->pending.published = *published;
+		}
+		ts->need_send = 0;
+		goto out;
+	}
+	stream_resolve(st);
+	rc = select_resources(ts, t, stream_snap(st), st->own, &p.res, &p.nres);
+	if (rc < 0)
+		goto out;
+	version_of(p.res, p.nres, p.version);
+	if (!ts->need_send) {
+		/* A push: only a version the client has not got nor refused. */
+		if (ts->have_latest && strcmp(p.version, ts->latest_version) == 0)
+			goto out;
+		if (ts->nacked && strcmp(p.version, ts->nacked_version) == 0)
+			goto out;
+	}
+	snprintf(p.nonce, sizeof(p.nonce), "%llx", (unsigned long long)++a->nonce_counter);
+	rc = encode_response(t, &p);
+	if (rc < 0)
+		goto out;
+	p.snap = xds_snapshot_ref((struct xds_snapshot *)stream_snap(st));
+	p.own = st->own ? xds_snapshot_ref(st->own) : NULL;
+	p.queued = 1;
+	p.seq = ++a->seq_counter;
+	if (published)
+		p.published = *published;
+	pending_clear(&ts->pending);
+	ts->pending = p;
+	memset(&p, 0, sizeof(p));
+	ts->need_send = 0;
+	type_latest(ts, &ts->pending);
+out:
+	if (rc < 0)
+		log_error(SCOPE, "stream %llu: cannot build %s response: %s", (unsigned long long)st->id,
+			  xds_type_short(t), mesh_strerror(rc));
+	pending_clear(&p);
+	return rc;
+}
+
+/* Namespace and labels of the workload, for per-proxy resources: metadata
+ * NAMESPACE (else the "POD.NS" part of an Istio node id) and LABELS. */
+static void stream_record_workload(struct xds_ads_stream *st, const Envoy__Config__Core__V3__Node *node)
+{
+	const char *ns = struct_string(node->metadata, "NAMESPACE");
+	const Google__Protobuf__Struct *labels = NULL;
+	size_t i, n = 0;
+
+	if (!ns && st->node_id) {
+		/* "sidecar~IP~POD.NS~NS.svc.cluster.local" */
+		const char *p = strchr(st->node_id, '~');
+		const char *q = p ? strchr(p + 1, '~') : NULL;
+		const char *dot = q ? strchr(q + 1, '.') : NULL;
+		const char *end = dot ? strchr(dot + 1, '~') : NULL;
+		if (end && end > dot + 1)
+			st->node_ns = strndup(dot + 1, (size_t)(end - dot - 1));
+	} else if (ns && ns[0]) {
+		st->node_ns = dup_capped(ns, XDS_MAX_NODE_FIELD_LEN);
+	}
+	for (i = 0; node->metadata && i < node->metadata->n_fields; i++) {
+		Google__Protobuf__Struct__FieldsEntry *e = node->metadata->fields[i];
+		if (e && e->key && strcmp(e->key, "LABELS") == 0 && e->value &&
+		    e->value->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_STRUCT_VALUE)
+			labels = e->value->struct_value;
+	}
+	if (!labels || labels->n_fields == 0)
+		return;
+	st->node_labels.v = calloc(labels->n_fields < XDS_MAX_NODE_LABELS ? labels->n_fields : XDS_MAX_NODE_LABELS,
+				   sizeof(*st->node_labels.v));
+	if (!st->node_labels.v)
+		return;
+	for (i = 0; i < labels->n_fields && n < XDS_MAX_NODE_LABELS; i++) {
+		Google__Protobuf__Struct__FieldsEntry *e = labels->fields[i];
+		if (!e || !e->key || !e->value || e->value->kind_case != GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE)
+			continue;
+		st->node_labels.v[n].key = dup_capped(e->key, XDS_MAX_NODE_FIELD_LEN);
+		st->node_labels.v[n].value = dup_capped(e->value->string_value, XDS_MAX_NODE_FIELD_LEN);
+		if (!st->node_labels.v[n].key || !st->node_labels.v[n].value) {
+			free(st->node_labels.v[n].key);
+			free(st->node_labels.v[n].value);
+			break;
+		}
+		n++;
+	}
+	st->node_labels.n = n;
+}
+
+/* The first request's Node (NULL when it carried none): identity and
+ * flavour.  Returns 1 when the stream was ended for want of its flavour's
+ * generator. */
+static int stream_record_node(struct xds_ads_stream *st, const Envoy__Config__Core__V3__Node *node)
+{
+	char ua[2 * XDS_MAX_NODE_FIELD_LEN + 2];
+
+	st->have_node = 1;
+	st->flavour = xds_flavour_of_node(node);
+	if (node) {
+		st->node_id = dup_capped(node->id, XDS_MAX_NODE_FIELD_LEN);
+		st->node_cluster = dup_capped(node->cluster, XDS_MAX_NODE_FIELD_LEN);
+		if (node->user_agent_version_type_case ==
+		    ENVOY__CONFIG__CORE__V3__NODE__USER_AGENT_VERSION_TYPE_USER_AGENT_VERSION)
+			snprintf(ua, sizeof(ua), "%.1024s %.1024s", node->user_agent_name ? node->user_agent_name : "",
+				 node->user_agent_version ? node->user_agent_version : "");
+		else
+			snprintf(ua, sizeof(ua), "%.1024s", node->user_agent_name ? node->user_agent_name : "");
+		st->user_agent = dup_capped(ua, sizeof(ua));
+		stream_record_workload(st, node);
+	}
+	log_info(SCOPE, "stream %llu: proxy %s (%s, %s) from %s", (unsigned long long)st->id,
+		 st->node_id ? st->node_id : "", xds_flavour_name(st->flavour), st->user_agent ? st->user_agent : "",
+		 st->peer ? st->peer : "?");
+	return stream_check_flavour(st);
+}
+
+void xds_ads_stream_request(struct xds_ads_stream *st, const Envoy__Service__Discovery__V3__DiscoveryRequest *req)
+{
+	const char *nonce = req->response_nonce ? req->response_nonce : "";
+	type_state *ts;
+	char **names = NULL;
+	size_t nnames = 0;
+	int t, rc, changed, wildcard;
+	enum xds_type xt;
+
+	if (st->finishing || st->closed)
+		goto out;
+	if (!st->have_node && stream_record_node(st, req->node))
+		goto out;
+	t = xds_type_from_url(req->type_url);
+	if (t < 0) {
+		log_info(SCOPE, "stream %llu (%s): ignoring request for unknown type \"%.200s\"", (unsigned long long)st->id,
+			 stream_who(st), req->type_url ? req->type_url : "");
+		goto out;
+	}
+	xt = (enum xds_type)t;
+	ts = &st->types[t];
+	/* a stale nonce ignores the whole request, names included */
+	if (ts->subscribed && type_ack(st, xt, nonce, req->version_info, req->error_detail, req->version_info) ==
+				      ACK_STALE)
+		goto out;
+	rc = names_from_request(req->resource_names, req->n_resource_names, &names, &nnames);
+	if (rc < 0) {
+		xds_ads_stream_end(st, rc == -MESH_ETOOBIG ? XDS_ADS_STATUS_RESOURCE_EXHAUSTED : XDS_ADS_STATUS_INTERNAL,
+				   rc == -MESH_ETOOBIG ? "too many or too long resource names" : "out of memory");
+		goto out;
+	}
+	wildcard = type_allows_wildcard(xt) && (nnames == 0 || (nnames == 1 && strcmp(names[0], "*") == 0));
+	changed = !ts->subscribed || (nonce[0] == '\0') || wildcard != ts->wildcard ||
+		  (!wildcard && !names_equal(names, nnames, ts->names, ts->nnames));
+	if (!changed)
+		goto out;
+	names_free(ts->names, ts->nnames);
+	ts->names = names;
+	ts->nnames = nnames;
+	names = NULL;
+	ts->wildcard = wildcard;
+	ts->subscribed = 1;
+	ts->need_send = 1;
+	st->own_dirty = 1;
+	if (stream_snap(st))
+		(void)stream_enqueue(st, xt, NULL); /* logged; the next publish tries again */
+out:
+	names_free(names, nnames);
+}
+
+/* ------------------------------------------------------------------ */
+/* Delta xDS (see the top of the file) */
+
+/* One resource the client holds, for the diff. */
+struct delta_have {
+	const char *name;
+	uint64_t hash;
+	int valid;
+};
+
+static int res_name_cmp(const void *a, const void *b)
+{
+	const struct xds_resource *x = *(const struct xds_resource *const *)a;
+	const struct xds_resource *y = *(const struct xds_resource *const *)b;
+
+	return strcmp(x->name, y->name);
+}
+
+static int names_has(char **v, size_t n, const char *name)
+{
+	return n && bsearch(&name, v, n, sizeof(*v), name_cmp) != NULL;
+}
+
+/* Our versions are 16 lowercase hex digits; anything else never matches. */
+static int MESH_MUST_CHECK version_parse(const char *s, uint64_t *out)
+{
+	uint64_t v = 0;
+	size_t i;
+
+	if (!s || strlen(s) != 16)
+		return -EINVAL;
+	for (i = 0; i < 16; i++) {
+		int c = (unsigned char)s[i], d;
+		if (c >= '0' && c <= '9')
+			d = c - '0';
+		else if (c >= 'a' && c <= 'f')
+			d = c - 'a' + 10;
+		else
+			return -EINVAL;
+		v = (v << 4) | (uint64_t)d;
+	}
+	*out = v;
+	return 0;
+}
+
+/* What the client should hold of type t: every resource of the flavour's
+ * snapshot under the wildcard, plus the explicit names found in it or in
+ * the per-proxy snapshot; sorted by name, unique.  Returns 0 or -ENOMEM. */
+static int MESH_MUST_CHECK delta_select(const struct xds_ads_stream *st, enum xds_type t,
+					const struct xds_resource ***out, size_t *n)
+{
+	const struct xds_snapshot *snap = stream_snap(st);
+	const type_state *ts = &st->types[t];
+	const struct xds_resource_set *set = &snap->sets[t];
+	const struct xds_resource **v = NULL;
+	size_t i, k = 0, w = 0, cap = (ts->wildcard ? set->n : 0) + ts->nnames;
+	int rc = 0;
+
+	*out = NULL;
+	*n = 0;
+	if (cap == 0)
+		goto out;
+	v = calloc(cap, sizeof(*v));
+	if (!v) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (ts->wildcard)
+		for (i = 0; i < set->n; i++)
+			v[k++] = &set->v[i];
+	for (i = 0; i < ts->nnames; i++) {
+		const struct xds_resource *r = xds_snapshot_find(snap, t, ts->names[i]);
+		if (!r && st->own)
+			r = xds_snapshot_find(st->own, t, ts->names[i]);
+		if (r)
+			v[k++] = r;
+	}
+	qsort(v, k, sizeof(*v), res_name_cmp);
+	for (i = 0; i < k; i++)
+		if (w == 0 || strcmp(v[w - 1]->name, v[i]->name) != 0)
+			v[w++] = v[i];
+	*out = v;
+	*n = w;
+out:
+	return rc;
+}
+
+/* What the client holds: its initial versions before the first diff,
+ * else what was sent (sorted by name).  Returns 0 or -ENOMEM. */
+static int MESH_MUST_CHECK delta_held(const type_state *ts, struct delta_have **out, size_t *n)
+{
+	size_t i, k = ts->have_init ? ts->ninit : ts->sent_nres;
+	struct delta_have *v = NULL;
+
+	*out = NULL;
+	*n = 0;
+	if (k == 0)
+		return 0;
+	v = calloc(k, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (i = 0; i < k; i++) {
+		if (ts->have_init) {
+			v[i].name = ts->init[i].name;
+			v[i].hash = ts->init[i].hash;
+			v[i].valid = ts->init[i].valid;
+		} else {
+			v[i].name = ts->sent_res[i]->name;
+			v[i].hash = ts->sent_res[i]->hash;
+			v[i].valid = 1;
+		}
+	}
+	*out = v;
+	*n = k;
+	return 0;
+}
+
+/* Build the Delta response for type t into p (p->wire stays NULL when the
+ * client holds everything already and has had a first response), and
+ * take what the client now holds as sent.  Returns 0 or a negative code. */
+static int MESH_MUST_CHECK delta_build(struct xds_ads_stream *st, enum xds_type t, pending_resp *p)
+{
+	struct xds_ads *a = st->ads;
+	type_state *ts = &st->types[t];
+	const struct xds_resource **want = NULL, **changed = NULL;
+	const char **removed = NULL;
+	struct delta_have *held = NULL;
+	size_t nwant = 0, nheld = 0, nchanged = 0, nremoved = 0, i = 0, j = 0;
+	int rc = 0;
+
+	if (!stream_snap(st))
+		goto out;
+	stream_resolve(st);
+	rc = delta_select(st, t, &want, &nwant);
+	if (rc < 0)
+		goto out;
+	rc = delta_held(ts, &held, &nheld);
+	if (rc < 0)
+		goto out;
+	changed = calloc(nwant + 1, sizeof(*changed));
+	removed = calloc(nheld + 1, sizeof(*removed));
+	if (!changed || !removed) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	/* merge two name-sorted lists */
+	while (i < nwant || j < nheld) {
+		int c = i >= nwant ? 1 : j >= nheld ? -1 : strcmp(want[i]->name, held[j].name);
+		if (c < 0) {
+			changed[nchanged++] = want[i++];
+		} else if (c > 0) {
+			removed[nremoved++] = held[j++].name;
+		} else {
+			if (!held[j].valid || held[j].hash != want[i]->hash)
+				changed[nchanged++] = want[i];
+			i++;
+			j++;
+		}
+	}
+	version_of(want, nwant, p->version);
+	if (nchanged || nremoved || !ts->have_latest) {
+		snprintf(p->nonce, sizeof(p->nonce), "%llx", (unsigned long long)++a->nonce_counter);
+		rc = encode_delta_response(t, p, changed, nchanged, removed, nremoved);
+		if (rc < 0)
+			goto out;
+	}
+	/* the client holds want from now on (removed names were encoded above) */
+	xds_snapshot_unref(p->snap);
+	xds_snapshot_unref(p->own);
+	free(p->res);
+	p->snap = xds_snapshot_ref((struct xds_snapshot *)stream_snap(st));
+	p->own = st->own ? xds_snapshot_ref(st->own) : NULL;
+	p->res = want;
+	p->nres = nwant;
+	want = NULL;
+	type_hold(ts, p);
+	delta_init_clear(ts);
+	if (!p->wire)
+		goto out;
+	log_debug(SCOPE, "stream %llu (%s): delta %s: %zu changed, %zu removed, %zu held", (unsigned long long)st->id,
+		  stream_who(st), xds_type_short(t), nchanged, nremoved, ts->sent_nres);
+	type_latest(ts, p);
+out:
+	if (rc < 0)
+		log_error(SCOPE, "stream %llu: cannot build delta %s response: %s", (unsigned long long)st->id,
+			  xds_type_short(t), mesh_strerror(rc));
+	free(want);
+	free(held);
+	free(changed);
+	free(removed);
+	return rc;
+}
+
+/* Every name of the request is within the caps.  Returns 0 or -MESH_ETOOBIG. */
+static int MESH_MUST_CHECK delta_check_caps(const Envoy__Service__Discovery__V3__DeltaDiscoveryRequest *req)
+{
+	size_t i;
+
+	if (req->n_resource_names_subscribe > XDS_MAX_SUBSCRIBED_NAMES ||
+	    req->n_resource_names_unsubscribe > XDS_MAX_SUBSCRIBED_NAMES ||
+	    req->n_initial_resource_versions > XDS_MAX_SUBSCRIBED_NAMES)
+		return -MESH_ETOOBIG;
+	for (i = 0; i < req->n_resource_names_subscribe; i++)
+		if (strlen(req->resource_names_subscribe[i]) > XDS_MAX_NAME_LEN)
+			return -MESH_ETOOBIG;
+	for (i = 0; i < req->n_resource_names_unsubscribe; i++)
+		if (strlen(req->resource_names_unsubscribe[i]) > XDS_MAX_NAME_LEN)
+			return -MESH_ETOOBIG;
+	for (i = 0; i < req->n_initial_resource_versions; i++)
+		if (!req->initial_resource_versions[i]->key ||
+		    strlen(req->initial_resource_versions[i]->key) > XDS_MAX_NAME_LEN)
+			return -MESH_ETOOBIG;
+	return 0;
+}
+
+static int init_name_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct xds_ads__init *)a)->name, ((const struct xds_ads__init *)b)->name);
+}
+
+/* Take the client's initial_resource_versions (sorted, unique) as what it
+ * holds until the first diff.  Returns 0 or -ENOMEM. */
+static int MESH_MUST_CHECK delta_init_set(
+	type_state *ts, Envoy__Service__Discovery__V3__DeltaDiscoveryRequest__InitialResourceVersionsEntry **e, size_t n)
+{
+	size_t i, w = 0;
+	int rc = 0;
+
+	delta_init_clear(ts);
+	ts->have_init = 1;
+	if (n == 0)
+		goto out;
+	ts->init = calloc(n, sizeof(*ts->init));
+	if (!ts->init) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		struct xds_ads__init *d = &ts->init[ts->ninit];
+		d->name = strdup(e[i]->key);
+		if (!d->name) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		d->valid = version_parse(e[i]->value, &d->hash) == 0;
+		ts->ninit++;
+	}
+	qsort(ts->init, ts->ninit, sizeof(*ts->init), init_name_cmp);
+	for (i = 0; i < ts->ninit; i++) {
+		if (w > 0 && strcmp(ts->init[w - 1].name, ts->init[i].name) == 0) {
+			free(ts->init[i].name);
+			continue;
+		}
+		ts->init[w++] = ts->init[i];
+	}
+	ts->ninit = w;
+out:
+	return rc;
+}
+
+/* The explicit names after subscribing sub and unsubscribing unsub ("*"
+ * entries are the wildcard's, handled by the caller).  Returns 0,
+ * -ENOMEM or -MESH_ETOOBIG. */
+static int MESH_MUST_CHECK delta_names_update(type_state *ts, char **sub, size_t nsub, const char **rm, size_t nrm)
+{
+	const char **all = NULL;
+	char **v = NULL;
+	size_t i, n = 0, w = 0;
+	int rc = 0;
+
+	if (nsub == 0 && nrm == 0)
+		goto out;
+	all = calloc(ts->nnames + nsub + 1, sizeof(*all));
+	if (!all) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < ts->nnames; i++)
+		if (!(nrm && bsearch(&ts->names[i], rm, nrm, sizeof(*rm), name_cmp)))
+			all[n++] = ts->names[i];
+	for (i = 0; i < nsub; i++)
+		if (strcmp(sub[i], "*") != 0 && !(nrm && bsearch(&sub[i], rm, nrm, sizeof(*rm), name_cmp)))
+			all[n++] = sub[i];
+	qsort(all, n, sizeof(*all), name_cmp);
+	for (i = 0; i < n; i++)
+		if (w == 0 || strcmp(all[w - 1], all[i]) != 0)
+			all[w++] = all[i];
+	if (w > XDS_MAX_SUBSCRIBED_NAMES) {
+		rc = -MESH_ETOOBIG;
+		goto out;
+	}
+	if (w) {
+		v = calloc(w, sizeof(*v));
+		if (!v) {
+			rc = -ENOMEM;
+			goto out;
+		}
+	}
+	for (i = 0; i < w; i++) {
+		v[i] = strdup(all[i]);
+		if (!v[i]) {
+			rc = -ENOMEM;
+			goto out;
+		}
+	}
+	names_free(ts->names, ts->nnames);
+	ts->names = v;
+	ts->nnames = w;
+	v = NULL;
+out:
+	names_free(v, w);
+	free(all);
+	return rc;
+}
+
+/* Whether the client dropped name itself: it unsubscribed it (and the
+ * wildcard does not bring it), or it left the wildcard and never named it. */
+static int delta_dropped(const type_state *ts, const struct xds_snapshot *snap, enum xds_type t,
+			 const char **rm, size_t nrm, int left_wildcard, const char *name)
+{
+	if (nrm && bsearch(&name, rm, nrm, sizeof(*rm), name_cmp) &&
+	    !(ts->wildcard && snap && xds_snapshot_find(snap, t, name)))
+		return 1;
+	return left_wildcard && !names_has(ts->names, ts->nnames, name);
+}
+
+/* Forget, without a removal, what the client dropped itself. */
+static void delta_forget(struct xds_ads_stream *st, enum xds_type t, const char **rm, size_t nrm, int left_wildcard)
+{
+	const struct xds_snapshot *snap = stream_snap(st);
+	type_state *ts = &st->types[t];
+	size_t i, w = 0;
+
+	if (ts->have_init) {
+		for (i = 0; i < ts->ninit; i++) {
+			if (delta_dropped(ts, snap, t, rm, nrm, left_wildcard, ts->init[i].name)) {
+				free(ts->init[i].name);
+				continue;
+			}
+			ts->init[w++] = ts->init[i];
+		}
+		ts->ninit = w;
+		return;
+	}
+	for (i = 0; i < ts->sent_nres; i++)
+		if (!delta_dropped(ts, snap, t, rm, nrm, left_wildcard, ts->sent_res[i]->name))
+			ts->sent_res[w++] = ts->sent_res[i];
+	ts->sent_nres = w;
+}
+
+void xds_ads_stream_delta_request(struct xds_ads_stream *st,
+				  const Envoy__Service__Discovery__V3__DeltaDiscoveryRequest *req)
+{
+	const char *nonce = req->response_nonce ? req->response_nonce : "";
+	const char **rm = NULL;
+	type_state *ts;
+	size_t i, nrm = 0;
+	int t, rc, first, had_wildcard;
+	enum xds_type xt;
+
+	if (st->finishing || st->closed)
+		goto out;
+	if (!st->have_node && stream_record_node(st, req->node))
+		goto out;
+	t = xds_type_from_url(req->type_url);
+	if (t < 0) {
+		log_info(SCOPE, "stream %llu (%s): ignoring delta request for unknown type \"%.200s\"",
+			 (unsigned long long)st->id, stream_who(st), req->type_url ? req->type_url : "");
+		goto out;
+	}
+	xt = (enum xds_type)t;
+	ts = &st->types[t];
+	rc = delta_check_caps(req);
+	if (rc < 0) {
+		xds_ads_stream_end(st, XDS_ADS_STATUS_RESOURCE_EXHAUSTED, "too many or too long resource names");
+		goto out;
+	}
+
+	/* ACK or NACK of the latest response; an older nonce only subscribes */
+	(void)type_ack(st, xt, nonce, ts->latest_version, req->error_detail, NULL);
+
+	first = !ts->subscribed;
+	if (first) {
+		ts->subscribed = 1;
+		/* the legacy wildcard: a first request naming nothing, LDS/CDS only */
+		ts->wildcard = req->n_resource_names_subscribe == 0 && type_allows_wildcard(xt);
+		rc = delta_init_set(ts, req->initial_resource_versions, req->n_initial_resource_versions);
+		if (rc < 0)
+			goto fail;
+	}
+	if (!first && req->n_resource_names_subscribe == 0 && req->n_resource_names_unsubscribe == 0)
+		goto out;
+	had_wildcard = ts->wildcard;
+	for (i = 0; i < req->n_resource_names_subscribe; i++)
+		if (strcmp(req->resource_names_subscribe[i], "*") == 0)
+			ts->wildcard = 1;
+	if (req->n_resource_names_unsubscribe) {
+		rm = calloc(req->n_resource_names_unsubscribe, sizeof(*rm));
+		if (!rm) {
+			rc = -ENOMEM;
+			goto fail;
+		}
+	}
+	for (i = 0; i < req->n_resource_names_unsubscribe; i++) {
+		if (strcmp(req->resource_names_unsubscribe[i], "*") == 0)
+			ts->wildcard = 0;
+		else
+			rm[nrm++] = req->resource_names_unsubscribe[i];
+	}
+	if (nrm)
+		qsort(rm, nrm, sizeof(*rm), name_cmp);
+	rc = delta_names_update(ts, req->resource_names_subscribe, req->n_resource_names_subscribe, rm, nrm);
+	if (rc < 0)
+		goto fail;
+	delta_forget(st, xt, rm, nrm, had_wildcard && !ts->wildcard);
+	st->own_dirty = 1;
+	if (stream_snap(st))
+		(void)stream_enqueue(st, xt, NULL); /* Delta: cannot fail */
+	goto out;
+fail:
+	xds_ads_stream_end(st, rc == -MESH_ETOOBIG ? XDS_ADS_STATUS_RESOURCE_EXHAUSTED : XDS_ADS_STATUS_INTERNAL,
+			   rc == -MESH_ETOOBIG ? "too many resource names" : "out of memory");
+out:
+	free(rm);
+}
+
+int xds_ads_stream_recv(struct xds_ads_stream *st, const uint8_t *data, size_t len)
+{
+	int rc = 0;
+
+	if (len > XDS_MAX_REQUEST_BYTES) {
+		xds_ads_stream_end(st, XDS_ADS_STATUS_RESOURCE_EXHAUSTED, "DiscoveryRequest larger than 4 MiB");
+		rc = -MESH_ETOOBIG;
+		goto out;
+	}
+	if (st->delta) {
+		Envoy__Service__Discovery__V3__DeltaDiscoveryRequest *dreq =
+			envoy__service__discovery__v3__delta_discovery_request__unpack(NULL, len, data);
+		if (!dreq) {
+			log_warn(SCOPE, "stream %llu from %s: unparsable DeltaDiscoveryRequest (%zu bytes); ending the stream",
+				 (unsigned long long)st->id, st->peer ? st->peer : "?", len);
+			xds_ads_stream_end(st, XDS_ADS_STATUS_INVALID_ARGUMENT,
+					   "malformed DeltaDiscoveryRequest: not a valid "
+					   "envoy.service.discovery.v3.DeltaDiscoveryRequest");
+			rc = -MESH_EPARSE;
+			goto out;
+		}
+		xds_ads_stream_delta_request(st, dreq);
+		envoy__service__discovery__v3__delta_discovery_request__free_unpacked(dreq, NULL);
+	} else {
+		Envoy__Service__Discovery__V3__DiscoveryRequest *req =
+			envoy__service__discovery__v3__discovery_request__unpack(NULL, len, data);
+		if (!req) {
+			log_warn(SCOPE, "stream %llu from %s: unparsable DiscoveryRequest (%zu bytes); ending the stream",
+				 (unsigned long long)st->id, st->peer ? st->peer : "?", len);
+			xds_ads_stream_end(st, XDS_ADS_STATUS_INVALID_ARGUMENT,
+					   "malformed DiscoveryRequest: not a valid envoy.service.discovery.v3.DiscoveryRequest");
+			rc = -MESH_EPARSE;
+			goto out;
+		}
+		xds_ads_stream_request(st, req);
+		envoy__service__discovery__v3__discovery_request__free_unpacked(req, NULL);
+	}
+out:
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* sending */
+
+int xds_ads_stream_next(struct xds_ads_stream *st, struct xds_ads_response *out)
+{
+	pending_resp *best;
+	type_state *ts = NULL;
+	struct timespec now;
+	int t, rc = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (st->closed || st->finishing)
+		return 0;
+	for (;;) {
+		best = NULL;
+		for (t = 0; t < XDS_TYPE_COUNT; t++) {
+			pending_resp *p = &st->types[t].pending;
+			if (p->queued && (!best || p->seq < best->seq)) {
+				best = p;
+				ts = &st->types[t];
+			}
+		}
+		if (!best)
+			return 0;
+		t = (int)(ts - st->types);
+		if (!st->delta)
+			break;
+		rc = delta_build(st, (enum xds_type)t, best);
+		if (rc == 0 && best->wire)
+			break;
+		/* nothing to tell the client, or no memory (logged) */
+		pending_clear(best);
+		if (rc < 0)
+			return rc;
+	}
+	out->type = (enum xds_type)t;
+	out->data = best->wire;
+	out->len = best->len;
+	best->wire = NULL;
+	/* It is on its way: remember it as sent (delta_build took the held set). */
+	type_sent(ts, best);
+	if (!st->delta)
+		type_hold(ts, best);
+	metrics_xds_push((enum xds_type)t);
+	if (best->published.tv_sec || best->published.tv_nsec) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		metrics_convergence(ts_diff(&now, &best->published));
+	}
+	log_debug(SCOPE, "stream %llu (%s): sent %s version %s nonce %s, %zu resources", (unsigned long long)st->id,
+		  stream_who(st), xds_type_short((enum xds_type)t), ts->sent_version, ts->sent_nonce, ts->sent_nres);
+	pending_clear(best);
+	return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* life cycle */
+
+int xds_ads_new(const struct xds_ads_config *cfg, struct xds_ads **out)
+{
+	struct xds_ads *a = calloc(1, sizeof(*a));
+
+	*out = NULL;
+	if (!a)
+		return -ENOMEM;
+	if (cfg) {
+		a->resolve = cfg->resolve;
+		a->resolve_ctx = cfg->resolve_ctx;
+		a->queued = cfg->queued;
+	}
+	*out = a;
+	return 0;
+}
+
+void xds_ads_free(struct xds_ads *a)
+{
+	int f;
+
+	if (!a)
+		return;
+	for (f = 0; f < XDS_FLAVOUR_COUNT; f++)
+		xds_snapshot_unref(a->snaps[f]);
+	model_unref(a->model);
+	free(a);
+}
+
+struct model *xds_ads_swap_model(struct xds_ads *a, struct model *m)
+{
+	struct model *old = a->model;
+
+	a->model = m;
+	a->model_seq++;
+	return old;
+}
+
+void xds_ads_publish(struct xds_ads *a, enum xds_flavour f, struct xds_snapshot *snap, const struct timespec *when)
+{
+	struct xds_ads_stream *st;
+	int t;
+
+	if ((unsigned)f >= XDS_FLAVOUR_COUNT) {
+		xds_snapshot_unref(snap);
+		return;
+	}
+	xds_snapshot_unref(a->snaps[f]);
+	a->snaps[f] = snap;
+	for (st = a->streams; st; st = st->next) {
+		if (st->finishing || st->closed || st->flavour != f)
+			continue;
+		st->own_dirty = 1;
+		for (t = 0; t < XDS_TYPE_COUNT; t++)
+			if (st->types[t].subscribed)
+				(void)stream_enqueue(st, (enum xds_type)t, when); /* logged; retried next publish */
+		if (a->queued)
+			a->queued(st->user);
+	}
+}
+
+void xds_ads_refuse_unserved(struct xds_ads *a)
+{
+	struct xds_ads_stream *st;
+
+	for (st = a->streams; st; st = st->next)
+		(void)stream_check_flavour(st);
+}
+
+const struct xds_snapshot *xds_ads_snapshot(const struct xds_ads *a, enum xds_flavour f)
+{
+	return (unsigned)f < XDS_FLAVOUR_COUNT ? a->snaps[f] : NULL;
+}
+
+int xds_ads_streams(const struct xds_ads *a)
+{
+	return a->nstreams;
+}
+
+static void now_rfc3339(char *out, size_t cap)
+{
+	struct timespec ts;
+	struct tm tm;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+int xds_ads_stream_new(struct xds_ads *a, int delta, const char *peer, void *user, struct xds_ads_stream **out)
+{
+	struct xds_ads_stream *st = calloc(1, sizeof(*st));
+
+	*out = NULL;
+	if (!st)
+		return -ENOMEM;
+	st->ads = a;
+	st->user = user;
+	st->id = ++a->next_stream_id;
+	st->delta = delta;
+	st->flavour = XDS_FLAVOUR_SIDECAR; /* the rule's answer for "no Node" */
+	if (peer) {
+		st->peer = dup_capped(peer, XDS_MAX_NODE_FIELD_LEN);
+		if (!st->peer) {
+			free(st);
+			return -ENOMEM;
+		}
+	}
+	now_rfc3339(st->connected_at, sizeof(st->connected_at));
+	st->next = a->streams;
+	a->streams = st;
+	a->nstreams++;
+	*out = st;
+	return 0;
+}
+
+void xds_ads_stream_free(struct xds_ads_stream *st)
+{
+	struct xds_ads_stream **pp;
+	size_t i;
+	int t;
+
+	if (!st)
+		return;
+	for (pp = &st->ads->streams; *pp; pp = &(*pp)->next) {
+		if (*pp == st) {
+			*pp = st->next;
+			st->ads->nstreams--;
+			break;
+		}
+	}
+	for (t = 0; t < XDS_TYPE_COUNT; t++)
+		type_state_cleanup(&st->types[t]);
+	free(st->finish_msg);
+	free(st->node_id);
+	free(st->node_cluster);
+	free(st->user_agent);
+	free(st->node_ns);
+	for (i = 0; i < st->node_labels.n; i++) {
+		free(st->node_labels.v[i].key);
+		free(st->node_labels.v[i].value);
+	}
+	free(st->node_labels.v);
+	xds_snapshot_unref(st->own);
+	free(st->peer);
+	free(st);
+}
+
+void xds_ads_stream_closed(struct xds_ads_stream *st)
+{
+	int t;
+
+	st->closed = 1;
+	for (t = 0; t < XDS_TYPE_COUNT; t++)
+		pending_clear(&st->types[t].pending);
+}
+
+uint64_t xds_ads_stream_id(const struct xds_ads_stream *st)
+{
+	return st->id;
+}
+
+const char *xds_ads_stream_node_id(const struct xds_ads_stream *st)
+{
+	return st->node_id;
+}
+
+enum xds_flavour xds_ads_stream_flavour(const struct xds_ads_stream *st)
+{
+	return st->flavour;
+}

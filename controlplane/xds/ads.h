@@ -1,0 +1,206 @@
+/*
+ * ads.h - the ADS protocol core: what to send to each xDS stream, with no
+ * transport under it (see ads.c).
+ *
+ * The gRPC server (server.c) owns the calls and feeds this core: decoded
+ * or raw requests, "a snapshot was published" and "the call ended".  The
+ * core keeps each stream's state (node, flavour, per-type subscriptions,
+ * wildcard, sent and acked versions, nonces, NACK text, the Delta held
+ * set) and answers with encoded (Delta)DiscoveryResponse messages to send,
+ * one at a time (xds_ads_stream_next), and possibly "end the stream with
+ * this status" (xds_ads_stream_finishing).  haproxy's muxes over xprt_ops
+ * are the model: the core is fed and returns, it never blocks nor calls out.
+ *
+ * Not thread-safe: one thread (the server's xDS thread) makes every call,
+ * or the caller serialises them (the debug views run under the server lock).
+ *
+ * Functions return 0 or a negative code (err.h) unless they say otherwise.
+ */
+#ifndef MESH_XDS_ADS_H
+#define MESH_XDS_ADS_H
+
+#include "common/buf.h"
+#include "controlplane/xds/resource.h"
+
+#include "envoy/service/discovery/v3/discovery.pb-c.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+/* Fallible calls whose result must be looked at (common/err.h gets the
+ * same macro; the guard keeps the two definitions from clashing). */
+#ifndef MESH_MUST_CHECK
+#define MESH_MUST_CHECK __attribute__((warn_unused_result))
+#endif
+
+struct model;
+struct cfg_labels;
+struct xds_ads;
+struct xds_ads_stream;
+
+/*
+ * The kind of client a stream serves, from its first request's Node
+ * (DESIGN.md, "Three client flavours"): metadata GENERATOR=grpc is a
+ * proxyless gRPC client or server; a node id of type "router"
+ * ("router~IP~POD.NS~NS.svc.cluster.local") is a gateway; anything else is
+ * a sidecar (Envoy or meshproxy).  The generators produce one snapshot per
+ * flavour.
+ */
+enum xds_flavour {
+	XDS_FLAVOUR_PROXYLESS,
+	XDS_FLAVOUR_SIDECAR,
+	XDS_FLAVOUR_ROUTER,
+	XDS_FLAVOUR_COUNT
+};
+
+/* "proxyless", "sidecar", "router" (the /debug/syncz "flavour" values). */
+const char *xds_flavour_name(enum xds_flavour f);
+/* The flavour of node by the rule above; NULL (no Node) is a sidecar. */
+enum xds_flavour xds_flavour_of_node(const Envoy__Config__Core__V3__Node *node);
+
+/*
+ * How a stream ends, as the core decides it.  The values are gRPC's status
+ * codes (the numbers are fixed by the gRPC protocol), so the transport maps
+ * them with a cast.
+ */
+enum xds_ads_status {
+	XDS_ADS_STATUS_OK = 0,
+	XDS_ADS_STATUS_INVALID_ARGUMENT = 3,
+	XDS_ADS_STATUS_RESOURCE_EXHAUSTED = 8,
+	XDS_ADS_STATUS_UNIMPLEMENTED = 12,
+	XDS_ADS_STATUS_INTERNAL = 13,
+};
+
+/* The proxy a stream serves, from its first request's Node. */
+struct xds_proxy_info {
+	const char *id;              /* "sidecar~IP~POD.NS~NS.svc.cluster.local" */
+	const char *ns;              /* metadata NAMESPACE, else from the id; NULL when unknown */
+	const struct cfg_labels *labels; /* metadata LABELS (string values); never NULL */
+};
+
+/* Per-proxy resources: called (it must not block) for each name a stream
+ * subscribes to that its flavour's snapshot does not hold, with the model
+ * last published beside it.  Sets *data (malloc'd; the core frees it) and
+ * *len and returns 0, or returns -ENOENT when it knows no such resource, or
+ * another negative code.  The results are kept per stream and asked again
+ * when the model or the subscription changes. */
+typedef int (*xds_resolve_fn)(void *ctx, const struct model *m, const struct xds_proxy_info *proxy,
+			      enum xds_type t, const char *name, uint8_t **data, size_t *len);
+
+struct xds_ads_config {
+	xds_resolve_fn resolve;      /* NULL: the flavour's snapshot only */
+	void *resolve_ctx;
+	/* Called by xds_ads_publish() right after a stream got its responses
+	 * queued (NULL: not told), with the stream's user pointer, so the
+	 * transport starts sending them before the next stream's are built:
+	 * a push then holds few encoded responses at a time. */
+	void (*queued)(void *user);
+};
+
+/* A new core with no stream and no snapshot into *out.  Returns 0 or -ENOMEM. */
+int xds_ads_new(const struct xds_ads_config *cfg, struct xds_ads **out) MESH_MUST_CHECK;
+/* Free the core, its snapshots and model; every stream must have been
+ * freed before.  NULL is a no-op. */
+void xds_ads_free(struct xds_ads *a);
+
+/* Use m (the core takes the caller's reference; NULL: none) for per-proxy
+ * resources from now on; every stream rebuilds them at its next response.
+ * Returns the previous model, whose reference passes to the caller (who
+ * may drop it outside its lock). */
+struct model *xds_ads_swap_model(struct xds_ads *a, struct model *m);
+
+/*
+ * A new snapshot for flavour f (the core takes the caller's reference).
+ * Each live stream of that flavour gets a response queued for every
+ * subscribed type whose content changed (never a version it NACKed);
+ * when is the publish time, for the convergence metric (NULL: none).
+ */
+void xds_ads_publish(struct xds_ads *a, enum xds_flavour f, struct xds_snapshot *snap, const struct timespec *when);
+/*
+ * End, with UNIMPLEMENTED and one warning each, the streams whose flavour
+ * has no snapshot while another flavour has one: meshd has no generator
+ * for them.  Call it after a batch of publishes (all flavours of one push),
+ * so a flavour published a moment after another is not taken for missing.
+ * A request's first Node is checked the same way when it arrives.
+ */
+void xds_ads_refuse_unserved(struct xds_ads *a);
+/* The snapshot last published for f (borrowed), or NULL. */
+const struct xds_snapshot *xds_ads_snapshot(const struct xds_ads *a, enum xds_flavour f);
+/* Live streams (created and not yet freed). */
+int xds_ads_streams(const struct xds_ads *a);
+
+/*
+ * A new stream (state of the world, or Delta when delta is set) from peer
+ * ("IP:PORT", copied; NULL: unknown) into *out; user is the transport's
+ * (passed to the config's queued callback); it is listed in the debug
+ * views until freed.  Its id counts from 1 per core.  Returns 0 or -ENOMEM.
+ */
+int xds_ads_stream_new(struct xds_ads *a, int delta, const char *peer, void *user,
+		       struct xds_ads_stream **out) MESH_MUST_CHECK;
+/* Unlist and free the stream.  NULL is a no-op. */
+void xds_ads_stream_free(struct xds_ads_stream *st);
+uint64_t xds_ads_stream_id(const struct xds_ads_stream *st);
+/* The first request's node id, or NULL before one arrived (borrowed). */
+const char *xds_ads_stream_node_id(const struct xds_ads_stream *st);
+/* The stream's flavour (a sidecar until its first Node). */
+enum xds_flavour xds_ads_stream_flavour(const struct xds_ads_stream *st);
+
+/*
+ * One request as it came off the wire: a DiscoveryRequest, or a
+ * DeltaDiscoveryRequest on a Delta stream.  An unparsable message ends the
+ * stream with INVALID_ARGUMENT.  Returns 0 or -MESH_EPARSE (the stream is
+ * then finishing).
+ */
+int xds_ads_stream_recv(struct xds_ads_stream *st, const uint8_t *data, size_t len) MESH_MUST_CHECK;
+/*
+ * A decoded SotW request (Envoy's xDS protocol, "ACK and NACK semantics"):
+ * the first one per type subscribes; one quoting the latest nonce ACKs it
+ * (or NACKs it with error_detail: recorded, that version not re-sent); an
+ * older nonce is stale and ignored; a changed name list resubscribes and
+ * gets a response.  The first request's Node fixes the stream's flavour;
+ * a flavour without a snapshot while another flavour has one ends the
+ * stream with UNIMPLEMENTED and one warning naming what is missing.
+ */
+void xds_ads_stream_request(struct xds_ads_stream *st, const Envoy__Service__Discovery__V3__DiscoveryRequest *req);
+/* A decoded Delta request: resource_names_subscribe / _unsubscribe, "*"
+ * and the legacy empty first request (LDS/CDS) as the wildcard, and
+ * initial_resource_versions on the first request per type. */
+void xds_ads_stream_delta_request(struct xds_ads_stream *st,
+				  const Envoy__Service__Discovery__V3__DeltaDiscoveryRequest *req);
+/* End the stream with code and msg (copied) for a reason of the
+ * transport's (half-close: OK).  Queued responses are dropped; the first
+ * end wins. */
+void xds_ads_stream_end(struct xds_ads_stream *st, enum xds_ads_status code, const char *msg);
+/* The transport's call is over: no more responses, and the config dump
+ * no longer shows the stream. */
+void xds_ads_stream_closed(struct xds_ads_stream *st);
+
+/* One response to send: an encoded DiscoveryResponse (or
+ * DeltaDiscoveryResponse on a Delta stream). */
+struct xds_ads_response {
+	enum xds_type type;
+	uint8_t *data;               /* malloc'd wire bytes; the caller frees them */
+	size_t len;
+};
+
+/*
+ * The oldest queued response, built now (Delta diffs against what the
+ * client holds) and recorded as sent: call it when the transport can take
+ * a message (one in flight per stream).  Returns 1 with *out filled, 0
+ * when there is nothing to send (or the stream is ending), or a negative
+ * code (logged; that response is dropped, the next call tries the next).
+ */
+int xds_ads_stream_next(struct xds_ads_stream *st, struct xds_ads_response *out) MESH_MUST_CHECK;
+/* Whether the stream is to end: 1 with its status in *code and *msg
+ * (owned by the stream; "" when none), else 0. */
+int xds_ads_stream_finishing(const struct xds_ads_stream *st, enum xds_ads_status *code, const char **msg);
+
+/* Debug views (ads_debug.c), as JSON into out.  The /debug/syncz array:
+ * one object per stream, newest first; its shape is an interface. */
+int xds_ads_syncz(const struct xds_ads *a, struct mesh_buf *out) MESH_MUST_CHECK;
+/* What proxy_id's newest live stream was last sent, per type, as Envoy's
+ * admin config dump JSON.  Returns -ENOENT when no such proxy is connected. */
+int xds_ads_config_dump(const struct xds_ads *a, const char *proxy_id, struct mesh_buf *out) MESH_MUST_CHECK;
+
+#endif

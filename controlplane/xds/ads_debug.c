@@ -1,0 +1,191 @@
+/*
+ * ads_debug.c - the JSON debug views of the ADS core's streams:
+ * /debug/syncz (per stream and type: sent and acked versions, nonce, sync
+ * state, NACK text) and /debug/config_dump (what a proxy was last sent, in
+ * Envoy's admin config dump layout).  Both shapes are interfaces (istioctl
+ * habits, tests/unit/controlplane/debug/test_http.c): fields may be added,
+ * never renamed.  The caller serialises these with the core's other calls
+ * (server.c holds its lock).
+ */
+#include "controlplane/xds/ads_int.h"
+
+#include "common/err.h"
+#include "common/json.h"
+#include "controlplane/xds/pbjson.h"
+
+#include <errno.h>
+#include <string.h>
+
+static const char *sync_state_name(const struct xds_ads__type *ts)
+{
+	switch (ts->state) {
+	case XDS_ADS__SYNC_STALE: return "STALE";
+	case XDS_ADS__SYNC_ACKED: return "SYNCED";
+	case XDS_ADS__SYNC_NACKED: return "ERROR";
+	case XDS_ADS__SYNC_NONE:
+	default: return "NOT SENT";
+	}
+}
+
+static void syncz_stream(const struct xds_ads_stream *st, struct mesh_buf *out)
+{
+	int t, first = 1;
+
+	mesh_buf_puts(out, "{\"proxy\":");
+	json_put_string(out, st->node_id ? st->node_id : "");
+	mesh_buf_puts(out, ",\"flavour\":");
+	json_put_string(out, xds_flavour_name(st->flavour));
+	mesh_buf_puts(out, ",\"cluster\":");
+	json_put_string(out, st->node_cluster ? st->node_cluster : "");
+	mesh_buf_puts(out, ",\"user_agent\":");
+	json_put_string(out, st->user_agent ? st->user_agent : "");
+	mesh_buf_puts(out, ",\"peer\":");
+	json_put_string(out, st->peer ? st->peer : "");
+	mesh_buf_puts(out, ",\"connected_at\":");
+	json_put_string(out, st->connected_at);
+	mesh_buf_printf(out, ",\"delta\":%s", st->delta ? "true" : "false");
+	mesh_buf_printf(out, ",\"stream\":%llu,\"types\":{", (unsigned long long)st->id);
+	for (t = 0; t < XDS_TYPE_COUNT; t++) {
+		const struct xds_ads__type *ts = &st->types[t];
+		if (!ts->subscribed)
+			continue;
+		if (!first)
+			mesh_buf_putc(out, ',');
+		first = 0;
+		json_put_string(out, xds_type_short((enum xds_type)t));
+		mesh_buf_puts(out, ":{\"sent_version\":");
+		json_put_string(out, ts->sent_version);
+		mesh_buf_puts(out, ",\"sent_nonce\":");
+		json_put_string(out, ts->sent_nonce);
+		mesh_buf_puts(out, ",\"acked_version\":");
+		json_put_string(out, ts->acked_version);
+		mesh_buf_puts(out, ",\"state\":");
+		json_put_string(out, sync_state_name(ts));
+		if (ts->error) {
+			mesh_buf_puts(out, ",\"error\":");
+			json_put_string(out, ts->error);
+		}
+		mesh_buf_printf(out, ",\"resources\":%zu,\"wildcard\":%s}", ts->sent_nres,
+				ts->wildcard ? "true" : "false");
+	}
+	mesh_buf_putc(out, '}');
+	/* a stream being ended by meshd (e.g. a flavour without a generator):
+	 * the status it gets, while its call winds down */
+	if (st->finishing && st->finish_code != XDS_ADS_STATUS_OK) {
+		mesh_buf_printf(out, ",\"end_status\":{\"code\":%d,\"message\":", (int)st->finish_code);
+		json_put_string(out, st->finish_msg ? st->finish_msg : "");
+		mesh_buf_putc(out, '}');
+	}
+	mesh_buf_putc(out, '}');
+}
+
+int xds_ads_syncz(const struct xds_ads *a, struct mesh_buf *out)
+{
+	const struct xds_ads_stream *st;
+	int first = 1;
+
+	if (!a || !out)
+		return -EINVAL;
+	mesh_buf_putc(out, '[');
+	for (st = a->streams; st; st = st->next) {
+		if (!first)
+			mesh_buf_putc(out, ',');
+		first = 0;
+		syncz_stream(st, out);
+	}
+	mesh_buf_putc(out, ']');
+	return out->err;
+}
+
+/* Envoy's admin config dump layout, one section per xDS type. */
+static const struct {
+	const char *type;       /* envoy.admin.v3 message */
+	const char *list;       /* repeated field holding the resources */
+	const char *field;      /* field holding one resource */
+	int named;              /* carries a "name" next to the resource */
+} dump_layout[XDS_TYPE_COUNT] = {
+	[XDS_LISTENER] = { "ListenersConfigDump", "dynamicListeners", "activeState", 1 },
+	[XDS_ROUTE] = { "RoutesConfigDump", "dynamicRouteConfigs", "routeConfig", 0 },
+	[XDS_CLUSTER] = { "ClustersConfigDump", "dynamicActiveClusters", "cluster", 0 },
+	[XDS_ENDPOINT] = { "EndpointsConfigDump", "dynamicEndpointConfigs", "endpointConfig", 0 },
+	[XDS_SECRET] = { "SecretsConfigDump", "dynamicActiveSecrets", "secret", 1 },
+};
+
+static void dump_resource(enum xds_type t, const struct xds_ads__type *ts, const struct xds_resource *r,
+			  struct mesh_buf *out)
+{
+	mesh_buf_putc(out, '{');
+	if (dump_layout[t].named) {
+		mesh_buf_puts(out, "\"name\":");
+		json_put_string(out, r->name);
+		mesh_buf_putc(out, ',');
+	}
+	/* Envoy's DynamicListener keeps the version inside activeState */
+	if (t != XDS_LISTENER) {
+		mesh_buf_puts(out, "\"versionInfo\":");
+		json_put_string(out, ts->sent_version);
+	}
+	if (t == XDS_SECRET) {
+		/* Key material never leaves meshd through a debug view. */
+		mesh_buf_puts(out, "}");
+		return;
+	}
+	if (t != XDS_LISTENER)
+		mesh_buf_putc(out, ',');
+	mesh_buf_printf(out, "\"%s\":", dump_layout[t].field);
+	if (t == XDS_LISTENER) {
+		mesh_buf_puts(out, "{\"versionInfo\":");
+		json_put_string(out, ts->sent_version);
+		mesh_buf_puts(out, ",\"listener\":");
+	}
+	if (pbjson_render_any(xds_type_url(t), r->data, r->len, out) < 0 && !out->err) {
+		/* not decodable here: say so rather than fail the whole dump */
+		mesh_buf_puts(out, "{\"@type\":");
+		json_put_string(out, xds_type_url(t));
+		mesh_buf_printf(out, ",\"@undecoded_bytes\":%zu}", r->len);
+	}
+	if (t == XDS_LISTENER)
+		mesh_buf_putc(out, '}');
+	mesh_buf_putc(out, '}');
+}
+
+int xds_ads_config_dump(const struct xds_ads *a, const char *proxy_id, struct mesh_buf *out)
+{
+	const struct xds_ads_stream *st, *found = NULL;
+	int t, rc = 0, first = 1;
+	size_t i;
+
+	if (!a || !proxy_id || !out)
+		return -EINVAL;
+	/* the newest stream of that proxy (streams are kept newest first) */
+	for (st = a->streams; st && !found; st = st->next)
+		if (st->node_id && strcmp(st->node_id, proxy_id) == 0 && !st->closed)
+			found = st;
+	if (!found) {
+		rc = -ENOENT;
+		goto out;
+	}
+	mesh_buf_puts(out, "{\"configs\":[");
+	for (t = 0; t < XDS_TYPE_COUNT; t++) {
+		const struct xds_ads__type *ts = &found->types[t];
+		if (!ts->sent)
+			continue;
+		if (!first)
+			mesh_buf_putc(out, ',');
+		first = 0;
+		mesh_buf_printf(out, "{\"@type\":\"type.googleapis.com/envoy.admin.v3.%s\",\"versionInfo\":",
+				dump_layout[t].type);
+		json_put_string(out, ts->sent_version);
+		mesh_buf_printf(out, ",\"%s\":[", dump_layout[t].list);
+		for (i = 0; i < ts->sent_nres; i++) {
+			if (i)
+				mesh_buf_putc(out, ',');
+			dump_resource((enum xds_type)t, ts, ts->sent_res[i], out);
+		}
+		mesh_buf_puts(out, "]}");
+	}
+	mesh_buf_puts(out, "]}");
+	rc = out->err;
+out:
+	return rc;
+}

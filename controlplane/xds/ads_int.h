@@ -1,0 +1,119 @@
+/*
+ * ads_int.h - the ADS core's state, shared by ads.c (the protocol) and
+ * ads_debug.c (the JSON views of it).  Private to controlplane/xds/: other
+ * folders include ads.h only.
+ */
+#ifndef MESH_XDS_ADS_INT_H
+#define MESH_XDS_ADS_INT_H
+
+#include "controlplane/config/config.h"
+#include "controlplane/xds/ads.h"
+
+#include <stdint.h>
+#include <time.h>
+
+#define XDS_NONCE_CAP 24
+#define XDS_VERSION_CAP 17
+
+/* A response waiting for the stream's send slot. */
+struct xds_ads__pending {
+	int queued;
+	uint64_t seq;                      /* enqueue order */
+	uint8_t *wire;                     /* SotW: encoded at enqueue; Delta: built by xds_ads_stream_next */
+	size_t len;
+	char version[XDS_VERSION_CAP];
+	char nonce[XDS_NONCE_CAP];
+	struct xds_snapshot *snap;         /* owns a reference */
+	struct xds_snapshot *own;          /* the stream's per-proxy resources; owns a reference */
+	const struct xds_resource **res;   /* into snap or own */
+	size_t nres;
+	struct timespec published;         /* 0 when not caused by a publish */
+};
+
+/* Delta: a version the client says it holds (initial_resource_versions). */
+struct xds_ads__init {
+	char *name;
+	uint64_t hash;
+	int valid;                         /* 16 hex: one of our versions */
+};
+
+enum xds_ads__sync {
+	XDS_ADS__SYNC_NONE,
+	XDS_ADS__SYNC_STALE,
+	XDS_ADS__SYNC_ACKED,
+	XDS_ADS__SYNC_NACKED,
+};
+
+struct xds_ads__type {
+	int subscribed;
+	int wildcard;
+	char **names;                      /* sorted, unique */
+	size_t nnames;
+	int need_send;                     /* respond even if the version is unchanged */
+	/* the newest response queued or sent: what protocol decisions use */
+	char latest_version[XDS_VERSION_CAP];
+	char latest_nonce[XDS_NONCE_CAP];
+	int have_latest;
+	/* what went to the transport last (syncz, config dump, Delta's held set) */
+	int sent;
+	char sent_version[XDS_VERSION_CAP];
+	char sent_nonce[XDS_NONCE_CAP];
+	struct xds_snapshot *sent_snap;
+	struct xds_snapshot *sent_own;
+	const struct xds_resource **sent_res;
+	size_t sent_nres;
+	char acked_version[XDS_VERSION_CAP];
+	enum xds_ads__sync state;
+	/* a NACKed version is not pushed again */
+	int nacked;
+	char nacked_version[XDS_VERSION_CAP];
+	char *error;
+	struct xds_ads__pending pending;
+	/* Delta: the client's initial_resource_versions, until the first diff */
+	struct xds_ads__init *init;
+	size_t ninit;
+	int have_init;
+};
+
+struct xds_ads_stream {
+	struct xds_ads *ads;
+	void *user;                        /* the transport's stream */
+	struct xds_ads_stream *next;       /* newest first */
+	uint64_t id;
+	int delta;                         /* DeltaAggregatedResources */
+	int closed;                        /* the transport's call is over */
+	int finishing;
+	enum xds_ads_status finish_code;
+	char *finish_msg;
+	/* identity, from the first request's Node */
+	int have_node;
+	char *node_id;
+	char *node_cluster;
+	char *user_agent;
+	enum xds_flavour flavour;
+	char *node_ns;
+	struct cfg_labels node_labels;     /* owned copies */
+	/* per-proxy resources (see ads.c) */
+	struct xds_snapshot *own;
+	uint64_t own_model_seq;
+	int own_dirty;
+	char *peer;
+	char connected_at[40];
+	struct xds_ads__type types[XDS_TYPE_COUNT];
+};
+
+struct xds_ads {
+	struct xds_snapshot *snaps[XDS_FLAVOUR_COUNT];
+	struct model *model;               /* for the resolver */
+	uint64_t model_seq;                /* bumped when model changes */
+	xds_resolve_fn resolve;
+	void *resolve_ctx;
+	void (*queued)(void *user);
+	struct xds_ads_stream *streams;
+	int nstreams;
+	uint64_t next_stream_id;
+	uint64_t nonce_counter;
+	uint64_t seq_counter;
+};
+
+#endif

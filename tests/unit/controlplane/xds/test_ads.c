@@ -1,0 +1,788 @@
+/*
+ * test_ads.c - the ADS protocol core (controlplane/xds/ads.c) driven
+ * directly, with no gRPC: requests are protobuf-c structs (or their bytes)
+ * fed to a core stream, responses are what xds_ads_stream_next() returns,
+ * unpacked here.  Resources are opaque bytes: the core never decodes them.
+ * Envoy's xDS protocol doc is the reference for ACK/NACK, nonces, Delta.
+ */
+#include "controlplane/xds/ads.h"
+
+#include "common/buf.h"
+#include "common/hash.h"
+#include "envoy/service/discovery/v3/discovery.pb-c.h"
+#include "google/protobuf/struct.pb-c.h"
+
+#include "testutil.h"
+
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define URL_LDS "type.googleapis.com/envoy.config.listener.v3.Listener"
+#define URL_CDS "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+#define URL_EDS "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+
+typedef Envoy__Service__Discovery__V3__DiscoveryResponse Resp;
+typedef Envoy__Service__Discovery__V3__DeltaDiscoveryResponse DResp;
+
+static struct xds_ads *ads;
+
+static void setup(void)
+{
+	ck_assert_int_eq(xds_ads_new(NULL, &ads), 0);
+}
+
+static void teardown(void)
+{
+	xds_ads_free(ads);
+	ads = NULL;
+}
+
+/* A snapshot with resources "NAME=CONTENT" of type t (NULL-terminated). */
+static struct xds_snapshot *snap_of(enum xds_type t, const char *const *res)
+{
+	struct xds_snapshot *s = xds_snapshot_new();
+	size_t i;
+
+	ck_assert_ptr_nonnull(s);
+	for (i = 0; res && res[i]; i++) {
+		const char *eq = strchr(res[i], '=');
+		char name[64];
+
+		ck_assert_ptr_nonnull(eq);
+		snprintf(name, sizeof(name), "%.*s", (int)(eq - res[i]), res[i]);
+		ck_assert_int_eq(xds_snapshot_add(s, t, name, (const uint8_t *)eq + 1, strlen(eq + 1)), 0);
+	}
+	xds_snapshot_seal(s);
+	return s;
+}
+
+static void publish(enum xds_flavour f, enum xds_type t, const char *const *res)
+{
+	xds_ads_publish(ads, f, snap_of(t, res), NULL);
+}
+
+/* A Node: id, and metadata GENERATOR=generator unless generator is NULL. */
+struct node {
+	Envoy__Config__Core__V3__Node node;
+	Google__Protobuf__Struct md;
+	Google__Protobuf__Struct__FieldsEntry fe, *fes[1];
+	Google__Protobuf__Value v;
+};
+
+static Envoy__Config__Core__V3__Node *node_init(struct node *n, const char *id, const char *generator)
+{
+	envoy__config__core__v3__node__init(&n->node);
+	n->node.id = (char *)id;
+	n->node.cluster = "test-cluster";
+	if (generator) {
+		google__protobuf__struct__init(&n->md);
+		google__protobuf__struct__fields_entry__init(&n->fe);
+		google__protobuf__value__init(&n->v);
+		n->v.kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
+		n->v.string_value = (char *)generator;
+		n->fe.key = "GENERATOR";
+		n->fe.value = &n->v;
+		n->fes[0] = &n->fe;
+		n->md.fields = n->fes;
+		n->md.n_fields = 1;
+		n->node.metadata = &n->md;
+	}
+	return &n->node;
+}
+
+/* A SotW request; a proxyless node (id) when id is set; error: a NACK. */
+static void sotw(struct xds_ads_stream *st, const char *id, const char *url, const char *version, const char *nonce,
+		 const char *const *names, size_t n, const char *error)
+{
+	Envoy__Service__Discovery__V3__DiscoveryRequest req = ENVOY__SERVICE__DISCOVERY__V3__DISCOVERY_REQUEST__INIT;
+	Google__Rpc__Status status = GOOGLE__RPC__STATUS__INIT;
+	struct node nd;
+
+	if (id)
+		req.node = node_init(&nd, id, "grpc");
+	req.type_url = (char *)url;
+	req.version_info = (char *)(version ? version : "");
+	req.response_nonce = (char *)(nonce ? nonce : "");
+	req.resource_names = (char **)names;
+	req.n_resource_names = n;
+	if (error) {
+		status.code = 3;
+		status.message = (char *)error;
+		req.error_detail = &status;
+	}
+	xds_ads_stream_request(st, &req);
+}
+
+/* The next SotW response, or NULL when the core has none. */
+static Resp *next_sotw(struct xds_ads_stream *st)
+{
+	struct xds_ads_response r;
+	Resp *resp;
+	int rc = xds_ads_stream_next(st, &r);
+
+	ck_assert_int_ge(rc, 0);
+	if (rc == 0)
+		return NULL;
+	resp = envoy__service__discovery__v3__discovery_response__unpack(NULL, r.len, r.data);
+	free(r.data);
+	ck_assert_ptr_nonnull(resp);
+	ck_assert_str_eq(resp->type_url, xds_type_url(r.type));
+	return resp;
+}
+
+static DResp *next_delta(struct xds_ads_stream *st)
+{
+	struct xds_ads_response r;
+	DResp *resp;
+	int rc = xds_ads_stream_next(st, &r);
+
+	ck_assert_int_ge(rc, 0);
+	if (rc == 0)
+		return NULL;
+	resp = envoy__service__discovery__v3__delta_discovery_response__unpack(NULL, r.len, r.data);
+	free(r.data);
+	ck_assert_ptr_nonnull(resp);
+	return resp;
+}
+
+static void resp_free(Resp *r)
+{
+	envoy__service__discovery__v3__discovery_response__free_unpacked(r, NULL);
+}
+
+static void dresp_free(DResp *r)
+{
+	envoy__service__discovery__v3__delta_discovery_response__free_unpacked(r, NULL);
+}
+
+/* Resource i's bytes as a string (they are text here). */
+static int payload_is(const Google__Protobuf__Any *a, const char *want)
+{
+	return a && a->value.len == strlen(want) && memcmp(a->value.data, want, a->value.len) == 0;
+}
+
+static int delta_has(const DResp *r, const char *name, const char *content)
+{
+	size_t i;
+
+	for (i = 0; i < r->n_resources; i++)
+		if (strcmp(r->resources[i]->name, name) == 0)
+			return payload_is(r->resources[i]->resource, content);
+	return 0;
+}
+
+/* /debug/syncz of the core contains a (and b unless NULL). */
+static int syncz_has(const char *a, const char *b)
+{
+	struct mesh_buf buf;
+	int ok;
+
+	mesh_buf_init(&buf, 1 << 20);
+	ck_assert_int_eq(xds_ads_syncz(ads, &buf), 0);
+	ok = strstr(buf.data, a) && (!b || strstr(buf.data, b));
+	if (!ok)
+		fprintf(stderr, "syncz: %s\n", buf.data);
+	mesh_buf_cleanup(&buf);
+	return ok;
+}
+
+static struct xds_ads_stream *stream_new(int delta)
+{
+	struct xds_ads_stream *st = NULL;
+
+	ck_assert_int_eq(xds_ads_stream_new(ads, delta, "127.0.0.1:1234", NULL, &st), 0);
+	return st;
+}
+
+static const char *const cds_ab[] = { "a=A1", "b=B1", NULL };
+static const char *const cds_ab2[] = { "a=A1", "b=B2", NULL };
+static const char *const cds_ab3[] = { "a=A3", "b=B3", NULL };
+
+/* ------------------------------------------------------------------ */
+/* state of the world */
+
+START_TEST(sotw_first_request_gets_subscribed_resources)
+{
+	struct xds_ads_stream *st;
+	Resp *r;
+
+	publish(XDS_FLAVOUR_PROXYLESS, XDS_CLUSTER, cds_ab);
+	st = stream_new(0);
+	ck_assert_ptr_null(next_sotw(st));
+	sotw(st, "node-1", URL_CDS, NULL, NULL, NULL, 0, NULL);
+	r = next_sotw(st);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_uint_eq(r->n_resources, 2);
+	ck_assert(payload_is(r->resources[0], "A1"));
+	ck_assert(payload_is(r->resources[1], "B1"));
+	ck_assert_uint_eq(strlen(r->version_info), 16);
+	ck_assert_str_ne(r->nonce, "");
+	ck_assert_str_eq(r->control_plane->identifier, "meshd");
+	resp_free(r);
+	/* one response per request */
+	ck_assert_ptr_null(next_sotw(st));
+	ck_assert(syncz_has("\"proxy\":\"node-1\",\"flavour\":\"proxyless\"", "\"cds\":{"));
+	ck_assert_str_eq(xds_ads_stream_node_id(st), "node-1");
+	ck_assert_int_eq(xds_ads_stream_flavour(st), XDS_FLAVOUR_PROXYLESS);
+	xds_ads_stream_free(st);
+}
+END_TEST
+
+START_TEST(sotw_ack_echoes_version_and_is_not_answered)
+{
+	struct xds_ads_stream *st = stream_new(0);
+	char v1[32], n1[32], want[96];
+	Resp *r;
+
+	publish(XDS_FLAVOUR_PROXYLESS, XDS_CLUSTER, cds_ab);
+	sotw(st, "node-ack", URL_CDS, NULL, NULL, NULL, 0, NULL);
+	r = next_sotw(st);
+	ck_assert_ptr_nonnull(r);
+	snprintf(v1, sizeof(v1), "%s", r->version_info);
+	snprintf(n1, sizeof(n1), "%s", r->nonce);
+	resp_free(r);
+	ck_assert(syncz_has("\"state\":\"STALE\"", NULL));
+	sotw(st, NULL, URL_CDS, v1, n1, NULL, 0, NULL);
+	ck_assert_ptr_null(next_sotw(st));
+	snprintf(want, sizeof(want), "\"acked_version\":\"%s\",\"state\":\"SYNCED\"", v1);
+	ck_assert(syncz_has(want, NULL));
+	/* the same content again (a new snapshot object): nothing to push */
+	publish(XDS_FLAVOUR_PROXYLESS, XDS_CLUSTER, cds_ab);
+	ck_assert_ptr_null(next_sotw(st));
+	/* changed content: pushed, with a new version */
+	publish(XDS_FLAVOUR_PROXYLESS, XDS_CLUSTER, cds_ab2);
+	r = next_sotw(st);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_str_ne(r->version_info, v1);
+	ck_assert_str_ne(r->nonce, n1);
+	ck_assert(payload_is(r->resources[1], "B2"));
+	resp_free(r);
+	xds_ads_stream_free(st);
+}
+END_TEST
+
+START_TEST(sotw_nack_recorded_not_resent_until_change)
+{
+	struct xds_ads_stream *st = stream_new(0);
+	char v1[32], n1[32], v2[32], n2[32];
+	Resp *r;
+
+	publish(XDS_FLAVOUR_PROXYLESS, XDS_CLUSTER, cds_ab);
+	sotw(st, "node-nack", URL_CDS, NULL, NULL, NULL, 0, NULL);
+	r = next_sotw(st);
+	snprintf(v1, sizeof(v1), "%s", r->version_info);
+	snprintf(n1, sizeof(n1), "%s", r->nonce);
+	resp_free(r);
+	sotw(st, NULL, URL_CDS, v1, n1, NULL, 0, NULL);
+	publish(XDS_FLAVOUR_PROXYLESS, XDS_CLUSTER, cds_ab2);
+	r = next_sotw(st);
+	snprintf(v2, sizeof(v2), "%s", r->version_info);
+	snprintf(n2, sizeof(n2), "%s", r->nonce);
+	resp_free(r);
+	/* NACK: the client keeps v1 and says why */
+	sotw(st, NULL, URL_CDS, v1, n2, NULL, 0, "cluster b: bad lb policy");
+	ck_assert_ptr_null(next_sotw(st));
+	ck_assert(syncz_has("\"state\":\"ERROR\",\"error\":\"cluster b: bad lb policy\"", NULL));
+	/* the refused content is not pushed again ... */
+	publish(XDS_FLAVOUR_PROXYLESS, XDS_CLUSTER, cds_ab2);
+	ck_assert_ptr_null(next_sotw(st));
+	/* ... new content is */
+	publish(XDS_FLAVOUR_PROXYLESS, XDS_CLUSTER, cds_ab3);
+	r = next_sotw(st);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_str_ne(r->version_info, v2);
+	ck_assert(payload_is(r->resources[0], "A3"));
+	resp_free(r);
+	xds_ads_stream_free(st);
+}
+END_TEST
+
+START_TEST(sotw_stale_nonce_ignored)
+{
+	static const char *const eds_ab[] = { "a=A1", "b=B1", NULL }, *const eds_ab2[] = { "a=A2", "b=B2", NULL };
+	static const char *const names_ab[] = { "a", "b" }, *const only_a[] = { "a" };
+	struct xds_ads_stream *st = stream_new(0);
+	char v1[32], n1[32], v2[32], n2[32];
+	Resp *r;
+
+	publish(XDS_FLAVOUR_PROXYLESS, XDS_ENDPOINT, eds_ab);
+	sotw(st, "node-stale", URL_EDS, NULL, NULL, names_ab, 2, NULL);
+	r = next_sotw(st);
+	snprintf(v1, sizeof(v1), "%s", r->version_info);
+	snprintf(n1, sizeof(n1), "%s", r->nonce);
+	resp_free(r);
+	publish(XDS_FLAVOUR_PROXYLESS, XDS_ENDPOINT, eds_ab2);
+	r = next_sotw(st);
+	snprintf(v2, sizeof(v2), "%s", r->version_info);
+	snprintf(n2, sizeof(n2), "%s", r->nonce);
+	resp_free(r);
+	/* answers to the older response: neither the names nor the NACK count */
+	sotw(st, NULL, URL_EDS, v1, n1, only_a, 1, NULL);
+	sotw(st, NULL, URL_EDS, v1, "bogus", NULL, 0, "stale error");
+	ck_assert_ptr_null(next_sotw(st));
+	ck_assert(!syncz_has("stale error", NULL));
+	/* the same change quoting the latest nonce is a new subscription */
+	sotw(st, NULL, URL_EDS, v2, n2, only_a, 1, NULL);
+	r = next_sotw(st);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_uint_eq(r->n_resources, 1);
+	ck_assert(payload_is(r->resources[0], "A2"));
+	resp_free(r);
+	xds_ads_stream_free(st);
+}
+END_TEST
+
+START_TEST(sotw_reconnect_with_version_gets_a_response)
+{
+	struct xds_ads_stream *st = stream_new(0);
+	char v1[32], n1[32];
+	Resp *r;
+
+	publish(XDS_FLAVOUR_PROXYLESS, XDS_CLUSTER, cds_ab);
+	sotw(st, "node-re", URL_CDS, NULL, NULL, NULL, 0, NULL);
+	r = next_sotw(st);
+	snprintf(v1, sizeof(v1), "%s", r->version_info);
+	snprintf(n1, sizeof(n1), "%s", r->nonce);
+	resp_free(r);
+	xds_ads_stream_free(st);
+	/* A new stream quoting the version it holds (no nonce: the first
+	 * request of a stream) is answered: the nonce is new, and Envoy's
+	 * protocol has every first request answered.  Same content, same
+	 * version: versions are content hashes. */
+	st = stream_new(0);
+	sotw(st, "node-re", URL_CDS, v1, NULL, NULL, 0, NULL);
+	r = next_sotw(st);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_str_eq(r->version_info, v1);
+	ck_assert_str_ne(r->nonce, n1);
+	ck_assert_uint_eq(r->n_resources, 2);
+	resp_free(r);
+	xds_ads_stream_free(st);
+}
+END_TEST
+
+START_TEST(sotw_subscription_change_answered)
+{
+	static const char *const eds[] = { "a=A1", "b=B1", NULL };
+	static const char *const only_a[] = { "a" }, *const names_ab[] = { "b", "a", "a" };
+	struct xds_ads_stream *st = stream_new(0);
+	char v[32], n[32];
+	Resp *r;
+
+	publish(XDS_FLAVOUR_PROXYLESS, XDS_ENDPOINT, eds);
+	sotw(st, "node-sub", URL_EDS, NULL, NULL, only_a, 1, NULL);
+	r = next_sotw(st);
+	ck_assert_uint_eq(r->n_resources, 1);
+	snprintf(v, sizeof(v), "%s", r->version_info);
+	snprintf(n, sizeof(n), "%s", r->nonce);
+	resp_free(r);
+	/* ACK naming more resources (unsorted, duplicated): a new subscription */
+	sotw(st, NULL, URL_EDS, v, n, names_ab, 3, NULL);
+	r = next_sotw(st);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_uint_eq(r->n_resources, 2);
+	ck_assert(payload_is(r->resources[0], "A1"));
+	ck_assert(payload_is(r->resources[1], "B1"));
+	resp_free(r);
+	xds_ads_stream_free(st);
+}
+END_TEST
+
+START_TEST(sotw_bytes_in_and_malformed_request)
+{
+	Envoy__Service__Discovery__V3__DiscoveryRequest req = ENVOY__SERVICE__DISCOVERY__V3__DISCOVERY_REQUEST__INIT;
+	static const uint8_t garbage[] = { 0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 'x' };
+	struct xds_ads_stream *st = stream_new(0);
+	enum xds_ads_status code;
+	const char *msg;
+	struct node nd;
+	uint8_t *wire;
+	size_t len;
+	Resp *r;
+
+	publish(XDS_FLAVOUR_PROXYLESS, XDS_CLUSTER, cds_ab);
+	req.node = node_init(&nd, "node-bytes", "grpc");
+	req.type_url = URL_CDS;
+	len = envoy__service__discovery__v3__discovery_request__get_packed_size(&req);
+	wire = malloc(len);
+	envoy__service__discovery__v3__discovery_request__pack(&req, wire);
+	ck_assert_int_eq(xds_ads_stream_recv(st, wire, len), 0);
+	free(wire);
+	r = next_sotw(st);
+	ck_assert_ptr_nonnull(r);
+	resp_free(r);
+	ck_assert_int_eq(xds_ads_stream_finishing(st, &code, &msg), 0);
+	ck_assert_int_lt(xds_ads_stream_recv(st, garbage, sizeof(garbage)), 0);
+	ck_assert_int_eq(xds_ads_stream_finishing(st, &code, &msg), 1);
+	ck_assert_int_eq(code, XDS_ADS_STATUS_INVALID_ARGUMENT);
+	ck_assert_ptr_nonnull(strstr(msg, "DiscoveryRequest"));
+	xds_ads_stream_free(st);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Delta */
+
+static void delta(struct xds_ads_stream *st, const char *id, const char *url, const char *nonce,
+		  const char *const *sub, size_t nsub, const char *const *unsub, size_t nunsub, const char *error)
+{
+	Envoy__Service__Discovery__V3__DeltaDiscoveryRequest req =
+		ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
+	Google__Rpc__Status status = GOOGLE__RPC__STATUS__INIT;
+	struct node nd;
+
+	if (id)
+		req.node = node_init(&nd, id, "grpc");
+	req.type_url = (char *)url;
+	req.response_nonce = (char *)(nonce ? nonce : "");
+	req.resource_names_subscribe = (char **)sub;
+	req.n_resource_names_subscribe = nsub;
+	req.resource_names_unsubscribe = (char **)unsub;
+	req.n_resource_names_unsubscribe = nunsub;
+	if (error) {
+		status.message = (char *)error;
+		req.error_detail = &status;
+	}
+	xds_ads_stream_delta_request(st, &req);
+}
+
+START_TEST(delta_subscribe_unsubscribe_and_removal)
+{
+	static const char *const eds[] = { "a=A1", "b=B1", NULL }, *const eds2[] = { "a=A2", "b=B2", NULL };
+	static const char *const eds3[] = { "a=A3", NULL };
+	static const char *const names_ab[] = { "a", "b" }, *const only_a[] = { "a" };
+	struct xds_ads_stream *st = stream_new(1);
+	char n[32];
+	DResp *r;
+
+	publish(XDS_FLAVOUR_PROXYLESS, XDS_ENDPOINT, eds);
+	delta(st, "node-d", URL_EDS, NULL, names_ab, 2, NULL, 0, NULL);
+	r = next_delta(st);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_uint_eq(r->n_resources, 2);
+	ck_assert(delta_has(r, "a", "A1") && delta_has(r, "b", "B1"));
+	ck_assert_uint_eq(strlen(r->resources[0]->version), 16);
+	ck_assert_uint_eq(r->n_removed_resources, 0);
+	snprintf(n, sizeof(n), "%s", r->nonce);
+	dresp_free(r);
+	ck_assert_ptr_null(next_delta(st));
+	delta(st, NULL, URL_EDS, n, NULL, 0, NULL, 0, NULL);
+	ck_assert(syncz_has("\"delta\":true", "\"state\":\"SYNCED\""));
+	/* unsubscribing is forgotten without a removal or a response */
+	delta(st, NULL, URL_EDS, NULL, NULL, 0, only_a, 1, NULL);
+	ck_assert_ptr_null(next_delta(st));
+	/* a change to both: only the subscribed one comes */
+	publish(XDS_FLAVOUR_PROXYLESS, XDS_ENDPOINT, eds2);
+	r = next_delta(st);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_uint_eq(r->n_resources, 1);
+	ck_assert(delta_has(r, "b", "B2"));
+	dresp_free(r);
+	/* b is gone from the snapshot: removed_resources names it */
+	publish(XDS_FLAVOUR_PROXYLESS, XDS_ENDPOINT, eds3);
+	r = next_delta(st);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_uint_eq(r->n_resources, 0);
+	ck_assert_uint_eq(r->n_removed_resources, 1);
+	ck_assert_str_eq(r->removed_resources[0], "b");
+	dresp_free(r);
+	xds_ads_stream_free(st);
+}
+END_TEST
+
+START_TEST(delta_wildcards)
+{
+	static const char *const star[] = { "*" };
+	struct xds_snapshot *s = xds_snapshot_new();
+	struct xds_ads_stream *cds = stream_new(1), *lds = stream_new(1), *eds = stream_new(1);
+	DResp *r;
+
+	ck_assert_int_eq(xds_snapshot_add(s, XDS_CLUSTER, "c1", (const uint8_t *)"C1", 2), 0);
+	ck_assert_int_eq(xds_snapshot_add(s, XDS_LISTENER, "l1", (const uint8_t *)"L1", 2), 0);
+	ck_assert_int_eq(xds_snapshot_add(s, XDS_LISTENER, "l2", (const uint8_t *)"L2", 2), 0);
+	ck_assert_int_eq(xds_snapshot_add(s, XDS_ENDPOINT, "e1", (const uint8_t *)"E1", 2), 0);
+	xds_snapshot_seal(s);
+	xds_ads_publish(ads, XDS_FLAVOUR_PROXYLESS, s, NULL);
+	/* legacy wildcard: a first CDS request naming nothing */
+	delta(cds, "node-w1", URL_CDS, NULL, NULL, 0, NULL, 0, NULL);
+	r = next_delta(cds);
+	ck_assert_uint_eq(r->n_resources, 1);
+	ck_assert(delta_has(r, "c1", "C1"));
+	dresp_free(r);
+	/* "*" */
+	delta(lds, "node-w2", URL_LDS, NULL, star, 1, NULL, 0, NULL);
+	r = next_delta(lds);
+	ck_assert_uint_eq(r->n_resources, 2);
+	dresp_free(r);
+	ck_assert(syncz_has("\"wildcard\":true", NULL));
+	/* EDS has no wildcard: nothing named, nothing sent but the first answer */
+	delta(eds, "node-w3", URL_EDS, NULL, NULL, 0, NULL, 0, NULL);
+	r = next_delta(eds);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_uint_eq(r->n_resources, 0);
+	dresp_free(r);
+	/* leaving the wildcard forgets without removals */
+	delta(lds, NULL, URL_LDS, NULL, NULL, 0, star, 1, NULL);
+	ck_assert_ptr_null(next_delta(lds));
+	xds_ads_stream_free(cds);
+	xds_ads_stream_free(lds);
+	xds_ads_stream_free(eds);
+}
+END_TEST
+
+START_TEST(delta_initial_resource_versions)
+{
+	Envoy__Service__Discovery__V3__DeltaDiscoveryRequest req =
+		ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
+	Envoy__Service__Discovery__V3__DeltaDiscoveryRequest__InitialResourceVersionsEntry e[3], *ep[3];
+	struct xds_snapshot *s = snap_of(XDS_CLUSTER, cds_ab);
+	struct xds_ads_stream *st = stream_new(1);
+	char ha[17];
+	struct node nd;
+	DResp *r;
+	int i;
+
+	mesh_hash_hex(xds_snapshot_find(s, XDS_CLUSTER, "a")->hash, ha);
+	xds_ads_publish(ads, XDS_FLAVOUR_PROXYLESS, s, NULL);
+	for (i = 0; i < 3; i++) {
+		envoy__service__discovery__v3__delta_discovery_request__initial_resource_versions_entry__init(&e[i]);
+		ep[i] = &e[i];
+	}
+	/* a: what we have; b: not one of our versions; gone: not served any more */
+	e[0].key = "a";
+	e[0].value = ha;
+	e[1].key = "b";
+	e[1].value = "v-from-another-server";
+	e[2].key = "gone";
+	e[2].value = ha;
+	req.node = node_init(&nd, "node-init", "grpc");
+	req.type_url = URL_CDS;
+	req.initial_resource_versions = ep;
+	req.n_initial_resource_versions = 3;
+	xds_ads_stream_delta_request(st, &req);
+	r = next_delta(st);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_uint_eq(r->n_resources, 1);
+	ck_assert(delta_has(r, "b", "B1"));
+	ck_assert_uint_eq(r->n_removed_resources, 1);
+	ck_assert_str_eq(r->removed_resources[0], "gone");
+	dresp_free(r);
+	xds_ads_stream_free(st);
+}
+END_TEST
+
+START_TEST(delta_nack_recorded_not_resent)
+{
+	struct xds_ads_stream *st = stream_new(1);
+	char n[32];
+	DResp *r;
+
+	publish(XDS_FLAVOUR_PROXYLESS, XDS_CLUSTER, cds_ab);
+	delta(st, "node-dn", URL_CDS, NULL, NULL, 0, NULL, 0, NULL);
+	r = next_delta(st);
+	snprintf(n, sizeof(n), "%s", r->nonce);
+	dresp_free(r);
+	delta(st, NULL, URL_CDS, n, NULL, 0, NULL, 0, "no good");
+	ck_assert(syncz_has("\"state\":\"ERROR\",\"error\":\"no good\"", NULL));
+	publish(XDS_FLAVOUR_PROXYLESS, XDS_CLUSTER, cds_ab);
+	ck_assert_ptr_null(next_delta(st));
+	publish(XDS_FLAVOUR_PROXYLESS, XDS_CLUSTER, cds_ab2);
+	r = next_delta(st);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_uint_eq(r->n_resources, 1);
+	ck_assert(delta_has(r, "b", "B2"));
+	dresp_free(r);
+	xds_ads_stream_free(st);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* flavours */
+
+START_TEST(flavour_from_node)
+{
+	struct node nd;
+
+	ck_assert_int_eq(xds_flavour_of_node(node_init(&nd, "sidecar~10.0.0.1~a.demo~demo.svc.cluster.local", "grpc")),
+			 XDS_FLAVOUR_PROXYLESS);
+	ck_assert_int_eq(xds_flavour_of_node(node_init(&nd, "router~10.0.0.2~gw.istio-system~x", NULL)),
+			 XDS_FLAVOUR_ROUTER);
+	ck_assert_int_eq(xds_flavour_of_node(node_init(&nd, "sidecar~10.0.0.1~a.demo~demo.svc.cluster.local", NULL)),
+			 XDS_FLAVOUR_SIDECAR);
+	ck_assert_int_eq(xds_flavour_of_node(node_init(&nd, "sidecar~10.0.0.1~a.demo~x", "envoy")),
+			 XDS_FLAVOUR_SIDECAR);
+	ck_assert_int_eq(xds_flavour_of_node(node_init(&nd, "routerless", NULL)), XDS_FLAVOUR_SIDECAR);
+	ck_assert_int_eq(xds_flavour_of_node(NULL), XDS_FLAVOUR_SIDECAR);
+	ck_assert_str_eq(xds_flavour_name(XDS_FLAVOUR_PROXYLESS), "proxyless");
+	ck_assert_str_eq(xds_flavour_name(XDS_FLAVOUR_SIDECAR), "sidecar");
+	ck_assert_str_eq(xds_flavour_name(XDS_FLAVOUR_ROUTER), "router");
+}
+END_TEST
+
+/* A first request from id with no GENERATOR metadata. */
+static void plain_request(struct xds_ads_stream *st, const char *id)
+{
+	Envoy__Service__Discovery__V3__DiscoveryRequest req = ENVOY__SERVICE__DISCOVERY__V3__DISCOVERY_REQUEST__INIT;
+	struct node nd;
+
+	req.node = node_init(&nd, id, NULL);
+	req.type_url = URL_CDS;
+	xds_ads_stream_request(st, &req);
+}
+
+START_TEST(sidecar_and_router_refused_without_their_generator)
+{
+	static const char *const sc_res[] = { "sidecar-only=S", NULL };
+	struct xds_ads_stream *early = stream_new(0), *sc = stream_new(0), *gw = stream_new(0), *sc2;
+	enum xds_ads_status code;
+	const char *msg;
+	Resp *r;
+
+	/* nothing published yet: a sidecar waits like everyone else */
+	plain_request(early, "sidecar~10.0.0.9~e.demo~demo.svc.cluster.local");
+	ck_assert_int_eq(xds_ads_stream_finishing(early, &code, &msg), 0);
+	publish(XDS_FLAVOUR_PROXYLESS, XDS_CLUSTER, cds_ab);
+	/* refused after the batch of publishes, not by the publish itself */
+	ck_assert_int_eq(xds_ads_stream_finishing(early, &code, &msg), 0);
+	xds_ads_refuse_unserved(ads);
+	ck_assert_int_eq(xds_ads_stream_finishing(early, &code, &msg), 1);
+	ck_assert_int_eq(code, XDS_ADS_STATUS_UNIMPLEMENTED);
+	ck_assert_ptr_null(next_sotw(early));
+
+	plain_request(sc, "sidecar~10.0.0.1~a.demo~demo.svc.cluster.local");
+	ck_assert_int_eq(xds_ads_stream_finishing(sc, &code, &msg), 1);
+	ck_assert_int_eq(code, XDS_ADS_STATUS_UNIMPLEMENTED);
+	ck_assert_str_eq(msg, "meshd has no sidecar configuration generator yet: node "
+			      "sidecar~10.0.0.1~a.demo~demo.svc.cluster.local is served only with GENERATOR=grpc "
+			      "(proxyless) metadata");
+	/* never proxyless config */
+	ck_assert_ptr_null(next_sotw(sc));
+	ck_assert(syncz_has("\"flavour\":\"sidecar\"", "\"end_status\":{\"code\":12,\"message\":\"meshd has no sidecar"));
+
+	plain_request(gw, "router~10.0.0.2~gw.istio-system~istio-system.svc.cluster.local");
+	ck_assert_int_eq(xds_ads_stream_finishing(gw, &code, &msg), 1);
+	ck_assert_int_eq(code, XDS_ADS_STATUS_UNIMPLEMENTED);
+	ck_assert_ptr_nonnull(strstr(msg, "router"));
+	ck_assert_ptr_nonnull(strstr(msg, "router~10.0.0.2~gw.istio-system"));
+	ck_assert_ptr_null(next_sotw(gw));
+	ck_assert(syncz_has("\"flavour\":\"router\"", NULL));
+
+	/* once a sidecar snapshot exists, a sidecar is served from it */
+	publish(XDS_FLAVOUR_SIDECAR, XDS_CLUSTER, sc_res);
+	sc2 = stream_new(0);
+	plain_request(sc2, "sidecar~10.0.0.3~c.demo~demo.svc.cluster.local");
+	ck_assert_int_eq(xds_ads_stream_finishing(sc2, &code, &msg), 0);
+	r = next_sotw(sc2);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_uint_eq(r->n_resources, 1);
+	ck_assert(payload_is(r->resources[0], "S"));
+	resp_free(r);
+	/* and a proxyless publish does not reach it */
+	publish(XDS_FLAVOUR_PROXYLESS, XDS_CLUSTER, cds_ab2);
+	ck_assert_ptr_null(next_sotw(sc2));
+	ck_assert_int_eq(xds_ads_streams(ads), 4);
+	xds_ads_stream_free(early);
+	xds_ads_stream_free(sc);
+	xds_ads_stream_free(gw);
+	xds_ads_stream_free(sc2);
+	ck_assert_int_eq(xds_ads_streams(ads), 0);
+}
+END_TEST
+
+START_TEST(end_and_closed)
+{
+	struct xds_ads_stream *st = stream_new(0);
+	enum xds_ads_status code;
+	const char *msg;
+	struct mesh_buf b;
+
+	mesh_buf_init(&b, 1 << 20);
+	publish(XDS_FLAVOUR_PROXYLESS, XDS_CLUSTER, cds_ab);
+	sotw(st, "node-end", URL_CDS, NULL, NULL, NULL, 0, NULL);
+	/* connected, nothing taken for sending yet */
+	ck_assert_int_eq(xds_ads_config_dump(ads, "node-end", &b), 0);
+	ck_assert_str_eq(b.data, "{\"configs\":[]}");
+	mesh_buf_reset(&b);
+	/* the transport ends it (a half-close): queued responses are dropped */
+	xds_ads_stream_end(st, XDS_ADS_STATUS_OK, "");
+	ck_assert_int_eq(xds_ads_stream_finishing(st, &code, &msg), 1);
+	ck_assert_int_eq(code, XDS_ADS_STATUS_OK);
+	ck_assert_ptr_null(next_sotw(st));
+	/* the first end wins */
+	xds_ads_stream_end(st, XDS_ADS_STATUS_INTERNAL, "later");
+	ck_assert_int_eq(xds_ads_stream_finishing(st, &code, &msg), 1);
+	ck_assert_int_eq(code, XDS_ADS_STATUS_OK);
+	xds_ads_stream_closed(st);
+	ck_assert_int_eq(xds_ads_config_dump(ads, "node-end", &b), -ENOENT);
+	mesh_buf_reset(&b);
+	mesh_buf_cleanup(&b);
+	xds_ads_stream_free(st);
+}
+END_TEST
+
+static int queued_calls[2];
+
+static void count_queued(void *user)
+{
+	queued_calls[*(int *)user]++;
+}
+
+/* A publish tells the transport about each live stream of its flavour,
+ * right after that stream's responses were queued. */
+START_TEST(publish_calls_queued_per_stream)
+{
+	struct xds_ads_config cfg = { .queued = count_queued };
+	static int users[2] = { 0, 1 };
+	struct xds_ads_stream *p = NULL, *sc = NULL;
+	struct xds_ads *a = NULL;
+	struct node nd;
+	Envoy__Service__Discovery__V3__DiscoveryRequest req = ENVOY__SERVICE__DISCOVERY__V3__DISCOVERY_REQUEST__INIT;
+
+	memset(queued_calls, 0, sizeof(queued_calls));
+	ck_assert_int_eq(xds_ads_new(&cfg, &a), 0);
+	ck_assert_int_eq(xds_ads_stream_new(a, 0, NULL, &users[0], &p), 0);
+	ck_assert_int_eq(xds_ads_stream_new(a, 0, NULL, &users[1], &sc), 0);
+	req.type_url = URL_CDS;
+	req.node = node_init(&nd, "node-q", "grpc");
+	xds_ads_stream_request(p, &req);
+	/* another flavour's publish neither reaches nor ends the proxyless stream */
+	xds_ads_publish(a, XDS_FLAVOUR_SIDECAR, snap_of(XDS_CLUSTER, cds_ab), NULL);
+	ck_assert_int_eq(queued_calls[0], 0);
+	ck_assert_int_eq(xds_ads_stream_finishing(p, &(enum xds_ads_status){ 0 }, &(const char *){ NULL }), 0);
+	xds_ads_publish(a, XDS_FLAVOUR_PROXYLESS, snap_of(XDS_CLUSTER, cds_ab), NULL);
+	ck_assert_int_eq(queued_calls[0], 1);
+	/* the node-less stream counts as a sidecar */
+	ck_assert_int_eq(queued_calls[1], 1);
+	xds_ads_stream_free(p);
+	xds_ads_stream_free(sc);
+	xds_ads_free(a);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("xds_ads");
+	TCase *tc = tcase_create("core");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, sotw_first_request_gets_subscribed_resources);
+	tcase_add_test(tc, sotw_ack_echoes_version_and_is_not_answered);
+	tcase_add_test(tc, sotw_nack_recorded_not_resent_until_change);
+	tcase_add_test(tc, sotw_stale_nonce_ignored);
+	tcase_add_test(tc, sotw_reconnect_with_version_gets_a_response);
+	tcase_add_test(tc, sotw_subscription_change_answered);
+	tcase_add_test(tc, sotw_bytes_in_and_malformed_request);
+	tcase_add_test(tc, delta_subscribe_unsubscribe_and_removal);
+	tcase_add_test(tc, delta_wildcards);
+	tcase_add_test(tc, delta_initial_resource_versions);
+	tcase_add_test(tc, delta_nack_recorded_not_resent);
+	tcase_add_test(tc, flavour_from_node);
+	tcase_add_test(tc, sidecar_and_router_refused_without_their_generator);
+	tcase_add_test(tc, end_and_closed);
+	tcase_add_test(tc, publish_calls_queued_per_stream);
+	suite_add_tcase(s, tc);
+	return testutil_run(s) ? EXIT_FAILURE : EXIT_SUCCESS;
+}
