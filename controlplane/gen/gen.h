@@ -37,15 +37,12 @@
 
 #include "controlplane/gen/flavour.h"
 #include "controlplane/model/model.h"
+#include "common/err.h"
 #include "controlplane/xds/resource.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#ifndef MESH_MUST_CHECK
-#define MESH_MUST_CHECK __attribute__((warn_unused_result))
-#endif
 
 /* What a generator would have logged: a resource over the size limit, a
  * service whose config failed, an AuthorizationPolicy condition the RBAC

@@ -20,6 +20,7 @@
 #define MESH_XDS_ADS_H
 
 #include "common/buf.h"
+#include "common/err.h"
 #include "controlplane/xds/resource.h"
 
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
@@ -27,12 +28,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
-
-/* Fallible calls whose result must be looked at (common/err.h gets the
- * same macro; the guard keeps the two definitions from clashing). */
-#ifndef MESH_MUST_CHECK
-#define MESH_MUST_CHECK __attribute__((warn_unused_result))
-#endif
 
 struct model;
 struct cfg_labels;

@@ -11,7 +11,7 @@
 
 #include "common/err.h"
 #include "common/json.h"
-#include "controlplane/xds/pbjson.h"
+#include "common/xds/pbjson.h"
 
 #include <errno.h>
 #include <string.h>

@@ -28,7 +28,7 @@
 #include "controlplane/model/model.h"
 #include "controlplane/gen/flavour.h"
 #include "controlplane/gen/gen.h"
-#include "controlplane/xds/pbjson.h"
+#include "common/xds/pbjson.h"
 #include "controlplane/xds/resource.h"
 
 #include <dirent.h>
