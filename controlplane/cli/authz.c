@@ -36,6 +36,17 @@
 #include <string.h>
 #include <sys/stat.h>
 
+/* What the RBAC compiler notes (a condition the filter cannot match, a
+ * rule dropped) is what meshd logs: print it, so the answer below is read
+ * with it. */
+static void authz_note(void *ctx, enum gen_note_level level, const char *scope, const char *msg)
+{
+	(void)ctx;
+	fprintf(stderr, "meshctl authz: %s: %s: %s\n", level == GEN_NOTE_ERROR ? "error" : "warning", scope, msg);
+}
+
+static const struct gen_notes authz_notes = { authz_note, NULL };
+
 #define AUTHZ_EXIT_ALLOW 0
 #define AUTHZ_EXIT_DENY 1
 #define AUTHZ_EXIT_USAGE 2
@@ -479,7 +490,7 @@ static int authz_check(int argc, char **argv)
 		}
 		rbac_select(m, o.ns, &labels, sel, n_sel);
 	}
-	r = rbac_compile_policies(sel, n_sel, a, &deny, &allow, &audit);
+	r = rbac_compile_policies_noted(sel, n_sel, &authz_notes, a, &deny, &allow, &audit);
 	if (r < 0) {
 		fprintf(stderr, "meshctl authz: compiling the policies: %s\n", mesh_strerror(r));
 		goto out;

@@ -104,6 +104,17 @@ START_TEST(test_rejected_config)
 }
 END_TEST
 
+/* what the RBAC compiler notes is printed beside the answer, as meshd logs
+ * it: a DENY condition the filter cannot match widens the rule */
+START_TEST(test_compiler_notes)
+{
+	ck_assert_int_eq(run("check -f tests/data/authz/unmatchable --namespace demo --path /x", 1), 1);
+	ck_assert_ptr_nonnull(strstr(out, "meshctl authz: warning: rbac: demo/deny-grpc rule 0: condition "
+					  "request.headers[grpc-foo] cannot be matched by the RBAC filter"));
+	ck_assert_ptr_nonnull(strstr(out, "DENY (policy ns[demo]-policy[deny-grpc]-rule[0])\n"));
+}
+END_TEST
+
 START_TEST(test_usage)
 {
 	ck_assert_int_eq(run("", 1), 2);
@@ -134,6 +145,7 @@ int main(void)
 	tcase_add_test(t, test_json);
 	tcase_add_test(t, test_verbose_text);
 	tcase_add_test(t, test_rejected_config);
+	tcase_add_test(t, test_compiler_notes);
 	tcase_add_test(t, test_usage);
 	suite_add_tcase(s, t);
 	return testutil_run(s) ? 1 : 0;
