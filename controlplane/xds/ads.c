@@ -680,10 +680,22 @@ static int stream_enqueue(struct xds_ads_stream *st, enum xds_type t, const stru
 	version_of(p.res, p.nres, p.version);
 	if (!ts->need_send) {
 		/* A push: only a version the client has not got nor refused. */
-		if (ts->have_latest && strcmp(p.version, ts->latest_version) == 0)
+		if ((ts->have_latest && strcmp(p.version, ts->latest_version) == 0) ||
+		    (ts->nacked && strcmp(p.version, ts->nacked_version) == 0)) {
+			/* Nothing to send, but what was sent (same names and
+			 * hashes, so the same version) is in the current
+			 * snapshot too: hold that one instead, so this stream
+			 * does not keep a whole older snapshot alive for as
+			 * long as this type stays unchanged (meshd's RSS grew
+			 * by a snapshot per change at 2,000 proxies). */
+			if (!ts->pending.queued && ts->sent && strcmp(p.version, ts->sent_version) == 0 &&
+			    ts->sent_snap != stream_snap(st)) {
+				p.snap = xds_snapshot_ref((struct xds_snapshot *)stream_snap(st));
+				p.own = st->own ? xds_snapshot_ref(st->own) : NULL;
+				type_hold(ts, &p);
+			}
 			goto out;
-		if (ts->nacked && strcmp(p.version, ts->nacked_version) == 0)
-			goto out;
+		}
 	}
 	snprintf(p.nonce, sizeof(p.nonce), "%llx", (unsigned long long)++a->nonce_counter);
 	rc = encode_response(t, &p);
