@@ -49,6 +49,7 @@ struct churn_change {
 	double meshd_cpu;        /* meshd CPU seconds over the interval */
 	uint64_t bytes;          /* response bytes received over the interval */
 	uint64_t responses;
+	long meshd_rss_kb;       /* meshd's VmRSS at the end of the interval; 0 without a pid */
 };
 
 /* A process's memory and CPU from /proc. */
