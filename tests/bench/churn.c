@@ -197,7 +197,7 @@ int churn_run(const struct churn_config *cfg, struct bench_mesh *mesh, struct lo
 		int pending;
 
 		memset(c, 0, sizeof(*c));
-		c->kind = (enum churn_kind)(i % CHURN_KINDS);
+		c->kind = (enum churn_kind)(i % (cfg->steady ? CHURN_ADD_SERVICE : CHURN_KINDS));
 		loadgen_stats(lg, &before);
 		rc = churn_apply(cfg, mesh, lg, &rng, c, &t0);
 		if (rc < 0) {

@@ -37,6 +37,7 @@ struct churn_config {
 	int timeout_ms;          /* a change not everywhere by then counts as timed out */
 	int add_subscribers;     /* proxies asking for a service before it exists */
 	pid_t meshd_pid;         /* 0: no process figures */
+	int steady;              /* no CHURN_ADD_SERVICE: the mesh and what each proxy asks for keep their size */
 	uint64_t seed;
 };
 

@@ -7,7 +7,9 @@
  *       connect M simulated proxies (loadgen.h), wait until all are synced,
  *       then edit DIR at a set rate (churn.h) and print what it took, ending
  *       with one "RESULT key=value ..." line that tests/bench/run.sh reads;
- *       --delta makes the proxies speak Delta xDS (DeltaAggregatedResources).
+ *       --delta makes the proxies speak Delta xDS (DeltaAggregatedResources);
+ *       --steady leaves out the add-service changes, so that the mesh and
+ *       what each proxy asks for keep their size (the soak row).
  *
  * The mesh state is rebuilt from --services, so `run` must be given the
  * directory `config` wrote, unchanged since.
@@ -48,6 +50,7 @@ struct opts {
 	int add_subscribers;
 	int meshd_pid;
 	int delta;
+	int steady;
 	long long seed;
 	const char *log_level;
 };
@@ -59,7 +62,7 @@ static void usage(FILE *f)
 		"       meshbench run --xds HOST:PORT --dir DIR [--services N] [--proxies M] [--channels C]\n"
 		"                     [--targets K] [--sidecar-percent P] [--changes X] [--interval-ms MS]\n"
 		"                     [--change-timeout-ms MS] [--sync-timeout-s S] [--add-subscribers N]\n"
-		"                     [--meshd-pid PID] [--seed S] [--log-level LEVEL] [--delta]\n");
+		"                     [--meshd-pid PID] [--seed S] [--log-level LEVEL] [--delta] [--steady]\n");
 }
 
 static int int_arg(const char *name, const char *v, long lo, long hi, int *out)
@@ -78,7 +81,7 @@ static int int_arg(const char *name, const char *v, long lo, long hi, int *out)
 static int parse(int argc, char **argv, struct opts *o)
 {
 	enum { O_DIR = 256, O_XDS, O_SERVICES, O_PROXIES, O_CHANNELS, O_TARGETS, O_SIDECAR, O_CHANGES, O_INTERVAL,
-	       O_CTIMEOUT, O_STIMEOUT, O_ADDSUB, O_PID, O_SEED, O_LOG, O_DELTA };
+	       O_CTIMEOUT, O_STIMEOUT, O_ADDSUB, O_PID, O_SEED, O_LOG, O_DELTA, O_STEADY };
 	static const struct option lo[] = {
 		{ "dir", required_argument, NULL, O_DIR },
 		{ "xds", required_argument, NULL, O_XDS },
@@ -96,6 +99,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		{ "seed", required_argument, NULL, O_SEED },
 		{ "log-level", required_argument, NULL, O_LOG },
 		{ "delta", no_argument, NULL, O_DELTA },
+		{ "steady", no_argument, NULL, O_STEADY },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c, rc = 0, seed = 1;
@@ -129,6 +133,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		case O_SEED: rc = int_arg("seed", optarg, 0, 1 << 30, &seed); break;
 		case O_LOG: o->log_level = optarg; break;
 		case O_DELTA: o->delta = 1; break;
+		case O_STEADY: o->steady = 1; break;
 		default: rc = -EINVAL; break;
 		}
 	}
@@ -274,6 +279,7 @@ static int cmd_run(const struct opts *o)
 	cc.timeout_ms = o->change_timeout_ms;
 	cc.add_subscribers = o->add_subscribers < o->proxies ? o->add_subscribers : o->proxies;
 	cc.meshd_pid = pid;
+	cc.steady = o->steady;
 	cc.seed = (uint64_t)o->seed + 7;
 	rc = churn_run(&cc, mesh, lg, ch, o->changes, &nch);
 	if (rc < 0)
