@@ -112,12 +112,17 @@ static uint64_t rng_next(uint64_t *s)
 	return z ^ (z >> 31);
 }
 
-static double meshd_cpu(pid_t pid)
+/* meshd's CPU seconds so far; *rss_kb (when not NULL) its VmRSS now. */
+static double meshd_cpu(pid_t pid, long *rss_kb)
 {
 	struct churn_proc pr;
 
+	if (rss_kb)
+		*rss_kb = 0;
 	if (pid <= 0 || churn_proc_sample(pid, &pr) < 0)
 		return 0;
+	if (rss_kb)
+		*rss_kb = pr.rss_kb;
 	return pr.run_s;
 }
 
@@ -188,11 +193,11 @@ int churn_run(const struct churn_config *cfg, struct bench_mesh *mesh, struct lo
 	*n_out = 0;
 	for (i = 0; i < cfg->changes && i < cap; i++) {
 		struct churn_change *c = &out[i];
-		double t0 = 0, start = loadgen_now(), last = 0, cpu0 = meshd_cpu(cfg->meshd_pid);
+		double t0 = 0, start = loadgen_now(), last = 0, cpu0 = meshd_cpu(cfg->meshd_pid, NULL);
 		int pending;
 
 		memset(c, 0, sizeof(*c));
-		c->kind = (enum churn_kind)(i % CHURN_KINDS);
+		c->kind = (enum churn_kind)(i % (cfg->steady ? CHURN_ADD_SERVICE : CHURN_KINDS));
 		loadgen_stats(lg, &before);
 		rc = churn_apply(cfg, mesh, lg, &rng, c, &t0);
 		if (rc < 0) {
@@ -220,10 +225,11 @@ int churn_run(const struct churn_config *cfg, struct bench_mesh *mesh, struct lo
 		loadgen_stats(lg, &after);
 		c->bytes = after.bytes - before.bytes;
 		c->responses = after.responses - before.responses;
-		c->meshd_cpu = meshd_cpu(cfg->meshd_pid) - cpu0;
-		log_info(SCOPE, "change %d %-13s svc-%-5d %5d proxies  %7.1f ms%s  %6.3f s meshd CPU  %8llu bytes", i,
-			 churn_kind_name(c->kind), c->svc, c->proxies, c->latency * 1000,
-			 c->timed_out ? " (timeout)" : "", c->meshd_cpu, (unsigned long long)c->bytes);
+		c->meshd_cpu = meshd_cpu(cfg->meshd_pid, &c->meshd_rss_kb) - cpu0;
+		log_info(SCOPE, "change %d %-13s svc-%-5d %5d proxies  %7.1f ms%s  %6.3f s meshd CPU  %8llu bytes  "
+			 "%7.1f MB meshd RSS", i, churn_kind_name(c->kind), c->svc, c->proxies, c->latency * 1000,
+			 c->timed_out ? " (timeout)" : "", c->meshd_cpu, (unsigned long long)c->bytes,
+			 c->meshd_rss_kb / 1024.0);
 		(*n_out)++;
 	}
 out:

@@ -37,6 +37,7 @@ struct churn_config {
 	int timeout_ms;          /* a change not everywhere by then counts as timed out */
 	int add_subscribers;     /* proxies asking for a service before it exists */
 	pid_t meshd_pid;         /* 0: no process figures */
+	int steady;              /* no CHURN_ADD_SERVICE: the mesh and what each proxy asks for keep their size */
 	uint64_t seed;
 };
 
@@ -49,6 +50,7 @@ struct churn_change {
 	double meshd_cpu;        /* meshd CPU seconds over the interval */
 	uint64_t bytes;          /* response bytes received over the interval */
 	uint64_t responses;
+	long meshd_rss_kb;       /* meshd's VmRSS at the end of the interval; 0 without a pid */
 };
 
 /* A process's memory and CPU from /proc. */

@@ -7,7 +7,9 @@
  *       connect M simulated proxies (loadgen.h), wait until all are synced,
  *       then edit DIR at a set rate (churn.h) and print what it took, ending
  *       with one "RESULT key=value ..." line that tests/bench/run.sh reads;
- *       --delta makes the proxies speak Delta xDS (DeltaAggregatedResources).
+ *       --delta makes the proxies speak Delta xDS (DeltaAggregatedResources);
+ *       --steady leaves out the add-service changes, so that the mesh and
+ *       what each proxy asks for keep their size (the soak row).
  *
  * The mesh state is rebuilt from --services, so `run` must be given the
  * directory `config` wrote, unchanged since.
@@ -27,6 +29,12 @@
 #include <string.h>
 #include <sys/resource.h>
 
+/* The soak figure compares meshd's RSS after the last change with its RSS
+ * after this one: by then every kind of change has run a few times, so
+ * what one push allocates and keeps for good is in both samples, and only
+ * what grows with the number of changes is in the difference. */
+#define MESHBENCH_RSS_EARLY_CHANGE 20
+
 struct opts {
 	const char *dir;
 	const char *xds;
@@ -42,6 +50,7 @@ struct opts {
 	int add_subscribers;
 	int meshd_pid;
 	int delta;
+	int steady;
 	long long seed;
 	const char *log_level;
 };
@@ -53,7 +62,7 @@ static void usage(FILE *f)
 		"       meshbench run --xds HOST:PORT --dir DIR [--services N] [--proxies M] [--channels C]\n"
 		"                     [--targets K] [--sidecar-percent P] [--changes X] [--interval-ms MS]\n"
 		"                     [--change-timeout-ms MS] [--sync-timeout-s S] [--add-subscribers N]\n"
-		"                     [--meshd-pid PID] [--seed S] [--log-level LEVEL] [--delta]\n");
+		"                     [--meshd-pid PID] [--seed S] [--log-level LEVEL] [--delta] [--steady]\n");
 }
 
 static int int_arg(const char *name, const char *v, long lo, long hi, int *out)
@@ -72,7 +81,7 @@ static int int_arg(const char *name, const char *v, long lo, long hi, int *out)
 static int parse(int argc, char **argv, struct opts *o)
 {
 	enum { O_DIR = 256, O_XDS, O_SERVICES, O_PROXIES, O_CHANNELS, O_TARGETS, O_SIDECAR, O_CHANGES, O_INTERVAL,
-	       O_CTIMEOUT, O_STIMEOUT, O_ADDSUB, O_PID, O_SEED, O_LOG, O_DELTA };
+	       O_CTIMEOUT, O_STIMEOUT, O_ADDSUB, O_PID, O_SEED, O_LOG, O_DELTA, O_STEADY };
 	static const struct option lo[] = {
 		{ "dir", required_argument, NULL, O_DIR },
 		{ "xds", required_argument, NULL, O_XDS },
@@ -90,6 +99,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		{ "seed", required_argument, NULL, O_SEED },
 		{ "log-level", required_argument, NULL, O_LOG },
 		{ "delta", no_argument, NULL, O_DELTA },
+		{ "steady", no_argument, NULL, O_STEADY },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c, rc = 0, seed = 1;
@@ -123,6 +133,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		case O_SEED: rc = int_arg("seed", optarg, 0, 1 << 30, &seed); break;
 		case O_LOG: o->log_level = optarg; break;
 		case O_DELTA: o->delta = 1; break;
+		case O_STEADY: o->steady = 1; break;
 		default: rc = -EINVAL; break;
 		}
 	}
@@ -200,7 +211,8 @@ static int cmd_run(const struct opts *o)
 	struct loadgen *lg = NULL;
 	double t_start, lg_cpu0 = self_cpu(), *lat = NULL, *flat = NULL;
 	double full_cpu = 0, any_cpu = 0, full_bytes = 0, full_resp = 0, ep_bytes = 0;
-	int nch = 0, nfull = 0, nep = 0, timeouts = 0, i, rc;
+	int nch = 0, nfull = 0, nep = 0, timeouts = 0, early = 0, i, rc;
+	long rss_early_kb = 0, rss_last_kb = 0;
 	pid_t pid = (pid_t)o->meshd_pid;
 
 	if (!o->xds) {
@@ -267,6 +279,7 @@ static int cmd_run(const struct opts *o)
 	cc.timeout_ms = o->change_timeout_ms;
 	cc.add_subscribers = o->add_subscribers < o->proxies ? o->add_subscribers : o->proxies;
 	cc.meshd_pid = pid;
+	cc.steady = o->steady;
 	cc.seed = (uint64_t)o->seed + 7;
 	rc = churn_run(&cc, mesh, lg, ch, o->changes, &nch);
 	if (rc < 0)
@@ -290,8 +303,17 @@ static int cmd_run(const struct opts *o)
 			nep++;
 		}
 	}
-	if (pid)
+	if (nch > 0) {
+		early = nch < MESHBENCH_RSS_EARLY_CHANGE ? nch : MESHBENCH_RSS_EARLY_CHANGE;
+		rss_early_kb = ch[early - 1].meshd_rss_kb;
+		rss_last_kb = ch[nch - 1].meshd_rss_kb;
+	}
+	if (pid) {
 		print_sample("after churn", &p2);
+		printf("meshd RSS after change %d %.1f MB, after change %d %.1f MB (%+.1f%%)\n", early,
+		       rss_early_kb / 1024.0, nch, rss_last_kb / 1024.0,
+		       rss_early_kb ? 100.0 * (double)(rss_last_kb - rss_early_kb) / (double)rss_early_kb : 0);
+	}
 	printf("%d changes: change -> all ACKed p50 %.1f ms, p99 %.1f ms, max %.1f ms; %d timed out\n", nch,
 	       percentile(lat, nch, 0.5) * 1000, percentile(lat, nch, 0.99) * 1000, percentile(lat, nch, 1.0) * 1000,
 	       timeouts);
@@ -306,14 +328,15 @@ static int cmd_run(const struct opts *o)
 	printf("RESULT delta=%d proxies=%d services=%d sync_s=%.3f sync_bytes=%llu rss_synced_kb=%ld rss_after_kb=%ld "
 	       "hwm_kb=%ld cpu_sync_s=%.3f changes=%d timeouts=%d p50_ms=%.1f p99_ms=%.1f max_ms=%.1f "
 	       "full_pushes=%d full_p50_ms=%.1f full_p99_ms=%.1f full_max_ms=%.1f full_cpu_s=%.4f "
-	       "change_cpu_s=%.4f full_bytes=%.0f ep_bytes=%.0f failed=%d decode_errors=%llu lg_cpu_s=%.2f\n",
+	       "change_cpu_s=%.4f full_bytes=%.0f ep_bytes=%.0f failed=%d decode_errors=%llu lg_cpu_s=%.2f "
+	       "rss_early_change=%d rss_early_kb=%ld rss_last_kb=%ld\n",
 	       o->delta, st.proxies, o->services, st_sync.all_synced_at - t_start, (unsigned long long)st_sync.bytes,
 	       p1.rss_kb, p2.rss_kb, p2.hwm_kb, p1.cpu_s - p0.cpu_s, nch, timeouts, percentile(lat, nch, 0.5) * 1000,
 	       percentile(lat, nch, 0.99) * 1000, percentile(lat, nch, 1.0) * 1000, nfull,
 	       percentile(flat, nfull, 0.5) * 1000, percentile(flat, nfull, 0.99) * 1000,
 	       percentile(flat, nfull, 1.0) * 1000, nfull ? full_cpu / nfull : 0, nch ? any_cpu / nch : 0,
 	       nfull ? full_bytes / nfull : 0, nep ? ep_bytes / nep : 0, st.failed, (unsigned long long)st.decode_errors,
-	       self_cpu() - lg_cpu0);
+	       self_cpu() - lg_cpu0, early, rss_early_kb, rss_last_kb);
 	if (st.failed > 0 || st.decode_errors > 0 || timeouts > 0)
 		rc = -EIO;
 out:

@@ -15,8 +15,19 @@
 # (DeltaAggregatedResources), and bytes per push are compared; --smoke
 # always does both.
 #
+# Then the soak row: 2,000 proxies (state of the world) and 1,000 changes
+# at a short interval; meshd's RSS after the last change is compared with
+# its RSS after the 20th (what each change leaves behind for good shows as
+# growth).  Its changes include the add-service kind, so over 1,000
+# changes the mesh gains 200 services and the proxies 4,000 subscriptions,
+# which rightly grows meshd by a few percent; BENCH_SOAK_STEADY=1 leaves
+# those changes out (meshbench --steady).  --smoke runs a tiny soak (50 proxies, 50 changes) that only
+# exercises the code path.
+#
 # Environment overrides: BENCH_SERVICES, BENCH_PROXIES ("100 500"),
-# BENCH_CHANGES, BENCH_INTERVAL_MS, BENCH_CHANNELS, BENCH_TARGETS.
+# BENCH_CHANGES, BENCH_INTERVAL_MS, BENCH_CHANNELS, BENCH_TARGETS;
+# BENCH_SOAK_PROXIES, BENCH_SOAK_CHANGES (0: no soak row),
+# BENCH_SOAK_INTERVAL_MS, BENCH_SOAK_STEADY.
 set -eu
 
 BUILD=build
@@ -37,12 +48,18 @@ if [ "$SMOKE" = 1 ]; then
 	CHANGES=${BENCH_CHANGES:-5}
 	INTERVAL=${BENCH_INTERVAL_MS:-300}
 	CHANNELS=${BENCH_CHANNELS:-4}
+	SOAK_PROXIES=${BENCH_SOAK_PROXIES:-50}
+	SOAK_CHANGES=${BENCH_SOAK_CHANGES:-50}
+	SOAK_INTERVAL=${BENCH_SOAK_INTERVAL_MS:-20}
 else
 	SERVICES=${BENCH_SERVICES:-1000}
 	SIZES=${BENCH_PROXIES:-100 500 1000 2000}
 	CHANGES=${BENCH_CHANGES:-20}
 	INTERVAL=${BENCH_INTERVAL_MS:-800}
 	CHANNELS=${BENCH_CHANNELS:-16}
+	SOAK_PROXIES=${BENCH_SOAK_PROXIES:-2000}
+	SOAK_CHANGES=${BENCH_SOAK_CHANGES:-1000}
+	SOAK_INTERVAL=${BENCH_SOAK_INTERVAL_MS:-100}
 fi
 TARGETS=${BENCH_TARGETS:-5}
 
@@ -100,36 +117,50 @@ stop_meshd() {
 	MESHD_PID=
 }
 
-status=0
-START=$(date +%s)
-for m in $SIZES; do
-for proto in $PROTOS; do
-	cfg=$TMP/cfg-$m-$proto
-	run=$m-$proto
+# One row: run_row NAME PROXIES PROTO CHANGES INTERVAL_MS RESULTS [FLAG].  A
+# fresh mesh and a fresh meshd; the RESULT line is appended to RESULTS.
+run_row() {
+	run=$1
+	cfg=$TMP/cfg-$run
 	mkdir -p "$cfg"
 	"$BENCH" config --dir "$cfg" --services "$SERVICES"
 	start_meshd "$cfg" "$TMP/meshd-$run.log"
 	flag=
-	[ "$proto" = delta ] && flag=--delta
-	echo "== $SERVICES services, $m proxies, $proto (meshd pid $MESHD_PID, xDS 127.0.0.1:$XDS_PORT)"
-	if ! "$BENCH" run --xds "127.0.0.1:$XDS_PORT" --dir "$cfg" --services "$SERVICES" --proxies "$m" \
-		--channels "$CHANNELS" --targets "$TARGETS" --changes "$CHANGES" --interval-ms "$INTERVAL" \
+	[ "$3" = delta ] && flag=--delta
+	[ $# -ge 7 ] && flag="$flag $7"
+	echo "== $SERVICES services, $2 proxies, $3, $4 changes every ${5}ms (meshd pid $MESHD_PID, xDS 127.0.0.1:$XDS_PORT)"
+	if ! "$BENCH" run --xds "127.0.0.1:$XDS_PORT" --dir "$cfg" --services "$SERVICES" --proxies "$2" \
+		--channels "$CHANNELS" --targets "$TARGETS" --changes "$4" --interval-ms "$5" \
 		--meshd-pid "$MESHD_PID" --log-level warn $flag >"$TMP/out-$run" 2>"$TMP/err-$run"; then
 		status=1
-		echo "run.sh: meshbench failed at $m proxies ($proto):" >&2
+		echo "run.sh: meshbench failed in row $run:" >&2
 		cat "$TMP/err-$run" >&2
 	fi
 	grep -v '^RESULT' "$TMP/out-$run" | sed 's/^/   /'
-	grep '^RESULT' "$TMP/out-$run" >>"$TMP/results" || true
+	grep '^RESULT' "$TMP/out-$run" >>"$6" || true
 	if ! kill -0 "$MESHD_PID" 2>/dev/null; then
 		status=1
 		echo "run.sh: meshd exited during the run; its log:" >&2
 		tail -20 "$TMP/meshd-$run.log" >&2
 	fi
 	stop_meshd
+}
+
+status=0
+START=$(date +%s)
+for m in $SIZES; do
+for proto in $PROTOS; do
+	run_row "$m-$proto" "$m" "$proto" "$CHANGES" "$INTERVAL" "$TMP/results"
 done
 done
 ELAPSED=$(( $(date +%s) - START ))
+SOAK_START=$(date +%s)
+if [ "$SOAK_CHANGES" -gt 0 ]; then
+	steady=
+	[ "${BENCH_SOAK_STEADY:-0}" = 1 ] && steady=--steady
+	run_row "soak-$SOAK_PROXIES" "$SOAK_PROXIES" sotw "$SOAK_CHANGES" "$SOAK_INTERVAL" "$TMP/soak" $steady
+fi
+SOAK_ELAPSED=$(( $(date +%s) - SOAK_START ))
 
 [ -s "$TMP/results" ] || { echo "run.sh: no results" >&2; exit 1; }
 
@@ -196,4 +227,27 @@ END {
 			fbytes[1] ? fbytes[l] / fbytes[1] : 0
 	}
 }' "$TMP/results"
+
+# the soak row: growth of meshd's RSS over many changes (a figure, never a
+# failure: timings and memory are measured here, not asserted)
+if [ -s "$TMP/soak" ]; then
+	awk -v secs="$SOAK_ELAPSED" -v iv="$SOAK_INTERVAL" '
+function kv(line, key,   i, n, f) {
+	n = split(line, f, " ")
+	for (i = 1; i <= n; i++)
+		if (index(f[i], key "=") == 1)
+			return substr(f[i], length(key) + 2)
+	return ""
+}
+{
+	p = kv($0, "proxies"); n = kv($0, "changes"); e = kv($0, "rss_early_change")
+	a = kv($0, "rss_early_kb") / 1024; b = kv($0, "rss_last_kb") / 1024
+	g = a > 0 ? 100 * (b - a) / a : 0
+	printf "\nsoak: %d proxies, %d changes every %d ms or slower, %ds: RSS %.1f MB after change %d, %.1f MB after change %d\n",
+		p, n, iv, secs, a, e, b, n
+	printf "  RSS growth                  %+6.1f %%    target within 10%% of RSS after the 20th   %s\n", g,
+		(a > 0 && g <= 10) ? "ok" : "MISSED"
+	printf "  change -> all ACKed p99     %7.1f ms   (t/o %d)\n", kv($0, "p99_ms"), kv($0, "timeouts") + kv($0, "failed")
+}' "$TMP/soak"
+fi
 exit $status
