@@ -16,7 +16,7 @@
 #include "controlplane/config/store.h"
 #include "controlplane/debug/debug.h"
 #include "controlplane/debounce/debounce.h"
-#include "controlplane/debug/metrics.h"
+#include "controlplane/metrics/metrics.h"
 #include "controlplane/file/source.h"
 #include "controlplane/kube/kube_leader.h"
 #include "controlplane/kube/kube_source.h"

@@ -48,7 +48,7 @@
 #include "common/err.h"
 #include "common/hash.h"
 #include "common/log.h"
-#include "controlplane/debug/metrics.h"
+#include "controlplane/metrics/metrics.h"
 #include "controlplane/model/model.h"
 
 #include "google/protobuf/any.pb-c.h"

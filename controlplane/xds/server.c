@@ -26,7 +26,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/queue.h"
-#include "controlplane/debug/metrics.h"
+#include "controlplane/metrics/metrics.h"
 #include "controlplane/model/model.h"
 
 #include <grpc/byte_buffer.h>
