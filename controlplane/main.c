@@ -23,7 +23,6 @@
 #include "controlplane/kube/kube_source.h"
 #include "controlplane/kube/kube_tokenreview.h"
 #include "controlplane/model/model.h"
-#include "controlplane/gen/gen.h"
 #include "controlplane/push/push.h"
 #include "controlplane/xds/server.h"
 
@@ -228,31 +227,6 @@ static struct model *cb_model(void *ctx)
 	return push_stage_model(d->push);
 }
 
-/* What the generators report (they do no I/O themselves) goes to the log. */
-static void meshd_gen_note(void *ctx, enum gen_note_level level, const char *scope, const char *msg)
-{
-	(void)ctx;
-	if (level == GEN_NOTE_ERROR)
-		log_error(scope, "%s", msg);
-	else
-		log_warn(scope, "%s", msg);
-}
-
-static const struct gen_notes meshd_gen_notes = { meshd_gen_note, NULL };
-
-/* Per-proxy xDS, on the ADS server's thread: the inbound listeners of
- * xDS-enabled gRPC servers depend on the workload asking. */
-static int cb_resolve(void *ctx, const struct model *m, const struct xds_proxy_info *proxy, enum xds_type t,
-		      const char *name, uint8_t **data, size_t *len)
-{
-	struct gen_workload w = { proxy->ns, proxy->labels };
-
-	(void)ctx;
-	if (t != XDS_LISTENER)
-		return -ENOENT;
-	return gen_inbound_listener(m, &gen_profile_proxyless, &w, name, &meshd_gen_notes, data, len);
-}
-
 static bool cb_ready(void *ctx)
 {
 	struct meshd *d = ctx;
@@ -378,12 +352,13 @@ static void meshd_kube_tick(struct meshd *d, bool readable)
 static int meshd_loop(struct meshd *d, int sfd)
 {
 	for (;;) {
-		struct pollfd pfd[3] = {
+		struct pollfd pfd[4] = {
 			{ .fd = sfd, .events = POLLIN },
 			{ .fd = d->files ? file_source_fd(d->files) : -1, .events = POLLIN },
 			{ .fd = d->kube ? kube_source_fd(d->kube) : -1, .events = POLLIN },
+			{ .fd = push_stage_fd(d->push), .events = POLLIN },
 		};
-		int n = poll(pfd, 3, push_stage_timeout_ms(d->push, debounce_now()));
+		int n = poll(pfd, 4, push_stage_timeout_ms(d->push, debounce_now()));
 
 
 		if (n < 0 && errno != EINTR)
@@ -395,6 +370,9 @@ static int meshd_loop(struct meshd *d, int sfd)
 				return 0;
 			}
 		}
+		/* per-proxy requests from the xDS thread: built now, not debounced */
+		if (pfd[3].revents & POLLIN)
+			(void)push_stage_handle(d->push);
 		if (d->kube)
 			meshd_kube_tick(d, pfd[2].revents & POLLIN);
 		/* inotify only says something moved: the stage reads the files
@@ -489,7 +467,9 @@ int main(int argc, char **argv)
 
 		ca_service_unary(d.ca_svc, &unary);
 		xc.unary = &unary;
-		xc.resolve = cb_resolve;
+		/* per-proxy resources: asked by the xDS thread, built by the stage */
+		xc.want = push_stage_want;
+		xc.want_ctx = d.push;
 		creds = ca_service_server_credentials(d.ca_svc);
 		if (!creds) {
 			log_error("meshd", "cannot set up TLS for %s", d.opts.secure_addr);

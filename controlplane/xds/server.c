@@ -27,7 +27,6 @@
 #include "common/log.h"
 #include "common/queue.h"
 #include "controlplane/metrics/metrics.h"
-#include "controlplane/model/model.h"
 
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
@@ -122,6 +121,25 @@ struct xds_stream {
 	int status_sent;
 };
 
+/* A per-key set waiting for the xDS thread. */
+struct pub_set {
+	struct pub_set *next;
+	char *key;
+	struct xds_snapshot *snap;
+	uint64_t answered;
+};
+
+static void pub_sets_free(struct pub_set *p)
+{
+	while (p) {
+		struct pub_set *n = p->next;
+		free(p->key);
+		xds_snapshot_unref(p->snap);
+		free(p);
+		p = n;
+	}
+}
+
 struct xds_server {
 	grpc_server *server;
 	grpc_completion_queue *cq;
@@ -141,8 +159,7 @@ struct xds_server {
 	/* publish / stop (any thread -> xDS thread) */
 	pthread_mutex_t pub_lock;
 	struct xds_snapshot *pub_snap[XDS_FLAVOUR_COUNT];
-	struct model *pub_model;
-	int pub_has_model;
+	struct pub_set *pub_sets, **pub_sets_tail; /* in publish order */
 	struct timespec pub_time;
 	int pub_pending;
 	int stop_requested;
@@ -619,18 +636,26 @@ static void stream_queued(void *user)
 	stream_pump(user);
 }
 
-/* Hand the core what was published (snap[f]: a reference each, or NULL),
- * then send what it queued (streams it ended get their status). */
-static void server_apply_publish(struct xds_server *s, struct xds_snapshot *snap[XDS_FLAVOUR_COUNT],
-				 const struct timespec *when)
+/* Hand the core what was published (sets: the per-key sets, taken;
+ * snap[f]: a reference each, or NULL), then send what it queued (streams
+ * it ended get their status). */
+static void server_apply_publish(struct xds_server *s, struct pub_set *sets,
+				 struct xds_snapshot *snap[XDS_FLAVOUR_COUNT], const struct timespec *when)
 {
 	struct xds_stream *st;
+	struct pub_set *p;
 	int f;
 
+	for (p = sets; p; p = p->next) {
+		xds_ads_proxy_set(s->ads, p->key, p->snap, p->answered);
+		p->snap = NULL;
+	}
 	for (f = 0; f < XDS_FLAVOUR_COUNT; f++)
 		if (snap[f])
 			xds_ads_publish(s->ads, (enum xds_flavour)f, snap[f], when);
 	xds_ads_refuse_unserved(s->ads);
+	/* streams whose key got a set and no snapshot of their flavour */
+	xds_ads_proxy_flush(s->ads, when->tv_sec || when->tv_nsec ? when : NULL);
 	for (st = s->streams; st; st = st->next)
 		stream_pump(st);
 }
@@ -709,8 +734,7 @@ static void *xds_thread_main(void *arg)
 		struct pollfd pfd[2] = { { mesh_queue_fd(&s->cq_q), POLLIN, 0 }, { s->wake_efd, POLLIN, 0 } };
 		struct mesh_queue_item *batch = NULL, *it;
 		struct xds_snapshot *snap[XDS_FLAVOUR_COUNT];
-		struct model *model = NULL;
-		int has_model;
+		struct pub_set *sets;
 		struct timespec when = { 0, 0 };
 		int stop, f;
 
@@ -729,11 +753,11 @@ static void *xds_thread_main(void *arg)
 		memcpy(snap, s->pub_snap, sizeof(snap));
 		memset(s->pub_snap, 0, sizeof(s->pub_snap));
 		s->pub_pending = 0;
-		model = s->pub_model;
-		has_model = s->pub_has_model;
-		s->pub_model = NULL;
-		s->pub_has_model = 0;
+		sets = s->pub_sets;
+		s->pub_sets = NULL;
+		s->pub_sets_tail = &s->pub_sets;
 		when = s->pub_time;
+		memset(&s->pub_time, 0, sizeof(s->pub_time));
 		stop = s->stop_requested;
 		pthread_mutex_unlock(&s->pub_lock);
 
@@ -747,11 +771,8 @@ static void *xds_thread_main(void *arg)
 			tag = mesh_container_of(it, struct tag, qi);
 			server_dispatch(s, tag, tag->ok);
 		}
-		/* swap under the lock; the old one is dropped below */
-		if (has_model)
-			model = xds_ads_swap_model(s->ads, model);
 		if (!s->shutting_down)
-			server_apply_publish(s, snap, &when);
+			server_apply_publish(s, sets, snap, &when);
 		else
 			for (f = 0; f < XDS_FLAVOUR_COUNT; f++)
 				xds_snapshot_unref(snap[f]);
@@ -760,11 +781,11 @@ static void *xds_thread_main(void *arg)
 		sending = s->shutting_down ? 0 : server_reset_stuck(s);
 		if (s->shutting_down && server_drained(s)) {
 			pthread_mutex_unlock(&s->lock);
-			model_unref(model);
+			pub_sets_free(sets);
 			break;
 		}
 		pthread_mutex_unlock(&s->lock);
-		model_unref(model);
+		pub_sets_free(sets); /* what is left: the snapshots went to the core */
 	}
 	return NULL;
 }
@@ -800,7 +821,7 @@ static void server_free(struct xds_server *s)
 	xds_ads_free(s->ads);
 	for (f = 0; f < XDS_FLAVOUR_COUNT; f++)
 		xds_snapshot_unref(s->pub_snap[f]);
-	model_unref(s->pub_model);
+	pub_sets_free(s->pub_sets);
 	/* after the cq thread was joined: nobody pushes any more */
 	if (s->cq_q_ready)
 		mesh_queue_cleanup(&s->cq_q);
@@ -839,6 +860,7 @@ int xds_server_start(const struct xds_server_config *cfg, struct xds_server **ou
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&s->pub_lock, NULL);
+	s->pub_sets_tail = &s->pub_sets;
 	pthread_mutex_init(&s->lock, NULL);
 	accept_slot_init(&s->acc_sotw, TAG_ACCEPT_SOTW);
 	accept_slot_init(&s->acc_delta, TAG_ACCEPT_DELTA);
@@ -873,8 +895,8 @@ int xds_server_start(const struct xds_server_config *cfg, struct xds_server **ou
 		rc = -MESH_EGRPC;
 		goto out;
 	}
-	acfg.resolve = cfg->resolve;
-	acfg.resolve_ctx = cfg->resolve_ctx;
+	acfg.want = cfg->want;
+	acfg.want_ctx = cfg->want_ctx;
 	acfg.queued = stream_queued;
 	rc = xds_ads_new(&acfg, &s->ads);
 	if (rc < 0)
@@ -968,41 +990,67 @@ void xds_server_stop(struct xds_server *s)
 	server_free(s);
 }
 
-static void server_publish(struct xds_server *s, enum xds_flavour f, struct xds_snapshot *snap, int has_model,
-			   struct model *m)
+void xds_server_publish_push(struct xds_server *s, enum xds_flavour f, struct xds_snapshot *snap,
+			     const struct xds_proxy_set *sets, size_t n)
 {
-	struct xds_snapshot *old;
-	struct model *old_model = NULL;
+	struct xds_snapshot *old = NULL;
+	struct pub_set *first = NULL, **tail = &first;
+	size_t i;
 
-	if (!s || !snap || (unsigned)f >= XDS_FLAVOUR_COUNT)
+	if (!s || (unsigned)f >= XDS_FLAVOUR_COUNT)
 		return;
-	xds_snapshot_ref(snap);
-	pthread_mutex_lock(&s->pub_lock);
-	if (has_model) {
-		old_model = s->pub_model;
-		s->pub_model = model_ref(m);
-		s->pub_has_model = 1;
+	/* copy the sets outside the lock */
+	for (i = 0; i < n; i++) {
+		struct pub_set *p = calloc(1, sizeof(*p));
+		if (p)
+			p->key = strdup(sets[i].key);
+		if (!p || !p->key) {
+			/* its streams keep the previous set until the next push */
+			log_error(SCOPE, "out of memory: a per-proxy set is not published");
+			free(p);
+			continue;
+		}
+		p->snap = xds_snapshot_ref(sets[i].snap);
+		p->answered = sets[i].answered;
+		*tail = p;
+		tail = &p->next;
 	}
-	old = s->pub_snap[f];
-	s->pub_snap[f] = snap;
-	/* Coalesced publishes count convergence from the first one. */
-	if (!s->pub_pending)
-		clock_gettime(CLOCK_MONOTONIC, &s->pub_time);
-	s->pub_pending = 1;
+	if (snap)
+		xds_snapshot_ref(snap);
+	pthread_mutex_lock(&s->pub_lock);
+	if (first) {
+		*s->pub_sets_tail = first;
+		s->pub_sets_tail = tail;
+	}
+	if (snap) {
+		old = s->pub_snap[f];
+		s->pub_snap[f] = snap;
+		/* Coalesced publishes count convergence from the first one. */
+		if (!s->pub_pending)
+			clock_gettime(CLOCK_MONOTONIC, &s->pub_time);
+		s->pub_pending = 1;
+	}
 	pthread_mutex_unlock(&s->pub_lock);
 	xds_snapshot_unref(old);
-	model_unref(old_model);
 	eventfd_signal(s->wake_efd);
 }
 
 void xds_server_publish(struct xds_server *s, struct xds_snapshot *proxyless)
 {
-	server_publish(s, XDS_FLAVOUR_PROXYLESS, proxyless, 0, NULL);
+	if (proxyless)
+		xds_server_publish_push(s, XDS_FLAVOUR_PROXYLESS, proxyless, NULL, 0);
 }
 
-void xds_server_publish_model(struct xds_server *s, enum xds_flavour f, struct xds_snapshot *snap, struct model *m)
+size_t xds_server_proxy_keys(struct xds_server *s)
 {
-	server_publish(s, f, snap, 1, m);
+	size_t n;
+
+	if (!s)
+		return 0;
+	pthread_mutex_lock(&s->lock);
+	n = xds_ads_proxy_keys(s->ads);
+	pthread_mutex_unlock(&s->lock);
+	return n;
 }
 
 int xds_server_connected(struct xds_server *s)
