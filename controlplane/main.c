@@ -1,11 +1,12 @@
 /*
  * main.c - meshd: the control plane.
  *
- * Wires the modules together: a config source feeds the store; on every
- * change the config thread (this one) takes a store snapshot, builds the
- * model, runs the generators and publishes the resulting xDS snapshot to
- * the ADS server, which pushes to the proxies whose resources changed.
- * The debug endpoint reads the latest model and snapshot under a lock.
+ * Wires the modules together: a config source feeds the store and reports
+ * each change to the push stage (controlplane/push/), which debounces every
+ * source in one window and then, on the config thread (this one), reads the
+ * file source, builds the model, runs the generators and publishes the xDS
+ * snapshot to the ADS server, which pushes to the proxies whose resources
+ * changed.  The debug endpoint reads the stage's latest model and snapshot.
  */
 #include "common/duration.h"
 #include "common/err.h"
@@ -16,13 +17,13 @@
 #include "controlplane/config/store.h"
 #include "controlplane/debug/debug.h"
 #include "controlplane/debounce/debounce.h"
-#include "controlplane/debug/metrics.h"
+#include "controlplane/metrics/metrics.h"
 #include "controlplane/file/source.h"
 #include "controlplane/kube/kube_leader.h"
 #include "controlplane/kube/kube_source.h"
 #include "controlplane/kube/kube_tokenreview.h"
 #include "controlplane/model/model.h"
-#include "controlplane/gen/gen.h"
+#include "controlplane/push/push.h"
 #include "controlplane/xds/server.h"
 
 #include <arpa/inet.h>
@@ -67,19 +68,15 @@ struct meshd {
 	struct file_source *files;
 	struct kube_source *kube;    /* without --config-dir */
 	struct kube_leader *leader;  /* with kube: who writes the root-cert ConfigMaps */
-	struct debounce push;        /* kube changes -> meshd_push */
+	struct push_stage *push;     /* every source's changes -> debounce -> build -> publish */
 	struct xds_server *xds;
-	struct gen_cache *gen_cache; /* config thread only: encoded resources kept across pushes */
 	struct debug_server *debug;
 	struct ca *ca;
 	struct ca_authenticator *ca_auth;
 	struct ca_service *ca_svc;
 
-	pthread_mutex_t lock;        /* guards model, cfg and ready for the debug threads */
-	struct model *model;
-	struct cfg_snapshot *cfg;
+	pthread_mutex_t lock;        /* guards ready for the debug threads */
 	bool ready;
-	uint64_t rejections_counted; /* config thread only */
 };
 
 static void usage(FILE *f)
@@ -219,48 +216,15 @@ static int parse_opts(int argc, char **argv, struct meshd_opts *o)
 static struct cfg_snapshot *cb_config(void *ctx)
 {
 	struct meshd *d = ctx;
-	struct cfg_snapshot *s;
 
-	pthread_mutex_lock(&d->lock);
-	s = cfg_snapshot_ref(d->cfg);
-	pthread_mutex_unlock(&d->lock);
-	return s;
+	return push_stage_config(d->push);
 }
 
 static struct model *cb_model(void *ctx)
 {
 	struct meshd *d = ctx;
-	struct model *m;
 
-	pthread_mutex_lock(&d->lock);
-	m = model_ref(d->model);
-	pthread_mutex_unlock(&d->lock);
-	return m;
-}
-
-/* What the generators report (they do no I/O themselves) goes to the log. */
-static void meshd_gen_note(void *ctx, enum gen_note_level level, const char *scope, const char *msg)
-{
-	(void)ctx;
-	if (level == GEN_NOTE_ERROR)
-		log_error(scope, "%s", msg);
-	else
-		log_warn(scope, "%s", msg);
-}
-
-static const struct gen_notes meshd_gen_notes = { meshd_gen_note, NULL };
-
-/* Per-proxy xDS, on the ADS server's thread: the inbound listeners of
- * xDS-enabled gRPC servers depend on the workload asking. */
-static int cb_resolve(void *ctx, const struct model *m, const struct xds_proxy_info *proxy, enum xds_type t,
-		      const char *name, uint8_t **data, size_t *len)
-{
-	struct gen_workload w = { proxy->ns, proxy->labels };
-
-	(void)ctx;
-	if (t != XDS_LISTENER)
-		return -ENOENT;
-	return gen_inbound_listener(m, &gen_profile_proxyless, &w, name, &meshd_gen_notes, data, len);
+	return push_stage_model(d->push);
 }
 
 static bool cb_ready(void *ctx)
@@ -272,88 +236,6 @@ static bool cb_ready(void *ctx)
 	r = d->ready;
 	pthread_mutex_unlock(&d->lock);
 	return r;
-}
-
-/* Count rejections the store saw since the last call in /metrics. */
-static void meshd_count_rejections(struct meshd *d, const struct cfg_snapshot *cfg)
-{
-	if (cfg->total_rejections > d->rejections_counted) {
-		metrics_config_rejected(cfg->total_rejections - d->rejections_counted);
-		d->rejections_counted = cfg->total_rejections;
-	}
-}
-
-/* Compile the store's current content and publish it. */
-static int meshd_push(struct meshd *d)
-{
-	struct cfg_snapshot *cfg, *old_cfg;
-	struct model *m, *old_m;
-	struct xds_snapshot *xs = NULL;
-	int rc, k;
-
-	cfg = cfg_store_snapshot(d->store);
-	if (!cfg)
-		return -ENOMEM;
-	m = model_build(cfg, d->opts.domain, d->opts.root_namespace);
-	if (!m) {
-		cfg_snapshot_unref(cfg);
-		return -ENOMEM;
-	}
-	m->trust_domain = d->opts.trust_domain; /* options live as long as meshd */
-	if (!d->gen_cache)
-		d->gen_cache = gen_cache_new();
-	/* without a cache (out of memory) every push is a full build */
-	rc = d->gen_cache ? gen_snapshot_cached(d->gen_cache, m, &gen_profile_proxyless, &meshd_gen_notes, &xs) :
-			    gen_snapshot(m, &gen_profile_proxyless, &meshd_gen_notes, &xs);
-	if (rc < 0) {
-		/* keep serving the last good snapshot */
-		log_error("meshd", "generating xDS failed: %s; proxies keep the previous config", mesh_strerror(rc));
-		model_unref(m);
-		cfg_snapshot_unref(cfg);
-		return rc;
-	}
-	xds_server_publish_model(d->xds, XDS_FLAVOUR_PROXYLESS, xs, m);
-	xds_snapshot_unref(xs);
-
-	for (k = 0; k < CFG_KIND_COUNT; k++)
-		metrics_config_objects(k, cfg->n_objects[k]);
-	meshd_count_rejections(d, cfg);
-	metrics_config_reload();
-
-	pthread_mutex_lock(&d->lock);
-	old_cfg = d->cfg;
-	old_m = d->model;
-	d->cfg = cfg;
-	d->model = m;
-	pthread_mutex_unlock(&d->lock);
-	log_info("meshd", "config generation %llu: %zu services, %zu errors",
-		 (unsigned long long)cfg->generation, m->n_services, cfg->n_errors);
-	model_unref(old_m);
-	cfg_snapshot_unref(old_cfg);
-	return 0;
-}
-
-/* Served objects did not change, but rejections may have: refresh the
- * view /debug/configz reads, without a push. */
-static void meshd_refresh_errors(struct meshd *d)
-{
-	struct cfg_snapshot *cfg = cfg_store_snapshot(d->store), *old = NULL;
-
-	if (!cfg)
-		return;
-	meshd_count_rejections(d, cfg);
-	pthread_mutex_lock(&d->lock);
-	if (!d->cfg || d->cfg->generation != cfg->generation) {
-		old = d->cfg;
-		d->cfg = cfg;
-		cfg = NULL;
-	}
-	pthread_mutex_unlock(&d->lock);
-	if (old)
-		log_info("meshd", "config generation %llu: served objects unchanged, %zu errors",
-			 (unsigned long long)d->cfg->generation, d->cfg->n_errors);
-	cfg_snapshot_unref(old);
-	cfg_snapshot_unref(cfg);
 }
 
 /* The host of "HOST:PORT" or "[V6]:PORT" into out ("" when absent). */
@@ -449,41 +331,35 @@ static void meshd_kube_tick(struct meshd *d, bool readable)
 {
 	int n = readable ? kube_source_handle(d->kube) : 0;
 
-	if (n > 0)
-		debounce_change(&d->push, debounce_now());
+	/* before the first push (which takes the whole store) nothing is debounced */
+	if (n > 0 && d->ready)
+		push_stage_changed(d->push, PUSH_CHANGE_STORE, debounce_now());
 	if (d->leader && kube_source_namespaces_changed(d->kube))
 		kube_leader_kick(d->leader);
 	if (!d->ready) {
-		if (!kube_source_synced(d->kube) || meshd_push(d) < 0)
+		if (!kube_source_synced(d->kube) || push_stage_push(d->push) < 0)
 			return;
-		debounce_init(&d->push, d->opts.debounce_after, d->opts.debounce_max);
 		pthread_mutex_lock(&d->lock);
 		d->ready = true;
 		pthread_mutex_unlock(&d->lock);
 		log_info("meshd", "Kubernetes resources synced; ready");
 		return;
 	}
-	if (debounce_take(&d->push, debounce_now()))
-		meshd_push(d);
-	else if (readable && n == 0)
-		meshd_refresh_errors(d);
+	if (readable && n == 0)
+		push_stage_refresh_errors(d->push);
 }
 
 static int meshd_loop(struct meshd *d, int sfd)
 {
 	for (;;) {
-		struct pollfd pfd[3] = {
+		struct pollfd pfd[4] = {
 			{ .fd = sfd, .events = POLLIN },
 			{ .fd = d->files ? file_source_fd(d->files) : -1, .events = POLLIN },
 			{ .fd = d->kube ? kube_source_fd(d->kube) : -1, .events = POLLIN },
+			{ .fd = push_stage_fd(d->push), .events = POLLIN },
 		};
-		int timeout = d->files ? file_source_timeout_ms(d->files, file_source_now()) : -1;
-		int kt = debounce_timeout_ms(&d->push, debounce_now());
-		int n;
+		int n = poll(pfd, 4, push_stage_timeout_ms(d->push, debounce_now()));
 
-		if (kt >= 0 && (timeout < 0 || kt < timeout))
-			timeout = kt;
-		n = poll(pfd, 3, timeout);
 
 		if (n < 0 && errno != EINTR)
 			return -errno;
@@ -494,17 +370,17 @@ static int meshd_loop(struct meshd *d, int sfd)
 				return 0;
 			}
 		}
+		/* per-proxy requests from the xDS thread: built now, not debounced */
+		if (pfd[3].revents & POLLIN)
+			(void)push_stage_handle(d->push);
 		if (d->kube)
 			meshd_kube_tick(d, pfd[2].revents & POLLIN);
-		if (!d->files)
-			continue;
-		if (pfd[1].revents & POLLIN)
-			file_source_handle(d->files, file_source_now());
-		n = file_source_tick(d->files, file_source_now());
-		if (n > 0)
-			meshd_push(d);
-		else if (n == 0)
-			meshd_refresh_errors(d);
+		/* inotify only says something moved: the stage reads the files
+		 * once the window is quiet */
+		if (d->files && (pfd[1].revents & POLLIN) && file_source_handle(d->files) > 0)
+			push_stage_changed(d->push, PUSH_CHANGE_FILES, debounce_now());
+		if (d->ready)
+			(void)push_stage_tick(d->push, debounce_now()); /* failures logged; last good kept */
 	}
 }
 
@@ -536,7 +412,6 @@ int main(int argc, char **argv)
 	d.store = cfg_store_new();
 	if (!d.store)
 		goto out;
-	debounce_init(&d.push, d.opts.debounce_after, d.opts.debounce_max);
 	if (!d.opts.config_dir) {
 		struct kube_source_config kc = { .store = d.store, .kubeconfig = d.opts.kubeconfig };
 		rc = kube_source_new(&kc, &d.kube);
@@ -549,14 +424,26 @@ int main(int argc, char **argv)
 		struct file_source_config fc = {
 			.dir = d.opts.config_dir,
 			.store = d.store,
-			.debounce_after = d.opts.debounce_after,
-			.debounce_max = d.opts.debounce_max,
 		};
 		rc = file_source_new(&fc, &d.files);
 		if (rc < 0) {
 			log_error("meshd", "--config-dir %s: %s", d.opts.config_dir, mesh_strerror(rc));
 			goto out;
 		}
+	}
+	{
+		struct push_stage_config pc = {
+			.store = d.store,
+			.files = d.files,
+			.domain = d.opts.domain,
+			.root_namespace = d.opts.root_namespace,
+			.trust_domain = d.opts.trust_domain,
+			.debounce_after = d.opts.debounce_after,
+			.debounce_max = d.opts.debounce_max,
+		};
+		rc = push_stage_new(&pc, &d.push);
+		if (rc < 0)
+			goto out;
 	}
 	rc = meshd_start_ca(&d);
 	if (rc < 0)
@@ -580,7 +467,9 @@ int main(int argc, char **argv)
 
 		ca_service_unary(d.ca_svc, &unary);
 		xc.unary = &unary;
-		xc.resolve = cb_resolve;
+		/* per-proxy resources: asked by the xDS thread, built by the stage */
+		xc.want = push_stage_want;
+		xc.want_ctx = d.push;
 		creds = ca_service_server_credentials(d.ca_svc);
 		if (!creds) {
 			log_error("meshd", "cannot set up TLS for %s", d.opts.secure_addr);
@@ -589,6 +478,7 @@ int main(int argc, char **argv)
 		xc.secure_creds = creds;
 		rc = xds_server_start(&xc, &d.xds);
 		grpc_server_credentials_release(creds);
+		push_stage_set_server(d.push, d.xds);
 		if (rc < 0) {
 			log_error("meshd", "cannot serve xDS on %s and %s: %s", d.opts.xds_addr, d.opts.secure_addr,
 				  mesh_strerror(rc));
@@ -620,7 +510,7 @@ int main(int argc, char **argv)
 			log_error("meshd", "loading %s: %s", d.opts.config_dir, mesh_strerror(rc));
 			goto out;
 		}
-		rc = meshd_push(&d);
+		rc = push_stage_push(d.push);
 		if (rc < 0)
 			goto out;
 		pthread_mutex_lock(&d.lock);
@@ -636,6 +526,7 @@ int main(int argc, char **argv)
 out:
 	debug_server_stop(d.debug);
 	xds_server_stop(d.xds);
+	push_stage_free(d.push);   /* after the server: nothing publishes to it */
 	/* after the server: its calls are bound to the CA service's queue */
 	ca_service_free(d.ca_svc);
 	ca_auth_free(d.ca_auth);
@@ -643,9 +534,6 @@ out:
 	ca_free(d.ca);
 	file_source_free(d.files);
 	kube_source_free(d.kube);
-	gen_cache_free(d.gen_cache);
-	model_unref(d.model);
-	cfg_snapshot_unref(d.cfg);
 	cfg_store_free(d.store);
 	if (sfd >= 0)
 		close(sfd);

@@ -1,6 +1,9 @@
 /*
  * source.c - see source.h.
  *
+ * Debouncing is the push stage's (one stage for every source): this file
+ * only reports that inotify saw something and reads when asked.
+ *
  * Each reload walks the tree again (cheap next to parsing) so that renames,
  * ConfigMap symlink swaps and new subdirectories need no special cases: a
  * file whose content hash is unchanged is skipped, a file that vanished has
@@ -12,7 +15,6 @@
 #include "common/file.h"
 #include "common/hash.h"
 #include "common/log.h"
-#include "controlplane/debounce/debounce.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -40,15 +42,9 @@ struct file_source {
 	char *dir;
 	struct cfg_store *store;
 	int ifd;
-	struct debounce reload;      /* inotify events -> reload */
 	struct file_entry *files;
 	size_t n_files, cap_files;
 };
-
-int64_t file_source_now(void)
-{
-	return debounce_now();
-}
 
 int file_source_new(const struct file_source_config *cfg, struct file_source **out)
 {
@@ -70,7 +66,6 @@ int file_source_new(const struct file_source_config *cfg, struct file_source **o
 		goto fail;
 	}
 	fs->store = cfg->store;
-	debounce_init(&fs->reload, cfg->debounce_after, cfg->debounce_max);
 	fs->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	if (fs->ifd < 0) {
 		rc = -errno;
@@ -272,7 +267,12 @@ int file_source_sync(struct file_source *fs)
 	return reload(fs);
 }
 
-int file_source_handle(struct file_source *fs, int64_t now)
+int file_source_reload(struct file_source *fs)
+{
+	return reload(fs);
+}
+
+int file_source_handle(struct file_source *fs)
 {
 	char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
 	int events = 0;
@@ -285,19 +285,5 @@ int file_source_handle(struct file_source *fs, int64_t now)
 			break;
 		events++;
 	}
-	if (events)
-		debounce_change(&fs->reload, now);
-	return 0;
-}
-
-int file_source_timeout_ms(const struct file_source *fs, int64_t now)
-{
-	return debounce_timeout_ms(&fs->reload, now);
-}
-
-int file_source_tick(struct file_source *fs, int64_t now)
-{
-	if (!debounce_take(&fs->reload, now))
-		return 0;
-	return reload(fs);
+	return events ? 1 : 0;
 }

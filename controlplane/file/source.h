@@ -4,13 +4,16 @@
  * Reads every *.yaml, *.yml and *.json under a directory (recursively,
  * following symlinks as Kubernetes ConfigMap mounts use them, skipping
  * hidden entries), feeds each file's parse result to the store, and
- * watches the tree with inotify.  Changes are debounced: a reload runs
- * once events have been quiet for `debounce_after`, or `debounce_max`
- * after the first event at the latest.  Only files whose bytes changed
- * are parsed again.
+ * watches the tree with inotify.  Only files whose bytes changed are
+ * parsed again.
+ *
+ * The source does not decide when to read: file_source_handle() only says
+ * "something moved", and the push stage (controlplane/push/) calls
+ * file_source_reload() once its debounce window has been quiet, so a file
+ * is never parsed while an editor or `kubectl cp` is still writing it.
  *
  * Not thread-safe: the config thread owns it, polls file_source_fd() and
- * calls file_source_handle() and file_source_tick().
+ * calls file_source_handle() and file_source_reload().
  * Functions return 0 / a count, or a negative code (err.h).
  */
 #ifndef MESH_FILE_SOURCE_H
@@ -18,15 +21,11 @@
 
 #include "controlplane/config/store.h"
 
-#include <stdint.h>
-
 struct file_source;
 
 struct file_source_config {
 	const char *dir;
 	struct cfg_store *store;
-	int64_t debounce_after;      /* ns; default 100ms */
-	int64_t debounce_max;        /* ns; default 10s */
 };
 
 int file_source_new(const struct file_source_config *cfg, struct file_source **out);
@@ -36,15 +35,12 @@ void file_source_free(struct file_source *fs);   /* NULL is a no-op */
 int file_source_sync(struct file_source *fs);
 /* The inotify descriptor to poll for input. */
 int file_source_fd(const struct file_source *fs);
-/* Drain inotify events; schedules a reload.  now: CLOCK_MONOTONIC ns. */
-int file_source_handle(struct file_source *fs, int64_t now);
-/* Milliseconds until a scheduled reload is due (-1: none scheduled). */
-int file_source_timeout_ms(const struct file_source *fs, int64_t now);
-/* Run a due reload.  Returns the number of served keys changed (0 when
- * nothing was due or nothing changed). */
-int file_source_tick(struct file_source *fs, int64_t now);
-
-/* CLOCK_MONOTONIC in ns. */
-int64_t file_source_now(void);
+/* Drain inotify events without reading any file.  Returns 1 when something
+ * under the directory moved (a reload is worth scheduling), else 0. */
+int file_source_handle(struct file_source *fs);
+/* Read what changed since the last load into the store: walks the tree
+ * again, parses the files whose bytes changed, removes what vanished files
+ * contributed.  Returns the number of served keys changed, or -ENOMEM. */
+int file_source_reload(struct file_source *fs);
 
 #endif

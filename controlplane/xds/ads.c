@@ -36,20 +36,23 @@
  * SotW and Delta share one ACK/NACK path (type_ack) and one record of what
  * was sent (type_sent).
  *
- * Per-proxy resources: a name the flavour's snapshot lacks (an xDS gRPC
- * server's inbound listener) is asked of the configured resolver with the
- * stream's Node (id, NAMESPACE, LABELS) and the model; results live in a
- * small snapshot of the stream's own ("own"), rebuilt after a publish or a
- * subscription change, reusing entries while the model is the same.
- * Responses and what was sent hold references to both snapshots.
+ * Per-proxy resources (see ads.h): a name the flavour's snapshot lacks (an
+ * xDS gRPC server's inbound listener) is looked up in the set of the
+ * stream's key (flavour, NAMESPACE, LABELS), shared by every stream of the
+ * key; a name never asked for the key is requested of the push stage
+ * through the `want` callback, and the responses of that type wait until
+ * the key's set answering it arrives (xds_ads_proxy_set).  The core never
+ * builds a resource, so neither it nor /debug/syncz (which takes the
+ * server lock the core runs under) waits on a generator.  Responses and
+ * what was sent hold references to both snapshots; a key goes with its
+ * last stream, and the stage is told to drop it.
  */
 #include "controlplane/xds/ads_int.h"
 
 #include "common/err.h"
 #include "common/hash.h"
 #include "common/log.h"
-#include "controlplane/debug/metrics.h"
-#include "controlplane/model/model.h"
+#include "controlplane/metrics/metrics.h"
 
 #include "google/protobuf/any.pb-c.h"
 #include "google/protobuf/struct.pb-c.h"
@@ -71,6 +74,9 @@
 #define XDS_MAX_NODE_FIELD_LEN 1024
 /* Node metadata LABELS kept per stream. */
 #define XDS_MAX_NODE_LABELS 256
+/* Per-proxy names asked per key: a client cannot grow the stage's cache
+ * past this by subscribing to made-up names. */
+#define XDS_MAX_PROXY_NAMES 1024
 
 typedef struct xds_ads__type type_state;
 typedef struct xds_ads__pending pending_resp;
@@ -552,28 +558,293 @@ static int stream_check_flavour(struct xds_ads_stream *st)
 /* ------------------------------------------------------------------ */
 /* per-proxy resources */
 
-/* Rebuild st->own when it is dirty: every subscribed name of every type
- * that the flavour's snapshot lacks is asked of the resolver (or reused
- * from the previous own snapshot while the model is the same). */
-static void stream_resolve(struct xds_ads_stream *st)
+static void labels_free(struct cfg_labels *l)
 {
-	struct xds_ads *a = st->ads;
-	const struct xds_snapshot *snap = stream_snap(st);
-	struct xds_snapshot *own = NULL;
-	struct xds_proxy_info info;
-	int same, t, rc;
 	size_t i;
 
-	if (!st->own_dirty || !a->resolve || !a->model || !st->have_node)
+	if (!l)
+		return;
+	for (i = 0; i < l->n; i++) {
+		free(l->v[i].key);
+		free(l->v[i].value);
+	}
+	free(l->v);
+	l->v = NULL;
+	l->n = 0;
+}
+
+/* A deep copy of src into *dst.  Returns 0 or -ENOMEM (dst then empty). */
+static int MESH_MUST_CHECK labels_copy(struct cfg_labels *dst, const struct cfg_labels *src)
+{
+	size_t i;
+
+	memset(dst, 0, sizeof(*dst));
+	if (!src || src->n == 0)
+		return 0;
+	dst->v = calloc(src->n, sizeof(*dst->v));
+	if (!dst->v)
+		return -ENOMEM;
+	for (i = 0; i < src->n; i++) {
+		dst->v[i].key = strdup(src->v[i].key);
+		dst->v[i].value = strdup(src->v[i].value);
+		dst->n++;
+		if (!dst->v[i].key || !dst->v[i].value) {
+			labels_free(dst);
+			return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+void xds_proxy_req_free(struct xds_proxy_req *r)
+{
+	if (!r)
+		return;
+	free(r->key);
+	free(r->ns);
+	labels_free(r->labels);
+	free(r->labels);
+	free(r->name);
+	free(r);
+}
+
+static int label_cmp(const void *a, const void *b)
+{
+	const struct cfg_kv *x = *(const struct cfg_kv *const *)a, *y = *(const struct cfg_kv *const *)b;
+
+	return strcmp(x->key, y->key);
+}
+
+static int buf_part(struct mesh_buf *b, const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+
+	return mesh_buf_printf(b, "%zu:", n) < 0 || mesh_buf_append(b, s ? s : "", n) < 0 ? -ENOMEM : 0;
+}
+
+int xds_proxy_key(enum xds_flavour f, const char *ns, const struct cfg_labels *labels, char **out)
+{
+	const struct cfg_kv **v = NULL;
+	struct mesh_buf b;
+	size_t i, n = labels ? labels->n : 0;
+	int rc = 0;
+
+	*out = NULL;
+	mesh_buf_init(&b, 64 * 1024);
+	if (n) {
+		v = calloc(n, sizeof(*v));
+		if (!v) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		for (i = 0; i < n; i++)
+			v[i] = &labels->v[i];
+		qsort(v, n, sizeof(*v), label_cmp);
+	}
+	/* an absent namespace differs from an empty one */
+	if (buf_part(&b, xds_flavour_name(f)) < 0 || mesh_buf_printf(&b, "%c", ns ? 'n' : '-') < 0 ||
+	    buf_part(&b, ns) < 0) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		if (buf_part(&b, v[i]->key) < 0 || buf_part(&b, v[i]->value) < 0) {
+			rc = -ENOMEM;
+			goto out;
+		}
+	}
+	*out = strndup(b.data ? b.data : "", b.len);
+	if (!*out)
+		rc = -ENOMEM;
+out:
+	free(v);
+	mesh_buf_cleanup(&b);
+	return rc;
+}
+
+static struct xds_ads__key *key_find(const struct xds_ads *a, const char *key)
+{
+	struct xds_ads__key *k;
+
+	for (k = a->keys; k; k = k->next)
+		if (strcmp(k->key, key) == 0)
+			return k;
+	return NULL;
+}
+
+static void key_free(struct xds_ads__key *k)
+{
+	size_t i;
+
+	for (i = 0; i < k->nasked; i++)
+		free(k->asked[i].name);
+	free(k->asked);
+	xds_snapshot_unref(k->snap);
+	free(k->key);
+	free(k);
+}
+
+/* A request of kind for st's key (a name for WANT) to the push stage. */
+static int MESH_MUST_CHECK key_request(struct xds_ads_stream *st, enum xds_proxy_req_kind kind, enum xds_type t,
+				       const char *name, uint64_t seq)
+{
+	struct xds_ads *a = st->ads;
+	struct xds_proxy_req *r = calloc(1, sizeof(*r));
+	int rc = -ENOMEM;
+
+	if (!r)
+		goto out;
+	r->kind = kind;
+	r->flavour = st->flavour;
+	r->type = t;
+	r->seq = seq;
+	r->key = strdup(st->key->key);
+	r->ns = st->node_ns ? strdup(st->node_ns) : NULL;
+	r->name = name ? strdup(name) : NULL;
+	r->labels = calloc(1, sizeof(*r->labels));
+	if (!r->key || (st->node_ns && !r->ns) || (name && !r->name) || !r->labels)
+		goto out;
+	if (labels_copy(r->labels, &st->node_labels) < 0)
+		goto out;
+	a->want(a->want_ctx, r);
+	r = NULL;
+	rc = 0;
+out:
+	xds_proxy_req_free(r);
+	return rc;
+}
+
+/* The stream's key from its Node (streams with equal keys share it). */
+static void stream_attach_key(struct xds_ads_stream *st)
+{
+	struct xds_ads *a = st->ads;
+	struct xds_ads__key *k;
+	char *key = NULL;
+
+	if (!a->want || st->key)
+		return;
+	if (xds_proxy_key(st->flavour, st->node_ns, &st->node_labels, &key) < 0)
+		goto out; /* no per-proxy resources for it: logged below */
+	k = key_find(a, key);
+	if (!k) {
+		k = calloc(1, sizeof(*k));
+		if (!k)
+			goto out;
+		k->key = key;
+		key = NULL;
+		k->next = a->keys;
+		a->keys = k;
+		a->nkeys++;
+	}
+	k->users++;
+	st->key = k;
+out:
+	if (!st->key)
+		log_warn(SCOPE, "stream %llu (%s): out of memory: no per-proxy resources", (unsigned long long)st->id,
+			 stream_who(st));
+	free(key);
+}
+
+/* The stream lets go of its key; the last one tells the stage to drop it. */
+static void stream_detach_key(struct xds_ads_stream *st)
+{
+	struct xds_ads *a = st->ads;
+	struct xds_ads__key *k = st->key, **pp;
+
+	if (!k)
+		return;
+	if (--k->users == 0) {
+		if (key_request(st, XDS_PROXY_RELEASE, XDS_LISTENER, NULL, 0) < 0)
+			log_warn(SCOPE, "out of memory: a per-proxy key stays cached until the next push");
+		for (pp = &a->keys; *pp; pp = &(*pp)->next) {
+			if (*pp == k) {
+				*pp = k->next;
+				a->nkeys--;
+				break;
+			}
+		}
+		key_free(k);
+	}
+	st->key = NULL;
+}
+
+static const struct xds_ads__asked *key_asked(const struct xds_ads__key *k, enum xds_type t, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < k->nasked; i++)
+		if (k->asked[i].type == t && strcmp(k->asked[i].name, name) == 0)
+			return &k->asked[i];
+	return NULL;
+}
+
+/* Ask the stage for name (type t) of st's key, once per key. */
+static void key_ask(struct xds_ads_stream *st, enum xds_type t, const char *name)
+{
+	struct xds_ads__key *k = st->key;
+	struct xds_ads__asked *v;
+	uint64_t seq;
+
+	if (key_asked(k, t, name))
+		return;
+	if (k->nasked >= XDS_MAX_PROXY_NAMES) {
+		log_debug(SCOPE, "stream %llu (%s): more than %d per-proxy names; %.200s stays unknown",
+			  (unsigned long long)st->id, stream_who(st), XDS_MAX_PROXY_NAMES, name);
+		return;
+	}
+	if (k->nasked == k->capasked) {
+		size_t cap = k->capasked ? k->capasked * 2 : 4;
+		v = realloc(k->asked, cap * sizeof(*v));
+		if (!v)
+			return;
+		k->asked = v;
+		k->capasked = cap;
+	}
+	v = &k->asked[k->nasked];
+	v->name = strdup(name);
+	if (!v->name)
+		return;
+	seq = ++st->ads->req_seq;
+	if (key_request(st, XDS_PROXY_WANT, t, name, seq) < 0) {
+		free(v->name);
+		return;
+	}
+	v->type = t;
+	v->seq = seq;
+	k->nasked++;
+	k->asked_seq = seq;
+}
+
+/* Whether type t of st waits for the stage to answer a request. */
+static int stream_waiting(const struct xds_ads_stream *st, enum xds_type t)
+{
+	const struct xds_ads__key *k = st->key;
+	size_t i;
+
+	if (!k || k->answered >= k->asked_seq)
+		return 0;
+	for (i = 0; i < k->nasked; i++)
+		if (k->asked[i].type == t && k->asked[i].seq > k->answered)
+			return 1;
+	return 0;
+}
+
+/* Take the key's current set as st->own, and ask the stage for every
+ * subscribed name that neither the flavour's snapshot nor the set holds. */
+static void stream_resolve(struct xds_ads_stream *st)
+{
+	const struct xds_snapshot *snap = stream_snap(st);
+	struct xds_ads__key *k = st->key;
+	size_t i;
+	int t;
+
+	if (!st->own_dirty || !k)
 		return;
 	st->own_dirty = 0;
-	same = st->own && st->own_model_seq == a->model_seq;
-	own = xds_snapshot_new();
-	if (!own)
-		goto out;
-	info.id = st->node_id;
-	info.ns = st->node_ns;
-	info.labels = &st->node_labels;
+	if (st->own != k->snap) {
+		xds_snapshot_unref(st->own);
+		st->own = k->snap ? xds_snapshot_ref(k->snap) : NULL;
+	}
 	for (t = 0; t < XDS_TYPE_COUNT; t++) {
 		const type_state *ts = &st->types[t];
 
@@ -582,34 +853,14 @@ static void stream_resolve(struct xds_ads_stream *st)
 			continue;
 		for (i = 0; i < ts->nnames; i++) {
 			const char *name = ts->names[i];
-			const struct xds_resource *r;
-			uint8_t *data = NULL;
-			size_t len = 0;
 
 			if (snap && xds_snapshot_find(snap, (enum xds_type)t, name))
 				continue;
-			if (same && (r = xds_snapshot_find(st->own, (enum xds_type)t, name)) != NULL) {
-				rc = xds_snapshot_add(own, (enum xds_type)t, name, r->data, r->len);
-			} else {
-				rc = a->resolve(a->resolve_ctx, a->model, &info, (enum xds_type)t, name, &data, &len);
-				if (rc == 0)
-					rc = xds_snapshot_add(own, (enum xds_type)t, name, data, len);
-				free(data);
-				if (rc == -ENOENT)
-					continue;
-			}
-			if (rc < 0)
-				log_warn(SCOPE, "stream %llu (%s): cannot build %s %.200s: %s", (unsigned long long)st->id,
-					 stream_who(st), xds_type_short((enum xds_type)t), name, mesh_strerror(rc));
+			if (k->snap && xds_snapshot_find(k->snap, (enum xds_type)t, name))
+				continue;
+			key_ask(st, (enum xds_type)t, name);
 		}
 	}
-	xds_snapshot_seal(own);
-	xds_snapshot_unref(st->own);
-	st->own = own;
-	st->own_model_seq = a->model_seq;
-	own = NULL;
-out:
-	xds_snapshot_unref(own);
 }
 
 /* ------------------------------------------------------------------ */
@@ -674,6 +925,9 @@ static int stream_enqueue(struct xds_ads_stream *st, enum xds_type t, const stru
 		goto out;
 	}
 	stream_resolve(st);
+	/* held until the stage answers: the response then carries the name */
+	if (stream_waiting(st, t))
+		goto out;
 	rc = select_resources(ts, t, stream_snap(st), st->own, &p.res, &p.nres);
 	if (rc < 0)
 		goto out;
@@ -788,6 +1042,7 @@ static int stream_record_node(struct xds_ads_stream *st, const Envoy__Config__Co
 		st->user_agent = dup_capped(ua, sizeof(ua));
 		stream_record_workload(st, node);
 	}
+	stream_attach_key(st);
 	log_info(SCOPE, "stream %llu: proxy %s (%s, %s) from %s", (unsigned long long)st->id,
 		 st->node_id ? st->node_id : "", xds_flavour_name(st->flavour), st->user_agent ? st->user_agent : "",
 		 st->peer ? st->peer : "?");
@@ -977,6 +1232,8 @@ static int MESH_MUST_CHECK delta_build(struct xds_ads_stream *st, enum xds_type 
 	if (!stream_snap(st))
 		goto out;
 	stream_resolve(st);
+	if (stream_waiting(st, t))
+		goto out; /* nothing yet: the key's set re-queues it */
 	rc = delta_select(st, t, &want, &nwant);
 	if (rc < 0)
 		goto out;
@@ -1376,8 +1633,8 @@ int xds_ads_new(const struct xds_ads_config *cfg, struct xds_ads **out)
 	if (!a)
 		return -ENOMEM;
 	if (cfg) {
-		a->resolve = cfg->resolve;
-		a->resolve_ctx = cfg->resolve_ctx;
+		a->want = cfg->want;
+		a->want_ctx = cfg->want_ctx;
 		a->queued = cfg->queued;
 	}
 	*out = a;
@@ -1392,17 +1649,58 @@ void xds_ads_free(struct xds_ads *a)
 		return;
 	for (f = 0; f < XDS_FLAVOUR_COUNT; f++)
 		xds_snapshot_unref(a->snaps[f]);
-	model_unref(a->model);
+	while (a->keys) {
+		struct xds_ads__key *k = a->keys;
+		a->keys = k->next;
+		key_free(k);
+	}
 	free(a);
 }
 
-struct model *xds_ads_swap_model(struct xds_ads *a, struct model *m)
+void xds_ads_proxy_set(struct xds_ads *a, const char *key, struct xds_snapshot *snap, uint64_t answered)
 {
-	struct model *old = a->model;
+	struct xds_ads__key *k = key_find(a, key);
+	struct xds_ads_stream *st;
 
-	a->model = m;
-	a->model_seq++;
-	return old;
+	if (!k) {
+		/* its last stream went while the stage built it */
+		xds_snapshot_unref(snap);
+		return;
+	}
+	xds_snapshot_unref(k->snap);
+	k->snap = snap;
+	if (answered > k->answered)
+		k->answered = answered;
+	for (st = a->streams; st; st = st->next) {
+		if (st->key != k)
+			continue;
+		st->own_dirty = 1;
+		st->proxy_changed = 1;
+	}
+}
+
+void xds_ads_proxy_flush(struct xds_ads *a, const struct timespec *when)
+{
+	struct xds_ads_stream *st;
+	int t;
+
+	for (st = a->streams; st; st = st->next) {
+		if (!st->proxy_changed)
+			continue;
+		st->proxy_changed = 0;
+		if (st->finishing || st->closed || !stream_snap(st))
+			continue;
+		for (t = 0; t < XDS_TYPE_COUNT; t++)
+			if (st->types[t].subscribed)
+				(void)stream_enqueue(st, (enum xds_type)t, when); /* logged */
+		if (a->queued)
+			a->queued(st->user);
+	}
+}
+
+size_t xds_ads_proxy_keys(const struct xds_ads *a)
+{
+	return a->nkeys;
 }
 
 void xds_ads_publish(struct xds_ads *a, enum xds_flavour f, struct xds_snapshot *snap, const struct timespec *when)
@@ -1420,6 +1718,7 @@ void xds_ads_publish(struct xds_ads *a, enum xds_flavour f, struct xds_snapshot 
 		if (st->finishing || st->closed || st->flavour != f)
 			continue;
 		st->own_dirty = 1;
+		st->proxy_changed = 0; /* handled here */
 		for (t = 0; t < XDS_TYPE_COUNT; t++)
 			if (st->types[t].subscribed)
 				(void)stream_enqueue(st, (enum xds_type)t, when); /* logged; retried next publish */
@@ -1498,6 +1797,7 @@ void xds_ads_stream_free(struct xds_ads_stream *st)
 			break;
 		}
 	}
+	stream_detach_key(st); /* before its Node goes: the release names the key */
 	for (t = 0; t < XDS_TYPE_COUNT; t++)
 		type_state_cleanup(&st->types[t]);
 	free(st->finish_msg);

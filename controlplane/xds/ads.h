@@ -21,6 +21,7 @@
 
 #include "common/buf.h"
 #include "common/err.h"
+#include "common/queue.h"
 #include "controlplane/xds/resource.h"
 
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
@@ -67,25 +68,54 @@ enum xds_ads_status {
 	XDS_ADS_STATUS_INTERNAL = 13,
 };
 
-/* The proxy a stream serves, from its first request's Node. */
-struct xds_proxy_info {
-	const char *id;              /* "sidecar~IP~POD.NS~NS.svc.cluster.local" */
-	const char *ns;              /* metadata NAMESPACE, else from the id; NULL when unknown */
-	const struct cfg_labels *labels; /* metadata LABELS (string values); never NULL */
+/*
+ * Per-proxy resources (the inbound Listener
+ * "xds.istio.io/grpc/lds/inbound/IP:PORT" of an xDS-enabled gRPC server)
+ * depend on the workload asking, not on the proxy: on its flavour,
+ * namespace and labels.  Streams with the same key share one set of them,
+ * which the push stage (controlplane/push/) builds on the config thread:
+ * the core never runs a generator.
+ *
+ * Flow: a stream subscribes to a name that neither its flavour's snapshot
+ * nor its key's set holds; the core hands the config's `want` callback a
+ * request (key and name) and holds that type's response; the push stage
+ * builds the name and hands back the key's whole set
+ * (xds_ads_proxy_set, through xds_server_publish_push), which answers every
+ * request up to a sequence number; the held responses go out then.  After
+ * each model change the stage rebuilds every live key and publishes the
+ * sets with the snapshot.  When the last stream of a key goes, the core
+ * sends a release, and the stage drops the key.
+ */
+enum xds_proxy_req_kind {
+	XDS_PROXY_WANT,              /* build `name` for the key */
+	XDS_PROXY_RELEASE,           /* no stream uses the key any more */
 };
 
-/* Per-proxy resources: called (it must not block) for each name a stream
- * subscribes to that its flavour's snapshot does not hold, with the model
- * last published beside it.  Sets *data (malloc'd; the core frees it) and
- * *len and returns 0, or returns -ENOENT when it knows no such resource, or
- * another negative code.  The results are kept per stream and asked again
- * when the model or the subscription changes. */
-typedef int (*xds_resolve_fn)(void *ctx, const struct model *m, const struct xds_proxy_info *proxy,
-			      enum xds_type t, const char *name, uint8_t **data, size_t *len);
+/* One request, from the core (xDS thread) to whoever builds per-proxy
+ * resources; the receiver owns it and frees it with xds_proxy_req_free(). */
+struct xds_proxy_req {
+	struct mesh_queue_item qi;   /* free for the receiver's queue */
+	enum xds_proxy_req_kind kind;
+	char *key;                   /* flavour, namespace and labels, canonical */
+	enum xds_flavour flavour;
+	char *ns;                    /* NULL: unknown */
+	struct cfg_labels *labels;   /* never NULL (maybe empty) */
+	enum xds_type type;          /* WANT */
+	char *name;                  /* WANT */
+	uint64_t seq;                /* WANT: answered by a set whose answered >= seq */
+};
+
+void xds_proxy_req_free(struct xds_proxy_req *r);  /* NULL is a no-op */
+
+/* The canonical key string of (f, ns, labels) into a new string (*out):
+ * labels in key order, every part length-prefixed.  Returns 0 or -ENOMEM. */
+MESH_MUST_CHECK int xds_proxy_key(enum xds_flavour f, const char *ns, const struct cfg_labels *labels, char **out);
 
 struct xds_ads_config {
-	xds_resolve_fn resolve;      /* NULL: the flavour's snapshot only */
-	void *resolve_ctx;
+	/* Per-proxy requests (NULL: the flavour's snapshot only).  Called on
+	 * the core's thread; must not block; takes ownership of req. */
+	void (*want)(void *ctx, struct xds_proxy_req *req);
+	void *want_ctx;
 	/* Called by xds_ads_publish() right after a stream got its responses
 	 * queued (NULL: not told), with the stream's user pointer, so the
 	 * transport starts sending them before the next stream's are built:
@@ -99,11 +129,19 @@ int xds_ads_new(const struct xds_ads_config *cfg, struct xds_ads **out) MESH_MUS
  * freed before.  NULL is a no-op. */
 void xds_ads_free(struct xds_ads *a);
 
-/* Use m (the core takes the caller's reference; NULL: none) for per-proxy
- * resources from now on; every stream rebuilds them at its next response.
- * Returns the previous model, whose reference passes to the caller (who
- * may drop it outside its lock). */
-struct model *xds_ads_swap_model(struct xds_ads *a, struct model *m);
+/*
+ * The per-proxy set of key (the core takes the snapshot reference): what
+ * the push stage built for it, answering every request of the key up to
+ * sequence number answered.  Streams of the key get their responses at the
+ * next xds_ads_publish() of their flavour or xds_ads_proxy_flush().  A key
+ * no stream uses any more is ignored (the set is dropped).
+ */
+void xds_ads_proxy_set(struct xds_ads *a, const char *key, struct xds_snapshot *snap, uint64_t answered);
+/* Queue responses for the streams whose key got a set since the last
+ * publish of their flavour; when as for xds_ads_publish. */
+void xds_ads_proxy_flush(struct xds_ads *a, const struct timespec *when);
+/* Keys with at least one stream (tests, debug). */
+size_t xds_ads_proxy_keys(const struct xds_ads *a);
 
 /*
  * A new snapshot for flavour f (the core takes the caller's reference).

@@ -44,6 +44,25 @@ enum xds_ads__sync {
 	XDS_ADS__SYNC_NACKED,
 };
 
+/* A per-proxy name asked of the push stage for a key. */
+struct xds_ads__asked {
+	enum xds_type type;
+	char *name;
+	uint64_t seq;                      /* the request's sequence number */
+};
+
+/* The streams sharing per-proxy resources (flavour, namespace, labels). */
+struct xds_ads__key {
+	struct xds_ads__key *next;
+	char *key;                         /* xds_proxy_key() */
+	int users;                         /* streams holding it */
+	struct xds_snapshot *snap;         /* the stage's last set; NULL before one */
+	uint64_t answered;                 /* requests up to this seq are answered */
+	uint64_t asked_seq;                /* the newest request's seq */
+	struct xds_ads__asked *asked;      /* every name ever asked for the key */
+	size_t nasked, capasked;
+};
+
 struct xds_ads__type {
 	int subscribed;
 	int wildcard;
@@ -93,10 +112,11 @@ struct xds_ads_stream {
 	enum xds_flavour flavour;
 	char *node_ns;
 	struct cfg_labels node_labels;     /* owned copies */
-	/* per-proxy resources (see ads.c) */
-	struct xds_snapshot *own;
-	uint64_t own_model_seq;
-	int own_dirty;
+	/* per-proxy resources (see ads.c): the key's set, shared */
+	struct xds_ads__key *key;          /* NULL: none (no Node, no want callback) */
+	struct xds_snapshot *own;          /* key->snap when last resolved */
+	int own_dirty;                     /* subscriptions or the key's set changed */
+	int proxy_changed;                 /* the key got a set no publish handled yet */
 	char *peer;
 	char connected_at[40];
 	struct xds_ads__type types[XDS_TYPE_COUNT];
@@ -104,10 +124,11 @@ struct xds_ads_stream {
 
 struct xds_ads {
 	struct xds_snapshot *snaps[XDS_FLAVOUR_COUNT];
-	struct model *model;               /* for the resolver */
-	uint64_t model_seq;                /* bumped when model changes */
-	xds_resolve_fn resolve;
-	void *resolve_ctx;
+	void (*want)(void *ctx, struct xds_proxy_req *req);
+	void *want_ctx;
+	struct xds_ads__key *keys;
+	size_t nkeys;
+	uint64_t req_seq;
 	void (*queued)(void *user);
 	struct xds_ads_stream *streams;
 	int nstreams;

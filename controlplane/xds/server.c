@@ -8,8 +8,9 @@
  *
  * Two threads.  The completion-queue thread only calls
  * grpc_completion_queue_next() and hands each completion (tag, ok) to the
- * xDS thread through a mutex-protected queue and an eventfd; it never
- * touches stream state.  The xDS thread poll()s that eventfd and a second
+ * xDS thread over the common thread-to-thread queue (common/queue.h): the
+ * tag itself is the queue item, since a tag has at most one operation
+ * outstanding.  It never touches stream state.  The xDS thread poll()s that eventfd and a second
  * one signalled by xds_server_publish()/xds_server_stop(); it owns every
  * stream (the call, its one SEND_MESSAGE slot, and the core's stream
  * state) and starts every gRPC batch.  The debug views read the core under
@@ -24,8 +25,8 @@
 
 #include "common/err.h"
 #include "common/log.h"
-#include "controlplane/debug/metrics.h"
-#include "controlplane/model/model.h"
+#include "common/queue.h"
+#include "controlplane/metrics/metrics.h"
 
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
@@ -75,6 +76,10 @@ struct xds_stream;
 struct tag {
 	enum tag_kind kind;
 	void *owner; /* stream, unimplemented call or accept slot */
+	/* cq thread -> xDS thread: a tag has at most one completion
+	 * outstanding, so it can be the queue item itself */
+	struct mesh_queue_item qi;
+	int ok;
 };
 
 /* One outstanding grpc_server_request_*call(). */
@@ -116,10 +121,24 @@ struct xds_stream {
 	int status_sent;
 };
 
-struct completion {
-	void *tag;
-	int ok;
+/* A per-key set waiting for the xDS thread. */
+struct pub_set {
+	struct pub_set *next;
+	char *key;
+	struct xds_snapshot *snap;
+	uint64_t answered;
 };
+
+static void pub_sets_free(struct pub_set *p)
+{
+	while (p) {
+		struct pub_set *n = p->next;
+		free(p->key);
+		xds_snapshot_unref(p->snap);
+		free(p);
+		p = n;
+	}
+}
 
 struct xds_server {
 	grpc_server *server;
@@ -133,17 +152,14 @@ struct xds_server {
 	pthread_t cq_thread, xds_thread;
 	int cq_thread_started, xds_thread_started;
 
-	/* completion handoff (cq thread -> xDS thread) */
-	pthread_mutex_t q_lock;
-	struct completion *q;
-	size_t q_len, q_cap;
-	int q_efd;
+	/* completion handoff (cq thread -> xDS thread): struct tag items */
+	struct mesh_queue cq_q;
+	int cq_q_ready;
 
 	/* publish / stop (any thread -> xDS thread) */
 	pthread_mutex_t pub_lock;
 	struct xds_snapshot *pub_snap[XDS_FLAVOUR_COUNT];
-	struct model *pub_model;
-	int pub_has_model;
+	struct pub_set *pub_sets, **pub_sets_tail; /* in publish order */
 	struct timespec pub_time;
 	int pub_pending;
 	int stop_requested;
@@ -198,29 +214,15 @@ static void *cq_thread_main(void *arg)
 
 	for (;;) {
 		grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+		struct tag *tag;
+
 		if (ev.type == GRPC_QUEUE_SHUTDOWN)
 			break;
 		if (ev.type != GRPC_OP_COMPLETE)
 			continue;
-		pthread_mutex_lock(&s->q_lock);
-		if (s->q_len == s->q_cap) {
-			size_t cap = s->q_cap ? s->q_cap * 2 : 64;
-			struct completion *q = realloc(s->q, cap * sizeof(*q));
-			while (!q) {
-				/* Dropping a completion would leak its call: wait for memory. */
-				pthread_mutex_unlock(&s->q_lock);
-				usleep(1000);
-				pthread_mutex_lock(&s->q_lock);
-				q = realloc(s->q, cap * sizeof(*q));
-			}
-			s->q = q;
-			s->q_cap = cap;
-		}
-		s->q[s->q_len].tag = ev.tag;
-		s->q[s->q_len].ok = ev.success;
-		s->q_len++;
-		pthread_mutex_unlock(&s->q_lock);
-		eventfd_signal(s->q_efd);
+		tag = ev.tag;
+		tag->ok = ev.success;
+		mesh_queue_push(&s->cq_q, &tag->qi);
 	}
 	return NULL;
 }
@@ -438,11 +440,11 @@ static void stream_accept(struct xds_server *s, struct accept_slot *a, int delta
 	st->id = xds_ads_stream_id(st->ads);
 	st->call = a->call;
 	st->md = a->md;
-	st->tag_md = (struct tag){ TAG_MD, st };
-	st->tag_recv = (struct tag){ TAG_RECV, st };
-	st->tag_send = (struct tag){ TAG_SEND, st };
-	st->tag_close = (struct tag){ TAG_CLOSE, st };
-	st->tag_status = (struct tag){ TAG_STATUS, st };
+	st->tag_md = (struct tag){ .kind = TAG_MD, .owner = st };
+	st->tag_recv = (struct tag){ .kind = TAG_RECV, .owner = st };
+	st->tag_send = (struct tag){ .kind = TAG_SEND, .owner = st };
+	st->tag_close = (struct tag){ .kind = TAG_CLOSE, .owner = st };
+	st->tag_status = (struct tag){ .kind = TAG_STATUS, .owner = st };
 	st->next = s->streams;
 	s->streams = st;
 	metrics_xds_connected(1);
@@ -511,7 +513,7 @@ static void unimpl_start(struct xds_server *s, struct accept_slot *a, const char
 		goto out;
 	}
 	u->call = a->call;
-	u->tag = (struct tag){ TAG_UNIMPL_DONE, u };
+	u->tag = (struct tag){ .kind = TAG_UNIMPL_DONE, .owner = u };
 	memset(ops, 0, sizeof(ops));
 	details = grpc_slice_from_copied_string(why);
 	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
@@ -634,18 +636,26 @@ static void stream_queued(void *user)
 	stream_pump(user);
 }
 
-/* Hand the core what was published (snap[f]: a reference each, or NULL),
- * then send what it queued (streams it ended get their status). */
-static void server_apply_publish(struct xds_server *s, struct xds_snapshot *snap[XDS_FLAVOUR_COUNT],
-				 const struct timespec *when)
+/* Hand the core what was published (sets: the per-key sets, taken;
+ * snap[f]: a reference each, or NULL), then send what it queued (streams
+ * it ended get their status). */
+static void server_apply_publish(struct xds_server *s, struct pub_set *sets,
+				 struct xds_snapshot *snap[XDS_FLAVOUR_COUNT], const struct timespec *when)
 {
 	struct xds_stream *st;
+	struct pub_set *p;
 	int f;
 
+	for (p = sets; p; p = p->next) {
+		xds_ads_proxy_set(s->ads, p->key, p->snap, p->answered);
+		p->snap = NULL;
+	}
 	for (f = 0; f < XDS_FLAVOUR_COUNT; f++)
 		if (snap[f])
 			xds_ads_publish(s->ads, (enum xds_flavour)f, snap[f], when);
 	xds_ads_refuse_unserved(s->ads);
+	/* streams whose key got a set and no snapshot of their flavour */
+	xds_ads_proxy_flush(s->ads, when->tv_sec || when->tv_nsec ? when : NULL);
 	for (st = s->streams; st; st = st->next)
 		stream_pump(st);
 }
@@ -655,7 +665,7 @@ static void server_begin_shutdown(struct xds_server *s)
 	if (s->shutting_down)
 		return;
 	s->shutting_down = 1;
-	s->tag_shutdown = (struct tag){ TAG_SHUTDOWN, s };
+	s->tag_shutdown = (struct tag){ .kind = TAG_SHUTDOWN, .owner = s };
 	grpc_server_shutdown_and_notify(s->server, s->cq, &s->tag_shutdown);
 	grpc_server_cancel_all_calls(s->server);
 }
@@ -718,17 +728,14 @@ static int server_reset_stuck(struct xds_server *s)
 static void *xds_thread_main(void *arg)
 {
 	struct xds_server *s = arg;
-	struct completion *batch = NULL;
-	size_t cap = 0;
 	int sending = 0;
 
 	for (;;) {
-		struct pollfd pfd[2] = { { s->q_efd, POLLIN, 0 }, { s->wake_efd, POLLIN, 0 } };
+		struct pollfd pfd[2] = { { mesh_queue_fd(&s->cq_q), POLLIN, 0 }, { s->wake_efd, POLLIN, 0 } };
+		struct mesh_queue_item *batch = NULL, *it;
 		struct xds_snapshot *snap[XDS_FLAVOUR_COUNT];
-		struct model *model = NULL;
-		int has_model;
+		struct pub_set *sets;
 		struct timespec when = { 0, 0 };
-		size_t n = 0, i;
 		int stop, f;
 
 		/* while responses are in flight, wake to check for stuck ones */
@@ -736,45 +743,36 @@ static void *xds_thread_main(void *arg)
 
 		if (poll(pfd, 2, wait_ms) < 0 && errno != EINTR)
 			log_error(SCOPE, "poll: %s", strerror(errno));
-		if (pfd[0].revents & POLLIN)
-			eventfd_drain(s->q_efd);
 		if (pfd[1].revents & POLLIN)
 			eventfd_drain(s->wake_efd);
-
-		pthread_mutex_lock(&s->q_lock);
-		if (s->q_len) {
-			/* swap buffers: the cq thread keeps appending to the other one */
-			struct completion *q = s->q;
-			size_t qcap = s->q_cap;
-			n = s->q_len;
-			s->q = batch;
-			s->q_cap = cap;
-			s->q_len = 0;
-			batch = q;
-			cap = qcap;
-		}
-		pthread_mutex_unlock(&s->q_lock);
+		/* every completion so far, oldest first (a wake-up may find none) */
+		if (pfd[0].revents & POLLIN)
+			batch = mesh_queue_take(&s->cq_q);
 
 		pthread_mutex_lock(&s->pub_lock);
 		memcpy(snap, s->pub_snap, sizeof(snap));
 		memset(s->pub_snap, 0, sizeof(s->pub_snap));
 		s->pub_pending = 0;
-		model = s->pub_model;
-		has_model = s->pub_has_model;
-		s->pub_model = NULL;
-		s->pub_has_model = 0;
+		sets = s->pub_sets;
+		s->pub_sets = NULL;
+		s->pub_sets_tail = &s->pub_sets;
 		when = s->pub_time;
+		memset(&s->pub_time, 0, sizeof(s->pub_time));
 		stop = s->stop_requested;
 		pthread_mutex_unlock(&s->pub_lock);
 
 		pthread_mutex_lock(&s->lock);
-		for (i = 0; i < n; i++)
-			server_dispatch(s, batch[i].tag, batch[i].ok);
-		/* swap under the lock; the old one is dropped below */
-		if (has_model)
-			model = xds_ads_swap_model(s->ads, model);
+		while (batch) {
+			struct tag *tag;
+
+			it = batch;
+			batch = it->next;
+			/* read next first: dispatching may free the tag's owner */
+			tag = mesh_container_of(it, struct tag, qi);
+			server_dispatch(s, tag, tag->ok);
+		}
 		if (!s->shutting_down)
-			server_apply_publish(s, snap, &when);
+			server_apply_publish(s, sets, snap, &when);
 		else
 			for (f = 0; f < XDS_FLAVOUR_COUNT; f++)
 				xds_snapshot_unref(snap[f]);
@@ -783,13 +781,12 @@ static void *xds_thread_main(void *arg)
 		sending = s->shutting_down ? 0 : server_reset_stuck(s);
 		if (s->shutting_down && server_drained(s)) {
 			pthread_mutex_unlock(&s->lock);
-			model_unref(model);
+			pub_sets_free(sets);
 			break;
 		}
 		pthread_mutex_unlock(&s->lock);
-		model_unref(model);
+		pub_sets_free(sets); /* what is left: the snapshots went to the core */
 	}
-	free(batch);
 	return NULL;
 }
 
@@ -824,13 +821,12 @@ static void server_free(struct xds_server *s)
 	xds_ads_free(s->ads);
 	for (f = 0; f < XDS_FLAVOUR_COUNT; f++)
 		xds_snapshot_unref(s->pub_snap[f]);
-	model_unref(s->pub_model);
-	free(s->q);
-	if (s->q_efd >= 0)
-		close(s->q_efd);
+	pub_sets_free(s->pub_sets);
+	/* after the cq thread was joined: nobody pushes any more */
+	if (s->cq_q_ready)
+		mesh_queue_cleanup(&s->cq_q);
 	if (s->wake_efd >= 0)
 		close(s->wake_efd);
-	pthread_mutex_destroy(&s->q_lock);
 	pthread_mutex_destroy(&s->pub_lock);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
@@ -840,7 +836,7 @@ static void server_free(struct xds_server *s)
 
 static void accept_slot_init(struct accept_slot *a, enum tag_kind kind)
 {
-	a->tag = (struct tag){ kind, a };
+	a->tag = (struct tag){ .kind = kind, .owner = a };
 	grpc_metadata_array_init(&a->md);
 	grpc_call_details_init(&a->details);
 }
@@ -863,19 +859,23 @@ int xds_server_start(const struct xds_server_config *cfg, struct xds_server **ou
 		grpc_shutdown_blocking();
 		return -ENOMEM;
 	}
-	pthread_mutex_init(&s->q_lock, NULL);
 	pthread_mutex_init(&s->pub_lock, NULL);
+	s->pub_sets_tail = &s->pub_sets;
 	pthread_mutex_init(&s->lock, NULL);
 	accept_slot_init(&s->acc_sotw, TAG_ACCEPT_SOTW);
 	accept_slot_init(&s->acc_delta, TAG_ACCEPT_DELTA);
 	accept_slot_init(&s->acc_generic, TAG_ACCEPT_GENERIC);
 	accept_slot_init(&s->acc_unary, TAG_ACCEPT_UNARY);
-	s->q_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	s->wake_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (s->q_efd < 0 || s->wake_efd < 0) {
+	if (s->wake_efd < 0) {
 		rc = -errno;
 		goto out;
 	}
+	/* before the cq thread starts: it pushes every completion here */
+	rc = mesh_queue_init(&s->cq_q);
+	if (rc < 0)
+		goto out;
+	s->cq_q_ready = 1;
 
 	arg.type = GRPC_ARG_INTEGER;
 	arg.key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
@@ -895,8 +895,8 @@ int xds_server_start(const struct xds_server_config *cfg, struct xds_server **ou
 		rc = -MESH_EGRPC;
 		goto out;
 	}
-	acfg.resolve = cfg->resolve;
-	acfg.resolve_ctx = cfg->resolve_ctx;
+	acfg.want = cfg->want;
+	acfg.want_ctx = cfg->want_ctx;
 	acfg.queued = stream_queued;
 	rc = xds_ads_new(&acfg, &s->ads);
 	if (rc < 0)
@@ -990,41 +990,67 @@ void xds_server_stop(struct xds_server *s)
 	server_free(s);
 }
 
-static void server_publish(struct xds_server *s, enum xds_flavour f, struct xds_snapshot *snap, int has_model,
-			   struct model *m)
+void xds_server_publish_push(struct xds_server *s, enum xds_flavour f, struct xds_snapshot *snap,
+			     const struct xds_proxy_set *sets, size_t n)
 {
-	struct xds_snapshot *old;
-	struct model *old_model = NULL;
+	struct xds_snapshot *old = NULL;
+	struct pub_set *first = NULL, **tail = &first;
+	size_t i;
 
-	if (!s || !snap || (unsigned)f >= XDS_FLAVOUR_COUNT)
+	if (!s || (unsigned)f >= XDS_FLAVOUR_COUNT)
 		return;
-	xds_snapshot_ref(snap);
-	pthread_mutex_lock(&s->pub_lock);
-	if (has_model) {
-		old_model = s->pub_model;
-		s->pub_model = model_ref(m);
-		s->pub_has_model = 1;
+	/* copy the sets outside the lock */
+	for (i = 0; i < n; i++) {
+		struct pub_set *p = calloc(1, sizeof(*p));
+		if (p)
+			p->key = strdup(sets[i].key);
+		if (!p || !p->key) {
+			/* its streams keep the previous set until the next push */
+			log_error(SCOPE, "out of memory: a per-proxy set is not published");
+			free(p);
+			continue;
+		}
+		p->snap = xds_snapshot_ref(sets[i].snap);
+		p->answered = sets[i].answered;
+		*tail = p;
+		tail = &p->next;
 	}
-	old = s->pub_snap[f];
-	s->pub_snap[f] = snap;
-	/* Coalesced publishes count convergence from the first one. */
-	if (!s->pub_pending)
-		clock_gettime(CLOCK_MONOTONIC, &s->pub_time);
-	s->pub_pending = 1;
+	if (snap)
+		xds_snapshot_ref(snap);
+	pthread_mutex_lock(&s->pub_lock);
+	if (first) {
+		*s->pub_sets_tail = first;
+		s->pub_sets_tail = tail;
+	}
+	if (snap) {
+		old = s->pub_snap[f];
+		s->pub_snap[f] = snap;
+		/* Coalesced publishes count convergence from the first one. */
+		if (!s->pub_pending)
+			clock_gettime(CLOCK_MONOTONIC, &s->pub_time);
+		s->pub_pending = 1;
+	}
 	pthread_mutex_unlock(&s->pub_lock);
 	xds_snapshot_unref(old);
-	model_unref(old_model);
 	eventfd_signal(s->wake_efd);
 }
 
 void xds_server_publish(struct xds_server *s, struct xds_snapshot *proxyless)
 {
-	server_publish(s, XDS_FLAVOUR_PROXYLESS, proxyless, 0, NULL);
+	if (proxyless)
+		xds_server_publish_push(s, XDS_FLAVOUR_PROXYLESS, proxyless, NULL, 0);
 }
 
-void xds_server_publish_model(struct xds_server *s, enum xds_flavour f, struct xds_snapshot *snap, struct model *m)
+size_t xds_server_proxy_keys(struct xds_server *s)
 {
-	server_publish(s, f, snap, 1, m);
+	size_t n;
+
+	if (!s)
+		return 0;
+	pthread_mutex_lock(&s->lock);
+	n = xds_ads_proxy_keys(s->ads);
+	pthread_mutex_unlock(&s->lock);
+	return n;
 }
 
 int xds_server_connected(struct xds_server *s)

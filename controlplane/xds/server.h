@@ -30,11 +30,10 @@
 #include <grpc/grpc_security.h>
 
 struct xds_server;
-struct model;
-struct cfg_labels;
 
-/* struct xds_proxy_info and xds_resolve_fn (per-proxy resources) are the
- * protocol core's: see ads.h.  The resolver runs on the xDS thread. */
+/* Per-proxy resources (ads.h): the xDS thread asks for them with the
+ * config's `want` callback and the builder (the push stage, on its own
+ * thread) hands back per-key sets with xds_server_publish_push(). */
 
 /* A unary method served beside ADS (the CA's CreateCertificate).  Its
  * calls are bound to cq, which the method's owner creates
@@ -57,8 +56,10 @@ struct xds_server_config {
 	const char *secure_addr;     /* "0.0.0.0:15012" */
 	grpc_server_credentials *secure_creds;
 	const struct xds_server_unary *unary; /* NULL: none */
-	xds_resolve_fn resolve;      /* NULL: the shared snapshot only */
-	void *resolve_ctx;
+	/* Per-proxy requests (ads.h; NULL: the shared snapshot only).  Runs on
+	 * the xDS thread, must not block, owns req: post it to a queue. */
+	void (*want)(void *ctx, struct xds_proxy_req *req);
+	void *want_ctx;
 	/* A response the client has not taken within this many milliseconds
 	 * (HTTP/2 flow control holding it: a stuck or very slow proxy) ends the
 	 * stream with UNAVAILABLE, so the proxy reconnects and resyncs instead of
@@ -79,13 +80,24 @@ void xds_server_stop(struct xds_server *s);
 /* Hand the server a new snapshot for proxyless clients (takes a reference).
  * Streams whose subscribed resources changed get a push. */
 void xds_server_publish(struct xds_server *s, struct xds_snapshot *proxyless);
-/* A new snapshot for the streams of flavour f (takes a reference), with
- * the model it came from (takes a reference; the resolver gets it);
- * per-proxy resources are rebuilt from it.  Publishes that arrive before
- * the xDS thread takes them are coalesced, per flavour.  A flavour nothing
- * was ever published for has no generator: its streams end with
- * UNIMPLEMENTED (ads.h). */
-void xds_server_publish_model(struct xds_server *s, enum xds_flavour f, struct xds_snapshot *snap, struct model *m);
+/* The per-proxy resources of one key (ads.h), as the builder made them. */
+struct xds_proxy_set {
+	const char *key;             /* xds_proxy_key(); copied */
+	struct xds_snapshot *snap;   /* a reference is taken */
+	uint64_t answered;           /* requests of the key up to this seq are answered */
+};
+
+/* One push (any thread): a new snapshot for the streams of flavour f
+ * (a reference is taken; NULL: none, only sets) and n per-key sets,
+ * applied together by the xDS thread, so a stream sees the snapshot and
+ * its key's set of the same model.  Snapshots published before the xDS
+ * thread takes them are coalesced, per flavour; sets apply in order.  A
+ * flavour nothing was ever published for has no generator: its streams
+ * end with UNIMPLEMENTED (ads.h). */
+void xds_server_publish_push(struct xds_server *s, enum xds_flavour f, struct xds_snapshot *snap,
+			     const struct xds_proxy_set *sets, size_t n);
+/* Keys the xDS thread holds per-proxy sets for (thread-safe; tests). */
+size_t xds_server_proxy_keys(struct xds_server *s);
 
 /* Debug views, as JSON into out (thread-safe). */
 int xds_server_syncz(struct xds_server *s, struct mesh_buf *out);

@@ -8,7 +8,7 @@
 #include "controlplane/config/config.h"
 #include "controlplane/config/store.h"
 #include "controlplane/debug/debug.h"
-#include "controlplane/debug/metrics.h"
+#include "controlplane/metrics/metrics.h"
 #include "controlplane/model/model.h"
 #include "controlplane/xds/server.h"
 

@@ -1,6 +1,7 @@
 /*
- * test_source.c - the file config source: load, inotify, debounce (with
- * synthetic clocks, so no test depends on timing), removal, last good.
+ * test_source.c - the file config source: load, inotify reported without
+ * reading, reload on request, removal, last good.  The debounce that
+ * decides when to reload is the push stage's (tests/unit/controlplane/push/).
  */
 #include "controlplane/config/store.h"
 #include "controlplane/file/source.h"
@@ -13,8 +14,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#define MS 1000000LL
 
 static char dir[256];
 
@@ -56,19 +55,18 @@ static const char *vs(const char *name, const char *host)
 	return buf;
 }
 
-/* Wait (bounded) until inotify has something, then hand it to the source. */
-static void await_events(struct file_source *fs, int64_t now)
+/* Wait (bounded) until inotify has something; the source reports it. */
+static void await_events(struct file_source *fs)
 {
 	struct pollfd p = { .fd = file_source_fd(fs), .events = POLLIN };
 
 	ck_assert_int_eq(poll(&p, 1, 10000), 1);
-	file_source_handle(fs, now);
+	ck_assert_int_eq(file_source_handle(fs), 1);
 }
 
 static struct file_source *open_source(struct cfg_store *st)
 {
-	struct file_source_config c = { .dir = dir, .store = st, .debounce_after = 100 * MS,
-					.debounce_max = 1000 * MS };
+	struct file_source_config c = { .dir = dir, .store = st };
 	struct file_source *fs = NULL;
 
 	ck_assert_int_eq(file_source_new(&c, &fs), 0);
@@ -103,13 +101,14 @@ START_TEST(initial_load_recursive_and_hidden)
 	ck_assert_uint_eq(count(st, CFG_VIRTUAL_SERVICE), 3);
 	ck_assert_ptr_nonnull(cfg_store_get(st, CFG_VIRTUAL_SERVICE, "ns", "c"));
 	ck_assert_ptr_null(cfg_store_get(st, CFG_VIRTUAL_SERVICE, "ns", "hidden"));
-	ck_assert_int_eq(file_source_timeout_ms(fs, 0), -1);
+	/* nothing moved since the load */
+	ck_assert_int_eq(file_source_handle(fs), 0);
 	file_source_free(fs);
 	cfg_store_free(st);
 }
 END_TEST
 
-START_TEST(debounce_quiet_period)
+START_TEST(events_reported_not_read)
 {
 	struct cfg_store *st = cfg_store_new();
 	struct file_source *fs;
@@ -119,40 +118,14 @@ START_TEST(debounce_quiet_period)
 	ck_assert_int_eq(file_source_sync(fs), 1);
 
 	write_file("b.yaml", vs("b", "b.example.com"));
-	await_events(fs, 1000 * MS);
-	/* not due before the quiet period */
-	ck_assert_int_eq(file_source_timeout_ms(fs, 1000 * MS), 100);
-	ck_assert_int_eq(file_source_tick(fs, 1050 * MS), 0);
+	await_events(fs);
+	/* inotify said something moved; nothing is read until asked */
 	ck_assert_ptr_null(cfg_store_get(st, CFG_VIRTUAL_SERVICE, "ns", "b"));
-	/* due once quiet */
-	ck_assert_int_eq(file_source_tick(fs, 1100 * MS), 1);
+	ck_assert_int_eq(file_source_reload(fs), 1);
 	ck_assert_ptr_nonnull(cfg_store_get(st, CFG_VIRTUAL_SERVICE, "ns", "b"));
-	ck_assert_int_eq(file_source_timeout_ms(fs, 1100 * MS), -1);
-	file_source_free(fs);
-	cfg_store_free(st);
-}
-END_TEST
-
-START_TEST(debounce_max_wait)
-{
-	struct cfg_store *st = cfg_store_new();
-	struct file_source *fs;
-	int64_t t = 5000 * MS;
-	int i;
-
-	fs = open_source(st);
-	ck_assert_int_eq(file_source_sync(fs), 0);
-	/* a change every 50ms keeps the quiet period from ever ending ... */
-	for (i = 0; i < 20; i++, t += 50 * MS) {
-		char name[32];
-		snprintf(name, sizeof(name), "v%d.yaml", i);
-		write_file(name, vs(i % 2 ? "odd" : "even", "a.example.com"));
-		await_events(fs, t);
-		if (t < 5000 * MS + 1000 * MS)
-			ck_assert_int_eq(file_source_tick(fs, t), 0);
-	}
-	/* ... but the reload runs debounce_max after the first event */
-	ck_assert_int_ge(file_source_tick(fs, 6000 * MS), 1);
+	/* drained: no more events, and a second reload changes nothing */
+	ck_assert_int_eq(file_source_handle(fs), 0);
+	ck_assert_int_eq(file_source_reload(fs), 0);
 	file_source_free(fs);
 	cfg_store_free(st);
 }
@@ -174,8 +147,8 @@ START_TEST(remove_and_last_good)
 	/* an invalid edit keeps the last good version and records the error */
 	write_file("a.yaml", "apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
 			     "metadata: {name: a, namespace: ns}\nspec: {hosts: []}\n");
-	await_events(fs, 0);
-	ck_assert_int_eq(file_source_tick(fs, 10000 * MS), 0);
+	await_events(fs);
+	ck_assert_int_eq(file_source_reload(fs), 0);
 	o = cfg_store_get(st, CFG_VIRTUAL_SERVICE, "ns", "a");
 	ck_assert_ptr_nonnull(o);
 	ck_assert_str_eq(o->spec.vs.hosts.v[0], "a.example.com");
@@ -186,21 +159,21 @@ START_TEST(remove_and_last_good)
 
 	/* garbage keeps it too */
 	write_file("a.yaml", "\t: [ {{{ not yaml");
-	await_events(fs, 20000 * MS);
-	ck_assert_int_eq(file_source_tick(fs, 30000 * MS), 0);
+	await_events(fs);
+	ck_assert_int_eq(file_source_reload(fs), 0);
 	ck_assert_ptr_nonnull(cfg_store_get(st, CFG_VIRTUAL_SERVICE, "ns", "a"));
 
 	/* deleting a file removes what it contributed */
 	snprintf(path, sizeof(path), "%s/b.yaml", dir);
 	ck_assert_int_eq(unlink(path), 0);
-	await_events(fs, 40000 * MS);
-	ck_assert_int_eq(file_source_tick(fs, 50000 * MS), 1);
+	await_events(fs);
+	ck_assert_int_eq(file_source_reload(fs), 1);
 	ck_assert_ptr_null(cfg_store_get(st, CFG_VIRTUAL_SERVICE, "ns", "b"));
 
 	/* rewriting identical bytes changes nothing */
 	write_file("a.yaml", "\t: [ {{{ not yaml");
-	await_events(fs, 60000 * MS);
-	ck_assert_int_eq(file_source_tick(fs, 70000 * MS), 0);
+	await_events(fs);
+	ck_assert_int_eq(file_source_reload(fs), 0);
 	file_source_free(fs);
 	cfg_store_free(st);
 }
@@ -230,8 +203,7 @@ int main(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, initial_load_recursive_and_hidden);
-	tcase_add_test(tc, debounce_quiet_period);
-	tcase_add_test(tc, debounce_max_wait);
+	tcase_add_test(tc, events_reported_not_read);
 	tcase_add_test(tc, remove_and_last_good);
 	tcase_add_test(tc, bad_directory);
 	suite_add_tcase(s, tc);

@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "controlplane/config/store.h"
 #include "controlplane/model/model.h"
+#include "controlplane/push/push.h"
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
 #include "google/protobuf/struct.pb-c.h"
 
@@ -24,6 +25,7 @@
 #include <grpc/grpc.h>
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -586,8 +588,9 @@ START_TEST(node_once_and_config_dump)
 END_TEST
 
 /* Per-proxy resources: names under "inbound/" resolve to a payload naming
- * the proxy; anything else is unknown. */
-static int resolve_inbound(void *ctx, const struct model *m, const struct xds_proxy_info *proxy, enum xds_type t,
+ * the proxy's flavour (what its key holds besides namespace and labels);
+ * anything else is unknown. */
+static int resolve_inbound(void *ctx, const struct model *m, const struct push_workload *proxy, enum xds_type t,
 			   const char *name, uint8_t **data, size_t *len)
 {
 	char buf[256];
@@ -597,13 +600,24 @@ static int resolve_inbound(void *ctx, const struct model *m, const struct xds_pr
 	(void)m;
 	if (t != XDS_LISTENER || strncmp(name, "inbound/", 8) != 0)
 		return -ENOENT;
-	n = snprintf(buf, sizeof(buf), "%s for %s", name, proxy->id ? proxy->id : "?");
+	n = snprintf(buf, sizeof(buf), "%s for %s", name, xds_flavour_name(proxy->flavour));
 	*data = malloc((size_t)n);
 	if (!*data)
 		return -ENOMEM;
 	memcpy(*data, buf, (size_t)n);
 	*len = (size_t)n;
 	return 0;
+}
+
+static struct push_stage *stage;
+
+/* Play meshd's config thread once: build what the xDS thread asked for. */
+static void stage_pump(void)
+{
+	struct pollfd p = { .fd = push_stage_fd(stage), .events = POLLIN };
+
+	ck_assert_int_eq(poll(&p, 1, WAIT_MS), 1);
+	ck_assert_int_gt(push_stage_handle(stage), 0);
 }
 
 static void publish_with_model(void)
@@ -620,7 +634,7 @@ static void publish_with_model(void)
 	ck_assert_ptr_nonnull(m);
 	xds_snapshot_add(s, XDS_LISTENER, "l1", (const uint8_t *)"L1", 2);
 	xds_snapshot_seal(s);
-	xds_server_publish_model(srv, XDS_FLAVOUR_PROXYLESS, s, m);
+	push_stage_publish(stage, s, m);
 	xds_snapshot_unref(s);
 	model_unref(m);
 	cfg_snapshot_unref(cfg);
@@ -630,28 +644,38 @@ static void publish_with_model(void)
 START_TEST(resolver_feeds_delta)
 {
 	static const char *const names[] = { "l1", "inbound/10.0.0.1:8080", "elsewhere" };
-	struct xds_server_config cfg = { .addr = "127.0.0.1:0", .resolve = resolve_inbound };
+	struct xds_server_config cfg = { .addr = "127.0.0.1:0", .want = push_stage_want };
+	struct push_stage_config pc = { .build = resolve_inbound };
 	struct dreq d = { .node_id = "node-r1", .type_url = URL_LDS, .sub = names, .nsub = 3 };
 	struct ads_client c;
 	Resp *r;
 
-	/* this test's server has a resolver */
+	/* this test's server asks a push stage for per-proxy resources */
+	ck_assert_int_eq(push_stage_new(&pc, &stage), 0);
+	cfg.want_ctx = stage;
 	xds_server_stop(srv);
 	ck_assert_int_eq(xds_server_start(&cfg, &srv), 0);
+	push_stage_set_server(stage, srv);
 	port = xds_server_port(srv);
 	publish_with_model();
 	client_open(&c, port);
 	client_send(&c, &d);
+	/* the names the snapshot lacks are asked of the stage: build them */
+	stage_pump();
 	r = must_recv(&c);
 	ck_assert_uint_eq(r->n_resources, 2);
 	assert_payload(r, "l1", "L1");
-	assert_payload(r, "inbound/10.0.0.1:8080", "inbound/10.0.0.1:8080 for node-r1");
+	assert_payload(r, "inbound/10.0.0.1:8080", "inbound/10.0.0.1:8080 for proxyless");
 	client_ack(&c, r);
 	resp_free(r);
 	/* a new model with the same result: nothing to send */
 	publish_with_model();
 	must_be_quiet(&c);
 	ads_client_close(&c);
+	xds_server_stop(srv);
+	srv = NULL;
+	push_stage_free(stage);
+	stage = NULL;
 }
 END_TEST
 

@@ -8,7 +8,7 @@
 
 #include "common/err.h"
 #include "common/log.h"
-#include "controlplane/debug/metrics.h"
+#include "controlplane/metrics/metrics.h"
 #include "envoy/config/listener/v3/listener.pb-c.h"
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
 #include "google/protobuf/struct.pb-c.h"

@@ -1,10 +1,12 @@
 /*
  * test_server_resolve.c - the ADS server's per-proxy resources: names the
- * shared snapshot lacks are asked of the resolver with the stream's Node
- * (id, NAMESPACE, LABELS) and the published model; results are kept per
- * stream, asked again only after a publish with a new model or a
- * subscription change, and versioned by content.  A small xDS client on
- * gRPC core talks to the real server on 127.0.0.1; every wait is bounded.
+ * shared snapshot lacks are requested of the push stage, which builds them
+ * on its own thread (here a helper thread plays the config thread) for the
+ * stream's key (flavour, NAMESPACE, LABELS) against the published model;
+ * results are kept per key (replicas share one build), built again only
+ * after a publish with a new model or a new name, versioned by content,
+ * and dropped with the key's last stream.  A small xDS client on gRPC core
+ * talks to the real server on 127.0.0.1; every wait is bounded.
  */
 #include "controlplane/xds/server.h"
 
@@ -12,6 +14,7 @@
 #include "controlplane/config/config.h"
 #include "controlplane/config/store.h"
 #include "controlplane/model/model.h"
+#include "controlplane/push/push.h"
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
 #include "google/protobuf/struct.pb-c.h"
 
@@ -24,10 +27,13 @@
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define SOTW "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
 #define URL_LDS "type.googleapis.com/envoy.config.listener.v3.Listener"
@@ -44,7 +50,7 @@ typedef Envoy__Service__Discovery__V3__DiscoveryResponse Resp;
 static atomic_int resolve_calls;
 static atomic_int epoch;
 
-static int stub_resolve(void *ctx, const struct model *m, const struct xds_proxy_info *p, enum xds_type t,
+static int stub_resolve(void *ctx, const struct model *m, const struct push_workload *p, enum xds_type t,
 			const char *name, uint8_t **data, size_t *len)
 {
 	const char *app = "";
@@ -188,6 +194,36 @@ static const char *res_text(const Resp *r, size_t i, char *buf, size_t cap)
 
 static struct xds_server *srv;
 static struct cfg_store *store;
+static struct push_stage *stage;
+/* the helper thread playing meshd's config thread, and its lock */
+static pthread_t stage_thread;
+static pthread_mutex_t stage_lock = PTHREAD_MUTEX_INITIALIZER;
+static atomic_int stage_stop;
+
+static void *stage_main(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&stage_stop)) {
+		struct pollfd p = { .fd = push_stage_fd(stage), .events = POLLIN };
+
+		if (poll(&p, 1, 20) == 1) {
+			pthread_mutex_lock(&stage_lock);
+			(void)push_stage_handle(stage);
+			pthread_mutex_unlock(&stage_lock);
+		}
+	}
+	return NULL;
+}
+
+static size_t stage_keys(void)
+{
+	size_t n;
+
+	pthread_mutex_lock(&stage_lock);
+	n = push_stage_proxy_keys(stage);
+	pthread_mutex_unlock(&stage_lock);
+	return n;
+}
 
 static struct model *empty_model(void)
 {
@@ -207,9 +243,11 @@ static void publish(int with_model)
 
 	ck_assert_int_eq(xds_snapshot_add(s, XDS_LISTENER, "shared:80", (const uint8_t *)"shared", 6), 0);
 	xds_snapshot_seal(s);
-	if (m)
-		xds_server_publish_model(srv, XDS_FLAVOUR_PROXYLESS, s, m);
-	else
+	if (m) {
+		pthread_mutex_lock(&stage_lock);
+		push_stage_publish(stage, s, m);
+		pthread_mutex_unlock(&stage_lock);
+	} else
 		xds_server_publish(srv, s);
 	xds_snapshot_unref(s);
 	model_unref(m);
@@ -217,20 +255,31 @@ static void publish(int with_model)
 
 static void setup(void)
 {
-	struct xds_server_config cfg = { .addr = "127.0.0.1:0", .resolve = stub_resolve };
+	struct xds_server_config cfg = { .addr = "127.0.0.1:0", .want = push_stage_want };
+	struct push_stage_config pc = { .build = stub_resolve };
 
 	atomic_store(&resolve_calls, 0);
 	atomic_store(&epoch, 1);
+	atomic_store(&stage_stop, 0);
 	store = cfg_store_new();
 	ck_assert_ptr_nonnull(store);
+	pc.store = store;
+	ck_assert_int_eq(push_stage_new(&pc, &stage), 0);
+	cfg.want_ctx = stage;
 	ck_assert_int_eq(xds_server_start(&cfg, &srv), 0);
+	push_stage_set_server(stage, srv);
+	ck_assert_int_eq(pthread_create(&stage_thread, NULL, stage_main, NULL), 0);
 	publish(1);
 }
 
 static void teardown(void)
 {
+	atomic_store(&stage_stop, 1);
+	pthread_join(stage_thread, NULL);
 	xds_server_stop(srv);
 	srv = NULL;
+	push_stage_free(stage);
+	stage = NULL;
 	cfg_store_free(store);
 	store = NULL;
 }
@@ -338,6 +387,62 @@ START_TEST(streams_resolved_apart)
 }
 END_TEST
 
+START_TEST(replicas_share_one_build_keys_dropped)
+{
+	struct ads_client a1, a2, b;
+	char buf[512];
+	Resp *r;
+	int i;
+
+	client_open(&a1, xds_server_port(srv));
+	client_open(&a2, xds_server_port(srv));
+	client_open(&b, xds_server_port(srv));
+	/* two replicas of one workload: same namespace and labels */
+	client_send(&a1, "sidecar~10.0.0.1~a-1.ns1~ns1.svc.cluster.local", "ns1", "alpha", NULL, NULL, names_both, 2);
+	r = must_recv(&a1);
+	envoy__service__discovery__v3__discovery_response__free_unpacked(r, NULL);
+	client_send(&a2, "sidecar~10.0.0.2~a-2.ns1~ns1.svc.cluster.local", "ns1", "alpha", NULL, NULL, names_both, 2);
+	r = must_recv(&a2);
+	ck_assert_str_eq(res_text(r, 1, buf, sizeof(buf)), "ns=ns1 app=alpha epoch=1 name=" INBOUND);
+	envoy__service__discovery__v3__discovery_response__free_unpacked(r, NULL);
+	/* built once for both */
+	ck_assert_int_eq(atomic_load(&resolve_calls), 1);
+	client_send(&b, "sidecar~10.0.0.3~b-1.ns2~ns2.svc.cluster.local", "ns2", "beta", NULL, NULL, names_both, 2);
+	r = must_recv(&b);
+	envoy__service__discovery__v3__discovery_response__free_unpacked(r, NULL);
+	ck_assert_int_eq(atomic_load(&resolve_calls), 2);
+	ck_assert_uint_eq(stage_keys(), 2);
+	ck_assert_uint_eq(xds_server_proxy_keys(srv), 2);
+
+	/* one replica gone: its key stays for the other */
+	ads_client_close(&a1);
+	ads_client_close(&b);
+	for (i = 0; i < WAIT_MS / 10 && (stage_keys() != 1 || xds_server_proxy_keys(srv) != 1); i++)
+		usleep(10000);
+	/* the cache holds no key that no current stream uses */
+	ck_assert_uint_eq(stage_keys(), 1);
+	ck_assert_uint_eq(xds_server_proxy_keys(srv), 1);
+	{
+		struct cfg_kv kv = { .key = "app", .value = "alpha" };
+		struct cfg_labels l = { .v = &kv, .n = 1 };
+		char *key = NULL;
+		bool has;
+
+		ck_assert_int_eq(xds_proxy_key(XDS_FLAVOUR_PROXYLESS, "ns1", &l, &key), 0);
+		pthread_mutex_lock(&stage_lock);
+		has = push_stage_has_key(stage, key);
+		pthread_mutex_unlock(&stage_lock);
+		free(key);
+		ck_assert(has);
+	}
+	ads_client_close(&a2);
+	for (i = 0; i < WAIT_MS / 10 && stage_keys() != 0; i++)
+		usleep(10000);
+	ck_assert_uint_eq(stage_keys(), 0);
+	ck_assert_uint_eq(xds_server_proxy_keys(srv), 0);
+}
+END_TEST
+
 static Suite *resolve_suite(void)
 {
 	Suite *s = suite_create("xds_server_resolve");
@@ -349,6 +454,7 @@ static Suite *resolve_suite(void)
 	tcase_add_test(tc, namespace_from_node_id_and_unknown_names);
 	tcase_add_test(tc, cached_until_model_changes);
 	tcase_add_test(tc, streams_resolved_apart);
+	tcase_add_test(tc, replicas_share_one_build_keys_dropped);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -4,7 +4,7 @@
  */
 #include "common/buf.h"
 #include "controlplane/config/config.h"
-#include "controlplane/debug/metrics.h"
+#include "controlplane/metrics/metrics.h"
 
 #include <check.h>
 #include <ctype.h>

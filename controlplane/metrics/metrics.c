@@ -7,7 +7,7 @@
  * Istio's pilot metrics where one exists; meshd-specific ones start with
  * meshd_.  Process metrics follow the Prometheus client conventions.
  */
-#include "controlplane/debug/metrics.h"
+#include "controlplane/metrics/metrics.h"
 
 #include "common/err.h"
 #include "controlplane/config/config.h"

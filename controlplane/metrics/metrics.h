@@ -2,13 +2,16 @@
  * metrics.h - meshd's Prometheus metrics, with Istio's names where they exist.
  *
  * A fixed set of counters, gauges and one histogram, updated with atomics
- * from any thread and rendered by /metrics.
+ * from any thread and rendered by /metrics.  A leaf module: the ADS server,
+ * the sources and the push stage update it; debug/ only renders it.  It
+ * includes nothing from debug/, xds/ or the sources (the type enum comes
+ * from common/xds/types.h), so every writer can use it without a cycle.
  */
 #ifndef MESH_METRICS_H
 #define MESH_METRICS_H
 
 #include "common/buf.h"
-#include "controlplane/xds/resource.h"
+#include "common/xds/types.h"
 
 #include <stdint.h>
 

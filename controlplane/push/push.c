@@ -1,0 +1,530 @@
+/*
+ * push.c - the push stage (see push.h): one debounce for every source, then
+ * store -> model -> generators -> ADS server, on the config thread.
+ *
+ * Before this stage the file source debounced inotify events itself and
+ * main.c debounced Kubernetes changes again; now both report here and one
+ * window decides.  The file source is read only when the window closes,
+ * which keeps the property its own debounce had: a file being written is
+ * not parsed before the writes have been quiet for --debounce-after.
+ *
+ * Per-proxy keys (see push.h) live in a list owned by the config thread:
+ * each holds its workload (flavour, namespace, labels), every name asked
+ * for it (capped), the set last built and the newest request it answers.
+ * A rebuilt set equal to the previous one (same names and hashes) is not
+ * published again: the xDS thread would find nothing to send.
+ */
+#include "controlplane/push/push.h"
+
+#include "common/log.h"
+#include "common/queue.h"
+#include "controlplane/debounce/debounce.h"
+#include "controlplane/file/source.h"
+#include "controlplane/gen/gen.h"
+#include "controlplane/metrics/metrics.h"
+#include "controlplane/model/model.h"
+#include "controlplane/xds/server.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SCOPE "push"
+/* Names cached per key (the xDS side asks at most as many per key). */
+#define PUSH_MAX_PROXY_NAMES 1024
+
+struct push__name {
+	enum xds_type type;
+	char *name;
+};
+
+struct push__key {
+	struct push__key *next;
+	char *key;
+	enum xds_flavour flavour;
+	char *ns;
+	struct cfg_labels *labels;   /* never NULL */
+	struct push__name *names;
+	size_t n, cap;
+	struct xds_snapshot *snap;   /* last built; NULL before the first build */
+	uint64_t asked;              /* newest request taken */
+	uint64_t answered;           /* newest request a published set answers */
+	bool dirty;                  /* names added since the last build */
+};
+
+struct push_stage {
+	struct push_stage_config cfg;
+	struct xds_server *xds;      /* borrowed; NULL: build only */
+	struct debounce window;
+	bool files_moved;            /* read the file source when the window closes */
+	bool store_changed;          /* the store changed under us (Kubernetes) */
+	struct gen_cache *gen_cache; /* encoded resources kept across pushes */
+	uint64_t builds;
+	uint64_t rejections_counted;
+	struct mesh_queue reqs;      /* xDS thread -> here: struct xds_proxy_req */
+	struct push__key *keys;
+	size_t nkeys;
+
+	pthread_mutex_t lock;        /* guards model and cfg for other threads */
+	struct model *model;
+	struct cfg_snapshot *cfg_snap;
+};
+
+/* What the generators report (they do no I/O themselves) goes to the log. */
+static void push__gen_note(void *ctx, enum gen_note_level level, const char *scope, const char *msg)
+{
+	(void)ctx;
+	if (level == GEN_NOTE_ERROR)
+		log_error(scope, "%s", msg);
+	else
+		log_warn(scope, "%s", msg);
+}
+
+static const struct gen_notes push__notes = { push__gen_note, NULL };
+
+/* The default per-proxy builder: the inbound listeners of xDS-enabled
+ * gRPC servers (only the proxyless flavour has a generator yet). */
+static int push__build_default(void *ctx, const struct model *m, const struct push_workload *w, enum xds_type t,
+			       const char *name, uint8_t **data, size_t *len)
+{
+	struct gen_workload gw = { w->ns, w->labels };
+
+	(void)ctx;
+	if (t != XDS_LISTENER || w->flavour != XDS_FLAVOUR_PROXYLESS)
+		return -ENOENT;
+	return gen_inbound_listener(m, &gen_profile_proxyless, &gw, name, &push__notes, data, len);
+}
+
+static void push__key_free(struct push__key *k)
+{
+	size_t i;
+
+	if (!k)
+		return;
+	for (i = 0; i < k->n; i++)
+		free(k->names[i].name);
+	free(k->names);
+	free(k->key);
+	free(k->ns);
+	if (k->labels) {
+		for (i = 0; i < k->labels->n; i++) {
+			free(k->labels->v[i].key);
+			free(k->labels->v[i].value);
+		}
+		free(k->labels->v);
+		free(k->labels);
+	}
+	xds_snapshot_unref(k->snap);
+	free(k);
+}
+
+static struct push__key **push__key_find(struct push_stage *p, const char *key)
+{
+	struct push__key **pp;
+
+	for (pp = &p->keys; *pp; pp = &(*pp)->next)
+		if (strcmp((*pp)->key, key) == 0)
+			return pp;
+	return NULL;
+}
+
+/* Whether sets a and b hold the same resources (names and hashes). */
+static bool push__same_set(const struct xds_snapshot *a, const struct xds_snapshot *b)
+{
+	size_t i;
+	int t;
+
+	if (!a || !b)
+		return false;
+	for (t = 0; t < XDS_TYPE_COUNT; t++) {
+		if (a->sets[t].n != b->sets[t].n)
+			return false;
+		for (i = 0; i < a->sets[t].n; i++)
+			if (a->sets[t].v[i].hash != b->sets[t].v[i].hash ||
+			    strcmp(a->sets[t].v[i].name, b->sets[t].v[i].name) != 0)
+				return false;
+	}
+	return true;
+}
+
+/* Build every name of k against m.  Returns 1 when the set changed (k->snap
+ * is the new one), 0 when it did not, or -ENOMEM (k keeps its old set). */
+static int push__key_build(struct push_stage *p, struct push__key *k, const struct model *m)
+{
+	struct push_workload w = { k->flavour, k->ns, k->labels };
+	push_build_fn build = p->cfg.build ? p->cfg.build : push__build_default;
+	struct xds_snapshot *snap = xds_snapshot_new();
+	size_t i;
+	int rc;
+
+	if (!snap)
+		return -ENOMEM;
+	k->dirty = false;
+	for (i = 0; i < k->n; i++) {
+		uint8_t *data = NULL;
+		size_t len = 0;
+
+		rc = build(p->cfg.build_ctx, m, &w, k->names[i].type, k->names[i].name, &data, &len);
+		if (rc == 0)
+			rc = xds_snapshot_add(snap, k->names[i].type, k->names[i].name, data, len);
+		free(data);
+		if (rc < 0 && rc != -ENOENT)
+			log_warn(SCOPE, "cannot build %s %.200s: %s", xds_type_short(k->names[i].type), k->names[i].name,
+				 mesh_strerror(rc));
+	}
+	xds_snapshot_seal(snap);
+	if (push__same_set(snap, k->snap)) {
+		xds_snapshot_unref(snap);
+		return 0;
+	}
+	xds_snapshot_unref(k->snap);
+	k->snap = snap;
+	return 1;
+}
+
+/* One request from the xDS thread (taken). */
+static void push__take_request(struct push_stage *p, struct xds_proxy_req *r)
+{
+	struct push__key **pp = push__key_find(p, r->key), *k;
+	struct push__name *v;
+	size_t i;
+
+	if (r->kind == XDS_PROXY_RELEASE) {
+		if (pp) {
+			k = *pp;
+			*pp = k->next;
+			p->nkeys--;
+			push__key_free(k);
+		}
+		goto out;
+	}
+	if (pp) {
+		k = *pp;
+	} else {
+		k = calloc(1, sizeof(*k));
+		if (!k)
+			goto oom;
+		/* the request's workload becomes the key's */
+		k->key = r->key;
+		k->ns = r->ns;
+		k->labels = r->labels;
+		k->flavour = r->flavour;
+		r->key = NULL;
+		r->ns = NULL;
+		r->labels = NULL;
+		k->next = p->keys;
+		p->keys = k;
+		p->nkeys++;
+	}
+	if (r->seq > k->asked)
+		k->asked = r->seq;
+	for (i = 0; i < k->n; i++)
+		if (k->names[i].type == r->type && strcmp(k->names[i].name, r->name) == 0)
+			goto out;
+	if (k->n >= PUSH_MAX_PROXY_NAMES)
+		goto out; /* answered, absent */
+	if (k->n == k->cap) {
+		size_t cap = k->cap ? k->cap * 2 : 4;
+		v = realloc(k->names, cap * sizeof(*v));
+		if (!v)
+			goto oom;
+		k->names = v;
+		k->cap = cap;
+	}
+	k->names[k->n].type = r->type;
+	k->names[k->n].name = r->name;
+	r->name = NULL;
+	k->n++;
+	k->dirty = true;
+	goto out;
+oom:
+	log_error(SCOPE, "out of memory: per-proxy %.200s stays unknown", r->name ? r->name : "");
+out:
+	xds_proxy_req_free(r);
+}
+
+/* Take every queued request.  Returns how many. */
+static int push__take_requests(struct push_stage *p)
+{
+	struct mesh_queue_item *it = mesh_queue_take(&p->reqs), *next;
+	int n = 0;
+
+	for (; it; it = next, n++) {
+		next = it->next;
+		push__take_request(p, mesh_container_of(it, struct xds_proxy_req, qi));
+	}
+	return n;
+}
+
+/* Build the keys that need it against m (all of them when all is set) and
+ * publish, with snap for proxyless streams when given, the sets that
+ * changed or answer new requests. */
+static void push__publish_keys(struct push_stage *p, const struct model *m, bool all, struct xds_snapshot *snap)
+{
+	struct xds_proxy_set *sets = NULL;
+	struct push__key *k;
+	size_t n = 0;
+
+	if (p->nkeys) {
+		sets = calloc(p->nkeys, sizeof(*sets));
+		if (!sets)
+			log_error(SCOPE, "out of memory: per-proxy sets wait for the next push");
+	}
+	for (k = p->keys; k && sets; k = k->next) {
+		int changed = 0;
+
+		if (all || k->dirty)
+			changed = push__key_build(p, k, m);
+		if (changed < 0 || !k->snap)
+			continue;
+		if (changed == 0 && k->answered >= k->asked)
+			continue;
+		k->answered = k->asked;
+		sets[n].key = k->key;
+		sets[n].snap = k->snap;
+		sets[n].answered = k->answered;
+		n++;
+	}
+	if (p->xds && (snap || n))
+		xds_server_publish_push(p->xds, XDS_FLAVOUR_PROXYLESS, snap, sets, n);
+	free(sets);
+}
+
+void push_stage_want(void *ctx, struct xds_proxy_req *req)
+{
+	struct push_stage *p = ctx;
+
+	mesh_queue_push(&p->reqs, &req->qi);
+}
+
+int push_stage_fd(const struct push_stage *p)
+{
+	return mesh_queue_fd(&p->reqs);
+}
+
+int push_stage_handle(struct push_stage *p)
+{
+	int n = push__take_requests(p);
+
+	/* before the first model the first push answers them */
+	if (n && p->model)
+		push__publish_keys(p, p->model, false, NULL);
+	return n;
+}
+
+size_t push_stage_proxy_keys(const struct push_stage *p)
+{
+	return p->nkeys;
+}
+
+bool push_stage_has_key(const struct push_stage *p, const char *key)
+{
+	return push__key_find((struct push_stage *)p, key) != NULL;
+}
+
+void push_stage_publish(struct push_stage *p, struct xds_snapshot *snap, struct model *m)
+{
+	struct model *old;
+
+	(void)push__take_requests(p);
+	push__publish_keys(p, m, true, snap);
+	model_ref(m);
+	pthread_mutex_lock(&p->lock);
+	old = p->model;
+	p->model = m;
+	pthread_mutex_unlock(&p->lock);
+	model_unref(old);
+}
+
+int push_stage_new(const struct push_stage_config *cfg, struct push_stage **out)
+{
+	struct push_stage *p = calloc(1, sizeof(*p));
+	int rc;
+
+	*out = NULL;
+	if (!p)
+		return -ENOMEM;
+	rc = mesh_queue_init(&p->reqs);
+	if (rc < 0) {
+		free(p);
+		return rc;
+	}
+	p->cfg = *cfg;
+	debounce_init(&p->window, cfg->debounce_after, cfg->debounce_max);
+	pthread_mutex_init(&p->lock, NULL);
+	*out = p;
+	return 0;
+}
+
+void push_stage_free(struct push_stage *p)
+{
+	if (!p)
+		return;
+	/* the server is stopped: nothing pushes any more */
+	(void)push__take_requests(p);
+	mesh_queue_cleanup(&p->reqs);
+	while (p->keys) {
+		struct push__key *k = p->keys;
+		p->keys = k->next;
+		push__key_free(k);
+	}
+	gen_cache_free(p->gen_cache);
+	model_unref(p->model);
+	cfg_snapshot_unref(p->cfg_snap);
+	pthread_mutex_destroy(&p->lock);
+	free(p);
+}
+
+void push_stage_set_server(struct push_stage *p, struct xds_server *xds)
+{
+	p->xds = xds;
+}
+
+void push_stage_changed(struct push_stage *p, enum push_change c, int64_t now)
+{
+	if (c == PUSH_CHANGE_FILES)
+		p->files_moved = true;
+	else
+		p->store_changed = true;
+	debounce_change(&p->window, now);
+}
+
+int push_stage_timeout_ms(const struct push_stage *p, int64_t now)
+{
+	return debounce_timeout_ms(&p->window, now);
+}
+
+/* Count rejections the store saw since the last call in /metrics. */
+static void push__count_rejections(struct push_stage *p, const struct cfg_snapshot *cfg)
+{
+	if (cfg->total_rejections > p->rejections_counted) {
+		metrics_config_rejected(cfg->total_rejections - p->rejections_counted);
+		p->rejections_counted = cfg->total_rejections;
+	}
+}
+
+int push_stage_push(struct push_stage *p)
+{
+	struct cfg_snapshot *cfg, *old_cfg;
+	struct model *m;
+	struct xds_snapshot *xs = NULL;
+	int rc, k;
+
+	cfg = cfg_store_snapshot(p->cfg.store);
+	if (!cfg)
+		return -ENOMEM;
+	m = model_build(cfg, p->cfg.domain, p->cfg.root_namespace);
+	if (!m) {
+		cfg_snapshot_unref(cfg);
+		return -ENOMEM;
+	}
+	m->trust_domain = p->cfg.trust_domain; /* options outlive the stage */
+	if (!p->gen_cache)
+		p->gen_cache = gen_cache_new();
+	/* without a cache (out of memory) every push is a full build */
+	rc = p->gen_cache ? gen_snapshot_cached(p->gen_cache, m, &gen_profile_proxyless, &push__notes, &xs) :
+			    gen_snapshot(m, &gen_profile_proxyless, &push__notes, &xs);
+	if (rc < 0) {
+		/* keep serving the last good snapshot */
+		log_error(SCOPE, "generating xDS failed: %s; proxies keep the previous config", mesh_strerror(rc));
+		model_unref(m);
+		cfg_snapshot_unref(cfg);
+		return rc;
+	}
+	p->builds++;
+	/* this build took every change the store had: only unread files keep
+	 * the window open */
+	p->store_changed = false;
+	if (!p->files_moved)
+		debounce_init(&p->window, p->cfg.debounce_after, p->cfg.debounce_max);
+	push_stage_publish(p, xs, m);
+	xds_snapshot_unref(xs);
+
+	for (k = 0; k < CFG_KIND_COUNT; k++)
+		metrics_config_objects(k, cfg->n_objects[k]);
+	push__count_rejections(p, cfg);
+	metrics_config_reload();
+
+	pthread_mutex_lock(&p->lock);
+	old_cfg = p->cfg_snap;
+	p->cfg_snap = cfg;
+	pthread_mutex_unlock(&p->lock);
+	log_info("meshd", "config generation %llu: %zu services, %zu errors", (unsigned long long)cfg->generation,
+		 m->n_services, cfg->n_errors);
+	model_unref(m); /* the stage holds it */
+	cfg_snapshot_unref(old_cfg);
+	return 0;
+}
+
+void push_stage_refresh_errors(struct push_stage *p)
+{
+	struct cfg_snapshot *cfg = cfg_store_snapshot(p->cfg.store), *old = NULL;
+	uint64_t gen = 0;
+	size_t nerr = 0;
+
+	if (!cfg)
+		return;
+	push__count_rejections(p, cfg);
+	pthread_mutex_lock(&p->lock);
+	if (!p->cfg_snap || p->cfg_snap->generation != cfg->generation) {
+		old = p->cfg_snap;
+		p->cfg_snap = cfg;
+		gen = cfg->generation;
+		nerr = cfg->n_errors;
+		cfg = NULL;
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (old)
+		log_info("meshd", "config generation %llu: served objects unchanged, %zu errors",
+			 (unsigned long long)gen, nerr);
+	cfg_snapshot_unref(old);
+	cfg_snapshot_unref(cfg);
+}
+
+int push_stage_tick(struct push_stage *p, int64_t now)
+{
+	int changed = 0, rc;
+
+	if (!debounce_take(&p->window, now))
+		return 0;
+	if (p->files_moved && p->cfg.files) {
+		p->files_moved = false;
+		changed = file_source_reload(p->cfg.files);
+		if (changed < 0) {
+			log_error(SCOPE, "reading the config directory: %s", mesh_strerror(changed));
+			changed = 0;
+		}
+	}
+	if (changed == 0 && !p->store_changed) {
+		push_stage_refresh_errors(p);
+		return 0;
+	}
+	rc = push_stage_push(p);
+	return rc < 0 ? rc : 1;
+}
+
+uint64_t push_stage_builds(const struct push_stage *p)
+{
+	return p->builds;
+}
+
+struct model *push_stage_model(struct push_stage *p)
+{
+	struct model *m;
+
+	pthread_mutex_lock(&p->lock);
+	m = model_ref(p->model);
+	pthread_mutex_unlock(&p->lock);
+	return m;
+}
+
+struct cfg_snapshot *push_stage_config(struct push_stage *p)
+{
+	struct cfg_snapshot *s;
+
+	pthread_mutex_lock(&p->lock);
+	s = cfg_snapshot_ref(p->cfg_snap);
+	pthread_mutex_unlock(&p->lock);
+	return s;
+}
