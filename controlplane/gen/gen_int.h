@@ -129,6 +129,14 @@ Envoy__Config__Core__V3__TransportSocket *gen__downstream_tls(struct arena *a);
  * ADS (RDS route_name), http filters fault then router (last). */
 Google__Protobuf__Any *gen__outbound_hcm(const struct gen_ctx *g, struct arena *a, const char *route_name);
 
+/* The VirtualHost "HOST:PORT" of svc on port (route.c): routes from the
+ * VirtualServices (per caller g->caller when the profile says so) or the
+ * default route; domains as the profile's client kind needs them.
+ * Returns 0 and *out (in a), or a negative code. */
+struct Envoy__Config__Route__V3__VirtualHost;
+MESH_MUST_CHECK int gen__virtual_host(const struct gen_ctx *g, const struct model_service *svc, uint32_t port,
+				      struct arena *a, struct Envoy__Config__Route__V3__VirtualHost **out);
+
 /* Serialise msg and add it to the snapshot under name.
  * Returns 0, -ENOMEM, or -MESH_ETOOBIG past GEN_RESOURCE_MAX (noted). */
 MESH_MUST_CHECK int gen__emit(const struct gen_ctx *g, struct xds_snapshot *s, enum xds_type t, const char *name,
