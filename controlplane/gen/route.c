@@ -392,6 +392,8 @@ static void gen_resolve_dest(const struct gen_rctx *c, const char *vs_ns,
 	d->subset = rd->destination.subset;
 	d->weight = rd->weight < 0 ? 0 : gen__clamp_u32(rd->weight);
 	d->ns = ds ? ds->ns : vs_ns;
+	if (c->g->caller && c->g->p->per_caller_matches)
+		d->ns = gen__workload_ns(c->g->caller);   /* the DestinationRule the caller sees */
 	d->headers = &rd->headers;
 }
 
