@@ -22,7 +22,9 @@
 #include "envoy/config/cluster/v3/cluster.pb-c.h"
 #include "envoy/config/cluster/v3/circuit_breaker.pb-c.h"
 #include "envoy/config/cluster/v3/outlier_detection.pb-c.h"
+#include "envoy/config/core/v3/address.pb-c.h"
 #include "envoy/config/endpoint/v3/endpoint.pb-c.h"
+#include "envoy/config/endpoint/v3/endpoint_components.pb-c.h"
 #include "envoy/extensions/transport_sockets/raw_buffer/v3/raw_buffer.pb-c.h"
 #include "envoy/extensions/upstreams/http/v3/http_protocol_options.pb-c.h"
 #include "envoy/type/v3/percent.pb-c.h"
@@ -220,6 +222,37 @@ static bool gen_port_h2(const struct model_service *svc, uint32_t port, const st
 	return false;
 }
 
+/* One locality with the endpoint host:port (weight 1). */
+static int gen_host_endpoint(struct arena *a, const char *host, uint32_t port,
+			     Envoy__Config__Endpoint__V3__ClusterLoadAssignment *cla)
+{
+	Envoy__Config__Endpoint__V3__LocalityLbEndpoints *le =
+		gen__msg(a, &envoy__config__endpoint__v3__locality_lb_endpoints__descriptor);
+	Envoy__Config__Endpoint__V3__LbEndpoint *lbe = gen__msg(a, &envoy__config__endpoint__v3__lb_endpoint__descriptor);
+	Envoy__Config__Endpoint__V3__Endpoint *ep = gen__msg(a, &envoy__config__endpoint__v3__endpoint__descriptor);
+	Envoy__Config__Core__V3__Address *ad = gen__msg(a, &envoy__config__core__v3__address__descriptor);
+	Envoy__Config__Core__V3__SocketAddress *sa = gen__msg(a, &envoy__config__core__v3__socket_address__descriptor);
+
+	if (!le || !lbe || !ep || !ad || !sa || !(le->lb_endpoints = arena_calloc(a, 1, sizeof(*le->lb_endpoints))) ||
+	    !(cla->endpoints = arena_calloc(a, 1, sizeof(*cla->endpoints))) || !(lbe->load_balancing_weight = gen__u32(a, 1)) ||
+	    !(le->load_balancing_weight = gen__u32(a, 1)) || !(le->locality = gen__msg(a, &envoy__config__core__v3__locality__descriptor)))
+		return -ENOMEM;
+	sa->address = (char *)host;
+	sa->port_specifier_case = ENVOY__CONFIG__CORE__V3__SOCKET_ADDRESS__PORT_SPECIFIER_PORT_VALUE;
+	sa->port_value = port;
+	ad->address_case = ENVOY__CONFIG__CORE__V3__ADDRESS__ADDRESS_SOCKET_ADDRESS;
+	ad->socket_address = sa;
+	ep->address = ad;
+	lbe->host_identifier_case = ENVOY__CONFIG__ENDPOINT__V3__LB_ENDPOINT__HOST_IDENTIFIER_ENDPOINT;
+	lbe->endpoint = ep;
+	lbe->health_status = ENVOY__CONFIG__CORE__V3__HEALTH_STATUS__HEALTHY;
+	le->lb_endpoints[0] = lbe;
+	le->n_lb_endpoints = 1;
+	cla->endpoints[0] = le;
+	cla->n_endpoints = 1;
+	return 0;
+}
+
 /* What istiod's cluster builder sets beyond the merged policy (profile
  * cluster_extras): common_lb_config (panic threshold = outlier
  * minHealthPercent, 0 by default, when outlier detection is on;
@@ -336,6 +369,13 @@ static int gen_cluster_extras(const struct gen_ctx *g, const struct model_servic
 		rc = gen__assignment(g, svc, pi, subset, subset ? gen__subset_labels(gen__dr(g, svc), subset) : NULL, a, &cla);
 		if (rc < 0)
 			return rc;
+		/* Istio: a DNS ServiceEntry without endpoints resolves its
+		 * host (the cluster's one endpoint is HOST:PORT) */
+		if (svc->n_endpoints == 0 && !subset) {
+			rc = gen_host_endpoint(a, svc->hostname, port, cla);
+			if (rc < 0)
+				return rc;
+		}
 		c->load_assignment = cla;
 	}
 	return 0;

@@ -509,15 +509,15 @@ static int gen_outbound_listener(struct gen_sc *sc, const char *bind, uint32_t p
 	struct arena *a = sc->a;
 	gen_chain *chains[1];
 
-	l.name = arena_printf(a, "%s_%u", bind, port);
-	if (!l.name || !f || !(chains[0] = gen_chain1(a, NULL, NULL, f, NULL)) ||
-	    !(l.default_filter_chain = gen_chain1(a, GEN_PASSTHROUGH_CHAIN, NULL, gen_tcp_proxy(a, gen_egress_cluster(sc)), NULL)))
-		return -ENOMEM;
 	/* captureMode NONE: the application calls 127.0.0.1:PORT and the
 	 * listener binds it; otherwise iptables sends traffic to 15001 and
 	 * virtualOutbound hands it over by original destination. */
 	if (sc->scope->capture_none && strcmp(bind, "0.0.0.0") == 0)
 		bind = "127.0.0.1";
+	l.name = arena_printf(a, "%s_%u", bind, port);
+	if (!l.name || !f || !(chains[0] = gen_chain1(a, NULL, NULL, f, NULL)) ||
+	    !(l.default_filter_chain = gen_chain1(a, GEN_PASSTHROUGH_CHAIN, NULL, gen_tcp_proxy(a, gen_egress_cluster(sc)), NULL)))
+		return -ENOMEM;
 	if (!(l.address = gen_addr(a, bind, port)))
 		return -ENOMEM;
 	if (!sc->scope->capture_none && !(l.bind_to_port = gen__bool(a, false)))
