@@ -7,7 +7,8 @@
  *
  * A case directory holds config/ (what `meshd --config-dir` reads),
  * optionally proxies.yaml (per-proxy inbound listener requests, see
- * golden_proxies_load()) and expected/FLAVOUR/ with lds.json, rds.json,
+ * golden_proxies_load()), sidecar.yaml (the workload of the sidecar
+ * flavour, see golden_sidecar_load()) and expected/FLAVOUR/ with lds.json, rds.json,
  * cds.json, eds.json (each a JSON array of the resources of that type,
  * sorted by name) and inbound-N.json (the listener of the N-th proxy of
  * proxies.yaml, 1-based).  The config is loaded as meshd loads it (file
