@@ -21,7 +21,12 @@
 #include "envoy/config/listener/v3/listener.pb-c.h"
 #include "envoy/config/rbac/v3/rbac.pb-c.h"
 #include "envoy/config/route/v3/route.pb-c.h"
+#include "envoy/extensions/filters/http/cors/v3/cors.pb-c.h"
 #include "envoy/extensions/filters/http/fault/v3/fault.pb-c.h"
+#include "envoy/extensions/filters/listener/http_inspector/v3/http_inspector.pb-c.h"
+#include "envoy/extensions/filters/listener/original_dst/v3/original_dst.pb-c.h"
+#include "envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.pb-c.h"
+#include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb-c.h"
 #include "envoy/extensions/filters/http/rbac/v3/rbac.pb-c.h"
 #include "envoy/extensions/filters/http/router/v3/router.pb-c.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
@@ -31,8 +36,11 @@
 #include "envoy/extensions/load_balancing_policies/ring_hash/v3/ring_hash.pb-c.h"
 #include "envoy/extensions/load_balancing_policies/round_robin/v3/round_robin.pb-c.h"
 #include "envoy/extensions/load_balancing_policies/wrr_locality/v3/wrr_locality.pb-c.h"
+#include "envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.pb-c.h"
+#include "envoy/extensions/transport_sockets/raw_buffer/v3/raw_buffer.pb-c.h"
 #include "envoy/extensions/transport_sockets/tls/v3/secret.pb-c.h"
 #include "envoy/extensions/transport_sockets/tls/v3/tls.pb-c.h"
+#include "envoy/extensions/upstreams/http/v3/http_protocol_options.pb-c.h"
 #include "google/protobuf/any.pb-c.h"
 #include "google/protobuf/duration.pb-c.h"
 #include "google/protobuf/empty.pb-c.h"
@@ -71,6 +79,15 @@ static const ProtobufCMessageDescriptor *const pbjson__builtin[] = {
 	&envoy__extensions__filters__http__rbac__v3__rbacper_route__descriptor,
 	&envoy__extensions__transport_sockets__tls__v3__upstream_tls_context__descriptor,
 	&envoy__extensions__transport_sockets__tls__v3__downstream_tls_context__descriptor,
+	/* sidecar: listener filters, TCP proxy, CORS, retry predicate, upstream HTTP options */
+	&envoy__extensions__filters__listener__original_dst__v3__original_dst__descriptor,
+	&envoy__extensions__filters__listener__tls_inspector__v3__tls_inspector__descriptor,
+	&envoy__extensions__filters__listener__http_inspector__v3__http_inspector__descriptor,
+	&envoy__extensions__filters__network__tcp_proxy__v3__tcp_proxy__descriptor,
+	&envoy__extensions__filters__http__cors__v3__cors__descriptor,
+	&envoy__extensions__retry__host__previous_hosts__v3__previous_hosts_predicate__descriptor,
+	&envoy__extensions__transport_sockets__raw_buffer__v3__raw_buffer__descriptor,
+	&envoy__extensions__upstreams__http__v3__http_protocol_options__descriptor,
 	&envoy__extensions__load_balancing_policies__round_robin__v3__round_robin__descriptor,
 	&envoy__extensions__load_balancing_policies__ring_hash__v3__ring_hash__descriptor,
 	&envoy__extensions__load_balancing_policies__least_request__v3__least_request__descriptor,

@@ -22,6 +22,13 @@
 #include "envoy/config/cluster/v3/cluster.pb-c.h"
 #include "envoy/config/cluster/v3/circuit_breaker.pb-c.h"
 #include "envoy/config/cluster/v3/outlier_detection.pb-c.h"
+#include "envoy/config/core/v3/address.pb-c.h"
+#include "envoy/config/endpoint/v3/endpoint.pb-c.h"
+#include "envoy/config/endpoint/v3/endpoint_components.pb-c.h"
+#include "envoy/extensions/transport_sockets/raw_buffer/v3/raw_buffer.pb-c.h"
+#include "envoy/extensions/upstreams/http/v3/http_protocol_options.pb-c.h"
+#include "envoy/type/v3/percent.pb-c.h"
+#include "google/protobuf/struct.pb-c.h"
 
 #include <string.h>
 
@@ -29,6 +36,14 @@
 #define GEN_CONNECT_TIMEOUT_NS (10LL * 1000000000LL)
 /* Outlier detection: the enforcement percentage of an enabled detector. */
 #define GEN_ENFORCE_ON 100u
+/* The key of typed_extension_protocol_options Istio uses. */
+#define GEN_HTTP_OPTIONS "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+bool gen__dns_cluster(const struct gen_ctx *g, const struct model_service *svc)
+{
+	return g->p->cluster_extras &&
+	       (svc->resolution == CFG_RESOLUTION_DNS || svc->resolution == CFG_RESOLUTION_DNS_ROUND_ROBIN);
+}
 
 /* ---------------------------------------------------------------- CDS */
 
@@ -43,15 +58,23 @@ static bool gen_opt_u32(struct arena *a, int64_t v, Google__Protobuf__UInt32Valu
 	return *out != NULL;
 }
 
-static int gen_circuit_breakers(struct arena *a, const struct cfg_connection_pool *cp,
+/* cp may be NULL (no connectionPool): with defaults (Istio's
+ * getDefaultCircuitBreakerThresholds: every limit at its maximum,
+ * track_remaining) the unset limits are sent at their maximum. */
+static int gen_circuit_breakers(struct arena *a, const struct cfg_connection_pool *cp, bool defaults,
 				Envoy__Config__Cluster__V3__CircuitBreakers **out)
 {
+	static const struct cfg_connection_pool none = {
+		.max_connections = -1, .http1_max_pending_requests = -1, .http2_max_requests = -1, .max_retries = -1,
+	};
 	Envoy__Config__Cluster__V3__CircuitBreakers *cb =
 		gen__msg(a, &envoy__config__cluster__v3__circuit_breakers__descriptor);
 	Envoy__Config__Cluster__V3__CircuitBreakers__Thresholds *t =
 		gen__msg(a, &envoy__config__cluster__v3__circuit_breakers__thresholds__descriptor);
 
 	*out = NULL;
+	if (!cp)
+		cp = &none;
 	if (!cb || !t || !(cb->thresholds = arena_calloc(a, 1, sizeof(*cb->thresholds))))
 		return -ENOMEM;
 	if (!gen_opt_u32(a, cp->max_connections, &t->max_connections) ||
@@ -59,13 +82,21 @@ static int gen_circuit_breakers(struct arena *a, const struct cfg_connection_poo
 	    !gen_opt_u32(a, cp->http2_max_requests, &t->max_requests) ||
 	    !gen_opt_u32(a, cp->max_retries, &t->max_retries))
 		return -ENOMEM;
+	if (defaults) {
+		if ((!t->max_connections && !(t->max_connections = gen__u32(a, UINT32_MAX))) ||
+		    (!t->max_pending_requests && !(t->max_pending_requests = gen__u32(a, UINT32_MAX))) ||
+		    (!t->max_requests && !(t->max_requests = gen__u32(a, UINT32_MAX))) ||
+		    (!t->max_retries && !(t->max_retries = gen__u32(a, UINT32_MAX))))
+			return -ENOMEM;
+		t->track_remaining = true;
+	}
 	cb->thresholds[0] = t;
 	cb->n_thresholds = 1;
 	*out = cb;
 	return 0;
 }
 
-static int gen_outlier(struct arena *a, const struct cfg_outlier_detection *od,
+static int gen_outlier(struct arena *a, const struct cfg_outlier_detection *od, bool extras,
 		       Envoy__Config__Cluster__V3__OutlierDetection **out)
 {
 	Envoy__Config__Cluster__V3__OutlierDetection *o =
@@ -101,6 +132,15 @@ static int gen_outlier(struct arena *a, const struct cfg_outlier_detection *od,
 	/* success-rate ejection off, as Istio sends it */
 	if (!(o->enforcing_success_rate = gen__u32(a, 0)))
 		goto out;
+	if (extras && od->split_external_local_origin_errors) {
+		o->split_external_local_origin_errors = true;
+		if (od->consecutive_local_origin_failures > 0 &&
+		    (!(o->consecutive_local_origin_failure = gen__u32(a, gen__clamp_u32(od->consecutive_local_origin_failures))) ||
+		     !(o->enforcing_consecutive_local_origin_failure = gen__u32(a, GEN_ENFORCE_ON))))
+			goto out;
+		if (!(o->enforcing_local_origin_success_rate = gen__u32(a, 0)))
+			goto out;
+	}
 	*out = o;
 	rc = 0;
 out:
@@ -126,6 +166,221 @@ static Envoy__Config__Cluster__V3__Cluster__LbPolicy gen_lb_simple(const struct 
 	}
 }
 
+/* Auto mTLS as Istio sends it to sidecars: the TLS socket only to
+ * endpoints whose metadata says tlsMode istio ("tlsMode-istio"), raw
+ * buffer to the others ("tlsMode-disabled"). */
+static int gen_tls_matches(struct arena *a, Envoy__Config__Cluster__V3__Cluster *c)
+{
+	Envoy__Extensions__TransportSockets__RawBuffer__V3__RawBuffer raw =
+		ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__RAW_BUFFER__V3__RAW_BUFFER__INIT;
+	Envoy__Config__Cluster__V3__Cluster__TransportSocketMatch *m[2];
+	Envoy__Config__Core__V3__TransportSocket *rs = gen__msg(a, &envoy__config__core__v3__transport_socket__descriptor);
+	Google__Protobuf__Struct *st = gen__msg(a, &google__protobuf__struct__descriptor);
+	Google__Protobuf__Struct__FieldsEntry *f = gen__msg(a, &google__protobuf__struct__fields_entry__descriptor);
+	Google__Protobuf__Value *v = gen__msg(a, &google__protobuf__value__descriptor);
+	Google__Protobuf__Struct *empty = gen__msg(a, &google__protobuf__struct__descriptor);
+	size_t i;
+
+	for (i = 0; i < 2; i++)
+		if (!(m[i] = gen__msg(a, &envoy__config__cluster__v3__cluster__transport_socket_match__descriptor)))
+			return -ENOMEM;
+	if (!rs || !st || !f || !v || !empty || !(st->fields = arena_calloc(a, 1, sizeof(*st->fields))) ||
+	    !(c->transport_socket_matches = arena_calloc(a, 2, sizeof(*c->transport_socket_matches))))
+		return -ENOMEM;
+	v->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
+	v->string_value = "istio";
+	f->key = "tlsMode";
+	f->value = v;
+	st->fields[0] = f;
+	st->n_fields = 1;
+	m[0]->name = "tlsMode-istio";
+	m[0]->match = st;
+	m[0]->transport_socket = c->transport_socket;
+	rs->name = "envoy.transport_sockets.raw_buffer";
+	rs->config_type_case = ENVOY__CONFIG__CORE__V3__TRANSPORT_SOCKET__CONFIG_TYPE_TYPED_CONFIG;
+	if (!(rs->typed_config = gen__any(a, &raw.base)))
+		return -ENOMEM;
+	m[1]->name = "tlsMode-disabled";
+	m[1]->match = empty;
+	m[1]->transport_socket = rs;
+	c->transport_socket_matches[0] = m[0];
+	c->transport_socket_matches[1] = m[1];
+	c->n_transport_socket_matches = 2;
+	c->transport_socket = NULL;
+	return 0;
+}
+
+static bool gen_port_h2(const struct model_service *svc, uint32_t port, const struct cfg_connection_pool *cp)
+{
+	size_t i;
+
+	if (cp->set && cp->h2_upgrade_policy && strcmp(cp->h2_upgrade_policy, "UPGRADE") == 0)
+		return true;
+	for (i = 0; i < svc->n_ports; i++)
+		if (svc->ports[i].number == port)
+			return strcmp(svc->ports[i].protocol, "HTTP2") == 0 || strcmp(svc->ports[i].protocol, "GRPC") == 0;
+	return false;
+}
+
+/* One locality with the endpoint host:port (weight 1). */
+static int gen_host_endpoint(struct arena *a, const char *host, uint32_t port,
+			     Envoy__Config__Endpoint__V3__ClusterLoadAssignment *cla)
+{
+	Envoy__Config__Endpoint__V3__LocalityLbEndpoints *le =
+		gen__msg(a, &envoy__config__endpoint__v3__locality_lb_endpoints__descriptor);
+	Envoy__Config__Endpoint__V3__LbEndpoint *lbe = gen__msg(a, &envoy__config__endpoint__v3__lb_endpoint__descriptor);
+	Envoy__Config__Endpoint__V3__Endpoint *ep = gen__msg(a, &envoy__config__endpoint__v3__endpoint__descriptor);
+	Envoy__Config__Core__V3__Address *ad = gen__msg(a, &envoy__config__core__v3__address__descriptor);
+	Envoy__Config__Core__V3__SocketAddress *sa = gen__msg(a, &envoy__config__core__v3__socket_address__descriptor);
+
+	if (!le || !lbe || !ep || !ad || !sa || !(le->lb_endpoints = arena_calloc(a, 1, sizeof(*le->lb_endpoints))) ||
+	    !(cla->endpoints = arena_calloc(a, 1, sizeof(*cla->endpoints))) || !(lbe->load_balancing_weight = gen__u32(a, 1)) ||
+	    !(le->load_balancing_weight = gen__u32(a, 1)) || !(le->locality = gen__msg(a, &envoy__config__core__v3__locality__descriptor)))
+		return -ENOMEM;
+	sa->address = (char *)host;
+	sa->port_specifier_case = ENVOY__CONFIG__CORE__V3__SOCKET_ADDRESS__PORT_SPECIFIER_PORT_VALUE;
+	sa->port_value = port;
+	ad->address_case = ENVOY__CONFIG__CORE__V3__ADDRESS__ADDRESS_SOCKET_ADDRESS;
+	ad->socket_address = sa;
+	ep->address = ad;
+	lbe->host_identifier_case = ENVOY__CONFIG__ENDPOINT__V3__LB_ENDPOINT__HOST_IDENTIFIER_ENDPOINT;
+	lbe->endpoint = ep;
+	lbe->health_status = ENVOY__CONFIG__CORE__V3__HEALTH_STATUS__HEALTHY;
+	le->lb_endpoints[0] = lbe;
+	le->n_lb_endpoints = 1;
+	cla->endpoints[0] = le;
+	cla->n_endpoints = 1;
+	return 0;
+}
+
+/* What istiod's cluster builder sets beyond the merged policy (profile
+ * cluster_extras): common_lb_config (panic threshold = outlier
+ * minHealthPercent, 0 by default, when outlier detection is on;
+ * locality-weighted with localityLbSetting distribute), MAGLEV,
+ * upstream HttpProtocolOptions (idle timeout, max requests per
+ * connection, max connection duration; HTTP/2 to HTTP2/gRPC ports or
+ * with h2UpgradePolicy UPGRADE), STRICT_DNS / LOGICAL_DNS with the
+ * endpoints inline for DNS ServiceEntries. */
+static int gen_cluster_extras(const struct gen_ctx *g, const struct model_service *svc, uint32_t port,
+			      const char *subset, const struct cfg_traffic_policy *pol, struct arena *a,
+			      Envoy__Config__Cluster__V3__Cluster *c)
+{
+	const struct cfg_connection_pool *cp = &pol->connection_pool;
+	const struct cfg_load_balancer *lb = &pol->load_balancer;
+	Envoy__Config__Cluster__V3__Cluster__CommonLbConfig *cl =
+		gen__msg(a, &envoy__config__cluster__v3__cluster__common_lb_config__descriptor);
+	bool h2 = gen_port_h2(svc, port, cp);
+	bool common = cp->set && (cp->idle_timeout > 0 || cp->max_requests_per_connection > 0 ||
+				  cp->max_connection_duration > 0);
+	size_t i;
+
+	if (!cl)
+		return -ENOMEM;
+	c->common_lb_config = cl;
+	if (pol->outlier_detection.set) {
+		Envoy__Type__V3__Percent *pct = gen__msg(a, &envoy__type__v3__percent__descriptor);
+		int64_t min = pol->outlier_detection.min_health_percent;
+
+		if (!pct)
+			return -ENOMEM;
+		pct->value = min > 0 ? (double)(min > 100 ? 100 : min) : 0;
+		cl->healthy_panic_threshold = pct;
+	}
+	if (lb->set && lb->locality.set && lb->locality.enabled != 0 && lb->locality.n_distribute) {
+		cl->locality_config_specifier_case =
+			ENVOY__CONFIG__CLUSTER__V3__CLUSTER__COMMON_LB_CONFIG__LOCALITY_CONFIG_SPECIFIER_LOCALITY_WEIGHTED_LB_CONFIG;
+		if (!(cl->locality_weighted_lb_config = gen__msg(
+			      a, &envoy__config__cluster__v3__cluster__common_lb_config__locality_weighted_lb_config__descriptor)))
+			return -ENOMEM;
+	}
+	if (lb->set && lb->has_consistent_hash && lb->consistent_hash.maglev) {
+		c->lb_policy = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__MAGLEV;
+		c->lb_config_case = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_CONFIG_MAGLEV_LB_CONFIG;
+		if (!(c->maglev_lb_config = gen__msg(a, &envoy__config__cluster__v3__cluster__maglev_lb_config__descriptor)))
+			return -ENOMEM;
+		c->ring_hash_lb_config = NULL;
+	}
+	if (h2 || common) {
+		Envoy__Extensions__Upstreams__Http__V3__HttpProtocolOptions hpo =
+			ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__INIT;
+		Envoy__Extensions__Upstreams__Http__V3__HttpProtocolOptions__ExplicitHttpConfig *ex = gen__msg(
+			a, &envoy__extensions__upstreams__http__v3__http_protocol_options__explicit_http_config__descriptor);
+		Envoy__Config__Cluster__V3__Cluster__TypedExtensionProtocolOptionsEntry *e =
+			gen__msg(a, &envoy__config__cluster__v3__cluster__typed_extension_protocol_options_entry__descriptor);
+
+		if (!ex || !e)
+			return -ENOMEM;
+		if (h2) {
+			ex->protocol_config_case =
+				ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__EXPLICIT_HTTP_CONFIG__PROTOCOL_CONFIG_HTTP2_PROTOCOL_OPTIONS;
+			ex->http2_protocol_options = gen__msg(a, &envoy__config__core__v3__http2_protocol_options__descriptor);
+			if (!ex->http2_protocol_options)
+				return -ENOMEM;
+			if (cp->set && cp->max_concurrent_streams > 0 &&
+			    !(ex->http2_protocol_options->max_concurrent_streams = gen__u32(a, (uint32_t)cp->max_concurrent_streams)))
+				return -ENOMEM;
+		} else {
+			ex->protocol_config_case =
+				ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__EXPLICIT_HTTP_CONFIG__PROTOCOL_CONFIG_HTTP_PROTOCOL_OPTIONS;
+			ex->http_protocol_options = gen__msg(a, &envoy__config__core__v3__http1_protocol_options__descriptor);
+			if (!ex->http_protocol_options)
+				return -ENOMEM;
+		}
+		hpo.upstream_protocol_options_case =
+			ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__UPSTREAM_PROTOCOL_OPTIONS_EXPLICIT_HTTP_CONFIG;
+		hpo.explicit_http_config = ex;
+		if (common) {
+			Envoy__Config__Core__V3__HttpProtocolOptions *ho =
+				gen__msg(a, &envoy__config__core__v3__http_protocol_options__descriptor);
+
+			if (!ho)
+				return -ENOMEM;
+			if (cp->idle_timeout > 0 && !(ho->idle_timeout = gen__duration(a, cp->idle_timeout)))
+				return -ENOMEM;
+			if (cp->max_connection_duration > 0 &&
+			    !(ho->max_connection_duration = gen__duration(a, cp->max_connection_duration)))
+				return -ENOMEM;
+			if (cp->max_requests_per_connection > 0 &&
+			    !(ho->max_requests_per_connection = gen__u32(a, gen__clamp_u32(cp->max_requests_per_connection))))
+				return -ENOMEM;
+			hpo.common_http_protocol_options = ho;
+		}
+		e->key = GEN_HTTP_OPTIONS;
+		if (!(e->value = gen__any(a, &hpo.base)) ||
+		    !(c->typed_extension_protocol_options = arena_calloc(a, 1, sizeof(*c->typed_extension_protocol_options))))
+			return -ENOMEM;
+		c->typed_extension_protocol_options[0] = e;
+		c->n_typed_extension_protocol_options = 1;
+	}
+	if (gen__dns_cluster(g, svc)) {
+		Envoy__Config__Endpoint__V3__ClusterLoadAssignment *cla;
+		size_t pi = 0;
+		int rc;
+
+		for (i = 0; i < svc->n_ports; i++)
+			if (svc->ports[i].number == port)
+				pi = i;
+		c->type = svc->resolution == CFG_RESOLUTION_DNS_ROUND_ROBIN ?
+				  ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__LOGICAL_DNS :
+				  ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__STRICT_DNS;
+		c->eds_cluster_config = NULL;
+		c->dns_lookup_family = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DNS_LOOKUP_FAMILY__V4_ONLY;
+		c->respect_dns_ttl = true;
+		rc = gen__assignment(g, svc, pi, subset, subset ? gen__subset_labels(gen__dr(g, svc), subset) : NULL, a, &cla);
+		if (rc < 0)
+			return rc;
+		/* Istio: a DNS ServiceEntry without endpoints resolves its
+		 * host (the cluster's one endpoint is HOST:PORT) */
+		if (svc->n_endpoints == 0 && !subset) {
+			rc = gen_host_endpoint(a, svc->hostname, port, cla);
+			if (rc < 0)
+				return rc;
+		}
+		c->load_assignment = cla;
+	}
+	return 0;
+}
+
 static int gen_cluster(const struct gen_ctx *g, const struct model_service *svc, uint32_t port,
 		       const struct cfg_object *dr, const char *subset, struct arena *a, struct xds_snapshot *snap)
 {
@@ -136,6 +391,7 @@ static int gen_cluster(const struct gen_ctx *g, const struct model_service *svc,
 	const struct cfg_connection_pool *cp;
 	const struct cfg_load_balancer *lb;
 	int64_t connect = GEN_CONNECT_TIMEOUT_NS;
+	bool auto_match = false;
 	int rc = -ENOMEM;
 
 	model_dr_policy(dr, subset, port, &pol);
@@ -173,19 +429,29 @@ static int gen_cluster(const struct gen_ctx *g, const struct model_service *svc,
 		c.lb_config_case = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_CONFIG_RING_HASH_LB_CONFIG;
 		c.ring_hash_lb_config = rh;
 	}
-	if (cp->set) {
-		rc = gen_circuit_breakers(a, cp, &c.circuit_breakers);
+	if (cp->set || g->p->cluster_extras) {
+		rc = gen_circuit_breakers(a, cp->set ? cp : NULL, g->p->cluster_extras, &c.circuit_breakers);
 		if (rc < 0)
 			goto out;
 	}
 	if (pol.outlier_detection.set) {
-		rc = gen_outlier(a, &pol.outlier_detection, &c.outlier_detection);
+		rc = gen_outlier(a, &pol.outlier_detection, g->p->cluster_extras, &c.outlier_detection);
 		if (rc < 0)
 			goto out;
 	}
-	rc = gen__upstream_tls(g, svc, port, subset, dr, &pol.tls, a, &c.transport_socket);
+	rc = gen__upstream_tls(g, svc, port, subset, dr, &pol.tls, a, &c.transport_socket, &auto_match);
 	if (rc < 0)
 		goto out;
+	if (auto_match && c.transport_socket) {
+		rc = gen_tls_matches(a, &c);
+		if (rc < 0)
+			goto out;
+	}
+	if (g->p->cluster_extras) {
+		rc = gen_cluster_extras(g, svc, port, subset, &pol, a, &c);
+		if (rc < 0)
+			goto out;
+	}
 	rc = gen__emit(g, snap, XDS_CLUSTER, c.name, &c.base);
 out:
 	return rc;
@@ -194,7 +460,7 @@ out:
 int gen__clusters(const struct gen_ctx *g, const struct model_service *svc, struct arena *a,
 		  struct xds_snapshot *snap)
 {
-	const struct cfg_object *dr = model_destination_rule(g->m, svc->hostname, svc->ns);
+	const struct cfg_object *dr = gen__dr(g, svc);
 	size_t i, j;
 	int rc = 0;
 

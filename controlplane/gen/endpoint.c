@@ -11,9 +11,11 @@
 #include "controlplane/gen/gen_int.h"
 
 #include "common/err.h"
+#include "controlplane/model/policy.h"
 
 #include "envoy/config/endpoint/v3/endpoint.pb-c.h"
 #include "envoy/config/endpoint/v3/endpoint_components.pb-c.h"
+#include "google/protobuf/struct.pb-c.h"
 
 #include <arpa/inet.h>
 #include <stdlib.h>
@@ -24,6 +26,7 @@ struct gen_ep {
 	const char *address;
 	uint32_t port;
 	uint32_t weight;
+	const char *tls_mode;        /* profile tls_mode_match: "istio", "disabled" or NULL */
 };
 
 static int gen_ep_cmp(const void *x, const void *y)
@@ -37,6 +40,8 @@ static int gen_ep_cmp(const void *x, const void *y)
 		c = a->port < b->port ? -1 : a->port > b->port;
 	if (c == 0)
 		c = a->weight < b->weight ? -1 : a->weight > b->weight;
+	if (c == 0)
+		c = strcmp(a->tls_mode ? a->tls_mode : "", b->tls_mode ? b->tls_mode : "");
 	return c;
 }
 
@@ -90,25 +95,75 @@ static Envoy__Config__Endpoint__V3__LbEndpoint *gen_lb_endpoint(struct arena *a,
 	lbe->host_identifier_case = ENVOY__CONFIG__ENDPOINT__V3__LB_ENDPOINT__HOST_IDENTIFIER_ENDPOINT;
 	lbe->endpoint = ep;
 	lbe->health_status = ENVOY__CONFIG__CORE__V3__HEALTH_STATUS__HEALTHY;
+	if (e->tls_mode && !(lbe->metadata = gen__tls_mode_metadata(a, e->tls_mode)))
+		return NULL;
 	return lbe;
 }
 
-/* The assignment for one cluster of service port pi; sel NULL = all
- * endpoints, else those whose labels match it.  eps: scratch, one slot per
- * endpoint of the service. */
-static int gen_assignment(const struct gen_ctx *g, const struct model_service *svc, size_t pi, const char *subset,
-			  const struct cfg_labels *sel, struct gen_ep *eps,
-			  struct arena *a, struct xds_snapshot *snap)
+/* Istio's tlsMode of an endpoint for auto mTLS: its
+ * security.istio.io/tlsMode label, "disabled" when PeerAuthentication
+ * disables mTLS on its port; NULL without the label. */
+static const char *gen_ep_tls_mode(const struct gen_ctx *g, const struct model_service *svc,
+				   const struct model_endpoint *e, uint32_t port)
 {
-	Envoy__Config__Endpoint__V3__ClusterLoadAssignment cla =
-		ENVOY__CONFIG__ENDPOINT__V3__CLUSTER_LOAD_ASSIGNMENT__INIT;
+	const struct cfg_labels *l = e->labels ? e->labels : &gen__no_labels;
+	struct gen_workload w = { .ns = e->ns ? e->ns : svc->ns, .labels = l };
+	size_t i;
+
+	for (i = 0; i < l->n; i++) {
+		if (strcmp(l->v[i].key, GEN_TLS_MODE_LABEL) != 0)
+			continue;
+		if (model_peer_authn(g->m, w.ns, l, port) == CFG_MTLS_DISABLE)
+			return "disabled";
+		return l->v[i].value;
+	}
+	return NULL;
+}
+
+Envoy__Config__Core__V3__Metadata *gen__tls_mode_metadata(struct arena *a, const char *mode)
+{
+	Envoy__Config__Core__V3__Metadata *md = gen__msg(a, &envoy__config__core__v3__metadata__descriptor);
+	Envoy__Config__Core__V3__Metadata__FilterMetadataEntry *fe =
+		gen__msg(a, &envoy__config__core__v3__metadata__filter_metadata_entry__descriptor);
+	Google__Protobuf__Struct *st = gen__msg(a, &google__protobuf__struct__descriptor);
+	Google__Protobuf__Struct__FieldsEntry *f = gen__msg(a, &google__protobuf__struct__fields_entry__descriptor);
+	Google__Protobuf__Value *v = gen__msg(a, &google__protobuf__value__descriptor);
+
+	if (!md || !fe || !st || !f || !v || !(md->filter_metadata = arena_calloc(a, 1, sizeof(*md->filter_metadata))) ||
+	    !(st->fields = arena_calloc(a, 1, sizeof(*st->fields))))
+		return NULL;
+	v->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
+	v->string_value = (char *)mode;
+	f->key = "tlsMode";
+	f->value = v;
+	st->fields[0] = f;
+	st->n_fields = 1;
+	fe->key = GEN_TLS_MATCH_METADATA;
+	fe->value = st;
+	md->filter_metadata[0] = fe;
+	md->n_filter_metadata = 1;
+	return md;
+}
+
+int gen__assignment(const struct gen_ctx *g, const struct model_service *svc, size_t pi, const char *subset,
+		    const struct cfg_labels *sel, struct arena *a,
+		    Envoy__Config__Endpoint__V3__ClusterLoadAssignment **out)
+{
+	Envoy__Config__Endpoint__V3__ClusterLoadAssignment *clap =
+		gen__msg(a, &envoy__config__endpoint__v3__cluster_load_assignment__descriptor);
 	static const struct cfg_labels no_labels;
 	const struct model_port *mp = &svc->ports[pi];
+	struct gen_ep *eps = NULL;
 	size_t i, n = 0, start, n_loc = 0;
 	int rc = -ENOMEM;
 
-	cla.cluster_name = gen__cluster_name(a, mp->number, subset, svc->hostname);
-	if (!cla.cluster_name)
+	*out = NULL;
+	if (!clap)
+		goto out;
+	if (svc->n_endpoints && !(eps = arena_calloc(a, svc->n_endpoints, sizeof(*eps))))
+		goto out;
+	clap->cluster_name = gen__cluster_name(a, mp->number, subset, svc->hostname);
+	if (!clap->cluster_name)
 		goto out;
 	for (i = 0; i < svc->n_endpoints; i++) {
 		const struct model_endpoint *e = &svc->endpoints[i];
@@ -124,6 +179,7 @@ static int gen_assignment(const struct gen_ctx *g, const struct model_service *s
 		eps[n].address = e->address;
 		eps[n].port = port;
 		eps[n].weight = e->weight ? e->weight : 1;
+		eps[n].tls_mode = g->p->tls_mode_match ? gen_ep_tls_mode(g, svc, e, port) : NULL;
 		n++;
 	}
 	if (n)
@@ -131,7 +187,7 @@ static int gen_assignment(const struct gen_ctx *g, const struct model_service *s
 	for (i = 0; i < n; i++)
 		if (i == 0 || strcmp(eps[i].locality, eps[i - 1].locality) != 0)
 			n_loc++;
-	if (n_loc && !(cla.endpoints = arena_calloc(a, n_loc, sizeof(*cla.endpoints))))
+	if (n_loc && !(clap->endpoints = arena_calloc(a, n_loc, sizeof(*clap->endpoints))))
 		goto out;
 	for (start = 0; start < n;) {
 		Envoy__Config__Endpoint__V3__LocalityLbEndpoints *le =
@@ -153,30 +209,42 @@ static int gen_assignment(const struct gen_ctx *g, const struct model_service *s
 		if (g->p->locality_weights &&
 		    !(le->load_balancing_weight = gen__u32(a, sum > UINT32_MAX ? UINT32_MAX : (uint32_t)sum)))
 			goto out;
-		cla.endpoints[cla.n_endpoints++] = le;
+		clap->endpoints[clap->n_endpoints++] = le;
 		start = end;
 	}
-	rc = gen__emit(g, snap, XDS_ENDPOINT, cla.cluster_name, &cla.base);
+	*out = clap;
+	rc = 0;
 out:
+	return rc;
+}
+
+static int gen_assignment(const struct gen_ctx *g, const struct model_service *svc, size_t pi, const char *subset,
+			  const struct cfg_labels *sel, struct arena *a, struct xds_snapshot *snap)
+{
+	Envoy__Config__Endpoint__V3__ClusterLoadAssignment *cla;
+	int rc = gen__assignment(g, svc, pi, subset, sel, a, &cla);
+
+	if (rc == 0)
+		rc = gen__emit(g, snap, XDS_ENDPOINT, cla->cluster_name, &cla->base);
 	return rc;
 }
 
 int gen__endpoints(const struct gen_ctx *g, const struct model_service *svc, struct arena *a,
 		   struct xds_snapshot *snap)
 {
-	const struct cfg_object *dr = model_destination_rule(g->m, svc->hostname, svc->ns);
-	struct gen_ep *eps = NULL;
+	const struct cfg_object *dr = gen__dr(g, svc);
 	size_t i, j;
 	int rc = 0;
 
-	if (svc->n_endpoints && !(eps = arena_calloc(a, svc->n_endpoints, sizeof(*eps))))
-		return -ENOMEM;
+	/* DNS clusters carry their endpoints inline (cluster.c) */
+	if (gen__dns_cluster(g, svc))
+		return 0;
 	for (i = 0; i < svc->n_ports && rc == 0; i++) {
-		rc = gen_assignment(g, svc, i, NULL, NULL, eps, a, snap);
+		rc = gen_assignment(g, svc, i, NULL, NULL, a, snap);
 		for (j = 0; dr && j < dr->spec.dr.n_subsets && rc == 0; j++) {
 			const struct cfg_subset *ss = &dr->spec.dr.subsets[j];
 
-			rc = gen_assignment(g, svc, i, ss->name, &ss->labels, eps, a, snap);
+			rc = gen_assignment(g, svc, i, ss->name, &ss->labels, a, snap);
 		}
 	}
 	return rc;

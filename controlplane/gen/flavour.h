@@ -10,7 +10,8 @@
  *
  * Flags marked "slot" name Istio features that no builder emits yet; they
  * are kept so that the builder that adds them has a place to read from, and
- * every profile sets them false today.
+ * every profile sets them false today.  Every flag added for the sidecar
+ * is false for proxyless clients, whose output stays as it was.
  */
 #ifndef MESH_GEN_FLAVOUR_H
 #define MESH_GEN_FLAVOUR_H
@@ -34,10 +35,15 @@ struct gen_profile {
 	 * the calling workload (its output is per caller); false: the output
 	 * is shared by every caller, so such matches are left out. */
 	bool per_caller_matches;
-	bool redirects;              /* slot: redirect and directResponse routes */
-	bool rewrites;               /* slot: uri / authority rewrites */
-	bool mirror;                 /* slot: request mirroring */
-	bool header_edits;           /* slot: request / response header edits */
+	bool redirects;              /* redirect routes (directResponse: slot, the decoder rejects it) */
+	bool rewrites;               /* uri prefix / authority rewrites */
+	bool mirror;                 /* request mirroring, with its percentage */
+	bool header_edits;           /* request / response header set, add, remove */
+	/* Istio's sidecar retry extras: retry_host_predicate previous_hosts
+	 * with host_selection_retry_max_attempts 5 (not with a hash policy),
+	 * status codes of retryOn as retriable_status_codes; every virtual
+	 * host with include_request_attempt_count. */
+	bool istio_retry;
 
 	/* ---- clusters and endpoints (CDS, EDS) */
 	/* LEAST_REQUEST and RANDOM load balancing, LEAST_REQUEST by default
@@ -51,6 +57,19 @@ struct gen_profile {
 	 * cannot resolve names from EDS). */
 	bool endpoint_hostnames;
 	bool tls_files;              /* slot: DestinationRule SIMPLE / MUTUAL from certificate files */
+	/* What istiod's cluster builder adds for Envoy: default circuit
+	 * breaker thresholds (max, track_remaining), common_lb_config with
+	 * the panic-threshold rule, MAGLEV, upstream HttpProtocolOptions
+	 * (idle timeout, requests per connection, HTTP/2 to HTTP2 / gRPC
+	 * ports), STRICT_DNS clusters for DNS ServiceEntries. */
+	bool cluster_extras;
+	/* Certificates over SDS (secrets "default" and "ROOTCA"), as Envoy
+	 * sidecars get them; false: certificate provider instances. */
+	bool sds_tls;
+	/* Auto mTLS the sidecar way: endpoints carry
+	 * envoy.transport_socket_match {tlsMode} metadata and clusters pick
+	 * TLS with transport_socket_matches; false: TLS decided per cluster. */
+	bool tls_mode_match;
 
 	/* ---- listeners (LDS) */
 	/* Outbound listeners bound to 0.0.0.0:PORT with the HTTP connection
@@ -72,5 +91,12 @@ struct gen_profile {
  * of LEAST_REQUEST, total_weight equal to the sum, locality weights, the
  * router filter last, no redirects, rewrites, mirrors or header edits. */
 extern const struct gen_profile gen_profile_proxyless;
+
+/* Envoy and meshproxy sidecars, as istiod's sidecar generator serves
+ * them (DESIGN.md "xDS conventions"): string_match, LEAST_REQUEST by
+ * default, listeners with addresses, RBAC audit, PERMISSIVE ports taking
+ * TLS and plaintext, redirects, rewrites, mirrors, header edits, matches
+ * evaluated per caller. */
+extern const struct gen_profile gen_profile_sidecar;
 
 #endif

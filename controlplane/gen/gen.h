@@ -94,11 +94,77 @@ MESH_MUST_CHECK int gen_grpc_snapshot_cached(struct gen_cache *c, const struct m
 /* Istio's label telling that a workload takes mTLS (auto mTLS). */
 #define GEN_TLS_MODE_LABEL "security.istio.io/tlsMode"
 
+/* What a `Sidecar` resource says for one workload (gen_sidecar_snapshot):
+ * the services it sees, its inbound ports, where unknown destinations
+ * go and whether traffic is captured. */
+enum gen_outbound_policy { GEN_OUTBOUND_ALLOW_ANY, GEN_OUTBOUND_REGISTRY_ONLY };
+
+struct gen_sidecar_ingress {
+	uint32_t port;                    /* the port the workload receives on */
+	const char *protocol;             /* upper-case, e.g. "HTTP", "TCP"; NULL: "TCP" */
+	const char *name;                 /* port name; may be NULL */
+	const char *bind;                 /* NULL: 0.0.0.0 */
+	const char *default_endpoint;     /* "127.0.0.1:PORT" or "0.0.0.0:PORT"; NULL: 127.0.0.1:port */
+};
+
+struct gen_sidecar_scope {
+	/* egress hosts, "NS/HOST" as Sidecar.egress[].hosts: NS "*" any,
+	 * "." the workload's, "~" none; HOST "*", "*.suffix" or a name.
+	 * NULL: every service (Istio's default without a Sidecar). */
+	const struct cfg_strs *egress_hosts;
+	/* ingress listeners; none: the ports of the workload's service
+	 * instances, to 127.0.0.1:PORT */
+	const struct gen_sidecar_ingress *ingress;
+	size_t n_ingress;
+	enum gen_outbound_policy outbound; /* ALLOW_ANY by default, as Istio */
+	/* captureMode NONE: no virtualOutbound/virtualInbound; ingress
+	 * ports and outbound ports bind themselves (127.0.0.1 outbound). */
+	bool capture_none;
+};
+
 /* The workload a per-proxy resource is built for. */
 struct gen_workload {
 	const char *ns;                   /* namespace; NULL: "default" */
 	const struct cfg_labels *labels;  /* NULL: no labels */
 };
+
+/* What else the sidecar generator knows of the node (a separate struct,
+ * so that callers initialising gen_workload positionally stay valid).
+ * Zero / NULL means unknown. */
+struct gen_node {
+	const char *ip;                   /* node IP (node id TYPE~IP~...) */
+	const char *service_account;      /* node metadata SERVICE_ACCOUNT */
+	const struct gen_sidecar_scope *scope; /* the Sidecar that applies; NULL: none */
+};
+
+/* Everything one sidecar proxy (Envoy or meshproxy) of workload w
+ * receives, as istiod's sidecar generator builds it (DESIGN.md "xDS
+ * conventions", sidecar): LDS virtualOutbound (15001), virtualInbound
+ * (15006) and one outbound listener per service port ("0.0.0.0_PORT",
+ * HTTP connection manager with RDS "PORT", or TCP proxy; "VIP_PORT" where
+ * a TCP port is shared); RDS "PORT" with one virtual host per service
+ * plus allow_any / block_all; CDS outbound|PORT|SUBSET|HOST, inbound|PORT||,
+ * BlackHoleCluster, PassthroughCluster, InboundPassthroughCluster; EDS
+ * for the EDS clusters.  p is normally &gen_profile_sidecar.  Pure: the
+ * same model and workload give the same bytes.  The workload's service
+ * instances (its inbound ports) are found by w's namespace and labels,
+ * then by node->ip; node->scope (a Sidecar resource) limits the services
+ * and sets the inbound ports.  w and node may be NULL.  Returns 0
+ * and a new sealed snapshot in *out (the caller unrefs it), or a negative
+ * code (noted).  Not cached: the caller keys results by what the output
+ * depends on (namespace, labels, IP, scope). */
+MESH_MUST_CHECK int gen_sidecar_snapshot(const struct model *m, const struct gen_profile *p,
+					 const struct gen_workload *w, const struct gen_node *node,
+					 const struct gen_notes *notes, struct xds_snapshot **out);
+
+/* Istio's names (pilot/pkg/networking/util, pilot/pkg/model/listener.go). */
+#define GEN_VIRTUAL_OUTBOUND       "virtualOutbound"
+#define GEN_VIRTUAL_INBOUND        "virtualInbound"
+#define GEN_BLACKHOLE_CLUSTER      "BlackHoleCluster"
+#define GEN_PASSTHROUGH_CLUSTER    "PassthroughCluster"
+#define GEN_INBOUND_PASSTHROUGH    "InboundPassthroughCluster"
+#define GEN_OUTBOUND_PORT          15001
+#define GEN_INBOUND_PORT           15006
 
 /* Whether a server of profile p on that workload port requires mTLS (the
  * PeerAuthentication mode from model_peer_authn()): STRICT does; DISABLE

@@ -107,6 +107,12 @@ Envoy__Config__Core__V3__TransportSocket *gen__tls_socket(struct arena *a, const
  * any peer the roots validate).  NULL on out-of-memory. */
 Envoy__Extensions__TransportSockets__Tls__V3__CommonTlsContext *gen__common_tls(struct arena *a, char *const *sans,
 									      size_t n_sans);
+/* The same with the certificate "default" and the roots "ROOTCA" as SDS
+ * secrets over ADS (profile sds_tls, how Envoy sidecars take them) and
+ * the ALPN protocols alpn. */
+Envoy__Extensions__TransportSockets__Tls__V3__CommonTlsContext *gen__common_tls_sds(struct arena *a, char *const *sans,
+										  size_t n_sans, const char *const *alpn,
+										  size_t n_alpn);
 /* The client side of mTLS for cluster (port, subset) of svc: a
  * TransportSocket with an UpstreamTlsContext when tls (the merged
  * DestinationRule setting, may be NULL) says ISTIO_MUTUAL, accepting its
@@ -114,12 +120,26 @@ Envoy__Extensions__TransportSockets__Tls__V3__CommonTlsContext *gen__common_tls(
  * the ServiceEntry's subjectAltNames); with no mode set, auto mTLS sends
  * the same when every endpoint of the cluster has a service account and
  * requires mTLS on its port (gen_server_mtls, for servers of the same
- * profile).  *out stays NULL for plaintext.  Returns 0, -ENOMEM or
- * -MESH_ETOOBIG past GEN_MAX_SANS. */
+ * profile).  With the profile's tls_mode_match, auto mTLS instead
+ * always builds the socket (SANs: the endpoints' identities) and sets
+ * *auto_match: the caller sends it only to endpoints labelled
+ * tlsMode=istio (transport_socket_matches), as Istio does for sidecars.
+ * *out stays NULL for plaintext.  Returns 0, -ENOMEM or -MESH_ETOOBIG
+ * past GEN_MAX_SANS. */
 MESH_MUST_CHECK int gen__upstream_tls(const struct gen_ctx *g, const struct model_service *svc, uint32_t port,
 				      const char *subset, const struct cfg_object *dr,
 				      const struct cfg_client_tls *tls, struct arena *a,
-				      Envoy__Config__Core__V3__TransportSocket **out);
+				      Envoy__Config__Core__V3__TransportSocket **out, bool *auto_match);
+
+/* The DestinationRule for svc as the generation sees it: from the
+ * caller's namespace when built per caller (p->per_caller_matches),
+ * otherwise from the service's namespace. */
+static inline const struct cfg_object *gen__dr(const struct gen_ctx *g, const struct model_service *svc)
+{
+	const char *ns = g->caller && g->p->per_caller_matches ? gen__workload_ns(g->caller) : svc->ns;
+
+	return model_destination_rule(g->m, svc->hostname, ns);
+}
 /* The server side: a TransportSocket with a DownstreamTlsContext that
  * requires a client certificate from the "default" provider's roots, no
  * SAN matching.  NULL on out-of-memory. */
@@ -128,6 +148,35 @@ Envoy__Config__Core__V3__TransportSocket *gen__downstream_tls(struct arena *a);
 /* The outbound HttpConnectionManager (listener.c) as an Any: routes over
  * ADS (RDS route_name), http filters fault then router (last). */
 Google__Protobuf__Any *gen__outbound_hcm(const struct gen_ctx *g, struct arena *a, const char *route_name);
+
+/* The VirtualHost "HOST:PORT" of svc on port (route.c): routes from the
+ * VirtualServices (per caller g->caller when the profile says so) or the
+ * default route; domains as the profile's client kind needs them.
+ * Returns 0 and *out (in a), or a negative code. */
+struct Envoy__Config__Route__V3__VirtualHost;
+MESH_MUST_CHECK int gen__virtual_host(const struct gen_ctx *g, const struct model_service *svc, uint32_t port,
+				      struct arena *a, struct Envoy__Config__Route__V3__VirtualHost **out);
+
+/* The ClusterLoadAssignment of cluster (port index pi, subset) of svc
+ * (endpoint.c): sel NULL = every endpoint, else those whose labels match
+ * it.  Returns 0 and *out (in a), or -ENOMEM. */
+struct Envoy__Config__Endpoint__V3__ClusterLoadAssignment;
+MESH_MUST_CHECK int gen__assignment(const struct gen_ctx *g, const struct model_service *svc, size_t pi,
+				    const char *subset, const struct cfg_labels *sel, struct arena *a,
+				    struct Envoy__Config__Endpoint__V3__ClusterLoadAssignment **out);
+/* Metadata envoy.transport_socket_match {tlsMode: mode}; NULL on OOM. */
+#define GEN_TLS_MATCH_METADATA "envoy.transport_socket_match"
+Envoy__Config__Core__V3__Metadata *gen__tls_mode_metadata(struct arena *a, const char *mode);
+/* Whether svc is served as a DNS cluster with inline endpoints
+ * (profile cluster_extras, a DNS ServiceEntry): no EDS for it. */
+bool gen__dns_cluster(const struct gen_ctx *g, const struct model_service *svc);
+/* The labels of subset `name` of dr, or NULL. */
+static inline const struct cfg_labels *gen__subset_labels(const struct cfg_object *dr, const char *name)
+{
+	const struct cfg_subset *ss = dr ? model_subset(dr, name) : NULL;
+
+	return ss ? &ss->labels : NULL;
+}
 
 /* Serialise msg and add it to the snapshot under name.
  * Returns 0, -ENOMEM, or -MESH_ETOOBIG past GEN_RESOURCE_MAX (noted). */

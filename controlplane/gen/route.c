@@ -30,6 +30,7 @@
 #include "envoy/config/route/v3/route_components.pb-c.h"
 #include "envoy/extensions/filters/http/fault/v3/fault.pb-c.h"
 #include "envoy/extensions/filters/common/fault/v3/fault.pb-c.h"
+#include "envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.pb-c.h"
 #include "envoy/type/matcher/v3/regex.pb-c.h"
 #include "envoy/type/matcher/v3/string.pb-c.h"
 #include "envoy/type/v3/percent.pb-c.h"
@@ -51,6 +52,11 @@ typedef Envoy__Config__Route__V3__RouteAction__HashPolicy gen_hash;
 #define GEN_PER_MILLION      1000000u
 /* Routes in one RouteConfiguration. */
 #define GEN_MAX_ROUTES       4096
+/* Istio's retry host predicate and its host selection attempts. */
+#define GEN_PREVIOUS_HOSTS   "envoy.retry_host_predicates.previous_hosts"
+#define GEN_HOST_SELECTION_ATTEMPTS 5
+
+static Envoy__Type__V3__FractionalPercent *gen_percent(struct arena *a, double pct);
 
 struct gen_rctx {
 	const struct gen_ctx *g;
@@ -61,6 +67,9 @@ struct gen_rctx {
 	gen_route **routes;
 	size_t n_routes, cap_routes;
 	bool done;                   /* a catch-all was emitted */
+	/* header edits of the one destination of the last action built
+	 * (profile header_edits; NULL for weighted clusters) */
+	const struct cfg_headers *dest_headers;
 };
 
 static int gen_push_route(struct gen_rctx *c, gen_route *r)
@@ -364,6 +373,7 @@ struct gen_dest {
 	const char *subset;
 	uint32_t weight;
 	const char *ns;              /* namespace the DestinationRule is looked up from */
+	const struct cfg_headers *headers; /* the destination's header edits */
 };
 
 static void gen_resolve_dest(const struct gen_rctx *c, const char *vs_ns,
@@ -382,6 +392,9 @@ static void gen_resolve_dest(const struct gen_rctx *c, const char *vs_ns,
 	d->subset = rd->destination.subset;
 	d->weight = rd->weight < 0 ? 0 : gen__clamp_u32(rd->weight);
 	d->ns = ds ? ds->ns : vs_ns;
+	if (c->g->caller && c->g->p->per_caller_matches)
+		d->ns = gen__workload_ns(c->g->caller);   /* the DestinationRule the caller sees */
+	d->headers = &rd->headers;
 }
 
 /* The consistent-hash settings that apply to one destination, or NULL. */
@@ -469,8 +482,87 @@ static gen_hash *gen_hash_policy(struct arena *a, const struct cfg_consistent_ha
 	return hp;
 }
 
-/* Returns 0 and *out (NULL when no retry policy), or -ENOMEM. */
-static int gen_retry(struct arena *a, const struct cfg_retries *r, Envoy__Config__Route__V3__RetryPolicy **out)
+/* Istio's retryOn: HTTP status codes among the conditions become
+ * retriable_status_codes (and "retriable-status-codes" is added once);
+ * the other conditions are kept in order.  Returns 0 or -ENOMEM. */
+static int gen_retry_on(struct arena *a, const char *in, Envoy__Config__Route__V3__RetryPolicy *rp)
+{
+	size_t len = strlen(in), n_codes = 0, out_len = 0;
+	char *out = arena_alloc(a, len + sizeof(",retriable-status-codes"));
+	uint32_t *codes = arena_calloc(a, len / 2 + 1, sizeof(*codes));
+	bool has_rsc = false;
+	const char *p = in;
+
+	if (!out || !codes)
+		return -ENOMEM;
+	while (*p) {
+		const char *comma = strchr(p, ',');
+		size_t n = comma ? (size_t)(comma - p) : strlen(p);
+		const char *b = p, *e = p + n;
+		char *end;
+		unsigned long code;
+
+		while (b < e && (*b == ' ' || *b == '\t'))
+			b++;
+		while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
+			e--;
+		if (e > b) {
+			code = strtoul(b, &end, 10);
+			if (end == e && *b >= '0' && *b <= '9' && code >= 100 && code <= 599) {
+				codes[n_codes++] = (uint32_t)code;
+			} else {
+				if ((size_t)(e - b) == strlen("retriable-status-codes") &&
+				    strncmp(b, "retriable-status-codes", (size_t)(e - b)) == 0)
+					has_rsc = true;
+				if (out_len)
+					out[out_len++] = ',';
+				memcpy(out + out_len, b, (size_t)(e - b));
+				out_len += (size_t)(e - b);
+			}
+		}
+		p = comma ? comma + 1 : p + n;
+	}
+	if (n_codes && !has_rsc) {
+		const char *add = out_len ? ",retriable-status-codes" : "retriable-status-codes";
+
+		memcpy(out + out_len, add, strlen(add));
+		out_len += strlen(add);
+	}
+	out[out_len] = '\0';
+	rp->retry_on = out;
+	rp->retriable_status_codes = codes;
+	rp->n_retriable_status_codes = n_codes;
+	return 0;
+}
+
+/* Istio's retry_host_predicate: avoid the hosts already tried. */
+static int gen_retry_previous_hosts(struct arena *a, Envoy__Config__Route__V3__RetryPolicy *rp)
+{
+	Envoy__Extensions__Retry__Host__PreviousHosts__V3__PreviousHostsPredicate ph =
+		ENVOY__EXTENSIONS__RETRY__HOST__PREVIOUS_HOSTS__V3__PREVIOUS_HOSTS_PREDICATE__INIT;
+	Envoy__Config__Route__V3__RetryPolicy__RetryHostPredicate *hp =
+		gen__msg(a, &envoy__config__route__v3__retry_policy__retry_host_predicate__descriptor);
+
+	if (!hp || !(rp->retry_host_predicate = arena_calloc(a, 1, sizeof(*rp->retry_host_predicate))))
+		return -ENOMEM;
+	hp->name = GEN_PREVIOUS_HOSTS;
+	hp->config_type_case = ENVOY__CONFIG__ROUTE__V3__RETRY_POLICY__RETRY_HOST_PREDICATE__CONFIG_TYPE_TYPED_CONFIG;
+	hp->typed_config = gen__any(a, &ph.base);
+	if (!hp->typed_config)
+		return -ENOMEM;
+	rp->retry_host_predicate[0] = hp;
+	rp->n_retry_host_predicate = 1;
+	rp->host_selection_retry_max_attempts = GEN_HOST_SELECTION_ATTEMPTS;
+	return 0;
+}
+
+/* Returns 0 and *out (NULL when no retry policy), or -ENOMEM.  With the
+ * profile's istio_retry, as Istio's retry.ConvertPolicy(): retryOn status
+ * codes become retriable_status_codes, and previous_hosts is the host
+ * predicate unless the route hashes (hashed, a retry must go back to the
+ * same host). */
+static int gen_retry(const struct gen_profile *p, struct arena *a, const struct cfg_retries *r, bool hashed,
+		     Envoy__Config__Route__V3__RetryPolicy **out)
 {
 	Envoy__Config__Route__V3__RetryPolicy *rp;
 	const char *on = GEN_DEFAULT_RETRY_ON;
@@ -485,12 +577,83 @@ static int gen_retry(struct arena *a, const struct cfg_retries *r, Envoy__Config
 			on = r->retry_on;
 	}
 	rp = gen__msg(a, &envoy__config__route__v3__retry_policy__descriptor);
-	if (!rp || !(rp->retry_on = arena_strdup(a, on)) || !(rp->num_retries = gen__u32(a, attempts)))
+	if (!rp || !(rp->num_retries = gen__u32(a, attempts)))
 		return -ENOMEM;
+	if (p->istio_retry) {
+		if (gen_retry_on(a, on, rp) < 0)
+			return -ENOMEM;
+		if (!hashed && gen_retry_previous_hosts(a, rp) < 0)
+			return -ENOMEM;
+		if (hashed)
+			rp->host_selection_retry_max_attempts = GEN_HOST_SELECTION_ATTEMPTS;
+	} else if (!(rp->retry_on = arena_strdup(a, on))) {
+		return -ENOMEM;
+	}
 	if (r->set && r->per_try_timeout > 0 && !(rp->per_try_timeout = gen__duration(a, r->per_try_timeout)))
 		return -ENOMEM;
 	*out = rp;
 	return 0;
+}
+
+/* ---------------------------------------------------------------- header edits */
+
+/* Header operations as Istio writes them: set -> OVERWRITE_IF_EXISTS_OR_ADD,
+ * add -> APPEND_IF_EXISTS_OR_ADD, remove -> the remove list.  Appends to
+ * *add / *rm (arena arrays).  Returns 0 or -ENOMEM. */
+static int gen_header_ops(struct arena *a, const struct cfg_header_ops *ops,
+			  Envoy__Config__Core__V3__HeaderValueOption ***add, size_t *n_add, char ***rm, size_t *n_rm)
+{
+	size_t n = ops->set.n + ops->add.n, i, k;
+	Envoy__Config__Core__V3__HeaderValueOption **v;
+	char **r;
+
+	if (n) {
+		v = arena_calloc(a, *n_add + n, sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		if (*n_add)
+			memcpy(v, *add, *n_add * sizeof(*v));
+		for (i = 0; i < n; i++) {
+			bool set = i < ops->set.n;
+			const struct cfg_kv *kv = set ? &ops->set.v[i] : &ops->add.v[i - ops->set.n];
+			Envoy__Config__Core__V3__HeaderValueOption *o =
+				gen__msg(a, &envoy__config__core__v3__header_value_option__descriptor);
+			Envoy__Config__Core__V3__HeaderValue *h = gen__msg(a, &envoy__config__core__v3__header_value__descriptor);
+
+			if (!o || !h)
+				return -ENOMEM;
+			h->key = kv->key;
+			h->value = kv->value ? kv->value : "";
+			o->header = h;
+			o->append_action = set ? ENVOY__CONFIG__CORE__V3__HEADER_VALUE_OPTION__HEADER_APPEND_ACTION__OVERWRITE_IF_EXISTS_OR_ADD
+					       : ENVOY__CONFIG__CORE__V3__HEADER_VALUE_OPTION__HEADER_APPEND_ACTION__APPEND_IF_EXISTS_OR_ADD;
+			v[(*n_add)++] = o;
+		}
+		*add = v;
+	}
+	if (ops->remove.n) {
+		r = arena_calloc(a, *n_rm + ops->remove.n, sizeof(*r));
+		if (!r)
+			return -ENOMEM;
+		if (*n_rm)
+			memcpy(r, *rm, *n_rm * sizeof(*r));
+		for (k = 0; k < ops->remove.n; k++)
+			r[(*n_rm)++] = ops->remove.v[k];
+		*rm = r;
+	}
+	return 0;
+}
+
+/* The request and response edits of h onto a Route. */
+static int gen_route_headers(struct arena *a, const struct cfg_headers *h, gen_route *r)
+{
+	int rc = gen_header_ops(a, &h->request, &r->request_headers_to_add, &r->n_request_headers_to_add,
+				&r->request_headers_to_remove, &r->n_request_headers_to_remove);
+
+	if (rc == 0)
+		rc = gen_header_ops(a, &h->response, &r->response_headers_to_add, &r->n_response_headers_to_add,
+				    &r->response_headers_to_remove, &r->n_response_headers_to_remove);
+	return rc;
 }
 
 /* Build the route action for route hr of VirtualService vs. */
@@ -525,7 +688,9 @@ static int gen_action_build(struct gen_rctx *c, const struct cfg_object *vs, con
 			d[i].weight = 1;
 		d[n++] = d[i];
 	}
+	c->dest_headers = NULL;
 	if (n == 1) {
+		c->dest_headers = d[0].headers;
 		ra->cluster_specifier_case = ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__CLUSTER_SPECIFIER_CLUSTER;
 		ra->cluster = gen__cluster_name(a, d[0].port, d[0].subset, d[0].host);
 		if (!ra->cluster)
@@ -542,6 +707,14 @@ static int gen_action_build(struct gen_rctx *c, const struct cfg_object *vs, con
 				gen__msg(a, &envoy__config__route__v3__weighted_cluster__cluster_weight__descriptor);
 			if (!cw || !(cw->name = gen__cluster_name(a, d[i].port, d[i].subset, d[i].host)) ||
 			    !(cw->weight = gen__u32(a, d[i].weight)))
+				goto out;
+			if (c->g->p->header_edits &&
+			    (gen_header_ops(a, &d[i].headers->request, &cw->request_headers_to_add,
+					    &cw->n_request_headers_to_add, &cw->request_headers_to_remove,
+					    &cw->n_request_headers_to_remove) < 0 ||
+			     gen_header_ops(a, &d[i].headers->response, &cw->response_headers_to_add,
+					    &cw->n_response_headers_to_add, &cw->response_headers_to_remove,
+					    &cw->n_response_headers_to_remove) < 0))
 				goto out;
 			sum += d[i].weight;
 			wc->clusters[i] = cw;
@@ -569,10 +742,6 @@ static int gen_action_build(struct gen_rctx *c, const struct cfg_object *vs, con
 			goto out;
 		ra->max_stream_duration = msd;
 	}
-	rc = gen_retry(a, &hr->retries, &ra->retry_policy);
-	if (rc < 0)
-		goto out;
-
 	/* Hashing applies when every destination hashes the same way. */
 	for (i = 0; i < n; i++) {
 		const struct cfg_consistent_hash *h = gen_dest_hash(c, &d[i], i == 0 ? &pol0 : &pol);
@@ -584,6 +753,9 @@ static int gen_action_build(struct gen_rctx *c, const struct cfg_object *vs, con
 		if (i == 0)
 			hash = h;
 	}
+	rc = gen_retry(c->g->p, a, &hr->retries, hash != NULL, &ra->retry_policy);
+	if (rc < 0)
+		goto out;
 	if (hash) {
 		rc = -ENOMEM;
 		if (!(ra->hash_policy = arena_calloc(a, 1, sizeof(*ra->hash_policy))))
@@ -593,8 +765,42 @@ static int gen_action_build(struct gen_rctx *c, const struct cfg_object *vs, con
 			goto out;
 		ra->n_hash_policy = 1;
 	}
-	/* Slot: with p->rewrites, p->mirror and p->header_edits a profile
-	 * gets hr->rewrite, hr->mirror and hr->headers built here. */
+	rc = -ENOMEM;
+	/* Istio: uri -> prefix_rewrite, authority -> host_rewrite_literal. */
+	if (c->g->p->rewrites && hr->rewrite.set) {
+		if (hr->rewrite.uri && !(ra->prefix_rewrite = arena_strdup(a, hr->rewrite.uri)))
+			goto out;
+		if (hr->rewrite.authority && hr->rewrite.authority[0]) {
+			ra->host_rewrite_specifier_case =
+				ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__HOST_REWRITE_SPECIFIER_HOST_REWRITE_LITERAL;
+			if (!(ra->host_rewrite_literal = arena_strdup(a, hr->rewrite.authority)))
+				goto out;
+		}
+	}
+	/* Istio: one mirror policy, runtime_fraction from the percentage
+	 * (per million), trace_sampled false; 0% mirrors nothing. */
+	if (c->g->p->mirror && hr->mirror.set && hr->mirror.percent > 0) {
+		struct cfg_route_destination md = { .destination = hr->mirror.destination, .weight = -1 };
+		Envoy__Config__Route__V3__RouteAction__RequestMirrorPolicy *mp =
+			gen__msg(a, &envoy__config__route__v3__route_action__request_mirror_policy__descriptor);
+		Envoy__Config__Core__V3__RuntimeFractionalPercent *rf =
+			gen__msg(a, &envoy__config__core__v3__runtime_fractional_percent__descriptor);
+		struct gen_dest *mdst = calloc(1, sizeof(*mdst));
+
+		if (!mdst)
+			goto out;
+		gen_resolve_dest(c, vs->ns, &md, mdst);
+		if (mp)
+			mp->cluster = gen__cluster_name(a, mdst->port, mdst->subset, mdst->host);
+		free(mdst);
+		if (!mp || !rf || !mp->cluster || !(rf->default_value = gen_percent(a, hr->mirror.percent)) ||
+		    !(mp->trace_sampled = gen__bool(a, false)) ||
+		    !(ra->request_mirror_policies = arena_calloc(a, 1, sizeof(*ra->request_mirror_policies))))
+			goto out;
+		mp->runtime_fraction = rf;
+		ra->request_mirror_policies[0] = mp;
+		ra->n_request_mirror_policies = 1;
+	}
 	*out = ra;
 	rc = 0;
 out:
@@ -679,18 +885,31 @@ static int gen_fault(struct arena *a, const struct cfg_fault *f, Google__Protobu
 
 /* ---------------------------------------------------------------- routes */
 
-static int gen_add_route(struct gen_rctx *c, const struct cfg_object *vs, const struct cfg_http_route *hr,
-			 const struct cfg_http_match *mt, gen_action *ra, Google__Protobuf__Any *fault)
+/* One Route: match mt (NULL: catch-all) with either the route action ra
+ * or the redirect rd; the route's and (one destination) the
+ * destination's header edits when the profile has header_edits. */
+static int gen_add_route(struct gen_rctx *c, const struct cfg_http_route *hr, const struct cfg_http_match *mt,
+			 gen_action *ra, Envoy__Config__Route__V3__RedirectAction *rd, Google__Protobuf__Any *fault)
 {
 	gen_route *r = gen__msg(c->a, &envoy__config__route__v3__route__descriptor);
 
 	if (!r || !(r->match = gen_route_match(c->g->p, c->a, mt)))
 		return -ENOMEM;
-	(void)vs;
 	if (hr && hr->name && !(r->name = arena_strdup(c->a, hr->name)))
 		return -ENOMEM;
-	r->action_case = ENVOY__CONFIG__ROUTE__V3__ROUTE__ACTION_ROUTE;
-	r->route = ra;
+	if (rd) {
+		r->action_case = ENVOY__CONFIG__ROUTE__V3__ROUTE__ACTION_REDIRECT;
+		r->redirect = rd;
+	} else {
+		r->action_case = ENVOY__CONFIG__ROUTE__V3__ROUTE__ACTION_ROUTE;
+		r->route = ra;
+	}
+	if (c->g->p->header_edits && hr) {
+		if (gen_route_headers(c->a, &hr->headers, r) < 0)
+			return -ENOMEM;
+		if (ra && c->dest_headers && gen_route_headers(c->a, c->dest_headers, r) < 0)
+			return -ENOMEM;
+	}
 	if (fault) {
 		Envoy__Config__Route__V3__Route__TypedPerFilterConfigEntry *e =
 			gen__msg(c->a, &envoy__config__route__v3__route__typed_per_filter_config_entry__descriptor);
@@ -704,29 +923,77 @@ static int gen_add_route(struct gen_rctx *c, const struct cfg_object *vs, const 
 	return gen_push_route(c, r);
 }
 
+/* A VirtualService redirect as Istio translates it: uri -> path_redirect,
+ * authority -> host_redirect, port, scheme, redirectCode (301 default). */
+static Envoy__Config__Route__V3__RedirectAction *gen_redirect(struct arena *a, const struct cfg_redirect *r)
+{
+	Envoy__Config__Route__V3__RedirectAction *rd = gen__msg(a, &envoy__config__route__v3__redirect_action__descriptor);
+
+	if (!rd)
+		return NULL;
+	if (r->uri && r->uri[0]) {
+		rd->path_rewrite_specifier_case = ENVOY__CONFIG__ROUTE__V3__REDIRECT_ACTION__PATH_REWRITE_SPECIFIER_PATH_REDIRECT;
+		rd->path_redirect = r->uri;
+	}
+	if (r->authority && r->authority[0])
+		rd->host_redirect = r->authority;
+	if (r->port > 0)
+		rd->port_redirect = gen__clamp_u32(r->port);
+	if (r->scheme && r->scheme[0]) {
+		rd->scheme_rewrite_specifier_case =
+			ENVOY__CONFIG__ROUTE__V3__REDIRECT_ACTION__SCHEME_REWRITE_SPECIFIER_SCHEME_REDIRECT;
+		rd->scheme_redirect = r->scheme;
+	}
+	switch (r->redirect_code) {
+	case 302:
+		rd->response_code = ENVOY__CONFIG__ROUTE__V3__REDIRECT_ACTION__REDIRECT_RESPONSE_CODE__FOUND;
+		break;
+	case 303:
+		rd->response_code = ENVOY__CONFIG__ROUTE__V3__REDIRECT_ACTION__REDIRECT_RESPONSE_CODE__SEE_OTHER;
+		break;
+	case 307:
+		rd->response_code = ENVOY__CONFIG__ROUTE__V3__REDIRECT_ACTION__REDIRECT_RESPONSE_CODE__TEMPORARY_REDIRECT;
+		break;
+	case 308:
+		rd->response_code = ENVOY__CONFIG__ROUTE__V3__REDIRECT_ACTION__REDIRECT_RESPONSE_CODE__PERMANENT_REDIRECT;
+		break;
+	default:
+		rd->response_code = ENVOY__CONFIG__ROUTE__V3__REDIRECT_ACTION__REDIRECT_RESPONSE_CODE__MOVED_PERMANENTLY;
+		break;
+	}
+	return rd;
+}
+
 static int gen_http_route(struct gen_rctx *c, const struct cfg_object *vs, const struct cfg_http_route *hr)
 {
 	gen_action *ra = NULL;
+	Envoy__Config__Route__V3__RedirectAction *rd = NULL;
 	Google__Protobuf__Any *fault = NULL;
 	size_t i, applies = 0;
 	int rc = 0;
 
-	/* A redirect or direct response: nothing gRPC can do.  (Slot: a
-	 * profile with redirects builds a RedirectAction here.) */
-	if (hr->n_route == 0)
+	/* A redirect (profile redirects) or nothing: a gRPC client can
+	 * neither follow one nor answer directly. */
+	if (hr->n_route == 0 && !(hr->redirect.set && c->g->p->redirects))
 		goto out;
 	for (i = 0; i < hr->n_match; i++)
 		if (gen_match_applies(c, &hr->match[i], c->port))
 			applies++;
 	if (hr->n_match > 0 && applies == 0)
 		goto out;
-	rc = gen_action_build(c, vs, hr, &ra);
+	if (hr->n_route == 0) {
+		c->dest_headers = NULL;
+		rd = gen_redirect(c->a, &hr->redirect);
+		rc = rd ? 0 : -ENOMEM;
+	} else {
+		rc = gen_action_build(c, vs, hr, &ra);
+	}
 	if (rc == 0)
 		rc = gen_fault(c->a, &hr->fault, &fault);
 	if (rc < 0)
 		goto out;
 	if (hr->n_match == 0) {
-		rc = gen_add_route(c, vs, hr, NULL, ra, fault);
+		rc = gen_add_route(c, hr, NULL, ra, rd, fault);
 		c->done = true;
 		goto out;
 	}
@@ -735,7 +1002,7 @@ static int gen_http_route(struct gen_rctx *c, const struct cfg_object *vs, const
 
 		if (!gen_match_applies(c, mt, c->port))
 			continue;
-		rc = gen_add_route(c, vs, hr, mt, ra, fault);
+		rc = gen_add_route(c, hr, mt, ra, rd, fault);
 		if (rc < 0)
 			goto out;
 		if (gen_match_is_catchall(mt))
@@ -767,7 +1034,7 @@ static int gen_default_route(struct gen_rctx *c)
 	rc = gen_action_build(c, &owner, &hr, &ra);
 	if (rc < 0)
 		return rc;
-	return gen_add_route(c, NULL, NULL, NULL, ra, NULL);
+	return gen_add_route(c, NULL, NULL, ra, NULL, NULL);
 }
 
 /* Domains for the host: "HOST", "HOST:PORT", and for a Kubernetes-style
@@ -808,22 +1075,90 @@ static int gen_domains(struct gen_rctx *c, Envoy__Config__Route__V3__VirtualHost
 	return 0;
 }
 
-static int gen_route_config(const struct gen_ctx *g, const struct model_service *svc, uint32_t port,
-			    struct arena *a, struct xds_snapshot *snap)
+/* Sidecar domains, as istiod's generateVirtualHostDomains() builds them
+ * for a caller in namespace ns: the FQDN and "FQDN." (absolute), for a
+ * Kubernetes Service the short names ("name", "name.ns.svc", "name.ns"
+ * for a caller of the same namespace; "name.ns", "name.ns.svc"
+ * otherwise), then the VIPs; each with and without ":PORT" (Istio >= 1.20
+ * leaves the port forms out and sets ignore_port_in_host_matching; meshd
+ * keeps them, as DESIGN.md asks, so a Host with a port matches exactly). */
+static int gen_sidecar_domains(struct gen_rctx *c, Envoy__Config__Route__V3__VirtualHost *vh)
 {
-	Envoy__Config__Route__V3__RouteConfiguration rc_msg = ENVOY__CONFIG__ROUTE__V3__ROUTE_CONFIGURATION__INIT;
-	Envoy__Config__Route__V3__VirtualHost vh = ENVOY__CONFIG__ROUTE__V3__VIRTUAL_HOST__INIT;
-	Envoy__Config__Route__V3__VirtualHost *vhs[1] = { &vh };
+	const struct model_service *svc = c->svc;
+	const char *host = svc->hostname, *ns = gen__workload_ns(c->g->caller);
+	char *suffix = arena_printf(c->a, ".svc.%s", c->m->domain ? c->m->domain : "cluster.local");
+	const char *forms[8];
+	char **v;
+	size_t hl = strlen(host), sl, n = 0, nf = 0, i, n_vips = 0;
+	bool kube = svc->origin && svc->origin->kind == CFG_K8S_SERVICE;
+
+	if (!suffix)
+		return -ENOMEM;
+	if (svc->cluster_ip && strcmp(svc->cluster_ip, "None") != 0 && svc->cluster_ip[0])
+		n_vips = 1;
+	else if (svc->origin && svc->origin->kind == CFG_SERVICE_ENTRY)
+		n_vips = svc->origin->spec.se.addresses.n;
+	v = arena_calloc(c->a, 2 * (8 + n_vips), sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	forms[nf++] = host;
+	forms[nf++] = arena_printf(c->a, "%s.", host);
+	sl = strlen(suffix);
+	if (kube && hl > sl && strcmp(host + hl - sl, suffix) == 0) {
+		int base = (int)(hl - sl);       /* "name.ns" */
+		const char *dot = memchr(host, '.', (size_t)base);
+		int name = dot ? (int)(dot - host) : 0;
+
+		if (dot && name > 0 && name + 1 < base) {
+			bool same = (size_t)(base - name - 1) == strlen(ns) && strncmp(dot + 1, ns, strlen(ns)) == 0;
+
+			if (same) {
+				forms[nf++] = arena_printf(c->a, "%.*s", name, host);
+				forms[nf++] = arena_printf(c->a, "%.*s", base + 4, host);
+				forms[nf++] = arena_printf(c->a, "%.*s", base, host);
+			} else {
+				forms[nf++] = arena_printf(c->a, "%.*s", base, host);
+				forms[nf++] = arena_printf(c->a, "%.*s", base + 4, host);
+			}
+		}
+	}
+	for (i = 0; i < nf; i++) {
+		if (!forms[i])
+			return -ENOMEM;
+		v[n++] = (char *)forms[i];
+		v[n++] = arena_printf(c->a, "%s:%u", forms[i], c->port);
+	}
+	for (i = 0; i < n_vips; i++) {
+		const char *vip = svc->cluster_ip && n_vips == 1 && !(svc->origin && svc->origin->kind == CFG_SERVICE_ENTRY)
+					  ? svc->cluster_ip : svc->origin->spec.se.addresses.v[i];
+		bool v6 = strchr(vip, ':') != NULL;
+
+		if (strchr(vip, '/'))
+			continue;                /* a CIDR is no Host */
+		v[n++] = v6 ? arena_printf(c->a, "[%s]", vip) : (char *)vip;
+		v[n++] = v6 ? arena_printf(c->a, "[%s]:%u", vip, c->port) : arena_printf(c->a, "%s:%u", vip, c->port);
+	}
+	for (i = 0; i < n; i++)
+		if (!v[i])
+			return -ENOMEM;
+	vh->domains = v;
+	vh->n_domains = n;
+	return 0;
+}
+
+int gen__virtual_host(const struct gen_ctx *g, const struct model_service *svc, uint32_t port, struct arena *a,
+		      Envoy__Config__Route__V3__VirtualHost **out)
+{
+	Envoy__Config__Route__V3__VirtualHost *vh = gen__msg(a, &envoy__config__route__v3__virtual_host__descriptor);
 	const struct model *m = g->m;
 	struct gen_rctx c = { .g = g, .m = m, .svc = svc, .port = port, .a = a };
 	const struct cfg_object **vss = NULL;
 	size_t n_vs, i, j;
-	char *name;
 	int rc = -ENOMEM;
 
-	name = arena_printf(a, "%s:%u", svc->hostname, port);
+	*out = NULL;
 	vss = calloc(GEN_MAX_VS, sizeof(*vss));
-	if (!name || !vss)
+	if (!vh || !vss || !(vh->name = arena_printf(a, "%s:%u", svc->hostname, port)))
 		goto out;
 	n_vs = model_virtual_services(m, svc->hostname, vss, GEN_MAX_VS);
 	rc = 0;
@@ -843,19 +1178,33 @@ static int gen_route_config(const struct gen_ctx *g, const struct model_service 
 		if (rc < 0)
 			goto out;
 	}
-	vh.name = name;
-	rc = gen_domains(&c, &vh);
+	rc = g->p->listener_address ? gen_sidecar_domains(&c, vh) : gen_domains(&c, vh);
 	if (rc < 0)
 		goto out;
-	vh.routes = c.routes;
-	vh.n_routes = c.n_routes;
-	rc_msg.name = name;
-	rc_msg.virtual_hosts = vhs;
-	rc_msg.n_virtual_hosts = 1;
-	rc = gen__emit(g, snap, XDS_ROUTE, name, &rc_msg.base);
+	vh->routes = c.routes;
+	vh->n_routes = c.n_routes;
+	/* Istio: x-envoy-attempt-count on every request of a sidecar */
+	vh->include_request_attempt_count = g->p->istio_retry;
+	*out = vh;
 out:
 	free(vss);
 	return rc;
+}
+
+static int gen_route_config(const struct gen_ctx *g, const struct model_service *svc, uint32_t port,
+			    struct arena *a, struct xds_snapshot *snap)
+{
+	Envoy__Config__Route__V3__RouteConfiguration rc_msg = ENVOY__CONFIG__ROUTE__V3__ROUTE_CONFIGURATION__INIT;
+	Envoy__Config__Route__V3__VirtualHost *vhs[1];
+	int rc;
+
+	rc = gen__virtual_host(g, svc, port, a, &vhs[0]);
+	if (rc < 0)
+		return rc;
+	rc_msg.name = vhs[0]->name;
+	rc_msg.virtual_hosts = vhs;
+	rc_msg.n_virtual_hosts = 1;
+	return gen__emit(g, snap, XDS_ROUTE, rc_msg.name, &rc_msg.base);
 }
 
 int gen__routes(const struct gen_ctx *g, const struct model_service *svc, struct arena *a,

@@ -123,6 +123,43 @@ gen_common_tls *gen__common_tls(struct arena *a, char *const *sans, size_t n_san
 	return c;
 }
 
+/* A reference to SDS secret name over ADS. */
+static Envoy__Extensions__TransportSockets__Tls__V3__SdsSecretConfig *gen_sds(struct arena *a, const char *name)
+{
+	Envoy__Extensions__TransportSockets__Tls__V3__SdsSecretConfig *sc =
+		gen__msg(a, &envoy__extensions__transport_sockets__tls__v3__sds_secret_config__descriptor);
+
+	if (!sc || !(sc->sds_config = gen__ads_source(a)))
+		return NULL;
+	sc->name = (char *)name;
+	return sc;
+}
+
+gen_common_tls *gen__common_tls_sds(struct arena *a, char *const *sans, size_t n_sans, const char *const *alpn,
+				    size_t n_alpn)
+{
+	gen_common_tls *c = gen__common_tls(a, sans, n_sans);
+	size_t i;
+
+	if (!c)
+		return NULL;
+	c->tls_certificate_certificate_provider_instance = NULL;
+	c->combined_validation_context->validation_context_certificate_provider_instance = NULL;
+	if (!(c->tls_certificate_sds_secret_configs = arena_calloc(a, 1, sizeof(*c->tls_certificate_sds_secret_configs))) ||
+	    !(c->tls_certificate_sds_secret_configs[0] = gen_sds(a, GEN_CERT_NAME)) ||
+	    !(c->combined_validation_context->validation_context_sds_secret_config = gen_sds(a, GEN_ROOT_CERT_NAME)))
+		return NULL;
+	c->n_tls_certificate_sds_secret_configs = 1;
+	if (n_alpn) {
+		if (!(c->alpn_protocols = arena_calloc(a, n_alpn, sizeof(*c->alpn_protocols))))
+			return NULL;
+		for (i = 0; i < n_alpn; i++)
+			c->alpn_protocols[i] = (char *)alpn[i];
+		c->n_alpn_protocols = n_alpn;
+	}
+	return c;
+}
+
 Envoy__Config__Core__V3__TransportSocket *gen__downstream_tls(struct arena *a)
 {
 	Envoy__Extensions__TransportSockets__Tls__V3__DownstreamTlsContext *d =
@@ -163,8 +200,12 @@ static size_t gen_sort_unique(char **v, size_t n)
 
 int gen__upstream_tls(const struct gen_ctx *g, const struct model_service *svc, uint32_t port, const char *subset,
 		      const struct cfg_object *dr, const struct cfg_client_tls *tls, struct arena *a,
-		      Envoy__Config__Core__V3__TransportSocket **out)
+		      Envoy__Config__Core__V3__TransportSocket **out, bool *auto_match)
 {
+	/* Istio's ALPN inside the mesh (with metadata exchange); "h2" first
+	 * to HTTP/2 ports */
+	static const char *const alpn[] = { "istio-peer-exchange", "istio" };
+	static const char *const alpn_h2[] = { "istio-peer-exchange", "istio", "h2" };
 	const struct model *m = g->m;
 	Envoy__Extensions__TransportSockets__Tls__V3__UpstreamTlsContext *u;
 	const struct cfg_subset *ss = subset && dr ? model_subset(dr, subset) : NULL;
@@ -175,6 +216,7 @@ int gen__upstream_tls(const struct gen_ctx *g, const struct model_service *svc, 
 	int rc = -ENOMEM;
 
 	*out = NULL;
+	*auto_match = false;
 	for (i = 0; i < svc->n_ports; i++) {
 		if (svc->ports[i].number == port) {
 			mp = &svc->ports[i];
@@ -226,8 +268,12 @@ int gen__upstream_tls(const struct gen_ctx *g, const struct model_service *svc, 
 		if (!sans[n++])
 			goto out;
 	}
-	/* auto mTLS: every endpoint has an identity and requires mTLS there */
-	if (!istio_mutual && (n_eps == 0 || !all_mtls)) {
+	/* auto mTLS the sidecar way: TLS to the endpoints labelled
+	 * tlsMode=istio, chosen per endpoint by transport_socket_matches */
+	if (!istio_mutual && g->p->tls_mode_match) {
+		*auto_match = true;
+	} else if (!istio_mutual && (n_eps == 0 || !all_mtls)) {
+		/* auto mTLS: every endpoint has an identity and requires mTLS there */
 		rc = 0;
 		goto out;
 	}
@@ -241,7 +287,16 @@ int gen__upstream_tls(const struct gen_ctx *g, const struct model_service *svc, 
 	n = gen_sort_unique(sans, n);
 
 	u = gen__msg(a, &envoy__extensions__transport_sockets__tls__v3__upstream_tls_context__descriptor);
-	if (!u || !(u->common_tls_context = gen__common_tls(a, sans, n)))
+	if (!u)
+		goto out;
+	if (g->p->sds_tls) {
+		bool h2 = strcmp(mp->protocol, "HTTP2") == 0 || strcmp(mp->protocol, "GRPC") == 0;
+
+		u->common_tls_context = gen__common_tls_sds(a, sans, n, h2 ? alpn_h2 : alpn, h2 ? 3 : 2);
+	} else {
+		u->common_tls_context = gen__common_tls(a, sans, n);
+	}
+	if (!u->common_tls_context)
 		goto out;
 	if (tls && tls->set && tls->sni && tls->sni[0])
 		u->sni = tls->sni;

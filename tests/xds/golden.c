@@ -7,7 +7,8 @@
  *
  * A case directory holds config/ (what `meshd --config-dir` reads),
  * optionally proxies.yaml (per-proxy inbound listener requests, see
- * golden_proxies_load()) and expected/FLAVOUR/ with lds.json, rds.json,
+ * golden_proxies_load()), sidecar.yaml (the workload of the sidecar
+ * flavour, see golden_sidecar_load()) and expected/FLAVOUR/ with lds.json, rds.json,
  * cds.json, eds.json (each a JSON array of the resources of that type,
  * sorted by name) and inbound-N.json (the listener of the N-th proxy of
  * proxies.yaml, 1-based).  The config is loaded as meshd loads it (file
@@ -56,6 +57,20 @@ struct golden_proxy {
 	struct cfg_kv kv[GOLDEN_LABELS_MAX];
 };
 
+/* CASE/sidecar.yaml: the workload the sidecar flavour is built for. */
+#define GOLDEN_SCOPE_MAX 32             /* egress hosts, ingress listeners */
+struct golden_sidecar {
+	bool present;
+	struct golden_proxy wl;          /* namespace, labels (listener unused) */
+	char *ip, *sa;
+	bool has_scope;
+	char *egress[GOLDEN_SCOPE_MAX];
+	struct cfg_strs egress_hosts;
+	struct gen_sidecar_ingress ingress[GOLDEN_SCOPE_MAX];
+	char *ingress_strs[GOLDEN_SCOPE_MAX][2];
+	struct gen_sidecar_scope scope;
+};
+
 /* What golden_generate() produced for one flavour. */
 struct golden_output {
 	struct xds_snapshot *snap;       /* full build */
@@ -77,13 +92,29 @@ static const enum xds_type golden_types[] = { XDS_LISTENER, XDS_ROUTE, XDS_CLUST
  * Returns 0, -ENOTSUP for a flavour not generated yet, or a negative code.
  */
 static int golden_generate(const char *flavour, const struct model *m, const struct golden_proxy *px, size_t n_px,
-			   struct golden_output *out)
+			   const struct golden_sidecar *sc, struct golden_output *out)
 {
 	const struct gen_profile *p;
 	struct gen_cache *cache = NULL;
 	size_t i;
 	int rc;
 
+	if (strcmp(flavour, "sidecar") == 0) {
+		/* per workload (sidecar.yaml), not cached: the cached copy is
+		 * the same snapshot */
+		struct gen_workload w = { .ns = sc->wl.ns, .labels = &sc->wl.labels };
+		struct gen_node node = { .ip = sc->ip, .service_account = sc->sa,
+					 .scope = sc->has_scope ? &sc->scope : NULL };
+
+		if (!sc->present) {
+			printf("sidecar flavour needs CASE/sidecar.yaml\n");
+			return -EINVAL;
+		}
+		rc = gen_sidecar_snapshot(m, &gen_profile_sidecar, &w, &node, NULL, &out->snap);
+		if (rc == 0)
+			out->cached = xds_snapshot_ref(out->snap);
+		return rc;
+	}
 	if (strcmp(flavour, "proxyless") == 0)
 		p = &gen_profile_proxyless;
 	else
@@ -531,6 +562,169 @@ out:
 	return rc;
 }
 
+/* ---------------------------------------------------------------- sidecar.yaml */
+
+static void golden_sidecar_free(struct golden_sidecar *sc)
+{
+	size_t i;
+
+	golden_proxies_free(&sc->wl, 1);
+	free(sc->ip);
+	free(sc->sa);
+	for (i = 0; i < GOLDEN_SCOPE_MAX; i++) {
+		free(sc->egress[i]);
+		free(sc->ingress_strs[i][0]);
+		free(sc->ingress_strs[i][1]);
+	}
+	memset(sc, 0, sizeof(*sc));
+}
+
+/* The `sidecar:` block: what a Sidecar resource would say. */
+static int golden_scope_parse(yaml_document_t *doc, yaml_node_t *map, struct golden_sidecar *sc)
+{
+	yaml_node_pair_t *kv;
+
+	if (!map || map->type != YAML_MAPPING_NODE)
+		return -EINVAL;
+	sc->has_scope = true;
+	for (kv = map->data.mapping.pairs.start; kv < map->data.mapping.pairs.top; kv++) {
+		yaml_node_t *k = yaml_document_get_node(doc, kv->key);
+		yaml_node_t *v = yaml_document_get_node(doc, kv->value);
+		const char *key = k && k->type == YAML_SCALAR_NODE ? (const char *)k->data.scalar.value : "";
+		const char *val = v && v->type == YAML_SCALAR_NODE ? (const char *)v->data.scalar.value : "";
+		yaml_node_item_t *it;
+
+		if (strcmp(key, "outboundTrafficPolicy") == 0) {
+			sc->scope.outbound = strcmp(val, "REGISTRY_ONLY") == 0 ? GEN_OUTBOUND_REGISTRY_ONLY
+									      : GEN_OUTBOUND_ALLOW_ANY;
+		} else if (strcmp(key, "captureMode") == 0) {
+			sc->scope.capture_none = strcmp(val, "NONE") == 0;
+		} else if (strcmp(key, "egress") == 0 && v && v->type == YAML_SEQUENCE_NODE) {
+			sc->egress_hosts.v = sc->egress;
+			sc->scope.egress_hosts = &sc->egress_hosts;
+			for (it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
+				if (sc->egress_hosts.n == GOLDEN_SCOPE_MAX)
+					return -EINVAL;
+				sc->egress[sc->egress_hosts.n] = golden_scalar(doc, yaml_document_get_node(doc, *it));
+				if (!sc->egress[sc->egress_hosts.n++])
+					return -EINVAL;
+			}
+		} else if (strcmp(key, "ingress") == 0 && v && v->type == YAML_SEQUENCE_NODE) {
+			sc->scope.ingress = sc->ingress;
+			for (it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
+				yaml_node_t *in = yaml_document_get_node(doc, *it);
+				struct gen_sidecar_ingress *g = &sc->ingress[sc->scope.n_ingress];
+				yaml_node_pair_t *f;
+
+				if (sc->scope.n_ingress == GOLDEN_SCOPE_MAX || !in || in->type != YAML_MAPPING_NODE)
+					return -EINVAL;
+				for (f = in->data.mapping.pairs.start; f < in->data.mapping.pairs.top; f++) {
+					char *fk = golden_scalar(doc, yaml_document_get_node(doc, f->key));
+					char *fv = golden_scalar(doc, yaml_document_get_node(doc, f->value));
+
+					if (!fk || !fv) {
+						free(fk);
+						free(fv);
+						return -EINVAL;
+					}
+					if (strcmp(fk, "port") == 0) {
+						g->port = (uint32_t)strtoul(fv, NULL, 10);
+						free(fv);
+					} else if (strcmp(fk, "protocol") == 0 && !sc->ingress_strs[sc->scope.n_ingress][0]) {
+						g->protocol = sc->ingress_strs[sc->scope.n_ingress][0] = fv;
+					} else if (strcmp(fk, "defaultEndpoint") == 0 && !sc->ingress_strs[sc->scope.n_ingress][1]) {
+						g->default_endpoint = sc->ingress_strs[sc->scope.n_ingress][1] = fv;
+					} else {
+						free(fv);
+					}
+					free(fk);
+				}
+				sc->scope.n_ingress++;
+			}
+		} else {
+			fprintf(stderr, "sidecar.yaml: unknown sidecar key \"%s\"\n", key);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+/*
+ * CASE/sidecar.yaml: the workload of the sidecar flavour
+ *   namespace: NS            labels: {K: V}       ip: 10.0.0.5
+ *   serviceAccount: SA       sidecar: {egress: [NS/HOST, ...],
+ *     outboundTrafficPolicy: REGISTRY_ONLY, captureMode: NONE,
+ *     ingress: [{port: 9080, protocol: HTTP, defaultEndpoint: 127.0.0.1:8080}]}
+ * (the sidecar block stands for a Sidecar resource).  Missing file: not
+ * present.  Returns 0 or a negative code.
+ */
+static int golden_sidecar_load(const char *case_dir, struct golden_sidecar *sc)
+{
+	char path[PATH_MAX];
+	yaml_parser_t parser;
+	yaml_document_t doc;
+	yaml_node_t *root;
+	yaml_node_pair_t *kv;
+	FILE *f;
+	int rc = 0;
+
+	snprintf(path, sizeof(path), "%s/sidecar.yaml", case_dir);
+	f = fopen(path, "rb");
+	if (!f)
+		return errno == ENOENT ? 0 : -errno;
+	yaml_parser_initialize(&parser);
+	yaml_parser_set_input_file(&parser, f);
+	if (!yaml_parser_load(&parser, &doc)) {
+		yaml_parser_delete(&parser);
+		fclose(f);
+		return -EINVAL;
+	}
+	sc->present = true;
+	sc->wl.labels.v = sc->wl.kv;
+	root = yaml_document_get_root_node(&doc);
+	if (!root || root->type != YAML_MAPPING_NODE) {
+		rc = -EINVAL;
+		goto out;
+	}
+	for (kv = root->data.mapping.pairs.start; kv < root->data.mapping.pairs.top && rc == 0; kv++) {
+		yaml_node_t *k = yaml_document_get_node(&doc, kv->key);
+		yaml_node_t *v = yaml_document_get_node(&doc, kv->value);
+		const char *key = k && k->type == YAML_SCALAR_NODE ? (const char *)k->data.scalar.value : "";
+
+		if (strcmp(key, "ip") == 0 && !sc->ip) {
+			sc->ip = golden_scalar(&doc, v);
+		} else if (strcmp(key, "serviceAccount") == 0 && !sc->sa) {
+			sc->sa = golden_scalar(&doc, v);
+		} else if (strcmp(key, "sidecar") == 0) {
+			rc = golden_scope_parse(&doc, v, sc);
+		} else if (strcmp(key, "namespace") == 0 && !sc->wl.ns) {
+			sc->wl.ns = golden_scalar(&doc, v);
+		} else if (strcmp(key, "labels") == 0 && v && v->type == YAML_MAPPING_NODE) {
+			yaml_node_pair_t *l;
+
+			for (l = v->data.mapping.pairs.start; l < v->data.mapping.pairs.top; l++) {
+				if (sc->wl.labels.n == GOLDEN_LABELS_MAX) {
+					rc = -EINVAL;
+					break;
+				}
+				sc->wl.kv[sc->wl.labels.n].key = golden_scalar(&doc, yaml_document_get_node(&doc, l->key));
+				sc->wl.kv[sc->wl.labels.n].value = golden_scalar(&doc, yaml_document_get_node(&doc, l->value));
+				sc->wl.labels.n++;
+			}
+		} else {
+			fprintf(stderr, "%s: unknown or repeated key \"%s\"\n", path, key);
+			rc = -EINVAL;
+		}
+	}
+out:
+	if (rc < 0)
+		fprintf(stderr, "%s: invalid (see golden_sidecar_load)\n", path);
+	yaml_document_delete(&doc);
+	yaml_parser_delete(&parser);
+	fclose(f);
+	return rc;
+}
+
 /* ---------------------------------------------------------------- one case */
 
 /* Load CASE/config as meshd --config-dir does; the model for the domain
@@ -635,7 +829,7 @@ static int golden_extra(const char *dir, size_t n_px, bool update)
 /* Check or write one flavour.  Returns the number of failing files, or a
  * negative code; -ENOTSUP when the flavour is not generated yet. */
 static int golden_flavour(const char *case_dir, const char *flavour, const struct model *m,
-			  const struct golden_proxy *px, size_t n_px, bool update)
+			  const struct golden_proxy *px, size_t n_px, const struct golden_sidecar *sc, bool update)
 {
 	struct golden_output go;
 	struct mesh_buf b;
@@ -645,7 +839,9 @@ static int golden_flavour(const char *case_dir, const char *flavour, const struc
 
 	memset(&go, 0, sizeof(go));
 	mesh_buf_init(&b, GOLDEN_JSON_MAX);
-	rc = golden_generate(flavour, m, px, n_px, &go);
+	if (strcmp(flavour, "sidecar") == 0)
+		n_px = 0;               /* proxies.yaml is for xDS-enabled gRPC servers */
+	rc = golden_generate(flavour, m, px, n_px, sc, &go);
 	if (rc < 0)
 		goto out;
 	snprintf(dir, sizeof(dir), "%s/expected/%s", case_dir, flavour);
@@ -697,6 +893,7 @@ out:
 static int golden_case(const char *case_dir, bool update)
 {
 	struct golden_proxy px[GOLDEN_PROXIES_MAX];
+	static struct golden_sidecar sc;
 	struct model *m = NULL;
 	char dir[PATH_MAX];
 	struct dirent **ents = NULL;
@@ -705,6 +902,8 @@ static int golden_case(const char *case_dir, bool update)
 
 	memset(px, 0, sizeof(px));
 	rc = golden_proxies_load(case_dir, px, &n_px);
+	if (rc == 0)
+		rc = golden_sidecar_load(case_dir, &sc);
 	if (rc < 0)
 		goto out;
 	rc = golden_model(case_dir, &m);
@@ -732,7 +931,7 @@ static int golden_case(const char *case_dir, bool update)
 		if ((size_t)snprintf(sub, sizeof(sub), "%s/%s", dir, ents[i]->d_name) >= sizeof(sub) ||
 		    stat(sub, &sb) < 0 || !S_ISDIR(sb.st_mode))
 			continue;
-		rc = golden_flavour(case_dir, ents[i]->d_name, m, px, n_px, update);
+		rc = golden_flavour(case_dir, ents[i]->d_name, m, px, n_px, &sc, update);
 		if (rc == -ENOTSUP) {
 			printf("%s: flavour %s not generated yet, skipped\n", case_dir, ents[i]->d_name);
 			continue;
@@ -743,7 +942,8 @@ static int golden_case(const char *case_dir, bool update)
 		checked++;
 	}
 	if (checked == 0 && update) {
-		rc = golden_flavour(case_dir, "proxyless", m, px, n_px, update);
+		/* a new case: sidecar when it names a workload, else proxyless */
+		rc = golden_flavour(case_dir, sc.present ? "sidecar" : "proxyless", m, px, n_px, &sc, update);
 		if (rc < 0)
 			goto out;
 		failed += rc;
@@ -760,6 +960,7 @@ out:
 	free(ents);
 	model_unref(m);
 	golden_proxies_free(px, n_px);
+	golden_sidecar_free(&sc);
 	return rc;
 }
 

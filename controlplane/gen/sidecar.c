@@ -1,0 +1,1173 @@
+/*
+ * sidecar.c - everything one sidecar proxy receives (gen_sidecar_snapshot).
+ *
+ * Envoy and meshproxy sidecars get Istio's sidecar shapes and names, as
+ * istiod's pilot/pkg/networking/core builds them (listener.go,
+ * listener_builder.go, listener_inbound.go, httproute.go, cluster.go):
+ *
+ *  - LDS: "virtualOutbound" (0.0.0.0:15001, use_original_dst; chains
+ *    "virtualOutbound-blackhole" for traffic to 15001 itself and
+ *    "virtualOutbound-catchall-tcp" to PassthroughCluster under ALLOW_ANY
+ *    or BlackHoleCluster under REGISTRY_ONLY); "virtualInbound"
+ *    (0.0.0.0:15006, original_dst / tls_inspector / http_inspector
+ *    listener filters; per inbound port one chain per PeerAuthentication
+ *    case: TLS with Istio's ALPNs, plaintext; HTTP ports get an HTTP
+ *    connection manager with the workload's RBAC filters and an inline
+ *    route to "inbound|PORT||", TCP ports a TCP proxy); per service port
+ *    an outbound listener "0.0.0.0_PORT" (HTTP: RDS "PORT"; TCP: TCP
+ *    proxy), "VIP_PORT" for TCP services whose port is shared, all with
+ *    bind_to_port false (reached through virtualOutbound) and a
+ *    "PassthroughFilterChain" default chain.
+ *  - RDS: "PORT" with one virtual host per visible HTTP service on that
+ *    port (gen__virtual_host, per caller), then "allow_any" or "block_all".
+ *    Domains shared by two services stay with the first (sorted by host),
+ *    as Istio dedupes them, since Envoy rejects duplicates.
+ *  - CDS / EDS: the shared builders per visible service, with the
+ *    DestinationRule seen from the workload's namespace; "inbound|PORT||"
+ *    STATIC to 127.0.0.1:PORT (or the Sidecar's defaultEndpoint),
+ *    BlackHoleCluster, PassthroughCluster and InboundPassthroughCluster
+ *    (ORIGINAL_DST).
+ *
+ * Where meshd differs from istiod, and why, is said at the place (and in
+ * the golden cases' READMEs).  One arena per service as in gen.c, one for
+ * the workload's own resources.  Pure: no I/O, no clocks, no logging.
+ */
+#include "controlplane/gen/gen.h"
+#include "controlplane/gen/gen_int.h"
+#include "controlplane/gen/rbac.h"
+#include "controlplane/model/policy.h"
+
+#include "common/err.h"
+
+#include "envoy/config/cluster/v3/cluster.pb-c.h"
+#include "envoy/config/cluster/v3/circuit_breaker.pb-c.h"
+#include "envoy/config/core/v3/address.pb-c.h"
+#include "envoy/config/endpoint/v3/endpoint.pb-c.h"
+#include "envoy/config/endpoint/v3/endpoint_components.pb-c.h"
+#include "envoy/config/listener/v3/listener.pb-c.h"
+#include "envoy/config/listener/v3/listener_components.pb-c.h"
+#include "envoy/config/route/v3/route.pb-c.h"
+#include "envoy/config/route/v3/route_components.pb-c.h"
+#include "envoy/extensions/filters/http/cors/v3/cors.pb-c.h"
+#include "envoy/extensions/filters/http/fault/v3/fault.pb-c.h"
+#include "envoy/extensions/filters/http/router/v3/router.pb-c.h"
+#include "envoy/extensions/filters/listener/http_inspector/v3/http_inspector.pb-c.h"
+#include "envoy/extensions/filters/listener/original_dst/v3/original_dst.pb-c.h"
+#include "envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.pb-c.h"
+#include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
+#include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb-c.h"
+#include "envoy/extensions/upstreams/http/v3/http_protocol_options.pb-c.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef Envoy__Config__Listener__V3__Listener gen_listener;
+typedef Envoy__Config__Listener__V3__FilterChain gen_chain;
+typedef Envoy__Config__Listener__V3__Filter gen_filter;
+typedef Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager gen_hcm;
+typedef Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpFilter gen_http_filter;
+
+#define GEN_HCM_NAME        "envoy.filters.network.http_connection_manager"
+#define GEN_TCP_PROXY_NAME  "envoy.filters.network.tcp_proxy"
+#define GEN_CORS_FILTER     "envoy.filters.http.cors"
+#define GEN_PASSTHROUGH_CHAIN "PassthroughFilterChain"
+/* Bytes the workload's own resources (listeners, inbound) may allocate. */
+#define GEN_SIDECAR_ARENA_MAX (256u << 20)
+/* Distinct ports one sidecar serves (outbound or inbound). */
+#define GEN_SIDECAR_MAX_PORTS 65536
+/* Istio's connect timeout (MeshConfig connectTimeout default). */
+#define GEN_SIDECAR_CONNECT_NS (10LL * 1000000000LL)
+
+/* One generation for one workload. */
+struct gen_sc {
+	struct gen_ctx g;
+	const struct gen_workload *w;
+	const struct gen_node *node;             /* never NULL */
+	const struct gen_sidecar_scope *scope;   /* never NULL (a default one) */
+	struct xds_snapshot *snap;
+	struct arena *a;                        /* the workload's own resources */
+	bool *visible;                          /* per model service */
+};
+
+/* ---------------------------------------------------------------- small builders */
+
+static Envoy__Config__Core__V3__Address *gen_addr(struct arena *a, const char *ip, uint32_t port)
+{
+	Envoy__Config__Core__V3__Address *ad = gen__msg(a, &envoy__config__core__v3__address__descriptor);
+	Envoy__Config__Core__V3__SocketAddress *sa = gen__msg(a, &envoy__config__core__v3__socket_address__descriptor);
+
+	if (!ad || !sa || !(sa->address = arena_strdup(a, ip)))
+		return NULL;
+	sa->port_specifier_case = ENVOY__CONFIG__CORE__V3__SOCKET_ADDRESS__PORT_SPECIFIER_PORT_VALUE;
+	sa->port_value = port;
+	ad->address_case = ENVOY__CONFIG__CORE__V3__ADDRESS__ADDRESS_SOCKET_ADDRESS;
+	ad->socket_address = sa;
+	return ad;
+}
+
+static gen_filter *gen_net_filter(struct arena *a, const char *name, Google__Protobuf__Any *cfg)
+{
+	gen_filter *f = gen__msg(a, &envoy__config__listener__v3__filter__descriptor);
+
+	if (!f || !cfg)
+		return NULL;
+	f->name = (char *)name;
+	f->config_type_case = ENVOY__CONFIG__LISTENER__V3__FILTER__CONFIG_TYPE_TYPED_CONFIG;
+	f->typed_config = cfg;
+	return f;
+}
+
+/* A TCP proxy to one cluster (stat_prefix: the cluster, as Istio). */
+static gen_filter *gen_tcp_proxy(struct arena *a, const char *cluster)
+{
+	Envoy__Extensions__Filters__Network__TcpProxy__V3__TcpProxy tp =
+		ENVOY__EXTENSIONS__FILTERS__NETWORK__TCP_PROXY__V3__TCP_PROXY__INIT;
+
+	tp.stat_prefix = (char *)cluster;
+	tp.cluster_specifier_case = ENVOY__EXTENSIONS__FILTERS__NETWORK__TCP_PROXY__V3__TCP_PROXY__CLUSTER_SPECIFIER_CLUSTER;
+	tp.cluster = (char *)cluster;
+	return gen_net_filter(a, GEN_TCP_PROXY_NAME, gen__any(a, &tp.base));
+}
+
+/* A chain with one filter, an optional match and TLS socket. */
+static gen_chain *gen_chain1(struct arena *a, const char *name, Envoy__Config__Listener__V3__FilterChainMatch *m,
+			     gen_filter *f, Envoy__Config__Core__V3__TransportSocket *ts)
+{
+	gen_chain *c = gen__msg(a, &envoy__config__listener__v3__filter_chain__descriptor);
+
+	if (!c || !f || !(c->filters = arena_calloc(a, 1, sizeof(*c->filters))))
+		return NULL;
+	c->name = (char *)name;
+	c->filter_chain_match = m;
+	c->filters[0] = f;
+	c->n_filters = 1;
+	c->transport_socket = ts;
+	return c;
+}
+
+static Envoy__Config__Listener__V3__FilterChainMatch *gen_fcm(struct arena *a, uint32_t dport, const char *transport,
+							     const char *const *alpn, size_t n_alpn)
+{
+	Envoy__Config__Listener__V3__FilterChainMatch *m =
+		gen__msg(a, &envoy__config__listener__v3__filter_chain_match__descriptor);
+	size_t i;
+
+	if (!m)
+		return NULL;
+	if (dport && !(m->destination_port = gen__u32(a, dport)))
+		return NULL;
+	m->transport_protocol = (char *)(transport ? transport : "");
+	if (n_alpn) {
+		if (!(m->application_protocols = arena_calloc(a, n_alpn, sizeof(*m->application_protocols))))
+			return NULL;
+		for (i = 0; i < n_alpn; i++)
+			m->application_protocols[i] = (char *)alpn[i];
+		m->n_application_protocols = n_alpn;
+	}
+	return m;
+}
+
+static Envoy__Config__Listener__V3__ListenerFilter *gen_listener_filter(struct arena *a, const char *name,
+									 const ProtobufCMessage *cfg)
+{
+	Envoy__Config__Listener__V3__ListenerFilter *lf =
+		gen__msg(a, &envoy__config__listener__v3__listener_filter__descriptor);
+
+	if (!lf || !(lf->typed_config = gen__any(a, cfg)))
+		return NULL;
+	lf->name = (char *)name;
+	lf->config_type_case = ENVOY__CONFIG__LISTENER__V3__LISTENER_FILTER__CONFIG_TYPE_TYPED_CONFIG;
+	return lf;
+}
+
+static gen_http_filter *gen_http_filter_new(struct arena *a, const char *name, const ProtobufCMessage *cfg)
+{
+	gen_http_filter *f =
+		gen__msg(a, &envoy__extensions__filters__network__http_connection_manager__v3__http_filter__descriptor);
+
+	if (!f || !(f->typed_config = gen__any(a, cfg)))
+		return NULL;
+	f->name = (char *)name;
+	f->config_type_case = ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_FILTER__CONFIG_TYPE_TYPED_CONFIG;
+	return f;
+}
+
+static bool gen_protocol_http(const char *proto)
+{
+	static const char *const http[] = { "HTTP", "HTTP2", "GRPC", "GRPC-WEB", "HTTP_PROXY" };
+	size_t i;
+
+	for (i = 0; proto && i < sizeof(http) / sizeof(http[0]); i++)
+		if (strcmp(proto, http[i]) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * The HTTP connection manager as istiod's buildHTTPConnectionManager()
+ * sets it for sidecars: codec AUTO, stat_prefix, RDS over ADS (or an
+ * inline route config), http filters pre (RBAC on inbound), then fault,
+ * CORS, router last; normalize_path true and escaped slashes kept
+ * (MeshConfig pathNormalization DEFAULT), use_remote_address false,
+ * websocket upgrades, stream_idle_timeout 0s, 100-continue proxied
+ * (Enable100ContinueHeaders); inbound: x-forwarded-client-cert
+ * APPEND_FORWARD with subject, URI and DNS (Istio's inbound default).
+ */
+static Google__Protobuf__Any *gen_sidecar_hcm(struct arena *a, const char *stat_prefix, const char *rds,
+					      Envoy__Config__Route__V3__RouteConfiguration *inline_rc,
+					      gen_http_filter **pre, size_t n_pre, bool inbound)
+{
+	Envoy__Extensions__Filters__Http__Fault__V3__HTTPFault fault = ENVOY__EXTENSIONS__FILTERS__HTTP__FAULT__V3__HTTPFAULT__INIT;
+	Envoy__Extensions__Filters__Http__Cors__V3__Cors cors = ENVOY__EXTENSIONS__FILTERS__HTTP__CORS__V3__CORS__INIT;
+	Envoy__Extensions__Filters__Http__Router__V3__Router router = ENVOY__EXTENSIONS__FILTERS__HTTP__ROUTER__V3__ROUTER__INIT;
+	gen_hcm hcm = ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__INIT;
+	Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager__UpgradeConfig *ws =
+		gen__msg(a, &envoy__extensions__filters__network__http_connection_manager__v3__http_connection_manager__upgrade_config__descriptor);
+	gen_http_filter **f = arena_calloc(a, n_pre + 3, sizeof(*f));
+	size_t n = 0;
+
+	if (!f || !ws || !(hcm.upgrade_configs = arena_calloc(a, 1, sizeof(*hcm.upgrade_configs))))
+		return NULL;
+	if (n_pre)
+		memcpy(f, pre, n_pre * sizeof(*f));
+	n = n_pre;
+	if (!(f[n++] = gen_http_filter_new(a, GEN_FAULT_FILTER, &fault.base)) ||
+	    !(f[n++] = gen_http_filter_new(a, GEN_CORS_FILTER, &cors.base)) ||
+	    !(f[n++] = gen_http_filter_new(a, GEN_ROUTER_FILTER, &router.base)))
+		return NULL;
+	hcm.codec_type = ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__CODEC_TYPE__AUTO;
+	hcm.stat_prefix = (char *)stat_prefix;
+	if (rds) {
+		Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__Rds *r =
+			gen__msg(a, &envoy__extensions__filters__network__http_connection_manager__v3__rds__descriptor);
+
+		if (!r || !(r->config_source = gen__ads_source(a)) ||
+		    !(r->config_source->initial_fetch_timeout = gen__duration(a, 0)))
+			return NULL;
+		r->route_config_name = (char *)rds;
+		hcm.route_specifier_case =
+			ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_RDS;
+		hcm.rds = r;
+	} else {
+		hcm.route_specifier_case =
+			ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_ROUTE_CONFIG;
+		hcm.route_config = inline_rc;
+	}
+	hcm.http_filters = f;
+	hcm.n_http_filters = n;
+	ws->upgrade_type = "websocket";
+	hcm.upgrade_configs[0] = ws;
+	hcm.n_upgrade_configs = 1;
+	if (!(hcm.stream_idle_timeout = gen__duration(a, 0)) || !(hcm.use_remote_address = gen__bool(a, false)) ||
+	    !(hcm.normalize_path = gen__bool(a, true)))
+		return NULL;
+	hcm.path_with_escaped_slashes_action =
+		ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__PATH_WITH_ESCAPED_SLASHES_ACTION__KEEP_UNCHANGED;
+	hcm.proxy_100_continue = true;
+	if (inbound) {
+		Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager__SetCurrentClientCertDetails *cc =
+			gen__msg(a, &envoy__extensions__filters__network__http_connection_manager__v3__http_connection_manager__set_current_client_cert_details__descriptor);
+
+		if (!cc || !(cc->subject = gen__bool(a, true)))
+			return NULL;
+		cc->dns = true;
+		cc->uri = true;
+		hcm.forward_client_cert_details =
+			ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__FORWARD_CLIENT_CERT_DETAILS__APPEND_FORWARD;
+		hcm.set_current_client_cert_details = cc;
+	}
+	return gen__any(a, &hcm.base);
+}
+
+/* ---------------------------------------------------------------- scope */
+
+/* Does egress host pattern "NS/HOST" admit svc for a workload of ns? */
+static bool gen_egress_match(const char *pat, const struct model_service *svc, const char *ns)
+{
+	const char *slash = strchr(pat, '/'), *host;
+	size_t nl;
+
+	if (!slash)
+		return false;
+	nl = (size_t)(slash - pat);
+	host = slash + 1;
+	if (nl == 1 && pat[0] == '~')
+		return false;
+	if (!(nl == 1 && pat[0] == '*')) {
+		const char *want = (nl == 1 && pat[0] == '.') ? ns : NULL;
+
+		if (want ? strcmp(svc->ns, want) != 0 : (strlen(svc->ns) != nl || strncmp(svc->ns, pat, nl) != 0))
+			return false;
+	}
+	if (strcmp(host, "*") == 0)
+		return true;
+	if (host[0] == '*' && host[1] == '.') {
+		size_t hl = strlen(svc->hostname), sl = strlen(host + 1);
+
+		return hl > sl && strcmp(svc->hostname + hl - sl, host + 1) == 0;
+	}
+	return strcmp(host, svc->hostname) == 0;
+}
+
+static bool gen_visible(const struct gen_sc *sc, const struct model_service *svc)
+{
+	const struct cfg_strs *eh = sc->scope->egress_hosts;
+	size_t i;
+
+	if (!eh)
+		return true;
+	for (i = 0; i < eh->n; i++)
+		if (gen_egress_match(eh->v[i], svc, gen__workload_ns(sc->w)))
+			return true;
+	return false;
+}
+
+static const struct model_port *gen_port(const struct model_service *svc, uint32_t port)
+{
+	size_t i;
+
+	for (i = 0; i < svc->n_ports; i++)
+		if (svc->ports[i].number == port)
+			return &svc->ports[i];
+	return NULL;
+}
+
+/* The VIP of svc: its ClusterIP, else the first ServiceEntry address
+ * that is not a CIDR; NULL when it has none. */
+static const char *gen_vip(const struct model_service *svc)
+{
+	size_t i;
+
+	if (svc->cluster_ip && svc->cluster_ip[0] && strcmp(svc->cluster_ip, "None") != 0)
+		return svc->cluster_ip;
+	if (svc->origin && svc->origin->kind == CFG_SERVICE_ENTRY)
+		for (i = 0; i < svc->origin->spec.se.addresses.n; i++)
+			if (!strchr(svc->origin->spec.se.addresses.v[i], '/'))
+				return svc->origin->spec.se.addresses.v[i];
+	return NULL;
+}
+
+static int gen_u32_cmp(const void *x, const void *y)
+{
+	uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
+
+	return a < b ? -1 : a > b;
+}
+
+/* ---------------------------------------------------------------- outbound: RDS */
+
+/* A string set for domain dedupe (open addressing, in the arena). */
+struct gen_strset {
+	const char **v;
+	size_t cap, n;
+};
+
+static uint64_t gen_str_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	while (*s)
+		h = (h ^ (unsigned char)*s++) * 1099511628211ull;
+	return h;
+}
+
+/* Insert s; returns 1 when added, 0 when present, -ENOMEM. */
+static int gen_strset_add(struct arena *a, struct gen_strset *set, const char *s)
+{
+	size_t i;
+
+	if ((set->n + 1) * 2 > set->cap) {
+		struct gen_strset bigger = { .cap = set->cap ? set->cap * 2 : 64 };
+
+		if (!(bigger.v = arena_calloc(a, bigger.cap, sizeof(*bigger.v))))
+			return -ENOMEM;
+		for (i = 0; i < set->cap; i++)
+			if (set->v[i] && gen_strset_add(a, &bigger, set->v[i]) < 0)
+				return -ENOMEM;
+		*set = bigger;
+	}
+	for (i = gen_str_hash(s) & (set->cap - 1); set->v[i]; i = (i + 1) & (set->cap - 1))
+		if (strcmp(set->v[i], s) == 0)
+			return 0;
+	set->v[i] = s;
+	set->n++;
+	return 1;
+}
+
+/* The catch-all virtual host (istiod's buildCatchAllVirtualHost): under
+ * ALLOW_ANY "allow_any" to PassthroughCluster with no timeout, under
+ * REGISTRY_ONLY "block_all" answering 502. */
+static Envoy__Config__Route__V3__VirtualHost *gen_catchall_vh(const struct gen_sc *sc, struct arena *a)
+{
+	Envoy__Config__Route__V3__VirtualHost *vh = gen__msg(a, &envoy__config__route__v3__virtual_host__descriptor);
+	Envoy__Config__Route__V3__Route *r = gen__msg(a, &envoy__config__route__v3__route__descriptor);
+	Envoy__Config__Route__V3__RouteMatch *m = gen__msg(a, &envoy__config__route__v3__route_match__descriptor);
+	bool allow = sc->scope->outbound == GEN_OUTBOUND_ALLOW_ANY;
+
+	if (!vh || !r || !m || !(vh->domains = arena_calloc(a, 1, sizeof(*vh->domains))) ||
+	    !(vh->routes = arena_calloc(a, 1, sizeof(*vh->routes))))
+		return NULL;
+	m->path_specifier_case = ENVOY__CONFIG__ROUTE__V3__ROUTE_MATCH__PATH_SPECIFIER_PREFIX;
+	m->prefix = "/";
+	r->match = m;
+	r->name = allow ? "allow_any" : "block_all";
+	if (allow) {
+		Envoy__Config__Route__V3__RouteAction *ra = gen__msg(a, &envoy__config__route__v3__route_action__descriptor);
+
+		if (!ra || !(ra->timeout = gen__duration(a, 0)) || !(ra->max_grpc_timeout = gen__duration(a, 0)))
+			return NULL;
+		ra->cluster_specifier_case = ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__CLUSTER_SPECIFIER_CLUSTER;
+		ra->cluster = GEN_PASSTHROUGH_CLUSTER;
+		r->action_case = ENVOY__CONFIG__ROUTE__V3__ROUTE__ACTION_ROUTE;
+		r->route = ra;
+	} else {
+		Envoy__Config__Route__V3__DirectResponseAction *dr =
+			gen__msg(a, &envoy__config__route__v3__direct_response_action__descriptor);
+
+		if (!dr)
+			return NULL;
+		dr->status = 502;
+		r->action_case = ENVOY__CONFIG__ROUTE__V3__ROUTE__ACTION_DIRECT_RESPONSE;
+		r->direct_response = dr;
+	}
+	vh->name = r->name;
+	vh->domains[0] = "*";
+	vh->n_domains = 1;
+	vh->routes[0] = r;
+	vh->n_routes = 1;
+	vh->include_request_attempt_count = sc->g.p->istio_retry;
+	return vh;
+}
+
+/* RouteConfiguration "PORT": one virtual host per visible HTTP service
+ * with that port (hostname order), then the catch-all. */
+static int gen_route_config_port(struct gen_sc *sc, uint32_t port)
+{
+	Envoy__Config__Route__V3__RouteConfiguration rc_msg = ENVOY__CONFIG__ROUTE__V3__ROUTE_CONFIGURATION__INIT;
+	const struct model *m = sc->g.m;
+	struct arena *a = arena_new(GEN_ARENA_MAX);
+	struct gen_strset seen = { 0 };
+	Envoy__Config__Route__V3__VirtualHost **vhs = NULL;
+	size_t i, j, n = 0;
+	int rc = -ENOMEM;
+
+	if (!a || !(vhs = arena_calloc(a, m->n_services + 1, sizeof(*vhs))) ||
+	    !(rc_msg.name = arena_printf(a, "%u", port)))
+		goto out;
+	for (i = 0; i < m->n_services; i++) {
+		const struct model_service *svc = &m->services[i];
+		const struct model_port *mp = gen_port(svc, port);
+		Envoy__Config__Route__V3__VirtualHost *vh;
+		size_t k = 0;
+
+		if (!sc->visible[i] || !mp || !gen_protocol_http(mp->protocol))
+			continue;
+		rc = gen__virtual_host(&sc->g, svc, port, a, &vh);
+		if (rc < 0) {
+			gen__note(&sc->g, GEN_NOTE_ERROR, "xds", "sidecar route %u for %s: %s", port, svc->hostname,
+				  mesh_strerror(rc));
+			goto out;
+		}
+		rc = -ENOMEM;
+		/* a domain already taken by an earlier host is dropped (Envoy
+		 * rejects a route config with a domain twice) */
+		for (j = 0; j < vh->n_domains; j++) {
+			int added = gen_strset_add(a, &seen, vh->domains[j]);
+
+			if (added < 0)
+				goto out;
+			if (added)
+				vh->domains[k++] = vh->domains[j];
+		}
+		vh->n_domains = k;
+		if (k)
+			vhs[n++] = vh;
+	}
+	if (!(vhs[n++] = gen_catchall_vh(sc, a)) || !(rc_msg.validate_clusters = gen__bool(a, false)))
+		goto out;
+	rc_msg.virtual_hosts = vhs;
+	rc_msg.n_virtual_hosts = n;
+	rc = gen__emit(&sc->g, sc->snap, XDS_ROUTE, rc_msg.name, &rc_msg.base);
+out:
+	arena_free(a);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- outbound: LDS */
+
+/* The default chain of per-port listeners and the catch-all of
+ * virtualOutbound: PassthroughCluster under ALLOW_ANY, BlackHoleCluster
+ * under REGISTRY_ONLY. */
+static const char *gen_egress_cluster(const struct gen_sc *sc)
+{
+	return sc->scope->outbound == GEN_OUTBOUND_ALLOW_ANY ? GEN_PASSTHROUGH_CLUSTER : GEN_BLACKHOLE_CLUSTER;
+}
+
+static int gen_outbound_listener(struct gen_sc *sc, const char *bind, uint32_t port, gen_filter *f)
+{
+	gen_listener l = ENVOY__CONFIG__LISTENER__V3__LISTENER__INIT;
+	struct arena *a = sc->a;
+	gen_chain *chains[1];
+
+	/* captureMode NONE: the application calls 127.0.0.1:PORT and the
+	 * listener binds it; otherwise iptables sends traffic to 15001 and
+	 * virtualOutbound hands it over by original destination. */
+	if (sc->scope->capture_none && strcmp(bind, "0.0.0.0") == 0)
+		bind = "127.0.0.1";
+	l.name = arena_printf(a, "%s_%u", bind, port);
+	if (!l.name || !f || !(chains[0] = gen_chain1(a, NULL, NULL, f, NULL)) ||
+	    !(l.default_filter_chain = gen_chain1(a, GEN_PASSTHROUGH_CHAIN, NULL, gen_tcp_proxy(a, gen_egress_cluster(sc)), NULL)))
+		return -ENOMEM;
+	if (!(l.address = gen_addr(a, bind, port)))
+		return -ENOMEM;
+	if (!sc->scope->capture_none && !(l.bind_to_port = gen__bool(a, false)))
+		return -ENOMEM;
+	l.traffic_direction = ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__OUTBOUND;
+	l.filter_chains = chains;
+	l.n_filter_chains = 1;
+	return gen__emit(&sc->g, sc->snap, XDS_LISTENER, l.name, &l.base);
+}
+
+/* The TCP proxy of svc on port: to the destinations of the first tcp
+ * route of its VirtualServices that applies to the port (one cluster or
+ * weighted clusters), else to its own cluster. */
+static gen_filter *gen_tcp_service_filter(struct gen_sc *sc, const struct model_service *svc, uint32_t port)
+{
+	Envoy__Extensions__Filters__Network__TcpProxy__V3__TcpProxy tp =
+		ENVOY__EXTENSIONS__FILTERS__NETWORK__TCP_PROXY__V3__TCP_PROXY__INIT;
+	const struct cfg_object *vss[GEN_MAX_VS];
+	const struct cfg_tcp_route *tr = NULL;
+	struct arena *a = sc->a;
+	size_t n_vs = model_virtual_services(sc->g.m, svc->hostname, vss, GEN_MAX_VS), i, j;
+	const char *vs_ns = svc->ns;
+
+	for (i = 0; i < n_vs && !tr; i++) {
+		if (vss[i]->kind != CFG_VIRTUAL_SERVICE || !model_gateways_include_mesh(&vss[i]->spec.vs.gateways))
+			continue;
+		for (j = 0; j < vss[i]->spec.vs.n_tcp && !tr; j++) {
+			const struct cfg_tcp_route *t = &vss[i]->spec.vs.tcp[j];
+
+			if ((t->match_port < 0 || (uint64_t)t->match_port == port) && t->n_route) {
+				tr = t;
+				vs_ns = vss[i]->ns;
+			}
+		}
+	}
+	tp.cluster_specifier_case = ENVOY__EXTENSIONS__FILTERS__NETWORK__TCP_PROXY__V3__TCP_PROXY__CLUSTER_SPECIFIER_CLUSTER;
+	tp.cluster = gen__cluster_name(a, port, NULL, svc->hostname);
+	if (tr && tr->n_route == 1) {
+		char host[GEN_NAME_MAX];
+		const struct cfg_destination *d = &tr->route[0].destination;
+
+		model_resolve_host(sc->g.m, d->host, vs_ns, host, sizeof(host));
+		tp.cluster = gen__cluster_name(a, d->port > 0 ? gen__clamp_u32(d->port) : port, d->subset, host);
+	} else if (tr) {
+		Envoy__Extensions__Filters__Network__TcpProxy__V3__TcpProxy__WeightedCluster *wc = gen__msg(
+			a, &envoy__extensions__filters__network__tcp_proxy__v3__tcp_proxy__weighted_cluster__descriptor);
+
+		if (!wc || !(wc->clusters = arena_calloc(a, tr->n_route, sizeof(*wc->clusters))))
+			return NULL;
+		for (i = 0; i < tr->n_route; i++) {
+			Envoy__Extensions__Filters__Network__TcpProxy__V3__TcpProxy__WeightedCluster__ClusterWeight *cw = gen__msg(
+				a, &envoy__extensions__filters__network__tcp_proxy__v3__tcp_proxy__weighted_cluster__cluster_weight__descriptor);
+			const struct cfg_destination *d = &tr->route[i].destination;
+			char host[GEN_NAME_MAX];
+
+			if (!cw)
+				return NULL;
+			model_resolve_host(sc->g.m, d->host, vs_ns, host, sizeof(host));
+			cw->name = gen__cluster_name(a, d->port > 0 ? gen__clamp_u32(d->port) : port, d->subset, host);
+			cw->weight = tr->route[i].weight < 0 ? 1 : gen__clamp_u32(tr->route[i].weight);
+			if (!cw->name)
+				return NULL;
+			if (cw->weight)
+				wc->clusters[wc->n_clusters++] = cw;
+		}
+		tp.cluster_specifier_case =
+			ENVOY__EXTENSIONS__FILTERS__NETWORK__TCP_PROXY__V3__TCP_PROXY__CLUSTER_SPECIFIER_WEIGHTED_CLUSTERS;
+		tp.weighted_clusters = wc;
+	}
+	if (!tp.cluster)
+		return NULL;
+	tp.stat_prefix = tp.cluster_specifier_case ==
+					 ENVOY__EXTENSIONS__FILTERS__NETWORK__TCP_PROXY__V3__TCP_PROXY__CLUSTER_SPECIFIER_CLUSTER ?
+				 tp.cluster : gen__cluster_name(a, port, NULL, svc->hostname);
+	return gen_net_filter(a, GEN_TCP_PROXY_NAME, gen__any(a, &tp.base));
+}
+
+/* Outbound listeners and route configs: every port with an HTTP service
+ * gets "0.0.0.0_PORT" with RDS "PORT"; a TCP service gets "0.0.0.0_PORT"
+ * alone on its port, or "VIP_PORT" when the port is shared with an HTTP
+ * port or another TCP service (one without a VIP then cannot be told
+ * apart and is left out, noted, as Istio reports the conflict). */
+static int gen_outbound(struct gen_sc *sc)
+{
+	const struct model *m = sc->g.m;
+	uint32_t *ports = NULL;
+	size_t i, j, n = 0, cap = 0;
+	int rc = 0;
+
+	for (i = 0; i < m->n_services; i++)
+		if (sc->visible[i])
+			cap += m->services[i].n_ports;
+	if (cap && !(ports = calloc(cap, sizeof(*ports))))
+		return -ENOMEM;
+	for (i = 0; i < m->n_services; i++)
+		for (j = 0; sc->visible[i] && j < m->services[i].n_ports; j++)
+			ports[n++] = m->services[i].ports[j].number;
+	if (n)
+		qsort(ports, n, sizeof(*ports), gen_u32_cmp);
+	for (i = 0; i < n && rc == 0; i++) {
+		uint32_t port = ports[i];
+		size_t n_tcp = 0, n_http = 0, k;
+
+		if (i > 0 && ports[i - 1] == port)
+			continue;
+		for (k = 0; k < m->n_services; k++) {
+			const struct model_port *mp = sc->visible[k] ? gen_port(&m->services[k], port) : NULL;
+
+			if (mp && gen_protocol_http(mp->protocol))
+				n_http++;
+			else if (mp)
+				n_tcp++;
+		}
+		if (n_http) {
+			char *rn = arena_printf(sc->a, "%u", port);
+			char *sp = arena_printf(sc->a, "outbound_0.0.0.0_%u", port);
+
+			if (!rn || !sp) {
+				rc = -ENOMEM;
+				break;
+			}
+			rc = gen_route_config_port(sc, port);
+			if (rc == 0)
+				rc = gen_outbound_listener(sc, "0.0.0.0", port,
+							   gen_net_filter(sc->a, GEN_HCM_NAME,
+									  gen_sidecar_hcm(sc->a, sp, rn, NULL, NULL, 0, false)));
+		}
+		for (k = 0; k < m->n_services && rc == 0; k++) {
+			const struct model_service *svc = &m->services[k];
+			const struct model_port *mp = sc->visible[k] ? gen_port(svc, port) : NULL;
+			const char *vip;
+
+			if (!mp || gen_protocol_http(mp->protocol))
+				continue;
+			if (n_tcp == 1 && n_http == 0) {
+				rc = gen_outbound_listener(sc, "0.0.0.0", port, gen_tcp_service_filter(sc, svc, port));
+				continue;
+			}
+			vip = gen_vip(svc);
+			if (!vip) {
+				gen__note(&sc->g, GEN_NOTE_WARN, "xds",
+					  "sidecar: TCP port %u of %s is shared and the service has no VIP; not served",
+					  port, svc->hostname);
+				continue;
+			}
+			rc = gen_outbound_listener(sc, vip, port, gen_tcp_service_filter(sc, svc, port));
+		}
+	}
+	free(ports);
+	return rc;
+}
+
+/* virtualOutbound: 0.0.0.0:15001, use_original_dst (the listener of the
+ * original destination takes the connection), a blackhole chain for
+ * connections to 15001 itself, the catch-all chain for the rest. */
+static int gen_virtual_outbound(struct gen_sc *sc)
+{
+	gen_listener l = ENVOY__CONFIG__LISTENER__V3__LISTENER__INIT;
+	struct arena *a = sc->a;
+	gen_chain *chains[2];
+
+	l.name = GEN_VIRTUAL_OUTBOUND;
+	if (!(l.address = gen_addr(a, "0.0.0.0", GEN_OUTBOUND_PORT)) || !(l.use_original_dst = gen__bool(a, true)) ||
+	    !(chains[0] = gen_chain1(a, "virtualOutbound-blackhole", gen_fcm(a, GEN_OUTBOUND_PORT, NULL, NULL, 0),
+				     gen_tcp_proxy(a, GEN_BLACKHOLE_CLUSTER), NULL)) ||
+	    !(chains[1] = gen_chain1(a, "virtualOutbound-catchall-tcp", NULL, gen_tcp_proxy(a, gen_egress_cluster(sc)),
+				     NULL)))
+		return -ENOMEM;
+	l.traffic_direction = ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__OUTBOUND;
+	l.filter_chains = chains;
+	l.n_filter_chains = 2;
+	return gen__emit(&sc->g, sc->snap, XDS_LISTENER, l.name, &l.base);
+}
+
+/* ---------------------------------------------------------------- inbound */
+
+struct gen_inport {
+	uint32_t port;               /* the port the workload receives on */
+	const char *protocol;
+	const char *endpoint_ip;     /* where the inbound cluster sends */
+	uint32_t endpoint_port;
+};
+
+static int gen_inport_cmp(const void *x, const void *y)
+{
+	const struct gen_inport *a = x, *b = y;
+
+	return a->port < b->port ? -1 : a->port > b->port;
+}
+
+/* Is endpoint e the workload?  By namespace and labels (every label of
+ * the node's metadata on the endpoint), then by IP (DESIGN.md: many test
+ * sidecars share 127.0.0.1). */
+static bool gen_is_workload(const struct gen_sc *sc, const struct model_endpoint *e, bool by_ip)
+{
+	const struct cfg_labels *wl = gen__workload_labels(sc->w);
+
+	if (by_ip)
+		return sc->node->ip && e->address && strcmp(sc->node->ip, e->address) == 0;
+	return wl->n > 0 && e->labels && strcmp(e->ns ? e->ns : "", gen__workload_ns(sc->w)) == 0 &&
+	       model_labels_match(wl, e->labels);
+}
+
+/* The inbound ports: the Sidecar's ingress listeners, else the
+ * endpoint ports of the workload's service instances (one per port, the
+ * first service's protocol by hostname).  *out malloc'd. */
+static int gen_inports(const struct gen_sc *sc, struct gen_inport **out, size_t *n_out)
+{
+	const struct model *m = sc->g.m;
+	struct gen_inport *v = NULL;
+	size_t i, j, k, n = 0, cap = 0;
+	int pass, rc = 0;
+
+	*out = NULL;
+	*n_out = 0;
+	if (sc->scope->n_ingress) {
+		if (!(v = calloc(sc->scope->n_ingress, sizeof(*v))))
+			return -ENOMEM;
+		for (i = 0; i < sc->scope->n_ingress; i++) {
+			const struct gen_sidecar_ingress *in = &sc->scope->ingress[i];
+			const char *de = in->default_endpoint, *colon = de ? strrchr(de, ':') : NULL;
+
+			v[n].port = in->port;
+			v[n].protocol = in->protocol ? in->protocol : "TCP";
+			v[n].endpoint_ip = "127.0.0.1";
+			v[n].endpoint_port = in->port;
+			if (colon && colon[1]) {
+				char *ip = arena_strndup(sc->a, de, (size_t)(colon - de));
+
+				if (!ip) {
+					rc = -ENOMEM;
+					goto out;
+				}
+				/* Istio: 0.0.0.0 in defaultEndpoint means the instance IP */
+				v[n].endpoint_ip = strcmp(ip, "0.0.0.0") == 0 && sc->node->ip ? sc->node->ip : ip;
+				v[n].endpoint_port = (uint32_t)strtoul(colon + 1, NULL, 10);
+			}
+			n++;
+		}
+		goto sort;
+	}
+	for (i = 0; i < m->n_services; i++)
+		cap += m->services[i].n_ports;
+	if (cap > GEN_SIDECAR_MAX_PORTS)
+		cap = GEN_SIDECAR_MAX_PORTS;
+	if (cap && !(v = calloc(cap, sizeof(*v))))
+		return -ENOMEM;
+	for (pass = 0; pass < 2 && n == 0; pass++) {
+		for (i = 0; i < m->n_services; i++) {
+			const struct model_service *svc = &m->services[i];
+
+			for (j = 0; j < svc->n_endpoints; j++) {
+				const struct model_endpoint *e = &svc->endpoints[j];
+
+				if (!gen_is_workload(sc, e, pass == 1))
+					continue;
+				for (k = 0; k < svc->n_ports && n < cap; k++) {
+					const struct model_port *mp = &svc->ports[k];
+					uint32_t tp = e->ports && e->ports[k] ? e->ports[k]
+									      : (mp->target_port ? mp->target_port : mp->number);
+					size_t q;
+
+					for (q = 0; q < n && v[q].port != tp; q++)
+						;
+					if (q < n)
+						continue;
+					v[n].port = tp;
+					v[n].protocol = mp->protocol;
+					v[n].endpoint_ip = "127.0.0.1";
+					v[n].endpoint_port = tp;
+					n++;
+				}
+				break;   /* one instance per service */
+			}
+		}
+	}
+sort:
+	if (n)
+		qsort(v, n, sizeof(*v), gen_inport_cmp);
+	*out = v;
+	*n_out = n;
+	v = NULL;
+out:
+	free(v);
+	return rc;
+}
+
+/* The server side of mTLS for a sidecar: the certificate and roots over
+ * SDS, a client certificate required, ALPN h2 and http/1.1 for HTTP
+ * (Istio's inbound ALPN). */
+static Envoy__Config__Core__V3__TransportSocket *gen_inbound_tls(struct arena *a, bool http)
+{
+	static const char *const alpn[] = { "h2", "http/1.1" };
+	Envoy__Extensions__TransportSockets__Tls__V3__DownstreamTlsContext *d =
+		gen__msg(a, &envoy__extensions__transport_sockets__tls__v3__downstream_tls_context__descriptor);
+
+	if (!d || !(d->common_tls_context = gen__common_tls_sds(a, NULL, 0, alpn, http ? 2 : 0)) ||
+	    !(d->require_client_certificate = gen__bool(a, true)))
+		return NULL;
+	return gen__tls_socket(a, &d->base);
+}
+
+/* The inline route of an inbound HTTP chain (Istio's inbound route
+ * config "inbound|PORT||": one virtual host "inbound|http|PORT", domains
+ * "*", route "default" to the inbound cluster, no timeout). */
+static Envoy__Config__Route__V3__RouteConfiguration *gen_inbound_rc(struct arena *a, const char *cluster, uint32_t port)
+{
+	Envoy__Config__Route__V3__RouteConfiguration *rc = gen__msg(a, &envoy__config__route__v3__route_configuration__descriptor);
+	Envoy__Config__Route__V3__VirtualHost *vh = gen__msg(a, &envoy__config__route__v3__virtual_host__descriptor);
+	Envoy__Config__Route__V3__Route *r = gen__msg(a, &envoy__config__route__v3__route__descriptor);
+	Envoy__Config__Route__V3__RouteMatch *m = gen__msg(a, &envoy__config__route__v3__route_match__descriptor);
+	Envoy__Config__Route__V3__RouteAction *ra = gen__msg(a, &envoy__config__route__v3__route_action__descriptor);
+
+	if (!rc || !vh || !r || !m || !ra || !(rc->virtual_hosts = arena_calloc(a, 1, sizeof(*rc->virtual_hosts))) ||
+	    !(vh->domains = arena_calloc(a, 1, sizeof(*vh->domains))) ||
+	    !(vh->routes = arena_calloc(a, 1, sizeof(*vh->routes))) || !(ra->timeout = gen__duration(a, 0)) ||
+	    !(vh->name = arena_printf(a, "inbound|http|%u", port)) || !(rc->validate_clusters = gen__bool(a, false)))
+		return NULL;
+	m->path_specifier_case = ENVOY__CONFIG__ROUTE__V3__ROUTE_MATCH__PATH_SPECIFIER_PREFIX;
+	m->prefix = "/";
+	ra->cluster_specifier_case = ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__CLUSTER_SPECIFIER_CLUSTER;
+	ra->cluster = (char *)cluster;
+	r->name = "default";
+	r->match = m;
+	r->action_case = ENVOY__CONFIG__ROUTE__V3__ROUTE__ACTION_ROUTE;
+	r->route = ra;
+	vh->domains[0] = "*";
+	vh->n_domains = 1;
+	vh->routes[0] = r;
+	vh->n_routes = 1;
+	rc->name = (char *)cluster;
+	rc->virtual_hosts[0] = vh;
+	rc->n_virtual_hosts = 1;
+	return rc;
+}
+
+/* The filter of one inbound chain: HTTP connection manager with the
+ * workload's RBAC filters, or a TCP proxy, to cluster. */
+static gen_filter *gen_inbound_filter(struct gen_sc *sc, const struct gen_inport *ip, const char *cluster,
+				      const char *chain_name, gen_http_filter **rbac, size_t n_rbac)
+{
+	struct arena *a = sc->a;
+	char *sp;
+
+	if (!gen_protocol_http(ip->protocol))
+		return gen_tcp_proxy(a, cluster);
+	sp = arena_printf(a, "inbound_%s", chain_name);
+	if (!sp)
+		return NULL;
+	return gen_net_filter(a, GEN_HCM_NAME, gen_sidecar_hcm(a, sp, NULL, gen_inbound_rc(a, cluster, ip->port),
+							       rbac, n_rbac, true));
+}
+
+/* The chains of one inbound port, per PeerAuthentication mode as
+ * istiod's getFilterChainMatchOptions(): STRICT one TLS chain; PERMISSIVE
+ * a TLS chain for Istio's ALPNs and a plaintext one (TCP: also TLS that
+ * is not Istio's, passed through as is); DISABLE plaintext only.  All
+ * match the destination port; names "0.0.0.0_PORT". */
+static int gen_inbound_chains(struct gen_sc *sc, const struct gen_inport *ip, gen_http_filter **rbac, size_t n_rbac,
+			      gen_chain **v, size_t *n)
+{
+	static const char *const istio_alpn[] = { "istio", "istio-peer-exchange", "istio-http/1.0", "istio-http/1.1",
+						  "istio-h2" };
+	struct arena *a = sc->a;
+	bool http = gen_protocol_http(ip->protocol);
+	enum cfg_mtls_mode mode = model_peer_authn(sc->g.m, gen__workload_ns(sc->w), gen__workload_labels(sc->w), ip->port);
+	char *cluster = arena_printf(a, "inbound|%u||", ip->port);
+	char *name = arena_printf(a, "0.0.0.0_%u", ip->port);
+
+	if (!cluster || !name)
+		return -ENOMEM;
+	if (mode == CFG_MTLS_STRICT) {
+		if (!(v[(*n)++] = gen_chain1(a, name, gen_fcm(a, ip->port, "tls", NULL, 0),
+					     gen_inbound_filter(sc, ip, cluster, name, rbac, n_rbac), gen_inbound_tls(a, http))))
+			return -ENOMEM;
+		return 0;
+	}
+	if (mode == CFG_MTLS_PERMISSIVE) {
+		if (!(v[(*n)++] = gen_chain1(a, name, gen_fcm(a, ip->port, "tls", istio_alpn, 5),
+					     gen_inbound_filter(sc, ip, cluster, name, rbac, n_rbac), gen_inbound_tls(a, http))))
+			return -ENOMEM;
+		if (!http && !(v[(*n)++] = gen_chain1(a, name, gen_fcm(a, ip->port, "tls", NULL, 0),
+						      gen_inbound_filter(sc, ip, cluster, name, rbac, n_rbac), NULL)))
+			return -ENOMEM;
+	}
+	if (!(v[(*n)++] = gen_chain1(a, name, gen_fcm(a, ip->port, "raw_buffer", NULL, 0),
+				     gen_inbound_filter(sc, ip, cluster, name, rbac, n_rbac), NULL)))
+		return -ENOMEM;
+	return 0;
+}
+
+/* The RBAC http filters of the workload (deny, allow, audit). */
+static int gen_sidecar_rbac(struct gen_sc *sc, gen_http_filter ***out, size_t *n)
+{
+	rbac_filter *deny = NULL, *allow = NULL, *audit = NULL;
+	bool audit_on = sc->g.p->rbac_audit;
+	int rc;
+
+	rc = rbac_compile(sc->g.m, gen__workload_ns(sc->w), gen__workload_labels(sc->w), sc->g.notes, sc->a, &deny,
+			  &allow, audit_on ? &audit : NULL);
+	if (rc == 0)
+		rc = rbac_http_filters(deny, allow, audit, audit_on, sc->a, out, n);
+	return rc;
+}
+
+/* virtualInbound (or, with captureMode NONE, one bound listener per
+ * ingress port) and the inbound clusters. */
+static int gen_inbound(struct gen_sc *sc, const struct gen_inport *ports, size_t n_ports)
+{
+	gen_listener l = ENVOY__CONFIG__LISTENER__V3__LISTENER__INIT;
+	Envoy__Extensions__Filters__Listener__OriginalDst__V3__OriginalDst od =
+		ENVOY__EXTENSIONS__FILTERS__LISTENER__ORIGINAL_DST__V3__ORIGINAL_DST__INIT;
+	Envoy__Extensions__Filters__Listener__TlsInspector__V3__TlsInspector ti =
+		ENVOY__EXTENSIONS__FILTERS__LISTENER__TLS_INSPECTOR__V3__TLS_INSPECTOR__INIT;
+	Envoy__Extensions__Filters__Listener__HttpInspector__V3__HttpInspector hi =
+		ENVOY__EXTENSIONS__FILTERS__LISTENER__HTTP_INSPECTOR__V3__HTTP_INSPECTOR__INIT;
+	struct arena *a = sc->a;
+	gen_http_filter **rbac = NULL;
+	gen_chain **chains;
+	size_t n_rbac = 0, n = 0, i;
+	int rc;
+
+	rc = gen_sidecar_rbac(sc, &rbac, &n_rbac);
+	if (rc < 0)
+		return rc;
+	chains = arena_calloc(a, 3 * n_ports + 2, sizeof(*chains));
+	if (!chains)
+		return -ENOMEM;
+	if (sc->scope->capture_none) {
+		/* Istio: an ingress listener binds its port when traffic is
+		 * not captured (listener "BIND_PORT") */
+		for (i = 0; i < n_ports && rc == 0; i++) {
+			gen_listener bl = ENVOY__CONFIG__LISTENER__V3__LISTENER__INIT;
+			size_t k = 0;
+
+			rc = gen_inbound_chains(sc, &ports[i], rbac, n_rbac, chains, &k);
+			if (rc < 0)
+				break;
+			bl.name = arena_printf(a, "0.0.0.0_%u", ports[i].port);
+			if (!bl.name || !(bl.address = gen_addr(a, "0.0.0.0", ports[i].port)) ||
+			    !(bl.listener_filters = arena_calloc(a, 1, sizeof(*bl.listener_filters))) ||
+			    !(bl.listener_filters[0] = gen_listener_filter(a, "envoy.filters.listener.tls_inspector", &ti.base)))
+				return -ENOMEM;
+			bl.n_listener_filters = 1;
+			bl.traffic_direction = ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__INBOUND;
+			bl.continue_on_listener_filters_timeout = true;
+			bl.filter_chains = chains;
+			bl.n_filter_chains = k;
+			rc = gen__emit(&sc->g, sc->snap, XDS_LISTENER, bl.name, &bl.base);
+		}
+		return rc;
+	}
+	if (!(chains[n++] = gen_chain1(a, "virtualInbound-blackhole", gen_fcm(a, GEN_INBOUND_PORT, NULL, NULL, 0),
+				       gen_tcp_proxy(a, GEN_BLACKHOLE_CLUSTER), NULL)))
+		return -ENOMEM;
+	for (i = 0; i < n_ports; i++) {
+		rc = gen_inbound_chains(sc, &ports[i], rbac, n_rbac, chains, &n);
+		if (rc < 0)
+			return rc;
+	}
+	/* anything else addressed to the workload goes to it unchanged
+	 * (Istio's passthrough chains "virtualInbound"), RBAC not applied:
+	 * meshd has no per-port policy for ports no service declares */
+	if (!(chains[n++] = gen_chain1(a, GEN_VIRTUAL_INBOUND, NULL, gen_tcp_proxy(a, GEN_INBOUND_PASSTHROUGH), NULL)))
+		return -ENOMEM;
+	l.name = GEN_VIRTUAL_INBOUND;
+	if (!(l.address = gen_addr(a, "0.0.0.0", GEN_INBOUND_PORT)) ||
+	    !(l.listener_filters = arena_calloc(a, 3, sizeof(*l.listener_filters))) ||
+	    !(l.listener_filters[0] = gen_listener_filter(a, "envoy.filters.listener.original_dst", &od.base)) ||
+	    !(l.listener_filters[1] = gen_listener_filter(a, "envoy.filters.listener.tls_inspector", &ti.base)) ||
+	    !(l.listener_filters[2] = gen_listener_filter(a, "envoy.filters.listener.http_inspector", &hi.base)))
+		return -ENOMEM;
+	l.n_listener_filters = 3;
+	l.traffic_direction = ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__INBOUND;
+	l.continue_on_listener_filters_timeout = true;
+	l.filter_chains = chains;
+	l.n_filter_chains = n;
+	return gen__emit(&sc->g, sc->snap, XDS_LISTENER, l.name, &l.base);
+}
+
+/* ---------------------------------------------------------------- special clusters */
+
+static Envoy__Config__Cluster__V3__CircuitBreakers *gen_default_breakers(struct arena *a)
+{
+	Envoy__Config__Cluster__V3__CircuitBreakers *cb = gen__msg(a, &envoy__config__cluster__v3__circuit_breakers__descriptor);
+	Envoy__Config__Cluster__V3__CircuitBreakers__Thresholds *t =
+		gen__msg(a, &envoy__config__cluster__v3__circuit_breakers__thresholds__descriptor);
+
+	if (!cb || !t || !(cb->thresholds = arena_calloc(a, 1, sizeof(*cb->thresholds))) ||
+	    !(t->max_connections = gen__u32(a, UINT32_MAX)) || !(t->max_pending_requests = gen__u32(a, UINT32_MAX)) ||
+	    !(t->max_requests = gen__u32(a, UINT32_MAX)) || !(t->max_retries = gen__u32(a, UINT32_MAX)))
+		return NULL;
+	t->track_remaining = true;
+	cb->thresholds[0] = t;
+	cb->n_thresholds = 1;
+	return cb;
+}
+
+/* "inbound|PORT||": STATIC to where the application listens. */
+static int gen_inbound_cluster(struct gen_sc *sc, const struct gen_inport *ip)
+{
+	Envoy__Config__Cluster__V3__Cluster c = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__INIT;
+	Envoy__Config__Endpoint__V3__ClusterLoadAssignment *cla =
+		gen__msg(sc->a, &envoy__config__endpoint__v3__cluster_load_assignment__descriptor);
+	Envoy__Config__Endpoint__V3__LocalityLbEndpoints *le =
+		gen__msg(sc->a, &envoy__config__endpoint__v3__locality_lb_endpoints__descriptor);
+	Envoy__Config__Endpoint__V3__LbEndpoint *lbe = gen__msg(sc->a, &envoy__config__endpoint__v3__lb_endpoint__descriptor);
+	Envoy__Config__Endpoint__V3__Endpoint *ep = gen__msg(sc->a, &envoy__config__endpoint__v3__endpoint__descriptor);
+	struct arena *a = sc->a;
+
+	c.name = arena_printf(a, "inbound|%u||", ip->port);
+	if (!c.name || !cla || !le || !lbe || !ep || !(ep->address = gen_addr(a, ip->endpoint_ip, ip->endpoint_port)) ||
+	    !(le->lb_endpoints = arena_calloc(a, 1, sizeof(*le->lb_endpoints))) ||
+	    !(cla->endpoints = arena_calloc(a, 1, sizeof(*cla->endpoints))) ||
+	    !(c.connect_timeout = gen__duration(a, GEN_SIDECAR_CONNECT_NS)) || !(c.circuit_breakers = gen_default_breakers(a)))
+		return -ENOMEM;
+	lbe->host_identifier_case = ENVOY__CONFIG__ENDPOINT__V3__LB_ENDPOINT__HOST_IDENTIFIER_ENDPOINT;
+	lbe->endpoint = ep;
+	le->lb_endpoints[0] = lbe;
+	le->n_lb_endpoints = 1;
+	cla->cluster_name = c.name;
+	cla->endpoints[0] = le;
+	cla->n_endpoints = 1;
+	c.cluster_discovery_type_case = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__CLUSTER_DISCOVERY_TYPE_TYPE;
+	c.type = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__STATIC;
+	c.load_assignment = cla;
+	return gen__emit(&sc->g, sc->snap, XDS_CLUSTER, c.name, &c.base);
+}
+
+/* BlackHoleCluster (STATIC, no endpoints), PassthroughCluster and
+ * InboundPassthroughCluster (ORIGINAL_DST, CLUSTER_PROVIDED; HTTP in the
+ * protocol the client used), as istiod's cluster builder makes them. */
+static int gen_special_clusters(struct gen_sc *sc)
+{
+	static const char *const names[] = { GEN_BLACKHOLE_CLUSTER, GEN_INBOUND_PASSTHROUGH, GEN_PASSTHROUGH_CLUSTER };
+	struct arena *a = sc->a;
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; i < sizeof(names) / sizeof(names[0]) && rc == 0; i++) {
+		Envoy__Config__Cluster__V3__Cluster c = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__INIT;
+
+		c.name = (char *)names[i];
+		c.cluster_discovery_type_case = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__CLUSTER_DISCOVERY_TYPE_TYPE;
+		if (!(c.connect_timeout = gen__duration(a, GEN_SIDECAR_CONNECT_NS)))
+			return -ENOMEM;
+		if (i == 0) {
+			c.type = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__STATIC;
+		} else {
+			Envoy__Extensions__Upstreams__Http__V3__HttpProtocolOptions hpo =
+				ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__INIT;
+			Envoy__Extensions__Upstreams__Http__V3__HttpProtocolOptions__UseDownstreamHttpConfig *ud = gen__msg(
+				a, &envoy__extensions__upstreams__http__v3__http_protocol_options__use_downstream_http_config__descriptor);
+			Envoy__Config__Cluster__V3__Cluster__TypedExtensionProtocolOptionsEntry *e =
+				gen__msg(a, &envoy__config__cluster__v3__cluster__typed_extension_protocol_options_entry__descriptor);
+
+			if (!ud || !e ||
+			    !(ud->http_protocol_options = gen__msg(a, &envoy__config__core__v3__http1_protocol_options__descriptor)) ||
+			    !(ud->http2_protocol_options = gen__msg(a, &envoy__config__core__v3__http2_protocol_options__descriptor)))
+				return -ENOMEM;
+			hpo.upstream_protocol_options_case =
+				ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__UPSTREAM_PROTOCOL_OPTIONS_USE_DOWNSTREAM_PROTOCOL_CONFIG;
+			hpo.use_downstream_protocol_config = ud;
+			e->key = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+			if (!(e->value = gen__any(a, &hpo.base)) ||
+			    !(c.typed_extension_protocol_options = arena_calloc(a, 1, sizeof(*c.typed_extension_protocol_options))) ||
+			    !(c.circuit_breakers = gen_default_breakers(a)))
+				return -ENOMEM;
+			c.typed_extension_protocol_options[0] = e;
+			c.n_typed_extension_protocol_options = 1;
+			c.type = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__ORIGINAL_DST;
+			c.lb_policy = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__CLUSTER_PROVIDED;
+		}
+		rc = gen__emit(&sc->g, sc->snap, XDS_CLUSTER, c.name, &c.base);
+	}
+	return rc;
+}
+
+/* ---------------------------------------------------------------- entry */
+
+int gen_sidecar_snapshot(const struct model *m, const struct gen_profile *p, const struct gen_workload *w,
+			 const struct gen_node *node, const struct gen_notes *notes, struct xds_snapshot **out)
+{
+	static const struct gen_sidecar_scope no_scope = { .outbound = GEN_OUTBOUND_ALLOW_ANY };
+	static const struct gen_workload no_workload;
+	static const struct gen_node no_node;
+	struct gen_sc sc = { 0 };
+	struct gen_inport *inports = NULL;
+	size_t n_in = 0, i;
+	int rc = -ENOMEM, k;
+
+	*out = NULL;
+	if (!w)
+		w = &no_workload;
+	sc.g.m = m;
+	sc.g.p = p;
+	sc.g.notes = notes;
+	sc.g.caller = w;
+	sc.w = w;
+	sc.node = node ? node : &no_node;
+	sc.scope = sc.node->scope ? sc.node->scope : &no_scope;
+	sc.snap = xds_snapshot_new();
+	sc.a = arena_new(GEN_SIDECAR_ARENA_MAX);
+	sc.visible = calloc(m->n_services ? m->n_services : 1, sizeof(*sc.visible));
+	if (!sc.snap || !sc.a || !sc.visible)
+		goto out;
+	for (i = 0; i < m->n_services; i++)
+		sc.visible[i] = gen_visible(&sc, &m->services[i]);
+
+	/* CDS, EDS per visible service, one arena each (as gen_snapshot) */
+	rc = 0;
+	for (i = 0; i < m->n_services && rc == 0; i++) {
+		struct arena *sa;
+
+		if (!sc.visible[i])
+			continue;
+		sa = arena_new(GEN_ARENA_MAX);
+		if (!sa) {
+			rc = -ENOMEM;
+			break;
+		}
+		for (k = XDS_CLUSTER; k <= XDS_ENDPOINT && rc == 0; k++)
+			rc = gen__builders[k](&sc.g, &m->services[i], sa, sc.snap);
+		arena_free(sa);
+		if (rc < 0)
+			gen__note(&sc.g, GEN_NOTE_ERROR, "xds", "%s config for %s: %s", p->name, m->services[i].hostname,
+				  mesh_strerror(rc));
+	}
+	if (rc == 0)
+		rc = gen_outbound(&sc);
+	if (rc == 0 && !sc.scope->capture_none)
+		rc = gen_virtual_outbound(&sc);
+	if (rc == 0)
+		rc = gen_inports(&sc, &inports, &n_in);
+	if (rc == 0)
+		rc = gen_inbound(&sc, inports, n_in);
+	for (i = 0; i < n_in && rc == 0; i++)
+		rc = gen_inbound_cluster(&sc, &inports[i]);
+	if (rc == 0)
+		rc = gen_special_clusters(&sc);
+	if (rc < 0)
+		goto out;
+	sc.snap->model_generation = m->generation;
+	xds_snapshot_seal(sc.snap);
+	*out = sc.snap;
+	sc.snap = NULL;
+out:
+	free(inports);
+	free(sc.visible);
+	arena_free(sc.a);
+	xds_snapshot_unref(sc.snap);
+	return rc;
+}

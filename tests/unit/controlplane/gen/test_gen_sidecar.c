@@ -1,0 +1,284 @@
+/*
+ * test_gen_sidecar.c - gen_sidecar_snapshot(), judged on decoded
+ * resources: the listeners, route configs and clusters a sidecar gets,
+ * what the Sidecar scope (egress hosts, outbound policy, capture mode)
+ * changes, per-caller matches, and that the proxyless snapshot of the same
+ * model is untouched by the sidecar profile.
+ */
+#include <check.h>
+
+#include "controlplane/config/config.h"
+#include "controlplane/model/model.h"
+#include "controlplane/gen/gen.h"
+
+#include "common/err.h"
+
+#include "envoy/config/cluster/v3/cluster.pb-c.h"
+#include "envoy/config/listener/v3/listener.pb-c.h"
+#include "envoy/config/route/v3/route.pb-c.h"
+#include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb-c.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+
+static const char *const mesh_yaml =
+	"apiVersion: networking.istio.io/v1\n"
+	"kind: ServiceEntry\n"
+	"metadata: {name: reviews, namespace: shop}\n"
+	"spec:\n"
+	"  hosts: [reviews.shop.svc.cluster.local]\n"
+	"  location: MESH_INTERNAL\n"
+	"  resolution: STATIC\n"
+	"  ports: [{number: 9080, name: http, protocol: HTTP}]\n"
+	"  endpoints:\n"
+	"  - {address: 10.0.0.1, labels: {app: reviews, version: v1}, serviceAccount: reviews}\n"
+	"  - {address: 10.0.0.2, labels: {app: reviews, version: v2}, serviceAccount: reviews}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\n"
+	"kind: ServiceEntry\n"
+	"metadata: {name: db, namespace: data}\n"
+	"spec:\n"
+	"  hosts: [db.data.svc.cluster.local]\n"
+	"  location: MESH_INTERNAL\n"
+	"  resolution: STATIC\n"
+	"  ports: [{number: 5432, name: tcp, protocol: TCP}]\n"
+	"  endpoints: [{address: 10.0.1.1}]\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\n"
+	"kind: DestinationRule\n"
+	"metadata: {name: reviews, namespace: shop}\n"
+	"spec:\n"
+	"  host: reviews\n"
+	"  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\n"
+	"kind: VirtualService\n"
+	"metadata: {name: reviews, namespace: shop}\n"
+	"spec:\n"
+	"  hosts: [reviews]\n"
+	"  http:\n"
+	"  - name: canary\n"
+	"    match: [{sourceLabels: {track: canary}}]\n"
+	"    route: [{destination: {host: reviews, subset: v2}}]\n"
+	"  - name: rest\n"
+	"    route: [{destination: {host: reviews, subset: v1}}]\n";
+
+static struct model *m;
+
+static void setup(void)
+{
+	m = testutil_model("test.yaml", mesh_yaml);
+	ck_assert_ptr_nonnull(m);
+	m->trust_domain = "cluster.local";
+}
+
+static void teardown(void)
+{
+	model_unref(m);
+	m = NULL;
+}
+
+static struct xds_snapshot *build(const struct cfg_labels *labels, const char *ip, const struct gen_sidecar_scope *scope)
+{
+	struct gen_workload w = { .ns = "shop", .labels = labels };
+	struct gen_node node = { .ip = ip, .service_account = "client", .scope = scope };
+	struct xds_snapshot *s = NULL;
+
+	ck_assert_int_eq(gen_sidecar_snapshot(m, &gen_profile_sidecar, &w, &node, NULL, &s), 0);
+	ck_assert_ptr_nonnull(s);
+	return s;
+}
+
+static void *decode(const struct xds_snapshot *s, enum xds_type t, const char *name, const ProtobufCMessageDescriptor *d)
+{
+	const struct xds_resource *r = xds_snapshot_find(s, t, name);
+
+	ck_assert_msg(r != NULL, "%s %s missing", xds_type_short(t), name);
+	return protobuf_c_message_unpack(d, NULL, r->len, r->data);
+}
+
+static const char *catchall_cluster(const struct xds_snapshot *s)
+{
+	Envoy__Config__Listener__V3__Listener *l =
+		decode(s, XDS_LISTENER, GEN_VIRTUAL_OUTBOUND, &envoy__config__listener__v3__listener__descriptor);
+	Envoy__Extensions__Filters__Network__TcpProxy__V3__TcpProxy *tp;
+	static char out[64];
+
+	ck_assert_ptr_nonnull(l);
+	ck_assert_uint_eq(l->n_filter_chains, 2);
+	ck_assert_str_eq(l->filter_chains[1]->name, "virtualOutbound-catchall-tcp");
+	tp = (void *)protobuf_c_message_unpack(&envoy__extensions__filters__network__tcp_proxy__v3__tcp_proxy__descriptor,
+					       NULL, l->filter_chains[1]->filters[0]->typed_config->value.len,
+					       l->filter_chains[1]->filters[0]->typed_config->value.data);
+	ck_assert_ptr_nonnull(tp);
+	snprintf(out, sizeof(out), "%s", tp->cluster);
+	protobuf_c_message_free_unpacked(&tp->base, NULL);
+	protobuf_c_message_free_unpacked(&l->base, NULL);
+	return out;
+}
+
+START_TEST(shapes_and_names)
+{
+	struct xds_snapshot *s = build(NULL, "10.9.9.9", NULL);
+	Envoy__Config__Listener__V3__Listener *l;
+	Envoy__Config__Route__V3__RouteConfiguration *rc;
+	Envoy__Config__Cluster__V3__Cluster *c;
+
+	l = decode(s, XDS_LISTENER, "0.0.0.0_9080", &envoy__config__listener__v3__listener__descriptor);
+	ck_assert_ptr_nonnull(l->bind_to_port);
+	ck_assert(!l->bind_to_port->value);
+	ck_assert_int_eq(l->traffic_direction, ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__OUTBOUND);
+	protobuf_c_message_free_unpacked(&l->base, NULL);
+	/* the lone TCP service: its own wildcard listener */
+	l = decode(s, XDS_LISTENER, "0.0.0.0_5432", &envoy__config__listener__v3__listener__descriptor);
+	protobuf_c_message_free_unpacked(&l->base, NULL);
+	l = decode(s, XDS_LISTENER, GEN_VIRTUAL_INBOUND, &envoy__config__listener__v3__listener__descriptor);
+	ck_assert_uint_eq(l->address->socket_address->port_value, GEN_INBOUND_PORT);
+	ck_assert_uint_eq(l->n_listener_filters, 3);
+	protobuf_c_message_free_unpacked(&l->base, NULL);
+
+	rc = decode(s, XDS_ROUTE, "9080", &envoy__config__route__v3__route_configuration__descriptor);
+	ck_assert_uint_eq(rc->n_virtual_hosts, 2);
+	ck_assert_str_eq(rc->virtual_hosts[0]->name, "reviews.shop.svc.cluster.local:9080");
+	ck_assert_str_eq(rc->virtual_hosts[1]->name, "allow_any");
+	ck_assert(rc->virtual_hosts[0]->include_request_attempt_count);
+	/* no track=canary label: the sourceLabels route is left out */
+	ck_assert_uint_eq(rc->virtual_hosts[0]->n_routes, 1);
+	ck_assert_str_eq(rc->virtual_hosts[0]->routes[0]->name, "rest");
+	ck_assert_uint_eq(rc->virtual_hosts[0]->routes[0]->route->retry_policy->host_selection_retry_max_attempts, 5);
+	protobuf_c_message_free_unpacked(&rc->base, NULL);
+
+	c = decode(s, XDS_CLUSTER, "outbound|9080|v1|reviews.shop.svc.cluster.local",
+		   &envoy__config__cluster__v3__cluster__descriptor);
+	ck_assert_int_eq(c->lb_policy, ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__LEAST_REQUEST);
+	ck_assert_uint_eq(c->n_transport_socket_matches, 2);
+	protobuf_c_message_free_unpacked(&c->base, NULL);
+	ck_assert_ptr_nonnull(xds_snapshot_find(s, XDS_CLUSTER, GEN_BLACKHOLE_CLUSTER));
+	ck_assert_ptr_nonnull(xds_snapshot_find(s, XDS_CLUSTER, GEN_PASSTHROUGH_CLUSTER));
+	ck_assert_ptr_nonnull(xds_snapshot_find(s, XDS_ENDPOINT, "outbound|9080|v2|reviews.shop.svc.cluster.local"));
+	/* not a service instance: no inbound cluster */
+	ck_assert_ptr_null(xds_snapshot_find(s, XDS_CLUSTER, "inbound|9080||"));
+	ck_assert_str_eq(catchall_cluster(s), GEN_PASSTHROUGH_CLUSTER);
+	xds_snapshot_unref(s);
+}
+END_TEST
+
+START_TEST(instance_by_labels_then_ip)
+{
+	struct cfg_kv kv[] = { { "app", "reviews" }, { "version", "v2" } };
+	struct cfg_labels labels = { kv, 2 };
+	struct xds_snapshot *s = build(&labels, NULL, NULL);
+
+	ck_assert_ptr_nonnull(xds_snapshot_find(s, XDS_CLUSTER, "inbound|9080||"));
+	xds_snapshot_unref(s);
+	/* unknown labels, known IP */
+	s = build(NULL, "10.0.1.1", NULL);
+	ck_assert_ptr_nonnull(xds_snapshot_find(s, XDS_CLUSTER, "inbound|5432||"));
+	ck_assert_ptr_null(xds_snapshot_find(s, XDS_CLUSTER, "inbound|9080||"));
+	xds_snapshot_unref(s);
+}
+END_TEST
+
+START_TEST(per_caller_match)
+{
+	struct cfg_kv kv[] = { { "track", "canary" } };
+	struct cfg_labels labels = { kv, 1 };
+	struct xds_snapshot *s = build(&labels, NULL, NULL);
+	Envoy__Config__Route__V3__RouteConfiguration *rc =
+		decode(s, XDS_ROUTE, "9080", &envoy__config__route__v3__route_configuration__descriptor);
+
+	ck_assert_uint_eq(rc->virtual_hosts[0]->n_routes, 1);
+	ck_assert_str_eq(rc->virtual_hosts[0]->routes[0]->name, "canary");
+	ck_assert_str_eq(rc->virtual_hosts[0]->routes[0]->route->cluster, "outbound|9080|v2|reviews.shop.svc.cluster.local");
+	protobuf_c_message_free_unpacked(&rc->base, NULL);
+	xds_snapshot_unref(s);
+}
+END_TEST
+
+START_TEST(scope_registry_only_and_egress)
+{
+	char *hosts[] = { "./*" };
+	struct cfg_strs eh = { hosts, 1 };
+	struct gen_sidecar_scope scope = { .egress_hosts = &eh, .outbound = GEN_OUTBOUND_REGISTRY_ONLY };
+	struct xds_snapshot *s = build(NULL, NULL, &scope);
+	Envoy__Config__Route__V3__RouteConfiguration *rc =
+		decode(s, XDS_ROUTE, "9080", &envoy__config__route__v3__route_configuration__descriptor);
+
+	ck_assert_str_eq(rc->virtual_hosts[rc->n_virtual_hosts - 1]->name, "block_all");
+	ck_assert_uint_eq(rc->virtual_hosts[rc->n_virtual_hosts - 1]->routes[0]->direct_response->status, 502);
+	protobuf_c_message_free_unpacked(&rc->base, NULL);
+	ck_assert_str_eq(catchall_cluster(s), GEN_BLACKHOLE_CLUSTER);
+	/* db lives in namespace data: out of scope */
+	ck_assert_ptr_null(xds_snapshot_find(s, XDS_LISTENER, "0.0.0.0_5432"));
+	ck_assert_ptr_null(xds_snapshot_find(s, XDS_CLUSTER, "outbound|5432||db.data.svc.cluster.local"));
+	xds_snapshot_unref(s);
+}
+END_TEST
+
+START_TEST(capture_none)
+{
+	struct gen_sidecar_ingress in = { .port = 9080, .protocol = "HTTP", .default_endpoint = "127.0.0.1:8080" };
+	struct gen_sidecar_scope scope = { .ingress = &in, .n_ingress = 1, .capture_none = true };
+	struct xds_snapshot *s = build(NULL, NULL, &scope);
+	Envoy__Config__Cluster__V3__Cluster *c;
+
+	ck_assert_ptr_null(xds_snapshot_find(s, XDS_LISTENER, GEN_VIRTUAL_OUTBOUND));
+	ck_assert_ptr_null(xds_snapshot_find(s, XDS_LISTENER, GEN_VIRTUAL_INBOUND));
+	ck_assert_ptr_nonnull(xds_snapshot_find(s, XDS_LISTENER, "0.0.0.0_9080"));
+	ck_assert_ptr_nonnull(xds_snapshot_find(s, XDS_LISTENER, "127.0.0.1_9080"));
+	c = decode(s, XDS_CLUSTER, "inbound|9080||", &envoy__config__cluster__v3__cluster__descriptor);
+	ck_assert_int_eq(c->type, ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__STATIC);
+	ck_assert_uint_eq(c->load_assignment->endpoints[0]->lb_endpoints[0]->endpoint->address->socket_address->port_value,
+			  8080);
+	protobuf_c_message_free_unpacked(&c->base, NULL);
+	xds_snapshot_unref(s);
+}
+END_TEST
+
+START_TEST(deterministic_and_proxyless_untouched)
+{
+	struct xds_snapshot *a = build(NULL, "10.9.9.9", NULL), *b = build(NULL, "10.9.9.9", NULL), *p = NULL;
+	int t;
+	size_t i;
+
+	for (t = 0; t < XDS_TYPE_COUNT; t++) {
+		ck_assert_uint_eq(a->sets[t].n, b->sets[t].n);
+		for (i = 0; i < a->sets[t].n; i++) {
+			ck_assert_uint_eq(a->sets[t].v[i].len, b->sets[t].v[i].len);
+			ck_assert(memcmp(a->sets[t].v[i].data, b->sets[t].v[i].data, a->sets[t].v[i].len) == 0);
+		}
+	}
+	/* proxyless: HOST:PORT listeners only, none of the sidecar's */
+	ck_assert_int_eq(gen_snapshot(m, &gen_profile_proxyless, NULL, &p), 0);
+	ck_assert_ptr_nonnull(xds_snapshot_find(p, XDS_LISTENER, "reviews.shop.svc.cluster.local:9080"));
+	ck_assert_ptr_null(xds_snapshot_find(p, XDS_LISTENER, GEN_VIRTUAL_OUTBOUND));
+	ck_assert_ptr_null(xds_snapshot_find(p, XDS_CLUSTER, GEN_PASSTHROUGH_CLUSTER));
+	xds_snapshot_unref(a);
+	xds_snapshot_unref(b);
+	xds_snapshot_unref(p);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("gen_sidecar");
+	TCase *tc = tcase_create("sidecar");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, shapes_and_names);
+	tcase_add_test(tc, instance_by_labels_then_ip);
+	tcase_add_test(tc, per_caller_match);
+	tcase_add_test(tc, scope_registry_only_and_egress);
+	tcase_add_test(tc, capture_none);
+	tcase_add_test(tc, deterministic_and_proxyless_untouched);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
