@@ -56,7 +56,7 @@
 struct gen_cache_group {
 	bool valid;
 	uint64_t key;
-	struct xds_resource *v;      /* emission order; owned */
+	struct xds_resource **v;     /* emission order; one reference each */
 	size_t n;
 };
 
@@ -81,13 +81,7 @@ _Static_assert(GEN_CACHE_KINDS == GEN_BUILDERS, "one cached group per builder");
 
 static void gen_cache_group_cleanup(struct gen_cache_group *g)
 {
-	size_t i;
-
-	for (i = 0; i < g->n; i++) {
-		free(g->v[i].name);
-		free(g->v[i].data);
-	}
-	free(g->v);
+	xds_resource_array_unref((const struct xds_resource **)g->v, g->n);
 	memset(g, 0, sizeof(*g));
 }
 
@@ -482,9 +476,8 @@ int gen_snapshot_cached(struct gen_cache *c, const struct model *m, const struct
 		}
 		for (k = 0; k < GEN_CACHE_KINDS; k++) {
 			for (j = 0; j < e->g[k].n; j++) {
-				const struct xds_resource *r = &e->g[k].v[j];
-
-				rc = xds_snapshot_add_hashed(snap, (enum xds_type)k, r->name, r->data, r->len, r->hash);
+				/* by reference: the bytes are shared, never copied */
+				rc = xds_snapshot_add_ref(snap, (enum xds_type)k, e->g[k].v[j]);
 				if (rc < 0)
 					goto out;
 			}

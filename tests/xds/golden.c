@@ -223,7 +223,7 @@ static int golden_render_set(const struct xds_snapshot *s, enum xds_type t, stru
 	mesh_buf_putc(b, '[');
 	for (i = 0; i < set->n && rc == 0; i++) {
 		golden_indent(b, 1);
-		rc = golden_render_one(xds_type_url(t), set->v[i].data, set->v[i].len, 1, b);
+		rc = golden_render_one(xds_type_url(t), set->v[i]->data, set->v[i]->len, 1, b);
 		if (i + 1 < set->n)
 			mesh_buf_putc(b, ',');
 	}
@@ -400,7 +400,7 @@ static int golden_same_snapshots(const struct xds_snapshot *a, const struct xds_
 			return 1;
 		}
 		for (i = 0; i < a->sets[t].n; i++) {
-			const struct xds_resource *x = &a->sets[t].v[i], *y = &b->sets[t].v[i];
+			const struct xds_resource *x = a->sets[t].v[i], *y = b->sets[t].v[i];
 
 			if (strcmp(x->name, y->name) != 0 || x->len != y->len ||
 			    (x->len && memcmp(x->data, y->data, x->len) != 0)) {

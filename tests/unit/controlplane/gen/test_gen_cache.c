@@ -179,7 +179,7 @@ static void assert_same(const struct xds_snapshot *a, const struct xds_snapshot 
 		ck_assert_msg(a->sets[t].n == b->sets[t].n, "%s: %s count %zu vs %zu", step,
 			      xds_type_short(t), a->sets[t].n, b->sets[t].n);
 		for (i = 0; i < a->sets[t].n; i++) {
-			const struct xds_resource *x = &a->sets[t].v[i], *y = &b->sets[t].v[i];
+			const struct xds_resource *x = a->sets[t].v[i], *y = b->sets[t].v[i];
 
 			ck_assert_str_eq(x->name, y->name);
 			ck_assert_msg(x->len == y->len && memcmp(x->data, y->data, x->len) == 0,
