@@ -169,6 +169,7 @@ START_TEST(shared_by_reference)
 	ck_assert_uint_eq(mesh_refcount_get(&r->refs), 2);
 	xds_snapshot_unref(b);
 	ck_assert_uint_eq(mesh_refcount_get(&r->refs), 1);
+	xds_resource_unref(other);
 	ck_assert_int_lt(xds_resource_new(XDS_CLUSTER, NULL, NULL, 0, &other), 0);
 	ck_assert_ptr_null(other);
 	xds_resource_unref(r);
