@@ -36,6 +36,19 @@
  *
  * Keys are 64-bit FNV-1a over length-prefixed fields; a collision would
  * serve a stale group, which for non-adversarial config is negligible.
+ *
+ * The keys are proven, not trusted: in verify mode (gen_cache_set_verify,
+ * on in the unit tests and the golden runner) a reused group is rebuilt
+ * too and the bytes compared, so a key that forgot an input fails a test.
+ * test_gen_cache_planted.c builds this file with GEN_CACHE_PLANTED_OMISSION
+ * (the EDS key then forgets endpoint weights) to show that it does.
+ *
+ * Encoded resources are refcounted (controlplane/xds/resource.h): a group
+ * holds a reference to each, and each snapshot built from the cache takes
+ * its own (xds_snapshot_add_ref), so the bytes are never copied per push.
+ * The cache keeps only the services of the last model: an entry for a
+ * service no longer in the model, or a group no longer emitted, is
+ * dropped at the end of the push.
  */
 #include "controlplane/gen/gen.h"
 #include "controlplane/gen/gen_int.h"
@@ -56,7 +69,7 @@
 struct gen_cache_group {
 	bool valid;
 	uint64_t key;
-	struct xds_resource *v;      /* emission order; owned */
+	struct xds_resource **v;     /* emission order; one reference each */
 	size_t n;
 };
 
@@ -70,6 +83,7 @@ struct gen_cache {
 	size_t n;
 	struct gen_cache_stats stats;
 	const struct gen_profile *p; /* the profile the entries were built for */
+	bool verify;                 /* gen_cache_set_verify() */
 	/* per-push scratch: two hashes per endpoint of one service */
 	uint64_t *scratch;
 	size_t scratch_cap;
@@ -81,13 +95,7 @@ _Static_assert(GEN_CACHE_KINDS == GEN_BUILDERS, "one cached group per builder");
 
 static void gen_cache_group_cleanup(struct gen_cache_group *g)
 {
-	size_t i;
-
-	for (i = 0; i < g->n; i++) {
-		free(g->v[i].name);
-		free(g->v[i].data);
-	}
-	free(g->v);
+	xds_resource_array_unref((const struct xds_resource **)g->v, g->n);
 	memset(g, 0, sizeof(*g));
 }
 
@@ -116,6 +124,36 @@ void gen_cache_free(struct gen_cache *c)
 	gen_cache_entries_free(c->v, c->n);
 	free(c->scratch);
 	free(c);
+}
+
+void gen_cache_set_verify(struct gen_cache *c, bool on)
+{
+	if (c)
+		c->verify = on;
+}
+
+size_t gen_cache_orphans(const struct gen_cache *c, const struct xds_snapshot *snap, size_t *services,
+			 size_t *resources)
+{
+	size_t i, j, n = 0, orphans = 0;
+	int k;
+
+	for (i = 0; c && i < c->n; i++) {
+		for (k = 0; k < GEN_CACHE_KINDS; k++) {
+			const struct gen_cache_group *g = &c->v[i].g[k];
+
+			for (j = 0; j < g->n; j++) {
+				n++;
+				if (xds_snapshot_find(snap, (enum xds_type)k, g->v[j]->name) != g->v[j])
+					orphans++;
+			}
+		}
+	}
+	if (services)
+		*services = c ? c->n : 0;
+	if (resources)
+		*resources = n;
+	return orphans;
 }
 
 void gen_cache_get_stats(const struct gen_cache *c, struct gen_cache_stats *out)
@@ -342,7 +380,9 @@ static uint64_t gen_key_eds(const struct model *m, const struct model_service *s
 		h = h_u64(h, e->not_ready);
 		h = h_u64(h, common[i]);
 		h = h_str(h, e->locality);
+#ifndef GEN_CACHE_PLANTED_OMISSION
 		h = h_u64(h, e->weight);
+#endif
 	}
 	return h;
 }
@@ -411,6 +451,50 @@ out:
 	return rc;
 }
 
+/* Two groups hold the same resources, byte for byte, in the same order. */
+static bool gen_cache_group_same(const struct gen_cache_group *a, const struct gen_cache_group *b)
+{
+	size_t i;
+
+	if (a->n != b->n)
+		return false;
+	for (i = 0; i < a->n; i++) {
+		const struct xds_resource *x = a->v[i], *y = b->v[i];
+
+		if (x->hash != y->hash || x->len != y->len || strcmp(x->name, y->name) != 0 ||
+		    (x->len && memcmp(x->data, y->data, x->len) != 0))
+			return false;
+	}
+	return true;
+}
+
+/* Verify mode: rebuild group k of svc, which the cache would reuse as
+ * *old, and compare.  On a difference the rebuilt group replaces *old
+ * (what it should have been) and it is noted.  Returns 0 or a negative
+ * code from the builder. */
+static int gen_cache_verify(const struct gen_ctx *gc, const struct model_service *svc, int k,
+			    struct gen_cache_group *old, struct gen_cache_stats *st)
+{
+	struct gen_cache_group fresh = { 0 };
+	int rc = gen_cache_build(gc, svc, k, old->key, &fresh);
+
+	if (rc < 0)
+		goto out;
+	st->verified[k]++;
+	if (gen_cache_group_same(old, &fresh))
+		goto out;
+	st->mismatched[k]++;
+	gen__note(gc, GEN_NOTE_ERROR, "xds",
+		  "gen cache: the %s key of %s misses an input (the reused resources differ from a rebuild)",
+		  xds_type_short((enum xds_type)k), svc->hostname);
+	gen_cache_group_cleanup(old);
+	*old = fresh;
+	memset(&fresh, 0, sizeof(fresh));
+out:
+	gen_cache_group_cleanup(&fresh);
+	return rc;
+}
+
 int gen_snapshot_cached(struct gen_cache *c, const struct model *m, const struct gen_profile *p,
 			const struct gen_notes *notes, struct xds_snapshot **out)
 {
@@ -466,6 +550,14 @@ int gen_snapshot_cached(struct gen_cache *c, const struct model *m, const struct
 		keys[XDS_ENDPOINT] = gen_key_eds(m, svc, c->scratch);
 		for (k = 0; k < GEN_CACHE_KINDS; k++) {
 			if (old && old->g[k].valid && old->g[k].key == keys[k]) {
+				if (c->verify) {
+					rc = gen_cache_verify(&g, svc, k, &old->g[k], &st);
+					if (rc < 0) {
+						gen__note(&g, GEN_NOTE_ERROR, "xds", "%s config for %s: %s", p->name,
+							  svc->hostname, mesh_strerror(rc));
+						goto out;
+					}
+				}
 				/* unchanged: move the encoded group over */
 				e->g[k] = old->g[k];
 				memset(&old->g[k], 0, sizeof(old->g[k]));
@@ -482,9 +574,8 @@ int gen_snapshot_cached(struct gen_cache *c, const struct model *m, const struct
 		}
 		for (k = 0; k < GEN_CACHE_KINDS; k++) {
 			for (j = 0; j < e->g[k].n; j++) {
-				const struct xds_resource *r = &e->g[k].v[j];
-
-				rc = xds_snapshot_add_hashed(snap, (enum xds_type)k, r->name, r->data, r->len, r->hash);
+				/* by reference: the bytes are shared, never copied */
+				rc = xds_snapshot_add_ref(snap, (enum xds_type)k, e->g[k].v[j]);
 				if (rc < 0)
 					goto out;
 			}

@@ -80,8 +80,30 @@ MESH_MUST_CHECK int gen_snapshot_cached(struct gen_cache *c, const struct model 
 struct gen_cache_stats {
 	size_t built[XDS_TYPE_COUNT];
 	size_t reused[XDS_TYPE_COUNT];
+	/* verify mode: reused groups rebuilt and compared, and those whose
+	 * bytes differed (a key that misses an input the builder reads) */
+	size_t verified[XDS_TYPE_COUNT];
+	size_t mismatched[XDS_TYPE_COUNT];
 };
 void gen_cache_get_stats(const struct gen_cache *c, struct gen_cache_stats *out);
+
+/* Verify mode (a debug mode: it costs a full build per push): every group
+ * the cache would reuse is also rebuilt and compared byte for byte.  A
+ * difference means its key misses an input the generator reads: it is
+ * counted (mismatched), reported as a GEN_NOTE_ERROR note naming the
+ * service and type, and the rebuilt group is served instead.  Unit tests
+ * and the golden runner turn it on, so a missed input fails a test, not
+ * production; meshd can turn it on from its environment
+ * (MESHD_GEN_CACHE_VERIFY=1).  Off by default. */
+void gen_cache_set_verify(struct gen_cache *c, bool on);
+
+/* What the cache holds, for tests and debug views: the services it keeps
+ * entries for (*services) and the encoded resources in them (*resources),
+ * and how many of those resources snap (the snapshot the last
+ * gen_snapshot_cached() returned) does not serve as the same object: the
+ * cache's orphans, 0 when it keeps nothing beyond what is served. */
+size_t gen_cache_orphans(const struct gen_cache *c, const struct xds_snapshot *snap, size_t *services,
+			 size_t *resources);
 
 /* The proxyless entry points: the above with gen_profile_proxyless and
  * no notes. */

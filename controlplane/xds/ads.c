@@ -22,8 +22,8 @@
  * Delta (DeltaAggregatedResources), per stream and type URL: explicit
  * names (resource_names_subscribe / _unsubscribe) and a wildcard flag ("*",
  * or an empty first request for LDS/CDS).  What the client holds is the
- * sent_* set (names and content hashes, pointing into the snapshots it
- * references), seeded from initial_resource_versions on the first request.
+ * sent_* set (the resources themselves, one reference each), seeded from
+ * initial_resource_versions on the first request.
  * A Delta response is built when the transport asks for the next message,
  * by diffing what the client should hold against what it holds: changed or
  * new resources (version = the resource's hash, 16 hex) and
@@ -43,9 +43,14 @@
  * through the `want` callback, and the responses of that type wait until
  * the key's set answering it arrives (xds_ads_proxy_set).  The core never
  * builds a resource, so neither it nor /debug/syncz (which takes the
- * server lock the core runs under) waits on a generator.  Responses and
- * what was sent hold references to both snapshots; a key goes with its
- * last stream, and the stage is told to drop it.
+ * server lock the core runs under) waits on a generator.  A key goes with
+ * its last stream, and the stage is told to drop it.
+ *
+ * Memory: a response waiting to be sent and what was last sent hold a
+ * reference to each resource in them, never to a snapshot: a stream keeps
+ * alive only the resources it was sent, which the current snapshot and
+ * the gen cache usually share, so a publish frees whatever it made
+ * obsolete as soon as the streams have moved on.
  */
 #include "controlplane/xds/ads_int.h"
 
@@ -170,9 +175,7 @@ enum xds_flavour xds_flavour_of_node(const Envoy__Config__Core__V3__Node *node)
 static void pending_clear(pending_resp *p)
 {
 	free(p->wire);
-	free(p->res);
-	xds_snapshot_unref(p->snap);
-	xds_snapshot_unref(p->own);
+	xds_resource_array_unref(p->res, p->nres);
 	memset(p, 0, sizeof(*p));
 }
 
@@ -203,9 +206,7 @@ static void type_state_cleanup(type_state *ts)
 {
 	delta_init_clear(ts);
 	names_free(ts->names, ts->nnames);
-	xds_snapshot_unref(ts->sent_snap);
-	xds_snapshot_unref(ts->sent_own);
-	free(ts->sent_res);
+	xds_resource_array_unref(ts->sent_res, ts->sent_nres);
 	free(ts->error);
 	pending_clear(&ts->pending);
 	memset(ts, 0, sizeof(*ts));
@@ -309,7 +310,7 @@ static void encode_any(Google__Protobuf__Any *a, enum xds_type t, const struct x
 {
 	google__protobuf__any__init(a);
 	a->type_url = (char *)xds_type_url(t);
-	a->value.data = r->data;
+	a->value.data = (uint8_t *)r->data; /* only read by the packer */
 	a->value.len = r->len;
 }
 
@@ -394,7 +395,7 @@ static int MESH_MUST_CHECK encode_delta_response(enum xds_type t, pending_resp *
 		envoy__service__discovery__v3__resource__init(&rs[i]);
 		encode_any(&anys[i], t, res[i]);
 		mesh_hash_hex(res[i]->hash, versions[i]);
-		rs[i].name = res[i]->name;
+		rs[i].name = (char *)res[i]->name;
 		rs[i].version = versions[i];
 		rs[i].resource = &anys[i];
 		ptrs[i] = &rs[i];
@@ -433,18 +434,13 @@ static void type_latest(type_state *ts, const pending_resp *p)
 }
 
 /* What the client holds (Delta) or was last sent (SotW) is p's resources
- * now: ts takes p's snapshot references and resource array. */
+ * now: ts takes p's resource array and the references in it, and drops
+ * those of what it held before. */
 static void type_hold(type_state *ts, pending_resp *p)
 {
-	xds_snapshot_unref(ts->sent_snap);
-	xds_snapshot_unref(ts->sent_own);
-	free(ts->sent_res);
-	ts->sent_snap = p->snap;
-	ts->sent_own = p->own;
+	xds_resource_array_unref(ts->sent_res, ts->sent_nres);
 	ts->sent_res = p->res;
 	ts->sent_nres = p->nres;
-	p->snap = NULL;
-	p->own = NULL;
 	p->res = NULL;
 	p->nres = 0;
 }
@@ -867,7 +863,8 @@ static void stream_resolve(struct xds_ads_stream *st)
 /* SotW */
 
 /* The resources of snap that ts subscribes to, in name order, into a new
- * array (*out, may be NULL when *n is 0).  Returns 0 or -ENOMEM. */
+ * array (*out, may be NULL when *n is 0) holding a reference to each
+ * (xds_resource_array_unref).  Returns 0 or -ENOMEM. */
 static int MESH_MUST_CHECK select_resources(const type_state *ts, enum xds_type t, const struct xds_snapshot *snap,
 					    const struct xds_snapshot *own, const struct xds_resource ***out,
 					    size_t *n)
@@ -888,14 +885,14 @@ static int MESH_MUST_CHECK select_resources(const type_state *ts, enum xds_type 
 	}
 	if (ts->wildcard) {
 		for (i = 0; i < set->n; i++)
-			v[k++] = &set->v[i];
+			v[k++] = xds_resource_ref(set->v[i]);
 	} else {
 		for (i = 0; i < ts->nnames; i++) {
 			const struct xds_resource *r = xds_snapshot_find(snap, t, ts->names[i]);
 			if (!r && own)
 				r = xds_snapshot_find(own, t, ts->names[i]);
 			if (r)
-				v[k++] = r;
+				v[k++] = xds_resource_ref(r);
 		}
 	}
 	*out = v;
@@ -936,18 +933,13 @@ static int stream_enqueue(struct xds_ads_stream *st, enum xds_type t, const stru
 		/* A push: only a version the client has not got nor refused. */
 		if ((ts->have_latest && strcmp(p.version, ts->latest_version) == 0) ||
 		    (ts->nacked && strcmp(p.version, ts->nacked_version) == 0)) {
-			/* Nothing to send, but what was sent (same names and
-			 * hashes, so the same version) is in the current
-			 * snapshot too: hold that one instead, so this stream
-			 * does not keep a whole older snapshot alive for as
-			 * long as this type stays unchanged (meshd's RSS grew
-			 * by a snapshot per change at 2,000 proxies). */
-			if (!ts->pending.queued && ts->sent && strcmp(p.version, ts->sent_version) == 0 &&
-			    ts->sent_snap != stream_snap(st)) {
-				p.snap = xds_snapshot_ref((struct xds_snapshot *)stream_snap(st));
-				p.own = st->own ? xds_snapshot_ref(st->own) : NULL;
+			/* Nothing to send.  What was sent has the same names
+			 * and hashes (the same version) as the current
+			 * snapshot's resources: hold those objects instead, so
+			 * that a copy a generator built afresh with the same
+			 * bytes does not stay alive for this stream alone. */
+			if (!ts->pending.queued && ts->sent && strcmp(p.version, ts->sent_version) == 0)
 				type_hold(ts, &p);
-			}
 			goto out;
 		}
 	}
@@ -955,8 +947,6 @@ static int stream_enqueue(struct xds_ads_stream *st, enum xds_type t, const stru
 	rc = encode_response(t, &p);
 	if (rc < 0)
 		goto out;
-	p.snap = xds_snapshot_ref((struct xds_snapshot *)stream_snap(st));
-	p.own = st->own ? xds_snapshot_ref(st->own) : NULL;
 	p.queued = 1;
 	p.seq = ++a->seq_counter;
 	if (published)
@@ -1146,7 +1136,8 @@ static int MESH_MUST_CHECK version_parse(const char *s, uint64_t *out)
 
 /* What the client should hold of type t: every resource of the flavour's
  * snapshot under the wildcard, plus the explicit names found in it or in
- * the per-proxy snapshot; sorted by name, unique.  Returns 0 or -ENOMEM. */
+ * the per-proxy snapshot; sorted by name, unique, a reference to each
+ * (xds_resource_array_unref).  Returns 0 or -ENOMEM. */
 static int MESH_MUST_CHECK delta_select(const struct xds_ads_stream *st, enum xds_type t,
 					const struct xds_resource ***out, size_t *n)
 {
@@ -1168,7 +1159,7 @@ static int MESH_MUST_CHECK delta_select(const struct xds_ads_stream *st, enum xd
 	}
 	if (ts->wildcard)
 		for (i = 0; i < set->n; i++)
-			v[k++] = &set->v[i];
+			v[k++] = set->v[i];
 	for (i = 0; i < ts->nnames; i++) {
 		const struct xds_resource *r = xds_snapshot_find(snap, t, ts->names[i]);
 		if (!r && st->own)
@@ -1180,6 +1171,8 @@ static int MESH_MUST_CHECK delta_select(const struct xds_ads_stream *st, enum xd
 	for (i = 0; i < k; i++)
 		if (w == 0 || strcmp(v[w - 1]->name, v[i]->name) != 0)
 			v[w++] = v[i];
+	for (i = 0; i < w; i++)
+		(void)xds_resource_ref(v[i]);
 	*out = v;
 	*n = w;
 out:
@@ -1268,11 +1261,7 @@ static int MESH_MUST_CHECK delta_build(struct xds_ads_stream *st, enum xds_type 
 			goto out;
 	}
 	/* the client holds want from now on (removed names were encoded above) */
-	xds_snapshot_unref(p->snap);
-	xds_snapshot_unref(p->own);
-	free(p->res);
-	p->snap = xds_snapshot_ref((struct xds_snapshot *)stream_snap(st));
-	p->own = st->own ? xds_snapshot_ref(st->own) : NULL;
+	xds_resource_array_unref(p->res, p->nres);
 	p->res = want;
 	p->nres = nwant;
 	want = NULL;
@@ -1287,7 +1276,7 @@ out:
 	if (rc < 0)
 		log_error(SCOPE, "stream %llu: cannot build delta %s response: %s", (unsigned long long)st->id,
 			  xds_type_short(t), mesh_strerror(rc));
-	free(want);
+	xds_resource_array_unref(want, nwant);
 	free(held);
 	free(changed);
 	free(removed);
@@ -1445,9 +1434,13 @@ static void delta_forget(struct xds_ads_stream *st, enum xds_type t, const char 
 		ts->ninit = w;
 		return;
 	}
-	for (i = 0; i < ts->sent_nres; i++)
-		if (!delta_dropped(ts, snap, t, rm, nrm, left_wildcard, ts->sent_res[i]->name))
-			ts->sent_res[w++] = ts->sent_res[i];
+	for (i = 0; i < ts->sent_nres; i++) {
+		if (delta_dropped(ts, snap, t, rm, nrm, left_wildcard, ts->sent_res[i]->name)) {
+			xds_resource_unref(ts->sent_res[i]);
+			continue;
+		}
+		ts->sent_res[w++] = ts->sent_res[i];
+	}
 	ts->sent_nres = w;
 }
 

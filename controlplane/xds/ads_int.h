@@ -23,9 +23,7 @@ struct xds_ads__pending {
 	size_t len;
 	char version[XDS_VERSION_CAP];
 	char nonce[XDS_NONCE_CAP];
-	struct xds_snapshot *snap;         /* owns a reference */
-	struct xds_snapshot *own;          /* the stream's per-proxy resources; owns a reference */
-	const struct xds_resource **res;   /* into snap or own */
+	const struct xds_resource **res;   /* a reference to each (never to a snapshot) */
 	size_t nres;
 	struct timespec published;         /* 0 when not caused by a publish */
 };
@@ -77,9 +75,7 @@ struct xds_ads__type {
 	int sent;
 	char sent_version[XDS_VERSION_CAP];
 	char sent_nonce[XDS_NONCE_CAP];
-	struct xds_snapshot *sent_snap;
-	struct xds_snapshot *sent_own;
-	const struct xds_resource **sent_res;
+	const struct xds_resource **sent_res; /* sorted by name; a reference to each */
 	size_t sent_nres;
 	char acked_version[XDS_VERSION_CAP];
 	enum xds_ads__sync state;

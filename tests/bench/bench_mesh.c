@@ -186,6 +186,17 @@ static void render_service(const struct bench_service *s, int i, struct mesh_buf
 			i, host);
 }
 
+int bench_mesh_remove_service(struct bench_mesh *m, int svc)
+{
+	char path[BENCH_MESH_PATH_CAP];
+
+	if (svc < 0 || svc >= m->n)
+		return -EINVAL;
+	if ((size_t)snprintf(path, sizeof(path), "%s/svc-%d.yaml", m->dir, svc) >= sizeof(path))
+		return -ENAMETOOLONG;
+	return unlink(path) < 0 ? -errno : 0;
+}
+
 /* Write dir/svc-i.yaml through dir/.svc-i.yaml.tmp and rename(). */
 static int write_service(const struct bench_mesh *m, int i)
 {

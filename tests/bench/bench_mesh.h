@@ -49,5 +49,7 @@ int bench_mesh_move_endpoint(struct bench_mesh *m, int svc, char *addr, size_t c
 int bench_mesh_shift_weight(struct bench_mesh *m, int svc, uint32_t *weight);
 /* Add a service (*svc is its index) and write its file. */
 int bench_mesh_add_service(struct bench_mesh *m, int *svc);
+/* Delete svc's file (the service leaves the mesh; its index is not reused). */
+int bench_mesh_remove_service(struct bench_mesh *m, int svc);
 
 #endif

@@ -127,11 +127,14 @@ static double meshd_cpu(pid_t pid, long *rss_kb)
 }
 
 /* Arm the watch and write the change.  *t0 is the write time. */
+/* base: the services of the mesh as written (replace_services picks
+ * endpoint and weight changes among them); *extra: the service the last
+ * add-service change added (-1: none). */
 static int churn_apply(const struct churn_config *cfg, struct bench_mesh *mesh, struct loadgen *lg, uint64_t *rng,
-		       struct churn_change *c, double *t0)
+		       int base, int *extra, struct churn_change *c, double *t0)
 {
 	struct loadgen_watch w;
-	int nsvc = bench_mesh_services(mesh), rc = 0;
+	int nsvc = cfg->replace_services ? base : bench_mesh_services(mesh), rc = 0;
 
 	memset(&w, 0, sizeof(w));
 	switch (c->kind) {
@@ -145,7 +148,7 @@ static int churn_apply(const struct churn_config *cfg, struct bench_mesh *mesh, 
 		c->svc = 0;
 		break;
 	case CHURN_ADD_SERVICE:
-		c->svc = nsvc;
+		c->svc = bench_mesh_services(mesh);
 		break;
 	default:
 		return -EINVAL;
@@ -162,6 +165,10 @@ static int churn_apply(const struct churn_config *cfg, struct bench_mesh *mesh, 
 	} else {
 		w.kind = LOADGEN_WATCH_LISTENER;
 		w.subscribers = cfg->add_subscribers;
+		if (cfg->replace_services && *extra >= 0) {
+			w.replace = 1;
+			w.replaced_svc = *extra;
+		}
 		rc = loadgen_watch_arm(lg, 0, &w);
 		if (rc < 0)
 			return rc;
@@ -170,6 +177,10 @@ static int churn_apply(const struct churn_config *cfg, struct bench_mesh *mesh, 
 		loadgen_run(lg, CHURN_SUBSCRIBE_MS);
 		*t0 = loadgen_now();
 		rc = bench_mesh_add_service(mesh, &c->svc);
+		if (rc == 0 && w.replace)
+			rc = bench_mesh_remove_service(mesh, w.replaced_svc);
+		if (rc == 0 && cfg->replace_services)
+			*extra = c->svc;
 		return rc < 0 ? rc : 0;
 	}
 	/* bench_mesh wrote the file already; no completion has been handled
@@ -187,7 +198,7 @@ int churn_run(const struct churn_config *cfg, struct bench_mesh *mesh, struct lo
 	      struct churn_change *out, int cap, int *n_out)
 {
 	struct loadgen_stats before, after;
-	int i, rc = 0;
+	int i, rc = 0, base = bench_mesh_services(mesh), extra = -1;
 	uint64_t rng = cfg->seed ? cfg->seed : 1;
 
 	*n_out = 0;
@@ -199,7 +210,7 @@ int churn_run(const struct churn_config *cfg, struct bench_mesh *mesh, struct lo
 		memset(c, 0, sizeof(*c));
 		c->kind = (enum churn_kind)(i % (cfg->steady ? CHURN_ADD_SERVICE : CHURN_KINDS));
 		loadgen_stats(lg, &before);
-		rc = churn_apply(cfg, mesh, lg, &rng, c, &t0);
+		rc = churn_apply(cfg, mesh, lg, &rng, base, &extra, c, &t0);
 		if (rc < 0) {
 			log_error(SCOPE, "change %d (%s): %s", i, churn_kind_name(c->kind), mesh_strerror(rc));
 			goto out;

@@ -5,7 +5,9 @@
  * Changes cycle through five kinds: an endpoint of a random service moves,
  * the weight split of a random service shifts, an endpoint of svc-0 moves
  * and svc-0's split shifts (every proxy targets svc-0: full pushes), and a
- * new service appears that a few proxies already ask for.  One change is
+ * new service appears that a few proxies already ask for (with
+ * replace_services, it replaces the one added before: those proxies move
+ * to it and the older one is deleted).  One change is
  * written per interval; the next waits until the previous one reached every
  * proxy it concerns or timed out, so meshd's CPU time and the bytes
  * received over an interval belong to one change.
@@ -38,6 +40,9 @@ struct churn_config {
 	int add_subscribers;     /* proxies asking for a service before it exists */
 	pid_t meshd_pid;         /* 0: no process figures */
 	int steady;              /* no CHURN_ADD_SERVICE: the mesh and what each proxy asks for keep their size */
+	int replace_services;    /* CHURN_ADD_SERVICE replaces the service the previous one added: the
+				    proxies asking for that one move to the new one, its file is deleted,
+				    so the mesh and the subscriptions stay bounded (the soak row) */
 	uint64_t seed;
 };
 

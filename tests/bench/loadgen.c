@@ -1081,6 +1081,15 @@ static int proxy_targets_has(const struct lg_proxy *p, int svc)
 	return 0;
 }
 
+static void proxy_replace_target(struct lg_proxy *p, int from, int to)
+{
+	int i;
+
+	for (i = 0; i < p->ntargets; i++)
+		if (p->targets[i] == from)
+			p->targets[i] = to;
+}
+
 static int proxy_start(struct loadgen *lg, struct lg_proxy *p)
 {
 	grpc_slice method = grpc_slice_from_static_string(lg->cfg.delta ? LG_METHOD_DELTA : LG_METHOD);
@@ -1304,7 +1313,21 @@ int loadgen_watch_arm(struct loadgen *lg, int slot, const struct loadgen_watch *
 	bench_mesh_cluster(w->svc, "v1", lw->cluster, sizeof(lw->cluster));
 	lw->armed = 1;
 	lw->last_ack = 0;
-	if (w->kind == LOADGEN_WATCH_LISTENER) {
+	if (w->kind == LOADGEN_WATCH_LISTENER && w->replace) {
+		/* the proxies of the replaced service move to the new one */
+		for (i = 0; i < lg->n; i++) {
+			struct lg_proxy *p = &lg->proxies[i];
+			if (p->ended || !proxy_targets_has(p, w->replaced_svc))
+				continue;
+			proxy_replace_target(p, w->replaced_svc, w->svc);
+			rc = proxy_subscribe_listeners(p);
+			if (rc < 0)
+				return rc;
+			p->watch[slot] = W_WAITING;
+			n++;
+			proxy_pump(p);
+		}
+	} else if (w->kind == LOADGEN_WATCH_LISTENER) {
 		/* the subscribers: live proxies from a random start */
 		int start = (int)(rng_next(&lg->rng) % (uint64_t)lg->n);
 		for (k = 0; k < lg->n && n < w->subscribers; k++) {

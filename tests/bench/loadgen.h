@@ -86,11 +86,15 @@ struct loadgen_watch {
 	char address[BENCH_MESH_NAME_CAP];   /* ENDPOINT */
 	uint32_t weight;                     /* WEIGHT */
 	int subscribers;                     /* LISTENER: proxies that ask for it */
+	int replace;                         /* LISTENER: the subscribers are instead the proxies */
+	int replaced_svc;                    /* asking for replaced_svc, which drop it for svc */
 };
 
 /* Arm slot with w.  ENDPOINT and WEIGHT concern every proxy targeting
  * w->svc; LISTENER makes w->subscribers proxies subscribe to svc's
- * listener now (call before the service exists).  Returns the number of
+ * listener now (call before the service exists), or with w->replace every
+ * proxy asking for w->replaced_svc unsubscribe from it and subscribe to
+ * svc instead (as a gRPC client closing one channel and opening another).  Returns the number of
  * proxies concerned, or a negative code. */
 int loadgen_watch_arm(struct loadgen *lg, int slot, const struct loadgen_watch *w);
 /* Proxies of slot not done yet; *last_ack gets the time of the latest ACK. */

@@ -9,7 +9,9 @@
  *       with one "RESULT key=value ..." line that tests/bench/run.sh reads;
  *       --delta makes the proxies speak Delta xDS (DeltaAggregatedResources);
  *       --steady leaves out the add-service changes, so that the mesh and
- *       what each proxy asks for keep their size (the soak row).
+ *       what each proxy asks for keep their size; --replace-services keeps
+ *       them but makes each replace the service the one before added (its
+ *       subscribers move over, its file is deleted): bounded (the soak row).
  *
  * The mesh state is rebuilt from --services, so `run` must be given the
  * directory `config` wrote, unchanged since.
@@ -51,6 +53,7 @@ struct opts {
 	int meshd_pid;
 	int delta;
 	int steady;
+	int replace_services;
 	long long seed;
 	const char *log_level;
 };
@@ -62,7 +65,8 @@ static void usage(FILE *f)
 		"       meshbench run --xds HOST:PORT --dir DIR [--services N] [--proxies M] [--channels C]\n"
 		"                     [--targets K] [--sidecar-percent P] [--changes X] [--interval-ms MS]\n"
 		"                     [--change-timeout-ms MS] [--sync-timeout-s S] [--add-subscribers N]\n"
-		"                     [--meshd-pid PID] [--seed S] [--log-level LEVEL] [--delta] [--steady]\n");
+		"                     [--meshd-pid PID] [--seed S] [--log-level LEVEL] [--delta] [--steady]\n"
+		"                     [--replace-services]\n");
 }
 
 static int int_arg(const char *name, const char *v, long lo, long hi, int *out)
@@ -81,7 +85,8 @@ static int int_arg(const char *name, const char *v, long lo, long hi, int *out)
 static int parse(int argc, char **argv, struct opts *o)
 {
 	enum { O_DIR = 256, O_XDS, O_SERVICES, O_PROXIES, O_CHANNELS, O_TARGETS, O_SIDECAR, O_CHANGES, O_INTERVAL,
-	       O_CTIMEOUT, O_STIMEOUT, O_ADDSUB, O_PID, O_SEED, O_LOG, O_DELTA, O_STEADY };
+	       O_CTIMEOUT, O_STIMEOUT, O_ADDSUB, O_PID, O_SEED, O_LOG, O_DELTA, O_STEADY,
+	       O_REPLACE };
 	static const struct option lo[] = {
 		{ "dir", required_argument, NULL, O_DIR },
 		{ "xds", required_argument, NULL, O_XDS },
@@ -100,6 +105,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		{ "log-level", required_argument, NULL, O_LOG },
 		{ "delta", no_argument, NULL, O_DELTA },
 		{ "steady", no_argument, NULL, O_STEADY },
+		{ "replace-services", no_argument, NULL, O_REPLACE },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c, rc = 0, seed = 1;
@@ -134,6 +140,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		case O_LOG: o->log_level = optarg; break;
 		case O_DELTA: o->delta = 1; break;
 		case O_STEADY: o->steady = 1; break;
+		case O_REPLACE: o->replace_services = 1; break;
 		default: rc = -EINVAL; break;
 		}
 	}
@@ -280,6 +287,7 @@ static int cmd_run(const struct opts *o)
 	cc.add_subscribers = o->add_subscribers < o->proxies ? o->add_subscribers : o->proxies;
 	cc.meshd_pid = pid;
 	cc.steady = o->steady;
+	cc.replace_services = o->replace_services;
 	cc.seed = (uint64_t)o->seed + 7;
 	rc = churn_run(&cc, mesh, lg, ch, o->changes, &nch);
 	if (rc < 0)

@@ -75,6 +75,9 @@ struct golden_sidecar {
 struct golden_output {
 	struct xds_snapshot *snap;       /* full build */
 	struct xds_snapshot *cached;     /* the same through a fresh incremental cache */
+	struct xds_snapshot *warm;       /* and through the cache the previous cases left warm */
+	size_t mismatched;               /* groups the warm cache's verify mode found stale */
+	size_t verified;                 /* groups it reused, rebuilt and compared */
 	uint8_t *inbound[GOLDEN_PROXIES_MAX];
 	size_t inbound_len[GOLDEN_PROXIES_MAX];
 	int inbound_rc[GOLDEN_PROXIES_MAX];
@@ -85,23 +88,33 @@ static const enum xds_type golden_types[] = { XDS_LISTENER, XDS_ROUTE, XDS_CLUST
 
 /* ---------------------------------------------------------------- generator API (the one place) */
 
+/* The model of another case (run.sh passes the case before), built first
+ * into a cache in verify mode that then builds this case: the case is an
+ * edit of that one (services of the same name with other config, services
+ * added and deleted), so the groups the warm cache reuses prove the cache
+ * keys (each is rebuilt and compared), and its output must equal the full
+ * build.  NULL: the warm pass starts from an empty cache. */
+static struct model *golden_warm_model;
+
 /*
  * Build everything flavour serves for model m: the snapshot, the same
- * snapshot through gen_snapshot_cached() with a fresh cache, and the
- * inbound listener of each proxy (inbound_rc < 0 when it failed).
+ * snapshot through gen_snapshot_cached() with a fresh cache and with the
+ * warm cache, and the inbound listener of each proxy (inbound_rc < 0 when
+ * it failed).
  * Returns 0, -ENOTSUP for a flavour not generated yet, or a negative code.
  */
 static int golden_generate(const char *flavour, const struct model *m, const struct golden_proxy *px, size_t n_px,
 			   const struct golden_sidecar *sc, struct golden_output *out)
 {
 	const struct gen_profile *p;
-	struct gen_cache *cache = NULL;
+	struct gen_cache *cache = NULL, *warm = NULL;
+	struct gen_cache_stats st;
 	size_t i;
 	int rc;
 
 	if (strcmp(flavour, "sidecar") == 0) {
-		/* per workload (sidecar.yaml), not cached: the cached copy is
-		 * the same snapshot */
+		/* per workload (sidecar.yaml), not cached: the cached and
+		 * warm copies are the same snapshot */
 		struct gen_workload w = { .ns = sc->wl.ns, .labels = &sc->wl.labels };
 		struct gen_node node = { .ip = sc->ip, .service_account = sc->sa,
 					 .scope = sc->has_scope ? &sc->scope : NULL };
@@ -111,8 +124,10 @@ static int golden_generate(const char *flavour, const struct model *m, const str
 			return -EINVAL;
 		}
 		rc = gen_sidecar_snapshot(m, &gen_profile_sidecar, &w, &node, NULL, &out->snap);
-		if (rc == 0)
+		if (rc == 0) {
 			out->cached = xds_snapshot_ref(out->snap);
+			out->warm = xds_snapshot_ref(out->snap);
+		}
 		return rc;
 	}
 	if (strcmp(flavour, "proxyless") == 0)
@@ -127,9 +142,31 @@ static int golden_generate(const char *flavour, const struct model *m, const str
 		rc = -ENOMEM;
 		goto out;
 	}
+	gen_cache_set_verify(cache, true);
 	rc = gen_snapshot_cached(cache, m, p, NULL, &out->cached);
 	if (rc < 0)
 		goto out;
+	warm = gen_cache_new();
+	if (!warm) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	gen_cache_set_verify(warm, true);
+	if (golden_warm_model) {
+		rc = gen_snapshot_cached(warm, golden_warm_model, p, NULL, &out->warm);
+		if (rc < 0)
+			goto out;
+		xds_snapshot_unref(out->warm);
+		out->warm = NULL;
+	}
+	rc = gen_snapshot_cached(warm, m, p, NULL, &out->warm);
+	if (rc < 0)
+		goto out;
+	gen_cache_get_stats(warm, &st);
+	for (i = 0; i < XDS_TYPE_COUNT; i++) {
+		out->mismatched += st.mismatched[i];
+		out->verified += st.verified[i];
+	}
 	for (i = 0; i < n_px; i++) {
 		struct gen_workload w = { .ns = px[i].ns, .labels = &px[i].labels };
 
@@ -138,6 +175,7 @@ static int golden_generate(const char *flavour, const struct model *m, const str
 	}
 out:
 	gen_cache_free(cache);
+	gen_cache_free(warm);
 	return rc;
 }
 
@@ -147,6 +185,7 @@ static void golden_output_cleanup(struct golden_output *o)
 
 	xds_snapshot_unref(o->snap);
 	xds_snapshot_unref(o->cached);
+	xds_snapshot_unref(o->warm);
 	for (i = 0; i < GOLDEN_PROXIES_MAX; i++)
 		free(o->inbound[i]);
 	memset(o, 0, sizeof(*o));
@@ -254,7 +293,7 @@ static int golden_render_set(const struct xds_snapshot *s, enum xds_type t, stru
 	mesh_buf_putc(b, '[');
 	for (i = 0; i < set->n && rc == 0; i++) {
 		golden_indent(b, 1);
-		rc = golden_render_one(xds_type_url(t), set->v[i].data, set->v[i].len, 1, b);
+		rc = golden_render_one(xds_type_url(t), set->v[i]->data, set->v[i]->len, 1, b);
 		if (i + 1 < set->n)
 			mesh_buf_putc(b, ',');
 	}
@@ -431,7 +470,7 @@ static int golden_same_snapshots(const struct xds_snapshot *a, const struct xds_
 			return 1;
 		}
 		for (i = 0; i < a->sets[t].n; i++) {
-			const struct xds_resource *x = &a->sets[t].v[i], *y = &b->sets[t].v[i];
+			const struct xds_resource *x = a->sets[t].v[i], *y = b->sets[t].v[i];
 
 			if (strcmp(x->name, y->name) != 0 || x->len != y->len ||
 			    (x->len && memcmp(x->data, y->data, x->len) != 0)) {
@@ -850,6 +889,14 @@ static int golden_flavour(const char *case_dir, const char *flavour, const struc
 		goto out;
 	}
 	failed += golden_same_snapshots(go.snap, go.cached);
+	failed += golden_same_snapshots(go.snap, go.warm);
+	if (getenv("GOLDEN_VERBOSE"))
+		printf("%s: warm cache: %zu groups reused and verified\n", case_dir, go.verified);
+	if (go.mismatched) {
+		printf("%s: gen cache verify: %zu groups reused with a key that misses an input\n", case_dir,
+		       go.mismatched);
+		failed++;
+	}
 	for (k = 0; k < sizeof(golden_types) / sizeof(golden_types[0]); k++) {
 		mesh_buf_reset(&b);
 		rc = golden_render_set(go.snap, golden_types[k], &b);
@@ -970,13 +1017,21 @@ int main(int argc, char **argv)
 	bool update = upd && strcmp(upd, "1") == 0;
 	int rc;
 
-	if (argc != 2) {
-		fprintf(stderr, "usage: [GOLDEN_UPDATE=1] %s CASE_DIR\n", argv[0]);
+	if (argc != 2 && argc != 3) {
+		fprintf(stderr, "usage: [GOLDEN_UPDATE=1] %s CASE_DIR [WARM_CASE_DIR]\n", argv[0]);
 		return 2;
 	}
 	/* rejected objects are part of some cases; their warnings would only be noise */
 	mesh_log_setup(getenv("GOLDEN_VERBOSE") ? "debug" : "error", "text");
+	if (argc == 3) {
+		rc = golden_model(argv[2], &golden_warm_model);
+		if (rc < 0) {
+			printf("%s: loading config: %s\n", argv[2], mesh_strerror(rc));
+			return 2;
+		}
+	}
 	rc = golden_case(argv[1], update);
+	model_unref(golden_warm_model);
 	if (rc < 0) {
 		printf("%s: %s\n", argv[1], mesh_strerror(rc));
 		return 2;

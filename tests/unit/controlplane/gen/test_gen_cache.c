@@ -3,7 +3,10 @@
  * across a sequence of config edits, one cache kept from step to step
  * gives snapshots byte-identical to a full gen_grpc_snapshot() of the same
  * model, and the cache's counters show that only the (service, type)
- * groups whose inputs changed were rebuilt.
+ * groups whose inputs changed were rebuilt.  Every cache here runs in
+ * verify mode: each reused group is rebuilt and compared too, and a
+ * difference (a key that misses an input) fails the step.  Also: the cache
+ * keeps nothing that the current snapshot does not use.
  */
 #include <check.h>
 
@@ -44,6 +47,23 @@ static const char *const se_ratings =
 	"  resolution: STATIC\n"
 	"  ports:\n"
 	"  - {number: 9090, name: grpc, protocol: GRPC}\n"
+	"  endpoints:\n"
+	"  - {address: %s, labels: {version: v1}, locality: us-east/zone-a}\n"
+	"  - {address: 127.0.1.2, labels: {version: v2}, locality: us-east/zone-b}\n"
+	"---\n";
+
+/* ratings with a second port */
+static const char *const se_ratings_2ports =
+	"apiVersion: networking.istio.io/v1beta1\n"
+	"kind: ServiceEntry\n"
+	"metadata: {name: ratings, namespace: default}\n"
+	"spec:\n"
+	"  hosts: [ratings.default.svc.cluster.local]\n"
+	"  location: MESH_INTERNAL\n"
+	"  resolution: STATIC\n"
+	"  ports:\n"
+	"  - {number: 9090, name: grpc, protocol: GRPC}\n"
+	"  - {number: 9091, name: grpc-admin, protocol: GRPC}\n"
 	"  endpoints:\n"
 	"  - {address: %s, labels: {version: v1}, locality: us-east/zone-a}\n"
 	"  - {address: 127.0.1.2, labels: {version: v2}, locality: us-east/zone-b}\n"
@@ -120,9 +140,11 @@ struct step {
 	bool ratings_dr;             /* ratings has a consistent-hash DestinationRule */
 	bool details;                /* the details service exists */
 	const char *pa_mode;         /* NULL: no PeerAuthentication */
+	bool ratings_port2;          /* ratings has a second port */
+	bool no_reviews_dr;          /* reviews has no DestinationRule (no subsets) */
 };
 
-static const struct step base = { "base", "reviews", "127.0.1.1", "jason", false, false, NULL };
+static const struct step base = { "base", "reviews", "127.0.1.1", "jason", false, false, NULL, false, false };
 
 static void append(char *buf, size_t *len, const char *fmt, const char *arg)
 {
@@ -144,9 +166,10 @@ static struct model *build_model(const struct step *s)
 
 	yaml[0] = '\0';
 	append(yaml, &len, se_reviews, s->reviews_sa);
-	append(yaml, &len, se_ratings, s->ratings_addr);
+	append(yaml, &len, s->ratings_port2 ? se_ratings_2ports : se_ratings, s->ratings_addr);
 	append(yaml, &len, vs_reviews, s->vs_user);
-	append(yaml, &len, "%s", dr_reviews);
+	if (!s->no_reviews_dr)
+		append(yaml, &len, "%s", dr_reviews);
 	if (s->ratings_dr)
 		append(yaml, &len, "%s", dr_ratings_hash);
 	if (s->details)
@@ -170,6 +193,28 @@ static struct model *build_model(const struct step *s)
 	return m;
 }
 
+/* A cache in verify mode. */
+static struct gen_cache *cache_new(void)
+{
+	struct gen_cache *c = gen_cache_new();
+
+	ck_assert_ptr_nonnull(c);
+	gen_cache_set_verify(c, true);
+	return c;
+}
+
+/* Verify mode found every reused group equal to its rebuild. */
+static void assert_keys_held(const struct gen_cache_stats *st, const char *step)
+{
+	int t;
+
+	for (t = 0; t < XDS_TYPE_COUNT; t++) {
+		ck_assert_msg(st->mismatched[t] == 0, "%s: %zu %s groups reused with a stale key", step, st->mismatched[t],
+			      xds_type_short((enum xds_type)t));
+		ck_assert_uint_eq(st->verified[t], st->reused[t]);
+	}
+}
+
 static void assert_same(const struct xds_snapshot *a, const struct xds_snapshot *b, const char *step)
 {
 	size_t i;
@@ -179,7 +224,7 @@ static void assert_same(const struct xds_snapshot *a, const struct xds_snapshot 
 		ck_assert_msg(a->sets[t].n == b->sets[t].n, "%s: %s count %zu vs %zu", step,
 			      xds_type_short(t), a->sets[t].n, b->sets[t].n);
 		for (i = 0; i < a->sets[t].n; i++) {
-			const struct xds_resource *x = &a->sets[t].v[i], *y = &b->sets[t].v[i];
+			const struct xds_resource *x = a->sets[t].v[i], *y = b->sets[t].v[i];
 
 			ck_assert_str_eq(x->name, y->name);
 			ck_assert_msg(x->len == y->len && memcmp(x->data, y->data, x->len) == 0,
@@ -202,6 +247,7 @@ static void run_step(struct gen_cache *c, const struct step *s, struct gen_cache
 	ck_assert_int_eq(gen_grpc_snapshot_cached(c, m, &inc), 0);
 	assert_same(full, inc, s->name);
 	gen_cache_get_stats(c, st);
+	assert_keys_held(st, s->name);
 	if (keep)
 		*keep = xds_snapshot_ref(full);
 	xds_snapshot_unref(full);
@@ -233,18 +279,18 @@ START_TEST(test_sequence_matches_full_build)
 {
 	struct step steps[] = {
 		base,
-		{ "endpoint address", "reviews", "127.0.1.9", "jason", false, false, NULL },
-		{ "virtual service", "reviews", "127.0.1.9", "sally", false, false, NULL },
-		{ "destination rule of a route target", "reviews", "127.0.1.9", "sally", true, false, NULL },
-		{ "service added", "reviews", "127.0.1.9", "sally", true, true, NULL },
-		{ "service removed", "reviews", "127.0.1.9", "sally", true, false, NULL },
-		{ "peer authentication", "reviews", "127.0.1.9", "sally", true, false, "DISABLE" },
-		{ "peer authentication mode", "reviews", "127.0.1.9", "sally", true, false, "STRICT" },
-		{ "service account", "other", "127.0.1.9", "sally", true, false, "STRICT" },
-		{ "peer authentication removed", "other", "127.0.1.9", "sally", true, false, NULL },
+		{ "endpoint address", "reviews", "127.0.1.9", "jason", false, false, NULL, false, false },
+		{ "virtual service", "reviews", "127.0.1.9", "sally", false, false, NULL, false, false },
+		{ "destination rule of a route target", "reviews", "127.0.1.9", "sally", true, false, NULL, false, false },
+		{ "service added", "reviews", "127.0.1.9", "sally", true, true, NULL, false, false },
+		{ "service removed", "reviews", "127.0.1.9", "sally", true, false, NULL, false, false },
+		{ "peer authentication", "reviews", "127.0.1.9", "sally", true, false, "DISABLE", false, false },
+		{ "peer authentication mode", "reviews", "127.0.1.9", "sally", true, false, "STRICT", false, false },
+		{ "service account", "other", "127.0.1.9", "sally", true, false, "STRICT", false, false },
+		{ "peer authentication removed", "other", "127.0.1.9", "sally", true, false, NULL, false, false },
 		base,
 	};
-	struct gen_cache *c = gen_cache_new();
+	struct gen_cache *c = cache_new();
 	struct gen_cache_stats st;
 	size_t i;
 
@@ -257,7 +303,7 @@ END_TEST
 
 START_TEST(test_unchanged_model_rebuilds_nothing)
 {
-	struct gen_cache *c = gen_cache_new();
+	struct gen_cache *c = cache_new();
 	struct gen_cache_stats st;
 
 	run_step(c, &base, &st, NULL);
@@ -277,7 +323,7 @@ END_TEST
 START_TEST(test_endpoint_change_rebuilds_only_its_assignments)
 {
 	struct step moved = base;
-	struct gen_cache *c = gen_cache_new();
+	struct gen_cache *c = cache_new();
 	struct gen_cache_stats st;
 	struct xds_snapshot *before = NULL, *after = NULL;
 
@@ -302,7 +348,7 @@ END_TEST
 START_TEST(test_dependencies_rebuild)
 {
 	struct step s = base;
-	struct gen_cache *c = gen_cache_new();
+	struct gen_cache *c = cache_new();
 	struct gen_cache_stats st;
 	struct xds_snapshot *before = NULL, *after = NULL;
 
@@ -336,6 +382,82 @@ START_TEST(test_dependencies_rebuild)
 }
 END_TEST
 
+/* The cache holds nothing the snapshot it just built does not serve:
+ * a deleted service's entry, a removed port's and a removed subset's
+ * resources are gone after the next push (issue 9: memory that does not
+ * grow with churn). */
+START_TEST(test_no_orphan_entries)
+{
+	struct step s = base;
+	struct gen_cache *c = cache_new();
+	struct xds_snapshot *snap = NULL;
+	struct gen_cache_stats st;
+	size_t services, resources, served;
+	int t, i;
+	struct {
+		const char *name;
+		bool details, port2, no_dr;
+		size_t services;
+	} seq[] = {
+		{ "all", true, true, false, 3 },
+		{ "details deleted", false, true, false, 2 },
+		{ "ratings port 9091 removed", false, false, false, 2 },
+		{ "reviews subsets removed", false, false, true, 2 },
+		{ "all again", true, true, false, 3 },
+		{ "everything but the two", false, false, true, 2 },
+	};
+
+	for (i = 0; i < (int)(sizeof(seq) / sizeof(seq[0])); i++) {
+		struct model *m;
+
+		s.name = seq[i].name;
+		s.details = seq[i].details;
+		s.ratings_port2 = seq[i].port2;
+		s.no_reviews_dr = seq[i].no_dr;
+		m = build_model(&s);
+		ck_assert_int_eq(gen_grpc_snapshot_cached(c, m, &snap), 0);
+		gen_cache_get_stats(c, &st);
+		assert_keys_held(&st, s.name);
+		ck_assert_msg(gen_cache_orphans(c, snap, &services, &resources) == 0, "%s: orphans", s.name);
+		ck_assert_uint_eq(services, seq[i].services);
+		/* and the cache holds every resource the snapshot serves */
+		for (served = 0, t = 0; t < XDS_TYPE_COUNT; t++)
+			served += snap->sets[t].n;
+		ck_assert_msg(resources == served, "%s: cache %zu, snapshot %zu", s.name, resources, served);
+		/* the removed port's and subsets' clusters are not served */
+		ck_assert((xds_snapshot_find(snap, XDS_CLUSTER, "outbound|9091||ratings.default.svc.cluster.local") != NULL) ==
+			  seq[i].port2);
+		ck_assert((xds_snapshot_find(snap, XDS_CLUSTER, "outbound|9080|v2|reviews.default.svc.cluster.local") !=
+			   NULL) == !seq[i].no_dr);
+		xds_snapshot_unref(snap);
+		snap = NULL;
+		model_unref(m);
+	}
+	gen_cache_free(c);
+}
+END_TEST
+
+/* gen_cache_orphans can fail: a snapshot built elsewhere shares no object
+ * with the cache. */
+START_TEST(test_orphans_counted)
+{
+	struct gen_cache *c = cache_new();
+	struct model *m = build_model(&base);
+	struct xds_snapshot *inc = NULL, *full = NULL;
+	size_t resources;
+
+	ck_assert_int_eq(gen_grpc_snapshot_cached(c, m, &inc), 0);
+	ck_assert_int_eq(gen_grpc_snapshot(m, &full), 0);
+	ck_assert_uint_eq(gen_cache_orphans(c, inc, NULL, &resources), 0);
+	ck_assert_uint_gt(resources, 0);
+	ck_assert_uint_eq(gen_cache_orphans(c, full, NULL, NULL), resources);
+	xds_snapshot_unref(inc);
+	xds_snapshot_unref(full);
+	model_unref(m);
+	gen_cache_free(c);
+}
+END_TEST
+
 START_TEST(test_free_null)
 {
 	struct gen_cache_stats st;
@@ -351,7 +473,7 @@ END_TEST
 START_TEST(test_profile_switch_rebuilds)
 {
 	static const struct gen_profile other = { .name = "other", .least_request = true, .string_match = true };
-	struct gen_cache *c = gen_cache_new();
+	struct gen_cache *c = cache_new();
 	struct model *m = build_model(&base);
 	struct xds_snapshot *full = NULL, *inc = NULL;
 	struct gen_cache_stats st;
@@ -389,6 +511,8 @@ static Suite *gen_cache_suite(void)
 	tcase_add_test(tc, test_unchanged_model_rebuilds_nothing);
 	tcase_add_test(tc, test_endpoint_change_rebuilds_only_its_assignments);
 	tcase_add_test(tc, test_dependencies_rebuild);
+	tcase_add_test(tc, test_no_orphan_entries);
+	tcase_add_test(tc, test_orphans_counted);
 	tcase_add_test(tc, test_free_null);
 	tcase_add_test(tc, test_profile_switch_rebuilds);
 	suite_add_tcase(s, tc);

@@ -652,7 +652,7 @@ static void assert_same(const struct xds_snapshot *a, const struct xds_snapshot 
 	for (t = 0; t < XDS_TYPE_COUNT; t++) {
 		ck_assert_uint_eq(a->sets[t].n, b->sets[t].n);
 		for (i = 0; i < a->sets[t].n; i++) {
-			const struct xds_resource *x = &a->sets[t].v[i], *y = &b->sets[t].v[i];
+			const struct xds_resource *x = a->sets[t].v[i], *y = b->sets[t].v[i];
 
 			ck_assert_str_eq(x->name, y->name);
 			ck_assert_uint_eq(x->len, y->len);
@@ -807,11 +807,11 @@ START_TEST(test_profile_entry_points)
 	ck_assert_int_eq(gen_grpc_snapshot(g_model, &a), 0);
 	ck_assert_int_eq(gen_snapshot(g_model, &gen_profile_proxyless, NULL, &b), 0);
 	ck_assert_uint_eq(a->sets[XDS_ROUTE].n, b->sets[XDS_ROUTE].n);
-	ck_assert_mem_eq(a->sets[XDS_ROUTE].v[0].data, b->sets[XDS_ROUTE].v[0].data, a->sets[XDS_ROUTE].v[0].len);
+	ck_assert_mem_eq(a->sets[XDS_ROUTE].v[0]->data, b->sets[XDS_ROUTE].v[0]->data, a->sets[XDS_ROUTE].v[0]->len);
 	ck_assert_uint_eq(a->sets[XDS_ROUTE].n, g_snap->sets[XDS_ROUTE].n);
-	ck_assert(a->sets[XDS_LISTENER].v[0].len != g_snap->sets[XDS_LISTENER].v[0].len ||
-		  memcmp(a->sets[XDS_LISTENER].v[0].data, g_snap->sets[XDS_LISTENER].v[0].data,
-			 a->sets[XDS_LISTENER].v[0].len) != 0);
+	ck_assert(a->sets[XDS_LISTENER].v[0]->len != g_snap->sets[XDS_LISTENER].v[0]->len ||
+		  memcmp(a->sets[XDS_LISTENER].v[0]->data, g_snap->sets[XDS_LISTENER].v[0]->data,
+			 a->sets[XDS_LISTENER].v[0]->len) != 0);
 	xds_snapshot_unref(a);
 	xds_snapshot_unref(b);
 }

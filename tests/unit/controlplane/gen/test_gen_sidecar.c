@@ -246,8 +246,8 @@ START_TEST(deterministic_and_proxyless_untouched)
 	for (t = 0; t < XDS_TYPE_COUNT; t++) {
 		ck_assert_uint_eq(a->sets[t].n, b->sets[t].n);
 		for (i = 0; i < a->sets[t].n; i++) {
-			ck_assert_uint_eq(a->sets[t].v[i].len, b->sets[t].v[i].len);
-			ck_assert(memcmp(a->sets[t].v[i].data, b->sets[t].v[i].data, a->sets[t].v[i].len) == 0);
+			ck_assert_uint_eq(a->sets[t].v[i]->len, b->sets[t].v[i]->len);
+			ck_assert(memcmp(a->sets[t].v[i]->data, b->sets[t].v[i]->data, a->sets[t].v[i]->len) == 0);
 		}
 	}
 	/* proxyless: HOST:PORT listeners only, none of the sidecar's */

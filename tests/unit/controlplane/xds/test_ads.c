@@ -304,10 +304,16 @@ END_TEST
  * lets go of the snapshot it was last sent: otherwise each publish left a
  * whole snapshot alive for as long as some stream's type stayed unchanged
  * (meshd's RSS grew by about a snapshot per change at 2,000 proxies). */
+/* A stream holds the resources it was sent, never the snapshot they came
+ * in: an older snapshot is freed once meshd publishes another, and an
+ * unchanged stream moves to the current snapshot's objects, so the older
+ * copies are freed too. */
 START_TEST(sotw_unchanged_stream_lets_go_of_old_snapshot)
 {
+	static const char *const cds_b2[] = { "a=A1", "b=B2", NULL };
 	struct xds_ads_stream *st = stream_new(0);
 	struct xds_snapshot *s1 = snap_of(XDS_CLUSTER, cds_ab);
+	const struct xds_resource *a1, *a2;
 	Resp *r;
 
 	xds_ads_publish(ads, XDS_FLAVOUR_PROXYLESS, xds_snapshot_ref(s1), NULL);
@@ -317,13 +323,33 @@ START_TEST(sotw_unchanged_stream_lets_go_of_old_snapshot)
 	sotw(st, NULL, URL_CDS, r->version_info, r->nonce, NULL, 0, NULL);
 	resp_free(r);
 	ck_assert_ptr_null(next_sotw(st));
-	/* the same clusters in a new snapshot: nothing sent, s1 is ours alone */
+	/* a1: held by s1 and by the stream (sent), and now by this test */
+	a1 = xds_resource_ref(xds_snapshot_find(s1, XDS_CLUSTER, "a"));
+	ck_assert_ptr_nonnull(a1);
+	ck_assert_uint_eq(mesh_refcount_get(&a1->refs), 3);
+	/* a snapshot is held by the core alone, never by a stream */
+	ck_assert_uint_eq(mesh_refcount_get(&s1->refs), 2);
+	/* the same clusters, as fresh copies in a new snapshot: nothing is
+	 * sent, s1 is ours alone, and the stream moved to the new copies */
 	publish(XDS_FLAVOUR_PROXYLESS, XDS_CLUSTER, cds_ab);
 	ck_assert_ptr_null(next_sotw(st));
-	ck_assert_int_eq(mesh_refcount_get(&s1->refs), 1);
+	ck_assert_uint_eq(mesh_refcount_get(&s1->refs), 1);
+	xds_snapshot_unref(s1);
+	ck_assert_uint_eq(mesh_refcount_get(&a1->refs), 1);
+	xds_resource_unref(a1);
 	/* what the stream was sent is still shown */
 	ck_assert(syncz_has("\"state\":\"SYNCED\"", NULL));
-	xds_snapshot_unref(s1);
+	/* a change: the stream is sent the new b and holds the current a */
+	a2 = xds_resource_ref(xds_snapshot_find(xds_ads_snapshot(ads, XDS_FLAVOUR_PROXYLESS), XDS_CLUSTER, "a"));
+	ck_assert_uint_eq(mesh_refcount_get(&a2->refs), 3);
+	publish(XDS_FLAVOUR_PROXYLESS, XDS_CLUSTER, cds_b2);
+	r = next_sotw(st);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_uint_eq(r->n_resources, 2);
+	resp_free(r);
+	/* the older snapshot is gone; only this test holds its a */
+	ck_assert_uint_eq(mesh_refcount_get(&a2->refs), 1);
+	xds_resource_unref(a2);
 	xds_ads_stream_free(st);
 }
 END_TEST

@@ -52,7 +52,7 @@ START_TEST(sorted_after_seal_and_find)
 	xds_snapshot_seal(s);
 	ck_assert_uint_eq(s->sets[XDS_CLUSTER].n, 6);
 	for (i = 1; i < s->sets[XDS_CLUSTER].n; i++)
-		ck_assert_int_lt(strcmp(s->sets[XDS_CLUSTER].v[i - 1].name, s->sets[XDS_CLUSTER].v[i].name), 0);
+		ck_assert_int_lt(strcmp(s->sets[XDS_CLUSTER].v[i - 1]->name, s->sets[XDS_CLUSTER].v[i]->name), 0);
 	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		r = xds_snapshot_find(s, XDS_CLUSTER, names[i]);
 		ck_assert_ptr_nonnull(r);
@@ -137,6 +137,46 @@ START_TEST(refcount_and_empty_data)
 }
 END_TEST
 
+/* Snapshots share a resource added by reference: the same bytes, one
+ * count per holder, freed with the last holder.  A replaced duplicate
+ * gives its reference back. */
+START_TEST(shared_by_reference)
+{
+	struct xds_snapshot *a = xds_snapshot_new(), *b = xds_snapshot_new();
+	struct xds_resource *r = NULL, *other = NULL;
+
+	ck_assert_int_eq(xds_resource_new(XDS_CLUSTER, "x", (const uint8_t *)"payload", 7, &r), 0);
+	ck_assert_int_eq(xds_resource_new(XDS_CLUSTER, "x", (const uint8_t *)"older", 5, &other), 0);
+	ck_assert_str_eq(r->name, "x");
+	ck_assert_int_eq(memcmp(r->data, "payload", 7), 0);
+	ck_assert_int_eq(xds_snapshot_add_ref(a, XDS_CLUSTER, r), 0);
+	ck_assert_int_eq(xds_snapshot_add_ref(b, XDS_CLUSTER, other), 0);
+	ck_assert_int_eq(xds_snapshot_add_ref(b, XDS_CLUSTER, r), 0);
+	ck_assert_int_lt(xds_snapshot_add_ref(b, XDS_CLUSTER, NULL), 0);
+	ck_assert_int_lt(xds_snapshot_add_ref(b, XDS_TYPE_COUNT, r), 0);
+	ck_assert_uint_eq(mesh_refcount_get(&r->refs), 3);
+	ck_assert_uint_eq(mesh_refcount_get(&other->refs), 2);
+	xds_snapshot_seal(a);
+	xds_snapshot_seal(b);
+	/* the later add of "x" won in b; the earlier one was let go */
+	ck_assert_uint_eq(mesh_refcount_get(&other->refs), 1);
+	ck_assert_ptr_eq(xds_snapshot_find(a, XDS_CLUSTER, "x"), r);
+	ck_assert_ptr_eq(xds_snapshot_find(b, XDS_CLUSTER, "x"), r);
+	/* the hash xds_snapshot_add gives the same content (see
+	 * hash_stable_and_content_sensitive) */
+	ck_assert_uint_eq(r->hash, 0x6d2e4b5de3ce7f13ULL);
+	xds_snapshot_unref(a);
+	ck_assert_uint_eq(mesh_refcount_get(&r->refs), 2);
+	xds_snapshot_unref(b);
+	ck_assert_uint_eq(mesh_refcount_get(&r->refs), 1);
+	xds_resource_unref(other);
+	ck_assert_int_lt(xds_resource_new(XDS_CLUSTER, NULL, NULL, 0, &other), 0);
+	ck_assert_ptr_null(other);
+	xds_resource_unref(r);
+	xds_resource_unref(NULL);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("xds_resource");
@@ -149,6 +189,7 @@ int main(void)
 	tcase_add_test(tc, add_twice_replaces);
 	tcase_add_test(tc, hash_stable_and_content_sensitive);
 	tcase_add_test(tc, refcount_and_empty_data);
+	tcase_add_test(tc, shared_by_reference);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
