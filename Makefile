@@ -175,6 +175,17 @@ $(UNIT_COMMON_BINS): $(BUILD)/tests/%: tests/unit/%.c $(LIBCOMMON) | $(PB_H)
 	$(Q)$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Itests/unit -o $@ $< $(LIBCOMMON) $(LDFLAGS) \
 		$(call pkg_libs,$(COMMON_PKGS)) -lpthread -lm $(CHECK_LIBS)
 
+# --- meshproxy (dataplane/): its unit tests link the dataplane objects (all
+# but main.o) with libcommon.a and the common packages only, which proves the
+# proxy needs nothing from the control plane, gRPC core, curl, microhttpd or yaml
+MESHPROXY_LIB_OBJS  := $(filter-out $(BUILD)/obj/dataplane/main.o,$(MESHPROXY_OBJS))
+UNIT_DATAPLANE_BINS := $(filter $(BUILD)/tests/dataplane/%,$(UNIT_BINS))
+$(UNIT_DATAPLANE_BINS): $(BUILD)/tests/%: tests/unit/%.c $(MESHPROXY_LIB_OBJS) $(LIBCOMMON) | $(PB_H)
+	@mkdir -p $(dir $@)
+	@echo "  CCLD    $@"
+	$(Q)$(CC) $(CFLAGS) $(CHECK_CFLAGS) -o $@ $< $(MESHPROXY_LIB_OBJS) $(LIBCOMMON) $(LDFLAGS) \
+		$(call pkg_libs,$(MESHPROXY_PKGS)) -lpthread -lm $(CHECK_LIBS)
+
 $(BUILD)/tests/%: tests/unit/%.c $(LIBMESHD) $(LIBCOMMON) | $(PB_H)
 	@mkdir -p $(dir $@)
 	@echo "  CCLD    $@"
