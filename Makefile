@@ -226,6 +226,7 @@ test: deps
 	@$(MAKE) --no-print-directory kube-fake-check
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory xds-golden
+	@$(MAKE) --no-print-directory http-golden
 	@$(MAKE) --no-print-directory unit-asan
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory SAN=1 integration
@@ -248,6 +249,20 @@ $(BENCH_BIN): $(patsubst %.c,$(BUILD)/obj/%.o,$(BENCH_SRCS)) $(LIBMESHD) $(LIBCO
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# golden HTTP/1.1 codec cases (tests/http/NNNN/): bytes in, outcome out,
+# fed whole, split at every byte and one byte at a time; GOLDEN_UPDATE=1
+# rewrites the expected files
+.PHONY: http-golden
+HTTP_GOLDEN_BIN := $(BUILD)/tests/http/golden
+$(HTTP_GOLDEN_BIN): tests/http/golden.c tests/http/h1drive.c tests/http/h1drive.h $(MESHPROXY_LIB_OBJS) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	@echo "  CCLD    $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ tests/http/golden.c tests/http/h1drive.c $(MESHPROXY_LIB_OBJS) $(LIBCOMMON) \
+		$(LDFLAGS) $(call pkg_libs,$(MESHPROXY_PKGS)) -lpthread -lm
+
+http-golden: $(HTTP_GOLDEN_BIN)
+	@$(HTTP_GOLDEN_BIN) tests/http
 
 # golden xDS cases (tests/xds/NNNN/): config in, resources out per proxy
 # flavour; GOLDEN_UPDATE=1 rewrites the expected files
