@@ -276,6 +276,33 @@ $(GOLDEN_BIN): tests/xds/golden.c $(LIB) | $(PB_H)
 xds-golden: $(GOLDEN_BIN)
 	@sh tests/xds/run.sh $(BUILD)
 
+# libFuzzer targets (clang; `sh scripts/deps.sh fuzz` installs it), each run
+# for FUZZ_SECONDS from a seed corpus: tests/http/ inputs for the HTTP/1.1
+# codec, tests/data/config for the configuration parser.  Not in `make test`.
+.PHONY: fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+FUZZ_BUILD   := build/fuzz
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+$(FUZZ_BUILD)/fuzz_http1: tests/fuzz/fuzz_http1.c tests/http/h1drive.c tests/http/h1drive.h dataplane/http1.c \
+		dataplane/http1.h common/buf.c common/err.c
+	@mkdir -p $(dir $@)
+	@echo "  FUZZ    $@"
+	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -I. $(FUZZ_SAN) -fsanitize=fuzzer -o $@ \
+		tests/fuzz/fuzz_http1.c tests/http/h1drive.c dataplane/http1.c common/buf.c common/err.c
+# the control plane libraries built by clang with coverage for the fuzzer
+$(FUZZ_BUILD)/fuzz_config: tests/fuzz/fuzz_config.c FORCE
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD)/lib SAN=1 CC=$(FUZZ_CC) \
+		SANFLAGS="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a
+	@echo "  FUZZ    $@"
+	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -I. -I$(FUZZ_BUILD)/lib/gen $(FUZZ_SAN) -fsanitize=fuzzer -o $@ \
+		$< $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a $(call pkg_libs,$(MESHD_PKGS)) -lpthread -lm
+
+fuzz:
+	@sh scripts/deps.sh fuzz
+	@$(MAKE) --no-print-directory $(HTTP_GOLDEN_BIN) $(FUZZ_BUILD)/fuzz_http1 $(FUZZ_BUILD)/fuzz_config
+	@sh tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(HTTP_GOLDEN_BIN)
+
 check-style:
 	@! grep -nE '\b(strcpy|strcat|sprintf|vsprintf|gets|strtok)\s*\(' $$(find common controlplane dataplane tests -name '*.[ch]' 2>/dev/null) \
 		|| (echo "check-style: banned call (see STYLE.md)"; exit 1)

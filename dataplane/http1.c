@@ -256,26 +256,27 @@ void h1_parser_set_request(struct h1_parser *p, unsigned req_flags)
  */
 static long find_block_end(struct h1_parser *p, const char *buf, size_t len, size_t start, int too_large)
 {
+	/* nothing past the limit is looked at, so the outcome does not depend
+	 * on how the bytes were split into reads */
+	size_t lim = len - start > p->lim.max_head_bytes ? start + p->lim.max_head_bytes : len;
 	const char *q;
 	size_t pos;
 
 	if (p->scan < start)
 		p->scan = p->line_start = start;
-	while (p->scan < len) {
-		q = memchr(buf + p->scan, '\n', len - p->scan);
+	while (p->scan < lim) {
+		q = memchr(buf + p->scan, '\n', lim - p->scan);
 		if (!q)
 			break;
 		pos = (size_t)(q - buf);
 		if (pos == start || buf[pos - 1] != '\r')
 			return -H1_E_BARE_LF;
-		if (pos + 1 - start > p->lim.max_head_bytes)
-			return -too_large;
 		if (pos - 1 == p->line_start)
 			return (long)(pos + 1);
 		p->line_start = p->scan = pos + 1;
 	}
-	p->scan = len;
-	if (len - start > p->lim.max_head_bytes)
+	p->scan = lim;
+	if (lim - start >= p->lim.max_head_bytes)
 		return -too_large;
 	return 0;
 }

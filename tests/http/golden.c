@@ -13,6 +13,8 @@
  * boundary, and fed one byte at a time all give the expected text.
  *
  * Usage: golden DIR [CASE...]   GOLDEN_UPDATE=1 rewrites expected files.
+ *        golden --raw FILE        writes an input file's bytes to stdout
+ *                                 (the fuzzer's seed corpus)
  */
 #include "tests/http/h1drive.h"
 
@@ -157,6 +159,15 @@ int main(int argc, char **argv)
 	struct dirent *d;
 	DIR *dh;
 
+	if (argc == 3 && !strcmp(argv[1], "--raw")) {
+		size_t tlen, len;
+		char *t = slurp(argv[2], &tlen), *raw = t ? h1drive_unescape(t, tlen, &len) : NULL;
+		int ok = raw && fwrite(raw, 1, len, stdout) == len;
+
+		free(t);
+		free(raw);
+		return ok ? 0 : 1;
+	}
 	if (argc > 2) {
 		for (i = 2; i < (size_t)argc; i++)
 			run_case(dir, argv[i]) ? pass++ : fail++;
