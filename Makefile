@@ -80,8 +80,7 @@ LIB         := $(LIBMESHD) $(LIBCOMMON)
 
 MESHD_OBJS     := $(BUILD)/obj/controlplane/main.o
 MESHCTL_OBJS   := $(patsubst %.c,$(BUILD)/obj/%.o,$(sort $(wildcard controlplane/cli/*.c)))
-# dataplane/ (meshproxy) has no sources yet; once it does, the binary is built
-# from them, libcommon.a and $(MESHPROXY_PKGS) only
+# meshproxy: dataplane/ sources, libcommon.a and $(MESHPROXY_PKGS) only
 MESHPROXY_SRCS := $(sort $(shell find dataplane -name '*.c' 2>/dev/null))
 MESHPROXY_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(MESHPROXY_SRCS))
 
@@ -153,6 +152,7 @@ $(LIBMESHD): $(CP_OBJS) $(BUILD)/libmeshd.members
 
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 $(BUILD)/obj/controlplane/main.o: CFLAGS += -DMESH_VERSION='"$(VERSION)"'
+$(BUILD)/obj/dataplane/main.o: CFLAGS += -DMESH_VERSION='"$(VERSION)"'
 
 $(BUILD)/bin/meshd: $(MESHD_OBJS) $(LIBMESHD) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
