@@ -264,6 +264,16 @@ $(HTTP_GOLDEN_BIN): tests/http/golden.c tests/http/h1drive.c tests/http/h1drive.
 http-golden: $(HTTP_GOLDEN_BIN)
 	@$(HTTP_GOLDEN_BIN) tests/http
 
+# the codec's throughput on a typical request (a benchmark; asserts nothing)
+.PHONY: http-bench
+$(BUILD)/tests/http/bench_http1: tests/http/bench_http1.c $(MESHPROXY_LIB_OBJS) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	@echo "  CCLD    $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(MESHPROXY_LIB_OBJS) $(LIBCOMMON) $(LDFLAGS) $(call pkg_libs,$(MESHPROXY_PKGS)) -lpthread -lm
+
+http-bench: $(BUILD)/tests/http/bench_http1
+	@$(BUILD)/tests/http/bench_http1
+
 # golden xDS cases (tests/xds/NNNN/): config in, resources out per proxy
 # flavour; GOLDEN_UPDATE=1 rewrites the expected files
 .PHONY: xds-golden
