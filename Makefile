@@ -1,11 +1,14 @@
 # meshd — build, run, test, bench.
 #
-#   make            build build/bin/{meshd,meshctl} (and meshproxy once dataplane/
-#                   has sources) from libcommon.a and libmeshd.a
+#   make            build build/bin/{meshd,meshctl,meshproxy}: meshd and meshctl
+#                   from libcommon.a and libmeshd.a, meshproxy from dataplane/
+#                   and libcommon.a only
 #   make run        install missing Debian packages, build, serve examples/
 #   make test       install missing Debian packages, build, unit tests (plain and
 #                   ASan+UBSan) and integration tests against real peers
 #   make bench      benchmarks against the targets in DESIGN.md
+#   make http-golden  the HTTP/1.1 codec's declarative cases (tests/http/)
+#   make fuzz       libFuzzer targets for FUZZ_SECONDS each (clang)
 #   make check-layering  include and I/O rules between common/, controlplane/, dataplane/
 #   make SAN=1 ...  the same under AddressSanitizer + UndefinedBehaviorSanitizer (build/asan)
 
