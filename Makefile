@@ -1,11 +1,14 @@
 # meshd — build, run, test, bench.
 #
-#   make            build build/bin/{meshd,meshctl} (and meshproxy once dataplane/
-#                   has sources) from libcommon.a and libmeshd.a
+#   make            build build/bin/{meshd,meshctl,meshproxy}: meshd and meshctl
+#                   from libcommon.a and libmeshd.a, meshproxy from dataplane/
+#                   and libcommon.a only
 #   make run        install missing Debian packages, build, serve examples/
 #   make test       install missing Debian packages, build, unit tests (plain and
 #                   ASan+UBSan) and integration tests against real peers
 #   make bench      benchmarks against the targets in DESIGN.md
+#   make http-golden  the HTTP/1.1 codec's declarative cases (tests/http/)
+#   make fuzz       libFuzzer targets for FUZZ_SECONDS each (clang)
 #   make check-layering  include and I/O rules between common/, controlplane/, dataplane/
 #   make SAN=1 ...  the same under AddressSanitizer + UndefinedBehaviorSanitizer (build/asan)
 
@@ -80,8 +83,7 @@ LIB         := $(LIBMESHD) $(LIBCOMMON)
 
 MESHD_OBJS     := $(BUILD)/obj/controlplane/main.o
 MESHCTL_OBJS   := $(patsubst %.c,$(BUILD)/obj/%.o,$(sort $(wildcard controlplane/cli/*.c)))
-# dataplane/ (meshproxy) has no sources yet; once it does, the binary is built
-# from them, libcommon.a and $(MESHPROXY_PKGS) only
+# meshproxy: dataplane/ sources, libcommon.a and $(MESHPROXY_PKGS) only
 MESHPROXY_SRCS := $(sort $(shell find dataplane -name '*.c' 2>/dev/null))
 MESHPROXY_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(MESHPROXY_SRCS))
 
@@ -153,6 +155,7 @@ $(LIBMESHD): $(CP_OBJS) $(BUILD)/libmeshd.members
 
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 $(BUILD)/obj/controlplane/main.o: CFLAGS += -DMESH_VERSION='"$(VERSION)"'
+$(BUILD)/obj/dataplane/main.o: CFLAGS += -DMESH_VERSION='"$(VERSION)"'
 
 $(BUILD)/bin/meshd: $(MESHD_OBJS) $(LIBMESHD) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
@@ -174,6 +177,17 @@ $(UNIT_COMMON_BINS): $(BUILD)/tests/%: tests/unit/%.c $(LIBCOMMON) | $(PB_H)
 	@echo "  CCLD    $@"
 	$(Q)$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Itests/unit -o $@ $< $(LIBCOMMON) $(LDFLAGS) \
 		$(call pkg_libs,$(COMMON_PKGS)) -lpthread -lm $(CHECK_LIBS)
+
+# --- meshproxy (dataplane/): its unit tests link the dataplane objects (all
+# but main.o) with libcommon.a and the common packages only, which proves the
+# proxy needs nothing from the control plane, gRPC core, curl, microhttpd or yaml
+MESHPROXY_LIB_OBJS  := $(filter-out $(BUILD)/obj/dataplane/main.o,$(MESHPROXY_OBJS))
+UNIT_DATAPLANE_BINS := $(filter $(BUILD)/tests/dataplane/%,$(UNIT_BINS))
+$(UNIT_DATAPLANE_BINS): $(BUILD)/tests/%: tests/unit/%.c $(MESHPROXY_LIB_OBJS) $(LIBCOMMON) | $(PB_H)
+	@mkdir -p $(dir $@)
+	@echo "  CCLD    $@"
+	$(Q)$(CC) $(CFLAGS) $(CHECK_CFLAGS) -o $@ $< $(MESHPROXY_LIB_OBJS) $(LIBCOMMON) $(LDFLAGS) \
+		$(call pkg_libs,$(MESHPROXY_PKGS)) -lpthread -lm $(CHECK_LIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIBMESHD) $(LIBCOMMON) | $(PB_H)
 	@mkdir -p $(dir $@)
@@ -215,6 +229,7 @@ test: deps
 	@$(MAKE) --no-print-directory kube-fake-check
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory xds-golden
+	@$(MAKE) --no-print-directory http-golden
 	@$(MAKE) --no-print-directory unit-asan
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory SAN=1 integration
@@ -238,6 +253,30 @@ $(BENCH_BIN): $(patsubst %.c,$(BUILD)/obj/%.o,$(BENCH_SRCS)) $(LIBMESHD) $(LIBCO
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# golden HTTP/1.1 codec cases (tests/http/NNNN/): bytes in, outcome out,
+# fed whole, split at every byte and one byte at a time; GOLDEN_UPDATE=1
+# rewrites the expected files
+.PHONY: http-golden
+HTTP_GOLDEN_BIN := $(BUILD)/tests/http/golden
+$(HTTP_GOLDEN_BIN): tests/http/golden.c tests/http/h1drive.c tests/http/h1drive.h $(MESHPROXY_LIB_OBJS) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	@echo "  CCLD    $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ tests/http/golden.c tests/http/h1drive.c $(MESHPROXY_LIB_OBJS) $(LIBCOMMON) \
+		$(LDFLAGS) $(call pkg_libs,$(MESHPROXY_PKGS)) -lpthread -lm
+
+http-golden: $(HTTP_GOLDEN_BIN)
+	@$(HTTP_GOLDEN_BIN) tests/http
+
+# the codec's throughput on a typical request (a benchmark; asserts nothing)
+.PHONY: http-bench
+$(BUILD)/tests/http/bench_http1: tests/http/bench_http1.c $(MESHPROXY_LIB_OBJS) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	@echo "  CCLD    $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(MESHPROXY_LIB_OBJS) $(LIBCOMMON) $(LDFLAGS) $(call pkg_libs,$(MESHPROXY_PKGS)) -lpthread -lm
+
+http-bench: $(BUILD)/tests/http/bench_http1
+	@$(BUILD)/tests/http/bench_http1
+
 # golden xDS cases (tests/xds/NNNN/): config in, resources out per proxy
 # flavour; GOLDEN_UPDATE=1 rewrites the expected files
 .PHONY: xds-golden
@@ -249,6 +288,33 @@ $(GOLDEN_BIN): tests/xds/golden.c $(LIB) | $(PB_H)
 
 xds-golden: $(GOLDEN_BIN)
 	@sh tests/xds/run.sh $(BUILD)
+
+# libFuzzer targets (clang; `sh scripts/deps.sh fuzz` installs it), each run
+# for FUZZ_SECONDS from a seed corpus: tests/http/ inputs for the HTTP/1.1
+# codec, tests/data/config for the configuration parser.  Not in `make test`.
+.PHONY: fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+FUZZ_BUILD   := build/fuzz
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+$(FUZZ_BUILD)/fuzz_http1: tests/fuzz/fuzz_http1.c tests/http/h1drive.c tests/http/h1drive.h dataplane/http1.c \
+		dataplane/http1.h common/buf.c common/err.c
+	@mkdir -p $(dir $@)
+	@echo "  FUZZ    $@"
+	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -I. $(FUZZ_SAN) -fsanitize=fuzzer -o $@ \
+		tests/fuzz/fuzz_http1.c tests/http/h1drive.c dataplane/http1.c common/buf.c common/err.c
+# the control plane libraries built by clang with coverage for the fuzzer
+$(FUZZ_BUILD)/fuzz_config: tests/fuzz/fuzz_config.c FORCE
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD)/lib SAN=1 CC=$(FUZZ_CC) \
+		SANFLAGS="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a
+	@echo "  FUZZ    $@"
+	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -I. -I$(FUZZ_BUILD)/lib/gen $(FUZZ_SAN) -fsanitize=fuzzer -o $@ \
+		$< $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a $(call pkg_libs,$(MESHD_PKGS)) -lpthread -lm
+
+fuzz:
+	@sh scripts/deps.sh fuzz
+	@$(MAKE) --no-print-directory $(HTTP_GOLDEN_BIN) $(FUZZ_BUILD)/fuzz_http1 $(FUZZ_BUILD)/fuzz_config
+	@sh tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(HTTP_GOLDEN_BIN)
 
 check-style:
 	@! grep -nE '\b(strcpy|strcat|sprintf|vsprintf|gets|strtok)\s*\(' $$(find common controlplane dataplane tests -name '*.[ch]' 2>/dev/null) \

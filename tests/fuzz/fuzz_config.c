@@ -1,14 +1,9 @@
 /*
  * fuzz_config.c - libFuzzer entry point for the configuration parser and
  * store: any input must be parsed (or rejected) without crashing, leaking
- * or reading out of bounds.  Not part of `make test`; build by hand, e.g.
- *
- *   make BUILD=build/fuzz SAN=1 build/fuzz/libmeshd.a build/fuzz/libcommon.a
- *   clang -fsanitize=fuzzer,address,undefined -I. -Ibuild/fuzz/gen \
- *     tests/fuzz/fuzz_config.c build/fuzz/libmeshd.a build/fuzz/libcommon.a \
- *     $(pkg-config --libs grpc libprotobuf-c yaml-0.1 openssl libcurl libmicrohttpd) -lpthread -lm \
- *     -o build/fuzz/fuzz_config
- *   build/fuzz/fuzz_config -dict=... tests/data/config/valid
+ * or reading out of bounds.  Not part of `make test`: `make fuzz` builds it
+ * (the control-plane libraries rebuilt by clang with coverage under
+ * build/fuzz/lib) and runs it for FUZZ_SECONDS on tests/data/config.
  */
 #include "controlplane/config/config.h"
 #include "controlplane/config/store.h"

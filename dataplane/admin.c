@@ -1,0 +1,461 @@
+/*
+ * admin.c - the admin listener of admin.h on the proxy's loop.
+ *
+ * Each connection owns a fixed input buffer (a head can never exceed the
+ * codec's limit, which is smaller), a capped output buffer, its io and an
+ * idle timer, all in one allocation.  Responses are built when a head is
+ * parsed, in order, so pipelined requests are answered in order; request
+ * bodies are read and dropped.  When the output piles up past a mark the
+ * connection stops reading until it drains (a pipelining flood cannot grow
+ * memory).  A connection to be closed (an error, Connection: close) is
+ * half-closed after its output is flushed and its input drained for a
+ * little while (lingering close, as nginx and Apache do), so the client
+ * reads the answer instead of a reset.
+ */
+#include "dataplane/admin.h"
+
+#include "common/buf.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "dataplane/http1.h"
+#include "dataplane/net.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define ADMIN_IN_MAX (64 * 1024)       /* > the codec's 60 KiB head limit */
+#define ADMIN_OUT_MAX (4 * 1024 * 1024) /* cap on queued output */
+#define ADMIN_OUT_HIGH (256 * 1024)    /* stop parsing past this much queued output */
+#define ADMIN_MAX_CONNS 128
+#define ADMIN_IDLE_MS 60000
+#define ADMIN_LINGER_MS 2000
+
+struct admin;
+
+struct admin_conn {
+	struct admin *a;
+	struct admin_conn *next, *prev;
+	struct ev_io io;
+	struct ev_timer timer;
+	struct h1_parser p;
+	struct h1_header hdrs[H1_DEFAULT_MAX_HEADERS];
+	struct mesh_buf out;
+	size_t out_off;
+	size_t in_off, in_len; /* unparsed input is in[in_off..in_len) */
+	int in_body;  /* between a head and the end of its body */
+	int keep;     /* the current request allows another */
+	int closing;  /* no more requests: flush, then linger and close */
+	int lingering;
+	int peer_eof; /* the client closed its side */
+	int broken;   /* drop at once */
+	int quit;     /* stop the loop once this answer is flushed */
+	char in[ADMIN_IN_MAX];
+};
+
+struct admin {
+	struct ev_loop *loop;
+	struct ev_io lio;
+	int fd;
+	struct admin_info info;
+	struct admin_stats st;
+	struct admin_conn conns; /* sentinel */
+};
+
+static void conn_free(struct admin_conn *c)
+{
+	struct admin *a = c->a;
+
+	ev_io_stop(a->loop, &c->io);
+	ev_timer_cancel(a->loop, &c->timer);
+	close(c->io.fd);
+	c->prev->next = c->next;
+	c->next->prev = c->prev;
+	mesh_buf_cleanup(&c->out);
+	a->st.cx_active--;
+	free(c);
+}
+
+/* --- responses */
+
+static void respond(struct admin_conn *c, int status, const char *ctype, const char *body, size_t blen,
+		    int head_only, const char *extra)
+{
+	struct mesh_buf *b = &c->out;
+	struct h1_str none = { "", 0 };
+	struct h1_str ct = { ctype, strlen(ctype) };
+	static const struct h1_str ctn = { "Content-Type", 12 };
+	int rc;
+
+	rc = h1_out_status_line(b, status, none);
+	if (rc == 0)
+		rc = h1_out_header(b, ctn, ct);
+	if (rc == 0)
+		rc = h1_out_framing(b, H1_BODY_LENGTH, blen);
+	if (rc == 0 && extra)
+		rc = mesh_buf_puts(b, extra);
+	if (rc == 0 && !c->keep)
+		rc = mesh_buf_append(b, "Connection: close\r\n", 19);
+	if (rc == 0)
+		rc = h1_out_end(b);
+	if (rc == 0 && !head_only)
+		rc = mesh_buf_append(b, body, blen);
+	if (rc < 0)
+		c->broken = 1; /* the output cap: this client is not reading its answers */
+	c->a->st.rq_total++;
+	if (status >= 500)
+		c->a->st.rq_5xx++;
+	else if (status >= 400)
+		c->a->st.rq_4xx++;
+	else if (status >= 200 && status < 300)
+		c->a->st.rq_2xx++;
+}
+
+static void respond_text(struct admin_conn *c, int status, const char *text, int head_only)
+{
+	respond(c, status, "text/plain; charset=UTF-8", text, strlen(text), head_only, NULL);
+}
+
+static void serve_stats(struct admin_conn *c, int head_only)
+{
+	struct admin *a = c->a;
+	struct mesh_buf b;
+	struct ev_stats es;
+
+	ev_get_stats(a->loop, &es);
+	mesh_buf_init(&b, 64 * 1024);
+	mesh_buf_printf(&b,
+			"http.admin.downstream_cx_active: %llu\n"
+			"http.admin.downstream_cx_refused: %llu\n"
+			"http.admin.downstream_cx_total: %llu\n"
+			"http.admin.downstream_rq_2xx: %llu\n"
+			"http.admin.downstream_rq_4xx: %llu\n"
+			"http.admin.downstream_rq_5xx: %llu\n"
+			"http.admin.downstream_rq_total: %llu\n"
+			"http.admin.http1.codec_errors: %llu\n"
+			"server.event_loop.iterations: %llu\n"
+			"server.event_loop.timers_armed: %u\n"
+			"server.live: %d\n"
+			"server.uptime: %llu\n",
+			(unsigned long long)a->st.cx_active, (unsigned long long)a->st.cx_refused,
+			(unsigned long long)a->st.cx_total, (unsigned long long)a->st.rq_2xx,
+			(unsigned long long)a->st.rq_4xx, (unsigned long long)a->st.rq_5xx,
+			(unsigned long long)a->st.rq_total, (unsigned long long)a->st.codec_errors,
+			(unsigned long long)es.iterations, es.timers,
+			a->info.ready && *a->info.ready ? 1 : 0,
+			(unsigned long long)((ev_now(a->loop) - a->info.start_ms) / 1000));
+	respond_text(c, b.err ? 500 : 200, b.err ? "stats too large\n" : b.data, head_only);
+	mesh_buf_cleanup(&b);
+}
+
+static void serve_server_info(struct admin_conn *c, int head_only)
+{
+	struct admin *a = c->a;
+	int live = a->info.ready && *a->info.ready;
+	unsigned long long up = (unsigned long long)((ev_now(a->loop) - a->info.start_ms) / 1000);
+	struct mesh_buf b;
+	char ver[128];
+
+	mesh_buf_init(&b, 64 * 1024);
+	/* Envoy's ServerInfo fields */
+	snprintf(ver, sizeof(ver), "meshproxy/%s", a->info.version ? a->info.version : "dev");
+	mesh_buf_puts(&b, "{\n \"version\": ");
+	json_put_string(&b, ver);
+	mesh_buf_printf(&b, ",\n \"state\": \"%s\",\n \"hot_restart_version\": \"disabled\",\n"
+			" \"command_line_options\": %s,\n \"node\": {\"id\": ",
+			live ? "LIVE" : "INITIALIZING", a->info.cmdline ? a->info.cmdline : "{}");
+	json_put_string(&b, a->info.node_id ? a->info.node_id : "");
+	mesh_buf_printf(&b, "},\n \"uptime_current_epoch\": \"%llus\",\n \"uptime_all_epochs\": \"%llus\"\n}\n",
+			up, up);
+	if (b.err)
+		respond_text(c, 500, "server_info too large\n", head_only);
+	else
+		respond(c, 200, "application/json", b.data, b.len, head_only, NULL);
+	mesh_buf_cleanup(&b);
+}
+
+/* Routes one parsed request; h's spans are valid only during this call. */
+static void handle(struct admin_conn *c, const struct h1_head *h)
+{
+	struct h1_str path = h->path;
+	const char *q;
+	int get = h1_str_ieq(h->method, "get") && h->method.p[0] == 'G';
+	int head = (h->flags & H1_F_HEAD) != 0;
+	int post = h->method.len == 4 && memcmp(h->method.p, "POST", 4) == 0;
+
+	q = memchr(path.p, '?', path.len);
+	if (q)
+		path.len = (size_t)(q - path.p);
+	if (h->form != H1_FORM_ORIGIN) {
+		respond_text(c, 404, "invalid path\n", head);
+	} else if (h1_str_ieq(path, "/quitquitquit")) {
+		if (post) {
+			c->keep = 0;
+			c->closing = 1;
+			c->quit = 1;
+			respond_text(c, 200, "OK\n", 0);
+		} else {
+			respond(c, 405, "text/plain; charset=UTF-8", "This endpoint requires POST\n", 28, head,
+				"Allow: POST\r\n");
+		}
+	} else if (!get && !head) {
+		respond(c, 405, "text/plain; charset=UTF-8", "method not allowed\n", 19, 0, "Allow: GET, HEAD\r\n");
+	} else if (h1_str_ieq(path, "/ready")) {
+		if (c->a->info.ready && *c->a->info.ready)
+			respond_text(c, 200, "LIVE\n", head);
+		else
+			respond_text(c, 503, "NOT READY\n", head);
+	} else if (h1_str_ieq(path, "/server_info")) {
+		serve_server_info(c, head);
+	} else if (h1_str_ieq(path, "/stats")) {
+		serve_stats(c, head);
+	} else {
+		respond_text(c, 404, "invalid path\n", head);
+	}
+}
+
+/* --- connection I/O */
+
+static void conn_update(struct admin_conn *c);
+
+static void conn_process(struct admin_conn *c)
+{
+	struct h1_head h;
+	struct h1_str data;
+	size_t used;
+	int rc;
+
+	while (!c->closing && c->out.len - c->out_off < ADMIN_OUT_HIGH) {
+		if (!c->in_body) {
+			rc = h1_parse_head(&c->p, c->in + c->in_off, c->in_len - c->in_off, &h);
+			if (rc == H1_AGAIN)
+				break;
+			if (rc < 0) {
+				char msg[64];
+				size_t n;
+
+				c->a->st.codec_errors++;
+				c->keep = 0;
+				c->closing = 1;
+				n = (size_t)snprintf(msg, sizeof(msg), "%s\n", h1_strerror(rc));
+				respond(c, h1_err_status(rc), "text/plain; charset=UTF-8", msg, n, 0, NULL);
+				log_debug("admin", "request refused: %s", h1_strerror(rc));
+				break;
+			}
+			c->keep = (h.flags & H1_F_KEEP_ALIVE) != 0;
+			/* answered before the body: a client waiting for 100 would never send it, so
+			 * the connection ends here instead of reading the next request as body */
+			if ((h.flags & H1_F_EXPECT_CONTINUE) && h.framing != H1_BODY_NONE)
+				c->keep = 0;
+			handle(c, &h);
+			c->in_off += h.head_len;
+			c->in_body = 1;
+			if (c->closing)
+				break;
+		}
+		rc = h1_parse_body(&c->p, c->in + c->in_off, c->in_len - c->in_off, &used, &data);
+		c->in_off += used;
+		if (rc == H1_DATA || rc == H1_TRAILERS)
+			continue;
+		if (rc == H1_AGAIN)
+			break;
+		if (rc < 0) {
+			c->a->st.codec_errors++;
+			c->closing = 1; /* the answer is out already; the framing is broken */
+			break;
+		}
+		c->in_body = 0;
+		h1_parser_reset(&c->p);
+		if (!c->keep) {
+			c->closing = 1;
+			break;
+		}
+	}
+	if (c->in_off == c->in_len)
+		c->in_off = c->in_len = 0;
+}
+
+/* Writes queued output, then moves a closing connection on; returns -1 if it was freed. */
+static int conn_flush(struct admin_conn *c)
+{
+	ssize_t n;
+
+	while (c->out_off < c->out.len) {
+		n = send(c->io.fd, c->out.data + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		if (n <= 0) {
+			conn_free(c);
+			return -1;
+		}
+		c->out_off += (size_t)n;
+	}
+	mesh_buf_reset(&c->out);
+	c->out_off = 0;
+	if (c->quit) {
+		log_info("admin", "/quitquitquit: exiting");
+		ev_stop(c->a->loop);
+		c->quit = 0;
+	}
+	if (c->closing && c->peer_eof) {
+		conn_free(c);
+		return -1;
+	}
+	if (c->closing && !c->lingering) {
+		/* lingering close: our side is done; drain theirs for a while, so
+		 * unread input does not turn our answer into a reset */
+		shutdown(c->io.fd, SHUT_WR);
+		c->lingering = 1;
+		ev_timer_arm(c->a->loop, &c->timer, ADMIN_LINGER_MS);
+	}
+	return 0;
+}
+
+static void conn_update(struct admin_conn *c)
+{
+	unsigned mask = 0;
+
+	if (c->out_off < c->out.len)
+		mask |= EV_WRITE;
+	if (c->lingering || (!c->closing && c->out.len - c->out_off < ADMIN_OUT_HIGH && c->in_len < sizeof(c->in)))
+		mask |= EV_READ;
+	if (ev_io_set(c->a->loop, &c->io, mask) < 0)
+		conn_free(c);
+}
+
+static void conn_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
+{
+	struct admin_conn *c = io->data;
+	char drain[4096];
+	ssize_t n;
+
+	if (c->lingering) {
+		n = read(io->fd, drain, sizeof(drain));
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+			conn_free(c);
+		return;
+	}
+	if ((events & (EV_READ | EV_ERROR)) && !c->closing) {
+		if (c->in_off > 0) {
+			memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
+			c->in_len -= c->in_off;
+			c->in_off = 0;
+		}
+		/* (a full buffer cannot hold less than a head's limit: the codec has answered) */
+		n = c->in_len < sizeof(c->in) ? read(io->fd, c->in + c->in_len, sizeof(c->in) - c->in_len) : 1;
+		if (c->in_len == sizeof(c->in)) {
+			/* nothing read */
+		} else if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+			/* the peer is gone or half-closed: answer what is complete, then close */
+			c->peer_eof = 1;
+		} else if (n > 0) {
+			c->in_len += (size_t)n;
+			ev_timer_arm(loop, &c->timer, ADMIN_IDLE_MS);
+		}
+	}
+	conn_process(c);
+	if (c->peer_eof)
+		c->closing = 1;
+	if (c->broken) {
+		conn_free(c);
+		return;
+	}
+	if (conn_flush(c) < 0)
+		return;
+	conn_update(c);
+}
+
+static void conn_timer(struct ev_loop *loop, struct ev_timer *t)
+{
+	(void)loop;
+	conn_free(t->data); /* idle, or the linger is over */
+}
+
+static void accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
+{
+	struct admin *a = io->data;
+	struct admin_conn *c;
+	int fd;
+
+	(void)events;
+	for (;;) {
+		fd = accept4(a->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0)
+			return; /* EAGAIN, or EMFILE and friends: try again on the next readiness */
+		if (a->st.cx_active >= ADMIN_MAX_CONNS || !(c = calloc(1, sizeof(*c)))) {
+			a->st.cx_refused++;
+			close(fd);
+			continue;
+		}
+		c->a = a;
+		mesh_buf_init(&c->out, ADMIN_OUT_MAX);
+		h1_parser_init(&c->p, 1, NULL, c->hdrs, H1_DEFAULT_MAX_HEADERS);
+		ev_io_init(&c->io, fd, conn_cb, c);
+		ev_timer_init(&c->timer, conn_timer, c);
+		c->next = a->conns.next;
+		c->prev = &a->conns;
+		a->conns.next->prev = c;
+		a->conns.next = c;
+		a->st.cx_total++;
+		a->st.cx_active++;
+		if (ev_io_start(loop, &c->io, EV_READ) < 0) {
+			conn_free(c);
+			continue;
+		}
+		ev_timer_arm(loop, &c->timer, ADMIN_IDLE_MS);
+	}
+}
+
+int admin_start(struct ev_loop *loop, const char *addr, const struct admin_info *info, struct admin **out)
+{
+	struct admin *a = calloc(1, sizeof(*a));
+	int rc;
+
+	*out = NULL;
+	if (!a)
+		return -ENOMEM;
+	a->loop = loop;
+	a->info = *info;
+	a->conns.next = a->conns.prev = &a->conns;
+	a->fd = net_listen(addr, 128);
+	if (a->fd < 0) {
+		rc = a->fd;
+		free(a);
+		return rc;
+	}
+	ev_io_init(&a->lio, a->fd, accept_cb, a);
+	rc = ev_io_start(loop, &a->lio, EV_READ);
+	if (rc < 0) {
+		close(a->fd);
+		free(a);
+		return rc;
+	}
+	*out = a;
+	return 0;
+}
+
+void admin_free(struct admin *a)
+{
+	if (!a)
+		return;
+	while (a->conns.next != &a->conns)
+		conn_free(a->conns.next);
+	ev_io_stop(a->loop, &a->lio);
+	close(a->fd);
+	free(a);
+}
+
+int admin_port(const struct admin *a)
+{
+	return net_local_port(a->fd);
+}
+
+const struct admin_stats *admin_stats(const struct admin *a)
+{
+	return &a->st;
+}

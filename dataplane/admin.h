@@ -1,0 +1,52 @@
+/*
+ * admin.h - meshproxy's admin listener (--admin-addr, Envoy's port 15000),
+ * served on the proxy's loop with the HTTP/1.1 codec.
+ *
+ * Endpoints, with Envoy's shapes where Envoy has them: GET /ready (200
+ * "LIVE" once a first configuration is applied, 503 "NOT READY" before),
+ * GET /server_info (JSON), GET /stats (text "name: value" lines), POST
+ * /quitquitquit (answers, then stops the loop: a clean exit), 404 for
+ * anything else.  Connections are persistent and pipelined; a request the
+ * codec refuses gets its 400/431/505 with Connection: close and only that
+ * connection is closed (after a lingering close, so the answer is read).
+ */
+#ifndef MESH_DATAPLANE_ADMIN_H
+#define MESH_DATAPLANE_ADMIN_H
+
+#include "common/err.h"
+#include "dataplane/ev.h"
+
+#include <stdint.h>
+
+struct admin;
+
+/* What /server_info and /ready show; the strings are borrowed, kept by the caller. */
+struct admin_info {
+	const char *version;
+	const char *node_id;
+	const char *cmdline; /* the command line as one JSON object text, or NULL */
+	const int *ready;    /* non-zero once a first configuration is applied */
+	uint64_t start_ms;   /* ev_now() at start */
+};
+
+/* Counters the admin port serves and keeps. */
+struct admin_stats {
+	uint64_t cx_total, cx_active, cx_refused;
+	uint64_t rq_total, rq_2xx, rq_4xx, rq_5xx;
+	uint64_t codec_errors; /* requests refused by the codec (400/431/505) */
+};
+
+/*
+ * Listens on addr (HOST:PORT, numeric; [v6]:PORT) and serves it on loop.
+ * *out is freed with admin_free().  Returns 0, -EINVAL for a bad address,
+ * or the socket call's negative errno.
+ */
+MESH_MUST_CHECK int admin_start(struct ev_loop *loop, const char *addr, const struct admin_info *info,
+				struct admin **out);
+/* Closes the listener and every connection; NULL is a no-op. */
+void admin_free(struct admin *a);
+/* The bound port (useful with port 0). */
+int admin_port(const struct admin *a);
+const struct admin_stats *admin_stats(const struct admin *a);
+
+#endif

@@ -1,0 +1,254 @@
+/*
+ * main.c - meshproxy: the sidecar's one process and its one event loop.
+ *
+ * Today it parses every flag DESIGN.md gives meshproxy, sets up the loop,
+ * serves the admin port (dataplane/admin.c) and exits cleanly on SIGTERM,
+ * SIGINT (read through a signalfd on the loop: no handler runs
+ * asynchronously) or POST /quitquitquit.  The listeners (outbound, inbound,
+ * status, health) and the xDS client are parsed but not started yet: no
+ * configuration is ever applied, so /ready answers 503.
+ */
+#include "common/buf.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "dataplane/admin.h"
+#include "dataplane/ev.h"
+#include "dataplane/net.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#ifndef MESH_VERSION
+#define MESH_VERSION "dev"
+#endif
+
+struct opts {
+	const char *xds_addr, *node_id, *labels, *service_account, *admin_addr, *log_level, *log_format;
+	const char *access_log, *outbound_addr, *inbound_addr, *status_addr, *health_addr;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: meshproxy [flags]\n"
+		"       meshproxy iptables [flags]   (capture as istio-init does; not implemented yet)\n"
+		"\n"
+		"  --xds-addr HOST:PORT        meshd's ADS (default 127.0.0.1:15010)\n"
+		"  --node-id ID                TYPE~IP~POD.NS~NS.svc.cluster.local (TYPE sidecar or router)\n"
+		"  --labels k=v,...            workload labels (node metadata LABELS)\n"
+		"  --service-account SA        node metadata SERVICE_ACCOUNT\n"
+		"  --admin-addr HOST:PORT      admin port (default 127.0.0.1:15000)\n"
+		"  --outbound-addr HOST:PORT   outbound listener (default 0.0.0.0:15001)\n"
+		"  --inbound-addr HOST:PORT    inbound listener (default 0.0.0.0:15006)\n"
+		"  --status-addr HOST:PORT     /stats/prometheus and /healthz/ready (default 0.0.0.0:15020; empty: off)\n"
+		"  --health-addr HOST:PORT     /healthz/ready (default 0.0.0.0:15021; empty: off)\n"
+		"  --access-log PATH|-         access log file, - for stdout (default off)\n"
+		"  --log-level LEVEL           debug|info|warn|error (default info)\n"
+		"  --log-format FORMAT         text|json (default text)\n"
+		"  --version                   print the version\n"
+		"  --help                      this text\n");
+}
+
+/* The flags as one JSON object, for /server_info's command_line_options. */
+static void opts_json(const struct opts *o, struct mesh_buf *b)
+{
+	const struct {
+		const char *name, *val;
+	} kv[] = {
+		{ "xds_addr", o->xds_addr },       { "node_id", o->node_id },
+		{ "labels", o->labels },           { "service_account", o->service_account },
+		{ "admin_addr", o->admin_addr },   { "outbound_addr", o->outbound_addr },
+		{ "inbound_addr", o->inbound_addr }, { "status_addr", o->status_addr },
+		{ "health_addr", o->health_addr }, { "access_log", o->access_log },
+		{ "log_level", o->log_level },     { "log_format", o->log_format },
+	};
+	size_t i;
+
+	mesh_buf_putc(b, '{');
+	for (i = 0; i < sizeof(kv) / sizeof(kv[0]); i++) {
+		if (i)
+			mesh_buf_puts(b, ", ");
+		json_put_string(b, kv[i].name);
+		mesh_buf_puts(b, ": ");
+		json_put_string(b, kv[i].val ? kv[i].val : "");
+	}
+	mesh_buf_putc(b, '}');
+}
+
+/* An address flag: numeric HOST:PORT, or empty where the flag allows "off". */
+static int check_addr(const char *flag, const char *v, int may_be_empty)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	if (may_be_empty && !*v)
+		return 0;
+	if (net_parse_addr(v, &ss, &len) < 0) {
+		fprintf(stderr, "meshproxy: --%s: not HOST:PORT (numeric): %s\n", flag, v);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int parse_args(int argc, char **argv, struct opts *o)
+{
+	enum { O_XDS = 256, O_NODE, O_LABELS, O_SA, O_ADMIN, O_OUT, O_IN, O_STATUS, O_HEALTH, O_ALOG, O_LEVEL,
+	       O_FORMAT, O_VERSION, O_HELP };
+	static const struct option lo[] = {
+		{ "xds-addr", required_argument, 0, O_XDS },
+		{ "node-id", required_argument, 0, O_NODE },
+		{ "labels", required_argument, 0, O_LABELS },
+		{ "service-account", required_argument, 0, O_SA },
+		{ "admin-addr", required_argument, 0, O_ADMIN },
+		{ "outbound-addr", required_argument, 0, O_OUT },
+		{ "inbound-addr", required_argument, 0, O_IN },
+		{ "status-addr", required_argument, 0, O_STATUS },
+		{ "health-addr", required_argument, 0, O_HEALTH },
+		{ "access-log", required_argument, 0, O_ALOG },
+		{ "log-level", required_argument, 0, O_LEVEL },
+		{ "log-format", required_argument, 0, O_FORMAT },
+		{ "version", no_argument, 0, O_VERSION },
+		{ "help", no_argument, 0, O_HELP },
+		{ 0, 0, 0, 0 },
+	};
+	int c;
+
+	o->xds_addr = "127.0.0.1:15010";
+	o->node_id = "sidecar~127.0.0.1~meshproxy.default~default.svc.cluster.local";
+	o->labels = "";
+	o->service_account = "default";
+	o->admin_addr = "127.0.0.1:15000";
+	o->outbound_addr = "0.0.0.0:15001";
+	o->inbound_addr = "0.0.0.0:15006";
+	o->status_addr = "0.0.0.0:15020";
+	o->health_addr = "0.0.0.0:15021";
+	o->access_log = "";
+	o->log_level = "info";
+	o->log_format = "text";
+	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		switch (c) {
+		case O_XDS: o->xds_addr = optarg; break;
+		case O_NODE: o->node_id = optarg; break;
+		case O_LABELS: o->labels = optarg; break;
+		case O_SA: o->service_account = optarg; break;
+		case O_ADMIN: o->admin_addr = optarg; break;
+		case O_OUT: o->outbound_addr = optarg; break;
+		case O_IN: o->inbound_addr = optarg; break;
+		case O_STATUS: o->status_addr = optarg; break;
+		case O_HEALTH: o->health_addr = optarg; break;
+		case O_ALOG: o->access_log = optarg; break;
+		case O_LEVEL: o->log_level = optarg; break;
+		case O_FORMAT: o->log_format = optarg; break;
+		case O_VERSION:
+			printf("meshproxy %s\n", MESH_VERSION);
+			exit(0);
+		case 'h':
+		case O_HELP:
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		if (!strcmp(argv[optind], "iptables")) {
+			fprintf(stderr, "meshproxy: iptables: not implemented yet\n");
+			return -ENOSYS;
+		}
+		fprintf(stderr, "meshproxy: unexpected argument %s\n", argv[optind]);
+		return -EINVAL;
+	}
+	if (check_addr("xds-addr", o->xds_addr, 0) < 0 || check_addr("admin-addr", o->admin_addr, 0) < 0 ||
+	    check_addr("outbound-addr", o->outbound_addr, 0) < 0 ||
+	    check_addr("inbound-addr", o->inbound_addr, 0) < 0 ||
+	    check_addr("status-addr", o->status_addr, 1) < 0 || check_addr("health-addr", o->health_addr, 1) < 0)
+		return -EINVAL;
+	if (mesh_log_setup(o->log_level, o->log_format) < 0) {
+		fprintf(stderr, "meshproxy: bad --log-level or --log-format\n");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void signal_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
+{
+	struct signalfd_siginfo si;
+
+	(void)events;
+	while (read(io->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		log_info("meshproxy", "signal %u: exiting", si.ssi_signo);
+		ev_stop(loop);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o;
+	struct ev_loop *loop = NULL;
+	struct admin *admin = NULL;
+	struct admin_info info;
+	struct ev_io sigio;
+	struct mesh_buf cmdline;
+	sigset_t mask;
+	int ready = 0, sfd = -1, rc;
+
+	mesh_buf_init(&cmdline, 16 * 1024);
+	rc = parse_args(argc, argv, &o);
+	if (rc < 0)
+		goto out;
+	opts_json(&o, &cmdline);
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0 ||
+	    (sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
+		rc = -errno;
+		log_error("meshproxy", "signalfd: %s", strerror(-rc));
+		goto out;
+	}
+	loop = ev_loop_new();
+	if (!loop) {
+		rc = -errno;
+		log_error("meshproxy", "event loop: %s", strerror(-rc));
+		goto out;
+	}
+	ev_io_init(&sigio, sfd, signal_cb, NULL);
+	rc = ev_io_start(loop, &sigio, EV_READ);
+	if (rc < 0)
+		goto out;
+	info.version = MESH_VERSION;
+	info.node_id = o.node_id;
+	info.cmdline = cmdline.err ? NULL : cmdline.data;
+	info.ready = &ready; /* nothing applies a configuration yet: /ready stays 503 */
+	info.start_ms = ev_now(loop);
+	rc = admin_start(loop, o.admin_addr, &info, &admin);
+	if (rc < 0) {
+		log_error("meshproxy", "admin listener %s: %s", o.admin_addr, strerror(-rc));
+		goto out;
+	}
+	log_info("meshproxy", "meshproxy %s: admin on %s (port %d), node %s", MESH_VERSION, o.admin_addr,
+		 admin_port(admin), o.node_id);
+	rc = ev_run(loop);
+	if (rc < 0)
+		log_error("meshproxy", "event loop: %s", strerror(-rc));
+	else
+		log_info("meshproxy", "exited cleanly");
+out:
+	admin_free(admin);
+	if (loop) {
+		ev_io_stop(loop, &sigio);
+		ev_loop_free(loop);
+	}
+	if (sfd >= 0)
+		close(sfd);
+	mesh_buf_cleanup(&cmdline);
+	return rc < 0 ? 1 : 0;
+}

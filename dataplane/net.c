@@ -1,0 +1,103 @@
+/*
+ * net.c - see net.h.  Listeners are made once at start-up; the accept and
+ * I/O paths live with their owners (admin.c, later the proxy listeners).
+ */
+#include "dataplane/net.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int net_parse_addr(const char *addr, struct sockaddr_storage *ss, socklen_t *len)
+{
+	char host[64];
+	const char *colon, *h, *port_s;
+	size_t hlen;
+	char *end;
+	long port;
+
+	memset(ss, 0, sizeof(*ss));
+	if (!addr)
+		return -EINVAL;
+	if (addr[0] == '[') {
+		colon = strstr(addr, "]:");
+		if (!colon)
+			return -EINVAL;
+		h = addr + 1;
+		hlen = (size_t)(colon - h);
+		port_s = colon + 2;
+	} else {
+		colon = strrchr(addr, ':');
+		if (!colon)
+			return -EINVAL;
+		h = addr;
+		hlen = (size_t)(colon - addr);
+		port_s = colon + 1;
+	}
+	if (hlen >= sizeof(host) || !*port_s)
+		return -EINVAL;
+	memcpy(host, h, hlen);
+	host[hlen] = '\0';
+	errno = 0;
+	port = strtol(port_s, &end, 10);
+	if (errno || *end || port < 0 || port > 65535)
+		return -EINVAL;
+	if (addr[0] == '[') {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)port);
+		if (inet_pton(AF_INET6, host, &s6->sin6_addr) != 1)
+			return -EINVAL;
+		*len = sizeof(*s6);
+		return 0;
+	}
+	{
+		struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)port);
+		if (!hlen || !strcmp(host, "localhost"))
+			memcpy(host, hlen ? "127.0.0.1" : "0.0.0.0", 10);
+		if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
+			return -EINVAL;
+		*len = sizeof(*s4);
+	}
+	return 0;
+}
+
+int net_listen(const char *addr, int backlog)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int fd, one = 1, rc;
+
+	rc = net_parse_addr(addr, &ss, &len);
+	if (rc < 0)
+		return rc;
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, backlog) < 0) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
+
+int net_local_port(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+		return -errno;
+	if (ss.ss_family == AF_INET6)
+		return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}

@@ -1,0 +1,26 @@
+#!/bin/sh
+# make fuzz: each libFuzzer target for SECONDS from its seed corpus; a crash,
+# leak or failed invariant stops the run and leaves its input in FUZZ_BUILD.
+# Usage: tests/fuzz/run.sh FUZZ_BUILD SECONDS HTTP_GOLDEN_BIN
+set -eu
+B=$1
+S=$2
+GOLDEN=$3
+mkdir -p "$B/corpus-http1" "$B/corpus-config" "$B/seed-http1"
+for d in tests/http/[0-9]*; do
+	"$GOLDEN" --raw "$d/input" > "$B/seed-http1/$(basename "$d")"
+done
+status=0
+echo "fuzz: fuzz_http1 for ${S}s"
+"$B/fuzz_http1" -max_total_time="$S" -max_len=4096 -print_final_stats=1 -artifact_prefix="$B/" \
+	"$B/corpus-http1" "$B/seed-http1" 2>"$B/fuzz_http1.log" || status=1
+tail -n 12 "$B/fuzz_http1.log" | grep -E 'stat::number_of_executed_units|stat::new_units_added|ERROR|SUMMARY|Done' || true
+echo "fuzz: fuzz_config for ${S}s"
+"$B/fuzz_config" -max_total_time="$S" -max_len=16384 -print_final_stats=1 -artifact_prefix="$B/" \
+	"$B/corpus-config" tests/data/config 2>"$B/fuzz_config.log" || status=1
+tail -n 12 "$B/fuzz_config.log" | grep -E 'stat::number_of_executed_units|stat::new_units_added|ERROR|SUMMARY|Done' || true
+if [ "$status" -ne 0 ]; then
+	echo "fuzz: FAILED (see $B/*.log and the crash-* files in $B)"
+	exit 1
+fi
+echo "fuzz: ok"

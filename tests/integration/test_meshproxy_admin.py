@@ -1,0 +1,292 @@
+"""meshproxy's admin port, driven with curl and raw sockets: /ready (503
+until a configuration is applied, which nothing does yet), /server_info,
+/stats, 404, keep-alive and pipelining, the codec's limits (431) and the
+request-smuggling cases (400 and the connection closed) without disturbing
+other connections, and clean exits on POST /quitquitquit, SIGTERM, SIGINT.
+
+Nothing here asserts on timing; every wait is bounded.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import unittest
+
+from meshtest import BUILD, free_port, wait_for
+
+MESHPROXY = os.path.join(BUILD, "bin", "meshproxy")
+
+
+class Proxy:
+    def __init__(self, *extra):
+        self.port = free_port()
+        self.log = tempfile.NamedTemporaryFile(prefix="meshproxy-it-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen(
+            [MESHPROXY, "--admin-addr", "127.0.0.1:%d" % self.port, "--log-level", "debug",
+             "--node-id", "sidecar~127.0.0.1~it.default~default.svc.cluster.local"] + list(extra),
+            stdout=self.log, stderr=subprocess.STDOUT)
+        wait_for(self.connectable, what="meshproxy admin port")
+
+    def connectable(self):
+        if self.proc.poll() is not None:
+            raise AssertionError("meshproxy exited %d: %s" % (self.proc.returncode, self.logs()))
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    def logs(self):
+        with open(self.log.name, errors="replace") as f:
+            return f.read()
+
+    def curl(self, *args):
+        out = subprocess.run(["curl", "-s", "-S", "--max-time", "10", "-w", "\n%{http_code}"] + list(args),
+                             capture_output=True, text=True, timeout=20)
+        body, _, code = out.stdout.rpartition("\n")
+        return int(code or 0), body
+
+    def url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        os.unlink(self.log.name)
+        return self.proc.returncode
+
+
+def read_response(sock, buf=b""):
+    """One HTTP/1.1 response from sock (Content-Length framed): (status, headers, body, rest)."""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError("connection closed before a response head: %r" % buf)
+        buf += chunk
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    n = int(headers.get("content-length", "0"))
+    while len(rest) < n:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        rest += chunk
+    return status, headers, rest[:n], rest[n:]
+
+
+def closed_after(sock):
+    """True when the peer closes the connection (reads EOF) within the timeout."""
+    try:
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return True
+    except (socket.timeout, ConnectionResetError):
+        return False
+
+
+class MeshproxyAdminTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.p = Proxy()
+
+    @classmethod
+    def tearDownClass(cls):
+        rc = cls.p.stop()
+        assert rc == 0, "meshproxy exited %r on SIGTERM" % rc
+
+    def conn(self):
+        s = socket.create_connection(("127.0.0.1", self.p.port), timeout=10)
+        return s
+
+    def test_ready_is_503_until_configured(self):
+        code, body = self.p.curl(self.p.url("/ready"))
+        self.assertEqual(code, 503)
+        self.assertEqual(body.strip(), "NOT READY")
+
+    def test_server_info(self):
+        code, body = self.p.curl(self.p.url("/server_info"))
+        self.assertEqual(code, 200)
+        info = json.loads(body)
+        self.assertEqual(info["state"], "INITIALIZING")
+        self.assertTrue(info["version"].startswith("meshproxy/"))
+        self.assertEqual(info["node"]["id"], "sidecar~127.0.0.1~it.default~default.svc.cluster.local")
+        self.assertEqual(info["command_line_options"]["admin_addr"], "127.0.0.1:%d" % self.p.port)
+
+    def test_stats_and_404(self):
+        code, _ = self.p.curl(self.p.url("/no/such/page"))
+        self.assertEqual(code, 404)
+        code, body = self.p.curl(self.p.url("/stats"))
+        self.assertEqual(code, 200)
+        stats = dict(line.split(": ", 1) for line in body.strip().split("\n"))
+        self.assertGreaterEqual(int(stats["http.admin.downstream_rq_4xx"]), 1)
+        self.assertGreaterEqual(int(stats["http.admin.downstream_cx_total"]), 2)
+        self.assertEqual(stats["server.live"], "0")
+
+    def test_head_request(self):
+        code, body = self.p.curl("-I", self.p.url("/ready"))
+        self.assertEqual(code, 503)
+        self.assertIn("Content-Length: 10", body)
+
+    def test_keepalive_and_pipelining(self):
+        s = self.conn()
+        try:
+            s.sendall(b"GET /ready HTTP/1.1\r\nHost: a\r\n\r\n"
+                      b"GET /nope HTTP/1.1\r\nHost: a\r\n\r\n"
+                      b"POST /stats HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"
+                      b"GET /stats HTTP/1.1\r\nHost: a\r\n\r\n")
+            rest = b""
+            got = []
+            for _ in range(4):
+                status, headers, body, rest = read_response(s, rest)
+                got.append(status)
+                self.assertNotIn("connection", headers)
+            self.assertEqual(got, [503, 404, 405, 200])
+            # still open: one more request on the same connection
+            s.sendall(b"GET /ready HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            status, headers, body, rest = read_response(s, rest)
+            self.assertEqual(status, 503)
+            self.assertEqual(headers.get("connection"), "close")
+            self.assertTrue(closed_after(s))
+        finally:
+            s.close()
+
+    def test_http10_closes(self):
+        s = self.conn()
+        try:
+            s.sendall(b"GET /ready HTTP/1.0\r\n\r\n")
+            status, headers, _, _ = read_response(s)
+            self.assertEqual(status, 503)
+            self.assertTrue(closed_after(s))
+        finally:
+            s.close()
+
+    def refused(self, payload, want):
+        """payload on a new connection gets status want and the connection closes,
+        while a keep-alive connection opened before it is still served after."""
+        other = self.conn()
+        s = self.conn()
+        try:
+            other.sendall(b"GET /ready HTTP/1.1\r\nHost: a\r\n\r\n")
+            self.assertEqual(read_response(other)[0], 503)
+            s.sendall(payload)
+            status, headers, body, _ = read_response(s)
+            self.assertEqual(status, want, "payload %r answered %d %r" % (payload[:80], status, body))
+            self.assertEqual(headers.get("connection"), "close")
+            self.assertTrue(closed_after(s), "connection left open after %r" % payload[:80])
+            other.sendall(b"GET /ready HTTP/1.1\r\nHost: a\r\n\r\n")
+            self.assertEqual(read_response(other)[0], 503)
+        finally:
+            s.close()
+            other.close()
+        self.assertEqual(self.p.curl(self.p.url("/ready"))[0], 503)
+
+    def test_smuggling_refused(self):
+        cases = [
+            b"POST /ready HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG",
+            b"POST /ready HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n8\r\nSMUGGLED\r\n0\r\n\r\n",
+            b"POST /ready HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n",
+            b"POST /ready HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
+            b"POST /ready HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
+            b"POST /ready HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+            b"POST /ready HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\nhello",
+            b"GET /ready HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n folded\r\n\r\n",
+            b"GET /ready HTTP/1.1\nHost: a\n\n",
+            b"GET /ready HTTP/1.1\r\nHost: a\r\nNoColon\r\n\r\n",
+            b"GET /ready HTTP/1.1\r\nHost: a\r\nX-A: a\x00b\r\n\r\n",
+            b"GET /ready HTTP/1.1\r\n\r\n",
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n",
+        ]
+        for payload in cases:
+            with self.subTest(payload=payload[:60]):
+                self.refused(payload, 400)
+
+    def test_smuggled_second_request_after_a_good_one(self):
+        s = self.conn()
+        try:
+            s.sendall(b"GET /ready HTTP/1.1\r\nHost: a\r\n\r\n"
+                      b"POST /ready HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+            status, _, _, rest = read_response(s)
+            self.assertEqual(status, 503)
+            status, headers, _, _ = read_response(s, rest)
+            self.assertEqual(status, 400)
+            self.assertTrue(closed_after(s))
+        finally:
+            s.close()
+
+    def test_limits_431(self):
+        many = b"".join(b"X-H%d: v\r\n" % i for i in range(101))
+        self.refused(b"GET /ready HTTP/1.1\r\nHost: a\r\n" + many + b"\r\n", 431)
+        self.refused(b"GET /ready HTTP/1.1\r\nHost: a\r\nX-Big: " + b"x" * (61 * 1024) + b"\r\n\r\n", 431)
+
+    def test_chunked_request_body_is_read(self):
+        s = self.conn()
+        try:
+            s.sendall(b"POST /ready HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      b"5\r\nhello\r\n0\r\nX-T: 1\r\n\r\nGET /ready HTTP/1.1\r\nHost: a\r\n\r\n")
+            status, _, _, rest = read_response(s)
+            self.assertEqual(status, 405)
+            status, _, _, _ = read_response(s, rest)
+            self.assertEqual(status, 503)
+        finally:
+            s.close()
+
+
+class MeshproxyLifecycleTest(unittest.TestCase):
+    def test_help_lists_every_flag(self):
+        out = subprocess.run([MESHPROXY, "--help"], capture_output=True, text=True, timeout=20)
+        self.assertEqual(out.returncode, 0)
+        for flag in ("--xds-addr", "--node-id", "--labels", "--service-account", "--admin-addr",
+                     "--log-level", "--access-log", "--outbound-addr", "--inbound-addr",
+                     "--status-addr", "--health-addr"):
+            self.assertIn(flag, out.stdout)
+
+    def test_bad_flags_fail(self):
+        for args in (["--admin-addr", "nonsense"], ["--no-such-flag"], ["--log-level", "loud"]):
+            out = subprocess.run([MESHPROXY] + args, capture_output=True, text=True, timeout=20)
+            self.assertNotEqual(out.returncode, 0, args)
+
+    def test_quitquitquit(self):
+        p = Proxy()
+        try:
+            code, _ = p.curl(p.url("/quitquitquit"))
+            self.assertEqual(code, 405)
+            self.assertIsNone(p.proc.poll())
+            code, body = p.curl("-X", "POST", p.url("/quitquitquit"))
+            self.assertEqual(code, 200)
+            self.assertEqual(p.proc.wait(timeout=20), 0)
+            self.assertIn("exited cleanly", p.logs())
+        finally:
+            p.stop()
+
+    def test_sigterm_and_sigint(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            p = Proxy()
+            idle = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+            try:
+                log = None
+                rc = None
+                p.proc.send_signal(sig)
+                rc = p.proc.wait(timeout=20)
+                log = p.logs()
+            finally:
+                idle.close()
+                p.stop()
+            self.assertEqual(rc, 0, log)
+            self.assertIn("exited cleanly", log)
+
+
+if __name__ == "__main__":
+    unittest.main()
