@@ -1,0 +1,274 @@
+/*
+ * snapshot.c - meshproxy's configuration: decoded xDS resources shared by
+ * reference between successive snapshots (see snapshot.h).
+ *
+ * A candidate snapshot copies the base's pointer arrays (a few pointers per
+ * resource) and takes a reference on every resource; the decoded messages
+ * themselves are never copied, so a type's update costs the size of that
+ * type's set, not of the whole configuration.
+ */
+#include "dataplane/snapshot.h"
+
+#include "common/hash.h"
+#include "common/xds/pbjson.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+int px_resource_decode(enum xds_type t, const char *name, const uint8_t *data, size_t len,
+		       struct px_resource **out)
+{
+	const ProtobufCMessageDescriptor *d;
+	struct px_resource *r;
+
+	*out = NULL;
+	if ((unsigned)t >= XDS_TYPE_COUNT || !name)
+		return -EINVAL;
+	d = pbjson_lookup(xds_type_url(t));
+	if (!d)
+		return -EINVAL;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->name = strdup(name);
+	if (!r->name) {
+		free(r);
+		return -ENOMEM;
+	}
+	r->msg = protobuf_c_message_unpack(d, NULL, len, data);
+	if (!r->msg) {
+		free(r->name);
+		free(r);
+		return -MESH_EPARSE;
+	}
+	mesh_refcount_init(&r->refs, 1);
+	r->type = t;
+	r->hash = mesh_hash(data, len);
+	*out = r;
+	return 0;
+}
+
+struct px_resource *px_resource_ref(struct px_resource *r)
+{
+	if (r)
+		mesh_refcount_ref(&r->refs);
+	return r;
+}
+
+void px_resource_unref(struct px_resource *r)
+{
+	if (!r || !mesh_refcount_unref(&r->refs))
+		return;
+	protobuf_c_message_free_unpacked(r->msg, NULL);
+	free(r->name);
+	free(r);
+}
+
+static void set_cleanup(struct px_resource_set *set)
+{
+	size_t i;
+
+	for (i = 0; i < set->n; i++)
+		px_resource_unref(set->v[i]);
+	free(set->v);
+	set->v = NULL;
+	set->n = 0;
+}
+
+int px_snapshot_new(struct px_snapshot **out)
+{
+	struct px_snapshot *s = calloc(1, sizeof(*s));
+
+	*out = NULL;
+	if (!s)
+		return -ENOMEM;
+	mesh_refcount_init(&s->refs, 1);
+	*out = s;
+	return 0;
+}
+
+struct px_snapshot *px_snapshot_ref(struct px_snapshot *s)
+{
+	if (s)
+		mesh_refcount_ref(&s->refs);
+	return s;
+}
+
+void px_snapshot_unref(struct px_snapshot *s)
+{
+	int t;
+
+	if (!s || !mesh_refcount_unref(&s->refs))
+		return;
+	for (t = 0; t < XDS_TYPE_COUNT; t++)
+		set_cleanup(&s->sets[t]);
+	free(s);
+}
+
+/* dst = src, one new reference per resource. */
+static int set_copy(struct px_resource_set *dst, const struct px_resource *const *v, size_t n)
+{
+	size_t i;
+
+	dst->v = NULL;
+	dst->n = 0;
+	if (!n)
+		return 0;
+	dst->v = malloc(n * sizeof(*dst->v));
+	if (!dst->v)
+		return -ENOMEM;
+	for (i = 0; i < n; i++)
+		dst->v[i] = px_resource_ref((struct px_resource *)v[i]);
+	dst->n = n;
+	return 0;
+}
+
+static int res_cmp(const void *a, const void *b)
+{
+	const struct px_resource *x = *(const struct px_resource *const *)a;
+	const struct px_resource *y = *(const struct px_resource *const *)b;
+
+	return strcmp(x->name, y->name);
+}
+
+/* A snapshot with base's sets; type t left empty for the caller to fill. */
+static int snapshot_from(const struct px_snapshot *base, enum xds_type t, struct px_snapshot **out)
+{
+	struct px_snapshot *s;
+	int k, rc;
+
+	rc = px_snapshot_new(&s);
+	if (rc < 0)
+		return rc;
+	s->generation = base ? base->generation + 1 : 1;
+	for (k = 0; base && k < XDS_TYPE_COUNT; k++) {
+		if (k == (int)t)
+			continue;
+		rc = set_copy(&s->sets[k], (const struct px_resource *const *)base->sets[k].v, base->sets[k].n);
+		if (rc < 0) {
+			px_snapshot_unref(s);
+			return rc;
+		}
+	}
+	*out = s;
+	return 0;
+}
+
+/* Sort set t and refuse duplicate names. */
+static int set_seal(struct px_resource_set *set)
+{
+	size_t i;
+
+	if (set->n > 1)
+		qsort(set->v, set->n, sizeof(*set->v), res_cmp);
+	for (i = 1; i < set->n; i++)
+		if (strcmp(set->v[i - 1]->name, set->v[i]->name) == 0)
+			return -EINVAL;
+	return 0;
+}
+
+int px_snapshot_replace(const struct px_snapshot *base, enum xds_type t, const struct px_resource *const *set,
+			size_t n, struct px_snapshot **out)
+{
+	struct px_snapshot *s;
+	int rc;
+
+	*out = NULL;
+	if ((unsigned)t >= XDS_TYPE_COUNT)
+		return -EINVAL;
+	rc = snapshot_from(base, t, &s);
+	if (rc < 0)
+		return rc;
+	rc = set_copy(&s->sets[t], set, n);
+	if (rc == 0)
+		rc = set_seal(&s->sets[t]);
+	if (rc < 0) {
+		px_snapshot_unref(s);
+		return rc;
+	}
+	*out = s;
+	return 0;
+}
+
+static int name_in(const char *name, const char *const *v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(name, v[i]) == 0)
+			return 1;
+	return 0;
+}
+
+static int set_has_name(const struct px_resource *const *v, size_t n, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(name, v[i]->name) == 0)
+			return 1;
+	return 0;
+}
+
+int px_snapshot_update(const struct px_snapshot *base, enum xds_type t, const struct px_resource *const *set,
+		       size_t n, const char *const *removed, size_t n_removed, struct px_snapshot **out)
+{
+	const struct px_resource_set *old = base ? &base->sets[t] : NULL;
+	struct px_resource_set *dst;
+	struct px_snapshot *s;
+	size_t i, cap;
+	int rc;
+
+	*out = NULL;
+	if ((unsigned)t >= XDS_TYPE_COUNT)
+		return -EINVAL;
+	rc = snapshot_from(base, t, &s);
+	if (rc < 0)
+		return rc;
+	dst = &s->sets[t];
+	cap = n + (old ? old->n : 0);
+	dst->v = cap ? malloc(cap * sizeof(*dst->v)) : NULL;
+	if (cap && !dst->v) {
+		px_snapshot_unref(s);
+		return -ENOMEM;
+	}
+	/* old resources neither replaced nor removed, then the new ones */
+	for (i = 0; old && i < old->n; i++) {
+		const struct px_resource *r = old->v[i];
+		if (name_in(r->name, removed, n_removed) || set_has_name(set, n, r->name))
+			continue;
+		dst->v[dst->n++] = px_resource_ref((struct px_resource *)r);
+	}
+	for (i = 0; i < n; i++)
+		dst->v[dst->n++] = px_resource_ref((struct px_resource *)set[i]);
+	rc = set_seal(dst);
+	if (rc < 0) {
+		px_snapshot_unref(s);
+		return rc;
+	}
+	*out = s;
+	return 0;
+}
+
+const struct px_resource *px_snapshot_find(const struct px_snapshot *s, enum xds_type t, const char *name)
+{
+	const struct px_resource_set *set;
+	size_t lo = 0, hi;
+
+	if (!s || (unsigned)t >= XDS_TYPE_COUNT || !name)
+		return NULL;
+	set = &s->sets[t];
+	hi = set->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(name, set->v[mid]->name);
+		if (c == 0)
+			return set->v[mid];
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
+}

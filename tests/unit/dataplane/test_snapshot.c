@@ -1,0 +1,99 @@
+/*
+ * test_snapshot.c - meshproxy's configuration snapshots: decoding,
+ * replacing a type's set (SotW), incremental updates (Delta), lookups, and
+ * resources shared by reference between snapshots.
+ */
+#include "dataplane/snapshot.h"
+
+#include "envoy/config/cluster/v3/cluster.pb-c.h"
+
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A Cluster named name, decoded as meshproxy decodes what it receives. */
+static struct px_resource *cluster(const char *name)
+{
+	Envoy__Config__Cluster__V3__Cluster c = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__INIT;
+	struct px_resource *r;
+	uint8_t *buf;
+	size_t len;
+
+	c.name = (char *)name;
+	len = protobuf_c_message_get_packed_size(&c.base);
+	buf = malloc(len ? len : 1);
+	ck_assert_ptr_nonnull(buf);
+	protobuf_c_message_pack(&c.base, buf);
+	ck_assert_int_eq(px_resource_decode(XDS_CLUSTER, name, buf, len, &r), 0);
+	free(buf);
+	ck_assert_str_eq(((Envoy__Config__Cluster__V3__Cluster *)r->msg)->name, name);
+	return r;
+}
+
+START_TEST(replace_update_find_share)
+{
+	struct px_resource *a = cluster("a"), *b = cluster("b"), *c = cluster("c");
+	const struct px_resource *set1[] = { b, a };
+	const struct px_resource *set2[] = { c };
+	const char *rm[] = { "a" };
+	struct px_snapshot *s0, *s1, *s2;
+
+	ck_assert_int_eq(px_snapshot_new(&s0), 0);
+	ck_assert_int_eq(px_snapshot_replace(s0, XDS_CLUSTER, set1, 2, &s1), 0);
+	ck_assert_uint_eq(s1->generation, 1);
+	ck_assert_str_eq(s1->sets[XDS_CLUSTER].v[0]->name, "a"); /* sorted */
+	ck_assert_ptr_eq(px_snapshot_find(s1, XDS_CLUSTER, "b"), b);
+	ck_assert_ptr_null(px_snapshot_find(s1, XDS_CLUSTER, "c"));
+	ck_assert_ptr_null(px_snapshot_find(s1, XDS_LISTENER, "a"));
+	/* Delta: add c, remove a, keep b (the same object, shared) */
+	ck_assert_int_eq(px_snapshot_update(s1, XDS_CLUSTER, set2, 1, rm, 1, &s2), 0);
+	ck_assert_uint_eq(s2->sets[XDS_CLUSTER].n, 2);
+	ck_assert_ptr_null(px_snapshot_find(s2, XDS_CLUSTER, "a"));
+	ck_assert_ptr_eq(px_snapshot_find(s2, XDS_CLUSTER, "b"), b);
+	ck_assert_ptr_eq(px_snapshot_find(s2, XDS_CLUSTER, "c"), c);
+	ck_assert_uint_eq(mesh_refcount_get(&b->refs), 3); /* ours, s1, s2 */
+	px_snapshot_unref(s1);
+	ck_assert_uint_eq(mesh_refcount_get(&a->refs), 1);
+	ck_assert_uint_eq(mesh_refcount_get(&b->refs), 2);
+	px_snapshot_unref(s2);
+	px_snapshot_unref(s0);
+	ck_assert_uint_eq(mesh_refcount_get(&c->refs), 1);
+	px_resource_unref(a);
+	px_resource_unref(b);
+	px_resource_unref(c);
+}
+END_TEST
+
+START_TEST(duplicates_and_garbage_refused)
+{
+	struct px_resource *a = cluster("a"), *r = NULL;
+	const struct px_resource *dup[] = { a, a };
+	struct px_snapshot *s = NULL;
+	const uint8_t junk[] = { 0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f }; /* a length past the end */
+
+	ck_assert_int_eq(px_snapshot_replace(NULL, XDS_CLUSTER, dup, 2, &s), -EINVAL);
+	ck_assert_ptr_null(s);
+	ck_assert_uint_eq(mesh_refcount_get(&a->refs), 1);
+	ck_assert_int_eq(px_resource_decode(XDS_CLUSTER, "x", junk, sizeof(junk), &r), -MESH_EPARSE);
+	ck_assert_ptr_null(r);
+	ck_assert_int_eq(px_resource_decode(XDS_TYPE_COUNT, "x", junk, 0, &r), -EINVAL);
+	px_resource_unref(a);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("px_snapshot");
+	TCase *tc = tcase_create("snapshot");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_test(tc, replace_update_find_share);
+	tcase_add_test(tc, duplicates_and_garbage_refused);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
