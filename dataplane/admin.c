@@ -28,7 +28,7 @@
 #include <unistd.h>
 
 #define ADMIN_IN_MAX (64 * 1024)       /* > the codec's 60 KiB head limit */
-#define ADMIN_OUT_MAX (4 * 1024 * 1024) /* cap on queued output */
+#define ADMIN_OUT_MAX (64 * 1024 * 1024) /* cap on queued output: a whole mesh's /config_dump */
 #define ADMIN_OUT_HIGH (256 * 1024)    /* stop parsing past this much queued output */
 #define ADMIN_MAX_CONNS 128
 #define ADMIN_IDLE_MS 60000
@@ -147,6 +147,8 @@ static void serve_stats(struct admin_conn *c, int head_only)
 			(unsigned long long)es.iterations, es.timers,
 			a->info.ready && *a->info.ready ? 1 : 0,
 			(unsigned long long)((ev_now(a->loop) - a->info.start_ms) / 1000));
+	if (a->info.stats)
+		a->info.stats(a->info.ctx, &b);
 	respond_text(c, b.err ? 500 : 200, b.err ? "stats too large\n" : b.data, head_only);
 	mesh_buf_cleanup(&b);
 }
@@ -172,6 +174,25 @@ static void serve_server_info(struct admin_conn *c, int head_only)
 			up, up);
 	if (b.err)
 		respond_text(c, 500, "server_info too large\n", head_only);
+	else
+		respond(c, 200, "application/json", b.data, b.len, head_only, NULL);
+	mesh_buf_cleanup(&b);
+}
+
+static void serve_config_dump(struct admin_conn *c, int head_only)
+{
+	struct admin *a = c->a;
+	struct mesh_buf b;
+	int rc;
+
+	if (!a->info.config_dump) {
+		respond_text(c, 200, "{\"configs\": []}\n", head_only);
+		return;
+	}
+	mesh_buf_init(&b, ADMIN_OUT_MAX / 2);
+	rc = a->info.config_dump(a->info.ctx, &b);
+	if (rc < 0 || b.err)
+		respond_text(c, 500, "config_dump failed\n", head_only);
 	else
 		respond(c, 200, "application/json", b.data, b.len, head_only, NULL);
 	mesh_buf_cleanup(&b);
@@ -210,6 +231,8 @@ static void handle(struct admin_conn *c, const struct h1_head *h)
 			respond_text(c, 503, "NOT READY\n", head);
 	} else if (h1_str_ieq(path, "/server_info")) {
 		serve_server_info(c, head);
+	} else if (h1_str_ieq(path, "/config_dump")) {
+		serve_config_dump(c, head);
 	} else if (h1_str_ieq(path, "/stats")) {
 		serve_stats(c, head);
 	} else {

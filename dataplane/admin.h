@@ -4,7 +4,8 @@
  *
  * Endpoints, with Envoy's shapes where Envoy has them: GET /ready (200
  * "LIVE" once a first configuration is applied, 503 "NOT READY" before),
- * GET /server_info (JSON), GET /stats (text "name: value" lines), POST
+ * GET /server_info (JSON), GET /config_dump (Envoy's ConfigDump JSON of
+ * the applied xDS snapshot), GET /stats (text "name: value" lines), POST
  * /quitquitquit (answers, then stops the loop: a clean exit), 404 for
  * anything else.  Connections are persistent and pipelined; a request the
  * codec refuses gets its 400/431/505 with Connection: close and only that
@@ -13,6 +14,7 @@
 #ifndef MESH_DATAPLANE_ADMIN_H
 #define MESH_DATAPLANE_ADMIN_H
 
+#include "common/buf.h"
 #include "common/err.h"
 #include "dataplane/ev.h"
 
@@ -27,6 +29,12 @@ struct admin_info {
 	const char *cmdline; /* the command line as one JSON object text, or NULL */
 	const int *ready;    /* non-zero once a first configuration is applied */
 	uint64_t start_ms;   /* ev_now() at start */
+	/* the xDS client's views (NULL: none): /config_dump renders Envoy's
+	 * ConfigDump JSON into out (a negative code answers 500); stats appends
+	 * "name: value" lines to /stats */
+	int (*config_dump)(void *ctx, struct mesh_buf *out);
+	void (*stats)(void *ctx, struct mesh_buf *out);
+	void *ctx;
 };
 
 /* Counters the admin port serves and keeps. */

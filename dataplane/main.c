@@ -4,9 +4,14 @@
  * Today it parses every flag DESIGN.md gives meshproxy, sets up the loop,
  * serves the admin port (dataplane/admin.c) and exits cleanly on SIGTERM,
  * SIGINT (read through a signalfd on the loop: no handler runs
- * asynchronously) or POST /quitquitquit.  The listeners (outbound, inbound,
- * status, health) and the xDS client are parsed but not started yet: no
- * configuration is ever applied, so /ready answers 503.
+ * asynchronously) or POST /quitquitquit.  The xDS client
+ * (dataplane/xds_client.c) streams the configuration from meshd; /ready
+ * answers 200 once a first complete one is applied.  The listeners
+ * (outbound, inbound, status, health) are parsed but not started yet.
+ *
+ * Until the proxy engine lands (branch pxengine), the apply hook below
+ * (stub_apply) only checks what meshproxy could not carry out and keeps the
+ * snapshot; the engine's apply replaces it.
  */
 #include "common/buf.h"
 #include "common/json.h"
@@ -14,6 +19,9 @@
 #include "dataplane/admin.h"
 #include "dataplane/ev.h"
 #include "dataplane/net.h"
+#include "dataplane/xds_client.h"
+
+#include "envoy/config/core/v3/base.pb-c.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -177,6 +185,96 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	return 0;
 }
 
+/* The engine's stand-in: holds the applied snapshot. */
+struct stub_engine {
+	struct px_snapshot *snap;
+};
+
+/* An HTTP token (RFC 9110 tchar): what a header name must be on the wire. */
+static int is_token(const char *s)
+{
+	static const char tchar[] = "!#$%&'*+-.^_`|~";
+
+	if (!*s)
+		return 0;
+	for (; *s; s++)
+		if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		      (*s && strchr(tchar, *s))))
+			return 0;
+	return 1;
+}
+
+/* Walks m for HeaderValue messages (headers to add, anywhere in a route
+ * config) whose key meshproxy's HTTP/1.1 writer would refuse to send
+ * (h1_out_header: no injection).  Returns 0 or -EINVAL with err. */
+static int check_headers(const ProtobufCMessage *m, char *err, size_t cap, int depth)
+{
+	const ProtobufCMessageDescriptor *d = m->descriptor;
+	unsigned i;
+	size_t k;
+
+	if (depth > 32)
+		return 0;
+	if (d == &envoy__config__core__v3__header_value__descriptor) {
+		const Envoy__Config__Core__V3__HeaderValue *h = (const void *)m;
+		if (!is_token(h->key)) {
+			snprintf(err, cap, "header name \"%.100s\" is not an HTTP token: meshproxy cannot send it",
+				 h->key);
+			return -EINVAL;
+		}
+		return 0;
+	}
+	for (i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		const char *base = (const char *)m;
+
+		if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+			continue;
+		if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) && *(const uint32_t *)(base + f->quantifier_offset) != f->id)
+			continue;
+		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			size_t n = *(const size_t *)(base + f->quantifier_offset);
+			ProtobufCMessage *const *v = *(ProtobufCMessage *const *const *)(base + f->offset);
+			for (k = 0; k < n; k++)
+				if (v[k] && check_headers(v[k], err, cap, depth + 1) < 0)
+					return -EINVAL;
+		} else {
+			const ProtobufCMessage *sub = *(const ProtobufCMessage *const *)(base + f->offset);
+			if (sub && check_headers(sub, err, cap, depth + 1) < 0)
+				return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+static int stub_apply(void *ctx, struct px_snapshot *cand, char *err, size_t cap)
+{
+	struct stub_engine *e = ctx;
+	const struct px_resource_set *rs = &cand->sets[XDS_ROUTE];
+	char why[256];
+	size_t i;
+
+	for (i = 0; i < rs->n; i++) {
+		if (check_headers(rs->v[i]->msg, why, sizeof(why), 0) < 0) {
+			snprintf(err, cap, "route config %.100s: %s", rs->v[i]->name, why);
+			return -EINVAL;
+		}
+	}
+	px_snapshot_unref(e->snap);
+	e->snap = px_snapshot_ref(cand);
+	return 0;
+}
+
+static int dump_cb(void *ctx, struct mesh_buf *out)
+{
+	return xds_client_config_dump(ctx, out);
+}
+
+static void stats_cb(void *ctx, struct mesh_buf *out)
+{
+	xds_client_stats_text(ctx, out);
+}
+
 static void signal_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 {
 	struct signalfd_siginfo si;
@@ -194,10 +292,13 @@ int main(int argc, char **argv)
 	struct ev_loop *loop = NULL;
 	struct admin *admin = NULL;
 	struct admin_info info;
+	struct xds_client *xds = NULL;
+	struct xds_client_config xcfg;
+	struct stub_engine engine = { NULL };
 	struct ev_io sigio;
 	struct mesh_buf cmdline;
 	sigset_t mask;
-	int ready = 0, sfd = -1, rc;
+	int sfd = -1, rc;
 
 	mesh_buf_init(&cmdline, 16 * 1024);
 	rc = parse_args(argc, argv, &o);
@@ -224,10 +325,31 @@ int main(int argc, char **argv)
 	rc = ev_io_start(loop, &sigio, EV_READ);
 	if (rc < 0)
 		goto out;
+	memset(&xcfg, 0, sizeof(xcfg));
+	xcfg.node_id = o.node_id;
+	xcfg.labels = o.labels;
+	xcfg.service_account = o.service_account;
+	xcfg.version = MESH_VERSION;
+	xcfg.apply = stub_apply;
+	xcfg.apply_ctx = &engine;
+	/* gRPC core servers answer PINGs more often than every 5 minutes on a
+	 * quiet stream with GOAWAY too_many_pings: TCP keepalive covers the rest */
+	xcfg.grpc.keepalive_ms = 330000;
+	xcfg.grpc.keepalive_timeout_ms = 20000;
+	xcfg.grpc.connect_timeout_ms = 10000;
+	rc = xds_client_new(loop, &xcfg, &xds);
+	if (rc < 0) {
+		log_error("meshproxy", "xDS client: %s", mesh_strerror(rc));
+		goto out;
+	}
+	memset(&info, 0, sizeof(info));
 	info.version = MESH_VERSION;
 	info.node_id = o.node_id;
 	info.cmdline = cmdline.err ? NULL : cmdline.data;
-	info.ready = &ready; /* nothing applies a configuration yet: /ready stays 503 */
+	info.ready = xds_client_ready(xds);
+	info.config_dump = dump_cb;
+	info.stats = stats_cb;
+	info.ctx = xds;
 	info.start_ms = ev_now(loop);
 	rc = admin_start(loop, o.admin_addr, &info, &admin);
 	if (rc < 0) {
@@ -236,6 +358,12 @@ int main(int argc, char **argv)
 	}
 	log_info("meshproxy", "meshproxy %s: admin on %s (port %d), node %s", MESH_VERSION, o.admin_addr,
 		 admin_port(admin), o.node_id);
+	rc = xds_client_start(xds, o.xds_addr);
+	if (rc < 0) {
+		log_error("meshproxy", "xDS client %s: %s", o.xds_addr, mesh_strerror(rc));
+		goto out;
+	}
+	log_info("meshproxy", "ADS to meshd at %s", o.xds_addr);
 	rc = ev_run(loop);
 	if (rc < 0)
 		log_error("meshproxy", "event loop: %s", strerror(-rc));
@@ -243,6 +371,8 @@ int main(int argc, char **argv)
 		log_info("meshproxy", "exited cleanly");
 out:
 	admin_free(admin);
+	xds_client_free(xds);
+	px_snapshot_unref(engine.snap);
 	if (loop) {
 		ev_io_stop(loop, &sigio);
 		ev_loop_free(loop);

@@ -1,0 +1,1174 @@
+/*
+ * xds_client.c - the ADS client of xds_client.h.
+ *
+ * Two snapshots are kept.  `recv` is what meshd sent and the engine
+ * accepted, type by type (the desired state: every listener, cluster,
+ * route config and load assignment currently subscribed).  `cur` is what
+ * is applied: recv with the warming rules laid over it (a listener whose
+ * route config has not arrived stays at its previous version or is left
+ * out; likewise a cluster whose endpoints have not arrived, and a kept
+ * cluster keeps the endpoints it had).  Every response recomposes the
+ * candidate from the new recv and the current cur, so the arrival of an
+ * RDS or EDS resource is what releases the listeners and clusters waiting
+ * for it.
+ *
+ * The transport is grpc_client.h; the stream logic below only sees "send
+ * this request" and "this response arrived", which is how the unit tests
+ * drive it.
+ */
+#include "dataplane/xds_client.h"
+
+#include "common/json.h"
+#include "common/log.h"
+#include "common/xds/pbjson.h"
+#include "dataplane/net.h"
+
+#include "envoy/config/cluster/v3/cluster.pb-c.h"
+#include "envoy/config/listener/v3/listener.pb-c.h"
+#include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
+#include "envoy/service/discovery/v3/discovery.pb-c.h"
+#include "google/protobuf/struct.pb-c.h"
+#include "google/rpc/status.pb-c.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define SCOPE "xds"
+#define XDS_MAX_LABELS 64
+#define XDS_META_MAX (8 + 1)
+#define HCM_URL "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+
+struct name_set {
+	char **v; /* sorted, unique, owned */
+	size_t n;
+};
+
+struct type_state {
+	int subscribed;        /* a request went out on this stream */
+	struct name_set names; /* RDS/EDS: the names asked for */
+	char version[64];      /* last accepted version_info */
+	char nonce[64];        /* last nonce received on this stream */
+	char last_updated[96]; /* RFC 3339, for config_dump */
+};
+
+struct xds_client {
+	struct ev_loop *loop;
+	struct xds_client_config cfg;
+	/* the Node, built once */
+	Envoy__Config__Core__V3__Node node;
+	Google__Protobuf__Struct meta, labels;
+	Google__Protobuf__Struct__FieldsEntry meta_e[XDS_META_MAX], label_e[XDS_MAX_LABELS];
+	Google__Protobuf__Struct__FieldsEntry *meta_p[XDS_META_MAX], *label_p[XDS_MAX_LABELS];
+	Google__Protobuf__Value meta_v[XDS_META_MAX], label_v[XDS_MAX_LABELS];
+	char *labels_copy, *ns, *ip;
+	/* configuration */
+	struct px_snapshot *recv, *cur;
+	struct type_state ts[XDS_TYPE_COUNT];
+	int ready;
+	int warming;     /* resources held back in cur */
+	int warm_forced; /* the warm timeout passed: apply with what is missing */
+	struct ev_timer warm;
+	/* the stream */
+	xds_send_fn send;
+	void *send_ctx;
+	int stream_open;
+	int node_sent;
+	int got_response; /* on this stream: resets the backoff */
+	/* the transport */
+	struct grpc_client *g;
+	struct sockaddr_storage sa;
+	socklen_t salen;
+	char authority[80];
+	struct ev_timer retry;
+	struct ev_defer reap;
+	uint64_t backoff_ms;
+	uint64_t rng;
+	struct xds_client_stats st;
+};
+
+/* ------------------------------------------------------------------ */
+/* small helpers */
+
+static void name_set_clear(struct name_set *s)
+{
+	size_t i;
+
+	for (i = 0; i < s->n; i++)
+		free(s->v[i]);
+	free(s->v);
+	s->v = NULL;
+	s->n = 0;
+}
+
+static int strp_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int name_set_has(const struct name_set *s, const char *name)
+{
+	return s->n && bsearch(&name, s->v, s->n, sizeof(*s->v), strp_cmp) != NULL;
+}
+
+static int name_set_eq(const struct name_set *a, const struct name_set *b)
+{
+	size_t i;
+
+	if (a->n != b->n)
+		return 0;
+	for (i = 0; i < a->n; i++)
+		if (strcmp(a->v[i], b->v[i]) != 0)
+			return 0;
+	return 1;
+}
+
+/* Adds a copy of name (duplicates dropped at seal). */
+static int name_set_add(struct name_set *s, size_t *cap, const char *name)
+{
+	if (!name || !*name)
+		return 0;
+	if (s->n == *cap) {
+		size_t nc = *cap ? *cap * 2 : 16;
+		char **v = realloc(s->v, nc * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		s->v = v;
+		*cap = nc;
+	}
+	s->v[s->n] = strdup(name);
+	if (!s->v[s->n])
+		return -ENOMEM;
+	s->n++;
+	return 0;
+}
+
+static void name_set_seal(struct name_set *s)
+{
+	size_t i, o = 0;
+
+	if (s->n > 1)
+		qsort(s->v, s->n, sizeof(*s->v), strp_cmp);
+	for (i = 0; i < s->n; i++) {
+		if (o && strcmp(s->v[o - 1], s->v[i]) == 0) {
+			free(s->v[i]);
+			continue;
+		}
+		s->v[o++] = s->v[i];
+	}
+	s->n = o;
+}
+
+static void copy_str(char *dst, size_t cap, const char *src)
+{
+	snprintf(dst, cap, "%s", src ? src : "");
+}
+
+static void now_rfc3339(char *out, size_t cap)
+{
+	struct timespec ts;
+	struct tm tm;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+		 tm.tm_hour, tm.tm_min, tm.tm_sec, (long)(ts.tv_nsec / 1000000) % 1000);
+}
+
+/* The name a resource carries in its own message. */
+static const char *msg_name(enum xds_type t, const ProtobufCMessage *m)
+{
+	const ProtobufCFieldDescriptor *f;
+
+	f = protobuf_c_message_descriptor_get_field_by_name(m->descriptor,
+							    t == XDS_ENDPOINT ? "cluster_name" : "name");
+	if (!f || f->type != PROTOBUF_C_TYPE_STRING || f->label == PROTOBUF_C_LABEL_REPEATED)
+		return NULL;
+	return *(char *const *)((const char *)m + f->offset);
+}
+
+/* ------------------------------------------------------------------ */
+/* dependencies: the route configs a listener names, the endpoints a cluster needs */
+
+typedef int (*name_cb)(void *ctx, const char *name);
+
+/* The RDS name of an HttpConnectionManager in an Any (nothing for other filters). */
+static int hcm_rds_name(const Google__Protobuf__Any *a, name_cb cb, void *ctx)
+{
+	Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager *h;
+	int rc = 0;
+
+	if (!a || !a->type_url || strcmp(a->type_url, HCM_URL) != 0)
+		return 0;
+	h = envoy__extensions__filters__network__http_connection_manager__v3__http_connection_manager__unpack(
+		NULL, a->value.len, a->value.data);
+	if (!h)
+		return -MESH_EPARSE;
+	if (h->route_specifier_case ==
+		    ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_RDS &&
+	    h->rds && h->rds->route_config_name && *h->rds->route_config_name)
+		rc = cb(ctx, h->rds->route_config_name);
+	envoy__extensions__filters__network__http_connection_manager__v3__http_connection_manager__free_unpacked(h, NULL);
+	return rc;
+}
+
+/* Calls cb with each route config name l's connection managers use (filter
+ * chains, the default chain, or a proxyless api_listener). */
+static int listener_rds_names(const Envoy__Config__Listener__V3__Listener *l, name_cb cb, void *ctx)
+{
+	size_t i, j, nchains = l->n_filter_chains + (l->default_filter_chain ? 1 : 0);
+	int rc = 0;
+
+	if (l->api_listener)
+		rc = hcm_rds_name(l->api_listener->api_listener, cb, ctx);
+	for (i = 0; i < nchains && rc == 0; i++) {
+		const Envoy__Config__Listener__V3__FilterChain *fc =
+			i < l->n_filter_chains ? l->filter_chains[i] : l->default_filter_chain;
+
+		for (j = 0; fc && j < fc->n_filters && rc == 0; j++) {
+			const Envoy__Config__Listener__V3__Filter *f = fc->filters[j];
+
+			if (f && f->config_type_case == ENVOY__CONFIG__LISTENER__V3__FILTER__CONFIG_TYPE_TYPED_CONFIG)
+				rc = hcm_rds_name(f->typed_config, cb, ctx);
+		}
+	}
+	return rc;
+}
+
+/* The EDS name of an EDS cluster; NULL for any other kind. */
+static const char *cluster_eds_name(const Envoy__Config__Cluster__V3__Cluster *cl)
+{
+	if (cl->cluster_discovery_type_case != ENVOY__CONFIG__CLUSTER__V3__CLUSTER__CLUSTER_DISCOVERY_TYPE_TYPE ||
+	    cl->type != ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__EDS)
+		return NULL;
+	if (cl->eds_cluster_config && cl->eds_cluster_config->service_name && *cl->eds_cluster_config->service_name)
+		return cl->eds_cluster_config->service_name;
+	return cl->name;
+}
+
+struct collect {
+	struct name_set *s;
+	size_t cap;
+};
+
+static int collect_cb(void *ctx, const char *name)
+{
+	struct collect *k = ctx;
+
+	return name_set_add(k->s, &k->cap, name);
+}
+
+/* The RDS names (t == XDS_ROUTE) or EDS names (XDS_ENDPOINT) snap's
+ * listeners or clusters need. */
+static int wanted_names(const struct px_snapshot *snap, enum xds_type t, struct name_set *out)
+{
+	const struct px_resource_set *set = &snap->sets[t == XDS_ROUTE ? XDS_LISTENER : XDS_CLUSTER];
+	struct collect k = { out, 0 };
+	size_t i;
+	int rc = 0;
+
+	memset(out, 0, sizeof(*out));
+	for (i = 0; i < set->n && rc == 0; i++) {
+		if (t == XDS_ROUTE)
+			rc = listener_rds_names((const void *)set->v[i]->msg, collect_cb, &k);
+		else
+			rc = collect_cb(&k, cluster_eds_name((const void *)set->v[i]->msg));
+	}
+	if (rc < 0) {
+		name_set_clear(out);
+		return rc;
+	}
+	name_set_seal(out);
+	return 0;
+}
+
+struct missing {
+	const struct px_snapshot *recv;
+	int missing;
+};
+
+static int missing_cb(void *ctx, const char *name)
+{
+	struct missing *m = ctx;
+
+	if (!px_snapshot_find(m->recv, XDS_ROUTE, name))
+		m->missing = 1;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* composing the candidate */
+
+struct rvec {
+	const struct px_resource **v;
+	size_t n, cap;
+};
+
+static int rvec_push(struct rvec *r, const struct px_resource *x)
+{
+	if (r->n == r->cap) {
+		size_t nc = r->cap ? r->cap * 2 : 32;
+		const struct px_resource **v = realloc(r->v, nc * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		r->v = v;
+		r->cap = nc;
+	}
+	r->v[r->n++] = x;
+	return 0;
+}
+
+/* Replaces type t of *s by r's resources (the base's reference dropped). */
+static int snap_set(struct px_snapshot **s, enum xds_type t, const struct rvec *r)
+{
+	struct px_snapshot *n;
+	int rc = px_snapshot_replace(*s, t, r->v, r->n, &n);
+
+	if (rc < 0)
+		return rc;
+	px_snapshot_unref(*s);
+	*s = n;
+	return 0;
+}
+
+static int rvec_has(const struct rvec *r, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < r->n; i++)
+		if (strcmp(r->v[i]->name, name) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * The snapshot to apply: recv's resources, except that (unless force) a
+ * cluster whose endpoints are missing, or a listener whose route config is
+ * missing, is replaced by its version in cur (or left out), and the
+ * endpoints / route configs such kept resources use come from cur.
+ * *warming counts what was held back.
+ */
+static int compose(const struct px_snapshot *recv, const struct px_snapshot *cur, int force, struct px_snapshot **out,
+		   int *warming)
+{
+	struct rvec cl = { 0 }, li = { 0 }, ep = { 0 }, rt = { 0 };
+	struct px_snapshot *s = NULL;
+	size_t i;
+	int rc = 0;
+
+	*out = NULL;
+	*warming = 0;
+	/* clusters */
+	for (i = 0; i < recv->sets[XDS_CLUSTER].n && rc == 0; i++) {
+		const struct px_resource *r = recv->sets[XDS_CLUSTER].v[i], *old;
+		const char *eds = cluster_eds_name((const void *)r->msg);
+
+		if (force || !eds || px_snapshot_find(recv, XDS_ENDPOINT, eds)) {
+			rc = rvec_push(&cl, r);
+			continue;
+		}
+		(*warming)++;
+		old = px_snapshot_find(cur, XDS_CLUSTER, r->name);
+		if (old)
+			rc = rvec_push(&cl, old);
+	}
+	/* endpoints: recv's, plus what kept clusters still use from cur */
+	for (i = 0; i < recv->sets[XDS_ENDPOINT].n && rc == 0; i++)
+		rc = rvec_push(&ep, recv->sets[XDS_ENDPOINT].v[i]);
+	for (i = 0; i < cl.n && rc == 0; i++) {
+		const char *eds = cluster_eds_name((const void *)cl.v[i]->msg);
+		const struct px_resource *old;
+
+		if (eds && !px_snapshot_find(recv, XDS_ENDPOINT, eds) && !rvec_has(&ep, eds) &&
+		    (old = px_snapshot_find(cur, XDS_ENDPOINT, eds)))
+			rc = rvec_push(&ep, old);
+	}
+	/* listeners */
+	for (i = 0; i < recv->sets[XDS_LISTENER].n && rc == 0; i++) {
+		const struct px_resource *r = recv->sets[XDS_LISTENER].v[i], *old;
+		struct missing m = { recv, 0 };
+
+		rc = listener_rds_names((const void *)r->msg, missing_cb, &m);
+		if (rc < 0)
+			break;
+		if (force || !m.missing) {
+			rc = rvec_push(&li, r);
+			continue;
+		}
+		(*warming)++;
+		old = px_snapshot_find(cur, XDS_LISTENER, r->name);
+		if (old)
+			rc = rvec_push(&li, old);
+	}
+	/* route configs: recv's, plus what kept listeners still use from cur */
+	for (i = 0; i < recv->sets[XDS_ROUTE].n && rc == 0; i++)
+		rc = rvec_push(&rt, recv->sets[XDS_ROUTE].v[i]);
+	for (i = 0; i < li.n && rc == 0; i++) {
+		struct name_set need = { 0 };
+		struct collect k = { &need, 0 };
+		size_t j;
+
+		rc = listener_rds_names((const void *)li.v[i]->msg, collect_cb, &k);
+		for (j = 0; j < need.n && rc == 0; j++) {
+			const struct px_resource *old;
+
+			if (!px_snapshot_find(recv, XDS_ROUTE, need.v[j]) && !rvec_has(&rt, need.v[j]) &&
+			    (old = px_snapshot_find(cur, XDS_ROUTE, need.v[j])))
+				rc = rvec_push(&rt, old);
+		}
+		name_set_clear(&need);
+	}
+	if (rc == 0)
+		rc = px_snapshot_replace(recv, XDS_CLUSTER, cl.v, cl.n, &s);
+	if (rc == 0)
+		rc = snap_set(&s, XDS_ENDPOINT, &ep);
+	if (rc == 0)
+		rc = snap_set(&s, XDS_LISTENER, &li);
+	if (rc == 0)
+		rc = snap_set(&s, XDS_ROUTE, &rt);
+	if (rc == 0) {
+		s->generation = cur->generation + 1;
+		*out = s;
+		s = NULL;
+	}
+	px_snapshot_unref(s);
+	free(cl.v);
+	free(li.v);
+	free(ep.v);
+	free(rt.v);
+	return rc;
+}
+
+/* Same resources, type by type (pointer equality: resources are shared). */
+static int snap_same(const struct px_snapshot *a, const struct px_snapshot *b)
+{
+	int t;
+
+	for (t = 0; t < XDS_TYPE_COUNT; t++) {
+		if (a->sets[t].n != b->sets[t].n)
+			return 0;
+		if (a->sets[t].n && memcmp(a->sets[t].v, b->sets[t].v, a->sets[t].n * sizeof(*a->sets[t].v)) != 0)
+			return 0;
+	}
+	return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* requests */
+
+static int send_request(struct xds_client *c, enum xds_type t, const char *error)
+{
+	Envoy__Service__Discovery__V3__DiscoveryRequest req = ENVOY__SERVICE__DISCOVERY__V3__DISCOVERY_REQUEST__INIT;
+	Google__Rpc__Status st = GOOGLE__RPC__STATUS__INIT;
+	struct type_state *ts = &c->ts[t];
+	uint8_t stackbuf[4096], *buf = stackbuf;
+	size_t len;
+	int rc;
+
+	if (!c->stream_open || !c->send)
+		return -ENOTCONN;
+	req.version_info = ts->version;
+	req.type_url = (char *)xds_type_url(t);
+	req.response_nonce = ts->nonce;
+	if (t == XDS_ROUTE || t == XDS_ENDPOINT || t == XDS_SECRET) {
+		req.n_resource_names = ts->names.n;
+		req.resource_names = ts->names.v;
+	}
+	if (!c->node_sent)
+		req.node = &c->node;
+	if (error) {
+		st.code = GRPC_STATUS_INVALID_ARGUMENT;
+		st.message = (char *)error;
+		req.error_detail = &st;
+	}
+	len = protobuf_c_message_get_packed_size(&req.base);
+	if (len > sizeof(stackbuf)) {
+		buf = malloc(len);
+		if (!buf)
+			return -ENOMEM;
+	}
+	protobuf_c_message_pack(&req.base, buf);
+	rc = c->send(c->send_ctx, buf, len);
+	if (buf != stackbuf)
+		free(buf);
+	if (rc == 0) {
+		c->node_sent = 1;
+		ts->subscribed = 1;
+	}
+	return rc;
+}
+
+/* Recomputes the RDS and EDS names from recv; a changed set is requested. */
+static void update_subscriptions(struct xds_client *c)
+{
+	static const enum xds_type deps[] = { XDS_ENDPOINT, XDS_ROUTE };
+	size_t i;
+
+	for (i = 0; i < sizeof(deps) / sizeof(deps[0]); i++) {
+		enum xds_type t = deps[i];
+		struct name_set ns;
+
+		if (wanted_names(c->recv, t, &ns) < 0)
+			continue; /* the listeners decoded at accept time: cannot happen but on ENOMEM */
+		if (name_set_eq(&ns, &c->ts[t].names) && (c->ts[t].subscribed || !ns.n)) {
+			name_set_clear(&ns);
+			continue;
+		}
+		name_set_clear(&c->ts[t].names);
+		c->ts[t].names = ns;
+		log_debug(SCOPE, "subscribing %s to %zu names", xds_type_short(t), ns.n);
+		if (c->stream_open)
+			(void)send_request(c, t, NULL);
+	}
+}
+
+/* Drops from recv the RDS/EDS resources no longer subscribed. */
+static int prune_recv(struct px_snapshot **recv, const struct name_set *rds, const struct name_set *eds)
+{
+	static const enum xds_type deps[] = { XDS_ROUTE, XDS_ENDPOINT };
+	size_t i, j;
+	int rc = 0;
+
+	for (i = 0; i < 2 && rc == 0; i++) {
+		const struct name_set *keep = deps[i] == XDS_ROUTE ? rds : eds;
+		const struct px_resource_set *set = &(*recv)->sets[deps[i]];
+		struct rvec v = { 0 };
+
+		for (j = 0; j < set->n && rc == 0; j++)
+			if (name_set_has(keep, set->v[j]->name))
+				rc = rvec_push(&v, set->v[j]);
+		if (rc == 0 && v.n != set->n)
+			rc = snap_set(recv, deps[i], &v);
+		free(v.v);
+	}
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* applying */
+
+static void set_ready(struct xds_client *c)
+{
+	if (c->ready || c->warming || !c->ts[XDS_LISTENER].last_updated[0] || !c->ts[XDS_CLUSTER].last_updated[0])
+		return;
+	c->ready = 1;
+	log_info(SCOPE, "first configuration applied: %zu listeners, %zu clusters, %zu route configs, %zu endpoints",
+		 c->cur->sets[XDS_LISTENER].n, c->cur->sets[XDS_CLUSTER].n, c->cur->sets[XDS_ROUTE].n,
+		 c->cur->sets[XDS_ENDPOINT].n);
+}
+
+/* Composes from recv and applies when it differs from cur.  Takes recv's
+ * reference on success; returns < 0 with err on failure (recv untouched). */
+static int try_apply(struct xds_client *c, struct px_snapshot *recv, char *err, size_t cap)
+{
+	struct px_snapshot *cand = NULL;
+	int warming, rc;
+
+	rc = compose(recv, c->cur, c->warm_forced, &cand, &warming);
+	if (rc < 0) {
+		snprintf(err, cap, "composing the snapshot: %s", mesh_strerror(rc));
+		return rc;
+	}
+	if (!snap_same(cand, c->cur)) {
+		err[0] = '\0';
+		rc = c->cfg.apply(c->cfg.apply_ctx, cand, err, cap);
+		if (rc < 0) {
+			if (!err[0])
+				snprintf(err, cap, "rejected: %s", mesh_strerror(rc));
+			px_snapshot_unref(cand);
+			return rc;
+		}
+		px_snapshot_unref(c->cur);
+		c->cur = cand;
+	} else {
+		cand->generation = c->cur->generation;
+		px_snapshot_unref(cand);
+	}
+	px_snapshot_unref(c->recv);
+	c->recv = recv;
+	c->warming = warming;
+	if (warming && !ev_timer_armed(&c->warm) && !c->warm_forced)
+		ev_timer_arm(c->loop, &c->warm, c->cfg.warm_timeout_ms);
+	else if (!warming)
+		ev_timer_cancel(c->loop, &c->warm);
+	return 0;
+}
+
+static void warm_timeout(struct ev_loop *loop, struct ev_timer *t)
+{
+	struct xds_client *c = t->data;
+	char err[XDS_MAX_ERROR];
+
+	(void)loop;
+	log_warn(SCOPE, "%d resources still warming after %llu ms: applying without what is missing", c->warming,
+		 (unsigned long long)c->cfg.warm_timeout_ms);
+	c->warm_forced = 1;
+	if (try_apply(c, px_snapshot_ref(c->recv), err, sizeof(err)) < 0) {
+		px_snapshot_unref(c->recv); /* the extra reference taken above */
+		log_error(SCOPE, "applying after the warm timeout failed: %s", err);
+	}
+	c->warm_forced = 0;
+	c->warming = 0;
+	set_ready(c);
+}
+
+/* Decodes resp's resources into set (references owned by set). */
+static int decode_resources(const Envoy__Service__Discovery__V3__DiscoveryResponse *resp, enum xds_type t,
+			    struct rvec *set, char *err, size_t cap)
+{
+	const char *url = xds_type_url(t);
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; i < resp->n_resources; i++) {
+		const Google__Protobuf__Any *a = resp->resources[i];
+		struct px_resource *r;
+		const char *name;
+
+		if (!a || !a->type_url || strcmp(a->type_url, url) != 0) {
+			snprintf(err, cap, "resource %zu has type %.200s in a %s response", i,
+				 a && a->type_url ? a->type_url : "(none)", xds_type_short(t));
+			return -EINVAL;
+		}
+		rc = px_resource_decode(t, "", a->value.data, a->value.len, &r);
+		if (rc < 0) {
+			snprintf(err, cap, "resource %zu of type %s does not decode: %s", i, xds_type_short(t),
+				 mesh_strerror(rc));
+			return rc;
+		}
+		name = msg_name(t, r->msg);
+		if (!name || !*name) {
+			snprintf(err, cap, "resource %zu of type %s has no name", i, xds_type_short(t));
+			px_resource_unref(r);
+			return -EINVAL;
+		}
+		/* not shared yet: the name is still ours to set */
+		free(r->name);
+		r->name = strdup(name);
+		copy_str(r->version, sizeof(r->version), resp->version_info);
+		if (!r->name || rvec_push(set, r) < 0) {
+			px_resource_unref(r);
+			return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+static void handle_response(struct xds_client *c, const Envoy__Service__Discovery__V3__DiscoveryResponse *resp)
+{
+	struct rvec set = { 0 };
+	struct px_snapshot *recv = NULL;
+	struct name_set rds = { 0 }, eds = { 0 };
+	struct type_state *ts;
+	char err[XDS_MAX_ERROR];
+	const char *version = resp->version_info ? resp->version_info : "";
+	size_t i;
+	int t, rc;
+
+	err[0] = '\0';
+	t = xds_type_from_url(resp->type_url);
+	if (t < 0 || !c->ts[t].subscribed) {
+		c->st.responses_ignored++;
+		log_warn(SCOPE, "ignoring a response for %.200s: not subscribed", resp->type_url ? resp->type_url : "");
+		return;
+	}
+	ts = &c->ts[t];
+	copy_str(ts->nonce, sizeof(ts->nonce), resp->nonce);
+	c->st.type[t].update_attempt++;
+	rc = decode_resources(resp, t, &set, err, sizeof(err));
+	if (rc < 0)
+		goto out;
+	if (t == XDS_LISTENER || t == XDS_CLUSTER) {
+		rc = px_snapshot_replace(c->recv, t, set.v, set.n, &recv);
+	} else {
+		/* RDS/EDS in SotW: the named resources are replaced, the others stay
+		 * (xDS protocol: only LDS and CDS responses carry the whole set);
+		 * names not asked for are dropped */
+		struct rvec keep = { 0 };
+
+		for (i = 0; i < set.n && rc == 0; i++)
+			if (name_set_has(&ts->names, set.v[i]->name))
+				rc = rvec_push(&keep, set.v[i]);
+		if (rc == 0)
+			rc = px_snapshot_update(c->recv, t, keep.v, keep.n, NULL, 0, &recv);
+		free(keep.v);
+	}
+	if (rc < 0) {
+		/* the snapshot sorts the set and refuses a name twice */
+		snprintf(err, sizeof(err), "%s", rc == -EINVAL ? "duplicate resource names in the response" : mesh_strerror(rc));
+		goto out;
+	}
+	/* what the new listeners/clusters need; what nothing needs any more goes */
+	rc = wanted_names(recv, XDS_ROUTE, &rds);
+	if (rc == 0)
+		rc = wanted_names(recv, XDS_ENDPOINT, &eds);
+	if (rc < 0) {
+		snprintf(err, sizeof(err), "a listener's HTTP connection manager does not decode");
+		goto out;
+	}
+	rc = prune_recv(&recv, &rds, &eds);
+	if (rc < 0)
+		goto out;
+	rc = try_apply(c, recv, err, sizeof(err));
+	if (rc == 0)
+		recv = NULL; /* taken */
+out:
+	if (rc < 0) {
+		c->st.type[t].update_rejected++;
+		if (!err[0])
+			snprintf(err, sizeof(err), "%s", mesh_strerror(rc));
+		log_warn(SCOPE, "NACK %s version %.64s (nonce %.64s): %s", xds_type_short(t), version, ts->nonce, err);
+		(void)send_request(c, t, err);
+	} else {
+		c->st.type[t].update_success++;
+		copy_str(ts->version, sizeof(ts->version), version);
+		now_rfc3339(ts->last_updated, sizeof(ts->last_updated));
+		log_info(SCOPE, "ACK %s version %.64s (nonce %.64s): %zu resources%s", xds_type_short(t), version,
+			 ts->nonce, set.n, c->warming ? " (some warming)" : "");
+		(void)send_request(c, t, NULL);
+		update_subscriptions(c);
+		set_ready(c);
+	}
+	for (i = 0; i < set.n; i++)
+		px_resource_unref((struct px_resource *)set.v[i]);
+	free(set.v);
+	px_snapshot_unref(recv);
+	name_set_clear(&rds);
+	name_set_clear(&eds);
+}
+
+/* ------------------------------------------------------------------ */
+/* the stream, without transport */
+
+int xds_client_stream_begin(struct xds_client *c, xds_send_fn send, void *send_ctx)
+{
+	/* Envoy's order: clusters (and their endpoints) before listeners (and their routes) */
+	static const enum xds_type order[] = { XDS_CLUSTER, XDS_ENDPOINT, XDS_LISTENER, XDS_ROUTE };
+	size_t i;
+	int rc = 0;
+
+	c->send = send;
+	c->send_ctx = send_ctx;
+	c->stream_open = 1;
+	c->node_sent = 0;
+	c->got_response = 0;
+	c->st.stream_attempts++;
+	for (i = 0; i < XDS_TYPE_COUNT; i++) {
+		c->ts[i].subscribed = 0;
+		c->ts[i].nonce[0] = '\0'; /* nonces belong to a stream */
+	}
+	for (i = 0; i < sizeof(order) / sizeof(order[0]) && rc == 0; i++) {
+		enum xds_type t = order[i];
+
+		if ((t == XDS_ROUTE || t == XDS_ENDPOINT) && !c->ts[t].names.n)
+			continue;
+		rc = send_request(c, t, NULL);
+	}
+	return rc;
+}
+
+void xds_client_stream_recv(struct xds_client *c, const uint8_t *msg, size_t len)
+{
+	Envoy__Service__Discovery__V3__DiscoveryResponse *resp;
+
+	if (!c->stream_open)
+		return;
+	resp = envoy__service__discovery__v3__discovery_response__unpack(NULL, len, msg);
+	if (!resp) {
+		/* no type to NACK against: Envoy closes the stream for a response it cannot parse */
+		log_warn(SCOPE, "a DiscoveryResponse of %zu bytes does not decode: ignored", len);
+		c->st.responses_ignored++;
+		return;
+	}
+	c->got_response = 1;
+	handle_response(c, resp);
+	envoy__service__discovery__v3__discovery_response__free_unpacked(resp, NULL);
+}
+
+void xds_client_stream_end(struct xds_client *c, int status, const char *message)
+{
+	if (!c->stream_open)
+		return;
+	c->stream_open = 0;
+	c->send = NULL;
+	c->st.connected = 0;
+	c->st.stream_failures++;
+	if (c->got_response)
+		c->backoff_ms = 0;
+	log_warn(SCOPE, "ADS stream closed: grpc-status %d%s%s; keeping the last configuration (generation %llu)",
+		 status, message && *message ? ": " : "", message ? message : "", (unsigned long long)c->cur->generation);
+}
+
+uint64_t xds_client_backoff_ms(const struct xds_client *c)
+{
+	return c->backoff_ms;
+}
+
+/* ------------------------------------------------------------------ */
+/* the transport */
+
+static void connect_now(struct xds_client *c);
+
+static int grpc_send(void *ctx, const uint8_t *msg, size_t len)
+{
+	struct xds_client *c = ctx;
+
+	return c->g ? grpc_client_send(c->g, msg, len) : -ENOTCONN;
+}
+
+static void on_message(void *ctx, const uint8_t *msg, size_t len)
+{
+	struct xds_client *c = ctx;
+
+	if (!c->st.connected) {
+		c->st.connected = 1;
+		log_info(SCOPE, "connected to meshd at %s", c->authority);
+	}
+	xds_client_stream_recv(c, msg, len);
+}
+
+/* splitmix64: jitter needs no quality, only no shared state */
+static uint64_t rnd(struct xds_client *c)
+{
+	uint64_t z = (c->rng += 0x9e3779b97f4a7c15ULL);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+static void on_close(void *ctx, int status, const char *message)
+{
+	struct xds_client *c = ctx;
+	uint64_t delay;
+
+	xds_client_stream_end(c, status, message);
+	/* Envoy's JitteredExponentialBackOffStrategy: the ceiling doubles from
+	 * the base up to the max, the delay is uniform below it */
+	c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : XDS_BACKOFF_BASE_MS;
+	if (c->backoff_ms > XDS_BACKOFF_MAX_MS)
+		c->backoff_ms = XDS_BACKOFF_MAX_MS;
+	delay = rnd(c) % c->backoff_ms + 1;
+	log_info(SCOPE, "reconnecting to %s in %llu ms", c->authority, (unsigned long long)delay);
+	ev_defer(c->loop, &c->reap); /* the client cannot be freed from its own callback */
+	ev_timer_arm(c->loop, &c->retry, delay);
+}
+
+static void reap_cb(struct ev_loop *loop, struct ev_defer *d)
+{
+	struct xds_client *c = d->data;
+
+	(void)loop;
+	grpc_client_free(c->g);
+	c->g = NULL;
+}
+
+static void connect_now(struct xds_client *c)
+{
+	static const struct grpc_call_cbs cbs = { on_message, on_close };
+	int rc;
+
+	grpc_client_free(c->g);
+	c->g = NULL;
+	ev_defer_cancel(c->loop, &c->reap);
+	rc = grpc_client_new(c->loop, (const struct sockaddr *)&c->sa, c->salen, c->authority, XDS_ADS_PATH,
+			     &c->cfg.grpc, &cbs, c, &c->g);
+	if (rc == 0)
+		rc = xds_client_stream_begin(c, grpc_send, c);
+	if (rc < 0) {
+		log_warn(SCOPE, "cannot start a stream to %s: %s", c->authority, mesh_strerror(rc));
+		if (c->g) {
+			c->stream_open = 0;
+			grpc_client_free(c->g);
+			c->g = NULL;
+		}
+		c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : XDS_BACKOFF_BASE_MS;
+		if (c->backoff_ms > XDS_BACKOFF_MAX_MS)
+			c->backoff_ms = XDS_BACKOFF_MAX_MS;
+		ev_timer_arm(c->loop, &c->retry, rnd(c) % c->backoff_ms + 1);
+	}
+}
+
+static void retry_cb(struct ev_loop *loop, struct ev_timer *t)
+{
+	(void)loop;
+	connect_now(t->data);
+}
+
+int xds_client_start(struct xds_client *c, const char *addr)
+{
+	if (net_parse_addr(addr, &c->sa, &c->salen) < 0)
+		return -EINVAL;
+	copy_str(c->authority, sizeof(c->authority), addr);
+	connect_now(c);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* the node */
+
+static void meta_put(struct xds_client *c, const char *key, const char *val)
+{
+	size_t i = c->meta.n_fields;
+
+	if (i >= XDS_META_MAX || !val)
+		return;
+	google__protobuf__struct__fields_entry__init(&c->meta_e[i]);
+	google__protobuf__value__init(&c->meta_v[i]);
+	c->meta_e[i].key = (char *)key;
+	c->meta_e[i].value = &c->meta_v[i];
+	c->meta_v[i].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
+	c->meta_v[i].string_value = (char *)val;
+	c->meta_p[i] = &c->meta_e[i];
+	c->meta.n_fields++;
+}
+
+static int build_node(struct xds_client *c)
+{
+	const struct xds_client_config *cfg = &c->cfg;
+	const char *p, *q, *dot;
+	char *tok, *save = NULL;
+	size_t i;
+
+	envoy__config__core__v3__node__init(&c->node);
+	google__protobuf__struct__init(&c->meta);
+	google__protobuf__struct__init(&c->labels);
+	c->node.id = (char *)cfg->node_id;
+	c->node.user_agent_name = "meshproxy";
+	c->node.user_agent_version_type_case = ENVOY__CONFIG__CORE__V3__NODE__USER_AGENT_VERSION_TYPE_USER_AGENT_VERSION;
+	c->node.user_agent_version = (char *)(cfg->version ? cfg->version : "dev");
+	c->node.metadata = &c->meta;
+	c->meta.fields = c->meta_p;
+	/* "TYPE~IP~POD.NS~NS.svc.cluster.local": the IP and the namespace */
+	p = strchr(cfg->node_id, '~');
+	q = p ? strchr(p + 1, '~') : NULL;
+	if (p && q) {
+		c->ip = strndup(p + 1, (size_t)(q - p - 1));
+		dot = strchr(q + 1, '.');
+		p = dot ? strchr(dot + 1, '~') : NULL;
+		if (dot && p && p > dot + 1)
+			c->ns = strndup(dot + 1, (size_t)(p - dot - 1));
+	}
+	meta_put(c, "NAMESPACE", c->ns);
+	meta_put(c, "SERVICE_ACCOUNT", cfg->service_account && *cfg->service_account ? cfg->service_account : NULL);
+	meta_put(c, "INTERCEPTION_MODE", cfg->interception ? cfg->interception : "REDIRECT");
+	meta_put(c, "ISTIO_VERSION", c->node.user_agent_version);
+	meta_put(c, "INSTANCE_IPS", c->ip && *c->ip ? c->ip : NULL);
+	meta_put(c, "PROXY_CONFIG_FLAVOUR", "meshproxy");
+	/* LABELS: a Struct of strings */
+	c->labels.fields = c->label_p;
+	c->labels_copy = strdup(cfg->labels ? cfg->labels : "");
+	if (!c->labels_copy)
+		return -ENOMEM;
+	for (tok = strtok_r(c->labels_copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(tok, '=');
+
+		i = c->labels.n_fields;
+		if (!eq || eq == tok || i >= XDS_MAX_LABELS)
+			return -EINVAL;
+		*eq = '\0';
+		google__protobuf__struct__fields_entry__init(&c->label_e[i]);
+		google__protobuf__value__init(&c->label_v[i]);
+		c->label_e[i].key = tok;
+		c->label_e[i].value = &c->label_v[i];
+		c->label_v[i].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
+		c->label_v[i].string_value = eq + 1;
+		c->label_p[i] = &c->label_e[i];
+		c->labels.n_fields++;
+	}
+	if (c->labels.n_fields && c->meta.n_fields < XDS_META_MAX) {
+		i = c->meta.n_fields;
+		google__protobuf__struct__fields_entry__init(&c->meta_e[i]);
+		google__protobuf__value__init(&c->meta_v[i]);
+		c->meta_e[i].key = "LABELS";
+		c->meta_e[i].value = &c->meta_v[i];
+		c->meta_v[i].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRUCT_VALUE;
+		c->meta_v[i].struct_value = &c->labels;
+		c->meta_p[i] = &c->meta_e[i];
+		c->meta.n_fields++;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* life cycle */
+
+int xds_client_new(struct ev_loop *loop, const struct xds_client_config *cfg, struct xds_client **out)
+{
+	struct xds_client *c;
+	struct timespec ts;
+	int rc;
+
+	*out = NULL;
+	if (!cfg->node_id || !*cfg->node_id || !cfg->apply)
+		return -EINVAL;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->loop = loop;
+	c->cfg = *cfg;
+	if (!c->cfg.warm_timeout_ms)
+		c->cfg.warm_timeout_ms = XDS_WARM_TIMEOUT_MS;
+	ev_timer_init(&c->warm, warm_timeout, c);
+	ev_timer_init(&c->retry, retry_cb, c);
+	ev_defer_init(&c->reap, reap_cb, c);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	c->rng = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)(uintptr_t)c;
+	rc = build_node(c);
+	if (rc == 0)
+		rc = px_snapshot_new(&c->recv);
+	if (rc == 0)
+		rc = px_snapshot_new(&c->cur);
+	if (rc < 0) {
+		xds_client_free(c);
+		return rc;
+	}
+	*out = c;
+	return 0;
+}
+
+void xds_client_free(struct xds_client *c)
+{
+	int t;
+
+	if (!c)
+		return;
+	ev_timer_cancel(c->loop, &c->warm);
+	ev_timer_cancel(c->loop, &c->retry);
+	ev_defer_cancel(c->loop, &c->reap);
+	grpc_client_free(c->g);
+	for (t = 0; t < XDS_TYPE_COUNT; t++)
+		name_set_clear(&c->ts[t].names);
+	px_snapshot_unref(c->recv);
+	px_snapshot_unref(c->cur);
+	free(c->labels_copy);
+	free(c->ns);
+	free(c->ip);
+	free(c);
+}
+
+const int *xds_client_ready(const struct xds_client *c)
+{
+	return &c->ready;
+}
+
+const struct px_snapshot *xds_client_snapshot(const struct xds_client *c)
+{
+	return c->cur;
+}
+
+const struct xds_client_stats *xds_client_stats(const struct xds_client *c)
+{
+	return &c->st;
+}
+
+/* ------------------------------------------------------------------ */
+/* admin views */
+
+/* msg as an expanded Any: {"@type": url, ...fields}. */
+static int put_any(struct mesh_buf *b, const char *url, const ProtobufCMessage *msg)
+{
+	struct mesh_buf tmp;
+	const char *p;
+	int rc;
+
+	mesh_buf_init(&tmp, b->max);
+	rc = pbjson_render(msg, &tmp);
+	if (rc == 0) {
+		mesh_buf_puts(b, "{\"@type\": ");
+		json_put_string(b, url);
+		p = tmp.data ? strchr(tmp.data, '{') : NULL;
+		if (p) {
+			p++;
+			while (*p == ' ' || *p == '\n')
+				p++;
+			if (*p != '}')
+				mesh_buf_puts(b, ", ");
+			mesh_buf_puts(b, p);
+		} else {
+			mesh_buf_putc(b, '}');
+		}
+	}
+	mesh_buf_cleanup(&tmp);
+	return rc;
+}
+
+int xds_client_config_dump(const struct xds_client *c, struct mesh_buf *out)
+{
+	static const struct {
+		enum xds_type t;
+		const char *dump, *list, *field;
+	} kinds[] = {
+		{ XDS_LISTENER, "ListenersConfigDump", "dynamic_listeners", "listener" },
+		{ XDS_CLUSTER, "ClustersConfigDump", "dynamic_active_clusters", "cluster" },
+		{ XDS_ROUTE, "RoutesConfigDump", "dynamic_route_configs", "route_config" },
+		{ XDS_ENDPOINT, "EndpointsConfigDump", "dynamic_endpoint_configs", "endpoint_config" },
+	};
+	size_t k, i;
+	int rc = 0;
+
+	mesh_buf_puts(out, "{\n \"configs\": [");
+	for (k = 0; k < sizeof(kinds) / sizeof(kinds[0]) && rc == 0; k++) {
+		const struct px_resource_set *set = &c->cur->sets[kinds[k].t];
+		const struct type_state *ts = &c->ts[kinds[k].t];
+
+		mesh_buf_printf(out, "%s\n  {\n   \"@type\": \"type.googleapis.com/envoy.admin.v3.%s\",\n", k ? "," : "",
+				kinds[k].dump);
+		if (kinds[k].t == XDS_LISTENER || kinds[k].t == XDS_CLUSTER) {
+			mesh_buf_puts(out, "   \"version_info\": ");
+			json_put_string(out, ts->version);
+			mesh_buf_puts(out, ",\n");
+		}
+		mesh_buf_printf(out, "   \"%s\": [", kinds[k].list);
+		for (i = 0; i < set->n && rc == 0; i++) {
+			const struct px_resource *r = set->v[i];
+
+			mesh_buf_puts(out, i ? ",\n    {" : "\n    {");
+			if (kinds[k].t == XDS_LISTENER) {
+				mesh_buf_puts(out, "\"name\": ");
+				json_put_string(out, r->name);
+				mesh_buf_puts(out, ", \"active_state\": {");
+			}
+			mesh_buf_puts(out, "\"version_info\": ");
+			json_put_string(out, r->version);
+			mesh_buf_printf(out, ", \"%s\": ", kinds[k].field);
+			rc = put_any(out, xds_type_url(kinds[k].t), r->msg);
+			mesh_buf_puts(out, ", \"last_updated\": ");
+			json_put_string(out, ts->last_updated);
+			mesh_buf_puts(out, kinds[k].t == XDS_LISTENER ? "}}" : "}");
+		}
+		mesh_buf_puts(out, set->n ? "\n   ]\n  }" : "]\n  }");
+	}
+	mesh_buf_puts(out, "\n ]\n}\n");
+	if (rc == 0 && out->err)
+		rc = out->err;
+	return rc;
+}
+
+void xds_client_stats_text(const struct xds_client *c, struct mesh_buf *out)
+{
+	/* Envoy's names for CDS and LDS; RDS/EDS/SDS are aggregated under control_plane.* */
+	static const char *const prefix[XDS_TYPE_COUNT] = {
+		[XDS_LISTENER] = "listener_manager.lds",
+		[XDS_ROUTE] = "control_plane.rds",
+		[XDS_CLUSTER] = "cluster_manager.cds",
+		[XDS_ENDPOINT] = "control_plane.eds",
+		[XDS_SECRET] = "control_plane.sds",
+	};
+	int t;
+
+	mesh_buf_printf(out, "control_plane.connected_state: %d\n", c->st.connected);
+	mesh_buf_printf(out, "control_plane.responses_ignored: %llu\n", (unsigned long long)c->st.responses_ignored);
+	mesh_buf_printf(out, "control_plane.stream_attempts: %llu\n", (unsigned long long)c->st.stream_attempts);
+	mesh_buf_printf(out, "control_plane.stream_failures: %llu\n", (unsigned long long)c->st.stream_failures);
+	mesh_buf_printf(out, "control_plane.warming: %d\n", c->warming);
+	for (t = 0; t < XDS_TYPE_COUNT; t++) {
+		const struct xds_type_stats *s = &c->st.type[t];
+
+		mesh_buf_printf(out, "%s.update_attempt: %llu\n%s.update_rejected: %llu\n%s.update_success: %llu\n",
+				prefix[t], (unsigned long long)s->update_attempt, prefix[t],
+				(unsigned long long)s->update_rejected, prefix[t], (unsigned long long)s->update_success);
+	}
+}
