@@ -614,9 +614,10 @@ static void warm_timeout(struct ev_loop *loop, struct ev_timer *t)
 	set_ready(c);
 }
 
-/* Decodes resp's resources into set (references owned by set). */
+/* Decodes resp's resources into set (references owned by set); a resource
+ * identical to the one have holds under its name is that one. */
 static int decode_resources(const Envoy__Service__Discovery__V3__DiscoveryResponse *resp, enum xds_type t,
-			    struct rvec *set, char *err, size_t cap)
+			    const struct px_snapshot *have, struct rvec *set, char *err, size_t cap)
 {
 	const char *url = xds_type_url(t);
 	size_t i;
@@ -625,6 +626,7 @@ static int decode_resources(const Envoy__Service__Discovery__V3__DiscoveryRespon
 	for (i = 0; i < resp->n_resources; i++) {
 		const Google__Protobuf__Any *a = resp->resources[i];
 		struct px_resource *r;
+		const struct px_resource *old;
 		const char *name;
 
 		if (!a || !a->type_url || strcmp(a->type_url, url) != 0) {
@@ -644,10 +646,18 @@ static int decode_resources(const Envoy__Service__Discovery__V3__DiscoveryRespon
 			px_resource_unref(r);
 			return -EINVAL;
 		}
-		/* not shared yet: the name is still ours to set */
-		free(r->name);
-		r->name = strdup(name);
-		copy_str(r->version, sizeof(r->version), resp->version_info);
+		old = px_snapshot_find(have, t, name);
+		if (old && old->hash == r->hash) {
+			/* unchanged (same bytes): keep the object the engine already
+			 * compiled, and the version it came with, as Envoy does */
+			px_resource_unref(r);
+			r = px_resource_ref((struct px_resource *)old);
+		} else {
+			/* not shared yet: the name is still ours to set */
+			free(r->name);
+			r->name = strdup(name);
+			copy_str(r->version, sizeof(r->version), resp->version_info);
+		}
 		if (!r->name || rvec_push(set, r) < 0) {
 			px_resource_unref(r);
 			return -ENOMEM;
@@ -677,7 +687,7 @@ static void handle_response(struct xds_client *c, const Envoy__Service__Discover
 	ts = &c->ts[t];
 	copy_str(ts->nonce, sizeof(ts->nonce), resp->nonce);
 	c->st.type[t].update_attempt++;
-	rc = decode_resources(resp, t, &set, err, sizeof(err));
+	rc = decode_resources(resp, t, c->recv, &set, err, sizeof(err));
 	if (rc < 0)
 		goto out;
 	if (t == XDS_LISTENER || t == XDS_CLUSTER) {

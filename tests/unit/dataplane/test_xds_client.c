@@ -1,0 +1,540 @@
+/*
+ * test_xds_client.c - meshproxy's ADS state machine fed DiscoveryResponses
+ * with no socket: the requests it sends (subscriptions, ACK and NACK with
+ * version, nonce and error_detail, the Node on the first one only), the
+ * warming rules (a listener waits for its route config, a cluster for its
+ * endpoints and keeps its old ones meanwhile), the last good snapshot kept
+ * on a NACK, readiness, and resubscription with the held versions on a new
+ * stream.
+ */
+#include "dataplane/xds_client.h"
+
+#include "envoy/config/cluster/v3/cluster.pb-c.h"
+#include "envoy/config/endpoint/v3/endpoint.pb-c.h"
+#include "envoy/config/listener/v3/listener.pb-c.h"
+#include "envoy/config/route/v3/route.pb-c.h"
+#include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
+#include "envoy/service/discovery/v3/discovery.pb-c.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HCM_URL "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+
+/* ---- what the client sends */
+
+#define MAX_REQ 64
+static Envoy__Service__Discovery__V3__DiscoveryRequest *reqs[MAX_REQ];
+static size_t nreq, seen;
+
+static int capture(void *ctx, const uint8_t *msg, size_t len)
+{
+	(void)ctx;
+	ck_assert_uint_lt(nreq, MAX_REQ);
+	reqs[nreq] = envoy__service__discovery__v3__discovery_request__unpack(NULL, len, msg);
+	ck_assert_ptr_nonnull(reqs[nreq]);
+	nreq++;
+	return 0;
+}
+
+static void reqs_clear(void)
+{
+	size_t i;
+
+	for (i = 0; i < nreq; i++)
+		envoy__service__discovery__v3__discovery_request__free_unpacked(reqs[i], NULL);
+	nreq = seen = 0;
+}
+
+/* The next request not looked at yet; it must be of type t. */
+static const Envoy__Service__Discovery__V3__DiscoveryRequest *next_req(enum xds_type t)
+{
+	ck_assert_msg(seen < nreq, "expected a %s request, none sent", xds_type_short(t));
+	ck_assert_str_eq(reqs[seen]->type_url, xds_type_url(t));
+	return reqs[seen++];
+}
+
+static void no_more_reqs(void)
+{
+	ck_assert_msg(seen == nreq, "unexpected request for %s", seen < nreq ? reqs[seen]->type_url : "");
+}
+
+/* ---- the engine */
+
+static int apply_calls, apply_fail;
+static struct px_snapshot *applied;
+
+static int apply(void *ctx, struct px_snapshot *cand, char *err, size_t cap)
+{
+	(void)ctx;
+	apply_calls++;
+	if (apply_fail) {
+		snprintf(err, cap, "engine refuses generation %llu", (unsigned long long)cand->generation);
+		return -EINVAL;
+	}
+	px_snapshot_unref(applied);
+	applied = px_snapshot_ref(cand);
+	return 0;
+}
+
+/* ---- resources meshd would send */
+
+static void any_of(Google__Protobuf__Any *a, const char *url, const ProtobufCMessage *m)
+{
+	google__protobuf__any__init(a);
+	a->type_url = (char *)url;
+	a->value.len = protobuf_c_message_get_packed_size(m);
+	a->value.data = malloc(a->value.len ? a->value.len : 1);
+	ck_assert_ptr_nonnull(a->value.data);
+	protobuf_c_message_pack(m, a->value.data);
+}
+
+static void eds_cluster(Google__Protobuf__Any *a, const char *name, const char *service)
+{
+	Envoy__Config__Cluster__V3__Cluster c = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__INIT;
+	Envoy__Config__Cluster__V3__Cluster__EdsClusterConfig e = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__EDS_CLUSTER_CONFIG__INIT;
+
+	c.name = (char *)name;
+	c.cluster_discovery_type_case = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__CLUSTER_DISCOVERY_TYPE_TYPE;
+	c.type = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__EDS;
+	e.service_name = (char *)service;
+	c.eds_cluster_config = &e;
+	any_of(a, xds_type_url(XDS_CLUSTER), &c.base);
+}
+
+static void static_cluster(Google__Protobuf__Any *a, const char *name)
+{
+	Envoy__Config__Cluster__V3__Cluster c = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__INIT;
+
+	c.name = (char *)name;
+	any_of(a, xds_type_url(XDS_CLUSTER), &c.base);
+}
+
+static void cla(Google__Protobuf__Any *a, const char *name)
+{
+	Envoy__Config__Endpoint__V3__ClusterLoadAssignment m = ENVOY__CONFIG__ENDPOINT__V3__CLUSTER_LOAD_ASSIGNMENT__INIT;
+
+	m.cluster_name = (char *)name;
+	any_of(a, xds_type_url(XDS_ENDPOINT), &m.base);
+}
+
+/* A route config; vhost names one virtual host (NULL: none), to make a
+ * different version of the same config. */
+static void route_config_vh(Google__Protobuf__Any *a, const char *name, const char *vhost)
+{
+	Envoy__Config__Route__V3__RouteConfiguration m = ENVOY__CONFIG__ROUTE__V3__ROUTE_CONFIGURATION__INIT;
+	Envoy__Config__Route__V3__VirtualHost vh = ENVOY__CONFIG__ROUTE__V3__VIRTUAL_HOST__INIT;
+	Envoy__Config__Route__V3__VirtualHost *vhs[] = { &vh };
+
+	m.name = (char *)name;
+	if (vhost) {
+		vh.name = (char *)vhost;
+		m.n_virtual_hosts = 1;
+		m.virtual_hosts = vhs;
+	}
+	any_of(a, xds_type_url(XDS_ROUTE), &m.base);
+}
+
+static void route_config(Google__Protobuf__Any *a, const char *name)
+{
+	route_config_vh(a, name, NULL);
+}
+
+/* A listener with one filter chain whose HCM takes route config rds. */
+static void listener(Google__Protobuf__Any *a, const char *name, const char *rds)
+{
+	Envoy__Config__Listener__V3__Listener l = ENVOY__CONFIG__LISTENER__V3__LISTENER__INIT;
+	Envoy__Config__Listener__V3__FilterChain fc = ENVOY__CONFIG__LISTENER__V3__FILTER_CHAIN__INIT;
+	Envoy__Config__Listener__V3__Filter f = ENVOY__CONFIG__LISTENER__V3__FILTER__INIT;
+	Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager h =
+		ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__INIT;
+	Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__Rds r =
+		ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__RDS__INIT;
+	Google__Protobuf__Any hany;
+	Envoy__Config__Listener__V3__FilterChain *fcs[] = { &fc };
+	Envoy__Config__Listener__V3__Filter *fs[] = { &f };
+
+	r.route_config_name = (char *)rds;
+	h.route_specifier_case =
+		ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_RDS;
+	h.rds = &r;
+	any_of(&hany, HCM_URL, &h.base);
+	f.name = "envoy.filters.network.http_connection_manager";
+	f.config_type_case = ENVOY__CONFIG__LISTENER__V3__FILTER__CONFIG_TYPE_TYPED_CONFIG;
+	f.typed_config = &hany;
+	fc.n_filters = 1;
+	fc.filters = fs;
+	l.name = (char *)name;
+	l.n_filter_chains = 1;
+	l.filter_chains = fcs;
+	any_of(a, xds_type_url(XDS_LISTENER), &l.base);
+	free(hany.value.data);
+}
+
+/* Sends a response of type t with n resources (freed here). */
+static void respond(struct xds_client *c, enum xds_type t, const char *version, const char *nonce,
+		    Google__Protobuf__Any *res, size_t n)
+{
+	Envoy__Service__Discovery__V3__DiscoveryResponse r = ENVOY__SERVICE__DISCOVERY__V3__DISCOVERY_RESPONSE__INIT;
+	Google__Protobuf__Any *ptrs[16];
+	uint8_t *buf;
+	size_t i, len;
+
+	ck_assert_uint_le(n, 16);
+	for (i = 0; i < n; i++)
+		ptrs[i] = &res[i];
+	r.version_info = (char *)version;
+	r.nonce = (char *)nonce;
+	r.type_url = (char *)xds_type_url(t);
+	r.n_resources = n;
+	r.resources = ptrs;
+	len = protobuf_c_message_get_packed_size(&r.base);
+	buf = malloc(len ? len : 1);
+	ck_assert_ptr_nonnull(buf);
+	protobuf_c_message_pack(&r.base, buf);
+	xds_client_stream_recv(c, buf, len);
+	free(buf);
+	for (i = 0; i < n; i++)
+		free(res[i].value.data);
+}
+
+static void ack_is(const Envoy__Service__Discovery__V3__DiscoveryRequest *r, const char *version, const char *nonce)
+{
+	ck_assert_str_eq(r->version_info, version);
+	ck_assert_str_eq(r->response_nonce, nonce);
+	ck_assert_ptr_null(r->error_detail);
+}
+
+static void names_are(const Envoy__Service__Discovery__V3__DiscoveryRequest *r, const char *a, const char *b)
+{
+	ck_assert_uint_eq(r->n_resource_names, b ? 2 : 1);
+	ck_assert_str_eq(r->resource_names[0], a);
+	if (b)
+		ck_assert_str_eq(r->resource_names[1], b);
+}
+
+static struct ev_loop *loop;
+
+static struct xds_client *client(void)
+{
+	struct xds_client_config cfg;
+	struct xds_client *c;
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.node_id = "sidecar~10.1.2.3~app-1.shop~shop.svc.cluster.local";
+	cfg.labels = "app=app,version=v1";
+	cfg.service_account = "app-sa";
+	cfg.version = "test";
+	cfg.apply = apply;
+	loop = ev_loop_new();
+	ck_assert_ptr_nonnull(loop);
+	ck_assert_int_eq(xds_client_new(loop, &cfg, &c), 0);
+	apply_calls = apply_fail = 0;
+	applied = NULL;
+	reqs_clear();
+	return c;
+}
+
+static void client_done(struct xds_client *c)
+{
+	xds_client_free(c);
+	px_snapshot_unref(applied);
+	applied = NULL;
+	ev_loop_free(loop);
+	reqs_clear();
+}
+
+static const char *meta(const Envoy__Config__Core__V3__Node *n, const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < n->metadata->n_fields; i++)
+		if (!strcmp(n->metadata->fields[i]->key, key))
+			return n->metadata->fields[i]->value->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE
+				       ? n->metadata->fields[i]->value->string_value
+				       : "(struct)";
+	return NULL;
+}
+
+START_TEST(subscribe_warm_ack_ready)
+{
+	struct xds_client *c = client();
+	const Envoy__Service__Discovery__V3__DiscoveryRequest *r;
+	Google__Protobuf__Any res[4];
+
+	ck_assert_int_eq(xds_client_stream_begin(c, capture, NULL), 0);
+	/* CDS then LDS, wildcard, the Node on the first request only */
+	r = next_req(XDS_CLUSTER);
+	ck_assert_uint_eq(r->n_resource_names, 0);
+	ck_assert_ptr_nonnull(r->node);
+	ck_assert_str_eq(r->node->id, "sidecar~10.1.2.3~app-1.shop~shop.svc.cluster.local");
+	ck_assert_str_eq(r->node->user_agent_name, "meshproxy");
+	ck_assert_str_eq(meta(r->node, "NAMESPACE"), "shop");
+	ck_assert_str_eq(meta(r->node, "SERVICE_ACCOUNT"), "app-sa");
+	ck_assert_str_eq(meta(r->node, "INSTANCE_IPS"), "10.1.2.3");
+	ck_assert_str_eq(meta(r->node, "LABELS"), "(struct)");
+	ck_assert_str_eq(r->version_info, "");
+	r = next_req(XDS_LISTENER);
+	ck_assert_ptr_null(r->node);
+	no_more_reqs();
+
+	/* CDS: an EDS cluster and a static one; the EDS one warms */
+	eds_cluster(&res[0], "outbound|80||a", "outbound|80||a");
+	static_cluster(&res[1], "inbound|8080||");
+	respond(c, XDS_CLUSTER, "c1", "n1", res, 2);
+	ack_is(next_req(XDS_CLUSTER), "c1", "n1");
+	r = next_req(XDS_ENDPOINT);
+	names_are(r, "outbound|80||a", NULL);
+	ck_assert_str_eq(r->response_nonce, "");
+	no_more_reqs();
+	ck_assert_ptr_nonnull(applied);
+	ck_assert_uint_eq(applied->sets[XDS_CLUSTER].n, 1); /* the static one only */
+	ck_assert_ptr_null(px_snapshot_find(applied, XDS_CLUSTER, "outbound|80||a"));
+	ck_assert_int_eq(*xds_client_ready(c), 0);
+
+	/* EDS releases the cluster */
+	cla(&res[0], "outbound|80||a");
+	respond(c, XDS_ENDPOINT, "e1", "n2", res, 1);
+	ack_is(next_req(XDS_ENDPOINT), "e1", "n2");
+	no_more_reqs();
+	ck_assert_ptr_nonnull(px_snapshot_find(applied, XDS_CLUSTER, "outbound|80||a"));
+	ck_assert_ptr_nonnull(px_snapshot_find(applied, XDS_ENDPOINT, "outbound|80||a"));
+	ck_assert_int_eq(*xds_client_ready(c), 0); /* no LDS yet */
+
+	/* LDS: the listener waits for route config "80" */
+	listener(&res[0], "0.0.0.0_80", "80");
+	respond(c, XDS_LISTENER, "l1", "n3", res, 1);
+	ack_is(next_req(XDS_LISTENER), "l1", "n3");
+	names_are(next_req(XDS_ROUTE), "80", NULL);
+	no_more_reqs();
+	ck_assert_ptr_null(px_snapshot_find(applied, XDS_LISTENER, "0.0.0.0_80"));
+	ck_assert_int_eq(*xds_client_ready(c), 0);
+
+	route_config(&res[0], "80");
+	respond(c, XDS_ROUTE, "r1", "n4", res, 1);
+	ack_is(next_req(XDS_ROUTE), "r1", "n4");
+	no_more_reqs();
+	ck_assert_ptr_nonnull(px_snapshot_find(applied, XDS_LISTENER, "0.0.0.0_80"));
+	ck_assert_ptr_nonnull(px_snapshot_find(applied, XDS_ROUTE, "80"));
+	ck_assert_ptr_eq(xds_client_snapshot(c), applied);
+	ck_assert_int_eq(*xds_client_ready(c), 1);
+	ck_assert_uint_eq(xds_client_stats(c)->type[XDS_CLUSTER].update_success, 1);
+	ck_assert_uint_eq(xds_client_stats(c)->type[XDS_ROUTE].update_success, 1);
+	client_done(c);
+}
+END_TEST
+
+/* Brings c to: cluster A (EDS "A"), listener L (RDS "R"), all applied. */
+static void bring_up(struct xds_client *c)
+{
+	Google__Protobuf__Any res[2];
+
+	ck_assert_int_eq(xds_client_stream_begin(c, capture, NULL), 0);
+	eds_cluster(&res[0], "A", "A");
+	respond(c, XDS_CLUSTER, "c1", "n1", res, 1);
+	cla(&res[0], "A");
+	respond(c, XDS_ENDPOINT, "e1", "n2", res, 1);
+	listener(&res[0], "L", "R");
+	respond(c, XDS_LISTENER, "l1", "n3", res, 1);
+	route_config(&res[0], "R");
+	respond(c, XDS_ROUTE, "r1", "n4", res, 1);
+	ck_assert_int_eq(*xds_client_ready(c), 1);
+	seen = nreq;
+}
+
+START_TEST(nack_keeps_last_good)
+{
+	struct xds_client *c = client();
+	const Envoy__Service__Discovery__V3__DiscoveryRequest *r;
+	const struct px_snapshot *before;
+	Google__Protobuf__Any res[2];
+	int calls;
+
+	bring_up(c);
+	before = applied;
+	/* the engine refuses: NACK with the reason, the old version, the new nonce */
+	apply_fail = 1;
+	route_config_vh(&res[0], "R", "changed");
+	respond(c, XDS_ROUTE, "r2", "n5", res, 1);
+	r = next_req(XDS_ROUTE);
+	ck_assert_str_eq(r->version_info, "r1");
+	ck_assert_str_eq(r->response_nonce, "n5");
+	ck_assert_ptr_nonnull(r->error_detail);
+	ck_assert_int_eq(r->error_detail->code, 3); /* INVALID_ARGUMENT */
+	ck_assert_ptr_nonnull(strstr(r->error_detail->message, "engine refuses"));
+	names_are(r, "R", NULL);
+	no_more_reqs();
+	ck_assert_ptr_eq(xds_client_snapshot(c), before);
+	ck_assert_uint_eq(xds_client_stats(c)->type[XDS_ROUTE].update_rejected, 1);
+
+	/* a resource of the wrong type: NACKed before the engine sees it */
+	apply_fail = 0;
+	calls = apply_calls;
+	static_cluster(&res[0], "X");
+	res[0].type_url = (char *)xds_type_url(XDS_LISTENER);
+	respond(c, XDS_CLUSTER, "c2", "n6", res, 1);
+	r = next_req(XDS_CLUSTER);
+	ck_assert_str_eq(r->version_info, "c1");
+	ck_assert_ptr_nonnull(r->error_detail);
+	ck_assert_int_eq(apply_calls, calls);
+	/* bytes that do not decode */
+	res[0].type_url = (char *)xds_type_url(XDS_CLUSTER);
+	res[0].value.data = malloc(3);
+	res[0].value.len = 3;
+	memcpy(res[0].value.data, "\x0a\xff\x7f", 3);
+	respond(c, XDS_CLUSTER, "c3", "n7", res, 1);
+	r = next_req(XDS_CLUSTER);
+	ck_assert_ptr_nonnull(r->error_detail);
+	ck_assert_ptr_nonnull(strstr(r->error_detail->message, "does not decode"));
+	/* two resources with one name */
+	static_cluster(&res[0], "D");
+	static_cluster(&res[1], "D");
+	respond(c, XDS_CLUSTER, "c4", "n8", res, 2);
+	r = next_req(XDS_CLUSTER);
+	ck_assert_ptr_nonnull(r->error_detail);
+	ck_assert_ptr_nonnull(strstr(r->error_detail->message, "duplicate"));
+	no_more_reqs();
+	ck_assert_ptr_eq(xds_client_snapshot(c), before);
+	ck_assert_ptr_nonnull(px_snapshot_find(before, XDS_CLUSTER, "A"));
+
+	/* a response for a type never subscribed is ignored */
+	static_cluster(&res[0], "S");
+	res[0].type_url = (char *)xds_type_url(XDS_SECRET);
+	respond(c, XDS_SECRET, "s1", "n9", res, 1);
+	no_more_reqs();
+	ck_assert_uint_eq(xds_client_stats(c)->responses_ignored, 1);
+	client_done(c);
+}
+END_TEST
+
+START_TEST(warming_keeps_working_versions)
+{
+	struct xds_client *c = client();
+	const struct px_resource *oldA, *oldL;
+	Google__Protobuf__Any res[2];
+
+	bring_up(c);
+	oldA = px_snapshot_find(applied, XDS_CLUSTER, "A");
+	oldL = px_snapshot_find(applied, XDS_LISTENER, "L");
+	/* cluster A moves to EDS name "A2": the old A and its endpoints keep serving */
+	eds_cluster(&res[0], "A", "A2");
+	respond(c, XDS_CLUSTER, "c2", "n5", res, 1);
+	ack_is(next_req(XDS_CLUSTER), "c2", "n5");
+	names_are(next_req(XDS_ENDPOINT), "A2", NULL);
+	no_more_reqs();
+	ck_assert_ptr_eq(px_snapshot_find(applied, XDS_CLUSTER, "A"), oldA);
+	ck_assert_ptr_nonnull(px_snapshot_find(applied, XDS_ENDPOINT, "A"));
+	cla(&res[0], "A2");
+	respond(c, XDS_ENDPOINT, "e2", "n6", res, 1);
+	ack_is(next_req(XDS_ENDPOINT), "e2", "n6");
+	ck_assert_ptr_ne(px_snapshot_find(applied, XDS_CLUSTER, "A"), oldA);
+	ck_assert_ptr_nonnull(px_snapshot_find(applied, XDS_ENDPOINT, "A2"));
+	ck_assert_ptr_null(px_snapshot_find(applied, XDS_ENDPOINT, "A")); /* nothing uses it now */
+
+	/* listener L moves to route config "R2": the old L and "R" stay until R2 arrives */
+	listener(&res[0], "L", "R2");
+	respond(c, XDS_LISTENER, "l2", "n7", res, 1);
+	ack_is(next_req(XDS_LISTENER), "l2", "n7");
+	names_are(next_req(XDS_ROUTE), "R2", NULL);
+	ck_assert_ptr_eq(px_snapshot_find(applied, XDS_LISTENER, "L"), oldL);
+	ck_assert_ptr_nonnull(px_snapshot_find(applied, XDS_ROUTE, "R"));
+	route_config(&res[0], "R2");
+	route_config(&res[1], "unasked");
+	respond(c, XDS_ROUTE, "r2", "n8", res, 2);
+	ack_is(next_req(XDS_ROUTE), "r2", "n8");
+	no_more_reqs();
+	ck_assert_ptr_ne(px_snapshot_find(applied, XDS_LISTENER, "L"), oldL);
+	ck_assert_ptr_nonnull(px_snapshot_find(applied, XDS_ROUTE, "R2"));
+	ck_assert_ptr_null(px_snapshot_find(applied, XDS_ROUTE, "R"));
+	ck_assert_ptr_null(px_snapshot_find(applied, XDS_ROUTE, "unasked"));
+
+	/* LDS removing L: gone at once, and RDS unsubscribed */
+	respond(c, XDS_LISTENER, "l3", "n9", res, 0);
+	ack_is(next_req(XDS_LISTENER), "l3", "n9");
+	ck_assert_uint_eq(next_req(XDS_ROUTE)->n_resource_names, 0);
+	ck_assert_uint_eq(applied->sets[XDS_LISTENER].n, 0);
+	ck_assert_uint_eq(applied->sets[XDS_ROUTE].n, 0);
+	client_done(c);
+}
+END_TEST
+
+START_TEST(resubscribe_with_held_versions)
+{
+	struct xds_client *c = client();
+	const Envoy__Service__Discovery__V3__DiscoveryRequest *r;
+	const struct px_snapshot *before;
+	Google__Protobuf__Any res[1];
+
+	bring_up(c);
+	before = applied;
+	xds_client_stream_end(c, 14, "connection closed by peer");
+	ck_assert_ptr_eq(xds_client_snapshot(c), before); /* keeps serving */
+	ck_assert_int_eq(*xds_client_ready(c), 1);
+	reqs_clear();
+	ck_assert_int_eq(xds_client_stream_begin(c, capture, NULL), 0);
+	r = next_req(XDS_CLUSTER);
+	ck_assert_ptr_nonnull(r->node); /* a new stream: the Node again */
+	ack_is(r, "c1", "");
+	r = next_req(XDS_ENDPOINT);
+	ack_is(r, "e1", "");
+	names_are(r, "A", NULL);
+	ack_is(next_req(XDS_LISTENER), "l1", "");
+	r = next_req(XDS_ROUTE);
+	ack_is(r, "r1", "");
+	names_are(r, "R", NULL);
+	no_more_reqs();
+	/* the same config again: ACKed, nothing re-applied */
+	route_config(&res[0], "R");
+	respond(c, XDS_ROUTE, "r1", "m1", res, 1);
+	ack_is(next_req(XDS_ROUTE), "r1", "m1");
+	ck_assert_ptr_eq(xds_client_snapshot(c), before);
+	client_done(c);
+}
+END_TEST
+
+START_TEST(config_dump_shape)
+{
+	struct xds_client *c = client();
+	struct mesh_buf b;
+
+	bring_up(c);
+	mesh_buf_init(&b, 1 << 20);
+	ck_assert_int_eq(xds_client_config_dump(c, &b), 0);
+	ck_assert_ptr_nonnull(strstr(b.data, "\"@type\": \"type.googleapis.com/envoy.admin.v3.ListenersConfigDump\""));
+	ck_assert_ptr_nonnull(strstr(b.data, "\"dynamic_listeners\""));
+	ck_assert_ptr_nonnull(strstr(b.data, "\"name\": \"L\", \"active_state\": {\"version_info\": \"l1\", \"listener\": "
+					     "{\"@type\": \"type.googleapis.com/envoy.config.listener.v3.Listener\""));
+	ck_assert_ptr_nonnull(strstr(b.data, "\"dynamic_active_clusters\""));
+	ck_assert_ptr_nonnull(strstr(b.data, "\"dynamic_route_configs\""));
+	ck_assert_ptr_nonnull(strstr(b.data, "\"dynamic_endpoint_configs\""));
+	ck_assert_ptr_nonnull(strstr(b.data, "\"clusterName\":\"A\""));
+	mesh_buf_reset(&b);
+	xds_client_stats_text(c, &b);
+	ck_assert_ptr_nonnull(strstr(b.data, "cluster_manager.cds.update_success: 1\n"));
+	ck_assert_ptr_nonnull(strstr(b.data, "listener_manager.lds.update_success: 1\n"));
+	mesh_buf_cleanup(&b);
+	client_done(c);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("xds_client");
+	TCase *tc = tcase_create("ads");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_test(tc, subscribe_warm_ack_ready);
+	tcase_add_test(tc, nack_keeps_last_good);
+	tcase_add_test(tc, warming_keeps_working_versions);
+	tcase_add_test(tc, resubscribe_with_held_versions);
+	tcase_add_test(tc, config_dump_shape);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
