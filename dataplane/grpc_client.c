@@ -57,6 +57,7 @@ struct grpc_conn {
 	int grpc_status; /* -1 until the trailers say */
 	char grpc_msg[GRPC_MAX_STATUS_MSG];
 	unsigned pings;
+	char conn_error[96]; /* nghttp2's reason for a connection error */
 };
 
 /* ------------------------------------------------------------------ */
@@ -293,6 +294,17 @@ static int stream_close_cb(nghttp2_session *s, int32_t sid, uint32_t error_code,
 	return 0;
 }
 
+static int error_cb(nghttp2_session *s, int lib_error_code, const char *msg, size_t len, void *ud)
+{
+	struct grpc_conn *c = ud;
+
+	(void)s;
+	(void)lib_error_code;
+	if (!c->conn_error[0])
+		snprintf(c->conn_error, sizeof(c->conn_error), "%.*s", (int)len, msg);
+	return 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* grpc_conn */
 
@@ -323,6 +335,7 @@ int grpc_conn_new(const struct grpc_limits *lim, struct grpc_conn **out)
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, data_chunk_cb);
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cb, frame_recv_cb);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cb, stream_close_cb);
+	nghttp2_session_callbacks_set_error_callback2(cb, error_cb);
 	/* our requests' header blocks are small; the peer's are capped by nghttp2's inflater (64 KiB) */
 	nghttp2_option_set_max_send_header_block_length(opt, GRPC_MAX_HEADER_LIST);
 	if (nghttp2_session_client_new2(&c->s, cb, c, opt) != 0)
@@ -423,6 +436,14 @@ int grpc_conn_recv(struct grpc_conn *c, const uint8_t *data, size_t len)
 	if (n < 0) {
 		c->broken = 1;
 		snprintf(why, sizeof(why), "HTTP/2: %s", nghttp2_strerror((int)n));
+		call_end(c, GRPC_STATUS_INTERNAL, why);
+		return -EPROTO;
+	}
+	if (c->conn_error[0]) {
+		/* nghttp2 terminated the session (a connection error: it has
+		 * queued GOAWAY and reads no more) */
+		c->broken = 1;
+		snprintf(why, sizeof(why), "HTTP/2 connection error: %s", c->conn_error);
 		call_end(c, GRPC_STATUS_INTERNAL, why);
 		return -EPROTO;
 	}
