@@ -26,6 +26,7 @@
 
 #include "common/arena.h"
 #include "common/err.h"
+#include "common/log.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -965,6 +966,24 @@ static int store__check_destination(struct cfg_store *s, const struct store__dr_
 				  d->host) < 0 ? -ENOMEM : 1;
 }
 
+static bool store__str_eq(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* Is a finding equal to e in v[0..n)? */
+static bool store__error_in(const struct cfg_error *e, const struct cfg_error *v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (v[i].kind == e->kind && v[i].line == e->line && store__str_eq(v[i].origin, e->origin) &&
+		    store__str_eq(v[i].ns, e->ns) && store__str_eq(v[i].name, e->name) &&
+		    store__str_eq(v[i].field, e->field) && store__str_eq(v[i].message, e->message))
+			return true;
+	return false;
+}
+
 int cfg_store_check_references(struct cfg_store *s)
 {
 	struct store__dr_index ix;
@@ -972,14 +991,22 @@ int cfg_store_check_references(struct cfg_store *s)
 	int found = 0, rc;
 	char field[96];
 
-	/* drop earlier reference findings (derived warnings), keep duplicates */
+	struct cfg_error *old = NULL;
+	size_t n_old = 0;
+
+	/* drop earlier reference findings (derived warnings), keep duplicates;
+	 * the old findings are kept aside so that only new ones are logged */
+	old = malloc((s->n_derived + 1) * sizeof(*old));
 	for (i = 0; i < s->n_derived; i++) {
-		if (s->derived[i].warning)
+		if (s->derived[i].warning && old)
+			old[n_old++] = s->derived[i];
+		else if (s->derived[i].warning)
 			cfg_error_cleanup(&s->derived[i]);
 		else
 			s->derived[k++] = s->derived[i];
 	}
 	s->n_derived = k;
+	memset(&ix, 0, sizeof(ix));
 	rc = store__dr_index_build(s, &ix);
 	if (rc < 0)
 		goto out;
@@ -1017,7 +1044,18 @@ int cfg_store_check_references(struct cfg_store *s)
 		}
 	}
 	rc = found;
+	/* warnings print their text where errors do: the log names each new finding once */
+	for (i = 0; i < s->n_derived; i++) {
+		char text[1024];
+		if (!s->derived[i].warning || store__error_in(&s->derived[i], old, n_old))
+			continue;
+		cfg_error_format(&s->derived[i], text, sizeof(text));
+		log_warn("config", "%s", text);
+	}
 out:
+	for (i = 0; i < n_old; i++)
+		cfg_error_cleanup(&old[i]);
+	free(old);
 	store__dr_index_cleanup(&ix);
 	return rc;
 }
