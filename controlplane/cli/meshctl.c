@@ -211,6 +211,9 @@ static int meshctl_validate(int argc, char **argv)
 	}
 	if (files.n)
 		qsort(files.v, files.n, sizeof(*files.v), meshctl_path_cmp);
+	/* every finding is printed below; the store's log of them would repeat it */
+	if (!getenv("MESHCTL_LOG_LEVEL"))
+		mesh_log_setup("error", "text");
 	store = cfg_store_new();
 	if (!store) {
 		fprintf(stderr, "meshctl: out of memory\n");

@@ -541,62 +541,6 @@ static void dec__export_to(struct dec *d, const struct cfg__node *seq, bool serv
 	dec__pop(d, mark);
 }
 
-/* a DNS label as host names use it: letters (any case), digits, '-' */
-static bool dec__host_label(const char *s, size_t n)
-{
-	size_t i;
-
-	if (n == 0 || n > 63)
-		return false;
-	for (i = 0; i < n; i++) {
-		char c = s[i];
-		bool an = isalnum((unsigned char)c);
-		if (!an && c != '-')
-			return false;
-		if ((i == 0 || i == n - 1) && !an)
-			return false;
-	}
-	return true;
-}
-
-/* "foo" of "*foo.example.com": letters, digits, '-', ending alphanumeric */
-static bool dec__wild_rest(const char *s, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		if (!isalnum((unsigned char)s[i]) && s[i] != '-')
-			return false;
-	return isalnum((unsigned char)s[n - 1]);
-}
-
-/* Istio's wildcard domain: "*", "*.example.com", "*example.com" (a wildcard
- * in the first label only), or a plain host name, optionally ending with a
- * dot; at most 255 characters. */
-static bool dec__wildcard_domain(const char *s, bool allow_wildcard)
-{
-	size_t n = strlen(s), i, start = 0;
-
-	if (n == 0 || n > 255)
-		return false;
-	if (s[n - 1] == '.')
-		n--;
-	if (n == 0)
-		return false;
-	for (i = 0; i <= n; i++) {
-		if (i < n && s[i] != '.')
-			continue;
-		if (start == 0 && i > 0 && s[0] == '*') {
-			if (!allow_wildcard || (i > 1 && !dec__wild_rest(s + 1, i - 1)))
-				return false;
-		} else if (!dec__host_label(s + start, i - start)) {
-			return false;
-		}
-		start = i + 1;
-	}
-	return true;
-}
-
 static bool dec__port_ok(int64_t p)
 {
 	return p >= 1 && p <= 65535;
@@ -2516,24 +2460,33 @@ static void dec__workload(struct dec *d, const struct cfg__node *n, struct cfg_w
 	w->locality = dec__str(d, F(n, "locality"));
 	w->service_account = dec__str(d, F(n, "serviceAccount"));
 	dec__labels(d, F(n, "labels"), &w->labels);
+	dec__label_values(d, F(n, "labels"), "labels");
 	if ((v = F(n, "weight")))
 		w->weight = dec__int(v, -1);
 	if (!addr || !addr->len) {
 		if (!w->network)
 			DEC_ERR_AT(d, addr ? addr : n, "address", "address is required");
+		else
+			DEC_WARN_AT(d, addr ? addr : n, "address", "address is unset with network \"%s\"", w->network);
 	} else if (strncmp(addr->str, "unix://", 7) == 0) {
 		const char *path = addr->str + 7;
-		if ((path[0] != '/' && path[0] != '@') || path[strlen(path) - 1] == '/')
-			DEC_ERR_AT(d, addr, "address", "\"%s\" is not a valid unix socket address (an absolute path or @name)",
-				   addr->str);
+		size_t pl = strlen(path);
+		/* Istio's ValidateUnixAddress: @abstract, or an absolute path to a file */
+		if (!pl)
+			DEC_ERR_AT(d, addr, "address", "unix address must not be empty");
+		else if (path[0] != '@' && (path[0] != '/' || path[pl - 1] == '/'))
+			DEC_ERR_AT(d, addr, "address", "%s is not an absolute path to a file", path);
 		if (ports && ports->n)
-			DEC_ERR_AT(d, ports, "ports", "a unix socket endpoint must not have ports");
+			DEC_ERR_AT(d, ports, "ports", "unix endpoint %s must not include ports", addr->str);
+		if (se && se->n_ports != 1)
+			DEC_ERR_AT(d, addr, "address", "exactly 1 service port required for unix endpoints");
 	} else if (!cfg__is_ip(addr->str)) {
 		if (ip_only)
 			DEC_ERR_AT(d, addr, "address", "\"%s\" is not an IP address (resolution STATIC needs IP "
 				   "addresses)", addr->str);
-		else if (!fqdn_ok || !dec__wildcard_domain(addr->str, false))
-			DEC_ERR_AT(d, addr, "address", "\"%s\" is not a valid IP address or host name", addr->str);
+		else if (!fqdn_ok || !dec__istio_fqdn(addr->str))
+			DEC_ERR_AT(d, addr, "address", "endpoint address \"%s\" is not a valid FQDN or an IP address",
+				   addr->str);
 	}
 	if (ports && ports->n) {
 		size_t mark = dec__push(d, "ports");
@@ -2597,20 +2550,28 @@ static void dec__service_entry(struct dec *d, const struct cfg__node *spec, stru
 		else if (!strcmp(v->str, "DNS_ROUND_ROBIN"))
 			se->resolution = CFG_RESOLUTION_DNS_ROUND_ROBIN;
 		else if (!strcmp(v->str, "DYNAMIC_DNS"))
-			DEC_ERR_AT(d, v, "resolution", "DYNAMIC_DNS resolution is not supported by meshd");
+			se->resolution = CFG_RESOLUTION_DYNAMIC_DNS;
 	}
+	dec__export_to(d, F(spec, "exportTo"), true, false);
 	mark = dec__push(d, "hosts");
 	if (!hosts || !hosts->n)
 		cfg__error(d->e, hosts ? hosts : spec, "at least one host is required");
 	for (i = 0; hosts && i < hosts->n; i++) {
 		const struct cfg__node *h = hosts->v[i];
 		size_t m2 = dec__idx(d, i);
-		if (!h->len || strcmp(h->str, "*") == 0 || !dec__wildcard_domain(h->str, true))
-			cfg__error(d->e, h, "\"%s\" is not a valid host (wildcard \"*\" alone is not allowed)", h->str);
+		if (strcmp(h->str, "*") == 0)
+			cfg__error(d->e, h, "invalid host * (a ServiceEntry cannot cover every host)");
+		else if (!dec__istio_wildcard_domain(h->str))
+			cfg__error(d->e, h, "domain name \"%s\" invalid", h->str);
 		else if ((se->resolution == CFG_RESOLUTION_DNS || se->resolution == CFG_RESOLUTION_DNS_ROUND_ROBIN) &&
 			 !(eps && eps->n) && h->str[0] == '*')
-			cfg__error(d->e, h, "resolution DNS without endpoints needs host names that resolve, not "
-				   "wildcards like \"%s\"", h->str);
+			cfg__error(d->e, h, "hosts must be FQDN or contain only prefix wildcards if no endpoints are "
+				   "provided for resolution mode DNS: \"%s\"", h->str);
+		else if (se->resolution == CFG_RESOLUTION_DYNAMIC_DNS && h->str[0] != '*')
+			cfg__error(d->e, h, "host must be wildcarded for resolution mode DYNAMIC_DNS");
+		if (se->resolution != CFG_RESOLUTION_DYNAMIC_DNS && strchr(h->str, '*') && h->len > 1 &&
+		    strncmp(h->str, "*.", 2) != 0)
+			cfg__warn(d->e, h, "partial wildcard \"%s\" not allowed", h->str);
 		dec__pop(d, m2);
 	}
 	dec__pop(d, mark);
@@ -2623,6 +2584,8 @@ static void dec__service_entry(struct dec *d, const struct cfg__node *spec, stru
 		else if (strchr(a->str, '/') && se->resolution != CFG_RESOLUTION_NONE &&
 			 se->resolution != CFG_RESOLUTION_STATIC)
 			cfg__error(d->e, a, "CIDR addresses are allowed only for NONE/STATIC resolution types");
+		else if (se->resolution == CFG_RESOLUTION_DYNAMIC_DNS)
+			cfg__error(d->e, a, "addresses cannot be set for resolution type DYNAMIC_DNS");
 		dec__pop(d, m2);
 	}
 	dec__pop(d, mark);
@@ -2661,8 +2624,35 @@ static void dec__service_entry(struct dec *d, const struct cfg__node *spec, stru
 			dec__pop(d, m2);
 		}
 		se->n_ports = ports->n;
+		for (i = 0; se->ports && i < se->n_ports; i++) {
+			const char *pr = se->ports[i].protocol ? se->ports[i].protocol : "";
+			bool http = !strcmp(pr, "HTTP") || !strcmp(pr, "HTTP2") || !strcmp(pr, "GRPC") ||
+				    !strcmp(pr, "GRPC-WEB") || !strcmp(pr, "HTTP_PROXY");
+			bool tls = !strcmp(pr, "HTTPS") || !strcmp(pr, "TLS");
+			if (se->resolution == CFG_RESOLUTION_DYNAMIC_DNS && strcmp(pr, "HTTP") && strcmp(pr, "TLS") &&
+			    strcmp(pr, "GRPC") && strcmp(pr, "HTTP2")) {
+				size_t m2 = dec__idx(d, i);
+				cfg__error(d->e, ports->v[i], "only HTTP, TLS, GRPC, and HTTP2 protocols are supported for "
+					   "resolution type DYNAMIC_DNS");
+				dec__pop(d, m2);
+			}
+			if (se->resolution != CFG_RESOLUTION_NONE && hosts && hosts->n > 1 && !http && !tls) {
+				size_t m2 = dec__idx(d, i);
+				cfg__error(d->e, ports->v[i], "multiple hosts provided with non-HTTP, non-TLS ports");
+				dec__pop(d, m2);
+				break;
+			}
+		}
 		dec__pop(d, mark);
 	}
+	if (se->resolution == CFG_RESOLUTION_DYNAMIC_DNS) {
+		if (eps)
+			DEC_ERR_AT(d, eps, "endpoints", "endpoints cannot be set for resolution type DYNAMIC_DNS");
+		cfg__warn(d->e, v, "not implemented yet: resolution DYNAMIC_DNS (accepted and listed; proxies get no "
+			  "cluster for these hosts yet)");
+	}
+	if (sel && se->resolution == CFG_RESOLUTION_NONE)
+		DEC_WARN_AT(d, sel, "workloadSelector", "workloadSelector should not be set when resolution mode is NONE");
 	if (sel) {
 		size_t m2 = dec__push(d, "workloadSelector");
 		dec__selector_labels(d, sel, "labels", &se->workload_selector, &se->has_workload_selector);
@@ -2672,10 +2662,10 @@ static void dec__service_entry(struct dec *d, const struct cfg__node *spec, stru
 	}
 	if (eps && eps->n) {
 		if (se->resolution == CFG_RESOLUTION_NONE)
-			DEC_ERR_AT(d, eps, "endpoints", "resolution NONE cannot have endpoints (use STATIC or DNS)");
+			DEC_ERR_AT(d, eps, "endpoints", "no endpoints should be provided for resolution type none");
 		if (se->resolution == CFG_RESOLUTION_DNS_ROUND_ROBIN && eps->n > 1)
-			DEC_ERR_AT(d, eps, "endpoints", "resolution DNS_ROUND_ROBIN allows at most one endpoint, %zu are set",
-				   eps->n);
+			DEC_ERR_AT(d, eps, "endpoints", "there must only be 0 or 1 endpoint for resolution mode "
+				   "DNS_ROUND_ROBIN, %zu are set", eps->n);
 		mark = dec__push(d, "endpoints");
 		se->endpoints = dec__alloc(d, eps->n, sizeof(*se->endpoints));
 		for (i = 0; se->endpoints && i < eps->n; i++) {
@@ -2743,11 +2733,8 @@ static void dec__peer_authentication(struct dec *d, const struct cfg__node *spec
 
 /* ------------------------------------------------------------- AuthorizationPolicy */
 
-static const char dec__reqauth_msg[] =
-	"request authentication (RequestAuthentication, JWT) is not supported by meshd, so %s can never match";
-
 static void dec__authz_strs(struct dec *d, const struct cfg__node *n, const char *key, struct cfg_strs *out,
-			    int check /* 0 none, 1 ip/cidr, 2 port, 3 reqauth */)
+			    int check /* 0 none, 1 ip/cidr, 2 port, 3 service account, 4 trust domain */)
 {
 	const struct cfg__node *v = F(n, key);
 	size_t i, mark;
@@ -2756,8 +2743,8 @@ static void dec__authz_strs(struct dec *d, const struct cfg__node *n, const char
 		return;
 	dec__strs(d, v, out);
 	mark = dec__push(d, key);
-	if (check == 3)
-		cfg__error(d->e, v, dec__reqauth_msg, key);
+	if (check == 3 && v->n > 16)
+		cfg__error(d->e, v, "may not have more than 16 values");
 	for (i = 0; i < v->n; i++) {
 		const char *s = v->v[i]->str;
 		size_t m2 = dec__idx(d, i);
@@ -2765,52 +2752,180 @@ static void dec__authz_strs(struct dec *d, const struct cfg__node *n, const char
 		long long port;
 
 		if (!s || !s[0]) {
-			cfg__error(d->e, v->v[i], "empty value not allowed");
+			cfg__error(d->e, v->v[i], "empty value not allowed, found in %s", key);
 		} else if (check == 1 && !cfg__is_cidr(s)) {
 			cfg__error(d->e, v->v[i], "\"%s\" is not an IP address or CIDR range", s);
 		} else if (check == 2) {
 			port = strtoll(s, &end, 10);
-			if (*end || !dec__port_ok(port))
-				cfg__error(d->e, v->v[i], "port \"%s\" is not a number in range 1..65535", s);
+			if (*end || port < 0 || port > 65535)
+				cfg__error(d->e, v->v[i], "port \"%s\" is not a number in range 0..65535", s);
+		} else if (check == 3) {
+			const char *slash = strchr(s, '/');
+			if (strchr(s, '*'))
+				cfg__error(d->e, v->v[i], "wildcard not allowed, found in %s", key);
+			else if ((slash && strchr(slash + 1, '/')) || (slash && (slash == s || !slash[1])))
+				cfg__error(d->e, v->v[i], "expected format 'serviceAccount' or 'namespace/serviceAccount', "
+					   "found \"%s\" in %s", s, key);
+			else if (strlen(s) > 320)
+				cfg__error(d->e, v->v[i], "value cannot exceed 320 characters, found in %s", key);
+		} else if (check == 4) {
+			const char *star = strchr(s, '*');
+			if (star && strchr(star + 1, '*'))
+				cfg__error(d->e, v->v[i], "at most one wildcard is allowed, found in %s: \"%s\"", key, s);
+			else if (star && strcmp(s, "*") && s[0] != '*' && s[strlen(s) - 1] != '*')
+				cfg__error(d->e, v->v[i], "wildcard is only allowed at the start or end, found in %s: \"%s\"",
+					   key, s);
+			else if (strchr(s, '/'))
+				cfg__error(d->e, v->v[i], "trust domain must not contain '/', found in %s: \"%s\"", key, s);
 		}
 		dec__pop(d, m2);
 	}
 	dec__pop(d, mark);
 }
 
-static bool dec__authz_key_ok(const char *key, const char **why)
+/* Istio's security.ValidateAttribute for `when` keys.  *check is the value
+ * check of dec__authz_strs. */
+static const char *dec__authz_key_check(const char *key, int *check)
 {
 	static const char *const exact[] = {
-		"source.ip", "remote.ip", "source.namespace", "source.principal", "source.serviceAccount",
-		"source.trustDomain", "destination.ip", "destination.port", "connection.sni", NULL,
+		"source.namespace", "source.principal", "connection.sni", "request.auth.principal",
+		"request.auth.audiences", "request.auth.presenter", NULL,
 	};
-	size_t i, n;
+	size_t i, n = strlen(key);
 
-	*why = NULL;
+	*check = 0;
 	for (i = 0; exact[i]; i++)
 		if (strcmp(key, exact[i]) == 0)
-			return true;
-	if (strncmp(key, "request.auth.", 13) == 0) {
-		*why = "reqauth";
-		return false;
+			return NULL;
+	if (!strcmp(key, "source.ip") || !strcmp(key, "remote.ip") || !strcmp(key, "destination.ip")) {
+		*check = 1;
+		return NULL;
 	}
-	n = strlen(key);
-	if ((strncmp(key, "request.headers[", 16) == 0 && n > 17) ||
-	    (strncmp(key, "experimental.", 13) == 0 && strchr(key, '[') && n > 14))
-		return key[n - 1] == ']';
-	if (strcmp(key, "destination.namespace") == 0)
-		*why = "replaced by the policy's metadata.namespace";
-	else if (strncmp(key, "destination.labels", 18) == 0)
-		*why = "replaced by the policy's selector";
+	if (!strcmp(key, "destination.port")) {
+		*check = 2;
+		return NULL;
+	}
+	if (!strcmp(key, "source.serviceAccount")) {
+		*check = 3;
+		return NULL;
+	}
+	if (!strcmp(key, "source.trustDomain")) {
+		*check = 4;
+		return NULL;
+	}
+	if (!strncmp(key, "request.headers", 15) || !strncmp(key, "request.auth.claims", 19) ||
+	    !strncmp(key, "experimental.envoy.filters.", 27)) {
+		const char *open = strchr(key, '[');
+		if (!open || key[n - 1] != ']' || open + 1 == key + n - 1 || strchr(open + 1, '[') ||
+		    strchr(open, ']') != key + n - 1)
+			return "has an invalid map key: expected name[KEY]";
+		return NULL;
+	}
+	if (!strcmp(key, "destination.namespace"))
+		return "is replaced by the metadata.namespace";
+	if (!strncmp(key, "destination.labels", 18))
+		return "is replaced by the workload selector";
+	if (!strcmp(key, "destination.name") || !strcmp(key, "destination.user"))
+		return "is deprecated: only supported in v1alpha1";
+	return "is unknown";
+}
+
+/* Add a `when` condition to rule ar (the source fields the RBAC generator
+ * does not read are carried as the equivalent conditions, see below). */
+static void dec__authz_add_when(struct dec *d, struct cfg_authz_rule *ar, const char *key, const struct cfg_strs *values,
+				const struct cfg_strs *not_values)
+{
+	struct cfg_authz_condition *w = dec__alloc(d, ar->n_when + 1, sizeof(*w));
+
+	if (!w)
+		return;
+	if (ar->n_when)
+		memcpy(w, ar->when, ar->n_when * sizeof(*w));
+	w[ar->n_when].key = arena_strdup(d->a, key);
+	if (values)
+		w[ar->n_when].values = *values;
+	if (not_values)
+		w[ar->n_when].not_values = *not_values;
+	ar->when = w;
+	ar->n_when++;
+}
+
+/* A selector no workload can carry (the key is not a valid label key):
+ * the policy then applies to no sidecar.  Used for targetRef policies
+ * (they attach to gateways and waypoints, not sidecars, as in Istio) and
+ * for dry-run policies (never enforced, as in Istio). */
+static void dec__authz_match_no_workload(struct dec *d, struct cfg_authorization_policy *ap, const char *why)
+{
+	struct cfg_kv *kv = dec__alloc(d, 1, sizeof(*kv));
+
+	if (!kv)
+		return;
+	kv->key = arena_strdup(d->a, "meshd:applies-to-no-sidecar");
+	kv->value = arena_strdup(d->a, why);
+	ap->selector.v = kv;
+	ap->selector.n = 1;
+	ap->has_selector = true;
+}
+
+static bool dec__parse_bool(const char *s, bool *out)
+{
+	static const char *const t[] = { "1", "t", "T", "TRUE", "true", "True", NULL };
+	static const char *const f[] = { "0", "f", "F", "FALSE", "false", "False", NULL };
+	size_t i;
+
+	for (i = 0; t[i]; i++)
+		if (!strcmp(s, t[i]))
+			return *out = true, true;
+	for (i = 0; f[i]; i++)
+		if (!strcmp(s, f[i]))
+			return *out = false, true;
 	return false;
+}
+
+/* targetRef / targetRefs (Istio's validatePolicyTargetReference) */
+static void dec__target_refs(struct dec *d, const struct cfg__node *spec, bool *has)
+{
+	const struct cfg__node *one = F(spec, "targetRef"), *many = F(spec, "targetRefs");
+	size_t i, n = (one ? 1 : 0) + (many ? many->n : 0), mark;
+
+	if (one && many && many->n)
+		cfg__error(d->e, many, "only one of targetRefs or targetRef can be set");
+	for (i = 0; i < n; i++) {
+		const struct cfg__node *r = one && i == 0 ? one : many->v[i - (one ? 1 : 0)];
+		const char *g = F(r, "group") && F(r, "group")->str ? F(r, "group")->str : "";
+		const char *k = F(r, "kind") && F(r, "kind")->str ? F(r, "kind")->str : "";
+		bool ok = (!g[0] && !strcmp(k, "Service")) ||
+			  (!strcmp(g, "networking.istio.io") && !strcmp(k, "ServiceEntry")) ||
+			  (!strcmp(g, "gateway.networking.k8s.io") && (!strcmp(k, "Gateway") || !strcmp(k, "GatewayClass")));
+
+		if (one && i == 0) {
+			mark = dec__push(d, "targetRef");
+		} else {
+			mark = dec__push(d, "targetRefs");
+			dec__idx(d, i - (one ? 1 : 0));
+		}
+		if (!F(r, "name") || !F(r, "name")->len)
+			cfg__error(d->e, r, "targetRef name must be set");
+		if (F(r, "namespace") && F(r, "namespace")->len)
+			cfg__error(d->e, F(r, "namespace"), "targetRef namespace must not be set; cross namespace "
+				   "referencing is not supported");
+		if (!ok)
+			cfg__error(d->e, r, "targetRef must be to one of Service, networking.istio.io/ServiceEntry, "
+				   "gateway.networking.k8s.io/Gateway or GatewayClass, but was %s/%s", g, k);
+		dec__pop(d, mark);
+	}
+	*has = n > 0;
 }
 
 static void dec__authorization_policy(struct dec *d, const struct cfg__node *spec, struct cfg_authorization_policy *ap)
 {
-	const struct cfg__node *action = F(spec, "action"), *provider = F(spec, "provider"), *rules, *sel, *v;
-	size_t i, j, mark;
+	const struct cfg__node *action = F(spec, "action"), *provider = F(spec, "provider"), *rules, *sel;
+	const struct cfg_labels *ann = &d->o->annotations;
+	size_t i, j, k, mark;
+	bool custom;
 
 	ap->action = CFG_AUTHZ_ALLOW;
+	ap->dry_run = -1;
 	if (action) {
 		if (!strcmp(action->str, "DENY"))
 			ap->action = CFG_AUTHZ_DENY;
@@ -2819,46 +2934,72 @@ static void dec__authorization_policy(struct dec *d, const struct cfg__node *spe
 		else if (!strcmp(action->str, "CUSTOM"))
 			ap->action = CFG_AUTHZ_CUSTOM;
 	}
+	custom = ap->action == CFG_AUTHZ_CUSTOM;
 	ap->provider = dec__str(d, F(provider, "name"));
-	if (ap->action == CFG_AUTHZ_CUSTOM) {
-		if (!ap->provider)
-			DEC_ERR_AT(d, provider ? provider : action, provider ? "provider" : "action",
-				   "CUSTOM action needs provider.name");
-		DEC_ERR_AT(d, action, "action", "CUSTOM action is not supported by meshd");
+	rules = cfg__node_get(spec, "rules");
+	if (rules && rules->type == CFG__NULL)
+		rules = NULL;
+	ap->rules_present = rules != NULL;
+	if (custom) {
+		if (!rules)
+			cfg__error(d->e, spec, "CUSTOM action without `rules` is meaningless as it will never be triggered, "
+				   "add an empty rule `{}` if you want it be triggered for every request");
+		else if (!ap->provider || !ap->provider[0])
+			DEC_ERR_AT(d, provider ? provider : spec, "provider", "`provider.name` must not be empty");
 	} else if (provider) {
-		DEC_ERR_AT(d, provider, "provider", "provider may only be set with action CUSTOM, found %s",
+		DEC_ERR_AT(d, provider, "provider", "`provider` must not be with non CUSTOM action, found %s",
 			   action ? action->str : "ALLOW");
 	}
+	if (ap->action == CFG_AUTHZ_DENY && !rules)
+		cfg__error(d->e, spec, "DENY action without `rules` is meaningless as it will never be triggered, add "
+			   "an empty rule `{}` if you want it be triggered for every request");
 	if ((sel = F(spec, "selector"))) {
 		mark = dec__push(d, "selector");
 		dec__selector_labels(d, sel, "matchLabels", &ap->selector, &ap->has_selector);
 		dec__pop(d, mark);
 	}
-	if ((v = F(spec, "targetRef")) || (v = F(spec, "targetRefs")))
-		DEC_ERR_AT(d, v, F(spec, "targetRef") ? "targetRef" : "targetRefs",
-			   "targetRef (Gateway API policy attachment) is not supported by meshd; use selector");
-	rules = cfg__node_get(spec, "rules");
-	ap->rules_present = rules != NULL;
-	if (ap->action == CFG_AUTHZ_DENY && (!rules || rules->type != CFG__SEQ || !rules->n))
-		cfg__error(d->e, spec, "DENY action without rules never matches; add an empty rule {} to deny "
-			   "every request");
-	if (!rules || rules->type != CFG__SEQ || !rules->n)
-		return;
-	ap->rules = dec__alloc(d, rules->n, sizeof(*ap->rules));
-	if (!ap->rules)
-		return;
-	ap->n_rules = rules->n;
+	if (F(spec, "targetRef") || F(spec, "targetRefs")) {
+		dec__target_refs(d, spec, &ap->has_target_refs);
+		if (sel)
+			cfg__error(d->e, sel, "only one of targetRefs or workloadSelector can be set");
+	}
+	/* istio.io/dry-run (Istio's checkDryRunAnnotation) */
+	for (i = 0; i < ann->n; i++) {
+		bool b;
+		if (strcmp(ann->v[i].key, "istio.io/dry-run") != 0)
+			continue;
+		if (ap->action != CFG_AUTHZ_ALLOW && ap->action != CFG_AUTHZ_DENY)
+			cfg__error(d->e, spec, "the annotation istio.io/dry-run currently only supports action ALLOW/DENY, "
+				   "found action %s", action ? action->str : "ALLOW");
+		else if (!dec__parse_bool(ann->v[i].value, &b))
+			cfg__error(d->e, spec, "annotation istio.io/dry-run with invalid value (%s): not a boolean",
+				   ann->v[i].value);
+		else
+			ap->dry_run = b;
+	}
+	if (rules && rules->type == CFG__SEQ && rules->n) {
+		ap->rules = dec__alloc(d, rules->n, sizeof(*ap->rules));
+		if (!ap->rules)
+			return;
+		ap->n_rules = rules->n;
+	}
 	mark = dec__push(d, "rules");
-	for (i = 0; i < rules->n; i++) {
+	for (i = 0; ap->rules && i < ap->n_rules; i++) {
 		const struct cfg__node *r = rules->v[i], *from = cfg__node_get(r, "from"), *to = cfg__node_get(r, "to");
 		const struct cfg__node *when = F(r, "when");
 		struct cfg_authz_rule *ar = &ap->rules[i];
 		size_t m2 = dec__idx(d, i);
+		bool jwt_fields = false, sa_fields = false;
 
+		if (r->type != CFG__MAP) {
+			cfg__error(d->e, r, "`rule` must not be nil, found at rule %zu", i);
+			dec__pop(d, m2);
+			continue;
+		}
 		if (from && from->type == CFG__SEQ) {
 			size_t m3 = dec__push(d, "from");
 			if (!from->n)
-				cfg__error(d->e, from, "from, if set, must not be empty");
+				cfg__error(d->e, from, "`from` must not be empty, found at rule %zu", i);
 			ar->from = dec__alloc(d, from->n, sizeof(*ar->from));
 			for (j = 0; ar->from && j < from->n; j++) {
 				const struct cfg__node *src = F(from->v[j], "source");
@@ -2866,25 +3007,45 @@ static void dec__authorization_policy(struct dec *d, const struct cfg__node *spe
 				size_t m4 = dec__idx(d, j), m5;
 
 				if (!src || src->type != CFG__MAP || !src->n) {
-					DEC_ERR_AT(d, src ? src : from->v[j], "source", "from.source must not be empty");
+					DEC_ERR_AT(d, src ? src : from->v[j], "source", "`from.source` must not be %s, found at "
+						   "rule %zu", src ? "empty" : "nil", i);
 					dec__pop(d, m4);
 					continue;
 				}
 				m5 = dec__push(d, "source");
 				dec__authz_strs(d, src, "principals", &s->principals, 0);
 				dec__authz_strs(d, src, "notPrincipals", &s->not_principals, 0);
-				dec__authz_strs(d, src, "requestPrincipals", &s->request_principals, 3);
-				dec__authz_strs(d, src, "notRequestPrincipals", &s->not_request_principals, 3);
+				dec__authz_strs(d, src, "requestPrincipals", &s->request_principals, 0);
+				dec__authz_strs(d, src, "notRequestPrincipals", &s->not_request_principals, 0);
 				dec__authz_strs(d, src, "namespaces", &s->namespaces, 0);
 				dec__authz_strs(d, src, "notNamespaces", &s->not_namespaces, 0);
 				dec__authz_strs(d, src, "ipBlocks", &s->ip_blocks, 1);
 				dec__authz_strs(d, src, "notIpBlocks", &s->not_ip_blocks, 1);
 				dec__authz_strs(d, src, "remoteIpBlocks", &s->remote_ip_blocks, 1);
 				dec__authz_strs(d, src, "notRemoteIpBlocks", &s->not_remote_ip_blocks, 1);
-				if ((v = F(src, "serviceAccounts")) || (v = F(src, "notServiceAccounts")) ||
-				    (v = F(src, "trustDomains")) || (v = F(src, "notTrustDomains")))
-					cfg__error(d->e, v, "serviceAccounts and trustDomains are not supported by meshd; "
-						   "use principals");
+				dec__authz_strs(d, src, "serviceAccounts", &s->service_accounts, 3);
+				dec__authz_strs(d, src, "notServiceAccounts", &s->not_service_accounts, 3);
+				dec__authz_strs(d, src, "trustDomains", &s->trust_domains, 4);
+				dec__authz_strs(d, src, "notTrustDomains", &s->not_trust_domains, 4);
+				if ((s->principals.n + s->not_principals.n + s->namespaces.n + s->not_namespaces.n) &&
+				    (s->service_accounts.n + s->not_service_accounts.n))
+					cfg__error(d->e, src, "cannot set serviceAccounts with namespaces or principals, found "
+						   "at rule %zu", i);
+				if (custom) {
+					static const char *const no[] = {
+						"namespaces", "notNamespaces", "serviceAccounts", "notServiceAccounts",
+						"trustDomains", "notTrustDomains", "principals", "notPrincipals",
+						"requestPrincipals", "notRequestPrincipals", NULL,
+					};
+					for (k = 0; no[k]; k++)
+						if (F(src, no[k]) && F(src, no[k])->n)
+							DEC_ERR_AT(d, F(src, no[k]), no[k], "From.%c%s is currently not "
+								   "supported with CUSTOM action", toupper((unsigned char)no[k][0]),
+								   no[k] + 1);
+				}
+				jwt_fields |= s->request_principals.n + s->not_request_principals.n > 0;
+				sa_fields |= s->service_accounts.n + s->not_service_accounts.n + s->trust_domains.n +
+					     s->not_trust_domains.n > 0;
 				dec__pop(d, m5);
 				dec__pop(d, m4);
 			}
@@ -2894,7 +3055,7 @@ static void dec__authorization_policy(struct dec *d, const struct cfg__node *spe
 		if (to && to->type == CFG__SEQ) {
 			size_t m3 = dec__push(d, "to");
 			if (!to->n)
-				cfg__error(d->e, to, "to, if set, must not be empty");
+				cfg__error(d->e, to, "`to` must not be empty, found at rule %zu", i);
 			ar->to = dec__alloc(d, to->n, sizeof(*ar->to));
 			for (j = 0; ar->to && j < to->n; j++) {
 				const struct cfg__node *op = F(to->v[j], "operation");
@@ -2902,7 +3063,8 @@ static void dec__authorization_policy(struct dec *d, const struct cfg__node *spe
 				size_t m4 = dec__idx(d, j), m5;
 
 				if (!op || op->type != CFG__MAP || !op->n) {
-					DEC_ERR_AT(d, op ? op : to->v[j], "operation", "to.operation must not be empty");
+					DEC_ERR_AT(d, op ? op : to->v[j], "operation", "`to.operation` must not be %s, found at "
+						   "rule %zu", op ? "empty" : "nil", i);
 					dec__pop(d, m4);
 					continue;
 				}
@@ -2933,22 +3095,22 @@ static void dec__authorization_policy(struct dec *d, const struct cfg__node *spe
 
 				cond->key = dec__str(d, key);
 				if (!key || !key->len) {
-					DEC_ERR_AT(d, key ? key : c, "key", "key must not be empty");
-				} else if (!dec__authz_key_ok(key->str, &why)) {
-					if (why && strcmp(why, "reqauth") == 0)
-						DEC_ERR_AT(d, key, "key", dec__reqauth_msg, key->str);
-					else if (why)
-						DEC_ERR_AT(d, key, "key", "attribute %s is %s", key->str, why);
-					else
-						DEC_ERR_AT(d, key, "key", "unknown attribute \"%s\"", key->str);
-				} else if (!strcmp(key->str, "source.ip") || !strcmp(key->str, "remote.ip") ||
-					   !strcmp(key->str, "destination.ip")) {
-					check = 1;
-				} else if (!strcmp(key->str, "destination.port")) {
-					check = 2;
+					DEC_ERR_AT(d, key ? key : c, "key", "`key` must not be empty");
+				} else if ((why = dec__authz_key_check(key->str, &check))) {
+					DEC_ERR_AT(d, key, "key", "attribute %s %s", key->str, why);
+				} else {
+					if (!strncmp(key->str, "request.auth.", 13))
+						jwt_fields = true;
+					if (custom && (!strcmp(key->str, "source.namespace") ||
+						       !strcmp(key->str, "source.serviceAccount") ||
+						       !strcmp(key->str, "source.trustDomain") ||
+						       !strcmp(key->str, "source.principal") ||
+						       !strncmp(key->str, "request.auth.", 13)))
+						DEC_ERR_AT(d, key, "key", "%s is currently not supported with CUSTOM action",
+							   key->str);
 				}
-				if (!F(c, "values") && !F(c, "notValues"))
-					cfg__error(d->e, c, "at least one of values or notValues must be set for key %s",
+				if ((!F(c, "values") || !F(c, "values")->n) && (!F(c, "notValues") || !F(c, "notValues")->n))
+					cfg__error(d->e, c, "at least one of `values` or `notValues` must be set for key %s",
 						   key && key->str ? key->str : "");
 				dec__authz_strs(d, c, "values", &cond->values, check);
 				dec__authz_strs(d, c, "notValues", &cond->not_values, check);
@@ -2957,9 +3119,502 @@ static void dec__authorization_policy(struct dec *d, const struct cfg__node *spe
 			ar->n_when = ar->when ? when->n : 0;
 			dec__pop(d, m3);
 		}
+		/*
+		 * The RBAC generator reads principals, namespaces and IP blocks of a
+		 * source, and the `when` keys.  Source fields it does not read are
+		 * carried as the `when` keys Istio defines for them, so that no rule
+		 * matches more than it says: with one `from`, serviceAccounts and
+		 * trustDomains are exactly source.serviceAccount and
+		 * source.trustDomain; request principals (JWT, which meshd does not
+		 * verify) become request.auth.principal, which the generator cannot
+		 * match (an ALLOW rule is dropped, a DENY rule widened: fail closed).
+		 * With several `from`s the fields would change meaning as
+		 * conditions, so the rule is made unmatchable the same way.
+		 */
+		if (sa_fields && ar->n_from == 1) {
+			struct cfg_authz_source *s = &ar->from[0];
+			if (s->service_accounts.n || s->not_service_accounts.n)
+				dec__authz_add_when(d, ar, "source.serviceAccount", &s->service_accounts,
+						    &s->not_service_accounts);
+			if (s->trust_domains.n || s->not_trust_domains.n)
+				dec__authz_add_when(d, ar, "source.trustDomain", &s->trust_domains, &s->not_trust_domains);
+		} else if (sa_fields) {
+			jwt_fields = true;
+		}
+		if (jwt_fields) {
+			struct cfg_strs any = { NULL, 0 };
+			static char star[] = "*";
+			static char *starv[] = { star };
+			any.v = starv;
+			any.n = 1;
+			dec__authz_add_when(d, ar, "request.auth.principal", &any, NULL);
+			cfg__warn(d->e, r, "not implemented yet: request authentication (JWT, requestPrincipals, "
+				  "request.auth.*%s): meshd verifies no JWT, so this rule never matches (%s)",
+				  sa_fields && ar->n_from != 1 ? ", and serviceAccounts/trustDomains across several from" : "",
+				  ap->action == CFG_AUTHZ_DENY ? "a DENY rule is widened to every request its other fields "
+				  "match" : "the rule is dropped");
+		}
 		dec__pop(d, m2);
 	}
 	dec__pop(d, mark);
+	if (custom)
+		DEC_WARN_AT(d, action, "action", "not implemented yet: action CUSTOM (provider %s): meshd has no external "
+			  "authorization, this policy is NOT enforced", ap->provider ? ap->provider : "?");
+	if (ap->has_target_refs) {
+		dec__authz_match_no_workload(d, ap, "targetRef");
+		cfg__warn(d->e, spec, "targetRef policies attach to gateways and waypoints, not sidecars: applied to no "
+			  "workload meshd serves (not implemented yet for gateways)");
+	}
+	if (ap->dry_run == 1) {
+		dec__authz_match_no_workload(d, ap, "dry-run");
+		cfg__warn(d->e, spec, "istio.io/dry-run: the policy is not enforced (as in Istio); its shadow results "
+			  "are not implemented yet");
+	}
+	/* Istio's warning on DENY rules made only of HTTP attributes */
+	for (i = 0; ap->action == CFG_AUTHZ_DENY && i < ap->n_rules; i++) {
+		const struct cfg_authz_rule *ar = &ap->rules[i];
+		bool tcp_from = false, tcp_to = false;
+		for (j = 0; j < ar->n_from; j++) {
+			const struct cfg_authz_source *s = &ar->from[j];
+			tcp_from |= s->principals.n + s->not_principals.n + s->ip_blocks.n + s->not_ip_blocks.n +
+					    s->namespaces.n + s->not_namespaces.n + s->remote_ip_blocks.n +
+					    s->not_remote_ip_blocks.n + s->service_accounts.n + s->not_service_accounts.n > 0;
+		}
+		for (j = 0; j < ar->n_to; j++)
+			tcp_to |= ar->to[j].ports.n + ar->to[j].not_ports.n > 0;
+		if ((ar->n_from && !ar->n_to && !tcp_from) || (ar->n_to && !tcp_to)) {
+			cfg__warn(d->e, rules->v[i], "configured AuthorizationPolicy will deny all traffic to TCP ports "
+				  "under its scope due to the use of only HTTP attributes in a DENY rule; it is "
+				  "recommended to explicitly specify the port");
+			break;
+		}
+	}
+}
+
+/* ------------------------------------------------------------- Gateway, Sidecar, RequestAuthentication, Telemetry */
+
+/* Istio's ValidateNamespaceSlashWildcardHostname: "ns/host" (Sidecar
+ * egress, Gateway) or, in a Gateway, a bare host. */
+static void dec__ns_host(struct dec *d, const struct cfg__node *h, bool gateway)
+{
+	const char *s = h->str ? h->str : "", *slash = strchr(s, '/'), *host = slash ? slash + 1 : s;
+	char ns[128];
+
+	if (!slash && !gateway) {
+		cfg__error(d->e, h, "host must be of form namespace/dnsName");
+		return;
+	}
+	if (slash) {
+		size_t nl = (size_t)(slash - s);
+		const char *n = ns;
+		if (!nl || !slash[1])
+			cfg__error(d->e, h, "config namespace and dnsName in host entry cannot be empty");
+		if (nl >= sizeof(ns))
+			nl = sizeof(ns) - 1;
+		memcpy(ns, s, nl);
+		ns[nl] = '\0';
+		if (!gateway && n[0] == '~')
+			n++;
+		if (n[0] && strcmp(n, "*") && strcmp(n, ".") && !dec__istio_label(n))
+			cfg__error(d->e, h, "invalid namespace value \"%s\" in %s", ns, gateway ? "gateway" : "sidecar");
+	}
+	if (!host[0])
+		return;
+	if (strcmp(host, "*") != 0 && !strchr(host, '.'))
+		cfg__error(d->e, h, "short names (non FQDN) are not allowed: \"%s\"", host);
+	if (!dec__istio_wildcard_domain(host) && !(gateway && cfg__is_ip(host)))
+		cfg__error(d->e, h, "domain name \"%s\" invalid", host);
+	if (strchr(host, '*') && strlen(host) != 1 && strncmp(host, "*.", 2) != 0)
+		cfg__error(d->e, h, "partial wildcard \"%s\" not allowed", host);
+}
+
+static bool dec__protocol_ok(const char *p);
+
+static bool dec__proto_is(const char *p, const char *const *set)
+{
+	size_t i;
+
+	for (i = 0; set[i]; i++)
+		if (strcasecmp(p, set[i]) == 0)
+			return true;
+	return false;
+}
+
+static const char *const dec__tls_protos[] = { "HTTPS", "TLS", NULL };
+static const char *const dec__http_protos[] = { "HTTP", "HTTP2", "GRPC", "GRPC-WEB", "HTTP_PROXY", NULL };
+
+static void dec__server_tls(struct dec *d, const struct cfg__node *tls)
+{
+	const char *mode = F(tls, "mode") && F(tls, "mode")->str ? F(tls, "mode")->str : "PASSTHROUGH";
+	const struct cfg__node *sc = F(tls, "serverCertificate"), *pk = F(tls, "privateKey");
+	const struct cfg__node *ca = F(tls, "caCertificates"), *cn = F(tls, "credentialName");
+	const struct cfg__node *cns = F(tls, "credentialNames"), *tc = F(tls, "tlsCertificates"), *crl = F(tls, "caCrl");
+	const struct cfg__node *mv = F(tls, "minProtocolVersion");
+	bool has_sc = sc && sc->len, has_pk = pk && pk->len, has_ca = ca && ca->len, has_cn = cn && cn->len;
+	bool has_cns = cns && cns->n, has_tc = tc && tc->n;
+	int sources = (has_sc && has_pk) + has_cn + has_cns + has_tc;
+	size_t mark = dec__push(d, "tls"), i;
+
+	if (mv && mv->str && (!strcmp(mv->str, "TLSV1_0") || !strcmp(mv->str, "TLSV1_1")) &&
+	    !(F(tls, "cipherSuites") && F(tls, "cipherSuites")->n))
+		cfg__warn(d->e, mv, "TLS version below TLSV1_2 require setting compatible ciphers as by default they no "
+			  "longer include compatible ciphers.");
+	if (!strcmp(mode, "ISTIO_MUTUAL")) {
+		if (has_sc || has_pk || has_ca || has_tc || has_cn || has_cns)
+			cfg__error(d->e, tls, "ISTIO_MUTUAL TLS cannot have associated server certificate, private key, "
+				   "CA bundle, tlsCertificates or credentialName(s)");
+		dec__pop(d, mark);
+		return;
+	}
+	if ((!strcmp(mode, "PASSTHROUGH") || !strcmp(mode, "AUTO_PASSTHROUGH")) &&
+	    ((crl && crl->len) || has_sc || has_pk || has_ca || has_tc || has_cn || has_cns))
+		cfg__warn(d->e, tls, "%s mode does not use certificates, they will be ignored", mode);
+	if (sources > 1)
+		cfg__error(d->e, tls, "only one of credential_name, credential_names, server_certificate/private_key, "
+			   "tls_certificates should be specified");
+	if (!strcmp(mode, "SIMPLE") || !strcmp(mode, "MUTUAL") || !strcmp(mode, "OPTIONAL_MUTUAL")) {
+		const char *pfx = strcmp(mode, "SIMPLE") ? "MUTUAL TLS" : "SIMPLE TLS";
+		if (!has_cn && !has_cns) {
+			if (strcmp(mode, "SIMPLE") && !has_ca)
+				cfg__error(d->e, tls, "%s requires a client CA bundle", pfx);
+			if (has_tc) {
+				for (i = 0; i < tc->n; i++) {
+					const struct cfg__node *a = F(tc->v[i], "serverCertificate"), *b = F(tc->v[i], "privateKey");
+					if (!a || !a->len)
+						cfg__error(d->e, tc->v[i], "%s requires a server certificate", pfx);
+					if (!b || !b->len)
+						cfg__error(d->e, tc->v[i], "%s requires a private key", pfx);
+				}
+			} else {
+				if (!has_sc)
+					cfg__error(d->e, tls, "%s requires a server certificate", pfx);
+				if (!has_pk)
+					cfg__error(d->e, tls, "%s requires a private key", pfx);
+			}
+		}
+	}
+	if (crl && crl->len) {
+		if (has_cn)
+			cfg__error(d->e, crl, "CRL is not supported with credentialName. CRL has to be specified in the "
+				   "credential");
+		if (!strcmp(mode, "SIMPLE"))
+			cfg__error(d->e, crl, "CRL is not supported with SIMPLE TLS");
+	}
+	dec__pop(d, mark);
+}
+
+/* Istio's ValidateGateway and validateServer. */
+static void dec__gateway(struct dec *d, const struct cfg__node *spec)
+{
+	const struct cfg__node *servers = F(spec, "servers");
+	size_t i, j, mark;
+
+	if (!dec__istio_label(d->o->name))
+		cfg__error(d->e, spec, "invalid gateway name: \"%s\" (a DNS label, no dots)", d->o->name);
+	if (!servers || !servers->n) {
+		cfg__error(d->e, servers ? servers : spec, "gateway must have at least one server");
+		return;
+	}
+	mark = dec__push(d, "servers");
+	for (i = 0; i < servers->n; i++) {
+		const struct cfg__node *s = servers->v[i], *hosts = F(s, "hosts"), *port = F(s, "port"), *tls = F(s, "tls");
+		const struct cfg__node *bind = F(s, "bind");
+		const char *proto = F(port, "protocol") && F(port, "protocol")->str ? F(port, "protocol")->str : "";
+		const char *pname = F(port, "name") && F(port, "name")->str ? F(port, "name")->str : "";
+		int64_t num = dec__int(F(port, "number"), 0);
+		size_t m2 = dec__idx(d, i), m3;
+		bool unix_bind = bind && bind->str && !strncmp(bind->str, "unix://", 7);
+
+		if (!hosts || !hosts->n)
+			DEC_ERR_AT(d, s, "hosts", "server config must contain at least one host");
+		m3 = dec__push(d, "hosts");
+		for (j = 0; hosts && j < hosts->n; j++) {
+			size_t m4 = dec__idx(d, j);
+			dec__ns_host(d, hosts->v[j], true);
+			dec__pop(d, m4);
+		}
+		dec__pop(d, m3);
+		m3 = dec__push(d, "port");
+		if (!dec__protocol_ok(proto))
+			DEC_ERR_AT(d, F(port, "protocol") ? F(port, "protocol") : port, "protocol", "invalid protocol \"%s\", "
+				   "supported protocols are HTTP, HTTP2, GRPC, GRPC-WEB, MONGO, REDIS, MYSQL, TCP", proto);
+		if ((num > 0 || !unix_bind) && !dec__port_ok(num))
+			DEC_ERR_AT(d, F(port, "number") ? F(port, "number") : port, "number", "port number %lld must be in "
+				   "the range 1..65535", (long long)num);
+		if (dec__int(F(port, "targetPort"), 0) > 0)
+			DEC_ERR_AT(d, F(port, "targetPort"), "targetPort", "targetPort has no impact on Gateways");
+		if (!pname[0])
+			cfg__error(d->e, port, "port name must be set");
+		for (j = 0; pname[0] && j < i; j++) {
+			const struct cfg__node *op = F(servers->v[j], "port");
+			if (F(op, "name") && F(op, "name")->str && !strcmp(F(op, "name")->str, pname))
+				DEC_ERR_AT(d, F(port, "name"), "name", "port names in servers must be unique: duplicate name %s",
+					   pname);
+		}
+		dec__pop(d, m3);
+		if (unix_bind) {
+			const char *p = bind->str + 7;
+			if (!p[0] || (p[0] != '@' && (p[0] != '/' || p[strlen(p) - 1] == '/')))
+				DEC_ERR_AT(d, bind, "bind", "%s is not an absolute path to a file", p);
+			if (num != 0)
+				DEC_ERR_AT(d, bind, "bind", "port number must be 0 for unix domain socket");
+		} else if (bind && bind->len && !cfg__is_ip(bind->str)) {
+			DEC_ERR_AT(d, bind, "bind", "%s is not a valid IP", bind->str);
+		}
+		if (tls)
+			dec__server_tls(d, tls);
+		if (dec__proto_is(proto, dec__tls_protos) && !tls) {
+			cfg__error(d->e, s, "server must have TLS settings for HTTPS/TLS protocols");
+		} else if (!dec__proto_is(proto, dec__tls_protos) && tls && dec__protocol_ok(proto)) {
+			bool redirect_only = dec__bool(F(tls, "httpsRedirect")) == 1 && !F(tls, "caCertificates") &&
+					     !F(tls, "privateKey") && !F(tls, "serverCertificate");
+			if (!dec__proto_is(proto, dec__http_protos))
+				DEC_ERR_AT(d, tls, "tls", "server cannot have TLS settings for non HTTPS/TLS ports");
+			else if (!redirect_only && !(F(tls, "mode") && F(tls, "mode")->str &&
+						     !strcmp(F(tls, "mode")->str, "PASSTHROUGH") && dec__bool(F(tls, "httpsRedirect")) == 1))
+				DEC_ERR_AT(d, tls, "tls", "server cannot have TLS settings for plain text HTTP ports");
+		}
+		if (tls && dec__bool(F(tls, "httpsRedirect")) == 1 && !dec__proto_is(proto, dec__http_protos))
+			DEC_WARN_AT(d, tls, "tls", "tls.httpsRedirect should only be used with http servers");
+		dec__pop(d, m2);
+	}
+	dec__pop(d, mark);
+}
+
+/* Istio's ValidateSidecar (the checks that need no other object). */
+static void dec__sidecar(struct dec *d, const struct cfg__node *spec)
+{
+	const struct cfg__node *in = F(spec, "ingress"), *eg = F(spec, "egress"), *otp = F(spec, "outboundTrafficPolicy");
+	const struct cfg__node *sel = F(spec, "workloadSelector");
+	size_t i, j, mark;
+	bool catch_all = false;
+
+	if (sel) {
+		struct cfg_labels l = { NULL, 0 };
+		bool has = false;
+		mark = dec__push(d, "workloadSelector");
+		dec__selector_labels(d, sel, "labels", &l, &has);
+		dec__pop(d, mark);
+	}
+	if ((!in || !in->n) && (!eg || !eg->n) && !otp && !F(spec, "inboundConnectionPool")) {
+		cfg__error(d->e, spec, "sidecar: empty configuration provided");
+		return;
+	}
+	mark = dec__push(d, "ingress");
+	for (i = 0; in && i < in->n; i++) {
+		const struct cfg__node *ing = in->v[i], *port = F(ing, "port"), *tls = F(ing, "tls");
+		const char *proto = F(port, "protocol") && F(port, "protocol")->str ? F(port, "protocol")->str : "";
+		size_t m2 = dec__idx(d, i);
+		int64_t num = dec__int(F(port, "number"), 0);
+
+		if (dec__int(F(port, "targetPort"), 0) > 0)
+			cfg__error(d->e, port, "targetPort has no impact on Sidecars");
+		if (!dec__port_ok(num))
+			cfg__error(d->e, port, "port number %lld must be in the range 1..65535", (long long)num);
+		if (proto[0] && !dec__protocol_ok(proto))
+			cfg__error(d->e, port, "invalid protocol \"%s\"", proto);
+		for (j = 0; j < i; j++)
+			if (dec__int(F(F(in->v[j], "port"), "number"), -1) == num)
+				cfg__error(d->e, port, "sidecar: ports on IP bound listeners must be unique");
+		if (tls) {
+			const char *mode = F(tls, "mode") && F(tls, "mode")->str ? F(tls, "mode")->str : "";
+			if (F(tls, "subjectAltNames") && F(tls, "subjectAltNames")->n)
+				cfg__error(d->e, tls, "sidecar: subjectAltNames is not supported in ingress tls");
+			if (dec__bool(F(tls, "httpsRedirect")) == 1)
+				cfg__error(d->e, tls, "sidecar: httpsRedirect is not supported");
+			if (F(tls, "credentialName") && F(tls, "credentialName")->len)
+				cfg__error(d->e, tls, "sidecar: credentialName is not currently supported");
+			if (!strcmp(mode, "ISTIO_MUTUAL") || !strcmp(mode, "AUTO_PASSTHROUGH"))
+				cfg__error(d->e, tls, "configuration is invalid: cannot set mode to %s in sidecar ingress tls",
+					   mode);
+			if (!dec__proto_is(proto, dec__tls_protos))
+				cfg__error(d->e, tls, "server cannot have TLS settings for non HTTPS/TLS ports");
+		}
+		dec__pop(d, m2);
+	}
+	dec__pop(d, mark);
+	mark = dec__push(d, "egress");
+	for (i = 0; eg && i < eg->n; i++) {
+		const struct cfg__node *e = eg->v[i], *port = F(e, "port"), *hosts = F(e, "hosts");
+		size_t m2 = dec__idx(d, i);
+
+		if (!port) {
+			if (catch_all)
+				cfg__error(d->e, e, "sidecar: egress can have only one listener with empty port");
+			else if (i != eg->n - 1)
+				cfg__error(d->e, e, "sidecar: the egress listener with empty port should be the last listener "
+					   "in the list");
+			catch_all = true;
+		} else {
+			int64_t num = dec__int(F(port, "number"), 0);
+			const struct cfg__node *bind = F(e, "bind");
+			if (dec__int(F(port, "targetPort"), 0) > 0)
+				cfg__error(d->e, port, "targetPort has no impact on Sidecars");
+			if (num == 0 && !(bind && bind->str && !strncmp(bind->str, "unix://", 7)))
+				cfg__error(d->e, port, "sidecar: ports with 0 value must have a unix domain socket bind address");
+			else if (num != 0 && !dec__port_ok(num))
+				cfg__error(d->e, port, "port number %lld must be in the range 1..65535", (long long)num);
+			for (j = 0; num && j < i; j++)
+				if (dec__int(F(F(eg->v[j], "port"), "number"), -1) == num)
+					cfg__error(d->e, port, "sidecar: ports on IP bound listeners must be unique");
+		}
+		if (!hosts || !hosts->n)
+			DEC_ERR_AT(d, e, "hosts", "sidecar: egress listener must contain at least one host");
+		for (j = 0; hosts && j < hosts->n; j++) {
+			size_t m3 = dec__push(d, "hosts"), m4 = dec__idx(d, j);
+			dec__ns_host(d, hosts->v[j], false);
+			dec__pop(d, m4);
+			dec__pop(d, m3);
+		}
+		dec__pop(d, m2);
+	}
+	dec__pop(d, mark);
+	if (otp && F(otp, "egressProxy")) {
+		const struct cfg__node *ep = F(otp, "egressProxy");
+		const char *m = F(otp, "mode") && F(otp, "mode")->str ? F(otp, "mode")->str : "REGISTRY_ONLY";
+		mark = dec__push(d, "outboundTrafficPolicy");
+		if (strcmp(m, "ALLOW_ANY") != 0)
+			cfg__error(d->e, ep, "sidecar: egress_proxy must be set only with ALLOW_ANY outbound_traffic_policy "
+				   "mode");
+		if (!F(ep, "port"))
+			cfg__error(d->e, ep, "sidecar: egress_proxy port must be non-nil");
+		{
+			struct cfg_destination dst;
+			size_t m2 = dec__push(d, "egressProxy");
+			memset(&dst, 0, sizeof(dst));
+			dec__destination(d, ep, &dst);
+			dec__pop(d, m2);
+		}
+		dec__pop(d, mark);
+	}
+}
+
+/* Istio's ValidateRequestAuthentication and validateJwtRule (the JWKS is
+ * not parsed). */
+static void dec__request_authentication(struct dec *d, const struct cfg__node *spec)
+{
+	const struct cfg__node *sel = F(spec, "selector"), *rules = F(spec, "jwtRules");
+	size_t i, j, mark;
+	bool has = false;
+
+	if (sel) {
+		struct cfg_labels l = { NULL, 0 };
+		mark = dec__push(d, "selector");
+		dec__selector_labels(d, sel, "matchLabels", &l, &has);
+		dec__pop(d, mark);
+	}
+	if (F(spec, "targetRef") || F(spec, "targetRefs")) {
+		bool t;
+		dec__target_refs(d, spec, &t);
+		if (sel)
+			cfg__error(d->e, sel, "only one of targetRefs or workloadSelector can be set");
+	}
+	mark = dec__push(d, "jwtRules");
+	for (i = 0; rules && i < rules->n; i++) {
+		const struct cfg__node *r = rules->v[i], *v;
+		size_t m2 = dec__idx(d, i);
+		const char *uri = F(r, "jwksUri") && F(r, "jwksUri")->str ? F(r, "jwksUri")->str : "";
+
+		for (j = 0; (v = F(r, "audiences")) && j < v->n; j++)
+			if (!v->v[j]->len)
+				DEC_ERR_AT(d, v->v[j], "audiences", "audience must be non-empty string");
+		if ((!F(r, "issuer") || !F(r, "issuer")->len) && !uri[0])
+			cfg__error(d->e, r, "issuer or jwksUri must be non-empty string");
+		if (uri[0] && strncmp(uri, "http://", 7) && strncmp(uri, "https://", 8))
+			DEC_ERR_AT(d, F(r, "jwksUri"), "jwksUri", "'%s' has invalid scheme, must be http or https", uri);
+		if ((v = F(r, "jwks")) && v->len && v->str[0] != '{')
+			DEC_ERR_AT(d, v, "jwks", "jwks parse error: not a JSON Web Key Set");
+		for (j = 0; (v = F(r, "fromHeaders")) && j < v->n; j++)
+			if (!F(v->v[j], "name") || !F(v->v[j], "name")->len)
+				DEC_ERR_AT(d, v->v[j], "fromHeaders", "location header name must be non-empty string");
+		for (j = 0; (v = F(r, "fromParams")) && j < v->n; j++)
+			if (!v->v[j]->len)
+				DEC_ERR_AT(d, v->v[j], "fromParams", "location query must be non-empty string");
+		for (j = 0; (v = F(r, "fromCookies")) && j < v->n; j++)
+			if (!v->v[j]->len)
+				DEC_ERR_AT(d, v->v[j], "fromCookies", "cookie name must be non-empty string");
+		for (j = 0; (v = F(r, "outputClaimToHeaders")) && j < v->n; j++) {
+			const struct cfg__node *h = F(v->v[j], "header"), *c = F(v->v[j], "claim");
+			size_t k;
+			bool strict = h && h->len;
+			for (k = 0; h && h->str && k < h->len; k++)
+				if (!isalnum((unsigned char)h->str[k]) && h->str[k] != '-' && h->str[k] != '_')
+					strict = false;
+			if (!h || !h->len || !c || !c->len)
+				DEC_ERR_AT(d, v->v[j], "outputClaimToHeaders", "outputClaimToHeaders header and claim value "
+					   "must be non-empty string");
+			else if (!strict)
+				DEC_ERR_AT(d, h, "outputClaimToHeaders", "header name %s is not a valid header name", h->str);
+		}
+		if (F(r, "timeout")) {
+			int64_t t = -1;
+			dec__duration(d, r, "timeout", &t);
+		}
+		dec__pop(d, m2);
+	}
+	dec__pop(d, mark);
+}
+
+/* Istio's ValidateTelemetry (providers, sampling, tag overrides). */
+static void dec__telemetry(struct dec *d, const struct cfg__node *spec)
+{
+	static const char *const lists[] = { "tracing", "metrics", "accessLogging" };
+	const struct cfg__node *sel = F(spec, "selector");
+	size_t k, i, j, mark;
+
+	if (sel) {
+		struct cfg_labels l = { NULL, 0 };
+		bool has = false;
+		mark = dec__push(d, "selector");
+		dec__selector_labels(d, sel, "matchLabels", &l, &has);
+		dec__pop(d, mark);
+	}
+	if (F(spec, "targetRef") || F(spec, "targetRefs")) {
+		bool t;
+		dec__target_refs(d, spec, &t);
+		if (sel)
+			cfg__error(d->e, sel, "only one of targetRefs or workloadSelector can be set");
+	}
+	for (k = 0; k < 3; k++) {
+		const struct cfg__node *l = F(spec, lists[k]);
+		if (!l)
+			continue;
+		mark = dec__push(d, lists[k]);
+		if (k == 0 && l->n > 1)
+			cfg__error(d->e, l, "multiple tracing is not currently supported");
+		for (i = 0; i < l->n; i++) {
+			const struct cfg__node *e = l->v[i], *p = F(e, "providers"), *v;
+			size_t m2 = dec__idx(d, i);
+			if (p && p->n > 1 && k != 2)
+				DEC_ERR_AT(d, p, "providers", "multiple providers is not currently supported");
+			for (j = 0; p && j < p->n; j++)
+				if (!F(p->v[j], "name") || !F(p->v[j], "name")->len)
+					DEC_ERR_AT(d, p->v[j], "providers", "empty provider name");
+			if (k == 1) {
+				const struct cfg__node *ov = F(e, "overrides");
+				if ((v = F(e, "reportingInterval"))) {
+					int64_t t = -1;
+					dec__duration(d, e, "reportingInterval", &t);
+				}
+				for (j = 0; ov && j < ov->n; j++) {
+					const struct cfg__node *to = F(ov->v[j], "tagOverrides");
+					size_t x;
+					for (x = 0; to && x < to->n; x++) {
+						const struct cfg__node *op = F(to->v[x], "operation"), *val = F(to->v[x], "value");
+						bool remove = op && op->str && !strcmp(op->str, "REMOVE");
+						if (remove && val && val->len)
+							DEC_ERR_AT(d, to->v[x], "overrides", "value may only be set when operation "
+								   "is UPSERT");
+						else if (!remove && (!val || !val->len))
+							DEC_ERR_AT(d, to->v[x], "overrides", "must specify a value for UPSERT "
+								   "operation (tag %s)", to->k[x]->str);
+					}
+				}
+			}
+			dec__pop(d, m2);
+		}
+		dec__pop(d, mark);
+	}
 }
 
 /* ------------------------------------------------------------- entry */
@@ -2968,13 +3623,23 @@ void cfg__decode(struct cfg__ectx *e, struct cfg_object *o, const struct cfg__no
 {
 	struct dec d = { e, o->arena, o->ns, o, NULL };
 	const struct cfg__node *spec = cfg__node_field(root, "spec");
-	size_t mark;
-	static const struct cfg__node empty = { .type = CFG__MAP };
+	size_t mark, i;
+	struct cfg__node empty = { .type = CFG__MAP, .line = root->line, .col = root->col };
 
 	if (o->kind >= CFG_ISTIO_KIND_COUNT) {
 		cfg__decode_k8s(e, o, root);
 		return;
 	}
+	/* Istio's validateMetadata: only AuthorizationPolicy takes istio.io/dry-run */
+	for (i = 0; o->kind != CFG_AUTHORIZATION_POLICY && i < o->annotations.n; i++)
+		if (strcmp(o->annotations.v[i].key, "istio.io/dry-run") == 0) {
+			size_t m = cfg__path_key(e, "metadata");
+			cfg__path_key(e, "annotations");
+			cfg__error(e, cfg__node_field(cfg__node_field(root, "metadata"), "annotations"),
+				   "%s/%s has unsupported annotation istio.io/dry-run, please remove the annotation", o->ns,
+				   o->name);
+			cfg__path_pop(e, m);
+		}
 	mark = cfg__path_key(e, "spec");
 	if (!spec)
 		spec = &empty;
@@ -2996,6 +3661,18 @@ void cfg__decode(struct cfg__ectx *e, struct cfg_object *o, const struct cfg__no
 		break;
 	case CFG_AUTHORIZATION_POLICY:
 		dec__authorization_policy(&d, spec, &o->spec.ap);
+		break;
+	case CFG_GATEWAY:
+		dec__gateway(&d, spec);
+		break;
+	case CFG_SIDECAR:
+		dec__sidecar(&d, spec);
+		break;
+	case CFG_REQUEST_AUTHENTICATION:
+		dec__request_authentication(&d, spec);
+		break;
+	case CFG_TELEMETRY:
+		dec__telemetry(&d, spec);
 		break;
 	default:
 		break;

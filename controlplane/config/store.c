@@ -67,6 +67,8 @@ struct cfg_store {
 	size_t n_served;
 	struct cfg_error *derived;     /* duplicates and reference warnings */
 	size_t n_derived;
+	struct cfg_error *logged;      /* reference warnings already logged (each is logged once) */
+	size_t n_logged;
 	uint64_t generation;
 	uint64_t total_rejections;
 	struct cfg_snapshot *cached;
@@ -329,6 +331,9 @@ void cfg_store_free(struct cfg_store *s)
 
 	if (!s)
 		return;
+	for (i = 0; i < s->n_logged; i++)
+		cfg_error_cleanup(&s->logged[i]);
+	free(s->logged);
 	for (i = 0; i < s->n_origins; i++) {
 		store__origin_clear(&s->origins[i]);
 		free(s->origins[i].name);
@@ -991,16 +996,9 @@ int cfg_store_check_references(struct cfg_store *s)
 	int found = 0, rc;
 	char field[96];
 
-	struct cfg_error *old = NULL;
-	size_t n_old = 0;
-
-	/* drop earlier reference findings (derived warnings), keep duplicates;
-	 * the old findings are kept aside so that only new ones are logged */
-	old = malloc((s->n_derived + 1) * sizeof(*old));
+	/* drop earlier reference findings (derived warnings), keep duplicates */
 	for (i = 0; i < s->n_derived; i++) {
-		if (s->derived[i].warning && old)
-			old[n_old++] = s->derived[i];
-		else if (s->derived[i].warning)
+		if (s->derived[i].warning)
 			cfg_error_cleanup(&s->derived[i]);
 		else
 			s->derived[k++] = s->derived[i];
@@ -1044,20 +1042,38 @@ int cfg_store_check_references(struct cfg_store *s)
 		}
 	}
 	rc = found;
-	/* warnings print their text where errors do: the log names each new finding once */
-	for (i = 0; i < s->n_derived; i++) {
-		char text[1024];
-		if (!s->derived[i].warning || store__error_in(&s->derived[i], old, n_old))
-			continue;
-		cfg_error_format(&s->derived[i], text, sizeof(text));
-		log_warn("config", "%s", text);
-	}
 out:
-	for (i = 0; i < n_old; i++)
-		cfg_error_cleanup(&old[i]);
-	free(old);
 	store__dr_index_cleanup(&ix);
 	return rc;
+}
+
+/* Warnings print their text where errors do: the log names each reference
+ * finding once, when a snapshot (what meshd serves, after a whole batch of
+ * changes) first shows it, so that the passing states of a load do not. */
+static void store__log_findings(struct cfg_store *s)
+{
+	struct cfg_error *now;
+	size_t i, n_now = 0;
+
+	now = calloc(s->n_derived + 1, sizeof(*now));
+	for (i = 0; now && i < s->n_derived; i++) {
+		char text[1024];
+		if (!s->derived[i].warning)
+			continue;
+		if (!store__error_in(&s->derived[i], s->logged, s->n_logged)) {
+			cfg_error_format(&s->derived[i], text, sizeof(text));
+			log_warn("config", "%s", text);
+		}
+		if (cfg_error_copy(&now[n_now], &s->derived[i]) == 0)
+			n_now++;
+	}
+	if (now) {
+		for (i = 0; i < s->n_logged; i++)
+			cfg_error_cleanup(&s->logged[i]);
+		free(s->logged);
+		s->logged = now;
+		s->n_logged = n_now;
+	}
 }
 
 /* ------------------------------------------------------------- snapshots */
@@ -1095,6 +1111,7 @@ struct cfg_snapshot *cfg_store_snapshot(struct cfg_store *s)
 
 	if (s->cached)
 		return cfg_snapshot_ref(s->cached);
+	store__log_findings(s);
 	a = arena_new(STORE__SNAPSHOT_ARENA_MAX);
 	if (!a)
 		return NULL;
