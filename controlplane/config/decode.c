@@ -2648,8 +2648,8 @@ static void dec__service_entry(struct dec *d, const struct cfg__node *spec, stru
 	if (se->resolution == CFG_RESOLUTION_DYNAMIC_DNS) {
 		if (eps)
 			DEC_ERR_AT(d, eps, "endpoints", "endpoints cannot be set for resolution type DYNAMIC_DNS");
-		cfg__warn(d->e, v, "not implemented yet: resolution DYNAMIC_DNS (accepted and listed; proxies get no "
-			  "cluster for these hosts yet)");
+		DEC_WARN_AT(d, v, "resolution", "not implemented yet: resolution DYNAMIC_DNS (accepted and listed; "
+			    "proxies get no cluster for these hosts yet)");
 	}
 	if (sel && se->resolution == CFG_RESOLUTION_NONE)
 		DEC_WARN_AT(d, sel, "workloadSelector", "workloadSelector should not be set when resolution mode is NONE");
@@ -3183,9 +3183,12 @@ static void dec__authorization_policy(struct dec *d, const struct cfg__node *spe
 		for (j = 0; j < ar->n_to; j++)
 			tcp_to |= ar->to[j].ports.n + ar->to[j].not_ports.n > 0;
 		if ((ar->n_from && !ar->n_to && !tcp_from) || (ar->n_to && !tcp_to)) {
+			size_t m1 = dec__push(d, "rules");
+			dec__idx(d, i);
 			cfg__warn(d->e, rules->v[i], "configured AuthorizationPolicy will deny all traffic to TCP ports "
 				  "under its scope due to the use of only HTTP attributes in a DENY rule; it is "
 				  "recommended to explicitly specify the port");
+			dec__pop(d, m1);
 			break;
 		}
 	}
