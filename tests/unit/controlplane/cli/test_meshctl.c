@@ -57,7 +57,7 @@ START_TEST(test_mixed)
 {
 	ck_assert_int_eq(run("validate -f tests/data/config/invalid/multi-one-bad.yaml "
 			     "-f tests/data/config/invalid/malformed.yaml", out), 1);
-	ck_assert_msg(strstr(out, "malformed.yaml:14:10: malformed YAML"), "%s", out);
+	ck_assert_msg(strstr(out, "malformed.yaml:13:9: malformed YAML"), "%s", out);
 	ck_assert_msg(strstr(out, "4 objects valid, 2 rejected in 2 files\n"), "%s", out);
 }
 END_TEST

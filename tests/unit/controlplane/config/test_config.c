@@ -480,7 +480,9 @@ START_TEST(test_malformed_yaml)
 	ck_assert_ptr_nonnull(find_object("good-after"));
 	ck_assert_int_eq(find_object("good-after")->line, 16);
 	ck_assert_uint_eq(res.n_errors, 1);
-	ck_assert_int_eq(res.errors[0].line, 14);
+	/* the line of the unclosed bracket, not the one where libyaml gave up */
+	ck_assert_int_eq(res.errors[0].line, 13);
+	ck_assert(strstr(res.errors[0].message, "starts here (unclosed; reached line 14)") != NULL);
 	ck_assert_int_eq(res.errors[0].kind, -1);
 	ck_assert_ptr_null(res.errors[0].name);
 	ck_assert(strstr(res.errors[0].message, "malformed YAML") != NULL);
