@@ -30,7 +30,7 @@ endif
 COMMON_PKGS    := libprotobuf-c openssl
 MESHD_PKGS     := grpc libprotobuf-c yaml-0.1 openssl libcurl libmicrohttpd
 MESHCTL_PKGS   := grpc libprotobuf-c yaml-0.1 openssl
-MESHPROXY_PKGS := $(COMMON_PKGS)
+MESHPROXY_PKGS := $(COMMON_PKGS) libxxhash
 # tests and the benchmark link the control plane library whole
 PKGS    := $(MESHD_PKGS)
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
