@@ -189,6 +189,16 @@ $(UNIT_DATAPLANE_BINS): $(BUILD)/tests/%: tests/unit/%.c $(MESHPROXY_LIB_OBJS) $
 	$(Q)$(CC) $(CFLAGS) $(CHECK_CFLAGS) -o $@ $< $(MESHPROXY_LIB_OBJS) $(LIBCOMMON) $(LDFLAGS) \
 		$(call pkg_libs,$(MESHPROXY_PKGS)) -lpthread -lm $(CHECK_LIBS)
 
+# test_gen_upstream compiles meshd's sidecar output through meshproxy's
+# upstream modules: it links those few dataplane objects (and libxxhash) too
+UPSTREAM_OBJS := $(addprefix $(BUILD)/obj/dataplane/,upstream.o lb.o outlier.o cbreaker.o)
+$(BUILD)/tests/controlplane/gen/test_gen_upstream: tests/unit/controlplane/gen/test_gen_upstream.c $(UPSTREAM_OBJS) \
+		$(LIBMESHD) $(LIBCOMMON) | $(PB_H)
+	@mkdir -p $(dir $@)
+	@echo "  CCLD    $@"
+	$(Q)$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Itests/unit -o $@ $< $(UPSTREAM_OBJS) $(LIBMESHD) $(LIBCOMMON) $(LDFLAGS) \
+		$(LDLIBS) $(call pkg_libs,libxxhash) $(CHECK_LIBS)
+
 $(BUILD)/tests/%: tests/unit/%.c $(LIBMESHD) $(LIBCOMMON) | $(PB_H)
 	@mkdir -p $(dir $@)
 	@echo "  CCLD    $@"
