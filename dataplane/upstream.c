@@ -332,14 +332,32 @@ static void up_host_unref(struct up_host *h)
 		free(h);
 }
 
-static struct up_host *up_prev_find(const struct up_hostset *prev, const char *key)
-{
-	uint32_t i;
+/* A build-time index of hosts by key (open addressing, power-of-two
+ * slots, at least twice the hosts), so that building a set of n hosts
+ * against the previous one stays O(n). */
+struct up_index {
+	struct up_host **slot;
+	uint32_t mask;
+};
 
-	for (i = 0; prev && i < prev->n; i++)
-		if (strcmp(prev->hosts[i]->key, key) == 0)
-			return prev->hosts[i];
-	return NULL;
+static int up_index_init(struct up_index *ix, uint32_t n)
+{
+	uint32_t cap = 8;
+
+	while (cap < 2 * n + 1)
+		cap <<= 1;
+	ix->slot = calloc(cap, sizeof(*ix->slot));
+	ix->mask = cap - 1;
+	return ix->slot ? 0 : -ENOMEM;
+}
+
+static struct up_host **up_index_at(const struct up_index *ix, const char *key, size_t len)
+{
+	uint32_t i = (uint32_t)lb_xxhash64(key, len, 0) & ix->mask;
+
+	while (ix->slot[i] && !(ix->slot[i]->key_len == len && memcmp(ix->slot[i]->key, key, len) == 0))
+		i = (i + 1) & ix->mask;
+	return &ix->slot[i];
 }
 
 struct up_host *up_hostset_find(const struct up_hostset *hs, const char *key, size_t len)
@@ -452,6 +470,7 @@ int up_hostset_new(struct up_cluster *cl, const Envoy__Config__Endpoint__V3__Clu
 		   const struct up_hostset *prev, uint64_t seed, char *err, size_t cap, struct up_hostset **out)
 {
 	struct up_hostset *hs = calloc(1, sizeof(*hs));
+	struct up_index seen = { NULL, 0 }, old = { NULL, 0 };
 	uint32_t max_prio = 0, total = 0, p;
 	size_t i, j;
 	int rc = -ENOMEM;
@@ -488,6 +507,10 @@ int up_hostset_new(struct up_cluster *cl, const Envoy__Config__Endpoint__V3__Clu
 	if ((hs->n_prio && !(hs->prio = arena_calloc(hs->a, hs->n_prio, sizeof(*hs->prio)))) ||
 	    (total && !(hs->hosts = calloc(total, sizeof(*hs->hosts)))))
 		goto out;
+	if (up_index_init(&seen, total) < 0 || up_index_init(&old, prev ? prev->n : 0) < 0)
+		goto out;
+	for (i = 0; prev && i < prev->n; i++)
+		*up_index_at(&old, prev->hosts[i]->key, prev->hosts[i]->key_len) = prev->hosts[i];
 	/* Envoy requires priorities to be contiguous from 0 */
 	for (p = 0; p < hs->n_prio; p++) {
 		uint32_t np = 0, nl = 0;
@@ -519,23 +542,26 @@ int up_hostset_new(struct up_cluster *cl, const Envoy__Config__Endpoint__V3__Clu
 			loc->region = arena_strdup(hs->a, le->locality->region);
 			loc->zone = arena_strdup(hs->a, le->locality->zone);
 			loc->sub_zone = arena_strdup(hs->a, le->locality->sub_zone);
-			if (!loc->region || !loc->zone || !loc->sub_zone)
+			if (!loc->region || !loc->zone || !loc->sub_zone) {
+				rc = -ENOMEM;
 				goto out;
+			}
 		}
 		for (j = 0; j < le->n_lb_endpoints; j++) {
 			const Envoy__Config__Endpoint__V3__LbEndpoint *lbe = le->lb_endpoints[j];
-			struct up_host tmp, *h;
+			struct up_host tmp, *h, **dup;
 
 			memset(&tmp, 0, sizeof(tmp));
 			rc = up_host_addr(cl, lbe, &tmp, err, cap);
 			if (rc < 0)
 				goto out;
-			if (up_hostset_find(hs, tmp.key, tmp.key_len)) {
+			dup = up_index_at(&seen, tmp.key, tmp.key_len);
+			if (*dup) {
 				snprintf(err, cap, "cluster %s: endpoint %s listed twice", cl->name, tmp.key);
 				rc = -EINVAL;
 				goto out;
 			}
-			h = up_prev_find(prev, tmp.key);
+			h = *up_index_at(&old, tmp.key, tmp.key_len);
 			if (h) {
 				h->refs++;
 			} else {
@@ -548,6 +574,7 @@ int up_hostset_new(struct up_cluster *cl, const Envoy__Config__Endpoint__V3__Clu
 				h->refs = 1;
 			}
 			hs->hosts[hs->n++] = h;
+			*dup = h;
 			/* what EDS says now wins over the previous set's view */
 			h->weight = lbe->load_balancing_weight && lbe->load_balancing_weight->value
 					    ? lbe->load_balancing_weight->value
@@ -569,6 +596,8 @@ int up_hostset_new(struct up_cluster *cl, const Envoy__Config__Endpoint__V3__Clu
 out:
 	if (rc == -ENOMEM && cap)
 		snprintf(err, cap, "cluster %s: out of memory", cl->name);
+	free(seen.slot);
+	free(old.slot);
 	up_hostset_free(hs);
 	return rc;
 }
