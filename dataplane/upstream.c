@@ -460,6 +460,7 @@ void up_hostset_free(struct up_hostset *hs)
 		return;
 	for (i = 0; i < hs->n; i++)
 		up_host_unref(hs->hosts[i]);
+	free(hs->hosts);
 	arena_free(hs->derived);
 	arena_free(hs->a);
 	up_cluster_unref(hs->cl);
