@@ -88,11 +88,10 @@ struct ring_point {
 	uint32_t idx;
 };
 
-static struct up_host *const *ring_sort_hosts;
-
-static int ring_point_cmp(const void *a, const void *b)
+static int ring_point_cmp(const void *a, const void *b, void *arg)
 {
 	const struct ring_point *x = a, *y = b;
+	struct up_host *const *ring_sort_hosts = arg;
 
 	if (x->hash != y->hash)
 		return x->hash < y->hash ? -1 : 1;
@@ -139,8 +138,7 @@ static int ring_build(struct arena *a, const struct lb_config *cfg, struct lb_po
 			current += 1;
 		}
 	}
-	ring_sort_hosts = p->hosts;
-	qsort(pts, k, sizeof(*pts), ring_point_cmp);
+	qsort_r(pts, k, sizeof(*pts), ring_point_cmp, p->hosts);
 	p->ring_hash = arena_calloc(a, k ? k : 1, sizeof(*p->ring_hash));
 	p->ring_idx = arena_calloc(a, k ? k : 1, sizeof(*p->ring_idx));
 	if (!p->ring_hash || !p->ring_idx)
@@ -184,11 +182,10 @@ struct maglev_entry {
 	uint32_t idx;
 };
 
-static struct up_host *const *maglev_sort_hosts;
-
-static int maglev_entry_cmp(const void *a, const void *b)
+static int maglev_entry_cmp(const void *a, const void *b, void *arg)
 {
 	const struct maglev_entry *x = a, *y = b;
+	struct up_host *const *maglev_sort_hosts = arg;
 
 	return strcmp(maglev_sort_hosts[x->idx]->key, maglev_sort_hosts[y->idx]->key);
 }
@@ -201,7 +198,9 @@ static int maglev_build(struct arena *a, const struct lb_config *cfg, struct lb_
 	uint32_t i, iteration;
 	int rc = -ENOMEM;
 
-	if (p->n >= m)
+	/* slots hold 16-bit host indexes (a quarter of the 8-byte pointers
+	 * Envoy keeps per slot); UINT16_MAX marks a free slot */
+	if (p->n >= m || p->n >= UINT16_MAX)
 		return -EINVAL;
 	e = calloc(p->n, sizeof(*e));
 	p->maglev = arena_calloc(a, m, sizeof(*p->maglev));
@@ -219,10 +218,9 @@ static int maglev_build(struct arena *a, const struct lb_config *cfg, struct lb_
 		if (e[i].weight > max_w)
 			max_w = e[i].weight;
 	}
-	maglev_sort_hosts = p->hosts;
-	qsort(e, p->n, sizeof(*e), maglev_entry_cmp);
+	qsort_r(e, p->n, sizeof(*e), maglev_entry_cmp, p->hosts);
 	for (j = 0; j < m; j++)
-		p->maglev[j] = UINT32_MAX;
+		p->maglev[j] = UINT16_MAX;
 	for (iteration = 1; filled < m; iteration++) {
 		for (i = 0; i < p->n && filled < m; i++) {
 			struct maglev_entry *x = &e[i];
@@ -234,11 +232,11 @@ static int maglev_build(struct arena *a, const struct lb_config *cfg, struct lb_
 				continue;
 			x->target += max_w;
 			c = (x->offset + x->skip * x->next) % m;
-			while (p->maglev[c] != UINT32_MAX) {
+			while (p->maglev[c] != UINT16_MAX) {
 				x->next++;
 				c = (x->offset + x->skip * x->next) % m;
 			}
-			p->maglev[c] = x->idx;
+			p->maglev[c] = (uint16_t)x->idx;
 			x->next++;
 			filled++;
 		}

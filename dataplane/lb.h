@@ -96,16 +96,16 @@ struct lb_pool {
 	uint64_t *ring_hash;
 	uint32_t *ring_idx;
 	uint64_t ring_n;
-	/* MAGLEV: host index per table slot */
-	uint32_t *maglev;
+	/* MAGLEV: host index per table slot (pools under 65535 hosts) */
+	uint16_t *maglev;
 	uint64_t maglev_n;
 };
 
 /* Build p over hosts[0..n) (weights: effective weight per host, NULL for
  * each host's own weight) for algorithm cfg->kind, allocating from a.
  * seed starts the round-robin cursor (Envoy starts it at a random
- * offset).  Returns 0, -ENOMEM, or -EINVAL (a Maglev pool wider than the
- * table).  The ring is built as Envoy builds it: each host gets
+ * offset).  Returns 0, -ENOMEM, or -EINVAL (a Maglev pool not smaller
+ * than its table, or of 65535 hosts or more).  The ring is built as Envoy builds it: each host gets
  * ceil(scale x normalized weight) entries hashed xxHash64("ADDR:PORT_i"),
  * scale = min(ceil(min_w x ring_min) / min_w, ring_max), sorted by hash
  * (then by address).  The Maglev table is Envoy's weighted permutation

@@ -590,6 +590,9 @@ int up_hostset_new(struct up_cluster *cl, const Envoy__Config__Endpoint__V3__Clu
 		pr->n_loc++;
 	}
 	rc = up_hostset_refresh(hs);
+	if (rc == -EINVAL)
+		snprintf(err, cap, "cluster %s: %u hosts do not fit a maglev table of %llu (65535 at most)", cl->name,
+			 hs->n, (unsigned long long)cl->lb.maglev_size);
 	if (rc < 0)
 		goto out;
 	*out = hs;
