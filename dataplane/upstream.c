@@ -482,8 +482,6 @@ int up_hostset_new(struct up_cluster *cl, const Envoy__Config__Endpoint__V3__Clu
 	hs->cl = up_cluster_ref(cl);
 	hs->seed = seed;
 	hs->overprovisioning = UP_OVERPROVISIONING_DEFAULT;
-	if (!cla && cl->type != UP_EDS)
-		cla = NULL; /* the caller passes c->load_assignment for inline clusters */
 	if (cla && cla->policy && cla->policy->overprovisioning_factor) {
 		hs->overprovisioning = cla->policy->overprovisioning_factor->value;
 		if (hs->overprovisioning == 0) {

@@ -131,9 +131,9 @@ struct up_hostset {
 	struct arena *derived;                  /* pools: replaced by each refresh */
 };
 
-/* Build the host set of cl from cla (NULL: the cluster's own
- * load_assignment, for STATIC / DNS clusters; an EDS cluster without one
- * is simply empty).  prev (may be NULL) is the set this one replaces:
+/* Build the host set of cl from cla: the ClusterLoadAssignment named
+ * cl->eds_name for EDS clusters, the Cluster's own load_assignment for
+ * STATIC / DNS ones (the caller passes it); NULL gives an empty set.  prev (may be NULL) is the set this one replaces:
  * hosts with the same "address:port" are the same objects, with their
  * state.  seed spreads round-robin starts.  Returns 0 and *out, -EINVAL
  * with err (a bad address, port, priority gap, ...), or -ENOMEM. */
