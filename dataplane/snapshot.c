@@ -251,24 +251,18 @@ int px_snapshot_update(const struct px_snapshot *base, enum xds_type t, const st
 	return 0;
 }
 
+/* bsearch() key: a name against a set entry. */
+static int name_res_cmp(const void *key, const void *elem)
+{
+	return strcmp(key, (*(const struct px_resource *const *)elem)->name);
+}
+
 const struct px_resource *px_snapshot_find(const struct px_snapshot *s, enum xds_type t, const char *name)
 {
-	const struct px_resource_set *set;
-	size_t lo = 0, hi;
+	struct px_resource *const *r;
 
-	if (!s || (unsigned)t >= XDS_TYPE_COUNT || !name)
+	if (!s || (unsigned)t >= XDS_TYPE_COUNT || !name || !s->sets[t].n)
 		return NULL;
-	set = &s->sets[t];
-	hi = set->n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(name, set->v[mid]->name);
-		if (c == 0)
-			return set->v[mid];
-		if (c < 0)
-			hi = mid;
-		else
-			lo = mid + 1;
-	}
-	return NULL;
+	r = bsearch(name, s->sets[t].v, s->sets[t].n, sizeof(*s->sets[t].v), name_res_cmp);
+	return r ? *r : NULL;
 }

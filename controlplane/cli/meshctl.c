@@ -151,16 +151,20 @@ static void meshctl_validate_usage(FILE *f)
 		"usage: meshctl validate -f PATH [-f PATH...]\n"
 		"\n"
 		"Check Istio configuration (VirtualService, DestinationRule, ServiceEntry,\n"
-		"WorkloadEntry, PeerAuthentication, AuthorizationPolicy) the way meshd does:\n"
-		"schema, semantic rules and cross-object references.  PATH is a file or a\n"
-		"directory, read recursively for *.yaml, *.yml and *.json.  Other kinds\n"
-		"(Deployment, ...) are skipped.\n"
+		"WorkloadEntry, PeerAuthentication, AuthorizationPolicy, and Gateway, Sidecar,\n"
+		"RequestAuthentication, Telemetry which are validated but not applied yet)\n"
+		"the way meshd does: schema, Istio's semantic rules and warnings, and\n"
+		"cross-object references.  PATH is a file or a directory, read recursively\n"
+		"for *.yaml, *.yml and *.json.  Istio kinds meshd does not implement\n"
+		"(EnvoyFilter, ...) are named in a warning; an unknown kind in an Istio API\n"
+		"group is an error; other kinds (Deployment, ...) are skipped.\n"
 		"\n"
 		"  -f, --filename PATH   file or directory to check (repeatable)\n"
 		"  -q, --quiet           print only errors and warnings, no summary\n"
 		"  -h, --help            this help\n"
 		"\n"
-		"Exit status: 0 all objects valid, 1 some rejected, 2 usage error.\n");
+		"Exit status: 0 all objects valid (warnings allowed), 1 some rejected or no\n"
+		"configuration found, 2 usage error.\n");
 }
 
 static int meshctl_validate(int argc, char **argv)
@@ -168,7 +172,8 @@ static int meshctl_validate(int argc, char **argv)
 	struct meshctl_files files = { 0 };
 	struct cfg_store *store = NULL;
 	struct cfg_snapshot *snap = NULL;
-	size_t n_valid = 0, n_rejected = 0, n_warnings = 0, n_ignored = 0, i, k;
+	size_t n_valid = 0, n_rejected = 0, n_warnings = 0, n_ignored = 0, n_documents = 0, i, k;
+	const struct cfg_error *last_err = NULL;
 	int quiet = 0, n_paths = 0, rc = MESHCTL_EXIT_USAGE, err;
 	char line[MESHCTL_LINE_MAX];
 
@@ -206,6 +211,9 @@ static int meshctl_validate(int argc, char **argv)
 	}
 	if (files.n)
 		qsort(files.v, files.n, sizeof(*files.v), meshctl_path_cmp);
+	/* every finding is printed below; the store's log of them would repeat it */
+	if (!getenv("MESHCTL_LOG_LEVEL"))
+		mesh_log_setup("error", "text");
 	store = cfg_store_new();
 	if (!store) {
 		fprintf(stderr, "meshctl: out of memory\n");
@@ -218,6 +226,7 @@ static int meshctl_validate(int argc, char **argv)
 		err = cfg_parse_file(files.v[i], &res);
 		if (err == 0) {
 			n_ignored += res.n_ignored;
+			n_documents += res.n_documents;
 			err = cfg_store_apply_origin(store, files.v[i], &res);
 		}
 		cfg_parse_result_cleanup(&res);
@@ -243,12 +252,15 @@ static int meshctl_validate(int argc, char **argv)
 			n_warnings++;
 			continue;
 		}
-		/* one rejected object per document, however many errors it has */
-		if (i > 0 && !snap->errors[i - 1].warning && e->name && snap->errors[i - 1].name &&
-		    e->kind == snap->errors[i - 1].kind && !strcmp(e->origin, snap->errors[i - 1].origin) &&
-		    !strcmp(e->name, snap->errors[i - 1].name) &&
-		    !strcmp(e->ns ? e->ns : "", snap->errors[i - 1].ns ? snap->errors[i - 1].ns : ""))
+		/* one rejected object per document, however many errors it has
+		 * (warnings of the same object may sit between its errors) */
+		if (last_err && e->name && last_err->name && e->kind == last_err->kind &&
+		    !strcmp(e->origin, last_err->origin) && !strcmp(e->name, last_err->name) &&
+		    !strcmp(e->ns ? e->ns : "", last_err->ns ? last_err->ns : "")) {
+			last_err = e;
 			continue;
+		}
+		last_err = e;
 		n_rejected++;
 	}
 	if (!quiet) {
@@ -260,6 +272,17 @@ static int meshctl_validate(int argc, char **argv)
 		printf(" in %zu file%s\n", files.n, files.n == 1 ? "" : "s");
 	}
 	rc = n_rejected ? MESHCTL_EXIT_BAD : MESHCTL_EXIT_OK;
+	if (!files.n || !n_documents) {
+		/* nothing to check is not a success: a wrong path or an empty directory */
+		fprintf(stderr, "meshctl validate: no configuration found (%s)\n",
+			files.n ? "the files hold no YAML or JSON documents" :
+				  "no *.yaml, *.yml or *.json files");
+		rc = MESHCTL_EXIT_BAD;
+	} else if (!n_valid && !snap->n_errors && n_ignored == n_documents) {
+		fprintf(stderr, "meshctl validate: no configuration found: none of the %zu document%s is a kind "
+			"meshd reads\n", n_documents, n_documents == 1 ? "" : "s");
+		rc = MESHCTL_EXIT_BAD;
+	}
 out:
 	cfg_snapshot_unref(snap);
 	cfg_store_free(store);

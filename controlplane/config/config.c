@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -46,6 +47,10 @@ static const struct {
 	[CFG_WORKLOAD_ENTRY] = { "WorkloadEntry", "networking.istio.io" },
 	[CFG_PEER_AUTHENTICATION] = { "PeerAuthentication", "security.istio.io" },
 	[CFG_AUTHORIZATION_POLICY] = { "AuthorizationPolicy", "security.istio.io" },
+	[CFG_GATEWAY] = { "Gateway", "networking.istio.io" },
+	[CFG_SIDECAR] = { "Sidecar", "networking.istio.io" },
+	[CFG_REQUEST_AUTHENTICATION] = { "RequestAuthentication", "security.istio.io" },
+	[CFG_TELEMETRY] = { "Telemetry", "telemetry.istio.io" },
 	[CFG_K8S_SERVICE] = { "Service", "" },
 	[CFG_K8S_ENDPOINT_SLICE] = { "EndpointSlice", "discovery.k8s.io" },
 	[CFG_K8S_POD] = { "Pod", "" },
@@ -70,6 +75,11 @@ int cfg_kind_from_name(const char *kind)
 const char *cfg_kind_group(enum cfg_kind k)
 {
 	return (unsigned)k < CFG_KIND_COUNT ? cfg__kinds[k].group : NULL;
+}
+
+bool cfg_kind_not_implemented(enum cfg_kind k)
+{
+	return k == CFG_GATEWAY || k == CFG_SIDECAR || k == CFG_REQUEST_AUTHENTICATION || k == CFG_TELEMETRY;
 }
 
 /* ------------------------------------------------------------- objects */
@@ -124,6 +134,7 @@ int cfg_error_copy(struct cfg_error *dst, const struct cfg_error *src)
 	dst->line = src->line;
 	dst->column = src->column;
 	dst->kind = src->kind;
+	dst->warning = src->warning;
 	dst->origin = cfg__dup(src->origin, &oom);
 	dst->api_version = cfg__dup(src->api_version, &oom);
 	dst->ns = cfg__dup(src->ns, &oom);
@@ -222,17 +233,20 @@ static int cfg__push_error(struct cfg_parse_result *r, const struct cfg_error *s
 	return cfg_error_copy(&r->errors[r->n_errors++], src_tmp) < 0 ? (r->n_errors--, -ENOMEM) : 0;
 }
 
-static void cfg__verror(struct cfg__ectx *e, int line, int col, bool with_field, const char *fmt, va_list ap)
+static void cfg__verror(struct cfg__ectx *e, int line, int col, bool with_field, bool warning, const char *fmt,
+			va_list ap)
 {
 	struct cfg_error err;
+	size_t *count = warning ? &e->n_warnings : &e->n_errors;
 	char msg[512];
 
-	if (e->n_errors >= CFG__MAX_ERRORS_PER_DOC)
+	if (*count >= CFG__MAX_ERRORS_PER_DOC)
 		return;
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	e->n_errors++;
-	if (e->n_errors == CFG__MAX_ERRORS_PER_DOC)
-		snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg), " (further errors in this document not shown)");
+	(*count)++;
+	if (*count == CFG__MAX_ERRORS_PER_DOC)
+		snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg), " (further %s in this document not shown)",
+			 warning ? "warnings" : "errors");
 	memset(&err, 0, sizeof(err));
 	err.origin = (char *)e->origin;
 	err.line = line;
@@ -243,7 +257,8 @@ static void cfg__verror(struct cfg__ectx *e, int line, int col, bool with_field,
 	err.name = e->kind >= 0 ? (char *)e->name : NULL;
 	err.field = with_field && e->plen ? e->path : NULL;
 	err.message = msg;
-	if (e->kind < 0 || !e->name)
+	err.warning = warning;
+	if (!warning && (e->kind < 0 || !e->name))
 		e->res->unidentified_errors = true;
 	if (cfg__push_error(e->res, &err) < 0)
 		e->oom = true;
@@ -254,7 +269,16 @@ void cfg__error(struct cfg__ectx *e, const struct cfg__node *at, const char *fmt
 	va_list ap;
 
 	va_start(ap, fmt);
-	cfg__verror(e, at ? at->line : 0, at ? at->col : 0, true, fmt, ap);
+	cfg__verror(e, at ? at->line : 0, at ? at->col : 0, true, false, fmt, ap);
+	va_end(ap);
+}
+
+void cfg__warn(struct cfg__ectx *e, const struct cfg__node *at, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	cfg__verror(e, at ? at->line : 0, at ? at->col : 0, true, true, fmt, ap);
 	va_end(ap);
 }
 
@@ -265,7 +289,18 @@ static void cfg__doc_error(struct cfg__ectx *e, int line, int col, const char *f
 	va_list ap;
 
 	va_start(ap, fmt);
-	cfg__verror(e, line, col, false, fmt, ap);
+	cfg__verror(e, line, col, false, false, fmt, ap);
+	va_end(ap);
+}
+
+static void cfg__doc_warn(struct cfg__ectx *e, int line, int col, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void cfg__doc_warn(struct cfg__ectx *e, int line, int col, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	cfg__verror(e, line, col, false, true, fmt, ap);
 	va_end(ap);
 }
 
@@ -353,14 +388,177 @@ static const struct cfg__crd *cfg__find_crd(const char *group, const char *kind,
 	return NULL;
 }
 
-static bool cfg__group_is_ours(const char *group)
+/* Istio kinds meshd does not implement (reported, never silently dropped),
+ * and the Istio API groups removed from Istio (1.6 and before). */
+static const struct {
+	const char *group, *kind;
+} cfg__other_istio_kinds[] = {
+	{ "networking.istio.io", "EnvoyFilter" },
+	{ "networking.istio.io", "WorkloadGroup" },
+	{ "networking.istio.io", "ProxyConfig" },
+	{ "extensions.istio.io", "WasmPlugin" },
+	{ "extensions.istio.io", "TrafficExtension" },
+	{ "install.istio.io", "IstioOperator" },
+	{ "sailoperator.io", "Istio" },
+	{ "sailoperator.io", "IstioCNI" },
+};
+
+static const char *const cfg__removed_istio_groups[] = {
+	"config.istio.io", "rbac.istio.io", "authentication.istio.io", "policy.istio.io", NULL,
+};
+
+static bool cfg__is_istio_group(const char *group)
 {
+	size_t n = strlen(group);
+
+	return strcmp(group, "istio.io") == 0 || (n > 9 && strcmp(group + n - 9, ".istio.io") == 0);
+}
+
+/* Levenshtein distance, capped: enough to suggest "VirtualService" for
+ * "VirtualSerivce". */
+static size_t cfg__edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), i, j;
+	size_t row[64], prev, tmp;
+
+	if (la >= 64 || lb >= 64)
+		return 64;
+	for (j = 0; j <= lb; j++)
+		row[j] = j;
+	for (i = 1; i <= la; i++) {
+		prev = row[0];
+		row[0] = i;
+		for (j = 1; j <= lb; j++) {
+			size_t cost = a[i - 1] == b[j - 1] ? 0 : 1, best = prev + cost;
+			tmp = row[j];
+			if (row[j] + 1 < best)
+				best = row[j] + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			row[j] = best;
+			prev = tmp;
+		}
+	}
+	return row[lb];
+}
+
+/* The group of an Istio kind called exactly `kind`, and the closest kind
+ * name to it (for "did you mean"). */
+static void cfg__istio_kind_lookup(const char *kind, const char **group_of, const char **closest)
+{
+	size_t best = 4, d, i;
 	int k;
 
-	for (k = 0; k < CFG_KIND_COUNT; k++)
-		if (strcmp(cfg__kinds[k].group, group) == 0)
+	*group_of = NULL;
+	*closest = NULL;
+	for (k = 0; k < CFG_ISTIO_KIND_COUNT; k++) {
+		if (strcmp(cfg__kinds[k].name, kind) == 0)
+			*group_of = cfg__kinds[k].group;
+		d = cfg__edit_distance(kind, cfg__kinds[k].name);
+		if (d < best || strcasecmp(kind, cfg__kinds[k].name) == 0) {
+			best = strcasecmp(kind, cfg__kinds[k].name) == 0 ? 0 : d;
+			*closest = cfg__kinds[k].name;
+		}
+	}
+	for (i = 0; i < sizeof(cfg__other_istio_kinds) / sizeof(cfg__other_istio_kinds[0]); i++) {
+		if (strcmp(cfg__other_istio_kinds[i].kind, kind) == 0)
+			*group_of = cfg__other_istio_kinds[i].group;
+		d = cfg__edit_distance(kind, cfg__other_istio_kinds[i].kind);
+		if (d < best) {
+			best = d;
+			*closest = cfg__other_istio_kinds[i].kind;
+		}
+	}
+}
+
+/* A document whose (group, kind) has no CRD compiled in.  Kinds of an
+ * Istio API group are never dropped in silence: a kind Istio has but meshd
+ * does not implement gets a warning per object, a kind Istio does not
+ * have (a typo) is an error, as the API server would refuse it.  So are
+ * the Gateway API kinds (a warning).  Returns true when the document was
+ * reported, false when it is simply not ours (Deployment, ...). */
+static bool cfg__foreign_kind(struct cfg__ectx *e, const struct cfg__node *root, const char *group, const char *kind)
+{
+	const struct cfg__node *meta = cfg__node_field(root, "metadata");
+	const struct cfg__node *name_n = cfg__node_field(meta, "name"), *ns_n = cfg__node_field(meta, "namespace");
+	const char *name = name_n && name_n->str ? name_n->str : "?";
+	const char *ns = ns_n && ns_n->str ? ns_n->str : "default";
+	const char *group_of, *closest;
+	size_t i;
+
+	if (strncmp(group, "gateway.networking.", 19) == 0 && strstr(group, "k8s.io")) {
+		cfg__doc_warn(e, root->line, root->col,
+			      "%s %s/%s (%s): not implemented by meshd (Gateway API kinds are not read yet): "
+			      "ignored, not applied to any proxy", kind, ns, name, group);
+		return true;
+	}
+	if (!cfg__is_istio_group(group) && strcmp(group, "sailoperator.io") != 0)
+		return false;
+	for (i = 0; cfg__removed_istio_groups[i]; i++) {
+		if (strcmp(group, cfg__removed_istio_groups[i]) == 0) {
+			cfg__doc_warn(e, root->line, root->col,
+				      "%s %s/%s: API group %s was removed from Istio (1.6) and istiod ignores it: "
+				      "ignored, not applied to any proxy", kind, ns, name, group);
 			return true;
-	return false;
+		}
+	}
+	for (i = 0; i < sizeof(cfg__other_istio_kinds) / sizeof(cfg__other_istio_kinds[0]); i++) {
+		if (strcmp(cfg__other_istio_kinds[i].group, group) == 0 &&
+		    strcmp(cfg__other_istio_kinds[i].kind, kind) == 0) {
+			cfg__doc_warn(e, root->line, root->col,
+				      "%s %s/%s: not implemented by meshd: ignored, not applied to any proxy", kind, ns,
+				      name);
+			return true;
+		}
+	}
+	cfg__istio_kind_lookup(kind, &group_of, &closest);
+	if (group_of)
+		cfg__doc_error(e, root->line, root->col, "%s %s/%s: kind %s belongs to API group %s, not %s", kind, ns,
+			       name, kind, group_of, group);
+	else if (closest)
+		cfg__doc_error(e, root->line, root->col,
+			       "%s %s/%s: unknown kind \"%s\" in Istio API group %s (did you mean %s?)", kind, ns, name,
+			       kind, group, closest);
+	else
+		cfg__doc_error(e, root->line, root->col, "%s %s/%s: unknown kind \"%s\" in Istio API group %s", kind,
+			       ns, name, kind, group);
+	return true;
+}
+
+/* What a fragment (a document without kind) most likely is, from its keys:
+ * users paste the part of an object a document showed them. */
+static const char *cfg__fragment_hint(const struct cfg__node *map)
+{
+	static const struct {
+		const char *key, *hint;
+	} hints[] = {
+		{ "spec", "an object's spec without apiVersion and kind" },
+		{ "destination", "part of a VirtualService route (spec.http[].route[])" },
+		{ "route", "part of a VirtualService (spec.http[])" },
+		{ "match", "part of a VirtualService (spec.http[])" },
+		{ "retries", "part of a VirtualService (spec.http[])" },
+		{ "timeout", "part of a VirtualService (spec.http[])" },
+		{ "mirror", "part of a VirtualService (spec.http[])" },
+		{ "fault", "part of a VirtualService (spec.http[])" },
+		{ "outlierDetection", "part of a DestinationRule (spec.trafficPolicy)" },
+		{ "connectionPool", "part of a DestinationRule (spec.trafficPolicy)" },
+		{ "loadBalancer", "part of a DestinationRule (spec.trafficPolicy)" },
+		{ "mtls", "part of a PeerAuthentication (spec)" },
+		{ "portLevelMtls", "part of a PeerAuthentication (spec)" },
+		{ "rules", "part of an AuthorizationPolicy (spec)" },
+		{ "resources", "part of a Kubernetes container (resources)" },
+	};
+	size_t i, j;
+
+	if (map->type == CFG__SEQ && map->n && map->v[0]->type == CFG__MAP)
+		map = map->v[0];
+	if (map->type != CFG__MAP)
+		return NULL;
+	for (j = 0; j < sizeof(hints) / sizeof(hints[0]); j++)
+		for (i = 0; i < map->n; i++)
+			if (map->k[i]->str && strcmp(map->k[i]->str, hints[j].key) == 0)
+				return hints[j].hint;
+	return NULL;
 }
 
 static int cfg__document(struct cfg__parse *p, const struct cfg__node *root, int list_depth);
@@ -408,16 +606,22 @@ static int cfg__document(struct cfg__parse *p, const struct cfg__node *root, int
 		goto out; /* empty document */
 	if (root->type != CFG__MAP) {
 		r->n_documents++;
+		const char *hint = cfg__fragment_hint(root);
 		cfg__doc_error(&e, root->line, root->col,
-			       "document is %s, expected a Kubernetes object with apiVersion and kind",
-			       root->type == CFG__SEQ ? "a list" : "a scalar");
+			       "document is %s, expected a Kubernetes object with apiVersion and kind%s%s%s",
+			       root->type == CFG__SEQ ? "a list" : "a scalar", hint ? " (this looks like " : "",
+			       hint ? hint : "", hint ? ", a fragment: write the whole object)" : "");
 		goto out;
 	}
 	kind_n = cfg__node_field(root, "kind");
 	api_n = cfg__node_field(root, "apiVersion");
 	if (!kind_n || kind_n->type != CFG__STR || !kind_n->len) {
 		r->n_documents++;
-		cfg__doc_error(&e, root->line, root->col, "document has no kind");
+		const char *hint = cfg__fragment_hint(root);
+		cfg__doc_error(&e, root->line, root->col,
+			       "document has no kind: expected a Kubernetes object with apiVersion, kind, metadata "
+			       "and spec%s%s%s", hint ? " (this looks like " : "", hint ? hint : "",
+			       hint ? ", a fragment: write the whole object)" : "");
 		goto out;
 	}
 	if (!api_n || api_n->type != CFG__STR || !api_n->len) {
@@ -448,12 +652,8 @@ static int cfg__document(struct cfg__parse *p, const struct cfg__node *root, int
 	r->n_documents++;
 	crd = cfg__find_crd(group, kind_n->str, false);
 	if (!crd) {
-		if (cfg__group_is_ours(group) && cfg_kind_from_name(kind_n->str) >= 0) {
-			/* cannot happen with the CRDs compiled in, unless they failed to load */
-			cfg__doc_error(&e, root->line, root->col, "CRD schemas for %s are not available", kind_n->str);
-		} else {
+		if (!cfg__foreign_kind(&e, root, group, kind_n->str))
 			r->n_ignored++;
-		}
 		goto out;
 	}
 	e.kind = cfg_kind_from_name(crd->kind);
@@ -573,6 +773,10 @@ static int cfg__document(struct cfg__parse *p, const struct cfg__node *root, int
 	}
 	if (e.n_errors)
 		goto out;
+	if (cfg_kind_not_implemented(o->kind))
+		cfg__doc_warn(&e, root->line, root->col,
+			      "not implemented yet: %s is validated and listed, but no proxy receives it",
+			      cfg_kind_name(o->kind));
 	/* canonical JSON of the document: the same content hashes the same wherever it is written */
 	cfg__node_json(&json, root);
 	if (json.err) {

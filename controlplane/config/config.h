@@ -32,6 +32,12 @@ enum cfg_kind {
 	CFG_WORKLOAD_ENTRY,
 	CFG_PEER_AUTHENTICATION,
 	CFG_AUTHORIZATION_POLICY,
+	/* validated and listed, not yet compiled by any generator: each object
+	 * carries a "not implemented yet" warning */
+	CFG_GATEWAY,
+	CFG_SIDECAR,
+	CFG_REQUEST_AUTHENTICATION,
+	CFG_TELEMETRY,
 	/* core Kubernetes kinds: the service registry of a cluster (or of a
 	 * directory describing one) */
 	CFG_K8S_SERVICE,             /* v1 Service */
@@ -47,8 +53,12 @@ enum cfg_kind {
 /* "VirtualService", ... ; cfg_kind_from_name returns -1 when unknown. */
 const char *cfg_kind_name(enum cfg_kind k);
 int cfg_kind_from_name(const char *kind);
-/* "networking.istio.io", "security.istio.io", "discovery.k8s.io" or "" (core) */
+/* "networking.istio.io", "security.istio.io", "telemetry.istio.io",
+ * "discovery.k8s.io" or "" (core) */
 const char *cfg_kind_group(enum cfg_kind k);
+/* true for the Istio kinds meshd validates but no generator compiles yet
+ * (Gateway, Sidecar, RequestAuthentication, Telemetry) */
+bool cfg_kind_not_implemented(enum cfg_kind k);
 
 struct cfg_strs {
 	char **v;
@@ -109,6 +119,15 @@ struct cfg_headers {
 	struct cfg_header_ops request, response;
 };
 
+struct cfg_cors {
+	bool set;
+	struct cfg_string_match *allow_origins;
+	size_t n_allow_origins;
+	struct cfg_strs allow_methods, allow_headers, expose_headers;
+	int64_t max_age;             /* ns, -1 when not set */
+	int allow_credentials;       /* -1 not set, 0, 1 */
+};
+
 struct cfg_route_destination {
 	struct cfg_destination destination;
 	int64_t weight;              /* -1 when not set */
@@ -133,22 +152,38 @@ struct cfg_fault {
 	char *grpc_status;           /* e.g. "UNAVAILABLE"; NULL when not set */
 };
 
+enum cfg_derive_port { CFG_DERIVE_PORT_NONE, CFG_DERIVE_PORT_FROM_PROTOCOL_DEFAULT, CFG_DERIVE_PORT_FROM_REQUEST_PORT };
+
 struct cfg_redirect {
 	bool set;
 	char *uri, *authority, *scheme;
+	char *prefix_rewrite;        /* NULL when not set */
 	int64_t port;
-	int64_t redirect_code;       /* -1: default 301 */
+	enum cfg_derive_port derive_port;
+	int64_t redirect_code;       /* -1 (or 0 as written): default 301 */
 };
 
 struct cfg_rewrite {
 	bool set;
 	char *uri, *authority;
+	char *uri_regex_match, *uri_regex_rewrite; /* uriRegexRewrite; NULL when not set */
 };
 
 struct cfg_mirror {
 	bool set;
 	struct cfg_destination destination;
 	double percent;              /* 100 when not set */
+};
+
+struct cfg_direct_response {
+	bool set;
+	int64_t status;
+	char *body;                  /* body.string, or body.bytes as written (base64); NULL */
+	bool body_is_bytes;
+};
+
+struct cfg_delegate {
+	char *name, *ns;             /* ns: the VirtualService's own when not set */
 };
 
 struct cfg_http_route {
@@ -162,8 +197,13 @@ struct cfg_http_route {
 	int64_t timeout;             /* ns, -1 when not set (no timeout, as in Istio) */
 	struct cfg_retries retries;
 	struct cfg_fault fault;
-	struct cfg_mirror mirror;
+	struct cfg_mirror mirror;    /* mirror, or the first of mirrors */
+	struct cfg_mirror *mirrors;  /* every mirror of "mirrors" (mirror above is [0]) */
+	size_t n_mirrors;
 	struct cfg_headers headers;
+	struct cfg_direct_response direct_response;
+	struct cfg_delegate *delegate; /* NULL when not set */
+	struct cfg_cors cors;
 	int line;                    /* source line of this route, for messages */
 };
 
@@ -173,14 +213,32 @@ struct cfg_tcp_route {
 	int64_t match_port;          /* -1 when not set */
 };
 
+struct cfg_tls_match {
+	struct cfg_strs sni_hosts;
+	struct cfg_strs destination_subnets;
+	int64_t port;                /* -1 when not set */
+	struct cfg_labels source_labels;
+	char *source_namespace;
+	struct cfg_strs gateways;
+};
+
+struct cfg_tls_route {
+	struct cfg_tls_match *match;
+	size_t n_match;
+	struct cfg_route_destination *route;
+	size_t n_route;
+};
+
 struct cfg_virtual_service {
-	struct cfg_strs hosts;
+	struct cfg_strs hosts;       /* empty: a delegate VirtualService */
 	struct cfg_strs gateways;
 	struct cfg_strs export_to;
 	struct cfg_http_route *http;
 	size_t n_http;
 	struct cfg_tcp_route *tcp;
 	size_t n_tcp;
+	struct cfg_tls_route *tls;
+	size_t n_tls;
 };
 
 /* ---------------------------------------------------------------- DestinationRule */
@@ -328,7 +386,10 @@ struct cfg_workload {            /* WorkloadEntry spec, also a ServiceEntry endp
 };
 
 enum cfg_location { CFG_MESH_EXTERNAL, CFG_MESH_INTERNAL };
-enum cfg_resolution { CFG_RESOLUTION_NONE, CFG_RESOLUTION_STATIC, CFG_RESOLUTION_DNS, CFG_RESOLUTION_DNS_ROUND_ROBIN };
+enum cfg_resolution {
+	CFG_RESOLUTION_NONE, CFG_RESOLUTION_STATIC, CFG_RESOLUTION_DNS, CFG_RESOLUTION_DNS_ROUND_ROBIN,
+	CFG_RESOLUTION_DYNAMIC_DNS,
+};
 
 struct cfg_service_entry {
 	struct cfg_strs hosts;
@@ -368,6 +429,8 @@ enum cfg_authz_action { CFG_AUTHZ_ALLOW, CFG_AUTHZ_DENY, CFG_AUTHZ_AUDIT, CFG_AU
 
 struct cfg_authz_source {
 	struct cfg_strs principals, not_principals;
+	struct cfg_strs service_accounts, not_service_accounts;
+	struct cfg_strs trust_domains, not_trust_domains;
 	struct cfg_strs request_principals, not_request_principals;
 	struct cfg_strs namespaces, not_namespaces;
 	struct cfg_strs ip_blocks, not_ip_blocks;
@@ -400,6 +463,8 @@ struct cfg_authorization_policy {
 	bool has_selector;
 	enum cfg_authz_action action;
 	char *provider;              /* CUSTOM only */
+	bool has_target_refs;        /* targetRef/targetRefs (Gateway API attachment) instead of selector */
+	int dry_run;                 /* annotation istio.io/dry-run: -1 absent, 0, 1 */
 	struct cfg_authz_rule *rules;
 	size_t n_rules;
 	bool rules_present;          /* "rules: []" differs from no rules key? kept for messages */

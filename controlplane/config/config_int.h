@@ -79,7 +79,8 @@ struct cfg__ectx {
 	const char *api_version, *ns, *name;
 	char path[CFG__PATH_MAX];
 	size_t plen;
-	size_t n_errors;             /* errors of this document */
+	size_t n_errors;             /* errors of this document (any rejects it) */
+	size_t n_warnings;           /* warnings of this document (reject nothing) */
 	bool oom;
 };
 
@@ -89,6 +90,10 @@ size_t cfg__path_idx(struct cfg__ectx *e, size_t i);
 void cfg__path_pop(struct cfg__ectx *e, size_t mark);
 /* Record an error at node at (position) with the current path. */
 void cfg__error(struct cfg__ectx *e, const struct cfg__node *at, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Record a warning (Istio's Validation warnings): printed wherever errors
+ * are, the object is kept. */
+void cfg__warn(struct cfg__ectx *e, const struct cfg__node *at, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 /* ------------------------------------------------------------- schemas */

@@ -28,6 +28,8 @@ struct dec {
 	struct cfg__ectx *e;
 	struct arena *a;
 	const char *ns;
+	const struct cfg_object *o;
+	const struct cfg__node *jwt_claim_match; /* a header match on @request.auth.claims.* */
 };
 
 #define F(n, k) cfg__node_field((n), (k))
@@ -52,6 +54,14 @@ static void dec__pop(struct dec *d, size_t mark)
 	do {                                                               \
 		size_t m__ = dec__push((d), (key));                       \
 		cfg__error((d)->e, (node), __VA_ARGS__);                   \
+		dec__pop((d), m__);                                        \
+	} while (0)
+
+/* warning at field key of map */
+#define DEC_WARN_AT(d, node, key, ...)                                     \
+	do {                                                               \
+		size_t m__ = dec__push((d), (key));                       \
+		cfg__warn((d)->e, (node), __VA_ARGS__);                    \
 		dec__pop((d), m__);                                        \
 	} while (0)
 
@@ -143,7 +153,13 @@ static void dec__duration(struct dec *d, const struct cfg__node *map, const char
 		return;
 	}
 	if (ns < DEC__MS) {
-		DEC_ERR_AT(d, n, key, "duration %s is shorter than 1ms", n->str);
+		DEC_ERR_AT(d, n, key, "duration %s is shorter than 1ms (Istio: duration must be greater than 1ms)",
+			   n->str);
+		return;
+	}
+	if (ns % DEC__MS != 0) {
+		DEC_ERR_AT(d, n, key, "duration %s is finer than a millisecond (Istio: only durations to ms "
+			   "precision are supported)", n->str);
 		return;
 	}
 	*out = ns;
@@ -198,17 +214,17 @@ bool cfg__is_cidr(const char *s)
 	return cfg__is_ip(ip) && bits >= 0 && bits <= 32;
 }
 
-/* a DNS label as host names use it: letters (any case), digits, '-' */
-static bool dec__host_label(const char *s, size_t n)
+/* Istio's IsDNS1123Label: letters of either case, digits and '-', starting
+ * and ending alphanumeric, at most 63 (subset and gateway names). */
+static bool dec__istio_label(const char *s)
 {
-	size_t i;
+	size_t n = strlen(s), i;
 
 	if (n == 0 || n > 63)
 		return false;
 	for (i = 0; i < n; i++) {
-		char c = s[i];
-		bool an = isalnum((unsigned char)c);
-		if (!an && c != '-')
+		bool an = isalnum((unsigned char)s[i]);
+		if (!an && s[i] != '-')
 			return false;
 		if ((i == 0 || i == n - 1) && !an)
 			return false;
@@ -216,42 +232,313 @@ static bool dec__host_label(const char *s, size_t n)
 	return true;
 }
 
-/* "foo" of "*foo.example.com": letters, digits, '-', ending alphanumeric */
-static bool dec__wild_rest(const char *s, size_t n)
+/* Istio's ValidateWildcardDomain: at most 255 characters; the first label
+ * "*", "*label", "*-label" or a label; the others labels, the last one may
+ * be empty (a trailing dot) and the top-level one is not all digits (so an
+ * IP address is not a domain). */
+static bool dec__istio_wildcard_domain(const char *s)
 {
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		if (!isalnum((unsigned char)s[i]) && s[i] != '-')
-			return false;
-	return isalnum((unsigned char)s[n - 1]);
-}
-
-/* Istio's wildcard domain: "*", "*.example.com", "*example.com" (a wildcard
- * in the first label only), or a plain host name, optionally ending with a
- * dot; at most 255 characters. */
-static bool dec__wildcard_domain(const char *s, bool allow_wildcard)
-{
-	size_t n = strlen(s), i, start = 0;
+	size_t n = strlen(s), i, start, first;
+	const char *dot = strchr(s, '.');
+	char label[64];
 
 	if (n == 0 || n > 255)
 		return false;
-	if (s[n - 1] == '.')
-		n--;
+	first = dot ? (size_t)(dot - s) : n;
+	if (first > 63)
+		return false;
+	memcpy(label, s, first);
+	label[first] = '\0';
+	if (strcmp(label, "*") != 0) {
+		const char *l = label;
+		if (l[0] == '*')
+			l += l[1] == '-' ? 2 : 1;
+		if (!dec__istio_label(l))
+			return false;
+	}
+	if (!dot)
+		return true;
+	/* the rest: DNS labels, top-level not numeric */
+	{
+		const char *rest = dot + 1, *last = strrchr(rest, '.');
+		const char *tld = last ? last + 1 : rest;
+		bool numeric = *tld != '\0';
+		for (i = 0; tld[i]; i++)
+			if (!isdigit((unsigned char)tld[i]))
+				numeric = false;
+		if (numeric)
+			return false;
+		n = strlen(rest);
+		for (start = 0, i = 0; i <= n; i++) {
+			if (i < n && rest[i] != '.')
+				continue;
+			if (i == n && i == start && i > 0)
+				break; /* trailing dot */
+			if (i - start > 63)
+				return false;
+			memcpy(label, rest + start, i - start);
+			label[i - start] = '\0';
+			if (!dec__istio_label(label))
+				return false;
+			start = i + 1;
+		}
+	}
+	return true;
+}
+
+/* RFC 7230 token: Istio's validHeaderNameRegex */
+static bool dec__header_token(const char *s)
+{
+	size_t i;
+
+	if (!s[0])
+		return false;
+	for (i = 0; s[i]; i++)
+		if (!isalnum((unsigned char)s[i]) && !strchr("!#$%&'*+-.^_`|~", s[i]))
+			return false;
+	return true;
+}
+
+/* Istio's ValidateHTTPHeaderValue: no control characters but tab, and
+ * Envoy's %VARIABLE% formatting well formed ("%%" is a literal %).
+ * Returns NULL when fine, or why not. */
+static const char *dec__header_value_check(const char *v)
+{
+	enum { LIT, VAR, ARR, STR_START, STR, ARR_NEXT, ARGS_END, VAR_END } st = LIT;
+	size_t i, n = strlen(v);
+
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)v[i];
+		if ((c <= 8) || (c >= 0x0a && c <= 0x1f) || c == 0x7f)
+			return "contains a control character";
+	}
+	for (i = 0; i < n; i++) {
+		char c = v[i];
+		bool next = i + 1 < n, sp = c == ' ' || c == '\t';
+		switch (st) {
+		case LIT:
+			if (c != '%')
+				break;
+			if (!next)
+				return "un-escaped % (write %% for a literal %)";
+			if (v[i + 1] == '%') {
+				i++;
+				break;
+			}
+			st = VAR;
+			break;
+		case VAR:
+			if (c == '%')
+				st = LIT;
+			else if (c == '(')
+				st = ARR;
+			break;
+		case ARR:
+			if (c == '[')
+				st = STR_START;
+			else if (!sp)
+				st = STR;
+			break;
+		case ARR_NEXT:
+			if (c == ',')
+				st = STR_START;
+			else if (c == ']')
+				st = ARGS_END;
+			else if (!sp)
+				return "expecting ',', ']' or whitespace in %VAR([...])%";
+			break;
+		case STR_START:
+			if (c == '"')
+				st = STR;
+			else if (!sp)
+				return "expecting '\"' in %VAR([...])%";
+			break;
+		case STR:
+			if (c == '\\') {
+				if (!next)
+					return "un-terminated backslash in a JSON string";
+				i++;
+			} else if (c == ')') {
+				st = VAR_END;
+			} else if (c == '"') {
+				st = ARR_NEXT;
+			}
+			break;
+		case ARGS_END:
+			if (c == ')')
+				st = VAR_END;
+			else if (!sp)
+				return "expecting ')' in %VAR(...)%";
+			break;
+		case VAR_END:
+			if (c == '%')
+				st = LIT;
+			else if (!sp)
+				return "expecting '%' after %VAR(...)";
+			break;
+		}
+	}
+	return st == LIT ? NULL : "un-terminated %VARIABLE% expression (write %% for a literal %)";
+}
+
+/* qualifiedName of Kubernetes label keys and values: alphanumerics, '-',
+ * '_' and '.', starting and ending alphanumeric */
+static bool dec__qualified_name(const char *s, size_t n)
+{
+	size_t i;
+
 	if (n == 0)
 		return false;
-	for (i = 0; i <= n; i++) {
-		if (i < n && s[i] != '.')
-			continue;
-		if (start == 0 && i > 0 && s[0] == '*') {
-			if (!allow_wildcard || (i > 1 && !dec__wild_rest(s + 1, i - 1)))
-				return false;
-		} else if (!dec__host_label(s + start, i - start)) {
+	for (i = 0; i < n; i++) {
+		bool an = isalnum((unsigned char)s[i]);
+		if (!an && !strchr("-_.", s[i]))
 			return false;
-		}
+		if ((i == 0 || i == n - 1) && !an)
+			return false;
+	}
+	return true;
+}
+
+/* Istio's labels.Instance.Validate: keys [prefix/]name, values empty or a
+ * qualified name. */
+static bool dec__label_key_ok(const char *k)
+{
+	const char *slash = strchr(k, '/'), *name = slash ? slash + 1 : k;
+	size_t i, start = 0, plen;
+	char label[64];
+
+	if (strlen(name) > 63 || !dec__qualified_name(name, strlen(name)))
+		return false;
+	if (!slash)
+		return true;
+	plen = (size_t)(slash - k);
+	if (plen == 0 || plen > 253)
+		return false;
+	for (i = 0; i <= plen; i++) {
+		if (i < plen && k[i] != '.')
+			continue;
+		if (i - start == 0 || i - start > 63)
+			return false;
+		memcpy(label, k + start, i - start);
+		label[i - start] = '\0';
+		if (!dec__istio_label(label))
+			return false;
 		start = i + 1;
 	}
 	return true;
+}
+
+static void dec__label_values(struct dec *d, const struct cfg__node *map, const char *key)
+{
+	size_t i, mark;
+
+	if (!map || map->type != CFG__MAP)
+		return;
+	mark = dec__push(d, key);
+	for (i = 0; i < map->n; i++) {
+		const char *k = map->k[i]->str ? map->k[i]->str : "", *v = map->v[i]->str ? map->v[i]->str : "";
+		if (!dec__label_key_ok(k))
+			cfg__error(d->e, map->k[i], "invalid label key \"%s\"", k);
+		else if (v[0] && !dec__qualified_name(v, strlen(v)))
+			DEC_ERR_AT(d, map->v[i], k, "invalid label value \"%s\"", v);
+	}
+	dec__pop(d, mark);
+}
+
+static bool dec__istio_fqdn(const char *s)
+{
+	/* ValidateFQDN: every label checked like the first one of a wildcard domain without '*' */
+	return s[0] != '*' && dec__istio_wildcard_domain(s);
+}
+
+/* Istio's validateGatewayNames: "mesh", "name" (a host name), "ns/name";
+ * "name.ns" is the legacy form (warning). */
+static void dec__gateway_names(struct dec *d, const struct cfg__node *seq)
+{
+	size_t i, mark;
+
+	if (!seq || seq->type != CFG__SEQ)
+		return;
+	mark = dec__push(d, "gateways");
+	for (i = 0; i < seq->n; i++) {
+		const char *g = seq->v[i]->str ? seq->v[i]->str : "", *slash = strchr(g, '/');
+		size_t m2 = dec__idx(d, i);
+
+		if (!slash) {
+			if (strchr(g, '.')) {
+				const char *dot = strchr(g, '.');
+				cfg__warn(d->e, seq->v[i], "using legacy gatewayName format \"%s\"; prefer the "
+					  "<namespace>/<name> format: \"%s/%.*s\"", g, dot + 1, (int)(dot - g), g);
+			}
+			if (!dec__istio_fqdn(g))
+				cfg__error(d->e, seq->v[i], "invalid gateway name \"%s\"", g);
+		} else {
+			char ns[64];
+			size_t nl = (size_t)(slash - g);
+			if (!nl || !slash[1])
+				cfg__error(d->e, seq->v[i], "config namespace and gateway name cannot be empty");
+			if (nl >= sizeof(ns) || (memcpy(ns, g, nl), ns[nl] = '\0', !dec__istio_label(ns)))
+				cfg__error(d->e, seq->v[i], "invalid value for namespace: \"%.*s\"", (int)nl, g);
+			if (!dec__istio_label(slash + 1))
+				cfg__error(d->e, seq->v[i], "invalid value for gateway name: \"%s\"", slash + 1);
+		}
+		dec__pop(d, m2);
+	}
+	dec__pop(d, mark);
+}
+
+/* Istio's validateExportTo: ".", "*", "~" (ServiceEntry only) or a
+ * namespace; no duplicates ("." and the own namespace are the same); "*"
+ * and "~" alone. */
+static void dec__export_to(struct dec *d, const struct cfg__node *seq, bool service_entry, bool dr_with_selector)
+{
+	size_t i, j, mark;
+	bool has_public = false, has_none = false, has_own = false;
+
+	if (!seq || seq->type != CFG__SEQ || !seq->n)
+		return;
+	mark = dec__push(d, "exportTo");
+	for (i = 0; i < seq->n; i++) {
+		const char *x = seq->v[i]->str ? seq->v[i]->str : "";
+		const char *kx = strcmp(x, ".") == 0 ? d->ns : x;
+		size_t m2 = dec__idx(d, i);
+		bool dup = false;
+
+		for (j = 0; j < i && !dup; j++) {
+			const char *y = seq->v[j]->str ? seq->v[j]->str : "";
+			const char *ky = strcmp(y, ".") == 0 ? d->ns : y;
+			dup = strcmp(kx, ky) == 0;
+		}
+		if (dup && strcmp(kx, x) != 0)
+			cfg__error(d->e, seq->v[i], "duplicate entries in exportTo: . and current namespace %s", d->ns);
+		else if (dup)
+			cfg__error(d->e, seq->v[i], "duplicate entries in exportTo for entry %s", x);
+		else if (strcmp(x, "~") == 0 && !service_entry)
+			cfg__error(d->e, seq->v[i], "exportTo ~ (no one) is allowed only for ServiceEntry");
+		else if (strcmp(x, "*") && strcmp(x, "~") && strcmp(x, ".") && !cfg__is_dns1123_label(x))
+			cfg__error(d->e, seq->v[i], "only .,*, or a valid DNS 1123 label is allowed as exportTo entry, "
+				   "found \"%s\"", x);
+		if (strcmp(x, "*") == 0)
+			has_public = true;
+		if (strcmp(x, "~") == 0)
+			has_none = true;
+		if (strcmp(kx, d->ns) == 0)
+			has_own = true;
+		dec__pop(d, m2);
+	}
+	if (dr_with_selector) {
+		if (!has_own)
+			cfg__error(d->e, seq, "destination rule with workload selector cannot have exportTo beyond "
+				   "current namespace");
+		else if (seq->n > 1)
+			cfg__error(d->e, seq, "destination rule with workload selector cannot have multiple entries in "
+				   "exportTo");
+	}
+	if (has_public && seq->n > 1)
+		cfg__error(d->e, seq, "cannot have both public (*) and non-public exportTo values for a resource");
+	if (has_none && seq->n > 1)
+		cfg__error(d->e, seq, "cannot export service entry to no one (~) and someone");
+	dec__pop(d, mark);
 }
 
 static bool dec__port_ok(int64_t p)
@@ -439,6 +726,10 @@ static void dec__regex(struct dec *d, const struct cfg__node *n, const char *key
 		DEC_ERR_AT(d, n, key, "regex contains a NUL byte");
 		return;
 	}
+	if (n->len > 1024) {
+		DEC_ERR_AT(d, n, key, "regex is too large, max length allowed is 1024 (Envoy's RE2 program size)");
+		return;
+	}
 	why = dec__regex_check(n->str, msg, sizeof(msg));
 	if (why)
 		DEC_ERR_AT(d, n, key, "invalid regex \"%s\": %s", n->str, why);
@@ -446,7 +737,11 @@ static void dec__regex(struct dec *d, const struct cfg__node *n, const char *key
 
 /* ------------------------------------------------------------- VirtualService */
 
-static void dec__string_match(struct dec *d, const struct cfg__node *n, struct cfg_string_match *out)
+/* A StringMatch (Istio's validateStringMatch): an empty prefix is an
+ * error except for uri (Envoy allows an empty path prefix), an empty regex
+ * always.  Istio reads an empty object ({}) as "present, any value". */
+static void dec__string_match_x(struct dec *d, const struct cfg__node *n, struct cfg_string_match *out,
+				bool empty_prefix_ok)
 {
 	const struct cfg__node *v;
 
@@ -459,13 +754,45 @@ static void dec__string_match(struct dec *d, const struct cfg__node *n, struct c
 	} else if ((v = F(n, "prefix"))) {
 		out->type = CFG_MATCH_PREFIX;
 		out->value = dec__str(d, v);
+		if (!v->len && !empty_prefix_ok)
+			DEC_ERR_AT(d, v, "prefix", "prefix string match should not be empty");
 	} else if ((v = F(n, "regex"))) {
 		out->type = CFG_MATCH_REGEX;
 		out->value = dec__str(d, v);
-		dec__regex(d, v, "regex");
+		if (!v->len)
+			DEC_ERR_AT(d, v, "regex", "regex string match should not be empty");
+		else
+			dec__regex(d, v, "regex");
 	}
 }
 
+static void dec__string_match(struct dec *d, const struct cfg__node *n, struct cfg_string_match *out)
+{
+	dec__string_match_x(d, n, out, false);
+}
+
+/* Istio's ValidateHTTPHeaderNameOrJwtClaimRoute. */
+static const char *dec__match_header_name_check(const char *name, bool *jwt_claim)
+{
+	static const char *const pseudo[] = { ":method", ":scheme", ":authority", ":path", ":status", NULL };
+	size_t i;
+
+	*jwt_claim = false;
+	if (!name[0])
+		return "header name cannot be empty";
+	if (strncmp(name, "@request.auth.claims.", 21) == 0 && name[21]) {
+		*jwt_claim = true;
+		return NULL;
+	}
+	for (i = 0; pseudo[i]; i++)
+		if (strcmp(name, pseudo[i]) == 0)
+			return NULL;
+	return dec__header_token(name) ? NULL : "is not a valid header name";
+}
+
+/* headers / withoutHeaders (lower: header names) or queryParams of a match.
+ * A withoutHeaders regex "*" is not RE2: Istio reads it as "header
+ * absent" (presence, inverted). */
 static size_t dec__header_matches(struct dec *d, const struct cfg__node *map, bool invert, struct cfg_header_match *out,
 				  bool lower)
 {
@@ -476,15 +803,27 @@ static size_t dec__header_matches(struct dec *d, const struct cfg__node *map, bo
 	for (i = 0; i < map->n; i++) {
 		size_t mark = dec__push(d, map->k[i]->str), j;
 		char *name = dec__str(d, map->k[i]);
+		const struct cfg__node *v = map->v[i], *re = F(v, "regex");
+		const char *why;
+		bool jwt;
 
-		if (name && lower)
+		if (name && lower) {
+			if ((why = dec__match_header_name_check(name, &jwt)))
+				cfg__error(d->e, map->k[i], "header name \"%s\" %s", name,
+					   strstr(why, "empty") ? "cannot be empty" : why);
+			else if (jwt)
+				d->jwt_claim_match = map->k[i];
 			for (j = 0; name[j]; j++)
 				name[j] = (char)tolower((unsigned char)name[j]);
-		if (name && !name[0])
-			cfg__error(d->e, map->k[i], "header name may not be empty");
+		}
 		out[i].name = name;
 		out[i].invert = invert;
-		dec__string_match(d, map->v[i]->type == CFG__MAP ? map->v[i] : NULL, &out[i].match);
+		if (lower && !invert && v->type == CFG__NULL)
+			cfg__error(d->e, v, "header match %s cannot be null", name ? name : "");
+		if (invert && re && re->str && strcmp(re->str, "*") == 0)
+			out[i].match.type = CFG_MATCH_NONE; /* present_match, inverted */
+		else
+			dec__string_match(d, v->type == CFG__MAP ? v : NULL, &out[i].match);
 		dec__pop(d, mark);
 	}
 	return map->n;
@@ -498,7 +837,7 @@ static void dec__http_match(struct dec *d, const struct cfg__node *n, struct cfg
 
 	m->name = dec__str(d, F(n, "name"));
 	mark = dec__push(d, "uri");
-	dec__string_match(d, F(n, "uri"), &m->uri);
+	dec__string_match_x(d, F(n, "uri"), &m->uri, true);
 	dec__pop(d, mark);
 	mark = dec__push(d, "scheme");
 	dec__string_match(d, F(n, "scheme"), &m->scheme);
@@ -535,8 +874,12 @@ static void dec__http_match(struct dec *d, const struct cfg__node *n, struct cfg
 			DEC_ERR_AT(d, v, "port", "port %lld is not in range 1..65535", (long long)m->port);
 	}
 	dec__labels(d, F(n, "sourceLabels"), &m->source_labels);
+	dec__label_values(d, F(n, "sourceLabels"), "sourceLabels");
 	m->source_namespace = dec__str(d, F(n, "sourceNamespace"));
+	if ((v = F(n, "sourceNamespace")) && !dec__istio_label(v->str))
+		DEC_ERR_AT(d, v, "sourceNamespace", "sourceNamespace match %s is invalid", v->str);
 	dec__strs(d, F(n, "gateways"), &m->gateways);
+	dec__gateway_names(d, F(n, "gateways"));
 	m->ignore_uri_case = dec__bool(F(n, "ignoreUriCase")) == 1;
 }
 
@@ -549,15 +892,18 @@ static void dec__destination(struct dec *d, const struct cfg__node *n, struct cf
 	if (!host || !host->len) {
 		DEC_ERR_AT(d, host ? host : n, "host", "destination host is required");
 	} else if (strcmp(host->str, "*") == 0) {
-		DEC_ERR_AT(d, host, "host", "destination host may not be \"*\"");
-	} else if (!dec__wildcard_domain(host->str, true) && !cfg__is_ip(host->str)) {
-		DEC_ERR_AT(d, host, "host", "\"%s\" is not a valid host name", host->str);
+		DEC_ERR_AT(d, host, "host", "invalid destination host *");
+	} else if (!dec__istio_wildcard_domain(host->str)) {
+		DEC_ERR_AT(d, host, "host", "\"%s\" is not a valid host name (a DNS name, optionally starting with a "
+			   "wildcard; not an IP address)", host->str);
 	}
 	if (subset) {
 		out->subset = dec__str(d, subset);
-		if (!cfg__is_dns1123_label(subset->str))
-			DEC_ERR_AT(d, subset, "subset", "\"%s\" is not a valid subset name (a DNS label: lower-case "
-				   "letters, digits and '-')", subset->str);
+		if (!subset->len)
+			DEC_ERR_AT(d, subset, "subset", "subset name cannot be empty");
+		else if (!dec__istio_label(subset->str))
+			DEC_ERR_AT(d, subset, "subset", "subset name is invalid: \"%s\" (a DNS label: letters, digits "
+				   "and '-')", subset->str);
 	}
 	if (port) {
 		size_t mark = dec__push(d, "port");
@@ -568,26 +914,61 @@ static void dec__destination(struct dec *d, const struct cfg__node *n, struct cf
 	}
 }
 
-static void dec__header_ops(struct dec *d, const struct cfg__node *n, struct cfg_header_ops *out)
+static bool dec__is_authority_header(const char *k)
 {
-	size_t i, mark;
-	const struct cfg__node *rm = F(n, "remove");
+	return strcasecmp(k, ":authority") == 0 || strcasecmp(k, "host") == 0;
+}
+
+/* Header edits (Istio's ValidateHTTPHeaderWithAuthorityOperationName for
+ * request set/add, ValidateHTTPHeaderOperationName for the rest, and
+ * ValidateHTTPHeaderValue for every value).  *authority counts the places
+ * that rewrite the authority. */
+static void dec__header_ops(struct dec *d, const struct cfg__node *n, struct cfg_header_ops *out, bool request,
+			    const struct cfg__node **authority)
+{
+	static const char *const keys[] = { "set", "add", "remove" };
+	size_t i, k, mark;
 
 	dec__labels(d, F(n, "set"), &out->set);
 	dec__labels(d, F(n, "add"), &out->add);
-	dec__strs(d, rm, &out->remove);
-	for (i = 0; i < out->set.n + out->add.n; i++) {
-		const struct cfg_kv *kv = i < out->set.n ? &out->set.v[i] : &out->add.v[i - out->set.n];
-		if (kv->key && !kv->key[0]) {
-			mark = dec__push(d, i < out->set.n ? "set" : "add");
-			cfg__error(d->e, n, "header name may not be empty");
-			dec__pop(d, mark);
+	dec__strs(d, F(n, "remove"), &out->remove);
+	for (k = 0; k < 3; k++) {
+		const struct cfg__node *m = F(n, keys[k]);
+		if (!m || (m->type != CFG__MAP && m->type != CFG__SEQ))
+			continue;
+		mark = dec__push(d, keys[k]);
+		for (i = 0; i < m->n; i++) {
+			const struct cfg__node *kn = k < 2 ? m->k[i] : m->v[i], *vn = k < 2 ? m->v[i] : NULL;
+			const char *name = kn->str ? kn->str : "", *why;
+			size_t m2 = k < 2 ? dec__push(d, name) : dec__idx(d, i);
+
+			if (!name[0]) {
+				cfg__error(d->e, kn, "header name cannot be empty");
+			} else if (request && k < 2) {
+				if (name[0] == ':' && !dec__is_authority_header(name))
+					cfg__error(d->e, kn, "invalid header \"%s\": header cannot have \":\" prefix", name);
+				else if (dec__is_authority_header(name)) {
+					if (*authority)
+						cfg__error(d->e, kn, "authority header cannot be set multiple times");
+					*authority = kn;
+				}
+			} else if (strcasecmp(name, "host") == 0) {
+				cfg__error(d->e, kn, "invalid header \"%s\": cannot set Host header", name);
+			} else if (name[0] == ':') {
+				cfg__error(d->e, kn, "invalid header \"%s\": header cannot have \":\" prefix", name);
+			}
+			if (vn && vn->str && (why = dec__header_value_check(vn->str)))
+				cfg__error(d->e, vn, "header value configuration \"%s\" is invalid: %s", vn->str, why);
+			dec__pop(d, m2);
 		}
+		dec__pop(d, mark);
 	}
 }
 
-static void dec__headers(struct dec *d, const struct cfg__node *n, struct cfg_headers *out)
+static void dec__headers(struct dec *d, const struct cfg__node *n, struct cfg_headers *out,
+			 const struct cfg__node **authority)
 {
+	const struct cfg__node *none = NULL;
 	size_t mark;
 
 	if (!n)
@@ -595,22 +976,22 @@ static void dec__headers(struct dec *d, const struct cfg__node *n, struct cfg_he
 	mark = dec__push(d, "headers");
 	{
 		size_t m2 = dec__push(d, "request");
-		dec__header_ops(d, F(n, "request"), &out->request);
+		dec__header_ops(d, F(n, "request"), &out->request, true, authority ? authority : &none);
 		dec__pop(d, m2);
 		m2 = dec__push(d, "response");
-		dec__header_ops(d, F(n, "response"), &out->response);
+		dec__header_ops(d, F(n, "response"), &out->response, false, &none);
 		dec__pop(d, m2);
 	}
 	dec__pop(d, mark);
 }
 
-/* route: [...] of an http or tcp route; weights must add up to 100 when
- * there is more than one destination. */
+/* route: [...] of an http, tcp or tls route.  Weights are relative (Istio
+ * >= 1.15): each non-negative, and with several destinations the total must
+ * not be 0 (Istio's validateHTTPRouteDestinations). */
 static size_t dec__route_destinations(struct dec *d, const struct cfg__node *seq, struct cfg_route_destination **out,
 				      bool http)
 {
 	int64_t total = 0;
-	const struct cfg__node *last = NULL;
 	size_t i, mark;
 
 	if (!seq || seq->type != CFG__SEQ || !seq->n)
@@ -624,6 +1005,8 @@ static size_t dec__route_destinations(struct dec *d, const struct cfg__node *seq
 		struct cfg_route_destination *r = &(*out)[i];
 		size_t m2 = dec__idx(d, i), m3;
 
+		if (!F(rd, "destination"))
+			DEC_ERR_AT(d, rd, "destination", "destination is required");
 		m3 = dec__push(d, "destination");
 		dec__destination(d, F(rd, "destination"), &r->destination);
 		dec__pop(d, m3);
@@ -631,31 +1014,24 @@ static size_t dec__route_destinations(struct dec *d, const struct cfg__node *seq
 		if (w) {
 			r->weight = dec__int(w, -1);
 			if (r->weight < 0)
-				DEC_ERR_AT(d, w, "weight", "weight %lld is negative", (long long)r->weight);
+				DEC_ERR_AT(d, w, "weight", "weight %lld < 0", (long long)r->weight);
 			else
 				total += r->weight;
 		}
 		if (http)
-			dec__headers(d, F(rd, "headers"), &r->headers);
-		last = rd;
+			dec__headers(d, F(rd, "headers"), &r->headers, NULL);
 		dec__pop(d, m2);
 	}
-	if (seq->n > 1 && total != 100) {
-		const struct cfg__node *w = F(last, "weight");
-		size_t m2 = dec__idx(d, seq->n - 1);
-		if (w)
-			DEC_ERR_AT(d, w, "weight", "weights add up to %lld, must be 100", (long long)total);
-		else
-			DEC_ERR_AT(d, last, "weight",
-				   "weights add up to %lld, must be 100 (a route with several destinations "
-				   "needs a weight on each)", (long long)total);
-		dec__pop(d, m2);
-	}
+	if (seq->n > 1 && total == 0)
+		cfg__error(d->e, seq, "total destination weight = 0 (weights are relative: give at least one "
+			   "destination a positive weight)");
 	dec__pop(d, mark);
 	return seq->n;
 }
 
-static bool dec__percent(struct dec *d, const struct cfg__node *n, const char *key, double *out)
+/* A Percent {value: double} (or a bare number): Istio's validatePercentage
+ * when fine is true (0, or 0.0001..100), else 0..100. */
+static bool dec__percent_x(struct dec *d, const struct cfg__node *n, const char *key, double *out, bool fine)
 {
 	const struct cfg__node *v = F(n, key);
 	double p;
@@ -669,10 +1045,34 @@ static bool dec__percent(struct dec *d, const struct cfg__node *n, const char *k
 		DEC_ERR_AT(d, v, key, "percentage %g is not in range 0..100", p);
 		return false;
 	}
+	if (fine && p > 0.0 && p < 0.0001) {
+		DEC_ERR_AT(d, v, key, "percentage %g is neither 0.0, nor in range [0.0001, 100.0]", p);
+		return false;
+	}
 	*out = p;
 	return true;
 }
 
+
+static bool dec__http_status_known(long code)
+{
+	static const short codes[] = {
+		100, 101, 102, 103, 200, 201, 202, 203, 204, 205, 206, 207, 208, 226, 300, 301, 302, 303, 304, 305,
+		307, 308, 400, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417,
+		418, 421, 422, 423, 424, 425, 426, 428, 429, 431, 451, 500, 501, 502, 503, 504, 505, 506, 507, 508,
+		510, 511,
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
+		if (codes[i] == code)
+			return true;
+	return false;
+}
+
+/* Istio's retryOn policy: one of Envoy's x-envoy-retry-on / -grpc-on
+ * names, or an HTTP status code Go knows.  Items are not trimmed (as in
+ * Istio: "5xx, reset" is rejected). */
 static bool dec__retry_on_ok(const char *tok, size_t n)
 {
 	static const char *const known[] = {
@@ -685,15 +1085,16 @@ static bool dec__retry_on_ok(const char *tok, size_t n)
 	for (i = 0; known[i]; i++)
 		if (strlen(known[i]) == n && strncmp(known[i], tok, n) == 0)
 			return true;
-	/* HTTP status codes are allowed too */
 	if (n == 3 && isdigit((unsigned char)tok[0]) && isdigit((unsigned char)tok[1]) && isdigit((unsigned char)tok[2]))
-		return tok[0] >= '1' && tok[0] <= '5';
+		return dec__http_status_known(strtol(tok, NULL, 10));
 	return false;
 }
 
+/* Istio's ValidateHTTPRetry. */
 static void dec__retries(struct dec *d, const struct cfg__node *n, struct cfg_retries *r)
 {
-	const struct cfg__node *v;
+	const struct cfg__node *v, *ptt = F(n, "perTryTimeout"), *ron = F(n, "retryOn");
+	const struct cfg__node *rrl = F(n, "retryRemoteLocalities");
 
 	r->per_try_timeout = -1;
 	if (!n)
@@ -703,33 +1104,33 @@ static void dec__retries(struct dec *d, const struct cfg__node *n, struct cfg_re
 	if ((v = F(n, "attempts"))) {
 		r->attempts = dec__int(v, 0);
 		if (r->attempts < 0)
-			DEC_ERR_AT(d, v, "attempts", "attempts %lld is negative", (long long)r->attempts);
+			DEC_ERR_AT(d, v, "attempts", "attempts cannot be negative (%lld)", (long long)r->attempts);
 	}
+	if (r->attempts == 0 && (ptt || (ron && ron->len) || rrl))
+		cfg__error(d->e, n, "http retry policy configured when attempts are set to 0 (disabled): set attempts, "
+			   "or remove %s", ptt ? "perTryTimeout" : ron && ron->len ? "retryOn" : "retryRemoteLocalities");
 	dec__duration(d, n, "perTryTimeout", &r->per_try_timeout);
 	{
 		int64_t backoff = -1;
 		dec__duration(d, n, "backoff", &backoff);
 	}
-	if ((v = F(n, "retryOn"))) {
-		const char *p = v->str;
-		r->retry_on = dec__str(d, v);
-		while (p && *p) {
+	if (ron && ron->len) {
+		const char *p = ron->str;
+		r->retry_on = dec__str(d, ron);
+		for (;;) {
 			const char *c = strchr(p, ',');
 			size_t len = c ? (size_t)(c - p) : strlen(p);
-			while (len && *p == ' ') {
-				p++;
-				len--;
-			}
-			while (len && p[len - 1] == ' ')
-				len--;
 			if (!dec__retry_on_ok(p, len)) {
-				DEC_ERR_AT(d, v, "retryOn", "unknown retry condition \"%.*s\"", (int)len, p);
+				DEC_ERR_AT(d, ron, "retryOn", "\"%.*s\" is not a valid retryOn policy%s", (int)len, p,
+					   memchr(p, ' ', len) ? " (no spaces around the commas)" : "");
 				break;
 			}
-			p = c ? c + 1 : p + strlen(p);
+			if (!c)
+				break;
+			p = c + 1;
 		}
 	}
-	r->retry_remote_localities = dec__bool(F(n, "retryRemoteLocalities")) == 1;
+	r->retry_remote_localities = dec__bool(rrl) == 1;
 }
 
 static bool dec__grpc_status_ok(const char *s)
@@ -747,6 +1148,9 @@ static bool dec__grpc_status_ok(const char *s)
 	return false;
 }
 
+/* Istio's validateHTTPFaultInjection.  A delay without fixedDelay and an
+ * abort without an error type are accepted with a warning and, as istiod
+ * does, not injected. */
 static void dec__fault(struct dec *d, const struct cfg__node *n, struct cfg_fault *f)
 {
 	const struct cfg__node *delay = F(n, "delay"), *abort_ = F(n, "abort"), *v;
@@ -758,20 +1162,24 @@ static void dec__fault(struct dec *d, const struct cfg__node *n, struct cfg_faul
 		return;
 	mark = dec__push(d, "fault");
 	if (!delay && !abort_)
-		cfg__error(d->e, n, "fault needs a delay or an abort");
+		cfg__error(d->e, n, "HTTP fault injection must have an abort and/or a delay");
 	if (delay) {
 		size_t m2 = dec__push(d, "delay");
 		f->has_delay = true;
 		f->delay_percent = 100;
-		if (F(delay, "exponentialDelay"))
-			DEC_ERR_AT(d, F(delay, "exponentialDelay"), "exponentialDelay", "exponentialDelay is not supported");
-		else if (!F(delay, "fixedDelay"))
-			DEC_ERR_AT(d, delay, "fixedDelay", "a delay needs fixedDelay");
+		if ((v = F(delay, "exponentialDelay"))) {
+			int64_t ed = -1;
+			dec__duration(d, delay, "exponentialDelay", &ed);
+			DEC_ERR_AT(d, v, "exponentialDelay", "exponentialDelay not supported yet");
+		} else if (!F(delay, "fixedDelay")) {
+			cfg__warn(d->e, delay, "delay configured without fixedDelay: not injected");
+			f->has_delay = false;
+		}
 		dec__duration(d, delay, "fixedDelay", &f->fixed_delay);
-		if (!dec__percent(d, delay, "percentage", &f->delay_percent) && (v = F(delay, "percent"))) {
+		if (!dec__percent_x(d, delay, "percentage", &f->delay_percent, true) && (v = F(delay, "percent"))) {
 			f->delay_percent = dec__num(v, 100);
 			if (f->delay_percent < 0 || f->delay_percent > 100)
-				DEC_ERR_AT(d, v, "percent", "percent %s is not in range 0..100", v->str);
+				DEC_ERR_AT(d, v, "percent", "percentage %s is not in range 0..100", v->str);
 		}
 		dec__pop(d, m2);
 	}
@@ -779,30 +1187,179 @@ static void dec__fault(struct dec *d, const struct cfg__node *n, struct cfg_faul
 		size_t m2 = dec__push(d, "abort");
 		f->has_abort = true;
 		f->abort_percent = 100;
-		dec__percent(d, abort_, "percentage", &f->abort_percent);
+		dec__percent_x(d, abort_, "percentage", &f->abort_percent, true);
 		if ((v = F(abort_, "httpStatus"))) {
 			f->http_status = dec__int(v, -1);
-			if (f->http_status < 200 || f->http_status > 599)
-				DEC_ERR_AT(d, v, "httpStatus", "HTTP status %lld is not in range 200..599",
+			if (f->http_status < 200 || f->http_status > 600)
+				DEC_ERR_AT(d, v, "httpStatus", "HTTP status %lld is not in range 200-599",
 					   (long long)f->http_status);
 		} else if ((v = F(abort_, "grpcStatus"))) {
 			f->grpc_status = dec__str(d, v);
 			if (!dec__grpc_status_ok(v->str))
-				DEC_ERR_AT(d, v, "grpcStatus", "\"%s\" is not a gRPC status name (e.g. UNAVAILABLE)", v->str);
+				DEC_ERR_AT(d, v, "grpcStatus", "gRPC status \"%s\" is not supported (e.g. UNAVAILABLE, "
+					   "NOT_FOUND)", v->str);
 		} else if ((v = F(abort_, "http2Error"))) {
-			DEC_ERR_AT(d, v, "http2Error", "HTTP/2 abort fault injection is not supported");
+			DEC_ERR_AT(d, v, "http2Error", "HTTP/2 abort fault injection not supported yet");
 		} else {
-			DEC_ERR_AT(d, abort_, "httpStatus", "an abort needs httpStatus or grpcStatus");
+			cfg__warn(d->e, abort_, "abort configured, but error type not set: not injected");
+			f->has_abort = false;
 		}
 		dec__pop(d, m2);
 	}
 	dec__pop(d, mark);
 }
 
-static void dec__http_route(struct dec *d, const struct cfg__node *n, struct cfg_http_route *r)
+static bool dec__cors_method_ok(const char *m)
+{
+	static const char *const ok[] = {
+		"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS", "TRACE", "*", NULL,
+	};
+	size_t i;
+
+	for (i = 0; ok[i]; i++)
+		if (strcmp(ok[i], m) == 0)
+			return true;
+	return false;
+}
+
+/* Istio's validateCORSPolicy. */
+static void dec__cors(struct dec *d, const struct cfg__node *n, struct cfg_cors *c)
+{
+	const struct cfg__node *v;
+	size_t i, mark, m2;
+	static const char *const hdr_keys[] = { "allowHeaders", "exposeHeaders" };
+
+	c->max_age = -1;
+	c->allow_credentials = -1;
+	if (!n)
+		return;
+	c->set = true;
+	mark = dec__push(d, "corsPolicy");
+	if ((v = F(n, "allowOrigins")) && v->type == CFG__SEQ && v->n) {
+		m2 = dec__push(d, "allowOrigins");
+		c->allow_origins = dec__alloc(d, v->n, sizeof(*c->allow_origins));
+		for (i = 0; c->allow_origins && i < v->n; i++) {
+			size_t m3 = dec__idx(d, i);
+			dec__string_match_x(d, v->v[i], &c->allow_origins[i], true);
+			if (c->allow_origins[i].type == CFG_MATCH_NONE || !c->allow_origins[i].value ||
+			    !c->allow_origins[i].value[0])
+				cfg__error(d->e, v->v[i], "'' is not a valid match type for CORS allow origins");
+			dec__pop(d, m3);
+		}
+		c->n_allow_origins = c->allow_origins ? v->n : 0;
+		dec__pop(d, m2);
+	}
+	dec__strs(d, F(n, "allowMethods"), &c->allow_methods);
+	if ((v = F(n, "allowMethods"))) {
+		m2 = dec__push(d, "allowMethods");
+		for (i = 0; i < v->n; i++)
+			if (!v->v[i]->str || !dec__cors_method_ok(v->v[i]->str)) {
+				size_t m3 = dec__idx(d, i);
+				cfg__error(d->e, v->v[i], "\"%s\" is not a supported HTTP method",
+					   v->v[i]->str ? v->v[i]->str : "");
+				dec__pop(d, m3);
+			}
+		dec__pop(d, m2);
+	}
+	dec__strs(d, F(n, "allowHeaders"), &c->allow_headers);
+	dec__strs(d, F(n, "exposeHeaders"), &c->expose_headers);
+	for (size_t k = 0; k < 2; k++) {
+		if (!(v = F(n, hdr_keys[k])))
+			continue;
+		m2 = dec__push(d, hdr_keys[k]);
+		for (i = 0; i < v->n; i++) {
+			const char *h = v->v[i]->str ? v->v[i]->str : "";
+			size_t m3 = dec__idx(d, i);
+			if (!h[0])
+				cfg__error(d->e, v->v[i], "header name cannot be empty");
+			else if (strcmp(h, "*") != 0 && !dec__header_token(h))
+				cfg__error(d->e, v->v[i], "header name %s is not a valid header name", h);
+			dec__pop(d, m3);
+		}
+		dec__pop(d, m2);
+	}
+	dec__duration(d, n, "maxAge", &c->max_age);
+	if (c->max_age > 0 && c->max_age % 1000000000LL != 0)
+		DEC_ERR_AT(d, F(n, "maxAge"), "maxAge", "max_age duration is accurate only to seconds precision");
+	c->allow_credentials = dec__bool(F(n, "allowCredentials"));
+	dec__pop(d, mark);
+}
+
+static void dec__mirror_percentage(struct dec *d, const struct cfg__node *n, const char *key, double *out)
+{
+	const struct cfg__node *v = F(n, key), *val;
+	double p;
+
+	if (!v)
+		return;
+	val = v->type == CFG__MAP ? F(v, "value") : v;
+	p = dec__num(val, 0);
+	if (p > 100)
+		DEC_ERR_AT(d, v, key, "mirror percentage must have a max value of 100 (it has %g)", p);
+	else if (p < 0)
+		DEC_ERR_AT(d, v, key, "mirror percentage must have a min value of 0 (it has %g)", p);
+	else
+		*out = p;
+}
+
+/* Istio's validateHTTPRedirect. */
+static void dec__redirect(struct dec *d, const struct cfg__node *redirect, const struct cfg__node *match,
+			  struct cfg_redirect *rd)
+{
+	const struct cfg__node *v;
+	size_t mark = dec__push(d, "redirect"), i;
+
+	rd->set = true;
+	rd->uri = dec__str(d, F(redirect, "uri"));
+	rd->authority = dec__str(d, F(redirect, "authority"));
+	rd->scheme = dec__str(d, F(redirect, "scheme"));
+	rd->prefix_rewrite = dec__str(d, F(redirect, "prefixRewrite"));
+	rd->port = dec__int(F(redirect, "port"), -1);
+	rd->redirect_code = -1;
+	if (rd->uri && !rd->uri[0])
+		rd->uri = NULL;
+	if (rd->prefix_rewrite && !rd->prefix_rewrite[0])
+		rd->prefix_rewrite = NULL;
+	if (rd->uri && rd->prefix_rewrite)
+		cfg__error(d->e, redirect, "redirect may only specify one of uri or prefixRewrite");
+	if (rd->prefix_rewrite && match)
+		for (i = 0; i < match->n; i++) {
+			const struct cfg__node *uri = F(match->v[i], "uri");
+			if (uri && !F(uri, "prefix")) {
+				DEC_ERR_AT(d, F(redirect, "prefixRewrite"), "prefixRewrite",
+					   "redirect prefixRewrite requires all URI matches to use prefix match type");
+				break;
+			}
+		}
+	if ((v = F(redirect, "derivePort"))) {
+		if (v->str && strcmp(v->str, "FROM_PROTOCOL_DEFAULT") == 0)
+			rd->derive_port = CFG_DERIVE_PORT_FROM_PROTOCOL_DEFAULT;
+		else if (v->str && strcmp(v->str, "FROM_REQUEST_PORT") == 0)
+			rd->derive_port = CFG_DERIVE_PORT_FROM_REQUEST_PORT;
+	}
+	if (!rd->uri && !rd->prefix_rewrite && !(rd->authority && rd->authority[0]) && !F(redirect, "port") &&
+	    !F(redirect, "derivePort") && !(rd->scheme && rd->scheme[0]))
+		cfg__error(d->e, redirect, "redirect must specify URI, authority, scheme, or port");
+	if ((v = F(redirect, "redirectCode"))) {
+		rd->redirect_code = dec__int(v, -1);
+		if (rd->redirect_code == 0)
+			rd->redirect_code = -1; /* 0: the default (301), as in Istio */
+		else if (rd->redirect_code < 300 || rd->redirect_code > 399)
+			DEC_ERR_AT(d, v, "redirectCode", "%lld is not a valid redirect code, must be 3xx",
+				   (long long)rd->redirect_code);
+	}
+	if (rd->scheme && rd->scheme[0] && strcmp(rd->scheme, "http") != 0 && strcmp(rd->scheme, "https") != 0)
+		DEC_ERR_AT(d, F(redirect, "scheme"), "scheme", "invalid redirect scheme, must be \"http\" or \"https\"");
+	if ((v = F(redirect, "port")) && rd->port > 0 && !dec__port_ok(rd->port))
+		DEC_ERR_AT(d, v, "port", "port number %lld must be in the range 1..65535", (long long)rd->port);
+	dec__pop(d, mark);
+}
+
+static void dec__http_route(struct dec *d, const struct cfg__node *n, struct cfg_http_route *r, bool in_delegate)
 {
 	const struct cfg__node *v, *match = F(n, "match"), *route = F(n, "route"), *redirect = F(n, "redirect");
-	const struct cfg__node *rewrite = F(n, "rewrite");
+	const struct cfg__node *rewrite = F(n, "rewrite"), *dr = F(n, "directResponse"), *delegate = F(n, "delegate");
+	const struct cfg__node *fault = F(n, "fault"), *authority = NULL;
 	size_t i, mark;
 
 	r->line = n->line;
@@ -822,130 +1379,380 @@ static void dec__http_route(struct dec *d, const struct cfg__node *n, struct cfg
 		r->n_match = match->n;
 	}
 	r->n_route = dec__route_destinations(d, route, &r->route, true);
-	if ((v = F(n, "delegate")))
-		DEC_ERR_AT(d, v, "delegate", "delegate is not supported by meshd");
-	if ((v = F(n, "directResponse")))
-		DEC_ERR_AT(d, v, "directResponse", "directResponse is not supported by meshd");
-	if (redirect) {
-		mark = dec__push(d, "redirect");
-		r->redirect.set = true;
-		r->redirect.uri = dec__str(d, F(redirect, "uri"));
-		r->redirect.authority = dec__str(d, F(redirect, "authority"));
-		r->redirect.scheme = dec__str(d, F(redirect, "scheme"));
-		r->redirect.port = dec__int(F(redirect, "port"), -1);
-		r->redirect.redirect_code = -1;
-		if ((v = F(redirect, "port")) && !dec__port_ok(r->redirect.port))
-			DEC_ERR_AT(d, v, "port", "port %lld is not in range 1..65535", (long long)r->redirect.port);
-		if ((v = F(redirect, "redirectCode"))) {
-			r->redirect.redirect_code = dec__int(v, -1);
-			if (r->redirect.redirect_code < 300 || r->redirect.redirect_code > 399)
-				DEC_ERR_AT(d, v, "redirectCode", "%lld is not a valid redirect code, must be 3xx",
-					   (long long)r->redirect.redirect_code);
+	/* conflicts (Istio's validateHTTPRouteConflict) */
+	if (delegate && !in_delegate) {
+		if (redirect)
+			DEC_ERR_AT(d, redirect, "redirect", "root HTTP route %s must not specify redirect",
+				   r->name ? r->name : "");
+		if (route)
+			DEC_ERR_AT(d, route, "route", "root HTTP route %s must not specify route", r->name ? r->name : "");
+	} else {
+		if (delegate)
+			DEC_ERR_AT(d, delegate, "delegate", "delegate HTTP route cannot contain delegate");
+		if (redirect) {
+			if (r->n_route)
+				DEC_ERR_AT(d, redirect, "redirect", "HTTP route cannot contain both route and redirect");
+			if (fault)
+				DEC_ERR_AT(d, redirect, "redirect", "HTTP route cannot contain both fault and redirect");
+			if (rewrite)
+				DEC_ERR_AT(d, rewrite, "rewrite", "HTTP route rule cannot contain both rewrite and redirect");
+			if (dr)
+				DEC_ERR_AT(d, dr, "directResponse",
+					   "HTTP route rule cannot contain both directResponse and redirect");
+		} else if (dr) {
+			if (r->n_route)
+				DEC_ERR_AT(d, dr, "directResponse", "HTTP route cannot contain both route and "
+					   "directResponse");
+			if (fault)
+				DEC_ERR_AT(d, dr, "directResponse", "HTTP route cannot contain both fault and "
+					   "directResponse");
+			if (rewrite)
+				DEC_ERR_AT(d, rewrite, "rewrite", "HTTP route rule cannot contain both rewrite and "
+					   "directResponse");
+		} else if (!r->n_route) {
+			cfg__error(d->e, n, "HTTP route, redirect or directResponse is required");
 		}
-		if ((v = F(redirect, "derivePort")))
-			DEC_ERR_AT(d, v, "derivePort", "derivePort is not supported by meshd");
-		if ((v = F(redirect, "prefixRewrite")))
-			DEC_ERR_AT(d, v, "prefixRewrite", "prefixRewrite is not supported by meshd");
-		dec__pop(d, mark);
 	}
-	if (r->n_route && redirect)
-		DEC_ERR_AT(d, redirect, "redirect", "a route cannot have both route and redirect");
-	if (!r->n_route && !redirect && !F(n, "delegate") && !F(n, "directResponse"))
-		cfg__error(d->e, n, "an http route needs route (destinations) or redirect");
+	if (delegate) {
+		r->delegate = dec__alloc(d, 1, sizeof(*r->delegate));
+		if (r->delegate) {
+			r->delegate->name = dec__str(d, F(delegate, "name"));
+			r->delegate->ns = dec__str(d, F(delegate, "namespace"));
+			if (!r->delegate->ns)
+				r->delegate->ns = arena_strdup(d->a, d->ns);
+		}
+	}
+	if (redirect)
+		dec__redirect(d, redirect, match, &r->redirect);
+	if (dr) {
+		const struct cfg__node *body = F(dr, "body"), *b;
+		size_t m2 = dec__push(d, "directResponse");
+		r->direct_response.set = true;
+		r->direct_response.status = dec__int(F(dr, "status"), -1);
+		if (r->direct_response.status < 200 || r->direct_response.status > 600)
+			DEC_ERR_AT(d, F(dr, "status") ? F(dr, "status") : dr, "status",
+				   "HTTP status %lld is not in range 200-599", (long long)r->direct_response.status);
+		if ((b = F(body, "string")) || (b = F(body, "bytes"))) {
+			size_t size = b->len;
+			r->direct_response.body = dec__str(d, b);
+			r->direct_response.body_is_bytes = F(body, "bytes") != NULL;
+			if (r->direct_response.body_is_bytes)
+				size = size / 4 * 3;
+			if (size > 1024 * 1024)
+				DEC_ERR_AT(d, b, "body", "large direct_responses may impact control plane performance, "
+					   "must be less than 1MB");
+			else if (size > 100 * 1024)
+				DEC_WARN_AT(d, b, "body", "large direct_responses may impact control plane performance");
+		}
+		dec__pop(d, m2);
+	}
 	if (rewrite) {
+		const struct cfg__node *rr = F(rewrite, "uriRegexRewrite");
 		mark = dec__push(d, "rewrite");
 		r->rewrite.set = true;
 		r->rewrite.uri = dec__str(d, F(rewrite, "uri"));
 		r->rewrite.authority = dec__str(d, F(rewrite, "authority"));
-		if ((v = F(rewrite, "uriRegexRewrite")))
-			DEC_ERR_AT(d, v, "uriRegexRewrite", "uriRegexRewrite is not supported by meshd");
+		if (r->rewrite.uri && !r->rewrite.uri[0])
+			r->rewrite.uri = NULL;
+		if (r->rewrite.authority && !r->rewrite.authority[0])
+			r->rewrite.authority = NULL;
+		if (rr) {
+			size_t m2 = dec__push(d, "uriRegexRewrite");
+			const struct cfg__node *rm = F(rr, "match"), *rw = F(rr, "rewrite");
+			r->rewrite.uri_regex_match = dec__str(d, rm);
+			r->rewrite.uri_regex_rewrite = dec__str(d, rw);
+			if (!rm || !rm->len || !rw || !rw->len)
+				cfg__error(d->e, rr, "UriRegexRewrite requires both rewrite and match fields to be specified");
+			else
+				dec__regex(d, rm, "match");
+			dec__pop(d, m2);
+		}
+		if (r->rewrite.uri && rr)
+			cfg__error(d->e, rewrite, "rewrite may only contain one of uri or uriRegexRewrite");
+		if (!r->rewrite.uri && !rr && !r->rewrite.authority)
+			cfg__error(d->e, rewrite, "rewrite must specify at least one of uri, uriRegexRewrite, or authority");
+		if (r->rewrite.authority)
+			authority = rewrite;
 		dec__pop(d, mark);
-		if (redirect)
-			DEC_ERR_AT(d, rewrite, "rewrite", "a route cannot have both rewrite and redirect");
 	}
 	dec__duration(d, n, "timeout", &r->timeout);
 	mark = dec__push(d, "retries");
 	dec__retries(d, F(n, "retries"), &r->retries);
 	dec__pop(d, mark);
-	dec__fault(d, F(n, "fault"), &r->fault);
-	/* mirror: mirror + mirrorPercentage (or the deprecated integer forms), or mirrors[0] */
+	dec__fault(d, fault, &r->fault);
+	dec__cors(d, F(n, "corsPolicy"), &r->cors);
+	/* mirrors: mirror + mirrorPercentage (or the deprecated mirrorPercent), and mirrors[] */
 	{
 		const struct cfg__node *mirror = F(n, "mirror"), *mirrors = F(n, "mirrors");
 		if (mirror && mirrors)
-			DEC_ERR_AT(d, mirrors, "mirrors", "mirror and mirrors cannot both be set");
-		if (mirrors && mirrors->n > 1)
-			DEC_ERR_AT(d, mirrors, "mirrors", "meshd supports one mirror per route, %zu are set", mirrors->n);
+			DEC_ERR_AT(d, mirrors, "mirrors", "HTTP route cannot contain both mirror and mirrors");
 		r->mirror.percent = 100;
+		if ((v = F(n, "mirrorPercent"))) {
+			double p = dec__num(v, 0);
+			if (p > 100)
+				DEC_ERR_AT(d, v, "mirrorPercent", "mirror_percent must have a max value of 100 (it has %g)", p);
+			else if (p >= 0)
+				r->mirror.percent = p;
+			DEC_WARN_AT(d, v, "mirrorPercent", "using deprecated setting \"mirrorPercent\", use "
+				    "\"mirrorPercentage\" instead");
+		}
+		dec__mirror_percentage(d, n, "mirrorPercentage", &r->mirror.percent);
 		if (mirror) {
 			r->mirror.set = true;
 			mark = dec__push(d, "mirror");
 			dec__destination(d, mirror, &r->mirror.destination);
 			dec__pop(d, mark);
-			if (!dec__percent(d, n, "mirrorPercentage", &r->mirror.percent)) {
-				if (!dec__percent(d, n, "mirrorPercent", &r->mirror.percent))
-					dec__percent(d, n, "mirror_percent", &r->mirror.percent);
-			}
 		} else if (mirrors && mirrors->n) {
-			r->mirror.set = true;
+			r->mirrors = dec__alloc(d, mirrors->n, sizeof(*r->mirrors));
 			mark = dec__push(d, "mirrors");
-			{
-				size_t m2 = dec__idx(d, 0), m3 = dec__push(d, "destination");
-				dec__destination(d, F(mirrors->v[0], "destination"), &r->mirror.destination);
-				dec__pop(d, m3);
-				dec__percent(d, mirrors->v[0], "percentage", &r->mirror.percent);
+			for (i = 0; r->mirrors && i < mirrors->n; i++) {
+				size_t m2 = dec__idx(d, i), m3;
+				const struct cfg__node *md = F(mirrors->v[i], "destination");
+				r->mirrors[i].set = true;
+				r->mirrors[i].percent = 100;
+				if (!md) {
+					DEC_ERR_AT(d, mirrors->v[i], "destination", "destination is required for mirrors");
+				} else {
+					m3 = dec__push(d, "destination");
+					dec__destination(d, md, &r->mirrors[i].destination);
+					dec__pop(d, m3);
+				}
+				dec__mirror_percentage(d, mirrors->v[i], "percentage", &r->mirrors[i].percent);
 				dec__pop(d, m2);
 			}
 			dec__pop(d, mark);
-		} else if ((v = F(n, "mirrorPercentage"))) {
-			DEC_ERR_AT(d, v, "mirrorPercentage", "mirrorPercentage needs mirror");
+			r->n_mirrors = r->mirrors ? mirrors->n : 0;
+			if (r->n_mirrors)
+				r->mirror = r->mirrors[0];
 		}
 	}
-	dec__headers(d, F(n, "headers"), &r->headers);
+	dec__headers(d, F(n, "headers"), &r->headers, &authority);
 }
 
-static void dec__vs_host(struct dec *d, const struct cfg__node *h, bool mesh)
+/* A VirtualService host (Istio's ValidateWildcardDomain, or the SNI-aware
+ * variant for gateways; IP addresses are allowed). */
+static bool dec__vs_host(struct dec *d, const struct cfg__node *h, bool mesh, bool gateway, bool sni)
 {
-	if (!h->len)
-		cfg__error(d->e, h, "host may not be empty");
-	else if (strcmp(h->str, "*") == 0 && mesh)
+	const char *s = h->str ? h->str : "";
+
+	if (!h->len) {
+		cfg__error(d->e, h, "empty domain name not allowed");
+		return false;
+	}
+	if (gateway && sni && strncmp(s, "outbound_", 9) == 0)
+		return true; /* outbound_.PORT_._.HOST, AUTO_PASSTHROUGH's SNI names */
+	if (!dec__istio_wildcard_domain(s)) {
+		if (cfg__is_ip(s))
+			return true;
+		cfg__error(d->e, h, "domain name \"%s\" invalid: DNS labels of letters, digits and '-', optionally "
+			   "starting with a wildcard (*.example.com)", s);
+		return false;
+	}
+	if (mesh && strcmp(s, "*") == 0) {
 		cfg__error(d->e, h, "wildcard host * is not allowed for virtual services bound to the mesh gateway");
-	else if (!dec__wildcard_domain(h->str, true) && !cfg__is_ip(h->str))
-		cfg__error(d->e, h, "\"%s\" is not a valid host: DNS labels of letters, digits and '-', "
-			   "optionally starting with a wildcard (*.example.com)", h->str);
+		return false;
+	}
+	return true;
+}
+
+/* Does host a match host b (Istio's host.Name.Matches: equal, or one a
+ * wildcard covering the other)? */
+static bool dec__host_matches(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+
+	if (strcasecmp(a, b) == 0)
+		return true;
+	if (a[0] == '*' && lb >= la - 1 && strcasecmp(b + lb - (la - 1), a + 1) == 0)
+		return true;
+	if (b[0] == '*' && la >= lb - 1 && strcasecmp(a + la - (lb - 1), b + 1) == 0)
+		return true;
+	return false;
+}
+
+/* Is SNI host a a subset of host b (Istio's SubsetOf)? */
+static bool dec__host_subset(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+
+	if (strcasecmp(a, b) == 0)
+		return true;
+	if (b[0] != '*')
+		return false;
+	if (a[0] == '*')
+		return la >= lb && strcasecmp(a + la - (lb - 1), b + 1) == 0;
+	return la >= lb - 1 && strcasecmp(a + la - (lb - 1), b + 1) == 0;
+}
+
+static void dec__tls_routes(struct dec *d, const struct cfg__node *tls, struct cfg_virtual_service *vs, bool gateway)
+{
+	size_t i, j, k, mark = dec__push(d, "tls");
+
+	vs->tls = dec__alloc(d, tls->n, sizeof(*vs->tls));
+	for (i = 0; vs->tls && i < tls->n; i++) {
+		const struct cfg__node *t = tls->v[i], *m = F(t, "match");
+		struct cfg_tls_route *tr = &vs->tls[i];
+		size_t m2 = dec__idx(d, i);
+
+		if (!m || !m->n)
+			DEC_ERR_AT(d, m ? m : t, "match", "TLS route must have at least one match condition");
+		if (m && m->n) {
+			size_t m3 = dec__push(d, "match");
+			tr->match = dec__alloc(d, m->n, sizeof(*tr->match));
+			for (j = 0; tr->match && j < m->n; j++) {
+				const struct cfg__node *mm = m->v[j], *sni = F(mm, "sniHosts"), *v;
+				struct cfg_tls_match *tm = &tr->match[j];
+				size_t m4 = dec__idx(d, j);
+
+				tm->port = -1;
+				dec__strs(d, sni, &tm->sni_hosts);
+				dec__strs(d, F(mm, "destinationSubnets"), &tm->destination_subnets);
+				dec__labels(d, F(mm, "sourceLabels"), &tm->source_labels);
+				dec__label_values(d, F(mm, "sourceLabels"), "sourceLabels");
+				tm->source_namespace = dec__str(d, F(mm, "sourceNamespace"));
+				dec__strs(d, F(mm, "gateways"), &tm->gateways);
+				dec__gateway_names(d, F(mm, "gateways"));
+				if (!sni || !sni->n)
+					DEC_ERR_AT(d, sni ? sni : mm, "sniHosts", "TLS match must have at least one SNI host");
+				for (k = 0; sni && k < sni->n; k++) {
+					const char *h = sni->v[k]->str ? sni->v[k]->str : "";
+					size_t m5 = dec__push(d, "sniHosts"), m6 = dec__idx(d, k), x;
+					bool ok = gateway && strncmp(h, "outbound_", 9) == 0;
+
+					if (!ok && !dec__istio_wildcard_domain(h)) {
+						if (cfg__is_ip(h))
+							cfg__warn(d->e, sni->v[k], "using an IP address (\"%s\") goes against "
+								  "SNI spec and most clients do not support this", h);
+						else
+							cfg__error(d->e, sni->v[k], "domain name \"%s\" invalid", h);
+					} else if (!ok) {
+						for (x = 0; x < vs->hosts.n; x++)
+							if (dec__host_subset(h, vs->hosts.v[x]))
+								break;
+						if (x == vs->hosts.n)
+							cfg__error(d->e, sni->v[k], "SNI host \"%s\" is not a compatible subset of "
+								   "any of the virtual service hosts", h);
+					}
+					dec__pop(d, m6);
+					dec__pop(d, m5);
+				}
+				for (k = 0; tm->destination_subnets.v && k < tm->destination_subnets.n; k++)
+					if (!cfg__is_cidr(tm->destination_subnets.v[k])) {
+						size_t m5 = dec__push(d, "destinationSubnets");
+						cfg__error(d->e, F(mm, "destinationSubnets"), "%s is not a valid CIDR block",
+							   tm->destination_subnets.v[k]);
+						dec__pop(d, m5);
+					}
+				if ((v = F(mm, "port"))) {
+					tm->port = dec__int(v, -1);
+					if (tm->port != 0 && !dec__port_ok(tm->port))
+						DEC_ERR_AT(d, v, "port", "port number %lld must be in the range 1..65535",
+							   (long long)tm->port);
+				}
+				dec__pop(d, m4);
+			}
+			tr->n_match = tr->match ? m->n : 0;
+			dec__pop(d, m3);
+		}
+		tr->n_route = dec__route_destinations(d, F(t, "route"), &tr->route, false);
+		if (!tr->n_route)
+			DEC_ERR_AT(d, t, "route", "TLS route is required");
+		dec__pop(d, m2);
+	}
+	vs->n_tls = vs->tls ? tls->n : 0;
+	dec__pop(d, mark);
+}
+
+/* Fields Istio accepts that no generator compiles yet: one warning per
+ * object naming them, so that nothing is ignored in silence. */
+static void dec__vs_not_applied(struct dec *d, const struct cfg__node *spec, const struct cfg_virtual_service *vs)
+{
+	char names[256] = "";
+	size_t len = 0, i;
+	bool seen[7] = { false };
+	static const char *const what[] = {
+		"delegate", "directResponse", "rewrite.uriRegexRewrite", "redirect.derivePort",
+		"redirect.prefixRewrite", "tls routes", "mirrors beyond the first",
+	};
+
+	if (!vs->hosts.n)
+		seen[0] = true; /* a delegate VirtualService itself */
+	for (i = 0; i < vs->n_http; i++) {
+		const struct cfg_http_route *r = &vs->http[i];
+		seen[0] |= r->delegate != NULL;
+		seen[1] |= r->direct_response.set;
+		seen[2] |= r->rewrite.uri_regex_match != NULL;
+		seen[3] |= r->redirect.derive_port != CFG_DERIVE_PORT_NONE;
+		seen[4] |= r->redirect.prefix_rewrite != NULL;
+		seen[6] |= r->n_mirrors > 1;
+	}
+	seen[5] = vs->n_tls > 0;
+	for (i = 0; i < sizeof(seen) / sizeof(seen[0]); i++) {
+		int w;
+		if (!seen[i])
+			continue;
+		w = snprintf(names + len, sizeof(names) - len, "%s%s", len ? ", " : "", what[i]);
+		if (w > 0 && (size_t)w < sizeof(names) - len)
+			len += (size_t)w;
+	}
+	if (len)
+		cfg__warn(d->e, spec, "not implemented yet: %s (valid Istio, accepted and listed; no proxy "
+			  "receives %s yet)", names, strchr(names, ',') ? "them" : "it");
 }
 
 static void dec__virtual_service(struct dec *d, const struct cfg__node *spec, struct cfg_virtual_service *vs)
 {
 	const struct cfg__node *hosts = F(spec, "hosts"), *http = F(spec, "http"), *tcp = F(spec, "tcp");
-	const struct cfg__node *tls = F(spec, "tls");
-	bool mesh = true;
+	const struct cfg__node *tls = F(spec, "tls"), *gws = F(spec, "gateways");
+	bool mesh = true, gateway = false, sni = false, all_ok = true, delegate_vs;
 	size_t i, j, mark;
 
 	dec__strs(d, hosts, &vs->hosts);
-	dec__strs(d, F(spec, "gateways"), &vs->gateways);
+	dec__strs(d, gws, &vs->gateways);
 	dec__strs(d, F(spec, "exportTo"), &vs->export_to);
+	dec__export_to(d, F(spec, "exportTo"), false, false);
+	delegate_vs = !hosts || !hosts->n;
+	if (delegate_vs) {
+		/* a delegate VirtualService: only http routes, reached from a root's delegate */
+		if (gws && gws->n)
+			DEC_ERR_AT(d, gws, "gateways", "delegate virtual service must have no gateways specified");
+		if (tls && tls->n)
+			DEC_ERR_AT(d, tls, "tls", "delegate virtual service must have no tls route specified");
+		if (tcp && tcp->n)
+			DEC_ERR_AT(d, tcp, "tcp", "delegate virtual service must have no tcp route specified");
+	}
 	if (vs->gateways.n) {
-		mesh = false;
+		dec__gateway_names(d, gws);
+		gateway = true;
 		for (i = 0; i < vs->gateways.n; i++)
 			if (strcmp(vs->gateways.v[i], "mesh") == 0)
-				mesh = true;
+				gateway = false;
+		mesh = !gateway;
+	}
+	for (i = 0; tls && i < tls->n; i++) {
+		const struct cfg__node *m = F(tls->v[i], "match");
+		for (j = 0; m && j < m->n; j++)
+			if (F(m->v[j], "sniHosts") && F(m->v[j], "sniHosts")->n)
+				sni = true;
 	}
 	mark = dec__push(d, "hosts");
-	if (!hosts || !hosts->n) {
-		cfg__error(d->e, hosts ? hosts : spec, "at least one host is required");
-	} else {
-		for (i = 0; i < hosts->n; i++) {
-			size_t m2 = dec__idx(d, i);
-			dec__vs_host(d, hosts->v[i], mesh);
-			for (j = 0; j < i; j++)
-				if (hosts->v[j]->str && hosts->v[i]->str && strcasecmp(hosts->v[j]->str, hosts->v[i]->str) == 0)
-					cfg__error(d->e, hosts->v[i], "duplicate host \"%s\"", hosts->v[i]->str);
-			dec__pop(d, m2);
-		}
+	for (i = 0; hosts && i < hosts->n; i++) {
+		size_t m2 = dec__idx(d, i);
+		if (!dec__vs_host(d, hosts->v[i], mesh, gateway, sni))
+			all_ok = false;
+		dec__pop(d, m2);
 	}
+	for (i = 0; all_ok && hosts && i < hosts->n; i++)
+		for (j = i + 1; j < hosts->n; j++)
+			if (hosts->v[i]->str && hosts->v[j]->str && dec__host_matches(hosts->v[i]->str, hosts->v[j]->str)) {
+				size_t m2 = dec__idx(d, j);
+				cfg__error(d->e, hosts->v[j], "duplicate hosts in virtual service: %s & %s", hosts->v[i]->str,
+					   hosts->v[j]->str);
+				dec__pop(d, m2);
+			}
 	dec__pop(d, mark);
 	if ((!http || !http->n) && (!tcp || !tcp->n) && (!tls || !tls->n))
-		cfg__error(d->e, spec, "http, tcp or tls routes are required");
+		cfg__error(d->e, spec, "http, tcp or tls must be provided in virtual service");
 	if (http && http->n) {
 		vs->http = dec__alloc(d, http->n, sizeof(*vs->http));
 		if (!vs->http)
@@ -953,12 +1760,22 @@ static void dec__virtual_service(struct dec *d, const struct cfg__node *spec, st
 		mark = dec__push(d, "http");
 		for (i = 0; i < http->n; i++) {
 			size_t m2 = dec__idx(d, i);
-			dec__http_route(d, http->v[i], &vs->http[i]);
+			if (http->v[i]->type != CFG__MAP) {
+				cfg__error(d->e, http->v[i], "http route may not be null");
+			} else {
+				d->jwt_claim_match = NULL;
+				dec__http_route(d, http->v[i], &vs->http[i], delegate_vs);
+				if (d->jwt_claim_match && !gateway)
+					cfg__error(d->e, d->jwt_claim_match, "JWT claim based routing (key: %s) is only "
+						   "supported for gateway, found no gateways", d->jwt_claim_match->str);
+			}
 			dec__pop(d, m2);
 		}
 		dec__pop(d, mark);
 		vs->n_http = http->n;
 	}
+	if (tls && tls->n)
+		dec__tls_routes(d, tls, vs, gateway);
 	if (tcp && tcp->n) {
 		vs->tcp = dec__alloc(d, tcp->n, sizeof(*vs->tcp));
 		if (!vs->tcp)
@@ -968,31 +1785,40 @@ static void dec__virtual_service(struct dec *d, const struct cfg__node *spec, st
 			const struct cfg__node *t = tcp->v[i], *m = F(t, "match");
 			size_t m2 = dec__idx(d, i);
 			vs->tcp[i].match_port = -1;
-			if (m && m->n) {
-				const struct cfg__node *p = F(m->v[0], "port");
-				if (m->n > 1 || F(m->v[0], "destinationSubnets") || F(m->v[0], "sourceLabels") ||
-				    F(m->v[0], "sourceSubnet") || F(m->v[0], "sourceNamespace") || F(m->v[0], "gateways"))
-					DEC_ERR_AT(d, m, "match", "meshd matches tcp routes on port only (one match with a port)");
+			for (j = 0; m && j < m->n; j++) {
+				const struct cfg__node *mm = m->v[j], *p = F(mm, "port"), *subn = F(mm, "destinationSubnets");
+				size_t m3 = dec__push(d, "match"), m4 = dec__idx(d, j), k;
+				for (k = 0; subn && k < subn->n; k++)
+					if (!subn->v[k]->str || !cfg__is_cidr(subn->v[k]->str))
+						DEC_ERR_AT(d, subn->v[k], "destinationSubnets", "%s is not a valid CIDR block",
+							   subn->v[k]->str ? subn->v[k]->str : "");
+				dec__label_values(d, F(mm, "sourceLabels"), "sourceLabels");
+				dec__gateway_names(d, F(mm, "gateways"));
 				if (p) {
-					size_t m3 = dec__push(d, "match"), m4 = dec__idx(d, 0);
-					vs->tcp[i].match_port = dec__int(p, -1);
-					if (!dec__port_ok(vs->tcp[i].match_port))
-						DEC_ERR_AT(d, p, "port", "port %lld is not in range 1..65535",
-							   (long long)vs->tcp[i].match_port);
-					dec__pop(d, m4);
-					dec__pop(d, m3);
+					int64_t port = dec__int(p, -1);
+					if (port != 0 && !dec__port_ok(port))
+						DEC_ERR_AT(d, p, "port", "port number %lld must be in the range 1..65535",
+							   (long long)port);
+					if (j == 0)
+						vs->tcp[i].match_port = port;
 				}
+				dec__pop(d, m4);
+				dec__pop(d, m3);
 			}
+			if (m && (m->n > 1 || (m->n && (F(m->v[0], "destinationSubnets") || F(m->v[0], "sourceLabels") ||
+							 F(m->v[0], "sourceSubnet") || F(m->v[0], "sourceNamespace") ||
+							 F(m->v[0], "gateways")))))
+				DEC_WARN_AT(d, m, "match", "not applied to proxies yet: tcp matches other than one port "
+					    "(the route is compiled as if it matched on the first port only)");
 			vs->tcp[i].n_route = dec__route_destinations(d, F(t, "route"), &vs->tcp[i].route, false);
 			if (!vs->tcp[i].n_route)
-				DEC_ERR_AT(d, t, "route", "a tcp route needs at least one destination");
+				DEC_ERR_AT(d, t, "route", "TCP route is required");
 			dec__pop(d, m2);
 		}
 		dec__pop(d, mark);
 		vs->n_tcp = tcp->n;
 	}
-	if (tls && tls->n)
-		DEC_ERR_AT(d, tls, "tls", "tls routes are not supported by meshd");
+	dec__vs_not_applied(d, spec, vs);
 }
 
 /* ------------------------------------------------------------- DestinationRule */
@@ -1005,10 +1831,61 @@ static void dec__nonneg(struct dec *d, const struct cfg__node *map, const char *
 		return;
 	*out = dec__int(v, -1);
 	if (*out < 0)
-		DEC_ERR_AT(d, v, key, "%s must not be negative", key);
+		DEC_ERR_AT(d, v, key, "%s must be non-negative", key);
 }
 
-static void dec__load_balancer(struct dec *d, const struct cfg__node *n, struct cfg_load_balancer *lb)
+static bool dec__prime(uint64_t x)
+{
+	uint64_t f;
+
+	if (x != 0 && x < 4)
+		return true;
+	if ((x & 1) == 0)
+		return false;
+	for (f = 3; f * f <= x; f += 2)
+		if (x % f == 0)
+			return false;
+	return true;
+}
+
+/* Istio's validateLocalities: at most one '*', at the end; no empty
+ * region/zone/subzone; no overlap between entries. */
+static const char *dec__localities_check(const struct cfg__node *const *v, size_t n, const char **bad)
+{
+	size_t i, j;
+
+	for (i = 0; i < n; i++) {
+		const char *l = v[i]->str ? v[i]->str : "", *star = strchr(l, '*');
+		size_t len = strlen(l), k;
+
+		*bad = l;
+		if (star && (strchr(star + 1, '*') || l[len - 1] != '*'))
+			return "wildcard '*' number can not exceed 1 and must be in the end";
+		if (!len || l[0] == '/' || l[len - 1] == '/' || strstr(l, "//"))
+			return "must not contain empty region/zone/subzone info";
+		for (k = 0, j = 0; l[k]; k++)
+			j += l[k] == '/';
+		if (j > 2)
+			j = 2;
+		for (j = 0; j < i; j++) {
+			const char *o = v[j]->str ? v[j]->str : "";
+			size_t lo = strlen(o);
+			/* overlap: equal, "*" before anything, or one a "region"/"region/zone" prefix of the other */
+			if (strcmp(o, "*") == 0 || strcmp(o, l) == 0)
+				return "overlap with previous specified ones";
+			if (o[lo - 1] == '*' && strncmp(o, l, lo - 1) == 0)
+				return "overlap with previous specified ones";
+			if (strncmp(o, l, lo) == 0 && l[lo] == '/' && !strchr(o, '*'))
+				return "overlap with previous specified ones";
+			if (strncmp(o, l, len) == 0 && o[len] == '/')
+				return "overlap with previous specified ones";
+		}
+	}
+	return NULL;
+}
+
+static void dec__load_balancer(struct dec *d, const struct cfg__node *n, struct cfg_load_balancer *lb,
+			       const struct cfg__node *outlier)
 {
 	const struct cfg__node *v, *ch, *loc;
 	size_t mark, i;
@@ -1030,9 +1907,11 @@ static void dec__load_balancer(struct dec *d, const struct cfg__node *n, struct 
 			lb->simple = CFG_LB_PASSTHROUGH;
 	}
 	if ((v = F(n, "backendUtilization")))
-		DEC_ERR_AT(d, v, "backendUtilization", "backendUtilization is not supported by meshd");
+		DEC_WARN_AT(d, v, "backendUtilization", "not implemented yet: backendUtilization (accepted; proxies "
+			    "get the simple policy)");
 	if ((ch = F(n, "consistentHash"))) {
 		struct cfg_consistent_hash *h = &lb->consistent_hash;
+		const struct cfg__node *mrs = F(ch, "minimumRingSize"), *ml = F(ch, "maglev"), *rh = F(ch, "ringHash");
 		size_t m2 = dec__push(d, "consistentHash");
 		lb->has_consistent_hash = true;
 		h->cookie_ttl = -1;
@@ -1041,10 +1920,26 @@ static void dec__load_balancer(struct dec *d, const struct cfg__node *n, struct 
 			h->key = CFG_HASH_HEADER;
 			h->header_name = dec__str(d, v);
 		} else if ((v = F(ch, "httpCookie"))) {
-			size_t m3 = dec__push(d, "httpCookie");
+			const struct cfg__node *attrs = F(v, "attributes");
+			size_t m3 = dec__push(d, "httpCookie"), j;
 			h->key = CFG_HASH_COOKIE;
 			h->cookie_name = dec__str(d, F(v, "name"));
 			h->cookie_path = dec__str(d, F(v, "path"));
+			if (!h->cookie_name || !h->cookie_name[0])
+				DEC_ERR_AT(d, v, "name", "name required for HttpCookie");
+			for (i = 0; attrs && i < attrs->n; i++) {
+				const struct cfg__node *an = F(attrs->v[i], "name");
+				size_t m4 = dec__push(d, "attributes"), m5 = dec__idx(d, i);
+				if (!an || !an->len)
+					DEC_ERR_AT(d, attrs->v[i], "name", "cookie attribute name cannot be empty");
+				for (j = 0; an && an->len && j < i; j++) {
+					const struct cfg__node *bn = F(attrs->v[j], "name");
+					if (bn && bn->str && strcmp(bn->str, an->str) == 0)
+						DEC_ERR_AT(d, an, "name", "duplicate cookie attribute name: %s", an->str);
+				}
+				dec__pop(d, m5);
+				dec__pop(d, m4);
+			}
 			if (F(v, "ttl")) {
 				int64_t ttl;
 				const struct cfg__node *t = F(v, "ttl");
@@ -1064,73 +1959,143 @@ static void dec__load_balancer(struct dec *d, const struct cfg__node *n, struct 
 		if (h->key == CFG_HASH_NONE)
 			cfg__error(d->e, ch, "consistentHash needs httpHeaderName, httpCookie, useSourceIp or "
 				   "httpQueryParameterName");
-		h->minimum_ring_size = dec__int(F(ch, "minimumRingSize"), -1);
-		if ((v = F(ch, "ringHash")))
-			h->minimum_ring_size = dec__int(F(v, "minimumRingSize"), h->minimum_ring_size);
-		if (F(ch, "maglev"))
+		h->minimum_ring_size = dec__int(mrs, -1);
+		if (mrs && mrs->i != 0) {
+			DEC_WARN_AT(d, mrs, "minimumRingSize", "consistent hash MinimumRingSize is deprecated, use "
+				    "ConsistentHashLB's RingHash configuration instead");
+			if (ml || rh)
+				DEC_ERR_AT(d, mrs, "minimumRingSize",
+					   "only one of MinimumRingSize or Maglev/Ringhash can be specified");
+		}
+		if (rh)
+			h->minimum_ring_size = dec__int(F(rh, "minimumRingSize"), h->minimum_ring_size);
+		if (ml) {
+			int64_t ts = dec__int(F(ml, "tableSize"), 0);
+			size_t m3 = dec__push(d, "maglev");
 			h->maglev = true;
+			if (ts == 0)
+				DEC_ERR_AT(d, ml, "tableSize", "tableSize must be set for maglev");
+			else if (ts >= 5000011)
+				DEC_ERR_AT(d, F(ml, "tableSize"), "tableSize", "tableSize must be less than 5000011 for maglev");
+			else if (!dec__prime((uint64_t)ts))
+				DEC_ERR_AT(d, F(ml, "tableSize"), "tableSize", "tableSize must be a prime number for maglev");
+			dec__pop(d, m3);
+		}
 		dec__pop(d, m2);
+	}
+	if ((v = F(n, "zoneAwareLbSetting"))) {
+		if (F(n, "localityLbSetting"))
+			cfg__error(d->e, v, "only one of localityLbSetting and zoneAwareLbSetting can be set");
+		DEC_WARN_AT(d, v, "zoneAwareLbSetting", "not implemented yet: zoneAwareLbSetting");
 	}
 	if ((loc = F(n, "localityLbSetting"))) {
 		struct cfg_locality_lb *l = &lb->locality;
 		const struct cfg__node *dist = F(loc, "distribute"), *fo = F(loc, "failover");
+		const struct cfg__node *fp = F(loc, "failoverPriority");
+		const char *why, *bad;
 		size_t m2 = dec__push(d, "localityLbSetting");
+		bool stop = false;
+
 		l->set = true;
 		l->enabled = dec__bool(F(loc, "enabled"));
-		if (dist && fo && dist->n && fo->n)
-			cfg__error(d->e, loc, "distribute and failover cannot both be set");
+		if (dist && fo && dist->n && fo->n) {
+			cfg__error(d->e, loc, "can not simultaneously specify 'distribute' and 'failover'");
+			stop = true;
+		}
+		for (i = 0; !stop && fo && fo->n && fp && i < fp->n; i++) {
+			const char *pl = fp->v[i]->str ? fp->v[i]->str : "";
+			if (!strcmp(pl, "topology.kubernetes.io/region") || !strcmp(pl, "topology.kubernetes.io/zone") ||
+			    !strcmp(pl, "topology.istio.io/subzone")) {
+				DEC_ERR_AT(d, fp->v[i], "failoverPriority", "can not simultaneously set 'failover' and "
+					   "topology label '%s' in 'failover_priority'", pl);
+				stop = true;
+			}
+		}
 		if (dist && dist->n) {
 			size_t m3 = dec__push(d, "distribute");
+			const struct cfg__node **from = dec__alloc(d, dist->n, sizeof(*from));
 			l->distribute = dec__alloc(d, dist->n, sizeof(*l->distribute));
-			for (i = 0; l->distribute && i < dist->n; i++) {
+			for (i = 0; l->distribute && from && i < dist->n; i++) {
 				const struct cfg__node *e = dist->v[i], *to = F(e, "to");
 				size_t m4 = dec__idx(d, i), k;
 				int64_t sum = 0;
+				bool range_bad = false;
 				l->distribute[i].from = dec__str(d, F(e, "from"));
+				from[i] = F(e, "from") ? F(e, "from") : e;
 				if (to && to->n) {
 					l->distribute[i].to = dec__alloc(d, to->n, sizeof(struct cfg_kv));
 					for (k = 0; l->distribute[i].to && k < to->n; k++) {
+						int64_t w = dec__int(to->v[k], 0);
 						l->distribute[i].to[k].key = dec__str(d, to->k[k]);
-						l->distribute[i].to[k].value = arena_printf(d->a, "%lld",
-							(long long)dec__int(to->v[k], 0));
-						sum += dec__int(to->v[k], 0);
+						l->distribute[i].to[k].value = arena_printf(d->a, "%lld", (long long)w);
+						if (w <= 0 || w > 100)
+							range_bad = true;
+						sum += w;
 					}
 					l->distribute[i].n_to = to->n;
 				}
-				if (sum != 100)
-					DEC_ERR_AT(d, to ? to : e, "to", "weights add up to %lld, must be 100", (long long)sum);
+				if (stop) {
+					/* Istio stops at the first failing rule */
+				} else if (range_bad) {
+					DEC_ERR_AT(d, to, "to", "locality weight must be in range [1, 100]");
+					stop = true;
+				} else if (sum != 100) {
+					DEC_ERR_AT(d, to ? to : e, "to", "total locality weight %lld != 100", (long long)sum);
+					stop = true;
+				} else if (to && (why = dec__localities_check((const struct cfg__node *const *)to->k, to->n,
+									       &bad))) {
+					DEC_ERR_AT(d, to, "to", "locality %s %s", bad, why);
+				}
 				dec__pop(d, m4);
 			}
+			if (!stop && from && (why = dec__localities_check(from, dist->n, &bad)))
+				cfg__error(d->e, dist, "locality %s %s", bad, why);
 			l->n_distribute = dist->n;
 			dec__pop(d, m3);
 		}
+		if (((fo && fo->n) || (fp && fp->n)) && !outlier)
+			cfg__warn(d->e, loc, "outlier detection policy must be provided for failover");
 		if (fo && fo->n) {
+			size_t m3 = dec__push(d, "failover");
 			l->failover = dec__alloc(d, fo->n, sizeof(*l->failover));
 			for (i = 0; l->failover && i < fo->n; i++) {
-				l->failover[i].from = dec__str(d, F(fo->v[i], "from"));
-				l->failover[i].to = dec__str(d, F(fo->v[i], "to"));
-				if (l->failover[i].from && l->failover[i].to &&
-				    strcmp(l->failover[i].from, l->failover[i].to) == 0) {
-					size_t m3 = dec__push(d, "failover"), m4 = dec__idx(d, i);
-					DEC_ERR_AT(d, F(fo->v[i], "to"), "to", "failover from and to are the same region");
-					dec__pop(d, m4);
-					dec__pop(d, m3);
-				}
+				size_t m4 = dec__idx(d, i);
+				const char *f = dec__str(d, F(fo->v[i], "from")), *t = dec__str(d, F(fo->v[i], "to"));
+				l->failover[i].from = (char *)f;
+				l->failover[i].to = (char *)t;
+				f = f ? f : "";
+				t = t ? t : "";
+				if (strcmp(f, t) == 0)
+					cfg__error(d->e, fo->v[i], "locality lb failover settings must specify different regions");
+				if (strchr(f, '/') || strchr(t, '/'))
+					cfg__error(d->e, fo->v[i], "locality lb failover only specify region");
+				if (strchr(f, '*') || strchr(t, '*'))
+					cfg__error(d->e, fo->v[i], "locality lb failover region should not contain '*' wildcard");
+				dec__pop(d, m4);
 			}
 			l->n_failover = fo->n;
+			dec__pop(d, m3);
 		}
-		dec__strs(d, F(loc, "failoverPriority"), &l->failover_priority);
+		dec__strs(d, fp, &l->failover_priority);
 		dec__pop(d, m2);
 	}
 	dec__duration(d, n, "warmupDurationSecs", &lb->warmup_duration);
 	if ((v = F(n, "warmup"))) {
+		const struct cfg__node *mp = F(v, "minimumPercent"), *ag = F(v, "aggression");
 		size_t m2 = dec__push(d, "warmup");
+		if (!F(v, "duration"))
+			DEC_ERR_AT(d, v, "duration", "duration is required");
 		dec__duration(d, v, "duration", &lb->warmup_duration);
+		if (mp && dec__num(mp->type == CFG__MAP ? F(mp, "value") : mp, 0) > 100)
+			DEC_ERR_AT(d, mp, "minimumPercent", "minimumPercent value should be less than or equal to 100");
+		if (ag && dec__num(ag->type == CFG__MAP ? F(ag, "value") : ag, 0) <= 0)
+			DEC_ERR_AT(d, ag, "aggression", "aggression should be greater than 0");
 		dec__pop(d, m2);
 	}
 	dec__pop(d, mark);
 }
 
+/* Istio's validateConnectionPool. */
 static void dec__connection_pool(struct dec *d, const struct cfg__node *n, struct cfg_connection_pool *cp)
 {
 	const struct cfg__node *tcp = F(n, "tcp"), *http = F(n, "http"), *v;
@@ -1144,15 +2109,32 @@ static void dec__connection_pool(struct dec *d, const struct cfg__node *n, struc
 		return;
 	cp->set = true;
 	mark = dec__push(d, "connectionPool");
+	if (!tcp && !http)
+		cfg__error(d->e, n, "connection pool must have at least one field (tcp or http)");
 	if (tcp) {
+		const struct cfg__node *ka = F(tcp, "tcpKeepalive"), *it = F(tcp, "idleTimeout");
 		m2 = dec__push(d, "tcp");
 		dec__nonneg(d, tcp, "maxConnections", &cp->max_connections);
 		dec__duration(d, tcp, "connectTimeout", &cp->connect_timeout);
 		dec__duration(d, tcp, "maxConnectionDuration", &cp->max_connection_duration);
+		if (it) {
+			int64_t ns = -1;
+			/* under 1ms (0s) turns the idle timeout off: Istio skips the check */
+			if (!it->str || mesh_duration_parse(it->str, &ns) < 0 || ns >= DEC__MS)
+				dec__duration(d, tcp, "idleTimeout", &ns);
+		}
+		if (ka) {
+			int64_t x = -1;
+			size_t m3 = dec__push(d, "tcpKeepalive");
+			dec__duration(d, ka, "time", &x);
+			dec__duration(d, ka, "interval", &x);
+			dec__pop(d, m3);
+		}
 		dec__pop(d, m2);
 	}
 	if (http) {
 		int64_t mcs = -1;
+		const struct cfg__node *ka = F(http, "http2KeepAlive");
 		m2 = dec__push(d, "http");
 		dec__nonneg(d, http, "http1MaxPendingRequests", &cp->http1_max_pending_requests);
 		dec__nonneg(d, http, "http2MaxRequests", &cp->http2_max_requests);
@@ -1161,13 +2143,29 @@ static void dec__connection_pool(struct dec *d, const struct cfg__node *n, struc
 		dec__nonneg(d, http, "maxConcurrentStreams", &mcs);
 		cp->max_concurrent_streams = (int)mcs;
 		dec__duration(d, http, "idleTimeout", &cp->idle_timeout);
-		if ((v = F(http, "h2UpgradePolicy")))
+		if ((v = F(http, "h2UpgradePolicy"))) {
 			cp->h2_upgrade_policy = dec__str(d, v);
+			if (v->str && strcmp(v->str, "UPGRADE") == 0 && dec__bool(F(http, "useClientProtocol")) == 1)
+				DEC_ERR_AT(d, F(http, "useClientProtocol"), "useClientProtocol",
+					   "use client protocol must not be true when H2UpgradePolicy is UPGRADE");
+		}
+		if (ka) {
+			int64_t x = -1;
+			size_t m3 = dec__push(d, "http2KeepAlive");
+			if (!F(ka, "interval"))
+				cfg__error(d->e, ka, "http2 keepalive interval is required");
+			if (!F(ka, "timeout"))
+				cfg__error(d->e, ka, "http2 keepalive timeout is required");
+			dec__duration(d, ka, "interval", &x);
+			dec__duration(d, ka, "timeout", &x);
+			dec__pop(d, m3);
+		}
 		dec__pop(d, m2);
 	}
 	dec__pop(d, mark);
 }
 
+/* Istio's validateOutlierDetection. */
 static void dec__outlier(struct dec *d, const struct cfg__node *n, struct cfg_outlier_detection *od)
 {
 	const struct cfg__node *v;
@@ -1180,6 +2178,9 @@ static void dec__outlier(struct dec *d, const struct cfg__node *n, struct cfg_ou
 	od->set = true;
 	mark = dec__push(d, "outlierDetection");
 	dec__nonneg(d, n, "consecutiveErrors", &od->consecutive_5xx_errors);
+	if ((v = F(n, "consecutiveErrors")) && dec__int(v, 0) != 0)
+		DEC_WARN_AT(d, v, "consecutiveErrors", "outlier detection consecutive errors is deprecated, use "
+			    "consecutiveGatewayErrors or consecutive5xxErrors instead");
 	dec__nonneg(d, n, "consecutive5xxErrors", &od->consecutive_5xx_errors);
 	dec__nonneg(d, n, "consecutiveGatewayErrors", &od->consecutive_gateway_errors);
 	dec__nonneg(d, n, "consecutiveLocalOriginFailures", &od->consecutive_local_origin_failures);
@@ -1189,23 +2190,26 @@ static void dec__outlier(struct dec *d, const struct cfg__node *n, struct cfg_ou
 	if ((v = F(n, "maxEjectionPercent"))) {
 		od->max_ejection_percent = dec__int(v, -1);
 		if (od->max_ejection_percent < 0 || od->max_ejection_percent > 100)
-			DEC_ERR_AT(d, v, "maxEjectionPercent", "maxEjectionPercent %s is not in range 0..100", v->str);
+			DEC_ERR_AT(d, v, "maxEjectionPercent", "percentage %s is not in range 0..100", v->str);
 	}
 	if ((v = F(n, "minHealthPercent"))) {
 		od->min_health_percent = dec__int(v, -1);
 		if (od->min_health_percent < 0 || od->min_health_percent > 100)
-			DEC_ERR_AT(d, v, "minHealthPercent", "minHealthPercent %s is not in range 0..100", v->str);
+			DEC_ERR_AT(d, v, "minHealthPercent", "percentage %s is not in range 0..100", v->str);
 	}
-	if (od->consecutive_local_origin_failures >= 0 && !od->split_external_local_origin_errors)
+	if (od->consecutive_local_origin_failures > 0 && !od->split_external_local_origin_errors)
 		DEC_ERR_AT(d, F(n, "consecutiveLocalOriginFailures"), "consecutiveLocalOriginFailures",
-			   "consecutiveLocalOriginFailures needs splitExternalLocalOriginErrors: true");
+			   "outlier detection consecutive local origin failures is specified, but split external local "
+			   "origin errors is set to false");
 	dec__pop(d, mark);
 }
 
+/* Istio's ValidateTLS (client side). */
 static void dec__client_tls(struct dec *d, const struct cfg__node *n, struct cfg_client_tls *t)
 {
 	const struct cfg__node *v;
 	size_t mark;
+	bool files, sans;
 
 	t->insecure_skip_verify = -1;
 	if (!n)
@@ -1229,31 +2233,61 @@ static void dec__client_tls(struct dec *d, const struct cfg__node *n, struct cfg
 	t->sni = dec__str(d, F(n, "sni"));
 	dec__strs(d, F(n, "subjectAltNames"), &t->subject_alt_names);
 	t->insecure_skip_verify = dec__bool(F(n, "insecureSkipVerify"));
-	if (t->mode == CFG_TLS_MUTUAL && !t->credential_name) {
-		if (!t->client_certificate)
-			DEC_ERR_AT(d, n, "clientCertificate", "MUTUAL tls needs clientCertificate (or credentialName)");
-		if (!t->private_key)
-			DEC_ERR_AT(d, n, "privateKey", "MUTUAL tls needs privateKey (or credentialName)");
+	/* Istio reads "" as unset */
+#define DEC__UNSET_EMPTY(x) do { if ((x) && !(x)[0]) (x) = NULL; } while (0)
+	DEC__UNSET_EMPTY(t->client_certificate);
+	DEC__UNSET_EMPTY(t->private_key);
+	DEC__UNSET_EMPTY(t->ca_certificates);
+	DEC__UNSET_EMPTY(t->credential_name);
+#undef DEC__UNSET_EMPTY
+	sans = t->subject_alt_names.n > 0;
+	if (t->credential_name && strncmp(t->credential_name, "configmap://", 12) == 0) {
+		const char *rest = t->credential_name + 12, *slash = strchr(rest, '/');
+		if (slash && (size_t)(slash - rest) == strlen(d->ns) && strncmp(rest, d->ns, strlen(d->ns)) == 0 &&
+		    slash[1] && !strchr(slash + 1, '/'))
+			; /* configmap://NS/NAME in the object's own namespace */
+		else if (!slash && rest[0])
+			; /* configmap://NAME: the own namespace */
+		else
+			DEC_ERR_AT(d, F(n, "credentialName"), "credentialName", "invalid configmap:// credentialName: "
+				   "namespace must match the configuration namespace \"%s\"", d->ns);
 	}
-	if (t->mode == CFG_TLS_ISTIO_MUTUAL && (t->client_certificate || t->private_key || t->ca_certificates ||
-						t->credential_name))
-		cfg__error(d->e, n, "ISTIO_MUTUAL uses the mesh's certificates; clientCertificate, privateKey, "
-			   "caCertificates and credentialName must not be set");
+	if (t->insecure_skip_verify == 1) {
+		if (t->mode == CFG_TLS_SIMPLE && (t->ca_certificates || t->credential_name || sans))
+			cfg__error(d->e, n, "cannot specify CaCertificates or CredentialName or SubjectAltNames when "
+				   "InsecureSkipVerify is set true");
+		if (t->mode == CFG_TLS_MUTUAL && (t->ca_certificates || sans))
+			cfg__error(d->e, n, "cannot specify CaCertificates or SubjectAltNames when InsecureSkipVerify is "
+				   "set true");
+	}
+	files = t->client_certificate || t->ca_certificates || t->private_key ||
+		(F(n, "caCrl") && F(n, "caCrl")->len);
+	if ((t->mode == CFG_TLS_SIMPLE || t->mode == CFG_TLS_MUTUAL) && t->credential_name) {
+		if (files)
+			cfg__error(d->e, n, "cannot specify client certificates or CA certificate or CA CRL If "
+				   "credentialName is set");
+	} else if (t->mode == CFG_TLS_MUTUAL) {
+		if (!t->client_certificate)
+			DEC_ERR_AT(d, n, "clientCertificate", "client certificate required for mutual tls");
+		if (!t->private_key)
+			DEC_ERR_AT(d, n, "privateKey", "private key required for mutual tls");
+	}
 	dec__pop(d, mark);
 }
 
 static void dec__traffic_policy_body(struct dec *d, const struct cfg__node *n, struct cfg_traffic_policy *p)
 {
-	dec__load_balancer(d, F(n, "loadBalancer"), &p->load_balancer);
+	dec__load_balancer(d, F(n, "loadBalancer"), &p->load_balancer, F(n, "outlierDetection"));
 	dec__connection_pool(d, F(n, "connectionPool"), &p->connection_pool);
 	dec__outlier(d, F(n, "outlierDetection"), &p->outlier_detection);
 	dec__client_tls(d, F(n, "tls"), &p->tls);
 }
 
+/* Istio's validateTrafficPolicy and validatePortTrafficPolicies. */
 static void dec__dr_policy(struct dec *d, const struct cfg__node *n, struct cfg_dr_policy *out)
 {
-	const struct cfg__node *pls, *v;
-	size_t i, j, mark;
+	const struct cfg__node *pls, *v, *tun;
+	size_t i, mark;
 
 	if (!n) {
 		dec__traffic_policy_body(d, NULL, &out->policy); /* defaults */
@@ -1261,11 +2295,39 @@ static void dec__dr_policy(struct dec *d, const struct cfg__node *n, struct cfg_
 	}
 	mark = dec__push(d, "trafficPolicy");
 	out->set = true;
+	if (!F(n, "loadBalancer") && !F(n, "connectionPool") && !F(n, "outlierDetection") && !F(n, "tls") &&
+	    !F(n, "portLevelSettings") && !F(n, "tunnel") && !F(n, "proxyProtocol") && !F(n, "retryBudget")) {
+		cfg__error(d->e, n, "traffic policy must have at least one field");
+		dec__pop(d, mark);
+		return;
+	}
+	if (F(n, "tunnel") && F(n, "proxyProtocol")) {
+		cfg__error(d->e, n, "tunnel and proxyProtocol must not be set together");
+		dec__pop(d, mark);
+		return;
+	}
 	dec__traffic_policy_body(d, n, &out->policy);
-	if ((v = F(n, "tunnel")))
-		DEC_ERR_AT(d, v, "tunnel", "tunnel is not supported by meshd");
-	if ((v = F(n, "proxyProtocol")))
-		DEC_ERR_AT(d, v, "proxyProtocol", "proxyProtocol is not supported by meshd");
+	if ((tun = F(n, "tunnel"))) {
+		const struct cfg__node *p = F(tun, "protocol"), *th = F(tun, "targetHost"), *tp = F(tun, "targetPort");
+		size_t m2 = dec__push(d, "tunnel");
+		if (p && p->len && strcmp(p->str, "CONNECT") && strcmp(p->str, "POST"))
+			DEC_ERR_AT(d, p, "protocol", "tunnel protocol must be \"CONNECT\" or \"POST\"");
+		if (!th || !th->str || (!dec__istio_fqdn(th->str) && !cfg__is_ip(th->str)))
+			DEC_ERR_AT(d, th ? th : tun, "targetHost", "tunnel target host must be valid FQDN or IP address");
+		if (!dec__port_ok(dec__int(tp, 0)))
+			DEC_ERR_AT(d, tp ? tp : tun, "targetPort", "tunnel target port is invalid: port number %lld must "
+				   "be in the range 1..65535", (long long)dec__int(tp, 0));
+		dec__pop(d, m2);
+		DEC_WARN_AT(d, tun, "tunnel", "not implemented yet: tunnel");
+	}
+	if ((v = F(n, "proxyProtocol"))) {
+		int64_t ver = dec__int(F(v, "version"), 0);
+		if (ver != 0 && ver != 1)
+			DEC_ERR_AT(d, v, "proxyProtocol", "proxy protocol version is invalid: %lld", (long long)ver);
+		DEC_WARN_AT(d, v, "proxyProtocol", "not implemented yet: proxyProtocol");
+	}
+	if ((v = F(n, "retryBudget")))
+		DEC_WARN_AT(d, v, "retryBudget", "not implemented yet: retryBudget");
 	pls = F(n, "portLevelSettings");
 	if (pls && pls->n) {
 		size_t m2 = dec__push(d, "portLevelSettings");
@@ -1276,16 +2338,15 @@ static void dec__dr_policy(struct dec *d, const struct cfg__node *n, struct cfg_
 			struct cfg_port_traffic_policy *pp = &out->port_level[i];
 
 			pp->port = dec__int(port, -1);
-			if (!port)
-				DEC_ERR_AT(d, e, "port", "port.number is required");
-			else if (!dec__port_ok(pp->port))
-				DEC_ERR_AT(d, port, "port", "port %lld is not in range 1..65535", (long long)pp->port);
-			for (j = 0; port && j < i; j++)
-				if (out->port_level[j].port == pp->port)
-					DEC_ERR_AT(d, port, "port", "port %lld has settings twice", (long long)pp->port);
+			if (!F(e, "port"))
+				DEC_ERR_AT(d, e, "port", "portTrafficPolicy must have valid port");
+			else if (port && !dec__port_ok(pp->port))
+				DEC_ERR_AT(d, port, "port", "port number %lld must be in the range 1..65535",
+					   (long long)pp->port);
 			if (!F(e, "loadBalancer") && !F(e, "connectionPool") && !F(e, "outlierDetection") && !F(e, "tls"))
 				cfg__error(d->e, e, "port traffic policy must have at least one field");
-			dec__traffic_policy_body(d, e, &pp->policy);
+			else
+				dec__traffic_policy_body(d, e, &pp->policy);
 			dec__pop(d, m3);
 		}
 		out->n_port_level = pls->n;
@@ -1294,6 +2355,9 @@ static void dec__dr_policy(struct dec *d, const struct cfg__node *n, struct cfg_
 	dec__pop(d, mark);
 }
 
+/* Istio's validateWorkloadSelector (security kinds, matchLabels) and
+ * ValidateAlphaWorkloadSelector (networking kinds, labels): no empty key,
+ * no '*'; no labels at all is a warning. */
 static void dec__selector_labels(struct dec *d, const struct cfg__node *sel, const char *key, struct cfg_labels *out,
 				 bool *has)
 {
@@ -1304,15 +2368,17 @@ static void dec__selector_labels(struct dec *d, const struct cfg__node *sel, con
 		return;
 	*has = true;
 	dec__labels(d, ml, out);
-	if (!ml)
+	if (!ml || !ml->n) {
+		cfg__warn(d->e, sel, "workload selector specified without labels");
 		return;
+	}
 	mark = dec__push(d, key);
 	for (i = 0; i < ml->n; i++) {
 		const char *k = ml->k[i]->str, *v = ml->v[i]->str ? ml->v[i]->str : "";
 		if (!k[0])
-			cfg__error(d->e, ml->k[i], "label key may not be empty");
+			cfg__error(d->e, ml->k[i], "empty key is not supported in selector: \"=%s\"", v);
 		else if (strchr(k, '*') || strchr(v, '*'))
-			DEC_ERR_AT(d, ml->v[i], k, "wildcards are not allowed in selector labels");
+			DEC_ERR_AT(d, ml->v[i], k, "wildcard is not supported in selector: \"%s=%s\"", k, v);
 	}
 	dec__pop(d, mark);
 }
@@ -1324,10 +2390,12 @@ static void dec__destination_rule(struct dec *d, const struct cfg__node *spec, s
 
 	dr->host = dec__str(d, host);
 	if (!host || !host->len)
-		DEC_ERR_AT(d, host ? host : spec, "host", "host is required");
-	else if (!dec__wildcard_domain(host->str, true) || strcmp(host->str, "*") == 0)
-		DEC_ERR_AT(d, host, "host", "\"%s\" is not a valid host name", host->str);
+		DEC_ERR_AT(d, host ? host : spec, "host", "host is required (empty domain name not allowed)");
+	else if (!dec__istio_wildcard_domain(host->str))
+		DEC_ERR_AT(d, host, "host", "domain name \"%s\" invalid (a DNS name, optionally starting with a "
+			   "wildcard; not an IP address)", host->str);
 	dec__strs(d, F(spec, "exportTo"), &dr->export_to);
+	dec__export_to(d, F(spec, "exportTo"), false, F(spec, "workloadSelector") != NULL);
 	if ((sel = F(spec, "workloadSelector"))) {
 		mark = dec__push(d, "workloadSelector");
 		dec__selector_labels(d, sel, "matchLabels", &dr->workload_selector, &dr->has_workload_selector);
@@ -1346,13 +2414,14 @@ static void dec__destination_rule(struct dec *d, const struct cfg__node *spec, s
 			dr->subsets[i].name = dec__str(d, name);
 			if (!name || !name->len)
 				DEC_ERR_AT(d, name ? name : s, "name", "subset name cannot be empty");
-			else if (!cfg__is_dns1123_label(name->str))
-				DEC_ERR_AT(d, name, "name", "\"%s\" is not a valid subset name (a DNS label: lower-case "
-					   "letters, digits and '-', at most 63)", name->str);
+			else if (!dec__istio_label(name->str))
+				DEC_ERR_AT(d, name, "name", "subset name is invalid: \"%s\" (a DNS label: letters, digits "
+					   "and '-', at most 63)", name->str);
 			for (j = 0; name && j < i; j++)
 				if (dr->subsets[j].name && strcmp(dr->subsets[j].name, name->str) == 0)
-					DEC_ERR_AT(d, name, "name", "duplicate subset name \"%s\"", name->str);
+					DEC_ERR_AT(d, name, "name", "duplicate subset names: %s", name->str);
 			dec__labels(d, F(s, "labels"), &dr->subsets[i].labels);
+			dec__label_values(d, F(s, "labels"), "labels");
 			dec__dr_policy(d, F(s, "trafficPolicy"), &dr->subsets[i].traffic_policy);
 			dec__pop(d, m2);
 		}
@@ -1391,24 +2460,33 @@ static void dec__workload(struct dec *d, const struct cfg__node *n, struct cfg_w
 	w->locality = dec__str(d, F(n, "locality"));
 	w->service_account = dec__str(d, F(n, "serviceAccount"));
 	dec__labels(d, F(n, "labels"), &w->labels);
+	dec__label_values(d, F(n, "labels"), "labels");
 	if ((v = F(n, "weight")))
 		w->weight = dec__int(v, -1);
 	if (!addr || !addr->len) {
 		if (!w->network)
 			DEC_ERR_AT(d, addr ? addr : n, "address", "address is required");
+		else
+			DEC_WARN_AT(d, addr ? addr : n, "address", "address is unset with network \"%s\"", w->network);
 	} else if (strncmp(addr->str, "unix://", 7) == 0) {
 		const char *path = addr->str + 7;
-		if ((path[0] != '/' && path[0] != '@') || path[strlen(path) - 1] == '/')
-			DEC_ERR_AT(d, addr, "address", "\"%s\" is not a valid unix socket address (an absolute path or @name)",
-				   addr->str);
+		size_t pl = strlen(path);
+		/* Istio's ValidateUnixAddress: @abstract, or an absolute path to a file */
+		if (!pl)
+			DEC_ERR_AT(d, addr, "address", "unix address must not be empty");
+		else if (path[0] != '@' && (path[0] != '/' || path[pl - 1] == '/'))
+			DEC_ERR_AT(d, addr, "address", "%s is not an absolute path to a file", path);
 		if (ports && ports->n)
-			DEC_ERR_AT(d, ports, "ports", "a unix socket endpoint must not have ports");
+			DEC_ERR_AT(d, ports, "ports", "unix endpoint %s must not include ports", addr->str);
+		if (se && se->n_ports != 1)
+			DEC_ERR_AT(d, addr, "address", "exactly 1 service port required for unix endpoints");
 	} else if (!cfg__is_ip(addr->str)) {
 		if (ip_only)
 			DEC_ERR_AT(d, addr, "address", "\"%s\" is not an IP address (resolution STATIC needs IP "
 				   "addresses)", addr->str);
-		else if (!fqdn_ok || !dec__wildcard_domain(addr->str, false))
-			DEC_ERR_AT(d, addr, "address", "\"%s\" is not a valid IP address or host name", addr->str);
+		else if (!fqdn_ok || !dec__istio_fqdn(addr->str))
+			DEC_ERR_AT(d, addr, "address", "endpoint address \"%s\" is not a valid FQDN or an IP address",
+				   addr->str);
 	}
 	if (ports && ports->n) {
 		size_t mark = dec__push(d, "ports");
@@ -1472,20 +2550,28 @@ static void dec__service_entry(struct dec *d, const struct cfg__node *spec, stru
 		else if (!strcmp(v->str, "DNS_ROUND_ROBIN"))
 			se->resolution = CFG_RESOLUTION_DNS_ROUND_ROBIN;
 		else if (!strcmp(v->str, "DYNAMIC_DNS"))
-			DEC_ERR_AT(d, v, "resolution", "DYNAMIC_DNS resolution is not supported by meshd");
+			se->resolution = CFG_RESOLUTION_DYNAMIC_DNS;
 	}
+	dec__export_to(d, F(spec, "exportTo"), true, false);
 	mark = dec__push(d, "hosts");
 	if (!hosts || !hosts->n)
 		cfg__error(d->e, hosts ? hosts : spec, "at least one host is required");
 	for (i = 0; hosts && i < hosts->n; i++) {
 		const struct cfg__node *h = hosts->v[i];
 		size_t m2 = dec__idx(d, i);
-		if (!h->len || strcmp(h->str, "*") == 0 || !dec__wildcard_domain(h->str, true))
-			cfg__error(d->e, h, "\"%s\" is not a valid host (wildcard \"*\" alone is not allowed)", h->str);
+		if (strcmp(h->str, "*") == 0)
+			cfg__error(d->e, h, "invalid host * (a ServiceEntry cannot cover every host)");
+		else if (!dec__istio_wildcard_domain(h->str))
+			cfg__error(d->e, h, "domain name \"%s\" invalid", h->str);
 		else if ((se->resolution == CFG_RESOLUTION_DNS || se->resolution == CFG_RESOLUTION_DNS_ROUND_ROBIN) &&
 			 !(eps && eps->n) && h->str[0] == '*')
-			cfg__error(d->e, h, "resolution DNS without endpoints needs host names that resolve, not "
-				   "wildcards like \"%s\"", h->str);
+			cfg__error(d->e, h, "hosts must be FQDN or contain only prefix wildcards if no endpoints are "
+				   "provided for resolution mode DNS: \"%s\"", h->str);
+		else if (se->resolution == CFG_RESOLUTION_DYNAMIC_DNS && h->str[0] != '*')
+			cfg__error(d->e, h, "host must be wildcarded for resolution mode DYNAMIC_DNS");
+		if (se->resolution != CFG_RESOLUTION_DYNAMIC_DNS && strchr(h->str, '*') && h->len > 1 &&
+		    strncmp(h->str, "*.", 2) != 0)
+			cfg__warn(d->e, h, "partial wildcard \"%s\" not allowed", h->str);
 		dec__pop(d, m2);
 	}
 	dec__pop(d, mark);
@@ -1498,6 +2584,8 @@ static void dec__service_entry(struct dec *d, const struct cfg__node *spec, stru
 		else if (strchr(a->str, '/') && se->resolution != CFG_RESOLUTION_NONE &&
 			 se->resolution != CFG_RESOLUTION_STATIC)
 			cfg__error(d->e, a, "CIDR addresses are allowed only for NONE/STATIC resolution types");
+		else if (se->resolution == CFG_RESOLUTION_DYNAMIC_DNS)
+			cfg__error(d->e, a, "addresses cannot be set for resolution type DYNAMIC_DNS");
 		dec__pop(d, m2);
 	}
 	dec__pop(d, mark);
@@ -1536,8 +2624,35 @@ static void dec__service_entry(struct dec *d, const struct cfg__node *spec, stru
 			dec__pop(d, m2);
 		}
 		se->n_ports = ports->n;
+		for (i = 0; se->ports && i < se->n_ports; i++) {
+			const char *pr = se->ports[i].protocol ? se->ports[i].protocol : "";
+			bool http = !strcmp(pr, "HTTP") || !strcmp(pr, "HTTP2") || !strcmp(pr, "GRPC") ||
+				    !strcmp(pr, "GRPC-WEB") || !strcmp(pr, "HTTP_PROXY");
+			bool tls = !strcmp(pr, "HTTPS") || !strcmp(pr, "TLS");
+			if (se->resolution == CFG_RESOLUTION_DYNAMIC_DNS && strcmp(pr, "HTTP") && strcmp(pr, "TLS") &&
+			    strcmp(pr, "GRPC") && strcmp(pr, "HTTP2")) {
+				size_t m2 = dec__idx(d, i);
+				cfg__error(d->e, ports->v[i], "only HTTP, TLS, GRPC, and HTTP2 protocols are supported for "
+					   "resolution type DYNAMIC_DNS");
+				dec__pop(d, m2);
+			}
+			if (se->resolution != CFG_RESOLUTION_NONE && hosts && hosts->n > 1 && !http && !tls) {
+				size_t m2 = dec__idx(d, i);
+				cfg__error(d->e, ports->v[i], "multiple hosts provided with non-HTTP, non-TLS ports");
+				dec__pop(d, m2);
+				break;
+			}
+		}
 		dec__pop(d, mark);
 	}
+	if (se->resolution == CFG_RESOLUTION_DYNAMIC_DNS) {
+		if (eps)
+			DEC_ERR_AT(d, eps, "endpoints", "endpoints cannot be set for resolution type DYNAMIC_DNS");
+		DEC_WARN_AT(d, v, "resolution", "not implemented yet: resolution DYNAMIC_DNS (accepted and listed; "
+			    "proxies get no cluster for these hosts yet)");
+	}
+	if (sel && se->resolution == CFG_RESOLUTION_NONE)
+		DEC_WARN_AT(d, sel, "workloadSelector", "workloadSelector should not be set when resolution mode is NONE");
 	if (sel) {
 		size_t m2 = dec__push(d, "workloadSelector");
 		dec__selector_labels(d, sel, "labels", &se->workload_selector, &se->has_workload_selector);
@@ -1547,10 +2662,10 @@ static void dec__service_entry(struct dec *d, const struct cfg__node *spec, stru
 	}
 	if (eps && eps->n) {
 		if (se->resolution == CFG_RESOLUTION_NONE)
-			DEC_ERR_AT(d, eps, "endpoints", "resolution NONE cannot have endpoints (use STATIC or DNS)");
+			DEC_ERR_AT(d, eps, "endpoints", "no endpoints should be provided for resolution type none");
 		if (se->resolution == CFG_RESOLUTION_DNS_ROUND_ROBIN && eps->n > 1)
-			DEC_ERR_AT(d, eps, "endpoints", "resolution DNS_ROUND_ROBIN allows at most one endpoint, %zu are set",
-				   eps->n);
+			DEC_ERR_AT(d, eps, "endpoints", "there must only be 0 or 1 endpoint for resolution mode "
+				   "DNS_ROUND_ROBIN, %zu are set", eps->n);
 		mark = dec__push(d, "endpoints");
 		se->endpoints = dec__alloc(d, eps->n, sizeof(*se->endpoints));
 		for (i = 0; se->endpoints && i < eps->n; i++) {
@@ -1618,11 +2733,8 @@ static void dec__peer_authentication(struct dec *d, const struct cfg__node *spec
 
 /* ------------------------------------------------------------- AuthorizationPolicy */
 
-static const char dec__reqauth_msg[] =
-	"request authentication (RequestAuthentication, JWT) is not supported by meshd, so %s can never match";
-
 static void dec__authz_strs(struct dec *d, const struct cfg__node *n, const char *key, struct cfg_strs *out,
-			    int check /* 0 none, 1 ip/cidr, 2 port, 3 reqauth */)
+			    int check /* 0 none, 1 ip/cidr, 2 port, 3 service account, 4 trust domain */)
 {
 	const struct cfg__node *v = F(n, key);
 	size_t i, mark;
@@ -1631,8 +2743,8 @@ static void dec__authz_strs(struct dec *d, const struct cfg__node *n, const char
 		return;
 	dec__strs(d, v, out);
 	mark = dec__push(d, key);
-	if (check == 3)
-		cfg__error(d->e, v, dec__reqauth_msg, key);
+	if (check == 3 && v->n > 16)
+		cfg__error(d->e, v, "may not have more than 16 values");
 	for (i = 0; i < v->n; i++) {
 		const char *s = v->v[i]->str;
 		size_t m2 = dec__idx(d, i);
@@ -1640,52 +2752,180 @@ static void dec__authz_strs(struct dec *d, const struct cfg__node *n, const char
 		long long port;
 
 		if (!s || !s[0]) {
-			cfg__error(d->e, v->v[i], "empty value not allowed");
+			cfg__error(d->e, v->v[i], "empty value not allowed, found in %s", key);
 		} else if (check == 1 && !cfg__is_cidr(s)) {
 			cfg__error(d->e, v->v[i], "\"%s\" is not an IP address or CIDR range", s);
 		} else if (check == 2) {
 			port = strtoll(s, &end, 10);
-			if (*end || !dec__port_ok(port))
-				cfg__error(d->e, v->v[i], "port \"%s\" is not a number in range 1..65535", s);
+			if (*end || port < 0 || port > 65535)
+				cfg__error(d->e, v->v[i], "port \"%s\" is not a number in range 0..65535", s);
+		} else if (check == 3) {
+			const char *slash = strchr(s, '/');
+			if (strchr(s, '*'))
+				cfg__error(d->e, v->v[i], "wildcard not allowed, found in %s", key);
+			else if ((slash && strchr(slash + 1, '/')) || (slash && (slash == s || !slash[1])))
+				cfg__error(d->e, v->v[i], "expected format 'serviceAccount' or 'namespace/serviceAccount', "
+					   "found \"%s\" in %s", s, key);
+			else if (strlen(s) > 320)
+				cfg__error(d->e, v->v[i], "value cannot exceed 320 characters, found in %s", key);
+		} else if (check == 4) {
+			const char *star = strchr(s, '*');
+			if (star && strchr(star + 1, '*'))
+				cfg__error(d->e, v->v[i], "at most one wildcard is allowed, found in %s: \"%s\"", key, s);
+			else if (star && strcmp(s, "*") && s[0] != '*' && s[strlen(s) - 1] != '*')
+				cfg__error(d->e, v->v[i], "wildcard is only allowed at the start or end, found in %s: \"%s\"",
+					   key, s);
+			else if (strchr(s, '/'))
+				cfg__error(d->e, v->v[i], "trust domain must not contain '/', found in %s: \"%s\"", key, s);
 		}
 		dec__pop(d, m2);
 	}
 	dec__pop(d, mark);
 }
 
-static bool dec__authz_key_ok(const char *key, const char **why)
+/* Istio's security.ValidateAttribute for `when` keys.  *check is the value
+ * check of dec__authz_strs. */
+static const char *dec__authz_key_check(const char *key, int *check)
 {
 	static const char *const exact[] = {
-		"source.ip", "remote.ip", "source.namespace", "source.principal", "source.serviceAccount",
-		"source.trustDomain", "destination.ip", "destination.port", "connection.sni", NULL,
+		"source.namespace", "source.principal", "connection.sni", "request.auth.principal",
+		"request.auth.audiences", "request.auth.presenter", NULL,
 	};
-	size_t i, n;
+	size_t i, n = strlen(key);
 
-	*why = NULL;
+	*check = 0;
 	for (i = 0; exact[i]; i++)
 		if (strcmp(key, exact[i]) == 0)
-			return true;
-	if (strncmp(key, "request.auth.", 13) == 0) {
-		*why = "reqauth";
-		return false;
+			return NULL;
+	if (!strcmp(key, "source.ip") || !strcmp(key, "remote.ip") || !strcmp(key, "destination.ip")) {
+		*check = 1;
+		return NULL;
 	}
-	n = strlen(key);
-	if ((strncmp(key, "request.headers[", 16) == 0 && n > 17) ||
-	    (strncmp(key, "experimental.", 13) == 0 && strchr(key, '[') && n > 14))
-		return key[n - 1] == ']';
-	if (strcmp(key, "destination.namespace") == 0)
-		*why = "replaced by the policy's metadata.namespace";
-	else if (strncmp(key, "destination.labels", 18) == 0)
-		*why = "replaced by the policy's selector";
+	if (!strcmp(key, "destination.port")) {
+		*check = 2;
+		return NULL;
+	}
+	if (!strcmp(key, "source.serviceAccount")) {
+		*check = 3;
+		return NULL;
+	}
+	if (!strcmp(key, "source.trustDomain")) {
+		*check = 4;
+		return NULL;
+	}
+	if (!strncmp(key, "request.headers", 15) || !strncmp(key, "request.auth.claims", 19) ||
+	    !strncmp(key, "experimental.envoy.filters.", 27)) {
+		const char *open = strchr(key, '[');
+		if (!open || key[n - 1] != ']' || open + 1 == key + n - 1 || strchr(open + 1, '[') ||
+		    strchr(open, ']') != key + n - 1)
+			return "has an invalid map key: expected name[KEY]";
+		return NULL;
+	}
+	if (!strcmp(key, "destination.namespace"))
+		return "is replaced by the metadata.namespace";
+	if (!strncmp(key, "destination.labels", 18))
+		return "is replaced by the workload selector";
+	if (!strcmp(key, "destination.name") || !strcmp(key, "destination.user"))
+		return "is deprecated: only supported in v1alpha1";
+	return "is unknown";
+}
+
+/* Add a `when` condition to rule ar (the source fields the RBAC generator
+ * does not read are carried as the equivalent conditions, see below). */
+static void dec__authz_add_when(struct dec *d, struct cfg_authz_rule *ar, const char *key, const struct cfg_strs *values,
+				const struct cfg_strs *not_values)
+{
+	struct cfg_authz_condition *w = dec__alloc(d, ar->n_when + 1, sizeof(*w));
+
+	if (!w)
+		return;
+	if (ar->n_when)
+		memcpy(w, ar->when, ar->n_when * sizeof(*w));
+	w[ar->n_when].key = arena_strdup(d->a, key);
+	if (values)
+		w[ar->n_when].values = *values;
+	if (not_values)
+		w[ar->n_when].not_values = *not_values;
+	ar->when = w;
+	ar->n_when++;
+}
+
+/* A selector no workload can carry (the key is not a valid label key):
+ * the policy then applies to no sidecar.  Used for targetRef policies
+ * (they attach to gateways and waypoints, not sidecars, as in Istio) and
+ * for dry-run policies (never enforced, as in Istio). */
+static void dec__authz_match_no_workload(struct dec *d, struct cfg_authorization_policy *ap, const char *why)
+{
+	struct cfg_kv *kv = dec__alloc(d, 1, sizeof(*kv));
+
+	if (!kv)
+		return;
+	kv->key = arena_strdup(d->a, "meshd:applies-to-no-sidecar");
+	kv->value = arena_strdup(d->a, why);
+	ap->selector.v = kv;
+	ap->selector.n = 1;
+	ap->has_selector = true;
+}
+
+static bool dec__parse_bool(const char *s, bool *out)
+{
+	static const char *const t[] = { "1", "t", "T", "TRUE", "true", "True", NULL };
+	static const char *const f[] = { "0", "f", "F", "FALSE", "false", "False", NULL };
+	size_t i;
+
+	for (i = 0; t[i]; i++)
+		if (!strcmp(s, t[i]))
+			return *out = true, true;
+	for (i = 0; f[i]; i++)
+		if (!strcmp(s, f[i]))
+			return *out = false, true;
 	return false;
+}
+
+/* targetRef / targetRefs (Istio's validatePolicyTargetReference) */
+static void dec__target_refs(struct dec *d, const struct cfg__node *spec, bool *has)
+{
+	const struct cfg__node *one = F(spec, "targetRef"), *many = F(spec, "targetRefs");
+	size_t i, n = (one ? 1 : 0) + (many ? many->n : 0), mark;
+
+	if (one && many && many->n)
+		cfg__error(d->e, many, "only one of targetRefs or targetRef can be set");
+	for (i = 0; i < n; i++) {
+		const struct cfg__node *r = one && i == 0 ? one : many->v[i - (one ? 1 : 0)];
+		const char *g = F(r, "group") && F(r, "group")->str ? F(r, "group")->str : "";
+		const char *k = F(r, "kind") && F(r, "kind")->str ? F(r, "kind")->str : "";
+		bool ok = (!g[0] && !strcmp(k, "Service")) ||
+			  (!strcmp(g, "networking.istio.io") && !strcmp(k, "ServiceEntry")) ||
+			  (!strcmp(g, "gateway.networking.k8s.io") && (!strcmp(k, "Gateway") || !strcmp(k, "GatewayClass")));
+
+		if (one && i == 0) {
+			mark = dec__push(d, "targetRef");
+		} else {
+			mark = dec__push(d, "targetRefs");
+			dec__idx(d, i - (one ? 1 : 0));
+		}
+		if (!F(r, "name") || !F(r, "name")->len)
+			cfg__error(d->e, r, "targetRef name must be set");
+		if (F(r, "namespace") && F(r, "namespace")->len)
+			cfg__error(d->e, F(r, "namespace"), "targetRef namespace must not be set; cross namespace "
+				   "referencing is not supported");
+		if (!ok)
+			cfg__error(d->e, r, "targetRef must be to one of Service, networking.istio.io/ServiceEntry, "
+				   "gateway.networking.k8s.io/Gateway or GatewayClass, but was %s/%s", g, k);
+		dec__pop(d, mark);
+	}
+	*has = n > 0;
 }
 
 static void dec__authorization_policy(struct dec *d, const struct cfg__node *spec, struct cfg_authorization_policy *ap)
 {
-	const struct cfg__node *action = F(spec, "action"), *provider = F(spec, "provider"), *rules, *sel, *v;
-	size_t i, j, mark;
+	const struct cfg__node *action = F(spec, "action"), *provider = F(spec, "provider"), *rules, *sel;
+	const struct cfg_labels *ann = &d->o->annotations;
+	size_t i, j, k, mark;
+	bool custom;
 
 	ap->action = CFG_AUTHZ_ALLOW;
+	ap->dry_run = -1;
 	if (action) {
 		if (!strcmp(action->str, "DENY"))
 			ap->action = CFG_AUTHZ_DENY;
@@ -1694,46 +2934,72 @@ static void dec__authorization_policy(struct dec *d, const struct cfg__node *spe
 		else if (!strcmp(action->str, "CUSTOM"))
 			ap->action = CFG_AUTHZ_CUSTOM;
 	}
+	custom = ap->action == CFG_AUTHZ_CUSTOM;
 	ap->provider = dec__str(d, F(provider, "name"));
-	if (ap->action == CFG_AUTHZ_CUSTOM) {
-		if (!ap->provider)
-			DEC_ERR_AT(d, provider ? provider : action, provider ? "provider" : "action",
-				   "CUSTOM action needs provider.name");
-		DEC_ERR_AT(d, action, "action", "CUSTOM action is not supported by meshd");
+	rules = cfg__node_get(spec, "rules");
+	if (rules && rules->type == CFG__NULL)
+		rules = NULL;
+	ap->rules_present = rules != NULL;
+	if (custom) {
+		if (!rules)
+			cfg__error(d->e, spec, "CUSTOM action without `rules` is meaningless as it will never be triggered, "
+				   "add an empty rule `{}` if you want it be triggered for every request");
+		else if (!ap->provider || !ap->provider[0])
+			DEC_ERR_AT(d, provider ? provider : spec, "provider", "`provider.name` must not be empty");
 	} else if (provider) {
-		DEC_ERR_AT(d, provider, "provider", "provider may only be set with action CUSTOM, found %s",
+		DEC_ERR_AT(d, provider, "provider", "`provider` must not be with non CUSTOM action, found %s",
 			   action ? action->str : "ALLOW");
 	}
+	if (ap->action == CFG_AUTHZ_DENY && !rules)
+		cfg__error(d->e, spec, "DENY action without `rules` is meaningless as it will never be triggered, add "
+			   "an empty rule `{}` if you want it be triggered for every request");
 	if ((sel = F(spec, "selector"))) {
 		mark = dec__push(d, "selector");
 		dec__selector_labels(d, sel, "matchLabels", &ap->selector, &ap->has_selector);
 		dec__pop(d, mark);
 	}
-	if ((v = F(spec, "targetRef")) || (v = F(spec, "targetRefs")))
-		DEC_ERR_AT(d, v, F(spec, "targetRef") ? "targetRef" : "targetRefs",
-			   "targetRef (Gateway API policy attachment) is not supported by meshd; use selector");
-	rules = cfg__node_get(spec, "rules");
-	ap->rules_present = rules != NULL;
-	if (ap->action == CFG_AUTHZ_DENY && (!rules || rules->type != CFG__SEQ || !rules->n))
-		cfg__error(d->e, spec, "DENY action without rules never matches; add an empty rule {} to deny "
-			   "every request");
-	if (!rules || rules->type != CFG__SEQ || !rules->n)
-		return;
-	ap->rules = dec__alloc(d, rules->n, sizeof(*ap->rules));
-	if (!ap->rules)
-		return;
-	ap->n_rules = rules->n;
+	if (F(spec, "targetRef") || F(spec, "targetRefs")) {
+		dec__target_refs(d, spec, &ap->has_target_refs);
+		if (sel)
+			cfg__error(d->e, sel, "only one of targetRefs or workloadSelector can be set");
+	}
+	/* istio.io/dry-run (Istio's checkDryRunAnnotation) */
+	for (i = 0; i < ann->n; i++) {
+		bool b;
+		if (strcmp(ann->v[i].key, "istio.io/dry-run") != 0)
+			continue;
+		if (ap->action != CFG_AUTHZ_ALLOW && ap->action != CFG_AUTHZ_DENY)
+			cfg__error(d->e, spec, "the annotation istio.io/dry-run currently only supports action ALLOW/DENY, "
+				   "found action %s", action ? action->str : "ALLOW");
+		else if (!dec__parse_bool(ann->v[i].value, &b))
+			cfg__error(d->e, spec, "annotation istio.io/dry-run with invalid value (%s): not a boolean",
+				   ann->v[i].value);
+		else
+			ap->dry_run = b;
+	}
+	if (rules && rules->type == CFG__SEQ && rules->n) {
+		ap->rules = dec__alloc(d, rules->n, sizeof(*ap->rules));
+		if (!ap->rules)
+			return;
+		ap->n_rules = rules->n;
+	}
 	mark = dec__push(d, "rules");
-	for (i = 0; i < rules->n; i++) {
+	for (i = 0; ap->rules && i < ap->n_rules; i++) {
 		const struct cfg__node *r = rules->v[i], *from = cfg__node_get(r, "from"), *to = cfg__node_get(r, "to");
 		const struct cfg__node *when = F(r, "when");
 		struct cfg_authz_rule *ar = &ap->rules[i];
 		size_t m2 = dec__idx(d, i);
+		bool jwt_fields = false, sa_fields = false;
 
+		if (r->type != CFG__MAP) {
+			cfg__error(d->e, r, "`rule` must not be nil, found at rule %zu", i);
+			dec__pop(d, m2);
+			continue;
+		}
 		if (from && from->type == CFG__SEQ) {
 			size_t m3 = dec__push(d, "from");
 			if (!from->n)
-				cfg__error(d->e, from, "from, if set, must not be empty");
+				cfg__error(d->e, from, "`from` must not be empty, found at rule %zu", i);
 			ar->from = dec__alloc(d, from->n, sizeof(*ar->from));
 			for (j = 0; ar->from && j < from->n; j++) {
 				const struct cfg__node *src = F(from->v[j], "source");
@@ -1741,25 +3007,45 @@ static void dec__authorization_policy(struct dec *d, const struct cfg__node *spe
 				size_t m4 = dec__idx(d, j), m5;
 
 				if (!src || src->type != CFG__MAP || !src->n) {
-					DEC_ERR_AT(d, src ? src : from->v[j], "source", "from.source must not be empty");
+					DEC_ERR_AT(d, src ? src : from->v[j], "source", "`from.source` must not be %s, found at "
+						   "rule %zu", src ? "empty" : "nil", i);
 					dec__pop(d, m4);
 					continue;
 				}
 				m5 = dec__push(d, "source");
 				dec__authz_strs(d, src, "principals", &s->principals, 0);
 				dec__authz_strs(d, src, "notPrincipals", &s->not_principals, 0);
-				dec__authz_strs(d, src, "requestPrincipals", &s->request_principals, 3);
-				dec__authz_strs(d, src, "notRequestPrincipals", &s->not_request_principals, 3);
+				dec__authz_strs(d, src, "requestPrincipals", &s->request_principals, 0);
+				dec__authz_strs(d, src, "notRequestPrincipals", &s->not_request_principals, 0);
 				dec__authz_strs(d, src, "namespaces", &s->namespaces, 0);
 				dec__authz_strs(d, src, "notNamespaces", &s->not_namespaces, 0);
 				dec__authz_strs(d, src, "ipBlocks", &s->ip_blocks, 1);
 				dec__authz_strs(d, src, "notIpBlocks", &s->not_ip_blocks, 1);
 				dec__authz_strs(d, src, "remoteIpBlocks", &s->remote_ip_blocks, 1);
 				dec__authz_strs(d, src, "notRemoteIpBlocks", &s->not_remote_ip_blocks, 1);
-				if ((v = F(src, "serviceAccounts")) || (v = F(src, "notServiceAccounts")) ||
-				    (v = F(src, "trustDomains")) || (v = F(src, "notTrustDomains")))
-					cfg__error(d->e, v, "serviceAccounts and trustDomains are not supported by meshd; "
-						   "use principals");
+				dec__authz_strs(d, src, "serviceAccounts", &s->service_accounts, 3);
+				dec__authz_strs(d, src, "notServiceAccounts", &s->not_service_accounts, 3);
+				dec__authz_strs(d, src, "trustDomains", &s->trust_domains, 4);
+				dec__authz_strs(d, src, "notTrustDomains", &s->not_trust_domains, 4);
+				if ((s->principals.n + s->not_principals.n + s->namespaces.n + s->not_namespaces.n) &&
+				    (s->service_accounts.n + s->not_service_accounts.n))
+					cfg__error(d->e, src, "cannot set serviceAccounts with namespaces or principals, found "
+						   "at rule %zu", i);
+				if (custom) {
+					static const char *const no[] = {
+						"namespaces", "notNamespaces", "serviceAccounts", "notServiceAccounts",
+						"trustDomains", "notTrustDomains", "principals", "notPrincipals",
+						"requestPrincipals", "notRequestPrincipals", NULL,
+					};
+					for (k = 0; no[k]; k++)
+						if (F(src, no[k]) && F(src, no[k])->n)
+							DEC_ERR_AT(d, F(src, no[k]), no[k], "From.%c%s is currently not "
+								   "supported with CUSTOM action", toupper((unsigned char)no[k][0]),
+								   no[k] + 1);
+				}
+				jwt_fields |= s->request_principals.n + s->not_request_principals.n > 0;
+				sa_fields |= s->service_accounts.n + s->not_service_accounts.n + s->trust_domains.n +
+					     s->not_trust_domains.n > 0;
 				dec__pop(d, m5);
 				dec__pop(d, m4);
 			}
@@ -1769,7 +3055,7 @@ static void dec__authorization_policy(struct dec *d, const struct cfg__node *spe
 		if (to && to->type == CFG__SEQ) {
 			size_t m3 = dec__push(d, "to");
 			if (!to->n)
-				cfg__error(d->e, to, "to, if set, must not be empty");
+				cfg__error(d->e, to, "`to` must not be empty, found at rule %zu", i);
 			ar->to = dec__alloc(d, to->n, sizeof(*ar->to));
 			for (j = 0; ar->to && j < to->n; j++) {
 				const struct cfg__node *op = F(to->v[j], "operation");
@@ -1777,7 +3063,8 @@ static void dec__authorization_policy(struct dec *d, const struct cfg__node *spe
 				size_t m4 = dec__idx(d, j), m5;
 
 				if (!op || op->type != CFG__MAP || !op->n) {
-					DEC_ERR_AT(d, op ? op : to->v[j], "operation", "to.operation must not be empty");
+					DEC_ERR_AT(d, op ? op : to->v[j], "operation", "`to.operation` must not be %s, found at "
+						   "rule %zu", op ? "empty" : "nil", i);
 					dec__pop(d, m4);
 					continue;
 				}
@@ -1808,22 +3095,22 @@ static void dec__authorization_policy(struct dec *d, const struct cfg__node *spe
 
 				cond->key = dec__str(d, key);
 				if (!key || !key->len) {
-					DEC_ERR_AT(d, key ? key : c, "key", "key must not be empty");
-				} else if (!dec__authz_key_ok(key->str, &why)) {
-					if (why && strcmp(why, "reqauth") == 0)
-						DEC_ERR_AT(d, key, "key", dec__reqauth_msg, key->str);
-					else if (why)
-						DEC_ERR_AT(d, key, "key", "attribute %s is %s", key->str, why);
-					else
-						DEC_ERR_AT(d, key, "key", "unknown attribute \"%s\"", key->str);
-				} else if (!strcmp(key->str, "source.ip") || !strcmp(key->str, "remote.ip") ||
-					   !strcmp(key->str, "destination.ip")) {
-					check = 1;
-				} else if (!strcmp(key->str, "destination.port")) {
-					check = 2;
+					DEC_ERR_AT(d, key ? key : c, "key", "`key` must not be empty");
+				} else if ((why = dec__authz_key_check(key->str, &check))) {
+					DEC_ERR_AT(d, key, "key", "attribute %s %s", key->str, why);
+				} else {
+					if (!strncmp(key->str, "request.auth.", 13))
+						jwt_fields = true;
+					if (custom && (!strcmp(key->str, "source.namespace") ||
+						       !strcmp(key->str, "source.serviceAccount") ||
+						       !strcmp(key->str, "source.trustDomain") ||
+						       !strcmp(key->str, "source.principal") ||
+						       !strncmp(key->str, "request.auth.", 13)))
+						DEC_ERR_AT(d, key, "key", "%s is currently not supported with CUSTOM action",
+							   key->str);
 				}
-				if (!F(c, "values") && !F(c, "notValues"))
-					cfg__error(d->e, c, "at least one of values or notValues must be set for key %s",
+				if ((!F(c, "values") || !F(c, "values")->n) && (!F(c, "notValues") || !F(c, "notValues")->n))
+					cfg__error(d->e, c, "at least one of `values` or `notValues` must be set for key %s",
 						   key && key->str ? key->str : "");
 				dec__authz_strs(d, c, "values", &cond->values, check);
 				dec__authz_strs(d, c, "notValues", &cond->not_values, check);
@@ -1832,24 +3119,530 @@ static void dec__authorization_policy(struct dec *d, const struct cfg__node *spe
 			ar->n_when = ar->when ? when->n : 0;
 			dec__pop(d, m3);
 		}
+		/*
+		 * The RBAC generator reads principals, namespaces and IP blocks of a
+		 * source, and the `when` keys.  Source fields it does not read are
+		 * carried as the `when` keys Istio defines for them, so that no rule
+		 * matches more than it says: with one `from`, serviceAccounts and
+		 * trustDomains are exactly source.serviceAccount and
+		 * source.trustDomain; request principals (JWT, which meshd does not
+		 * verify) become request.auth.principal, which the generator cannot
+		 * match (an ALLOW rule is dropped, a DENY rule widened: fail closed).
+		 * With several `from`s the fields would change meaning as
+		 * conditions, so the rule is made unmatchable the same way.
+		 */
+		if (sa_fields && ar->n_from == 1) {
+			struct cfg_authz_source *s = &ar->from[0];
+			if (s->service_accounts.n || s->not_service_accounts.n)
+				dec__authz_add_when(d, ar, "source.serviceAccount", &s->service_accounts,
+						    &s->not_service_accounts);
+			if (s->trust_domains.n || s->not_trust_domains.n)
+				dec__authz_add_when(d, ar, "source.trustDomain", &s->trust_domains, &s->not_trust_domains);
+		} else if (sa_fields) {
+			jwt_fields = true;
+		}
+		if (jwt_fields) {
+			struct cfg_strs any = { NULL, 0 };
+			static char star[] = "*";
+			static char *starv[] = { star };
+			any.v = starv;
+			any.n = 1;
+			dec__authz_add_when(d, ar, "request.auth.principal", &any, NULL);
+			cfg__warn(d->e, r, "not implemented yet: request authentication (JWT, requestPrincipals, "
+				  "request.auth.*%s): meshd verifies no JWT, so this rule never matches (%s)",
+				  sa_fields && ar->n_from != 1 ? ", and serviceAccounts/trustDomains across several from" : "",
+				  ap->action == CFG_AUTHZ_DENY ? "a DENY rule is widened to every request its other fields "
+				  "match" : "the rule is dropped");
+		}
 		dec__pop(d, m2);
 	}
 	dec__pop(d, mark);
+	if (custom)
+		DEC_WARN_AT(d, action, "action", "not implemented yet: action CUSTOM (provider %s): meshd has no external "
+			  "authorization, this policy is NOT enforced", ap->provider ? ap->provider : "?");
+	if (ap->has_target_refs) {
+		dec__authz_match_no_workload(d, ap, "targetRef");
+		cfg__warn(d->e, spec, "targetRef policies attach to gateways and waypoints, not sidecars: applied to no "
+			  "workload meshd serves (not implemented yet for gateways)");
+	}
+	if (ap->dry_run == 1) {
+		dec__authz_match_no_workload(d, ap, "dry-run");
+		cfg__warn(d->e, spec, "istio.io/dry-run: the policy is not enforced (as in Istio); its shadow results "
+			  "are not implemented yet");
+	}
+	/* Istio's warning on DENY rules made only of HTTP attributes */
+	for (i = 0; ap->action == CFG_AUTHZ_DENY && i < ap->n_rules; i++) {
+		const struct cfg_authz_rule *ar = &ap->rules[i];
+		bool tcp_from = false, tcp_to = false;
+		for (j = 0; j < ar->n_from; j++) {
+			const struct cfg_authz_source *s = &ar->from[j];
+			tcp_from |= s->principals.n + s->not_principals.n + s->ip_blocks.n + s->not_ip_blocks.n +
+					    s->namespaces.n + s->not_namespaces.n + s->remote_ip_blocks.n +
+					    s->not_remote_ip_blocks.n + s->service_accounts.n + s->not_service_accounts.n > 0;
+		}
+		for (j = 0; j < ar->n_to; j++)
+			tcp_to |= ar->to[j].ports.n + ar->to[j].not_ports.n > 0;
+		if ((ar->n_from && !ar->n_to && !tcp_from) || (ar->n_to && !tcp_to)) {
+			size_t m1 = dec__push(d, "rules");
+			dec__idx(d, i);
+			cfg__warn(d->e, rules->v[i], "configured AuthorizationPolicy will deny all traffic to TCP ports "
+				  "under its scope due to the use of only HTTP attributes in a DENY rule; it is "
+				  "recommended to explicitly specify the port");
+			dec__pop(d, m1);
+			break;
+		}
+	}
+}
+
+/* ------------------------------------------------------------- Gateway, Sidecar, RequestAuthentication, Telemetry */
+
+/* Istio's ValidateNamespaceSlashWildcardHostname: "ns/host" (Sidecar
+ * egress, Gateway) or, in a Gateway, a bare host. */
+static void dec__ns_host(struct dec *d, const struct cfg__node *h, bool gateway)
+{
+	const char *s = h->str ? h->str : "", *slash = strchr(s, '/'), *host = slash ? slash + 1 : s;
+	char ns[128];
+
+	if (!slash && !gateway) {
+		cfg__error(d->e, h, "host must be of form namespace/dnsName");
+		return;
+	}
+	if (slash) {
+		size_t nl = (size_t)(slash - s);
+		const char *n = ns;
+		if (!nl || !slash[1])
+			cfg__error(d->e, h, "config namespace and dnsName in host entry cannot be empty");
+		if (nl >= sizeof(ns))
+			nl = sizeof(ns) - 1;
+		memcpy(ns, s, nl);
+		ns[nl] = '\0';
+		if (!gateway && n[0] == '~')
+			n++;
+		if (n[0] && strcmp(n, "*") && strcmp(n, ".") && !dec__istio_label(n))
+			cfg__error(d->e, h, "invalid namespace value \"%s\" in %s", ns, gateway ? "gateway" : "sidecar");
+	}
+	if (!host[0])
+		return;
+	if (strcmp(host, "*") != 0 && !strchr(host, '.'))
+		cfg__error(d->e, h, "short names (non FQDN) are not allowed: \"%s\"", host);
+	if (!dec__istio_wildcard_domain(host) && !(gateway && cfg__is_ip(host)))
+		cfg__error(d->e, h, "domain name \"%s\" invalid", host);
+	if (strchr(host, '*') && strlen(host) != 1 && strncmp(host, "*.", 2) != 0)
+		cfg__error(d->e, h, "partial wildcard \"%s\" not allowed", host);
+}
+
+static bool dec__protocol_ok(const char *p);
+
+static bool dec__proto_is(const char *p, const char *const *set)
+{
+	size_t i;
+
+	for (i = 0; set[i]; i++)
+		if (strcasecmp(p, set[i]) == 0)
+			return true;
+	return false;
+}
+
+static const char *const dec__tls_protos[] = { "HTTPS", "TLS", NULL };
+static const char *const dec__http_protos[] = { "HTTP", "HTTP2", "GRPC", "GRPC-WEB", "HTTP_PROXY", NULL };
+
+static void dec__server_tls(struct dec *d, const struct cfg__node *tls)
+{
+	const char *mode = F(tls, "mode") && F(tls, "mode")->str ? F(tls, "mode")->str : "PASSTHROUGH";
+	const struct cfg__node *sc = F(tls, "serverCertificate"), *pk = F(tls, "privateKey");
+	const struct cfg__node *ca = F(tls, "caCertificates"), *cn = F(tls, "credentialName");
+	const struct cfg__node *cns = F(tls, "credentialNames"), *tc = F(tls, "tlsCertificates"), *crl = F(tls, "caCrl");
+	const struct cfg__node *mv = F(tls, "minProtocolVersion");
+	bool has_sc = sc && sc->len, has_pk = pk && pk->len, has_ca = ca && ca->len, has_cn = cn && cn->len;
+	bool has_cns = cns && cns->n, has_tc = tc && tc->n;
+	int sources = (has_sc && has_pk) + has_cn + has_cns + has_tc;
+	size_t mark = dec__push(d, "tls"), i;
+
+	if (mv && mv->str && (!strcmp(mv->str, "TLSV1_0") || !strcmp(mv->str, "TLSV1_1")) &&
+	    !(F(tls, "cipherSuites") && F(tls, "cipherSuites")->n))
+		cfg__warn(d->e, mv, "TLS version below TLSV1_2 require setting compatible ciphers as by default they no "
+			  "longer include compatible ciphers.");
+	if (!strcmp(mode, "ISTIO_MUTUAL")) {
+		if (has_sc || has_pk || has_ca || has_tc || has_cn || has_cns)
+			cfg__error(d->e, tls, "ISTIO_MUTUAL TLS cannot have associated server certificate, private key, "
+				   "CA bundle, tlsCertificates or credentialName(s)");
+		dec__pop(d, mark);
+		return;
+	}
+	if ((!strcmp(mode, "PASSTHROUGH") || !strcmp(mode, "AUTO_PASSTHROUGH")) &&
+	    ((crl && crl->len) || has_sc || has_pk || has_ca || has_tc || has_cn || has_cns))
+		cfg__warn(d->e, tls, "%s mode does not use certificates, they will be ignored", mode);
+	if (sources > 1)
+		cfg__error(d->e, tls, "only one of credential_name, credential_names, server_certificate/private_key, "
+			   "tls_certificates should be specified");
+	if (!strcmp(mode, "SIMPLE") || !strcmp(mode, "MUTUAL") || !strcmp(mode, "OPTIONAL_MUTUAL")) {
+		const char *pfx = strcmp(mode, "SIMPLE") ? "MUTUAL TLS" : "SIMPLE TLS";
+		if (!has_cn && !has_cns) {
+			if (strcmp(mode, "SIMPLE") && !has_ca)
+				cfg__error(d->e, tls, "%s requires a client CA bundle", pfx);
+			if (has_tc) {
+				for (i = 0; i < tc->n; i++) {
+					const struct cfg__node *a = F(tc->v[i], "serverCertificate"), *b = F(tc->v[i], "privateKey");
+					if (!a || !a->len)
+						cfg__error(d->e, tc->v[i], "%s requires a server certificate", pfx);
+					if (!b || !b->len)
+						cfg__error(d->e, tc->v[i], "%s requires a private key", pfx);
+				}
+			} else {
+				if (!has_sc)
+					cfg__error(d->e, tls, "%s requires a server certificate", pfx);
+				if (!has_pk)
+					cfg__error(d->e, tls, "%s requires a private key", pfx);
+			}
+		}
+	}
+	if (crl && crl->len) {
+		if (has_cn)
+			cfg__error(d->e, crl, "CRL is not supported with credentialName. CRL has to be specified in the "
+				   "credential");
+		if (!strcmp(mode, "SIMPLE"))
+			cfg__error(d->e, crl, "CRL is not supported with SIMPLE TLS");
+	}
+	dec__pop(d, mark);
+}
+
+/* Istio's ValidateGateway and validateServer. */
+static void dec__gateway(struct dec *d, const struct cfg__node *spec)
+{
+	const struct cfg__node *servers = F(spec, "servers");
+	size_t i, j, mark;
+
+	if (!dec__istio_label(d->o->name))
+		cfg__error(d->e, spec, "invalid gateway name: \"%s\" (a DNS label, no dots)", d->o->name);
+	if (!servers || !servers->n) {
+		cfg__error(d->e, servers ? servers : spec, "gateway must have at least one server");
+		return;
+	}
+	mark = dec__push(d, "servers");
+	for (i = 0; i < servers->n; i++) {
+		const struct cfg__node *s = servers->v[i], *hosts = F(s, "hosts"), *port = F(s, "port"), *tls = F(s, "tls");
+		const struct cfg__node *bind = F(s, "bind");
+		const char *proto = F(port, "protocol") && F(port, "protocol")->str ? F(port, "protocol")->str : "";
+		const char *pname = F(port, "name") && F(port, "name")->str ? F(port, "name")->str : "";
+		int64_t num = dec__int(F(port, "number"), 0);
+		size_t m2 = dec__idx(d, i), m3;
+		bool unix_bind = bind && bind->str && !strncmp(bind->str, "unix://", 7);
+
+		if (!hosts || !hosts->n)
+			DEC_ERR_AT(d, s, "hosts", "server config must contain at least one host");
+		m3 = dec__push(d, "hosts");
+		for (j = 0; hosts && j < hosts->n; j++) {
+			size_t m4 = dec__idx(d, j);
+			dec__ns_host(d, hosts->v[j], true);
+			dec__pop(d, m4);
+		}
+		dec__pop(d, m3);
+		m3 = dec__push(d, "port");
+		if (!dec__protocol_ok(proto))
+			DEC_ERR_AT(d, F(port, "protocol") ? F(port, "protocol") : port, "protocol", "invalid protocol \"%s\", "
+				   "supported protocols are HTTP, HTTP2, GRPC, GRPC-WEB, MONGO, REDIS, MYSQL, TCP", proto);
+		if ((num > 0 || !unix_bind) && !dec__port_ok(num))
+			DEC_ERR_AT(d, F(port, "number") ? F(port, "number") : port, "number", "port number %lld must be in "
+				   "the range 1..65535", (long long)num);
+		if (dec__int(F(port, "targetPort"), 0) > 0)
+			DEC_ERR_AT(d, F(port, "targetPort"), "targetPort", "targetPort has no impact on Gateways");
+		if (!pname[0])
+			cfg__error(d->e, port, "port name must be set");
+		for (j = 0; pname[0] && j < i; j++) {
+			const struct cfg__node *op = F(servers->v[j], "port");
+			if (F(op, "name") && F(op, "name")->str && !strcmp(F(op, "name")->str, pname))
+				DEC_ERR_AT(d, F(port, "name"), "name", "port names in servers must be unique: duplicate name %s",
+					   pname);
+		}
+		dec__pop(d, m3);
+		if (unix_bind) {
+			const char *p = bind->str + 7;
+			if (!p[0] || (p[0] != '@' && (p[0] != '/' || p[strlen(p) - 1] == '/')))
+				DEC_ERR_AT(d, bind, "bind", "%s is not an absolute path to a file", p);
+			if (num != 0)
+				DEC_ERR_AT(d, bind, "bind", "port number must be 0 for unix domain socket");
+		} else if (bind && bind->len && !cfg__is_ip(bind->str)) {
+			DEC_ERR_AT(d, bind, "bind", "%s is not a valid IP", bind->str);
+		}
+		if (tls)
+			dec__server_tls(d, tls);
+		if (dec__proto_is(proto, dec__tls_protos) && !tls) {
+			cfg__error(d->e, s, "server must have TLS settings for HTTPS/TLS protocols");
+		} else if (!dec__proto_is(proto, dec__tls_protos) && tls && dec__protocol_ok(proto)) {
+			bool redirect_only = dec__bool(F(tls, "httpsRedirect")) == 1 && !F(tls, "caCertificates") &&
+					     !F(tls, "privateKey") && !F(tls, "serverCertificate");
+			if (!dec__proto_is(proto, dec__http_protos))
+				DEC_ERR_AT(d, tls, "tls", "server cannot have TLS settings for non HTTPS/TLS ports");
+			else if (!redirect_only && !(F(tls, "mode") && F(tls, "mode")->str &&
+						     !strcmp(F(tls, "mode")->str, "PASSTHROUGH") && dec__bool(F(tls, "httpsRedirect")) == 1))
+				DEC_ERR_AT(d, tls, "tls", "server cannot have TLS settings for plain text HTTP ports");
+		}
+		if (tls && dec__bool(F(tls, "httpsRedirect")) == 1 && !dec__proto_is(proto, dec__http_protos))
+			DEC_WARN_AT(d, tls, "tls", "tls.httpsRedirect should only be used with http servers");
+		dec__pop(d, m2);
+	}
+	dec__pop(d, mark);
+}
+
+/* Istio's ValidateSidecar (the checks that need no other object). */
+static void dec__sidecar(struct dec *d, const struct cfg__node *spec)
+{
+	const struct cfg__node *in = F(spec, "ingress"), *eg = F(spec, "egress"), *otp = F(spec, "outboundTrafficPolicy");
+	const struct cfg__node *sel = F(spec, "workloadSelector");
+	size_t i, j, mark;
+	bool catch_all = false;
+
+	if (sel) {
+		struct cfg_labels l = { NULL, 0 };
+		bool has = false;
+		mark = dec__push(d, "workloadSelector");
+		dec__selector_labels(d, sel, "labels", &l, &has);
+		dec__pop(d, mark);
+	}
+	if ((!in || !in->n) && (!eg || !eg->n) && !otp && !F(spec, "inboundConnectionPool")) {
+		cfg__error(d->e, spec, "sidecar: empty configuration provided");
+		return;
+	}
+	mark = dec__push(d, "ingress");
+	for (i = 0; in && i < in->n; i++) {
+		const struct cfg__node *ing = in->v[i], *port = F(ing, "port"), *tls = F(ing, "tls");
+		const char *proto = F(port, "protocol") && F(port, "protocol")->str ? F(port, "protocol")->str : "";
+		size_t m2 = dec__idx(d, i);
+		int64_t num = dec__int(F(port, "number"), 0);
+
+		if (dec__int(F(port, "targetPort"), 0) > 0)
+			cfg__error(d->e, port, "targetPort has no impact on Sidecars");
+		if (!dec__port_ok(num))
+			cfg__error(d->e, port, "port number %lld must be in the range 1..65535", (long long)num);
+		if (proto[0] && !dec__protocol_ok(proto))
+			cfg__error(d->e, port, "invalid protocol \"%s\"", proto);
+		for (j = 0; j < i; j++)
+			if (dec__int(F(F(in->v[j], "port"), "number"), -1) == num)
+				cfg__error(d->e, port, "sidecar: ports on IP bound listeners must be unique");
+		if (tls) {
+			const char *mode = F(tls, "mode") && F(tls, "mode")->str ? F(tls, "mode")->str : "";
+			if (F(tls, "subjectAltNames") && F(tls, "subjectAltNames")->n)
+				cfg__error(d->e, tls, "sidecar: subjectAltNames is not supported in ingress tls");
+			if (dec__bool(F(tls, "httpsRedirect")) == 1)
+				cfg__error(d->e, tls, "sidecar: httpsRedirect is not supported");
+			if (F(tls, "credentialName") && F(tls, "credentialName")->len)
+				cfg__error(d->e, tls, "sidecar: credentialName is not currently supported");
+			if (!strcmp(mode, "ISTIO_MUTUAL") || !strcmp(mode, "AUTO_PASSTHROUGH"))
+				cfg__error(d->e, tls, "configuration is invalid: cannot set mode to %s in sidecar ingress tls",
+					   mode);
+			if (!dec__proto_is(proto, dec__tls_protos))
+				cfg__error(d->e, tls, "server cannot have TLS settings for non HTTPS/TLS ports");
+		}
+		dec__pop(d, m2);
+	}
+	dec__pop(d, mark);
+	mark = dec__push(d, "egress");
+	for (i = 0; eg && i < eg->n; i++) {
+		const struct cfg__node *e = eg->v[i], *port = F(e, "port"), *hosts = F(e, "hosts");
+		size_t m2 = dec__idx(d, i);
+
+		if (!port) {
+			if (catch_all)
+				cfg__error(d->e, e, "sidecar: egress can have only one listener with empty port");
+			else if (i != eg->n - 1)
+				cfg__error(d->e, e, "sidecar: the egress listener with empty port should be the last listener "
+					   "in the list");
+			catch_all = true;
+		} else {
+			int64_t num = dec__int(F(port, "number"), 0);
+			const struct cfg__node *bind = F(e, "bind");
+			if (dec__int(F(port, "targetPort"), 0) > 0)
+				cfg__error(d->e, port, "targetPort has no impact on Sidecars");
+			if (num == 0 && !(bind && bind->str && !strncmp(bind->str, "unix://", 7)))
+				cfg__error(d->e, port, "sidecar: ports with 0 value must have a unix domain socket bind address");
+			else if (num != 0 && !dec__port_ok(num))
+				cfg__error(d->e, port, "port number %lld must be in the range 1..65535", (long long)num);
+			for (j = 0; num && j < i; j++)
+				if (dec__int(F(F(eg->v[j], "port"), "number"), -1) == num)
+					cfg__error(d->e, port, "sidecar: ports on IP bound listeners must be unique");
+		}
+		if (!hosts || !hosts->n)
+			DEC_ERR_AT(d, e, "hosts", "sidecar: egress listener must contain at least one host");
+		for (j = 0; hosts && j < hosts->n; j++) {
+			size_t m3 = dec__push(d, "hosts"), m4 = dec__idx(d, j);
+			dec__ns_host(d, hosts->v[j], false);
+			dec__pop(d, m4);
+			dec__pop(d, m3);
+		}
+		dec__pop(d, m2);
+	}
+	dec__pop(d, mark);
+	if (otp && F(otp, "egressProxy")) {
+		const struct cfg__node *ep = F(otp, "egressProxy");
+		const char *m = F(otp, "mode") && F(otp, "mode")->str ? F(otp, "mode")->str : "REGISTRY_ONLY";
+		mark = dec__push(d, "outboundTrafficPolicy");
+		if (strcmp(m, "ALLOW_ANY") != 0)
+			cfg__error(d->e, ep, "sidecar: egress_proxy must be set only with ALLOW_ANY outbound_traffic_policy "
+				   "mode");
+		if (!F(ep, "port"))
+			cfg__error(d->e, ep, "sidecar: egress_proxy port must be non-nil");
+		{
+			struct cfg_destination dst;
+			size_t m2 = dec__push(d, "egressProxy");
+			memset(&dst, 0, sizeof(dst));
+			dec__destination(d, ep, &dst);
+			dec__pop(d, m2);
+		}
+		dec__pop(d, mark);
+	}
+}
+
+/* Istio's ValidateRequestAuthentication and validateJwtRule (the JWKS is
+ * not parsed). */
+static void dec__request_authentication(struct dec *d, const struct cfg__node *spec)
+{
+	const struct cfg__node *sel = F(spec, "selector"), *rules = F(spec, "jwtRules");
+	size_t i, j, mark;
+	bool has = false;
+
+	if (sel) {
+		struct cfg_labels l = { NULL, 0 };
+		mark = dec__push(d, "selector");
+		dec__selector_labels(d, sel, "matchLabels", &l, &has);
+		dec__pop(d, mark);
+	}
+	if (F(spec, "targetRef") || F(spec, "targetRefs")) {
+		bool t;
+		dec__target_refs(d, spec, &t);
+		if (sel)
+			cfg__error(d->e, sel, "only one of targetRefs or workloadSelector can be set");
+	}
+	mark = dec__push(d, "jwtRules");
+	for (i = 0; rules && i < rules->n; i++) {
+		const struct cfg__node *r = rules->v[i], *v;
+		size_t m2 = dec__idx(d, i);
+		const char *uri = F(r, "jwksUri") && F(r, "jwksUri")->str ? F(r, "jwksUri")->str : "";
+
+		for (j = 0; (v = F(r, "audiences")) && j < v->n; j++)
+			if (!v->v[j]->len)
+				DEC_ERR_AT(d, v->v[j], "audiences", "audience must be non-empty string");
+		if ((!F(r, "issuer") || !F(r, "issuer")->len) && !uri[0])
+			cfg__error(d->e, r, "issuer or jwksUri must be non-empty string");
+		if (uri[0] && strncmp(uri, "http://", 7) && strncmp(uri, "https://", 8))
+			DEC_ERR_AT(d, F(r, "jwksUri"), "jwksUri", "'%s' has invalid scheme, must be http or https", uri);
+		if ((v = F(r, "jwks")) && v->len && v->str[0] != '{')
+			DEC_ERR_AT(d, v, "jwks", "jwks parse error: not a JSON Web Key Set");
+		for (j = 0; (v = F(r, "fromHeaders")) && j < v->n; j++)
+			if (!F(v->v[j], "name") || !F(v->v[j], "name")->len)
+				DEC_ERR_AT(d, v->v[j], "fromHeaders", "location header name must be non-empty string");
+		for (j = 0; (v = F(r, "fromParams")) && j < v->n; j++)
+			if (!v->v[j]->len)
+				DEC_ERR_AT(d, v->v[j], "fromParams", "location query must be non-empty string");
+		for (j = 0; (v = F(r, "fromCookies")) && j < v->n; j++)
+			if (!v->v[j]->len)
+				DEC_ERR_AT(d, v->v[j], "fromCookies", "cookie name must be non-empty string");
+		for (j = 0; (v = F(r, "outputClaimToHeaders")) && j < v->n; j++) {
+			const struct cfg__node *h = F(v->v[j], "header"), *c = F(v->v[j], "claim");
+			size_t k;
+			bool strict = h && h->len;
+			for (k = 0; h && h->str && k < h->len; k++)
+				if (!isalnum((unsigned char)h->str[k]) && h->str[k] != '-' && h->str[k] != '_')
+					strict = false;
+			if (!h || !h->len || !c || !c->len)
+				DEC_ERR_AT(d, v->v[j], "outputClaimToHeaders", "outputClaimToHeaders header and claim value "
+					   "must be non-empty string");
+			else if (!strict)
+				DEC_ERR_AT(d, h, "outputClaimToHeaders", "header name %s is not a valid header name", h->str);
+		}
+		if (F(r, "timeout")) {
+			int64_t t = -1;
+			dec__duration(d, r, "timeout", &t);
+		}
+		dec__pop(d, m2);
+	}
+	dec__pop(d, mark);
+}
+
+/* Istio's ValidateTelemetry (providers, sampling, tag overrides). */
+static void dec__telemetry(struct dec *d, const struct cfg__node *spec)
+{
+	static const char *const lists[] = { "tracing", "metrics", "accessLogging" };
+	const struct cfg__node *sel = F(spec, "selector");
+	size_t k, i, j, mark;
+
+	if (sel) {
+		struct cfg_labels l = { NULL, 0 };
+		bool has = false;
+		mark = dec__push(d, "selector");
+		dec__selector_labels(d, sel, "matchLabels", &l, &has);
+		dec__pop(d, mark);
+	}
+	if (F(spec, "targetRef") || F(spec, "targetRefs")) {
+		bool t;
+		dec__target_refs(d, spec, &t);
+		if (sel)
+			cfg__error(d->e, sel, "only one of targetRefs or workloadSelector can be set");
+	}
+	for (k = 0; k < 3; k++) {
+		const struct cfg__node *l = F(spec, lists[k]);
+		if (!l)
+			continue;
+		mark = dec__push(d, lists[k]);
+		if (k == 0 && l->n > 1)
+			cfg__error(d->e, l, "multiple tracing is not currently supported");
+		for (i = 0; i < l->n; i++) {
+			const struct cfg__node *e = l->v[i], *p = F(e, "providers"), *v;
+			size_t m2 = dec__idx(d, i);
+			if (p && p->n > 1 && k != 2)
+				DEC_ERR_AT(d, p, "providers", "multiple providers is not currently supported");
+			for (j = 0; p && j < p->n; j++)
+				if (!F(p->v[j], "name") || !F(p->v[j], "name")->len)
+					DEC_ERR_AT(d, p->v[j], "providers", "empty provider name");
+			if (k == 1) {
+				const struct cfg__node *ov = F(e, "overrides");
+				if ((v = F(e, "reportingInterval"))) {
+					int64_t t = -1;
+					dec__duration(d, e, "reportingInterval", &t);
+				}
+				for (j = 0; ov && j < ov->n; j++) {
+					const struct cfg__node *to = F(ov->v[j], "tagOverrides");
+					size_t x;
+					for (x = 0; to && x < to->n; x++) {
+						const struct cfg__node *op = F(to->v[x], "operation"), *val = F(to->v[x], "value");
+						bool remove = op && op->str && !strcmp(op->str, "REMOVE");
+						if (remove && val && val->len)
+							DEC_ERR_AT(d, to->v[x], "overrides", "value may only be set when operation "
+								   "is UPSERT");
+						else if (!remove && (!val || !val->len))
+							DEC_ERR_AT(d, to->v[x], "overrides", "must specify a value for UPSERT "
+								   "operation (tag %s)", to->k[x]->str);
+					}
+				}
+			}
+			dec__pop(d, m2);
+		}
+		dec__pop(d, mark);
+	}
 }
 
 /* ------------------------------------------------------------- entry */
 
 void cfg__decode(struct cfg__ectx *e, struct cfg_object *o, const struct cfg__node *root)
 {
-	struct dec d = { e, o->arena, o->ns };
+	struct dec d = { e, o->arena, o->ns, o, NULL };
 	const struct cfg__node *spec = cfg__node_field(root, "spec");
-	size_t mark;
-	static const struct cfg__node empty = { .type = CFG__MAP };
+	size_t mark, i;
+	struct cfg__node empty = { .type = CFG__MAP, .line = root->line, .col = root->col };
 
 	if (o->kind >= CFG_ISTIO_KIND_COUNT) {
 		cfg__decode_k8s(e, o, root);
 		return;
 	}
+	/* Istio's validateMetadata: only AuthorizationPolicy takes istio.io/dry-run */
+	for (i = 0; o->kind != CFG_AUTHORIZATION_POLICY && i < o->annotations.n; i++)
+		if (strcmp(o->annotations.v[i].key, "istio.io/dry-run") == 0) {
+			size_t m = cfg__path_key(e, "metadata");
+			cfg__path_key(e, "annotations");
+			cfg__error(e, cfg__node_field(cfg__node_field(root, "metadata"), "annotations"),
+				   "%s/%s has unsupported annotation istio.io/dry-run, please remove the annotation", o->ns,
+				   o->name);
+			cfg__path_pop(e, m);
+		}
 	mark = cfg__path_key(e, "spec");
 	if (!spec)
 		spec = &empty;
@@ -1871,6 +3664,18 @@ void cfg__decode(struct cfg__ectx *e, struct cfg_object *o, const struct cfg__no
 		break;
 	case CFG_AUTHORIZATION_POLICY:
 		dec__authorization_policy(&d, spec, &o->spec.ap);
+		break;
+	case CFG_GATEWAY:
+		dec__gateway(&d, spec);
+		break;
+	case CFG_SIDECAR:
+		dec__sidecar(&d, spec);
+		break;
+	case CFG_REQUEST_AUTHENTICATION:
+		dec__request_authentication(&d, spec);
+		break;
+	case CFG_TELEMETRY:
+		dec__telemetry(&d, spec);
 		break;
 	default:
 		break;

@@ -414,7 +414,16 @@ int cfg__yaml_parse(struct arena *a, const char *data, size_t len, int line0,
 				rc = -ENOMEM;
 				break;
 			}
-			if (yp.context)
+			/* libyaml stops where it gave up; for an unclosed quote or
+			 * bracket that is lines after the mistake, so the error points at
+			 * where the quoted scalar or flow collection began (a block
+			 * mapping's start, on the other hand, says nothing) */
+			if (yp.context && yp.context_mark.line < m.line &&
+			    (strstr(yp.context, "quoted scalar") || strstr(yp.context, "flow"))) {
+				snprintf(msg, sizeof(msg), "%s %s that starts here (unclosed; reached line %d)",
+					 yp.problem ? yp.problem : "syntax error", yp.context, (int)m.line + 1 + p->line0);
+				m = yp.context_mark;
+			} else if (yp.context)
 				snprintf(msg, sizeof(msg), "%s %s", yp.problem ? yp.problem : "syntax error", yp.context);
 			else
 				snprintf(msg, sizeof(msg), "%s", yp.problem ? yp.problem : "syntax error");

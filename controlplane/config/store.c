@@ -26,6 +26,7 @@
 
 #include "common/arena.h"
 #include "common/err.h"
+#include "common/log.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -66,6 +67,8 @@ struct cfg_store {
 	size_t n_served;
 	struct cfg_error *derived;     /* duplicates and reference warnings */
 	size_t n_derived;
+	struct cfg_error *logged;      /* reference warnings already logged (each is logged once) */
+	size_t n_logged;
 	uint64_t generation;
 	uint64_t total_rejections;
 	struct cfg_snapshot *cached;
@@ -328,6 +331,9 @@ void cfg_store_free(struct cfg_store *s)
 
 	if (!s)
 		return;
+	for (i = 0; i < s->n_logged; i++)
+		cfg_error_cleanup(&s->logged[i]);
+	free(s->logged);
 	for (i = 0; i < s->n_origins; i++) {
 		store__origin_clear(&s->origins[i]);
 		free(s->origins[i].name);
@@ -965,6 +971,24 @@ static int store__check_destination(struct cfg_store *s, const struct store__dr_
 				  d->host) < 0 ? -ENOMEM : 1;
 }
 
+static bool store__str_eq(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* Is a finding equal to e in v[0..n)? */
+static bool store__error_in(const struct cfg_error *e, const struct cfg_error *v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (v[i].kind == e->kind && v[i].line == e->line && store__str_eq(v[i].origin, e->origin) &&
+		    store__str_eq(v[i].ns, e->ns) && store__str_eq(v[i].name, e->name) &&
+		    store__str_eq(v[i].field, e->field) && store__str_eq(v[i].message, e->message))
+			return true;
+	return false;
+}
+
 int cfg_store_check_references(struct cfg_store *s)
 {
 	struct store__dr_index ix;
@@ -980,6 +1004,7 @@ int cfg_store_check_references(struct cfg_store *s)
 			s->derived[k++] = s->derived[i];
 	}
 	s->n_derived = k;
+	memset(&ix, 0, sizeof(ix));
 	rc = store__dr_index_build(s, &ix);
 	if (rc < 0)
 		goto out;
@@ -1022,6 +1047,35 @@ out:
 	return rc;
 }
 
+/* Warnings print their text where errors do: the log names each reference
+ * finding once, when a snapshot (what meshd serves, after a whole batch of
+ * changes) first shows it, so that the passing states of a load do not. */
+static void store__log_findings(struct cfg_store *s)
+{
+	struct cfg_error *now;
+	size_t i, n_now = 0;
+
+	now = calloc(s->n_derived + 1, sizeof(*now));
+	for (i = 0; now && i < s->n_derived; i++) {
+		char text[1024];
+		if (!s->derived[i].warning)
+			continue;
+		if (!store__error_in(&s->derived[i], s->logged, s->n_logged)) {
+			cfg_error_format(&s->derived[i], text, sizeof(text));
+			log_warn("config", "%s", text);
+		}
+		if (cfg_error_copy(&now[n_now], &s->derived[i]) == 0)
+			n_now++;
+	}
+	if (now) {
+		for (i = 0; i < s->n_logged; i++)
+			cfg_error_cleanup(&s->logged[i]);
+		free(s->logged);
+		s->logged = now;
+		s->n_logged = n_now;
+	}
+}
+
 /* ------------------------------------------------------------- snapshots */
 
 static int store__err_cmp(const void *x, const void *y)
@@ -1057,6 +1111,7 @@ struct cfg_snapshot *cfg_store_snapshot(struct cfg_store *s)
 
 	if (s->cached)
 		return cfg_snapshot_ref(s->cached);
+	store__log_findings(s);
 	a = arena_new(STORE__SNAPSHOT_ARENA_MAX);
 	if (!a)
 		return NULL;

@@ -285,6 +285,7 @@ static const char *debug__resolution_name(enum cfg_resolution res)
 	case CFG_RESOLUTION_STATIC: return "STATIC";
 	case CFG_RESOLUTION_DNS: return "DNS";
 	case CFG_RESOLUTION_DNS_ROUND_ROBIN: return "DNS_ROUND_ROBIN";
+	case CFG_RESOLUTION_DYNAMIC_DNS: return "DYNAMIC_DNS";
 	}
 	return "UNKNOWN";
 }

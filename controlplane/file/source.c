@@ -180,7 +180,10 @@ static int load_file(struct file_source *fs, const char *path, int *changed)
 		for (i = 0; i < res.n_errors; i++) {
 			char msg[1024];
 			cfg_error_format(&res.errors[i], msg, sizeof(msg));
-			log_error("config", "rejected: %s", msg);
+			if (res.errors[i].warning)
+				log_warn("config", "%s", msg);
+			else
+				log_error("config", "rejected: %s", msg);
 		}
 		rc = cfg_store_apply_origin(fs->store, path, &res);
 		if (rc >= 0) {

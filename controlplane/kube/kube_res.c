@@ -17,6 +17,12 @@ static const struct kube_res_info kube__res[KUBE_RES_COUNT] = {
 					   true, CFG_PEER_AUTHENTICATION },
 	[KUBE_RES_AUTHORIZATION_POLICY] = { "security.istio.io", "v1", "authorizationpolicies",
 					    "AuthorizationPolicy", true, CFG_AUTHORIZATION_POLICY },
+	/* validated and listed; no generator reads them yet */
+	[KUBE_RES_GATEWAY] = { "networking.istio.io", "v1", "gateways", "Gateway", true, CFG_GATEWAY },
+	[KUBE_RES_SIDECAR] = { "networking.istio.io", "v1", "sidecars", "Sidecar", true, CFG_SIDECAR },
+	[KUBE_RES_REQUEST_AUTHENTICATION] = { "security.istio.io", "v1", "requestauthentications",
+					      "RequestAuthentication", true, CFG_REQUEST_AUTHENTICATION },
+	[KUBE_RES_TELEMETRY] = { "telemetry.istio.io", "v1", "telemetries", "Telemetry", true, CFG_TELEMETRY },
 	[KUBE_RES_SERVICE] = { "", "v1", "services", "Service", true, CFG_K8S_SERVICE },
 	[KUBE_RES_ENDPOINT_SLICE] = { "discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", true,
 				      CFG_K8S_ENDPOINT_SLICE },

@@ -166,7 +166,7 @@ class DeployTest(unittest.TestCase):
 
         cluster = grants(self.one("ClusterRole"))
         watched = watched_resources()
-        self.assertEqual(len(watched), 10, watched)
+        self.assertEqual(len(watched), 14, watched)
         for grp, res in watched:
             for verb in ("get", "list", "watch"):
                 self.assertIn((grp, res, verb), cluster)
@@ -200,7 +200,7 @@ class DeployTest(unittest.TestCase):
 
     def test_crds_are_well_formed(self):
         paths = sorted(glob.glob(os.path.join(CRDS, "*.yaml")))
-        self.assertEqual(len(paths), 6)
+        self.assertEqual(len(paths), 10)
         for path in paths:
             (crd,) = load_all(path)
             name = os.path.basename(path)

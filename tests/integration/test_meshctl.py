@@ -18,7 +18,24 @@ spec:
     - destination: {host: reviews, subset: v1}
       weight: 70
     - destination: {host: reviews, subset: v2}
-      weight: 40
+      weight: -40
+"""
+
+# valid Istio (relative weights, Istio >= 1.15) and a kind meshd does not implement
+RELATIVE = """apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: shop}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - {destination: {host: reviews, subset: v1}, weight: 2}
+    - {destination: {host: reviews, subset: v2}, weight: 1}
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata: {name: ef, namespace: shop}
+spec: {}
 """
 
 
@@ -43,7 +60,24 @@ class MeshctlValidateTest(unittest.TestCase):
             self.assertIn("bad.yaml:13:", out)
             self.assertIn("VirtualService shop/reviews", out)
             self.assertIn("spec.http[0].route[1].weight", out)
-            self.assertIn("110", out)
+            self.assertIn("weight -40 < 0", out)
+
+    def test_relative_weights_and_unimplemented_kind(self):
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "ok.yaml"), "w") as f:
+                f.write(RELATIVE)
+            r = meshctl("validate", "-f", d)
+            out = r.stdout + r.stderr
+            self.assertEqual(r.returncode, 0, out)
+            self.assertIn("1 object valid, 0 rejected, 3 warnings", out)
+            self.assertIn("EnvoyFilter shop/ef: not implemented by meshd", out)
+
+    def test_empty_directory(self):
+        with tempfile.TemporaryDirectory() as d:
+            r = meshctl("validate", "-f", d)
+            out = r.stdout + r.stderr
+            self.assertEqual(r.returncode, 1, out)
+            self.assertIn("no configuration found", out)
 
     def test_usage(self):
         self.assertEqual(meshctl().returncode, 2)

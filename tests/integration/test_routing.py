@@ -77,12 +77,13 @@ HEADER_ROUTE = """
     - destination: {host: echo, subset: v1}
 """
 
+# weights are relative (Istio >= 1.15), but never negative
 INVALID_WEIGHTS = """
   - route:
     - destination: {host: echo, subset: v1}
       weight: 90
     - destination: {host: echo, subset: v2}
-      weight: 20
+      weight: -20
 """
 
 

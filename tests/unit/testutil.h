@@ -105,8 +105,9 @@ static inline struct model *testutil_model(const char *origin, const char *yaml)
 
 		cfg_error_format(&res.errors[i], msg, sizeof(msg));
 		fprintf(stderr, "%s\n", msg);
+		/* Istio's warnings (deprecated fields, ...) reject nothing */
+		ck_assert_msg(res.errors[i].warning, "%s", msg);
 	}
-	ck_assert_uint_eq(res.n_errors, 0);
 	st = cfg_store_new();
 	ck_assert_ptr_nonnull(st);
 	ck_assert_int_ge(cfg_store_apply_origin(st, origin, &res), 0);

@@ -93,7 +93,7 @@ END_TEST
 START_TEST(test_rejected_config)
 {
 	ck_assert_int_eq(run("check -f tests/data/authz/rejected --namespace foo --path /a.A/B", 1), 2);
-	ck_assert_ptr_nonnull(strstr(out, "CUSTOM action is not supported by meshd"));
+	ck_assert_ptr_nonnull(strstr(out, "`provider.name` must not be empty"));
 	ck_assert_ptr_nonnull(strstr(out, "--ignore-rejected"));
 	ck_assert_int_eq(run("check -f tests/data/authz/rejected --namespace foo --path /a.A/B --ignore-rejected", 0),
 			 0);
