@@ -201,6 +201,16 @@ $(UNIT_DATAPLANE_BINS): $(BUILD)/tests/%: tests/unit/%.c $(MESHPROXY_LIB_OBJS) $
 	$(Q)$(CC) $(CFLAGS) $(CHECK_CFLAGS) -o $@ $< $(MESHPROXY_LIB_OBJS) $(LIBCOMMON) $(LDFLAGS) \
 		$(call pkg_libs,$(MESHPROXY_PKGS)) -lpthread -lm $(CHECK_LIBS)
 
+# the sidecar golden cases through meshproxy's router: links the control
+# plane (to generate them) and dataplane/router.o with RE2
+ROUTER_GOLDEN_TEST := $(BUILD)/tests/controlplane/gen/test_router_golden
+$(ROUTER_GOLDEN_TEST): tests/unit/controlplane/gen/test_router_golden.c tests/xds/golden.c \
+		$(BUILD)/obj/dataplane/router.o $(LIBMESHD) $(LIBCOMMON) | $(PB_H)
+	@mkdir -p $(dir $@)
+	@echo "  CCLD    $@"
+	$(Q)$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Itests/unit -o $@ $< $(BUILD)/obj/dataplane/router.o $(LIBMESHD) $(LIBCOMMON) \
+		$(LDFLAGS) $(LDLIBS) $(call pkg_libs,re2) $(CHECK_LIBS)
+
 $(BUILD)/tests/%: tests/unit/%.c $(LIBMESHD) $(LIBCOMMON) | $(PB_H)
 	@mkdir -p $(dir $@)
 	@echo "  CCLD    $@"
