@@ -8,6 +8,7 @@
 #                   ASan+UBSan) and integration tests against real peers
 #   make bench      benchmarks against the targets in DESIGN.md
 #   make http-golden  the HTTP/1.1 codec's declarative cases (tests/http/)
+#   make router-bench the router's ns/match on a 1,000-virtual-host config
 #   make fuzz       libFuzzer targets for FUZZ_SECONDS each (clang)
 #   make check-layering  include and I/O rules between common/, controlplane/, dataplane/
 #   make SAN=1 ...  the same under AddressSanitizer + UndefinedBehaviorSanitizer (build/asan)
@@ -298,6 +299,18 @@ $(BUILD)/tests/http/bench_http1: tests/http/bench_http1.c $(MESHPROXY_LIB_OBJS) 
 
 http-bench: $(BUILD)/tests/http/bench_http1
 	@$(BUILD)/tests/http/bench_http1
+
+# the router's match cost on a 1,000-virtual-host route config (a
+# benchmark; asserts only that each request finds its route)
+.PHONY: router-bench
+$(BUILD)/tests/bench/bench_router: tests/bench/router/bench_router.c tests/unit/dataplane/router_build.h \
+		$(MESHPROXY_LIB_OBJS) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	@echo "  CCLD    $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(MESHPROXY_LIB_OBJS) $(LIBCOMMON) $(LDFLAGS) $(call pkg_libs,$(MESHPROXY_PKGS)) -lpthread -lm
+
+router-bench: $(BUILD)/tests/bench/bench_router
+	@$(BUILD)/tests/bench/bench_router
 
 # golden xDS cases (tests/xds/NNNN/): config in, resources out per proxy
 # flavour; GOLDEN_UPDATE=1 rewrites the expected files
