@@ -1459,7 +1459,7 @@ static int compile_domains(struct rctx *c, const pb_rc *p, struct router_config 
 
 static int compile_config(struct rctx *c, const pb_rc *p, struct router_config *cf)
 {
-	struct hdr_level rcl, *vhl;
+	struct hdr_level rcl, *vhl = NULL;
 	size_t i, j;
 	int rc;
 
