@@ -611,13 +611,18 @@ static int resolve_inbound(void *ctx, const struct model *m, const struct push_w
 
 static struct push_stage *stage;
 
-/* Play meshd's config thread once: build what the xDS thread asked for. */
+/* Play meshd's config thread: build what the xDS thread asked for.  The
+ * xDS thread posts one request per name it lacks, so keep taking them
+ * until none has come for a while (taking only the first batch left the
+ * others unanswered when the stage woke between two posts). */
 static void stage_pump(void)
 {
 	struct pollfd p = { .fd = push_stage_fd(stage), .events = POLLIN };
 
 	ck_assert_int_eq(poll(&p, 1, WAIT_MS), 1);
 	ck_assert_int_gt(push_stage_handle(stage), 0);
+	while (poll(&p, 1, 500) == 1)
+		(void)push_stage_handle(stage);
 }
 
 static void publish_with_model(void)
