@@ -191,24 +191,11 @@ int px_snapshot_replace(const struct px_snapshot *base, enum xds_type t, const s
 	return 0;
 }
 
-static int name_in(const char *name, const char *const *v, size_t n)
+static int name_res_cmp(const void *key, const void *elem);
+
+static int str_cmp(const void *a, const void *b)
 {
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		if (strcmp(name, v[i]) == 0)
-			return 1;
-	return 0;
-}
-
-static int set_has_name(const struct px_resource *const *v, size_t n, const char *name)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		if (strcmp(name, v[i]->name) == 0)
-			return 1;
-	return 0;
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
 int px_snapshot_update(const struct px_snapshot *base, enum xds_type t, const struct px_resource *const *set,
@@ -217,6 +204,7 @@ int px_snapshot_update(const struct px_snapshot *base, enum xds_type t, const st
 	const struct px_resource_set *old = base ? &base->sets[t] : NULL;
 	struct px_resource_set *dst;
 	struct px_snapshot *s;
+	const char **gone = NULL;
 	size_t i, cap;
 	int rc;
 
@@ -233,16 +221,32 @@ int px_snapshot_update(const struct px_snapshot *base, enum xds_type t, const st
 		px_snapshot_unref(s);
 		return -ENOMEM;
 	}
-	/* old resources neither replaced nor removed, then the new ones */
-	for (i = 0; old && i < old->n; i++) {
-		const struct px_resource *r = old->v[i];
-		if (name_in(r->name, removed, n_removed) || set_has_name(set, n, r->name))
-			continue;
-		dst->v[dst->n++] = px_resource_ref((struct px_resource *)r);
-	}
+	/* the new ones, sorted, then the old ones neither replaced nor
+	 * removed (binary searches: an EDS update of a thousand clusters
+	 * must not cost a million comparisons) */
 	for (i = 0; i < n; i++)
 		dst->v[dst->n++] = px_resource_ref((struct px_resource *)set[i]);
 	rc = set_seal(dst);
+	if (rc == 0 && n_removed) {
+		gone = malloc(n_removed * sizeof(*gone));
+		if (!gone)
+			rc = -ENOMEM;
+		else {
+			memcpy(gone, removed, n_removed * sizeof(*gone));
+			qsort(gone, n_removed, sizeof(*gone), str_cmp);
+		}
+	}
+	for (i = 0; rc == 0 && old && i < old->n; i++) {
+		const struct px_resource *r = old->v[i];
+		if (n_removed && bsearch(&r->name, gone, n_removed, sizeof(*gone), str_cmp))
+			continue;
+		if (n && bsearch(r->name, dst->v, n, sizeof(*dst->v), name_res_cmp))
+			continue;
+		dst->v[dst->n++] = px_resource_ref((struct px_resource *)r);
+	}
+	free(gone);
+	if (rc == 0)
+		rc = set_seal(dst);
 	if (rc < 0) {
 		px_snapshot_unref(s);
 		return rc;

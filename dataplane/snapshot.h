@@ -46,7 +46,9 @@ struct px_resource {
 /* Decode len bytes of a resource of type t (the bytes of the resource
  * message, not the Any) named name; *out has one reference.  Returns 0,
  * -EINVAL (unknown type), -MESH_EPARSE (bytes do not decode) or -ENOMEM.
- * A resource whose message carries no name of its own takes `name`. */
+ * `name` is what the resource is known by (the caller takes it from the
+ * decoded message or the Delta Resource: Listener.name, Cluster.name,
+ * ClusterLoadAssignment.cluster_name, ...). */
 MESH_MUST_CHECK int px_resource_decode(enum xds_type t, const char *name, const uint8_t *data, size_t len,
 				       struct px_resource **out);
 struct px_resource *px_resource_ref(struct px_resource *r);
