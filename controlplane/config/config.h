@@ -540,6 +540,11 @@ struct cfg_object {
 	struct cfg_labels annotations;
 	char *resource_version;      /* Kubernetes sources; NULL for files */
 	int64_t generation;
+	/* metadata.creationTimestamp in seconds since the epoch (RFC 3339,
+	 * as Kubernetes writes it); 0 when absent or unreadable, as Istio's
+	 * zero time.  Orders VirtualServices and DestinationRules (oldest
+	 * first, then name, then namespace: Istio's configCompareByCreationTime). */
+	int64_t creation_time;
 	char *origin;                /* file path, or "kube" */
 	int line;                    /* line of the document's first token, 1-based */
 	uint64_t hash;               /* content hash of kind, metadata and spec (of json) */

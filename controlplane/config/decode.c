@@ -1675,11 +1675,9 @@ static void dec__vs_not_applied(struct dec *d, const struct cfg__node *spec, con
 		"redirect.prefixRewrite", "tls routes", "mirrors beyond the first",
 	};
 
-	if (!vs->hosts.n)
-		seen[0] = true; /* a delegate VirtualService itself */
+	/* delegates (seen[0]) are merged into their root by the model now */
 	for (i = 0; i < vs->n_http; i++) {
 		const struct cfg_http_route *r = &vs->http[i];
-		seen[0] |= r->delegate != NULL;
 		seen[1] |= r->direct_response.set;
 		seen[2] |= r->rewrite.uri_regex_match != NULL;
 		seen[3] |= r->redirect.derive_port != CFG_DERIVE_PORT_NONE;

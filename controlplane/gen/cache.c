@@ -276,7 +276,9 @@ static uint64_t gen_key_rds(const struct model *m, const struct model_service *s
 	h = h_u64(h, svc->n_ports);
 	for (i = 0; i < svc->n_ports; i++)
 		h = h_u64(h, svc->ports[i].number);
-	n_vs = model_virtual_services(m, svc->hostname, vss, GEN_MAX_VS);
+	/* the shared (proxyless) snapshot: the mesh-wide VirtualService */
+	vss[0] = model_virtual_service(m, svc->hostname, NULL);
+	n_vs = vss[0] != NULL;
 	h = h_u64(h, n_vs);
 	for (i = 0; i < n_vs; i++) {
 		const struct cfg_object *vs = vss[i];

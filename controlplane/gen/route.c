@@ -1152,26 +1152,18 @@ int gen__virtual_host(const struct gen_ctx *g, const struct model_service *svc, 
 	Envoy__Config__Route__V3__VirtualHost *vh = gen__msg(a, &envoy__config__route__v3__virtual_host__descriptor);
 	const struct model *m = g->m;
 	struct gen_rctx c = { .g = g, .m = m, .svc = svc, .port = port, .a = a };
-	const struct cfg_object **vss = NULL;
-	size_t n_vs, i, j;
+	const struct cfg_object *vs = gen__vs(g, svc);
+	size_t j;
 	int rc = -ENOMEM;
 
 	*out = NULL;
-	vss = calloc(GEN_MAX_VS, sizeof(*vss));
-	if (!vh || !vss || !(vh->name = arena_printf(a, "%s:%u", svc->hostname, port)))
+	if (!vh || !(vh->name = arena_printf(a, "%s:%u", svc->hostname, port)))
 		goto out;
-	n_vs = model_virtual_services(m, svc->hostname, vss, GEN_MAX_VS);
 	rc = 0;
-	for (i = 0; i < n_vs && !c.done; i++) {
-		const struct cfg_object *vs = vss[i];
-
-		if (vs->kind != CFG_VIRTUAL_SERVICE || !model_gateways_include_mesh(&vs->spec.vs.gateways))
-			continue;
-		for (j = 0; j < vs->spec.vs.n_http && !c.done; j++) {
-			rc = gen_http_route(&c, vs, &vs->spec.vs.http[j]);
-			if (rc < 0)
-				goto out;
-		}
+	for (j = 0; vs && j < vs->spec.vs.n_http && !c.done; j++) {
+		rc = gen_http_route(&c, vs, &vs->spec.vs.http[j]);
+		if (rc < 0)
+			goto out;
 	}
 	if (c.n_routes == 0) {
 		rc = gen_default_route(&c);
@@ -1187,7 +1179,6 @@ int gen__virtual_host(const struct gen_ctx *g, const struct model_service *svc, 
 	vh->include_request_attempt_count = g->p->istio_retry;
 	*out = vh;
 out:
-	free(vss);
 	return rc;
 }
 
