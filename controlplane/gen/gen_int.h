@@ -140,13 +140,13 @@ static inline const char *gen__client_ns(const struct gen_ctx *g)
 
 /* The DestinationRule for svc as the generation sees it: from the
  * caller's namespace, with its labels (workload-scoped rules), when built
- * per caller, otherwise from the service's namespace. */
+ * per caller, otherwise the mesh-wide view (exportTo served as "*"). */
 static inline const struct cfg_object *gen__dr(const struct gen_ctx *g, const struct model_service *svc)
 {
 	if (g->caller && g->p->per_caller_matches)
 		return model_destination_rule_for(g->m, svc->hostname, gen__workload_ns(g->caller),
 						  gen__workload_labels(g->caller));
-	return model_destination_rule(g->m, svc->hostname, svc->ns);
+	return model_destination_rule(g->m, svc->hostname, NULL);
 }
 
 /* The VirtualService that routes svc for the caller (per caller) or for

@@ -372,7 +372,7 @@ struct gen_dest {
 	uint32_t port;
 	const char *subset;
 	uint32_t weight;
-	const char *ns;              /* namespace the DestinationRule is looked up from */
+	const char *ns;              /* namespace the DestinationRule is looked up from; NULL: mesh-wide */
 	const struct cfg_headers *headers; /* the destination's header edits */
 };
 
@@ -391,9 +391,8 @@ static void gen_resolve_dest(const struct gen_rctx *c, const char *vs_ns,
 		d->port = c->port;
 	d->subset = rd->destination.subset;
 	d->weight = rd->weight < 0 ? 0 : gen__clamp_u32(rd->weight);
-	d->ns = ds ? ds->ns : vs_ns;
-	if (c->g->caller && c->g->p->per_caller_matches)
-		d->ns = gen__workload_ns(c->g->caller);   /* the DestinationRule the caller sees */
+	/* the DestinationRule the caller sees; a shared snapshot: the mesh-wide one */
+	d->ns = gen__client_ns(c->g);
 	d->headers = &rd->headers;
 }
 
@@ -401,7 +400,10 @@ static void gen_resolve_dest(const struct gen_rctx *c, const char *vs_ns,
 static const struct cfg_consistent_hash *gen_dest_hash(const struct gen_rctx *c, const struct gen_dest *d,
 						       struct cfg_traffic_policy *pol)
 {
-	const struct cfg_object *dr = model_destination_rule(c->m, d->host, d->ns);
+	const struct cfg_object *dr = c->g->caller && c->g->p->per_caller_matches
+					      ? model_destination_rule_for(c->m, d->host, d->ns,
+									   gen__workload_labels(c->g->caller))
+					      : model_destination_rule(c->m, d->host, NULL);
 
 	model_dr_policy(dr, d->subset, d->port, pol);
 	if (!pol->load_balancer.set || !pol->load_balancer.has_consistent_hash)

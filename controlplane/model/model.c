@@ -874,14 +874,33 @@ const struct cfg_object *model_destination_rule_for(const struct model *m, const
 
 	if (!ix || !hostname)
 		return NULL;
-	if (client_ns) {
+	svc = model_find_service(m, hostname);
+	if (!client_ns) {
+		/* the mesh-wide view: every rule as if exported to "*", from the
+		 * service's namespace, then the root namespace */
+		static const enum model__dr_list lists[] = { MODEL_DR_LOCAL, MODEL_DR_EXPORTED, MODEL_DR_ROOT_LOCAL,
+							     MODEL_DR_EXPORTED };
+		size_t k;
+
+		for (k = 0; k < sizeof(lists) / sizeof(lists[0]); k++) {
+			const char *ns = k < 2 ? (svc ? svc->ns : NULL) : m->root_namespace;
+
+			if (!ns)
+				continue;
+			dr_candidates(ix, lists[k], ns, hostname, &first, &n);
+			o = dr_select(first, n, NULL, labels, false, &any);
+			if (o)
+				return o;
+		}
+		return NULL;
+	}
+	{
 		bool root = strcmp(client_ns, m->root_namespace) == 0;
 
 		dr_candidates(ix, root ? MODEL_DR_ROOT_LOCAL : MODEL_DR_LOCAL, client_ns, hostname, &first, &n);
 		if (n)
 			return dr_select(first, n, client_ns, labels, false, &any);
 	}
-	svc = model_find_service(m, hostname);
 	if (svc) {
 		dr_candidates(ix, MODEL_DR_EXPORTED, svc->ns, hostname, &first, &n);
 		o = dr_select(first, n, client_ns, labels, true, &any);

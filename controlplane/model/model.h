@@ -106,8 +106,9 @@ const struct cfg_object *model_virtual_service(const struct model *m, const char
  * first = oldest, then name, namespace): the object may be a merged copy
  * owned by the model.  A rule with a workloadSelector applies only to the
  * workloads it selects (in its own namespace), before the plain rule.
- * client_ns NULL skips the caller's own namespace.  Borrowed; NULL when
- * none. */
+ * client_ns NULL is the mesh-wide view of a snapshot every client shares
+ * (proxyless): every rule as if exported to "*", those of the service's
+ * namespace first, then the root namespace's.  Borrowed; NULL when none. */
 const struct cfg_object *model_destination_rule_for(const struct model *m, const char *hostname, const char *client_ns,
 						    const struct cfg_labels *labels);
 /* The same for a caller without labels (workload-scoped rules never apply). */
