@@ -849,6 +849,17 @@ static Envoy__Type__V3__FractionalPercent *gen_percent(struct arena *a, double p
 	return p;
 }
 
+static Envoy__Type__V3__FractionalPercent *gen_percent_hundred(struct arena *a, uint32_t n)
+{
+	Envoy__Type__V3__FractionalPercent *p = gen__msg(a, &envoy__type__v3__fractional_percent__descriptor);
+
+	if (p) {
+		p->numerator = n;
+		p->denominator = ENVOY__TYPE__V3__FRACTIONAL_PERCENT__DENOMINATOR_TYPE__HUNDRED;
+	}
+	return p;
+}
+
 /* Returns 0 with *out NULL when the route injects no fault. */
 static int gen_fault(struct arena *a, const struct cfg_fault *f, Google__Protobuf__Any **out)
 {
@@ -863,7 +874,9 @@ static int gen_fault(struct arena *a, const struct cfg_fault *f, Google__Protobu
 	if (f->has_delay) {
 		dl.fault_delay_secifier_case = ENVOY__EXTENSIONS__FILTERS__COMMON__FAULT__V3__FAULT_DELAY__FAULT_DELAY_SECIFIER_FIXED_DELAY;
 		dl.fixed_delay = gen__duration(a, f->fixed_delay);
-		dl.percentage = gen_percent(a, f->delay_percent);
+		/* Istio's TranslateFault: no percentage is the integer percent 0
+		 * over a hundred: the delay is never injected */
+		dl.percentage = f->delay_percent < 0 ? gen_percent_hundred(a, 0) : gen_percent(a, f->delay_percent);
 		if (!dl.fixed_delay || !dl.percentage)
 			return -ENOMEM;
 		hf.delay = &dl;
@@ -876,8 +889,9 @@ static int gen_fault(struct arena *a, const struct cfg_fault *f, Google__Protobu
 			ab.error_type_case = ENVOY__EXTENSIONS__FILTERS__HTTP__FAULT__V3__FAULT_ABORT__ERROR_TYPE_GRPC_STATUS;
 			ab.grpc_status = gen_status_code(f->grpc_status ? f->grpc_status : "UNKNOWN");
 		}
-		ab.percentage = gen_percent(a, f->abort_percent);
-		if (!ab.percentage)
+		/* Istio's TranslateFault: no percentage, none sent (0% for Envoy
+		 * and gRPC: the abort is never injected) */
+		if (f->abort_percent >= 0 && !(ab.percentage = gen_percent(a, f->abort_percent)))
 			return -ENOMEM;
 		hf.abort = &ab;
 	}
