@@ -11,6 +11,7 @@
  * (meshd's log and /debug/configz, meshctl validate).  Pure: no I/O.
  */
 #include "controlplane/gen/gen.h"
+#include "controlplane/gen/gen_int.h"
 #include "controlplane/model/policy.h"
 
 #include <stdio.h>
@@ -153,7 +154,8 @@ static bool gen_check_headers_set(const struct cfg_headers *h)
 	       h->response.remove.n;
 }
 
-static void gen_check_vs(const struct gen_profile *p, const struct cfg_object *o, struct gen_check_list *l)
+static void gen_check_vs(const struct gen_profile *p, const struct cfg_object *o, struct gen_check_list *l,
+			 bool *no_catch_all)
 {
 	const struct cfg_virtual_service *vs = &o->spec.vs;
 	size_t i, j;
@@ -195,6 +197,20 @@ static void gen_check_vs(const struct gen_profile *p, const struct cfg_object *o
 					s++;
 			}
 		}
+	}
+	if (p->no_match_fallback && vs->hosts.n && vs->n_http) {
+		bool all = false;
+
+		for (i = 0; i < vs->n_http && !all; i++) {
+			const struct cfg_http_route *r = &vs->http[i];
+
+			all = r->n_match == 0;
+			for (j = 0; j < r->n_match && !all; j++)
+				all = gen__match_is_catchall(&r->match[j]) && r->match[j].port < 0 &&
+				      !r->match[j].source_labels.n && !r->match[j].source_namespace &&
+				      !r->match[j].gateways.n;
+		}
+		*no_catch_all = !all;
 	}
 	if (!p->listener_address && vs->n_tcp)
 		gen_check_add(l, "tcp routes");
@@ -248,8 +264,16 @@ size_t gen_profile_check(const struct model *m, const struct gen_profile *p, gen
 
 			l.text[0] = '\0';
 			if (o->kind == CFG_VIRTUAL_SERVICE) {
-				gen_check_vs(p, o, &l);
+				bool no_catch_all = false;
+
+				gen_check_vs(p, o, &l, &no_catch_all);
 				n += gen_check_shadowed(m, o, fn, ctx);
+				if (no_catch_all)
+					n += gen_check_emit(o, "spec.http",
+							    "no http route matches every call: proxyless gRPC clients get a "
+							    "final route that fails such calls with UNAVAILABLE (Debian's gRPC "
+							    "1.51 client crashes on a call no route matches; Envoy answers 404)",
+							    fn, ctx);
 			} else if (o->kind == CFG_DESTINATION_RULE) {
 				gen_check_dr(p, o, &l);
 			}

@@ -164,6 +164,11 @@ Envoy__Config__Core__V3__TransportSocket *gen__downstream_tls(struct arena *a);
  * ADS (RDS route_name), http filters fault then router (last). */
 Google__Protobuf__Any *gen__outbound_hcm(const struct gen_ctx *g, struct arena *a, const char *route_name);
 
+/* Whether an http match (NULL: none) matches every call: a uri that is
+ * absent or the "/" or "" prefix, and no header, query, method, authority
+ * or scheme condition (route.c). */
+bool gen__match_is_catchall(const struct cfg_http_match *mt);
+
 /* The VirtualHost "HOST:PORT" of svc on port (route.c): routes from the
  * VirtualServices (per caller g->caller when the profile says so) or the
  * default route; domains as the profile's client kind needs them.

@@ -228,7 +228,7 @@ static bool gen_uri_is_catchall(const struct cfg_string_match *u)
 	return false;
 }
 
-static bool gen_match_is_catchall(const struct cfg_http_match *mt)
+bool gen__match_is_catchall(const struct cfg_http_match *mt)
 {
 	if (!mt)
 		return true;
@@ -1021,7 +1021,7 @@ static int gen_http_route(struct gen_rctx *c, const struct cfg_object *vs, const
 		rc = gen_add_route(c, hr, mt, ra, rd, fault);
 		if (rc < 0)
 			goto out;
-		if (gen_match_is_catchall(mt))
+		if (gen__match_is_catchall(mt))
 			c->done = true;
 	}
 out:
@@ -1051,6 +1051,43 @@ static int gen_default_route(struct gen_rctx *c)
 	if (rc < 0)
 		return rc;
 	return gen_add_route(c, NULL, NULL, ra, NULL, NULL);
+}
+
+/* The catch-all that ends a VirtualService's routes when none of them
+ * matches everything (profile no_match_fallback): to the service's own
+ * cluster, with a 100% abort fault UNAVAILABLE, so a call no route matches
+ * fails with a gRPC status instead of crashing gRPC 1.51's client. */
+static int gen_no_match_route(struct gen_rctx *c)
+{
+	struct cfg_route_destination dest = {
+		.destination = { .host = (char *)c->svc->hostname, .port = c->port },
+		.weight = -1,
+	};
+	struct cfg_http_route hr = {
+		.name = (char *)"no-route-matched",
+		.route = &dest,
+		.n_route = 1,
+		.timeout = -1,
+		.retries = { .set = true, .attempts = 0, .per_try_timeout = -1 },
+	};
+	struct cfg_fault f = {
+		.has_abort = true,
+		.abort_percent = 100,
+		.http_status = -1,
+		.grpc_status = (char *)"UNAVAILABLE",
+		.fixed_delay = -1,
+	};
+	struct cfg_object owner = { .kind = CFG_VIRTUAL_SERVICE, .ns = (char *)c->svc->ns };
+	Google__Protobuf__Any *fault = NULL;
+	gen_action *ra;
+	int rc;
+
+	rc = gen_action_build(c, &owner, &hr, &ra);
+	if (rc == 0)
+		rc = gen_fault(c->a, &f, &fault);
+	if (rc < 0)
+		return rc;
+	return gen_add_route(c, &hr, NULL, ra, NULL, fault);
 }
 
 /* Domains for the host: "HOST", "HOST:PORT", and for a Kubernetes-style
@@ -1183,6 +1220,10 @@ int gen__virtual_host(const struct gen_ctx *g, const struct model_service *svc, 
 	}
 	if (c.n_routes == 0) {
 		rc = gen_default_route(&c);
+		if (rc < 0)
+			goto out;
+	} else if (!c.done && g->p->no_match_fallback) {
+		rc = gen_no_match_route(&c);
 		if (rc < 0)
 			goto out;
 	}
