@@ -35,7 +35,7 @@ static int run_dir(const char *dir)
 START_TEST(test_valid_dir)
 {
 	ck_assert_int_eq(run("validate -f tests/data/config/valid", out), 0);
-	ck_assert_msg(strstr(out, "16 objects valid, 0 rejected, 5 warnings (1 document of other kinds skipped) in 11 "
+	ck_assert_msg(strstr(out, "16 objects valid, 0 rejected, 6 warnings (1 document of other kinds skipped) in 11 "
 			      "files\n"), "%s", out);
 	/* what proxyless gRPC clients do not get, once per object */
 	ck_assert_msg(strstr(out, "dr-subsets.yaml:2: DestinationRule default/reviews: spec: warning: not applied to "
