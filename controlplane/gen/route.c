@@ -2,12 +2,15 @@
  * route.c - RDS: the outbound route configurations.
  *
  * One RouteConfiguration "HOST:PORT" per service port, holding one
- * VirtualHost whose routes come from the VirtualServices that name the
- * host, in the order model_virtual_services() gives (the first matching
- * route wins across them, as Istio merges them).  Each http route becomes
- * one Route per match that applies to this port (or one catch-all); a
- * catch-all ends the list, as in Istio.  With no VirtualService, or none
- * that yields a route for this port, the host gets Istio's default route.
+ * VirtualHost whose routes come from the one VirtualService that routes
+ * the host (model_virtual_service(): Istio keeps the oldest and does not
+ * merge them; delegates come merged into their root).  Each http route
+ * becomes one Route per match that applies to this port (or one
+ * catch-all); a catch-all ends the list, as in Istio.  With no
+ * VirtualService, or none that yields a route for this port, the host
+ * gets Istio's default route; when its routes have no catch-all, a
+ * profile with no_match_fallback (proxyless) gets a final one that fails
+ * the call with UNAVAILABLE (gRPC 1.51 crashes on a call no route matches).
  * Matches on the caller's labels or namespace are evaluated for the
  * calling workload when the output is built per caller (profile
  * per_caller_matches); in a snapshot shared by every client they are left

@@ -6,9 +6,10 @@
  * policy.
  *
  * Two lookups of the same kind live in model.h because they use the
- * model's host index: model_virtual_services() (which VirtualServices
- * apply to a host, in precedence order) and model_destination_rule()
- * (which DestinationRule applies to a host as seen from a namespace).
+ * model's host index: model_virtual_service() (which VirtualService
+ * routes a host: Istio's precedence, delegates merged) and
+ * model_destination_rule_for() (which DestinationRule, merged as Istio
+ * merges them, applies to a host as seen from a namespace and workload).
  */
 #ifndef MESH_MODEL_POLICY_H
 #define MESH_MODEL_POLICY_H
