@@ -13,6 +13,8 @@
 #include "controlplane/cli/certs.h"
 #include "controlplane/config/config.h"
 #include "controlplane/config/store.h"
+#include "controlplane/gen/gen.h"
+#include "controlplane/model/model.h"
 
 #include "common/err.h"
 #include "common/log.h"
@@ -140,6 +142,15 @@ static int meshctl_collect(struct meshctl_files *f, const char *path, int depth,
 	return rc;
 }
 
+static void meshctl_print_finding(void *ctx, const struct cfg_error *e)
+{
+	char line[2048];
+
+	(void)ctx;
+	cfg_error_format(e, line, sizeof(line));
+	printf("%s\n", line);
+}
+
 static int meshctl_path_cmp(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
@@ -262,6 +273,14 @@ static int meshctl_validate(int argc, char **argv)
 		}
 		last_err = e;
 		n_rejected++;
+	}
+	/* what proxyless gRPC clients would not get, as meshd's /debug/configz says it */
+	{
+		struct model *m = model_build(snap, "cluster.local", "istio-system");
+
+		if (m)
+			n_warnings += gen_profile_check(m, &gen_profile_proxyless, meshctl_print_finding, NULL);
+		model_unref(m);
 	}
 	if (!quiet) {
 		printf("%zu object%s valid, %zu rejected", n_valid, n_valid == 1 ? "" : "s", n_rejected);

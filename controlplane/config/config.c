@@ -313,6 +313,43 @@ struct cfg__parse {
 	int rc;
 };
 
+/* "2024-01-02T03:04:05Z" (fraction and numeric offset allowed, as RFC
+ * 3339 has them) into seconds since the epoch; 0 when it is not such a
+ * time.  Kubernetes always writes UTC with whole seconds. */
+static int64_t cfg__rfc3339_seconds(const char *s)
+{
+	int y, mo, d, h, mi, sec, n = 0;
+	int64_t days, off = 0;
+	const char *p;
+
+	if (sscanf(s, "%4d-%2d-%2d%*[Tt ]%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6 || n == 0)
+		return 0;
+	if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60 || y < 1970)
+		return 0;
+	p = s + n;
+	if (*p == '.')
+		for (p++; *p >= '0' && *p <= '9'; p++)
+			;
+	if (*p == '+' || *p == '-') {
+		int oh, om;
+		if (sscanf(p + 1, "%2d:%2d", &oh, &om) != 2)
+			return 0;
+		off = (int64_t)(oh * 3600 + om * 60) * (*p == '+' ? 1 : -1);
+	} else if (*p != 'Z' && *p != 'z') {
+		return 0;
+	}
+	/* days from civil (Howard Hinnant's algorithm): no timegm(), no TZ */
+	{
+		int yy = y - (mo <= 2);
+		int era = yy / 400;
+		int yoe = yy - era * 400;
+		int doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+		int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+		days = (int64_t)era * 146097 + doe - 719468;
+	}
+	return days * 86400 + h * 3600 + mi * 60 + sec - off;
+}
+
 static int cfg__add_object(struct cfg_parse_result *r, struct cfg_object *o)
 {
 	struct cfg_object **v = realloc(r->objects, (r->n_objects + 1) * sizeof(*v));
@@ -755,6 +792,9 @@ static int cfg__document(struct cfg__parse *p, const struct cfg__node *root, int
 	v = cfg__node_field(meta, "generation");
 	if (v && v->type == CFG__INT)
 		o->generation = v->i;
+	v = cfg__node_field(meta, "creationTimestamp");
+	if (v && v->str)
+		o->creation_time = cfg__rfc3339_seconds(v->str);
 	{
 		size_t mark = cfg__path_key(&e, "metadata");
 		size_t m2 = cfg__path_key(&e, "labels");

@@ -144,10 +144,10 @@ struct cfg_retries {
 
 struct cfg_fault {
 	bool has_delay;
-	double delay_percent;        /* 0..100; 100 when percentage not set */
+	double delay_percent;        /* 0..100; -1 when neither percentage nor percent is set (Istio: 0%) */
 	int64_t fixed_delay;         /* ns */
 	bool has_abort;
-	double abort_percent;        /* 0..100; 100 when percentage not set */
+	double abort_percent;        /* 0..100; -1 when percentage is not set (Istio: none sent, 0%) */
 	int64_t http_status;         /* -1 when not set */
 	char *grpc_status;           /* e.g. "UNAVAILABLE"; NULL when not set */
 };
@@ -310,7 +310,7 @@ struct cfg_connection_pool {
 
 struct cfg_outlier_detection {
 	bool set;
-	int64_t consecutive_5xx_errors;      /* consecutive5xxErrors or deprecated consecutiveErrors */
+	int64_t consecutive_5xx_errors;      /* consecutive5xxErrors (the deprecated consecutiveErrors is ignored, as by istiod) */
 	int64_t consecutive_gateway_errors;
 	int64_t consecutive_local_origin_failures;
 	bool split_external_local_origin_errors;
@@ -540,6 +540,11 @@ struct cfg_object {
 	struct cfg_labels annotations;
 	char *resource_version;      /* Kubernetes sources; NULL for files */
 	int64_t generation;
+	/* metadata.creationTimestamp in seconds since the epoch (RFC 3339,
+	 * as Kubernetes writes it); 0 when absent or unreadable, as Istio's
+	 * zero time.  Orders VirtualServices and DestinationRules (oldest
+	 * first, then name, then namespace: Istio's configCompareByCreationTime). */
+	int64_t creation_time;
 	char *origin;                /* file path, or "kube" */
 	int line;                    /* line of the document's first token, 1-based */
 	uint64_t hash;               /* content hash of kind, metadata and spec (of json) */

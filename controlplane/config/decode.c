@@ -1166,7 +1166,9 @@ static void dec__fault(struct dec *d, const struct cfg__node *n, struct cfg_faul
 	if (delay) {
 		size_t m2 = dec__push(d, "delay");
 		f->has_delay = true;
-		f->delay_percent = 100;
+		/* Istio's TranslateFault: without percentage (or the deprecated
+		 * integer percent) the delay is sent with 0% -- never injected */
+		f->delay_percent = -1;
 		if ((v = F(delay, "exponentialDelay"))) {
 			int64_t ed = -1;
 			dec__duration(d, delay, "exponentialDelay", &ed);
@@ -1186,7 +1188,9 @@ static void dec__fault(struct dec *d, const struct cfg__node *n, struct cfg_faul
 	if (abort_) {
 		size_t m2 = dec__push(d, "abort");
 		f->has_abort = true;
-		f->abort_percent = 100;
+		/* Istio's TranslateFault sends an abort without percentage as one
+		 * with no percentage, which Envoy and gRPC read as 0%: not injected */
+		f->abort_percent = -1;
 		dec__percent_x(d, abort_, "percentage", &f->abort_percent, true);
 		if ((v = F(abort_, "httpStatus"))) {
 			f->http_status = dec__int(v, -1);
@@ -1675,11 +1679,9 @@ static void dec__vs_not_applied(struct dec *d, const struct cfg__node *spec, con
 		"redirect.prefixRewrite", "tls routes", "mirrors beyond the first",
 	};
 
-	if (!vs->hosts.n)
-		seen[0] = true; /* a delegate VirtualService itself */
+	/* delegates (seen[0]) are merged into their root by the model now */
 	for (i = 0; i < vs->n_http; i++) {
 		const struct cfg_http_route *r = &vs->http[i];
-		seen[0] |= r->delegate != NULL;
 		seen[1] |= r->direct_response.set;
 		seen[2] |= r->rewrite.uri_regex_match != NULL;
 		seen[3] |= r->redirect.derive_port != CFG_DERIVE_PORT_NONE;
@@ -2177,7 +2179,12 @@ static void dec__outlier(struct dec *d, const struct cfg__node *n, struct cfg_ou
 		return;
 	od->set = true;
 	mark = dec__push(d, "outlierDetection");
-	dec__nonneg(d, n, "consecutiveErrors", &od->consecutive_5xx_errors);
+	{
+		/* validated, then dropped: istiod has ignored the deprecated field
+		 * since 1.7 (istio/istio#24087), it maps to nothing */
+		int64_t ignored = -1;
+		dec__nonneg(d, n, "consecutiveErrors", &ignored);
+	}
 	if ((v = F(n, "consecutiveErrors")) && dec__int(v, 0) != 0)
 		DEC_WARN_AT(d, v, "consecutiveErrors", "outlier detection consecutive errors is deprecated, use "
 			    "consecutiveGatewayErrors or consecutive5xxErrors instead");

@@ -21,6 +21,7 @@
 #include "controlplane/config/config.h"
 #include "controlplane/config/store.h"
 #include "controlplane/metrics/metrics.h"
+#include "controlplane/gen/gen.h"
 #include "controlplane/model/model.h"
 #include "controlplane/xds/server.h"
 
@@ -191,6 +192,25 @@ static void debug__configz_error(struct mesh_buf *b, const struct cfg_error *e)
 	mesh_buf_putc(b, '}');
 }
 
+/* gen_profile_check findings go beside the validation errors. */
+struct debug__findings {
+	struct mesh_buf *b;
+	int only;
+	bool *first;
+};
+
+static void debug__configz_finding(void *ctx, const struct cfg_error *e)
+{
+	struct debug__findings *f = ctx;
+
+	if (f->only >= 0 && e->kind != f->only)
+		return;
+	if (!*f->first)
+		mesh_buf_putc(f->b, ',');
+	*f->first = false;
+	debug__configz_error(f->b, e);
+}
+
 static void debug__configz(struct debug_server *d, struct MHD_Connection *c, struct debug__reply *r)
 {
 	struct cfg_snapshot *snap = NULL;
@@ -236,6 +256,16 @@ static void debug__configz(struct debug_server *d, struct MHD_Connection *c, str
 			mesh_buf_putc(b, ',');
 		first = false;
 		debug__configz_error(b, &snap->errors[i]);
+	}
+	/* what proxyless clients do not get, one warning per object, computed
+	 * from the served model (so once per config generation) */
+	if (d->cfg.model) {
+		struct model *m = d->cfg.model(d->cfg.ctx);
+		struct debug__findings f = { b, only, &first };
+
+		if (m)
+			gen_profile_check(m, &gen_profile_proxyless, debug__configz_finding, &f);
+		model_unref(m);
 	}
 	mesh_buf_puts(b, "]}\n");
 out:

@@ -262,7 +262,8 @@ static uint64_t h_dest(uint64_t h, const struct model *m, const char *host, cons
 		for (i = 0; i < ds->n_ports; i++)
 			h = h_u64(h, ds->ports[i].number);
 	}
-	return h_obj(h, model_destination_rule(m, buf, ds ? ds->ns : ns));
+	(void)ns;
+	return h_obj(h, model_destination_rule(m, buf, NULL));
 }
 
 /* vss: scratch, GEN_MAX_VS slots. */
@@ -276,7 +277,9 @@ static uint64_t gen_key_rds(const struct model *m, const struct model_service *s
 	h = h_u64(h, svc->n_ports);
 	for (i = 0; i < svc->n_ports; i++)
 		h = h_u64(h, svc->ports[i].number);
-	n_vs = model_virtual_services(m, svc->hostname, vss, GEN_MAX_VS);
+	/* the shared (proxyless) snapshot: the mesh-wide VirtualService */
+	vss[0] = model_virtual_service(m, svc->hostname, NULL);
+	n_vs = vss[0] != NULL;
 	h = h_u64(h, n_vs);
 	for (i = 0; i < n_vs; i++) {
 		const struct cfg_object *vs = vss[i];
@@ -313,7 +316,7 @@ static uint64_t gen_key_cds(const struct model *m, const struct model_service *s
 
 	h = h_str(h, svc->ns);
 	h = h_ports(h, svc);
-	h = h_obj(h, model_destination_rule(m, svc->hostname, svc->ns));
+	h = h_obj(h, model_destination_rule(m, svc->hostname, NULL));
 	/* of the ServiceEntry or Service, only its kind and SANs are read (its
 	 * inline endpoints are hashed below, as endpoints) */
 	h = h_u64(h, svc->origin ? (uint64_t)svc->origin->kind + 1 : 0);
@@ -371,7 +374,7 @@ static uint64_t gen_key_eds(const struct model *m, const struct model_service *s
 	size_t i;
 
 	h = h_ports(h, svc);
-	h = h_obj(h, model_destination_rule(m, svc->hostname, svc->ns));
+	h = h_obj(h, model_destination_rule(m, svc->hostname, NULL));
 	h = h_u64(h, svc->n_endpoints);
 	for (i = 0; i < svc->n_endpoints; i++) {
 		const struct model_endpoint *e = &svc->endpoints[i];

@@ -112,9 +112,10 @@ static int gen_outlier(struct arena *a, const struct cfg_outlier_detection *od, 
 		if (!(o->consecutive_5xx = gen__u32(a, v)) ||
 		    !(o->enforcing_consecutive_5xx = gen__u32(a, v > 0 ? GEN_ENFORCE_ON : 0)))
 			goto out;
-	} else if (!(o->enforcing_consecutive_5xx = gen__u32(a, 0))) {
-		goto out;
 	}
+	/* consecutive5xxErrors unset: nothing sent, as Istio's
+	 * applyOutlierDetection (Envoy's defaults then apply: 5, enforced);
+	 * the deprecated consecutiveErrors maps to nothing either */
 	if (od->consecutive_gateway_errors >= 0) {
 		uint32_t v = gen__clamp_u32(od->consecutive_gateway_errors);
 

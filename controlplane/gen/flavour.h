@@ -44,6 +44,11 @@ struct gen_profile {
 	 * status codes of retryOn as retriable_status_codes; every virtual
 	 * host with include_request_attempt_count. */
 	bool istio_retry;
+	/* Routes from a VirtualService with no catch-all end with one that
+	 * fails the call with UNAVAILABLE (a 100% gRPC abort fault on the
+	 * service's own cluster): Debian's gRPC 1.51 client crashes (SIGSEGV)
+	 * on a call no route matches; Envoy answers 404 itself. */
+	bool no_match_fallback;
 
 	/* ---- clusters and endpoints (CDS, EDS) */
 	/* LEAST_REQUEST and RANDOM load balancing, LEAST_REQUEST by default

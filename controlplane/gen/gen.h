@@ -55,6 +55,23 @@ struct gen_notes {
 	void *ctx;
 };
 
+/* What clients of profile p do not get of the configuration in m, once
+ * per object: for each VirtualService and DestinationRule whose settings
+ * p's builders leave out or its clients ignore, one warning "not applied
+ * to proxyless gRPC clients: LIST" (the proxyless profile: LEAST_REQUEST
+ * and RANDOM served as ROUND_ROBIN, connectionPool fields other than
+ * http2MaxRequests, outlier detection by consecutive errors and
+ * minHealthPercent, redirects, rewrites, mirrors, header edits, retryOn
+ * conditions that are not gRPC status names, ...); for every object with
+ * exportTo narrower than "*" when p's output is shared by every client
+ * (!per_caller_matches), one saying it is served mesh-wide; and for each
+ * host of a mesh VirtualService that another one wins (Istio does not
+ * merge them), one naming the winner.  fn receives each as a warning
+ * cfg_error (origin, line, kind, namespace, name of the object; strings
+ * valid for the call only).  Pure, deterministic; returns the count. */
+typedef void (*gen_finding_fn)(void *ctx, const struct cfg_error *e);
+size_t gen_profile_check(const struct model *m, const struct gen_profile *p, gen_finding_fn fn, void *ctx);
+
 /* Build every resource of profile p for the model into a new sealed
  * snapshot.  Returns 0 and *out, or a negative code (the failing service
  * is named in a note). */

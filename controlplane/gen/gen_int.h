@@ -131,14 +131,29 @@ MESH_MUST_CHECK int gen__upstream_tls(const struct gen_ctx *g, const struct mode
 				      const struct cfg_client_tls *tls, struct arena *a,
 				      Envoy__Config__Core__V3__TransportSocket **out, bool *auto_match);
 
+/* The namespace the output is built for: the caller's when built per
+ * caller (p->per_caller_matches), NULL for a snapshot every client shares. */
+static inline const char *gen__client_ns(const struct gen_ctx *g)
+{
+	return g->caller && g->p->per_caller_matches ? gen__workload_ns(g->caller) : NULL;
+}
+
 /* The DestinationRule for svc as the generation sees it: from the
- * caller's namespace when built per caller (p->per_caller_matches),
- * otherwise from the service's namespace. */
+ * caller's namespace, with its labels (workload-scoped rules), when built
+ * per caller, otherwise the mesh-wide view (exportTo served as "*"). */
 static inline const struct cfg_object *gen__dr(const struct gen_ctx *g, const struct model_service *svc)
 {
-	const char *ns = g->caller && g->p->per_caller_matches ? gen__workload_ns(g->caller) : svc->ns;
+	if (g->caller && g->p->per_caller_matches)
+		return model_destination_rule_for(g->m, svc->hostname, gen__workload_ns(g->caller),
+						  gen__workload_labels(g->caller));
+	return model_destination_rule(g->m, svc->hostname, NULL);
+}
 
-	return model_destination_rule(g->m, svc->hostname, ns);
+/* The VirtualService that routes svc for the caller (per caller) or for
+ * every client (a shared snapshot: the mesh-wide view); NULL: none. */
+static inline const struct cfg_object *gen__vs(const struct gen_ctx *g, const struct model_service *svc)
+{
+	return model_virtual_service(g->m, svc->hostname, gen__client_ns(g));
 }
 /* The server side: a TransportSocket with a DownstreamTlsContext that
  * requires a client certificate from the "default" provider's roots, no
@@ -148,6 +163,11 @@ Envoy__Config__Core__V3__TransportSocket *gen__downstream_tls(struct arena *a);
 /* The outbound HttpConnectionManager (listener.c) as an Any: routes over
  * ADS (RDS route_name), http filters fault then router (last). */
 Google__Protobuf__Any *gen__outbound_hcm(const struct gen_ctx *g, struct arena *a, const char *route_name);
+
+/* Whether an http match (NULL: none) matches every call: a uri that is
+ * absent or the "/" or "" prefix, and no header, query, method, authority
+ * or scheme condition (route.c). */
+bool gen__match_is_catchall(const struct cfg_http_match *mt);
 
 /* The VirtualHost "HOST:PORT" of svc on port (route.c): routes from the
  * VirtualServices (per caller g->caller when the profile says so) or the

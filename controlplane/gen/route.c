@@ -2,12 +2,15 @@
  * route.c - RDS: the outbound route configurations.
  *
  * One RouteConfiguration "HOST:PORT" per service port, holding one
- * VirtualHost whose routes come from the VirtualServices that name the
- * host, in the order model_virtual_services() gives (the first matching
- * route wins across them, as Istio merges them).  Each http route becomes
- * one Route per match that applies to this port (or one catch-all); a
- * catch-all ends the list, as in Istio.  With no VirtualService, or none
- * that yields a route for this port, the host gets Istio's default route.
+ * VirtualHost whose routes come from the one VirtualService that routes
+ * the host (model_virtual_service(): Istio keeps the oldest and does not
+ * merge them; delegates come merged into their root).  Each http route
+ * becomes one Route per match that applies to this port (or one
+ * catch-all); a catch-all ends the list, as in Istio.  With no
+ * VirtualService, or none that yields a route for this port, the host
+ * gets Istio's default route; when its routes have no catch-all, a
+ * profile with no_match_fallback (proxyless) gets a final one that fails
+ * the call with UNAVAILABLE (gRPC 1.51 crashes on a call no route matches).
  * Matches on the caller's labels or namespace are evaluated for the
  * calling workload when the output is built per caller (profile
  * per_caller_matches); in a snapshot shared by every client they are left
@@ -228,7 +231,7 @@ static bool gen_uri_is_catchall(const struct cfg_string_match *u)
 	return false;
 }
 
-static bool gen_match_is_catchall(const struct cfg_http_match *mt)
+bool gen__match_is_catchall(const struct cfg_http_match *mt)
 {
 	if (!mt)
 		return true;
@@ -372,7 +375,7 @@ struct gen_dest {
 	uint32_t port;
 	const char *subset;
 	uint32_t weight;
-	const char *ns;              /* namespace the DestinationRule is looked up from */
+	const char *ns;              /* namespace the DestinationRule is looked up from; NULL: mesh-wide */
 	const struct cfg_headers *headers; /* the destination's header edits */
 };
 
@@ -391,9 +394,8 @@ static void gen_resolve_dest(const struct gen_rctx *c, const char *vs_ns,
 		d->port = c->port;
 	d->subset = rd->destination.subset;
 	d->weight = rd->weight < 0 ? 0 : gen__clamp_u32(rd->weight);
-	d->ns = ds ? ds->ns : vs_ns;
-	if (c->g->caller && c->g->p->per_caller_matches)
-		d->ns = gen__workload_ns(c->g->caller);   /* the DestinationRule the caller sees */
+	/* the DestinationRule the caller sees; a shared snapshot: the mesh-wide one */
+	d->ns = gen__client_ns(c->g);
 	d->headers = &rd->headers;
 }
 
@@ -401,7 +403,10 @@ static void gen_resolve_dest(const struct gen_rctx *c, const char *vs_ns,
 static const struct cfg_consistent_hash *gen_dest_hash(const struct gen_rctx *c, const struct gen_dest *d,
 						       struct cfg_traffic_policy *pol)
 {
-	const struct cfg_object *dr = model_destination_rule(c->m, d->host, d->ns);
+	const struct cfg_object *dr = c->g->caller && c->g->p->per_caller_matches
+					      ? model_destination_rule_for(c->m, d->host, d->ns,
+									   gen__workload_labels(c->g->caller))
+					      : model_destination_rule(c->m, d->host, NULL);
 
 	model_dr_policy(dr, d->subset, d->port, pol);
 	if (!pol->load_balancer.set || !pol->load_balancer.has_consistent_hash)
@@ -847,6 +852,17 @@ static Envoy__Type__V3__FractionalPercent *gen_percent(struct arena *a, double p
 	return p;
 }
 
+static Envoy__Type__V3__FractionalPercent *gen_percent_hundred(struct arena *a, uint32_t n)
+{
+	Envoy__Type__V3__FractionalPercent *p = gen__msg(a, &envoy__type__v3__fractional_percent__descriptor);
+
+	if (p) {
+		p->numerator = n;
+		p->denominator = ENVOY__TYPE__V3__FRACTIONAL_PERCENT__DENOMINATOR_TYPE__HUNDRED;
+	}
+	return p;
+}
+
 /* Returns 0 with *out NULL when the route injects no fault. */
 static int gen_fault(struct arena *a, const struct cfg_fault *f, Google__Protobuf__Any **out)
 {
@@ -861,7 +877,9 @@ static int gen_fault(struct arena *a, const struct cfg_fault *f, Google__Protobu
 	if (f->has_delay) {
 		dl.fault_delay_secifier_case = ENVOY__EXTENSIONS__FILTERS__COMMON__FAULT__V3__FAULT_DELAY__FAULT_DELAY_SECIFIER_FIXED_DELAY;
 		dl.fixed_delay = gen__duration(a, f->fixed_delay);
-		dl.percentage = gen_percent(a, f->delay_percent);
+		/* Istio's TranslateFault: no percentage is the integer percent 0
+		 * over a hundred: the delay is never injected */
+		dl.percentage = f->delay_percent < 0 ? gen_percent_hundred(a, 0) : gen_percent(a, f->delay_percent);
 		if (!dl.fixed_delay || !dl.percentage)
 			return -ENOMEM;
 		hf.delay = &dl;
@@ -874,8 +892,9 @@ static int gen_fault(struct arena *a, const struct cfg_fault *f, Google__Protobu
 			ab.error_type_case = ENVOY__EXTENSIONS__FILTERS__HTTP__FAULT__V3__FAULT_ABORT__ERROR_TYPE_GRPC_STATUS;
 			ab.grpc_status = gen_status_code(f->grpc_status ? f->grpc_status : "UNKNOWN");
 		}
-		ab.percentage = gen_percent(a, f->abort_percent);
-		if (!ab.percentage)
+		/* Istio's TranslateFault: no percentage, none sent (0% for Envoy
+		 * and gRPC: the abort is never injected) */
+		if (f->abort_percent >= 0 && !(ab.percentage = gen_percent(a, f->abort_percent)))
 			return -ENOMEM;
 		hf.abort = &ab;
 	}
@@ -1005,7 +1024,7 @@ static int gen_http_route(struct gen_rctx *c, const struct cfg_object *vs, const
 		rc = gen_add_route(c, hr, mt, ra, rd, fault);
 		if (rc < 0)
 			goto out;
-		if (gen_match_is_catchall(mt))
+		if (gen__match_is_catchall(mt))
 			c->done = true;
 	}
 out:
@@ -1035,6 +1054,43 @@ static int gen_default_route(struct gen_rctx *c)
 	if (rc < 0)
 		return rc;
 	return gen_add_route(c, NULL, NULL, ra, NULL, NULL);
+}
+
+/* The catch-all that ends a VirtualService's routes when none of them
+ * matches everything (profile no_match_fallback): to the service's own
+ * cluster, with a 100% abort fault UNAVAILABLE, so a call no route matches
+ * fails with a gRPC status instead of crashing gRPC 1.51's client. */
+static int gen_no_match_route(struct gen_rctx *c)
+{
+	struct cfg_route_destination dest = {
+		.destination = { .host = (char *)c->svc->hostname, .port = c->port },
+		.weight = -1,
+	};
+	struct cfg_http_route hr = {
+		.name = (char *)"no-route-matched",
+		.route = &dest,
+		.n_route = 1,
+		.timeout = -1,
+		.retries = { .set = true, .attempts = 0, .per_try_timeout = -1 },
+	};
+	struct cfg_fault f = {
+		.has_abort = true,
+		.abort_percent = 100,
+		.http_status = -1,
+		.grpc_status = (char *)"UNAVAILABLE",
+		.fixed_delay = -1,
+	};
+	struct cfg_object owner = { .kind = CFG_VIRTUAL_SERVICE, .ns = (char *)c->svc->ns };
+	Google__Protobuf__Any *fault = NULL;
+	gen_action *ra;
+	int rc;
+
+	rc = gen_action_build(c, &owner, &hr, &ra);
+	if (rc == 0)
+		rc = gen_fault(c->a, &f, &fault);
+	if (rc < 0)
+		return rc;
+	return gen_add_route(c, &hr, NULL, ra, NULL, fault);
 }
 
 /* Domains for the host: "HOST", "HOST:PORT", and for a Kubernetes-style
@@ -1152,29 +1208,25 @@ int gen__virtual_host(const struct gen_ctx *g, const struct model_service *svc, 
 	Envoy__Config__Route__V3__VirtualHost *vh = gen__msg(a, &envoy__config__route__v3__virtual_host__descriptor);
 	const struct model *m = g->m;
 	struct gen_rctx c = { .g = g, .m = m, .svc = svc, .port = port, .a = a };
-	const struct cfg_object **vss = NULL;
-	size_t n_vs, i, j;
+	const struct cfg_object *vs = gen__vs(g, svc);
+	size_t j;
 	int rc = -ENOMEM;
 
 	*out = NULL;
-	vss = calloc(GEN_MAX_VS, sizeof(*vss));
-	if (!vh || !vss || !(vh->name = arena_printf(a, "%s:%u", svc->hostname, port)))
+	if (!vh || !(vh->name = arena_printf(a, "%s:%u", svc->hostname, port)))
 		goto out;
-	n_vs = model_virtual_services(m, svc->hostname, vss, GEN_MAX_VS);
 	rc = 0;
-	for (i = 0; i < n_vs && !c.done; i++) {
-		const struct cfg_object *vs = vss[i];
-
-		if (vs->kind != CFG_VIRTUAL_SERVICE || !model_gateways_include_mesh(&vs->spec.vs.gateways))
-			continue;
-		for (j = 0; j < vs->spec.vs.n_http && !c.done; j++) {
-			rc = gen_http_route(&c, vs, &vs->spec.vs.http[j]);
-			if (rc < 0)
-				goto out;
-		}
+	for (j = 0; vs && j < vs->spec.vs.n_http && !c.done; j++) {
+		rc = gen_http_route(&c, vs, &vs->spec.vs.http[j]);
+		if (rc < 0)
+			goto out;
 	}
 	if (c.n_routes == 0) {
 		rc = gen_default_route(&c);
+		if (rc < 0)
+			goto out;
+	} else if (!c.done && g->p->no_match_fallback) {
+		rc = gen_no_match_route(&c);
 		if (rc < 0)
 			goto out;
 	}
@@ -1187,7 +1239,6 @@ int gen__virtual_host(const struct gen_ctx *g, const struct model_service *svc, 
 	vh->include_request_attempt_count = g->p->istio_retry;
 	*out = vh;
 out:
-	free(vss);
 	return rc;
 }
 

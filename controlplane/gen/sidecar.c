@@ -314,6 +314,10 @@ static bool gen_visible(const struct gen_sc *sc, const struct model_service *svc
 	const struct cfg_strs *eh = sc->scope->egress_hosts;
 	size_t i;
 
+	/* exportTo first: a service not exported to the workload's namespace
+	 * is not in its scope, whatever the Sidecar imports (Istio) */
+	if (!model_service_visible(sc->g.m, svc, gen__workload_ns(sc->w)))
+		return false;
 	if (!eh)
 		return true;
 	for (i = 0; i < eh->n; i++)
@@ -535,22 +539,18 @@ static gen_filter *gen_tcp_service_filter(struct gen_sc *sc, const struct model_
 {
 	Envoy__Extensions__Filters__Network__TcpProxy__V3__TcpProxy tp =
 		ENVOY__EXTENSIONS__FILTERS__NETWORK__TCP_PROXY__V3__TCP_PROXY__INIT;
-	const struct cfg_object *vss[GEN_MAX_VS];
+	const struct cfg_object *vs = gen__vs(&sc->g, svc);
 	const struct cfg_tcp_route *tr = NULL;
 	struct arena *a = sc->a;
-	size_t n_vs = model_virtual_services(sc->g.m, svc->hostname, vss, GEN_MAX_VS), i, j;
+	size_t i, j;
 	const char *vs_ns = svc->ns;
 
-	for (i = 0; i < n_vs && !tr; i++) {
-		if (vss[i]->kind != CFG_VIRTUAL_SERVICE || !model_gateways_include_mesh(&vss[i]->spec.vs.gateways))
-			continue;
-		for (j = 0; j < vss[i]->spec.vs.n_tcp && !tr; j++) {
-			const struct cfg_tcp_route *t = &vss[i]->spec.vs.tcp[j];
+	for (j = 0; vs && j < vs->spec.vs.n_tcp && !tr; j++) {
+		const struct cfg_tcp_route *t = &vs->spec.vs.tcp[j];
 
-			if ((t->match_port < 0 || (uint64_t)t->match_port == port) && t->n_route) {
-				tr = t;
-				vs_ns = vss[i]->ns;
-			}
+		if ((t->match_port < 0 || (uint64_t)t->match_port == port) && t->n_route) {
+			tr = t;
+			vs_ns = vs->ns;
 		}
 	}
 	tp.cluster_specifier_case = ENVOY__EXTENSIONS__FILTERS__NETWORK__TCP_PROXY__V3__TCP_PROXY__CLUSTER_SPECIFIER_CLUSTER;

@@ -8,6 +8,7 @@
  * cfg_snapshot the model holds a reference on.  See model.h.
  */
 #include "controlplane/model/model.h"
+#include "controlplane/model/model_int.h"
 #include "controlplane/model/policy.h"
 
 #include "common/arena.h"
@@ -423,183 +424,316 @@ static size_t host_match(const char *pattern, const char *host)
 	return 0;
 }
 
-static size_t vs_scan(const struct model *m, const char *hostname, const struct cfg_object **out, size_t cap)
-{
-	const struct cfg_snapshot *cfg = m->cfg;
-	size_t i, j, n = 0;
-	char buf[MODEL_HOST_MAX];
-
-	/* exact matches first, then wildcards */
-	for (int pass = 0; pass < 2; pass++) {
-		for (i = 0; i < cfg->n_objects[CFG_VIRTUAL_SERVICE] && n < cap; i++) {
-			const struct cfg_object *o = cfg->objects[CFG_VIRTUAL_SERVICE][i];
-			const struct cfg_virtual_service *vs = &o->spec.vs;
-			int hit = 0;
-
-			if (!model_gateways_include_mesh(&vs->gateways)) /* gateway-only */
-				continue;
-			for (j = 0; j < vs->hosts.n && !hit; j++) {
-				size_t s = host_match(model_resolve_host(m, vs->hosts.v[j], o->ns, buf, sizeof(buf)),
-						      hostname);
-				if (pass == 0 ? s == 100000 : (s > 0 && s < 100000))
-					hit = 1;
-			}
-			if (hit) {
-				/* a VirtualService matching exactly is not listed again as a wildcard */
-				size_t k;
-				for (k = 0; k < n; k++)
-					if (out[k] == o)
-						break;
-				if (k == n)
-					out[n++] = o;
-			}
-		}
-	}
-	return n;
-}
-
-static int ns_rank(const char *ns, const char *client_ns, const char *svc_ns, const char *root_ns)
-{
-	if (client_ns && strcmp(ns, client_ns) == 0)
-		return 3;
-	if (svc_ns && strcmp(ns, svc_ns) == 0)
-		return 2;
-	if (root_ns && strcmp(ns, root_ns) == 0)
-		return 1;
-	return 0;
-}
-
-static const struct cfg_object *dr_scan(const struct model *m, const char *hostname, const char *client_ns)
-{
-	const struct cfg_snapshot *cfg = m->cfg;
-	const struct model_service *svc = model_find_service(m, hostname);
-	const struct cfg_object *best = NULL;
-	int best_rank = -1;
-	size_t best_score = 0, i;
-	char buf[MODEL_HOST_MAX];
-
-	for (i = 0; i < cfg->n_objects[CFG_DESTINATION_RULE]; i++) {
-		const struct cfg_object *o = cfg->objects[CFG_DESTINATION_RULE][i];
-		size_t score;
-		int rank;
-
-		/* workload-scoped rules apply to selected clients only (sidecars) */
-		if (o->spec.dr.has_workload_selector)
-			continue;
-		score = host_match(model_resolve_host(m, o->spec.dr.host, o->ns, buf, sizeof(buf)), hostname);
-		if (!score)
-			continue;
-		rank = ns_rank(o->ns, client_ns, svc ? svc->ns : NULL, m->root_namespace);
-		if (rank > best_rank || (rank == best_rank && score > best_score)) {
-			best = o;
-			best_rank = rank;
-			best_score = score;
-		}
-	}
-	return best;
-}
-
 /* ---------------------------------------------------------- host index */
 
-/* The hosts of VirtualServices and DestinationRules, resolved once per
- * model.  The generators ask for every service, and resolving every
- * object's hosts on each call made compiling 1,000 services O(N^2)
- * snprintf()s (about 0.4 s of CPU per config change).  `all` holds every
- * (host, object) pair sorted by (host, position in the snapshot); `wild`
- * the pairs whose host starts with '*', by position.  Lookups give the
- * same answers, in the same order, as scanning the snapshot. */
-struct model__host_ref {
+/* VirtualServices and DestinationRules by resolved host, built once per
+ * model (the generators ask for every service: resolving every object's
+ * hosts on each call made compiling 1,000 services O(N^2)).
+ *
+ * VirtualServices: every mesh VirtualService with hosts (delegates merged
+ * into their root), numbered in Istio's order (oldest first, then name,
+ * then namespace); `all` holds every (host, VirtualService) pair sorted by
+ * (host, number), `wild` the pairs whose host starts with '*'.
+ *
+ * DestinationRules: Istio's three indexes (namespace-local rules,
+ * exported rules, root-namespace private rules), each keyed by
+ * (namespace, host); rules of one key with the same exportTo and the same
+ * workload selector are merged into one (subsets of all, the first one's
+ * traffic policy), in Istio's order: workload-scoped rules first, then by
+ * creation time, name, namespace. */
+struct model__vs_ref {
 	const char *host;
 	size_t pos;
-	const struct cfg_object *o;
+	const struct cfg_object *o;      /* delegates merged */
 };
 
-struct model__host_list {
-	struct model__host_ref *all, *wild;
-	size_t n_all, n_wild;
+enum model__dr_list { MODEL_DR_LOCAL, MODEL_DR_EXPORTED, MODEL_DR_ROOT_LOCAL };
+
+struct model__dr_ent {
+	enum model__dr_list list;
+	const char *ns;                  /* the namespace the index is keyed by */
+	const char *host;                /* resolved */
+	const char *export_key;          /* normalised exportTo */
+	const char *sel_key;             /* workload selector; "" without one */
+	size_t pos;                      /* Istio's order of the first rule */
+	const struct cfg_object *first;  /* the first rule as written */
+	struct cfg_object *o;            /* the merged rule */
 };
 
 struct model__index {
-	struct model__host_list vs, dr;
+	struct model__vs_ref *vs_all, *vs_wild;
+	size_t n_vs_all, n_vs_wild;
+	struct model__dr_ent *dr, *dr_wild; /* merged, sorted by (list, ns, host, pos) */
+	size_t n_dr, n_dr_wild;
 };
 
-static int host_ref_cmp(const void *a, const void *b)
+static int vs_ref_cmp(const void *a, const void *b)
 {
-	const struct model__host_ref *x = a, *y = b;
+	const struct model__vs_ref *x = a, *y = b;
 	int c = strcmp(x->host, y->host);
 
 	return c ? c : (x->pos > y->pos) - (x->pos < y->pos);
 }
 
-static bool vs_applies_to_mesh(const struct cfg_virtual_service *vs)
+static int obj_creation_cmp(const void *a, const void *b)
 {
-	/* gateway-only VirtualServices do not apply to the mesh */
-	return model_gateways_include_mesh(&vs->gateways);
+	return model__cmp_creation(*(const struct cfg_object *const *)a, *(const struct cfg_object *const *)b);
 }
 
-static int host_list_add(struct model *m, struct model__host_list *l, const char *host, const char *ns, size_t pos,
-			 const struct cfg_object *o)
+/* Istio's sortConfigBySelectorAndCreationTime. */
+static int dr_order_cmp(const void *a, const void *b)
 {
-	char buf[MODEL_HOST_MAX];
-	struct model__host_ref r = { arena_strdup(m->arena, model_resolve_host(m, host, ns, buf, sizeof(buf))), pos, o };
+	const struct cfg_object *x = *(const struct cfg_object *const *)a, *y = *(const struct cfg_object *const *)b;
 
-	if (!r.host)
+	if (x->spec.dr.has_workload_selector != y->spec.dr.has_workload_selector)
+		return x->spec.dr.has_workload_selector ? -1 : 1;
+	return model__cmp_creation(x, y);
+}
+
+static int dr_key_cmp(const struct model__dr_ent *x, const struct model__dr_ent *y)
+{
+	int c = (int)x->list - (int)y->list;
+
+	if (!c)
+		c = strcmp(x->ns, y->ns);
+	if (!c)
+		c = strcmp(x->host, y->host);
+	return c;
+}
+
+static int dr_merge_cmp(const void *a, const void *b)
+{
+	const struct model__dr_ent *x = a, *y = b;
+	int c = dr_key_cmp(x, y);
+
+	if (!c)
+		c = strcmp(x->export_key, y->export_key);
+	if (!c)
+		c = strcmp(x->sel_key, y->sel_key);
+	return c ? c : (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+static int dr_lookup_cmp(const void *a, const void *b)
+{
+	const struct model__dr_ent *x = a, *y = b;
+	int c = dr_key_cmp(x, y);
+
+	return c ? c : (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+static int str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* "a\nb" from the sorted, de-duplicated entries of v ("." as ns; none:
+ * "*"), in the arena; NULL on OOM. */
+static const char *export_key(struct arena *a, const struct cfg_strs *v, const char *ns)
+{
+	const char **e;
+	size_t i, n = 0, len = 1;
+	char *out, *p;
+
+	if (!v->n)
+		return "*";
+	e = arena_calloc(a, v->n, sizeof(*e));
+	if (!e)
+		return NULL;
+	for (i = 0; i < v->n; i++) {
+		e[n] = strcmp(v->v[i], ".") == 0 ? ns : v->v[i];
+		len += strlen(e[n++]) + 1;
+	}
+	qsort(e, n, sizeof(*e), str_cmp);
+	out = p = arena_alloc(a, len);
+	if (!out)
+		return NULL;
+	for (i = 0; i < n; i++) {
+		size_t l = strlen(e[i]);
+
+		if (i && strcmp(e[i], e[i - 1]) == 0)
+			continue;
+		memcpy(p, e[i], l);
+		p += l;
+		*p++ = '\n';
+	}
+	*p = '\0';
+	return out;
+}
+
+static int kv_cmp(const void *a, const void *b)
+{
+	const struct cfg_kv *x = a, *y = b;
+	int c = strcmp(x->key, y->key);
+
+	return c ? c : strcmp(x->value, y->value);
+}
+
+static const char *selector_key(struct arena *a, const struct cfg_destination_rule *dr)
+{
+	struct cfg_kv *v;
+	const char *k = "";
+	size_t i;
+
+	if (!dr->has_workload_selector)
+		return "";
+	v = arena_calloc(a, dr->workload_selector.n + 1, sizeof(*v));
+	if (!v)
+		return NULL;
+	if (dr->workload_selector.n)
+		memcpy(v, dr->workload_selector.v, dr->workload_selector.n * sizeof(*v));
+	qsort(v, dr->workload_selector.n, sizeof(*v), kv_cmp);
+	k = "\x01";                      /* an empty selector still selects (everything) */
+	for (i = 0; i < dr->workload_selector.n && k; i++)
+		k = arena_printf(a, "%s%s=%s\n", k, v[i].key, v[i].value);
+	return k;
+}
+
+static int model_index_vs(struct model *m, struct model__index *ix)
+{
+	const struct cfg_snapshot *cfg = m->cfg;
+	size_t nv = cfg->n_objects[CFG_VIRTUAL_SERVICE], i, j, n = 0;
+	const struct cfg_object **vs = arena_calloc(m->arena, nv ? nv : 1, sizeof(*vs));
+	char buf[MODEL_HOST_MAX];
+
+	if (!vs)
 		return -ENOMEM;
-	l->all[l->n_all++] = r;
-	if (r.host[0] == '*')
-		l->wild[l->n_wild++] = r;
+	for (i = 0; i < nv; i++) {
+		const struct cfg_object *o = cfg->objects[CFG_VIRTUAL_SERVICE][i];
+
+		/* gateway-only VirtualServices do not apply to the mesh; a
+		 * VirtualService without hosts is a delegate, used through its root */
+		if (model_gateways_include_mesh(&o->spec.vs.gateways) && o->spec.vs.hosts.n)
+			vs[n++] = o;
+	}
+	qsort(vs, n, sizeof(*vs), obj_creation_cmp);
+	for (i = 0, nv = 0; i < n; i++)
+		nv += vs[i]->spec.vs.hosts.n;
+	ix->vs_all = arena_calloc(m->arena, nv ? nv : 1, sizeof(*ix->vs_all));
+	ix->vs_wild = arena_calloc(m->arena, nv ? nv : 1, sizeof(*ix->vs_wild));
+	if (!ix->vs_all || !ix->vs_wild)
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		const struct cfg_object *o = model__merge_delegates(m, vs[i]);
+
+		if (!o)
+			return -ENOMEM;
+		for (j = 0; j < o->spec.vs.hosts.n; j++) {
+			struct model__vs_ref r = { NULL, i, o };
+
+			r.host = arena_strdup(m->arena, model_resolve_host(m, o->spec.vs.hosts.v[j], o->ns, buf,
+									   sizeof(buf)));
+			if (!r.host)
+				return -ENOMEM;
+			ix->vs_all[ix->n_vs_all++] = r;
+			if (r.host[0] == '*')
+				ix->vs_wild[ix->n_vs_wild++] = r;
+		}
+	}
+	qsort(ix->vs_all, ix->n_vs_all, sizeof(*ix->vs_all), vs_ref_cmp);
 	return 0;
 }
 
-static int host_list_init(struct model *m, struct model__host_list *l, size_t n)
+/* Istio's setDestinationRules: which index lists a rule joins. */
+static int model_index_dr(struct model *m, struct model__index *ix)
 {
-	l->all = arena_calloc(m->arena, n ? n : 1, sizeof(*l->all));
-	l->wild = arena_calloc(m->arena, n ? n : 1, sizeof(*l->wild));
-	return l->all && l->wild ? 0 : -ENOMEM;
+	const struct cfg_snapshot *cfg = m->cfg;
+	size_t nd = cfg->n_objects[CFG_DESTINATION_RULE], i, n = 0, w = 0;
+	const struct cfg_object **drs = arena_calloc(m->arena, nd ? nd : 1, sizeof(*drs));
+	struct model__dr_ent *raw = arena_calloc(m->arena, 2 * nd + 1, sizeof(*raw));
+	char buf[MODEL_HOST_MAX];
+
+	if (!drs || !raw)
+		return -ENOMEM;
+	for (i = 0; i < nd; i++)
+		drs[i] = cfg->objects[CFG_DESTINATION_RULE][i];
+	qsort(drs, nd, sizeof(*drs), dr_order_cmp);
+	for (i = 0; i < nd; i++) {
+		const struct cfg_object *o = drs[i];
+		const struct cfg_strs *ex = &o->spec.dr.export_to;
+		struct model__dr_ent e = { .ns = o->ns, .pos = i, .first = o };
+		bool sel = o->spec.dr.has_workload_selector, local, private_only;
+		const char *own;
+		size_t k;
+
+		e.host = arena_strdup(m->arena, model_resolve_host(m, o->spec.dr.host, o->ns, buf, sizeof(buf)));
+		e.export_key = sel ? o->ns : export_key(m->arena, ex, o->ns);
+		e.sel_key = selector_key(m->arena, &o->spec.dr);
+		if (!e.host || !e.export_key || !e.sel_key)
+			return -ENOMEM;
+		/* a workload-scoped rule is private ("."); otherwise: visible in its
+		 * own namespace unless exportTo leaves it out; exported unless it
+		 * names only its own namespace */
+		local = sel || !ex->n;
+		for (k = 0; k < ex->n && !local; k++)
+			local = strcmp(ex->v[k], "*") == 0 || strcmp(ex->v[k], ".") == 0 ||
+				strcmp(ex->v[k], o->ns) == 0;
+		own = arena_printf(m->arena, "%s\n", o->ns);
+		if (!own)
+			return -ENOMEM;
+		private_only = sel || (ex->n && strcmp(e.export_key, own) == 0);
+		if (local) {
+			e.list = MODEL_DR_LOCAL;
+			raw[n++] = e;
+		}
+		if (!private_only) {
+			e.list = MODEL_DR_EXPORTED;
+			raw[n++] = e;
+		} else if (strcmp(o->ns, m->root_namespace) == 0) {
+			e.list = MODEL_DR_ROOT_LOCAL;
+			raw[n++] = e;
+		}
+	}
+	qsort(raw, n, sizeof(*raw), dr_merge_cmp);
+	/* merge runs of one (list, ns, host, exportTo, selector) */
+	for (i = 0; i < n; i++) {
+		if (w && dr_key_cmp(&raw[w - 1], &raw[i]) == 0 &&
+		    strcmp(raw[w - 1].export_key, raw[i].export_key) == 0 &&
+		    strcmp(raw[w - 1].sel_key, raw[i].sel_key) == 0) {
+			if (!model__dr_merge(m, raw[w - 1].o, raw[i].first))
+				return -ENOMEM;
+			continue;
+		}
+		raw[w] = raw[i];
+		raw[w].o = model__dr_merge(m, NULL, raw[i].first);
+		if (!raw[w].o)
+			return -ENOMEM;
+		w++;
+	}
+	qsort(raw, w, sizeof(*raw), dr_lookup_cmp);
+	ix->dr = raw;
+	ix->n_dr = w;
+	ix->dr_wild = arena_calloc(m->arena, w ? w : 1, sizeof(*ix->dr_wild));
+	if (!ix->dr_wild)
+		return -ENOMEM;
+	for (i = 0; i < w; i++)
+		if (raw[i].host[0] == '*')
+			ix->dr_wild[ix->n_dr_wild++] = raw[i];
+	return 0;
 }
 
 static int model_index_build(struct model *m)
 {
-	const struct cfg_snapshot *cfg = m->cfg;
 	struct model__index *ix = arena_alloc(m->arena, sizeof(*ix));
-	size_t i, j, n = 0;
+	int rc;
 
 	if (!ix)
 		return -ENOMEM;
-	for (i = 0; i < cfg->n_objects[CFG_VIRTUAL_SERVICE]; i++)
-		n += cfg->objects[CFG_VIRTUAL_SERVICE][i]->spec.vs.hosts.n;
-	if (host_list_init(m, &ix->vs, n) < 0 || host_list_init(m, &ix->dr, cfg->n_objects[CFG_DESTINATION_RULE]) < 0)
-		return -ENOMEM;
-	for (i = 0; i < cfg->n_objects[CFG_VIRTUAL_SERVICE]; i++) {
-		const struct cfg_object *o = cfg->objects[CFG_VIRTUAL_SERVICE][i];
-		if (!vs_applies_to_mesh(&o->spec.vs))
-			continue;
-		for (j = 0; j < o->spec.vs.hosts.n; j++)
-			if (host_list_add(m, &ix->vs, o->spec.vs.hosts.v[j], o->ns, i, o) < 0)
-				return -ENOMEM;
-	}
-	for (i = 0; i < cfg->n_objects[CFG_DESTINATION_RULE]; i++) {
-		const struct cfg_object *o = cfg->objects[CFG_DESTINATION_RULE][i];
-		/* workload-scoped rules apply to selected clients only (sidecars) */
-		if (o->spec.dr.has_workload_selector)
-			continue;
-		if (host_list_add(m, &ix->dr, o->spec.dr.host, o->ns, i, o) < 0)
-			return -ENOMEM;
-	}
-	qsort(ix->vs.all, ix->vs.n_all, sizeof(*ix->vs.all), host_ref_cmp);
-	qsort(ix->dr.all, ix->dr.n_all, sizeof(*ix->dr.all), host_ref_cmp);
-	m->priv = ix;
-	return 0;
+	rc = model_index_vs(m, ix);
+	if (rc == 0)
+		rc = model_index_dr(m, ix);
+	if (rc == 0)
+		m->priv = ix;
+	return rc;
 }
 
-/* First entry of l->all whose host is not below hostname. */
-static size_t host_list_lower(const struct model__host_list *l, const char *hostname)
+/* First entry of all[] (sorted by host) whose host is not below hostname. */
+static size_t vs_lower(const struct model__index *ix, const char *hostname)
 {
-	size_t lo = 0, hi = l->n_all;
+	size_t lo = 0, hi = ix->n_vs_all;
 
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		if (strcmp(l->all[mid].host, hostname) < 0)
+		if (strcmp(ix->vs_all[mid].host, hostname) < 0)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -607,78 +741,186 @@ static size_t host_list_lower(const struct model__host_list *l, const char *host
 	return lo;
 }
 
-static size_t out_add(const struct cfg_object **out, size_t n, const struct cfg_object *o)
-{
-	size_t k;
-
-	/* a VirtualService matching exactly is not listed again as a wildcard */
-	for (k = 0; k < n; k++)
-		if (out[k] == o)
-			return n;
-	out[n] = o;
-	return n + 1;
-}
-
-size_t model_virtual_services(const struct model *m, const char *hostname,
-			      const struct cfg_object **out, size_t cap)
+/* Istio's SelectVirtualServices order for the mesh gateway (private to the
+ * caller's namespace, then exported to it by name, then public; each by
+ * creation) and computeWildcardHostVirtualServiceIndex: the first exact
+ * host wins, else the most specific wildcard. */
+const struct cfg_object *model_virtual_service(const struct model *m, const char *hostname, const char *client_ns)
 {
 	const struct model__index *ix = m->priv;
-	size_t i, n = 0;
+	const struct cfg_object *best = NULL;
+	size_t i, best_pos = 0, best_score = 0;
+	int best_cls = 99;
 
-	if (!ix)
-		return vs_scan(m, hostname, out, cap);
-	/* exact matches first, then wildcards */
-	for (i = host_list_lower(&ix->vs, hostname);
-	     i < ix->vs.n_all && n < cap && strcmp(ix->vs.all[i].host, hostname) == 0; i++)
-		n = out_add(out, n, ix->vs.all[i].o);
-	for (i = 0; i < ix->vs.n_wild && n < cap; i++) {
-		size_t sc = host_match(ix->vs.wild[i].host, hostname);
-		if (sc > 0 && sc < 100000)
-			n = out_add(out, n, ix->vs.wild[i].o);
+	if (!ix || !hostname)
+		return NULL;
+	for (i = vs_lower(ix, hostname); i < ix->n_vs_all && strcmp(ix->vs_all[i].host, hostname) == 0; i++) {
+		int cls = (int)model_export_class(ix->vs_all[i].o, client_ns);
+
+		if (cls < 0)
+			continue;
+		if (cls < best_cls || (cls == best_cls && ix->vs_all[i].pos < best_pos)) {
+			best = ix->vs_all[i].o;
+			best_cls = cls;
+			best_pos = ix->vs_all[i].pos;
+		}
 	}
-	return n;
+	if (best)
+		return best;
+	for (i = 0; i < ix->n_vs_wild; i++) {
+		size_t sc = host_match(ix->vs_wild[i].host, hostname);
+		int cls;
+
+		if (sc == 0 || sc >= 100000)
+			continue;
+		cls = (int)model_export_class(ix->vs_wild[i].o, client_ns);
+		if (cls < 0)
+			continue;
+		if (sc > best_score || (sc == best_score && (cls < best_cls ||
+							     (cls == best_cls && ix->vs_wild[i].pos < best_pos)))) {
+			best = ix->vs_wild[i].o;
+			best_score = sc;
+			best_cls = cls;
+			best_pos = ix->vs_wild[i].pos;
+		}
+	}
+	return best;
 }
 
-struct dr_best {
-	const struct cfg_object *o;
-	int rank;
-	size_t score;
-};
-
-/* An equal (rank, score) keeps the earlier candidate, as the scan does. */
-static void dr_consider(const struct model *m, struct dr_best *b, const struct cfg_object *o, size_t score,
-			const char *client_ns, const struct model_service *svc)
+/* Candidates of (list, ns) for hostname, Istio's MostSpecificHostMatch:
+ * the exact host's entries, else those of the longest wildcard matching
+ * it.  Sets *first and *n (a run of ix->dr or of ix->dr_wild). */
+static void dr_candidates(const struct model__index *ix, enum model__dr_list list, const char *ns,
+			  const char *hostname, const struct model__dr_ent **first, size_t *n)
 {
-	int rank = ns_rank(o->ns, client_ns, svc ? svc->ns : NULL, m->root_namespace);
+	struct model__dr_ent key = { .list = list, .ns = ns, .host = hostname };
+	size_t lo = 0, hi = ix->n_dr, i, best_score = 0;
 
-	if (rank > b->rank || (rank == b->rank && score > b->score)) {
-		b->o = o;
-		b->rank = rank;
-		b->score = score;
+	*first = NULL;
+	*n = 0;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (dr_key_cmp(&ix->dr[mid], &key) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
 	}
+	for (i = lo; i < ix->n_dr && dr_key_cmp(&ix->dr[i], &key) == 0; i++) {
+		if (!*first)
+			*first = &ix->dr[i];
+		(*n)++;
+	}
+	if (*n)
+		return;
+	for (i = 0; i < ix->n_dr_wild; i++) {
+		const struct model__dr_ent *e = &ix->dr_wild[i];
+		size_t sc;
+
+		if (e->list != list || strcmp(e->ns, ns) != 0)
+			continue;
+		sc = host_match(e->host, hostname);
+		if (sc == 0 || sc < best_score)
+			continue;
+		if (sc > best_score) {
+			best_score = sc;
+			*first = e;
+			*n = 1;
+		} else if (strcmp((*first)->host, e->host) == 0) {
+			(*n)++;              /* entries of one host are adjacent */
+		}
+	}
+}
+
+/* The rule of a candidate run that applies to a workload with labels
+ * (NULL: none): a workload-scoped rule selecting it, else the first rule
+ * without a selector.  exported: only rules exported to client_ns. */
+static const struct cfg_object *dr_select(const struct model__dr_ent *first, size_t n, const char *client_ns,
+					  const struct cfg_labels *labels, bool exported, bool *any)
+{
+	const struct cfg_object *plain = NULL;
+	size_t i;
+
+	*any = false;
+	for (i = 0; i < n; i++) {
+		const struct model__dr_ent *e = &first[i];
+
+		if (exported && client_ns && model_export_class(e->first, client_ns) == MODEL_EXPORT_NONE)
+			continue;
+		*any = true;
+		if (e->first->spec.dr.has_workload_selector) {
+			if (labels && model_labels_match(&e->first->spec.dr.workload_selector, labels))
+				return e->o;
+			continue;
+		}
+		if (!plain)
+			plain = e->o;
+	}
+	return plain;
+}
+
+/* Istio's PushContext.destinationRule: the caller's namespace (or the
+ * root namespace's private rules for a caller there), then rules the
+ * service's namespace exports to the caller, then those the root
+ * namespace exports. */
+const struct cfg_object *model_destination_rule_for(const struct model *m, const char *hostname, const char *client_ns,
+						    const struct cfg_labels *labels)
+{
+	const struct model__index *ix = m->priv;
+	const struct model_service *svc;
+	const struct model__dr_ent *first;
+	const struct cfg_object *o;
+	size_t n;
+	bool any;
+
+	if (!ix || !hostname)
+		return NULL;
+	svc = model_find_service(m, hostname);
+	if (!client_ns) {
+		/* the mesh-wide view: every rule as if exported to "*", from the
+		 * service's namespace, then the root namespace */
+		static const enum model__dr_list lists[] = { MODEL_DR_LOCAL, MODEL_DR_EXPORTED, MODEL_DR_ROOT_LOCAL,
+							     MODEL_DR_EXPORTED };
+		size_t k;
+
+		for (k = 0; k < sizeof(lists) / sizeof(lists[0]); k++) {
+			const char *ns = k < 2 ? (svc ? svc->ns : NULL) : m->root_namespace;
+
+			if (!ns)
+				continue;
+			dr_candidates(ix, lists[k], ns, hostname, &first, &n);
+			o = dr_select(first, n, NULL, labels, false, &any);
+			if (o)
+				return o;
+		}
+		return NULL;
+	}
+	{
+		bool root = strcmp(client_ns, m->root_namespace) == 0;
+
+		dr_candidates(ix, root ? MODEL_DR_ROOT_LOCAL : MODEL_DR_LOCAL, client_ns, hostname, &first, &n);
+		if (n)
+			return dr_select(first, n, client_ns, labels, false, &any);
+	}
+	if (svc) {
+		dr_candidates(ix, MODEL_DR_EXPORTED, svc->ns, hostname, &first, &n);
+		o = dr_select(first, n, client_ns, labels, true, &any);
+		if (any)
+			return o;
+	}
+	dr_candidates(ix, MODEL_DR_EXPORTED, m->root_namespace, hostname, &first, &n);
+	o = dr_select(first, n, client_ns, labels, true, &any);
+	return any ? o : NULL;
 }
 
 const struct cfg_object *model_destination_rule(const struct model *m, const char *hostname, const char *client_ns)
 {
-	const struct model__index *ix = m->priv;
-	const struct model_service *svc;
-	struct dr_best best = { NULL, -1, 0 };
-	size_t i;
+	return model_destination_rule_for(m, hostname, client_ns, NULL);
+}
 
-	if (!ix)
-		return dr_scan(m, hostname, client_ns);
-	svc = model_find_service(m, hostname);
-	/* exact hosts (by position), then wildcards (by position): candidates
-	 * of equal score are met in snapshot order either way */
-	for (i = host_list_lower(&ix->dr, hostname); i < ix->dr.n_all && strcmp(ix->dr.all[i].host, hostname) == 0;
-	     i++)
-		dr_consider(m, &best, ix->dr.all[i].o, 100000, client_ns, svc);
-	for (i = 0; i < ix->dr.n_wild; i++) {
-		size_t score = host_match(ix->dr.wild[i].host, hostname);
-		if (score)
-			dr_consider(m, &best, ix->dr.wild[i].o, score, client_ns, svc);
-	}
-	return best.o;
+bool model_service_visible(const struct model *m, const struct model_service *svc, const char *client_ns)
+{
+	(void)m;
+	return svc && (!svc->origin || model_export_class(svc->origin, client_ns) != MODEL_EXPORT_NONE);
 }
 
 const struct cfg_subset *model_subset(const struct cfg_object *dr, const char *subset)

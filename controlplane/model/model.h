@@ -79,17 +79,45 @@ const struct model_service *model_find_service(const struct model *m, const char
  * allocated in buf (cap bytes).  Returns buf. */
 const char *model_resolve_host(const struct model *m, const char *host, const char *ns, char *buf, size_t cap);
 
-/* VirtualServices whose hosts match hostname (exact first, then wildcard
- * "*.suffix"), in (creation order, namespace, name) order: the first http
- * route that matches wins across them, as Istio merges them.
- * Fills out with borrowed pointers; returns the count (up to cap). */
-size_t model_virtual_services(const struct model *m, const char *hostname,
-			      const struct cfg_object **out, size_t cap);
+/* The VirtualService that routes hostname for clients in namespace
+ * client_ns, as Istio picks it for the mesh gateway: among those visible
+ * to client_ns (exportTo, see model_export_class) -- private to it first,
+ * then exported to it by name, then public, each oldest first
+ * (metadata.creationTimestamp, then name, then namespace) -- the first
+ * whose hosts name hostname exactly, else the one with the most specific
+ * wildcard host.  One VirtualService per host: Istio does not merge
+ * VirtualServices (the others are not applied to that host), except
+ * delegates, which are merged into their root here: the object returned
+ * may be a merged copy owned by the model (same kind, namespace and name
+ * as the root; its hash covers the delegates).  client_ns NULL is the
+ * mesh-wide view (proxyless snapshots shared by every client): every
+ * VirtualService but an exportTo "~" one is visible.  Borrowed; NULL when
+ * none. */
+const struct cfg_object *model_virtual_service(const struct model *m, const char *hostname, const char *client_ns);
 
-/* The DestinationRule for hostname as seen from namespace client_ns
- * (client namespace, then service namespace, then root namespace, as in
- * Istio), or NULL. */
+/* The DestinationRule for hostname as a workload of namespace client_ns
+ * with labels (NULL: none) sees it, as Istio's PushContext.destinationRule
+ * finds it: rules of client_ns (a client in the root namespace: the root
+ * namespace's private ones), else those the service's namespace exports to
+ * client_ns, else those the root namespace exports to it; the exact host
+ * before the most specific wildcard.  Several rules for one host of one
+ * namespace with the same exportTo and selector are merged as Istio
+ * merges them (subsets of all, the first rule's top-level trafficPolicy;
+ * first = oldest, then name, namespace): the object may be a merged copy
+ * owned by the model.  A rule with a workloadSelector applies only to the
+ * workloads it selects (in its own namespace), before the plain rule.
+ * client_ns NULL is the mesh-wide view of a snapshot every client shares
+ * (proxyless): every rule as if exported to "*", those of the service's
+ * namespace first, then the root namespace's.  Borrowed; NULL when none. */
+const struct cfg_object *model_destination_rule_for(const struct model *m, const char *hostname, const char *client_ns,
+						    const struct cfg_labels *labels);
+/* The same for a caller without labels (workload-scoped rules never apply). */
 const struct cfg_object *model_destination_rule(const struct model *m, const char *hostname, const char *client_ns);
+
+/* Whether svc (its ServiceEntry's exportTo, or its Kubernetes Service's
+ * networking.istio.io/exportTo annotation) is visible to clients in
+ * client_ns; NULL: the mesh-wide view (all but "~"). */
+bool model_service_visible(const struct model *m, const struct model_service *svc, const char *client_ns);
 
 /* The subset of dr named `subset`, or NULL. */
 const struct cfg_subset *model_subset(const struct cfg_object *dr, const char *subset);

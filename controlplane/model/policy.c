@@ -9,6 +9,7 @@
  */
 #include "controlplane/model/policy.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static const struct cfg_labels model_no_labels;
@@ -150,4 +151,116 @@ bool model_gateways_include_mesh(const struct cfg_strs *gateways)
 		if (strcmp(gateways->v[i], "mesh") == 0)
 			return true;
 	return false;
+}
+
+/* ---------------------------------------------------------------- exportTo */
+
+#define MODEL_EXPORT_ANNOTATION "networking.istio.io/exportTo"
+#define MODEL_NS_MAX 256
+
+/* Calls fn on each exportTo entry of o (trimmed); stops when fn returns
+ * true.  Returns the number of entries visited. */
+static size_t model_export_each(const struct cfg_object *o, bool (*fn)(void *ctx, const char *v), void *ctx)
+{
+	const struct cfg_strs *l = NULL;
+	size_t i, n = 0;
+
+	switch (o->kind) {
+	case CFG_VIRTUAL_SERVICE:
+		l = &o->spec.vs.export_to;
+		break;
+	case CFG_DESTINATION_RULE:
+		l = &o->spec.dr.export_to;
+		break;
+	case CFG_SERVICE_ENTRY:
+		l = &o->spec.se.export_to;
+		break;
+	case CFG_K8S_SERVICE:
+		for (i = 0; i < o->annotations.n; i++) {
+			const char *p = o->annotations.v[i].value;
+
+			if (strcmp(o->annotations.v[i].key, MODEL_EXPORT_ANNOTATION) != 0 || !p)
+				continue;
+			while (*p) {
+				char one[MODEL_NS_MAX];
+				size_t len = strcspn(p, ","), b = 0, e = len;
+
+				while (b < e && (p[b] == ' ' || p[b] == '\t'))
+					b++;
+				while (e > b && (p[e - 1] == ' ' || p[e - 1] == '\t'))
+					e--;
+				if (e > b) {
+					snprintf(one, sizeof(one), "%.*s", (int)(e - b), p + b);
+					n++;
+					if (fn(ctx, one))
+						return n;
+				}
+				p += len;
+				if (*p == ',')
+					p++;
+			}
+		}
+		return n;
+	default:
+		return 0;
+	}
+	for (i = 0; i < l->n; i++) {
+		n++;
+		if (fn(ctx, l->v[i]))
+			break;
+	}
+	return n;
+}
+
+struct model__export_scan {
+	const char *own, *client;
+	bool star, none, own_listed, client_listed;
+};
+
+static bool model__export_scan_one(void *ctx, const char *v)
+{
+	struct model__export_scan *s = ctx;
+
+	if (strcmp(v, "*") == 0)
+		s->star = true;
+	else if (strcmp(v, "~") == 0)
+		s->none = true;
+	else if (strcmp(v, ".") == 0 || strcmp(v, s->own) == 0)
+		s->own_listed = true;
+	if (s->client && strcmp(v, s->client) == 0)
+		s->client_listed = true;
+	return false;
+}
+
+enum model_export model_export_class(const struct cfg_object *o, const char *client_ns)
+{
+	struct model__export_scan s = { .own = o->ns, .client = client_ns };
+	size_t n;
+
+	if (o->kind == CFG_DESTINATION_RULE && o->spec.dr.has_workload_selector) {
+		/* Istio: a workload-scoped rule is private to its namespace */
+		if (!client_ns || strcmp(client_ns, o->ns) == 0)
+			return client_ns ? MODEL_EXPORT_PRIVATE : MODEL_EXPORT_PUBLIC;
+		return MODEL_EXPORT_NONE;
+	}
+	n = model_export_each(o, model__export_scan_one, &s);
+	if (n == 0 || s.star)
+		return MODEL_EXPORT_PUBLIC;
+	if (s.none)
+		return MODEL_EXPORT_NONE;
+	if (!client_ns)
+		return MODEL_EXPORT_PUBLIC;
+	if (strcmp(client_ns, o->ns) == 0)
+		return s.own_listed ? MODEL_EXPORT_PRIVATE : MODEL_EXPORT_NONE;
+	return s.client_listed ? MODEL_EXPORT_NAMED : MODEL_EXPORT_NONE;
+}
+
+bool model_export_narrow(const struct cfg_object *o)
+{
+	struct model__export_scan s = { .own = o->ns };
+	size_t n = model_export_each(o, model__export_scan_one, &s);
+
+	if (o->kind == CFG_DESTINATION_RULE && o->spec.dr.has_workload_selector)
+		return false;            /* selects workloads of its own namespace: no snapshot-wide meaning */
+	return n > 0 && !s.star && !(s.none && n == 1);
 }

@@ -6,9 +6,10 @@
  * policy.
  *
  * Two lookups of the same kind live in model.h because they use the
- * model's host index: model_virtual_services() (which VirtualServices
- * apply to a host, in precedence order) and model_destination_rule()
- * (which DestinationRule applies to a host as seen from a namespace).
+ * model's host index: model_virtual_service() (which VirtualService
+ * routes a host: Istio's precedence, delegates merged) and
+ * model_destination_rule_for() (which DestinationRule, merged as Istio
+ * merges them, applies to a host as seen from a namespace and workload).
  */
 #ifndef MESH_MODEL_POLICY_H
 #define MESH_MODEL_POLICY_H
@@ -51,6 +52,35 @@ enum cfg_mtls_mode model_peer_authn(const struct model *m, const char *ns, const
  * stored; out may be NULL when cap is 0).  Returns 0 when m or ns is NULL. */
 size_t model_authz_select(const struct model *m, const char *ns, const struct cfg_labels *labels,
 			  const struct cfg_object **out, size_t cap);
+
+/* ---------------------------------------------------------------- exportTo */
+
+/* How object o (VirtualService, DestinationRule, ServiceEntry, or a
+ * Kubernetes Service through its annotation networking.istio.io/exportTo,
+ * comma-separated) is visible from namespace client_ns, as Istio's push
+ * context indexes it:
+ *   MODEL_EXPORT_NONE    not visible ("~", or a list without client_ns);
+ *   MODEL_EXPORT_PRIVATE its own namespace ("." or its name) and not "*";
+ *   MODEL_EXPORT_NAMED   another namespace listed by name, and not "*";
+ *   MODEL_EXPORT_PUBLIC  "*" (what an empty exportTo means: meshConfig's
+ *                        default*ExportTo, which meshd does not read, are
+ *                        Istio's defaults, "*").
+ * "~" counts only without "*" (Istio: a "*" makes the object public and
+ * ignores the rest).  A DestinationRule with a workloadSelector is private
+ * whatever its exportTo says (Istio).  client_ns NULL is the mesh-wide
+ * view of a client that cannot be told apart (proxyless snapshots): every
+ * object but a "~" one is PUBLIC.  Kinds without exportTo are PUBLIC. */
+enum model_export {
+	MODEL_EXPORT_NONE = -1,
+	MODEL_EXPORT_PRIVATE = 0,
+	MODEL_EXPORT_NAMED = 1,
+	MODEL_EXPORT_PUBLIC = 2,
+};
+enum model_export model_export_class(const struct cfg_object *o, const char *client_ns);
+
+/* Whether o's exportTo names namespaces without "*" ("." or a list; not
+ * "~" alone): visibility a shared proxyless snapshot cannot keep. */
+bool model_export_narrow(const struct cfg_object *o);
 
 /* Whether a gateways list (of a VirtualService or of one of its http
  * matches) includes the mesh's sidecars and proxyless clients: an empty

@@ -83,6 +83,19 @@ static void push__gen_note(void *ctx, enum gen_note_level level, const char *sco
 
 static const struct gen_notes push__notes = { push__gen_note, NULL };
 
+/* What proxyless clients do not get of an object (gen_profile_check):
+ * logged as the object's warning once per config generation (each push
+ * builds one generation); /debug/configz and meshctl validate list the
+ * same findings. */
+static void push__finding(void *ctx, const struct cfg_error *e)
+{
+	char line[1024];
+
+	(void)ctx;
+	cfg_error_format(e, line, sizeof(line));
+	log_warn("config", "%s", line);
+}
+
 /* The default per-proxy builder: the inbound listeners of xDS-enabled
  * gRPC servers (only the proxyless flavour has a generator yet). */
 static int push__build_default(void *ctx, const struct model *m, const struct push_workload *w, enum xds_type t,
@@ -420,6 +433,7 @@ int push_stage_push(struct push_stage *p)
 		return -ENOMEM;
 	}
 	m->trust_domain = p->cfg.trust_domain; /* options outlive the stage */
+	gen_profile_check(m, &gen_profile_proxyless, push__finding, NULL);
 	if (!p->gen_cache)
 		p->gen_cache = gen_cache_new();
 	/* without a cache (out of memory) every push is a full build */

@@ -35,8 +35,15 @@ static int run_dir(const char *dir)
 START_TEST(test_valid_dir)
 {
 	ck_assert_int_eq(run("validate -f tests/data/config/valid", out), 0);
-	ck_assert_msg(strstr(out, "16 objects valid, 0 rejected, 1 warning (1 document of other kinds skipped) in 11 "
+	ck_assert_msg(strstr(out, "16 objects valid, 0 rejected, 6 warnings (1 document of other kinds skipped) in 11 "
 			      "files\n"), "%s", out);
+	/* what proxyless gRPC clients do not get, once per object */
+	ck_assert_msg(strstr(out, "dr-subsets.yaml:2: DestinationRule default/reviews: spec: warning: not applied to "
+			      "proxyless gRPC clients: loadBalancer.simple RANDOM (served as ROUND_ROBIN), "
+			      "connectionPool.tcp.maxConnections"), "%s", out);
+	/* two mesh VirtualServices for one host: the other one is not applied */
+	ck_assert_msg(strstr(out, "VirtualService default/reviews-by-user: spec.hosts: warning: host "
+			      "reviews.default.svc.cluster.local is routed by VirtualService default/reviews"), "%s", out);
 	/* the warning prints its text (Istio's, for a DENY rule with HTTP fields only) */
 	ck_assert_msg(strstr(out, "ap-allow-deny.yaml:38:5: AuthorizationPolicy foo/deny-delete: spec.rules[0]: warning: "
 			      "configured AuthorizationPolicy will deny all traffic to TCP ports"), "%s", out);

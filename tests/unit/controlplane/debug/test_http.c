@@ -469,6 +469,74 @@ START_TEST(configz_from_parsed_store)
 }
 END_TEST
 
+static struct model *built_model;
+
+static struct model *cb_built_model(void *ctx)
+{
+	(void)ctx;
+	return model_ref(built_model);
+}
+
+/* What proxyless clients do not get is listed with the object's other
+ * warnings, once per object. */
+START_TEST(configz_proxyless_findings)
+{
+	static const char yaml[] =
+		"apiVersion: networking.istio.io/v1\n"
+		"kind: DestinationRule\n"
+		"metadata: {name: ratings, namespace: shop}\n"
+		"spec:\n"
+		"  host: ratings\n"
+		"  trafficPolicy:\n"
+		"    loadBalancer: {simple: LEAST_REQUEST}\n"
+		"    connectionPool: {http: {maxRequestsPerConnection: 1}}\n"
+		"  subsets:\n"
+		"  - {name: v1, labels: {v: '1'}, trafficPolicy: {loadBalancer: {simple: LEAST_REQUEST}}}\n";
+	struct debug_server_config cfg = {
+		.addr = "127.0.0.1:0",
+		.config_snapshot = cb_store_snapshot,
+		.model = cb_built_model,
+		.ready = cb_ready,
+	};
+	struct cfg_parse_result res;
+	struct cfg_store *store;
+	struct reply r;
+	const char *p;
+
+	teardown();
+	memset(&res, 0, sizeof(res));
+	store = cfg_store_new();
+	ck_assert_ptr_nonnull(store);
+	ck_assert_int_eq(cfg_parse_buffer("mesh/dr.yaml", yaml, sizeof(yaml) - 1, &res), 0);
+	ck_assert_int_ge(cfg_store_apply_origin(store, "mesh/dr.yaml", &res), 0);
+	cfg_parse_result_cleanup(&res);
+	store_snap = cfg_store_snapshot(store);
+	ck_assert_ptr_nonnull(store_snap);
+	built_model = model_build(store_snap, "cluster.local", "istio-system");
+	ck_assert_ptr_nonnull(built_model);
+	ck_assert_int_eq(debug_server_start(&cfg, &srv), 0);
+	srv_port = debug_server_port(srv);
+
+	request(NULL, "/debug/configz", &r);
+	ck_assert_int_eq(r.status, 200);
+	assert_has(&r, "\"kind\":\"DestinationRule\",\"namespace\":\"shop\",\"name\":\"ratings\",\"field\":\"spec\","
+		       "\"message\":\"not applied to proxyless gRPC clients: loadBalancer.simple LEAST_REQUEST (served as "
+		       "ROUND_ROBIN), connectionPool.http.maxRequestsPerConnection\"");
+	/* once, although two levels set LEAST_REQUEST */
+	p = strstr(r.body.data, "\"message\":\"not applied to proxyless");
+	ck_assert_ptr_nonnull(p);
+	ck_assert_ptr_null(strstr(p + 1, "\"message\":\"not applied to proxyless"));
+	reply_cleanup(&r);
+
+	teardown();
+	model_unref(built_model);
+	built_model = NULL;
+	cfg_snapshot_unref(store_snap);
+	store_snap = NULL;
+	cfg_store_free(store);
+}
+END_TEST
+
 START_TEST(configz_kind_filter)
 {
 	struct reply r;
@@ -795,6 +863,7 @@ int main(void)
 	tcase_add_test(tc, configz_lists_objects_and_errors);
 	tcase_add_test(tc, configz_from_parsed_store);
 	tcase_add_test(tc, configz_kind_filter);
+	tcase_add_test(tc, configz_proxyless_findings);
 	tcase_add_test(tc, unknown_path_404);
 	tcase_add_test(tc, non_get_405);
 	tcase_add_test(tc, config_dump_and_syncz_without_xds);

@@ -126,17 +126,16 @@ END_TEST
 START_TEST(virtual_service_lookup)
 {
 	struct model *m = build(mesh);
-	const struct cfg_object *vs[8];
-	size_t n;
+	const struct cfg_object *vs;
 
-	n = model_virtual_services(m, "reviews.shop.svc.cluster.local", vs, 8);
+	vs = model_virtual_service(m, "reviews.shop.svc.cluster.local", NULL);
 	/* the gateway-only VirtualService does not apply to the mesh */
-	ck_assert_uint_eq(n, 1);
-	ck_assert_str_eq(vs[0]->name, "reviews");
-	n = model_virtual_services(m, "reviews.example.com", vs, 8);
-	ck_assert_uint_eq(n, 1);
-	ck_assert_str_eq(vs[0]->name, "wild");
-	ck_assert_uint_eq(model_virtual_services(m, "db.shop.svc.cluster.local", vs, 8), 0);
+	ck_assert_ptr_nonnull(vs);
+	ck_assert_str_eq(vs->name, "reviews");
+	vs = model_virtual_service(m, "reviews.example.com", NULL);
+	ck_assert_ptr_nonnull(vs);
+	ck_assert_str_eq(vs->name, "wild");
+	ck_assert_ptr_null(model_virtual_service(m, "db.shop.svc.cluster.local", NULL));
 	model_unref(m);
 }
 END_TEST
