@@ -3,7 +3,8 @@
 #   make            build build/bin/{meshd,meshctl,meshproxy}: meshd and meshctl
 #                   from libcommon.a and libmeshd.a, meshproxy from dataplane/
 #                   and libcommon.a only
-#   make run        install missing Debian packages, build, serve examples/
+#   make run        install missing Debian packages, build, serve examples/ on
+#                   loopback with its greeter backends (examples/run.sh)
 #   make test       install missing Debian packages, build, unit tests (plain and
 #                   ASan+UBSan) and integration tests against real peers
 #   make bench      benchmarks against the targets in DESIGN.md
@@ -194,9 +195,12 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIBMESHD) $(LIBCOMMON) | $(PB_H)
 	@echo "  CCLD    $@"
 	$(Q)$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Itests/unit -o $@ $< $(LIBMESHD) $(LIBCOMMON) $(LDFLAGS) $(LDLIBS) $(CHECK_LIBS)
 
+# loopback only: the debug port serves every config object to whoever asks
+RUN_ADDRS := --xds-addr 127.0.0.1:15010 --secure-addr 127.0.0.1:15012 --http-addr 127.0.0.1:15014
+# meshd and the example's greeter backends (v1 :50061, v2 :50062); Ctrl-C stops all
 run: deps
 	@$(MAKE) --no-print-directory all
-	$(BUILD)/bin/meshd --config-dir examples
+	@sh examples/run.sh $(BUILD)/bin/meshd --config-dir examples $(RUN_ADDRS)
 
 unit: $(UNIT_BINS) $(BINS)
 	@sh tests/run-unit.sh $(BUILD)/tests $(UNIT_BINS)
