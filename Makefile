@@ -157,6 +157,7 @@ $(LIBMESHD): $(CP_OBJS) $(BUILD)/libmeshd.members
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 $(BUILD)/obj/controlplane/main.o: CFLAGS += -DMESH_VERSION='"$(VERSION)"'
 $(BUILD)/obj/dataplane/main.o: CFLAGS += -DMESH_VERSION='"$(VERSION)"'
+$(BUILD)/obj/controlplane/cli/proxy.o: CFLAGS += -DMESH_VERSION='"$(VERSION)"'
 
 $(BUILD)/bin/meshd: $(MESHD_OBJS) $(LIBMESHD) $(LIBCOMMON)
 	@mkdir -p $(dir $@)

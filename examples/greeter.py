@@ -22,7 +22,6 @@ import os
 import signal
 import sys
 import tempfile
-import threading
 from concurrent import futures
 
 import grpc
@@ -63,6 +62,11 @@ def serve(args):
         name = pb_first_string(request) or "world"
         return pb_string(1, "Hello %s from greeter %s" % (name, args.version))
 
+    # Ctrl-C and SIGTERM are taken by sigwait() below: block them before gRPC
+    # starts its threads (which inherit the mask), or one of those threads may
+    # receive the signal while the main thread never wakes
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     # gRPC turns SO_REUSEPORT on by default: a second backend on the same
     # port would share it silently instead of failing
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=[("grpc.so_reuseport", 0)])
@@ -79,10 +83,7 @@ def serve(args):
         return 1
     server.start()
     print("greeter %s listening on %s" % (args.version, addr), flush=True)
-    done = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: done.set())
-    done.wait()
+    signal.sigwait(stop_signals)
     server.stop(None)
     return 0
 

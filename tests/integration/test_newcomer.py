@@ -1,13 +1,14 @@
 """What a newcomer meets first: the README's quick start (`make run`'s script with the
 example's greeter backends and the README's client call), a second meshd on busy ports,
 and the debug port's manners (localhost only, an index, configz's shape)."""
+import json
 import os
 import signal
 import socket
 import subprocess
 import unittest
 
-from meshtest import MESHD, ROOT, Meshd, free_port, wait_for
+from meshtest import MESHCTL, MESHD, ROOT, Backend, Meshd, XdsClient, free_port, wait_for
 
 PY = "/usr/bin/python3"
 GREETER = os.path.join(ROOT, "examples", "greeter.py")
@@ -134,6 +135,149 @@ class DebugPortTest(unittest.TestCase):
             self.assertNotIn("echo", body)
         with urllib.request.urlopen("http://%s:%d/ready" % (ip, self.meshd.http_port), timeout=10) as r:
             self.assertEqual(r.status, 200)
+
+
+MESH = """apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: echo, namespace: test}
+spec:
+  hosts: [echo.test.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 7070, name: grpc, protocol: GRPC}]
+  workloadSelector: {labels: {app: echo}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: echo-v1, namespace: test}
+spec: {address: 127.0.0.1, ports: {grpc: %(p1)d}, labels: {app: echo, version: v1}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: echo, namespace: test}
+spec:
+  host: echo
+  subsets: [{name: v1, labels: {version: v1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: echo, namespace: test}
+spec:
+  hosts: [echo]
+  http:
+  - match: [{headers: {x-canary: {exact: "yes"}}}]
+    route: [{destination: {host: echo, subset: v1}}]
+  - route: [{destination: {host: echo, subset: v1}}]
+"""
+NODE = "sidecar~127.0.0.1~client.test~test.svc.cluster.local"
+
+
+def meshctl(*args):
+    return subprocess.run([MESHCTL] + list(args), capture_output=True, text=True, timeout=60)
+
+
+def table(text):
+    """istioctl-style table text -> (header, rows as dicts); columns are 3+ spaces apart."""
+    import re
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    header = re.split(r" {3,}", lines[0].strip())
+    rows = [dict(zip(header, re.split(r" {3,}", ln.strip()))) for ln in lines[1:]]
+    return header, rows
+
+
+class MeshctlProxyTest(unittest.TestCase):
+    """meshctl version, proxy-status and proxy-config against a real meshd and client."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.backend = Backend("v1")
+        cls.meshd = Meshd(files={"mesh.yaml": MESH % {"p1": cls.backend.port}}).start()
+        cls.addr = "127.0.0.1:%d" % cls.meshd.http_port
+        cls.client = XdsClient(cls.meshd.bootstrap(node_id=NODE, namespace="test"),
+                               "xds:///echo.test.svc.cluster.local:7070")
+        assert cls.client.call(1) == {"v1": 1}
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.client.close()
+        cls.meshd.finish(cls.backend)
+
+    def test_version(self):
+        r = meshctl("version")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout, r"^client version: \S+\n$")
+        r = meshctl("version", "--meshd", self.addr)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        served = self.meshd.json("/version")["version"]
+        self.assertIn("meshd version: %s (%s)" % (served, self.addr), r.stdout)
+        r = meshctl("version", "--meshd", "127.0.0.1:%d" % free_port())
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("cannot reach", r.stderr)
+
+    def test_proxy_status(self):
+        def synced():
+            r = meshctl("proxy-status", "--meshd", self.addr)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            header, rows = table(r.stdout)
+            self.assertEqual(header, ["NAME", "CLUSTER", "CDS", "LDS", "EDS", "RDS", "ECDS", "ISTIOD", "VERSION"])
+            mine = [row for row in rows if row["NAME"] == NODE]
+            return mine and all(mine[0][t] == "SYNCED" for t in ("CDS", "LDS", "EDS", "RDS")) and mine[0]
+        row = wait_for(synced, what="the client SYNCED in proxy-status")
+        self.assertEqual(row["ECDS"], "NOT SENT")
+        self.assertEqual(row["ISTIOD"], self.addr)
+        self.assertIn("Python", row["VERSION"])
+        r = meshctl("proxy-status", "--meshd", self.addr, "-o", "json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(NODE, [s["proxy"] for s in json.loads(r.stdout)])
+
+    def test_proxy_config_tables(self):
+        r = meshctl("proxy-config", "clusters", NODE, "--meshd", self.addr)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        header, rows = table(r.stdout)
+        self.assertEqual(header, ["SERVICE FQDN", "PORT", "SUBSET", "DIRECTION", "TYPE"])
+        self.assertIn({"SERVICE FQDN": "echo.test.svc.cluster.local", "PORT": "7070", "SUBSET": "v1",
+                       "DIRECTION": "outbound", "TYPE": "EDS"}, rows)
+
+        r = meshctl("proxy-config", "listeners", NODE, "--meshd", self.addr)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        _, rows = table(r.stdout)
+        self.assertIn("Route: echo.test.svc.cluster.local:7070",
+                      [row["DESTINATION"] for row in rows if row["NAME"] == "echo.test.svc.cluster.local:7070"])
+
+        r = meshctl("proxy-config", "routes", NODE, "--meshd", self.addr)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        _, rows = table(r.stdout)
+        # in the order they match: the header route first
+        self.assertEqual([row["MATCH"] for row in rows], ["/* x-canary", "/*"])
+        self.assertEqual(rows[0]["DESTINATION"], "outbound|7070|v1|echo.test.svc.cluster.local")
+
+        r = meshctl("proxy-config", "endpoints", NODE, "--meshd", self.addr)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        _, rows = table(r.stdout)
+        self.assertIn({"ENDPOINT": "127.0.0.1:%d" % self.backend.port, "STATUS": "HEALTHY", "OUTLIER CHECK": "OK",
+                       "CLUSTER": "outbound|7070|v1|echo.test.svc.cluster.local"}, rows)
+
+        r = meshctl("proxy-config", "all", NODE, "--meshd", self.addr)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for section in ("listeners:", "routes:", "clusters:", "endpoints:", "secrets:"):
+            self.assertIn(section, r.stdout)
+
+    def test_proxy_config_json(self):
+        r = meshctl("proxy-config", "all", NODE, "--meshd", self.addr, "-o", "json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        dump = json.loads(r.stdout)
+        self.assertIn("configs", dump)
+        r = meshctl("proxy-config", "cluster", NODE, "--meshd", self.addr, "-o", "json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        clusters = json.loads(r.stdout)
+        self.assertIn("outbound|7070|v1|echo.test.svc.cluster.local", [c["cluster"]["name"] for c in clusters])
+
+    def test_proxy_config_errors(self):
+        r = meshctl("proxy-config", "clusters", "nobody~1.2.3.4~x.y~y.svc.cluster.local", "--meshd", self.addr)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('HTTP 404: proxy "nobody~1.2.3.4~x.y~y.svc.cluster.local" is not connected', r.stderr)
+        self.assertEqual(meshctl("proxy-config", "clusters").returncode, 2)
+        self.assertEqual(meshctl("proxy-config", "bogus", NODE).returncode, 2)
 
 
 class QuickStartTest(unittest.TestCase):
