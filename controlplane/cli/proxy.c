@@ -953,6 +953,8 @@ static void proxy__cluster_rows(struct proxy__json *j, yaml_node_t *item, yaml_n
 
 	(void)item;
 	/* Istio's names: DIRECTION|PORT|SUBSET|HOST */
+	bool istio = false;
+
 	if (name && sscanf(name, "%63[^|]|%15[^|]|", dir, port) == 2) {
 		const char *p2 = strchr(strchr(name, '|') + 1, '|');
 		const char *p3 = p2 ? strchr(p2 + 1, '|') : NULL;
@@ -960,9 +962,10 @@ static void proxy__cluster_rows(struct proxy__json *j, yaml_node_t *item, yaml_n
 		if (p3) {
 			snprintf(subset, sizeof(subset), "%.*s", (int)(p3 - p2 - 1), p2 + 1);
 			snprintf(host, sizeof(host), "%s", p3 + 1);
+			istio = true; /* inbound|PORT|| has no host */
 		}
 	}
-	if (!host[0]) {
+	if (!istio) {
 		snprintf(host, sizeof(host), "%s", name ? name : "");
 		dir[0] = port[0] = '\0';
 	}
