@@ -198,10 +198,13 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIBMESHD) $(LIBCOMMON) | $(PB_H)
 
 # loopback only: the debug port serves every config object to whoever asks
 RUN_ADDRS := --xds-addr 127.0.0.1:15010 --secure-addr 127.0.0.1:15012 --http-addr 127.0.0.1:15014
-# meshd and the example's greeter backends (v1 :50061, v2 :50062); Ctrl-C stops all
+# more meshd flags: make run RUN_ARGS="--ca-token-file FILE"
+RUN_ARGS  ?=
+# meshd (its CA root kept in $(BUILD)/run-ca) and the example's greeter
+# backends (v1 :50061, v2 :50062); Ctrl-C stops all
 run: deps
 	@$(MAKE) --no-print-directory all
-	@sh examples/run.sh $(BUILD)/bin/meshd --config-dir examples $(RUN_ADDRS)
+	@sh examples/run.sh $(BUILD)/bin/meshd --config-dir examples --ca-dir $(BUILD)/run-ca $(RUN_ADDRS) $(RUN_ARGS)
 
 unit: $(UNIT_BINS) $(BINS)
 	@sh tests/run-unit.sh $(BUILD)/tests $(UNIT_BINS)
