@@ -3,7 +3,8 @@
 #   make            build build/bin/{meshd,meshctl,meshproxy}: meshd and meshctl
 #                   from libcommon.a and libmeshd.a, meshproxy from dataplane/
 #                   and libcommon.a only
-#   make run        install missing Debian packages, build, serve examples/
+#   make run        install missing Debian packages, build, serve examples/ on
+#                   loopback with its greeter backends (examples/run.sh)
 #   make test       install missing Debian packages, build, unit tests (plain and
 #                   ASan+UBSan) and integration tests against real peers
 #   make bench      benchmarks against the targets in DESIGN.md
@@ -170,6 +171,7 @@ $(LIBMESHD): $(CP_OBJS) $(BUILD)/libmeshd.members
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 $(BUILD)/obj/controlplane/main.o: CFLAGS += -DMESH_VERSION='"$(VERSION)"'
 $(BUILD)/obj/dataplane/main.o: CFLAGS += -DMESH_VERSION='"$(VERSION)"'
+$(BUILD)/obj/controlplane/cli/proxy.o: CFLAGS += -DMESH_VERSION='"$(VERSION)"'
 
 $(BUILD)/bin/meshd: $(MESHD_OBJS) $(LIBMESHD) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
@@ -228,9 +230,15 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIBMESHD) $(LIBCOMMON) | $(PB_H)
 	@echo "  CCLD    $@"
 	$(Q)$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Itests/unit -o $@ $< $(LIBMESHD) $(LIBCOMMON) $(LDFLAGS) $(LDLIBS) $(CHECK_LIBS)
 
+# loopback only: the debug port serves every config object to whoever asks
+RUN_ADDRS := --xds-addr 127.0.0.1:15010 --secure-addr 127.0.0.1:15012 --http-addr 127.0.0.1:15014
+# more meshd flags: make run RUN_ARGS="--ca-token-file FILE"
+RUN_ARGS  ?=
+# meshd (its CA root kept in $(BUILD)/run-ca) and the example's greeter
+# backends (v1 :50061, v2 :50062); Ctrl-C stops all
 run: deps
 	@$(MAKE) --no-print-directory all
-	$(BUILD)/bin/meshd --config-dir examples
+	@sh examples/run.sh $(BUILD)/bin/meshd --config-dir examples --ca-dir $(BUILD)/run-ca $(RUN_ADDRS) $(RUN_ARGS)
 
 unit: $(UNIT_BINS) $(BINS)
 	@sh tests/run-unit.sh $(BUILD)/tests $(UNIT_BINS)

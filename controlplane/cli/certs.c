@@ -564,6 +564,12 @@ static int certs_write(const char *dir, const struct issued *is, char *err, size
 	int rc;
 
 	err[0] = '\0';
+	/* a first run names a directory that does not exist yet */
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+		rc = -errno;
+		snprintf(err, cap, "cannot create %.300s: %s", dir, strerror(-rc));
+		goto out;
+	}
 	if ((rc = path_in(p, sizeof(p), dir, CERTS_DATA_LINK)) < 0)
 		goto out;
 	n = readlink(p, prev, sizeof(prev) - 1);

@@ -4,13 +4,16 @@
  *   meshctl validate -f PATH...   check Istio configuration offline with the
  *                                 same parser, validator and reference checks
  *                                 as meshd (file or directory, recursive)
+ *   meshctl version, proxy-status, proxy-config
+ *                                 read a running meshd's HTTP port (proxy.h)
+ *   meshctl certs, authz          certs.h, authz.h
  *
- * Subcommands are a table (name, handler, one-line help); proxy-status and
- * proxy-config, which read meshd's debug endpoint, plug in beside validate.
+ * Subcommands are a table (name, handler, one-line help).
  * Exit status: 0 success, 1 the input was checked and found bad, 2 usage.
  */
 #include "controlplane/cli/authz.h"
 #include "controlplane/cli/certs.h"
+#include "controlplane/cli/proxy.h"
 #include "controlplane/config/config.h"
 #include "controlplane/config/store.h"
 #include "controlplane/gen/gen.h"
@@ -45,6 +48,9 @@ static const struct meshctl_cmd meshctl_cmds[] = {
 	{ "validate", meshctl_validate, "check Istio configuration files offline, as meshd would" },
 	{ "certs", certs_main, "get and renew a workload certificate from meshd's CA (proxyless apps)" },
 	{ "authz", authz_main, "would a request be allowed by the AuthorizationPolicies, and by which" },
+	{ "version", proxy_version_main, "meshctl's version, and meshd's with --meshd ADDR" },
+	{ "proxy-status", proxy_status_main, "the proxies connected to meshd and their xDS sync state" },
+	{ "proxy-config", proxy_config_main, "what one proxy was sent: listeners, routes, clusters, endpoints, secrets" },
 };
 
 static void meshctl_usage(FILE *f)
@@ -53,7 +59,7 @@ static void meshctl_usage(FILE *f)
 
 	fprintf(f, "usage: meshctl COMMAND [options]\n\ncommands:\n");
 	for (i = 0; i < sizeof(meshctl_cmds) / sizeof(meshctl_cmds[0]); i++)
-		fprintf(f, "  %-12s %s\n", meshctl_cmds[i].name, meshctl_cmds[i].summary);
+		fprintf(f, "  %-13s %s\n", meshctl_cmds[i].name, meshctl_cmds[i].summary);
 	fprintf(f, "\nRun 'meshctl COMMAND --help' for the options of a command.\n");
 }
 

@@ -26,6 +26,7 @@
 #include "controlplane/xds/server.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -147,8 +148,83 @@ static void debug__metrics(struct debug_server *d, struct MHD_Connection *c, str
 	metrics_render(&r->body);
 }
 
+/* Past a JSON string starting at p (the opening quote); NULL if unterminated. */
+static const char *debug__json_skip_string(const char *p)
+{
+	for (p++; *p; p++) {
+		if (*p == '\\' && p[1])
+			p++;
+		else if (*p == '"')
+			return p + 1;
+	}
+	return NULL;
+}
+
+/* Past one JSON value starting at p (compact JSON, as the parser writes it);
+ * NULL if it does not end. */
+static const char *debug__json_skip_value(const char *p)
+{
+	int depth = 0;
+
+	for (;;) {
+		if (*p == '"') {
+			p = debug__json_skip_string(p);
+			if (!p || depth == 0)
+				return p;
+			continue;
+		}
+		if (!*p)
+			return NULL;
+		if (*p == '{' || *p == '[') {
+			depth++;
+		} else if (*p == '}' || *p == ']') {
+			if (depth == 0)
+				return p; /* a scalar ending its object */
+			if (--depth == 0)
+				return p + 1;
+		} else if (*p == ',' && depth == 0) {
+			return p;
+		}
+		p++;
+	}
+}
+
+/*
+ * The value of the top-level member key of the JSON object in doc:
+ * *val and *len point into doc.  0, or -ENOENT when doc is not an object
+ * or has no such member.
+ */
+static int debug__json_member(const char *doc, const char *key, const char **val, size_t *len)
+{
+	size_t kl = strlen(key);
+	const char *p = doc, *k, *v;
+
+	if (*p++ != '{')
+		return -ENOENT;
+	while (*p == '"') {
+		k = p + 1;
+		p = debug__json_skip_string(p);
+		if (!p || *p != ':')
+			return -ENOENT;
+		v = ++p;
+		p = debug__json_skip_value(p);
+		if (!p)
+			return -ENOENT;
+		if ((size_t)(p - v) > 0 && (size_t)(v - 2 - k) == kl && memcmp(k, key, kl) == 0) {
+			*val = v;
+			*len = (size_t)(p - v);
+			return 0;
+		}
+		if (*p == ',')
+			p++;
+	}
+	return -ENOENT;
+}
+
 static void debug__configz_object(struct mesh_buf *b, const struct cfg_object *o)
 {
+	const char *doc, *spec;
+	size_t spec_len;
 	char hex[17];
 
 	mesh_hash_hex(o->hash, hex);
@@ -163,8 +239,20 @@ static void debug__configz_object(struct mesh_buf *b, const struct cfg_object *o
 	mesh_buf_puts(b, ",\"origin\":");
 	json_put_string(b, o->origin);
 	mesh_buf_printf(b, ",\"line\":%d,\"version\":\"%s\",\"spec\":", o->line, hex);
-	/* canonical JSON of the document, made by the parser */
-	mesh_buf_puts(b, o->json && o->json[0] ? o->json : "null");
+	/*
+	 * o->json is the whole document (apiVersion, kind, metadata, spec), as
+	 * the parser made it.  "spec" once held all of it, so readers found the
+	 * spec at spec.spec; it now holds the document's spec alone (null for
+	 * kinds without one, such as EndpointSlice) and the whole document is
+	 * the added field "object".
+	 */
+	doc = o->json && o->json[0] ? o->json : "null";
+	if (debug__json_member(doc, "spec", &spec, &spec_len) == 0)
+		mesh_buf_append(b, spec, spec_len);
+	else
+		mesh_buf_puts(b, "null");
+	mesh_buf_puts(b, ",\"object\":");
+	mesh_buf_puts(b, doc);
 	mesh_buf_putc(b, '}');
 }
 
@@ -397,18 +485,77 @@ static void debug__registryz(struct debug_server *d, struct MHD_Connection *c, s
 
 typedef void (*debug__route_fn)(struct debug_server *d, struct MHD_Connection *c, struct debug__reply *r);
 
+static void debug__index(struct debug_server *d, struct MHD_Connection *c, struct debug__reply *r);
+
+/* /debug/... paths answer localhost only (see debug__peer_is_local). */
+#define DEBUG_PREFIX "/debug"
+
 static const struct {
 	const char *path;
 	debug__route_fn fn;
+	const char *what;       /* listed by /debug */
 } debug__routes[] = {
-	{ "/ready", debug__ready },
-	{ "/version", debug__version },
-	{ "/metrics", debug__metrics },
-	{ "/debug/configz", debug__configz },
-	{ "/debug/syncz", debug__syncz },
-	{ "/debug/config_dump", debug__config_dump },
-	{ "/debug/registryz", debug__registryz },
+	{ "/ready", debug__ready, NULL },
+	{ "/version", debug__version, NULL },
+	{ "/metrics", debug__metrics, NULL },
+	{ "/debug", debug__index, "this list" },
+	{ "/debug/configz", debug__configz,
+	  "every config object (spec, and the whole document as object) and every validation error; ?kind=KIND" },
+	{ "/debug/syncz", debug__syncz,
+	  "per proxy and xDS type: sent and acked version, nonce, SYNCED / STALE / NOT SENT / ERROR" },
+	{ "/debug/config_dump", debug__config_dump,
+	  "what one proxy was sent, as Envoy's admin config dump; ?proxyID=ID" },
+	{ "/debug/registryz", debug__registryz, "services, ports and endpoints" },
 };
+
+static void debug__index(struct debug_server *d, struct MHD_Connection *c, struct debug__reply *r)
+{
+	size_t i;
+	bool first = true;
+
+	(void)d;
+	(void)c;
+	mesh_buf_puts(&r->body, "{\"endpoints\":[");
+	for (i = 0; i < sizeof(debug__routes) / sizeof(debug__routes[0]); i++) {
+		if (!debug__routes[i].what)
+			continue;
+		if (!first)
+			mesh_buf_putc(&r->body, ',');
+		first = false;
+		mesh_buf_puts(&r->body, "{\"path\":");
+		json_put_string(&r->body, debug__routes[i].path);
+		mesh_buf_puts(&r->body, ",\"description\":");
+		json_put_string(&r->body, debug__routes[i].what);
+		mesh_buf_putc(&r->body, '}');
+	}
+	mesh_buf_puts(&r->body, "]}\n");
+}
+
+/*
+ * Whether the caller is on this host (127.0.0.0/8, ::1, or IPv4-mapped
+ * 127.x).  istiod serves its debug endpoints on the HTTP port
+ * (ENABLE_DEBUG_ON_HTTP) to localhost and otherwise only to authenticated
+ * callers; meshd has no authentication for this port, so a remote caller is
+ * refused.
+ */
+static bool debug__peer_is_local(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci;
+	const struct sockaddr *sa;
+
+	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (!ci || !ci->client_addr)
+		return false;
+	sa = ci->client_addr;
+	if (sa->sa_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+	if (sa->sa_family == AF_INET6) {
+		const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+
+		return IN6_IS_ADDR_LOOPBACK(a6) || (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
+	}
+	return false;
+}
 
 /* ---------------------------------------------------------------- dispatch */
 
@@ -420,6 +567,14 @@ static void debug__dispatch(struct debug_server *d, struct MHD_Connection *c, co
 
 	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0) {
 		debug__error(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method %.40s not allowed", method);
+		return;
+	}
+	if (strncmp(url, DEBUG_PREFIX, strlen(DEBUG_PREFIX)) == 0 &&
+	    (url[strlen(DEBUG_PREFIX)] == '\0' || url[strlen(DEBUG_PREFIX)] == '/') && !debug__peer_is_local(c)) {
+		debug__error(r, MHD_HTTP_FORBIDDEN,
+			     "%s answers only callers on meshd's host (localhost), as istiod's debug endpoints "
+			     "on the HTTP port do; meshd has no authentication for remote callers: "
+			     "call it from that host (ssh, kubectl port-forward)", DEBUG_PREFIX "/*");
 		return;
 	}
 	for (i = 0; i < sizeof(debug__routes) / sizeof(debug__routes[0]); i++)
@@ -657,6 +812,9 @@ int debug_server_start(const struct debug_server_config *cfg, struct debug_serve
 	if (rc < 0) {
 		if (rc == -EINVAL)
 			log_error(DEBUG_LOG, "bad HTTP address \"%s\": want HOST:PORT or [IPV6]:PORT", d->addr);
+		else if (rc == -EADDRINUSE)
+			log_error(DEBUG_LOG, "cannot listen on %s: port %s: address in use (is another meshd running?)",
+				  d->addr, strrchr(d->addr, ':') + 1);
 		else
 			log_error(DEBUG_LOG, "listen on %s: %s", d->addr, mesh_strerror(rc));
 		goto out;

@@ -37,6 +37,7 @@
 #include <grpc/support/time.h>
 
 #include <errno.h>
+#include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -44,6 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -841,12 +843,58 @@ static void accept_slot_init(struct accept_slot *a, enum tag_kind kind)
 	grpc_call_details_init(&a->details);
 }
 
+/*
+ * gRPC core says only that a port could not be added.  Bind the address once
+ * more (no SO_REUSEPORT, as the server now asks) to learn why, and log it
+ * naming the port: -EADDRINUSE when another process holds it, else
+ * -EADDRNOTAVAIL.  what is appended to the log text (" (TLS)").
+ */
+static int server_bind_error(const char *addr, const char *what)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+	struct addrinfo *ai = NULL;
+	char host[256];
+	const char *colon, *port, *hs = addr;
+	int fd, one = 1, err = 0;
+	size_t hl;
+
+	colon = strrchr(addr, ':');
+	port = colon ? colon + 1 : "";
+	hl = colon ? (size_t)(colon - addr) : 0;
+	if (hl >= 2 && addr[0] == '[' && addr[hl - 1] == ']') {
+		hs++;
+		hl -= 2;
+	}
+	if (hl >= sizeof(host))
+		hl = sizeof(host) - 1;
+	memcpy(host, hs, hl);
+	host[hl] = '\0';
+	if (getaddrinfo(hl ? host : NULL, port, &hints, &ai) == 0 && ai) {
+		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd >= 0) {
+			setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+			if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0)
+				err = errno;
+			close(fd);
+		}
+		freeaddrinfo(ai);
+	}
+	if (err == EADDRINUSE) {
+		log_error(SCOPE, "cannot listen on %s%s: port %s: address in use (is another meshd running?)",
+			  addr, what, port);
+		return -EADDRINUSE;
+	}
+	log_error(SCOPE, "cannot listen on %s%s: port %s: %s", addr, what, port,
+		  err ? strerror(err) : "gRPC could not add the port");
+	return -EADDRNOTAVAIL;
+}
+
 int xds_server_start(const struct xds_server_config *cfg, struct xds_server **out)
 {
 	struct xds_ads_config acfg = { 0 };
 	struct xds_server *s = NULL;
 	grpc_server_credentials *creds;
-	grpc_arg arg;
+	grpc_arg arg[2];
 	grpc_channel_args args;
 	int rc = 0;
 
@@ -877,11 +925,16 @@ int xds_server_start(const struct xds_server_config *cfg, struct xds_server **ou
 		goto out;
 	s->cq_q_ready = 1;
 
-	arg.type = GRPC_ARG_INTEGER;
-	arg.key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-	arg.value.integer = XDS_MAX_REQUEST_BYTES;
-	args.num_args = 1;
-	args.args = &arg;
+	arg[0].type = GRPC_ARG_INTEGER;
+	arg[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+	arg[0].value.integer = XDS_MAX_REQUEST_BYTES;
+	/* gRPC core sets SO_REUSEPORT by default: a second meshd on the same
+	 * ports would then share them silently and clients land on either */
+	arg[1].type = GRPC_ARG_INTEGER;
+	arg[1].key = GRPC_ARG_ALLOW_REUSEPORT;
+	arg[1].value.integer = 0;
+	args.num_args = 2;
+	args.args = arg;
 	s->cq = grpc_completion_queue_create_for_next(NULL);
 	s->server = grpc_server_create(&args, NULL);
 	if (!s->cq || !s->server) {
@@ -916,15 +969,13 @@ int xds_server_start(const struct xds_server_config *cfg, struct xds_server **ou
 	s->port = grpc_server_add_http2_port(s->server, cfg->addr, creds);
 	grpc_server_credentials_release(creds);
 	if (s->port <= 0) {
-		log_error(SCOPE, "cannot listen on %s", cfg->addr);
-		rc = -EADDRNOTAVAIL;
+		rc = server_bind_error(cfg->addr, "");
 		goto out;
 	}
 	if (cfg->secure_addr && cfg->secure_creds) {
 		s->secure_port = grpc_server_add_http2_port(s->server, cfg->secure_addr, cfg->secure_creds);
 		if (s->secure_port <= 0) {
-			log_error(SCOPE, "cannot listen on %s (TLS)", cfg->secure_addr);
-			rc = -EADDRNOTAVAIL;
+			rc = server_bind_error(cfg->secure_addr, " (TLS)");
 			goto out;
 		}
 	}

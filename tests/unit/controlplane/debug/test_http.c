@@ -12,8 +12,11 @@
 #include "controlplane/model/model.h"
 #include "controlplane/xds/server.h"
 
+#include <arpa/inet.h>
 #include <check.h>
 #include <curl/curl.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -38,7 +41,11 @@ static struct cfg_object vs_reviews = {
 	.origin = "mesh/reviews.yaml",
 	.line = 3,
 	.hash = 0x0123456789abcdefULL,
-	.json = "{\"hosts\":[\"reviews\"]}",
+	/* the parser's canonical JSON holds the whole document */
+	.json = "{\"apiVersion\":\"networking.istio.io/v1beta1\",\"kind\":\"VirtualService\","
+		"\"metadata\":{\"name\":\"reviews\",\"namespace\":\"default\",\"labels\":{\"spec\":\"x,}\"}},"
+		"\"spec\":{\"hosts\":[\"reviews\"],\"http\":[{\"route\":[{\"destination\":{\"host\":\"reviews\"},"
+		"\"weight\":100}]}]},\"status\":{}}",
 	.refs = MESH_REFCOUNT_INIT(TEST_PINNED),
 };
 
@@ -50,7 +57,8 @@ static struct cfg_object dr_ratings = {
 	.origin = "mesh/ratings.yaml",
 	.line = 1,
 	.hash = 0xfeedULL,
-	.json = "{\"host\":\"ratings\"}",
+	.json = "{\"apiVersion\":\"networking.istio.io/v1\",\"kind\":\"DestinationRule\","
+		"\"metadata\":{\"name\":\"ratings\",\"namespace\":\"prod\"},\"spec\":{\"host\":\"ratings\"}}",
 	.refs = MESH_REFCOUNT_INIT(TEST_PINNED),
 };
 
@@ -198,6 +206,9 @@ static size_t on_data(char *p, size_t size, size_t n, void *ud)
 	return mesh_buf_append(ud, p, size * n) == 0 ? size * n : 0;
 }
 
+/* The address requests go to (a test may pick a non-loopback one). */
+static const char *req_host = "127.0.0.1";
+
 /* method NULL: GET. */
 static void request(const char *method, const char *path, struct reply *r)
 {
@@ -208,7 +219,7 @@ static void request(const char *method, const char *path, struct reply *r)
 	ck_assert_ptr_nonnull(c);
 	mesh_buf_init(&r->body, TEST_BODY_MAX);
 	mesh_buf_init(&r->headers, TEST_HEADERS_MAX);
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", srv_port, path);
+	snprintf(url, sizeof(url), "http://%s:%d%s", req_host, srv_port, path);
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &r->body);
@@ -377,7 +388,12 @@ START_TEST(configz_lists_objects_and_errors)
 	assert_has(&r, "{\"generation\":42,");
 	assert_has(&r, "{\"kind\":\"VirtualService\",\"apiVersion\":\"networking.istio.io/v1beta1\","
 		       "\"namespace\":\"default\",\"name\":\"reviews\",\"origin\":\"mesh/reviews.yaml\","
-		       "\"line\":3,\"version\":\"0123456789abcdef\",\"spec\":{\"hosts\":[\"reviews\"]}}");
+		       "\"line\":3,\"version\":\"0123456789abcdef\",\"spec\":{\"hosts\":[\"reviews\"],\"http\":[{\"route\":"
+		       "[{\"destination\":{\"host\":\"reviews\"},\"weight\":100}]}]},"
+		       "\"object\":{\"apiVersion\":\"networking.istio.io/v1beta1\",\"kind\":\"VirtualService\",");
+	/* spec is the document's spec, never the document again (spec under spec) */
+	assert_lacks(&r, "\"spec\":{\"apiVersion\"");
+	assert_has(&r, "\"spec\":{\"host\":\"ratings\"},\"object\":{");
 	assert_has(&r, "\"kind\":\"DestinationRule\"");
 	/* the error with its source position and field path */
 	assert_has(&r, "\"origin\":\"mesh/reviews.yaml\",\"line\":12,\"column\":17,\"kind\":\"VirtualService\","
@@ -446,10 +462,11 @@ START_TEST(configz_from_parsed_store)
 
 	request(NULL, "/debug/configz", &r);
 	ck_assert_int_eq(r.status, 200);
-	/* the valid document is served with its canonical JSON ... */
+	/* the valid document is served with its spec and its canonical JSON ... */
 	assert_has(&r, "\"kind\":\"DestinationRule\",\"apiVersion\":\"networking.istio.io/v1\","
 		       "\"namespace\":\"default\",\"name\":\"ratings\",\"origin\":\"mesh/bad.yaml\"");
-	assert_has(&r, "\"host\":\"ratings\"");
+	assert_has(&r, "\"spec\":{\"host\":\"ratings\"},\"object\":{\"apiVersion\":\"networking.istio.io/v1\","
+		       "\"kind\":\"DestinationRule\",\"metadata\":{\"name\":\"ratings\"},\"spec\":{\"host\":\"ratings\"}}");
 	/* ... and the rejected one is listed with its position and field path */
 	assert_has(&r, "\"origin\":\"mesh/bad.yaml\",\"line\":12,");
 	assert_has(&r, "\"kind\":\"VirtualService\",\"namespace\":\"default\",\"name\":\"reviews\","
@@ -560,6 +577,92 @@ START_TEST(configz_kind_filter)
 	ck_assert_int_eq(r.status, 400);
 	assert_content_type(&r, "application/json");
 	assert_has(&r, "\"error\":");
+	reply_cleanup(&r);
+}
+END_TEST
+
+START_TEST(debug_lists_endpoints)
+{
+	static const char *const paths[] = { "/debug/configz", "/debug/syncz", "/debug/config_dump",
+					     "/debug/registryz" };
+	struct reply r;
+	char needle[128];
+	size_t i;
+
+	request(NULL, "/debug", &r);
+	ck_assert_int_eq(r.status, 200);
+	assert_content_type(&r, "application/json");
+	assert_has(&r, "{\"endpoints\":[");
+	for (i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+		snprintf(needle, sizeof(needle), "{\"path\":\"%s\",\"description\":", paths[i]);
+		assert_has(&r, needle);
+	}
+	assert_lacks(&r, "\"/ready\"");
+	reply_cleanup(&r);
+}
+END_TEST
+
+/* A non-loopback IPv4 address of this host into out, or false. */
+static bool local_non_loopback(char *out, size_t cap)
+{
+	struct ifaddrs *ifs, *i;
+	bool found = false;
+
+	if (getifaddrs(&ifs) < 0)
+		return false;
+	for (i = ifs; i && !found; i = i->ifa_next) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)i->ifa_addr;
+
+		if (!sin || sin->sin_family != AF_INET || (ntohl(sin->sin_addr.s_addr) >> 24) == 127)
+			continue;
+		found = inet_ntop(AF_INET, &sin->sin_addr, out, (socklen_t)cap) != NULL;
+	}
+	freeifaddrs(ifs);
+	return found;
+}
+
+START_TEST(debug_refuses_remote_callers)
+{
+	struct debug_server_config cfg = {
+		.addr = "0.0.0.0:0",
+		.config_snapshot = cb_snapshot,
+		.model = cb_model,
+		.ready = cb_ready,
+	};
+	static const char *const paths[] = { "/debug", "/debug/configz", "/debug/syncz",
+					     "/debug/config_dump?proxyID=x", "/debug/registryz", "/debug/nope" };
+	char ip[INET_ADDRSTRLEN];
+	struct reply r;
+	size_t i;
+
+	if (!local_non_loopback(ip, sizeof(ip))) {
+		fprintf(stderr, "debug_refuses_remote_callers: no non-loopback IPv4 address here, not run\n");
+		return;
+	}
+	teardown();
+	ck_assert_int_eq(debug_server_start(&cfg, &srv), 0);
+	srv_port = debug_server_port(srv);
+	req_host = ip;
+	for (i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+		request(NULL, paths[i], &r);
+		ck_assert_msg(r.status == 403, "%s from %s: %ld", paths[i], ip, r.status);
+		assert_content_type(&r, "application/json");
+		assert_has(&r, "only callers on meshd's host (localhost)");
+		assert_lacks(&r, "reviews");
+		reply_cleanup(&r);
+	}
+	/* the probes and metrics stay open, as istiod's are */
+	request(NULL, "/version", &r);
+	ck_assert_int_eq(r.status, 200);
+	reply_cleanup(&r);
+	request(NULL, "/metrics", &r);
+	ck_assert_int_eq(r.status, 200);
+	reply_cleanup(&r);
+	/* and localhost still sees everything */
+	req_host = "127.0.0.1";
+	request(NULL, "/debug/configz", &r);
+	ck_assert_int_eq(r.status, 200);
+	assert_has(&r, "\"name\":\"reviews\"");
 	reply_cleanup(&r);
 }
 END_TEST
@@ -864,6 +967,8 @@ int main(void)
 	tcase_add_test(tc, configz_from_parsed_store);
 	tcase_add_test(tc, configz_kind_filter);
 	tcase_add_test(tc, configz_proxyless_findings);
+	tcase_add_test(tc, debug_lists_endpoints);
+	tcase_add_test(tc, debug_refuses_remote_callers);
 	tcase_add_test(tc, unknown_path_404);
 	tcase_add_test(tc, non_get_405);
 	tcase_add_test(tc, config_dump_and_syncz_without_xds);

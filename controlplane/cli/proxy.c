@@ -1,0 +1,1180 @@
+/*
+ * proxy.c - meshctl version, proxy-status and proxy-config (see proxy.h).
+ *
+ * Each command is one HTTP GET to meshd's debug port (or a proxy's admin
+ * port), a JSON body read with libyaml's document loader (JSON is YAML; meshd
+ * reads its JSON config the same way, and meshctl links libyaml already), and
+ * a table printed the way istioctl prints its own (columns padded by three
+ * spaces).  The JSON shapes read here are meshd's documented interfaces
+ * (/debug/syncz, /debug/config_dump) and Envoy's admin config dump, which
+ * meshd's dump follows.
+ */
+#include "controlplane/cli/proxy.h"
+
+#include "common/buf.h"
+#include "common/err.h"
+#include "common/json.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#ifndef MESH_VERSION
+#define MESH_VERSION "dev"
+#endif
+
+#define PROXY_EXIT_OK 0
+#define PROXY_EXIT_FAIL 1
+#define PROXY_EXIT_USAGE 2
+
+#define PROXY_DEFAULT_MESHD "127.0.0.1:15014"
+#define PROXY_MAX_BODY ((size_t)64 << 20)       /* meshd's DEBUG_MAX_RESPONSE_BYTES */
+#define PROXY_MAX_HEADERS ((size_t)64 << 10)    /* status line and headers */
+#define PROXY_TIMEOUT_S 10                      /* connect, each send and receive */
+#define PROXY_MAX_HOST 256
+#define PROXY_MAX_PATH 2048
+#define PROXY_MAX_CELL 512                      /* one table cell */
+#define PROXY_MAX_FIND_DEPTH 64                 /* recursive key search in a resource */
+
+/* ---------------------------------------------------------------- HTTP */
+
+/* Split "HOST:PORT" or "[V6]:PORT" into host and port.  0 or -EINVAL. */
+static int proxy__split_addr(const char *addr, char *host, size_t hcap, const char **port)
+{
+	const char *colon = strrchr(addr, ':'), *hs = addr;
+	size_t hl;
+
+	if (!colon || !colon[1])
+		return -EINVAL;
+	hl = (size_t)(colon - addr);
+	if (hl >= 2 && addr[0] == '[' && addr[hl - 1] == ']') {
+		hs++;
+		hl -= 2;
+	}
+	if (!hl || hl >= hcap)
+		return -EINVAL;
+	memcpy(host, hs, hl);
+	host[hl] = '\0';
+	*port = colon + 1;
+	return 0;
+}
+
+/* Decode a chunked body in place.  0 or -MESH_EPARSE. */
+static int proxy__dechunk(struct mesh_buf *b)
+{
+	char *in = b->data, *out = b->data, *end = b->data + b->len;
+
+	for (;;) {
+		char *eol, *stop;
+		unsigned long n;
+
+		eol = memmem(in, (size_t)(end - in), "\r\n", 2);
+		if (!eol)
+			return -MESH_EPARSE;
+		n = strtoul(in, &stop, 16);
+		if (stop == in)
+			return -MESH_EPARSE;
+		in = eol + 2;
+		if (n == 0)
+			break;
+		if (n > (size_t)(end - in))
+			return -MESH_EPARSE;
+		memmove(out, in, n);
+		out += n;
+		in += n;
+		if (end - in < 2 || in[0] != '\r' || in[1] != '\n')
+			return -MESH_EPARSE;
+		in += 2;
+	}
+	b->len = (size_t)(out - b->data);
+	b->data[b->len] = '\0';
+	return 0;
+}
+
+/*
+ * GET http://addr/path.  *status and the body (capped at PROXY_MAX_BODY) on
+ * success.  0 or a negative code; a message on stderr naming addr.
+ */
+static int proxy__http_get(const char *addr, const char *path, int *status, struct mesh_buf *body)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
+	struct addrinfo *ai = NULL, *a;
+	struct timeval tv = { .tv_sec = PROXY_TIMEOUT_S };
+	struct mesh_buf raw, req;
+	char host[PROXY_MAX_HOST], chunk[16384];
+	const char *port, *hdr_end, *line, *cl;
+	int fd = -1, rc, gai;
+	ssize_t n;
+	size_t off;
+
+	mesh_buf_init(&raw, PROXY_MAX_BODY + PROXY_MAX_HEADERS);
+	mesh_buf_init(&req, PROXY_MAX_PATH + PROXY_MAX_HOST + 256);
+	rc = proxy__split_addr(addr, host, sizeof(host), &port);
+	if (rc < 0) {
+		fprintf(stderr, "meshctl: bad address \"%s\": want HOST:PORT or [IPV6]:PORT\n", addr);
+		goto out;
+	}
+	gai = getaddrinfo(host, port, &hints, &ai);
+	if (gai != 0) {
+		fprintf(stderr, "meshctl: %s: %s\n", addr, gai_strerror(gai));
+		rc = -EHOSTUNREACH;
+		goto out;
+	}
+	rc = -ECONNREFUSED;
+	for (a = ai; a && fd < 0; a = a->ai_next) {
+		fd = socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			continue;
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		if (connect(fd, a->ai_addr, a->ai_addrlen) < 0) {
+			rc = -errno;
+			close(fd);
+			fd = -1;
+		}
+	}
+	if (fd < 0) {
+		fprintf(stderr, "meshctl: cannot reach %s: %s (is meshd running? --meshd ADDR names its --http-addr)\n",
+			addr, mesh_strerror(rc));
+		goto out;
+	}
+	mesh_buf_printf(&req, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: meshctl/%s\r\n"
+			      "Accept: application/json\r\nConnection: close\r\n\r\n", path, addr, MESH_VERSION);
+	if (req.err) {
+		rc = req.err;
+		fprintf(stderr, "meshctl: request too long\n");
+		goto out;
+	}
+	for (off = 0; off < req.len; off += (size_t)n) {
+		n = send(fd, req.data + off, req.len - off, MSG_NOSIGNAL);
+		if (n <= 0) {
+			rc = n < 0 ? -errno : -EPIPE;
+			fprintf(stderr, "meshctl: %s: send: %s\n", addr, mesh_strerror(rc));
+			goto out;
+		}
+	}
+	/* Connection: close: the answer ends where the stream does */
+	while ((n = recv(fd, chunk, sizeof(chunk), 0)) > 0) {
+		if (mesh_buf_append(&raw, chunk, (size_t)n) < 0) {
+			rc = -MESH_ETOOBIG;
+			fprintf(stderr, "meshctl: %s%s: answer over %zu bytes\n", addr, path, PROXY_MAX_BODY);
+			goto out;
+		}
+	}
+	if (n < 0) {
+		rc = -errno;
+		fprintf(stderr, "meshctl: %s: receive: %s\n", addr, mesh_strerror(rc));
+		goto out;
+	}
+	rc = -MESH_EPARSE;
+	if (!raw.data || raw.len < 12 || strncmp(raw.data, "HTTP/1.", 7) != 0 ||
+	    !(hdr_end = strstr(raw.data, "\r\n\r\n"))) {
+		fprintf(stderr, "meshctl: %s: not an HTTP answer\n", addr);
+		goto out;
+	}
+	*status = atoi(raw.data + 9);
+	mesh_buf_reset(body);
+	if (mesh_buf_append(body, hdr_end + 4, raw.len - (size_t)(hdr_end + 4 - raw.data)) < 0 ||
+	    mesh_buf_puts(body, "") < 0) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	/* the headers that change how the body reads */
+	for (line = strstr(raw.data, "\r\n") + 2; line < hdr_end; line = strstr(line, "\r\n") + 2) {
+		if (!strncasecmp(line, "Transfer-Encoding:", 18) && strstr(line, "chunked") &&
+		    strstr(line, "chunked") < strstr(line, "\r\n")) {
+			if (proxy__dechunk(body) < 0) {
+				fprintf(stderr, "meshctl: %s: bad chunked body\n", addr);
+				goto out;
+			}
+		} else if (!strncasecmp(line, "Content-Length:", 15)) {
+			cl = line + 15;
+			if ((size_t)strtoull(cl, NULL, 10) < body->len) {
+				body->len = (size_t)strtoull(cl, NULL, 10);
+				body->data[body->len] = '\0';
+			}
+		}
+	}
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (ai)
+		freeaddrinfo(ai);
+	mesh_buf_cleanup(&raw);
+	mesh_buf_cleanup(&req);
+	return rc;
+}
+
+/* Percent-encode s for a query value. */
+static void proxy__urlencode(struct mesh_buf *b, const char *s)
+{
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strchr("-_.~", c))
+			mesh_buf_putc(b, (char)c);
+		else
+			mesh_buf_printf(b, "%%%02X", c);
+	}
+}
+
+/*
+ * GET addr/path and insist on 200: an error answer's {"error": "..."} text
+ * (meshd's shape) or its body goes to stderr.  0 or a negative code.
+ */
+static int proxy__fetch(const char *addr, const char *path, struct mesh_buf *body)
+{
+	int status = 0, rc;
+
+	rc = proxy__http_get(addr, path, &status, body);
+	if (rc < 0)
+		return rc;
+	if (status != 200) {
+		const char *msg = body->data ? body->data : "";
+		const char *e = strstr(msg, "\"error\":\"");
+		size_t len = strlen(msg);
+
+		if (e) {
+			/* the message up to its closing quote; escapes stay as sent */
+			const char *q;
+
+			msg = e + 9;
+			for (q = msg; *q && !(*q == '"' && q[-1] != '\\'); q++)
+				;
+			len = (size_t)(q - msg);
+		}
+		while (len && (msg[len - 1] == '\n' || msg[len - 1] == '\r'))
+			len--;
+		fprintf(stderr, "meshctl: %s%s: HTTP %d: ", addr, path, status);
+		for (; len; msg++, len--) {
+			if (e && *msg == '\\' && len > 1 && (msg[1] == '"' || msg[1] == '\\')) {
+				msg++;
+				len--;
+			}
+			fputc(*msg, stderr);
+		}
+		fputc('\n', stderr);
+		return -EPROTO;
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- JSON */
+
+struct proxy__json {
+	yaml_document_t doc;
+	bool loaded;
+};
+
+/* Load JSON text (NUL-terminated) as a libyaml document.  0 or -MESH_EPARSE. */
+static int proxy__json_load(struct proxy__json *j, const char *what, const struct mesh_buf *b)
+{
+	yaml_parser_t p;
+	int rc = 0;
+
+	memset(j, 0, sizeof(*j));
+	if (!yaml_parser_initialize(&p))
+		return -ENOMEM;
+	yaml_parser_set_input_string(&p, (const unsigned char *)(b->data ? b->data : ""), b->len);
+	if (!yaml_parser_load(&p, &j->doc)) {
+		fprintf(stderr, "meshctl: %s: not JSON: %s at line %zu\n", what, p.problem ? p.problem : "error",
+			p.problem_mark.line + 1);
+		rc = -MESH_EPARSE;
+	} else {
+		j->loaded = true;
+		if (!yaml_document_get_root_node(&j->doc)) {
+			fprintf(stderr, "meshctl: %s: empty answer\n", what);
+			rc = -MESH_EPARSE;
+		}
+	}
+	yaml_parser_delete(&p);
+	return rc;
+}
+
+static void proxy__json_cleanup(struct proxy__json *j)
+{
+	if (j->loaded)
+		yaml_document_delete(&j->doc);
+	j->loaded = false;
+}
+
+static yaml_node_t *proxy__root(struct proxy__json *j)
+{
+	return yaml_document_get_root_node(&j->doc);
+}
+
+/* The value under key in map, or NULL. */
+static yaml_node_t *proxy__get(struct proxy__json *j, yaml_node_t *map, const char *key)
+{
+	yaml_node_pair_t *p;
+
+	if (!map || map->type != YAML_MAPPING_NODE)
+		return NULL;
+	for (p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+		yaml_node_t *k = yaml_document_get_node(&j->doc, p->key);
+
+		if (k && k->type == YAML_SCALAR_NODE && strcmp((const char *)k->data.scalar.value, key) == 0)
+			return yaml_document_get_node(&j->doc, p->value);
+	}
+	return NULL;
+}
+
+/* A path of keys, "a.b.c", from n. */
+static yaml_node_t *proxy__path(struct proxy__json *j, yaml_node_t *n, const char *path)
+{
+	char key[128];
+	const char *dot;
+	size_t len;
+
+	while (n && *path) {
+		dot = strchr(path, '.');
+		len = dot ? (size_t)(dot - path) : strlen(path);
+		if (len >= sizeof(key))
+			return NULL;
+		memcpy(key, path, len);
+		key[len] = '\0';
+		n = proxy__get(j, n, key);
+		path += len + (dot ? 1 : 0);
+	}
+	return n;
+}
+
+/* A scalar's text; NULL for JSON null, a missing node or a collection. */
+static const char *proxy__str(yaml_node_t *n)
+{
+	if (!n || n->type != YAML_SCALAR_NODE)
+		return NULL;
+	if (n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE && strcmp((const char *)n->data.scalar.value, "null") == 0)
+		return NULL;
+	return (const char *)n->data.scalar.value;
+}
+
+static size_t proxy__len(yaml_node_t *n)
+{
+	return n && n->type == YAML_SEQUENCE_NODE ? (size_t)(n->data.sequence.items.top - n->data.sequence.items.start)
+						  : 0;
+}
+
+static yaml_node_t *proxy__at(struct proxy__json *j, yaml_node_t *seq, size_t i)
+{
+	if (i >= proxy__len(seq))
+		return NULL;
+	return yaml_document_get_node(&j->doc, seq->data.sequence.items.start[i]);
+}
+
+/* The first scalar under key anywhere below n (depth-first), or NULL. */
+static const char *proxy__find(struct proxy__json *j, yaml_node_t *n, const char *key, int depth)
+{
+	const char *s = NULL;
+
+	if (!n || depth > PROXY_MAX_FIND_DEPTH)
+		return NULL;
+	if (n->type == YAML_MAPPING_NODE) {
+		yaml_node_pair_t *p;
+
+		for (p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top && !s; p++) {
+			yaml_node_t *k = yaml_document_get_node(&j->doc, p->key);
+			yaml_node_t *v = yaml_document_get_node(&j->doc, p->value);
+
+			if (k && k->type == YAML_SCALAR_NODE && !strcmp((const char *)k->data.scalar.value, key) &&
+			    proxy__str(v))
+				return proxy__str(v);
+			s = proxy__find(j, v, key, depth + 1);
+		}
+	} else if (n->type == YAML_SEQUENCE_NODE) {
+		size_t i;
+
+		for (i = 0; i < proxy__len(n) && !s; i++)
+			s = proxy__find(j, proxy__at(j, n, i), key, depth + 1);
+	}
+	return s;
+}
+
+/* n back to JSON text (scalars: plain ones as written, the rest as strings). */
+static void proxy__to_json(struct proxy__json *j, yaml_node_t *n, struct mesh_buf *b)
+{
+	size_t i;
+
+	if (!n) {
+		mesh_buf_puts(b, "null");
+		return;
+	}
+	switch (n->type) {
+	case YAML_SCALAR_NODE:
+		if (n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE)
+			mesh_buf_append(b, n->data.scalar.value, n->data.scalar.length);
+		else
+			json_put_stringn(b, (const char *)n->data.scalar.value, n->data.scalar.length);
+		break;
+	case YAML_SEQUENCE_NODE:
+		mesh_buf_putc(b, '[');
+		for (i = 0; i < proxy__len(n); i++) {
+			if (i)
+				mesh_buf_putc(b, ',');
+			proxy__to_json(j, proxy__at(j, n, i), b);
+		}
+		mesh_buf_putc(b, ']');
+		break;
+	case YAML_MAPPING_NODE: {
+		yaml_node_pair_t *p;
+
+		mesh_buf_putc(b, '{');
+		for (p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+			yaml_node_t *k = yaml_document_get_node(&j->doc, p->key);
+
+			if (p != n->data.mapping.pairs.start)
+				mesh_buf_putc(b, ',');
+			json_put_string(b, k && k->type == YAML_SCALAR_NODE ? (const char *)k->data.scalar.value : "");
+			mesh_buf_putc(b, ':');
+			proxy__to_json(j, yaml_document_get_node(&j->doc, p->value), b);
+		}
+		mesh_buf_putc(b, '}');
+		break;
+	}
+	default:
+		mesh_buf_puts(b, "null");
+	}
+}
+
+/* ---------------------------------------------------------------- tables */
+
+struct proxy__table {
+	size_t ncols, nrows, cap;
+	char **cells;   /* row-major, nrows * ncols; row 0 is the header */
+	int err;
+};
+
+static void proxy__table_row(struct proxy__table *t, const char *const *vals)
+{
+	size_t i;
+
+	if (t->err)
+		return;
+	if (t->nrows == t->cap) {
+		size_t cap = t->cap ? t->cap * 2 : 16;
+		char **c = realloc(t->cells, cap * t->ncols * sizeof(*c));
+
+		if (!c) {
+			t->err = -ENOMEM;
+			return;
+		}
+		t->cells = c;
+		t->cap = cap;
+	}
+	for (i = 0; i < t->ncols; i++) {
+		char *s = strndup(vals[i] && vals[i][0] ? vals[i] : "-", PROXY_MAX_CELL);
+
+		if (!s)
+			t->err = -ENOMEM;
+		t->cells[t->nrows * t->ncols + i] = s;
+	}
+	t->nrows++;
+}
+
+static void proxy__table_init(struct proxy__table *t, size_t ncols, const char *const *header)
+{
+	memset(t, 0, sizeof(*t));
+	t->ncols = ncols;
+	proxy__table_row(t, header);
+}
+
+static int proxy__row_cmp_cols;
+
+static int proxy__row_cmp(const void *a, const void *b)
+{
+	char **ra = *(char **const *)a, **rb = *(char **const *)b;
+	int i, c;
+
+	/* rows are sorted through an array of row pointers: compare by columns in order */
+	for (i = 0; i < proxy__row_cmp_cols; i++) {
+		c = strcmp(ra[i], rb[i]);
+		if (c)
+			return c;
+	}
+	return 0;
+}
+
+/* Sort the rows (not the header) by their columns, left to right. */
+static void proxy__table_sort(struct proxy__table *t)
+{
+	char ***rows;
+	char **cells;
+	size_t i;
+
+	if (t->err || t->nrows < 3)
+		return;
+	rows = malloc((t->nrows - 1) * sizeof(*rows));
+	cells = malloc(t->nrows * t->ncols * sizeof(*cells));
+	if (!rows || !cells) {
+		free(rows);
+		free(cells);
+		return;
+	}
+	for (i = 1; i < t->nrows; i++)
+		rows[i - 1] = &t->cells[i * t->ncols];
+	proxy__row_cmp_cols = (int)t->ncols;
+	qsort(rows, t->nrows - 1, sizeof(*rows), proxy__row_cmp);
+	memcpy(cells, t->cells, t->ncols * sizeof(*cells));
+	for (i = 1; i < t->nrows; i++)
+		memcpy(&cells[i * t->ncols], rows[i - 1], t->ncols * sizeof(*cells));
+	free(t->cells);
+	t->cells = cells;
+	t->cap = t->nrows;
+	free(rows);
+}
+
+/* Print and free the table.  0, or -ENOMEM when a row could not be kept. */
+static int proxy__table_print(struct proxy__table *t)
+{
+	size_t *w, r, c;
+	int rc = t->err;
+
+	w = calloc(t->ncols ? t->ncols : 1, sizeof(*w));
+	if (!w)
+		rc = -ENOMEM;
+	for (r = 0; w && !t->err && r < t->nrows; r++)
+		for (c = 0; c < t->ncols; c++)
+			if (strlen(t->cells[r * t->ncols + c]) > w[c])
+				w[c] = strlen(t->cells[r * t->ncols + c]);
+	for (r = 0; w && !t->err && r < t->nrows; r++) {
+		for (c = 0; c < t->ncols; c++) {
+			const char *s = t->cells[r * t->ncols + c];
+
+			if (c + 1 < t->ncols)
+				printf("%-*s   ", (int)w[c], s);
+			else
+				printf("%s\n", s);
+		}
+	}
+	for (r = 0; r < t->nrows; r++)
+		for (c = 0; c < t->ncols; c++)
+			free(t->cells[r * t->ncols + c]);
+	free(t->cells);
+	free(w);
+	t->cells = NULL;
+	t->nrows = 0;
+	if (rc < 0)
+		fprintf(stderr, "meshctl: out of memory\n");
+	return rc;
+}
+
+/* ---------------------------------------------------------------- options */
+
+struct proxy__opts {
+	const char *meshd;
+	const char *admin;
+	const char *output;
+	const char *pos[2];
+	int npos;
+};
+
+/* Common flags; positional arguments into o->pos.  0, or 1 for --help, or
+ * -EINVAL (message printed). */
+static int proxy__parse(const char *cmd, int argc, char **argv, struct proxy__opts *o, bool admin_ok)
+{
+	int i;
+
+	o->meshd = PROXY_DEFAULT_MESHD;
+	for (i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const char **dst = NULL;
+
+		if (!strcmp(a, "-h") || !strcmp(a, "--help"))
+			return 1;
+		if (!strcmp(a, "--meshd"))
+			dst = &o->meshd;
+		else if (admin_ok && !strcmp(a, "--admin"))
+			dst = &o->admin;
+		else if (!strcmp(a, "-o") || !strcmp(a, "--output"))
+			dst = &o->output;
+		if (dst) {
+			if (++i == argc) {
+				fprintf(stderr, "meshctl %s: %s needs a value\n", cmd, a);
+				return -EINVAL;
+			}
+			*dst = argv[i];
+		} else if (!strncmp(a, "--meshd=", 8)) {
+			o->meshd = a + 8;
+		} else if (admin_ok && !strncmp(a, "--admin=", 8)) {
+			o->admin = a + 8;
+		} else if (!strncmp(a, "--output=", 9)) {
+			o->output = a + 9;
+		} else if (a[0] == '-' && a[1]) {
+			fprintf(stderr, "meshctl %s: unknown option \"%s\"\n", cmd, a);
+			return -EINVAL;
+		} else if (o->npos < 2) {
+			o->pos[o->npos++] = a;
+		} else {
+			fprintf(stderr, "meshctl %s: unexpected argument \"%s\"\n", cmd, a);
+			return -EINVAL;
+		}
+	}
+	if (o->output && strcmp(o->output, "json") && strcmp(o->output, "table") && strcmp(o->output, "short")) {
+		fprintf(stderr, "meshctl %s: -o %s: want table or json\n", cmd, o->output);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static bool proxy__json_out(const struct proxy__opts *o)
+{
+	return o->output && !strcmp(o->output, "json");
+}
+
+/* ---------------------------------------------------------------- version */
+
+static void proxy__version_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: meshctl version [--meshd ADDR] [-o json]\n"
+		"\n"
+		"Print meshctl's version and, with --meshd, the version of the meshd\n"
+		"serving its HTTP port at ADDR (its /version).\n");
+}
+
+int proxy_version_main(int argc, char **argv)
+{
+	struct proxy__opts o = { 0 };
+	struct proxy__json j = { 0 };
+	struct mesh_buf body;
+	bool ask = false;
+	int i, rc = PROXY_EXIT_USAGE;
+
+	mesh_buf_init(&body, PROXY_MAX_BODY);
+	for (i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--meshd") || !strncmp(argv[i], "--meshd=", 8))
+			ask = true;
+	i = proxy__parse("version", argc, argv, &o, false);
+	if (i != 0 || o.npos) {
+		if (o.npos)
+			fprintf(stderr, "meshctl version: unexpected argument \"%s\"\n", o.pos[0]);
+		proxy__version_usage(i == 1 ? stdout : stderr);
+		rc = i == 1 ? PROXY_EXIT_OK : PROXY_EXIT_USAGE;
+		goto out;
+	}
+	rc = PROXY_EXIT_FAIL;
+	if (!ask) {
+		if (proxy__json_out(&o))
+			printf("{\"clientVersion\":{\"version\":\"%s\"}}\n", MESH_VERSION);
+		else
+			printf("client version: %s\n", MESH_VERSION);
+		rc = PROXY_EXIT_OK;
+		goto out;
+	}
+	if (proxy__fetch(o.meshd, "/version", &body) < 0 || proxy__json_load(&j, "/version", &body) < 0) {
+		if (!proxy__json_out(&o))
+			printf("client version: %s\n", MESH_VERSION);
+		goto out;
+	}
+	if (proxy__json_out(&o)) {
+		printf("{\"clientVersion\":{\"version\":\"%s\"},\"meshVersion\":[{\"Component\":\"meshd\","
+		       "\"Info\":%s}]}\n", MESH_VERSION, body.data);
+	} else {
+		const char *v = proxy__str(proxy__get(&j, proxy__root(&j), "version"));
+
+		printf("client version: %s\n", MESH_VERSION);
+		printf("meshd version: %s (%s)\n", v ? v : "unknown", o.meshd);
+	}
+	rc = PROXY_EXIT_OK;
+out:
+	proxy__json_cleanup(&j);
+	mesh_buf_cleanup(&body);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- proxy-status */
+
+static void proxy__status_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: meshctl proxy-status [--meshd ADDR] [-o json]\n"
+		"\n"
+		"The proxies connected to meshd and, per xDS type, whether each has\n"
+		"what meshd last sent it, as istioctl proxy-status prints it:\n"
+		"  SYNCED    the proxy ACKed the version meshd sent last\n"
+		"  NOT SENT  meshd has sent nothing of this type (not asked, or nothing to send)\n"
+		"  STALE     sent, not answered yet\n"
+		"  ERROR     the proxy NACKed it (the text is in -o json and /debug/syncz)\n"
+		"Reads meshd's /debug/syncz at ADDR (default " PROXY_DEFAULT_MESHD
+		", meshd's --http-addr;\n"
+		"it answers only callers on meshd's host).  -o json prints that JSON.\n");
+}
+
+int proxy_status_main(int argc, char **argv)
+{
+	static const char *const header[] = { "NAME", "CLUSTER", "CDS", "LDS", "EDS", "RDS", "ECDS", "ISTIOD",
+					      "VERSION" };
+	static const char *const types[] = { "cds", "lds", "eds", "rds", "ecds" };
+	struct proxy__opts o = { 0 };
+	struct proxy__json j = { 0 };
+	struct proxy__table t = { 0 };
+	struct mesh_buf body;
+	yaml_node_t *root;
+	size_t i, k, n;
+	int rc;
+
+	mesh_buf_init(&body, PROXY_MAX_BODY);
+	rc = proxy__parse("proxy-status", argc, argv, &o, false);
+	if (rc != 0 || o.npos) {
+		if (o.npos)
+			fprintf(stderr, "meshctl proxy-status: unexpected argument \"%s\" (one proxy's diff is not "
+				"supported; see meshctl proxy-config)\n", o.pos[0]);
+		proxy__status_usage(rc == 1 ? stdout : stderr);
+		rc = rc == 1 ? PROXY_EXIT_OK : PROXY_EXIT_USAGE;
+		goto out;
+	}
+	rc = PROXY_EXIT_FAIL;
+	if (proxy__fetch(o.meshd, "/debug/syncz", &body) < 0)
+		goto out;
+	if (proxy__json_out(&o)) {
+		fputs(body.data, stdout);
+		rc = PROXY_EXIT_OK;
+		goto out;
+	}
+	if (proxy__json_load(&j, "/debug/syncz", &body) < 0)
+		goto out;
+	root = proxy__root(&j);
+	if (root->type != YAML_SEQUENCE_NODE) {
+		fprintf(stderr, "meshctl: /debug/syncz: not a JSON array\n");
+		goto out;
+	}
+	proxy__table_init(&t, sizeof(header) / sizeof(header[0]), header);
+	n = proxy__len(root);
+	for (i = 0; i < n; i++) {
+		yaml_node_t *st = proxy__at(&j, root, i);
+		const char *name = proxy__str(proxy__get(&j, st, "proxy"));
+		const char *row[sizeof(header) / sizeof(header[0])];
+		bool seen = false;
+		size_t p;
+
+		/* streams are listed newest first: a reconnected proxy shows its newest */
+		for (p = 0; p < i && !seen; p++)
+			seen = name && proxy__str(proxy__get(&j, proxy__at(&j, root, p), "proxy")) &&
+			       !strcmp(name, proxy__str(proxy__get(&j, proxy__at(&j, root, p), "proxy")));
+		if (seen)
+			continue;
+		row[0] = name;
+		row[1] = proxy__str(proxy__get(&j, st, "cluster"));
+		for (k = 0; k < sizeof(types) / sizeof(types[0]); k++) {
+			const char *s = proxy__str(proxy__path(&j, proxy__get(&j, proxy__get(&j, st, "types"), types[k]),
+							       "state"));
+			row[2 + k] = s ? s : "NOT SENT";
+		}
+		row[7] = o.meshd;
+		row[8] = proxy__str(proxy__get(&j, st, "user_agent"));
+		proxy__table_row(&t, row);
+	}
+	proxy__table_sort(&t);
+	rc = proxy__table_print(&t) < 0 ? PROXY_EXIT_FAIL : PROXY_EXIT_OK;
+	if (rc == PROXY_EXIT_OK && !n)
+		fprintf(stderr, "meshctl: no proxy is connected to meshd at %s\n", o.meshd);
+out:
+	proxy__json_cleanup(&j);
+	mesh_buf_cleanup(&body);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- proxy-config */
+
+enum proxy__section { PROXY_LISTENERS, PROXY_ROUTES, PROXY_CLUSTERS, PROXY_ENDPOINTS, PROXY_SECRETS, PROXY_N };
+
+/* Envoy's admin config dump: per section, its message and where resources sit. */
+static const struct {
+	const char *name;         /* meshctl proxy-config TYPE */
+	const char *dump_type;    /* ends the "@type" of the config */
+	const char *lists[2];     /* repeated fields holding the resources */
+	const char *inner;        /* field of a list item holding the resource */
+} proxy__sections[PROXY_N] = {
+	[PROXY_LISTENERS] = { "listeners", "ListenersConfigDump", { "dynamicListeners", "staticListeners" },
+			      "listener" },
+	[PROXY_ROUTES] = { "routes", "RoutesConfigDump", { "dynamicRouteConfigs", "staticRouteConfigs" },
+			   "routeConfig" },
+	[PROXY_CLUSTERS] = { "clusters", "ClustersConfigDump", { "dynamicActiveClusters", "staticClusters" },
+			     "cluster" },
+	[PROXY_ENDPOINTS] = { "endpoints", "EndpointsConfigDump",
+			      { "dynamicEndpointConfigs", "staticEndpointConfigs" }, "endpointConfig" },
+	[PROXY_SECRETS] = { "secrets", "SecretsConfigDump", { "dynamicActiveSecrets", "staticSecrets" }, "secret" },
+};
+
+/* The config of section s in the dump, or NULL. */
+static yaml_node_t *proxy__section(struct proxy__json *j, enum proxy__section s)
+{
+	yaml_node_t *configs = proxy__get(j, proxy__root(j), "configs");
+	size_t i, tl = strlen(proxy__sections[s].dump_type);
+
+	for (i = 0; i < proxy__len(configs); i++) {
+		yaml_node_t *c = proxy__at(j, configs, i);
+		const char *type = proxy__str(proxy__get(j, c, "@type"));
+		size_t l = type ? strlen(type) : 0;
+
+		if (l >= tl && !strcmp(type + l - tl, proxy__sections[s].dump_type))
+			return c;
+	}
+	return NULL;
+}
+
+/* The resource of a list item: listeners keep theirs in activeState.listener. */
+static yaml_node_t *proxy__resource(struct proxy__json *j, enum proxy__section s, yaml_node_t *item)
+{
+	yaml_node_t *r = proxy__get(j, item, proxy__sections[s].inner);
+
+	if (!r && s == PROXY_LISTENERS)
+		r = proxy__path(j, item, "activeState.listener");
+	return r;
+}
+
+typedef void (*proxy__rows_fn)(struct proxy__json *j, yaml_node_t *item, yaml_node_t *res, struct proxy__table *t);
+
+static void proxy__listener_rows(struct proxy__json *j, yaml_node_t *item, yaml_node_t *l, struct proxy__table *t)
+{
+	char dest[PROXY_MAX_CELL];
+	const char *row[4], *route, *cluster;
+
+	(void)item;
+	row[0] = proxy__str(proxy__get(j, l, "name"));
+	row[1] = proxy__str(proxy__path(j, l, "address.socketAddress.address"));
+	row[2] = proxy__str(proxy__path(j, l, "address.socketAddress.portValue"));
+	route = proxy__find(j, l, "routeConfigName", 0);
+	cluster = proxy__find(j, l, "cluster", 0);
+	if (route)
+		snprintf(dest, sizeof(dest), "Route: %s", route);
+	else if (proxy__find(j, l, "virtualHosts", 0) || proxy__find(j, l, "domains", 0))
+		snprintf(dest, sizeof(dest), "Inline Route");
+	else if (cluster)
+		snprintf(dest, sizeof(dest), "Cluster: %s", cluster);
+	else
+		snprintf(dest, sizeof(dest), "-");
+	row[3] = dest;
+	proxy__table_row(t, row);
+}
+
+/* One route's match as istioctl shows it: "/prefix*", "/exact", "~regex",
+ * with header names after. */
+static void proxy__match_text(struct proxy__json *j, yaml_node_t *m, char *out, size_t cap)
+{
+	const char *v;
+	yaml_node_t *hs = proxy__get(j, m, "headers");
+	size_t i, n;
+
+	if ((v = proxy__str(proxy__get(j, m, "prefix"))))
+		n = (size_t)snprintf(out, cap, "%s*", v[0] ? v : "/");
+	else if ((v = proxy__str(proxy__get(j, m, "path"))))
+		n = (size_t)snprintf(out, cap, "%s", v);
+	else if ((v = proxy__str(proxy__path(j, m, "safeRegex.regex"))))
+		n = (size_t)snprintf(out, cap, "~%s", v);
+	else if ((v = proxy__str(proxy__get(j, m, "pathSeparatedPrefix"))))
+		n = (size_t)snprintf(out, cap, "%s/*", v);
+	else
+		n = (size_t)snprintf(out, cap, "/*");
+	for (i = 0; i < proxy__len(hs) && n < cap; i++) {
+		const char *name = proxy__str(proxy__get(j, proxy__at(j, hs, i), "name"));
+
+		n += (size_t)snprintf(out + n, cap - n, " %s", name ? name : "?");
+	}
+}
+
+/* The route action: its cluster, or the weighted clusters "a 90%, b 10%". */
+static void proxy__route_dest(struct proxy__json *j, yaml_node_t *r, char *out, size_t cap)
+{
+	yaml_node_t *wc = proxy__path(j, r, "route.weightedClusters.clusters");
+	const char *v;
+	size_t i, n = 0;
+
+	out[0] = '\0';
+	if ((v = proxy__str(proxy__path(j, r, "route.cluster")))) {
+		snprintf(out, cap, "%s", v);
+		return;
+	}
+	for (i = 0; i < proxy__len(wc) && n < cap; i++) {
+		yaml_node_t *c = proxy__at(j, wc, i);
+		const char *name = proxy__str(proxy__get(j, c, "name"));
+		const char *w = proxy__str(proxy__get(j, c, "weight"));
+
+		n += (size_t)snprintf(out + n, cap - n, "%s%s %s", i ? ", " : "", name ? name : "?", w ? w : "?");
+	}
+	if (!n && proxy__get(j, r, "directResponse"))
+		snprintf(out, cap, "direct response");
+	else if (!n && proxy__get(j, r, "redirect"))
+		snprintf(out, cap, "redirect");
+}
+
+static void proxy__route_rows(struct proxy__json *j, yaml_node_t *item, yaml_node_t *rc, struct proxy__table *t)
+{
+	yaml_node_t *vhs = proxy__get(j, rc, "virtualHosts");
+	const char *name = proxy__str(proxy__get(j, rc, "name"));
+	size_t v, r;
+
+	(void)item;
+	for (v = 0; v < proxy__len(vhs); v++) {
+		yaml_node_t *vh = proxy__at(j, vhs, v);
+		yaml_node_t *domains = proxy__get(j, vh, "domains");
+		yaml_node_t *routes = proxy__get(j, vh, "routes");
+		char dom[PROXY_MAX_CELL], match[PROXY_MAX_CELL], dest[PROXY_MAX_CELL];
+		const char *d0 = proxy__str(proxy__at(j, domains, 0));
+
+		if (proxy__len(domains) > 1)
+			snprintf(dom, sizeof(dom), "%s +%zu more", d0 ? d0 : "", proxy__len(domains) - 1);
+		else
+			snprintf(dom, sizeof(dom), "%s", d0 ? d0 : "");
+		for (r = 0; r < proxy__len(routes) || (r == 0 && !proxy__len(routes)); r++) {
+			yaml_node_t *rt = proxy__at(j, routes, r);
+			const char *row[5];
+
+			match[0] = dest[0] = '\0';
+			if (rt) {
+				proxy__match_text(j, proxy__get(j, rt, "match"), match, sizeof(match));
+				proxy__route_dest(j, rt, dest, sizeof(dest));
+			}
+			row[0] = name;
+			row[1] = proxy__str(proxy__get(j, vh, "name"));
+			row[2] = dom;
+			row[3] = match;
+			row[4] = dest;
+			proxy__table_row(t, row);
+		}
+	}
+}
+
+static void proxy__cluster_rows(struct proxy__json *j, yaml_node_t *item, yaml_node_t *c, struct proxy__table *t)
+{
+	const char *name = proxy__str(proxy__get(j, c, "name"));
+	const char *type = proxy__str(proxy__get(j, c, "type"));
+	char dir[64] = "", port[16] = "", subset[256] = "", host[PROXY_MAX_CELL] = "";
+	const char *row[5];
+
+	(void)item;
+	/* Istio's names: DIRECTION|PORT|SUBSET|HOST */
+	bool istio = false;
+
+	if (name && sscanf(name, "%63[^|]|%15[^|]|", dir, port) == 2) {
+		const char *p2 = strchr(strchr(name, '|') + 1, '|');
+		const char *p3 = p2 ? strchr(p2 + 1, '|') : NULL;
+
+		if (p3) {
+			snprintf(subset, sizeof(subset), "%.*s", (int)(p3 - p2 - 1), p2 + 1);
+			snprintf(host, sizeof(host), "%s", p3 + 1);
+			istio = true; /* inbound|PORT|| has no host */
+		}
+	}
+	if (!istio) {
+		snprintf(host, sizeof(host), "%s", name ? name : "");
+		dir[0] = port[0] = '\0';
+	}
+	if (!type && proxy__get(j, c, "edsClusterConfig"))
+		type = "EDS";
+	if (!type && proxy__get(j, c, "clusterType"))
+		type = proxy__str(proxy__path(j, c, "clusterType.name"));
+	row[0] = host;
+	row[1] = port;
+	row[2] = subset;
+	row[3] = dir;
+	row[4] = type;
+	proxy__table_row(t, row);
+}
+
+static void proxy__endpoint_rows(struct proxy__json *j, yaml_node_t *item, yaml_node_t *e, struct proxy__table *t)
+{
+	yaml_node_t *eps = proxy__get(j, e, "endpoints");
+	const char *cluster = proxy__str(proxy__get(j, e, "clusterName"));
+	size_t i, k;
+
+	(void)item;
+	for (i = 0; i < proxy__len(eps); i++) {
+		yaml_node_t *lbs = proxy__get(j, proxy__at(j, eps, i), "lbEndpoints");
+
+		for (k = 0; k < proxy__len(lbs); k++) {
+			yaml_node_t *lb = proxy__at(j, lbs, k);
+			yaml_node_t *sa = proxy__path(j, lb, "endpoint.address.socketAddress");
+			const char *addr = proxy__str(proxy__get(j, sa, "address"));
+			const char *port = proxy__str(proxy__get(j, sa, "portValue"));
+			const char *health = proxy__str(proxy__get(j, lb, "healthStatus"));
+			char ep[PROXY_MAX_CELL];
+			const char *row[4];
+
+			if (!addr)
+				addr = proxy__str(proxy__path(j, lb, "endpoint.address.pipe.path"));
+			snprintf(ep, sizeof(ep), "%s%s%s", addr ? addr : "?", port ? ":" : "", port ? port : "");
+			row[0] = ep;
+			/* Envoy's default (UNKNOWN) is served as healthy */
+			row[1] = health && strcmp(health, "UNKNOWN") ? health : "HEALTHY";
+			row[2] = "OK";
+			row[3] = cluster;
+			proxy__table_row(t, row);
+		}
+	}
+}
+
+static void proxy__secret_rows(struct proxy__json *j, yaml_node_t *item, yaml_node_t *s, struct proxy__table *t)
+{
+	const char *row[4];
+
+	row[0] = proxy__str(proxy__get(j, item, "name"));
+	if (!row[0])
+		row[0] = proxy__str(proxy__get(j, s, "name"));
+	row[1] = proxy__get(j, s, "tlsCertificate") ? "Cert Chain" :
+		 proxy__get(j, s, "validationContext") ? "CA" : NULL;
+	row[2] = "ACTIVE";
+	row[3] = proxy__str(proxy__get(j, item, "versionInfo"));
+	proxy__table_row(t, row);
+}
+
+static const struct {
+	proxy__rows_fn rows;
+	size_t ncols;
+	const char *header[5];
+} proxy__views[PROXY_N] = {
+	[PROXY_LISTENERS] = { proxy__listener_rows, 4, { "NAME", "ADDRESS", "PORT", "DESTINATION" } },
+	[PROXY_ROUTES] = { proxy__route_rows, 5, { "NAME", "VHOST NAME", "DOMAINS", "MATCH", "DESTINATION" } },
+	[PROXY_CLUSTERS] = { proxy__cluster_rows, 5, { "SERVICE FQDN", "PORT", "SUBSET", "DIRECTION", "TYPE" } },
+	[PROXY_ENDPOINTS] = { proxy__endpoint_rows, 4, { "ENDPOINT", "STATUS", "OUTLIER CHECK", "CLUSTER" } },
+	[PROXY_SECRETS] = { proxy__secret_rows, 4, { "RESOURCE NAME", "TYPE", "STATUS", "VERSION" } },
+};
+
+/* Print section s as a table (or, json, its resources as a JSON array). */
+static int proxy__print_section(struct proxy__json *j, enum proxy__section s, bool json)
+{
+	yaml_node_t *sec = proxy__section(j, s);
+	struct proxy__table t;
+	struct mesh_buf b;
+	size_t l, i, n = 0;
+	int rc = 0;
+
+	if (json) {
+		mesh_buf_init(&b, PROXY_MAX_BODY);
+		mesh_buf_putc(&b, '[');
+		for (l = 0; l < 2; l++) {
+			yaml_node_t *list = proxy__get(j, sec, proxy__sections[s].lists[l]);
+
+			for (i = 0; i < proxy__len(list); i++) {
+				if (n++)
+					mesh_buf_putc(&b, ',');
+				proxy__to_json(j, proxy__at(j, list, i), &b);
+			}
+		}
+		mesh_buf_puts(&b, "]\n");
+		rc = b.err;
+		if (!rc)
+			fputs(b.data, stdout);
+		mesh_buf_cleanup(&b);
+		return rc;
+	}
+	proxy__table_init(&t, proxy__views[s].ncols, proxy__views[s].header);
+	for (l = 0; l < 2; l++) {
+		yaml_node_t *list = proxy__get(j, sec, proxy__sections[s].lists[l]);
+
+		for (i = 0; i < proxy__len(list); i++) {
+			yaml_node_t *item = proxy__at(j, list, i);
+
+			proxy__views[s].rows(j, item, proxy__resource(j, s, item), &t);
+		}
+	}
+	/* dump order: routes match first to last, so their order is meaning */
+	return proxy__table_print(&t);
+}
+
+static void proxy__config_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: meshctl proxy-config TYPE PROXY_ID [--meshd ADDR] [-o table|json]\n"
+		"       meshctl proxy-config TYPE --admin HOST:PORT [-o table|json]\n"
+		"\n"
+		"What one proxy was sent, as istioctl proxy-config prints it.  TYPE is\n"
+		"listeners, routes, clusters, endpoints, secrets or all.\n"
+		"\n"
+		"  PROXY_ID            the proxy's node id, as meshctl proxy-status lists it;\n"
+		"                      read from meshd's /debug/config_dump?proxyID=PROXY_ID\n"
+		"  --meshd ADDR        meshd's --http-addr (default " PROXY_DEFAULT_MESHD ")\n"
+		"  --admin HOST:PORT   read a meshproxy's (or Envoy's) admin /config_dump instead\n"
+		"  -o json             the resources as JSON (for all: the whole config dump)\n"
+		"\n"
+		"Secrets show names and versions only: meshd never serves key material\n"
+		"through a debug view.\n");
+}
+
+int proxy_config_main(int argc, char **argv)
+{
+	struct proxy__opts o = { 0 };
+	struct proxy__json j = { 0 };
+	struct mesh_buf body, path;
+	const char *type, *src;
+	int s = -1, rc, k;
+
+	mesh_buf_init(&body, PROXY_MAX_BODY);
+	mesh_buf_init(&path, PROXY_MAX_PATH);
+	rc = proxy__parse("proxy-config", argc, argv, &o, true);
+	if (rc == 0 && (o.npos < 1 || (!o.admin && o.npos < 2))) {
+		fprintf(stderr, "meshctl proxy-config: %s\n", o.npos < 1 ? "TYPE is required" :
+			"PROXY_ID is required (meshctl proxy-status lists them), or --admin HOST:PORT");
+		rc = -EINVAL;
+	}
+	if (rc == 0) {
+		type = o.pos[0];
+		/* istioctl's short forms too: listener, route, cluster, endpoint, secret */
+		for (k = 0; k < PROXY_N; k++) {
+			size_t nl = strlen(proxy__sections[k].name);
+
+			if (!strcmp(type, proxy__sections[k].name) ||
+			    (strlen(type) + 1 == nl && !strncmp(type, proxy__sections[k].name, nl - 1)))
+				s = k;
+		}
+		if (s < 0 && strcmp(type, "all") != 0) {
+			fprintf(stderr, "meshctl proxy-config: unknown TYPE \"%s\": want listeners, routes, clusters, "
+				"endpoints, secrets or all\n", type);
+			rc = -EINVAL;
+		}
+	}
+	if (rc != 0) {
+		proxy__config_usage(rc == 1 ? stdout : stderr);
+		rc = rc == 1 ? PROXY_EXIT_OK : PROXY_EXIT_USAGE;
+		goto out;
+	}
+	rc = PROXY_EXIT_FAIL;
+	if (o.admin) {
+		src = o.admin;
+		mesh_buf_puts(&path, "/config_dump");
+	} else {
+		src = o.meshd;
+		mesh_buf_puts(&path, "/debug/config_dump?proxyID=");
+		proxy__urlencode(&path, o.pos[1]);
+	}
+	if (path.err) {
+		fprintf(stderr, "meshctl proxy-config: PROXY_ID too long\n");
+		goto out;
+	}
+	if (proxy__fetch(src, path.data, &body) < 0)
+		goto out;
+	if (s < 0 && proxy__json_out(&o)) {
+		fputs(body.data, stdout);
+		rc = PROXY_EXIT_OK;
+		goto out;
+	}
+	if (proxy__json_load(&j, path.data, &body) < 0)
+		goto out;
+	if (!proxy__get(&j, proxy__root(&j), "configs")) {
+		fprintf(stderr, "meshctl: %s%s: no \"configs\" (not an Envoy config dump)\n", src, path.data);
+		goto out;
+	}
+	rc = PROXY_EXIT_OK;
+	for (k = 0; k < PROXY_N; k++) {
+		if (s >= 0 && k != s)
+			continue;
+		if (s < 0)
+			printf("%s%s:\n", k ? "\n" : "", proxy__sections[k].name);
+		if (proxy__print_section(&j, (enum proxy__section)k, proxy__json_out(&o)) < 0)
+			rc = PROXY_EXIT_FAIL;
+	}
+out:
+	proxy__json_cleanup(&j);
+	mesh_buf_cleanup(&body);
+	mesh_buf_cleanup(&path);
+	return rc;
+}

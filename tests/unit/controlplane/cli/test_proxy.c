@@ -1,0 +1,302 @@
+/*
+ * test_proxy.c - meshctl version, proxy-status and proxy-config against a
+ * fake HTTP server in this process that answers with fixed JSON: meshd's
+ * /debug/syncz and /debug/config_dump shapes, and an Envoy admin
+ * /config_dump (static and dynamic sections, sent chunked) as a meshproxy's
+ * admin port serves it.  Runs the meshctl binary of the same build.
+ */
+#include <arpa/inet.h>
+#include <check.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+#define OUT_MAX 65536
+#define REQ_MAX 8192
+
+static const char syncz[] =
+	"[{\"proxy\":\"b~10.0.0.2~b.ns~ns.svc.cluster.local\",\"flavour\":\"sidecar\",\"cluster\":\"Kubernetes\","
+	"\"user_agent\":\"envoy 1.29\",\"peer\":\"10.0.0.2:1\",\"connected_at\":\"x\",\"delta\":false,\"stream\":3,"
+	"\"types\":{\"cds\":{\"sent_version\":\"1\",\"sent_nonce\":\"1\",\"acked_version\":\"1\",\"state\":\"SYNCED\","
+	"\"resources\":1,\"wildcard\":true},\"lds\":{\"sent_version\":\"2\",\"sent_nonce\":\"2\",\"acked_version\":\"1\","
+	"\"state\":\"ERROR\",\"error\":\"bad listener\",\"resources\":1,\"wildcard\":true},"
+	"\"rds\":{\"sent_version\":\"3\",\"sent_nonce\":\"3\",\"acked_version\":null,\"state\":\"STALE\","
+	"\"resources\":1,\"wildcard\":false}}},"
+	"{\"proxy\":\"a~10.0.0.1~a.ns~ns.svc.cluster.local\",\"flavour\":\"proxyless\",\"cluster\":\"\","
+	"\"user_agent\":\"grpc-python 1.51\",\"peer\":\"p\",\"connected_at\":\"x\",\"delta\":true,\"stream\":2,"
+	"\"types\":{}},"
+	/* an older stream of b: the newest (listed first) wins */
+	"{\"proxy\":\"b~10.0.0.2~b.ns~ns.svc.cluster.local\",\"flavour\":\"sidecar\",\"cluster\":\"old\","
+	"\"user_agent\":\"envoy 1.28\",\"peer\":\"p\",\"connected_at\":\"x\",\"delta\":false,\"stream\":1,"
+	"\"types\":{}}]";
+
+/* Envoy's admin /config_dump: static and dynamic sections */
+static const char admin_dump[] =
+	"{\"configs\":["
+	"{\"@type\":\"type.googleapis.com/envoy.admin.v3.ListenersConfigDump\",\"versionInfo\":\"v1\","
+	"\"staticListeners\":[{\"listener\":{\"name\":\"admin\",\"address\":{\"socketAddress\":{\"address\":"
+	"\"127.0.0.1\",\"portValue\":15000}}}}],"
+	"\"dynamicListeners\":[{\"name\":\"0.0.0.0_8080\",\"activeState\":{\"versionInfo\":\"v1\",\"listener\":"
+	"{\"name\":\"0.0.0.0_8080\",\"address\":{\"socketAddress\":{\"address\":\"0.0.0.0\",\"portValue\":8080}},"
+	"\"filterChains\":[{\"filters\":[{\"name\":\"envoy.filters.network.http_connection_manager\",\"typedConfig\":"
+	"{\"@type\":\"x\",\"rds\":{\"routeConfigName\":\"8080\"}}}]}]}}},"
+	"{\"name\":\"10.0.0.1_3306\",\"activeState\":{\"listener\":{\"name\":\"10.0.0.1_3306\",\"address\":"
+	"{\"socketAddress\":{\"address\":\"10.0.0.1\",\"portValue\":3306}},\"filterChains\":[{\"filters\":[{\"typedConfig\":"
+	"{\"cluster\":\"outbound|3306||db.ns.svc.cluster.local\"}}]}]}}}]},"
+	"{\"@type\":\"type.googleapis.com/envoy.admin.v3.ClustersConfigDump\",\"staticClusters\":[{\"cluster\":"
+	"{\"name\":\"xds-grpc\",\"type\":\"STATIC\"}}],\"dynamicActiveClusters\":[{\"versionInfo\":\"v1\",\"cluster\":"
+	"{\"name\":\"outbound|9080|v2|reviews.ns.svc.cluster.local\",\"type\":\"EDS\"}},{\"cluster\":{\"name\":"
+	"\"inbound|8080||\",\"type\":\"STATIC\"}}]},"
+	"{\"@type\":\"type.googleapis.com/envoy.admin.v3.RoutesConfigDump\",\"dynamicRouteConfigs\":[{\"routeConfig\":"
+	"{\"name\":\"8080\",\"virtualHosts\":[{\"name\":\"reviews.ns.svc.cluster.local:9080\",\"domains\":"
+	"[\"reviews.ns.svc.cluster.local\",\"reviews\"],\"routes\":[{\"match\":{\"path\":\"/exact\"},\"route\":"
+	"{\"cluster\":\"c1\"}},{\"match\":{\"prefix\":\"/api\",\"headers\":[{\"name\":\"x-user\"}]},\"route\":"
+	"{\"weightedClusters\":{\"clusters\":[{\"name\":\"c1\",\"weight\":75},{\"name\":\"c2\",\"weight\":25}]}}},"
+	"{\"match\":{\"safeRegex\":{\"regex\":\"/r.*\"}},\"directResponse\":{\"status\":404}}]}]}}]},"
+	"{\"@type\":\"type.googleapis.com/envoy.admin.v3.SecretsConfigDump\",\"dynamicActiveSecrets\":[{\"name\":"
+	"\"default\",\"versionInfo\":\"s1\",\"secret\":{\"name\":\"default\",\"tlsCertificate\":{}}},{\"name\":"
+	"\"ROOTCA\",\"versionInfo\":\"s1\",\"secret\":{\"name\":\"ROOTCA\",\"validationContext\":{}}}]}"
+	"]}";
+
+static int srv_fd = -1, srv_port;
+static pthread_t srv_thread;
+static char last_path[REQ_MAX];
+static char out[OUT_MAX];
+
+static void send_all(int fd, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+		if (w <= 0)
+			return;
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+static void reply(int fd, int status, const char *body, int chunked)
+{
+	char head[256];
+	size_t n = strlen(body), off, step;
+
+	if (!chunked) {
+		snprintf(head, sizeof(head), "HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+			 status, n);
+		send_all(fd, head, strlen(head));
+		send_all(fd, body, n);
+		return;
+	}
+	snprintf(head, sizeof(head), "HTTP/1.1 %d X\r\nTransfer-Encoding: chunked\r\n\r\n", status);
+	send_all(fd, head, strlen(head));
+	for (off = 0; off < n; off += step) {
+		step = n - off > 333 ? 333 : n - off;
+		snprintf(head, sizeof(head), "%zx\r\n", step);
+		send_all(fd, head, strlen(head));
+		send_all(fd, body + off, step);
+		send_all(fd, "\r\n", 2);
+	}
+	send_all(fd, "0\r\n\r\n", 5);
+}
+
+static void *serve(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		char req[REQ_MAX];
+		size_t n = 0;
+		ssize_t r;
+		int fd = accept(srv_fd, NULL, NULL);
+
+		if (fd < 0)
+			return NULL;
+		while (n < sizeof(req) - 1 && (r = recv(fd, req + n, sizeof(req) - 1 - n, 0)) > 0) {
+			n += (size_t)r;
+			req[n] = '\0';
+			if (strstr(req, "\r\n\r\n"))
+				break;
+		}
+		req[n] = '\0';
+		sscanf(req, "GET %8191s", last_path);
+		if (!strcmp(last_path, "/version"))
+			reply(fd, 200, "{\"version\":\"9.9.9-test\",\"component\":\"meshd\"}\n", 0);
+		else if (!strcmp(last_path, "/debug/syncz"))
+			reply(fd, 200, syncz, 0);
+		else if (!strcmp(last_path, "/config_dump"))
+			reply(fd, 200, admin_dump, 1);
+		else if (!strncmp(last_path, "/debug/config_dump?proxyID=", 27) && strstr(last_path, "proxyID=a~"))
+			reply(fd, 200, admin_dump, 0);
+		else if (!strncmp(last_path, "/debug/config_dump", 18))
+			reply(fd, 404, "{\"error\":\"proxy \\\"zz\\\" is not connected\"}\n", 0);
+		else
+			reply(fd, 403, "{\"error\":\"/debug/* answers only callers on meshd's host (localhost)\"}\n", 0);
+		close(fd);
+	}
+}
+
+static void setup(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sa);
+
+	srv_fd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(srv_fd, 0);
+	ck_assert_int_eq(bind(srv_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(srv_fd, 16), 0);
+	ck_assert_int_eq(getsockname(srv_fd, (struct sockaddr *)&sa, &len), 0);
+	srv_port = ntohs(sa.sin_port);
+	ck_assert_int_eq(pthread_create(&srv_thread, NULL, serve, NULL), 0);
+}
+
+static void teardown(void)
+{
+	shutdown(srv_fd, SHUT_RDWR);
+	close(srv_fd);
+	pthread_join(srv_thread, NULL);
+}
+
+/* meshctl ARGS with --meshd/--admin pointing at the fake server ("%d" in args). */
+static int run(const char *fmt, const char *redirect)
+{
+	char args[1024];
+
+	snprintf(args, sizeof(args), fmt, srv_port);
+	return testutil_meshctl(out, OUT_MAX, "", args, redirect);
+}
+
+static void has(const char *needle)
+{
+	ck_assert_msg(strstr(out, needle) != NULL, "missing [%s] in:\n%s", needle, out);
+}
+
+START_TEST(version)
+{
+	ck_assert_int_eq(run("version", "2>&1"), 0);
+	ck_assert_msg(!strncmp(out, "client version: ", 16) && !strchr(out + 16, '\n')[1], "%s", out);
+	ck_assert_int_eq(run("version --meshd 127.0.0.1:%d", "2>&1"), 0);
+	has("meshd version: 9.9.9-test (127.0.0.1:");
+	ck_assert_int_eq(run("version --meshd=127.0.0.1:%d -o json", "2>&1"), 0);
+	has("\"meshVersion\":[{\"Component\":\"meshd\",\"Info\":{\"version\":\"9.9.9-test\"");
+	ck_assert_int_eq(run("version extra", "2>/dev/null"), 2);
+}
+END_TEST
+
+START_TEST(proxy_status_table)
+{
+	char line[512];
+
+	ck_assert_int_eq(run("proxy-status --meshd 127.0.0.1:%d", "2>&1"), 0);
+	/* istioctl's columns, sorted by name, one row per proxy (its newest stream) */
+	ck_assert_msg(!strncmp(out, "NAME   ", 7), "%s", out);
+	has("   CLUSTER      CDS        LDS        EDS        RDS        ECDS       ISTIOD            VERSION\n");
+	snprintf(line, sizeof(line), "a~10.0.0.1~a.ns~ns.svc.cluster.local   -            NOT SENT   NOT SENT   "
+		 "NOT SENT   NOT SENT   NOT SENT   127.0.0.1:%d   grpc-python 1.51\n", srv_port);
+	has(line);
+	snprintf(line, sizeof(line), "b~10.0.0.2~b.ns~ns.svc.cluster.local   Kubernetes   SYNCED     ERROR      "
+		 "NOT SENT   STALE      NOT SENT   127.0.0.1:%d   envoy 1.29\n", srv_port);
+	has(line);
+	ck_assert_ptr_null(strstr(out, "envoy 1.28"));
+	ck_assert(strstr(out, "a~10.0.0.1") < strstr(out, "b~10.0.0.2"));
+	ck_assert_str_eq(last_path, "/debug/syncz");
+	ck_assert_int_eq(run("proxy-status --meshd 127.0.0.1:%d -o json", "2>&1"), 0);
+	ck_assert_str_eq(out, syncz);
+}
+END_TEST
+
+START_TEST(proxy_config_from_admin_port)
+{
+	ck_assert_int_eq(run("proxy-config listeners --admin 127.0.0.1:%d", "2>&1"), 0);
+	ck_assert_str_eq(last_path, "/config_dump");
+	has("NAME            ADDRESS     PORT    DESTINATION\n");
+	has("0.0.0.0_8080    0.0.0.0     8080    Route: 8080\n");
+	has("10.0.0.1_3306   10.0.0.1    3306    Cluster: outbound|3306||db.ns.svc.cluster.local\n");
+	has("admin           127.0.0.1   15000   -\n");
+
+	ck_assert_int_eq(run("proxy-config clusters --admin 127.0.0.1:%d", "2>&1"), 0);
+	has("SERVICE FQDN                   PORT   SUBSET   DIRECTION   TYPE\n");
+	has("reviews.ns.svc.cluster.local   9080   v2       outbound    EDS\n");
+	has("-                              8080   -        inbound     STATIC\n");
+	has("xds-grpc                       -      -        -           STATIC\n");
+
+	ck_assert_int_eq(run("proxy-config route --admin 127.0.0.1:%d", "2>&1"), 0);
+	/* in dump order, which is match order */
+	has("8080   reviews.ns.svc.cluster.local:9080   reviews.ns.svc.cluster.local +1 more   /exact         c1\n");
+	has("8080   reviews.ns.svc.cluster.local:9080   reviews.ns.svc.cluster.local +1 more   /api* x-user   "
+	    "c1 75, c2 25\n");
+	has("8080   reviews.ns.svc.cluster.local:9080   reviews.ns.svc.cluster.local +1 more   ~/r.*          "
+	    "direct response\n");
+	ck_assert(strstr(out, "/exact") < strstr(out, "/api*"));
+
+	ck_assert_int_eq(run("proxy-config secrets --admin 127.0.0.1:%d", "2>&1"), 0);
+	has("default         Cert Chain   ACTIVE   s1\n");
+	has("ROOTCA          CA           ACTIVE   s1\n");
+
+	ck_assert_int_eq(run("proxy-config endpoints --admin 127.0.0.1:%d", "2>&1"), 0);
+	ck_assert_str_eq(out, "ENDPOINT   STATUS   OUTLIER CHECK   CLUSTER\n");
+
+	ck_assert_int_eq(run("proxy-config clusters --admin 127.0.0.1:%d -o json", "2>&1"), 0);
+	/* dynamic then static, each item as the dump has it */
+	ck_assert_str_eq(out, "[{\"versionInfo\":\"v1\",\"cluster\":{\"name\":\"outbound|9080|v2|reviews.ns.svc.cluster.local\","
+			      "\"type\":\"EDS\"}},{\"cluster\":{\"name\":\"inbound|8080||\",\"type\":\"STATIC\"}},"
+			      "{\"cluster\":{\"name\":\"xds-grpc\",\"type\":\"STATIC\"}}]\n");
+}
+END_TEST
+
+START_TEST(proxy_config_from_meshd)
+{
+	ck_assert_int_eq(run("proxy-config all 'a~10.0.0.1~a.ns~ns.svc.cluster.local' --meshd 127.0.0.1:%d", "2>&1"), 0);
+	ck_assert_str_eq(last_path, "/debug/config_dump?proxyID=a~10.0.0.1~a.ns~ns.svc.cluster.local");
+	has("listeners:\nNAME");
+	has("\nroutes:\nNAME");
+	has("\nclusters:\nSERVICE FQDN");
+	has("\nsecrets:\nRESOURCE NAME");
+	/* characters a query needs escaped are */
+	ck_assert_int_eq(run("proxy-config all 'zz &=%%/ ' --meshd 127.0.0.1:%d", "2>/dev/null"), 1);
+	ck_assert_str_eq(last_path, "/debug/config_dump?proxyID=zz%20%26%3D%25%2F%20");
+	ck_assert_int_eq(run("proxy-config all 'a~1' --meshd 127.0.0.1:%d -o json", "2>&1"), 0);
+	ck_assert_str_eq(out, admin_dump);
+	/* meshd's error text, unescaped */
+	ck_assert_int_eq(run("proxy-config clusters zz --meshd 127.0.0.1:%d", "2>&1"), 1);
+	has("/debug/config_dump?proxyID=zz: HTTP 404: proxy \"zz\" is not connected\n");
+}
+END_TEST
+
+START_TEST(usage_and_unreachable)
+{
+	ck_assert_int_eq(run("proxy-config", "2>/dev/null"), 2);
+	ck_assert_int_eq(run("proxy-config clusters", "2>/dev/null"), 2);
+	ck_assert_int_eq(run("proxy-config nonsense x", "2>/dev/null"), 2);
+	ck_assert_int_eq(run("proxy-config clusters x -o yaml", "2>/dev/null"), 2);
+	ck_assert_int_eq(run("proxy-status extra", "2>/dev/null"), 2);
+	ck_assert_int_eq(run("proxy-status --help", "2>/dev/null"), 0);
+	has("SYNCED");
+	/* a port nobody listens on: the fake server's, once closed */
+	teardown();
+	ck_assert_int_eq(run("proxy-status --meshd 127.0.0.1:%d", "2>&1"), 1);
+	has("cannot reach 127.0.0.1:");
+	has("is meshd running?");
+	setup();
+	ck_assert_int_eq(run("proxy-status --meshd nocolon", "2>&1"), 1);
+	has("bad address \"nocolon\"");
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("meshctl_proxy");
+	TCase *tc = tcase_create("proxy");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, version);
+	tcase_add_test(tc, proxy_status_table);
+	tcase_add_test(tc, proxy_config_from_admin_port);
+	tcase_add_test(tc, proxy_config_from_meshd);
+	tcase_add_test(tc, usage_and_unreachable);
+	suite_add_tcase(s, tc);
+	return testutil_run(s);
+}
