@@ -4,14 +4,17 @@
  * Today it parses every flag DESIGN.md gives meshproxy, sets up the loop,
  * serves the admin port (dataplane/admin.c) and exits cleanly on SIGTERM,
  * SIGINT (read through a signalfd on the loop: no handler runs
- * asynchronously) or POST /quitquitquit.  The listeners (outbound, inbound,
- * status, health) and the xDS client are parsed but not started yet: no
- * configuration is ever applied, so /ready answers 503.
+ * asynchronously) or POST /quitquitquit.  The proxy engine (engine.h) is
+ * started with the listener flags; it binds virtualOutbound/virtualInbound
+ * once a configuration naming them is applied (engine_apply(), called by
+ * the xDS client).  SIGTERM drains (stop accepting, finish in-flight
+ * requests up to the drain limit) before exiting; SIGINT exits at once.
  */
 #include "common/buf.h"
 #include "common/json.h"
 #include "common/log.h"
 #include "dataplane/admin.h"
+#include "dataplane/engine.h"
 #include "dataplane/ev.h"
 #include "dataplane/net.h"
 
@@ -177,15 +180,32 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	return 0;
 }
 
+static void drained(void *arg)
+{
+	log_info("meshproxy", "drained: exiting");
+	ev_stop(arg);
+}
+
 static void signal_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 {
 	struct signalfd_siginfo si;
+	struct engine *engine = io->data;
 
 	(void)events;
 	while (read(io->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		if (si.ssi_signo == SIGTERM && engine) {
+			log_info("meshproxy", "SIGTERM: draining");
+			engine_drain(engine, drained, loop);
+			continue;
+		}
 		log_info("meshproxy", "signal %u: exiting", si.ssi_signo);
 		ev_stop(loop);
 	}
+}
+
+static int engine_pages(void *ctx, const char *path, size_t plen, struct mesh_buf *out, const char **ctype)
+{
+	return engine_admin_page(ctx, path, plen, out, ctype);
 }
 
 int main(int argc, char **argv)
@@ -193,11 +213,13 @@ int main(int argc, char **argv)
 	struct opts o;
 	struct ev_loop *loop = NULL;
 	struct admin *admin = NULL;
+	struct engine *engine = NULL;
+	struct engine_opts eo;
 	struct admin_info info;
 	struct ev_io sigio;
 	struct mesh_buf cmdline;
 	sigset_t mask;
-	int ready = 0, sfd = -1, rc;
+	int sfd = -1, rc;
 
 	mesh_buf_init(&cmdline, 16 * 1024);
 	rc = parse_args(argc, argv, &o);
@@ -220,20 +242,30 @@ int main(int argc, char **argv)
 		log_error("meshproxy", "event loop: %s", strerror(-rc));
 		goto out;
 	}
-	ev_io_init(&sigio, sfd, signal_cb, NULL);
+	memset(&eo, 0, sizeof(eo));
+	eo.outbound_addr = o.outbound_addr;
+	eo.inbound_addr = o.inbound_addr;
+	eo.access_log = o.access_log;
+	rc = engine_new(loop, &eo, &engine);
+	if (rc < 0) {
+		log_error("meshproxy", "proxy engine (access log %s): %s", o.access_log, strerror(-rc));
+		goto out;
+	}
+	ev_io_init(&sigio, sfd, signal_cb, engine);
 	rc = ev_io_start(loop, &sigio, EV_READ);
 	if (rc < 0)
 		goto out;
 	info.version = MESH_VERSION;
 	info.node_id = o.node_id;
 	info.cmdline = cmdline.err ? NULL : cmdline.data;
-	info.ready = &ready; /* nothing applies a configuration yet: /ready stays 503 */
+	info.ready = engine_ready_flag(engine); /* set by the first engine_apply() */
 	info.start_ms = ev_now(loop);
 	rc = admin_start(loop, o.admin_addr, &info, &admin);
 	if (rc < 0) {
 		log_error("meshproxy", "admin listener %s: %s", o.admin_addr, strerror(-rc));
 		goto out;
 	}
+	admin_set_pages(admin, engine_pages, engine);
 	log_info("meshproxy", "meshproxy %s: admin on %s (port %d), node %s", MESH_VERSION, o.admin_addr,
 		 admin_port(admin), o.node_id);
 	rc = ev_run(loop);
@@ -243,6 +275,7 @@ int main(int argc, char **argv)
 		log_info("meshproxy", "exited cleanly");
 out:
 	admin_free(admin);
+	engine_free(engine);
 	if (loop) {
 		ev_io_stop(loop, &sigio);
 		ev_loop_free(loop);

@@ -1,0 +1,1848 @@
+/*
+ * proxy.c - the HTTP/1.1 data path: downstream connections (accepted by
+ * virtualOutbound/virtualInbound), streams (one request and its attempts),
+ * upstream connections and their per-host pools.
+ *
+ * A downstream connection reads into one buffer and parses heads in place
+ * (http1.h, zero-copy); the head is serialised once into the upstream
+ * request head, then body bytes are moved from the downstream buffer to
+ * the upstream connection's output only while that output is below a
+ * mark (back-pressure: a slow upstream stops us reading the client, and a
+ * slow client stops us reading the upstream).  Request bodies are kept for
+ * a retry up to PX_RETRY_BODY_MAX, past which the request can no longer be
+ * retried.  Pipelined requests wait in the buffer until the current
+ * response is done.
+ *
+ * Re-entrancy: callbacks never call back into the connection they came
+ * from; "look at the input again" is a deferred call (ev_defer), so a
+ * stream that ends inside an upstream callback never parses the next
+ * request on the same stack.
+ */
+#include "dataplane/engine-t.h"
+
+#include "common/log.h"
+#include "dataplane/http1.h"
+#include "dataplane/transport.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/netfilter_ipv4.h>
+#include <netdb.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#define PX_IN_INIT (16 * 1024)
+#define PX_IN_MAX (H1_DEFAULT_MAX_HEAD_BYTES + 4096)
+#define PX_OUT_HIGH (256 * 1024)          /* stop feeding a side past this much queued output */
+#define PX_OUT_MAX (8 * 1024 * 1024)      /* cap on queued output (never reached: HIGH stops the feeder) */
+#define PX_RETRY_BODY_MAX (64 * 1024)     /* request body kept for retries */
+#define PX_META_MAX 2048
+#define PX_MAX_TRIED 8
+#define PX_RESOLVE_POLL_MS 2
+#define PX_RESOLVE_MAX_MS 5000
+
+struct px_ibuf {
+	char *p;
+	size_t off, len, cap;
+};
+
+enum { D_HEAD, D_BODY, D_WAIT, D_TUNNEL, D_CLOSING };
+enum { U_CONNECTING, U_ACTIVE, U_IDLE, U_TUNNEL };
+enum { W_NONE, W_BACKOFF, W_FAULT, W_RESOLVE };
+enum { F_CONNECT, F_RESET, F_TIMEOUT };
+
+struct px_stream;
+
+struct px_uconn {
+	struct engine *e;
+	struct px_host *h;           /* a reference */
+	struct px_uconn *next;       /* host's idle list */
+	struct ev_io io;
+	struct ev_timer t;           /* connect timeout, then idle timeout in the pool */
+	int state;
+	unsigned nreq;
+	struct px_stream *s;
+	const struct px_transport_ops *tops;
+	struct h1_parser p;
+	struct px_ibuf in;
+	struct mesh_buf out;
+	size_t out_off;
+	int head_done;
+	enum h1_framing rframing;
+	int rkeep;
+	int eof;
+	int in_cb;                   /* inside u_cb: u_free defers the final free */
+	int dead;
+	struct h1_header hdrs[H1_DEFAULT_MAX_HEADERS];
+};
+
+struct px_dconn {
+	struct engine *e;
+	struct px_dconn *next, *prev;
+	struct ev_io io;
+	struct ev_timer idle;
+	struct ev_defer proc;
+	int inbound;
+	struct sockaddr_storage dst;
+	socklen_t dst_len;
+	int captured;
+	char peer_ip[INET6_ADDRSTRLEN];
+	const struct px_transport_ops *tops;
+	struct h1_parser p;
+	struct px_ibuf in;
+	struct mesh_buf out;
+	size_t out_off;
+	struct px_stream *s;
+	int state;
+	int peer_eof;
+	int close_after;             /* close once the output is flushed */
+	int drain;                   /* engine draining: no keep-alive */
+	struct h1_header hdrs[H1_DEFAULT_MAX_HEADERS];
+};
+
+struct px_stream {
+	struct px_dconn *d;
+	struct engine *e;
+	struct px_config *cfg;       /* a reference */
+	const struct px_route *rt;
+	struct px_route synth;       /* the route when none is matched (passthrough, inbound) */
+	struct px_cluster *cl;
+	struct mesh_buf head;        /* upstream request head, without attempt count and final CRLF */
+	struct mesh_buf body;        /* request body as framed upstream, for retries */
+	int body_overflow;
+	int req_done;
+	enum h1_framing req_framing;
+	unsigned req_flags;
+	int req_minor;
+	struct px_uconn *u;
+	struct px_host *tried[PX_MAX_TRIED];
+	unsigned n_tried, attempt;
+	int retrying;                /* counted in cl->retries_active */
+	struct ev_timer t_global, t_try, t_wait;
+	int wait_kind;
+	int resp_started, resp_done;
+	enum h1_framing out_framing;
+	int status;
+	unsigned flags;
+	int keep;
+	uint64_t start_ms, start_us, try_start_ms;
+	int64_t upstream_ms;
+	uint64_t rx, tx;
+	struct sockaddr_storage odst;
+	socklen_t odst_len;
+	int have_odst;
+	struct gaicb gai;
+	struct gaicb *gaiv[1];
+	char gai_host[256], gai_port[8];
+	int gai_active;
+	uint64_t gai_start;
+	struct px_str method, path, authority, ua, xff, rid, proto;
+	size_t meta_len;
+	char meta[PX_META_MAX];
+};
+
+static void d_update(struct px_dconn *d);
+static void d_close(struct px_dconn *d);
+static int d_flush(struct px_dconn *d);
+static void u_free(struct px_uconn *u, int count_destroy);
+static void u_update(struct px_uconn *u);
+static int u_flush(struct px_uconn *u);
+static void s_attempt(struct px_stream *s);
+static void s_end(struct px_stream *s);
+static void s_fail(struct px_stream *s, int kind, unsigned flag);
+
+/* --- input buffers */
+
+static int ib_room(struct px_ibuf *b, size_t max)
+{
+	if (b->off && b->off == b->len)
+		b->off = b->len = 0;
+	if (b->len < b->cap)
+		return 1;
+	if (b->off) {
+		memmove(b->p, b->p + b->off, b->len - b->off);
+		b->len -= b->off;
+		b->off = 0;
+		return 1;
+	}
+	if (b->cap < max) {
+		size_t nc = b->cap ? b->cap * 2 : PX_IN_INIT;
+		char *np;
+
+		if (nc > max)
+			nc = max;
+		np = realloc(b->p, nc);
+		if (!np)
+			return 0;
+		b->p = np;
+		b->cap = nc;
+		return 1;
+	}
+	return 0;
+}
+
+static size_t ob_pending(const struct mesh_buf *b, size_t off)
+{
+	return b->len - off;
+}
+
+/* --- meta: the request fields the access log needs, copied out of the input buffer */
+
+static struct px_str meta_put(struct px_stream *s, const char *p, size_t len)
+{
+	struct px_str r = { "", 0 };
+
+	if (len > PX_META_MAX - s->meta_len)
+		len = PX_META_MAX - s->meta_len;
+	memcpy(s->meta + s->meta_len, p, len);
+	r.p = s->meta + s->meta_len;
+	r.len = len;
+	s->meta_len += len;
+	return r;
+}
+
+/* --- streams */
+
+static uint64_t wall_us(void)
+{
+	struct timeval tv;
+
+	gettimeofday(&tv, NULL);
+	return (uint64_t)tv.tv_sec * 1000000 + (uint64_t)tv.tv_usec;
+}
+
+static void s_count_status(struct px_stream *s)
+{
+	struct px_engine_stats *st = &s->e->st;
+	int c = s->status / 100;
+
+	if (c == 1)
+		st->rq_1xx++;
+	else if (c == 2)
+		st->rq_2xx++;
+	else if (c == 3)
+		st->rq_3xx++;
+	else if (c == 4)
+		st->rq_4xx++;
+	else if (c == 5)
+		st->rq_5xx++;
+}
+
+static void s_log(struct px_stream *s)
+{
+	struct px_alog_entry le;
+
+	if (!s->e->alog)
+		return;
+	memset(&le, 0, sizeof(le));
+	le.start_us = s->start_us;
+	le.method = s->method;
+	le.path = s->path;
+	le.protocol = s->proto;
+	le.xff = s->xff;
+	le.ua = s->ua;
+	le.rid = s->rid;
+	le.authority = s->authority;
+	le.status = s->status;
+	le.flags = s->flags;
+	le.rx = s->rx;
+	le.tx = s->tx;
+	le.duration_ms = ev_now(s->e->loop) - s->start_ms;
+	le.upstream_ms = s->upstream_ms;
+	le.upstream_host = s->n_tried ? s->tried[s->n_tried - 1]->name : NULL;
+	px_alog_write(s->e->alog, &le);
+}
+
+static void s_stop_timers(struct px_stream *s)
+{
+	struct ev_loop *loop = s->e->loop;
+
+	ev_timer_cancel(loop, &s->t_global);
+	ev_timer_cancel(loop, &s->t_try);
+	ev_timer_cancel(loop, &s->t_wait);
+	if (s->gai_active) {
+		gai_cancel(&s->gai);
+		/* a lookup that cannot be cancelled finishes on its own: wait for it
+		 * here (rare; the resolver thread, not the network, is waited for) */
+		while (gai_error(&s->gai) == EAI_INPROGRESS)
+			gai_suspend((const struct gaicb *const *)s->gaiv, 1, NULL);
+		if (s->gai.ar_result)
+			freeaddrinfo(s->gai.ar_result);
+		s->gai_active = 0;
+	}
+}
+
+static void s_free(struct px_stream *s)
+{
+	size_t i;
+
+	s_stop_timers(s);
+	for (i = 0; i < s->n_tried; i++)
+		px_host_unref(s->tried[i]);
+	if (s->retrying && s->cl)
+		s->cl->retries_active--;
+	if (s->cl) {
+		s->cl->st.rq_active--;
+	}
+	mesh_buf_cleanup(&s->head);
+	mesh_buf_cleanup(&s->body);
+	px_config_unref(s->cfg);
+	s->e->st.rq_active--;
+	free(s);
+}
+
+/* Detaches the upstream connection: back to its pool when reusable, else closed. */
+static void s_release_upstream(struct px_stream *s, int reusable)
+{
+	struct px_uconn *u = s->u;
+	struct px_host *h;
+	struct engine *e = s->e;
+
+	if (!u)
+		return;
+	s->u = NULL;
+	u->s = NULL;
+	h = u->h;
+	h->st.rq_active--;
+	if (!reusable || u->state != U_ACTIVE || !u->rkeep || u->eof || h->removed || e->draining ||
+	    ob_pending(&u->out, u->out_off) || u->in.len != u->in.off ||
+	    (h->cl->max_requests_per_connection && u->nreq >= h->cl->max_requests_per_connection)) {
+		if (h->cl->max_requests_per_connection && u->nreq >= h->cl->max_requests_per_connection)
+			h->cl->st.cx_max_requests++;
+		u_free(u, 1);
+		return;
+	}
+	u->state = U_IDLE;
+	u->head_done = 0;
+	h1_parser_reset(&u->p);
+	mesh_buf_reset(&u->out);
+	u->out_off = 0;
+	u->in.off = u->in.len = 0;
+	u->next = h->idle;
+	h->idle = u;
+	h->n_idle++;
+	ev_timer_arm(e->loop, &u->t, e->o.pool_idle_ms);
+	u_update(u);
+}
+
+/* The stream is over (response sent, or aborted): log, free, next request. */
+static void s_end(struct px_stream *s)
+{
+	struct px_dconn *d = s->d;
+
+	s_release_upstream(s, s->resp_done && s->req_done);
+	if (s->status)
+		s_count_status(s);
+	if (s->cl) {
+		struct px_cluster_stats *cs = &s->cl->st;
+		int c = s->status / 100;
+
+		if (c == 2)
+			cs->rq_2xx++;
+		else if (c == 3)
+			cs->rq_3xx++;
+		else if (c == 4)
+			cs->rq_4xx++;
+		else if (c == 5)
+			cs->rq_5xx++;
+	}
+	s_log(s);
+	d->s = NULL;
+	if (!s->keep || !s->req_done || !s->resp_done)
+		d->close_after = 1;
+	d->state = d->close_after ? D_CLOSING : D_HEAD;
+	h1_parser_reset(&d->p);
+	s_free(s);
+	px_engine_check_drained(d->e);
+	/* never d_update() here (it may close d under a caller): look again soon */
+	ev_defer(d->e->loop, &d->proc);
+}
+
+/* Ends the stream on a downstream that can no longer be answered properly. */
+static void s_abort(struct px_stream *s, unsigned flag)
+{
+	struct px_dconn *d = s->d;
+
+	s->flags |= flag;
+	s->keep = 0;
+	d->close_after = 1;
+	/* what is queued still goes out; the close tells the client the response is cut */
+	s_end(s);
+}
+
+static void s_local_reply(struct px_stream *s, int status, unsigned flag, const char *body, const char *extra)
+{
+	struct px_dconn *d = s->d;
+	struct mesh_buf *b = &d->out;
+	static const struct h1_str ctn = { "content-type", 12 };
+	struct h1_str none = { "", 0 }, ct = { "text/plain", 10 };
+	size_t blen = body ? strlen(body) : 0, before = b->len;
+	int rc;
+
+	s->flags |= flag;
+	if (s->resp_started) {
+		s_abort(s, 0);
+		return;
+	}
+	s->resp_started = 1;
+	s->status = status;
+	if (!s->req_done)
+		s->keep = 0; /* the rest of the request body is not read */
+	rc = h1_out_status_line(b, status, none);
+	if (!rc && blen)
+		rc = h1_out_header(b, ctn, ct);
+	if (!rc)
+		rc = h1_out_framing(b, H1_BODY_LENGTH, blen);
+	if (!rc && extra)
+		rc = mesh_buf_puts(b, extra);
+	if (!rc)
+		rc = mesh_buf_puts(b, "date: -\r\nserver: envoy\r\n") < 0 ? -ENOMEM : 0;
+	if (!rc && (!s->keep || d->drain))
+		rc = mesh_buf_puts(b, "connection: close\r\n");
+	if (!rc)
+		rc = h1_out_end(b);
+	if (!rc && blen && !(s->req_flags & H1_F_HEAD))
+		rc = mesh_buf_append(b, body, blen);
+	(void)rc;
+	s->tx += blen;
+	(void)before;
+	s->resp_done = 1;
+	if (!s->req_done) {
+		d->close_after = 1;
+		s->req_done = 1; /* nothing more is read: the connection closes */
+		s->keep = 0;
+	}
+	d_flush(d);
+	s_end(s);
+}
+
+static int s_retry_allowed(struct px_stream *s, int kind, int status)
+{
+	const struct px_route *rt = s->rt;
+	unsigned on = rt->retry_on;
+	size_t i;
+	int cond = 0;
+
+	if (kind == F_CONNECT)
+		cond = (on & (PX_RETRY_CONNECT_FAILURE | PX_RETRY_RESET | PX_RETRY_5XX | PX_RETRY_GATEWAY |
+			      PX_RETRY_REFUSED_STREAM)) != 0;
+	else if (kind == F_RESET)
+		cond = (on & (PX_RETRY_RESET | PX_RETRY_5XX | PX_RETRY_GATEWAY)) != 0;
+	else if (kind == F_TIMEOUT)
+		cond = (on & (PX_RETRY_RESET | PX_RETRY_5XX | PX_RETRY_GATEWAY)) != 0;
+	else {
+		if ((on & PX_RETRY_5XX) && status >= 500)
+			cond = 1;
+		if ((on & PX_RETRY_GATEWAY) && status >= 502 && status <= 504)
+			cond = 1;
+		if ((on & PX_RETRY_4XX) && status == 409)
+			cond = 1;
+		if (on & PX_RETRY_STATUS_CODES)
+			for (i = 0; i < rt->n_retriable_codes; i++)
+				if (rt->retriable_codes[i] == (uint32_t)status)
+					cond = 1;
+	}
+	if (!cond)
+		return 0;
+	if (s->attempt > rt->num_retries || s->resp_started || s->body_overflow) {
+		if (s->attempt > rt->num_retries && rt->num_retries)
+			s->flags |= PX_RF_URX;
+		return 0;
+	}
+	if (!s->retrying && s->cl->retries_active >= s->cl->max_retries) {
+		s->cl->st.rq_retry_overflow++;
+		return 0;
+	}
+	return 1;
+}
+
+static void s_wait_cb(struct ev_loop *loop, struct ev_timer *t);
+
+static void s_retry(struct px_stream *s)
+{
+	const struct px_route *rt = s->rt;
+	uint64_t iv = rt->backoff_base_ms ? rt->backoff_base_ms : 25, maxv = rt->backoff_max_ms ? rt->backoff_max_ms : 250;
+	unsigned i;
+
+	s_release_upstream(s, 0);
+	ev_timer_cancel(s->e->loop, &s->t_try);
+	s->cl->st.rq_retry++;
+	if (!s->retrying) {
+		s->retrying = 1;
+		s->cl->retries_active++;
+	}
+	/* Envoy's backoff: full jitter over base * 2^(n-1), capped */
+	for (i = 1; i < s->attempt && iv < maxv; i++)
+		iv *= 2;
+	if (iv > maxv)
+		iv = maxv;
+	s->attempt++;
+	s->wait_kind = W_BACKOFF;
+	ev_timer_arm(s->e->loop, &s->t_wait, px_rand(s->e) % (iv ? iv : 1));
+}
+
+/* An attempt failed before a response head: retry, or answer. */
+static void s_fail(struct px_stream *s, int kind, unsigned flag)
+{
+	if (s->u) {
+		s->u->h->st.rq_error++;
+		if (kind == F_TIMEOUT)
+			s->u->h->st.rq_timeout++;
+	}
+	if (s_retry_allowed(s, kind, 0)) {
+		s_retry(s);
+		return;
+	}
+	s_release_upstream(s, 0);
+	if (kind == F_TIMEOUT)
+		s_local_reply(s, 504, flag, "upstream request timeout", NULL);
+	else if (kind == F_CONNECT)
+		s_local_reply(s, 503, flag,
+			      "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+			      NULL);
+	else
+		s_local_reply(s, 503, flag,
+			      "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
+			      NULL);
+}
+
+static void s_global_timeout(struct ev_loop *loop, struct ev_timer *t)
+{
+	struct px_stream *s = t->data;
+
+	(void)loop;
+	s->cl->st.rq_timeout++;
+	if (s->u)
+		s->u->h->st.rq_timeout++;
+	s_release_upstream(s, 0);
+	if (s->resp_started) {
+		s_abort(s, PX_RF_UT);
+		return;
+	}
+	s_local_reply(s, 504, PX_RF_UT, "upstream request timeout", NULL);
+}
+
+static void s_try_timeout(struct ev_loop *loop, struct ev_timer *t)
+{
+	struct px_stream *s = t->data;
+
+	(void)loop;
+	s->cl->st.rq_per_try_timeout++;
+	if (s->resp_started)
+		return;
+	s_fail(s, F_TIMEOUT, PX_RF_UT);
+}
+
+/* --- upstream connections */
+
+static void u_cb(struct ev_loop *loop, struct ev_io *io, unsigned events);
+
+static void u_timer(struct ev_loop *loop, struct ev_timer *t)
+{
+	struct px_uconn *u = t->data;
+
+	(void)loop;
+	if (u->state == U_CONNECTING && u->s) {
+		struct px_stream *s = u->s;
+
+		u->h->cl->st.cx_connect_timeout++;
+		u->h->st.cx_connect_fail++;
+		u->h->cl->st.cx_connect_fail++;
+		s_fail(s, F_CONNECT, PX_RF_UF);
+		return;
+	}
+	if (u->state == U_IDLE)
+		u_free(u, 1);
+}
+
+static void u_free(struct px_uconn *u, int count_destroy)
+{
+	struct engine *e = u->e;
+	struct px_host *h = u->h;
+
+	if (u->state == U_IDLE) {
+		struct px_uconn **pp;
+
+		for (pp = &h->idle; *pp; pp = &(*pp)->next)
+			if (*pp == u) {
+				*pp = u->next;
+				h->n_idle--;
+				break;
+			}
+	}
+	if (u->s) {
+		u->s->u = NULL;
+		h->st.rq_active--;
+	}
+	ev_io_stop(e->loop, &u->io);
+	ev_timer_cancel(e->loop, &u->t);
+	close(u->io.fd);
+	h->st.cx_active--;
+	h->cl->st.cx_active--;
+	if (count_destroy)
+		h->cl->st.cx_destroy++;
+	mesh_buf_cleanup(&u->out);
+	free(u->in.p);
+	u->in.p = NULL;
+	u->in.off = u->in.len = u->in.cap = 0;
+	px_host_unref(h);
+	u->h = NULL;
+	if (u->in_cb)
+		u->dead = 1; /* u_cb frees the struct on its way out */
+	else
+		free(u);
+}
+
+void px_pool_close_idle(struct px_host *h)
+{
+	while (h->idle)
+		u_free(h->idle, 1);
+}
+
+static void u_update(struct px_uconn *u)
+{
+	unsigned m = 0;
+
+	if (u->state == U_CONNECTING) {
+		m = EV_WRITE;
+	} else {
+		if (ob_pending(&u->out, u->out_off))
+			m |= EV_WRITE;
+		/* read unless the client is not keeping up with what we already queued */
+		if (u->in.len < u->in.cap || u->in.off || u->in.cap < PX_IN_MAX) {
+			if (!u->s || ob_pending(&u->s->d->out, u->s->d->out_off) < PX_OUT_HIGH)
+				m |= EV_READ;
+		}
+	}
+	if (ev_io_set(u->e->loop, &u->io, m) < 0)
+		log_warn("meshproxy", "upstream %s: epoll_ctl failed", u->h->name);
+}
+
+static int u_flush(struct px_uconn *u)
+{
+	while (u->out_off < u->out.len) {
+		ssize_t n = u->tops->write(NULL, u->io.fd, u->out.data + u->out_off, u->out.len - u->out_off);
+
+		if (n == -EAGAIN)
+			break;
+		if (n < 0)
+			return (int)n;
+		u->out_off += (size_t)n;
+	}
+	if (u->out_off == u->out.len) {
+		mesh_buf_reset(&u->out);
+		u->out_off = 0;
+	}
+	return 0;
+}
+
+static struct px_uconn *u_connect(struct px_stream *s, struct px_host *h, int *err)
+{
+	struct engine *e = s->e;
+	struct px_uconn *u;
+	int fd, one = 1, rc;
+
+	*err = 0;
+	fd = socket(h->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		*err = -errno;
+		return NULL;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	u = calloc(1, sizeof(*u));
+	if (!u) {
+		close(fd);
+		*err = -ENOMEM;
+		return NULL;
+	}
+	u->e = e;
+	u->h = px_host_ref(h);
+	u->tops = &px_transport_raw;
+	h1_parser_init(&u->p, 0, NULL, u->hdrs, H1_DEFAULT_MAX_HEADERS);
+	mesh_buf_init(&u->out, PX_OUT_MAX);
+	ev_io_init(&u->io, fd, u_cb, u);
+	ev_timer_init(&u->t, u_timer, u);
+	h->st.cx_total++;
+	h->st.cx_active++;
+	h->cl->st.cx_total++;
+	h->cl->st.cx_active++;
+	u->state = U_CONNECTING;
+	rc = connect(fd, (struct sockaddr *)&h->addr, h->alen);
+	if (rc < 0 && errno != EINPROGRESS) {
+		*err = -errno;
+		h->st.cx_connect_fail++;
+		h->cl->st.cx_connect_fail++;
+		u_free(u, 0);
+		return NULL;
+	}
+	if (ev_io_start(e->loop, &u->io, EV_WRITE) < 0) {
+		*err = -EIO;
+		u_free(u, 0);
+		return NULL;
+	}
+	ev_timer_arm(e->loop, &u->t, h->cl->connect_timeout_ms ? h->cl->connect_timeout_ms : 5000);
+	return u;
+}
+
+/* Response head from upstream: forward it, or retry on it. */
+static int u_on_head(struct px_uconn *u, struct px_stream *s, const struct h1_head *h)
+{
+	struct px_dconn *d = s->d;
+	struct mesh_buf *b = &d->out;
+	int rc;
+
+	if (h->status >= 100 && h->status < 200 && h->status != 101) {
+		/* interim: 100 Continue goes to a client that asked for it; others are dropped */
+		if (h->status == 100 && (s->req_flags & H1_F_EXPECT_CONTINUE) && !s->resp_started)
+			mesh_buf_puts(b, "HTTP/1.1 100 Continue\r\n\r\n");
+		u->in.off += h->head_len;
+		h1_parser_reset(&u->p);
+		h1_parser_set_request(&u->p, s->req_flags);
+		return 1;
+	}
+	ev_timer_cancel(s->e->loop, &s->t_try);
+	if (s_retry_allowed(s, -1, h->status)) {
+		u->h->st.rq_error++;
+		s_retry(s);
+		return -1;
+	}
+	if (h->status >= 500)
+		u->h->st.rq_error++;
+	else
+		u->h->st.rq_success++;
+	s->upstream_ms = (int64_t)(ev_now(s->e->loop) - s->try_start_ms);
+	s->resp_started = 1;
+	s->status = h->status;
+	u->rkeep = (h->flags & H1_F_KEEP_ALIVE) != 0;
+	u->rframing = h->framing;
+	if (s->retrying) {
+		s->cl->st.rq_retry_success++;
+	}
+	rc = h1_out_status_line(b, h->status, h->reason);
+	if (!rc)
+		rc = h1_out_fields(b, h, h->framing != H1_BODY_NONE);
+	s->out_framing = h->framing;
+	if (h->framing == H1_BODY_UNTIL_CLOSE) {
+		if (s->req_minor >= 1) {
+			s->out_framing = H1_BODY_CHUNKED;
+			if (!rc)
+				rc = h1_out_framing(b, H1_BODY_CHUNKED, 0);
+		} else {
+			s->keep = 0;
+		}
+	} else if (h->framing == H1_BODY_CHUNKED && s->req_minor == 0) {
+		s->out_framing = H1_BODY_UNTIL_CLOSE; /* an HTTP/1.0 client: delimited by close */
+		s->keep = 0;
+	} else if (h->framing == H1_BODY_LENGTH || h->framing == H1_BODY_CHUNKED) {
+		if (!rc)
+			rc = h1_out_framing(b, h->framing, h->content_length);
+	} else if (h->framing == H1_BODY_TUNNEL) {
+		if (!rc)
+			rc = mesh_buf_puts(b, "connection: upgrade\r\n");
+		if (!rc) {
+			struct h1_str up = h1_head_get(h, "upgrade");
+			static const struct h1_str upn = { "upgrade", 7 };
+
+			if (up.len)
+				rc = h1_out_header(b, upn, up);
+		}
+	}
+	if (!rc && s->upstream_ms >= 0 && h->framing != H1_BODY_TUNNEL)
+		rc = mesh_buf_printf(b, "x-envoy-upstream-service-time: %lld\r\n", (long long)s->upstream_ms) < 0;
+	if (!rc && h->framing != H1_BODY_TUNNEL && (!s->keep || d->drain))
+		rc = mesh_buf_puts(b, "connection: close\r\n");
+	if (!rc)
+		rc = h1_out_end(b);
+	if (rc) {
+		s_abort(s, PX_RF_UC);
+		return -1;
+	}
+	u->in.off += h->head_len;
+	u->head_done = 1;
+	if (h->framing == H1_BODY_TUNNEL) {
+		u->state = U_TUNNEL;
+		d->state = D_TUNNEL;
+		s->req_done = 1;
+		ev_timer_cancel(s->e->loop, &s->t_global);
+		ev_defer(s->e->loop, &d->proc);
+	}
+	return 0;
+}
+
+static void s_response_done(struct px_stream *s)
+{
+	struct px_dconn *d = s->d;
+
+	if (s->out_framing == H1_BODY_CHUNKED)
+		mesh_buf_puts(&d->out, H1_CHUNK_LAST);
+	s->resp_done = 1;
+	d_flush(d);
+	if (s->req_done) {
+		s_end(s);
+		return;
+	}
+	/* the response ended before the request body: Envoy answers and closes */
+	s->keep = 0;
+	d->close_after = 1;
+	s->req_done = 1;
+	s_end(s);
+}
+
+/* Parses what the upstream sent; returns after the stream may have ended. */
+static void u_process(struct px_uconn *u)
+{
+	while (!u->dead && u->s && u->in.off < u->in.len) {
+		struct px_stream *s = u->s;
+		struct px_dconn *d = s->d;
+
+		if (u->state == U_TUNNEL) {
+			mesh_buf_append(&d->out, u->in.p + u->in.off, u->in.len - u->in.off);
+			s->tx += u->in.len - u->in.off;
+			u->in.off = u->in.len;
+			break;
+		}
+		if (!u->head_done) {
+			struct h1_head h;
+			int rc = h1_parse_head(&u->p, u->in.p + u->in.off, u->in.len - u->in.off, &h);
+
+			if (rc == H1_AGAIN)
+				break;
+			if (rc < 0) {
+				log_debug("meshproxy", "upstream %s: bad response: %s", u->h->name, h1_strerror(rc));
+				u->rkeep = 0;
+				if (!s->resp_started) {
+					s_release_upstream(s, 0);
+					s_local_reply(s, 503, PX_RF_UC,
+						      "upstream connect error or disconnect/reset before headers. reset reason: protocol error",
+						      NULL);
+				} else {
+					s_abort(s, PX_RF_UC);
+				}
+				return;
+			}
+			rc = u_on_head(u, s, &h);
+			if (rc < 0)
+				return;
+			if (rc > 0)
+				continue;
+			if (u->state == U_TUNNEL)
+				continue;
+		} else {
+			size_t used = 0;
+			struct h1_str data;
+			int rc;
+
+			if (ob_pending(&d->out, d->out_off) >= PX_OUT_HIGH)
+				break; /* back-pressure: the client reads slower than the upstream sends */
+			rc = h1_parse_body(&u->p, u->in.p + u->in.off, u->in.len - u->in.off, &used, &data);
+			u->in.off += used;
+			if (rc == H1_AGAIN)
+				break;
+			if (rc == H1_DATA) {
+				if (s->out_framing == H1_BODY_CHUNKED)
+					rc = h1_out_chunk(&d->out, data.p, data.len);
+				else
+					(void)mesh_buf_append(&d->out, data.p, data.len);
+				s->tx += data.len;
+				continue;
+			}
+			if (rc == H1_TRAILERS)
+				continue; /* dropped: trailers need the client to have sent TE: trailers */
+			if (rc == H1_DONE) {
+				s_response_done(s);
+				return;
+			}
+			s_abort(s, PX_RF_UC);
+			return;
+		}
+	}
+	if (!u->dead && u->s) {
+		d_flush(u->s->d);
+		ev_defer(u->e->loop, &u->s->d->proc);
+	}
+}
+
+static void u_on_eof(struct px_uconn *u)
+{
+	struct px_stream *s = u->s;
+
+	u->eof = 1;
+	if (!s) {
+		u_free(u, 1);
+		return;
+	}
+	if (u->state == U_TUNNEL) {
+		s->resp_done = 1;
+		s->req_done = 1;
+		s->keep = 0;
+		d_flush(s->d);
+		s_end(s);
+		return;
+	}
+	if (!s->resp_started) {
+		u->h->cl->st.rq_rx_reset++;
+		s_fail(s, F_RESET, PX_RF_UC);
+		return;
+	}
+	if (u->head_done && h1_parse_eof(&u->p) == H1_DONE) {
+		s_response_done(s);
+		return;
+	}
+	s_abort(s, PX_RF_UC);
+}
+
+static void u_cb_inner(struct px_uconn *u, struct ev_io *io, unsigned events);
+
+static void u_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
+{
+	struct px_uconn *u = io->data;
+
+	(void)loop;
+	u->in_cb = 1;
+	u_cb_inner(u, io, events);
+	u->in_cb = 0;
+	if (u->dead)
+		free(u);
+	else if (u->state != U_IDLE)
+		u_update(u);
+}
+
+static void u_cb_inner(struct px_uconn *u, struct ev_io *io, unsigned events)
+{
+	struct px_stream *s = u->s;
+
+	if (u->state == U_IDLE) {
+		/* an idle pooled connection is readable: the server closed it (or misbehaves) */
+		u_free(u, 1);
+		return;
+	}
+	if (u->state == U_CONNECTING) {
+		int err = 0;
+		socklen_t len = sizeof(err);
+
+		if (getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+			err = errno;
+		if (err) {
+			u->h->st.cx_connect_fail++;
+			u->h->cl->st.cx_connect_fail++;
+			if (s)
+				s_fail(s, F_CONNECT, PX_RF_UF);
+			else
+				u_free(u, 0);
+			return;
+		}
+		u->state = U_ACTIVE;
+		ev_timer_cancel(u->e->loop, &u->t);
+	}
+	if (events & EV_WRITE) {
+		if (u_flush(u) < 0) {
+			if (s && !s->resp_started)
+				s_fail(s, F_RESET, PX_RF_UC);
+			else if (s)
+				s_abort(s, PX_RF_UC);
+			else
+				u_free(u, 1);
+			return;
+		}
+		/* room again upstream: the client's body may move on */
+		if (s && ob_pending(&u->out, u->out_off) < PX_OUT_HIGH)
+			ev_defer(u->e->loop, &s->d->proc);
+	}
+	if (events & (EV_READ | EV_ERROR)) {
+		if (ib_room(&u->in, PX_IN_MAX)) {
+			ssize_t n = u->tops->read(NULL, io->fd, u->in.p + u->in.len, u->in.cap - u->in.len);
+
+			if (n > 0) {
+				u->in.len += (size_t)n;
+				u_process(u);
+			} else if (n == 0 || (n < 0 && n != -EAGAIN)) {
+				u_on_eof(u);
+				return;
+			}
+		}
+	}
+}
+
+/* --- attempts */
+
+static struct px_host *s_pick(struct px_stream *s)
+{
+	struct px_cluster *cl = s->cl;
+	size_t i, j, n = cl->n_hosts;
+
+	if (cl->type == PX_CL_ORIGINAL_DST)
+		return s->have_odst ? px_cluster_dst_host(cl, &s->odst, s->odst_len) : NULL;
+	/* round robin over healthy hosts, skipping ones already tried (previous_hosts) */
+	for (i = 0; i < n; i++) {
+		struct px_host *h = cl->hosts[(cl->rr + i) % n];
+		int seen = 0;
+
+		if (!h->healthy)
+			continue;
+		if (s->rt->previous_hosts || 1)
+			for (j = 0; j < s->n_tried; j++)
+				if (s->tried[j] == h)
+					seen = 1;
+		if (seen && i + 1 < n)
+			continue;
+		cl->rr = (cl->rr + i + 1) % n;
+		return h;
+	}
+	for (i = 0; i < n; i++)
+		if (cl->hosts[(cl->rr + i) % n]->healthy) {
+			cl->rr = (cl->rr + i + 1) % n;
+			return cl->hosts[(cl->rr + n - 1) % n];
+		}
+	return NULL;
+}
+
+static void s_attempt(struct px_stream *s)
+{
+	struct engine *e = s->e;
+	struct px_host *h;
+	struct px_uconn *u;
+	int err;
+
+	h = s_pick(s);
+	if (!h) {
+		s_local_reply(s, 503, PX_RF_UH, "no healthy upstream", NULL);
+		return;
+	}
+	if (s->n_tried < PX_MAX_TRIED)
+		s->tried[s->n_tried++] = px_host_ref(h);
+	else {
+		px_host_unref(s->tried[PX_MAX_TRIED - 1]);
+		s->tried[PX_MAX_TRIED - 1] = px_host_ref(h);
+	}
+	u = h->idle;
+	if (u) {
+		h->idle = u->next;
+		h->n_idle--;
+		u->next = NULL;
+		u->state = U_ACTIVE;
+		ev_timer_cancel(e->loop, &u->t);
+	} else {
+		if (h->cl->st.cx_active >= h->cl->max_connections) {
+			h->cl->st.cx_overflow++;
+			h->cl->st.rq_pending_overflow++;
+			s_local_reply(s, 503, PX_RF_UO, "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+				      "x-envoy-overloaded: true\r\n");
+			return;
+		}
+		u = u_connect(s, h, &err);
+		if (!u) {
+			s->u = NULL;
+			s_fail(s, F_CONNECT, PX_RF_UF);
+			return;
+		}
+	}
+	s->u = u;
+	u->s = s;
+	u->nreq++;
+	h->st.rq_total++;
+	h->st.rq_active++;
+	h1_parser_set_request(&u->p, s->req_flags);
+	mesh_buf_append(&u->out, s->head.data, s->head.len);
+	if (s->rt->attempt_count)
+		mesh_buf_printf(&u->out, "x-envoy-attempt-count: %u\r\n", s->attempt);
+	mesh_buf_append(&u->out, "\r\n", 2);
+	if (s->body.len)
+		mesh_buf_append(&u->out, s->body.data, s->body.len);
+	s->try_start_ms = ev_now(e->loop);
+	if (s->rt->per_try_timeout_ms)
+		ev_timer_arm(e->loop, &s->t_try, s->rt->per_try_timeout_ms);
+	if (u->state == U_ACTIVE && u_flush(u) < 0) {
+		s_fail(s, F_RESET, PX_RF_UC);
+		return;
+	}
+	u_update(u);
+	if (s->d->state == D_BODY)
+		ev_defer(e->loop, &s->d->proc);
+}
+
+static void s_resolve_poll(struct px_stream *s)
+{
+	int rc = gai_error(&s->gai);
+
+	if (rc == EAI_INPROGRESS) {
+		if (ev_now(s->e->loop) - s->gai_start > PX_RESOLVE_MAX_MS) {
+			s_local_reply(s, 503, PX_RF_UF, "upstream connect error or disconnect/reset before headers. reset reason: dns resolution timeout", NULL);
+			return;
+		}
+		s->wait_kind = W_RESOLVE;
+		ev_timer_arm(s->e->loop, &s->t_wait, PX_RESOLVE_POLL_MS);
+		return;
+	}
+	s->gai_active = 0;
+	if (rc == 0 && s->gai.ar_result && s->gai.ar_result->ai_addrlen <= sizeof(s->odst)) {
+		memcpy(&s->odst, s->gai.ar_result->ai_addr, s->gai.ar_result->ai_addrlen);
+		s->odst_len = s->gai.ar_result->ai_addrlen;
+		s->have_odst = 1;
+	}
+	if (s->gai.ar_result)
+		freeaddrinfo(s->gai.ar_result);
+	s->gai.ar_result = NULL;
+	if (!s->have_odst) {
+		s_local_reply(s, 503, PX_RF_UF, "upstream connect error or disconnect/reset before headers. reset reason: dns resolution failure", NULL);
+		return;
+	}
+	s_attempt(s);
+}
+
+static void s_wait_cb(struct ev_loop *loop, struct ev_timer *t)
+{
+	struct px_stream *s = t->data;
+	int kind = s->wait_kind;
+
+	(void)loop;
+	s->wait_kind = W_NONE;
+	if (kind == W_RESOLVE)
+		s_resolve_poll(s);
+	else
+		s_attempt(s);
+}
+
+/* --- starting a stream from a parsed request head */
+
+static int split_authority(struct h1_str a, struct h1_str *host, uint32_t *port)
+{
+	size_t i;
+
+	*host = a;
+	*port = 80;
+	if (a.len && a.p[0] == '[') {
+		const char *rb = memchr(a.p, ']', a.len);
+
+		if (!rb)
+			return -EINVAL;
+		host->p = a.p + 1;
+		host->len = (size_t)(rb - a.p) - 1;
+		if ((size_t)(rb - a.p) + 1 < a.len && rb[1] == ':')
+			*port = (uint32_t)strtoul(rb + 2, NULL, 10);
+		return 0;
+	}
+	for (i = a.len; i > 0; i--)
+		if (a.p[i - 1] == ':') {
+			unsigned long v = 0;
+			size_t j;
+
+			for (j = i; j < a.len; j++) {
+				if (a.p[j] < '0' || a.p[j] > '9')
+					return -EINVAL;
+				v = v * 10 + (unsigned long)(a.p[j] - '0');
+				if (v > 65535)
+					return -EINVAL;
+			}
+			host->len = i - 1;
+			*port = (uint32_t)v;
+			break;
+		}
+	return 0;
+}
+
+static const struct px_port *find_port(const struct px_port *v, size_t n, uint32_t vip, uint32_t port)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (v[i].port == port && v[i].vip == vip && vip)
+			return &v[i];
+	for (i = 0; i < n; i++)
+		if (v[i].port == port && v[i].vip == 0)
+			return &v[i];
+	return NULL;
+}
+
+static int s_set_odst(struct px_stream *s, struct h1_str host, uint32_t port)
+{
+	struct sockaddr_in *sin = (struct sockaddr_in *)&s->odst;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&s->odst;
+	char buf[256];
+
+	if (host.len >= sizeof(buf))
+		return -EINVAL;
+	memcpy(buf, host.p, host.len);
+	buf[host.len] = 0;
+	memset(&s->odst, 0, sizeof(s->odst));
+	if (!strcmp(buf, "localhost"))
+		snprintf(buf, sizeof(buf), "127.0.0.1");
+	if (inet_pton(AF_INET, buf, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)port);
+		s->odst_len = sizeof(*sin);
+		s->have_odst = 1;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, buf, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)port);
+		s->odst_len = sizeof(*sin6);
+		s->have_odst = 1;
+		return 0;
+	}
+	/* a name: resolved off the loop (glibc's getaddrinfo_a runs it on its own thread) */
+	snprintf(s->gai_host, sizeof(s->gai_host), "%s", buf);
+	snprintf(s->gai_port, sizeof(s->gai_port), "%u", port);
+	return 1;
+}
+
+static int s_start_resolve(struct px_stream *s)
+{
+	static const struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+	int rc;
+
+	memset(&s->gai, 0, sizeof(s->gai));
+	s->gai.ar_name = s->gai_host;
+	s->gai.ar_service = s->gai_port;
+	s->gai.ar_request = &hints;
+	s->gaiv[0] = &s->gai;
+	rc = getaddrinfo_a(GAI_NOWAIT, s->gaiv, 1, NULL);
+	if (rc)
+		return -EIO;
+	s->gai_active = 1;
+	s->gai_start = ev_now(s->e->loop);
+	s_resolve_poll(s);
+	return 0;
+}
+
+static const struct h1_str H_HOST = { "host", 4 };
+
+/* The upstream head: request line, Host, the client's fields but hop-by-hop
+ * and framing ones, x-request-id, x-forwarded-proto, the framing. */
+static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_str authority)
+{
+	struct mesh_buf *b = &s->head;
+	const struct px_route *rt = s->rt;
+	struct h1_str path = h->path, host = authority;
+	int have_rid = 0, have_xfp = 0, rc = 0;
+	char pathbuf[4096];
+	size_t i;
+
+	if (h->form == H1_FORM_ASTERISK || h->form == H1_FORM_AUTHORITY)
+		path = h->target;
+	if (rt->prefix_rewrite && rt->prefix_match) {
+		size_t ml = strlen(rt->prefix_match), rl = strlen(rt->prefix_rewrite);
+
+		if (ml <= path.len && rl + path.len - ml < sizeof(pathbuf)) {
+			memcpy(pathbuf, rt->prefix_rewrite, rl);
+			memcpy(pathbuf + rl, path.p + ml, path.len - ml);
+			path.p = pathbuf;
+			path.len = rl + path.len - ml;
+			if (!path.len) {
+				pathbuf[0] = '/';
+				path.len = 1;
+			}
+		}
+	}
+	if (rt->host_rewrite) {
+		host.p = rt->host_rewrite;
+		host.len = strlen(rt->host_rewrite);
+	}
+	rc = h1_out_request_line(b, h->method, path);
+	if (!rc && host.len)
+		rc = h1_out_header(b, H_HOST, host);
+	for (i = 0; !rc && i < h->n_headers; i++) {
+		const struct h1_header *f = &h->headers[i];
+		unsigned id = f->flags & H1_HF_ID_MASK;
+
+		if ((f->flags & H1_HF_HOP) || id == H1_H_HOST || id == H1_H_CONTENT_LENGTH)
+			continue;
+		if (h1_str_ieq(f->name, "x-envoy-attempt-count") && rt->attempt_count)
+			continue;
+		if (h1_str_ieq(f->name, "x-request-id"))
+			have_rid = 1;
+		else if (h1_str_ieq(f->name, "x-forwarded-proto"))
+			have_xfp = 1;
+		rc = h1_out_header(b, f->name, f->value);
+	}
+	if (!rc && !have_rid) {
+		uint64_t a = px_rand(s->e), c = px_rand(s->e);
+		char id[40];
+
+		/* a version 4 UUID, as Envoy generates */
+		snprintf(id, sizeof(id), "%08x-%04x-4%03x-%04x-%012llx", (unsigned)(a >> 32), (unsigned)(a >> 16) & 0xffff,
+			 (unsigned)a & 0xfff, (unsigned)((c >> 48) & 0x3fff) | 0x8000,
+			 (unsigned long long)(c & 0xffffffffffffULL));
+		rc = mesh_buf_printf(b, "x-request-id: %s\r\n", id) < 0;
+		if (!rc)
+			s->rid = meta_put(s, id, strlen(id));
+	}
+	if (!rc && !have_xfp)
+		rc = mesh_buf_puts(b, "x-forwarded-proto: http\r\n");
+	if (!rc && (h->flags & H1_F_UPGRADE)) {
+		struct h1_str up = h1_head_get(h, "upgrade");
+		static const struct h1_str upn = { "upgrade", 7 };
+
+		rc = mesh_buf_puts(b, "connection: upgrade\r\n");
+		if (!rc)
+			rc = h1_out_header(b, upn, up);
+	}
+	if (!rc && (h->framing == H1_BODY_LENGTH || h->framing == H1_BODY_CHUNKED))
+		rc = h1_out_framing(b, h->framing, h->content_length);
+	return rc ? -ENOMEM : 0;
+}
+
+static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
+{
+	struct engine *e = d->e;
+	struct px_config *cfg = e->cur;
+	struct px_stream *s;
+	struct h1_str authority, host;
+	uint32_t port = 80, vip = 0;
+	const struct px_port *pp = NULL;
+	const char *cluster;
+	int need_dst = 0;
+
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		d->close_after = 1;
+		d->state = D_CLOSING;
+		return;
+	}
+	s->d = d;
+	s->e = e;
+	s->cfg = px_config_ref(cfg);
+	s->attempt = 1;
+	s->keep = (h->flags & H1_F_KEEP_ALIVE) && !d->drain;
+	s->req_flags = h->flags;
+	s->req_minor = h->version_minor;
+	s->req_framing = h->framing;
+	s->req_done = h->framing == H1_BODY_NONE;
+	s->start_ms = ev_now(e->loop);
+	s->start_us = wall_us();
+	s->upstream_ms = -1;
+	mesh_buf_init(&s->head, H1_DEFAULT_MAX_HEAD_BYTES + 4096);
+	mesh_buf_init(&s->body, PX_RETRY_BODY_MAX);
+	ev_timer_init(&s->t_global, s_global_timeout, s);
+	ev_timer_init(&s->t_try, s_try_timeout, s);
+	ev_timer_init(&s->t_wait, s_wait_cb, s);
+	e->st.rq_total++;
+	e->st.rq_active++;
+	d->s = s;
+	d->state = s->req_done ? D_WAIT : D_BODY;
+	authority = h->form == H1_FORM_ABSOLUTE || h->form == H1_FORM_AUTHORITY ? h->authority : h->host;
+	s->method = meta_put(s, h->method.p, h->method.len);
+	s->path = meta_put(s, h->form == H1_FORM_ORIGIN || h->form == H1_FORM_ABSOLUTE ? h->path.p : h->target.p,
+			   h->form == H1_FORM_ORIGIN || h->form == H1_FORM_ABSOLUTE ? h->path.len : h->target.len);
+	s->proto = meta_put(s, h->version_minor ? "HTTP/1.1" : "HTTP/1.0", 8);
+	s->authority = meta_put(s, authority.p, authority.len);
+	{
+		struct h1_str v = h1_head_get(h, "user-agent");
+
+		s->ua = meta_put(s, v.p, v.len);
+		v = h1_head_get(h, "x-forwarded-for");
+		s->xff = meta_put(s, v.p, v.len);
+		v = h1_head_get(h, "x-request-id");
+		s->rid = meta_put(s, v.p, v.len);
+	}
+	split_authority(authority, &host, &port);
+	if (d->captured) {
+		if (d->dst.ss_family == AF_INET) {
+			const struct sockaddr_in *sin = (const struct sockaddr_in *)&d->dst;
+
+			port = ntohs(sin->sin_port);
+			vip = sin->sin_addr.s_addr;
+		}
+		memcpy(&s->odst, &d->dst, d->dst_len);
+		s->odst_len = d->dst_len;
+		s->have_odst = 1;
+	}
+	if (!d->inbound) {
+		pp = find_port(cfg->out_ports, cfg->n_out_ports, vip, port);
+		if (pp && !pp->tcp) {
+			if (!pp->router) {
+				e->st.no_route++;
+				s_local_reply(s, 404, PX_RF_NR, NULL, NULL);
+				return;
+			}
+			s->rt = rstub_match(pp->router, authority.p, authority.len, s->path.p, s->path.len);
+			if (!s->rt) {
+				e->st.no_route++;
+				s_local_reply(s, 404, PX_RF_NR, NULL, NULL);
+				return;
+			}
+		} else if (cfg->allow_any || (pp && pp->tcp_cluster && !strcmp(pp->tcp_cluster, "PassthroughCluster"))) {
+			s->synth.cluster = "PassthroughCluster";
+			s->rt = &s->synth;
+		} else {
+			/* REGISTRY_ONLY: BlackHoleCluster */
+			e->st.no_route++;
+			s_local_reply(s, 502, PX_RF_NR, NULL, NULL);
+			return;
+		}
+	} else {
+		char name[48];
+
+		pp = find_port(cfg->in_ports, cfg->n_in_ports, 0, port);
+		if (pp && pp->router) {
+			s->rt = rstub_match(pp->router, authority.p, authority.len, s->path.p, s->path.len);
+			if (!s->rt) {
+				e->st.no_route++;
+				s_local_reply(s, 404, PX_RF_NR, NULL, NULL);
+				return;
+			}
+		} else {
+			snprintf(name, sizeof(name), "inbound|%u||", port);
+			s->synth.cluster = px_config_cluster(cfg, name) ? px_config_cluster(cfg, name)->name
+									 : "InboundPassthroughCluster";
+			s->rt = &s->synth;
+		}
+		if (!d->captured) {
+			/* not captured: the application port comes from the authority */
+			struct sockaddr_in *sin = (struct sockaddr_in *)&s->odst;
+
+			memset(sin, 0, sizeof(*sin));
+			sin->sin_family = AF_INET;
+			sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+			sin->sin_port = htons((uint16_t)port);
+			s->odst_len = sizeof(*sin);
+			s->have_odst = 1;
+		}
+	}
+	if (s->rt->direct_status) {
+		s_local_reply(s, (int)s->rt->direct_status, 0, s->rt->direct_body, NULL);
+		return;
+	}
+	if (s->rt->redirect_status) {
+		char loc[2048];
+		const struct px_route *rt = s->rt;
+		struct h1_str rh = host;
+		char portbuf[16] = "";
+
+		if (rt->redirect_port)
+			snprintf(portbuf, sizeof(portbuf), ":%u", rt->redirect_port);
+		else if (port != 80 && !rt->redirect_host)
+			snprintf(portbuf, sizeof(portbuf), ":%u", port);
+		if (rt->redirect_host) {
+			rh.p = rt->redirect_host;
+			rh.len = strlen(rt->redirect_host);
+		}
+		snprintf(loc, sizeof(loc), "location: %s://%.*s%s%.*s\r\n", rt->redirect_scheme ? rt->redirect_scheme : "http",
+			 (int)rh.len, rh.p, portbuf, rt->redirect_path ? (int)strlen(rt->redirect_path) : (int)s->path.len,
+			 rt->redirect_path ? rt->redirect_path : s->path.p);
+		s_local_reply(s, (int)rt->redirect_status, 0, NULL, loc);
+		return;
+	}
+	if (s->rt->fault_abort_status && px_rand(e) % 1000000 < s->rt->fault_abort_pct) {
+		s_local_reply(s, (int)s->rt->fault_abort_status, PX_RF_FI, "fault filter abort", NULL);
+		return;
+	}
+	cluster = s->rt->cluster;
+	if (!cluster && s->rt->n_weighted) {
+		uint64_t r = s->rt->total_weight ? px_rand(e) % s->rt->total_weight : 0;
+		size_t i;
+
+		for (i = 0; i < s->rt->n_weighted; i++) {
+			if (r < s->rt->weighted[i].weight) {
+				cluster = s->rt->weighted[i].cluster;
+				break;
+			}
+			r -= s->rt->weighted[i].weight;
+		}
+		if (!cluster)
+			cluster = s->rt->weighted[s->rt->n_weighted - 1].cluster;
+	}
+	s->cl = cluster ? px_config_cluster(cfg, cluster) : NULL;
+	if (!s->cl && s->rt == &s->synth && !strcmp(cluster, "InboundPassthroughCluster"))
+		s->cl = px_config_cluster(cfg, "PassthroughCluster");
+	if (!s->cl) {
+		e->st.no_cluster++;
+		s_local_reply(s, 503, 0, "cluster not found", NULL); /* Envoy's NC */
+		return;
+	}
+	s->cl->st.rq_total++;
+	s->cl->st.rq_active++;
+	if (s->cl->st.rq_active > s->cl->max_requests) {
+		s->cl->st.rq_pending_overflow++;
+		s_local_reply(s, 503, PX_RF_UO, "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+			      "x-envoy-overloaded: true\r\n");
+		return;
+	}
+	if (s_build_head(s, h, authority) < 0) {
+		s_local_reply(s, 431, 0, NULL, NULL);
+		return;
+	}
+	if (s->rt->timeout_ms)
+		ev_timer_arm(e->loop, &s->t_global, s->rt->timeout_ms);
+	if (s->cl->type == PX_CL_ORIGINAL_DST && !s->have_odst) {
+		int rc = s_set_odst(s, host, port);
+
+		if (rc < 0) {
+			s_local_reply(s, 400, 0, NULL, NULL);
+			return;
+		}
+		need_dst = rc > 0;
+	}
+	if (s->rt->fault_delay_ms && px_rand(e) % 1000000 < s->rt->fault_delay_pct) {
+		s->flags |= PX_RF_DI;
+		s->wait_kind = need_dst ? W_NONE : W_FAULT;
+		if (!need_dst) {
+			ev_timer_arm(e->loop, &s->t_wait, s->rt->fault_delay_ms);
+			return;
+		}
+	}
+	if (need_dst) {
+		if (s_start_resolve(s) < 0)
+			s_local_reply(s, 503, PX_RF_UF, "dns resolution failed", NULL);
+		return;
+	}
+	s_attempt(s);
+}
+
+/* --- downstream connections */
+
+static void d_local_error(struct px_dconn *d, int status)
+{
+	char buf[160];
+	int n = snprintf(buf, sizeof(buf), "HTTP/1.1 %d %s\r\ncontent-length: 0\r\nconnection: close\r\n\r\n", status,
+			 h1_reason(status));
+
+	mesh_buf_append(&d->out, buf, (size_t)n);
+	d->close_after = 1;
+	d->state = D_CLOSING;
+	d->e->st.codec_errors++;
+	d->e->st.rq_4xx += status < 500;
+	d->e->st.rq_5xx += status >= 500;
+}
+
+/* Moves request body bytes from the input buffer to the upstream, while it has room. */
+static void d_body(struct px_dconn *d)
+{
+	struct px_stream *s = d->s;
+
+	while (s && d->state == D_BODY && d->in.off < d->in.len) {
+		struct px_uconn *u = s->u;
+		struct h1_str data;
+		size_t used = 0;
+		int rc;
+
+		if (!u || ob_pending(&u->out, u->out_off) >= PX_OUT_HIGH)
+			return; /* nowhere to put it yet: it waits in our buffer (back-pressure) */
+		rc = h1_parse_body(&d->p, d->in.p + d->in.off, d->in.len - d->in.off, &used, &data);
+		d->in.off += used;
+		if (rc == H1_AGAIN)
+			break;
+		if (rc == H1_DATA) {
+			size_t before = u->out.len;
+
+			if (s->req_framing == H1_BODY_CHUNKED)
+				rc = h1_out_chunk(&u->out, data.p, data.len);
+			else
+				(void)mesh_buf_append(&u->out, data.p, data.len);
+			s->rx += data.len;
+			if (!s->body_overflow &&
+			    mesh_buf_append(&s->body, u->out.data + before, u->out.len - before) < 0)
+				s->body_overflow = 1;
+			continue;
+		}
+		if (rc == H1_TRAILERS)
+			continue;
+		if (rc == H1_DONE) {
+			if (s->req_framing == H1_BODY_CHUNKED) {
+				mesh_buf_puts(&u->out, H1_CHUNK_LAST);
+				if (!s->body_overflow && mesh_buf_puts(&s->body, H1_CHUNK_LAST) < 0)
+					s->body_overflow = 1;
+			}
+			s->req_done = 1;
+			d->state = D_WAIT;
+			break;
+		}
+		/* a malformed body: the request cannot go on */
+		d->e->st.codec_errors++;
+		if (!s->resp_started) {
+			s_release_upstream(s, 0);
+			s_local_reply(s, 400, PX_RF_DPE, NULL, NULL);
+		} else {
+			s_abort(s, PX_RF_DPE);
+		}
+		return;
+	}
+	if (s && s->u) {
+		if (u_flush(s->u) < 0) {
+			if (!s->resp_started)
+				s_fail(s, F_RESET, PX_RF_UC);
+			else
+				s_abort(s, PX_RF_UC);
+			return;
+		}
+		u_update(s->u);
+	}
+}
+
+static void d_process(struct px_dconn *d)
+{
+	for (;;) {
+		if (d->state == D_HEAD) {
+			struct h1_head h;
+			int rc;
+
+			if (d->in.off == d->in.len)
+				break;
+			rc = h1_parse_head(&d->p, d->in.p + d->in.off, d->in.len - d->in.off, &h);
+			if (rc == H1_AGAIN) {
+				if (d->in.len - d->in.off >= PX_IN_MAX - 1) {
+					d_local_error(d, 431);
+				}
+				break;
+			}
+			if (rc < 0) {
+				d_local_error(d, h1_err_status(rc));
+				break;
+			}
+			if (h.flags & H1_F_EXPECT_OTHER) {
+				d_local_error(d, 417);
+				break;
+			}
+			ev_timer_cancel(d->e->loop, &d->idle);
+			/* the head's spans stay valid (nothing moves the buffer before the
+			 * next read); d_stream_start copies what it needs out of them */
+			d->in.off += h.head_len;
+			d_stream_start(d, &h);
+			if (d->s && d->state == D_BODY)
+				continue;
+			break;
+		} else if (d->state == D_BODY) {
+			d_body(d);
+			break;
+		} else if (d->state == D_TUNNEL) {
+			struct px_stream *s = d->s;
+
+			if (s && s->u && d->in.off < d->in.len &&
+			    ob_pending(&s->u->out, s->u->out_off) < PX_OUT_HIGH) {
+				mesh_buf_append(&s->u->out, d->in.p + d->in.off, d->in.len - d->in.off);
+				s->rx += d->in.len - d->in.off;
+				d->in.off = d->in.len;
+				if (u_flush(s->u) < 0) {
+					s_abort(s, PX_RF_UC);
+					return;
+				}
+				u_update(s->u);
+			}
+			break;
+		} else {
+			break;
+		}
+	}
+	d_flush(d);
+	d_update(d);
+}
+
+static void d_proc_cb(struct ev_loop *loop, struct ev_defer *df)
+{
+	(void)loop;
+	d_process(df->data);
+}
+
+static void d_update(struct px_dconn *d)
+{
+	unsigned m = 0;
+
+	if (ob_pending(&d->out, d->out_off))
+		m |= EV_WRITE;
+	if (d->state != D_CLOSING && !d->peer_eof && (d->in.len < d->in.cap || d->in.off || d->in.cap < PX_IN_MAX))
+		m |= EV_READ;
+	if (d->state == D_CLOSING && !ob_pending(&d->out, d->out_off)) {
+		d_close(d);
+		return;
+	}
+	if (!d->s && d->state == D_HEAD && !ev_timer_armed(&d->idle))
+		ev_timer_arm(d->e->loop, &d->idle, d->e->o.idle_ms);
+	if (ev_io_set(d->e->loop, &d->io, m) < 0)
+		log_warn("meshproxy", "downstream: epoll_ctl failed");
+}
+
+/* Writes queued output; on a write error the connection is marked closing
+ * (returns < 0) and the next d_update() closes it: d stays valid here. */
+static int d_flush(struct px_dconn *d)
+{
+	while (d->out_off < d->out.len) {
+		ssize_t n = d->tops->write(NULL, d->io.fd, d->out.data + d->out_off, d->out.len - d->out_off);
+
+		if (n == -EAGAIN)
+			break;
+		if (n < 0) {
+			/* the client is gone: drop the output; d_update() closes (DC) */
+			mesh_buf_reset(&d->out);
+			d->out_off = 0;
+			d->peer_eof = 1;
+			d->close_after = 1;
+			d->state = D_CLOSING;
+			return -1;
+		}
+		d->out_off += (size_t)n;
+	}
+	if (d->out_off == d->out.len) {
+		mesh_buf_reset(&d->out);
+		d->out_off = 0;
+	}
+	return 0;
+}
+
+static void d_close(struct px_dconn *d)
+{
+	struct engine *e = d->e;
+
+	if (d->s) {
+		struct px_stream *s = d->s;
+
+		s->flags |= PX_RF_DC;
+		s->keep = 0;
+		if (!s->status)
+			s->status = 0; /* Envoy logs 0 for a request the client gave up on */
+		s_release_upstream(s, 0);
+		d->s = NULL;
+		s->d = d;
+		s_log(s);
+		s_free(s);
+	}
+	ev_io_stop(e->loop, &d->io);
+	ev_timer_cancel(e->loop, &d->idle);
+	ev_defer_cancel(e->loop, &d->proc);
+	close(d->io.fd);
+	d->prev->next = d->next;
+	d->next->prev = d->prev;
+	free(d->in.p);
+	mesh_buf_cleanup(&d->out);
+	e->st.cx_active--;
+	free(d);
+	px_engine_check_drained(e);
+}
+
+static void d_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
+{
+	struct px_dconn *d = io->data;
+
+	(void)loop;
+	if (events & EV_WRITE) {
+		d_flush(d);
+		/* the client caught up: let the upstream send more */
+		if (d->state != D_CLOSING && d->s && d->s->u && ob_pending(&d->out, d->out_off) < PX_OUT_HIGH) {
+			u_process(d->s->u);
+			if (d->s && d->s->u)
+				u_update(d->s->u);
+		}
+	}
+	if (events & (EV_READ | EV_ERROR)) {
+		if (ib_room(&d->in, PX_IN_MAX)) {
+			ssize_t n = d->tops->read(NULL, io->fd, d->in.p + d->in.len, d->in.cap - d->in.len);
+
+			if (n > 0) {
+				d->in.len += (size_t)n;
+			} else if (n == 0 || n != -EAGAIN) {
+				d->peer_eof = 1;
+				/* the client went away: any stream is cut (DC); idle: just close */
+				d_close(d);
+				return;
+			}
+		}
+		d_process(d);
+		return;
+	}
+	d_update(d);
+}
+
+static void d_idle_cb(struct ev_loop *loop, struct ev_timer *t)
+{
+	struct px_dconn *d = t->data;
+
+	(void)loop;
+	if (!d->s)
+		d_close(d);
+}
+
+void px_accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
+{
+	struct px_listener *l = io->data;
+	struct engine *e = l->e;
+	int i;
+
+	(void)events;
+	for (i = 0; i < 64; i++) {
+		struct sockaddr_storage peer;
+		socklen_t plen = sizeof(peer);
+		struct px_dconn *d;
+		int fd = accept4(io->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC), one = 1;
+
+		if (fd < 0)
+			break;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		d = calloc(1, sizeof(*d));
+		if (!d) {
+			close(fd);
+			continue;
+		}
+		d->e = e;
+		d->inbound = l->inbound;
+		d->tops = &px_transport_raw;
+		d->drain = e->draining;
+		h1_parser_init(&d->p, 1, NULL, d->hdrs, H1_DEFAULT_MAX_HEADERS);
+		mesh_buf_init(&d->out, PX_OUT_MAX);
+		ev_io_init(&d->io, fd, d_cb, d);
+		ev_timer_init(&d->idle, d_idle_cb, d);
+		ev_defer_init(&d->proc, d_proc_cb, d);
+		if (peer.ss_family == AF_INET)
+			inet_ntop(AF_INET, &((struct sockaddr_in *)&peer)->sin_addr, d->peer_ip, sizeof(d->peer_ip));
+		/* the original destination: iptables' REDIRECT leaves it in conntrack */
+		d->dst_len = sizeof(d->dst);
+		if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &d->dst, &d->dst_len) == 0 && d->dst.ss_family == AF_INET) {
+			struct sockaddr_storage local;
+			socklen_t llen = sizeof(local);
+
+			if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0 && llen == d->dst_len &&
+			    memcmp(&local, &d->dst, llen))
+				d->captured = 1; /* redirected; else it was sent to us directly */
+		}
+		if (!e->dconns) {
+			e->dconns = calloc(1, sizeof(*e->dconns));
+			if (!e->dconns) {
+				close(fd);
+				free(d);
+				continue;
+			}
+			e->dconns->next = e->dconns->prev = e->dconns;
+		}
+		d->next = e->dconns->next;
+		d->prev = e->dconns;
+		e->dconns->next->prev = d;
+		e->dconns->next = d;
+		e->st.cx_total++;
+		e->st.cx_active++;
+		if (ev_io_start(loop, &d->io, EV_READ) < 0) {
+			d->state = D_CLOSING;
+			d_close(d);
+			continue;
+		}
+		ev_timer_arm(loop, &d->idle, e->o.idle_ms);
+	}
+}
+
+void px_dconn_drain_all(struct engine *e)
+{
+	struct px_dconn *d, *next;
+
+	if (!e->dconns)
+		return;
+	for (d = e->dconns->next; d != e->dconns; d = next) {
+		next = d->next;
+		d->drain = 1;
+		if (!d->s && !ob_pending(&d->out, d->out_off))
+			d_close(d);
+		else if (d->s)
+			d->s->keep = 0;
+	}
+}
+
+void px_dconn_free_all(struct engine *e)
+{
+	if (!e->dconns)
+		return;
+	while (e->dconns->next != e->dconns)
+		d_close(e->dconns->next);
+	free(e->dconns);
+	e->dconns = NULL;
+}
