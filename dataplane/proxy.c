@@ -796,10 +796,14 @@ static void s_response_done(struct px_stream *s)
 /* Parses what the upstream sent; returns after the stream may have ended. */
 static void u_process(struct px_uconn *u)
 {
-	while (!u->dead && u->s && u->in.off < u->in.len) {
+	while (!u->dead && u->s) {
 		struct px_stream *s = u->s;
 		struct px_dconn *d = s->d;
 
+		/* a body may end with no byte left (the last DATA took them all): the
+		 * body parser is asked again with nothing to say DONE */
+		if (u->in.off == u->in.len && (!u->head_done || u->state == U_TUNNEL))
+			break;
 		if (u->state == U_TUNNEL) {
 			mesh_buf_append(&d->out, u->in.p + u->in.off, u->in.len - u->in.off);
 			s->tx += u->in.len - u->in.off;
@@ -1515,7 +1519,7 @@ static void d_body(struct px_dconn *d)
 {
 	struct px_stream *s = d->s;
 
-	while (s && d->state == D_BODY && d->in.off < d->in.len) {
+	while (s && d->state == D_BODY) {
 		struct px_uconn *u = s->u;
 		struct h1_str data;
 		size_t used = 0;
