@@ -1,0 +1,371 @@
+"""meshproxy's HTTP/1.1 engine end to end: curl and raw sockets through
+the proxy engine (BUILD/tests/bench/proxy/pxserve: the engine, its admin
+port and a configuration built from a spec file, until meshproxy's xDS
+client lands) to small Python http.server backends on loopback.
+
+Covered: routing by Host and by absolute-form (http_proxy), keep-alive on
+both sides, chunked streaming both ways, retries on a failing backend,
+route timeout (504 UT), no route (404 NR), connect failure (503 UF),
+request smuggling answered 400 while other connections are unaffected,
+the access log's Envoy fields, /clusters and /stats/prometheus, a config
+swap (SIGHUP) between requests and a graceful drain on SIGTERM.
+
+Nothing here asserts on timing; every wait is bounded.
+"""
+import http.server
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+from meshtest import BUILD, free_port, wait_for
+
+PXSERVE = os.path.join(BUILD, "tests", "bench", "proxy", "pxserve")
+
+
+class Backend:
+    """An HTTP/1.1 server on loopback answering by path; it counts requests and connections."""
+
+    def __init__(self, name):
+        self.name = name
+        self.requests = 0
+        self.conns = set()
+        self.fail_next = 0
+        self.last_headers = {}
+        self.lock = threading.Lock()
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def reply(self, code, body, extra=()):
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(body)))
+                for k, v in extra:
+                    self.send_header(k, v)
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def read_body(self):
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    data = b""
+                    while True:
+                        size = int(self.rfile.readline().strip().split(b";")[0], 16)
+                        if size == 0:
+                            self.rfile.readline()
+                            return data
+                        data += self.rfile.read(size)
+                        self.rfile.readline()
+                n = int(self.headers.get("Content-Length", "0") or 0)
+                return self.rfile.read(n) if n else b""
+
+            def handle_one(self):
+                with outer.lock:
+                    outer.requests += 1
+                    outer.conns.add(self.client_address)
+                    outer.last_headers = dict((k.lower(), v) for k, v in self.headers.items())
+                    fail = outer.fail_next > 0
+                    if fail:
+                        outer.fail_next -= 1
+                body = self.read_body()
+                if fail:
+                    return self.reply(503, b"failing")
+                p = self.path
+                if "/delay/" in p:
+                    time.sleep(int(p.split("/delay/")[1].split("/")[0]) / 1000.0)
+                    return self.reply(200, b"late")
+                if p.startswith("/status/"):
+                    return self.reply(int(p.split("/")[2]), b"status")
+                if p.startswith("/chunked/"):
+                    n = int(p.split("/")[2])
+                    self.send_response(200)
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    for i in range(n):
+                        chunk = (b"%05d" % i) * 200
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                        self.wfile.flush()
+                    self.wfile.write(b"0\r\n\r\n")
+                    return None
+                if p.startswith("/echo"):
+                    return self.reply(200, body)
+                return self.reply(200, ("%s %s" % (outer.name, p)).encode())
+
+            do_GET = do_POST = do_PUT = do_HEAD = handle_one
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Proxy:
+    def __init__(self, spec):
+        self.dir = tempfile.mkdtemp(prefix="pxserve-it-")
+        self.spec = os.path.join(self.dir, "spec")
+        self.alog = os.path.join(self.dir, "access.log")
+        self.write_spec(spec)
+        self.out_port, self.in_port, self.admin_port = free_port(), free_port(), free_port()
+        self.log = open(os.path.join(self.dir, "pxserve.log"), "w+")
+        self.proc = subprocess.Popen(
+            [PXSERVE, "--spec", self.spec, "--outbound-addr", "127.0.0.1:%d" % self.out_port,
+             "--inbound-addr", "127.0.0.1:%d" % self.in_port, "--admin-addr", "127.0.0.1:%d" % self.admin_port,
+             "--access-log", self.alog],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        wait_for(self.connectable, what="pxserve listeners")
+
+    def write_spec(self, spec):
+        with open(self.spec, "w") as f:
+            f.write(spec)
+
+    def connectable(self):
+        if self.proc.poll() is not None:
+            self.log.seek(0)
+            raise AssertionError("pxserve exited %d: %s" % (self.proc.returncode, self.log.read()))
+        try:
+            socket.create_connection(("127.0.0.1", self.admin_port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    def curl(self, *args, env=None):
+        out = subprocess.run(["curl", "-s", "-S", "--max-time", "15", "-w", "\n%{http_code} %{num_connects}"] + list(args),
+                             capture_output=True, text=True, timeout=30, env=env)
+        body, _, tail = out.stdout.rpartition("\n")
+        code, _, conns = tail.partition(" ")
+        return int(code or 0), body, int(conns or 0)
+
+    def url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.out_port, path)
+
+    def admin(self, path):
+        return self.curl("http://127.0.0.1:%d%s" % (self.admin_port, path))[1]
+
+    def access_log(self):
+        # lines are flushed every 200 ms: wait until the expected count is there
+        try:
+            with open(self.alog) as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+SPEC = """
+outbound registry_only
+listener 9080
+vhost 9080 reviews reviews.demo,reviews.demo:9080
+route 9080 reviews /slow cluster=outbound|9080||reviews.demo timeout=300
+route 9080 reviews / cluster=outbound|9080||reviews.demo retries=2 retry_on=5xx,connect-failure attempt_count=1
+vhost 9080 ratings ratings.demo:9080
+route 9080 ratings / cluster=outbound|9080||ratings.demo
+vhost 9080 dead dead.demo:9080
+route 9080 dead / cluster=outbound|9080||dead.demo
+cluster outbound|9080||reviews.demo eds 127.0.0.1:{reviews}
+cluster outbound|9080||ratings.demo eds 127.0.0.1:{ratings}
+cluster outbound|9080||dead.demo eds 127.0.0.1:{dead}
+"""
+
+
+class MeshproxyHttpTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.reviews = Backend("reviews")
+        cls.ratings = Backend("ratings")
+        cls.spec = SPEC.format(reviews=cls.reviews.port, ratings=cls.ratings.port, dead=free_port())
+        cls.px = Proxy(cls.spec)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.px.stop()
+        cls.reviews.stop()
+        cls.ratings.stop()
+
+    def test_routing_by_host(self):
+        code, body, _ = self.px.curl("-H", "Host: reviews.demo:9080", self.px.url("/a"))
+        self.assertEqual((code, body), (200, "reviews /a"))
+        code, body, _ = self.px.curl("-H", "Host: ratings.demo:9080", self.px.url("/b"))
+        self.assertEqual((code, body), (200, "ratings /b"))
+        self.assertEqual(self.ratings.last_headers.get("host"), "ratings.demo:9080")
+        self.assertIn("x-request-id", self.ratings.last_headers)
+        self.assertEqual(self.ratings.last_headers.get("x-forwarded-proto"), "http")
+
+    def test_absolute_form_http_proxy(self):
+        env = dict(os.environ, http_proxy="http://127.0.0.1:%d" % self.px.out_port)
+        env.pop("no_proxy", None)
+        env.pop("NO_PROXY", None)
+        code, body, _ = self.px.curl("http://reviews.demo:9080/abs", env=env)
+        self.assertEqual((code, body), (200, "reviews /abs"))
+
+    def test_keepalive_both_sides(self):
+        before = len(self.reviews.conns)
+        out = subprocess.run(["curl", "-s", "-w", " %{num_connects}\n", "-H", "Host: reviews.demo:9080",
+                              self.px.url("/k1"), self.px.url("/k2"), self.px.url("/k3")],
+                             capture_output=True, text=True, timeout=30).stdout
+        self.assertIn("reviews /k1 1", out)
+        self.assertIn("reviews /k2 0", out)  # the client connection was reused
+        self.assertIn("reviews /k3 0", out)
+        # one pooled upstream connection carried them (at most one new one)
+        self.assertLessEqual(len(self.reviews.conns) - before, 1)
+
+    def test_chunked_streaming(self):
+        code, body, _ = self.px.curl("-H", "Host: reviews.demo:9080", self.px.url("/chunked/300"))
+        self.assertEqual(code, 200)
+        self.assertEqual(len(body), 300 * 1000)
+        self.assertTrue(body.startswith("00000") and body.endswith("00299"))
+        payload = "z" * 200000
+        path = os.path.join(self.px.dir, "payload")
+        with open(path, "w") as f:
+            f.write(payload)
+        code, body, _ = self.px.curl("-H", "Host: reviews.demo:9080", "-H", "Transfer-Encoding: chunked",
+                                     "--data-binary", "@" + path, self.px.url("/echo"))
+        self.assertEqual((code, body), (200, payload))
+        code, body, _ = self.px.curl("-H", "Host: reviews.demo:9080", "--data-binary", "@" + path,
+                                     self.px.url("/echo"))
+        self.assertEqual((code, body), (200, payload))
+
+    def test_retries_on_failing_backend(self):
+        self.reviews.fail_next = 2
+        n = self.reviews.requests
+        code, body, _ = self.px.curl("-H", "Host: reviews.demo:9080", self.px.url("/r"))
+        self.assertEqual((code, body), (200, "reviews /r"))
+        self.assertEqual(self.reviews.requests - n, 3)
+        self.assertEqual(self.reviews.last_headers.get("x-envoy-attempt-count"), "3")
+        self.reviews.fail_next = 5
+        code, body, _ = self.px.curl("-H", "Host: reviews.demo:9080", self.px.url("/r2"))
+        self.assertEqual(code, 503)
+        self.reviews.fail_next = 0
+        wait_for(lambda: '"GET /r2 HTTP/1.1" 503 URX' in self.px.access_log(), what="URX in the access log")
+
+    def test_timeout_504_ut(self):
+        code, body, _ = self.px.curl("-H", "Host: reviews.demo:9080", self.px.url("/slow/delay/3000"))
+        self.assertEqual((code, body), (504, "upstream request timeout"))
+        wait_for(lambda: '"GET /slow/delay/3000 HTTP/1.1" 504 UT' in self.px.access_log(), what="UT log line")
+
+    def test_no_route_404_nr(self):
+        code, _, _ = self.px.curl("-H", "Host: unknown.demo:9080", self.px.url("/nr"))
+        self.assertEqual(code, 404)
+        wait_for(lambda: '"GET /nr HTTP/1.1" 404 NR' in self.px.access_log(), what="NR log line")
+        code, _, _ = self.px.curl("-H", "Host: unknown.demo:7777", self.px.url("/bh"))
+        self.assertEqual(code, 502)  # REGISTRY_ONLY: no listener for the port
+
+    def test_connect_failure_503_uf(self):
+        code, body, _ = self.px.curl("-H", "Host: dead.demo:9080", self.px.url("/uf"))
+        self.assertEqual(code, 503)
+        self.assertIn("connection failure", body)
+        wait_for(lambda: '"GET /uf HTTP/1.1" 503 UF' in self.px.access_log(), what="UF log line")
+
+    def raw(self, data, read_until_close=True):
+        s = socket.create_connection(("127.0.0.1", self.px.out_port), timeout=10)
+        s.sendall(data)
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+            if not read_until_close:
+                break
+        s.close()
+        return out
+
+    def test_smuggling_400_others_unaffected(self):
+        # an idle keep-alive connection opened before the attack
+        other = socket.create_connection(("127.0.0.1", self.px.out_port), timeout=10)
+        cases = [
+            b"POST / HTTP/1.1\r\nHost: reviews.demo:9080\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: reviews.demo:9080\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde",
+            b"GET / HTTP/1.1\r\nHost: reviews.demo:9080\r\nX: a\r\n b\r\n\r\n",
+            b"GET / HTTP/1.1\nHost: reviews.demo:9080\n\n",
+        ]
+        n = self.reviews.requests
+        for c in cases:
+            out = self.raw(c)
+            self.assertTrue(out.startswith(b"HTTP/1.1 400"), (c, out))
+            self.assertEqual(out.count(b"HTTP/1.1 "), 1)
+        self.assertEqual(self.reviews.requests, n)
+        other.sendall(b"GET /still HTTP/1.1\r\nHost: reviews.demo:9080\r\nConnection: close\r\n\r\n")
+        out = b""
+        while True:
+            chunk = other.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+        other.close()
+        self.assertTrue(out.startswith(b"HTTP/1.1 200"), out)
+        self.assertTrue(out.endswith(b"reviews /still"), out)
+
+    def test_admin_clusters_and_prometheus(self):
+        self.px.curl("-H", "Host: ratings.demo:9080", self.px.url("/stats-probe"))
+        clusters = self.px.admin("/clusters")
+        self.assertRegex(clusters, r"outbound\|9080\|\|ratings\.demo::127\.0\.0\.1:%d::rq_total::[1-9]" % self.ratings.port)
+        self.assertIn("outbound|9080||ratings.demo::127.0.0.1:%d::health_flags::healthy" % self.ratings.port, clusters)
+        prom = self.px.admin("/stats/prometheus")
+        self.assertRegex(prom, r'envoy_cluster_upstream_rq_total\{envoy_cluster_name="outbound\|9080\|\|ratings\.demo"\} [1-9]')
+        self.assertIn('envoy_cluster_upstream_cx_active{envoy_cluster_name="outbound|9080||ratings.demo"}', prom)
+        self.assertIn("envoy_cluster_upstream_rq_pending_overflow", prom)
+        self.assertIn("envoy_cluster_outlier_detection_ejections_active", prom)
+
+    def test_access_log_fields(self):
+        self.px.curl("-H", "Host: reviews.demo:9080", "-H", "User-Agent: it-agent", "-H", "X-Request-Id: rid-123",
+                     self.px.url("/logged"))
+        wait_for(lambda: "rid-123" in self.px.access_log(), what="access log line")
+        line = [l for l in self.px.access_log().splitlines() if "rid-123" in l][0]
+        self.assertRegex(line, r'^\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\] "GET /logged HTTP/1\.1" 200 - 0 \d+ \d+ \d+ '
+                               r'"-" "it-agent" "rid-123" "reviews\.demo:9080" "127\.0\.0\.1:%d"$' % self.reviews.port)
+
+
+class MeshproxyLifecycleTest(unittest.TestCase):
+    def test_swap_and_drain(self):
+        be = Backend("one")
+        px = Proxy("outbound\nlistener 9080\nvhost 9080 v svc:9080\nroute 9080 v / direct=200:old\n"
+                   "cluster c static 127.0.0.1:%d\n" % be.port)
+        try:
+            self.assertEqual(px.curl("-H", "Host: svc:9080", px.url("/"))[:2], (200, "old"))
+            # a rejected spec keeps the old config; a good one swaps between requests
+            px.write_spec("outbound\nlistener 9080\nvhost 9080 v svc:9080\nroute 9080 v / cluster=c\n"
+                          "cluster c static 127.0.0.1:%d\n" % be.port)
+            px.proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: px.curl("-H", "Host: svc:9080", px.url("/new"))[1] == "one /new", what="swap")
+            # drain: an in-flight request finishes, then the process exits 0
+            result = {}
+
+            def slow():
+                result["r"] = px.curl("-H", "Host: svc:9080", px.url("/delay/500"))
+
+            t = threading.Thread(target=slow)
+            t.start()
+            wait_for(lambda: be.requests >= 2, what="slow request at the backend")
+            px.proc.send_signal(signal.SIGTERM)
+            self.assertEqual(px.proc.wait(timeout=20), 0)
+            t.join(timeout=20)
+            self.assertEqual(result["r"][:2], (200, "late"))
+        finally:
+            px.stop()
+            be.stop()
+
+
+if __name__ == "__main__":
+    unittest.main()
