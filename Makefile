@@ -260,18 +260,19 @@ $(BENCH_BIN): $(patsubst %.c,$(BUILD)/obj/%.o,$(BENCH_SRCS)) $(LIBMESHD) $(LIBCO
 .PHONY: bench-proxy
 PXSERVE_BIN := $(BUILD)/tests/bench/proxy/pxserve
 PXBACKEND_BIN := $(BUILD)/tests/bench/proxy/pxbackend
+PXRATE_BIN := $(BUILD)/tests/bench/proxy/pxrate
 $(PXSERVE_BIN): tests/bench/proxy/pxserve.c tests/unit/dataplane/pxspec.h $(MESHPROXY_LIB_OBJS) $(LIBCOMMON) | $(PB_H)
 	@mkdir -p $(dir $@)
 	@echo "  CCLD    $@"
 	$(Q)$(CC) $(CFLAGS) -o $@ $< $(MESHPROXY_LIB_OBJS) $(LIBCOMMON) $(LDFLAGS) $(call pkg_libs,$(MESHPROXY_PKGS)) -lpthread -lm
-$(PXBACKEND_BIN): tests/bench/proxy/pxbackend.c
+$(PXBACKEND_BIN) $(PXRATE_BIN): $(BUILD)/tests/bench/proxy/%: tests/bench/proxy/%.c
 	@mkdir -p $(dir $@)
 	@echo "  CCLD    $@"
 	$(Q)$(CC) $(CFLAGS) -o $@ $<
 
 integration: $(PXSERVE_BIN) $(PXBACKEND_BIN)
 
-bench-proxy: $(PXSERVE_BIN) $(PXBACKEND_BIN)
+bench-proxy: $(PXSERVE_BIN) $(PXBACKEND_BIN) $(PXRATE_BIN)
 	@sh tests/bench/proxy/run.sh $(BUILD)
 
 # golden HTTP/1.1 codec cases (tests/http/NNNN/): bytes in, outcome out,

@@ -323,6 +323,11 @@ const struct px_route *rstub_match(const struct rstub *r, const char *authority,
 		for (j = 0; j < r->vh[i].n_domains; j++) {
 			int s = domain_score(r->vh[i].domains[j], authority, alen);
 
+			if (s == 1 << 20) { /* exact: nothing beats it */
+				best = &r->vh[i];
+				i = r->n_vh;
+				break;
+			}
 			if (s > best_score) {
 				best_score = s;
 				best = &r->vh[i];
