@@ -25,6 +25,11 @@
 struct px_uconn;
 struct px_dconn;
 
+/* An intrusive list link (pending requests of a cluster). */
+struct px_link {
+	struct px_link *next, *prev;
+};
+
 struct px_host_stats {
 	uint64_t cx_total, cx_active, cx_connect_fail, rq_total, rq_active, rq_error, rq_success, rq_timeout;
 };
@@ -65,6 +70,7 @@ struct px_cluster {
 	size_t rr;                       /* round-robin cursor (stand-in picker until pxlb merges) */
 	struct px_cluster_stats st;
 	uint64_t retries_active;
+	struct px_link pending;          /* requests waiting for a connection (max_connections reached) */
 };
 
 /* An HTTP port of the outbound side: 0.0.0.0_PORT or VIP_PORT. */
@@ -125,6 +131,8 @@ struct engine {
 	uint64_t rng;
 	int draining;
 	int ready;
+	unsigned mirrors_active;
+	uint64_t mirrors_sent, mirrors_dropped;
 	struct ev_timer drain_timer;
 	void (*drain_done)(void *);
 	void *drain_arg;

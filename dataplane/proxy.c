@@ -45,6 +45,8 @@
 #define PX_MAX_TRIED 8
 #define PX_RESOLVE_POLL_MS 2
 #define PX_RESOLVE_MAX_MS 5000
+#define PX_MIRRORS_MAX 128                /* mirrored requests in flight; past it they are dropped */
+#define PX_MIRROR_TIMEOUT_MS 5000
 
 struct px_ibuf {
 	char *p;
@@ -53,7 +55,7 @@ struct px_ibuf {
 
 enum { D_HEAD, D_BODY, D_WAIT, D_TUNNEL, D_CLOSING };
 enum { U_CONNECTING, U_ACTIVE, U_IDLE, U_TUNNEL };
-enum { W_NONE, W_BACKOFF, W_FAULT, W_RESOLVE };
+enum { W_NONE, W_BACKOFF, W_FAULT, W_RESOLVE, W_PENDING };
 enum { F_CONNECT, F_RESET, F_TIMEOUT };
 
 struct px_stream;
@@ -141,6 +143,8 @@ struct px_stream {
 	char gai_host[256], gai_port[8];
 	int gai_active;
 	uint64_t gai_start;
+	struct px_link pend;         /* in cl->pending while waiting for a connection */
+	int pending;
 	struct px_str method, path, authority, ua, xff, rid, proto;
 	size_t meta_len;
 	char meta[PX_META_MAX];
@@ -153,6 +157,13 @@ static void u_free(struct px_uconn *u, int count_destroy);
 static void u_update(struct px_uconn *u);
 static int u_flush(struct px_uconn *u);
 static void s_attempt(struct px_stream *s);
+static void put_num_header(struct mesh_buf *b, const char *name, size_t nlen, uint64_t v);
+static int edit_drops(struct h1_str name, const char *const *rm, size_t nrm, const struct px_hdr_edit *add,
+		      size_t nadd);
+static int edit_add(struct mesh_buf *b, const struct h1_header *fields, size_t n, const struct px_hdr_edit *add,
+		    size_t nadd);
+static void s_mirror(struct px_stream *s);
+static void cluster_wake_pending(struct px_cluster *cl);
 static void s_end(struct px_stream *s);
 static void s_fail(struct px_stream *s, int kind, unsigned flag);
 
@@ -282,6 +293,11 @@ static void s_free(struct px_stream *s)
 	size_t i;
 
 	s_stop_timers(s);
+	if (s->pending) {
+		s->pend.prev->next = s->pend.next;
+		s->pend.next->prev = s->pend.prev;
+		s->cl->st.rq_pending_active--;
+	}
 	for (i = 0; i < s->n_tried; i++)
 		px_host_unref(s->tried[i]);
 	if (s->retrying && s->cl)
@@ -328,6 +344,7 @@ static void s_release_upstream(struct px_stream *s, int reusable)
 	h->n_idle++;
 	ev_timer_arm(e->loop, &u->t, e->o.pool_idle_ms);
 	u_update(u);
+	cluster_wake_pending(h->cl);
 }
 
 /* The stream is over (response sent, or aborted): log, free, next request. */
@@ -401,7 +418,7 @@ static void s_local_reply(struct px_stream *s, int status, unsigned flag, const 
 	if (!rc && extra)
 		rc = mesh_buf_puts(b, extra);
 	if (!rc)
-		rc = mesh_buf_puts(b, "date: -\r\nserver: envoy\r\n") < 0 ? -ENOMEM : 0;
+		rc = mesh_buf_puts(b, "server: envoy\r\n") < 0 ? -ENOMEM : 0;
 	if (!rc && (!s->keep || d->drain))
 		rc = mesh_buf_puts(b, "connection: close\r\n");
 	if (!rc)
@@ -560,6 +577,22 @@ static void u_timer(struct ev_loop *loop, struct ev_timer *t)
 		u_free(u, 1);
 }
 
+/* A connection slot freed up: the oldest request waiting for one tries again (soon, not on this stack). */
+static void cluster_wake_pending(struct px_cluster *cl)
+{
+	struct px_stream *s;
+
+	if (!cl->pending.next || cl->pending.next == &cl->pending)
+		return;
+	s = (struct px_stream *)((char *)cl->pending.next - offsetof(struct px_stream, pend));
+	s->pend.prev->next = s->pend.next;
+	s->pend.next->prev = s->pend.prev;
+	s->pending = 0;
+	cl->st.rq_pending_active--;
+	s->wait_kind = W_PENDING;
+	ev_timer_arm(s->e->loop, &s->t_wait, 0);
+}
+
 static void u_free(struct px_uconn *u, int count_destroy)
 {
 	struct engine *e = u->e;
@@ -584,6 +617,7 @@ static void u_free(struct px_uconn *u, int count_destroy)
 	close(u->io.fd);
 	h->st.cx_active--;
 	h->cl->st.cx_active--;
+	cluster_wake_pending(h->cl);
 	if (count_destroy)
 		h->cl->st.cx_destroy++;
 	mesh_buf_cleanup(&u->out);
@@ -724,8 +758,24 @@ static int u_on_head(struct px_uconn *u, struct px_stream *s, const struct h1_he
 		s->cl->st.rq_retry_success++;
 	}
 	rc = h1_out_status_line(b, h->status, h->reason);
-	if (!rc)
+	if (!rc && !s->rt->n_resp_add && !s->rt->n_resp_remove) {
 		rc = h1_out_fields(b, h, h->framing != H1_BODY_NONE);
+	} else if (!rc) {
+		size_t i;
+
+		for (i = 0; !rc && i < h->n_headers; i++) {
+			const struct h1_header *f = &h->headers[i];
+			unsigned id = f->flags & H1_HF_ID_MASK;
+
+			if ((f->flags & H1_HF_HOP) || (id == H1_H_CONTENT_LENGTH && h->framing != H1_BODY_NONE) ||
+			    edit_drops(f->name, s->rt->resp_remove, s->rt->n_resp_remove, s->rt->resp_add,
+				       s->rt->n_resp_add))
+				continue;
+			rc = h1_out_header(b, f->name, f->value);
+		}
+		if (!rc)
+			rc = edit_add(b, h->headers, h->n_headers, s->rt->resp_add, s->rt->n_resp_add);
+	}
 	s->out_framing = h->framing;
 	if (h->framing == H1_BODY_UNTIL_CLOSE) {
 		if (s->req_minor >= 1) {
@@ -753,7 +803,7 @@ static int u_on_head(struct px_uconn *u, struct px_stream *s, const struct h1_he
 		}
 	}
 	if (!rc && s->upstream_ms >= 0 && h->framing != H1_BODY_TUNNEL)
-		rc = mesh_buf_printf(b, "x-envoy-upstream-service-time: %lld\r\n", (long long)s->upstream_ms) < 0;
+		put_num_header(b, "x-envoy-upstream-service-time: ", 31, (uint64_t)s->upstream_ms);
 	if (!rc && h->framing != H1_BODY_TUNNEL && (!s->keep || d->drain))
 		rc = mesh_buf_puts(b, "connection: close\r\n");
 	if (!rc)
@@ -1032,10 +1082,24 @@ static void s_attempt(struct px_stream *s)
 		ev_timer_cancel(e->loop, &u->t);
 	} else {
 		if (h->cl->st.cx_active >= h->cl->max_connections) {
-			h->cl->st.cx_overflow++;
-			h->cl->st.rq_pending_overflow++;
-			s_local_reply(s, 503, PX_RF_UO, "upstream connect error or disconnect/reset before headers. reset reason: overflow",
-				      "x-envoy-overloaded: true\r\n");
+			struct px_cluster *cl = h->cl;
+
+			cl->st.cx_overflow++;
+			/* Envoy's HTTP/1 pool: wait for a connection, up to max_pending_requests, then UO */
+			if (cl->st.rq_pending_active >= cl->max_pending) {
+				cl->st.rq_pending_overflow++;
+				s_local_reply(s, 503, PX_RF_UO, "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+					      "x-envoy-overloaded: true\r\n");
+				return;
+			}
+			if (!cl->pending.next)
+				cl->pending.next = cl->pending.prev = &cl->pending;
+			s->pend.next = &cl->pending;
+			s->pend.prev = cl->pending.prev;
+			cl->pending.prev->next = &s->pend;
+			cl->pending.prev = &s->pend;
+			s->pending = 1;
+			cl->st.rq_pending_active++;
 			return;
 		}
 		u = u_connect(s, h, &err);
@@ -1053,7 +1117,7 @@ static void s_attempt(struct px_stream *s)
 	h1_parser_set_request(&u->p, s->req_flags);
 	mesh_buf_append(&u->out, s->head.data, s->head.len);
 	if (s->rt->attempt_count)
-		mesh_buf_printf(&u->out, "x-envoy-attempt-count: %u\r\n", s->attempt);
+		put_num_header(&u->out, "x-envoy-attempt-count: ", 23, s->attempt);
 	mesh_buf_append(&u->out, "\r\n", 2);
 	if (s->body.len)
 		mesh_buf_append(&u->out, s->body.data, s->body.len);
@@ -1216,6 +1280,85 @@ static int s_start_resolve(struct px_stream *s)
 
 static const struct h1_str H_HOST = { "host", 4 };
 
+static int name_is(struct h1_str n, const char *name)
+{
+	return strlen(name) == n.len && !strncasecmp(n.p, name, n.len);
+}
+
+/* Does a route's header edit drop this field (removed, or set anew)? */
+static int edit_drops(struct h1_str name, const char *const *rm, size_t nrm, const struct px_hdr_edit *add,
+		      size_t nadd)
+{
+	size_t i;
+
+	for (i = 0; i < nrm; i++)
+		if (name_is(name, rm[i]))
+			return 1;
+	for (i = 0; i < nadd; i++)
+		if (add[i].mode == PX_HDR_SET && name_is(name, add[i].name))
+			return 1;
+	return 0;
+}
+
+/* Appends a route's added headers (if-absent ones only when fields has none). */
+static int edit_add(struct mesh_buf *b, const struct h1_header *fields, size_t n, const struct px_hdr_edit *add,
+		    size_t nadd)
+{
+	size_t i, j;
+	int rc = 0;
+
+	for (i = 0; !rc && i < nadd; i++) {
+		struct h1_str nm = { add[i].name, strlen(add[i].name) }, v = { add[i].value, strlen(add[i].value) };
+
+		if (add[i].mode == PX_HDR_IF_ABSENT) {
+			for (j = 0; j < n; j++)
+				if (name_is(fields[j].name, add[i].name))
+					break;
+			if (j < n)
+				continue;
+		}
+		rc = h1_out_header(b, nm, v);
+	}
+	return rc;
+}
+
+/* Appends "name: N\r\n" without printf (hot path: attempt count, service time). */
+static void put_num_header(struct mesh_buf *b, const char *name, size_t nlen, uint64_t v)
+{
+	char tmp[64], *p = tmp + sizeof(tmp);
+
+	*--p = '\n';
+	*--p = '\r';
+	do {
+		*--p = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	(void)mesh_buf_append(b, name, nlen);
+	(void)mesh_buf_append(b, p, (size_t)(tmp + sizeof(tmp) - p));
+}
+
+/* A version 4 UUID (Envoy's x-request-id) from two random words, into out[36]. */
+static void uuid4(struct engine *e, char out[36])
+{
+	static const char hex[] = "0123456789abcdef";
+	uint64_t a = px_rand(e), c = px_rand(e);
+	int i, j = 0;
+
+	a = (a & ~0xf000ULL) | 0x4000ULL;                   /* version 4 */
+	c = (c & 0x3fffffffffffffffULL) | 0x8000000000000000ULL; /* variant 10 */
+	for (i = 0; i < 16; i++) {
+		if (i == 4 || i == 6)
+			out[j++] = '-';
+		out[j++] = hex[(a >> (60 - 4 * i)) & 0xf];
+	}
+	out[j++] = '-';
+	for (i = 0; i < 16; i++) {
+		if (i == 4)
+			out[j++] = '-';
+		out[j++] = hex[(c >> (60 - 4 * i)) & 0xf];
+	}
+}
+
 /* The upstream head: request line, Host, the client's fields but hop-by-hop
  * and framing ones, x-request-id, x-forwarded-proto, the framing. */
 static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_str authority)
@@ -1256,6 +1399,9 @@ static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_
 
 		if ((f->flags & H1_HF_HOP) || id == H1_H_HOST || id == H1_H_CONTENT_LENGTH)
 			continue;
+		if ((rt->n_req_remove || rt->n_req_add) && edit_drops(f->name, rt->req_remove, rt->n_req_remove,
+								     rt->req_add, rt->n_req_add))
+			continue;
 		if (h1_str_ieq(f->name, "x-envoy-attempt-count") && rt->attempt_count)
 			continue;
 		if (h1_str_ieq(f->name, "x-request-id"))
@@ -1265,19 +1411,19 @@ static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_
 		rc = h1_out_header(b, f->name, f->value);
 	}
 	if (!rc && !have_rid) {
-		uint64_t a = px_rand(s->e), c = px_rand(s->e);
-		char id[40];
+		char id[36];
 
-		/* a version 4 UUID, as Envoy generates */
-		snprintf(id, sizeof(id), "%08x-%04x-4%03x-%04x-%012llx", (unsigned)(a >> 32), (unsigned)(a >> 16) & 0xffff,
-			 (unsigned)a & 0xfff, (unsigned)((c >> 48) & 0x3fff) | 0x8000,
-			 (unsigned long long)(c & 0xffffffffffffULL));
-		rc = mesh_buf_printf(b, "x-request-id: %s\r\n", id) < 0;
+		uuid4(s->e, id);
+		(void)mesh_buf_append(b, "x-request-id: ", 14);
+		(void)mesh_buf_append(b, id, sizeof(id));
+		rc = mesh_buf_append(b, "\r\n", 2) < 0;
 		if (!rc)
-			s->rid = meta_put(s, id, strlen(id));
+			s->rid = meta_put(s, id, sizeof(id));
 	}
 	if (!rc && !have_xfp)
 		rc = mesh_buf_puts(b, "x-forwarded-proto: http\r\n");
+	if (!rc && rt->n_req_add)
+		rc = edit_add(b, h->headers, h->n_headers, rt->req_add, rt->n_req_add);
 	if (!rc && (h->flags & H1_F_UPGRADE)) {
 		struct h1_str up = h1_head_get(h, "upgrade");
 		static const struct h1_str upn = { "upgrade", 7 };
@@ -1289,6 +1435,134 @@ static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_
 	if (!rc && (h->framing == H1_BODY_LENGTH || h->framing == H1_BODY_CHUNKED))
 		rc = h1_out_framing(b, h->framing, h->content_length);
 	return rc ? -ENOMEM : 0;
+}
+
+/* --- mirroring: a copy of the request to another cluster, fire and
+ * forget (Envoy's request_mirror_policies): its own connection with
+ * "connection: close", the response read and dropped, bounded in number
+ * and time so it never holds the main request or grows memory. */
+
+struct px_mirror {
+	struct engine *e;
+	struct px_host *h;
+	struct ev_io io;
+	struct ev_timer t;
+	struct mesh_buf out;
+	size_t out_off;
+	int connected;
+};
+
+static void mirror_free(struct px_mirror *m)
+{
+	ev_io_stop(m->e->loop, &m->io);
+	ev_timer_cancel(m->e->loop, &m->t);
+	close(m->io.fd);
+	m->e->mirrors_active--;
+	mesh_buf_cleanup(&m->out);
+	px_host_unref(m->h);
+	free(m);
+}
+
+static void mirror_timer(struct ev_loop *loop, struct ev_timer *t)
+{
+	(void)loop;
+	mirror_free(t->data);
+}
+
+static void mirror_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
+{
+	struct px_mirror *m = io->data;
+	char sink[4096];
+
+	(void)loop;
+	if (!m->connected) {
+		int err = 0;
+		socklen_t len = sizeof(err);
+
+		if (getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err) {
+			mirror_free(m);
+			return;
+		}
+		m->connected = 1;
+	}
+	if ((events & EV_WRITE) && m->out_off < m->out.len) {
+		ssize_t n = send(io->fd, m->out.data + m->out_off, m->out.len - m->out_off, MSG_NOSIGNAL);
+
+		if (n < 0 && errno != EAGAIN) {
+			mirror_free(m);
+			return;
+		}
+		if (n > 0)
+			m->out_off += (size_t)n;
+	}
+	if (events & (EV_READ | EV_ERROR)) {
+		ssize_t n = read(io->fd, sink, sizeof(sink));
+
+		if (n == 0 || (n < 0 && errno != EAGAIN)) {
+			mirror_free(m); /* the response is read and dropped; the server closed */
+			return;
+		}
+	}
+	if (ev_io_set(m->e->loop, &m->io, m->out_off < m->out.len ? EV_READ | EV_WRITE : EV_READ) < 0)
+		mirror_free(m);
+}
+
+static void s_mirror(struct px_stream *s)
+{
+	struct engine *e = s->e;
+	struct px_cluster *cl = px_config_cluster(s->cfg, s->rt->mirror_cluster);
+	const char *p = s->head.data, *hl, *hv, *he, *colon;
+	struct px_mirror *m;
+	struct px_host *h;
+	size_t n;
+	int fd;
+
+	if (!cl || cl->type == PX_CL_ORIGINAL_DST || !cl->n_hosts || s->req_framing != H1_BODY_NONE)
+		return; /* requests with a body are not mirrored (the body streams to the main upstream only) */
+	if (e->mirrors_active >= PX_MIRRORS_MAX) {
+		e->mirrors_dropped++;
+		return;
+	}
+	h = cl->hosts[cl->rr++ % cl->n_hosts];
+	fd = socket(h->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	if (connect(fd, (struct sockaddr *)&h->addr, h->alen) < 0 && errno != EINPROGRESS) {
+		close(fd);
+		return;
+	}
+	m = calloc(1, sizeof(*m));
+	if (!m) {
+		close(fd);
+		return;
+	}
+	m->e = e;
+	m->h = px_host_ref(h);
+	mesh_buf_init(&m->out, H1_DEFAULT_MAX_HEAD_BYTES + 8192);
+	/* the head with Host "name-shadow[:port]" (Envoy's shadow suffix) */
+	hl = memchr(p, '\n', s->head.len);
+	hv = hl ? hl + 1 : NULL;
+	if (hv && s->head.len - (size_t)(hv - p) > 6 && !strncmp(hv, "host: ", 6)) {
+		he = memchr(hv, '\r', s->head.len - (size_t)(hv - p));
+		he = he ? he : p + s->head.len;
+		colon = memchr(hv + 6, ':', (size_t)(he - hv - 6));
+		n = (size_t)((colon ? colon : he) - p);
+		(void)mesh_buf_append(&m->out, p, n);
+		(void)mesh_buf_append(&m->out, "-shadow", 7);
+		(void)mesh_buf_append(&m->out, p + n, s->head.len - n);
+	} else {
+		(void)mesh_buf_append(&m->out, p, s->head.len);
+	}
+	(void)mesh_buf_puts(&m->out, "connection: close\r\n\r\n");
+	ev_io_init(&m->io, fd, mirror_cb, m);
+	ev_timer_init(&m->t, mirror_timer, m);
+	e->mirrors_active++;
+	e->mirrors_sent++;
+	if (ev_io_start(e->loop, &m->io, EV_WRITE | EV_READ) < 0) {
+		mirror_free(m);
+		return;
+	}
+	ev_timer_arm(e->loop, &m->t, PX_MIRROR_TIMEOUT_MS);
 }
 
 static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
@@ -1473,6 +1747,8 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 	}
 	if (s->rt->timeout_ms)
 		ev_timer_arm(e->loop, &s->t_global, s->rt->timeout_ms);
+	if (s->rt->mirror_cluster && px_rand(e) % 1000000 < s->rt->mirror_pct)
+		s_mirror(s);
 	if (s->cl->type == PX_CL_ORIGINAL_DST && !s->have_odst) {
 		int rc = s_set_odst(s, host, port);
 

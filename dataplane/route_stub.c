@@ -19,6 +19,8 @@ struct rs_route {
 	const char *match;
 	size_t mlen;
 	struct px_route r;
+	struct px_hdr_edit *edits;   /* owned: req_add then resp_add */
+	const char **removes;        /* owned: req_remove then resp_remove */
 };
 
 struct rs_vhost {
@@ -113,6 +115,61 @@ static void compile_fault(const Envoy__Config__Route__V3__Route *rt, struct px_r
 	}
 }
 
+static void edit_from(const Envoy__Config__Core__V3__HeaderValueOption *o, struct px_hdr_edit *e)
+{
+	e->name = o->header ? o->header->key : "";
+	e->value = o->header ? o->header->value : "";
+	e->mode = PX_HDR_APPEND;
+	if ((o->append && !o->append->value) ||
+	    o->append_action == ENVOY__CONFIG__CORE__V3__HEADER_VALUE_OPTION__HEADER_APPEND_ACTION__OVERWRITE_IF_EXISTS_OR_ADD)
+		e->mode = PX_HDR_SET;
+	else if (o->append_action == ENVOY__CONFIG__CORE__V3__HEADER_VALUE_OPTION__HEADER_APPEND_ACTION__ADD_IF_ABSENT)
+		e->mode = PX_HDR_IF_ABSENT;
+}
+
+static int compile_edits(const Envoy__Config__Route__V3__VirtualHost *vh, const Envoy__Config__Route__V3__Route *rt,
+			 struct rs_route *o)
+{
+	size_t na = rt->n_request_headers_to_add + vh->n_request_headers_to_add;
+	size_t nb = rt->n_response_headers_to_add + vh->n_response_headers_to_add;
+	size_t nr = rt->n_request_headers_to_remove + vh->n_request_headers_to_remove;
+	size_t ns = rt->n_response_headers_to_remove + vh->n_response_headers_to_remove;
+	size_t i, k = 0;
+
+	if (!na && !nb && !nr && !ns)
+		return 0;
+	o->edits = calloc(na + nb + 1, sizeof(*o->edits));
+	o->removes = calloc(nr + ns + 1, sizeof(*o->removes));
+	if (!o->edits || !o->removes)
+		return -ENOMEM;
+	for (i = 0; i < rt->n_request_headers_to_add; i++)
+		edit_from(rt->request_headers_to_add[i], &o->edits[k++]);
+	for (i = 0; i < vh->n_request_headers_to_add; i++)
+		edit_from(vh->request_headers_to_add[i], &o->edits[k++]);
+	for (i = 0; i < rt->n_response_headers_to_add; i++)
+		edit_from(rt->response_headers_to_add[i], &o->edits[k++]);
+	for (i = 0; i < vh->n_response_headers_to_add; i++)
+		edit_from(vh->response_headers_to_add[i], &o->edits[k++]);
+	o->r.req_add = o->edits;
+	o->r.n_req_add = na;
+	o->r.resp_add = o->edits + na;
+	o->r.n_resp_add = nb;
+	k = 0;
+	for (i = 0; i < rt->n_request_headers_to_remove; i++)
+		o->removes[k++] = rt->request_headers_to_remove[i];
+	for (i = 0; i < vh->n_request_headers_to_remove; i++)
+		o->removes[k++] = vh->request_headers_to_remove[i];
+	for (i = 0; i < rt->n_response_headers_to_remove; i++)
+		o->removes[k++] = rt->response_headers_to_remove[i];
+	for (i = 0; i < vh->n_response_headers_to_remove; i++)
+		o->removes[k++] = vh->response_headers_to_remove[i];
+	o->r.req_remove = o->removes;
+	o->r.n_req_remove = nr;
+	o->r.resp_remove = o->removes + nr;
+	o->r.n_resp_remove = ns;
+	return 0;
+}
+
 static int compile_route(const Envoy__Config__Route__V3__VirtualHost *vh, const Envoy__Config__Route__V3__Route *rt,
 			 struct rs_route *o, struct px_weighted **wc)
 {
@@ -136,6 +193,8 @@ static int compile_route(const Envoy__Config__Route__V3__VirtualHost *vh, const 
 		o->mlen = o->match ? strlen(o->match) : 0;
 	}
 	compile_fault(rt, r);
+	if (compile_edits(vh, rt, o) < 0)
+		return -ENOMEM;
 	switch (rt->action_case) {
 	case ENVOY__CONFIG__ROUTE__V3__ROUTE__ACTION_ROUTE: {
 		const Envoy__Config__Route__V3__RouteAction *a = rt->route;
@@ -185,6 +244,13 @@ static int compile_route(const Envoy__Config__Route__V3__VirtualHost *vh, const 
 		if (a->host_rewrite_specifier_case ==
 		    ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__HOST_REWRITE_SPECIFIER_HOST_REWRITE_LITERAL)
 			r->host_rewrite = a->host_rewrite_literal;
+		if (a->n_request_mirror_policies && *a->request_mirror_policies[0]->cluster) {
+			const Envoy__Config__Route__V3__RouteAction__RequestMirrorPolicy *mp = a->request_mirror_policies[0];
+
+			r->mirror_cluster = mp->cluster;
+			r->mirror_pct = mp->runtime_fraction ? pct_per_million(mp->runtime_fraction->default_value)
+							     : 1000000;
+		}
 		break;
 	}
 	case ENVOY__CONFIG__ROUTE__V3__ROUTE__ACTION_DIRECT_RESPONSE:
@@ -289,8 +355,15 @@ void rstub_free(struct rstub *r)
 
 	if (!r)
 		return;
-	for (i = 0; i < r->n_vh; i++)
+	for (i = 0; i < r->n_vh; i++) {
+		size_t j;
+
+		for (j = 0; r->vh[i].routes && j < r->vh[i].n_routes; j++) {
+			free(r->vh[i].routes[j].edits);
+			free(r->vh[i].routes[j].removes);
+		}
 		free(r->vh[i].routes);
+	}
 	free(r->vh);
 	free(r->wc);
 	free(r);

@@ -29,6 +29,15 @@ enum {
 	PX_RETRY_REFUSED_STREAM = 1u << 6,
 };
 
+/* A header edit (HeaderValueOption): add beside existing values, or set
+ * (overwrite: drop the client's/upstream's values first), or add only if
+ * absent. */
+enum { PX_HDR_APPEND, PX_HDR_SET, PX_HDR_IF_ABSENT };
+struct px_hdr_edit {
+	const char *name, *value;
+	int mode;
+};
+
 struct px_weighted {
 	const char *cluster;
 	uint32_t weight;
@@ -62,6 +71,14 @@ struct px_route {
 	uint32_t redirect_status;
 	const char *redirect_host, *redirect_path, *redirect_scheme;
 	uint32_t redirect_port;
+	/* header edits, route's then virtual host's (Envoy's default order) */
+	const struct px_hdr_edit *req_add, *resp_add;
+	size_t n_req_add, n_resp_add;
+	const char *const *req_remove, *const *resp_remove;
+	size_t n_req_remove, n_resp_remove;
+	/* mirroring: a fire-and-forget copy to this cluster, for pct per million requests */
+	const char *mirror_cluster;
+	uint32_t mirror_pct;
 	/* fault (from typed_per_filter_config envoy.filters.http.fault) */
 	uint64_t fault_delay_ms;
 	uint32_t fault_delay_pct;        /* per million */

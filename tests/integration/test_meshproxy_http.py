@@ -95,8 +95,21 @@ class Backend:
                         self.wfile.flush()
                     self.wfile.write(b"0\r\n\r\n")
                     return None
-                if p.startswith("/echo"):
-                    return self.reply(200, body)
+                if "/echo" in p:
+                    return self.reply(200, body, [("X-Backend", outer.name), ("X-Drop", "1")])
+                if p.startswith("/ws"):
+                    self.send_response(101)
+                    self.send_header("Upgrade", "websocket")
+                    self.send_header("Connection", "Upgrade")
+                    self.end_headers()
+                    self.wfile.flush()
+                    while True:
+                        data = self.connection.recv(65536)
+                        if not data:
+                            break
+                        self.connection.sendall(data.upper())
+                    self.close_connection = True
+                    return None
                 return self.reply(200, ("%s %s" % (outer.name, p)).encode())
 
             do_GET = do_POST = do_PUT = do_HEAD = handle_one
@@ -335,6 +348,135 @@ class MeshproxyHttpTest(unittest.TestCase):
         line = [l for l in self.px.access_log().splitlines() if "rid-123" in l][0]
         self.assertRegex(line, r'^\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\] "GET /logged HTTP/1\.1" 200 - 0 \d+ \d+ \d+ '
                                r'"-" "it-agent" "rid-123" "reviews\.demo:9080" "127\.0\.0\.1:%d"$' % self.reviews.port)
+
+
+FEATURES = """
+outbound
+inbound
+listener 9080
+vhost 9080 web web.demo:9080
+route 9080 web /edit cluster=outbound|9080||web.demo req_add=x-added:yes req_set=x-set:new req_remove=x-secret resp_add=x-resp:1 resp_remove=x-drop
+route 9080 web /mirror cluster=outbound|9080||web.demo mirror=outbound|9080||shadow.demo
+route 9080 web / cluster=outbound|9080||web.demo timeout=10000
+vhost 9080 cb cb.demo:9080
+route 9080 cb / cluster=outbound|9080||cb.demo timeout=10000
+cluster outbound|9080||web.demo eds 127.0.0.1:{web}
+cluster outbound|9080||shadow.demo eds 127.0.0.1:{shadow}
+cluster outbound|9080||cb.demo eds 127.0.0.1:{web} max_connections=1 max_pending=1
+cluster inbound|{web}|| static 127.0.0.1:{web}
+cluster PassthroughCluster original_dst
+"""
+
+
+class MeshproxyFeaturesTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.web = Backend("web")
+        cls.shadow = Backend("shadow")
+        cls.px = Proxy(FEATURES.format(web=cls.web.port, shadow=cls.shadow.port))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.px.stop()
+        cls.web.stop()
+        cls.shadow.stop()
+
+    def test_header_edits(self):
+        out = subprocess.run(["curl", "-s", "-D", "-", "-H", "Host: web.demo:9080", "-H", "X-Set: old",
+                              "-H", "X-Secret: s", "--data-binary", "b", self.px.url("/edit/echo")],
+                             capture_output=True, text=True, timeout=30).stdout.lower()
+        h = self.web.last_headers
+        self.assertEqual(h.get("x-added"), "yes")
+        self.assertEqual(h.get("x-set"), "new")
+        self.assertNotIn("x-secret", h)
+        self.assertIn("x-resp: 1", out)
+        self.assertIn("x-backend: web", out)
+        self.assertNotIn("x-drop", out)
+
+    def test_mirror_fire_and_forget(self):
+        n = self.shadow.requests
+        code, body, _ = self.px.curl("-H", "Host: web.demo:9080", self.px.url("/mirror/m1"))
+        self.assertEqual((code, body), (200, "web /mirror/m1"))
+        wait_for(lambda: self.shadow.requests > n, what="mirrored request")
+        self.assertEqual(self.shadow.last_headers.get("host"), "web.demo-shadow:9080")
+
+    def test_circuit_breaker_uo(self):
+        results = []
+
+        def one(i):
+            out = subprocess.run(["curl", "-s", "-D", "-", "-o", "/dev/null", "-H", "Host: cb.demo:9080",
+                                  self.px.url("/delay/700/%d" % i)], capture_output=True, text=True, timeout=30)
+            results.append(out.stdout.lower())
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        ok = [r for r in results if r.startswith("http/1.1 200")]
+        uo = [r for r in results if r.startswith("http/1.1 503") and "x-envoy-overloaded: true" in r]
+        self.assertEqual(len(ok) + len(uo), 4, results)
+        self.assertGreaterEqual(len(ok), 1)  # one connection, one waiting: at least one is served
+        self.assertGreaterEqual(len(uo), 1)  # four at once cannot all fit: overflow answered 503 UO
+        wait_for(lambda: " 503 UO " in self.px.access_log(), what="UO log line")
+        self.assertRegex(self.px.admin("/stats/prometheus"),
+                         r'envoy_cluster_upstream_rq_pending_overflow\{envoy_cluster_name="outbound\|9080\|\|cb\.demo"\} [1-9]')
+
+    def test_expect_100_continue(self):
+        s = socket.create_connection(("127.0.0.1", self.px.out_port), timeout=10)
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: web.demo:9080\r\nContent-Length: 5\r\n"
+                  b"Expect: 100-continue\r\nConnection: close\r\n\r\n")
+        first = s.recv(4096)
+        self.assertTrue(first.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"), first)
+        s.sendall(b"hello")
+        out = first
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+        s.close()
+        self.assertIn(b"HTTP/1.1 200", out)
+        self.assertTrue(out.endswith(b"hello"), out)
+
+    def test_websocket_upgrade_tunnel(self):
+        s = socket.create_connection(("127.0.0.1", self.px.out_port), timeout=10)
+        s.sendall(b"GET /ws HTTP/1.1\r\nHost: web.demo:9080\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(4096)
+        self.assertTrue(head.startswith(b"HTTP/1.1 101"), head)
+        self.assertIn(b"upgrade: websocket", head.lower())
+        rest = head.split(b"\r\n\r\n", 1)[1]
+        s.sendall(b"ping-through-tunnel")
+        while len(rest) < 19:
+            rest += s.recv(4096)
+        self.assertEqual(rest, b"PING-THROUGH-TUNNEL")
+        s.close()
+
+    def test_inbound_to_application_port(self):
+        code, body, _ = self.px.curl("-H", "Host: anything:%d" % self.web.port,
+                                     "http://127.0.0.1:%d/inb" % self.px.in_port)
+        self.assertEqual((code, body), (200, "web /inb"))
+
+    def test_passthrough_allow_any(self):
+        # no listener for the backend's port: virtualOutbound's PassthroughCluster forwards to the authority
+        code, body, _ = self.px.curl("-H", "Host: 127.0.0.1:%d" % self.web.port, self.px.url("/pt"))
+        self.assertEqual((code, body), (200, "web /pt"))
+        env = dict(os.environ, http_proxy="http://127.0.0.1:%d" % self.px.out_port)
+        env.pop("no_proxy", None)
+        env.pop("NO_PROXY", None)
+        code, body, _ = self.px.curl("http://localhost:%d/pt2" % self.web.port, env=env)
+        self.assertEqual((code, body), (200, "web /pt2"))
+        name = socket.gethostname()
+        try:
+            socket.getaddrinfo(name, self.web.port, socket.AF_INET)
+        except OSError:
+            return  # this machine cannot resolve its own name: the resolver path is not testable here
+        code, body, _ = self.px.curl("-H", "Host: %s:%d" % (name, self.web.port), self.px.url("/pt3"))
+        self.assertIn(code, (200, 503))  # resolved to an address that may not be loopback
+        if code == 503:
+            self.assertIn("connection failure", body)
 
 
 class MeshproxyLifecycleTest(unittest.TestCase):

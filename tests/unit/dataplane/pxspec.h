@@ -15,9 +15,10 @@
  *                                 per_try=MS codes=503,409 direct=STATUS[:BODY]
  *                                 redirect=HOST[/PATH] abort=STATUS delay=MS
  *                                 prefix_rewrite=P host_rewrite=H attempt_count=1
- *                                 weighted=C1:W1,C2:W2
+ *                                 weighted=C1:W1,C2:W2 mirror=C
+ *                                 req_add=K:V req_set=K:V req_remove=K resp_add=K:V resp_set=K:V resp_remove=K
  *   cluster NAME static|eds|original_dst [IP:PORT...] [max_connections=N]
- *                                 [max_requests=N] [max_requests_per_connection=N]
+ *                                 [max_pending=N] [max_requests=N] [max_requests_per_connection=N]
  */
 #ifndef MESH_TESTS_PXSPEC_H
 #define MESH_TESTS_PXSPEC_H
@@ -365,6 +366,38 @@ static int ps_route(struct pxspec *ps, const char *rcname, const char *vhname, c
 			a->host_rewrite_literal = ps_str(ps, v);
 		} else if (!strcmp(tok, "attempt_count")) {
 			vh->include_request_attempt_count = atoi(v) != 0;
+		} else if (!strcmp(tok, "mirror")) {
+			Envoy__Config__Route__V3__RouteAction__RequestMirrorPolicy *mp =
+				PS_NEW(ps, Envoy__Config__Route__V3__RouteAction__RequestMirrorPolicy,
+				       ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__REQUEST_MIRROR_POLICY__INIT);
+
+			mp->cluster = ps_str(ps, v);
+			a->request_mirror_policies = (void *)ps_push(ps, NULL, &a->n_request_mirror_policies, mp);
+		} else if (!strcmp(tok, "req_remove")) {
+			r->request_headers_to_remove = (void *)ps_push(ps, (void **)r->request_headers_to_remove,
+								       &r->n_request_headers_to_remove, ps_str(ps, v));
+		} else if (!strcmp(tok, "resp_remove")) {
+			r->response_headers_to_remove = (void *)ps_push(ps, (void **)r->response_headers_to_remove,
+									&r->n_response_headers_to_remove, ps_str(ps, v));
+		} else if (!strncmp(tok, "req_", 4) || !strncmp(tok, "resp_", 5)) {
+			Envoy__Config__Core__V3__HeaderValueOption *o = PS_NEW(
+				ps, Envoy__Config__Core__V3__HeaderValueOption, ENVOY__CONFIG__CORE__V3__HEADER_VALUE_OPTION__INIT);
+			char *c = strchr(v, ':');
+
+			o->header = PS_NEW(ps, Envoy__Config__Core__V3__HeaderValue, ENVOY__CONFIG__CORE__V3__HEADER_VALUE__INIT);
+			if (c)
+				*c++ = 0;
+			o->header->key = ps_str(ps, v);
+			o->header->value = ps_str(ps, c ? c : "");
+			if (strstr(tok, "_set"))
+				o->append_action =
+					ENVOY__CONFIG__CORE__V3__HEADER_VALUE_OPTION__HEADER_APPEND_ACTION__OVERWRITE_IF_EXISTS_OR_ADD;
+			if (tok[2] == 'q')
+				r->request_headers_to_add = (void *)ps_push(ps, (void **)r->request_headers_to_add,
+									    &r->n_request_headers_to_add, o);
+			else
+				r->response_headers_to_add = (void *)ps_push(ps, (void **)r->response_headers_to_add,
+									     &r->n_response_headers_to_add, o);
 		}
 	}
 	if (fault.abort || fault.delay) {
@@ -437,6 +470,8 @@ static void ps_cluster(struct pxspec *ps, const char *name, const char *type, ch
 		}
 		if (!strcmp(tok, "max_connections"))
 			t->max_connections = ps_u32(ps, (uint32_t)atoi(v));
+		else if (!strcmp(tok, "max_pending"))
+			t->max_pending_requests = ps_u32(ps, (uint32_t)atoi(v));
 		else if (!strcmp(tok, "max_requests"))
 			t->max_requests = ps_u32(ps, (uint32_t)atoi(v));
 		else if (!strcmp(tok, "max_requests_per_connection"))
