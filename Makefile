@@ -8,6 +8,7 @@
 #                   ASan+UBSan) and integration tests against real peers
 #   make bench      benchmarks against the targets in DESIGN.md
 #   make http-golden  the HTTP/1.1 codec's declarative cases (tests/http/)
+#   make router-bench the router's ns/match on a 1,000-virtual-host config
 #   make fuzz       libFuzzer targets for FUZZ_SECONDS each (clang)
 #   make check-layering  include and I/O rules between common/, controlplane/, dataplane/
 #   make SAN=1 ...  the same under AddressSanitizer + UndefinedBehaviorSanitizer (build/asan)
@@ -27,7 +28,9 @@ endif
 # pkg-config packages per binary (as redis's src/Makefile keeps an object list
 # per binary): common/ needs only protobuf-c and OpenSSL, so the proxy can link
 # without gRPC core, libcurl, libmicrohttpd or libyaml.
-COMMON_PKGS    := libprotobuf-c openssl
+# re2: common/re.cc (RE2 behind a C API); only binaries that use it pull
+# re.o from libcommon.a, and pkg_libs adds the C++ runtime with re2
+COMMON_PKGS    := libprotobuf-c openssl re2
 MESHD_PKGS     := grpc libprotobuf-c yaml-0.1 openssl libcurl libmicrohttpd
 MESHCTL_PKGS   := grpc libprotobuf-c yaml-0.1 openssl
 MESHPROXY_PKGS := $(COMMON_PKGS)
@@ -35,7 +38,7 @@ MESHPROXY_PKGS := $(COMMON_PKGS)
 PKGS    := $(MESHD_PKGS)
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
-pkg_libs   = $(shell pkg-config --libs $(1))
+pkg_libs   = $(shell pkg-config --libs $(1))$(if $(filter re2,$(1)), -lstdc++)
 CHECK_CFLAGS = $(shell pkg-config --cflags check)
 CHECK_LIBS   = $(shell pkg-config --libs check)
 
@@ -48,6 +51,10 @@ Q := @
 endif
 CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(SANFLAGS) -I. -I$(GEN) $(PKG_CFLAGS) -MMD -MP
+# common/*.cc (the RE2 wrapper): C++17, the same warnings
+CXX     ?= g++
+CXXFLAGS ?= $(OPT) -g
+CXXFLAGS += -std=c++17 -Wall -Wextra -Werror $(SANFLAGS) -I. $(shell pkg-config --cflags re2) -MMD -MP
 GEN_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wno-unused-parameter $(OPT) -g $(SANFLAGS) -I$(GEN) $(PKG_CFLAGS)
 LDFLAGS += $(SANFLAGS)
 LDLIBS  := $(PKG_LIBS) -lpthread -lm
@@ -69,7 +76,8 @@ PB_O    := $(PB_C:.c=.o)
 # controlplane/ but main.c and cli/).  A binary names its own objects and links
 # the libraries it uses; the archive linker pulls only the members it needs.
 COMMON_SRCS := $(sort $(wildcard common/*.c common/xds/*.c))
-COMMON_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(COMMON_SRCS)) $(PB_O)
+COMMON_CXX_SRCS := $(sort $(wildcard common/*.cc))
+COMMON_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(COMMON_SRCS)) $(patsubst %.cc,$(BUILD)/obj/%.o,$(COMMON_CXX_SRCS)) $(PB_O)
 LIBCOMMON   := $(BUILD)/libcommon.a
 
 CP_SRCS     := $(sort $(shell find controlplane -name '*.c' ! -path 'controlplane/cli/*' ! -name main.c))
@@ -123,6 +131,11 @@ $(BUILD)/obj/%.o: %.c | $(PB_H)
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/%.o: %.cc
+	@mkdir -p $(dir $@)
+	@echo "  CXX     $<"
+	$(Q)$(CXX) $(CXXFLAGS) -c -o $@ $<
 
 $(GEN)/crd_schemas.c: $(CRD_YAML) scripts/gen_crd_schemas.sh
 	@mkdir -p $(GEN)
@@ -188,6 +201,16 @@ $(UNIT_DATAPLANE_BINS): $(BUILD)/tests/%: tests/unit/%.c $(MESHPROXY_LIB_OBJS) $
 	@echo "  CCLD    $@"
 	$(Q)$(CC) $(CFLAGS) $(CHECK_CFLAGS) -o $@ $< $(MESHPROXY_LIB_OBJS) $(LIBCOMMON) $(LDFLAGS) \
 		$(call pkg_libs,$(MESHPROXY_PKGS)) -lpthread -lm $(CHECK_LIBS)
+
+# the sidecar golden cases through meshproxy's router: links the control
+# plane (to generate them) and dataplane/router.o with RE2
+ROUTER_GOLDEN_TEST := $(BUILD)/tests/controlplane/gen/test_router_golden
+$(ROUTER_GOLDEN_TEST): tests/unit/controlplane/gen/test_router_golden.c tests/xds/golden.c \
+		$(BUILD)/obj/dataplane/router.o $(LIBMESHD) $(LIBCOMMON) | $(PB_H)
+	@mkdir -p $(dir $@)
+	@echo "  CCLD    $@"
+	$(Q)$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Itests/unit -o $@ $< $(BUILD)/obj/dataplane/router.o $(LIBMESHD) $(LIBCOMMON) \
+		$(LDFLAGS) $(LDLIBS) $(call pkg_libs,re2) $(CHECK_LIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIBMESHD) $(LIBCOMMON) | $(PB_H)
 	@mkdir -p $(dir $@)
@@ -299,6 +322,18 @@ $(BUILD)/tests/http/bench_http1: tests/http/bench_http1.c $(MESHPROXY_LIB_OBJS) 
 http-bench: $(BUILD)/tests/http/bench_http1
 	@$(BUILD)/tests/http/bench_http1
 
+# the router's match cost on a 1,000-virtual-host route config (a
+# benchmark; asserts only that each request finds its route)
+.PHONY: router-bench
+$(BUILD)/tests/bench/bench_router: tests/bench/router/bench_router.c tests/unit/dataplane/router_build.h \
+		$(MESHPROXY_LIB_OBJS) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	@echo "  CCLD    $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(MESHPROXY_LIB_OBJS) $(LIBCOMMON) $(LDFLAGS) $(call pkg_libs,$(MESHPROXY_PKGS)) -lpthread -lm
+
+router-bench: $(BUILD)/tests/bench/bench_router
+	@$(BUILD)/tests/bench/bench_router
+
 # golden xDS cases (tests/xds/NNNN/): config in, resources out per proxy
 # flavour; GOLDEN_UPDATE=1 rewrites the expected files
 .PHONY: xds-golden
@@ -327,7 +362,7 @@ $(FUZZ_BUILD)/fuzz_http1: tests/fuzz/fuzz_http1.c tests/http/h1drive.c tests/htt
 		tests/fuzz/fuzz_http1.c tests/http/h1drive.c dataplane/http1.c common/buf.c common/err.c
 # the control plane libraries built by clang with coverage for the fuzzer
 $(FUZZ_BUILD)/fuzz_config: tests/fuzz/fuzz_config.c FORCE
-	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD)/lib SAN=1 CC=$(FUZZ_CC) \
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD)/lib SAN=1 CC=$(FUZZ_CC) CXX=$(FUZZ_CC)++ \
 		SANFLAGS="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a
 	@echo "  FUZZ    $@"
 	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -I. -I$(FUZZ_BUILD)/lib/gen $(FUZZ_SAN) -fsanitize=fuzzer -o $@ \
