@@ -17,7 +17,7 @@
 
 #include "dataplane/accesslog.h"
 #include "dataplane/engine.h"
-#include "dataplane/route_stub.h"
+#include "dataplane/router.h"
 
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -78,14 +78,9 @@ struct px_port {
 	uint32_t vip;                    /* network order; 0 for 0.0.0.0 */
 	uint32_t port;
 	const char *route_name;          /* RDS name, "PORT" */
-	struct rstub *router;            /* owned by the config's router table */
+	const struct router_config *rcfg; /* in the config's router (NULL: RDS not there yet -> 404 NR) */
 	int tcp;                         /* a TCP proxy listener: no HTTP routing */
 	const char *tcp_cluster;
-};
-
-struct px_rtab {
-	char *name;
-	struct rstub *r;
 };
 
 struct px_config {
@@ -94,8 +89,9 @@ struct px_config {
 	struct px_snapshot *snap;        /* keeps every string the compiled objects point into */
 	struct px_port *out_ports, *in_ports;
 	size_t n_out_ports, n_in_ports;
-	struct px_rtab *routers;         /* RDS configs plus inline inbound ones */
-	size_t n_routers;
+	struct router *router;           /* every RDS RouteConfiguration (a reference) */
+	struct router **in_routers;      /* inline route configs of virtualInbound's chains, one per chain */
+	size_t n_in_routers;
 	struct px_cluster **clusters;    /* sorted by name, one reference each */
 	size_t n_clusters;
 	int has_outbound, has_inbound;

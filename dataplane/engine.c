@@ -204,11 +204,10 @@ static void config_free(struct px_config *c)
 {
 	size_t i;
 
-	for (i = 0; i < c->n_routers; i++) {
-		rstub_free(c->routers[i].r);
-		free(c->routers[i].name);
-	}
-	free(c->routers);
+	router_unref(c->router);
+	for (i = 0; i < c->n_in_routers; i++)
+		router_unref(c->in_routers[i]);
+	free(c->in_routers);
 	free(c->out_ports);
 	free(c->in_ports);
 	for (i = 0; i < c->n_clusters; i++)
@@ -227,28 +226,14 @@ void px_config_unref(struct px_config *c)
 		config_free(c);
 }
 
-static struct rstub *router_find(const struct px_config *c, const char *name)
+static int in_router_add(struct px_config *c, struct router *r)
 {
-	size_t i;
-
-	for (i = 0; i < c->n_routers; i++)
-		if (!strcmp(c->routers[i].name, name))
-			return c->routers[i].r;
-	return NULL;
-}
-
-static int router_add(struct px_config *c, const char *name, struct rstub *r)
-{
-	struct px_rtab *v = realloc(c->routers, (c->n_routers + 1) * sizeof(*v));
+	struct router **v = realloc(c->in_routers, (c->n_in_routers + 1) * sizeof(*v));
 
 	if (!v)
 		return -ENOMEM;
-	c->routers = v;
-	v[c->n_routers].name = strdup(name);
-	v[c->n_routers].r = r;
-	if (!v[c->n_routers].name)
-		return -ENOMEM;
-	c->n_routers++;
+	c->in_routers = v;
+	v[c->n_in_routers++] = r;
 	return 0;
 }
 
@@ -360,7 +345,7 @@ static int compile_listener(struct px_config *c, const Envoy__Config__Listener__
 		for (i = 0; i < l->n_filter_chains; i++) {
 			const Envoy__Config__Listener__V3__FilterChain *fc = l->filter_chains[i];
 			const Envoy__Config__Listener__V3__FilterChainMatch *m = fc->filter_chain_match;
-			struct rstub *r = NULL;
+			struct router *r = NULL;
 
 			if (!m || !m->destination_port || !strcmp(m->transport_protocol, "tls"))
 				continue; /* TLS chains: issue 12 */
@@ -371,18 +356,17 @@ static int compile_listener(struct px_config *c, const Envoy__Config__Listener__
 			p.port = m->destination_port->value;
 			if (hcm && hcm->route_specifier_case ==
 					   ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_ROUTE_CONFIG) {
-				char name[64];
+				const Envoy__Config__Route__V3__RouteConfiguration *one = hcm->route_config;
 
-				rc = rstub_new(hcm->route_config, &r, err, cap);
+				rc = router_new(&one, 1, &r, err, cap);
 				if (rc < 0)
 					return rc;
-				snprintf(name, sizeof(name), "inbound|%u", p.port);
-				rc = router_add(c, name, r);
+				rc = in_router_add(c, r);
 				if (rc < 0) {
-					rstub_free(r);
+					router_unref(r);
 					return rc;
 				}
-				p.router = r;
+				p.rcfg = router_config(r, one->name, strlen(one->name));
 			} else if (tcp) {
 				p.tcp = 1;
 				p.tcp_cluster = tcp;
@@ -433,17 +417,19 @@ static int config_compile(struct engine *e, struct px_snapshot *s, struct px_con
 	c->refs = 1;
 	c->e = e;
 	c->snap = px_snapshot_ref(s);
-	for (i = 0; i < rs->n; i++) {
-		struct rstub *r = NULL;
+	{
+		const Envoy__Config__Route__V3__RouteConfiguration **rcs = calloc(rs->n + 1, sizeof(*rcs));
 
-		rc = rstub_new((const Envoy__Config__Route__V3__RouteConfiguration *)rs->v[i]->msg, &r, err, cap);
-		if (rc < 0)
-			goto out;
-		rc = router_add(c, rs->v[i]->name, r);
-		if (rc < 0) {
-			rstub_free(r);
+		if (!rcs) {
+			rc = -ENOMEM;
 			goto out;
 		}
+		for (i = 0; i < rs->n; i++)
+			rcs[i] = (const void *)rs->v[i]->msg;
+		rc = router_new(rcs, rs->n, &c->router, err, cap);
+		free(rcs);
+		if (rc < 0)
+			goto out;
 	}
 	for (i = 0; i < ls->n; i++) {
 		rc = compile_listener(c, (const Envoy__Config__Listener__V3__Listener *)ls->v[i]->msg, err, cap);
@@ -452,7 +438,8 @@ static int config_compile(struct engine *e, struct px_snapshot *s, struct px_con
 	}
 	for (i = 0; i < c->n_out_ports; i++)
 		if (c->out_ports[i].route_name)
-			c->out_ports[i].router = router_find(c, c->out_ports[i].route_name);
+			c->out_ports[i].rcfg = router_config(c->router, c->out_ports[i].route_name,
+							     strlen(c->out_ports[i].route_name));
 	for (i = 0; i < cs->n; i++) {
 		const Envoy__Config__Cluster__V3__Cluster *cl = (const void *)cs->v[i]->msg;
 

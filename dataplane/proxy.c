@@ -111,8 +111,11 @@ struct px_stream {
 	struct px_dconn *d;
 	struct engine *e;
 	struct px_config *cfg;       /* a reference */
-	const struct px_route *rt;
-	struct px_route synth;       /* the route when none is matched (passthrough, inbound) */
+	const struct router_route *rt;
+	const struct router_cluster *rc;  /* the route's cluster (weighted pick) */
+	const struct router_hdrs *hdrs;   /* header edits for this request */
+	struct router_route synth;   /* the route when none is matched (passthrough, inbound) */
+	struct router_cluster synth_cl;
 	struct px_cluster *cl;
 	struct mesh_buf head;        /* upstream request head, without attempt count and final CRLF */
 	struct mesh_buf body;        /* request body as framed upstream, for retries */
@@ -158,10 +161,9 @@ static void u_update(struct px_uconn *u);
 static int u_flush(struct px_uconn *u);
 static void s_attempt(struct px_stream *s);
 static void put_num_header(struct mesh_buf *b, const char *name, size_t nlen, uint64_t v);
-static int edit_drops(struct h1_str name, const char *const *rm, size_t nrm, const struct px_hdr_edit *add,
-		      size_t nadd);
-static int edit_add(struct mesh_buf *b, const struct h1_header *fields, size_t n, const struct px_hdr_edit *add,
-		    size_t nadd);
+static int edit_drops(struct h1_str name, const struct router_hdr *ops, size_t n);
+static int edit_add(struct mesh_buf *b, const struct h1_header *fields, size_t n, const struct router_hdr *ops,
+		    size_t nops);
 static void s_mirror(struct px_stream *s);
 static void cluster_wake_pending(struct px_cluster *cl);
 static void s_end(struct px_stream *s);
@@ -440,34 +442,39 @@ static void s_local_reply(struct px_stream *s, int status, unsigned flag, const 
 
 static int s_retry_allowed(struct px_stream *s, int kind, int status)
 {
-	const struct px_route *rt = s->rt;
-	unsigned on = rt->retry_on;
+	const struct router_retry *rp = s->rt->retry;
+	unsigned on = rp ? rp->on : 0;
 	size_t i;
 	int cond = 0;
 
+	if (!rp)
+		return 0;
+
+	/* Envoy: connect failures count for connect-failure, reset, 5xx and
+	 * gateway-error (and refused-stream, h2's case of a refused request) */
 	if (kind == F_CONNECT)
-		cond = (on & (PX_RETRY_CONNECT_FAILURE | PX_RETRY_RESET | PX_RETRY_5XX | PX_RETRY_GATEWAY |
-			      PX_RETRY_REFUSED_STREAM)) != 0;
+		cond = (on & (ROUTER_RETRY_CONNECT_FAILURE | ROUTER_RETRY_RESET | ROUTER_RETRY_5XX |
+			      ROUTER_RETRY_GATEWAY_ERROR | ROUTER_RETRY_REFUSED_STREAM | ROUTER_RETRY_RESET_BEFORE_REQUEST)) != 0;
 	else if (kind == F_RESET)
-		cond = (on & (PX_RETRY_RESET | PX_RETRY_5XX | PX_RETRY_GATEWAY)) != 0;
+		cond = (on & (ROUTER_RETRY_RESET | ROUTER_RETRY_5XX | ROUTER_RETRY_GATEWAY_ERROR)) != 0;
 	else if (kind == F_TIMEOUT)
-		cond = (on & (PX_RETRY_RESET | PX_RETRY_5XX | PX_RETRY_GATEWAY)) != 0;
+		cond = (on & (ROUTER_RETRY_RESET | ROUTER_RETRY_5XX | ROUTER_RETRY_GATEWAY_ERROR)) != 0;
 	else {
-		if ((on & PX_RETRY_5XX) && status >= 500)
+		if ((on & ROUTER_RETRY_5XX) && status >= 500)
 			cond = 1;
-		if ((on & PX_RETRY_GATEWAY) && status >= 502 && status <= 504)
+		if ((on & ROUTER_RETRY_GATEWAY_ERROR) && status >= 502 && status <= 504)
 			cond = 1;
-		if ((on & PX_RETRY_4XX) && status == 409)
+		if ((on & ROUTER_RETRY_RETRIABLE_4XX) && status == 409)
 			cond = 1;
-		if (on & PX_RETRY_STATUS_CODES)
-			for (i = 0; i < rt->n_retriable_codes; i++)
-				if (rt->retriable_codes[i] == (uint32_t)status)
+		if (on & ROUTER_RETRY_STATUS_CODES)
+			for (i = 0; i < rp->n_status_codes; i++)
+				if (rp->status_codes[i] == (uint32_t)status)
 					cond = 1;
 	}
 	if (!cond)
 		return 0;
-	if (s->attempt > rt->num_retries || s->resp_started || s->body_overflow) {
-		if (s->attempt > rt->num_retries && rt->num_retries)
+	if (s->attempt > rp->num_retries || s->resp_started || s->body_overflow) {
+		if (s->attempt > rp->num_retries && rp->num_retries)
 			s->flags |= PX_RF_URX;
 		return 0;
 	}
@@ -482,8 +489,9 @@ static void s_wait_cb(struct ev_loop *loop, struct ev_timer *t);
 
 static void s_retry(struct px_stream *s)
 {
-	const struct px_route *rt = s->rt;
-	uint64_t iv = rt->backoff_base_ms ? rt->backoff_base_ms : 25, maxv = rt->backoff_max_ms ? rt->backoff_max_ms : 250;
+	const struct router_retry *rp = s->rt->retry;
+	uint64_t iv = rp && rp->backoff_base_ms > 0 ? (uint64_t)rp->backoff_base_ms : ROUTER_DEFAULT_BACKOFF_MS;
+	uint64_t maxv = rp && rp->backoff_max_ms > 0 ? (uint64_t)rp->backoff_max_ms : iv * 10;
 	unsigned i;
 
 	s_release_upstream(s, 0);
@@ -758,7 +766,7 @@ static int u_on_head(struct px_uconn *u, struct px_stream *s, const struct h1_he
 		s->cl->st.rq_retry_success++;
 	}
 	rc = h1_out_status_line(b, h->status, h->reason);
-	if (!rc && !s->rt->n_resp_add && !s->rt->n_resp_remove) {
+	if (!rc && !s->hdrs->n_resp) {
 		rc = h1_out_fields(b, h, h->framing != H1_BODY_NONE);
 	} else if (!rc) {
 		size_t i;
@@ -768,13 +776,12 @@ static int u_on_head(struct px_uconn *u, struct px_stream *s, const struct h1_he
 			unsigned id = f->flags & H1_HF_ID_MASK;
 
 			if ((f->flags & H1_HF_HOP) || (id == H1_H_CONTENT_LENGTH && h->framing != H1_BODY_NONE) ||
-			    edit_drops(f->name, s->rt->resp_remove, s->rt->n_resp_remove, s->rt->resp_add,
-				       s->rt->n_resp_add))
+			    edit_drops(f->name, s->hdrs->resp, s->hdrs->n_resp))
 				continue;
 			rc = h1_out_header(b, f->name, f->value);
 		}
 		if (!rc)
-			rc = edit_add(b, h->headers, h->n_headers, s->rt->resp_add, s->rt->n_resp_add);
+			rc = edit_add(b, h->headers, h->n_headers, s->hdrs->resp, s->hdrs->n_resp);
 	}
 	s->out_framing = h->framing;
 	if (h->framing == H1_BODY_UNTIL_CLOSE) {
@@ -1038,7 +1045,7 @@ static struct px_host *s_pick(struct px_stream *s)
 
 		if (!h->healthy)
 			continue;
-		if (s->rt->previous_hosts || 1)
+		if (s->rt->retry && s->rt->retry->previous_hosts)
 			for (j = 0; j < s->n_tried; j++)
 				if (s->tried[j] == h)
 					seen = 1;
@@ -1116,14 +1123,14 @@ static void s_attempt(struct px_stream *s)
 	h->st.rq_active++;
 	h1_parser_set_request(&u->p, s->req_flags);
 	mesh_buf_append(&u->out, s->head.data, s->head.len);
-	if (s->rt->attempt_count)
+	if (s->rt->include_attempt_count_req)
 		put_num_header(&u->out, "x-envoy-attempt-count: ", 23, s->attempt);
 	mesh_buf_append(&u->out, "\r\n", 2);
 	if (s->body.len)
 		mesh_buf_append(&u->out, s->body.data, s->body.len);
 	s->try_start_ms = ev_now(e->loop);
-	if (s->rt->per_try_timeout_ms)
-		ev_timer_arm(e->loop, &s->t_try, s->rt->per_try_timeout_ms);
+	if (s->rt->retry && s->rt->retry->per_try_timeout_ms > 0)
+		ev_timer_arm(e->loop, &s->t_try, (uint64_t)s->rt->retry->per_try_timeout_ms);
 	if (u->state == U_ACTIVE && u_flush(u) < 0) {
 		s_fail(s, F_RESET, PX_RF_UC);
 		return;
@@ -1285,38 +1292,46 @@ static int name_is(struct h1_str n, const char *name)
 	return strlen(name) == n.len && !strncasecmp(n.p, name, n.len);
 }
 
-/* Does a route's header edit drop this field (removed, or set anew)? */
-static int edit_drops(struct h1_str name, const char *const *rm, size_t nrm, const struct px_hdr_edit *add,
-		      size_t nadd)
+/* Header edits over a streamed head (router.h keeps them in Envoy's order):
+ * a field of the message is dropped when an edit removes or overwrites its
+ * name; the edits' values are then appended.  (An edit removing a header
+ * that an earlier level added is not replayed: the levels' adds all go.) */
+static int edit_drops(struct h1_str name, const struct router_hdr *ops, size_t n)
 {
 	size_t i;
 
-	for (i = 0; i < nrm; i++)
-		if (name_is(name, rm[i]))
-			return 1;
-	for (i = 0; i < nadd; i++)
-		if (add[i].mode == PX_HDR_SET && name_is(name, add[i].name))
+	for (i = 0; i < n; i++)
+		if ((ops[i].op == ROUTER_HDR_REMOVE || ops[i].op == ROUTER_HDR_OVERWRITE_IF_EXISTS_OR_ADD ||
+		     ops[i].op == ROUTER_HDR_OVERWRITE_IF_EXISTS) &&
+		    ops[i].name_len == name.len && !strncasecmp(ops[i].name, name.p, name.len))
 			return 1;
 	return 0;
 }
 
-/* Appends a route's added headers (if-absent ones only when fields has none). */
-static int edit_add(struct mesh_buf *b, const struct h1_header *fields, size_t n, const struct px_hdr_edit *add,
-		    size_t nadd)
+static int fields_have(const struct h1_header *fields, size_t n, const char *name)
 {
-	size_t i, j;
+	size_t j;
+
+	for (j = 0; j < n; j++)
+		if (name_is(fields[j].name, name))
+			return 1;
+	return 0;
+}
+
+static int edit_add(struct mesh_buf *b, const struct h1_header *fields, size_t n, const struct router_hdr *ops,
+		    size_t nops)
+{
+	size_t i;
 	int rc = 0;
 
-	for (i = 0; !rc && i < nadd; i++) {
-		struct h1_str nm = { add[i].name, strlen(add[i].name) }, v = { add[i].value, strlen(add[i].value) };
+	for (i = 0; !rc && i < nops; i++) {
+		struct h1_str nm = { ops[i].name, ops[i].name_len }, v = { ops[i].value, ops[i].value_len };
 
-		if (add[i].mode == PX_HDR_IF_ABSENT) {
-			for (j = 0; j < n; j++)
-				if (name_is(fields[j].name, add[i].name))
-					break;
-			if (j < n)
-				continue;
-		}
+		if (ops[i].op == ROUTER_HDR_REMOVE || (!v.len && !ops[i].keep_empty))
+			continue;
+		if ((ops[i].op == ROUTER_HDR_ADD_IF_ABSENT && fields_have(fields, n, ops[i].name)) ||
+		    (ops[i].op == ROUTER_HDR_OVERWRITE_IF_EXISTS && !fields_have(fields, n, ops[i].name)))
+			continue;
 		rc = h1_out_header(b, nm, v);
 	}
 	return rc;
@@ -1361,34 +1376,27 @@ static void uuid4(struct engine *e, char out[36])
 
 /* The upstream head: request line, Host, the client's fields but hop-by-hop
  * and framing ones, x-request-id, x-forwarded-proto, the framing. */
-static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_str authority)
+static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_str authority,
+			const struct router_req *rq)
 {
 	struct mesh_buf *b = &s->head;
-	const struct px_route *rt = s->rt;
+	const struct router_route *rt = s->rt;
+	const struct router_hdrs *eh = s->hdrs;
 	struct h1_str path = h->path, host = authority;
 	int have_rid = 0, have_xfp = 0, rc = 0;
-	char pathbuf[4096];
-	size_t i;
+	char pathbuf[8192];
+	const char *ha;
+	size_t i, len;
 
 	if (h->form == H1_FORM_ASTERISK || h->form == H1_FORM_AUTHORITY)
 		path = h->target;
-	if (rt->prefix_rewrite && rt->prefix_match) {
-		size_t ml = strlen(rt->prefix_match), rl = strlen(rt->prefix_rewrite);
-
-		if (ml <= path.len && rl + path.len - ml < sizeof(pathbuf)) {
-			memcpy(pathbuf, rt->prefix_rewrite, rl);
-			memcpy(pathbuf + rl, path.p + ml, path.len - ml);
-			path.p = pathbuf;
-			path.len = rl + path.len - ml;
-			if (!path.len) {
-				pathbuf[0] = '/';
-				path.len = 1;
-			}
-		}
+	else if (rq && rt != &s->synth && router_upstream_path(rt, rq, pathbuf, sizeof(pathbuf), &len) == 1) {
+		path.p = pathbuf;
+		path.len = len;
 	}
-	if (rt->host_rewrite) {
-		host.p = rt->host_rewrite;
-		host.len = strlen(rt->host_rewrite);
+	if (rq && rt != &s->synth && (ha = router_upstream_authority(rt, s->rc, rq, &len)) != NULL) {
+		host.p = ha;
+		host.len = len;
 	}
 	rc = h1_out_request_line(b, h->method, path);
 	if (!rc && host.len)
@@ -1399,10 +1407,9 @@ static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_
 
 		if ((f->flags & H1_HF_HOP) || id == H1_H_HOST || id == H1_H_CONTENT_LENGTH)
 			continue;
-		if ((rt->n_req_remove || rt->n_req_add) && edit_drops(f->name, rt->req_remove, rt->n_req_remove,
-								     rt->req_add, rt->n_req_add))
+		if (eh->n_req && edit_drops(f->name, eh->req, eh->n_req))
 			continue;
-		if (h1_str_ieq(f->name, "x-envoy-attempt-count") && rt->attempt_count)
+		if (rt->include_attempt_count_req && h1_str_ieq(f->name, "x-envoy-attempt-count"))
 			continue;
 		if (h1_str_ieq(f->name, "x-request-id"))
 			have_rid = 1;
@@ -1422,8 +1429,8 @@ static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_
 	}
 	if (!rc && !have_xfp)
 		rc = mesh_buf_puts(b, "x-forwarded-proto: http\r\n");
-	if (!rc && rt->n_req_add)
-		rc = edit_add(b, h->headers, h->n_headers, rt->req_add, rt->n_req_add);
+	if (!rc && eh->n_req)
+		rc = edit_add(b, h->headers, h->n_headers, eh->req, eh->n_req);
 	if (!rc && (h->flags & H1_F_UPGRADE)) {
 		struct h1_str up = h1_head_get(h, "upgrade");
 		static const struct h1_str upn = { "upgrade", 7 };
@@ -1510,7 +1517,7 @@ static void mirror_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 static void s_mirror(struct px_stream *s)
 {
 	struct engine *e = s->e;
-	struct px_cluster *cl = px_config_cluster(s->cfg, s->rt->mirror_cluster);
+	struct px_cluster *cl = px_config_cluster(s->cfg, s->rt->mirrors[0].cluster);
 	const char *p = s->head.data, *hl, *hv, *he, *colon;
 	struct px_mirror *m;
 	struct px_host *h;
@@ -1548,7 +1555,8 @@ static void s_mirror(struct px_stream *s)
 		colon = memchr(hv + 6, ':', (size_t)(he - hv - 6));
 		n = (size_t)((colon ? colon : he) - p);
 		(void)mesh_buf_append(&m->out, p, n);
-		(void)mesh_buf_append(&m->out, "-shadow", 7);
+		if (!s->rt->mirrors[0].disable_shadow_host_suffix_append)
+			(void)mesh_buf_append(&m->out, "-shadow", 7);
 		(void)mesh_buf_append(&m->out, p + n, s->head.len - n);
 	} else {
 		(void)mesh_buf_append(&m->out, p, s->head.len);
@@ -1565,6 +1573,34 @@ static void s_mirror(struct px_stream *s)
 	ev_timer_arm(e->loop, &m->t, PX_MIRROR_TIMEOUT_MS);
 }
 
+/* router.h's header callback over the parsed head (the first field of a name). */
+static const char *req_header(void *ctx, const char *name, size_t name_len, size_t *value_len)
+{
+	const struct h1_head *h = ctx;
+	size_t i;
+
+	for (i = 0; i < h->n_headers; i++)
+		if (h->headers[i].name.len == name_len && !strncasecmp(h->headers[i].name.p, name, name_len)) {
+			*value_len = h->headers[i].value.len;
+			return h->headers[i].value.p;
+		}
+	return NULL;
+}
+
+/* A route of our own when no route configuration applies (passthrough, inbound without one). */
+static void s_synth(struct px_stream *s, const char *cluster)
+{
+	memset(&s->synth, 0, sizeof(s->synth));
+	memset(&s->synth_cl, 0, sizeof(s->synth_cl));
+	s->synth_cl.name = cluster;
+	s->synth.action = ROUTER_ACTION_ROUTE;
+	s->synth.vhost = "";
+	s->synth.name = "";
+	s->synth.clusters = &s->synth_cl;
+	s->synth.n_clusters = 1;
+	s->rt = &s->synth;
+}
+
 static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 {
 	struct engine *e = d->e;
@@ -1573,7 +1609,9 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 	struct h1_str authority, host;
 	uint32_t port = 80, vip = 0;
 	const struct px_port *pp = NULL;
-	const char *cluster;
+	const char *cluster = NULL;
+	const struct router_fault *fault;
+	struct router_req rq;
 	int need_dst = 0;
 
 	s = calloc(1, sizeof(*s));
@@ -1630,23 +1668,27 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		s->odst_len = d->dst_len;
 		s->have_odst = 1;
 	}
+	rq.method = h->method.p;
+	rq.method_len = h->method.len;
+	rq.authority = authority.p;
+	rq.authority_len = authority.len;
+	rq.path = s->path.p;
+	rq.path_len = s->path.len;
+	rq.scheme = "http";
+	rq.header = req_header;
+	rq.header_ctx = (void *)h;
+	rq.random = px_rand(e);
 	if (!d->inbound) {
 		pp = find_port(cfg->out_ports, cfg->n_out_ports, vip, port);
 		if (pp && !pp->tcp) {
-			if (!pp->router) {
-				e->st.no_route++;
-				s_local_reply(s, 404, PX_RF_NR, NULL, NULL);
-				return;
-			}
-			s->rt = rstub_match(pp->router, authority.p, authority.len, s->path.p, s->path.len);
+			s->rt = pp->rcfg ? router_config_match(pp->rcfg, &rq) : NULL;
 			if (!s->rt) {
 				e->st.no_route++;
 				s_local_reply(s, 404, PX_RF_NR, NULL, NULL);
 				return;
 			}
 		} else if (cfg->allow_any || (pp && pp->tcp_cluster && !strcmp(pp->tcp_cluster, "PassthroughCluster"))) {
-			s->synth.cluster = "PassthroughCluster";
-			s->rt = &s->synth;
+			s_synth(s, "PassthroughCluster");
 		} else {
 			/* REGISTRY_ONLY: BlackHoleCluster */
 			e->st.no_route++;
@@ -1657,8 +1699,8 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		char name[48];
 
 		pp = find_port(cfg->in_ports, cfg->n_in_ports, 0, port);
-		if (pp && pp->router) {
-			s->rt = rstub_match(pp->router, authority.p, authority.len, s->path.p, s->path.len);
+		if (pp && pp->rcfg) {
+			s->rt = router_config_match(pp->rcfg, &rq);
 			if (!s->rt) {
 				e->st.no_route++;
 				s_local_reply(s, 404, PX_RF_NR, NULL, NULL);
@@ -1666,9 +1708,7 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 			}
 		} else {
 			snprintf(name, sizeof(name), "inbound|%u||", port);
-			s->synth.cluster = px_config_cluster(cfg, name) ? px_config_cluster(cfg, name)->name
-									 : "InboundPassthroughCluster";
-			s->rt = &s->synth;
+			s_synth(s, px_config_cluster(cfg, name) ? px_config_cluster(cfg, name)->name : "InboundPassthroughCluster");
 		}
 		if (!d->captured) {
 			/* not captured: the application port comes from the authority */
@@ -1682,55 +1722,68 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 			s->have_odst = 1;
 		}
 	}
-	if (s->rt->direct_status) {
-		s_local_reply(s, (int)s->rt->direct_status, 0, s->rt->direct_body, NULL);
+	s->hdrs = &s->rt->hdrs;
+	if (s->rt->action == ROUTER_ACTION_DIRECT) {
+		char body[ROUTER_DIRECT_BODY_MAX + 1];
+		size_t bl = s->rt->direct_body_len < ROUTER_DIRECT_BODY_MAX ? s->rt->direct_body_len : ROUTER_DIRECT_BODY_MAX;
+
+		if (bl)
+			memcpy(body, s->rt->direct_body, bl);
+		body[bl] = 0;
+		s_local_reply(s, s->rt->direct_status, 0, bl ? body : NULL, NULL);
 		return;
 	}
-	if (s->rt->redirect_status) {
-		char loc[2048];
-		const struct px_route *rt = s->rt;
-		struct h1_str rh = host;
-		char portbuf[16] = "";
+	if (s->rt->action == ROUTER_ACTION_REDIRECT) {
+		char loc[4096];
+		struct mesh_buf lb;
+		size_t ll;
 
-		if (rt->redirect_port)
-			snprintf(portbuf, sizeof(portbuf), ":%u", rt->redirect_port);
-		else if (port != 80 && !rt->redirect_host)
-			snprintf(portbuf, sizeof(portbuf), ":%u", port);
-		if (rt->redirect_host) {
-			rh.p = rt->redirect_host;
-			rh.len = strlen(rt->redirect_host);
+		if (router_redirect_location(s->rt, &rq, loc, sizeof(loc), &ll) < 0) {
+			s_local_reply(s, 500, 0, NULL, NULL);
+			return;
 		}
-		snprintf(loc, sizeof(loc), "location: %s://%.*s%s%.*s\r\n", rt->redirect_scheme ? rt->redirect_scheme : "http",
-			 (int)rh.len, rh.p, portbuf, rt->redirect_path ? (int)strlen(rt->redirect_path) : (int)s->path.len,
-			 rt->redirect_path ? rt->redirect_path : s->path.p);
-		s_local_reply(s, (int)rt->redirect_status, 0, NULL, loc);
+		mesh_buf_init(&lb, sizeof(loc) + 32);
+		(void)mesh_buf_puts(&lb, "location: ");
+		(void)mesh_buf_append(&lb, loc, ll);
+		(void)mesh_buf_puts(&lb, "\r\n");
+		s_local_reply(s, s->rt->redirect.code, 0, NULL, lb.data);
+		mesh_buf_cleanup(&lb);
 		return;
 	}
-	if (s->rt->fault_abort_status && px_rand(e) % 1000000 < s->rt->fault_abort_pct) {
-		s_local_reply(s, (int)s->rt->fault_abort_status, PX_RF_FI, "fault filter abort", NULL);
+	fault = s->rt->fault;
+	if (fault && fault->has_abort && fault->abort_http_status &&
+	    router_fraction(fault->abort_per_million, px_rand(e))) {
+		s_local_reply(s, (int)fault->abort_http_status, PX_RF_FI, "fault filter abort", NULL);
 		return;
 	}
-	cluster = s->rt->cluster;
-	if (!cluster && s->rt->n_weighted) {
-		uint64_t r = s->rt->total_weight ? px_rand(e) % s->rt->total_weight : 0;
-		size_t i;
+	if (s->rt != &s->synth) {
+		s->rc = router_pick(s->rt, rq.random);
+		if (s->rc) {
+			cluster = s->rc->name;
+			s->hdrs = &s->rc->hdrs;
+		} else if (s->rt->cluster_header) {
+			size_t vl = 0;
+			const char *v = req_header((void *)h, s->rt->cluster_header, strlen(s->rt->cluster_header), &vl);
 
-		for (i = 0; i < s->rt->n_weighted; i++) {
-			if (r < s->rt->weighted[i].weight) {
-				cluster = s->rt->weighted[i].cluster;
-				break;
+			if (v && vl < 256) {
+				static char chbuf[256]; /* one loop thread: used before the next request */
+
+				memcpy(chbuf, v, vl);
+				chbuf[vl] = 0;
+				cluster = chbuf;
 			}
-			r -= s->rt->weighted[i].weight;
 		}
-		if (!cluster)
-			cluster = s->rt->weighted[s->rt->n_weighted - 1].cluster;
+	} else {
+		s->rc = &s->synth_cl;
+		cluster = s->synth_cl.name;
 	}
 	s->cl = cluster ? px_config_cluster(cfg, cluster) : NULL;
 	if (!s->cl && s->rt == &s->synth && !strcmp(cluster, "InboundPassthroughCluster"))
 		s->cl = px_config_cluster(cfg, "PassthroughCluster");
 	if (!s->cl) {
 		e->st.no_cluster++;
-		s_local_reply(s, 503, 0, "cluster not found", NULL); /* Envoy's NC */
+		s_local_reply(s, s->rt->cluster_not_found_code ? s->rt->cluster_not_found_code : 503, 0,
+			      "cluster not found", NULL); /* Envoy's NC */
 		return;
 	}
 	s->cl->st.rq_total++;
@@ -1741,13 +1794,13 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 			      "x-envoy-overloaded: true\r\n");
 		return;
 	}
-	if (s_build_head(s, h, authority) < 0) {
+	if (s_build_head(s, h, authority, &rq) < 0) {
 		s_local_reply(s, 431, 0, NULL, NULL);
 		return;
 	}
-	if (s->rt->timeout_ms)
-		ev_timer_arm(e->loop, &s->t_global, s->rt->timeout_ms);
-	if (s->rt->mirror_cluster && px_rand(e) % 1000000 < s->rt->mirror_pct)
+	if (s->rt->timeout_ms > 0)
+		ev_timer_arm(e->loop, &s->t_global, (uint64_t)s->rt->timeout_ms);
+	if (s->rt->n_mirrors && router_fraction(s->rt->mirrors[0].per_million, px_rand(e)))
 		s_mirror(s);
 	if (s->cl->type == PX_CL_ORIGINAL_DST && !s->have_odst) {
 		int rc = s_set_odst(s, host, port);
@@ -1758,11 +1811,11 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		}
 		need_dst = rc > 0;
 	}
-	if (s->rt->fault_delay_ms && px_rand(e) % 1000000 < s->rt->fault_delay_pct) {
+	if (fault && fault->has_delay && fault->delay_ms > 0 && router_fraction(fault->delay_per_million, px_rand(e))) {
 		s->flags |= PX_RF_DI;
 		s->wait_kind = need_dst ? W_NONE : W_FAULT;
 		if (!need_dst) {
-			ev_timer_arm(e->loop, &s->t_wait, s->rt->fault_delay_ms);
+			ev_timer_arm(e->loop, &s->t_wait, (uint64_t)fault->delay_ms);
 			return;
 		}
 	}

@@ -336,10 +336,11 @@ START_TEST(rejected_config_keeps_old)
 	char err[256] = "";
 	const char *r;
 
-	/* a virtual host without domains: invalid, NACKed with a reason */
-	ck_assert_int_eq(pxspec_build("outbound\nlistener 9080\nvhost 9080 r ,\n", &s, err, sizeof(err)), 0);
+	/* a retry condition nobody knows: invalid, NACKed with the router's reason */
+	ck_assert_int_eq(pxspec_build("outbound\nlistener 9080\nvhost 9080 r reviews:9080\n"
+				      "route 9080 r / cluster=x retry_on=bogus\n", &s, err, sizeof(err)), 0);
 	ck_assert_int_lt(engine_apply(eng, s, err, sizeof(err)), 0);
-	ck_assert_ptr_nonnull(strstr(err, "no domains"));
+	ck_assert_msg(strstr(err, "unknown condition") != NULL, "%s", err);
 	px_snapshot_unref(s);
 	r = roundtrip("GET /a HTTP/1.1\r\nHost: reviews:9080\r\nConnection: close\r\n\r\n");
 	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12), "%s", r);
