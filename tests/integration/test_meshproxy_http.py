@@ -14,6 +14,7 @@ Nothing here asserts on timing; every wait is bounded.
 """
 import http.server
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -183,7 +184,14 @@ class Proxy:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.log.seek(0)
+        log = self.log.read()
         self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        # under make SAN=1 a sanitizer report (leaks at exit included) fails the run
+        for bad in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            if bad in log:
+                raise AssertionError("pxserve: %s\n%s" % (bad, log[-4000:]))
 
 
 SPEC = """
