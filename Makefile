@@ -9,6 +9,7 @@
 #   make bench      benchmarks against the targets in DESIGN.md
 #   make http-golden  the HTTP/1.1 codec's declarative cases (tests/http/)
 #   make router-bench the router's ns/match on a 1,000-virtual-host config
+#   make lb-bench     load balancer pick cost on 1,000 hosts
 #   make fuzz       libFuzzer targets for FUZZ_SECONDS each (clang)
 #   make check-layering  include and I/O rules between common/, controlplane/, dataplane/
 #   make SAN=1 ...  the same under AddressSanitizer + UndefinedBehaviorSanitizer (build/asan)
@@ -33,7 +34,7 @@ endif
 COMMON_PKGS    := libprotobuf-c openssl re2
 MESHD_PKGS     := grpc libprotobuf-c yaml-0.1 openssl libcurl libmicrohttpd
 MESHCTL_PKGS   := grpc libprotobuf-c yaml-0.1 openssl
-MESHPROXY_PKGS := $(COMMON_PKGS)
+MESHPROXY_PKGS := $(COMMON_PKGS) libxxhash
 # tests and the benchmark link the control plane library whole
 PKGS    := $(MESHD_PKGS)
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
@@ -211,6 +212,15 @@ $(ROUTER_GOLDEN_TEST): tests/unit/controlplane/gen/test_router_golden.c tests/xd
 	@echo "  CCLD    $@"
 	$(Q)$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Itests/unit -o $@ $< $(BUILD)/obj/dataplane/router.o $(LIBMESHD) $(LIBCOMMON) \
 		$(LDFLAGS) $(LDLIBS) $(call pkg_libs,re2) $(CHECK_LIBS)
+# test_gen_upstream compiles meshd's sidecar output through meshproxy's
+# upstream modules: it links those few dataplane objects (and libxxhash) too
+UPSTREAM_OBJS := $(addprefix $(BUILD)/obj/dataplane/,upstream.o lb.o outlier.o cbreaker.o)
+$(BUILD)/tests/controlplane/gen/test_gen_upstream: tests/unit/controlplane/gen/test_gen_upstream.c $(UPSTREAM_OBJS) \
+		$(LIBMESHD) $(LIBCOMMON) | $(PB_H)
+	@mkdir -p $(dir $@)
+	@echo "  CCLD    $@"
+	$(Q)$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Itests/unit -o $@ $< $(UPSTREAM_OBJS) $(LIBMESHD) $(LIBCOMMON) $(LDFLAGS) \
+		$(LDLIBS) $(call pkg_libs,libxxhash) $(CHECK_LIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIBMESHD) $(LIBCOMMON) | $(PB_H)
 	@mkdir -p $(dir $@)
@@ -333,6 +343,16 @@ $(BUILD)/tests/bench/bench_router: tests/bench/router/bench_router.c tests/unit/
 
 router-bench: $(BUILD)/tests/bench/bench_router
 	@$(BUILD)/tests/bench/bench_router
+# pick cost of each load balancer on 1,000 hosts (a benchmark; asserts nothing)
+.PHONY: lb-bench
+$(BUILD)/tests/dataplane/bench_lb: tests/unit/dataplane/bench_lb.c tests/unit/dataplane/upfix.h $(MESHPROXY_LIB_OBJS) $(LIBCOMMON) | $(PB_H)
+	@mkdir -p $(dir $@)
+	@echo "  CCLD    $@"
+	$(Q)$(CC) $(CFLAGS) $(CHECK_CFLAGS) -o $@ $< $(MESHPROXY_LIB_OBJS) $(LIBCOMMON) $(LDFLAGS) \
+		$(call pkg_libs,$(MESHPROXY_PKGS)) -lpthread -lm $(CHECK_LIBS)
+
+lb-bench: $(BUILD)/tests/dataplane/bench_lb
+	@$(BUILD)/tests/dataplane/bench_lb
 
 # golden xDS cases (tests/xds/NNNN/): config in, resources out per proxy
 # flavour; GOLDEN_UPDATE=1 rewrites the expected files
