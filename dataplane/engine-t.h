@@ -18,6 +18,7 @@
 #include "dataplane/accesslog.h"
 #include "dataplane/engine.h"
 #include "dataplane/router.h"
+#include "dataplane/upstream.h"
 
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -44,7 +45,8 @@ struct px_host {
 	struct px_host_stats st;
 	struct px_uconn *idle;           /* idle pooled connections, most recent first */
 	unsigned n_idle;
-	unsigned healthy;                /* EDS health status not UNHEALTHY/DRAINING */
+	struct up_host *up;              /* upstream.h's host (LB, health, outlier state); NULL for
+	                                  * ORIGINAL_DST destinations and once EDS dropped the host */
 };
 
 enum px_cluster_type { PX_CL_STATIC, PX_CL_EDS, PX_CL_ORIGINAL_DST, PX_CL_OTHER };
@@ -62,6 +64,13 @@ struct px_cluster {
 	int in_config;                   /* listed by the current config */
 	char *name;
 	enum px_cluster_type type;
+	struct up_cluster *up;           /* the compiled Cluster (lb, outlier, breakers) of the current config */
+	struct up_hostset *hs;           /* its hosts (pxlb's upstream.h) */
+	struct px_host **hmap;           /* up_host -> px_host, open addressing, hmap_cap a power of two */
+	size_t hmap_cap;
+	struct ev_timer od_timer;        /* outlier detection's interval sweep */
+	struct engine *e;
+	uint64_t idle_timeout_ms;        /* upstream idle connections (0: the engine's) */
 	uint64_t connect_timeout_ms;
 	uint32_t max_requests_per_connection; /* 0: unlimited */
 	uint32_t max_connections, max_pending, max_requests, max_retries;
@@ -98,6 +107,9 @@ struct px_config {
 	int allow_any;                   /* virtualOutbound's catch-all is PassthroughCluster */
 	ProtobufCMessage **hcms;         /* filter configs unpacked from Anys (inline route configs live there) */
 	size_t n_hcms;
+	/* compiled in phase one, handed to the clusters in phase two (then NULL) */
+	struct up_cluster **new_up;
+	struct up_hostset **new_hs;
 };
 
 struct px_listener {
@@ -127,6 +139,7 @@ struct engine {
 	uint64_t rng;
 	int draining;
 	int ready;
+	struct lb_rng lbrng;
 	unsigned mirrors_active;
 	uint64_t mirrors_sent, mirrors_dropped;
 	struct ev_timer drain_timer;
@@ -142,6 +155,10 @@ void px_host_unref(struct px_host *h);
 struct px_host *px_host_ref(struct px_host *h);
 /* ORIGINAL_DST: the host for a destination address, made on first use */
 struct px_host *px_cluster_dst_host(struct px_cluster *cl, const struct sockaddr_storage *ss, socklen_t len);
+/* The engine's host for an upstream.h host of cl, or NULL. */
+struct px_host *px_cluster_host_of(const struct px_cluster *cl, const struct up_host *up);
+/* Health as /clusters shows it ("healthy", "/failed_outlier_check", ...). */
+const char *px_host_health(const struct px_host *h);
 uint64_t px_rand(struct engine *e);
 void px_engine_check_drained(struct engine *e);
 

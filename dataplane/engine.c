@@ -87,10 +87,83 @@ static struct px_host *host_new(struct px_cluster *cl, const char *ip, uint32_t 
 		return NULL;
 	}
 	h->refs = 1;
-	h->healthy = 1;
 	h->cl = cl;
 	cl->refs++;
 	return h;
+}
+
+/* A host for an upstream.h host (its address and key). */
+static struct px_host *host_from_up(struct px_cluster *cl, struct up_host *up)
+{
+	struct px_host *h = calloc(1, sizeof(*h));
+
+	if (!h)
+		return NULL;
+	memcpy(&h->addr, &up->addr, up->addr_len);
+	h->alen = up->addr_len;
+	snprintf(h->name, sizeof(h->name), "%.*s", (int)up->key_len, up->key);
+	h->up = up;
+	h->refs = 1;
+	h->cl = cl;
+	cl->refs++;
+	return h;
+}
+
+static size_t hptr(const void *p, size_t cap)
+{
+	return (size_t)(((uintptr_t)p >> 4) * 0x9E3779B97F4A7C15ULL >> 17) & (cap - 1);
+}
+
+struct px_host *px_cluster_host_of(const struct px_cluster *cl, const struct up_host *up)
+{
+	size_t i;
+
+	if (!cl->hmap_cap)
+		return NULL;
+	for (i = hptr(up, cl->hmap_cap);; i = (i + 1) & (cl->hmap_cap - 1)) {
+		struct px_host *h = cl->hmap[i];
+
+		if (!h || h->up == up)
+			return h;
+	}
+}
+
+static int hmap_build(struct px_cluster *cl)
+{
+	size_t cap = 8, i;
+	struct px_host **m;
+
+	while (cap < cl->n_hosts * 2)
+		cap *= 2;
+	m = calloc(cap, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	for (i = 0; i < cl->n_hosts; i++) {
+		size_t k;
+
+		if (!cl->hosts[i]->up)
+			continue;
+		for (k = hptr(cl->hosts[i]->up, cap); m[k]; k = (k + 1) & (cap - 1))
+			;
+		m[k] = cl->hosts[i];
+	}
+	free(cl->hmap);
+	cl->hmap = m;
+	cl->hmap_cap = cap;
+	return 0;
+}
+
+const char *px_host_health(const struct px_host *h)
+{
+	if (!h->up)
+		return "healthy";
+	if (h->up->ejected)
+		return "/failed_outlier_check";
+	if (h->up->health == UP_UNHEALTHY)
+		return "/failed_eds_health";
+	if (h->up->health == UP_DEGRADED)
+		return "/degraded_eds_health";
+	return "healthy";
 }
 
 static void cluster_drop_hosts(struct px_cluster *cl)
@@ -99,12 +172,22 @@ static void cluster_drop_hosts(struct px_cluster *cl)
 
 	for (i = 0; i < cl->n_hosts; i++) {
 		cl->hosts[i]->removed = 1;
+		cl->hosts[i]->up = NULL;
 		px_pool_close_idle(cl->hosts[i]);
 		px_host_unref(cl->hosts[i]);
 	}
 	free(cl->hosts);
 	cl->hosts = NULL;
 	cl->n_hosts = cl->cap_hosts = 0;
+	free(cl->hmap);
+	cl->hmap = NULL;
+	cl->hmap_cap = 0;
+	if (cl->e)
+		ev_timer_cancel(cl->e->loop, &cl->od_timer);
+	up_hostset_free(cl->hs);
+	cl->hs = NULL;
+	up_cluster_unref(cl->up);
+	cl->up = NULL;
 }
 
 static void cluster_unref(struct px_cluster *cl)
@@ -112,6 +195,11 @@ static void cluster_unref(struct px_cluster *cl)
 	if (!cl || --cl->refs)
 		return;
 	free(cl->hosts); /* empty: hosts hold a reference, so they are gone */
+	free(cl->hmap);
+	if (cl->e)
+		ev_timer_cancel(cl->e->loop, &cl->od_timer);
+	up_hostset_free(cl->hs);
+	up_cluster_unref(cl->up);
 	free(cl->name);
 	free(cl);
 }
@@ -213,6 +301,12 @@ static void config_free(struct px_config *c)
 	for (i = 0; i < c->n_clusters; i++)
 		cluster_unref(c->clusters[i]);
 	free(c->clusters);
+	for (i = 0; c->new_hs && i < c->snap->sets[XDS_CLUSTER].n; i++)
+		up_hostset_free(c->new_hs[i]);
+	for (i = 0; c->new_up && i < c->snap->sets[XDS_CLUSTER].n; i++)
+		up_cluster_unref(c->new_up[i]);
+	free(c->new_hs);
+	free(c->new_up);
 	for (i = 0; i < c->n_hcms; i++)
 		protobuf_c_message_free_unpacked(c->hcms[i], NULL);
 	free(c->hcms);
@@ -440,12 +534,32 @@ static int config_compile(struct engine *e, struct px_snapshot *s, struct px_con
 		if (c->out_ports[i].route_name)
 			c->out_ports[i].rcfg = router_config(c->router, c->out_ports[i].route_name,
 							     strlen(c->out_ports[i].route_name));
+	c->new_up = calloc(cs->n + 1, sizeof(*c->new_up));
+	c->new_hs = calloc(cs->n + 1, sizeof(*c->new_hs));
+	if (!c->new_up || !c->new_hs) {
+		rc = -ENOMEM;
+		goto out;
+	}
 	for (i = 0; i < cs->n; i++) {
-		const Envoy__Config__Cluster__V3__Cluster *cl = (const void *)cs->v[i]->msg;
+		const Envoy__Config__Cluster__V3__Cluster *m = (const void *)cs->v[i]->msg;
+		const Envoy__Config__Endpoint__V3__ClusterLoadAssignment *cla = m->load_assignment;
+		struct px_cluster *old = ctab_find(e->ctab, e->n_ctab, m->name);
+		char why[256] = "";
 
-		if (cl->connect_timeout && (cl->connect_timeout->seconds < 0 || cl->connect_timeout->nanos < 0)) {
-			snprintf(err, cap, "cluster %s: negative connect_timeout", cl->name);
-			rc = -EINVAL;
+		rc = up_cluster_new(m, why, sizeof(why), &c->new_up[i]);
+		if (rc < 0) {
+			snprintf(err, cap, "cluster %s: %s", m->name, why);
+			goto out;
+		}
+		if (c->new_up[i]->type == UP_EDS) {
+			const struct px_resource *r = px_snapshot_find(s, XDS_ENDPOINT, c->new_up[i]->eds_name);
+
+			cla = r ? (const void *)r->msg : NULL;
+		}
+		rc = up_hostset_new(c->new_up[i], cla, old ? old->hs : NULL, px_rand(e), why, sizeof(why),
+				    &c->new_hs[i]);
+		if (rc < 0) {
+			snprintf(err, cap, "cluster %s: endpoints: %s", m->name, why);
 			goto out;
 		}
 	}
@@ -457,127 +571,94 @@ out:
 	return rc;
 }
 
-static uint32_t thr(const Google__Protobuf__UInt32Value *v, uint32_t dflt)
+static void od_tick(struct ev_loop *loop, struct ev_timer *t)
 {
-	return v ? v->value : dflt;
+	struct px_cluster *cl = t->data;
+
+	if (!cl->hs || !cl->up || !cl->up->od.enabled)
+		return;
+	if (outlier_tick(cl->hs, ev_now(loop)) < 0)
+		log_warn("meshproxy", "cluster %s: outlier sweep: out of memory", cl->name);
+	ev_timer_arm(loop, t, cl->up->od.interval_ms ? cl->up->od.interval_ms : OUTLIER_DEFAULT_INTERVAL_MS);
 }
 
-/* Phase two: the cluster objects, reused by name, with their host sets. */
-static int cluster_update(struct engine *e, struct px_cluster *cl, const Envoy__Config__Cluster__V3__Cluster *m,
-			  const struct px_snapshot *s)
+/* Phase two: the cluster object, reused by name, takes the compiled Cluster
+ * and host set; its hosts (pools, counters) carry over by address. */
+static int cluster_update(struct engine *e, struct px_cluster *cl, struct up_cluster *up, struct up_hostset *hs)
 {
-	const Envoy__Config__Endpoint__V3__ClusterLoadAssignment *cla = NULL;
-	struct px_host **nv = NULL;
-	size_t i, j, k, n = 0, cap = 0;
+	struct px_host **nv;
+	size_t i, k, n = 0;
+	int rc = 0;
 
-	(void)e;
-	cl->type = PX_CL_OTHER;
-	if (m->cluster_discovery_type_case == ENVOY__CONFIG__CLUSTER__V3__CLUSTER__CLUSTER_DISCOVERY_TYPE_TYPE) {
-		switch (m->type) {
-		case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__STATIC: cl->type = PX_CL_STATIC; break;
-		case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__EDS: cl->type = PX_CL_EDS; break;
-		case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__ORIGINAL_DST:
-			cl->type = PX_CL_ORIGINAL_DST;
-			break;
-		default: break;
-		}
-	} else if (m->cluster_discovery_type_case == ENVOY__CONFIG__CLUSTER__V3__CLUSTER__CLUSTER_DISCOVERY_TYPE__NOT_SET) {
-		cl->type = PX_CL_STATIC;
+	cl->e = e;
+	cl->type = up->original_dst ? PX_CL_ORIGINAL_DST
+		   : up->type == UP_EDS ? PX_CL_EDS
+		   : up->type == UP_STATIC ? PX_CL_STATIC
+					   : PX_CL_OTHER;
+	cl->connect_timeout_ms = up->connect_timeout_ms ? up->connect_timeout_ms : 5000;
+	cl->idle_timeout_ms = up->idle_timeout_ms;
+	cl->max_requests_per_connection = up->max_requests_per_connection;
+	cl->max_connections = (uint32_t)cb_limit(&up->cb, CB_PRIO_DEFAULT, CB_CONNECTIONS);
+	cl->max_pending = (uint32_t)cb_limit(&up->cb, CB_PRIO_DEFAULT, CB_PENDING);
+	cl->max_requests = (uint32_t)cb_limit(&up->cb, CB_PRIO_DEFAULT, CB_REQUESTS);
+	cl->max_retries = (uint32_t)cb_limit(&up->cb, CB_PRIO_DEFAULT, CB_RETRIES);
+	if (cl->type == PX_CL_ORIGINAL_DST) {
+		/* hosts are made per destination (px_cluster_dst_host) */
+		up_hostset_free(cl->hs);
+		up_cluster_unref(cl->up);
+		cl->hs = hs;
+		cl->up = up;
+		return 0;
 	}
-	cl->connect_timeout_ms = m->connect_timeout ? (uint64_t)m->connect_timeout->seconds * 1000 +
-							      (uint64_t)m->connect_timeout->nanos / 1000000
-						    : 5000;
-	cl->max_requests_per_connection = thr(m->max_requests_per_connection, 0);
-	/* Envoy's circuit breaker defaults: 1024 each, 3 retries */
-	cl->max_connections = cl->max_pending = cl->max_requests = 1024;
-	cl->max_retries = 3;
-	if (m->circuit_breakers && m->circuit_breakers->n_thresholds) {
-		const Envoy__Config__Cluster__V3__CircuitBreakers__Thresholds *t = m->circuit_breakers->thresholds[0];
-
-		cl->max_connections = thr(t->max_connections, 1024);
-		cl->max_pending = thr(t->max_pending_requests, 1024);
-		cl->max_requests = thr(t->max_requests, 1024);
-		cl->max_retries = thr(t->max_retries, 3);
+	nv = calloc(hs->n + 1, sizeof(*nv));
+	if (!nv) {
+		up_hostset_free(hs);
+		up_cluster_unref(up);
+		return -ENOMEM;
 	}
-	if (cl->type == PX_CL_ORIGINAL_DST)
-		return 0; /* hosts made per destination */
-	if (cl->type == PX_CL_EDS) {
-		const char *svc = m->eds_cluster_config && *m->eds_cluster_config->service_name
-					  ? m->eds_cluster_config->service_name
-					  : m->name;
-		const struct px_resource *r = px_snapshot_find(s, XDS_ENDPOINT, svc);
+	for (i = 0; i < hs->n; i++) {
+		struct px_host *h = NULL;
 
-		cla = r ? (const void *)r->msg : NULL;
-	} else {
-		cla = m->load_assignment;
-	}
-	for (i = 0; cla && i < cla->n_endpoints; i++) {
-		const Envoy__Config__Endpoint__V3__LocalityLbEndpoints *le = cla->endpoints[i];
-
-		for (j = 0; j < le->n_lb_endpoints; j++) {
-			const Envoy__Config__Endpoint__V3__LbEndpoint *lb = le->lb_endpoints[j];
-			const Envoy__Config__Core__V3__SocketAddress *sa;
-			struct px_host *h = NULL;
-			char name[80];
-
-			if (lb->host_identifier_case != ENVOY__CONFIG__ENDPOINT__V3__LB_ENDPOINT__HOST_IDENTIFIER_ENDPOINT ||
-			    !lb->endpoint->address ||
-			    lb->endpoint->address->address_case != ENVOY__CONFIG__CORE__V3__ADDRESS__ADDRESS_SOCKET_ADDRESS)
-				continue;
-			sa = lb->endpoint->address->socket_address;
-			snprintf(name, sizeof(name), strchr(sa->address, ':') ? "[%s]:%u" : "%s:%u", sa->address,
-				 sa->port_value);
-			for (k = 0; k < cl->n_hosts; k++)
-				if (cl->hosts[k] && !strcmp(cl->hosts[k]->name, name)) {
-					h = cl->hosts[k];
-					cl->hosts[k] = NULL; /* moved */
-					break;
-				}
-			for (k = 0; !h && k < n; k++)
-				if (!strcmp(nv[k]->name, name))
-					break;
-			if (!h && k < n)
-				continue; /* listed twice */
-			if (!h)
-				h = host_new(cl, sa->address, sa->port_value);
-			if (!h)
-				continue;
-			h->healthy = lb->health_status != ENVOY__CONFIG__CORE__V3__HEALTH_STATUS__UNHEALTHY &&
-				     lb->health_status != ENVOY__CONFIG__CORE__V3__HEALTH_STATUS__DRAINING &&
-				     lb->health_status != ENVOY__CONFIG__CORE__V3__HEALTH_STATUS__TIMEOUT;
-			if (n == cap) {
-				struct px_host **t;
-
-				cap = cap ? cap * 2 : 4;
-				t = realloc(nv, cap * sizeof(*t));
-				if (!t) {
-					px_host_unref(h);
-					goto oom;
-				}
-				nv = t;
+		for (k = 0; k < cl->n_hosts; k++)
+			if (cl->hosts[k] && !strcmp(cl->hosts[k]->name, hs->hosts[i]->key)) {
+				h = cl->hosts[k];
+				cl->hosts[k] = NULL; /* moved */
+				break;
 			}
-			nv[n++] = h;
+		if (!h)
+			h = host_from_up(cl, hs->hosts[i]);
+		if (!h) {
+			rc = -ENOMEM;
+			continue;
 		}
+		h->up = hs->hosts[i];
+		nv[n++] = h;
 	}
 	for (k = 0; k < cl->n_hosts; k++)
 		if (cl->hosts[k]) {
 			cl->hosts[k]->removed = 1;
+			cl->hosts[k]->up = NULL;
 			px_pool_close_idle(cl->hosts[k]);
 			px_host_unref(cl->hosts[k]);
 		}
 	free(cl->hosts);
 	cl->hosts = nv;
-	cl->n_hosts = n;
-	cl->cap_hosts = cap;
-	if (cl->rr >= n)
-		cl->rr = 0;
-	return 0;
-oom:
-	/* keep what was moved: put the new vector back in place */
-	for (k = 0; k < n; k++)
-		px_host_unref(nv[k]);
-	free(nv);
-	return -ENOMEM;
+	cl->n_hosts = cl->cap_hosts = n;
+	up_hostset_free(cl->hs);
+	up_cluster_unref(cl->up);
+	cl->hs = hs;
+	cl->up = up;
+	if (hmap_build(cl) < 0)
+		rc = -ENOMEM;
+	if (up->od.enabled) {
+		if (!ev_timer_armed(&cl->od_timer)) {
+			ev_timer_init(&cl->od_timer, od_tick, cl);
+			ev_timer_arm(e->loop, &cl->od_timer, up->od.interval_ms ? up->od.interval_ms : OUTLIER_DEFAULT_INTERVAL_MS);
+		}
+	} else {
+		ev_timer_cancel(e->loop, &cl->od_timer);
+	}
+	return rc;
 }
 
 static int config_link_clusters(struct engine *e, struct px_config *c)
@@ -596,6 +677,8 @@ static int config_link_clusters(struct engine *e, struct px_config *c)
 	for (i = 0; i < cs->n; i++) {
 		const Envoy__Config__Cluster__V3__Cluster *m = (const void *)cs->v[i]->msg;
 		struct px_cluster *cl = ctab_find(e->ctab, e->n_ctab, m->name);
+		struct up_cluster *up = c->new_up[i];
+		struct up_hostset *hs = c->new_hs[i];
 
 		if (cl) {
 			cl->refs++;
@@ -609,7 +692,9 @@ static int config_link_clusters(struct engine *e, struct px_config *c)
 			cl->refs = 1;
 		}
 		cl->in_config = 1;
-		if (cluster_update(e, cl, m, c->snap) < 0)
+		c->new_up[i] = NULL;
+		c->new_hs[i] = NULL;
+		if (cluster_update(e, cl, up, hs) < 0)
 			log_warn("meshproxy", "cluster %s: out of memory updating hosts", cl->name);
 		nt[c->n_clusters] = cl;
 		c->clusters[c->n_clusters++] = cl;
@@ -699,6 +784,7 @@ int engine_new(struct ev_loop *loop, const struct engine_opts *o, struct engine 
 	e->lout.fd = e->lin.fd = -1;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	e->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 40) ^ 0x9E3779B97F4A7C15ULL;
+	e->lbrng.s = e->rng ^ 0x5851F42D4C957F2DULL;
 	if (o->access_log && *o->access_log) {
 		rc = px_alog_open(loop, o->access_log, &e->alog);
 		if (rc < 0) {
@@ -820,9 +906,8 @@ static void clusters_page(struct engine *e, struct mesh_buf *b)
 			mesh_buf_printf(b, "%s::%s::rq_timeout::%llu\n", n, a, (unsigned long long)h->st.rq_timeout);
 			mesh_buf_printf(b, "%s::%s::rq_total::%llu\n", n, a, (unsigned long long)h->st.rq_total);
 			mesh_buf_printf(b, "%s::%s::hostname::\n", n, a);
-			mesh_buf_printf(b, "%s::%s::health_flags::%s\n", n, a,
-					h->healthy ? "healthy" : "/failed_eds_health");
-			mesh_buf_printf(b, "%s::%s::weight::1\n", n, a);
+			mesh_buf_printf(b, "%s::%s::health_flags::%s\n", n, a, px_host_health(h));
+			mesh_buf_printf(b, "%s::%s::weight::%u\n", n, a, h->up ? h->up->weight : 1);
 			mesh_buf_printf(b, "%s::%s::region::\n%s::%s::zone::\n%s::%s::sub_zone::\n", n, a, n, a, n, a);
 			mesh_buf_printf(b, "%s::%s::canary::false\n%s::%s::priority::0\n", n, a, n, a);
 			mesh_buf_printf(b, "%s::%s::success_rate::-1.0\n%s::%s::local_origin_success_rate::-1.0\n", n,
@@ -868,6 +953,8 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 	};
 	size_t i, j;
 
+	for (j = 0; j < e->n_ctab; j++)
+		e->ctab[j]->st.outlier_ejections_active = e->ctab[j]->hs ? outlier_ejected_count(e->ctab[j]->hs) : 0;
 	for (i = 0; i < sizeof(m) / sizeof(m[0]); i++)
 		for (j = 0; j < e->n_ctab; j++)
 			prom_line(b, m[i].name, m[i].type, j > 0, e->ctab[j]->name,

@@ -148,6 +148,9 @@ struct px_stream {
 	uint64_t gai_start;
 	struct px_link pend;         /* in cl->pending while waiting for a connection */
 	int pending;
+	uint64_t hash;               /* the route's hash policies over this request (ring hash, maglev) */
+	int have_hash;
+	char set_cookie[192];        /* a generated hash cookie to set on the response, or "" */
 	struct px_str method, path, authority, ua, xff, rid, proto;
 	size_t meta_len;
 	char meta[PX_META_MAX];
@@ -168,6 +171,26 @@ static void s_mirror(struct px_stream *s);
 static void cluster_wake_pending(struct px_cluster *cl);
 static void s_end(struct px_stream *s);
 static void s_fail(struct px_stream *s, int kind, unsigned flag);
+
+/* --- outlier detection (outlier.h): what happened on a host */
+
+static void od_http(struct px_host *h, unsigned status, struct engine *e)
+{
+	struct px_cluster *cl = h->cl;
+
+	if (h->up && cl->hs && cl->up && cl->up->od.enabled &&
+	    outlier_report_http(cl->hs, h->up, status, ev_now(e->loop), &e->lbrng) == 1)
+		log_info("meshproxy", "cluster %s: host %s ejected (outlier detection)", cl->name, h->name);
+}
+
+static void od_local(struct px_host *h, enum outlier_local ev, struct engine *e)
+{
+	struct px_cluster *cl = h->cl;
+
+	if (h->up && cl->hs && cl->up && cl->up->od.enabled &&
+	    outlier_report_local(cl->hs, h->up, ev, ev_now(e->loop), &e->lbrng) == 1)
+		log_info("meshproxy", "cluster %s: host %s ejected (outlier detection)", cl->name, h->name);
+}
 
 /* --- input buffers */
 
@@ -327,6 +350,8 @@ static void s_release_upstream(struct px_stream *s, int reusable)
 	u->s = NULL;
 	h = u->h;
 	h->st.rq_active--;
+	if (h->up && h->up->active_rq)
+		h->up->active_rq--;
 	if (!reusable || u->state != U_ACTIVE || !u->rkeep || u->eof || h->removed || e->draining ||
 	    ob_pending(&u->out, u->out_off) || u->in.len != u->in.off ||
 	    (h->cl->max_requests_per_connection && u->nreq >= h->cl->max_requests_per_connection)) {
@@ -516,8 +541,12 @@ static void s_fail(struct px_stream *s, int kind, unsigned flag)
 {
 	if (s->u) {
 		s->u->h->st.rq_error++;
+		if (s->u->h->up)
+			s->u->h->up->rq_error++;
 		if (kind == F_TIMEOUT)
 			s->u->h->st.rq_timeout++;
+		od_local(s->u->h, kind == F_CONNECT ? OUTLIER_CONNECT_FAILED : kind == F_TIMEOUT ? OUTLIER_TIMEOUT : OUTLIER_RESET,
+			 s->e);
 	}
 	if (s_retry_allowed(s, kind, 0)) {
 		s_retry(s);
@@ -619,6 +648,8 @@ static void u_free(struct px_uconn *u, int count_destroy)
 	if (u->s) {
 		u->s->u = NULL;
 		h->st.rq_active--;
+		if (h->up && h->up->active_rq)
+			h->up->active_rq--;
 	}
 	ev_io_stop(e->loop, &u->io);
 	ev_timer_cancel(e->loop, &u->t);
@@ -748,6 +779,7 @@ static int u_on_head(struct px_uconn *u, struct px_stream *s, const struct h1_he
 		return 1;
 	}
 	ev_timer_cancel(s->e->loop, &s->t_try);
+	od_http(u->h, (unsigned)h->status, s->e);
 	if (s_retry_allowed(s, -1, h->status)) {
 		u->h->st.rq_error++;
 		s_retry(s);
@@ -809,6 +841,8 @@ static int u_on_head(struct px_uconn *u, struct px_stream *s, const struct h1_he
 				rc = h1_out_header(b, upn, up);
 		}
 	}
+	if (!rc && s->set_cookie[0])
+		rc = mesh_buf_puts(b, s->set_cookie) < 0;
 	if (!rc && s->upstream_ms >= 0 && h->framing != H1_BODY_TUNNEL)
 		put_num_header(b, "x-envoy-upstream-service-time: ", 31, (uint64_t)s->upstream_ms);
 	if (!rc && h->framing != H1_BODY_TUNNEL && (!s->keep || d->drain))
@@ -999,6 +1033,7 @@ static void u_cb_inner(struct px_uconn *u, struct ev_io *io, unsigned events)
 		}
 		u->state = U_ACTIVE;
 		ev_timer_cancel(u->e->loop, &u->t);
+		od_local(u->h, OUTLIER_CONNECT_SUCCESS, u->e);
 	}
 	if (events & EV_WRITE) {
 		if (u_flush(u) < 0) {
@@ -1034,32 +1069,24 @@ static void u_cb_inner(struct px_uconn *u, struct ev_io *io, unsigned events)
 static struct px_host *s_pick(struct px_stream *s)
 {
 	struct px_cluster *cl = s->cl;
-	size_t i, j, n = cl->n_hosts;
+	struct up_host *avoid_v[PX_MAX_TRIED], *up;
+	struct up_avoid avoid = { avoid_v, 0, 0 };
+	size_t i;
 
 	if (cl->type == PX_CL_ORIGINAL_DST)
 		return s->have_odst ? px_cluster_dst_host(cl, &s->odst, s->odst_len) : NULL;
-	/* round robin over healthy hosts, skipping ones already tried (previous_hosts) */
-	for (i = 0; i < n; i++) {
-		struct px_host *h = cl->hosts[(cl->rr + i) % n];
-		int seen = 0;
-
-		if (!h->healthy)
-			continue;
-		if (s->rt->retry && s->rt->retry->previous_hosts)
-			for (j = 0; j < s->n_tried; j++)
-				if (s->tried[j] == h)
-					seen = 1;
-		if (seen && i + 1 < n)
-			continue;
-		cl->rr = (cl->rr + i + 1) % n;
-		return h;
+	if (!cl->hs)
+		return NULL;
+	if (s->rt->retry && s->rt->retry->previous_hosts) {
+		for (i = 0; i < s->n_tried; i++)
+			if (s->tried[i]->up)
+				avoid_v[avoid.n++] = s->tried[i]->up;
+		avoid.max_attempts = s->rt->retry->host_selection_max_attempts > 0
+					     ? (uint32_t)s->rt->retry->host_selection_max_attempts
+					     : 1;
 	}
-	for (i = 0; i < n; i++)
-		if (cl->hosts[(cl->rr + i) % n]->healthy) {
-			cl->rr = (cl->rr + i + 1) % n;
-			return cl->hosts[(cl->rr + n - 1) % n];
-		}
-	return NULL;
+	up = up_pick(cl->hs, &s->e->lbrng, s->have_hash ? &s->hash : NULL, avoid.n ? &avoid : NULL);
+	return up ? px_cluster_host_of(cl, up) : NULL;
 }
 
 static void s_attempt(struct px_stream *s)
@@ -1121,6 +1148,10 @@ static void s_attempt(struct px_stream *s)
 	u->nreq++;
 	h->st.rq_total++;
 	h->st.rq_active++;
+	if (h->up) {
+		h->up->active_rq++;
+		h->up->rq_total++;
+	}
 	h1_parser_set_request(&u->p, s->req_flags);
 	mesh_buf_append(&u->out, s->head.data, s->head.len);
 	if (s->rt->include_attempt_count_req)
@@ -1573,6 +1604,115 @@ static void s_mirror(struct px_stream *s)
 	ev_timer_arm(e->loop, &m->t, PX_MIRROR_TIMEOUT_MS);
 }
 
+/* lb.h's view of the request for hash policies (header, cookie, query). */
+struct lbh_ctx {
+	const struct h1_head *h;
+	struct h1_str path;
+};
+
+static size_t lbh_header(void *ctx, const char *name, size_t name_len, const char **v, size_t *vlen, size_t max)
+{
+	const struct lbh_ctx *c = ctx;
+	size_t i, n = 0;
+
+	for (i = 0; i < c->h->n_headers && n < max; i++)
+		if (c->h->headers[i].name.len == name_len && !strncasecmp(c->h->headers[i].name.p, name, name_len)) {
+			v[n] = c->h->headers[i].value.p;
+			vlen[n++] = c->h->headers[i].value.len;
+		}
+	return n;
+}
+
+/* name=value in a "; "- or "&"-separated list */
+static const char *kv_find(const char *p, size_t len, char sep, const char *name, size_t nlen, size_t *vlen)
+{
+	const char *end = p + len;
+
+	while (p < end) {
+		const char *e = memchr(p, sep, (size_t)(end - p)), *eq;
+
+		e = e ? e : end;
+		while (p < e && *p == ' ')
+			p++;
+		eq = memchr(p, '=', (size_t)(e - p));
+		if (eq && (size_t)(eq - p) == nlen && !memcmp(p, name, nlen)) {
+			*vlen = (size_t)(e - eq - 1);
+			return eq + 1;
+		}
+		p = e + 1;
+	}
+	return NULL;
+}
+
+static const char *lbh_cookie(void *ctx, const char *name, size_t nlen, size_t *len)
+{
+	const struct lbh_ctx *c = ctx;
+	size_t i;
+
+	for (i = 0; i < c->h->n_headers; i++)
+		if (name_is(c->h->headers[i].name, "cookie")) {
+			const char *v = kv_find(c->h->headers[i].value.p, c->h->headers[i].value.len, ';', name, nlen, len);
+
+			if (v)
+				return v;
+		}
+	return NULL;
+}
+
+static const char *lbh_query(void *ctx, const char *name, size_t nlen, size_t *len)
+{
+	const struct lbh_ctx *c = ctx;
+	const char *q = memchr(c->path.p, '?', c->path.len);
+
+	if (!q)
+		return NULL;
+	q++;
+	return kv_find(q, (size_t)(c->path.p + c->path.len - q), '&', name, nlen, len);
+}
+
+/* The route's hash policies (router.h) through lb.h's combination rules. */
+static void s_hash(struct px_stream *s, const struct h1_head *h)
+{
+	struct lb_hash_policy pol[8];
+	struct lb_hash lh = { pol, 0 };
+	struct lbh_ctx c = { h, { s->path.p, s->path.len } };
+	struct lb_hash_request rq;
+	struct lb_hash_cookie ck;
+	uint32_t i;
+
+	for (i = 0; i < s->rt->n_hash && lh.n < 8; i++) {
+		const struct router_hash_policy *rp = &s->rt->hash[i];
+		struct lb_hash_policy *p = &pol[lh.n++];
+
+		memset(p, 0, sizeof(*p));
+		p->kind = rp->kind == ROUTER_HASH_HEADER	? LB_HASH_HEADER
+			  : rp->kind == ROUTER_HASH_COOKIE	? LB_HASH_COOKIE
+			  : rp->kind == ROUTER_HASH_SOURCE_IP ? LB_HASH_SOURCE_IP
+							      : LB_HASH_QUERY;
+		p->terminal = rp->terminal;
+		p->name = rp->name ? rp->name : "";
+		p->name_len = strlen(p->name);
+		p->path = rp->cookie_path ? rp->cookie_path : "";
+		p->has_ttl = rp->cookie_ttl_ms >= 0;
+		p->ttl_s = rp->cookie_ttl_ms > 0 ? (uint64_t)rp->cookie_ttl_ms / 1000 : 0;
+	}
+	memset(&rq, 0, sizeof(rq));
+	memset(&ck, 0, sizeof(ck));
+	rq.ctx = &c;
+	rq.header = lbh_header;
+	rq.cookie = lbh_cookie;
+	rq.query = lbh_query;
+	rq.source_ip = s->d->peer_ip;
+	rq.source_ip_len = strlen(s->d->peer_ip);
+	rq.conn_addrs = s->d->peer_ip;
+	rq.conn_addrs_len = strlen(s->d->peer_ip);
+	s->have_hash = lb_hash_compute(&lh, &rq, &s->hash, &ck);
+	if (ck.set)
+		snprintf(s->set_cookie, sizeof(s->set_cookie), "set-cookie: %.*s=\"%s\"; Max-Age=%llu%s%s; HttpOnly\r\n",
+			 (int)ck.name_len, ck.name, ck.value, (unsigned long long)ck.ttl_s, *ck.path ? "; Path=" : "",
+			 ck.path);
+}
+
 /* router.h's header callback over the parsed head (the first field of a name). */
 static const char *req_header(void *ctx, const char *name, size_t name_len, size_t *value_len)
 {
@@ -1757,6 +1897,8 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		return;
 	}
 	if (s->rt != &s->synth) {
+		if (s->rt->n_hash)
+			s_hash(s, h);
 		s->rc = router_pick(s->rt, rq.random);
 		if (s->rc) {
 			cluster = s->rc->name;

@@ -15,10 +15,12 @@
  *                                 per_try=MS codes=503,409 direct=STATUS[:BODY]
  *                                 redirect=HOST[/PATH] abort=STATUS delay=MS
  *                                 prefix_rewrite=P host_rewrite=H attempt_count=1
- *                                 weighted=C1:W1,C2:W2 mirror=C
+ *                                 weighted=C1:W1,C2:W2 mirror=C hash_header=H
  *                                 req_add=K:V req_set=K:V req_remove=K resp_add=K:V resp_set=K:V resp_remove=K
  *   cluster NAME static|eds|original_dst [IP:PORT...] [max_connections=N]
  *                                 [max_pending=N] [max_requests=N] [max_requests_per_connection=N]
+ *                                 [lb=round_robin|least_request|random|ring_hash|maglev]
+ *                                 [outlier=CONSECUTIVE_5XX] (interval 100 ms, base ejection 30 s, 100%)
  */
 #ifndef MESH_TESTS_PXSPEC_H
 #define MESH_TESTS_PXSPEC_H
@@ -366,6 +368,15 @@ static int ps_route(struct pxspec *ps, const char *rcname, const char *vhname, c
 			a->host_rewrite_literal = ps_str(ps, v);
 		} else if (!strcmp(tok, "attempt_count")) {
 			vh->include_request_attempt_count = atoi(v) != 0;
+		} else if (!strcmp(tok, "hash_header")) {
+			Envoy__Config__Route__V3__RouteAction__HashPolicy *hp = PS_NEW(
+				ps, Envoy__Config__Route__V3__RouteAction__HashPolicy, ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__HASH_POLICY__INIT);
+
+			hp->policy_specifier_case = ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__HASH_POLICY__POLICY_SPECIFIER_HEADER;
+			hp->header = PS_NEW(ps, Envoy__Config__Route__V3__RouteAction__HashPolicy__Header,
+					    ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__HASH_POLICY__HEADER__INIT);
+			hp->header->header_name = ps_str(ps, v);
+			a->hash_policy = (void *)ps_push(ps, (void **)a->hash_policy, &a->n_hash_policy, hp);
 		} else if (!strcmp(tok, "mirror")) {
 			Envoy__Config__Route__V3__RouteAction__RequestMirrorPolicy *mp =
 				PS_NEW(ps, Envoy__Config__Route__V3__RouteAction__RequestMirrorPolicy,
@@ -461,6 +472,24 @@ static void ps_cluster(struct pxspec *ps, const char *name, const char *type, ch
 			continue;
 		}
 		*v++ = 0;
+		if (!strcmp(tok, "lb")) {
+			static const char *const names[] = { "round_robin", "least_request", "ring_hash", "random", "", "maglev" };
+			size_t k;
+
+			for (k = 0; k < sizeof(names) / sizeof(names[0]); k++)
+				if (!strcmp(v, names[k]))
+					c->lb_policy = (Envoy__Config__Cluster__V3__Cluster__LbPolicy)k;
+			continue;
+		}
+		if (!strcmp(tok, "outlier")) {
+			c->outlier_detection = PS_NEW(ps, Envoy__Config__Cluster__V3__OutlierDetection,
+						      ENVOY__CONFIG__CLUSTER__V3__OUTLIER_DETECTION__INIT);
+			c->outlier_detection->consecutive_5xx = ps_u32(ps, (uint32_t)atoi(v));
+			c->outlier_detection->interval = ps_ms(ps, 100);
+			c->outlier_detection->base_ejection_time = ps_ms(ps, 30000);
+			c->outlier_detection->max_ejection_percent = ps_u32(ps, 100);
+			continue;
+		}
 		if (!t && strcmp(tok, "max_requests_per_connection")) {
 			c->circuit_breakers = PS_NEW(ps, Envoy__Config__Cluster__V3__CircuitBreakers,
 						     ENVOY__CONFIG__CLUSTER__V3__CIRCUIT_BREAKERS__INIT);
@@ -485,6 +514,7 @@ static void ps_cluster(struct pxspec *ps, const char *name, const char *type, ch
 		ps->clas[ps->n_clas++] = ps_cla(ps, name, eps, n);
 	} else if (!strcmp(type, "original_dst")) {
 		c->type = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__ORIGINAL_DST;
+		c->lb_policy = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__CLUSTER_PROVIDED;
 	} else {
 		c->type = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__STATIC;
 		c->load_assignment = ps_cla(ps, name, eps, n);
