@@ -487,6 +487,63 @@ class MeshproxyFeaturesTest(unittest.TestCase):
             self.assertIn("connection failure", body)
 
 
+class MeshproxyLbTest(unittest.TestCase):
+    """Load balancing and outlier detection through pxlb's upstream modules."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.a, cls.b = Backend("a"), Backend("b")
+        cls.px = Proxy(
+            "outbound registry_only\nlistener 9080\n"
+            "vhost 9080 rr rr.demo:9080\nroute 9080 rr / cluster=rr\n"
+            "vhost 9080 rh rh.demo:9080\nroute 9080 rh / cluster=rh hash_header=x-user\n"
+            "vhost 9080 od od.demo:9080\nroute 9080 od / cluster=od\n"
+            "cluster rr eds 127.0.0.1:{a} 127.0.0.1:{b}\n"
+            "cluster rh eds 127.0.0.1:{a} 127.0.0.1:{b} lb=ring_hash\n"
+            "cluster od eds 127.0.0.1:{a} 127.0.0.1:{b} outlier=3\n".format(a=cls.a.port, b=cls.b.port))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.px.stop()
+        cls.a.stop()
+        cls.b.stop()
+
+    def names(self, host, n, *extra):
+        out = []
+        for i in range(n):
+            code, body, _ = self.px.curl("-H", "Host: %s" % host, *extra, self.px.url("/n%d" % i))
+            out.append(body.split(" ")[0] if code == 200 else str(code))
+        return out
+
+    def test_round_robin_spreads(self):
+        got = self.names("rr.demo:9080", 10)
+        self.assertEqual(set(got), {"a", "b"}, got)
+
+    def test_ring_hash_sticky(self):
+        for user in ("alice", "bob", "carol"):
+            got = self.names("rh.demo:9080", 8, "-H", "x-user: " + user)
+            self.assertEqual(len(set(got)), 1, (user, got))  # one user, one backend
+
+    def test_outlier_ejection_moves_traffic(self):
+        self.b.fail_next = 1000  # b answers 503 from now on
+        try:
+            # round robin: b sees its three consecutive 5xx within a few requests and is ejected
+            def ejected():
+                self.px.curl("-H", "Host: od.demo:9080", self.px.url("/drive"))
+                return "::health_flags::/failed_outlier_check" in self.px.admin("/clusters")
+
+            wait_for(ejected, what="b ejected", timeout=30)
+            clusters = self.px.admin("/clusters")
+            self.assertIn("od::127.0.0.1:%d::health_flags::/failed_outlier_check" % self.b.port, clusters)
+            self.assertIn("od::127.0.0.1:%d::health_flags::healthy" % self.a.port, clusters)
+            got = self.names("od.demo:9080", 10)
+            self.assertEqual(got, ["a"] * 10)
+            self.assertRegex(self.px.admin("/stats/prometheus"),
+                             r'envoy_cluster_outlier_detection_ejections_active\{envoy_cluster_name="od"\} 1')
+        finally:
+            self.b.fail_next = 0
+
+
 class MeshproxyLifecycleTest(unittest.TestCase):
     def test_swap_and_drain(self):
         be = Backend("one")

@@ -488,6 +488,7 @@ static void ps_cluster(struct pxspec *ps, const char *name, const char *type, ch
 			c->outlier_detection->interval = ps_ms(ps, 100);
 			c->outlier_detection->base_ejection_time = ps_ms(ps, 30000);
 			c->outlier_detection->max_ejection_percent = ps_u32(ps, 100);
+			c->outlier_detection->enforcing_success_rate = ps_u32(ps, 0); /* as Istio sends it */
 			continue;
 		}
 		if (!t && strcmp(tok, "max_requests_per_connection")) {
