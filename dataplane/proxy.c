@@ -369,7 +369,8 @@ static void s_release_upstream(struct px_stream *s, int reusable)
 	u->next = h->idle;
 	h->idle = u;
 	h->n_idle++;
-	ev_timer_arm(e->loop, &u->t, e->o.pool_idle_ms);
+	/* the cluster's idle_timeout (HttpProtocolOptions), else the engine's */
+	ev_timer_arm(e->loop, &u->t, h->cl->idle_timeout_ms ? h->cl->idle_timeout_ms : e->o.pool_idle_ms);
 	u_update(u);
 	cluster_wake_pending(h->cl);
 }
