@@ -140,6 +140,8 @@ struct engine {
 	int draining;
 	int ready;
 	struct lb_rng lbrng;
+	struct px_gai *gai_orphans;      /* name lookups still running for streams that ended */
+	struct ev_timer gai_timer;
 	unsigned mirrors_active;
 	uint64_t mirrors_sent, mirrors_dropped;
 	struct ev_timer drain_timer;
@@ -167,5 +169,6 @@ void px_accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events);
 void px_pool_close_idle(struct px_host *h);
 void px_dconn_drain_all(struct engine *e);
 void px_dconn_free_all(struct engine *e);
+void px_gai_reap(struct ev_loop *loop, struct ev_timer *t);
 
 #endif

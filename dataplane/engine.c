@@ -785,6 +785,7 @@ int engine_new(struct ev_loop *loop, const struct engine_opts *o, struct engine 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	e->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 40) ^ 0x9E3779B97F4A7C15ULL;
 	e->lbrng.s = e->rng ^ 0x5851F42D4C957F2DULL;
+	ev_timer_init(&e->gai_timer, px_gai_reap, e);
 	if (o->access_log && *o->access_log) {
 		rc = px_alog_open(loop, o->access_log, &e->alog);
 		if (rc < 0) {
@@ -806,6 +807,14 @@ void engine_free(struct engine *e)
 	listener_close(e, &e->lin);
 	px_dconn_free_all(e);
 	ev_timer_cancel(e->loop, &e->drain_timer);
+	ev_timer_cancel(e->loop, &e->gai_timer);
+	while (e->gai_orphans) {
+		/* exiting: the one place a lookup is waited for (it is already cancelled) */
+		px_gai_reap(e->loop, &e->gai_timer);
+		if (e->gai_orphans)
+			usleep(10000);
+	}
+	ev_timer_cancel(e->loop, &e->gai_timer);
 	for (i = 0; i < e->n_ctab; i++) {
 		cluster_drop_hosts(e->ctab[i]);
 		cluster_unref(e->ctab[i]);

@@ -60,6 +60,16 @@ enum { F_CONNECT, F_RESET, F_TIMEOUT };
 
 struct px_stream;
 
+/* One getaddrinfo_a() lookup: its own allocation, because a lookup that
+ * cannot be cancelled must outlive the stream that asked (it is parked on
+ * the engine's orphan list and freed by a timer once glibc is done). */
+struct px_gai {
+	struct gaicb cb;
+	struct gaicb *v[1];
+	char host[256], port[8];
+	struct px_gai *next;
+};
+
 struct px_uconn {
 	struct engine *e;
 	struct px_host *h;           /* a reference */
@@ -141,10 +151,8 @@ struct px_stream {
 	struct sockaddr_storage odst;
 	socklen_t odst_len;
 	int have_odst;
-	struct gaicb gai;
-	struct gaicb *gaiv[1];
+	struct px_gai *gai;          /* a name being resolved (passthrough), or NULL */
 	char gai_host[256], gai_port[8];
-	int gai_active;
 	uint64_t gai_start;
 	struct px_link pend;         /* in cl->pending while waiting for a connection */
 	int pending;
@@ -169,6 +177,7 @@ static int edit_add(struct mesh_buf *b, const struct h1_header *fields, size_t n
 		    size_t nops);
 static void s_mirror(struct px_stream *s);
 static void cluster_wake_pending(struct px_cluster *cl);
+static void gai_free(struct px_gai *g);
 static void s_end(struct px_stream *s);
 static void s_fail(struct px_stream *s, int kind, unsigned flag);
 
@@ -301,16 +310,46 @@ static void s_stop_timers(struct px_stream *s)
 	ev_timer_cancel(loop, &s->t_global);
 	ev_timer_cancel(loop, &s->t_try);
 	ev_timer_cancel(loop, &s->t_wait);
-	if (s->gai_active) {
-		gai_cancel(&s->gai);
-		/* a lookup that cannot be cancelled finishes on its own: wait for it
-		 * here (rare; the resolver thread, not the network, is waited for) */
-		while (gai_error(&s->gai) == EAI_INPROGRESS)
-			gai_suspend((const struct gaicb *const *)s->gaiv, 1, NULL);
-		if (s->gai.ar_result)
-			freeaddrinfo(s->gai.ar_result);
-		s->gai_active = 0;
+	if (s->gai) {
+		gai_cancel(&s->gai->cb);
+		if (gai_error(&s->gai->cb) == EAI_INPROGRESS) {
+			/* running on glibc's thread: never wait for it on the loop */
+			s->gai->next = s->e->gai_orphans;
+			s->e->gai_orphans = s->gai;
+			if (!ev_timer_armed(&s->e->gai_timer))
+				ev_timer_arm(loop, &s->e->gai_timer, 100);
+		} else {
+			gai_free(s->gai);
+		}
+		s->gai = NULL;
 	}
+}
+
+static void gai_free(struct px_gai *g)
+{
+	if (g->cb.ar_result)
+		freeaddrinfo(g->cb.ar_result);
+	free(g);
+}
+
+/* The engine's timer: frees lookups that finished after their stream ended. */
+void px_gai_reap(struct ev_loop *loop, struct ev_timer *t)
+{
+	struct engine *e = t->data;
+	struct px_gai **pp = &e->gai_orphans;
+
+	while (*pp) {
+		struct px_gai *g = *pp;
+
+		if (gai_error(&g->cb) == EAI_INPROGRESS) {
+			pp = &g->next;
+			continue;
+		}
+		*pp = g->next;
+		gai_free(g);
+	}
+	if (e->gai_orphans)
+		ev_timer_arm(loop, t, 100);
 }
 
 static void s_free(struct px_stream *s)
@@ -1174,7 +1213,8 @@ static void s_attempt(struct px_stream *s)
 
 static void s_resolve_poll(struct px_stream *s)
 {
-	int rc = gai_error(&s->gai);
+	int rc = gai_error(&s->gai->cb);
+	struct addrinfo *ai;
 
 	if (rc == EAI_INPROGRESS) {
 		if (ev_now(s->e->loop) - s->gai_start > PX_RESOLVE_MAX_MS) {
@@ -1185,15 +1225,14 @@ static void s_resolve_poll(struct px_stream *s)
 		ev_timer_arm(s->e->loop, &s->t_wait, PX_RESOLVE_POLL_MS);
 		return;
 	}
-	s->gai_active = 0;
-	if (rc == 0 && s->gai.ar_result && s->gai.ar_result->ai_addrlen <= sizeof(s->odst)) {
-		memcpy(&s->odst, s->gai.ar_result->ai_addr, s->gai.ar_result->ai_addrlen);
-		s->odst_len = s->gai.ar_result->ai_addrlen;
+	ai = s->gai->cb.ar_result;
+	if (rc == 0 && ai && ai->ai_addrlen <= sizeof(s->odst)) {
+		memcpy(&s->odst, ai->ai_addr, ai->ai_addrlen);
+		s->odst_len = ai->ai_addrlen;
 		s->have_odst = 1;
 	}
-	if (s->gai.ar_result)
-		freeaddrinfo(s->gai.ar_result);
-	s->gai.ar_result = NULL;
+	gai_free(s->gai);
+	s->gai = NULL;
 	if (!s->have_odst) {
 		s_local_reply(s, 503, PX_RF_UF, "upstream connect error or disconnect/reset before headers. reset reason: dns resolution failure", NULL);
 		return;
@@ -1303,15 +1342,22 @@ static int s_start_resolve(struct px_stream *s)
 	static const struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
 	int rc;
 
-	memset(&s->gai, 0, sizeof(s->gai));
-	s->gai.ar_name = s->gai_host;
-	s->gai.ar_service = s->gai_port;
-	s->gai.ar_request = &hints;
-	s->gaiv[0] = &s->gai;
-	rc = getaddrinfo_a(GAI_NOWAIT, s->gaiv, 1, NULL);
-	if (rc)
+	struct px_gai *g = calloc(1, sizeof(*g));
+
+	if (!g)
+		return -ENOMEM;
+	snprintf(g->host, sizeof(g->host), "%s", s->gai_host);
+	snprintf(g->port, sizeof(g->port), "%s", s->gai_port);
+	g->cb.ar_name = g->host;
+	g->cb.ar_service = g->port;
+	g->cb.ar_request = &hints;
+	g->v[0] = &g->cb;
+	rc = getaddrinfo_a(GAI_NOWAIT, g->v, 1, NULL);
+	if (rc) {
+		free(g);
 		return -EIO;
-	s->gai_active = 1;
+	}
+	s->gai = g;
 	s->gai_start = ev_now(s->e->loop);
 	s_resolve_poll(s);
 	return 0;
