@@ -505,7 +505,7 @@ class MeshproxyLbTest(unittest.TestCase):
             "vhost 9080 od od.demo:9080\nroute 9080 od / cluster=od\n"
             "cluster rr eds 127.0.0.1:{a} 127.0.0.1:{b}\n"
             "cluster rh eds 127.0.0.1:{a} 127.0.0.1:{b} lb=ring_hash\n"
-            "cluster od eds 127.0.0.1:{a} 127.0.0.1:{b} outlier=3\n".format(a=cls.a.port, b=cls.b.port))
+            "cluster od eds 127.0.0.1:{a} 127.0.0.1:{b} outlier=3:5000\n".format(a=cls.a.port, b=cls.b.port))
 
     @classmethod
     def tearDownClass(cls):
@@ -547,6 +547,13 @@ class MeshproxyLbTest(unittest.TestCase):
                              r'envoy_cluster_outlier_detection_ejections_active\{envoy_cluster_name="od"\} 1')
         finally:
             self.b.fail_next = 0
+        # b is well again: after its ejection time (5 s here) it is back in the rotation
+        def back():
+            return "od::127.0.0.1:%d::health_flags::healthy" % self.b.port in self.px.admin("/clusters")
+
+        wait_for(back, what="b unejected", timeout=30)
+        got = self.names("od.demo:9080", 10)
+        self.assertIn("b", got)
 
 
 class MeshproxyLifecycleTest(unittest.TestCase):

@@ -20,7 +20,7 @@
  *   cluster NAME static|eds|original_dst [IP:PORT...] [max_connections=N]
  *                                 [max_pending=N] [max_requests=N] [max_requests_per_connection=N]
  *                                 [lb=round_robin|least_request|random|ring_hash|maglev]
- *                                 [outlier=CONSECUTIVE_5XX] (interval 100 ms, base ejection 30 s, 100%)
+ *                                 [outlier=CONSECUTIVE_5XX[:BASE_EJECTION_MS]] (interval 100 ms, base 30 s, 100%)
  */
 #ifndef MESH_TESTS_PXSPEC_H
 #define MESH_TESTS_PXSPEC_H
@@ -486,7 +486,7 @@ static void ps_cluster(struct pxspec *ps, const char *name, const char *type, ch
 						      ENVOY__CONFIG__CLUSTER__V3__OUTLIER_DETECTION__INIT);
 			c->outlier_detection->consecutive_5xx = ps_u32(ps, (uint32_t)atoi(v));
 			c->outlier_detection->interval = ps_ms(ps, 100);
-			c->outlier_detection->base_ejection_time = ps_ms(ps, 30000);
+			c->outlier_detection->base_ejection_time = ps_ms(ps, strchr(v, ':') ? atol(strchr(v, ':') + 1) : 30000);
 			c->outlier_detection->max_ejection_percent = ps_u32(ps, 100);
 			c->outlier_detection->enforcing_success_rate = ps_u32(ps, 0); /* as Istio sends it */
 			continue;
