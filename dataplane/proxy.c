@@ -159,6 +159,7 @@ struct px_stream {
 	uint64_t hash;               /* the route's hash policies over this request (ring hash, maglev) */
 	int have_hash;
 	char set_cookie[192];        /* a generated hash cookie to set on the response, or "" */
+	char *cors_hdrs;             /* CORS response headers for an allowed origin (owned), or NULL */
 	struct px_str method, path, authority, ua, xff, rid, proto;
 	size_t meta_len;
 	char meta[PX_META_MAX];
@@ -178,6 +179,7 @@ static int edit_add(struct mesh_buf *b, const struct h1_header *fields, size_t n
 static void s_mirror(struct px_stream *s);
 static void cluster_wake_pending(struct px_cluster *cl);
 static void gai_free(struct px_gai *g);
+static const char *req_header(void *ctx, const char *name, size_t name_len, size_t *value_len);
 static void s_end(struct px_stream *s);
 static void s_fail(struct px_stream *s, int kind, unsigned flag);
 
@@ -371,6 +373,7 @@ static void s_free(struct px_stream *s)
 	}
 	mesh_buf_cleanup(&s->head);
 	mesh_buf_cleanup(&s->body);
+	free(s->cors_hdrs);
 	px_config_unref(s->cfg);
 	s->e->st.rq_active--;
 	free(s);
@@ -883,6 +886,8 @@ static int u_on_head(struct px_uconn *u, struct px_stream *s, const struct h1_he
 	}
 	if (!rc && s->set_cookie[0])
 		rc = mesh_buf_puts(b, s->set_cookie) < 0;
+	if (!rc && s->cors_hdrs)
+		rc = mesh_buf_puts(b, s->cors_hdrs) < 0;
 	if (!rc && s->upstream_ms >= 0 && h->framing != H1_BODY_TUNNEL)
 		put_num_header(b, "x-envoy-upstream-service-time: ", 31, (uint64_t)s->upstream_ms);
 	if (!rc && h->framing != H1_BODY_TUNNEL && (!s->keep || d->drain))
@@ -1760,6 +1765,51 @@ static void s_hash(struct px_stream *s, const struct h1_head *h)
 			 ck.path);
 }
 
+/* Envoy's CORS filter (envoy.filters.http.cors) with the route's policy:
+ * a preflight (OPTIONS + Origin + Access-Control-Request-Method) from an
+ * allowed origin is answered here; an actual request from an allowed
+ * origin gets the allow-origin/credentials/expose headers on its response.
+ * Returns 1 when the request was answered. */
+static int s_cors(struct px_stream *s, const struct h1_head *h)
+{
+	const struct router_cors *c = s->rt->cors;
+	size_t ol = 0, ml = 0;
+	const char *origin, *acrm;
+	struct mesh_buf b;
+
+	if (!c || !router_fraction(c->enabled_per_million, px_rand(s->e)))
+		return 0;
+	origin = req_header((void *)h, "origin", 6, &ol);
+	if (!origin || !ol)
+		return 0;
+	acrm = req_header((void *)h, "access-control-request-method", 29, &ml);
+	if (!router_cors_origin_allowed(c, origin, ol))
+		return 0; /* not an allowed origin: forwarded untouched (preflights too, Envoy's default) */
+	mesh_buf_init(&b, 4096);
+	(void)mesh_buf_puts(&b, "access-control-allow-origin: ");
+	(void)mesh_buf_append(&b, origin, ol);
+	(void)mesh_buf_puts(&b, "\r\n");
+	if (c->allow_credentials == 1)
+		(void)mesh_buf_puts(&b, "access-control-allow-credentials: true\r\n");
+	if (h->method.len == 7 && !memcmp(h->method.p, "OPTIONS", 7) && acrm && ml) {
+		if (c->allow_methods)
+			(void)mesh_buf_printf(&b, "access-control-allow-methods: %s\r\n", c->allow_methods);
+		if (c->allow_headers)
+			(void)mesh_buf_printf(&b, "access-control-allow-headers: %s\r\n", c->allow_headers);
+		if (c->max_age)
+			(void)mesh_buf_printf(&b, "access-control-max-age: %s\r\n", c->max_age);
+		s_local_reply(s, 200, 0, NULL, b.err ? NULL : b.data);
+		mesh_buf_cleanup(&b);
+		return 1;
+	}
+	if (c->expose_headers)
+		(void)mesh_buf_printf(&b, "access-control-expose-headers: %s\r\n", c->expose_headers);
+	if (!b.err)
+		s->cors_hdrs = mesh_buf_take(&b, NULL);
+	mesh_buf_cleanup(&b);
+	return 0;
+}
+
 /* router.h's header callback over the parsed head (the first field of a name). */
 static const char *req_header(void *ctx, const char *name, size_t name_len, size_t *value_len)
 {
@@ -1910,6 +1960,8 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		}
 	}
 	s->hdrs = &s->rt->hdrs;
+	if (s->rt != &s->synth && s_cors(s, h))
+		return;
 	if (s->rt->action == ROUTER_ACTION_DIRECT) {
 		char body[ROUTER_DIRECT_BODY_MAX + 1];
 		size_t bl = s->rt->direct_body_len < ROUTER_DIRECT_BODY_MAX ? s->rt->direct_body_len : ROUTER_DIRECT_BODY_MAX;

@@ -366,6 +366,8 @@ vhost 9080 web web.demo:9080
 route 9080 web /edit cluster=outbound|9080||web.demo req_add=x-added:yes req_set=x-set:new req_remove=x-secret resp_add=x-resp:1 resp_remove=x-drop
 route 9080 web /mirror cluster=outbound|9080||web.demo mirror=outbound|9080||shadow.demo
 route 9080 web / cluster=outbound|9080||web.demo timeout=10000
+vhost 9080 cors cors.demo:9080
+route 9080 cors / cluster=outbound|9080||web.demo cors=http://ok.example
 vhost 9080 cb cb.demo:9080
 route 9080 cb / cluster=outbound|9080||cb.demo timeout=10000
 cluster outbound|9080||web.demo eds 127.0.0.1:{web}
@@ -429,6 +431,26 @@ class MeshproxyFeaturesTest(unittest.TestCase):
         wait_for(lambda: " 503 UO " in self.px.access_log(), what="UO log line")
         self.assertRegex(self.px.admin("/stats/prometheus"),
                          r'envoy_cluster_upstream_rq_pending_overflow\{envoy_cluster_name="outbound\|9080\|\|cb\.demo"\} [1-9]')
+
+    def test_cors(self):
+        n = self.web.requests
+        out = subprocess.run(["curl", "-s", "-D", "-", "-X", "OPTIONS", "-H", "Host: cors.demo:9080",
+                              "-H", "Origin: http://ok.example", "-H", "Access-Control-Request-Method: POST",
+                              self.px.url("/c")], capture_output=True, text=True, timeout=30).stdout.lower()
+        self.assertTrue(out.startswith("http/1.1 200"), out)
+        self.assertIn("access-control-allow-origin: http://ok.example", out)
+        self.assertIn("access-control-allow-methods: get,post", out)
+        self.assertIn("access-control-max-age: 600", out)
+        self.assertEqual(self.web.requests, n)  # the preflight was answered by the proxy
+        out = subprocess.run(["curl", "-s", "-D", "-", "-H", "Host: cors.demo:9080", "-H", "Origin: http://ok.example",
+                              self.px.url("/c")], capture_output=True, text=True, timeout=30).stdout.lower()
+        self.assertIn("access-control-allow-origin: http://ok.example", out)
+        self.assertIn("access-control-allow-credentials: true", out)
+        self.assertIn("access-control-expose-headers: x-exposed", out)
+        out = subprocess.run(["curl", "-s", "-D", "-", "-H", "Host: cors.demo:9080", "-H", "Origin: http://evil.example",
+                              self.px.url("/c")], capture_output=True, text=True, timeout=30).stdout.lower()
+        self.assertTrue(out.startswith("http/1.1 200"), out)
+        self.assertNotIn("access-control-allow-origin", out)
 
     def test_expect_100_continue(self):
         s = socket.create_connection(("127.0.0.1", self.px.out_port), timeout=10)

@@ -16,6 +16,8 @@
  *                                 redirect=HOST[/PATH] abort=STATUS delay=MS
  *                                 prefix_rewrite=P host_rewrite=H attempt_count=1
  *                                 weighted=C1:W1,C2:W2 mirror=C hash_header=H
+ *                                 cors=ORIGIN (the virtual host's policy: that exact origin, GET,POST,
+ *                                 allow x-custom, expose x-exposed, max age 600, credentials)
  *                                 req_add=K:V req_set=K:V req_remove=K resp_add=K:V resp_set=K:V resp_remove=K
  *   cluster NAME static|eds|original_dst [IP:PORT...] [max_connections=N]
  *                                 [max_pending=N] [max_requests=N] [max_requests_per_connection=N]
@@ -377,6 +379,20 @@ static int ps_route(struct pxspec *ps, const char *rcname, const char *vhname, c
 					    ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__HASH_POLICY__HEADER__INIT);
 			hp->header->header_name = ps_str(ps, v);
 			a->hash_policy = (void *)ps_push(ps, (void **)a->hash_policy, &a->n_hash_policy, hp);
+		} else if (!strcmp(tok, "cors")) {
+			Envoy__Type__Matcher__V3__StringMatcher *sm =
+				PS_NEW(ps, Envoy__Type__Matcher__V3__StringMatcher, ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__INIT);
+
+			vh->cors = PS_NEW(ps, Envoy__Config__Route__V3__CorsPolicy, ENVOY__CONFIG__ROUTE__V3__CORS_POLICY__INIT);
+			sm->match_pattern_case = ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_EXACT;
+			sm->exact = ps_str(ps, v);
+			vh->cors->allow_origin_string_match = (void *)ps_push(ps, NULL, &vh->cors->n_allow_origin_string_match, sm);
+			vh->cors->allow_methods = ps_str(ps, "GET,POST");
+			vh->cors->allow_headers = ps_str(ps, "x-custom");
+			vh->cors->expose_headers = ps_str(ps, "x-exposed");
+			vh->cors->max_age = ps_str(ps, "600");
+			vh->cors->allow_credentials = PS_NEW(ps, Google__Protobuf__BoolValue, GOOGLE__PROTOBUF__BOOL_VALUE__INIT);
+			vh->cors->allow_credentials->value = 1;
 		} else if (!strcmp(tok, "mirror")) {
 			Envoy__Config__Route__V3__RouteAction__RequestMirrorPolicy *mp =
 				PS_NEW(ps, Envoy__Config__Route__V3__RouteAction__RequestMirrorPolicy,
