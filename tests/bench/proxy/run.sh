@@ -21,7 +21,8 @@ dir=$(mktemp -d /tmp/pxbench.XXXXXX)
 pids=""
 cleanup() {
 	for p in $pids; do kill "$p" 2>/dev/null || true; done
-	[ -f "$dir/nginx.pid" ] && kill "$(cat "$dir/nginx.pid")" 2>/dev/null || true
+	ngpid=$(cat "$dir/nginx.pid" 2>/dev/null || true)
+	[ -n "$ngpid" ] && kill "$ngpid" 2>/dev/null || true
 	sleep 0.2
 	rm -rf "$dir"
 }
