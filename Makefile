@@ -286,6 +286,7 @@ bench-smoke: all $(BENCH_BIN)
 bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BIN)
 	@sh tests/bench/run.sh $(BUILD)
+	@$(MAKE) --no-print-directory bench-proxy
 
 # the scale benchmark's load generator (tests/bench), not part of `make test`
 BENCH_SRCS  := $(sort $(wildcard tests/bench/*.c))
@@ -294,6 +295,27 @@ $(BENCH_BIN): $(patsubst %.c,$(BUILD)/obj/%.o,$(BENCH_SRCS)) $(LIBMESHD) $(LIBCO
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# the proxy engine with a spec-file configuration instead of xDS
+# (tests/bench/proxy/pxserve.c): the HTTP integration tests and the proxy
+# benchmark run it; `make bench-proxy` is wrk direct / meshproxy / nginx
+.PHONY: bench-proxy
+PXSERVE_BIN := $(BUILD)/tests/bench/proxy/pxserve
+PXBACKEND_BIN := $(BUILD)/tests/bench/proxy/pxbackend
+PXRATE_BIN := $(BUILD)/tests/bench/proxy/pxrate
+$(PXSERVE_BIN): tests/bench/proxy/pxserve.c tests/unit/dataplane/pxspec.h $(MESHPROXY_LIB_OBJS) $(LIBCOMMON) | $(PB_H)
+	@mkdir -p $(dir $@)
+	@echo "  CCLD    $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(MESHPROXY_LIB_OBJS) $(LIBCOMMON) $(LDFLAGS) $(call pkg_libs,$(MESHPROXY_PKGS)) -lpthread -lm
+$(PXBACKEND_BIN) $(PXRATE_BIN): $(BUILD)/tests/bench/proxy/%: tests/bench/proxy/%.c
+	@mkdir -p $(dir $@)
+	@echo "  CCLD    $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $<
+
+integration: $(PXSERVE_BIN) $(PXBACKEND_BIN)
+
+bench-proxy: $(PXSERVE_BIN) $(PXBACKEND_BIN) $(PXRATE_BIN)
+	@sh tests/bench/proxy/run.sh $(BUILD)
 
 # golden HTTP/1.1 codec cases (tests/http/NNNN/): bytes in, outcome out,
 # fed whole, split at every byte and one byte at a time; GOLDEN_UPDATE=1

@@ -63,6 +63,8 @@ struct admin {
 	struct admin_info info;
 	struct admin_stats st;
 	struct admin_conn conns; /* sentinel */
+	admin_page_fn pages;
+	void *pages_ctx;
 };
 
 static void conn_free(struct admin_conn *c)
@@ -198,6 +200,24 @@ static void serve_config_dump(struct admin_conn *c, int head_only)
 	mesh_buf_cleanup(&b);
 }
 
+static int serve_page(struct admin_conn *c, struct h1_str path, int head_only)
+{
+	struct mesh_buf b;
+	const char *ctype = "text/plain; charset=UTF-8";
+	int rc;
+
+	mesh_buf_init(&b, ADMIN_OUT_MAX);
+	rc = c->a->pages(c->a->pages_ctx, path.p, path.len, &b, &ctype);
+	if (rc == 0) {
+		if (b.err)
+			respond_text(c, 500, "page too large\n", head_only);
+		else
+			respond(c, 200, ctype, b.data ? b.data : "", b.len, head_only, NULL);
+	}
+	mesh_buf_cleanup(&b);
+	return rc;
+}
+
 /* Routes one parsed request; h's spans are valid only during this call. */
 static void handle(struct admin_conn *c, const struct h1_head *h)
 {
@@ -235,6 +255,8 @@ static void handle(struct admin_conn *c, const struct h1_head *h)
 		serve_config_dump(c, head);
 	} else if (h1_str_ieq(path, "/stats")) {
 		serve_stats(c, head);
+	} else if (c->a->pages && serve_page(c, path, head) == 0) {
+		/* answered by the page hook */
 	} else {
 		respond_text(c, 404, "invalid path\n", head);
 	}
@@ -471,6 +493,12 @@ void admin_free(struct admin *a)
 	ev_io_stop(a->loop, &a->lio);
 	close(a->fd);
 	free(a);
+}
+
+void admin_set_pages(struct admin *a, admin_page_fn fn, void *ctx)
+{
+	a->pages = fn;
+	a->pages_ctx = ctx;
 }
 
 int admin_port(const struct admin *a)

@@ -18,6 +18,7 @@
 #include "common/err.h"
 #include "dataplane/ev.h"
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct admin;
@@ -56,5 +57,15 @@ void admin_free(struct admin *a);
 /* The bound port (useful with port 0). */
 int admin_port(const struct admin *a);
 const struct admin_stats *admin_stats(const struct admin *a);
+
+/*
+ * Pages another module serves on the admin port (the engine's /clusters and
+ * /stats/prometheus): fn appends a body for path to out and sets
+ * *content_type, returning 0, or -ENOENT for a path it does not serve (the
+ * admin port then answers 404).  GET/HEAD only.  ctx is borrowed.
+ */
+typedef int (*admin_page_fn)(void *ctx, const char *path, size_t plen, struct mesh_buf *out,
+			     const char **content_type);
+void admin_set_pages(struct admin *a, admin_page_fn fn, void *ctx);
 
 #endif

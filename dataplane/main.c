@@ -5,18 +5,20 @@
  * serves the admin port (dataplane/admin.c) and exits cleanly on SIGTERM,
  * SIGINT (read through a signalfd on the loop: no handler runs
  * asynchronously) or POST /quitquitquit.  The xDS client
- * (dataplane/xds_client.c) streams the configuration from meshd; /ready
- * answers 200 once a first complete one is applied.  The listeners
- * (outbound, inbound, status, health) are parsed but not started yet.
- *
- * Until the proxy engine lands (branch pxengine), the apply hook below
- * (stub_apply) only checks what meshproxy could not carry out and keeps the
- * snapshot; the engine's apply replaces it.
+ * (dataplane/xds_client.c) streams the configuration from meshd and hands
+ * each candidate to the proxy engine (engine.h), which validates it whole
+ * and swaps it in or refuses it (a NACK with its reason); /ready answers
+ * 200 once a first complete one is applied.  The engine binds
+ * virtualOutbound/virtualInbound once a configuration naming them is
+ * applied.  SIGTERM drains (stop accepting, finish in-flight requests up
+ * to the drain limit) before exiting; SIGINT exits at once.  The status
+ * and health listeners are parsed but not started yet.
  */
 #include "common/buf.h"
 #include "common/json.h"
 #include "common/log.h"
 #include "dataplane/admin.h"
+#include "dataplane/engine.h"
 #include "dataplane/ev.h"
 #include "dataplane/net.h"
 #include "dataplane/xds_client.h"
@@ -185,11 +187,6 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	return 0;
 }
 
-/* The engine's stand-in: holds the applied snapshot. */
-struct stub_engine {
-	struct px_snapshot *snap;
-};
-
 /* An HTTP token (RFC 9110 tchar): what a header name must be on the wire. */
 static int is_token(const char *s)
 {
@@ -247,9 +244,11 @@ static int check_headers(const ProtobufCMessage *m, char *err, size_t cap, int d
 	return 0;
 }
 
-static int stub_apply(void *ctx, struct px_snapshot *cand, char *err, size_t cap)
+/* The xDS client's apply hook: what meshproxy's HTTP/1.1 writer could not
+ * send is refused before the engine compiles the rest (engine_apply()
+ * swaps the candidate in, or refuses it with its reason: a NACK). */
+static int apply_cb(void *ctx, struct px_snapshot *cand, char *err, size_t cap)
 {
-	struct stub_engine *e = ctx;
 	const struct px_resource_set *rs = &cand->sets[XDS_ROUTE];
 	char why[256];
 	size_t i;
@@ -260,9 +259,7 @@ static int stub_apply(void *ctx, struct px_snapshot *cand, char *err, size_t cap
 			return -EINVAL;
 		}
 	}
-	px_snapshot_unref(e->snap);
-	e->snap = px_snapshot_ref(cand);
-	return 0;
+	return engine_apply(ctx, cand, err, cap);
 }
 
 static int dump_cb(void *ctx, struct mesh_buf *out)
@@ -275,15 +272,32 @@ static void stats_cb(void *ctx, struct mesh_buf *out)
 	xds_client_stats_text(ctx, out);
 }
 
+static void drained(void *arg)
+{
+	log_info("meshproxy", "drained: exiting");
+	ev_stop(arg);
+}
+
 static void signal_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 {
 	struct signalfd_siginfo si;
+	struct engine *engine = io->data;
 
 	(void)events;
 	while (read(io->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		if (si.ssi_signo == SIGTERM && engine) {
+			log_info("meshproxy", "SIGTERM: draining");
+			engine_drain(engine, drained, loop);
+			continue;
+		}
 		log_info("meshproxy", "signal %u: exiting", si.ssi_signo);
 		ev_stop(loop);
 	}
+}
+
+static int engine_pages(void *ctx, const char *path, size_t plen, struct mesh_buf *out, const char **ctype)
+{
+	return engine_admin_page(ctx, path, plen, out, ctype);
 }
 
 int main(int argc, char **argv)
@@ -291,10 +305,11 @@ int main(int argc, char **argv)
 	struct opts o;
 	struct ev_loop *loop = NULL;
 	struct admin *admin = NULL;
+	struct engine *engine = NULL;
+	struct engine_opts eo;
 	struct admin_info info;
 	struct xds_client *xds = NULL;
 	struct xds_client_config xcfg;
-	struct stub_engine engine = { NULL };
 	struct ev_io sigio;
 	struct mesh_buf cmdline;
 	sigset_t mask;
@@ -321,7 +336,16 @@ int main(int argc, char **argv)
 		log_error("meshproxy", "event loop: %s", strerror(-rc));
 		goto out;
 	}
-	ev_io_init(&sigio, sfd, signal_cb, NULL);
+	memset(&eo, 0, sizeof(eo));
+	eo.outbound_addr = o.outbound_addr;
+	eo.inbound_addr = o.inbound_addr;
+	eo.access_log = o.access_log;
+	rc = engine_new(loop, &eo, &engine);
+	if (rc < 0) {
+		log_error("meshproxy", "proxy engine (access log %s): %s", o.access_log, strerror(-rc));
+		goto out;
+	}
+	ev_io_init(&sigio, sfd, signal_cb, engine);
 	rc = ev_io_start(loop, &sigio, EV_READ);
 	if (rc < 0)
 		goto out;
@@ -330,8 +354,8 @@ int main(int argc, char **argv)
 	xcfg.labels = o.labels;
 	xcfg.service_account = o.service_account;
 	xcfg.version = MESH_VERSION;
-	xcfg.apply = stub_apply;
-	xcfg.apply_ctx = &engine;
+	xcfg.apply = apply_cb;
+	xcfg.apply_ctx = engine;
 	/* gRPC core servers answer PINGs more often than every 5 minutes on a
 	 * quiet stream with GOAWAY too_many_pings: TCP keepalive covers the rest */
 	xcfg.grpc.keepalive_ms = 330000;
@@ -356,6 +380,7 @@ int main(int argc, char **argv)
 		log_error("meshproxy", "admin listener %s: %s", o.admin_addr, strerror(-rc));
 		goto out;
 	}
+	admin_set_pages(admin, engine_pages, engine);
 	log_info("meshproxy", "meshproxy %s: admin on %s (port %d), node %s", MESH_VERSION, o.admin_addr,
 		 admin_port(admin), o.node_id);
 	rc = xds_client_start(xds, o.xds_addr);
@@ -372,7 +397,7 @@ int main(int argc, char **argv)
 out:
 	admin_free(admin);
 	xds_client_free(xds);
-	px_snapshot_unref(engine.snap);
+	engine_free(engine);
 	if (loop) {
 		ev_io_stop(loop, &sigio);
 		ev_loop_free(loop);

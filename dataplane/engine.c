@@ -1,0 +1,1060 @@
+/*
+ * engine.c - see engine.h.  This file compiles snapshots (listeners ->
+ * ports, route configurations -> routers, clusters + load assignments ->
+ * host sets), swaps configurations, binds virtualOutbound/virtualInbound,
+ * and serves the engine's admin pages.  The data path is proxy.c.
+ *
+ * engine_apply() works in two phases so that a rejected candidate changes
+ * nothing: phase one decodes and validates everything into a new
+ * px_config that does not touch the live objects; phase two (which cannot
+ * fail for a reason worth a NACK) reconciles clusters and hosts by name
+ * and swaps the config.
+ */
+#include "dataplane/engine-t.h"
+
+#include "common/log.h"
+#include "dataplane/net.h"
+#include "envoy/config/cluster/v3/cluster.pb-c.h"
+#include "envoy/config/endpoint/v3/endpoint.pb-c.h"
+#include "envoy/config/listener/v3/listener.pb-c.h"
+#include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
+#include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb-c.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager px_hcm;
+
+#define HCM_URL "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+#define TCP_URL "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
+
+/* --- random numbers (xorshift64*: retries' jitter, weighted picks, request ids) */
+
+uint64_t px_rand(struct engine *e)
+{
+	uint64_t x = e->rng;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	e->rng = x;
+	return x * 0x2545F4914F6CDD1DULL;
+}
+
+/* --- hosts and clusters */
+
+struct px_host *px_host_ref(struct px_host *h)
+{
+	h->refs++;
+	return h;
+}
+
+static void cluster_unref(struct px_cluster *cl);
+
+void px_host_unref(struct px_host *h)
+{
+	if (!h || --h->refs)
+		return;
+	cluster_unref(h->cl);
+	free(h);
+}
+
+static struct px_host *host_new(struct px_cluster *cl, const char *ip, uint32_t port)
+{
+	struct px_host *h = calloc(1, sizeof(*h));
+	struct sockaddr_in *sin = (struct sockaddr_in *)&h->addr;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&h->addr;
+
+	if (!h)
+		return NULL;
+	if (inet_pton(AF_INET, ip, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)port);
+		h->alen = sizeof(*sin);
+		snprintf(h->name, sizeof(h->name), "%s:%u", ip, port);
+	} else if (inet_pton(AF_INET6, ip, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)port);
+		h->alen = sizeof(*sin6);
+		snprintf(h->name, sizeof(h->name), "[%s]:%u", ip, port);
+	} else {
+		free(h); /* a hostname (STRICT_DNS): not resolved on the loop; skipped */
+		return NULL;
+	}
+	h->refs = 1;
+	h->cl = cl;
+	cl->refs++;
+	return h;
+}
+
+/* A host for an upstream.h host (its address and key). */
+static struct px_host *host_from_up(struct px_cluster *cl, struct up_host *up)
+{
+	struct px_host *h = calloc(1, sizeof(*h));
+
+	if (!h)
+		return NULL;
+	memcpy(&h->addr, &up->addr, up->addr_len);
+	h->alen = up->addr_len;
+	snprintf(h->name, sizeof(h->name), "%.*s", (int)up->key_len, up->key);
+	h->up = up;
+	h->refs = 1;
+	h->cl = cl;
+	cl->refs++;
+	return h;
+}
+
+static size_t hptr(const void *p, size_t cap)
+{
+	return (size_t)(((uintptr_t)p >> 4) * 0x9E3779B97F4A7C15ULL >> 17) & (cap - 1);
+}
+
+struct px_host *px_cluster_host_of(const struct px_cluster *cl, const struct up_host *up)
+{
+	size_t i;
+
+	if (!cl->hmap_cap)
+		return NULL;
+	for (i = hptr(up, cl->hmap_cap);; i = (i + 1) & (cl->hmap_cap - 1)) {
+		struct px_host *h = cl->hmap[i];
+
+		if (!h || h->up == up)
+			return h;
+	}
+}
+
+static int hmap_build(struct px_cluster *cl)
+{
+	size_t cap = 8, i;
+	struct px_host **m;
+
+	while (cap < cl->n_hosts * 2)
+		cap *= 2;
+	m = calloc(cap, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	for (i = 0; i < cl->n_hosts; i++) {
+		size_t k;
+
+		if (!cl->hosts[i]->up)
+			continue;
+		for (k = hptr(cl->hosts[i]->up, cap); m[k]; k = (k + 1) & (cap - 1))
+			;
+		m[k] = cl->hosts[i];
+	}
+	free(cl->hmap);
+	cl->hmap = m;
+	cl->hmap_cap = cap;
+	return 0;
+}
+
+const char *px_host_health(const struct px_host *h)
+{
+	if (!h->up)
+		return "healthy";
+	if (h->up->ejected)
+		return "/failed_outlier_check";
+	if (h->up->health == UP_UNHEALTHY)
+		return "/failed_eds_health";
+	if (h->up->health == UP_DEGRADED)
+		return "/degraded_eds_health";
+	return "healthy";
+}
+
+static void cluster_drop_hosts(struct px_cluster *cl)
+{
+	size_t i;
+
+	for (i = 0; i < cl->n_hosts; i++) {
+		cl->hosts[i]->removed = 1;
+		cl->hosts[i]->up = NULL;
+		px_pool_close_idle(cl->hosts[i]);
+		px_host_unref(cl->hosts[i]);
+	}
+	free(cl->hosts);
+	cl->hosts = NULL;
+	cl->n_hosts = cl->cap_hosts = 0;
+	free(cl->hmap);
+	cl->hmap = NULL;
+	cl->hmap_cap = 0;
+	if (cl->e)
+		ev_timer_cancel(cl->e->loop, &cl->od_timer);
+	up_hostset_free(cl->hs);
+	cl->hs = NULL;
+	up_cluster_unref(cl->up);
+	cl->up = NULL;
+}
+
+static void cluster_unref(struct px_cluster *cl)
+{
+	if (!cl || --cl->refs)
+		return;
+	free(cl->hosts); /* empty: hosts hold a reference, so they are gone */
+	free(cl->hmap);
+	if (cl->e)
+		ev_timer_cancel(cl->e->loop, &cl->od_timer);
+	up_hostset_free(cl->hs);
+	up_cluster_unref(cl->up);
+	free(cl->name);
+	free(cl);
+}
+
+struct px_host *px_cluster_dst_host(struct px_cluster *cl, const struct sockaddr_storage *ss, socklen_t len)
+{
+	char ip[INET6_ADDRSTRLEN];
+	struct px_host *h, **v;
+	uint32_t port;
+	size_t i;
+
+	for (i = 0; i < cl->n_hosts; i++)
+		if (cl->hosts[i]->alen == len && !memcmp(&cl->hosts[i]->addr, ss, len))
+			return cl->hosts[i];
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *s = (const struct sockaddr_in *)ss;
+
+		inet_ntop(AF_INET, &s->sin_addr, ip, sizeof(ip));
+		port = ntohs(s->sin_port);
+	} else {
+		const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)ss;
+
+		inet_ntop(AF_INET6, &s->sin6_addr, ip, sizeof(ip));
+		port = ntohs(s->sin6_port);
+	}
+	if (cl->n_hosts >= 1024) { /* bound the passthrough host table: drop the oldest idle-less host */
+		for (i = 0; i < cl->n_hosts && cl->hosts[i]->refs > 1; i++)
+			;
+		if (i == cl->n_hosts)
+			return NULL;
+		cl->hosts[i]->removed = 1;
+		px_pool_close_idle(cl->hosts[i]);
+		px_host_unref(cl->hosts[i]);
+		memmove(cl->hosts + i, cl->hosts + i + 1, (cl->n_hosts - i - 1) * sizeof(*v));
+		cl->n_hosts--;
+	}
+	if (cl->n_hosts == cl->cap_hosts) {
+		size_t nc = cl->cap_hosts ? cl->cap_hosts * 2 : 8;
+
+		v = realloc(cl->hosts, nc * sizeof(*v));
+		if (!v)
+			return NULL;
+		cl->hosts = v;
+		cl->cap_hosts = nc;
+	}
+	h = host_new(cl, ip, port);
+	if (!h)
+		return NULL;
+	cl->hosts[cl->n_hosts++] = h;
+	return h;
+}
+
+static int cmp_cluster(const void *a, const void *b)
+{
+	return strcmp((*(struct px_cluster *const *)a)->name, (*(struct px_cluster *const *)b)->name);
+}
+
+static struct px_cluster *ctab_find(struct px_cluster **v, size_t n, const char *name)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = strcmp(v[mid]->name, name);
+
+		if (!c)
+			return v[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+struct px_cluster *px_config_cluster(const struct px_config *c, const char *name)
+{
+	return ctab_find(c->clusters, c->n_clusters, name);
+}
+
+/* --- configurations */
+
+struct px_config *px_config_ref(struct px_config *c)
+{
+	c->refs++;
+	return c;
+}
+
+static void config_free(struct px_config *c)
+{
+	size_t i;
+
+	router_unref(c->router);
+	for (i = 0; i < c->n_in_routers; i++)
+		router_unref(c->in_routers[i]);
+	free(c->in_routers);
+	free(c->out_ports);
+	free(c->in_ports);
+	for (i = 0; i < c->n_clusters; i++)
+		cluster_unref(c->clusters[i]);
+	free(c->clusters);
+	for (i = 0; c->new_hs && i < c->snap->sets[XDS_CLUSTER].n; i++)
+		up_hostset_free(c->new_hs[i]);
+	for (i = 0; c->new_up && i < c->snap->sets[XDS_CLUSTER].n; i++)
+		up_cluster_unref(c->new_up[i]);
+	free(c->new_hs);
+	free(c->new_up);
+	for (i = 0; i < c->n_hcms; i++)
+		protobuf_c_message_free_unpacked(c->hcms[i], NULL);
+	free(c->hcms);
+	px_snapshot_unref(c->snap);
+	free(c);
+}
+
+void px_config_unref(struct px_config *c)
+{
+	if (c && --c->refs == 0)
+		config_free(c);
+}
+
+static int in_router_add(struct px_config *c, struct router *r)
+{
+	struct router **v = realloc(c->in_routers, (c->n_in_routers + 1) * sizeof(*v));
+
+	if (!v)
+		return -ENOMEM;
+	c->in_routers = v;
+	v[c->n_in_routers++] = r;
+	return 0;
+}
+
+static int port_add(struct px_port **v, size_t *n, const struct px_port *p)
+{
+	struct px_port *nv = realloc(*v, (*n + 1) * sizeof(*nv));
+
+	if (!nv)
+		return -ENOMEM;
+	nv[(*n)++] = *p;
+	*v = nv;
+	return 0;
+}
+
+static int hcm_keep(struct px_config *c, ProtobufCMessage *m)
+{
+	ProtobufCMessage **v = realloc(c->hcms, (c->n_hcms + 1) * sizeof(*v));
+
+	if (!v)
+		return -ENOMEM;
+	v[c->n_hcms++] = m;
+	c->hcms = v;
+	return 0;
+}
+
+/* The chain's network filter: an HCM (*hcm, kept by c) or a TCP proxy's cluster. */
+static int chain_decode(struct px_config *c, const char *lname, const Envoy__Config__Listener__V3__FilterChain *fc,
+			px_hcm **hcm, const char **tcp_cluster, char *err, size_t cap)
+{
+	size_t i;
+
+	*hcm = NULL;
+	*tcp_cluster = NULL;
+	for (i = 0; fc && i < fc->n_filters; i++) {
+		const Envoy__Config__Listener__V3__Filter *f = fc->filters[i];
+		const Google__Protobuf__Any *any;
+
+		if (f->config_type_case != ENVOY__CONFIG__LISTENER__V3__FILTER__CONFIG_TYPE_TYPED_CONFIG ||
+		    !f->typed_config)
+			continue;
+		any = f->typed_config;
+		if (!strcmp(any->type_url, HCM_URL)) {
+			px_hcm *h = envoy__extensions__filters__network__http_connection_manager__v3__http_connection_manager__unpack(
+				NULL, any->value.len, any->value.data);
+
+			if (!h) {
+				snprintf(err, cap, "listener %s: filter %s: HttpConnectionManager does not decode",
+					 lname, f->name);
+				return -EINVAL;
+			}
+			if (hcm_keep(c, &h->base) < 0) {
+				protobuf_c_message_free_unpacked(&h->base, NULL);
+				return -ENOMEM;
+			}
+			*hcm = h;
+			return 0;
+		}
+		if (!strcmp(any->type_url, TCP_URL)) {
+			Envoy__Extensions__Filters__Network__TcpProxy__V3__TcpProxy *t =
+				envoy__extensions__filters__network__tcp_proxy__v3__tcp_proxy__unpack(
+					NULL, any->value.len, any->value.data);
+
+			if (!t) {
+				snprintf(err, cap, "listener %s: filter %s: TcpProxy does not decode", lname, f->name);
+				return -EINVAL;
+			}
+			if (hcm_keep(c, &t->base) < 0) {
+				protobuf_c_message_free_unpacked(&t->base, NULL);
+				return -ENOMEM;
+			}
+			if (t->cluster_specifier_case ==
+			    ENVOY__EXTENSIONS__FILTERS__NETWORK__TCP_PROXY__V3__TCP_PROXY__CLUSTER_SPECIFIER_CLUSTER)
+				*tcp_cluster = t->cluster;
+			return 0;
+		}
+	}
+	return 0;
+}
+
+static int compile_listener(struct px_config *c, const Envoy__Config__Listener__V3__Listener *l, char *err,
+			    size_t cap)
+{
+	const Envoy__Config__Core__V3__SocketAddress *sa = NULL;
+	px_hcm *hcm;
+	const char *tcp;
+	struct px_port p;
+	size_t i;
+	int rc;
+
+	if (l->address && l->address->address_case == ENVOY__CONFIG__CORE__V3__ADDRESS__ADDRESS_SOCKET_ADDRESS)
+		sa = l->address->socket_address;
+	if (!strcmp(l->name, "virtualOutbound")) {
+		c->has_outbound = 1;
+		for (i = 0; i < l->n_filter_chains; i++) {
+			const Envoy__Config__Listener__V3__FilterChain *fc = l->filter_chains[i];
+
+			if (fc->filter_chain_match && fc->filter_chain_match->destination_port)
+				continue; /* the chain catching traffic to 15001 itself */
+			rc = chain_decode(c, l->name, fc, &hcm, &tcp, err, cap);
+			if (rc < 0)
+				return rc;
+			if (tcp)
+				c->allow_any = !strcmp(tcp, "PassthroughCluster");
+		}
+		return 0;
+	}
+	if (!strcmp(l->name, "virtualInbound")) {
+		c->has_inbound = 1;
+		for (i = 0; i < l->n_filter_chains; i++) {
+			const Envoy__Config__Listener__V3__FilterChain *fc = l->filter_chains[i];
+			const Envoy__Config__Listener__V3__FilterChainMatch *m = fc->filter_chain_match;
+			struct router *r = NULL;
+
+			if (!m || !m->destination_port || !strcmp(m->transport_protocol, "tls"))
+				continue; /* TLS chains: issue 12 */
+			rc = chain_decode(c, l->name, fc, &hcm, &tcp, err, cap);
+			if (rc < 0)
+				return rc;
+			memset(&p, 0, sizeof(p));
+			p.port = m->destination_port->value;
+			if (hcm && hcm->route_specifier_case ==
+					   ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_ROUTE_CONFIG) {
+				const Envoy__Config__Route__V3__RouteConfiguration *one = hcm->route_config;
+
+				rc = router_new(&one, 1, &r, err, cap);
+				if (rc < 0)
+					return rc;
+				rc = in_router_add(c, r);
+				if (rc < 0) {
+					router_unref(r);
+					return rc;
+				}
+				p.rcfg = router_config(r, one->name, strlen(one->name));
+			} else if (tcp) {
+				p.tcp = 1;
+				p.tcp_cluster = tcp;
+			}
+			rc = port_add(&c->in_ports, &c->n_in_ports, &p);
+			if (rc < 0)
+				return rc;
+		}
+		return 0;
+	}
+	if (!sa || sa->port_specifier_case != ENVOY__CONFIG__CORE__V3__SOCKET_ADDRESS__PORT_SPECIFIER_PORT_VALUE) {
+		snprintf(err, cap, "listener %s: no socket address with a port", l->name);
+		return -EINVAL;
+	}
+	memset(&p, 0, sizeof(p));
+	p.port = sa->port_value;
+	if (inet_pton(AF_INET, sa->address, &p.vip) != 1 && strcmp(sa->address, "::")) {
+		snprintf(err, cap, "listener %s: address %s is not numeric", l->name, sa->address);
+		return -EINVAL;
+	}
+	rc = chain_decode(c, l->name, l->n_filter_chains ? l->filter_chains[0] : NULL, &hcm, &tcp, err, cap);
+	if (rc < 0)
+		return rc;
+	if (hcm) {
+		if (hcm->route_specifier_case ==
+		    ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_RDS)
+			p.route_name = hcm->rds->route_config_name;
+	} else {
+		p.tcp = 1;
+		p.tcp_cluster = tcp;
+	}
+	return port_add(&c->out_ports, &c->n_out_ports, &p);
+}
+
+/* Phase one: everything that can be refused. */
+static int config_compile(struct engine *e, struct px_snapshot *s, struct px_config **out, char *err, size_t cap)
+{
+	const struct px_resource_set *ls = &s->sets[XDS_LISTENER], *rs = &s->sets[XDS_ROUTE],
+				     *cs = &s->sets[XDS_CLUSTER];
+	struct px_config *c;
+	size_t i;
+	int rc = 0;
+
+	*out = NULL;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->refs = 1;
+	c->e = e;
+	c->snap = px_snapshot_ref(s);
+	{
+		const Envoy__Config__Route__V3__RouteConfiguration **rcs = calloc(rs->n + 1, sizeof(*rcs));
+
+		if (!rcs) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		for (i = 0; i < rs->n; i++)
+			rcs[i] = (const void *)rs->v[i]->msg;
+		rc = router_new(rcs, rs->n, &c->router, err, cap);
+		free(rcs);
+		if (rc < 0)
+			goto out;
+	}
+	for (i = 0; i < ls->n; i++) {
+		rc = compile_listener(c, (const Envoy__Config__Listener__V3__Listener *)ls->v[i]->msg, err, cap);
+		if (rc < 0)
+			goto out;
+	}
+	for (i = 0; i < c->n_out_ports; i++)
+		if (c->out_ports[i].route_name)
+			c->out_ports[i].rcfg = router_config(c->router, c->out_ports[i].route_name,
+							     strlen(c->out_ports[i].route_name));
+	c->new_up = calloc(cs->n + 1, sizeof(*c->new_up));
+	c->new_hs = calloc(cs->n + 1, sizeof(*c->new_hs));
+	if (!c->new_up || !c->new_hs) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < cs->n; i++) {
+		const Envoy__Config__Cluster__V3__Cluster *m = (const void *)cs->v[i]->msg;
+		const Envoy__Config__Endpoint__V3__ClusterLoadAssignment *cla = m->load_assignment;
+		struct px_cluster *old = ctab_find(e->ctab, e->n_ctab, m->name);
+		char why[256] = "";
+
+		rc = up_cluster_new(m, why, sizeof(why), &c->new_up[i]);
+		if (rc < 0) {
+			snprintf(err, cap, "cluster %s: %s", m->name, why);
+			goto out;
+		}
+		if (c->new_up[i]->type == UP_EDS) {
+			const struct px_resource *r = px_snapshot_find(s, XDS_ENDPOINT, c->new_up[i]->eds_name);
+
+			cla = r ? (const void *)r->msg : NULL;
+		}
+		rc = up_hostset_new(c->new_up[i], cla, old ? old->hs : NULL, px_rand(e), why, sizeof(why),
+				    &c->new_hs[i]);
+		if (rc < 0) {
+			snprintf(err, cap, "cluster %s: endpoints: %s", m->name, why);
+			goto out;
+		}
+	}
+	*out = c;
+	c = NULL;
+out:
+	if (c)
+		config_free(c);
+	return rc;
+}
+
+static void od_tick(struct ev_loop *loop, struct ev_timer *t)
+{
+	struct px_cluster *cl = t->data;
+
+	if (!cl->hs || !cl->up || !cl->up->od.enabled)
+		return;
+	if (outlier_tick(cl->hs, ev_now(loop)) < 0)
+		log_warn("meshproxy", "cluster %s: outlier sweep: out of memory", cl->name);
+	ev_timer_arm(loop, t, cl->up->od.interval_ms ? cl->up->od.interval_ms : OUTLIER_DEFAULT_INTERVAL_MS);
+}
+
+/* Phase two: the cluster object, reused by name, takes the compiled Cluster
+ * and host set; its hosts (pools, counters) carry over by address. */
+static int cluster_update(struct engine *e, struct px_cluster *cl, struct up_cluster *up, struct up_hostset *hs)
+{
+	struct px_host **nv;
+	size_t i, k, n = 0;
+	int rc = 0;
+
+	cl->e = e;
+	cl->type = up->original_dst ? PX_CL_ORIGINAL_DST
+		   : up->type == UP_EDS ? PX_CL_EDS
+		   : up->type == UP_STATIC ? PX_CL_STATIC
+					   : PX_CL_OTHER;
+	cl->connect_timeout_ms = up->connect_timeout_ms ? up->connect_timeout_ms : 5000;
+	cl->idle_timeout_ms = up->idle_timeout_ms;
+	cl->max_requests_per_connection = up->max_requests_per_connection;
+	cl->max_connections = (uint32_t)cb_limit(&up->cb, CB_PRIO_DEFAULT, CB_CONNECTIONS);
+	cl->max_pending = (uint32_t)cb_limit(&up->cb, CB_PRIO_DEFAULT, CB_PENDING);
+	cl->max_requests = (uint32_t)cb_limit(&up->cb, CB_PRIO_DEFAULT, CB_REQUESTS);
+	cl->max_retries = (uint32_t)cb_limit(&up->cb, CB_PRIO_DEFAULT, CB_RETRIES);
+	if (cl->type == PX_CL_ORIGINAL_DST) {
+		/* hosts are made per destination (px_cluster_dst_host) */
+		up_hostset_free(cl->hs);
+		up_cluster_unref(cl->up);
+		cl->hs = hs;
+		cl->up = up;
+		return 0;
+	}
+	nv = calloc(hs->n + 1, sizeof(*nv));
+	if (!nv) {
+		up_hostset_free(hs);
+		up_cluster_unref(up);
+		return -ENOMEM;
+	}
+	for (i = 0; i < hs->n; i++) {
+		struct px_host *h = NULL;
+
+		for (k = 0; k < cl->n_hosts; k++)
+			if (cl->hosts[k] && !strcmp(cl->hosts[k]->name, hs->hosts[i]->key)) {
+				h = cl->hosts[k];
+				cl->hosts[k] = NULL; /* moved */
+				break;
+			}
+		if (!h)
+			h = host_from_up(cl, hs->hosts[i]);
+		if (!h) {
+			rc = -ENOMEM;
+			continue;
+		}
+		h->up = hs->hosts[i];
+		nv[n++] = h;
+	}
+	for (k = 0; k < cl->n_hosts; k++)
+		if (cl->hosts[k]) {
+			cl->hosts[k]->removed = 1;
+			cl->hosts[k]->up = NULL;
+			px_pool_close_idle(cl->hosts[k]);
+			px_host_unref(cl->hosts[k]);
+		}
+	free(cl->hosts);
+	cl->hosts = nv;
+	cl->n_hosts = cl->cap_hosts = n;
+	up_hostset_free(cl->hs);
+	up_cluster_unref(cl->up);
+	cl->hs = hs;
+	cl->up = up;
+	if (hmap_build(cl) < 0)
+		rc = -ENOMEM;
+	if (up->od.enabled) {
+		if (!ev_timer_armed(&cl->od_timer)) {
+			ev_timer_init(&cl->od_timer, od_tick, cl);
+			ev_timer_arm(e->loop, &cl->od_timer, up->od.interval_ms ? up->od.interval_ms : OUTLIER_DEFAULT_INTERVAL_MS);
+		}
+	} else {
+		ev_timer_cancel(e->loop, &cl->od_timer);
+	}
+	return rc;
+}
+
+static int config_link_clusters(struct engine *e, struct px_config *c)
+{
+	const struct px_resource_set *cs = &c->snap->sets[XDS_CLUSTER];
+	struct px_cluster **nt;
+	size_t i;
+	int rc = 0;
+
+	c->clusters = calloc(cs->n + 1, sizeof(*c->clusters));
+	nt = calloc(cs->n + 1, sizeof(*nt));
+	if (!c->clusters || !nt) {
+		free(nt);
+		return -ENOMEM;
+	}
+	for (i = 0; i < cs->n; i++) {
+		const Envoy__Config__Cluster__V3__Cluster *m = (const void *)cs->v[i]->msg;
+		struct px_cluster *cl = ctab_find(e->ctab, e->n_ctab, m->name);
+		struct up_cluster *up = c->new_up[i];
+		struct up_hostset *hs = c->new_hs[i];
+
+		if (cl) {
+			cl->refs++;
+		} else {
+			cl = calloc(1, sizeof(*cl));
+			if (!cl || !(cl->name = strdup(m->name))) {
+				free(cl);
+				rc = -ENOMEM;
+				break;
+			}
+			cl->refs = 1;
+		}
+		cl->in_config = 1;
+		c->new_up[i] = NULL;
+		c->new_hs[i] = NULL;
+		if (cluster_update(e, cl, up, hs) < 0)
+			log_warn("meshproxy", "cluster %s: out of memory updating hosts", cl->name);
+		nt[c->n_clusters] = cl;
+		c->clusters[c->n_clusters++] = cl;
+		cl->refs++; /* the config's reference (nt holds the table's) */
+	}
+	qsort(c->clusters, c->n_clusters, sizeof(*c->clusters), cmp_cluster);
+	qsort(nt, c->n_clusters, sizeof(*nt), cmp_cluster);
+	/* clusters that left: out of the table, their idle pools closed */
+	for (i = 0; i < e->n_ctab; i++) {
+		struct px_cluster *cl = e->ctab[i];
+
+		if (!ctab_find(nt, c->n_clusters, cl->name)) {
+			cl->in_config = 0;
+			cluster_drop_hosts(cl);
+		}
+		cluster_unref(cl);
+	}
+	free(e->ctab);
+	e->ctab = nt;
+	e->n_ctab = c->n_clusters;
+	return rc;
+}
+
+/* --- listeners */
+
+static int listener_bind(struct engine *e, struct px_listener *l, const char *addr, int inbound, char *err,
+			 size_t cap)
+{
+	socklen_t len = sizeof(l->local);
+	int fd, rc;
+
+	if (l->fd >= 0)
+		return 0;
+	fd = net_listen(addr, 1024);
+	if (fd < 0) {
+		snprintf(err, cap, "%s listener %s: %s", inbound ? "virtualInbound" : "virtualOutbound", addr,
+			 strerror(-fd));
+		return fd;
+	}
+	getsockname(fd, (struct sockaddr *)&l->local, &len);
+	l->e = e;
+	l->fd = fd;
+	l->inbound = inbound;
+	l->port = net_local_port(fd);
+	ev_io_init(&l->io, fd, px_accept_cb, l);
+	rc = ev_io_start(e->loop, &l->io, EV_READ);
+	if (rc < 0) {
+		close(fd);
+		l->fd = -1;
+		snprintf(err, cap, "listener %s: %s", addr, strerror(-rc));
+		return rc;
+	}
+	log_info("meshproxy", "%s listening on %s (port %d)", inbound ? "virtualInbound" : "virtualOutbound", addr,
+		 l->port);
+	return 0;
+}
+
+static void listener_close(struct engine *e, struct px_listener *l)
+{
+	if (l->fd < 0)
+		return;
+	ev_io_stop(e->loop, &l->io);
+	close(l->fd);
+	l->fd = -1;
+}
+
+/* --- engine */
+
+int engine_new(struct ev_loop *loop, const struct engine_opts *o, struct engine **out)
+{
+	struct engine *e;
+	struct timespec ts;
+	int rc = 0;
+
+	*out = NULL;
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	e->loop = loop;
+	e->o = *o;
+	if (!e->o.drain_ms)
+		e->o.drain_ms = 5000;
+	if (!e->o.idle_ms)
+		e->o.idle_ms = 300000;
+	if (!e->o.pool_idle_ms)
+		e->o.pool_idle_ms = 60000;
+	e->lout.fd = e->lin.fd = -1;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	e->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 40) ^ 0x9E3779B97F4A7C15ULL;
+	e->lbrng.s = e->rng ^ 0x5851F42D4C957F2DULL;
+	ev_timer_init(&e->gai_timer, px_gai_reap, e);
+	if (o->access_log && *o->access_log) {
+		rc = px_alog_open(loop, o->access_log, &e->alog);
+		if (rc < 0) {
+			free(e);
+			return rc;
+		}
+	}
+	*out = e;
+	return 0;
+}
+
+void engine_free(struct engine *e)
+{
+	size_t i;
+
+	if (!e)
+		return;
+	listener_close(e, &e->lout);
+	listener_close(e, &e->lin);
+	px_dconn_free_all(e);
+	ev_timer_cancel(e->loop, &e->drain_timer);
+	ev_timer_cancel(e->loop, &e->gai_timer);
+	while (e->gai_orphans) {
+		/* exiting: the one place a lookup is waited for (it is already cancelled) */
+		px_gai_reap(e->loop, &e->gai_timer);
+		if (e->gai_orphans)
+			usleep(10000);
+	}
+	ev_timer_cancel(e->loop, &e->gai_timer);
+	for (i = 0; i < e->n_ctab; i++) {
+		cluster_drop_hosts(e->ctab[i]);
+		cluster_unref(e->ctab[i]);
+	}
+	free(e->ctab);
+	px_config_unref(e->cur);
+	px_alog_free(e->alog);
+	free(e);
+}
+
+int engine_apply(struct engine *e, struct px_snapshot *candidate, char *err, size_t cap)
+{
+	struct px_config *c = NULL;
+	int rc;
+
+	if (cap)
+		err[0] = 0;
+	rc = config_compile(e, candidate, &c, err, cap);
+	if (rc < 0)
+		goto out;
+	if (c->has_outbound && e->o.outbound_addr && *e->o.outbound_addr) {
+		rc = listener_bind(e, &e->lout, e->o.outbound_addr, 0, err, cap);
+		if (rc < 0)
+			goto out;
+	}
+	if (c->has_inbound && e->o.inbound_addr && *e->o.inbound_addr) {
+		rc = listener_bind(e, &e->lin, e->o.inbound_addr, 1, err, cap);
+		if (rc < 0)
+			goto out;
+	}
+	rc = config_link_clusters(e, c);
+	if (rc < 0) {
+		snprintf(err, cap, "out of memory");
+		goto out;
+	}
+	px_config_unref(e->cur);
+	e->cur = c;
+	c = NULL;
+	e->ready = 1;
+	e->st.applies++;
+out:
+	if (rc < 0) {
+		e->st.apply_rejects++;
+		if (cap && !err[0])
+			snprintf(err, cap, "%s", strerror(-rc));
+	}
+	if (c)
+		config_free(c);
+	return rc;
+}
+
+int engine_ready(const struct engine *e)
+{
+	return e->cur != NULL;
+}
+
+const int *engine_ready_flag(const struct engine *e)
+{
+	return &e->ready;
+}
+
+int engine_outbound_port(const struct engine *e)
+{
+	return e->lout.fd >= 0 ? e->lout.port : -ENOTCONN;
+}
+
+int engine_inbound_port(const struct engine *e)
+{
+	return e->lin.fd >= 0 ? e->lin.port : -ENOTCONN;
+}
+
+/* --- admin pages */
+
+static void clusters_page(struct engine *e, struct mesh_buf *b)
+{
+	size_t i, j;
+
+	for (i = 0; i < e->n_ctab; i++) {
+		const struct px_cluster *cl = e->ctab[i];
+
+		mesh_buf_printf(b, "%s::observability_name::%s\n", cl->name, cl->name);
+		mesh_buf_printf(b, "%s::default_priority::max_connections::%u\n", cl->name, cl->max_connections);
+		mesh_buf_printf(b, "%s::default_priority::max_pending_requests::%u\n", cl->name, cl->max_pending);
+		mesh_buf_printf(b, "%s::default_priority::max_requests::%u\n", cl->name, cl->max_requests);
+		mesh_buf_printf(b, "%s::default_priority::max_retries::%u\n", cl->name, cl->max_retries);
+		mesh_buf_printf(b, "%s::added_via_api::true\n", cl->name);
+		for (j = 0; j < cl->n_hosts; j++) {
+			const struct px_host *h = cl->hosts[j];
+			const char *n = cl->name, *a = h->name;
+
+			mesh_buf_printf(b, "%s::%s::cx_active::%llu\n", n, a, (unsigned long long)h->st.cx_active);
+			mesh_buf_printf(b, "%s::%s::cx_connect_fail::%llu\n", n, a,
+					(unsigned long long)h->st.cx_connect_fail);
+			mesh_buf_printf(b, "%s::%s::cx_total::%llu\n", n, a, (unsigned long long)h->st.cx_total);
+			mesh_buf_printf(b, "%s::%s::rq_active::%llu\n", n, a, (unsigned long long)h->st.rq_active);
+			mesh_buf_printf(b, "%s::%s::rq_error::%llu\n", n, a, (unsigned long long)h->st.rq_error);
+			mesh_buf_printf(b, "%s::%s::rq_success::%llu\n", n, a, (unsigned long long)h->st.rq_success);
+			mesh_buf_printf(b, "%s::%s::rq_timeout::%llu\n", n, a, (unsigned long long)h->st.rq_timeout);
+			mesh_buf_printf(b, "%s::%s::rq_total::%llu\n", n, a, (unsigned long long)h->st.rq_total);
+			mesh_buf_printf(b, "%s::%s::hostname::\n", n, a);
+			mesh_buf_printf(b, "%s::%s::health_flags::%s\n", n, a, px_host_health(h));
+			mesh_buf_printf(b, "%s::%s::weight::%u\n", n, a, h->up ? h->up->weight : 1);
+			mesh_buf_printf(b, "%s::%s::region::\n%s::%s::zone::\n%s::%s::sub_zone::\n", n, a, n, a, n, a);
+			mesh_buf_printf(b, "%s::%s::canary::false\n%s::%s::priority::0\n", n, a, n, a);
+			mesh_buf_printf(b, "%s::%s::success_rate::-1.0\n%s::%s::local_origin_success_rate::-1.0\n", n,
+					a, n, a);
+		}
+	}
+}
+
+static void prom_line(struct mesh_buf *b, const char *metric, const char *type, int typed, const char *cl,
+		      uint64_t v)
+{
+	if (!typed)
+		mesh_buf_printf(b, "# TYPE %s %s\n", metric, type);
+	mesh_buf_printf(b, "%s{envoy_cluster_name=\"%s\"} %llu\n", metric, cl, (unsigned long long)v);
+}
+
+static void prometheus_page(struct engine *e, struct mesh_buf *b)
+{
+	static const struct {
+		const char *name, *type;
+		size_t off;
+	} m[] = {
+#define PXS(n, t, f) { "envoy_cluster_" n, t, offsetof(struct px_cluster_stats, f) }
+		PXS("upstream_rq_total", "counter", rq_total),
+		PXS("upstream_rq_active", "gauge", rq_active),
+		PXS("upstream_rq_pending_active", "gauge", rq_pending_active),
+		PXS("upstream_rq_pending_overflow", "counter", rq_pending_overflow),
+		PXS("upstream_rq_retry", "counter", rq_retry),
+		PXS("upstream_rq_retry_success", "counter", rq_retry_success),
+		PXS("upstream_rq_retry_overflow", "counter", rq_retry_overflow),
+		PXS("upstream_rq_timeout", "counter", rq_timeout),
+		PXS("upstream_rq_per_try_timeout", "counter", rq_per_try_timeout),
+		PXS("upstream_rq_rx_reset", "counter", rq_rx_reset),
+		PXS("upstream_cx_total", "counter", cx_total),
+		PXS("upstream_cx_active", "gauge", cx_active),
+		PXS("upstream_cx_connect_fail", "counter", cx_connect_fail),
+		PXS("upstream_cx_connect_timeout", "counter", cx_connect_timeout),
+		PXS("upstream_cx_overflow", "counter", cx_overflow),
+		PXS("upstream_cx_destroy", "counter", cx_destroy),
+		PXS("upstream_cx_max_requests", "counter", cx_max_requests),
+		PXS("outlier_detection_ejections_active", "gauge", outlier_ejections_active),
+#undef PXS
+	};
+	size_t i, j;
+
+	for (j = 0; j < e->n_ctab; j++)
+		e->ctab[j]->st.outlier_ejections_active = e->ctab[j]->hs ? outlier_ejected_count(e->ctab[j]->hs) : 0;
+	for (i = 0; i < sizeof(m) / sizeof(m[0]); i++)
+		for (j = 0; j < e->n_ctab; j++)
+			prom_line(b, m[i].name, m[i].type, j > 0, e->ctab[j]->name,
+				  *(const uint64_t *)((const char *)&e->ctab[j]->st + m[i].off));
+	/* response code classes, Envoy's tag */
+	for (i = 0; i < 4; i++) {
+		static const char *cls[] = { "2", "3", "4", "5" };
+
+		if (i == 0)
+			mesh_buf_puts(b, "# TYPE envoy_cluster_upstream_rq counter\n");
+		for (j = 0; j < e->n_ctab; j++) {
+			const struct px_cluster_stats *s = &e->ctab[j]->st;
+			uint64_t v = i == 0 ? s->rq_2xx : i == 1 ? s->rq_3xx : i == 2 ? s->rq_4xx : s->rq_5xx;
+
+			mesh_buf_printf(b, "envoy_cluster_upstream_rq{envoy_response_code_class=\"%s\",envoy_cluster_name=\"%s\"} %llu\n",
+					cls[i], e->ctab[j]->name, (unsigned long long)v);
+		}
+	}
+	mesh_buf_printf(b,
+			"# TYPE envoy_http_downstream_cx_total counter\nenvoy_http_downstream_cx_total{envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"# TYPE envoy_http_downstream_cx_active gauge\nenvoy_http_downstream_cx_active{envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"# TYPE envoy_http_downstream_rq_total counter\nenvoy_http_downstream_rq_total{envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"# TYPE envoy_http_downstream_rq_active gauge\nenvoy_http_downstream_rq_active{envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"# TYPE envoy_http_downstream_rq_xx counter\n"
+			"envoy_http_downstream_rq_xx{envoy_response_code_class=\"2\",envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"envoy_http_downstream_rq_xx{envoy_response_code_class=\"3\",envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"envoy_http_downstream_rq_xx{envoy_response_code_class=\"4\",envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"envoy_http_downstream_rq_xx{envoy_response_code_class=\"5\",envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"# TYPE envoy_http_downstream_cx_protocol_error counter\nenvoy_http_downstream_cx_protocol_error{envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"# TYPE envoy_http_no_route counter\nenvoy_http_no_route{envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n",
+			(unsigned long long)e->st.cx_total, (unsigned long long)e->st.cx_active,
+			(unsigned long long)e->st.rq_total, (unsigned long long)e->st.rq_active,
+			(unsigned long long)e->st.rq_2xx, (unsigned long long)e->st.rq_3xx,
+			(unsigned long long)e->st.rq_4xx, (unsigned long long)e->st.rq_5xx,
+			(unsigned long long)e->st.codec_errors, (unsigned long long)e->st.no_route);
+}
+
+int engine_admin_page(struct engine *e, const char *path, size_t plen, struct mesh_buf *out, const char **ctype)
+{
+	if (plen == 9 && !memcmp(path, "/clusters", 9)) {
+		clusters_page(e, out);
+		*ctype = "text/plain; charset=UTF-8";
+		return 0;
+	}
+	if (plen == 17 && !memcmp(path, "/stats/prometheus", 17)) {
+		prometheus_page(e, out);
+		*ctype = "text/plain; version=0.0.4; charset=UTF-8";
+		return 0;
+	}
+	return -ENOENT;
+}
+
+/* --- drain */
+
+static void drain_finish(struct engine *e)
+{
+	void (*done)(void *) = e->drain_done;
+
+	ev_timer_cancel(e->loop, &e->drain_timer);
+	e->drain_done = NULL;
+	if (done)
+		done(e->drain_arg);
+}
+
+static void drain_timeout(struct ev_loop *loop, struct ev_timer *t)
+{
+	struct engine *e = t->data;
+
+	(void)loop;
+	log_info("meshproxy", "drain: limit reached with %llu request(s) in flight",
+		 (unsigned long long)e->st.rq_active);
+	drain_finish(e);
+}
+
+void px_engine_check_drained(struct engine *e)
+{
+	if (e->draining && e->drain_done && e->st.rq_active == 0)
+		drain_finish(e);
+}
+
+void engine_drain(struct engine *e, void (*done)(void *arg), void *arg)
+{
+	if (e->draining)
+		return;
+	e->draining = 1;
+	e->drain_done = done;
+	e->drain_arg = arg;
+	listener_close(e, &e->lout);
+	listener_close(e, &e->lin);
+	px_dconn_drain_all(e);
+	ev_timer_init(&e->drain_timer, drain_timeout, e);
+	ev_timer_arm(e->loop, &e->drain_timer, e->o.drain_ms);
+	px_engine_check_drained(e);
+}

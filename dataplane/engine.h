@@ -1,0 +1,80 @@
+/*
+ * engine.h - meshproxy's proxy engine: the compiled configuration
+ * (listeners, routers, clusters with their hosts and connection pools) and
+ * the HTTP/1.1 data path that runs on it (DESIGN.md: listener -> transport
+ * -> codec -> filters -> router -> cluster -> pool -> transport ->
+ * endpoint).
+ *
+ * One engine per process, on the proxy's loop thread.  engine_apply()
+ * compiles a candidate snapshot whole and swaps it in between requests: a
+ * request keeps the compiled configuration it started with (refcounted),
+ * the next one takes the new one; hosts and their pools and counters carry
+ * over from one configuration to the next by cluster name and address.
+ *
+ * Functions return 0 or a negative errno-style code (common/err.h).
+ */
+#ifndef MESH_DATAPLANE_ENGINE_H
+#define MESH_DATAPLANE_ENGINE_H
+
+#include "common/buf.h"
+#include "common/err.h"
+#include "dataplane/ev.h"
+#include "dataplane/snapshot.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct engine;
+
+struct engine_opts {
+	const char *outbound_addr; /* virtualOutbound's socket (--outbound-addr, default 0.0.0.0:15001) */
+	const char *inbound_addr;  /* virtualInbound's (--inbound-addr, default 0.0.0.0:15006) */
+	const char *access_log;    /* NULL or "": off; "-": stdout; else a file path (appended) */
+	uint64_t drain_ms;         /* graceful drain limit (0: 5 s) */
+	uint64_t idle_ms;          /* downstream idle timeout (0: 300 s) */
+	uint64_t pool_idle_ms;     /* upstream idle connection timeout (0: 60 s) */
+};
+
+/* A new engine on loop; nothing is bound before a snapshot names
+ * virtualOutbound/virtualInbound.  *out is freed with engine_free(). */
+MESH_MUST_CHECK int engine_new(struct ev_loop *loop, const struct engine_opts *o, struct engine **out);
+/* Closes listeners and every connection; NULL is a no-op. */
+void engine_free(struct engine *e);
+
+/*
+ * Compiles candidate (sidecar flavour: virtualOutbound/virtualInbound,
+ * 0.0.0.0_PORT and VIP_PORT listeners with an HTTP connection manager over
+ * RDS, route configurations, clusters and their load assignments) and, if
+ * it is valid whole, makes it current and binds the listeners it names that
+ * are not bound yet.  The candidate is referenced, not stolen.  Returns 0,
+ * or a negative code with a reason in err (the xDS client NACKs with it;
+ * the current configuration stays): -EINVAL (invalid resources), -ENOMEM,
+ * or a bind error (-EADDRINUSE...).
+ */
+MESH_MUST_CHECK int engine_apply(struct engine *e, struct px_snapshot *candidate, char *err, size_t cap);
+
+/* Non-zero once a configuration has been applied (admin /ready); the
+ * pointer form stays valid for the engine's life (struct admin_info). */
+int engine_ready(const struct engine *e);
+const int *engine_ready_flag(const struct engine *e);
+/* The bound ports of virtualOutbound / virtualInbound, or -ENOTCONN. */
+int engine_outbound_port(const struct engine *e);
+int engine_inbound_port(const struct engine *e);
+
+/*
+ * Admin pages the engine owns, Envoy's shapes: "/clusters" (text lines
+ * CLUSTER::IP:PORT::stat::value) and "/stats/prometheus" (Envoy's metric
+ * names).  Appends the body to out; returns 0, or -ENOENT for a path the
+ * engine does not serve.
+ */
+MESH_MUST_CHECK int engine_admin_page(struct engine *e, const char *path, size_t plen, struct mesh_buf *out,
+				      const char **content_type);
+
+/*
+ * Graceful drain (SIGTERM): stops accepting, closes idle connections,
+ * lets in-flight requests finish (answering them with Connection: close),
+ * and calls done(arg) once no request is left or the drain limit passed.
+ */
+void engine_drain(struct engine *e, void (*done)(void *arg), void *arg);
+
+#endif

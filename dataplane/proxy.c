@@ -1,0 +1,2422 @@
+/*
+ * proxy.c - the HTTP/1.1 data path: downstream connections (accepted by
+ * virtualOutbound/virtualInbound), streams (one request and its attempts),
+ * upstream connections and their per-host pools.
+ *
+ * A downstream connection reads into one buffer and parses heads in place
+ * (http1.h, zero-copy); the head is serialised once into the upstream
+ * request head, then body bytes are moved from the downstream buffer to
+ * the upstream connection's output only while that output is below a
+ * mark (back-pressure: a slow upstream stops us reading the client, and a
+ * slow client stops us reading the upstream).  Request bodies are kept for
+ * a retry up to PX_RETRY_BODY_MAX, past which the request can no longer be
+ * retried.  Pipelined requests wait in the buffer until the current
+ * response is done.
+ *
+ * Re-entrancy: callbacks never call back into the connection they came
+ * from; "look at the input again" is a deferred call (ev_defer), so a
+ * stream that ends inside an upstream callback never parses the next
+ * request on the same stack.
+ */
+#include "dataplane/engine-t.h"
+
+#include "common/log.h"
+#include "dataplane/http1.h"
+#include "dataplane/transport.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/netfilter_ipv4.h>
+#include <netdb.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#define PX_IN_INIT (16 * 1024)
+#define PX_IN_MAX (H1_DEFAULT_MAX_HEAD_BYTES + 4096)
+#define PX_OUT_HIGH (256 * 1024)          /* stop feeding a side past this much queued output */
+#define PX_OUT_MAX (8 * 1024 * 1024)      /* cap on queued output (never reached: HIGH stops the feeder) */
+#define PX_RETRY_BODY_MAX (64 * 1024)     /* request body kept for retries */
+#define PX_META_MAX 2048
+#define PX_MAX_TRIED 8
+#define PX_RESOLVE_POLL_MS 2
+#define PX_RESOLVE_MAX_MS 5000
+#define PX_MIRRORS_MAX 128                /* mirrored requests in flight; past it they are dropped */
+#define PX_MIRROR_TIMEOUT_MS 5000
+
+struct px_ibuf {
+	char *p;
+	size_t off, len, cap;
+};
+
+enum { D_HEAD, D_BODY, D_WAIT, D_TUNNEL, D_CLOSING };
+enum { U_CONNECTING, U_ACTIVE, U_IDLE, U_TUNNEL };
+enum { W_NONE, W_BACKOFF, W_FAULT, W_RESOLVE, W_PENDING };
+enum { F_CONNECT, F_RESET, F_TIMEOUT };
+
+struct px_stream;
+
+/* One getaddrinfo_a() lookup: its own allocation, because a lookup that
+ * cannot be cancelled must outlive the stream that asked (it is parked on
+ * the engine's orphan list and freed by a timer once glibc is done). */
+struct px_gai {
+	struct gaicb cb;
+	struct gaicb *v[1];
+	char host[256], port[8];
+	struct px_gai *next;
+};
+
+struct px_uconn {
+	struct engine *e;
+	struct px_host *h;           /* a reference */
+	struct px_uconn *next;       /* host's idle list */
+	struct ev_io io;
+	struct ev_timer t;           /* connect timeout, then idle timeout in the pool */
+	int state;
+	unsigned nreq;
+	struct px_stream *s;
+	const struct px_transport_ops *tops;
+	struct h1_parser p;
+	struct px_ibuf in;
+	struct mesh_buf out;
+	size_t out_off;
+	int head_done;
+	enum h1_framing rframing;
+	int rkeep;
+	int eof;
+	int in_cb;                   /* inside u_cb: u_free defers the final free */
+	int dead;
+	struct h1_header hdrs[H1_DEFAULT_MAX_HEADERS];
+};
+
+struct px_dconn {
+	struct engine *e;
+	struct px_dconn *next, *prev;
+	struct ev_io io;
+	struct ev_timer idle;
+	struct ev_defer proc;
+	int inbound;
+	struct sockaddr_storage dst;
+	socklen_t dst_len;
+	int captured;
+	char peer_ip[INET6_ADDRSTRLEN];
+	const struct px_transport_ops *tops;
+	struct h1_parser p;
+	struct px_ibuf in;
+	struct mesh_buf out;
+	size_t out_off;
+	struct px_stream *s;
+	int state;
+	int peer_eof;
+	int close_after;             /* close once the output is flushed */
+	int drain;                   /* engine draining: no keep-alive */
+	struct h1_header hdrs[H1_DEFAULT_MAX_HEADERS];
+};
+
+struct px_stream {
+	struct px_dconn *d;
+	struct engine *e;
+	struct px_config *cfg;       /* a reference */
+	const struct router_route *rt;
+	const struct router_cluster *rc;  /* the route's cluster (weighted pick) */
+	const struct router_hdrs *hdrs;   /* header edits for this request */
+	struct router_route synth;   /* the route when none is matched (passthrough, inbound) */
+	struct router_cluster synth_cl;
+	struct px_cluster *cl;
+	struct mesh_buf head;        /* upstream request head, without attempt count and final CRLF */
+	struct mesh_buf body;        /* request body as framed upstream, for retries */
+	int body_overflow;
+	int req_done;
+	enum h1_framing req_framing;
+	unsigned req_flags;
+	int req_minor;
+	struct px_uconn *u;
+	struct px_host *tried[PX_MAX_TRIED];
+	unsigned n_tried, attempt;
+	int retrying;                /* counted in cl->retries_active */
+	struct ev_timer t_global, t_try, t_wait;
+	int wait_kind;
+	int resp_started, resp_done;
+	enum h1_framing out_framing;
+	int status;
+	unsigned flags;
+	int keep;
+	uint64_t start_ms, start_us, try_start_ms;
+	int64_t upstream_ms;
+	uint64_t rx, tx;
+	struct sockaddr_storage odst;
+	socklen_t odst_len;
+	int have_odst;
+	struct px_gai *gai;          /* a name being resolved (passthrough), or NULL */
+	char gai_host[256], gai_port[8];
+	uint64_t gai_start;
+	struct px_link pend;         /* in cl->pending while waiting for a connection */
+	int pending;
+	uint64_t hash;               /* the route's hash policies over this request (ring hash, maglev) */
+	int have_hash;
+	char set_cookie[192];        /* a generated hash cookie to set on the response, or "" */
+	char *cors_hdrs;             /* CORS response headers for an allowed origin (owned), or NULL */
+	struct px_str method, path, authority, ua, xff, rid, proto;
+	size_t meta_len;
+	char meta[PX_META_MAX];
+};
+
+static void d_update(struct px_dconn *d);
+static void d_close(struct px_dconn *d);
+static int d_flush(struct px_dconn *d);
+static void u_free(struct px_uconn *u, int count_destroy);
+static void u_update(struct px_uconn *u);
+static int u_flush(struct px_uconn *u);
+static void s_attempt(struct px_stream *s);
+static void put_num_header(struct mesh_buf *b, const char *name, size_t nlen, uint64_t v);
+static int edit_drops(struct h1_str name, const struct router_hdr *ops, size_t n);
+static int edit_add(struct mesh_buf *b, const struct h1_header *fields, size_t n, const struct router_hdr *ops,
+		    size_t nops);
+static void s_mirror(struct px_stream *s);
+static void cluster_wake_pending(struct px_cluster *cl);
+static void gai_free(struct px_gai *g);
+static const char *req_header(void *ctx, const char *name, size_t name_len, size_t *value_len);
+static void s_end(struct px_stream *s);
+static void s_fail(struct px_stream *s, int kind, unsigned flag);
+
+/* --- outlier detection (outlier.h): what happened on a host */
+
+static void od_http(struct px_host *h, unsigned status, struct engine *e)
+{
+	struct px_cluster *cl = h->cl;
+
+	if (h->up && cl->hs && cl->up && cl->up->od.enabled &&
+	    outlier_report_http(cl->hs, h->up, status, ev_now(e->loop), &e->lbrng) == 1)
+		log_info("meshproxy", "cluster %s: host %s ejected (outlier detection)", cl->name, h->name);
+}
+
+static void od_local(struct px_host *h, enum outlier_local ev, struct engine *e)
+{
+	struct px_cluster *cl = h->cl;
+
+	if (h->up && cl->hs && cl->up && cl->up->od.enabled &&
+	    outlier_report_local(cl->hs, h->up, ev, ev_now(e->loop), &e->lbrng) == 1)
+		log_info("meshproxy", "cluster %s: host %s ejected (outlier detection)", cl->name, h->name);
+}
+
+/* --- input buffers */
+
+static int ib_room(struct px_ibuf *b, size_t max)
+{
+	if (b->off && b->off == b->len)
+		b->off = b->len = 0;
+	if (b->len < b->cap)
+		return 1;
+	if (b->off) {
+		memmove(b->p, b->p + b->off, b->len - b->off);
+		b->len -= b->off;
+		b->off = 0;
+		return 1;
+	}
+	if (b->cap < max) {
+		size_t nc = b->cap ? b->cap * 2 : PX_IN_INIT;
+		char *np;
+
+		if (nc > max)
+			nc = max;
+		np = realloc(b->p, nc);
+		if (!np)
+			return 0;
+		b->p = np;
+		b->cap = nc;
+		return 1;
+	}
+	return 0;
+}
+
+static size_t ob_pending(const struct mesh_buf *b, size_t off)
+{
+	return b->len - off;
+}
+
+/* --- meta: the request fields the access log needs, copied out of the input buffer */
+
+static struct px_str meta_put(struct px_stream *s, const char *p, size_t len)
+{
+	struct px_str r = { "", 0 };
+
+	if (len > PX_META_MAX - s->meta_len)
+		len = PX_META_MAX - s->meta_len;
+	memcpy(s->meta + s->meta_len, p, len);
+	r.p = s->meta + s->meta_len;
+	r.len = len;
+	s->meta_len += len;
+	return r;
+}
+
+/* --- streams */
+
+static uint64_t wall_us(void)
+{
+	struct timeval tv;
+
+	gettimeofday(&tv, NULL);
+	return (uint64_t)tv.tv_sec * 1000000 + (uint64_t)tv.tv_usec;
+}
+
+static void s_count_status(struct px_stream *s)
+{
+	struct px_engine_stats *st = &s->e->st;
+	int c = s->status / 100;
+
+	if (c == 1)
+		st->rq_1xx++;
+	else if (c == 2)
+		st->rq_2xx++;
+	else if (c == 3)
+		st->rq_3xx++;
+	else if (c == 4)
+		st->rq_4xx++;
+	else if (c == 5)
+		st->rq_5xx++;
+}
+
+static void s_log(struct px_stream *s)
+{
+	struct px_alog_entry le;
+
+	if (!s->e->alog)
+		return;
+	memset(&le, 0, sizeof(le));
+	le.start_us = s->start_us;
+	le.method = s->method;
+	le.path = s->path;
+	le.protocol = s->proto;
+	le.xff = s->xff;
+	le.ua = s->ua;
+	le.rid = s->rid;
+	le.authority = s->authority;
+	le.status = s->status;
+	le.flags = s->flags;
+	le.rx = s->rx;
+	le.tx = s->tx;
+	le.duration_ms = ev_now(s->e->loop) - s->start_ms;
+	le.upstream_ms = s->upstream_ms;
+	le.upstream_host = s->n_tried ? s->tried[s->n_tried - 1]->name : NULL;
+	px_alog_write(s->e->alog, &le);
+}
+
+static void s_stop_timers(struct px_stream *s)
+{
+	struct ev_loop *loop = s->e->loop;
+
+	ev_timer_cancel(loop, &s->t_global);
+	ev_timer_cancel(loop, &s->t_try);
+	ev_timer_cancel(loop, &s->t_wait);
+	if (s->gai) {
+		gai_cancel(&s->gai->cb);
+		if (gai_error(&s->gai->cb) == EAI_INPROGRESS) {
+			/* running on glibc's thread: never wait for it on the loop */
+			s->gai->next = s->e->gai_orphans;
+			s->e->gai_orphans = s->gai;
+			if (!ev_timer_armed(&s->e->gai_timer))
+				ev_timer_arm(loop, &s->e->gai_timer, 100);
+		} else {
+			gai_free(s->gai);
+		}
+		s->gai = NULL;
+	}
+}
+
+static void gai_free(struct px_gai *g)
+{
+	if (g->cb.ar_result)
+		freeaddrinfo(g->cb.ar_result);
+	free(g);
+}
+
+/* The engine's timer: frees lookups that finished after their stream ended. */
+void px_gai_reap(struct ev_loop *loop, struct ev_timer *t)
+{
+	struct engine *e = t->data;
+	struct px_gai **pp = &e->gai_orphans;
+
+	while (*pp) {
+		struct px_gai *g = *pp;
+
+		if (gai_error(&g->cb) == EAI_INPROGRESS) {
+			pp = &g->next;
+			continue;
+		}
+		*pp = g->next;
+		gai_free(g);
+	}
+	if (e->gai_orphans)
+		ev_timer_arm(loop, t, 100);
+}
+
+static void s_free(struct px_stream *s)
+{
+	size_t i;
+
+	s_stop_timers(s);
+	if (s->pending) {
+		s->pend.prev->next = s->pend.next;
+		s->pend.next->prev = s->pend.prev;
+		s->cl->st.rq_pending_active--;
+	}
+	for (i = 0; i < s->n_tried; i++)
+		px_host_unref(s->tried[i]);
+	if (s->retrying && s->cl)
+		s->cl->retries_active--;
+	if (s->cl) {
+		s->cl->st.rq_active--;
+	}
+	mesh_buf_cleanup(&s->head);
+	mesh_buf_cleanup(&s->body);
+	free(s->cors_hdrs);
+	px_config_unref(s->cfg);
+	s->e->st.rq_active--;
+	free(s);
+}
+
+/* Detaches the upstream connection: back to its pool when reusable, else closed. */
+static void s_release_upstream(struct px_stream *s, int reusable)
+{
+	struct px_uconn *u = s->u;
+	struct px_host *h;
+	struct engine *e = s->e;
+
+	if (!u)
+		return;
+	s->u = NULL;
+	u->s = NULL;
+	h = u->h;
+	h->st.rq_active--;
+	if (h->up && h->up->active_rq)
+		h->up->active_rq--;
+	if (!reusable || u->state != U_ACTIVE || !u->rkeep || u->eof || h->removed || e->draining ||
+	    ob_pending(&u->out, u->out_off) || u->in.len != u->in.off ||
+	    (h->cl->max_requests_per_connection && u->nreq >= h->cl->max_requests_per_connection)) {
+		if (h->cl->max_requests_per_connection && u->nreq >= h->cl->max_requests_per_connection)
+			h->cl->st.cx_max_requests++;
+		u_free(u, 1);
+		return;
+	}
+	u->state = U_IDLE;
+	u->head_done = 0;
+	h1_parser_reset(&u->p);
+	mesh_buf_reset(&u->out);
+	u->out_off = 0;
+	u->in.off = u->in.len = 0;
+	u->next = h->idle;
+	h->idle = u;
+	h->n_idle++;
+	/* the cluster's idle_timeout (HttpProtocolOptions), else the engine's */
+	ev_timer_arm(e->loop, &u->t, h->cl->idle_timeout_ms ? h->cl->idle_timeout_ms : e->o.pool_idle_ms);
+	u_update(u);
+	cluster_wake_pending(h->cl);
+}
+
+/* The stream is over (response sent, or aborted): log, free, next request. */
+static void s_end(struct px_stream *s)
+{
+	struct px_dconn *d = s->d;
+
+	s_release_upstream(s, s->resp_done && s->req_done);
+	if (s->status)
+		s_count_status(s);
+	if (s->cl) {
+		struct px_cluster_stats *cs = &s->cl->st;
+		int c = s->status / 100;
+
+		if (c == 2)
+			cs->rq_2xx++;
+		else if (c == 3)
+			cs->rq_3xx++;
+		else if (c == 4)
+			cs->rq_4xx++;
+		else if (c == 5)
+			cs->rq_5xx++;
+	}
+	s_log(s);
+	d->s = NULL;
+	if (!s->keep || !s->req_done || !s->resp_done)
+		d->close_after = 1;
+	d->state = d->close_after ? D_CLOSING : D_HEAD;
+	h1_parser_reset(&d->p);
+	s_free(s);
+	px_engine_check_drained(d->e);
+	/* never d_update() here (it may close d under a caller): look again soon */
+	ev_defer(d->e->loop, &d->proc);
+}
+
+/* Ends the stream on a downstream that can no longer be answered properly. */
+static void s_abort(struct px_stream *s, unsigned flag)
+{
+	struct px_dconn *d = s->d;
+
+	s->flags |= flag;
+	s->keep = 0;
+	d->close_after = 1;
+	/* what is queued still goes out; the close tells the client the response is cut */
+	s_end(s);
+}
+
+static void s_local_reply(struct px_stream *s, int status, unsigned flag, const char *body, const char *extra)
+{
+	struct px_dconn *d = s->d;
+	struct mesh_buf *b = &d->out;
+	static const struct h1_str ctn = { "content-type", 12 };
+	struct h1_str none = { "", 0 }, ct = { "text/plain", 10 };
+	size_t blen = body ? strlen(body) : 0, before = b->len;
+	int rc;
+
+	s->flags |= flag;
+	if (s->resp_started) {
+		s_abort(s, 0);
+		return;
+	}
+	s->resp_started = 1;
+	s->status = status;
+	if (!s->req_done)
+		s->keep = 0; /* the rest of the request body is not read */
+	rc = h1_out_status_line(b, status, none);
+	if (!rc && blen)
+		rc = h1_out_header(b, ctn, ct);
+	if (!rc)
+		rc = h1_out_framing(b, H1_BODY_LENGTH, blen);
+	if (!rc && extra)
+		rc = mesh_buf_puts(b, extra);
+	if (!rc)
+		rc = mesh_buf_puts(b, "server: envoy\r\n") < 0 ? -ENOMEM : 0;
+	if (!rc && (!s->keep || d->drain))
+		rc = mesh_buf_puts(b, "connection: close\r\n");
+	if (!rc)
+		rc = h1_out_end(b);
+	if (!rc && blen && !(s->req_flags & H1_F_HEAD))
+		rc = mesh_buf_append(b, body, blen);
+	(void)rc;
+	s->tx += blen;
+	(void)before;
+	s->resp_done = 1;
+	if (!s->req_done) {
+		d->close_after = 1;
+		s->req_done = 1; /* nothing more is read: the connection closes */
+		s->keep = 0;
+	}
+	d_flush(d);
+	s_end(s);
+}
+
+static int s_retry_allowed(struct px_stream *s, int kind, int status)
+{
+	const struct router_retry *rp = s->rt->retry;
+	unsigned on = rp ? rp->on : 0;
+	size_t i;
+	int cond = 0;
+
+	if (!rp)
+		return 0;
+
+	/* Envoy: connect failures count for connect-failure, reset, 5xx and
+	 * gateway-error (and refused-stream, h2's case of a refused request) */
+	if (kind == F_CONNECT)
+		cond = (on & (ROUTER_RETRY_CONNECT_FAILURE | ROUTER_RETRY_RESET | ROUTER_RETRY_5XX |
+			      ROUTER_RETRY_GATEWAY_ERROR | ROUTER_RETRY_REFUSED_STREAM | ROUTER_RETRY_RESET_BEFORE_REQUEST)) != 0;
+	else if (kind == F_RESET)
+		cond = (on & (ROUTER_RETRY_RESET | ROUTER_RETRY_5XX | ROUTER_RETRY_GATEWAY_ERROR)) != 0;
+	else if (kind == F_TIMEOUT)
+		cond = (on & (ROUTER_RETRY_RESET | ROUTER_RETRY_5XX | ROUTER_RETRY_GATEWAY_ERROR)) != 0;
+	else {
+		if ((on & ROUTER_RETRY_5XX) && status >= 500)
+			cond = 1;
+		if ((on & ROUTER_RETRY_GATEWAY_ERROR) && status >= 502 && status <= 504)
+			cond = 1;
+		if ((on & ROUTER_RETRY_RETRIABLE_4XX) && status == 409)
+			cond = 1;
+		if (on & ROUTER_RETRY_STATUS_CODES)
+			for (i = 0; i < rp->n_status_codes; i++)
+				if (rp->status_codes[i] == (uint32_t)status)
+					cond = 1;
+	}
+	if (!cond)
+		return 0;
+	if (s->attempt > rp->num_retries || s->resp_started || s->body_overflow) {
+		if (s->attempt > rp->num_retries && rp->num_retries)
+			s->flags |= PX_RF_URX;
+		return 0;
+	}
+	if (!s->retrying && s->cl->retries_active >= s->cl->max_retries) {
+		s->cl->st.rq_retry_overflow++;
+		return 0;
+	}
+	return 1;
+}
+
+static void s_wait_cb(struct ev_loop *loop, struct ev_timer *t);
+
+static void s_retry(struct px_stream *s)
+{
+	const struct router_retry *rp = s->rt->retry;
+	uint64_t iv = rp && rp->backoff_base_ms > 0 ? (uint64_t)rp->backoff_base_ms : ROUTER_DEFAULT_BACKOFF_MS;
+	uint64_t maxv = rp && rp->backoff_max_ms > 0 ? (uint64_t)rp->backoff_max_ms : iv * 10;
+	unsigned i;
+
+	s_release_upstream(s, 0);
+	ev_timer_cancel(s->e->loop, &s->t_try);
+	s->cl->st.rq_retry++;
+	if (!s->retrying) {
+		s->retrying = 1;
+		s->cl->retries_active++;
+	}
+	/* Envoy's backoff: full jitter over base * 2^(n-1), capped */
+	for (i = 1; i < s->attempt && iv < maxv; i++)
+		iv *= 2;
+	if (iv > maxv)
+		iv = maxv;
+	s->attempt++;
+	s->wait_kind = W_BACKOFF;
+	ev_timer_arm(s->e->loop, &s->t_wait, px_rand(s->e) % (iv ? iv : 1));
+}
+
+/* An attempt failed before a response head: retry, or answer. */
+static void s_fail(struct px_stream *s, int kind, unsigned flag)
+{
+	if (s->u) {
+		s->u->h->st.rq_error++;
+		if (s->u->h->up)
+			s->u->h->up->rq_error++;
+		if (kind == F_TIMEOUT)
+			s->u->h->st.rq_timeout++;
+		od_local(s->u->h, kind == F_CONNECT ? OUTLIER_CONNECT_FAILED : kind == F_TIMEOUT ? OUTLIER_TIMEOUT : OUTLIER_RESET,
+			 s->e);
+	}
+	if (s_retry_allowed(s, kind, 0)) {
+		s_retry(s);
+		return;
+	}
+	s_release_upstream(s, 0);
+	if (kind == F_TIMEOUT)
+		s_local_reply(s, 504, flag, "upstream request timeout", NULL);
+	else if (kind == F_CONNECT)
+		s_local_reply(s, 503, flag,
+			      "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+			      NULL);
+	else
+		s_local_reply(s, 503, flag,
+			      "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
+			      NULL);
+}
+
+static void s_global_timeout(struct ev_loop *loop, struct ev_timer *t)
+{
+	struct px_stream *s = t->data;
+
+	(void)loop;
+	s->cl->st.rq_timeout++;
+	if (s->u)
+		s->u->h->st.rq_timeout++;
+	s_release_upstream(s, 0);
+	if (s->resp_started) {
+		s_abort(s, PX_RF_UT);
+		return;
+	}
+	s_local_reply(s, 504, PX_RF_UT, "upstream request timeout", NULL);
+}
+
+static void s_try_timeout(struct ev_loop *loop, struct ev_timer *t)
+{
+	struct px_stream *s = t->data;
+
+	(void)loop;
+	s->cl->st.rq_per_try_timeout++;
+	if (s->resp_started)
+		return;
+	s_fail(s, F_TIMEOUT, PX_RF_UT);
+}
+
+/* --- upstream connections */
+
+static void u_cb(struct ev_loop *loop, struct ev_io *io, unsigned events);
+
+static void u_timer(struct ev_loop *loop, struct ev_timer *t)
+{
+	struct px_uconn *u = t->data;
+
+	(void)loop;
+	if (u->state == U_CONNECTING && u->s) {
+		struct px_stream *s = u->s;
+
+		u->h->cl->st.cx_connect_timeout++;
+		u->h->st.cx_connect_fail++;
+		u->h->cl->st.cx_connect_fail++;
+		s_fail(s, F_CONNECT, PX_RF_UF);
+		return;
+	}
+	if (u->state == U_IDLE)
+		u_free(u, 1);
+}
+
+/* A connection slot freed up: the oldest request waiting for one tries again (soon, not on this stack). */
+static void cluster_wake_pending(struct px_cluster *cl)
+{
+	struct px_stream *s;
+
+	if (!cl->pending.next || cl->pending.next == &cl->pending)
+		return;
+	s = (struct px_stream *)((char *)cl->pending.next - offsetof(struct px_stream, pend));
+	s->pend.prev->next = s->pend.next;
+	s->pend.next->prev = s->pend.prev;
+	s->pending = 0;
+	cl->st.rq_pending_active--;
+	s->wait_kind = W_PENDING;
+	ev_timer_arm(s->e->loop, &s->t_wait, 0);
+}
+
+static void u_free(struct px_uconn *u, int count_destroy)
+{
+	struct engine *e = u->e;
+	struct px_host *h = u->h;
+
+	if (u->state == U_IDLE) {
+		struct px_uconn **pp;
+
+		for (pp = &h->idle; *pp; pp = &(*pp)->next)
+			if (*pp == u) {
+				*pp = u->next;
+				h->n_idle--;
+				break;
+			}
+	}
+	if (u->s) {
+		u->s->u = NULL;
+		h->st.rq_active--;
+		if (h->up && h->up->active_rq)
+			h->up->active_rq--;
+	}
+	ev_io_stop(e->loop, &u->io);
+	ev_timer_cancel(e->loop, &u->t);
+	close(u->io.fd);
+	h->st.cx_active--;
+	h->cl->st.cx_active--;
+	cluster_wake_pending(h->cl);
+	if (count_destroy)
+		h->cl->st.cx_destroy++;
+	mesh_buf_cleanup(&u->out);
+	free(u->in.p);
+	u->in.p = NULL;
+	u->in.off = u->in.len = u->in.cap = 0;
+	px_host_unref(h);
+	u->h = NULL;
+	if (u->in_cb)
+		u->dead = 1; /* u_cb frees the struct on its way out */
+	else
+		free(u);
+}
+
+void px_pool_close_idle(struct px_host *h)
+{
+	while (h->idle)
+		u_free(h->idle, 1);
+}
+
+static void u_update(struct px_uconn *u)
+{
+	unsigned m = 0;
+
+	if (u->state == U_CONNECTING) {
+		m = EV_WRITE;
+	} else {
+		if (ob_pending(&u->out, u->out_off))
+			m |= EV_WRITE;
+		/* read unless the client is not keeping up with what we already queued */
+		if (u->in.len < u->in.cap || u->in.off || u->in.cap < PX_IN_MAX) {
+			if (!u->s || ob_pending(&u->s->d->out, u->s->d->out_off) < PX_OUT_HIGH)
+				m |= EV_READ;
+		}
+	}
+	if (ev_io_set(u->e->loop, &u->io, m) < 0)
+		log_warn("meshproxy", "upstream %s: epoll_ctl failed", u->h->name);
+}
+
+static int u_flush(struct px_uconn *u)
+{
+	while (u->out_off < u->out.len) {
+		ssize_t n = u->tops->write(NULL, u->io.fd, u->out.data + u->out_off, u->out.len - u->out_off);
+
+		if (n == -EAGAIN)
+			break;
+		if (n < 0)
+			return (int)n;
+		u->out_off += (size_t)n;
+	}
+	if (u->out_off == u->out.len) {
+		mesh_buf_reset(&u->out);
+		u->out_off = 0;
+	}
+	return 0;
+}
+
+static struct px_uconn *u_connect(struct px_stream *s, struct px_host *h, int *err)
+{
+	struct engine *e = s->e;
+	struct px_uconn *u;
+	int fd, one = 1, rc;
+
+	*err = 0;
+	fd = socket(h->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		*err = -errno;
+		return NULL;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	u = calloc(1, sizeof(*u));
+	if (!u) {
+		close(fd);
+		*err = -ENOMEM;
+		return NULL;
+	}
+	u->e = e;
+	u->h = px_host_ref(h);
+	u->tops = &px_transport_raw;
+	h1_parser_init(&u->p, 0, NULL, u->hdrs, H1_DEFAULT_MAX_HEADERS);
+	mesh_buf_init(&u->out, PX_OUT_MAX);
+	ev_io_init(&u->io, fd, u_cb, u);
+	ev_timer_init(&u->t, u_timer, u);
+	h->st.cx_total++;
+	h->st.cx_active++;
+	h->cl->st.cx_total++;
+	h->cl->st.cx_active++;
+	u->state = U_CONNECTING;
+	rc = connect(fd, (struct sockaddr *)&h->addr, h->alen);
+	if (rc < 0 && errno != EINPROGRESS) {
+		*err = -errno;
+		h->st.cx_connect_fail++;
+		h->cl->st.cx_connect_fail++;
+		u_free(u, 0);
+		return NULL;
+	}
+	if (ev_io_start(e->loop, &u->io, EV_WRITE) < 0) {
+		*err = -EIO;
+		u_free(u, 0);
+		return NULL;
+	}
+	ev_timer_arm(e->loop, &u->t, h->cl->connect_timeout_ms ? h->cl->connect_timeout_ms : 5000);
+	return u;
+}
+
+/* Response head from upstream: forward it, or retry on it. */
+static int u_on_head(struct px_uconn *u, struct px_stream *s, const struct h1_head *h)
+{
+	struct px_dconn *d = s->d;
+	struct mesh_buf *b = &d->out;
+	int rc;
+
+	if (h->status >= 100 && h->status < 200 && h->status != 101) {
+		/* interim: 100 Continue goes to a client that asked for it; others are dropped */
+		if (h->status == 100 && (s->req_flags & H1_F_EXPECT_CONTINUE) && !s->resp_started)
+			mesh_buf_puts(b, "HTTP/1.1 100 Continue\r\n\r\n");
+		u->in.off += h->head_len;
+		h1_parser_reset(&u->p);
+		h1_parser_set_request(&u->p, s->req_flags);
+		return 1;
+	}
+	ev_timer_cancel(s->e->loop, &s->t_try);
+	od_http(u->h, (unsigned)h->status, s->e);
+	if (s_retry_allowed(s, -1, h->status)) {
+		u->h->st.rq_error++;
+		s_retry(s);
+		return -1;
+	}
+	if (h->status >= 500)
+		u->h->st.rq_error++;
+	else
+		u->h->st.rq_success++;
+	s->upstream_ms = (int64_t)(ev_now(s->e->loop) - s->try_start_ms);
+	s->resp_started = 1;
+	s->status = h->status;
+	u->rkeep = (h->flags & H1_F_KEEP_ALIVE) != 0;
+	u->rframing = h->framing;
+	if (s->retrying) {
+		s->cl->st.rq_retry_success++;
+	}
+	rc = h1_out_status_line(b, h->status, h->reason);
+	if (!rc && !s->hdrs->n_resp) {
+		rc = h1_out_fields(b, h, h->framing != H1_BODY_NONE);
+	} else if (!rc) {
+		size_t i;
+
+		for (i = 0; !rc && i < h->n_headers; i++) {
+			const struct h1_header *f = &h->headers[i];
+			unsigned id = f->flags & H1_HF_ID_MASK;
+
+			if ((f->flags & H1_HF_HOP) || (id == H1_H_CONTENT_LENGTH && h->framing != H1_BODY_NONE) ||
+			    edit_drops(f->name, s->hdrs->resp, s->hdrs->n_resp))
+				continue;
+			rc = h1_out_header(b, f->name, f->value);
+		}
+		if (!rc)
+			rc = edit_add(b, h->headers, h->n_headers, s->hdrs->resp, s->hdrs->n_resp);
+	}
+	s->out_framing = h->framing;
+	if (h->framing == H1_BODY_UNTIL_CLOSE) {
+		if (s->req_minor >= 1) {
+			s->out_framing = H1_BODY_CHUNKED;
+			if (!rc)
+				rc = h1_out_framing(b, H1_BODY_CHUNKED, 0);
+		} else {
+			s->keep = 0;
+		}
+	} else if (h->framing == H1_BODY_CHUNKED && s->req_minor == 0) {
+		s->out_framing = H1_BODY_UNTIL_CLOSE; /* an HTTP/1.0 client: delimited by close */
+		s->keep = 0;
+	} else if (h->framing == H1_BODY_LENGTH || h->framing == H1_BODY_CHUNKED) {
+		if (!rc)
+			rc = h1_out_framing(b, h->framing, h->content_length);
+	} else if (h->framing == H1_BODY_TUNNEL) {
+		if (!rc)
+			rc = mesh_buf_puts(b, "connection: upgrade\r\n");
+		if (!rc) {
+			struct h1_str up = h1_head_get(h, "upgrade");
+			static const struct h1_str upn = { "upgrade", 7 };
+
+			if (up.len)
+				rc = h1_out_header(b, upn, up);
+		}
+	}
+	if (!rc && s->set_cookie[0])
+		rc = mesh_buf_puts(b, s->set_cookie) < 0;
+	if (!rc && s->cors_hdrs)
+		rc = mesh_buf_puts(b, s->cors_hdrs) < 0;
+	if (!rc && s->upstream_ms >= 0 && h->framing != H1_BODY_TUNNEL)
+		put_num_header(b, "x-envoy-upstream-service-time: ", 31, (uint64_t)s->upstream_ms);
+	if (!rc && h->framing != H1_BODY_TUNNEL && (!s->keep || d->drain))
+		rc = mesh_buf_puts(b, "connection: close\r\n");
+	if (!rc)
+		rc = h1_out_end(b);
+	if (rc) {
+		s_abort(s, PX_RF_UC);
+		return -1;
+	}
+	u->in.off += h->head_len;
+	u->head_done = 1;
+	if (h->framing == H1_BODY_TUNNEL) {
+		u->state = U_TUNNEL;
+		d->state = D_TUNNEL;
+		s->req_done = 1;
+		ev_timer_cancel(s->e->loop, &s->t_global);
+		ev_defer(s->e->loop, &d->proc);
+	}
+	return 0;
+}
+
+static void s_response_done(struct px_stream *s)
+{
+	struct px_dconn *d = s->d;
+
+	if (s->out_framing == H1_BODY_CHUNKED)
+		mesh_buf_puts(&d->out, H1_CHUNK_LAST);
+	s->resp_done = 1;
+	d_flush(d);
+	if (s->req_done) {
+		s_end(s);
+		return;
+	}
+	/* the response ended before the request body: Envoy answers and closes */
+	s->keep = 0;
+	d->close_after = 1;
+	s->req_done = 1;
+	s_end(s);
+}
+
+/* Parses what the upstream sent; returns after the stream may have ended. */
+static void u_process(struct px_uconn *u)
+{
+	while (!u->dead && u->s) {
+		struct px_stream *s = u->s;
+		struct px_dconn *d = s->d;
+
+		/* a body may end with no byte left (the last DATA took them all): the
+		 * body parser is asked again with nothing to say DONE */
+		if (u->in.off == u->in.len && (!u->head_done || u->state == U_TUNNEL))
+			break;
+		if (u->state == U_TUNNEL) {
+			mesh_buf_append(&d->out, u->in.p + u->in.off, u->in.len - u->in.off);
+			s->tx += u->in.len - u->in.off;
+			u->in.off = u->in.len;
+			break;
+		}
+		if (!u->head_done) {
+			struct h1_head h;
+			int rc = h1_parse_head(&u->p, u->in.p + u->in.off, u->in.len - u->in.off, &h);
+
+			if (rc == H1_AGAIN)
+				break;
+			if (rc < 0) {
+				log_debug("meshproxy", "upstream %s: bad response: %s", u->h->name, h1_strerror(rc));
+				u->rkeep = 0;
+				if (!s->resp_started) {
+					s_release_upstream(s, 0);
+					s_local_reply(s, 503, PX_RF_UC,
+						      "upstream connect error or disconnect/reset before headers. reset reason: protocol error",
+						      NULL);
+				} else {
+					s_abort(s, PX_RF_UC);
+				}
+				return;
+			}
+			rc = u_on_head(u, s, &h);
+			if (rc < 0)
+				return;
+			if (rc > 0)
+				continue;
+			if (u->state == U_TUNNEL)
+				continue;
+		} else {
+			size_t used = 0;
+			struct h1_str data;
+			int rc;
+
+			if (ob_pending(&d->out, d->out_off) >= PX_OUT_HIGH)
+				break; /* back-pressure: the client reads slower than the upstream sends */
+			rc = h1_parse_body(&u->p, u->in.p + u->in.off, u->in.len - u->in.off, &used, &data);
+			u->in.off += used;
+			if (rc == H1_AGAIN)
+				break;
+			if (rc == H1_DATA) {
+				if (s->out_framing == H1_BODY_CHUNKED)
+					rc = h1_out_chunk(&d->out, data.p, data.len);
+				else
+					(void)mesh_buf_append(&d->out, data.p, data.len);
+				s->tx += data.len;
+				continue;
+			}
+			if (rc == H1_TRAILERS)
+				continue; /* dropped: trailers need the client to have sent TE: trailers */
+			if (rc == H1_DONE) {
+				s_response_done(s);
+				return;
+			}
+			s_abort(s, PX_RF_UC);
+			return;
+		}
+	}
+	if (!u->dead && u->s) {
+		d_flush(u->s->d);
+		ev_defer(u->e->loop, &u->s->d->proc);
+	}
+}
+
+static void u_on_eof(struct px_uconn *u)
+{
+	struct px_stream *s = u->s;
+
+	u->eof = 1;
+	if (!s) {
+		u_free(u, 1);
+		return;
+	}
+	if (u->state == U_TUNNEL) {
+		s->resp_done = 1;
+		s->req_done = 1;
+		s->keep = 0;
+		d_flush(s->d);
+		s_end(s);
+		return;
+	}
+	if (!s->resp_started) {
+		u->h->cl->st.rq_rx_reset++;
+		s_fail(s, F_RESET, PX_RF_UC);
+		return;
+	}
+	if (u->head_done && h1_parse_eof(&u->p) == H1_DONE) {
+		s_response_done(s);
+		return;
+	}
+	s_abort(s, PX_RF_UC);
+}
+
+static void u_cb_inner(struct px_uconn *u, struct ev_io *io, unsigned events);
+
+static void u_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
+{
+	struct px_uconn *u = io->data;
+
+	(void)loop;
+	u->in_cb = 1;
+	u_cb_inner(u, io, events);
+	u->in_cb = 0;
+	if (u->dead)
+		free(u);
+	else if (u->state != U_IDLE)
+		u_update(u);
+}
+
+static void u_cb_inner(struct px_uconn *u, struct ev_io *io, unsigned events)
+{
+	struct px_stream *s = u->s;
+
+	if (u->state == U_IDLE) {
+		/* an idle pooled connection is readable: the server closed it (or misbehaves) */
+		u_free(u, 1);
+		return;
+	}
+	if (u->state == U_CONNECTING) {
+		int err = 0;
+		socklen_t len = sizeof(err);
+
+		if (getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+			err = errno;
+		if (err) {
+			u->h->st.cx_connect_fail++;
+			u->h->cl->st.cx_connect_fail++;
+			if (s)
+				s_fail(s, F_CONNECT, PX_RF_UF);
+			else
+				u_free(u, 0);
+			return;
+		}
+		u->state = U_ACTIVE;
+		ev_timer_cancel(u->e->loop, &u->t);
+		od_local(u->h, OUTLIER_CONNECT_SUCCESS, u->e);
+	}
+	if (events & EV_WRITE) {
+		if (u_flush(u) < 0) {
+			if (s && !s->resp_started)
+				s_fail(s, F_RESET, PX_RF_UC);
+			else if (s)
+				s_abort(s, PX_RF_UC);
+			else
+				u_free(u, 1);
+			return;
+		}
+		/* room again upstream: the client's body may move on */
+		if (s && ob_pending(&u->out, u->out_off) < PX_OUT_HIGH)
+			ev_defer(u->e->loop, &s->d->proc);
+	}
+	if (events & (EV_READ | EV_ERROR)) {
+		if (ib_room(&u->in, PX_IN_MAX)) {
+			ssize_t n = u->tops->read(NULL, io->fd, u->in.p + u->in.len, u->in.cap - u->in.len);
+
+			if (n > 0) {
+				u->in.len += (size_t)n;
+				u_process(u);
+			} else if (n == 0 || (n < 0 && n != -EAGAIN)) {
+				u_on_eof(u);
+				return;
+			}
+		}
+	}
+}
+
+/* --- attempts */
+
+static struct px_host *s_pick(struct px_stream *s)
+{
+	struct px_cluster *cl = s->cl;
+	struct up_host *avoid_v[PX_MAX_TRIED], *up;
+	struct up_avoid avoid = { avoid_v, 0, 0 };
+	size_t i;
+
+	if (cl->type == PX_CL_ORIGINAL_DST)
+		return s->have_odst ? px_cluster_dst_host(cl, &s->odst, s->odst_len) : NULL;
+	if (!cl->hs)
+		return NULL;
+	if (s->rt->retry && s->rt->retry->previous_hosts) {
+		for (i = 0; i < s->n_tried; i++)
+			if (s->tried[i]->up)
+				avoid_v[avoid.n++] = s->tried[i]->up;
+		avoid.max_attempts = s->rt->retry->host_selection_max_attempts > 0
+					     ? (uint32_t)s->rt->retry->host_selection_max_attempts
+					     : 1;
+	}
+	up = up_pick(cl->hs, &s->e->lbrng, s->have_hash ? &s->hash : NULL, avoid.n ? &avoid : NULL);
+	return up ? px_cluster_host_of(cl, up) : NULL;
+}
+
+static void s_attempt(struct px_stream *s)
+{
+	struct engine *e = s->e;
+	struct px_host *h;
+	struct px_uconn *u;
+	int err;
+
+	h = s_pick(s);
+	if (!h) {
+		s_local_reply(s, 503, PX_RF_UH, "no healthy upstream", NULL);
+		return;
+	}
+	if (s->n_tried < PX_MAX_TRIED)
+		s->tried[s->n_tried++] = px_host_ref(h);
+	else {
+		px_host_unref(s->tried[PX_MAX_TRIED - 1]);
+		s->tried[PX_MAX_TRIED - 1] = px_host_ref(h);
+	}
+	u = h->idle;
+	if (u) {
+		h->idle = u->next;
+		h->n_idle--;
+		u->next = NULL;
+		u->state = U_ACTIVE;
+		ev_timer_cancel(e->loop, &u->t);
+	} else {
+		if (h->cl->st.cx_active >= h->cl->max_connections) {
+			struct px_cluster *cl = h->cl;
+
+			cl->st.cx_overflow++;
+			/* Envoy's HTTP/1 pool: wait for a connection, up to max_pending_requests, then UO */
+			if (cl->st.rq_pending_active >= cl->max_pending) {
+				cl->st.rq_pending_overflow++;
+				s_local_reply(s, 503, PX_RF_UO, "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+					      "x-envoy-overloaded: true\r\n");
+				return;
+			}
+			if (!cl->pending.next)
+				cl->pending.next = cl->pending.prev = &cl->pending;
+			s->pend.next = &cl->pending;
+			s->pend.prev = cl->pending.prev;
+			cl->pending.prev->next = &s->pend;
+			cl->pending.prev = &s->pend;
+			s->pending = 1;
+			cl->st.rq_pending_active++;
+			return;
+		}
+		u = u_connect(s, h, &err);
+		if (!u) {
+			s->u = NULL;
+			s_fail(s, F_CONNECT, PX_RF_UF);
+			return;
+		}
+	}
+	s->u = u;
+	u->s = s;
+	u->nreq++;
+	h->st.rq_total++;
+	h->st.rq_active++;
+	if (h->up) {
+		h->up->active_rq++;
+		h->up->rq_total++;
+	}
+	h1_parser_set_request(&u->p, s->req_flags);
+	mesh_buf_append(&u->out, s->head.data, s->head.len);
+	if (s->rt->include_attempt_count_req)
+		put_num_header(&u->out, "x-envoy-attempt-count: ", 23, s->attempt);
+	mesh_buf_append(&u->out, "\r\n", 2);
+	if (s->body.len)
+		mesh_buf_append(&u->out, s->body.data, s->body.len);
+	s->try_start_ms = ev_now(e->loop);
+	if (s->rt->retry && s->rt->retry->per_try_timeout_ms > 0)
+		ev_timer_arm(e->loop, &s->t_try, (uint64_t)s->rt->retry->per_try_timeout_ms);
+	if (u->state == U_ACTIVE && u_flush(u) < 0) {
+		s_fail(s, F_RESET, PX_RF_UC);
+		return;
+	}
+	u_update(u);
+	if (s->d->state == D_BODY)
+		ev_defer(e->loop, &s->d->proc);
+}
+
+static void s_resolve_poll(struct px_stream *s)
+{
+	int rc = gai_error(&s->gai->cb);
+	struct addrinfo *ai;
+
+	if (rc == EAI_INPROGRESS) {
+		if (ev_now(s->e->loop) - s->gai_start > PX_RESOLVE_MAX_MS) {
+			s_local_reply(s, 503, PX_RF_UF, "upstream connect error or disconnect/reset before headers. reset reason: dns resolution timeout", NULL);
+			return;
+		}
+		s->wait_kind = W_RESOLVE;
+		ev_timer_arm(s->e->loop, &s->t_wait, PX_RESOLVE_POLL_MS);
+		return;
+	}
+	ai = s->gai->cb.ar_result;
+	if (rc == 0 && ai && ai->ai_addrlen <= sizeof(s->odst)) {
+		memcpy(&s->odst, ai->ai_addr, ai->ai_addrlen);
+		s->odst_len = ai->ai_addrlen;
+		s->have_odst = 1;
+	}
+	gai_free(s->gai);
+	s->gai = NULL;
+	if (!s->have_odst) {
+		s_local_reply(s, 503, PX_RF_UF, "upstream connect error or disconnect/reset before headers. reset reason: dns resolution failure", NULL);
+		return;
+	}
+	s_attempt(s);
+}
+
+static void s_wait_cb(struct ev_loop *loop, struct ev_timer *t)
+{
+	struct px_stream *s = t->data;
+	int kind = s->wait_kind;
+
+	(void)loop;
+	s->wait_kind = W_NONE;
+	if (kind == W_RESOLVE)
+		s_resolve_poll(s);
+	else
+		s_attempt(s);
+}
+
+/* --- starting a stream from a parsed request head */
+
+static int split_authority(struct h1_str a, struct h1_str *host, uint32_t *port)
+{
+	size_t i;
+
+	*host = a;
+	*port = 80;
+	if (a.len && a.p[0] == '[') {
+		const char *rb = memchr(a.p, ']', a.len);
+
+		if (!rb)
+			return -EINVAL;
+		host->p = a.p + 1;
+		host->len = (size_t)(rb - a.p) - 1;
+		if ((size_t)(rb - a.p) + 1 < a.len && rb[1] == ':')
+			*port = (uint32_t)strtoul(rb + 2, NULL, 10);
+		return 0;
+	}
+	for (i = a.len; i > 0; i--)
+		if (a.p[i - 1] == ':') {
+			unsigned long v = 0;
+			size_t j;
+
+			for (j = i; j < a.len; j++) {
+				if (a.p[j] < '0' || a.p[j] > '9')
+					return -EINVAL;
+				v = v * 10 + (unsigned long)(a.p[j] - '0');
+				if (v > 65535)
+					return -EINVAL;
+			}
+			host->len = i - 1;
+			*port = (uint32_t)v;
+			break;
+		}
+	return 0;
+}
+
+static const struct px_port *find_port(const struct px_port *v, size_t n, uint32_t vip, uint32_t port)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (v[i].port == port && v[i].vip == vip && vip)
+			return &v[i];
+	for (i = 0; i < n; i++)
+		if (v[i].port == port && v[i].vip == 0)
+			return &v[i];
+	return NULL;
+}
+
+static int s_set_odst(struct px_stream *s, struct h1_str host, uint32_t port)
+{
+	struct sockaddr_in *sin = (struct sockaddr_in *)&s->odst;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&s->odst;
+	char buf[256];
+
+	if (host.len >= sizeof(buf))
+		return -EINVAL;
+	memcpy(buf, host.p, host.len);
+	buf[host.len] = 0;
+	memset(&s->odst, 0, sizeof(s->odst));
+	if (!strcmp(buf, "localhost"))
+		snprintf(buf, sizeof(buf), "127.0.0.1");
+	if (inet_pton(AF_INET, buf, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)port);
+		s->odst_len = sizeof(*sin);
+		s->have_odst = 1;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, buf, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)port);
+		s->odst_len = sizeof(*sin6);
+		s->have_odst = 1;
+		return 0;
+	}
+	/* a name: resolved off the loop (glibc's getaddrinfo_a runs it on its own thread) */
+	snprintf(s->gai_host, sizeof(s->gai_host), "%s", buf);
+	snprintf(s->gai_port, sizeof(s->gai_port), "%u", port);
+	return 1;
+}
+
+static int s_start_resolve(struct px_stream *s)
+{
+	static const struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+	int rc;
+
+	struct px_gai *g = calloc(1, sizeof(*g));
+
+	if (!g)
+		return -ENOMEM;
+	snprintf(g->host, sizeof(g->host), "%s", s->gai_host);
+	snprintf(g->port, sizeof(g->port), "%s", s->gai_port);
+	g->cb.ar_name = g->host;
+	g->cb.ar_service = g->port;
+	g->cb.ar_request = &hints;
+	g->v[0] = &g->cb;
+	rc = getaddrinfo_a(GAI_NOWAIT, g->v, 1, NULL);
+	if (rc) {
+		free(g);
+		return -EIO;
+	}
+	s->gai = g;
+	s->gai_start = ev_now(s->e->loop);
+	s_resolve_poll(s);
+	return 0;
+}
+
+static const struct h1_str H_HOST = { "host", 4 };
+
+static int name_is(struct h1_str n, const char *name)
+{
+	return strlen(name) == n.len && !strncasecmp(n.p, name, n.len);
+}
+
+/* Header edits over a streamed head (router.h keeps them in Envoy's order):
+ * a field of the message is dropped when an edit removes or overwrites its
+ * name; the edits' values are then appended.  (An edit removing a header
+ * that an earlier level added is not replayed: the levels' adds all go.) */
+static int edit_drops(struct h1_str name, const struct router_hdr *ops, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if ((ops[i].op == ROUTER_HDR_REMOVE || ops[i].op == ROUTER_HDR_OVERWRITE_IF_EXISTS_OR_ADD ||
+		     ops[i].op == ROUTER_HDR_OVERWRITE_IF_EXISTS) &&
+		    ops[i].name_len == name.len && !strncasecmp(ops[i].name, name.p, name.len))
+			return 1;
+	return 0;
+}
+
+static int fields_have(const struct h1_header *fields, size_t n, const char *name)
+{
+	size_t j;
+
+	for (j = 0; j < n; j++)
+		if (name_is(fields[j].name, name))
+			return 1;
+	return 0;
+}
+
+static int edit_add(struct mesh_buf *b, const struct h1_header *fields, size_t n, const struct router_hdr *ops,
+		    size_t nops)
+{
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; !rc && i < nops; i++) {
+		struct h1_str nm = { ops[i].name, ops[i].name_len }, v = { ops[i].value, ops[i].value_len };
+
+		if (ops[i].op == ROUTER_HDR_REMOVE || (!v.len && !ops[i].keep_empty))
+			continue;
+		if ((ops[i].op == ROUTER_HDR_ADD_IF_ABSENT && fields_have(fields, n, ops[i].name)) ||
+		    (ops[i].op == ROUTER_HDR_OVERWRITE_IF_EXISTS && !fields_have(fields, n, ops[i].name)))
+			continue;
+		rc = h1_out_header(b, nm, v);
+	}
+	return rc;
+}
+
+/* Appends "name: N\r\n" without printf (hot path: attempt count, service time). */
+static void put_num_header(struct mesh_buf *b, const char *name, size_t nlen, uint64_t v)
+{
+	char tmp[64], *p = tmp + sizeof(tmp);
+
+	*--p = '\n';
+	*--p = '\r';
+	do {
+		*--p = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	(void)mesh_buf_append(b, name, nlen);
+	(void)mesh_buf_append(b, p, (size_t)(tmp + sizeof(tmp) - p));
+}
+
+/* A version 4 UUID (Envoy's x-request-id) from two random words, into out[36]. */
+static void uuid4(struct engine *e, char out[36])
+{
+	static const char hex[] = "0123456789abcdef";
+	uint64_t a = px_rand(e), c = px_rand(e);
+	int i, j = 0;
+
+	a = (a & ~0xf000ULL) | 0x4000ULL;                   /* version 4 */
+	c = (c & 0x3fffffffffffffffULL) | 0x8000000000000000ULL; /* variant 10 */
+	for (i = 0; i < 16; i++) {
+		if (i == 4 || i == 6)
+			out[j++] = '-';
+		out[j++] = hex[(a >> (60 - 4 * i)) & 0xf];
+	}
+	out[j++] = '-';
+	for (i = 0; i < 16; i++) {
+		if (i == 4)
+			out[j++] = '-';
+		out[j++] = hex[(c >> (60 - 4 * i)) & 0xf];
+	}
+}
+
+/* The upstream head: request line, Host, the client's fields but hop-by-hop
+ * and framing ones, x-request-id, x-forwarded-proto, the framing. */
+static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_str authority,
+			const struct router_req *rq)
+{
+	struct mesh_buf *b = &s->head;
+	const struct router_route *rt = s->rt;
+	const struct router_hdrs *eh = s->hdrs;
+	struct h1_str path = h->path, host = authority;
+	int have_rid = 0, have_xfp = 0, rc = 0;
+	char pathbuf[8192];
+	const char *ha;
+	size_t i, len;
+
+	if (h->form == H1_FORM_ASTERISK || h->form == H1_FORM_AUTHORITY)
+		path = h->target;
+	else if (rq && rt != &s->synth && router_upstream_path(rt, rq, pathbuf, sizeof(pathbuf), &len) == 1) {
+		path.p = pathbuf;
+		path.len = len;
+	}
+	if (rq && rt != &s->synth && (ha = router_upstream_authority(rt, s->rc, rq, &len)) != NULL) {
+		host.p = ha;
+		host.len = len;
+	}
+	rc = h1_out_request_line(b, h->method, path);
+	if (!rc && host.len)
+		rc = h1_out_header(b, H_HOST, host);
+	for (i = 0; !rc && i < h->n_headers; i++) {
+		const struct h1_header *f = &h->headers[i];
+		unsigned id = f->flags & H1_HF_ID_MASK;
+
+		if ((f->flags & H1_HF_HOP) || id == H1_H_HOST || id == H1_H_CONTENT_LENGTH)
+			continue;
+		if (eh->n_req && edit_drops(f->name, eh->req, eh->n_req))
+			continue;
+		if (rt->include_attempt_count_req && h1_str_ieq(f->name, "x-envoy-attempt-count"))
+			continue;
+		if (h1_str_ieq(f->name, "x-request-id"))
+			have_rid = 1;
+		else if (h1_str_ieq(f->name, "x-forwarded-proto"))
+			have_xfp = 1;
+		rc = h1_out_header(b, f->name, f->value);
+	}
+	if (!rc && !have_rid) {
+		char id[36];
+
+		uuid4(s->e, id);
+		(void)mesh_buf_append(b, "x-request-id: ", 14);
+		(void)mesh_buf_append(b, id, sizeof(id));
+		rc = mesh_buf_append(b, "\r\n", 2) < 0;
+		if (!rc)
+			s->rid = meta_put(s, id, sizeof(id));
+	}
+	if (!rc && !have_xfp)
+		rc = mesh_buf_puts(b, "x-forwarded-proto: http\r\n");
+	if (!rc && eh->n_req)
+		rc = edit_add(b, h->headers, h->n_headers, eh->req, eh->n_req);
+	if (!rc && (h->flags & H1_F_UPGRADE)) {
+		struct h1_str up = h1_head_get(h, "upgrade");
+		static const struct h1_str upn = { "upgrade", 7 };
+
+		rc = mesh_buf_puts(b, "connection: upgrade\r\n");
+		if (!rc)
+			rc = h1_out_header(b, upn, up);
+	}
+	if (!rc && (h->framing == H1_BODY_LENGTH || h->framing == H1_BODY_CHUNKED))
+		rc = h1_out_framing(b, h->framing, h->content_length);
+	return rc ? -ENOMEM : 0;
+}
+
+/* --- mirroring: a copy of the request to another cluster, fire and
+ * forget (Envoy's request_mirror_policies): its own connection with
+ * "connection: close", the response read and dropped, bounded in number
+ * and time so it never holds the main request or grows memory. */
+
+struct px_mirror {
+	struct engine *e;
+	struct px_host *h;
+	struct ev_io io;
+	struct ev_timer t;
+	struct mesh_buf out;
+	size_t out_off;
+	int connected;
+};
+
+static void mirror_free(struct px_mirror *m)
+{
+	ev_io_stop(m->e->loop, &m->io);
+	ev_timer_cancel(m->e->loop, &m->t);
+	close(m->io.fd);
+	m->e->mirrors_active--;
+	mesh_buf_cleanup(&m->out);
+	px_host_unref(m->h);
+	free(m);
+}
+
+static void mirror_timer(struct ev_loop *loop, struct ev_timer *t)
+{
+	(void)loop;
+	mirror_free(t->data);
+}
+
+static void mirror_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
+{
+	struct px_mirror *m = io->data;
+	char sink[4096];
+
+	(void)loop;
+	if (!m->connected) {
+		int err = 0;
+		socklen_t len = sizeof(err);
+
+		if (getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err) {
+			mirror_free(m);
+			return;
+		}
+		m->connected = 1;
+	}
+	if ((events & EV_WRITE) && m->out_off < m->out.len) {
+		ssize_t n = send(io->fd, m->out.data + m->out_off, m->out.len - m->out_off, MSG_NOSIGNAL);
+
+		if (n < 0 && errno != EAGAIN) {
+			mirror_free(m);
+			return;
+		}
+		if (n > 0)
+			m->out_off += (size_t)n;
+	}
+	if (events & (EV_READ | EV_ERROR)) {
+		ssize_t n = read(io->fd, sink, sizeof(sink));
+
+		if (n == 0 || (n < 0 && errno != EAGAIN)) {
+			mirror_free(m); /* the response is read and dropped; the server closed */
+			return;
+		}
+	}
+	if (ev_io_set(m->e->loop, &m->io, m->out_off < m->out.len ? EV_READ | EV_WRITE : EV_READ) < 0)
+		mirror_free(m);
+}
+
+static void s_mirror(struct px_stream *s)
+{
+	struct engine *e = s->e;
+	struct px_cluster *cl = px_config_cluster(s->cfg, s->rt->mirrors[0].cluster);
+	const char *p = s->head.data, *hl, *hv, *he, *colon;
+	struct px_mirror *m;
+	struct px_host *h;
+	size_t n;
+	int fd;
+
+	if (!cl || cl->type == PX_CL_ORIGINAL_DST || !cl->n_hosts || s->req_framing != H1_BODY_NONE)
+		return; /* requests with a body are not mirrored (the body streams to the main upstream only) */
+	if (e->mirrors_active >= PX_MIRRORS_MAX) {
+		e->mirrors_dropped++;
+		return;
+	}
+	h = cl->hosts[cl->rr++ % cl->n_hosts];
+	fd = socket(h->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	if (connect(fd, (struct sockaddr *)&h->addr, h->alen) < 0 && errno != EINPROGRESS) {
+		close(fd);
+		return;
+	}
+	m = calloc(1, sizeof(*m));
+	if (!m) {
+		close(fd);
+		return;
+	}
+	m->e = e;
+	m->h = px_host_ref(h);
+	mesh_buf_init(&m->out, H1_DEFAULT_MAX_HEAD_BYTES + 8192);
+	/* the head with Host "name-shadow[:port]" (Envoy's shadow suffix) */
+	hl = memchr(p, '\n', s->head.len);
+	hv = hl ? hl + 1 : NULL;
+	if (hv && s->head.len - (size_t)(hv - p) > 6 && !strncmp(hv, "host: ", 6)) {
+		he = memchr(hv, '\r', s->head.len - (size_t)(hv - p));
+		he = he ? he : p + s->head.len;
+		colon = memchr(hv + 6, ':', (size_t)(he - hv - 6));
+		n = (size_t)((colon ? colon : he) - p);
+		(void)mesh_buf_append(&m->out, p, n);
+		if (!s->rt->mirrors[0].disable_shadow_host_suffix_append)
+			(void)mesh_buf_append(&m->out, "-shadow", 7);
+		(void)mesh_buf_append(&m->out, p + n, s->head.len - n);
+	} else {
+		(void)mesh_buf_append(&m->out, p, s->head.len);
+	}
+	(void)mesh_buf_puts(&m->out, "connection: close\r\n\r\n");
+	ev_io_init(&m->io, fd, mirror_cb, m);
+	ev_timer_init(&m->t, mirror_timer, m);
+	e->mirrors_active++;
+	e->mirrors_sent++;
+	if (ev_io_start(e->loop, &m->io, EV_WRITE | EV_READ) < 0) {
+		mirror_free(m);
+		return;
+	}
+	ev_timer_arm(e->loop, &m->t, PX_MIRROR_TIMEOUT_MS);
+}
+
+/* lb.h's view of the request for hash policies (header, cookie, query). */
+struct lbh_ctx {
+	const struct h1_head *h;
+	struct h1_str path;
+};
+
+static size_t lbh_header(void *ctx, const char *name, size_t name_len, const char **v, size_t *vlen, size_t max)
+{
+	const struct lbh_ctx *c = ctx;
+	size_t i, n = 0;
+
+	for (i = 0; i < c->h->n_headers && n < max; i++)
+		if (c->h->headers[i].name.len == name_len && !strncasecmp(c->h->headers[i].name.p, name, name_len)) {
+			v[n] = c->h->headers[i].value.p;
+			vlen[n++] = c->h->headers[i].value.len;
+		}
+	return n;
+}
+
+/* name=value in a "; "- or "&"-separated list */
+static const char *kv_find(const char *p, size_t len, char sep, const char *name, size_t nlen, size_t *vlen)
+{
+	const char *end = p + len;
+
+	while (p < end) {
+		const char *e = memchr(p, sep, (size_t)(end - p)), *eq;
+
+		e = e ? e : end;
+		while (p < e && *p == ' ')
+			p++;
+		eq = memchr(p, '=', (size_t)(e - p));
+		if (eq && (size_t)(eq - p) == nlen && !memcmp(p, name, nlen)) {
+			*vlen = (size_t)(e - eq - 1);
+			return eq + 1;
+		}
+		p = e + 1;
+	}
+	return NULL;
+}
+
+static const char *lbh_cookie(void *ctx, const char *name, size_t nlen, size_t *len)
+{
+	const struct lbh_ctx *c = ctx;
+	size_t i;
+
+	for (i = 0; i < c->h->n_headers; i++)
+		if (name_is(c->h->headers[i].name, "cookie")) {
+			const char *v = kv_find(c->h->headers[i].value.p, c->h->headers[i].value.len, ';', name, nlen, len);
+
+			if (v)
+				return v;
+		}
+	return NULL;
+}
+
+static const char *lbh_query(void *ctx, const char *name, size_t nlen, size_t *len)
+{
+	const struct lbh_ctx *c = ctx;
+	const char *q = memchr(c->path.p, '?', c->path.len);
+
+	if (!q)
+		return NULL;
+	q++;
+	return kv_find(q, (size_t)(c->path.p + c->path.len - q), '&', name, nlen, len);
+}
+
+/* The route's hash policies (router.h) through lb.h's combination rules. */
+static void s_hash(struct px_stream *s, const struct h1_head *h)
+{
+	struct lb_hash_policy pol[8];
+	struct lb_hash lh = { pol, 0 };
+	struct lbh_ctx c = { h, { s->path.p, s->path.len } };
+	struct lb_hash_request rq;
+	struct lb_hash_cookie ck;
+	uint32_t i;
+
+	for (i = 0; i < s->rt->n_hash && lh.n < 8; i++) {
+		const struct router_hash_policy *rp = &s->rt->hash[i];
+		struct lb_hash_policy *p = &pol[lh.n++];
+
+		memset(p, 0, sizeof(*p));
+		p->kind = rp->kind == ROUTER_HASH_HEADER	? LB_HASH_HEADER
+			  : rp->kind == ROUTER_HASH_COOKIE	? LB_HASH_COOKIE
+			  : rp->kind == ROUTER_HASH_SOURCE_IP ? LB_HASH_SOURCE_IP
+							      : LB_HASH_QUERY;
+		p->terminal = rp->terminal;
+		p->name = rp->name ? rp->name : "";
+		p->name_len = strlen(p->name);
+		p->path = rp->cookie_path ? rp->cookie_path : "";
+		p->has_ttl = rp->cookie_ttl_ms >= 0;
+		p->ttl_s = rp->cookie_ttl_ms > 0 ? (uint64_t)rp->cookie_ttl_ms / 1000 : 0;
+	}
+	memset(&rq, 0, sizeof(rq));
+	memset(&ck, 0, sizeof(ck));
+	rq.ctx = &c;
+	rq.header = lbh_header;
+	rq.cookie = lbh_cookie;
+	rq.query = lbh_query;
+	rq.source_ip = s->d->peer_ip;
+	rq.source_ip_len = strlen(s->d->peer_ip);
+	rq.conn_addrs = s->d->peer_ip;
+	rq.conn_addrs_len = strlen(s->d->peer_ip);
+	s->have_hash = lb_hash_compute(&lh, &rq, &s->hash, &ck);
+	if (ck.set)
+		snprintf(s->set_cookie, sizeof(s->set_cookie), "set-cookie: %.*s=\"%s\"; Max-Age=%llu%s%s; HttpOnly\r\n",
+			 (int)ck.name_len, ck.name, ck.value, (unsigned long long)ck.ttl_s, *ck.path ? "; Path=" : "",
+			 ck.path);
+}
+
+/* Envoy's CORS filter (envoy.filters.http.cors) with the route's policy:
+ * a preflight (OPTIONS + Origin + Access-Control-Request-Method) from an
+ * allowed origin is answered here; an actual request from an allowed
+ * origin gets the allow-origin/credentials/expose headers on its response.
+ * Returns 1 when the request was answered. */
+static int s_cors(struct px_stream *s, const struct h1_head *h)
+{
+	const struct router_cors *c = s->rt->cors;
+	size_t ol = 0, ml = 0;
+	const char *origin, *acrm;
+	struct mesh_buf b;
+
+	if (!c || !router_fraction(c->enabled_per_million, px_rand(s->e)))
+		return 0;
+	origin = req_header((void *)h, "origin", 6, &ol);
+	if (!origin || !ol)
+		return 0;
+	acrm = req_header((void *)h, "access-control-request-method", 29, &ml);
+	if (!router_cors_origin_allowed(c, origin, ol))
+		return 0; /* not an allowed origin: forwarded untouched (preflights too, Envoy's default) */
+	mesh_buf_init(&b, 4096);
+	(void)mesh_buf_puts(&b, "access-control-allow-origin: ");
+	(void)mesh_buf_append(&b, origin, ol);
+	(void)mesh_buf_puts(&b, "\r\n");
+	if (c->allow_credentials == 1)
+		(void)mesh_buf_puts(&b, "access-control-allow-credentials: true\r\n");
+	if (h->method.len == 7 && !memcmp(h->method.p, "OPTIONS", 7) && acrm && ml) {
+		if (c->allow_methods)
+			(void)mesh_buf_printf(&b, "access-control-allow-methods: %s\r\n", c->allow_methods);
+		if (c->allow_headers)
+			(void)mesh_buf_printf(&b, "access-control-allow-headers: %s\r\n", c->allow_headers);
+		if (c->max_age)
+			(void)mesh_buf_printf(&b, "access-control-max-age: %s\r\n", c->max_age);
+		s_local_reply(s, 200, 0, NULL, b.err ? NULL : b.data);
+		mesh_buf_cleanup(&b);
+		return 1;
+	}
+	if (c->expose_headers)
+		(void)mesh_buf_printf(&b, "access-control-expose-headers: %s\r\n", c->expose_headers);
+	if (!b.err)
+		s->cors_hdrs = mesh_buf_take(&b, NULL);
+	mesh_buf_cleanup(&b);
+	return 0;
+}
+
+/* router.h's header callback over the parsed head (the first field of a name). */
+static const char *req_header(void *ctx, const char *name, size_t name_len, size_t *value_len)
+{
+	const struct h1_head *h = ctx;
+	size_t i;
+
+	for (i = 0; i < h->n_headers; i++)
+		if (h->headers[i].name.len == name_len && !strncasecmp(h->headers[i].name.p, name, name_len)) {
+			*value_len = h->headers[i].value.len;
+			return h->headers[i].value.p;
+		}
+	return NULL;
+}
+
+/* A route of our own when no route configuration applies (passthrough, inbound without one). */
+static void s_synth(struct px_stream *s, const char *cluster)
+{
+	memset(&s->synth, 0, sizeof(s->synth));
+	memset(&s->synth_cl, 0, sizeof(s->synth_cl));
+	s->synth_cl.name = cluster;
+	s->synth.action = ROUTER_ACTION_ROUTE;
+	s->synth.vhost = "";
+	s->synth.name = "";
+	s->synth.clusters = &s->synth_cl;
+	s->synth.n_clusters = 1;
+	s->rt = &s->synth;
+}
+
+static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
+{
+	struct engine *e = d->e;
+	struct px_config *cfg = e->cur;
+	struct px_stream *s;
+	struct h1_str authority, host;
+	uint32_t port = 80, vip = 0;
+	const struct px_port *pp = NULL;
+	const char *cluster = NULL;
+	const struct router_fault *fault;
+	struct router_req rq;
+	int need_dst = 0;
+
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		d->close_after = 1;
+		d->state = D_CLOSING;
+		return;
+	}
+	s->d = d;
+	s->e = e;
+	s->cfg = px_config_ref(cfg);
+	s->attempt = 1;
+	s->keep = (h->flags & H1_F_KEEP_ALIVE) && !d->drain;
+	s->req_flags = h->flags;
+	s->req_minor = h->version_minor;
+	s->req_framing = h->framing;
+	s->req_done = h->framing == H1_BODY_NONE;
+	s->start_ms = ev_now(e->loop);
+	s->start_us = wall_us();
+	s->upstream_ms = -1;
+	mesh_buf_init(&s->head, H1_DEFAULT_MAX_HEAD_BYTES + 4096);
+	mesh_buf_init(&s->body, PX_RETRY_BODY_MAX);
+	ev_timer_init(&s->t_global, s_global_timeout, s);
+	ev_timer_init(&s->t_try, s_try_timeout, s);
+	ev_timer_init(&s->t_wait, s_wait_cb, s);
+	e->st.rq_total++;
+	e->st.rq_active++;
+	d->s = s;
+	d->state = s->req_done ? D_WAIT : D_BODY;
+	authority = h->form == H1_FORM_ABSOLUTE || h->form == H1_FORM_AUTHORITY ? h->authority : h->host;
+	s->method = meta_put(s, h->method.p, h->method.len);
+	s->path = meta_put(s, h->form == H1_FORM_ORIGIN || h->form == H1_FORM_ABSOLUTE ? h->path.p : h->target.p,
+			   h->form == H1_FORM_ORIGIN || h->form == H1_FORM_ABSOLUTE ? h->path.len : h->target.len);
+	s->proto = meta_put(s, h->version_minor ? "HTTP/1.1" : "HTTP/1.0", 8);
+	s->authority = meta_put(s, authority.p, authority.len);
+	{
+		struct h1_str v = h1_head_get(h, "user-agent");
+
+		s->ua = meta_put(s, v.p, v.len);
+		v = h1_head_get(h, "x-forwarded-for");
+		s->xff = meta_put(s, v.p, v.len);
+		v = h1_head_get(h, "x-request-id");
+		s->rid = meta_put(s, v.p, v.len);
+	}
+	split_authority(authority, &host, &port);
+	if (d->captured) {
+		if (d->dst.ss_family == AF_INET) {
+			const struct sockaddr_in *sin = (const struct sockaddr_in *)&d->dst;
+
+			port = ntohs(sin->sin_port);
+			vip = sin->sin_addr.s_addr;
+		}
+		memcpy(&s->odst, &d->dst, d->dst_len);
+		s->odst_len = d->dst_len;
+		s->have_odst = 1;
+	}
+	rq.method = h->method.p;
+	rq.method_len = h->method.len;
+	rq.authority = authority.p;
+	rq.authority_len = authority.len;
+	rq.path = s->path.p;
+	rq.path_len = s->path.len;
+	rq.scheme = "http";
+	rq.header = req_header;
+	rq.header_ctx = (void *)h;
+	rq.random = px_rand(e);
+	if (!d->inbound) {
+		pp = find_port(cfg->out_ports, cfg->n_out_ports, vip, port);
+		if (pp && !pp->tcp) {
+			s->rt = pp->rcfg ? router_config_match(pp->rcfg, &rq) : NULL;
+			if (!s->rt) {
+				e->st.no_route++;
+				s_local_reply(s, 404, PX_RF_NR, NULL, NULL);
+				return;
+			}
+		} else if (cfg->allow_any || (pp && pp->tcp_cluster && !strcmp(pp->tcp_cluster, "PassthroughCluster"))) {
+			s_synth(s, "PassthroughCluster");
+		} else {
+			/* REGISTRY_ONLY: BlackHoleCluster */
+			e->st.no_route++;
+			s_local_reply(s, 502, PX_RF_NR, NULL, NULL);
+			return;
+		}
+	} else {
+		char name[48];
+
+		pp = find_port(cfg->in_ports, cfg->n_in_ports, 0, port);
+		if (pp && pp->rcfg) {
+			s->rt = router_config_match(pp->rcfg, &rq);
+			if (!s->rt) {
+				e->st.no_route++;
+				s_local_reply(s, 404, PX_RF_NR, NULL, NULL);
+				return;
+			}
+		} else {
+			snprintf(name, sizeof(name), "inbound|%u||", port);
+			s_synth(s, px_config_cluster(cfg, name) ? px_config_cluster(cfg, name)->name : "InboundPassthroughCluster");
+		}
+		if (!d->captured) {
+			/* not captured: the application port comes from the authority */
+			struct sockaddr_in *sin = (struct sockaddr_in *)&s->odst;
+
+			memset(sin, 0, sizeof(*sin));
+			sin->sin_family = AF_INET;
+			sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+			sin->sin_port = htons((uint16_t)port);
+			s->odst_len = sizeof(*sin);
+			s->have_odst = 1;
+		}
+	}
+	s->hdrs = &s->rt->hdrs;
+	if (s->rt != &s->synth && s_cors(s, h))
+		return;
+	if (s->rt->action == ROUTER_ACTION_DIRECT) {
+		char body[ROUTER_DIRECT_BODY_MAX + 1];
+		size_t bl = s->rt->direct_body_len < ROUTER_DIRECT_BODY_MAX ? s->rt->direct_body_len : ROUTER_DIRECT_BODY_MAX;
+
+		if (bl)
+			memcpy(body, s->rt->direct_body, bl);
+		body[bl] = 0;
+		s_local_reply(s, s->rt->direct_status, 0, bl ? body : NULL, NULL);
+		return;
+	}
+	if (s->rt->action == ROUTER_ACTION_REDIRECT) {
+		char loc[4096];
+		struct mesh_buf lb;
+		size_t ll;
+
+		if (router_redirect_location(s->rt, &rq, loc, sizeof(loc), &ll) < 0) {
+			s_local_reply(s, 500, 0, NULL, NULL);
+			return;
+		}
+		mesh_buf_init(&lb, sizeof(loc) + 32);
+		(void)mesh_buf_puts(&lb, "location: ");
+		(void)mesh_buf_append(&lb, loc, ll);
+		(void)mesh_buf_puts(&lb, "\r\n");
+		s_local_reply(s, s->rt->redirect.code, 0, NULL, lb.data);
+		mesh_buf_cleanup(&lb);
+		return;
+	}
+	fault = s->rt->fault;
+	if (fault && fault->has_abort && fault->abort_http_status &&
+	    router_fraction(fault->abort_per_million, px_rand(e))) {
+		s_local_reply(s, (int)fault->abort_http_status, PX_RF_FI, "fault filter abort", NULL);
+		return;
+	}
+	if (s->rt != &s->synth) {
+		if (s->rt->n_hash)
+			s_hash(s, h);
+		s->rc = router_pick(s->rt, rq.random);
+		if (s->rc) {
+			cluster = s->rc->name;
+			s->hdrs = &s->rc->hdrs;
+		} else if (s->rt->cluster_header) {
+			size_t vl = 0;
+			const char *v = req_header((void *)h, s->rt->cluster_header, strlen(s->rt->cluster_header), &vl);
+
+			if (v && vl < 256) {
+				static char chbuf[256]; /* one loop thread: used before the next request */
+
+				memcpy(chbuf, v, vl);
+				chbuf[vl] = 0;
+				cluster = chbuf;
+			}
+		}
+	} else {
+		s->rc = &s->synth_cl;
+		cluster = s->synth_cl.name;
+	}
+	s->cl = cluster ? px_config_cluster(cfg, cluster) : NULL;
+	if (!s->cl && s->rt == &s->synth && !strcmp(cluster, "InboundPassthroughCluster"))
+		s->cl = px_config_cluster(cfg, "PassthroughCluster");
+	if (!s->cl) {
+		e->st.no_cluster++;
+		s_local_reply(s, s->rt->cluster_not_found_code ? s->rt->cluster_not_found_code : 503, 0,
+			      "cluster not found", NULL); /* Envoy's NC */
+		return;
+	}
+	s->cl->st.rq_total++;
+	s->cl->st.rq_active++;
+	if (s->cl->st.rq_active > s->cl->max_requests) {
+		s->cl->st.rq_pending_overflow++;
+		s_local_reply(s, 503, PX_RF_UO, "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+			      "x-envoy-overloaded: true\r\n");
+		return;
+	}
+	if (s_build_head(s, h, authority, &rq) < 0) {
+		s_local_reply(s, 431, 0, NULL, NULL);
+		return;
+	}
+	if (s->rt->timeout_ms > 0)
+		ev_timer_arm(e->loop, &s->t_global, (uint64_t)s->rt->timeout_ms);
+	if (s->rt->n_mirrors && router_fraction(s->rt->mirrors[0].per_million, px_rand(e)))
+		s_mirror(s);
+	if (s->cl->type == PX_CL_ORIGINAL_DST && !s->have_odst) {
+		int rc = s_set_odst(s, host, port);
+
+		if (rc < 0) {
+			s_local_reply(s, 400, 0, NULL, NULL);
+			return;
+		}
+		need_dst = rc > 0;
+	}
+	if (fault && fault->has_delay && fault->delay_ms > 0 && router_fraction(fault->delay_per_million, px_rand(e))) {
+		s->flags |= PX_RF_DI;
+		s->wait_kind = need_dst ? W_NONE : W_FAULT;
+		if (!need_dst) {
+			ev_timer_arm(e->loop, &s->t_wait, (uint64_t)fault->delay_ms);
+			return;
+		}
+	}
+	if (need_dst) {
+		if (s_start_resolve(s) < 0)
+			s_local_reply(s, 503, PX_RF_UF, "dns resolution failed", NULL);
+		return;
+	}
+	s_attempt(s);
+}
+
+/* --- downstream connections */
+
+static void d_local_error(struct px_dconn *d, int status)
+{
+	char buf[160];
+	int n = snprintf(buf, sizeof(buf), "HTTP/1.1 %d %s\r\ncontent-length: 0\r\nconnection: close\r\n\r\n", status,
+			 h1_reason(status));
+
+	mesh_buf_append(&d->out, buf, (size_t)n);
+	d->close_after = 1;
+	d->state = D_CLOSING;
+	d->e->st.codec_errors++;
+	d->e->st.rq_4xx += status < 500;
+	d->e->st.rq_5xx += status >= 500;
+}
+
+/* Moves request body bytes from the input buffer to the upstream, while it has room. */
+static void d_body(struct px_dconn *d)
+{
+	struct px_stream *s = d->s;
+
+	while (s && d->state == D_BODY) {
+		struct px_uconn *u = s->u;
+		struct h1_str data;
+		size_t used = 0;
+		int rc;
+
+		if (!u || ob_pending(&u->out, u->out_off) >= PX_OUT_HIGH)
+			return; /* nowhere to put it yet: it waits in our buffer (back-pressure) */
+		rc = h1_parse_body(&d->p, d->in.p + d->in.off, d->in.len - d->in.off, &used, &data);
+		d->in.off += used;
+		if (rc == H1_AGAIN)
+			break;
+		if (rc == H1_DATA) {
+			size_t before = u->out.len;
+
+			if (s->req_framing == H1_BODY_CHUNKED)
+				rc = h1_out_chunk(&u->out, data.p, data.len);
+			else
+				(void)mesh_buf_append(&u->out, data.p, data.len);
+			s->rx += data.len;
+			if (!s->body_overflow &&
+			    mesh_buf_append(&s->body, u->out.data + before, u->out.len - before) < 0)
+				s->body_overflow = 1;
+			continue;
+		}
+		if (rc == H1_TRAILERS)
+			continue;
+		if (rc == H1_DONE) {
+			if (s->req_framing == H1_BODY_CHUNKED) {
+				mesh_buf_puts(&u->out, H1_CHUNK_LAST);
+				if (!s->body_overflow && mesh_buf_puts(&s->body, H1_CHUNK_LAST) < 0)
+					s->body_overflow = 1;
+			}
+			s->req_done = 1;
+			d->state = D_WAIT;
+			break;
+		}
+		/* a malformed body: the request cannot go on */
+		d->e->st.codec_errors++;
+		if (!s->resp_started) {
+			s_release_upstream(s, 0);
+			s_local_reply(s, 400, PX_RF_DPE, NULL, NULL);
+		} else {
+			s_abort(s, PX_RF_DPE);
+		}
+		return;
+	}
+	if (s && s->u) {
+		if (u_flush(s->u) < 0) {
+			if (!s->resp_started)
+				s_fail(s, F_RESET, PX_RF_UC);
+			else
+				s_abort(s, PX_RF_UC);
+			return;
+		}
+		u_update(s->u);
+	}
+}
+
+static void d_process(struct px_dconn *d)
+{
+	for (;;) {
+		if (d->state == D_HEAD) {
+			struct h1_head h;
+			int rc;
+
+			if (d->in.off == d->in.len)
+				break;
+			rc = h1_parse_head(&d->p, d->in.p + d->in.off, d->in.len - d->in.off, &h);
+			if (rc == H1_AGAIN) {
+				if (d->in.len - d->in.off >= PX_IN_MAX - 1) {
+					d_local_error(d, 431);
+				}
+				break;
+			}
+			if (rc < 0) {
+				d_local_error(d, h1_err_status(rc));
+				break;
+			}
+			if (h.flags & H1_F_EXPECT_OTHER) {
+				d_local_error(d, 417);
+				break;
+			}
+			ev_timer_cancel(d->e->loop, &d->idle);
+			/* the head's spans stay valid (nothing moves the buffer before the
+			 * next read); d_stream_start copies what it needs out of them */
+			d->in.off += h.head_len;
+			d_stream_start(d, &h);
+			if (d->s && d->state == D_BODY)
+				continue;
+			break;
+		} else if (d->state == D_BODY) {
+			d_body(d);
+			break;
+		} else if (d->state == D_TUNNEL) {
+			struct px_stream *s = d->s;
+
+			if (s && s->u && d->in.off < d->in.len &&
+			    ob_pending(&s->u->out, s->u->out_off) < PX_OUT_HIGH) {
+				mesh_buf_append(&s->u->out, d->in.p + d->in.off, d->in.len - d->in.off);
+				s->rx += d->in.len - d->in.off;
+				d->in.off = d->in.len;
+				if (u_flush(s->u) < 0) {
+					s_abort(s, PX_RF_UC);
+					return;
+				}
+				u_update(s->u);
+			}
+			break;
+		} else {
+			break;
+		}
+	}
+	d_flush(d);
+	d_update(d);
+}
+
+static void d_proc_cb(struct ev_loop *loop, struct ev_defer *df)
+{
+	(void)loop;
+	d_process(df->data);
+}
+
+static void d_update(struct px_dconn *d)
+{
+	unsigned m = 0;
+
+	if (ob_pending(&d->out, d->out_off))
+		m |= EV_WRITE;
+	if (d->state != D_CLOSING && !d->peer_eof && (d->in.len < d->in.cap || d->in.off || d->in.cap < PX_IN_MAX))
+		m |= EV_READ;
+	if (d->state == D_CLOSING && !ob_pending(&d->out, d->out_off)) {
+		d_close(d);
+		return;
+	}
+	if (!d->s && d->state == D_HEAD && !ev_timer_armed(&d->idle))
+		ev_timer_arm(d->e->loop, &d->idle, d->e->o.idle_ms);
+	if (ev_io_set(d->e->loop, &d->io, m) < 0)
+		log_warn("meshproxy", "downstream: epoll_ctl failed");
+}
+
+/* Writes queued output; on a write error the connection is marked closing
+ * (returns < 0) and the next d_update() closes it: d stays valid here. */
+static int d_flush(struct px_dconn *d)
+{
+	while (d->out_off < d->out.len) {
+		ssize_t n = d->tops->write(NULL, d->io.fd, d->out.data + d->out_off, d->out.len - d->out_off);
+
+		if (n == -EAGAIN)
+			break;
+		if (n < 0) {
+			/* the client is gone: drop the output; d_update() closes (DC) */
+			mesh_buf_reset(&d->out);
+			d->out_off = 0;
+			d->peer_eof = 1;
+			d->close_after = 1;
+			d->state = D_CLOSING;
+			return -1;
+		}
+		d->out_off += (size_t)n;
+	}
+	if (d->out_off == d->out.len) {
+		mesh_buf_reset(&d->out);
+		d->out_off = 0;
+	}
+	return 0;
+}
+
+static void d_close(struct px_dconn *d)
+{
+	struct engine *e = d->e;
+
+	if (d->s) {
+		struct px_stream *s = d->s;
+
+		s->flags |= PX_RF_DC;
+		s->keep = 0;
+		if (!s->status)
+			s->status = 0; /* Envoy logs 0 for a request the client gave up on */
+		s_release_upstream(s, 0);
+		d->s = NULL;
+		s->d = d;
+		s_log(s);
+		s_free(s);
+	}
+	ev_io_stop(e->loop, &d->io);
+	ev_timer_cancel(e->loop, &d->idle);
+	ev_defer_cancel(e->loop, &d->proc);
+	close(d->io.fd);
+	d->prev->next = d->next;
+	d->next->prev = d->prev;
+	free(d->in.p);
+	mesh_buf_cleanup(&d->out);
+	e->st.cx_active--;
+	free(d);
+	px_engine_check_drained(e);
+}
+
+static void d_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
+{
+	struct px_dconn *d = io->data;
+
+	(void)loop;
+	if (events & EV_WRITE) {
+		d_flush(d);
+		/* the client caught up: let the upstream send more */
+		if (d->state != D_CLOSING && d->s && d->s->u && ob_pending(&d->out, d->out_off) < PX_OUT_HIGH) {
+			u_process(d->s->u);
+			if (d->s && d->s->u)
+				u_update(d->s->u);
+		}
+	}
+	if (events & (EV_READ | EV_ERROR)) {
+		if (ib_room(&d->in, PX_IN_MAX)) {
+			ssize_t n = d->tops->read(NULL, io->fd, d->in.p + d->in.len, d->in.cap - d->in.len);
+
+			if (n > 0) {
+				d->in.len += (size_t)n;
+			} else if (n == 0 || n != -EAGAIN) {
+				d->peer_eof = 1;
+				/* the client went away: any stream is cut (DC); idle: just close */
+				d_close(d);
+				return;
+			}
+		}
+		d_process(d);
+		return;
+	}
+	d_update(d);
+}
+
+static void d_idle_cb(struct ev_loop *loop, struct ev_timer *t)
+{
+	struct px_dconn *d = t->data;
+
+	(void)loop;
+	if (!d->s)
+		d_close(d);
+}
+
+void px_accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
+{
+	struct px_listener *l = io->data;
+	struct engine *e = l->e;
+	int i;
+
+	(void)events;
+	for (i = 0; i < 64; i++) {
+		struct sockaddr_storage peer;
+		socklen_t plen = sizeof(peer);
+		struct px_dconn *d;
+		int fd = accept4(io->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC), one = 1;
+
+		if (fd < 0)
+			break;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		d = calloc(1, sizeof(*d));
+		if (!d) {
+			close(fd);
+			continue;
+		}
+		d->e = e;
+		d->inbound = l->inbound;
+		d->tops = &px_transport_raw;
+		d->drain = e->draining;
+		h1_parser_init(&d->p, 1, NULL, d->hdrs, H1_DEFAULT_MAX_HEADERS);
+		mesh_buf_init(&d->out, PX_OUT_MAX);
+		ev_io_init(&d->io, fd, d_cb, d);
+		ev_timer_init(&d->idle, d_idle_cb, d);
+		ev_defer_init(&d->proc, d_proc_cb, d);
+		if (peer.ss_family == AF_INET)
+			inet_ntop(AF_INET, &((struct sockaddr_in *)&peer)->sin_addr, d->peer_ip, sizeof(d->peer_ip));
+		/* the original destination: iptables' REDIRECT leaves it in conntrack */
+		d->dst_len = sizeof(d->dst);
+		if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &d->dst, &d->dst_len) == 0 && d->dst.ss_family == AF_INET) {
+			struct sockaddr_storage local;
+			socklen_t llen = sizeof(local);
+
+			if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0 && llen == d->dst_len &&
+			    memcmp(&local, &d->dst, llen))
+				d->captured = 1; /* redirected; else it was sent to us directly */
+		}
+		if (!e->dconns) {
+			e->dconns = calloc(1, sizeof(*e->dconns));
+			if (!e->dconns) {
+				close(fd);
+				free(d);
+				continue;
+			}
+			e->dconns->next = e->dconns->prev = e->dconns;
+		}
+		d->next = e->dconns->next;
+		d->prev = e->dconns;
+		e->dconns->next->prev = d;
+		e->dconns->next = d;
+		e->st.cx_total++;
+		e->st.cx_active++;
+		if (ev_io_start(loop, &d->io, EV_READ) < 0) {
+			d->state = D_CLOSING;
+			d_close(d);
+			continue;
+		}
+		ev_timer_arm(loop, &d->idle, e->o.idle_ms);
+	}
+}
+
+void px_dconn_drain_all(struct engine *e)
+{
+	struct px_dconn *d, *next;
+
+	if (!e->dconns)
+		return;
+	for (d = e->dconns->next; d != e->dconns; d = next) {
+		next = d->next;
+		d->drain = 1;
+		if (!d->s && !ob_pending(&d->out, d->out_off))
+			d_close(d);
+		else if (d->s)
+			d->s->keep = 0;
+	}
+}
+
+void px_dconn_free_all(struct engine *e)
+{
+	if (!e->dconns)
+		return;
+	while (e->dconns->next != e->dconns)
+		d_close(e->dconns->next);
+	free(e->dconns);
+	e->dconns = NULL;
+}
