@@ -296,9 +296,19 @@ static void version_of(const struct xds_resource **res, size_t n, char out[XDS_V
 	mesh_hash_hex(h, out);
 }
 
-/* The snapshot the stream's flavour is served from (NULL: none yet). */
+/* Whether st's flavour is served whole from its key's set (ads.h,
+ * whole_flavours): needs the stage's `want` callback. */
+static int stream_whole_flavour(const struct xds_ads_stream *st)
+{
+	return st->ads->want && (st->ads->whole_flavours & (1u << st->flavour));
+}
+
+/* The snapshot the stream is served from (NULL: none yet): its key's set
+ * for a whole-per-proxy flavour, else its flavour's. */
 static const struct xds_snapshot *stream_snap(const struct xds_ads_stream *st)
 {
+	if (st->key && st->key->whole)
+		return st->key->snap;
 	return st->ads->snaps[st->flavour];
 }
 
@@ -535,17 +545,21 @@ static int stream_check_flavour(struct xds_ads_stream *st)
 	char msg[1400];
 	int f, any = 0;
 
-	if (!st->have_node || st->finishing || st->closed || a->snaps[st->flavour])
+	if (!st->have_node || st->finishing || st->closed || a->snaps[st->flavour] || stream_whole_flavour(st))
 		return 0;
 	for (f = 0; f < XDS_FLAVOUR_COUNT; f++)
 		any |= a->snaps[f] != NULL;
 	if (!any)
 		return 0; /* nothing published yet: wait for the first push */
+	/* Sidecars are served when the stage builds their config (main.c);
+	 * routers wait for a gateway generator. */
 	snprintf(msg, sizeof(msg),
-		 "meshd has no %s configuration generator yet: node %.1024s is served only with GENERATOR=grpc "
+		 "meshd has no %s configuration generator yet: node %.1024s is served only %swith GENERATOR=grpc "
 		 "(proxyless) metadata",
 		 st->flavour == XDS_FLAVOUR_ROUTER ? "router (gateway)" : xds_flavour_name(st->flavour),
-		 st->node_id ? st->node_id : "(none)");
+		 st->node_id ? st->node_id : "(none)",
+		 a->want && (a->whole_flavours & (1u << XDS_FLAVOUR_SIDECAR)) ? "as a sidecar (node id sidecar~...) or " :
+										   "");
 	log_warn(SCOPE, "stream %llu from %s: %s", (unsigned long long)st->id, st->peer ? st->peer : "?", msg);
 	xds_ads_stream_end(st, XDS_ADS_STATUS_UNIMPLEMENTED, msg);
 	return 1;
@@ -601,6 +615,8 @@ void xds_proxy_req_free(struct xds_proxy_req *r)
 	labels_free(r->labels);
 	free(r->labels);
 	free(r->name);
+	free(r->service_account);
+	free(r->ip);
 	free(r);
 }
 
@@ -619,6 +635,12 @@ static int buf_part(struct mesh_buf *b, const char *s)
 }
 
 int xds_proxy_key(enum xds_flavour f, const char *ns, const struct cfg_labels *labels, char **out)
+{
+	return xds_proxy_key_node(f, ns, labels, NULL, NULL, out);
+}
+
+int xds_proxy_key_node(enum xds_flavour f, const char *ns, const struct cfg_labels *labels,
+		       const char *service_account, const char *ip, char **out)
 {
 	const struct cfg_kv **v = NULL;
 	struct mesh_buf b;
@@ -648,6 +670,12 @@ int xds_proxy_key(enum xds_flavour f, const char *ns, const struct cfg_labels *l
 			rc = -ENOMEM;
 			goto out;
 		}
+	}
+	/* marked parts after the labels (a letter is never a length prefix) */
+	if ((service_account && (mesh_buf_puts(&b, "s") < 0 || buf_part(&b, service_account) < 0)) ||
+	    (ip && (mesh_buf_puts(&b, "i") < 0 || buf_part(&b, ip) < 0))) {
+		rc = -ENOMEM;
+		goto out;
 	}
 	*out = strndup(b.data ? b.data : "", b.len);
 	if (!*out)
@@ -698,7 +726,10 @@ static int MESH_MUST_CHECK key_request(struct xds_ads_stream *st, enum xds_proxy
 	r->ns = st->node_ns ? strdup(st->node_ns) : NULL;
 	r->name = name ? strdup(name) : NULL;
 	r->labels = calloc(1, sizeof(*r->labels));
-	if (!r->key || (st->node_ns && !r->ns) || (name && !r->name) || !r->labels)
+	r->service_account = st->node_sa ? strdup(st->node_sa) : NULL;
+	r->ip = st->node_ip ? strdup(st->node_ip) : NULL;
+	if (!r->key || (st->node_ns && !r->ns) || (name && !r->name) || !r->labels ||
+	    (st->node_sa && !r->service_account) || (st->node_ip && !r->ip))
 		goto out;
 	if (labels_copy(r->labels, &st->node_labels) < 0)
 		goto out;
@@ -710,16 +741,21 @@ out:
 	return rc;
 }
 
-/* The stream's key from its Node (streams with equal keys share it). */
+/* The stream's key from its Node (streams with equal keys share it).  A
+ * whole-per-proxy flavour's key also has the service account, and the IP
+ * when the node has no labels (the generator then finds the workload by
+ * IP); its first stream asks the stage for the whole set. */
 static void stream_attach_key(struct xds_ads_stream *st)
 {
 	struct xds_ads *a = st->ads;
 	struct xds_ads__key *k;
 	char *key = NULL;
+	int whole = stream_whole_flavour(st), fresh = 0;
 
 	if (!a->want || st->key)
 		return;
-	if (xds_proxy_key(st->flavour, st->node_ns, &st->node_labels, &key) < 0)
+	if (xds_proxy_key_node(st->flavour, st->node_ns, &st->node_labels, whole ? st->node_sa : NULL,
+			       whole && st->node_labels.n == 0 ? st->node_ip : NULL, &key) < 0)
 		goto out; /* no per-proxy resources for it: logged below */
 	k = key_find(a, key);
 	if (!k) {
@@ -727,13 +763,27 @@ static void stream_attach_key(struct xds_ads_stream *st)
 		if (!k)
 			goto out;
 		k->key = key;
+		k->whole = whole;
 		key = NULL;
 		k->next = a->keys;
 		a->keys = k;
 		a->nkeys++;
+		fresh = 1;
 	}
 	k->users++;
 	st->key = k;
+	if (fresh && whole) {
+		uint64_t seq = ++a->req_seq;
+
+		/* on failure the key has no set until the next push rebuilds
+		 * every live key, which the stage only knows of through a
+		 * request: say so */
+		if (key_request(st, XDS_PROXY_WANT_ALL, XDS_LISTENER, NULL, seq) < 0)
+			log_warn(SCOPE, "stream %llu (%s): out of memory: its configuration is not requested",
+				 (unsigned long long)st->id, stream_who(st));
+		else
+			k->asked_seq = seq;
+	}
 out:
 	if (!st->key)
 		log_warn(SCOPE, "stream %llu (%s): out of memory: no per-proxy resources", (unsigned long long)st->id,
@@ -817,6 +867,8 @@ static int stream_waiting(const struct xds_ads_stream *st, enum xds_type t)
 	const struct xds_ads__key *k = st->key;
 	size_t i;
 
+	if (k && k->whole)
+		return !k->snap;
 	if (!k || k->answered >= k->asked_seq)
 		return 0;
 	for (i = 0; i < k->nasked; i++)
@@ -841,6 +893,8 @@ static void stream_resolve(struct xds_ads_stream *st)
 		xds_snapshot_unref(st->own);
 		st->own = k->snap ? xds_snapshot_ref(k->snap) : NULL;
 	}
+	if (k->whole)
+		return; /* the set is everything there is: nothing to ask by name */
 	for (t = 0; t < XDS_TYPE_COUNT; t++) {
 		const type_state *ts = &st->types[t];
 
@@ -965,13 +1019,24 @@ out:
 }
 
 /* Namespace and labels of the workload, for per-proxy resources: metadata
- * NAMESPACE (else the "POD.NS" part of an Istio node id) and LABELS. */
+ * NAMESPACE (else the "POD.NS" part of an Istio node id) and LABELS; also
+ * SERVICE_ACCOUNT and the node id's IP, for the sidecar generator. */
 static void stream_record_workload(struct xds_ads_stream *st, const Envoy__Config__Core__V3__Node *node)
 {
 	const char *ns = struct_string(node->metadata, "NAMESPACE");
+	const char *sa = struct_string(node->metadata, "SERVICE_ACCOUNT");
 	const Google__Protobuf__Struct *labels = NULL;
 	size_t i, n = 0;
 
+	if (sa && sa[0])
+		st->node_sa = dup_capped(sa, XDS_MAX_NODE_FIELD_LEN);
+	if (st->node_id) {
+		/* "TYPE~IP~..." */
+		const char *p = strchr(st->node_id, '~');
+		const char *q = p ? strchr(p + 1, '~') : NULL;
+		if (q && q > p + 1)
+			st->node_ip = strndup(p + 1, (size_t)(q - p - 1));
+	}
 	if (!ns && st->node_id) {
 		/* "sidecar~IP~POD.NS~NS.svc.cluster.local" */
 		const char *p = strchr(st->node_id, '~');
@@ -1629,6 +1694,7 @@ int xds_ads_new(const struct xds_ads_config *cfg, struct xds_ads **out)
 		a->want = cfg->want;
 		a->want_ctx = cfg->want_ctx;
 		a->queued = cfg->queued;
+		a->whole_flavours = cfg->whole_flavours;
 	}
 	*out = a;
 	return 0;
@@ -1798,6 +1864,8 @@ void xds_ads_stream_free(struct xds_ads_stream *st)
 	free(st->node_cluster);
 	free(st->user_agent);
 	free(st->node_ns);
+	free(st->node_sa);
+	free(st->node_ip);
 	for (i = 0; i < st->node_labels.n; i++) {
 		free(st->node_labels.v[i].key);
 		free(st->node_labels.v[i].value);

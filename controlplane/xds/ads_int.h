@@ -52,7 +52,8 @@ struct xds_ads__asked {
 /* The streams sharing per-proxy resources (flavour, namespace, labels). */
 struct xds_ads__key {
 	struct xds_ads__key *next;
-	char *key;                         /* xds_proxy_key() */
+	char *key;                         /* xds_proxy_key_node() */
+	int whole;                         /* the set is the streams' whole config */
 	int users;                         /* streams holding it */
 	struct xds_snapshot *snap;         /* the stage's last set; NULL before one */
 	uint64_t answered;                 /* requests up to this seq are answered */
@@ -108,6 +109,8 @@ struct xds_ads_stream {
 	enum xds_flavour flavour;
 	char *node_ns;
 	struct cfg_labels node_labels;     /* owned copies */
+	char *node_sa;                     /* metadata SERVICE_ACCOUNT; NULL: none */
+	char *node_ip;                     /* node id "TYPE~IP~..."; NULL: none */
 	/* per-proxy resources (see ads.c): the key's set, shared */
 	struct xds_ads__key *key;          /* NULL: none (no Node, no want callback) */
 	struct xds_snapshot *own;          /* key->snap when last resolved */
@@ -122,6 +125,7 @@ struct xds_ads {
 	struct xds_snapshot *snaps[XDS_FLAVOUR_COUNT];
 	void (*want)(void *ctx, struct xds_proxy_req *req);
 	void *want_ctx;
+	unsigned whole_flavours;           /* xds_ads_config.whole_flavours */
 	struct xds_ads__key *keys;
 	size_t nkeys;
 	uint64_t req_seq;

@@ -897,6 +897,7 @@ int xds_server_start(const struct xds_server_config *cfg, struct xds_server **ou
 	}
 	acfg.want = cfg->want;
 	acfg.want_ctx = cfg->want_ctx;
+	acfg.whole_flavours = cfg->whole_flavours;
 	acfg.queued = stream_queued;
 	rc = xds_ads_new(&acfg, &s->ads);
 	if (rc < 0)
