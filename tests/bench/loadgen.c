@@ -29,6 +29,12 @@
  * (host:port listeners with an ApiListener), so the bench keeps measuring
  * what it always did.
  *
+ * Sidecar mode (cfg->sidecar): LDS and CDS are wildcard subscriptions
+ * (no names; synced once answered and ACKed), RDS names come from the HTTP
+ * connection managers in the listeners' filter chains, EDS names from the
+ * clusters of type EDS; routes do not lead to CDS names.  Watches concern
+ * every proxy, and a weight watch looks in route config "PORT".
+ *
  * Ownership: the loadgen owns channels, calls and every buffer; a proxy's
  * tags point into the proxy, which lives until loadgen_free() has seen
  * every batch complete.
@@ -112,6 +118,7 @@ struct lg_type {
 	int have_response;
 	int want_send;       /* an ACK or a new subscription waits for the send slot */
 	int awaiting;        /* a new subscription went out; no response since */
+	int wildcard;        /* sidecar LDS/CDS: no names, everything */
 	size_t last_nres;
 };
 
@@ -263,7 +270,7 @@ static void strlist_add(struct strlist *l, const char *s)
 {
 	char *d;
 
-	if (l->err || !s || !s[0])
+	if (!l || l->err || !s || !s[0])
 		return;
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? l->cap * 2 : 16;
@@ -317,6 +324,60 @@ static void proxy_node_id(const struct lg_proxy *p, char *out, size_t cap)
 {
 	snprintf(out, cap, "sidecar~10.%d.%d.%d~bench-%d.bench~bench.svc.cluster.local", 200 + (p->idx >> 16),
 		 (p->idx >> 8) & 255, p->idx & 255, p->idx);
+}
+
+/* A sidecar's Node (see the top of the file); storage in *n and id. */
+struct lg_sidecar_node {
+	Envoy__Config__Core__V3__Node node;
+	Google__Protobuf__Struct md, labels;
+	Google__Protobuf__Struct__FieldsEntry fe[4], *fes[4], le, *les[1];
+	Google__Protobuf__Value v[4], lv;
+	char app[32], sa[32];
+};
+
+static Envoy__Config__Core__V3__Node *sidecar_node(const struct lg_proxy *p, struct lg_sidecar_node *n, char *id,
+						   size_t cap)
+{
+	int w = p->lg->cfg.workloads > 0 ? p->lg->cfg.workloads : 20, i;
+
+	envoy__config__core__v3__node__init(&n->node);
+	google__protobuf__struct__init(&n->md);
+	google__protobuf__struct__init(&n->labels);
+	google__protobuf__struct__fields_entry__init(&n->le);
+	google__protobuf__value__init(&n->lv);
+	proxy_node_id(p, id, cap);
+	snprintf(n->app, sizeof(n->app), "wl-%d", p->idx % w);
+	snprintf(n->sa, sizeof(n->sa), "sa-wl-%d", p->idx % w);
+	for (i = 0; i < 4; i++) {
+		google__protobuf__struct__fields_entry__init(&n->fe[i]);
+		google__protobuf__value__init(&n->v[i]);
+		n->fe[i].value = &n->v[i];
+		n->fes[i] = &n->fe[i];
+		n->v[i].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
+	}
+	n->fe[0].key = "NAMESPACE";
+	n->v[0].string_value = "bench";
+	n->fe[1].key = "SERVICE_ACCOUNT";
+	n->v[1].string_value = n->sa;
+	n->fe[2].key = "INTERCEPTION_MODE";
+	n->v[2].string_value = "REDIRECT";
+	n->le.key = "app";
+	n->le.value = &n->lv;
+	n->lv.kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
+	n->lv.string_value = n->app;
+	n->les[0] = &n->le;
+	n->labels.fields = n->les;
+	n->labels.n_fields = 1;
+	n->fe[3].key = "LABELS";
+	n->v[3].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRUCT_VALUE;
+	n->v[3].struct_value = &n->labels;
+	n->md.fields = n->fes;
+	n->md.n_fields = 4;
+	n->node.id = id;
+	n->node.cluster = "bench";
+	n->node.user_agent_name = "envoy";
+	n->node.metadata = &n->md;
+	return &n->node;
 }
 
 /* Names of a that b lacks (both sorted), borrowed into a new array (*n
@@ -405,13 +466,16 @@ static grpc_byte_buffer *request_encode(struct lg_proxy *p, int t, int *subscrib
 	Google__Protobuf__Value v[3] = { GOOGLE__PROTOBUF__VALUE__INIT, GOOGLE__PROTOBUF__VALUE__INIT,
 					 GOOGLE__PROTOBUF__VALUE__INIT };
 	struct lg_type *ts = &p->types[t];
+	struct lg_sidecar_node sn;
 	char id[128];
 	grpc_byte_buffer *bb = NULL;
 	grpc_slice slice;
 	uint8_t *wire;
 	size_t len;
 
-	if (!p->node_sent) {
+	if (!p->node_sent && p->lg->cfg.sidecar)
+		req.node = sidecar_node(p, &sn, id, sizeof(id));
+	else if (!p->node_sent) {
 		proxy_node_id(p, id, sizeof(id));
 		node.id = id;
 		node.cluster = "bench";
@@ -467,8 +531,9 @@ static void proxy_check_sync(struct lg_proxy *p)
 		return;
 	for (t = 0; t < LG_TYPES; t++) {
 		const struct lg_type *ts = &p->types[t];
-		if (!ts->have_response || ts->want_send || ts->awaiting || ts->names.n == 0 ||
-		    ts->last_nres != ts->names.n)
+		if (!ts->have_response || ts->want_send || ts->awaiting)
+			return;
+		if (!ts->wildcard && (ts->names.n == 0 || ts->last_nres != ts->names.n))
 			return;
 	}
 	p->synced = 1;
@@ -536,6 +601,16 @@ static int proxy_subscribe_listeners(struct lg_proxy *p)
 	const char **v = NULL;
 	int i, rc = 0;
 
+	if (p->lg->cfg.sidecar) {
+		/* LDS and CDS wildcard, once (Envoy asks for both at start) */
+		if (!p->types[LG_LDS].wildcard) {
+			p->types[LG_LDS].wildcard = 1;
+			p->types[LG_CDS].wildcard = 1;
+			proxy_resubscribe(p, LG_LDS);
+			proxy_resubscribe(p, LG_CDS);
+		}
+		return 0;
+	}
 	buf = calloc((size_t)p->ntargets, sizeof(*buf));
 	v = calloc((size_t)p->ntargets, sizeof(*v));
 	if (!buf || !v) {
@@ -568,9 +643,10 @@ static void watch_seen(struct lg_proxy *p, int slot, int t)
 	}
 }
 
+static void on_hcm(struct lg_proxy *p, const Google__Protobuf__Any *any, struct strlist *next);
+
 static void on_listener(struct lg_proxy *p, const Envoy__Config__Listener__V3__Listener *l, struct strlist *next)
 {
-	Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager *hcm;
 	const Google__Protobuf__Any *any;
 	int s;
 
@@ -580,8 +656,32 @@ static void on_listener(struct lg_proxy *p, const Envoy__Config__Listener__V3__L
 		    strcmp(l->name, w->resource) == 0)
 			watch_seen(p, s, LG_LDS);
 	}
-	if (!l->api_listener || !(any = l->api_listener->api_listener) || !any->type_url ||
-	    strcmp(any->type_url, LG_HCM_URL) != 0)
+	if (p->lg->cfg.sidecar) {
+		size_t i, j, n = l->n_filter_chains + (l->default_filter_chain ? 1 : 0);
+
+		for (i = 0; i < n; i++) {
+			const Envoy__Config__Listener__V3__FilterChain *fc =
+				i < l->n_filter_chains ? l->filter_chains[i] : l->default_filter_chain;
+			for (j = 0; fc && j < fc->n_filters; j++) {
+				const Envoy__Config__Listener__V3__Filter *f = fc->filters[j];
+				if (f->config_type_case == ENVOY__CONFIG__LISTENER__V3__FILTER__CONFIG_TYPE_TYPED_CONFIG)
+					on_hcm(p, f->typed_config, next);
+			}
+		}
+		return;
+	}
+	if (!l->api_listener || !(any = l->api_listener->api_listener))
+		return;
+	on_hcm(p, any, next);
+}
+
+/* The route config name of an HTTP connection manager (any other filter:
+ * nothing). */
+static void on_hcm(struct lg_proxy *p, const Google__Protobuf__Any *any, struct strlist *next)
+{
+	Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager *hcm;
+
+	if (!any || !any->type_url || strcmp(any->type_url, LG_HCM_URL) != 0)
 		return;
 	hcm = envoy__extensions__filters__network__http_connection_manager__v3__http_connection_manager__unpack(
 		NULL, any->value.len, any->value.data);
@@ -632,8 +732,13 @@ static void on_route(struct lg_proxy *p, const Envoy__Config__Route__V3__RouteCo
 	}
 }
 
-static void on_cluster(const Envoy__Config__Cluster__V3__Cluster *c, struct strlist *next)
+static void on_cluster(const struct lg_proxy *p, const Envoy__Config__Cluster__V3__Cluster *c, struct strlist *next)
 {
+	/* a sidecar asks EDS only for the EDS clusters (not STATIC, ORIGINAL_DST...) */
+	if (p->lg->cfg.sidecar &&
+	    !(c->cluster_discovery_type_case == ENVOY__CONFIG__CLUSTER__V3__CLUSTER__CLUSTER_DISCOVERY_TYPE_TYPE &&
+	      c->type == ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__EDS))
+		return;
 	if (c->eds_cluster_config && c->eds_cluster_config->service_name && c->eds_cluster_config->service_name[0])
 		strlist_add(next, c->eds_cluster_config->service_name);
 	else
@@ -693,7 +798,8 @@ static void process_any(struct lg_proxy *p, int t, const Google__Protobuf__Any *
 			envoy__config__route__v3__route_configuration__unpack(NULL, any->value.len, any->value.data);
 		if (!rc)
 			break;
-		on_route(p, rc, next);
+		/* a sidecar's clusters come from the CDS wildcard */
+		on_route(p, rc, p->lg->cfg.sidecar ? NULL : next);
 		envoy__config__route__v3__route_configuration__free_unpacked(rc, NULL);
 		return;
 	}
@@ -702,7 +808,7 @@ static void process_any(struct lg_proxy *p, int t, const Google__Protobuf__Any *
 			envoy__config__cluster__v3__cluster__unpack(NULL, any->value.len, any->value.data);
 		if (!c)
 			break;
-		on_cluster(c, next);
+		on_cluster(p, c, next);
 		envoy__config__cluster__v3__cluster__free_unpacked(c, NULL);
 		return;
 	}
@@ -1075,6 +1181,8 @@ static int proxy_targets_has(const struct lg_proxy *p, int svc)
 {
 	int i;
 
+	if (p->lg->cfg.sidecar)
+		return 1; /* a sidecar holds the whole mesh */
 	for (i = 0; i < p->ntargets; i++)
 		if (p->targets[i] == svc)
 			return 1;
@@ -1144,7 +1252,7 @@ int loadgen_new(const struct loadgen_config *cfg, struct loadgen **out)
 	*out = NULL;
 	if (!cfg || !cfg->target || cfg->proxies < 1 || cfg->proxies > LOADGEN_MAX_PROXIES || cfg->channels < 1 ||
 	    cfg->channels > LOADGEN_MAX_CHANNELS || cfg->targets < 1 || cfg->targets > LOADGEN_MAX_TARGETS ||
-	    cfg->services < 1)
+	    cfg->services < 1 || (cfg->sidecar && cfg->delta))
 		return -EINVAL;
 	grpc_init();
 	lg = calloc(1, sizeof(*lg));
@@ -1309,7 +1417,10 @@ int loadgen_watch_arm(struct loadgen *lg, int slot, const struct loadgen_watch *
 	loadgen_watch_disarm(lg, slot);
 	lw = &lg->watches[slot];
 	lw->w = *w;
-	bench_mesh_listener(w->svc, lw->resource, sizeof(lw->resource));
+	if (lg->cfg.sidecar)
+		snprintf(lw->resource, sizeof(lw->resource), "%d", BENCH_MESH_PORT); /* route config "PORT" */
+	else
+		bench_mesh_listener(w->svc, lw->resource, sizeof(lw->resource));
 	bench_mesh_cluster(w->svc, "v1", lw->cluster, sizeof(lw->cluster));
 	lw->armed = 1;
 	lw->last_ack = 0;
