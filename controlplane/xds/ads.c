@@ -342,13 +342,14 @@ static int MESH_MUST_CHECK encode_message(const ProtobufCMessage *m, uint8_t **o
 	return 0;
 }
 
-/* Serialise a DiscoveryResponse into p->wire.  Returns 0, -ENOMEM or -MESH_ETOOBIG. */
-static int MESH_MUST_CHECK encode_response(enum xds_type t, pending_resp *p)
+/* Serialise a DiscoveryResponse carrying res[0..n) with p's version and
+ * nonce into p->wire.  Returns 0, -ENOMEM or -MESH_ETOOBIG. */
+static int MESH_MUST_CHECK encode_response(enum xds_type t, pending_resp *p, const struct xds_resource **res, size_t n)
 {
 	Envoy__Service__Discovery__V3__DiscoveryResponse resp = ENVOY__SERVICE__DISCOVERY__V3__DISCOVERY_RESPONSE__INIT;
 	Envoy__Config__Core__V3__ControlPlane cp = ENVOY__CONFIG__CORE__V3__CONTROL_PLANE__INIT;
 	Google__Protobuf__Any *anys = NULL, **ptrs = NULL;
-	size_t i, n = p->nres;
+	size_t i;
 	int rc = 0;
 
 	if (n) {
@@ -360,7 +361,7 @@ static int MESH_MUST_CHECK encode_response(enum xds_type t, pending_resp *p)
 		}
 	}
 	for (i = 0; i < n; i++) {
-		encode_any(&anys[i], t, p->res[i]);
+		encode_any(&anys[i], t, res[i]);
 		ptrs[i] = &anys[i];
 	}
 	resp.version_info = p->version;
@@ -955,6 +956,49 @@ out:
 	return rc;
 }
 
+/*
+ * The resources of p (the whole subscribed set, name order) that the
+ * client was not last sent with the same hash, borrowed into a new array
+ * (*out; may be NULL when *n is 0).  A push to a sidecar carries only
+ * these for RDS and EDS: Envoy's state-of-the-world protocol lets a
+ * response of those types leave out resources the client holds (only LDS
+ * and CDS responses must be complete), as istiod's incremental EDS does.
+ * With the whole mesh in every sidecar, an endpoint change then costs one
+ * ClusterLoadAssignment per proxy, not all of them.  What the client holds
+ * afterwards is still p's whole set (type_hold), so versions and the
+ * config dump keep meaning the full set.  Returns 0 or -ENOMEM.
+ */
+static int MESH_MUST_CHECK sotw_changed(const type_state *ts, const pending_resp *p,
+					const struct xds_resource ***out, size_t *n)
+{
+	const struct xds_resource **v;
+	size_t i = 0, j = 0;
+
+	*out = NULL;
+	*n = 0;
+	if (p->nres == 0)
+		return 0;
+	v = calloc(p->nres, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	/* both lists are sorted by name */
+	while (i < p->nres) {
+		int c = j < ts->sent_nres ? strcmp(p->res[i]->name, ts->sent_res[j]->name) : -1;
+		if (c < 0) {
+			v[(*n)++] = p->res[i++];
+		} else if (c > 0) {
+			j++;
+		} else {
+			if (p->res[i]->hash != ts->sent_res[j]->hash)
+				v[(*n)++] = p->res[i];
+			i++;
+			j++;
+		}
+	}
+	*out = v;
+	return 0;
+}
+
 /* Queue a response for type t, replacing any older one still waiting.
  * Delta only marks the type: its diff is built by xds_ads_stream_next.
  * Returns 0 or a negative code (logged). */
@@ -963,6 +1007,8 @@ static int stream_enqueue(struct xds_ads_stream *st, enum xds_type t, const stru
 	struct xds_ads *a = st->ads;
 	type_state *ts = &st->types[t];
 	pending_resp p = { 0 };
+	const struct xds_resource **changed = NULL;
+	size_t nchanged = 0;
 	int rc = 0;
 
 	if (st->delta) {
@@ -998,7 +1044,13 @@ static int stream_enqueue(struct xds_ads_stream *st, enum xds_type t, const stru
 		}
 	}
 	snprintf(p.nonce, sizeof(p.nonce), "%llx", (unsigned long long)++a->nonce_counter);
-	rc = encode_response(t, &p);
+	if (!ts->need_send && st->key && st->key->whole && (t == XDS_ROUTE || t == XDS_ENDPOINT) && ts->sent) {
+		rc = sotw_changed(ts, &p, &changed, &nchanged);
+		if (rc == 0)
+			rc = encode_response(t, &p, changed, nchanged);
+	} else {
+		rc = encode_response(t, &p, p.res, p.nres);
+	}
 	if (rc < 0)
 		goto out;
 	p.queued = 1;
@@ -1014,6 +1066,7 @@ out:
 	if (rc < 0)
 		log_error(SCOPE, "stream %llu: cannot build %s response: %s", (unsigned long long)st->id,
 			  xds_type_short(t), mesh_strerror(rc));
+	free(changed);
 	pending_clear(&p);
 	return rc;
 }

@@ -5,7 +5,8 @@
  * without labels) is requested once when its Node is first seen, its
  * responses wait for the key's set, LDS/CDS wildcards read that set and
  * RDS/EDS are served by name from it (SotW and Delta), replicas share the
- * key, a new set re-pushes only what changed, and the key is released
+ * key, a new set re-pushes only what changed (RDS and EDS pushes carry
+ * only the changed resources), and the key is released
  * with its last stream.  The test plays the push stage: it takes the
  * requests from the `want` callback and hands sets back.
  */
@@ -353,6 +354,55 @@ START_TEST(router_still_refused_naming_what_is_served)
 }
 END_TEST
 
+
+/* A set with EDS "a" and "b" of the given contents. */
+static struct xds_snapshot *eds_set(const char *a, const char *b)
+{
+	struct xds_snapshot *s = xds_snapshot_new();
+
+	ck_assert_ptr_nonnull(s);
+	ck_assert_int_eq(xds_snapshot_add(s, XDS_ENDPOINT, "a", (const uint8_t *)a, strlen(a)), 0);
+	ck_assert_int_eq(xds_snapshot_add(s, XDS_ENDPOINT, "b", (const uint8_t *)b, strlen(b)), 0);
+	xds_snapshot_seal(s);
+	return s;
+}
+
+START_TEST(sidecar_push_carries_only_changed_endpoints)
+{
+	static const char *const ab[] = { "a", "b" }, *const a1b1[] = { "a1", "b1" }, *const b2[] = { "b2" };
+	struct xds_ads_stream *st;
+	char *key = key_of("a", NULL);
+	Resp *r, *r2;
+
+	ck_assert_int_eq(xds_ads_stream_new(ads, 0, NULL, NULL, &st), 0);
+	sotw(st, ID_A1, "a", URL_EDS, NULL, NULL, ab, 2, NULL);
+	xds_ads_proxy_set(ads, key, eds_set("a1", "b1"), reqs[0]->seq);
+	xds_ads_proxy_flush(ads, NULL);
+	expect_and_ack(st, URL_EDS, ab, 2, 2, a1b1);
+	/* b's endpoints move: the push names b only, under the full set's version */
+	xds_ads_proxy_set(ads, key, eds_set("a1", "b2"), reqs[0]->seq);
+	xds_ads_proxy_flush(ads, NULL);
+	r = next_sotw(st);
+	ck_assert_ptr_nonnull(r);
+	assert_payloads(r, URL_EDS, 1, b2);
+	sotw(st, NULL, NULL, URL_EDS, r->version_info, r->nonce, ab, 2, NULL);
+	/* a new subscription (the names change) gets everything again */
+	{
+		static const char *const abc[] = { "a", "b", "c" }, *const a1b2[] = { "a1", "b2" };
+		sotw(st, NULL, NULL, URL_EDS, r->version_info, r->nonce, abc, 3, NULL);
+		r2 = next_sotw(st);
+		ck_assert_ptr_nonnull(r2);
+		assert_payloads(r2, URL_EDS, 2, a1b2);
+		/* same resources as the partial push: same version */
+		ck_assert_str_eq(r2->version_info, r->version_info);
+		resp_free(r2);
+	}
+	resp_free(r);
+	xds_ads_stream_free(st);
+	free(key);
+}
+END_TEST
+
 static Suite *sidecar_suite(void)
 {
 	Suite *s = suite_create("xds_ads_sidecar");
@@ -363,6 +413,7 @@ static Suite *sidecar_suite(void)
 	tcase_add_test(tc, sidecar_delta_wildcard_and_names);
 	tcase_add_test(tc, sidecar_key_has_ip_only_without_labels);
 	tcase_add_test(tc, router_still_refused_naming_what_is_served);
+	tcase_add_test(tc, sidecar_push_carries_only_changed_endpoints);
 	suite_add_tcase(s, tc);
 	return s;
 }
