@@ -5,9 +5,10 @@
  *
  * Flavours: each stream takes its flavour from its first request's Node
  * (xds_flavour_of_node) and is served from the snapshot published for that
- * flavour.  A flavour nothing was published for, while another flavour
- * has a snapshot, means meshd has no generator for it: the stream ends
- * with UNIMPLEMENTED rather than get another flavour's config.
+ * flavour (or, for a whole-per-proxy flavour, its key's set: below).  A
+ * flavour nothing was published for, while another flavour has a
+ * snapshot, means meshd has no generator for it (today: the router): the
+ * stream ends with UNIMPLEMENTED rather than get another flavour's config.
  *
  * Protocol, per stream and type URL: the first request subscribes
  * (resource names; empty for LDS/CDS means every resource), each response
@@ -45,6 +46,14 @@
  * builds a resource, so neither it nor /debug/syncz (which takes the
  * server lock the core runs under) waits on a generator.  A key goes with
  * its last stream, and the stage is told to drop it.
+ *
+ * Whole-per-proxy flavours (the sidecar, xds_ads_config.whole_flavours):
+ * a sidecar's every resource depends on its workload, so its key (with
+ * the service account, and the IP when it has no labels) is asked of the
+ * stage once, when the Node is first seen, for the whole set
+ * (XDS_PROXY_WANT_ALL); the stream is served from that set alone (LDS/CDS
+ * wildcards included) and waits until it exists.  Pushes of RDS and EDS to
+ * such streams carry only the changed resources (sotw_changed).
  *
  * Memory: a response waiting to be sent and what was last sent hold a
  * reference to each resource in them, never to a snapshot: a stream keeps

@@ -24,10 +24,9 @@
  *
  * Every proxy's Node carries GENERATOR: grpc, the "sidecar metadata" ones
  * too (they add an Envoy user agent and ISTIO_VERSION): meshd picks the
- * config flavour from the Node and refuses sidecar nodes until it has a
- * sidecar generator, and these proxies follow the proxyless chain
- * (host:port listeners with an ApiListener), so the bench keeps measuring
- * what it always did.
+ * config flavour from the Node, and these proxies follow the proxyless
+ * chain (host:port listeners with an ApiListener), so the proxyless rows
+ * keep measuring what they always did.
  *
  * Sidecar mode (cfg->sidecar): LDS and CDS are wildcard subscriptions
  * (no names; synced once answered and ACKed), RDS names come from the HTTP

@@ -9,8 +9,8 @@
  * calls, so a change to it is a full push) plus random others.  A share of
  * the proxies presents Envoy-like node metadata (user agent "envoy",
  * ISTIO_VERSION) but still declares GENERATOR: grpc and asks for the same
- * resources: meshd serves a stream the flavour its Node names, and it has
- * only the proxyless generator (a sidecar node is refused with UNIMPLEMENTED).
+ * resources: meshd serves a stream the flavour its Node names, so these
+ * measure the proxyless flavour; real sidecars are the sidecar mode below.
  *
  * With sidecar set the proxies are sidecars instead (Envoy's chain): a
  * node id "sidecar~IP~bench-I.bench~bench.svc.cluster.local" without
