@@ -1018,7 +1018,7 @@ static int stream_enqueue(struct xds_ads_stream *st, enum xds_type t, const stru
 	pending_resp p = { 0 };
 	const struct xds_resource **changed = NULL;
 	size_t nchanged = 0;
-	int rc = 0;
+	int rc = 0, record_tver = 0;
 
 	if (st->delta) {
 		if (!ts->pending.queued) {
@@ -1034,6 +1034,15 @@ static int stream_enqueue(struct xds_ads_stream *st, enum xds_type t, const stru
 	/* held until the stage answers: the response then carries the name */
 	if (stream_waiting(st, t))
 		goto out;
+	/* A push to a sidecar whose key's set of this type did not change:
+	 * nothing to do (the names did not change either, or need_send
+	 * would be set), without selecting and hashing thousands of
+	 * resources per stream. */
+	if (st->key && st->key->whole) {
+		if (!ts->need_send && ts->have_latest && ts->key_tver[0] && strcmp(ts->key_tver, st->key->tver[t]) == 0)
+			goto out;
+		record_tver = 1;
+	}
 	rc = select_resources(ts, t, stream_snap(st), st->own, &p.res, &p.nres);
 	if (rc < 0)
 		goto out;
@@ -1075,6 +1084,8 @@ out:
 	if (rc < 0)
 		log_error(SCOPE, "stream %llu: cannot build %s response: %s", (unsigned long long)st->id,
 			  xds_type_short(t), mesh_strerror(rc));
+	if (rc == 0 && record_tver)
+		copy_str(ts->key_tver, sizeof(ts->key_tver), st->key->tver[t]);
 	free(changed);
 	pending_clear(&p);
 	return rc;
@@ -1790,6 +1801,14 @@ void xds_ads_proxy_set(struct xds_ads *a, const char *key, struct xds_snapshot *
 	}
 	xds_snapshot_unref(k->snap);
 	k->snap = snap;
+	if (k->whole) {
+		int t;
+
+		for (t = 0; t < XDS_TYPE_COUNT; t++) {
+			const struct xds_resource_set *set = snap ? &snap->sets[t] : NULL;
+			version_of(set ? (const struct xds_resource **)set->v : NULL, set ? set->n : 0, k->tver[t]);
+		}
+	}
 	if (answered > k->answered)
 		k->answered = answered;
 	for (st = a->streams; st; st = st->next) {

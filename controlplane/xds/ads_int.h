@@ -56,6 +56,9 @@ struct xds_ads__key {
 	int whole;                         /* the set is the streams' whole config */
 	int users;                         /* streams holding it */
 	struct xds_snapshot *snap;         /* the stage's last set; NULL before one */
+	/* whole: version_of each type's full set in snap, so a push skips, per
+	 * stream, the types whose set did not change (most of them) */
+	char tver[XDS_TYPE_COUNT][XDS_VERSION_CAP];
 	uint64_t answered;                 /* requests up to this seq are answered */
 	uint64_t asked_seq;                /* the newest request's seq */
 	struct xds_ads__asked *asked;      /* every name ever asked for the key */
@@ -85,6 +88,8 @@ struct xds_ads__type {
 	char nacked_version[XDS_VERSION_CAP];
 	char *error;
 	struct xds_ads__pending pending;
+	/* whole-flavour SotW: the key's tver[] this type was last resolved against */
+	char key_tver[XDS_VERSION_CAP];
 	/* Delta: the client's initial_resource_versions, until the first diff */
 	struct xds_ads__init *init;
 	size_t ninit;
