@@ -63,6 +63,7 @@ struct push_stage {
 	bool files_moved;            /* read the file source when the window closes */
 	bool store_changed;          /* the store changed under us (Kubernetes) */
 	struct gen_cache *gen_cache; /* encoded resources kept across pushes */
+	struct gen_sidecar_cache *sc_cache; /* sidecar CDS/EDS shared by the keys of one model */
 	uint64_t builds;
 	uint64_t whole_builds;
 	uint64_t rejections_counted;
@@ -105,14 +106,16 @@ static int push__build_default(void *ctx, const struct model *m, const struct pu
 static int push__build_all_default(void *ctx, const struct model *m, const struct push_workload *w,
 				   struct xds_snapshot **out)
 {
+	struct push_stage *p = ctx;
 	struct gen_workload gw = { w->ns, w->labels };
 	struct gen_node node = { w->ip, w->service_account, NULL };
 
-	(void)ctx;
 	*out = NULL;
 	if (w->flavour != XDS_FLAVOUR_SIDECAR)
 		return -ENOENT;
-	return gen_sidecar_snapshot(m, &gen_profile_sidecar, &gw, &node, &push__notes, out);
+	if (!p->sc_cache)
+		p->sc_cache = gen_sidecar_cache_new(); /* NULL: every key builds it all */
+	return gen_sidecar_snapshot_cached(p->sc_cache, m, &gen_profile_sidecar, &gw, &node, &push__notes, out);
 }
 
 static void push__key_free(struct push__key *k)
@@ -183,7 +186,7 @@ static int push__key_build(struct push_stage *p, struct push__key *k, const stru
 	k->dirty = false;
 	if (k->whole) {
 		p->whole_builds++;
-		rc = build_all(p->cfg.build_ctx, m, &w, &snap);
+		rc = build_all(p->cfg.build_all ? p->cfg.build_ctx : p, m, &w, &snap);
 		if (rc == -ENOENT && !snap)
 			snap = xds_snapshot_new(); /* no generator: an empty set answers */
 		if (rc < 0 && rc != -ENOENT) {
@@ -422,6 +425,7 @@ void push_stage_free(struct push_stage *p)
 		push__key_free(k);
 	}
 	gen_cache_free(p->gen_cache);
+	gen_sidecar_cache_free(p->sc_cache);
 	model_unref(p->model);
 	cfg_snapshot_unref(p->cfg_snap);
 	pthread_mutex_destroy(&p->lock);
