@@ -184,6 +184,8 @@ enum xds_flavour xds_flavour_of_node(const Envoy__Config__Core__V3__Node *node)
 static void pending_clear(pending_resp *p)
 {
 	free(p->wire);
+	if (p->head)
+		xds_resource_unref(p->head);
 	xds_resource_array_unref(p->res, p->nres);
 	memset(p, 0, sizeof(*p));
 }
@@ -709,7 +711,12 @@ static struct xds_ads__key *key_find(const struct xds_ads *a, const char *key)
 static void key_free(struct xds_ads__key *k)
 {
 	size_t i;
+	int t;
 
+	for (t = 0; t < XDS_TYPE_COUNT; t++)
+		for (i = 0; i < 2; i++)
+			if (k->body[t][i])
+				xds_resource_unref(k->body[t][i]);
 	for (i = 0; i < k->nasked; i++)
 		free(k->asked[i].name);
 	free(k->asked);
@@ -1008,6 +1015,58 @@ static int MESH_MUST_CHECK sotw_changed(const type_state *ts, const pending_resp
 	return 0;
 }
 
+/*
+ * A whole key's response of type t carrying res[0..n) (a subset of p's
+ * when partial) with p's version: the body (every field but the nonce) is
+ * encoded once per key and content, and shared by the key's streams as
+ * p->head (a reference); p->wire gets only the stream's nonce field.
+ * Protobuf fields may come in any order, so body + nonce is the same
+ * message.  2,000 replicas then hold one copy of a megabyte route config,
+ * not 2,000.  Returns 0 or a negative code.
+ */
+static int MESH_MUST_CHECK key_body(struct xds_ads__key *k, enum xds_type t, pending_resp *p,
+				    const struct xds_resource **res, size_t n, int partial)
+{
+	char name[2 * XDS_VERSION_CAP + 2], sub[XDS_VERSION_CAP] = "full";
+	const struct xds_resource **slot = k->body[t];
+	struct xds_resource *r = NULL;
+	pending_resp body = { 0 };
+	size_t nl = strlen(p->nonce);
+	int i, rc = 0;
+
+	if (partial)
+		version_of(res, n, sub);
+	snprintf(name, sizeof(name), "%s/%s", p->version, sub);
+	for (i = 0; i < 2; i++) {
+		if (slot[i] && strcmp(slot[i]->name, name) == 0) {
+			p->head = xds_resource_ref(slot[i]);
+			goto tail;
+		}
+	}
+	copy_str(body.version, sizeof(body.version), p->version);
+	rc = encode_response(t, &body, res, n); /* empty nonce: not encoded (proto3) */
+	if (rc == 0)
+		rc = xds_resource_new(t, name, body.wire, body.len, &r);
+	free(body.wire);
+	if (rc < 0)
+		return rc;
+	if (slot[1])
+		xds_resource_unref(slot[1]);
+	slot[1] = slot[0];
+	slot[0] = r;
+	p->head = xds_resource_ref(r);
+tail:
+	/* field 5 (nonce), length-delimited; nonces are short hex */
+	p->wire = malloc(nl + 2);
+	if (!p->wire)
+		return -ENOMEM;
+	p->wire[0] = (5 << 3) | 2;
+	p->wire[1] = (uint8_t)nl;
+	memcpy(p->wire + 2, p->nonce, nl);
+	p->len = nl + 2;
+	return 0;
+}
+
 /* Queue a response for type t, replacing any older one still waiting.
  * Delta only marks the type: its diff is built by xds_ads_stream_next.
  * Returns 0 or a negative code (logged). */
@@ -1065,7 +1124,9 @@ static int stream_enqueue(struct xds_ads_stream *st, enum xds_type t, const stru
 	if (!ts->need_send && st->key && st->key->whole && (t == XDS_ROUTE || t == XDS_ENDPOINT) && ts->sent) {
 		rc = sotw_changed(ts, &p, &changed, &nchanged);
 		if (rc == 0)
-			rc = encode_response(t, &p, changed, nchanged);
+			rc = key_body(st->key, t, &p, changed, nchanged, 1);
+	} else if (st->key && st->key->whole) {
+		rc = key_body(st->key, t, &p, p.res, p.nres, 0);
 	} else {
 		rc = encode_response(t, &p, p.res, p.nres);
 	}
@@ -1737,7 +1798,9 @@ int xds_ads_stream_next(struct xds_ads_stream *st, struct xds_ads_response *out)
 	out->type = (enum xds_type)t;
 	out->data = best->wire;
 	out->len = best->len;
+	out->head = best->head;
 	best->wire = NULL;
+	best->head = NULL;
 	/* It is on its way: remember it as sent (delta_build took the held set). */
 	type_sent(ts, best);
 	if (!st->delta)

@@ -233,6 +233,11 @@ struct xds_ads_response {
 	enum xds_type type;
 	uint8_t *data;               /* malloc'd wire bytes; the caller frees them */
 	size_t len;
+	/* NULL, or bytes to send before data, shared by the streams of a
+	 * whole-per-proxy key (data is then only the nonce field): the
+	 * message is head->data followed by data.  The caller takes the
+	 * reference (xds_resource_unref once sent). */
+	const struct xds_resource *head;
 };
 
 /*

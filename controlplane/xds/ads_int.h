@@ -21,6 +21,7 @@ struct xds_ads__pending {
 	uint64_t seq;                      /* enqueue order */
 	uint8_t *wire;                     /* SotW: encoded at enqueue; Delta: built by xds_ads_stream_next */
 	size_t len;
+	const struct xds_resource *head;   /* whole-flavour SotW: the shared part, before wire */
 	char version[XDS_VERSION_CAP];
 	char nonce[XDS_NONCE_CAP];
 	const struct xds_resource **res;   /* a reference to each (never to a snapshot) */
@@ -59,6 +60,10 @@ struct xds_ads__key {
 	/* whole: version_of each type's full set in snap, so a push skips, per
 	 * stream, the types whose set did not change (most of them) */
 	char tver[XDS_TYPE_COUNT][XDS_VERSION_CAP];
+	/* whole: the encoded response bodies (all but the nonce) last built
+	 * per type, newest first, shared by the key's streams; named
+	 * "VERSION/SUBSET-VERSION" */
+	const struct xds_resource *body[XDS_TYPE_COUNT][2];
 	uint64_t answered;                 /* requests up to this seq are answered */
 	uint64_t asked_seq;                /* the newest request's seq */
 	struct xds_ads__asked *asked;      /* every name ever asked for the key */

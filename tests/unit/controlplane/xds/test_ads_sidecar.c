@@ -110,11 +110,22 @@ static Resp *next_sotw(struct xds_ads_stream *st)
 	struct xds_ads_response r;
 	Resp *resp;
 	int rc = xds_ads_stream_next(st, &r);
+	uint8_t *msg;
+	size_t len;
 
 	ck_assert_int_ge(rc, 0);
 	if (rc == 0)
 		return NULL;
-	resp = envoy__service__discovery__v3__discovery_response__unpack(NULL, r.len, r.data);
+	/* a sidecar's response: the key's shared head, then the stream's nonce */
+	ck_assert_ptr_nonnull(r.head);
+	len = r.head->len + r.len;
+	msg = malloc(len);
+	ck_assert_ptr_nonnull(msg);
+	memcpy(msg, r.head->data, r.head->len);
+	memcpy(msg + r.head->len, r.data, r.len);
+	xds_resource_unref(r.head);
+	resp = envoy__service__discovery__v3__discovery_response__unpack(NULL, len, msg);
+	free(msg);
 	free(r.data);
 	ck_assert_ptr_nonnull(resp);
 	return resp;
