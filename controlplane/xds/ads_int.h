@@ -50,6 +50,18 @@ struct xds_ads__asked {
 	uint64_t seq;                      /* the request's sequence number */
 };
 
+/* A whole key's selection of one type for a subscription, shared by the
+ * key's streams subscribed alike (replicas ask for the same names). */
+struct xds_ads__sel {
+	struct xds_snapshot *snap;         /* the set it was selected from (a reference); NULL: none */
+	int wildcard;
+	uint64_t names_hash;
+	size_t nnames;
+	const struct xds_resource **res;   /* a reference to each */
+	size_t nres;
+	char version[XDS_VERSION_CAP];
+};
+
 /* The streams sharing per-proxy resources (flavour, namespace, labels). */
 struct xds_ads__key {
 	struct xds_ads__key *next;
@@ -64,6 +76,7 @@ struct xds_ads__key {
 	 * per type, newest first, shared by the key's streams; named
 	 * "VERSION/SUBSET-VERSION" */
 	const struct xds_resource *body[XDS_TYPE_COUNT][2];
+	struct xds_ads__sel sel[XDS_TYPE_COUNT];
 	uint64_t answered;                 /* requests up to this seq are answered */
 	uint64_t asked_seq;                /* the newest request's seq */
 	struct xds_ads__asked *asked;      /* every name ever asked for the key */
@@ -75,6 +88,7 @@ struct xds_ads__type {
 	int wildcard;
 	char **names;                      /* sorted, unique */
 	size_t nnames;
+	uint64_t names_hash;               /* over names, for the key's shared selection */
 	int need_send;                     /* respond even if the version is unchanged */
 	/* the newest response queued or sent: what protocol decisions use */
 	char latest_version[XDS_VERSION_CAP];
