@@ -470,6 +470,8 @@ int main(int argc, char **argv)
 		/* per-proxy resources: asked by the xDS thread, built by the stage */
 		xc.want = push_stage_want;
 		xc.want_ctx = d.push;
+		/* a sidecar's whole config is built per workload by the stage */
+		xc.whole_flavours = 1u << XDS_FLAVOUR_SIDECAR;
 		creds = ca_service_server_credentials(d.ca_svc);
 		if (!creds) {
 			log_error("meshd", "cannot set up TLS for %s", d.opts.secure_addr);

@@ -196,6 +196,21 @@ MESH_MUST_CHECK int gen_sidecar_snapshot(const struct model *m, const struct gen
 					 const struct gen_workload *w, const struct gen_node *node,
 					 const struct gen_notes *notes, struct xds_snapshot **out);
 
+/* The same, sharing each service's clusters and assignments between the
+ * workloads of one namespace built against the same model: c keeps them
+ * for the model last used (a new model or profile empties it), so a push
+ * serving many sidecar workloads builds each service's CDS/EDS once per
+ * namespace, and the snapshots share the encoded resources.  The output
+ * is byte-identical to gen_sidecar_snapshot's; c NULL builds everything.
+ * Not thread-safe: one cache per thread. */
+struct gen_sidecar_cache;
+struct gen_sidecar_cache *gen_sidecar_cache_new(void);      /* NULL without memory */
+void gen_sidecar_cache_free(struct gen_sidecar_cache *c);   /* NULL is a no-op */
+MESH_MUST_CHECK int gen_sidecar_snapshot_cached(struct gen_sidecar_cache *c, const struct model *m,
+						const struct gen_profile *p, const struct gen_workload *w,
+						const struct gen_node *node, const struct gen_notes *notes,
+						struct xds_snapshot **out);
+
 /* Istio's names (pilot/pkg/networking/util, pilot/pkg/model/listener.go). */
 #define GEN_VIRTUAL_OUTBOUND       "virtualOutbound"
 #define GEN_VIRTUAL_INBOUND        "virtualInbound"

@@ -1096,10 +1096,175 @@ static int gen_special_clusters(struct gen_sc *sc)
 	return rc;
 }
 
+/* ---------------------------------------------------------------- shared groups */
+
+/*
+ * The clusters and assignments of one service depend on the model, the
+ * profile and the caller's namespace only (gen__dr: the DestinationRule
+ * the caller sees; nothing else of the caller is read by cluster.c,
+ * endpoint.c or tls.c), not on the workload's labels: workloads of one
+ * namespace get the same bytes.  The cache keeps them per (namespace,
+ * service) for one model, so a push builds each once however many
+ * sidecar workloads it serves, and their snapshots share the encoded
+ * resources.  A different model (pointer or generation) or profile
+ * empties it: nothing is reused across models, so no key can miss an
+ * input.
+ */
+struct gen_sc_group {
+	bool valid;
+	int rc;                          /* the builder's result (< 0: noted once) */
+	struct xds_resource **v;         /* emission order; one reference each */
+	size_t n;
+};
+
+struct gen_sc_ns {
+	char *ns;
+	struct gen_sc_group *g;          /* [service][CDS, EDS] */
+};
+
+struct gen_sidecar_cache {
+	const struct model *m;
+	uint64_t generation;
+	const struct gen_profile *p;
+	size_t n_services;
+	struct gen_sc_ns *ns;
+	size_t n_ns;
+};
+
+static void gen_sc_ns_cleanup(struct gen_sc_ns *e, size_t n_services)
+{
+	size_t i;
+
+	for (i = 0; e->g && i < 2 * n_services; i++)
+		xds_resource_array_unref((const struct xds_resource **)e->g[i].v, e->g[i].n);
+	free(e->g);
+	free(e->ns);
+}
+
+static void gen_sc_cache_reset(struct gen_sidecar_cache *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->n_ns; i++)
+		gen_sc_ns_cleanup(&c->ns[i], c->n_services);
+	free(c->ns);
+	c->ns = NULL;
+	c->n_ns = 0;
+	c->m = NULL;
+}
+
+struct gen_sidecar_cache *gen_sidecar_cache_new(void)
+{
+	return calloc(1, sizeof(struct gen_sidecar_cache));
+}
+
+void gen_sidecar_cache_free(struct gen_sidecar_cache *c)
+{
+	if (!c)
+		return;
+	gen_sc_cache_reset(c);
+	free(c);
+}
+
+/* The groups of namespace ns for m and p (a new row when needed), or NULL
+ * without memory. */
+static struct gen_sc_group *gen_sc_cache_row(struct gen_sidecar_cache *c, const struct model *m,
+					     const struct gen_profile *p, const char *ns)
+{
+	struct gen_sc_ns *v;
+	size_t i;
+
+	if (c->m != m || c->generation != m->generation || c->p != p || c->n_services != m->n_services) {
+		gen_sc_cache_reset(c);
+		c->m = m;
+		c->generation = m->generation;
+		c->p = p;
+		c->n_services = m->n_services;
+	}
+	for (i = 0; i < c->n_ns; i++)
+		if (strcmp(c->ns[i].ns, ns) == 0)
+			return c->ns[i].g;
+	v = realloc(c->ns, (c->n_ns + 1) * sizeof(*v));
+	if (!v)
+		return NULL;
+	c->ns = v;
+	v[c->n_ns].ns = strdup(ns);
+	v[c->n_ns].g = calloc(2 * (m->n_services ? m->n_services : 1), sizeof(struct gen_sc_group));
+	if (!v[c->n_ns].ns || !v[c->n_ns].g) {
+		free(v[c->n_ns].ns);
+		free(v[c->n_ns].g);
+		return NULL;
+	}
+	return v[c->n_ns++].g;
+}
+
+/* Build kind k of svc into g (what the builder emitted, in order). */
+static int gen_sc_group_build(const struct gen_ctx *gc, const struct model_service *svc, int k,
+			      struct gen_sc_group *g)
+{
+	struct xds_snapshot *tmp = xds_snapshot_new();
+	struct arena *a = arena_new(GEN_ARENA_MAX);
+	int rc = -ENOMEM;
+
+	if (!tmp || !a)
+		goto out; /* not valid: tried again by the next workload */
+	rc = gen__builders[k](gc, svc, a, tmp);
+	/* keep the unsealed set: the emission order (also what a failed
+	 * build emitted before failing, as the uncached path adds it) */
+	g->v = tmp->sets[k].v;
+	g->n = tmp->sets[k].n;
+	memset(&tmp->sets[k], 0, sizeof(tmp->sets[k]));
+	g->valid = true;
+	g->rc = rc;
+out:
+	arena_free(a);
+	xds_snapshot_unref(tmp);
+	return rc;
+}
+
+/* CDS and EDS of service i for sc, from the cache when it has them. */
+static int gen_sc_service(struct gen_sc *sc, struct gen_sidecar_cache *c, size_t i)
+{
+	const struct model *m = sc->g.m;
+	struct gen_sc_group *row = c ? gen_sc_cache_row(c, m, sc->g.p, gen__workload_ns(sc->w)) : NULL;
+	size_t j;
+	int k, rc = 0;
+
+	if (!row) {
+		/* no cache (or no memory for it): build in place, as always */
+		struct arena *sa = arena_new(GEN_ARENA_MAX);
+
+		if (!sa)
+			return -ENOMEM;
+		for (k = XDS_CLUSTER; k <= XDS_ENDPOINT && rc == 0; k++)
+			rc = gen__builders[k](&sc->g, &m->services[i], sa, sc->snap);
+		arena_free(sa);
+		return rc;
+	}
+	for (k = XDS_CLUSTER; k <= XDS_ENDPOINT && rc == 0; k++) {
+		struct gen_sc_group *g = &row[2 * i + (size_t)(k - XDS_CLUSTER)];
+
+		if (!g->valid)
+			(void)gen_sc_group_build(&sc->g, &m->services[i], k, g);
+		for (j = 0; j < g->n && rc == 0; j++)
+			rc = xds_snapshot_add_ref(sc->snap, (enum xds_type)k, g->v[j]);
+		if (rc == 0)
+			rc = g->rc;
+	}
+	return rc;
+}
+
 /* ---------------------------------------------------------------- entry */
 
 int gen_sidecar_snapshot(const struct model *m, const struct gen_profile *p, const struct gen_workload *w,
 			 const struct gen_node *node, const struct gen_notes *notes, struct xds_snapshot **out)
+{
+	return gen_sidecar_snapshot_cached(NULL, m, p, w, node, notes, out);
+}
+
+int gen_sidecar_snapshot_cached(struct gen_sidecar_cache *c, const struct model *m, const struct gen_profile *p,
+				const struct gen_workload *w, const struct gen_node *node,
+				const struct gen_notes *notes, struct xds_snapshot **out)
 {
 	static const struct gen_sidecar_scope no_scope = { .outbound = GEN_OUTBOUND_ALLOW_ANY };
 	static const struct gen_workload no_workload;
@@ -1107,7 +1272,7 @@ int gen_sidecar_snapshot(const struct model *m, const struct gen_profile *p, con
 	struct gen_sc sc = { 0 };
 	struct gen_inport *inports = NULL;
 	size_t n_in = 0, i;
-	int rc = -ENOMEM, k;
+	int rc = -ENOMEM;
 
 	*out = NULL;
 	if (!w)
@@ -1130,18 +1295,9 @@ int gen_sidecar_snapshot(const struct model *m, const struct gen_profile *p, con
 	/* CDS, EDS per visible service, one arena each (as gen_snapshot) */
 	rc = 0;
 	for (i = 0; i < m->n_services && rc == 0; i++) {
-		struct arena *sa;
-
 		if (!sc.visible[i])
 			continue;
-		sa = arena_new(GEN_ARENA_MAX);
-		if (!sa) {
-			rc = -ENOMEM;
-			break;
-		}
-		for (k = XDS_CLUSTER; k <= XDS_ENDPOINT && rc == 0; k++)
-			rc = gen__builders[k](&sc.g, &m->services[i], sa, sc.snap);
-		arena_free(sa);
+		rc = gen_sc_service(&sc, c, i);
 		if (rc < 0)
 			gen__note(&sc.g, GEN_NOTE_ERROR, "xds", "%s config for %s: %s", p->name, m->services[i].hostname,
 				  mesh_strerror(rc));

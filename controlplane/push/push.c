@@ -45,6 +45,9 @@ struct push__key {
 	enum xds_flavour flavour;
 	char *ns;
 	struct cfg_labels *labels;   /* never NULL */
+	char *sa;                    /* service account; NULL: unknown */
+	char *ip;                    /* NULL: unknown or not part of the key */
+	bool whole;                  /* the set is the whole config (XDS_PROXY_WANT_ALL) */
 	struct push__name *names;
 	size_t n, cap;
 	struct xds_snapshot *snap;   /* last built; NULL before the first build */
@@ -60,7 +63,9 @@ struct push_stage {
 	bool files_moved;            /* read the file source when the window closes */
 	bool store_changed;          /* the store changed under us (Kubernetes) */
 	struct gen_cache *gen_cache; /* encoded resources kept across pushes */
+	struct gen_sidecar_cache *sc_cache; /* sidecar CDS/EDS shared by the keys of one model */
 	uint64_t builds;
+	uint64_t whole_builds;
 	uint64_t rejections_counted;
 	struct mesh_queue reqs;      /* xDS thread -> here: struct xds_proxy_req */
 	struct push__key *keys;
@@ -109,6 +114,23 @@ static int push__build_default(void *ctx, const struct model *m, const struct pu
 	return gen_inbound_listener(m, &gen_profile_proxyless, &gw, name, &push__notes, data, len);
 }
 
+/* The default whole builder: a sidecar's config (gen/sidecar.c); the
+ * Sidecar resource's scope is not looked up yet (NULL: every service). */
+static int push__build_all_default(void *ctx, const struct model *m, const struct push_workload *w,
+				   struct xds_snapshot **out)
+{
+	struct push_stage *p = ctx;
+	struct gen_workload gw = { w->ns, w->labels };
+	struct gen_node node = { w->ip, w->service_account, NULL };
+
+	*out = NULL;
+	if (w->flavour != XDS_FLAVOUR_SIDECAR)
+		return -ENOENT;
+	if (!p->sc_cache)
+		p->sc_cache = gen_sidecar_cache_new(); /* NULL: every key builds it all */
+	return gen_sidecar_snapshot_cached(p->sc_cache, m, &gen_profile_sidecar, &gw, &node, &push__notes, out);
+}
+
 static void push__key_free(struct push__key *k)
 {
 	size_t i;
@@ -120,6 +142,8 @@ static void push__key_free(struct push__key *k)
 	free(k->names);
 	free(k->key);
 	free(k->ns);
+	free(k->sa);
+	free(k->ip);
 	if (k->labels) {
 		for (i = 0; i < k->labels->n; i++) {
 			free(k->labels->v[i].key);
@@ -165,15 +189,34 @@ static bool push__same_set(const struct xds_snapshot *a, const struct xds_snapsh
  * is the new one), 0 when it did not, or -ENOMEM (k keeps its old set). */
 static int push__key_build(struct push_stage *p, struct push__key *k, const struct model *m)
 {
-	struct push_workload w = { k->flavour, k->ns, k->labels };
+	struct push_workload w = { k->flavour, k->ns, k->labels, k->sa, k->ip };
 	push_build_fn build = p->cfg.build ? p->cfg.build : push__build_default;
-	struct xds_snapshot *snap = xds_snapshot_new();
+	push_build_all_fn build_all = p->cfg.build_all ? p->cfg.build_all : push__build_all_default;
+	struct xds_snapshot *snap = NULL;
 	size_t i;
 	int rc;
 
+	k->dirty = false;
+	if (k->whole) {
+		p->whole_builds++;
+		rc = build_all(p->cfg.build_all ? p->cfg.build_ctx : p, m, &w, &snap);
+		if (rc == -ENOENT && !snap)
+			snap = xds_snapshot_new(); /* no generator: an empty set answers */
+		if (rc < 0 && rc != -ENOENT) {
+			/* the key keeps its previous set (none: its streams wait) */
+			log_error(SCOPE, "generating the %s config of %.200s failed: %s", xds_flavour_name(k->flavour),
+				  k->ns ? k->ns : "?", mesh_strerror(rc));
+			xds_snapshot_unref(snap);
+			return rc;
+		}
+		if (!snap)
+			return -ENOMEM;
+		xds_snapshot_seal(snap);
+		goto compare;
+	}
+	snap = xds_snapshot_new();
 	if (!snap)
 		return -ENOMEM;
-	k->dirty = false;
 	for (i = 0; i < k->n; i++) {
 		uint8_t *data = NULL;
 		size_t len = 0;
@@ -187,6 +230,7 @@ static int push__key_build(struct push_stage *p, struct push__key *k, const stru
 				 mesh_strerror(rc));
 	}
 	xds_snapshot_seal(snap);
+compare:
 	if (push__same_set(snap, k->snap)) {
 		xds_snapshot_unref(snap);
 		return 0;
@@ -223,15 +267,26 @@ static void push__take_request(struct push_stage *p, struct xds_proxy_req *r)
 		k->ns = r->ns;
 		k->labels = r->labels;
 		k->flavour = r->flavour;
+		k->sa = r->service_account;
+		k->ip = r->ip;
 		r->key = NULL;
 		r->ns = NULL;
 		r->labels = NULL;
+		r->service_account = NULL;
+		r->ip = NULL;
 		k->next = p->keys;
 		p->keys = k;
 		p->nkeys++;
 	}
 	if (r->seq > k->asked)
 		k->asked = r->seq;
+	if (r->kind == XDS_PROXY_WANT_ALL) {
+		/* built whole at the next handle (once, however many ask) */
+		if (!k->whole || !k->snap)
+			k->dirty = true;
+		k->whole = true;
+		goto out;
+	}
 	for (i = 0; i < k->n; i++)
 		if (k->names[i].type == r->type && strcmp(k->names[i].name, r->name) == 0)
 			goto out;
@@ -383,6 +438,7 @@ void push_stage_free(struct push_stage *p)
 		push__key_free(k);
 	}
 	gen_cache_free(p->gen_cache);
+	gen_sidecar_cache_free(p->sc_cache);
 	model_unref(p->model);
 	cfg_snapshot_unref(p->cfg_snap);
 	pthread_mutex_destroy(&p->lock);
@@ -516,6 +572,11 @@ int push_stage_tick(struct push_stage *p, int64_t now)
 	}
 	rc = push_stage_push(p);
 	return rc < 0 ? rc : 1;
+}
+
+uint64_t push_stage_whole_builds(const struct push_stage *p)
+{
+	return p->whole_builds;
 }
 
 uint64_t push_stage_builds(const struct push_stage *p)

@@ -15,7 +15,8 @@
  * inside one window make one build.
  *
  * Per-proxy resources (ads.h: the inbound listeners of xDS-enabled gRPC
- * servers) are built here too, never on the xDS thread.  They are keyed by
+ * servers, and the whole config of each sidecar workload) are built here
+ * too, never on the xDS thread.  They are keyed by
  * what they depend on, (flavour, namespace, labels), so replicas of a
  * workload share one encoded set.  The xDS thread posts requests (key and
  * name) with push_stage_want(); the config thread polls push_stage_fd()
@@ -24,7 +25,11 @@
  * (the cache is invalidated by the model generation, not by what changed
  * in it: per-proxy names are few next to the shared snapshot) and
  * publishes the sets that changed with the snapshot; a key whose last
- * stream went (a release from the xDS thread) is dropped.
+ * stream went (a release from the xDS thread) is dropped.  A sidecar key
+ * (XDS_PROXY_WANT_ALL: flavour, namespace, labels, service account, and
+ * the IP when there are no labels) is built whole with
+ * gen_sidecar_snapshot(), once per key and model, however many replicas
+ * share it.
  *
  * Threads: the config thread owns the stage and makes every call but the
  * getters push_stage_model() / push_stage_config(), which any thread (the
@@ -52,6 +57,8 @@ struct push_workload {
 	enum xds_flavour flavour;
 	const char *ns;              /* NULL: unknown */
 	const struct cfg_labels *labels; /* never NULL */
+	const char *service_account; /* NULL: unknown */
+	const char *ip;              /* the node's IP; NULL: unknown (or not part of the key) */
 };
 
 /* Build one per-proxy resource `name` of type t for w from model m into
@@ -59,6 +66,13 @@ struct push_workload {
  * there is no such resource, or another negative code. */
 typedef int (*push_build_fn)(void *ctx, const struct model *m, const struct push_workload *w, enum xds_type t,
 			     const char *name, uint8_t **data, size_t *len);
+/* Build the whole config of w (a flavour served whole per proxy, ads.h
+ * whole_flavours: the sidecar) from m into *out (a sealed snapshot; the
+ * stage takes the reference).  Returns 0, -ENOENT when the flavour has no
+ * such generator (the key gets an empty set), or another negative code
+ * (the key keeps its previous set). */
+typedef int (*push_build_all_fn)(void *ctx, const struct model *m, const struct push_workload *w,
+				 struct xds_snapshot **out);
 
 struct push_stage_config {
 	struct cfg_store *store;
@@ -72,6 +86,9 @@ struct push_stage_config {
 	 * flavour's profile (tests plug in a stub) */
 	push_build_fn build;
 	void *build_ctx;
+	/* whole per-proxy configs; NULL: gen_sidecar_snapshot() with the
+	 * sidecar profile for sidecars (tests plug in a stub); ctx build_ctx */
+	push_build_all_fn build_all;
 };
 
 /* What a source saw. */
@@ -129,6 +146,10 @@ int push_stage_handle(struct push_stage *p);
 size_t push_stage_proxy_keys(const struct push_stage *p);
 /* Whether key (xds_proxy_key()) is cached. */
 bool push_stage_has_key(const struct push_stage *p, const char *key);
+
+/* Whole per-proxy configs built so far (tests: replicas of one workload
+ * share a build; a push builds each live key once). */
+uint64_t push_stage_whole_builds(const struct push_stage *p);
 
 /* Snapshots built so far (tests: how many builds a burst caused). */
 uint64_t push_stage_builds(const struct push_stage *p);

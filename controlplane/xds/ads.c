@@ -5,9 +5,10 @@
  *
  * Flavours: each stream takes its flavour from its first request's Node
  * (xds_flavour_of_node) and is served from the snapshot published for that
- * flavour.  A flavour nothing was published for, while another flavour
- * has a snapshot, means meshd has no generator for it: the stream ends
- * with UNIMPLEMENTED rather than get another flavour's config.
+ * flavour (or, for a whole-per-proxy flavour, its key's set: below).  A
+ * flavour nothing was published for, while another flavour has a
+ * snapshot, means meshd has no generator for it (today: the router): the
+ * stream ends with UNIMPLEMENTED rather than get another flavour's config.
  *
  * Protocol, per stream and type URL: the first request subscribes
  * (resource names; empty for LDS/CDS means every resource), each response
@@ -45,6 +46,14 @@
  * builds a resource, so neither it nor /debug/syncz (which takes the
  * server lock the core runs under) waits on a generator.  A key goes with
  * its last stream, and the stage is told to drop it.
+ *
+ * Whole-per-proxy flavours (the sidecar, xds_ads_config.whole_flavours):
+ * a sidecar's every resource depends on its workload, so its key (with
+ * the service account, and the IP when it has no labels) is asked of the
+ * stage once, when the Node is first seen, for the whole set
+ * (XDS_PROXY_WANT_ALL); the stream is served from that set alone (LDS/CDS
+ * wildcards included) and waits until it exists.  Pushes of RDS and EDS to
+ * such streams carry only the changed resources (sotw_changed).
  *
  * Memory: a response waiting to be sent and what was last sent hold a
  * reference to each resource in them, never to a snapshot: a stream keeps
@@ -175,6 +184,8 @@ enum xds_flavour xds_flavour_of_node(const Envoy__Config__Core__V3__Node *node)
 static void pending_clear(pending_resp *p)
 {
 	free(p->wire);
+	if (p->head)
+		xds_resource_unref(p->head);
 	xds_resource_array_unref(p->res, p->nres);
 	memset(p, 0, sizeof(*p));
 }
@@ -266,6 +277,16 @@ out:
 	return rc;
 }
 
+static uint64_t names_hash(char **v, size_t n)
+{
+	uint64_t h = MESH_HASH_INIT;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		h = mesh_hash_update(h, v[i], strlen(v[i]) + 1); /* the NUL separates names */
+	return h;
+}
+
 static int names_equal(char **a, size_t na, char **b, size_t nb)
 {
 	size_t i;
@@ -296,9 +317,19 @@ static void version_of(const struct xds_resource **res, size_t n, char out[XDS_V
 	mesh_hash_hex(h, out);
 }
 
-/* The snapshot the stream's flavour is served from (NULL: none yet). */
+/* Whether st's flavour is served whole from its key's set (ads.h,
+ * whole_flavours): needs the stage's `want` callback. */
+static int stream_whole_flavour(const struct xds_ads_stream *st)
+{
+	return st->ads->want && (st->ads->whole_flavours & (1u << st->flavour));
+}
+
+/* The snapshot the stream is served from (NULL: none yet): its key's set
+ * for a whole-per-proxy flavour, else its flavour's. */
 static const struct xds_snapshot *stream_snap(const struct xds_ads_stream *st)
 {
+	if (st->key && st->key->whole)
+		return st->key->snap;
 	return st->ads->snaps[st->flavour];
 }
 
@@ -332,13 +363,14 @@ static int MESH_MUST_CHECK encode_message(const ProtobufCMessage *m, uint8_t **o
 	return 0;
 }
 
-/* Serialise a DiscoveryResponse into p->wire.  Returns 0, -ENOMEM or -MESH_ETOOBIG. */
-static int MESH_MUST_CHECK encode_response(enum xds_type t, pending_resp *p)
+/* Serialise a DiscoveryResponse carrying res[0..n) with p's version and
+ * nonce into p->wire.  Returns 0, -ENOMEM or -MESH_ETOOBIG. */
+static int MESH_MUST_CHECK encode_response(enum xds_type t, pending_resp *p, const struct xds_resource **res, size_t n)
 {
 	Envoy__Service__Discovery__V3__DiscoveryResponse resp = ENVOY__SERVICE__DISCOVERY__V3__DISCOVERY_RESPONSE__INIT;
 	Envoy__Config__Core__V3__ControlPlane cp = ENVOY__CONFIG__CORE__V3__CONTROL_PLANE__INIT;
 	Google__Protobuf__Any *anys = NULL, **ptrs = NULL;
-	size_t i, n = p->nres;
+	size_t i;
 	int rc = 0;
 
 	if (n) {
@@ -350,7 +382,7 @@ static int MESH_MUST_CHECK encode_response(enum xds_type t, pending_resp *p)
 		}
 	}
 	for (i = 0; i < n; i++) {
-		encode_any(&anys[i], t, p->res[i]);
+		encode_any(&anys[i], t, res[i]);
 		ptrs[i] = &anys[i];
 	}
 	resp.version_info = p->version;
@@ -535,17 +567,21 @@ static int stream_check_flavour(struct xds_ads_stream *st)
 	char msg[1400];
 	int f, any = 0;
 
-	if (!st->have_node || st->finishing || st->closed || a->snaps[st->flavour])
+	if (!st->have_node || st->finishing || st->closed || a->snaps[st->flavour] || stream_whole_flavour(st))
 		return 0;
 	for (f = 0; f < XDS_FLAVOUR_COUNT; f++)
 		any |= a->snaps[f] != NULL;
 	if (!any)
 		return 0; /* nothing published yet: wait for the first push */
+	/* Sidecars are served when the stage builds their config (main.c);
+	 * routers wait for a gateway generator. */
 	snprintf(msg, sizeof(msg),
-		 "meshd has no %s configuration generator yet: node %.1024s is served only with GENERATOR=grpc "
+		 "meshd has no %s configuration generator yet: node %.1024s is served only %swith GENERATOR=grpc "
 		 "(proxyless) metadata",
 		 st->flavour == XDS_FLAVOUR_ROUTER ? "router (gateway)" : xds_flavour_name(st->flavour),
-		 st->node_id ? st->node_id : "(none)");
+		 st->node_id ? st->node_id : "(none)",
+		 a->want && (a->whole_flavours & (1u << XDS_FLAVOUR_SIDECAR)) ? "as a sidecar (node id sidecar~...) or " :
+										   "");
 	log_warn(SCOPE, "stream %llu from %s: %s", (unsigned long long)st->id, st->peer ? st->peer : "?", msg);
 	xds_ads_stream_end(st, XDS_ADS_STATUS_UNIMPLEMENTED, msg);
 	return 1;
@@ -601,6 +637,8 @@ void xds_proxy_req_free(struct xds_proxy_req *r)
 	labels_free(r->labels);
 	free(r->labels);
 	free(r->name);
+	free(r->service_account);
+	free(r->ip);
 	free(r);
 }
 
@@ -619,6 +657,12 @@ static int buf_part(struct mesh_buf *b, const char *s)
 }
 
 int xds_proxy_key(enum xds_flavour f, const char *ns, const struct cfg_labels *labels, char **out)
+{
+	return xds_proxy_key_node(f, ns, labels, NULL, NULL, out);
+}
+
+int xds_proxy_key_node(enum xds_flavour f, const char *ns, const struct cfg_labels *labels,
+		       const char *service_account, const char *ip, char **out)
 {
 	const struct cfg_kv **v = NULL;
 	struct mesh_buf b;
@@ -649,6 +693,12 @@ int xds_proxy_key(enum xds_flavour f, const char *ns, const struct cfg_labels *l
 			goto out;
 		}
 	}
+	/* marked parts after the labels (a letter is never a length prefix) */
+	if ((service_account && (mesh_buf_puts(&b, "s") < 0 || buf_part(&b, service_account) < 0)) ||
+	    (ip && (mesh_buf_puts(&b, "i") < 0 || buf_part(&b, ip) < 0))) {
+		rc = -ENOMEM;
+		goto out;
+	}
 	*out = strndup(b.data ? b.data : "", b.len);
 	if (!*out)
 		rc = -ENOMEM;
@@ -671,7 +721,15 @@ static struct xds_ads__key *key_find(const struct xds_ads *a, const char *key)
 static void key_free(struct xds_ads__key *k)
 {
 	size_t i;
+	int t;
 
+	for (t = 0; t < XDS_TYPE_COUNT; t++) {
+		for (i = 0; i < 2; i++)
+			if (k->body[t][i])
+				xds_resource_unref(k->body[t][i]);
+		xds_resource_array_unref(k->sel[t].res, k->sel[t].nres);
+		xds_snapshot_unref(k->sel[t].snap);
+	}
 	for (i = 0; i < k->nasked; i++)
 		free(k->asked[i].name);
 	free(k->asked);
@@ -698,7 +756,10 @@ static int MESH_MUST_CHECK key_request(struct xds_ads_stream *st, enum xds_proxy
 	r->ns = st->node_ns ? strdup(st->node_ns) : NULL;
 	r->name = name ? strdup(name) : NULL;
 	r->labels = calloc(1, sizeof(*r->labels));
-	if (!r->key || (st->node_ns && !r->ns) || (name && !r->name) || !r->labels)
+	r->service_account = st->node_sa ? strdup(st->node_sa) : NULL;
+	r->ip = st->node_ip ? strdup(st->node_ip) : NULL;
+	if (!r->key || (st->node_ns && !r->ns) || (name && !r->name) || !r->labels ||
+	    (st->node_sa && !r->service_account) || (st->node_ip && !r->ip))
 		goto out;
 	if (labels_copy(r->labels, &st->node_labels) < 0)
 		goto out;
@@ -710,16 +771,21 @@ out:
 	return rc;
 }
 
-/* The stream's key from its Node (streams with equal keys share it). */
+/* The stream's key from its Node (streams with equal keys share it).  A
+ * whole-per-proxy flavour's key also has the service account, and the IP
+ * when the node has no labels (the generator then finds the workload by
+ * IP); its first stream asks the stage for the whole set. */
 static void stream_attach_key(struct xds_ads_stream *st)
 {
 	struct xds_ads *a = st->ads;
 	struct xds_ads__key *k;
 	char *key = NULL;
+	int whole = stream_whole_flavour(st), fresh = 0;
 
 	if (!a->want || st->key)
 		return;
-	if (xds_proxy_key(st->flavour, st->node_ns, &st->node_labels, &key) < 0)
+	if (xds_proxy_key_node(st->flavour, st->node_ns, &st->node_labels, whole ? st->node_sa : NULL,
+			       whole && st->node_labels.n == 0 ? st->node_ip : NULL, &key) < 0)
 		goto out; /* no per-proxy resources for it: logged below */
 	k = key_find(a, key);
 	if (!k) {
@@ -727,13 +793,27 @@ static void stream_attach_key(struct xds_ads_stream *st)
 		if (!k)
 			goto out;
 		k->key = key;
+		k->whole = whole;
 		key = NULL;
 		k->next = a->keys;
 		a->keys = k;
 		a->nkeys++;
+		fresh = 1;
 	}
 	k->users++;
 	st->key = k;
+	if (fresh && whole) {
+		uint64_t seq = ++a->req_seq;
+
+		/* on failure the key has no set until the next push rebuilds
+		 * every live key, which the stage only knows of through a
+		 * request: say so */
+		if (key_request(st, XDS_PROXY_WANT_ALL, XDS_LISTENER, NULL, seq) < 0)
+			log_warn(SCOPE, "stream %llu (%s): out of memory: its configuration is not requested",
+				 (unsigned long long)st->id, stream_who(st));
+		else
+			k->asked_seq = seq;
+	}
 out:
 	if (!st->key)
 		log_warn(SCOPE, "stream %llu (%s): out of memory: no per-proxy resources", (unsigned long long)st->id,
@@ -817,6 +897,8 @@ static int stream_waiting(const struct xds_ads_stream *st, enum xds_type t)
 	const struct xds_ads__key *k = st->key;
 	size_t i;
 
+	if (k && k->whole)
+		return !k->snap;
 	if (!k || k->answered >= k->asked_seq)
 		return 0;
 	for (i = 0; i < k->nasked; i++)
@@ -841,6 +923,8 @@ static void stream_resolve(struct xds_ads_stream *st)
 		xds_snapshot_unref(st->own);
 		st->own = k->snap ? xds_snapshot_ref(k->snap) : NULL;
 	}
+	if (k->whole)
+		return; /* the set is everything there is: nothing to ask by name */
 	for (t = 0; t < XDS_TYPE_COUNT; t++) {
 		const type_state *ts = &st->types[t];
 
@@ -901,6 +985,153 @@ out:
 	return rc;
 }
 
+/*
+ * The resources of p (the whole subscribed set, name order) that the
+ * client was not last sent with the same hash, borrowed into a new array
+ * (*out; may be NULL when *n is 0).  A push to a sidecar carries only
+ * these for RDS and EDS: Envoy's state-of-the-world protocol lets a
+ * response of those types leave out resources the client holds (only LDS
+ * and CDS responses must be complete), as istiod's incremental EDS does.
+ * With the whole mesh in every sidecar, an endpoint change then costs one
+ * ClusterLoadAssignment per proxy, not all of them.  What the client holds
+ * afterwards is still p's whole set (type_hold), so versions and the
+ * config dump keep meaning the full set.  Returns 0 or -ENOMEM.
+ */
+static int MESH_MUST_CHECK sotw_changed(const type_state *ts, const pending_resp *p,
+					const struct xds_resource ***out, size_t *n)
+{
+	const struct xds_resource **v;
+	size_t i = 0, j = 0;
+
+	*out = NULL;
+	*n = 0;
+	if (p->nres == 0)
+		return 0;
+	v = calloc(p->nres, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	/* both lists are sorted by name */
+	while (i < p->nres) {
+		int c;
+
+		if (j < ts->sent_nres && p->res[i] == ts->sent_res[j]) {
+			i++; /* the very object the client was sent */
+			j++;
+			continue;
+		}
+		c = j < ts->sent_nres ? strcmp(p->res[i]->name, ts->sent_res[j]->name) : -1;
+		if (c < 0) {
+			v[(*n)++] = p->res[i++];
+		} else if (c > 0) {
+			j++;
+		} else {
+			if (p->res[i]->hash != ts->sent_res[j]->hash)
+				v[(*n)++] = p->res[i];
+			i++;
+			j++;
+		}
+	}
+	*out = v;
+	return 0;
+}
+
+/*
+ * A whole key's response of type t carrying res[0..n) (a subset of p's
+ * when partial) with p's version: the body (every field but the nonce) is
+ * encoded once per key and content, and shared by the key's streams as
+ * p->head (a reference); p->wire gets only the stream's nonce field.
+ * Protobuf fields may come in any order, so body + nonce is the same
+ * message.  2,000 replicas then hold one copy of a megabyte route config,
+ * not 2,000.  Returns 0 or a negative code.
+ */
+static int MESH_MUST_CHECK key_body(struct xds_ads__key *k, enum xds_type t, pending_resp *p,
+				    const struct xds_resource **res, size_t n, int partial)
+{
+	char name[2 * XDS_VERSION_CAP + 2], sub[XDS_VERSION_CAP] = "full";
+	const struct xds_resource **slot = k->body[t];
+	struct xds_resource *r = NULL;
+	pending_resp body = { 0 };
+	size_t nl = strlen(p->nonce);
+	int i, rc = 0;
+
+	if (partial)
+		version_of(res, n, sub);
+	snprintf(name, sizeof(name), "%s/%s", p->version, sub);
+	for (i = 0; i < 2; i++) {
+		if (slot[i] && strcmp(slot[i]->name, name) == 0) {
+			p->head = xds_resource_ref(slot[i]);
+			goto tail;
+		}
+	}
+	copy_str(body.version, sizeof(body.version), p->version);
+	rc = encode_response(t, &body, res, n); /* empty nonce: not encoded (proto3) */
+	if (rc == 0)
+		rc = xds_resource_new(t, name, body.wire, body.len, &r);
+	free(body.wire);
+	if (rc < 0)
+		return rc;
+	if (slot[1])
+		xds_resource_unref(slot[1]);
+	slot[1] = slot[0];
+	slot[0] = r;
+	p->head = xds_resource_ref(r);
+tail:
+	/* field 5 (nonce), length-delimited; nonces are short hex */
+	p->wire = malloc(nl + 2);
+	if (!p->wire)
+		return -ENOMEM;
+	p->wire[0] = (5 << 3) | 2;
+	p->wire[1] = (uint8_t)nl;
+	memcpy(p->wire + 2, p->nonce, nl);
+	p->len = nl + 2;
+	return 0;
+}
+
+/*
+ * p's resources and version for a stream of whole key k subscribed as ts:
+ * the key's selection when the last one was made from the same set for
+ * the same subscription (names compared by hash and count), else a new
+ * one kept for the next stream.  Saves each of 2,000 replicas a lookup
+ * and a hash over thousands of names.  Returns 0 or -ENOMEM.
+ */
+static int MESH_MUST_CHECK key_select(struct xds_ads__key *k, const type_state *ts, enum xds_type t, pending_resp *p)
+{
+	struct xds_ads__sel *s = &k->sel[t];
+	size_t i;
+	int rc;
+
+	if (!s->snap || s->snap != k->snap || s->wildcard != ts->wildcard ||
+	    (!ts->wildcard && (s->names_hash != ts->names_hash || s->nnames != ts->nnames))) {
+		const struct xds_resource **v = NULL;
+		size_t n = 0;
+
+		rc = select_resources(ts, t, k->snap, k->snap, &v, &n);
+		if (rc < 0)
+			return rc;
+		xds_resource_array_unref(s->res, s->nres);
+		xds_snapshot_unref(s->snap);
+		s->snap = xds_snapshot_ref(k->snap);
+		s->wildcard = ts->wildcard;
+		s->names_hash = ts->names_hash;
+		s->nnames = ts->nnames;
+		s->res = v;
+		s->nres = n;
+		version_of(v, n, s->version);
+	}
+	p->res = NULL;
+	p->nres = 0;
+	if (s->nres) {
+		p->res = calloc(s->nres, sizeof(*p->res));
+		if (!p->res)
+			return -ENOMEM;
+		for (i = 0; i < s->nres; i++)
+			p->res[i] = xds_resource_ref(s->res[i]);
+		p->nres = s->nres;
+	}
+	copy_str(p->version, sizeof(p->version), s->version);
+	return 0;
+}
+
 /* Queue a response for type t, replacing any older one still waiting.
  * Delta only marks the type: its diff is built by xds_ads_stream_next.
  * Returns 0 or a negative code (logged). */
@@ -909,7 +1140,9 @@ static int stream_enqueue(struct xds_ads_stream *st, enum xds_type t, const stru
 	struct xds_ads *a = st->ads;
 	type_state *ts = &st->types[t];
 	pending_resp p = { 0 };
-	int rc = 0;
+	const struct xds_resource **changed = NULL;
+	size_t nchanged = 0;
+	int rc = 0, record_tver = 0;
 
 	if (st->delta) {
 		if (!ts->pending.queued) {
@@ -925,10 +1158,24 @@ static int stream_enqueue(struct xds_ads_stream *st, enum xds_type t, const stru
 	/* held until the stage answers: the response then carries the name */
 	if (stream_waiting(st, t))
 		goto out;
-	rc = select_resources(ts, t, stream_snap(st), st->own, &p.res, &p.nres);
+	/* A push to a sidecar whose key's set of this type did not change:
+	 * nothing to do (the names did not change either, or need_send
+	 * would be set), without selecting and hashing thousands of
+	 * resources per stream. */
+	if (st->key && st->key->whole) {
+		if (!ts->need_send && ts->have_latest && ts->key_tver[0] && strcmp(ts->key_tver, st->key->tver[t]) == 0)
+			goto out;
+		record_tver = 1;
+	}
+	if (record_tver)
+		rc = key_select(st->key, ts, t, &p);
+	else {
+		rc = select_resources(ts, t, stream_snap(st), st->own, &p.res, &p.nres);
+		if (rc == 0)
+			version_of(p.res, p.nres, p.version);
+	}
 	if (rc < 0)
 		goto out;
-	version_of(p.res, p.nres, p.version);
 	if (!ts->need_send) {
 		/* A push: only a version the client has not got nor refused. */
 		if ((ts->have_latest && strcmp(p.version, ts->latest_version) == 0) ||
@@ -944,7 +1191,15 @@ static int stream_enqueue(struct xds_ads_stream *st, enum xds_type t, const stru
 		}
 	}
 	snprintf(p.nonce, sizeof(p.nonce), "%llx", (unsigned long long)++a->nonce_counter);
-	rc = encode_response(t, &p);
+	if (!ts->need_send && st->key && st->key->whole && (t == XDS_ROUTE || t == XDS_ENDPOINT) && ts->sent) {
+		rc = sotw_changed(ts, &p, &changed, &nchanged);
+		if (rc == 0)
+			rc = key_body(st->key, t, &p, changed, nchanged, 1);
+	} else if (st->key && st->key->whole) {
+		rc = key_body(st->key, t, &p, p.res, p.nres, 0);
+	} else {
+		rc = encode_response(t, &p, p.res, p.nres);
+	}
 	if (rc < 0)
 		goto out;
 	p.queued = 1;
@@ -960,18 +1215,32 @@ out:
 	if (rc < 0)
 		log_error(SCOPE, "stream %llu: cannot build %s response: %s", (unsigned long long)st->id,
 			  xds_type_short(t), mesh_strerror(rc));
+	if (rc == 0 && record_tver)
+		copy_str(ts->key_tver, sizeof(ts->key_tver), st->key->tver[t]);
+	free(changed);
 	pending_clear(&p);
 	return rc;
 }
 
 /* Namespace and labels of the workload, for per-proxy resources: metadata
- * NAMESPACE (else the "POD.NS" part of an Istio node id) and LABELS. */
+ * NAMESPACE (else the "POD.NS" part of an Istio node id) and LABELS; also
+ * SERVICE_ACCOUNT and the node id's IP, for the sidecar generator. */
 static void stream_record_workload(struct xds_ads_stream *st, const Envoy__Config__Core__V3__Node *node)
 {
 	const char *ns = struct_string(node->metadata, "NAMESPACE");
+	const char *sa = struct_string(node->metadata, "SERVICE_ACCOUNT");
 	const Google__Protobuf__Struct *labels = NULL;
 	size_t i, n = 0;
 
+	if (sa && sa[0])
+		st->node_sa = dup_capped(sa, XDS_MAX_NODE_FIELD_LEN);
+	if (st->node_id) {
+		/* "TYPE~IP~..." */
+		const char *p = strchr(st->node_id, '~');
+		const char *q = p ? strchr(p + 1, '~') : NULL;
+		if (q && q > p + 1)
+			st->node_ip = strndup(p + 1, (size_t)(q - p - 1));
+	}
 	if (!ns && st->node_id) {
 		/* "sidecar~IP~POD.NS~NS.svc.cluster.local" */
 		const char *p = strchr(st->node_id, '~');
@@ -1079,6 +1348,7 @@ void xds_ads_stream_request(struct xds_ads_stream *st, const Envoy__Service__Dis
 	ts->names = names;
 	ts->nnames = nnames;
 	names = NULL;
+	ts->names_hash = names_hash(ts->names, ts->nnames);
 	ts->wildcard = wildcard;
 	ts->subscribed = 1;
 	ts->need_send = 1;
@@ -1599,7 +1869,9 @@ int xds_ads_stream_next(struct xds_ads_stream *st, struct xds_ads_response *out)
 	out->type = (enum xds_type)t;
 	out->data = best->wire;
 	out->len = best->len;
+	out->head = best->head;
 	best->wire = NULL;
+	best->head = NULL;
 	/* It is on its way: remember it as sent (delta_build took the held set). */
 	type_sent(ts, best);
 	if (!st->delta)
@@ -1629,6 +1901,7 @@ int xds_ads_new(const struct xds_ads_config *cfg, struct xds_ads **out)
 		a->want = cfg->want;
 		a->want_ctx = cfg->want_ctx;
 		a->queued = cfg->queued;
+		a->whole_flavours = cfg->whole_flavours;
 	}
 	*out = a;
 	return 0;
@@ -1662,6 +1935,14 @@ void xds_ads_proxy_set(struct xds_ads *a, const char *key, struct xds_snapshot *
 	}
 	xds_snapshot_unref(k->snap);
 	k->snap = snap;
+	if (k->whole) {
+		int t;
+
+		for (t = 0; t < XDS_TYPE_COUNT; t++) {
+			const struct xds_resource_set *set = snap ? &snap->sets[t] : NULL;
+			version_of(set ? (const struct xds_resource **)set->v : NULL, set ? set->n : 0, k->tver[t]);
+		}
+	}
 	if (answered > k->answered)
 		k->answered = answered;
 	for (st = a->streams; st; st = st->next) {
@@ -1798,6 +2079,8 @@ void xds_ads_stream_free(struct xds_ads_stream *st)
 	free(st->node_cluster);
 	free(st->user_agent);
 	free(st->node_ns);
+	free(st->node_sa);
+	free(st->node_ip);
 	for (i = 0; i < st->node_labels.n; i++) {
 		free(st->node_labels.v[i].key);
 		free(st->node_labels.v[i].value);

@@ -89,6 +89,7 @@ enum xds_ads_status {
 enum xds_proxy_req_kind {
 	XDS_PROXY_WANT,              /* build `name` for the key */
 	XDS_PROXY_RELEASE,           /* no stream uses the key any more */
+	XDS_PROXY_WANT_ALL,          /* build the key's whole config (a per-proxy flavour) */
 };
 
 /* One request, from the core (xDS thread) to whoever builds per-proxy
@@ -102,7 +103,9 @@ struct xds_proxy_req {
 	struct cfg_labels *labels;   /* never NULL (maybe empty) */
 	enum xds_type type;          /* WANT */
 	char *name;                  /* WANT */
-	uint64_t seq;                /* WANT: answered by a set whose answered >= seq */
+	uint64_t seq;                /* WANT, WANT_ALL: answered by a set whose answered >= seq */
+	char *service_account;       /* node metadata SERVICE_ACCOUNT; NULL: unknown */
+	char *ip;                    /* the node id's IP; NULL: unknown */
 };
 
 void xds_proxy_req_free(struct xds_proxy_req *r);  /* NULL is a no-op */
@@ -110,6 +113,14 @@ void xds_proxy_req_free(struct xds_proxy_req *r);  /* NULL is a no-op */
 /* The canonical key string of (f, ns, labels) into a new string (*out):
  * labels in key order, every part length-prefixed.  Returns 0 or -ENOMEM. */
 MESH_MUST_CHECK int xds_proxy_key(enum xds_flavour f, const char *ns, const struct cfg_labels *labels, char **out);
+/* The same with the service account and IP of the node as parts (each
+ * only when not NULL, so xds_proxy_key()'s strings are unchanged): the key
+ * of a flavour whose whole config is per proxy.  The IP is given only
+ * when the node has no labels (the generator then finds the workload by
+ * IP), so replicas with the same labels share one build.  Returns 0 or
+ * -ENOMEM. */
+MESH_MUST_CHECK int xds_proxy_key_node(enum xds_flavour f, const char *ns, const struct cfg_labels *labels,
+				       const char *service_account, const char *ip, char **out);
 
 struct xds_ads_config {
 	/* Per-proxy requests (NULL: the flavour's snapshot only).  Called on
@@ -121,6 +132,13 @@ struct xds_ads_config {
 	 * transport starts sending them before the next stream's are built:
 	 * a push then holds few encoded responses at a time. */
 	void (*queued)(void *user);
+	/* Flavours whose whole config is per proxy (bit 1u << flavour; needs
+	 * `want`): the sidecar, since what a sidecar gets depends on its
+	 * workload.  A stream of such a flavour asks the stage once, when its
+	 * Node is first seen, for its key's whole set (XDS_PROXY_WANT_ALL),
+	 * and is served from that set alone (wildcards included), never from
+	 * a flavour snapshot; it is never refused for want of one. */
+	unsigned whole_flavours;
 };
 
 /* A new core with no stream and no snapshot into *out.  Returns 0 or -ENOMEM. */
@@ -215,6 +233,11 @@ struct xds_ads_response {
 	enum xds_type type;
 	uint8_t *data;               /* malloc'd wire bytes; the caller frees them */
 	size_t len;
+	/* NULL, or bytes to send before data, shared by the streams of a
+	 * whole-per-proxy key (data is then only the nonce field): the
+	 * message is head->data followed by data.  The caller takes the
+	 * reference (xds_resource_unref once sent). */
+	const struct xds_resource *head;
 };
 
 /*

@@ -21,6 +21,7 @@ struct xds_ads__pending {
 	uint64_t seq;                      /* enqueue order */
 	uint8_t *wire;                     /* SotW: encoded at enqueue; Delta: built by xds_ads_stream_next */
 	size_t len;
+	const struct xds_resource *head;   /* whole-flavour SotW: the shared part, before wire */
 	char version[XDS_VERSION_CAP];
 	char nonce[XDS_NONCE_CAP];
 	const struct xds_resource **res;   /* a reference to each (never to a snapshot) */
@@ -49,12 +50,33 @@ struct xds_ads__asked {
 	uint64_t seq;                      /* the request's sequence number */
 };
 
+/* A whole key's selection of one type for a subscription, shared by the
+ * key's streams subscribed alike (replicas ask for the same names). */
+struct xds_ads__sel {
+	struct xds_snapshot *snap;         /* the set it was selected from (a reference); NULL: none */
+	int wildcard;
+	uint64_t names_hash;
+	size_t nnames;
+	const struct xds_resource **res;   /* a reference to each */
+	size_t nres;
+	char version[XDS_VERSION_CAP];
+};
+
 /* The streams sharing per-proxy resources (flavour, namespace, labels). */
 struct xds_ads__key {
 	struct xds_ads__key *next;
-	char *key;                         /* xds_proxy_key() */
+	char *key;                         /* xds_proxy_key_node() */
+	int whole;                         /* the set is the streams' whole config */
 	int users;                         /* streams holding it */
 	struct xds_snapshot *snap;         /* the stage's last set; NULL before one */
+	/* whole: version_of each type's full set in snap, so a push skips, per
+	 * stream, the types whose set did not change (most of them) */
+	char tver[XDS_TYPE_COUNT][XDS_VERSION_CAP];
+	/* whole: the encoded response bodies (all but the nonce) last built
+	 * per type, newest first, shared by the key's streams; named
+	 * "VERSION/SUBSET-VERSION" */
+	const struct xds_resource *body[XDS_TYPE_COUNT][2];
+	struct xds_ads__sel sel[XDS_TYPE_COUNT];
 	uint64_t answered;                 /* requests up to this seq are answered */
 	uint64_t asked_seq;                /* the newest request's seq */
 	struct xds_ads__asked *asked;      /* every name ever asked for the key */
@@ -66,6 +88,7 @@ struct xds_ads__type {
 	int wildcard;
 	char **names;                      /* sorted, unique */
 	size_t nnames;
+	uint64_t names_hash;               /* over names, for the key's shared selection */
 	int need_send;                     /* respond even if the version is unchanged */
 	/* the newest response queued or sent: what protocol decisions use */
 	char latest_version[XDS_VERSION_CAP];
@@ -84,6 +107,8 @@ struct xds_ads__type {
 	char nacked_version[XDS_VERSION_CAP];
 	char *error;
 	struct xds_ads__pending pending;
+	/* whole-flavour SotW: the key's tver[] this type was last resolved against */
+	char key_tver[XDS_VERSION_CAP];
 	/* Delta: the client's initial_resource_versions, until the first diff */
 	struct xds_ads__init *init;
 	size_t ninit;
@@ -108,6 +133,8 @@ struct xds_ads_stream {
 	enum xds_flavour flavour;
 	char *node_ns;
 	struct cfg_labels node_labels;     /* owned copies */
+	char *node_sa;                     /* metadata SERVICE_ACCOUNT; NULL: none */
+	char *node_ip;                     /* node id "TYPE~IP~..."; NULL: none */
 	/* per-proxy resources (see ads.c): the key's set, shared */
 	struct xds_ads__key *key;          /* NULL: none (no Node, no want callback) */
 	struct xds_snapshot *own;          /* key->snap when last resolved */
@@ -122,6 +149,7 @@ struct xds_ads {
 	struct xds_snapshot *snaps[XDS_FLAVOUR_COUNT];
 	void (*want)(void *ctx, struct xds_proxy_req *req);
 	void *want_ctx;
+	unsigned whole_flavours;           /* xds_ads_config.whole_flavours */
 	struct xds_ads__key *keys;
 	size_t nkeys;
 	uint64_t req_seq;

@@ -233,6 +233,7 @@ static void *cq_thread_main(void *arg)
 /* streams: sending */
 
 static void stream_send_status(struct xds_stream *st);
+static void stream_head_unref(void *r);
 
 static int stream_start(struct xds_stream *st, const grpc_op *ops, size_t n, struct tag *tag)
 {
@@ -281,7 +282,18 @@ static void stream_pump(struct xds_stream *st)
 		return;
 	/* the slice takes the bytes */
 	slice = grpc_slice_new(resp.data, resp.len, free);
-	st->send_buf = grpc_raw_byte_buffer_create(&slice, 1);
+	if (resp.head) {
+		/* the shared part first; its slice holds the reference */
+		grpc_slice parts[2];
+
+		parts[0] = grpc_slice_new_with_user_data((void *)resp.head->data, resp.head->len, stream_head_unref,
+							 (void *)resp.head);
+		parts[1] = slice;
+		st->send_buf = grpc_raw_byte_buffer_create(parts, 2);
+		grpc_slice_unref(parts[0]);
+	} else {
+		st->send_buf = grpc_raw_byte_buffer_create(&slice, 1);
+	}
 	grpc_slice_unref(slice);
 	memset(&op, 0, sizeof(op));
 	op.op = GRPC_OP_SEND_MESSAGE;
@@ -293,6 +305,12 @@ static void stream_pump(struct xds_stream *st)
 	}
 	st->sending = 1;
 	clock_gettime(CLOCK_MONOTONIC, &st->send_started);
+}
+
+/* A shared response head's slice is gone (any thread: gRPC's). */
+static void stream_head_unref(void *r)
+{
+	xds_resource_unref(r);
 }
 
 static void stream_send_status(struct xds_stream *st)
@@ -950,6 +968,7 @@ int xds_server_start(const struct xds_server_config *cfg, struct xds_server **ou
 	}
 	acfg.want = cfg->want;
 	acfg.want_ctx = cfg->want_ctx;
+	acfg.whole_flavours = cfg->whole_flavours;
 	acfg.queued = stream_queued;
 	rc = xds_ads_new(&acfg, &s->ads);
 	if (rc < 0)

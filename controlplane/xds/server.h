@@ -60,6 +60,9 @@ struct xds_server_config {
 	 * the xDS thread, must not block, owns req: post it to a queue. */
 	void (*want)(void *ctx, struct xds_proxy_req *req);
 	void *want_ctx;
+	/* Flavours served whole from per-proxy sets (xds_ads_config's
+	 * whole_flavours: 1u << XDS_FLAVOUR_SIDECAR in meshd); 0: none. */
+	unsigned whole_flavours;
 	/* A response the client has not taken within this many milliseconds
 	 * (HTTP/2 flow control holding it: a stuck or very slow proxy) ends the
 	 * stream with UNAVAILABLE, so the proxy reconnects and resyncs instead of

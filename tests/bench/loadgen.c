@@ -24,10 +24,23 @@
  *
  * Every proxy's Node carries GENERATOR: grpc, the "sidecar metadata" ones
  * too (they add an Envoy user agent and ISTIO_VERSION): meshd picks the
- * config flavour from the Node and refuses sidecar nodes until it has a
- * sidecar generator, and these proxies follow the proxyless chain
- * (host:port listeners with an ApiListener), so the bench keeps measuring
- * what it always did.
+ * config flavour from the Node, and these proxies follow the proxyless
+ * chain (host:port listeners with an ApiListener), so the proxyless rows
+ * keep measuring what they always did.
+ *
+ * Sidecar mode (cfg->sidecar): LDS and CDS are wildcard subscriptions
+ * (no names; synced once answered and ACKed), RDS names come from the HTTP
+ * connection managers in the listeners' filter chains, EDS names from the
+ * clusters of type EDS; routes do not lead to CDS names.  Watches concern
+ * every proxy, and a weight watch looks in route config "PORT".  Two
+ * things keep the one load generator thread from being what is measured
+ * when 2,000 sidecars each hold megabytes: proxies start in waves of
+ * LG_SIDECAR_WAVE (the next wave when the previous one synced, as a
+ * rollout brings pods up, rather than 2,000 at the same instant), and
+ * what a resource leads to (next names, watched changes seen) is decoded
+ * once per distinct content and remembered by a hash of its bytes
+ * (replicas receive identical bytes; each real Envoy would decode on its
+ * own CPU).
  *
  * Ownership: the loadgen owns channels, calls and every buffer; a proxy's
  * tags point into the proxy, which lives until loadgen_free() has seen
@@ -71,6 +84,9 @@
 #define LG_MAX_NAMES 100000
 /* how long loadgen_free() waits for gRPC core to return the calls */
 #define LG_DRAIN_MS 10000
+/* sidecar mode: proxies started per wave, and decode-cache slots */
+#define LG_SIDECAR_WAVE 100
+#define LG_CACHE_SLOTS 65536
 
 enum { LG_LDS, LG_RDS, LG_CDS, LG_EDS, LG_TYPES };
 
@@ -112,6 +128,7 @@ struct lg_type {
 	int have_response;
 	int want_send;       /* an ACK or a new subscription waits for the send slot */
 	int awaiting;        /* a new subscription went out; no response since */
+	int wildcard;        /* sidecar LDS/CDS: no names, everything */
 	size_t last_nres;
 };
 
@@ -149,8 +166,25 @@ struct lg_watch {
 	double last_ack;
 };
 
+/* Sidecar mode: what one resource content leads to (see the top). */
+struct lg_cached {
+	uint64_t hash;
+	size_t len;
+	int type;
+	int valid;
+	uint64_t epoch;              /* watch arming it was computed under */
+	uint32_t seen;               /* watch slots its content completes */
+	struct strlist_c {
+		char **v;
+		size_t n;
+	} next;
+};
+
 struct loadgen {
 	struct loadgen_config cfg;
+	int started;                 /* proxies whose stream was started */
+	uint64_t watch_epoch;        /* bumped when a watch is armed or disarmed */
+	struct lg_cached *cache;     /* sidecar mode: LG_CACHE_SLOTS */
 	grpc_completion_queue *cq;
 	grpc_channel **ch;
 	int nch;
@@ -263,7 +297,7 @@ static void strlist_add(struct strlist *l, const char *s)
 {
 	char *d;
 
-	if (l->err || !s || !s[0])
+	if (!l || l->err || !s || !s[0])
 		return;
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? l->cap * 2 : 16;
@@ -317,6 +351,60 @@ static void proxy_node_id(const struct lg_proxy *p, char *out, size_t cap)
 {
 	snprintf(out, cap, "sidecar~10.%d.%d.%d~bench-%d.bench~bench.svc.cluster.local", 200 + (p->idx >> 16),
 		 (p->idx >> 8) & 255, p->idx & 255, p->idx);
+}
+
+/* A sidecar's Node (see the top of the file); storage in *n and id. */
+struct lg_sidecar_node {
+	Envoy__Config__Core__V3__Node node;
+	Google__Protobuf__Struct md, labels;
+	Google__Protobuf__Struct__FieldsEntry fe[4], *fes[4], le, *les[1];
+	Google__Protobuf__Value v[4], lv;
+	char app[32], sa[32];
+};
+
+static Envoy__Config__Core__V3__Node *sidecar_node(const struct lg_proxy *p, struct lg_sidecar_node *n, char *id,
+						   size_t cap)
+{
+	int w = p->lg->cfg.workloads > 0 ? p->lg->cfg.workloads : 20, i;
+
+	envoy__config__core__v3__node__init(&n->node);
+	google__protobuf__struct__init(&n->md);
+	google__protobuf__struct__init(&n->labels);
+	google__protobuf__struct__fields_entry__init(&n->le);
+	google__protobuf__value__init(&n->lv);
+	proxy_node_id(p, id, cap);
+	snprintf(n->app, sizeof(n->app), "wl-%d", p->idx % w);
+	snprintf(n->sa, sizeof(n->sa), "sa-wl-%d", p->idx % w);
+	for (i = 0; i < 4; i++) {
+		google__protobuf__struct__fields_entry__init(&n->fe[i]);
+		google__protobuf__value__init(&n->v[i]);
+		n->fe[i].value = &n->v[i];
+		n->fes[i] = &n->fe[i];
+		n->v[i].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
+	}
+	n->fe[0].key = "NAMESPACE";
+	n->v[0].string_value = "bench";
+	n->fe[1].key = "SERVICE_ACCOUNT";
+	n->v[1].string_value = n->sa;
+	n->fe[2].key = "INTERCEPTION_MODE";
+	n->v[2].string_value = "REDIRECT";
+	n->le.key = "app";
+	n->le.value = &n->lv;
+	n->lv.kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
+	n->lv.string_value = n->app;
+	n->les[0] = &n->le;
+	n->labels.fields = n->les;
+	n->labels.n_fields = 1;
+	n->fe[3].key = "LABELS";
+	n->v[3].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRUCT_VALUE;
+	n->v[3].struct_value = &n->labels;
+	n->md.fields = n->fes;
+	n->md.n_fields = 4;
+	n->node.id = id;
+	n->node.cluster = "bench";
+	n->node.user_agent_name = "envoy";
+	n->node.metadata = &n->md;
+	return &n->node;
 }
 
 /* Names of a that b lacks (both sorted), borrowed into a new array (*n
@@ -405,13 +493,16 @@ static grpc_byte_buffer *request_encode(struct lg_proxy *p, int t, int *subscrib
 	Google__Protobuf__Value v[3] = { GOOGLE__PROTOBUF__VALUE__INIT, GOOGLE__PROTOBUF__VALUE__INIT,
 					 GOOGLE__PROTOBUF__VALUE__INIT };
 	struct lg_type *ts = &p->types[t];
+	struct lg_sidecar_node sn;
 	char id[128];
 	grpc_byte_buffer *bb = NULL;
 	grpc_slice slice;
 	uint8_t *wire;
 	size_t len;
 
-	if (!p->node_sent) {
+	if (!p->node_sent && p->lg->cfg.sidecar)
+		req.node = sidecar_node(p, &sn, id, sizeof(id));
+	else if (!p->node_sent) {
 		proxy_node_id(p, id, sizeof(id));
 		node.id = id;
 		node.cluster = "bench";
@@ -467,8 +558,9 @@ static void proxy_check_sync(struct lg_proxy *p)
 		return;
 	for (t = 0; t < LG_TYPES; t++) {
 		const struct lg_type *ts = &p->types[t];
-		if (!ts->have_response || ts->want_send || ts->awaiting || ts->names.n == 0 ||
-		    ts->last_nres != ts->names.n)
+		if (!ts->have_response || ts->want_send || ts->awaiting)
+			return;
+		if (!ts->wildcard && (ts->names.n == 0 || ts->last_nres != ts->names.n))
 			return;
 	}
 	p->synced = 1;
@@ -536,6 +628,16 @@ static int proxy_subscribe_listeners(struct lg_proxy *p)
 	const char **v = NULL;
 	int i, rc = 0;
 
+	if (p->lg->cfg.sidecar) {
+		/* LDS and CDS wildcard, once (Envoy asks for both at start) */
+		if (!p->types[LG_LDS].wildcard) {
+			p->types[LG_LDS].wildcard = 1;
+			p->types[LG_CDS].wildcard = 1;
+			proxy_resubscribe(p, LG_LDS);
+			proxy_resubscribe(p, LG_CDS);
+		}
+		return 0;
+	}
 	buf = calloc((size_t)p->ntargets, sizeof(*buf));
 	v = calloc((size_t)p->ntargets, sizeof(*v));
 	if (!buf || !v) {
@@ -568,9 +670,10 @@ static void watch_seen(struct lg_proxy *p, int slot, int t)
 	}
 }
 
+static void on_hcm(struct lg_proxy *p, const Google__Protobuf__Any *any, struct strlist *next);
+
 static void on_listener(struct lg_proxy *p, const Envoy__Config__Listener__V3__Listener *l, struct strlist *next)
 {
-	Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager *hcm;
 	const Google__Protobuf__Any *any;
 	int s;
 
@@ -580,8 +683,32 @@ static void on_listener(struct lg_proxy *p, const Envoy__Config__Listener__V3__L
 		    strcmp(l->name, w->resource) == 0)
 			watch_seen(p, s, LG_LDS);
 	}
-	if (!l->api_listener || !(any = l->api_listener->api_listener) || !any->type_url ||
-	    strcmp(any->type_url, LG_HCM_URL) != 0)
+	if (p->lg->cfg.sidecar) {
+		size_t i, j, n = l->n_filter_chains + (l->default_filter_chain ? 1 : 0);
+
+		for (i = 0; i < n; i++) {
+			const Envoy__Config__Listener__V3__FilterChain *fc =
+				i < l->n_filter_chains ? l->filter_chains[i] : l->default_filter_chain;
+			for (j = 0; fc && j < fc->n_filters; j++) {
+				const Envoy__Config__Listener__V3__Filter *f = fc->filters[j];
+				if (f->config_type_case == ENVOY__CONFIG__LISTENER__V3__FILTER__CONFIG_TYPE_TYPED_CONFIG)
+					on_hcm(p, f->typed_config, next);
+			}
+		}
+		return;
+	}
+	if (!l->api_listener || !(any = l->api_listener->api_listener))
+		return;
+	on_hcm(p, any, next);
+}
+
+/* The route config name of an HTTP connection manager (any other filter:
+ * nothing). */
+static void on_hcm(struct lg_proxy *p, const Google__Protobuf__Any *any, struct strlist *next)
+{
+	Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager *hcm;
+
+	if (!any || !any->type_url || strcmp(any->type_url, LG_HCM_URL) != 0)
 		return;
 	hcm = envoy__extensions__filters__network__http_connection_manager__v3__http_connection_manager__unpack(
 		NULL, any->value.len, any->value.data);
@@ -632,8 +759,13 @@ static void on_route(struct lg_proxy *p, const Envoy__Config__Route__V3__RouteCo
 	}
 }
 
-static void on_cluster(const Envoy__Config__Cluster__V3__Cluster *c, struct strlist *next)
+static void on_cluster(const struct lg_proxy *p, const Envoy__Config__Cluster__V3__Cluster *c, struct strlist *next)
 {
+	/* a sidecar asks EDS only for the EDS clusters (not STATIC, ORIGINAL_DST...) */
+	if (p->lg->cfg.sidecar &&
+	    !(c->cluster_discovery_type_case == ENVOY__CONFIG__CLUSTER__V3__CLUSTER__CLUSTER_DISCOVERY_TYPE_TYPE &&
+	      c->type == ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__EDS))
+		return;
 	if (c->eds_cluster_config && c->eds_cluster_config->service_name && c->eds_cluster_config->service_name[0])
 		strlist_add(next, c->eds_cluster_config->service_name);
 	else
@@ -693,7 +825,8 @@ static void process_any(struct lg_proxy *p, int t, const Google__Protobuf__Any *
 			envoy__config__route__v3__route_configuration__unpack(NULL, any->value.len, any->value.data);
 		if (!rc)
 			break;
-		on_route(p, rc, next);
+		/* a sidecar's clusters come from the CDS wildcard */
+		on_route(p, rc, p->lg->cfg.sidecar ? NULL : next);
 		envoy__config__route__v3__route_configuration__free_unpacked(rc, NULL);
 		return;
 	}
@@ -702,7 +835,7 @@ static void process_any(struct lg_proxy *p, int t, const Google__Protobuf__Any *
 			envoy__config__cluster__v3__cluster__unpack(NULL, any->value.len, any->value.data);
 		if (!c)
 			break;
-		on_cluster(c, next);
+		on_cluster(p, c, next);
 		envoy__config__cluster__v3__cluster__free_unpacked(c, NULL);
 		return;
 	}
@@ -720,14 +853,99 @@ static void process_any(struct lg_proxy *p, int t, const Google__Protobuf__Any *
 	p->lg->st.decode_errors++;
 }
 
+/* A fast hash of the bytes, for the decode cache (not cryptographic:
+ * a collision would only mis-count a bench proxy). */
+static uint64_t lg_hash(const uint8_t *d, size_t n)
+{
+	uint64_t h = 0x9e3779b97f4a7c15ULL ^ (uint64_t)n, w;
+	size_t i;
+
+	for (i = 0; i + 8 <= n; i += 8) {
+		memcpy(&w, d + i, 8);
+		h = (h ^ w) * 0xff51afd7ed558ccdULL;
+		h ^= h >> 32;
+	}
+	for (; i < n; i++)
+		h = (h ^ d[i]) * 0x100000001b3ULL;
+	return h ^ (h >> 29);
+}
+
+static void cached_clear(struct lg_cached *e)
+{
+	size_t i;
+
+	for (i = 0; i < e->next.n; i++)
+		free(e->next.v[i]);
+	free(e->next.v);
+	memset(e, 0, sizeof(*e));
+}
+
+/* Sidecar mode: process_any once per distinct content (see the top),
+ * replayed for p: next names and the watches its content completes. */
+static void process_cached(struct lg_proxy *p, int t, const Google__Protobuf__Any *any, struct strlist *next)
+{
+	struct loadgen *lg = p->lg;
+	struct lg_cached *e;
+	uint64_t h;
+	size_t i;
+	int s;
+
+	if (!lg->cache || !any || !any->type_url || strcmp(any->type_url, lg_urls[t]) != 0) {
+		process_any(p, t, any, next);
+		return;
+	}
+	h = lg_hash(any->value.data, any->value.len) ^ (uint64_t)t;
+	e = &lg->cache[h % LG_CACHE_SLOTS];
+	if (!e->valid || e->hash != h || e->len != any->value.len || e->type != t || e->epoch != lg->watch_epoch) {
+		/* decode with every armed watch waiting, to learn what it completes */
+		struct lg_proxy probe = *p;
+		struct strlist one = { 0 };
+		uint64_t errs = lg->st.decode_errors;
+
+		for (s = 0; s < LOADGEN_WATCH_SLOTS; s++)
+			probe.watch[s] = lg->watches[s].armed ? W_WAITING : W_NONE;
+		process_any(&probe, t, any, &one);
+		cached_clear(e);
+		if (one.err < 0 || lg->st.decode_errors != errs) {
+			/* not cached: replay what this decode found */
+			for (i = 0; i < one.n; i++)
+				strlist_add(next, one.v[i]);
+			strlist_cleanup(&one);
+			for (s = 0; s < LOADGEN_WATCH_SLOTS; s++)
+				if (probe.watch[s] == W_SEEN)
+					watch_seen(p, s, t);
+			return;
+		}
+		e->hash = h;
+		e->len = any->value.len;
+		e->type = t;
+		e->epoch = lg->watch_epoch;
+		for (s = 0; s < LOADGEN_WATCH_SLOTS; s++)
+			if (probe.watch[s] == W_SEEN)
+				e->seen |= 1u << s;
+		e->next.v = (char **)one.v;
+		e->next.n = one.n;
+		e->valid = 1;
+	}
+	for (i = 0; i < e->next.n; i++)
+		strlist_add(next, e->next.v[i]);
+	for (s = 0; s < LOADGEN_WATCH_SLOTS; s++)
+		if (e->seen & (1u << s))
+			watch_seen(p, s, t);
+}
+
 /* Every resource of a state-of-the-world response. */
 static int process_resources(struct lg_proxy *p, int t, const Envoy__Service__Discovery__V3__DiscoveryResponse *r,
 			     struct strlist *next)
 {
 	size_t i;
 
-	for (i = 0; i < r->n_resources; i++)
-		process_any(p, t, r->resources[i], next);
+	for (i = 0; i < r->n_resources; i++) {
+		if (p->lg->cfg.sidecar)
+			process_cached(p, t, r->resources[i], next);
+		else
+			process_any(p, t, r->resources[i], next);
+	}
 	return next->err;
 }
 
@@ -1075,6 +1293,8 @@ static int proxy_targets_has(const struct lg_proxy *p, int svc)
 {
 	int i;
 
+	if (p->lg->cfg.sidecar)
+		return 1; /* a sidecar holds the whole mesh */
 	for (i = 0; i < p->ntargets; i++)
 		if (p->targets[i] == svc)
 			return 1;
@@ -1135,6 +1355,8 @@ static int pick_targets(struct loadgen *lg, struct lg_proxy *p)
 	return rc < 0 ? rc : 0;
 }
 
+static int start_wave(struct loadgen *lg);
+
 int loadgen_new(const struct loadgen_config *cfg, struct loadgen **out)
 {
 	struct loadgen *lg = NULL;
@@ -1144,7 +1366,7 @@ int loadgen_new(const struct loadgen_config *cfg, struct loadgen **out)
 	*out = NULL;
 	if (!cfg || !cfg->target || cfg->proxies < 1 || cfg->proxies > LOADGEN_MAX_PROXIES || cfg->channels < 1 ||
 	    cfg->channels > LOADGEN_MAX_CHANNELS || cfg->targets < 1 || cfg->targets > LOADGEN_MAX_TARGETS ||
-	    cfg->services < 1)
+	    cfg->services < 1 || (cfg->sidecar && cfg->delta))
 		return -EINVAL;
 	grpc_init();
 	lg = calloc(1, sizeof(*lg));
@@ -1199,13 +1421,16 @@ int loadgen_new(const struct loadgen_config *cfg, struct loadgen **out)
 			goto out;
 	}
 	lg->st.proxies = lg->n;
-	for (i = 0; i < lg->n; i++) {
-		rc = proxy_start(lg, &lg->proxies[i]);
-		if (rc < 0) {
-			log_error(SCOPE, "proxy %d: cannot start its stream: %s", i, mesh_strerror(rc));
+	if (cfg->sidecar) {
+		lg->cache = calloc(LG_CACHE_SLOTS, sizeof(*lg->cache));
+		if (!lg->cache) {
+			rc = -ENOMEM;
 			goto out;
 		}
 	}
+	rc = start_wave(lg);
+	if (rc < 0)
+		goto out;
 	*out = lg;
 	lg = NULL;
 out:
@@ -1213,6 +1438,27 @@ out:
 		grpc_channel_credentials_release(creds);
 	loadgen_free(lg);
 	return rc;
+}
+
+/* Start the next proxies: all of them, or in sidecar mode the next wave
+ * once every started one synced or ended. */
+static int start_wave(struct loadgen *lg)
+{
+	int end, rc;
+
+	if (lg->started >= lg->n || (lg->started > 0 && lg->st.synced + lg->st.failed < lg->started))
+		return 0;
+	end = lg->cfg.sidecar ? lg->started + LG_SIDECAR_WAVE : lg->n;
+	if (end > lg->n)
+		end = lg->n;
+	for (; lg->started < end; lg->started++) {
+		rc = proxy_start(lg, &lg->proxies[lg->started]);
+		if (rc < 0) {
+			log_error(SCOPE, "proxy %d: cannot start its stream: %s", lg->started, mesh_strerror(rc));
+			return rc;
+		}
+	}
+	return 0;
 }
 
 static int inflight_total(const struct loadgen *lg)
@@ -1271,6 +1517,11 @@ void loadgen_free(struct loadgen *lg)
 			;
 		grpc_completion_queue_destroy(lg->cq);
 	}
+	if (lg->cache) {
+		for (i = 0; i < LG_CACHE_SLOTS; i++)
+			cached_clear(&lg->cache[i]);
+		free(lg->cache);
+	}
 	free(lg->ch);
 	free(lg->proxies);
 	free(lg);
@@ -1288,6 +1539,11 @@ int loadgen_run(struct loadgen *lg, int ms)
 		if (ev.type == GRPC_QUEUE_SHUTDOWN)
 			return -ESHUTDOWN;
 		dispatch(lg, ev.tag, ev.success);
+		if (lg->started < lg->n) {
+			int rc = start_wave(lg);
+			if (rc < 0)
+				return rc;
+		}
 	}
 }
 
@@ -1307,9 +1563,13 @@ int loadgen_watch_arm(struct loadgen *lg, int slot, const struct loadgen_watch *
 	if (slot < 0 || slot >= LOADGEN_WATCH_SLOTS || !w)
 		return -EINVAL;
 	loadgen_watch_disarm(lg, slot);
+	lg->watch_epoch++;
 	lw = &lg->watches[slot];
 	lw->w = *w;
-	bench_mesh_listener(w->svc, lw->resource, sizeof(lw->resource));
+	if (lg->cfg.sidecar)
+		snprintf(lw->resource, sizeof(lw->resource), "%d", BENCH_MESH_PORT); /* route config "PORT" */
+	else
+		bench_mesh_listener(w->svc, lw->resource, sizeof(lw->resource));
 	bench_mesh_cluster(w->svc, "v1", lw->cluster, sizeof(lw->cluster));
 	lw->armed = 1;
 	lw->last_ack = 0;
@@ -1375,4 +1635,5 @@ void loadgen_watch_disarm(struct loadgen *lg, int slot)
 	for (i = 0; i < lg->n; i++)
 		lg->proxies[i].watch[slot] = W_NONE;
 	memset(&lg->watches[slot], 0, sizeof(lg->watches[slot]));
+	lg->watch_epoch++;
 }

@@ -9,8 +9,17 @@
  * calls, so a change to it is a full push) plus random others.  A share of
  * the proxies presents Envoy-like node metadata (user agent "envoy",
  * ISTIO_VERSION) but still declares GENERATOR: grpc and asks for the same
- * resources: meshd serves a stream the flavour its Node names, and it has
- * only the proxyless generator (a sidecar node is refused with UNIMPLEMENTED).
+ * resources: meshd serves a stream the flavour its Node names, so these
+ * measure the proxyless flavour; real sidecars are the sidecar mode below.
+ *
+ * With sidecar set the proxies are sidecars instead (Envoy's chain): a
+ * node id "sidecar~IP~bench-I.bench~bench.svc.cluster.local" without
+ * GENERATOR, metadata NAMESPACE bench, SERVICE_ACCOUNT and LABELS app=wl-K
+ * for one of cfg->workloads label sets (replicas of a few workloads, as a
+ * mesh has them); LDS and CDS wildcard, RDS for the route configs the
+ * HTTP connection managers name, EDS for the EDS clusters, every response
+ * ACKed.  Each one holds the whole mesh, so every change concerns every
+ * proxy.  State of the world only.
  *
  * With delta set the streams are DeltaAggregatedResources: the same chain,
  * subscribed and unsubscribed incrementally, every response ACKed.
@@ -47,6 +56,8 @@ struct loadgen_config {
 	int services;                /* targets are picked from svc-0 .. svc-(services-1) */
 	int sidecar_percent;         /* proxies with Envoy-like node metadata (still GENERATOR: grpc) */
 	int delta;                   /* DeltaAggregatedResources instead of state of the world */
+	int sidecar;                 /* sidecar proxies holding the whole mesh (see above); not with delta */
+	int workloads;               /* sidecar: distinct label sets (<= 0: 20) */
 	uint64_t seed;
 };
 

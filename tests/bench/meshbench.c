@@ -54,6 +54,8 @@ struct opts {
 	int delta;
 	int steady;
 	int replace_services;
+	int sidecar;         /* sidecar proxies holding the whole mesh (steady changes only) */
+	int workloads;
 	long long seed;
 	const char *log_level;
 };
@@ -66,7 +68,7 @@ static void usage(FILE *f)
 		"                     [--targets K] [--sidecar-percent P] [--changes X] [--interval-ms MS]\n"
 		"                     [--change-timeout-ms MS] [--sync-timeout-s S] [--add-subscribers N]\n"
 		"                     [--meshd-pid PID] [--seed S] [--log-level LEVEL] [--delta] [--steady]\n"
-		"                     [--replace-services]\n");
+		"                     [--replace-services] [--sidecar [--workloads W]]\n");
 }
 
 static int int_arg(const char *name, const char *v, long lo, long hi, int *out)
@@ -86,7 +88,7 @@ static int parse(int argc, char **argv, struct opts *o)
 {
 	enum { O_DIR = 256, O_XDS, O_SERVICES, O_PROXIES, O_CHANNELS, O_TARGETS, O_SIDECAR, O_CHANGES, O_INTERVAL,
 	       O_CTIMEOUT, O_STIMEOUT, O_ADDSUB, O_PID, O_SEED, O_LOG, O_DELTA, O_STEADY,
-	       O_REPLACE };
+	       O_REPLACE, O_SIDECAR_MODE, O_WORKLOADS };
 	static const struct option lo[] = {
 		{ "dir", required_argument, NULL, O_DIR },
 		{ "xds", required_argument, NULL, O_XDS },
@@ -106,6 +108,8 @@ static int parse(int argc, char **argv, struct opts *o)
 		{ "delta", no_argument, NULL, O_DELTA },
 		{ "steady", no_argument, NULL, O_STEADY },
 		{ "replace-services", no_argument, NULL, O_REPLACE },
+		{ "sidecar", no_argument, NULL, O_SIDECAR_MODE },
+		{ "workloads", required_argument, NULL, O_WORKLOADS },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c, rc = 0, seed = 1;
@@ -141,10 +145,22 @@ static int parse(int argc, char **argv, struct opts *o)
 		case O_DELTA: o->delta = 1; break;
 		case O_STEADY: o->steady = 1; break;
 		case O_REPLACE: o->replace_services = 1; break;
+		case O_SIDECAR_MODE: o->sidecar = 1; break;
+		case O_WORKLOADS: rc = int_arg("workloads", optarg, 1, LOADGEN_MAX_PROXIES, &o->workloads); break;
 		default: rc = -EINVAL; break;
 		}
 	}
 	o->seed = seed;
+	if (o->sidecar) {
+		/* every change concerns every sidecar; a new service is no new
+		 * listener for one (the port's route config grows): steady kinds */
+		o->steady = 1;
+		o->replace_services = 0;
+		if (o->delta) {
+			fprintf(stderr, "meshbench: --sidecar is state of the world only\n");
+			rc = -EINVAL;
+		}
+	}
 	if (rc == 0 && mesh_log_setup(o->log_level, "text") < 0)
 		rc = -EINVAL;
 	if (rc == 0 && !o->dir) {
@@ -216,7 +232,8 @@ static int cmd_run(const struct opts *o)
 	struct loadgen_stats st, st_sync;
 	struct bench_mesh *mesh = NULL;
 	struct loadgen *lg = NULL;
-	double t_start, lg_cpu0 = self_cpu(), *lat = NULL, *flat = NULL;
+	double t_start, lg_cpu0 = self_cpu(), *lat = NULL, *flat = NULL, *elat = NULL, *wlat = NULL;
+	int nel = 0, nwl = 0;
 	double full_cpu = 0, any_cpu = 0, full_bytes = 0, full_resp = 0, ep_bytes = 0;
 	int nch = 0, nfull = 0, nep = 0, timeouts = 0, early = 0, i, rc;
 	long rss_early_kb = 0, rss_last_kb = 0;
@@ -232,7 +249,9 @@ static int cmd_run(const struct opts *o)
 	ch = calloc((size_t)(o->changes ? o->changes : 1), sizeof(*ch));
 	lat = calloc((size_t)(o->changes ? o->changes : 1), sizeof(*lat));
 	flat = calloc((size_t)(o->changes ? o->changes : 1), sizeof(*flat));
-	if (!ch || !lat || !flat) {
+	elat = calloc((size_t)(o->changes ? o->changes : 1), sizeof(*elat));
+	wlat = calloc((size_t)(o->changes ? o->changes : 1), sizeof(*wlat));
+	if (!ch || !lat || !flat || !elat || !wlat) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -246,6 +265,8 @@ static int cmd_run(const struct opts *o)
 	lc.services = o->services;
 	lc.sidecar_percent = o->sidecar_percent;
 	lc.delta = o->delta;
+	lc.sidecar = o->sidecar;
+	lc.workloads = o->workloads;
 	lc.seed = (uint64_t)o->seed * 2654435761ULL + 1;
 	t_start = loadgen_now();
 	rc = loadgen_new(&lc, &lg);
@@ -270,9 +291,14 @@ static int cmd_run(const struct opts *o)
 	loadgen_run(lg, 500);
 	if (pid)
 		churn_proc_sample(pid, &p1);
-	printf("%d proxies (%s, %d%% sidecar metadata, %d listeners each) on %d connections, %d services\n",
-	       st.proxies, o->delta ? "Delta xDS" : "state of the world", o->sidecar_percent, o->targets, lc.channels,
-	       o->services);
+	if (o->sidecar)
+		printf("%d sidecars (state of the world, %d workloads, the whole mesh each) on %d connections, "
+		       "%d services\n",
+		       st.proxies, o->workloads > 0 ? o->workloads : 20, lc.channels, o->services);
+	else
+		printf("%d proxies (%s, %d%% sidecar metadata, %d listeners each) on %d connections, %d services\n",
+		       st.proxies, o->delta ? "Delta xDS" : "state of the world", o->sidecar_percent, o->targets,
+		       lc.channels, o->services);
 	printf("all synced in %.3f s: %llu responses, %llu resources, %.1f MB received, %llu requests\n",
 	       st.all_synced_at - t_start, (unsigned long long)st.responses, (unsigned long long)st.resources,
 	       st.bytes / 1e6, (unsigned long long)st.requests);
@@ -310,6 +336,10 @@ static int cmd_run(const struct opts *o)
 			ep_bytes += (double)ch[i].bytes;
 			nep++;
 		}
+		if (ch[i].kind == CHURN_ENDPOINT || ch[i].kind == CHURN_FULL_ENDPOINT)
+			elat[nel++] = ch[i].latency;
+		if (ch[i].kind == CHURN_WEIGHT || ch[i].kind == CHURN_FULL_WEIGHT)
+			wlat[nwl++] = ch[i].latency;
 	}
 	if (nch > 0) {
 		early = nch < MESHBENCH_RSS_EARLY_CHANGE ? nch : MESHBENCH_RSS_EARLY_CHANGE;
@@ -331,20 +361,26 @@ static int cmd_run(const struct opts *o)
 	       percentile(flat, nfull, 1.0) * 1000, nfull ? full_cpu / nfull : 0, nfull ? full_bytes / nfull : 0,
 	       nfull ? full_resp / nfull : 0);
 	printf("%d endpoint changes: %.0f bytes per push\n", nep, nep ? ep_bytes / nep : 0);
+	printf("endpoint changes -> all ACKed p50 %.1f ms, p99 %.1f ms (%d); VirtualService changes p50 %.1f ms, "
+	       "p99 %.1f ms (%d)\n",
+	       percentile(elat, nel, 0.5) * 1000, percentile(elat, nel, 0.99) * 1000, nel,
+	       percentile(wlat, nwl, 0.5) * 1000, percentile(wlat, nwl, 0.99) * 1000, nwl);
 	printf("streams failed: %d; decode errors: %llu; load generator CPU %.2f s\n", st.failed,
 	       (unsigned long long)st.decode_errors, self_cpu() - lg_cpu0);
 	printf("RESULT delta=%d proxies=%d services=%d sync_s=%.3f sync_bytes=%llu rss_synced_kb=%ld rss_after_kb=%ld "
 	       "hwm_kb=%ld cpu_sync_s=%.3f changes=%d timeouts=%d p50_ms=%.1f p99_ms=%.1f max_ms=%.1f "
 	       "full_pushes=%d full_p50_ms=%.1f full_p99_ms=%.1f full_max_ms=%.1f full_cpu_s=%.4f "
 	       "change_cpu_s=%.4f full_bytes=%.0f ep_bytes=%.0f failed=%d decode_errors=%llu lg_cpu_s=%.2f "
-	       "rss_early_change=%d rss_early_kb=%ld rss_last_kb=%ld\n",
+	       "rss_early_change=%d rss_early_kb=%ld rss_last_kb=%ld sidecar=%d ep_p50_ms=%.1f ep_p99_ms=%.1f "
+	       "vs_p50_ms=%.1f vs_p99_ms=%.1f\n",
 	       o->delta, st.proxies, o->services, st_sync.all_synced_at - t_start, (unsigned long long)st_sync.bytes,
 	       p1.rss_kb, p2.rss_kb, p2.hwm_kb, p1.cpu_s - p0.cpu_s, nch, timeouts, percentile(lat, nch, 0.5) * 1000,
 	       percentile(lat, nch, 0.99) * 1000, percentile(lat, nch, 1.0) * 1000, nfull,
 	       percentile(flat, nfull, 0.5) * 1000, percentile(flat, nfull, 0.99) * 1000,
 	       percentile(flat, nfull, 1.0) * 1000, nfull ? full_cpu / nfull : 0, nch ? any_cpu / nch : 0,
 	       nfull ? full_bytes / nfull : 0, nep ? ep_bytes / nep : 0, st.failed, (unsigned long long)st.decode_errors,
-	       self_cpu() - lg_cpu0, early, rss_early_kb, rss_last_kb);
+	       self_cpu() - lg_cpu0, early, rss_early_kb, rss_last_kb, o->sidecar, percentile(elat, nel, 0.5) * 1000,
+	       percentile(elat, nel, 0.99) * 1000, percentile(wlat, nwl, 0.5) * 1000, percentile(wlat, nwl, 0.99) * 1000);
 	if (st.failed > 0 || st.decode_errors > 0 || timeouts > 0)
 		rc = -EIO;
 out:
@@ -353,6 +389,8 @@ out:
 	free(ch);
 	free(lat);
 	free(flat);
+	free(elat);
+	free(wlat);
 	return rc;
 }
 

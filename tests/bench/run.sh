@@ -33,10 +33,19 @@
 # changes out altogether (meshbench --steady).  --smoke runs a tiny soak (50 proxies, 50 changes) that only
 # exercises the code path.
 #
+# Then the sidecar row: SIDECARS simulated sidecars (meshbench --sidecar:
+# Envoy's chain, LDS/CDS wildcard, no GENERATOR, 20 workloads' label sets)
+# each holding the whole mesh, state of the world; endpoint and
+# VirtualService (weight) changes alternate; sync time, RSS, change -> all
+# ACKed p50/p99 per kind, bytes and meshd CPU per push, beside DESIGN.md's
+# sidecar targets.  Full run: 2,000 sidecars on the 1,000-service mesh;
+# --smoke: 50 sidecars on 20 services.
+#
 # Environment overrides: BENCH_SERVICES, BENCH_PROXIES ("100 500"),
 # BENCH_CHANGES, BENCH_INTERVAL_MS, BENCH_CHANNELS, BENCH_TARGETS;
 # BENCH_SOAK_PROXIES, BENCH_SOAK_CHANGES (0: no soak row),
-# BENCH_SOAK_INTERVAL_MS, BENCH_SOAK_STEADY.
+# BENCH_SOAK_INTERVAL_MS, BENCH_SOAK_STEADY; BENCH_SIDECARS (0: no sidecar
+# row), BENCH_SIDECAR_CHANGES, BENCH_SIDECAR_INTERVAL_MS, BENCH_SIDECAR_WORKLOADS.
 set -eu
 
 BUILD=build
@@ -60,6 +69,9 @@ if [ "$SMOKE" = 1 ]; then
 	SOAK_PROXIES=${BENCH_SOAK_PROXIES:-50}
 	SOAK_CHANGES=${BENCH_SOAK_CHANGES:-50}
 	SOAK_INTERVAL=${BENCH_SOAK_INTERVAL_MS:-20}
+	SIDECARS=${BENCH_SIDECARS:-50}
+	SC_CHANGES=${BENCH_SIDECAR_CHANGES:-4}
+	SC_INTERVAL=${BENCH_SIDECAR_INTERVAL_MS:-300}
 else
 	SERVICES=${BENCH_SERVICES:-1000}
 	SIZES=${BENCH_PROXIES:-100 500 1000 2000}
@@ -69,7 +81,11 @@ else
 	SOAK_PROXIES=${BENCH_SOAK_PROXIES:-2000}
 	SOAK_CHANGES=${BENCH_SOAK_CHANGES:-1000}
 	SOAK_INTERVAL=${BENCH_SOAK_INTERVAL_MS:-100}
+	SIDECARS=${BENCH_SIDECARS:-2000}
+	SC_CHANGES=${BENCH_SIDECAR_CHANGES:-20}
+	SC_INTERVAL=${BENCH_SIDECAR_INTERVAL_MS:-3000}
 fi
+SC_WORKLOADS=${BENCH_SIDECAR_WORKLOADS:-20}
 TARGETS=${BENCH_TARGETS:-5}
 
 MESHD=$BUILD/bin/meshd
@@ -170,6 +186,12 @@ if [ "$SOAK_CHANGES" -gt 0 ]; then
 	run_row "soak-$SOAK_PROXIES" "$SOAK_PROXIES" sotw "$SOAK_CHANGES" "$SOAK_INTERVAL" "$TMP/soak" $steady
 fi
 SOAK_ELAPSED=$(( $(date +%s) - SOAK_START ))
+SC_START=$(date +%s)
+if [ "$SIDECARS" -gt 0 ]; then
+	run_row "sidecar-$SIDECARS" "$SIDECARS" sotw "$SC_CHANGES" "$SC_INTERVAL" "$TMP/sidecar" \
+		"--sidecar --workloads $SC_WORKLOADS --change-timeout-ms 30000 --sync-timeout-s 600"
+fi
+SC_ELAPSED=$(( $(date +%s) - SC_START ))
 
 [ -s "$TMP/results" ] || { echo "run.sh: no results" >&2; exit 1; }
 
@@ -258,5 +280,28 @@ function kv(line, key,   i, n, f) {
 		(a > 0 && g <= 10) ? "ok" : "MISSED"
 	printf "  change -> all ACKed p99     %7.1f ms   (t/o %d)\n", kv($0, "p99_ms"), kv($0, "timeouts") + kv($0, "failed")
 }' "$TMP/soak"
+fi
+# the sidecar row, beside DESIGN.md's sidecar targets
+if [ -s "$TMP/sidecar" ]; then
+	awk -v secs="$SC_ELAPSED" -v w="$SC_WORKLOADS" '
+function kv(line, key,   i, n, f) {
+	n = split(line, f, " ")
+	for (i = 1; i <= n; i++)
+		if (index(f[i], key "=") == 1)
+			return substr(f[i], length(key) + 2)
+	return ""
+}
+function verdict(v, t) { return v + 0 <= t ? "ok" : "MISSED" }
+{
+	p = kv($0, "proxies"); s = kv($0, "services"); hwm = kv($0, "hwm_kb") / 1024; rss = kv($0, "rss_after_kb") / 1024
+	ep50 = kv($0, "ep_p50_ms"); ep99 = kv($0, "ep_p99_ms"); vs50 = kv($0, "vs_p50_ms"); vs99 = kv($0, "vs_p99_ms")
+	printf "\nsidecars: %d sidecars (%d workloads) holding the whole %d-service mesh, state of the world, %ds\n", p, w, s, secs
+	printf "  sync (all ACKed)            %7.2f s    %.1f MB received\n", kv($0, "sync_s"), kv($0, "sync_bytes") / 1e6
+	printf "  meshd RSS (peak)            %7.1f MB   target <= 150 MB    %s   (after the changes %.1f MB)\n", hwm, verdict(hwm, 150), rss
+	printf "  endpoint change -> all ACKed    p50 %7.1f ms  p99 %7.1f ms   target p99 <= 300 ms   %s\n", ep50, ep99, verdict(ep99, 300)
+	printf "  VirtualService change -> all    p50 %7.1f ms  p99 %7.1f ms   target p99 <= 1000 ms  %s\n", vs50, vs99, verdict(vs99, 1000)
+	printf "  bytes per push              endpoint change %.0f, endpoint or weight change %.0f\n", kv($0, "ep_bytes"), kv($0, "full_bytes")
+	printf "  meshd CPU per push          %7.1f ms   (t/o %d)\n", kv($0, "change_cpu_s") * 1000, kv($0, "timeouts") + kv($0, "failed")
+}' "$TMP/sidecar"
 fi
 exit $status

@@ -261,6 +261,64 @@ START_TEST(deterministic_and_proxyless_untouched)
 }
 END_TEST
 
+static void assert_same_bytes(const struct xds_snapshot *a, const struct xds_snapshot *b)
+{
+	size_t i;
+	int t;
+
+	for (t = 0; t < XDS_TYPE_COUNT; t++) {
+		ck_assert_uint_eq(a->sets[t].n, b->sets[t].n);
+		for (i = 0; i < a->sets[t].n; i++) {
+			ck_assert_str_eq(a->sets[t].v[i]->name, b->sets[t].v[i]->name);
+			ck_assert_uint_eq(a->sets[t].v[i]->len, b->sets[t].v[i]->len);
+			ck_assert(memcmp(a->sets[t].v[i]->data, b->sets[t].v[i]->data, a->sets[t].v[i]->len) == 0);
+		}
+	}
+}
+
+/* The shared-groups cache: byte-identical output per workload, one build
+ * (the same resource objects) per namespace, nothing kept across models. */
+START_TEST(cache_shares_per_namespace_byte_identical)
+{
+	struct cfg_kv kv = { .key = "track", .value = "canary" };
+	struct cfg_labels canary = { .v = &kv, .n = 1 };
+	struct gen_workload ws[] = { { "shop", &canary }, { "shop", NULL }, { "data", NULL }, { "shop", &canary } };
+	struct xds_snapshot *cached[4], *plain[4];
+	struct gen_sidecar_cache *c = gen_sidecar_cache_new();
+	struct gen_node node = { .ip = "10.9.9.9", .service_account = "client" };
+	const char *cl = "outbound|9080|v1|reviews.shop.svc.cluster.local";
+	struct model *m2;
+	struct xds_snapshot *again = NULL;
+	size_t i;
+
+	ck_assert_ptr_nonnull(c);
+	for (i = 0; i < 4; i++) {
+		ck_assert_int_eq(gen_sidecar_snapshot_cached(c, m, &gen_profile_sidecar, &ws[i], &node, NULL, &cached[i]), 0);
+		ck_assert_int_eq(gen_sidecar_snapshot(m, &gen_profile_sidecar, &ws[i], &node, NULL, &plain[i]), 0);
+		assert_same_bytes(cached[i], plain[i]);
+	}
+	/* the per-caller route differs, the clusters are one object per namespace */
+	ck_assert_ptr_eq(xds_snapshot_find(cached[0], XDS_CLUSTER, cl), xds_snapshot_find(cached[1], XDS_CLUSTER, cl));
+	ck_assert_ptr_eq(xds_snapshot_find(cached[0], XDS_ENDPOINT, cl), xds_snapshot_find(cached[1], XDS_ENDPOINT, cl));
+	ck_assert_ptr_ne(xds_snapshot_find(cached[0], XDS_CLUSTER, cl), xds_snapshot_find(cached[2], XDS_CLUSTER, cl));
+	ck_assert_ptr_ne(xds_snapshot_find(plain[0], XDS_CLUSTER, cl), xds_snapshot_find(plain[1], XDS_CLUSTER, cl));
+	/* another model: rebuilt, not reused */
+	m2 = testutil_model("test.yaml", mesh_yaml);
+	ck_assert_ptr_nonnull(m2);
+	m2->trust_domain = "cluster.local";
+	ck_assert_int_eq(gen_sidecar_snapshot_cached(c, m2, &gen_profile_sidecar, &ws[1], &node, NULL, &again), 0);
+	assert_same_bytes(again, plain[1]);
+	ck_assert_ptr_ne(xds_snapshot_find(again, XDS_CLUSTER, cl), xds_snapshot_find(cached[1], XDS_CLUSTER, cl));
+	xds_snapshot_unref(again);
+	model_unref(m2);
+	for (i = 0; i < 4; i++) {
+		xds_snapshot_unref(cached[i]);
+		xds_snapshot_unref(plain[i]);
+	}
+	gen_sidecar_cache_free(c);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("gen_sidecar");
@@ -275,6 +333,7 @@ int main(void)
 	tcase_add_test(tc, scope_registry_only_and_egress);
 	tcase_add_test(tc, capture_none);
 	tcase_add_test(tc, deterministic_and_proxyless_untouched);
+	tcase_add_test(tc, cache_shares_per_namespace_byte_identical);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

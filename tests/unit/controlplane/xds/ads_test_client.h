@@ -218,6 +218,65 @@ static inline Envoy__Config__Core__V3__Node *ads_client_node_init(struct ads_cli
 	return &n->node;
 }
 
+/* A Node as a sidecar (Envoy or meshproxy) sends it: id
+ * "sidecar~IP~POD.NS~NS.svc.cluster.local", no GENERATOR, metadata
+ * NAMESPACE, SERVICE_ACCOUNT, INTERCEPTION_MODE REDIRECT and LABELS
+ * app=APP (none when app is NULL).  The storage lives in the struct. */
+struct ads_client_sidecar_node {
+	Envoy__Config__Core__V3__Node node;
+	Google__Protobuf__Struct md, labels;
+	Google__Protobuf__Struct__FieldsEntry fe[4], *fes[4], le, *les[1];
+	Google__Protobuf__Value v[4], lv;
+};
+
+static inline Envoy__Config__Core__V3__Node *ads_client_sidecar_node_init(struct ads_client_sidecar_node *n,
+									  const char *id, const char *ns,
+									  const char *sa, const char *app)
+{
+	static const char *const keys[] = { "NAMESPACE", "SERVICE_ACCOUNT", "INTERCEPTION_MODE", "LABELS" };
+	const char *vals[] = { ns, sa, "REDIRECT" };
+	size_t i, k = 0;
+
+	envoy__config__core__v3__node__init(&n->node);
+	google__protobuf__struct__init(&n->md);
+	google__protobuf__struct__init(&n->labels);
+	for (i = 0; i < 4; i++) {
+		if (i < 3 && !vals[i])
+			continue;
+		if (i == 3 && !app)
+			continue;
+		google__protobuf__struct__fields_entry__init(&n->fe[k]);
+		google__protobuf__value__init(&n->v[k]);
+		n->fe[k].key = (char *)keys[i];
+		n->fe[k].value = &n->v[k];
+		if (i < 3) {
+			n->v[k].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
+			n->v[k].string_value = (char *)vals[i];
+		} else {
+			google__protobuf__struct__fields_entry__init(&n->le);
+			google__protobuf__value__init(&n->lv);
+			n->lv.kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
+			n->lv.string_value = (char *)app;
+			n->le.key = "app";
+			n->le.value = &n->lv;
+			n->les[0] = &n->le;
+			n->labels.fields = n->les;
+			n->labels.n_fields = 1;
+			n->v[k].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRUCT_VALUE;
+			n->v[k].struct_value = &n->labels;
+		}
+		n->fes[k] = &n->fe[k];
+		k++;
+	}
+	n->md.fields = n->fes;
+	n->md.n_fields = k;
+	n->node.id = (char *)id;
+	n->node.cluster = "test-cluster";
+	n->node.user_agent_name = "envoy";
+	n->node.metadata = &n->md;
+	return &n->node;
+}
+
 /* gRPC up and a server on 127.0.0.1:0 (*srv, its port in *port); debug
  * logging when MESH_TEST_DEBUG is set. */
 static inline void ads_test_server_start(struct xds_server **srv, int *port)
