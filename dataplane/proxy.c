@@ -1435,7 +1435,8 @@ static void put_num_header(struct mesh_buf *b, const char *name, size_t nlen, ui
 	(void)mesh_buf_append(b, p, (size_t)(tmp + sizeof(tmp) - p));
 }
 
-/* A version 4 UUID (Envoy's x-request-id) from two random words, into out[36]. */
+/* A version 4 UUID (Envoy's x-request-id, 8-4-4-4-12 hex digits) from two random
+ * words, into out[36]. */
 static void uuid4(struct engine *e, char out[36])
 {
 	static const char hex[] = "0123456789abcdef";
@@ -1445,7 +1446,7 @@ static void uuid4(struct engine *e, char out[36])
 	a = (a & ~0xf000ULL) | 0x4000ULL;                   /* version 4 */
 	c = (c & 0x3fffffffffffffffULL) | 0x8000000000000000ULL; /* variant 10 */
 	for (i = 0; i < 16; i++) {
-		if (i == 4 || i == 6)
+		if (i == 8 || i == 12)
 			out[j++] = '-';
 		out[j++] = hex[(a >> (60 - 4 * i)) & 0xf];
 	}

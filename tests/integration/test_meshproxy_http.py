@@ -14,6 +14,7 @@ Nothing here asserts on timing; every wait is bounded.
 """
 import http.server
 import os
+import re
 import shutil
 import signal
 import socket
@@ -230,7 +231,9 @@ class MeshproxyHttpTest(unittest.TestCase):
         code, body, _ = self.px.curl("-H", "Host: ratings.demo:9080", self.px.url("/b"))
         self.assertEqual((code, body), (200, "ratings /b"))
         self.assertEqual(self.ratings.last_headers.get("host"), "ratings.demo:9080")
-        self.assertIn("x-request-id", self.ratings.last_headers)
+        # Envoy's x-request-id: a version 4 UUID, 8-4-4-4-12 hex digits
+        self.assertRegex(self.ratings.last_headers.get("x-request-id", ""),
+                         r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
         self.assertEqual(self.ratings.last_headers.get("x-forwarded-proto"), "http")
 
     def test_absolute_form_http_proxy(self):
