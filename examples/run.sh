@@ -1,8 +1,9 @@
 #!/bin/sh
 # `make run`: the example mesh's two greeter backends (v1 on 127.0.0.1:50061,
-# v2 on 127.0.0.1:50062, as examples/services.yaml says) and meshd, given as
-# the arguments.  Ctrl-C (or meshd exiting) stops all three; the exit status
-# is meshd's.
+# v2 on 127.0.0.1:50062, as examples/services.yaml says), its two HTTP
+# backends (web v1 on 127.0.0.1:18081, v2 on 127.0.0.1:18082, as
+# examples/web.yaml says) and meshd, given as the arguments.  Ctrl-C (or
+# meshd exiting) stops them all; the exit status is meshd's.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 # Debian's python3-grpcio belongs to /usr/bin/python3, whatever python3 is first on PATH
@@ -18,6 +19,8 @@ trap 'stop; exit 143' TERM
 trap stop EXIT
 $PY "$here/greeter.py" serve --version v1 --port 50061 & pids="$pids $!"
 $PY "$here/greeter.py" serve --version v2 --port 50062 & pids="$pids $!"
+$PY "$here/web.py" --version v1 --port 18081 & pids="$pids $!"
+$PY "$here/web.py" --version v2 --port 18082 & pids="$pids $!"
 "$@" & meshd=$!
 pids="$meshd $pids"
 wait "$meshd"
