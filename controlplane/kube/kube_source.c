@@ -129,11 +129,20 @@ static int kube_source__apply(struct kube_source *ks, struct kube_event *e)
 		ks->synced[e->res] = true;
 		return 0;
 	case KUBE_EVENT_PUT:
+		for (i = 0; i < e->n_errors; i++) {
+			char msg[1024];
+			cfg_error_format(&e->errors[i], msg, sizeof(msg));
+			log_warn("config", "%s", msg);
+		}
 		return e->obj ? cfg_store_put(ks->store, e->obj) : 0;
 	case KUBE_EVENT_REJECT:
 		for (i = 0; i < e->n_errors; i++) {
 			char msg[1024];
 			cfg_error_format(&e->errors[i], msg, sizeof(msg));
+			if (e->errors[i].warning) {
+				log_warn("config", "%s", msg);
+				continue;
+			}
 			log_error("config", "rejected: %s", msg);
 			rc = cfg_store_reject(ks->store, &e->errors[i]);
 			if (rc < 0)

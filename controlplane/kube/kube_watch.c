@@ -194,6 +194,16 @@ static struct kube_event *kw__decode(struct kw__res *r, const char *text, const 
 		e = kw__event(r, KUBE_EVENT_PUT, ns, name);
 		if (e)
 			e->obj = cfg_object_ref(res.objects[0]);
+		/* Istio's warnings on an accepted object travel with it, so the
+		 * config thread prints them as the file source does */
+		if (e && res.n_errors) {
+			e->errors = calloc(res.n_errors, sizeof(*e->errors));
+			for (i = 0; e->errors && i < res.n_errors; i++) {
+				if (cfg_error_copy(&e->errors[i], &res.errors[i]) < 0)
+					break;
+				e->n_errors++;
+			}
+		}
 	} else if (res.n_errors) {
 		e = kw__event(r, KUBE_EVENT_REJECT, ns, name);
 		if (e) {

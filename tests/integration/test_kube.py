@@ -303,6 +303,17 @@ class KubeTest(unittest.TestCase):
         self.api.control("POST", "up")
         self.wait_routes(lambda c: only(c, "v2"), "the change made during the outage")
 
-
-if __name__ == "__main__":
-    unittest.main()
+    def test_09_warnings_of_accepted_objects_are_printed(self):
+        # Istio keeps an object its validation only warns about; the warning's
+        # text is printed as the file source prints it (the deprecated
+        # outlierDetection.consecutiveErrors: accepted, with a warning)
+        self.api.apply({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+                        "metadata": {"name": "deprecated", "namespace": "test"},
+                        "spec": {"host": "other", "trafficPolicy": {"outlierDetection": {"consecutiveErrors": 5}}}})
+        self.start()
+        wait_for(self.meshd.ready, timeout=60, what="/ready after sync")
+        logs = wait_for(lambda: [l for l in self.meshd.logs().splitlines()
+                                 if " warn " in l and "DestinationRule test/deprecated" in l] or None,
+                        timeout=30, what="the warning in meshd's log")
+        self.assertIn("consecutiveErrors", logs[0])
+        self.assertNotIn("rejected", logs[0])
