@@ -254,7 +254,13 @@ static int apply_cb(void *ctx, struct px_snapshot *cand, char *err, size_t cap)
 	size_t i;
 
 	for (i = 0; i < rs->n; i++) {
-		if (check_headers(rs->v[i]->msg, why, sizeof(why), 0) < 0) {
+		const ProtobufCMessage *m = px_resource_msg(rs->v[i]);
+
+		if (!m) {
+			snprintf(err, cap, "out of memory");
+			return -ENOMEM;
+		}
+		if (check_headers(m, why, sizeof(why), 0) < 0) {
 			snprintf(err, cap, "route config %.100s: %s", rs->v[i]->name, why);
 			return -EINVAL;
 		}

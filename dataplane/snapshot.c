@@ -3,50 +3,82 @@
  * reference between successive snapshots (see snapshot.h).
  *
  * A candidate snapshot copies the base's pointer arrays (a few pointers per
- * resource) and takes a reference on every resource; the decoded messages
- * themselves are never copied, so a type's update costs the size of that
+ * resource) and takes a reference on every resource; the resources
+ * themselves (bytes, and decoded messages while cached) are never copied, so a type's update costs the size of that
  * type's set, not of the whole configuration.
  */
 #include "dataplane/snapshot.h"
 
 #include "common/hash.h"
 #include "common/xds/pbjson.h"
+#include "envoy/config/cluster/v3/cluster.pb-c.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* Envoy's EDS name of a cluster: eds_cluster_config.service_name, else its
+ * name; NULL when the cluster is not of type EDS. */
+static const char *eds_name_of(const Envoy__Config__Cluster__V3__Cluster *cl)
+{
+	if (cl->cluster_discovery_type_case != ENVOY__CONFIG__CLUSTER__V3__CLUSTER__CLUSTER_DISCOVERY_TYPE_TYPE ||
+	    cl->type != ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__EDS)
+		return NULL;
+	if (cl->eds_cluster_config && cl->eds_cluster_config->service_name && *cl->eds_cluster_config->service_name)
+		return cl->eds_cluster_config->service_name;
+	return cl->name;
+}
+
 int px_resource_decode(enum xds_type t, const char *name, const uint8_t *data, size_t len,
 		       struct px_resource **out)
 {
 	const ProtobufCMessageDescriptor *d;
-	struct px_resource *r;
+	struct px_resource *r = NULL;
+	const char *eds;
+	int rc = -EINVAL;
 
 	*out = NULL;
 	if ((unsigned)t >= XDS_TYPE_COUNT || !name)
-		return -EINVAL;
+		goto out;
 	d = pbjson_lookup(xds_type_url(t));
 	if (!d)
-		return -EINVAL;
+		goto out;
+	rc = -ENOMEM;
 	r = calloc(1, sizeof(*r));
 	if (!r)
-		return -ENOMEM;
-	r->name = strdup(name);
-	if (!r->name) {
-		free(r);
-		return -ENOMEM;
-	}
-	r->msg = protobuf_c_message_unpack(d, NULL, len, data);
-	if (!r->msg) {
-		free(r->name);
-		free(r);
-		return -MESH_EPARSE;
-	}
+		goto out;
 	mesh_refcount_init(&r->refs, 1);
 	r->type = t;
+	r->name = strdup(name);
+	r->bytes = malloc(len ? len : 1);
+	if (!r->name || !r->bytes)
+		goto out;
+	memcpy(r->bytes, data, len);
+	r->len = len;
+	r->decoded = protobuf_c_message_unpack(d, NULL, len, data);
+	if (!r->decoded) {
+		rc = -MESH_EPARSE;
+		goto out;
+	}
+	eds = t == XDS_CLUSTER ? eds_name_of((const void *)r->decoded) : NULL;
+	if (eds && !(r->eds_name = strdup(eds)))
+		goto out;
 	r->hash = mesh_hash(data, len);
 	*out = r;
-	return 0;
+	r = NULL;
+	rc = 0;
+out:
+	px_resource_unref(r);
+	return rc;
+}
+
+const ProtobufCMessage *px_resource_msg(const struct px_resource *r)
+{
+	struct px_resource *w = (struct px_resource *)r; /* the cache is not the resource's value */
+
+	if (!w->decoded)
+		w->decoded = protobuf_c_message_unpack(pbjson_lookup(xds_type_url(r->type)), NULL, r->len, r->bytes);
+	return w->decoded;
 }
 
 struct px_resource *px_resource_ref(struct px_resource *r)
@@ -60,9 +92,27 @@ void px_resource_unref(struct px_resource *r)
 {
 	if (!r || !mesh_refcount_unref(&r->refs))
 		return;
-	protobuf_c_message_free_unpacked(r->msg, NULL);
+	if (r->decoded)
+		protobuf_c_message_free_unpacked(r->decoded, NULL);
+	free(r->eds_name);
+	free(r->bytes);
 	free(r->name);
 	free(r);
+}
+
+void px_snapshot_shed(const struct px_snapshot *s)
+{
+	size_t t, i;
+
+	for (t = 0; s && t < XDS_TYPE_COUNT; t++)
+		for (i = 0; i < s->sets[t].n; i++) {
+			struct px_resource *r = s->sets[t].v[i];
+
+			if (r->decoded) {
+				protobuf_c_message_free_unpacked(r->decoded, NULL);
+				r->decoded = NULL;
+			}
+		}
 }
 
 static void set_cleanup(struct px_resource_set *set)

@@ -26,7 +26,7 @@ static struct px_resource *cluster(const char *name)
 	protobuf_c_message_pack(&c.base, buf);
 	ck_assert_int_eq(px_resource_decode(XDS_CLUSTER, name, buf, len, &r), 0);
 	free(buf);
-	ck_assert_str_eq(((Envoy__Config__Cluster__V3__Cluster *)r->msg)->name, name);
+	ck_assert_str_eq(((const Envoy__Config__Cluster__V3__Cluster *)px_resource_msg(r))->name, name);
 	return r;
 }
 
@@ -81,6 +81,55 @@ START_TEST(duplicates_and_garbage_refused)
 }
 END_TEST
 
+/* The engine sheds the decoded messages once it has compiled a snapshot:
+ * the bytes stay, the message decodes again on demand with the same
+ * content, and an EDS cluster's EDS name is known without decoding. */
+START_TEST(shed_and_decode_again)
+{
+	Envoy__Config__Cluster__V3__Cluster c = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__INIT;
+	Envoy__Config__Cluster__V3__Cluster__EdsClusterConfig eds = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__EDS_CLUSTER_CONFIG__INIT;
+	struct px_resource *r, *plain = cluster("static");
+	const struct px_resource *set[2];
+	const Envoy__Config__Cluster__V3__Cluster *m;
+	struct px_snapshot *s;
+	uint8_t buf[256];
+	size_t len;
+
+	c.name = "outbound|80||a.ns.svc.cluster.local";
+	c.cluster_discovery_type_case = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__CLUSTER_DISCOVERY_TYPE_TYPE;
+	c.type = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__EDS;
+	c.eds_cluster_config = &eds;
+	eds.service_name = "";
+	len = protobuf_c_message_pack(&c.base, buf);
+	ck_assert_int_eq(px_resource_decode(XDS_CLUSTER, c.name, buf, len, &r), 0);
+	ck_assert_str_eq(r->eds_name, c.name); /* no service_name: the cluster's name */
+	ck_assert_ptr_null(plain->eds_name);
+	ck_assert_uint_eq(r->len, len);
+	set[0] = plain;
+	set[1] = r;
+	ck_assert_int_eq(px_snapshot_replace(NULL, XDS_CLUSTER, set, 2, &s), 0);
+	ck_assert_ptr_nonnull(r->decoded);
+	px_snapshot_shed(s);
+	ck_assert_ptr_null(r->decoded);
+	ck_assert_ptr_null(plain->decoded);
+	m = (const void *)px_resource_msg(r);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_ptr_eq(r->decoded, &m->base);
+	ck_assert_str_eq(m->name, c.name);
+	ck_assert_int_eq(m->type, ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__EDS);
+	ck_assert_ptr_eq(px_resource_msg(r), &m->base); /* cached */
+	px_snapshot_unref(s);
+	px_resource_unref(r); /* frees the re-decoded message too (ASan: no leak) */
+	px_resource_unref(plain);
+
+	eds.service_name = "a-eds";
+	len = protobuf_c_message_pack(&c.base, buf);
+	ck_assert_int_eq(px_resource_decode(XDS_CLUSTER, c.name, buf, len, &r), 0);
+	ck_assert_str_eq(r->eds_name, "a-eds");
+	px_resource_unref(r);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("px_snapshot");
@@ -90,6 +139,7 @@ int main(void)
 
 	tcase_add_test(tc, replace_update_find_share);
 	tcase_add_test(tc, duplicates_and_garbage_refused);
+	tcase_add_test(tc, shed_and_decode_again);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
