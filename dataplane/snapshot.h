@@ -46,6 +46,8 @@ struct px_resource {
 	uint8_t *bytes;              /* owned: the encoded resource */
 	size_t len;
 	ProtobufCMessage *decoded;   /* cache, owned; read it with px_resource_msg() */
+	struct px_region **regions;  /* owned: the decode regions decoded lives in (snapshot.c) */
+	size_t n_regions;
 	char *eds_name;              /* owned; an EDS cluster's EDS service name (eds_cluster_config.service_name,
 	                              * else the cluster's name); NULL for other clusters and types */
 	uint64_t hash;               /* of the encoded bytes (mesh_hash) */
