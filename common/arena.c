@@ -1,15 +1,21 @@
 /*
- * arena.c - see arena.h.  Chunks of at least 4 KiB are chained; a request
- * larger than a chunk gets a chunk of its own.
+ * arena.c - see arena.h.  Chunks are chained; the first is small
+ * (ARENA_FIRST) and each next one doubles up to ARENA_CHUNK, so an arena
+ * that holds a few strings (one per proxy cluster: meshproxy keeps
+ * thousands alive) costs a few hundred bytes, not 4 KiB, while a big one
+ * (a meshd push) still grows in 4 KiB steps after a handful of small ones.
+ * A request larger than the next chunk gets a chunk of its own.
  */
 #include "arena.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#define ARENA_FIRST 128
 #define ARENA_CHUNK 4096
 #define ARENA_ALIGN 16
 
@@ -24,13 +30,17 @@ struct arena {
 	struct arena_chunk *head;
 	size_t max;
 	size_t total;
+	size_t held;    /* bytes of chunk data malloc'd */
+	size_t next;    /* size of the next regular chunk: ARENA_FIRST doubling to ARENA_CHUNK */
 };
 
 struct arena *arena_new(size_t max)
 {
 	struct arena *a = calloc(1, sizeof(*a));
-	if (a)
+	if (a) {
 		a->max = max;
+		a->next = ARENA_FIRST;
+	}
 	return a;
 }
 
@@ -58,13 +68,18 @@ void *arena_alloc(struct arena *a, size_t size)
 	if (a->max && (a->total + rounded > a->max || rounded > a->max))
 		return NULL;
 	if (!c || c->size - c->used < rounded) {
-		size_t csize = rounded > ARENA_CHUNK ? rounded : ARENA_CHUNK;
+		bool own = rounded > a->next;
+		size_t csize = own ? rounded : a->next;
+
 		c = malloc(sizeof(*c) + csize);
 		if (!c)
 			return NULL;
 		c->size = csize;
 		c->used = 0;
-		if (a->head && rounded > ARENA_CHUNK) {
+		a->held += csize;
+		if (a->next < ARENA_CHUNK)
+			a->next *= 2; /* every new chunk, own or not: a run of mid-sized requests stops costing a malloc each */
+		if (a->head && own) {
 			/* keep the partly used head chunk for small allocations */
 			c->next = a->head->next;
 			a->head->next = c;
@@ -125,4 +140,9 @@ char *arena_printf(struct arena *a, const char *fmt, ...)
 size_t arena_used(const struct arena *a)
 {
 	return a->total;
+}
+
+size_t arena_held(const struct arena *a)
+{
+	return a->held;
 }

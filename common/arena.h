@@ -21,6 +21,9 @@ void *arena_calloc(struct arena *a, size_t n, size_t size);
 char *arena_strdup(struct arena *a, const char *s);
 char *arena_strndup(struct arena *a, const char *s, size_t n);
 char *arena_printf(struct arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-size_t arena_used(const struct arena *a);
+size_t arena_used(const struct arena *a);    /* bytes handed out (rounded to 16) */
+/* Bytes of chunk space the arena holds from malloc (>= arena_used): what it
+ * costs, for tests and memory accounting. */
+size_t arena_held(const struct arena *a);
 
 #endif

@@ -39,9 +39,13 @@ struct px_host {
 	unsigned refs;
 	int removed;
 	struct px_cluster *cl;           /* holds a reference */
-	struct sockaddr_storage addr;
+	union {                          /* not a sockaddr_storage: 100 bytes less a host (thousands of them) */
+		struct sockaddr sa;
+		struct sockaddr_in in4;
+		struct sockaddr_in6 in6;
+	} addr;
 	socklen_t alen;
-	char name[64];                   /* "IP:PORT" */
+	char name[56];                   /* "IP:PORT", "[IPv6]:PORT" (at most 54 bytes with its NUL) */
 	struct px_host_stats st;
 	struct px_uconn *idle;           /* idle pooled connections, most recent first */
 	unsigned n_idle;

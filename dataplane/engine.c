@@ -519,14 +519,20 @@ static int config_compile(struct engine *e, struct px_snapshot *s, struct px_con
 			goto out;
 		}
 		for (i = 0; i < rs->n; i++)
-			rcs[i] = (const void *)rs->v[i]->msg;
+			if (!(rcs[i] = (const void *)px_resource_msg(rs->v[i]))) {
+				free(rcs);
+				rc = -ENOMEM;
+				goto out;
+			}
 		rc = router_new(rcs, rs->n, &c->router, err, cap);
 		free(rcs);
 		if (rc < 0)
 			goto out;
 	}
 	for (i = 0; i < ls->n; i++) {
-		rc = compile_listener(c, (const Envoy__Config__Listener__V3__Listener *)ls->v[i]->msg, err, cap);
+		const Envoy__Config__Listener__V3__Listener *l = (const void *)px_resource_msg(ls->v[i]);
+
+		rc = l ? compile_listener(c, l, err, cap) : -ENOMEM;
 		if (rc < 0)
 			goto out;
 	}
@@ -541,11 +547,17 @@ static int config_compile(struct engine *e, struct px_snapshot *s, struct px_con
 		goto out;
 	}
 	for (i = 0; i < cs->n; i++) {
-		const Envoy__Config__Cluster__V3__Cluster *m = (const void *)cs->v[i]->msg;
-		const Envoy__Config__Endpoint__V3__ClusterLoadAssignment *cla = m->load_assignment;
-		struct px_cluster *old = ctab_find(e->ctab, e->n_ctab, m->name);
+		const Envoy__Config__Cluster__V3__Cluster *m = (const void *)px_resource_msg(cs->v[i]);
+		const Envoy__Config__Endpoint__V3__ClusterLoadAssignment *cla;
+		struct px_cluster *old;
 		char why[256] = "";
 
+		if (!m) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		cla = m->load_assignment;
+		old = ctab_find(e->ctab, e->n_ctab, m->name);
 		rc = up_cluster_new(m, why, sizeof(why), &c->new_up[i]);
 		if (rc < 0) {
 			snprintf(err, cap, "cluster %s: %s", m->name, why);
@@ -554,7 +566,11 @@ static int config_compile(struct engine *e, struct px_snapshot *s, struct px_con
 		if (c->new_up[i]->type == UP_EDS) {
 			const struct px_resource *r = px_snapshot_find(s, XDS_ENDPOINT, c->new_up[i]->eds_name);
 
-			cla = r ? (const void *)r->msg : NULL;
+			cla = NULL;
+			if (r && !(cla = (const void *)px_resource_msg(r))) {
+				rc = -ENOMEM;
+				goto out;
+			}
 		}
 		rc = up_hostset_new(c->new_up[i], cla, old ? old->hs : NULL, px_rand(e), why, sizeof(why),
 				    &c->new_hs[i]);
@@ -675,8 +691,8 @@ static int config_link_clusters(struct engine *e, struct px_config *c)
 		return -ENOMEM;
 	}
 	for (i = 0; i < cs->n; i++) {
-		const Envoy__Config__Cluster__V3__Cluster *m = (const void *)cs->v[i]->msg;
-		struct px_cluster *cl = ctab_find(e->ctab, e->n_ctab, m->name);
+		const char *name = cs->v[i]->name; /* the Cluster's name (snapshot.h) */
+		struct px_cluster *cl = ctab_find(e->ctab, e->n_ctab, name);
 		struct up_cluster *up = c->new_up[i];
 		struct up_hostset *hs = c->new_hs[i];
 
@@ -684,7 +700,7 @@ static int config_link_clusters(struct engine *e, struct px_config *c)
 			cl->refs++;
 		} else {
 			cl = calloc(1, sizeof(*cl));
-			if (!cl || !(cl->name = strdup(m->name))) {
+			if (!cl || !(cl->name = strdup(name))) {
 				free(cl);
 				rc = -ENOMEM;
 				break;
@@ -863,6 +879,9 @@ out:
 	}
 	if (c)
 		config_free(c);
+	/* compiled or refused, the decoded messages are no longer needed
+	 * (what runs is the compiled copy): give their memory back */
+	px_snapshot_shed(candidate);
 	return rc;
 }
 

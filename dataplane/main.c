@@ -27,6 +27,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -252,14 +253,26 @@ static int apply_cb(void *ctx, struct px_snapshot *cand, char *err, size_t cap)
 	const struct px_resource_set *rs = &cand->sets[XDS_ROUTE];
 	char why[256];
 	size_t i;
+	int rc;
 
 	for (i = 0; i < rs->n; i++) {
-		if (check_headers(rs->v[i]->msg, why, sizeof(why), 0) < 0) {
+		const ProtobufCMessage *m = px_resource_msg(rs->v[i]);
+
+		if (!m) {
+			snprintf(err, cap, "out of memory");
+			return -ENOMEM;
+		}
+		if (check_headers(m, why, sizeof(why), 0) < 0) {
 			snprintf(err, cap, "route config %.100s: %s", rs->v[i]->name, why);
 			return -EINVAL;
 		}
 	}
-	return engine_apply(ctx, cand, err, cap);
+	rc = engine_apply(ctx, cand, err, cap);
+	/* a configuration change frees a lot (the response, the previous
+	 * compiled config): glibc returns only the top of the heap by itself,
+	 * malloc_trim also the free pages inside it (RSS, DESIGN.md's 10 MB) */
+	malloc_trim(0);
+	return rc;
 }
 
 static int dump_cb(void *ctx, struct mesh_buf *out)

@@ -764,7 +764,7 @@ static struct px_uconn *u_connect(struct px_stream *s, struct px_host *h, int *e
 	int fd, one = 1, rc;
 
 	*err = 0;
-	fd = socket(h->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	fd = socket(h->addr.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		*err = -errno;
 		return NULL;
@@ -1615,7 +1615,7 @@ static void s_mirror(struct px_stream *s)
 		return;
 	}
 	h = cl->hosts[cl->rr++ % cl->n_hosts];
-	fd = socket(h->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	fd = socket(h->addr.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return;
 	if (connect(fd, (struct sockaddr *)&h->addr, h->alen) < 0 && errno != EINPROGRESS) {

@@ -30,14 +30,26 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* One decoded xDS resource: the message type is the one xds_type_url()
- * names for its type (Listener, RouteConfiguration, Cluster,
- * ClusterLoadAssignment, Secret). */
+/* One xDS resource: its encoded bytes, and the message decoded from them
+ * while someone needs it (the message type is the one xds_type_url() names
+ * for its type: Listener, RouteConfiguration, Cluster,
+ * ClusterLoadAssignment, Secret).  A decoded protobuf-c message costs
+ * several times its encoding (a pointer and a malloc per submessage and
+ * string): with a 1,000-service mesh that was ~2.5 MB of meshproxy's RSS
+ * budget of 10 (DESIGN.md), so the engine sheds the decoded messages once
+ * it has compiled a snapshot and they are decoded again on the next
+ * compile or /config_dump. */
 struct px_resource {
 	struct mesh_refcount refs;
 	enum xds_type type;
 	char *name;                  /* owned */
-	ProtobufCMessage *msg;       /* owned; protobuf_c_message_free_unpacked */
+	uint8_t *bytes;              /* owned: the encoded resource */
+	size_t len;
+	ProtobufCMessage *decoded;   /* cache, owned; read it with px_resource_msg() */
+	struct px_region **regions;  /* owned: the decode regions decoded lives in (snapshot.c) */
+	size_t n_regions;
+	char *eds_name;              /* owned; an EDS cluster's EDS service name (eds_cluster_config.service_name,
+	                              * else the cluster's name); NULL for other clusters and types */
 	uint64_t hash;               /* of the encoded bytes (mesh_hash) */
 	char version[64];            /* the version it came with (SotW
 	                              * version_info, Delta resource version) */
@@ -51,6 +63,11 @@ struct px_resource {
  * ClusterLoadAssignment.cluster_name, ...). */
 MESH_MUST_CHECK int px_resource_decode(enum xds_type t, const char *name, const uint8_t *data, size_t len,
 				       struct px_resource **out);
+/* The decoded message: the cached one, else decoded again from the bytes
+ * (they decoded when the resource was made) and cached until
+ * px_snapshot_shed().  Borrowed: valid until the resource is shed or
+ * freed.  NULL only when out of memory. */
+const ProtobufCMessage *px_resource_msg(const struct px_resource *r);
 struct px_resource *px_resource_ref(struct px_resource *r);
 void px_resource_unref(struct px_resource *r);        /* NULL is a no-op */
 
@@ -83,6 +100,11 @@ MESH_MUST_CHECK int px_snapshot_replace(const struct px_snapshot *base, enum xds
 MESH_MUST_CHECK int px_snapshot_update(const struct px_snapshot *base, enum xds_type t,
 				       const struct px_resource *const *set, size_t n, const char *const *removed,
 				       size_t n_removed, struct px_snapshot **out);
+
+/* Free the cached decoded messages of s's resources (the bytes stay): what
+ * the engine calls once it has compiled s, since what it runs on is its
+ * own copy.  Pointers from px_resource_msg() on them are invalid after. */
+void px_snapshot_shed(const struct px_snapshot *s);
 
 /* Find by name; NULL when absent.  O(log n). */
 const struct px_resource *px_snapshot_find(const struct px_snapshot *s, enum xds_type t, const char *name);

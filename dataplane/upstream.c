@@ -216,7 +216,7 @@ int up_cluster_new(const Envoy__Config__Cluster__V3__Cluster *c, char *err, size
 	int rc = -ENOMEM;
 
 	*out = NULL;
-	if (!cl || !(cl->a = arena_new(0)))
+	if (!cl)
 		goto out;
 	cl->refs = 1;
 	if (!c->name || !*c->name) {
@@ -224,8 +224,19 @@ int up_cluster_new(const Envoy__Config__Cluster__V3__Cluster *c, char *err, size
 		rc = -EINVAL;
 		goto out;
 	}
-	if (!(cl->name = arena_strdup(cl->a, c->name)))
-		goto out;
+	{
+		const char *eds = c->eds_cluster_config && c->eds_cluster_config->service_name &&
+					  *c->eds_cluster_config->service_name
+				  ? c->eds_cluster_config->service_name
+				  : c->name;
+		size_t nl = strlen(c->name), el = strlen(eds);
+
+		if (!(cl->name = malloc(nl + 1 + el + 1)))
+			goto out;
+		memcpy(cl->name, c->name, nl + 1);
+		cl->eds_name = cl->name + nl + 1;
+		memcpy(cl->eds_name, eds, el + 1);
+	}
 	if (c->cluster_discovery_type_case == ENVOY__CONFIG__CLUSTER__V3__CLUSTER__CLUSTER_DISCOVERY_TYPE_CLUSTER_TYPE) {
 		snprintf(err, cap, "cluster %s: custom cluster_type is not supported", c->name);
 		rc = -ENOTSUP;
@@ -254,12 +265,6 @@ int up_cluster_new(const Envoy__Config__Cluster__V3__Cluster *c, char *err, size
 		rc = -ENOTSUP;
 		goto out;
 	}
-	cl->eds_name = arena_strdup(cl->a, c->eds_cluster_config && c->eds_cluster_config->service_name &&
-							   *c->eds_cluster_config->service_name
-						   ? c->eds_cluster_config->service_name
-						   : c->name);
-	if (!cl->eds_name)
-		goto out;
 	rc = up_cluster_lb(cl, c, err, cap);
 	if (rc < 0)
 		goto out;
@@ -320,7 +325,7 @@ void up_cluster_unref(struct up_cluster *cl)
 {
 	if (!cl || --cl->refs > 0)
 		return;
-	arena_free(cl->a);
+	free(cl->name);
 	free(cl);
 }
 

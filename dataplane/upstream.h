@@ -75,9 +75,9 @@ struct up_cluster {
 	bool http2;                        /* explicit_http_config.http2_protocol_options */
 	uint32_t max_concurrent_streams;   /* http2; 0: default */
 	bool tls_istio_match;              /* transport_socket_matches has tlsMode-istio */
-	char *name;
-	char *eds_name;                    /* the ClusterLoadAssignment name to ask for (EDS) */
-	struct arena *a;
+	char *name;                        /* owned: name and eds_name in one allocation (a few
+	                                    * hundred bytes less than an arena, a thousand clusters) */
+	char *eds_name;                    /* the ClusterLoadAssignment name to ask for (EDS): in name's allocation */
 };
 
 /* Compile c.  Returns 0 and *out (one reference), -EINVAL / -ENOTSUP with

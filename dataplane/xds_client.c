@@ -182,6 +182,8 @@ static const char *msg_name(enum xds_type t, const ProtobufCMessage *m)
 {
 	const ProtobufCFieldDescriptor *f;
 
+	if (!m)
+		return NULL;
 	f = protobuf_c_message_descriptor_get_field_by_name(m->descriptor,
 							    t == XDS_ENDPOINT ? "cluster_name" : "name");
 	if (!f || f->type != PROTOBUF_C_TYPE_STRING || f->label == PROTOBUF_C_LABEL_REPEATED)
@@ -218,9 +220,12 @@ static int hcm_rds_name(const Google__Protobuf__Any *a, name_cb cb, void *ctx)
  * chains, the default chain, or a proxyless api_listener). */
 static int listener_rds_names(const Envoy__Config__Listener__V3__Listener *l, name_cb cb, void *ctx)
 {
-	size_t i, j, nchains = l->n_filter_chains + (l->default_filter_chain ? 1 : 0);
+	size_t i, j, nchains;
 	int rc = 0;
 
+	if (!l)
+		return -ENOMEM; /* px_resource_msg() could not decode it again */
+	nchains = l->n_filter_chains + (l->default_filter_chain ? 1 : 0);
 	if (l->api_listener)
 		rc = hcm_rds_name(l->api_listener->api_listener, cb, ctx);
 	for (i = 0; i < nchains && rc == 0; i++) {
@@ -235,17 +240,6 @@ static int listener_rds_names(const Envoy__Config__Listener__V3__Listener *l, na
 		}
 	}
 	return rc;
-}
-
-/* The EDS name of an EDS cluster; NULL for any other kind. */
-static const char *cluster_eds_name(const Envoy__Config__Cluster__V3__Cluster *cl)
-{
-	if (cl->cluster_discovery_type_case != ENVOY__CONFIG__CLUSTER__V3__CLUSTER__CLUSTER_DISCOVERY_TYPE_TYPE ||
-	    cl->type != ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__EDS)
-		return NULL;
-	if (cl->eds_cluster_config && cl->eds_cluster_config->service_name && *cl->eds_cluster_config->service_name)
-		return cl->eds_cluster_config->service_name;
-	return cl->name;
 }
 
 struct collect {
@@ -272,9 +266,9 @@ static int wanted_names(const struct px_snapshot *snap, enum xds_type t, struct 
 	memset(out, 0, sizeof(*out));
 	for (i = 0; i < set->n && rc == 0; i++) {
 		if (t == XDS_ROUTE)
-			rc = listener_rds_names((const void *)set->v[i]->msg, collect_cb, &k);
+			rc = listener_rds_names((const void *)px_resource_msg(set->v[i]), collect_cb, &k);
 		else
-			rc = collect_cb(&k, cluster_eds_name((const void *)set->v[i]->msg));
+			rc = collect_cb(&k, set->v[i]->eds_name);
 	}
 	if (rc < 0) {
 		name_set_clear(out);
@@ -363,7 +357,7 @@ static int compose(const struct px_snapshot *recv, const struct px_snapshot *cur
 	/* clusters */
 	for (i = 0; i < recv->sets[XDS_CLUSTER].n && rc == 0; i++) {
 		const struct px_resource *r = recv->sets[XDS_CLUSTER].v[i], *old;
-		const char *eds = cluster_eds_name((const void *)r->msg);
+		const char *eds = r->eds_name;
 
 		if (force || !eds || px_snapshot_find(recv, XDS_ENDPOINT, eds)) {
 			rc = rvec_push(&cl, r);
@@ -378,7 +372,7 @@ static int compose(const struct px_snapshot *recv, const struct px_snapshot *cur
 	for (i = 0; i < recv->sets[XDS_ENDPOINT].n && rc == 0; i++)
 		rc = rvec_push(&ep, recv->sets[XDS_ENDPOINT].v[i]);
 	for (i = 0; i < cl.n && rc == 0; i++) {
-		const char *eds = cluster_eds_name((const void *)cl.v[i]->msg);
+		const char *eds = cl.v[i]->eds_name;
 		const struct px_resource *old;
 
 		if (eds && !px_snapshot_find(recv, XDS_ENDPOINT, eds) && !rvec_has(&ep, eds) &&
@@ -390,7 +384,7 @@ static int compose(const struct px_snapshot *recv, const struct px_snapshot *cur
 		const struct px_resource *r = recv->sets[XDS_LISTENER].v[i], *old;
 		struct missing m = { recv, 0 };
 
-		rc = listener_rds_names((const void *)r->msg, missing_cb, &m);
+		rc = listener_rds_names((const void *)px_resource_msg(r), missing_cb, &m);
 		if (rc < 0)
 			break;
 		if (force || !m.missing) {
@@ -410,7 +404,7 @@ static int compose(const struct px_snapshot *recv, const struct px_snapshot *cur
 		struct collect k = { &need, 0 };
 		size_t j;
 
-		rc = listener_rds_names((const void *)li.v[i]->msg, collect_cb, &k);
+		rc = listener_rds_names((const void *)px_resource_msg(li.v[i]), collect_cb, &k);
 		for (j = 0; j < need.n && rc == 0; j++) {
 			const struct px_resource *old;
 
@@ -640,7 +634,7 @@ static int decode_resources(const Envoy__Service__Discovery__V3__DiscoveryRespon
 				 mesh_strerror(rc));
 			return rc;
 		}
-		name = msg_name(t, r->msg);
+		name = msg_name(t, px_resource_msg(r));
 		if (!name || !*name) {
 			snprintf(err, cap, "resource %zu of type %s has no name", i, xds_type_short(t));
 			px_resource_unref(r);
@@ -1144,7 +1138,9 @@ int xds_client_config_dump(const struct xds_client *c, struct mesh_buf *out)
 			mesh_buf_puts(out, "\"version_info\": ");
 			json_put_string(out, r->version);
 			mesh_buf_printf(out, ", \"%s\": ", kinds[k].field);
-			rc = put_any(out, xds_type_url(kinds[k].t), r->msg);
+			const ProtobufCMessage *m = px_resource_msg(r);
+
+			rc = m ? put_any(out, xds_type_url(kinds[k].t), m) : -ENOMEM;
 			mesh_buf_puts(out, ", \"last_updated\": ");
 			json_put_string(out, ts->last_updated);
 			mesh_buf_puts(out, kinds[k].t == XDS_LISTENER ? "}}" : "}");
@@ -1152,6 +1148,7 @@ int xds_client_config_dump(const struct xds_client *c, struct mesh_buf *out)
 		mesh_buf_puts(out, set->n ? "\n   ]\n  }" : "]\n  }");
 	}
 	mesh_buf_puts(out, "\n ]\n}\n");
+	px_snapshot_shed(c->cur); /* decoded for the dump only */
 	if (rc == 0 && out->err)
 		rc = out->err;
 	return rc;

@@ -6,8 +6,10 @@
 #include "dataplane/snapshot.h"
 
 #include "envoy/config/cluster/v3/cluster.pb-c.h"
+#include "envoy/config/route/v3/route.pb-c.h"
 
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,7 +28,7 @@ static struct px_resource *cluster(const char *name)
 	protobuf_c_message_pack(&c.base, buf);
 	ck_assert_int_eq(px_resource_decode(XDS_CLUSTER, name, buf, len, &r), 0);
 	free(buf);
-	ck_assert_str_eq(((Envoy__Config__Cluster__V3__Cluster *)r->msg)->name, name);
+	ck_assert_str_eq(((const Envoy__Config__Cluster__V3__Cluster *)px_resource_msg(r))->name, name);
 	return r;
 }
 
@@ -81,6 +83,123 @@ START_TEST(duplicates_and_garbage_refused)
 }
 END_TEST
 
+/* The engine sheds the decoded messages once it has compiled a snapshot:
+ * the bytes stay, the message decodes again on demand with the same
+ * content, and an EDS cluster's EDS name is known without decoding. */
+START_TEST(shed_and_decode_again)
+{
+	Envoy__Config__Cluster__V3__Cluster c = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__INIT;
+	Envoy__Config__Cluster__V3__Cluster__EdsClusterConfig eds = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__EDS_CLUSTER_CONFIG__INIT;
+	struct px_resource *r, *plain = cluster("static");
+	const struct px_resource *set[2];
+	const Envoy__Config__Cluster__V3__Cluster *m;
+	struct px_snapshot *s;
+	uint8_t buf[256];
+	size_t len;
+
+	c.name = "outbound|80||a.ns.svc.cluster.local";
+	c.cluster_discovery_type_case = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__CLUSTER_DISCOVERY_TYPE_TYPE;
+	c.type = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__EDS;
+	c.eds_cluster_config = &eds;
+	eds.service_name = "";
+	len = protobuf_c_message_pack(&c.base, buf);
+	ck_assert_int_eq(px_resource_decode(XDS_CLUSTER, c.name, buf, len, &r), 0);
+	ck_assert_str_eq(r->eds_name, c.name); /* no service_name: the cluster's name */
+	ck_assert_ptr_null(plain->eds_name);
+	ck_assert_uint_eq(r->len, len);
+	set[0] = plain;
+	set[1] = r;
+	ck_assert_int_eq(px_snapshot_replace(NULL, XDS_CLUSTER, set, 2, &s), 0);
+	ck_assert_ptr_nonnull(r->decoded);
+	px_snapshot_shed(s);
+	ck_assert_ptr_null(r->decoded);
+	ck_assert_ptr_null(plain->decoded);
+	m = (const void *)px_resource_msg(r);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_ptr_eq(r->decoded, &m->base);
+	ck_assert_str_eq(m->name, c.name);
+	ck_assert_int_eq(m->type, ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__EDS);
+	ck_assert_ptr_eq(px_resource_msg(r), &m->base); /* cached */
+	px_snapshot_unref(s);
+	px_resource_unref(r); /* frees the re-decoded message too (ASan: no leak) */
+	px_resource_unref(plain);
+
+	eds.service_name = "a-eds";
+	len = protobuf_c_message_pack(&c.base, buf);
+	ck_assert_int_eq(px_resource_decode(XDS_CLUSTER, c.name, buf, len, &r), 0);
+	ck_assert_str_eq(r->eds_name, "a-eds");
+	px_resource_unref(r);
+}
+END_TEST
+
+/* Decoded messages live in shared decode regions: a message bigger than a
+ * region spans several, two resources share one, and shedding one leaves
+ * the other readable (ASan/SEGV would catch an unmapped region). */
+START_TEST(regions_span_and_share)
+{
+	enum { NVH = 3000 };
+	Envoy__Config__Route__V3__RouteConfiguration rc = ENVOY__CONFIG__ROUTE__V3__ROUTE_CONFIGURATION__INIT;
+	Envoy__Config__Route__V3__VirtualHost *vh = calloc(NVH, sizeof(*vh)), **vhp = calloc(NVH, sizeof(*vhp));
+	char (*names)[32] = calloc(NVH, sizeof(*names));
+	char *dom[NVH];
+	const Envoy__Config__Route__V3__RouteConfiguration *m;
+	const Envoy__Config__Cluster__V3__Cluster *cm;
+	struct px_resource *big, *small_a, *small_b;
+	const struct px_resource *one[1];
+	struct px_snapshot *s;
+	uint8_t *buf;
+	size_t len, i;
+
+	ck_assert_ptr_nonnull(vh);
+	for (i = 0; i < NVH; i++) {
+		envoy__config__route__v3__virtual_host__init(&vh[i]);
+		snprintf(names[i], sizeof(names[i]), "svc%zu.ns.svc.cluster.local", i);
+		vh[i].name = names[i];
+		dom[i] = names[i];
+		vh[i].n_domains = 1;
+		vh[i].domains = &dom[i];
+		vhp[i] = &vh[i];
+	}
+	rc.name = "8080";
+	rc.n_virtual_hosts = NVH;
+	rc.virtual_hosts = vhp;
+	len = protobuf_c_message_get_packed_size(&rc.base);
+	buf = malloc(len);
+	protobuf_c_message_pack(&rc.base, buf);
+	small_a = cluster("a");
+	ck_assert_int_eq(px_resource_decode(XDS_ROUTE, "8080", buf, len, &big), 0);
+	small_b = cluster("b");
+	ck_assert_uint_ge(big->n_regions, 2); /* ~300 KB decoded: more than one 128 KiB region */
+	ck_assert_ptr_eq(small_b->regions[0], big->regions[big->n_regions - 1]); /* shares the current one */
+	m = (const void *)px_resource_msg(big);
+	ck_assert_uint_eq(m->n_virtual_hosts, NVH);
+	ck_assert_str_eq(m->virtual_hosts[NVH - 1]->domains[0], names[NVH - 1]);
+	one[0] = big;
+	ck_assert_int_eq(px_snapshot_replace(NULL, XDS_ROUTE, one, 1, &s), 0);
+	px_snapshot_shed(s);
+	ck_assert_ptr_null(big->decoded);
+	ck_assert_uint_eq(big->n_regions, 0);
+	/* b's message is still there, in the region big no longer holds */
+	cm = (const void *)px_resource_msg(small_b);
+	ck_assert_str_eq(cm->name, "b");
+	cm = (const void *)px_resource_msg(small_a);
+	ck_assert_str_eq(cm->name, "a");
+	/* decoded again, the same content */
+	m = (const void *)px_resource_msg(big);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_str_eq(m->virtual_hosts[1234]->name, names[1234]);
+	px_snapshot_unref(s);
+	px_resource_unref(small_a);
+	px_resource_unref(big);
+	ck_assert_str_eq(((const Envoy__Config__Cluster__V3__Cluster *)px_resource_msg(small_b))->name, "b");
+	px_resource_unref(small_b);
+	free(buf);
+	free(names);
+	free(vhp);
+	free(vh);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("px_snapshot");
@@ -90,6 +209,8 @@ int main(void)
 
 	tcase_add_test(tc, replace_update_find_share);
 	tcase_add_test(tc, duplicates_and_garbage_refused);
+	tcase_add_test(tc, shed_and_decode_again);
+	tcase_add_test(tc, regions_span_and_share);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
