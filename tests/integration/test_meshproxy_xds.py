@@ -67,7 +67,9 @@ class MeshproxyXdsTest(unittest.TestCase):
         files["zz-reviews.yaml"] = vs("first")
         cls.meshd = Meshd(files).start()
         cls.proxy = Proxy("--xds-addr", "127.0.0.1:%d" % cls.meshd.xds_port, "--node-id", NODE_ID,
-                          "--labels", "app=greeter,version=v1", "--service-account", "greeter")
+                          "--labels", "app=greeter,version=v1", "--service-account", "greeter",
+                          # ports of its own: 15001/15006 may be taken on the machine running the tests
+                          "--outbound-addr", "127.0.0.1:0", "--inbound-addr", "127.0.0.1:0")
 
         def ready_or_refused():
             if "no sidecar configuration generator" in cls.proxy.logs():
@@ -76,6 +78,7 @@ class MeshproxyXdsTest(unittest.TestCase):
         try:
             state = wait_for(ready_or_refused, timeout=60, what="meshproxy /ready")
         except AssertionError:
+            print("meshproxy's log:\n" + cls.proxy.logs()[-4000:])
             cls.tearDownClass()
             raise
         if state == "refused":
