@@ -709,8 +709,11 @@ static int gen_inport_cmp(const void *x, const void *y)
 }
 
 /* Is endpoint e the workload?  By namespace and labels (every label of
- * the node's metadata on the endpoint), then by IP (DESIGN.md: many test
- * sidecars share 127.0.0.1). */
+ * the node's metadata on the endpoint), or by IP for a node that declares
+ * no labels (DESIGN.md: many test sidecars share 127.0.0.1, so an IP
+ * alone may name several workloads; and replicas with the same labels
+ * share one build, keyed without their IPs, so labels that match nothing
+ * must not fall back to the IP). */
 static bool gen_is_workload(const struct gen_sc *sc, const struct model_endpoint *e, bool by_ip)
 {
 	const struct cfg_labels *wl = gen__workload_labels(sc->w);
@@ -730,6 +733,7 @@ static int gen_inports(const struct gen_sc *sc, struct gen_inport **out, size_t 
 	struct gen_inport *v = NULL;
 	size_t i, j, k, n = 0, cap = 0;
 	int pass, rc = 0;
+	bool by_labels;
 
 	*out = NULL;
 	*n_out = 0;
@@ -765,7 +769,9 @@ static int gen_inports(const struct gen_sc *sc, struct gen_inport **out, size_t 
 		cap = GEN_SIDECAR_MAX_PORTS;
 	if (cap && !(v = calloc(cap, sizeof(*v))))
 		return -ENOMEM;
-	for (pass = 0; pass < 2 && n == 0; pass++) {
+	/* pass 0: by labels; pass 1: by IP, only for a node without labels */
+	by_labels = gen__workload_labels(sc->w)->n > 0;
+	for (pass = by_labels ? 0 : 1; pass < (by_labels ? 1 : 2) && n == 0; pass++) {
 		for (i = 0; i < m->n_services; i++) {
 			const struct model_service *svc = &m->services[i];
 

@@ -173,10 +173,27 @@ START_TEST(instance_by_labels_then_ip)
 
 	ck_assert_ptr_nonnull(xds_snapshot_find(s, XDS_CLUSTER, "inbound|9080||"));
 	xds_snapshot_unref(s);
-	/* unknown labels, known IP */
+	/* no labels, known IP */
 	s = build(NULL, "10.0.1.1", NULL);
 	ck_assert_ptr_nonnull(xds_snapshot_find(s, XDS_CLUSTER, "inbound|5432||"));
 	ck_assert_ptr_null(xds_snapshot_find(s, XDS_CLUSTER, "inbound|9080||"));
+	xds_snapshot_unref(s);
+}
+END_TEST
+
+/* Labels that match no workload do not fall back to the IP: replicas with
+ * the same labels share one build, keyed without their IPs, so the output
+ * must not depend on the IP (and on a shared loopback the IP names other
+ * workloads) */
+START_TEST(labels_matching_nothing_ignore_ip)
+{
+	struct cfg_kv kv[] = { { "app", "client" } };
+	struct cfg_labels labels = { kv, 1 };
+	struct xds_snapshot *s = build(&labels, "10.0.1.1", NULL);
+
+	ck_assert_ptr_null(xds_snapshot_find(s, XDS_CLUSTER, "inbound|5432||"));
+	ck_assert_ptr_null(xds_snapshot_find(s, XDS_CLUSTER, "inbound|9080||"));
+	ck_assert_ptr_nonnull(xds_snapshot_find(s, XDS_LISTENER, "virtualOutbound"));
 	xds_snapshot_unref(s);
 }
 END_TEST
@@ -329,6 +346,7 @@ int main(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, shapes_and_names);
 	tcase_add_test(tc, instance_by_labels_then_ip);
+	tcase_add_test(tc, labels_matching_nothing_ignore_ip);
 	tcase_add_test(tc, per_caller_match);
 	tcase_add_test(tc, scope_registry_only_and_egress);
 	tcase_add_test(tc, capture_none);
