@@ -105,7 +105,11 @@ class Backend:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_OPTIONS = handle_one
 
-        self.server = http.server.ThreadingHTTPServer((ip, 0), H)
+        class Server(http.server.ThreadingHTTPServer):
+            def handle_error(self, request, client_address):
+                pass  # a peer reset (the proxy cancelling a request) is not news here
+
+        self.server = Server((ip, 0), H)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
