@@ -16,7 +16,7 @@ import json
 import os
 import unittest
 
-from meshtest import ROOT, Meshd, wait_for
+from meshtest import ROOT, Meshd, free_port, wait_for
 from test_meshproxy_admin import Proxy
 
 NODE_ID = "sidecar~127.0.0.1~greeter-v1.demo~demo.svc.cluster.local"
@@ -67,7 +67,10 @@ class MeshproxyXdsTest(unittest.TestCase):
         files["zz-reviews.yaml"] = vs("first")
         cls.meshd = Meshd(files).start()
         cls.proxy = Proxy("--xds-addr", "127.0.0.1:%d" % cls.meshd.xds_port, "--node-id", NODE_ID,
-                          "--labels", "app=greeter,version=v1", "--service-account", "greeter")
+                          "--labels", "app=greeter,version=v1", "--service-account", "greeter",
+                          # not the default 15001/15006, which another proxy on the machine may hold
+                          "--outbound-addr", "127.0.0.1:%d" % free_port(),
+                          "--inbound-addr", "127.0.0.1:%d" % free_port())
 
         def ready_or_refused():
             if "no sidecar configuration generator" in cls.proxy.logs():
