@@ -260,11 +260,17 @@ IT_ASAN_FILES := test_hostile.py test_routing.py test_kube.py test_ca.py test_me
 integration-asan:
 	@MESH_IT_PATTERN="$(IT_ASAN_FILES)" $(MAKE) --no-print-directory SAN=1 integration
 
-# meshd under valgrind on the main integration paths: any memory error or
-# definite leak makes meshd exit 99, which the harness reports as a failure.
+# meshd under valgrind on the main integration paths, then meshd and the
+# meshproxy sidecars under valgrind on the end-to-end HTTP mesh tests
+# (test_mesh_*.py): any memory error or definite leak makes the binary exit
+# 99, which the harness reports as a failure.  valgrind.supp: RE2's
+# sparse sets and glibc's getaddrinfo_a exit cleanup, both inside the libraries.
+VALGRIND := valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+	--show-leak-kinds=definite --suppressions=$(CURDIR)/tests/integration/valgrind.supp
 integration-valgrind: $(BINS)
-	@MESHD_WRAPPER="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite" \
-		MESH_IT_PATTERN="test_[rh]o*.py" sh tests/integration/run.sh $(BUILD)
+	@MESHD_WRAPPER="$(VALGRIND)" MESH_IT_PATTERN="test_[rh]o*.py" sh tests/integration/run.sh $(BUILD)
+	@MESHD_WRAPPER="$(VALGRIND)" MESHPROXY_WRAPPER="$(VALGRIND)" MESH_IT_PATTERN="test_mesh_*.py" \
+		sh tests/integration/run.sh $(BUILD)
 
 .PHONY: kube-fake-check
 # the fake Kubernetes API server the kube tests run against keeps to the API conventions

@@ -1578,7 +1578,9 @@ int router_new(const Envoy__Config__Route__V3__RouteConfiguration *const *rcs, s
 			goto out;
 	}
 	r->n_configs = n;
-	qsort(r->configs, n, sizeof(*r->configs), config_cmp);
+	/* no route configs yet (listeners before RDS): configs is NULL, which qsort must not get */
+	if (n > 1)
+		qsort(r->configs, n, sizeof(*r->configs), config_cmp);
 	for (i = 1; i < n; i++)
 		if (strcmp(r->configs[i - 1].name, r->configs[i].name) == 0) {
 			c.rc = NULL;

@@ -35,8 +35,10 @@ struct gen_profile {
 	 * the calling workload (its output is per caller); false: the output
 	 * is shared by every caller, so such matches are left out. */
 	bool per_caller_matches;
-	bool redirects;              /* redirect routes (directResponse: slot, the decoder rejects it) */
-	bool rewrites;               /* uri prefix / authority rewrites */
+	bool redirects;              /* redirect routes */
+	bool direct_responses;       /* directResponse routes (status and body answered by the proxy) */
+	bool rewrites;               /* uri prefix / uriRegexRewrite / authority rewrites */
+	bool cors;                   /* corsPolicy as RouteAction.cors (the proxy answers preflights) */
 	bool mirror;                 /* request mirroring, with its percentage */
 	bool header_edits;           /* request / response header set, add, remove */
 	/* Istio's sidecar retry extras: retry_host_predicate previous_hosts

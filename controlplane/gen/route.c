@@ -60,6 +60,7 @@ typedef Envoy__Config__Route__V3__RouteAction__HashPolicy gen_hash;
 #define GEN_HOST_SELECTION_ATTEMPTS 5
 
 static Envoy__Type__V3__FractionalPercent *gen_percent(struct arena *a, double pct);
+static Envoy__Type__V3__FractionalPercent *gen_percent_hundred(struct arena *a, uint32_t n);
 
 struct gen_rctx {
 	const struct gen_ctx *g;
@@ -285,6 +286,95 @@ static Envoy__Config__Route__V3__QueryParameterMatcher *gen_query_match(struct a
 		ENVOY__CONFIG__ROUTE__V3__QUERY_PARAMETER_MATCHER__QUERY_PARAMETER_MATCH_SPECIFIER_STRING_MATCH;
 	qm->string_match = sm;
 	return qm;
+}
+
+/* A StringMatcher for a config string match (exact when not set). */
+static Envoy__Type__Matcher__V3__StringMatcher *gen_string_matcher(struct arena *a, const struct cfg_string_match *m)
+{
+	Envoy__Type__Matcher__V3__StringMatcher *sm = gen__msg(a, &envoy__type__matcher__v3__string_matcher__descriptor);
+	const char *v = m->value ? m->value : "";
+
+	if (!sm)
+		return NULL;
+	switch (m->type) {
+	case CFG_MATCH_PREFIX:
+		sm->match_pattern_case = ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_PREFIX;
+		sm->prefix = arena_strdup(a, v);
+		return sm->prefix ? sm : NULL;
+	case CFG_MATCH_REGEX:
+		sm->match_pattern_case = ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_SAFE_REGEX;
+		sm->safe_regex = gen_regex(a, v);
+		return sm->safe_regex ? sm : NULL;
+	case CFG_MATCH_EXACT:
+	default:
+		sm->match_pattern_case = ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_EXACT;
+		sm->exact = arena_strdup(a, v);
+		return sm->exact ? sm : NULL;
+	}
+}
+
+/* strs joined by "," (Envoy's CorsPolicy takes comma-separated lists); NULL when empty. */
+static char *gen_join(struct arena *a, const struct cfg_strs *v)
+{
+	size_t i, len = 1;
+	char *out, *p;
+
+	if (v->n == 0)
+		return NULL;
+	for (i = 0; i < v->n; i++)
+		len += strlen(v->v[i]) + 1;
+	if (!(out = arena_alloc(a, len)))
+		return NULL;
+	p = out;
+	for (i = 0; i < v->n; i++) {
+		size_t l = strlen(v->v[i]);
+
+		if (i)
+			*p++ = ',';
+		memcpy(p, v->v[i], l);
+		p += l;
+	}
+	*p = 0;
+	return out;
+}
+
+/* Istio's translateCORSPolicy: origins as string matchers, methods,
+ * headers and exposed headers joined by ",", max_age in whole seconds,
+ * allow_credentials when given, filter_enabled 100%.  Istio >= 1.19
+ * sends the same policy as the cors filter's typed_per_filter_config;
+ * meshd keeps RouteAction.cors, which Envoy still reads and meshproxy
+ * reads.  Returns 0 or -ENOMEM. */
+static int gen_cors(struct arena *a, const struct cfg_cors *in, Envoy__Config__Route__V3__CorsPolicy **out)
+{
+	Envoy__Config__Route__V3__CorsPolicy *cp = gen__msg(a, &envoy__config__route__v3__cors_policy__descriptor);
+	Envoy__Config__Core__V3__RuntimeFractionalPercent *rf =
+		gen__msg(a, &envoy__config__core__v3__runtime_fractional_percent__descriptor);
+	size_t i;
+
+	if (!cp || !rf)
+		return -ENOMEM;
+	if (in->n_allow_origins) {
+		if (!(cp->allow_origin_string_match = arena_calloc(a, in->n_allow_origins, sizeof(*cp->allow_origin_string_match))))
+			return -ENOMEM;
+		for (i = 0; i < in->n_allow_origins; i++)
+			if (!(cp->allow_origin_string_match[i] = gen_string_matcher(a, &in->allow_origins[i])))
+				return -ENOMEM;
+		cp->n_allow_origin_string_match = in->n_allow_origins;
+	}
+	if ((in->allow_methods.n && !(cp->allow_methods = gen_join(a, &in->allow_methods))) ||
+	    (in->allow_headers.n && !(cp->allow_headers = gen_join(a, &in->allow_headers))) ||
+	    (in->expose_headers.n && !(cp->expose_headers = gen_join(a, &in->expose_headers))))
+		return -ENOMEM;
+	if (in->max_age >= 0 && !(cp->max_age = arena_printf(a, "%lld", (long long)(in->max_age / 1000000000LL))))
+		return -ENOMEM;
+	if (in->allow_credentials >= 0 && !(cp->allow_credentials = gen__bool(a, in->allow_credentials != 0)))
+		return -ENOMEM;
+	if (!(rf->default_value = gen_percent_hundred(a, 100)))
+		return -ENOMEM;
+	cp->enabled_specifier_case = ENVOY__CONFIG__ROUTE__V3__CORS_POLICY__ENABLED_SPECIFIER_FILTER_ENABLED;
+	cp->filter_enabled = rf;
+	*out = cp;
+	return 0;
 }
 
 /* mt NULL: the catch-all. */
@@ -781,7 +871,20 @@ static int gen_action_build(struct gen_rctx *c, const struct cfg_object *vs, con
 			if (!(ra->host_rewrite_literal = arena_strdup(a, hr->rewrite.authority)))
 				goto out;
 		}
+		/* Istio: uriRegexRewrite -> regex_rewrite (RE2); the decoder
+		 * allows it only without uri */
+		if (hr->rewrite.uri_regex_match && !hr->rewrite.uri) {
+			Envoy__Type__Matcher__V3__RegexMatchAndSubstitute *rs =
+				gen__msg(a, &envoy__type__matcher__v3__regex_match_and_substitute__descriptor);
+
+			if (!rs || !(rs->pattern = gen_regex(a, hr->rewrite.uri_regex_match)) ||
+			    !(rs->substitution = arena_strdup(a, hr->rewrite.uri_regex_rewrite ? hr->rewrite.uri_regex_rewrite : "")))
+				goto out;
+			ra->regex_rewrite = rs;
+		}
 	}
+	if (c->g->p->cors && hr->cors.set && gen_cors(a, &hr->cors, &ra->cors) < 0)
+		goto out;
 	/* Istio: one mirror policy, runtime_fraction from the percentage
 	 * (per million), trace_sampled false; 0% mirrors nothing. */
 	if (c->g->p->mirror && hr->mirror.set && hr->mirror.percent > 0) {
@@ -908,7 +1011,8 @@ static int gen_fault(struct arena *a, const struct cfg_fault *f, Google__Protobu
  * or the redirect rd; the route's and (one destination) the
  * destination's header edits when the profile has header_edits. */
 static int gen_add_route(struct gen_rctx *c, const struct cfg_http_route *hr, const struct cfg_http_match *mt,
-			 gen_action *ra, Envoy__Config__Route__V3__RedirectAction *rd, Google__Protobuf__Any *fault)
+			 gen_action *ra, Envoy__Config__Route__V3__RedirectAction *rd,
+			 Envoy__Config__Route__V3__DirectResponseAction *dr, Google__Protobuf__Any *fault)
 {
 	gen_route *r = gen__msg(c->a, &envoy__config__route__v3__route__descriptor);
 
@@ -919,6 +1023,9 @@ static int gen_add_route(struct gen_rctx *c, const struct cfg_http_route *hr, co
 	if (rd) {
 		r->action_case = ENVOY__CONFIG__ROUTE__V3__ROUTE__ACTION_REDIRECT;
 		r->redirect = rd;
+	} else if (dr) {
+		r->action_case = ENVOY__CONFIG__ROUTE__V3__ROUTE__ACTION_DIRECT_RESPONSE;
+		r->direct_response = dr;
 	} else {
 		r->action_case = ENVOY__CONFIG__ROUTE__V3__ROUTE__ACTION_ROUTE;
 		r->route = ra;
@@ -983,27 +1090,97 @@ static Envoy__Config__Route__V3__RedirectAction *gen_redirect(struct arena *a, c
 	return rd;
 }
 
+/* base64 (standard alphabet, padding optional) decoded into out (at
+ * least 3 * len / 4 + 3 bytes); returns the length, or -EINVAL. */
+static long gen_b64_decode(const char *in, size_t len, uint8_t *out)
+{
+	uint32_t acc = 0;
+	int bits = 0;
+	long n = 0;
+	size_t i;
+	static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+	for (i = 0; i < len && in[i] != '='; i++) {
+		const char *k = in[i] ? strchr(alphabet, in[i]) : NULL;
+
+		if (!k)
+			return -EINVAL;
+		acc = acc << 6 | (uint32_t)(k - alphabet);
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[n++] = (uint8_t)(acc >> bits);
+		}
+	}
+	return n;
+}
+
+/* Istio's directResponse: status, body.string as inline_string,
+ * body.bytes (base64 in the YAML) as inline_bytes. */
+static int gen_direct_response(struct arena *a, const struct cfg_direct_response *in,
+			       Envoy__Config__Route__V3__DirectResponseAction **out)
+{
+	Envoy__Config__Route__V3__DirectResponseAction *dr =
+		gen__msg(a, &envoy__config__route__v3__direct_response_action__descriptor);
+	Envoy__Config__Core__V3__DataSource *ds;
+
+	if (!dr)
+		return -ENOMEM;
+	dr->status = gen__clamp_u32(in->status);
+	if (in->body) {
+		if (!(ds = gen__msg(a, &envoy__config__core__v3__data_source__descriptor)))
+			return -ENOMEM;
+		if (in->body_is_bytes) {
+			size_t l = strlen(in->body);
+			uint8_t *b = arena_alloc(a, l / 4 * 3 + 4);
+			long n;
+
+			if (!b)
+				return -ENOMEM;
+			n = gen_b64_decode(in->body, l, b);
+			if (n < 0)
+				return (int)n;
+			ds->specifier_case = ENVOY__CONFIG__CORE__V3__DATA_SOURCE__SPECIFIER_INLINE_BYTES;
+			ds->inline_bytes.data = b;
+			ds->inline_bytes.len = (size_t)n;
+		} else {
+			ds->specifier_case = ENVOY__CONFIG__CORE__V3__DATA_SOURCE__SPECIFIER_INLINE_STRING;
+			if (!(ds->inline_string = arena_strdup(a, in->body)))
+				return -ENOMEM;
+		}
+		dr->body = ds;
+	}
+	*out = dr;
+	return 0;
+}
+
 static int gen_http_route(struct gen_rctx *c, const struct cfg_object *vs, const struct cfg_http_route *hr)
 {
 	gen_action *ra = NULL;
 	Envoy__Config__Route__V3__RedirectAction *rd = NULL;
+	Envoy__Config__Route__V3__DirectResponseAction *dr = NULL;
 	Google__Protobuf__Any *fault = NULL;
 	size_t i, applies = 0;
 	int rc = 0;
 
-	/* A redirect (profile redirects) or nothing: a gRPC client can
-	 * neither follow one nor answer directly. */
-	if (hr->n_route == 0 && !(hr->redirect.set && c->g->p->redirects))
+	/* A redirect or a direct response (profiles redirects,
+	 * direct_responses) or nothing: a gRPC client can neither follow one
+	 * nor answer directly. */
+	if (hr->n_route == 0 && !(hr->redirect.set && c->g->p->redirects) &&
+	    !(hr->direct_response.set && c->g->p->direct_responses))
 		goto out;
 	for (i = 0; i < hr->n_match; i++)
 		if (gen_match_applies(c, &hr->match[i], c->port))
 			applies++;
 	if (hr->n_match > 0 && applies == 0)
 		goto out;
-	if (hr->n_route == 0) {
+	if (hr->n_route == 0 && hr->redirect.set) {
 		c->dest_headers = NULL;
 		rd = gen_redirect(c->a, &hr->redirect);
 		rc = rd ? 0 : -ENOMEM;
+	} else if (hr->n_route == 0) {
+		c->dest_headers = NULL;
+		rc = gen_direct_response(c->a, &hr->direct_response, &dr);
 	} else {
 		rc = gen_action_build(c, vs, hr, &ra);
 	}
@@ -1012,7 +1189,7 @@ static int gen_http_route(struct gen_rctx *c, const struct cfg_object *vs, const
 	if (rc < 0)
 		goto out;
 	if (hr->n_match == 0) {
-		rc = gen_add_route(c, hr, NULL, ra, rd, fault);
+		rc = gen_add_route(c, hr, NULL, ra, rd, dr, fault);
 		c->done = true;
 		goto out;
 	}
@@ -1021,7 +1198,7 @@ static int gen_http_route(struct gen_rctx *c, const struct cfg_object *vs, const
 
 		if (!gen_match_applies(c, mt, c->port))
 			continue;
-		rc = gen_add_route(c, hr, mt, ra, rd, fault);
+		rc = gen_add_route(c, hr, mt, ra, rd, dr, fault);
 		if (rc < 0)
 			goto out;
 		if (gen__match_is_catchall(mt))
@@ -1053,7 +1230,7 @@ static int gen_default_route(struct gen_rctx *c)
 	rc = gen_action_build(c, &owner, &hr, &ra);
 	if (rc < 0)
 		return rc;
-	return gen_add_route(c, NULL, NULL, ra, NULL, NULL);
+	return gen_add_route(c, NULL, NULL, ra, NULL, NULL, NULL);
 }
 
 /* The catch-all that ends a VirtualService's routes when none of them
@@ -1090,7 +1267,7 @@ static int gen_no_match_route(struct gen_rctx *c)
 		rc = gen_fault(c->a, &f, &fault);
 	if (rc < 0)
 		return rc;
-	return gen_add_route(c, &hr, NULL, ra, NULL, fault);
+	return gen_add_route(c, &hr, NULL, ra, NULL, NULL, fault);
 }
 
 /* Domains for the host: "HOST", "HOST:PORT", and for a Kubernetes-style

@@ -16,7 +16,7 @@ import json
 import os
 import unittest
 
-from meshtest import ROOT, Meshd, wait_for
+from meshtest import ROOT, Meshd, free_port, wait_for
 from test_meshproxy_admin import Proxy
 
 NODE_ID = "sidecar~127.0.0.1~greeter-v1.demo~demo.svc.cluster.local"
