@@ -312,7 +312,29 @@ static yaml_node_t *proxy__root(struct proxy__json *j)
 	return yaml_document_get_root_node(&j->doc);
 }
 
-/* The value under key in map, or NULL. */
+/* Whether two JSON keys name the same proto field: proto3 JSON parsers
+ * accept a field's lowerCamelCase name and its .proto (snake_case) name
+ * alike, and dumps come in both (Envoy's /config_dump uses the .proto
+ * names, meshd's debug dump camelCase), so "port_value" == "portValue". */
+static bool proxy__key_eq(const char *a, const char *b)
+{
+	for (;;) {
+		char ca = *a, cb = *b;
+
+		if (ca == '_' && a[1] >= 'a' && a[1] <= 'z')
+			ca = (char)(*++a - 'a' + 'A');
+		if (cb == '_' && b[1] >= 'a' && b[1] <= 'z')
+			cb = (char)(*++b - 'a' + 'A');
+		if (ca != cb)
+			return false;
+		if (!ca)
+			return true;
+		a++;
+		b++;
+	}
+}
+
+/* The value under key in map (either spelling, proxy__key_eq), or NULL. */
 static yaml_node_t *proxy__get(struct proxy__json *j, yaml_node_t *map, const char *key)
 {
 	yaml_node_pair_t *p;
@@ -322,7 +344,7 @@ static yaml_node_t *proxy__get(struct proxy__json *j, yaml_node_t *map, const ch
 	for (p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
 		yaml_node_t *k = yaml_document_get_node(&j->doc, p->key);
 
-		if (k && k->type == YAML_SCALAR_NODE && strcmp((const char *)k->data.scalar.value, key) == 0)
+		if (k && k->type == YAML_SCALAR_NODE && proxy__key_eq((const char *)k->data.scalar.value, key))
 			return yaml_document_get_node(&j->doc, p->value);
 	}
 	return NULL;
@@ -371,7 +393,7 @@ static yaml_node_t *proxy__at(struct proxy__json *j, yaml_node_t *seq, size_t i)
 	return yaml_document_get_node(&j->doc, seq->data.sequence.items.start[i]);
 }
 
-/* The first scalar under key anywhere below n (depth-first), or NULL. */
+/* The first scalar under key (either spelling) anywhere below n (depth-first), or NULL. */
 static const char *proxy__find(struct proxy__json *j, yaml_node_t *n, const char *key, int depth)
 {
 	const char *s = NULL;
@@ -385,7 +407,7 @@ static const char *proxy__find(struct proxy__json *j, yaml_node_t *n, const char
 			yaml_node_t *k = yaml_document_get_node(&j->doc, p->key);
 			yaml_node_t *v = yaml_document_get_node(&j->doc, p->value);
 
-			if (k && k->type == YAML_SCALAR_NODE && !strcmp((const char *)k->data.scalar.value, key) &&
+			if (k && k->type == YAML_SCALAR_NODE && proxy__key_eq((const char *)k->data.scalar.value, key) &&
 			    proxy__str(v))
 				return proxy__str(v);
 			s = proxy__find(j, v, key, depth + 1);
