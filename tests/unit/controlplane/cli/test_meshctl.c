@@ -1,6 +1,7 @@
 /*
  * test_meshctl.c - `meshctl validate` end to end: output lines, summary and
- * exit status (0 valid, 1 rejected, 2 usage).  Runs the meshctl binary of
+ * exit status (0 valid, 1 rejected, 2 usage); `meshctl certs
+ * --print-bootstrap` prints and exits.  Runs the meshctl binary of
  * the same build (BUILD/bin/meshctl, found from this test's own path) on
  * the fixtures in tests/data/config/ (run from the repository root).
  */
@@ -112,6 +113,23 @@ START_TEST(test_usage)
 }
 END_TEST
 
+START_TEST(test_certs_print_bootstrap)
+{
+	/* only --dir is needed; it prints the file_watcher config and exits */
+	ck_assert_int_eq(run("certs --print-bootstrap --dir /var/run/w", out), 0);
+	ck_assert_msg(strstr(out, "\"plugin_name\": \"file_watcher\"") &&
+		      strstr(out, "\"certificate_file\": \"/var/run/w/cert-chain.pem\"") &&
+		      strstr(out, "\"private_key_file\": \"/var/run/w/key.pem\"") &&
+		      strstr(out, "\"ca_certificate_file\": \"/var/run/w/root-cert.pem\""), "%s", out);
+	/* with an agent's flags too it still exits (it used to go on as the
+	 * agent, here retrying a CA nobody serves for ever) and contacts nobody */
+	ck_assert_int_eq(run("certs --print-bootstrap --dir /var/run/w --ca-addr 127.0.0.1:1 --insecure-bootstrap "
+			     "--token-file /nonexistent", out), 0);
+	ck_assert_msg(strstr(out, "file_watcher") && !strstr(out, "retrying"), "%s", out);
+	ck_assert_int_eq(run("certs --print-bootstrap", out), 2);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("meshctl");
@@ -122,6 +140,7 @@ int main(void)
 	tcase_add_test(tc, test_mixed);
 	tcase_add_test(tc, test_empty_and_kinds);
 	tcase_add_test(tc, test_usage);
+	tcase_add_test(tc, test_certs_print_bootstrap);
 	suite_add_tcase(s, tc);
 	return testutil_run(s) ? EXIT_FAILURE : EXIT_SUCCESS;
 }
