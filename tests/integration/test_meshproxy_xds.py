@@ -183,7 +183,9 @@ class MeshproxyXdsTest(unittest.TestCase):
         self.assertRegex(out, r"(?m)^%s +50051 +- +outbound +EDS *$" % re.escape(GREETER))
         self.assertRegex(out, r"(?m)^PassthroughCluster\b")
         out = self.meshctl("proxy-config", "listeners", "--admin", admin)
-        self.assertRegex(out, r"(?m)^0\.0\.0\.0_50051 +0\.0\.0\.0 +50051 +Route: 50051 *$")
+        self.assertRegex(out, r"(?m)^0\.0\.0\.0_50051 +0\.0\.0\.0 +50051 +ALL +Route: 50051 *$")
+        # one row per filter chain: virtualOutbound's catch-all goes to PassthroughCluster
+        self.assertRegex(out, r"(?m)^virtualOutbound +\S+ +\d+ +.*Cluster: PassthroughCluster *$")
         out = self.meshctl("proxy-config", "endpoints", "--admin", admin)
         self.assertRegex(out, r"(?m)^\S+:\d+ +HEALTHY +OK +outbound\|50051\|\|%s *$" % re.escape(GREETER))
         out = self.meshctl("proxy-config", "routes", "--admin", admin)

@@ -51,7 +51,16 @@ static const char camel_dump[] =
 	"{\"@type\":\"x\",\"rds\":{\"routeConfigName\":\"8080\"}}}]}]}}},"
 	"{\"name\":\"10.0.0.1_3306\",\"activeState\":{\"listener\":{\"name\":\"10.0.0.1_3306\",\"address\":"
 	"{\"socketAddress\":{\"address\":\"10.0.0.1\",\"portValue\":3306}},\"filterChains\":[{\"filters\":[{\"typedConfig\":"
-	"{\"cluster\":\"outbound|3306||db.ns.svc.cluster.local\"}}]}]}}}]},"
+	"{\"cluster\":\"outbound|3306||db.ns.svc.cluster.local\"}}]}]}}},"
+	/* Istio's virtualOutbound: a chain per destination, one row each */
+	"{\"name\":\"virtualOutbound\",\"activeState\":{\"listener\":{\"name\":\"virtualOutbound\",\"address\":"
+	"{\"socketAddress\":{\"address\":\"0.0.0.0\",\"portValue\":15001}},\"filterChains\":["
+	"{\"filterChainMatch\":{\"prefixRanges\":[{\"addressPrefix\":\"0.0.0.0\",\"prefixLen\":32}]},\"filters\":"
+	"[{\"typedConfig\":{\"cluster\":\"BlackHoleCluster\"}}]},"
+	"{\"filterChainMatch\":{\"destinationPort\":443,\"transportProtocol\":\"tls\",\"serverNames\":[\"a.example\","
+	"\"b.example\"],\"applicationProtocols\":[\"h2\",\"http/1.1\"]},\"filters\":[{\"typedConfig\":"
+	"{\"cluster\":\"outbound|443||a.example\"}}]},"
+	"{\"name\":\"PassthroughFilterChain\",\"filters\":[{\"typedConfig\":{\"cluster\":\"PassthroughCluster\"}}]}]}}}]},"
 	"{\"@type\":\"type.googleapis.com/envoy.admin.v3.ClustersConfigDump\",\"staticClusters\":[{\"cluster\":"
 	"{\"name\":\"xds-grpc\",\"type\":\"STATIC\"}}],\"dynamicActiveClusters\":[{\"versionInfo\":\"v1\",\"cluster\":"
 	"{\"name\":\"outbound|9080|v2|reviews.ns.svc.cluster.local\",\"type\":\"EDS\"}},{\"cluster\":{\"name\":"
@@ -240,10 +249,20 @@ START_TEST(proxy_config_from_admin_port)
 {
 	ck_assert_int_eq(run("proxy-config listeners --admin 127.0.0.1:%d", "2>&1"), 0);
 	ck_assert_str_eq(last_path, "/config_dump");
-	has("NAME            ADDRESS     PORT    DESTINATION\n");
-	has("0.0.0.0_8080    0.0.0.0     8080    Route: 8080\n");
-	has("10.0.0.1_3306   10.0.0.1    3306    Cluster: outbound|3306||db.ns.svc.cluster.local\n");
-	has("admin           127.0.0.1   15000   -\n");
+	/* one row per filter chain, with its match, as istioctl prints */
+	has("NAME              ADDRESS     PORT    MATCH                                                               "
+	    "DESTINATION\n");
+	has("0.0.0.0_8080      0.0.0.0     8080    ALL                                                                 "
+	    "Route: 8080\n");
+	has("10.0.0.1_3306     10.0.0.1    3306    ALL                                                                 "
+	    "Cluster: outbound|3306||db.ns.svc.cluster.local\n");
+	has("virtualOutbound   0.0.0.0     15001   Addr: 0.0.0.0/32                                                    "
+	    "Cluster: BlackHoleCluster\n");
+	has("virtualOutbound   0.0.0.0     15001   SNI: a.example,b.example; Trans: tls; App: h2,http/1.1; Port: 443   "
+	    "Cluster: outbound|443||a.example\n");
+	has("virtualOutbound   0.0.0.0     15001   ALL                                                                 "
+	    "Cluster: PassthroughCluster\n");
+	has("admin             127.0.0.1   15000   -                                                                   -\n");
 
 	ck_assert_int_eq(run("proxy-config clusters --admin 127.0.0.1:%d", "2>&1"), 0);
 	has("SERVICE FQDN                   PORT   SUBSET   DIRECTION   TYPE\n");
@@ -284,7 +303,10 @@ START_TEST(proxy_config_from_meshd)
 	has("\nclusters:\nSERVICE FQDN");
 	has("\nsecrets:\nRESOURCE NAME");
 	/* camelCase names read as well as the .proto ones */
-	has("10.0.0.1_3306   10.0.0.1    3306    Cluster: outbound|3306||db.ns.svc.cluster.local\n");
+	has("10.0.0.1_3306     10.0.0.1    3306    ALL                                                                 "
+	    "Cluster: outbound|3306||db.ns.svc.cluster.local\n");
+	has("virtualOutbound   0.0.0.0     15001   ALL                                                                 "
+	    "Cluster: PassthroughCluster\n");
 	has("reviews.ns.svc.cluster.local   9080   v2       outbound    EDS\n");
 	/* characters a query needs escaped are */
 	ck_assert_int_eq(run("proxy-config all 'zz &=%%/ ' --meshd 127.0.0.1:%d", "2>/dev/null"), 1);
