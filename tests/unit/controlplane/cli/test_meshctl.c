@@ -61,6 +61,23 @@ START_TEST(test_rejected_file)
 }
 END_TEST
 
+/* -f - reads standard input, as kubectl and istioctl do; findings name it "stdin" */
+START_TEST(test_stdin)
+{
+	ck_assert_int_eq(run("validate -f - < tests/data/config/invalid/vs-weights.yaml", out), 1);
+	ck_assert_str_eq(out, "stdin:10:5: VirtualService default/reviews: "
+			      "spec.http[0].route: total destination weight = 0 (weights are relative: give at least "
+			      "one destination a positive weight)\n"
+			      "0 objects valid, 1 rejected in 1 file\n");
+	ck_assert_int_eq(run("validate -f tests/data/config/invalid/multi-one-bad.yaml -f - "
+			     "< tests/data/config/invalid/malformed.yaml", out), 1);
+	ck_assert_msg(strstr(out, "stdin:13:9: malformed YAML"), "%s", out);
+	ck_assert_msg(strstr(out, "4 objects valid, 2 rejected in 2 files\n"), "%s", out);
+	ck_assert_int_eq(run("validate -f - < /dev/null", out), 1);
+	ck_assert_msg(strstr(out, "no configuration found"), "%s", out);
+}
+END_TEST
+
 START_TEST(test_mixed)
 {
 	ck_assert_int_eq(run("validate -f tests/data/config/invalid/multi-one-bad.yaml "
@@ -138,6 +155,7 @@ int main(void)
 	tcase_add_test(tc, test_valid_dir);
 	tcase_add_test(tc, test_rejected_file);
 	tcase_add_test(tc, test_mixed);
+	tcase_add_test(tc, test_stdin);
 	tcase_add_test(tc, test_empty_and_kinds);
 	tcase_add_test(tc, test_usage);
 	tcase_add_test(tc, test_certs_print_bootstrap);
