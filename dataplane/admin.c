@@ -218,6 +218,26 @@ static int serve_page(struct admin_conn *c, struct h1_str path, int head_only)
 	return rc;
 }
 
+/* A status/health port (admin_info.status_only): Istio's pilot-agent
+ * readiness probe, /healthz/ready, 200 once the first configuration is
+ * applied and 503 before (as the agent answers from Envoy's /ready), then
+ * whatever the page hook serves; nothing of the admin port. */
+static void handle_status(struct admin_conn *c, struct h1_str path, int get, int head)
+{
+	if (!get && !head) {
+		respond(c, 405, "text/plain; charset=UTF-8", "method not allowed\n", 19, 0, "Allow: GET, HEAD\r\n");
+	} else if (h1_str_ieq(path, "/healthz/ready")) {
+		if (c->a->info.ready && *c->a->info.ready)
+			respond_text(c, 200, "", head);
+		else
+			respond_text(c, 503, "not ready: no configuration applied yet\n", head);
+	} else if (c->a->pages && serve_page(c, path, head) == 0) {
+		/* answered by the page hook */
+	} else {
+		respond_text(c, 404, "invalid path\n", head);
+	}
+}
+
 /* Routes one parsed request; h's spans are valid only during this call. */
 static void handle(struct admin_conn *c, const struct h1_head *h)
 {
@@ -232,6 +252,8 @@ static void handle(struct admin_conn *c, const struct h1_head *h)
 		path.len = (size_t)(q - path.p);
 	if (h->form != H1_FORM_ORIGIN) {
 		respond_text(c, 404, "invalid path\n", head);
+	} else if (c->a->info.status_only) {
+		handle_status(c, path, get, head);
 	} else if (h1_str_ieq(path, "/quitquitquit")) {
 		if (post) {
 			c->keep = 0;

@@ -36,6 +36,10 @@ struct admin_info {
 	int (*config_dump)(void *ctx, struct mesh_buf *out);
 	void (*stats)(void *ctx, struct mesh_buf *out);
 	void *ctx;
+	/* non-zero: a status/health port (Istio's 15020/15021), not an admin
+	 * port: GET /healthz/ready (200 once ready, 503 before, as Istio's
+	 * pilot-agent answers) and the page hook's paths only, 404 for the rest */
+	int status_only;
 };
 
 /* Counters the admin port serves and keeps. */

@@ -12,7 +12,9 @@
  * virtualOutbound/virtualInbound once a configuration naming them is
  * applied.  SIGTERM drains (stop accepting, finish in-flight requests up
  * to the drain limit) before exiting; SIGINT exits at once.  The status
- * and health listeners are parsed but not started yet.
+ * (--status-addr, Istio's 15020: /healthz/ready and /stats/prometheus) and
+ * health (--health-addr, 15021: /healthz/ready) ports are admin.c servers
+ * with a restricted page set; an empty address leaves one off.
  */
 #include "common/buf.h"
 #include "common/json.h"
@@ -313,11 +315,44 @@ static int engine_pages(void *ctx, const char *path, size_t plen, struct mesh_bu
 	return engine_admin_page(ctx, path, plen, out, ctype);
 }
 
+/* The status port's pages: meshproxy's own /stats/prometheus (Istio's
+ * agent also merges the application's metrics there; meshproxy does not). */
+static int status_pages(void *ctx, const char *path, size_t plen, struct mesh_buf *out, const char **ctype)
+{
+	static const char prom[] = "/stats/prometheus";
+
+	if (plen != sizeof(prom) - 1 || memcmp(path, prom, plen) != 0)
+		return -ENOENT;
+	return engine_admin_page(ctx, path, plen, out, ctype);
+}
+
+/* Starts a status/health port on addr (nothing when addr is empty). */
+static int start_status(struct ev_loop *loop, const char *flag, const char *addr, const struct admin_info *info,
+			admin_page_fn pages, void *ctx, struct admin **out)
+{
+	struct admin_info si = *info;
+	int rc;
+
+	*out = NULL;
+	if (!*addr)
+		return 0;
+	si.status_only = 1;
+	rc = admin_start(loop, addr, &si, out);
+	if (rc < 0) {
+		log_error("meshproxy", "%s listener %s: %s", flag, addr, strerror(-rc));
+		return rc;
+	}
+	if (pages)
+		admin_set_pages(*out, pages, ctx);
+	log_info("meshproxy", "%s on %s (port %d)", flag, addr, admin_port(*out));
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct opts o;
 	struct ev_loop *loop = NULL;
-	struct admin *admin = NULL;
+	struct admin *admin = NULL, *status = NULL, *health = NULL;
 	struct engine *engine = NULL;
 	struct engine_opts eo;
 	struct admin_info info;
@@ -396,6 +431,12 @@ int main(int argc, char **argv)
 	admin_set_pages(admin, engine_pages, engine);
 	log_info("meshproxy", "meshproxy %s: admin on %s (port %d), node %s", MESH_VERSION, o.admin_addr,
 		 admin_port(admin), o.node_id);
+	rc = start_status(loop, "status", o.status_addr, &info, status_pages, engine, &status);
+	if (rc < 0)
+		goto out;
+	rc = start_status(loop, "health", o.health_addr, &info, NULL, NULL, &health);
+	if (rc < 0)
+		goto out;
 	rc = xds_client_start(xds, o.xds_addr);
 	if (rc < 0) {
 		log_error("meshproxy", "xDS client %s: %s", o.xds_addr, mesh_strerror(rc));
@@ -408,6 +449,8 @@ int main(int argc, char **argv)
 	else
 		log_info("meshproxy", "exited cleanly");
 out:
+	admin_free(health);
+	admin_free(status);
 	admin_free(admin);
 	xds_client_free(xds);
 	engine_free(engine);

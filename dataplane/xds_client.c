@@ -1079,7 +1079,8 @@ static int put_any(struct mesh_buf *b, const char *url, const ProtobufCMessage *
 	int rc;
 
 	mesh_buf_init(&tmp, b->max);
-	rc = pbjson_render(msg, &tmp);
+	/* Envoy dumps with the .proto field names (snake_case) */
+	rc = pbjson_render_opts(msg, &tmp, PBJSON_PROTO_NAMES);
 	if (rc == 0) {
 		mesh_buf_puts(b, "{\"@type\": ");
 		json_put_string(b, url);

@@ -163,6 +163,7 @@ struct pbjson_ctx {
 	struct mesh_buf *out;
 	int depth;
 	int err;      /* first error of our own (depth); buffer errors live in out->err */
+	unsigned flags; /* PBJSON_* */
 };
 
 static int render_message(struct pbjson_ctx *c, const ProtobufCMessage *m);
@@ -172,12 +173,16 @@ static int desc_is(const ProtobufCMessageDescriptor *d, const char *name)
 	return strcmp(d->name, name) == 0;
 }
 
-static void put_json_name(struct mesh_buf *b, const char *name)
+static void put_json_name(struct mesh_buf *b, const char *name, unsigned flags)
 {
 	char out[PBJSON_NAME_CAP];
 	size_t i, k = 0;
 	int up = 0;
 
+	if (flags & PBJSON_PROTO_NAMES) {
+		json_put_string(b, name);
+		return;
+	}
 	for (i = 0; name[i] && k + 1 < sizeof(out); i++) {
 		if (name[i] == '_') {
 			up = 1;
@@ -446,7 +451,7 @@ static void render_fields(struct pbjson_ctx *c, const ProtobufCMessage *m, int f
 		if (!first)
 			mesh_buf_putc(c->out, ',');
 		first = 0;
-		put_json_name(c->out, f->name);
+		put_json_name(c->out, f->name, c->flags);
 		mesh_buf_putc(c->out, ':');
 		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
 			size_t n = *(const size_t *)(base + f->quantifier_offset), k;
@@ -677,7 +682,12 @@ out:
 
 int pbjson_render(const ProtobufCMessage *msg, struct mesh_buf *out)
 {
-	struct pbjson_ctx c = { out, 0, 0 };
+	return pbjson_render_opts(msg, out, 0);
+}
+
+int pbjson_render_opts(const ProtobufCMessage *msg, struct mesh_buf *out, unsigned flags)
+{
+	struct pbjson_ctx c = { out, 0, 0, flags };
 
 	if (!msg || !out)
 		return -EINVAL;
@@ -688,7 +698,7 @@ int pbjson_render_any(const char *type_url, const uint8_t *data, size_t len, str
 {
 	const ProtobufCMessageDescriptor *d;
 	ProtobufCMessage *inner = NULL;
-	struct pbjson_ctx c = { out, 0, 0 };
+	struct pbjson_ctx c = { out, 0, 0, 0 };
 	int rc;
 
 	if (!type_url || !out || (len && !data))

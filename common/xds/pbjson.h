@@ -2,7 +2,7 @@
  * pbjson.h - render protobuf-c messages as proto3 JSON (config dumps).
  *
  * Driven by each message's ProtobufCMessageDescriptor: field names in
- * lowerCamelCase, default values omitted, enums by name, 64-bit integers as
+ * lowerCamelCase (or as in the .proto with PBJSON_PROTO_NAMES), default values omitted, enums by name, 64-bit integers as
  * strings, bytes as base64, maps as objects, and the well-known types in
  * their JSON forms (Duration "1.500s", Timestamp RFC 3339, wrappers as their
  * value, Struct/Value/ListValue as JSON).  A google.protobuf.Any is expanded
@@ -28,6 +28,17 @@
 
 /* Render msg; -MESH_ETOOBIG past the buffer's cap or the depth cap. */
 MESH_MUST_CHECK int pbjson_render(const ProtobufCMessage *msg, struct mesh_buf *out);
+
+/* Flags for pbjson_render_opts(). */
+enum {
+	/* Field names as the .proto spells them (snake_case) instead of
+	 * lowerCamelCase: protobuf's JsonPrintOptions.preserving_proto_field_name,
+	 * which Envoy's admin /config_dump uses.  Proto3 JSON parsers accept both. */
+	PBJSON_PROTO_NAMES = 1u << 0,
+};
+
+/* pbjson_render() with flags (PBJSON_*); same returns. */
+MESH_MUST_CHECK int pbjson_render_opts(const ProtobufCMessage *msg, struct mesh_buf *out, unsigned flags);
 
 /* Decode data as the message type_url names (registered) and render it as
  * an expanded Any: {"@type": type_url, ...}.  -ENOENT when the type is not

@@ -103,8 +103,8 @@ static void issued_cleanup(struct issued *i)
 static void certs_usage(FILE *f)
 {
 	fprintf(f, "usage: meshctl certs --ca-addr HOST:PORT (--root-cert PATH | --insecure-bootstrap)\n"
-		   "                     --token-file PATH --dir DIR [--ttl DUR] [--once] [--print-bootstrap]\n"
-		   "                     [--server-name NAME]\n"
+		   "                     --token-file PATH --dir DIR [--ttl DUR] [--once] [--server-name NAME]\n"
+		   "       meshctl certs --print-bootstrap --dir DIR\n"
 		   "\n"
 		   "Gets a workload certificate from meshd's CA and keeps it fresh in DIR\n"
 		   "(cert-chain.pem, key.pem, root-cert.pem), renewing at half its lifetime.\n"
@@ -117,6 +117,7 @@ static void certs_usage(FILE *f)
 		   "  --ttl DUR              requested lifetime (default: the CA's)\n"
 		   "  --once                 get one certificate and exit\n"
 		   "  --print-bootstrap      print gRPC's file_watcher certificate provider config for DIR\n"
+		   "                         and exit (only --dir is needed)\n"
 		   "  --server-name NAME     name to verify in meshd's certificate (default: the host of --ca-addr)\n");
 }
 
@@ -700,6 +701,8 @@ static int parse_certs_opts(int argc, char **argv, struct certs_opts *o)
 		default: certs_usage(stderr); return 2;
 		}
 	}
+	if (o->print_bootstrap && o->dir && optind == argc)
+		return 0; /* prints and exits: nothing else is needed */
 	if (!o->ca_addr || !o->token_file || !o->dir || (!o->root_cert && !o->insecure) ||
 	    (o->root_cert && o->insecure) || optind < argc) {
 		fprintf(stderr, "meshctl certs: need --ca-addr, --token-file, --dir and exactly one of --root-cert "
@@ -723,6 +726,11 @@ int certs_main(int argc, char **argv)
 	rc = parse_certs_opts(argc, argv, &o);
 	if (rc)
 		return rc == 1 ? 0 : 2;
+	if (o.print_bootstrap) {
+		/* the config for a bootstrap file, then exit: an agent is another run */
+		print_bootstrap(o.dir);
+		return 0;
+	}
 	if (!getenv("MESHCTL_LOG_LEVEL"))
 		mesh_log_set_level(MESH_LOG_INFO);
 	if (o.root_cert) {
@@ -736,8 +744,6 @@ int certs_main(int argc, char **argv)
 				"returns is trusted from then on",
 			 o.ca_addr);
 	}
-	if (o.print_bootstrap)
-		print_bootstrap(o.dir);
 	grpc_init();
 	for (;;) {
 		rc = certs_issue(&o, trust, &is, err, sizeof(err));

@@ -3,7 +3,7 @@
  *
  *   meshctl validate -f PATH...   check Istio configuration offline with the
  *                                 same parser, validator and reference checks
- *                                 as meshd (file or directory, recursive)
+ *                                 as meshd (file, directory, recursive, or -)
  *   meshctl version, proxy-status, proxy-config
  *                                 read a running meshd's HTTP port (proxy.h)
  *   meshctl certs, authz          certs.h, authz.h
@@ -114,6 +114,8 @@ static int meshctl_collect(struct meshctl_files *f, const char *path, int depth,
 	struct dirent **ents = NULL;
 	int n, i, rc = 0;
 
+	if (top && !strcmp(path, "-"))
+		return meshctl_files_add(f, path); /* standard input, as kubectl -f - */
 	if (stat(path, &st) < 0) {
 		fprintf(stderr, "meshctl: %s: %s\n", path, strerror(errno));
 		return -errno;
@@ -148,6 +150,34 @@ static int meshctl_collect(struct meshctl_files *f, const char *path, int depth,
 	return rc;
 }
 
+/* Parse standard input (at most CFG_MAX_FILE_BYTES) with origin "stdin".
+ * Returns 0 or a negative code; -MESH_ETOOBIG past the cap. */
+static int meshctl_parse_stdin(struct cfg_parse_result *res)
+{
+	char *data = malloc(CFG_MAX_FILE_BYTES + 1);
+	size_t len = 0, n;
+	int rc = 0;
+
+	memset(res, 0, sizeof(*res));
+	if (!data)
+		return -ENOMEM;
+	while ((n = fread(data + len, 1, CFG_MAX_FILE_BYTES + 1 - len, stdin)) > 0) {
+		len += n;
+		if (len > CFG_MAX_FILE_BYTES) {
+			rc = -MESH_ETOOBIG;
+			goto out;
+		}
+	}
+	if (ferror(stdin)) {
+		rc = -EIO;
+		goto out;
+	}
+	rc = cfg_parse_buffer("stdin", data, len, res);
+out:
+	free(data);
+	return rc;
+}
+
 static void meshctl_print_finding(void *ctx, const struct cfg_error *e)
 {
 	char line[2048];
@@ -171,10 +201,11 @@ static void meshctl_validate_usage(FILE *f)
 		"WorkloadEntry, PeerAuthentication, AuthorizationPolicy, and Gateway, Sidecar,\n"
 		"RequestAuthentication, Telemetry which are validated but not applied yet)\n"
 		"the way meshd does: schema, Istio's semantic rules and warnings, and\n"
-		"cross-object references.  PATH is a file or a directory, read recursively\n"
-		"for *.yaml, *.yml and *.json.  Istio kinds meshd does not implement\n"
-		"(EnvoyFilter, ...) are named in a warning; an unknown kind in an Istio API\n"
-		"group is an error; other kinds (Deployment, ...) are skipped.\n"
+		"cross-object references.  PATH is a file, a directory (read recursively\n"
+		"for *.yaml, *.yml and *.json) or - for standard input.  Istio kinds meshd\n"
+		"does not implement (EnvoyFilter, ...) are named in a warning; an unknown\n"
+		"kind in an Istio API group is an error; other kinds (Deployment, ...) are\n"
+		"skipped.\n"
 		"\n"
 		"  -f, --filename PATH   file or directory to check (repeatable)\n"
 		"  -q, --quiet           print only errors and warnings, no summary\n"
@@ -240,11 +271,11 @@ static int meshctl_validate(int argc, char **argv)
 	for (i = 0; i < files.n; i++) {
 		struct cfg_parse_result res;
 
-		err = cfg_parse_file(files.v[i], &res);
+		err = strcmp(files.v[i], "-") ? cfg_parse_file(files.v[i], &res) : meshctl_parse_stdin(&res);
 		if (err == 0) {
 			n_ignored += res.n_ignored;
 			n_documents += res.n_documents;
-			err = cfg_store_apply_origin(store, files.v[i], &res);
+			err = cfg_store_apply_origin(store, strcmp(files.v[i], "-") ? files.v[i] : "stdin", &res);
 		}
 		cfg_parse_result_cleanup(&res);
 		if (err < 0) {

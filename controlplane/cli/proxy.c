@@ -312,7 +312,29 @@ static yaml_node_t *proxy__root(struct proxy__json *j)
 	return yaml_document_get_root_node(&j->doc);
 }
 
-/* The value under key in map, or NULL. */
+/* Whether two JSON keys name the same proto field: proto3 JSON parsers
+ * accept a field's lowerCamelCase name and its .proto (snake_case) name
+ * alike, and dumps come in both (Envoy's /config_dump uses the .proto
+ * names, meshd's debug dump camelCase), so "port_value" == "portValue". */
+static bool proxy__key_eq(const char *a, const char *b)
+{
+	for (;;) {
+		char ca = *a, cb = *b;
+
+		if (ca == '_' && a[1] >= 'a' && a[1] <= 'z')
+			ca = (char)(*++a - 'a' + 'A');
+		if (cb == '_' && b[1] >= 'a' && b[1] <= 'z')
+			cb = (char)(*++b - 'a' + 'A');
+		if (ca != cb)
+			return false;
+		if (!ca)
+			return true;
+		a++;
+		b++;
+	}
+}
+
+/* The value under key in map (either spelling, proxy__key_eq), or NULL. */
 static yaml_node_t *proxy__get(struct proxy__json *j, yaml_node_t *map, const char *key)
 {
 	yaml_node_pair_t *p;
@@ -322,7 +344,7 @@ static yaml_node_t *proxy__get(struct proxy__json *j, yaml_node_t *map, const ch
 	for (p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
 		yaml_node_t *k = yaml_document_get_node(&j->doc, p->key);
 
-		if (k && k->type == YAML_SCALAR_NODE && strcmp((const char *)k->data.scalar.value, key) == 0)
+		if (k && k->type == YAML_SCALAR_NODE && proxy__key_eq((const char *)k->data.scalar.value, key))
 			return yaml_document_get_node(&j->doc, p->value);
 	}
 	return NULL;
@@ -371,7 +393,7 @@ static yaml_node_t *proxy__at(struct proxy__json *j, yaml_node_t *seq, size_t i)
 	return yaml_document_get_node(&j->doc, seq->data.sequence.items.start[i]);
 }
 
-/* The first scalar under key anywhere below n (depth-first), or NULL. */
+/* The first scalar under key (either spelling) anywhere below n (depth-first), or NULL. */
 static const char *proxy__find(struct proxy__json *j, yaml_node_t *n, const char *key, int depth)
 {
 	const char *s = NULL;
@@ -385,7 +407,7 @@ static const char *proxy__find(struct proxy__json *j, yaml_node_t *n, const char
 			yaml_node_t *k = yaml_document_get_node(&j->doc, p->key);
 			yaml_node_t *v = yaml_document_get_node(&j->doc, p->value);
 
-			if (k && k->type == YAML_SCALAR_NODE && !strcmp((const char *)k->data.scalar.value, key) &&
+			if (k && k->type == YAML_SCALAR_NODE && proxy__key_eq((const char *)k->data.scalar.value, key) &&
 			    proxy__str(v))
 				return proxy__str(v);
 			s = proxy__find(j, v, key, depth + 1);
@@ -834,27 +856,93 @@ static yaml_node_t *proxy__resource(struct proxy__json *j, enum proxy__section s
 
 typedef void (*proxy__rows_fn)(struct proxy__json *j, yaml_node_t *item, yaml_node_t *res, struct proxy__table *t);
 
+/* Where a filter chain sends traffic, as istioctl shows it. */
+static void proxy__chain_dest(struct proxy__json *j, yaml_node_t *chain, char *out, size_t cap)
+{
+	const char *route = proxy__find(j, chain, "routeConfigName", 0);
+	const char *cluster = proxy__find(j, chain, "cluster", 0);
+
+	if (route)
+		snprintf(out, cap, "Route: %s", route);
+	else if (proxy__find(j, chain, "virtualHosts", 0) || proxy__find(j, chain, "domains", 0))
+		snprintf(out, cap, "Inline Route");
+	else if (cluster)
+		snprintf(out, cap, "Cluster: %s", cluster);
+	else
+		snprintf(out, cap, "-");
+}
+
+/* A filter chain's match as istioctl describes it ("SNI: a,b; Trans: tls;
+ * App: h2; Addr: 10.0.0.0/8; Port: 80"), "ALL" when it matches anything. */
+static void proxy__chain_match(struct proxy__json *j, yaml_node_t *chain, char *out, size_t cap)
+{
+	static const struct {
+		const char *key, *label;
+	} lists[] = { { "serverNames", "SNI" }, { "applicationProtocols", "App" } };
+	yaml_node_t *m = proxy__get(j, chain, "filterChainMatch"), *ranges;
+	struct mesh_buf b;
+	const char *v;
+	size_t i, k;
+
+	mesh_buf_init(&b, cap);
+	for (k = 0; k < 2; k++) {
+		yaml_node_t *l = proxy__get(j, m, lists[k].key);
+
+		if (k == 1 && (v = proxy__str(proxy__get(j, m, "transportProtocol"))))
+			mesh_buf_printf(&b, "%sTrans: %s", b.len ? "; " : "", v);
+		for (i = 0; i < proxy__len(l); i++) {
+			v = proxy__str(proxy__at(j, l, i));
+			if (i)
+				mesh_buf_printf(&b, ",%s", v ? v : "");
+			else
+				mesh_buf_printf(&b, "%s%s: %s", b.len ? "; " : "", lists[k].label, v ? v : "");
+		}
+	}
+	ranges = proxy__get(j, m, "prefixRanges");
+	for (i = 0; i < proxy__len(ranges); i++) {
+		yaml_node_t *r = proxy__at(j, ranges, i);
+		const char *len = proxy__str(proxy__get(j, r, "prefixLen"));
+
+		v = proxy__str(proxy__get(j, r, "addressPrefix"));
+		mesh_buf_printf(&b, "%s%s/%s", i ? "," : b.len ? "; Addr: " : "Addr: ", v ? v : "", len ? len : "0");
+	}
+	if ((v = proxy__str(proxy__get(j, m, "destinationPort"))))
+		mesh_buf_printf(&b, "%sPort: %s", b.len ? "; " : "", v);
+	snprintf(out, cap, "%s", b.err ? "?" : b.len ? b.data : "ALL");
+	mesh_buf_cleanup(&b);
+}
+
+/* One row per filter chain (and the default chain), as istioctl prints:
+ * a listener's chains may go to different places (virtualOutbound: its
+ * BlackHoleCluster chain and its PassthroughCluster catch-all). */
 static void proxy__listener_rows(struct proxy__json *j, yaml_node_t *item, yaml_node_t *l, struct proxy__table *t)
 {
-	char dest[PROXY_MAX_CELL];
-	const char *row[4], *route, *cluster;
+	char dest[PROXY_MAX_CELL], match[PROXY_MAX_CELL];
+	yaml_node_t *chains = proxy__get(j, l, "filterChains"), *def = proxy__get(j, l, "defaultFilterChain");
+	const char *row[5];
+	size_t i, n = proxy__len(chains);
 
 	(void)item;
 	row[0] = proxy__str(proxy__get(j, l, "name"));
 	row[1] = proxy__str(proxy__path(j, l, "address.socketAddress.address"));
 	row[2] = proxy__str(proxy__path(j, l, "address.socketAddress.portValue"));
-	route = proxy__find(j, l, "routeConfigName", 0);
-	cluster = proxy__find(j, l, "cluster", 0);
-	if (route)
-		snprintf(dest, sizeof(dest), "Route: %s", route);
-	else if (proxy__find(j, l, "virtualHosts", 0) || proxy__find(j, l, "domains", 0))
-		snprintf(dest, sizeof(dest), "Inline Route");
-	else if (cluster)
-		snprintf(dest, sizeof(dest), "Cluster: %s", cluster);
-	else
-		snprintf(dest, sizeof(dest), "-");
-	row[3] = dest;
-	proxy__table_row(t, row);
+	row[3] = match;
+	row[4] = dest;
+	for (i = 0; i <= n; i++) {
+		yaml_node_t *c = i < n ? proxy__at(j, chains, i) : def;
+
+		if (!c)
+			continue;
+		proxy__chain_match(j, c, match, sizeof(match));
+		proxy__chain_dest(j, c, dest, sizeof(dest));
+		proxy__table_row(t, row);
+	}
+	if (!n && !def) {
+		/* a listener without chains (an API listener, say): its destination */
+		snprintf(match, sizeof(match), "-");
+		proxy__chain_dest(j, l, dest, sizeof(dest));
+		proxy__table_row(t, row);
+	}
 }
 
 /* One route's match as istioctl shows it: "/prefix*", "/exact", "~regex",
@@ -1032,7 +1120,7 @@ static const struct {
 	size_t ncols;
 	const char *header[5];
 } proxy__views[PROXY_N] = {
-	[PROXY_LISTENERS] = { proxy__listener_rows, 4, { "NAME", "ADDRESS", "PORT", "DESTINATION" } },
+	[PROXY_LISTENERS] = { proxy__listener_rows, 5, { "NAME", "ADDRESS", "PORT", "MATCH", "DESTINATION" } },
 	[PROXY_ROUTES] = { proxy__route_rows, 5, { "NAME", "VHOST NAME", "DOMAINS", "MATCH", "DESTINATION" } },
 	[PROXY_CLUSTERS] = { proxy__cluster_rows, 5, { "SERVICE FQDN", "PORT", "SUBSET", "DIRECTION", "TYPE" } },
 	[PROXY_ENDPOINTS] = { proxy__endpoint_rows, 4, { "ENDPOINT", "STATUS", "OUTLIER CHECK", "CLUSTER" } },

@@ -22,9 +22,12 @@ MESHPROXY = os.path.join(BUILD, "bin", "meshproxy")
 class Proxy:
     def __init__(self, *extra):
         self.port = free_port()
+        # the status (15020) and health (15021) ports on free ports of their own
+        self.status_port, self.health_port = free_port(), free_port()
         self.log = tempfile.NamedTemporaryFile(prefix="meshproxy-it-", suffix=".log", delete=False)
         self.proc = subprocess.Popen(
             [MESHPROXY, "--admin-addr", "127.0.0.1:%d" % self.port, "--log-level", "debug",
+             "--status-addr", "127.0.0.1:%d" % self.status_port, "--health-addr", "127.0.0.1:%d" % self.health_port,
              "--node-id", "sidecar~127.0.0.1~it.default~default.svc.cluster.local"] + list(extra),
             stdout=self.log, stderr=subprocess.STDOUT)
         wait_for(self.connectable, what="meshproxy admin port")
@@ -48,8 +51,8 @@ class Proxy:
         body, _, code = out.stdout.rpartition("\n")
         return int(code or 0), body
 
-    def url(self, path):
-        return "http://127.0.0.1:%d%s" % (self.port, path)
+    def url(self, path, port=None):
+        return "http://127.0.0.1:%d%s" % (port or self.port, path)
 
     def stop(self, sig=signal.SIGTERM):
         if self.proc.poll() is None:
@@ -115,6 +118,39 @@ class MeshproxyAdminTest(unittest.TestCase):
         code, body = self.p.curl(self.p.url("/ready"))
         self.assertEqual(code, 503)
         self.assertEqual(body.strip(), "NOT READY")
+
+    def test_status_and_health_ports(self):
+        # Istio's pilot-agent ports: /healthz/ready on both, 503 until a first
+        # configuration is applied (none here); /stats/prometheus on 15020 only
+        for port in (self.p.status_port, self.p.health_port):
+            code, body = self.p.curl(self.p.url("/healthz/ready", port))
+            self.assertEqual(code, 503, (port, body))
+            code, _ = self.p.curl("-I", self.p.url("/healthz/ready", port))
+            self.assertEqual(code, 503)
+        code, body = self.p.curl(self.p.url("/stats/prometheus", self.p.status_port))
+        self.assertEqual(code, 200, body)
+        self.assertIn("envoy_http_downstream_rq_total", body)
+        code, _ = self.p.curl(self.p.url("/stats/prometheus", self.p.health_port))
+        self.assertEqual(code, 404)
+        # nothing of the admin port on them
+        for port in (self.p.status_port, self.p.health_port):
+            for path in ("/ready", "/config_dump", "/clusters", "/stats", "/server_info"):
+                code, _ = self.p.curl(self.p.url(path, port))
+                self.assertEqual(code, 404, (port, path))
+            code, _ = self.p.curl("-X", "POST", self.p.url("/quitquitquit", port))
+            self.assertEqual(code, 405, port)
+        self.assertIsNone(self.p.proc.poll())
+
+    def test_empty_status_and_health_addr_turn_them_off(self):
+        p = Proxy("--status-addr", "", "--health-addr", "")
+        try:
+            code, _ = p.curl(p.url("/ready"))
+            self.assertEqual(code, 503)
+            for port in (p.status_port, p.health_port):
+                with self.assertRaises(OSError):
+                    socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        finally:
+            p.stop()
 
     def test_server_info(self):
         code, body = self.p.curl(self.p.url("/server_info"))

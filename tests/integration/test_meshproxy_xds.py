@@ -14,9 +14,11 @@ Nothing here asserts on timing; every wait is bounded.
 """
 import json
 import os
+import re
+import subprocess
 import unittest
 
-from meshtest import ROOT, Meshd, free_port, wait_for
+from meshtest import MESHCTL, ROOT, Meshd, wait_for
 from test_meshproxy_admin import Proxy
 
 NODE_ID = "sidecar~127.0.0.1~greeter-v1.demo~demo.svc.cluster.local"
@@ -112,7 +114,7 @@ class MeshproxyXdsTest(unittest.TestCase):
                            for x in self.section(dump, "ClustersConfigDump").get("dynamic_active_clusters", [])}
         out["routes"] = {x["route_config"]["name"]
                          for x in self.section(dump, "RoutesConfigDump").get("dynamic_route_configs", [])}
-        out["endpoints"] = {x["endpoint_config"]["clusterName"]
+        out["endpoints"] = {x["endpoint_config"]["cluster_name"]
                             for x in self.section(dump, "EndpointsConfigDump").get("dynamic_endpoint_configs", [])}
         return out
 
@@ -148,6 +150,14 @@ class MeshproxyXdsTest(unittest.TestCase):
         first = lds["dynamic_listeners"][0]["active_state"]
         self.assertEqual(first["listener"]["@type"], "type.googleapis.com/envoy.config.listener.v3.Listener")
         self.assertTrue(first["last_updated"])
+        # Envoy's dump uses the .proto field names throughout, inside the resources too
+        text = json.dumps(d)
+        self.assertIn("\"socket_address\"", text)
+        for camel in ("socketAddress", "portValue", "filterChains", "typedConfig", "virtualHosts"):
+            self.assertNotIn("\"%s\"" % camel, text)
+        # the status and health ports answer Istio's readiness probe
+        for port in (self.proxy.status_port, self.proxy.health_port):
+            self.assertEqual(self.proxy.curl(self.proxy.url("/healthz/ready", port))[0], 200, port)
         st = self.stats()
         self.assertGreaterEqual(int(st["listener_manager.lds.update_success"]), 1)
         self.assertGreaterEqual(int(st["cluster_manager.cds.update_success"]), 1)
@@ -159,6 +169,27 @@ class MeshproxyXdsTest(unittest.TestCase):
             s = self.syncz()
             return s and all(s["types"].get(t, {}).get("state") == "SYNCED" for t in ("lds", "rds", "cds", "eds"))
         wait_for(synced, what="meshproxy SYNCED (every type ACKed) in meshd's /debug/syncz")
+
+    def meshctl(self, *args):
+        out = subprocess.run([MESHCTL] + list(args), capture_output=True, text=True, timeout=30)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        return out.stdout
+
+    def test_01b_meshctl_proxy_config_admin(self):
+        admin = "127.0.0.1:%d" % self.proxy.port
+        out = self.meshctl("proxy-config", "clusters", "--admin", admin)
+        self.assertTrue(out.startswith("SERVICE FQDN"), out)
+        self.assertRegex(out, r"(?m)^%s +50051 +v1 +outbound +EDS *$" % re.escape(GREETER))
+        self.assertRegex(out, r"(?m)^%s +50051 +- +outbound +EDS *$" % re.escape(GREETER))
+        self.assertRegex(out, r"(?m)^PassthroughCluster\b")
+        out = self.meshctl("proxy-config", "listeners", "--admin", admin)
+        self.assertRegex(out, r"(?m)^0\.0\.0\.0_50051 +0\.0\.0\.0 +50051 +ALL +Route: 50051 *$")
+        # one row per filter chain: virtualOutbound's catch-all goes to PassthroughCluster
+        self.assertRegex(out, r"(?m)^virtualOutbound +\S+ +\d+ +.*Cluster: PassthroughCluster *$")
+        out = self.meshctl("proxy-config", "endpoints", "--admin", admin)
+        self.assertRegex(out, r"(?m)^\S+:\d+ +HEALTHY +OK +outbound\|50051\|\|%s *$" % re.escape(GREETER))
+        out = self.meshctl("proxy-config", "routes", "--admin", admin)
+        self.assertRegex(out, r"(?m)^9080 +")
 
     def test_02_virtual_service_edit_reaches_config_dump(self):
         self.meshd.write("zz-reviews.yaml", vs("edited-by-test"))

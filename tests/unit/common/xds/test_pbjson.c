@@ -147,6 +147,24 @@ START_TEST(listener_with_hcm_any)
 	/* fields in field-number order, as protoc's JSON printer writes them */
 	ck_assert_str_eq(b.data, expect);
 
+	/* With the .proto names, as Envoy's /config_dump prints: inside Anys too,
+	 * map keys and Struct keys as they are. */
+	mesh_buf_reset(&b);
+	ck_assert_int_eq(pbjson_render_opts(&l.base, &b, PBJSON_PROTO_NAMES), 0);
+	expect = "{\"name\":\"svc.ns.svc.cluster.local:8080\","
+		 "\"address\":{\"socket_address\":{\"address\":\"10.0.0.1\",\"port_value\":8080}},"
+		 "\"use_original_dst\":false,"
+		 "\"per_connection_buffer_limit_bytes\":32768,"
+		 "\"metadata\":{\"filter_metadata\":{\"istio\":{\"GENERATOR\":\"grpc\",\"n\":1.5,\"l\":[null]}}},"
+		 "\"traffic_direction\":\"OUTBOUND\","
+		 "\"api_listener\":{\"api_listener\":{\"@type\":\"" HCM_URL "\","
+		 "\"rds\":{\"config_source\":{\"ads\":{},\"resource_api_version\":\"V3\"},"
+		 "\"route_config_name\":\"svc.ns.svc.cluster.local:8080\"},"
+		 "\"http_filters\":[{\"name\":\"envoy.filters.http.router\","
+		 "\"typed_config\":{\"@type\":\"" ROUTER_URL "\"}}],"
+		 "\"stream_idle_timeout\":\"1.500s\"}}}";
+	ck_assert_str_eq(b.data, expect);
+
 	/* The same Listener through the Any entry point (as config dumps use it). */
 	{
 		size_t n = envoy__config__listener__v3__listener__get_packed_size(&l);

@@ -1,6 +1,7 @@
 /*
  * test_meshctl.c - `meshctl validate` end to end: output lines, summary and
- * exit status (0 valid, 1 rejected, 2 usage).  Runs the meshctl binary of
+ * exit status (0 valid, 1 rejected, 2 usage); `meshctl certs
+ * --print-bootstrap` prints and exits.  Runs the meshctl binary of
  * the same build (BUILD/bin/meshctl, found from this test's own path) on
  * the fixtures in tests/data/config/ (run from the repository root).
  */
@@ -60,6 +61,23 @@ START_TEST(test_rejected_file)
 }
 END_TEST
 
+/* -f - reads standard input, as kubectl and istioctl do; findings name it "stdin" */
+START_TEST(test_stdin)
+{
+	ck_assert_int_eq(run("validate -f - < tests/data/config/invalid/vs-weights.yaml", out), 1);
+	ck_assert_str_eq(out, "stdin:10:5: VirtualService default/reviews: "
+			      "spec.http[0].route: total destination weight = 0 (weights are relative: give at least "
+			      "one destination a positive weight)\n"
+			      "0 objects valid, 1 rejected in 1 file\n");
+	ck_assert_int_eq(run("validate -f tests/data/config/invalid/multi-one-bad.yaml -f - "
+			     "< tests/data/config/invalid/malformed.yaml", out), 1);
+	ck_assert_msg(strstr(out, "stdin:13:9: malformed YAML"), "%s", out);
+	ck_assert_msg(strstr(out, "4 objects valid, 2 rejected in 2 files\n"), "%s", out);
+	ck_assert_int_eq(run("validate -f - < /dev/null", out), 1);
+	ck_assert_msg(strstr(out, "no configuration found"), "%s", out);
+}
+END_TEST
+
 START_TEST(test_mixed)
 {
 	ck_assert_int_eq(run("validate -f tests/data/config/invalid/multi-one-bad.yaml "
@@ -112,6 +130,23 @@ START_TEST(test_usage)
 }
 END_TEST
 
+START_TEST(test_certs_print_bootstrap)
+{
+	/* only --dir is needed; it prints the file_watcher config and exits */
+	ck_assert_int_eq(run("certs --print-bootstrap --dir /var/run/w", out), 0);
+	ck_assert_msg(strstr(out, "\"plugin_name\": \"file_watcher\"") &&
+		      strstr(out, "\"certificate_file\": \"/var/run/w/cert-chain.pem\"") &&
+		      strstr(out, "\"private_key_file\": \"/var/run/w/key.pem\"") &&
+		      strstr(out, "\"ca_certificate_file\": \"/var/run/w/root-cert.pem\""), "%s", out);
+	/* with an agent's flags too it still exits (it used to go on as the
+	 * agent, here retrying a CA nobody serves for ever) and contacts nobody */
+	ck_assert_int_eq(run("certs --print-bootstrap --dir /var/run/w --ca-addr 127.0.0.1:1 --insecure-bootstrap "
+			     "--token-file /nonexistent", out), 0);
+	ck_assert_msg(strstr(out, "file_watcher") && !strstr(out, "retrying"), "%s", out);
+	ck_assert_int_eq(run("certs --print-bootstrap", out), 2);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("meshctl");
@@ -120,8 +155,10 @@ int main(void)
 	tcase_add_test(tc, test_valid_dir);
 	tcase_add_test(tc, test_rejected_file);
 	tcase_add_test(tc, test_mixed);
+	tcase_add_test(tc, test_stdin);
 	tcase_add_test(tc, test_empty_and_kinds);
 	tcase_add_test(tc, test_usage);
+	tcase_add_test(tc, test_certs_print_bootstrap);
 	suite_add_tcase(s, tc);
 	return testutil_run(s) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

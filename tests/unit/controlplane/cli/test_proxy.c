@@ -36,8 +36,11 @@ static const char syncz[] =
 	"\"user_agent\":\"envoy 1.28\",\"peer\":\"p\",\"connected_at\":\"x\",\"delta\":false,\"stream\":1,"
 	"\"types\":{}}]";
 
-/* Envoy's admin /config_dump: static and dynamic sections */
-static const char admin_dump[] =
+/* A config dump with static and dynamic sections, field names in
+ * lowerCamelCase as meshd's /debug/config_dump writes them.  The admin port
+ * serves admin_dump, the same with the .proto (snake_case) names as Envoy's
+ * and meshproxy's /config_dump write them (made by snake_dump()). */
+static const char camel_dump[] =
 	"{\"configs\":["
 	"{\"@type\":\"type.googleapis.com/envoy.admin.v3.ListenersConfigDump\",\"versionInfo\":\"v1\","
 	"\"staticListeners\":[{\"listener\":{\"name\":\"admin\",\"address\":{\"socketAddress\":{\"address\":"
@@ -48,7 +51,16 @@ static const char admin_dump[] =
 	"{\"@type\":\"x\",\"rds\":{\"routeConfigName\":\"8080\"}}}]}]}}},"
 	"{\"name\":\"10.0.0.1_3306\",\"activeState\":{\"listener\":{\"name\":\"10.0.0.1_3306\",\"address\":"
 	"{\"socketAddress\":{\"address\":\"10.0.0.1\",\"portValue\":3306}},\"filterChains\":[{\"filters\":[{\"typedConfig\":"
-	"{\"cluster\":\"outbound|3306||db.ns.svc.cluster.local\"}}]}]}}}]},"
+	"{\"cluster\":\"outbound|3306||db.ns.svc.cluster.local\"}}]}]}}},"
+	/* Istio's virtualOutbound: a chain per destination, one row each */
+	"{\"name\":\"virtualOutbound\",\"activeState\":{\"listener\":{\"name\":\"virtualOutbound\",\"address\":"
+	"{\"socketAddress\":{\"address\":\"0.0.0.0\",\"portValue\":15001}},\"filterChains\":["
+	"{\"filterChainMatch\":{\"prefixRanges\":[{\"addressPrefix\":\"0.0.0.0\",\"prefixLen\":32}]},\"filters\":"
+	"[{\"typedConfig\":{\"cluster\":\"BlackHoleCluster\"}}]},"
+	"{\"filterChainMatch\":{\"destinationPort\":443,\"transportProtocol\":\"tls\",\"serverNames\":[\"a.example\","
+	"\"b.example\"],\"applicationProtocols\":[\"h2\",\"http/1.1\"]},\"filters\":[{\"typedConfig\":"
+	"{\"cluster\":\"outbound|443||a.example\"}}]},"
+	"{\"name\":\"PassthroughFilterChain\",\"filters\":[{\"typedConfig\":{\"cluster\":\"PassthroughCluster\"}}]}]}}}]},"
 	"{\"@type\":\"type.googleapis.com/envoy.admin.v3.ClustersConfigDump\",\"staticClusters\":[{\"cluster\":"
 	"{\"name\":\"xds-grpc\",\"type\":\"STATIC\"}}],\"dynamicActiveClusters\":[{\"versionInfo\":\"v1\",\"cluster\":"
 	"{\"name\":\"outbound|9080|v2|reviews.ns.svc.cluster.local\",\"type\":\"EDS\"}},{\"cluster\":{\"name\":"
@@ -63,6 +75,31 @@ static const char admin_dump[] =
 	"\"default\",\"versionInfo\":\"s1\",\"secret\":{\"name\":\"default\",\"tlsCertificate\":{}}},{\"name\":"
 	"\"ROOTCA\",\"versionInfo\":\"s1\",\"secret\":{\"name\":\"ROOTCA\",\"validationContext\":{}}}]}"
 	"]}";
+
+static char admin_dump[sizeof(camel_dump) * 2];
+
+/* camel_dump with every key ("x":) in snake_case, into admin_dump. */
+static void snake_dump(void)
+{
+	const char *p;
+	size_t k = 0;
+
+	for (p = camel_dump; *p; p++) {
+		if (*p >= 'A' && *p <= 'Z') {
+			const char *q = p;
+
+			while (*q && *q != '"')
+				q++;
+			if (q[0] == '"' && q[1] == ':') {
+				admin_dump[k++] = '_';
+				admin_dump[k++] = (char)(*p - 'A' + 'a');
+				continue;
+			}
+		}
+		admin_dump[k++] = *p;
+	}
+	admin_dump[k] = '\0';
+}
 
 static int srv_fd = -1, srv_port;
 static pthread_t srv_thread;
@@ -130,7 +167,7 @@ static void *serve(void *arg)
 		else if (!strcmp(last_path, "/config_dump"))
 			reply(fd, 200, admin_dump, 1);
 		else if (!strncmp(last_path, "/debug/config_dump?proxyID=", 27) && strstr(last_path, "proxyID=a~"))
-			reply(fd, 200, admin_dump, 0);
+			reply(fd, 200, camel_dump, 0);
 		else if (!strncmp(last_path, "/debug/config_dump", 18))
 			reply(fd, 404, "{\"error\":\"proxy \\\"zz\\\" is not connected\"}\n", 0);
 		else
@@ -212,10 +249,20 @@ START_TEST(proxy_config_from_admin_port)
 {
 	ck_assert_int_eq(run("proxy-config listeners --admin 127.0.0.1:%d", "2>&1"), 0);
 	ck_assert_str_eq(last_path, "/config_dump");
-	has("NAME            ADDRESS     PORT    DESTINATION\n");
-	has("0.0.0.0_8080    0.0.0.0     8080    Route: 8080\n");
-	has("10.0.0.1_3306   10.0.0.1    3306    Cluster: outbound|3306||db.ns.svc.cluster.local\n");
-	has("admin           127.0.0.1   15000   -\n");
+	/* one row per filter chain, with its match, as istioctl prints */
+	has("NAME              ADDRESS     PORT    MATCH                                                               "
+	    "DESTINATION\n");
+	has("0.0.0.0_8080      0.0.0.0     8080    ALL                                                                 "
+	    "Route: 8080\n");
+	has("10.0.0.1_3306     10.0.0.1    3306    ALL                                                                 "
+	    "Cluster: outbound|3306||db.ns.svc.cluster.local\n");
+	has("virtualOutbound   0.0.0.0     15001   Addr: 0.0.0.0/32                                                    "
+	    "Cluster: BlackHoleCluster\n");
+	has("virtualOutbound   0.0.0.0     15001   SNI: a.example,b.example; Trans: tls; App: h2,http/1.1; Port: 443   "
+	    "Cluster: outbound|443||a.example\n");
+	has("virtualOutbound   0.0.0.0     15001   ALL                                                                 "
+	    "Cluster: PassthroughCluster\n");
+	has("admin             127.0.0.1   15000   -                                                                   -\n");
 
 	ck_assert_int_eq(run("proxy-config clusters --admin 127.0.0.1:%d", "2>&1"), 0);
 	has("SERVICE FQDN                   PORT   SUBSET   DIRECTION   TYPE\n");
@@ -241,7 +288,7 @@ START_TEST(proxy_config_from_admin_port)
 
 	ck_assert_int_eq(run("proxy-config clusters --admin 127.0.0.1:%d -o json", "2>&1"), 0);
 	/* dynamic then static, each item as the dump has it */
-	ck_assert_str_eq(out, "[{\"versionInfo\":\"v1\",\"cluster\":{\"name\":\"outbound|9080|v2|reviews.ns.svc.cluster.local\","
+	ck_assert_str_eq(out, "[{\"version_info\":\"v1\",\"cluster\":{\"name\":\"outbound|9080|v2|reviews.ns.svc.cluster.local\","
 			      "\"type\":\"EDS\"}},{\"cluster\":{\"name\":\"inbound|8080||\",\"type\":\"STATIC\"}},"
 			      "{\"cluster\":{\"name\":\"xds-grpc\",\"type\":\"STATIC\"}}]\n");
 }
@@ -255,11 +302,17 @@ START_TEST(proxy_config_from_meshd)
 	has("\nroutes:\nNAME");
 	has("\nclusters:\nSERVICE FQDN");
 	has("\nsecrets:\nRESOURCE NAME");
+	/* camelCase names read as well as the .proto ones */
+	has("10.0.0.1_3306     10.0.0.1    3306    ALL                                                                 "
+	    "Cluster: outbound|3306||db.ns.svc.cluster.local\n");
+	has("virtualOutbound   0.0.0.0     15001   ALL                                                                 "
+	    "Cluster: PassthroughCluster\n");
+	has("reviews.ns.svc.cluster.local   9080   v2       outbound    EDS\n");
 	/* characters a query needs escaped are */
 	ck_assert_int_eq(run("proxy-config all 'zz &=%%/ ' --meshd 127.0.0.1:%d", "2>/dev/null"), 1);
 	ck_assert_str_eq(last_path, "/debug/config_dump?proxyID=zz%20%26%3D%25%2F%20");
 	ck_assert_int_eq(run("proxy-config all 'a~1' --meshd 127.0.0.1:%d -o json", "2>&1"), 0);
-	ck_assert_str_eq(out, admin_dump);
+	ck_assert_str_eq(out, camel_dump);
 	/* meshd's error text, unescaped */
 	ck_assert_int_eq(run("proxy-config clusters zz --meshd 127.0.0.1:%d", "2>&1"), 1);
 	has("/debug/config_dump?proxyID=zz: HTTP 404: proxy \"zz\" is not connected\n");
@@ -289,6 +342,12 @@ END_TEST
 int main(void)
 {
 	Suite *s = suite_create("meshctl_proxy");
+
+	snake_dump();
+	if (!strstr(admin_dump, "\"port_value\":15000") || strstr(admin_dump, "portValue")) {
+		fprintf(stderr, "snake_dump: %s\n", admin_dump);
+		return EXIT_FAILURE;
+	}
 	TCase *tc = tcase_create("proxy");
 
 	tcase_add_checked_fixture(tc, setup, teardown);
