@@ -17,6 +17,7 @@ struct pbdepth__frame {
 	size_t end;     /* offset one past this message's last byte */
 	size_t resume;  /* where the parent goes on once this one ends */
 	unsigned level; /* 0 for the top message */
+	int any_value;  /* the value of a followed Any */
 };
 
 /* Read a base-128 varint at *pos (< end); 0 or -MESH_EPARSE. */
@@ -141,6 +142,7 @@ int pbdepth_check(const ProtobufCMessageDescriptor *desc, const uint8_t *data, s
 	stack[0].end = len;
 	stack[0].resume = len;
 	stack[0].level = 0;
+	stack[0].any_value = 0;
 	for (;;) {
 		const ProtobufCFieldDescriptor *f;
 		const ProtobufCMessageDescriptor *child;
@@ -155,15 +157,15 @@ int pbdepth_check(const ProtobufCMessageDescriptor *desc, const uint8_t *data, s
 			break; /* the top message is done */
 		rc = pbdepth__varint(data, &pos, stack[top].end, &tag);
 		if (rc < 0)
-			goto out;
+			goto broken;
 		wt = (unsigned)(tag & 7);
 		if ((tag >> 3) == 0 || (tag >> 3) > 0x1fffffff) {
 			rc = -MESH_EPARSE;
-			goto out;
+			goto broken;
 		}
 		rc = pbdepth__skip(data, &pos, stack[top].end, wt, &fs, &fn);
 		if (rc < 0)
-			goto out;
+			goto broken;
 		if (wt != 2)
 			continue;
 		f = protobuf_c_message_descriptor_get_field(stack[top].desc, (unsigned)(tag >> 3));
@@ -200,6 +202,7 @@ int pbdepth_check(const ProtobufCMessageDescriptor *desc, const uint8_t *data, s
 			stack[top].end = vs + vn;
 			stack[top].resume = fs + fn;
 			stack[top].level = level;
+			stack[top].any_value = 1;
 			pos = vs;
 		} else {
 			top++;
@@ -207,8 +210,26 @@ int pbdepth_check(const ProtobufCMessageDescriptor *desc, const uint8_t *data, s
 			stack[top].end = fs + fn;
 			stack[top].resume = fs + fn;
 			stack[top].level = level;
+			stack[top].any_value = 0;
 			pos = fs;
 		}
+		continue;
+broken:
+		/*
+		 * Broken bytes inside a followed Any's value: that value will not
+		 * decode (its own unpack fails and the holder NACKs it, as for any
+		 * resource that does not decode), so the walk goes on after the
+		 * Any.  protobuf-c scans a message's fields flat before it
+		 * descends into any of them, so it never descends past the broken
+		 * spot: what it would reach has been walked.
+		 */
+		while (top > 0 && !stack[top].any_value)
+			top--;
+		if (top == 0)
+			goto out;
+		pos = stack[top].resume;
+		top--;
+		rc = 0;
 	}
 out:
 	if (depth_out)

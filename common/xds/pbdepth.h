@@ -31,7 +31,9 @@
 
 /* Follow google.protobuf.Any: an Any's value is walked as the message its
  * type_url names (pbjson_lookup()), its levels counted on top of the Any's;
- * an Any of an unknown type is skipped. */
+ * an Any of an unknown type is skipped, and so is the rest of a value whose
+ * bytes are broken (it will not decode on its own, and the holder refuses it
+ * then, as for any resource that does not decode). */
 #define PBDEPTH_FOLLOW_ANY 0x1
 
 /*

@@ -230,6 +230,30 @@ START_TEST(any_followed)
 	ck_assert_uint_eq(depth, 4);
 	ck_assert_int_eq(pbdepth_check(d, r.data + r.pos, rev_len(&r), 3, PBDEPTH_FOLLOW_ANY, &depth), -MESH_ETOOBIG);
 	free(r.data);
+
+	/* a Listener whose bytes are broken (address claims more than there
+	 * is): that resource will not decode on its own; the walk goes on after
+	 * it and still finds the second resource too deep */
+	rev_init(&r, 1024);
+	rev_str(&r, 4, LDS_URL);
+	anylen = rev_len(&r);
+	rev_bytes(&r, lbuf, ln);
+	rev_wrap(&r, 2, ln);
+	rev_str(&r, 1, LDS_URL);
+	rev_wrap(&r, 2, rev_len(&r) - anylen);
+	anylen = rev_len(&r);
+	rev_str(&r, 1, LDS_URL);
+	rev_bytes(&r, (const uint8_t *)"\x12\x7f\x0a", 3);
+	rev_wrap(&r, 2, 3);
+	rev_wrap(&r, 2, rev_len(&r) - anylen);
+	ck_assert_int_eq(pbdepth_check(d, r.data + r.pos, rev_len(&r), PBDEPTH_LIMIT, PBDEPTH_FOLLOW_ANY, &depth), 0);
+	ck_assert_uint_eq(depth, 4);
+	ck_assert_int_eq(pbdepth_check(d, r.data + r.pos, rev_len(&r), 3, PBDEPTH_FOLLOW_ANY, &depth), -MESH_ETOOBIG);
+	/* not followed, or broken at the top: refused */
+	ck_assert_int_eq(pbdepth_check(&envoy__config__listener__v3__listener__descriptor,
+				       (const uint8_t *)"\x12\x7f\x0a", 3, PBDEPTH_LIMIT, PBDEPTH_FOLLOW_ANY, NULL),
+			 -MESH_EPARSE);
+	free(r.data);
 }
 END_TEST
 
