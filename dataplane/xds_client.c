@@ -20,6 +20,7 @@
 
 #include "common/json.h"
 #include "common/log.h"
+#include "common/xds/pbdepth.h"
 #include "common/xds/pbjson.h"
 #include "dataplane/net.h"
 
@@ -779,6 +780,16 @@ void xds_client_stream_recv(struct xds_client *c, const uint8_t *msg, size_t len
 
 	if (!c->stream_open)
 		return;
+	/* nesting bounded before protobuf-c's recursive unpack, through each
+	 * resource's Any (decoded later, snapshot.c) (pbdepth.h) */
+	if (pbdepth_check(&envoy__service__discovery__v3__discovery_response__descriptor, msg, len, PBDEPTH_LIMIT,
+			  PBDEPTH_FOLLOW_ANY, NULL) < 0) {
+		log_warn(SCOPE, "a DiscoveryResponse of %zu bytes is malformed or nests messages deeper than %d levels: "
+				"ignored",
+			 len, PBDEPTH_LIMIT);
+		c->st.responses_ignored++;
+		return;
+	}
 	resp = envoy__service__discovery__v3__discovery_response__unpack(NULL, len, msg);
 	if (!resp) {
 		/* no type to NACK against: Envoy closes the stream for a response it cannot parse */

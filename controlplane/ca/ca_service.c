@@ -20,6 +20,7 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "common/xds/pbdepth.h"
 
 #include "security/v1alpha1/ca.pb-c.h"
 
@@ -265,6 +266,19 @@ static void job_handle(struct ca_service *svc, struct ca_job *j)
 		code = GRPC_STATUS_INVALID_ARGUMENT;
 		snprintf(msg, sizeof(msg), "IstioCertificateRequest is %zu bytes; the limit is %d",
 			 (size_t)GRPC_SLICE_LENGTH(slice), CA_SERVICE_MAX_REQUEST_BYTES);
+		goto out;
+	}
+	/* nesting bounded before protobuf-c's recursive unpack (pbdepth.h) */
+	rc = pbdepth_check(&istio__v1__auth__istio_certificate_request__descriptor, GRPC_SLICE_START_PTR(slice),
+			   GRPC_SLICE_LENGTH(slice), PBDEPTH_LIMIT, 0, NULL);
+	if (rc < 0) {
+		code = GRPC_STATUS_INVALID_ARGUMENT;
+		if (rc == -MESH_ETOOBIG)
+			snprintf(msg, sizeof(msg), "IstioCertificateRequest nests messages deeper than %d levels",
+				 PBDEPTH_LIMIT);
+		else
+			snprintf(msg, sizeof(msg), "malformed istio.v1.auth.IstioCertificateRequest");
+		log_info(SCOPE, "CreateCertificate from %s refused: %s", peer, msg);
 		goto out;
 	}
 	req = istio__v1__auth__istio_certificate_request__unpack(NULL, GRPC_SLICE_LENGTH(slice),

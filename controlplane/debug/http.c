@@ -1,8 +1,15 @@
 /*
  * http.c - meshd's debug HTTP endpoint (see debug.h).
  *
- * libmicrohttpd serves it on threads of its own (one per connection, a
- * capped number of connections).  We bind the listening socket ourselves so
+ * libmicrohttpd serves it on a small pool of epoll threads of its own
+ * (DEBUG_THREADS): an idle or half-sent connection costs a socket and a
+ * buffer, never a thread, so clients that connect and stall cannot starve
+ * /ready and /metrics (a failing readiness probe gets meshd restarted).
+ * Against them: a read deadline (DEBUG_CONNECTION_TIMEOUT_S of silence
+ * closes a connection, headers half sent or not), a cap per peer address
+ * (DEBUG_MAX_PER_IP; probes come from the kubelet's address, scrapes from
+ * Prometheus's) and a total cap (DEBUG_MAX_CONNECTIONS) high enough that
+ * many addresses together do not reach it before their deadlines do.  We bind the listening socket ourselves so
  * a busy port reports -EADDRINUSE and port 0 reports the port the kernel
  * chose, then hand it to libmicrohttpd, which closes it at stop.
  *
@@ -41,9 +48,14 @@
 /* Limits. */
 #define DEBUG_MAX_ERROR_BYTES 4096          /* a JSON error body */
 #define DEBUG_MAX_HOST 64                    /* host part of --http-addr */
-#define DEBUG_MAX_CONNECTIONS 64u            /* concurrent connections */
-#define DEBUG_CONNECTION_TIMEOUT_S 30u       /* idle connection timeout */
-#define DEBUG_LISTEN_BACKLOG 64
+#define DEBUG_MAX_CONNECTIONS 2048u          /* concurrent connections, all peers */
+#define DEBUG_MAX_PER_IP 16u                 /* concurrent connections from one address */
+/* silence after which a connection is closed: the read deadline of a request
+ * whose headers stall (libmicrohttpd's timeout restarts on each byte read, so a
+ * client trickling one byte at a time is held to DEBUG_MAX_PER_IP per address) */
+#define DEBUG_CONNECTION_TIMEOUT_S 5u
+#define DEBUG_THREADS 2u                     /* epoll threads serving every connection */
+#define DEBUG_LISTEN_BACKLOG 1024
 #define DEBUG_MAX_ERROR_TEXT 4096            /* one cfg_error_format() line */
 
 #define DEBUG_CT_JSON "application/json"
@@ -819,13 +831,14 @@ int debug_server_start(const struct debug_server_config *cfg, struct debug_serve
 			log_error(DEBUG_LOG, "listen on %s: %s", d->addr, mesh_strerror(rc));
 		goto out;
 	}
-	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
-		MHD_USE_ERROR_LOG;
+	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
 	if (d->addr[0] == '[')
 		flags |= MHD_USE_IPv6;
 	d->mhd = MHD_start_daemon(flags, 0, NULL, NULL, debug__handle, d,
 				  MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+				  MHD_OPTION_THREAD_POOL_SIZE, DEBUG_THREADS,
 				  MHD_OPTION_CONNECTION_LIMIT, DEBUG_MAX_CONNECTIONS,
+				  MHD_OPTION_PER_IP_CONNECTION_LIMIT, DEBUG_MAX_PER_IP,
 				  MHD_OPTION_CONNECTION_TIMEOUT, DEBUG_CONNECTION_TIMEOUT_S,
 				  MHD_OPTION_EXTERNAL_LOGGER, debug__mhd_log, (void *)NULL,
 				  MHD_OPTION_END);

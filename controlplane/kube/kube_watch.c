@@ -26,6 +26,7 @@
 #include "controlplane/kube/kube_json.h"
 #include "controlplane/kube/kube_map.h"
 #include "controlplane/kube/kube_stream.h"
+#include "controlplane/metrics/metrics.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -578,7 +579,9 @@ static void kw__list_done(struct kw__res *r, CURLcode cr)
 		return;
 	}
 	if (cr != CURLE_OK || r->status != 200) {
+		/* a failed list is no list: what is known stays until one succeeds */
 		kw__log_failure(r, cr, "list");
+		metrics_config_read_failure();
 		r->need_list = true;
 		kw__backoff(r, 0);
 		return;
@@ -595,13 +598,23 @@ static void kw__list_done(struct kw__res *r, CURLcode cr)
 	rv = kube_json_str(md, "resourceVersion");
 	if (rc < 0 || !rv || (items && items->type != KUBE_JSON_ARRAY && items->type != KUBE_JSON_NULL)) {
 		log_warn("kube", "%s list: not a list (%s)", r->info->plural, rc < 0 ? mesh_strerror(rc) : "fields");
+		metrics_config_read_failure();
 		r->need_list = true;
 		kw__backoff(r, 0);
 		goto out;
 	}
-	for (it = items && items->type == KUBE_JSON_ARRAY ? items->child : NULL; it; it = it->next)
-		if (kw__put(r, r->body.data, it, true) == -ENOMEM)
-			break;
+	for (it = items && items->type == KUBE_JSON_ARRAY ? items->child : NULL; it; it = it->next) {
+		if (kw__put(r, r->body.data, it, true) == -ENOMEM) {
+			/* the rest of the list unmarked would read as deleted by
+			 * kw__reconcile(): this list failed, keep what is known */
+			log_warn("kube", "%s list: out of memory; keeping what is known and listing again",
+				 r->info->plural);
+			metrics_config_read_failure();
+			r->need_list = true;
+			kw__backoff(r, 0);
+			goto out;
+		}
+	}
 	cont = kube_json_str(md, "continue");
 	if (cont && *cont) {
 		char *c = strdup(cont);

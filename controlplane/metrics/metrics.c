@@ -46,6 +46,7 @@ static _Atomic uint64_t metrics__conv_sum_bits;
 static _Atomic uint64_t metrics__config_rejected;
 static _Atomic uint64_t metrics__config_objects[CFG_KIND_COUNT];
 static _Atomic uint64_t metrics__config_reloads;
+static _Atomic uint64_t metrics__config_read_failures;
 
 static bool metrics__type_ok(enum xds_type t)
 {
@@ -119,6 +120,11 @@ void metrics_config_objects(int kind, uint64_t n)
 void metrics_config_reload(void)
 {
 	atomic_fetch_add_explicit(&metrics__config_reloads, 1, memory_order_relaxed);
+}
+
+void metrics_config_read_failure(void)
+{
+	atomic_fetch_add_explicit(&metrics__config_read_failures, 1, memory_order_relaxed);
 }
 
 /* ---------------------------------------------------------------- process */
@@ -310,6 +316,12 @@ int metrics_render(struct mesh_buf *out)
 	metrics__head(out, "meshd_config_reloads_total", "counter", "Configuration changes applied.");
 	mesh_buf_printf(out, "meshd_config_reloads_total %llu\n",
 			(unsigned long long)atomic_load_explicit(&metrics__config_reloads, memory_order_relaxed));
+
+	metrics__head(out, "meshd_config_read_failures_total", "counter",
+		      "Reads of the configuration source that failed; the last good configuration was kept.");
+	mesh_buf_printf(out, "meshd_config_read_failures_total %llu\n",
+			(unsigned long long)atomic_load_explicit(&metrics__config_read_failures,
+								 memory_order_relaxed));
 
 	v = metrics__cpu_seconds();
 	if (v >= 0) {

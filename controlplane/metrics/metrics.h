@@ -29,6 +29,10 @@ void metrics_config_rejected(uint64_t n);
 void metrics_config_objects(int kind, uint64_t n);
 /* meshd_config_reloads_total */
 void metrics_config_reload(void);
+/* meshd_config_read_failures_total: a source could not read (a directory or
+ * file of the file source, a list or watch of the Kubernetes API) and kept
+ * the last good configuration of what it could not read */
+void metrics_config_read_failure(void);
 
 /* Prometheus text exposition format 0.0.4 into out. */
 int metrics_render(struct mesh_buf *out);

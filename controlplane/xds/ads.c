@@ -66,6 +66,7 @@
 #include "common/err.h"
 #include "common/hash.h"
 #include "common/log.h"
+#include "common/xds/pbdepth.h"
 #include "controlplane/metrics/metrics.h"
 
 #include "google/protobuf/any.pb-c.h"
@@ -1797,6 +1798,28 @@ int xds_ads_stream_recv(struct xds_ads_stream *st, const uint8_t *data, size_t l
 	if (len > XDS_MAX_REQUEST_BYTES) {
 		xds_ads_stream_end(st, XDS_ADS_STATUS_RESOURCE_EXHAUSTED, "DiscoveryRequest larger than 4 MiB");
 		rc = -MESH_ETOOBIG;
+		goto out;
+	}
+	/* protobuf-c's unpack recurses once per nested message: bound the
+	 * nesting first, from the bytes, or a deep Struct in node metadata
+	 * overflows the stack (pbdepth.h) */
+	rc = pbdepth_check(st->delta ? &envoy__service__discovery__v3__delta_discovery_request__descriptor
+				     : &envoy__service__discovery__v3__discovery_request__descriptor,
+			   data, len, PBDEPTH_LIMIT, 0, NULL);
+	if (rc < 0) {
+		/* a broken wire format protobuf-c would refuse too: said as it says it */
+		char why[128];
+
+		if (rc == -MESH_ETOOBIG)
+			snprintf(why, sizeof(why), "%sDiscoveryRequest nests messages deeper than %d levels",
+				 st->delta ? "Delta" : "", PBDEPTH_LIMIT);
+		else
+			snprintf(why, sizeof(why),
+				 "malformed %sDiscoveryRequest: not a valid envoy.service.discovery.v3.%sDiscoveryRequest",
+				 st->delta ? "Delta" : "", st->delta ? "Delta" : "");
+		log_warn(SCOPE, "stream %llu from %s: %s (%zu bytes); ending the stream", (unsigned long long)st->id,
+			 st->peer ? st->peer : "?", why, len);
+		xds_ads_stream_end(st, XDS_ADS_STATUS_INVALID_ARGUMENT, why);
 		goto out;
 	}
 	if (st->delta) {

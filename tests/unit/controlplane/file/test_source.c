@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -193,6 +194,152 @@ START_TEST(bad_directory)
 }
 END_TEST
 
+static void path_of(char *out, size_t n, const char *name)
+{
+	snprintf(out, n, "%s/%s", dir, name);
+}
+
+static const char *origin_of(struct cfg_store *st, const char *name)
+{
+	const struct cfg_object *o = cfg_store_get(st, CFG_VIRTUAL_SERVICE, "ns", name);
+
+	ck_assert_ptr_nonnull(o);
+	return o->origin;
+}
+
+/* `mv configdir configdir.moved` while meshd runs: the root cannot be read,
+ * which must not read as "every file deleted"; moving it back is noticed
+ * (the root's parent is watched) and a real deletion still deletes. */
+START_TEST(root_moved_keeps_last_good)
+{
+	struct cfg_store *st = cfg_store_new();
+	struct file_source *fs;
+	char sub[300], moved[300], path[300];
+
+	write_file("a.yaml", vs("a", "a.example.com"));
+	path_of(sub, sizeof(sub), "sub");
+	ck_assert_int_eq(mkdir(sub, 0755), 0);
+	write_file("sub/b.yaml", vs("b", "b.example.com"));
+	fs = open_source(st);
+	ck_assert_int_eq(file_source_sync(fs), 2);
+
+	snprintf(moved, sizeof(moved), "%s.moved", dir);
+	ck_assert_int_eq(rename(dir, moved), 0);
+	await_events(fs);
+	ck_assert_int_eq(file_source_reload(fs), 0);
+	ck_assert_uint_eq(count(st, CFG_VIRTUAL_SERVICE), 2);
+	ck_assert_int_eq(file_source_reload(fs), 0); /* and again: still kept */
+	ck_assert_uint_eq(count(st, CFG_VIRTUAL_SERVICE), 2);
+
+	ck_assert_int_eq(rename(moved, dir), 0);
+	await_events(fs);
+	ck_assert_int_eq(file_source_reload(fs), 0);
+	ck_assert_uint_eq(count(st, CFG_VIRTUAL_SERVICE), 2);
+	path_of(path, sizeof(path), "sub/b.yaml");
+	ck_assert_int_eq(unlink(path), 0);
+	await_events(fs);
+	ck_assert_int_eq(file_source_reload(fs), 1);
+	ck_assert_ptr_null(cfg_store_get(st, CFG_VIRTUAL_SERVICE, "ns", "b"));
+	ck_assert_ptr_nonnull(cfg_store_get(st, CFG_VIRTUAL_SERVICE, "ns", "a"));
+	file_source_free(fs);
+	cfg_store_free(st);
+}
+END_TEST
+
+/* Out of descriptors (EMFILE) and entries that cannot be resolved (ELOOP):
+ * what cannot be read keeps what it gave; only what is read can change. */
+START_TEST(unreadable_keeps_last_good)
+{
+	struct cfg_store *st = cfg_store_new();
+	struct file_source *fs;
+	struct rlimit old, low;
+	char sub[300], path[300];
+	int fd;
+
+	write_file("a.yaml", vs("a", "a.example.com"));
+	write_file("c.yaml", vs("c", "c.example.com"));
+	path_of(sub, sizeof(sub), "sub");
+	ck_assert_int_eq(mkdir(sub, 0755), 0);
+	write_file("sub/b.yaml", vs("b", "b.example.com"));
+	fs = open_source(st);
+	ck_assert_int_eq(file_source_sync(fs), 3);
+
+	/* no descriptor left: the root cannot even be listed */
+	fd = dup(0);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+	low = old;
+	low.rlim_cur = (rlim_t)fd;
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+	ck_assert_int_eq(file_source_reload(fs), 0);
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+	ck_assert_uint_eq(count(st, CFG_VIRTUAL_SERVICE), 3);
+
+	/* a file and a subdirectory become symlinks to themselves (ELOOP),
+	 * while c.yaml really goes */
+	path_of(path, sizeof(path), "a.yaml");
+	ck_assert_int_eq(unlink(path), 0);
+	ck_assert_int_eq(symlink("a.yaml", path), 0);
+	{
+		char cmd[400];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", sub);
+		ck_assert_int_eq(system(cmd), 0);
+	}
+	ck_assert_int_eq(symlink("sub", sub), 0);
+	path_of(path, sizeof(path), "c.yaml");
+	ck_assert_int_eq(unlink(path), 0);
+	ck_assert_int_eq(file_source_reload(fs), 1);
+	ck_assert_ptr_nonnull(cfg_store_get(st, CFG_VIRTUAL_SERVICE, "ns", "a"));
+	ck_assert_ptr_nonnull(cfg_store_get(st, CFG_VIRTUAL_SERVICE, "ns", "b"));
+	ck_assert_ptr_null(cfg_store_get(st, CFG_VIRTUAL_SERVICE, "ns", "c"));
+	file_source_free(fs);
+	cfg_store_free(st);
+}
+END_TEST
+
+/* `loop -> .` (and `sub/up -> ..`, and `alias -> sub` sorting before sub):
+ * each directory is read once, under its real path, with no duplicate
+ * definitions. */
+START_TEST(symlink_loops_read_once)
+{
+	struct cfg_store *st = cfg_store_new();
+	struct file_source *fs;
+	struct cfg_snapshot *snap;
+	char sub[300], path[300];
+	int i;
+
+	write_file("a.yaml", vs("a", "a.example.com"));
+	path_of(sub, sizeof(sub), "sub");
+	ck_assert_int_eq(mkdir(sub, 0755), 0);
+	write_file("sub/b.yaml", vs("b", "b.example.com"));
+	path_of(path, sizeof(path), "loop");
+	ck_assert_int_eq(symlink(".", path), 0);
+	path_of(path, sizeof(path), "alias");
+	ck_assert_int_eq(symlink("sub", path), 0);
+	path_of(path, sizeof(path), "sub/up");
+	ck_assert_int_eq(symlink("..", path), 0);
+	fs = open_source(st);
+	ck_assert_int_eq(file_source_sync(fs), 2);
+	ck_assert_uint_eq(count(st, CFG_VIRTUAL_SERVICE), 2);
+	snap = cfg_store_snapshot(st);
+	for (i = 0; i < (int)snap->n_errors; i++)
+		fprintf(stderr, "unexpected: %s\n", snap->errors[i].message);
+	ck_assert_uint_eq(snap->n_errors, 0);
+	cfg_snapshot_unref(snap);
+	path_of(path, sizeof(path), "a.yaml");
+	ck_assert_str_eq(origin_of(st, "a"), path);
+	path_of(path, sizeof(path), "sub/b.yaml");
+	ck_assert_str_eq(origin_of(st, "b"), path);
+	/* a reload walks the same way: nothing changes, nothing removed */
+	ck_assert_int_eq(file_source_reload(fs), 0);
+	ck_assert_str_eq(origin_of(st, "b"), path);
+	file_source_free(fs);
+	cfg_store_free(st);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("file_source");
@@ -206,6 +353,9 @@ int main(void)
 	tcase_add_test(tc, events_reported_not_read);
 	tcase_add_test(tc, remove_and_last_good);
 	tcase_add_test(tc, bad_directory);
+	tcase_add_test(tc, root_moved_keeps_last_good);
+	tcase_add_test(tc, unreadable_keeps_last_good);
+	tcase_add_test(tc, symlink_loops_read_once);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
