@@ -22,6 +22,7 @@
 #include <strings.h>
 
 #define DEC__MS 1000000LL
+#define DEC__ENVOY_MAX_RING_SIZE 8388608 /* Envoy's RingHash ring size cap */
 #define DEC__REGEX_ERR 2048           /* a regex error: RE2's text quotes the pattern (<= 1024) */
 
 struct dec {
@@ -1833,6 +1834,19 @@ static void dec__load_balancer(struct dec *d, const struct cfg__node *n, struct 
 		}
 		if (rh)
 			h->minimum_ring_size = dec__int(F(rh, "minimumRingSize"), h->minimum_ring_size);
+		/* Istio passes any size on; Envoy's RingHash refuses a ring above
+		 * 8M entries (minimum_ring_size lte 8388608), so every proxy would
+		 * NACK the cluster: say so here, where the cause is */
+		if (h->minimum_ring_size > DEC__ENVOY_MAX_RING_SIZE) {
+			const struct cfg__node *at = rh ? F(rh, "minimumRingSize") : NULL;
+			size_t m3 = at ? dec__push(d, "ringHash") : 0;
+
+			DEC_WARN_AT(d, at ? at : mrs, "minimumRingSize", "minimumRingSize %lld is above Envoy's cap of "
+				    "%d (RingHash.minimum_ring_size): Envoy and meshproxy will reject this cluster",
+				    (long long)h->minimum_ring_size, DEC__ENVOY_MAX_RING_SIZE);
+			if (at)
+				dec__pop(d, m3);
+		}
 		if (ml) {
 			int64_t ts = dec__int(F(ml, "tableSize"), 0);
 			size_t m3 = dec__push(d, "maglev");
