@@ -872,6 +872,7 @@ static int cfg__document(struct cfg__parse *p, const struct cfg__node *root, int
 	o->ns = arena_strdup(a, e.ns);
 	o->origin = arena_strdup(a, p->origin);
 	o->line = root->line;
+	o->col = root->col;
 	o->generation = -1;
 	if (!o->api_version || !o->name || !o->ns || !o->origin) {
 		rc = -ENOMEM;

@@ -1230,6 +1230,7 @@ static void dec__http_route(struct dec *d, const struct cfg__node *n, struct cfg
 	size_t i, mark;
 
 	r->line = n->line;
+	r->col = n->col;
 	r->timeout = -1;
 	r->name = dec__str(d, F(n, "name"));
 	if (match && match->n) {
