@@ -738,8 +738,10 @@ static int cfg__document(struct cfg__parse *p, const struct cfg__node *root, int
 		const char *hint = cfg__fragment_hint(root);
 		cfg__doc_error(&e, root->line, root->col,
 			       "document is %s, expected a Kubernetes object with apiVersion and kind%s%s%s",
-			       root->type == CFG__SEQ ? "a list" : "a scalar", hint ? " (this looks like " : "",
-			       hint ? hint : "", hint ? ", a fragment: write the whole object)" : "");
+			       root->type == CFG__SEQ ? "a list" : "a scalar (plain text, not a YAML mapping)",
+			       hint ? " (this looks like " : "", hint ? hint : "",
+			       hint ? ", a fragment: write the whole object)" :
+			       root->type == CFG__SEQ ? "" : "; is this file YAML?");
 		goto out;
 	}
 	kind_n = cfg__node_field(root, "kind");
