@@ -31,16 +31,18 @@ endif
 # per binary): common/ needs only protobuf-c and OpenSSL, so the proxy can link
 # without gRPC core, libcurl, libmicrohttpd or libyaml.
 # re2: common/re.cc (RE2 behind a C API); only binaries that use it pull
-# re.o from libcommon.a, and pkg_libs adds the C++ runtime with re2
+# re.o from libcommon.a, and pkg_libs adds the C++ runtime with re2.  meshd
+# and meshctl validate regexes with it (controlplane/config/) and meshctl's
+# authz check runs them (common/xds/rbac_eval.c)
 COMMON_PKGS    := libprotobuf-c openssl re2
-MESHD_PKGS     := grpc libprotobuf-c yaml-0.1 openssl libcurl libmicrohttpd
-MESHCTL_PKGS   := grpc libprotobuf-c yaml-0.1 openssl
+MESHD_PKGS     := grpc libprotobuf-c yaml-0.1 openssl libcurl libmicrohttpd re2
+MESHCTL_PKGS   := grpc libprotobuf-c yaml-0.1 openssl re2
 MESHPROXY_PKGS := $(COMMON_PKGS) libxxhash libnghttp2
 # tests and the benchmark link the control plane library whole
 PKGS    := $(MESHD_PKGS)
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
 pkg_libs   = $(shell pkg-config --libs $(1))$(if $(filter re2,$(1)), -lstdc++)
+PKG_LIBS   = $(call pkg_libs,$(PKGS))
 CHECK_CFLAGS = $(shell pkg-config --cflags check)
 CHECK_LIBS   = $(shell pkg-config --libs check)
 

@@ -29,6 +29,12 @@ extern "C" {
 
 /* Envoy's default max program size (runtime re2.max_program_size.error_level). */
 #define MESH_RE_MAX_PROGRAM_SIZE 100
+/* The limit under Istio: its bootstrap sets Envoy's runtime
+ * re2.max_program_size.error_level to 32768 (tools/packaging/common/
+ * envoy_bootstrap.json), so every regex istiod accepts runs.  meshproxy's
+ * router uses it when the RegexMatcher names none, meshd's validator and the
+ * RBAC evaluator refuse exactly what it would. */
+#define MESH_RE_ISTIO_MAX_PROGRAM_SIZE 32768
 /* Capturing groups a substitution may use: \0 .. \9, as RE2::Rewrite. */
 #define MESH_RE_MAX_GROUPS       10
 

@@ -234,7 +234,9 @@ static uint32_t per_million(const Envoy__Type__V3__FractionalPercent *p)
 static int compile_re(struct rctx *c, const pb_re *m, struct mesh_re **out, const char *what)
 {
 	char err[512];
-	unsigned max = 0;
+	/* Istio's runtime limit, not Envoy's bare default of 100: meshd sends
+	 * google_re2 {} as istiod does, and relies on it */
+	unsigned max = MESH_RE_ISTIO_MAX_PROGRAM_SIZE;
 	int rc;
 
 	*out = NULL;

@@ -5,13 +5,12 @@
  * the exact messages meshd serves.  Every matcher is implemented after
  * Envoy's RBAC filter (see rbac_eval.h); anything else fails the compile
  * step with a message that names the matcher, so a check never silently
- * answers a question it cannot.  Regexes run on POSIX extended regexes
- * (<regex.h>): meshd's compiler only emits the common subset of RE2 and ERE
- * (literals, escapes of metacharacters, classes, ".*", anchors,
- * alternation), and RE2-only syntax is refused.
+ * answers a question it cannot.  Regexes run on RE2 (common/re.h), as in
+ * Envoy, with the program-size limit Envoy has under Istio, so meshd's
+ * validator, the proxy and `meshctl authz check` agree on every pattern.
  *
  * Compiling walks every matcher once: it validates it, compiles each
- * RegexMatcher into a regex_t kept in an array sorted by the message's
+ * RegexMatcher into an RE2 program kept in an array sorted by the message's
  * address (found again by binary search), and sorts each rule set's
  * policies by name, as Envoy's map does.  Checking then walks the messages
  * with short-circuit evaluation and no allocation: a header value repeated
@@ -21,6 +20,7 @@
 
 #include "common/buf.h"
 #include "common/err.h"
+#include "common/re.h"
 
 #include "envoy/config/core/v3/address.pb-c.h"
 #include "envoy/config/route/v3/route_components.pb-c.h"
@@ -32,7 +32,6 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
-#include <regex.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,7 +47,7 @@ typedef Envoy__Config__Rbac__V3__RBAC rbac_rules;
 
 struct rbac__regex {
 	const rbac_re *key;          /* the message it was compiled from */
-	regex_t rx;
+	struct mesh_re *re;
 };
 
 struct rbac__policy {
@@ -105,28 +104,6 @@ static int rbac__fail(struct rbac__ev *ev, int code, const char *fmt, ...)
 
 /* ------------------------------------------------------------- strings */
 
-/* RE2 syntax that POSIX ERE would read differently or not at all. */
-static const char *rbac__re2_only(const char *re)
-{
-	size_t i;
-
-	for (i = 0; re[i]; i++) {
-		if (re[i] == '\\') {
-			if (!re[i + 1])
-				return "trailing backslash";
-			if (isalnum((unsigned char)re[i + 1]))
-				return "escape class (\\d, \\w, \\b, ...)";
-			i++;
-			continue;
-		}
-		if (re[i] == '(' && re[i + 1] == '?')
-			return "group flags or non-capturing group \"(?\"";
-		if (strchr("*+?}", re[i]) && re[i + 1] == '?' && i > 0)
-			return "lazy quantifier";
-	}
-	return NULL;
-}
-
 static int rbac__rx_cmp(const void *a, const void *b)
 {
 	const struct rbac__regex *x = a, *y = b;
@@ -134,18 +111,23 @@ static int rbac__rx_cmp(const void *a, const void *b)
 	return x->key < y->key ? -1 : x->key > y->key;
 }
 
-/* Compile: check an RE2 pattern and keep it as a full-match ERE. */
+/* Compile: an RE2 program, with the matcher's own program-size limit or
+ * Istio's (as meshproxy's router does). */
 static int rbac__regex_compile(struct rbac__ev *ev, const rbac_re *m)
 {
 	struct rbac_eval *e = ev->e;
-	struct mesh_buf b;
-	const char *why, *re = m ? m->regex : NULL;
-	int rc = 0;
+	const char *re = m ? m->regex : NULL;
+	unsigned max = MESH_RE_ISTIO_MAX_PROGRAM_SIZE;
+	char why[512];
+	int rc;
 
 	if (!re)
 		return rbac__fail(ev, -EINVAL, "regex matcher without a pattern");
-	if ((why = rbac__re2_only(re)))
-		return rbac__fail(ev, -ENOTSUP, "regex \"%s\" uses RE2 syntax the evaluator cannot run (%s)", re, why);
+	if (strlen(re) > RBAC_EVAL_REGEX_MAX)
+		return rbac__fail(ev, -MESH_ETOOBIG, "regex longer than %u bytes", (unsigned)RBAC_EVAL_REGEX_MAX);
+	if (m->engine_type_case == ENVOY__TYPE__MATCHER__V3__REGEX_MATCHER__ENGINE_TYPE_GOOGLE_RE2 && m->google_re2 &&
+	    m->google_re2->max_program_size)
+		max = m->google_re2->max_program_size->value;
 	if (e->n_rx == e->cap_rx) {
 		size_t cap = e->cap_rx ? e->cap_rx * 2 : 8;
 		struct rbac__regex *v = realloc(e->rx, cap * sizeof(*v));
@@ -154,20 +136,13 @@ static int rbac__regex_compile(struct rbac__ev *ev, const rbac_re *m)
 		e->rx = v;
 		e->cap_rx = cap;
 	}
-	mesh_buf_init(&b, RBAC_EVAL_REGEX_MAX + 8);
-	mesh_buf_printf(&b, "^(%s)$", re);
-	if (b.err) {
-		rc = rbac__fail(ev, -MESH_ETOOBIG, "regex longer than %u bytes", (unsigned)RBAC_EVAL_REGEX_MAX);
-		goto out;
-	}
-	if (regcomp(&e->rx[e->n_rx].rx, b.data, REG_EXTENDED | REG_NOSUB) != 0) {
-		rc = rbac__fail(ev, -EINVAL, "regex \"%s\" does not compile", re);
-		goto out;
-	}
+	rc = mesh_re_new(re, strlen(re), max, &e->rx[e->n_rx].re, why, sizeof(why));
+	if (rc == -ENOMEM)
+		return rbac__fail(ev, -ENOMEM, "out of memory");
+	if (rc < 0)
+		return rbac__fail(ev, -EINVAL, "regex \"%s\" does not compile: %s", re, why);
 	e->rx[e->n_rx++].key = m;
-out:
-	mesh_buf_cleanup(&b);
-	return rc;
+	return 0;
 }
 
 /* Check: full match of value against a compiled RegexMatcher.  1 or 0. */
@@ -179,7 +154,7 @@ static int rbac__regex_match(struct rbac__ev *ev, const rbac_re *m, const char *
 		found = bsearch(&key, ev->e->rx, ev->e->n_rx, sizeof(key), rbac__rx_cmp);
 	if (!found)
 		return rbac__fail(ev, -EINVAL, "regex was not compiled"); /* a message changed after compiling */
-	return regexec(&found->rx, value, 0, NULL, 0) == 0;
+	return mesh_re_full_match(found->re, value, strlen(value));
 }
 
 static bool rbac__has_prefix(const char *s, const char *p, bool nocase)
@@ -872,7 +847,7 @@ void rbac_eval_free(struct rbac_eval *e)
 	if (!e)
 		return;
 	for (i = 0; i < e->n_rx; i++)
-		regfree(&e->rx[i].rx);
+		mesh_re_free(e->rx[i].re);
 	for (i = 0; i < e->n; i++) {
 		free(e->f[i].rules.v);
 		free(e->f[i].shadow.v);

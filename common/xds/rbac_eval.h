@@ -24,8 +24,8 @@
  *  - header matchers see pseudo-headers :method, :path, :authority and the
  *    request headers (names case-insensitive, repeated headers joined
  *    with ","); url_path ignores the query string;
- *  - safe_regex is a full match; the evaluator runs it with POSIX extended
- *    regexes and refuses RE2-only syntax it cannot run faithfully.
+ *  - safe_regex is a full match run by RE2 (common/re.h), with the
+ *    matcher's max_program_size or else Istio's runtime limit (32768).
  * A matcher it does not implement (metadata, filter_state, safe_regex with
  * ignore_case, ...) fails the compile step, never a guess.
  *
@@ -110,8 +110,8 @@ void rbac_eval_free(struct rbac_eval *e);    /* NULL is a no-op */
  * Judge one request: 0 and *out, or a negative code with a message in err
  * when the request itself cannot be judged (an address that is not an IP,
  * more than RBAC_EVAL_MAX_HEADERS headers, a value over
- * RBAC_EVAL_HEADER_MAX).  Allocates nothing itself (glibc's regexec() may,
- * inside, for a regex matcher); uses RBAC_EVAL_HEADER_MAX bytes of stack.
+ * RBAC_EVAL_HEADER_MAX).  Allocates nothing itself (RE2 may grow its DFA
+ * cache inside a compiled regex, within its memory budget); uses RBAC_EVAL_HEADER_MAX bytes of stack.
  */
 MESH_MUST_CHECK int rbac_eval_check(const struct rbac_eval *e, const struct rbac_request *r,
 				    struct rbac_decision *out, char *err, size_t errcap);

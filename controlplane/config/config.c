@@ -361,6 +361,98 @@ static int cfg__add_object(struct cfg_parse_result *r, struct cfg_object *o)
 	return 0;
 }
 
+/* Fields whose strings become names, hosts, header names or values, or
+ * paths (Istio's DNS-name and header checks refuse control characters in
+ * them; Envoy's HTTP_HEADER_VALUE rules on paths, rewrites and redirects
+ * refuse NUL, CR and LF).  Free text (annotations, a direct response body,
+ * inline JWKS) may hold newlines and is not listed. */
+static bool cfg__ctl_field(const char *key)
+{
+	static const char *const keys[] = {
+		"name", "namespace", "host", "hosts", "authority", "uri", "prefix", "exact", "suffix", "path",
+		"paths", "notPaths", "methods", "notMethods", "hostname", "address", "addresses", "gateways",
+		"subjectAltNames", "serviceAccount", "sni", "credentialName", "issuer", "audiences", "from",
+		"set", "add", "remove", "headers", "withoutHeaders", "queryParams", "allowOrigins", "allowHeaders",
+		"exposeHeaders", "rewrite", "values", "notValues", "principals", "requestPrincipals",
+		"fromHeaders", "outputPayloadToHeader", "key", "subset",
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (!strcmp(key, keys[i]))
+			return true;
+	return false;
+}
+
+/* The first control character of s[0..n) a field may not hold: NUL
+ * anywhere (every string meshd keeps is C text, so a NUL would cut it
+ * short silently), any other C0 control or DEL in a ctl field (TAB
+ * allowed, as in Istio's header values).  -1 when none. */
+static int cfg__bad_char(const char *s, size_t n, bool ctl)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == 0 || (ctl && ((c < 0x20 && c != '\t') || c == 0x7f)))
+			return c;
+	}
+	return -1;
+}
+
+static void cfg__char_error(struct cfg__ectx *e, const struct cfg__node *n, int c, bool is_key)
+{
+	cfg__error(e, n, "%s contains the control character 0x%02x%s: not valid in a name, host, header or path",
+		   is_key ? "key" : "value", (unsigned)c,
+		   c == 0 ? " (NUL)" : c == '\r' ? " (CR)" : c == '\n' ? " (LF)" : "");
+}
+
+/* Walk the document: report every scalar that holds a character its field
+ * may not (cfg__bad_char), at its field path.  key is the map key the
+ * node sits under (a sequence passes its own key on to its items, so
+ * hosts[2] is a "hosts" string).  Depth is bounded by the YAML reader
+ * (CFG_MAX_DEPTH), the walk by the document's weight. */
+static void cfg__check_chars(struct cfg__ectx *e, const struct cfg__node *n, const char *key)
+{
+	size_t i, mark;
+	int c;
+
+	if (!n || e->n_errors >= CFG__MAX_ERRORS_PER_DOC)
+		return;
+	switch (n->type) {
+	case CFG__MAP:
+		for (i = 0; i < n->n; i++) {
+			const struct cfg__node *k = n->k[i];
+			/* a header or query parameter name is a map key */
+			bool ctl_key = key && (!strcmp(key, "headers") || !strcmp(key, "withoutHeaders") ||
+					       !strcmp(key, "queryParams") || !strcmp(key, "set") ||
+					       !strcmp(key, "add") || !strcmp(key, "labels") ||
+					       !strcmp(key, "matchLabels"));
+
+			mark = cfg__path_key(e, k->str ? k->str : "");
+			if (k->str && (c = cfg__bad_char(k->str, k->len, ctl_key)) >= 0)
+				cfg__char_error(e, k, c, true);
+			else if (k->str)
+				cfg__check_chars(e, n->v[i], k->str);
+			cfg__path_pop(e, mark);
+		}
+		break;
+	case CFG__SEQ:
+		for (i = 0; i < n->n; i++) {
+			mark = cfg__path_idx(e, i);
+			cfg__check_chars(e, n->v[i], key);
+			cfg__path_pop(e, mark);
+		}
+		break;
+	case CFG__STR:
+		if ((c = cfg__bad_char(n->str, n->len, key && cfg__ctl_field(key))) >= 0)
+			cfg__char_error(e, n, c, false);
+		break;
+	default:
+		break;
+	}
+}
+
 /* RFC 1123 subdomain (Kubernetes object names): lower-case alphanumerics,
  * '-' and '.', starting and ending alphanumeric, at most 253 characters. */
 static bool cfg__is_dns1123_subdomain(const char *s)
@@ -646,8 +738,10 @@ static int cfg__document(struct cfg__parse *p, const struct cfg__node *root, int
 		const char *hint = cfg__fragment_hint(root);
 		cfg__doc_error(&e, root->line, root->col,
 			       "document is %s, expected a Kubernetes object with apiVersion and kind%s%s%s",
-			       root->type == CFG__SEQ ? "a list" : "a scalar", hint ? " (this looks like " : "",
-			       hint ? hint : "", hint ? ", a fragment: write the whole object)" : "");
+			       root->type == CFG__SEQ ? "a list" : "a scalar (plain text, not a YAML mapping)",
+			       hint ? " (this looks like " : "", hint ? hint : "",
+			       hint ? ", a fragment: write the whole object)" :
+			       root->type == CFG__SEQ ? "" : "; is this file YAML?");
 		goto out;
 	}
 	kind_n = cfg__node_field(root, "kind");
@@ -754,6 +848,7 @@ static int cfg__document(struct cfg__parse *p, const struct cfg__node *root, int
 		}
 		cfg__path_pop(&e, mark);
 	}
+	cfg__check_chars(&e, root, NULL);
 	if (e.n_errors)
 		goto out;
 	cfg__schema_validate(&e, crd->schema[vi], root);
@@ -779,6 +874,7 @@ static int cfg__document(struct cfg__parse *p, const struct cfg__node *root, int
 	o->ns = arena_strdup(a, e.ns);
 	o->origin = arena_strdup(a, p->origin);
 	o->line = root->line;
+	o->col = root->col;
 	o->generation = -1;
 	if (!o->api_version || !o->name || !o->ns || !o->origin) {
 		rc = -ENOMEM;

@@ -204,7 +204,7 @@ struct cfg_http_route {
 	struct cfg_direct_response direct_response;
 	struct cfg_delegate *delegate; /* NULL when not set */
 	struct cfg_cors cors;
-	int line;                    /* source line of this route, for messages */
+	int line, col;               /* source line and column of this route, for messages */
 };
 
 struct cfg_tcp_route {
@@ -547,6 +547,7 @@ struct cfg_object {
 	int64_t creation_time;
 	char *origin;                /* file path, or "kube" */
 	int line;                    /* line of the document's first token, 1-based */
+	int col;                     /* its column, 1-based; 0 when unknown */
 	uint64_t hash;               /* content hash of kind, metadata and spec (of json) */
 	char *json;                  /* the document as canonical compact JSON (keys in source order) */
 	union {

@@ -12,17 +12,18 @@
 
 #include "common/arena.h"
 #include "common/duration.h"
+#include "common/re.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
-#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #define DEC__MS 1000000LL
-#define DEC__REGEX_MAX 4096           /* translated regex text */
+#define DEC__ENVOY_MAX_RING_SIZE 8388608 /* Envoy's RingHash ring size cap */
+#define DEC__REGEX_ERR 2048           /* a regex error: RE2's text quotes the pattern (<= 1024) */
 
 struct dec {
 	struct cfg__ectx *e;
@@ -548,177 +549,19 @@ static bool dec__port_ok(int64_t p)
 
 /* ------------------------------------------------------------- regexes */
 
-/* Check an RE2 regex the way Envoy will see it: reject what RE2 does not
- * support (backreferences, lookaround), translate the RE2-only syntax
- * POSIX ERE lacks ((?:, (?P<name>, (?i), \d \s \w, lazy quantifiers) and
- * let regcomp judge the rest.  Returns NULL when fine, or a message. */
-static const char *dec__regex_check(const char *re, char *msg, size_t cap)
+/* Compile an RE2 regex the way the proxies will: with RE2 itself (Istio's
+ * validateStringRegexp compiles with Go's regexp, the same syntax) and the
+ * program-size limit Envoy runs with under Istio (common/re.h,
+ * MESH_RE_ISTIO_MAX_PROGRAM_SIZE), which meshproxy's router enforces too.
+ * Istio's own cap of 1024 characters comes first.  With sub, also check the
+ * substitution a regex rewrite uses (RE2::CheckRewriteString: what the
+ * router refuses).  Reports an error at n/key; nothing when fine. */
+static void dec__regex_x(struct dec *d, const struct cfg__node *n, const char *key, const struct cfg__node *sub,
+			 const char *sub_key)
 {
-	char out[DEC__REGEX_MAX];
-	size_t o = 0, i, n = strlen(re);
-	bool in_class = false;
-	regex_t rx;
+	char err[DEC__REGEX_ERR];
+	struct mesh_re *re = NULL;
 	int rc;
-
-	if (n >= sizeof(out) / 2)
-		return "regex is longer than 2048 characters";
-#define EMIT(s)                                                    \
-	do {                                                       \
-		const char *e__ = (s);                             \
-		size_t l__ = strlen(e__);                          \
-		if (o + l__ >= sizeof(out))                        \
-			return "regex is too long";                \
-		memcpy(out + o, e__, l__);                         \
-		o += l__;                                          \
-	} while (0)
-	for (i = 0; i < n; i++) {
-		char c = re[i];
-		if (c == '\\' && i + 1 < n) {
-			char x = re[++i];
-			if (x >= '1' && x <= '9' && !in_class)
-				return "backreferences (\\1 ...) are not supported by RE2";
-			switch (x) {
-			case 'd': EMIT(in_class ? "0-9" : "[0-9]"); break;
-			case 'D': EMIT(in_class ? "" : "[^0-9]"); break;
-			case 's': EMIT(in_class ? " \t\r\n\f\v" : "[[:space:]]"); break;
-			case 'S': EMIT(in_class ? "" : "[^[:space:]]"); break;
-			case 'w': EMIT(in_class ? "A-Za-z0-9_" : "[A-Za-z0-9_]"); break;
-			case 'W': EMIT(in_class ? "" : "[^A-Za-z0-9_]"); break;
-			case 'b': case 'B': case 'A': case 'z': break;
-			case 'n': EMIT("\n"); break;
-			case 't': EMIT("\t"); break;
-			case 'r': EMIT("\r"); break;
-			case 'f': EMIT("\f"); break;
-			case 'v': EMIT("\v"); break;
-			case 'p': case 'P':
-				/* \pL, \p{Greek}: accept, check the braces */
-				if (i + 1 < n && re[i + 1] == '{') {
-					const char *close = strchr(re + i + 1, '}');
-					if (!close)
-						return "unterminated \\p{...}";
-					i = (size_t)(close - re);
-				} else {
-					i++;
-				}
-				EMIT("a");
-				break;
-			default:
-				if (isalnum((unsigned char)x) && x != 'x')
-					return "unknown escape sequence";
-				if (in_class && (x == ']' || x == '\\' || x == '^' || x == '-')) {
-					/* ERE has no escapes in brackets; keep a placeholder character */
-					EMIT("a");
-				} else if (x == 'x') {
-					EMIT("a");
-					while (i + 1 < n && isxdigit((unsigned char)re[i + 1]))
-						i++;
-				} else {
-					char two[3] = { '\\', x, '\0' };
-					EMIT(in_class ? two + 1 : two);
-				}
-			}
-			continue;
-		}
-		if (in_class) {
-			if (c == ']' && !(o > 0 && (out[o - 1] == '[' || (out[o - 1] == '^' && o > 1 && out[o - 2] == '['))))
-				in_class = false;
-			else if (c == '[' && i + 1 < n && re[i + 1] == ':') {
-				const char *close = strstr(re + i, ":]");
-				if (close) {
-					char tmp[32];
-					size_t l = (size_t)(close - (re + i)) + 2;
-					if (l >= sizeof(tmp))
-						return "bad character class";
-					memcpy(tmp, re + i, l);
-					tmp[l] = '\0';
-					EMIT(tmp);
-					i += l - 1;
-					continue;
-				}
-			}
-			char one[2] = { c, '\0' };
-			EMIT(one);
-			continue;
-		}
-		if (c == '[') {
-			in_class = true;
-			EMIT("[");
-			if (i + 1 < n && re[i + 1] == '^') {
-				EMIT("^");
-				i++;
-			}
-			continue;
-		}
-		if (c == '(' && i + 1 < n && re[i + 1] == '?') {
-			const char *r = re + i + 2;
-			if (r[0] == '=' || r[0] == '!' || (r[0] == '<' && (r[1] == '=' || r[1] == '!')))
-				return "lookahead and lookbehind are not supported by RE2";
-			if (r[0] == ':') {
-				EMIT("(");
-				i += 2;
-				continue;
-			}
-			if (r[0] == 'P' || r[0] == '<') {
-				const char *close = strchr(r, '>');
-				if (!close)
-					return "unterminated group name";
-				EMIT("(");
-				i = (size_t)(close - re);
-				continue;
-			}
-			/* flags: (?i) (?s) (?m) (?U) or (?i:...) */
-			{
-				size_t j = 2;
-				while (i + j < n && strchr("imsU-", re[i + j]))
-					j++;
-				if (j == 2 || i + j >= n)
-					return "unknown group flag";
-				if (re[i + j] == ')') {
-					i += j;
-					continue;
-				}
-				if (re[i + j] == ':') {
-					EMIT("(");
-					i += j;
-					continue;
-				}
-				return "unknown group flag";
-			}
-		}
-		if ((c == '?' || c == '+') && o > 0 && (out[o - 1] == '*' || out[o - 1] == '+' || out[o - 1] == '?' ||
-							 out[o - 1] == '}') && i > 0 && re[i - 1] != '\\') {
-			/* lazy (*?) or possessive-looking quantifier: RE2 takes *? +? ?? {n}? */
-			if (c == '+')
-				return "possessive quantifiers are not supported by RE2";
-			continue;
-		}
-		if (c == '{') {
-			/* RE2 caps counted repetition at 1000 */
-			char *end;
-			long a = strtol(re + i + 1, &end, 10);
-			if (end != re + i + 1 && (a > 1000 || (*end == ',' && strtol(end + 1, NULL, 10) > 1000)))
-				return "repetition count above 1000 is not supported by RE2";
-		}
-		{
-			char one[2] = { c, '\0' };
-			EMIT(one);
-		}
-	}
-#undef EMIT
-	out[o] = '\0';
-	rc = regcomp(&rx, out, REG_EXTENDED | REG_NOSUB);
-	if (rc != 0) {
-		regerror(rc, &rx, msg, cap);
-		return msg;
-	}
-	regfree(&rx);
-	return NULL;
-}
-
-static void dec__regex(struct dec *d, const struct cfg__node *n, const char *key)
-{
-	char msg[128];
-	const char *why;
 
 	if (!n || !n->str)
 		return;
@@ -727,12 +570,32 @@ static void dec__regex(struct dec *d, const struct cfg__node *n, const char *key
 		return;
 	}
 	if (n->len > 1024) {
-		DEC_ERR_AT(d, n, key, "regex is too large, max length allowed is 1024 (Envoy's RE2 program size)");
+		DEC_ERR_AT(d, n, key, "regex is too large, max length allowed is 1024");
 		return;
 	}
-	why = dec__regex_check(n->str, msg, sizeof(msg));
-	if (why)
-		DEC_ERR_AT(d, n, key, "invalid regex \"%s\": %s", n->str, why);
+	rc = mesh_re_new(n->str, n->len, MESH_RE_ISTIO_MAX_PROGRAM_SIZE, &re, err, sizeof(err));
+	if (rc == -ENOMEM) {
+		DEC_ERR_AT(d, n, key, "out of memory compiling the regex");
+		return;
+	}
+	if (rc < 0) {
+		if (strstr(err, "program size"))
+			DEC_ERR_AT(d, n, key, "invalid regex: %s (the limit is Envoy's runtime "
+				   "re2.max_program_size.error_level as Istio sets it, %d)", err,
+				   MESH_RE_ISTIO_MAX_PROGRAM_SIZE);
+		else
+			DEC_ERR_AT(d, n, key, "invalid regex: %s; Istio uses RE2 style regex-based match "
+				   "(https://github.com/google/re2/wiki/Syntax)", err);
+		return;
+	}
+	if (sub && sub->str && mesh_re_check_rewrite(re, sub->str, err, sizeof(err)) < 0)
+		DEC_ERR_AT(d, sub, sub_key, "invalid regex rewrite: %s", err);
+	mesh_re_free(re);
+}
+
+static void dec__regex(struct dec *d, const struct cfg__node *n, const char *key)
+{
+	dec__regex_x(d, n, key, NULL, NULL);
 }
 
 /* ------------------------------------------------------------- VirtualService */
@@ -1367,6 +1230,7 @@ static void dec__http_route(struct dec *d, const struct cfg__node *n, struct cfg
 	size_t i, mark;
 
 	r->line = n->line;
+	r->col = n->col;
 	r->timeout = -1;
 	r->name = dec__str(d, F(n, "name"));
 	if (match && match->n) {
@@ -1468,7 +1332,7 @@ static void dec__http_route(struct dec *d, const struct cfg__node *n, struct cfg
 			if (!rm || !rm->len || !rw || !rw->len)
 				cfg__error(d->e, rr, "UriRegexRewrite requires both rewrite and match fields to be specified");
 			else
-				dec__regex(d, rm, "match");
+				dec__regex_x(d, rm, "match", rw, "rewrite");
 			dec__pop(d, m2);
 		}
 		if (r->rewrite.uri && rr)
@@ -1971,6 +1835,19 @@ static void dec__load_balancer(struct dec *d, const struct cfg__node *n, struct 
 		}
 		if (rh)
 			h->minimum_ring_size = dec__int(F(rh, "minimumRingSize"), h->minimum_ring_size);
+		/* Istio passes any size on; Envoy's RingHash refuses a ring above
+		 * 8M entries (minimum_ring_size lte 8388608), so every proxy would
+		 * NACK the cluster: say so here, where the cause is */
+		if (h->minimum_ring_size > DEC__ENVOY_MAX_RING_SIZE) {
+			const struct cfg__node *at = rh ? F(rh, "minimumRingSize") : NULL;
+			size_t m3 = at ? dec__push(d, "ringHash") : 0;
+
+			DEC_WARN_AT(d, at ? at : mrs, "minimumRingSize", "minimumRingSize %lld is above Envoy's cap of "
+				    "%d (RingHash.minimum_ring_size): Envoy and meshproxy will reject this cluster",
+				    (long long)h->minimum_ring_size, DEC__ENVOY_MAX_RING_SIZE);
+			if (at)
+				dec__pop(d, m3);
+		}
 		if (ml) {
 			int64_t ts = dec__int(F(ml, "tableSize"), 0);
 			size_t m3 = dec__push(d, "maglev");

@@ -385,6 +385,53 @@ static void node__reset(struct node__parser *p)
 	p->root = NULL;
 }
 
+/* Line and column (0-based, as libyaml's marks; the column in characters)
+ * of byte offset off of data[0..len). */
+static void node__offset_mark(const char *data, size_t len, size_t off, yaml_mark_t *m)
+{
+	size_t i;
+
+	memset(m, 0, sizeof(*m));
+	if (off > len)
+		off = len;
+	m->index = off;
+	for (i = 0; i < off; i++) {
+		unsigned char c = (unsigned char)data[i];
+		if (c == '\n') {
+			m->line++;
+			m->column = 0;
+		} else if ((c & 0xc0) != 0x80) {
+			m->column++;   /* a UTF-8 continuation byte is no new character */
+		}
+	}
+}
+
+/* What input that fails to read at byte off probably is, for the message:
+ * NULs at every other byte of its start are UTF-16 (or UTF-32) without a
+ * byte-order mark (libyaml reads UTF-16 with one); control or high bytes
+ * failing in its first bytes are no text at all.  A failure further in is a
+ * bad byte in a text file: no hint. */
+static const char *node__encoding_hint(const char *data, size_t len, size_t off)
+{
+	size_t i, n = len < 16 ? len : 16, zeros[2] = { 0, 0 };
+	bool binary = false;
+
+	if (off >= 16)
+		return "";
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)data[i];
+		if (!c)
+			zeros[i & 1]++;
+		else if (c < 0x09 || c == 0x7f || c >= 0x80)
+			binary = true;
+	}
+	if (n >= 4 && (zeros[0] * 2 >= n / 2 || zeros[1] * 2 >= n / 2))
+		return "; is this UTF-16 or UTF-32 without a byte-order mark? meshd reads UTF-8 (or UTF-16 with a BOM)";
+	if (binary)
+		return "; this does not look like a text file";
+	return "";
+}
+
 int cfg__yaml_parse(struct arena *a, const char *data, size_t len, int line0,
 		    cfg__doc_fn fn, void *ctx, struct cfg__yaml_error *err)
 {
@@ -412,6 +459,20 @@ int cfg__yaml_parse(struct arena *a, const char *data, size_t len, int line0,
 
 			if (yp.error == YAML_MEMORY_ERROR) {
 				rc = -ENOMEM;
+				break;
+			}
+			/* the reader (encoding: a NUL or other control character,
+			 * invalid UTF-8) reports a byte offset, not a mark */
+			if (yp.error == YAML_READER_ERROR) {
+				node__offset_mark(data, len, yp.problem_offset, &m);
+				if (yp.problem_value >= 0)
+					snprintf(msg, sizeof(msg), "%s (byte 0x%02x at offset %zu)%s",
+						 yp.problem ? yp.problem : "cannot read", (unsigned)yp.problem_value & 0xff,
+						 yp.problem_offset, node__encoding_hint(data, len, yp.problem_offset));
+				else
+					snprintf(msg, sizeof(msg), "%s (at offset %zu)", yp.problem ? yp.problem : "cannot read",
+						 yp.problem_offset);
+				rc = node__fail(p, -MESH_EPARSE, &m, "not YAML text: %s", msg);
 				break;
 			}
 			/* libyaml stops where it gave up; for an unclosed quote or

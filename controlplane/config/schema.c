@@ -8,7 +8,7 @@
  * Kubernetes structural schemas use: type, properties (unknown fields are
  * errors unless x-kubernetes-preserve-unknown-fields), additionalProperties
  * maps, items, required, enum, minimum/maximum, min/max items, properties
- * and length, pattern (POSIX ERE), format (int32, byte), nullable,
+ * and length, pattern (RE2, as Go's regexp the API server uses), format (int32, byte), nullable,
  * x-kubernetes-int-or-string, and oneOf/anyOf/allOf/not over required
  * groups.  x-kubernetes-validations (CEL) are not evaluated: their rules
  * are enforced by the semantic checks in decode.c.
@@ -20,11 +20,11 @@
 #include "common/arena.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/re.h"
 
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
-#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,7 +61,7 @@ struct cfg__schema {
 	bool has_min, has_max;
 	double min, max;
 	int64_t min_items, max_items, min_props, max_props, min_len, max_len; /* -1: none */
-	regex_t *pattern;
+	struct mesh_re *pattern;
 	char *pattern_text;
 	char *format;
 	struct cfg__schema **one_of, **any_of, **all_of;
@@ -226,14 +226,16 @@ static struct cfg__schema *schema__from(struct schema__build *b, const struct cf
 		s->format = v->str;
 	v = cfg__node_field(n, "pattern");
 	if (v && v->str) {
-		s->pattern = arena_alloc(b->a, sizeof(*s->pattern));
-		if (!s->pattern)
+		char why[256];
+		int rc;
+
+		/* compiled once and kept for the life of the process, as the
+		 * schema trees are */
+		rc = mesh_re_new(v->str, v->len, MESH_RE_ISTIO_MAX_PROGRAM_SIZE, &s->pattern, why, sizeof(why));
+		if (rc == -ENOMEM)
 			goto oom;
-		/* compiled once and kept for the life of the process */
-		if (regcomp(s->pattern, v->str, REG_EXTENDED | REG_NOSUB) != 0) {
-			log_warn("config", "CRD pattern %s is not a POSIX ERE; not enforced", v->str);
-			s->pattern = NULL;
-		}
+		if (rc < 0)
+			log_warn("config", "CRD pattern %s does not compile (%s); not enforced", v->str, why);
 		s->pattern_text = v->str;
 	}
 	if (schema__list(b, cfg__node_field(n, "oneOf"), &s->one_of, &s->n_one_of) < 0 ||
@@ -569,7 +571,7 @@ static void schema__check_scalar(struct cfg__ectx *e, const struct cfg__schema *
 			cfg__error(e, n, "must be at least %lld characters long", (long long)s->min_len);
 		if (s->max_len >= 0 && len > (size_t)s->max_len)
 			cfg__error(e, n, "must be at most %lld characters long, is %zu", (long long)s->max_len, len);
-		if (s->pattern && strlen(n->str) == n->len && regexec(s->pattern, n->str, 0, NULL, 0) != 0)
+		if (s->pattern && strlen(n->str) == n->len && !mesh_re_partial_match(s->pattern, n->str, n->len))
 			cfg__error(e, n, "\"%s\" does not match %s", n->str, s->pattern_text);
 		if (s->format && strcmp(s->format, "byte") == 0 && !schema__base64(n->str, n->len))
 			cfg__error(e, n, "must be base64 encoded");

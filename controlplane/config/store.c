@@ -188,9 +188,11 @@ static void store__derived_clear(struct cfg_store *s)
 }
 
 static int store__derived_add(struct cfg_store *s, const struct cfg_object *o, const char *field, bool warning,
-			      int line, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+			      int line, int col, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+/* line/col: where in o's source the message points (0: the document's
+ * first token) */
 static int store__derived_add(struct cfg_store *s, const struct cfg_object *o, const char *field, bool warning,
-			      int line, const char *fmt, ...)
+			      int line, int col, const char *fmt, ...)
 {
 	struct cfg_error e, *v;
 	char msg[512];
@@ -202,6 +204,7 @@ static int store__derived_add(struct cfg_store *s, const struct cfg_object *o, c
 	memset(&e, 0, sizeof(e));
 	e.origin = o->origin;
 	e.line = line ? line : o->line;
+	e.column = line ? col : o->col;
 	e.kind = (int)o->kind;
 	e.api_version = o->api_version;
 	e.ns = o->ns;
@@ -267,9 +270,9 @@ static int store__rebuild(struct cfg_store *s, int *changed)
 	for (i = 0; i < n; i++) {
 		if (ns && store__obj_cmp(served[ns - 1], c[i].obj) == 0) {
 			const struct cfg_object *w = served[ns - 1];
-			rc = store__derived_add(s, c[i].obj, NULL, false, 0,
-						"also defined at %s:%d, which wins (origins are taken in sorted order); "
-						"this definition is ignored", w->origin, w->line);
+			rc = store__derived_add(s, c[i].obj, NULL, false, 0, 0,
+						"also defined at %s:%d:%d, which wins (origins are taken in sorted order); "
+						"this definition is ignored", w->origin, w->line, w->col);
 			if (rc < 0)
 				goto out;
 			continue;
@@ -937,7 +940,7 @@ static bool store__dr_has_subset(const struct store__dr_ref *r, const char *subs
 
 static int store__check_destination(struct cfg_store *s, const struct store__dr_index *ix,
 				    const struct cfg_object *vs, const struct cfg_destination *d,
-				    const char *field, int line)
+				    const char *field, int line, int col)
 {
 	char want[300];
 	size_t i, lo = 0, hi = ix->n_exact, n_dr = 0;
@@ -962,10 +965,10 @@ static int store__check_destination(struct cfg_store *s, const struct store__dr_
 		    store__dr_has_subset(&ix->wild[i], d->subset, &n_dr, &named))
 			return 0;
 	if (!n_dr)
-		return store__derived_add(s, vs, field, true, line,
+		return store__derived_add(s, vs, field, true, line, col,
 					  "subset \"%s\" is not defined: no DestinationRule for host %s; "
 					  "this route has no healthy upstream", d->subset, d->host) < 0 ? -ENOMEM : 1;
-	return store__derived_add(s, vs, field, true, line,
+	return store__derived_add(s, vs, field, true, line, col,
 				  "subset \"%s\" is not defined by DestinationRule %s/%s for host %s; "
 				  "this route has no healthy upstream", d->subset, named->o->ns, named->o->name,
 				  d->host) < 0 ? -ENOMEM : 1;
@@ -1018,14 +1021,14 @@ int cfg_store_check_references(struct cfg_store *s)
 			const struct cfg_http_route *h = &vs->http[r];
 			for (t = 0; t < h->n_route; t++) {
 				snprintf(field, sizeof(field), "spec.http[%zu].route[%zu].destination.subset", r, t);
-				rc = store__check_destination(s, &ix, o, &h->route[t].destination, field, h->line);
+				rc = store__check_destination(s, &ix, o, &h->route[t].destination, field, h->line, h->col);
 				if (rc < 0)
 					goto out;
 				found += rc;
 			}
 			if (h->mirror.set) {
 				snprintf(field, sizeof(field), "spec.http[%zu].mirror.subset", r);
-				rc = store__check_destination(s, &ix, o, &h->mirror.destination, field, h->line);
+				rc = store__check_destination(s, &ix, o, &h->mirror.destination, field, h->line, h->col);
 				if (rc < 0)
 					goto out;
 				found += rc;
@@ -1034,7 +1037,7 @@ int cfg_store_check_references(struct cfg_store *s)
 		for (r = 0; r < vs->n_tcp; r++) {
 			for (t = 0; t < vs->tcp[r].n_route; t++) {
 				snprintf(field, sizeof(field), "spec.tcp[%zu].route[%zu].destination.subset", r, t);
-				rc = store__check_destination(s, &ix, o, &vs->tcp[r].route[t].destination, field, 0);
+				rc = store__check_destination(s, &ix, o, &vs->tcp[r].route[t].destination, field, 0, 0);
 				if (rc < 0)
 					goto out;
 				found += rc;
@@ -1047,9 +1050,10 @@ out:
 	return rc;
 }
 
-/* Warnings print their text where errors do: the log names each reference
- * finding once, when a snapshot (what meshd serves, after a whole batch of
- * changes) first shows it, so that the passing states of a load do not. */
+/* Findings print their text where parse errors do: the log names each
+ * reference warning and each duplicate ("also defined at ..., which wins")
+ * once, when a snapshot (what meshd serves, after a whole batch of changes)
+ * first shows it, so that the passing states of a load do not. */
 static void store__log_findings(struct cfg_store *s)
 {
 	struct cfg_error *now;
@@ -1058,11 +1062,12 @@ static void store__log_findings(struct cfg_store *s)
 	now = calloc(s->n_derived + 1, sizeof(*now));
 	for (i = 0; now && i < s->n_derived; i++) {
 		char text[1024];
-		if (!s->derived[i].warning)
-			continue;
 		if (!store__error_in(&s->derived[i], s->logged, s->n_logged)) {
 			cfg_error_format(&s->derived[i], text, sizeof(text));
-			log_warn("config", "%s", text);
+			if (s->derived[i].warning)
+				log_warn("config", "%s", text);
+			else
+				log_error("config", "rejected: %s", text);
 		}
 		if (cfg_error_copy(&now[n_now], &s->derived[i]) == 0)
 			n_now++;

@@ -90,12 +90,30 @@ START_TEST(compile_once_check_many)
 	ck_assert_int_eq(rbac_eval_check(ev, NULL, &d, err, sizeof(err)), -EINVAL);
 	rbac_eval_free(ev);
 
-	/* a regex the evaluator cannot run fails the compile, whatever the request */
-	re.regex = "(?i)abc";
-	ck_assert_int_eq(rbac_eval_compile(chain, 2, &ev, err, sizeof(err)), -ENOTSUP);
+	/* RE2 syntax POSIX ERE lacks runs as RE2 runs it (the proxy's engine) */
+	re.regex = "(?i)abc\\d+|\\Qa.b\\E|[[:^alpha:]]+";
+	ck_assert_int_eq(rbac_eval_compile(chain, 2, &ev, err, sizeof(err)), 0);
+	hd[0].value = "ABC12";
+	r.n_headers = 1;
+	ck_assert_int_eq(rbac_eval_check(ev, &r, &d, err, sizeof(err)), 0);
+	ck_assert_str_eq(d.policy, "b-header");
+	hd[0].value = "a.b";
+	ck_assert_int_eq(rbac_eval_check(ev, &r, &d, err, sizeof(err)), 0);
+	ck_assert(d.allowed);
+	hd[0].value = "axb";
+	ck_assert_int_eq(rbac_eval_check(ev, &r, &d, err, sizeof(err)), 0);
+	ck_assert(!d.allowed);
+	rbac_eval_free(ev);
+	/* a regex RE2 refuses fails the compile, whatever the request */
+	re.regex = "tr**ue";
+	ck_assert_int_eq(rbac_eval_compile(chain, 2, &ev, err, sizeof(err)), -EINVAL);
 	ck_assert_ptr_null(ev);
 	ck_assert_ptr_nonnull(strstr(err, "policy b-header"));
-	ck_assert_ptr_nonnull(strstr(err, "RE2"));
+	ck_assert_ptr_nonnull(strstr(err, "does not compile"));
+	/* and so does one over Istio's program-size limit */
+	re.regex = "\\pL{200}";
+	ck_assert_int_eq(rbac_eval_compile(chain, 2, &ev, err, sizeof(err)), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "max program size of 32768"));
 	/* so does metadata, in a policy "a-port" would shadow for this request */
 	re.regex = "abc";
 	hp.rule_case = ENVOY__CONFIG__RBAC__V3__PERMISSION__RULE_METADATA;

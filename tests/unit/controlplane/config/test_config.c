@@ -490,6 +490,50 @@ START_TEST(test_malformed_yaml)
 }
 END_TEST
 
+/* Encoding errors point at the byte libyaml's reader stopped on (it gives
+ * an offset, no line), and input that is no UTF-8 text says what it looks
+ * like. */
+START_TEST(test_encoding_errors)
+{
+	static const char nul[] = "apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+				  "metadata: {name: r}\nspec:\n  hosts: [r\0]\n";
+	static const char bad_utf8[] = "apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+				       "metadata: {name: r}\nspec:\n  hosts: [r]\n  http:\n"
+				       "  - route: [{destination: {host: r}}]\n  # caf\xc3\xa9\n  # \xff\n";
+	static const char utf16le[] = "a\0p\0i\0V\0e\0r\0s\0i\0o\0n\0:\0 \0v\0001\0\n\0";
+	char text[1024];
+
+	ck_assert_int_eq(cfg_parse_buffer("nul.yaml", nul, sizeof(nul) - 1, &res), 0);
+	ck_assert_uint_eq(res.n_errors, 1);
+	ck_assert_int_eq(res.errors[0].line, 5);
+	ck_assert_int_eq(res.errors[0].column, 12);
+	ck_assert_msg(strstr(res.errors[0].message, "control characters") && strstr(res.errors[0].message, "0x00"),
+		      "%s", res.errors[0].message);
+	cfg_parse_result_cleanup(&res);
+
+	ck_assert_int_eq(cfg_parse_buffer("utf8.yaml", bad_utf8, sizeof(bad_utf8) - 1, &res), 0);
+	ck_assert_uint_eq(res.n_errors, 1);
+	cfg_error_format(&res.errors[0], text, sizeof(text));
+	ck_assert_msg(strstr(text, "utf8.yaml:9:5: not YAML text: invalid leading UTF-8 octet (byte 0xff"), "%s", text);
+	ck_assert_ptr_null(strstr(text, "does not look like"));
+	cfg_parse_result_cleanup(&res);
+
+	ck_assert_int_eq(cfg_parse_buffer("u16.yaml", utf16le, sizeof(utf16le) - 1, &res), 0);
+	ck_assert_uint_eq(res.n_errors, 1);
+	ck_assert_msg(strstr(res.errors[0].message, "UTF-16"), "%s", res.errors[0].message);
+	cfg_parse_result_cleanup(&res);
+
+	ck_assert_int_eq(cfg_parse_buffer("bin.yaml", "\x7f" "ELF\x02\x01", 6, &res), 0);
+	ck_assert_uint_eq(res.n_errors, 1);
+	ck_assert_msg(strstr(res.errors[0].message, "not look like a text file"), "%s", res.errors[0].message);
+	cfg_parse_result_cleanup(&res);
+
+	parse_str("just some words\n");
+	ck_assert_uint_eq(res.n_errors, 1);
+	ck_assert_msg(strstr(res.errors[0].message, "is this file YAML?"), "%s", res.errors[0].message);
+}
+END_TEST
+
 START_TEST(test_multi_one_bad)
 {
 	parse_file("invalid/multi-one-bad.yaml");
@@ -715,6 +759,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_anchors_supported);
 	tcase_add_test(tc, test_file_limits);
 	tcase_add_test(tc, test_truncated_inputs);
+	tcase_add_test(tc, test_encoding_errors);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char vs_v1[] =
 	"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews}\n"
@@ -143,13 +144,33 @@ START_TEST(test_duplicates_across_origins)
 	o = cfg_store_get(store, CFG_DESTINATION_RULE, "default", "reviews");
 	ck_assert_str_eq(o->origin, "a.yaml");
 	ck_assert_uint_eq(o->spec.dr.n_subsets, 0);
-	snap = cfg_store_snapshot(store);
+	/* the duplicate is logged (meshd's log, not only /debug/configz): stderr captured */
+	{
+		char logged[4096] = "";
+		FILE *tmp = tmpfile();
+		int saved = dup(STDERR_FILENO);
+		size_t got;
+
+		ck_assert_ptr_nonnull(tmp);
+		ck_assert_int_ge(saved, 0);
+		ck_assert_int_ge(dup2(fileno(tmp), STDERR_FILENO), 0);
+		snap = cfg_store_snapshot(store);
+		ck_assert_int_ge(dup2(saved, STDERR_FILENO), 0);
+		close(saved);
+		rewind(tmp);
+		got = fread(logged, 1, sizeof(logged) - 1, tmp);
+		logged[got] = '\0';
+		fclose(tmp);
+		ck_assert_msg(strstr(logged, "rejected: b.yaml:1:1: DestinationRule default/reviews: also defined at "
+				      "a.yaml:4:1, which wins"), "log: %s", logged);
+	}
 	ck_assert_uint_eq(snap->n_objects[CFG_DESTINATION_RULE], 1);
 	ck_assert_uint_eq(count_errors(snap, false), 1);
 	ck_assert_str_eq(snap->errors[0].origin, "b.yaml");
 	ck_assert_int_eq(snap->errors[0].line, 1);
+	ck_assert_int_eq(snap->errors[0].column, 1);
 	ck_assert_str_eq(snap->errors[0].name, "reviews");
-	ck_assert(strstr(snap->errors[0].message, "also defined at a.yaml:4") != NULL);
+	ck_assert(strstr(snap->errors[0].message, "also defined at a.yaml:4:1") != NULL);
 	cfg_snapshot_unref(snap);
 
 	/* a.yaml goes away: b.yaml's definition is served, no error left */
@@ -196,6 +217,9 @@ START_TEST(test_subset_references)
 	ck_assert_uint_eq(count_errors(snap, false), 0);
 	ck_assert_str_eq(snap->errors[0].field, "spec.http[0].route[0].destination.subset");
 	ck_assert(strstr(snap->errors[0].message, "no DestinationRule for host reviews") != NULL);
+	/* FILE:LINE:COL, the route's own column */
+	ck_assert_int_gt(snap->errors[0].line, 0);
+	ck_assert_int_gt(snap->errors[0].column, 0);
 	cfg_snapshot_unref(snap);
 
 	ck_assert_int_eq(apply("dr.yaml", dr_v1_only), 1);

@@ -400,6 +400,20 @@ START_TEST(case_0040_0044_0052_actions)
 }
 END_TEST
 
+/* 0059: a regex over Envoy's bare program-size default (121 > 100) but
+ * within Istio's runtime limit compiles, and routes. */
+START_TEST(case_0059_program_size)
+{
+#define USERS "users.api.svc.cluster.local"
+	static const struct expect e[] = {
+		{ "8080", USERS, "/api/v2/users/123e4567-e89b-12d3-a456-426614174000", NULL, NULL, 0, OUT(8080, "v2", USERS) },
+		{ "8080", USERS, "/api/v2/users/123e4567", NULL, NULL, 0, OUT(8080, "v1", USERS) },
+	};
+#undef USERS
+	expect_case("0059", e, sizeof(e) / sizeof(e[0]));
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("router_golden");
@@ -414,6 +428,7 @@ int main(void)
 	tcase_add_test(tc, case_0013_uri_and_query);
 	tcase_add_test(tc, case_0014_without_headers);
 	tcase_add_test(tc, case_0040_0044_0052_actions);
+	tcase_add_test(tc, case_0059_program_size);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
