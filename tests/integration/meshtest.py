@@ -25,6 +25,40 @@ MESHD = os.path.join(BUILD, "bin", "meshd")
 MESHCTL = os.path.join(BUILD, "bin", "meshctl")
 METHOD = "/test.Echo/Hello"
 
+# The echo service most routing tests run: a ServiceEntry for %(host)s:%(port)d
+# selecting two WorkloadEntries on loopback (%(p1)d is v1, %(p2)d is v2) and a
+# DestinationRule naming both subsets.
+ECHO_SERVICE = """
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: echo, namespace: test}
+spec:
+  hosts: [%(host)s]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: %(port)d, name: grpc, protocol: GRPC}]
+  workloadSelector: {labels: {app: echo}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: echo-v1, namespace: test}
+spec: {address: 127.0.0.1, ports: {grpc: %(p1)d}, labels: {app: echo, version: v1}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: echo-v2, namespace: test}
+spec: {address: 127.0.0.1, ports: {grpc: %(p2)d}, labels: {app: echo, version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: echo, namespace: test}
+spec:
+  host: echo
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+"""
+
 
 def free_port():
     s = socket.socket()

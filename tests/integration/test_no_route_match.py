@@ -9,41 +9,11 @@ keeps routing, and /debug/configz names the VirtualService in a warning.
 import json
 import unittest
 
-from meshtest import Backend, Meshd, XdsClient, wait_for
+from meshtest import ECHO_SERVICE, Backend, Meshd, XdsClient, wait_for
 
 HOST = "echo.test.svc.cluster.local"
 PORT = 7071
 
-SERVICE = """
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: echo, namespace: test}
-spec:
-  hosts: [%(host)s]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: %(port)d, name: grpc, protocol: GRPC}]
-  workloadSelector: {labels: {app: echo}}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {name: echo-v1, namespace: test}
-spec: {address: 127.0.0.1, ports: {grpc: %(p1)d}, labels: {app: echo, version: v1}}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {name: echo-v2, namespace: test}
-spec: {address: 127.0.0.1, ports: {grpc: %(p2)d}, labels: {app: echo, version: v2}}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: echo, namespace: test}
-spec:
-  host: echo
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
-"""
 
 # HTTP-style routes: /orders matches no gRPC method; only a call carrying
 # x-route: v2 matches anything
@@ -77,7 +47,7 @@ class NoRouteMatchTest(unittest.TestCase):
         cls.v1 = Backend("v1")
         cls.v2 = Backend("v2")
         cls.meshd = Meshd({
-            "service.yaml": SERVICE % {"host": HOST, "port": PORT, "p1": cls.v1.port, "p2": cls.v2.port},
+            "service.yaml": ECHO_SERVICE % {"host": HOST, "port": PORT, "p1": cls.v1.port, "p2": cls.v2.port},
             "vs.yaml": NO_CATCH_ALL,
         }).start()
         cls.client = XdsClient(cls.meshd.bootstrap(namespace="test"), "xds:///%s:%d" % (HOST, PORT))
