@@ -182,12 +182,53 @@ enum xds_flavour xds_flavour_of_node(const Envoy__Config__Core__V3__Node *node)
 /* ------------------------------------------------------------------ */
 /* per-type state */
 
+static struct xds_ads__rlist *rlist_ref(struct xds_ads__rlist *l)
+{
+	if (l)
+		mesh_refcount_ref(&l->refs);
+	return l;
+}
+
+static void rlist_unref(struct xds_ads__rlist *l)
+{
+	if (l && mesh_refcount_unref(&l->refs)) {
+		xds_resource_array_unref(l->v, l->n);
+		free(l);
+	}
+}
+
+/* A list taking v[0..n) and the reference each holds (freed with the
+ * list, also on failure).  Returns it, or NULL without memory. */
+static struct xds_ads__rlist *rlist_take(const struct xds_resource **v, size_t n)
+{
+	struct xds_ads__rlist *l = malloc(sizeof(*l));
+
+	if (!l) {
+		xds_resource_array_unref(v, n);
+		return NULL;
+	}
+	mesh_refcount_init(&l->refs, 1);
+	l->v = v;
+	l->n = n;
+	return l;
+}
+
+/* Drop resources v[0..n): the list's reference when they are a list's,
+ * else the one each holds and the array. */
+static void res_release(const struct xds_resource **v, size_t n, struct xds_ads__rlist *list)
+{
+	if (list)
+		rlist_unref(list);
+	else
+		xds_resource_array_unref(v, n);
+}
+
 static void pending_clear(pending_resp *p)
 {
 	free(p->wire);
 	if (p->head)
 		xds_resource_unref(p->head);
-	xds_resource_array_unref(p->res, p->nres);
+	res_release(p->res, p->nres, p->list);
 	memset(p, 0, sizeof(*p));
 }
 
@@ -200,6 +241,24 @@ static void names_free(char **names, size_t n)
 	for (i = 0; i < n; i++)
 		free(names[i]);
 	free(names);
+}
+
+static void names_obj_unref(struct xds_ads__names *o)
+{
+	if (o && mesh_refcount_unref(&o->refs))
+		free(o);
+}
+
+/* Drop ts's subscribed names (a shared list's reference or its own). */
+static void type_names_drop(type_state *ts)
+{
+	if (ts->names_obj)
+		names_obj_unref(ts->names_obj);
+	else
+		names_free(ts->names, ts->nnames);
+	ts->names_obj = NULL;
+	ts->names = NULL;
+	ts->nnames = 0;
 }
 
 static void delta_init_clear(type_state *ts)
@@ -217,8 +276,8 @@ static void delta_init_clear(type_state *ts)
 static void type_state_cleanup(type_state *ts)
 {
 	delta_init_clear(ts);
-	names_free(ts->names, ts->nnames);
-	xds_resource_array_unref(ts->sent_res, ts->sent_nres);
+	type_names_drop(ts);
+	res_release(ts->sent_res, ts->sent_nres, ts->sent_list);
 	free(ts->error);
 	pending_clear(&ts->pending);
 	memset(ts, 0, sizeof(*ts));
@@ -229,52 +288,55 @@ static int name_cmp(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Sorted unique copy of the request's names into *out.
- * Returns 0, -ENOMEM, or -MESH_ETOOBIG past the caps. */
-static int MESH_MUST_CHECK names_from_request(char **in, size_t n, char ***out, size_t *nout)
+/*
+ * The request's names sorted and unique, borrowed from the request, in
+ * *out: in itself when it already is (Envoy sends them sorted, and every
+ * ACK repeats them), else a new array (*alloced set; free() it).  No name
+ * is copied: most requests are ACKs naming what the stream already has.
+ * Returns 0, -ENOMEM, or -MESH_ETOOBIG past the caps.
+ */
+static int MESH_MUST_CHECK names_sorted(char **in, size_t n, char ***out, size_t *nout, int *alloced)
 {
 	char **v = NULL;
 	size_t i, w = 0;
-	int rc = 0;
+	int rc = 0, sorted = 1;
 
 	*out = NULL;
 	*nout = 0;
+	*alloced = 0;
 	if (n == 0)
 		goto out;
 	if (n > XDS_MAX_SUBSCRIBED_NAMES) {
 		rc = -MESH_ETOOBIG;
 		goto out;
 	}
-	v = calloc(n, sizeof(*v));
+	for (i = 0; i < n; i++) {
+		if (strnlen(in[i], XDS_MAX_NAME_LEN + 1) > XDS_MAX_NAME_LEN) {
+			rc = -MESH_ETOOBIG;
+			goto out;
+		}
+		if (sorted && i > 0 && strcmp(in[i - 1], in[i]) >= 0)
+			sorted = 0;
+	}
+	if (sorted) {
+		*out = in;
+		*nout = n;
+		goto out;
+	}
+	v = malloc(n * sizeof(*v));
 	if (!v) {
 		rc = -ENOMEM;
 		goto out;
 	}
-	for (i = 0; i < n; i++) {
-		if (strlen(in[i]) > XDS_MAX_NAME_LEN) {
-			rc = -MESH_ETOOBIG;
-			goto out;
-		}
-		v[i] = strdup(in[i]);
-		if (!v[i]) {
-			rc = -ENOMEM;
-			goto out;
-		}
-	}
+	memcpy(v, in, n * sizeof(*v));
 	qsort(v, n, sizeof(*v), name_cmp);
-	for (i = 0; i < n; i++) {
-		if (w > 0 && strcmp(v[w - 1], v[i]) == 0) {
-			free(v[i]);
-			continue;
-		}
-		v[w++] = v[i];
-	}
+	for (i = 0; i < n; i++)
+		if (w == 0 || strcmp(v[w - 1], v[i]) != 0)
+			v[w++] = v[i];
 	*out = v;
 	*nout = w;
-	v = NULL;
+	*alloced = 1;
 out:
-	if (v)
-		names_free(v, n);
 	return rc;
 }
 
@@ -295,9 +357,65 @@ static int names_equal(char **a, size_t na, char **b, size_t nb)
 	if (na != nb)
 		return 0;
 	for (i = 0; i < na; i++)
-		if (strcmp(a[i], b[i]) != 0)
+		if (a[i] != b[i] && strcmp(a[i], b[i]) != 0)
 			return 0;
 	return 1;
+}
+
+/* A counted copy of v[0..n) (sorted, unique) with its hash h, in one
+ * allocation.  Returns it, or NULL without memory. */
+static struct xds_ads__names *names_obj_new(char **v, size_t n, uint64_t h)
+{
+	struct xds_ads__names *o;
+	size_t i, bytes = 0, *lens = NULL;
+	char *p;
+
+	if (n) {
+		lens = malloc(n * sizeof(*lens));
+		if (!lens)
+			return NULL;
+	}
+	for (i = 0; i < n; i++) {
+		lens[i] = strlen(v[i]) + 1;
+		bytes += lens[i];
+	}
+	o = malloc(sizeof(*o) + n * sizeof(char *) + bytes);
+	if (o) {
+		mesh_refcount_init(&o->refs, 1);
+		o->n = n;
+		o->hash = h;
+		o->v = (char **)(o + 1);
+		p = (char *)(o->v + n);
+		for (i = 0; i < n; i++) {
+			memcpy(p, v[i], lens[i]);
+			o->v[i] = p;
+			p += lens[i];
+		}
+	}
+	free(lens);
+	return o;
+}
+
+/* The names v[0..n) (sorted, unique) as a counted list: the one the
+ * stream's key last got for type t when it is the same (2,000 replicas
+ * then hold one copy), else a new one the key keeps for the next stream.
+ * Returns it (a reference for the caller) or NULL without memory. */
+static struct xds_ads__names *names_share(struct xds_ads__key *k, enum xds_type t, char **v, size_t n)
+{
+	uint64_t h = names_hash(v, n);
+	struct xds_ads__names *o = k ? k->names[t] : NULL;
+
+	if (o && o->hash == h && o->n == n && names_equal(o->v, o->n, v, n)) {
+		mesh_refcount_ref(&o->refs);
+		return o;
+	}
+	o = names_obj_new(v, n, h);
+	if (o && k) {
+		names_obj_unref(k->names[t]);
+		mesh_refcount_ref(&o->refs);
+		k->names[t] = o;
+	}
+	return o;
 }
 
 /* LDS and CDS treat an empty name list as "everything" (and so does "*"). */
@@ -471,11 +589,13 @@ static void type_latest(type_state *ts, const pending_resp *p)
  * those of what it held before. */
 static void type_hold(type_state *ts, pending_resp *p)
 {
-	xds_resource_array_unref(ts->sent_res, ts->sent_nres);
+	res_release(ts->sent_res, ts->sent_nres, ts->sent_list);
 	ts->sent_res = p->res;
 	ts->sent_nres = p->nres;
+	ts->sent_list = p->list;
 	p->res = NULL;
 	p->nres = 0;
+	p->list = NULL;
 }
 
 /* p goes to the transport: the syncz / config dump record of it. */
@@ -728,8 +848,8 @@ static void key_free(struct xds_ads__key *k)
 		for (i = 0; i < 2; i++)
 			if (k->body[t][i])
 				xds_resource_unref(k->body[t][i]);
-		xds_resource_array_unref(k->sel[t].res, k->sel[t].nres);
-		xds_snapshot_unref(k->sel[t].snap);
+		rlist_unref(k->sel[t].list);
+		names_obj_unref(k->names[t]);
 	}
 	for (i = 0; i < k->nasked; i++)
 		free(k->asked[i].name);
@@ -1006,7 +1126,7 @@ static int MESH_MUST_CHECK sotw_changed(const type_state *ts, const pending_resp
 
 	*out = NULL;
 	*n = 0;
-	if (p->nres == 0)
+	if (p->nres == 0 || (p->list && p->list == ts->sent_list))
 		return 0;
 	v = calloc(p->nres, sizeof(*v));
 	if (!v)
@@ -1045,36 +1165,54 @@ static int MESH_MUST_CHECK sotw_changed(const type_state *ts, const pending_resp
  * message.  2,000 replicas then hold one copy of a megabyte route config,
  * not 2,000.  Returns 0 or a negative code.
  */
-static int MESH_MUST_CHECK key_body(struct xds_ads__key *k, enum xds_type t, pending_resp *p,
+static int MESH_MUST_CHECK key_body(struct xds_ads *a, struct xds_ads__key *k, enum xds_type t, pending_resp *p,
 				    const struct xds_resource **res, size_t n, int partial)
 {
 	char name[2 * XDS_VERSION_CAP + 2], sub[XDS_VERSION_CAP] = "full";
 	const struct xds_resource **slot = k->body[t];
-	struct xds_resource *r = NULL;
+	const struct xds_resource *r = NULL;
+	const struct xds_ads__key *o;
 	pending_resp body = { 0 };
 	size_t nl = strlen(p->nonce);
+	uint64_t h;
 	int i, rc = 0;
 
 	if (partial)
 		version_of(res, n, sub);
 	snprintf(name, sizeof(name), "%s/%s", p->version, sub);
+	h = mesh_hash_str(MESH_HASH_INIT, name);
 	for (i = 0; i < 2; i++) {
-		if (slot[i] && strcmp(slot[i]->name, name) == 0) {
+		if (slot[i] && k->body_hash[t][i] == h && strcmp(slot[i]->name, name) == 0) {
 			p->head = xds_resource_ref(slot[i]);
 			goto tail;
 		}
 	}
-	copy_str(body.version, sizeof(body.version), p->version);
-	rc = encode_response(t, &body, res, n); /* empty nonce: not encoded (proto3) */
-	if (rc == 0)
-		rc = xds_resource_new(t, name, body.wire, body.len, &r);
-	free(body.wire);
-	if (rc < 0)
-		return rc;
+	/* Another key's body with the same name has the same bytes (the
+	 * version names every resource and its hash): the workloads of one
+	 * namespace mostly get the same clusters, assignments and routes, so
+	 * 20 keys hold one copy of each, not 20. */
+	for (o = a->keys; o && !r; o = o->next)
+		for (i = 0; o != k && o->whole && i < 2 && !r; i++)
+			if (o->body[t][i] && o->body_hash[t][i] == h && strcmp(o->body[t][i]->name, name) == 0)
+				r = xds_resource_ref(o->body[t][i]);
+	if (!r) {
+		struct xds_resource *made = NULL;
+
+		copy_str(body.version, sizeof(body.version), p->version);
+		rc = encode_response(t, &body, res, n); /* empty nonce: not encoded (proto3) */
+		if (rc == 0)
+			rc = xds_resource_new(t, name, body.wire, body.len, &made);
+		free(body.wire);
+		if (rc < 0)
+			return rc;
+		r = made;
+	}
 	if (slot[1])
 		xds_resource_unref(slot[1]);
 	slot[1] = slot[0];
+	k->body_hash[t][1] = k->body_hash[t][0];
 	slot[0] = r;
+	k->body_hash[t][0] = h;
 	p->head = xds_resource_ref(r);
 tail:
 	/* field 5 (nonce), length-delimited; nonces are short hex */
@@ -1098,37 +1236,32 @@ tail:
 static int MESH_MUST_CHECK key_select(struct xds_ads__key *k, const type_state *ts, enum xds_type t, pending_resp *p)
 {
 	struct xds_ads__sel *s = &k->sel[t];
-	size_t i;
 	int rc;
 
-	if (!s->snap || s->snap != k->snap || s->wildcard != ts->wildcard ||
+	if (!s->list || s->snap_gen != k->snap_gen || s->wildcard != ts->wildcard ||
 	    (!ts->wildcard && (s->names_hash != ts->names_hash || s->nnames != ts->nnames))) {
 		const struct xds_resource **v = NULL;
+		struct xds_ads__rlist *l;
 		size_t n = 0;
 
 		rc = select_resources(ts, t, k->snap, k->snap, &v, &n);
 		if (rc < 0)
 			return rc;
-		xds_resource_array_unref(s->res, s->nres);
-		xds_snapshot_unref(s->snap);
-		s->snap = xds_snapshot_ref(k->snap);
+		l = rlist_take(v, n);
+		if (!l)
+			return -ENOMEM;
+		rlist_unref(s->list);
+		s->snap_gen = k->snap_gen;
 		s->wildcard = ts->wildcard;
 		s->names_hash = ts->names_hash;
 		s->nnames = ts->nnames;
-		s->res = v;
-		s->nres = n;
-		version_of(v, n, s->version);
+		s->list = l;
+		version_of(l->v, l->n, s->version);
 	}
-	p->res = NULL;
-	p->nres = 0;
-	if (s->nres) {
-		p->res = calloc(s->nres, sizeof(*p->res));
-		if (!p->res)
-			return -ENOMEM;
-		for (i = 0; i < s->nres; i++)
-			p->res[i] = xds_resource_ref(s->res[i]);
-		p->nres = s->nres;
-	}
+	/* the stream points at the key's list: no copy, no reference per resource */
+	p->list = rlist_ref(s->list);
+	p->res = s->list->v;
+	p->nres = s->list->n;
 	copy_str(p->version, sizeof(p->version), s->version);
 	return 0;
 }
@@ -1195,9 +1328,9 @@ static int stream_enqueue(struct xds_ads_stream *st, enum xds_type t, const stru
 	if (!ts->need_send && st->key && st->key->whole && (t == XDS_ROUTE || t == XDS_ENDPOINT) && ts->sent) {
 		rc = sotw_changed(ts, &p, &changed, &nchanged);
 		if (rc == 0)
-			rc = key_body(st->key, t, &p, changed, nchanged, 1);
+			rc = key_body(a, st->key, t, &p, changed, nchanged, 1);
 	} else if (st->key && st->key->whole) {
-		rc = key_body(st->key, t, &p, p.res, p.nres, 0);
+		rc = key_body(a, st->key, t, &p, p.res, p.nres, 0);
 	} else {
 		rc = encode_response(t, &p, p.res, p.nres);
 	}
@@ -1313,9 +1446,10 @@ void xds_ads_stream_request(struct xds_ads_stream *st, const Envoy__Service__Dis
 {
 	const char *nonce = req->response_nonce ? req->response_nonce : "";
 	type_state *ts;
+	struct xds_ads__names *obj;
 	char **names = NULL;
 	size_t nnames = 0;
-	int t, rc, changed, wildcard;
+	int t, rc, changed, wildcard, alloced = 0;
 	enum xds_type xt;
 
 	if (st->finishing || st->closed)
@@ -1334,7 +1468,7 @@ void xds_ads_stream_request(struct xds_ads_stream *st, const Envoy__Service__Dis
 	if (ts->subscribed && type_ack(st, xt, nonce, req->version_info, req->error_detail, req->version_info) ==
 				      ACK_STALE)
 		goto out;
-	rc = names_from_request(req->resource_names, req->n_resource_names, &names, &nnames);
+	rc = names_sorted(req->resource_names, req->n_resource_names, &names, &nnames, &alloced);
 	if (rc < 0) {
 		xds_ads_stream_end(st, rc == -MESH_ETOOBIG ? XDS_ADS_STATUS_RESOURCE_EXHAUSTED : XDS_ADS_STATUS_INTERNAL,
 				   rc == -MESH_ETOOBIG ? "too many or too long resource names" : "out of memory");
@@ -1345,11 +1479,16 @@ void xds_ads_stream_request(struct xds_ads_stream *st, const Envoy__Service__Dis
 		  (!wildcard && !names_equal(names, nnames, ts->names, ts->nnames));
 	if (!changed)
 		goto out;
-	names_free(ts->names, ts->nnames);
-	ts->names = names;
-	ts->nnames = nnames;
-	names = NULL;
-	ts->names_hash = names_hash(ts->names, ts->nnames);
+	obj = names_share(st->key, xt, names, nnames);
+	if (!obj) {
+		xds_ads_stream_end(st, XDS_ADS_STATUS_INTERNAL, "out of memory");
+		goto out;
+	}
+	type_names_drop(ts);
+	ts->names_obj = obj;
+	ts->names = obj->v;
+	ts->nnames = obj->n;
+	ts->names_hash = obj->hash;
 	ts->wildcard = wildcard;
 	ts->subscribed = 1;
 	ts->need_send = 1;
@@ -1357,7 +1496,8 @@ void xds_ads_stream_request(struct xds_ads_stream *st, const Envoy__Service__Dis
 	if (stream_snap(st))
 		(void)stream_enqueue(st, xt, NULL); /* logged; the next publish tries again */
 out:
-	names_free(names, nnames);
+	if (alloced)
+		free(names);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1532,7 +1672,8 @@ static int MESH_MUST_CHECK delta_build(struct xds_ads_stream *st, enum xds_type 
 			goto out;
 	}
 	/* the client holds want from now on (removed names were encoded above) */
-	xds_resource_array_unref(p->res, p->nres);
+	res_release(p->res, p->nres, p->list);
+	p->list = NULL;
 	p->res = want;
 	p->nres = nwant;
 	want = NULL;
@@ -1666,7 +1807,7 @@ static int MESH_MUST_CHECK delta_names_update(type_state *ts, char **sub, size_t
 			goto out;
 		}
 	}
-	names_free(ts->names, ts->nnames);
+	type_names_drop(ts);
 	ts->names = v;
 	ts->nnames = w;
 	v = NULL;
@@ -1704,6 +1845,18 @@ static void delta_forget(struct xds_ads_stream *st, enum xds_type t, const char 
 		}
 		ts->ninit = w;
 		return;
+	}
+	if (ts->sent_list) {
+		/* a shared list (SotW only, so far): take a copy of our own */
+		const struct xds_resource **v = ts->sent_nres ? malloc(ts->sent_nres * sizeof(*v)) : NULL;
+
+		if (ts->sent_nres && !v)
+			return; /* no memory: the client is thought to hold more */
+		for (i = 0; i < ts->sent_nres; i++)
+			v[i] = xds_resource_ref(ts->sent_res[i]);
+		rlist_unref(ts->sent_list);
+		ts->sent_list = NULL;
+		ts->sent_res = v;
 	}
 	for (i = 0; i < ts->sent_nres; i++) {
 		if (delta_dropped(ts, snap, t, rm, nrm, left_wildcard, ts->sent_res[i]->name)) {
@@ -1958,6 +2111,7 @@ void xds_ads_proxy_set(struct xds_ads *a, const char *key, struct xds_snapshot *
 	}
 	xds_snapshot_unref(k->snap);
 	k->snap = snap;
+	k->snap_gen++;
 	if (k->whole) {
 		int t;
 

@@ -6,6 +6,7 @@
 #ifndef MESH_XDS_ADS_INT_H
 #define MESH_XDS_ADS_INT_H
 
+#include "common/refcount.h"
 #include "controlplane/config/config.h"
 #include "controlplane/xds/ads.h"
 
@@ -14,6 +15,26 @@
 
 #define XDS_NONCE_CAP 24
 #define XDS_VERSION_CAP 17
+
+/* A name-sorted list of resources holding a reference to each, itself
+ * counted: a whole key's selection, which the responses and held sets of
+ * the key's 2,000 replicas point at instead of each copying thousands of
+ * references (xDS thread only). */
+struct xds_ads__rlist {
+	struct mesh_refcount refs;
+	size_t n;
+	const struct xds_resource **v;     /* a reference to each; NULL when n is 0 */
+};
+
+/* A sorted unique list of subscribed names in one allocation, counted:
+ * the streams of a key subscribed alike (a sidecar's ~1,000 EDS names)
+ * share one copy. */
+struct xds_ads__names {
+	struct mesh_refcount refs;
+	size_t n;
+	uint64_t hash;                     /* names_hash() of v */
+	char **v;                          /* into this allocation */
+};
 
 /* A response waiting for the stream's send slot. */
 struct xds_ads__pending {
@@ -26,6 +47,7 @@ struct xds_ads__pending {
 	char nonce[XDS_NONCE_CAP];
 	const struct xds_resource **res;   /* a reference to each (never to a snapshot) */
 	size_t nres;
+	struct xds_ads__rlist *list;       /* set: res is list->v, the references are the list's */
 	struct timespec published;         /* 0 when not caused by a publish */
 };
 
@@ -53,12 +75,11 @@ struct xds_ads__asked {
 /* A whole key's selection of one type for a subscription, shared by the
  * key's streams subscribed alike (replicas ask for the same names). */
 struct xds_ads__sel {
-	struct xds_snapshot *snap;         /* the set it was selected from (a reference); NULL: none */
+	uint64_t snap_gen;                 /* the key's set it was selected from (its snap_gen) */
 	int wildcard;
 	uint64_t names_hash;
 	size_t nnames;
-	const struct xds_resource **res;   /* a reference to each */
-	size_t nres;
+	struct xds_ads__rlist *list;       /* the selection (a reference); NULL: none */
 	char version[XDS_VERSION_CAP];
 };
 
@@ -69,6 +90,8 @@ struct xds_ads__key {
 	int whole;                         /* the set is the streams' whole config */
 	int users;                         /* streams holding it */
 	struct xds_snapshot *snap;         /* the stage's last set; NULL before one */
+	uint64_t snap_gen;                 /* counts the sets taken; a selection names its set by it
+					    * (a reference to the set would keep every old one alive) */
 	/* whole: version_of each type's full set in snap, so a push skips, per
 	 * stream, the types whose set did not change (most of them) */
 	char tver[XDS_TYPE_COUNT][XDS_VERSION_CAP];
@@ -76,7 +99,11 @@ struct xds_ads__key {
 	 * per type, newest first, shared by the key's streams; named
 	 * "VERSION/SUBSET-VERSION" */
 	const struct xds_resource *body[XDS_TYPE_COUNT][2];
+	uint64_t body_hash[XDS_TYPE_COUNT][2]; /* mesh_hash_str of each body's name */
 	struct xds_ads__sel sel[XDS_TYPE_COUNT];
+	/* the names a stream of the key last subscribed to, per type (a
+	 * reference), for the next stream asking alike */
+	struct xds_ads__names *names[XDS_TYPE_COUNT];
 	uint64_t answered;                 /* requests up to this seq are answered */
 	uint64_t asked_seq;                /* the newest request's seq */
 	struct xds_ads__asked *asked;      /* every name ever asked for the key */
@@ -88,6 +115,7 @@ struct xds_ads__type {
 	int wildcard;
 	char **names;                      /* sorted, unique */
 	size_t nnames;
+	struct xds_ads__names *names_obj;  /* set: names is names_obj->v (shared); else owned */
 	uint64_t names_hash;               /* over names, for the key's shared selection */
 	int need_send;                     /* respond even if the version is unchanged */
 	/* the newest response queued or sent: what protocol decisions use */
@@ -100,6 +128,7 @@ struct xds_ads__type {
 	char sent_nonce[XDS_NONCE_CAP];
 	const struct xds_resource **sent_res; /* sorted by name; a reference to each */
 	size_t sent_nres;
+	struct xds_ads__rlist *sent_list;  /* set: sent_res is its v, the references are its */
 	char acked_version[XDS_VERSION_CAP];
 	enum xds_ads__sync state;
 	/* a NACKed version is not pushed again */
