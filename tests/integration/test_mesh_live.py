@@ -233,16 +233,6 @@ class MeshLiveTest(MeshCase):
                 finally:
                     s.close()
                 self.assertEqual(bad.count(), n0, "%s reached the backend: %r" % (name, bad.last()))
-            # a bad chunk size is found in the body, after the head went upstream
-            # (streamed, as Envoy does): 400 to the client, the upstream request reset
-            s = socket.create_connection(("127.0.0.1", self.px.out_port), timeout=10)
-            try:
-                s.sendall(("POST /s HTTP/1.1\r\n%sTransfer-Encoding: chunked\r\n\r\nzz\r\n" % h).encode())
-                self.assertEqual(read_response(s)[0], 400)
-                s.settimeout(5)
-                self.assertTrue(closed_after(s), "bad chunk size: connection left open")
-            finally:
-                s.close()
             before = bad.count()
             # an oversized header block
             s = socket.create_connection(("127.0.0.1", self.px.out_port), timeout=10)
@@ -255,6 +245,18 @@ class MeshLiveTest(MeshCase):
             finally:
                 s.close()
             self.assertEqual(bad.count(), before, "a malformed request reached the backend")
+            # a bad chunk size is found in the body, after the head went upstream
+            # (streamed, as Envoy does): 400 to the client, the upstream request
+            # reset; whether the backend saw the head first is a race, so this
+            # case comes last and nothing counts the backend's requests after it
+            s = socket.create_connection(("127.0.0.1", self.px.out_port), timeout=10)
+            try:
+                s.sendall(("POST /s HTTP/1.1\r\n%sTransfer-Encoding: chunked\r\n\r\nzz\r\n" % h).encode())
+                self.assertEqual(read_response(s)[0], 400)
+                s.settimeout(5)
+                self.assertTrue(closed_after(s), "bad chunk size: connection left open")
+            finally:
+                s.close()
             # the keep-alive connection beside them goes on
             keep.sendall(req)
             status, headers, body, rest = read_response(keep, rest)
