@@ -63,6 +63,7 @@
  */
 #include "controlplane/xds/ads_int.h"
 
+#include "common/arena.h"
 #include "common/err.h"
 #include "common/hash.h"
 #include "common/log.h"
@@ -1468,6 +1469,13 @@ void xds_ads_stream_request(struct xds_ads_stream *st, const Envoy__Service__Dis
 	if (ts->subscribed && type_ack(st, xt, nonce, req->version_info, req->error_detail, req->version_info) ==
 				      ACK_STALE)
 		goto out;
+	/* An ACK repeating the names the stream has, in the order we keep
+	 * them (Envoy sends them sorted): one compare per name, no sort, no
+	 * copy, no hash (FNV-1a byte by byte cost more than the compares);
+	 * 2,000 sidecars ACK ~1,000 EDS names each per push. */
+	if (ts->subscribed && nonce[0] && !ts->wildcard && ts->nnames > 0 &&
+	    names_equal(req->resource_names, req->n_resource_names, ts->names, ts->nnames))
+		goto out;
 	rc = names_sorted(req->resource_names, req->n_resource_names, &names, &nnames, &alloced);
 	if (rc < 0) {
 		xds_ads_stream_end(st, rc == -MESH_ETOOBIG ? XDS_ADS_STATUS_RESOURCE_EXHAUSTED : XDS_ADS_STATUS_INTERNAL,
@@ -1944,10 +1952,32 @@ out:
 	free(rm);
 }
 
+/* protobuf-c's allocator over an arena: a request's ~1,000 names are
+ * unpacked without a malloc and a free each. */
+static void *req_alloc(void *ctx, size_t size)
+{
+	return arena_alloc(ctx, size);
+}
+
+static void req_free(void *ctx, void *ptr)
+{
+	(void)ctx; /* freed with the arena */
+	(void)ptr;
+}
+
 int xds_ads_stream_recv(struct xds_ads_stream *st, const uint8_t *data, size_t len)
 {
+	/* unpacked, a request takes a few times its wire size at most
+	 * (a pointer and a 16-byte-aligned string per name) */
+	struct arena *ar = arena_new(16 * len + 65536);
+	ProtobufCAllocator alloc = { req_alloc, req_free, ar };
 	int rc = 0;
 
+	if (!ar) {
+		xds_ads_stream_end(st, XDS_ADS_STATUS_INTERNAL, "out of memory");
+		rc = -ENOMEM;
+		goto out;
+	}
 	if (len > XDS_MAX_REQUEST_BYTES) {
 		xds_ads_stream_end(st, XDS_ADS_STATUS_RESOURCE_EXHAUSTED, "DiscoveryRequest larger than 4 MiB");
 		rc = -MESH_ETOOBIG;
@@ -1977,7 +2007,7 @@ int xds_ads_stream_recv(struct xds_ads_stream *st, const uint8_t *data, size_t l
 	}
 	if (st->delta) {
 		Envoy__Service__Discovery__V3__DeltaDiscoveryRequest *dreq =
-			envoy__service__discovery__v3__delta_discovery_request__unpack(NULL, len, data);
+			envoy__service__discovery__v3__delta_discovery_request__unpack(&alloc, len, data);
 		if (!dreq) {
 			log_warn(SCOPE, "stream %llu from %s: unparsable DeltaDiscoveryRequest (%zu bytes); ending the stream",
 				 (unsigned long long)st->id, st->peer ? st->peer : "?", len);
@@ -1988,10 +2018,9 @@ int xds_ads_stream_recv(struct xds_ads_stream *st, const uint8_t *data, size_t l
 			goto out;
 		}
 		xds_ads_stream_delta_request(st, dreq);
-		envoy__service__discovery__v3__delta_discovery_request__free_unpacked(dreq, NULL);
 	} else {
 		Envoy__Service__Discovery__V3__DiscoveryRequest *req =
-			envoy__service__discovery__v3__discovery_request__unpack(NULL, len, data);
+			envoy__service__discovery__v3__discovery_request__unpack(&alloc, len, data);
 		if (!req) {
 			log_warn(SCOPE, "stream %llu from %s: unparsable DiscoveryRequest (%zu bytes); ending the stream",
 				 (unsigned long long)st->id, st->peer ? st->peer : "?", len);
@@ -2001,9 +2030,9 @@ int xds_ads_stream_recv(struct xds_ads_stream *st, const uint8_t *data, size_t l
 			goto out;
 		}
 		xds_ads_stream_request(st, req);
-		envoy__service__discovery__v3__discovery_request__free_unpacked(req, NULL);
 	}
 out:
+	arena_free(ar);
 	return rc;
 }
 

@@ -11,6 +11,7 @@
  * requests from the `want` callback and hands sets back.
  */
 #include "controlplane/xds/ads.h"
+#include "controlplane/xds/ads_int.h"
 
 #include "controlplane/config/config.h"
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
@@ -414,6 +415,104 @@ START_TEST(sidecar_push_carries_only_changed_endpoints)
 }
 END_TEST
 
+/* The next response's shared head (a reference for the caller), after
+ * checking that it carries the resources wanted. */
+static const struct xds_resource *next_head(struct xds_ads_stream *st, const char *url, size_t n,
+					    const char *const *payloads, Resp **out)
+{
+	struct xds_ads_response r;
+	Resp *resp;
+	uint8_t *msg;
+	size_t len;
+
+	ck_assert_int_eq(xds_ads_stream_next(st, &r), 1);
+	ck_assert_ptr_nonnull(r.head);
+	len = r.head->len + r.len;
+	msg = malloc(len);
+	ck_assert_ptr_nonnull(msg);
+	memcpy(msg, r.head->data, r.head->len);
+	memcpy(msg + r.head->len, r.data, r.len);
+	resp = envoy__service__discovery__v3__discovery_response__unpack(NULL, len, msg);
+	free(msg);
+	free(r.data);
+	ck_assert_ptr_nonnull(resp);
+	assert_payloads(resp, url, n, payloads);
+	*out = resp;
+	return r.head;
+}
+
+/*
+ * Replicas of one key hold one copy of what they subscribed to and were
+ * sent (the key's counted names and selection, not a copy each), names
+ * sent in another order included; an ACK naming the same names in
+ * another order changes nothing; a push keeps them sharing.  Another key
+ * with the same resources gets the very same encoded body.
+ */
+START_TEST(sidecar_replicas_share_names_selection_and_bodies)
+{
+	static const char *const ab[] = { "a", "b" }, *const ba[] = { "b", "a" };
+	static const char *const a1b1[] = { "a1", "b1" }, *const b2[] = { "b2" };
+	struct xds_ads_stream *a1, *a2, *b;
+	const struct xds_ads__type *t1, *t2;
+	const struct xds_resource *h1, *h2, *hb;
+	char *key_a = key_of("a", NULL), *key_b = key_of("b", NULL);
+	Resp *r1, *r2, *rb;
+
+	ck_assert_int_eq(xds_ads_stream_new(ads, 0, NULL, NULL, &a1), 0);
+	ck_assert_int_eq(xds_ads_stream_new(ads, 0, NULL, NULL, &a2), 0);
+	ck_assert_int_eq(xds_ads_stream_new(ads, 0, NULL, NULL, &b), 0);
+	sotw(a1, ID_A1, "a", URL_EDS, NULL, NULL, ab, 2, NULL);
+	sotw(a2, ID_A2, "a", URL_EDS, NULL, NULL, ba, 2, NULL);
+	sotw(b, "sidecar~10.0.0.3~b-1.demo~demo.svc.cluster.local", "b", URL_EDS, NULL, NULL, ab, 2, NULL);
+	ck_assert_uint_eq(nreqs, 2); /* keys a and b */
+	xds_ads_proxy_set(ads, key_a, eds_set("a1", "b1"), reqs[0]->seq);
+	xds_ads_proxy_set(ads, key_b, eds_set("a1", "b1"), reqs[1]->seq);
+	xds_ads_proxy_flush(ads, NULL);
+	h1 = next_head(a1, URL_EDS, 2, a1b1, &r1);
+	h2 = next_head(a2, URL_EDS, 2, a1b1, &r2);
+	hb = next_head(b, URL_EDS, 2, a1b1, &rb);
+	ck_assert_ptr_eq(h1, h2);
+	ck_assert_ptr_eq(h1, hb); /* another key, the same bytes: one body */
+	t1 = &a1->types[XDS_ENDPOINT];
+	t2 = &a2->types[XDS_ENDPOINT];
+	ck_assert_ptr_nonnull(t1->names_obj);
+	ck_assert_ptr_eq(t1->names_obj, t2->names_obj);
+	ck_assert_ptr_nonnull(t1->sent_list);
+	ck_assert_ptr_eq(t1->sent_list, t2->sent_list);
+	ck_assert_uint_eq(t1->sent_nres, 2);
+	/* ACKs, a2's naming the names in its own order: nothing to send */
+	sotw(a1, NULL, NULL, URL_EDS, r1->version_info, r1->nonce, ab, 2, NULL);
+	sotw(a2, NULL, NULL, URL_EDS, r2->version_info, r2->nonce, ba, 2, NULL);
+	sotw(b, NULL, NULL, URL_EDS, rb->version_info, rb->nonce, ab, 2, NULL);
+	ck_assert_ptr_null(next_sotw(a1));
+	ck_assert_ptr_null(next_sotw(a2));
+	ck_assert_ptr_eq(t1->names_obj, t2->names_obj);
+	xds_resource_unref(h1);
+	xds_resource_unref(h2);
+	xds_resource_unref(hb);
+	resp_free(r1);
+	resp_free(r2);
+	resp_free(rb);
+	/* a push: both carry b only, and still share what they hold */
+	xds_ads_proxy_set(ads, key_a, eds_set("a1", "b2"), reqs[0]->seq);
+	xds_ads_proxy_flush(ads, NULL);
+	h1 = next_head(a1, URL_EDS, 1, b2, &r1);
+	h2 = next_head(a2, URL_EDS, 1, b2, &r2);
+	ck_assert_ptr_eq(h1, h2);
+	ck_assert_ptr_eq(t1->sent_list, t2->sent_list);
+	ck_assert_uint_eq(t1->sent_nres, 2);
+	xds_resource_unref(h1);
+	xds_resource_unref(h2);
+	resp_free(r1);
+	resp_free(r2);
+	xds_ads_stream_free(a1);
+	xds_ads_stream_free(a2);
+	xds_ads_stream_free(b);
+	free(key_a);
+	free(key_b);
+}
+END_TEST
+
 static Suite *sidecar_suite(void)
 {
 	Suite *s = suite_create("xds_ads_sidecar");
@@ -425,6 +524,7 @@ static Suite *sidecar_suite(void)
 	tcase_add_test(tc, sidecar_key_has_ip_only_without_labels);
 	tcase_add_test(tc, router_still_refused_naming_what_is_served);
 	tcase_add_test(tc, sidecar_push_carries_only_changed_endpoints);
+	tcase_add_test(tc, sidecar_replicas_share_names_selection_and_bodies);
 	suite_add_tcase(s, tc);
 	return s;
 }
