@@ -2330,6 +2330,27 @@ static void d_idle_cb(struct ev_loop *loop, struct ev_timer *t)
 		d_close(d);
 }
 
+void px_accept_resume(struct ev_loop *loop, struct ev_timer *t)
+{
+	struct px_listener *l = t->data;
+
+	if (ev_io_set(loop, &l->io, EV_READ) < 0)
+		ev_timer_arm(loop, &l->pause, PX_ACCEPT_PAUSE_MS);
+}
+
+static void accept_pause(struct ev_loop *loop, struct px_listener *l, int err)
+{
+	if (!l->exhausted) {
+		l->exhausted = 1;
+		l->e->st.accept_paused++;
+		log_warn("meshproxy", "%s accept: %s; pausing the listener %d ms at a time until it recovers",
+			 l->inbound ? "virtualInbound" : "virtualOutbound", strerror(err), PX_ACCEPT_PAUSE_MS);
+	}
+	if (ev_io_set(loop, &l->io, 0) < 0)
+		return;
+	ev_timer_arm(loop, &l->pause, PX_ACCEPT_PAUSE_MS);
+}
+
 void px_accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 {
 	struct px_listener *l = io->data;
@@ -2343,8 +2364,12 @@ void px_accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 		struct px_dconn *d;
 		int fd = accept4(io->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC), one = 1;
 
-		if (fd < 0)
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+				accept_pause(loop, l, errno);
 			break;
+		}
+		l->exhausted = 0;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		d = calloc(1, sizeof(*d));
 		if (!d) {
