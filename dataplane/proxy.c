@@ -965,6 +965,17 @@ static void u_process(struct px_uconn *u)
 				}
 				return;
 			}
+			if (h.status == 101 && !(s->req_flags & H1_F_UPGRADE)) {
+				/* switching protocols nobody asked for: Envoy's codec
+				 * refuses it as a protocol error; never a tunnel */
+				log_debug("meshproxy", "upstream %s: 101 to a request without an upgrade", u->h->name);
+				u->rkeep = 0;
+				s_release_upstream(s, 0);
+				s_local_reply(s, 503, PX_RF_UPE,
+					      "upstream connect error or disconnect/reset before headers. reset reason: protocol error",
+					      NULL);
+				return;
+			}
 			rc = u_on_head(u, s, &h);
 			if (rc < 0)
 				return;
@@ -1491,6 +1502,10 @@ static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_
 
 		if ((f->flags & H1_HF_HOP) || id == H1_H_HOST || id == H1_H_CONTENT_LENGTH)
 			continue;
+		/* Envoy strips h2c upgrades: this hop speaks HTTP/1.1 to the upstream */
+		if (h1_str_ieq(f->name, "http2-settings") ||
+		    (h1_str_ieq(f->name, "upgrade") && !(s->req_flags & H1_F_UPGRADE)))
+			continue;
 		if (eh->n_req && edit_drops(f->name, eh->req, eh->n_req))
 			continue;
 		if (rt->include_attempt_count_req && h1_str_ieq(f->name, "x-envoy-attempt-count"))
@@ -1515,7 +1530,7 @@ static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_
 		rc = mesh_buf_puts(b, "x-forwarded-proto: http\r\n");
 	if (!rc && eh->n_req)
 		rc = edit_add(b, h->headers, h->n_headers, eh->req, eh->n_req);
-	if (!rc && (h->flags & H1_F_UPGRADE)) {
+	if (!rc && (s->req_flags & H1_F_UPGRADE)) {
 		struct h1_str up = h1_head_get(h, "upgrade");
 		static const struct h1_str upn = { "upgrade", 7 };
 
@@ -1826,6 +1841,18 @@ static const char *req_header(void *ctx, const char *name, size_t name_len, size
 }
 
 /* A route of our own when no route configuration applies (passthrough, inbound without one). */
+/* A route takes a CONNECT only with an explicit upgrade of type "connect"
+ * (Envoy's upgrade_configs; the connection manager enables none). */
+static int route_allows_connect(const struct router_route *rt)
+{
+	uint32_t i;
+
+	for (i = 0; i < rt->n_upgrades; i++)
+		if (rt->upgrades[i].type && !strcmp(rt->upgrades[i].type, "connect"))
+			return rt->upgrades[i].enabled == 1;
+	return 0;
+}
+
 static void s_synth(struct px_stream *s, const char *cluster)
 {
 	memset(&s->synth, 0, sizeof(s->synth));
@@ -1864,6 +1891,10 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 	s->attempt = 1;
 	s->keep = (h->flags & H1_F_KEEP_ALIVE) && !d->drain;
 	s->req_flags = h->flags;
+	/* "Upgrade: h2c" is dropped, not offered upstream (as Envoy does): an
+	 * upstream 101 to it would then be a protocol error (u_process) */
+	if ((h->flags & H1_F_UPGRADE) && h1_str_ieq(h1_head_get(h, "upgrade"), "h2c"))
+		s->req_flags &= ~(unsigned)H1_F_UPGRADE;
 	s->req_minor = h->version_minor;
 	s->req_framing = h->framing;
 	s->req_done = h->framing == H1_BODY_NONE;
@@ -1959,6 +1990,15 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 			s->odst_len = sizeof(*sin);
 			s->have_odst = 1;
 		}
+	}
+	if ((h->flags & H1_F_CONNECT) && !route_allows_connect(s->rt)) {
+		/* no CONNECT upgrade configured (Istio configures none): Envoy's
+		 * local reply for a CONNECT no route takes, so no raw tunnel
+		 * bypasses routing and header policy */
+		e->st.no_route++;
+		s->keep = 0;
+		s_local_reply(s, 404, PX_RF_NR, NULL, NULL);
+		return;
 	}
 	s->hdrs = &s->rt->hdrs;
 	if (s->rt != &s->synth && s_cors(s, h))
