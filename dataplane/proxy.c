@@ -1889,7 +1889,9 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 	s->e = e;
 	s->cfg = px_config_ref(cfg);
 	s->attempt = 1;
-	s->keep = (h->flags & H1_F_KEEP_ALIVE) && !d->drain;
+	/* a CONNECT's client may send tunnel bytes right after its head: whatever
+	 * the answer, they are never read as the next request */
+	s->keep = (h->flags & H1_F_KEEP_ALIVE) && !d->drain && !(h->flags & H1_F_CONNECT);
 	s->req_flags = h->flags;
 	/* "Upgrade: h2c" is dropped, not offered upstream (as Envoy does): an
 	 * upstream 101 to it would then be a protocol error (u_process) */
@@ -1996,7 +1998,6 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		 * local reply for a CONNECT no route takes, so no raw tunnel
 		 * bypasses routing and header policy */
 		e->st.no_route++;
-		s->keep = 0;
 		s_local_reply(s, 404, PX_RF_NR, NULL, NULL);
 		return;
 	}
