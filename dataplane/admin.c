@@ -59,6 +59,8 @@ struct admin_conn {
 struct admin {
 	struct ev_loop *loop;
 	struct ev_io lio;
+	struct ev_timer lpause; /* re-arms lio after accept ran out of fds (accept_pause()) */
+	int exhausted;          /* in an fd-exhaustion episode: logged and counted once */
 	int fd;
 	struct admin_info info;
 	struct admin_stats st;
@@ -130,6 +132,7 @@ static void serve_stats(struct admin_conn *c, int head_only)
 	ev_get_stats(a->loop, &es);
 	mesh_buf_init(&b, 64 * 1024);
 	mesh_buf_printf(&b,
+			"http.admin.downstream_cx_accept_paused: %llu\n"
 			"http.admin.downstream_cx_active: %llu\n"
 			"http.admin.downstream_cx_refused: %llu\n"
 			"http.admin.downstream_cx_total: %llu\n"
@@ -142,7 +145,8 @@ static void serve_stats(struct admin_conn *c, int head_only)
 			"server.event_loop.timers_armed: %u\n"
 			"server.live: %d\n"
 			"server.uptime: %llu\n",
-			(unsigned long long)a->st.cx_active, (unsigned long long)a->st.cx_refused,
+			(unsigned long long)a->st.accept_paused, (unsigned long long)a->st.cx_active,
+			(unsigned long long)a->st.cx_refused,
 			(unsigned long long)a->st.cx_total, (unsigned long long)a->st.rq_2xx,
 			(unsigned long long)a->st.rq_4xx, (unsigned long long)a->st.rq_5xx,
 			(unsigned long long)a->st.rq_total, (unsigned long long)a->st.codec_errors,
@@ -443,6 +447,32 @@ static void conn_timer(struct ev_loop *loop, struct ev_timer *t)
 	conn_free(t->data); /* idle, or the linger is over */
 }
 
+/* How long a listener sleeps after accept ran out of fds or memory (nginx's
+ * and haproxy's answer): level-triggered, the pending connection would
+ * wake the loop again at once and spin it at 100% CPU, starving every port. */
+#define ADMIN_ACCEPT_PAUSE_MS 100
+
+static void accept_resume(struct ev_loop *loop, struct ev_timer *t)
+{
+	struct admin *a = t->data;
+
+	if (ev_io_set(loop, &a->lio, EV_READ) < 0)
+		ev_timer_arm(loop, &a->lpause, ADMIN_ACCEPT_PAUSE_MS); /* try again later */
+}
+
+static void accept_pause(struct ev_loop *loop, struct admin *a, int err)
+{
+	if (!a->exhausted) {
+		a->exhausted = 1;
+		a->st.accept_paused++;
+		log_warn("admin", "accept: %s; pausing the listener %d ms at a time until it recovers", strerror(err),
+			 ADMIN_ACCEPT_PAUSE_MS);
+	}
+	if (ev_io_set(loop, &a->lio, 0) < 0)
+		return; /* cannot change interest: nothing better than spinning */
+	ev_timer_arm(loop, &a->lpause, ADMIN_ACCEPT_PAUSE_MS);
+}
+
 static void accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 {
 	struct admin *a = io->data;
@@ -452,8 +482,12 @@ static void accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 	(void)events;
 	for (;;) {
 		fd = accept4(a->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0)
-			return; /* EAGAIN, or EMFILE and friends: try again on the next readiness */
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+				accept_pause(loop, a, errno);
+			return; /* EAGAIN, or a connection that died queued: next readiness */
+		}
+		a->exhausted = 0;
 		if (a->st.cx_active >= ADMIN_MAX_CONNS || !(c = calloc(1, sizeof(*c)))) {
 			a->st.cx_refused++;
 			close(fd);
@@ -496,6 +530,7 @@ int admin_start(struct ev_loop *loop, const char *addr, const struct admin_info 
 		return rc;
 	}
 	ev_io_init(&a->lio, a->fd, accept_cb, a);
+	ev_timer_init(&a->lpause, accept_resume, a);
 	rc = ev_io_start(loop, &a->lio, EV_READ);
 	if (rc < 0) {
 		close(a->fd);
@@ -512,6 +547,7 @@ void admin_free(struct admin *a)
 		return;
 	while (a->conns.next != &a->conns)
 		conn_free(a->conns.next);
+	ev_timer_cancel(a->loop, &a->lpause);
 	ev_io_stop(a->loop, &a->lio);
 	close(a->fd);
 	free(a);

@@ -47,6 +47,9 @@ struct admin_stats {
 	uint64_t cx_total, cx_active, cx_refused;
 	uint64_t rq_total, rq_2xx, rq_4xx, rq_5xx;
 	uint64_t codec_errors; /* requests refused by the codec (400/431/505) */
+	/* fd/memory exhaustion episodes at accept (EMFILE, ENFILE, ENOBUFS,
+	 * ENOMEM): the listener pauses 100 ms at a time until one succeeds */
+	uint64_t accept_paused;
 };
 
 /*

@@ -121,6 +121,8 @@ struct px_listener {
 	int fd;
 	int inbound;
 	struct ev_io io;
+	struct ev_timer pause;           /* re-arms io after accept ran out of fds (px_accept_cb) */
+	int exhausted;                   /* in an fd-exhaustion episode: logged and counted once */
 	struct sockaddr_storage local;   /* what the socket is bound to */
 	int port;
 };
@@ -128,6 +130,7 @@ struct px_listener {
 struct px_engine_stats {
 	uint64_t cx_total, cx_active, rq_total, rq_active, rq_1xx, rq_2xx, rq_3xx, rq_4xx, rq_5xx;
 	uint64_t codec_errors, no_route, no_cluster, applies, apply_rejects;
+	uint64_t accept_paused;          /* fd/memory exhaustion episodes at accept */
 };
 
 struct engine {
@@ -169,6 +172,12 @@ uint64_t px_rand(struct engine *e);
 void px_engine_check_drained(struct engine *e);
 
 /* proxy.c */
+/* The listener pause timer's callback: after accept failed for lack of fds
+ * or memory the listener's read interest is dropped for PX_ACCEPT_PAUSE_MS
+ * (a level-triggered listener would otherwise spin the loop), as nginx and
+ * haproxy do. */
+#define PX_ACCEPT_PAUSE_MS 100
+void px_accept_resume(struct ev_loop *loop, struct ev_timer *t);
 void px_accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events);
 void px_pool_close_idle(struct px_host *h);
 void px_dconn_drain_all(struct engine *e);

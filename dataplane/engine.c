@@ -756,6 +756,7 @@ static int listener_bind(struct engine *e, struct px_listener *l, const char *ad
 	l->inbound = inbound;
 	l->port = net_local_port(fd);
 	ev_io_init(&l->io, fd, px_accept_cb, l);
+	ev_timer_init(&l->pause, px_accept_resume, l);
 	rc = ev_io_start(e->loop, &l->io, EV_READ);
 	if (rc < 0) {
 		close(fd);
@@ -772,6 +773,7 @@ static void listener_close(struct engine *e, struct px_listener *l)
 {
 	if (l->fd < 0)
 		return;
+	ev_timer_cancel(e->loop, &l->pause);
 	ev_io_stop(e->loop, &l->io);
 	close(l->fd);
 	l->fd = -1;
@@ -1012,12 +1014,14 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 			"envoy_http_downstream_rq_xx{envoy_response_code_class=\"4\",envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
 			"envoy_http_downstream_rq_xx{envoy_response_code_class=\"5\",envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
 			"# TYPE envoy_http_downstream_cx_protocol_error counter\nenvoy_http_downstream_cx_protocol_error{envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
-			"# TYPE envoy_http_no_route counter\nenvoy_http_no_route{envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n",
+			"# TYPE envoy_http_no_route counter\nenvoy_http_no_route{envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"# TYPE meshproxy_listener_accept_paused counter\nmeshproxy_listener_accept_paused %llu\n",
 			(unsigned long long)e->st.cx_total, (unsigned long long)e->st.cx_active,
 			(unsigned long long)e->st.rq_total, (unsigned long long)e->st.rq_active,
 			(unsigned long long)e->st.rq_2xx, (unsigned long long)e->st.rq_3xx,
 			(unsigned long long)e->st.rq_4xx, (unsigned long long)e->st.rq_5xx,
-			(unsigned long long)e->st.codec_errors, (unsigned long long)e->st.no_route);
+			(unsigned long long)e->st.codec_errors, (unsigned long long)e->st.no_route,
+			(unsigned long long)e->st.accept_paused);
 }
 
 int engine_admin_page(struct engine *e, const char *path, size_t plen, struct mesh_buf *out, const char **ctype)

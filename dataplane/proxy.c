@@ -965,6 +965,17 @@ static void u_process(struct px_uconn *u)
 				}
 				return;
 			}
+			if (h.status == 101 && !(s->req_flags & H1_F_UPGRADE)) {
+				/* switching protocols nobody asked for: Envoy's codec
+				 * refuses it as a protocol error; never a tunnel */
+				log_debug("meshproxy", "upstream %s: 101 to a request without an upgrade", u->h->name);
+				u->rkeep = 0;
+				s_release_upstream(s, 0);
+				s_local_reply(s, 503, PX_RF_UPE,
+					      "upstream connect error or disconnect/reset before headers. reset reason: protocol error",
+					      NULL);
+				return;
+			}
 			rc = u_on_head(u, s, &h);
 			if (rc < 0)
 				return;
@@ -1491,6 +1502,10 @@ static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_
 
 		if ((f->flags & H1_HF_HOP) || id == H1_H_HOST || id == H1_H_CONTENT_LENGTH)
 			continue;
+		/* Envoy strips h2c upgrades: this hop speaks HTTP/1.1 to the upstream */
+		if (h1_str_ieq(f->name, "http2-settings") ||
+		    (h1_str_ieq(f->name, "upgrade") && !(s->req_flags & H1_F_UPGRADE)))
+			continue;
 		if (eh->n_req && edit_drops(f->name, eh->req, eh->n_req))
 			continue;
 		if (rt->include_attempt_count_req && h1_str_ieq(f->name, "x-envoy-attempt-count"))
@@ -1515,7 +1530,7 @@ static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_
 		rc = mesh_buf_puts(b, "x-forwarded-proto: http\r\n");
 	if (!rc && eh->n_req)
 		rc = edit_add(b, h->headers, h->n_headers, eh->req, eh->n_req);
-	if (!rc && (h->flags & H1_F_UPGRADE)) {
+	if (!rc && (s->req_flags & H1_F_UPGRADE)) {
 		struct h1_str up = h1_head_get(h, "upgrade");
 		static const struct h1_str upn = { "upgrade", 7 };
 
@@ -1826,6 +1841,18 @@ static const char *req_header(void *ctx, const char *name, size_t name_len, size
 }
 
 /* A route of our own when no route configuration applies (passthrough, inbound without one). */
+/* A route takes a CONNECT only with an explicit upgrade of type "connect"
+ * (Envoy's upgrade_configs; the connection manager enables none). */
+static int route_allows_connect(const struct router_route *rt)
+{
+	uint32_t i;
+
+	for (i = 0; i < rt->n_upgrades; i++)
+		if (rt->upgrades[i].type && !strcmp(rt->upgrades[i].type, "connect"))
+			return rt->upgrades[i].enabled == 1;
+	return 0;
+}
+
 static void s_synth(struct px_stream *s, const char *cluster)
 {
 	memset(&s->synth, 0, sizeof(s->synth));
@@ -1862,8 +1889,14 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 	s->e = e;
 	s->cfg = px_config_ref(cfg);
 	s->attempt = 1;
-	s->keep = (h->flags & H1_F_KEEP_ALIVE) && !d->drain;
+	/* a CONNECT's client may send tunnel bytes right after its head: whatever
+	 * the answer, they are never read as the next request */
+	s->keep = (h->flags & H1_F_KEEP_ALIVE) && !d->drain && !(h->flags & H1_F_CONNECT);
 	s->req_flags = h->flags;
+	/* "Upgrade: h2c" is dropped, not offered upstream (as Envoy does): an
+	 * upstream 101 to it would then be a protocol error (u_process) */
+	if ((h->flags & H1_F_UPGRADE) && h1_str_ieq(h1_head_get(h, "upgrade"), "h2c"))
+		s->req_flags &= ~(unsigned)H1_F_UPGRADE;
 	s->req_minor = h->version_minor;
 	s->req_framing = h->framing;
 	s->req_done = h->framing == H1_BODY_NONE;
@@ -1959,6 +1992,14 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 			s->odst_len = sizeof(*sin);
 			s->have_odst = 1;
 		}
+	}
+	if ((h->flags & H1_F_CONNECT) && !route_allows_connect(s->rt)) {
+		/* no CONNECT upgrade configured (Istio configures none): Envoy's
+		 * local reply for a CONNECT no route takes, so no raw tunnel
+		 * bypasses routing and header policy */
+		e->st.no_route++;
+		s_local_reply(s, 404, PX_RF_NR, NULL, NULL);
+		return;
 	}
 	s->hdrs = &s->rt->hdrs;
 	if (s->rt != &s->synth && s_cors(s, h))
@@ -2330,6 +2371,27 @@ static void d_idle_cb(struct ev_loop *loop, struct ev_timer *t)
 		d_close(d);
 }
 
+void px_accept_resume(struct ev_loop *loop, struct ev_timer *t)
+{
+	struct px_listener *l = t->data;
+
+	if (ev_io_set(loop, &l->io, EV_READ) < 0)
+		ev_timer_arm(loop, &l->pause, PX_ACCEPT_PAUSE_MS);
+}
+
+static void accept_pause(struct ev_loop *loop, struct px_listener *l, int err)
+{
+	if (!l->exhausted) {
+		l->exhausted = 1;
+		l->e->st.accept_paused++;
+		log_warn("meshproxy", "%s accept: %s; pausing the listener %d ms at a time until it recovers",
+			 l->inbound ? "virtualInbound" : "virtualOutbound", strerror(err), PX_ACCEPT_PAUSE_MS);
+	}
+	if (ev_io_set(loop, &l->io, 0) < 0)
+		return;
+	ev_timer_arm(loop, &l->pause, PX_ACCEPT_PAUSE_MS);
+}
+
 void px_accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 {
 	struct px_listener *l = io->data;
@@ -2343,8 +2405,12 @@ void px_accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 		struct px_dconn *d;
 		int fd = accept4(io->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC), one = 1;
 
-		if (fd < 0)
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+				accept_pause(loop, l, errno);
 			break;
+		}
+		l->exhausted = 0;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		d = calloc(1, sizeof(*d));
 		if (!d) {

@@ -8,6 +8,7 @@ Nothing here asserts on timing; every wait is bounded.
 """
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -20,7 +21,7 @@ MESHPROXY = os.path.join(BUILD, "bin", "meshproxy")
 
 
 class Proxy:
-    def __init__(self, *extra):
+    def __init__(self, *extra, preexec_fn=None):
         self.port = free_port()
         # the status (15020) and health (15021) ports on free ports of their own
         self.status_port, self.health_port = free_port(), free_port()
@@ -29,7 +30,7 @@ class Proxy:
             [MESHPROXY, "--admin-addr", "127.0.0.1:%d" % self.port, "--log-level", "debug",
              "--status-addr", "127.0.0.1:%d" % self.status_port, "--health-addr", "127.0.0.1:%d" % self.health_port,
              "--node-id", "sidecar~127.0.0.1~it.default~default.svc.cluster.local"] + list(extra),
-            stdout=self.log, stderr=subprocess.STDOUT)
+            stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
         wait_for(self.connectable, what="meshproxy admin port")
 
     def connectable(self):
@@ -98,6 +99,44 @@ def closed_after(sock):
                 return True
     except (socket.timeout, ConnectionResetError):
         return False
+
+
+def low_nofile():
+    resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
+
+
+class MeshproxyFdExhaustionTest(unittest.TestCase):
+    """Out of fds, a level-triggered listener whose accept fails with EMFILE
+    must stop reading for a while (as nginx and haproxy do) instead of
+    spinning; the episode is logged once and counted, and the ports answer
+    again once fds are free."""
+
+    def test_emfile_pauses_the_listener_and_recovers(self):
+        p = Proxy(preexec_fn=low_nofile)
+        socks = []
+        try:
+            # more idle connections than the process may hold fds for
+            for _ in range(60):
+                socks.append(socket.create_connection(("127.0.0.1", p.port), timeout=10))
+            wait_for(lambda: "pausing the listener" in p.logs(), what="the accept-pause log line")
+            for s in socks:
+                s.close()
+            socks = []
+            # the admin closes the idle connections on EOF and accepts again
+            code, body = wait_for(lambda: (lambda r: r if r[0] == 503 else None)(p.curl(p.url("/ready"))),
+                                  what="/ready answering after the fds came back")
+            self.assertEqual(body.strip(), "NOT READY")
+            code, body = p.curl(p.url("/stats"))
+            self.assertEqual(code, 200)
+            stats = dict(line.split(": ", 1) for line in body.splitlines() if ": " in line)
+            # one episode, however many times the listener was re-armed
+            self.assertEqual(stats.get("http.admin.downstream_cx_accept_paused"), "1", body)
+            self.assertEqual(p.logs().count("pausing the listener"), 1)
+        finally:
+            for s in socks:
+                s.close()
+            rc = p.stop()
+        self.assertEqual(rc, 0)
 
 
 class MeshproxyAdminTest(unittest.TestCase):

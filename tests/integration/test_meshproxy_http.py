@@ -7,6 +7,8 @@ Covered: routing by Host and by absolute-form (http_proxy), keep-alive on
 both sides, chunked streaming both ways, retries on a failing backend,
 route timeout (504 UT), no route (404 NR), connect failure (503 UF),
 request smuggling answered 400 while other connections are unaffected,
+CONNECT refused (404 NR), an unrequested upstream 101 (503 UPE), h2c
+upgrades stripped,
 the access log's Envoy fields, /clusters and /stats/prometheus, a config
 swap (SIGHUP) between requests and a graceful drain on SIGTERM.
 
@@ -486,6 +488,54 @@ class MeshproxyFeaturesTest(unittest.TestCase):
             rest += s.recv(4096)
         self.assertEqual(rest, b"PING-THROUGH-TUNNEL")
         s.close()
+
+    def raw(self, data):
+        s = socket.create_connection(("127.0.0.1", self.px.out_port), timeout=10)
+        s.sendall(data)
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+        s.close()
+        return out
+
+    def test_connect_is_404_nr_not_a_tunnel(self):
+        # no route enables a CONNECT upgrade (meshd never does): Envoy's 404 NR,
+        # and the connection closes instead of carrying raw bytes anywhere
+        before = self.web.requests
+        for target in (b"127.0.0.1:%d" % self.web.port, b"web.demo:9080"):
+            out = self.raw(b"CONNECT " + target + b" HTTP/1.1\r\nHost: " + target + b"\r\n\r\n"
+                           b"GET /smuggled HTTP/1.1\r\nHost: web.demo:9080\r\n\r\n")
+            self.assertTrue(out.startswith(b"HTTP/1.1 404"), out)
+            self.assertNotIn(b"/smuggled", out)
+            self.assertEqual(out.count(b"HTTP/1.1 "), 1, out)
+        wait_for(lambda: '"CONNECT - HTTP/1.1" 404 NR' in self.px.access_log() or
+                 re.search(r'"CONNECT \S+ HTTP/1.1" 404 NR', self.px.access_log()), what="CONNECT NR log line")
+        self.assertEqual(self.web.requests, before)
+
+    def test_unrequested_101_is_upstream_protocol_error(self):
+        # the backend answers /ws with 101 whatever was asked: without an
+        # Upgrade in the request that is a protocol error, never a tunnel
+        out = self.raw(b"GET /ws HTTP/1.1\r\nHost: web.demo:9080\r\nConnection: close\r\n\r\nping")
+        self.assertTrue(out.startswith(b"HTTP/1.1 503"), out)
+        self.assertIn(b"protocol error", out)
+        self.assertNotIn(b"PING", out)
+        wait_for(lambda: '"GET /ws HTTP/1.1" 503 UPE' in self.px.access_log(), what="UPE log line")
+
+    def test_h2c_upgrade_stripped(self):
+        out = self.raw(b"GET /h2c/echo HTTP/1.1\r\nHost: web.demo:9080\r\nConnection: Upgrade, HTTP2-Settings, close\r\n"
+                       b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n")
+        self.assertTrue(out.startswith(b"HTTP/1.1 200"), out)
+        hdrs = self.web.last_headers
+        self.assertNotIn("upgrade", hdrs)
+        self.assertNotIn("http2-settings", hdrs)
+        self.assertNotIn("upgrade", hdrs.get("connection", "").lower())
+        # an h2c offer is not an upgrade: a 101 to it is refused, not tunnelled
+        out = self.raw(b"GET /ws HTTP/1.1\r\nHost: web.demo:9080\r\nConnection: Upgrade, close\r\n"
+                       b"Upgrade: h2c\r\n\r\n")
+        self.assertTrue(out.startswith(b"HTTP/1.1 503"), out)
 
     def test_inbound_to_application_port(self):
         code, body, _ = self.px.curl("-H", "Host: anything:%d" % self.web.port,
