@@ -60,12 +60,22 @@ spec:
 """
 
 
+_PORTS_GIVEN = set()
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A loopback port nothing holds now, and never one this process handed out
+    before: a sidecar binds its outbound and inbound ports only once its first
+    configuration arrives, so a port picked for it must not be picked again for
+    the next listener meanwhile (the kernel may hand the same free port out twice)."""
+    while True:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port not in _PORTS_GIVEN:
+            _PORTS_GIVEN.add(port)
+            return port
 
 
 def end_process(proc, sig=None):
