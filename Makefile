@@ -333,7 +333,7 @@ $(PXBACKEND_BIN) $(PXRATE_BIN): $(BUILD)/tests/bench/proxy/%: tests/bench/proxy/
 
 integration: $(PXSERVE_BIN) $(PXBACKEND_BIN)
 
-bench-proxy: $(PXSERVE_BIN) $(PXBACKEND_BIN) $(PXRATE_BIN)
+bench-proxy: all $(PXSERVE_BIN) $(PXBACKEND_BIN) $(PXRATE_BIN)
 	@sh tests/bench/proxy/run.sh $(BUILD)
 
 # golden HTTP/1.1 codec cases (tests/http/NNNN/): bytes in, outcome out,

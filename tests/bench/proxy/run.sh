@@ -1,20 +1,24 @@
 #!/bin/sh
 # The proxy benchmark (make bench-proxy, part of make bench): in one run on
 # this machine, wrk straight to a tiny C backend (pxbackend: 200 + 1 KiB),
-# through meshproxy's engine (pxserve, holding a 1,000-service sidecar
-# config: a virtual host with 10 domains and an EDS cluster of 3 endpoints
-# per service, as meshd's sidecar output) and through nginx configured as
-# the equivalent reverse proxy (one worker, keep-alive upstream, access log
-# off like pxserve's).  Prints peak throughput (wrk), latency at a fixed
-# 1,000 rps (pxrate: p50/p99 from each request's scheduled time), CPU per
-# 1,000 requests (utime+stime from /proc during the fixed-rate run) and the
-# proxy's RSS, each the median of PXBENCH_REPS runs (meshproxy and nginx
-# alternating), beside DESIGN.md's targets with ok/MISSED.
+# through the real meshproxy binary configured by the real meshd over ADS
+# (a 1,000-service mesh of ServiceEntries, 3 endpoints each, plus the
+# bench service pointing at the backend: meshproxy holds what meshd's
+# sidecar generator emits for it, 1,000+ clusters) and through nginx
+# configured as the equivalent reverse proxy (one worker, keep-alive
+# upstream, access log off like meshproxy's default).  Prints peak
+# throughput (wrk), latency at a fixed 1,000 rps (pxrate: p50/p99 from each
+# request's scheduled time), CPU per 1,000 requests (utime+stime from /proc
+# during the fixed-rate run) and the proxy's RSS, each the median of
+# PXBENCH_REPS runs (meshproxy and nginx alternating), beside DESIGN.md's
+# targets with ok/MISSED.  PXBENCH_ENGINE=pxserve runs the engine from a
+# spec file instead (no meshd, no xDS client), as before meshproxy had one.
 #
-# Placement: the proxy under test on CPU PXBENCH_PROXY_CPU (0), wrk, pxrate
-# and the backend on PXBENCH_LOAD_CPU (1), the same for meshproxy and
-# nginx; the backend's CPU share during the proxied peak runs is printed
-# so that a saturated backend (a meaningless peak) shows.  Asserts nothing.
+# Placement: the proxy under test on CPU PXBENCH_PROXY_CPU (0), wrk, pxrate,
+# the backend and meshd (idle once meshproxy is ready) on PXBENCH_LOAD_CPU
+# (1), the same for meshproxy and nginx; the backend's CPU share during the
+# proxied peak runs is printed so that a saturated backend (a meaningless
+# peak) shows.  Asserts nothing.
 set -eu
 BUILD=${1:-build}
 B="$BUILD/tests/bench/proxy"
@@ -23,6 +27,7 @@ RATE=${PXBENCH_RATE:-1000}
 CLUSTERS=${PXBENCH_CLUSTERS:-1000}
 EPS=${PXBENCH_ENDPOINTS:-3}
 REPS=${PXBENCH_REPS:-3}
+ENGINE=${PXBENCH_ENGINE:-meshproxy}
 PCPU=${PXBENCH_PROXY_CPU:-0}
 LCPU=${PXBENCH_LOAD_CPU:-1}
 if command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then
@@ -48,12 +53,13 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-BPORT=$(port); PXPORT=$(port); NPORT=$(port); APORT=$(port)
+BPORT=$(port); PXPORT=$(port); NPORT=$(port); APORT=$(port); XPORT=$(port); HPORT=$(port); SPORT=$(port)
 
 $ON_LOAD "$B/pxbackend" "$BPORT" > "$dir/backend.log" 2>&1 &
 BEPID=$!
 pids="$pids $BEPID"
 
+if [ "$ENGINE" = pxserve ]; then
 # meshproxy: the bench service first, then CLUSTERS services as meshd's
 # sidecar output has them: a virtual host with the FQDN, short names,
 # host:port and VIP domains, and an EDS cluster with EPS endpoints
@@ -81,6 +87,51 @@ $ON_PROXY "$B/pxserve" --spec "$dir/spec" --outbound-addr "127.0.0.1:$PXPORT" --
 	--admin-addr "127.0.0.1:$APORT" > "$dir/pxserve.log" 2>&1 &
 PXPID=$!
 pids="$pids $PXPID"
+else
+# meshd's config: the bench service (a ServiceEntry whose endpoint is the
+# backend) and CLUSTERS services as ServiceEntries with a VIP, an HTTP port
+# 8080 and EPS static endpoints each
+mkdir -p "$dir/config"
+{
+	cat <<YAML
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: bench, namespace: bench}
+spec:
+  hosts: [bench.demo]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 8080, name: http, protocol: HTTP}]
+  endpoints: [{address: 127.0.0.1, ports: {http: $BPORT}}]
+YAML
+	awk -v n="$CLUSTERS" -v eps="$EPS" 'BEGIN {
+		for (i = 0; i < n; i++) {
+			printf "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\n"
+			printf "metadata: {name: svc%d, namespace: bench}\nspec:\n", i
+			printf "  hosts: [svc%d.bench.svc.cluster.local]\n", i
+			printf "  addresses: [10.96.%d.%d]\n", int(i / 250), i % 250 + 1
+			printf "  location: MESH_INTERNAL\n  resolution: STATIC\n"
+			printf "  ports: [{number: 8080, name: http, protocol: HTTP}]\n  endpoints:\n"
+			for (e = 0; e < eps; e++)
+				printf "  - {address: 10.1.%d.%d}\n", int(i / 250), (i % 250) + e
+		}
+	}'
+} > "$dir/config/mesh.yaml"
+$ON_LOAD "$BUILD/bin/meshd" --config-dir "$dir/config" --xds-addr "127.0.0.1:$XPORT" --http-addr "127.0.0.1:$HPORT" \
+	--secure-addr "127.0.0.1:$SPORT" --ca-dir "$dir/ca" --log-level warn > "$dir/meshd.log" 2>&1 &
+pids="$pids $!"
+$ON_PROXY "$BUILD/bin/meshproxy" --xds-addr "127.0.0.1:$XPORT" --node-id "sidecar~127.0.0.1~client.bench~bench.svc.cluster.local" \
+	--outbound-addr "127.0.0.1:$PXPORT" --inbound-addr "127.0.0.1:$(port)" --admin-addr "127.0.0.1:$APORT" \
+	--status-addr "" --health-addr "" --log-level warn > "$dir/meshproxy.log" 2>&1 &
+PXPID=$!
+pids="$pids $PXPID"
+i=0
+until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$APORT/ready")" = 200 ]; do
+	i=$((i + 1))
+	[ $i -gt 600 ] && { echo "bench-proxy: meshproxy not ready after 60 s"; cat "$dir"/*.log; exit 1; }
+	sleep 0.1
+done
+fi
 
 mkdir -p "$dir/nginx"
 cat > "$dir/nginx.conf" <<NGX
@@ -135,7 +186,8 @@ rate() { # url-host:port host pid -> "p50 p99 cpu_ms_per_1k errors"
 }
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR] = $1} END {print NR ? v[int((NR + 1) / 2)] : 0}'; }
 
-echo "proxy benchmark: wrk -t1 -c50 ${DUR}s; fixed ${RATE} rps for ${DUR}s; median of $REPS runs; meshproxy holds $((CLUSTERS + 1)) clusters ($EPS endpoints each)"
+NCL=$(curl -s "http://127.0.0.1:$APORT/clusters" | awk -F:: '{print $1}' | sort -u | grep -c . || true)
+echo "proxy benchmark: wrk -t1 -c50 ${DUR}s; fixed ${RATE} rps for ${DUR}s; median of $REPS runs; $ENGINE holds $NCL clusters (the mesh: $((CLUSTERS + 1)) services, $EPS endpoints each)"
 [ -n "$ON_PROXY" ] && echo "  placement: proxies on CPU $PCPU; wrk, pxrate and the backend on CPU $LCPU"
 P_RSS0=$(rss_kb "$PXPID")
 N_RSS0=$(rss_kb "$NGPID")
@@ -165,7 +217,7 @@ awk -v d="$(echo $D_THR | median)" -v p="$(echo $P_THR | median)" -v n="$(echo $
 	-v dp50="$(echo $D_P50 | median)" -v dp99="$(echo $D_P99 | median)" -v pp50="$(echo $P_P50 | median)" \
 	-v pp99="$(echo $P_P99 | median)" -v np50="$(echo $N_P50 | median)" -v np99="$(echo $N_P99 | median)" \
 	-v pcpu="$(echo $P_CPU | median)" -v ncpu="$(echo $N_CPU | median)" -v prss="$P_RSS" -v nrss="$N_RSS" -v prss0="$P_RSS0" -v nrss0="$N_RSS0" \
-	-v perr="$P_ERR" -v nerr="$N_ERR" -v cl="$((CLUSTERS + 1))" -v bemax="$BE_MAX" 'function v(ok) { return ok ? "ok" : "MISSED" }
+	-v perr="$P_ERR" -v nerr="$N_ERR" -v cl="$NCL" -v bemax="$BE_MAX" 'function v(ok) { return ok ? "ok" : "MISSED" }
 BEGIN {
 	printf "%-34s %12s %12s %12s   %s\n", "", "direct", "meshproxy", "nginx", "target (DESIGN.md)";
 	printf "%-34s %12d %12d %12d   meshproxy >= 1.0x nginx: %.2fx %s\n", "peak throughput (req/s)", d, p, n, p / n, v(p >= n);
