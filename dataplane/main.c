@@ -29,7 +29,6 @@
 
 #include <errno.h>
 #include <getopt.h>
-#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -255,7 +254,6 @@ static int apply_cb(void *ctx, struct px_snapshot *cand, char *err, size_t cap)
 	const struct px_resource_set *rs = &cand->sets[XDS_ROUTE];
 	char why[256];
 	size_t i;
-	int rc;
 
 	for (i = 0; i < rs->n; i++) {
 		const ProtobufCMessage *m = px_resource_msg(rs->v[i]);
@@ -269,12 +267,10 @@ static int apply_cb(void *ctx, struct px_snapshot *cand, char *err, size_t cap)
 			return -EINVAL;
 		}
 	}
-	rc = engine_apply(ctx, cand, err, cap);
-	/* a configuration change frees a lot (the response, the previous
-	 * compiled config): glibc returns only the top of the heap by itself,
-	 * malloc_trim also the free pages inside it (RSS, DESIGN.md's 10 MB) */
-	malloc_trim(0);
-	return rc;
+	/* the pages this frees (the previous compiled configuration) are
+	 * returned once the message is handled (grpc_client.c,
+	 * grpc_msg_release) */
+	return engine_apply(ctx, cand, err, cap);
 }
 
 static int dump_cb(void *ctx, struct mesh_buf *out)
