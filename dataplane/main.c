@@ -42,8 +42,12 @@
 
 struct opts {
 	const char *xds_addr, *node_id, *labels, *service_account, *admin_addr, *log_level, *log_format;
-	const char *access_log, *outbound_addr, *inbound_addr, *status_addr, *health_addr;
+	const char *access_log, *outbound_addr, *inbound_addr, *status_addr, *health_addr, *xds_protocol;
+	enum xds_protocol protocol;
 };
+
+/* Delta, as Istio runs Envoy since 1.22 (ISTIO_DELTA_XDS defaults to true) */
+#define DEFAULT_XDS_PROTOCOL "delta"
 
 static void usage(FILE *f)
 {
@@ -52,6 +56,8 @@ static void usage(FILE *f)
 		"       meshproxy iptables [flags]   (capture as istio-init does; not implemented yet)\n"
 		"\n"
 		"  --xds-addr HOST:PORT        meshd's ADS (default 127.0.0.1:15010)\n"
+		"  --xds-protocol sotw|delta   xDS variant: state of the world or Delta (incremental) (default "
+		DEFAULT_XDS_PROTOCOL ")\n"
 		"  --node-id ID                TYPE~IP~POD.NS~NS.svc.cluster.local (TYPE sidecar or router)\n"
 		"  --labels k=v,...            workload labels (node metadata LABELS)\n"
 		"  --service-account SA        node metadata SERVICE_ACCOUNT\n"
@@ -79,6 +85,7 @@ static void opts_json(const struct opts *o, struct mesh_buf *b)
 		{ "inbound_addr", o->inbound_addr }, { "status_addr", o->status_addr },
 		{ "health_addr", o->health_addr }, { "access_log", o->access_log },
 		{ "log_level", o->log_level },     { "log_format", o->log_format },
+		{ "xds_protocol", o->xds_protocol },
 	};
 	size_t i;
 
@@ -111,9 +118,10 @@ static int check_addr(const char *flag, const char *v, int may_be_empty)
 static int parse_args(int argc, char **argv, struct opts *o)
 {
 	enum { O_XDS = 256, O_NODE, O_LABELS, O_SA, O_ADMIN, O_OUT, O_IN, O_STATUS, O_HEALTH, O_ALOG, O_LEVEL,
-	       O_FORMAT, O_VERSION, O_HELP };
+	       O_FORMAT, O_VERSION, O_HELP, O_PROTO };
 	static const struct option lo[] = {
 		{ "xds-addr", required_argument, 0, O_XDS },
+		{ "xds-protocol", required_argument, 0, O_PROTO },
 		{ "node-id", required_argument, 0, O_NODE },
 		{ "labels", required_argument, 0, O_LABELS },
 		{ "service-account", required_argument, 0, O_SA },
@@ -132,6 +140,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	int c;
 
 	o->xds_addr = "127.0.0.1:15010";
+	o->xds_protocol = DEFAULT_XDS_PROTOCOL;
 	o->node_id = "sidecar~127.0.0.1~meshproxy.default~default.svc.cluster.local";
 	o->labels = "";
 	o->service_account = "default";
@@ -146,6 +155,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
 		case O_XDS: o->xds_addr = optarg; break;
+		case O_PROTO: o->xds_protocol = optarg; break;
 		case O_NODE: o->node_id = optarg; break;
 		case O_LABELS: o->labels = optarg; break;
 		case O_SA: o->service_account = optarg; break;
@@ -182,6 +192,14 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	    check_addr("inbound-addr", o->inbound_addr, 0) < 0 ||
 	    check_addr("status-addr", o->status_addr, 1) < 0 || check_addr("health-addr", o->health_addr, 1) < 0)
 		return -EINVAL;
+	if (!strcmp(o->xds_protocol, xds_protocol_name(XDS_PROTOCOL_DELTA))) {
+		o->protocol = XDS_PROTOCOL_DELTA;
+	} else if (!strcmp(o->xds_protocol, xds_protocol_name(XDS_PROTOCOL_SOTW))) {
+		o->protocol = XDS_PROTOCOL_SOTW;
+	} else {
+		fprintf(stderr, "meshproxy: --xds-protocol: sotw or delta, not %s\n", o->xds_protocol);
+		return -EINVAL;
+	}
 	if (mesh_log_setup(o->log_level, o->log_format) < 0) {
 		fprintf(stderr, "meshproxy: bad --log-level or --log-format\n");
 		return -EINVAL;
@@ -397,6 +415,7 @@ int main(int argc, char **argv)
 	xcfg.node_id = o.node_id;
 	xcfg.labels = o.labels;
 	xcfg.service_account = o.service_account;
+	xcfg.protocol = o.protocol;
 	xcfg.version = MESH_VERSION;
 	xcfg.apply = apply_cb;
 	xcfg.apply_ctx = engine;
@@ -438,7 +457,7 @@ int main(int argc, char **argv)
 		log_error("meshproxy", "xDS client %s: %s", o.xds_addr, mesh_strerror(rc));
 		goto out;
 	}
-	log_info("meshproxy", "ADS to meshd at %s", o.xds_addr);
+	log_info("meshproxy", "ADS (%s) to meshd at %s", o.xds_protocol, o.xds_addr);
 	rc = ev_run(loop);
 	if (rc < 0)
 		log_error("meshproxy", "event loop: %s", strerror(-rc));

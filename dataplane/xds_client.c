@@ -12,6 +12,14 @@
  * RDS or EDS resource is what releases the listeners and clusters waiting
  * for it.
  *
+ * Both variants share that: a SotW response replaces (LDS/CDS) or updates
+ * (RDS/EDS) a type of recv, a Delta response updates it by name and
+ * removes names; either way the candidate is a copy, validated whole
+ * before it replaces anything.  Under Delta, recv is also what the client
+ * "holds" (initial_resource_versions on a new stream), and the RDS/EDS
+ * names (ts->names) are what the stream was told, kept in step by
+ * subscribe/unsubscribe differences as they change.
+ *
  * The transport is grpc_client.h; the stream logic below only sees "send
  * this request" and "this response arrived", which is how the unit tests
  * drive it.
@@ -453,7 +461,7 @@ static int snap_same(const struct px_snapshot *a, const struct px_snapshot *b)
 /* ------------------------------------------------------------------ */
 /* requests */
 
-static int send_request(struct xds_client *c, enum xds_type t, const char *error)
+static int send_sotw(struct xds_client *c, enum xds_type t, const char *error)
 {
 	Envoy__Service__Discovery__V3__DiscoveryRequest req = ENVOY__SERVICE__DISCOVERY__V3__DISCOVERY_REQUEST__INIT;
 	Google__Rpc__Status st = GOOGLE__RPC__STATUS__INIT;
@@ -495,6 +503,145 @@ static int send_request(struct xds_client *c, enum xds_type t, const char *error
 	return rc;
 }
 
+/* Packs and sends msg (a request of either variant). */
+static int send_packed(struct xds_client *c, const ProtobufCMessage *msg)
+{
+	uint8_t stackbuf[4096], *buf = stackbuf;
+	size_t len = protobuf_c_message_get_packed_size(msg);
+	int rc;
+
+	if (len > sizeof(stackbuf)) {
+		buf = malloc(len);
+		if (!buf)
+			return -ENOMEM;
+	}
+	protobuf_c_message_pack(msg, buf);
+	rc = c->send(c->send_ctx, buf, len);
+	if (buf != stackbuf)
+		free(buf);
+	return rc;
+}
+
+/*
+ * A DeltaDiscoveryRequest for type t: nonce (NULL: none) ACKs that
+ * response, or NACKs it with error; sub / unsub change the subscription
+ * (NULL: no change); initial (the first request of the type on a stream)
+ * adds initial_resource_versions, every resource of t held in recv with
+ * the version it came with (Envoy's getNextRequestAckless: all held
+ * resources, wildcard ones included).
+ */
+static int send_delta(struct xds_client *c, enum xds_type t, const char *nonce, const char *error,
+		      const struct name_set *sub, const struct name_set *unsub, int initial)
+{
+	Envoy__Service__Discovery__V3__DeltaDiscoveryRequest req =
+		ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
+	Envoy__Service__Discovery__V3__DeltaDiscoveryRequest__InitialResourceVersionsEntry *ent = NULL, **entp = NULL;
+	Google__Rpc__Status st = GOOGLE__RPC__STATUS__INIT;
+	const struct px_resource_set *held = &c->recv->sets[t];
+	size_t i;
+	int rc;
+
+	if (!c->stream_open || !c->send)
+		return -ENOTCONN;
+	req.type_url = (char *)xds_type_url(t);
+	if (nonce)
+		req.response_nonce = (char *)nonce;
+	if (sub) {
+		req.n_resource_names_subscribe = sub->n;
+		req.resource_names_subscribe = sub->v;
+	}
+	if (unsub) {
+		req.n_resource_names_unsubscribe = unsub->n;
+		req.resource_names_unsubscribe = unsub->v;
+	}
+	if (initial && held->n) {
+		ent = calloc(held->n, sizeof(*ent));
+		entp = calloc(held->n, sizeof(*entp));
+		if (!ent || !entp) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		for (i = 0; i < held->n; i++) {
+			envoy__service__discovery__v3__delta_discovery_request__initial_resource_versions_entry__init(
+				&ent[i]);
+			ent[i].key = held->v[i]->name;
+			ent[i].value = held->v[i]->version;
+			entp[i] = &ent[i];
+		}
+		req.n_initial_resource_versions = held->n;
+		req.initial_resource_versions = entp;
+	}
+	if (!c->node_sent)
+		req.node = &c->node;
+	if (error) {
+		st.code = GRPC_STATUS_INVALID_ARGUMENT;
+		st.message = (char *)error;
+		req.error_detail = &st;
+	}
+	rc = send_packed(c, &req.base);
+	if (rc == 0) {
+		c->node_sent = 1;
+		c->ts[t].subscribed = 1;
+	}
+out:
+	free(ent);
+	free(entp);
+	return rc;
+}
+
+/* The ACK (error NULL) or NACK of the response last received for t. */
+static int send_request(struct xds_client *c, enum xds_type t, const char *error)
+{
+	if (c->cfg.protocol == XDS_PROTOCOL_DELTA)
+		return send_delta(c, t, c->ts[t].nonce, error, NULL, NULL, 0);
+	return send_sotw(c, t, error);
+}
+
+/* The first request for t on a stream: SotW's list (with the version
+ * held), or Delta's subscription with initial_resource_versions (LDS/CDS:
+ * the legacy wildcard, no names). */
+static int send_subscribe(struct xds_client *c, enum xds_type t)
+{
+	if (c->cfg.protocol == XDS_PROTOCOL_DELTA)
+		return send_delta(c, t, NULL, NULL, t == XDS_ROUTE || t == XDS_ENDPOINT ? &c->ts[t].names : NULL,
+				  NULL, 1);
+	return send_sotw(c, t, NULL);
+}
+
+/* The names of a not in b (both sorted), borrowed from a: *out's array
+ * only is owned (free it, not the names). */
+static int name_set_minus(const struct name_set *a, const struct name_set *b, struct name_set *out)
+{
+	size_t i;
+
+	out->n = 0;
+	out->v = a->n ? malloc(a->n * sizeof(*out->v)) : NULL;
+	if (a->n && !out->v)
+		return -ENOMEM;
+	for (i = 0; i < a->n; i++)
+		if (!name_set_has(b, a->v[i]))
+			out->v[out->n++] = a->v[i];
+	return 0;
+}
+
+/* Delta: tells the stream that the names of t go from old to now
+ * (subscribed on the stream already), or subscribes t the first time. */
+static void delta_resubscribe(struct xds_client *c, enum xds_type t, const struct name_set *old)
+{
+	struct name_set add = { 0 }, drop = { 0 };
+
+	if (!c->ts[t].subscribed) {
+		if (c->ts[t].names.n) /* an RDS/EDS request naming nothing would ask for nothing */
+			(void)send_subscribe(c, t);
+		return;
+	}
+	if (name_set_minus(&c->ts[t].names, old, &add) == 0 && name_set_minus(old, &c->ts[t].names, &drop) == 0 &&
+	    (add.n || drop.n))
+		(void)send_delta(c, t, NULL, NULL, &add, &drop, 0);
+	free(add.v);
+	free(drop.v);
+}
+
 /* Recomputes the RDS and EDS names from recv; a changed set is requested. */
 static void update_subscriptions(struct xds_client *c)
 {
@@ -503,7 +650,7 @@ static void update_subscriptions(struct xds_client *c)
 
 	for (i = 0; i < sizeof(deps) / sizeof(deps[0]); i++) {
 		enum xds_type t = deps[i];
-		struct name_set ns;
+		struct name_set ns, old;
 
 		if (wanted_names(c->recv, t, &ns) < 0)
 			continue; /* the listeners decoded at accept time: cannot happen but on ENOMEM */
@@ -511,11 +658,14 @@ static void update_subscriptions(struct xds_client *c)
 			name_set_clear(&ns);
 			continue;
 		}
-		name_set_clear(&c->ts[t].names);
+		old = c->ts[t].names;
 		c->ts[t].names = ns;
 		log_debug(SCOPE, "subscribing %s to %zu names", xds_type_short(t), ns.n);
-		if (c->stream_open)
-			(void)send_request(c, t, NULL);
+		if (c->stream_open && c->cfg.protocol == XDS_PROTOCOL_DELTA)
+			delta_resubscribe(c, t, &old);
+		else if (c->stream_open)
+			(void)send_sotw(c, t, NULL);
+		name_set_clear(&old);
 	}
 }
 
@@ -609,63 +759,161 @@ static void warm_timeout(struct ev_loop *loop, struct ev_timer *t)
 	set_ready(c);
 }
 
-/* Decodes resp's resources into set (references owned by set); a resource
- * identical to the one have holds under its name is that one. */
-static int decode_resources(const Envoy__Service__Discovery__V3__DiscoveryResponse *resp, enum xds_type t,
-			    const struct px_snapshot *have, struct rvec *set, char *err, size_t cap)
+/* Decodes one resource of type t from a (its Any) into *out (one
+ * reference); want, when not NULL or empty, is the name it must carry (a
+ * Delta Resource's name).  A resource identical to the one have holds
+ * under its name is that one (its version kept). */
+static int decode_one(enum xds_type t, const Google__Protobuf__Any *a, size_t idx, const char *want,
+		      const char *version, const struct px_snapshot *have, struct px_resource **out, char *err,
+		      size_t cap)
 {
 	const char *url = xds_type_url(t);
-	size_t i;
-	int rc = 0;
+	const struct px_resource *old;
+	struct px_resource *r;
+	const char *name;
+	int rc;
 
-	for (i = 0; i < resp->n_resources; i++) {
-		const Google__Protobuf__Any *a = resp->resources[i];
-		struct px_resource *r;
-		const struct px_resource *old;
-		const char *name;
-
-		if (!a || !a->type_url || strcmp(a->type_url, url) != 0) {
-			snprintf(err, cap, "resource %zu has type %.200s in a %s response", i,
-				 a && a->type_url ? a->type_url : "(none)", xds_type_short(t));
-			return -EINVAL;
-		}
-		rc = px_resource_decode(t, "", a->value.data, a->value.len, &r);
-		if (rc < 0) {
-			snprintf(err, cap, "resource %zu of type %s does not decode: %s", i, xds_type_short(t),
-				 mesh_strerror(rc));
-			return rc;
-		}
-		name = msg_name(t, px_resource_msg(r));
-		if (!name || !*name) {
-			snprintf(err, cap, "resource %zu of type %s has no name", i, xds_type_short(t));
-			px_resource_unref(r);
-			return -EINVAL;
-		}
-		old = px_snapshot_find(have, t, name);
-		if (old && old->hash == r->hash) {
-			/* unchanged (same bytes): keep the object the engine already
-			 * compiled, and the version it came with, as Envoy does */
-			px_resource_unref(r);
-			r = px_resource_ref((struct px_resource *)old);
-		} else {
-			/* not shared yet: the name is still ours to set */
-			free(r->name);
-			r->name = strdup(name);
-			copy_str(r->version, sizeof(r->version), resp->version_info);
-		}
-		if (!r->name || rvec_push(set, r) < 0) {
+	*out = NULL;
+	if (!a || !a->type_url || strcmp(a->type_url, url) != 0) {
+		snprintf(err, cap, "resource %zu has type %.200s in a %s response", idx,
+			 a && a->type_url ? a->type_url : "(none)", xds_type_short(t));
+		return -EINVAL;
+	}
+	rc = px_resource_decode(t, "", a->value.data, a->value.len, &r);
+	if (rc < 0) {
+		snprintf(err, cap, "resource %zu of type %s does not decode: %s", idx, xds_type_short(t),
+			 mesh_strerror(rc));
+		return rc;
+	}
+	name = msg_name(t, px_resource_msg(r));
+	if (!name || !*name) {
+		snprintf(err, cap, "resource %zu of type %s has no name", idx, xds_type_short(t));
+		px_resource_unref(r);
+		return -EINVAL;
+	}
+	if (want && *want && strcmp(want, name) != 0) {
+		/* the name inside is what warming and RDS/EDS look resources up by */
+		snprintf(err, cap, "%s resource %.200s carries the name %.200s", xds_type_short(t), want, name);
+		px_resource_unref(r);
+		return -EINVAL;
+	}
+	old = px_snapshot_find(have, t, name);
+	if (old && old->hash == r->hash) {
+		/* unchanged (same bytes): keep the object the engine already
+		 * compiled, and the version it came with, as Envoy does */
+		px_resource_unref(r);
+		r = px_resource_ref((struct px_resource *)old);
+	} else {
+		/* not shared yet: the name is still ours to set */
+		free(r->name);
+		r->name = strdup(name);
+		copy_str(r->version, sizeof(r->version), version);
+		if (!r->name) {
 			px_resource_unref(r);
 			return -ENOMEM;
 		}
 	}
+	*out = r;
 	return 0;
+}
+
+/* Decodes resp's resources into set (references owned by set). */
+static int decode_resources(const Envoy__Service__Discovery__V3__DiscoveryResponse *resp, enum xds_type t,
+			    const struct px_snapshot *have, struct rvec *set, char *err, size_t cap)
+{
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; i < resp->n_resources && rc == 0; i++) {
+		struct px_resource *r;
+
+		rc = decode_one(t, resp->resources[i], i, NULL, resp->version_info, have, &r, err, cap);
+		if (rc == 0 && rvec_push(set, r) < 0) {
+			px_resource_unref(r);
+			rc = -ENOMEM;
+		}
+	}
+	return rc;
+}
+
+static void rvec_release(struct rvec *set)
+{
+	size_t i;
+
+	for (i = 0; i < set->n; i++)
+		px_resource_unref((struct px_resource *)set->v[i]);
+	free(set->v);
+	set->v = NULL;
+	set->n = set->cap = 0;
+}
+
+/*
+ * The end of a response of type t, either variant: rc < 0 (with err) is a
+ * NACK of what could not be decoded; else recv (one reference, taken) is
+ * the new received state, pruned of the RDS/EDS resources nothing needs,
+ * composed, applied and ACKed (or NACKed with the engine's reason).
+ */
+static void conclude(struct xds_client *c, enum xds_type t, int rc, struct px_snapshot *recv, const char *version,
+		     char *err, size_t cap)
+{
+	struct type_state *ts = &c->ts[t];
+	struct name_set rds = { 0 }, eds = { 0 };
+
+	if (rc < 0)
+		goto out;
+	/* what the new listeners/clusters need; what nothing needs any more goes */
+	rc = wanted_names(recv, XDS_ROUTE, &rds);
+	if (rc == 0)
+		rc = wanted_names(recv, XDS_ENDPOINT, &eds);
+	if (rc < 0) {
+		snprintf(err, cap, "a listener's HTTP connection manager does not decode");
+		goto out;
+	}
+	rc = prune_recv(&recv, &rds, &eds);
+	if (rc < 0)
+		goto out;
+	rc = try_apply(c, recv, err, cap);
+	if (rc == 0)
+		recv = NULL; /* taken */
+out:
+	if (rc < 0) {
+		c->st.type[t].update_rejected++;
+		if (!err[0])
+			snprintf(err, cap, "%s", mesh_strerror(rc));
+		log_warn(SCOPE, "NACK %s version %.64s (nonce %.64s): %s", xds_type_short(t), version, ts->nonce, err);
+		(void)send_request(c, t, err);
+	} else {
+		c->st.type[t].update_success++;
+		copy_str(ts->version, sizeof(ts->version), version);
+		now_rfc3339(ts->last_updated, sizeof(ts->last_updated));
+		log_info(SCOPE, "ACK %s version %.64s (nonce %.64s): %zu resources held%s", xds_type_short(t), version,
+			 ts->nonce, c->recv->sets[t].n, c->warming ? " (some warming)" : "");
+		(void)send_request(c, t, NULL);
+		update_subscriptions(c);
+		set_ready(c);
+	}
+	px_snapshot_unref(recv);
+	name_set_clear(&rds);
+	name_set_clear(&eds);
+}
+
+/* The response's type, when subscribed on this stream; else -1 (counted). */
+static int response_type(struct xds_client *c, const char *url)
+{
+	int t = xds_type_from_url(url);
+
+	if (t < 0 || !c->ts[t].subscribed) {
+		c->st.responses_ignored++;
+		log_warn(SCOPE, "ignoring a response for %.200s: not subscribed", url ? url : "");
+		return -1;
+	}
+	return t;
 }
 
 static void handle_response(struct xds_client *c, const Envoy__Service__Discovery__V3__DiscoveryResponse *resp)
 {
 	struct rvec set = { 0 };
 	struct px_snapshot *recv = NULL;
-	struct name_set rds = { 0 }, eds = { 0 };
 	struct type_state *ts;
 	char err[XDS_MAX_ERROR];
 	const char *version = resp->version_info ? resp->version_info : "";
@@ -673,15 +921,13 @@ static void handle_response(struct xds_client *c, const Envoy__Service__Discover
 	int t, rc;
 
 	err[0] = '\0';
-	t = xds_type_from_url(resp->type_url);
-	if (t < 0 || !c->ts[t].subscribed) {
-		c->st.responses_ignored++;
-		log_warn(SCOPE, "ignoring a response for %.200s: not subscribed", resp->type_url ? resp->type_url : "");
+	t = response_type(c, resp->type_url);
+	if (t < 0)
 		return;
-	}
 	ts = &c->ts[t];
 	copy_str(ts->nonce, sizeof(ts->nonce), resp->nonce);
 	c->st.type[t].update_attempt++;
+	c->st.type[t].resources_received += resp->n_resources;
 	rc = decode_resources(resp, t, c->recv, &set, err, sizeof(err));
 	if (rc < 0)
 		goto out;
@@ -700,48 +946,102 @@ static void handle_response(struct xds_client *c, const Envoy__Service__Discover
 			rc = px_snapshot_update(c->recv, t, keep.v, keep.n, NULL, 0, &recv);
 		free(keep.v);
 	}
-	if (rc < 0) {
+	if (rc < 0)
 		/* the snapshot sorts the set and refuses a name twice */
 		snprintf(err, sizeof(err), "%s", rc == -EINVAL ? "duplicate resource names in the response" : mesh_strerror(rc));
-		goto out;
-	}
-	/* what the new listeners/clusters need; what nothing needs any more goes */
-	rc = wanted_names(recv, XDS_ROUTE, &rds);
-	if (rc == 0)
-		rc = wanted_names(recv, XDS_ENDPOINT, &eds);
-	if (rc < 0) {
-		snprintf(err, sizeof(err), "a listener's HTTP connection manager does not decode");
-		goto out;
-	}
-	rc = prune_recv(&recv, &rds, &eds);
-	if (rc < 0)
-		goto out;
-	rc = try_apply(c, recv, err, sizeof(err));
-	if (rc == 0)
-		recv = NULL; /* taken */
 out:
-	if (rc < 0) {
-		c->st.type[t].update_rejected++;
-		if (!err[0])
-			snprintf(err, sizeof(err), "%s", mesh_strerror(rc));
-		log_warn(SCOPE, "NACK %s version %.64s (nonce %.64s): %s", xds_type_short(t), version, ts->nonce, err);
-		(void)send_request(c, t, err);
-	} else {
-		c->st.type[t].update_success++;
-		copy_str(ts->version, sizeof(ts->version), version);
-		now_rfc3339(ts->last_updated, sizeof(ts->last_updated));
-		log_info(SCOPE, "ACK %s version %.64s (nonce %.64s): %zu resources%s", xds_type_short(t), version,
-			 ts->nonce, set.n, c->warming ? " (some warming)" : "");
-		(void)send_request(c, t, NULL);
-		update_subscriptions(c);
-		set_ready(c);
+	rvec_release(&set);
+	conclude(c, t, rc, recv, version, err, sizeof(err));
+}
+
+static int strp_eq_any(char *const *v, size_t n, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(v[i], name) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * A DeltaDiscoveryResponse: its resources added to / replacing by name
+ * the held ones, its removed_resources dropped (Envoy's
+ * DeltaSubscriptionState::handleGoodResponse: a name twice among added and
+ * removed rejects the response; a resource with no body is a heartbeat or
+ * an alias, skipped, when it names a resource held at that version).  For
+ * RDS/EDS, names not subscribed are dropped.
+ */
+static void handle_delta_response(struct xds_client *c,
+				  const Envoy__Service__Discovery__V3__DeltaDiscoveryResponse *resp)
+{
+	struct rvec set = { 0 };
+	struct px_snapshot *recv = NULL;
+	struct type_state *ts;
+	const char **removed = NULL;
+	char err[XDS_MAX_ERROR];
+	const char *version = resp->system_version_info ? resp->system_version_info : "";
+	size_t i, nremoved = 0;
+	int t, rc = 0, explicit;
+
+	err[0] = '\0';
+	t = response_type(c, resp->type_url);
+	if (t < 0)
+		return;
+	ts = &c->ts[t];
+	explicit = t == XDS_ROUTE || t == XDS_ENDPOINT || t == XDS_SECRET;
+	copy_str(ts->nonce, sizeof(ts->nonce), resp->nonce);
+	c->st.type[t].update_attempt++;
+	c->st.type[t].resources_received += resp->n_resources;
+	c->st.type[t].resources_removed += resp->n_removed_resources;
+	for (i = 0; i < resp->n_resources && rc == 0; i++) {
+		const Envoy__Service__Discovery__V3__Resource *dr = resp->resources[i];
+		const struct px_resource *held;
+		struct px_resource *r;
+
+		if (!dr || !dr->name || !*dr->name) {
+			snprintf(err, sizeof(err), "resource %zu of type %s has no name", i, xds_type_short(t));
+			rc = -EINVAL;
+			break;
+		}
+		if (strp_eq_any(resp->removed_resources, resp->n_removed_resources, dr->name)) {
+			snprintf(err, sizeof(err), "%.200s is both added and removed", dr->name);
+			rc = -EINVAL;
+			break;
+		}
+		if (!dr->resource) {
+			held = px_snapshot_find(c->recv, t, dr->name);
+			if (dr->n_aliases || (held && dr->version && strcmp(held->version, dr->version) == 0))
+				continue;
+			snprintf(err, sizeof(err), "%s resource %.200s has no body", xds_type_short(t), dr->name);
+			rc = -EINVAL;
+			break;
+		}
+		if (explicit && !name_set_has(&ts->names, dr->name))
+			continue; /* not asked for (any more) */
+		rc = decode_one(t, dr->resource, i, dr->name, dr->version, c->recv, &r, err, sizeof(err));
+		if (rc == 0 && rvec_push(&set, r) < 0) {
+			px_resource_unref(r);
+			rc = -ENOMEM;
+		}
 	}
-	for (i = 0; i < set.n; i++)
-		px_resource_unref((struct px_resource *)set.v[i]);
-	free(set.v);
-	px_snapshot_unref(recv);
-	name_set_clear(&rds);
-	name_set_clear(&eds);
+	if (rc == 0 && resp->n_removed_resources) {
+		removed = malloc(resp->n_removed_resources * sizeof(*removed));
+		if (!removed)
+			rc = -ENOMEM;
+		for (i = 0; rc == 0 && i < resp->n_removed_resources; i++)
+			if (resp->removed_resources[i] && *resp->removed_resources[i])
+				removed[nremoved++] = resp->removed_resources[i];
+	}
+	if (rc == 0) {
+		rc = px_snapshot_update(c->recv, t, set.v, set.n, removed, nremoved, &recv);
+		if (rc < 0)
+			snprintf(err, sizeof(err), "%s",
+				 rc == -EINVAL ? "duplicate resource names in the response" : mesh_strerror(rc));
+	}
+	free(removed);
+	rvec_release(&set);
+	conclude(c, t, rc, recv, version, err, sizeof(err));
 }
 
 /* ------------------------------------------------------------------ */
@@ -769,37 +1069,42 @@ int xds_client_stream_begin(struct xds_client *c, xds_send_fn send, void *send_c
 
 		if ((t == XDS_ROUTE || t == XDS_ENDPOINT) && !c->ts[t].names.n)
 			continue;
-		rc = send_request(c, t, NULL);
+		rc = send_subscribe(c, t);
 	}
 	return rc;
 }
 
 void xds_client_stream_recv(struct xds_client *c, const uint8_t *msg, size_t len)
 {
-	Envoy__Service__Discovery__V3__DiscoveryResponse *resp;
+	int delta = c->cfg.protocol == XDS_PROTOCOL_DELTA;
+	const ProtobufCMessageDescriptor *d = delta ? &envoy__service__discovery__v3__delta_discovery_response__descriptor
+						    : &envoy__service__discovery__v3__discovery_response__descriptor;
+	const char *what = delta ? "DeltaDiscoveryResponse" : "DiscoveryResponse";
+	ProtobufCMessage *resp;
 
 	if (!c->stream_open)
 		return;
 	/* nesting bounded before protobuf-c's recursive unpack, through each
 	 * resource's Any (decoded later, snapshot.c) (pbdepth.h) */
-	if (pbdepth_check(&envoy__service__discovery__v3__discovery_response__descriptor, msg, len, PBDEPTH_LIMIT,
-			  PBDEPTH_FOLLOW_ANY, NULL) < 0) {
-		log_warn(SCOPE, "a DiscoveryResponse of %zu bytes is malformed or nests messages deeper than %d levels: "
-				"ignored",
+	if (pbdepth_check(d, msg, len, PBDEPTH_LIMIT, PBDEPTH_FOLLOW_ANY, NULL) < 0) {
+		log_warn(SCOPE, "a %s of %zu bytes is malformed or nests messages deeper than %d levels: ignored", what,
 			 len, PBDEPTH_LIMIT);
 		c->st.responses_ignored++;
 		return;
 	}
-	resp = envoy__service__discovery__v3__discovery_response__unpack(NULL, len, msg);
+	resp = protobuf_c_message_unpack(d, NULL, len, msg);
 	if (!resp) {
 		/* no type to NACK against: Envoy closes the stream for a response it cannot parse */
-		log_warn(SCOPE, "a DiscoveryResponse of %zu bytes does not decode: ignored", len);
+		log_warn(SCOPE, "a %s of %zu bytes does not decode: ignored", what, len);
 		c->st.responses_ignored++;
 		return;
 	}
 	c->got_response = 1;
-	handle_response(c, resp);
-	envoy__service__discovery__v3__discovery_response__free_unpacked(resp, NULL);
+	if (delta)
+		handle_delta_response(c, (const Envoy__Service__Discovery__V3__DeltaDiscoveryResponse *)resp);
+	else
+		handle_response(c, (const Envoy__Service__Discovery__V3__DiscoveryResponse *)resp);
+	protobuf_c_message_free_unpacked(resp, NULL);
 }
 
 void xds_client_stream_end(struct xds_client *c, int status, const char *message)
@@ -812,8 +1117,9 @@ void xds_client_stream_end(struct xds_client *c, int status, const char *message
 	c->st.stream_failures++;
 	if (c->got_response)
 		c->backoff_ms = 0;
-	log_warn(SCOPE, "ADS stream closed: grpc-status %d%s%s; keeping the last configuration (generation %llu)",
-		 status, message && *message ? ": " : "", message ? message : "", (unsigned long long)c->cur->generation);
+	log_warn(SCOPE, "ADS (%s) stream closed: grpc-status %d%s%s; keeping the last configuration (generation %llu)",
+		 xds_protocol_name(c->cfg.protocol), status, message && *message ? ": " : "", message ? message : "",
+		 (unsigned long long)c->cur->generation);
 }
 
 uint64_t xds_client_backoff_ms(const struct xds_client *c)
@@ -888,7 +1194,8 @@ static void connect_now(struct xds_client *c)
 	grpc_client_free(c->g);
 	c->g = NULL;
 	ev_defer_cancel(c->loop, &c->reap);
-	rc = grpc_client_new(c->loop, (const struct sockaddr *)&c->sa, c->salen, c->authority, XDS_ADS_PATH,
+	rc = grpc_client_new(c->loop, (const struct sockaddr *)&c->sa, c->salen, c->authority,
+			     c->cfg.protocol == XDS_PROTOCOL_DELTA ? XDS_DELTA_ADS_PATH : XDS_ADS_PATH,
 			     &c->cfg.grpc, &cbs, c, &c->g);
 	if (rc == 0)
 		rc = xds_client_stream_begin(c, grpc_send, c);
@@ -1010,6 +1317,15 @@ static int build_node(struct xds_client *c)
 /* ------------------------------------------------------------------ */
 /* life cycle */
 
+const char *xds_protocol_name(enum xds_protocol p)
+{
+	switch (p) {
+	case XDS_PROTOCOL_SOTW: return "sotw";
+	case XDS_PROTOCOL_DELTA: return "delta";
+	}
+	return NULL;
+}
+
 int xds_client_new(struct ev_loop *loop, const struct xds_client_config *cfg, struct xds_client **out)
 {
 	struct xds_client *c;
@@ -1017,13 +1333,14 @@ int xds_client_new(struct ev_loop *loop, const struct xds_client_config *cfg, st
 	int rc;
 
 	*out = NULL;
-	if (!cfg->node_id || !*cfg->node_id || !cfg->apply)
+	if (!cfg->node_id || !*cfg->node_id || !cfg->apply || !xds_protocol_name(cfg->protocol))
 		return -EINVAL;
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
 	c->loop = loop;
 	c->cfg = *cfg;
+	c->st.protocol = cfg->protocol;
 	if (!c->cfg.warm_timeout_ms)
 		c->cfg.warm_timeout_ms = XDS_WARM_TIMEOUT_MS;
 	ev_timer_init(&c->warm, warm_timeout, c);
@@ -1183,9 +1500,13 @@ void xds_client_stats_text(const struct xds_client *c, struct mesh_buf *out)
 	mesh_buf_printf(out, "control_plane.stream_attempts: %llu\n", (unsigned long long)c->st.stream_attempts);
 	mesh_buf_printf(out, "control_plane.stream_failures: %llu\n", (unsigned long long)c->st.stream_failures);
 	mesh_buf_printf(out, "control_plane.warming: %d\n", c->warming);
+	/* which variant the stream speaks (Istio's ISTIO_DELTA_XDS) */
+	mesh_buf_printf(out, "control_plane.xds_delta: %d\n", c->cfg.protocol == XDS_PROTOCOL_DELTA);
 	for (t = 0; t < XDS_TYPE_COUNT; t++) {
 		const struct xds_type_stats *s = &c->st.type[t];
 
+		mesh_buf_printf(out, "%s.resources_received: %llu\n%s.resources_removed: %llu\n", prefix[t],
+				(unsigned long long)s->resources_received, prefix[t], (unsigned long long)s->resources_removed);
 		mesh_buf_printf(out, "%s.update_attempt: %llu\n%s.update_rejected: %llu\n%s.update_success: %llu\n",
 				prefix[t], (unsigned long long)s->update_attempt, prefix[t],
 				(unsigned long long)s->update_rejected, prefix[t], (unsigned long long)s->update_success);

@@ -1,22 +1,36 @@
 /*
  * xds_client.h - meshproxy's ADS client: one aggregated stream to meshd
  * (envoy.service.discovery.v3.AggregatedDiscoveryService, state of the
- * world), the resources it receives turned into px_snapshots the engine
- * validates whole, ACKs and NACKs, and reconnection with backoff.
+ * world or Delta), the resources it receives turned into px_snapshots the
+ * engine validates whole, ACKs and NACKs, and reconnection with backoff.
  *
- * What it follows, from Envoy's xDS client (grpc_mux_impl.cc and the xDS
- * protocol document):
+ * What it follows, from Envoy's xDS client (grpc_mux_impl.cc,
+ * delta_subscription_state.cc and the xDS protocol document):
  *  - LDS and CDS are wildcard subscriptions; RDS names come from the
  *    accepted listeners' HTTP connection managers (rds.route_config_name)
  *    and EDS names from the accepted EDS clusters
  *    (eds_cluster_config.service_name, else the cluster's name).  A change
- *    of those sets is a new request on the stream.
+ *    of those sets is a new request on the stream (SotW: the whole list
+ *    again; Delta: resource_names_subscribe / _unsubscribe with the
+ *    difference).
  *  - Each response is decoded whole (any resource that does not decode,
  *    a wrong type URL or a duplicate name rejects the response), composed
  *    into a candidate snapshot and handed to the engine's apply hook; 0
  *    takes it (ACK: version_info = the response's version, response_nonce
  *    = its nonce), < 0 NACKs it with error_detail {code INVALID_ARGUMENT,
  *    message = the reason} and the last good snapshot stays.
+ *  - Delta (DeltaAggregatedResources): the first request of a type on a
+ *    stream subscribes (LDS/CDS: the legacy wildcard, no names; RDS/EDS:
+ *    every name wanted) and carries initial_resource_versions, the
+ *    name -> version of every resource held of that type, so that a
+ *    reconnection is not sent again what did not change.  A response's
+ *    resources add to or replace the held set by name (Resource.name,
+ *    which must match the name inside the message), removed_resources
+ *    drop names; the result is composed and validated whole as in SotW.
+ *    ACK = response_nonce; NACK = response_nonce + error_detail.  The
+ *    held versions are the Resource.version meshd gave (Envoy's
+ *    per-resource versions); system_version_info is what config_dump
+ *    shows as a type's version_info.
  *  - Warming: a cluster is applied once its endpoints arrived (until then
  *    its previous version, if any, keeps serving with its previous
  *    endpoints), a listener once the route configs it names arrived (its
@@ -35,9 +49,6 @@
  * RouteConfiguration.name, Cluster.name, ClusterLoadAssignment.cluster_name,
  * Secret.name).  Everything runs on the proxy's loop.  Functions return 0
  * or a negative errno-style code (common/err.h).
- *
- * Not done yet: the Delta variant (DeltaAggregatedResources); the request
- * shape is in place (px_snapshot_update), the stream logic is not.
  */
 #ifndef MESH_DATAPLANE_XDS_CLIENT_H
 #define MESH_DATAPLANE_XDS_CLIENT_H
@@ -66,6 +77,16 @@
  */
 typedef int (*xds_apply_fn)(void *ctx, struct px_snapshot *candidate, char *err, size_t cap);
 
+/* The xDS variant (meshproxy --xds-protocol): Istio runs Envoy with Delta
+ * by default since 1.22 (ISTIO_DELTA_XDS). */
+enum xds_protocol {
+	XDS_PROTOCOL_SOTW = 0,  /* StreamAggregatedResources */
+	XDS_PROTOCOL_DELTA = 1, /* DeltaAggregatedResources */
+};
+
+/* "sotw" / "delta"; NULL for anything else. */
+const char *xds_protocol_name(enum xds_protocol p);
+
 /* The node as meshd reads it: strings are borrowed and must outlive the client. */
 struct xds_client_config {
 	const char *node_id;         /* "sidecar~IP~POD.NS~NS.svc.cluster.local" */
@@ -73,6 +94,7 @@ struct xds_client_config {
 	const char *service_account; /* metadata SERVICE_ACCOUNT */
 	const char *interception;    /* metadata INTERCEPTION_MODE; NULL: "REDIRECT" */
 	const char *version;         /* user_agent_version and ISTIO_VERSION-like META */
+	enum xds_protocol protocol;  /* SotW unless told */
 	xds_apply_fn apply;
 	void *apply_ctx;
 	uint64_t warm_timeout_ms;    /* 0: XDS_WARM_TIMEOUT_MS */
@@ -84,11 +106,15 @@ struct xds_client;
 /* Counters (Envoy's control_plane.* and per-type update_* stats). */
 struct xds_type_stats {
 	uint64_t update_attempt, update_success, update_rejected;
+	/* resources decoded from responses, and names removed by Delta
+	 * responses: what a reconnection cost (not Envoy stats) */
+	uint64_t resources_received, resources_removed;
 };
 struct xds_client_stats {
 	struct xds_type_stats type[XDS_TYPE_COUNT];
 	uint64_t stream_attempts, stream_failures, responses_ignored;
 	int connected;
+	enum xds_protocol protocol;
 };
 
 /* A client on loop with cfg (copied; its strings borrowed).  -EINVAL for a
@@ -113,15 +139,16 @@ const struct xds_client_stats *xds_client_stats(const struct xds_client *c);
  * ClustersConfigDump, RoutesConfigDump, EndpointsConfigDump]} of the
  * applied snapshot.  -MESH_ETOOBIG past out's cap. */
 MESH_MUST_CHECK int xds_client_config_dump(const struct xds_client *c, struct mesh_buf *out);
-/* "name: value" lines for /stats. */
+/* "name: value" lines for /stats (control_plane.xds_delta: 1 under Delta). */
 void xds_client_stats_text(const struct xds_client *c, struct mesh_buf *out);
 
 /* ---- the stream logic without the transport (unit tests; the gRPC
- * callbacks call the same).  send gets each encoded DiscoveryRequest. */
+ * callbacks call the same).  send gets each encoded DiscoveryRequest
+ * (DeltaDiscoveryRequest under Delta). */
 typedef int (*xds_send_fn)(void *ctx, const uint8_t *msg, size_t len);
 /* A new stream: sends the subscriptions (with the versions held). */
 MESH_MUST_CHECK int xds_client_stream_begin(struct xds_client *c, xds_send_fn send, void *send_ctx);
-/* One encoded DiscoveryResponse from the stream. */
+/* One encoded DiscoveryResponse (DeltaDiscoveryResponse) from the stream. */
 void xds_client_stream_recv(struct xds_client *c, const uint8_t *msg, size_t len);
 /* The stream ended (status as gRPC's); the snapshot stays. */
 void xds_client_stream_end(struct xds_client *c, int status, const char *message);

@@ -10,6 +10,12 @@ refuses to send it, while Istio's validation lets it through) is NACKed,
 the old configuration stays, and the NACK with its reason shows in meshd's
 /debug/syncz.
 
+Each test runs twice: with Delta xDS (meshproxy's default, as Istio's since
+1.22) and with state of the world (--xds-protocol sotw).  Under Delta, a
+meshd restart resyncs without sending again what did not change: meshproxy
+says what it holds (initial_resource_versions) and its per-type
+resources_received counters do not move for the types the edit left alone.
+
 Nothing here asserts on timing; every wait is bounded.
 """
 import json
@@ -59,7 +65,14 @@ def vs(route, header="x-test"):
     return VS % {"route": route, "header": json.dumps(header)}
 
 
+RECEIVED = {t: "%s.resources_received" % p for t, p in (
+    ("lds", "listener_manager.lds"), ("cds", "cluster_manager.cds"),
+    ("rds", "control_plane.rds"), ("eds", "control_plane.eds"))}
+
+
 class MeshproxyXdsTest(unittest.TestCase):
+    PROTOCOL = "delta"
+
     @classmethod
     def setUpClass(cls):
         files = {}
@@ -68,7 +81,8 @@ class MeshproxyXdsTest(unittest.TestCase):
                 files[name] = f.read()
         files["zz-reviews.yaml"] = vs("first")
         cls.meshd = Meshd(files).start()
-        cls.proxy = Proxy("--xds-addr", "127.0.0.1:%d" % cls.meshd.xds_port, "--node-id", NODE_ID,
+        cls.proxy = Proxy("--xds-addr", "127.0.0.1:%d" % cls.meshd.xds_port, "--xds-protocol", cls.PROTOCOL,
+                          "--node-id", NODE_ID,
                           "--labels", "app=greeter,version=v1", "--service-account", "greeter",
                           # ports of its own: 15001/15006 may be taken on the machine running the tests
                           "--outbound-addr", "127.0.0.1:0", "--inbound-addr", "127.0.0.1:0")
@@ -164,6 +178,8 @@ class MeshproxyXdsTest(unittest.TestCase):
         self.assertEqual(st["control_plane.connected_state"], "1")
         self.assertEqual(st["control_plane.warming"], "0")
         self.assertEqual(st["server.live"], "1")
+        self.assertEqual(st["control_plane.xds_delta"], "1" if self.PROTOCOL == "delta" else "0")
+        self.assertEqual(self.syncz()["delta"], self.PROTOCOL == "delta")
 
         def synced():
             s = self.syncz()
@@ -196,9 +212,16 @@ class MeshproxyXdsTest(unittest.TestCase):
         wait_for(lambda: self.dump_has("edited-by-test"), what="the edited route in meshproxy's /config_dump")
         self.assertNotIn("\"first\"", json.dumps(self.dump()))
 
+    def synced(self):
+        s = self.syncz()
+        return s and all(s["types"].get(t, {}).get("state") == "SYNCED" for t in ("lds", "rds", "cds", "eds"))
+
     def test_03_meshd_away_then_back(self):
         before = self.names(self.dump())
-        attempts = int(self.stats()["control_plane.stream_attempts"])
+        wait_for(self.synced, what="meshproxy SYNCED before meshd goes")
+        st = self.stats()
+        attempts = int(st["control_plane.stream_attempts"])
+        received = {t: int(st[k]) for t, k in RECEIVED.items()}
         self.assertEqual(self.meshd.stop(), 0)
         wait_for(lambda: self.stats()["control_plane.connected_state"] == "0", what="meshproxy seeing meshd gone")
         # still serving what it had
@@ -212,6 +235,19 @@ class MeshproxyXdsTest(unittest.TestCase):
         self.assertGreater(int(self.stats()["control_plane.stream_attempts"]), attempts)
         self.assertEqual(self.stats()["control_plane.connected_state"], "1")
         self.assertEqual(self.names(self.dump())["listeners"], before["listeners"])
+        wait_for(self.synced, what="meshproxy SYNCED with the restarted meshd")
+        st = self.stats()
+        got = {t: int(st[k]) - received[t] for t, k in RECEIVED.items()}
+        if self.PROTOCOL == "delta":
+            # what it held was not sent again: only the edited route config
+            self.assertEqual(got["lds"], 0, got)
+            self.assertEqual(got["cds"], 0, got)
+            self.assertEqual(got["eds"], 0, got)
+            self.assertEqual(got["rds"], 1, got)
+        else:
+            # state of the world: every LDS and CDS resource again
+            self.assertGreaterEqual(got["lds"], len(before["listeners"]), got)
+            self.assertGreaterEqual(got["cds"], len(before["clusters"]), got)
 
     def test_04_nack_keeps_old_config(self):
         wait_for(lambda: self.dump_has("after-restart"), what="the configuration of test_03")
@@ -233,6 +269,10 @@ class MeshproxyXdsTest(unittest.TestCase):
         # fixed again: ACKed, applied
         self.meshd.write("zz-reviews.yaml", vs("fixed"))
         wait_for(lambda: self.dump_has("\"fixed\""), what="the fixed route in /config_dump")
+
+
+class MeshproxyXdsSotwTest(MeshproxyXdsTest):
+    PROTOCOL = "sotw"
 
 
 if __name__ == "__main__":

@@ -5,7 +5,10 @@
  * warming rules (a listener waits for its route config, a cluster for its
  * endpoints and keeps its old ones meanwhile), the last good snapshot kept
  * on a NACK, readiness, and resubscription with the held versions on a new
- * stream.
+ * stream.  The same for Delta xDS (DeltaAggregatedResources): wildcard and
+ * named subscriptions, ACK and NACK by nonce, removed_resources, the
+ * unsubscription of a route config whose listener went, and a new stream
+ * carrying initial_resource_versions.
  */
 #include "dataplane/xds_client.h"
 
@@ -521,6 +524,438 @@ START_TEST(config_dump_shape)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ */
+/* Delta */
+
+static Envoy__Service__Discovery__V3__DeltaDiscoveryRequest *dreqs[MAX_REQ];
+static size_t ndreq, dseen;
+
+static int capture_delta(void *ctx, const uint8_t *msg, size_t len)
+{
+	(void)ctx;
+	ck_assert_uint_lt(ndreq, MAX_REQ);
+	dreqs[ndreq] = envoy__service__discovery__v3__delta_discovery_request__unpack(NULL, len, msg);
+	ck_assert_ptr_nonnull(dreqs[ndreq]);
+	ndreq++;
+	return 0;
+}
+
+static void dreqs_clear(void)
+{
+	size_t i;
+
+	for (i = 0; i < ndreq; i++)
+		envoy__service__discovery__v3__delta_discovery_request__free_unpacked(dreqs[i], NULL);
+	ndreq = dseen = 0;
+}
+
+static const Envoy__Service__Discovery__V3__DeltaDiscoveryRequest *next_dreq(enum xds_type t)
+{
+	ck_assert_msg(dseen < ndreq, "expected a delta %s request, none sent", xds_type_short(t));
+	ck_assert_str_eq(dreqs[dseen]->type_url, xds_type_url(t));
+	return dreqs[dseen++];
+}
+
+static void no_more_dreqs(void)
+{
+	ck_assert_msg(dseen == ndreq, "unexpected delta request for %s", dseen < ndreq ? dreqs[dseen]->type_url : "");
+}
+
+/* An ACK of nonce: nothing else in it. */
+static void dack_is(const Envoy__Service__Discovery__V3__DeltaDiscoveryRequest *r, const char *nonce)
+{
+	ck_assert_str_eq(r->response_nonce, nonce);
+	ck_assert_ptr_null(r->error_detail);
+	ck_assert_uint_eq(r->n_resource_names_subscribe, 0);
+	ck_assert_uint_eq(r->n_resource_names_unsubscribe, 0);
+	ck_assert_uint_eq(r->n_initial_resource_versions, 0);
+}
+
+/* A subscription change (no nonce): sub / unsub, one name each or NULL. */
+static void dsub_is(const Envoy__Service__Discovery__V3__DeltaDiscoveryRequest *r, const char *sub, const char *unsub)
+{
+	ck_assert_str_eq(r->response_nonce, "");
+	ck_assert_uint_eq(r->n_resource_names_subscribe, sub ? 1 : 0);
+	if (sub)
+		ck_assert_str_eq(r->resource_names_subscribe[0], sub);
+	ck_assert_uint_eq(r->n_resource_names_unsubscribe, unsub ? 1 : 0);
+	if (unsub)
+		ck_assert_str_eq(r->resource_names_unsubscribe[0], unsub);
+}
+
+/* The version initial_resource_versions gives name, or NULL. */
+static const char *initial_version(const Envoy__Service__Discovery__V3__DeltaDiscoveryRequest *r, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < r->n_initial_resource_versions; i++)
+		if (!strcmp(r->initial_resource_versions[i]->key, name))
+			return r->initial_resource_versions[i]->value;
+	return NULL;
+}
+
+/* A Delta response: n resources (their Anys freed here) named names[i] with
+ * versions vers[i], and nrm removed names. */
+static void respond_delta(struct xds_client *c, enum xds_type t, const char *sysver, const char *nonce,
+			  Google__Protobuf__Any *res, const char *const *names, const char *const *vers, size_t n,
+			  const char *const *rm, size_t nrm)
+{
+	Envoy__Service__Discovery__V3__DeltaDiscoveryResponse r =
+		ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_RESPONSE__INIT;
+	Envoy__Service__Discovery__V3__Resource dr[8], *ptrs[8];
+	uint8_t *buf;
+	size_t i, len;
+
+	ck_assert_uint_le(n, 8);
+	for (i = 0; i < n; i++) {
+		envoy__service__discovery__v3__resource__init(&dr[i]);
+		dr[i].name = (char *)names[i];
+		dr[i].version = (char *)vers[i];
+		dr[i].resource = &res[i];
+		ptrs[i] = &dr[i];
+	}
+	r.system_version_info = (char *)sysver;
+	r.nonce = (char *)nonce;
+	r.type_url = (char *)xds_type_url(t);
+	r.n_resources = n;
+	r.resources = ptrs;
+	r.n_removed_resources = nrm;
+	r.removed_resources = (char **)rm;
+	len = protobuf_c_message_get_packed_size(&r.base);
+	buf = malloc(len ? len : 1);
+	ck_assert_ptr_nonnull(buf);
+	protobuf_c_message_pack(&r.base, buf);
+	xds_client_stream_recv(c, buf, len);
+	free(buf);
+	for (i = 0; i < n; i++)
+		free(res[i].value.data);
+}
+
+/* One resource, no removals. */
+static void respond1(struct xds_client *c, enum xds_type t, const char *nonce, Google__Protobuf__Any *res,
+		     const char *name, const char *ver)
+{
+	respond_delta(c, t, "sys", nonce, res, &name, &ver, 1, NULL, 0);
+}
+
+static struct xds_client *delta_client(void)
+{
+	struct xds_client_config cfg;
+	struct xds_client *c;
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.node_id = "sidecar~10.1.2.3~app-1.shop~shop.svc.cluster.local";
+	cfg.version = "test";
+	cfg.protocol = XDS_PROTOCOL_DELTA;
+	cfg.apply = apply;
+	loop = ev_loop_new();
+	ck_assert_ptr_nonnull(loop);
+	ck_assert_int_eq(xds_client_new(loop, &cfg, &c), 0);
+	apply_calls = apply_fail = 0;
+	applied = NULL;
+	dreqs_clear();
+	return c;
+}
+
+static void delta_done(struct xds_client *c)
+{
+	xds_client_free(c);
+	px_snapshot_unref(applied);
+	applied = NULL;
+	ev_loop_free(loop);
+	dreqs_clear();
+}
+
+/* Brings c to: cluster A (EDS "A", version ca1, endpoints ea1), listener L
+ * (RDS "R", version la1; route config ra1), all applied, by Delta. */
+static void delta_up(struct xds_client *c)
+{
+	Google__Protobuf__Any res[1];
+
+	ck_assert_int_eq(xds_client_stream_begin(c, capture_delta, NULL), 0);
+	eds_cluster(&res[0], "A", "A");
+	respond1(c, XDS_CLUSTER, "n1", res, "A", "ca1");
+	cla(&res[0], "A");
+	respond1(c, XDS_ENDPOINT, "n2", res, "A", "ea1");
+	listener(&res[0], "L", "R");
+	respond1(c, XDS_LISTENER, "n3", res, "L", "la1");
+	route_config(&res[0], "R");
+	respond1(c, XDS_ROUTE, "n4", res, "R", "ra1");
+	ck_assert_int_eq(*xds_client_ready(c), 1);
+	dseen = ndreq;
+}
+
+START_TEST(delta_subscribe_ack_ready)
+{
+	struct xds_client *c = delta_client();
+	const Envoy__Service__Discovery__V3__DeltaDiscoveryRequest *r;
+	Google__Protobuf__Any res[2];
+	struct mesh_buf b;
+
+	ck_assert_int_eq(xds_client_stream_begin(c, capture_delta, NULL), 0);
+	/* CDS then LDS: the legacy wildcard (no names), nothing held yet */
+	r = next_dreq(XDS_CLUSTER);
+	ck_assert_ptr_nonnull(r->node);
+	ck_assert_str_eq(r->node->id, "sidecar~10.1.2.3~app-1.shop~shop.svc.cluster.local");
+	ck_assert_uint_eq(r->n_resource_names_subscribe, 0);
+	ck_assert_uint_eq(r->n_initial_resource_versions, 0);
+	ck_assert_str_eq(r->response_nonce, "");
+	r = next_dreq(XDS_LISTENER);
+	ck_assert_ptr_null(r->node);
+	ck_assert_uint_eq(r->n_resource_names_subscribe, 0);
+	no_more_dreqs();
+
+	/* CDS: the EDS cluster warms, EDS subscribed by name (a request of its own) */
+	eds_cluster(&res[0], "A", "A");
+	static_cluster(&res[1], "inbound|8080||");
+	{
+		const char *names[] = { "A", "inbound|8080||" }, *vers[] = { "ca1", "ci1" };
+
+		respond_delta(c, XDS_CLUSTER, "c1", "n1", res, names, vers, 2, NULL, 0);
+	}
+	dack_is(next_dreq(XDS_CLUSTER), "n1");
+	r = next_dreq(XDS_ENDPOINT);
+	dsub_is(r, "A", NULL);
+	ck_assert_uint_eq(r->n_initial_resource_versions, 0);
+	no_more_dreqs();
+	ck_assert_uint_eq(applied->sets[XDS_CLUSTER].n, 1);
+	ck_assert_int_eq(*xds_client_ready(c), 0);
+
+	cla(&res[0], "A");
+	respond1(c, XDS_ENDPOINT, "n2", res, "A", "ea1");
+	dack_is(next_dreq(XDS_ENDPOINT), "n2");
+	no_more_dreqs();
+	ck_assert_ptr_nonnull(px_snapshot_find(applied, XDS_CLUSTER, "A"));
+	ck_assert_str_eq(px_snapshot_find(applied, XDS_ENDPOINT, "A")->version, "ea1");
+
+	listener(&res[0], "L", "R");
+	respond1(c, XDS_LISTENER, "n3", res, "L", "la1");
+	dack_is(next_dreq(XDS_LISTENER), "n3");
+	dsub_is(next_dreq(XDS_ROUTE), "R", NULL);
+	no_more_dreqs();
+	ck_assert_ptr_null(px_snapshot_find(applied, XDS_LISTENER, "L")); /* waits for "R" */
+
+	/* a route config not asked for is dropped */
+	route_config(&res[0], "R");
+	route_config(&res[1], "unasked");
+	{
+		const char *names[] = { "R", "unasked" }, *vers[] = { "ra1", "rx1" };
+
+		respond_delta(c, XDS_ROUTE, "r1", "n4", res, names, vers, 2, NULL, 0);
+	}
+	dack_is(next_dreq(XDS_ROUTE), "n4");
+	no_more_dreqs();
+	ck_assert_ptr_nonnull(px_snapshot_find(applied, XDS_LISTENER, "L"));
+	ck_assert_ptr_nonnull(px_snapshot_find(applied, XDS_ROUTE, "R"));
+	ck_assert_ptr_null(px_snapshot_find(applied, XDS_ROUTE, "unasked"));
+	ck_assert_int_eq(*xds_client_ready(c), 1);
+
+	/* the config dump and stats: system_version_info as the type's version,
+	 * the resource's own version beside it; the protocol named */
+	mesh_buf_init(&b, 1 << 20);
+	ck_assert_int_eq(xds_client_config_dump(c, &b), 0);
+	ck_assert_ptr_nonnull(strstr(b.data, "\"version_info\": \"c1\""));
+	ck_assert_ptr_nonnull(strstr(b.data, "\"name\": \"L\", \"active_state\": {\"version_info\": \"la1\""));
+	mesh_buf_reset(&b);
+	xds_client_stats_text(c, &b);
+	ck_assert_ptr_nonnull(strstr(b.data, "control_plane.xds_delta: 1\n"));
+	ck_assert_ptr_nonnull(strstr(b.data, "control_plane.rds.resources_received: 2\n"));
+	mesh_buf_cleanup(&b);
+	ck_assert_int_eq(xds_client_stats(c)->protocol, XDS_PROTOCOL_DELTA);
+	delta_done(c);
+}
+END_TEST
+
+START_TEST(delta_nack_keeps_last_good)
+{
+	struct xds_client *c = delta_client();
+	const Envoy__Service__Discovery__V3__DeltaDiscoveryRequest *r;
+	struct px_snapshot *before;
+	Google__Protobuf__Any res[2];
+	int calls;
+
+	delta_up(c);
+	before = px_snapshot_ref(applied); /* still looked at after it is replaced */
+	/* the engine refuses: NACK = the nonce + error_detail, nothing else */
+	apply_fail = 1;
+	route_config_vh(&res[0], "R", "changed");
+	respond1(c, XDS_ROUTE, "n5", res, "R", "ra2");
+	r = next_dreq(XDS_ROUTE);
+	ck_assert_str_eq(r->response_nonce, "n5");
+	ck_assert_ptr_nonnull(r->error_detail);
+	ck_assert_int_eq(r->error_detail->code, 3); /* INVALID_ARGUMENT */
+	ck_assert_ptr_nonnull(strstr(r->error_detail->message, "engine refuses"));
+	ck_assert_uint_eq(r->n_resource_names_subscribe, 0);
+	no_more_dreqs();
+	ck_assert_ptr_eq(xds_client_snapshot(c), before);
+	ck_assert_str_eq(px_snapshot_find(before, XDS_ROUTE, "R")->version, "ra1");
+	ck_assert_uint_eq(xds_client_stats(c)->type[XDS_ROUTE].update_rejected, 1);
+
+	/* refused before the engine sees them: a Resource whose name is not
+	 * the one inside it, a name both added and removed, no body */
+	apply_fail = 0;
+	calls = apply_calls;
+	static_cluster(&res[0], "B");
+	respond1(c, XDS_CLUSTER, "n6", res, "not-B", "cb1");
+	r = next_dreq(XDS_CLUSTER);
+	ck_assert_ptr_nonnull(r->error_detail);
+	ck_assert_ptr_nonnull(strstr(r->error_detail->message, "carries the name B"));
+	{
+		const char *name = "B", *ver = "cb1", *rm[] = { "B" };
+
+		static_cluster(&res[0], "B");
+		respond_delta(c, XDS_CLUSTER, "s", "n7", res, &name, &ver, 1, rm, 1);
+	}
+	r = next_dreq(XDS_CLUSTER);
+	ck_assert_ptr_nonnull(r->error_detail);
+	ck_assert_ptr_nonnull(strstr(r->error_detail->message, "both added and removed"));
+	{
+		/* two resources with one name */
+		const char *names[] = { "D", "D" }, *vers[] = { "1", "2" };
+
+		static_cluster(&res[0], "D");
+		static_cluster(&res[1], "D");
+		respond_delta(c, XDS_CLUSTER, "s", "n8", res, names, vers, 2, NULL, 0);
+	}
+	r = next_dreq(XDS_CLUSTER);
+	ck_assert_str_eq(r->response_nonce, "n8");
+	ck_assert_ptr_nonnull(strstr(r->error_detail->message, "duplicate"));
+	no_more_dreqs();
+	ck_assert_int_eq(apply_calls, calls);
+	ck_assert_ptr_eq(xds_client_snapshot(c), before);
+
+	/* the fixed route config: ACKed and applied, the cluster untouched */
+	route_config_vh(&res[0], "R", "fixed");
+	respond1(c, XDS_ROUTE, "n9", res, "R", "ra3");
+	dack_is(next_dreq(XDS_ROUTE), "n9");
+	ck_assert_ptr_ne(xds_client_snapshot(c), before);
+	ck_assert_str_eq(px_snapshot_find(applied, XDS_ROUTE, "R")->version, "ra3");
+	ck_assert_ptr_nonnull(px_snapshot_find(applied, XDS_CLUSTER, "A"));
+	px_snapshot_unref(before);
+	delta_done(c);
+}
+END_TEST
+
+START_TEST(delta_removed_and_unsubscribed)
+{
+	struct xds_client *c = delta_client();
+	const Envoy__Service__Discovery__V3__DeltaDiscoveryRequest *r;
+	const struct px_resource *oldA;
+	Google__Protobuf__Any res[1];
+
+	delta_up(c);
+	oldA = px_snapshot_find(applied, XDS_CLUSTER, "A");
+	/* a new cluster alone: A stays (a Delta response is not the whole set) */
+	static_cluster(&res[0], "B");
+	respond1(c, XDS_CLUSTER, "n5", res, "B", "cb1");
+	dack_is(next_dreq(XDS_CLUSTER), "n5");
+	no_more_dreqs();
+	ck_assert_ptr_eq(px_snapshot_find(applied, XDS_CLUSTER, "A"), oldA);
+	ck_assert_ptr_nonnull(px_snapshot_find(applied, XDS_CLUSTER, "B"));
+
+	/* A removed: gone, and its endpoints unsubscribed */
+	{
+		const char *rm[] = { "A" };
+
+		respond_delta(c, XDS_CLUSTER, "c3", "n6", NULL, NULL, NULL, 0, rm, 1);
+	}
+	dack_is(next_dreq(XDS_CLUSTER), "n6");
+	dsub_is(next_dreq(XDS_ENDPOINT), NULL, "A");
+	no_more_dreqs();
+	ck_assert_ptr_null(px_snapshot_find(applied, XDS_CLUSTER, "A"));
+	ck_assert_ptr_null(px_snapshot_find(applied, XDS_ENDPOINT, "A"));
+	ck_assert_ptr_nonnull(px_snapshot_find(applied, XDS_CLUSTER, "B"));
+	ck_assert_uint_eq(xds_client_stats(c)->type[XDS_CLUSTER].resources_removed, 1);
+
+	/* L moves to route config R2: R2 subscribed, R unsubscribed, in one
+	 * request; the old L and R serve until R2 arrives */
+	listener(&res[0], "L", "R2");
+	respond1(c, XDS_LISTENER, "n7", res, "L", "la2");
+	dack_is(next_dreq(XDS_LISTENER), "n7");
+	dsub_is(next_dreq(XDS_ROUTE), "R2", "R");
+	no_more_dreqs();
+	ck_assert_str_eq(px_snapshot_find(applied, XDS_LISTENER, "L")->version, "la1");
+	ck_assert_ptr_nonnull(px_snapshot_find(applied, XDS_ROUTE, "R"));
+	route_config(&res[0], "R2");
+	respond1(c, XDS_ROUTE, "n8", res, "R2", "rb1");
+	dack_is(next_dreq(XDS_ROUTE), "n8");
+	ck_assert_str_eq(px_snapshot_find(applied, XDS_LISTENER, "L")->version, "la2");
+	ck_assert_ptr_null(px_snapshot_find(applied, XDS_ROUTE, "R"));
+
+	/* L removed: gone at once, its route config unsubscribed and dropped */
+	{
+		const char *rm[] = { "L" };
+
+		respond_delta(c, XDS_LISTENER, "l3", "n9", NULL, NULL, NULL, 0, rm, 1);
+	}
+	dack_is(next_dreq(XDS_LISTENER), "n9");
+	r = next_dreq(XDS_ROUTE);
+	dsub_is(r, NULL, "R2");
+	no_more_dreqs();
+	ck_assert_uint_eq(applied->sets[XDS_LISTENER].n, 0);
+	ck_assert_uint_eq(applied->sets[XDS_ROUTE].n, 0);
+	/* a late route config for the name given up is not taken */
+	route_config(&res[0], "R2");
+	respond1(c, XDS_ROUTE, "n10", res, "R2", "rb2");
+	dack_is(next_dreq(XDS_ROUTE), "n10");
+	ck_assert_uint_eq(applied->sets[XDS_ROUTE].n, 0);
+	delta_done(c);
+}
+END_TEST
+
+START_TEST(delta_reconnect_initial_versions)
+{
+	struct xds_client *c = delta_client();
+	const Envoy__Service__Discovery__V3__DeltaDiscoveryRequest *r;
+	struct px_snapshot *before;
+	Google__Protobuf__Any res[1];
+	int calls;
+
+	delta_up(c);
+	before = px_snapshot_ref(applied); /* still looked at after it is replaced */
+	xds_client_stream_end(c, 14, "connection closed by peer");
+	ck_assert_ptr_eq(xds_client_snapshot(c), before);
+	dreqs_clear();
+	ck_assert_int_eq(xds_client_stream_begin(c, capture_delta, NULL), 0);
+	/* every type says what it holds; LDS/CDS still the legacy wildcard */
+	r = next_dreq(XDS_CLUSTER);
+	ck_assert_ptr_nonnull(r->node);
+	ck_assert_uint_eq(r->n_resource_names_subscribe, 0);
+	ck_assert_str_eq(r->response_nonce, "");
+	ck_assert_uint_eq(r->n_initial_resource_versions, 1);
+	ck_assert_str_eq(initial_version(r, "A"), "ca1");
+	r = next_dreq(XDS_ENDPOINT);
+	ck_assert_uint_eq(r->n_resource_names_subscribe, 1);
+	ck_assert_str_eq(r->resource_names_subscribe[0], "A");
+	ck_assert_str_eq(initial_version(r, "A"), "ea1");
+	r = next_dreq(XDS_LISTENER);
+	ck_assert_str_eq(initial_version(r, "L"), "la1");
+	r = next_dreq(XDS_ROUTE);
+	ck_assert_str_eq(r->resource_names_subscribe[0], "R");
+	ck_assert_str_eq(initial_version(r, "R"), "ra1");
+	no_more_dreqs();
+
+	/* nothing changed: empty responses, ACKed, nothing applied */
+	calls = apply_calls;
+	respond_delta(c, XDS_CLUSTER, "c1", "m1", NULL, NULL, NULL, 0, NULL, 0);
+	dack_is(next_dreq(XDS_CLUSTER), "m1");
+	respond_delta(c, XDS_LISTENER, "l1", "m2", NULL, NULL, NULL, 0, NULL, 0);
+	dack_is(next_dreq(XDS_LISTENER), "m2");
+	no_more_dreqs();
+	ck_assert_int_eq(apply_calls, calls);
+	ck_assert_ptr_eq(xds_client_snapshot(c), before);
+	/* one that changed meanwhile: only it */
+	route_config_vh(&res[0], "R", "edited");
+	respond1(c, XDS_ROUTE, "m3", res, "R", "ra2");
+	dack_is(next_dreq(XDS_ROUTE), "m3");
+	ck_assert_int_eq(apply_calls, calls + 1);
+	ck_assert_str_eq(px_snapshot_find(applied, XDS_ROUTE, "R")->version, "ra2");
+	ck_assert_ptr_eq(px_snapshot_find(applied, XDS_CLUSTER, "A"), px_snapshot_find(before, XDS_CLUSTER, "A"));
+	px_snapshot_unref(before);
+	delta_done(c);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("xds_client");
@@ -533,6 +968,10 @@ int main(void)
 	tcase_add_test(tc, warming_keeps_working_versions);
 	tcase_add_test(tc, resubscribe_with_held_versions);
 	tcase_add_test(tc, config_dump_shape);
+	tcase_add_test(tc, delta_subscribe_ack_ready);
+	tcase_add_test(tc, delta_nack_keeps_last_good);
+	tcase_add_test(tc, delta_removed_and_unsubscribed);
+	tcase_add_test(tc, delta_reconnect_initial_versions);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
