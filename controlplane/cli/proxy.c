@@ -1587,8 +1587,9 @@ static int proxy__admin_endpoints(const struct proxy__opts *o, enum proxy__fmt f
 		const char *row[4];
 
 		/* the host as the proxy names it: "IP:PORT", "[V6]:PORT" */
-		snprintf(ep, sizeof(ep), "%s%s%u", hs[i].ip, hs[i].port ? ":" : "", hs[i].port);
-		if (!hs[i].port)
+		if (hs[i].port)
+			snprintf(ep, sizeof(ep), "%s:%u", hs[i].ip, hs[i].port);
+		else
 			snprintf(ep, sizeof(ep), "%s", hs[i].ip);
 		row[0] = ep;
 		row[1] = hs[i].status;
