@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <netdb.h>
+#include <stddef.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -597,39 +598,59 @@ struct proxy__opts {
 	const char *output;
 	const char *pos[2];
 	int npos;
+	/* istioctl proxy-config's filters; NULL when not given */
+	const char *fqdn, *subset, *direction, *address, *ltype, *name, *cluster, *status, *port_s;
+	unsigned port;          /* --port, parsed */
+};
+
+/* A flag taking a value: --flag V or --flag=V.  cfg: proxy-config only. */
+struct proxy__flag {
+	const char *flag;
+	size_t off;             /* of the const char * in struct proxy__opts */
+	bool cfg;
+};
+
+#define PROXY__OPT(f) offsetof(struct proxy__opts, f)
+
+static const struct proxy__flag proxy__flags[] = {
+	{ "--meshd", PROXY__OPT(meshd), false },      { "--admin", PROXY__OPT(admin), true },
+	{ "-o", PROXY__OPT(output), false },          { "--output", PROXY__OPT(output), false },
+	{ "--fqdn", PROXY__OPT(fqdn), true },         { "--subset", PROXY__OPT(subset), true },
+	{ "--direction", PROXY__OPT(direction), true }, { "--address", PROXY__OPT(address), true },
+	{ "--type", PROXY__OPT(ltype), true },        { "--name", PROXY__OPT(name), true },
+	{ "--cluster", PROXY__OPT(cluster), true },   { "--status", PROXY__OPT(status), true },
+	{ "--port", PROXY__OPT(port_s), true },
 };
 
 /* Common flags; positional arguments into o->pos.  0, or 1 for --help, or
  * -EINVAL (message printed). */
-static int proxy__parse(const char *cmd, int argc, char **argv, struct proxy__opts *o, bool admin_ok)
+static int proxy__parse(const char *cmd, int argc, char **argv, struct proxy__opts *o, bool cfg)
 {
 	int i;
+	size_t f;
 
 	o->meshd = PROXY_DEFAULT_MESHD;
 	for (i = 1; i < argc; i++) {
 		const char *a = argv[i];
-		const char **dst = NULL;
+		const char **dst = NULL, *val = NULL;
 
 		if (!strcmp(a, "-h") || !strcmp(a, "--help"))
 			return 1;
-		if (!strcmp(a, "--meshd"))
-			dst = &o->meshd;
-		else if (admin_ok && !strcmp(a, "--admin"))
-			dst = &o->admin;
-		else if (!strcmp(a, "-o") || !strcmp(a, "--output"))
-			dst = &o->output;
+		for (f = 0; f < sizeof(proxy__flags) / sizeof(proxy__flags[0]) && !dst; f++) {
+			size_t fl = strlen(proxy__flags[f].flag);
+
+			if ((proxy__flags[f].cfg && !cfg) || strncmp(a, proxy__flags[f].flag, fl) ||
+			    (a[fl] != '\0' && a[fl] != '='))
+				continue;
+			dst = (const char **)(void *)((char *)o + proxy__flags[f].off);
+			val = a[fl] == '=' ? a + fl + 1 : NULL;
+		}
 		if (dst) {
-			if (++i == argc) {
+			if (!val && ++i == argc) {
 				fprintf(stderr, "meshctl %s: %s needs a value\n", cmd, a);
 				return -EINVAL;
 			}
-			*dst = argv[i];
-		} else if (!strncmp(a, "--meshd=", 8)) {
-			o->meshd = a + 8;
-		} else if (admin_ok && !strncmp(a, "--admin=", 8)) {
-			o->admin = a + 8;
-		} else if (!strncmp(a, "--output=", 9)) {
-			o->output = a + 9;
+			*dst = val ? val : argv[i];
 		} else if (a[0] == '-' && a[1]) {
 			fprintf(stderr, "meshctl %s: unknown option \"%s\"\n", cmd, a);
 			return -EINVAL;
@@ -640,8 +661,10 @@ static int proxy__parse(const char *cmd, int argc, char **argv, struct proxy__op
 			return -EINVAL;
 		}
 	}
-	if (o->output && strcmp(o->output, "json") && strcmp(o->output, "table") && strcmp(o->output, "short")) {
-		fprintf(stderr, "meshctl %s: -o %s: want table or json\n", cmd, o->output);
+	if (o->output && strcmp(o->output, "json") && strcmp(o->output, "table") && strcmp(o->output, "short") &&
+	    (!cfg || strcmp(o->output, "yaml"))) {
+		fprintf(stderr, "meshctl %s: -o %s: want %s\n", cmd, o->output,
+			cfg ? "short (the table, default), json or yaml" : "table or json");
 		return -EINVAL;
 	}
 	return 0;
@@ -854,7 +877,8 @@ static yaml_node_t *proxy__resource(struct proxy__json *j, enum proxy__section s
 	return r;
 }
 
-typedef void (*proxy__rows_fn)(struct proxy__json *j, yaml_node_t *item, yaml_node_t *res, struct proxy__table *t);
+typedef void (*proxy__rows_fn)(struct proxy__json *j, const struct proxy__opts *o, yaml_node_t *item,
+			       yaml_node_t *res, struct proxy__table *t);
 
 /* Where a filter chain sends traffic, as istioctl shows it. */
 static void proxy__chain_dest(struct proxy__json *j, yaml_node_t *chain, char *out, size_t cap)
@@ -915,7 +939,8 @@ static void proxy__chain_match(struct proxy__json *j, yaml_node_t *chain, char *
 /* One row per filter chain (and the default chain), as istioctl prints:
  * a listener's chains may go to different places (virtualOutbound: its
  * BlackHoleCluster chain and its PassthroughCluster catch-all). */
-static void proxy__listener_rows(struct proxy__json *j, yaml_node_t *item, yaml_node_t *l, struct proxy__table *t)
+static void proxy__listener_rows(struct proxy__json *j, const struct proxy__opts *o, yaml_node_t *item,
+				 yaml_node_t *l, struct proxy__table *t)
 {
 	char dest[PROXY_MAX_CELL], match[PROXY_MAX_CELL];
 	yaml_node_t *chains = proxy__get(j, l, "filterChains"), *def = proxy__get(j, l, "defaultFilterChain");
@@ -923,6 +948,7 @@ static void proxy__listener_rows(struct proxy__json *j, yaml_node_t *item, yaml_
 	size_t i, n = proxy__len(chains);
 
 	(void)item;
+	(void)o;
 	row[0] = proxy__str(proxy__get(j, l, "name"));
 	row[1] = proxy__str(proxy__path(j, l, "address.socketAddress.address"));
 	row[2] = proxy__str(proxy__path(j, l, "address.socketAddress.portValue"));
@@ -995,13 +1021,15 @@ static void proxy__route_dest(struct proxy__json *j, yaml_node_t *r, char *out, 
 		snprintf(out, cap, "redirect");
 }
 
-static void proxy__route_rows(struct proxy__json *j, yaml_node_t *item, yaml_node_t *rc, struct proxy__table *t)
+static void proxy__route_rows(struct proxy__json *j, const struct proxy__opts *o, yaml_node_t *item,
+				 yaml_node_t *rc, struct proxy__table *t)
 {
 	yaml_node_t *vhs = proxy__get(j, rc, "virtualHosts");
 	const char *name = proxy__str(proxy__get(j, rc, "name"));
 	size_t v, r;
 
 	(void)item;
+	(void)o;
 	for (v = 0; v < proxy__len(vhs); v++) {
 		yaml_node_t *vh = proxy__at(j, vhs, v);
 		yaml_node_t *domains = proxy__get(j, vh, "domains");
@@ -1032,7 +1060,8 @@ static void proxy__route_rows(struct proxy__json *j, yaml_node_t *item, yaml_nod
 	}
 }
 
-static void proxy__cluster_rows(struct proxy__json *j, yaml_node_t *item, yaml_node_t *c, struct proxy__table *t)
+static void proxy__cluster_rows(struct proxy__json *j, const struct proxy__opts *o, yaml_node_t *item,
+				 yaml_node_t *c, struct proxy__table *t)
 {
 	const char *name = proxy__str(proxy__get(j, c, "name"));
 	const char *type = proxy__str(proxy__get(j, c, "type"));
@@ -1040,6 +1069,7 @@ static void proxy__cluster_rows(struct proxy__json *j, yaml_node_t *item, yaml_n
 	const char *row[5];
 
 	(void)item;
+	(void)o;
 	/* Istio's names: DIRECTION|PORT|SUBSET|HOST */
 	bool istio = false;
 
@@ -1069,7 +1099,241 @@ static void proxy__cluster_rows(struct proxy__json *j, yaml_node_t *item, yaml_n
 	proxy__table_row(t, row);
 }
 
-static void proxy__endpoint_rows(struct proxy__json *j, yaml_node_t *item, yaml_node_t *e, struct proxy__table *t)
+/* ---- istioctl's filters (istioctl/pkg/writer/envoy/configdump/{cluster,
+ * listener,route}.go and writer/envoy/clusters/clusters.go) */
+
+/* Which sections each filter narrows, for "does not apply" errors. */
+static const struct {
+	const char *flag;
+	size_t off;
+	unsigned sections;      /* bit per enum proxy__section */
+} proxy__filter_use[] = {
+	{ "--fqdn", PROXY__OPT(fqdn), 1u << PROXY_CLUSTERS },
+	{ "--subset", PROXY__OPT(subset), 1u << PROXY_CLUSTERS },
+	{ "--direction", PROXY__OPT(direction), 1u << PROXY_CLUSTERS },
+	{ "--port", PROXY__OPT(port_s), 1u << PROXY_CLUSTERS | 1u << PROXY_LISTENERS | 1u << PROXY_ENDPOINTS },
+	{ "--address", PROXY__OPT(address), 1u << PROXY_LISTENERS | 1u << PROXY_ENDPOINTS },
+	{ "--type", PROXY__OPT(ltype), 1u << PROXY_LISTENERS },
+	{ "--name", PROXY__OPT(name), 1u << PROXY_ROUTES },
+	{ "--cluster", PROXY__OPT(cluster), 1u << PROXY_ENDPOINTS },
+	{ "--status", PROXY__OPT(status), 1u << PROXY_ENDPOINTS },
+};
+
+#define PROXY_N_FILTERS (sizeof(proxy__filter_use) / sizeof(proxy__filter_use[0]))
+
+static const char *proxy__filter_val(const struct proxy__opts *o, size_t f)
+{
+	return *(const char *const *)(const void *)((const char *)o + proxy__filter_use[f].off);
+}
+
+static bool proxy__any_filter(const struct proxy__opts *o)
+{
+	size_t f;
+
+	for (f = 0; f < PROXY_N_FILTERS; f++)
+		if (proxy__filter_val(o, f))
+			return true;
+	return false;
+}
+
+static bool proxy__one_of(const char *v, const char *const *set)
+{
+	for (; *set; set++)
+		if (!strcasecmp(v, *set))
+			return true;
+	return false;
+}
+
+/*
+ * Check the filters against TYPE s (-1: all) and their values.  0, or
+ * -EINVAL with the message on stderr (the caller exits 2).
+ */
+static int proxy__check_filters(struct proxy__opts *o, int s)
+{
+	static const char *const dirs[] = { "inbound", "outbound", NULL };
+	static const char *const types[] = { "HTTP", "TCP", "HTTP+TCP", NULL };
+	/* envoy.config.core.v3.HealthStatus names, as istioctl compares them */
+	static const char *const statuses[] = { "HEALTHY", "UNHEALTHY", "DRAINING", "TIMEOUT", "DEGRADED", "UNKNOWN",
+						NULL };
+	size_t f;
+	int k;
+
+	for (f = 0; f < PROXY_N_FILTERS; f++) {
+		const char *v = proxy__filter_val(o, f);
+
+		if (!v)
+			continue;
+		if (s >= 0 && !(proxy__filter_use[f].sections & (1u << s))) {
+			fprintf(stderr, "meshctl proxy-config: %s does not filter %s; it filters", proxy__filter_use[f].flag,
+				proxy__sections[s].name);
+			for (k = 0; k < PROXY_N; k++)
+				if (proxy__filter_use[f].sections & (1u << k))
+					fprintf(stderr, " %s", proxy__sections[k].name);
+			fputc('\n', stderr);
+			return -EINVAL;
+		}
+	}
+	if (o->port_s) {
+		char *end;
+		unsigned long p = strtoul(o->port_s, &end, 10);
+
+		if (end == o->port_s || *end || o->port_s[0] == '-' || p < 1 || p > 65535) {
+			fprintf(stderr, "meshctl proxy-config: --port \"%s\": want a port number 1-65535\n", o->port_s);
+			return -EINVAL;
+		}
+		o->port = (unsigned)p;
+	}
+	if (o->direction && !proxy__one_of(o->direction, dirs)) {
+		fprintf(stderr, "meshctl proxy-config: --direction \"%s\": want inbound or outbound\n", o->direction);
+		return -EINVAL;
+	}
+	if (o->ltype && !proxy__one_of(o->ltype, types)) {
+		fprintf(stderr, "meshctl proxy-config: --type \"%s\": want HTTP, TCP or HTTP+TCP\n", o->ltype);
+		return -EINVAL;
+	}
+	if (o->status && !proxy__one_of(o->status, statuses)) {
+		fprintf(stderr, "meshctl proxy-config: --status \"%s\": want healthy, unhealthy, degraded, draining, "
+			"timeout or unknown\n", o->status);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* istioctl's ClusterFilter.Verify: each given field a substring of the
+ * name (DIRECTION|PORT|SUBSET|FQDN), the port as "|PORT|". */
+static bool proxy__cluster_keep(const struct proxy__opts *o, const char *name)
+{
+	char p[16];
+
+	if (!name)
+		name = "";
+	if (o->fqdn && !strstr(name, o->fqdn))
+		return false;
+	if (o->direction && !strstr(name, o->direction))
+		return false;
+	if (o->subset && !strstr(name, o->subset))
+		return false;
+	if (o->port) {
+		snprintf(p, sizeof(p), "|%u|", o->port);
+		if (!strstr(name, p))
+			return false;
+	}
+	return true;
+}
+
+/* Whether a filter of a listener's chains is an HTTP connection manager
+ * (1), a TCP proxy to somewhere other than BlackHoleCluster (2), or
+ * neither (0): by the filter's name, or its typed config's type. */
+static int proxy__filter_kind(struct proxy__json *j, yaml_node_t *f)
+{
+	const char *name = proxy__str(proxy__get(j, f, "name"));
+	const char *type = proxy__str(proxy__path(j, f, "typedConfig.@type"));
+	const char *cl;
+
+	if ((name && strstr(name, "http_connection_manager")) || (type && strstr(type, ".HttpConnectionManager")))
+		return 1;
+	if ((name && strstr(name, "tcp_proxy")) || (type && strstr(type, ".TcpProxy"))) {
+		cl = proxy__find(j, f, "cluster", 0);
+		return cl && !strcmp(cl, "BlackHoleCluster") ? 0 : 2;
+	}
+	return 0;
+}
+
+/* istioctl's retrieveListenerType: HTTP, TCP, HTTP+TCP or UNKNOWN. */
+static const char *proxy__listener_type(struct proxy__json *j, yaml_node_t *l)
+{
+	yaml_node_t *chains = proxy__get(j, l, "filterChains");
+	size_t i, k, n = proxy__len(chains), http = 0, tcp = 0;
+
+	for (i = 0; i <= n; i++) {
+		yaml_node_t *c = i < n ? proxy__at(j, chains, i) : proxy__get(j, l, "defaultFilterChain");
+		yaml_node_t *fs = proxy__get(j, c, "filters");
+
+		for (k = 0; k < proxy__len(fs); k++) {
+			int kind = proxy__filter_kind(j, proxy__at(j, fs, k));
+
+			http += kind == 1;
+			tcp += kind == 2;
+		}
+	}
+	if (http)
+		return tcp ? "HTTP+TCP" : "HTTP";
+	return tcp ? "TCP" : "UNKNOWN";
+}
+
+/* Whether resource res of section s passes the filters (endpoints are
+ * filtered one by one in their rows; a ClusterLoadAssignment passes here
+ * when one of its endpoints does). */
+static bool proxy__endpoint_keep(const struct proxy__opts *o, const char *ip, unsigned port, const char *cluster,
+				 const char *status);
+
+static bool proxy__keep(struct proxy__json *j, const struct proxy__opts *o, enum proxy__section s, yaml_node_t *res)
+{
+	switch (s) {
+	case PROXY_CLUSTERS:
+		return proxy__cluster_keep(o, proxy__str(proxy__get(j, res, "name")));
+	case PROXY_LISTENERS: {
+		const char *addr = proxy__str(proxy__path(j, res, "address.socketAddress.address"));
+		const char *port = proxy__str(proxy__path(j, res, "address.socketAddress.portValue"));
+
+		if (o->address && (!addr || strcasecmp(addr, o->address)))
+			return false;
+		if (o->port && (!port || strtoul(port, NULL, 10) != o->port))
+			return false;
+		return !o->ltype || !strcasecmp(proxy__listener_type(j, res), o->ltype);
+	}
+	case PROXY_ROUTES: {
+		const char *name = proxy__str(proxy__get(j, res, "name"));
+
+		return !o->name || (name && !strcmp(name, o->name));
+	}
+	case PROXY_ENDPOINTS: {
+		yaml_node_t *eps = proxy__get(j, res, "endpoints");
+		const char *cluster = proxy__str(proxy__get(j, res, "clusterName"));
+		size_t i, k;
+
+		for (i = 0; i < proxy__len(eps); i++) {
+			yaml_node_t *lbs = proxy__get(j, proxy__at(j, eps, i), "lbEndpoints");
+
+			for (k = 0; k < proxy__len(lbs); k++) {
+				yaml_node_t *lb = proxy__at(j, lbs, k);
+				yaml_node_t *sa = proxy__path(j, lb, "endpoint.address.socketAddress");
+				const char *h = proxy__str(proxy__get(j, lb, "healthStatus"));
+				const char *port = proxy__str(proxy__get(j, sa, "portValue"));
+
+				if (proxy__endpoint_keep(o, proxy__str(proxy__get(j, sa, "address")),
+							 port ? (unsigned)strtoul(port, NULL, 10) : 0, cluster,
+							 h && strcmp(h, "UNKNOWN") ? h : "HEALTHY"))
+					return true;
+			}
+		}
+		return false;
+	}
+	default:
+		return true;
+	}
+}
+
+/* istioctl's EndpointFilter.Verify (writer/envoy/clusters): address (the
+ * IP) and cluster compared without case, the port exactly, the status by
+ * its HealthStatus name. */
+static bool proxy__endpoint_keep(const struct proxy__opts *o, const char *ip, unsigned port, const char *cluster,
+				 const char *status)
+{
+	if (o->address && (!ip || strcasecmp(ip, o->address)))
+		return false;
+	if (o->port && port != o->port)
+		return false;
+	if (o->cluster && (!cluster || strcasecmp(cluster, o->cluster)))
+		return false;
+	return !o->status || (status && !strcasecmp(status, o->status));
+}
+
+/* Endpoints as meshd sent them: their EDS health; whether the proxy
+ * ejected one is live state only the proxy knows (--admin reads it), so
+ * OUTLIER CHECK is "-" here rather than a guess. */
+static void proxy__endpoint_rows(struct proxy__json *j, const struct proxy__opts *o, yaml_node_t *item,
+				 yaml_node_t *e, struct proxy__table *t)
 {
 	yaml_node_t *eps = proxy__get(j, e, "endpoints");
 	const char *cluster = proxy__str(proxy__get(j, e, "clusterName"));
@@ -1088,23 +1352,27 @@ static void proxy__endpoint_rows(struct proxy__json *j, yaml_node_t *item, yaml_
 			char ep[PROXY_MAX_CELL];
 			const char *row[4];
 
+			/* Envoy's default (UNKNOWN) is served as healthy */
+			row[1] = health && strcmp(health, "UNKNOWN") ? health : "HEALTHY";
+			if (!proxy__endpoint_keep(o, addr, port ? (unsigned)strtoul(port, NULL, 10) : 0, cluster, row[1]))
+				continue;
 			if (!addr)
 				addr = proxy__str(proxy__path(j, lb, "endpoint.address.pipe.path"));
 			snprintf(ep, sizeof(ep), "%s%s%s", addr ? addr : "?", port ? ":" : "", port ? port : "");
 			row[0] = ep;
-			/* Envoy's default (UNKNOWN) is served as healthy */
-			row[1] = health && strcmp(health, "UNKNOWN") ? health : "HEALTHY";
-			row[2] = "OK";
+			row[2] = "-";
 			row[3] = cluster;
 			proxy__table_row(t, row);
 		}
 	}
 }
 
-static void proxy__secret_rows(struct proxy__json *j, yaml_node_t *item, yaml_node_t *s, struct proxy__table *t)
+static void proxy__secret_rows(struct proxy__json *j, const struct proxy__opts *o, yaml_node_t *item,
+				 yaml_node_t *s, struct proxy__table *t)
 {
 	const char *row[4];
 
+	(void)o;
 	row[0] = proxy__str(proxy__get(j, item, "name"));
 	if (!row[0])
 		row[0] = proxy__str(proxy__get(j, s, "name"));
@@ -1127,8 +1395,220 @@ static const struct {
 	[PROXY_SECRETS] = { proxy__secret_rows, 4, { "RESOURCE NAME", "TYPE", "STATUS", "VERSION" } },
 };
 
-/* Print section s as a table (or, json, its resources as a JSON array). */
-static int proxy__print_section(struct proxy__json *j, enum proxy__section s, bool json)
+enum proxy__fmt { PROXY_FMT_TABLE, PROXY_FMT_JSON, PROXY_FMT_YAML };
+
+/* Whether JSON text for a string would read back as another type if
+ * written plain in YAML (a number, a boolean, null, or empty). */
+static bool proxy__yaml_needs_quotes(const char *v, size_t n)
+{
+	static const char *const words[] = { "true", "false", "null", "yes", "no", "on", "off", "y", "n", "~", NULL };
+
+	if (!n || strchr("0123456789+-.", v[0]))
+		return true;
+	return n <= 5 && proxy__one_of(v, words);
+}
+
+/*
+ * Print JSON text as YAML in block style, as istioctl's -o yaml does
+ * (sigs.k8s.io/yaml over the JSON).  The libyaml document loaded from the
+ * JSON is restyled and handed to the emitter, which frees it.  0 or a
+ * negative code (message on stderr).
+ */
+static int proxy__print_yaml(const struct mesh_buf *b)
+{
+	struct proxy__json j;
+	yaml_emitter_t e;
+	yaml_node_t *n;
+	int rc;
+
+	rc = proxy__json_load(&j, "output", b);
+	if (rc < 0)
+		goto out;
+	for (n = j.doc.nodes.start; n < j.doc.nodes.top; n++) {
+		if (n->type == YAML_MAPPING_NODE)
+			n->data.mapping.style = YAML_BLOCK_MAPPING_STYLE;
+		else if (n->type == YAML_SEQUENCE_NODE)
+			n->data.sequence.style = YAML_BLOCK_SEQUENCE_STYLE;
+		else if (n->type == YAML_SCALAR_NODE && n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+			/* JSON strings: plain where that still reads as a string */
+			n->data.scalar.style = proxy__yaml_needs_quotes((const char *)n->data.scalar.value,
+									n->data.scalar.length) ?
+						       YAML_SINGLE_QUOTED_SCALAR_STYLE : YAML_ANY_SCALAR_STYLE;
+	}
+	if (!yaml_emitter_initialize(&e)) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	yaml_emitter_set_output_file(&e, stdout);
+	yaml_emitter_set_unicode(&e, 1);
+	yaml_emitter_set_width(&e, -1);
+	/* dump takes the document, emitted or not */
+	j.loaded = false;
+	if (!yaml_emitter_open(&e) || !yaml_emitter_dump(&e, &j.doc) || !yaml_emitter_close(&e)) {
+		fprintf(stderr, "meshctl: writing YAML: %s\n", e.problem ? e.problem : "error");
+		rc = -EIO;
+	}
+	yaml_emitter_delete(&e);
+out:
+	proxy__json_cleanup(&j);
+	return rc;
+}
+
+/* Print JSON text b in format fmt (json: as is).  0 or negative. */
+static int proxy__print_doc(struct mesh_buf *b, enum proxy__fmt fmt)
+{
+	if (b->err) {
+		fprintf(stderr, "meshctl: output too large\n");
+		return b->err;
+	}
+	if (fmt == PROXY_FMT_YAML)
+		return proxy__print_yaml(b);
+	fputs(b->data ? b->data : "", stdout);
+	return 0;
+}
+
+/* One host of a proxy's live /clusters. */
+struct proxy__host {
+	const char *cluster, *host, *ip, *status;
+	unsigned port;
+	bool failed;            /* ejected by outlier detection */
+};
+
+static int proxy__host_cmp(const void *a, const void *b)
+{
+	const struct proxy__host *x = a, *y = b;
+	int c = strcmp(x->ip, y->ip);
+
+	/* istioctl's order: address, port, cluster */
+	if (c)
+		return c;
+	if (x->port != y->port)
+		return x->port < y->port ? -1 : 1;
+	return strcmp(x->cluster, y->cluster);
+}
+
+/*
+ * The endpoints section from a proxy's live admin /clusters, as istioctl's
+ * proxy-config endpoints reads Envoy's (writer/envoy/clusters): STATUS is
+ * the EDS health (UNHEALTHY for failed_eds_health, DEGRADED for
+ * degraded_eds_health, else HEALTHY) and OUTLIER CHECK FAILED when the host
+ * is ejected (failed_outlier_check).  Reads Envoy's text form, one line per
+ * host and stat, "CLUSTER::HOST::health_flags::FLAGS", which meshproxy and
+ * Envoy both serve.  -o json/yaml: Envoy's ClusterStatus shape for the
+ * hosts that pass the filters.  0 or a negative code (message on stderr).
+ */
+static int proxy__admin_endpoints(const struct proxy__opts *o, enum proxy__fmt fmt)
+{
+	static const char *const header[] = { "ENDPOINT", "STATUS", "OUTLIER CHECK", "CLUSTER" };
+	static const char marker[] = "::health_flags::";
+	struct proxy__host *hs = NULL, *nh;
+	struct proxy__table t;
+	struct mesh_buf body, b;
+	size_t n = 0, cap = 0, i;
+	char *line, *next;
+	int rc;
+
+	mesh_buf_init(&body, PROXY_MAX_BODY);
+	mesh_buf_init(&b, PROXY_MAX_BODY);
+	rc = proxy__fetch(o->admin, "/clusters", &body);
+	if (rc < 0)
+		goto out;
+	for (line = body.data; line && *line; line = next) {
+		char *m, *sep, *colon, *flags;
+		struct proxy__host h = { 0 };
+
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		m = strstr(line, marker);
+		sep = strstr(line, "::");
+		if (!m || sep == m)
+			continue;
+		/* cluster names hold no "::"; the host may (an IPv6 address) */
+		*sep = '\0';
+		*m = '\0';
+		flags = m + sizeof(marker) - 1;
+		h.cluster = line;
+		h.host = h.ip = sep + 2;
+		colon = strrchr(sep + 2, ':');
+		if (colon && colon != sep + 2) {
+			h.port = (unsigned)strtoul(colon + 1, NULL, 10);
+			*colon = '\0';
+			if (h.ip[0] == '[' && colon[-1] == ']') {
+				h.ip++;
+				colon[-1] = '\0';
+			}
+		}
+		h.status = strstr(flags, "/failed_eds_health") ? "UNHEALTHY" :
+			   strstr(flags, "/degraded_eds_health") ? "DEGRADED" : "HEALTHY";
+		h.failed = strstr(flags, "/failed_outlier_check") != NULL;
+		if (!proxy__endpoint_keep(o, h.ip, h.port, h.cluster, h.status))
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			nh = realloc(hs, cap * sizeof(*hs));
+			if (!nh) {
+				rc = -ENOMEM;
+				fprintf(stderr, "meshctl: out of memory\n");
+				goto out;
+			}
+			hs = nh;
+		}
+		hs[n++] = h;
+	}
+	if (fmt != PROXY_FMT_TABLE) {
+		/* /clusters order: a cluster's hosts are together */
+		mesh_buf_putc(&b, '[');
+		for (i = 0; i < n; i++) {
+			bool first = !i || strcmp(hs[i - 1].cluster, hs[i].cluster);
+
+			if (first) {
+				mesh_buf_puts(&b, i ? "]}," : "");
+				mesh_buf_puts(&b, "{\"name\":");
+				json_put_string(&b, hs[i].cluster);
+				mesh_buf_puts(&b, ",\"host_statuses\":[");
+			} else {
+				mesh_buf_putc(&b, ',');
+			}
+			mesh_buf_puts(&b, "{\"address\":{\"socket_address\":{\"address\":");
+			json_put_string(&b, hs[i].ip);
+			mesh_buf_printf(&b, ",\"port_value\":%u}},\"health_status\":{\"eds_health_status\":\"%s\"%s}}",
+					hs[i].port, hs[i].status, hs[i].failed ? ",\"failed_outlier_check\":true" : "");
+		}
+		mesh_buf_puts(&b, n ? "]}]\n" : "]\n");
+		rc = proxy__print_doc(&b, fmt);
+		goto out;
+	}
+	if (n)
+		qsort(hs, n, sizeof(*hs), proxy__host_cmp);
+	proxy__table_init(&t, 4, header);
+	for (i = 0; i < n; i++) {
+		char ep[PROXY_MAX_CELL];
+		const char *row[4];
+
+		/* the host as the proxy names it: "IP:PORT", "[V6]:PORT" */
+		if (hs[i].port)
+			snprintf(ep, sizeof(ep), "%s:%u", hs[i].ip, hs[i].port);
+		else
+			snprintf(ep, sizeof(ep), "%s", hs[i].ip);
+		row[0] = ep;
+		row[1] = hs[i].status;
+		row[2] = hs[i].failed ? "FAILED" : "OK";
+		row[3] = hs[i].cluster;
+		proxy__table_row(&t, row);
+	}
+	rc = proxy__table_print(&t);
+out:
+	free(hs);
+	mesh_buf_cleanup(&body);
+	mesh_buf_cleanup(&b);
+	return rc;
+}
+
+/* Print section s as a table (or its resources as a JSON or YAML array),
+ * keeping the resources that pass the filters. */
+static int proxy__print_section(struct proxy__json *j, const struct proxy__opts *o, enum proxy__section s,
+				enum proxy__fmt fmt)
 {
 	yaml_node_t *sec = proxy__section(j, s);
 	struct proxy__table t;
@@ -1136,22 +1616,24 @@ static int proxy__print_section(struct proxy__json *j, enum proxy__section s, bo
 	size_t l, i, n = 0;
 	int rc = 0;
 
-	if (json) {
+	if (fmt != PROXY_FMT_TABLE) {
 		mesh_buf_init(&b, PROXY_MAX_BODY);
 		mesh_buf_putc(&b, '[');
 		for (l = 0; l < 2; l++) {
 			yaml_node_t *list = proxy__get(j, sec, proxy__sections[s].lists[l]);
 
 			for (i = 0; i < proxy__len(list); i++) {
+				yaml_node_t *item = proxy__at(j, list, i);
+
+				if (!proxy__keep(j, o, s, proxy__resource(j, s, item)))
+					continue;
 				if (n++)
 					mesh_buf_putc(&b, ',');
-				proxy__to_json(j, proxy__at(j, list, i), &b);
+				proxy__to_json(j, item, &b);
 			}
 		}
 		mesh_buf_puts(&b, "]\n");
-		rc = b.err;
-		if (!rc)
-			fputs(b.data, stdout);
+		rc = proxy__print_doc(&b, fmt);
 		mesh_buf_cleanup(&b);
 		return rc;
 	}
@@ -1161,8 +1643,10 @@ static int proxy__print_section(struct proxy__json *j, enum proxy__section s, bo
 
 		for (i = 0; i < proxy__len(list); i++) {
 			yaml_node_t *item = proxy__at(j, list, i);
+			yaml_node_t *res = proxy__resource(j, s, item);
 
-			proxy__views[s].rows(j, item, proxy__resource(j, s, item), &t);
+			if (proxy__keep(j, o, s, res))
+				proxy__views[s].rows(j, o, item, res, &t);
 		}
 	}
 	/* dump order: routes match first to last, so their order is meaning */
@@ -1172,17 +1656,29 @@ static int proxy__print_section(struct proxy__json *j, enum proxy__section s, bo
 static void proxy__config_usage(FILE *f)
 {
 	fprintf(f,
-		"usage: meshctl proxy-config TYPE PROXY_ID [--meshd ADDR] [-o table|json]\n"
-		"       meshctl proxy-config TYPE --admin HOST:PORT [-o table|json]\n"
+		"usage: meshctl proxy-config TYPE PROXY_ID [--meshd ADDR] [-o short|json|yaml] [FILTERS]\n"
+		"       meshctl proxy-config TYPE --admin HOST:PORT [-o short|json|yaml] [FILTERS]\n"
 		"\n"
 		"What one proxy was sent, as istioctl proxy-config prints it.  TYPE is\n"
-		"listeners, routes, clusters, endpoints, secrets or all.\n"
+		"listeners, routes, clusters, endpoints, secrets or all (each in turn).\n"
 		"\n"
 		"  PROXY_ID            the proxy's node id, as meshctl proxy-status lists it;\n"
 		"                      read from meshd's /debug/config_dump?proxyID=PROXY_ID\n"
 		"  --meshd ADDR        meshd's --http-addr (default " PROXY_DEFAULT_MESHD ")\n"
-		"  --admin HOST:PORT   read a meshproxy's (or Envoy's) admin /config_dump instead\n"
-		"  -o json             the resources as JSON (for all: the whole config dump)\n"
+		"  --admin HOST:PORT   read a meshproxy's (or Envoy's) admin /config_dump instead;\n"
+		"                      endpoints then come from its live /clusters: STATUS is the\n"
+		"                      EDS health, OUTLIER CHECK FAILED for an ejected host (from\n"
+		"                      meshd, OUTLIER CHECK is \"-\": only the proxy knows)\n"
+		"  -o short|json|yaml  the table (default), or the resources as JSON or YAML\n"
+		"                      (for all without filters: the whole config dump)\n"
+		"\n"
+		"Filters, as istioctl's (a bad value exits 2):\n"
+		"  clusters    --fqdn FQDN --port N --subset S --direction inbound|outbound\n"
+		"              (each a part of the name DIRECTION|PORT|SUBSET|FQDN)\n"
+		"  listeners   --port N --address IP --type HTTP|TCP|HTTP+TCP\n"
+		"  routes      --name NAME (the route configuration's)\n"
+		"  endpoints   --cluster NAME --port N --address IP\n"
+		"              --status healthy|unhealthy|degraded|draining|timeout|unknown\n"
 		"\n"
 		"Secrets show names and versions only: meshd never serves key material\n"
 		"through a debug view.\n");
@@ -1193,6 +1689,7 @@ int proxy_config_main(int argc, char **argv)
 	struct proxy__opts o = { 0 };
 	struct proxy__json j = { 0 };
 	struct mesh_buf body, path;
+	enum proxy__fmt fmt = PROXY_FMT_TABLE;
 	const char *type, *src;
 	int s = -1, rc, k;
 
@@ -1220,12 +1717,23 @@ int proxy_config_main(int argc, char **argv)
 			rc = -EINVAL;
 		}
 	}
+	if (rc == 0)
+		rc = proxy__check_filters(&o, s);
 	if (rc != 0) {
 		proxy__config_usage(rc == 1 ? stdout : stderr);
 		rc = rc == 1 ? PROXY_EXIT_OK : PROXY_EXIT_USAGE;
 		goto out;
 	}
+	if (o.output && !strcmp(o.output, "json"))
+		fmt = PROXY_FMT_JSON;
+	else if (o.output && !strcmp(o.output, "yaml"))
+		fmt = PROXY_FMT_YAML;
 	rc = PROXY_EXIT_FAIL;
+	/* a proxy's endpoints are its live /clusters, not its config */
+	if (s == PROXY_ENDPOINTS && o.admin) {
+		rc = proxy__admin_endpoints(&o, fmt) < 0 ? PROXY_EXIT_FAIL : PROXY_EXIT_OK;
+		goto out;
+	}
 	if (o.admin) {
 		src = o.admin;
 		mesh_buf_puts(&path, "/config_dump");
@@ -1240,9 +1748,8 @@ int proxy_config_main(int argc, char **argv)
 	}
 	if (proxy__fetch(src, path.data, &body) < 0)
 		goto out;
-	if (s < 0 && proxy__json_out(&o)) {
-		fputs(body.data, stdout);
-		rc = PROXY_EXIT_OK;
+	if (s < 0 && fmt != PROXY_FMT_TABLE && !proxy__any_filter(&o)) {
+		rc = proxy__print_doc(&body, fmt) < 0 ? PROXY_EXIT_FAIL : PROXY_EXIT_OK;
 		goto out;
 	}
 	if (proxy__json_load(&j, path.data, &body) < 0)
@@ -1255,10 +1762,14 @@ int proxy_config_main(int argc, char **argv)
 	for (k = 0; k < PROXY_N; k++) {
 		if (s >= 0 && k != s)
 			continue;
-		if (s < 0)
+		if (s < 0 && fmt == PROXY_FMT_TABLE)
 			printf("%s%s:\n", k ? "\n" : "", proxy__sections[k].name);
-		if (proxy__print_section(&j, (enum proxy__section)k, proxy__json_out(&o)) < 0)
+		if (k == PROXY_ENDPOINTS && o.admin) {
+			if (proxy__admin_endpoints(&o, fmt) < 0)
+				rc = PROXY_EXIT_FAIL;
+		} else if (proxy__print_section(&j, &o, (enum proxy__section)k, fmt) < 0) {
 			rc = PROXY_EXIT_FAIL;
+		}
 	}
 out:
 	proxy__json_cleanup(&j);

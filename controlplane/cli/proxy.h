@@ -6,8 +6,14 @@
  *   meshctl proxy-status [--meshd ADDR]     meshd's /debug/syncz as istioctl's table
  *   meshctl proxy-config TYPE PROXY_ID      meshd's /debug/config_dump?proxyID= as
  *       [--meshd ADDR | --admin HOST:PORT]  tables (TYPE listeners, routes, clusters,
- *       [-o table|json]                     endpoints, secrets, all), or a meshproxy's
- *                                           (or Envoy's) admin /config_dump
+ *       [-o short|json|yaml] [FILTERS]      endpoints, secrets, all), or a meshproxy's
+ *                                           (or Envoy's) admin /config_dump; with
+ *                                           --admin, endpoints from its live /clusters
+ *
+ * FILTERS are istioctl proxy-config's, with its semantics
+ * (istioctl/pkg/writer/envoy/{configdump,clusters}): clusters --fqdn --port
+ * --subset --direction, listeners --port --address --type, routes --name,
+ * endpoints --cluster --port --address --status.
  *
  * ADDR defaults to 127.0.0.1:15014 (meshd's --http-addr under `make run`).
  * The HTTP client is a plain HTTP/1.1 GET over a socket: meshctl does not link

@@ -78,6 +78,18 @@ static const char camel_dump[] =
 
 static char admin_dump[sizeof(camel_dump) * 2];
 
+/* A proxy's live /clusters in Envoy's text form (meshproxy's and Envoy's):
+ * one host ejected by outlier detection, one EDS-unhealthy. */
+static const char clusters_text[] =
+	"outbound|9080|v2|reviews.ns.svc.cluster.local::observability_name::outbound|9080|v2|reviews.ns.svc.cluster.local\n"
+	"outbound|9080|v2|reviews.ns.svc.cluster.local::added_via_api::true\n"
+	"outbound|9080|v2|reviews.ns.svc.cluster.local::10.0.0.8:9080::cx_active::0\n"
+	"outbound|9080|v2|reviews.ns.svc.cluster.local::10.0.0.8:9080::health_flags::/failed_outlier_check\n"
+	"outbound|9080|v2|reviews.ns.svc.cluster.local::10.0.0.7:9080::health_flags::healthy\n"
+	"outbound|9080|v2|reviews.ns.svc.cluster.local::10.0.0.9:9080::health_flags::/failed_eds_health\n"
+	"inbound|8080||::observability_name::inbound|8080||\n"
+	"inbound|8080||::127.0.0.1:8080::health_flags::healthy\n";
+
 /* camel_dump with every key ("x":) in snake_case, into admin_dump. */
 static void snake_dump(void)
 {
@@ -164,6 +176,8 @@ static void *serve(void *arg)
 			reply(fd, 200, "{\"version\":\"9.9.9-test\",\"component\":\"meshd\"}\n", 0);
 		else if (!strcmp(last_path, "/debug/syncz"))
 			reply(fd, 200, syncz, 0);
+		else if (!strcmp(last_path, "/clusters"))
+			reply(fd, 200, clusters_text, 1);
 		else if (!strcmp(last_path, "/config_dump"))
 			reply(fd, 200, admin_dump, 1);
 		else if (!strncmp(last_path, "/debug/config_dump?proxyID=", 27) && strstr(last_path, "proxyID=a~"))
@@ -283,8 +297,14 @@ START_TEST(proxy_config_from_admin_port)
 	has("default         Cert Chain   ACTIVE   s1\n");
 	has("ROOTCA          CA           ACTIVE   s1\n");
 
+	/* endpoints: the proxy's live /clusters, sorted by address */
 	ck_assert_int_eq(run("proxy-config endpoints --admin 127.0.0.1:%d", "2>&1"), 0);
-	ck_assert_str_eq(out, "ENDPOINT   STATUS   OUTLIER CHECK   CLUSTER\n");
+	ck_assert_str_eq(last_path, "/clusters");
+	ck_assert_str_eq(out, "ENDPOINT         STATUS      OUTLIER CHECK   CLUSTER\n"
+			      "10.0.0.7:9080    HEALTHY     OK              outbound|9080|v2|reviews.ns.svc.cluster.local\n"
+			      "10.0.0.8:9080    HEALTHY     FAILED          outbound|9080|v2|reviews.ns.svc.cluster.local\n"
+			      "10.0.0.9:9080    UNHEALTHY   OK              outbound|9080|v2|reviews.ns.svc.cluster.local\n"
+			      "127.0.0.1:8080   HEALTHY     OK              inbound|8080||\n");
 
 	ck_assert_int_eq(run("proxy-config clusters --admin 127.0.0.1:%d -o json", "2>&1"), 0);
 	/* dynamic then static, each item as the dump has it */
@@ -319,12 +339,80 @@ START_TEST(proxy_config_from_meshd)
 }
 END_TEST
 
+/* istioctl's filters, each narrowing its table; -o yaml */
+START_TEST(proxy_config_filters)
+{
+	ck_assert_int_eq(run("proxy-config clusters --admin 127.0.0.1:%d --fqdn reviews.ns", "2>&1"), 0);
+	has("reviews.ns.svc.cluster.local   9080   v2       outbound    EDS\n");
+	ck_assert_ptr_null(strstr(out, "xds-grpc"));
+	ck_assert_ptr_null(strstr(out, "inbound"));
+	ck_assert_int_eq(run("proxy-config clusters --admin 127.0.0.1:%d --direction inbound --port=8080", "2>&1"), 0);
+	ck_assert_str_eq(out, "SERVICE FQDN   PORT   SUBSET   DIRECTION   TYPE\n"
+			      "-              8080   -        inbound     STATIC\n");
+	ck_assert_int_eq(run("proxy-config clusters --admin 127.0.0.1:%d --subset v1", "2>&1"), 0);
+	ck_assert_str_eq(out, "SERVICE FQDN   PORT   SUBSET   DIRECTION   TYPE\n");
+	ck_assert_int_eq(run("proxy-config clusters --admin 127.0.0.1:%d --subset v2 -o json", "2>&1"), 0);
+	ck_assert_str_eq(out, "[{\"version_info\":\"v1\",\"cluster\":{\"name\":"
+			      "\"outbound|9080|v2|reviews.ns.svc.cluster.local\",\"type\":\"EDS\"}}]\n");
+	ck_assert_int_eq(run("proxy-config clusters --admin 127.0.0.1:%d --subset v2 -o yaml", "2>&1"), 0);
+	ck_assert_str_eq(out, "- version_info: v1\n  cluster:\n    name: outbound|9080|v2|reviews.ns.svc.cluster.local\n"
+			      "    type: EDS\n");
+
+	ck_assert_int_eq(run("proxy-config listeners --admin 127.0.0.1:%d --port 15001", "2>&1"), 0);
+	has("virtualOutbound   0.0.0.0   15001   ALL");
+	ck_assert_ptr_null(strstr(out, "0.0.0.0_8080"));
+	ck_assert_int_eq(run("proxy-config listeners --admin 127.0.0.1:%d --address 10.0.0.1", "2>&1"), 0);
+	has("10.0.0.1_3306   10.0.0.1   3306   ALL");
+	ck_assert_ptr_null(strstr(out, "virtualOutbound"));
+	/* HTTP by its connection manager, TCP by its proxy filter (BlackHoleCluster alone is not TCP) */
+	ck_assert_int_eq(run("proxy-config listeners --admin 127.0.0.1:%d --type http", "2>&1"), 0);
+	has("0.0.0.0_8080   0.0.0.0   8080   ALL     Route: 8080\n");
+	ck_assert_ptr_null(strstr(out, "3306"));
+
+	ck_assert_int_eq(run("proxy-config routes --admin 127.0.0.1:%d --name 8080", "2>&1"), 0);
+	has("/exact");
+	ck_assert_int_eq(run("proxy-config routes --admin 127.0.0.1:%d --name 9090", "2>&1"), 0);
+	ck_assert_str_eq(out, "NAME   VHOST NAME   DOMAINS   MATCH   DESTINATION\n");
+
+	ck_assert_int_eq(run("proxy-config endpoints --admin 127.0.0.1:%d --status unhealthy", "2>&1"), 0);
+	ck_assert_str_eq(out, "ENDPOINT        STATUS      OUTLIER CHECK   CLUSTER\n"
+			      "10.0.0.9:9080   UNHEALTHY   OK              outbound|9080|v2|reviews.ns.svc.cluster.local\n");
+	ck_assert_int_eq(run("proxy-config endpoints --admin 127.0.0.1:%d --address 10.0.0.8 --port 9080 "
+			     "--cluster 'OUTBOUND|9080|v2|reviews.ns.svc.cluster.local'", "2>&1"), 0);
+	ck_assert_str_eq(out, "ENDPOINT        STATUS    OUTLIER CHECK   CLUSTER\n"
+			      "10.0.0.8:9080   HEALTHY   FAILED          outbound|9080|v2|reviews.ns.svc.cluster.local\n");
+	ck_assert_int_eq(run("proxy-config endpoints --admin 127.0.0.1:%d --cluster 'inbound|8080||' -o json", "2>&1"),
+			 0);
+	ck_assert_str_eq(out, "[{\"name\":\"inbound|8080||\",\"host_statuses\":[{\"address\":{\"socket_address\":"
+			      "{\"address\":\"127.0.0.1\",\"port_value\":8080}},\"health_status\":"
+			      "{\"eds_health_status\":\"HEALTHY\"}}]}]\n");
+
+	/* all: each section in turn, the filters where they apply */
+	ck_assert_int_eq(run("proxy-config all --admin 127.0.0.1:%d --port 3306", "2>&1"), 0);
+	has("listeners:\nNAME            ADDRESS    PORT   MATCH   DESTINATION\n10.0.0.1_3306");
+	has("\nendpoints:\nENDPOINT   STATUS   OUTLIER CHECK   CLUSTER\n\nsecrets:");
+
+	/* bad values and filters of another TYPE: exit 2, a clear message */
+	ck_assert_int_eq(run("proxy-config clusters --admin 127.0.0.1:%d --port 0", "2>&1"), 2);
+	has("--port \"0\": want a port number 1-65535");
+	ck_assert_int_eq(run("proxy-config clusters --admin 127.0.0.1:%d --port 80x", "2>/dev/null"), 2);
+	ck_assert_int_eq(run("proxy-config clusters --admin 127.0.0.1:%d --direction sideways", "2>&1"), 2);
+	has("want inbound or outbound");
+	ck_assert_int_eq(run("proxy-config listeners --admin 127.0.0.1:%d --type UDP", "2>&1"), 2);
+	has("want HTTP, TCP or HTTP+TCP");
+	ck_assert_int_eq(run("proxy-config endpoints --admin 127.0.0.1:%d --status sick", "2>&1"), 2);
+	ck_assert_int_eq(run("proxy-config routes --admin 127.0.0.1:%d --fqdn x", "2>&1"), 2);
+	has("--fqdn does not filter routes; it filters clusters");
+	ck_assert_int_eq(run("proxy-config clusters --admin 127.0.0.1:%d --port", "2>/dev/null"), 2);
+}
+END_TEST
+
 START_TEST(usage_and_unreachable)
 {
 	ck_assert_int_eq(run("proxy-config", "2>/dev/null"), 2);
 	ck_assert_int_eq(run("proxy-config clusters", "2>/dev/null"), 2);
 	ck_assert_int_eq(run("proxy-config nonsense x", "2>/dev/null"), 2);
-	ck_assert_int_eq(run("proxy-config clusters x -o yaml", "2>/dev/null"), 2);
+	ck_assert_int_eq(run("proxy-config clusters x -o xml", "2>/dev/null"), 2);
 	ck_assert_int_eq(run("proxy-status extra", "2>/dev/null"), 2);
 	ck_assert_int_eq(run("proxy-status --help", "2>/dev/null"), 0);
 	has("SYNCED");
@@ -355,6 +443,7 @@ int main(void)
 	tcase_add_test(tc, proxy_status_table);
 	tcase_add_test(tc, proxy_config_from_admin_port);
 	tcase_add_test(tc, proxy_config_from_meshd);
+	tcase_add_test(tc, proxy_config_filters);
 	tcase_add_test(tc, usage_and_unreachable);
 	suite_add_tcase(s, tc);
 	return testutil_run(s);
