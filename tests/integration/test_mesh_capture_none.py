@@ -24,6 +24,7 @@ so meshd sends no virtualOutbound/virtualInbound but an inbound listener
 Each case fails when the Sidecar is not applied or meshproxy does not bind
 (connection refused).  Nothing here asserts on timing; every wait is bounded.
 """
+import json
 import socket
 import subprocess
 import unittest
@@ -166,11 +167,27 @@ class MeshCaptureNoneTest(MeshCase):
         self.assertIn("%s_%d::%s:%d" % (BIND, ING_PORT, BIND, ING_PORT), listeners)
         self.assertIn("127.0.0.1_%d::127.0.0.1:%d" % (SVC_PORT, SVC_PORT), listeners)
         self.assertNotIn("virtualOutbound", listeners)
+        self.assertEqual(self.dumped_listeners(), {
+            "%s_%d" % (BIND, ING_PORT): (BIND, ING_PORT),
+            "127.0.0.1_%d" % SVC_PORT: ("127.0.0.1", SVC_PORT)})
         prom = self.sc.admin("/stats/prometheus")[1]
         line = [x for x in prom.splitlines()
                 if x.startswith('envoy_listener_downstream_cx_total{envoy_listener_address="127.0.0.1_%d"}' % SVC_PORT)]
         self.assertEqual(len(line), 1, prom[-2000:])
         self.assertGreaterEqual(int(line[0].split()[-1]), 8)
+
+    def dumped_listeners(self):
+        """{name: (address, port)} of the listeners in the sidecar's /config_dump."""
+        dump = json.loads(self.sc.admin("/config_dump")[1])
+        out = {}
+        for c in dump.get("configs", []):
+            if "ListenersConfigDump" in c.get("@type", ""):
+                for d in c.get("dynamic_listeners", []):
+                    lst = d["active_state"]["listener"]
+                    sa = lst["address"]["socket_address"] if "socket_address" in lst["address"] \
+                        else lst["address"]["socketAddress"]
+                    out[lst["name"]] = (sa["address"], sa.get("port_value", sa.get("portValue")))
+        return out
 
     def syncz_error(self):
         for x in self.meshd.json("/debug/syncz"):
