@@ -149,7 +149,7 @@ struct px_listener {
 	int embedded;
 	int fd;
 	int inbound;
-	char *name;                      /* Listener.name (owned; NULL for the embedded ones: see lname()) */
+	char *name;                      /* Listener.name (owned; NULL for the embedded ones: px_listener_name()) */
 	char key[72];                    /* the address it was bound for (px_bound.key) */
 	const struct px_bound *conf;     /* its entry in the engine's current config; NULL for the embedded
 	                                  * ones and once removed */

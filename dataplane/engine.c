@@ -918,12 +918,14 @@ void px_listener_unref(struct px_listener *l)
 	free(l);
 }
 
+/* The open socket for key.  One closed (its watch failed, or a drain
+ * closed it) is not reused: outside a drain the address is bound again. */
 static struct px_listener *bl_find(struct engine *e, const char *key)
 {
 	size_t i;
 
 	for (i = 0; i < e->n_bl; i++)
-		if (!strcmp(e->bl[i]->key, key))
+		if (!strcmp(e->bl[i]->key, key) && (e->bl[i]->fd >= 0 || e->draining))
 			return e->bl[i];
 	return NULL;
 }
