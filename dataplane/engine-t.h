@@ -96,6 +96,22 @@ struct px_port {
 	const char *tcp_cluster;
 };
 
+struct px_listener;
+
+/* A Listener meshproxy binds itself (bind_to_port not false and not
+ * virtualOutbound/virtualInbound, whose sockets come from --outbound-addr
+ * and --inbound-addr): captureMode NONE's 127.0.0.1_PORT and 0.0.0.0_PORT,
+ * later gateway ports.  Compiled per config; the socket (struct
+ * px_listener) outlives configs that keep the same address. */
+struct px_bound {
+	char *name;                      /* Listener.name (owned) */
+	char key[72];                    /* the bound address as net_listen() takes it: "IP:PORT", "[V6]:PORT" */
+	int inbound;                     /* traffic_direction INBOUND */
+	struct px_port port;             /* the filter chain that serves every connection */
+	struct px_listener *l;           /* the engine's socket for it, set before the swap */
+	int fresh;                       /* l was bound for this config (closed again if it is refused) */
+};
+
 struct px_config {
 	unsigned refs;
 	struct engine *e;
@@ -107,6 +123,8 @@ struct px_config {
 	size_t n_in_routers;
 	struct px_cluster **clusters;    /* sorted by name, one reference each */
 	size_t n_clusters;
+	struct px_bound *bound;          /* listeners with a socket of their own, in LDS order */
+	size_t n_bound;
 	int has_outbound, has_inbound;
 	int allow_any;                   /* virtualOutbound's catch-all is PassthroughCluster */
 	ProtobufCMessage **hcms;         /* filter configs unpacked from Anys (inline route configs live there) */
@@ -116,10 +134,26 @@ struct px_config {
 	struct up_hostset **new_hs;
 };
 
+struct px_listener_stats {
+	uint64_t cx_total, cx_active;    /* Envoy's listener.ADDRESS.downstream_cx_total / _active */
+};
+
+/* A listening socket.  virtualOutbound/virtualInbound are embedded in the
+ * engine (embedded set, never freed); a bound listener (px_bound) is
+ * allocated, referenced by the engine while a config lists its address and
+ * by each connection it accepted, so a removed listener stops accepting at
+ * once and is freed when its last connection ends. */
 struct px_listener {
 	struct engine *e;
+	unsigned refs;
+	int embedded;
 	int fd;
 	int inbound;
+	char *name;                      /* Listener.name (owned; NULL for the embedded ones: px_listener_name()) */
+	char key[72];                    /* the address it was bound for (px_bound.key) */
+	const struct px_bound *conf;     /* its entry in the engine's current config; NULL for the embedded
+	                                  * ones and once removed */
+	struct px_listener_stats st;
 	struct ev_io io;
 	struct ev_timer pause;           /* re-arms io after accept ran out of fds (px_accept_cb) */
 	int exhausted;                   /* in an fd-exhaustion episode: logged and counted once */
@@ -140,6 +174,8 @@ struct engine {
 	struct px_cluster **ctab;        /* every cluster alive by name (sorted), a reference each */
 	size_t n_ctab;
 	struct px_listener lout, lin;
+	struct px_listener **bl;         /* bound listeners of the current config, a reference each */
+	size_t n_bl;
 	struct px_engine_stats st;
 	struct px_alog *alog;
 	struct px_dconn *dconns;         /* every downstream connection (drain, free) */
@@ -170,6 +206,9 @@ struct px_host *px_cluster_host_of(const struct px_cluster *cl, const struct up_
 const char *px_host_health(const struct px_host *h);
 uint64_t px_rand(struct engine *e);
 void px_engine_check_drained(struct engine *e);
+void px_listener_unref(struct px_listener *l);
+/* A listener's name for logs: Listener.name, or virtualOutbound/virtualInbound. */
+const char *px_listener_name(const struct px_listener *l);
 
 /* proxy.c */
 /* The listener pause timer's callback: after accept failed for lack of fds
@@ -181,6 +220,8 @@ void px_accept_resume(struct ev_loop *loop, struct ev_timer *t);
 void px_accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events);
 void px_pool_close_idle(struct px_host *h);
 void px_dconn_drain_all(struct engine *e);
+/* The same for the connections one listener accepted (it left the config). */
+void px_dconn_drain_listener(struct engine *e, const struct px_listener *l);
 void px_dconn_free_all(struct engine *e);
 void px_gai_reap(struct ev_loop *loop, struct ev_timer *t);
 

@@ -1,8 +1,10 @@
 /*
  * engine.c - see engine.h.  This file compiles snapshots (listeners ->
  * ports, route configurations -> routers, clusters + load assignments ->
- * host sets), swaps configurations, binds virtualOutbound/virtualInbound,
- * and serves the engine's admin pages.  The data path is proxy.c.
+ * host sets), swaps configurations, binds virtualOutbound/virtualInbound
+ * and every other Listener that binds itself (keeping a socket across
+ * configs while its address stays, closing it when its Listener goes), and
+ * serves the engine's admin pages.  The data path is proxy.c.
  *
  * engine_apply() works in two phases so that a rejected candidate changes
  * nothing: phase one decodes and validates everything into a new
@@ -298,6 +300,9 @@ static void config_free(struct px_config *c)
 	free(c->in_routers);
 	free(c->out_ports);
 	free(c->in_ports);
+	for (i = 0; i < c->n_bound; i++)
+		free(c->bound[i].name);
+	free(c->bound);
 	for (i = 0; i < c->n_clusters; i++)
 		cluster_unref(c->clusters[i]);
 	free(c->clusters);
@@ -407,6 +412,108 @@ static int chain_decode(struct px_config *c, const char *lname, const Envoy__Con
 	return 0;
 }
 
+/* What serves a connection through chain fc: an HCM over RDS (route_name,
+ * resolved against the config's router later), an HCM with an inline route
+ * configuration (compiled here into a router of the config's own), or a
+ * TCP proxy (*p->tcp, its cluster). */
+static int chain_port(struct px_config *c, const char *lname, const Envoy__Config__Listener__V3__FilterChain *fc,
+		      struct px_port *p, char *err, size_t cap)
+{
+	px_hcm *hcm;
+	const char *tcp;
+	int rc;
+
+	rc = chain_decode(c, lname, fc, &hcm, &tcp, err, cap);
+	if (rc < 0)
+		return rc;
+	if (hcm && hcm->route_specifier_case ==
+			   ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_ROUTE_CONFIG &&
+	    hcm->route_config) {
+		const Envoy__Config__Route__V3__RouteConfiguration *one = hcm->route_config;
+		struct router *r = NULL;
+
+		rc = router_new(&one, 1, &r, err, cap);
+		if (rc < 0)
+			return rc;
+		rc = in_router_add(c, r);
+		if (rc < 0) {
+			router_unref(r);
+			return rc;
+		}
+		p->rcfg = router_config(r, one->name, strlen(one->name));
+	} else if (hcm && hcm->route_specifier_case ==
+				  ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_RDS &&
+		   hcm->rds) {
+		p->route_name = hcm->rds->route_config_name;
+	} else if (!hcm) {
+		p->tcp = 1;
+		p->tcp_cluster = tcp;
+	}
+	return 0;
+}
+
+static int is_tls_chain(const Envoy__Config__Listener__V3__FilterChain *fc)
+{
+	const Envoy__Config__Listener__V3__FilterChainMatch *m = fc->filter_chain_match;
+
+	return m && m->transport_protocol && !strcmp(m->transport_protocol, "tls");
+}
+
+/* Envoy binds a listener unless bind_to_port says false (unset: true). */
+static int binds_itself(const Envoy__Config__Listener__V3__Listener *l)
+{
+	return !l->bind_to_port || l->bind_to_port->value;
+}
+
+/* A listener with a socket of its own (struct px_bound).  Its connections
+ * are plaintext (TLS chains: issue 12), served by its first chain that is
+ * not TLS, else by its default chain. */
+static int compile_bound(struct px_config *c, const Envoy__Config__Listener__V3__Listener *l,
+			 const Envoy__Config__Core__V3__SocketAddress *sa, char *err, size_t cap)
+{
+	const Envoy__Config__Listener__V3__FilterChain *fc = NULL;
+	struct in6_addr a6;
+	struct in_addr a4;
+	struct px_bound *b, *v;
+	size_t i;
+	int rc;
+
+	v = realloc(c->bound, (c->n_bound + 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	c->bound = v;
+	b = &v[c->n_bound];
+	memset(b, 0, sizeof(*b));
+	if (inet_pton(AF_INET, sa->address, &a4) == 1) {
+		snprintf(b->key, sizeof(b->key), "%s:%u", sa->address, sa->port_value);
+	} else if (inet_pton(AF_INET6, sa->address, &a6) == 1) {
+		snprintf(b->key, sizeof(b->key), "[%s]:%u", sa->address, sa->port_value);
+	} else {
+		snprintf(err, cap, "listener %s: address %s is not numeric", l->name, sa->address);
+		return -EINVAL;
+	}
+	for (i = 0; i < c->n_bound; i++)
+		if (!strcmp(c->bound[i].key, b->key)) {
+			/* Envoy's words for the same refusal */
+			snprintf(err, cap, "error adding listener: '%s' has duplicate address '%s' as existing listener '%s'",
+				 l->name, b->key, c->bound[i].name);
+			return -EINVAL;
+		}
+	b->name = strdup(l->name);
+	if (!b->name)
+		return -ENOMEM;
+	c->n_bound++;
+	b->inbound = l->traffic_direction == ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__INBOUND;
+	b->port.port = sa->port_value;
+	for (i = 0; i < l->n_filter_chains && !fc; i++)
+		if (!is_tls_chain(l->filter_chains[i]))
+			fc = l->filter_chains[i];
+	if (!fc)
+		fc = l->default_filter_chain;
+	rc = chain_port(c, l->name, fc, &b->port, err, cap);
+	return rc;
+}
+
 static int compile_listener(struct px_config *c, const Envoy__Config__Listener__V3__Listener *l, char *err,
 			    size_t cap)
 {
@@ -439,32 +546,15 @@ static int compile_listener(struct px_config *c, const Envoy__Config__Listener__
 		for (i = 0; i < l->n_filter_chains; i++) {
 			const Envoy__Config__Listener__V3__FilterChain *fc = l->filter_chains[i];
 			const Envoy__Config__Listener__V3__FilterChainMatch *m = fc->filter_chain_match;
-			struct router *r = NULL;
 
-			if (!m || !m->destination_port || !strcmp(m->transport_protocol, "tls"))
+			if (!m || !m->destination_port || is_tls_chain(fc))
 				continue; /* TLS chains: issue 12 */
-			rc = chain_decode(c, l->name, fc, &hcm, &tcp, err, cap);
-			if (rc < 0)
-				return rc;
 			memset(&p, 0, sizeof(p));
 			p.port = m->destination_port->value;
-			if (hcm && hcm->route_specifier_case ==
-					   ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_ROUTE_CONFIG) {
-				const Envoy__Config__Route__V3__RouteConfiguration *one = hcm->route_config;
-
-				rc = router_new(&one, 1, &r, err, cap);
-				if (rc < 0)
-					return rc;
-				rc = in_router_add(c, r);
-				if (rc < 0) {
-					router_unref(r);
-					return rc;
-				}
-				p.rcfg = router_config(r, one->name, strlen(one->name));
-			} else if (tcp) {
-				p.tcp = 1;
-				p.tcp_cluster = tcp;
-			}
+			rc = chain_port(c, l->name, fc, &p, err, cap);
+			if (rc < 0)
+				return rc;
+			p.route_name = NULL; /* virtualInbound's chains carry their route configs inline */
 			rc = port_add(&c->in_ports, &c->n_in_ports, &p);
 			if (rc < 0)
 				return rc;
@@ -477,6 +567,15 @@ static int compile_listener(struct px_config *c, const Envoy__Config__Listener__
 	}
 	memset(&p, 0, sizeof(p));
 	p.port = sa->port_value;
+	if (binds_itself(l)) {
+		/* served through its own socket; an outbound one is also listed
+		 * with the ports virtualOutbound reaches (as Envoy's original
+		 * destination lookup finds any listener by address) */
+		rc = compile_bound(c, l, sa, err, cap);
+		if (rc < 0 || l->traffic_direction == ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__INBOUND ||
+		    (inet_pton(AF_INET, sa->address, &p.vip) != 1 && strcmp(sa->address, "::")))
+			return rc;
+	}
 	if (inet_pton(AF_INET, sa->address, &p.vip) != 1 && strcmp(sa->address, "::")) {
 		snprintf(err, cap, "listener %s: address %s is not numeric", l->name, sa->address);
 		return -EINVAL;
@@ -540,6 +639,10 @@ static int config_compile(struct engine *e, struct px_snapshot *s, struct px_con
 		if (c->out_ports[i].route_name)
 			c->out_ports[i].rcfg = router_config(c->router, c->out_ports[i].route_name,
 							     strlen(c->out_ports[i].route_name));
+	for (i = 0; i < c->n_bound; i++)
+		if (c->bound[i].port.route_name)
+			c->bound[i].port.rcfg = router_config(c->router, c->bound[i].port.route_name,
+							      strlen(c->bound[i].port.route_name));
 	c->new_up = calloc(cs->n + 1, sizeof(*c->new_up));
 	c->new_hs = calloc(cs->n + 1, sizeof(*c->new_hs));
 	if (!c->new_up || !c->new_hs) {
@@ -736,31 +839,58 @@ static int config_link_clusters(struct engine *e, struct px_config *c)
 
 /* --- listeners */
 
-static int listener_bind(struct engine *e, struct px_listener *l, const char *addr, int inbound, char *err,
-			 size_t cap)
+const char *px_listener_name(const struct px_listener *l)
+{
+	if (l->name)
+		return l->name;
+	return l->inbound ? "virtualInbound" : "virtualOutbound";
+}
+
+/* Listens on addr and fills l (not yet watched: listener_watch()). */
+static int listener_open(struct engine *e, struct px_listener *l, const char *addr)
 {
 	socklen_t len = sizeof(l->local);
-	int fd, rc;
+	int fd;
 
-	if (l->fd >= 0)
-		return 0;
 	fd = net_listen(addr, 1024);
-	if (fd < 0) {
-		snprintf(err, cap, "%s listener %s: %s", inbound ? "virtualInbound" : "virtualOutbound", addr,
-			 strerror(-fd));
+	if (fd < 0)
 		return fd;
-	}
 	getsockname(fd, (struct sockaddr *)&l->local, &len);
 	l->e = e;
 	l->fd = fd;
-	l->inbound = inbound;
 	l->port = net_local_port(fd);
 	ev_io_init(&l->io, fd, px_accept_cb, l);
 	ev_timer_init(&l->pause, px_accept_resume, l);
-	rc = ev_io_start(e->loop, &l->io, EV_READ);
+	return 0;
+}
+
+static int listener_watch(struct engine *e, struct px_listener *l)
+{
+	int rc = ev_io_start(e->loop, &l->io, EV_READ);
+
 	if (rc < 0) {
-		close(fd);
+		close(l->fd);
 		l->fd = -1;
+	}
+	return rc;
+}
+
+static int listener_bind(struct engine *e, struct px_listener *l, const char *addr, int inbound, char *err,
+			 size_t cap)
+{
+	int rc;
+
+	if (l->fd >= 0)
+		return 0;
+	l->inbound = inbound;
+	rc = listener_open(e, l, addr);
+	if (rc < 0) {
+		snprintf(err, cap, "%s listener %s: %s", inbound ? "virtualInbound" : "virtualOutbound", addr,
+			 strerror(-rc));
+		return rc;
+	}
+	rc = listener_watch(e, l);
+	if (rc < 0) {
 		snprintf(err, cap, "listener %s: %s", addr, strerror(-rc));
 		return rc;
 	}
@@ -777,6 +907,147 @@ static void listener_close(struct engine *e, struct px_listener *l)
 	ev_io_stop(e->loop, &l->io);
 	close(l->fd);
 	l->fd = -1;
+}
+
+void px_listener_unref(struct px_listener *l)
+{
+	if (!l || l->embedded || --l->refs)
+		return;
+	listener_close(l->e, l);
+	free(l->name);
+	free(l);
+}
+
+/* The open socket for key.  One closed (its watch failed, or a drain
+ * closed it) is not reused: outside a drain the address is bound again. */
+static struct px_listener *bl_find(struct engine *e, const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < e->n_bl; i++)
+		if (!strcmp(e->bl[i]->key, key) && (e->bl[i]->fd >= 0 || e->draining))
+			return e->bl[i];
+	return NULL;
+}
+
+/* Phase one, second half: a socket for every bound listener of c, the one
+ * already open for the same address, else a new one (listening, so the
+ * kernel queues connections, but not watched before the swap).  On a
+ * failure the new ones are closed again and nothing changed: the NACK
+ * carries Envoy's words. */
+static int bound_open(struct engine *e, struct px_config *c, char *err, size_t cap)
+{
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; i < c->n_bound; i++) {
+		struct px_bound *b = &c->bound[i];
+		struct px_listener *l = bl_find(e, b->key);
+
+		if (l) {
+			b->l = l;
+			continue;
+		}
+		l = calloc(1, sizeof(*l));
+		if (!l) {
+			rc = -ENOMEM;
+			break;
+		}
+		l->refs = 1;
+		l->fd = -1;
+		snprintf(l->key, sizeof(l->key), "%s", b->key);
+		rc = listener_open(e, l, b->key);
+		if (rc < 0) {
+			snprintf(err, cap, "Error adding/updating listener(s) %s: cannot bind '%s': %s", b->name, b->key,
+				 strerror(-rc));
+			free(l);
+			break;
+		}
+		b->l = l;
+		b->fresh = 1;
+	}
+	if (rc < 0)
+		for (i = 0; i < c->n_bound; i++)
+			if (c->bound[i].fresh) {
+				px_listener_unref(c->bound[i].l);
+				c->bound[i].l = NULL;
+				c->bound[i].fresh = 0;
+			}
+	return rc;
+}
+
+/* A refused config's fresh sockets (config_free() does not own them). */
+static void bound_abandon(struct px_config *c)
+{
+	size_t i;
+
+	for (i = 0; c && i < c->n_bound; i++) {
+		if (c->bound[i].fresh)
+			px_listener_unref(c->bound[i].l);
+		c->bound[i].l = NULL;
+		c->bound[i].fresh = 0;
+	}
+}
+
+/* A listener that left the configuration: it stops accepting now, its
+ * idle connections close, in-flight requests finish (Envoy drains them). */
+static void listener_retire(struct engine *e, struct px_listener *l)
+{
+	log_info("meshproxy", "listener %s (%s) removed", px_listener_name(l), l->key);
+	listener_close(e, l);
+	l->conf = NULL;
+	px_dconn_drain_listener(e, l);
+	px_listener_unref(l);
+}
+
+/* Phase two: c is current; its sockets are watched, the ones it no
+ * longer lists retired.  Cannot fail but for memory (then the old
+ * sockets stay open, unwatched ones are logged). */
+static void bound_commit(struct engine *e, struct px_config *c)
+{
+	struct px_listener **nv = calloc(c->n_bound + 1, sizeof(*nv));
+	size_t i, k;
+
+	if (!nv) {
+		log_error("meshproxy", "listeners: out of memory, keeping the previous set");
+		bound_abandon(c);
+		for (i = 0; i < e->n_bl; i++)
+			e->bl[i]->conf = NULL;
+		return;
+	}
+	for (i = 0; i < c->n_bound; i++) {
+		struct px_bound *b = &c->bound[i];
+		struct px_listener *l = b->l;
+		char *name = strdup(b->name);
+
+		if (name) {
+			free(l->name);
+			l->name = name;
+		}
+		l->inbound = b->inbound;
+		l->conf = b;
+		if (b->fresh) {
+			b->fresh = 0;
+			if (listener_watch(e, l) < 0)
+				log_error("meshproxy", "listener %s (%s): cannot watch the socket", b->name, b->key);
+			else
+				log_info("meshproxy", "listener %s listening on %s (port %d)", b->name, b->key, l->port);
+		} else {
+			l->refs++;
+		}
+		nv[i] = l;
+	}
+	for (i = 0; i < e->n_bl; i++) {
+		for (k = 0; k < c->n_bound && nv[k] != e->bl[i]; k++)
+			;
+		if (k == c->n_bound)
+			listener_retire(e, e->bl[i]);
+		else
+			px_listener_unref(e->bl[i]); /* nv holds its own */
+	}
+	free(e->bl);
+	e->bl = nv;
+	e->n_bl = c->n_bound;
 }
 
 /* --- engine */
@@ -800,6 +1071,9 @@ int engine_new(struct ev_loop *loop, const struct engine_opts *o, struct engine 
 	if (!e->o.pool_idle_ms)
 		e->o.pool_idle_ms = 60000;
 	e->lout.fd = e->lin.fd = -1;
+	e->lout.embedded = e->lin.embedded = 1;
+	e->lout.e = e->lin.e = e;
+	e->lin.inbound = 1;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	e->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 40) ^ 0x9E3779B97F4A7C15ULL;
 	e->lbrng.s = e->rng ^ 0x5851F42D4C957F2DULL;
@@ -823,7 +1097,14 @@ void engine_free(struct engine *e)
 		return;
 	listener_close(e, &e->lout);
 	listener_close(e, &e->lin);
+	for (i = 0; i < e->n_bl; i++)
+		listener_close(e, e->bl[i]);
 	px_dconn_free_all(e);
+	for (i = 0; i < e->n_bl; i++)
+		px_listener_unref(e->bl[i]);
+	free(e->bl);
+	e->bl = NULL;
+	e->n_bl = 0;
 	ev_timer_cancel(e->loop, &e->drain_timer);
 	ev_timer_cancel(e->loop, &e->gai_timer);
 	while (e->gai_orphans) {
@@ -863,13 +1144,31 @@ int engine_apply(struct engine *e, struct px_snapshot *candidate, char *err, siz
 		if (rc < 0)
 			goto out;
 	}
+	rc = bound_open(e, c, err, cap);
+	if (rc < 0)
+		goto out;
 	rc = config_link_clusters(e, c);
 	if (rc < 0) {
 		snprintf(err, cap, "out of memory");
 		goto out;
 	}
-	px_config_unref(e->cur);
-	e->cur = c;
+	/* virtualOutbound/virtualInbound gone from the config (captureMode
+	 * NONE): their sockets close as any removed listener's */
+	if (!c->has_outbound && e->lout.fd >= 0) {
+		listener_close(e, &e->lout);
+		px_dconn_drain_listener(e, &e->lout);
+	}
+	if (!c->has_inbound && e->lin.fd >= 0) {
+		listener_close(e, &e->lin);
+		px_dconn_drain_listener(e, &e->lin);
+	}
+	{
+		struct px_config *old = e->cur;
+
+		e->cur = c;
+		bound_commit(e, c); /* before the old config goes: listeners point into it until then */
+		px_config_unref(old);
+	}
 	c = NULL;
 	e->ready = 1;
 	e->st.applies++;
@@ -879,8 +1178,10 @@ out:
 		if (cap && !err[0])
 			snprintf(err, cap, "%s", strerror(-rc));
 	}
-	if (c)
+	if (c) {
+		bound_abandon(c);
 		config_free(c);
+	}
 	/* compiled or refused, the decoded messages are no longer needed
 	 * (what runs is the compiled copy): give their memory back */
 	px_snapshot_shed(candidate);
@@ -907,7 +1208,92 @@ int engine_inbound_port(const struct engine *e)
 	return e->lin.fd >= 0 ? e->lin.port : -ENOTCONN;
 }
 
+int engine_listener_port(const struct engine *e, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < e->n_bl; i++)
+		if (e->bl[i]->fd >= 0 && e->bl[i]->name && !strcmp(e->bl[i]->name, name))
+			return e->bl[i]->port;
+	return -ENOENT;
+}
+
 /* --- admin pages */
+
+/* "IP:PORT" ("[V6]:PORT") of what l is bound to (the real port when 0 was asked for). */
+static void listener_addr(const struct px_listener *l, char *out, size_t cap)
+{
+	char ip[INET6_ADDRSTRLEN] = "";
+
+	if (l->local.ss_family == AF_INET6) {
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)&l->local)->sin6_addr, ip, sizeof(ip));
+		snprintf(out, cap, "[%s]:%d", ip, l->port);
+	} else {
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)&l->local)->sin_addr, ip, sizeof(ip));
+		snprintf(out, cap, "%s:%d", ip, l->port);
+	}
+}
+
+/* Every listener with a socket, virtual ones first. */
+static size_t listeners_open(struct engine *e, const struct px_listener **v, size_t cap)
+{
+	size_t n = 0, i;
+
+	if (e->lout.fd >= 0 && n < cap)
+		v[n++] = &e->lout;
+	if (e->lin.fd >= 0 && n < cap)
+		v[n++] = &e->lin;
+	for (i = 0; i < e->n_bl && n < cap; i++)
+		if (e->bl[i]->fd >= 0)
+			v[n++] = e->bl[i];
+	return n;
+}
+
+/* Envoy's /listeners text: NAME::ADDRESS per line. */
+static int listeners_page(struct engine *e, struct mesh_buf *b)
+{
+	const struct px_listener **v = calloc(e->n_bl + 2, sizeof(*v));
+	size_t n, i;
+	char a[80];
+
+	if (!v)
+		return -ENOMEM;
+	n = listeners_open(e, v, e->n_bl + 2);
+	for (i = 0; i < n; i++) {
+		listener_addr(v[i], a, sizeof(a));
+		mesh_buf_printf(b, "%s::%s\n", px_listener_name(v[i]), a);
+	}
+	free(v);
+	return 0;
+}
+
+/* Envoy's listener.ADDRESS.downstream_cx_* (ADDRESS with '_' for the last ':'). */
+static void listener_prom(struct engine *e, struct mesh_buf *b)
+{
+	const struct px_listener **v = calloc(e->n_bl + 2, sizeof(*v));
+	size_t n, i, k;
+	char a[80];
+
+	if (!v)
+		return;
+	n = listeners_open(e, v, e->n_bl + 2);
+	for (k = 0; k < 2; k++) {
+		mesh_buf_printf(b, "# TYPE envoy_listener_downstream_cx_%s %s\n", k ? "active" : "total",
+				k ? "gauge" : "counter");
+		for (i = 0; i < n; i++) {
+			char *colon;
+
+			listener_addr(v[i], a, sizeof(a));
+			colon = strrchr(a, ':');
+			if (colon)
+				*colon = '_';
+			mesh_buf_printf(b, "envoy_listener_downstream_cx_%s{envoy_listener_address=\"%s\"} %llu\n",
+					k ? "active" : "total", a,
+					(unsigned long long)(k ? v[i]->st.cx_active : v[i]->st.cx_total));
+		}
+	}
+	free(v);
+}
 
 static void clusters_page(struct engine *e, struct mesh_buf *b)
 {
@@ -1022,6 +1408,7 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 			(unsigned long long)e->st.rq_4xx, (unsigned long long)e->st.rq_5xx,
 			(unsigned long long)e->st.codec_errors, (unsigned long long)e->st.no_route,
 			(unsigned long long)e->st.accept_paused);
+	listener_prom(e, b);
 }
 
 int engine_admin_page(struct engine *e, const char *path, size_t plen, struct mesh_buf *out, const char **ctype)
@@ -1030,6 +1417,10 @@ int engine_admin_page(struct engine *e, const char *path, size_t plen, struct me
 		clusters_page(e, out);
 		*ctype = "text/plain; charset=UTF-8";
 		return 0;
+	}
+	if (plen == 10 && !memcmp(path, "/listeners", 10)) {
+		*ctype = "text/plain; charset=UTF-8";
+		return listeners_page(e, out);
 	}
 	if (plen == 17 && !memcmp(path, "/stats/prometheus", 17)) {
 		prometheus_page(e, out);
@@ -1069,6 +1460,8 @@ void px_engine_check_drained(struct engine *e)
 
 void engine_drain(struct engine *e, void (*done)(void *arg), void *arg)
 {
+	size_t i;
+
 	if (e->draining)
 		return;
 	e->draining = 1;
@@ -1076,6 +1469,8 @@ void engine_drain(struct engine *e, void (*done)(void *arg), void *arg)
 	e->drain_arg = arg;
 	listener_close(e, &e->lout);
 	listener_close(e, &e->lin);
+	for (i = 0; i < e->n_bl; i++)
+		listener_close(e, e->bl[i]);
 	px_dconn_drain_all(e);
 	ev_timer_init(&e->drain_timer, drain_timeout, e);
 	ev_timer_arm(e->loop, &e->drain_timer, e->o.drain_ms);

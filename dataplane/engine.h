@@ -36,7 +36,7 @@ struct engine_opts {
 };
 
 /* A new engine on loop; nothing is bound before a snapshot names
- * virtualOutbound/virtualInbound.  *out is freed with engine_free(). */
+ * listeners.  *out is freed with engine_free(). */
 MESH_MUST_CHECK int engine_new(struct ev_loop *loop, const struct engine_opts *o, struct engine **out);
 /* Closes listeners and every connection; NULL is a no-op. */
 void engine_free(struct engine *e);
@@ -45,11 +45,18 @@ void engine_free(struct engine *e);
  * Compiles candidate (sidecar flavour: virtualOutbound/virtualInbound,
  * 0.0.0.0_PORT and VIP_PORT listeners with an HTTP connection manager over
  * RDS, route configurations, clusters and their load assignments) and, if
- * it is valid whole, makes it current and binds the listeners it names that
- * are not bound yet.  The candidate is referenced, not stolen.  Returns 0,
- * or a negative code with a reason in err (the xDS client NACKs with it;
- * the current configuration stays): -EINVAL (invalid resources), -ENOMEM,
- * or a bind error (-EADDRINUSE...).
+ * it is valid whole, makes it current.  Listeners, as Envoy does:
+ * virtualOutbound/virtualInbound on the engine_opts addresses; every other
+ * Listener whose bind_to_port is not false gets a socket of its own on its
+ * address, served by its own filter chain (captureMode NONE, gateways).  A
+ * listener whose address is unchanged keeps its socket; new ones are bound
+ * before the swap (so a bind failure changes nothing); removed ones stop
+ * accepting and their connections drain.  The candidate is referenced, not
+ * stolen.  Returns 0, or a negative code with a reason in err (the xDS
+ * client NACKs with it; the current configuration stays): -EINVAL (invalid
+ * resources, duplicate listener addresses), -ENOMEM, or a bind error
+ * (-EADDRINUSE, -EACCES: "Error adding/updating listener(s) NAME: cannot
+ * bind '127.0.0.1:8080': Address already in use", Envoy's words).
  */
 MESH_MUST_CHECK int engine_apply(struct engine *e, struct px_snapshot *candidate, char *err, size_t cap);
 
@@ -60,11 +67,17 @@ const int *engine_ready_flag(const struct engine *e);
 /* The bound ports of virtualOutbound / virtualInbound, or -ENOTCONN. */
 int engine_outbound_port(const struct engine *e);
 int engine_inbound_port(const struct engine *e);
+/* The port the bound listener named name (a Listener resource with a socket
+ * of its own: bind_to_port not false, e.g. captureMode NONE's
+ * 127.0.0.1_PORT) listens on, or -ENOENT. */
+int engine_listener_port(const struct engine *e, const char *name);
 
 /*
  * Admin pages the engine owns, Envoy's shapes: "/clusters" (text lines
- * CLUSTER::IP:PORT::stat::value) and "/stats/prometheus" (Envoy's metric
- * names).  Appends the body to out; returns 0, or -ENOENT for a path the
+ * CLUSTER::IP:PORT::stat::value), "/listeners" (NAME::IP:PORT per bound
+ * socket, virtualOutbound/virtualInbound included) and "/stats/prometheus"
+ * (Envoy's metric names, envoy_listener_downstream_cx_total per listener
+ * address among them).  Appends the body to out; returns 0, or -ENOENT for a path the
  * engine does not serve.
  */
 MESH_MUST_CHECK int engine_admin_page(struct engine *e, const char *path, size_t plen, struct mesh_buf *out,

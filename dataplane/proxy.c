@@ -100,6 +100,7 @@ struct px_dconn {
 	struct ev_timer idle;
 	struct ev_defer proc;
 	int inbound;
+	struct px_listener *l;       /* the listener that accepted it (a reference unless embedded) */
 	struct sockaddr_storage dst;
 	socklen_t dst_len;
 	int captured;
@@ -1949,7 +1950,36 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 	rq.header = req_header;
 	rq.header_ctx = (void *)h;
 	rq.random = px_rand(e);
-	if (!d->inbound) {
+	if (!d->l->embedded) {
+		/* a listener bound for its own Listener resource (captureMode
+		 * NONE, gateways): its own chain serves every connection, in
+		 * either direction, never an original-destination lookup */
+		const struct px_bound *b = d->l->conf;
+
+		if (!b) {
+			/* its listener left the configuration: draining */
+			s->keep = 0;
+			s_local_reply(s, 503, 0, "listener removed", NULL);
+			return;
+		}
+		pp = &b->port;
+		if (!pp->tcp) {
+			s->rt = pp->rcfg ? router_config_match(pp->rcfg, &rq) : NULL;
+			if (!s->rt) {
+				e->st.no_route++;
+				s_local_reply(s, 404, PX_RF_NR, NULL, NULL);
+				return;
+			}
+		} else if (pp->tcp_cluster) {
+			/* a TCP proxy's cluster (PassthroughCluster included): the
+			 * HTTP it carries goes there (no raw TCP proxying yet) */
+			s_synth(s, pp->tcp_cluster);
+		} else {
+			e->st.no_route++;
+			s_local_reply(s, 502, PX_RF_NR, NULL, NULL);
+			return;
+		}
+	} else if (!d->inbound) {
 		pp = find_port(cfg->out_ports, cfg->n_out_ports, vip, port);
 		if (pp && !pp->tcp) {
 			s->rt = pp->rcfg ? router_config_match(pp->rcfg, &rq) : NULL;
@@ -2325,6 +2355,8 @@ static void d_close(struct px_dconn *d)
 	free(d->in.p);
 	mesh_buf_cleanup(&d->out);
 	e->st.cx_active--;
+	d->l->st.cx_active--;
+	px_listener_unref(d->l);
 	free(d);
 	px_engine_check_drained(e);
 }
@@ -2385,7 +2417,7 @@ static void accept_pause(struct ev_loop *loop, struct px_listener *l, int err)
 		l->exhausted = 1;
 		l->e->st.accept_paused++;
 		log_warn("meshproxy", "%s accept: %s; pausing the listener %d ms at a time until it recovers",
-			 l->inbound ? "virtualInbound" : "virtualOutbound", strerror(err), PX_ACCEPT_PAUSE_MS);
+			 px_listener_name(l), strerror(err), PX_ACCEPT_PAUSE_MS);
 	}
 	if (ev_io_set(loop, &l->io, 0) < 0)
 		return;
@@ -2419,6 +2451,11 @@ void px_accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 		}
 		d->e = e;
 		d->inbound = l->inbound;
+		d->l = l;
+		if (!l->embedded)
+			l->refs++;
+		l->st.cx_total++;
+		l->st.cx_active++;
 		d->tops = &px_transport_raw;
 		d->drain = e->draining;
 		h1_parser_init(&d->p, 1, NULL, d->hdrs, H1_DEFAULT_MAX_HEADERS);
@@ -2442,6 +2479,8 @@ void px_accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 			e->dconns = calloc(1, sizeof(*e->dconns));
 			if (!e->dconns) {
 				close(fd);
+				l->st.cx_active--;
+				px_listener_unref(l);
 				free(d);
 				continue;
 			}
@@ -2464,12 +2503,19 @@ void px_accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 
 void px_dconn_drain_all(struct engine *e)
 {
+	px_dconn_drain_listener(e, NULL);
+}
+
+void px_dconn_drain_listener(struct engine *e, const struct px_listener *l)
+{
 	struct px_dconn *d, *next;
 
 	if (!e->dconns)
 		return;
 	for (d = e->dconns->next; d != e->dconns; d = next) {
 		next = d->next;
+		if (l && d->l != l)
+			continue;
 		d->drain = 1;
 		if (!d->s && !ob_pending(&d->out, d->out_off))
 			d_close(d);

@@ -79,7 +79,8 @@ const char *cfg_kind_group(enum cfg_kind k)
 
 bool cfg_kind_not_implemented(enum cfg_kind k)
 {
-	return k == CFG_GATEWAY || k == CFG_SIDECAR || k == CFG_REQUEST_AUTHENTICATION || k == CFG_TELEMETRY;
+	/* Sidecar scopes sidecar workloads (model_sidecar_select) */
+	return k == CFG_GATEWAY || k == CFG_REQUEST_AUTHENTICATION || k == CFG_TELEMETRY;
 }
 
 /* ------------------------------------------------------------- objects */

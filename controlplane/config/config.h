@@ -470,6 +470,56 @@ struct cfg_authorization_policy {
 	bool rules_present;          /* "rules: []" differs from no rules key? kept for messages */
 };
 
+/* ---------------------------------------------------------------- Sidecar */
+
+/* Sidecar.ingress[].captureMode / egress[].captureMode: DEFAULT is what the
+ * proxy's interception mode says (iptables), NONE binds the port. */
+enum cfg_capture_mode { CFG_CAPTURE_DEFAULT, CFG_CAPTURE_IPTABLES, CFG_CAPTURE_NONE };
+/* outboundTrafficPolicy.mode; UNSET: the mesh default (ALLOW_ANY). */
+enum cfg_outbound_mode { CFG_OUTBOUND_UNSET, CFG_OUTBOUND_ALLOW_ANY, CFG_OUTBOUND_REGISTRY_ONLY };
+
+struct cfg_sidecar_ingress {
+	int64_t port;                /* port.number */
+	char *protocol;              /* port.protocol upper-cased; NULL when not set */
+	char *port_name;             /* port.name; NULL when not set */
+	char *bind;                  /* NULL when not set */
+	char *default_endpoint;      /* "127.0.0.1:PORT", "0.0.0.0:PORT", "unix://..."; NULL */
+	enum cfg_capture_mode capture_mode;
+};
+
+struct cfg_sidecar_egress {
+	int64_t port;                /* port.number; -1 without a port (the catch-all listener) */
+	char *protocol;              /* upper-cased; NULL */
+	char *port_name;             /* NULL */
+	char *bind;                  /* NULL */
+	enum cfg_capture_mode capture_mode;
+	struct cfg_strs hosts;       /* "NS/HOST" as written ("." "*" "~" namespaces) */
+};
+
+struct cfg_sidecar {
+	struct cfg_labels workload_selector; /* workloadSelector.labels */
+	bool has_workload_selector;  /* workloadSelector present (no labels: selects every workload, as Istio) */
+	struct cfg_sidecar_ingress *ingress;
+	size_t n_ingress;
+	struct cfg_sidecar_egress *egress;
+	size_t n_egress;
+	struct cfg_strs egress_hosts; /* every egress[].hosts entry, in order (the union Istio imports) */
+	enum cfg_outbound_mode outbound; /* outboundTrafficPolicy.mode */
+};
+
+/* ---------------------------------------------------------------- host names */
+
+/* Whether host pattern `pattern` covers `host` (Istio's host.Name.SubsetOf
+ * with the pattern on the right): equal (case-insensitive), "*" (any), or
+ * "*.suffix" covering a longer host ending in ".suffix" (a wildcard host
+ * such as "*.a.example.com" included).  When score is not NULL and the
+ * pattern covers host, *score says how specific the match is, higher
+ * being more specific: 100000 for an exact match, 1 + strlen(pattern)
+ * for a suffix, 1 for "*" (how VirtualService and DestinationRule lookups
+ * pick the closest wildcard).  The one host matcher of config, model and
+ * store; Istio's symmetric host.Name.Matches is covers(a, b) || covers(b, a). */
+bool cfg_host_covers(const char *pattern, const char *host, size_t *score);
+
 /* ---------------------------------------------------------------- Kubernetes core kinds */
 
 struct cfg_k8s_service_port {
@@ -557,6 +607,7 @@ struct cfg_object {
 		struct cfg_workload we;
 		struct cfg_peer_authentication pa;
 		struct cfg_authorization_policy ap;
+		struct cfg_sidecar sc;
 		struct cfg_k8s_service svc;
 		struct cfg_k8s_endpoint_slice eps;
 		struct cfg_k8s_pod pod;

@@ -1427,15 +1427,7 @@ static bool dec__vs_host(struct dec *d, const struct cfg__node *h, bool mesh, bo
  * wildcard covering the other)? */
 static bool dec__host_matches(const char *a, const char *b)
 {
-	size_t la = strlen(a), lb = strlen(b);
-
-	if (strcasecmp(a, b) == 0)
-		return true;
-	if (a[0] == '*' && lb >= la - 1 && strcasecmp(b + lb - (la - 1), a + 1) == 0)
-		return true;
-	if (b[0] == '*' && la >= lb - 1 && strcasecmp(a + la - (lb - 1), b + 1) == 0)
-		return true;
-	return false;
+	return cfg_host_covers(a, b, NULL) || cfg_host_covers(b, a, NULL);
 }
 
 /* Is SNI host a a subset of host b (Istio's SubsetOf)? */
@@ -3269,7 +3261,74 @@ static void dec__gateway(struct dec *d, const struct cfg__node *spec)
 }
 
 /* Istio's ValidateSidecar (the checks that need no other object). */
-static void dec__sidecar(struct dec *d, const struct cfg__node *spec)
+/* An upper-cased copy of a protocol name (NULL when not set). */
+static char *dec__upper(struct dec *d, const struct cfg__node *n)
+{
+	char *s = dec__str(d, n);
+	size_t k;
+
+	for (k = 0; s && s[k]; k++)
+		s[k] = (char)toupper((unsigned char)s[k]);
+	return s;
+}
+
+static enum cfg_capture_mode dec__capture_mode(const struct cfg__node *n)
+{
+	if (n && n->str && strcmp(n->str, "NONE") == 0)
+		return CFG_CAPTURE_NONE;
+	if (n && n->str && strcmp(n->str, "IPTABLES") == 0)
+		return CFG_CAPTURE_IPTABLES;
+	return CFG_CAPTURE_DEFAULT;
+}
+
+/* The fields the sidecar generator acts on (struct cfg_sidecar);
+ * validation is dec__sidecar's. */
+static void dec__sidecar_spec(struct dec *d, const struct cfg__node *spec, struct cfg_sidecar *sc)
+{
+	const struct cfg__node *in = F(spec, "ingress"), *eg = F(spec, "egress"), *otp = F(spec, "outboundTrafficPolicy");
+	const struct cfg__node *mode = F(otp, "mode");
+	size_t i, j, nh = 0;
+
+	if (in && in->type == CFG__SEQ && in->n && (sc->ingress = dec__alloc(d, in->n, sizeof(*sc->ingress)))) {
+		for (i = 0; i < in->n; i++) {
+			const struct cfg__node *ing = in->v[i], *port = F(ing, "port");
+			struct cfg_sidecar_ingress *v = &sc->ingress[sc->n_ingress++];
+
+			v->port = dec__int(F(port, "number"), 0);
+			v->protocol = dec__upper(d, F(port, "protocol"));
+			v->port_name = dec__str(d, F(port, "name"));
+			v->bind = dec__str(d, F(ing, "bind"));
+			v->default_endpoint = dec__str(d, F(ing, "defaultEndpoint"));
+			v->capture_mode = dec__capture_mode(F(ing, "captureMode"));
+		}
+	}
+	if (eg && eg->type == CFG__SEQ && eg->n && (sc->egress = dec__alloc(d, eg->n, sizeof(*sc->egress)))) {
+		for (i = 0; i < eg->n; i++) {
+			const struct cfg__node *e = eg->v[i], *port = F(e, "port");
+			struct cfg_sidecar_egress *v = &sc->egress[sc->n_egress++];
+
+			v->port = port ? dec__int(F(port, "number"), 0) : -1;
+			v->protocol = dec__upper(d, F(port, "protocol"));
+			v->port_name = dec__str(d, F(port, "name"));
+			v->bind = dec__str(d, F(e, "bind"));
+			v->capture_mode = dec__capture_mode(F(e, "captureMode"));
+			dec__strs(d, F(e, "hosts"), &v->hosts);
+			nh += v->hosts.n;
+		}
+	}
+	if (nh && (sc->egress_hosts.v = dec__alloc(d, nh, sizeof(char *))))
+		for (i = 0; i < sc->n_egress; i++)
+			for (j = 0; j < sc->egress[i].hosts.n; j++)
+				sc->egress_hosts.v[sc->egress_hosts.n++] = sc->egress[i].hosts.v[j];
+	if (mode && mode->str && strcmp(mode->str, "REGISTRY_ONLY") == 0)
+		sc->outbound = CFG_OUTBOUND_REGISTRY_ONLY;
+	else if (mode && mode->str && strcmp(mode->str, "ALLOW_ANY") == 0)
+		sc->outbound = CFG_OUTBOUND_ALLOW_ANY;
+	else if (otp)
+		sc->outbound = CFG_OUTBOUND_REGISTRY_ONLY; /* the proto's default value (0) */
+}
+
+static void dec__sidecar(struct dec *d, const struct cfg__node *spec, struct cfg_sidecar *sc)
 {
 	const struct cfg__node *in = F(spec, "ingress"), *eg = F(spec, "egress"), *otp = F(spec, "outboundTrafficPolicy");
 	const struct cfg__node *sel = F(spec, "workloadSelector");
@@ -3277,12 +3336,13 @@ static void dec__sidecar(struct dec *d, const struct cfg__node *spec)
 	bool catch_all = false;
 
 	if (sel) {
-		struct cfg_labels l = { NULL, 0 };
 		bool has = false;
 		mark = dec__push(d, "workloadSelector");
-		dec__selector_labels(d, sel, "labels", &l, &has);
+		dec__selector_labels(d, sel, "labels", &sc->workload_selector, &has);
 		dec__pop(d, mark);
+		sc->has_workload_selector = has;
 	}
+	dec__sidecar_spec(d, spec, sc);
 	if ((!in || !in->n) && (!eg || !eg->n) && !otp && !F(spec, "inboundConnectionPool")) {
 		cfg__error(d->e, spec, "sidecar: empty configuration provided");
 		return;
@@ -3553,7 +3613,7 @@ void cfg__decode(struct cfg__ectx *e, struct cfg_object *o, const struct cfg__no
 		dec__gateway(&d, spec);
 		break;
 	case CFG_SIDECAR:
-		dec__sidecar(&d, spec);
+		dec__sidecar(&d, spec, &o->spec.sc);
 		break;
 	case CFG_REQUEST_AUTHENTICATION:
 		dec__request_authentication(&d, spec);

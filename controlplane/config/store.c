@@ -855,13 +855,7 @@ static void store__fqdn(const char *host, const char *ns, char *out, size_t cap)
 
 static bool store__host_matches(const char *pattern, const char *host)
 {
-	size_t lp = strlen(pattern), lh = strlen(host);
-
-	if (pattern[0] == '*') {
-		/* "*" or "*.example.com" / "*example.com": suffix match */
-		return lh >= lp - 1 && strcasecmp(host + lh - (lp - 1), pattern + 1) == 0;
-	}
-	return strcasecmp(pattern, host) == 0;
+	return cfg_host_covers(pattern, host, NULL);
 }
 
 /* The served DestinationRules by host, built once per reference check so

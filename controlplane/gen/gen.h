@@ -161,6 +161,19 @@ struct gen_sidecar_scope {
 	bool capture_none;
 };
 
+/* The scope Sidecar object sc (kind CFG_SIDECAR, as model_sidecar_select()
+ * picks it) gives a workload: egress hosts (every egress[].hosts entry),
+ * ingress listeners (port, protocol, name, bind, defaultEndpoint),
+ * outboundTrafficPolicy.mode (unset: mesh_default, the mesh's policy) and
+ * capture NONE when any ingress or egress listener says captureMode NONE
+ * (Istio's per-listener NONE; meshd applies it to the workload's whole
+ * config).  Strings are borrowed from sc (out valid while sc lives); the
+ * ingress array is malloc'd: gen_sidecar_scope_cleanup() frees it.
+ * Returns 0, or -ENOMEM (out is then empty). */
+MESH_MUST_CHECK int gen_sidecar_scope_from_config(const struct cfg_object *sc, enum gen_outbound_policy mesh_default,
+						  struct gen_sidecar_scope *out);
+void gen_sidecar_scope_cleanup(struct gen_sidecar_scope *s);
+
 /* The workload a per-proxy resource is built for. */
 struct gen_workload {
 	const char *ns;                   /* namespace; NULL: "default" */

@@ -281,34 +281,6 @@ static Google__Protobuf__Any *gen_sidecar_hcm(struct arena *a, const char *stat_
 
 /* ---------------------------------------------------------------- scope */
 
-/* Does egress host pattern "NS/HOST" admit svc for a workload of ns? */
-static bool gen_egress_match(const char *pat, const struct model_service *svc, const char *ns)
-{
-	const char *slash = strchr(pat, '/'), *host;
-	size_t nl;
-
-	if (!slash)
-		return false;
-	nl = (size_t)(slash - pat);
-	host = slash + 1;
-	if (nl == 1 && pat[0] == '~')
-		return false;
-	if (!(nl == 1 && pat[0] == '*')) {
-		const char *want = (nl == 1 && pat[0] == '.') ? ns : NULL;
-
-		if (want ? strcmp(svc->ns, want) != 0 : (strlen(svc->ns) != nl || strncmp(svc->ns, pat, nl) != 0))
-			return false;
-	}
-	if (strcmp(host, "*") == 0)
-		return true;
-	if (host[0] == '*' && host[1] == '.') {
-		size_t hl = strlen(svc->hostname), sl = strlen(host + 1);
-
-		return hl > sl && strcmp(svc->hostname + hl - sl, host + 1) == 0;
-	}
-	return strcmp(host, svc->hostname) == 0;
-}
-
 static bool gen_visible(const struct gen_sc *sc, const struct model_service *svc)
 {
 	const struct cfg_strs *eh = sc->scope->egress_hosts;
@@ -321,7 +293,7 @@ static bool gen_visible(const struct gen_sc *sc, const struct model_service *svc
 	if (!eh)
 		return true;
 	for (i = 0; i < eh->n; i++)
-		if (gen_egress_match(eh->v[i], svc, gen__workload_ns(sc->w)))
+		if (model_sidecar_imports(eh->v[i], svc->ns, svc->hostname, gen__workload_ns(sc->w)))
 			return true;
 	return false;
 }
@@ -699,6 +671,7 @@ struct gen_inport {
 	const char *protocol;
 	const char *endpoint_ip;     /* where the inbound cluster sends */
 	uint32_t endpoint_port;
+	const char *bind;            /* Sidecar ingress[].bind; NULL: 0.0.0.0 */
 };
 
 static int gen_inport_cmp(const void *x, const void *y)
@@ -748,6 +721,7 @@ static int gen_inports(const struct gen_sc *sc, struct gen_inport **out, size_t 
 			v[n].protocol = in->protocol ? in->protocol : "TCP";
 			v[n].endpoint_ip = "127.0.0.1";
 			v[n].endpoint_port = in->port;
+			v[n].bind = in->bind && in->bind[0] ? in->bind : NULL;
 			if (colon && colon[1]) {
 				char *ip = arena_strndup(sc->a, de, (size_t)(colon - de));
 
@@ -957,13 +931,16 @@ static int gen_inbound(struct gen_sc *sc, const struct gen_inport *ports, size_t
 		 * not captured (listener "BIND_PORT") */
 		for (i = 0; i < n_ports && rc == 0; i++) {
 			gen_listener bl = ENVOY__CONFIG__LISTENER__V3__LISTENER__INIT;
+			/* Istio names and binds it by ingress[].bind, 0.0.0.0 unset */
+			const char *bind = ports[i].bind ? ports[i].bind : "0.0.0.0";
 			size_t k = 0;
 
 			rc = gen_inbound_chains(sc, &ports[i], rbac, n_rbac, chains, &k);
 			if (rc < 0)
 				break;
-			bl.name = arena_printf(a, "0.0.0.0_%u", ports[i].port);
-			if (!bl.name || !(bl.address = gen_addr(a, "0.0.0.0", ports[i].port)) ||
+
+			bl.name = arena_printf(a, "%s_%u", bind, ports[i].port);
+			if (!bl.name || !(bl.address = gen_addr(a, bind, ports[i].port)) ||
 			    !(bl.listener_filters = arena_calloc(a, 1, sizeof(*bl.listener_filters))) ||
 			    !(bl.listener_filters[0] = gen_listener_filter(a, "envoy.filters.listener.tls_inspector", &ti.base)))
 				return -ENOMEM;
@@ -1258,6 +1235,55 @@ static int gen_sc_service(struct gen_sc *sc, struct gen_sidecar_cache *c, size_t
 			rc = g->rc;
 	}
 	return rc;
+}
+
+/* ---------------------------------------------------------------- Sidecar object */
+
+int gen_sidecar_scope_from_config(const struct cfg_object *o, enum gen_outbound_policy mesh_default,
+				  struct gen_sidecar_scope *out)
+{
+	const struct cfg_sidecar *cs = &o->spec.sc;
+	struct gen_sidecar_ingress *in = NULL;
+	size_t i;
+
+	memset(out, 0, sizeof(*out));
+	out->outbound = mesh_default;
+	if (o->kind != CFG_SIDECAR)
+		return 0;
+	if (cs->n_ingress && !(in = calloc(cs->n_ingress, sizeof(*in))))
+		return -ENOMEM;
+	for (i = 0; i < cs->n_ingress; i++) {
+		const struct cfg_sidecar_ingress *ci = &cs->ingress[i];
+
+		in[i].port = ci->port > 0 && ci->port <= 65535 ? (uint32_t)ci->port : 0;
+		in[i].protocol = ci->protocol;
+		in[i].name = ci->port_name;
+		in[i].bind = ci->bind;
+		in[i].default_endpoint = ci->default_endpoint;
+		if (ci->capture_mode == CFG_CAPTURE_NONE)
+			out->capture_none = true;
+	}
+	for (i = 0; i < cs->n_egress; i++)
+		if (cs->egress[i].capture_mode == CFG_CAPTURE_NONE)
+			out->capture_none = true;
+	out->ingress = in;
+	out->n_ingress = cs->n_ingress;
+	/* no egress section: Istio imports every host of every namespace */
+	out->egress_hosts = cs->n_egress ? &cs->egress_hosts : NULL;
+	if (cs->outbound == CFG_OUTBOUND_ALLOW_ANY)
+		out->outbound = GEN_OUTBOUND_ALLOW_ANY;
+	else if (cs->outbound == CFG_OUTBOUND_REGISTRY_ONLY)
+		out->outbound = GEN_OUTBOUND_REGISTRY_ONLY;
+	return 0;
+}
+
+void gen_sidecar_scope_cleanup(struct gen_sidecar_scope *s)
+{
+	if (!s)
+		return;
+	free((void *)s->ingress);
+	s->ingress = NULL;
+	s->n_ingress = 0;
 }
 
 /* ---------------------------------------------------------------- entry */

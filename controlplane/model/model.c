@@ -406,22 +406,14 @@ const char *model_resolve_host(const struct model *m, const char *host, const ch
 	return buf;
 }
 
-/* 0: no match; otherwise a score, higher = more specific (exact beats wildcards,
- * longer wildcard suffix beats shorter). */
+/* 0: no match; otherwise a score, higher = more specific (exact beats
+ * wildcards, longer wildcard suffix beats shorter): cfg_host_covers(). */
 static size_t host_match(const char *pattern, const char *host)
 {
-	size_t pl = strlen(pattern), hl = strlen(host);
+	size_t score = 0;
 
-	if (strcmp(pattern, host) == 0)
-		return 100000;
-	if (strcmp(pattern, "*") == 0)
-		return 1;
-	if (pl >= 2 && pattern[0] == '*' && pattern[1] == '.') {
-		/* "*.example.com" matches "a.example.com", "a.b.example.com" */
-		if (hl > pl - 1 && strcmp(host + hl - (pl - 1), pattern + 1) == 0)
-			return 1 + pl;
-	}
-	return 0;
+	(void)cfg_host_covers(pattern, host, &score);
+	return score;
 }
 
 /* ---------------------------------------------------------- host index */

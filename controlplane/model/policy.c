@@ -102,6 +102,90 @@ enum cfg_mtls_mode model_peer_authn(const struct model *m, const char *ns, const
 	return mode;
 }
 
+/* ---------------------------------------------------------------- Sidecar */
+
+/* Istio's sortConfigByCreationTime: older first, then name, then namespace. */
+static bool model_sidecar_older(const struct cfg_object *a, const struct cfg_object *b)
+{
+	int c;
+
+	if (a->creation_time != b->creation_time)
+		return a->creation_time < b->creation_time;
+	c = strcmp(a->name, b->name);
+	if (c != 0)
+		return c < 0;
+	return strcmp(a->ns, b->ns) < 0;
+}
+
+const struct cfg_object *model_sidecar_select(const struct model *m, const char *ns, const struct cfg_labels *labels,
+					      size_t *n_candidates)
+{
+	const struct cfg_object *best[3] = { NULL, NULL, NULL }; /* selector, namespace, root */
+	size_t count[3] = { 0, 0, 0 }, i, n = m && m->cfg ? m->cfg->n_objects[CFG_SIDECAR] : 0;
+	const char *root = m && m->root_namespace ? m->root_namespace : "istio-system";
+	int level;
+
+	if (!ns || !ns[0])
+		ns = "default";
+	if (!labels)
+		labels = &model_no_labels;
+	for (i = 0; i < n; i++) {
+		const struct cfg_object *o = m->cfg->objects[CFG_SIDECAR][i];
+		const struct cfg_sidecar *sc = &o->spec.sc;
+
+		if (strcmp(o->ns, ns) == 0) {
+			if (sc->has_workload_selector) {
+				if (!model_labels_match(&sc->workload_selector, labels))
+					continue;
+				level = 0;
+			} else {
+				level = 1;
+			}
+		} else if (strcmp(o->ns, root) == 0 && !sc->has_workload_selector) {
+			/* a root Sidecar with a selector selects only root-namespace
+			 * workloads: handled by the branch above */
+			level = 2;
+		} else {
+			continue;
+		}
+		count[level]++;
+		if (!best[level] || model_sidecar_older(o, best[level]))
+			best[level] = o;
+	}
+	for (level = 0; level < 3; level++) {
+		if (best[level]) {
+			if (n_candidates)
+				*n_candidates = count[level];
+			return best[level];
+		}
+	}
+	if (n_candidates)
+		*n_candidates = 0;
+	return NULL;
+}
+
+bool model_sidecar_imports(const char *egress_host, const char *svc_ns, const char *svc_host, const char *client_ns)
+{
+	const char *slash = egress_host ? strchr(egress_host, '/') : NULL;
+	size_t nl;
+
+	if (!slash || !svc_ns || !svc_host)
+		return false;
+	if (!client_ns || !client_ns[0])
+		client_ns = "default";
+	nl = (size_t)(slash - egress_host);
+	if (nl == 1 && egress_host[0] == '~')
+		return false; /* "~" imports nothing */
+	if (nl == 1 && egress_host[0] == '.') {
+		if (strcmp(svc_ns, client_ns) != 0)
+			return false;
+	} else if (!(nl == 1 && egress_host[0] == '*')) {
+		if (strlen(svc_ns) != nl || strncmp(svc_ns, egress_host, nl) != 0)
+			return false;
+	}
+	return cfg_host_covers(slash + 1, svc_host, NULL);
+}
+
 /* ---------------------------------------------------------------- AuthorizationPolicy */
 
 static bool model_authz_applies(const struct cfg_object *o, const struct cfg_labels *labels)

@@ -53,6 +53,36 @@ enum cfg_mtls_mode model_peer_authn(const struct model *m, const char *ns, const
 size_t model_authz_select(const struct model *m, const char *ns, const struct cfg_labels *labels,
 			  const struct cfg_object **out, size_t cap);
 
+/* ---------------------------------------------------------------- Sidecar */
+
+/* Which `Sidecar` object scopes a sidecar workload in namespace ns (NULL
+ * or "": "default") with the given labels (NULL: none), Istio's rule
+ * (pilot/pkg/model/push_context.go getSidecarScope, sidecars sorted by
+ * sortConfigByCreationTime, those with a selector first):
+ *  1. a Sidecar of ns whose workloadSelector matches the labels (an empty
+ *     selector matches every workload);
+ *  2. else the Sidecar of ns without a workloadSelector;
+ *  3. else the Sidecar of the root namespace (m->root_namespace,
+ *     "istio-system") without a workloadSelector (its "." hosts then mean
+ *     ns, as Istio's ConvertToSidecarScope(rootConfig, ns));
+ *  4. else NULL: every service, outbound policy from the mesh default.
+ * Several candidates of the winning level: the oldest by creationTimestamp,
+ * then name, wins (Istio assumes one and logs nothing; meshd's caller
+ * warns): *n_candidates (may be NULL) is how many the winning level had,
+ * 0 when none applies.  Borrowed pointer, valid while m lives. */
+const struct cfg_object *model_sidecar_select(const struct model *m, const char *ns, const struct cfg_labels *labels,
+					      size_t *n_candidates);
+
+/* Whether Sidecar egress host `egress_host` ("NS/HOST" as in
+ * Sidecar.egress[].hosts) imports the service svc_host of namespace svc_ns
+ * into a workload of namespace client_ns (Istio's SidecarScope
+ * selectServices / matchingService): NS "*" any namespace, "." the
+ * workload's (for a root-namespace Sidecar too), "~" none, otherwise that
+ * namespace; HOST "*", "*.suffix" or a name, covering the service's
+ * hostname (cfg_host_covers: a wildcard service host must be inside the
+ * pattern).  exportTo is the caller's to check (model_service_visible). */
+bool model_sidecar_imports(const char *egress_host, const char *svc_ns, const char *svc_host, const char *client_ns);
+
 /* ---------------------------------------------------------------- exportTo */
 
 /* How object o (VirtualService, DestinationRule, ServiceEntry, or a

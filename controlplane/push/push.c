@@ -23,10 +23,12 @@
 #include "controlplane/gen/gen.h"
 #include "controlplane/metrics/metrics.h"
 #include "controlplane/model/model.h"
+#include "controlplane/model/policy.h"
 #include "controlplane/xds/server.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,6 +56,11 @@ struct push__key {
 	uint64_t asked;              /* newest request taken */
 	uint64_t answered;           /* newest request a published set answers */
 	bool dirty;                  /* names added since the last build */
+	/* the Sidecar that scoped the last build (sidecar flavour): its
+	 * "ns/name" (NULL: none) and content hash, to log a change of
+	 * selection once rather than on every push */
+	char *sidecar_id;
+	uint64_t sidecar_hash;
 };
 
 struct push_stage {
@@ -114,21 +121,59 @@ static int push__build_default(void *ctx, const struct model *m, const struct pu
 	return gen_inbound_listener(m, &gen_profile_proxyless, &gw, name, &push__notes, data, len);
 }
 
-/* The default whole builder: a sidecar's config (gen/sidecar.c); the
- * Sidecar resource's scope is not looked up yet (NULL: every service). */
+/* The default whole builder: a sidecar's config (gen/sidecar.c), scoped
+ * by the Sidecar object push__key_build() selected (w->sidecar). */
 static int push__build_all_default(void *ctx, const struct model *m, const struct push_workload *w,
 				   struct xds_snapshot **out)
 {
 	struct push_stage *p = ctx;
 	struct gen_workload gw = { w->ns, w->labels };
 	struct gen_node node = { w->ip, w->service_account, NULL };
+	struct gen_sidecar_scope scope;
+	int rc;
 
 	*out = NULL;
 	if (w->flavour != XDS_FLAVOUR_SIDECAR)
 		return -ENOENT;
 	if (!p->sc_cache)
 		p->sc_cache = gen_sidecar_cache_new(); /* NULL: every key builds it all */
-	return gen_sidecar_snapshot_cached(p->sc_cache, m, &gen_profile_sidecar, &gw, &node, &push__notes, out);
+	/* meshd reads no meshConfig: the mesh default is Istio's ALLOW_ANY */
+	rc = w->sidecar ? gen_sidecar_scope_from_config(w->sidecar, GEN_OUTBOUND_ALLOW_ANY, &scope) : 0;
+	if (rc < 0)
+		return rc;
+	if (w->sidecar)
+		node.scope = &scope;
+	rc = gen_sidecar_snapshot_cached(p->sc_cache, m, &gen_profile_sidecar, &gw, &node, &push__notes, out);
+	if (w->sidecar)
+		gen_sidecar_scope_cleanup(&scope);
+	return rc;
+}
+
+/* Which Sidecar scopes k's workload in m (Istio's rule, policy.h); a change
+ * of selection (another object, an edit, a deletion) is logged once, and
+ * several candidates of one level with a warning naming the winner. */
+static const struct cfg_object *push__sidecar_for(struct push__key *k, const struct model *m)
+{
+	const struct cfg_object *o;
+	size_t n = 0;
+	char id[512];
+
+	if (k->flavour != XDS_FLAVOUR_SIDECAR)
+		return NULL;
+	o = model_sidecar_select(m, k->ns, k->labels, &n);
+	if (o)
+		snprintf(id, sizeof(id), "%s/%s", o->ns, o->name);
+	if (o ? (k->sidecar_id && strcmp(k->sidecar_id, id) == 0 && k->sidecar_hash == o->hash) : !k->sidecar_id)
+		return o;
+	free(k->sidecar_id);
+	k->sidecar_id = o ? strdup(id) : NULL;
+	k->sidecar_hash = o ? o->hash : 0;
+	if (o && n > 1)
+		log_warn(SCOPE, "%zu Sidecars apply to workloads of %.200s matching %.200s; Istio takes one: %s (the oldest, "
+			 "then by name)", n, k->ns ? k->ns : "default", k->key, id);
+	else
+		log_info(SCOPE, "sidecar %.200s: scoped by %s", k->key, o ? id : "no Sidecar (every service)");
+	return o;
 }
 
 static void push__key_free(struct push__key *k)
@@ -144,6 +189,7 @@ static void push__key_free(struct push__key *k)
 	free(k->ns);
 	free(k->sa);
 	free(k->ip);
+	free(k->sidecar_id);
 	if (k->labels) {
 		for (i = 0; i < k->labels->n; i++) {
 			free(k->labels->v[i].key);
@@ -230,7 +276,7 @@ static void push__adopt(struct xds_snapshot *snap, const struct xds_snapshot *fr
  * is the new one), 0 when it did not, or -ENOMEM (k keeps its old set). */
 static int push__key_build(struct push_stage *p, struct push__key *k, const struct model *m)
 {
-	struct push_workload w = { k->flavour, k->ns, k->labels, k->sa, k->ip };
+	struct push_workload w = { k->flavour, k->ns, k->labels, k->sa, k->ip, NULL };
 	push_build_fn build = p->cfg.build ? p->cfg.build : push__build_default;
 	push_build_all_fn build_all = p->cfg.build_all ? p->cfg.build_all : push__build_all_default;
 	struct xds_snapshot *snap = NULL;
@@ -241,6 +287,7 @@ static int push__key_build(struct push_stage *p, struct push__key *k, const stru
 	k->dirty = false;
 	if (k->whole) {
 		p->whole_builds++;
+		w.sidecar = push__sidecar_for(k, m);
 		rc = build_all(p->cfg.build_all ? p->cfg.build_ctx : p, m, &w, &snap);
 		if (rc == -ENOENT && !snap)
 			snap = xds_snapshot_new(); /* no generator: an empty set answers */

@@ -59,6 +59,10 @@ struct push_workload {
 	const struct cfg_labels *labels; /* never NULL */
 	const char *service_account; /* NULL: unknown */
 	const char *ip;              /* the node's IP; NULL: unknown (or not part of the key) */
+	/* the Sidecar object that scopes a sidecar workload
+	 * (model_sidecar_select() on ns and labels, both part of the key);
+	 * NULL: none.  Borrowed from the model being built. */
+	const struct cfg_object *sidecar;
 };
 
 /* Build one per-proxy resource `name` of type t for w from model m into

@@ -27,6 +27,7 @@
 #include "controlplane/config/store.h"
 #include "controlplane/file/source.h"
 #include "controlplane/model/model.h"
+#include "controlplane/model/policy.h"
 #include "controlplane/gen/flavour.h"
 #include "controlplane/gen/gen.h"
 #include "common/xds/pbjson.h"
@@ -118,12 +119,24 @@ static int golden_generate(const char *flavour, const struct model *m, const str
 		struct gen_workload w = { .ns = sc->wl.ns, .labels = &sc->wl.labels };
 		struct gen_node node = { .ip = sc->ip, .service_account = sc->sa,
 					 .scope = sc->has_scope ? &sc->scope : NULL };
+		struct gen_sidecar_scope real;
+		const struct cfg_object *so = NULL;
 
 		if (!sc->present) {
 			printf("sidecar flavour needs CASE/sidecar.yaml\n");
 			return -EINVAL;
 		}
+		/* without a scope given as data, the Sidecar objects of config/
+		 * apply as meshd applies them (push.c) */
+		if (!sc->has_scope && (so = model_sidecar_select(m, w.ns, w.labels, NULL)) != NULL) {
+			rc = gen_sidecar_scope_from_config(so, GEN_OUTBOUND_ALLOW_ANY, &real);
+			if (rc < 0)
+				return rc;
+			node.scope = &real;
+		}
 		rc = gen_sidecar_snapshot(m, &gen_profile_sidecar, &w, &node, NULL, &out->snap);
+		if (so)
+			gen_sidecar_scope_cleanup(&real);
 		if (rc == 0) {
 			out->cached = xds_snapshot_ref(out->snap);
 			out->warm = xds_snapshot_ref(out->snap);

@@ -10,6 +10,10 @@
  *   outbound [registry_only]      virtualOutbound (catch-all Passthrough, or BlackHole)
  *   inbound                       virtualInbound
  *   listener PORT [VIP]           0.0.0.0_PORT (or VIP_PORT), HCM over RDS "PORT"
+ *   bind out NAME IP:PORT RC      a listener meshproxy binds itself (bind_to_port unset; captureMode
+ *                                 NONE's 127.0.0.1_PORT): OUTBOUND, HCM over RDS RC, Passthrough default chain
+ *   bind in NAME IP:PORT CLUSTER  the same INBOUND (0.0.0.0_PORT): a TLS chain (to BlackHoleCluster), then
+ *                                 a plaintext chain whose HCM's inline route config sends / to CLUSTER
  *   vhost RC NAME DOMAIN[,DOMAIN]  a virtual host in route config RC
  *   route RC VHOST PREFIX key=value...   cluster=C timeout=MS retries=N retry_on=LIST
  *                                 per_try=MS codes=503,409 direct=STATUS[:BODY]
@@ -236,6 +240,67 @@ static void ps_vhost(struct pxspec *ps, const char *rcname, const char *name, co
 	for (tok = strtok_r(d, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
 		vh->domains = (void *)ps_push(ps, (void **)vh->domains, &vh->n_domains, tok);
 	rc->virtual_hosts = (void *)ps_push(ps, (void **)rc->virtual_hosts, &rc->n_virtual_hosts, vh);
+}
+
+static int ps_route(struct pxspec *ps, const char *rcname, const char *vhname, const char *prefix, char *opts);
+
+static void ps_listener_bound(struct pxspec *ps, int in, const char *name, const char *addr, const char *arg)
+{
+	Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager hcm =
+		ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__INIT;
+	Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__Rds rds =
+		ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__RDS__INIT;
+	Envoy__Config__Listener__V3__Listener *l =
+		PS_NEW(ps, Envoy__Config__Listener__V3__Listener, ENVOY__CONFIG__LISTENER__V3__LISTENER__INIT);
+	Envoy__Config__Listener__V3__FilterChain *fc =
+		PS_NEW(ps, Envoy__Config__Listener__V3__FilterChain, ENVOY__CONFIG__LISTENER__V3__FILTER_CHAIN__INIT);
+	Envoy__Config__Listener__V3__Filter *f =
+		PS_NEW(ps, Envoy__Config__Listener__V3__Filter, ENVOY__CONFIG__LISTENER__V3__FILTER__INIT);
+	char ip[64] = "", rcname[160];
+	const char *colon = strrchr(addr, ':');
+
+	snprintf(ip, sizeof(ip), "%.*s", colon ? (int)(colon - addr) : 0, addr);
+	hcm.stat_prefix = (char *)name;
+	if (in) {
+		/* the inline route config: built as an RDS one, then taken out of the RDS set */
+		snprintf(rcname, sizeof(rcname), "inbound|%s", name);
+		ps_vhost(ps, rcname, "inbound", "*");
+		{
+			char opts[300];
+
+			snprintf(opts, sizeof(opts), " cluster=%s", arg);
+			(void)ps_route(ps, rcname, "inbound", "/", ps_str(ps, opts));
+		}
+		hcm.route_specifier_case =
+			ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_ROUTE_CONFIG;
+		hcm.route_config = ps->rcs[--ps->n_rcs];
+		l->traffic_direction = ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__INBOUND;
+	} else {
+		rds.route_config_name = (char *)arg;
+		hcm.route_specifier_case =
+			ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_RDS;
+		hcm.rds = &rds;
+		l->traffic_direction = ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__OUTBOUND;
+		l->default_filter_chain = ps_tcp_chain(ps, "PassthroughCluster", 0);
+	}
+	f->name = ps_str(ps, "envoy.filters.network.http_connection_manager");
+	f->config_type_case = ENVOY__CONFIG__LISTENER__V3__FILTER__CONFIG_TYPE_TYPED_CONFIG;
+	f->typed_config = ps_any(
+		ps, "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+		&hcm.base);
+	fc->filters = (void *)ps_push(ps, NULL, &fc->n_filters, f);
+	if (in) {
+		Envoy__Config__Listener__V3__FilterChain *tls = ps_tcp_chain(ps, "BlackHoleCluster", 0);
+
+		tls->filter_chain_match = PS_NEW(ps, Envoy__Config__Listener__V3__FilterChainMatch,
+						 ENVOY__CONFIG__LISTENER__V3__FILTER_CHAIN_MATCH__INIT);
+		tls->filter_chain_match->transport_protocol = ps_str(ps, "tls");
+		l->filter_chains = (void *)ps_push(ps, NULL, &l->n_filter_chains, tls);
+	}
+	l->filter_chains = (void *)ps_push(ps, (void **)l->filter_chains, &l->n_filter_chains, fc);
+	l->name = ps_str(ps, name);
+	l->address = ps_addr(ps, ip, colon ? (uint32_t)atoi(colon + 1) : 0);
+	ps->ls[ps->n_ls++] = l;
 }
 
 static int ps_route(struct pxspec *ps, const char *rcname, const char *vhname, const char *prefix, char *opts)
@@ -563,6 +628,8 @@ static int pxspec_parse(struct pxspec *ps, const char *text, char *err, size_t c
 			ps_listener_virtual(ps, "virtualInbound", 15006, "InboundPassthroughCluster");
 		} else if (!strcmp(w[0], "listener") && n >= 2) {
 			ps_listener_port(ps, (uint32_t)atoi(w[1]), n >= 3 ? ps_str(ps, w[2]) : NULL);
+		} else if (!strcmp(w[0], "bind") && n >= 5 && (!strcmp(w[1], "in") || !strcmp(w[1], "out"))) {
+			ps_listener_bound(ps, !strcmp(w[1], "in"), ps_str(ps, w[2]), w[3], ps_str(ps, w[4]));
 		} else if (!strcmp(w[0], "vhost") && n >= 4) {
 			ps_vhost(ps, w[1], w[2], w[3]);
 		} else if (!strcmp(w[0], "route") && n >= 4) {

@@ -9,12 +9,21 @@
  * route timeout (504 UT), direct responses, a rejected config leaving the
  * old one in place, a config swap between requests, smuggling (CL+TE 400)
  * and the /clusters and /stats/prometheus pages.
+ *
+ * Bound listeners (case "bound": Listeners with bind_to_port unset, as
+ * captureMode NONE sends them): each served by its own chain, the socket
+ * kept across an update that keeps its address (a connection opened before
+ * the update is served after it), a bind failure NACKed with the old
+ * config and sockets left as they were, a removed listener refusing new
+ * connections while its in-flight request finishes.
  */
 #include "dataplane/engine.h"
 #include "pxspec.h"
 
 #include <arpa/inet.h>
 #include <check.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -196,6 +205,17 @@ static int count(const char *hay, const char *needle)
 	return n;
 }
 
+static void apply2(const char *fmt, int p1, int p2)
+{
+	char spec[4096], err[256] = "";
+	struct px_snapshot *s = NULL;
+
+	snprintf(spec, sizeof(spec), fmt, p1, p2);
+	ck_assert_msg(pxspec_build(spec, &s, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(engine_apply(eng, s, err, sizeof(err)) == 0, "%s", err);
+	px_snapshot_unref(s);
+}
+
 static void apply(const char *fmt, int port)
 {
 	char spec[4096], err[256] = "";
@@ -233,10 +253,16 @@ static void setup(void)
 	ck_assert_int_gt(engine_outbound_port(eng), 0);
 }
 
+static struct backend app;
+
 static void teardown(void)
 {
 	engine_free(eng);
 	be_stop(&be);
+	if (app.th) {
+		be_stop(&app);
+		memset(&app, 0, sizeof(app));
+	}
 	ev_loop_free(loop);
 }
 
@@ -389,6 +415,235 @@ START_TEST(admin_pages)
 }
 END_TEST
 
+/* --- bound listeners: the test thread is the client, driving the loop while it waits */
+
+static int connect_to(const char *ip, int port)
+{
+	struct sockaddr_in sa;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	inet_pton(AF_INET, ip, &sa.sin_addr);
+	sa.sin_port = htons((uint16_t)port);
+	/* the kernel completes the handshake from the listen backlog: no need for the loop */
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int err = errno;
+
+		close(fd);
+		return -err;
+	}
+	return fd;
+}
+
+/* Runs the loop and reads fd until the peer closes (or ~10 s pass). */
+static const char *drive(int fd, char *buf, size_t cap)
+{
+	size_t len = 0;
+	int i;
+
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	for (i = 0; i < 2000; i++) {
+		ssize_t r;
+
+		ck_assert_int_ge(ev_run_once(loop, 5), 0);
+		while ((r = read(fd, buf + len, cap - len - 1)) > 0)
+			len += (size_t)r;
+		if (r == 0 || (r < 0 && errno != EAGAIN))
+			break;
+	}
+	buf[len] = 0;
+	return buf;
+}
+
+static const char *ask(const char *ip, int port, const char *req)
+{
+	static char buf[16384];
+	int fd = connect_to(ip, port);
+
+	ck_assert_msg(fd >= 0, "connect %s:%d: %s", ip, port, strerror(-fd));
+	ck_assert_int_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+	drive(fd, buf, sizeof(buf));
+	close(fd);
+	return buf;
+}
+
+static const char CLOSE_REQ[] = "GET / HTTP/1.1\r\nHost: reviews:9080\r\nConnection: close\r\n\r\n";
+static const char SLOW_REQ[] = "GET /slow HTTP/1.1\r\nHost: app\r\n\r\n";
+
+/* The backend serves one connection at a time: the application behind the
+ * inbound listener is another one (app, stopped by teardown). */
+
+/* captureMode NONE's shape: no virtual listeners, an outbound listener on
+ * 127.0.0.1 over RDS, an inbound one to the application's cluster. */
+static const char *NONE_SPEC =
+	"bind out app-out 127.0.0.1:0 9080\n"
+	"bind in app-in 127.0.0.2:0 inbound|8080||\n"
+	"vhost 9080 r reviews,reviews:9080\n"
+	"route 9080 r / cluster=outbound|9080||reviews\n"
+	"cluster outbound|9080||reviews eds 127.0.0.1:%d\n"
+	"cluster inbound|8080|| static 127.0.0.1:%d\n";
+
+static void apply_none(void)
+{
+	be_start(&app);
+	apply2(NONE_SPEC, be.port, app.port);
+}
+
+START_TEST(bound_serve_own_chains)
+{
+	struct mesh_buf b;
+	const char *r, *ct = NULL;
+	char want[128];
+	int po, pi;
+
+	ck_assert_int_gt(engine_outbound_port(eng), 0);
+	apply_none();
+	/* virtualOutbound/virtualInbound left the config: their sockets closed */
+	ck_assert_int_eq(engine_outbound_port(eng), -ENOTCONN);
+	po = engine_listener_port(eng, "app-out");
+	pi = engine_listener_port(eng, "app-in");
+	ck_assert_int_gt(po, 0);
+	ck_assert_int_gt(pi, 0);
+	ck_assert_int_eq(engine_listener_port(eng, "nosuch"), -ENOENT);
+	/* outbound: the route config its RDS names */
+	r = ask("127.0.0.1", po, "GET /o HTTP/1.1\r\nHost: reviews:9080\r\nConnection: close\r\n\r\n");
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12) && strstr(r, "hello"), "%s", r);
+	r = ask("127.0.0.1", po, "GET /o HTTP/1.1\r\nHost: nosuch:9080\r\nConnection: close\r\n\r\n");
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 404", 12), "%s", r);
+	/* inbound: the plaintext chain's inline route config, whatever the Host (not the TLS chain's BlackHole) */
+	r = ask("127.0.0.2", pi, "GET /i HTTP/1.1\r\nHost: whatever:1234\r\nConnection: close\r\n\r\n");
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12) && strstr(r, "hello"), "%s", r);
+	ck_assert_int_eq(be.reqs, 1);
+	ck_assert_int_eq(app.reqs, 1);
+	/* the admin views */
+	mesh_buf_init(&b, 1 << 20);
+	ck_assert_int_eq(engine_admin_page(eng, "/listeners", 10, &b, &ct), 0);
+	mesh_buf_putc(&b, 0);
+	snprintf(want, sizeof(want), "app-out::127.0.0.1:%d\n", po);
+	ck_assert_msg(strstr(b.data, want) != NULL, "%s", b.data);
+	snprintf(want, sizeof(want), "app-in::127.0.0.2:%d\n", pi);
+	ck_assert_msg(strstr(b.data, want) != NULL, "%s", b.data);
+	ck_assert_msg(strstr(b.data, "virtualOutbound") == NULL, "%s", b.data);
+	mesh_buf_reset(&b);
+	ck_assert_int_eq(engine_admin_page(eng, "/stats/prometheus", 17, &b, &ct), 0);
+	mesh_buf_putc(&b, 0);
+	snprintf(want, sizeof(want), "envoy_listener_downstream_cx_total{envoy_listener_address=\"127.0.0.1_%d\"} 2\n", po);
+	ck_assert_msg(strstr(b.data, want) != NULL, "%s", b.data);
+	snprintf(want, sizeof(want), "envoy_listener_downstream_cx_total{envoy_listener_address=\"127.0.0.2_%d\"} 1\n", pi);
+	ck_assert_msg(strstr(b.data, want) != NULL, "%s", b.data);
+	mesh_buf_cleanup(&b);
+}
+END_TEST
+
+START_TEST(bound_keeps_socket)
+{
+	char buf[4096];
+	const char *r;
+	int po, fd;
+
+	apply_none();
+	po = engine_listener_port(eng, "app-out");
+	ck_assert_int_gt(po, 0);
+	/* a connection accepted before the update (idle, kept alive) */
+	fd = connect_to("127.0.0.1", po);
+	ck_assert_int_ge(fd, 0);
+	r = ask("127.0.0.1", po, "GET / HTTP/1.1\r\nHost: reviews:9080\r\nConnection: close\r\n\r\n");
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12), "%s", r);
+	/* the same address, other routes: the same socket (port 0 would pick another one if it were rebound) */
+	apply("bind out app-out 127.0.0.1:0 9080\nvhost 9080 r reviews:9080\nroute 9080 r / direct=204\n"
+	      "cluster c%d static 127.0.0.1:%d\n", be.port);
+	ck_assert_int_eq(engine_listener_port(eng, "app-out"), po);
+	ck_assert_int_eq(engine_listener_port(eng, "app-in"), -ENOENT);
+	/* the connection from before the update is served, by the new routes */
+	ck_assert_int_gt(write(fd, CLOSE_REQ, strlen(CLOSE_REQ)), 0);
+	r = drive(fd, buf, sizeof(buf));
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 204", 12), "%s", r);
+	close(fd);
+	r = ask("127.0.0.1", po, "GET / HTTP/1.1\r\nHost: reviews:9080\r\nConnection: close\r\n\r\n");
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 204", 12), "%s", r);
+}
+END_TEST
+
+START_TEST(bound_bind_failure_nacks)
+{
+	struct px_snapshot *s = NULL;
+	char spec[1024], err[256] = "", want[128];
+	const char *r;
+	int po, taken, blocker = listen_any(&taken);
+
+	apply_none();
+	po = engine_listener_port(eng, "app-out");
+	/* a new listener on a port someone holds; another new one, bound
+	 * first (LDS order is by name), must be closed again */
+	snprintf(spec, sizeof(spec),
+		 "bind out a-fresh 127.0.0.4:0 9080\n"
+		 "bind out app-out 127.0.0.1:0 9080\n"
+		 "bind out z-taken 127.0.0.1:%d 9080\n"
+		 "vhost 9080 r reviews:9080\nroute 9080 r / direct=204\n", taken);
+	ck_assert_msg(pxspec_build(spec, &s, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(engine_apply(eng, s, err, sizeof(err)), -EADDRINUSE);
+	px_snapshot_unref(s);
+	snprintf(want, sizeof(want), "z-taken: cannot bind '127.0.0.1:%d': Address already in use", taken);
+	ck_assert_msg(strstr(err, want) != NULL, "%s", err);
+	/* nothing changed: same sockets, same routes, the fresh one gone */
+	ck_assert_int_eq(engine_listener_port(eng, "app-out"), po);
+	ck_assert_int_gt(engine_listener_port(eng, "app-in"), 0);
+	ck_assert_int_eq(engine_listener_port(eng, "a-fresh"), -ENOENT);
+	ck_assert_int_eq(engine_listener_port(eng, "z-taken"), -ENOENT);
+	r = ask("127.0.0.1", po, "GET / HTTP/1.1\r\nHost: reviews:9080\r\nConnection: close\r\n\r\n");
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12) && strstr(r, "hello"), "%s", r);
+	/* two listeners on one address: Envoy's refusal */
+	ck_assert_int_eq(pxspec_build("bind out a 127.0.0.1:7 9080\nbind out b 127.0.0.1:7 9080\n", &s, err,
+				      sizeof(err)), 0);
+	ck_assert_int_eq(engine_apply(eng, s, err, sizeof(err)), -EINVAL);
+	px_snapshot_unref(s);
+	ck_assert_msg(strstr(err, "duplicate address '127.0.0.1:7'") != NULL, "%s", err);
+	/* the port freed: the same update now binds */
+	close(blocker);
+	snprintf(spec, sizeof(spec), "bind out z-taken 127.0.0.1:%%d 9080\nvhost 9080 r reviews:9080\n"
+		 "route 9080 r / direct=204\ncluster c%%d static 127.0.0.1:1\n");
+	apply(spec, taken);
+	ck_assert_int_eq(engine_listener_port(eng, "z-taken"), taken);
+	r = ask("127.0.0.1", taken, "GET / HTTP/1.1\r\nHost: reviews:9080\r\nConnection: close\r\n\r\n");
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 204", 12), "%s", r);
+}
+END_TEST
+
+START_TEST(bound_removal_closes)
+{
+	char buf[4096];
+	const char *r;
+	int pi, fd_idle, fd_busy, i;
+
+	apply_none();
+	pi = engine_listener_port(eng, "app-in");
+	ck_assert_int_gt(pi, 0);
+	fd_idle = connect_to("127.0.0.2", pi);
+	fd_busy = connect_to("127.0.0.2", pi);
+	ck_assert_int_ge(fd_idle, 0);
+	ck_assert_int_ge(fd_busy, 0);
+	/* an in-flight request: the backend holds /slow 300 ms */
+	ck_assert_int_gt(write(fd_busy, SLOW_REQ, strlen(SLOW_REQ)), 0);
+	for (i = 0; i < 2000 && app.reqs == 0; i++)
+		ck_assert_int_ge(ev_run_once(loop, 5), 0);
+	ck_assert_int_eq(app.reqs, 1);
+	/* app-in leaves the configuration */
+	apply("bind out app-out 127.0.0.1:0 9080\nvhost 9080 r reviews:9080\nroute 9080 r / direct=204\n"
+	      "cluster c%d static 127.0.0.1:%d\n", be.port);
+	ck_assert_int_eq(engine_listener_port(eng, "app-in"), -ENOENT);
+	ck_assert_int_eq(connect_to("127.0.0.2", pi), -ECONNREFUSED); /* no longer accepting */
+	/* the in-flight request finishes, and its connection then closes */
+	r = drive(fd_busy, buf, sizeof(buf));
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12) && strstr(r, "slow"), "%s", r);
+	close(fd_busy);
+	/* the idle one was closed by the drain */
+	r = drive(fd_idle, buf, sizeof(buf));
+	ck_assert_str_eq(r, "");
+	close(fd_idle);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("engine");
@@ -408,6 +663,14 @@ int main(void)
 	tcase_add_test(tc, rejected_config_keeps_old);
 	tcase_add_test(tc, smuggling_400);
 	tcase_add_test(tc, admin_pages);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("bound");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, bound_serve_own_chains);
+	tcase_add_test(tc, bound_keeps_socket);
+	tcase_add_test(tc, bound_bind_failure_nacks);
+	tcase_add_test(tc, bound_removal_closes);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
