@@ -523,7 +523,7 @@ int admin_start(struct ev_loop *loop, const char *addr, const struct admin_info 
 	a->loop = loop;
 	a->info = *info;
 	a->conns.next = a->conns.prev = &a->conns;
-	a->fd = net_listen(addr, 128);
+	a->fd = net_listen(addr, 128, 0);
 	if (a->fd < 0) {
 		rc = a->fd;
 		free(a);

@@ -846,13 +846,19 @@ const char *px_listener_name(const struct px_listener *l)
 	return l->inbound ? "virtualInbound" : "virtualOutbound";
 }
 
-/* Listens on addr and fills l (not yet watched: listener_watch()). */
-static int listener_open(struct engine *e, struct px_listener *l, const char *addr)
+/* Listens on addr and fills l (not yet watched: listener_watch()).
+ * Listeners from the configuration take SO_REUSEPORT as Envoy's do
+ * (enable_reuse_port defaults to true on Linux): captureMode NONE gives a
+ * workload's port both an inbound listener on 0.0.0.0:PORT and an outbound
+ * one on 127.0.0.1:PORT, which Linux lets coexist only so.  The
+ * --outbound-addr/--inbound-addr sockets stay exclusive, so that a second
+ * proxy started on the same ports fails loudly instead of sharing them. */
+static int listener_open(struct engine *e, struct px_listener *l, const char *addr, int flags)
 {
 	socklen_t len = sizeof(l->local);
 	int fd;
 
-	fd = net_listen(addr, 1024);
+	fd = net_listen(addr, 1024, flags);
 	if (fd < 0)
 		return fd;
 	getsockname(fd, (struct sockaddr *)&l->local, &len);
@@ -883,7 +889,7 @@ static int listener_bind(struct engine *e, struct px_listener *l, const char *ad
 	if (l->fd >= 0)
 		return 0;
 	l->inbound = inbound;
-	rc = listener_open(e, l, addr);
+	rc = listener_open(e, l, addr, 0);
 	if (rc < 0) {
 		snprintf(err, cap, "%s listener %s: %s", inbound ? "virtualInbound" : "virtualOutbound", addr,
 			 strerror(-rc));
@@ -956,7 +962,7 @@ static int bound_open(struct engine *e, struct px_config *c, char *err, size_t c
 		l->refs = 1;
 		l->fd = -1;
 		snprintf(l->key, sizeof(l->key), "%s", b->key);
-		rc = listener_open(e, l, b->key);
+		rc = listener_open(e, l, b->key, NET_REUSEPORT);
 		if (rc < 0) {
 			snprintf(err, cap, "Error adding/updating listener(s) %s: cannot bind '%s': %s", b->name, b->key,
 				 strerror(-rc));

@@ -69,7 +69,7 @@ int net_parse_addr(const char *addr, struct sockaddr_storage *ss, socklen_t *len
 	return 0;
 }
 
-int net_listen(const char *addr, int backlog)
+int net_listen(const char *addr, int backlog, int flags)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
@@ -82,6 +82,11 @@ int net_listen(const char *addr, int backlog)
 	if (fd < 0)
 		return -errno;
 	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if ((flags & NET_REUSEPORT) && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
 	if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, backlog) < 0) {
 		rc = -errno;
 		close(fd);

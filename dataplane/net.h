@@ -12,8 +12,12 @@
 
 /* "HOST:PORT" (IPv4 or a name "localhost") or "[V6]:PORT" into ss; -EINVAL if malformed. */
 MESH_MUST_CHECK int net_parse_addr(const char *addr, struct sockaddr_storage *ss, socklen_t *len);
-/* A non-blocking, close-on-exec listening socket bound to addr (SO_REUSEADDR); the fd or -errno. */
-MESH_MUST_CHECK int net_listen(const char *addr, int backlog);
+/* net_listen() flags */
+#define NET_REUSEPORT 1 /* SO_REUSEPORT: Envoy's listener enable_reuse_port, on by default on Linux */
+
+/* A non-blocking, close-on-exec listening socket bound to addr (SO_REUSEADDR,
+ * and SO_REUSEPORT with NET_REUSEPORT); the fd or -errno. */
+MESH_MUST_CHECK int net_listen(const char *addr, int backlog, int flags);
 /* The port a socket is bound to, or -errno. */
 int net_local_port(int fd);
 

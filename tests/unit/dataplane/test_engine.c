@@ -610,6 +610,36 @@ START_TEST(bound_bind_failure_nacks)
 }
 END_TEST
 
+/* captureMode NONE on the workload's own port (tests/xds/0046): meshd
+ * sends an inbound listener on 0.0.0.0:PORT and an outbound one on
+ * 127.0.0.1:PORT; Envoy binds both (SO_REUSEPORT), so must meshproxy, and
+ * each address keeps its own chain. */
+START_TEST(bound_wildcard_and_loopback_share_port)
+{
+	char spec[1024];
+	const char *r;
+	int port, held = listen_any(&port);
+
+	close(held); /* a port free a moment ago */
+	be_start(&app);
+	snprintf(spec, sizeof(spec),
+		 "bind in app-in 0.0.0.0:%d inbound|8080||\n"
+		 "bind out app-out 127.0.0.1:%d 9080\n"
+		 "vhost 9080 r reviews:9080\nroute 9080 r / direct=204\n"
+		 "cluster inbound|8080|| static 127.0.0.1:%%d\n", port, port);
+	apply(spec, app.port);
+	ck_assert_int_eq(engine_listener_port(eng, "app-in"), port);
+	ck_assert_int_eq(engine_listener_port(eng, "app-out"), port);
+	/* 127.0.0.1: the outbound chain (the more specific socket) */
+	r = ask("127.0.0.1", port, "GET / HTTP/1.1\r\nHost: reviews:9080\r\nConnection: close\r\n\r\n");
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 204", 12), "%s", r);
+	/* another local address: the wildcard inbound chain, to the application */
+	r = ask("127.0.0.2", port, "GET /i HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12) && strstr(r, "hello"), "%s", r);
+	ck_assert_int_eq(app.reqs, 1);
+}
+END_TEST
+
 START_TEST(bound_removal_closes)
 {
 	char buf[4096];
@@ -670,6 +700,7 @@ int main(void)
 	tcase_add_test(tc, bound_serve_own_chains);
 	tcase_add_test(tc, bound_keeps_socket);
 	tcase_add_test(tc, bound_bind_failure_nacks);
+	tcase_add_test(tc, bound_wildcard_and_loopback_share_port);
 	tcase_add_test(tc, bound_removal_closes);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
