@@ -157,10 +157,13 @@ static int hmap_build(struct px_cluster *cl)
 
 const char *px_host_health(const struct px_host *h)
 {
+	/* every flag that applies, in Envoy's order (HostUtility::healthFlagsToString) */
 	if (!h->up)
 		return "healthy";
 	if (h->up->ejected)
-		return "/failed_outlier_check";
+		return h->up->health == UP_UNHEALTHY ? "/failed_outlier_check/failed_eds_health"
+		       : h->up->health == UP_DEGRADED ? "/failed_outlier_check/degraded_eds_health"
+						       : "/failed_outlier_check";
 	if (h->up->health == UP_UNHEALTHY)
 		return "/failed_eds_health";
 	if (h->up->health == UP_DEGRADED)
