@@ -19,6 +19,7 @@
 #include "dataplane/engine.h"
 #include "dataplane/router.h"
 #include "dataplane/upstream.h"
+#include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
 
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -94,7 +95,17 @@ struct px_port {
 	const struct router_config *rcfg; /* in the config's router (NULL: RDS not there yet -> 404 NR) */
 	int tcp;                         /* a TCP proxy listener: no HTTP routing */
 	const char *tcp_cluster;
+	/* the HCM's timers (px_port_hcm()), in ms */
+	uint64_t stream_idle_ms;         /* stream_idle_timeout: unset 5 min, 0 off */
+	uint64_t headers_ms;             /* request_headers_timeout: 0 off (Envoy's default) */
+	uint64_t conn_idle_ms;           /* common_http_protocol_options.idle_timeout: 0 off;
+	                                  * PX_IDLE_UNSET: the engine's (--, Envoy's 1 h) */
+	int proxy_100;                   /* proxy_100_continue: Expect forwarded, the upstream's 100 relayed */
 };
+
+/* Envoy's HCM defaults: stream_idle_timeout 5 min when unset. */
+#define PX_STREAM_IDLE_DEFAULT_MS (5 * 60 * 1000)
+#define PX_IDLE_UNSET UINT64_MAX
 
 struct px_config {
 	unsigned refs;
@@ -131,6 +142,8 @@ struct px_engine_stats {
 	uint64_t cx_total, cx_active, rq_total, rq_active, rq_1xx, rq_2xx, rq_3xx, rq_4xx, rq_5xx;
 	uint64_t codec_errors, no_route, no_cluster, applies, apply_rejects;
 	uint64_t accept_paused;          /* fd/memory exhaustion episodes at accept */
+	uint64_t rq_idle_timeout;        /* streams ended by the stream idle timeout (408 / reset, SI) */
+	uint64_t rq_header_timeout;      /* connections closed by request_headers_timeout */
 };
 
 struct engine {
@@ -170,6 +183,10 @@ struct px_host *px_cluster_host_of(const struct px_cluster *cl, const struct up_
 const char *px_host_health(const struct px_host *h);
 uint64_t px_rand(struct engine *e);
 void px_engine_check_drained(struct engine *e);
+
+/* The HCM's per-port settings (timeouts, 100-continue) into p; hcm NULL
+ * (a TCP port, a synthesized route) gives Envoy's defaults. */
+void px_port_hcm(struct px_port *p, const Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager *hcm);
 
 /* proxy.c */
 /* The listener pause timer's callback: after accept failed for lack of fds
