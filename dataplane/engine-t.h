@@ -162,6 +162,7 @@ struct engine {
 	struct lb_rng lbrng;
 	struct px_gai *gai_orphans;      /* name lookups still running for streams that ended */
 	struct ev_timer gai_timer;
+	struct ev_timer trim_timer;      /* hands freed heap back to the kernel once traffic stops (px_trim) */
 	unsigned mirrors_active;
 	uint64_t mirrors_sent, mirrors_dropped;
 	struct ev_timer drain_timer;
@@ -200,5 +201,11 @@ void px_pool_close_idle(struct px_host *h);
 void px_dconn_drain_all(struct engine *e);
 void px_dconn_free_all(struct engine *e);
 void px_gai_reap(struct ev_loop *loop, struct ev_timer *t);
+/* The trim timer's callback: armed when the last downstream connection
+ * closes (PX_TRIM_AFTER_MS later); if none came back, malloc_trim(0) returns
+ * the freed connection buffers to the kernel (haproxy's pool_gc does the
+ * same), so RSS after a burst falls back to the configuration's. */
+#define PX_TRIM_AFTER_MS 1000
+void px_trim(struct ev_loop *loop, struct ev_timer *t);
 
 #endif

@@ -829,6 +829,7 @@ int engine_new(struct ev_loop *loop, const struct engine_opts *o, struct engine 
 	e->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 40) ^ 0x9E3779B97F4A7C15ULL;
 	e->lbrng.s = e->rng ^ 0x5851F42D4C957F2DULL;
 	ev_timer_init(&e->gai_timer, px_gai_reap, e);
+	ev_timer_init(&e->trim_timer, px_trim, e);
 	if (o->access_log && *o->access_log) {
 		rc = px_alog_open(loop, o->access_log, &e->alog);
 		if (rc < 0) {
@@ -851,6 +852,7 @@ void engine_free(struct engine *e)
 	px_dconn_free_all(e);
 	ev_timer_cancel(e->loop, &e->drain_timer);
 	ev_timer_cancel(e->loop, &e->gai_timer);
+	ev_timer_cancel(e->loop, &e->trim_timer);
 	while (e->gai_orphans) {
 		/* exiting: the one place a lookup is waited for (it is already cancelled) */
 		px_gai_reap(e->loop, &e->gai_timer);
@@ -898,6 +900,9 @@ int engine_apply(struct engine *e, struct px_snapshot *candidate, char *err, siz
 	c = NULL;
 	e->ready = 1;
 	e->st.applies++;
+	/* the old configuration and the decode's garbage are freed: trim once quiet */
+	if (!ev_timer_armed(&e->trim_timer))
+		ev_timer_arm(e->loop, &e->trim_timer, PX_TRIM_AFTER_MS);
 out:
 	if (rc < 0) {
 		e->st.apply_rejects++;

@@ -27,6 +27,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <linux/netfilter_ipv4.h>
 #include <netdb.h>
 #include <netinet/tcp.h>
@@ -90,8 +91,11 @@ struct px_uconn {
 	int eof;
 	int in_cb;                   /* inside u_cb: u_free defers the final free */
 	int dead;
-	struct h1_header hdrs[H1_DEFAULT_MAX_HEADERS];
+	/* the response parser's header array (p.hdrs) is allocated while the
+	 * connection is in use and freed in the pool: 4 KiB less per idle one */
 };
+
+#define PX_UHDRS_BYTES (H1_DEFAULT_MAX_HEADERS * sizeof(struct h1_header))
 
 struct px_dconn {
 	struct engine *e;
@@ -412,9 +416,17 @@ static void s_release_upstream(struct px_stream *s, int reusable)
 	u->state = U_IDLE;
 	u->head_done = 0;
 	h1_parser_reset(&u->p);
-	mesh_buf_reset(&u->out);
+	/* an idle pooled connection holds no buffers (nginx's and haproxy's
+	 * habit): a thousand clusters' pools would otherwise keep 16 KiB+ each
+	 * for nothing; the next request allocates them again */
+	mesh_buf_cleanup(&u->out);
+	mesh_buf_init(&u->out, PX_OUT_MAX);
 	u->out_off = 0;
-	u->in.off = u->in.len = 0;
+	free(u->in.p);
+	u->in.p = NULL;
+	u->in.off = u->in.len = u->in.cap = 0;
+	free(u->p.hdrs);
+	u->p.hdrs = NULL;
 	u->next = h->idle;
 	h->idle = u;
 	h->n_idle++;
@@ -737,6 +749,8 @@ static void u_free(struct px_uconn *u, int count_destroy)
 	free(u->in.p);
 	u->in.p = NULL;
 	u->in.off = u->in.len = u->in.cap = 0;
+	free(u->p.hdrs);
+	u->p.hdrs = NULL;
 	px_host_unref(h);
 	u->h = NULL;
 	if (u->in_cb)
@@ -802,7 +816,10 @@ static struct px_uconn *u_connect(struct px_stream *s, struct px_host *h, int *e
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	u = calloc(1, sizeof(*u));
-	if (!u) {
+	if (u)
+		h1_parser_init(&u->p, 0, NULL, malloc(PX_UHDRS_BYTES), H1_DEFAULT_MAX_HEADERS);
+	if (!u || !u->p.hdrs) {
+		free(u);
 		close(fd);
 		*err = -ENOMEM;
 		return NULL;
@@ -810,7 +827,6 @@ static struct px_uconn *u_connect(struct px_stream *s, struct px_host *h, int *e
 	u->e = e;
 	u->h = px_host_ref(h);
 	u->tops = &px_transport_raw;
-	h1_parser_init(&u->p, 0, NULL, u->hdrs, H1_DEFAULT_MAX_HEADERS);
 	mesh_buf_init(&u->out, PX_OUT_MAX);
 	ev_io_init(&u->io, fd, u_cb, u);
 	ev_timer_init(&u->t, u_timer, u);
@@ -1200,6 +1216,12 @@ static void s_attempt(struct px_stream *s)
 		h->idle = u->next;
 		h->n_idle--;
 		u->next = NULL;
+		u->p.hdrs = malloc(PX_UHDRS_BYTES);
+		if (!u->p.hdrs) {
+			u_free(u, 1);
+			s_local_reply(s, 503, PX_RF_UF, "out of memory", NULL);
+			return;
+		}
 		u->state = U_ACTIVE;
 		ev_timer_cancel(e->loop, &u->t);
 	} else {
@@ -2331,6 +2353,16 @@ static void d_update(struct px_dconn *d)
 	}
 	if (!d->s && d->state == D_HEAD && d->idle_ms && !ev_timer_armed(&d->idle))
 		ev_timer_arm(d->e->loop, &d->idle, d->idle_ms);
+	if (!d->s && d->state == D_HEAD && d->in.off == d->in.len && d->out.len == 0 && (d->in.p || d->out.data)) {
+		/* an idle keep-alive connection between requests keeps no buffers
+		 * (as nginx's ngx_http_set_keepalive does): the next read allocates */
+		free(d->in.p);
+		d->in.p = NULL;
+		d->in.off = d->in.len = d->in.cap = 0;
+		mesh_buf_cleanup(&d->out);
+		mesh_buf_init(&d->out, PX_OUT_MAX);
+		d->out_off = 0;
+	}
 	if (ev_io_set(d->e->loop, &d->io, m) < 0)
 		log_warn("meshproxy", "downstream: epoll_ctl failed");
 }
@@ -2389,7 +2421,18 @@ static void d_close(struct px_dconn *d)
 	mesh_buf_cleanup(&d->out);
 	e->st.cx_active--;
 	free(d);
+	if (e->st.cx_active == 0 && !ev_timer_armed(&e->trim_timer))
+		ev_timer_arm(e->loop, &e->trim_timer, PX_TRIM_AFTER_MS);
 	px_engine_check_drained(e);
+}
+
+void px_trim(struct ev_loop *loop, struct ev_timer *t)
+{
+	struct engine *e = t->data;
+
+	(void)loop;
+	if (e->st.cx_active == 0)
+		malloc_trim(0);
 }
 
 static void d_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
