@@ -15,9 +15,68 @@
 #include <unistd.h>
 
 static enum mesh_log_level log_level = MESH_LOG_INFO;
+static enum mesh_log_level log_floor = MESH_LOG_INFO; /* min(global, every scope): the quick reject */
 static int log_json;
 
-static const char *const level_names[] = { "debug", "info", "warn", "error" };
+static struct {
+	const char *name;
+	enum mesh_log_level level;
+} log_scopes[MESH_LOG_MAX_SCOPES];
+static unsigned n_scopes;
+
+static const char *const level_names[] = { "debug", "info", "warn", "error", "off" };
+
+static void floor_update(void)
+{
+	unsigned i;
+
+	log_floor = log_level;
+	for (i = 0; i < n_scopes; i++)
+		if (log_scopes[i].level < log_floor)
+			log_floor = log_scopes[i].level;
+}
+
+static int scope_find(const char *name)
+{
+	unsigned i;
+
+	for (i = 0; i < n_scopes; i++)
+		if (log_scopes[i].name == name || strcmp(log_scopes[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+int mesh_log_scope_add(const char *name)
+{
+	if (scope_find(name) >= 0)
+		return 0;
+	if (n_scopes == MESH_LOG_MAX_SCOPES)
+		return -ENOSPC;
+	log_scopes[n_scopes].name = name;
+	log_scopes[n_scopes].level = log_level;
+	n_scopes++;
+	return 0;
+}
+
+int mesh_log_scope_set(const char *name, enum mesh_log_level level)
+{
+	int i = scope_find(name);
+
+	if (i < 0)
+		return -ENOENT;
+	log_scopes[i].level = level;
+	floor_update();
+	return 0;
+}
+
+int mesh_log_scope_get(unsigned i, const char **name, enum mesh_log_level *level)
+{
+	if (i >= n_scopes)
+		return -ENOENT;
+	*name = log_scopes[i].name;
+	*level = log_scopes[i].level;
+	return 0;
+}
 
 int mesh_log_setup(const char *level, const char *format)
 {
@@ -28,7 +87,7 @@ int mesh_log_setup(const char *level, const char *format)
 				break;
 		if (i == sizeof(level_names) / sizeof(level_names[0]))
 			return -EINVAL;
-		log_level = (enum mesh_log_level)i;
+		mesh_log_set_level((enum mesh_log_level)i);
 	}
 	if (format) {
 		if (strcmp(format, "json") == 0)
@@ -41,14 +100,20 @@ int mesh_log_setup(const char *level, const char *format)
 	return 0;
 }
 
+/* Sets the global level and every scope's (Envoy's /logging?level=). */
 void mesh_log_set_level(enum mesh_log_level level)
 {
+	unsigned i;
+
 	log_level = level;
+	for (i = 0; i < n_scopes; i++)
+		log_scopes[i].level = level;
+	floor_update();
 }
 
 int mesh_log_enabled(enum mesh_log_level level)
 {
-	return level >= log_level;
+	return level >= log_floor;
 }
 
 void mesh_log(enum mesh_log_level level, const char *scope, const char *fmt, ...)
@@ -57,9 +122,12 @@ void mesh_log(enum mesh_log_level level, const char *scope, const char *fmt, ...
 	struct timespec now;
 	struct tm tm;
 	va_list ap;
-	int n;
+	int n, si;
 
-	if (level < log_level)
+	if (level < log_floor)
+		return;
+	si = n_scopes ? scope_find(scope) : -1;
+	if (level < (si >= 0 ? log_scopes[si].level : log_level))
 		return;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);

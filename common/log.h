@@ -12,12 +12,30 @@ enum mesh_log_level {
 	MESH_LOG_INFO,
 	MESH_LOG_WARN,
 	MESH_LOG_ERROR,
+	MESH_LOG_OFF, /* a scope or the whole log silenced (Envoy's "off"); never a record's level */
 };
 
 /* Returns 0, or -EINVAL for an unknown level or format name. */
 int mesh_log_setup(const char *level, const char *format);
 void mesh_log_set_level(enum mesh_log_level level);
 int mesh_log_enabled(enum mesh_log_level level);
+
+/*
+ * Per-scope levels, what Envoy calls component loggers (its admin
+ * /logging?NAME=LEVEL).  A binary registers the scopes it logs under
+ * (name: a string that outlives the process, e.g. a literal); a registered
+ * scope starts at the global level and follows mesh_log_set_level(), which
+ * sets all of them.  Records of unregistered scopes use the global level.
+ * Not thread-safe: meant for a single-threaded binary (meshproxy) that
+ * changes levels on its own loop.  At most MESH_LOG_MAX_SCOPES.
+ * mesh_log_scope_add: 0, or -ENOSPC.  mesh_log_scope_set: 0, or -ENOENT
+ * for a scope never registered.  mesh_log_scope_get: the i-th registered
+ * scope's name and level, 0, or -ENOENT past the last one.
+ */
+#define MESH_LOG_MAX_SCOPES 16
+int mesh_log_scope_add(const char *name);
+int mesh_log_scope_set(const char *name, enum mesh_log_level level);
+int mesh_log_scope_get(unsigned i, const char **name, enum mesh_log_level *level);
 
 void mesh_log(enum mesh_log_level level, const char *scope, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

@@ -34,6 +34,7 @@ enum {
 	PX_RF_LR = 1u << 10, /* local reset */
 	PX_RF_DPE = 1u << 11, /* downstream protocol error */
 	PX_RF_UPE = 1u << 12, /* upstream protocol error */
+	PX_RF_SI = 1u << 13, /* stream idle timeout */
 };
 
 /* "UF,URX" into buf (or "-"); returns buf */

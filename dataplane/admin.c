@@ -242,6 +242,184 @@ static void handle_status(struct admin_conn *c, struct h1_str path, int get, int
 	}
 }
 
+/* --- /logging */
+
+/* spdlog's level names, in Envoy's order; each mapped onto our four levels
+ * (trace is our debug, critical our error) and back (the names listed are
+ * what Envoy lists for our levels). */
+static const struct {
+	const char *name;
+	enum mesh_log_level level;
+} log_levels[] = {
+	{ "trace", MESH_LOG_DEBUG }, { "debug", MESH_LOG_DEBUG }, { "info", MESH_LOG_INFO },
+	{ "warning", MESH_LOG_WARN }, { "error", MESH_LOG_ERROR }, { "critical", MESH_LOG_ERROR },
+	{ "off", MESH_LOG_OFF },
+};
+static const char *const log_level_shown[] = { "debug", "info", "warning", "error", "off" };
+
+static int log_level_parse(const char *p, size_t n, enum mesh_log_level *out)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(log_levels) / sizeof(log_levels[0]); i++)
+		if (strlen(log_levels[i].name) == n && memcmp(log_levels[i].name, p, n) == 0) {
+			*out = log_levels[i].level;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+/* One query parameter, a span of the request's query (not decoded: names
+ * and levels are plain words). */
+struct log_param {
+	const char *k, *v;
+	size_t klen, vlen;
+};
+
+/* Applies the query the way Envoy's LogsHandler::changeLogLevel does:
+ * empty "level"/"paths" values are ignored; no parameter lists; more than
+ * one is an error; level=L sets every logger; paths=a:L1,b:L2 and NAME=L
+ * set named loggers, all or none (an unknown name changes nothing).
+ * Returns NULL, or the error text Envoy answers with. */
+static const char *log_change(const char *q, size_t qlen)
+{
+	struct log_param ps[8];
+	size_t n = 0, i;
+	const char *end = q + qlen, *amp, *eq;
+	enum mesh_log_level lv;
+
+	while (q < end) {
+		amp = memchr(q, '&', (size_t)(end - q));
+		if (!amp)
+			amp = end;
+		if (amp > q) {
+			if (n == sizeof(ps) / sizeof(ps[0]))
+				return "invalid number of parameters";
+			eq = memchr(q, '=', (size_t)(amp - q));
+			ps[n].k = q;
+			ps[n].klen = (size_t)((eq ? eq : amp) - q);
+			ps[n].v = eq ? eq + 1 : amp;
+			ps[n].vlen = (size_t)(amp - ps[n].v);
+			if (!(ps[n].vlen == 0 && ((ps[n].klen == 5 && memcmp(q, "level", 5) == 0) ||
+						  (ps[n].klen == 5 && memcmp(q, "paths", 5) == 0))))
+				n++;
+		}
+		q = amp + 1;
+	}
+	if (n == 0)
+		return NULL;
+	if (n != 1)
+		return "invalid number of parameters";
+	if (ps[0].klen == 5 && memcmp(ps[0].k, "level", 5) == 0) {
+		if (log_level_parse(ps[0].v, ps[0].vlen, &lv) < 0)
+			return "unknown logger level";
+		mesh_log_set_level(lv);
+		log_info("admin", "change all log levels: level='%.*s'", (int)ps[0].vlen, ps[0].v);
+		return NULL;
+	}
+	if (ps[0].klen == 5 && memcmp(ps[0].k, "paths", 5) == 0) {
+		struct {
+			char name[32];
+			enum mesh_log_level lv;
+		} ch[MESH_LOG_MAX_SCOPES];
+		size_t nch = 0;
+		const char *p = ps[0].v, *pe = ps[0].v + ps[0].vlen, *comma, *colon;
+		const char *name;
+		enum mesh_log_level cur;
+		unsigned k;
+
+		/* validate everything first: Envoy changes nothing when one pair is bad */
+		while (p < pe) {
+			comma = memchr(p, ',', (size_t)(pe - p));
+			if (!comma)
+				comma = pe;
+			if (comma > p) {
+				colon = memchr(p, ':', (size_t)(comma - p));
+				if (!colon || colon == p || colon + 1 == comma)
+					return "empty logger name or empty logger level";
+				if (log_level_parse(colon + 1, (size_t)(comma - colon - 1), &lv) < 0)
+					return "unknown logger level";
+				if (nch == MESH_LOG_MAX_SCOPES || (size_t)(colon - p) >= sizeof(ch[0].name))
+					return "unknown logger name";
+				memcpy(ch[nch].name, p, (size_t)(colon - p));
+				ch[nch].name[colon - p] = 0;
+				ch[nch].lv = lv;
+				for (k = 0; mesh_log_scope_get(k, &name, &cur) == 0; k++)
+					if (strcmp(name, ch[nch].name) == 0)
+						break;
+				if (mesh_log_scope_get(k, &name, &cur) < 0)
+					return "unknown logger name";
+				nch++;
+			}
+			p = comma + 1;
+		}
+		for (i = 0; i < nch; i++) {
+			(void)mesh_log_scope_set(ch[i].name, ch[i].lv);
+			log_info("admin", "change log level: name='%s' level='%s'", ch[i].name,
+				 log_level_shown[ch[i].lv]);
+		}
+		return NULL;
+	}
+	if (log_level_parse(ps[0].v, ps[0].vlen, &lv) < 0)
+		return "unknown logger level";
+	{
+		char name[32];
+
+		if (ps[0].klen >= sizeof(name))
+			return "unknown logger name";
+		memcpy(name, ps[0].k, ps[0].klen);
+		name[ps[0].klen] = 0;
+		if (mesh_log_scope_set(name, lv) < 0)
+			return "unknown logger name";
+		log_info("admin", "change log level: name='%s' level='%s'", name, log_level_shown[lv]);
+	}
+	return NULL;
+}
+
+/* Envoy's /logging (source/server/admin/logs_handler.cc): a change, or a
+ * usage text and 400 when the change is refused, then the loggers and
+ * their levels ("active loggers:\n  NAME: LEVEL\n ...").  Our loggers are
+ * meshproxy's log scopes (mesh_log_scope_add()).  Envoy takes changes by
+ * POST only (it answers other methods 405); a GET without parameters is
+ * also answered here with the list, as a read-only view. */
+static void serve_logging(struct admin_conn *c, struct h1_str full, int post, int head)
+{
+	const char *q = memchr(full.p, '?', full.len);
+	size_t qlen = q ? full.len - (size_t)(q + 1 - full.p) : 0;
+	const char *err;
+	const char *name;
+	enum mesh_log_level lv;
+	struct mesh_buf b;
+	unsigned i;
+	int status = 200;
+
+	if (!post && qlen > 0) {
+		respond(c, 405, "text/plain; charset=UTF-8", "Method GET not allowed, POST required.", 38, head,
+			"Allow: POST\r\n");
+		return;
+	}
+	mesh_buf_init(&b, 64 * 1024);
+	err = q ? log_change(q + 1, qlen) : NULL;
+	if (err) {
+		status = 400;
+		mesh_buf_printf(&b, "error: %s\n\n", err);
+		mesh_buf_puts(&b, "usage: /logging?<name>=<level> (change single level)\n"
+				  "usage: /logging?paths=name1:level1,name2:level2,... (change multiple levels)\n"
+				  "usage: /logging?level=<level> (change all levels)\n"
+				  "levels: ");
+		for (i = 0; i < sizeof(log_levels) / sizeof(log_levels[0]); i++)
+			mesh_buf_printf(&b, "%s ", log_levels[i].name);
+		mesh_buf_puts(&b, "\n");
+	}
+	mesh_buf_puts(&b, "active loggers:\n");
+	for (i = 0; mesh_log_scope_get(i, &name, &lv) == 0; i++)
+		mesh_buf_printf(&b, "  %s: %s\n", name, log_level_shown[lv]);
+	mesh_buf_puts(&b, "\n");
+	respond(c, b.err ? 500 : status, "text/plain; charset=UTF-8", b.err ? "" : b.data, b.err ? 0 : b.len, head,
+		NULL);
+	mesh_buf_cleanup(&b);
+}
+
 /* Routes one parsed request; h's spans are valid only during this call. */
 static void handle(struct admin_conn *c, const struct h1_head *h)
 {
@@ -268,6 +446,12 @@ static void handle(struct admin_conn *c, const struct h1_head *h)
 			respond(c, 405, "text/plain; charset=UTF-8", "This endpoint requires POST\n", 28, head,
 				"Allow: POST\r\n");
 		}
+	} else if (h1_str_ieq(path, "/logging")) {
+		if (post || get || head)
+			serve_logging(c, h->path, post, head);
+		else
+			respond(c, 405, "text/plain; charset=UTF-8", "method not allowed\n", 19, 0,
+				"Allow: GET, HEAD, POST\r\n");
 	} else if (!get && !head) {
 		respond(c, 405, "text/plain; charset=UTF-8", "method not allowed\n", 19, 0, "Allow: GET, HEAD\r\n");
 	} else if (h1_str_ieq(path, "/ready")) {

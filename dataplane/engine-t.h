@@ -19,6 +19,7 @@
 #include "dataplane/engine.h"
 #include "dataplane/router.h"
 #include "dataplane/upstream.h"
+#include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
 
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -94,7 +95,17 @@ struct px_port {
 	const struct router_config *rcfg; /* in the config's router (NULL: RDS not there yet -> 404 NR) */
 	int tcp;                         /* a TCP proxy listener: no HTTP routing */
 	const char *tcp_cluster;
+	/* the HCM's timers (px_port_hcm()), in ms */
+	uint64_t stream_idle_ms;         /* stream_idle_timeout: unset 5 min, 0 off */
+	uint64_t headers_ms;             /* request_headers_timeout: 0 off (Envoy's default) */
+	uint64_t conn_idle_ms;           /* common_http_protocol_options.idle_timeout: 0 off;
+	                                  * PX_IDLE_UNSET: the engine's (--, Envoy's 1 h) */
+	int proxy_100;                   /* proxy_100_continue: Expect forwarded, the upstream's 100 relayed */
 };
+
+/* Envoy's HCM defaults: stream_idle_timeout 5 min when unset. */
+#define PX_STREAM_IDLE_DEFAULT_MS (5 * 60 * 1000)
+#define PX_IDLE_UNSET UINT64_MAX
 
 struct px_listener;
 
@@ -165,6 +176,8 @@ struct px_engine_stats {
 	uint64_t cx_total, cx_active, rq_total, rq_active, rq_1xx, rq_2xx, rq_3xx, rq_4xx, rq_5xx;
 	uint64_t codec_errors, no_route, no_cluster, applies, apply_rejects;
 	uint64_t accept_paused;          /* fd/memory exhaustion episodes at accept */
+	uint64_t rq_idle_timeout;        /* streams ended by the stream idle timeout (408 / reset, SI) */
+	uint64_t rq_header_timeout;      /* connections closed by request_headers_timeout */
 };
 
 struct engine {
@@ -185,6 +198,7 @@ struct engine {
 	struct lb_rng lbrng;
 	struct px_gai *gai_orphans;      /* name lookups still running for streams that ended */
 	struct ev_timer gai_timer;
+	struct ev_timer trim_timer;      /* hands freed heap back to the kernel once traffic stops (px_trim) */
 	unsigned mirrors_active;
 	uint64_t mirrors_sent, mirrors_dropped;
 	struct ev_timer drain_timer;
@@ -210,6 +224,10 @@ void px_listener_unref(struct px_listener *l);
 /* A listener's name for logs: Listener.name, or virtualOutbound/virtualInbound. */
 const char *px_listener_name(const struct px_listener *l);
 
+/* The HCM's per-port settings (timeouts, 100-continue) into p; hcm NULL
+ * (a TCP port, a synthesized route) gives Envoy's defaults. */
+void px_port_hcm(struct px_port *p, const Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager *hcm);
+
 /* proxy.c */
 /* The listener pause timer's callback: after accept failed for lack of fds
  * or memory the listener's read interest is dropped for PX_ACCEPT_PAUSE_MS
@@ -224,5 +242,11 @@ void px_dconn_drain_all(struct engine *e);
 void px_dconn_drain_listener(struct engine *e, const struct px_listener *l);
 void px_dconn_free_all(struct engine *e);
 void px_gai_reap(struct ev_loop *loop, struct ev_timer *t);
+/* The trim timer's callback: armed when the last downstream connection
+ * closes (PX_TRIM_AFTER_MS later); if none came back, malloc_trim(0) returns
+ * the freed connection buffers to the kernel (haproxy's pool_gc does the
+ * same), so RSS after a burst falls back to the configuration's. */
+#define PX_TRIM_AFTER_MS 1000
+void px_trim(struct ev_loop *loop, struct ev_timer *t);
 
 #endif

@@ -415,6 +415,29 @@ static int chain_decode(struct px_config *c, const char *lname, const Envoy__Con
 	return 0;
 }
 
+static uint64_t dur_ms(const Google__Protobuf__Duration *d)
+{
+	if (d->seconds < 0 || d->nanos < 0)
+		return 0;
+	return (uint64_t)d->seconds * 1000 + (uint64_t)d->nanos / 1000000 + (d->nanos % 1000000 ? 1 : 0);
+}
+
+/* Envoy's HttpConnectionManager fields (http_connection_manager.proto):
+ * stream_idle_timeout defaults to 5 min and 0 turns it off;
+ * request_headers_timeout is off unless set; common_http_protocol_options'
+ * idle_timeout is the downstream connection's (Envoy: 1 h when unset, 0
+ * off); proxy_100_continue false means Envoy answers "100 Continue" itself
+ * and strips Expect. */
+void px_port_hcm(struct px_port *p, const px_hcm *hcm)
+{
+	p->stream_idle_ms = hcm && hcm->stream_idle_timeout ? dur_ms(hcm->stream_idle_timeout) : PX_STREAM_IDLE_DEFAULT_MS;
+	p->headers_ms = hcm && hcm->request_headers_timeout ? dur_ms(hcm->request_headers_timeout) : 0;
+	p->conn_idle_ms = hcm && hcm->common_http_protocol_options && hcm->common_http_protocol_options->idle_timeout
+				  ? dur_ms(hcm->common_http_protocol_options->idle_timeout)
+				  : PX_IDLE_UNSET;
+	p->proxy_100 = hcm ? hcm->proxy_100_continue : 0;
+}
+
 /* What serves a connection through chain fc: an HCM over RDS (route_name,
  * resolved against the config's router later), an HCM with an inline route
  * configuration (compiled here into a router of the config's own), or a
@@ -429,6 +452,7 @@ static int chain_port(struct px_config *c, const char *lname, const Envoy__Confi
 	rc = chain_decode(c, lname, fc, &hcm, &tcp, err, cap);
 	if (rc < 0)
 		return rc;
+	px_port_hcm(p, hcm);
 	if (hcm && hcm->route_specifier_case ==
 			   ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_ROUTE_CONFIG &&
 	    hcm->route_config) {
@@ -586,6 +610,7 @@ static int compile_listener(struct px_config *c, const Envoy__Config__Listener__
 	rc = chain_decode(c, l->name, l->n_filter_chains ? l->filter_chains[0] : NULL, &hcm, &tcp, err, cap);
 	if (rc < 0)
 		return rc;
+	px_port_hcm(&p, hcm);
 	if (hcm) {
 		if (hcm->route_specifier_case ==
 		    ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_RDS)
@@ -1076,7 +1101,7 @@ int engine_new(struct ev_loop *loop, const struct engine_opts *o, struct engine 
 	if (!e->o.drain_ms)
 		e->o.drain_ms = 5000;
 	if (!e->o.idle_ms)
-		e->o.idle_ms = 300000;
+		e->o.idle_ms = 3600000; /* Envoy's downstream idle_timeout default: 1 h */
 	if (!e->o.pool_idle_ms)
 		e->o.pool_idle_ms = 60000;
 	e->lout.fd = e->lin.fd = -1;
@@ -1087,6 +1112,7 @@ int engine_new(struct ev_loop *loop, const struct engine_opts *o, struct engine 
 	e->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 40) ^ 0x9E3779B97F4A7C15ULL;
 	e->lbrng.s = e->rng ^ 0x5851F42D4C957F2DULL;
 	ev_timer_init(&e->gai_timer, px_gai_reap, e);
+	ev_timer_init(&e->trim_timer, px_trim, e);
 	if (o->access_log && *o->access_log) {
 		rc = px_alog_open(loop, o->access_log, &e->alog);
 		if (rc < 0) {
@@ -1116,6 +1142,7 @@ void engine_free(struct engine *e)
 	e->n_bl = 0;
 	ev_timer_cancel(e->loop, &e->drain_timer);
 	ev_timer_cancel(e->loop, &e->gai_timer);
+	ev_timer_cancel(e->loop, &e->trim_timer);
 	while (e->gai_orphans) {
 		/* exiting: the one place a lookup is waited for (it is already cancelled) */
 		px_gai_reap(e->loop, &e->gai_timer);
@@ -1181,6 +1208,9 @@ int engine_apply(struct engine *e, struct px_snapshot *candidate, char *err, siz
 	c = NULL;
 	e->ready = 1;
 	e->st.applies++;
+	/* the old configuration and the decode's garbage are freed: trim once quiet */
+	if (!ev_timer_armed(&e->trim_timer))
+		ev_timer_arm(e->loop, &e->trim_timer, PX_TRIM_AFTER_MS);
 out:
 	if (rc < 0) {
 		e->st.apply_rejects++;
@@ -1410,12 +1440,15 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 			"envoy_http_downstream_rq_xx{envoy_response_code_class=\"5\",envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
 			"# TYPE envoy_http_downstream_cx_protocol_error counter\nenvoy_http_downstream_cx_protocol_error{envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
 			"# TYPE envoy_http_no_route counter\nenvoy_http_no_route{envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"# TYPE envoy_http_downstream_rq_idle_timeout counter\nenvoy_http_downstream_rq_idle_timeout{envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"# TYPE envoy_http_downstream_rq_header_timeout counter\nenvoy_http_downstream_rq_header_timeout{envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
 			"# TYPE meshproxy_listener_accept_paused counter\nmeshproxy_listener_accept_paused %llu\n",
 			(unsigned long long)e->st.cx_total, (unsigned long long)e->st.cx_active,
 			(unsigned long long)e->st.rq_total, (unsigned long long)e->st.rq_active,
 			(unsigned long long)e->st.rq_2xx, (unsigned long long)e->st.rq_3xx,
 			(unsigned long long)e->st.rq_4xx, (unsigned long long)e->st.rq_5xx,
 			(unsigned long long)e->st.codec_errors, (unsigned long long)e->st.no_route,
+			(unsigned long long)e->st.rq_idle_timeout, (unsigned long long)e->st.rq_header_timeout,
 			(unsigned long long)e->st.accept_paused);
 	listener_prom(e, b);
 }

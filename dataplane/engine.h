@@ -31,7 +31,7 @@ struct engine_opts {
 	const char *inbound_addr;  /* virtualInbound's (--inbound-addr, default 0.0.0.0:15006) */
 	const char *access_log;    /* NULL or "": off; "-": stdout; else a file path (appended) */
 	uint64_t drain_ms;         /* graceful drain limit (0: 5 s) */
-	uint64_t idle_ms;          /* downstream idle timeout (0: 300 s) */
+	uint64_t idle_ms;          /* downstream idle timeout where the HCM sets none (0: 1 h, Envoy's) */
 	uint64_t pool_idle_ms;     /* upstream idle connection timeout (0: 60 s) */
 };
 

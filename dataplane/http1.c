@@ -189,6 +189,7 @@ static const char *const err_names[H1_E_MAX] = {
 	[H1_E_TRAILER] = "trailer",
 	[H1_E_TRAILER_TOO_LARGE] = "trailer-too-large",
 	[H1_E_TRUNCATED] = "truncated",
+	[H1_E_AUTHORITY] = "invalid-host",
 };
 
 const char *h1_strerror(int code)
@@ -425,6 +426,49 @@ static int parse_te(struct h1_str v, struct te_state *te)
 	return 0;
 }
 
+/*
+ * An authority (Host value or request-target authority) as Envoy's header
+ * validator takes it (HeaderValidator::validateHostHeader, RFC 9110 §7.2,
+ * RFC 3986 §3.2.2): a non-empty host, "[...]" with IPv6 characters or a
+ * reg-name without ':' '[' ']' (the caller has checked the characters
+ * against C_AUTH, which has no '@'), then nothing or ":" and a port of
+ * digits only in 1..65535.  So "h:abc", "h:99999", "h:0", "h:", ":80" and
+ * "" are refused with 400 instead of reaching routing (where a bad port
+ * would become a DNS lookup and a 503).  Returns 0 or -H1_E_AUTHORITY.
+ */
+static int check_authority(const char *p, size_t len)
+{
+	const char *end = p + len, *s = p;
+	unsigned long port = 0;
+
+	if (len == 0)
+		return -H1_E_AUTHORITY;
+	if (*s == '[') {
+		for (s++; s < end && *s != ']'; s++)
+			if (!IS(*s, C_HEX) && *s != ':' && *s != '.')
+				return -H1_E_AUTHORITY;
+		if (s == end || s == p + 1)
+			return -H1_E_AUTHORITY;
+		s++;
+	} else {
+		for (; s < end && *s != ':'; s++)
+			if (*s == '[' || *s == ']')
+				return -H1_E_AUTHORITY;
+		if (s == p)
+			return -H1_E_AUTHORITY;
+	}
+	if (s == end)
+		return 0;
+	if (*s != ':' || ++s == end || end - s > 5)
+		return -H1_E_AUTHORITY;
+	for (; s < end; s++) {
+		if (!IS(*s, C_DIGIT))
+			return -H1_E_AUTHORITY;
+		port = port * 10 + (unsigned long)(*s - '0');
+	}
+	return port >= 1 && port <= 65535 ? 0 : -H1_E_AUTHORITY;
+}
+
 /* Request-target forms, RFC 9112 §3.2. */
 static int parse_target(struct h1_head *h)
 {
@@ -612,6 +656,15 @@ static int analyse(struct h1_parser *p, struct h1_head *h)
 			return -H1_E_NO_HOST;
 		if (hosts > 1)
 			return -H1_E_MULTIPLE_HOST;
+		/* an absolute-form or authority-form target's authority replaces Host
+		 * (RFC 9112 §3.2.2, Envoy's codec setHost), so that is the one checked */
+		rc = 0;
+		if (h->form == H1_FORM_ABSOLUTE || h->form == H1_FORM_AUTHORITY)
+			rc = check_authority(h->authority.p, h->authority.len);
+		else if (hosts == 1)
+			rc = check_authority(h->host.p, h->host.len);
+		if (rc < 0)
+			return rc;
 		if (conn_upgrade && has_upgrade && h->version_minor >= 1)
 			h->flags |= H1_F_UPGRADE;
 		if (te.codings) {

@@ -180,6 +180,7 @@ enum h1_err {
 	H1_E_TRAILER,
 	H1_E_TRAILER_TOO_LARGE,
 	H1_E_TRUNCATED,
+	H1_E_AUTHORITY, /* Host / request-target authority: empty host, bad port (Envoy's UHV "invalid host") */
 	H1_E_MAX
 };
 

@@ -204,6 +204,11 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		fprintf(stderr, "meshproxy: bad --log-level or --log-format\n");
 		return -EINVAL;
 	}
+	/* the scopes meshproxy logs under: the admin port's /logging loggers */
+	(void)mesh_log_scope_add("admin");
+	(void)mesh_log_scope_add("grpc");
+	(void)mesh_log_scope_add("meshproxy");
+	(void)mesh_log_scope_add("xds");
 	return 0;
 }
 

@@ -27,6 +27,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <linux/netfilter_ipv4.h>
 #include <netdb.h>
 #include <netinet/tcp.h>
@@ -90,8 +91,11 @@ struct px_uconn {
 	int eof;
 	int in_cb;                   /* inside u_cb: u_free defers the final free */
 	int dead;
-	struct h1_header hdrs[H1_DEFAULT_MAX_HEADERS];
+	/* the response parser's header array (p.hdrs) is allocated while the
+	 * connection is in use and freed in the pool: 4 KiB less per idle one */
 };
+
+#define PX_UHDRS_BYTES (H1_DEFAULT_MAX_HEADERS * sizeof(struct h1_header))
 
 struct px_dconn {
 	struct engine *e;
@@ -115,6 +119,9 @@ struct px_dconn {
 	int peer_eof;
 	int close_after;             /* close once the output is flushed */
 	int drain;                   /* engine draining: no keep-alive */
+	int hdr_timing;              /* idle is request_headers_timeout's timer for a head being read */
+	uint64_t idle_ms;            /* the HCM's idle_timeout once known (a request, a captured port), else the engine's; 0 off */
+	uint64_t headers_ms;         /* the HCM's request_headers_timeout, 0 off */
 	struct h1_header hdrs[H1_DEFAULT_MAX_HEADERS];
 };
 
@@ -140,6 +147,9 @@ struct px_stream {
 	unsigned n_tried, attempt;
 	int retrying;                /* counted in cl->retries_active */
 	struct ev_timer t_global, t_try, t_wait;
+	struct ev_timer t_idle;      /* stream idle timeout, re-armed lazily from last_io */
+	uint64_t idle_ms, last_io;   /* idle_ms 0: off; last_io: ev_now() of the last byte either way */
+	int proxy_100;               /* the HCM's proxy_100_continue (else 100 is answered here) */
 	int wait_kind;
 	int resp_started, resp_done;
 	enum h1_framing out_framing;
@@ -313,6 +323,7 @@ static void s_stop_timers(struct px_stream *s)
 	ev_timer_cancel(loop, &s->t_global);
 	ev_timer_cancel(loop, &s->t_try);
 	ev_timer_cancel(loop, &s->t_wait);
+	ev_timer_cancel(loop, &s->t_idle);
 	if (s->gai) {
 		gai_cancel(&s->gai->cb);
 		if (gai_error(&s->gai->cb) == EAI_INPROGRESS) {
@@ -406,9 +417,17 @@ static void s_release_upstream(struct px_stream *s, int reusable)
 	u->state = U_IDLE;
 	u->head_done = 0;
 	h1_parser_reset(&u->p);
-	mesh_buf_reset(&u->out);
+	/* an idle pooled connection holds no buffers (nginx's and haproxy's
+	 * habit): a thousand clusters' pools would otherwise keep 16 KiB+ each
+	 * for nothing; the next request allocates them again */
+	mesh_buf_cleanup(&u->out);
+	mesh_buf_init(&u->out, PX_OUT_MAX);
 	u->out_off = 0;
-	u->in.off = u->in.len = 0;
+	free(u->in.p);
+	u->in.p = NULL;
+	u->in.off = u->in.len = u->in.cap = 0;
+	free(u->p.hdrs);
+	u->p.hdrs = NULL;
 	u->next = h->idle;
 	h->idle = u;
 	h->n_idle++;
@@ -636,6 +655,30 @@ static void s_try_timeout(struct ev_loop *loop, struct ev_timer *t)
 	s_fail(s, F_TIMEOUT, PX_RF_UT);
 }
 
+/* Envoy's stream idle timeout (ConnectionManagerImpl::ActiveStream::
+ * onIdleTimeout): no byte moved either way for idle_ms ends the stream with
+ * a local "408 stream timeout" (flag SI) if no response has started, else a
+ * reset; the upstream connection is closed, not pooled.  Activity only
+ * stamps last_io (d_cb, u_cb), so the timer is moved here, lazily, instead
+ * of on every read. */
+static void s_idle_timeout(struct ev_loop *loop, struct ev_timer *t)
+{
+	struct px_stream *s = t->data;
+	uint64_t now = ev_now(loop), quiet = now - s->last_io;
+
+	if (quiet < s->idle_ms) {
+		ev_timer_arm(loop, &s->t_idle, s->idle_ms - quiet);
+		return;
+	}
+	s->e->st.rq_idle_timeout++;
+	s_release_upstream(s, 0);
+	if (s->resp_started) {
+		s_abort(s, PX_RF_SI);
+		return;
+	}
+	s_local_reply(s, 408, PX_RF_SI, "stream timeout", NULL);
+}
+
 /* --- upstream connections */
 
 static void u_cb(struct ev_loop *loop, struct ev_io *io, unsigned events);
@@ -707,6 +750,8 @@ static void u_free(struct px_uconn *u, int count_destroy)
 	free(u->in.p);
 	u->in.p = NULL;
 	u->in.off = u->in.len = u->in.cap = 0;
+	free(u->p.hdrs);
+	u->p.hdrs = NULL;
 	px_host_unref(h);
 	u->h = NULL;
 	if (u->in_cb)
@@ -772,7 +817,10 @@ static struct px_uconn *u_connect(struct px_stream *s, struct px_host *h, int *e
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	u = calloc(1, sizeof(*u));
-	if (!u) {
+	if (u)
+		h1_parser_init(&u->p, 0, NULL, malloc(PX_UHDRS_BYTES), H1_DEFAULT_MAX_HEADERS);
+	if (!u || !u->p.hdrs) {
+		free(u);
 		close(fd);
 		*err = -ENOMEM;
 		return NULL;
@@ -780,7 +828,6 @@ static struct px_uconn *u_connect(struct px_stream *s, struct px_host *h, int *e
 	u->e = e;
 	u->h = px_host_ref(h);
 	u->tops = &px_transport_raw;
-	h1_parser_init(&u->p, 0, NULL, u->hdrs, H1_DEFAULT_MAX_HEADERS);
 	mesh_buf_init(&u->out, PX_OUT_MAX);
 	ev_io_init(&u->io, fd, u_cb, u);
 	ev_timer_init(&u->t, u_timer, u);
@@ -1054,7 +1101,8 @@ static void u_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 {
 	struct px_uconn *u = io->data;
 
-	(void)loop;
+	if (u->s)
+		u->s->last_io = ev_now(loop);
 	u->in_cb = 1;
 	u_cb_inner(u, io, events);
 	u->in_cb = 0;
@@ -1169,6 +1217,12 @@ static void s_attempt(struct px_stream *s)
 		h->idle = u->next;
 		h->n_idle--;
 		u->next = NULL;
+		u->p.hdrs = malloc(PX_UHDRS_BYTES);
+		if (!u->p.hdrs) {
+			u_free(u, 1);
+			s_local_reply(s, 503, PX_RF_UF, "out of memory", NULL);
+			return;
+		}
 		u->state = U_ACTIVE;
 		ev_timer_cancel(e->loop, &u->t);
 	} else {
@@ -1503,6 +1557,8 @@ static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_
 
 		if ((f->flags & H1_HF_HOP) || id == H1_H_HOST || id == H1_H_CONTENT_LENGTH)
 			continue;
+		if (id == H1_H_EXPECT && !s->proxy_100)
+			continue; /* answered here (d_stream_start) */
 		/* Envoy strips h2c upgrades: this hop speaks HTTP/1.1 to the upstream */
 		if (h1_str_ieq(f->name, "http2-settings") ||
 		    (h1_str_ieq(f->name, "upgrade") && !(s->req_flags & H1_F_UPGRADE)))
@@ -1909,6 +1965,8 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 	ev_timer_init(&s->t_global, s_global_timeout, s);
 	ev_timer_init(&s->t_try, s_try_timeout, s);
 	ev_timer_init(&s->t_wait, s_wait_cb, s);
+	ev_timer_init(&s->t_idle, s_idle_timeout, s);
+	s->last_io = s->start_ms;
 	e->st.rq_total++;
 	e->st.rq_active++;
 	d->s = s;
@@ -2032,6 +2090,28 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		return;
 	}
 	s->hdrs = &s->rt->hdrs;
+	if (pp && !pp->tcp) {
+		d->idle_ms = pp->conn_idle_ms == PX_IDLE_UNSET ? e->o.idle_ms : pp->conn_idle_ms;
+		d->headers_ms = pp->headers_ms;
+		s->proxy_100 = pp->proxy_100;
+		s->idle_ms = pp->stream_idle_ms;
+	} else {
+		/* no HCM: Envoy would run a TCP proxy here, Expect and all passing through */
+		s->proxy_100 = 1;
+		s->idle_ms = PX_STREAM_IDLE_DEFAULT_MS;
+	}
+	/* RouteAction.idle_timeout overrides the HCM's, 0 turning it off */
+	if (s->rt != &s->synth && s->rt->idle_timeout_ms >= 0)
+		s->idle_ms = (uint64_t)s->rt->idle_timeout_ms;
+	if (s->idle_ms)
+		ev_timer_arm(e->loop, &s->t_idle, s->idle_ms);
+	if ((s->req_flags & H1_F_EXPECT_CONTINUE) && !s->proxy_100) {
+		/* proxy_100_continue false (Envoy's default): the connection manager
+		 * answers "100 Continue" itself before any filter and removes Expect
+		 * (s_build_head), so the upstream never sends one to relay */
+		(void)mesh_buf_puts(&d->out, "HTTP/1.1 100 Continue\r\n\r\n");
+		s->req_flags &= ~(unsigned)H1_F_EXPECT_CONTINUE;
+	}
 	if (s->rt != &s->synth && s_cors(s, h))
 		return;
 	if (s->rt->action == ROUTER_ACTION_DIRECT) {
@@ -2233,6 +2313,10 @@ static void d_process(struct px_dconn *d)
 			if (rc == H1_AGAIN) {
 				if (d->in.len - d->in.off >= PX_IN_MAX - 1) {
 					d_local_error(d, 431);
+				} else if (d->headers_ms && !d->hdr_timing) {
+					/* Envoy's request_headers_timeout: from a head's first byte to its end */
+					d->hdr_timing = 1;
+					ev_timer_arm(d->e->loop, &d->idle, d->headers_ms);
 				}
 				break;
 			}
@@ -2245,6 +2329,7 @@ static void d_process(struct px_dconn *d)
 				break;
 			}
 			ev_timer_cancel(d->e->loop, &d->idle);
+			d->hdr_timing = 0;
 			/* the head's spans stay valid (nothing moves the buffer before the
 			 * next read); d_stream_start copies what it needs out of them */
 			d->in.off += h.head_len;
@@ -2296,8 +2381,18 @@ static void d_update(struct px_dconn *d)
 		d_close(d);
 		return;
 	}
-	if (!d->s && d->state == D_HEAD && !ev_timer_armed(&d->idle))
-		ev_timer_arm(d->e->loop, &d->idle, d->e->o.idle_ms);
+	if (!d->s && d->state == D_HEAD && d->idle_ms && !ev_timer_armed(&d->idle))
+		ev_timer_arm(d->e->loop, &d->idle, d->idle_ms);
+	if (!d->s && d->state == D_HEAD && d->in.off == d->in.len && d->out.len == 0 && (d->in.p || d->out.data)) {
+		/* an idle keep-alive connection between requests keeps no buffers
+		 * (as nginx's ngx_http_set_keepalive does): the next read allocates */
+		free(d->in.p);
+		d->in.p = NULL;
+		d->in.off = d->in.len = d->in.cap = 0;
+		mesh_buf_cleanup(&d->out);
+		mesh_buf_init(&d->out, PX_OUT_MAX);
+		d->out_off = 0;
+	}
 	if (ev_io_set(d->e->loop, &d->io, m) < 0)
 		log_warn("meshproxy", "downstream: epoll_ctl failed");
 }
@@ -2358,14 +2453,26 @@ static void d_close(struct px_dconn *d)
 	d->l->st.cx_active--;
 	px_listener_unref(d->l);
 	free(d);
+	if (e->st.cx_active == 0 && !ev_timer_armed(&e->trim_timer))
+		ev_timer_arm(e->loop, &e->trim_timer, PX_TRIM_AFTER_MS);
 	px_engine_check_drained(e);
+}
+
+void px_trim(struct ev_loop *loop, struct ev_timer *t)
+{
+	struct engine *e = t->data;
+
+	(void)loop;
+	if (e->st.cx_active == 0)
+		malloc_trim(0);
 }
 
 static void d_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 {
 	struct px_dconn *d = io->data;
 
-	(void)loop;
+	if (d->s)
+		d->s->last_io = ev_now(loop);
 	if (events & EV_WRITE) {
 		d_flush(d);
 		/* the client caught up: let the upstream send more */
@@ -2399,8 +2506,11 @@ static void d_idle_cb(struct ev_loop *loop, struct ev_timer *t)
 	struct px_dconn *d = t->data;
 
 	(void)loop;
-	if (!d->s)
+	if (!d->s) {
+		if (d->hdr_timing)
+			d->e->st.rq_header_timeout++;
 		d_close(d);
+	}
 }
 
 void px_accept_resume(struct ev_loop *loop, struct ev_timer *t)
@@ -2497,7 +2607,25 @@ void px_accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 			d_close(d);
 			continue;
 		}
-		ev_timer_arm(loop, &d->idle, e->o.idle_ms);
+		d->idle_ms = e->o.idle_ms;
+		if (d->captured && e->cur) {
+			/* the port is known already: its HCM's connection timers apply from the start */
+			const struct px_port *pp = NULL;
+
+			if (!d->inbound)
+				pp = find_port(e->cur->out_ports, e->cur->n_out_ports,
+					       ((struct sockaddr_in *)&d->dst)->sin_addr.s_addr,
+					       ntohs(((struct sockaddr_in *)&d->dst)->sin_port));
+			else
+				pp = find_port(e->cur->in_ports, e->cur->n_in_ports, 0,
+					       ntohs(((struct sockaddr_in *)&d->dst)->sin_port));
+			if (pp && !pp->tcp) {
+				d->idle_ms = pp->conn_idle_ms == PX_IDLE_UNSET ? e->o.idle_ms : pp->conn_idle_ms;
+				d->headers_ms = pp->headers_ms;
+			}
+		}
+		if (d->idle_ms)
+			ev_timer_arm(loop, &d->idle, d->idle_ms);
 	}
 }
 

@@ -28,6 +28,7 @@
 #include "envoy/config/core/v3/base.pb-c.h"
 #include "envoy/config/route/v3/route_components.pb-c.h"
 #include "envoy/extensions/filters/common/fault/v3/fault.pb-c.h"
+#include "envoy/extensions/filters/http/cors/v3/cors.pb-c.h"
 #include "envoy/extensions/filters/http/fault/v3/fault.pb-c.h"
 #include "envoy/type/matcher/v3/regex.pb-c.h"
 #include "envoy/type/matcher/v3/string.pb-c.h"
@@ -53,6 +54,8 @@ typedef Envoy__Config__Route__V3__RetryPolicy pb_retry;
 
 #define ROUTER_FAULT_FILTER   "envoy.filters.http.fault"
 #define ROUTER_FAULT_URL      "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault"
+#define ROUTER_CORS_FILTER    "envoy.filters.http.cors"
+#define ROUTER_CORS_URL       "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy"
 #define ROUTER_PREVIOUS_HOSTS "envoy.retry_host_predicates.previous_hosts"
 /* Header edits of one route after flattening every level. */
 #define ROUTER_MAX_HDRS       1024
@@ -684,36 +687,46 @@ static int compile_mirrors(struct rctx *c, Envoy__Config__Route__V3__RouteAction
 	return 0;
 }
 
-static int compile_cors(struct rctx *c, const Envoy__Config__Route__V3__CorsPolicy *p, const struct router_cors **out)
+/* The fields both CORS policy messages carry (route.v3.CorsPolicy, the
+ * deprecated RouteAction/VirtualHost.cors, and the cors filter's own
+ * cors.v3.CorsPolicy: the same fields under other numbers). */
+#define CORS_COMMON(p, enabled)                                                                              \
+	{ (p)->allow_origin_string_match, (p)->n_allow_origin_string_match, (p)->allow_methods, (p)->allow_headers, \
+	  (p)->expose_headers, (p)->max_age, (p)->allow_credentials, (enabled), (p)->shadow_enabled,              \
+	  (p)->allow_private_network_access, (p)->forward_not_matching_preflights }
+
+struct cors_fields {
+	Envoy__Type__Matcher__V3__StringMatcher **origins;
+	size_t n_origins;
+	const char *allow_methods, *allow_headers, *expose_headers, *max_age;
+	const Google__Protobuf__BoolValue *allow_credentials;
+	const Envoy__Config__Core__V3__RuntimeFractionalPercent *filter_enabled, *shadow_enabled;
+	const Google__Protobuf__BoolValue *allow_private_network_access, *forward_not_matching_preflights;
+};
+
+static int compile_cors_fields(struct rctx *c, const struct cors_fields *p, const struct router_cors **out)
 {
 	struct router_cors *k;
 	struct router_string_matcher *o = NULL;
 	size_t i;
 	int rc;
 
-	*out = NULL;
-	if (!p)
-		return 0;
-	if ((rc = ck_unknown(c, p)) < 0)
-		return rc;
 	if (!(k = arena_alloc(c->a, sizeof(*k))))
 		return -ENOMEM;
-	if (p->n_allow_origin_string_match && !(o = arena_calloc(c->a, p->n_allow_origin_string_match, sizeof(*o))))
+	if (p->n_origins && !(o = arena_calloc(c->a, p->n_origins, sizeof(*o))))
 		return -ENOMEM;
-	for (i = 0; i < p->n_allow_origin_string_match; i++)
-		if ((rc = compile_sm(c, p->allow_origin_string_match[i], &o[i], "cors.allow_origin_string_match")) < 0)
+	for (i = 0; i < p->n_origins; i++)
+		if ((rc = compile_sm(c, p->origins[i], &o[i], "cors.allow_origin_string_match")) < 0)
 			return rc;
 	k->origins = o;
-	k->n_origins = (uint32_t)p->n_allow_origin_string_match;
+	k->n_origins = (uint32_t)p->n_origins;
 	if ((p->allow_methods && p->allow_methods[0] && !(k->allow_methods = arena_strdup(c->a, p->allow_methods))) ||
 	    (p->allow_headers && p->allow_headers[0] && !(k->allow_headers = arena_strdup(c->a, p->allow_headers))) ||
 	    (p->expose_headers && p->expose_headers[0] && !(k->expose_headers = arena_strdup(c->a, p->expose_headers))) ||
 	    (p->max_age && p->max_age[0] && !(k->max_age = arena_strdup(c->a, p->max_age))))
 		return -ENOMEM;
 	k->allow_credentials = p->allow_credentials ? (int8_t)p->allow_credentials->value : -1;
-	k->enabled_per_million = p->enabled_specifier_case == ENVOY__CONFIG__ROUTE__V3__CORS_POLICY__ENABLED_SPECIFIER_FILTER_ENABLED &&
-					 p->filter_enabled
-				 ? per_million(p->filter_enabled->default_value) : ROUTER_PER_MILLION;
+	k->enabled_per_million = p->filter_enabled ? per_million(p->filter_enabled->default_value) : ROUTER_PER_MILLION;
 	k->shadow_per_million = p->shadow_enabled ? per_million(p->shadow_enabled->default_value) : 0;
 	k->allow_private_network_access = p->allow_private_network_access && p->allow_private_network_access->value;
 	k->forward_not_matching_preflights = !p->forward_not_matching_preflights ||
@@ -722,20 +735,74 @@ static int compile_cors(struct rctx *c, const Envoy__Config__Route__V3__CorsPoli
 	return 0;
 }
 
-/* typed_per_filter_config: the fault filter's HTTPFault; anything else
- * would configure a filter meshproxy does not run. */
-static int compile_filter_configs(struct rctx *c, size_t n, void *const *entries, const struct router_fault **out)
+/* The deprecated RouteAction.cors / VirtualHost.cors (meshd sent it before
+ * it sent the cors filter's typed_per_filter_config; still read). */
+static int compile_cors(struct rctx *c, const Envoy__Config__Route__V3__CorsPolicy *p, const struct router_cors **out)
+{
+	int rc;
+
+	*out = NULL;
+	if (!p)
+		return 0;
+	if ((rc = ck_unknown(c, p)) < 0)
+		return rc;
+	{
+		const struct cors_fields f = CORS_COMMON(
+			p, p->enabled_specifier_case == ENVOY__CONFIG__ROUTE__V3__CORS_POLICY__ENABLED_SPECIFIER_FILTER_ENABLED
+				   ? p->filter_enabled
+				   : NULL);
+
+		return compile_cors_fields(c, &f, out);
+	}
+}
+
+/* typed_per_filter_config "envoy.filters.http.cors": the cors filter's own
+ * envoy.extensions.filters.http.cors.v3.CorsPolicy, what Istio emits per
+ * route (TranslateCORSPolicy).  Returns 0 or a NACK. */
+static int compile_cors_typed(struct rctx *c, const Google__Protobuf__Any *v, const char *key, const struct router_cors **out)
+{
+	Envoy__Extensions__Filters__Http__Cors__V3__CorsPolicy *cp;
+	int rc;
+
+	if (!v || !v->type_url || strcmp(v->type_url, ROUTER_CORS_URL) != 0)
+		return nack(c, "typed_per_filter_config '%s': type '%s' is not supported (want %s)", key,
+			    v && v->type_url ? v->type_url : "", ROUTER_CORS_URL);
+	cp = envoy__extensions__filters__http__cors__v3__cors_policy__unpack(NULL, v->value.len, v->value.data);
+	if (!cp)
+		return nack(c, "typed_per_filter_config '%s': CorsPolicy does not decode", key);
+	rc = ck_unknown(c, cp);
+	if (rc == 0) {
+		const struct cors_fields f = CORS_COMMON(cp, cp->filter_enabled);
+
+		/* the arena copies every string and matcher it keeps */
+		rc = compile_cors_fields(c, &f, out);
+	}
+	envoy__extensions__filters__http__cors__v3__cors_policy__free_unpacked(cp, NULL);
+	return rc;
+}
+
+/* typed_per_filter_config: the fault filter's HTTPFault and the cors
+ * filter's CorsPolicy; anything else would configure a filter meshproxy
+ * does not run. */
+static int compile_filter_configs(struct rctx *c, size_t n, void *const *entries, const struct router_fault **out,
+				  const struct router_cors **cors)
 {
 	size_t i;
 	int rc = 0;
 
 	*out = NULL;
+	*cors = NULL;
 	for (i = 0; i < n; i++) {
 		/* every map entry type has key then value after the base */
 		const Envoy__Config__Route__V3__Route__TypedPerFilterConfigEntry *e = entries[i];
 		Envoy__Extensions__Filters__Http__Fault__V3__HTTPFault *hf;
 		struct router_fault *f;
 
+		if (e->key && strcmp(e->key, ROUTER_CORS_FILTER) == 0) {
+			if ((rc = compile_cors_typed(c, e->value, e->key, cors)) < 0)
+				return rc;
+			continue;
+		}
 		if (!e->key || strcmp(e->key, ROUTER_FAULT_FILTER) != 0)
 			return nack(c, "typed_per_filter_config '%s' is not supported", e->key ? e->key : "");
 		if (!e->value || !e->value->type_url || strcmp(e->value->type_url, ROUTER_FAULT_URL) != 0)
@@ -808,6 +875,7 @@ struct vh_defaults {
 	const struct router_mirror *mirrors;
 	uint32_t n_mirrors;
 	const struct router_cors *cors;
+	const struct router_cors *cors_typed; /* the cors filter's per-filter config (wins over cors) */
 	const struct router_fault *fault;
 	bool attempt_req, attempt_resp;
 	uint32_t buffer_limit;
@@ -1237,6 +1305,7 @@ static int compile_redirect(struct rctx *c, const Envoy__Config__Route__V3__Redi
 static int compile_route(struct rctx *c, const pb_route *r, struct router_rentry *e, const struct vh_defaults *vd)
 {
 	struct router_route *rt = &e->pub;
+	const struct router_cors *cors_typed;
 	struct hdr_level rl;
 	const struct hdr_level *lv[3] = { &rl, vd->levels[1], vd->levels[2] };
 	int rc;
@@ -1253,7 +1322,7 @@ static int compile_route(struct rctx *c, const pb_route *r, struct router_rentry
 	    (rc = hdr_flatten(c, NULL, lv, &rt->hdrs)) < 0)
 		return rc;
 	if ((rc = compile_filter_configs(c, r->n_typed_per_filter_config, (void *const *)r->typed_per_filter_config,
-					 &rt->fault)) < 0)
+					 &rt->fault, &cors_typed)) < 0)
 		return rc;
 	if (!rt->fault)
 		rt->fault = vd->fault;
@@ -1320,7 +1389,14 @@ static int compile_route(struct rctx *c, const pb_route *r, struct router_rentry
 		rt->mirrors = vd->mirrors;
 		rt->n_mirrors = vd->n_mirrors;
 	}
-	if (!rt->cors)
+	/* Envoy's cors filter: the most specific typed_per_filter_config (route,
+	 * then virtual host) wins; without one, the deprecated RouteAction.cors,
+	 * then VirtualHost.cors */
+	if (cors_typed)
+		rt->cors = cors_typed;
+	else if (vd->cors_typed)
+		rt->cors = vd->cors_typed;
+	else if (!rt->cors)
 		rt->cors = vd->cors;
 	rt->include_attempt_count_req = vd->attempt_req;
 	rt->include_attempt_count_resp = vd->attempt_resp;
@@ -1527,7 +1603,7 @@ static int compile_config(struct rctx *c, const pb_rc *p, struct router_config *
 					  &vd.n_mirrors)) < 0 ||
 		    (rc = compile_cors(c, v->cors, &vd.cors)) < 0 ||
 		    (rc = compile_filter_configs(c, v->n_typed_per_filter_config,
-						 (void *const *)v->typed_per_filter_config, &vd.fault)) < 0)
+						 (void *const *)v->typed_per_filter_config, &vd.fault, &vd.cors_typed)) < 0)
 			return rc;
 		vd.attempt_req = v->include_request_attempt_count;
 		vd.attempt_resp = v->include_attempt_count_in_response;

@@ -40,6 +40,7 @@
 #define GEN_NOTE_MAX       512
 
 #define GEN_FAULT_FILTER   "envoy.filters.http.fault"
+#define GEN_CORS_FILTER    "envoy.filters.http.cors"
 #define GEN_ROUTER_FILTER  "envoy.filters.http.router"
 
 /* One generation run. */

@@ -31,6 +31,7 @@
 
 #include "envoy/config/route/v3/route.pb-c.h"
 #include "envoy/config/route/v3/route_components.pb-c.h"
+#include "envoy/extensions/filters/http/cors/v3/cors.pb-c.h"
 #include "envoy/extensions/filters/http/fault/v3/fault.pb-c.h"
 #include "envoy/extensions/filters/common/fault/v3/fault.pb-c.h"
 #include "envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.pb-c.h"
@@ -338,15 +339,18 @@ static char *gen_join(struct arena *a, const struct cfg_strs *v)
 	return out;
 }
 
-/* Istio's translateCORSPolicy: origins as string matchers, methods,
- * headers and exposed headers joined by ",", max_age in whole seconds,
- * allow_credentials when given, filter_enabled 100%.  Istio >= 1.19
- * sends the same policy as the cors filter's typed_per_filter_config;
- * meshd keeps RouteAction.cors, which Envoy still reads and meshproxy
- * reads.  Returns 0 or -ENOMEM. */
-static int gen_cors(struct arena *a, const struct cfg_cors *in, Envoy__Config__Route__V3__CorsPolicy **out)
+/* Istio's TranslateCORSPolicy (networking/core/route/route.go): the cors
+ * filter's own policy, envoy.extensions.filters.http.cors.v3.CorsPolicy,
+ * as the route's typed_per_filter_config "envoy.filters.http.cors" (what
+ * Istio emits since Envoy deprecated RouteAction.cors): origins as string
+ * matchers, methods, headers and exposed headers joined by ",", max_age in
+ * whole seconds, allow_credentials when given, filter_enabled 100%,
+ * forward_not_matching_preflights true (Istio's default, unmatchedPreflights
+ * FORWARD).  *out is the Any.  Returns 0 or -ENOMEM. */
+static int gen_cors(struct arena *a, const struct cfg_cors *in, Google__Protobuf__Any **out)
 {
-	Envoy__Config__Route__V3__CorsPolicy *cp = gen__msg(a, &envoy__config__route__v3__cors_policy__descriptor);
+	Envoy__Extensions__Filters__Http__Cors__V3__CorsPolicy *cp =
+		gen__msg(a, &envoy__extensions__filters__http__cors__v3__cors_policy__descriptor);
 	Envoy__Config__Core__V3__RuntimeFractionalPercent *rf =
 		gen__msg(a, &envoy__config__core__v3__runtime_fractional_percent__descriptor);
 	size_t i;
@@ -369,12 +373,12 @@ static int gen_cors(struct arena *a, const struct cfg_cors *in, Envoy__Config__R
 		return -ENOMEM;
 	if (in->allow_credentials >= 0 && !(cp->allow_credentials = gen__bool(a, in->allow_credentials != 0)))
 		return -ENOMEM;
-	if (!(rf->default_value = gen_percent_hundred(a, 100)))
+	if (!(rf->default_value = gen_percent_hundred(a, 100)) ||
+	    !(cp->forward_not_matching_preflights = gen__bool(a, true)))
 		return -ENOMEM;
-	cp->enabled_specifier_case = ENVOY__CONFIG__ROUTE__V3__CORS_POLICY__ENABLED_SPECIFIER_FILTER_ENABLED;
 	cp->filter_enabled = rf;
-	*out = cp;
-	return 0;
+	*out = gen__any(a, &cp->base);
+	return *out ? 0 : -ENOMEM;
 }
 
 /* mt NULL: the catch-all. */
@@ -883,8 +887,6 @@ static int gen_action_build(struct gen_rctx *c, const struct cfg_object *vs, con
 			ra->regex_rewrite = rs;
 		}
 	}
-	if (c->g->p->cors && hr->cors.set && gen_cors(a, &hr->cors, &ra->cors) < 0)
-		goto out;
 	/* Istio: one mirror policy, runtime_fraction from the percentage
 	 * (per million), trace_sampled false; 0% mirrors nothing. */
 	if (c->g->p->mirror && hr->mirror.set && hr->mirror.percent > 0) {
@@ -1012,9 +1014,11 @@ static int gen_fault(struct arena *a, const struct cfg_fault *f, Google__Protobu
  * destination's header edits when the profile has header_edits. */
 static int gen_add_route(struct gen_rctx *c, const struct cfg_http_route *hr, const struct cfg_http_match *mt,
 			 gen_action *ra, Envoy__Config__Route__V3__RedirectAction *rd,
-			 Envoy__Config__Route__V3__DirectResponseAction *dr, Google__Protobuf__Any *fault)
+			 Envoy__Config__Route__V3__DirectResponseAction *dr, Google__Protobuf__Any *fault,
+			 Google__Protobuf__Any *cors)
 {
 	gen_route *r = gen__msg(c->a, &envoy__config__route__v3__route__descriptor);
+	Envoy__Config__Route__V3__Route__TypedPerFilterConfigEntry *e;
 
 	if (!r || !(r->match = gen_route_match(c->g->p, c->a, mt)))
 		return -ENOMEM;
@@ -1036,15 +1040,23 @@ static int gen_add_route(struct gen_rctx *c, const struct cfg_http_route *hr, co
 		if (ra && c->dest_headers && gen_route_headers(c->a, c->dest_headers, r) < 0)
 			return -ENOMEM;
 	}
+	/* Istio's per-route filter configs (route.go): the cors filter's policy
+	 * and the fault filter's, keys in their sorted order */
+	if ((fault || cors) && !(r->typed_per_filter_config = arena_calloc(c->a, 2, sizeof(*r->typed_per_filter_config))))
+		return -ENOMEM;
+	if (cors) {
+		if (!(e = gen__msg(c->a, &envoy__config__route__v3__route__typed_per_filter_config_entry__descriptor)))
+			return -ENOMEM;
+		e->key = GEN_CORS_FILTER;
+		e->value = cors;
+		r->typed_per_filter_config[r->n_typed_per_filter_config++] = e;
+	}
 	if (fault) {
-		Envoy__Config__Route__V3__Route__TypedPerFilterConfigEntry *e =
-			gen__msg(c->a, &envoy__config__route__v3__route__typed_per_filter_config_entry__descriptor);
-		if (!e || !(r->typed_per_filter_config = arena_calloc(c->a, 1, sizeof(*r->typed_per_filter_config))))
+		if (!(e = gen__msg(c->a, &envoy__config__route__v3__route__typed_per_filter_config_entry__descriptor)))
 			return -ENOMEM;
 		e->key = GEN_FAULT_FILTER;
 		e->value = fault;
-		r->typed_per_filter_config[0] = e;
-		r->n_typed_per_filter_config = 1;
+		r->typed_per_filter_config[r->n_typed_per_filter_config++] = e;
 	}
 	return gen_push_route(c, r);
 }
@@ -1159,7 +1171,7 @@ static int gen_http_route(struct gen_rctx *c, const struct cfg_object *vs, const
 	gen_action *ra = NULL;
 	Envoy__Config__Route__V3__RedirectAction *rd = NULL;
 	Envoy__Config__Route__V3__DirectResponseAction *dr = NULL;
-	Google__Protobuf__Any *fault = NULL;
+	Google__Protobuf__Any *fault = NULL, *cors = NULL;
 	size_t i, applies = 0;
 	int rc = 0;
 
@@ -1186,10 +1198,12 @@ static int gen_http_route(struct gen_rctx *c, const struct cfg_object *vs, const
 	}
 	if (rc == 0)
 		rc = gen_fault(c->a, &hr->fault, &fault);
+	if (rc == 0 && c->g->p->cors && hr->cors.set)
+		rc = gen_cors(c->a, &hr->cors, &cors);
 	if (rc < 0)
 		goto out;
 	if (hr->n_match == 0) {
-		rc = gen_add_route(c, hr, NULL, ra, rd, dr, fault);
+		rc = gen_add_route(c, hr, NULL, ra, rd, dr, fault, cors);
 		c->done = true;
 		goto out;
 	}
@@ -1198,7 +1212,7 @@ static int gen_http_route(struct gen_rctx *c, const struct cfg_object *vs, const
 
 		if (!gen_match_applies(c, mt, c->port))
 			continue;
-		rc = gen_add_route(c, hr, mt, ra, rd, dr, fault);
+		rc = gen_add_route(c, hr, mt, ra, rd, dr, fault, cors);
 		if (rc < 0)
 			goto out;
 		if (gen__match_is_catchall(mt))
@@ -1230,7 +1244,7 @@ static int gen_default_route(struct gen_rctx *c)
 	rc = gen_action_build(c, &owner, &hr, &ra);
 	if (rc < 0)
 		return rc;
-	return gen_add_route(c, NULL, NULL, ra, NULL, NULL, NULL);
+	return gen_add_route(c, NULL, NULL, ra, NULL, NULL, NULL, NULL);
 }
 
 /* The catch-all that ends a VirtualService's routes when none of them
@@ -1267,7 +1281,7 @@ static int gen_no_match_route(struct gen_rctx *c)
 		rc = gen_fault(c->a, &f, &fault);
 	if (rc < 0)
 		return rc;
-	return gen_add_route(c, &hr, NULL, ra, NULL, NULL, fault);
+	return gen_add_route(c, &hr, NULL, ra, NULL, NULL, fault, NULL);
 }
 
 /* Domains for the host: "HOST", "HOST:PORT", and for a Kubernetes-style

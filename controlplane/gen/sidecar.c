@@ -69,7 +69,6 @@ typedef Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpFilt
 
 #define GEN_HCM_NAME        "envoy.filters.network.http_connection_manager"
 #define GEN_TCP_PROXY_NAME  "envoy.filters.network.tcp_proxy"
-#define GEN_CORS_FILTER     "envoy.filters.http.cors"
 #define GEN_PASSTHROUGH_CHAIN "PassthroughFilterChain"
 /* Bytes the workload's own resources (listeners, inbound) may allocate. */
 #define GEN_SIDECAR_ARENA_MAX (256u << 20)

@@ -363,5 +363,73 @@ class MeshproxyLifecycleTest(unittest.TestCase):
             self.assertIn("exited cleanly", log)
 
 
+def loggers(body):
+    """The "active loggers:" list of an Envoy /logging answer, as {name: level}."""
+    _, _, tail = body.partition("active loggers:\n")
+    return dict(line.strip().split(": ", 1) for line in tail.splitlines() if ": " in line)
+
+
+class MeshproxyLoggingTest(unittest.TestCase):
+    """Envoy's /logging (logs_handler.cc): the loggers are meshproxy's log
+    scopes; POST ?level= sets all, ?NAME= or ?paths=a:l,b:l sets some, a bad
+    level or name is 400 with Envoy's usage text and changes nothing."""
+
+    def test_logging(self):
+        p = Proxy()  # its own proxy: the levels are process-wide
+        try:
+            code, body = p.curl(p.url("/logging"))
+            self.assertEqual(code, 200, body)
+            self.assertEqual(loggers(body), {"admin": "debug", "grpc": "debug", "meshproxy": "debug",
+                                             "xds": "debug"}, body)
+            self.assertTrue(body.startswith("active loggers:\n  admin: debug\n"), body)
+
+            code, body = p.curl("-X", "POST", p.url("/logging?level=info"))
+            self.assertEqual(code, 200, body)
+            self.assertEqual(set(loggers(body).values()), {"info"}, body)
+
+            code, body = p.curl("-X", "POST", p.url("/logging?xds=error"))
+            self.assertEqual(code, 200, body)
+            self.assertEqual(loggers(body), {"admin": "info", "grpc": "info", "meshproxy": "info", "xds": "error"})
+
+            code, body = p.curl("-X", "POST", p.url("/logging?paths=grpc:warning,meshproxy:off"))
+            self.assertEqual(code, 200, body)
+            self.assertEqual(loggers(body), {"admin": "info", "grpc": "warning", "meshproxy": "off", "xds": "error"})
+
+            for query, err in (("level=loud", "unknown logger level"), ("nosuch=debug", "unknown logger name"),
+                               ("admin=loud", "unknown logger level"),
+                               ("paths=admin:debug,nosuch:info", "unknown logger name"),
+                               ("admin=debug&xds=debug", "invalid number of parameters")):
+                code, body = p.curl("-X", "POST", p.url("/logging?" + query))
+                self.assertEqual(code, 400, query + ": " + body)
+                self.assertTrue(body.startswith("error: %s\n\nusage: /logging?<name>=<level> (change single level)\n"
+                                                % err), body)
+                self.assertIn("levels: trace debug info warning error critical off \n", body)
+                # nothing changed, not even the good half of a paths list
+                self.assertEqual(loggers(body), {"admin": "info", "grpc": "warning", "meshproxy": "off",
+                                                 "xds": "error"}, query)
+
+            # a change is a POST (Envoy answers other methods 405)
+            code, body = p.curl(p.url("/logging?level=debug"))
+            self.assertEqual(code, 405, body)
+
+            # the level takes effect: the admin scope's debug line for a refused request
+            # shows at debug and not at info
+            def refused():
+                s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+                s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nbad header\r\n\r\n")
+                closed_after(s)
+                s.close()
+            refused()
+            self.assertNotIn("request refused", p.logs())
+            code, body = p.curl("-X", "POST", p.url("/logging?admin=trace"))
+            self.assertEqual(code, 200, body)
+            self.assertEqual(loggers(body)["admin"], "debug")
+            refused()
+            wait_for(lambda: "request refused" in p.logs(), what="the admin scope's debug line")
+        finally:
+            rc = p.stop()
+        self.assertEqual(rc, 0)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -189,6 +189,8 @@ median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR] = $1} END {print N
 NCL=$(curl -s "http://127.0.0.1:$APORT/clusters" | awk -F:: '{print $1}' | sort -u | grep -c . || true)
 echo "proxy benchmark: wrk -t1 -c50 ${DUR}s; fixed ${RATE} rps for ${DUR}s; median of $REPS runs; $ENGINE holds $NCL clusters (the mesh: $((CLUSTERS + 1)) services, $EPS endpoints each)"
 [ -n "$ON_PROXY" ] && echo "  placement: proxies on CPU $PCPU; wrk, pxrate and the backend on CPU $LCPU"
+# idle means idle: meshproxy trims its heap a second after its last connection closes
+sleep 2
 P_RSS0=$(rss_kb "$PXPID")
 N_RSS0=$(rss_kb "$NGPID")
 D_THR="" P_THR="" N_THR="" D_P50="" D_P99="" P_P50="" P_P99="" P_CPU="" N_P50="" N_P99="" N_CPU="" P_ERR=0 N_ERR=0 BE_BUSY=""

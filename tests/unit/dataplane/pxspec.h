@@ -9,14 +9,16 @@
  * Lines (# comments):
  *   outbound [registry_only]      virtualOutbound (catch-all Passthrough, or BlackHole)
  *   inbound                       virtualInbound
- *   listener PORT [VIP]           0.0.0.0_PORT (or VIP_PORT), HCM over RDS "PORT"
+ *   listener PORT [VIP] [key=value...]  0.0.0.0_PORT (or VIP_PORT), HCM over RDS "PORT";
+ *                                 stream_idle=MS headers_timeout=MS idle=MS (common_http_protocol_options)
+ *                                 proxy_100=0|1 (meshd sends 1)
  *   bind out NAME IP:PORT RC      a listener meshproxy binds itself (bind_to_port unset; captureMode
  *                                 NONE's 127.0.0.1_PORT): OUTBOUND, HCM over RDS RC, Passthrough default chain
  *   bind in NAME IP:PORT CLUSTER  the same INBOUND (0.0.0.0_PORT): a TLS chain (to BlackHoleCluster), then
  *                                 a plaintext chain whose HCM's inline route config sends / to CLUSTER
  *   vhost RC NAME DOMAIN[,DOMAIN]  a virtual host in route config RC
  *   route RC VHOST PREFIX key=value...   cluster=C timeout=MS retries=N retry_on=LIST
- *                                 per_try=MS codes=503,409 direct=STATUS[:BODY]
+ *                                 per_try=MS codes=503,409 direct=STATUS[:BODY] idle_timeout=MS
  *                                 redirect=HOST[/PATH] abort=STATUS delay=MS
  *                                 prefix_rewrite=P host_rewrite=H attempt_count=1
  *                                 weighted=C1:W1,C2:W2 mirror=C hash_header=H
@@ -181,7 +183,7 @@ static void ps_listener_virtual(struct pxspec *ps, const char *name, uint32_t po
 	ps->ls[ps->n_ls++] = l;
 }
 
-static void ps_listener_port(struct pxspec *ps, uint32_t port, const char *vip)
+static void ps_listener_port(struct pxspec *ps, uint32_t port, const char *vip, char *opts)
 {
 	Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager hcm =
 		ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__INIT;
@@ -202,6 +204,28 @@ static void ps_listener_port(struct pxspec *ps, uint32_t port, const char *vip)
 	hcm.route_specifier_case =
 		ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_RDS;
 	hcm.rds = &rds;
+	{
+		char *tok, *sv = NULL, *v;
+
+		for (tok = strtok_r(opts, " \t", &sv); tok; tok = strtok_r(NULL, " \t", &sv)) {
+			v = strchr(tok, '=');
+			if (!v)
+				continue;
+			*v++ = 0;
+			if (!strcmp(tok, "stream_idle"))
+				hcm.stream_idle_timeout = ps_ms(ps, atol(v));
+			else if (!strcmp(tok, "headers_timeout"))
+				hcm.request_headers_timeout = ps_ms(ps, atol(v));
+			else if (!strcmp(tok, "proxy_100"))
+				hcm.proxy_100_continue = atoi(v) != 0;
+			else if (!strcmp(tok, "idle")) {
+				hcm.common_http_protocol_options =
+					PS_NEW(ps, Envoy__Config__Core__V3__HttpProtocolOptions,
+					       ENVOY__CONFIG__CORE__V3__HTTP_PROTOCOL_OPTIONS__INIT);
+				hcm.common_http_protocol_options->idle_timeout = ps_ms(ps, atol(v));
+			}
+		}
+	}
 	f->name = ps_str(ps, "envoy.filters.network.http_connection_manager");
 	f->config_type_case = ENVOY__CONFIG__LISTENER__V3__FILTER__CONFIG_TYPE_TYPED_CONFIG;
 	f->typed_config = ps_any(
@@ -373,6 +397,8 @@ static int ps_route(struct pxspec *ps, const char *rcname, const char *vhname, c
 			}
 		} else if (!strcmp(tok, "timeout")) {
 			a->timeout = ps_ms(ps, atol(v));
+		} else if (!strcmp(tok, "idle_timeout")) {
+			a->idle_timeout = ps_ms(ps, atol(v));
 		} else if (!strcmp(tok, "retries")) {
 			rp->num_retries = ps_u32(ps, (uint32_t)atoi(v));
 		} else if (!strcmp(tok, "retry_on")) {
@@ -627,7 +653,12 @@ static int pxspec_parse(struct pxspec *ps, const char *text, char *err, size_t c
 		} else if (!strcmp(w[0], "inbound")) {
 			ps_listener_virtual(ps, "virtualInbound", 15006, "InboundPassthroughCluster");
 		} else if (!strcmp(w[0], "listener") && n >= 2) {
-			ps_listener_port(ps, (uint32_t)atoi(w[1]), n >= 3 ? ps_str(ps, w[2]) : NULL);
+			char *p = strstr(line, w[1]) + strlen(w[1]);
+			int vip = n >= 3 && !strchr(w[2], '=');
+
+			if (vip)
+				p = strstr(p, w[2]) + strlen(w[2]);
+			ps_listener_port(ps, (uint32_t)atoi(w[1]), vip ? ps_str(ps, w[2]) : NULL, ps_str(ps, p));
 		} else if (!strcmp(w[0], "bind") && n >= 5 && (!strcmp(w[1], "in") || !strcmp(w[1], "out"))) {
 			ps_listener_bound(ps, !strcmp(w[1], "in"), ps_str(ps, w[2]), w[3], ps_str(ps, w[4]));
 		} else if (!strcmp(w[0], "vhost") && n >= 4) {

@@ -110,6 +110,13 @@ static void *be_main(void *arg)
 				be_reply(fd, 200, "slow");
 			} else if (!strncmp(in, "GET /close", 10)) {
 				goto next;
+			} else if (!strncmp(in, "GET /stall", 10)) {
+				/* a response that starts, then stops moving */
+				static const char part[] = "HTTP/1.1 200 X\r\nContent-Length: 10\r\n\r\nab";
+
+				(void)!write(fd, part, sizeof(part) - 1);
+				usleep(600 * 1000);
+				goto next;
 			} else if (b->fail_first > 0) {
 				b->fail_first--;
 				be_reply(fd, 503, "fail");
@@ -674,6 +681,148 @@ START_TEST(bound_removal_closes)
 }
 END_TEST
 
+/* --- the HCM's timers and 100-continue (Envoy's http_connection_manager.proto) */
+
+static const char *SPEC_HCM =
+	"outbound registry_only\n"
+	"listener 9080 %s\n"
+	"vhost 9080 r reviews,reviews:9080\n"
+	"route 9080 r /slow/on cluster=outbound|9080||reviews timeout=0 idle_timeout=50\n"
+	"route 9080 r /slow/off cluster=outbound|9080||reviews timeout=0 idle_timeout=0\n"
+	"route 9080 r / cluster=outbound|9080||reviews timeout=0\n"
+	"cluster outbound|9080||reviews eds 127.0.0.1:%d\n";
+
+static void apply_hcm(const char *hcm_opts)
+{
+	char spec[4096], err[256] = "";
+	struct px_snapshot *s = NULL;
+
+	snprintf(spec, sizeof(spec), SPEC_HCM, hcm_opts, be.port);
+	ck_assert_msg(pxspec_build(spec, &s, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(engine_apply(eng, s, err, sizeof(err)) == 0, "%s", err);
+	px_snapshot_unref(s);
+}
+
+static uint64_t prom(const char *metric)
+{
+	struct mesh_buf b;
+	const char *ct, *p;
+	uint64_t v = UINT64_MAX;
+
+	mesh_buf_init(&b, 1 << 20);
+	ck_assert_int_eq(engine_admin_page(eng, "/stats/prometheus", 17, &b, &ct), 0);
+	mesh_buf_putc(&b, 0);
+	p = strstr(b.data, metric);
+	if (p)
+		v = strtoull(p + strlen(metric), NULL, 10);
+	mesh_buf_cleanup(&b);
+	return v;
+}
+
+#define CX_ACTIVE "envoy_cluster_upstream_cx_active{envoy_cluster_name=\"outbound|9080||reviews\"} "
+
+START_TEST(stream_idle_408)
+{
+	const char *r;
+
+	/* the backend is silent for 300 ms: past the HCM's 50 ms, no route timeout */
+	apply_hcm("stream_idle=50");
+	r = roundtrip("GET /slow HTTP/1.1\r\nHost: reviews:9080\r\nConnection: close\r\n\r\n");
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 408", 12), "%s", r);
+	ck_assert_msg(strstr(r, "stream timeout") != NULL, "%s", r);
+	ck_assert_uint_eq(prom("envoy_http_downstream_rq_idle_timeout{envoy_http_conn_manager_prefix=\"meshproxy\"} "), 1);
+	/* the upstream connection was closed, not pooled */
+	ck_assert_uint_eq(prom(CX_ACTIVE), 0);
+}
+END_TEST
+
+START_TEST(stream_idle_route_overrides)
+{
+	const char *r;
+
+	/* HCM off (what Istio sends, 0s), the route's 50 ms on */
+	apply_hcm("stream_idle=0");
+	r = roundtrip("GET /slow/on HTTP/1.1\r\nHost: reviews:9080\r\nConnection: close\r\n\r\n");
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 408", 12), "%s", r);
+	/* HCM 100 ms, the route's 0 turns it off: the slow answer arrives */
+	apply_hcm("stream_idle=100");
+	r = roundtrip("GET /slow/off HTTP/1.1\r\nHost: reviews:9080\r\nConnection: close\r\n\r\n");
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12), "%s", r);
+	ck_assert_msg(strstr(r, "slow") != NULL, "%s", r);
+}
+END_TEST
+
+START_TEST(stream_idle_after_response_started_resets)
+{
+	const char *r;
+
+	apply_hcm("stream_idle=100");
+	r = roundtrip("GET /stall HTTP/1.1\r\nHost: reviews:9080\r\n\r\n");
+	/* the head and the first bytes went out; then the connection is cut, no 408 */
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12), "%s", r);
+	ck_assert_msg(strstr(r, "\r\n\r\nab") != NULL && !strstr(r, "408"), "%s", r);
+	ck_assert_uint_eq(prom("envoy_http_downstream_rq_idle_timeout{envoy_http_conn_manager_prefix=\"meshproxy\"} "), 1);
+	ck_assert_uint_eq(prom(CX_ACTIVE), 0);
+}
+END_TEST
+
+START_TEST(request_headers_timeout_closes)
+{
+	const char *r;
+
+	/* a keep-alive request teaches the connection its port; the next head never ends */
+	apply_hcm("headers_timeout=100");
+	r = roundtrip("GET /a HTTP/1.1\r\nHost: reviews:9080\r\n\r\nGET /b HTTP/1.1\r\nHost: rev");
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12) && count(r, "HTTP/1.1 ") == 1, "%s", r);
+	ck_assert_uint_eq(prom("envoy_http_downstream_rq_header_timeout{envoy_http_conn_manager_prefix=\"meshproxy\"} "), 1);
+}
+END_TEST
+
+START_TEST(connection_idle_timeout_closes)
+{
+	const char *r;
+
+	/* common_http_protocol_options.idle_timeout: the client waits for the close */
+	apply_hcm("idle=100");
+	r = roundtrip("GET /a HTTP/1.1\r\nHost: reviews:9080\r\n\r\n");
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12), "%s", r);
+	ck_assert_uint_eq(prom("envoy_http_downstream_rq_header_timeout{envoy_http_conn_manager_prefix=\"meshproxy\"} "), 0);
+}
+END_TEST
+
+START_TEST(expect_100_answered_here_without_proxy_100)
+{
+	const char *r;
+	char head[4096];
+
+	apply_hcm("proxy_100=0");
+	r = roundtrip("POST /a HTTP/1.1\r\nHost: reviews:9080\r\nExpect: 100-continue\r\nContent-Length: 5\r\n"
+		      "Connection: close\r\n\r\nhello");
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200", 37), "%s", r);
+	pthread_mutex_lock(&be.mu);
+	memcpy(head, be.last_head, sizeof(head));
+	pthread_mutex_unlock(&be.mu);
+	ck_assert_msg(strcasestr(head, "expect:") == NULL, "%s", head); /* stripped upstream */
+}
+END_TEST
+
+START_TEST(expect_100_forwarded_with_proxy_100)
+{
+	const char *r;
+	char head[4096];
+
+	apply_hcm("proxy_100=1");
+	r = roundtrip("POST /a HTTP/1.1\r\nHost: reviews:9080\r\nExpect: 100-continue\r\nContent-Length: 5\r\n"
+		      "Connection: close\r\n\r\nhello");
+	/* this backend sends no 100: nor does the proxy */
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12), "%s", r);
+	pthread_mutex_lock(&be.mu);
+	memcpy(head, be.last_head, sizeof(head));
+	pthread_mutex_unlock(&be.mu);
+	ck_assert_msg(strcasestr(head, "expect: 100-continue") != NULL, "%s", head);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("engine");
@@ -693,6 +842,13 @@ int main(void)
 	tcase_add_test(tc, rejected_config_keeps_old);
 	tcase_add_test(tc, smuggling_400);
 	tcase_add_test(tc, admin_pages);
+	tcase_add_test(tc, stream_idle_408);
+	tcase_add_test(tc, stream_idle_route_overrides);
+	tcase_add_test(tc, stream_idle_after_response_started_resets);
+	tcase_add_test(tc, request_headers_timeout_closes);
+	tcase_add_test(tc, connection_idle_timeout_closes);
+	tcase_add_test(tc, expect_100_answered_here_without_proxy_100);
+	tcase_add_test(tc, expect_100_forwarded_with_proxy_100);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("bound");
 	tcase_add_checked_fixture(tc, setup, teardown);

@@ -7,6 +7,7 @@
  * for what it refuses.
  */
 #include "tests/unit/dataplane/router_build.h"
+#include "envoy/extensions/filters/http/cors/v3/cors.pb-c.h"
 
 #include "common/err.h"
 
@@ -759,6 +760,93 @@ START_TEST(retry_timeouts_hash_mirror)
 }
 END_TEST
 
+/* Istio's CORS: the cors filter's CorsPolicy as the route's
+ * typed_per_filter_config (what meshd emits); it wins over the deprecated
+ * RouteAction.cors (still read), and a wrong type is a NACK. */
+static Envoy__Config__Route__V3__Route__TypedPerFilterConfigEntry *cors_entry(const char *origin, const char *type_url)
+{
+	Envoy__Extensions__Filters__Http__Cors__V3__CorsPolicy cp = ENVOY__EXTENSIONS__FILTERS__HTTP__CORS__V3__CORS_POLICY__INIT;
+	Envoy__Type__Matcher__V3__StringMatcher sm = ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__INIT;
+	Envoy__Type__Matcher__V3__StringMatcher *smv[1] = { &sm };
+	Google__Protobuf__BoolValue cred = GOOGLE__PROTOBUF__BOOL_VALUE__INIT;
+	Envoy__Config__Route__V3__Route__TypedPerFilterConfigEntry *e = RB_NEW(
+		Envoy__Config__Route__V3__Route__TypedPerFilterConfigEntry,
+		ENVOY__CONFIG__ROUTE__V3__ROUTE__TYPED_PER_FILTER_CONFIG_ENTRY__INIT);
+	Google__Protobuf__Any *any = RB_NEW(Google__Protobuf__Any, GOOGLE__PROTOBUF__ANY__INIT);
+
+	sm.match_pattern_case = ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_EXACT;
+	sm.exact = (char *)origin;
+	cp.allow_origin_string_match = smv;
+	cp.n_allow_origin_string_match = 1;
+	cp.allow_methods = "GET,POST";
+	cp.max_age = "600";
+	cred.value = 1;
+	cp.allow_credentials = &cred;
+	any->type_url = (char *)type_url;
+	any->value.len = protobuf_c_message_get_packed_size(&cp.base);
+	any->value.data = arena_alloc(rb_a, any->value.len + 1);
+	protobuf_c_message_pack(&cp.base, any->value.data);
+	e->key = "envoy.filters.http.cors";
+	e->value = any;
+	return e;
+}
+
+START_TEST(cors_typed_per_filter_config)
+{
+	static const char URL[] = "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy";
+	rb_route *r = rb_route_prefix("/", "c");
+	Envoy__Config__Route__V3__CorsPolicy old = ENVOY__CONFIG__ROUTE__V3__CORS_POLICY__INIT;
+	struct router *rt;
+	struct router_req q = rb_req("h", "/", NULL);
+	const struct router_cors *k;
+
+	old.allow_methods = "PUT"; /* the deprecated field: overridden by the typed one */
+	r->route->cors = &old;
+	ADD(r, typed_per_filter_config, cors_entry("https://good.example", URL));
+	rt = build1(rb_config("80", 1, rb_vhost("v", "*", 1, r)));
+	k = router_match(rt, "80", &q)->cors;
+	ck_assert_ptr_nonnull(k);
+	ck_assert(router_cors_origin_allowed(k, "https://good.example", 20));
+	ck_assert(!router_cors_origin_allowed(k, "https://evil.example", 20));
+	ck_assert_str_eq(k->allow_methods, "GET,POST");
+	ck_assert_str_eq(k->max_age, "600");
+	ck_assert_int_eq(k->allow_credentials, 1);
+	ck_assert_uint_eq(k->enabled_per_million, 1000000);
+	ck_assert(k->forward_not_matching_preflights);
+	router_unref(rt);
+
+	/* on the virtual host: the routes without their own take it */
+	r = rb_route_prefix("/", "c");
+	{
+		rb_vh *vh = rb_vhost("v", "*", 1, r);
+
+		ADD(vh, typed_per_filter_config,
+		    (Envoy__Config__Route__V3__VirtualHost__TypedPerFilterConfigEntry *)cors_entry("https://vh.example", URL));
+		rt = build1(rb_config("80", 1, vh));
+	}
+	k = router_match(rt, "80", &q)->cors;
+	ck_assert_ptr_nonnull(k);
+	ck_assert(router_cors_origin_allowed(k, "https://vh.example", 18));
+	router_unref(rt);
+
+	/* the legacy field alone is still read */
+	r = rb_route_prefix("/", "c");
+	r->route->cors = &old;
+	rt = build1(rb_config("80", 1, rb_vhost("v", "*", 1, r)));
+	k = router_match(rt, "80", &q)->cors;
+	ck_assert_ptr_nonnull(k);
+	ck_assert_str_eq(k->allow_methods, "PUT");
+	router_unref(rt);
+
+	/* the key with another message type: NACK */
+	r = rb_route_prefix("/", "c");
+	ADD(r, typed_per_filter_config,
+	    cors_entry("https://good.example", "type.googleapis.com/envoy.config.route.v3.CorsPolicy"));
+	ck_assert_int_eq(build_err(rb_config("80", 1, rb_vhost("v", "*", 1, r))), -EINVAL);
+	ck_assert_msg(strstr(err, "envoy.filters.http.cors") && strstr(err, "not supported"), "%s", err);
+}
+END_TEST
+
 START_TEST(fault_per_route)
 {
 	rb_route *r = rb_route_prefix("/", "c");
@@ -913,6 +1001,7 @@ int main(void)
 	tcase_add_test(tc, header_edit_order);
 	tcase_add_test(tc, retry_timeouts_hash_mirror);
 	tcase_add_test(tc, fault_per_route);
+	tcase_add_test(tc, cors_typed_per_filter_config);
 	tcase_add_test(tc, nack_unsupported);
 	tcase_add_test(tc, refcount_and_configs);
 	suite_add_tcase(s, tc);
