@@ -85,6 +85,18 @@ bool cfg_kind_not_implemented(enum cfg_kind k)
 
 /* ------------------------------------------------------------- objects */
 
+bool cfg_object_older(const struct cfg_object *a, const struct cfg_object *b)
+{
+	int c;
+
+	if (a->creation_time != b->creation_time)
+		return a->creation_time < b->creation_time;
+	c = strcmp(a->name, b->name);
+	if (c != 0)
+		return c < 0;
+	return strcmp(a->ns, b->ns) < 0;
+}
+
 struct cfg_object *cfg_object_ref(struct cfg_object *o)
 {
 	if (o)

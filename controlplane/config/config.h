@@ -618,6 +618,11 @@ struct cfg_object {
 	struct mesh_refcount refs;
 };
 
+/* Istio's sortConfigByCreationTime: whether a sorts before b (older
+ * creationTimestamp, then name, then namespace); how Istio picks one of
+ * several objects of one level (Sidecars, VirtualServices). */
+bool cfg_object_older(const struct cfg_object *a, const struct cfg_object *b);
+
 struct cfg_object *cfg_object_ref(struct cfg_object *o);
 void cfg_object_unref(struct cfg_object *o);   /* NULL is a no-op */
 

@@ -986,6 +986,39 @@ static bool store__error_in(const struct cfg_error *e, const struct cfg_error *v
 	return false;
 }
 
+/* Istio's analyzer MultipleSidecarsWithoutSelectors (IST0109): of several
+ * Sidecars without a workloadSelector in one namespace, Istio applies one
+ * (the oldest, then by name: model_sidecar_select()); each of the others
+ * gets a warning naming it.  Returns the number of warnings or -ENOMEM. */
+static int store__check_sidecars(struct cfg_store *s)
+{
+	size_t i, j;
+	int found = 0, rc;
+
+	for (i = 0; i < s->n_served; i++) {
+		const struct cfg_object *o = s->served[i], *win = NULL;
+
+		if (o->kind != CFG_SIDECAR || o->spec.sc.has_workload_selector)
+			continue;
+		for (j = 0; j < s->n_served; j++) {
+			const struct cfg_object *c = s->served[j];
+
+			if (c->kind == CFG_SIDECAR && !c->spec.sc.has_workload_selector && strcmp(c->ns, o->ns) == 0 &&
+			    (!win || cfg_object_older(c, win)))
+				win = c;
+		}
+		if (win == o)
+			continue;
+		rc = store__derived_add(s, o, NULL, true, 0, 0,
+					"several Sidecars without workloadSelector in namespace %s: only %s (the oldest, "
+					"then by name) applies, this one is ignored", o->ns, win->name);
+		if (rc < 0)
+			return rc;
+		found++;
+	}
+	return found;
+}
+
 int cfg_store_check_references(struct cfg_store *s)
 {
 	struct store__dr_index ix;
@@ -1038,7 +1071,10 @@ int cfg_store_check_references(struct cfg_store *s)
 			}
 		}
 	}
-	rc = found;
+	rc = store__check_sidecars(s);
+	if (rc < 0)
+		goto out;
+	rc += found;
 out:
 	store__dr_index_cleanup(&ix);
 	return rc;

@@ -72,7 +72,9 @@ int cfg_store_begin(struct cfg_store *s);
 int cfg_store_commit(struct cfg_store *s);
 
 /* Cross-object checks over the served objects: a VirtualService route or
- * mirror naming a subset that no DestinationRule for its host defines.  As
+ * mirror naming a subset that no DestinationRule for its host defines;
+ * several Sidecars without a workloadSelector in one namespace (each but
+ * the one Istio applies, the oldest, is named: Istio's analyzer IST0109).  As
  * in Istio these are warnings (cfg_error.warning): nothing is rejected, the
  * route just has no healthy upstream.  The store runs this after every
  * change; the findings replace the previous ones and appear in the

@@ -146,6 +146,11 @@ struct gen_sidecar_ingress {
 	const char *default_endpoint;     /* "127.0.0.1:PORT" or "0.0.0.0:PORT"; NULL: 127.0.0.1:port */
 };
 
+struct gen_sidecar_egress_bind {
+	uint32_t port;
+	const char *bind;                 /* an IP address */
+};
+
 struct gen_sidecar_scope {
 	/* egress hosts, "NS/HOST" as Sidecar.egress[].hosts: NS "*" any,
 	 * "." the workload's, "~" none; HOST "*", "*.suffix" or a name.
@@ -159,6 +164,13 @@ struct gen_sidecar_scope {
 	/* captureMode NONE: no virtualOutbound/virtualInbound; ingress
 	 * ports and outbound ports bind themselves (127.0.0.1 outbound). */
 	bool capture_none;
+	/* egress listeners with a port and a bind address (Sidecar
+	 * egress[].port, egress[].bind): the outbound listener of that port
+	 * listens there and is named "BIND_PORT", as Istio names it; other
+	 * ports: 0.0.0.0 (127.0.0.1 under capture NONE).  A TCP port several
+	 * services share keeps its per-VIP listeners. */
+	const struct gen_sidecar_egress_bind *egress_binds;
+	size_t n_egress_binds;
 };
 
 /* The scope Sidecar object sc (kind CFG_SIDECAR, as model_sidecar_select()
@@ -167,8 +179,10 @@ struct gen_sidecar_scope {
  * outboundTrafficPolicy.mode (unset: mesh_default, the mesh's policy) and
  * capture NONE when any ingress or egress listener says captureMode NONE
  * (Istio's per-listener NONE; meshd applies it to the workload's whole
- * config).  Strings are borrowed from sc (out valid while sc lives); the
- * ingress array is malloc'd: gen_sidecar_scope_cleanup() frees it.
+ * config), and the bind address of each egress listener with a port and
+ * an IP bind (a unix:// bind is not served).  Strings are borrowed from sc
+ * (out valid while sc lives); the ingress and egress_binds arrays are
+ * malloc'd: gen_sidecar_scope_cleanup() frees them.
  * Returns 0, or -ENOMEM (out is then empty). */
 MESH_MUST_CHECK int gen_sidecar_scope_from_config(const struct cfg_object *sc, enum gen_outbound_policy mesh_default,
 						  struct gen_sidecar_scope *out);

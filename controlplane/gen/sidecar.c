@@ -571,6 +571,18 @@ static gen_filter *gen_tcp_service_filter(struct gen_sc *sc, const struct model_
  * alone on its port, or "VIP_PORT" when the port is shared with an HTTP
  * port or another TCP service (one without a VIP then cannot be told
  * apart and is left out, noted, as Istio reports the conflict). */
+/* Where the outbound listener of port listens: the Sidecar's egress
+ * listener of that port with a bind address, else 0.0.0.0. */
+static const char *gen_egress_bind(const struct gen_sc *sc, uint32_t port)
+{
+	size_t i;
+
+	for (i = 0; i < sc->scope->n_egress_binds; i++)
+		if (sc->scope->egress_binds[i].port == port)
+			return sc->scope->egress_binds[i].bind;
+	return "0.0.0.0";
+}
+
 static int gen_outbound(struct gen_sc *sc)
 {
 	const struct model *m = sc->g.m;
@@ -604,7 +616,7 @@ static int gen_outbound(struct gen_sc *sc)
 		}
 		if (n_http) {
 			char *rn = arena_printf(sc->a, "%u", port);
-			char *sp = arena_printf(sc->a, "outbound_0.0.0.0_%u", port);
+			char *sp = arena_printf(sc->a, "outbound_%s_%u", gen_egress_bind(sc, port), port);
 
 			if (!rn || !sp) {
 				rc = -ENOMEM;
@@ -612,7 +624,7 @@ static int gen_outbound(struct gen_sc *sc)
 			}
 			rc = gen_route_config_port(sc, port);
 			if (rc == 0)
-				rc = gen_outbound_listener(sc, "0.0.0.0", port,
+				rc = gen_outbound_listener(sc, gen_egress_bind(sc, port), port,
 							   gen_net_filter(sc->a, GEN_HCM_NAME,
 									  gen_sidecar_hcm(sc->a, sp, rn, NULL, NULL, 0, false)));
 		}
@@ -624,7 +636,8 @@ static int gen_outbound(struct gen_sc *sc)
 			if (!mp || gen_protocol_http(mp->protocol))
 				continue;
 			if (n_tcp == 1 && n_http == 0) {
-				rc = gen_outbound_listener(sc, "0.0.0.0", port, gen_tcp_service_filter(sc, svc, port));
+				rc = gen_outbound_listener(sc, gen_egress_bind(sc, port), port,
+							   gen_tcp_service_filter(sc, svc, port));
 				continue;
 			}
 			vip = gen_vip(svc);
@@ -1243,7 +1256,8 @@ int gen_sidecar_scope_from_config(const struct cfg_object *o, enum gen_outbound_
 {
 	const struct cfg_sidecar *cs = &o->spec.sc;
 	struct gen_sidecar_ingress *in = NULL;
-	size_t i;
+	struct gen_sidecar_egress_bind *eb = NULL;
+	size_t i, n_eb = 0;
 
 	memset(out, 0, sizeof(*out));
 	out->outbound = mesh_default;
@@ -1262,9 +1276,28 @@ int gen_sidecar_scope_from_config(const struct cfg_object *o, enum gen_outbound_
 		if (ci->capture_mode == CFG_CAPTURE_NONE)
 			out->capture_none = true;
 	}
-	for (i = 0; i < cs->n_egress; i++)
-		if (cs->egress[i].capture_mode == CFG_CAPTURE_NONE)
+	for (i = 0; i < cs->n_egress; i++) {
+		const struct cfg_sidecar_egress *ce = &cs->egress[i];
+
+		if (ce->capture_mode == CFG_CAPTURE_NONE)
 			out->capture_none = true;
+		if (ce->port > 0 && ce->port <= 65535 && ce->bind && ce->bind[0] && strncmp(ce->bind, "unix://", 7) != 0)
+			n_eb++;
+	}
+	if (n_eb && !(eb = calloc(n_eb, sizeof(*eb)))) {
+		free(in);
+		return -ENOMEM;
+	}
+	for (i = 0, n_eb = 0; eb && i < cs->n_egress; i++) {
+		const struct cfg_sidecar_egress *ce = &cs->egress[i];
+
+		if (ce->port > 0 && ce->port <= 65535 && ce->bind && ce->bind[0] && strncmp(ce->bind, "unix://", 7) != 0) {
+			eb[n_eb].port = (uint32_t)ce->port;
+			eb[n_eb++].bind = ce->bind;
+		}
+	}
+	out->egress_binds = eb;
+	out->n_egress_binds = n_eb;
 	out->ingress = in;
 	out->n_ingress = cs->n_ingress;
 	/* no egress section: Istio imports every host of every namespace */
@@ -1281,8 +1314,11 @@ void gen_sidecar_scope_cleanup(struct gen_sidecar_scope *s)
 	if (!s)
 		return;
 	free((void *)s->ingress);
+	free((void *)s->egress_binds);
 	s->ingress = NULL;
 	s->n_ingress = 0;
+	s->egress_binds = NULL;
+	s->n_egress_binds = 0;
 }
 
 /* ---------------------------------------------------------------- entry */

@@ -104,19 +104,6 @@ enum cfg_mtls_mode model_peer_authn(const struct model *m, const char *ns, const
 
 /* ---------------------------------------------------------------- Sidecar */
 
-/* Istio's sortConfigByCreationTime: older first, then name, then namespace. */
-static bool model_sidecar_older(const struct cfg_object *a, const struct cfg_object *b)
-{
-	int c;
-
-	if (a->creation_time != b->creation_time)
-		return a->creation_time < b->creation_time;
-	c = strcmp(a->name, b->name);
-	if (c != 0)
-		return c < 0;
-	return strcmp(a->ns, b->ns) < 0;
-}
-
 const struct cfg_object *model_sidecar_select(const struct model *m, const char *ns, const struct cfg_labels *labels,
 					      size_t *n_candidates)
 {
@@ -149,7 +136,7 @@ const struct cfg_object *model_sidecar_select(const struct model *m, const char 
 			continue;
 		}
 		count[level]++;
-		if (!best[level] || model_sidecar_older(o, best[level]))
+		if (!best[level] || cfg_object_older(o, best[level]))
 			best[level] = o;
 	}
 	for (level = 0; level < 3; level++) {

@@ -168,11 +168,23 @@ static const struct cfg_object *push__sidecar_for(struct push__key *k, const str
 	free(k->sidecar_id);
 	k->sidecar_id = o ? strdup(id) : NULL;
 	k->sidecar_hash = o ? o->hash : 0;
-	if (o && n > 1)
-		log_warn(SCOPE, "%zu Sidecars apply to workloads of %.200s matching %.200s; Istio takes one: %s (the oldest, "
-			 "then by name)", n, k->ns ? k->ns : "default", k->key, id);
-	else
-		log_info(SCOPE, "sidecar %.200s: scoped by %s", k->key, o ? id : "no Sidecar (every service)");
+	/* the workload as "ns{k=v,...}" (the key itself is length-prefixed) */
+	{
+		char wl[512];
+		size_t i, off;
+
+		off = (size_t)snprintf(wl, sizeof(wl), "%s{", k->ns ? k->ns : "default");
+		for (i = 0; i < k->labels->n && off < sizeof(wl); i++)
+			off += (size_t)snprintf(wl + off, sizeof(wl) - off, "%s%s=%s", i ? "," : "", k->labels->v[i].key,
+						k->labels->v[i].value);
+		if (off < sizeof(wl))
+			snprintf(wl + off, sizeof(wl) - off, "}");
+		if (o && n > 1)
+			log_warn(SCOPE, "%zu Sidecars apply to sidecar workload %s; Istio takes one: %s (the oldest, then by "
+				 "name)", n, wl, id);
+		else
+			log_info(SCOPE, "sidecar workload %s: scoped by %s", wl, o ? id : "no Sidecar (every service)");
+	}
 	return o;
 }
 

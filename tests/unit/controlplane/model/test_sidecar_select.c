@@ -6,6 +6,7 @@
  * pilot/pkg/model/sidecar.go selectServices / matchingService).  Each
  * config is one where breaking the rule changes the answer.
  */
+#include "controlplane/config/store.h"
 #include "controlplane/model/model.h"
 #include "controlplane/model/policy.h"
 
@@ -202,6 +203,47 @@ START_TEST(imports_namespace_and_host)
 }
 END_TEST
 
+/* Istio's analyzer MultipleSidecarsWithoutSelectors: of two Sidecars
+ * without a selector in one namespace, the one not applied gets a warning
+ * in the store's findings (what /debug/configz and meshctl validate list);
+ * a lone one per namespace, or one with a selector, gets none. */
+START_TEST(store_warns_several_without_selector)
+{
+	const char *yaml =
+		SC("newer", "shop", "2022-01-01T00:00:00Z", "  egress: [{hosts: ['./*']}]\n")
+		SC("older", "shop", "2020-01-01T00:00:00Z", "  egress: [{hosts: ['./*']}]\n")
+		SC("sel", "shop", "2019-01-01T00:00:00Z",
+		   "  workloadSelector: {labels: {app: a}}\n  egress: [{hosts: ['./*']}]\n")
+		SC("alone", "web", "2022-01-01T00:00:00Z", "  egress: [{hosts: ['./*']}]\n");
+	struct cfg_parse_result res;
+	struct cfg_store *st = cfg_store_new();
+	struct cfg_snapshot *snap;
+	size_t i, n = 0;
+
+	ck_assert_ptr_nonnull(st);
+	memset(&res, 0, sizeof(res));
+	ck_assert_int_eq(cfg_parse_buffer("t.yaml", yaml, strlen(yaml), &res), 0);
+	ck_assert_int_ge(cfg_store_apply_origin(st, "t.yaml", &res), 0);
+	cfg_parse_result_cleanup(&res);
+	snap = cfg_store_snapshot(st);
+	ck_assert_ptr_nonnull(snap);
+	ck_assert_uint_eq(snap->n_objects[CFG_SIDECAR], 4);
+	for (i = 0; i < snap->n_errors; i++) {
+		const struct cfg_error *e = &snap->errors[i];
+
+		if (e->kind != CFG_SIDECAR)
+			continue;
+		n++;
+		ck_assert(e->warning);
+		ck_assert_str_eq(e->name, "newer");
+		ck_assert_ptr_nonnull(strstr(e->message, "only older"));
+	}
+	ck_assert_uint_eq(n, 1);
+	cfg_snapshot_unref(snap);
+	cfg_store_free(st);
+}
+END_TEST
+
 static Suite *sidecar_select_suite(void)
 {
 	Suite *s = suite_create("sidecar_select");
@@ -214,6 +256,7 @@ static Suite *sidecar_select_suite(void)
 	tcase_add_test(tc, decode_fields);
 	tcase_add_test(tc, decode_outbound_default);
 	tcase_add_test(tc, imports_namespace_and_host);
+	tcase_add_test(tc, store_warns_several_without_selector);
 	suite_add_tcase(s, tc);
 	return s;
 }
