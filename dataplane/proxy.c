@@ -22,6 +22,7 @@
 
 #include "common/log.h"
 #include "dataplane/http1.h"
+#include "dataplane/retry.h"
 #include "dataplane/transport.h"
 
 #include <arpa/inet.h>
@@ -138,6 +139,7 @@ struct px_stream {
 	struct px_host *tried[PX_MAX_TRIED];
 	unsigned n_tried, attempt;
 	int retrying;                /* counted in cl->retries_active */
+	struct retry_backoff backoff;  /* set up by the first retry */
 	struct ev_timer t_global, t_try, t_wait;
 	int wait_kind;
 	int resp_started, resp_done;
@@ -508,45 +510,38 @@ static void s_local_reply(struct px_stream *s, int status, unsigned flag, const 
 	s_end(s);
 }
 
-static int s_retry_allowed(struct px_stream *s, int kind, int status)
+/* The cluster's retry limit now: the retry budget of its thresholds when
+ * one is configured (Envoy's RetryBudgetImpl, evaluated per retry against
+ * the requests in flight and pending at this moment), else max_retries. */
+static uint64_t s_retry_limit(const struct px_cluster *cl)
+{
+	const struct cb_thresholds *t = cl->up ? &cl->up->cb.t[CB_PRIO_DEFAULT] : NULL;
+
+	if (t && t->has_budget)
+		return cb_retry_budget(t, cl->st.rq_active, cl->st.rq_pending_active);
+	return cl->max_retries;
+}
+
+/* kind: F_* before a response head, -1 with the head's status and
+ * RETRY_RESP_* flags.  Envoy's order: the condition, then attempts left
+ * and whether the request can be replayed, then the cluster's retry
+ * limit (overflow counted). */
+static int s_retry_allowed(struct px_stream *s, int kind, int status, unsigned resp)
 {
 	const struct router_retry *rp = s->rt->retry;
-	unsigned on = rp ? rp->on : 0;
-	size_t i;
-	int cond = 0;
+	enum retry_failure f = kind == F_CONNECT ? RETRY_F_CONNECT
+			       : kind == F_RESET ? RETRY_F_RESET
+			       : kind == F_TIMEOUT ? RETRY_F_TIMEOUT
+						   : RETRY_F_HEADERS;
 
-	if (!rp)
-		return 0;
-
-	/* Envoy: connect failures count for connect-failure, reset, 5xx and
-	 * gateway-error (and refused-stream, h2's case of a refused request) */
-	if (kind == F_CONNECT)
-		cond = (on & (ROUTER_RETRY_CONNECT_FAILURE | ROUTER_RETRY_RESET | ROUTER_RETRY_5XX |
-			      ROUTER_RETRY_GATEWAY_ERROR | ROUTER_RETRY_REFUSED_STREAM | ROUTER_RETRY_RESET_BEFORE_REQUEST)) != 0;
-	else if (kind == F_RESET)
-		cond = (on & (ROUTER_RETRY_RESET | ROUTER_RETRY_5XX | ROUTER_RETRY_GATEWAY_ERROR)) != 0;
-	else if (kind == F_TIMEOUT)
-		cond = (on & (ROUTER_RETRY_RESET | ROUTER_RETRY_5XX | ROUTER_RETRY_GATEWAY_ERROR)) != 0;
-	else {
-		if ((on & ROUTER_RETRY_5XX) && status >= 500)
-			cond = 1;
-		if ((on & ROUTER_RETRY_GATEWAY_ERROR) && status >= 502 && status <= 504)
-			cond = 1;
-		if ((on & ROUTER_RETRY_RETRIABLE_4XX) && status == 409)
-			cond = 1;
-		if (on & ROUTER_RETRY_STATUS_CODES)
-			for (i = 0; i < rp->n_status_codes; i++)
-				if (rp->status_codes[i] == (uint32_t)status)
-					cond = 1;
-	}
-	if (!cond)
+	if (!rp || !retry_condition(rp, f, status > 0 ? (unsigned)status : 0, resp))
 		return 0;
 	if (s->attempt > rp->num_retries || s->resp_started || s->body_overflow) {
 		if (s->attempt > rp->num_retries && rp->num_retries)
 			s->flags |= PX_RF_URX;
 		return 0;
 	}
-	if (!s->retrying && s->cl->retries_active >= s->cl->max_retries) {
+	if (!s->retrying && s->cl->retries_active >= s_retry_limit(s->cl)) {
 		s->cl->st.rq_retry_overflow++;
 		return 0;
 	}
@@ -558,25 +553,21 @@ static void s_wait_cb(struct ev_loop *loop, struct ev_timer *t);
 static void s_retry(struct px_stream *s)
 {
 	const struct router_retry *rp = s->rt->retry;
-	uint64_t iv = rp && rp->backoff_base_ms > 0 ? (uint64_t)rp->backoff_base_ms : ROUTER_DEFAULT_BACKOFF_MS;
-	uint64_t maxv = rp && rp->backoff_max_ms > 0 ? (uint64_t)rp->backoff_max_ms : iv * 10;
-	unsigned i;
 
 	s_release_upstream(s, 0);
 	ev_timer_cancel(s->e->loop, &s->t_try);
 	s->cl->st.rq_retry++;
 	if (!s->retrying) {
+		uint64_t base = rp && rp->backoff_base_ms > 0 ? (uint64_t)rp->backoff_base_ms : ROUTER_DEFAULT_BACKOFF_MS;
+
 		s->retrying = 1;
 		s->cl->retries_active++;
+		retry_backoff_init(&s->backoff, base,
+				   rp && rp->backoff_max_ms > 0 ? (uint64_t)rp->backoff_max_ms : base * 10);
 	}
-	/* Envoy's backoff: full jitter over base * 2^(n-1), capped */
-	for (i = 1; i < s->attempt && iv < maxv; i++)
-		iv *= 2;
-	if (iv > maxv)
-		iv = maxv;
 	s->attempt++;
 	s->wait_kind = W_BACKOFF;
-	ev_timer_arm(s->e->loop, &s->t_wait, px_rand(s->e) % (iv ? iv : 1));
+	ev_timer_arm(s->e->loop, &s->t_wait, retry_backoff_next(&s->backoff, px_rand(s->e)));
 }
 
 /* An attempt failed before a response head: retry, or answer. */
@@ -591,7 +582,7 @@ static void s_fail(struct px_stream *s, int kind, unsigned flag)
 		od_local(s->u->h, kind == F_CONNECT ? OUTLIER_CONNECT_FAILED : kind == F_TIMEOUT ? OUTLIER_TIMEOUT : OUTLIER_RESET,
 			 s->e);
 	}
-	if (s_retry_allowed(s, kind, 0)) {
+	if (s_retry_allowed(s, kind, 0, 0)) {
 		s_retry(s);
 		return;
 	}
@@ -823,7 +814,9 @@ static int u_on_head(struct px_uconn *u, struct px_stream *s, const struct h1_he
 	}
 	ev_timer_cancel(s->e->loop, &s->t_try);
 	od_http(u->h, (unsigned)h->status, s->e);
-	if (s_retry_allowed(s, -1, h->status)) {
+	if (s_retry_allowed(s, -1, h->status,
+			    (h1_head_get(h, CB_OVERLOADED_HEADER).len ? RETRY_RESP_OVERLOADED : 0) |
+				    (h1_head_get(h, "x-envoy-ratelimited").len ? RETRY_RESP_RATELIMITED : 0))) {
 		u->h->st.rq_error++;
 		s_retry(s);
 		return -1;
