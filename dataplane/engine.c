@@ -407,6 +407,13 @@ static int chain_decode(struct px_config *c, const char *lname, const Envoy__Con
 	return 0;
 }
 
+/* Envoy's HTTP/1 codec answers an HTTP/1.0 request 426 unless the HCM's
+ * http_protocol_options.accept_http_10 is set (Istio leaves it off). */
+static int hcm_http10(const px_hcm *hcm)
+{
+	return hcm && hcm->http_protocol_options && hcm->http_protocol_options->accept_http_10;
+}
+
 static int compile_listener(struct px_config *c, const Envoy__Config__Listener__V3__Listener *l, char *err,
 			    size_t cap)
 {
@@ -448,6 +455,7 @@ static int compile_listener(struct px_config *c, const Envoy__Config__Listener__
 				return rc;
 			memset(&p, 0, sizeof(p));
 			p.port = m->destination_port->value;
+			p.accept_http_10 = hcm_http10(hcm);
 			if (hcm && hcm->route_specifier_case ==
 					   ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_ROUTE_CONFIG) {
 				const Envoy__Config__Route__V3__RouteConfiguration *one = hcm->route_config;
@@ -485,6 +493,7 @@ static int compile_listener(struct px_config *c, const Envoy__Config__Listener__
 	if (rc < 0)
 		return rc;
 	if (hcm) {
+		p.accept_http_10 = hcm_http10(hcm);
 		if (hcm->route_specifier_case ==
 		    ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_RDS)
 			p.route_name = hcm->rds->route_config_name;
@@ -871,7 +880,7 @@ int engine_apply(struct engine *e, struct px_snapshot *candidate, char *err, siz
 	px_config_unref(e->cur);
 	e->cur = c;
 	c = NULL;
-	e->ready = 1;
+	e->ready = !e->draining; /* a config arriving during a drain does not make it ready again */
 	e->st.applies++;
 out:
 	if (rc < 0) {
@@ -1063,7 +1072,7 @@ static void drain_timeout(struct ev_loop *loop, struct ev_timer *t)
 
 void px_engine_check_drained(struct engine *e)
 {
-	if (e->draining && e->drain_done && e->st.rq_active == 0)
+	if (e->draining && e->drain_done && e->st.rq_active == 0 && e->st.cx_active == 0)
 		drain_finish(e);
 }
 
@@ -1074,8 +1083,9 @@ void engine_drain(struct engine *e, void (*done)(void *arg), void *arg)
 	e->draining = 1;
 	e->drain_done = done;
 	e->drain_arg = arg;
-	listener_close(e, &e->lout);
-	listener_close(e, &e->lin);
+	/* not ready any more (Envoy's /ready says DRAINING); both listeners
+	 * stay open: inbound connections are told to go (proxy.c) */
+	e->ready = 0;
 	px_dconn_drain_all(e);
 	ev_timer_init(&e->drain_timer, drain_timeout, e);
 	ev_timer_arm(e->loop, &e->drain_timer, e->o.drain_ms);

@@ -141,7 +141,10 @@ struct px_stream {
 	int retrying;                /* counted in cl->retries_active */
 	struct retry_backoff backoff;  /* set up by the first retry */
 	struct ev_timer t_global, t_try, t_wait;
+	struct ev_timer t_tidle;     /* per_try_idle_timeout, moved by upstream bytes */
 	int wait_kind;
+	int global_armed, try_armed; /* the route / this attempt's timeouts are running */
+	int fault_wait;              /* in the fault filter's delay: the router has not started */
 	int resp_started, resp_done;
 	enum h1_framing out_framing;
 	int status;
@@ -313,6 +316,7 @@ static void s_stop_timers(struct px_stream *s)
 
 	ev_timer_cancel(loop, &s->t_global);
 	ev_timer_cancel(loop, &s->t_try);
+	ev_timer_cancel(loop, &s->t_tidle);
 	ev_timer_cancel(loop, &s->t_wait);
 	if (s->gai) {
 		gai_cancel(&s->gai->cb);
@@ -396,7 +400,7 @@ static void s_release_upstream(struct px_stream *s, int reusable)
 	h->st.rq_active--;
 	if (h->up && h->up->active_rq)
 		h->up->active_rq--;
-	if (!reusable || u->state != U_ACTIVE || !u->rkeep || u->eof || h->removed || e->draining ||
+	if (!reusable || u->state != U_ACTIVE || !u->rkeep || u->eof || h->removed || (e->draining && s->d->inbound) ||
 	    ob_pending(&u->out, u->out_off) || u->in.len != u->in.off ||
 	    (h->cl->max_requests_per_connection && u->nreq >= h->cl->max_requests_per_connection)) {
 		if (h->cl->max_requests_per_connection && u->nreq >= h->cl->max_requests_per_connection)
@@ -556,6 +560,7 @@ static void s_retry(struct px_stream *s)
 
 	s_release_upstream(s, 0);
 	ev_timer_cancel(s->e->loop, &s->t_try);
+	ev_timer_cancel(s->e->loop, &s->t_tidle);
 	s->cl->st.rq_retry++;
 	if (!s->retrying) {
 		uint64_t base = rp && rp->backoff_base_ms > 0 ? (uint64_t)rp->backoff_base_ms : ROUTER_DEFAULT_BACKOFF_MS;
@@ -624,6 +629,55 @@ static void s_try_timeout(struct ev_loop *loop, struct ev_timer *t)
 	if (s->resp_started)
 		return;
 	s_fail(s, F_TIMEOUT, PX_RF_UT);
+}
+
+/* per_try_idle_timeout: nothing came from the upstream for that long.
+ * Before a response head it is a per-try timeout (retried as one); after,
+ * the response is cut. */
+static void s_try_idle_timeout(struct ev_loop *loop, struct ev_timer *t)
+{
+	struct px_stream *s = t->data;
+
+	(void)loop;
+	s->cl->st.rq_per_try_timeout++;
+	if (s->resp_started) {
+		s_release_upstream(s, 0);
+		s_abort(s, PX_RF_UT);
+		return;
+	}
+	s_fail(s, F_TIMEOUT, PX_RF_UT);
+}
+
+/* Envoy's router starts the route timeout once the whole request has been
+ * received (Filter::onRequestComplete), and the fault filter's delay runs
+ * before the router, so it never counts; an attempt's per-try timeout and
+ * per-try idle timeout start when its request is complete too.  Called
+ * whenever one of those conditions may have become true. */
+static void s_arm_timeouts(struct px_stream *s)
+{
+	struct ev_loop *loop = s->e->loop;
+	const struct router_retry *rp = s->rt ? s->rt->retry : NULL;
+
+	if (!s->req_done || s->fault_wait || s->resp_done)
+		return;
+	if (!s->global_armed && s->rt->timeout_ms > 0) {
+		s->global_armed = 1;
+		ev_timer_arm(loop, &s->t_global, (uint64_t)s->rt->timeout_ms);
+	}
+	if (s->u && !s->try_armed && !s->resp_started && rp) {
+		s->try_armed = 1;
+		if (rp->per_try_timeout_ms > 0)
+			ev_timer_arm(loop, &s->t_try, (uint64_t)rp->per_try_timeout_ms);
+		if (rp->per_try_idle_timeout_ms > 0)
+			ev_timer_arm(loop, &s->t_tidle, (uint64_t)rp->per_try_idle_timeout_ms);
+	}
+}
+
+/* Upstream bytes for s's attempt: its per-try idle timeout starts over. */
+static void s_upstream_active(struct px_stream *s)
+{
+	if (ev_timer_armed(&s->t_tidle))
+		ev_timer_arm(s->e->loop, &s->t_tidle, (uint64_t)s->rt->retry->per_try_idle_timeout_ms);
 }
 
 /* --- upstream connections */
@@ -898,6 +952,7 @@ static int u_on_head(struct px_uconn *u, struct px_stream *s, const struct h1_he
 		d->state = D_TUNNEL;
 		s->req_done = 1;
 		ev_timer_cancel(s->e->loop, &s->t_global);
+		ev_timer_cancel(s->e->loop, &s->t_tidle); /* a tunnel has no per-try idle */
 		ev_defer(s->e->loop, &d->proc);
 	}
 	return 0;
@@ -1104,6 +1159,8 @@ static void u_cb_inner(struct px_uconn *u, struct ev_io *io, unsigned events)
 
 			if (n > 0) {
 				u->in.len += (size_t)n;
+				if (u->s)
+					s_upstream_active(u->s);
 				u_process(u);
 			} else if (n == 0 || (n < 0 && n != -EAGAIN)) {
 				u_on_eof(u);
@@ -1209,8 +1266,8 @@ static void s_attempt(struct px_stream *s)
 	if (s->body.len)
 		mesh_buf_append(&u->out, s->body.data, s->body.len);
 	s->try_start_ms = ev_now(e->loop);
-	if (s->rt->retry && s->rt->retry->per_try_timeout_ms > 0)
-		ev_timer_arm(e->loop, &s->t_try, (uint64_t)s->rt->retry->per_try_timeout_ms);
+	s->try_armed = 0;
+	s_arm_timeouts(s);
 	if (u->state == U_ACTIVE && u_flush(u) < 0) {
 		s_fail(s, F_RESET, PX_RF_UC);
 		return;
@@ -1249,6 +1306,18 @@ static void s_resolve_poll(struct px_stream *s)
 	s_attempt(s);
 }
 
+/* The fault filter's abort (after its delay, if any): 1 when answered. */
+static int s_fault_abort(struct px_stream *s)
+{
+	const struct router_fault *fault = s->rt->fault;
+
+	if (!fault || !fault->has_abort || !fault->abort_http_status ||
+	    !router_fraction(fault->abort_per_million, px_rand(s->e)))
+		return 0;
+	s_local_reply(s, (int)fault->abort_http_status, PX_RF_FI, "fault filter abort", NULL);
+	return 1;
+}
+
 static void s_wait_cb(struct ev_loop *loop, struct ev_timer *t)
 {
 	struct px_stream *s = t->data;
@@ -1256,10 +1325,18 @@ static void s_wait_cb(struct ev_loop *loop, struct ev_timer *t)
 
 	(void)loop;
 	s->wait_kind = W_NONE;
-	if (kind == W_RESOLVE)
+	if (kind == W_RESOLVE) {
 		s_resolve_poll(s);
-	else
-		s_attempt(s);
+		return;
+	}
+	if (kind == W_FAULT) {
+		/* the delay is over: the abort, then the router and its timeouts */
+		s->fault_wait = 0;
+		if (s_fault_abort(s))
+			return;
+		s_arm_timeouts(s);
+	}
+	s_attempt(s);
 }
 
 /* --- starting a stream from a parsed request head */
@@ -1859,6 +1936,19 @@ static void s_synth(struct px_stream *s, const char *cluster)
 	s->rt = &s->synth;
 }
 
+/* An HTTP/1.0 request to an HTTP connection manager without
+ * accept_http_10: Envoy's codec answers 426 Upgrade Required and closes
+ * (Istio sends no accept_http_10 unless PILOT_HTTP10 / the HTTP10 proxy
+ * metadata asks).  Returns 1 when answered. */
+static int s_http10_refused(struct px_stream *s, const struct px_port *pp)
+{
+	if (s->req_minor != 0 || pp->accept_http_10)
+		return 0;
+	s->keep = 0;
+	s_local_reply(s, 426, 0, "Upgrade Required", NULL);
+	return 1;
+}
+
 static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 {
 	struct engine *e = d->e;
@@ -1870,7 +1960,7 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 	const char *cluster = NULL;
 	const struct router_fault *fault;
 	struct router_req rq;
-	int need_dst = 0;
+	int need_dst = 0, delay;
 
 	s = calloc(1, sizeof(*s));
 	if (!s) {
@@ -1900,6 +1990,7 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 	mesh_buf_init(&s->body, PX_RETRY_BODY_MAX);
 	ev_timer_init(&s->t_global, s_global_timeout, s);
 	ev_timer_init(&s->t_try, s_try_timeout, s);
+	ev_timer_init(&s->t_tidle, s_try_idle_timeout, s);
 	ev_timer_init(&s->t_wait, s_wait_cb, s);
 	e->st.rq_total++;
 	e->st.rq_active++;
@@ -1944,6 +2035,8 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 	rq.random = px_rand(e);
 	if (!d->inbound) {
 		pp = find_port(cfg->out_ports, cfg->n_out_ports, vip, port);
+		if (pp && !pp->tcp && s_http10_refused(s, pp))
+			return;
 		if (pp && !pp->tcp) {
 			s->rt = pp->rcfg ? router_config_match(pp->rcfg, &rq) : NULL;
 			if (!s->rt) {
@@ -1963,6 +2056,8 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		char name[48];
 
 		pp = find_port(cfg->in_ports, cfg->n_in_ports, 0, port);
+		if (pp && pp->rcfg && s_http10_refused(s, pp))
+			return;
 		if (pp && pp->rcfg) {
 			s->rt = router_config_match(pp->rcfg, &rq);
 			if (!s->rt) {
@@ -2024,12 +2119,11 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		mesh_buf_cleanup(&lb);
 		return;
 	}
+	/* Envoy's fault filter: the delay first, the abort after it */
 	fault = s->rt->fault;
-	if (fault && fault->has_abort && fault->abort_http_status &&
-	    router_fraction(fault->abort_per_million, px_rand(e))) {
-		s_local_reply(s, (int)fault->abort_http_status, PX_RF_FI, "fault filter abort", NULL);
+	delay = fault && fault->has_delay && fault->delay_ms > 0 && router_fraction(fault->delay_per_million, px_rand(e));
+	if (!delay && s_fault_abort(s))
 		return;
-	}
 	if (s->rt != &s->synth) {
 		if (s->rt->n_hash)
 			s_hash(s, h);
@@ -2074,8 +2168,6 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		s_local_reply(s, 431, 0, NULL, NULL);
 		return;
 	}
-	if (s->rt->timeout_ms > 0)
-		ev_timer_arm(e->loop, &s->t_global, (uint64_t)s->rt->timeout_ms);
 	if (s->rt->n_mirrors && router_fraction(s->rt->mirrors[0].per_million, px_rand(e)))
 		s_mirror(s);
 	if (s->cl->type == PX_CL_ORIGINAL_DST && !s->have_odst) {
@@ -2087,14 +2179,18 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		}
 		need_dst = rc > 0;
 	}
-	if (fault && fault->has_delay && fault->delay_ms > 0 && router_fraction(fault->delay_per_million, px_rand(e))) {
+	if (delay) {
 		s->flags |= PX_RF_DI;
 		s->wait_kind = need_dst ? W_NONE : W_FAULT;
 		if (!need_dst) {
+			s->fault_wait = 1;
 			ev_timer_arm(e->loop, &s->t_wait, (uint64_t)fault->delay_ms);
 			return;
 		}
+		if (s_fault_abort(s))
+			return;
 	}
+	s_arm_timeouts(s);
 	if (need_dst) {
 		if (s_start_resolve(s) < 0)
 			s_local_reply(s, 503, PX_RF_UF, "dns resolution failed", NULL);
@@ -2159,6 +2255,7 @@ static void d_body(struct px_dconn *d)
 			}
 			s->req_done = 1;
 			d->state = D_WAIT;
+			s_arm_timeouts(s);
 			break;
 		}
 		/* a malformed body: the request cannot go on */
@@ -2413,7 +2510,7 @@ void px_accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 		d->e = e;
 		d->inbound = l->inbound;
 		d->tops = &px_transport_raw;
-		d->drain = e->draining;
+		d->drain = e->draining && l->inbound;
 		h1_parser_init(&d->p, 1, NULL, d->hdrs, H1_DEFAULT_MAX_HEADERS);
 		mesh_buf_init(&d->out, PX_OUT_MAX);
 		ev_io_init(&d->io, fd, d_cb, d);
@@ -2463,6 +2560,8 @@ void px_dconn_drain_all(struct engine *e)
 		return;
 	for (d = e->dconns->next; d != e->dconns; d = next) {
 		next = d->next;
+		if (!d->inbound)
+			continue; /* outbound keeps serving the application's calls */
 		d->drain = 1;
 		if (!d->s && !ob_pending(&d->out, d->out_off))
 			d_close(d);
