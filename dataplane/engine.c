@@ -880,7 +880,7 @@ int engine_apply(struct engine *e, struct px_snapshot *candidate, char *err, siz
 	px_config_unref(e->cur);
 	e->cur = c;
 	c = NULL;
-	e->ready = !e->draining; /* a config arriving during a drain does not make it ready again */
+	e->ready = 1;
 	e->st.applies++;
 out:
 	if (rc < 0) {
@@ -899,6 +899,11 @@ out:
 int engine_ready(const struct engine *e)
 {
 	return e->cur != NULL;
+}
+
+const int *engine_draining_flag(const struct engine *e)
+{
+	return &e->draining;
 }
 
 const int *engine_ready_flag(const struct engine *e)
@@ -1083,9 +1088,8 @@ void engine_drain(struct engine *e, void (*done)(void *arg), void *arg)
 	e->draining = 1;
 	e->drain_done = done;
 	e->drain_arg = arg;
-	/* not ready any more (Envoy's /ready says DRAINING); both listeners
-	 * stay open: inbound connections are told to go (proxy.c) */
-	e->ready = 0;
+	/* both listeners stay open: inbound connections are told to go
+	 * (proxy.c); /ready reads engine_draining_flag() */
 	px_dconn_drain_all(e);
 	ev_timer_init(&e->drain_timer, drain_timeout, e);
 	ev_timer_arm(e->loop, &e->drain_timer, e->o.drain_ms);

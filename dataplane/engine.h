@@ -57,6 +57,9 @@ MESH_MUST_CHECK int engine_apply(struct engine *e, struct px_snapshot *candidate
  * pointer form stays valid for the engine's life (struct admin_info). */
 int engine_ready(const struct engine *e);
 const int *engine_ready_flag(const struct engine *e);
+/* Non-zero once engine_drain() ran; valid for the engine's life (admin
+ * /ready and /healthz/ready answer 503 then). */
+const int *engine_draining_flag(const struct engine *e);
 /* The bound ports of virtualOutbound / virtualInbound, or -ENOTCONN. */
 int engine_outbound_port(const struct engine *e);
 int engine_inbound_port(const struct engine *e);

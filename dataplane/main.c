@@ -441,6 +441,7 @@ int main(int argc, char **argv)
 	info.node_id = o.node_id;
 	info.cmdline = cmdline.err ? NULL : cmdline.data;
 	info.ready = xds_client_ready(xds);
+	info.draining = engine_draining_flag(engine);
 	info.config_dump = dump_cb;
 	info.stats = stats_cb;
 	info.ctx = xds;
