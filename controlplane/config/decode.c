@@ -2213,17 +2213,12 @@ static void dec__dr_policy(struct dec *d, const struct cfg__node *n, struct cfg_
 		DEC_WARN_AT(d, v, "proxyProtocol", "not implemented yet: proxyProtocol");
 	}
 	if ((v = F(n, "retryBudget"))) {
-		/* Istio's validation: percent in [0, 100] */
+		/* ranges (percent 0..100) are the schema's */
 		struct cfg_retry_budget *rb = &out->policy.retry_budget;
-		const struct cfg__node *pct = F(v, "percent");
 
 		rb->set = true;
-		rb->percent = dec__num(pct, -1);
-		if (pct && (rb->percent < 0 || rb->percent > 100))
-			DEC_ERR_AT(d, pct, "percent", "retryBudget percent must be in range [0.0, 100.0]");
+		rb->percent = dec__num(F(v, "percent"), -1);
 		rb->min_retry_concurrency = dec__int(F(v, "minRetryConcurrency"), 0);
-		if (rb->min_retry_concurrency < 0)
-			DEC_ERR_AT(d, v, "minRetryConcurrency", "minRetryConcurrency cannot be negative");
 		rb->budget_interval = -1;
 		dec__duration(d, v, "budgetInterval", &rb->budget_interval);
 	}
