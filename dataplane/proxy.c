@@ -521,8 +521,10 @@ static uint64_t s_retry_limit(const struct px_cluster *cl)
 {
 	const struct cb_thresholds *t = cl->up ? &cl->up->cb.t[CB_PRIO_DEFAULT] : NULL;
 
+	/* rq_active counts the pending requests too: Envoy's requests +
+	 * pending_requests is their sum */
 	if (t && t->has_budget)
-		return cb_retry_budget(t, cl->st.rq_active, cl->st.rq_pending_active);
+		return cb_retry_budget(t, cl->st.rq_active - cl->st.rq_pending_active, cl->st.rq_pending_active);
 	return cl->max_retries;
 }
 
