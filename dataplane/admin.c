@@ -231,7 +231,9 @@ static void handle_status(struct admin_conn *c, struct h1_str path, int get, int
 	if (!get && !head) {
 		respond(c, 405, "text/plain; charset=UTF-8", "method not allowed\n", 19, 0, "Allow: GET, HEAD\r\n");
 	} else if (h1_str_ieq(path, "/healthz/ready")) {
-		if (c->a->info.ready && *c->a->info.ready)
+		if (c->a->info.draining && *c->a->info.draining)
+			respond_text(c, 503, "not ready: draining\n", head);
+		else if (c->a->info.ready && *c->a->info.ready)
 			respond_text(c, 200, "", head);
 		else
 			respond_text(c, 503, "not ready: no configuration applied yet\n", head);
@@ -455,7 +457,9 @@ static void handle(struct admin_conn *c, const struct h1_head *h)
 	} else if (!get && !head) {
 		respond(c, 405, "text/plain; charset=UTF-8", "method not allowed\n", 19, 0, "Allow: GET, HEAD\r\n");
 	} else if (h1_str_ieq(path, "/ready")) {
-		if (c->a->info.ready && *c->a->info.ready)
+		if (c->a->info.draining && *c->a->info.draining)
+			respond_text(c, 503, "DRAINING\n", head);
+		else if (c->a->info.ready && *c->a->info.ready)
 			respond_text(c, 200, "LIVE\n", head);
 		else
 			respond_text(c, 503, "NOT READY\n", head);

@@ -29,6 +29,9 @@ struct admin_info {
 	const char *node_id;
 	const char *cmdline; /* the command line as one JSON object text, or NULL */
 	const int *ready;    /* non-zero once a first configuration is applied */
+	/* non-NULL and non-zero: draining after SIGTERM; /ready and
+	 * /healthz/ready answer 503 (Envoy's /ready says DRAINING) */
+	const int *draining;
 	uint64_t start_ms;   /* ev_now() at start */
 	/* the xDS client's views (NULL: none): /config_dump renders Envoy's
 	 * ConfigDump JSON into out (a negative code answers 500); stats appends

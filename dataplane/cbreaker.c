@@ -77,18 +77,21 @@ out:
 	return rc;
 }
 
+uint64_t cb_retry_budget(const struct cb_thresholds *t, uint64_t requests, uint64_t pending)
+{
+	/* Envoy's RetryBudgetImpl: a share of what is in flight, never below
+	 * the minimum concurrency */
+	uint64_t lim = (uint64_t)((double)(requests + pending) * t->budget_percent / 100.0);
+
+	return lim > t->min_retry_concurrency ? lim : t->min_retry_concurrency;
+}
+
 uint64_t cb_limit(const struct cbreaker *cb, enum cb_priority p, enum cb_resource r)
 {
 	const struct cb_thresholds *t = &cb->t[p];
 
-	if (r == CB_RETRIES && t->has_budget) {
-		/* Envoy's RetryBudgetImpl: a share of what is in flight, never
-		 * below the minimum concurrency */
-		uint64_t base = cb->active[p][CB_REQUESTS] + cb->active[p][CB_PENDING];
-		uint64_t lim = (uint64_t)((double)base * t->budget_percent / 100.0);
-
-		return lim > t->min_retry_concurrency ? lim : t->min_retry_concurrency;
-	}
+	if (r == CB_RETRIES && t->has_budget)
+		return cb_retry_budget(t, cb->active[p][CB_REQUESTS], cb->active[p][CB_PENDING]);
 	return t->max[r];
 }
 

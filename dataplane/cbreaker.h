@@ -70,6 +70,11 @@ MESH_MUST_CHECK int cb_init(struct cbreaker *cb, const struct Envoy__Config__Clu
  * configured: max(min_retry_concurrency, budget% of requests + pending)). */
 uint64_t cb_limit(const struct cbreaker *cb, enum cb_priority p, enum cb_resource r);
 
+/* Envoy's RetryBudgetImpl limit for thresholds t with a retry budget:
+ * max(min_retry_concurrency, budget_percent of requests + pending), with
+ * the counts of this moment (so it is evaluated for every retry). */
+uint64_t cb_retry_budget(const struct cb_thresholds *t, uint64_t requests, uint64_t pending);
+
 /* Whether acquiring one more r would overflow (no side effect). */
 static inline bool cb_would_overflow(const struct cbreaker *cb, enum cb_priority p, enum cb_resource r)
 {

@@ -94,6 +94,7 @@ struct px_port {
 	const char *route_name;          /* RDS name, "PORT" */
 	const struct router_config *rcfg; /* in the config's router (NULL: RDS not there yet -> 404 NR) */
 	int tcp;                         /* a TCP proxy listener: no HTTP routing */
+	int accept_http_10;              /* the HCM's http_protocol_options.accept_http_10 (else HTTP/1.0 gets 426) */
 	const char *tcp_cluster;
 	/* the HCM's timers (px_port_hcm()), in ms */
 	uint64_t stream_idle_ms;         /* stream_idle_timeout: unset 5 min, 0 off */

@@ -415,6 +415,13 @@ static int chain_decode(struct px_config *c, const char *lname, const Envoy__Con
 	return 0;
 }
 
+/* Envoy's HTTP/1 codec answers an HTTP/1.0 request 426 unless the HCM's
+ * http_protocol_options.accept_http_10 is set (Istio leaves it off). */
+static int hcm_http10(const px_hcm *hcm)
+{
+	return hcm && hcm->http_protocol_options && hcm->http_protocol_options->accept_http_10;
+}
+
 static uint64_t dur_ms(const Google__Protobuf__Duration *d)
 {
 	if (d->seconds < 0 || d->nanos < 0)
@@ -453,6 +460,7 @@ static int chain_port(struct px_config *c, const char *lname, const Envoy__Confi
 	if (rc < 0)
 		return rc;
 	px_port_hcm(p, hcm);
+	p->accept_http_10 = hcm_http10(hcm);
 	if (hcm && hcm->route_specifier_case ==
 			   ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_ROUTE_CONFIG &&
 	    hcm->route_config) {
@@ -612,6 +620,7 @@ static int compile_listener(struct px_config *c, const Envoy__Config__Listener__
 		return rc;
 	px_port_hcm(&p, hcm);
 	if (hcm) {
+		p.accept_http_10 = hcm_http10(hcm);
 		if (hcm->route_specifier_case ==
 		    ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_RDS)
 			p.route_name = hcm->rds->route_config_name;
@@ -1232,6 +1241,11 @@ int engine_ready(const struct engine *e)
 	return e->cur != NULL;
 }
 
+const int *engine_draining_flag(const struct engine *e)
+{
+	return &e->draining;
+}
+
 const int *engine_ready_flag(const struct engine *e)
 {
 	return &e->ready;
@@ -1496,23 +1510,19 @@ static void drain_timeout(struct ev_loop *loop, struct ev_timer *t)
 
 void px_engine_check_drained(struct engine *e)
 {
-	if (e->draining && e->drain_done && e->st.rq_active == 0)
+	if (e->draining && e->drain_done && e->st.rq_active == 0 && e->st.cx_active == 0)
 		drain_finish(e);
 }
 
 void engine_drain(struct engine *e, void (*done)(void *arg), void *arg)
 {
-	size_t i;
-
 	if (e->draining)
 		return;
 	e->draining = 1;
 	e->drain_done = done;
 	e->drain_arg = arg;
-	listener_close(e, &e->lout);
-	listener_close(e, &e->lin);
-	for (i = 0; i < e->n_bl; i++)
-		listener_close(e, e->bl[i]);
+	/* both listeners stay open: inbound connections are told to go
+	 * (proxy.c); /ready reads engine_draining_flag() */
 	px_dconn_drain_all(e);
 	ev_timer_init(&e->drain_timer, drain_timeout, e);
 	ev_timer_arm(e->loop, &e->drain_timer, e->o.drain_ms);

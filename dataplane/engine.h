@@ -30,7 +30,7 @@ struct engine_opts {
 	const char *outbound_addr; /* virtualOutbound's socket (--outbound-addr, default 0.0.0.0:15001) */
 	const char *inbound_addr;  /* virtualInbound's (--inbound-addr, default 0.0.0.0:15006) */
 	const char *access_log;    /* NULL or "": off; "-": stdout; else a file path (appended) */
-	uint64_t drain_ms;         /* graceful drain limit (0: 5 s) */
+	uint64_t drain_ms;         /* drain period on SIGTERM (--drain-duration; 0: 5 s) */
 	uint64_t idle_ms;          /* downstream idle timeout where the HCM sets none (0: 1 h, Envoy's) */
 	uint64_t pool_idle_ms;     /* upstream idle connection timeout (0: 60 s) */
 };
@@ -64,6 +64,9 @@ MESH_MUST_CHECK int engine_apply(struct engine *e, struct px_snapshot *candidate
  * pointer form stays valid for the engine's life (struct admin_info). */
 int engine_ready(const struct engine *e);
 const int *engine_ready_flag(const struct engine *e);
+/* Non-zero once engine_drain() ran; valid for the engine's life (admin
+ * /ready and /healthz/ready answer 503 then). */
+const int *engine_draining_flag(const struct engine *e);
 /* The bound ports of virtualOutbound / virtualInbound, or -ENOTCONN. */
 int engine_outbound_port(const struct engine *e);
 int engine_inbound_port(const struct engine *e);
@@ -84,9 +87,14 @@ MESH_MUST_CHECK int engine_admin_page(struct engine *e, const char *path, size_t
 				      const char **content_type);
 
 /*
- * Graceful drain (SIGTERM): stops accepting, closes idle connections,
- * lets in-flight requests finish (answering them with Connection: close),
- * and calls done(arg) once no request is left or the drain limit passed.
+ * Graceful drain (SIGTERM), as Istio's agent drains Envoy (admin
+ * drain_listeners?inboundonly&graceful, then terminationDrainDuration):
+ * outbound keeps accepting and proxying as before, so the application can
+ * finish its calls; inbound keeps accepting, but its idle connections are
+ * closed and every inbound response carries "connection: close" so
+ * clients move away; /ready and /healthz/ready answer 503.  done(arg) is
+ * called once no downstream connection and no request is left, or when
+ * the drain period (engine_opts.drain_ms) ends.
  */
 void engine_drain(struct engine *e, void (*done)(void *arg), void *arg);
 

@@ -10,13 +10,15 @@
  * and swaps it in or refuses it (a NACK with its reason); /ready answers
  * 200 once a first complete one is applied.  The engine binds
  * virtualOutbound/virtualInbound once a configuration naming them is
- * applied.  SIGTERM drains (stop accepting, finish in-flight requests up
- * to the drain limit) before exiting; SIGINT exits at once.  The status
+ * applied.  SIGTERM drains as Istio's agent has Envoy drain (inbound only,
+ * gracefully, for --drain-duration; engine_drain()) before exiting; SIGINT
+ * exits at once.  The status
  * (--status-addr, Istio's 15020: /healthz/ready and /stats/prometheus) and
  * health (--health-addr, 15021: /healthz/ready) ports are admin.c servers
  * with a restricted page set; an empty address leaves one off.
  */
 #include "common/buf.h"
+#include "common/duration.h"
 #include "common/json.h"
 #include "common/log.h"
 #include "dataplane/admin.h"
@@ -40,10 +42,14 @@
 #define MESH_VERSION "dev"
 #endif
 
+/* Istio's terminationDrainDuration default */
+#define MAIN_DRAIN_DEFAULT_MS 5000
+
 struct opts {
 	const char *xds_addr, *node_id, *labels, *service_account, *admin_addr, *log_level, *log_format;
 	const char *access_log, *outbound_addr, *inbound_addr, *status_addr, *health_addr, *xds_protocol;
 	enum xds_protocol protocol;
+	uint64_t drain_ms;           /* --drain-duration */
 };
 
 /* Delta, as Istio runs Envoy since 1.22 (ISTIO_DELTA_XDS defaults to true) */
@@ -67,6 +73,8 @@ static void usage(FILE *f)
 		"  --status-addr HOST:PORT     /stats/prometheus and /healthz/ready (default 0.0.0.0:15020; empty: off)\n"
 		"  --health-addr HOST:PORT     /healthz/ready (default 0.0.0.0:15021; empty: off)\n"
 		"  --access-log PATH|-         access log file, - for stdout (default off)\n"
+		"  --drain-duration DURATION   SIGTERM: inbound drain period before exiting (default 5s;\n"
+		"                              Istio's terminationDrainDuration)\n"
 		"  --log-level LEVEL           debug|info|warn|error (default info)\n"
 		"  --log-format FORMAT         text|json (default text)\n"
 		"  --version                   print the version\n"
@@ -118,7 +126,7 @@ static int check_addr(const char *flag, const char *v, int may_be_empty)
 static int parse_args(int argc, char **argv, struct opts *o)
 {
 	enum { O_XDS = 256, O_NODE, O_LABELS, O_SA, O_ADMIN, O_OUT, O_IN, O_STATUS, O_HEALTH, O_ALOG, O_LEVEL,
-	       O_FORMAT, O_VERSION, O_HELP, O_PROTO };
+	       O_FORMAT, O_DRAIN, O_VERSION, O_HELP, O_PROTO };
 	static const struct option lo[] = {
 		{ "xds-addr", required_argument, 0, O_XDS },
 		{ "xds-protocol", required_argument, 0, O_PROTO },
@@ -133,6 +141,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "access-log", required_argument, 0, O_ALOG },
 		{ "log-level", required_argument, 0, O_LEVEL },
 		{ "log-format", required_argument, 0, O_FORMAT },
+		{ "drain-duration", required_argument, 0, O_DRAIN },
 		{ "version", no_argument, 0, O_VERSION },
 		{ "help", no_argument, 0, O_HELP },
 		{ 0, 0, 0, 0 },
@@ -152,6 +161,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	o->access_log = "";
 	o->log_level = "info";
 	o->log_format = "text";
+	o->drain_ms = MAIN_DRAIN_DEFAULT_MS;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
 		case O_XDS: o->xds_addr = optarg; break;
@@ -167,6 +177,17 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case O_ALOG: o->access_log = optarg; break;
 		case O_LEVEL: o->log_level = optarg; break;
 		case O_FORMAT: o->log_format = optarg; break;
+		case O_DRAIN: {
+			int64_t ns;
+
+			if (mesh_duration_parse(optarg, &ns) < 0 || ns < 0) {
+				fprintf(stderr, "meshproxy: --drain-duration: not a duration (examples: 5s, 500ms): %s\n", optarg);
+				return -EINVAL;
+			}
+			/* 0 drains for no time at all: at least one millisecond */
+			o->drain_ms = ns / 1000000 ? (uint64_t)(ns / 1000000) : 1;
+			break;
+		}
 		case O_VERSION:
 			printf("meshproxy %s\n", MESH_VERSION);
 			exit(0);
@@ -407,6 +428,7 @@ int main(int argc, char **argv)
 	eo.outbound_addr = o.outbound_addr;
 	eo.inbound_addr = o.inbound_addr;
 	eo.access_log = o.access_log;
+	eo.drain_ms = o.drain_ms;
 	rc = engine_new(loop, &eo, &engine);
 	if (rc < 0) {
 		log_error("meshproxy", "proxy engine (access log %s): %s", o.access_log, strerror(-rc));
@@ -439,6 +461,7 @@ int main(int argc, char **argv)
 	info.node_id = o.node_id;
 	info.cmdline = cmdline.err ? NULL : cmdline.data;
 	info.ready = xds_client_ready(xds);
+	info.draining = engine_draining_flag(engine);
 	info.config_dump = dump_cb;
 	info.stats = stats_cb;
 	info.ctx = xds;

@@ -22,6 +22,7 @@
 
 #include "common/log.h"
 #include "dataplane/http1.h"
+#include "dataplane/retry.h"
 #include "dataplane/transport.h"
 
 #include <arpa/inet.h>
@@ -146,11 +147,15 @@ struct px_stream {
 	struct px_host *tried[PX_MAX_TRIED];
 	unsigned n_tried, attempt;
 	int retrying;                /* counted in cl->retries_active */
+	struct retry_backoff backoff;  /* set up by the first retry */
 	struct ev_timer t_global, t_try, t_wait;
 	struct ev_timer t_idle;      /* stream idle timeout, re-armed lazily from last_io */
 	uint64_t idle_ms, last_io;   /* idle_ms 0: off; last_io: ev_now() of the last byte either way */
 	int proxy_100;               /* the HCM's proxy_100_continue (else 100 is answered here) */
+	struct ev_timer t_tidle;     /* per_try_idle_timeout, moved by upstream bytes */
 	int wait_kind;
+	int global_armed, try_armed; /* the route / this attempt's timeouts are running */
+	int fault_wait;              /* in the fault filter's delay: the router has not started */
 	int resp_started, resp_done;
 	enum h1_framing out_framing;
 	int status;
@@ -322,6 +327,7 @@ static void s_stop_timers(struct px_stream *s)
 
 	ev_timer_cancel(loop, &s->t_global);
 	ev_timer_cancel(loop, &s->t_try);
+	ev_timer_cancel(loop, &s->t_tidle);
 	ev_timer_cancel(loop, &s->t_wait);
 	ev_timer_cancel(loop, &s->t_idle);
 	if (s->gai) {
@@ -406,7 +412,7 @@ static void s_release_upstream(struct px_stream *s, int reusable)
 	h->st.rq_active--;
 	if (h->up && h->up->active_rq)
 		h->up->active_rq--;
-	if (!reusable || u->state != U_ACTIVE || !u->rkeep || u->eof || h->removed || e->draining ||
+	if (!reusable || u->state != U_ACTIVE || !u->rkeep || u->eof || h->removed || (e->draining && s->d->inbound) ||
 	    ob_pending(&u->out, u->out_off) || u->in.len != u->in.off ||
 	    (h->cl->max_requests_per_connection && u->nreq >= h->cl->max_requests_per_connection)) {
 		if (h->cl->max_requests_per_connection && u->nreq >= h->cl->max_requests_per_connection)
@@ -528,45 +534,40 @@ static void s_local_reply(struct px_stream *s, int status, unsigned flag, const 
 	s_end(s);
 }
 
-static int s_retry_allowed(struct px_stream *s, int kind, int status)
+/* The cluster's retry limit now: the retry budget of its thresholds when
+ * one is configured (Envoy's RetryBudgetImpl, evaluated per retry against
+ * the requests in flight and pending at this moment), else max_retries. */
+static uint64_t s_retry_limit(const struct px_cluster *cl)
+{
+	const struct cb_thresholds *t = cl->up ? &cl->up->cb.t[CB_PRIO_DEFAULT] : NULL;
+
+	/* rq_active counts the pending requests too: Envoy's requests +
+	 * pending_requests is their sum */
+	if (t && t->has_budget)
+		return cb_retry_budget(t, cl->st.rq_active - cl->st.rq_pending_active, cl->st.rq_pending_active);
+	return cl->max_retries;
+}
+
+/* kind: F_* before a response head, -1 with the head's status and
+ * RETRY_RESP_* flags.  Envoy's order: the condition, then attempts left
+ * and whether the request can be replayed, then the cluster's retry
+ * limit (overflow counted). */
+static int s_retry_allowed(struct px_stream *s, int kind, int status, unsigned resp)
 {
 	const struct router_retry *rp = s->rt->retry;
-	unsigned on = rp ? rp->on : 0;
-	size_t i;
-	int cond = 0;
+	enum retry_failure f = kind == F_CONNECT ? RETRY_F_CONNECT
+			       : kind == F_RESET ? RETRY_F_RESET
+			       : kind == F_TIMEOUT ? RETRY_F_TIMEOUT
+						   : RETRY_F_HEADERS;
 
-	if (!rp)
-		return 0;
-
-	/* Envoy: connect failures count for connect-failure, reset, 5xx and
-	 * gateway-error (and refused-stream, h2's case of a refused request) */
-	if (kind == F_CONNECT)
-		cond = (on & (ROUTER_RETRY_CONNECT_FAILURE | ROUTER_RETRY_RESET | ROUTER_RETRY_5XX |
-			      ROUTER_RETRY_GATEWAY_ERROR | ROUTER_RETRY_REFUSED_STREAM | ROUTER_RETRY_RESET_BEFORE_REQUEST)) != 0;
-	else if (kind == F_RESET)
-		cond = (on & (ROUTER_RETRY_RESET | ROUTER_RETRY_5XX | ROUTER_RETRY_GATEWAY_ERROR)) != 0;
-	else if (kind == F_TIMEOUT)
-		cond = (on & (ROUTER_RETRY_RESET | ROUTER_RETRY_5XX | ROUTER_RETRY_GATEWAY_ERROR)) != 0;
-	else {
-		if ((on & ROUTER_RETRY_5XX) && status >= 500)
-			cond = 1;
-		if ((on & ROUTER_RETRY_GATEWAY_ERROR) && status >= 502 && status <= 504)
-			cond = 1;
-		if ((on & ROUTER_RETRY_RETRIABLE_4XX) && status == 409)
-			cond = 1;
-		if (on & ROUTER_RETRY_STATUS_CODES)
-			for (i = 0; i < rp->n_status_codes; i++)
-				if (rp->status_codes[i] == (uint32_t)status)
-					cond = 1;
-	}
-	if (!cond)
+	if (!rp || !retry_condition(rp, f, status > 0 ? (unsigned)status : 0, resp))
 		return 0;
 	if (s->attempt > rp->num_retries || s->resp_started || s->body_overflow) {
 		if (s->attempt > rp->num_retries && rp->num_retries)
 			s->flags |= PX_RF_URX;
 		return 0;
 	}
-	if (!s->retrying && s->cl->retries_active >= s->cl->max_retries) {
+	if (!s->retrying && s->cl->retries_active >= s_retry_limit(s->cl)) {
 		s->cl->st.rq_retry_overflow++;
 		return 0;
 	}
@@ -578,25 +579,22 @@ static void s_wait_cb(struct ev_loop *loop, struct ev_timer *t);
 static void s_retry(struct px_stream *s)
 {
 	const struct router_retry *rp = s->rt->retry;
-	uint64_t iv = rp && rp->backoff_base_ms > 0 ? (uint64_t)rp->backoff_base_ms : ROUTER_DEFAULT_BACKOFF_MS;
-	uint64_t maxv = rp && rp->backoff_max_ms > 0 ? (uint64_t)rp->backoff_max_ms : iv * 10;
-	unsigned i;
 
 	s_release_upstream(s, 0);
 	ev_timer_cancel(s->e->loop, &s->t_try);
+	ev_timer_cancel(s->e->loop, &s->t_tidle);
 	s->cl->st.rq_retry++;
 	if (!s->retrying) {
+		uint64_t base = rp && rp->backoff_base_ms > 0 ? (uint64_t)rp->backoff_base_ms : ROUTER_DEFAULT_BACKOFF_MS;
+
 		s->retrying = 1;
 		s->cl->retries_active++;
+		retry_backoff_init(&s->backoff, base,
+				   rp && rp->backoff_max_ms > 0 ? (uint64_t)rp->backoff_max_ms : base * 10);
 	}
-	/* Envoy's backoff: full jitter over base * 2^(n-1), capped */
-	for (i = 1; i < s->attempt && iv < maxv; i++)
-		iv *= 2;
-	if (iv > maxv)
-		iv = maxv;
 	s->attempt++;
 	s->wait_kind = W_BACKOFF;
-	ev_timer_arm(s->e->loop, &s->t_wait, px_rand(s->e) % (iv ? iv : 1));
+	ev_timer_arm(s->e->loop, &s->t_wait, retry_backoff_next(&s->backoff, px_rand(s->e)));
 }
 
 /* An attempt failed before a response head: retry, or answer. */
@@ -611,7 +609,7 @@ static void s_fail(struct px_stream *s, int kind, unsigned flag)
 		od_local(s->u->h, kind == F_CONNECT ? OUTLIER_CONNECT_FAILED : kind == F_TIMEOUT ? OUTLIER_TIMEOUT : OUTLIER_RESET,
 			 s->e);
 	}
-	if (s_retry_allowed(s, kind, 0)) {
+	if (s_retry_allowed(s, kind, 0, 0)) {
 		s_retry(s);
 		return;
 	}
@@ -677,6 +675,55 @@ static void s_idle_timeout(struct ev_loop *loop, struct ev_timer *t)
 		return;
 	}
 	s_local_reply(s, 408, PX_RF_SI, "stream timeout", NULL);
+}
+
+/* per_try_idle_timeout: nothing came from the upstream for that long.
+ * Before a response head it is a per-try timeout (retried as one); after,
+ * the response is cut. */
+static void s_try_idle_timeout(struct ev_loop *loop, struct ev_timer *t)
+{
+	struct px_stream *s = t->data;
+
+	(void)loop;
+	s->cl->st.rq_per_try_timeout++;
+	if (s->resp_started) {
+		s_release_upstream(s, 0);
+		s_abort(s, PX_RF_UT);
+		return;
+	}
+	s_fail(s, F_TIMEOUT, PX_RF_UT);
+}
+
+/* Envoy's router starts the route timeout once the whole request has been
+ * received (Filter::onRequestComplete), and the fault filter's delay runs
+ * before the router, so it never counts; an attempt's per-try timeout and
+ * per-try idle timeout start when its request is complete too.  Called
+ * whenever one of those conditions may have become true. */
+static void s_arm_timeouts(struct px_stream *s)
+{
+	struct ev_loop *loop = s->e->loop;
+	const struct router_retry *rp = s->rt ? s->rt->retry : NULL;
+
+	if (!s->req_done || s->fault_wait || s->resp_done)
+		return;
+	if (!s->global_armed && s->rt->timeout_ms > 0) {
+		s->global_armed = 1;
+		ev_timer_arm(loop, &s->t_global, (uint64_t)s->rt->timeout_ms);
+	}
+	if (s->u && !s->try_armed && !s->resp_started && rp) {
+		s->try_armed = 1;
+		if (rp->per_try_timeout_ms > 0)
+			ev_timer_arm(loop, &s->t_try, (uint64_t)rp->per_try_timeout_ms);
+		if (rp->per_try_idle_timeout_ms > 0)
+			ev_timer_arm(loop, &s->t_tidle, (uint64_t)rp->per_try_idle_timeout_ms);
+	}
+}
+
+/* Upstream bytes for s's attempt: its per-try idle timeout starts over. */
+static void s_upstream_active(struct px_stream *s)
+{
+	if (ev_timer_armed(&s->t_tidle))
+		ev_timer_arm(s->e->loop, &s->t_tidle, (uint64_t)s->rt->retry->per_try_idle_timeout_ms);
 }
 
 /* --- upstream connections */
@@ -871,7 +918,9 @@ static int u_on_head(struct px_uconn *u, struct px_stream *s, const struct h1_he
 	}
 	ev_timer_cancel(s->e->loop, &s->t_try);
 	od_http(u->h, (unsigned)h->status, s->e);
-	if (s_retry_allowed(s, -1, h->status)) {
+	if (s_retry_allowed(s, -1, h->status,
+			    (h1_head_get(h, CB_OVERLOADED_HEADER).len ? RETRY_RESP_OVERLOADED : 0) |
+				    (h1_head_get(h, "x-envoy-ratelimited").len ? RETRY_RESP_RATELIMITED : 0))) {
 		u->h->st.rq_error++;
 		s_retry(s);
 		return -1;
@@ -953,6 +1002,7 @@ static int u_on_head(struct px_uconn *u, struct px_stream *s, const struct h1_he
 		d->state = D_TUNNEL;
 		s->req_done = 1;
 		ev_timer_cancel(s->e->loop, &s->t_global);
+		ev_timer_cancel(s->e->loop, &s->t_tidle); /* a tunnel has no per-try idle */
 		ev_defer(s->e->loop, &d->proc);
 	}
 	return 0;
@@ -1160,6 +1210,8 @@ static void u_cb_inner(struct px_uconn *u, struct ev_io *io, unsigned events)
 
 			if (n > 0) {
 				u->in.len += (size_t)n;
+				if (u->s)
+					s_upstream_active(u->s);
 				u_process(u);
 			} else if (n == 0 || (n < 0 && n != -EAGAIN)) {
 				u_on_eof(u);
@@ -1271,8 +1323,8 @@ static void s_attempt(struct px_stream *s)
 	if (s->body.len)
 		mesh_buf_append(&u->out, s->body.data, s->body.len);
 	s->try_start_ms = ev_now(e->loop);
-	if (s->rt->retry && s->rt->retry->per_try_timeout_ms > 0)
-		ev_timer_arm(e->loop, &s->t_try, (uint64_t)s->rt->retry->per_try_timeout_ms);
+	s->try_armed = 0;
+	s_arm_timeouts(s);
 	if (u->state == U_ACTIVE && u_flush(u) < 0) {
 		s_fail(s, F_RESET, PX_RF_UC);
 		return;
@@ -1311,6 +1363,18 @@ static void s_resolve_poll(struct px_stream *s)
 	s_attempt(s);
 }
 
+/* The fault filter's abort (after its delay, if any): 1 when answered. */
+static int s_fault_abort(struct px_stream *s)
+{
+	const struct router_fault *fault = s->rt->fault;
+
+	if (!fault || !fault->has_abort || !fault->abort_http_status ||
+	    !router_fraction(fault->abort_per_million, px_rand(s->e)))
+		return 0;
+	s_local_reply(s, (int)fault->abort_http_status, PX_RF_FI, "fault filter abort", NULL);
+	return 1;
+}
+
 static void s_wait_cb(struct ev_loop *loop, struct ev_timer *t)
 {
 	struct px_stream *s = t->data;
@@ -1318,10 +1382,18 @@ static void s_wait_cb(struct ev_loop *loop, struct ev_timer *t)
 
 	(void)loop;
 	s->wait_kind = W_NONE;
-	if (kind == W_RESOLVE)
+	if (kind == W_RESOLVE) {
 		s_resolve_poll(s);
-	else
-		s_attempt(s);
+		return;
+	}
+	if (kind == W_FAULT) {
+		/* the delay is over: the abort, then the router and its timeouts */
+		s->fault_wait = 0;
+		if (s_fault_abort(s))
+			return;
+		s_arm_timeouts(s);
+	}
+	s_attempt(s);
 }
 
 /* --- starting a stream from a parsed request head */
@@ -1923,6 +1995,19 @@ static void s_synth(struct px_stream *s, const char *cluster)
 	s->rt = &s->synth;
 }
 
+/* An HTTP/1.0 request to an HTTP connection manager without
+ * accept_http_10: Envoy's codec answers 426 Upgrade Required and closes
+ * (Istio sends no accept_http_10 unless PILOT_HTTP10 / the HTTP10 proxy
+ * metadata asks).  Returns 1 when answered. */
+static int s_http10_refused(struct px_stream *s, const struct px_port *pp)
+{
+	if (s->req_minor != 0 || pp->accept_http_10)
+		return 0;
+	s->keep = 0;
+	s_local_reply(s, 426, 0, "Upgrade Required", NULL);
+	return 1;
+}
+
 static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 {
 	struct engine *e = d->e;
@@ -1934,7 +2019,7 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 	const char *cluster = NULL;
 	const struct router_fault *fault;
 	struct router_req rq;
-	int need_dst = 0;
+	int need_dst = 0, delay;
 
 	s = calloc(1, sizeof(*s));
 	if (!s) {
@@ -1964,6 +2049,7 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 	mesh_buf_init(&s->body, PX_RETRY_BODY_MAX);
 	ev_timer_init(&s->t_global, s_global_timeout, s);
 	ev_timer_init(&s->t_try, s_try_timeout, s);
+	ev_timer_init(&s->t_tidle, s_try_idle_timeout, s);
 	ev_timer_init(&s->t_wait, s_wait_cb, s);
 	ev_timer_init(&s->t_idle, s_idle_timeout, s);
 	s->last_io = s->start_ms;
@@ -2039,6 +2125,8 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		}
 	} else if (!d->inbound) {
 		pp = find_port(cfg->out_ports, cfg->n_out_ports, vip, port);
+		if (pp && !pp->tcp && s_http10_refused(s, pp))
+			return;
 		if (pp && !pp->tcp) {
 			s->rt = pp->rcfg ? router_config_match(pp->rcfg, &rq) : NULL;
 			if (!s->rt) {
@@ -2058,6 +2146,8 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		char name[48];
 
 		pp = find_port(cfg->in_ports, cfg->n_in_ports, 0, port);
+		if (pp && pp->rcfg && s_http10_refused(s, pp))
+			return;
 		if (pp && pp->rcfg) {
 			s->rt = router_config_match(pp->rcfg, &rq);
 			if (!s->rt) {
@@ -2141,12 +2231,11 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		mesh_buf_cleanup(&lb);
 		return;
 	}
+	/* Envoy's fault filter: the delay first, the abort after it */
 	fault = s->rt->fault;
-	if (fault && fault->has_abort && fault->abort_http_status &&
-	    router_fraction(fault->abort_per_million, px_rand(e))) {
-		s_local_reply(s, (int)fault->abort_http_status, PX_RF_FI, "fault filter abort", NULL);
+	delay = fault && fault->has_delay && fault->delay_ms > 0 && router_fraction(fault->delay_per_million, px_rand(e));
+	if (!delay && s_fault_abort(s))
 		return;
-	}
 	if (s->rt != &s->synth) {
 		if (s->rt->n_hash)
 			s_hash(s, h);
@@ -2191,8 +2280,6 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		s_local_reply(s, 431, 0, NULL, NULL);
 		return;
 	}
-	if (s->rt->timeout_ms > 0)
-		ev_timer_arm(e->loop, &s->t_global, (uint64_t)s->rt->timeout_ms);
 	if (s->rt->n_mirrors && router_fraction(s->rt->mirrors[0].per_million, px_rand(e)))
 		s_mirror(s);
 	if (s->cl->type == PX_CL_ORIGINAL_DST && !s->have_odst) {
@@ -2204,14 +2291,18 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		}
 		need_dst = rc > 0;
 	}
-	if (fault && fault->has_delay && fault->delay_ms > 0 && router_fraction(fault->delay_per_million, px_rand(e))) {
+	if (delay) {
 		s->flags |= PX_RF_DI;
 		s->wait_kind = need_dst ? W_NONE : W_FAULT;
 		if (!need_dst) {
+			s->fault_wait = 1;
 			ev_timer_arm(e->loop, &s->t_wait, (uint64_t)fault->delay_ms);
 			return;
 		}
+		if (s_fault_abort(s))
+			return;
 	}
+	s_arm_timeouts(s);
 	if (need_dst) {
 		if (s_start_resolve(s) < 0)
 			s_local_reply(s, 503, PX_RF_UF, "dns resolution failed", NULL);
@@ -2276,6 +2367,7 @@ static void d_body(struct px_dconn *d)
 			}
 			s->req_done = 1;
 			d->state = D_WAIT;
+			s_arm_timeouts(s);
 			break;
 		}
 		/* a malformed body: the request cannot go on */
@@ -2567,7 +2659,7 @@ void px_accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 		l->st.cx_total++;
 		l->st.cx_active++;
 		d->tops = &px_transport_raw;
-		d->drain = e->draining;
+		d->drain = e->draining && l->inbound;
 		h1_parser_init(&d->p, 1, NULL, d->hdrs, H1_DEFAULT_MAX_HEADERS);
 		mesh_buf_init(&d->out, PX_OUT_MAX);
 		ev_io_init(&d->io, fd, d_cb, d);
@@ -2642,7 +2734,11 @@ void px_dconn_drain_listener(struct engine *e, const struct px_listener *l)
 		return;
 	for (d = e->dconns->next; d != e->dconns; d = next) {
 		next = d->next;
-		if (l && d->l != l)
+		/* a listener's removal drains its own connections; SIGTERM (l NULL)
+		 * drains inbound ones only: outbound keeps serving the
+		 * application's calls while it shuts down (Istio's agent drains
+		 * inbound listeners) */
+		if (l ? d->l != l : !d->inbound)
 			continue;
 		d->drain = 1;
 		if (!d->s && !ob_pending(&d->out, d->out_off))

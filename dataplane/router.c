@@ -57,6 +57,7 @@ typedef Envoy__Config__Route__V3__RetryPolicy pb_retry;
 #define ROUTER_CORS_FILTER    "envoy.filters.http.cors"
 #define ROUTER_CORS_URL       "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy"
 #define ROUTER_PREVIOUS_HOSTS "envoy.retry_host_predicates.previous_hosts"
+#define ROUTER_PREVIOUS_PRIORITIES "envoy.retry_priorities.previous_priorities"
 /* Header edits of one route after flattening every level. */
 #define ROUTER_MAX_HDRS       1024
 /* Bytes of a rewritten path or Location built on the stack. */
@@ -586,8 +587,12 @@ static int compile_retry(struct rctx *c, const pb_retry *p, const struct router_
 		return 0;
 	if ((rc = ck_unknown(c, p)) < 0)
 		return rc;
-	if (p->retry_priority)
-		return nack(c, "retry_policy.retry_priority is not supported");
+	/* Istio's retryRemoteLocalities sends previous_priorities: accepted
+	 * (r->previous_priorities) so the route is not NACKed; a retry still
+	 * picks by the normal priority order (see router.h) */
+	if (p->retry_priority && (!p->retry_priority->name || strcmp(p->retry_priority->name, ROUTER_PREVIOUS_PRIORITIES)))
+		return nack(c, "retry_policy.retry_priority '%s' is not supported",
+			    p->retry_priority->name ? p->retry_priority->name : "");
 	if (p->n_retry_options_predicates)
 		return nack(c, "retry_policy.retry_options_predicates is not supported");
 	if (p->n_retriable_headers || p->n_retriable_request_headers)
@@ -634,6 +639,7 @@ static int compile_retry(struct rctx *c, const pb_retry *p, const struct router_
 				    h && h->name ? h->name : "");
 		r->previous_hosts = true;
 	}
+	r->previous_priorities = p->retry_priority != NULL;
 	r->host_selection_max_attempts = p->host_selection_retry_max_attempts;
 	r->backoff_base_ms = ROUTER_DEFAULT_BACKOFF_MS;
 	if (p->retry_back_off) {

@@ -126,6 +126,9 @@ struct router_retry {
 	const uint32_t *status_codes;    /* retriable_status_codes */
 	uint32_t n_status_codes;
 	bool previous_hosts;             /* retry_host_predicate previous_hosts */
+	/* retry_priority previous_priorities (Istio's retryRemoteLocalities):
+	 * accepted, not applied: a retry picks by the usual priority order */
+	bool previous_priorities;
 	int64_t host_selection_max_attempts;
 	int64_t backoff_base_ms, backoff_max_ms; /* 25 and 10x base by default */
 };

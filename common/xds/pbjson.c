@@ -37,6 +37,7 @@
 #include "envoy/extensions/load_balancing_policies/round_robin/v3/round_robin.pb-c.h"
 #include "envoy/extensions/load_balancing_policies/wrr_locality/v3/wrr_locality.pb-c.h"
 #include "envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.pb-c.h"
+#include "envoy/extensions/retry/priority/previous_priorities/v3/previous_priorities_config.pb-c.h"
 #include "envoy/extensions/transport_sockets/raw_buffer/v3/raw_buffer.pb-c.h"
 #include "envoy/extensions/transport_sockets/tls/v3/secret.pb-c.h"
 #include "envoy/extensions/transport_sockets/tls/v3/tls.pb-c.h"
@@ -87,6 +88,7 @@ static const ProtobufCMessageDescriptor *const pbjson__builtin[] = {
 	&envoy__extensions__filters__http__cors__v3__cors__descriptor,
 	&envoy__extensions__filters__http__cors__v3__cors_policy__descriptor,
 	&envoy__extensions__retry__host__previous_hosts__v3__previous_hosts_predicate__descriptor,
+	&envoy__extensions__retry__priority__previous_priorities__v3__previous_priorities_config__descriptor,
 	&envoy__extensions__transport_sockets__raw_buffer__v3__raw_buffer__descriptor,
 	&envoy__extensions__upstreams__http__v3__http_protocol_options__descriptor,
 	&envoy__extensions__load_balancing_policies__round_robin__v3__round_robin__descriptor,

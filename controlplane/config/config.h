@@ -140,6 +140,8 @@ struct cfg_retries {
 	int64_t per_try_timeout;     /* ns, -1 when not set */
 	char *retry_on;              /* NULL when not set */
 	bool retry_remote_localities;
+	int64_t backoff;             /* ns, -1 when not set (Istio: retry_back_off.base_interval) */
+	int ignore_previous_hosts;   /* retryIgnorePreviousHosts: -1 not set (Istio: true), 0, 1 */
 };
 
 struct cfg_fault {
@@ -330,11 +332,20 @@ struct cfg_client_tls {
 	int insecure_skip_verify;    /* -1 not set */
 };
 
+/* trafficPolicy.retryBudget (not in portLevelSettings, as Istio's API) */
+struct cfg_retry_budget {
+	bool set;
+	double percent;              /* 0..100, -1 when not set (Istio: 20) */
+	int64_t min_retry_concurrency; /* 0 when not set (Istio: 3) */
+	int64_t budget_interval;     /* ns, -1 when not set (Envoy's proto subset meshd compares against has no field: parsed only) */
+};
+
 struct cfg_traffic_policy {
 	struct cfg_load_balancer load_balancer;
 	struct cfg_connection_pool connection_pool;
 	struct cfg_outlier_detection outlier_detection;
 	struct cfg_client_tls tls;
+	struct cfg_retry_budget retry_budget;
 };
 
 struct cfg_port_traffic_policy {

@@ -960,6 +960,8 @@ static void dec__retries(struct dec *d, const struct cfg__node *n, struct cfg_re
 	const struct cfg__node *rrl = F(n, "retryRemoteLocalities");
 
 	r->per_try_timeout = -1;
+	r->backoff = -1;
+	r->ignore_previous_hosts = -1;
 	if (!n)
 		return;
 	r->set = true;
@@ -973,10 +975,10 @@ static void dec__retries(struct dec *d, const struct cfg__node *n, struct cfg_re
 		cfg__error(d->e, n, "http retry policy configured when attempts are set to 0 (disabled): set attempts, "
 			   "or remove %s", ptt ? "perTryTimeout" : ron && ron->len ? "retryOn" : "retryRemoteLocalities");
 	dec__duration(d, n, "perTryTimeout", &r->per_try_timeout);
-	{
-		int64_t backoff = -1;
-		dec__duration(d, n, "backoff", &backoff);
-	}
+	r->backoff = -1;
+	dec__duration(d, n, "backoff", &r->backoff);
+	if ((v = F(n, "retryIgnorePreviousHosts")))
+		r->ignore_previous_hosts = dec__bool(v);
 	if (ron && ron->len) {
 		const char *p = ron->str;
 		r->retry_on = dec__str(d, ron);
@@ -2202,8 +2204,16 @@ static void dec__dr_policy(struct dec *d, const struct cfg__node *n, struct cfg_
 			DEC_ERR_AT(d, v, "proxyProtocol", "proxy protocol version is invalid: %lld", (long long)ver);
 		DEC_WARN_AT(d, v, "proxyProtocol", "not implemented yet: proxyProtocol");
 	}
-	if ((v = F(n, "retryBudget")))
-		DEC_WARN_AT(d, v, "retryBudget", "not implemented yet: retryBudget");
+	if ((v = F(n, "retryBudget"))) {
+		/* ranges (percent 0..100) are the schema's */
+		struct cfg_retry_budget *rb = &out->policy.retry_budget;
+
+		rb->set = true;
+		rb->percent = dec__num(F(v, "percent"), -1);
+		rb->min_retry_concurrency = dec__int(F(v, "minRetryConcurrency"), 0);
+		rb->budget_interval = -1;
+		dec__duration(d, v, "budgetInterval", &rb->budget_interval);
+	}
 	pls = F(n, "portLevelSettings");
 	if (pls && pls->n) {
 		size_t m2 = dec__push(d, "portLevelSettings");

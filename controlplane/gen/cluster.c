@@ -61,8 +61,34 @@ static bool gen_opt_u32(struct arena *a, int64_t v, Google__Protobuf__UInt32Valu
 /* cp may be NULL (no connectionPool): with defaults (Istio's
  * getDefaultCircuitBreakerThresholds: every limit at its maximum,
  * track_remaining) the unset limits are sent at their maximum. */
+/* Istio's applyRetryBudget: percent 20 and min concurrency 3 by default. */
+#define GEN_RETRY_BUDGET_PERCENT 20.0
+#define GEN_RETRY_BUDGET_MIN_CONCURRENCY 3u
+
+static int gen_retry_budget(struct arena *a, const struct cfg_retry_budget *rb,
+			    Envoy__Config__Cluster__V3__CircuitBreakers__Thresholds *t)
+{
+	Envoy__Config__Cluster__V3__CircuitBreakers__Thresholds__RetryBudget *b =
+		gen__msg(a, &envoy__config__cluster__v3__circuit_breakers__thresholds__retry_budget__descriptor);
+	Envoy__Type__V3__Percent *pct = gen__msg(a, &envoy__type__v3__percent__descriptor);
+
+	if (!b || !pct)
+		return -ENOMEM;
+	pct->value = rb->percent >= 0 ? rb->percent : GEN_RETRY_BUDGET_PERCENT;
+	b->budget_percent = pct;
+	b->min_retry_concurrency = gen__u32(a, rb->min_retry_concurrency > 0 ? gen__clamp_u32(rb->min_retry_concurrency)
+									       : GEN_RETRY_BUDGET_MIN_CONCURRENCY);
+	if (!b->min_retry_concurrency)
+		return -ENOMEM;
+	t->retry_budget = b;
+	return 0;
+}
+
+/* rb (may be NULL) is the DestinationRule's retryBudget, sent as
+ * retry_budget of the thresholds (Istio sends it with a connectionPool
+ * only, as applyConnectionPool does). */
 static int gen_circuit_breakers(struct arena *a, const struct cfg_connection_pool *cp, bool defaults,
-				Envoy__Config__Cluster__V3__CircuitBreakers **out)
+				const struct cfg_retry_budget *rb, Envoy__Config__Cluster__V3__CircuitBreakers **out)
 {
 	static const struct cfg_connection_pool none = {
 		.max_connections = -1, .http1_max_pending_requests = -1, .http2_max_requests = -1, .max_retries = -1,
@@ -90,6 +116,8 @@ static int gen_circuit_breakers(struct arena *a, const struct cfg_connection_poo
 			return -ENOMEM;
 		t->track_remaining = true;
 	}
+	if (rb && rb->set && gen_retry_budget(a, rb, t) < 0)
+		return -ENOMEM;
 	cb->thresholds[0] = t;
 	cb->n_thresholds = 1;
 	*out = cb;
@@ -431,7 +459,8 @@ static int gen_cluster(const struct gen_ctx *g, const struct model_service *svc,
 		c.ring_hash_lb_config = rh;
 	}
 	if (cp->set || g->p->cluster_extras) {
-		rc = gen_circuit_breakers(a, cp->set ? cp : NULL, g->p->cluster_extras, &c.circuit_breakers);
+		rc = gen_circuit_breakers(a, cp->set ? cp : NULL, g->p->cluster_extras,
+					  cp->set && g->p->cluster_extras ? &pol.retry_budget : NULL, &c.circuit_breakers);
 		if (rc < 0)
 			goto out;
 	}

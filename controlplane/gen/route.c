@@ -35,6 +35,7 @@
 #include "envoy/extensions/filters/http/fault/v3/fault.pb-c.h"
 #include "envoy/extensions/filters/common/fault/v3/fault.pb-c.h"
 #include "envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.pb-c.h"
+#include "envoy/extensions/retry/priority/previous_priorities/v3/previous_priorities_config.pb-c.h"
 #include "envoy/type/matcher/v3/regex.pb-c.h"
 #include "envoy/type/matcher/v3/string.pb-c.h"
 #include "envoy/type/v3/percent.pb-c.h"
@@ -52,6 +53,9 @@ typedef Envoy__Config__Route__V3__RouteAction__HashPolicy gen_hash;
 /* Istio's retry policy when a route has no `retries`. */
 #define GEN_DEFAULT_RETRY_ON "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
 #define GEN_DEFAULT_ATTEMPTS 2
+/* ... and its retriable_status_codes (retry.go defaultPolicy(), unless
+ * istiod runs with EXCLUDE_503_FROM_DEFAULT_RETRY), for the sidecar */
+#define GEN_DEFAULT_RETRY_STATUS 503u
 /* Fault percentages are sent per million so fractional percents survive. */
 #define GEN_PER_MILLION      1000000u
 /* Routes in one RouteConfiguration. */
@@ -59,6 +63,9 @@ typedef Envoy__Config__Route__V3__RouteAction__HashPolicy gen_hash;
 /* Istio's retry host predicate and its host selection attempts. */
 #define GEN_PREVIOUS_HOSTS   "envoy.retry_host_predicates.previous_hosts"
 #define GEN_HOST_SELECTION_ATTEMPTS 5
+/* Istio's retry priority for retryRemoteLocalities, and its update frequency */
+#define GEN_PREVIOUS_PRIORITIES "envoy.retry_priorities.previous_priorities"
+#define GEN_PRIORITY_UPDATE_FREQUENCY 2
 
 static Envoy__Type__V3__FractionalPercent *gen_percent(struct arena *a, double pct);
 static Envoy__Type__V3__FractionalPercent *gen_percent_hundred(struct arena *a, uint32_t n);
@@ -655,25 +662,56 @@ static int gen_retry_previous_hosts(struct arena *a, Envoy__Config__Route__V3__R
 	return 0;
 }
 
+/* Istio's retry_priority for retryRemoteLocalities: previous_priorities
+ * with update_frequency 2.  Returns 0 or -ENOMEM. */
+static int gen_retry_previous_priorities(struct arena *a, Envoy__Config__Route__V3__RetryPolicy *rp)
+{
+	Envoy__Extensions__Retry__Priority__PreviousPriorities__V3__PreviousPrioritiesConfig pp =
+		ENVOY__EXTENSIONS__RETRY__PRIORITY__PREVIOUS_PRIORITIES__V3__PREVIOUS_PRIORITIES_CONFIG__INIT;
+	Envoy__Config__Route__V3__RetryPolicy__RetryPriority *pr =
+		gen__msg(a, &envoy__config__route__v3__retry_policy__retry_priority__descriptor);
+
+	if (!pr)
+		return -ENOMEM;
+	pp.update_frequency = GEN_PRIORITY_UPDATE_FREQUENCY;
+	pr->name = GEN_PREVIOUS_PRIORITIES;
+	pr->config_type_case = ENVOY__CONFIG__ROUTE__V3__RETRY_POLICY__RETRY_PRIORITY__CONFIG_TYPE_TYPED_CONFIG;
+	pr->typed_config = gen__any(a, &pp.base);
+	if (!pr->typed_config)
+		return -ENOMEM;
+	rp->retry_priority = pr;
+	return 0;
+}
+
 /* Returns 0 and *out (NULL when no retry policy), or -ENOMEM.  With the
- * profile's istio_retry, as Istio's retry.ConvertPolicy(): retryOn status
- * codes become retriable_status_codes, and previous_hosts is the host
- * predicate unless the route hashes (hashed, a retry must go back to the
- * same host). */
+ * profile's istio_retry, as Istio's retry.ConvertPolicy(): the default
+ * policy retries a 503 too (retriable_status_codes [503]) and a `retries`
+ * block without retryOn keeps it; retryOn status codes become
+ * retriable_status_codes; previous_hosts is the host predicate unless the
+ * route hashes (hashed, a retry must go back to the same host) or
+ * retryIgnorePreviousHosts is false; retryRemoteLocalities adds the
+ * previous_priorities retry priority; backoff is
+ * retry_back_off.base_interval. */
 static int gen_retry(const struct gen_profile *p, struct arena *a, const struct cfg_retries *r, bool hashed,
 		     Envoy__Config__Route__V3__RetryPolicy **out)
 {
 	Envoy__Config__Route__V3__RetryPolicy *rp;
 	const char *on = GEN_DEFAULT_RETRY_ON;
 	uint32_t attempts = GEN_DEFAULT_ATTEMPTS;
+	bool prev_hosts = !hashed, user_on = false;
 
 	*out = NULL;
 	if (r->set) {
 		if (r->attempts <= 0)
 			return 0;
 		attempts = gen__clamp_u32(r->attempts);
-		if (r->retry_on && r->retry_on[0])
+		if (r->retry_on && r->retry_on[0]) {
 			on = r->retry_on;
+			user_on = true;
+		}
+		/* Istio: an explicit retryIgnorePreviousHosts decides, even hashed */
+		if (r->ignore_previous_hosts >= 0)
+			prev_hosts = r->ignore_previous_hosts == 1;
 	}
 	rp = gen__msg(a, &envoy__config__route__v3__retry_policy__descriptor);
 	if (!rp || !(rp->num_retries = gen__u32(a, attempts)))
@@ -681,10 +719,23 @@ static int gen_retry(const struct gen_profile *p, struct arena *a, const struct 
 	if (p->istio_retry) {
 		if (gen_retry_on(a, on, rp) < 0)
 			return -ENOMEM;
-		if (!hashed && gen_retry_previous_hosts(a, rp) < 0)
+		if (!user_on) {
+			/* the default conditions carry no code: 503 is added as data */
+			if (!(rp->retriable_status_codes = arena_calloc(a, 1, sizeof(*rp->retriable_status_codes))))
+				return -ENOMEM;
+			rp->retriable_status_codes[0] = GEN_DEFAULT_RETRY_STATUS;
+			rp->n_retriable_status_codes = 1;
+		}
+		if (prev_hosts && gen_retry_previous_hosts(a, rp) < 0)
 			return -ENOMEM;
-		if (hashed)
-			rp->host_selection_retry_max_attempts = GEN_HOST_SELECTION_ATTEMPTS;
+		rp->host_selection_retry_max_attempts = GEN_HOST_SELECTION_ATTEMPTS;
+		if (r->set && r->retry_remote_localities && gen_retry_previous_priorities(a, rp) < 0)
+			return -ENOMEM;
+		if (r->set && r->backoff > 0) {
+			rp->retry_back_off = gen__msg(a, &envoy__config__route__v3__retry_policy__retry_back_off__descriptor);
+			if (!rp->retry_back_off || !(rp->retry_back_off->base_interval = gen__duration(a, r->backoff)))
+				return -ENOMEM;
+		}
 	} else if (!(rp->retry_on = arena_strdup(a, on))) {
 		return -ENOMEM;
 	}

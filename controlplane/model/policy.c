@@ -18,8 +18,12 @@ static const struct cfg_labels model_no_labels;
 
 static void model_apply_dr_level(struct cfg_traffic_policy *dst, const struct cfg_dr_policy *src, uint32_t port)
 {
+	struct cfg_retry_budget rb;
 	size_t i;
 
+	if (src->policy.retry_budget.set)
+		dst->retry_budget = src->policy.retry_budget;
+	rb = dst->retry_budget;
 	if (src->policy.load_balancer.set)
 		dst->load_balancer = src->policy.load_balancer;
 	if (src->policy.connection_pool.set)
@@ -33,6 +37,7 @@ static void model_apply_dr_level(struct cfg_traffic_policy *dst, const struct cf
 	for (i = 0; i < src->n_port_level; i++) {
 		if (src->port_level[i].port >= 0 && (uint64_t)src->port_level[i].port == port) {
 			*dst = src->port_level[i].policy;
+			dst->retry_budget = rb; /* not a port-level field: kept (Istio) */
 			break;
 		}
 	}

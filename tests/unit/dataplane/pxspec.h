@@ -18,7 +18,7 @@
  *                                 a plaintext chain whose HCM's inline route config sends / to CLUSTER
  *   vhost RC NAME DOMAIN[,DOMAIN]  a virtual host in route config RC
  *   route RC VHOST PREFIX key=value...   cluster=C timeout=MS retries=N retry_on=LIST
- *                                 per_try=MS codes=503,409 direct=STATUS[:BODY] idle_timeout=MS
+ *                                 per_try=MS per_try_idle=MS codes=503,409 direct=STATUS[:BODY] idle_timeout=MS
  *                                 redirect=HOST[/PATH] abort=STATUS delay=MS
  *                                 prefix_rewrite=P host_rewrite=H attempt_count=1
  *                                 weighted=C1:W1,C2:W2 mirror=C hash_header=H
@@ -359,7 +359,7 @@ static int ps_route(struct pxspec *ps, const char *rcname, const char *vhname, c
 			continue;
 		*v++ = 0;
 		if (!rp && (!strcmp(tok, "retries") || !strcmp(tok, "retry_on") || !strcmp(tok, "per_try") ||
-			    !strcmp(tok, "codes"))) {
+			    !strcmp(tok, "per_try_idle") || !strcmp(tok, "codes"))) {
 			Envoy__Config__Route__V3__RetryPolicy__RetryHostPredicate *hp = PS_NEW(
 				ps, Envoy__Config__Route__V3__RetryPolicy__RetryHostPredicate,
 				ENVOY__CONFIG__ROUTE__V3__RETRY_POLICY__RETRY_HOST_PREDICATE__INIT);
@@ -405,6 +405,8 @@ static int ps_route(struct pxspec *ps, const char *rcname, const char *vhname, c
 			rp->retry_on = ps_str(ps, v);
 		} else if (!strcmp(tok, "per_try")) {
 			rp->per_try_timeout = ps_ms(ps, atol(v));
+		} else if (!strcmp(tok, "per_try_idle")) {
+			rp->per_try_idle_timeout = ps_ms(ps, atol(v));
 		} else if (!strcmp(tok, "codes")) {
 			char *s2 = NULL, *c;
 

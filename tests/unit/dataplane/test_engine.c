@@ -6,7 +6,7 @@
  *
  * Covered: keep-alive forwarding through the pool, no route (404 NR),
  * connect failure (503 UF), retries on 5xx with x-envoy-attempt-count,
- * route timeout (504 UT), direct responses, a rejected config leaving the
+ * route timeout (504 UT), per-try idle timeout (504), direct responses, a rejected config leaving the
  * old one in place, a config swap between requests, smuggling (CL+TE 400)
  * and the /clusters and /stats/prometheus pages.
  *
@@ -238,6 +238,7 @@ static const char *SPEC =
 	"outbound registry_only\n"
 	"listener 9080\n"
 	"vhost 9080 r reviews,reviews:9080\n"
+	"route 9080 r /slowidle cluster=outbound|9080||reviews retries=1 retry_on=5xx per_try_idle=50\n"
 	"route 9080 r /slow cluster=outbound|9080||reviews timeout=50\n"
 	"route 9080 r /direct direct=418:teapot\n"
 	"route 9080 r / cluster=outbound|9080||reviews retries=2 retry_on=5xx,connect-failure attempt_count=1\n"
@@ -339,6 +340,26 @@ START_TEST(route_timeout_504)
 
 	ck_assert_msg(!strncmp(r, "HTTP/1.1 504", 12), "%s", r);
 	ck_assert_ptr_nonnull(strstr(r, "upstream request timeout"));
+}
+END_TEST
+
+/* per_try_idle_timeout is enforced: the backend says nothing for 300 ms,
+ * the 50 ms per-try idle timeout ends each attempt (retried once, as a
+ * per-try timeout is) and the client gets 504; without it the route's
+ * default 15 s timeout would let the backend's 200 through */
+START_TEST(per_try_idle_timeout_504)
+{
+	const char *r = roundtrip("GET /slowidle HTTP/1.1\r\nHost: reviews:9080\r\nConnection: close\r\n\r\n");
+	struct mesh_buf b;
+	const char *ct = NULL;
+
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 504", 12), "%s", r);
+	mesh_buf_init(&b, 1 << 20);
+	ck_assert_int_eq(engine_admin_page(eng, "/stats/prometheus", 17, &b, &ct), 0);
+	mesh_buf_putc(&b, 0);
+	ck_assert_msg(strstr(b.data, "envoy_cluster_upstream_rq_per_try_timeout{envoy_cluster_name=\"outbound|9080||reviews\"} 2\n"),
+		      "%s", b.data);
+	mesh_buf_cleanup(&b);
 }
 END_TEST
 
@@ -849,6 +870,7 @@ int main(void)
 	tcase_add_test(tc, connection_idle_timeout_closes);
 	tcase_add_test(tc, expect_100_answered_here_without_proxy_100);
 	tcase_add_test(tc, expect_100_forwarded_with_proxy_100);
+	tcase_add_test(tc, per_try_idle_timeout_504);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("bound");
 	tcase_add_checked_fixture(tc, setup, teardown);

@@ -757,6 +757,18 @@ START_TEST(retry_timeouts_hash_mirror)
 	rp->retry_on = "5xx,bogus";
 	ck_assert_int_eq(build_err(rb_config("80", 1, rb_vhost("v", "*", 1, r))), -EINVAL);
 	ck_assert_msg(strstr(err, "unknown condition 'bogus'"), "%s", err);
+	/* Istio's retryRemoteLocalities: previous_priorities is accepted, other
+	 * retry priorities are NACKed */
+	rp->retry_on = "5xx";
+	rp->retry_priority = RB_NEW(Envoy__Config__Route__V3__RetryPolicy__RetryPriority,
+				    ENVOY__CONFIG__ROUTE__V3__RETRY_POLICY__RETRY_PRIORITY__INIT);
+	rp->retry_priority->name = "envoy.retry_priorities.previous_priorities";
+	rt = build1(rb_config("80", 1, rb_vhost("v", "*", 1, r)));
+	ck_assert(router_match(rt, "80", &q)->retry->previous_priorities);
+	router_unref(rt);
+	rp->retry_priority->name = "envoy.retry_priorities.other";
+	ck_assert_int_eq(build_err(rb_config("80", 1, rb_vhost("v", "*", 1, r))), -EINVAL);
+	ck_assert_msg(strstr(err, "retry_priority 'envoy.retry_priorities.other' is not supported"), "%s", err);
 }
 END_TEST
 
