@@ -129,9 +129,16 @@ class MeshproxyFdExhaustionTest(unittest.TestCase):
             code, body = p.curl(p.url("/stats"))
             self.assertEqual(code, 200)
             stats = dict(line.split(": ", 1) for line in body.splitlines() if ": " in line)
-            # one episode, however many times the listener was re-armed
-            self.assertEqual(stats.get("http.admin.downstream_cx_accept_paused"), "1", body)
-            self.assertEqual(p.logs().count("pausing the listener"), 1)
+            # counted and logged once per episode, however many times the
+            # listener was re-armed (every 100 ms while out of fds).  When
+            # the fds come back the connections still queued are accepted
+            # in one go and may run out again before the closed ones are
+            # reaped: a second episode, legitimately; a count per re-arm
+            # would be far more.
+            paused = int(stats.get("http.admin.downstream_cx_accept_paused", "0"))
+            self.assertGreaterEqual(paused, 1, body)
+            self.assertLessEqual(paused, 3, body)
+            self.assertEqual(p.logs().count("pausing the listener"), paused)
         finally:
             for s in socks:
                 s.close()
