@@ -44,6 +44,7 @@
 struct opts {
 	const char *xds_addr, *node_id, *labels, *service_account, *admin_addr, *log_level, *log_format;
 	const char *access_log, *outbound_addr, *inbound_addr, *status_addr, *health_addr;
+	const char *locality;
 };
 
 static void usage(FILE *f)
@@ -56,6 +57,7 @@ static void usage(FILE *f)
 		"  --node-id ID                TYPE~IP~POD.NS~NS.svc.cluster.local (TYPE sidecar or router)\n"
 		"  --labels k=v,...            workload labels (node metadata LABELS)\n"
 		"  --service-account SA        node metadata SERVICE_ACCOUNT\n"
+		"  --locality R/Z/S            Node.locality region/zone/subzone (locality load balancing)\n"
 		"  --admin-addr HOST:PORT      admin port (default 127.0.0.1:15000)\n"
 		"  --outbound-addr HOST:PORT   outbound listener (default 0.0.0.0:15001)\n"
 		"  --inbound-addr HOST:PORT    inbound listener (default 0.0.0.0:15006)\n"
@@ -76,6 +78,7 @@ static void opts_json(const struct opts *o, struct mesh_buf *b)
 	} kv[] = {
 		{ "xds_addr", o->xds_addr },       { "node_id", o->node_id },
 		{ "labels", o->labels },           { "service_account", o->service_account },
+		{ "locality", o->locality },
 		{ "admin_addr", o->admin_addr },   { "outbound_addr", o->outbound_addr },
 		{ "inbound_addr", o->inbound_addr }, { "status_addr", o->status_addr },
 		{ "health_addr", o->health_addr }, { "access_log", o->access_log },
@@ -111,13 +114,14 @@ static int check_addr(const char *flag, const char *v, int may_be_empty)
 
 static int parse_args(int argc, char **argv, struct opts *o)
 {
-	enum { O_XDS = 256, O_NODE, O_LABELS, O_SA, O_ADMIN, O_OUT, O_IN, O_STATUS, O_HEALTH, O_ALOG, O_LEVEL,
+	enum { O_XDS = 256, O_NODE, O_LABELS, O_SA, O_LOCALITY, O_ADMIN, O_OUT, O_IN, O_STATUS, O_HEALTH, O_ALOG, O_LEVEL,
 	       O_FORMAT, O_VERSION, O_HELP };
 	static const struct option lo[] = {
 		{ "xds-addr", required_argument, 0, O_XDS },
 		{ "node-id", required_argument, 0, O_NODE },
 		{ "labels", required_argument, 0, O_LABELS },
 		{ "service-account", required_argument, 0, O_SA },
+		{ "locality", required_argument, 0, O_LOCALITY },
 		{ "admin-addr", required_argument, 0, O_ADMIN },
 		{ "outbound-addr", required_argument, 0, O_OUT },
 		{ "inbound-addr", required_argument, 0, O_IN },
@@ -136,6 +140,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	o->node_id = "sidecar~127.0.0.1~meshproxy.default~default.svc.cluster.local";
 	o->labels = "";
 	o->service_account = "default";
+	o->locality = "";
 	o->admin_addr = "127.0.0.1:15000";
 	o->outbound_addr = "0.0.0.0:15001";
 	o->inbound_addr = "0.0.0.0:15006";
@@ -150,6 +155,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case O_NODE: o->node_id = optarg; break;
 		case O_LABELS: o->labels = optarg; break;
 		case O_SA: o->service_account = optarg; break;
+		case O_LOCALITY: o->locality = optarg; break;
 		case O_ADMIN: o->admin_addr = optarg; break;
 		case O_OUT: o->outbound_addr = optarg; break;
 		case O_IN: o->inbound_addr = optarg; break;
@@ -401,6 +407,7 @@ int main(int argc, char **argv)
 	xcfg.node_id = o.node_id;
 	xcfg.labels = o.labels;
 	xcfg.service_account = o.service_account;
+	xcfg.locality = o.locality;
 	xcfg.version = MESH_VERSION;
 	xcfg.apply = apply_cb;
 	xcfg.apply_ctx = engine;
