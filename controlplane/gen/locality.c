@@ -183,18 +183,27 @@ int gen__eds_variant(const struct gen_ctx *g, const struct model_service *svc, s
 	const struct cfg_object *dr;
 	struct gen_loc_lb ll;
 	const char *v = NULL;
+	bool uniform = true;
 	size_t i, j;
 	int rc = 0;
 
 	*out = NULL;
 	if (!g->p->locality_lb || !g->locality || gen__dns_cluster(g, svc))
 		return 0;
+	/* endpoints all in one locality: proximity gives every one the same
+	 * priority, the bytes every proxy gets (only distribute and
+	 * failoverPriority can still differ) */
+	for (i = 1; i < svc->n_endpoints && uniform; i++)
+		uniform = strcmp(svc->endpoints[i].locality ? svc->endpoints[i].locality : "",
+				 svc->endpoints[0].locality ? svc->endpoints[0].locality : "") == 0;
 	dr = gen__dr(g, svc);
 	for (i = 0; i < svc->n_ports && rc == 0; i++) {
 		for (j = 0; j <= (dr ? dr->spec.dr.n_subsets : 0) && rc == 0; j++) {
 			const char *subset = j == 0 ? NULL : dr->spec.dr.subsets[j - 1].name;
 
 			if (!gen__loc_lb(g, svc, svc->ports[i].number, subset, &ll))
+				continue;
+			if (uniform && !(ll.set && (ll.set->n_distribute || ll.set->failover_priority.n)))
 				continue;
 			if (!v && !(v = arena_printf(a, "l%zu:%s|", strlen(g->locality), g->locality)))
 				return -ENOMEM;

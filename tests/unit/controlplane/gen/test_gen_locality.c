@@ -50,6 +50,26 @@ static const char *const mesh_yaml =
 	"  - {address: 10.0.1.2, locality: r1/z2}\n"
 	"---\n"
 	"apiVersion: networking.istio.io/v1\n"
+	"kind: ServiceEntry\n"
+	"metadata: {name: single, namespace: shop}\n"
+	"spec:\n"
+	"  hosts: [single.shop.svc.cluster.local]\n"
+	"  location: MESH_INTERNAL\n"
+	"  resolution: STATIC\n"
+	"  ports: [{number: 8080, name: http, protocol: HTTP}]\n"
+	"  endpoints:\n"
+	"  - {address: 10.0.2.1, locality: r1/z1}\n"
+	"  - {address: 10.0.2.2, locality: r1/z1}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\n"
+	"kind: DestinationRule\n"
+	"metadata: {name: single, namespace: shop}\n"
+	"spec:\n"
+	"  host: single\n"
+	"  trafficPolicy:\n"
+	"    outlierDetection: {consecutive5xxErrors: 1}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\n"
 	"kind: DestinationRule\n"
 	"metadata: {name: api, namespace: shop}\n"
 	"spec:\n"
@@ -176,6 +196,7 @@ START_TEST(cache_shares_per_locality)
 {
 	const char *api = "outbound|8080||api.shop.svc.cluster.local";
 	const char *plain = "outbound|8080||plain.shop.svc.cluster.local";
+	const char *single = "outbound|8080||single.shop.svc.cluster.local";
 	struct gen_sidecar_cache *c = gen_sidecar_cache_new();
 	struct xds_snapshot *a1, *a2, *b1, *u1, *u2;
 
@@ -189,6 +210,8 @@ START_TEST(cache_shares_per_locality)
 	ck_assert_ptr_ne(xds_snapshot_find(a1, XDS_ENDPOINT, api), xds_snapshot_find(b1, XDS_ENDPOINT, api));
 	ck_assert_ptr_eq(xds_snapshot_find(a1, XDS_ENDPOINT, plain), xds_snapshot_find(b1, XDS_ENDPOINT, plain));
 	ck_assert_ptr_eq(xds_snapshot_find(a1, XDS_CLUSTER, api), xds_snapshot_find(b1, XDS_CLUSTER, api));
+	/* one locality only: every proxy gets the same bytes, one object */
+	ck_assert_ptr_eq(xds_snapshot_find(a1, XDS_ENDPOINT, single), xds_snapshot_find(b1, XDS_ENDPOINT, single));
 	ck_assert_int_eq(prio_of(b1, api, "10.0.0.2"), 0);
 	ck_assert_int_eq(prio_of(a2, api, "10.0.0.1"), 0);
 	ck_assert_uint_eq(xds_snapshot_find(a1, XDS_ENDPOINT, api)->len, xds_snapshot_find(u1, XDS_ENDPOINT, api)->len);
