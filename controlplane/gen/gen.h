@@ -177,7 +177,8 @@ struct gen_node {
 	/* The proxy's locality "region/zone/subzone" (Envoy's Node.locality);
 	 * NULL or "": from the workload's labels (istio-locality, else
 	 * topology.kubernetes.io/region|zone and topology.istio.io/subzone),
-	 * else unknown.  Locality load balancing (priorities, distribute
+	 * else the one locality of the workload's service instances (found
+	 * as its inbound ports are), else unknown.  Locality load balancing (priorities, distribute
 	 * weights) is computed against it, as istiod does. */
 	const char *locality;
 };

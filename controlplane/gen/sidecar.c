@@ -724,6 +724,33 @@ static bool gen_is_workload(const struct gen_sc *sc, const struct model_endpoint
 	       model_labels_match(wl, e->labels);
 }
 
+/* The workload's locality from its service instances (as Istio's
+ * registries give a proxy the locality of its Pod or WorkloadEntry) when
+ * the node says none: the instances found as gen_inports() finds them,
+ * only when they all agree (replicas with the same labels share one
+ * build, and may live in different zones: then none).  "" otherwise. */
+static const char *gen_instance_locality(const struct gen_sc *sc)
+{
+	const struct model *m = sc->g.m;
+	const char *loc = NULL;
+	bool by_ip = gen__workload_labels(sc->w)->n == 0;
+	size_t i, j;
+
+	for (i = 0; i < m->n_services; i++) {
+		for (j = 0; j < m->services[i].n_endpoints; j++) {
+			const struct model_endpoint *e = &m->services[i].endpoints[j];
+			const char *l = e->locality ? e->locality : "";
+
+			if (!gen_is_workload(sc, e, by_ip))
+				continue;
+			if (loc && strcmp(loc, l) != 0)
+				return "";
+			loc = l;
+		}
+	}
+	return loc ? loc : "";
+}
+
 /* The inbound ports: the Sidecar's ingress listeners, else the
  * endpoint ports of the workload's service instances (one per port, the
  * first service's protocol by hostname).  *out malloc'd. */
@@ -1320,6 +1347,8 @@ int gen_sidecar_snapshot_cached(struct gen_sidecar_cache *c, const struct model 
 	/* the proxy's locality, for locality load balancing in EDS */
 	if (p->locality_lb && !(sc.g.locality = gen__proxy_locality(sc.node, w, sc.a)))
 		goto out;
+	if (sc.g.locality && !sc.g.locality[0])
+		sc.g.locality = gen_instance_locality(&sc);
 	for (i = 0; i < m->n_services; i++)
 		sc.visible[i] = gen_visible(&sc, &m->services[i]);
 

@@ -51,6 +51,20 @@ static const char *const mesh_yaml =
 	"---\n"
 	"apiVersion: networking.istio.io/v1\n"
 	"kind: ServiceEntry\n"
+	"metadata: {name: me, namespace: shop}\n"
+	"spec:\n"
+	"  hosts: [me.shop.svc.cluster.local]\n"
+	"  location: MESH_INTERNAL\n"
+	"  resolution: STATIC\n"
+	"  ports: [{number: 9090, name: http, protocol: HTTP}]\n"
+	"  endpoints:\n"
+	"  - {address: 10.0.3.1, locality: r1/z2, labels: {app: me}}\n"
+	"  - {address: 10.0.3.2, locality: r1/z2, labels: {app: me}}\n"
+	"  - {address: 10.0.3.3, locality: r1/z1, labels: {app: split}}\n"
+	"  - {address: 10.0.3.4, locality: r1/z2, labels: {app: split}}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\n"
+	"kind: ServiceEntry\n"
 	"metadata: {name: single, namespace: shop}\n"
 	"spec:\n"
 	"  hosts: [single.shop.svc.cluster.local]\n"
@@ -189,6 +203,29 @@ START_TEST(priorities_by_proximity)
 }
 END_TEST
 
+/* No locality from the node or its labels: the one locality its service
+ * instances agree on; none when they disagree. */
+START_TEST(proxy_locality_from_instances)
+{
+	const char *api = "outbound|8080||api.shop.svc.cluster.local";
+	struct cfg_kv me = { .key = "app", .value = "me" }, split = { .key = "app", .value = "split" };
+	struct cfg_labels lme = { .v = &me, .n = 1 }, lsplit = { .v = &split, .n = 1 };
+	struct gen_workload w1 = { .ns = "shop", .labels = &lme }, w2 = { .ns = "shop", .labels = &lsplit };
+	struct gen_node node = { .ip = "10.9.9.9" };
+	struct xds_snapshot *s1 = NULL, *s2 = NULL;
+
+	ck_assert_int_eq(gen_sidecar_snapshot(m, &gen_profile_sidecar, &w1, &node, NULL, &s1), 0);
+	ck_assert_int_eq(gen_sidecar_snapshot(m, &gen_profile_sidecar, &w2, &node, NULL, &s2), 0);
+	ck_assert_int_eq(prio_of(s1, api, "10.0.0.2"), 0);
+	ck_assert_int_eq(prio_of(s1, api, "10.0.0.1"), 1);
+	/* instances in r1/z1 and r1/z2: unknown, every locality equally far */
+	ck_assert_int_eq(prio_of(s2, api, "10.0.0.1"), 0);
+	ck_assert_int_eq(prio_of(s2, api, "10.0.0.2"), 0);
+	xds_snapshot_unref(s1);
+	xds_snapshot_unref(s2);
+}
+END_TEST
+
 /* One build per locality for the EDS that depends on it; the other
  * services' EDS and every CDS stay one object per namespace; the bytes
  * equal the uncached build's. */
@@ -250,6 +287,7 @@ int main(void)
 	tcase_add_test(tc, lb_priority_and_match);
 	tcase_add_test(tc, proxy_locality_from_node_or_labels);
 	tcase_add_test(tc, priorities_by_proximity);
+	tcase_add_test(tc, proxy_locality_from_instances);
 	tcase_add_test(tc, cache_shares_per_locality);
 	tcase_add_test(tc, proxyless_unchanged);
 	suite_add_tcase(s, tc);
