@@ -7,6 +7,12 @@
  * endpoint_hostnames (gRPC cannot resolve names from EDS).  With
  * locality_weights, each locality is weighted by the sum of its
  * endpoints' weights (gRPC 1.51 drops localities without a weight).
+ * Built for one proxy (profile locality_lb, gen_ctx.locality), EDS gets
+ * istiod's locality load balancing (locality.c, gen__loc_lb): distribute
+ * weights, else with outlier detection priorities by proximity, failover
+ * rules or failoverPriority labels (a locality split per priority).
+ * Inline DNS assignments (cluster.c) are shared by every proxy and get
+ * none of it.
  */
 #include "controlplane/gen/gen_int.h"
 
