@@ -1377,8 +1377,28 @@ static void clusters_page(struct engine *e, struct mesh_buf *b)
 			mesh_buf_printf(b, "%s::%s::hostname::\n", n, a);
 			mesh_buf_printf(b, "%s::%s::health_flags::%s\n", n, a, px_host_health(h));
 			mesh_buf_printf(b, "%s::%s::weight::%u\n", n, a, h->up ? h->up->weight : 1);
-			mesh_buf_printf(b, "%s::%s::region::\n%s::%s::zone::\n%s::%s::sub_zone::\n", n, a, n, a, n, a);
-			mesh_buf_printf(b, "%s::%s::canary::false\n%s::%s::priority::0\n", n, a, n, a);
+			{
+				/* the host's locality and priority in the current host set */
+				const struct up_host *u = h->up;
+				const struct up_locality *loc = NULL;
+
+				uint32_t k;
+
+				if (u && cl->hs && u->priority < cl->hs->n_prio &&
+				    u->locality < cl->hs->prio[u->priority].n_loc)
+					loc = &cl->hs->prio[u->priority].loc[u->locality];
+				/* a host gone from the current set keeps stale indices */
+				for (k = 0; loc && k < loc->n && cl->hs->prio[u->priority].hosts[loc->first + k] != u; k++)
+					;
+				if (loc && k == loc->n)
+					loc = NULL;
+				mesh_buf_printf(b, "%s::%s::region::%s\n%s::%s::zone::%s\n%s::%s::sub_zone::%s\n", n, a,
+						loc && loc->region ? loc->region : "", n, a,
+						loc && loc->zone ? loc->zone : "", n, a,
+						loc && loc->sub_zone ? loc->sub_zone : "");
+				mesh_buf_printf(b, "%s::%s::canary::false\n%s::%s::priority::%u\n", n, a, n, a,
+						loc ? u->priority : 0);
+			}
 			mesh_buf_printf(b, "%s::%s::success_rate::-1.0\n%s::%s::local_origin_success_rate::-1.0\n", n,
 					a, n, a);
 		}

@@ -50,6 +50,7 @@ struct opts {
 	const char *access_log, *outbound_addr, *inbound_addr, *status_addr, *health_addr, *xds_protocol;
 	enum xds_protocol protocol;
 	uint64_t drain_ms;           /* --drain-duration */
+	const char *locality;
 };
 
 /* Delta, as Istio runs Envoy since 1.22 (ISTIO_DELTA_XDS defaults to true) */
@@ -67,6 +68,7 @@ static void usage(FILE *f)
 		"  --node-id ID                TYPE~IP~POD.NS~NS.svc.cluster.local (TYPE sidecar or router)\n"
 		"  --labels k=v,...            workload labels (node metadata LABELS)\n"
 		"  --service-account SA        node metadata SERVICE_ACCOUNT\n"
+		"  --locality R/Z/S            Node.locality region/zone/subzone (locality load balancing)\n"
 		"  --admin-addr HOST:PORT      admin port (default 127.0.0.1:15000)\n"
 		"  --outbound-addr HOST:PORT   outbound listener (default 0.0.0.0:15001)\n"
 		"  --inbound-addr HOST:PORT    inbound listener (default 0.0.0.0:15006)\n"
@@ -89,6 +91,7 @@ static void opts_json(const struct opts *o, struct mesh_buf *b)
 	} kv[] = {
 		{ "xds_addr", o->xds_addr },       { "node_id", o->node_id },
 		{ "labels", o->labels },           { "service_account", o->service_account },
+		{ "locality", o->locality },
 		{ "admin_addr", o->admin_addr },   { "outbound_addr", o->outbound_addr },
 		{ "inbound_addr", o->inbound_addr }, { "status_addr", o->status_addr },
 		{ "health_addr", o->health_addr }, { "access_log", o->access_log },
@@ -125,7 +128,7 @@ static int check_addr(const char *flag, const char *v, int may_be_empty)
 
 static int parse_args(int argc, char **argv, struct opts *o)
 {
-	enum { O_XDS = 256, O_NODE, O_LABELS, O_SA, O_ADMIN, O_OUT, O_IN, O_STATUS, O_HEALTH, O_ALOG, O_LEVEL,
+	enum { O_XDS = 256, O_NODE, O_LABELS, O_SA, O_LOCALITY, O_ADMIN, O_OUT, O_IN, O_STATUS, O_HEALTH, O_ALOG, O_LEVEL,
 	       O_FORMAT, O_DRAIN, O_VERSION, O_HELP, O_PROTO };
 	static const struct option lo[] = {
 		{ "xds-addr", required_argument, 0, O_XDS },
@@ -133,6 +136,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "node-id", required_argument, 0, O_NODE },
 		{ "labels", required_argument, 0, O_LABELS },
 		{ "service-account", required_argument, 0, O_SA },
+		{ "locality", required_argument, 0, O_LOCALITY },
 		{ "admin-addr", required_argument, 0, O_ADMIN },
 		{ "outbound-addr", required_argument, 0, O_OUT },
 		{ "inbound-addr", required_argument, 0, O_IN },
@@ -153,6 +157,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	o->node_id = "sidecar~127.0.0.1~meshproxy.default~default.svc.cluster.local";
 	o->labels = "";
 	o->service_account = "default";
+	o->locality = "";
 	o->admin_addr = "127.0.0.1:15000";
 	o->outbound_addr = "0.0.0.0:15001";
 	o->inbound_addr = "0.0.0.0:15006";
@@ -169,6 +174,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case O_NODE: o->node_id = optarg; break;
 		case O_LABELS: o->labels = optarg; break;
 		case O_SA: o->service_account = optarg; break;
+		case O_LOCALITY: o->locality = optarg; break;
 		case O_ADMIN: o->admin_addr = optarg; break;
 		case O_OUT: o->outbound_addr = optarg; break;
 		case O_IN: o->inbound_addr = optarg; break;
@@ -443,6 +449,7 @@ int main(int argc, char **argv)
 	xcfg.labels = o.labels;
 	xcfg.service_account = o.service_account;
 	xcfg.protocol = o.protocol;
+	xcfg.locality = o.locality;
 	xcfg.version = MESH_VERSION;
 	xcfg.apply = apply_cb;
 	xcfg.apply_ctx = engine;

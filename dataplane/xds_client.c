@@ -73,6 +73,8 @@ struct xds_client {
 	Google__Protobuf__Struct__FieldsEntry *meta_p[XDS_META_MAX], *label_p[XDS_MAX_LABELS];
 	Google__Protobuf__Value meta_v[XDS_META_MAX], label_v[XDS_MAX_LABELS];
 	char *labels_copy, *ns, *ip;
+	Envoy__Config__Core__V3__Locality locality;
+	char *locality_copy;             /* the parts of cfg.locality, NUL-separated */
 	/* configuration */
 	struct px_snapshot *recv, *cur;
 	struct type_state ts[XDS_TYPE_COUNT];
@@ -1273,6 +1275,33 @@ static int build_node(struct xds_client *c)
 		if (dot && p && p > dot + 1)
 			c->ns = strndup(dot + 1, (size_t)(p - dot - 1));
 	}
+	/* Node.locality "region/zone/subzone": meshd computes locality load
+	 * balancing (priorities, distribute weights) against it, as istiod */
+	if (cfg->locality && *cfg->locality) {
+		char *parts[3] = { NULL, NULL, NULL }, *s;
+		int n = 0;
+
+		c->locality_copy = strdup(cfg->locality);
+		if (!c->locality_copy)
+			return -ENOMEM;
+		for (s = c->locality_copy; n < 3; n++) {
+			char *slash = n < 2 ? strchr(s, '/') : NULL;
+
+			parts[n] = s;
+			if (!slash)
+				break;
+			*slash = '\0';
+			s = slash + 1;
+		}
+		envoy__config__core__v3__locality__init(&c->locality);
+		if (parts[0])
+			c->locality.region = parts[0];
+		if (parts[1])
+			c->locality.zone = parts[1];
+		if (parts[2])
+			c->locality.sub_zone = parts[2];
+		c->node.locality = &c->locality;
+	}
 	meta_put(c, "NAMESPACE", c->ns);
 	meta_put(c, "SERVICE_ACCOUNT", cfg->service_account && *cfg->service_account ? cfg->service_account : NULL);
 	meta_put(c, "INTERCEPTION_MODE", cfg->interception ? cfg->interception : "REDIRECT");
@@ -1376,6 +1405,7 @@ void xds_client_free(struct xds_client *c)
 	px_snapshot_unref(c->recv);
 	px_snapshot_unref(c->cur);
 	free(c->labels_copy);
+	free(c->locality_copy);
 	free(c->ns);
 	free(c->ip);
 	free(c);

@@ -93,6 +93,7 @@ struct xds_client_config {
 	const char *labels;          /* "k=v,k2=v2" (node metadata LABELS), may be "" */
 	const char *service_account; /* metadata SERVICE_ACCOUNT */
 	const char *interception;    /* metadata INTERCEPTION_MODE; NULL: "REDIRECT" */
+	const char *locality;        /* Node.locality "region/zone/subzone" (meshd's locality LB); NULL or "": none */
 	const char *version;         /* user_agent_version and ISTIO_VERSION-like META */
 	enum xds_protocol protocol;  /* SotW unless told */
 	xds_apply_fn apply;

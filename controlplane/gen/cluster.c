@@ -285,7 +285,8 @@ static int gen_host_endpoint(struct arena *a, const char *host, uint32_t port,
 /* What istiod's cluster builder sets beyond the merged policy (profile
  * cluster_extras): common_lb_config (panic threshold = outlier
  * minHealthPercent, 0 by default, when outlier detection is on;
- * locality-weighted with localityLbSetting distribute), MAGLEV,
+ * locality-weighted with localityLbSetting distribute, or with outlier
+ * detection for per-proxy locality LB), MAGLEV,
  * upstream HttpProtocolOptions (idle timeout, max requests per
  * connection, max connection duration; HTTP/2 to HTTP2/gRPC ports or
  * with h2UpgradePolicy UPGRADE), STRICT_DNS / LOGICAL_DNS with the
@@ -315,7 +316,13 @@ static int gen_cluster_extras(const struct gen_ctx *g, const struct model_servic
 		pct->value = min > 0 ? (double)(min > 100 ? 100 : min) : 0;
 		cl->healthy_panic_threshold = pct;
 	}
-	if (lb->set && lb->locality.set && lb->locality.enabled != 0 && lb->locality.n_distribute) {
+	/* Istio's applyLocalityLoadBalancer: with locality LB enabled (the
+	 * mesh default), locality weights count when distribute is given or
+	 * failover applies (outlier detection); the latter for per-proxy
+	 * output only (profile locality_lb), where priorities are computed */
+	if (!(lb->set && lb->locality.set && lb->locality.enabled == 0) &&
+	    ((lb->set && lb->locality.set && lb->locality.n_distribute) ||
+	     (g->p->locality_lb && pol->outlier_detection.set))) {
 		cl->locality_config_specifier_case =
 			ENVOY__CONFIG__CLUSTER__V3__CLUSTER__COMMON_LB_CONFIG__LOCALITY_CONFIG_SPECIFIER_LOCALITY_WEIGHTED_LB_CONFIG;
 		if (!(cl->locality_weighted_lb_config = gen__msg(

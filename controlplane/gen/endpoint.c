@@ -7,6 +7,12 @@
  * endpoint_hostnames (gRPC cannot resolve names from EDS).  With
  * locality_weights, each locality is weighted by the sum of its
  * endpoints' weights (gRPC 1.51 drops localities without a weight).
+ * Built for one proxy (profile locality_lb, gen_ctx.locality), EDS gets
+ * istiod's locality load balancing (locality.c, gen__loc_lb): distribute
+ * weights, else with outlier detection priorities by proximity, failover
+ * rules or failoverPriority labels (a locality split per priority).
+ * Inline DNS assignments (cluster.c) are shared by every proxy and get
+ * none of it.
  */
 #include "controlplane/gen/gen_int.h"
 
@@ -23,6 +29,8 @@
 
 struct gen_ep {
 	const char *locality;
+	const struct cfg_labels *labels;
+	uint32_t fp;                 /* failoverPriority rank for the proxy (0: none) */
 	const char *address;
 	uint32_t port;
 	uint32_t weight;
@@ -34,6 +42,8 @@ static int gen_ep_cmp(const void *x, const void *y)
 	const struct gen_ep *a = x, *b = y;
 	int c = strcmp(a->locality, b->locality);
 
+	if (c == 0)
+		c = a->fp < b->fp ? -1 : a->fp > b->fp;
 	if (c == 0)
 		c = strcmp(a->address, b->address);
 	if (c == 0)
@@ -145,26 +155,163 @@ Envoy__Config__Core__V3__Metadata *gen__tls_mode_metadata(struct arena *a, const
 	return md;
 }
 
-int gen__assignment(const struct gen_ctx *g, const struct model_service *svc, size_t pi, const char *subset,
-		    const struct cfg_labels *sel, struct arena *a,
-		    Envoy__Config__Endpoint__V3__ClusterLoadAssignment **out)
+/* A group of endpoints: one LocalityLbEndpoints. */
+struct gen_group {
+	size_t start, end;           /* in the sorted endpoints */
+	uint64_t weight;             /* sum of the endpoints' weights */
+	uint32_t raw;                /* priority before compaction */
+	uint32_t priority;
+	bool dropped;                /* distribute names no weight for it */
+};
+
+/* The failoverPriority rank of an endpoint for the proxy (Istio's
+ * applyFailoverPriorityPerLocality): 0 when every label (in order)
+ * matches the proxy's value ("label=value" overrides it), else
+ * n - index of the first mismatch. */
+static uint32_t gen_fp_rank(const struct gen_ctx *g, const struct cfg_strs *fp, const struct gen_ep *e)
+{
+	char pb[256], eb[256], key[256];
+	size_t i;
+
+	for (i = 0; i < fp->n; i++) {
+		const char *want, *have, *eq = strchr(fp->v[i], '=');
+		size_t klen = eq ? (size_t)(eq - fp->v[i]) : strlen(fp->v[i]);
+
+		if (klen >= sizeof(key))
+			klen = sizeof(key) - 1;
+		memcpy(key, fp->v[i], klen);
+		key[klen] = '\0';
+		want = eq ? eq + 1 :
+			    gen__priority_label(gen__workload_labels(g->caller), g->locality, key, pb, sizeof(pb));
+		have = gen__priority_label(e->labels, e->locality, key, eb, sizeof(eb));
+		if (strcmp(want ? want : "", have ? have : "") != 0)
+			return (uint32_t)(fp->n - i);
+	}
+	return 0;
+}
+
+static int gen_u32_cmp(const void *x, const void *y)
+{
+	uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
+
+	return a < b ? -1 : a > b;
+}
+
+/* Priorities 0..N without gaps, keeping the order of raw values (Istio
+ * renumbers "from 0 (highest) to N (lowest) without skipping"); tmp has
+ * room for n values. */
+static void gen_compact(struct gen_group *gr, size_t n, uint32_t *tmp)
+{
+	size_t i, u = 0;
+
+	for (i = 0; i < n; i++)
+		tmp[i] = gr[i].raw;
+	if (n)
+		qsort(tmp, n, sizeof(*tmp), gen_u32_cmp);
+	for (i = 0; i < n; i++)
+		if (i == 0 || tmp[i] != tmp[u - 1])
+			tmp[u++] = tmp[i];
+	for (i = 0; i < n; i++) {
+		const uint32_t *f = bsearch(&gr[i].raw, tmp, u, sizeof(*tmp), gen_u32_cmp);
+
+		gr[i].priority = f ? (uint32_t)(f - tmp) : 0;
+	}
+}
+
+/* Istio's applyLocalityFailover for one group: LbPriority, and 4 for
+ * another region than the `failover` rule of the proxy's region names. */
+static uint32_t gen_failover_priority(const struct gen_ctx *g, const struct cfg_locality_lb *l, const char *loc)
+{
+	char pr[256], er[256];
+	int p = gen__lb_priority(g->locality, loc);
+	size_t i;
+
+	gen__locality_part(g->locality, 0, pr, sizeof(pr));
+	gen__locality_part(loc, 0, er, sizeof(er));
+	for (i = 0; p == 3 && l && i < l->n_failover; i++) {
+		if (l->failover[i].from && strcmp(l->failover[i].from, pr) == 0) {
+			if (!l->failover[i].to || strcmp(l->failover[i].to, er) != 0)
+				p = 4;
+			break;
+		}
+	}
+	return (uint32_t)p;
+}
+
+/* Istio's applyLocalityWeights: the first distribute rule whose `from`
+ * matches the proxy gives each group matching one of its `to` localities
+ * (first match) ceil(group weight x to weight / sum of the matched
+ * groups' weights); groups it does not name are dropped (Istio empties
+ * them).  No rule for the proxy: unchanged. */
+static void gen_distribute(const struct gen_ctx *g, const struct cfg_locality_lb *l, const struct gen_ep *eps,
+			   struct gen_group *gr, size_t n)
+{
+	const struct cfg_locality_distribute *d = NULL;
+	uint64_t w;
+	size_t i, k;
+
+	for (i = 0; i < l->n_distribute && !d; i++)
+		if (l->distribute[i].from && gen__locality_match(g->locality, l->distribute[i].from))
+			d = &l->distribute[i];
+	if (!d)
+		return;
+	for (i = 0; i < n; i++)
+		gr[i].dropped = true;
+	for (k = 0; k < d->n_to; k++) {
+		uint64_t total = 0;
+
+		w = strtoull(d->to[k].value, NULL, 10);
+		for (i = 0; i < n; i++)
+			if (gr[i].dropped && gr[i].raw != UINT32_MAX &&
+			    gen__locality_match(eps[gr[i].start].locality, d->to[k].key)) {
+				gr[i].raw = UINT32_MAX; /* marks "matched by rule k" */
+				total += gr[i].weight;
+			}
+		for (i = 0; i < n; i++) {
+			if (gr[i].raw != UINT32_MAX || !gr[i].dropped)
+				continue;
+			gr[i].dropped = false;
+			gr[i].raw = 0;
+			if (total && w)
+				gr[i].weight = (gr[i].weight * w + total - 1) / total;
+		}
+	}
+}
+
+/* The assignment, with the locality load balancing ll for g's proxy
+ * (NULL: none, every group at priority 0). */
+static int gen_assignment_build(const struct gen_ctx *g, const struct model_service *svc, size_t pi,
+				const char *subset, const struct cfg_labels *sel, const struct gen_loc_lb *ll,
+				struct arena *a, Envoy__Config__Endpoint__V3__ClusterLoadAssignment **out)
 {
 	Envoy__Config__Endpoint__V3__ClusterLoadAssignment *clap =
 		gen__msg(a, &envoy__config__endpoint__v3__cluster_load_assignment__descriptor);
 	static const struct cfg_labels no_labels;
 	const struct model_port *mp = &svc->ports[pi];
+	const struct cfg_locality_lb *l = ll ? ll->set : NULL;
 	struct gen_ep *eps = NULL;
-	size_t i, n = 0, start, n_loc = 0;
+	struct gen_group *gr = NULL;
+	uint32_t *tmp = NULL;
+	size_t i, n = 0, start, n_gr = 0;
+	bool use_fp = false, use_failover = false;
 	int rc = -ENOMEM;
 
 	*out = NULL;
 	if (!clap)
 		goto out;
-	if (svc->n_endpoints && !(eps = arena_calloc(a, svc->n_endpoints, sizeof(*eps))))
+	if (svc->n_endpoints && (!(eps = arena_calloc(a, svc->n_endpoints, sizeof(*eps))) ||
+				 !(gr = arena_calloc(a, svc->n_endpoints, sizeof(*gr))) ||
+				 !(tmp = arena_calloc(a, svc->n_endpoints, sizeof(*tmp)))))
 		goto out;
 	clap->cluster_name = gen__cluster_name(a, mp->number, subset, svc->hostname);
 	if (!clap->cluster_name)
 		goto out;
+	if (ll && !(l && l->n_distribute) && ll->failover) {
+		/* Istio: failoverPriority (needs proxy labels), and the
+		 * region failover on top only when `failover` is given too */
+		use_fp = l && l->failover_priority.n && gen__proxy_has_labels(g);
+		use_failover = !(l && l->failover_priority.n) || (l && l->n_failover);
+	}
 	for (i = 0; i < svc->n_endpoints; i++) {
 		const struct model_endpoint *e = &svc->endpoints[i];
 		uint32_t port = e->ports ? e->ports[pi] : 0;
@@ -176,41 +323,57 @@ int gen__assignment(const struct gen_ctx *g, const struct model_service *svc, si
 		if (port == 0)
 			port = mp->target_port ? mp->target_port : mp->number;
 		eps[n].locality = e->locality ? e->locality : "";
+		eps[n].labels = e->labels ? e->labels : &no_labels;
 		eps[n].address = e->address;
 		eps[n].port = port;
 		eps[n].weight = e->weight ? e->weight : 1;
 		eps[n].tls_mode = g->p->tls_mode_match ? gen_ep_tls_mode(g, svc, e, port) : NULL;
+		eps[n].fp = use_fp ? gen_fp_rank(g, &l->failover_priority, &eps[n]) : 0;
 		n++;
 	}
 	if (n)
 		qsort(eps, n, sizeof(*eps), gen_ep_cmp);
-	for (i = 0; i < n; i++)
-		if (i == 0 || strcmp(eps[i].locality, eps[i - 1].locality) != 0)
-			n_loc++;
-	if (n_loc && !(clap->endpoints = arena_calloc(a, n_loc, sizeof(*clap->endpoints))))
-		goto out;
-	for (start = 0; start < n;) {
-		Envoy__Config__Endpoint__V3__LocalityLbEndpoints *le =
-			gen__msg(a, &envoy__config__endpoint__v3__locality_lb_endpoints__descriptor);
-		uint64_t sum = 0;
-		size_t end = start;
+	for (start = 0; start < n; n_gr++) {
+		struct gen_group *x = &gr[n_gr];
 
-		while (end < n && strcmp(eps[end].locality, eps[start].locality) == 0)
-			end++;
-		if (!le || !(le->locality = gen_locality(a, eps[start].locality)) ||
-		    !(le->lb_endpoints = arena_calloc(a, end - start, sizeof(*le->lb_endpoints))))
+		x->start = start;
+		for (x->end = start; x->end < n && strcmp(eps[x->end].locality, eps[start].locality) == 0 &&
+				     eps[x->end].fp == eps[start].fp; x->end++)
+			x->weight += eps[x->end].weight;
+		x->raw = eps[start].fp;
+		start = x->end;
+	}
+	if (use_fp)
+		gen_compact(gr, n_gr, tmp);
+	if (use_failover)
+		for (i = 0; i < n_gr; i++)
+			gr[i].raw = (use_fp ? gr[i].priority : 0) * 5 + gen_failover_priority(g, l, eps[gr[i].start].locality);
+	if (use_fp || use_failover)
+		gen_compact(gr, n_gr, tmp);
+	if (ll && l && l->n_distribute)
+		gen_distribute(g, l, eps, gr, n_gr);
+	if (n_gr && !(clap->endpoints = arena_calloc(a, n_gr, sizeof(*clap->endpoints))))
+		goto out;
+	for (start = 0; start < n_gr; start++) {
+		const struct gen_group *x = &gr[start];
+		Envoy__Config__Endpoint__V3__LocalityLbEndpoints *le;
+
+		if (x->dropped)
+			continue;
+		le = gen__msg(a, &envoy__config__endpoint__v3__locality_lb_endpoints__descriptor);
+		if (!le || !(le->locality = gen_locality(a, eps[x->start].locality)) ||
+		    !(le->lb_endpoints = arena_calloc(a, x->end - x->start, sizeof(*le->lb_endpoints))))
 			goto out;
-		for (i = start; i < end; i++) {
-			if (!(le->lb_endpoints[i - start] = gen_lb_endpoint(a, &eps[i])))
+		for (i = x->start; i < x->end; i++)
+			if (!(le->lb_endpoints[i - x->start] = gen_lb_endpoint(a, &eps[i])))
 				goto out;
-			sum += eps[i].weight;
-		}
-		le->n_lb_endpoints = end - start;
+		le->n_lb_endpoints = x->end - x->start;
+		le->priority = x->priority;
 		if (g->p->locality_weights &&
-		    !(le->load_balancing_weight = gen__u32(a, sum > UINT32_MAX ? UINT32_MAX : (uint32_t)sum)))
+		    !(le->load_balancing_weight =
+			      gen__u32(a, x->weight > UINT32_MAX ? UINT32_MAX : (uint32_t)x->weight)))
 			goto out;
 		clap->endpoints[clap->n_endpoints++] = le;
-		start = end;
 	}
 	*out = clap;
 	rc = 0;
@@ -218,11 +381,20 @@ out:
 	return rc;
 }
 
+int gen__assignment(const struct gen_ctx *g, const struct model_service *svc, size_t pi, const char *subset,
+		    const struct cfg_labels *sel, struct arena *a,
+		    Envoy__Config__Endpoint__V3__ClusterLoadAssignment **out)
+{
+	return gen_assignment_build(g, svc, pi, subset, sel, NULL, a, out);
+}
+
 static int gen_assignment(const struct gen_ctx *g, const struct model_service *svc, size_t pi, const char *subset,
 			  const struct cfg_labels *sel, struct arena *a, struct xds_snapshot *snap)
 {
 	Envoy__Config__Endpoint__V3__ClusterLoadAssignment *cla;
-	int rc = gen__assignment(g, svc, pi, subset, sel, a, &cla);
+	struct gen_loc_lb ll;
+	bool loc = gen__loc_lb(g, svc, svc->ports[pi].number, subset, &ll);
+	int rc = gen_assignment_build(g, svc, pi, subset, sel, loc ? &ll : NULL, a, &cla);
 
 	if (rc == 0)
 		rc = gen__emit(g, snap, XDS_ENDPOINT, cla->cluster_name, &cla->base);

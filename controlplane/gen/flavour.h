@@ -60,6 +60,12 @@ struct gen_profile {
 	/* Every locality carries load_balancing_weight (gRPC 1.51 drops
 	 * localities without one). */
 	bool locality_weights;
+	/* Per-proxy locality load balancing, as istiod's EDS builder
+	 * (ApplyLocalityLoadBalancer): priorities by proximity to the proxy,
+	 * failover / failoverPriority rules and distribute weights, and
+	 * locality_weighted_lb_config with outlier detection.  Needs output
+	 * built per proxy (gen_ctx.locality). */
+	bool locality_lb;
 	/* EDS endpoints may be host names; false: only IP addresses (gRPC
 	 * cannot resolve names from EDS). */
 	bool endpoint_hostnames;

@@ -201,6 +201,13 @@ struct gen_node {
 	const char *ip;                   /* node IP (node id TYPE~IP~...) */
 	const char *service_account;      /* node metadata SERVICE_ACCOUNT */
 	const struct gen_sidecar_scope *scope; /* the Sidecar that applies; NULL: none */
+	/* The proxy's locality "region/zone/subzone" (Envoy's Node.locality);
+	 * NULL or "": from the workload's labels (istio-locality, else
+	 * topology.kubernetes.io/region|zone and topology.istio.io/subzone),
+	 * else the one locality of the workload's service instances (found
+	 * as its inbound ports are), else unknown.  Locality load balancing (priorities, distribute
+	 * weights) is computed against it, as istiod does. */
+	const char *locality;
 };
 
 /* Everything one sidecar proxy (Envoy or meshproxy) of workload w

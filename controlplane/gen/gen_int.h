@@ -51,6 +51,10 @@ struct gen_ctx {
 	/* The calling workload when the output is built for one caller
 	 * (p->per_caller_matches); NULL: shared by every caller. */
 	const struct gen_workload *caller;
+	/* The proxy's locality "region/zone/subzone" ("" unknown) when the
+	 * output is built for one proxy (p->locality_lb); NULL: shared by
+	 * every proxy, no locality load balancing. */
+	const char *locality;
 };
 
 /* The workload's namespace ("default" when unset) and labels (none when
@@ -185,6 +189,52 @@ struct Envoy__Config__Endpoint__V3__ClusterLoadAssignment;
 MESH_MUST_CHECK int gen__assignment(const struct gen_ctx *g, const struct model_service *svc, size_t pi,
 				    const char *subset, const struct cfg_labels *sel, struct arena *a,
 				    struct Envoy__Config__Endpoint__V3__ClusterLoadAssignment **out);
+/* What EDS of svc depends on beyond the namespace's view (locality.c):
+ * for a proxy of locality g->locality whose locality load balancing
+ * changes some cluster of svc, a key naming the proxy's locality (and its
+ * values of the failoverPriority labels), so proxies that get the same
+ * bytes share them; NULL in *out when EDS of svc is the same for every
+ * proxy of the namespace.  Returns 0 or -ENOMEM (*out in a). */
+MESH_MUST_CHECK int gen__eds_variant(const struct gen_ctx *g, const struct model_service *svc, struct arena *a,
+				     const char **out);
+/* The locality load balancing one cluster (port, subset) of svc gets for
+ * g's proxy: the DestinationRule's localityLbSetting (NULL: the mesh
+ * default, enabled, nothing else), and whether failover applies (outlier
+ * detection set).  Returns false when nothing changes for that cluster
+ * (no per-proxy build, no locality, setting disabled, or neither
+ * distribute nor outlier detection). */
+struct gen_loc_lb {
+	const struct cfg_locality_lb *set;   /* NULL, or &copy */
+	struct cfg_locality_lb copy;         /* shallow: strings stay in the config */
+	bool failover;
+};
+bool gen__loc_lb(const struct gen_ctx *g, const struct model_service *svc, uint32_t port, const char *subset,
+		 struct gen_loc_lb *out);
+/* Istio's util.LbPriority: 0 same region/zone/subzone, 1 same
+ * region/zone, 2 same region, 3 otherwise (locality strings
+ * "region/zone/subzone"). */
+int gen__lb_priority(const char *proxy, const char *ep);
+/* Istio's util.LocalityMatch: whether locality l matches rule
+ * ("region/zone/subzone", "*" or a missing part matching anything below
+ * the region). */
+bool gen__locality_match(const char *l, const char *rule);
+/* Part i (0 region, 1 zone, 2 subzone) of locality l into buf (cap
+ * bytes); "" when absent.  Returns buf. */
+const char *gen__locality_part(const char *l, int i, char *buf, size_t cap);
+/* The value of label key for failoverPriority matching: the topology
+ * labels (topology.kubernetes.io/region|zone, topology.istio.io/subzone)
+ * from locality when it has that part, as Istio augments labels; others
+ * from labels.  NULL when absent. */
+const char *gen__priority_label(const struct cfg_labels *labels, const char *locality, const char *key, char *buf,
+				size_t cap);
+/* Whether the proxy has labels for failoverPriority (its own, or the
+ * topology labels of its locality, as Istio augments them). */
+bool gen__proxy_has_labels(const struct gen_ctx *g);
+/* The proxy's locality: node->locality when set, else from the
+ * workload's labels (istio-locality "r.z.s", else the topology labels),
+ * else "".  Allocated in a when built; NULL only on out-of-memory. */
+const char *gen__proxy_locality(const struct gen_node *node, const struct gen_workload *w, struct arena *a);
+
 /* Metadata envoy.transport_socket_match {tlsMode: mode}; NULL on OOM. */
 #define GEN_TLS_MATCH_METADATA "envoy.transport_socket_match"
 Envoy__Config__Core__V3__Metadata *gen__tls_mode_metadata(struct arena *a, const char *mode);

@@ -709,6 +709,33 @@ static bool gen_is_workload(const struct gen_sc *sc, const struct model_endpoint
 	       model_labels_match(wl, e->labels);
 }
 
+/* The workload's locality from its service instances (as Istio's
+ * registries give a proxy the locality of its Pod or WorkloadEntry) when
+ * the node says none: the instances found as gen_inports() finds them,
+ * only when they all agree (replicas with the same labels share one
+ * build, and may live in different zones: then none).  "" otherwise. */
+static const char *gen_instance_locality(const struct gen_sc *sc)
+{
+	const struct model *m = sc->g.m;
+	const char *loc = NULL;
+	bool by_ip = gen__workload_labels(sc->w)->n == 0;
+	size_t i, j;
+
+	for (i = 0; i < m->n_services; i++) {
+		for (j = 0; j < m->services[i].n_endpoints; j++) {
+			const struct model_endpoint *e = &m->services[i].endpoints[j];
+			const char *l = e->locality ? e->locality : "";
+
+			if (!gen_is_workload(sc, e, by_ip))
+				continue;
+			if (loc && strcmp(loc, l) != 0)
+				return "";
+			loc = l;
+		}
+	}
+	return loc ? loc : "";
+}
+
 /* The inbound ports: the Sidecar's ingress listeners, else the
  * endpoint ports of the workload's service instances (one per port, the
  * first service's protocol by hostname).  *out malloc'd. */
@@ -1098,7 +1125,12 @@ static int gen_special_clusters(struct gen_sc *sc)
  * profile and the caller's namespace only (gen__dr: the DestinationRule
  * the caller sees; nothing else of the caller is read by cluster.c,
  * endpoint.c or tls.c), not on the workload's labels: workloads of one
- * namespace get the same bytes.  The cache keeps them per (namespace,
+ * namespace get the same bytes.  Except EDS under locality load
+ * balancing (profile locality_lb), which depends on the proxy's locality
+ * (and its failoverPriority label values): such a service's EDS lives in
+ * a row keyed by (namespace, gen__eds_variant()), shared by the proxies
+ * of that locality; its CDS and every other service stay in the
+ * namespace's row.  The cache keeps them per (namespace,
  * service) for one model, so a push builds each once however many
  * sidecar workloads it serves, and their snapshots share the encoded
  * resources.  A different model (pointer or generation) or profile
@@ -1114,6 +1146,7 @@ struct gen_sc_group {
 
 struct gen_sc_ns {
 	char *ns;
+	char *variant;                   /* gen__eds_variant(); NULL: shared by the namespace */
 	struct gen_sc_group *g;          /* [service][CDS, EDS] */
 };
 
@@ -1134,6 +1167,7 @@ static void gen_sc_ns_cleanup(struct gen_sc_ns *e, size_t n_services)
 		xds_resource_array_unref((const struct xds_resource **)e->g[i].v, e->g[i].n);
 	free(e->g);
 	free(e->ns);
+	free(e->variant);
 }
 
 static void gen_sc_cache_reset(struct gen_sidecar_cache *c)
@@ -1161,10 +1195,11 @@ void gen_sidecar_cache_free(struct gen_sidecar_cache *c)
 	free(c);
 }
 
-/* The groups of namespace ns for m and p (a new row when needed), or NULL
- * without memory. */
+/* The groups of namespace ns and EDS variant (NULL: the namespace's
+ * shared row) for m and p (a new row when needed), or NULL without
+ * memory. */
 static struct gen_sc_group *gen_sc_cache_row(struct gen_sidecar_cache *c, const struct model *m,
-					     const struct gen_profile *p, const char *ns)
+					     const struct gen_profile *p, const char *ns, const char *variant)
 {
 	struct gen_sc_ns *v;
 	size_t i;
@@ -1177,16 +1212,19 @@ static struct gen_sc_group *gen_sc_cache_row(struct gen_sidecar_cache *c, const 
 		c->n_services = m->n_services;
 	}
 	for (i = 0; i < c->n_ns; i++)
-		if (strcmp(c->ns[i].ns, ns) == 0)
+		if (strcmp(c->ns[i].ns, ns) == 0 && (variant ? c->ns[i].variant && strcmp(c->ns[i].variant, variant) == 0 :
+							      !c->ns[i].variant))
 			return c->ns[i].g;
 	v = realloc(c->ns, (c->n_ns + 1) * sizeof(*v));
 	if (!v)
 		return NULL;
 	c->ns = v;
 	v[c->n_ns].ns = strdup(ns);
+	v[c->n_ns].variant = variant ? strdup(variant) : NULL;
 	v[c->n_ns].g = calloc(2 * (m->n_services ? m->n_services : 1), sizeof(struct gen_sc_group));
-	if (!v[c->n_ns].ns || !v[c->n_ns].g) {
+	if (!v[c->n_ns].ns || !v[c->n_ns].g || (variant && !v[c->n_ns].variant)) {
 		free(v[c->n_ns].ns);
+		free(v[c->n_ns].variant);
 		free(v[c->n_ns].g);
 		return NULL;
 	}
@@ -1221,9 +1259,20 @@ out:
 static int gen_sc_service(struct gen_sc *sc, struct gen_sidecar_cache *c, size_t i)
 {
 	const struct model *m = sc->g.m;
-	struct gen_sc_group *row = c ? gen_sc_cache_row(c, m, sc->g.p, gen__workload_ns(sc->w)) : NULL;
+	struct gen_sc_group *row = c ? gen_sc_cache_row(c, m, sc->g.p, gen__workload_ns(sc->w), NULL) : NULL;
+	struct gen_sc_group *eds_row = row;
+	const char *variant = NULL;
 	size_t j;
 	int k, rc = 0;
+
+	/* EDS that depends on the proxy's locality is shared by the
+	 * proxies of the same namespace and variant only */
+	if (row && (rc = gen__eds_variant(&sc->g, &m->services[i], sc->a, &variant)) < 0)
+		return rc;
+	if (row && variant)
+		eds_row = gen_sc_cache_row(c, m, sc->g.p, gen__workload_ns(sc->w), variant);
+	if (!eds_row)
+		row = NULL;
 
 	if (!row) {
 		/* no cache (or no memory for it): build in place, as always */
@@ -1237,7 +1286,7 @@ static int gen_sc_service(struct gen_sc *sc, struct gen_sidecar_cache *c, size_t
 		return rc;
 	}
 	for (k = XDS_CLUSTER; k <= XDS_ENDPOINT && rc == 0; k++) {
-		struct gen_sc_group *g = &row[2 * i + (size_t)(k - XDS_CLUSTER)];
+		struct gen_sc_group *g = &(k == XDS_ENDPOINT ? eds_row : row)[2 * i + (size_t)(k - XDS_CLUSTER)];
 
 		if (!g->valid)
 			(void)gen_sc_group_build(&sc->g, &m->services[i], k, g);
@@ -1356,6 +1405,11 @@ int gen_sidecar_snapshot_cached(struct gen_sidecar_cache *c, const struct model 
 	sc.visible = calloc(m->n_services ? m->n_services : 1, sizeof(*sc.visible));
 	if (!sc.snap || !sc.a || !sc.visible)
 		goto out;
+	/* the proxy's locality, for locality load balancing in EDS */
+	if (p->locality_lb && !(sc.g.locality = gen__proxy_locality(sc.node, w, sc.a)))
+		goto out;
+	if (sc.g.locality && !sc.g.locality[0])
+		sc.g.locality = gen_instance_locality(&sc);
 	for (i = 0; i < m->n_services; i++)
 		sc.visible[i] = gen_visible(&sc, &m->services[i]);
 

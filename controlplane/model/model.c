@@ -58,6 +58,28 @@ static uint32_t workload_port(const struct cfg_workload *w, const struct cfg_por
 	return (uint32_t)p->number;
 }
 
+/* Istio's istio-locality label ("region.zone.subzone": a label value
+ * cannot hold '/') as a locality "region/zone/subzone", in a; NULL when
+ * absent (or out of memory: the caller falls back). */
+static const char *label_locality(struct arena *a, const struct cfg_labels *l)
+{
+	size_t i, j;
+
+	for (i = 0; l && i < l->n; i++) {
+		char *s;
+
+		if (strcmp(l->v[i].key, "istio-locality") != 0 || !l->v[i].value || !l->v[i].value[0])
+			continue;
+		if (!(s = arena_strdup(a, l->v[i].value)))
+			return NULL;
+		for (j = 0; s[j]; j++)
+			if (s[j] == '.')
+				s[j] = '/';
+		return s;
+	}
+	return NULL;
+}
+
 static int endpoint_init(struct arena *a, struct model_endpoint *ep, const struct cfg_workload *w,
 			 const char *ns, const struct cfg_service_entry *se)
 {
@@ -65,7 +87,10 @@ static int endpoint_init(struct arena *a, struct model_endpoint *ep, const struc
 
 	ep->address = w->address;
 	ep->labels = &w->labels;
-	ep->locality = w->locality ? w->locality : "";
+	/* as Istio: the entry's locality, else its istio-locality label */
+	ep->locality = w->locality && w->locality[0] ? w->locality : label_locality(a, &w->labels);
+	if (!ep->locality)
+		ep->locality = "";
 	ep->network = w->network ? w->network : "";
 	ep->weight = w->weight > 0 ? (uint32_t)w->weight : 1;
 	ep->service_account = w->service_account;
@@ -192,9 +217,15 @@ static uint32_t k8s_endpoint_port(const struct cfg_k8s_service_port *sp, const s
 	return (uint32_t)sp->port;
 }
 
-static const char *k8s_locality(struct arena *a, const struct cfg_k8s_endpoint *ep)
+static const char *k8s_locality(struct arena *a, const struct cfg_k8s_endpoint *ep, const struct cfg_object *pod)
 {
-	/* region comes from node labels meshd does not watch; zone from the slice */
+	const char *l = pod ? label_locality(a, &pod->labels) : NULL;
+
+	/* as Istio's getPodLocality: the pod's istio-locality label first;
+	 * region and subzone come from node labels meshd does not watch, so
+	 * otherwise the zone the slice gives */
+	if (l)
+		return l;
 	return ep->zone ? arena_printf(a, "/%s", ep->zone) : "";
 }
 
@@ -257,7 +288,7 @@ static int build_k8s_service(struct model *m, struct model_service *svc, const s
 
 				ep->address = kep->addresses.v[k];
 				ep->labels = pod ? &pod->labels : &no_labels;
-				ep->locality = k8s_locality(a, kep);
+				ep->locality = k8s_locality(a, kep, pod);
 				ep->network = "";
 				ep->weight = 1;
 				ep->service_account = pod ? pod->spec.pod.service_account : NULL;

@@ -30,7 +30,9 @@ struct model_port {
 struct model_endpoint {
 	const char *address;
 	const struct cfg_labels *labels;
-	const char *locality;        /* "region/zone/subzone"; "" when unknown */
+	const char *locality;        /* "region/zone/subzone"; "" when unknown: the entry's locality, else
+	                              * its istio-locality label ("r.z.s"); Kubernetes: the Pod's label,
+	                              * else "/ZONE" of the EndpointSlice */
 	const char *network;
 	uint32_t weight;             /* >= 1 */
 	const char *service_account; /* NULL when unknown */

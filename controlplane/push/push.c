@@ -49,6 +49,7 @@ struct push__key {
 	struct cfg_labels *labels;   /* never NULL */
 	char *sa;                    /* service account; NULL: unknown */
 	char *ip;                    /* NULL: unknown or not part of the key */
+	char *locality;              /* Node.locality; NULL: unknown */
 	bool whole;                  /* the set is the whole config (XDS_PROXY_WANT_ALL) */
 	struct push__name *names;
 	size_t n, cap;
@@ -128,7 +129,7 @@ static int push__build_all_default(void *ctx, const struct model *m, const struc
 {
 	struct push_stage *p = ctx;
 	struct gen_workload gw = { w->ns, w->labels };
-	struct gen_node node = { w->ip, w->service_account, NULL };
+	struct gen_node node = { w->ip, w->service_account, NULL, w->locality };
 	struct gen_sidecar_scope scope;
 	int rc;
 
@@ -202,6 +203,7 @@ static void push__key_free(struct push__key *k)
 	free(k->sa);
 	free(k->ip);
 	free(k->sidecar_id);
+	free(k->locality);
 	if (k->labels) {
 		for (i = 0; i < k->labels->n; i++) {
 			free(k->labels->v[i].key);
@@ -288,7 +290,7 @@ static void push__adopt(struct xds_snapshot *snap, const struct xds_snapshot *fr
  * is the new one), 0 when it did not, or -ENOMEM (k keeps its old set). */
 static int push__key_build(struct push_stage *p, struct push__key *k, const struct model *m)
 {
-	struct push_workload w = { k->flavour, k->ns, k->labels, k->sa, k->ip, NULL };
+	struct push_workload w = { k->flavour, k->ns, k->labels, k->sa, k->ip, NULL, k->locality };
 	push_build_fn build = p->cfg.build ? p->cfg.build : push__build_default;
 	push_build_all_fn build_all = p->cfg.build_all ? p->cfg.build_all : push__build_all_default;
 	struct xds_snapshot *snap = NULL;
@@ -380,11 +382,13 @@ static void push__take_request(struct push_stage *p, struct xds_proxy_req *r)
 		k->flavour = r->flavour;
 		k->sa = r->service_account;
 		k->ip = r->ip;
+		k->locality = r->locality;
 		r->key = NULL;
 		r->ns = NULL;
 		r->labels = NULL;
 		r->service_account = NULL;
 		r->ip = NULL;
+		r->locality = NULL;
 		k->next = p->keys;
 		p->keys = k;
 		p->nkeys++;

@@ -26,8 +26,9 @@
  * in it: per-proxy names are few next to the shared snapshot) and
  * publishes the sets that changed with the snapshot; a key whose last
  * stream went (a release from the xDS thread) is dropped.  A sidecar key
- * (XDS_PROXY_WANT_ALL: flavour, namespace, labels, service account, and
- * the IP when there are no labels) is built whole with
+ * (XDS_PROXY_WANT_ALL: flavour, namespace, labels, service account,
+ * the IP when there are no labels, and the Node's locality when it has
+ * one: locality load balancing shapes its EDS) is built whole with
  * gen_sidecar_snapshot(), once per key and model, however many replicas
  * share it.
  *
@@ -63,6 +64,7 @@ struct push_workload {
 	 * (model_sidecar_select() on ns and labels, both part of the key);
 	 * NULL: none.  Borrowed from the model being built. */
 	const struct cfg_object *sidecar;
+	const char *locality;        /* Node.locality "region/zone/subzone"; NULL: unknown */
 };
 
 /* Build one per-proxy resource `name` of type t for w from model m into

@@ -761,6 +761,7 @@ void xds_proxy_req_free(struct xds_proxy_req *r)
 	free(r->name);
 	free(r->service_account);
 	free(r->ip);
+	free(r->locality);
 	free(r);
 }
 
@@ -880,8 +881,9 @@ static int MESH_MUST_CHECK key_request(struct xds_ads_stream *st, enum xds_proxy
 	r->labels = calloc(1, sizeof(*r->labels));
 	r->service_account = st->node_sa ? strdup(st->node_sa) : NULL;
 	r->ip = st->node_ip ? strdup(st->node_ip) : NULL;
+	r->locality = st->node_locality ? strdup(st->node_locality) : NULL;
 	if (!r->key || (st->node_ns && !r->ns) || (name && !r->name) || !r->labels ||
-	    (st->node_sa && !r->service_account) || (st->node_ip && !r->ip))
+	    (st->node_sa && !r->service_account) || (st->node_ip && !r->ip) || (st->node_locality && !r->locality))
 		goto out;
 	if (labels_copy(r->labels, &st->node_labels) < 0)
 		goto out;
@@ -909,6 +911,18 @@ static void stream_attach_key(struct xds_ads_stream *st)
 	if (xds_proxy_key_node(st->flavour, st->node_ns, &st->node_labels, whole ? st->node_sa : NULL,
 			       whole && st->node_labels.n == 0 ? st->node_ip : NULL, &key) < 0)
 		goto out; /* no per-proxy resources for it: logged below */
+	/* the locality shapes a whole flavour's EDS (locality load balancing):
+	 * a marked part after the others, so keys without one are unchanged */
+	if (whole && st->node_locality) {
+		size_t kl = strlen(key), ll = strlen(st->node_locality);
+		char *k2 = malloc(kl + ll + 24);
+
+		if (!k2)
+			goto out;
+		snprintf(k2, kl + ll + 24, "%sl%zu:%s", key, ll, st->node_locality);
+		free(key);
+		key = k2;
+	}
 	k = key_find(a, key);
 	if (!k) {
 		k = calloc(1, sizeof(*k));
@@ -1375,6 +1389,21 @@ static void stream_record_workload(struct xds_ads_stream *st, const Envoy__Confi
 		const char *q = p ? strchr(p + 1, '~') : NULL;
 		if (q && q > p + 1)
 			st->node_ip = strndup(p + 1, (size_t)(q - p - 1));
+	}
+	if (node->locality && (node->locality->region[0] || node->locality->zone[0] || node->locality->sub_zone[0])) {
+		/* Istio's LocalityToString: "region[/zone[/subzone]]" */
+		const Envoy__Config__Core__V3__Locality *l = node->locality;
+		char buf[3 * XDS_MAX_NODE_FIELD_LEN + 3];
+
+		if (!l->zone[0])
+			snprintf(buf, sizeof(buf), "%.*s", XDS_MAX_NODE_FIELD_LEN, l->region);
+		else if (!l->sub_zone[0])
+			snprintf(buf, sizeof(buf), "%.*s/%.*s", XDS_MAX_NODE_FIELD_LEN, l->region, XDS_MAX_NODE_FIELD_LEN,
+				 l->zone);
+		else
+			snprintf(buf, sizeof(buf), "%.*s/%.*s/%.*s", XDS_MAX_NODE_FIELD_LEN, l->region,
+				 XDS_MAX_NODE_FIELD_LEN, l->zone, XDS_MAX_NODE_FIELD_LEN, l->sub_zone);
+		st->node_locality = strdup(buf);
 	}
 	if (!ns && st->node_id) {
 		/* "sidecar~IP~POD.NS~NS.svc.cluster.local" */
@@ -2287,6 +2316,7 @@ void xds_ads_stream_free(struct xds_ads_stream *st)
 	free(st->node_ns);
 	free(st->node_sa);
 	free(st->node_ip);
+	free(st->node_locality);
 	for (i = 0; i < st->node_labels.n; i++) {
 		free(st->node_labels.v[i].key);
 		free(st->node_labels.v[i].value);

@@ -106,6 +106,7 @@ struct xds_proxy_req {
 	uint64_t seq;                /* WANT, WANT_ALL: answered by a set whose answered >= seq */
 	char *service_account;       /* node metadata SERVICE_ACCOUNT; NULL: unknown */
 	char *ip;                    /* the node id's IP; NULL: unknown */
+	char *locality;              /* Node.locality "region/zone/subzone"; NULL: unknown */
 };
 
 void xds_proxy_req_free(struct xds_proxy_req *r);  /* NULL is a no-op */

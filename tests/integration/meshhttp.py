@@ -188,7 +188,7 @@ class Sidecar:
     """meshproxy as the sidecar of workload LABELS, fed by meshd over ADS,
     with its outbound, inbound and admin ports on 127.0.0.1 and an access log."""
 
-    def __init__(self, meshd, pod="client", labels="app=client", ip="127.0.0.1"):
+    def __init__(self, meshd, pod="client", labels="app=client", ip="127.0.0.1", args=()):
         self.dir = tempfile.mkdtemp(prefix="meshproxy-e2e-")
         self.node_id = "sidecar~%s~%s.%s~%s.svc.cluster.local" % (ip, pod, NS, NS)
         self.out_port, self.in_port, self.admin_port = free_port(), free_port(), free_port()
@@ -202,7 +202,7 @@ class Sidecar:
                        "--outbound-addr", "127.0.0.1:%d" % self.out_port,
                        "--inbound-addr", "127.0.0.1:%d" % self.in_port,
                        "--status-addr", "", "--health-addr", "",
-                       "--access-log", self.alog, "--log-level", "debug"],
+                       "--access-log", self.alog, "--log-level", "debug"] + list(args),
             stdout=self.log, stderr=subprocess.STDOUT)
 
     def wait_ready(self):

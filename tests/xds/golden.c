@@ -63,7 +63,7 @@ struct golden_proxy {
 struct golden_sidecar {
 	bool present;
 	struct golden_proxy wl;          /* namespace, labels (listener unused) */
-	char *ip, *sa;
+	char *ip, *sa, *locality;
 	bool has_scope;
 	char *egress[GOLDEN_SCOPE_MAX];
 	struct cfg_strs egress_hosts;
@@ -118,7 +118,7 @@ static int golden_generate(const char *flavour, const struct model *m, const str
 		 * warm copies are the same snapshot */
 		struct gen_workload w = { .ns = sc->wl.ns, .labels = &sc->wl.labels };
 		struct gen_node node = { .ip = sc->ip, .service_account = sc->sa,
-					 .scope = sc->has_scope ? &sc->scope : NULL };
+					 .scope = sc->has_scope ? &sc->scope : NULL, .locality = sc->locality };
 		struct gen_sidecar_scope real;
 		const struct cfg_object *so = NULL;
 
@@ -623,6 +623,7 @@ static void golden_sidecar_free(struct golden_sidecar *sc)
 	golden_proxies_free(&sc->wl, 1);
 	free(sc->ip);
 	free(sc->sa);
+	free(sc->locality);
 	for (i = 0; i < GOLDEN_SCOPE_MAX; i++) {
 		free(sc->egress[i]);
 		free(sc->ingress_strs[i][0]);
@@ -745,6 +746,8 @@ static int golden_sidecar_load(const char *case_dir, struct golden_sidecar *sc)
 
 		if (strcmp(key, "ip") == 0 && !sc->ip) {
 			sc->ip = golden_scalar(&doc, v);
+		} else if (strcmp(key, "locality") == 0 && !sc->locality) {
+			sc->locality = golden_scalar(&doc, v);
 		} else if (strcmp(key, "serviceAccount") == 0 && !sc->sa) {
 			sc->sa = golden_scalar(&doc, v);
 		} else if (strcmp(key, "sidecar") == 0) {

@@ -72,7 +72,8 @@ static int gcase_load(const char *dir, struct gcase *g)
 	ck_assert_int_eq(golden_model(dir, &g->m), 0);
 	{
 		struct gen_workload w = { .ns = sc.wl.ns, .labels = &sc.wl.labels };
-		struct gen_node node = { .ip = sc.ip, .service_account = sc.sa, .scope = sc.has_scope ? &sc.scope : NULL };
+		struct gen_node node = { .ip = sc.ip, .service_account = sc.sa, .scope = sc.has_scope ? &sc.scope : NULL,
+					 .locality = sc.locality };
 
 		rc = gen_sidecar_snapshot(g->m, &gen_profile_sidecar, &w, &node, NULL, &g->snap);
 	}

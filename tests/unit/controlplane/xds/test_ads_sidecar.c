@@ -344,6 +344,55 @@ START_TEST(sidecar_key_has_ip_only_without_labels)
 }
 END_TEST
 
+/* Node.locality (locality load balancing shapes the sidecar's EDS): a
+ * part of the key, so proxies of one locality share a set and others do
+ * not; the request carries it to the stage as "region/zone/subzone". */
+START_TEST(sidecar_key_has_locality)
+{
+	struct xds_ads_stream *x, *y, *z;
+	Envoy__Config__Core__V3__Locality l1 = ENVOY__CONFIG__CORE__V3__LOCALITY__INIT;
+	Envoy__Config__Core__V3__Locality l2 = ENVOY__CONFIG__CORE__V3__LOCALITY__INIT;
+	struct xds_ads_stream *st[3];
+	Envoy__Config__Core__V3__Locality *loc[3] = { &l1, &l2, &l1 };
+	char *plain = key_of("a", NULL);
+	size_t i;
+
+	l1.region = "r1";
+	l1.zone = "z1";
+	l2.region = "r1";
+	l2.zone = "z2";
+	l2.sub_zone = "s9";
+	ck_assert_int_eq(xds_ads_stream_new(ads, 0, NULL, NULL, &x), 0);
+	ck_assert_int_eq(xds_ads_stream_new(ads, 0, NULL, NULL, &y), 0);
+	ck_assert_int_eq(xds_ads_stream_new(ads, 0, NULL, NULL, &z), 0);
+	st[0] = x;
+	st[1] = y;
+	st[2] = z;
+	for (i = 0; i < 3; i++) {
+		Envoy__Service__Discovery__V3__DiscoveryRequest req = ENVOY__SERVICE__DISCOVERY__V3__DISCOVERY_REQUEST__INIT;
+		struct ads_client_sidecar_node nd;
+
+		req.node = ads_client_sidecar_node_init(&nd, i == 1 ? ID_A2 : ID_A1, "demo", "sa-a", "a");
+		req.node->locality = loc[i];
+		req.type_url = URL_LDS;
+		req.version_info = "";
+		req.response_nonce = "";
+		xds_ads_stream_request(st[i], &req);
+	}
+	/* x and z share a key (one request); y, in another zone, has its own */
+	ck_assert_uint_eq(nreqs, 2);
+	ck_assert_str_eq(reqs[0]->locality, "r1/z1");
+	ck_assert_str_eq(reqs[1]->locality, "r1/z2/s9");
+	ck_assert_str_ne(reqs[0]->key, reqs[1]->key);
+	ck_assert_str_ne(reqs[0]->key, plain);
+	ck_assert_int_eq(strncmp(reqs[0]->key, plain, strlen(plain)), 0);
+	xds_ads_stream_free(x);
+	xds_ads_stream_free(y);
+	xds_ads_stream_free(z);
+	free(plain);
+}
+END_TEST
+
 START_TEST(router_still_refused_naming_what_is_served)
 {
 	struct xds_ads_stream *gw;
@@ -522,6 +571,7 @@ static Suite *sidecar_suite(void)
 	tcase_add_test(tc, sidecar_served_from_its_key_set);
 	tcase_add_test(tc, sidecar_delta_wildcard_and_names);
 	tcase_add_test(tc, sidecar_key_has_ip_only_without_labels);
+	tcase_add_test(tc, sidecar_key_has_locality);
 	tcase_add_test(tc, router_still_refused_naming_what_is_served);
 	tcase_add_test(tc, sidecar_push_carries_only_changed_endpoints);
 	tcase_add_test(tc, sidecar_replicas_share_names_selection_and_bodies);
