@@ -441,6 +441,13 @@ int main(int argc, char **argv)
 			.debounce_after = d.opts.debounce_after,
 			.debounce_max = d.opts.debounce_max,
 		};
+		const char *verify = getenv("MESHD_GEN_CACHE_VERIFY");
+
+		/* a debug mode (README, debugging): a full rebuild per push */
+		pc.gen_cache_verify = verify && verify[0] && strcmp(verify, "0") != 0;
+		if (pc.gen_cache_verify)
+			log_warn("meshd", "MESHD_GEN_CACHE_VERIFY: every push rebuilds what the caches reuse and "
+					  "compares (a debug mode, slow)");
 		rc = push_stage_new(&pc, &d.push);
 		if (rc < 0)
 			goto out;

@@ -66,6 +66,9 @@ struct push_stage {
 	struct gen_sidecar_cache *sc_cache; /* sidecar CDS/EDS shared by the keys of one model */
 	uint64_t builds;
 	uint64_t whole_builds;
+	/* verify mode (cfg.gen_cache_verify): sidecar configs compared with
+	 * an uncached build in this push, and those that differed */
+	size_t verify_compared, verify_mismatched;
 	uint64_t rejections_counted;
 	struct mesh_queue reqs;      /* xDS thread -> here: struct xds_proxy_req */
 	struct push__key *keys;
@@ -114,6 +117,25 @@ static int push__build_default(void *ctx, const struct model *m, const struct pu
 	return gen_inbound_listener(m, &gen_profile_proxyless, &gw, name, &push__notes, data, len);
 }
 
+/* Whether sealed sets a and b hold the same names with the same bytes. */
+static bool push__same_bytes(const struct xds_snapshot *a, const struct xds_snapshot *b)
+{
+	size_t i;
+	int t;
+
+	for (t = 0; t < XDS_TYPE_COUNT; t++) {
+		if (a->sets[t].n != b->sets[t].n)
+			return false;
+		for (i = 0; i < a->sets[t].n; i++) {
+			const struct xds_resource *x = a->sets[t].v[i], *y = b->sets[t].v[i];
+
+			if (strcmp(x->name, y->name) != 0 || x->len != y->len || memcmp(x->data, y->data, x->len) != 0)
+				return false;
+		}
+	}
+	return true;
+}
+
 /* The default whole builder: a sidecar's config (gen/sidecar.c); the
  * Sidecar resource's scope is not looked up yet (NULL: every service). */
 static int push__build_all_default(void *ctx, const struct model *m, const struct push_workload *w,
@@ -122,13 +144,34 @@ static int push__build_all_default(void *ctx, const struct model *m, const struc
 	struct push_stage *p = ctx;
 	struct gen_workload gw = { w->ns, w->labels };
 	struct gen_node node = { w->ip, w->service_account, NULL };
+	struct xds_snapshot *plain = NULL;
+	int rc;
 
 	*out = NULL;
 	if (w->flavour != XDS_FLAVOUR_SIDECAR)
 		return -ENOENT;
 	if (!p->sc_cache)
 		p->sc_cache = gen_sidecar_cache_new(); /* NULL: every key builds it all */
-	return gen_sidecar_snapshot_cached(p->sc_cache, m, &gen_profile_sidecar, &gw, &node, &push__notes, out);
+	rc = gen_sidecar_snapshot_cached(p->sc_cache, m, &gen_profile_sidecar, &gw, &node, &push__notes, out);
+	if (rc < 0 || !p->cfg.gen_cache_verify)
+		return rc;
+	/* verify mode: the shared groups must give what a build without
+	 * them gives, byte for byte */
+	rc = gen_sidecar_snapshot(m, &gen_profile_sidecar, &gw, &node, NULL, &plain);
+	if (rc < 0)
+		return 0; /* the cached one stands */
+	p->verify_compared++;
+	if (!push__same_bytes(*out, plain)) {
+		p->verify_mismatched++;
+		log_error(SCOPE, "gen cache verify: the sidecar config of %.200s in %.200s differs from a build "
+				 "without the shared groups (a share key misses an input); serving the rebuilt one",
+			  w->ip ? w->ip : "?", w->ns ? w->ns : "?");
+		xds_snapshot_unref(*out);
+		*out = plain;
+		plain = NULL;
+	}
+	xds_snapshot_unref(plain);
+	return 0;
 }
 
 static void push__key_free(struct push__key *k)
@@ -391,6 +434,8 @@ static void push__publish_keys(struct push_stage *p, const struct model *m, bool
 		if (!sets)
 			log_error(SCOPE, "out of memory: per-proxy sets wait for the next push");
 	}
+	p->verify_compared = 0;
+	p->verify_mismatched = 0;
 	for (k = p->keys; k && sets; k = k->next) {
 		int changed = 0;
 
@@ -406,6 +451,9 @@ static void push__publish_keys(struct push_stage *p, const struct model *m, bool
 		sets[n].answered = k->answered;
 		n++;
 	}
+	if (p->verify_compared)
+		log_info(SCOPE, "gen cache verify: %zu sidecar configs rebuilt without the shared groups and compared, "
+				"%zu differed", p->verify_compared, p->verify_mismatched);
 	if (p->xds && (snap || n))
 		xds_server_publish_push(p->xds, XDS_FLAVOUR_PROXYLESS, snap, sets, n);
 	free(sets);
@@ -542,11 +590,26 @@ int push_stage_push(struct push_stage *p)
 	}
 	m->trust_domain = p->cfg.trust_domain; /* options outlive the stage */
 	gen_profile_check(m, &gen_profile_proxyless, push__finding, NULL);
-	if (!p->gen_cache)
+	if (!p->gen_cache) {
 		p->gen_cache = gen_cache_new();
+		gen_cache_set_verify(p->gen_cache, p->cfg.gen_cache_verify);
+	}
 	/* without a cache (out of memory) every push is a full build */
 	rc = p->gen_cache ? gen_snapshot_cached(p->gen_cache, m, &gen_profile_proxyless, &push__notes, &xs) :
 			    gen_snapshot(m, &gen_profile_proxyless, &push__notes, &xs);
+	if (rc == 0 && p->gen_cache && p->cfg.gen_cache_verify) {
+		struct gen_cache_stats st;
+		size_t ver = 0, mis = 0;
+		int t;
+
+		gen_cache_get_stats(p->gen_cache, &st);
+		for (t = 0; t < XDS_TYPE_COUNT; t++) {
+			ver += st.verified[t];
+			mis += st.mismatched[t];
+		}
+		log_info(SCOPE, "gen cache verify: %zu reused proxyless groups rebuilt and compared, %zu differed", ver,
+			 mis);
+	}
 	if (rc < 0) {
 		/* keep serving the last good snapshot */
 		log_error(SCOPE, "generating xDS failed: %s; proxies keep the previous config", mesh_strerror(rc));
