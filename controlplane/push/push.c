@@ -578,12 +578,16 @@ int push_stage_push(struct push_stage *p)
 	struct cfg_snapshot *cfg, *old_cfg;
 	struct model *m;
 	struct xds_snapshot *xs = NULL;
+	/* where a push's time goes (the "config generation" log line):
+	 * model, proxyless generation, per-proxy builds and handing over */
+	int64_t t0 = debounce_now(), t_model, t_gen, t_pub;
 	int rc, k;
 
 	cfg = cfg_store_snapshot(p->cfg.store);
 	if (!cfg)
 		return -ENOMEM;
 	m = model_build(cfg, p->cfg.domain, p->cfg.root_namespace);
+	t_model = debounce_now();
 	if (!m) {
 		cfg_snapshot_unref(cfg);
 		return -ENOMEM;
@@ -617,6 +621,7 @@ int push_stage_push(struct push_stage *p)
 		cfg_snapshot_unref(cfg);
 		return rc;
 	}
+	t_gen = debounce_now();
 	p->builds++;
 	/* this build took every change the store had: only unread files keep
 	 * the window open */
@@ -625,6 +630,7 @@ int push_stage_push(struct push_stage *p)
 		debounce_init(&p->window, p->cfg.debounce_after, p->cfg.debounce_max);
 	push_stage_publish(p, xs, m);
 	xds_snapshot_unref(xs);
+	t_pub = debounce_now();
 
 	for (k = 0; k < CFG_KIND_COUNT; k++)
 		metrics_config_objects(k, cfg->n_objects[k]);
@@ -635,8 +641,10 @@ int push_stage_push(struct push_stage *p)
 	old_cfg = p->cfg_snap;
 	p->cfg_snap = cfg;
 	pthread_mutex_unlock(&p->lock);
-	log_info("meshd", "config generation %llu: %zu services, %zu errors", (unsigned long long)cfg->generation,
-		 m->n_services, cfg->n_errors);
+	log_info("meshd", "config generation %llu: %zu services, %zu errors; built in %.1f ms (model %.1f, proxyless "
+		 "%.1f, per-proxy %zu keys %.1f)", (unsigned long long)cfg->generation, m->n_services, cfg->n_errors,
+		 (double)(t_pub - t0) / 1e6, (double)(t_model - t0) / 1e6, (double)(t_gen - t_model) / 1e6, p->nkeys,
+		 (double)(t_pub - t_gen) / 1e6);
 	model_unref(m); /* the stage holds it */
 	cfg_snapshot_unref(old_cfg);
 	return 0;

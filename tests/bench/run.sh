@@ -45,7 +45,9 @@
 # BENCH_CHANGES, BENCH_INTERVAL_MS, BENCH_CHANNELS, BENCH_TARGETS;
 # BENCH_SOAK_PROXIES, BENCH_SOAK_CHANGES (0: no soak row),
 # BENCH_SOAK_INTERVAL_MS, BENCH_SOAK_STEADY; BENCH_SIDECARS (0: no sidecar
-# row), BENCH_SIDECAR_CHANGES, BENCH_SIDECAR_INTERVAL_MS, BENCH_SIDECAR_WORKLOADS.
+# row), BENCH_SIDECAR_CHANGES, BENCH_SIDECAR_INTERVAL_MS, BENCH_SIDECAR_WORKLOADS;
+# BENCH_KEEP_LOGS=DIR keeps meshd's logs there (each push logs where its
+# time went: "config generation ... built in" and "push to N streams").
 set -eu
 
 BUILD=build
@@ -98,6 +100,9 @@ cleanup() {
 	if [ -n "$MESHD_PID" ]; then
 		kill "$MESHD_PID" 2>/dev/null || true
 		wait "$MESHD_PID" 2>/dev/null || true
+	fi
+	if [ -n "${BENCH_KEEP_LOGS:-}" ]; then
+		mkdir -p "$BENCH_KEEP_LOGS" && cp "$TMP"/meshd-*.log "$BENCH_KEEP_LOGS"/ 2>/dev/null || true
 	fi
 	rm -rf "$TMP"
 }
