@@ -172,6 +172,12 @@ struct xds_server {
 	struct xds_ads *ads;               /* the protocol core */
 	int send_timeout_ms;
 	struct timespec stuck_checked;     /* server_reset_stuck's last walk */
+	/* where a push's time goes (logged once its responses are all taken):
+	 * published, queued for every stream, every send completed */
+	int nsending;                      /* streams with a SEND_MESSAGE in flight */
+	int push_open;                     /* a push is being sent */
+	int push_streams;
+	struct timespec push_pub, push_queued;
 	struct xds_stream *streams;
 	struct unimpl_call *unimpl;
 	struct accept_slot acc_sotw, acc_delta, acc_generic, acc_unary;
@@ -305,6 +311,7 @@ static void stream_pump(struct xds_stream *st)
 		return;
 	}
 	st->sending = 1;
+	st->srv->nsending++;
 	clock_gettime(CLOCK_MONOTONIC, &st->send_started);
 }
 
@@ -498,6 +505,8 @@ static void stream_on_completion(struct xds_stream *st, enum tag_kind kind, int 
 		stream_on_recv(st, ok);
 		break;
 	case TAG_SEND:
+		if (st->sending)
+			st->srv->nsending--;
 		st->sending = 0;
 		if (st->send_buf) {
 			grpc_byte_buffer_destroy(st->send_buf);
@@ -665,8 +674,10 @@ static void server_apply_publish(struct xds_server *s, struct pub_set *sets,
 {
 	struct xds_stream *st;
 	struct pub_set *p;
-	int f;
+	int f, n = 0, published = sets != NULL;
 
+	for (f = 0; f < XDS_FLAVOUR_COUNT; f++)
+		published |= snap[f] != NULL;
 	for (p = sets; p; p = p->next) {
 		xds_ads_proxy_set(s->ads, p->key, p->snap, p->answered);
 		p->snap = NULL;
@@ -677,8 +688,29 @@ static void server_apply_publish(struct xds_server *s, struct pub_set *sets,
 	xds_ads_refuse_unserved(s->ads);
 	/* streams whose key got a set and no snapshot of their flavour */
 	xds_ads_proxy_flush(s->ads, when->tv_sec || when->tv_nsec ? when : NULL);
-	for (st = s->streams; st; st = st->next)
+	for (st = s->streams; st; st = st->next, n++)
 		stream_pump(st);
+	if (published && (when->tv_sec || when->tv_nsec) && !s->push_open) {
+		s->push_open = 1;
+		s->push_streams = n;
+		s->push_pub = *when;
+		clock_gettime(CLOCK_MONOTONIC, &s->push_queued);
+	}
+}
+
+/* Once every response of a push has been taken by gRPC, log where its
+ * time went: publish -> queued for every stream -> last send completed
+ * (the ACKs come after, from the proxies). */
+static void server_push_done(struct xds_server *s)
+{
+	struct timespec now;
+
+	if (!s->push_open || s->nsending > 0)
+		return;
+	s->push_open = 0;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	log_info(SCOPE, "push to %d streams: queued %.1f ms after the publish, every response sent %.1f ms after it",
+		 s->push_streams, ts_diff(&s->push_queued, &s->push_pub) * 1000.0, ts_diff(&now, &s->push_pub) * 1000.0);
 }
 
 static void server_begin_shutdown(struct xds_server *s)
@@ -800,11 +832,13 @@ static void *xds_thread_main(void *arg)
 			tag = mesh_container_of(it, struct tag, qi);
 			server_dispatch(s, tag, tag->ok);
 		}
-		if (!s->shutting_down)
+		if (!s->shutting_down) {
 			server_apply_publish(s, sets, snap, &when);
-		else
+			server_push_done(s);
+		} else {
 			for (f = 0; f < XDS_FLAVOUR_COUNT; f++)
 				xds_snapshot_unref(snap[f]);
+		}
 		if (stop)
 			server_begin_shutdown(s);
 		sending = s->shutting_down ? 0 : server_reset_stuck(s);
