@@ -1067,6 +1067,11 @@ int xds_server_start(const struct xds_server_config *cfg, struct xds_server **ou
 		s->secure_port = grpc_server_add_http2_port(s->server, cfg->secure_addr, cfg->secure_creds);
 		if (s->secure_port <= 0) {
 			rc = server_bind_error(cfg->secure_addr, " (TLS)");
+			/* the plaintext port is bound: gRPC core aborts when a
+			 * server with a listener is destroyed unshut (its
+			 * shutdown tag is drained in server_free) */
+			s->tag_shutdown = (struct tag){ .kind = TAG_SHUTDOWN, .owner = s };
+			grpc_server_shutdown_and_notify(s->server, s->cq, &s->tag_shutdown);
 			goto out;
 		}
 	}
