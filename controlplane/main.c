@@ -34,6 +34,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
@@ -42,6 +43,11 @@
 #ifndef MESH_VERSION
 #define MESH_VERSION "dev"
 #endif
+
+/* meshd_malloc_setup(): blocks from this size on get a mapping of their
+ * own; malloc arenas at most */
+#define MESHD_MMAP_THRESHOLD (256 * 1024)
+#define MESHD_ARENA_MAX 2
 
 struct meshd_opts {
 	const char *config_dir;
@@ -384,6 +390,26 @@ static int meshd_loop(struct meshd *d, int sfd)
 	}
 }
 
+/*
+ * glibc malloc, set before any thread starts.  Its mmap threshold rises to
+ * the largest block freed (up to 32 MB), so after a burst of multi-megabyte
+ * blocks (gRPC core's read buffers while 2,000 sidecars ACK an endpoint
+ * change, each ACK naming every cluster; a request's unpack arena) the next
+ * ones come from the heap and stay there once freed: RSS kept what a
+ * burst peaked at.  A fixed threshold keeps such blocks in mappings of
+ * their own, returned when freed.  Fewer arenas than glibc's 8 per core:
+ * meshd's threads (config, xDS, gRPC's pollers and executors) then
+ * fragment fewer heaps.  MALLOC_* in the environment still win (glibc
+ * reads them at start; mallopt would override, so we skip what is set).
+ */
+static void meshd_malloc_setup(void)
+{
+	if (!getenv("MALLOC_MMAP_THRESHOLD_"))
+		(void)mallopt(M_MMAP_THRESHOLD, MESHD_MMAP_THRESHOLD);
+	if (!getenv("MALLOC_ARENA_MAX"))
+		(void)mallopt(M_ARENA_MAX, MESHD_ARENA_MAX);
+}
+
 int main(int argc, char **argv)
 {
 	struct meshd d;
@@ -391,6 +417,7 @@ int main(int argc, char **argv)
 	int rc, sfd = -1, status = 1;
 
 	memset(&d, 0, sizeof(d));
+	meshd_malloc_setup();
 	pthread_mutex_init(&d.lock, NULL);
 	rc = parse_opts(argc, argv, &d.opts);
 	if (rc)
@@ -441,6 +468,13 @@ int main(int argc, char **argv)
 			.debounce_after = d.opts.debounce_after,
 			.debounce_max = d.opts.debounce_max,
 		};
+		const char *verify = getenv("MESHD_GEN_CACHE_VERIFY");
+
+		/* a debug mode (README, debugging): a full rebuild per push */
+		pc.gen_cache_verify = verify && verify[0] && strcmp(verify, "0") != 0;
+		if (pc.gen_cache_verify)
+			log_warn("meshd", "MESHD_GEN_CACHE_VERIFY: every push rebuilds what the caches reuse and "
+					  "compares (a debug mode, slow)");
 		rc = push_stage_new(&pc, &d.push);
 		if (rc < 0)
 			goto out;

@@ -234,9 +234,14 @@ MESH_MUST_CHECK int gen_sidecar_snapshot(const struct model *m, const struct gen
  * workloads of one namespace built against the same model: c keeps them
  * for the model last used (a new model or profile empties it), so a push
  * serving many sidecar workloads builds each service's CDS/EDS once per
- * namespace, and the snapshots share the encoded resources.  The output
- * is byte-identical to gen_sidecar_snapshot's; c NULL builds everything.
- * Not thread-safe: one cache per thread. */
+ * namespace, and the snapshots share the encoded resources.  Route
+ * configs are shared too, between workloads of one namespace that see the
+ * same services under the same outbound policy.  What reads a workload's
+ * labels is never shared: no CDS/EDS share when a DestinationRule has a
+ * workloadSelector, no route share when a VirtualService matches on
+ * sourceLabels.  The output is byte-identical to gen_sidecar_snapshot's
+ * (MESHD_GEN_CACHE_VERIFY checks it in a running meshd); c NULL builds
+ * everything.  Not thread-safe: one cache per thread. */
 struct gen_sidecar_cache;
 struct gen_sidecar_cache *gen_sidecar_cache_new(void);      /* NULL without memory */
 void gen_sidecar_cache_free(struct gen_sidecar_cache *c);   /* NULL is a no-op */

@@ -86,6 +86,7 @@ struct gen_sc {
 	struct xds_snapshot *snap;
 	struct arena *a;                        /* the workload's own resources */
 	bool *visible;                          /* per model service */
+	struct gen_sc_routes *routes;           /* shared route configs; NULL: build them here */
 };
 
 /* ---------------------------------------------------------------- small builders */
@@ -416,7 +417,7 @@ static Envoy__Config__Route__V3__VirtualHost *gen_catchall_vh(const struct gen_s
 
 /* RouteConfiguration "PORT": one virtual host per visible HTTP service
  * with that port (hostname order), then the catch-all. */
-static int gen_route_config_port(struct gen_sc *sc, uint32_t port)
+static int gen_route_config_build(struct gen_sc *sc, uint32_t port, struct xds_snapshot *snap)
 {
 	Envoy__Config__Route__V3__RouteConfiguration rc_msg = ENVOY__CONFIG__ROUTE__V3__ROUTE_CONFIGURATION__INIT;
 	const struct model *m = sc->g.m;
@@ -462,11 +463,13 @@ static int gen_route_config_port(struct gen_sc *sc, uint32_t port)
 		goto out;
 	rc_msg.virtual_hosts = vhs;
 	rc_msg.n_virtual_hosts = n;
-	rc = gen__emit(&sc->g, sc->snap, XDS_ROUTE, rc_msg.name, &rc_msg.base);
+	rc = gen__emit(&sc->g, snap, XDS_ROUTE, rc_msg.name, &rc_msg.base);
 out:
 	arena_free(a);
 	return rc;
 }
+
+static int gen_route_config_port(struct gen_sc *sc, uint32_t port);
 
 /* ---------------------------------------------------------------- outbound: LDS */
 
@@ -1150,6 +1153,35 @@ struct gen_sc_ns {
 	struct gen_sc_group *g;          /* [service][CDS, EDS] */
 };
 
+/*
+ * Route configs shared by workloads.  A RouteConfiguration "PORT" reads,
+ * of the workload: which services it sees (visible[]: its namespace,
+ * exportTo, the Sidecar's egress hosts), its outbound policy (the
+ * catch-all), its namespace (domains, which VirtualService and
+ * DestinationRule it sees, sourceNamespace matches) and its labels, but
+ * the labels only through sourceLabels matches (route.c
+ * gen_match_applies) and workload-scoped DestinationRules (the
+ * consistent-hash policy of a destination, route.c gen_dest_hash).  When
+ * the model has neither, workloads with the same namespace, outbound
+ * policy and visible set get the same bytes, so one build per push
+ * serves them all: 20 workload label sets of one namespace each built a
+ * 1,000-virtual-host route config per push before.  Otherwise every
+ * workload builds its own, as the uncached path does.
+ */
+struct gen_sc_route {
+	uint32_t port;
+	struct xds_resource **v;         /* what the builder emitted; one reference each */
+	size_t n;
+};
+
+struct gen_sc_routes {
+	char *ns;
+	enum gen_outbound_policy outbound;
+	bool *visible;                   /* [n_services], a copy */
+	struct gen_sc_route *r;
+	size_t n, cap;
+};
+
 struct gen_sidecar_cache {
 	const struct model *m;
 	uint64_t generation;
@@ -1157,7 +1189,45 @@ struct gen_sidecar_cache {
 	size_t n_services;
 	struct gen_sc_ns *ns;
 	size_t n_ns;
+	/* what of the model makes output depend on a workload's labels */
+	bool ws_dr;                      /* a DestinationRule with a workloadSelector */
+	bool source_labels;              /* a VirtualService http match with sourceLabels */
+	struct gen_sc_routes *routes;
+	size_t n_routes;
 };
+
+static void gen_sc_routes_cleanup(struct gen_sc_routes *e)
+{
+	size_t i;
+
+	for (i = 0; i < e->n; i++)
+		xds_resource_array_unref((const struct xds_resource **)e->r[i].v, e->r[i].n);
+	free(e->r);
+	free(e->visible);
+	free(e->ns);
+}
+
+/* The label-dependent inputs of m (see struct gen_sidecar_cache). */
+static void gen_sc_label_inputs(const struct model *m, bool *ws_dr, bool *source_labels)
+{
+	const struct cfg_snapshot *cfg = m->cfg;
+	size_t i, j, k;
+
+	*ws_dr = false;
+	*source_labels = false;
+	if (!cfg)
+		return;
+	for (i = 0; i < cfg->n_objects[CFG_DESTINATION_RULE] && !*ws_dr; i++)
+		*ws_dr = cfg->objects[CFG_DESTINATION_RULE][i]->spec.dr.has_workload_selector;
+	/* every VirtualService, delegates included (merged into their roots) */
+	for (i = 0; i < cfg->n_objects[CFG_VIRTUAL_SERVICE] && !*source_labels; i++) {
+		const struct cfg_virtual_service *vs = &cfg->objects[CFG_VIRTUAL_SERVICE][i]->spec.vs;
+
+		for (j = 0; j < vs->n_http && !*source_labels; j++)
+			for (k = 0; k < vs->http[j].n_match && !*source_labels; k++)
+				*source_labels = vs->http[j].match[k].source_labels.n > 0;
+	}
+}
 
 static void gen_sc_ns_cleanup(struct gen_sc_ns *e, size_t n_services)
 {
@@ -1179,7 +1249,25 @@ static void gen_sc_cache_reset(struct gen_sidecar_cache *c)
 	free(c->ns);
 	c->ns = NULL;
 	c->n_ns = 0;
+	for (i = 0; i < c->n_routes; i++)
+		gen_sc_routes_cleanup(&c->routes[i]);
+	free(c->routes);
+	c->routes = NULL;
+	c->n_routes = 0;
 	c->m = NULL;
+}
+
+/* Make c the cache of m and p (emptied when it held another's). */
+static void gen_sc_cache_for(struct gen_sidecar_cache *c, const struct model *m, const struct gen_profile *p)
+{
+	if (c->m == m && c->generation == m->generation && c->p == p && c->n_services == m->n_services)
+		return;
+	gen_sc_cache_reset(c);
+	c->m = m;
+	c->generation = m->generation;
+	c->p = p;
+	c->n_services = m->n_services;
+	gen_sc_label_inputs(m, &c->ws_dr, &c->source_labels);
 }
 
 struct gen_sidecar_cache *gen_sidecar_cache_new(void)
@@ -1204,13 +1292,10 @@ static struct gen_sc_group *gen_sc_cache_row(struct gen_sidecar_cache *c, const 
 	struct gen_sc_ns *v;
 	size_t i;
 
-	if (c->m != m || c->generation != m->generation || c->p != p || c->n_services != m->n_services) {
-		gen_sc_cache_reset(c);
-		c->m = m;
-		c->generation = m->generation;
-		c->p = p;
-		c->n_services = m->n_services;
-	}
+	gen_sc_cache_for(c, m, p);
+	/* a workload-scoped DestinationRule makes clusters per labels */
+	if (c->ws_dr)
+		return NULL;
 	for (i = 0; i < c->n_ns; i++)
 		if (strcmp(c->ns[i].ns, ns) == 0 && (variant ? c->ns[i].variant && strcmp(c->ns[i].variant, variant) == 0 :
 							      !c->ns[i].variant))
@@ -1252,6 +1337,89 @@ static int gen_sc_group_build(const struct gen_ctx *gc, const struct model_servi
 out:
 	arena_free(a);
 	xds_snapshot_unref(tmp);
+	return rc;
+}
+
+/* The route share of sc's workload in c (a new one when needed), or NULL
+ * when its route configs are its own (labels read) or without memory.
+ * Call with sc->visible filled. */
+static struct gen_sc_routes *gen_sc_routes_find(struct gen_sidecar_cache *c, const struct gen_sc *sc)
+{
+	const struct model *m = sc->g.m;
+	const char *ns = gen__workload_ns(sc->w);
+	size_t nv = m->n_services ? m->n_services : 1, i;
+	struct gen_sc_routes *v;
+
+	gen_sc_cache_for(c, m, sc->g.p);
+	if (c->ws_dr || c->source_labels)
+		return NULL;
+	for (i = 0; i < c->n_routes; i++)
+		if (c->routes[i].outbound == sc->scope->outbound && strcmp(c->routes[i].ns, ns) == 0 &&
+		    memcmp(c->routes[i].visible, sc->visible, nv * sizeof(*sc->visible)) == 0)
+			return &c->routes[i];
+	v = realloc(c->routes, (c->n_routes + 1) * sizeof(*v));
+	if (!v)
+		return NULL;
+	c->routes = v;
+	v += c->n_routes;
+	memset(v, 0, sizeof(*v));
+	v->ns = strdup(ns);
+	v->visible = malloc(nv * sizeof(*sc->visible));
+	if (!v->ns || !v->visible) {
+		gen_sc_routes_cleanup(v);
+		return NULL;
+	}
+	memcpy(v->visible, sc->visible, nv * sizeof(*sc->visible));
+	v->outbound = sc->scope->outbound;
+	c->n_routes++;
+	return v;
+}
+
+/* RouteConfiguration "PORT" into sc's snapshot: from its route share when
+ * it has one (built there by the first workload that needs it), else
+ * built for the workload alone. */
+static int gen_route_config_port(struct gen_sc *sc, uint32_t port)
+{
+	struct gen_sc_routes *rs = sc->routes;
+	struct gen_sc_route *e = NULL;
+	struct xds_snapshot *tmp;
+	size_t i;
+	int rc = 0;
+
+	if (!rs)
+		return gen_route_config_build(sc, port, sc->snap);
+	for (i = 0; i < rs->n && !e; i++)
+		if (rs->r[i].port == port)
+			e = &rs->r[i];
+	if (!e) {
+		if (rs->n == rs->cap) {
+			size_t cap = rs->cap ? 2 * rs->cap : 4;
+			struct gen_sc_route *v = realloc(rs->r, cap * sizeof(*v));
+
+			if (!v)
+				return gen_route_config_build(sc, port, sc->snap);
+			rs->r = v;
+			rs->cap = cap;
+		}
+		tmp = xds_snapshot_new();
+		if (!tmp)
+			return -ENOMEM;
+		rc = gen_route_config_build(sc, port, tmp);
+		if (rc < 0) {
+			/* not kept (the next workload tries again); the builder
+			 * emits only once it has succeeded, so nothing to add */
+			xds_snapshot_unref(tmp);
+			return rc;
+		}
+		e = &rs->r[rs->n++];
+		e->port = port;
+		e->v = tmp->sets[XDS_ROUTE].v;
+		e->n = tmp->sets[XDS_ROUTE].n;
+		memset(&tmp->sets[XDS_ROUTE], 0, sizeof(tmp->sets[XDS_ROUTE]));
+		xds_snapshot_unref(tmp);
+	}
+	for (i = 0; i < e->n && rc == 0; i++)
+		rc = xds_snapshot_add_ref(sc->snap, XDS_ROUTE, e->v[i]);
 	return rc;
 }
 
@@ -1412,6 +1580,8 @@ int gen_sidecar_snapshot_cached(struct gen_sidecar_cache *c, const struct model 
 		sc.g.locality = gen_instance_locality(&sc);
 	for (i = 0; i < m->n_services; i++)
 		sc.visible[i] = gen_visible(&sc, &m->services[i]);
+	if (c)
+		sc.routes = gen_sc_routes_find(c, &sc);
 
 	/* CDS, EDS per visible service, one arena each (as gen_snapshot) */
 	rc = 0;

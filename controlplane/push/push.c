@@ -74,6 +74,9 @@ struct push_stage {
 	struct gen_sidecar_cache *sc_cache; /* sidecar CDS/EDS shared by the keys of one model */
 	uint64_t builds;
 	uint64_t whole_builds;
+	/* verify mode (cfg.gen_cache_verify): sidecar configs compared with
+	 * an uncached build in this push, and those that differed */
+	size_t verify_compared, verify_mismatched;
 	uint64_t rejections_counted;
 	struct mesh_queue reqs;      /* xDS thread -> here: struct xds_proxy_req */
 	struct push__key *keys;
@@ -122,8 +125,29 @@ static int push__build_default(void *ctx, const struct model *m, const struct pu
 	return gen_inbound_listener(m, &gen_profile_proxyless, &gw, name, &push__notes, data, len);
 }
 
+/* Whether sealed sets a and b hold the same names with the same bytes. */
+static bool push__same_bytes(const struct xds_snapshot *a, const struct xds_snapshot *b)
+{
+	size_t i;
+	int t;
+
+	for (t = 0; t < XDS_TYPE_COUNT; t++) {
+		if (a->sets[t].n != b->sets[t].n)
+			return false;
+		for (i = 0; i < a->sets[t].n; i++) {
+			const struct xds_resource *x = a->sets[t].v[i], *y = b->sets[t].v[i];
+
+			if (strcmp(x->name, y->name) != 0 || x->len != y->len || memcmp(x->data, y->data, x->len) != 0)
+				return false;
+		}
+	}
+	return true;
+}
+
 /* The default whole builder: a sidecar's config (gen/sidecar.c), scoped
- * by the Sidecar object push__key_build() selected (w->sidecar). */
+ * by the Sidecar object push__key_build() selected (w->sidecar).  In
+ * verify mode (MESHD_GEN_CACHE_VERIFY) the shared groups must give what a
+ * build without them gives, byte for byte. */
 static int push__build_all_default(void *ctx, const struct model *m, const struct push_workload *w,
 				   struct xds_snapshot **out)
 {
@@ -131,6 +155,7 @@ static int push__build_all_default(void *ctx, const struct model *m, const struc
 	struct gen_workload gw = { w->ns, w->labels };
 	struct gen_node node = { w->ip, w->service_account, NULL, w->locality };
 	struct gen_sidecar_scope scope;
+	struct xds_snapshot *plain = NULL;
 	int rc;
 
 	*out = NULL;
@@ -145,6 +170,21 @@ static int push__build_all_default(void *ctx, const struct model *m, const struc
 	if (w->sidecar)
 		node.scope = &scope;
 	rc = gen_sidecar_snapshot_cached(p->sc_cache, m, &gen_profile_sidecar, &gw, &node, &push__notes, out);
+	if (rc == 0 && p->cfg.gen_cache_verify &&
+	    gen_sidecar_snapshot(m, &gen_profile_sidecar, &gw, &node, NULL, &plain) == 0) {
+		/* (a failed rebuild: the cached one stands) */
+		p->verify_compared++;
+		if (!push__same_bytes(*out, plain)) {
+			p->verify_mismatched++;
+			log_error(SCOPE, "gen cache verify: the sidecar config of %.200s in %.200s differs from a build "
+					 "without the shared groups (a share key misses an input); serving the rebuilt one",
+				  w->ip ? w->ip : "?", w->ns ? w->ns : "?");
+			xds_snapshot_unref(*out);
+			*out = plain;
+			plain = NULL;
+		}
+		xds_snapshot_unref(plain);
+	}
 	if (w->sidecar)
 		gen_sidecar_scope_cleanup(&scope);
 	return rc;
@@ -454,6 +494,8 @@ static void push__publish_keys(struct push_stage *p, const struct model *m, bool
 		if (!sets)
 			log_error(SCOPE, "out of memory: per-proxy sets wait for the next push");
 	}
+	p->verify_compared = 0;
+	p->verify_mismatched = 0;
 	for (k = p->keys; k && sets; k = k->next) {
 		int changed = 0;
 
@@ -469,6 +511,9 @@ static void push__publish_keys(struct push_stage *p, const struct model *m, bool
 		sets[n].answered = k->answered;
 		n++;
 	}
+	if (p->verify_compared)
+		log_info(SCOPE, "gen cache verify: %zu sidecar configs rebuilt without the shared groups and compared, "
+				"%zu differed", p->verify_compared, p->verify_mismatched);
 	if (p->xds && (snap || n))
 		xds_server_publish_push(p->xds, XDS_FLAVOUR_PROXYLESS, snap, sets, n);
 	free(sets);
@@ -593,23 +638,42 @@ int push_stage_push(struct push_stage *p)
 	struct cfg_snapshot *cfg, *old_cfg;
 	struct model *m;
 	struct xds_snapshot *xs = NULL;
+	/* where a push's time goes (the "config generation" log line):
+	 * model, proxyless generation, per-proxy builds and handing over */
+	int64_t t0 = debounce_now(), t_model, t_gen, t_pub;
 	int rc, k;
 
 	cfg = cfg_store_snapshot(p->cfg.store);
 	if (!cfg)
 		return -ENOMEM;
 	m = model_build(cfg, p->cfg.domain, p->cfg.root_namespace);
+	t_model = debounce_now();
 	if (!m) {
 		cfg_snapshot_unref(cfg);
 		return -ENOMEM;
 	}
 	m->trust_domain = p->cfg.trust_domain; /* options outlive the stage */
 	gen_profile_check(m, &gen_profile_proxyless, push__finding, NULL);
-	if (!p->gen_cache)
+	if (!p->gen_cache) {
 		p->gen_cache = gen_cache_new();
+		gen_cache_set_verify(p->gen_cache, p->cfg.gen_cache_verify);
+	}
 	/* without a cache (out of memory) every push is a full build */
 	rc = p->gen_cache ? gen_snapshot_cached(p->gen_cache, m, &gen_profile_proxyless, &push__notes, &xs) :
 			    gen_snapshot(m, &gen_profile_proxyless, &push__notes, &xs);
+	if (rc == 0 && p->gen_cache && p->cfg.gen_cache_verify) {
+		struct gen_cache_stats st;
+		size_t ver = 0, mis = 0;
+		int t;
+
+		gen_cache_get_stats(p->gen_cache, &st);
+		for (t = 0; t < XDS_TYPE_COUNT; t++) {
+			ver += st.verified[t];
+			mis += st.mismatched[t];
+		}
+		log_info(SCOPE, "gen cache verify: %zu reused proxyless groups rebuilt and compared, %zu differed", ver,
+			 mis);
+	}
 	if (rc < 0) {
 		/* keep serving the last good snapshot */
 		log_error(SCOPE, "generating xDS failed: %s; proxies keep the previous config", mesh_strerror(rc));
@@ -617,6 +681,7 @@ int push_stage_push(struct push_stage *p)
 		cfg_snapshot_unref(cfg);
 		return rc;
 	}
+	t_gen = debounce_now();
 	p->builds++;
 	/* this build took every change the store had: only unread files keep
 	 * the window open */
@@ -625,6 +690,7 @@ int push_stage_push(struct push_stage *p)
 		debounce_init(&p->window, p->cfg.debounce_after, p->cfg.debounce_max);
 	push_stage_publish(p, xs, m);
 	xds_snapshot_unref(xs);
+	t_pub = debounce_now();
 
 	for (k = 0; k < CFG_KIND_COUNT; k++)
 		metrics_config_objects(k, cfg->n_objects[k]);
@@ -635,8 +701,10 @@ int push_stage_push(struct push_stage *p)
 	old_cfg = p->cfg_snap;
 	p->cfg_snap = cfg;
 	pthread_mutex_unlock(&p->lock);
-	log_info("meshd", "config generation %llu: %zu services, %zu errors", (unsigned long long)cfg->generation,
-		 m->n_services, cfg->n_errors);
+	log_info("meshd", "config generation %llu: %zu services, %zu errors; built in %.1f ms (model %.1f, proxyless "
+		 "%.1f, per-proxy %zu keys %.1f)", (unsigned long long)cfg->generation, m->n_services, cfg->n_errors,
+		 (double)(t_pub - t0) / 1e6, (double)(t_model - t0) / 1e6, (double)(t_gen - t_model) / 1e6, p->nkeys,
+		 (double)(t_pub - t_gen) / 1e6);
 	model_unref(m); /* the stage holds it */
 	cfg_snapshot_unref(old_cfg);
 	return 0;

@@ -95,6 +95,14 @@ struct push_stage_config {
 	/* whole per-proxy configs; NULL: gen_sidecar_snapshot() with the
 	 * sidecar profile for sidecars (tests plug in a stub); ctx build_ctx */
 	push_build_all_fn build_all;
+	/* Debug mode (meshd: MESHD_GEN_CACHE_VERIFY=1): every push also
+	 * rebuilds what the caches reuse and compares the bytes
+	 * (gen_cache_set_verify for the proxyless cache; a sidecar config
+	 * built with the shared groups against one built without).  A
+	 * difference is logged as an error and the rebuilt bytes are served;
+	 * each push logs "gen cache verify: ..." with what it compared.
+	 * Costs a full build per push. */
+	bool gen_cache_verify;
 };
 
 /* What a source saw. */

@@ -45,7 +45,9 @@
 # BENCH_CHANGES, BENCH_INTERVAL_MS, BENCH_CHANNELS, BENCH_TARGETS;
 # BENCH_SOAK_PROXIES, BENCH_SOAK_CHANGES (0: no soak row),
 # BENCH_SOAK_INTERVAL_MS, BENCH_SOAK_STEADY; BENCH_SIDECARS (0: no sidecar
-# row), BENCH_SIDECAR_CHANGES, BENCH_SIDECAR_INTERVAL_MS, BENCH_SIDECAR_WORKLOADS.
+# row), BENCH_SIDECAR_CHANGES, BENCH_SIDECAR_INTERVAL_MS, BENCH_SIDECAR_WORKLOADS;
+# BENCH_KEEP_LOGS=DIR keeps meshd's logs there (each push logs where its
+# time went: "config generation ... built in" and "push to N streams").
 set -eu
 
 BUILD=build
@@ -99,6 +101,9 @@ cleanup() {
 		kill "$MESHD_PID" 2>/dev/null || true
 		wait "$MESHD_PID" 2>/dev/null || true
 	fi
+	if [ -n "${BENCH_KEEP_LOGS:-}" ]; then
+		mkdir -p "$BENCH_KEEP_LOGS" && cp "$TMP"/meshd-*.log "$BENCH_KEEP_LOGS"/ 2>/dev/null || true
+	fi
 	rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -107,11 +112,15 @@ trap 'exit 130' INT TERM
 # Start meshd on $1 (config dir) with its log in $2; sets MESHD_PID and
 # XDS_PORT.  Ports are picked at random; a start that fails because one is
 # taken is retried with others.
+PORT_TOP=$(awk '{print $1 - 3}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32765)
+[ "$PORT_TOP" -gt 12000 ] 2>/dev/null || PORT_TOP=32765
 start_meshd() {
 	tries=0
 	while [ $tries -lt 5 ]; do
 		tries=$((tries + 1))
-		base=$(( ( $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 20000 ) + 30000 ))
+		# below the ephemeral range: outgoing connections (other
+		# programs' thousands, on a shared machine) never hold those
+		base=$(( ( $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % (PORT_TOP - 10000) ) + 10000 ))
 		XDS_PORT=$base
 		"$MESHD" --config-dir "$1" --xds-addr "127.0.0.1:$base" --secure-addr "127.0.0.1:$((base + 1))" \
 			--http-addr "127.0.0.1:$((base + 2))" >"$2" 2>&1 &

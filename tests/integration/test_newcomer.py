@@ -83,7 +83,9 @@ class SecondMeshdTest(unittest.TestCase):
     def test_same_secure_port(self):
         m = self.meshd
         rc, out = self.second(free_port(), m.secure_port, free_port())
-        self.assertNotEqual(rc, 0, out)
+        # an exit status, not a signal: with the plaintext port already
+        # bound, gRPC core used to abort on the unshut server
+        self.assertGreater(rc, 0, out)
         self.assertIn("port %d: address in use" % m.secure_port, out)
 
     def test_same_http_port(self):

@@ -336,6 +336,126 @@ START_TEST(cache_shares_per_namespace_byte_identical)
 }
 END_TEST
 
+/* Build ws[0..n) of model yaml cached (one cache) and uncached: the bytes
+ * must be the same.  The snapshots go to cached[] (the caller unrefs). */
+static struct model *build_both(const char *yaml, const struct gen_workload *ws, size_t n, struct xds_snapshot **cached,
+				struct gen_sidecar_cache *c)
+{
+	struct gen_node node = { .ip = "10.9.9.9", .service_account = "client" };
+	struct model *mm = testutil_model("test.yaml", yaml);
+	size_t i;
+
+	ck_assert_ptr_nonnull(mm);
+	mm->trust_domain = "cluster.local";
+	for (i = 0; i < n; i++) {
+		struct xds_snapshot *plain = NULL;
+
+		ck_assert_int_eq(gen_sidecar_snapshot_cached(c, mm, &gen_profile_sidecar, &ws[i], &node, NULL, &cached[i]), 0);
+		ck_assert_int_eq(gen_sidecar_snapshot(mm, &gen_profile_sidecar, &ws[i], &node, NULL, &plain), 0);
+		assert_same_bytes(cached[i], plain);
+		xds_snapshot_unref(plain);
+	}
+	return mm;
+}
+
+/* The mesh of mesh_yaml with the canary route matching a header, not the
+ * caller's labels: its route configs do not depend on the labels. */
+static char *yaml_without_source_labels(void)
+{
+	const char *at = strstr(mesh_yaml, "{sourceLabels: {track: canary}}");
+	const char *repl = "{headers: {track: {exact: canary}}}";
+	size_t pre, len;
+	char *y;
+
+	ck_assert_ptr_nonnull(at);
+	pre = (size_t)(at - mesh_yaml);
+	len = strlen(mesh_yaml) - strlen("{sourceLabels: {track: canary}}") + strlen(repl);
+	y = malloc(len + 1);
+	ck_assert_ptr_nonnull(y);
+	memcpy(y, mesh_yaml, pre);
+	memcpy(y + pre, repl, strlen(repl));
+	memcpy(y + pre + strlen(repl), at + strlen("{sourceLabels: {track: canary}}"),
+	       len - pre - strlen(repl) + 1); /* with the NUL */
+	return y;
+}
+
+/* Route configs: one build per namespace (and scope) when no input reads
+ * the caller's labels, one per workload when a sourceLabels match does;
+ * byte-identical to the uncached build either way. */
+START_TEST(cache_shares_routes_unless_labels_read)
+{
+	struct cfg_kv kv = { .key = "track", .value = "canary" };
+	struct cfg_labels canary = { .v = &kv, .n = 1 };
+	struct gen_workload ws[] = { { "shop", &canary }, { "shop", NULL }, { "data", NULL } };
+	struct xds_snapshot *s[3];
+	struct gen_sidecar_cache *c = gen_sidecar_cache_new();
+	char *y = yaml_without_source_labels();
+	struct model *mm;
+	size_t i;
+
+	ck_assert_ptr_nonnull(c);
+	mm = build_both(y, ws, 3, s, c);
+	ck_assert_ptr_nonnull(xds_snapshot_find(s[0], XDS_ROUTE, "9080"));
+	ck_assert_ptr_eq(xds_snapshot_find(s[0], XDS_ROUTE, "9080"), xds_snapshot_find(s[1], XDS_ROUTE, "9080"));
+	/* another namespace: other short-name domains, its own build */
+	ck_assert_ptr_ne(xds_snapshot_find(s[0], XDS_ROUTE, "9080"), xds_snapshot_find(s[2], XDS_ROUTE, "9080"));
+	for (i = 0; i < 3; i++)
+		xds_snapshot_unref(s[i]);
+	model_unref(mm);
+	/* sourceLabels: the canary workload's route differs, nothing shared */
+	mm = build_both(mesh_yaml, ws, 2, s, c);
+	ck_assert_ptr_ne(xds_snapshot_find(s[0], XDS_ROUTE, "9080"), xds_snapshot_find(s[1], XDS_ROUTE, "9080"));
+	for (i = 0; i < 2; i++)
+		xds_snapshot_unref(s[i]);
+	model_unref(mm);
+	gen_sidecar_cache_free(c);
+	free(y);
+}
+END_TEST
+
+/* A DestinationRule with a workloadSelector gives the workloads it
+ * selects other clusters: a cache keyed by namespace alone would serve
+ * the first workload's clusters to the next. */
+START_TEST(cache_workload_selector_dr_not_shared)
+{
+	static const char *const dr_yaml =
+		"---\n"
+		"apiVersion: networking.istio.io/v1\n"
+		"kind: DestinationRule\n"
+		"metadata: {name: reviews-canary, namespace: shop}\n"
+		"spec:\n"
+		"  host: reviews\n"
+		"  workloadSelector: {matchLabels: {track: canary}}\n"
+		"  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}\n"
+		"  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]\n";
+	struct cfg_kv kv = { .key = "track", .value = "canary" };
+	struct cfg_labels canary = { .v = &kv, .n = 1 };
+	struct gen_workload ws[] = { { "shop", &canary }, { "shop", NULL } };
+	struct xds_snapshot *s[2];
+	struct gen_sidecar_cache *c = gen_sidecar_cache_new();
+	const char *cl = "outbound|9080|v1|reviews.shop.svc.cluster.local";
+	size_t n = strlen(mesh_yaml) + strlen(dr_yaml) + 1;
+	char *y = malloc(n);
+	struct model *mm;
+	const struct xds_resource *a, *b;
+
+	ck_assert_ptr_nonnull(c);
+	ck_assert_ptr_nonnull(y);
+	snprintf(y, n, "%s%s", mesh_yaml, dr_yaml);
+	mm = build_both(y, ws, 2, s, c);
+	a = xds_snapshot_find(s[0], XDS_CLUSTER, cl);
+	b = xds_snapshot_find(s[1], XDS_CLUSTER, cl);
+	ck_assert_ptr_nonnull(a);
+	ck_assert_ptr_nonnull(b);
+	ck_assert(a->len != b->len || memcmp(a->data, b->data, a->len) != 0);
+	xds_snapshot_unref(s[0]);
+	xds_snapshot_unref(s[1]);
+	model_unref(mm);
+	gen_sidecar_cache_free(c);
+	free(y);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("gen_sidecar");
@@ -352,6 +472,8 @@ int main(void)
 	tcase_add_test(tc, capture_none);
 	tcase_add_test(tc, deterministic_and_proxyless_untouched);
 	tcase_add_test(tc, cache_shares_per_namespace_byte_identical);
+	tcase_add_test(tc, cache_shares_routes_unless_labels_read);
+	tcase_add_test(tc, cache_workload_selector_dr_not_shared);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
