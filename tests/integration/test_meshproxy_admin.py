@@ -26,6 +26,10 @@ class Proxy:
         # the status (15020) and health (15021) ports on free ports of their own
         self.status_port, self.health_port = free_port(), free_port()
         self.log = tempfile.NamedTemporaryFile(prefix="meshproxy-it-", suffix=".log", delete=False)
+        if "--xds-addr" not in extra:
+            # never the default 127.0.0.1:15010: a meshd of `make run` may be
+            # there, and would configure this proxy (a port nobody serves)
+            extra = ("--xds-addr", "127.0.0.1:%d" % free_port()) + tuple(extra)
         self.proc = subprocess.Popen(
             [MESHPROXY, "--admin-addr", "127.0.0.1:%d" % self.port, "--log-level", "debug",
              "--status-addr", "127.0.0.1:%d" % self.status_port, "--health-addr", "127.0.0.1:%d" % self.health_port,
