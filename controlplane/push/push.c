@@ -62,6 +62,7 @@ struct push__key {
 	 * selection once rather than on every push */
 	char *sidecar_id;
 	uint64_t sidecar_hash;
+	size_t sidecar_n;            /* how many Sidecars competed at the winning level */
 };
 
 struct push_stage {
@@ -204,8 +205,12 @@ static const struct cfg_object *push__sidecar_for(struct push__key *k, const str
 	o = model_sidecar_select(m, k->ns, k->labels, &n);
 	if (o)
 		snprintf(id, sizeof(id), "%s/%s", o->ns, o->name);
-	if (o ? (k->sidecar_id && strcmp(k->sidecar_id, id) == 0 && k->sidecar_hash == o->hash) : !k->sidecar_id)
+	/* unchanged winner and competition: nothing to say (a Sidecar added
+	 * beside the winner that loses to it is still worth a warning) */
+	if (o ? (k->sidecar_id && strcmp(k->sidecar_id, id) == 0 && k->sidecar_hash == o->hash && k->sidecar_n == n)
+	      : !k->sidecar_id)
 		return o;
+	k->sidecar_n = n;
 	free(k->sidecar_id);
 	k->sidecar_id = o ? strdup(id) : NULL;
 	k->sidecar_hash = o ? o->hash : 0;
