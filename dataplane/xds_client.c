@@ -20,6 +20,19 @@
  * names (ts->names) are what the stream was told, kept in step by
  * subscribe/unsubscribe differences as they change.
  *
+ * Delta needs a third snapshot, `view`: meshd (as istiod) takes what it
+ * sent as what the client holds, NACKed or not, and later sends only
+ * differences from that; Envoy applies the good parts and the removals of
+ * a NACKed update, so the two stay in step.  Here a response updates view
+ * (recv + every response since, NACKed ones included); the candidate is
+ * view whole, and only if that fails while another type has a NACKed
+ * update pending, recv with this type taken from view (so a listener that
+ * cannot bind does not block every later cluster).  A removal carried by a
+ * NACKed response is thus applied with the next response that validates,
+ * instead of being lost.  A new stream resets view to recv: the
+ * initial_resource_versions are what is applied, and meshd resends the
+ * rest.
+ *
  * The transport is grpc_client.h; the stream logic below only sees "send
  * this request" and "this response arrived", which is how the unit tests
  * drive it.
@@ -77,6 +90,9 @@ struct xds_client {
 	char *locality_copy;             /* the parts of cfg.locality, NUL-separated */
 	/* configuration */
 	struct px_snapshot *recv, *cur;
+	/* Delta only: the server's view, recv plus every response since
+	 * (NACKed ones included), what meshd believes we hold */
+	struct px_snapshot *view;
 	struct type_state ts[XDS_TYPE_COUNT];
 	int ready;
 	int warming;     /* resources held back in cur */
@@ -849,20 +865,13 @@ static void rvec_release(struct rvec *set)
 	set->n = set->cap = 0;
 }
 
-/*
- * The end of a response of type t, either variant: rc < 0 (with err) is a
- * NACK of what could not be decoded; else recv (one reference, taken) is
- * the new received state, pruned of the RDS/EDS resources nothing needs,
- * composed, applied and ACKed (or NACKed with the engine's reason).
- */
-static void conclude(struct xds_client *c, enum xds_type t, int rc, struct px_snapshot *recv, const char *version,
-		     char *err, size_t cap)
+/* recv (one reference, taken) pruned of the RDS/EDS resources nothing
+ * needs, composed and applied: 0, or < 0 with err (recv dropped). */
+static int prune_and_apply(struct xds_client *c, struct px_snapshot *recv, char *err, size_t cap)
 {
-	struct type_state *ts = &c->ts[t];
 	struct name_set rds = { 0 }, eds = { 0 };
+	int rc;
 
-	if (rc < 0)
-		goto out;
 	/* what the new listeners/clusters need; what nothing needs any more goes */
 	rc = wanted_names(recv, XDS_ROUTE, &rds);
 	if (rc == 0)
@@ -877,6 +886,83 @@ static void conclude(struct xds_client *c, enum xds_type t, int rc, struct px_sn
 	rc = try_apply(c, recv, err, cap);
 	if (rc == 0)
 		recv = NULL; /* taken */
+out:
+	px_snapshot_unref(recv);
+	name_set_clear(&rds);
+	name_set_clear(&eds);
+	return rc;
+}
+
+/* Non-zero when a type other than t differs between view and recv (a
+ * NACKed Delta update not applied yet). */
+static int others_pending(const struct xds_client *c, enum xds_type t)
+{
+	int u;
+
+	for (u = 0; u < XDS_TYPE_COUNT; u++) {
+		const struct px_resource_set *a = &c->view->sets[u], *b = &c->recv->sets[u];
+
+		if (u == (int)t)
+			continue;
+		if (a->n != b->n || (a->n && memcmp(a->v, b->v, a->n * sizeof(*a->v)) != 0))
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * Delta: view (one reference, taken) is the server's view after a response
+ * of type t.  It becomes c->view whatever happens (meshd holds it as sent);
+ * the candidate is all of it, or, when that fails and another type has a
+ * NACKed update pending, recv with t's set from view.  0 or < 0 with err.
+ */
+static int delta_apply(struct xds_client *c, enum xds_type t, struct px_snapshot *view, char *err, size_t cap)
+{
+	struct px_snapshot *alt = NULL;
+	char err2[XDS_MAX_ERROR];
+	int rc, rc2;
+
+	px_snapshot_unref(c->view);
+	c->view = view;
+	rc = prune_and_apply(c, px_snapshot_ref(view), err, cap);
+	if (rc == 0) {
+		/* in step: the (pruned) applied set is the view again */
+		px_snapshot_unref(c->view);
+		c->view = px_snapshot_ref(c->recv);
+		return 0;
+	}
+	if (!others_pending(c, t))
+		return rc;
+	rc2 = px_snapshot_replace(c->recv, t, (const struct px_resource *const *)view->sets[t].v, view->sets[t].n,
+				  &alt);
+	if (rc2 == 0)
+		rc2 = prune_and_apply(c, alt, err2, sizeof(err2));
+	if (rc2 < 0)
+		return rc;
+	log_warn(SCOPE, "%s applied without the other types' rejected updates (%s)", xds_type_short(t), err);
+	err[0] = '\0';
+	return 0;
+}
+
+/*
+ * The end of a response of type t, either variant: rc < 0 (with err) is a
+ * NACK of what could not be decoded (Delta: the view stays as it was);
+ * else recv (one reference, taken) is the new received state (Delta: the
+ * new server's view), applied and ACKed, or NACKed with the engine's
+ * reason.
+ */
+static void conclude(struct xds_client *c, enum xds_type t, int rc, struct px_snapshot *recv, const char *version,
+		     char *err, size_t cap)
+{
+	struct type_state *ts = &c->ts[t];
+
+	if (rc < 0)
+		goto out;
+	if (c->cfg.protocol == XDS_PROTOCOL_DELTA)
+		rc = delta_apply(c, t, recv, err, cap);
+	else
+		rc = prune_and_apply(c, recv, err, cap);
+	recv = NULL; /* taken */
 out:
 	if (rc < 0) {
 		c->st.type[t].update_rejected++;
@@ -895,8 +981,6 @@ out:
 		set_ready(c);
 	}
 	px_snapshot_unref(recv);
-	name_set_clear(&rds);
-	name_set_clear(&eds);
 }
 
 /* The response's type, when subscribed on this stream; else -1 (counted). */
@@ -1012,7 +1096,7 @@ static void handle_delta_response(struct xds_client *c,
 			break;
 		}
 		if (!dr->resource) {
-			held = px_snapshot_find(c->recv, t, dr->name);
+			held = px_snapshot_find(c->view, t, dr->name);
 			if (dr->n_aliases || (held && dr->version && strcmp(held->version, dr->version) == 0))
 				continue;
 			snprintf(err, sizeof(err), "%s resource %.200s has no body", xds_type_short(t), dr->name);
@@ -1021,7 +1105,7 @@ static void handle_delta_response(struct xds_client *c,
 		}
 		if (explicit && !name_set_has(&ts->names, dr->name))
 			continue; /* not asked for (any more) */
-		rc = decode_one(t, dr->resource, i, dr->name, dr->version, c->recv, &r, err, sizeof(err));
+		rc = decode_one(t, dr->resource, i, dr->name, dr->version, c->view, &r, err, sizeof(err));
 		if (rc == 0 && rvec_push(&set, r) < 0) {
 			px_resource_unref(r);
 			rc = -ENOMEM;
@@ -1036,7 +1120,7 @@ static void handle_delta_response(struct xds_client *c,
 				removed[nremoved++] = resp->removed_resources[i];
 	}
 	if (rc == 0) {
-		rc = px_snapshot_update(c->recv, t, set.v, set.n, removed, nremoved, &recv);
+		rc = px_snapshot_update(c->view, t, set.v, set.n, removed, nremoved, &recv);
 		if (rc < 0)
 			snprintf(err, sizeof(err), "%s",
 				 rc == -EINVAL ? "duplicate resource names in the response" : mesh_strerror(rc));
@@ -1062,6 +1146,9 @@ int xds_client_stream_begin(struct xds_client *c, xds_send_fn send, void *send_c
 	c->node_sent = 0;
 	c->got_response = 0;
 	c->st.stream_attempts++;
+	/* the server of this stream knows only what initial_resource_versions says */
+	px_snapshot_unref(c->view);
+	c->view = px_snapshot_ref(c->recv);
 	for (i = 0; i < XDS_TYPE_COUNT; i++) {
 		c->ts[i].subscribed = 0;
 		c->ts[i].nonce[0] = '\0'; /* nonces belong to a stream */
@@ -1382,6 +1469,8 @@ int xds_client_new(struct ev_loop *loop, const struct xds_client_config *cfg, st
 		rc = px_snapshot_new(&c->recv);
 	if (rc == 0)
 		rc = px_snapshot_new(&c->cur);
+	if (rc == 0)
+		c->view = px_snapshot_ref(c->recv);
 	if (rc < 0) {
 		xds_client_free(c);
 		return rc;
@@ -1402,6 +1491,7 @@ void xds_client_free(struct xds_client *c)
 	grpc_client_free(c->g);
 	for (t = 0; t < XDS_TYPE_COUNT; t++)
 		name_set_clear(&c->ts[t].names);
+	px_snapshot_unref(c->view);
 	px_snapshot_unref(c->recv);
 	px_snapshot_unref(c->cur);
 	free(c->labels_copy);

@@ -27,7 +27,14 @@
  *    resources add to or replace the held set by name (Resource.name,
  *    which must match the name inside the message), removed_resources
  *    drop names; the result is composed and validated whole as in SotW.
- *    ACK = response_nonce; NACK = response_nonce + error_detail.  The
+ *    ACK = response_nonce; NACK = response_nonce + error_detail.  A
+ *    NACKed response still counts as held for what follows: meshd (as
+ *    istiod) sends only differences from what it sent, so the client keeps
+ *    the server's view (applied set + every response since, NACKed ones
+ *    included) apart from the applied set, and validates the server's view
+ *    whole on each response (falling back to the applied set with only
+ *    this type's update when another type's rejected update still fails);
+ *    initial_resource_versions on a new stream are the applied set.  The
  *    held versions are the Resource.version meshd gave (Envoy's
  *    per-resource versions); system_version_info is what config_dump
  *    shows as a type's version_info.

@@ -646,6 +646,11 @@ static int proxy__parse(const char *cmd, int argc, char **argv, struct proxy__op
 			val = a[fl] == '=' ? a + fl + 1 : NULL;
 		}
 		if (dst) {
+			/* a filter given twice is a mistake, not "the last one wins" */
+			if (proxy__flags[f - 1].cfg && *dst) {
+				fprintf(stderr, "meshctl %s: %s given more than once\n", cmd, proxy__flags[f - 1].flag);
+				return -EINVAL;
+			}
 			if (!val && ++i == argc) {
 				fprintf(stderr, "meshctl %s: %s needs a value\n", cmd, a);
 				return -EINVAL;
@@ -1187,6 +1192,11 @@ static int proxy__check_filters(struct proxy__opts *o, int s)
 		fprintf(stderr, "meshctl proxy-config: --direction \"%s\": want inbound or outbound\n", o->direction);
 		return -EINVAL;
 	}
+	/* accepted in any case, so matched in any case: cluster names spell it
+	 * lower-case (istioctl compares verbatim, so INBOUND would match nothing
+	 * there while passing as a value) */
+	if (o->direction)
+		o->direction = !strcasecmp(o->direction, "inbound") ? "inbound" : "outbound";
 	if (o->ltype && !proxy__one_of(o->ltype, types)) {
 		fprintf(stderr, "meshctl proxy-config: --type \"%s\": want HTTP, TCP or HTTP+TCP\n", o->ltype);
 		return -EINVAL;
@@ -1672,7 +1682,7 @@ static void proxy__config_usage(FILE *f)
 		"  -o short|json|yaml  the table (default), or the resources as JSON or YAML\n"
 		"                      (for all without filters: the whole config dump)\n"
 		"\n"
-		"Filters, as istioctl's (a bad value exits 2):\n"
+		"Filters, as istioctl's (a bad value or a filter given twice exits 2):\n"
 		"  clusters    --fqdn FQDN --port N --subset S --direction inbound|outbound\n"
 		"              (each a part of the name DIRECTION|PORT|SUBSET|FQDN)\n"
 		"  listeners   --port N --address IP --type HTTP|TCP|HTTP+TCP\n"
@@ -1729,11 +1739,6 @@ int proxy_config_main(int argc, char **argv)
 	else if (o.output && !strcmp(o.output, "yaml"))
 		fmt = PROXY_FMT_YAML;
 	rc = PROXY_EXIT_FAIL;
-	/* a proxy's endpoints are its live /clusters, not its config */
-	if (s == PROXY_ENDPOINTS && o.admin) {
-		rc = proxy__admin_endpoints(&o, fmt) < 0 ? PROXY_EXIT_FAIL : PROXY_EXIT_OK;
-		goto out;
-	}
 	if (o.admin) {
 		src = o.admin;
 		mesh_buf_puts(&path, "/config_dump");
@@ -1748,14 +1753,22 @@ int proxy_config_main(int argc, char **argv)
 	}
 	if (proxy__fetch(src, path.data, &body) < 0)
 		goto out;
-	if (s < 0 && fmt != PROXY_FMT_TABLE && !proxy__any_filter(&o)) {
-		rc = proxy__print_doc(&body, fmt) < 0 ? PROXY_EXIT_FAIL : PROXY_EXIT_OK;
+	/* checked before anything prints: a server answering 200 to every
+	 * path (not a proxy's admin port) must not pass for an empty proxy */
+	if (proxy__json_load(&j, path.data, &body) < 0 || !proxy__get(&j, proxy__root(&j), "configs")) {
+		fprintf(stderr, "meshctl: %s%s: no \"configs\" (not an Envoy config dump)\n", src, path.data);
+		if (o.admin)
+			fprintf(stderr, "meshctl proxy-config: --admin %s does not look like a proxy's admin port\n",
+				o.admin);
 		goto out;
 	}
-	if (proxy__json_load(&j, path.data, &body) < 0)
+	/* a proxy's endpoints are its live /clusters, not its config */
+	if (s == PROXY_ENDPOINTS && o.admin) {
+		rc = proxy__admin_endpoints(&o, fmt) < 0 ? PROXY_EXIT_FAIL : PROXY_EXIT_OK;
 		goto out;
-	if (!proxy__get(&j, proxy__root(&j), "configs")) {
-		fprintf(stderr, "meshctl: %s%s: no \"configs\" (not an Envoy config dump)\n", src, path.data);
+	}
+	if (s < 0 && fmt != PROXY_FMT_TABLE && !proxy__any_filter(&o)) {
+		rc = proxy__print_doc(&body, fmt) < 0 ? PROXY_EXIT_FAIL : PROXY_EXIT_OK;
 		goto out;
 	}
 	rc = PROXY_EXIT_OK;

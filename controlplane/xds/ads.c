@@ -648,9 +648,12 @@ static enum ack_result type_ack(struct xds_ads_stream *st, enum xds_type t, cons
 	ts->error = dup_capped(msg, XDS_MAX_ERROR_LEN);
 	ts->state = XDS_ADS__SYNC_NACKED;
 	metrics_xds_reject(t);
-	log_warn(SCOPE, "stream %llu (%s): %s%s NACK of version %s (client has %.40s): %.1000s",
-		 (unsigned long long)st->id, stream_who(st), st->delta ? "delta " : "", xds_type_short(t),
-		 ts->latest_version, client_version ? client_version : "", msg);
+	/* SotW quotes the version the client kept; Delta has no such field,
+	 * so the nonce NACKed is what identifies the response */
+	log_warn(SCOPE, "stream %llu (%s): %s%s NACK of version %s (%s %.40s): %.1000s", (unsigned long long)st->id,
+		 stream_who(st), st->delta ? "delta " : "", xds_type_short(t), ts->latest_version,
+		 client_version ? "client has" : "nonce",
+		 client_version ? (*client_version ? client_version : "nothing") : nonce, msg);
 	return ACK_NACKED;
 }
 

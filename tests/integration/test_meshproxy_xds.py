@@ -16,6 +16,13 @@ meshd restart resyncs without sending again what did not change: meshproxy
 says what it holds (initial_resource_versions) and its per-type
 resources_received counters do not move for the types the edit left alone.
 
+A NACKed Delta update stays in step (MeshproxyDeltaNackTest, the breaker's
+repro of issue 11): a Sidecar ingress on 127.0.0.6:P1 (captureMode NONE)
+moved to 10.255.255.1:P2, an address no interface has (LDS NACKed "cannot
+bind", CDS ACKed), then to 127.0.0.6:P3: meshd's Delta took the NACKed
+update as held and sends only "P2 removed, P3 added"; meshproxy must drop
+P1 too (it used to keep it bound, answering 503, while meshd said SYNCED).
+
 Nothing here asserts on timing; every wait is bounded.
 """
 import json
@@ -24,7 +31,8 @@ import re
 import subprocess
 import unittest
 
-from meshtest import MESHCTL, ROOT, Meshd, wait_for
+from meshhttp import NS, Backend, MeshCase, Sidecar, service_yaml, slow
+from meshtest import MESHCTL, ROOT, Meshd, free_port, wait_for
 from test_meshproxy_admin import Proxy
 
 NODE_ID = "sidecar~127.0.0.1~greeter-v1.demo~demo.svc.cluster.local"
@@ -272,6 +280,91 @@ class MeshproxyXdsTest(unittest.TestCase):
 
 
 class MeshproxyXdsSotwTest(MeshproxyXdsTest):
+    PROTOCOL = "sotw"
+
+
+NACK_BIND = "127.0.0.6"
+NOWHERE = "10.255.255.1"  # no interface has it: bind() fails with EADDRNOTAVAIL
+P1, P2, P3 = free_port(), free_port(), free_port()
+SVC_PORT = free_port()
+
+
+def ingress_sidecar(app_port, bind, port):
+    return """apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: web, namespace: %(ns)s}
+spec:
+  workloadSelector:
+    labels: {app: web}
+  ingress:
+  - port: {number: %(port)d, protocol: HTTP, name: http}
+    defaultEndpoint: 127.0.0.1:%(app)d
+    bind: %(bind)s
+    captureMode: NONE
+  egress:
+  - hosts: ["*/*"]
+    captureMode: NONE
+""" % {"ns": NS, "port": port, "app": app_port, "bind": bind}
+
+
+def status_of(ip, port):
+    """HTTP status of GET / straight to ip:port; 0 when nothing accepts."""
+    out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10",
+                          "http://%s:%d/" % (ip, port)], capture_output=True, text=True, timeout=30)
+    return int(out.stdout or "0")
+
+
+class MeshproxyDeltaNackTest(MeshCase):
+    PROTOCOL = "delta"
+    SIDECARS = {}
+
+    @classmethod
+    def backends(cls):
+        return {"web": Backend("web", "127.0.0.1", "v1"), "b1": Backend("b1", "127.0.0.2", "v1")}
+
+    @classmethod
+    def config(cls, b):
+        return {"backend.yaml": service_yaml("backend", [b["b1"]], port=SVC_PORT),
+                "sidecar.yaml": ingress_sidecar(b["web"].port, NACK_BIND, P1)}
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        try:
+            cls.sidecars["web"] = Sidecar(cls.meshd, "web", "app=web", args=("--xds-protocol", cls.PROTOCOL))
+            cls.sc = cls.sidecars["web"].wait_ready()
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    def lds(self):
+        for x in self.meshd.json("/debug/syncz"):
+            if x.get("proxy") == self.sc.node_id:
+                return x["types"].get("lds", {})
+        return {}
+
+    def test_removal_in_nacked_update_is_applied_later(self):
+        wait = 120 if slow() else 30
+        app = self.b["web"].port
+        self.assertEqual(status_of(NACK_BIND, P1), 200)
+        # P1 -> NOWHERE:P2: the listener cannot bind, LDS NACKed
+        self.meshd.write("sidecar.yaml", ingress_sidecar(app, NOWHERE, P2))
+        err = wait_for(lambda: self.lds().get("state") == "ERROR" and self.lds().get("error"), timeout=wait,
+                       what="meshproxy's LDS NACK in meshd's /debug/syncz")
+        self.assertIn("cannot bind", err)
+        self.assertIn("%s:%d" % (NOWHERE, P2), err)
+        # -> 127.0.0.6:P3: meshd sends "P2 removed, P3 added"; P1 must go too
+        self.meshd.write("sidecar.yaml", ingress_sidecar(app, NACK_BIND, P3))
+        wait_for(lambda: status_of(NACK_BIND, P3) == 200, timeout=wait, what="the ingress on P3 serving")
+        wait_for(lambda: self.lds().get("state") == "SYNCED", timeout=wait, what="LDS SYNCED again")
+        listeners = self.sc.admin("/listeners")[1]
+        self.assertIn("%s_%d" % (NACK_BIND, P3), listeners)
+        self.assertNotIn("%s_%d" % (NACK_BIND, P1), listeners)
+        self.assertNotIn("_%d" % P2, listeners)
+        self.assertEqual(status_of(NACK_BIND, P1), 0, "the stale ingress on P1 still accepts connections")
+
+
+class MeshproxySotwNackTest(MeshproxyDeltaNackTest):
     PROTOCOL = "sotw"
 
 

@@ -68,6 +68,9 @@ static void no_more_reqs(void)
 
 static int apply_calls, apply_fail;
 static struct px_snapshot *applied;
+/* a candidate holding listener bad_listener is refused (as a listener
+ * that cannot bind), unless it also holds cluster bad_unless_cluster */
+static const char *bad_listener, *bad_unless_cluster;
 
 static int apply(void *ctx, struct px_snapshot *cand, char *err, size_t cap)
 {
@@ -75,6 +78,11 @@ static int apply(void *ctx, struct px_snapshot *cand, char *err, size_t cap)
 	apply_calls++;
 	if (apply_fail) {
 		snprintf(err, cap, "engine refuses generation %llu", (unsigned long long)cand->generation);
+		return -EINVAL;
+	}
+	if (bad_listener && px_snapshot_find(cand, XDS_LISTENER, bad_listener) &&
+	    !(bad_unless_cluster && px_snapshot_find(cand, XDS_CLUSTER, bad_unless_cluster))) {
+		snprintf(err, cap, "cannot bind %s", bad_listener);
 		return -EINVAL;
 	}
 	px_snapshot_unref(applied);
@@ -652,6 +660,7 @@ static struct xds_client *delta_client(void)
 	ck_assert_ptr_nonnull(loop);
 	ck_assert_int_eq(xds_client_new(loop, &cfg, &c), 0);
 	apply_calls = apply_fail = 0;
+	bad_listener = bad_unless_cluster = NULL;
 	applied = NULL;
 	dreqs_clear();
 	return c;
@@ -956,6 +965,151 @@ START_TEST(delta_reconnect_initial_versions)
 }
 END_TEST
 
+/* A NACK of type t quoting nonce whose message has what. */
+static void dnack_is(const Envoy__Service__Discovery__V3__DeltaDiscoveryRequest *r, const char *nonce, const char *what)
+{
+	ck_assert_str_eq(r->response_nonce, nonce);
+	ck_assert_ptr_nonnull(r->error_detail);
+	ck_assert_ptr_nonnull(strstr(r->error_detail->message, what));
+}
+
+/* LDS: "bad" (route config R) added and L removed, NACKed: L serves on. */
+static void delta_nack_bad_listener(struct xds_client *c, const char *nonce)
+{
+	Google__Protobuf__Any res[1];
+	const char *name = "bad", *ver = "lb1", *rm[] = { "L" };
+
+	bad_listener = "bad";
+	listener(&res[0], "bad", "R");
+	respond_delta(c, XDS_LISTENER, "l2", nonce, res, &name, &ver, 1, rm, 1);
+	dnack_is(next_dreq(XDS_LISTENER), nonce, "cannot bind bad");
+	no_more_dreqs();
+	ck_assert_ptr_nonnull(px_snapshot_find(applied, XDS_LISTENER, "L"));
+	ck_assert_ptr_null(px_snapshot_find(applied, XDS_LISTENER, "bad"));
+}
+
+/* The breaker's repro: a removal carried by a NACKed response (L, replaced
+ * by a listener that cannot bind) is not sent again by meshd, which takes
+ * what it sent as held; the next response (L3 added, "bad" removed) must
+ * leave L3 alone, not L and L3. */
+START_TEST(delta_nack_then_fix)
+{
+	struct xds_client *c = delta_client();
+	Google__Protobuf__Any res[1];
+
+	delta_up(c);
+	delta_nack_bad_listener(c, "n5");
+	{
+		const char *name = "L3", *ver = "l3", *rm[] = { "bad" };
+
+		listener(&res[0], "L3", "R");
+		respond_delta(c, XDS_LISTENER, "l3", "n6", res, &name, &ver, 1, rm, 1);
+	}
+	dack_is(next_dreq(XDS_LISTENER), "n6");
+	no_more_dreqs();
+	ck_assert_uint_eq(applied->sets[XDS_LISTENER].n, 1);
+	ck_assert_ptr_nonnull(px_snapshot_find(applied, XDS_LISTENER, "L3"));
+	ck_assert_ptr_null(px_snapshot_find(applied, XDS_LISTENER, "L"));
+	ck_assert_ptr_nonnull(px_snapshot_find(applied, XDS_ROUTE, "R"));
+	delta_done(c);
+}
+END_TEST
+
+/* After the NACK: another type's update goes through without the rejected
+ * listener; then meshd removes the bad listener, and the removal of L the
+ * NACKed response carried takes effect with it (R unsubscribed). */
+START_TEST(delta_nack_then_remove)
+{
+	struct xds_client *c = delta_client();
+	Google__Protobuf__Any res[1];
+
+	delta_up(c);
+	delta_nack_bad_listener(c, "n5");
+	static_cluster(&res[0], "B");
+	respond1(c, XDS_CLUSTER, "n6", res, "B", "cb1");
+	dack_is(next_dreq(XDS_CLUSTER), "n6");
+	no_more_dreqs();
+	ck_assert_ptr_nonnull(px_snapshot_find(applied, XDS_CLUSTER, "B"));
+	ck_assert_ptr_nonnull(px_snapshot_find(applied, XDS_LISTENER, "L"));
+	ck_assert_ptr_null(px_snapshot_find(applied, XDS_LISTENER, "bad"));
+	{
+		const char *rm[] = { "bad" };
+
+		respond_delta(c, XDS_LISTENER, "l3", "n7", NULL, NULL, NULL, 0, rm, 1);
+	}
+	dack_is(next_dreq(XDS_LISTENER), "n7");
+	dsub_is(next_dreq(XDS_ROUTE), NULL, "R");
+	no_more_dreqs();
+	ck_assert_uint_eq(applied->sets[XDS_LISTENER].n, 0);
+	ck_assert_uint_eq(applied->sets[XDS_ROUTE].n, 0);
+	ck_assert_ptr_nonnull(px_snapshot_find(applied, XDS_CLUSTER, "B"));
+	delta_done(c);
+}
+END_TEST
+
+/* A NACKed listener that a later response of another type makes valid
+ * (here: the cluster it needs arrives): the whole server's view is taken. */
+START_TEST(delta_nack_then_other_type_fixes)
+{
+	struct xds_client *c = delta_client();
+	Google__Protobuf__Any res[1];
+
+	delta_up(c);
+	bad_listener = "L2";
+	bad_unless_cluster = "C2";
+	listener(&res[0], "L2", "R");
+	respond1(c, XDS_LISTENER, "n5", res, "L2", "l21");
+	dnack_is(next_dreq(XDS_LISTENER), "n5", "cannot bind L2");
+	no_more_dreqs();
+	ck_assert_ptr_null(px_snapshot_find(applied, XDS_LISTENER, "L2"));
+	static_cluster(&res[0], "C2");
+	respond1(c, XDS_CLUSTER, "n6", res, "C2", "c21");
+	dack_is(next_dreq(XDS_CLUSTER), "n6");
+	no_more_dreqs();
+	ck_assert_ptr_nonnull(px_snapshot_find(applied, XDS_CLUSTER, "C2"));
+	ck_assert_ptr_nonnull(px_snapshot_find(applied, XDS_LISTENER, "L2"));
+	ck_assert_ptr_nonnull(px_snapshot_find(applied, XDS_LISTENER, "L"));
+	delta_done(c);
+}
+END_TEST
+
+/* A new stream after a NACK reports what is applied (L, not "bad"), so
+ * meshd sends again what the client never took. */
+START_TEST(delta_reconnect_after_nack)
+{
+	struct xds_client *c = delta_client();
+	const Envoy__Service__Discovery__V3__DeltaDiscoveryRequest *r;
+	Google__Protobuf__Any res[1];
+
+	delta_up(c);
+	delta_nack_bad_listener(c, "n5");
+	xds_client_stream_end(c, 14, "connection closed by peer");
+	dreqs_clear();
+	ck_assert_int_eq(xds_client_stream_begin(c, capture_delta, NULL), 0);
+	r = next_dreq(XDS_CLUSTER);
+	ck_assert_str_eq(initial_version(r, "A"), "ca1");
+	next_dreq(XDS_ENDPOINT);
+	r = next_dreq(XDS_LISTENER);
+	ck_assert_uint_eq(r->n_initial_resource_versions, 1);
+	ck_assert_str_eq(initial_version(r, "L"), "la1");
+	ck_assert_ptr_null(initial_version(r, "bad"));
+	next_dreq(XDS_ROUTE);
+	no_more_dreqs();
+	/* meshd's config moved on meanwhile: L4 instead of L */
+	{
+		const char *name = "L4", *ver = "l41", *rm[] = { "L" };
+
+		listener(&res[0], "L4", "R");
+		respond_delta(c, XDS_LISTENER, "l4", "m1", res, &name, &ver, 1, rm, 1);
+	}
+	dack_is(next_dreq(XDS_LISTENER), "m1");
+	no_more_dreqs();
+	ck_assert_uint_eq(applied->sets[XDS_LISTENER].n, 1);
+	ck_assert_ptr_nonnull(px_snapshot_find(applied, XDS_LISTENER, "L4"));
+	delta_done(c);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("xds_client");
@@ -972,6 +1126,10 @@ int main(void)
 	tcase_add_test(tc, delta_nack_keeps_last_good);
 	tcase_add_test(tc, delta_removed_and_unsubscribed);
 	tcase_add_test(tc, delta_reconnect_initial_versions);
+	tcase_add_test(tc, delta_nack_then_fix);
+	tcase_add_test(tc, delta_nack_then_remove);
+	tcase_add_test(tc, delta_nack_then_other_type_fixes);
+	tcase_add_test(tc, delta_reconnect_after_nack);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -153,6 +153,10 @@ static void reply(int fd, int status, const char *body, int chunked)
 	send_all(fd, "0\r\n\r\n", 5);
 }
 
+/* set: the server answers 200 with a web page to every path (a port that
+ * is not a proxy's admin port) */
+static volatile int not_admin;
+
 static void *serve(void *arg)
 {
 	(void)arg;
@@ -172,7 +176,9 @@ static void *serve(void *arg)
 		}
 		req[n] = '\0';
 		sscanf(req, "GET %8191s", last_path);
-		if (!strcmp(last_path, "/version"))
+		if (not_admin)
+			reply(fd, 200, "<html><body>some other web server</body></html>\n", 0);
+		else if (!strcmp(last_path, "/version"))
 			reply(fd, 200, "{\"version\":\"9.9.9-test\",\"component\":\"meshd\"}\n", 0);
 		else if (!strcmp(last_path, "/debug/syncz"))
 			reply(fd, 200, syncz, 0);
@@ -407,6 +413,36 @@ START_TEST(proxy_config_filters)
 }
 END_TEST
 
+/* --direction in any case; a filter given twice; --admin at a server that
+ * is not a proxy's admin port */
+START_TEST(proxy_config_polish)
+{
+	ck_assert_int_eq(run("proxy-config clusters --admin 127.0.0.1:%d --direction INBOUND", "2>&1"), 0);
+	ck_assert_str_eq(out, "SERVICE FQDN   PORT   SUBSET   DIRECTION   TYPE\n"
+			      "-              8080   -        inbound     STATIC\n");
+	ck_assert_int_eq(run("proxy-config clusters --admin 127.0.0.1:%d --direction Outbound", "2>&1"), 0);
+	has("reviews.ns.svc.cluster.local   9080   v2       outbound    EDS\n");
+	ck_assert_ptr_null(strstr(out, "inbound"));
+
+	ck_assert_int_eq(run("proxy-config clusters --admin 127.0.0.1:%d --port 8080 --port=9080", "2>&1"), 2);
+	has("--port given more than once");
+	ck_assert_int_eq(run("proxy-config endpoints --admin 127.0.0.1:%d --status healthy --status unhealthy",
+			     "2>&1"), 2);
+	has("--status given more than once");
+	ck_assert_int_eq(run("proxy-config clusters --admin 127.0.0.1:%d --admin 127.0.0.1:1", "2>&1"), 2);
+
+	not_admin = 1;
+	ck_assert_int_eq(run("proxy-config endpoints --admin 127.0.0.1:%d", "2>&1"), 1);
+	has("does not look like a proxy's admin port");
+	ck_assert_ptr_null(strstr(out, "ENDPOINT"));
+	ck_assert_int_eq(run("proxy-config clusters --admin 127.0.0.1:%d", "2>&1"), 1);
+	has("does not look like a proxy's admin port");
+	ck_assert_int_eq(run("proxy-config all --admin 127.0.0.1:%d -o json", "2>&1"), 1);
+	ck_assert_ptr_null(strstr(out, "<html>"));
+	not_admin = 0;
+}
+END_TEST
+
 START_TEST(usage_and_unreachable)
 {
 	ck_assert_int_eq(run("proxy-config", "2>/dev/null"), 2);
@@ -444,6 +480,7 @@ int main(void)
 	tcase_add_test(tc, proxy_config_from_admin_port);
 	tcase_add_test(tc, proxy_config_from_meshd);
 	tcase_add_test(tc, proxy_config_filters);
+	tcase_add_test(tc, proxy_config_polish);
 	tcase_add_test(tc, usage_and_unreachable);
 	suite_add_tcase(s, tc);
 	return testutil_run(s);
