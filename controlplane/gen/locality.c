@@ -191,7 +191,7 @@ int gen__eds_variant(const struct gen_ctx *g, const struct model_service *svc, s
 	if (!g->p->locality_lb || !g->locality || gen__dns_cluster(g, svc))
 		return 0;
 	/* endpoints all in one locality: proximity gives every one the same
-	 * priority, the bytes every proxy gets (only distribute and
+	 * priority, the bytes every proxy receives (only distribute and
 	 * failoverPriority can still differ) */
 	for (i = 1; i < svc->n_endpoints && uniform; i++)
 		uniform = strcmp(svc->endpoints[i].locality ? svc->endpoints[i].locality : "",
