@@ -1531,10 +1531,10 @@ static void dec__vs_not_applied(struct dec *d, const struct cfg__node *spec, con
 {
 	char names[256] = "";
 	size_t len = 0, i;
-	bool seen[7] = { false };
+	bool seen[6] = { false };
 	static const char *const what[] = {
 		"delegate", "directResponse", "rewrite.uriRegexRewrite", "redirect.derivePort",
-		"redirect.prefixRewrite", "tls routes", "mirrors beyond the first",
+		"redirect.prefixRewrite", "tls routes",
 	};
 
 	/* delegates (seen[0]) are merged into their root by the model now */
@@ -1544,7 +1544,6 @@ static void dec__vs_not_applied(struct dec *d, const struct cfg__node *spec, con
 		seen[2] |= r->rewrite.uri_regex_match != NULL;
 		seen[3] |= r->redirect.derive_port != CFG_DERIVE_PORT_NONE;
 		seen[4] |= r->redirect.prefix_rewrite != NULL;
-		seen[6] |= r->n_mirrors > 1;
 	}
 	seen[5] = vs->n_tls > 0;
 	for (i = 0; i < sizeof(seen) / sizeof(seen[0]); i++) {
