@@ -78,6 +78,8 @@ struct px_cluster {
 	uint64_t idle_timeout_ms;        /* upstream idle connections (0: the engine's) */
 	uint64_t max_connection_duration_ms; /* upstream connection age limit (0: none) */
 	uint64_t connect_timeout_ms;
+	int tcp_keepalive;               /* SO_KEEPALIVE on upstream sockets; the values 0: OS defaults */
+	uint32_t keepalive_probes, keepalive_time_s, keepalive_interval_s;
 	uint32_t max_requests_per_connection; /* 0: unlimited */
 	uint32_t max_connections, max_pending, max_requests, max_retries;
 	struct px_host **hosts;          /* one reference each */

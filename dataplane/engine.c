@@ -754,6 +754,10 @@ static int cluster_update(struct engine *e, struct px_cluster *cl, struct up_clu
 	cl->connect_timeout_ms = up->connect_timeout_ms ? up->connect_timeout_ms : 5000;
 	cl->idle_timeout_ms = up->idle_timeout_ms;
 	cl->max_connection_duration_ms = up->max_connection_duration_ms;
+	cl->tcp_keepalive = up->tcp_keepalive;
+	cl->keepalive_probes = up->keepalive_probes;
+	cl->keepalive_time_s = up->keepalive_time_s;
+	cl->keepalive_interval_s = up->keepalive_interval_s;
 	cl->max_requests_per_connection = up->max_requests_per_connection;
 	cl->max_connections = (uint32_t)cb_limit(&up->cb, CB_PRIO_DEFAULT, CB_CONNECTIONS);
 	cl->max_pending = (uint32_t)cb_limit(&up->cb, CB_PRIO_DEFAULT, CB_PENDING);

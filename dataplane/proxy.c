@@ -865,6 +865,24 @@ static int u_flush(struct px_uconn *u)
 	return 0;
 }
 
+/* The cluster's upstream_connection_options.tcp_keepalive on a new
+ * upstream socket (Envoy sets SO_KEEPALIVE and the three TCP options it
+ * was given; failures are ignored, as a best-effort socket option). */
+static void u_keepalive(int fd, const struct px_cluster *cl)
+{
+	int one = 1, v;
+
+	if (!cl->tcp_keepalive)
+		return;
+	(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	if ((v = (int)cl->keepalive_probes) > 0)
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &v, sizeof(v));
+	if ((v = (int)cl->keepalive_time_s) > 0)
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &v, sizeof(v));
+	if ((v = (int)cl->keepalive_interval_s) > 0)
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &v, sizeof(v));
+}
+
 static struct px_uconn *u_connect(struct px_stream *s, struct px_host *h, int *err)
 {
 	struct engine *e = s->e;
@@ -878,6 +896,7 @@ static struct px_uconn *u_connect(struct px_stream *s, struct px_host *h, int *e
 		return NULL;
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	u_keepalive(fd, h->cl);
 	u = calloc(1, sizeof(*u));
 	if (u)
 		h1_parser_init(&u->p, 0, NULL, malloc(PX_UHDRS_BYTES), H1_DEFAULT_MAX_HEADERS);

@@ -15,7 +15,9 @@ connections the proxy opens and closes.
   requests;
 - http.idleTimeout: the pooled upstream connection is closed by the proxy;
 - tcp.maxConnectionDuration: a request longer than the limit completes,
-  then its connection is closed and the next request opens another.
+  then its connection is closed and the next request opens another;
+- tcp.tcpKeepalive: the pooled upstream socket has a keepalive timer
+  (`ss -o`), one to a backend without it has none.
 
 Every wait is bounded; nothing asserts on timing (a sleep here only lets a
 limit pass, the assertion is on counts at the backend).
@@ -23,6 +25,7 @@ limit pass, the assertion is on counts at the backend).
 import http.client
 import http.server
 import json
+import subprocess
 import threading
 import time
 import unittest
@@ -194,6 +197,7 @@ class MeshMirrorCbTest(MeshCase):
             "perconn": CountingBackend("perconn", "127.0.0.7"),
             "idle": CountingBackend("idle", "127.0.0.8"),
             "age": CountingBackend("age", "127.0.0.9"),
+            "ka": CountingBackend("ka", "127.0.0.10"),
         }
 
     @classmethod
@@ -207,6 +211,7 @@ class MeshMirrorCbTest(MeshCase):
             dr("perconn", "      http: {maxRequestsPerConnection: 2}"),
             dr("idle", "      http: {idleTimeout: 1s}"),
             dr("age", "      tcp: {maxConnectionDuration: 1s}"),
+            dr("ka", "      tcp: {tcpKeepalive: {time: 77s, interval: 5s, probes: 4}}"),
         ])
         return files
 
@@ -352,6 +357,20 @@ class MeshMirrorCbTest(MeshCase):
         self.assertEqual(r.status, 200, r)
         self.assertNotEqual(r.json()["conn"], first)
         self.assertEqual(b.snapshot()[0] - t0, 2)
+
+    def test_tcp_keepalive(self):
+        def timers(b):
+            out = subprocess.run(["ss", "-tnoH", "state", "established", "dst", "%s:%d" % (b.ip, b.port)],
+                                 capture_output=True, text=True, timeout=10).stdout
+            return out
+        ka, other = self.b["ka"], self.b["main"]
+        self.assertEqual(self.px.get("ka", "/ka").status, 200)
+        self.assertEqual(self.px.get("main", "/no-ka").status, 200)
+        got = timers(ka)
+        self.assertIn("timer:(keepalive,", got)
+        # 77s idle time: the first probe is over a minute away
+        self.assertRegex(got, r"keepalive,1m|keepalive,7\ds|keepalive,6\ds")
+        self.assertNotIn("keepalive", timers(other))
 
 
 if __name__ == "__main__":
