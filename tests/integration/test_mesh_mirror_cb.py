@@ -50,6 +50,7 @@ class CountingBackend:
         self.conns_total = 0
         self.per_conn = {}       # conn -> requests served on it
         self.holding = 0
+        self.hold_mirrors = False  # /mhold waits on gate too (a mirror that never answers)
         self.gate, self.gate1, self.gate2 = threading.Event(), threading.Event(), threading.Event()
         outer = self
 
@@ -96,7 +97,7 @@ class CountingBackend:
                     outer.per_conn[self.conn_no] += 1
                 code = 200
                 p = self.path
-                if p.startswith("/hold"):
+                if p.startswith("/hold") or (p.startswith("/mhold") and outer.hold_mirrors):
                     with outer.lock:
                         outer.holding += 1
                     outer.gate.wait(30)
@@ -277,6 +278,39 @@ class MeshMirrorCbTest(MeshCase):
         self.px.get("main", "/after-big")
         wait_for(lambda: sa.seen("/after-big"), what="the next copy at the mirror")
         self.assertEqual(sa.seen("/big"), [])
+
+    def test_mirrors_bounded_never_slow_main(self):
+        # mirrors that never answer: past the in-flight bound (128) copies
+        # are dropped and counted, and every main request still answers
+        sa, sb = self.b["sa"], self.b["sb"]
+        sa.hold_mirrors = sb.hold_mirrors = True
+        dropped = self.stat("meshproxy_mirror_requests_dropped")
+        statuses = []
+        lock = threading.Lock()
+
+        def client(k):
+            c = http.client.HTTPConnection("127.0.0.1", self.px.out_port, timeout=20)
+            try:
+                for i in range(30):
+                    c.request("GET", self.url("main", "/mhold/%d/%d" % (k, i)))
+                    r = c.getresponse()
+                    r.read()
+                    with lock:
+                        statuses.append(r.status)
+            finally:
+                c.close()
+        try:
+            ts = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join(120)
+            self.assertEqual(statuses, [200] * 240)
+            self.assertGreater(self.stat("meshproxy_mirror_requests_dropped"), dropped)
+        finally:
+            sa.hold_mirrors = sb.hold_mirrors = False
+            sa.gate.set()
+            sb.gate.set()
 
     # ---- circuit breaking
 
