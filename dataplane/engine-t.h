@@ -60,7 +60,7 @@ struct px_cluster_stats {
 	uint64_t rq_total, rq_2xx, rq_3xx, rq_4xx, rq_5xx, rq_active, rq_pending_active, rq_pending_overflow;
 	uint64_t rq_retry, rq_retry_success, rq_retry_overflow, rq_timeout, rq_per_try_timeout;
 	uint64_t cx_total, cx_active, cx_connect_fail, cx_connect_timeout, cx_overflow, cx_destroy;
-	uint64_t cx_max_requests, rq_rx_reset, rq_tx_reset;
+	uint64_t cx_max_requests, cx_max_duration_reached, rq_rx_reset, rq_tx_reset;
 	uint64_t outlier_ejections_active;
 };
 
@@ -76,7 +76,10 @@ struct px_cluster {
 	struct ev_timer od_timer;        /* outlier detection's interval sweep */
 	struct engine *e;
 	uint64_t idle_timeout_ms;        /* upstream idle connections (0: the engine's) */
+	uint64_t max_connection_duration_ms; /* upstream connection age limit (0: none) */
 	uint64_t connect_timeout_ms;
+	int tcp_keepalive;               /* SO_KEEPALIVE on upstream sockets; the values 0: OS defaults */
+	uint32_t keepalive_probes, keepalive_time_s, keepalive_interval_s;
 	uint32_t max_requests_per_connection; /* 0: unlimited */
 	uint32_t max_connections, max_pending, max_requests, max_retries;
 	struct px_host **hosts;          /* one reference each */

@@ -753,6 +753,11 @@ static int cluster_update(struct engine *e, struct px_cluster *cl, struct up_clu
 					   : PX_CL_OTHER;
 	cl->connect_timeout_ms = up->connect_timeout_ms ? up->connect_timeout_ms : 5000;
 	cl->idle_timeout_ms = up->idle_timeout_ms;
+	cl->max_connection_duration_ms = up->max_connection_duration_ms;
+	cl->tcp_keepalive = up->tcp_keepalive;
+	cl->keepalive_probes = up->keepalive_probes;
+	cl->keepalive_time_s = up->keepalive_time_s;
+	cl->keepalive_interval_s = up->keepalive_interval_s;
 	cl->max_requests_per_connection = up->max_requests_per_connection;
 	cl->max_connections = (uint32_t)cb_limit(&up->cb, CB_PRIO_DEFAULT, CB_CONNECTIONS);
 	cl->max_pending = (uint32_t)cb_limit(&up->cb, CB_PRIO_DEFAULT, CB_PENDING);
@@ -1437,6 +1442,7 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 		PXS("upstream_cx_overflow", "counter", cx_overflow),
 		PXS("upstream_cx_destroy", "counter", cx_destroy),
 		PXS("upstream_cx_max_requests", "counter", cx_max_requests),
+		PXS("upstream_cx_max_duration_reached", "counter", cx_max_duration_reached),
 		PXS("outlier_detection_ejections_active", "gauge", outlier_ejections_active),
 #undef PXS
 	};
@@ -1484,6 +1490,12 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 			(unsigned long long)e->st.codec_errors, (unsigned long long)e->st.no_route,
 			(unsigned long long)e->st.rq_idle_timeout, (unsigned long long)e->st.rq_header_timeout,
 			(unsigned long long)e->st.accept_paused);
+	/* shadow requests: no Envoy name (Envoy counts them only in the
+	 * mirror cluster's upstream_rq_total, which meshproxy does too) */
+	mesh_buf_printf(b,
+			"# TYPE meshproxy_mirror_requests_sent counter\nmeshproxy_mirror_requests_sent %llu\n"
+			"# TYPE meshproxy_mirror_requests_dropped counter\nmeshproxy_mirror_requests_dropped %llu\n",
+			(unsigned long long)e->mirrors_sent, (unsigned long long)e->mirrors_dropped);
 	listener_prom(e, b);
 }
 

@@ -80,6 +80,7 @@ struct px_uconn {
 	struct ev_timer t;           /* connect timeout, then idle timeout in the pool */
 	int state;
 	unsigned nreq;
+	uint64_t born_ms;            /* ev_now() at connect: max_connection_duration counts from it */
 	struct px_stream *s;
 	const struct px_transport_ops *tops;
 	struct h1_parser p;
@@ -137,8 +138,9 @@ struct px_stream {
 	struct router_cluster synth_cl;
 	struct px_cluster *cl;
 	struct mesh_buf head;        /* upstream request head, without attempt count and final CRLF */
-	struct mesh_buf body;        /* request body as framed upstream, for retries */
+	struct mesh_buf body;        /* request body as framed upstream, for retries and mirrors */
 	int body_overflow;
+	uint32_t mirror_mask;        /* mirror policies drawn for this request, not sent yet */
 	int req_done;
 	enum h1_framing req_framing;
 	unsigned req_flags;
@@ -403,6 +405,8 @@ static void s_release_upstream(struct px_stream *s, int reusable)
 	struct px_uconn *u = s->u;
 	struct px_host *h;
 	struct engine *e = s->e;
+	uint64_t age, idle;
+	int too_old;
 
 	if (!u)
 		return;
@@ -412,11 +416,18 @@ static void s_release_upstream(struct px_stream *s, int reusable)
 	h->st.rq_active--;
 	if (h->up && h->up->active_rq)
 		h->up->active_rq--;
+	/* max_connection_duration (Envoy's cx_max_duration_reached): a
+	 * connection that old is drained -- closed once its request is done,
+	 * never reused; an idle one is closed by its timer below */
+	age = ev_now(e->loop) - u->born_ms;
+	too_old = h->cl->max_connection_duration_ms && age >= h->cl->max_connection_duration_ms;
 	if (!reusable || u->state != U_ACTIVE || !u->rkeep || u->eof || h->removed || (e->draining && s->d->inbound) ||
-	    ob_pending(&u->out, u->out_off) || u->in.len != u->in.off ||
+	    ob_pending(&u->out, u->out_off) || u->in.len != u->in.off || too_old ||
 	    (h->cl->max_requests_per_connection && u->nreq >= h->cl->max_requests_per_connection)) {
 		if (h->cl->max_requests_per_connection && u->nreq >= h->cl->max_requests_per_connection)
 			h->cl->st.cx_max_requests++;
+		else if (too_old)
+			h->cl->st.cx_max_duration_reached++;
 		u_free(u, 1);
 		return;
 	}
@@ -437,8 +448,12 @@ static void s_release_upstream(struct px_stream *s, int reusable)
 	u->next = h->idle;
 	h->idle = u;
 	h->n_idle++;
-	/* the cluster's idle_timeout (HttpProtocolOptions), else the engine's */
-	ev_timer_arm(e->loop, &u->t, h->cl->idle_timeout_ms ? h->cl->idle_timeout_ms : e->o.pool_idle_ms);
+	/* the cluster's idle_timeout (HttpProtocolOptions), else the engine's;
+	 * sooner when max_connection_duration ends first (the timer closes it) */
+	idle = h->cl->idle_timeout_ms ? h->cl->idle_timeout_ms : e->o.pool_idle_ms;
+	if (h->cl->max_connection_duration_ms && h->cl->max_connection_duration_ms - age < idle)
+		idle = h->cl->max_connection_duration_ms - age;
+	ev_timer_arm(e->loop, &u->t, idle);
 	u_update(u);
 	cluster_wake_pending(h->cl);
 }
@@ -850,6 +865,24 @@ static int u_flush(struct px_uconn *u)
 	return 0;
 }
 
+/* The cluster's upstream_connection_options.tcp_keepalive on a new
+ * upstream socket (Envoy sets SO_KEEPALIVE and the three TCP options it
+ * was given; failures are ignored, as a best-effort socket option). */
+static void u_keepalive(int fd, const struct px_cluster *cl)
+{
+	int one = 1, v;
+
+	if (!cl->tcp_keepalive)
+		return;
+	(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	if ((v = (int)cl->keepalive_probes) > 0)
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &v, sizeof(v));
+	if ((v = (int)cl->keepalive_time_s) > 0)
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &v, sizeof(v));
+	if ((v = (int)cl->keepalive_interval_s) > 0)
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &v, sizeof(v));
+}
+
 static struct px_uconn *u_connect(struct px_stream *s, struct px_host *h, int *err)
 {
 	struct engine *e = s->e;
@@ -863,6 +896,7 @@ static struct px_uconn *u_connect(struct px_stream *s, struct px_host *h, int *e
 		return NULL;
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	u_keepalive(fd, h->cl);
 	u = calloc(1, sizeof(*u));
 	if (u)
 		h1_parser_init(&u->p, 0, NULL, malloc(PX_UHDRS_BYTES), H1_DEFAULT_MAX_HEADERS);
@@ -878,6 +912,7 @@ static struct px_uconn *u_connect(struct px_stream *s, struct px_host *h, int *e
 	mesh_buf_init(&u->out, PX_OUT_MAX);
 	ev_io_init(&u->io, fd, u_cb, u);
 	ev_timer_init(&u->t, u_timer, u);
+	u->born_ms = ev_now(e->loop);
 	h->st.cx_total++;
 	h->st.cx_active++;
 	h->cl->st.cx_total++;
@@ -1742,23 +1777,37 @@ static void mirror_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 		mirror_free(m);
 }
 
-static void s_mirror(struct px_stream *s)
+/* Sends one shadow request for mirror policy i of s's route: the head
+ * with Host "name-shadow[:port]" (Envoy's shadow suffix), then the body
+ * as framed upstream (s->body, complete when this runs).  The host comes
+ * from the mirror cluster's own load balancer (health, outlier ejection),
+ * as Envoy's shadow writer routes through the cluster like any request.
+ * Bounded: past PX_MIRRORS_MAX in flight the copy is dropped and
+ * counted; every failure is silent for the main request. */
+static void s_mirror_one(struct px_stream *s, uint32_t i)
 {
 	struct engine *e = s->e;
-	struct px_cluster *cl = px_config_cluster(s->cfg, s->rt->mirrors[0].cluster);
+	const struct router_mirror *mp = &s->rt->mirrors[i];
+	struct px_cluster *cl = px_config_cluster(s->cfg, mp->cluster);
 	const char *p = s->head.data, *hl, *hv, *he, *colon;
 	struct px_mirror *m;
+	struct up_host *up;
 	struct px_host *h;
 	size_t n;
 	int fd;
 
-	if (!cl || cl->type == PX_CL_ORIGINAL_DST || !cl->n_hosts || s->req_framing != H1_BODY_NONE)
-		return; /* requests with a body are not mirrored (the body streams to the main upstream only) */
+	if (!cl || cl->type == PX_CL_ORIGINAL_DST || !cl->hs)
+		return;
 	if (e->mirrors_active >= PX_MIRRORS_MAX) {
 		e->mirrors_dropped++;
 		return;
 	}
-	h = cl->hosts[cl->rr++ % cl->n_hosts];
+	up = up_pick(cl->hs, &e->lbrng, NULL, NULL);
+	h = up ? px_cluster_host_of(cl, up) : NULL;
+	if (!h)
+		return;
+	cl->st.rq_total++;
+	h->st.rq_total++;
 	fd = socket(h->addr.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return;
@@ -1773,8 +1822,7 @@ static void s_mirror(struct px_stream *s)
 	}
 	m->e = e;
 	m->h = px_host_ref(h);
-	mesh_buf_init(&m->out, H1_DEFAULT_MAX_HEAD_BYTES + 8192);
-	/* the head with Host "name-shadow[:port]" (Envoy's shadow suffix) */
+	mesh_buf_init(&m->out, H1_DEFAULT_MAX_HEAD_BYTES + 8192 + PX_RETRY_BODY_MAX);
 	hl = memchr(p, '\n', s->head.len);
 	hv = hl ? hl + 1 : NULL;
 	if (hv && s->head.len - (size_t)(hv - p) > 6 && !strncmp(hv, "host: ", 6)) {
@@ -1783,13 +1831,15 @@ static void s_mirror(struct px_stream *s)
 		colon = memchr(hv + 6, ':', (size_t)(he - hv - 6));
 		n = (size_t)((colon ? colon : he) - p);
 		(void)mesh_buf_append(&m->out, p, n);
-		if (!s->rt->mirrors[0].disable_shadow_host_suffix_append)
+		if (!mp->disable_shadow_host_suffix_append)
 			(void)mesh_buf_append(&m->out, "-shadow", 7);
 		(void)mesh_buf_append(&m->out, p + n, s->head.len - n);
 	} else {
 		(void)mesh_buf_append(&m->out, p, s->head.len);
 	}
 	(void)mesh_buf_puts(&m->out, "connection: close\r\n\r\n");
+	if (s->body.len)
+		(void)mesh_buf_append(&m->out, s->body.data, s->body.len);
 	ev_io_init(&m->io, fd, mirror_cb, m);
 	ev_timer_init(&m->t, mirror_timer, m);
 	e->mirrors_active++;
@@ -1799,6 +1849,29 @@ static void s_mirror(struct px_stream *s)
 		return;
 	}
 	ev_timer_arm(e->loop, &m->t, PX_MIRROR_TIMEOUT_MS);
+}
+
+/* Sends the shadow copies chosen for s (s->mirror_mask, one bit per
+ * request_mirror_policies entry, each drawn against its own
+ * runtime_fraction when the request was routed).  Called once the request
+ * is complete: at routing time without a body, at the body's end with one.
+ * A body past the retry/shadow buffer (PX_RETRY_BODY_MAX) cancels the
+ * copies, as Envoy's router clears its shadow policies when the request
+ * overflows retry_shadow_buffer_limit; the main request goes on. */
+static void s_mirror(struct px_stream *s)
+{
+	uint32_t mask = s->mirror_mask, i;
+
+	s->mirror_mask = 0;
+	if (!mask)
+		return;
+	if (s->body_overflow) {
+		s->e->mirrors_dropped += (uint64_t)__builtin_popcount(mask);
+		return;
+	}
+	for (i = 0; i < s->rt->n_mirrors && i < 32; i++)
+		if (mask & (1u << i))
+			s_mirror_one(s, i);
 }
 
 /* lb.h's view of the request for hash policies (header, cookie, query). */
@@ -2020,6 +2093,7 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 	const struct router_fault *fault;
 	struct router_req rq;
 	int need_dst = 0, delay;
+	uint32_t i;
 
 	s = calloc(1, sizeof(*s));
 	if (!s) {
@@ -2280,7 +2354,12 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		s_local_reply(s, 431, 0, NULL, NULL);
 		return;
 	}
-	if (s->rt->n_mirrors && router_fraction(s->rt->mirrors[0].per_million, px_rand(e)))
+	/* each mirror policy draws its own fraction (Istio emits one per
+	 * VirtualService mirror); the copies leave once the request is whole */
+	for (i = 0; i < s->rt->n_mirrors && i < 32; i++)
+		if (router_fraction(s->rt->mirrors[i].per_million, px_rand(e)))
+			s->mirror_mask |= 1u << i;
+	if (s->mirror_mask && s->req_framing == H1_BODY_NONE)
 		s_mirror(s);
 	if (s->cl->type == PX_CL_ORIGINAL_DST && !s->have_odst) {
 		int rc = s_set_odst(s, host, port);
@@ -2368,6 +2447,7 @@ static void d_body(struct px_dconn *d)
 			s->req_done = 1;
 			d->state = D_WAIT;
 			s_arm_timeouts(s);
+			s_mirror(s);
 			break;
 		}
 		/* a malformed body: the request cannot go on */

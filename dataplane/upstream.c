@@ -296,6 +296,16 @@ int up_cluster_new(const Envoy__Config__Cluster__V3__Cluster *c, char *err, size
 	if (rc < 0)
 		goto out;
 	cl->connect_timeout_ms = c->connect_timeout ? up_ms(c->connect_timeout) : UP_CONNECT_TIMEOUT_DEFAULT_MS;
+	/* Envoy's upstream_connection_options.tcp_keepalive: SO_KEEPALIVE on
+	 * every upstream socket, each unset value left to the OS */
+	if (c->upstream_connection_options && c->upstream_connection_options->tcp_keepalive) {
+		const Envoy__Config__Core__V3__TcpKeepalive *ka = c->upstream_connection_options->tcp_keepalive;
+
+		cl->tcp_keepalive = true;
+		cl->keepalive_probes = ka->keepalive_probes ? ka->keepalive_probes->value : 0;
+		cl->keepalive_time_s = ka->keepalive_time ? ka->keepalive_time->value : 0;
+		cl->keepalive_interval_s = ka->keepalive_interval ? ka->keepalive_interval->value : 0;
+	}
 	for (i = 0; i < c->n_transport_socket_matches; i++) {
 		const char *v = c->transport_socket_matches[i]->match
 					? up_struct_string(c->transport_socket_matches[i]->match, "tlsMode")

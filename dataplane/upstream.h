@@ -72,6 +72,8 @@ struct up_cluster {
 	uint64_t idle_timeout_ms;          /* upstream connection idle timeout; 0: Envoy's 1h default applies */
 	uint64_t max_connection_duration_ms;
 	uint64_t connect_timeout_ms;       /* default 5000 (Envoy) */
+	bool tcp_keepalive;                /* upstream_connection_options.tcp_keepalive: SO_KEEPALIVE */
+	uint32_t keepalive_probes, keepalive_time_s, keepalive_interval_s; /* 0: the OS default */
 	bool http2;                        /* explicit_http_config.http2_protocol_options */
 	uint32_t max_concurrent_streams;   /* http2; 0: default */
 	bool tls_istio_match;              /* transport_socket_matches has tlsMode-istio */

@@ -300,6 +300,10 @@ struct cfg_connection_pool {
 	int64_t max_connections;
 	int64_t connect_timeout;     /* ns */
 	int64_t max_connection_duration; /* ns */
+	int64_t tcp_idle_timeout;    /* ns, -1 when not set (Istio: the TCP proxy's idle_timeout) */
+	bool has_tcp_keepalive;      /* tcpKeepalive given: SO_KEEPALIVE, OS defaults for what is unset */
+	int64_t keepalive_probes;    /* -1 when not set */
+	int64_t keepalive_time, keepalive_interval; /* ns, -1 when not set */
 	/* http */
 	int64_t http1_max_pending_requests;
 	int64_t http2_max_requests;

@@ -1531,10 +1531,10 @@ static void dec__vs_not_applied(struct dec *d, const struct cfg__node *spec, con
 {
 	char names[256] = "";
 	size_t len = 0, i;
-	bool seen[7] = { false };
+	bool seen[6] = { false };
 	static const char *const what[] = {
 		"delegate", "directResponse", "rewrite.uriRegexRewrite", "redirect.derivePort",
-		"redirect.prefixRewrite", "tls routes", "mirrors beyond the first",
+		"redirect.prefixRewrite", "tls routes",
 	};
 
 	/* delegates (seen[0]) are merged into their root by the model now */
@@ -1544,7 +1544,6 @@ static void dec__vs_not_applied(struct dec *d, const struct cfg__node *spec, con
 		seen[2] |= r->rewrite.uri_regex_match != NULL;
 		seen[3] |= r->redirect.derive_port != CFG_DERIVE_PORT_NONE;
 		seen[4] |= r->redirect.prefix_rewrite != NULL;
-		seen[6] |= r->n_mirrors > 1;
 	}
 	seen[5] = vs->n_tls > 0;
 	for (i = 0; i < sizeof(seen) / sizeof(seen[0]); i++) {
@@ -1975,6 +1974,7 @@ static void dec__connection_pool(struct dec *d, const struct cfg__node *n, struc
 	size_t mark, m2;
 
 	cp->max_connections = cp->connect_timeout = cp->max_connection_duration = -1;
+	cp->tcp_idle_timeout = cp->keepalive_probes = cp->keepalive_time = cp->keepalive_interval = -1;
 	cp->http1_max_pending_requests = cp->http2_max_requests = cp->max_requests_per_connection = -1;
 	cp->max_retries = cp->idle_timeout = -1;
 	cp->max_concurrent_streams = -1;
@@ -1995,12 +1995,16 @@ static void dec__connection_pool(struct dec *d, const struct cfg__node *n, struc
 			/* under 1ms (0s) turns the idle timeout off: Istio skips the check */
 			if (!it->str || mesh_duration_parse(it->str, &ns) < 0 || ns >= DEC__MS)
 				dec__duration(d, tcp, "idleTimeout", &ns);
+			else
+				ns = 0;
+			cp->tcp_idle_timeout = ns;
 		}
 		if (ka) {
-			int64_t x = -1;
 			size_t m3 = dec__push(d, "tcpKeepalive");
-			dec__duration(d, ka, "time", &x);
-			dec__duration(d, ka, "interval", &x);
+			cp->has_tcp_keepalive = true;
+			dec__nonneg(d, ka, "probes", &cp->keepalive_probes);
+			dec__duration(d, ka, "time", &cp->keepalive_time);
+			dec__duration(d, ka, "interval", &cp->keepalive_interval);
 			dec__pop(d, m3);
 		}
 		dec__pop(d, m2);

@@ -1053,7 +1053,15 @@ int cfg_store_check_references(struct cfg_store *s)
 					goto out;
 				found += rc;
 			}
-			if (h->mirror.set) {
+			/* every mirror is emitted now, so every mirror's subset is checked */
+			for (t = 0; t < h->n_mirrors; t++) {
+				snprintf(field, sizeof(field), "spec.http[%zu].mirrors[%zu].destination.subset", r, t);
+				rc = store__check_destination(s, &ix, o, &h->mirrors[t].destination, field, h->line, h->col);
+				if (rc < 0)
+					goto out;
+				found += rc;
+			}
+			if (h->mirror.set && !h->n_mirrors) {
 				snprintf(field, sizeof(field), "spec.http[%zu].mirror.subset", r);
 				rc = store__check_destination(s, &ix, o, &h->mirror.destination, field, h->line, h->col);
 				if (rc < 0)

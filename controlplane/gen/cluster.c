@@ -388,6 +388,27 @@ static int gen_cluster_extras(const struct gen_ctx *g, const struct model_servic
 		c->typed_extension_protocol_options[0] = e;
 		c->n_typed_extension_protocol_options = 1;
 	}
+	/* Istio's applyTCPKeepalive: tcpKeepalive -> upstream_connection_options
+	 * with an (empty = OS defaults) tcp_keepalive, probes as given, time
+	 * and interval in whole seconds (Duration.Seconds) */
+	if (cp->set && cp->has_tcp_keepalive) {
+		Envoy__Config__Cluster__V3__UpstreamConnectionOptions *uco =
+			gen__msg(a, &envoy__config__cluster__v3__upstream_connection_options__descriptor);
+		Envoy__Config__Core__V3__TcpKeepalive *ka = gen__msg(a, &envoy__config__core__v3__tcp_keepalive__descriptor);
+
+		if (!uco || !ka)
+			return -ENOMEM;
+		if (cp->keepalive_probes > 0 && !(ka->keepalive_probes = gen__u32(a, gen__clamp_u32(cp->keepalive_probes))))
+			return -ENOMEM;
+		if (cp->keepalive_time >= 0 &&
+		    !(ka->keepalive_time = gen__u32(a, gen__clamp_u32(cp->keepalive_time / 1000000000LL))))
+			return -ENOMEM;
+		if (cp->keepalive_interval >= 0 &&
+		    !(ka->keepalive_interval = gen__u32(a, gen__clamp_u32(cp->keepalive_interval / 1000000000LL))))
+			return -ENOMEM;
+		uco->tcp_keepalive = ka;
+		c->upstream_connection_options = uco;
+	}
 	if (gen__dns_cluster(g, svc)) {
 		Envoy__Config__Endpoint__V3__ClusterLoadAssignment *cla;
 		size_t pi = 0;

@@ -938,29 +938,40 @@ static int gen_action_build(struct gen_rctx *c, const struct cfg_object *vs, con
 			ra->regex_rewrite = rs;
 		}
 	}
-	/* Istio: one mirror policy, runtime_fraction from the percentage
-	 * (per million), trace_sampled false; 0% mirrors nothing. */
-	if (c->g->p->mirror && hr->mirror.set && hr->mirror.percent > 0) {
-		struct cfg_route_destination md = { .destination = hr->mirror.destination, .weight = -1 };
-		Envoy__Config__Route__V3__RouteAction__RequestMirrorPolicy *mp =
-			gen__msg(a, &envoy__config__route__v3__route_action__request_mirror_policy__descriptor);
-		Envoy__Config__Core__V3__RuntimeFractionalPercent *rf =
-			gen__msg(a, &envoy__config__core__v3__runtime_fractional_percent__descriptor);
-		struct gen_dest *mdst = calloc(1, sizeof(*mdst));
+	/* Istio (translateRoute): one request_mirror_policies entry per
+	 * mirror -- "mirror" first, then each of "mirrors" -- each with
+	 * runtime_fraction from its own percentage (per million) and
+	 * trace_sampled false; a 0% mirror is left out (MirrorPercent
+	 * returns nil). The decoder copies mirrors[0] into mirror, so
+	 * "mirrors" alone is walked when it is set. */
+	if (c->g->p->mirror && (hr->n_mirrors || hr->mirror.set)) {
+		const struct cfg_mirror *mv = hr->n_mirrors ? hr->mirrors : &hr->mirror;
+		size_t nm = hr->n_mirrors ? hr->n_mirrors : 1, k;
 
-		if (!mdst)
+		if (!(ra->request_mirror_policies = arena_calloc(a, nm, sizeof(*ra->request_mirror_policies))))
 			goto out;
-		gen_resolve_dest(c, vs->ns, &md, mdst);
-		if (mp)
-			mp->cluster = gen__cluster_name(a, mdst->port, mdst->subset, mdst->host);
-		free(mdst);
-		if (!mp || !rf || !mp->cluster || !(rf->default_value = gen_percent(a, hr->mirror.percent)) ||
-		    !(mp->trace_sampled = gen__bool(a, false)) ||
-		    !(ra->request_mirror_policies = arena_calloc(a, 1, sizeof(*ra->request_mirror_policies))))
-			goto out;
-		mp->runtime_fraction = rf;
-		ra->request_mirror_policies[0] = mp;
-		ra->n_request_mirror_policies = 1;
+		for (k = 0; k < nm; k++) {
+			struct cfg_route_destination md = { .destination = mv[k].destination, .weight = -1 };
+			Envoy__Config__Route__V3__RouteAction__RequestMirrorPolicy *mp;
+			Envoy__Config__Core__V3__RuntimeFractionalPercent *rf;
+			struct gen_dest *mdst;
+
+			if (!mv[k].set || !(mv[k].percent > 0))
+				continue;
+			mp = gen__msg(a, &envoy__config__route__v3__route_action__request_mirror_policy__descriptor);
+			rf = gen__msg(a, &envoy__config__core__v3__runtime_fractional_percent__descriptor);
+			if (!(mdst = calloc(1, sizeof(*mdst))))
+				goto out;
+			gen_resolve_dest(c, vs->ns, &md, mdst);
+			if (mp)
+				mp->cluster = gen__cluster_name(a, mdst->port, mdst->subset, mdst->host);
+			free(mdst);
+			if (!mp || !rf || !mp->cluster || !(rf->default_value = gen_percent(a, mv[k].percent)) ||
+			    !(mp->trace_sampled = gen__bool(a, false)))
+				goto out;
+			mp->runtime_fraction = rf;
+			ra->request_mirror_policies[ra->n_request_mirror_policies++] = mp;
+		}
 	}
 	*out = ra;
 	rc = 0;

@@ -58,6 +58,7 @@
 #include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb-c.h"
 #include "envoy/extensions/upstreams/http/v3/http_protocol_options.pb-c.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -563,6 +564,32 @@ static gen_filter *gen_tcp_service_filter(struct gen_sc *sc, const struct model_
 	}
 	if (!tp.cluster)
 		return NULL;
+	/* Istio's buildOutboundNetworkFiltersWithSingleDestination: the
+	 * destination's DestinationRule (its top-level trafficPolicy) gives
+	 * tcp.idleTimeout -> idle_timeout and tcp.maxConnectionDuration ->
+	 * max_downstream_connection_duration; weighted destinations get
+	 * neither (Istio's weighted builder reads only node metadata). */
+	if (tp.cluster_specifier_case == ENVOY__EXTENSIONS__FILTERS__NETWORK__TCP_PROXY__V3__TCP_PROXY__CLUSTER_SPECIFIER_CLUSTER) {
+		char host[GEN_NAME_MAX];
+		const struct cfg_object *dr;
+		const struct cfg_connection_pool *cp;
+
+		if (tr)
+			model_resolve_host(sc->g.m, tr->route[0].destination.host, vs_ns, host, sizeof(host));
+		else
+			snprintf(host, sizeof(host), "%s", svc->hostname);
+		dr = sc->g.caller && sc->g.p->per_caller_matches
+			     ? model_destination_rule_for(sc->g.m, host, gen__workload_ns(sc->g.caller),
+							  gen__workload_labels(sc->g.caller))
+			     : model_destination_rule(sc->g.m, host, NULL);
+		cp = dr && dr->spec.dr.traffic_policy.set ? &dr->spec.dr.traffic_policy.policy.connection_pool : NULL;
+		if (cp && cp->set && cp->tcp_idle_timeout >= 0 &&
+		    !(tp.idle_timeout = gen__duration(a, cp->tcp_idle_timeout)))
+			return NULL;
+		if (cp && cp->set && cp->max_connection_duration > 0 &&
+		    !(tp.max_downstream_connection_duration = gen__duration(a, cp->max_connection_duration)))
+			return NULL;
+	}
 	tp.stat_prefix = tp.cluster_specifier_case ==
 					 ENVOY__EXTENSIONS__FILTERS__NETWORK__TCP_PROXY__V3__TCP_PROXY__CLUSTER_SPECIFIER_CLUSTER ?
 				 tp.cluster : gen__cluster_name(a, port, NULL, svc->hostname);

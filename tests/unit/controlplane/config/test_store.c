@@ -240,6 +240,30 @@ START_TEST(test_subset_references)
 }
 END_TEST
 
+/* every entry of mirrors[] has its subset checked, not only the first
+ * (all of them are emitted) */
+START_TEST(test_mirrors_subset_references)
+{
+	struct cfg_snapshot *snap;
+	static const char dr_v1_only[] =
+		"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews}\n"
+		"spec:\n  host: reviews.default.svc.cluster.local\n  subsets:\n  - {name: v1}\n";
+	static const char vs_mirrors[] =
+		"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: m}\n"
+		"spec:\n  hosts: [reviews]\n  http:\n  - route: [{destination: {host: reviews, subset: v1}}]\n"
+		"    mirrors:\n    - destination: {host: reviews, subset: v1}\n"
+		"    - destination: {host: reviews, subset: v9}\n";
+
+	ck_assert_int_eq(apply("dr.yaml", dr_v1_only), 1);
+	ck_assert_int_eq(apply("vs.yaml", vs_mirrors), 1);
+	snap = cfg_store_snapshot(store);
+	ck_assert_uint_eq(count_errors(snap, true), 1);
+	ck_assert_str_eq(snap->errors[0].field, "spec.http[0].mirrors[1].destination.subset");
+	ck_assert(strstr(snap->errors[0].message, "subset \"v9\" is not defined") != NULL);
+	cfg_snapshot_unref(snap);
+}
+END_TEST
+
 START_TEST(test_put_delete_reject)
 {
 	struct cfg_parse_result r;
@@ -315,6 +339,7 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, test_duplicates_across_origins);
 	tcase_add_test(tc, test_remove_origin);
 	tcase_add_test(tc, test_subset_references);
+	tcase_add_test(tc, test_mirrors_subset_references);
 	tcase_add_test(tc, test_put_delete_reject);
 	tcase_add_test(tc, test_snapshots_immutable);
 	suite_add_tcase(s, tc);
