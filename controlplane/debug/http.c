@@ -403,7 +403,12 @@ static void debug__config_dump(struct debug_server *d, struct MHD_Connection *c,
 	}
 	rc = xds_server_config_dump(d->cfg.xds, id, &r->body);
 	if (rc == -ENOENT)
-		debug__error(r, MHD_HTTP_NOT_FOUND, "proxy \"%.300s\" is not connected", id);
+		debug__error(r, MHD_HTTP_NOT_FOUND,
+			     "proxy \"%.300s\" is not connected (give its node id, or its POD.NAMESPACE; "
+			     "/debug/syncz lists the connected proxies)", id);
+	else if (rc == -ENOTUNIQ)
+		debug__error(r, MHD_HTTP_CONFLICT, "several connected proxies are named \"%.300s\": give the full node id "
+			     "(/debug/syncz lists them)", id);
 	else if (rc < 0 && !r->body.err)
 		debug__error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "config_dump: %s", mesh_strerror(rc));
 }

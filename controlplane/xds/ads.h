@@ -257,7 +257,10 @@ int xds_ads_stream_finishing(const struct xds_ads_stream *st, enum xds_ads_statu
  * one object per stream, newest first; its shape is an interface. */
 int xds_ads_syncz(const struct xds_ads *a, struct mesh_buf *out) MESH_MUST_CHECK;
 /* What proxy_id's newest live stream was last sent, per type, as Envoy's
- * admin config dump JSON.  Returns -ENOENT when no such proxy is connected. */
+ * admin config dump JSON.  proxy_id is a node id or, as istiod's debug
+ * endpoints take it, Istio's proxy ID "POD.NAMESPACE" (the node id's third
+ * part).  Returns -ENOENT when no such proxy is connected, -ENOTUNIQ when
+ * the short form names several. */
 int xds_ads_config_dump(const struct xds_ads *a, const char *proxy_id, struct mesh_buf *out) MESH_MUST_CHECK;
 
 #endif

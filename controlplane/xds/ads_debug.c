@@ -14,6 +14,7 @@
 #include "common/xds/pbjson.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 
 static const char *sync_state_name(const struct xds_ads__type *ts)
@@ -149,6 +150,19 @@ static void dump_resource(enum xds_type t, const struct xds_ads__type *ts, const
 	mesh_buf_putc(out, '}');
 }
 
+/* Whether node id TYPE~IP~POD.NS~DOMAIN has id as its POD.NS part. */
+static bool ads__short_id_is(const char *node_id, const char *id)
+{
+	const char *p, *q;
+	size_t n = strlen(id);
+
+	if (!node_id || !n || !(p = strchr(node_id, '~')) || !(p = strchr(p + 1, '~')))
+		return false;
+	p++;
+	q = strchr(p, '~');
+	return (size_t)((q ? q : p + strlen(p)) - p) == n && strncmp(p, id, n) == 0;
+}
+
 int xds_ads_config_dump(const struct xds_ads *a, const char *proxy_id, struct mesh_buf *out)
 {
 	const struct xds_ads_stream *st, *found = NULL;
@@ -161,6 +175,18 @@ int xds_ads_config_dump(const struct xds_ads *a, const char *proxy_id, struct me
 	for (st = a->streams; st && !found; st = st->next)
 		if (st->node_id && strcmp(st->node_id, proxy_id) == 0 && !st->closed)
 			found = st;
+	/* else Istio's proxy ID, "POD.NAMESPACE" (the node id's third part,
+	 * what istioctl and istiod's debug endpoints take) */
+	for (st = a->streams; st && !found && !strchr(proxy_id, '~'); st = st->next) {
+		if (st->closed || !ads__short_id_is(st->node_id, proxy_id))
+			continue;
+		found = st;
+	}
+	if (found && strcmp(found->node_id, proxy_id) != 0) {
+		for (st = found->next; st; st = st->next)
+			if (!st->closed && ads__short_id_is(st->node_id, proxy_id) && strcmp(st->node_id, found->node_id))
+				return -ENOTUNIQ; /* two proxies of that name: the full node id decides */
+	}
 	if (!found) {
 		rc = -ENOENT;
 		goto out;

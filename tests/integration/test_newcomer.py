@@ -260,6 +260,11 @@ class MeshctlProxyTest(unittest.TestCase):
         self.assertIn({"ENDPOINT": "127.0.0.1:%d" % self.backend.port, "STATUS": "HEALTHY", "OUTLIER CHECK": "-",
                        "CLUSTER": "outbound|7070|v1|echo.test.svc.cluster.local"}, rows)
 
+        # istioctl's POD.NAMESPACE form names the same proxy
+        r2 = meshctl("proxy-config", "endpoints", "client.test", "--meshd", self.addr)
+        self.assertEqual(r2.returncode, 0, r2.stderr)
+        self.assertEqual(table(r2.stdout)[1], rows)
+
         r = meshctl("proxy-config", "all", NODE, "--meshd", self.addr)
         self.assertEqual(r.returncode, 0, r.stderr)
         for section in ("listeners:", "routes:", "clusters:", "endpoints:", "secrets:"):

@@ -777,6 +777,37 @@ START_TEST(end_and_closed)
 }
 END_TEST
 
+/* istiod's debug endpoints and istioctl name a proxy by its proxy ID,
+ * "POD.NAMESPACE" (the node id's third part): meshd takes either form; a
+ * short name two proxies share is refused (the full node id decides). */
+START_TEST(config_dump_by_pod_namespace)
+{
+	struct xds_ads_stream *a1 = stream_new(0), *a2 = stream_new(0), *b1 = stream_new(0);
+	struct mesh_buf b;
+
+	mesh_buf_init(&b, 1 << 20);
+	publish(XDS_FLAVOUR_PROXYLESS, XDS_CLUSTER, cds_ab);
+	sotw(a1, "sidecar~10.0.0.1~web-1.demo~demo.svc.cluster.local", URL_CDS, NULL, NULL, NULL, 0, NULL);
+	sotw(b1, "sidecar~10.0.0.3~web-2.demo~demo.svc.cluster.local", URL_CDS, NULL, NULL, NULL, 0, NULL);
+	ck_assert_int_eq(xds_ads_config_dump(ads, "web-1.demo", &b), 0);
+	mesh_buf_reset(&b);
+	ck_assert_int_eq(xds_ads_config_dump(ads, "sidecar~10.0.0.1~web-1.demo~demo.svc.cluster.local", &b), 0);
+	mesh_buf_reset(&b);
+	/* a part, not a prefix or a substring */
+	ck_assert_int_eq(xds_ads_config_dump(ads, "web-1", &b), -ENOENT);
+	ck_assert_int_eq(xds_ads_config_dump(ads, "web-1.dem", &b), -ENOENT);
+	ck_assert_int_eq(xds_ads_config_dump(ads, "10.0.0.1", &b), -ENOENT);
+	/* another proxy with the same POD.NAMESPACE: ambiguous, the full id still works */
+	sotw(a2, "sidecar~10.0.0.2~web-1.demo~demo.svc.cluster.local", URL_CDS, NULL, NULL, NULL, 0, NULL);
+	ck_assert_int_eq(xds_ads_config_dump(ads, "web-1.demo", &b), -ENOTUNIQ);
+	ck_assert_int_eq(xds_ads_config_dump(ads, "sidecar~10.0.0.2~web-1.demo~demo.svc.cluster.local", &b), 0);
+	mesh_buf_cleanup(&b);
+	xds_ads_stream_free(a1);
+	xds_ads_stream_free(a2);
+	xds_ads_stream_free(b1);
+}
+END_TEST
+
 static int queued_calls[2];
 
 static void count_queued(void *user)
@@ -837,6 +868,7 @@ int main(void)
 	tcase_add_test(tc, flavour_from_node);
 	tcase_add_test(tc, sidecar_and_router_refused_without_their_generator);
 	tcase_add_test(tc, end_and_closed);
+	tcase_add_test(tc, config_dump_by_pod_namespace);
 	tcase_add_test(tc, publish_calls_queued_per_stream);
 	suite_add_tcase(s, tc);
 	return testutil_run(s) ? EXIT_FAILURE : EXIT_SUCCESS;
