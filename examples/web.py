@@ -8,6 +8,7 @@ meshproxy added, so a call through a sidecar shows which workload answered.
 """
 import argparse
 import http.server
+import sys
 
 
 def main():
@@ -32,7 +33,12 @@ def main():
         def log_message(self, fmt, *a):
             pass
 
-    http.server.ThreadingHTTPServer((args.address, args.port), Handler).serve_forever()
+    try:
+        server = http.server.ThreadingHTTPServer((args.address, args.port), Handler)
+    except OSError as e:
+        sys.exit("web.py: cannot listen on %s:%d: %s (is another `make run` running?)"
+                 % (args.address, args.port, e.strerror))
+    server.serve_forever()
 
 
 if __name__ == "__main__":
