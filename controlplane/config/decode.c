@@ -3416,10 +3416,10 @@ static void dec__sidecar_default_endpoint(struct dec *d, const struct cfg__node 
 
 	if (!strncmp(s, "unix://", 7)) {
 		dec__unix_path(d, de, "defaultEndpoint", s + 7);
-		/* Envoy takes a pipe endpoint; meshproxy's upstreams are TCP only */
-		DEC_WARN_AT(d, de, "defaultEndpoint", "sidecar: defaultEndpoint %s is a unix domain socket: Envoy sidecars "
-			    "accept it, meshproxy does not (it connects to IP endpoints only) and rejects the "
-			    "configuration", s);
+		/* Istio sends a pipe endpoint, which Envoy takes; meshproxy's
+		 * upstreams are IP only, so meshd leaves the port out (sidecar.c) */
+		DEC_WARN_AT(d, de, "defaultEndpoint", "sidecar: defaultEndpoint %s is a unix domain socket: meshproxy "
+			    "connects to IP endpoints only, so meshd does not serve this ingress listener", s);
 		return;
 	}
 	if (!dec__split_host_port(s, host, sizeof(host), &port, &why)) {

@@ -99,15 +99,6 @@ static Envoy__Config__Core__V3__Address *gen_addr(struct arena *a, const char *i
 	Envoy__Config__Core__V3__Address *ad = gen__msg(a, &envoy__config__core__v3__address__descriptor);
 	Envoy__Config__Core__V3__SocketAddress *sa = gen__msg(a, &envoy__config__core__v3__socket_address__descriptor);
 
-	if (ad && ip && strncmp(ip, "unix://", 7) == 0) {
-		/* Istio's util.BuildAddress: a unix:// address is an Envoy pipe */
-		Envoy__Config__Core__V3__Pipe *pp = gen__msg(a, &envoy__config__core__v3__pipe__descriptor);
-		if (!pp || !(pp->path = arena_strdup(a, ip + 7)))
-			return NULL;
-		ad->address_case = ENVOY__CONFIG__CORE__V3__ADDRESS__ADDRESS_PIPE;
-		ad->pipe = pp;
-		return ad;
-	}
 	if (!ad || !sa || !(sa->address = arena_strdup(a, ip)))
 		return NULL;
 	sa->port_specifier_case = ENVOY__CONFIG__CORE__V3__SOCKET_ADDRESS__PORT_SPECIFIER_PORT_VALUE;
@@ -790,10 +781,16 @@ static int gen_inports(const struct gen_sc *sc, struct gen_inport **out, size_t 
 			v[n].endpoint_port = in->port;
 			v[n].bind = in->bind && in->bind[0] ? in->bind : NULL;
 			if (de && strncmp(de, "unix://", 7) == 0) {
-				/* Istio's cluster builder: a unix:// endpoint as is (a pipe) */
-				v[n].endpoint_ip = de;
-				v[n].endpoint_port = 0;
-			} else if (colon && colon[1]) {
+				/* Istio sends a unix:// endpoint as an Envoy pipe;
+				 * meshproxy connects to IP endpoints only and would
+				 * NACK the whole update: the port is not served (the
+				 * Sidecar's validation warns of it too) */
+				gen__note(&sc->g, GEN_NOTE_WARN, "xds",
+					  "sidecar: ingress port %u with defaultEndpoint %s is not served: meshproxy "
+					  "connects to IP endpoints only", in->port, de);
+				continue;
+			}
+			if (colon && colon[1]) {
 				/* "[::1]:8080": the address without its brackets */
 				bool br = de[0] == '[' && colon > de + 1 && colon[-1] == ']';
 				char *ip = br ? arena_strndup(sc->a, de + 1, (size_t)(colon - de - 2))
