@@ -326,41 +326,69 @@ struct cfg__parse {
 	int rc;
 };
 
-/* "2024-01-02T03:04:05Z" (fraction and numeric offset allowed, as RFC
- * 3339 has them) into seconds since the epoch; 0 when it is not such a
- * time.  Kubernetes always writes UTC with whole seconds. */
-static int64_t cfg__rfc3339_seconds(const char *s)
+/* An RFC 3339 time as Kubernetes' metav1.Time reads it (Go's
+ * time.Parse(time.RFC3339): "2024-01-02T03:04:05Z", an optional
+ * fraction, "Z" or a numeric offset "+HH:MM", nothing after) into
+ * seconds since the epoch in *out.  0, or -EINVAL when s is not such a
+ * time (the API server refuses the object; so does meshd, since the
+ * time decides precedence between objects). */
+static int cfg__rfc3339_seconds(const char *s, int64_t *out)
 {
-	int y, mo, d, h, mi, sec, n = 0;
+	static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	int v[6], oh = 0, om = 0, i, k;
 	int64_t days, off = 0;
-	const char *p;
+	const char *p = s;
 
-	if (sscanf(s, "%4d-%2d-%2d%*[Tt ]%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6 || n == 0)
-		return 0;
-	if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60 || y < 1970)
-		return 0;
-	p = s + n;
-	if (*p == '.')
+	/* fixed layout: digits where Go's layout has them, separators exact */
+	for (i = 0; i < 19; i++) {
+		bool digit = !(i == 4 || i == 7 || i == 10 || i == 13 || i == 16);
+		if (!p[i] || (digit && !(p[i] >= '0' && p[i] <= '9')))
+			return -EINVAL;
+	}
+	if (p[4] != '-' || p[7] != '-' || p[10] != 'T' || p[13] != ':' || p[16] != ':')
+		return -EINVAL;
+	for (k = 0, i = 0; k < 6; k++) {
+		int w = k == 0 ? 4 : 2, j;
+		v[k] = 0;
+		for (j = 0; j < w; j++)
+			v[k] = v[k] * 10 + (p[i + j] - '0');
+		i += w + 1;
+	}
+	if (v[1] < 1 || v[1] > 12 || v[2] < 1 || v[2] > mdays[v[1] - 1] || v[3] > 23 || v[4] > 59 || v[5] > 59)
+		return -EINVAL;
+	if (v[1] == 2 && v[2] == 29 && !(v[0] % 4 == 0 && (v[0] % 100 != 0 || v[0] % 400 == 0)))
+		return -EINVAL;
+	p += 19;
+	if (*p == '.') {
+		if (!(p[1] >= '0' && p[1] <= '9'))
+			return -EINVAL;
 		for (p++; *p >= '0' && *p <= '9'; p++)
 			;
+	}
 	if (*p == '+' || *p == '-') {
-		int oh, om;
-		if (sscanf(p + 1, "%2d:%2d", &oh, &om) != 2)
-			return 0;
+		if (!(p[1] >= '0' && p[1] <= '9' && p[2] >= '0' && p[2] <= '9' && p[3] == ':' && p[4] >= '0' &&
+		      p[4] <= '9' && p[5] >= '0' && p[5] <= '9' && !p[6]))
+			return -EINVAL;
+		oh = (p[1] - '0') * 10 + (p[2] - '0');
+		om = (p[4] - '0') * 10 + (p[5] - '0');
+		if (oh > 23 || om > 59)
+			return -EINVAL;
 		off = (int64_t)(oh * 3600 + om * 60) * (*p == '+' ? 1 : -1);
-	} else if (*p != 'Z' && *p != 'z') {
-		return 0;
+	} else if (!(p[0] == 'Z' && !p[1])) {
+		return -EINVAL;
 	}
 	/* days from civil (Howard Hinnant's algorithm): no timegm(), no TZ */
 	{
+		int y = v[0], mo = v[1], d = v[2];
 		int yy = y - (mo <= 2);
-		int era = yy / 400;
+		int era = (yy >= 0 ? yy : yy - 399) / 400;
 		int yoe = yy - era * 400;
 		int doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
 		int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
 		days = (int64_t)era * 146097 + doe - 719468;
 	}
-	return days * 86400 + h * 3600 + mi * 60 + sec - off;
+	*out = days * 86400 + v[3] * 3600 + v[4] * 60 + v[5] - off;
+	return 0;
 }
 
 static int cfg__add_object(struct cfg_parse_result *r, struct cfg_object *o)
@@ -902,8 +930,15 @@ static int cfg__document(struct cfg__parse *p, const struct cfg__node *root, int
 	if (v && v->type == CFG__INT)
 		o->generation = v->i;
 	v = cfg__node_field(meta, "creationTimestamp");
-	if (v && v->str)
-		o->creation_time = cfg__rfc3339_seconds(v->str);
+	if (v && v->str && cfg__rfc3339_seconds(v->str, &o->creation_time) < 0) {
+		/* as the API server: metav1.Time is RFC 3339 or the object is refused */
+		size_t mark = cfg__path_key(&e, "metadata");
+		size_t m2 = cfg__path_key(&e, "creationTimestamp");
+		cfg__error(&e, v, "invalid creationTimestamp \"%s\": not an RFC 3339 time (2006-01-02T15:04:05Z)",
+			   v->str);
+		cfg__path_pop(&e, m2);
+		cfg__path_pop(&e, mark);
+	}
 	{
 		size_t mark = cfg__path_key(&e, "metadata");
 		size_t m2 = cfg__path_key(&e, "labels");

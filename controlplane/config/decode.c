@@ -3342,6 +3342,121 @@ static void dec__sidecar_spec(struct dec *d, const struct cfg__node *spec, struc
 		sc->outbound = CFG_OUTBOUND_REGISTRY_ONLY; /* the proto's default value (0) */
 }
 
+/* Istio's ValidateUnixAddress on the path after "unix://": an abstract
+ * name (@...) or an absolute path to a file.  Errors at n's field key. */
+static void dec__unix_path(struct dec *d, const struct cfg__node *n, const char *key, const char *path)
+{
+	size_t pl = strlen(path);
+
+	if (!pl)
+		DEC_ERR_AT(d, n, key, "unix address must not be empty");
+	else if (path[0] != '@' && (path[0] != '/' || path[pl - 1] == '/'))
+		DEC_ERR_AT(d, n, key, "%s is not an absolute path to a file", path);
+}
+
+/* Go's net.SplitHostPort: "host:port" or "[host]:port" (brackets for
+ * IPv6), exactly one colon outside brackets, host may be empty.  The
+ * host into host[cap] and *port (may be ""); false with *why set when s
+ * has no such form. */
+static bool dec__split_host_port(const char *s, char *host, size_t cap, const char **port, const char **why)
+{
+	const char *colon = strrchr(s, ':'), *h = s, *he;
+
+	if (!colon) {
+		*why = "missing port in address";
+		return false;
+	}
+	if (s[0] == '[') {
+		const char *end = strchr(s, ']');
+		if (!end) {
+			*why = "missing ']' in address";
+			return false;
+		}
+		if (end + 1 != colon) {
+			*why = end[1] == ':' ? "too many colons in address" : "missing port in address";
+			return false;
+		}
+		h = s + 1;
+		he = end;
+		if (memchr(h, '[', (size_t)(he - h))) {
+			*why = "unexpected '[' in address";
+			return false;
+		}
+	} else {
+		he = colon;
+		if (memchr(s, ':', (size_t)(he - s))) {
+			*why = "too many colons in address";
+			return false;
+		}
+		if (memchr(s, '[', (size_t)(he - s)) || memchr(s, ']', (size_t)(he - s))) {
+			*why = "unexpected '[' or ']' in address";
+			return false;
+		}
+	}
+	if (strchr(colon + 1, '[') || strchr(colon + 1, ']')) {
+		*why = "unexpected '[' or ']' in address";
+		return false;
+	}
+	if ((size_t)(he - h) >= cap) {
+		*why = "address too long";
+		return false;
+	}
+	memcpy(host, h, (size_t)(he - h));
+	host[he - h] = 0;
+	*port = colon + 1;
+	return true;
+}
+
+/* Istio's ValidateSidecar rule on ingress[].defaultEndpoint: unix://PATH
+ * (ValidateUnixAddress), or HOST:PORT with HOST one of 127.0.0.1,
+ * 0.0.0.0, ::1, :: or empty (net.SplitHostPort) and PORT a number in
+ * 1..65535 (strconv.Atoi, ValidatePort). */
+static void dec__sidecar_default_endpoint(struct dec *d, const struct cfg__node *de)
+{
+	const char *s = de->str, *port = "", *why = NULL, *q;
+	char host[64];
+	long long num = 0;
+	bool digits = true;
+
+	if (!strncmp(s, "unix://", 7)) {
+		dec__unix_path(d, de, "defaultEndpoint", s + 7);
+		/* Istio sends a pipe endpoint, which Envoy takes; meshproxy's
+		 * upstreams are IP only, so meshd leaves the port out (sidecar.c) */
+		DEC_WARN_AT(d, de, "defaultEndpoint", "sidecar: defaultEndpoint %s is a unix domain socket: meshproxy "
+			    "connects to IP endpoints only, so meshd does not serve this ingress listener", s);
+		return;
+	}
+	if (!dec__split_host_port(s, host, sizeof(host), &port, &why)) {
+		DEC_ERR_AT(d, de, "defaultEndpoint", "address %s: %s", s, why);
+		host[0] = 0;
+	}
+	if (host[0] && strcmp(host, "127.0.0.1") && strcmp(host, "0.0.0.0") && strcmp(host, "::1") && strcmp(host, "::"))
+		DEC_ERR_AT(d, de, "defaultEndpoint", "sidecar: defaultEndpoint must be of form 127.0.0.1:<port>,"
+			   "0.0.0.0:<port>,[::1]:port,[::]:port,unix://filepath or unset");
+	if (!why) {
+		/* strconv.Atoi: optional sign, then decimal digits */
+		q = port + (port[0] == '+' || port[0] == '-');
+		for (; *q && digits; q++) {
+			digits = *q >= '0' && *q <= '9';
+			if (digits && num < 1000000)
+				num = num * 10 + (*q - '0');
+		}
+		digits = digits && port[(port[0] == '+' || port[0] == '-')];
+		if (!digits)
+			DEC_ERR_AT(d, de, "defaultEndpoint", "sidecar: defaultEndpoint port (%s) is not a number", port);
+		else if (port[0] == '-' || num < 1 || num > 65535)
+			DEC_ERR_AT(d, de, "defaultEndpoint", "port number %s%lld must be in the range 1..65535",
+				   port[0] == '-' ? "-" : "", num);
+	}
+}
+
+/* Istio's ValidateIPAddress (net.ParseIP) on a listener's bind. */
+static void dec__sidecar_bind_ip(struct dec *d, const struct cfg__node *bind)
+{
+	if (bind && bind->str && bind->len && !cfg__is_ip(bind->str))
+		DEC_ERR_AT(d, bind, "bind", "%s is not a valid IP", bind->str);
+}
+
 static void dec__sidecar(struct dec *d, const struct cfg__node *spec, struct cfg_sidecar *sc)
 {
 	const struct cfg__node *in = F(spec, "ingress"), *eg = F(spec, "egress"), *otp = F(spec, "outboundTrafficPolicy");
@@ -3372,6 +3487,10 @@ static void dec__sidecar(struct dec *d, const struct cfg__node *spec, struct cfg
 			cfg__error(d->e, port, "targetPort has no impact on Sidecars");
 		if (!dec__port_ok(num))
 			cfg__error(d->e, port, "port number %lld must be in the range 1..65535", (long long)num);
+		/* validateSidecarIngressPortAndBind: an ingress bind is an IP */
+		dec__sidecar_bind_ip(d, F(ing, "bind"));
+		if (F(ing, "defaultEndpoint") && F(ing, "defaultEndpoint")->str && F(ing, "defaultEndpoint")->len)
+			dec__sidecar_default_endpoint(d, F(ing, "defaultEndpoint"));
 		if (proto[0] && !dec__protocol_ok(proto))
 			cfg__error(d->e, port, "invalid protocol \"%s\"", proto);
 		for (j = 0; j < i; j++)
@@ -3400,12 +3519,20 @@ static void dec__sidecar(struct dec *d, const struct cfg__node *spec, struct cfg
 		size_t m2 = dec__idx(d, i);
 
 		if (!port) {
+			const struct cfg__node *bind = F(e, "bind");
 			if (catch_all)
 				cfg__error(d->e, e, "sidecar: egress can have only one listener with empty port");
 			else if (i != eg->n - 1)
 				cfg__error(d->e, e, "sidecar: the egress listener with empty port should be the last listener "
 					   "in the list");
 			catch_all = true;
+			/* Istio checks no bind here, but its listeners bind there
+			 * for every port (listener.go) and Envoy refuses an address
+			 * that is not an IP: refused here rather than NACKed */
+			if (bind && bind->str && !strncmp(bind->str, "unix://", 7))
+				DEC_ERR_AT(d, bind, "bind", "sidecar: a unix domain socket bind needs a port with number 0");
+			else
+				dec__sidecar_bind_ip(d, bind);
 		} else {
 			int64_t num = dec__int(F(port, "number"), 0);
 			const struct cfg__node *bind = F(e, "bind");
@@ -3415,6 +3542,16 @@ static void dec__sidecar(struct dec *d, const struct cfg__node *spec, struct cfg
 				cfg__error(d->e, port, "sidecar: ports with 0 value must have a unix domain socket bind address");
 			else if (num != 0 && !dec__port_ok(num))
 				cfg__error(d->e, port, "port number %lld must be in the range 1..65535", (long long)num);
+			/* validateSidecarEgressPortBindAndCaptureMode */
+			if (num == 0 && bind && bind->str && !strncmp(bind->str, "unix://", 7)) {
+				const struct cfg__node *cm = F(e, "captureMode");
+				dec__unix_path(d, bind, "bind", bind->str + 7);
+				if (cm && cm->str && strcmp(cm->str, "DEFAULT") && strcmp(cm->str, "NONE"))
+					DEC_ERR_AT(d, cm, "captureMode", "sidecar: captureMode must be DEFAULT/NONE for unix "
+						   "domain socket listeners");
+			} else if (num != 0) {
+				dec__sidecar_bind_ip(d, bind);
+			}
 			for (j = 0; num && j < i; j++)
 				if (dec__int(F(F(eg->v[j], "port"), "number"), -1) == num)
 					cfg__error(d->e, port, "sidecar: ports on IP bound listeners must be unique");

@@ -1019,6 +1019,83 @@ static int store__check_sidecars(struct cfg_store *s)
 	return found;
 }
 
+/* The service (ServiceEntry or Service) of s with port number port, or
+ * NULL. */
+static const struct cfg_object *store__service_with_port(const struct cfg_store *s, int64_t port)
+{
+	size_t i, j;
+
+	for (i = 0; i < s->n_served; i++) {
+		const struct cfg_object *o = s->served[i];
+
+		for (j = 0; o->kind == CFG_SERVICE_ENTRY && j < o->spec.se.n_ports; j++)
+			if (o->spec.se.ports[j].number == port)
+				return o;
+		for (j = 0; o->kind == CFG_K8S_SERVICE && j < o->spec.svc.n_ports; j++)
+			if (o->spec.svc.ports[j].port == port)
+				return o;
+	}
+	return NULL;
+}
+
+/* A Sidecar under captureMode NONE whose ingress listener and the
+ * outbound listener of the same port bind the same address (ingress
+ * bind, default 0.0.0.0; egress bind of the port's egress listener, else
+ * of the catch-all one, default 127.0.0.1): both would be "BIND_PORT".
+ * istiod sends both, outbound first, and Envoy keeps the first and
+ * rejects the duplicate; meshd's generator keeps the outbound one.  A
+ * warning on the Sidecar says so (with the catch-all listener only when
+ * some service has the port: which services it imports is the
+ * generator's business).  Returns the number of warnings or -ENOMEM. */
+static int store__check_sidecar_listeners(struct cfg_store *s)
+{
+	size_t i, j, k;
+	int found = 0, rc;
+
+	for (i = 0; i < s->n_served; i++) {
+		const struct cfg_object *o = s->served[i];
+		const struct cfg_sidecar *sc = &o->spec.sc;
+		bool none = false;
+
+		if (o->kind != CFG_SIDECAR)
+			continue;
+		for (j = 0; j < sc->n_ingress; j++)
+			none = none || sc->ingress[j].capture_mode == CFG_CAPTURE_NONE;
+		for (j = 0; j < sc->n_egress; j++)
+			none = none || sc->egress[j].capture_mode == CFG_CAPTURE_NONE;
+		if (!none)
+			continue;
+		for (j = 0; j < sc->n_ingress; j++) {
+			const struct cfg_sidecar_ingress *in = &sc->ingress[j];
+			const char *ib = in->bind && in->bind[0] ? in->bind : "0.0.0.0", *eb = NULL, *via = NULL;
+			const struct cfg_object *svc = NULL;
+			char field[48];
+
+			for (k = 0; k < sc->n_egress && !eb; k++) {
+				const struct cfg_sidecar_egress *e = &sc->egress[k];
+				if (e->port == in->port || (e->port < 0 && (svc = store__service_with_port(s, in->port)))) {
+					eb = e->bind && e->bind[0] ? e->bind : "127.0.0.1";
+					via = e->port < 0 ? "the catch-all egress listener" : "its egress listener";
+				}
+			}
+			if (!eb || strcmp(eb, ib) != 0)
+				continue;
+			snprintf(field, sizeof(field), "spec.ingress[%zu]", j);
+			rc = store__derived_add(s, o, field, true, 0, 0,
+						"sidecar: conflicting listeners %s_%lld: this ingress listener and the outbound "
+						"listener of port %lld (%s%s%s%s%s) bind the same address; meshd serves the "
+						"outbound one, not this ingress listener (istiod sends both and Envoy keeps "
+						"the first, the outbound one)", ib, (long long)in->port, (long long)in->port,
+						via, svc ? ", service " : "", svc ? svc->ns : "", svc ? "/" : "",
+						svc ? svc->name : "");
+			if (rc < 0)
+				return rc;
+			found++;
+		}
+	}
+	return found;
+}
+
 int cfg_store_check_references(struct cfg_store *s)
 {
 	struct store__dr_index ix;
@@ -1080,6 +1157,10 @@ int cfg_store_check_references(struct cfg_store *s)
 		}
 	}
 	rc = store__check_sidecars(s);
+	if (rc < 0)
+		goto out;
+	found += rc;
+	rc = store__check_sidecar_listeners(s);
 	if (rc < 0)
 		goto out;
 	rc += found;

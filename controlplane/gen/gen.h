@@ -148,7 +148,7 @@ struct gen_sidecar_ingress {
 
 struct gen_sidecar_egress_bind {
 	uint32_t port;
-	const char *bind;                 /* an IP address */
+	const char *bind;                 /* an IP address; NULL: the default (0.0.0.0, 127.0.0.1 under NONE) */
 };
 
 struct gen_sidecar_scope {
@@ -164,13 +164,18 @@ struct gen_sidecar_scope {
 	/* captureMode NONE: no virtualOutbound/virtualInbound; ingress
 	 * ports and outbound ports bind themselves (127.0.0.1 outbound). */
 	bool capture_none;
-	/* egress listeners with a port and a bind address (Sidecar
-	 * egress[].port, egress[].bind): the outbound listener of that port
-	 * listens there and is named "BIND_PORT", as Istio names it; other
-	 * ports: 0.0.0.0 (127.0.0.1 under capture NONE).  A TCP port several
-	 * services share keeps its per-VIP listeners. */
+	/* egress listeners with a port (Sidecar egress[].port, egress[].bind):
+	 * the outbound listener of that port listens at the bind and is
+	 * named "BIND_PORT", as Istio names it; without a bind at 0.0.0.0
+	 * (127.0.0.1 under capture NONE).  A TCP port several services share
+	 * keeps its per-VIP listeners. */
 	const struct gen_sidecar_egress_bind *egress_binds;
 	size_t n_egress_binds;
+	/* the catch-all egress listener's bind (no port): every port that no
+	 * egress listener above names listens there (Istio's listener.go:
+	 * "only Bind IP is specified, we will bind to the specified IP for
+	 * each port"); NULL: the default */
+	const char *catchall_bind;
 };
 
 /* The scope Sidecar object sc (kind CFG_SIDECAR, as model_sidecar_select()
@@ -179,8 +184,9 @@ struct gen_sidecar_scope {
  * outboundTrafficPolicy.mode (unset: mesh_default, the mesh's policy) and
  * capture NONE when any ingress or egress listener says captureMode NONE
  * (Istio's per-listener NONE; meshd applies it to the workload's whole
- * config), and the bind address of each egress listener with a port and
- * an IP bind (a unix:// bind is not served).  Strings are borrowed from sc
+ * config), the bind address of each egress listener with a port (NULL
+ * without one; a unix:// bind is not served) and the catch-all egress
+ * listener's IP bind.  Strings are borrowed from sc
  * (out valid while sc lives); the ingress and egress_binds arrays are
  * malloc'd: gen_sidecar_scope_cleanup() frees them.
  * Returns 0, or -ENOMEM (out is then empty). */

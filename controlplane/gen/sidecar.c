@@ -88,6 +88,10 @@ struct gen_sc {
 	struct arena *a;                        /* the workload's own resources */
 	bool *visible;                          /* per model service */
 	struct gen_sc_routes *routes;           /* shared route configs; NULL: build them here */
+	/* names of the outbound listeners emitted, so that a bound inbound
+	 * listener of the same name is seen as the conflict it is */
+	const char **out_names;
+	size_t n_out_names, cap_out_names;
 };
 
 /* ---------------------------------------------------------------- small builders */
@@ -488,12 +492,22 @@ static int gen_outbound_listener(struct gen_sc *sc, const char *bind, uint32_t p
 	struct arena *a = sc->a;
 	gen_chain *chains[1];
 
-	/* captureMode NONE: the application calls 127.0.0.1:PORT and the
-	 * listener binds it; otherwise iptables sends traffic to 15001 and
+	/* captureMode NONE: the listener binds its address (gen_egress_bind
+	 * says which); otherwise iptables sends traffic to 15001 and
 	 * virtualOutbound hands it over by original destination. */
-	if (sc->scope->capture_none && strcmp(bind, "0.0.0.0") == 0)
-		bind = "127.0.0.1";
 	l.name = arena_printf(a, "%s_%u", bind, port);
+	if (l.name && sc->n_out_names == sc->cap_out_names) {
+		size_t cap = sc->cap_out_names ? 2 * sc->cap_out_names : 16;
+		const char **v = arena_calloc(a, cap, sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		if (sc->n_out_names)
+			memcpy(v, sc->out_names, sc->n_out_names * sizeof(*v));
+		sc->out_names = v;
+		sc->cap_out_names = cap;
+	}
+	if (l.name)
+		sc->out_names[sc->n_out_names++] = l.name;
 	if (!l.name || !f || !(chains[0] = gen_chain1(a, NULL, NULL, f, NULL)) ||
 	    !(l.default_filter_chain = gen_chain1(a, GEN_PASSTHROUGH_CHAIN, NULL, gen_tcp_proxy(a, gen_egress_cluster(sc)), NULL)))
 		return -ENOMEM;
@@ -601,16 +615,21 @@ static gen_filter *gen_tcp_service_filter(struct gen_sc *sc, const struct model_
  * alone on its port, or "VIP_PORT" when the port is shared with an HTTP
  * port or another TCP service (one without a VIP then cannot be told
  * apart and is left out, noted, as Istio reports the conflict). */
-/* Where the outbound listener of port listens: the Sidecar's egress
- * listener of that port with a bind address, else 0.0.0.0. */
+/* Where the outbound listener of port listens, as Istio's
+ * buildSidecarOutboundListeners() picks it: the bind of the Sidecar's
+ * egress listener of that port, else (no egress listener names the port)
+ * the catch-all egress listener's bind; without a bind 0.0.0.0, or under
+ * captureMode NONE 127.0.0.1 (the application calls 127.0.0.1:PORT and
+ * the listener binds it). */
 static const char *gen_egress_bind(const struct gen_sc *sc, uint32_t port)
 {
+	const char *dflt = sc->scope->capture_none ? "127.0.0.1" : "0.0.0.0";
 	size_t i;
 
 	for (i = 0; i < sc->scope->n_egress_binds; i++)
 		if (sc->scope->egress_binds[i].port == port)
-			return sc->scope->egress_binds[i].bind;
-	return "0.0.0.0";
+			return sc->scope->egress_binds[i].bind ? sc->scope->egress_binds[i].bind : dflt;
+	return sc->scope->catchall_bind ? sc->scope->catchall_bind : dflt;
 }
 
 static int gen_outbound(struct gen_sc *sc)
@@ -791,14 +810,34 @@ static int gen_inports(const struct gen_sc *sc, struct gen_inport **out, size_t 
 			v[n].endpoint_ip = "127.0.0.1";
 			v[n].endpoint_port = in->port;
 			v[n].bind = in->bind && in->bind[0] ? in->bind : NULL;
+			if (de && strncmp(de, "unix://", 7) == 0) {
+				/* Istio sends a unix:// endpoint as an Envoy pipe;
+				 * meshproxy connects to IP endpoints only and would
+				 * NACK the whole update: the port is not served (the
+				 * Sidecar's validation warns of it too) */
+				gen__note(&sc->g, GEN_NOTE_WARN, "xds",
+					  "sidecar: ingress port %u with defaultEndpoint %s is not served: meshproxy "
+					  "connects to IP endpoints only", in->port, de);
+				continue;
+			}
 			if (colon && colon[1]) {
-				char *ip = arena_strndup(sc->a, de, (size_t)(colon - de));
+				/* "[::1]:8080": the address without its brackets */
+				bool br = de[0] == '[' && colon > de + 1 && colon[-1] == ']';
+				char *ip = br ? arena_strndup(sc->a, de + 1, (size_t)(colon - de - 2))
+					      : arena_strndup(sc->a, de, (size_t)(colon - de));
 
 				if (!ip) {
 					rc = -ENOMEM;
 					goto out;
 				}
-				/* Istio: 0.0.0.0 in defaultEndpoint means the instance IP */
+				/* Istio: 0.0.0.0 in defaultEndpoint means the instance's
+				 * IPv4 address, :: its IPv6 one (else ::1).  An empty host
+				 * (":8080", which validation allows) is ORIGINAL_DST in
+				 * Istio; meshd's inbound cluster is STATIC: localhost. */
+				if (!ip[0])
+					ip = "127.0.0.1";
+				if (strcmp(ip, "::") == 0)
+					ip = sc->node->ip && strchr(sc->node->ip, ':') ? (char *)sc->node->ip : "::1";
 				v[n].endpoint_ip = strcmp(ip, "0.0.0.0") == 0 && sc->node->ip ? sc->node->ip : ip;
 				v[n].endpoint_port = (uint32_t)strtoul(colon + 1, NULL, 10);
 			}
@@ -1002,14 +1041,31 @@ static int gen_inbound(struct gen_sc *sc, const struct gen_inport *ports, size_t
 			gen_listener bl = ENVOY__CONFIG__LISTENER__V3__LISTENER__INIT;
 			/* Istio names and binds it by ingress[].bind, 0.0.0.0 unset */
 			const char *bind = ports[i].bind ? ports[i].bind : "0.0.0.0";
-			size_t k = 0;
+			size_t k = 0, q;
 
+			bl.name = arena_printf(a, "%s_%u", bind, ports[i].port);
+			if (!bl.name)
+				return -ENOMEM;
+			/* An outbound listener already has this address: under
+			 * Istio both are sent, outbound first, and Envoy keeps the
+			 * first and rejects the update ("duplicate listener");
+			 * meshd keeps the outbound one too, without the NACK, and
+			 * says so (Istio's conflict log). */
+			for (q = 0; q < sc->n_out_names && strcmp(sc->out_names[q], bl.name) != 0; q++)
+				;
+			if (q < sc->n_out_names) {
+				gen__note(&sc->g, GEN_NOTE_WARN, "xds",
+					  "sidecar: conflicting listener %s: the Sidecar's ingress listener (port %u) and an "
+					  "outbound listener share the address; the outbound one is kept and the ingress "
+					  "one is not served (Envoy under istiod keeps the first of the two)",
+					  bl.name, ports[i].port);
+				continue;
+			}
 			rc = gen_inbound_chains(sc, &ports[i], rbac, n_rbac, chains, &k);
 			if (rc < 0)
 				break;
 
-			bl.name = arena_printf(a, "%s_%u", bind, ports[i].port);
-			if (!bl.name || !(bl.address = gen_addr(a, bind, ports[i].port)) ||
+			if (!(bl.address = gen_addr(a, bind, ports[i].port)) ||
 			    !(bl.listener_filters = arena_calloc(a, 1, sizeof(*bl.listener_filters))) ||
 			    !(bl.listener_filters[0] = gen_listener_filter(a, "envoy.filters.listener.tls_inspector", &ti.base)))
 				return -ENOMEM;
@@ -1525,8 +1581,10 @@ int gen_sidecar_scope_from_config(const struct cfg_object *o, enum gen_outbound_
 
 		if (ce->capture_mode == CFG_CAPTURE_NONE)
 			out->capture_none = true;
-		if (ce->port > 0 && ce->port <= 65535 && ce->bind && ce->bind[0] && strncmp(ce->bind, "unix://", 7) != 0)
+		if (ce->port > 0 && ce->port <= 65535)
 			n_eb++;
+		else if (ce->port < 0 && ce->bind && ce->bind[0] && strncmp(ce->bind, "unix://", 7) != 0)
+			out->catchall_bind = ce->bind;
 	}
 	if (n_eb && !(eb = calloc(n_eb, sizeof(*eb)))) {
 		free(in);
@@ -1535,9 +1593,9 @@ int gen_sidecar_scope_from_config(const struct cfg_object *o, enum gen_outbound_
 	for (i = 0, n_eb = 0; eb && i < cs->n_egress; i++) {
 		const struct cfg_sidecar_egress *ce = &cs->egress[i];
 
-		if (ce->port > 0 && ce->port <= 65535 && ce->bind && ce->bind[0] && strncmp(ce->bind, "unix://", 7) != 0) {
+		if (ce->port > 0 && ce->port <= 65535) {
 			eb[n_eb].port = (uint32_t)ce->port;
-			eb[n_eb++].bind = ce->bind;
+			eb[n_eb++].bind = ce->bind && ce->bind[0] && strncmp(ce->bind, "unix://", 7) != 0 ? ce->bind : NULL;
 		}
 	}
 	out->egress_binds = eb;
@@ -1563,6 +1621,7 @@ void gen_sidecar_scope_cleanup(struct gen_sidecar_scope *s)
 	s->n_ingress = 0;
 	s->egress_binds = NULL;
 	s->n_egress_binds = 0;
+	s->catchall_bind = NULL;
 }
 
 /* ---------------------------------------------------------------- entry */

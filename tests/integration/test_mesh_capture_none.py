@@ -38,7 +38,7 @@ ING_PORT = free_port()  # the workload's port the sidecar binds (P)
 SVC_PORT = free_port()  # the backend service's port: the outbound listener 127.0.0.1_SVC_PORT
 
 
-def sidecar_yaml(app_port, bind=BIND):
+def sidecar_yaml(app_port, bind=BIND, egress_bind=None):
     return """apiVersion: networking.istio.io/v1
 kind: Sidecar
 metadata: {name: web, namespace: %(ns)s}
@@ -53,7 +53,8 @@ spec:
   egress:
   - hosts: ["*/*"]
     captureMode: NONE
-""" % {"ns": NS, "port": ING_PORT, "app": app_port, "bind": bind}
+""" % {"ns": NS, "port": ING_PORT, "app": app_port, "bind": bind} + \
+        ("    bind: %s\n" % egress_bind if egress_bind else "")
 
 
 def routing_yaml():
@@ -219,6 +220,25 @@ class MeshCaptureNoneTest(MeshCase):
         self.wait_applied(lambda s: self.syncz_error() is None, "the restored Sidecar ACKed", sidecar=self.sc)
         code, headers, _ = curl("http://%s:%d/back" % (BIND, ING_PORT))
         self.assertEqual((code, headers.get("x-backend")), (200, "web"))
+
+    def test_d_catchall_egress_bind(self):
+        # Istio (listener.go): captureMode NONE and only a bind on the
+        # catch-all egress listener: every service port binds that address
+        ebind = "127.0.0.6"
+        try:
+            self.meshd.write("sidecar.yaml", sidecar_yaml(self.b["web"].port, egress_bind=ebind))
+            wait_for(lambda: "%s_%d::%s:%d" % (ebind, SVC_PORT, ebind, SVC_PORT) in self.sc.admin("/listeners")[1],
+                     timeout=120 if slow() else 30, what="the outbound listener bound to the egress bind")
+            host = "%s:%d" % (fqdn("backend"), SVC_PORT)
+            code, headers, body = curl("http://%s/bound" % host, "--connect-to", "%s:%s:%d" % (host, ebind, SVC_PORT))
+            self.assertEqual((code, headers.get("x-backend")), (200, "b1"), body)
+            self.assertNotIn("127.0.0.1_%d" % SVC_PORT, self.sc.admin("/listeners")[1])
+            self.assertTrue(refused("127.0.0.1", SVC_PORT))
+        finally:
+            self.meshd.write("sidecar.yaml", sidecar_yaml(self.b["web"].port))
+        wait_for(lambda: "127.0.0.1_%d::" % SVC_PORT in self.sc.admin("/listeners")[1],
+                 timeout=120 if slow() else 30, what="the restored outbound listener on 127.0.0.1")
+
 
 if __name__ == "__main__":
     unittest.main()

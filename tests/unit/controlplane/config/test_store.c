@@ -264,6 +264,41 @@ START_TEST(test_mirrors_subset_references)
 }
 END_TEST
 
+/* A Sidecar whose ingress listener and an outbound listener bind the
+ * same address under captureMode NONE gets a warning on the ingress
+ * listener (store__check_sidecar_listeners); other binds do not. */
+START_TEST(test_sidecar_listener_conflict)
+{
+	static const char sc_same[] =
+		"apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: sc}\nspec:\n  ingress:\n"
+		"  - port: {number: 9080, protocol: HTTP, name: http}\n    bind: 127.0.0.1\n    captureMode: NONE\n"
+		"    defaultEndpoint: 127.0.0.1:8080\n  egress:\n"
+		"  - port: {number: 9080, protocol: HTTP, name: http}\n    hosts: ['./*']\n";
+	static const char sc_apart[] =
+		"apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: sc}\nspec:\n  ingress:\n"
+		"  - port: {number: 9080, protocol: HTTP, name: http}\n    captureMode: NONE\n"
+		"    defaultEndpoint: 127.0.0.1:8080\n  egress:\n"
+		"  - port: {number: 9080, protocol: HTTP, name: http}\n    hosts: ['./*']\n";
+	struct cfg_snapshot *snap;
+
+	ck_assert_int_eq(apply("sc.yaml", sc_same), 1);
+	ck_assert_int_eq(cfg_store_check_references(store), 1);
+	snap = cfg_store_snapshot(store);
+	ck_assert_uint_eq(snap->n_objects[CFG_SIDECAR], 1);
+	ck_assert_uint_eq(count_errors(snap, true), 1);
+	ck_assert_str_eq(snap->errors[0].field, "spec.ingress[0]");
+	ck_assert(strstr(snap->errors[0].message, "conflicting listeners 127.0.0.1_9080") != NULL);
+	cfg_snapshot_unref(snap);
+
+	/* ingress on 0.0.0.0 (its default), outbound on 127.0.0.1: two listeners */
+	ck_assert_int_eq(apply("sc.yaml", sc_apart), 1);
+	ck_assert_int_eq(cfg_store_check_references(store), 0);
+	snap = cfg_store_snapshot(store);
+	ck_assert_uint_eq(count_errors(snap, true), 0);
+	cfg_snapshot_unref(snap);
+}
+END_TEST
+
 START_TEST(test_put_delete_reject)
 {
 	struct cfg_parse_result r;
@@ -340,6 +375,7 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, test_remove_origin);
 	tcase_add_test(tc, test_subset_references);
 	tcase_add_test(tc, test_mirrors_subset_references);
+	tcase_add_test(tc, test_sidecar_listener_conflict);
 	tcase_add_test(tc, test_put_delete_reject);
 	tcase_add_test(tc, test_snapshots_immutable);
 	suite_add_tcase(s, tc);

@@ -254,6 +254,62 @@ START_TEST(capture_none)
 }
 END_TEST
 
+/* gen notes into a buffer, to see the conflict warning */
+static char note_buf[1024];
+static int note_warns;
+
+static void note_fn(void *ctx, enum gen_note_level level, const char *scope, const char *msg)
+{
+	(void)ctx;
+	(void)scope;
+	if (level == GEN_NOTE_WARN) {
+		note_warns++;
+		snprintf(note_buf, sizeof(note_buf), "%s", msg);
+	}
+}
+
+/* captureMode NONE: the catch-all egress bind is where every outbound
+ * listener binds; an ingress listener on the address of an outbound one
+ * is not served (the outbound one is, as Envoy under istiod keeps it) and
+ * a warning note names the conflict. */
+START_TEST(capture_none_binds_and_conflict)
+{
+	static const struct gen_notes notes = { note_fn, NULL };
+	struct gen_sidecar_ingress in = { .port = 9080, .protocol = "HTTP", .bind = "127.0.0.8",
+					  .default_endpoint = "127.0.0.1:8080" };
+	struct gen_sidecar_scope scope = { .ingress = &in, .n_ingress = 1, .capture_none = true,
+					   .catchall_bind = "127.0.0.8" };
+	struct gen_workload w = { .ns = "shop" };
+	struct gen_node node = { .service_account = "client", .scope = &scope };
+	struct xds_snapshot *s = NULL;
+	Envoy__Config__Listener__V3__Listener *l;
+
+	note_warns = 0;
+	note_buf[0] = 0;
+	ck_assert_int_eq(gen_sidecar_snapshot(m, &gen_profile_sidecar, &w, &node, &notes, &s), 0);
+	ck_assert_ptr_null(xds_snapshot_find(s, XDS_LISTENER, "127.0.0.1_9080"));
+	l = decode(s, XDS_LISTENER, "127.0.0.8_9080", &envoy__config__listener__v3__listener__descriptor);
+	/* the outbound listener, not the inbound one */
+	ck_assert_int_eq(l->traffic_direction, ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__OUTBOUND);
+	ck_assert_str_eq(l->address->socket_address->address, "127.0.0.8");
+	protobuf_c_message_free_unpacked(&l->base, NULL);
+	ck_assert_int_eq(note_warns, 1);
+	ck_assert_msg(strstr(note_buf, "conflicting listener 127.0.0.8_9080") != NULL, "note: %s", note_buf);
+	/* the application still has its inbound cluster */
+	ck_assert_ptr_nonnull(xds_snapshot_find(s, XDS_CLUSTER, "inbound|9080||"));
+	xds_snapshot_unref(s);
+
+	/* the ingress on 0.0.0.0: both listeners, no note */
+	in.bind = NULL;
+	note_warns = 0;
+	ck_assert_int_eq(gen_sidecar_snapshot(m, &gen_profile_sidecar, &w, &node, &notes, &s), 0);
+	ck_assert_ptr_nonnull(xds_snapshot_find(s, XDS_LISTENER, "127.0.0.8_9080"));
+	ck_assert_ptr_nonnull(xds_snapshot_find(s, XDS_LISTENER, "0.0.0.0_9080"));
+	ck_assert_int_eq(note_warns, 0);
+	xds_snapshot_unref(s);
+}
+END_TEST
+
 START_TEST(deterministic_and_proxyless_untouched)
 {
 	struct xds_snapshot *a = build(NULL, "10.9.9.9", NULL), *b = build(NULL, "10.9.9.9", NULL), *p = NULL;
@@ -470,6 +526,7 @@ int main(void)
 	tcase_add_test(tc, per_caller_match);
 	tcase_add_test(tc, scope_registry_only_and_egress);
 	tcase_add_test(tc, capture_none);
+	tcase_add_test(tc, capture_none_binds_and_conflict);
 	tcase_add_test(tc, deterministic_and_proxyless_untouched);
 	tcase_add_test(tc, cache_shares_per_namespace_byte_identical);
 	tcase_add_test(tc, cache_shares_routes_unless_labels_read);
