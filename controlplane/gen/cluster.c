@@ -32,8 +32,6 @@
 
 #include <string.h>
 
-/* Istio's connect timeout when the DestinationRule gives none. */
-#define GEN_CONNECT_TIMEOUT_NS (10LL * 1000000000LL)
 /* Outlier detection: the enforcement percentage of an enabled detector. */
 #define GEN_ENFORCE_ON 100u
 /* The key of typed_extension_protocol_options Istio uses. */
@@ -419,7 +417,7 @@ static int gen_cluster(const struct gen_ctx *g, const struct model_service *svc,
 	struct cfg_traffic_policy pol;
 	const struct cfg_connection_pool *cp;
 	const struct cfg_load_balancer *lb;
-	int64_t connect = GEN_CONNECT_TIMEOUT_NS;
+	int64_t connect = gen_mesh_connect_timeout(g->m);
 	bool auto_match = false;
 	int rc = -ENOMEM;
 

@@ -75,7 +75,6 @@ typedef Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpFilt
 /* Distinct ports one sidecar serves (outbound or inbound). */
 #define GEN_SIDECAR_MAX_PORTS 65536
 /* Istio's connect timeout (MeshConfig connectTimeout default). */
-#define GEN_SIDECAR_CONNECT_NS (10LL * 1000000000LL)
 
 /* One generation for one workload. */
 struct gen_sc {
@@ -1027,7 +1026,7 @@ static int gen_inbound_cluster(struct gen_sc *sc, const struct gen_inport *ip)
 	if (!c.name || !cla || !le || !lbe || !ep || !(ep->address = gen_addr(a, ip->endpoint_ip, ip->endpoint_port)) ||
 	    !(le->lb_endpoints = arena_calloc(a, 1, sizeof(*le->lb_endpoints))) ||
 	    !(cla->endpoints = arena_calloc(a, 1, sizeof(*cla->endpoints))) ||
-	    !(c.connect_timeout = gen__duration(a, GEN_SIDECAR_CONNECT_NS)) || !(c.circuit_breakers = gen_default_breakers(a)))
+	    !(c.connect_timeout = gen__duration(a, gen_mesh_connect_timeout(sc->g.m))) || !(c.circuit_breakers = gen_default_breakers(a)))
 		return -ENOMEM;
 	lbe->host_identifier_case = ENVOY__CONFIG__ENDPOINT__V3__LB_ENDPOINT__HOST_IDENTIFIER_ENDPOINT;
 	lbe->endpoint = ep;
@@ -1057,7 +1056,7 @@ static int gen_special_clusters(struct gen_sc *sc)
 
 		c.name = (char *)names[i];
 		c.cluster_discovery_type_case = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__CLUSTER_DISCOVERY_TYPE_TYPE;
-		if (!(c.connect_timeout = gen__duration(a, GEN_SIDECAR_CONNECT_NS)))
+		if (!(c.connect_timeout = gen__duration(a, gen_mesh_connect_timeout(sc->g.m))))
 			return -ENOMEM;
 		if (i == 0) {
 			c.type = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__STATIC;
@@ -1333,7 +1332,9 @@ int gen_sidecar_snapshot_cached(struct gen_sidecar_cache *c, const struct model 
 				const struct gen_workload *w, const struct gen_node *node,
 				const struct gen_notes *notes, struct xds_snapshot **out)
 {
+	/* without a Sidecar: every service, unknown hosts as the mesh config says */
 	static const struct gen_sidecar_scope no_scope = { .outbound = GEN_OUTBOUND_ALLOW_ANY };
+	static const struct gen_sidecar_scope no_scope_registry = { .outbound = GEN_OUTBOUND_REGISTRY_ONLY };
 	static const struct gen_workload no_workload;
 	static const struct gen_node no_node;
 	struct gen_sc sc = { 0 };
@@ -1350,7 +1351,8 @@ int gen_sidecar_snapshot_cached(struct gen_sidecar_cache *c, const struct model 
 	sc.g.caller = w;
 	sc.w = w;
 	sc.node = node ? node : &no_node;
-	sc.scope = sc.node->scope ? sc.node->scope : &no_scope;
+	sc.scope = sc.node->scope ? sc.node->scope :
+		   gen_mesh_outbound(m) == GEN_OUTBOUND_REGISTRY_ONLY ? &no_scope_registry : &no_scope;
 	sc.snap = xds_snapshot_new();
 	sc.a = arena_new(GEN_SIDECAR_ARENA_MAX);
 	sc.visible = calloc(m->n_services ? m->n_services : 1, sizeof(*sc.visible));

@@ -374,6 +374,7 @@ void model_unref(struct model *m)
 	if (!mesh_refcount_unref(&m->refs))
 		return;
 	cfg_snapshot_unref(m->cfg);
+	meshcfg_unref(m->mesh);
 	arena_free(m->arena);
 	free(m);
 }
