@@ -8,7 +8,11 @@
 #include "controlplane/config/meshcfg.h"
 
 #include <check.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "testutil.h"
 
@@ -187,6 +191,32 @@ START_TEST(meshcfg_configmap_form)
 }
 END_TEST
 
+/* meshctl validate --mesh-config: the same verdict and messages as meshd. */
+START_TEST(meshcfg_meshctl_validate)
+{
+	char dir[] = "/tmp/test_meshcfg.XXXXXX", path[PATH_MAX], args[PATH_MAX + 32], out[8192];
+	FILE *f;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/mesh", dir);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("outboundTrafficPolicy:\n  mode: NOPE\n", f);
+	fclose(f);
+	snprintf(args, sizeof(args), "--mesh-config %s", path);
+	ck_assert_int_eq(testutil_meshctl(out, sizeof(out), "validate", args, "2>&1"), 1);
+	ck_assert_msg(strstr(out, ":2: field outboundTrafficPolicy.mode"), "%s", out);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("outboundTrafficPolicy:\n  mode: REGISTRY_ONLY\nenableTracing: true\n", f);
+	fclose(f);
+	ck_assert_int_eq(testutil_meshctl(out, sizeof(out), "validate", args, "2>&1"), 0);
+	ck_assert_msg(strstr(out, "not acted on by meshd: enableTracing"), "%s", out);
+	unlink(path);
+	rmdir(dir);
+}
+END_TEST
+
 static Suite *meshcfg_suite(void)
 {
 	Suite *s = suite_create("meshcfg");
@@ -198,6 +228,7 @@ static Suite *meshcfg_suite(void)
 	tcase_add_test(tc, meshcfg_malformed_yaml);
 	tcase_add_test(tc, meshcfg_ignored_fields_warn);
 	tcase_add_test(tc, meshcfg_configmap_form);
+	tcase_add_test(tc, meshcfg_meshctl_validate);
 	suite_add_tcase(s, tc);
 	return s;
 }
