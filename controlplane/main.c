@@ -22,6 +22,7 @@
 #include "controlplane/file/mesh_watch.h"
 #include "controlplane/file/source.h"
 #include "controlplane/kube/kube_leader.h"
+#include "controlplane/kube/kube_res.h"
 #include "controlplane/kube/kube_source.h"
 #include "controlplane/kube/kube_tokenreview.h"
 #include "controlplane/model/model.h"
@@ -335,30 +336,6 @@ static int meshd_start_ca(struct meshd *d)
 	return rc;
 }
 
-/* Kubernetes changes: applied to the store at once, pushed debounced, and
- * nothing served before every resource has been listed once. */
-static void meshd_kube_tick(struct meshd *d, bool readable)
-{
-	int n = readable ? kube_source_handle(d->kube) : 0;
-
-	/* before the first push (which takes the whole store) nothing is debounced */
-	if (n > 0 && d->ready)
-		push_stage_changed(d->push, PUSH_CHANGE_STORE, debounce_now());
-	if (d->leader && kube_source_namespaces_changed(d->kube))
-		kube_leader_kick(d->leader);
-	if (!d->ready) {
-		if (!kube_source_synced(d->kube) || push_stage_push(d->push) < 0)
-			return;
-		pthread_mutex_lock(&d->lock);
-		d->ready = true;
-		pthread_mutex_unlock(&d->lock);
-		log_info("meshd", "Kubernetes resources synced; ready");
-		return;
-	}
-	if (readable && n == 0)
-		push_stage_refresh_errors(d->push);
-}
-
 /*
  * The mesh config: read at start-up (a bad file stops meshd, as istiod
  * stops on a bad --meshConfig: there is no last good one yet) and on every
@@ -367,19 +344,12 @@ static void meshd_kube_tick(struct meshd *d, bool readable)
  * Its trustDomain (Istio's precedence: istiod takes the trust domain from
  * MeshConfig) and rootNamespace win over the flags.  Returns 0 or < 0.
  */
-static int meshd_mesh_load(struct meshd *d, bool startup)
+static int meshd_mesh_take(struct meshd *d, int rc, struct mesh_config *mc, const char *err, const char *warn,
+			   bool startup)
 {
-	char err[MESHCFG_ERR_CAP], warn[MESHCFG_ERR_CAP];
-	struct mesh_config *mc = NULL;
-	int rc;
-
-	if (!d->opts.mesh_config) {
-		d->mesh = meshcfg_defaults();
-		return d->mesh ? 0 : -ENOMEM;
-	}
-	rc = meshcfg_load_file(d->opts.mesh_config, &mc, err, sizeof(err), warn);
 	if (rc < 0) {
 		log_error("meshd", "mesh config rejected%s: %s", startup ? "" : " (the last good one stays)", err);
+		meshcfg_unref(mc);
 		metrics_config_rejected(1);
 		return rc;
 	}
@@ -411,6 +381,69 @@ static int meshd_mesh_load(struct meshd *d, bool startup)
 	if (d->push)
 		(void)push_stage_set_mesh(d->push, mc, debounce_now());
 	return 0;
+}
+
+static int meshd_mesh_load(struct meshd *d, bool startup)
+{
+	char err[MESHCFG_ERR_CAP], warn[MESHCFG_ERR_CAP];
+	struct mesh_config *mc = NULL;
+	int rc;
+
+	if (!d->opts.mesh_config) {
+		d->mesh = meshcfg_defaults();
+		return d->mesh ? 0 : -ENOMEM;
+	}
+	rc = meshcfg_load_file(d->opts.mesh_config, &mc, err, sizeof(err), warn);
+	return meshd_mesh_take(d, rc, mc, err, warn, startup);
+}
+
+/* Kubernetes without --mesh-config: the `mesh` key of ConfigMap
+ * ROOT_NS/istio, as istiod watches it; text NULL (no ConfigMap): Istio's
+ * defaults.  Errors keep the last good one. */
+static void meshd_mesh_kube(struct meshd *d, char *text)
+{
+	char err[MESHCFG_ERR_CAP], warn[MESHCFG_ERR_CAP] = "", source[300];
+	struct mesh_config *mc = NULL;
+	int rc;
+
+	snprintf(source, sizeof(source), "ConfigMap %s/%s key %s", d->opts.root_namespace, KUBE_MESH_CONFIGMAP,
+		 KUBE_MESH_CONFIGMAP_KEY);
+	if (text) {
+		rc = meshcfg_parse(text, strlen(text), source, &mc, err, sizeof(err), warn);
+	} else {
+		mc = meshcfg_defaults();
+		rc = mc ? 0 : -ENOMEM;
+		snprintf(err, sizeof(err), "%s", mesh_strerror(rc));
+	}
+	free(text);
+	(void)meshd_mesh_take(d, rc, mc, err, warn, false);
+}
+
+/* Kubernetes changes: applied to the store at once, pushed debounced, and
+ * nothing served before every resource has been listed once. */
+static void meshd_kube_tick(struct meshd *d, bool readable)
+{
+	int n = readable ? kube_source_handle(d->kube) : 0;
+	char *mesh_text;
+
+	if (kube_source_mesh_config(d->kube, &mesh_text))
+		meshd_mesh_kube(d, mesh_text); /* schedules its own push */
+	/* before the first push (which takes the whole store) nothing is debounced */
+	if (n > 0 && d->ready)
+		push_stage_changed(d->push, PUSH_CHANGE_STORE, debounce_now());
+	if (d->leader && kube_source_namespaces_changed(d->kube))
+		kube_leader_kick(d->leader);
+	if (!d->ready) {
+		if (!kube_source_synced(d->kube) || push_stage_push(d->push) < 0)
+			return;
+		pthread_mutex_lock(&d->lock);
+		d->ready = true;
+		pthread_mutex_unlock(&d->lock);
+		log_info("meshd", "Kubernetes resources synced; ready");
+		return;
+	}
+	if (readable && n == 0)
+		push_stage_refresh_errors(d->push);
 }
 
 static int meshd_loop(struct meshd *d, int sfd)
@@ -491,6 +524,10 @@ int main(int argc, char **argv)
 		goto out;
 	if (!d.opts.config_dir) {
 		struct kube_source_config kc = { .store = d.store, .kubeconfig = d.opts.kubeconfig };
+
+		/* Istio's precedence: a mesh config file, else the ConfigMap */
+		if (!d.opts.mesh_config)
+			kc.mesh_ns = d.opts.root_namespace;
 		rc = kube_source_new(&kc, &d.kube);
 		if (rc < 0) {
 			log_error("meshd", "Kubernetes API (%s): %s", d.opts.kubeconfig ? d.opts.kubeconfig : "in-cluster",

@@ -294,7 +294,7 @@ static int meshctl_validate(int argc, char **argv)
 		}
 	}
 	if (!n_paths) {
-		fprintf(stderr, "meshctl validate: -f PATH or --mesh-config FILE is required\n");
+		fprintf(stderr, "meshctl validate: -f PATH is required (or --mesh-config FILE alone)\n");
 		meshctl_validate_usage(stderr);
 		goto out;
 	}
