@@ -13,6 +13,12 @@ enum gen_outbound_policy gen_mesh_outbound(const struct model *m)
 									   GEN_OUTBOUND_ALLOW_ANY;
 }
 
+bool gen_mesh_auto_mtls(const struct model *m)
+{
+	/* Istio's DefaultMeshConfig: true */
+	return !m || !m->mesh || m->mesh->enable_auto_mtls;
+}
+
 int64_t gen_mesh_connect_timeout(const struct model *m)
 {
 	/* Istio's DefaultMeshConfig: 10s */
