@@ -208,11 +208,12 @@ static bool gen_protocol_http(const char *proto)
  * CORS, router last; normalize_path true and escaped slashes kept
  * (MeshConfig pathNormalization DEFAULT), use_remote_address false,
  * websocket upgrades, stream_idle_timeout 0s, 100-continue proxied
- * (Enable100ContinueHeaders); inbound: x-forwarded-client-cert
+ * (Enable100ContinueHeaders), MeshConfig's file access log when
+ * accessLogFile is set; inbound: x-forwarded-client-cert
  * APPEND_FORWARD with subject, URI and DNS (Istio's inbound default).
  */
-static Google__Protobuf__Any *gen_sidecar_hcm(struct arena *a, const char *stat_prefix, const char *rds,
-					      Envoy__Config__Route__V3__RouteConfiguration *inline_rc,
+static Google__Protobuf__Any *gen_sidecar_hcm(struct arena *a, const struct model *m, const char *stat_prefix,
+					      const char *rds, Envoy__Config__Route__V3__RouteConfiguration *inline_rc,
 					      gen_http_filter **pre, size_t n_pre, bool inbound)
 {
 	Envoy__Extensions__Filters__Http__Fault__V3__HTTPFault fault = ENVOY__EXTENSIONS__FILTERS__HTTP__FAULT__V3__HTTPFAULT__INIT;
@@ -262,6 +263,9 @@ static Google__Protobuf__Any *gen_sidecar_hcm(struct arena *a, const char *stat_
 	hcm.path_with_escaped_slashes_action =
 		ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__PATH_WITH_ESCAPED_SLASHES_ACTION__KEEP_UNCHANGED;
 	hcm.proxy_100_continue = true;
+	/* MeshConfig accessLogFile: istiod's file access log on every HCM */
+	if (gen__mesh_access_logs(a, m, &hcm.access_log, &hcm.n_access_log) < 0)
+		return NULL;
 	if (inbound) {
 		Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager__SetCurrentClientCertDetails *cc =
 			gen__msg(a, &envoy__extensions__filters__network__http_connection_manager__v3__http_connection_manager__set_current_client_cert_details__descriptor);
@@ -625,7 +629,7 @@ static int gen_outbound(struct gen_sc *sc)
 			if (rc == 0)
 				rc = gen_outbound_listener(sc, gen_egress_bind(sc, port), port,
 							   gen_net_filter(sc->a, GEN_HCM_NAME,
-									  gen_sidecar_hcm(sc->a, sp, rn, NULL, NULL, 0, false)));
+									  gen_sidecar_hcm(sc->a, sc->g.m, sp, rn, NULL, NULL, 0, false)));
 		}
 		for (k = 0; k < m->n_services && rc == 0; k++) {
 			const struct model_service *svc = &m->services[k];
@@ -858,8 +862,8 @@ static gen_filter *gen_inbound_filter(struct gen_sc *sc, const struct gen_inport
 	sp = arena_printf(a, "inbound_%s", chain_name);
 	if (!sp)
 		return NULL;
-	return gen_net_filter(a, GEN_HCM_NAME, gen_sidecar_hcm(a, sp, NULL, gen_inbound_rc(a, cluster, ip->port),
-							       rbac, n_rbac, true));
+	return gen_net_filter(a, GEN_HCM_NAME, gen_sidecar_hcm(a, sc->g.m, sp, NULL,
+							       gen_inbound_rc(a, cluster, ip->port), rbac, n_rbac, true));
 }
 
 /* The chains of one inbound port, per PeerAuthentication mode as

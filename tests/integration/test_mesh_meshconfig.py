@@ -27,7 +27,9 @@ from meshhttp import PORT, Backend, MeshCase, service_yaml, slow
 from meshtest import wait_for
 
 ALLOW = "# Istio's mesh key\noutboundTrafficPolicy:\n  mode: ALLOW_ANY\n"
-REGISTRY = "# Istio's mesh key\noutboundTrafficPolicy:\n  mode: REGISTRY_ONLY\nconnectTimeout: 5s\n"
+REGISTRY = ("# Istio's mesh key\noutboundTrafficPolicy:\n  mode: REGISTRY_ONLY\nconnectTimeout: 5s\n"
+            # an access log on every HCM: meshproxy must take (not NACK) it
+            "accessLogFile: /dev/stdout\n")
 
 
 def write_atomic(path, text):
