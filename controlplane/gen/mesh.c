@@ -27,6 +27,11 @@ bool gen_mesh_auto_mtls(const struct model *m)
 	return !m || !m->mesh || m->mesh->enable_auto_mtls;
 }
 
+bool gen_mesh_h2_upgrade(const struct model *m)
+{
+	return m && m->mesh && m->mesh->h2_upgrade == MESHCFG_H2_UPGRADE;
+}
+
 int64_t gen_mesh_connect_timeout(const struct model *m)
 {
 	/* Istio's DefaultMeshConfig: 10s */
