@@ -16,6 +16,10 @@ outboundTrafficPolicy (no Sidecar object scopes the workload).
   mesh config (REGISTRY_ONLY) stays in force;
 - (d) back to ALLOW_ANY: stray answers again.
 
+MeshStartupTest: the mesh config's trustDomain and rootNamespace win over
+the flags (istiod takes both from MeshConfig), and a bad file at start-up
+stops meshd with file:line and the field (there is no last good one).
+
 Nothing here asserts on timing; every wait is bounded.
 """
 import os
@@ -24,7 +28,7 @@ import tempfile
 import unittest
 
 from meshhttp import PORT, Backend, MeshCase, service_yaml, slow
-from meshtest import wait_for
+from meshtest import Meshd, wait_for
 
 ALLOW = "# Istio's mesh key\noutboundTrafficPolicy:\n  mode: ALLOW_ANY\n"
 REGISTRY = ("# Istio's mesh key\noutboundTrafficPolicy:\n  mode: REGISTRY_ONLY\nconnectTimeout: 5s\n"
@@ -123,6 +127,39 @@ class MeshConfigTest(MeshCase):
         self.wait_applied(lambda s: self.stray().status == 200, "ALLOW_ANY reaching the sidecar")
         self.assertEqual(self.stray().backend, "stray")
         self.assertEqual(self.mesh()["connectTimeout"], "10s")
+
+
+
+class MeshStartupTest(unittest.TestCase):
+    def run_meshd(self, mesh_text, *flags):
+        d = tempfile.mkdtemp(prefix="meshd-meshcfg-")
+        self.addCleanup(shutil.rmtree, d, True)
+        path = os.path.join(d, "mesh")
+        write_atomic(path, mesh_text)
+        m = Meshd({}, extra_args=("--mesh-config", path) + flags)
+        return m, path
+
+    def test_trust_domain_and_root_namespace_win_over_flags(self):
+        m, _ = self.run_meshd("trustDomain: example.org\nrootNamespace: mesh-root\n",
+                              "--trust-domain", "flag.local", "--root-namespace", "flag-root")
+        try:
+            m.start()
+            mesh = m.json("/debug/mesh")
+            self.assertEqual((mesh["trustDomain"], mesh["rootNamespace"]), ("example.org", "mesh-root"))
+            self.assertIn("rootNamespace mesh-root, trustDomain example.org", m.logs())
+        finally:
+            m.finish()
+
+    def test_bad_file_at_startup_stops_meshd(self):
+        m, path = self.run_meshd("outboundTrafficPolicy:\n  mode: ALLOW_ANY\nenableAutoMtls: sometimes\n")
+        try:
+            m.start(wait_ready=False)
+            rc = m.proc.wait(timeout=60)
+            self.assertNotEqual(rc, 0)
+            self.assertIn("%s:3: field enableAutoMtls" % path, m.logs())
+        finally:
+            m.stop()
+            m.cleanup()
 
 
 if __name__ == "__main__":
