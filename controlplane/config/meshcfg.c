@@ -346,6 +346,7 @@ static void meshcfg__seal(struct mesh_config *mc)
 	h = meshcfg__hash_strs(h, &mc->service_export_to);
 	h = meshcfg__hash_strs(h, &mc->vs_export_to);
 	h = meshcfg__hash_strs(h, &mc->dr_export_to);
+	h = meshcfg__hash_strs(h, &mc->ignored); /* /debug/mesh lists them */
 	mc->hash = h;
 }
 
