@@ -17,8 +17,9 @@ outboundTrafficPolicy (no Sidecar object scopes the workload).
 - (d) back to ALLOW_ANY: stray answers again.
 
 MeshStartupTest: the mesh config's trustDomain and rootNamespace win over
-the flags (istiod takes both from MeshConfig), and a bad file at start-up
-stops meshd with file:line and the field (there is no last good one).
+the flags (istiod takes both from MeshConfig); a ConfigMap volume's
+`..data` symlink swap is seen; a bad file at start-up stops meshd with
+file:line and the field (there is no last good one).
 
 Nothing here asserts on timing; every wait is bounded.
 """
@@ -147,6 +148,31 @@ class MeshStartupTest(unittest.TestCase):
             mesh = m.json("/debug/mesh")
             self.assertEqual((mesh["trustDomain"], mesh["rootNamespace"]), ("example.org", "mesh-root"))
             self.assertIn("rootNamespace mesh-root, trustDomain example.org", m.logs())
+        finally:
+            m.finish()
+
+    def test_configmap_volume_swap(self):
+        # a ConfigMap volume: mesh -> ..data/mesh, ..data -> ..TIMESTAMP; the
+        # kubelet updates it by renaming a new ..data symlink over the old one
+        d = tempfile.mkdtemp(prefix="meshd-cmvol-")
+        self.addCleanup(shutil.rmtree, d, True)
+
+        def version(name, text):
+            os.mkdir(os.path.join(d, name))
+            with open(os.path.join(d, name, "mesh"), "w") as f:
+                f.write(text)
+            os.symlink(name, os.path.join(d, "..data_tmp"))
+            os.rename(os.path.join(d, "..data_tmp"), os.path.join(d, "..data"))
+
+        version("..2026_01", ALLOW)
+        os.symlink("..data/mesh", os.path.join(d, "mesh"))
+        m = Meshd({}, extra_args=("--mesh-config", os.path.join(d, "mesh")))
+        try:
+            m.start()
+            self.assertEqual(m.json("/debug/mesh")["outboundTrafficPolicy"]["mode"], "ALLOW_ANY")
+            version("..2026_02", REGISTRY)
+            wait_for(lambda: m.json("/debug/mesh")["outboundTrafficPolicy"]["mode"] == "REGISTRY_ONLY",
+                     timeout=60 if slow() else 20, what="the swapped ConfigMap volume applied")
         finally:
             m.finish()
 
