@@ -14,12 +14,15 @@
 #include "controlplane/ca/ca.h"
 #include "controlplane/ca/ca_auth.h"
 #include "controlplane/ca/ca_service.h"
+#include "controlplane/config/meshcfg.h"
 #include "controlplane/config/store.h"
 #include "controlplane/debug/debug.h"
 #include "controlplane/debounce/debounce.h"
 #include "controlplane/metrics/metrics.h"
+#include "controlplane/file/mesh_watch.h"
 #include "controlplane/file/source.h"
 #include "controlplane/kube/kube_leader.h"
+#include "controlplane/kube/kube_res.h"
 #include "controlplane/kube/kube_source.h"
 #include "controlplane/kube/kube_tokenreview.h"
 #include "controlplane/model/model.h"
@@ -51,6 +54,7 @@
 
 struct meshd_opts {
 	const char *config_dir;
+	const char *mesh_config;
 	const char *kubeconfig;
 	const char *xds_addr;
 	const char *secure_addr;
@@ -80,6 +84,9 @@ struct meshd {
 	struct ca *ca;
 	struct ca_authenticator *ca_auth;
 	struct ca_service *ca_svc;
+	struct mesh_watch *mesh_watch; /* with --mesh-config */
+	struct mesh_config *mesh;    /* the last good mesh config (Istio's defaults without a file) */
+	char *mesh_trust_domain, *mesh_root_ns; /* start-up values the mesh config gave (opts point here) */
 
 	pthread_mutex_t lock;        /* guards ready for the debug threads */
 	bool ready;
@@ -92,6 +99,8 @@ static void usage(FILE *f)
 		"\n"
 		"Config source:\n"
 		"  --config-dir DIR            serve every *.yaml|*.yml|*.json under DIR (watched)\n"
+		"  --mesh-config FILE          Istio's MeshConfig (the istio ConfigMap's `mesh` key; watched);\n"
+		"                              its trustDomain and rootNamespace win over the flags\n"
 		"  --kubeconfig PATH           Kubernetes API through a kubeconfig; without --config-dir and\n"
 		"                              --kubeconfig: in-cluster (service account)\n"
 		"Listeners:\n"
@@ -129,9 +138,10 @@ static int parse_opts(int argc, char **argv, struct meshd_opts *o)
 {
 	enum { O_CONFIG_DIR = 256, O_KUBECONFIG, O_XDS, O_SECURE, O_HTTP, O_CA_DIR, O_TRUST, O_TTL, O_MAX_TTL,
 	       O_DEB_AFTER, O_DEB_MAX, O_LOG_FORMAT, O_LOG_LEVEL, O_DOMAIN, O_ROOT_NS, O_VERSION, O_HELP,
-	       O_CA_TOKEN_FILE };
+	       O_CA_TOKEN_FILE, O_MESH_CONFIG };
 	static const struct option longopts[] = {
 		{ "config-dir", required_argument, NULL, O_CONFIG_DIR },
+		{ "mesh-config", required_argument, NULL, O_MESH_CONFIG },
 		{ "kubeconfig", required_argument, NULL, O_KUBECONFIG },
 		{ "xds-addr", required_argument, NULL, O_XDS },
 		{ "secure-addr", required_argument, NULL, O_SECURE },
@@ -169,6 +179,7 @@ static int parse_opts(int argc, char **argv, struct meshd_opts *o)
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (c) {
 		case O_CONFIG_DIR: o->config_dir = optarg; break;
+		case O_MESH_CONFIG: o->mesh_config = optarg; break;
 		case O_KUBECONFIG: o->kubeconfig = optarg; break;
 		case O_XDS: o->xds_addr = optarg; break;
 		case O_SECURE: o->secure_addr = optarg; break;
@@ -331,12 +342,98 @@ static int meshd_start_ca(struct meshd *d)
 	return rc;
 }
 
+/*
+ * The mesh config: read at start-up (a bad file stops meshd, as istiod
+ * stops on a bad --meshConfig: there is no last good one yet) and on every
+ * change of the file (a bad one is logged with file:line and field,
+ * counted in meshd_config_rejected_total, and the last good one stays).
+ * Its trustDomain (Istio's precedence: istiod takes the trust domain from
+ * MeshConfig) and rootNamespace win over the flags.  Returns 0 or < 0.
+ */
+static int meshd_mesh_take(struct meshd *d, int rc, struct mesh_config *mc, const char *err, const char *warn,
+			   bool startup)
+{
+	if (rc < 0) {
+		log_error("meshd", "mesh config rejected%s: %s", startup ? "" : " (the last good one stays)", err);
+		meshcfg_unref(mc);
+		metrics_config_rejected(1);
+		return rc;
+	}
+	if (warn[0])
+		log_warn("meshd", "%s", warn);
+	if (!startup && d->mesh && mc->trust_domain_set && strcmp(mc->trust_domain, d->opts.trust_domain) != 0)
+		log_warn("meshd", "mesh config trustDomain %s: the CA and SPIFFE identities keep %s until meshd restarts",
+			 mc->trust_domain, d->opts.trust_domain);
+	if (startup) {
+		/* the flags are the defaults; the mesh config, when it says, wins */
+		if (mc->trust_domain_set && !(d->opts.trust_domain = d->mesh_trust_domain = strdup(mc->trust_domain)))
+			rc = -ENOMEM;
+		if (mc->root_namespace_set && !(d->opts.root_namespace = d->mesh_root_ns = strdup(mc->root_namespace)))
+			rc = -ENOMEM;
+		if (rc < 0) {
+			meshcfg_unref(mc);
+			return rc;
+		}
+	}
+	if (!startup && d->mesh && d->mesh->hash == mc->hash) {
+		meshcfg_unref(mc);
+		return 0;
+	}
+	meshcfg_unref(d->mesh);
+	d->mesh = mc;
+	log_info("meshd", "mesh config %s: outboundTrafficPolicy %s, rootNamespace %s, trustDomain %s",
+		 startup ? "loaded" : "changed", mc->outbound == MESHCFG_REGISTRY_ONLY ? "REGISTRY_ONLY" : "ALLOW_ANY",
+		 mc->root_namespace_set ? mc->root_namespace : d->opts.root_namespace, d->opts.trust_domain);
+	if (d->push)
+		(void)push_stage_set_mesh(d->push, mc, debounce_now());
+	return 0;
+}
+
+static int meshd_mesh_load(struct meshd *d, bool startup)
+{
+	char err[MESHCFG_ERR_CAP], warn[MESHCFG_ERR_CAP];
+	struct mesh_config *mc = NULL;
+	int rc;
+
+	if (!d->opts.mesh_config) {
+		d->mesh = meshcfg_defaults();
+		return d->mesh ? 0 : -ENOMEM;
+	}
+	rc = meshcfg_load_file(d->opts.mesh_config, &mc, err, sizeof(err), warn);
+	return meshd_mesh_take(d, rc, mc, err, warn, startup);
+}
+
+/* Kubernetes without --mesh-config: the `mesh` key of ConfigMap
+ * ROOT_NS/istio, as istiod watches it; text NULL (no ConfigMap): Istio's
+ * defaults.  Errors keep the last good one. */
+static void meshd_mesh_kube(struct meshd *d, char *text)
+{
+	char err[MESHCFG_ERR_CAP], warn[MESHCFG_ERR_CAP] = "", source[300];
+	struct mesh_config *mc = NULL;
+	int rc;
+
+	snprintf(source, sizeof(source), "ConfigMap %s/%s key %s", d->opts.root_namespace, KUBE_MESH_CONFIGMAP,
+		 KUBE_MESH_CONFIGMAP_KEY);
+	if (text) {
+		rc = meshcfg_parse(text, strlen(text), source, &mc, err, sizeof(err), warn);
+	} else {
+		mc = meshcfg_defaults();
+		rc = mc ? 0 : -ENOMEM;
+		snprintf(err, sizeof(err), "%s", mesh_strerror(rc));
+	}
+	free(text);
+	(void)meshd_mesh_take(d, rc, mc, err, warn, false);
+}
+
 /* Kubernetes changes: applied to the store at once, pushed debounced, and
  * nothing served before every resource has been listed once. */
 static void meshd_kube_tick(struct meshd *d, bool readable)
 {
 	int n = readable ? kube_source_handle(d->kube) : 0;
+	char *mesh_text;
 
+	if (kube_source_mesh_config(d->kube, &mesh_text))
+		meshd_mesh_kube(d, mesh_text); /* schedules its own push */
 	/* before the first push (which takes the whole store) nothing is debounced */
 	if (n > 0 && d->ready)
 		push_stage_changed(d->push, PUSH_CHANGE_STORE, debounce_now());
@@ -358,13 +455,14 @@ static void meshd_kube_tick(struct meshd *d, bool readable)
 static int meshd_loop(struct meshd *d, int sfd)
 {
 	for (;;) {
-		struct pollfd pfd[4] = {
+		struct pollfd pfd[5] = {
 			{ .fd = sfd, .events = POLLIN },
 			{ .fd = d->files ? file_source_fd(d->files) : -1, .events = POLLIN },
 			{ .fd = d->kube ? kube_source_fd(d->kube) : -1, .events = POLLIN },
 			{ .fd = push_stage_fd(d->push), .events = POLLIN },
+			{ .fd = mesh_watch_fd(d->mesh_watch), .events = POLLIN },
 		};
-		int n = poll(pfd, 4, push_stage_timeout_ms(d->push, debounce_now()));
+		int n = poll(pfd, 5, push_stage_timeout_ms(d->push, debounce_now()));
 
 
 		if (n < 0 && errno != EINTR)
@@ -385,6 +483,9 @@ static int meshd_loop(struct meshd *d, int sfd)
 		 * once the window is quiet */
 		if (d->files && (pfd[1].revents & POLLIN) && file_source_handle(d->files) > 0)
 			push_stage_changed(d->push, PUSH_CHANGE_FILES, debounce_now());
+		/* only complete writes wake this: read at once, pushed debounced */
+		if ((pfd[4].revents & POLLIN) && mesh_watch_handle(d->mesh_watch) > 0)
+			(void)meshd_mesh_load(d, false);
 		if (d->ready)
 			(void)push_stage_tick(d->push, debounce_now()); /* failures logged; last good kept */
 	}
@@ -436,11 +537,24 @@ int main(int argc, char **argv)
 	}
 
 	log_info("meshd", "meshd %s starting", MESH_VERSION);
+	if (meshd_mesh_load(&d, true) < 0)
+		goto out;
+	if (d.opts.mesh_config) {
+		rc = mesh_watch_new(d.opts.mesh_config, &d.mesh_watch);
+		if (rc < 0) {
+			log_error("meshd", "--mesh-config %s: cannot watch: %s", d.opts.mesh_config, mesh_strerror(rc));
+			goto out;
+		}
+	}
 	d.store = cfg_store_new();
 	if (!d.store)
 		goto out;
 	if (!d.opts.config_dir) {
 		struct kube_source_config kc = { .store = d.store, .kubeconfig = d.opts.kubeconfig };
+
+		/* Istio's precedence: a mesh config file, else the ConfigMap */
+		if (!d.opts.mesh_config)
+			kc.mesh_ns = d.opts.root_namespace;
 		rc = kube_source_new(&kc, &d.kube);
 		if (rc < 0) {
 			log_error("meshd", "Kubernetes API (%s): %s", d.opts.kubeconfig ? d.opts.kubeconfig : "in-cluster",
@@ -478,6 +592,7 @@ int main(int argc, char **argv)
 		rc = push_stage_new(&pc, &d.push);
 		if (rc < 0)
 			goto out;
+		(void)push_stage_set_mesh(d.push, d.mesh, debounce_now());
 	}
 	rc = meshd_start_ca(&d);
 	if (rc < 0)
@@ -571,6 +686,10 @@ out:
 	file_source_free(d.files);
 	kube_source_free(d.kube);
 	cfg_store_free(d.store);
+	mesh_watch_free(d.mesh_watch);
+	meshcfg_unref(d.mesh);
+	free(d.mesh_trust_domain);
+	free(d.mesh_root_ns);
 	if (sfd >= 0)
 		close(sfd);
 	pthread_mutex_destroy(&d.lock);

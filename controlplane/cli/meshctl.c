@@ -15,6 +15,7 @@
 #include "controlplane/cli/certs.h"
 #include "controlplane/cli/proxy.h"
 #include "controlplane/config/config.h"
+#include "controlplane/config/meshcfg.h"
 #include "controlplane/config/store.h"
 #include "controlplane/gen/gen.h"
 #include "controlplane/model/model.h"
@@ -195,7 +196,7 @@ static int meshctl_path_cmp(const void *a, const void *b)
 static void meshctl_validate_usage(FILE *f)
 {
 	fprintf(f,
-		"usage: meshctl validate -f PATH [-f PATH...]\n"
+		"usage: meshctl validate -f PATH [-f PATH...] [--mesh-config FILE]\n"
 		"\n"
 		"Check Istio configuration (VirtualService, DestinationRule, ServiceEntry,\n"
 		"WorkloadEntry, PeerAuthentication, AuthorizationPolicy, and Gateway, Sidecar,\n"
@@ -208,11 +209,33 @@ static void meshctl_validate_usage(FILE *f)
 		"skipped.\n"
 		"\n"
 		"  -f, --filename PATH   file or directory to check (repeatable)\n"
+		"  --mesh-config FILE    check a mesh config as meshd --mesh-config reads it (Istio's\n"
+		"                        MeshConfig: the istio ConfigMap's `mesh` key, or the whole\n"
+		"                        ConfigMap); its rootNamespace then applies to the -f objects\n"
 		"  -q, --quiet           print only errors and warnings, no summary\n"
 		"  -h, --help            this help\n"
 		"\n"
 		"Exit status: 0 all objects valid (warnings allowed), 1 some rejected or no\n"
 		"configuration found, 2 usage error.\n");
+}
+
+/* The mesh config file: errors (file:line, field) and the warning about
+ * fields meshd does not act on, as meshd logs them.  *out: the config
+ * (NULL when rejected).  Returns 0 when valid, 1 when rejected. */
+static int meshctl_validate_mesh(const char *path, int quiet, struct mesh_config **out)
+{
+	char err[MESHCFG_ERR_CAP], warn[MESHCFG_ERR_CAP];
+	int rc = meshcfg_load_file(path, out, err, sizeof(err), warn);
+
+	if (rc < 0) {
+		printf("%s\n", err);
+		return 1;
+	}
+	if (warn[0])
+		printf("warning: %s\n", warn);
+	if (!quiet)
+		printf("%s: mesh config valid\n", path);
+	return 0;
 }
 
 static int meshctl_validate(int argc, char **argv)
@@ -222,7 +245,9 @@ static int meshctl_validate(int argc, char **argv)
 	struct cfg_snapshot *snap = NULL;
 	size_t n_valid = 0, n_rejected = 0, n_warnings = 0, n_ignored = 0, n_documents = 0, i, k;
 	const struct cfg_error *last_err = NULL;
-	int quiet = 0, n_paths = 0, rc = MESHCTL_EXIT_USAGE, err;
+	int quiet = 0, n_paths = 0, rc = MESHCTL_EXIT_USAGE, err, mesh_bad = 0;
+	const char *mesh_path = NULL;
+	struct mesh_config *mesh = NULL;
 	char line[MESHCTL_LINE_MAX];
 
 	for (i = 1; i < (size_t)argc; i++) {
@@ -241,6 +266,15 @@ static int meshctl_validate(int argc, char **argv)
 			if (meshctl_collect(&files, argv[i], 0, 1) < 0)
 				goto out;
 			n_paths++;
+		} else if (!strcmp(a, "--mesh-config") || !strncmp(a, "--mesh-config=", 14)) {
+			if (a[13] == '=') {
+				mesh_path = a + 14;
+			} else if (++i == (size_t)argc) {
+				fprintf(stderr, "meshctl validate: %s needs a file\n", a);
+				goto out;
+			} else {
+				mesh_path = argv[i];
+			}
 		} else if (!strncmp(a, "--filename=", 11) || !strncmp(a, "-f", 2)) {
 			const char *p = a[1] == 'f' ? a + 2 : a + 11;
 			if (meshctl_collect(&files, p, 0, 1) < 0)
@@ -252,8 +286,15 @@ static int meshctl_validate(int argc, char **argv)
 			goto out;
 		}
 	}
+	if (mesh_path) {
+		mesh_bad = meshctl_validate_mesh(mesh_path, quiet, &mesh);
+		if (!n_paths) {
+			rc = mesh_bad ? MESHCTL_EXIT_BAD : MESHCTL_EXIT_OK;
+			goto out;
+		}
+	}
 	if (!n_paths) {
-		fprintf(stderr, "meshctl validate: -f PATH is required\n");
+		fprintf(stderr, "meshctl validate: -f PATH is required (or --mesh-config FILE alone)\n");
 		meshctl_validate_usage(stderr);
 		goto out;
 	}
@@ -313,7 +354,8 @@ static int meshctl_validate(int argc, char **argv)
 	}
 	/* what proxyless gRPC clients would not get, as meshd's /debug/configz says it */
 	{
-		struct model *m = model_build(snap, "cluster.local", "istio-system");
+		struct model *m = model_build(snap, "cluster.local",
+					      mesh && mesh->root_namespace_set ? mesh->root_namespace : "istio-system");
 
 		if (m)
 			n_warnings += gen_profile_check(m, &gen_profile_proxyless, meshctl_print_finding, NULL);
@@ -327,7 +369,7 @@ static int meshctl_validate(int argc, char **argv)
 			printf(" (%zu document%s of other kinds skipped)", n_ignored, n_ignored == 1 ? "" : "s");
 		printf(" in %zu file%s\n", files.n, files.n == 1 ? "" : "s");
 	}
-	rc = n_rejected ? MESHCTL_EXIT_BAD : MESHCTL_EXIT_OK;
+	rc = n_rejected || mesh_bad ? MESHCTL_EXIT_BAD : MESHCTL_EXIT_OK;
 	if (!files.n || !n_documents) {
 		/* nothing to check is not a success: a wrong path or an empty directory */
 		fprintf(stderr, "meshctl validate: no configuration found (%s)\n",
@@ -340,6 +382,7 @@ static int meshctl_validate(int argc, char **argv)
 		rc = MESHCTL_EXIT_BAD;
 	}
 out:
+	meshcfg_unref(mesh);
 	cfg_snapshot_unref(snap);
 	cfg_store_free(store);
 	for (i = 0; i < files.n; i++)

@@ -500,6 +500,28 @@ static void debug__registryz(struct debug_server *d, struct MHD_Connection *c, s
 	model_unref(m);
 }
 
+/* istiod's /debug/mesh: the mesh config the served model was built with
+ * (Istio's defaults before the first build or without --mesh-config). */
+static void debug__mesh(struct debug_server *d, struct MHD_Connection *c, struct debug__reply *r)
+{
+	struct model *m;
+	struct mesh_config *def = NULL;
+
+	(void)c;
+	m = d->cfg.model ? d->cfg.model(d->cfg.ctx) : NULL;
+	if (!m || !m->mesh)
+		def = meshcfg_defaults();
+	if (m && m->mesh)
+		meshcfg_json(&r->body, m->mesh);
+	else if (def)
+		meshcfg_json(&r->body, def);
+	else
+		r->body.err = -ENOMEM;
+	mesh_buf_putc(&r->body, '\n');
+	meshcfg_unref(def);
+	model_unref(m);
+}
+
 typedef void (*debug__route_fn)(struct debug_server *d, struct MHD_Connection *c, struct debug__reply *r);
 
 static void debug__index(struct debug_server *d, struct MHD_Connection *c, struct debug__reply *r);
@@ -523,6 +545,7 @@ static const struct {
 	{ "/debug/config_dump", debug__config_dump,
 	  "what one proxy was sent, as Envoy's admin config dump; ?proxyID=ID" },
 	{ "/debug/registryz", debug__registryz, "services, ports and endpoints" },
+	{ "/debug/mesh", debug__mesh, "the mesh config in force (MeshConfig, --mesh-config), defaults filled in" },
 };
 
 static void debug__index(struct debug_server *d, struct MHD_Connection *c, struct debug__reply *r)

@@ -283,7 +283,7 @@ size_t gen_profile_check(const struct model *m, const struct gen_profile *p, gen
 				n += gen_check_emit(o, "spec", msg, fn, ctx);
 			}
 			/* a snapshot every client shares cannot keep per-namespace visibility */
-			if (!p->per_caller_matches && model_export_narrow(o)) {
+			if (!p->per_caller_matches && model_export_narrow(m, o)) {
 				snprintf(msg, sizeof(msg), "exportTo narrower than \"*\" is served mesh-wide to %s clients "
 					 "(they share one snapshot); sidecars see it as Istio decides",
 					 p->listener_address ? p->name : "proxyless gRPC");

@@ -32,8 +32,6 @@
 
 #include <string.h>
 
-/* Istio's connect timeout when the DestinationRule gives none. */
-#define GEN_CONNECT_TIMEOUT_NS (10LL * 1000000000LL)
 /* Outlier detection: the enforcement percentage of an enabled detector. */
 #define GEN_ENFORCE_ON 100u
 /* The key of typed_extension_protocol_options Istio uses. */
@@ -239,16 +237,26 @@ static int gen_tls_matches(struct arena *a, Envoy__Config__Cluster__V3__Cluster 
 	return 0;
 }
 
-static bool gen_port_h2(const struct model_service *svc, uint32_t port, const struct cfg_connection_pool *cp)
+/* HTTP/2 upstream, as Istio's shouldH2Upgrade(): HTTP2/gRPC ports; a
+ * DestinationRule's h2UpgradePolicy UPGRADE; else, for HTTP ports, the
+ * mesh config's h2UpgradePolicy unless the DestinationRule says
+ * DO_NOT_UPGRADE. */
+static bool gen_port_h2(const struct model *m, const struct model_service *svc, uint32_t port,
+			const struct cfg_connection_pool *cp)
 {
+	const char *proto = NULL, *pol = cp->set ? cp->h2_upgrade_policy : NULL;
 	size_t i;
 
-	if (cp->set && cp->h2_upgrade_policy && strcmp(cp->h2_upgrade_policy, "UPGRADE") == 0)
+	if (pol && strcmp(pol, "UPGRADE") == 0)
 		return true;
-	for (i = 0; i < svc->n_ports; i++)
+	for (i = 0; i < svc->n_ports && !proto; i++)
 		if (svc->ports[i].number == port)
-			return strcmp(svc->ports[i].protocol, "HTTP2") == 0 || strcmp(svc->ports[i].protocol, "GRPC") == 0;
-	return false;
+			proto = svc->ports[i].protocol;
+	if (!proto)
+		return false;
+	if (strcmp(proto, "HTTP2") == 0 || strcmp(proto, "GRPC") == 0)
+		return true;
+	return strcmp(proto, "HTTP") == 0 && !(pol && strcmp(pol, "DO_NOT_UPGRADE") == 0) && gen_mesh_h2_upgrade(m);
 }
 
 /* One locality with the endpoint host:port (weight 1). */
@@ -289,7 +297,7 @@ static int gen_host_endpoint(struct arena *a, const char *host, uint32_t port,
  * detection for per-proxy locality LB), MAGLEV,
  * upstream HttpProtocolOptions (idle timeout, max requests per
  * connection, max connection duration; HTTP/2 to HTTP2/gRPC ports or
- * with h2UpgradePolicy UPGRADE), STRICT_DNS / LOGICAL_DNS with the
+ * with h2UpgradePolicy UPGRADE, the DestinationRule's or the mesh's), STRICT_DNS / LOGICAL_DNS with the
  * endpoints inline for DNS ServiceEntries. */
 static int gen_cluster_extras(const struct gen_ctx *g, const struct model_service *svc, uint32_t port,
 			      const char *subset, const struct cfg_traffic_policy *pol, struct arena *a,
@@ -299,7 +307,7 @@ static int gen_cluster_extras(const struct gen_ctx *g, const struct model_servic
 	const struct cfg_load_balancer *lb = &pol->load_balancer;
 	Envoy__Config__Cluster__V3__Cluster__CommonLbConfig *cl =
 		gen__msg(a, &envoy__config__cluster__v3__cluster__common_lb_config__descriptor);
-	bool h2 = gen_port_h2(svc, port, cp);
+	bool h2 = gen_port_h2(g->m, svc, port, cp);
 	bool common = cp->set && (cp->idle_timeout > 0 || cp->max_requests_per_connection > 0 ||
 				  cp->max_connection_duration > 0);
 	size_t i;
@@ -447,7 +455,7 @@ static int gen_cluster(const struct gen_ctx *g, const struct model_service *svc,
 	struct cfg_traffic_policy pol;
 	const struct cfg_connection_pool *cp;
 	const struct cfg_load_balancer *lb;
-	int64_t connect = GEN_CONNECT_TIMEOUT_NS;
+	int64_t connect = gen_mesh_connect_timeout(g->m);
 	bool auto_match = false;
 	int rc = -ENOMEM;
 

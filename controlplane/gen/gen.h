@@ -178,6 +178,22 @@ struct gen_sidecar_scope {
 	const char *catchall_bind;
 };
 
+/* The mesh-wide defaults the generators read from m->mesh (MeshConfig,
+ * controlplane/config/meshcfg.h; Istio's defaults when m->mesh is NULL):
+ * outboundTrafficPolicy.mode (a workload without a Sidecar, and the
+ * default a Sidecar's own policy overrides), connectTimeout (ns, every
+ * cluster a DestinationRule's connectionPool.tcp.connectTimeout does not
+ * set) and enableAutoMtls; gen/mesh.c. */
+enum gen_outbound_policy gen_mesh_outbound(const struct model *m);
+int64_t gen_mesh_connect_timeout(const struct model *m);
+/* enableAutoMtls: clients pick mTLS by the peer's tlsMode label without a
+ * DestinationRule saying ISTIO_MUTUAL (Istio's default true). */
+bool gen_mesh_auto_mtls(const struct model *m);
+/* h2UpgradePolicy UPGRADE: HTTP/1.1 ports' clusters speak HTTP/2 upstream
+ * unless their DestinationRule says DO_NOT_UPGRADE (Istio's default
+ * DO_NOT_UPGRADE). */
+bool gen_mesh_h2_upgrade(const struct model *m);
+
 /* The scope Sidecar object sc (kind CFG_SIDECAR, as model_sidecar_select()
  * picks it) gives a workload: egress hosts (every egress[].hosts entry),
  * ingress listeners (port, protocol, name, bind, defaultEndpoint),

@@ -83,6 +83,13 @@ Google__Protobuf__BoolValue *gen__bool(struct arena *a, bool v);
 Google__Protobuf__Duration *gen__duration(struct arena *a, int64_t ns);
 /* Serialise msg into an Any whose type URL is built from its descriptor. */
 Google__Protobuf__Any *gen__any(struct arena *a, const ProtobufCMessage *msg);
+/* The access logs of MeshConfig accessLogFile / accessLogEncoding /
+ * accessLogFormat, as istiod puts them on a sidecar's HTTP connection
+ * managers (envoy.access_loggers.file): none (*n 0) without accessLogFile.
+ * Allocated from a; 0 or -ENOMEM (gen/mesh.c). */
+struct Envoy__Config__Accesslog__V3__AccessLog;
+int gen__mesh_access_logs(struct arena *a, const struct model *m, struct Envoy__Config__Accesslog__V3__AccessLog ***out,
+			  size_t *n);
 /* Clamp a config number (may be -1 or huge) to uint32. */
 uint32_t gen__clamp_u32(int64_t v);
 

@@ -76,7 +76,6 @@ typedef Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpFilt
 /* Distinct ports one sidecar serves (outbound or inbound). */
 #define GEN_SIDECAR_MAX_PORTS 65536
 /* Istio's connect timeout (MeshConfig connectTimeout default). */
-#define GEN_SIDECAR_CONNECT_NS (10LL * 1000000000LL)
 
 /* One generation for one workload. */
 struct gen_sc {
@@ -215,11 +214,12 @@ static bool gen_protocol_http(const char *proto)
  * CORS, router last; normalize_path true and escaped slashes kept
  * (MeshConfig pathNormalization DEFAULT), use_remote_address false,
  * websocket upgrades, stream_idle_timeout 0s, 100-continue proxied
- * (Enable100ContinueHeaders); inbound: x-forwarded-client-cert
+ * (Enable100ContinueHeaders), MeshConfig's file access log when
+ * accessLogFile is set; inbound: x-forwarded-client-cert
  * APPEND_FORWARD with subject, URI and DNS (Istio's inbound default).
  */
-static Google__Protobuf__Any *gen_sidecar_hcm(struct arena *a, const char *stat_prefix, const char *rds,
-					      Envoy__Config__Route__V3__RouteConfiguration *inline_rc,
+static Google__Protobuf__Any *gen_sidecar_hcm(struct arena *a, const struct model *m, const char *stat_prefix,
+					      const char *rds, Envoy__Config__Route__V3__RouteConfiguration *inline_rc,
 					      gen_http_filter **pre, size_t n_pre, bool inbound)
 {
 	Envoy__Extensions__Filters__Http__Fault__V3__HTTPFault fault = ENVOY__EXTENSIONS__FILTERS__HTTP__FAULT__V3__HTTPFAULT__INIT;
@@ -269,6 +269,9 @@ static Google__Protobuf__Any *gen_sidecar_hcm(struct arena *a, const char *stat_
 	hcm.path_with_escaped_slashes_action =
 		ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__PATH_WITH_ESCAPED_SLASHES_ACTION__KEEP_UNCHANGED;
 	hcm.proxy_100_continue = true;
+	/* MeshConfig accessLogFile: istiod's file access log on every HCM */
+	if (gen__mesh_access_logs(a, m, &hcm.access_log, &hcm.n_access_log) < 0)
+		return NULL;
 	if (inbound) {
 		Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager__SetCurrentClientCertDetails *cc =
 			gen__msg(a, &envoy__extensions__filters__network__http_connection_manager__v3__http_connection_manager__set_current_client_cert_details__descriptor);
@@ -675,7 +678,7 @@ static int gen_outbound(struct gen_sc *sc)
 			if (rc == 0)
 				rc = gen_outbound_listener(sc, gen_egress_bind(sc, port), port,
 							   gen_net_filter(sc->a, GEN_HCM_NAME,
-									  gen_sidecar_hcm(sc->a, sp, rn, NULL, NULL, 0, false)));
+									  gen_sidecar_hcm(sc->a, sc->g.m, sp, rn, NULL, NULL, 0, false)));
 		}
 		for (k = 0; k < m->n_services && rc == 0; k++) {
 			const struct model_service *svc = &m->services[k];
@@ -955,8 +958,8 @@ static gen_filter *gen_inbound_filter(struct gen_sc *sc, const struct gen_inport
 	sp = arena_printf(a, "inbound_%s", chain_name);
 	if (!sp)
 		return NULL;
-	return gen_net_filter(a, GEN_HCM_NAME, gen_sidecar_hcm(a, sp, NULL, gen_inbound_rc(a, cluster, ip->port),
-							       rbac, n_rbac, true));
+	return gen_net_filter(a, GEN_HCM_NAME, gen_sidecar_hcm(a, sc->g.m, sp, NULL,
+							       gen_inbound_rc(a, cluster, ip->port), rbac, n_rbac, true));
 }
 
 /* The chains of one inbound port, per PeerAuthentication mode as
@@ -1140,7 +1143,7 @@ static int gen_inbound_cluster(struct gen_sc *sc, const struct gen_inport *ip)
 	if (!c.name || !cla || !le || !lbe || !ep || !(ep->address = gen_addr(a, ip->endpoint_ip, ip->endpoint_port)) ||
 	    !(le->lb_endpoints = arena_calloc(a, 1, sizeof(*le->lb_endpoints))) ||
 	    !(cla->endpoints = arena_calloc(a, 1, sizeof(*cla->endpoints))) ||
-	    !(c.connect_timeout = gen__duration(a, GEN_SIDECAR_CONNECT_NS)) || !(c.circuit_breakers = gen_default_breakers(a)))
+	    !(c.connect_timeout = gen__duration(a, gen_mesh_connect_timeout(sc->g.m))) || !(c.circuit_breakers = gen_default_breakers(a)))
 		return -ENOMEM;
 	lbe->host_identifier_case = ENVOY__CONFIG__ENDPOINT__V3__LB_ENDPOINT__HOST_IDENTIFIER_ENDPOINT;
 	lbe->endpoint = ep;
@@ -1170,7 +1173,7 @@ static int gen_special_clusters(struct gen_sc *sc)
 
 		c.name = (char *)names[i];
 		c.cluster_discovery_type_case = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__CLUSTER_DISCOVERY_TYPE_TYPE;
-		if (!(c.connect_timeout = gen__duration(a, GEN_SIDECAR_CONNECT_NS)))
+		if (!(c.connect_timeout = gen__duration(a, gen_mesh_connect_timeout(sc->g.m))))
 			return -ENOMEM;
 		if (i == 0) {
 			c.type = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__STATIC;
@@ -1636,7 +1639,9 @@ int gen_sidecar_snapshot_cached(struct gen_sidecar_cache *c, const struct model 
 				const struct gen_workload *w, const struct gen_node *node,
 				const struct gen_notes *notes, struct xds_snapshot **out)
 {
+	/* without a Sidecar: every service, unknown hosts as the mesh config says */
 	static const struct gen_sidecar_scope no_scope = { .outbound = GEN_OUTBOUND_ALLOW_ANY };
+	static const struct gen_sidecar_scope no_scope_registry = { .outbound = GEN_OUTBOUND_REGISTRY_ONLY };
 	static const struct gen_workload no_workload;
 	static const struct gen_node no_node;
 	struct gen_sc sc = { 0 };
@@ -1653,7 +1658,8 @@ int gen_sidecar_snapshot_cached(struct gen_sidecar_cache *c, const struct model 
 	sc.g.caller = w;
 	sc.w = w;
 	sc.node = node ? node : &no_node;
-	sc.scope = sc.node->scope ? sc.node->scope : &no_scope;
+	sc.scope = sc.node->scope ? sc.node->scope :
+		   gen_mesh_outbound(m) == GEN_OUTBOUND_REGISTRY_ONLY ? &no_scope_registry : &no_scope;
 	sc.snap = xds_snapshot_new();
 	sc.a = arena_new(GEN_SIDECAR_ARENA_MAX);
 	sc.visible = calloc(m->n_services ? m->n_services : 1, sizeof(*sc.visible));

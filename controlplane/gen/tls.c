@@ -45,7 +45,7 @@ bool gen_server_mtls(const struct model *m, const struct gen_profile *p, const s
 		 * tlsMode=istio workload use mTLS (auto mTLS). */
 		if (p->mixed_tls_port)
 			return false;
-		return gen_tls_mode_istio(gen__workload_labels(w));
+		return gen_mesh_auto_mtls(m) && gen_tls_mode_istio(gen__workload_labels(w));
 	case CFG_MTLS_DISABLE:
 	case CFG_MTLS_UNSET:
 	default:
@@ -234,6 +234,9 @@ int gen__upstream_tls(const struct gen_ctx *g, const struct model_service *svc, 
 		return 0;
 	istio_mutual = tls && tls->set && tls->mode == CFG_TLS_ISTIO_MUTUAL;
 	if (!istio_mutual && svc->mesh_external)
+		return 0;
+	/* MeshConfig enableAutoMtls false: only a DestinationRule's ISTIO_MUTUAL */
+	if (!istio_mutual && !gen_mesh_auto_mtls(m))
 		return 0;
 
 	cap = svc->n_endpoints + (svc->origin && svc->origin->kind == CFG_SERVICE_ENTRY ?

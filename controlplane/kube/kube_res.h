@@ -28,6 +28,9 @@ enum kube_res {
 	KUBE_RES_ENDPOINT_SLICE,
 	KUBE_RES_POD,
 	KUBE_RES_NAMESPACE,
+	/* the one ConfigMap holding Istio's MeshConfig (ROOT_NS/istio, key
+	 * `mesh`): not a config object, handed over as text */
+	KUBE_RES_MESH_CONFIG,
 	KUBE_RES_COUNT
 };
 
@@ -37,8 +40,14 @@ struct kube_res_info {
 	const char *plural;
 	const char *kind;
 	bool namespaced;
-	enum cfg_kind cfg_kind;
+	enum cfg_kind cfg_kind;      /* KUBE_RES_MESH_CONFIG: unused */
+	const char *only_name;       /* non-NULL: one object of that name (fieldSelector), in the
+	                                namespace the watch is told (kube_watch_config.mesh_ns) */
 };
+
+/* Istio's mesh config ConfigMap: name and key (pkg/config/mesh/kubemesh). */
+#define KUBE_MESH_CONFIGMAP "istio"
+#define KUBE_MESH_CONFIGMAP_KEY "mesh"
 
 /* The row of r; NULL when r is out of range. */
 const struct kube_res_info *kube_res_info(enum kube_res r);

@@ -24,6 +24,8 @@ struct kube_source {
 	struct kube_watch *watch;
 	bool synced[KUBE_RES_COUNT];
 	bool namespaces_changed;
+	bool mesh_changed;
+	char *mesh_text;             /* the ConfigMap's mesh key; NULL: no ConfigMap */
 };
 
 int kube_source_new(const struct kube_source_config *cfg, struct kube_source **out)
@@ -61,7 +63,14 @@ int kube_source_new(const struct kube_source_config *cfg, struct kube_source **o
 			.backoff_min = cfg->backoff_min,
 			.backoff_max = cfg->backoff_max,
 			.missing_retry = cfg->missing_retry,
+			.mesh_ns = cfg->mesh_ns,
 		};
+		/* without a namespace to watch, the mesh config resource is off
+		 * and counts as listed */
+		if (!cfg->mesh_ns) {
+			wc.resources = ((1u << KUBE_RES_COUNT) - 1) & ~(1u << KUBE_RES_MESH_CONFIG);
+			ks->synced[KUBE_RES_MESH_CONFIG] = true;
+		}
 		rc = kube_watch_start(&wc, &ks->watch);
 		if (rc < 0)
 			goto fail;
@@ -82,6 +91,7 @@ void kube_source_free(struct kube_source *ks)
 		return;
 	kube_watch_stop(ks->watch);
 	kube_client_free(ks->client);
+	free(ks->mesh_text);
 	free(ks);
 }
 
@@ -91,6 +101,16 @@ bool kube_source_namespaces_changed(struct kube_source *ks)
 
 	ks->namespaces_changed = false;
 	return c;
+}
+
+bool kube_source_mesh_config(struct kube_source *ks, char **text)
+{
+	if (!ks->mesh_changed)
+		return false;
+	ks->mesh_changed = false;
+	*text = ks->mesh_text;
+	ks->mesh_text = NULL;
+	return true;
 }
 
 struct kube_client *kube_source_client(struct kube_source *ks)
@@ -122,6 +142,14 @@ static int kube_source__apply(struct kube_source *ks, struct kube_event *e)
 
 	if (e->res == KUBE_RES_NAMESPACE && (e->type == KUBE_EVENT_PUT || e->type == KUBE_EVENT_DELETE))
 		ks->namespaces_changed = true;
+	if (e->res == KUBE_RES_MESH_CONFIG && (e->type == KUBE_EVENT_PUT || e->type == KUBE_EVENT_DELETE)) {
+		/* not a config object: the owner parses it (the last event wins) */
+		free(ks->mesh_text);
+		ks->mesh_text = e->type == KUBE_EVENT_PUT ? e->text : NULL;
+		e->text = NULL;
+		ks->mesh_changed = true;
+		return 0;
+	}
 	switch (e->type) {
 	case KUBE_EVENT_SYNCED:
 		if (!ks->synced[e->res])

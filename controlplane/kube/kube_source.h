@@ -36,6 +36,9 @@ struct kube_source_config {
 	const char *context;         /* kubeconfig context; NULL: current-context */
 	const char *sa_dir;          /* in-cluster service-account dir; NULL: $MESHD_KUBE_SA_DIR or
 	                                KUBE_CONFIG_SA_DIR */
+	/* non-NULL: also watch ConfigMap MESH_NS/istio, key `mesh` (Istio's
+	 * MeshConfig; kube_source_mesh_config()); NULL: not watched */
+	const char *mesh_ns;
 	/* tuning (0: defaults, see kube_watch.h) */
 	int page_size;
 	int watch_timeout_seconds;
@@ -60,6 +63,12 @@ bool kube_source_synced(const struct kube_source *ks);
 /* True (once) when a Namespace was added, changed or deleted since the
  * last call. */
 bool kube_source_namespaces_changed(struct kube_source *ks);
+
+/* True (once) when the mesh config ConfigMap changed since the last call:
+ * *text is its `mesh` key (malloc'd, the caller frees it; "" when the key
+ * is absent) or NULL when the ConfigMap was deleted (Istio's defaults
+ * apply again). */
+bool kube_source_mesh_config(struct kube_source *ks, char **text);
 
 /* The API client, for the other users of the API on threads that may block
  * (leader election, TokenReview); valid until kube_source_free(). */

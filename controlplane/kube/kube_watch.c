@@ -109,6 +109,7 @@ void kube_event_free(struct kube_event *e)
 		return;
 	free(e->ns);
 	free(e->name);
+	free(e->text);
 	cfg_object_unref(e->obj);
 	for (i = 0; i < e->n_errors; i++)
 		cfg_error_cleanup(&e->errors[i]);
@@ -177,6 +178,18 @@ static struct kube_event *kw__decode(struct kw__res *r, const char *text, const 
 	const char *data = text + obj->start;
 	size_t len = obj->end - obj->start, i;
 
+	if (r->res == KUBE_RES_MESH_CONFIG) {
+		/* the MeshConfig text: parsed and validated by the owner
+		 * (meshcfg.h), which keeps its last good one */
+		const char *mesh = kube_json_str(kube_json_get(obj, "data"), KUBE_MESH_CONFIGMAP_KEY);
+
+		e = kw__event(r, KUBE_EVENT_PUT, ns, name);
+		if (e && !(e->text = strdup(mesh ? mesh : ""))) {
+			kube_event_free(e);
+			e = NULL;
+		}
+		return e;
+	}
 	mesh_buf_init(&doc, KUBE_STREAM_MAX_EVENT + 256);
 	memset(&res, 0, sizeof(res));
 	if (!kube_json_get(obj, "kind") || !kube_json_get(obj, "apiVersion")) {
@@ -239,6 +252,9 @@ static int kw__put(struct kw__res *r, const char *text, const struct kube_json *
 	int rc;
 
 	if (!name || !*name || obj->type != KUBE_JSON_OBJECT)
+		return 0;
+	/* a server that ignored the fieldSelector */
+	if (r->info->only_name && strcmp(name, r->info->only_name) != 0)
 		return 0;
 	if (!r->info->namespaced)
 		ns = "";
@@ -363,7 +379,10 @@ static int kw__path(struct kw__res *r, char *path, size_t cap)
 	int rc;
 
 	mesh_buf_init(&b, cap - 1);
-	if (*in->group)
+	if (in->only_name)
+		mesh_buf_printf(&b, "/api/%s/namespaces/%s/%s", in->version,
+				r->w->cfg.mesh_ns ? r->w->cfg.mesh_ns : "istio-system", in->plural);
+	else if (*in->group)
 		mesh_buf_printf(&b, "/apis/%s/%s/%s", in->group, in->version, in->plural);
 	else
 		mesh_buf_printf(&b, "/api/%s/%s", in->version, in->plural);
@@ -385,6 +404,8 @@ static int kw__path(struct kw__res *r, char *path, size_t cap)
 		mesh_buf_printf(&b, "?watch=true&allowWatchBookmarks=true&resourceVersion=%s&timeoutSeconds=%d",
 				r->rv, t);
 	}
+	if (in->only_name)
+		mesh_buf_printf(&b, "&fieldSelector=metadata.name%%3D%s", in->only_name);
 	rc = b.err;
 	if (rc == 0)
 		memcpy(path, b.data, b.len + 1);

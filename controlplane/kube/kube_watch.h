@@ -49,6 +49,7 @@ struct kube_event {
 	struct cfg_object *obj;      /* one reference */
 	struct cfg_error *errors;    /* owned (cfg_error_cleanup each) */
 	size_t n_errors;
+	char *text;                  /* KUBE_RES_MESH_CONFIG PUT: data.mesh (owned; "" when absent) */
 	/* private: the watch thread's hand-over */
 	struct mesh_queue_item qi;
 };
@@ -63,6 +64,7 @@ struct kube_watch_config {
 	int64_t backoff_max;         /* ns; default 30s */
 	int64_t missing_retry;       /* ns; retry of a 404 resource; default 30s */
 	uint32_t resources;          /* bit mask of 1u << kube_res; 0: all */
+	const char *mesh_ns;         /* namespace of the mesh config ConfigMap (KUBE_RES_MESH_CONFIG) */
 };
 
 struct kube_watch;

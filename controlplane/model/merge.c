@@ -375,7 +375,7 @@ const struct cfg_object *model__merge_delegates(struct model *m, const struct cf
 		d = model__find_vs(m, r->delegate->ns ? r->delegate->ns : root->ns, r->delegate->name);
 		/* a missing delegate, one with hosts (not a delegate), or one not
 		 * exported to the root's namespace drops this route alone */
-		if (!d || d->spec.vs.hosts.n || model_export_class(d, root->ns) == MODEL_EXPORT_NONE)
+		if (!d || d->spec.vs.hosts.n || model_export_class(m, d, root->ns) == MODEL_EXPORT_NONE)
 			continue;
 		h = model__hash_mix(h, d);
 		for (j = 0; j < d->spec.vs.n_http; j++) {

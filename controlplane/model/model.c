@@ -405,6 +405,7 @@ void model_unref(struct model *m)
 	if (!mesh_refcount_unref(&m->refs))
 		return;
 	cfg_snapshot_unref(m->cfg);
+	meshcfg_unref(m->mesh);
 	arena_free(m->arena);
 	free(m);
 }
@@ -672,7 +673,9 @@ static int model_index_dr(struct model *m, struct model__index *ix)
 	qsort(drs, nd, sizeof(*drs), dr_order_cmp);
 	for (i = 0; i < nd; i++) {
 		const struct cfg_object *o = drs[i];
-		const struct cfg_strs *ex = &o->spec.dr.export_to;
+		/* no exportTo: the mesh config's defaultDestinationRuleExportTo */
+		const struct cfg_strs *ex = o->spec.dr.export_to.n ? &o->spec.dr.export_to :
+				model_export_default(m, CFG_DESTINATION_RULE);
 		struct model__dr_ent e = { .ns = o->ns, .pos = i, .first = o };
 		bool sel = o->spec.dr.has_workload_selector, local, private_only;
 		const char *own;
@@ -778,7 +781,7 @@ const struct cfg_object *model_virtual_service(const struct model *m, const char
 	if (!ix || !hostname)
 		return NULL;
 	for (i = vs_lower(ix, hostname); i < ix->n_vs_all && strcmp(ix->vs_all[i].host, hostname) == 0; i++) {
-		int cls = (int)model_export_class(ix->vs_all[i].o, client_ns);
+		int cls = (int)model_export_class(m, ix->vs_all[i].o, client_ns);
 
 		if (cls < 0)
 			continue;
@@ -796,7 +799,7 @@ const struct cfg_object *model_virtual_service(const struct model *m, const char
 
 		if (sc == 0 || sc >= 100000)
 			continue;
-		cls = (int)model_export_class(ix->vs_wild[i].o, client_ns);
+		cls = (int)model_export_class(m, ix->vs_wild[i].o, client_ns);
 		if (cls < 0)
 			continue;
 		if (sc > best_score || (sc == best_score && (cls < best_cls ||
@@ -857,8 +860,8 @@ static void dr_candidates(const struct model__index *ix, enum model__dr_list lis
 /* The rule of a candidate run that applies to a workload with labels
  * (NULL: none): a workload-scoped rule selecting it, else the first rule
  * without a selector.  exported: only rules exported to client_ns. */
-static const struct cfg_object *dr_select(const struct model__dr_ent *first, size_t n, const char *client_ns,
-					  const struct cfg_labels *labels, bool exported, bool *any)
+static const struct cfg_object *dr_select(const struct model *m, const struct model__dr_ent *first, size_t n,
+					  const char *client_ns, const struct cfg_labels *labels, bool exported, bool *any)
 {
 	const struct cfg_object *plain = NULL;
 	size_t i;
@@ -867,7 +870,7 @@ static const struct cfg_object *dr_select(const struct model__dr_ent *first, siz
 	for (i = 0; i < n; i++) {
 		const struct model__dr_ent *e = &first[i];
 
-		if (exported && client_ns && model_export_class(e->first, client_ns) == MODEL_EXPORT_NONE)
+		if (exported && client_ns && model_export_class(m, e->first, client_ns) == MODEL_EXPORT_NONE)
 			continue;
 		*any = true;
 		if (e->first->spec.dr.has_workload_selector) {
@@ -911,7 +914,7 @@ const struct cfg_object *model_destination_rule_for(const struct model *m, const
 			if (!ns)
 				continue;
 			dr_candidates(ix, lists[k], ns, hostname, &first, &n);
-			o = dr_select(first, n, NULL, labels, false, &any);
+			o = dr_select(m, first, n, NULL, labels, false, &any);
 			if (o)
 				return o;
 		}
@@ -922,16 +925,16 @@ const struct cfg_object *model_destination_rule_for(const struct model *m, const
 
 		dr_candidates(ix, root ? MODEL_DR_ROOT_LOCAL : MODEL_DR_LOCAL, client_ns, hostname, &first, &n);
 		if (n)
-			return dr_select(first, n, client_ns, labels, false, &any);
+			return dr_select(m, first, n, client_ns, labels, false, &any);
 	}
 	if (svc) {
 		dr_candidates(ix, MODEL_DR_EXPORTED, svc->ns, hostname, &first, &n);
-		o = dr_select(first, n, client_ns, labels, true, &any);
+		o = dr_select(m, first, n, client_ns, labels, true, &any);
 		if (any)
 			return o;
 	}
 	dr_candidates(ix, MODEL_DR_EXPORTED, m->root_namespace, hostname, &first, &n);
-	o = dr_select(first, n, client_ns, labels, true, &any);
+	o = dr_select(m, first, n, client_ns, labels, true, &any);
 	return any ? o : NULL;
 }
 
@@ -943,7 +946,7 @@ const struct cfg_object *model_destination_rule(const struct model *m, const cha
 bool model_service_visible(const struct model *m, const struct model_service *svc, const char *client_ns)
 {
 	(void)m;
-	return svc && (!svc->origin || model_export_class(svc->origin, client_ns) != MODEL_EXPORT_NONE);
+	return svc && (!svc->origin || model_export_class(m, svc->origin, client_ns) != MODEL_EXPORT_NONE);
 }
 
 const struct cfg_subset *model_subset(const struct cfg_object *dr, const char *subset)

@@ -15,6 +15,7 @@
 #define MESH_MODEL_H
 
 #include "controlplane/config/config.h"
+#include "controlplane/config/meshcfg.h"
 #include "controlplane/config/store.h"
 
 #include <stdbool.h>
@@ -61,6 +62,9 @@ struct model {
 	const char *domain;          /* "cluster.local" */
 	const char *root_namespace;  /* "istio-system" */
 	const char *trust_domain;    /* SPIFFE trust domain; NULL: "cluster.local" (set by the owner after model_build) */
+	/* the mesh config (meshcfg.h) in force; NULL: Istio's defaults.  Set by
+	 * the owner after model_build with a reference the model drops. */
+	struct mesh_config *mesh;
 	struct model_service *services; /* sorted by hostname */
 	size_t n_services;
 	uint64_t generation;

@@ -234,9 +234,32 @@ bool model_gateways_include_mesh(const struct cfg_strs *gateways)
 #define MODEL_EXPORT_ANNOTATION "networking.istio.io/exportTo"
 #define MODEL_NS_MAX 256
 
-/* Calls fn on each exportTo entry of o (trimmed); stops when fn returns
- * true.  Returns the number of entries visited. */
-static size_t model_export_each(const struct cfg_object *o, bool (*fn)(void *ctx, const char *v), void *ctx)
+const struct cfg_strs *model_export_default(const struct model *m, int kind)
+{
+	static char *star[] = { "*" };
+	static const struct cfg_strs istio = { star, 1 };
+	const struct mesh_config *mc = m ? m->mesh : NULL;
+
+	if (!mc)
+		return &istio;
+	switch (kind) {
+	case CFG_VIRTUAL_SERVICE:
+		return &mc->vs_export_to;
+	case CFG_DESTINATION_RULE:
+		return &mc->dr_export_to;
+	case CFG_SERVICE_ENTRY:
+	case CFG_K8S_SERVICE:
+		return &mc->service_export_to;
+	default:
+		return &istio;
+	}
+}
+
+/* Calls fn on each exportTo entry of o (trimmed), or of the mesh config's
+ * default for o's kind when o names none; stops when fn returns true.
+ * Returns the number of entries visited. */
+static size_t model_export_each(const struct model *m, const struct cfg_object *o,
+				bool (*fn)(void *ctx, const char *v), void *ctx)
 {
 	const struct cfg_strs *l = NULL;
 	size_t i, n = 0;
@@ -276,10 +299,15 @@ static size_t model_export_each(const struct cfg_object *o, bool (*fn)(void *ctx
 					p++;
 			}
 		}
-		return n;
+		if (n)
+			return n;
+		l = model_export_default(m, o->kind);
+		break;
 	default:
 		return 0;
 	}
+	if (!l->n)
+		l = model_export_default(m, o->kind);
 	for (i = 0; i < l->n; i++) {
 		n++;
 		if (fn(ctx, l->v[i]))
@@ -308,7 +336,7 @@ static bool model__export_scan_one(void *ctx, const char *v)
 	return false;
 }
 
-enum model_export model_export_class(const struct cfg_object *o, const char *client_ns)
+enum model_export model_export_class(const struct model *m, const struct cfg_object *o, const char *client_ns)
 {
 	struct model__export_scan s = { .own = o->ns, .client = client_ns };
 	size_t n;
@@ -319,7 +347,7 @@ enum model_export model_export_class(const struct cfg_object *o, const char *cli
 			return client_ns ? MODEL_EXPORT_PRIVATE : MODEL_EXPORT_PUBLIC;
 		return MODEL_EXPORT_NONE;
 	}
-	n = model_export_each(o, model__export_scan_one, &s);
+	n = model_export_each(m, o, model__export_scan_one, &s);
 	if (n == 0 || s.star)
 		return MODEL_EXPORT_PUBLIC;
 	if (s.none)
@@ -331,10 +359,10 @@ enum model_export model_export_class(const struct cfg_object *o, const char *cli
 	return s.client_listed ? MODEL_EXPORT_NAMED : MODEL_EXPORT_NONE;
 }
 
-bool model_export_narrow(const struct cfg_object *o)
+bool model_export_narrow(const struct model *m, const struct cfg_object *o)
 {
 	struct model__export_scan s = { .own = o->ns };
-	size_t n = model_export_each(o, model__export_scan_one, &s);
+	size_t n = model_export_each(m, o, model__export_scan_one, &s);
 
 	if (o->kind == CFG_DESTINATION_RULE && o->spec.dr.has_workload_selector)
 		return false;            /* selects workloads of its own namespace: no snapshot-wide meaning */

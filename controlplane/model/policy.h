@@ -92,9 +92,11 @@ bool model_sidecar_imports(const char *egress_host, const char *svc_ns, const ch
  *   MODEL_EXPORT_NONE    not visible ("~", or a list without client_ns);
  *   MODEL_EXPORT_PRIVATE its own namespace ("." or its name) and not "*";
  *   MODEL_EXPORT_NAMED   another namespace listed by name, and not "*";
- *   MODEL_EXPORT_PUBLIC  "*" (what an empty exportTo means: meshConfig's
- *                        default*ExportTo, which meshd does not read, are
- *                        Istio's defaults, "*").
+ *   MODEL_EXPORT_PUBLIC  "*".
+ * An object without exportTo (a Service without the annotation) takes the
+ * mesh config's default for its kind (m->mesh: defaultServiceExportTo,
+ * defaultVirtualServiceExportTo, defaultDestinationRuleExportTo; Istio's
+ * default "*" when m or m->mesh is NULL).
  * "~" counts only without "*" (Istio: a "*" makes the object public and
  * ignores the rest).  A DestinationRule with a workloadSelector is private
  * whatever its exportTo says (Istio).  client_ns NULL is the mesh-wide
@@ -106,11 +108,14 @@ enum model_export {
 	MODEL_EXPORT_NAMED = 1,
 	MODEL_EXPORT_PUBLIC = 2,
 };
-enum model_export model_export_class(const struct cfg_object *o, const char *client_ns);
+enum model_export model_export_class(const struct model *m, const struct cfg_object *o, const char *client_ns);
+/* The exportTo an object of kind (enum cfg_kind) without one gets: the
+ * mesh config's default (see above); never NULL, borrowed from m. */
+const struct cfg_strs *model_export_default(const struct model *m, int kind);
 
 /* Whether o's exportTo names namespaces without "*" ("." or a list; not
  * "~" alone): visibility a shared proxyless snapshot cannot keep. */
-bool model_export_narrow(const struct cfg_object *o);
+bool model_export_narrow(const struct model *m, const struct cfg_object *o);
 
 /* Whether a gateways list (of a VirtualService or of one of its http
  * matches) includes the mesh's sidecars and proxyless clients: an empty

@@ -82,6 +82,7 @@ struct push_stage {
 	struct mesh_queue reqs;      /* xDS thread -> here: struct xds_proxy_req */
 	struct push__key *keys;
 	size_t nkeys;
+	struct mesh_config *mesh;    /* the mesh config every build uses; NULL: Istio's defaults */
 
 	pthread_mutex_t lock;        /* guards model and cfg for other threads */
 	struct model *model;
@@ -164,8 +165,8 @@ static int push__build_all_default(void *ctx, const struct model *m, const struc
 		return -ENOENT;
 	if (!p->sc_cache)
 		p->sc_cache = gen_sidecar_cache_new(); /* NULL: every key builds it all */
-	/* meshd reads no meshConfig: the mesh default is Istio's ALLOW_ANY */
-	rc = w->sidecar ? gen_sidecar_scope_from_config(w->sidecar, GEN_OUTBOUND_ALLOW_ANY, &scope) : 0;
+	/* a Sidecar's own outboundTrafficPolicy wins over the mesh config's */
+	rc = w->sidecar ? gen_sidecar_scope_from_config(w->sidecar, gen_mesh_outbound(m), &scope) : 0;
 	if (rc < 0)
 		return rc;
 	if (w->sidecar)
@@ -605,6 +606,7 @@ void push_stage_free(struct push_stage *p)
 	gen_cache_free(p->gen_cache);
 	gen_sidecar_cache_free(p->sc_cache);
 	model_unref(p->model);
+	meshcfg_unref(p->mesh);
 	cfg_snapshot_unref(p->cfg_snap);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
@@ -613,6 +615,20 @@ void push_stage_free(struct push_stage *p)
 void push_stage_set_server(struct push_stage *p, struct xds_server *xds)
 {
 	p->xds = xds;
+}
+
+bool push_stage_set_mesh(struct push_stage *p, struct mesh_config *mc, int64_t now)
+{
+	struct mesh_config *old = p->mesh;
+
+	if (old == mc || (old && mc && old->hash == mc->hash))
+		return false;
+	p->mesh = meshcfg_ref(mc);
+	meshcfg_unref(old);
+	/* every proxy's config may depend on it: a build like a store change */
+	p->store_changed = true;
+	debounce_change(&p->window, now);
+	return true;
 }
 
 void push_stage_changed(struct push_stage *p, enum push_change c, int64_t now)
@@ -651,13 +667,16 @@ int push_stage_push(struct push_stage *p)
 	cfg = cfg_store_snapshot(p->cfg.store);
 	if (!cfg)
 		return -ENOMEM;
-	m = model_build(cfg, p->cfg.domain, p->cfg.root_namespace);
+	/* MeshConfig rootNamespace, when written, wins over --root-namespace */
+	m = model_build(cfg, p->cfg.domain,
+			p->mesh && p->mesh->root_namespace_set ? p->mesh->root_namespace : p->cfg.root_namespace);
 	t_model = debounce_now();
 	if (!m) {
 		cfg_snapshot_unref(cfg);
 		return -ENOMEM;
 	}
 	m->trust_domain = p->cfg.trust_domain; /* options outlive the stage */
+	m->mesh = meshcfg_ref(p->mesh);
 	gen_profile_check(m, &gen_profile_proxyless, push__finding, NULL);
 	if (!p->gen_cache) {
 		p->gen_cache = gen_cache_new();

@@ -52,6 +52,7 @@ struct push_stage;
 struct file_source;
 struct xds_server;
 struct model;
+struct mesh_config;
 
 /* The workload per-proxy resources are built for (a key's parts). */
 struct push_workload {
@@ -123,6 +124,13 @@ void push_stage_free(struct push_stage *p);
 
 /* Publish to xds (borrowed; NULL: build only, as the tests do). */
 void push_stage_set_server(struct push_stage *p, struct xds_server *xds);
+
+/* Make mc (a reference is taken; NULL: Istio's defaults) the mesh config
+ * of every following build (controlplane/config/meshcfg.h: its
+ * rootNamespace, when written, wins over root_namespace above), and
+ * schedule a build at now like a store change.  Returns false when mc
+ * equals the current one (same hash: nothing scheduled). */
+bool push_stage_set_mesh(struct push_stage *p, struct mesh_config *mc, int64_t now);
 
 /* A source saw a change at now (CLOCK_MONOTONIC ns, debounce_now()). */
 void push_stage_changed(struct push_stage *p, enum push_change c, int64_t now);

@@ -315,7 +315,7 @@ class MeshCase(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.b = cls.backends()
-        cls.meshd = Meshd(cls.config(cls.b))
+        cls.meshd = Meshd(cls.config(cls.b), extra_args=cls.meshd_args())
         cls.sidecars = {}
         try:
             cls.meshd.start()
@@ -327,6 +327,11 @@ class MeshCase(unittest.TestCase):
             cls.tearDownClass()
             raise
         cls.px = cls.sidecars.get("client")
+
+    @classmethod
+    def meshd_args(cls):
+        """Extra meshd flags of the class (e.g. --mesh-config)."""
+        return ()
 
     @classmethod
     def tearDownClass(cls):

@@ -317,3 +317,37 @@ class KubeTest(unittest.TestCase):
                         timeout=30, what="the warning in meshd's log")
         self.assertIn("consecutiveErrors", logs[0])
         self.assertNotIn("rejected", logs[0])
+
+    def test_10_mesh_config_from_the_istio_configmap(self):
+        # Istio's MeshConfig lives in ConfigMap istio-system/istio, key mesh;
+        # without --mesh-config meshd watches that one object (fieldSelector)
+        def cm(name, mesh):
+            return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "istio-system"},
+                    "data": {"mesh": mesh}}
+
+        def mesh():
+            return self.meshd.json("/debug/mesh")
+
+        self.api.apply(cm("istio", "outboundTrafficPolicy:\n  mode: REGISTRY_ONLY\nconnectTimeout: 4s\n"))
+        self.api.apply(cm("unrelated", "connectTimeout: 1s\n"))
+        self.start()
+        wait_for(lambda: mesh()["connectTimeout"] == "4s", timeout=30, what="the ConfigMap's mesh config")
+        m = mesh()
+        self.assertEqual(m["outboundTrafficPolicy"]["mode"], "REGISTRY_ONLY")
+        self.assertEqual(m["meshd"]["source"], "ConfigMap istio-system/istio key mesh")
+        cm_path = "/api/v1/namespaces/istio-system/configmaps"
+        sel = [r for r in self.api.requests() if r["path"] == cm_path]
+        self.assertTrue(sel)
+        self.assertTrue(all(r["query"].get("fieldSelector") == "metadata.name=istio" for r in sel), sel)
+        # an invalid edit: logged with the field, the last good one stays
+        self.api.apply(cm("istio", "outboundTrafficPolicy:\n  mode: SOMETIMES\n"))
+        wait_for(lambda: "field outboundTrafficPolicy.mode" in self.meshd.logs(), timeout=30,
+                 what="the rejection in meshd's log")
+        self.assertIn("ConfigMap istio-system/istio key mesh:2: field outboundTrafficPolicy.mode", self.meshd.logs())
+        self.assertEqual(mesh()["outboundTrafficPolicy"]["mode"], "REGISTRY_ONLY")
+        # a good edit, then the ConfigMap deleted: Istio's defaults again
+        self.api.apply(cm("istio", "outboundTrafficPolicy:\n  mode: ALLOW_ANY\nconnectTimeout: 2s\n"))
+        wait_for(lambda: mesh()["connectTimeout"] == "2s", timeout=30, what="the edited mesh config")
+        self.assertEqual(mesh()["outboundTrafficPolicy"]["mode"], "ALLOW_ANY")
+        self.api.delete("v1", "ConfigMap", "istio", ns="istio-system")
+        wait_for(lambda: mesh()["connectTimeout"] == "10s", timeout=30, what="Istio's defaults after the deletion")

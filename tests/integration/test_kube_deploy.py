@@ -138,6 +138,26 @@ class DeployTest(unittest.TestCase):
         ca_dir = [a.split("=", 1)[1] for a in c["args"] if a.startswith("--ca-dir=")][0]
         self.assertTrue(mounts[ca_dir].get("readOnly"))
 
+    def test_mesh_config_mounted_and_valid(self):
+        # Istio's place: ConfigMap istio-system/istio, key mesh, mounted at
+        # /etc/istio/config; meshd reads that file (--mesh-config)
+        cms = [d for d in self.of_kind("ConfigMap") if d["metadata"]["name"] == "istio"]
+        self.assertEqual(len(cms), 1)
+        self.assertIn("mesh", cms[0]["data"])
+        ps = self.one("Deployment")["spec"]["template"]["spec"]
+        (c,) = ps["containers"]
+        mesh = [a.split("=", 1)[1] for a in c["args"] if a.startswith("--mesh-config=")]
+        self.assertEqual(mesh, ["/etc/istio/config/mesh"])
+        mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+        vol = {v["name"]: v for v in ps["volumes"]}[mounts["/etc/istio/config"]["name"]]
+        self.assertEqual(vol["configMap"]["name"], "istio")
+        # the same validator as meshd's, on the manifest itself
+        meshctl = os.path.join(os.environ.get("MESH_BUILD", os.path.join(ROOT, "build")), "bin", "meshctl")
+        r = subprocess.run([meshctl, "validate", "--mesh-config", os.path.join(DEPLOY, "meshconfig.yaml")],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertNotIn("warning", r.stdout)
+
     def test_service_and_pdb_select_the_pods(self):
         pod_labels = self.one("Deployment")["spec"]["template"]["metadata"]["labels"]
         svc = self.one("Service")
@@ -166,7 +186,7 @@ class DeployTest(unittest.TestCase):
 
         cluster = grants(self.one("ClusterRole"))
         watched = watched_resources()
-        self.assertEqual(len(watched), 14, watched)
+        self.assertEqual(len(watched), 15, watched)
         for grp, res in watched:
             for verb in ("get", "list", "watch"):
                 self.assertIn((grp, res, verb), cluster)

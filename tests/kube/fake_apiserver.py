@@ -12,6 +12,7 @@ it behaves against the real thing:
     resourceVersion; a continue token older than the retained history gets
     410 Gone, reason Expired); built-in kinds' items carry no kind or
     apiVersion (as the real server does), custom resources' items do;
+  * fieldSelector=metadata.name=X on list and watch (other selectors: 400);
   * watch=true&resourceVersion=N: the events after N, then new ones, as an
     HTTP/1.1 chunked stream of JSON objects one per line; N older than the
     retained history -> an ERROR event holding a Status with code 410;
@@ -92,6 +93,19 @@ def status(code, reason, message, details=None):
     if details:
         s["details"] = details
     return s
+
+
+def field_name(q):
+    """The name of a fieldSelector metadata.name=X (or ==X); None without a
+    selector; False for a selector this server does not support (the real
+    one supports metadata.name and metadata.namespace on every kind)."""
+    sel = q.get("fieldSelector")
+    if not sel:
+        return None
+    for op in ("==", "="):
+        if sel.startswith("metadata.name" + op):
+            return sel[len("metadata.name" + op):]
+    return False
 
 
 def merge_patch(target, patch):
@@ -374,6 +388,9 @@ class Handler(BaseHTTPRequestHandler):
         kind, namespaced, builtin, versions = RESOURCES[gp]
         limit = int(q.get("limit") or 0)
         cont = q.get("continue")
+        only = field_name(q)
+        if only is False:
+            return self.send_json(400, status(400, "BadRequest", "unsupported fieldSelector"))
         with WORLD.cv:
             if cont:
                 try:
@@ -389,7 +406,7 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 at, start = WORLD.rv, None
                 objs = dict(WORLD.objects[gp])
-            keys = sorted(k for k in objs if ns is None or k[0] == ns)
+            keys = sorted(k for k in objs if (ns is None or k[0] == ns) and (only is None or k[1] == only))
             if start is not None:
                 keys = [k for k in keys if list(k) > start]
             page = keys[:limit] if limit > 0 else keys
@@ -421,6 +438,9 @@ class Handler(BaseHTTPRequestHandler):
         timeout = float(q.get("timeoutSeconds") or 1800)
         deadline = time.monotonic() + timeout
         rv_param = q.get("resourceVersion", "")
+        only = field_name(q)
+        if only is False:
+            return self.send_json(400, status(400, "BadRequest", "unsupported fieldSelector"))
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
@@ -432,7 +452,8 @@ class Handler(BaseHTTPRequestHandler):
             if rv_param in ("", "0"):
                 last = WORLD.rv
                 initial = [{"type": "ADDED", "object": served_as(o, gp[0], version)}
-                           for k, o in sorted(WORLD.objects[gp].items()) if ns is None or k[0] == ns]
+                           for k, o in sorted(WORLD.objects[gp].items())
+                           if (ns is None or k[0] == ns) and (only is None or k[1] == only)]
             else:
                 last = int(rv_param)
                 initial = []
@@ -462,7 +483,10 @@ class Handler(BaseHTTPRequestHandler):
                                for e in WORLD.events_after(gp, last, ns)]
                         if evs:
                             last = int(evs[-1]["object"]["metadata"]["resourceVersion"])
-                            break
+                            # the selector filters events, the resume point moves on
+                            evs = [e for e in evs if only is None or e["object"]["metadata"]["name"] == only]
+                            if evs:
+                                break
                         t = time.monotonic()
                         want_bm = bookmarks and (WORLD.bookmark_epoch != bepoch or
                                                  (next_bookmark is not None and t >= next_bookmark))

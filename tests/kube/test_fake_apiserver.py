@@ -185,6 +185,26 @@ class Conventions(unittest.TestCase):
         t.join()
         self.assertEqual([(e["type"], e["object"]["metadata"]["name"]) for e in got], [("ADDED", "b")])
 
+    def test_field_selector_by_name(self):
+        # meshd watches one ConfigMap (istio-system/istio) this way
+        a = self.s.apply(vs("a"))
+        self.s.apply(vs("b"))
+        code, l = self.s.req("GET", VS_PATH + "?fieldSelector=metadata.name%3Db")
+        self.assertEqual(code, 200)
+        self.assertEqual([i["metadata"]["name"] for i in l["items"]], ["b"])
+        code, _ = self.s.req("GET", VS_PATH + "?fieldSelector=spec.hosts%3Dx")
+        self.assertEqual(code, 400)
+        a["spec"]["hosts"] = ["z"]
+        self.s.apply(a)
+        self.s.control("delete", vs("b"))
+        evs = self.s.watch_events(VS_PATH + "?watch=true&timeoutSeconds=1&fieldSelector=metadata.name%3Db"
+                                  "&resourceVersion=" + a["metadata"]["resourceVersion"])
+        # b added after a, then deleted; a's own change is filtered out
+        self.assertEqual([(e["type"], e["object"]["metadata"]["name"]) for e in evs],
+                         [("ADDED", "b"), ("DELETED", "b")])
+        evs = self.s.watch_events(VS_PATH + "?watch=1&timeoutSeconds=1&fieldSelector=metadata.name%3Da")
+        self.assertEqual([(e["type"], e["object"]["metadata"]["name"]) for e in evs], [("ADDED", "a")])
+
     def test_watch_too_old_is_410(self):
         a = self.s.apply(vs("a"))
         self.s.apply(vs("b"))

@@ -11,7 +11,8 @@
  * flavour, see golden_sidecar_load()) and expected/FLAVOUR/ with lds.json, rds.json,
  * cds.json, eds.json (each a JSON array of the resources of that type,
  * sorted by name) and inbound-N.json (the listener of the N-th proxy of
- * proxies.yaml, 1-based).  The config is loaded as meshd loads it (file
+ * proxies.yaml, 1-based).  CASE/mesh.yaml, when present, is the mesh
+ * config (meshd --mesh-config, Istio's MeshConfig).  The config is loaded as meshd loads it (file
  * source -> store -> snapshot -> model_build), resources are rendered with
  * pbjson_render_any() and pretty-printed by golden_pretty(), so the
  * expected files are stable and diffs readable.
@@ -129,7 +130,7 @@ static int golden_generate(const char *flavour, const struct model *m, const str
 		/* without a scope given as data, the Sidecar objects of config/
 		 * apply as meshd applies them (push.c) */
 		if (!sc->has_scope && (so = model_sidecar_select(m, w.ns, w.labels, NULL)) != NULL) {
-			rc = gen_sidecar_scope_from_config(so, GEN_OUTBOUND_ALLOW_ANY, &real);
+			rc = gen_sidecar_scope_from_config(so, gen_mesh_outbound(m), &real);
 			if (rc < 0)
 				return rc;
 			node.scope = &real;
@@ -784,13 +785,15 @@ out:
 
 /* Load CASE/config as meshd --config-dir does; the model for the domain
  * "cluster.local", root namespace "istio-system", trust domain
- * "cluster.local" (meshd's defaults). */
+ * "cluster.local" (meshd's defaults), with CASE/mesh.yaml as meshd
+ * --mesh-config when present (its rootNamespace then wins, as in meshd). */
 static int golden_model(const char *case_dir, struct model **out)
 {
 	char dir[PATH_MAX];
 	struct cfg_store *st = cfg_store_new();
 	struct file_source *fs = NULL;
 	struct cfg_snapshot *snap = NULL;
+	struct mesh_config *mesh = NULL;
 	int rc;
 
 	*out = NULL;
@@ -823,13 +826,27 @@ static int golden_model(const char *case_dir, struct model **out)
 			printf("  config: %s\n", msg);
 		}
 	}
-	*out = model_build(snap, "cluster.local", "istio-system");
+	snprintf(dir, sizeof(dir), "%s/mesh.yaml", case_dir);
+	if (access(dir, F_OK) == 0) {
+		char err[MESHCFG_ERR_CAP];
+
+		rc = meshcfg_load_file(dir, &mesh, err, sizeof(err), NULL);
+		if (rc < 0) {
+			printf("%s\n", err);
+			goto out;
+		}
+	}
+	*out = model_build(snap, "cluster.local",
+			   mesh && mesh->root_namespace_set ? mesh->root_namespace : "istio-system");
 	if (!*out) {
 		rc = -ENOMEM;
 		goto out;
 	}
 	(*out)->trust_domain = "cluster.local";
+	(*out)->mesh = mesh;
+	mesh = NULL;
 out:
+	meshcfg_unref(mesh);
 	cfg_snapshot_unref(snap);
 	file_source_free(fs);
 	cfg_store_free(st);

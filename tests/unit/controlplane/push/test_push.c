@@ -5,8 +5,10 @@
  * served changed.  Synthetic clocks: no test depends on timing.
  */
 #include "controlplane/config/config.h"
+#include "controlplane/config/meshcfg.h"
 #include "controlplane/config/store.h"
 #include "controlplane/file/source.h"
+#include "controlplane/model/model.h"
 #include "controlplane/push/push.h"
 
 #include "testutil.h"
@@ -195,6 +197,42 @@ START_TEST(rejected_edit_no_build_errors_refreshed)
 }
 END_TEST
 
+/* A mesh config change is a build of its own, debounced like a store
+ * change; the same config again (same hash) schedules nothing; the model
+ * carries it, and its rootNamespace wins over the stage's. */
+START_TEST(mesh_config_change_builds_once)
+{
+	static const char yaml[] = "rootNamespace: mesh-root\noutboundTrafficPolicy: {mode: REGISTRY_ONLY}\n";
+	char err[MESHCFG_ERR_CAP];
+	struct mesh_config *mc = NULL, *same = NULL;
+	struct model *m;
+
+	ck_assert_int_eq(meshcfg_parse(yaml, strlen(yaml), "mesh", &mc, err, sizeof(err), NULL), 0);
+	ck_assert_int_eq(meshcfg_parse(yaml, strlen(yaml), "mesh", &same, err, sizeof(err), NULL), 0);
+	ck_assert(push_stage_set_mesh(ps, mc, 1000 * MS));
+	ck_assert_int_eq(push_stage_timeout_ms(ps, 1000 * MS), 100);
+	ck_assert_int_eq(push_stage_tick(ps, 1050 * MS), 0);
+	ck_assert_int_eq(push_stage_tick(ps, 1100 * MS), 1);
+	ck_assert_uint_eq(push_stage_builds(ps), 2);
+	m = push_stage_model(ps);
+	ck_assert_ptr_eq(m->mesh, mc);
+	ck_assert_str_eq(m->root_namespace, "mesh-root");
+	model_unref(m);
+	/* equal content: nothing scheduled */
+	ck_assert(!push_stage_set_mesh(ps, same, 2000 * MS));
+	ck_assert_int_eq(push_stage_timeout_ms(ps, 2000 * MS), -1);
+	/* back to Istio's defaults (NULL): the stage's root namespace again */
+	ck_assert(push_stage_set_mesh(ps, NULL, 3000 * MS));
+	ck_assert_int_eq(push_stage_tick(ps, 3100 * MS), 1);
+	m = push_stage_model(ps);
+	ck_assert_ptr_null(m->mesh);
+	ck_assert_str_eq(m->root_namespace, "istio-system");
+	model_unref(m);
+	meshcfg_unref(mc);
+	meshcfg_unref(same);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("push");
@@ -206,6 +244,7 @@ int main(void)
 	tcase_add_test(tc, file_read_only_after_quiet_period);
 	tcase_add_test(tc, steady_changes_capped_by_max);
 	tcase_add_test(tc, rejected_edit_no_build_errors_refreshed);
+	tcase_add_test(tc, mesh_config_change_builds_once);
 	suite_add_tcase(s, tc);
 	return testutil_run(s) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

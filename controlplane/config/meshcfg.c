@@ -1,0 +1,560 @@
+/*
+ * meshcfg.c - Istio's MeshConfig: parse, defaults, validation, JSON view.
+ *
+ * The YAML goes through the config folder's node tree (node.c: line
+ * numbers, caps on size and depth), then one pass over the top-level keys
+ * fills a mesh_config that started as Istio's defaults
+ * (pkg/config/mesh/mesh.go DefaultMeshConfig).  Every error is collected
+ * before the verdict, so one edit shows all its mistakes.  The result owns
+ * one arena; it is immutable once returned and shared by reference (the
+ * push stage and every model built with it).
+ */
+#include "controlplane/config/meshcfg.h"
+#include "controlplane/config/config_int.h"
+
+#include "common/arena.h"
+#include "common/buf.h"
+#include "common/duration.h"
+#include "common/file.h"
+#include "common/hash.h"
+#include "common/json.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MESHCFG__ARENA_MAX (4u << 20)
+#define MESHCFG__LIST_MAX 64          /* entries of one exportTo list */
+
+/* MeshConfig fields (istio/api mesh/v1alpha1/config.proto) meshd accepts
+ * without acting on them: named once in a warning. */
+static const char *const meshcfg__known_ignored[] = {
+	"proxyListenPort", "proxyInboundListenPort", "proxyHttpPort", "tcpKeepalive", "ingressClass",
+	"ingressService", "ingressControllerMode", "ingressSelector", "enableTracing", "enableEnvoyAccessLogService",
+	"disableEnvoyListenerLog", "inboundTrafficPolicy", "configSources", "trustDomainAliases", "caCertificates",
+	"dnsRefreshRate", "inboundClusterStatName", "outboundClusterStatName", "certificates", "serviceSettings",
+	"enablePrometheusMerge", "verifyCertificateAtClient", "ca", "extensionProviders", "defaultProviders",
+	"discoverySelectors", "pathNormalization", "defaultHttpRetryPolicy", "meshMTLS", "tlsDefaults",
+	"serviceScopeConfigs", "protocolDetectionTimeout", "thriftConfig", "sdsUdsPath", "sdsRefreshDelay",
+	"mixerCheckServer", "mixerReportServer", "disablePolicyChecks", "policyCheckFailOpen",
+	"enableClientSidePolicyCheck", "meshNetworks", "network",
+};
+
+struct meshcfg__ctx {
+	struct mesh_config *mc;
+	const char *source;
+	struct mesh_buf err;
+	size_t n_errors;
+	struct mesh_buf ignored;
+	size_t n_docs;
+	const struct cfg__node *root;
+	int line0;
+};
+
+static void meshcfg__error(struct meshcfg__ctx *c, const struct cfg__node *at, const char *field, const char *fmt,
+			   ...) __attribute__((format(printf, 4, 5)));
+
+/* "SOURCE:LINE: field PATH: message" */
+static void meshcfg__error(struct meshcfg__ctx *c, const struct cfg__node *at, const char *field, const char *fmt,
+			   ...)
+{
+	va_list ap;
+
+	c->n_errors++;
+	mesh_buf_printf(&c->err, "%s:%d: ", c->source, at ? at->line : 0);
+	if (field)
+		mesh_buf_printf(&c->err, "field %s: ", field);
+	va_start(ap, fmt);
+	mesh_buf_vprintf(&c->err, fmt, ap);
+	va_end(ap);
+	mesh_buf_putc(&c->err, '\n');
+}
+
+static void meshcfg__ignore(struct meshcfg__ctx *c, const char *field)
+{
+	if (c->ignored.len)
+		mesh_buf_puts(&c->ignored, ", ");
+	mesh_buf_puts(&c->ignored, field);
+}
+
+static bool meshcfg__str(struct meshcfg__ctx *c, const struct cfg__node *v, const char *field, const char **out)
+{
+	if (v->type == CFG__NULL)
+		return true; /* explicit null: the default stays */
+	if (v->type != CFG__STR && v->type != CFG__INT && v->type != CFG__FLOAT && v->type != CFG__BOOL) {
+		meshcfg__error(c, v, field, "must be a string");
+		return false;
+	}
+	*out = arena_strdup(c->mc->arena, v->str);
+	return *out != NULL;
+}
+
+static void meshcfg__bool(struct meshcfg__ctx *c, const struct cfg__node *v, const char *field, bool *out)
+{
+	if (v->type == CFG__NULL)
+		return;
+	if (v->type != CFG__BOOL)
+		meshcfg__error(c, v, field, "must be true or false, not \"%s\"", v->str ? v->str : "a collection");
+	else
+		*out = v->b;
+}
+
+/* One of names (upper-case enum names as in the proto); *out its index. */
+static void meshcfg__enum(struct meshcfg__ctx *c, const struct cfg__node *v, const char *field,
+			  const char *const *names, size_t n, int *out)
+{
+	size_t i;
+
+	if (v->type == CFG__NULL)
+		return;
+	for (i = 0; v->type == CFG__STR && i < n; i++) {
+		if (strcmp(v->str, names[i]) == 0) {
+			*out = (int)i;
+			return;
+		}
+	}
+	meshcfg__error(c, v, field, "\"%s\" is not one of %s%s%s", v->str ? v->str : "(collection)", names[0],
+		       n > 1 ? " | " : "", n > 1 ? names[1] : "");
+}
+
+/* exportTo defaults: "*", "." or a namespace name (Istio's
+ * ValidateMeshConfig: validateExportTo). */
+static void meshcfg__export_to(struct meshcfg__ctx *c, const struct cfg__node *v, const char *field,
+			       struct cfg_strs *out)
+{
+	size_t i;
+
+	if (v->type == CFG__NULL)
+		return;
+	if (v->type != CFG__SEQ) {
+		meshcfg__error(c, v, field, "must be a list of namespaces (\"*\", \".\" or a name)");
+		return;
+	}
+	if (v->n > MESHCFG__LIST_MAX) {
+		meshcfg__error(c, v, field, "more than %u entries", MESHCFG__LIST_MAX);
+		return;
+	}
+	out->v = arena_calloc(c->mc->arena, v->n ? v->n : 1, sizeof(char *));
+	out->n = 0;
+	if (!out->v)
+		return;
+	for (i = 0; i < v->n; i++) {
+		const struct cfg__node *x = v->v[i];
+
+		if (x->type != CFG__STR || (strcmp(x->str, "*") && strcmp(x->str, ".") && strcmp(x->str, "~") &&
+					    !cfg__is_dns1123_label(x->str))) {
+			meshcfg__error(c, x, field, "\"%s\" is not \"*\", \".\", \"~\" or a namespace name",
+				       x->str ? x->str : "(collection)");
+			continue;
+		}
+		out->v[out->n++] = arena_strdup(c->mc->arena, x->str);
+	}
+}
+
+static void meshcfg__duration(struct meshcfg__ctx *c, const struct cfg__node *v, const char *field, int64_t *out)
+{
+	int64_t ns;
+
+	if (v->type == CFG__NULL)
+		return;
+	if (v->type != CFG__STR || mesh_duration_parse(v->str, &ns) < 0) {
+		meshcfg__error(c, v, field, "\"%s\" is not a duration (examples: 1s, 250ms)",
+			       v->str ? v->str : "(collection)");
+		return;
+	}
+	/* Istio's ValidateConnectTimeout: at least 1ms, whole milliseconds */
+	if (ns < 1000000 || ns % 1000000) {
+		meshcfg__error(c, v, field, "\"%s\" must be at least 1ms and a whole number of milliseconds", v->str);
+		return;
+	}
+	*out = ns;
+}
+
+/* A map kept as JSON for later consumers (locality LB, proxy defaults). */
+static void meshcfg__raw_map(struct meshcfg__ctx *c, const struct cfg__node *v, const char *field, const char **out)
+{
+	struct mesh_buf b;
+
+	if (v->type == CFG__NULL)
+		return;
+	if (v->type != CFG__MAP) {
+		meshcfg__error(c, v, field, "must be a map");
+		return;
+	}
+	mesh_buf_init(&b, MESHCFG_MAX_BYTES);
+	cfg__node_json(&b, v);
+	if (!b.err && b.data)
+		*out = arena_strndup(c->mc->arena, b.data, b.len);
+	mesh_buf_cleanup(&b);
+}
+
+static bool meshcfg__is_known_ignored(const char *k)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(meshcfg__known_ignored) / sizeof(meshcfg__known_ignored[0]); i++)
+		if (strcmp(k, meshcfg__known_ignored[i]) == 0)
+			return true;
+	return false;
+}
+
+static void meshcfg__outbound(struct meshcfg__ctx *c, const struct cfg__node *v)
+{
+	static const char *const modes[] = { "ALLOW_ANY", "REGISTRY_ONLY" };
+	size_t i;
+
+	if (v->type == CFG__NULL)
+		return;
+	if (v->type != CFG__MAP) {
+		meshcfg__error(c, v, "outboundTrafficPolicy", "must be a map");
+		return;
+	}
+	for (i = 0; i < v->n; i++) {
+		if (strcmp(v->k[i]->str, "mode") == 0) {
+			int m = (int)c->mc->outbound;
+			/* the proto's names, in our enum's order */
+			meshcfg__enum(c, v->v[i], "outboundTrafficPolicy.mode", modes, 2, &m);
+			c->mc->outbound = (enum meshcfg_outbound)m;
+		} else {
+			meshcfg__error(c, v->k[i], "outboundTrafficPolicy", "unknown field \"%s\"", v->k[i]->str);
+		}
+	}
+}
+
+static void meshcfg__default_config(struct meshcfg__ctx *c, const struct cfg__node *v)
+{
+	const struct cfg__node *h;
+
+	meshcfg__raw_map(c, v, "defaultConfig", &c->mc->default_config_json);
+	if (v->type != CFG__MAP)
+		return;
+	h = cfg__node_field(v, "holdApplicationUntilProxyStarts");
+	if (h)
+		meshcfg__bool(c, h, "defaultConfig.holdApplicationUntilProxyStarts",
+			      &c->mc->hold_application_until_proxy_starts);
+}
+
+/* One top-level field. */
+static void meshcfg__field(struct meshcfg__ctx *c, const struct cfg__node *k, const struct cfg__node *v)
+{
+	struct mesh_config *mc = c->mc;
+	const char *f = k->str;
+
+	if (strcmp(f, "rootNamespace") == 0) {
+		if (meshcfg__str(c, v, f, &mc->root_namespace) && v->type != CFG__NULL) {
+			mc->root_namespace_set = true;
+			if (!cfg__is_dns1123_label(mc->root_namespace))
+				meshcfg__error(c, v, f, "\"%s\" is not a namespace name", mc->root_namespace);
+		}
+	} else if (strcmp(f, "trustDomain") == 0) {
+		if (meshcfg__str(c, v, f, &mc->trust_domain) && v->type != CFG__NULL) {
+			mc->trust_domain_set = true;
+			/* a DNS-like name; the CA's checks refuse '/' and spaces too */
+			if (!mc->trust_domain[0] || strpbrk(mc->trust_domain, "/ \t:@"))
+				meshcfg__error(c, v, f, "\"%s\" is not a trust domain", mc->trust_domain);
+		}
+	} else if (strcmp(f, "outboundTrafficPolicy") == 0) {
+		meshcfg__outbound(c, v);
+	} else if (strcmp(f, "enableAutoMtls") == 0) {
+		meshcfg__bool(c, v, f, &mc->enable_auto_mtls);
+	} else if (strcmp(f, "defaultServiceExportTo") == 0) {
+		meshcfg__export_to(c, v, f, &mc->service_export_to);
+	} else if (strcmp(f, "defaultVirtualServiceExportTo") == 0) {
+		meshcfg__export_to(c, v, f, &mc->vs_export_to);
+	} else if (strcmp(f, "defaultDestinationRuleExportTo") == 0) {
+		meshcfg__export_to(c, v, f, &mc->dr_export_to);
+	} else if (strcmp(f, "connectTimeout") == 0) {
+		meshcfg__duration(c, v, f, &mc->connect_timeout);
+	} else if (strcmp(f, "h2UpgradePolicy") == 0) {
+		static const char *const p[] = { "DO_NOT_UPGRADE", "UPGRADE" };
+		int x = (int)mc->h2_upgrade;
+		meshcfg__enum(c, v, f, p, 2, &x);
+		mc->h2_upgrade = (enum meshcfg_h2_upgrade)x;
+	} else if (strcmp(f, "accessLogFile") == 0) {
+		(void)meshcfg__str(c, v, f, &mc->access_log_file);
+	} else if (strcmp(f, "accessLogFormat") == 0) {
+		(void)meshcfg__str(c, v, f, &mc->access_log_format);
+	} else if (strcmp(f, "accessLogEncoding") == 0) {
+		static const char *const e[] = { "TEXT", "JSON" };
+		int x = (int)mc->access_log_encoding;
+		meshcfg__enum(c, v, f, e, 2, &x);
+		mc->access_log_encoding = (enum meshcfg_log_encoding)x;
+	} else if (strcmp(f, "localityLbSetting") == 0) {
+		meshcfg__raw_map(c, v, f, &mc->locality_lb_json);
+	} else if (strcmp(f, "defaultConfig") == 0) {
+		meshcfg__default_config(c, v);
+	} else if (meshcfg__is_known_ignored(f)) {
+		meshcfg__ignore(c, f);
+	} else {
+		meshcfg__error(c, k, NULL, "unknown field \"%s\" in MeshConfig", f);
+	}
+}
+
+static int meshcfg__doc(void *ctx, struct cfg__node *root)
+{
+	struct meshcfg__ctx *c = ctx;
+
+	if (root->type == CFG__NULL)
+		return 0;
+	if (c->n_docs++) {
+		meshcfg__error(c, root, NULL, "more than one YAML document: a mesh config is one");
+		return 0;
+	}
+	c->root = root;
+	return 0;
+}
+
+/* A whole ConfigMap (kind: ConfigMap, data.mesh) is accepted too: its
+ * `mesh` string is the mesh config (lines counted in the outer file). */
+static const struct cfg__node *meshcfg__configmap_mesh(const struct cfg__node *root)
+{
+	const struct cfg__node *kind = cfg__node_field(root, "kind"), *data;
+
+	if (!kind || kind->type != CFG__STR || strcmp(kind->str, "ConfigMap") != 0)
+		return NULL;
+	data = cfg__node_field(root, "data");
+	return data ? cfg__node_field(data, "mesh") : NULL;
+}
+
+static uint64_t meshcfg__hash_strs(uint64_t h, const struct cfg_strs *s)
+{
+	size_t i;
+
+	h = mesh_hash_update(h, &s->n, sizeof(s->n));
+	for (i = 0; i < s->n; i++)
+		h = mesh_hash_str(h, s->v[i]);
+	return h;
+}
+
+static void meshcfg__seal(struct mesh_config *mc)
+{
+	uint64_t h = mesh_hash("mesh", 4);
+	uint64_t flags = (uint64_t)mc->outbound | (uint64_t)mc->enable_auto_mtls << 2 | (uint64_t)mc->h2_upgrade << 3 |
+			 (uint64_t)mc->access_log_encoding << 4 | (uint64_t)mc->hold_application_until_proxy_starts << 5 |
+			 (uint64_t)mc->trust_domain_set << 6 | (uint64_t)mc->root_namespace_set << 7;
+
+	h = mesh_hash_update(h, &flags, sizeof(flags));
+	h = mesh_hash_update(h, &mc->connect_timeout, sizeof(mc->connect_timeout));
+	h = mesh_hash_str(h, mc->root_namespace);
+	h = mesh_hash_str(h, mc->trust_domain);
+	h = mesh_hash_str(h, mc->access_log_file);
+	h = mesh_hash_str(h, mc->access_log_format);
+	h = mesh_hash_str(h, mc->locality_lb_json ? mc->locality_lb_json : "");
+	h = mesh_hash_str(h, mc->default_config_json ? mc->default_config_json : "");
+	h = meshcfg__hash_strs(h, &mc->service_export_to);
+	h = meshcfg__hash_strs(h, &mc->vs_export_to);
+	h = meshcfg__hash_strs(h, &mc->dr_export_to);
+	h = meshcfg__hash_strs(h, &mc->ignored); /* /debug/mesh lists them */
+	mc->hash = h;
+}
+
+struct mesh_config *meshcfg_defaults(void)
+{
+	static const char *star[] = { "*" };
+	struct mesh_config *mc = calloc(1, sizeof(*mc));
+
+	if (!mc)
+		return NULL;
+	mc->arena = arena_new(MESHCFG__ARENA_MAX);
+	if (!mc->arena) {
+		free(mc);
+		return NULL;
+	}
+	mesh_refcount_init(&mc->refs, 1);
+	mc->root_namespace = "istio-system";
+	mc->trust_domain = "cluster.local";
+	mc->outbound = MESHCFG_ALLOW_ANY;
+	mc->enable_auto_mtls = true;
+	mc->service_export_to = (struct cfg_strs){ (char **)star, 1 };
+	mc->vs_export_to = mc->service_export_to;
+	mc->dr_export_to = mc->service_export_to;
+	mc->connect_timeout = 10LL * 1000000000LL;
+	mc->h2_upgrade = MESHCFG_H2_DO_NOT_UPGRADE;
+	mc->access_log_file = "";
+	mc->access_log_format = "";
+	mc->access_log_encoding = MESHCFG_LOG_TEXT;
+	mc->source = "";
+	meshcfg__seal(mc);
+	return mc;
+}
+
+int meshcfg_parse(const char *data, size_t len, const char *source, struct mesh_config **out, char *err, size_t cap,
+		  char *warn)
+{
+	struct meshcfg__ctx c = { .source = source ? source : "-" };
+	struct cfg__yaml_error ye = { { 0 }, 0, 0 };
+	struct arena *tmp = NULL;
+	const struct cfg__node *root, *inner;
+	size_t i;
+	int rc;
+
+	*out = NULL;
+	if (cap)
+		err[0] = '\0';
+	if (warn && cap)
+		warn[0] = '\0';
+	mesh_buf_init(&c.err, cap ? cap - 1 : 0);
+	mesh_buf_init(&c.ignored, cap ? cap - 1 : 0);
+	if (len > MESHCFG_MAX_BYTES) {
+		snprintf(err, cap, "%s: larger than %u bytes", c.source, MESHCFG_MAX_BYTES);
+		rc = -MESH_ETOOBIG;
+		goto out;
+	}
+	c.mc = meshcfg_defaults();
+	tmp = arena_new(MESHCFG__ARENA_MAX);
+	if (!c.mc || !tmp) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	c.mc->source = arena_strdup(c.mc->arena, c.source);
+	rc = cfg__yaml_parse(tmp, data, len, 0, meshcfg__doc, &c, &ye);
+	if (rc == 0 && c.root && (inner = meshcfg__configmap_mesh(c.root)) != NULL) {
+		/* the ConfigMap's `mesh: |` block starts on the next line */
+		if (inner->type != CFG__STR) {
+			meshcfg__error(&c, inner, "data.mesh", "must be a string (the MeshConfig YAML)");
+		} else {
+			c.root = NULL;
+			c.n_docs = 0;
+			rc = cfg__yaml_parse(tmp, inner->str, inner->len, inner->line, meshcfg__doc, &c, &ye);
+		}
+	}
+	if (rc == -MESH_EPARSE || rc == -MESH_ETOOBIG) {
+		snprintf(err, cap, "%s:%d: %s", c.source, ye.line, ye.msg[0] ? ye.msg : mesh_strerror(rc));
+		goto out;
+	}
+	if (rc < 0)
+		goto out;
+	root = c.root;
+	if (root && root->type != CFG__MAP) {
+		meshcfg__error(&c, root, NULL, "a mesh config is a map of MeshConfig fields");
+	} else if (root) {
+		for (i = 0; i < root->n; i++)
+			meshcfg__field(&c, root->k[i], root->v[i]);
+	}
+	if (c.err.err == -ENOMEM || c.ignored.err == -ENOMEM) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (c.n_errors) {
+		/* the buffer is capped below cap: what fits, NUL-terminated */
+		size_t n = c.err.len && c.err.data[c.err.len - 1] == '\n' ? c.err.len - 1 : c.err.len;
+		if (cap) {
+			if (n >= cap)
+				n = cap - 1;
+			memcpy(err, c.err.data ? c.err.data : "", n);
+			err[n] = '\0';
+		}
+		rc = -EINVAL;
+		goto out;
+	}
+	if (c.ignored.len) {
+		char *list = arena_strndup(c.mc->arena, c.ignored.data, c.ignored.len);
+
+		if (warn && cap)
+			snprintf(warn, cap, "%s: MeshConfig fields accepted but not acted on by meshd: %s", c.source,
+				 c.ignored.data);
+		if (list) {
+			c.mc->ignored.v = arena_calloc(c.mc->arena, 1, sizeof(char *));
+			if (c.mc->ignored.v) {
+				c.mc->ignored.v[0] = list;
+				c.mc->ignored.n = 1;
+			}
+		}
+	}
+	meshcfg__seal(c.mc);
+	*out = c.mc;
+	c.mc = NULL;
+	rc = 0;
+out:
+	meshcfg_unref(c.mc);
+	arena_free(tmp);
+	mesh_buf_cleanup(&c.err);
+	mesh_buf_cleanup(&c.ignored);
+	return rc;
+}
+
+int meshcfg_load_file(const char *path, struct mesh_config **out, char *err, size_t cap, char *warn)
+{
+	char *data = NULL;
+	size_t len = 0;
+	int rc;
+
+	*out = NULL;
+	rc = mesh_read_file(path, MESHCFG_MAX_BYTES, &data, &len);
+	if (rc < 0) {
+		snprintf(err, cap, "%s: %s", path, mesh_strerror(rc));
+		if (warn && cap)
+			warn[0] = '\0';
+		return rc;
+	}
+	rc = meshcfg_parse(data, len, path, out, err, cap, warn);
+	free(data);
+	return rc;
+}
+
+struct mesh_config *meshcfg_ref(struct mesh_config *mc)
+{
+	if (mc)
+		mesh_refcount_ref(&mc->refs);
+	return mc;
+}
+
+void meshcfg_unref(struct mesh_config *mc)
+{
+	if (!mc || !mesh_refcount_unref(&mc->refs))
+		return;
+	arena_free(mc->arena);
+	free(mc);
+}
+
+static void meshcfg__json_strs(struct mesh_buf *b, const char *name, const struct cfg_strs *s)
+{
+	size_t i;
+
+	mesh_buf_printf(b, ",\"%s\":[", name);
+	for (i = 0; i < s->n; i++) {
+		if (i)
+			mesh_buf_putc(b, ',');
+		json_put_string(b, s->v[i]);
+	}
+	mesh_buf_putc(b, ']');
+}
+
+void meshcfg_json(struct mesh_buf *b, const struct mesh_config *mc)
+{
+	int64_t ms = mc->connect_timeout / 1000000;
+
+	mesh_buf_puts(b, "{\"rootNamespace\":");
+	json_put_string(b, mc->root_namespace);
+	mesh_buf_puts(b, ",\"trustDomain\":");
+	json_put_string(b, mc->trust_domain);
+	mesh_buf_printf(b, ",\"outboundTrafficPolicy\":{\"mode\":\"%s\"}",
+			mc->outbound == MESHCFG_REGISTRY_ONLY ? "REGISTRY_ONLY" : "ALLOW_ANY");
+	mesh_buf_printf(b, ",\"enableAutoMtls\":%s", mc->enable_auto_mtls ? "true" : "false");
+	meshcfg__json_strs(b, "defaultServiceExportTo", &mc->service_export_to);
+	meshcfg__json_strs(b, "defaultVirtualServiceExportTo", &mc->vs_export_to);
+	meshcfg__json_strs(b, "defaultDestinationRuleExportTo", &mc->dr_export_to);
+	/* protobuf JSON's Duration: seconds with up to 9 fractional digits */
+	if (ms % 1000)
+		mesh_buf_printf(b, ",\"connectTimeout\":\"%lld.%03llds\"", (long long)(ms / 1000), (long long)(ms % 1000));
+	else
+		mesh_buf_printf(b, ",\"connectTimeout\":\"%llds\"", (long long)(ms / 1000));
+	mesh_buf_printf(b, ",\"h2UpgradePolicy\":\"%s\"",
+			mc->h2_upgrade == MESHCFG_H2_UPGRADE ? "UPGRADE" : "DO_NOT_UPGRADE");
+	mesh_buf_puts(b, ",\"accessLogFile\":");
+	json_put_string(b, mc->access_log_file);
+	mesh_buf_printf(b, ",\"accessLogEncoding\":\"%s\"", mc->access_log_encoding == MESHCFG_LOG_JSON ? "JSON" : "TEXT");
+	mesh_buf_puts(b, ",\"accessLogFormat\":");
+	json_put_string(b, mc->access_log_format);
+	if (mc->locality_lb_json)
+		mesh_buf_printf(b, ",\"localityLbSetting\":%s", mc->locality_lb_json);
+	if (mc->default_config_json)
+		mesh_buf_printf(b, ",\"defaultConfig\":%s", mc->default_config_json);
+	mesh_buf_puts(b, ",\"meshd\":{\"source\":");
+	json_put_string(b, mc->source);
+	mesh_buf_puts(b, ",\"ignoredFields\":");
+	json_put_string(b, mc->ignored.n ? mc->ignored.v[0] : "");
+	mesh_buf_puts(b, "}}");
+}

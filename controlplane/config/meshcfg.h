@@ -1,0 +1,88 @@
+/*
+ * meshcfg.h - Istio's MeshConfig (the `mesh` key of ConfigMap
+ * istio-system/istio; istiod's --meshConfig file): mesh-wide defaults.
+ *
+ * The input is the same YAML as Istio's `mesh` key.  It is parsed over
+ * Istio's defaults (pkg/config/mesh DefaultMeshConfig: an absent field
+ * keeps its default), validated whole, and either accepted as one
+ * immutable, reference-counted mesh_config or rejected with errors naming
+ * SOURCE:LINE and the field path (the caller then keeps its last good
+ * one).  Unknown fields are errors, as Istio's strict unmarshalling makes
+ * them; MeshConfig fields meshd knows but does not act on are accepted and
+ * named in one warning.
+ *
+ * Functions return 0 or a negative code (err.h).
+ */
+#ifndef MESH_MESHCFG_H
+#define MESH_MESHCFG_H
+
+#include "common/buf.h"
+#include "common/err.h"
+#include "common/refcount.h"
+#include "controlplane/config/config.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MESHCFG_MAX_BYTES (1u << 20)  /* one mesh config file */
+#define MESHCFG_ERR_CAP 4096          /* the error text of one parse */
+
+enum meshcfg_outbound { MESHCFG_ALLOW_ANY, MESHCFG_REGISTRY_ONLY };
+enum meshcfg_h2_upgrade { MESHCFG_H2_DO_NOT_UPGRADE, MESHCFG_H2_UPGRADE };
+enum meshcfg_log_encoding { MESHCFG_LOG_TEXT, MESHCFG_LOG_JSON };
+
+struct mesh_config {
+	/* Istio's defaults in brackets */
+	const char *root_namespace;          /* rootNamespace ["istio-system"] */
+	const char *trust_domain;            /* trustDomain ["cluster.local"] */
+	bool trust_domain_set;               /* written in the file (it then wins over --trust-domain) */
+	bool root_namespace_set;             /* written in the file (it then wins over --root-namespace) */
+	enum meshcfg_outbound outbound;      /* outboundTrafficPolicy.mode [ALLOW_ANY] */
+	bool enable_auto_mtls;               /* enableAutoMtls [true] */
+	struct cfg_strs service_export_to;   /* defaultServiceExportTo [*] */
+	struct cfg_strs vs_export_to;        /* defaultVirtualServiceExportTo [*] */
+	struct cfg_strs dr_export_to;        /* defaultDestinationRuleExportTo [*] */
+	int64_t connect_timeout;             /* connectTimeout, ns [10s] */
+	enum meshcfg_h2_upgrade h2_upgrade;  /* h2UpgradePolicy [DO_NOT_UPGRADE] */
+	const char *access_log_file;         /* accessLogFile [""]: no access log */
+	enum meshcfg_log_encoding access_log_encoding; /* accessLogEncoding [TEXT] */
+	const char *access_log_format;       /* accessLogFormat [""]: Envoy's default format */
+	const char *locality_lb_json;        /* localityLbSetting as JSON; NULL: unset */
+	const char *default_config_json;     /* defaultConfig (ProxyConfig) as JSON; NULL: unset */
+	bool hold_application_until_proxy_starts; /* defaultConfig.holdApplicationUntilProxyStarts [false] */
+	struct cfg_strs ignored;             /* fields accepted but not acted on */
+	const char *source;                  /* file name or "ConfigMap istio-system/istio"; "" for defaults */
+	uint64_t hash;                       /* of the effective values: equal hash, same config */
+	/* private */
+	struct arena *arena;
+	struct mesh_refcount refs;
+};
+
+/* Istio's defaults (what meshd runs with without --mesh-config).  NULL on
+ * out-of-memory.  The caller owns the reference. */
+struct mesh_config *meshcfg_defaults(void);
+
+/* Parse data (len bytes of YAML, Istio's `mesh` key) over the defaults.
+ * source names the input in errors ("FILE:LINE: field PATH: ..."); err
+ * receives every error, one per line (cap bytes), and *warn (may be NULL)
+ * the warning about fields accepted but not acted on (same cap; "" when
+ * none).  Returns 0 with *out (the caller's reference), -MESH_EPARSE or
+ * -EINVAL when the input is malformed or invalid (*out NULL), -MESH_ETOOBIG,
+ * or -ENOMEM. */
+MESH_MUST_CHECK int meshcfg_parse(const char *data, size_t len, const char *source, struct mesh_config **out,
+				  char *err, size_t cap, char *warn);
+
+/* meshcfg_parse() on the content of file path (at most MESHCFG_MAX_BYTES).
+ * -errno when it cannot be read. */
+MESH_MUST_CHECK int meshcfg_load_file(const char *path, struct mesh_config **out, char *err, size_t cap,
+				      char *warn);
+
+struct mesh_config *meshcfg_ref(struct mesh_config *mc); /* NULL-safe */
+void meshcfg_unref(struct mesh_config *mc);              /* NULL is a no-op */
+
+/* The effective mesh config as a JSON object (Istio's field names, every
+ * field meshd reads with its value or default) appended to b. */
+void meshcfg_json(struct mesh_buf *b, const struct mesh_config *mc);
+
+#endif

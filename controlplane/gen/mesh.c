@@ -1,0 +1,159 @@
+/*
+ * mesh.c - what the generators read of the mesh config (MeshConfig,
+ * controlplane/config/meshcfg.h), in one place: a model without one
+ * (tests, golden cases without mesh.yaml) gets Istio's defaults.
+ */
+#include "controlplane/gen/gen.h"
+#include "controlplane/gen/gen_int.h"
+#include "controlplane/model/model.h"
+
+#include "common/arena.h"
+#include "envoy/config/accesslog/v3/accesslog.pb-c.h"
+#include "envoy/extensions/access_loggers/file/v3/file.pb-c.h"
+#include "google/protobuf/struct.pb-c.h"
+
+#include <string.h>
+
+enum gen_outbound_policy gen_mesh_outbound(const struct model *m)
+{
+	/* Istio's DefaultMeshConfig: ALLOW_ANY */
+	return m && m->mesh && m->mesh->outbound == MESHCFG_REGISTRY_ONLY ? GEN_OUTBOUND_REGISTRY_ONLY :
+									   GEN_OUTBOUND_ALLOW_ANY;
+}
+
+bool gen_mesh_auto_mtls(const struct model *m)
+{
+	/* Istio's DefaultMeshConfig: true */
+	return !m || !m->mesh || m->mesh->enable_auto_mtls;
+}
+
+bool gen_mesh_h2_upgrade(const struct model *m)
+{
+	return m && m->mesh && m->mesh->h2_upgrade == MESHCFG_H2_UPGRADE;
+}
+
+int64_t gen_mesh_connect_timeout(const struct model *m)
+{
+	/* Istio's DefaultMeshConfig: 10s */
+	return m && m->mesh && m->mesh->connect_timeout > 0 ? m->mesh->connect_timeout : 10LL * 1000000000LL;
+}
+
+/* Istio's default text format (pilot/pkg/model/telemetry_logging.go
+ * EnvoyTextLogFormat), used when accessLogFormat is empty. */
+static const char gen__log_text[] =
+	"[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" %RESPONSE_CODE% "
+	"%RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %CONNECTION_TERMINATION_DETAILS% "
+	"\"%UPSTREAM_TRANSPORT_FAILURE_REASON%\" %BYTES_RECEIVED% %BYTES_SENT% %DURATION% "
+	"%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% \"%REQ(X-FORWARDED-FOR)%\" \"%REQ(USER-AGENT)%\" "
+	"\"%REQ(X-REQUEST-ID)%\" \"%REQ(:AUTHORITY)%\" \"%UPSTREAM_HOST%\" %UPSTREAM_CLUSTER_RAW% "
+	"%UPSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS% "
+	"%REQUESTED_SERVER_NAME% %ROUTE_NAME%\n";
+
+/* Istio's default JSON dictionary (EnvoyJSONLogFormatIstio), sorted by key
+ * as protobuf's Struct is rendered. */
+static const char *const gen__log_json[][2] = {
+	{ "authority", "%REQ(:AUTHORITY)%" },
+	{ "bytes_received", "%BYTES_RECEIVED%" },
+	{ "bytes_sent", "%BYTES_SENT%" },
+	{ "connection_termination_details", "%CONNECTION_TERMINATION_DETAILS%" },
+	{ "downstream_local_address", "%DOWNSTREAM_LOCAL_ADDRESS%" },
+	{ "downstream_remote_address", "%DOWNSTREAM_REMOTE_ADDRESS%" },
+	{ "duration", "%DURATION%" },
+	{ "method", "%REQ(:METHOD)%" },
+	{ "path", "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%" },
+	{ "protocol", "%PROTOCOL%" },
+	{ "request_id", "%REQ(X-REQUEST-ID)%" },
+	{ "requested_server_name", "%REQUESTED_SERVER_NAME%" },
+	{ "response_code", "%RESPONSE_CODE%" },
+	{ "response_code_details", "%RESPONSE_CODE_DETAILS%" },
+	{ "response_flags", "%RESPONSE_FLAGS%" },
+	{ "route_name", "%ROUTE_NAME%" },
+	{ "start_time", "%START_TIME%" },
+	{ "upstream_cluster", "%UPSTREAM_CLUSTER_RAW%" },
+	{ "upstream_host", "%UPSTREAM_HOST%" },
+	{ "upstream_local_address", "%UPSTREAM_LOCAL_ADDRESS%" },
+	{ "upstream_service_time", "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%" },
+	{ "upstream_transport_failure_reason", "%UPSTREAM_TRANSPORT_FAILURE_REASON%" },
+	{ "user_agent", "%REQ(USER-AGENT)%" },
+	{ "x_forwarded_for", "%REQ(X-FORWARDED-FOR)%" },
+};
+
+static Google__Protobuf__Struct *gen__log_json_struct(struct arena *a)
+{
+	size_t n = sizeof(gen__log_json) / sizeof(gen__log_json[0]), i;
+	Google__Protobuf__Struct *st = gen__msg(a, &google__protobuf__struct__descriptor);
+
+	if (!st || !(st->fields = arena_calloc(a, n, sizeof(*st->fields))))
+		return NULL;
+	for (i = 0; i < n; i++) {
+		Google__Protobuf__Struct__FieldsEntry *f = gen__msg(a, &google__protobuf__struct__fields_entry__descriptor);
+		Google__Protobuf__Value *v = gen__msg(a, &google__protobuf__value__descriptor);
+
+		if (!f || !v)
+			return NULL;
+		v->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
+		v->string_value = (char *)gen__log_json[i][1];
+		f->key = (char *)gen__log_json[i][0];
+		f->value = v;
+		st->fields[i] = f;
+	}
+	st->n_fields = n;
+	return st;
+}
+
+int gen__mesh_access_logs(struct arena *a, const struct model *m, Envoy__Config__Accesslog__V3__AccessLog ***out,
+			  size_t *n)
+{
+	const struct mesh_config *mc = m ? m->mesh : NULL;
+	Envoy__Config__Accesslog__V3__AccessLog *al;
+	Envoy__Extensions__AccessLoggers__File__V3__FileAccessLog *file;
+	Envoy__Config__Core__V3__SubstitutionFormatString *fmt;
+
+	*out = NULL;
+	*n = 0;
+	if (!mc || !mc->access_log_file || !mc->access_log_file[0])
+		return 0;
+	al = gen__msg(a, &envoy__config__accesslog__v3__access_log__descriptor);
+	file = gen__msg(a, &envoy__extensions__access_loggers__file__v3__file_access_log__descriptor);
+	fmt = gen__msg(a, &envoy__config__core__v3__substitution_format_string__descriptor);
+	if (!al || !file || !fmt || !(*out = arena_calloc(a, 1, sizeof(**out))))
+		return -ENOMEM;
+	if (mc->access_log_encoding == MESHCFG_LOG_JSON) {
+		/* Istio: JSON encoding takes the default dictionary (a custom
+		 * accessLogFormat there is a JSON object, not handled yet) */
+		fmt->format_case = ENVOY__CONFIG__CORE__V3__SUBSTITUTION_FORMAT_STRING__FORMAT_JSON_FORMAT;
+		if (!(fmt->json_format = gen__log_json_struct(a)))
+			return -ENOMEM;
+	} else {
+		Envoy__Config__Core__V3__DataSource *ds = gen__msg(a, &envoy__config__core__v3__data_source__descriptor);
+		const char *text = gen__log_text;
+		size_t len;
+
+		if (!ds)
+			return -ENOMEM;
+		/* a custom format gets the newline Istio appends when missing */
+		if (mc->access_log_format && mc->access_log_format[0]) {
+			len = strlen(mc->access_log_format);
+			text = mc->access_log_format[len - 1] == '\n' ?
+				       mc->access_log_format :
+				       arena_printf(a, "%s\n", mc->access_log_format);
+			if (!text)
+				return -ENOMEM;
+		}
+		ds->specifier_case = ENVOY__CONFIG__CORE__V3__DATA_SOURCE__SPECIFIER_INLINE_STRING;
+		ds->inline_string = (char *)text;
+		fmt->format_case = ENVOY__CONFIG__CORE__V3__SUBSTITUTION_FORMAT_STRING__FORMAT_TEXT_FORMAT_SOURCE;
+		fmt->text_format_source = ds;
+	}
+	file->path = (char *)mc->access_log_file;
+	file->access_log_format_case =
+		ENVOY__EXTENSIONS__ACCESS_LOGGERS__FILE__V3__FILE_ACCESS_LOG__ACCESS_LOG_FORMAT_LOG_FORMAT;
+	file->log_format = fmt;
+	al->name = "envoy.access_loggers.file";
+	al->config_type_case = ENVOY__CONFIG__ACCESSLOG__V3__ACCESS_LOG__CONFIG_TYPE_TYPED_CONFIG;
+	if (!(al->typed_config = gen__any(a, &file->base)))
+		return -ENOMEM;
+	(*out)[0] = al;
+	*n = 1;
+	return 0;
+}

@@ -1,0 +1,239 @@
+/*
+ * test_meshcfg.c - Istio's MeshConfig (controlplane/config/meshcfg.h):
+ * Istio's defaults, the fields meshd reads, errors naming source:line and
+ * the field (a rejected input yields no config: the caller keeps its last
+ * good one), fields accepted without effect named in one warning, and the
+ * istio ConfigMap form.
+ */
+#include "controlplane/config/meshcfg.h"
+
+#include <check.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+static struct mesh_config *parse_ok(const char *yaml, char *warn)
+{
+	char err[MESHCFG_ERR_CAP];
+	struct mesh_config *mc = NULL;
+	int rc = meshcfg_parse(yaml, strlen(yaml), "mesh.yaml", &mc, err, sizeof(err), warn);
+
+	ck_assert_msg(rc == 0, "rc %d: %s", rc, err);
+	ck_assert_ptr_nonnull(mc);
+	return mc;
+}
+
+static int parse_bad(const char *yaml, char *err)
+{
+	struct mesh_config *mc = (struct mesh_config *)1;
+	int rc = meshcfg_parse(yaml, strlen(yaml), "mesh.yaml", &mc, err, MESHCFG_ERR_CAP, NULL);
+
+	ck_assert_int_lt(rc, 0);
+	ck_assert_ptr_null(mc);
+	return rc;
+}
+
+/* Istio's DefaultMeshConfig values, and an empty file gives the same. */
+START_TEST(meshcfg_defaults_are_istios)
+{
+	struct mesh_config *d = meshcfg_defaults(), *e;
+	char warn[MESHCFG_ERR_CAP];
+
+	ck_assert_ptr_nonnull(d);
+	ck_assert_str_eq(d->root_namespace, "istio-system");
+	ck_assert_str_eq(d->trust_domain, "cluster.local");
+	ck_assert(!d->trust_domain_set && !d->root_namespace_set);
+	ck_assert_int_eq(d->outbound, MESHCFG_ALLOW_ANY);
+	ck_assert(d->enable_auto_mtls);
+	ck_assert_uint_eq(d->service_export_to.n, 1);
+	ck_assert_str_eq(d->service_export_to.v[0], "*");
+	ck_assert_str_eq(d->vs_export_to.v[0], "*");
+	ck_assert_str_eq(d->dr_export_to.v[0], "*");
+	ck_assert_int_eq(d->connect_timeout, 10LL * 1000000000LL);
+	ck_assert_int_eq(d->h2_upgrade, MESHCFG_H2_DO_NOT_UPGRADE);
+	ck_assert_str_eq(d->access_log_file, "");
+	ck_assert_int_eq(d->access_log_encoding, MESHCFG_LOG_TEXT);
+	e = parse_ok("# nothing\n", warn);
+	ck_assert_str_eq(warn, "");
+	ck_assert_uint_eq(e->hash, d->hash);
+	meshcfg_unref(e);
+	meshcfg_unref(d);
+}
+END_TEST
+
+START_TEST(meshcfg_fields_read)
+{
+	static const char yaml[] = "rootNamespace: mesh-root\n"
+				   "trustDomain: example.org\n"
+				   "outboundTrafficPolicy:\n"
+				   "  mode: REGISTRY_ONLY\n"
+				   "enableAutoMtls: false\n"
+				   "defaultServiceExportTo: [\".\"]\n"
+				   "defaultVirtualServiceExportTo: [\".\", istio-system]\n"
+				   "defaultDestinationRuleExportTo: [\"*\"]\n"
+				   "connectTimeout: 2500ms\n"
+				   "h2UpgradePolicy: UPGRADE\n"
+				   "accessLogFile: /dev/stdout\n"
+				   "accessLogEncoding: JSON\n"
+				   "localityLbSetting:\n"
+				   "  enabled: true\n"
+				   "defaultConfig:\n"
+				   "  holdApplicationUntilProxyStarts: true\n"
+				   "  concurrency: 2\n";
+	char warn[MESHCFG_ERR_CAP];
+	struct mesh_config *mc = parse_ok(yaml, warn), *d = meshcfg_defaults();
+	struct mesh_buf b;
+
+	ck_assert_str_eq(mc->root_namespace, "mesh-root");
+	ck_assert(mc->root_namespace_set);
+	ck_assert_str_eq(mc->trust_domain, "example.org");
+	ck_assert(mc->trust_domain_set);
+	ck_assert_int_eq(mc->outbound, MESHCFG_REGISTRY_ONLY);
+	ck_assert(!mc->enable_auto_mtls);
+	ck_assert_uint_eq(mc->service_export_to.n, 1);
+	ck_assert_str_eq(mc->service_export_to.v[0], ".");
+	ck_assert_uint_eq(mc->vs_export_to.n, 2);
+	ck_assert_str_eq(mc->vs_export_to.v[1], "istio-system");
+	ck_assert_int_eq(mc->connect_timeout, 2500LL * 1000000LL);
+	ck_assert_int_eq(mc->h2_upgrade, MESHCFG_H2_UPGRADE);
+	ck_assert_str_eq(mc->access_log_file, "/dev/stdout");
+	ck_assert_int_eq(mc->access_log_encoding, MESHCFG_LOG_JSON);
+	ck_assert(mc->hold_application_until_proxy_starts);
+	ck_assert_ptr_nonnull(mc->locality_lb_json);
+	ck_assert_str_eq(warn, "");
+	ck_assert_uint_ne(mc->hash, d->hash);
+	mesh_buf_init(&b, 1 << 16);
+	meshcfg_json(&b, mc);
+	mesh_buf_putc(&b, '\0');
+	ck_assert_int_eq(b.err, 0);
+	ck_assert_ptr_nonnull(strstr(b.data, "\"outboundTrafficPolicy\":{\"mode\":\"REGISTRY_ONLY\"}"));
+	ck_assert_ptr_nonnull(strstr(b.data, "\"connectTimeout\":\"2.500s\""));
+	ck_assert_ptr_nonnull(strstr(b.data, "\"rootNamespace\":\"mesh-root\""));
+	ck_assert_ptr_nonnull(strstr(b.data, "\"holdApplicationUntilProxyStarts\":true"));
+	mesh_buf_cleanup(&b);
+	meshcfg_unref(mc);
+	meshcfg_unref(d);
+}
+END_TEST
+
+/* Every error names mesh.yaml:LINE and the field; all are reported. */
+START_TEST(meshcfg_errors_name_line_and_field)
+{
+	static const char yaml[] = "outboundTrafficPolicy:\n"
+				   "  mode: REGISTRY\n"
+				   "connectTimeout: 5\n"
+				   "enableAutoMtls: maybe\n"
+				   "rootNamespce: x\n"
+				   "defaultServiceExportTo: [\"Not_A_Namespace\"]\n";
+	char err[MESHCFG_ERR_CAP];
+
+	ck_assert_int_eq(parse_bad(yaml, err), -EINVAL);
+	ck_assert_msg(strstr(err, "mesh.yaml:2: field outboundTrafficPolicy.mode: \"REGISTRY\""), "%s", err);
+	ck_assert_msg(strstr(err, "mesh.yaml:3: field connectTimeout:"), "%s", err);
+	ck_assert_msg(strstr(err, "mesh.yaml:4: field enableAutoMtls:"), "%s", err);
+	ck_assert_msg(strstr(err, "mesh.yaml:5: unknown field \"rootNamespce\""), "%s", err);
+	ck_assert_msg(strstr(err, "mesh.yaml:6: field defaultServiceExportTo:"), "%s", err);
+}
+END_TEST
+
+START_TEST(meshcfg_malformed_yaml)
+{
+	char err[MESHCFG_ERR_CAP];
+
+	ck_assert_int_eq(parse_bad("outboundTrafficPolicy:\n  mode: [ALLOW_ANY\n", err), -MESH_EPARSE);
+	ck_assert_msg(strncmp(err, "mesh.yaml:", 10) == 0, "%s", err);
+	ck_assert_int_eq(parse_bad("- a list\n", err), -EINVAL);
+	ck_assert_int_eq(parse_bad("connectTimeout: 1s\n---\nconnectTimeout: 2s\n", err), -EINVAL);
+	/* sub-millisecond: Istio's ValidateConnectTimeout refuses it */
+	ck_assert_int_eq(parse_bad("connectTimeout: 500us\n", err), -EINVAL);
+}
+END_TEST
+
+/* Known MeshConfig fields meshd does not act on: accepted, one warning. */
+START_TEST(meshcfg_ignored_fields_warn)
+{
+	char warn[MESHCFG_ERR_CAP];
+	struct mesh_config *mc = parse_ok("enableTracing: true\ningressClass: istio\nconnectTimeout: 1s\n", warn);
+
+	ck_assert_msg(strstr(warn, "enableTracing, ingressClass"), "%s", warn);
+	ck_assert_ptr_nonnull(strstr(warn, "mesh.yaml"));
+	ck_assert_int_eq(mc->connect_timeout, 1000000000LL);
+	meshcfg_unref(mc);
+}
+END_TEST
+
+/* The istio ConfigMap itself: its data.mesh, lines counted in the file. */
+START_TEST(meshcfg_configmap_form)
+{
+	static const char cm[] = "apiVersion: v1\n"
+				 "kind: ConfigMap\n"
+				 "metadata:\n"
+				 "  name: istio\n"
+				 "  namespace: istio-system\n"
+				 "data:\n"
+				 "  mesh: |\n"
+				 "    outboundTrafficPolicy:\n"
+				 "      mode: REGISTRY_ONLY\n"
+				 "    connectTimeout: nope\n";
+	static const char good[] = "kind: ConfigMap\ndata:\n  mesh: |\n    connectTimeout: 3s\n";
+	char err[MESHCFG_ERR_CAP];
+	struct mesh_config *mc;
+
+	parse_bad(cm, err);
+	ck_assert_msg(strstr(err, "mesh.yaml:10: field connectTimeout"), "%s", err);
+	mc = parse_ok(good, NULL);
+	ck_assert_int_eq(mc->connect_timeout, 3000000000LL);
+	meshcfg_unref(mc);
+}
+END_TEST
+
+/* meshctl validate --mesh-config: the same verdict and messages as meshd. */
+START_TEST(meshcfg_meshctl_validate)
+{
+	char dir[] = "/tmp/test_meshcfg.XXXXXX", path[PATH_MAX], args[PATH_MAX + 32], out[8192];
+	FILE *f;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/mesh", dir);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("outboundTrafficPolicy:\n  mode: NOPE\n", f);
+	fclose(f);
+	snprintf(args, sizeof(args), "--mesh-config %s", path);
+	ck_assert_int_eq(testutil_meshctl(out, sizeof(out), "validate", args, "2>&1"), 1);
+	ck_assert_msg(strstr(out, ":2: field outboundTrafficPolicy.mode"), "%s", out);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("outboundTrafficPolicy:\n  mode: REGISTRY_ONLY\nenableTracing: true\n", f);
+	fclose(f);
+	ck_assert_int_eq(testutil_meshctl(out, sizeof(out), "validate", args, "2>&1"), 0);
+	ck_assert_msg(strstr(out, "not acted on by meshd: enableTracing"), "%s", out);
+	unlink(path);
+	rmdir(dir);
+}
+END_TEST
+
+static Suite *meshcfg_suite(void)
+{
+	Suite *s = suite_create("meshcfg");
+	TCase *tc = tcase_create("core");
+
+	tcase_add_test(tc, meshcfg_defaults_are_istios);
+	tcase_add_test(tc, meshcfg_fields_read);
+	tcase_add_test(tc, meshcfg_errors_name_line_and_field);
+	tcase_add_test(tc, meshcfg_malformed_yaml);
+	tcase_add_test(tc, meshcfg_ignored_fields_warn);
+	tcase_add_test(tc, meshcfg_configmap_form);
+	tcase_add_test(tc, meshcfg_meshctl_validate);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return testutil_run(meshcfg_suite()) ? 1 : 0;
+}
