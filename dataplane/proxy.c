@@ -1246,6 +1246,45 @@ static struct px_host *s_pick(struct px_stream *s)
 	return up ? px_cluster_host_of(cl, up) : NULL;
 }
 
+/* BlackHoleCluster: answered as REGISTRY_ONLY's catch-all is (502, NR),
+ * never connected: Istio's blackhole chains (virtualOutbound-blackhole,
+ * virtualInbound-blackhole on destination_port 15001/15006) and an
+ * inbound port the workload does not declare. */
+static void s_blackhole(struct px_stream *s)
+{
+	s->e->st.no_route++;
+	s_local_reply(s, 502, PX_RF_NR, NULL, NULL);
+}
+
+/* A destination that is one of meshproxy's own listening sockets is never
+ * connected (the request would come back in and loop until the fds run
+ * out, or reach the admin port): answered as BlackHoleCluster, counted
+ * (meshproxy_http_loop_refused) and logged once per configuration.
+ * Returns 1 when refused. */
+static int s_loop_refused(struct px_stream *s, const struct sockaddr *sa, socklen_t len)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+	int port = 0;
+
+	if (!px_engine_is_self(s->e, sa, len))
+		return 0;
+	s->e->st.rq_loop_refused++;
+	if (!s->cfg->loop_logged) {
+		s->cfg->loop_logged = 1;
+		if (sa->sa_family == AF_INET) {
+			inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ip, sizeof(ip));
+			port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
+		} else if (sa->sa_family == AF_INET6) {
+			inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ip, sizeof(ip));
+			port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+		}
+		log_warn("meshproxy", "refused a request to %s:%d (cluster %s): a socket of meshproxy itself, "
+			 "answered as BlackHoleCluster (logged once per configuration)", ip, port, s->cl ? s->cl->name : "-");
+	}
+	s_blackhole(s);
+	return 1;
+}
+
 static void s_attempt(struct px_stream *s)
 {
 	struct engine *e = s->e;
@@ -1253,11 +1292,17 @@ static void s_attempt(struct px_stream *s)
 	struct px_uconn *u;
 	int err;
 
+	/* checked before the ORIGINAL_DST host is made (it would stay in /clusters) */
+	if (s->cl->type == PX_CL_ORIGINAL_DST && s->have_odst &&
+	    s_loop_refused(s, (const struct sockaddr *)&s->odst, s->odst_len))
+		return;
 	h = s_pick(s);
 	if (!h) {
 		s_local_reply(s, 503, PX_RF_UH, "no healthy upstream", NULL);
 		return;
 	}
+	if (s_loop_refused(s, &h->addr.sa, h->alen))
+		return;
 	if (s->n_tried < PX_MAX_TRIED)
 		s->tried[s->n_tried++] = px_host_ref(h);
 	else {
@@ -2124,6 +2169,13 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 			return;
 		}
 	} else if (!d->inbound) {
+		size_t i;
+
+		for (i = 0; i < cfg->n_bh_out; i++)
+			if (cfg->bh_out[i] == port) {
+				s_blackhole(s); /* virtualOutbound-blackhole */
+				return;
+			}
 		pp = find_port(cfg->out_ports, cfg->n_out_ports, vip, port);
 		if (pp && !pp->tcp && s_http10_refused(s, pp))
 			return;
@@ -2146,6 +2198,10 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		char name[48];
 
 		pp = find_port(cfg->in_ports, cfg->n_in_ports, 0, port);
+		if (pp && pp->tcp && pp->tcp_cluster && !strcmp(pp->tcp_cluster, "BlackHoleCluster")) {
+			s_blackhole(s); /* virtualInbound-blackhole */
+			return;
+		}
 		if (pp && pp->rcfg && s_http10_refused(s, pp))
 			return;
 		if (pp && pp->rcfg) {
@@ -2156,8 +2212,20 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 				return;
 			}
 		} else {
+			const struct px_cluster *icl;
+
 			snprintf(name, sizeof(name), "inbound|%u||", port);
-			s_synth(s, px_config_cluster(cfg, name) ? px_config_cluster(cfg, name)->name : "InboundPassthroughCluster");
+			icl = px_config_cluster(cfg, name);
+			if (!icl && !pp && !d->captured) {
+				/* sent straight to the inbound port for a port the workload
+				 * does not declare (no inbound|PORT|| cluster, no
+				 * virtualInbound chain): Istio never reaches loopback-only
+				 * ports this way (its InboundPassthroughCluster goes to the
+				 * pod IP), so neither does meshproxy: BlackHoleCluster */
+				s_blackhole(s);
+				return;
+			}
+			s_synth(s, icl ? icl->name : "InboundPassthroughCluster");
 		}
 		if (!d->captured) {
 			/* not captured: the application port comes from the authority */
