@@ -1643,6 +1643,14 @@ static void uuid4(struct engine *e, char out[36])
 
 /* The upstream head: request line, Host, the client's fields but hop-by-hop
  * and framing ones, x-request-id, x-forwarded-proto, the framing. */
+/* RFC 9112 3.2.2 (and Envoy's codec): an absolute-form target with an
+ * empty path ("http://web:8080", "http://web:8080?x=1") has the path "/",
+ * for routing and upstream alike. */
+static int path_needs_slash(const struct h1_head *h)
+{
+	return h->form == H1_FORM_ABSOLUTE && (!h->path.len || h->path.p[0] == '?');
+}
+
 static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_str authority,
 			const struct router_req *rq)
 {
@@ -1665,7 +1673,19 @@ static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_
 		host.p = ha;
 		host.len = len;
 	}
-	rc = h1_out_request_line(b, h->method, path);
+	if (path.p != pathbuf && path_needs_slash(h)) {
+		/* the codec's target is zero-copy: the "/" goes in front here
+		 * (method and target were validated by the codec) */
+		rc = mesh_buf_append(b, h->method.p, h->method.len);
+		if (!rc)
+			rc = mesh_buf_append(b, " /", 2);
+		if (!rc)
+			rc = mesh_buf_append(b, path.p, path.len);
+		if (!rc)
+			rc = mesh_buf_append(b, " HTTP/1.1\r\n", 11);
+	} else {
+		rc = h1_out_request_line(b, h->method, path);
+	}
 	if (!rc && host.len)
 		rc = h1_out_header(b, H_HOST, host);
 	for (i = 0; !rc && i < h->n_headers; i++) {
@@ -1714,7 +1734,10 @@ static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_
 	}
 	if (!rc && (h->framing == H1_BODY_LENGTH || h->framing == H1_BODY_CHUNKED))
 		rc = h1_out_framing(b, h->framing, h->content_length);
-	return rc ? -ENOMEM : 0;
+	/* the buffer's own error first: over its cap is a head too large (431) */
+	if (b->err)
+		return b->err;
+	return rc < 0 ? rc : rc ? -ENOMEM : 0;
 }
 
 /* --- mirroring: a copy of the request to another cluster, fire and
@@ -2104,8 +2127,17 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 	d->state = s->req_done ? D_WAIT : D_BODY;
 	authority = h->form == H1_FORM_ABSOLUTE || h->form == H1_FORM_AUTHORITY ? h->authority : h->host;
 	s->method = meta_put(s, h->method.p, h->method.len);
-	s->path = meta_put(s, h->form == H1_FORM_ORIGIN || h->form == H1_FORM_ABSOLUTE ? h->path.p : h->target.p,
-			   h->form == H1_FORM_ORIGIN || h->form == H1_FORM_ABSOLUTE ? h->path.len : h->target.len);
+	if (path_needs_slash(h)) {
+		/* "/" then the query: adjacent in meta, so one string */
+		struct px_str q;
+
+		s->path = meta_put(s, "/", 1);
+		q = meta_put(s, h->path.p, h->path.len);
+		s->path.len += q.len;
+	} else {
+		s->path = meta_put(s, h->form == H1_FORM_ORIGIN || h->form == H1_FORM_ABSOLUTE ? h->path.p : h->target.p,
+				   h->form == H1_FORM_ORIGIN || h->form == H1_FORM_ABSOLUTE ? h->path.len : h->target.len);
+	}
 	s->proto = meta_put(s, h->version_minor ? "HTTP/1.1" : "HTTP/1.0", 8);
 	s->authority = meta_put(s, authority.p, authority.len);
 	{
@@ -2344,9 +2376,16 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 			      "x-envoy-overloaded: true\r\n");
 		return;
 	}
-	if (s_build_head(s, h, authority, &rq) < 0) {
-		s_local_reply(s, 431, 0, NULL, NULL);
-		return;
+	{
+		int rc = s_build_head(s, h, authority, &rq);
+
+		/* over the head's cap after the route's edits: too large (431);
+		 * anything else (a header edit the writer refuses, memory) is
+		 * the proxy's own failure */
+		if (rc < 0) {
+			s_local_reply(s, rc == -MESH_ETOOBIG ? 431 : 500, 0, NULL, NULL);
+			return;
+		}
 	}
 	if (s->rt->n_mirrors && router_fraction(s->rt->mirrors[0].per_million, px_rand(e)))
 		s_mirror(s);

@@ -384,6 +384,25 @@ START_TEST(absolute_form)
 }
 END_TEST
 
+/* RFC 9112 3.2.2: an absolute-form target with an empty path has the path
+ * "/" (routed as "/", sent upstream as "/" or "/?query"), as Envoy does. */
+START_TEST(absolute_form_empty_path)
+{
+	const char *r = roundtrip("GET http://reviews:9080 HTTP/1.1\r\nHost: reviews:9080\r\nConnection: close\r\n\r\n");
+
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12), "%s", r);
+	pthread_mutex_lock(&be.mu);
+	ck_assert_msg(!strncmp(be.last_head, "GET / HTTP/1.1\r\n", 16), "%s", be.last_head);
+	pthread_mutex_unlock(&be.mu);
+	r = roundtrip("GET http://reviews:9080?x=1 HTTP/1.1\r\nHost: reviews:9080\r\nConnection: close\r\n\r\n");
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12), "%s", r);
+	pthread_mutex_lock(&be.mu);
+	ck_assert_msg(!strncmp(be.last_head, "GET /?x=1 HTTP/1.1\r\n", 20), "%s", be.last_head);
+	pthread_mutex_unlock(&be.mu);
+	ck_assert_int_eq(be.reqs, 2);
+}
+END_TEST
+
 START_TEST(rejected_config_keeps_old)
 {
 	struct px_snapshot *s = NULL;
@@ -1013,6 +1032,7 @@ int main(void)
 	tcase_add_test(tc, route_timeout_504);
 	tcase_add_test(tc, direct_response);
 	tcase_add_test(tc, absolute_form);
+	tcase_add_test(tc, absolute_form_empty_path);
 	tcase_add_test(tc, rejected_config_keeps_old);
 	tcase_add_test(tc, smuggling_400);
 	tcase_add_test(tc, admin_pages);
