@@ -2432,6 +2432,22 @@ static void d_local_error(struct px_dconn *d, int status)
 	d->e->st.codec_errors++;
 	d->e->st.rq_4xx += status < 500;
 	d->e->st.rq_5xx += status >= 500;
+	if (d->e->alog) {
+		/* Envoy logs a request its codec refused, flag DPE (downstream
+		 * protocol error), with what it has: no method or path ("-") */
+		struct px_alog_entry le;
+
+		memset(&le, 0, sizeof(le));
+		le.start_us = wall_us();
+		le.protocol.p = "HTTP/1.1";
+		le.protocol.len = 8;
+		le.status = status;
+		le.flags = status == 417 ? 0 : PX_RF_DPE;
+		le.rx = d->in.len - d->in.off;
+		le.tx = (uint64_t)n;
+		le.upstream_ms = -1;
+		px_alog_write(d->e->alog, &le);
+	}
 }
 
 /* Moves request body bytes from the input buffer to the upstream, while it has room. */

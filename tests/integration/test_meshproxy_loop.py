@@ -20,7 +20,7 @@ import re
 import socket
 import unittest
 
-from meshtest import free_port
+from meshtest import free_port, wait_for
 from test_meshproxy_http import Backend, Proxy
 
 SPEC = """
@@ -121,6 +121,17 @@ class MeshproxyLoopTest(unittest.TestCase):
         self.assertEqual(code, 502)
         self.assertGreaterEqual(self.refused(), n + 1)
         self.assert_no_storm(before)
+
+
+    def test_codec_400_logged_dpe(self):
+        # issue 16 / breaker item 5: a request the codec refuses (malformed
+        # Host, smuggling shapes) leaves an access-log line, Envoy's DPE
+        for bad in (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+                    b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"):
+            out = self.raw(self.px.out_port, bad)
+            self.assertTrue(out.startswith(b"HTTP/1.1 400"), out)
+        pat = re.compile(r'^\[[^]]+\] "- - HTTP/1\.1" 400 DPE \d+ \d+ \d+ - "-" "-" "-" "-" "-"$', re.M)
+        wait_for(lambda: len(pat.findall(self.px.access_log())) >= 2, what="two DPE access-log lines")
 
 
 if __name__ == "__main__":
