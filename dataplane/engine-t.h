@@ -52,6 +52,7 @@ struct px_host {
 	unsigned n_idle;
 	struct up_host *up;              /* upstream.h's host (LB, health, outlier state); NULL for
 	                                  * ORIGINAL_DST destinations and once EDS dropped the host */
+	int used;                        /* ORIGINAL_DST: picked since the last cleanup sweep */
 };
 
 enum px_cluster_type { PX_CL_STATIC, PX_CL_EDS, PX_CL_ORIGINAL_DST, PX_CL_OTHER };
@@ -74,6 +75,7 @@ struct px_cluster {
 	struct px_host **hmap;           /* up_host -> px_host, open addressing, hmap_cap a power of two */
 	size_t hmap_cap;
 	struct ev_timer od_timer;        /* outlier detection's interval sweep */
+	struct ev_timer cleanup_timer;   /* ORIGINAL_DST: drops hosts unused for PX_ODST_CLEANUP_MS */
 	struct engine *e;
 	uint64_t idle_timeout_ms;        /* upstream idle connections (0: the engine's) */
 	uint64_t connect_timeout_ms;
@@ -86,6 +88,12 @@ struct px_cluster {
 	uint64_t retries_active;
 	struct px_link pending;          /* requests waiting for a connection (max_connections reached) */
 };
+
+/* Envoy's Cluster.cleanup_interval default: an ORIGINAL_DST host (Passthrough
+ * destinations) not picked and with no request in flight for this long is
+ * removed (its idle connections closed), so /clusters and memory do not
+ * grow with every destination ever seen. */
+#define PX_ODST_CLEANUP_MS 5000
 
 /* An HTTP port of the outbound side: 0.0.0.0_PORT or VIP_PORT. */
 struct px_port {

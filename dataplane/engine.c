@@ -188,8 +188,10 @@ static void cluster_drop_hosts(struct px_cluster *cl)
 	free(cl->hmap);
 	cl->hmap = NULL;
 	cl->hmap_cap = 0;
-	if (cl->e)
+	if (cl->e) {
 		ev_timer_cancel(cl->e->loop, &cl->od_timer);
+		ev_timer_cancel(cl->e->loop, &cl->cleanup_timer);
+	}
 	up_hostset_free(cl->hs);
 	cl->hs = NULL;
 	up_cluster_unref(cl->up);
@@ -202,12 +204,42 @@ static void cluster_unref(struct px_cluster *cl)
 		return;
 	free(cl->hosts); /* empty: hosts hold a reference, so they are gone */
 	free(cl->hmap);
-	if (cl->e)
+	if (cl->e) {
 		ev_timer_cancel(cl->e->loop, &cl->od_timer);
+		ev_timer_cancel(cl->e->loop, &cl->cleanup_timer);
+	}
 	up_hostset_free(cl->hs);
 	up_cluster_unref(cl->up);
 	free(cl->name);
 	free(cl);
+}
+
+/* The ORIGINAL_DST cleanup sweep (Envoy's OriginalDstCluster::cleanup): a
+ * host picked since the last sweep, or with a request in flight, stays and
+ * is marked unused; the others are removed (idle connections closed; the
+ * host is freed once its last user lets go).  Re-armed while hosts remain. */
+static void odst_cleanup(struct ev_loop *loop, struct ev_timer *t)
+{
+	struct px_cluster *cl = t->data;
+	size_t i, k = 0;
+
+	if (cl->type != PX_CL_ORIGINAL_DST)
+		return; /* the cluster changed type: its hosts are EDS's now */
+	for (i = 0; i < cl->n_hosts; i++) {
+		struct px_host *h = cl->hosts[i];
+
+		if (h->used || h->st.rq_active) {
+			h->used = 0;
+			cl->hosts[k++] = h;
+			continue;
+		}
+		h->removed = 1;
+		px_pool_close_idle(h);
+		px_host_unref(h);
+	}
+	cl->n_hosts = k;
+	if (k)
+		ev_timer_arm(loop, t, PX_ODST_CLEANUP_MS);
 }
 
 struct px_host *px_cluster_dst_host(struct px_cluster *cl, const struct sockaddr_storage *ss, socklen_t len)
@@ -218,8 +250,10 @@ struct px_host *px_cluster_dst_host(struct px_cluster *cl, const struct sockaddr
 	size_t i;
 
 	for (i = 0; i < cl->n_hosts; i++)
-		if (cl->hosts[i]->alen == len && !memcmp(&cl->hosts[i]->addr, ss, len))
+		if (cl->hosts[i]->alen == len && !memcmp(&cl->hosts[i]->addr, ss, len)) {
+			cl->hosts[i]->used = 1;
 			return cl->hosts[i];
+		}
 	if (ss->ss_family == AF_INET) {
 		const struct sockaddr_in *s = (const struct sockaddr_in *)ss;
 
@@ -254,7 +288,12 @@ struct px_host *px_cluster_dst_host(struct px_cluster *cl, const struct sockaddr
 	h = host_new(cl, ip, port);
 	if (!h)
 		return NULL;
+	h->used = 1;
 	cl->hosts[cl->n_hosts++] = h;
+	if (cl->e && !ev_timer_armed(&cl->cleanup_timer)) {
+		ev_timer_init(&cl->cleanup_timer, odst_cleanup, cl);
+		ev_timer_arm(cl->e->loop, &cl->cleanup_timer, PX_ODST_CLEANUP_MS);
+	}
 	return h;
 }
 

@@ -1016,6 +1016,44 @@ START_TEST(loop_bound_listeners)
 }
 END_TEST
 
+/* Envoy's cleanup_interval (5 s) for ORIGINAL_DST hosts: a passthrough
+ * destination unused for a sweep leaves /clusters (bounded wait, no timing
+ * asserted: only that it goes, and that a used one comes back). */
+START_TEST(passthrough_hosts_cleaned_up)
+{
+	struct mesh_buf b;
+	const char *r, *ct;
+	char want[96];
+	int i, gone = 0;
+
+	apply(LOOP_SPEC, be.port);
+	r = ask_port(engine_outbound_port(eng), "GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n",
+		     be.port);
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12), "%s", r);
+	snprintf(want, sizeof(want), "PassthroughCluster::127.0.0.1:%d::", be.port);
+	mesh_buf_init(&b, 1 << 20);
+	ck_assert_int_eq(engine_admin_page(eng, "/clusters", 9, &b, &ct), 0);
+	mesh_buf_putc(&b, 0);
+	ck_assert_msg(strstr(b.data, want) != NULL, "%s", b.data);
+	for (i = 0; i < 3000 && !gone; i++) {
+		ck_assert_int_ge(ev_run_once(loop, 5), 0);
+		mesh_buf_reset(&b);
+		ck_assert_int_eq(engine_admin_page(eng, "/clusters", 9, &b, &ct), 0);
+		mesh_buf_putc(&b, 0);
+		gone = strstr(b.data, want) == NULL;
+	}
+	ck_assert_msg(gone, "%s", b.data);
+	r = ask_port(engine_outbound_port(eng), "GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n",
+		     be.port);
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12), "%s", r);
+	mesh_buf_reset(&b);
+	ck_assert_int_eq(engine_admin_page(eng, "/clusters", 9, &b, &ct), 0);
+	mesh_buf_putc(&b, 0);
+	ck_assert_msg(strstr(b.data, want) != NULL, "%s", b.data);
+	mesh_buf_cleanup(&b);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("engine");
@@ -1062,6 +1100,7 @@ int main(void)
 	tcase_add_test(tc, inbound_undeclared_port_refused);
 	tcase_add_test(tc, admin_port_never_upstream);
 	tcase_add_test(tc, loop_bound_listeners);
+	tcase_add_test(tc, passthrough_hosts_cleaned_up);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
