@@ -1232,7 +1232,9 @@ static int listener_is(const struct engine *e, const struct px_listener *l, cons
 {
 	struct px_addr la;
 
-	if (l->fd < 0 || addr_from_sa((const struct sockaddr *)&l->local, sizeof(l->local), &la) < 0)
+	/* the port first: on the data path, most checks end here */
+	if (l->fd < 0 || l->port != (int)d->port ||
+	    addr_from_sa((const struct sockaddr *)&l->local, sizeof(l->local), &la) < 0)
 		return 0;
 	return self_match(e, &la, d);
 }
