@@ -142,10 +142,14 @@ void px_alog_write(struct px_alog *l, const struct px_alog_entry *e)
 	}
 	gmtime_r(&sec, &tm);
 	n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+	/* an empty method or path (a request the codec refused before it had
+	 * one) is "-", as Envoy prints a missing value */
 	mesh_buf_printf(b, "[%.*s.%03uZ] \"%.*s %.*s %.*s\" %d %s %llu %llu %llu ", (int)n, ts,
-			(unsigned)(e->start_us / 1000 % 1000), (int)e->method.len, e->method.p, (int)e->path.len,
-			e->path.p, (int)e->protocol.len, e->protocol.p, e->status, px_flags_str(e->flags, fl, sizeof(fl)),
-			(unsigned long long)e->rx, (unsigned long long)e->tx, (unsigned long long)e->duration_ms);
+			(unsigned)(e->start_us / 1000 % 1000), e->method.len ? (int)e->method.len : 1,
+			e->method.len ? e->method.p : "-", e->path.len ? (int)e->path.len : 1, e->path.len ? e->path.p : "-",
+			e->protocol.len ? (int)e->protocol.len : 1, e->protocol.len ? e->protocol.p : "-", e->status,
+			px_flags_str(e->flags, fl, sizeof(fl)), (unsigned long long)e->rx, (unsigned long long)e->tx,
+			(unsigned long long)e->duration_ms);
 	if (e->upstream_ms >= 0)
 		mesh_buf_printf(b, "%lld ", (long long)e->upstream_ms);
 	else

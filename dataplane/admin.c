@@ -247,8 +247,8 @@ static void handle_status(struct admin_conn *c, struct h1_str path, int get, int
 /* --- /logging */
 
 /* spdlog's level names, in Envoy's order; each mapped onto our four levels
- * (trace is our debug, critical our error) and back (the names listed are
- * what Envoy lists for our levels). */
+ * (trace is our debug, critical our error).  The listing shows the name
+ * last set for a scope (log_named), else our level's name. */
 static const struct {
 	const char *name;
 	enum mesh_log_level level;
@@ -259,24 +259,94 @@ static const struct {
 };
 static const char *const log_level_shown[] = { "debug", "info", "warning", "error", "off" };
 
-static int log_level_parse(const char *p, size_t n, enum mesh_log_level *out)
+/* The spdlog name last set per scope ("trace", "critical"), so the listing
+ * shows what was asked for while the scope's level is still the one it
+ * maps to; otherwise log_level_shown.  Loop thread only. */
+static struct {
+	char scope[32];
+	const char *name;
+	enum mesh_log_level lv;
+} log_named[MESH_LOG_MAX_SCOPES];
+
+static void log_name_set(const char *scope, const char *name, enum mesh_log_level lv)
+{
+	size_t i;
+
+	for (i = 0; i < MESH_LOG_MAX_SCOPES && log_named[i].scope[0]; i++)
+		if (!strcmp(log_named[i].scope, scope))
+			break;
+	if (i == MESH_LOG_MAX_SCOPES)
+		return;
+	snprintf(log_named[i].scope, sizeof(log_named[i].scope), "%s", scope);
+	log_named[i].name = name;
+	log_named[i].lv = lv;
+}
+
+static const char *log_name_get(const char *scope, enum mesh_log_level lv)
+{
+	size_t i;
+
+	for (i = 0; i < MESH_LOG_MAX_SCOPES && log_named[i].scope[0]; i++)
+		if (!strcmp(log_named[i].scope, scope) && log_named[i].lv == lv)
+			return log_named[i].name;
+	return log_level_shown[lv];
+}
+
+/* The level named p[0..n) into *out, its spdlog name (static) into *name. */
+static int log_level_parse(const char *p, size_t n, enum mesh_log_level *out, const char **name)
 {
 	size_t i;
 
 	for (i = 0; i < sizeof(log_levels) / sizeof(log_levels[0]); i++)
 		if (strlen(log_levels[i].name) == n && memcmp(log_levels[i].name, p, n) == 0) {
 			*out = log_levels[i].level;
+			*name = log_levels[i].name;
 			return 0;
 		}
 	return -EINVAL;
 }
 
-/* One query parameter, a span of the request's query (not decoded: names
- * and levels are plain words). */
+/* One query parameter, percent-decoded (Envoy decodes admin query
+ * parameters: paths=xds%3Adebug is paths=xds:debug) into the caller's
+ * scratch. */
 struct log_param {
 	const char *k, *v;
 	size_t klen, vlen;
 };
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Decodes p[0..n) into *scratch (advanced); a '%' not followed by two hex
+ * digits stays as it is, as Envoy's PercentEncoding::decode leaves it.
+ * Returns the decoded span's start, or NULL when the scratch is full. */
+static const char *pct_decode(const char *p, size_t n, char **scratch, const char *send, size_t *outlen)
+{
+	char *o = *scratch, *start = *scratch;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (o == send)
+			return NULL;
+		if (p[i] == '%' && i + 2 < n && hexval(p[i + 1]) >= 0 && hexval(p[i + 2]) >= 0) {
+			*o++ = (char)(hexval(p[i + 1]) * 16 + hexval(p[i + 2]));
+			i += 2;
+		} else {
+			*o++ = p[i];
+		}
+	}
+	*outlen = (size_t)(o - start);
+	*scratch = o;
+	return start;
+}
 
 /* Applies the query the way Envoy's LogsHandler::changeLogLevel does:
  * empty "level"/"paths" values are ignored; no parameter lists; more than
@@ -287,8 +357,9 @@ static const char *log_change(const char *q, size_t qlen)
 {
 	struct log_param ps[8];
 	size_t n = 0, i;
-	const char *end = q + qlen, *amp, *eq;
+	const char *end = q + qlen, *amp, *eq, *lvname;
 	enum mesh_log_level lv;
+	char scratch[4096], *sp = scratch;
 
 	while (q < end) {
 		amp = memchr(q, '&', (size_t)(end - q));
@@ -298,12 +369,17 @@ static const char *log_change(const char *q, size_t qlen)
 			if (n == sizeof(ps) / sizeof(ps[0]))
 				return "invalid number of parameters";
 			eq = memchr(q, '=', (size_t)(amp - q));
-			ps[n].k = q;
-			ps[n].klen = (size_t)((eq ? eq : amp) - q);
-			ps[n].v = eq ? eq + 1 : amp;
-			ps[n].vlen = (size_t)(amp - ps[n].v);
-			if (!(ps[n].vlen == 0 && ((ps[n].klen == 5 && memcmp(q, "level", 5) == 0) ||
-						  (ps[n].klen == 5 && memcmp(q, "paths", 5) == 0))))
+			ps[n].k = pct_decode(q, (size_t)((eq ? eq : amp) - q), &sp, scratch + sizeof(scratch),
+					     &ps[n].klen);
+			ps[n].v = eq ? pct_decode(eq + 1, (size_t)(amp - eq - 1), &sp, scratch + sizeof(scratch),
+						  &ps[n].vlen)
+				     : "";
+			if (!eq)
+				ps[n].vlen = 0;
+			if (!ps[n].k || !ps[n].v)
+				return "query too long";
+			if (!(ps[n].vlen == 0 && ((ps[n].klen == 5 && memcmp(ps[n].k, "level", 5) == 0) ||
+						  (ps[n].klen == 5 && memcmp(ps[n].k, "paths", 5) == 0))))
 				n++;
 		}
 		q = amp + 1;
@@ -313,9 +389,15 @@ static const char *log_change(const char *q, size_t qlen)
 	if (n != 1)
 		return "invalid number of parameters";
 	if (ps[0].klen == 5 && memcmp(ps[0].k, "level", 5) == 0) {
-		if (log_level_parse(ps[0].v, ps[0].vlen, &lv) < 0)
+		const char *sname;
+		enum mesh_log_level cur;
+		unsigned k;
+
+		if (log_level_parse(ps[0].v, ps[0].vlen, &lv, &lvname) < 0)
 			return "unknown logger level";
 		mesh_log_set_level(lv);
+		for (k = 0; mesh_log_scope_get(k, &sname, &cur) == 0; k++)
+			log_name_set(sname, lvname, lv);
 		log_info("admin", "change all log levels: level='%.*s'", (int)ps[0].vlen, ps[0].v);
 		return NULL;
 	}
@@ -323,6 +405,7 @@ static const char *log_change(const char *q, size_t qlen)
 		struct {
 			char name[32];
 			enum mesh_log_level lv;
+			const char *lvname;
 		} ch[MESH_LOG_MAX_SCOPES];
 		size_t nch = 0;
 		const char *p = ps[0].v, *pe = ps[0].v + ps[0].vlen, *comma, *colon;
@@ -339,13 +422,16 @@ static const char *log_change(const char *q, size_t qlen)
 				colon = memchr(p, ':', (size_t)(comma - p));
 				if (!colon || colon == p || colon + 1 == comma)
 					return "empty logger name or empty logger level";
-				if (log_level_parse(colon + 1, (size_t)(comma - colon - 1), &lv) < 0)
+				if (log_level_parse(colon + 1, (size_t)(comma - colon - 1), &lv, &lvname) < 0)
 					return "unknown logger level";
-				if (nch == MESH_LOG_MAX_SCOPES || (size_t)(colon - p) >= sizeof(ch[0].name))
+				if (nch == MESH_LOG_MAX_SCOPES)
+					return "too many logger names (at most 16)";
+				if ((size_t)(colon - p) >= sizeof(ch[0].name))
 					return "unknown logger name";
 				memcpy(ch[nch].name, p, (size_t)(colon - p));
 				ch[nch].name[colon - p] = 0;
 				ch[nch].lv = lv;
+				ch[nch].lvname = lvname;
 				for (k = 0; mesh_log_scope_get(k, &name, &cur) == 0; k++)
 					if (strcmp(name, ch[nch].name) == 0)
 						break;
@@ -357,12 +443,12 @@ static const char *log_change(const char *q, size_t qlen)
 		}
 		for (i = 0; i < nch; i++) {
 			(void)mesh_log_scope_set(ch[i].name, ch[i].lv);
-			log_info("admin", "change log level: name='%s' level='%s'", ch[i].name,
-				 log_level_shown[ch[i].lv]);
+			log_name_set(ch[i].name, ch[i].lvname, ch[i].lv);
+			log_info("admin", "change log level: name='%s' level='%s'", ch[i].name, ch[i].lvname);
 		}
 		return NULL;
 	}
-	if (log_level_parse(ps[0].v, ps[0].vlen, &lv) < 0)
+	if (log_level_parse(ps[0].v, ps[0].vlen, &lv, &lvname) < 0)
 		return "unknown logger level";
 	{
 		char name[32];
@@ -373,7 +459,8 @@ static const char *log_change(const char *q, size_t qlen)
 		name[ps[0].klen] = 0;
 		if (mesh_log_scope_set(name, lv) < 0)
 			return "unknown logger name";
-		log_info("admin", "change log level: name='%s' level='%s'", name, log_level_shown[lv]);
+		log_name_set(name, lvname, lv);
+		log_info("admin", "change log level: name='%s' level='%s'", name, lvname);
 	}
 	return NULL;
 }
@@ -415,7 +502,7 @@ static void serve_logging(struct admin_conn *c, struct h1_str full, int post, in
 	}
 	mesh_buf_puts(&b, "active loggers:\n");
 	for (i = 0; mesh_log_scope_get(i, &name, &lv) == 0; i++)
-		mesh_buf_printf(&b, "  %s: %s\n", name, log_level_shown[lv]);
+		mesh_buf_printf(&b, "  %s: %s\n", name, log_name_get(name, lv));
 	mesh_buf_puts(&b, "\n");
 	respond(c, b.err ? 500 : status, "text/plain; charset=UTF-8", b.err ? "" : b.data, b.err ? 0 : b.len, head,
 		NULL);

@@ -52,6 +52,7 @@ struct px_host {
 	unsigned n_idle;
 	struct up_host *up;              /* upstream.h's host (LB, health, outlier state); NULL for
 	                                  * ORIGINAL_DST destinations and once EDS dropped the host */
+	int used;                        /* ORIGINAL_DST: picked since the last cleanup sweep */
 };
 
 enum px_cluster_type { PX_CL_STATIC, PX_CL_EDS, PX_CL_ORIGINAL_DST, PX_CL_OTHER };
@@ -74,6 +75,7 @@ struct px_cluster {
 	struct px_host **hmap;           /* up_host -> px_host, open addressing, hmap_cap a power of two */
 	size_t hmap_cap;
 	struct ev_timer od_timer;        /* outlier detection's interval sweep */
+	struct ev_timer cleanup_timer;   /* ORIGINAL_DST: drops hosts unused for PX_ODST_CLEANUP_MS */
 	struct engine *e;
 	uint64_t idle_timeout_ms;        /* upstream idle connections (0: the engine's) */
 	uint64_t max_connection_duration_ms; /* upstream connection age limit (0: none) */
@@ -89,6 +91,12 @@ struct px_cluster {
 	uint64_t retries_active;
 	struct px_link pending;          /* requests waiting for a connection (max_connections reached) */
 };
+
+/* Envoy's Cluster.cleanup_interval default: an ORIGINAL_DST host (Passthrough
+ * destinations) not picked and with no request in flight for this long is
+ * removed (its idle connections closed), so /clusters and memory do not
+ * grow with every destination ever seen. */
+#define PX_ODST_CLEANUP_MS 5000
 
 /* An HTTP port of the outbound side: 0.0.0.0_PORT or VIP_PORT. */
 struct px_port {
@@ -142,6 +150,10 @@ struct px_config {
 	size_t n_bound;
 	int has_outbound, has_inbound;
 	int allow_any;                   /* virtualOutbound's catch-all is PassthroughCluster */
+	uint32_t *bh_out;                /* virtualOutbound's destination_port chains to BlackHoleCluster
+	                                  * (Istio's virtualOutbound-blackhole on 15001) */
+	size_t n_bh_out;
+	int loop_logged;                 /* a destination looping back to meshproxy was logged for this config */
 	ProtobufCMessage **hcms;         /* filter configs unpacked from Anys (inline route configs live there) */
 	size_t n_hcms;
 	/* compiled in phase one, handed to the clusters in phase two (then NULL) */
@@ -176,12 +188,21 @@ struct px_listener {
 	int port;
 };
 
+/* An address and port in network order, IPv4-mapped IPv6 folded to IPv4
+ * (px_engine_is_self()). */
+struct px_addr {
+	int family;                      /* AF_INET or AF_INET6 */
+	uint16_t port;                   /* host order */
+	unsigned char a[16];             /* 4 bytes for AF_INET */
+};
+
 struct px_engine_stats {
 	uint64_t cx_total, cx_active, rq_total, rq_active, rq_1xx, rq_2xx, rq_3xx, rq_4xx, rq_5xx;
 	uint64_t codec_errors, no_route, no_cluster, applies, apply_rejects;
 	uint64_t accept_paused;          /* fd/memory exhaustion episodes at accept */
 	uint64_t rq_idle_timeout;        /* streams ended by the stream idle timeout (408 / reset, SI) */
 	uint64_t rq_header_timeout;      /* connections closed by request_headers_timeout */
+	uint64_t rq_loop_refused;        /* requests whose destination was meshproxy itself (502 NR) */
 };
 
 struct engine {
@@ -208,6 +229,11 @@ struct engine {
 	struct ev_timer drain_timer;
 	void (*drain_done)(void *);
 	void *drain_arg;
+	struct px_addr *self;            /* sockets the process listens on besides the engine's
+	                                  * (admin, status, health: engine_self_add()) */
+	size_t n_self;
+	struct px_addr *ifaddrs;         /* this host's addresses (getifaddrs at start and on apply) */
+	size_t n_ifaddrs;
 };
 
 /* engine.c */
@@ -225,6 +251,15 @@ const char *px_host_health(const struct px_host *h);
 uint64_t px_rand(struct engine *e);
 void px_engine_check_drained(struct engine *e);
 void px_listener_unref(struct px_listener *l);
+/* Non-zero when connecting to sa would reach one of meshproxy's own
+ * listening sockets: the engine's listeners (virtualOutbound/Inbound and
+ * every bound one), the admin/status/health ports (engine_self_add()).  A
+ * socket bound to a specific address matches that address (and 0.0.0.0 /
+ * ::, which connect to this host); one bound to a wildcard matches every
+ * local destination: 127.0.0.0/8, ::1, the unspecified addresses and this
+ * host's interface addresses.  What Istio's virtualOutbound-blackhole /
+ * virtualInbound-blackhole chains achieve for 15001/15006, for any port. */
+int px_engine_is_self(const struct engine *e, const struct sockaddr *sa, socklen_t len);
 /* A listener's name for logs: Listener.name, or virtualOutbound/virtualInbound. */
 const char *px_listener_name(const struct px_listener *l);
 

@@ -24,6 +24,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <ifaddrs.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -187,8 +188,10 @@ static void cluster_drop_hosts(struct px_cluster *cl)
 	free(cl->hmap);
 	cl->hmap = NULL;
 	cl->hmap_cap = 0;
-	if (cl->e)
+	if (cl->e) {
 		ev_timer_cancel(cl->e->loop, &cl->od_timer);
+		ev_timer_cancel(cl->e->loop, &cl->cleanup_timer);
+	}
 	up_hostset_free(cl->hs);
 	cl->hs = NULL;
 	up_cluster_unref(cl->up);
@@ -201,12 +204,42 @@ static void cluster_unref(struct px_cluster *cl)
 		return;
 	free(cl->hosts); /* empty: hosts hold a reference, so they are gone */
 	free(cl->hmap);
-	if (cl->e)
+	if (cl->e) {
 		ev_timer_cancel(cl->e->loop, &cl->od_timer);
+		ev_timer_cancel(cl->e->loop, &cl->cleanup_timer);
+	}
 	up_hostset_free(cl->hs);
 	up_cluster_unref(cl->up);
 	free(cl->name);
 	free(cl);
+}
+
+/* The ORIGINAL_DST cleanup sweep (Envoy's OriginalDstCluster::cleanup): a
+ * host picked since the last sweep, or with a request in flight, stays and
+ * is marked unused; the others are removed (idle connections closed; the
+ * host is freed once its last user lets go).  Re-armed while hosts remain. */
+static void odst_cleanup(struct ev_loop *loop, struct ev_timer *t)
+{
+	struct px_cluster *cl = t->data;
+	size_t i, k = 0;
+
+	if (cl->type != PX_CL_ORIGINAL_DST)
+		return; /* the cluster changed type: its hosts are EDS's now */
+	for (i = 0; i < cl->n_hosts; i++) {
+		struct px_host *h = cl->hosts[i];
+
+		if (h->used || h->st.rq_active) {
+			h->used = 0;
+			cl->hosts[k++] = h;
+			continue;
+		}
+		h->removed = 1;
+		px_pool_close_idle(h);
+		px_host_unref(h);
+	}
+	cl->n_hosts = k;
+	if (k)
+		ev_timer_arm(loop, t, PX_ODST_CLEANUP_MS);
 }
 
 struct px_host *px_cluster_dst_host(struct px_cluster *cl, const struct sockaddr_storage *ss, socklen_t len)
@@ -217,8 +250,10 @@ struct px_host *px_cluster_dst_host(struct px_cluster *cl, const struct sockaddr
 	size_t i;
 
 	for (i = 0; i < cl->n_hosts; i++)
-		if (cl->hosts[i]->alen == len && !memcmp(&cl->hosts[i]->addr, ss, len))
+		if (cl->hosts[i]->alen == len && !memcmp(&cl->hosts[i]->addr, ss, len)) {
+			cl->hosts[i]->used = 1;
 			return cl->hosts[i];
+		}
 	if (ss->ss_family == AF_INET) {
 		const struct sockaddr_in *s = (const struct sockaddr_in *)ss;
 
@@ -253,7 +288,12 @@ struct px_host *px_cluster_dst_host(struct px_cluster *cl, const struct sockaddr
 	h = host_new(cl, ip, port);
 	if (!h)
 		return NULL;
+	h->used = 1;
 	cl->hosts[cl->n_hosts++] = h;
+	if (cl->e && !ev_timer_armed(&cl->cleanup_timer)) {
+		ev_timer_init(&cl->cleanup_timer, odst_cleanup, cl);
+		ev_timer_arm(cl->e->loop, &cl->cleanup_timer, PX_ODST_CLEANUP_MS);
+	}
 	return h;
 }
 
@@ -303,6 +343,7 @@ static void config_free(struct px_config *c)
 	free(c->in_routers);
 	free(c->out_ports);
 	free(c->in_ports);
+	free(c->bh_out);
 	for (i = 0; i < c->n_bound; i++)
 		free(c->bound[i].name);
 	free(c->bound);
@@ -566,11 +607,23 @@ static int compile_listener(struct px_config *c, const Envoy__Config__Listener__
 		for (i = 0; i < l->n_filter_chains; i++) {
 			const Envoy__Config__Listener__V3__FilterChain *fc = l->filter_chains[i];
 
-			if (fc->filter_chain_match && fc->filter_chain_match->destination_port)
-				continue; /* the chain catching traffic to 15001 itself */
 			rc = chain_decode(c, l->name, fc, &hcm, &tcp, err, cap);
 			if (rc < 0)
 				return rc;
+			if (fc->filter_chain_match && fc->filter_chain_match->destination_port) {
+				/* the chain catching traffic to 15001 itself
+				 * (virtualOutbound-blackhole): honoured by port */
+				uint32_t *nv;
+
+				if (!tcp || strcmp(tcp, "BlackHoleCluster"))
+					continue;
+				nv = realloc(c->bh_out, (c->n_bh_out + 1) * sizeof(*nv));
+				if (!nv)
+					return -ENOMEM;
+				c->bh_out = nv;
+				c->bh_out[c->n_bh_out++] = fc->filter_chain_match->destination_port->value;
+				continue;
+			}
 			if (tcp)
 				c->allow_any = !strcmp(tcp, "PassthroughCluster");
 		}
@@ -1100,6 +1153,170 @@ static void bound_commit(struct engine *e, struct px_config *c)
 
 /* --- engine */
 
+/* --- destinations that are meshproxy itself: the loop guard
+ *
+ * A request whose destination is one of meshproxy's own listening sockets
+ * would come straight back in and be proxied again, once per connection,
+ * until the fds run out (a Host of 127.0.0.1:15001 through PassthroughCluster,
+ * a Sidecar ingress whose defaultEndpoint is its own bind address), or
+ * would reach the admin port from the network.  Istio closes the 15001 and
+ * 15006 cases with its blackhole chains; meshproxy's ports can differ, so
+ * every upstream connection is checked against the sockets themselves. */
+
+/* sa as a px_addr (IPv4-mapped IPv6 folded to IPv4); -EAFNOSUPPORT otherwise. */
+static int addr_from_sa(const struct sockaddr *sa, socklen_t len, struct px_addr *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (sa->sa_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in)) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+
+		out->family = AF_INET;
+		out->port = ntohs(in->sin_port);
+		memcpy(out->a, &in->sin_addr, 4);
+		return 0;
+	}
+	if (sa->sa_family == AF_INET6 && len >= (socklen_t)sizeof(struct sockaddr_in6)) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+
+		out->port = ntohs(in6->sin6_port);
+		if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+			out->family = AF_INET;
+			memcpy(out->a, in6->sin6_addr.s6_addr + 12, 4);
+		} else {
+			out->family = AF_INET6;
+			memcpy(out->a, in6->sin6_addr.s6_addr, 16);
+		}
+		return 0;
+	}
+	return -EAFNOSUPPORT;
+}
+
+static int addr_unspecified(const struct px_addr *a)
+{
+	static const unsigned char zero[16];
+
+	return !memcmp(a->a, zero, a->family == AF_INET ? 4 : 16);
+}
+
+static int addr_eq(const struct px_addr *x, const struct px_addr *y)
+{
+	return x->family == y->family && !memcmp(x->a, y->a, x->family == AF_INET ? 4 : 16);
+}
+
+/* A destination that a connect() delivers to this host. */
+static int addr_is_local(const struct engine *e, const struct px_addr *a)
+{
+	static const unsigned char v6lo[16] = { [15] = 1 };
+	size_t i;
+
+	if (addr_unspecified(a))
+		return 1; /* connect() to 0.0.0.0 / :: reaches the local host */
+	if (a->family == AF_INET && a->a[0] == 127)
+		return 1;
+	if (a->family == AF_INET6 && !memcmp(a->a, v6lo, 16))
+		return 1;
+	for (i = 0; i < e->n_ifaddrs; i++)
+		if (addr_eq(&e->ifaddrs[i], a))
+			return 1;
+	return 0;
+}
+
+/* Does a connection to d reach the socket bound to l? */
+static int self_match(const struct engine *e, const struct px_addr *l, const struct px_addr *d)
+{
+	if (l->port != d->port)
+		return 0;
+	if (l->family == AF_INET && d->family != AF_INET)
+		return 0; /* an IPv4 socket takes no IPv6 connection (an IPv6 one is dual-stack) */
+	if (addr_unspecified(l))
+		return addr_is_local(e, d); /* a wildcard socket takes every local destination */
+	return addr_eq(l, d) || addr_unspecified(d);
+}
+
+static int listener_is(const struct engine *e, const struct px_listener *l, const struct px_addr *d)
+{
+	struct px_addr la;
+
+	/* the port first: on the data path, most checks end here */
+	if (l->fd < 0 || l->port != (int)d->port ||
+	    addr_from_sa((const struct sockaddr *)&l->local, sizeof(l->local), &la) < 0)
+		return 0;
+	return self_match(e, &la, d);
+}
+
+int px_engine_is_self(const struct engine *e, const struct sockaddr *sa, socklen_t len)
+{
+	struct px_addr d;
+	size_t i;
+
+	if (addr_from_sa(sa, len, &d) < 0)
+		return 0;
+	if (listener_is(e, &e->lout, &d) || listener_is(e, &e->lin, &d))
+		return 1;
+	for (i = 0; i < e->n_bl; i++)
+		if (listener_is(e, e->bl[i], &d))
+			return 1;
+	for (i = 0; i < e->n_self; i++)
+		if (self_match(e, &e->self[i], &d))
+			return 1;
+	return 0;
+}
+
+/* This host's interface addresses, read again (at start and on every
+ * apply: an address added since then is then known).  A failure keeps the
+ * previous list: loopback and the listeners' own addresses are matched
+ * without it. */
+static void self_read_ifaddrs(struct engine *e)
+{
+	struct ifaddrs *ifa = NULL, *i;
+	struct px_addr *v;
+	size_t n = 0, k = 0;
+
+	if (getifaddrs(&ifa) < 0)
+		return;
+	for (i = ifa; i; i = i->ifa_next)
+		n += i->ifa_addr && (i->ifa_addr->sa_family == AF_INET || i->ifa_addr->sa_family == AF_INET6);
+	v = calloc(n ? n : 1, sizeof(*v));
+	if (!v)
+		goto out;
+	for (i = ifa; i; i = i->ifa_next) {
+		if (!i->ifa_addr)
+			continue;
+		if (addr_from_sa(i->ifa_addr, i->ifa_addr->sa_family == AF_INET ? sizeof(struct sockaddr_in)
+										: sizeof(struct sockaddr_in6),
+				 &v[k]) == 0)
+			k++;
+	}
+	free(e->ifaddrs);
+	e->ifaddrs = v;
+	e->n_ifaddrs = k;
+out:
+	freeifaddrs(ifa);
+}
+
+int engine_self_add(struct engine *e, const char *addr, int port)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	struct px_addr a, *nv;
+	int rc;
+
+	if (port <= 0 || port > 65535)
+		return -EINVAL;
+	rc = net_parse_addr(addr, &ss, &len);
+	if (rc < 0)
+		return rc;
+	if (addr_from_sa((const struct sockaddr *)&ss, len, &a) < 0)
+		return -EINVAL;
+	a.port = (uint16_t)port;
+	nv = realloc(e->self, (e->n_self + 1) * sizeof(*nv));
+	if (!nv)
+		return -ENOMEM;
+	e->self = nv;
+	e->self[e->n_self++] = a;
+	return 0;
+}
+
 int engine_new(struct ev_loop *loop, const struct engine_opts *o, struct engine **out)
 {
 	struct engine *e;
@@ -1127,9 +1344,11 @@ int engine_new(struct ev_loop *loop, const struct engine_opts *o, struct engine 
 	e->lbrng.s = e->rng ^ 0x5851F42D4C957F2DULL;
 	ev_timer_init(&e->gai_timer, px_gai_reap, e);
 	ev_timer_init(&e->trim_timer, px_trim, e);
+	self_read_ifaddrs(e);
 	if (o->access_log && *o->access_log) {
 		rc = px_alog_open(loop, o->access_log, &e->alog);
 		if (rc < 0) {
+			free(e->ifaddrs);
 			free(e);
 			return rc;
 		}
@@ -1171,6 +1390,8 @@ void engine_free(struct engine *e)
 	free(e->ctab);
 	px_config_unref(e->cur);
 	px_alog_free(e->alog);
+	free(e->self);
+	free(e->ifaddrs);
 	free(e);
 }
 
@@ -1184,6 +1405,7 @@ int engine_apply(struct engine *e, struct px_snapshot *candidate, char *err, siz
 	rc = config_compile(e, candidate, &c, err, cap);
 	if (rc < 0)
 		goto out;
+	self_read_ifaddrs(e);
 	if (c->has_outbound && e->o.outbound_addr && *e->o.outbound_addr) {
 		rc = listener_bind(e, &e->lout, e->o.outbound_addr, 0, err, cap);
 		if (rc < 0)
@@ -1482,14 +1704,15 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 			"# TYPE envoy_http_no_route counter\nenvoy_http_no_route{envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
 			"# TYPE envoy_http_downstream_rq_idle_timeout counter\nenvoy_http_downstream_rq_idle_timeout{envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
 			"# TYPE envoy_http_downstream_rq_header_timeout counter\nenvoy_http_downstream_rq_header_timeout{envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
-			"# TYPE meshproxy_listener_accept_paused counter\nmeshproxy_listener_accept_paused %llu\n",
+			"# TYPE meshproxy_listener_accept_paused counter\nmeshproxy_listener_accept_paused %llu\n"
+			"# TYPE meshproxy_http_loop_refused counter\nmeshproxy_http_loop_refused %llu\n",
 			(unsigned long long)e->st.cx_total, (unsigned long long)e->st.cx_active,
 			(unsigned long long)e->st.rq_total, (unsigned long long)e->st.rq_active,
 			(unsigned long long)e->st.rq_2xx, (unsigned long long)e->st.rq_3xx,
 			(unsigned long long)e->st.rq_4xx, (unsigned long long)e->st.rq_5xx,
 			(unsigned long long)e->st.codec_errors, (unsigned long long)e->st.no_route,
 			(unsigned long long)e->st.rq_idle_timeout, (unsigned long long)e->st.rq_header_timeout,
-			(unsigned long long)e->st.accept_paused);
+			(unsigned long long)e->st.accept_paused, (unsigned long long)e->st.rq_loop_refused);
 	/* shadow requests: no Envoy name (Envoy counts them only in the
 	 * mirror cluster's upstream_rq_total, which meshproxy does too) */
 	mesh_buf_printf(b,

@@ -76,6 +76,14 @@ int engine_inbound_port(const struct engine *e);
 int engine_listener_port(const struct engine *e, const char *name);
 
 /*
+ * Declares a socket the process listens on outside the engine (the admin,
+ * status and health ports), so that no request is ever proxied to it:
+ * addr is the flag's "HOST:PORT" / "[V6]:PORT" (its port ignored), port the
+ * bound port.  Returns 0, -EINVAL for a malformed addr, or -ENOMEM.
+ */
+MESH_MUST_CHECK int engine_self_add(struct engine *e, const char *addr, int port);
+
+/*
  * Admin pages the engine owns, Envoy's shapes: "/clusters" (text lines
  * CLUSTER::IP:PORT::stat::value), "/listeners" (NAME::IP:PORT per bound
  * socket, virtualOutbound/virtualInbound included) and "/stats/prometheus"

@@ -479,12 +479,22 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	admin_set_pages(admin, engine_pages, engine);
+	/* the admin, status and health ports are never an upstream (the loop guard) */
+	rc = engine_self_add(engine, o.admin_addr, admin_port(admin));
+	if (rc < 0)
+		goto out;
 	log_info("meshproxy", "meshproxy %s: admin on %s (port %d), node %s", MESH_VERSION, o.admin_addr,
 		 admin_port(admin), o.node_id);
 	rc = start_status(loop, "status", o.status_addr, &info, status_pages, engine, &status);
 	if (rc < 0)
 		goto out;
 	rc = start_status(loop, "health", o.health_addr, &info, NULL, NULL, &health);
+	if (rc < 0)
+		goto out;
+	if (status)
+		rc = engine_self_add(engine, o.status_addr, admin_port(status));
+	if (rc >= 0 && health)
+		rc = engine_self_add(engine, o.health_addr, admin_port(health));
 	if (rc < 0)
 		goto out;
 	rc = xds_client_start(xds, o.xds_addr);

@@ -1281,6 +1281,45 @@ static struct px_host *s_pick(struct px_stream *s)
 	return up ? px_cluster_host_of(cl, up) : NULL;
 }
 
+/* BlackHoleCluster: answered as REGISTRY_ONLY's catch-all is (502, NR),
+ * never connected: Istio's blackhole chains (virtualOutbound-blackhole,
+ * virtualInbound-blackhole on destination_port 15001/15006) and an
+ * inbound port the workload does not declare. */
+static void s_blackhole(struct px_stream *s)
+{
+	s->e->st.no_route++;
+	s_local_reply(s, 502, PX_RF_NR, NULL, NULL);
+}
+
+/* A destination that is one of meshproxy's own listening sockets is never
+ * connected (the request would come back in and loop until the fds run
+ * out, or reach the admin port): answered as BlackHoleCluster, counted
+ * (meshproxy_http_loop_refused) and logged once per configuration.
+ * Returns 1 when refused. */
+static int s_loop_refused(struct px_stream *s, const struct sockaddr *sa, socklen_t len)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+	int port = 0;
+
+	if (!px_engine_is_self(s->e, sa, len))
+		return 0;
+	s->e->st.rq_loop_refused++;
+	if (!s->cfg->loop_logged) {
+		s->cfg->loop_logged = 1;
+		if (sa->sa_family == AF_INET) {
+			inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ip, sizeof(ip));
+			port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
+		} else if (sa->sa_family == AF_INET6) {
+			inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ip, sizeof(ip));
+			port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+		}
+		log_warn("meshproxy", "refused a request to %s:%d (cluster %s): a socket of meshproxy itself, "
+			 "answered as BlackHoleCluster (logged once per configuration)", ip, port, s->cl ? s->cl->name : "-");
+	}
+	s_blackhole(s);
+	return 1;
+}
+
 static void s_attempt(struct px_stream *s)
 {
 	struct engine *e = s->e;
@@ -1288,11 +1327,17 @@ static void s_attempt(struct px_stream *s)
 	struct px_uconn *u;
 	int err;
 
+	/* checked before the ORIGINAL_DST host is made (it would stay in /clusters) */
+	if (s->cl->type == PX_CL_ORIGINAL_DST && s->have_odst &&
+	    s_loop_refused(s, (const struct sockaddr *)&s->odst, s->odst_len))
+		return;
 	h = s_pick(s);
 	if (!h) {
 		s_local_reply(s, 503, PX_RF_UH, "no healthy upstream", NULL);
 		return;
 	}
+	if (s_loop_refused(s, &h->addr.sa, h->alen))
+		return;
 	if (s->n_tried < PX_MAX_TRIED)
 		s->tried[s->n_tried++] = px_host_ref(h);
 	else {
@@ -1633,6 +1678,14 @@ static void uuid4(struct engine *e, char out[36])
 
 /* The upstream head: request line, Host, the client's fields but hop-by-hop
  * and framing ones, x-request-id, x-forwarded-proto, the framing. */
+/* RFC 9112 3.2.2 (and Envoy's codec): an absolute-form target with an
+ * empty path ("http://web:8080", "http://web:8080?x=1") has the path "/",
+ * for routing and upstream alike. */
+static int path_needs_slash(const struct h1_head *h)
+{
+	return h->form == H1_FORM_ABSOLUTE && (!h->path.len || h->path.p[0] == '?');
+}
+
 static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_str authority,
 			const struct router_req *rq)
 {
@@ -1655,7 +1708,19 @@ static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_
 		host.p = ha;
 		host.len = len;
 	}
-	rc = h1_out_request_line(b, h->method, path);
+	if (path.p != pathbuf && path_needs_slash(h)) {
+		/* the codec's target is zero-copy: the "/" goes in front here
+		 * (method and target were validated by the codec) */
+		rc = mesh_buf_append(b, h->method.p, h->method.len);
+		if (!rc)
+			rc = mesh_buf_append(b, " /", 2);
+		if (!rc)
+			rc = mesh_buf_append(b, path.p, path.len);
+		if (!rc)
+			rc = mesh_buf_append(b, " HTTP/1.1\r\n", 11);
+	} else {
+		rc = h1_out_request_line(b, h->method, path);
+	}
 	if (!rc && host.len)
 		rc = h1_out_header(b, H_HOST, host);
 	for (i = 0; !rc && i < h->n_headers; i++) {
@@ -1704,7 +1769,10 @@ static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_
 	}
 	if (!rc && (h->framing == H1_BODY_LENGTH || h->framing == H1_BODY_CHUNKED))
 		rc = h1_out_framing(b, h->framing, h->content_length);
-	return rc ? -ENOMEM : 0;
+	/* the buffer's own error first: over its cap is a head too large (431) */
+	if (b->err)
+		return b->err;
+	return rc < 0 ? rc : rc ? -ENOMEM : 0;
 }
 
 /* --- mirroring: a copy of the request to another cluster, fire and
@@ -1806,6 +1874,12 @@ static void s_mirror_one(struct px_stream *s, uint32_t i)
 	h = up ? px_cluster_host_of(cl, up) : NULL;
 	if (!h)
 		return;
+	if (px_engine_is_self(e, &h->addr.sa, h->alen)) {
+		/* a mirror to one of our own sockets would loop (s_attempt's guard) */
+		e->st.rq_loop_refused++;
+		e->mirrors_dropped++;
+		return;
+	}
 	cl->st.rq_total++;
 	h->st.rq_total++;
 	fd = socket(h->addr.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -2133,8 +2207,17 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 	d->state = s->req_done ? D_WAIT : D_BODY;
 	authority = h->form == H1_FORM_ABSOLUTE || h->form == H1_FORM_AUTHORITY ? h->authority : h->host;
 	s->method = meta_put(s, h->method.p, h->method.len);
-	s->path = meta_put(s, h->form == H1_FORM_ORIGIN || h->form == H1_FORM_ABSOLUTE ? h->path.p : h->target.p,
-			   h->form == H1_FORM_ORIGIN || h->form == H1_FORM_ABSOLUTE ? h->path.len : h->target.len);
+	if (path_needs_slash(h)) {
+		/* "/" then the query: adjacent in meta, so one string */
+		struct px_str q;
+
+		s->path = meta_put(s, "/", 1);
+		q = meta_put(s, h->path.p, h->path.len);
+		s->path.len += q.len;
+	} else {
+		s->path = meta_put(s, h->form == H1_FORM_ORIGIN || h->form == H1_FORM_ABSOLUTE ? h->path.p : h->target.p,
+				   h->form == H1_FORM_ORIGIN || h->form == H1_FORM_ABSOLUTE ? h->path.len : h->target.len);
+	}
 	s->proto = meta_put(s, h->version_minor ? "HTTP/1.1" : "HTTP/1.0", 8);
 	s->authority = meta_put(s, authority.p, authority.len);
 	{
@@ -2198,6 +2281,13 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 			return;
 		}
 	} else if (!d->inbound) {
+		size_t i;
+
+		for (i = 0; i < cfg->n_bh_out; i++)
+			if (cfg->bh_out[i] == port) {
+				s_blackhole(s); /* virtualOutbound-blackhole */
+				return;
+			}
 		pp = find_port(cfg->out_ports, cfg->n_out_ports, vip, port);
 		if (pp && !pp->tcp && s_http10_refused(s, pp))
 			return;
@@ -2220,6 +2310,10 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		char name[48];
 
 		pp = find_port(cfg->in_ports, cfg->n_in_ports, 0, port);
+		if (pp && pp->tcp && pp->tcp_cluster && !strcmp(pp->tcp_cluster, "BlackHoleCluster")) {
+			s_blackhole(s); /* virtualInbound-blackhole */
+			return;
+		}
 		if (pp && pp->rcfg && s_http10_refused(s, pp))
 			return;
 		if (pp && pp->rcfg) {
@@ -2230,8 +2324,20 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 				return;
 			}
 		} else {
+			const struct px_cluster *icl;
+
 			snprintf(name, sizeof(name), "inbound|%u||", port);
-			s_synth(s, px_config_cluster(cfg, name) ? px_config_cluster(cfg, name)->name : "InboundPassthroughCluster");
+			icl = px_config_cluster(cfg, name);
+			if (!icl && !pp && !d->captured) {
+				/* sent straight to the inbound port for a port the workload
+				 * does not declare (no inbound|PORT|| cluster, no
+				 * virtualInbound chain): Istio never reaches loopback-only
+				 * ports this way (its InboundPassthroughCluster goes to the
+				 * pod IP), so neither does meshproxy: BlackHoleCluster */
+				s_blackhole(s);
+				return;
+			}
+			s_synth(s, icl ? icl->name : "InboundPassthroughCluster");
 		}
 		if (!d->captured) {
 			/* not captured: the application port comes from the authority */
@@ -2350,9 +2456,16 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 			      "x-envoy-overloaded: true\r\n");
 		return;
 	}
-	if (s_build_head(s, h, authority, &rq) < 0) {
-		s_local_reply(s, 431, 0, NULL, NULL);
-		return;
+	{
+		int rc = s_build_head(s, h, authority, &rq);
+
+		/* over the head's cap after the route's edits: too large (431);
+		 * anything else (a header edit the writer refuses, memory) is
+		 * the proxy's own failure */
+		if (rc < 0) {
+			s_local_reply(s, rc == -MESH_ETOOBIG ? 431 : 500, 0, NULL, NULL);
+			return;
+		}
 	}
 	/* each mirror policy draws its own fraction (Istio emits one per
 	 * VirtualService mirror); the copies leave once the request is whole */
@@ -2404,6 +2517,22 @@ static void d_local_error(struct px_dconn *d, int status)
 	d->e->st.codec_errors++;
 	d->e->st.rq_4xx += status < 500;
 	d->e->st.rq_5xx += status >= 500;
+	if (d->e->alog) {
+		/* Envoy logs a request its codec refused, flag DPE (downstream
+		 * protocol error), with what it has: no method or path ("-") */
+		struct px_alog_entry le;
+
+		memset(&le, 0, sizeof(le));
+		le.start_us = wall_us();
+		le.protocol.p = "HTTP/1.1";
+		le.protocol.len = 8;
+		le.status = status;
+		le.flags = status == 417 ? 0 : PX_RF_DPE;
+		le.rx = d->in.len - d->in.off;
+		le.tx = (uint64_t)n;
+		le.upstream_ms = -1;
+		px_alog_write(d->e->alog, &le);
+	}
 }
 
 /* Moves request body bytes from the input buffer to the upstream, while it has room. */

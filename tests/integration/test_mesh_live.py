@@ -282,6 +282,28 @@ class MeshLiveTest(MeshCase):
         wait_for(lambda: any("/hello-inbound" in x and "127.0.0.1:%d" % app.port in x for x in inb.access_log()),
                  what="the inbound request in the access log")
 
+    def test_inbound_never_reaches_meshproxy_itself(self):
+        # issue 16 (the breaker): the admin's port as the Host port of a
+        # request straight to the inbound port was POST /quitquitquit on the
+        # admin; only the workload's declared ports are reachable that way
+        inb = self.sidecars["inb"]
+        for port in (inb.admin_port, inb.out_port, inb.in_port):
+            s = socket.create_connection(("127.0.0.1", inb.in_port), timeout=20)
+            try:
+                s.sendall(b"POST /quitquitquit HTTP/1.1\r\nHost: x:%d\r\nContent-Length: 0\r\n"
+                          b"Connection: close\r\n\r\n" % port)
+                out = b""
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    out += chunk
+            finally:
+                s.close()
+            self.assertTrue(out.startswith(b"HTTP/1.1 502"), (port, out))
+        self.assertIsNone(inb.proc.poll())
+        self.assertEqual(inb.admin("/ready")[0], 200)
+
 
 if __name__ == "__main__":
     unittest.main()

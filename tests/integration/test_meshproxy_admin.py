@@ -434,9 +434,24 @@ class MeshproxyLoggingTest(unittest.TestCase):
             self.assertNotIn("request refused", p.logs())
             code, body = p.curl("-X", "POST", p.url("/logging?admin=trace"))
             self.assertEqual(code, 200, body)
-            self.assertEqual(loggers(body)["admin"], "debug")
+            self.assertEqual(loggers(body)["admin"], "trace")  # what was set (trace runs as debug)
             refused()
             wait_for(lambda: "request refused" in p.logs(), what="the admin scope's debug line")
+
+            # admin query parameters are percent-decoded, as Envoy's are
+            code, body = p.curl("-X", "POST", p.url("/logging?paths=xds%3Adebug%2Cgrpc%3Acritical"))
+            self.assertEqual(code, 200, body)
+            self.assertEqual((loggers(body)["xds"], loggers(body)["grpc"]), ("debug", "critical"), body)
+            code, body = p.curl("-X", "POST", p.url("/logging?%61dmin=info"))
+            self.assertEqual((code, loggers(body)["admin"]), (200, "info"), body)
+            code, body = p.curl("-X", "POST", p.url("/logging?level=critical"))
+            self.assertEqual(code, 200, body)
+            self.assertEqual(set(loggers(body).values()), {"critical"}, body)
+            # more pairs than loggers can exist: said so, not "unknown logger name"
+            code, body = p.curl("-X", "POST", p.url("/logging?paths=" + ",".join(["xds:info"] * 17)))
+            self.assertEqual(code, 400, body)
+            self.assertTrue(body.startswith("error: too many logger names (at most 16)\n"), body)
+            self.assertEqual(set(loggers(body).values()), {"critical"}, body)
         finally:
             rc = p.stop()
         self.assertEqual(rc, 0)

@@ -138,6 +138,9 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	admin_set_pages(admin, pages, engine);
+	/* as meshproxy's main: the admin port is never an upstream (the loop guard) */
+	if (engine_self_add(engine, admin_addr, admin_port(admin)) < 0)
+		return 1;
 	printf("ready outbound=%d inbound=%d admin=%d\n", engine_outbound_port(engine), engine_inbound_port(engine),
 	       admin_port(admin));
 	fflush(stdout);

@@ -384,6 +384,25 @@ START_TEST(absolute_form)
 }
 END_TEST
 
+/* RFC 9112 3.2.2: an absolute-form target with an empty path has the path
+ * "/" (routed as "/", sent upstream as "/" or "/?query"), as Envoy does. */
+START_TEST(absolute_form_empty_path)
+{
+	const char *r = roundtrip("GET http://reviews:9080 HTTP/1.1\r\nHost: reviews:9080\r\nConnection: close\r\n\r\n");
+
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12), "%s", r);
+	pthread_mutex_lock(&be.mu);
+	ck_assert_msg(!strncmp(be.last_head, "GET / HTTP/1.1\r\n", 16), "%s", be.last_head);
+	pthread_mutex_unlock(&be.mu);
+	r = roundtrip("GET http://reviews:9080?x=1 HTTP/1.1\r\nHost: reviews:9080\r\nConnection: close\r\n\r\n");
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12), "%s", r);
+	pthread_mutex_lock(&be.mu);
+	ck_assert_msg(!strncmp(be.last_head, "GET /?x=1 HTTP/1.1\r\n", 20), "%s", be.last_head);
+	pthread_mutex_unlock(&be.mu);
+	ck_assert_int_eq(be.reqs, 2);
+}
+END_TEST
+
 START_TEST(rejected_config_keeps_old)
 {
 	struct px_snapshot *s = NULL;
@@ -844,6 +863,197 @@ START_TEST(expect_100_forwarded_with_proxy_100)
 }
 END_TEST
 
+/* --- the loop guard: meshproxy never proxies to its own sockets (issue 16) */
+
+#define LOOP_REFUSED "\nmeshproxy_http_loop_refused "
+#define CX_TOTAL "envoy_http_downstream_cx_total{envoy_http_conn_manager_prefix=\"meshproxy\"} "
+
+static const char *LOOP_SPEC =
+	"outbound\n"
+	"inbound\n"
+	"cluster PassthroughCluster original_dst\n"
+	"cluster inbound|%d|| static 127.0.0.1:%d\n";
+
+/* A request straight to a port (the test thread is the client). */
+static const char *ask_port(int port, const char *fmt, int host_port)
+{
+	static char req[512];
+
+	snprintf(req, sizeof(req), fmt, host_port);
+	return ask("127.0.0.1", port, req);
+}
+
+START_TEST(loop_passthrough_to_self)
+{
+	const char *r;
+	int po, pi;
+
+	apply(LOOP_SPEC, be.port);
+	po = engine_outbound_port(eng);
+	pi = engine_inbound_port(eng);
+	/* PassthroughCluster to virtualOutbound itself: absolute form, Host, localhost */
+	r = ask_port(po, "GET http://127.0.0.1:%d/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", po);
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 502", 12), "%s", r);
+	r = ask_port(po, "GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n", po);
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 502", 12), "%s", r);
+	r = ask_port(po, "GET / HTTP/1.1\r\nHost: localhost:%d\r\nConnection: close\r\n\r\n", po);
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 502", 12), "%s", r);
+	/* the unspecified address and another loopback one reach a 127.0.0.1 socket only if it is 0.0.0.0 */
+	r = ask_port(po, "GET / HTTP/1.1\r\nHost: 0.0.0.0:%d\r\nConnection: close\r\n\r\n", po);
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 502", 12), "%s", r);
+	/* ... and to virtualInbound */
+	r = ask_port(po, "GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n", pi);
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 502", 12), "%s", r);
+	ck_assert_uint_eq(prom(LOOP_REFUSED), 5);
+	/* one downstream connection per request: nothing came back in */
+	ck_assert_uint_eq(prom(CX_TOTAL), 5);
+	/* a real destination still passes through */
+	r = ask_port(po, "GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n", be.port);
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12), "%s", r);
+	ck_assert_int_eq(be.reqs, 1);
+	ck_assert_uint_eq(prom(LOOP_REFUSED), 5);
+}
+END_TEST
+
+/* Istio's virtualOutbound-blackhole / virtualInbound-blackhole chains
+ * (destination_port 15001 / 15006) answer as BlackHoleCluster, whatever
+ * ports meshproxy listens on. */
+START_TEST(loop_blackhole_chains)
+{
+	const char *r;
+
+	apply(LOOP_SPEC, be.port);
+	r = ask_port(engine_outbound_port(eng), "GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n",
+		     15001);
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 502", 12), "%s", r); /* not 503 UF: nothing was connected */
+	r = ask_port(engine_inbound_port(eng), "GET / HTTP/1.1\r\nHost: x:%d\r\nConnection: close\r\n\r\n", 15006);
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 502", 12), "%s", r);
+	ck_assert_uint_eq(prom(LOOP_REFUSED), 0); /* refused by the chains, before any destination */
+}
+END_TEST
+
+/* A connection straight to the inbound port reaches only the ports the
+ * workload declares (an inbound|PORT|| cluster): never another loopback
+ * port, the admin's among them. */
+START_TEST(inbound_undeclared_port_refused)
+{
+	struct backend other;
+	const char *r;
+	int pi;
+
+	be_start(&other);
+	apply(LOOP_SPEC, be.port);
+	pi = engine_inbound_port(eng);
+	r = ask_port(pi, "GET / HTTP/1.1\r\nHost: x:%d\r\nConnection: close\r\n\r\n", be.port);
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12) && strstr(r, "hello"), "%s", r);
+	ck_assert_int_eq(be.reqs, 1);
+	r = ask_port(pi, "POST /quitquitquit HTTP/1.1\r\nHost: x:%d\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", other.port);
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 502", 12), "%s", r);
+	ck_assert_int_eq(other.reqs, 0);
+	be_stop(&other);
+}
+END_TEST
+
+/* The admin/status/health ports (engine_self_add()) are never an upstream,
+ * not even when a configuration declares them. */
+START_TEST(admin_port_never_upstream)
+{
+	const char *r;
+	int pi;
+
+	ck_assert_int_eq(engine_self_add(eng, "nonsense", be.port), -EINVAL);
+	ck_assert_int_eq(engine_self_add(eng, "127.0.0.1:15000", be.port), 0); /* the backend plays the admin */
+	apply(LOOP_SPEC, be.port);
+	pi = engine_inbound_port(eng);
+	r = ask_port(pi, "POST /quitquitquit HTTP/1.1\r\nHost: x:%d\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", be.port);
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 502", 12), "%s", r);
+	r = ask_port(engine_outbound_port(eng), "GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n",
+		     be.port);
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 502", 12), "%s", r);
+	ck_assert_int_eq(be.reqs, 0);
+	ck_assert_uint_eq(prom(LOOP_REFUSED), 2);
+}
+END_TEST
+
+/* A bound listener (captureMode NONE) routing to PassthroughCluster with
+ * its own address as the Host; a wildcard one reached through another local
+ * address; a Sidecar ingress whose defaultEndpoint is its own address. */
+START_TEST(loop_bound_listeners)
+{
+	char spec[1024];
+	const char *r;
+	int p1, p2, held1 = listen_any(&p1), held2 = listen_any(&p2);
+
+	close(held1);
+	close(held2);
+	snprintf(spec, sizeof(spec),
+		 "bind out app-out 127.0.0.1:%d 9080\n"
+		 "bind out any-out 0.0.0.0:%d 9080\n"
+		 "bind in app-in 127.0.0.2:%%d inbound|8080||\n"
+		 "vhost 9080 r *\nroute 9080 r / cluster=PassthroughCluster\n"
+		 "cluster PassthroughCluster original_dst\n"
+		 "cluster inbound|8080|| static 127.0.0.2:%%d\n", p1, p2);
+	{
+		int p3, held3 = listen_any(&p3);
+
+		close(held3);
+		apply(spec, p3);
+		r = ask("127.0.0.2", p3, "GET / HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n");
+		ck_assert_msg(!strncmp(r, "HTTP/1.1 502", 12), "%s", r);
+	}
+	r = ask_port(p1, "GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n", p1);
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 502", 12), "%s", r);
+	r = ask_port(p1, "GET / HTTP/1.1\r\nHost: 127.0.0.9:%d\r\nConnection: close\r\n\r\n", p2);
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 502", 12), "%s", r);
+	r = ask_port(p1, "GET / HTTP/1.1\r\nHost: 0.0.0.0:%d\r\nConnection: close\r\n\r\n", p2);
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 502", 12), "%s", r);
+	ck_assert_uint_eq(prom(LOOP_REFUSED), 4);
+	ck_assert_uint_eq(prom(CX_TOTAL), 4);
+	/* 127.0.0.9 on the 127.0.0.1-only port is another socket: connected (and refused by the kernel) */
+	r = ask_port(p1, "GET / HTTP/1.1\r\nHost: 127.0.0.9:%d\r\nConnection: close\r\n\r\n", p1);
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 503", 12), "%s", r);
+	ck_assert_uint_eq(prom(LOOP_REFUSED), 4);
+}
+END_TEST
+
+/* Envoy's cleanup_interval (5 s) for ORIGINAL_DST hosts: a passthrough
+ * destination unused for a sweep leaves /clusters (bounded wait, no timing
+ * asserted: only that it goes, and that a used one comes back). */
+START_TEST(passthrough_hosts_cleaned_up)
+{
+	struct mesh_buf b;
+	const char *r, *ct;
+	char want[96];
+	int i, gone = 0;
+
+	apply(LOOP_SPEC, be.port);
+	r = ask_port(engine_outbound_port(eng), "GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n",
+		     be.port);
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12), "%s", r);
+	snprintf(want, sizeof(want), "PassthroughCluster::127.0.0.1:%d::", be.port);
+	mesh_buf_init(&b, 1 << 20);
+	ck_assert_int_eq(engine_admin_page(eng, "/clusters", 9, &b, &ct), 0);
+	mesh_buf_putc(&b, 0);
+	ck_assert_msg(strstr(b.data, want) != NULL, "%s", b.data);
+	for (i = 0; i < 3000 && !gone; i++) {
+		ck_assert_int_ge(ev_run_once(loop, 5), 0);
+		mesh_buf_reset(&b);
+		ck_assert_int_eq(engine_admin_page(eng, "/clusters", 9, &b, &ct), 0);
+		mesh_buf_putc(&b, 0);
+		gone = strstr(b.data, want) == NULL;
+	}
+	ck_assert_msg(gone, "%s", b.data);
+	r = ask_port(engine_outbound_port(eng), "GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n",
+		     be.port);
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12), "%s", r);
+	mesh_buf_reset(&b);
+	ck_assert_int_eq(engine_admin_page(eng, "/clusters", 9, &b, &ct), 0);
+	mesh_buf_putc(&b, 0);
+	ck_assert_msg(strstr(b.data, want) != NULL, "%s", b.data);
+	mesh_buf_cleanup(&b);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("engine");
@@ -860,6 +1070,7 @@ int main(void)
 	tcase_add_test(tc, route_timeout_504);
 	tcase_add_test(tc, direct_response);
 	tcase_add_test(tc, absolute_form);
+	tcase_add_test(tc, absolute_form_empty_path);
 	tcase_add_test(tc, rejected_config_keeps_old);
 	tcase_add_test(tc, smuggling_400);
 	tcase_add_test(tc, admin_pages);
@@ -880,6 +1091,16 @@ int main(void)
 	tcase_add_test(tc, bound_bind_failure_nacks);
 	tcase_add_test(tc, bound_wildcard_and_loopback_share_port);
 	tcase_add_test(tc, bound_removal_closes);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("loop");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, loop_passthrough_to_self);
+	tcase_add_test(tc, loop_blackhole_chains);
+	tcase_add_test(tc, inbound_undeclared_port_refused);
+	tcase_add_test(tc, admin_port_never_upstream);
+	tcase_add_test(tc, loop_bound_listeners);
+	tcase_add_test(tc, passthrough_hosts_cleaned_up);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
