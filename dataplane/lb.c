@@ -492,6 +492,12 @@ bool lb_hash_compute(const struct lb_hash *h, const struct lb_hash_request *rq, 
 		case LB_HASH_COOKIE:
 			if (rq->cookie)
 				v = rq->cookie(rq->ctx, p->name, p->name_len, &len);
+			/* Envoy's parseCookieValue strips a quoted value's quotes:
+			 * the cookie we set is quoted and must hash as generated */
+			if (v && len >= 2 && v[0] == '"' && v[len - 1] == '"') {
+				v++;
+				len -= 2;
+			}
 			if (v && len) {
 				nh = XXH64(v, len, 0);
 				got = true;

@@ -353,6 +353,17 @@ static size_t hdr(void *ctx, const char *name, size_t nl, const char **v, size_t
 	return 0;
 }
 
+static const char *ck_value;
+
+static const char *ck_get(void *ctx, const char *name, size_t nl, size_t *len)
+{
+	(void)ctx;
+	if (nl != 7 || memcmp(name, "session", 7) || !ck_value)
+		return NULL;
+	*len = strlen(ck_value);
+	return ck_value;
+}
+
 START_TEST(hash_policies)
 {
 	Envoy__Config__Route__V3__RouteAction__HashPolicy p[3] = {
@@ -419,6 +430,23 @@ START_TEST(hash_policies)
 		ck_assert_str_eq(cookie.value, want);
 	}
 	ck_assert_uint_eq(v, XXH64(cookie.value, 16, 0));
+	/* the client sends the generated cookie back quoted, as set: the
+	 * quotes are stripped (Envoy's parseCookieValue), same hash */
+	{
+		char quoted[19];
+
+		x = v;
+		snprintf(quoted, sizeof(quoted), "\"%s\"", cookie.value);
+		ck_value = quoted;
+		rq.cookie = ck_get;
+		ck_assert(lb_hash_compute(h, &rq, &v, &cookie));
+		ck_assert(!cookie.set);
+		ck_assert_uint_eq(v, x);
+		ck_value = "\"";
+		ck_assert(lb_hash_compute(h, &rq, &v, &cookie));
+		ck_assert_uint_eq(v, XXH64("\"", 1, 0)); /* a lone quote is a value */
+		rq.cookie = NULL;
+	}
 	/* without ttl and without the cookie: no hash */
 	ck.ttl = NULL;
 	ck_assert_int_eq(lb_hash_compile(a, &pp[2], 1, err, sizeof(err), &h), 0);
