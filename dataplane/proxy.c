@@ -1243,7 +1243,8 @@ static struct px_host *s_pick(struct px_stream *s)
 					     ? (uint32_t)s->rt->retry->host_selection_max_attempts
 					     : 1;
 	}
-	up = up_pick(cl->hs, &s->e->lbrng, s->have_hash ? &s->hash : NULL, avoid.n ? &avoid : NULL);
+	up = up_pick_at(cl->hs, &s->e->lbrng, s->have_hash ? &s->hash : NULL, avoid.n ? &avoid : NULL,
+			ev_now(s->e->loop));
 	return up ? px_cluster_host_of(cl, up) : NULL;
 }
 

@@ -195,6 +195,43 @@ static Envoy__Config__Cluster__V3__Cluster__LbPolicy gen_lb_simple(const struct 
 	}
 }
 
+/* warmupDurationSecs (or warmup.duration) as Istio sends it
+ * (cluster_traffic_policy.go applyRoundRobinLoadBalancer /
+ * applyLeastRequestLoadBalancer): slow_start_config { slow_start_window }
+ * in the ROUND_ROBIN or LEAST_REQUEST lb config; other policies take none
+ * (a consistent hash has replaced the lb config).  Returns 0 or -ENOMEM. */
+static int gen_slow_start(struct arena *a, int64_t window_ns, Envoy__Config__Cluster__V3__Cluster *c)
+{
+	Envoy__Config__Cluster__V3__Cluster__SlowStartConfig *ss;
+
+	if (c->lb_policy != ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__ROUND_ROBIN &&
+	    c->lb_policy != ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__LEAST_REQUEST)
+		return 0;
+	ss = gen__msg(a, &envoy__config__cluster__v3__cluster__slow_start_config__descriptor);
+	if (!ss || !(ss->slow_start_window = gen__duration(a, window_ns)))
+		return -ENOMEM;
+	if (c->lb_policy == ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__ROUND_ROBIN) {
+		Envoy__Config__Cluster__V3__Cluster__RoundRobinLbConfig *rr =
+			gen__msg(a, &envoy__config__cluster__v3__cluster__round_robin_lb_config__descriptor);
+
+		if (!rr)
+			return -ENOMEM;
+		rr->slow_start_config = ss;
+		c->lb_config_case = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_CONFIG_ROUND_ROBIN_LB_CONFIG;
+		c->round_robin_lb_config = rr;
+	} else {
+		Envoy__Config__Cluster__V3__Cluster__LeastRequestLbConfig *lr =
+			gen__msg(a, &envoy__config__cluster__v3__cluster__least_request_lb_config__descriptor);
+
+		if (!lr)
+			return -ENOMEM;
+		lr->slow_start_config = ss;
+		c->lb_config_case = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_CONFIG_LEAST_REQUEST_LB_CONFIG;
+		c->least_request_lb_config = lr;
+	}
+	return 0;
+}
+
 /* Auto mTLS as Istio sends it to sidecars: the TLS socket only to
  * endpoints whose metadata says tlsMode istio ("tlsMode-istio"), raw
  * buffer to the others ("tlsMode-disabled"). */
@@ -457,6 +494,12 @@ static int gen_cluster(const struct gen_ctx *g, const struct model_service *svc,
 		c.lb_policy = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__RING_HASH;
 		c.lb_config_case = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_CONFIG_RING_HASH_LB_CONFIG;
 		c.ring_hash_lb_config = rh;
+	}
+	if (g->p->cluster_extras && lb->set && lb->warmup_duration >= 0) {
+		rc = gen_slow_start(a, lb->warmup_duration, &c);
+		if (rc < 0)
+			goto out;
+		rc = -ENOMEM;
 	}
 	if (cp->set || g->p->cluster_extras) {
 		rc = gen_circuit_breakers(a, cp->set ? cp : NULL, g->p->cluster_extras,
