@@ -10,6 +10,8 @@ meshd, a real meshproxy sidecar and HTTP backends on 127.0.0.x
   backend that answered; the cookie value picks the backend;
 - httpQueryParameterName: the same parameter value, one backend;
 - useSourceIp: each client address (the client binds 127.0.0.x) sticks;
+- warmupDurationSecs (slow start): a backend joining a ROUND_ROBIN service
+  gets a small share while young (round robin alone would give it a third);
 - WebSocket: a real handshake (101, Sec-WebSocket-Accept) and a text frame
   echoed through the sidecar's outbound port to a stdlib WebSocket server.
 
@@ -23,9 +25,10 @@ import os
 import socket
 import struct
 import threading
+import time
 import unittest
 
-from meshhttp import NS, PORT, Backend, MeshCase, fqdn, service_yaml, tally
+from meshhttp import NS, PORT, Backend, MeshCase, fqdn, service_yaml, tally, wait_for
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -71,7 +74,15 @@ spec:
   trafficPolicy:
     loadBalancer:
       consistentHash: {useSourceIp: true}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ss, namespace: %(ns)s}
+spec:
+  host: %(ss)s
+  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN, warmupDurationSecs: %(warmup)ds}}
 """
+WARMUP_S = 30  # the slow start window of service ss
 
 
 class WsBackend:
@@ -185,14 +196,22 @@ class MeshLb2Test(MeshCase):
                 out[name] = Backend(name, "127.0.0.%d" % ip)
                 ip += 1
         out["ws-a"] = WsBackend("ws-a", "127.0.0.%d" % ip)
+        for i in range(3):  # ss-c joins later (test_z_slow_start)
+            out["ss-%s" % "abc"[i]] = Backend("ss-%s" % "abc"[i], "127.0.0.%d" % (ip + 1 + i))
         return out
 
     @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.ready_at = time.monotonic()  # ss-a and ss-b are in the sidecar by now
+
+    @classmethod
     def config(cls, b):
-        svcs = ("rnd", "mag", "ck", "qp", "sip", "ws")
-        out = {"dr.yaml": DR % dict({"ns": NS}, **{s: fqdn(s) for s in svcs})}
+        svcs = ("rnd", "mag", "ck", "qp", "sip", "ws", "ss")
+        out = {"dr.yaml": DR % dict({"ns": NS, "warmup": WARMUP_S}, **{s: fqdn(s) for s in svcs})}
         for svc in svcs:
-            out[svc + ".yaml"] = service_yaml(svc, [x for k, x in sorted(b.items()) if k.split("-")[0] == svc])
+            out[svc + ".yaml"] = service_yaml(svc, [x for k, x in sorted(b.items())
+                                                    if k.split("-")[0] == svc and k != "ss-c"])
         return out
 
     def lb_policy(self, svc):
@@ -345,6 +364,32 @@ class MeshLb2Test(MeshCase):
         finally:
             s.close()
         self.assertEqual(self.px.get("ws", "/plain").status, 400)  # a non-upgrade request still routes
+
+
+    def test_z_slow_start(self):
+        """warmupDurationSecs: a backend joining ss gets a fraction of round
+        robin's share while young (weight max(age / window, 10%)).  Runs last
+        (z): it first lets ss-a and ss-b age out of their own window."""
+        wait_for(lambda: time.monotonic() - self.ready_at > WARMUP_S + 1, timeout=WARMUP_S + 10,
+                 interval=0.5, what="ss-a and ss-b out of their slow start window")
+        new = self.b["ss-c"]
+        self.meshd.write("ss.yaml", service_yaml("ss", [self.b["ss-a"], self.b["ss-b"], new]))
+        needle = "%s:%d::" % (new.ip, new.port)
+        self.wait_applied(lambda s: any(line.startswith("outbound|%d||%s::%s" % (PORT, fqdn("ss"), needle))
+                                        for line in s.clusters().splitlines()), "ss-c in /clusters")
+        t = tally(self.many(30, "ss", "/warm"))
+        self.assertEqual(sum(t.values()), 30, t)
+        # plain round robin would give ss-c 10 of 30; at weight <= 0.5 (it is
+        # younger than half the window here) it gets at most 6
+        self.assertLessEqual(t.get("ss-c", 0), 6, t)
+        self.assertGreaterEqual(t.get("ss-c", 0), 1, t)  # the 10% floor: never starved
+        self.assertGreaterEqual(t.get("ss-a", 0), 10, t)
+        self.assertGreaterEqual(t.get("ss-b", 0), 10, t)
+        cds = json.loads(self.px.admin("/config_dump")[1])
+        win = [c["cluster"].get("round_robin_lb_config", {}).get("slow_start_config", {}).get("slow_start_window")
+               for cfg in cds["configs"] for c in cfg.get("dynamic_active_clusters", [])
+               if c["cluster"]["name"] == "outbound|%d||%s" % (PORT, fqdn("ss"))]
+        self.assertEqual(win, ["%ds" % WARMUP_S])
 
 
 if __name__ == "__main__":
