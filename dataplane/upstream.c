@@ -62,8 +62,8 @@ static bool up_is_prime(uint64_t n)
 /* ---------------------------------------------------------------- clusters */
 
 /* slow_start_config of a ROUND_ROBIN / LEAST_REQUEST cluster (Envoy's
- * SlowStartConfig: window, min_weight_percent default 10%; aggression is
- * not in our proto subset and stays 1.0, Envoy's default).  Returns 0 or
+ * SlowStartConfig: window; aggression, default 1.0, its default_value
+ * (we have no runtime); min_weight_percent, default 10%).  Returns 0 or
  * -EINVAL with err. */
 static int up_slow_start(const Envoy__Config__Cluster__V3__Cluster *c,
 			 const Envoy__Config__Cluster__V3__Cluster__SlowStartConfig *ss, struct lb_config *lb, char *err,
@@ -82,6 +82,14 @@ static int up_slow_start(const Envoy__Config__Cluster__V3__Cluster *c,
 			return -EINVAL;
 		}
 		lb->slow_start_min = ss->min_weight_percent->value / 100.0;
+	}
+	if (ss->aggression) {
+		/* Envoy clamps a negative aggression to 0 and asserts > 0 */
+		if (!(ss->aggression->default_value > 0)) {
+			snprintf(err, cap, "cluster %s: slow_start_config.aggression must be > 0", c->name);
+			return -EINVAL;
+		}
+		lb->slow_start_aggression = ss->aggression->default_value;
 	}
 	return 0;
 }

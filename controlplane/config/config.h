@@ -292,6 +292,12 @@ struct cfg_load_balancer {
 	struct cfg_consistent_hash consistent_hash;
 	struct cfg_locality_lb locality;
 	int64_t warmup_duration;     /* ns, -1 */
+	/* the warmup {duration, aggression, minimumPercent} form (Istio's
+	 * setWarmup: aggression 1, minimumPercent 10 unless given); false for
+	 * warmupDurationSecs, which sends the window alone */
+	bool warmup_full;
+	double warmup_aggression;
+	double warmup_min_percent;
 };
 
 struct cfg_connection_pool {

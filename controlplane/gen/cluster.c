@@ -195,12 +195,14 @@ static Envoy__Config__Cluster__V3__Cluster__LbPolicy gen_lb_simple(const struct 
 	}
 }
 
-/* warmupDurationSecs (or warmup.duration) as Istio sends it
- * (cluster_traffic_policy.go applyRoundRobinLoadBalancer /
- * applyLeastRequestLoadBalancer): slow_start_config { slow_start_window }
- * in the ROUND_ROBIN or LEAST_REQUEST lb config; other policies take none
- * (a consistent hash has replaced the lb config).  Returns 0 or -ENOMEM. */
-static int gen_slow_start(struct arena *a, int64_t window_ns, Envoy__Config__Cluster__V3__Cluster *c)
+/* Slow start as Istio sends it (cluster_traffic_policy.go
+ * applyRoundRobinLoadBalancer / applyLeastRequestLoadBalancer):
+ * slow_start_config in the ROUND_ROBIN or LEAST_REQUEST lb config; other
+ * policies take none (a consistent hash has replaced the lb config).
+ * warmupDurationSecs gives the window alone (setSlowStartConfig); the
+ * warmup form also aggression {default_value, runtime_key "("} and
+ * min_weight_percent (setWarmup).  Returns 0 or -ENOMEM. */
+static int gen_slow_start(struct arena *a, const struct cfg_load_balancer *lb, Envoy__Config__Cluster__V3__Cluster *c)
 {
 	Envoy__Config__Cluster__V3__Cluster__SlowStartConfig *ss;
 
@@ -208,8 +210,17 @@ static int gen_slow_start(struct arena *a, int64_t window_ns, Envoy__Config__Clu
 	    c->lb_policy != ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__LEAST_REQUEST)
 		return 0;
 	ss = gen__msg(a, &envoy__config__cluster__v3__cluster__slow_start_config__descriptor);
-	if (!ss || !(ss->slow_start_window = gen__duration(a, window_ns)))
+	if (!ss || !(ss->slow_start_window = gen__duration(a, lb->warmup_duration)))
 		return -ENOMEM;
+	if (lb->warmup_full) {
+		/* Istio: "Runtime key is not exposed, the value is fixed" */
+		if (!(ss->aggression = gen__msg(a, &envoy__config__core__v3__runtime_double__descriptor)) ||
+		    !(ss->min_weight_percent = gen__msg(a, &envoy__type__v3__percent__descriptor)))
+			return -ENOMEM;
+		ss->aggression->default_value = lb->warmup_aggression;
+		ss->aggression->runtime_key = "(";
+		ss->min_weight_percent->value = lb->warmup_min_percent;
+	}
 	if (c->lb_policy == ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__ROUND_ROBIN) {
 		Envoy__Config__Cluster__V3__Cluster__RoundRobinLbConfig *rr =
 			gen__msg(a, &envoy__config__cluster__v3__cluster__round_robin_lb_config__descriptor);
@@ -496,7 +507,7 @@ static int gen_cluster(const struct gen_ctx *g, const struct model_service *svc,
 		c.ring_hash_lb_config = rh;
 	}
 	if (g->p->cluster_extras && lb->set && lb->warmup_duration >= 0) {
-		rc = gen_slow_start(a, lb->warmup_duration, &c);
+		rc = gen_slow_start(a, lb, &c);
 		if (rc < 0)
 			goto out;
 		rc = -ENOMEM;

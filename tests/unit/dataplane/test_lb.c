@@ -220,6 +220,7 @@ START_TEST(slow_start_refusals)
 	Envoy__Config__Cluster__V3__Cluster__SlowStartConfig ss = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__SLOW_START_CONFIG__INIT;
 	Google__Protobuf__Duration win = GOOGLE__PROTOBUF__DURATION__INIT;
 	Envoy__Type__V3__Percent pct = ENVOY__TYPE__V3__PERCENT__INIT;
+	Envoy__Config__Core__V3__RuntimeDouble ag = ENVOY__CONFIG__CORE__V3__RUNTIME_DOUBLE__INIT;
 	struct up_cluster *cl = NULL;
 	char err[256];
 
@@ -237,9 +238,15 @@ START_TEST(slow_start_refusals)
 	ck_assert_int_eq(up_cluster_new(&c, err, sizeof(err), &cl), -EINVAL);
 	ck_assert_ptr_nonnull(strstr(err, "min_weight_percent"));
 	pct.value = 25;
+	ss.aggression = &ag;
+	ag.default_value = 0;
+	ck_assert_int_eq(up_cluster_new(&c, err, sizeof(err), &cl), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "aggression"));
+	ag.default_value = 2.0;
 	ck_assert_int_eq(up_cluster_new(&c, err, sizeof(err), &cl), 0);
 	ck_assert_uint_eq(cl->lb.slow_start_ms, 5000);
 	ck_assert_double_eq_tol(cl->lb.slow_start_min, 0.25, 1e-9);
+	ck_assert_double_eq_tol(cl->lb.slow_start_aggression, 2.0, 1e-9);
 	up_cluster_unref(cl);
 }
 END_TEST
