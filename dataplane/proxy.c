@@ -1932,10 +1932,16 @@ static void s_hash(struct px_stream *s, const struct h1_head *h)
 		rq.conn_addrs_len = n > 0 && (size_t)n < sizeof(addrs) ? (size_t)n : 0;
 	}
 	s->have_hash = lb_hash_compute(&lh, &rq, &s->hash, &ck);
-	if (ck.set)
-		snprintf(s->set_cookie, sizeof(s->set_cookie), "set-cookie: %.*s=\"%s\"; Max-Age=%llu%s%s; HttpOnly\r\n",
-			 (int)ck.name_len, ck.name, ck.value, (unsigned long long)ck.ttl_s, *ck.path ? "; Path=" : "",
-			 ck.path);
+	if (ck.set) {
+		/* Envoy's makeSetCookieValue: a zero ttl makes a session cookie,
+		 * no Max-Age (Max-Age=0 would tell the client to drop it) */
+		char age[32] = "";
+
+		if (ck.ttl_s)
+			snprintf(age, sizeof(age), "; Max-Age=%llu", (unsigned long long)ck.ttl_s);
+		snprintf(s->set_cookie, sizeof(s->set_cookie), "set-cookie: %.*s=\"%s\"%s%s%s; HttpOnly\r\n",
+			 (int)ck.name_len, ck.name, ck.value, age, *ck.path ? "; Path=" : "", ck.path);
+	}
 }
 
 /* Envoy's CORS filter (envoy.filters.http.cors) with the route's policy:

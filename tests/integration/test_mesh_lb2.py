@@ -59,6 +59,15 @@ spec:
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
+metadata: {name: cks, namespace: %(ns)s}
+spec:
+  host: %(cks)s
+  trafficPolicy:
+    loadBalancer:
+      consistentHash: {httpCookie: {name: sess, path: /app, ttl: 0s}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
 metadata: {name: qp, namespace: %(ns)s}
 spec:
   host: %(qp)s
@@ -190,7 +199,7 @@ class MeshLb2Test(MeshCase):
     def backends(cls):
         out = {}
         ip = 20
-        for svc, n in (("rnd", 3), ("mag", 3), ("ck", 3), ("qp", 3), ("sip", 3)):
+        for svc, n in (("rnd", 3), ("mag", 3), ("ck", 3), ("qp", 3), ("sip", 3), ("cks", 2)):
             for i in range(n):
                 name = "%s-%s" % (svc, "abc"[i])
                 out[name] = Backend(name, "127.0.0.%d" % ip)
@@ -207,7 +216,7 @@ class MeshLb2Test(MeshCase):
 
     @classmethod
     def config(cls, b):
-        svcs = ("rnd", "mag", "ck", "qp", "sip", "ws", "ss")
+        svcs = ("rnd", "mag", "ck", "qp", "sip", "ws", "ss", "cks")
         out = {"dr.yaml": DR % dict({"ns": NS, "warmup": WARMUP_S}, **{s: fqdn(s) for s in svcs})}
         for svc in svcs:
             out[svc + ".yaml"] = service_yaml(svc, [x for k, x in sorted(b.items())
@@ -293,6 +302,18 @@ class MeshLb2Test(MeshCase):
             st, h, _ = self.px.curl(url, "-c", jar, "-b", jar)
             self.assertEqual((st, h.get("x-backend")), (200, first), h)
             self.assertNotIn("set-cookie", h)
+
+    def test_cookie_session(self):
+        # ttl 0s: a session cookie (Envoy sets no Max-Age), with its path
+        r = self.px.get("cks", "/app/x")
+        self.assertEqual(r.status, 200, r)
+        sc = r.headers.get("set-cookie", "")
+        parts = [p.strip() for p in sc.split(";")]
+        self.assertTrue(parts[0].startswith('sess="'), sc)
+        self.assertEqual(parts[1:], ["Path=/app", "HttpOnly"], sc)
+        value = parts[0].partition("=")[2]
+        t = tally(self.many(4, "cks", "/app/y", {"cookie": "sess=%s" % value}))
+        self.assertEqual(t, {r.backend: 4})
 
     def test_query_parameter(self):
         used = set()
