@@ -263,6 +263,7 @@ struct cfg_consistent_hash {
 	char *query_param;           /* QUERY_PARAM */
 	int64_t minimum_ring_size;   /* -1 when not set */
 	bool maglev;                 /* maglev: instead of ringHash */
+	int64_t maglev_table_size;   /* maglev.tableSize (a prime), 0 when not set */
 };
 
 struct cfg_locality_distribute {

@@ -1846,6 +1846,7 @@ static void dec__load_balancer(struct dec *d, const struct cfg__node *n, struct 
 			int64_t ts = dec__int(F(ml, "tableSize"), 0);
 			size_t m3 = dec__push(d, "maglev");
 			h->maglev = true;
+			h->maglev_table_size = ts > 0 ? ts : 0;
 			if (ts == 0)
 				DEC_ERR_AT(d, ml, "tableSize", "tableSize must be set for maglev");
 			else if (ts >= 5000011)

@@ -372,10 +372,20 @@ static int gen_cluster_extras(const struct gen_ctx *g, const struct model_servic
 	}
 	if (lb->set && lb->has_consistent_hash && lb->consistent_hash.maglev) {
 		c->lb_policy = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__MAGLEV;
-		c->lb_config_case = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_CONFIG_MAGLEV_LB_CONFIG;
-		if (!(c->maglev_lb_config = gen__msg(a, &envoy__config__cluster__v3__cluster__maglev_lb_config__descriptor)))
-			return -ENOMEM;
+		/* Istio's ApplyRingHashLoadBalancer: maglev_lb_config {table_size}
+		 * when the table size is set, else no lb config.  The lb configs
+		 * share one union (a oneof): assigning the maglev one replaces
+		 * the ring hash one, clearing it afterwards would clear both. */
+		c->lb_config_case = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_CONFIG__NOT_SET;
 		c->ring_hash_lb_config = NULL;
+		if (lb->consistent_hash.maglev_table_size > 0) {
+			if (!(c->maglev_lb_config =
+				      gen__msg(a, &envoy__config__cluster__v3__cluster__maglev_lb_config__descriptor)) ||
+			    !(c->maglev_lb_config->table_size =
+				      gen__u64(a, (uint64_t)lb->consistent_hash.maglev_table_size)))
+				return -ENOMEM;
+			c->lb_config_case = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_CONFIG_MAGLEV_LB_CONFIG;
+		}
 	}
 	if (h2 || common) {
 		Envoy__Extensions__Upstreams__Http__V3__HttpProtocolOptions hpo =

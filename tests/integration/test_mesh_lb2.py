@@ -46,7 +46,7 @@ spec:
   host: %(mag)s
   trafficPolicy:
     loadBalancer:
-      consistentHash: {httpHeaderName: x-user, maglev: {tableSize: 65537}}
+      consistentHash: {httpHeaderName: x-user, maglev: {tableSize: 1031}}
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -223,14 +223,17 @@ class MeshLb2Test(MeshCase):
                                                     if k.split("-")[0] == svc and k != "ss-c"])
         return out
 
-    def lb_policy(self, svc):
-        """The lb_policy of outbound|8080||SVC in the sidecar's /config_dump."""
+    def cluster(self, svc):
+        """outbound|8080||SVC in the sidecar's /config_dump."""
         dump = json.loads(self.px.admin("/config_dump")[1])
         for cfg in dump["configs"]:
             for c in cfg.get("dynamic_active_clusters", []):
                 if c["cluster"]["name"] == "outbound|%d||%s" % (PORT, fqdn(svc)):
-                    return c["cluster"].get("lb_policy")
-        return None
+                    return c["cluster"]
+        return {}
+
+    def lb_policy(self, svc):
+        return self.cluster(svc).get("lb_policy")
 
     def test_random(self):
         t = tally(self.many(60, "rnd"))
@@ -250,6 +253,7 @@ class MeshLb2Test(MeshCase):
         self.assertTrue(used <= {"mag-a", "mag-b", "mag-c"}, used)
         self.assertGreaterEqual(len(used), 2, "20 users all hashed to %r" % used)
         self.assertEqual(self.lb_policy("mag"), "MAGLEV")
+        self.assertEqual(str(self.cluster("mag").get("maglev_lb_config", {}).get("table_size")), "1031")
 
     def cookie_of(self, r):
         sc = r.headers.get("set-cookie")
