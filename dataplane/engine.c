@@ -771,6 +771,7 @@ static int config_compile(struct engine *e, struct px_snapshot *s, struct px_con
 			snprintf(err, cap, "cluster %s: endpoints: %s", m->name, why);
 			goto out;
 		}
+		up_hostset_stamp(c->new_hs[i], ev_now(e->loop));
 	}
 	*out = c;
 	c = NULL;

@@ -81,6 +81,57 @@ static struct up_host *edf_pick(struct lb_pool *p, bool least_request)
 	return h;
 }
 
+double lb_slow_start_factor(uint64_t age_ms, uint64_t window_ms, double aggression, double min)
+{
+	double tf, f;
+
+	if (window_ms == 0 || age_ms >= window_ms)
+		return 1.0;
+	tf = (double)(age_ms ? age_ms : 1) / (double)window_ms;
+	/* aggression <= 0 is invalid in Envoy (clamped, then asserted): linear */
+	f = aggression > 0 && aggression != 1.0 ? pow(tf, 1.0 / aggression) : tf;
+	return f > min ? f : min;
+}
+
+/* Slow start: EDF as edf_pick() with the picked host re-queued at its
+ * weight scaled by its age factor now (Envoy's pickAndAdd with hostWeight
+ * applying the slow start factor); hosts without a stamp are not young. */
+static struct up_host *edf_pick_slow(struct lb_pool *p, const struct lb_config *cfg, bool least_request,
+				     uint64_t now_ms)
+{
+	struct lb_edf_entry *top = &p->edf[0];
+	struct up_host *h = p->hosts[top->idx];
+	double w = p->weights[top->idx];
+
+	if (h->added_ms)
+		w *= lb_slow_start_factor(now_ms > h->added_ms ? now_ms - h->added_ms : 0, cfg->slow_start_ms,
+					  cfg->slow_start_aggression, cfg->slow_start_min);
+	p->edf_now = top->deadline;
+	if (least_request)
+		w /= (double)h->active_rq + 1.0;
+	top->deadline = p->edf_now + 1.0 / w;
+	top->order = p->edf_order++;
+	edf_sift_down(p->edf, p->n, 0);
+	return h;
+}
+
+/* True while some host of p is within its slow start window at now_ms. */
+static bool pool_in_slow_start(struct lb_pool *p, const struct lb_config *cfg, uint64_t now_ms)
+{
+	uint32_t i;
+
+	if (!p->slow || !now_ms)
+		return false;
+	if (!p->slow_known) {
+		p->slow_until_ms = 0;
+		for (i = 0; i < p->n; i++)
+			if (p->hosts[i]->added_ms && p->hosts[i]->added_ms + cfg->slow_start_ms > p->slow_until_ms)
+				p->slow_until_ms = p->hosts[i]->added_ms + cfg->slow_start_ms;
+		p->slow_known = true;
+	}
+	return now_ms < p->slow_until_ms;
+}
+
 /* ---------------------------------------------------------------- ring hash */
 
 struct ring_point {
@@ -287,7 +338,8 @@ int lb_pool_build(struct arena *a, const struct lb_config *cfg, struct up_host *
 	switch (cfg->kind) {
 	case LB_ROUND_ROBIN:
 	case LB_LEAST_REQUEST:
-		if (!p->weighted)
+		p->slow = cfg->slow_start_ms > 0;
+		if (!p->weighted && !p->slow)
 			break;
 		p->edf = arena_calloc(a, n, sizeof(*p->edf));
 		if (!p->edf) {
@@ -319,6 +371,12 @@ out:
 struct up_host *lb_pool_pick(struct lb_pool *p, const struct lb_config *cfg, struct lb_rng *rng, uint64_t hash,
 			     uint32_t attempt)
 {
+	return lb_pool_pick_at(p, cfg, rng, hash, attempt, 0);
+}
+
+struct up_host *lb_pool_pick_at(struct lb_pool *p, const struct lb_config *cfg, struct lb_rng *rng, uint64_t hash,
+				uint32_t attempt, uint64_t now_ms)
+{
 	struct up_host *best;
 	uint32_t i, k;
 
@@ -326,10 +384,14 @@ struct up_host *lb_pool_pick(struct lb_pool *p, const struct lb_config *cfg, str
 		return NULL;
 	switch (cfg->kind) {
 	case LB_ROUND_ROBIN:
+		if (pool_in_slow_start(p, cfg, now_ms))
+			return edf_pick_slow(p, cfg, false, now_ms);
 		if (p->weighted)
 			return edf_pick(p, false);
 		return p->hosts[p->rr++ % p->n];
 	case LB_LEAST_REQUEST:
+		if (pool_in_slow_start(p, cfg, now_ms))
+			return edf_pick_slow(p, cfg, true, now_ms);
 		if (p->weighted)
 			return edf_pick(p, true);
 		k = cfg->choice_count ? cfg->choice_count : LB_CHOICE_COUNT_DEFAULT;
@@ -492,6 +554,12 @@ bool lb_hash_compute(const struct lb_hash *h, const struct lb_hash_request *rq, 
 		case LB_HASH_COOKIE:
 			if (rq->cookie)
 				v = rq->cookie(rq->ctx, p->name, p->name_len, &len);
+			/* Envoy's parseCookieValue strips a quoted value's quotes:
+			 * the cookie we set is quoted and must hash as generated */
+			if (v && len >= 2 && v[0] == '"' && v[len - 1] == '"') {
+				v++;
+				len -= 2;
+			}
 			if (v && len) {
 				nh = XXH64(v, len, 0);
 				got = true;

@@ -65,6 +65,10 @@ struct lb_config {
 	uint64_t ring_min;             /* RING_HASH: minimum_ring_size, default 1024 */
 	uint64_t ring_max;             /* RING_HASH: maximum_ring_size, default 8M */
 	uint64_t maglev_size;          /* MAGLEV: table_size, default 65537 (prime) */
+	/* ROUND_ROBIN / LEAST_REQUEST slow_start_config: 0 = off */
+	uint64_t slow_start_ms;        /* slow_start_window, milliseconds */
+	double slow_start_aggression;  /* aggression, 1.0 (linear) unless set */
+	double slow_start_min;         /* min_weight_percent / 100, default 0.1 */
 };
 
 #define LB_CHOICE_COUNT_DEFAULT 2u
@@ -73,6 +77,7 @@ struct lb_config {
 #define LB_RING_MAX_LIMIT       (8u * 1024u * 1024u)   /* Envoy's validation bound */
 #define LB_MAGLEV_SIZE_DEFAULT  65537u
 #define LB_MAGLEV_SIZE_LIMIT    5000011u               /* Envoy's validation bound */
+#define LB_SLOW_START_MIN_DEFAULT 0.1                  /* Envoy's min_weight_percent default, 10% */
 
 /* An EDF scheduler entry (Envoy's EdfScheduler): the host with the
  * earliest deadline goes next; its next deadline is now + 1/weight. */
@@ -99,6 +104,12 @@ struct lb_pool {
 	/* MAGLEV: host index per table slot (pools under 65535 hosts) */
 	uint16_t *maglev;
 	uint64_t maglev_n;
+	/* slow start (RR, LR with cfg->slow_start_ms): the EDF heap always
+	 * exists; slow_until_ms (computed at the first pick, once the hosts
+	 * carry their added_ms) is when the youngest host leaves its window */
+	bool slow;
+	bool slow_known;
+	uint64_t slow_until_ms;
 };
 
 /* Build p over hosts[0..n) (weights: effective weight per host, NULL for
@@ -121,6 +132,19 @@ MESH_MUST_CHECK int lb_pool_build(struct arena *a, const struct lb_config *cfg, 
  * attempt)).  Never allocates. */
 struct up_host *lb_pool_pick(struct lb_pool *p, const struct lb_config *cfg, struct lb_rng *rng, uint64_t hash,
 			     uint32_t attempt);
+
+/* lb_pool_pick() at now_ms (the caller's monotonic clock, the one that
+ * stamped up_host.added_ms): with slow start, while a host of the pool is
+ * within its window, RR and LR pick by EDF over weights scaled by
+ * lb_slow_start_factor() of each host's age.  now_ms 0: no slow start. */
+struct up_host *lb_pool_pick_at(struct lb_pool *p, const struct lb_config *cfg, struct lb_rng *rng, uint64_t hash,
+				uint32_t attempt, uint64_t now_ms);
+
+/* Envoy's slow start weight factor (EdfLoadBalancerBase::
+ * applySlowStartFactor): for a host age_ms old in a window of window_ms,
+ * max(min, time_factor ^ (1 / aggression)) with time_factor =
+ * max(age_ms, 1) / window_ms; 1.0 once the window is over (or window 0). */
+double lb_slow_start_factor(uint64_t age_ms, uint64_t window_ms, double aggression, double min);
 
 /* ---------------------------------------------------------------- request hash */
 

@@ -111,6 +111,7 @@ struct px_dconn {
 	socklen_t dst_len;
 	int captured;
 	char peer_ip[INET6_ADDRSTRLEN];
+	uint16_t peer_port;          /* host order; with the local address, seeds a generated hash cookie */
 	const struct px_transport_ops *tops;
 	struct h1_parser p;
 	struct px_ibuf in;
@@ -1277,7 +1278,8 @@ static struct px_host *s_pick(struct px_stream *s)
 					     ? (uint32_t)s->rt->retry->host_selection_max_attempts
 					     : 1;
 	}
-	up = up_pick(cl->hs, &s->e->lbrng, s->have_hash ? &s->hash : NULL, avoid.n ? &avoid : NULL);
+	up = up_pick_at(cl->hs, &s->e->lbrng, s->have_hash ? &s->hash : NULL, avoid.n ? &avoid : NULL,
+			ev_now(s->e->loop));
 	return up ? px_cluster_host_of(cl, up) : NULL;
 }
 
@@ -2022,6 +2024,8 @@ static void s_hash(struct px_stream *s, const struct h1_head *h)
 	struct lbh_ctx c = { h, { s->path.p, s->path.len } };
 	struct lb_hash_request rq;
 	struct lb_hash_cookie ck;
+	char addrs[2 * (INET6_ADDRSTRLEN + 8)];
+	bool want_addrs = false;
 	uint32_t i;
 
 	for (i = 0; i < s->rt->n_hash && lh.n < 8; i++) {
@@ -2039,6 +2043,7 @@ static void s_hash(struct px_stream *s, const struct h1_head *h)
 		p->path = rp->cookie_path ? rp->cookie_path : "";
 		p->has_ttl = rp->cookie_ttl_ms >= 0;
 		p->ttl_s = rp->cookie_ttl_ms > 0 ? (uint64_t)rp->cookie_ttl_ms / 1000 : 0;
+		want_addrs |= p->kind == LB_HASH_COOKIE && p->has_ttl;
 	}
 	memset(&rq, 0, sizeof(rq));
 	memset(&ck, 0, sizeof(ck));
@@ -2048,13 +2053,42 @@ static void s_hash(struct px_stream *s, const struct h1_head *h)
 	rq.query = lbh_query;
 	rq.source_ip = s->d->peer_ip;
 	rq.source_ip_len = strlen(s->d->peer_ip);
-	rq.conn_addrs = s->d->peer_ip;
-	rq.conn_addrs_len = strlen(s->d->peer_ip);
+	if (want_addrs) {
+		/* Envoy seeds a generated cookie with the downstream connection's
+		 * remote then local address, ports included (router.cc
+		 * addDownstreamSetCookie): each connection gets its own cookie.  The
+		 * local address is the original destination of a redirected one. */
+		struct sockaddr_in local;
+		socklen_t llen = sizeof(local);
+		char lip[INET6_ADDRSTRLEN] = "";
+		unsigned lport = 0;
+		int n;
+
+		if (s->d->captured && s->d->dst.ss_family == AF_INET) {
+			memcpy(&local, &s->d->dst, sizeof(local));
+			llen = sizeof(local);
+		} else if (getsockname(s->d->io.fd, (struct sockaddr *)&local, &llen) != 0 || local.sin_family != AF_INET) {
+			llen = 0;
+		}
+		if (llen) {
+			inet_ntop(AF_INET, &local.sin_addr, lip, sizeof(lip));
+			lport = ntohs(local.sin_port);
+		}
+		n = snprintf(addrs, sizeof(addrs), "%s:%u%s:%u", s->d->peer_ip, (unsigned)s->d->peer_port, lip, lport);
+		rq.conn_addrs = addrs;
+		rq.conn_addrs_len = n > 0 && (size_t)n < sizeof(addrs) ? (size_t)n : 0;
+	}
 	s->have_hash = lb_hash_compute(&lh, &rq, &s->hash, &ck);
-	if (ck.set)
-		snprintf(s->set_cookie, sizeof(s->set_cookie), "set-cookie: %.*s=\"%s\"; Max-Age=%llu%s%s; HttpOnly\r\n",
-			 (int)ck.name_len, ck.name, ck.value, (unsigned long long)ck.ttl_s, *ck.path ? "; Path=" : "",
-			 ck.path);
+	if (ck.set) {
+		/* Envoy's makeSetCookieValue: a zero ttl makes a session cookie,
+		 * no Max-Age (Max-Age=0 would tell the client to drop it) */
+		char age[32] = "";
+
+		if (ck.ttl_s)
+			snprintf(age, sizeof(age), "; Max-Age=%llu", (unsigned long long)ck.ttl_s);
+		snprintf(s->set_cookie, sizeof(s->set_cookie), "set-cookie: %.*s=\"%s\"%s%s%s; HttpOnly\r\n",
+			 (int)ck.name_len, ck.name, ck.value, age, *ck.path ? "; Path=" : "", ck.path);
+	}
 }
 
 /* Envoy's CORS filter (envoy.filters.http.cors) with the route's policy:
@@ -2874,8 +2908,10 @@ void px_accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 		ev_io_init(&d->io, fd, d_cb, d);
 		ev_timer_init(&d->idle, d_idle_cb, d);
 		ev_defer_init(&d->proc, d_proc_cb, d);
-		if (peer.ss_family == AF_INET)
+		if (peer.ss_family == AF_INET) {
 			inet_ntop(AF_INET, &((struct sockaddr_in *)&peer)->sin_addr, d->peer_ip, sizeof(d->peer_ip));
+			d->peer_port = ntohs(((struct sockaddr_in *)&peer)->sin_port);
+		}
 		/* the original destination: iptables' REDIRECT leaves it in conntrack */
 		d->dst_len = sizeof(d->dst);
 		if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &d->dst, &d->dst_len) == 0 && d->dst.ss_family == AF_INET) {

@@ -58,6 +58,7 @@ struct up_host {
 	uint32_t priority;             /* of the host set it was last built into */
 	uint32_t locality;             /* index in that priority's locality table */
 	uint32_t pad_;
+	uint64_t added_ms;             /* loop clock when first listed (slow start); 0: not stamped yet */
 	uint64_t rq_total, rq_error;   /* counters for /clusters, the engine's to bump */
 	struct up_outlier_state od;
 	union {

@@ -61,6 +61,39 @@ static bool up_is_prime(uint64_t n)
 
 /* ---------------------------------------------------------------- clusters */
 
+/* slow_start_config of a ROUND_ROBIN / LEAST_REQUEST cluster (Envoy's
+ * SlowStartConfig: window; aggression, default 1.0, its default_value
+ * (we have no runtime); min_weight_percent, default 10%).  Returns 0 or
+ * -EINVAL with err. */
+static int up_slow_start(const Envoy__Config__Cluster__V3__Cluster *c,
+			 const Envoy__Config__Cluster__V3__Cluster__SlowStartConfig *ss, struct lb_config *lb, char *err,
+			 size_t cap)
+{
+	if (!ss || !ss->slow_start_window)
+		return 0;
+	if (ss->slow_start_window->seconds < 0 || ss->slow_start_window->nanos < 0) {
+		snprintf(err, cap, "cluster %s: slow_start_window must not be negative", c->name);
+		return -EINVAL;
+	}
+	lb->slow_start_ms = (uint64_t)ss->slow_start_window->seconds * 1000u + (uint64_t)ss->slow_start_window->nanos / 1000000u;
+	if (ss->min_weight_percent) {
+		if (!(ss->min_weight_percent->value >= 0 && ss->min_weight_percent->value <= 100)) {
+			snprintf(err, cap, "cluster %s: slow_start_config.min_weight_percent out of 0..100", c->name);
+			return -EINVAL;
+		}
+		lb->slow_start_min = ss->min_weight_percent->value / 100.0;
+	}
+	if (ss->aggression) {
+		/* Envoy clamps a negative aggression to 0 and asserts > 0 */
+		if (!(ss->aggression->default_value > 0)) {
+			snprintf(err, cap, "cluster %s: slow_start_config.aggression must be > 0", c->name);
+			return -EINVAL;
+		}
+		lb->slow_start_aggression = ss->aggression->default_value;
+	}
+	return 0;
+}
+
 static int up_cluster_lb(struct up_cluster *cl, const Envoy__Config__Cluster__V3__Cluster *c, char *err, size_t cap)
 {
 	struct lb_config *lb = &cl->lb;
@@ -69,12 +102,20 @@ static int up_cluster_lb(struct up_cluster *cl, const Envoy__Config__Cluster__V3
 	lb->ring_min = LB_RING_MIN_DEFAULT;
 	lb->ring_max = LB_RING_MAX_DEFAULT;
 	lb->maglev_size = LB_MAGLEV_SIZE_DEFAULT;
+	lb->slow_start_aggression = 1.0;
+	lb->slow_start_min = LB_SLOW_START_MIN_DEFAULT;
 	switch (c->lb_policy) {
 	case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__ROUND_ROBIN:
 		lb->kind = LB_ROUND_ROBIN;
+		if (c->lb_config_case == ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_CONFIG_ROUND_ROBIN_LB_CONFIG &&
+		    up_slow_start(c, c->round_robin_lb_config->slow_start_config, lb, err, cap) < 0)
+			return -EINVAL;
 		break;
 	case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__LEAST_REQUEST:
 		lb->kind = LB_LEAST_REQUEST;
+		if (c->lb_config_case == ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_CONFIG_LEAST_REQUEST_LB_CONFIG &&
+		    up_slow_start(c, c->least_request_lb_config->slow_start_config, lb, err, cap) < 0)
+			return -EINVAL;
 		if (c->lb_config_case == ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_CONFIG_LEAST_REQUEST_LB_CONFIG &&
 		    c->least_request_lb_config->choice_count) {
 			lb->choice_count = c->least_request_lb_config->choice_count->value;
@@ -823,7 +864,8 @@ static struct up_locality *up_pick_locality(struct up_priority *pr)
 	return loc;
 }
 
-static struct up_host *up_pick_once(struct up_hostset *hs, struct lb_rng *rng, uint64_t h, uint32_t attempt)
+static struct up_host *up_pick_once(struct up_hostset *hs, struct lb_rng *rng, uint64_t h, uint32_t attempt,
+				    uint64_t now_ms)
 {
 	const struct lb_config *lbc = &hs->cl->lb;
 	struct up_priority *pr;
@@ -840,17 +882,32 @@ static struct up_host *up_pick_once(struct up_hostset *hs, struct lb_rng *rng, u
 	}
 	pr = &hs->prio[p];
 	if (pr->panic)
-		return lb_pool_pick(&pr->pool_all, lbc, rng, h, attempt);
+		return lb_pool_pick_at(&pr->pool_all, lbc, rng, h, attempt, now_ms);
 	if (pr->n_loc_edf) {
 		struct up_locality *loc = up_pick_locality(pr);
 
 		if (loc && loc->pool.n)
-			return lb_pool_pick(&loc->pool, lbc, rng, h, attempt);
+			return lb_pool_pick_at(&loc->pool, lbc, rng, h, attempt, now_ms);
 	}
-	return lb_pool_pick(&pr->pool_healthy, lbc, rng, h, attempt);
+	return lb_pool_pick_at(&pr->pool_healthy, lbc, rng, h, attempt, now_ms);
 }
 
 struct up_host *up_pick(struct up_hostset *hs, struct lb_rng *rng, const uint64_t *hash, const struct up_avoid *avoid)
+{
+	return up_pick_at(hs, rng, hash, avoid, 0);
+}
+
+void up_hostset_stamp(struct up_hostset *hs, uint64_t now_ms)
+{
+	uint32_t i;
+
+	for (i = 0; hs && i < hs->n; i++)
+		if (!hs->hosts[i]->added_ms)
+			hs->hosts[i]->added_ms = now_ms ? now_ms : 1;
+}
+
+struct up_host *up_pick_at(struct up_hostset *hs, struct lb_rng *rng, const uint64_t *hash,
+			   const struct up_avoid *avoid, uint64_t now_ms)
 {
 	uint32_t attempt, max = avoid ? avoid->max_attempts : 0;
 	struct up_host *h = NULL;
@@ -860,7 +917,7 @@ struct up_host *up_pick(struct up_hostset *hs, struct lb_rng *rng, const uint64_
 		size_t i;
 		bool seen = false;
 
-		h = up_pick_once(hs, rng, x, hash ? attempt : 0);
+		h = up_pick_once(hs, rng, x, hash ? attempt : 0, now_ms);
 		if (!h || !avoid)
 			break;
 		for (i = 0; i < avoid->n && !seen; i++)

@@ -166,6 +166,17 @@ struct up_avoid {
  * engine answers 503 with response flag UH).  Never allocates. */
 struct up_host *up_pick(struct up_hostset *hs, struct lb_rng *rng, const uint64_t *hash, const struct up_avoid *avoid);
 
+/* up_pick() at now_ms, the loop's monotonic clock (ev_now()), for slow
+ * start (lb_pool_pick_at()); up_pick() is up_pick_at(..., 0): none. */
+struct up_host *up_pick_at(struct up_hostset *hs, struct lb_rng *rng, const uint64_t *hash,
+			   const struct up_avoid *avoid, uint64_t now_ms);
+
+/* Stamp the hosts of hs first listed by it (added_ms still 0) with now_ms,
+ * the loop clock: their slow start window begins (Envoy: host creation
+ * time when no health check runs).  Hosts taken over from the previous
+ * set keep their stamp.  NULL is a no-op. */
+void up_hostset_stamp(struct up_hostset *hs, uint64_t now_ms);
+
 /* Find a host by its key "address:port" (NULL: none). */
 struct up_host *up_hostset_find(const struct up_hostset *hs, const char *key, size_t len);
 

@@ -263,6 +263,7 @@ struct cfg_consistent_hash {
 	char *query_param;           /* QUERY_PARAM */
 	int64_t minimum_ring_size;   /* -1 when not set */
 	bool maglev;                 /* maglev: instead of ringHash */
+	int64_t maglev_table_size;   /* maglev.tableSize (a prime), 0 when not set */
 };
 
 struct cfg_locality_distribute {
@@ -292,6 +293,12 @@ struct cfg_load_balancer {
 	struct cfg_consistent_hash consistent_hash;
 	struct cfg_locality_lb locality;
 	int64_t warmup_duration;     /* ns, -1 */
+	/* the warmup {duration, aggression, minimumPercent} form (Istio's
+	 * setWarmup: aggression 1, minimumPercent 10 unless given); false for
+	 * warmupDurationSecs, which sends the window alone */
+	bool warmup_full;
+	double warmup_aggression;
+	double warmup_min_percent;
 };
 
 struct cfg_connection_pool {

@@ -1845,6 +1845,7 @@ static void dec__load_balancer(struct dec *d, const struct cfg__node *n, struct 
 			int64_t ts = dec__int(F(ml, "tableSize"), 0);
 			size_t m3 = dec__push(d, "maglev");
 			h->maglev = true;
+			h->maglev_table_size = ts > 0 ? ts : 0;
 			if (ts == 0)
 				DEC_ERR_AT(d, ml, "tableSize", "tableSize must be set for maglev");
 			else if (ts >= 5000011)
@@ -1962,6 +1963,9 @@ static void dec__load_balancer(struct dec *d, const struct cfg__node *n, struct 
 			DEC_ERR_AT(d, mp, "minimumPercent", "minimumPercent value should be less than or equal to 100");
 		if (ag && dec__num(ag->type == CFG__MAP ? F(ag, "value") : ag, 0) <= 0)
 			DEC_ERR_AT(d, ag, "aggression", "aggression should be greater than 0");
+		lb->warmup_full = true;
+		lb->warmup_aggression = ag ? dec__num(ag->type == CFG__MAP ? F(ag, "value") : ag, 1) : 1;
+		lb->warmup_min_percent = mp ? dec__num(mp->type == CFG__MAP ? F(mp, "value") : mp, 10) : 10;
 		dec__pop(d, m2);
 	}
 	dec__pop(d, mark);

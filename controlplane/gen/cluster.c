@@ -193,6 +193,54 @@ static Envoy__Config__Cluster__V3__Cluster__LbPolicy gen_lb_simple(const struct 
 	}
 }
 
+/* Slow start as Istio sends it (cluster_traffic_policy.go
+ * applyRoundRobinLoadBalancer / applyLeastRequestLoadBalancer):
+ * slow_start_config in the ROUND_ROBIN or LEAST_REQUEST lb config; other
+ * policies take none (a consistent hash has replaced the lb config).
+ * warmupDurationSecs gives the window alone (setSlowStartConfig); the
+ * warmup form also aggression {default_value, runtime_key "("} and
+ * min_weight_percent (setWarmup).  Returns 0 or -ENOMEM. */
+static int gen_slow_start(struct arena *a, const struct cfg_load_balancer *lb, Envoy__Config__Cluster__V3__Cluster *c)
+{
+	Envoy__Config__Cluster__V3__Cluster__SlowStartConfig *ss;
+
+	if (c->lb_policy != ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__ROUND_ROBIN &&
+	    c->lb_policy != ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__LEAST_REQUEST)
+		return 0;
+	ss = gen__msg(a, &envoy__config__cluster__v3__cluster__slow_start_config__descriptor);
+	if (!ss || !(ss->slow_start_window = gen__duration(a, lb->warmup_duration)))
+		return -ENOMEM;
+	if (lb->warmup_full) {
+		/* Istio: "Runtime key is not exposed, the value is fixed" */
+		if (!(ss->aggression = gen__msg(a, &envoy__config__core__v3__runtime_double__descriptor)) ||
+		    !(ss->min_weight_percent = gen__msg(a, &envoy__type__v3__percent__descriptor)))
+			return -ENOMEM;
+		ss->aggression->default_value = lb->warmup_aggression;
+		ss->aggression->runtime_key = "(";
+		ss->min_weight_percent->value = lb->warmup_min_percent;
+	}
+	if (c->lb_policy == ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__ROUND_ROBIN) {
+		Envoy__Config__Cluster__V3__Cluster__RoundRobinLbConfig *rr =
+			gen__msg(a, &envoy__config__cluster__v3__cluster__round_robin_lb_config__descriptor);
+
+		if (!rr)
+			return -ENOMEM;
+		rr->slow_start_config = ss;
+		c->lb_config_case = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_CONFIG_ROUND_ROBIN_LB_CONFIG;
+		c->round_robin_lb_config = rr;
+	} else {
+		Envoy__Config__Cluster__V3__Cluster__LeastRequestLbConfig *lr =
+			gen__msg(a, &envoy__config__cluster__v3__cluster__least_request_lb_config__descriptor);
+
+		if (!lr)
+			return -ENOMEM;
+		lr->slow_start_config = ss;
+		c->lb_config_case = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_CONFIG_LEAST_REQUEST_LB_CONFIG;
+		c->least_request_lb_config = lr;
+	}
+	return 0;
+}
+
 /* Auto mTLS as Istio sends it to sidecars: the TLS socket only to
  * endpoints whose metadata says tlsMode istio ("tlsMode-istio"), raw
  * buffer to the others ("tlsMode-disabled"). */
@@ -339,10 +387,20 @@ static int gen_cluster_extras(const struct gen_ctx *g, const struct model_servic
 	}
 	if (lb->set && lb->has_consistent_hash && lb->consistent_hash.maglev) {
 		c->lb_policy = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__MAGLEV;
-		c->lb_config_case = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_CONFIG_MAGLEV_LB_CONFIG;
-		if (!(c->maglev_lb_config = gen__msg(a, &envoy__config__cluster__v3__cluster__maglev_lb_config__descriptor)))
-			return -ENOMEM;
+		/* Istio's ApplyRingHashLoadBalancer: maglev_lb_config {table_size}
+		 * when the table size is set, else no lb config.  The lb configs
+		 * share one union (a oneof): assigning the maglev one replaces
+		 * the ring hash one, clearing it afterwards would clear both. */
+		c->lb_config_case = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_CONFIG__NOT_SET;
 		c->ring_hash_lb_config = NULL;
+		if (lb->consistent_hash.maglev_table_size > 0) {
+			if (!(c->maglev_lb_config =
+				      gen__msg(a, &envoy__config__cluster__v3__cluster__maglev_lb_config__descriptor)) ||
+			    !(c->maglev_lb_config->table_size =
+				      gen__u64(a, (uint64_t)lb->consistent_hash.maglev_table_size)))
+				return -ENOMEM;
+			c->lb_config_case = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_CONFIG_MAGLEV_LB_CONFIG;
+		}
 	}
 	if (h2 || common) {
 		Envoy__Extensions__Upstreams__Http__V3__HttpProtocolOptions hpo =
@@ -493,6 +551,12 @@ static int gen_cluster(const struct gen_ctx *g, const struct model_service *svc,
 		c.lb_policy = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__RING_HASH;
 		c.lb_config_case = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_CONFIG_RING_HASH_LB_CONFIG;
 		c.ring_hash_lb_config = rh;
+	}
+	if (g->p->cluster_extras && lb->set && lb->warmup_duration >= 0) {
+		rc = gen_slow_start(a, lb, &c);
+		if (rc < 0)
+			goto out;
+		rc = -ENOMEM;
 	}
 	if (cp->set || g->p->cluster_extras) {
 		rc = gen_circuit_breakers(a, cp->set ? cp : NULL, g->p->cluster_extras,

@@ -1388,9 +1388,11 @@ static int gen_domains(struct gen_rctx *c, Envoy__Config__Route__V3__VirtualHost
  * for a caller in namespace ns: the FQDN and "FQDN." (absolute), for a
  * Kubernetes Service the short names ("name", "name.ns.svc", "name.ns"
  * for a caller of the same namespace; "name.ns", "name.ns.svc"
- * otherwise), then the VIPs; each with and without ":PORT" (Istio >= 1.20
- * leaves the port forms out and sets ignore_port_in_host_matching; meshd
- * keeps them, as DESIGN.md asks, so a Host with a port matches exactly). */
+ * otherwise), then the VIPs; without ":PORT" forms: as Istio >= 1.20
+ * (httproute.go: SidecarIgnorePort() for every proxy but proxyless gRPC,
+ * generateVirtualHostDomains() then appends no port) the route config
+ * sets ignore_port_in_host_matching, so "HOST:PORT" still matches
+ * "HOST", whatever the port (sidecar.c gen_route_config_port()). */
 static int gen_sidecar_domains(struct gen_rctx *c, Envoy__Config__Route__V3__VirtualHost *vh)
 {
 	const struct model_service *svc = c->svc;
@@ -1435,7 +1437,6 @@ static int gen_sidecar_domains(struct gen_rctx *c, Envoy__Config__Route__V3__Vir
 		if (!forms[i])
 			return -ENOMEM;
 		v[n++] = (char *)forms[i];
-		v[n++] = arena_printf(c->a, "%s:%u", forms[i], c->port);
 	}
 	for (i = 0; i < n_vips; i++) {
 		const char *vip = svc->cluster_ip && n_vips == 1 && !(svc->origin && svc->origin->kind == CFG_SERVICE_ENTRY)
@@ -1445,7 +1446,6 @@ static int gen_sidecar_domains(struct gen_rctx *c, Envoy__Config__Route__V3__Vir
 		if (strchr(vip, '/'))
 			continue;                /* a CIDR is no Host */
 		v[n++] = v6 ? arena_printf(c->a, "[%s]", vip) : (char *)vip;
-		v[n++] = v6 ? arena_printf(c->a, "[%s]:%u", vip, c->port) : arena_printf(c->a, "%s:%u", vip, c->port);
 	}
 	for (i = 0; i < n; i++)
 		if (!v[i])

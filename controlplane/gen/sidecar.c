@@ -424,7 +424,10 @@ static Envoy__Config__Route__V3__VirtualHost *gen_catchall_vh(const struct gen_s
 }
 
 /* RouteConfiguration "PORT": one virtual host per visible HTTP service
- * with that port (hostname order), then the catch-all. */
+ * with that port (hostname order), then the catch-all;
+ * ignore_port_in_host_matching as istiod sets it on every sidecar
+ * outbound route config (buildSidecarOutboundHTTPRouteConfig): the
+ * listener port chose the route config, a Host's port does not matter. */
 static int gen_route_config_build(struct gen_sc *sc, uint32_t port, struct xds_snapshot *snap)
 {
 	Envoy__Config__Route__V3__RouteConfiguration rc_msg = ENVOY__CONFIG__ROUTE__V3__ROUTE_CONFIGURATION__INIT;
@@ -471,6 +474,7 @@ static int gen_route_config_build(struct gen_sc *sc, uint32_t port, struct xds_s
 		goto out;
 	rc_msg.virtual_hosts = vhs;
 	rc_msg.n_virtual_hosts = n;
+	rc_msg.ignore_port_in_host_matching = true;
 	rc = gen__emit(&sc->g, snap, XDS_ROUTE, rc_msg.name, &rc_msg.base);
 out:
 	arena_free(a);

@@ -118,6 +118,139 @@ START_TEST(random_spreads)
 }
 END_TEST
 
+START_TEST(slow_start_factor)
+{
+	/* Envoy: max(min, (max(age, 1) / window) ^ (1 / aggression)) inside the window */
+	ck_assert_double_eq_tol(lb_slow_start_factor(0, 10000, 1.0, 0.1), 0.1, 1e-9);
+	ck_assert_double_eq_tol(lb_slow_start_factor(5000, 10000, 1.0, 0.1), 0.5, 1e-9);
+	ck_assert_double_eq_tol(lb_slow_start_factor(2500, 10000, 2.0, 0.1), 0.5, 1e-9);
+	ck_assert_double_eq_tol(lb_slow_start_factor(2500, 10000, 0.5, 0.1), 0.1, 1e-9); /* 0.0625 floored */
+	ck_assert_double_eq_tol(lb_slow_start_factor(5000, 10000, 0.5, 0.1), 0.25, 1e-9);
+	ck_assert_double_eq_tol(lb_slow_start_factor(100, 10000, 1.0, 0.0), 0.01, 1e-9);
+	ck_assert_double_eq_tol(lb_slow_start_factor(10000, 10000, 1.0, 0.1), 1.0, 1e-9); /* window over */
+	ck_assert_double_eq_tol(lb_slow_start_factor(1, 0, 1.0, 0.1), 1.0, 1e-9);      /* no window */
+}
+END_TEST
+
+/* A host added to a ROUND_ROBIN / LEAST_REQUEST cluster with
+ * slow_start_config gets a share scaled by its age in the window, the
+ * older hosts the rest; out of the window, or without a clock, plain
+ * round robin again. */
+static void slow_start_ramp(Envoy__Config__Cluster__V3__Cluster__LbPolicy pol)
+{
+	struct upfix_ep eps[3] = { { 0, 0, 1, H }, { 0, 0, 1, H }, { 0, 0, 1, H } };
+	uint32_t two[2] = { 0, 1 };
+	Envoy__Config__Cluster__V3__Cluster c;
+	Envoy__Config__Cluster__V3__Cluster__RoundRobinLbConfig rr = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__ROUND_ROBIN_LB_CONFIG__INIT;
+	Envoy__Config__Cluster__V3__Cluster__LeastRequestLbConfig lr = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LEAST_REQUEST_LB_CONFIG__INIT;
+	Envoy__Config__Cluster__V3__Cluster__SlowStartConfig ss = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__SLOW_START_CONFIG__INIT;
+	Google__Protobuf__Duration win = GOOGLE__PROTOBUF__DURATION__INIT;
+	struct up_cluster *cl;
+	struct up_hostset *hs0, *hs;
+	unsigned cnt[3] = { 0 }, i;
+	const uint64_t t0 = 1000000, w = 60000;
+
+	upfix_cluster(&c, pol);
+	win.seconds = 60;
+	ss.slow_start_window = &win;
+	if (pol == ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__ROUND_ROBIN) {
+		rr.slow_start_config = &ss;
+		c.lb_config_case = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_CONFIG_ROUND_ROBIN_LB_CONFIG;
+		c.round_robin_lb_config = &rr;
+	} else {
+		lr.slow_start_config = &ss;
+		c.lb_config_case = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_CONFIG_LEAST_REQUEST_LB_CONFIG;
+		c.least_request_lb_config = &lr;
+	}
+	cl = upfix_compile(&c);
+	ck_assert_uint_eq(cl->lb.slow_start_ms, w);
+	ck_assert_double_eq_tol(cl->lb.slow_start_min, 0.1, 1e-9);
+	/* hosts 0 and 1 from t0; host 2 joins at t0 + 2w (the others are then out of their window) */
+	hs0 = upfix_set(cl, upfix_cla(eps, two, 2, NULL), NULL);
+	up_hostset_stamp(hs0, t0);
+	hs = upfix_set(cl, upfix_cla(eps, NULL, 3, NULL), hs0);
+	up_hostset_stamp(hs, t0 + 2 * w);
+	up_hostset_free(hs0);
+	/* 1 s after joining: weight max(1/60, 10%) = 0.1 against 1 and 1 */
+	for (i = 0; i < 2100; i++)
+		cnt[upfix_id(up_pick_at(hs, &rng, NULL, NULL, t0 + 2 * w + 1000), 3)]++;
+	ck_assert_uint_ge(cnt[2], 60);
+	ck_assert_uint_le(cnt[2], 140); /* 100 expected; plain round robin gives 700 */
+	ck_assert_uint_ge(cnt[0], 900);
+	ck_assert_uint_ge(cnt[1], 900);
+	/* half-way through its window: weight 0.5, a fifth of the picks */
+	memset(cnt, 0, sizeof(cnt));
+	for (i = 0; i < 2500; i++)
+		cnt[upfix_id(up_pick_at(hs, &rng, NULL, NULL, t0 + 2 * w + w / 2), 3)]++;
+	ck_assert_uint_ge(cnt[2], 400);
+	ck_assert_uint_le(cnt[2], 600);
+	/* the window over: an equal share again */
+	memset(cnt, 0, sizeof(cnt));
+	for (i = 0; i < 3000; i++)
+		cnt[upfix_id(up_pick_at(hs, &rng, NULL, NULL, t0 + 3 * w + 1), 3)]++;
+	for (i = 0; i < 3; i++) {
+		ck_assert_uint_ge(cnt[i], 900);
+		ck_assert_uint_le(cnt[i], 1100);
+	}
+	/* no clock (up_pick): no slow start */
+	memset(cnt, 0, sizeof(cnt));
+	for (i = 0; i < 3000; i++)
+		cnt[upfix_id(up_pick(hs, &rng, NULL, NULL), 3)]++;
+	ck_assert_uint_ge(cnt[2], 900);
+	up_hostset_free(hs);
+	up_cluster_unref(cl);
+}
+
+START_TEST(slow_start_round_robin)
+{
+	slow_start_ramp(ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__ROUND_ROBIN);
+}
+END_TEST
+
+START_TEST(slow_start_least_request)
+{
+	slow_start_ramp(ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__LEAST_REQUEST);
+}
+END_TEST
+
+START_TEST(slow_start_refusals)
+{
+	Envoy__Config__Cluster__V3__Cluster c;
+	Envoy__Config__Cluster__V3__Cluster__RoundRobinLbConfig rr = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__ROUND_ROBIN_LB_CONFIG__INIT;
+	Envoy__Config__Cluster__V3__Cluster__SlowStartConfig ss = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__SLOW_START_CONFIG__INIT;
+	Google__Protobuf__Duration win = GOOGLE__PROTOBUF__DURATION__INIT;
+	Envoy__Type__V3__Percent pct = ENVOY__TYPE__V3__PERCENT__INIT;
+	Envoy__Config__Core__V3__RuntimeDouble ag = ENVOY__CONFIG__CORE__V3__RUNTIME_DOUBLE__INIT;
+	struct up_cluster *cl = NULL;
+	char err[256];
+
+	upfix_cluster(&c, ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__ROUND_ROBIN);
+	c.lb_config_case = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_CONFIG_ROUND_ROBIN_LB_CONFIG;
+	c.round_robin_lb_config = &rr;
+	rr.slow_start_config = &ss;
+	ss.slow_start_window = &win;
+	win.seconds = -1;
+	ck_assert_int_eq(up_cluster_new(&c, err, sizeof(err), &cl), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "slow_start_window"));
+	win.seconds = 5;
+	ss.min_weight_percent = &pct;
+	pct.value = 150;
+	ck_assert_int_eq(up_cluster_new(&c, err, sizeof(err), &cl), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "min_weight_percent"));
+	pct.value = 25;
+	ss.aggression = &ag;
+	ag.default_value = 0;
+	ck_assert_int_eq(up_cluster_new(&c, err, sizeof(err), &cl), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "aggression"));
+	ag.default_value = 2.0;
+	ck_assert_int_eq(up_cluster_new(&c, err, sizeof(err), &cl), 0);
+	ck_assert_uint_eq(cl->lb.slow_start_ms, 5000);
+	ck_assert_double_eq_tol(cl->lb.slow_start_min, 0.25, 1e-9);
+	ck_assert_double_eq_tol(cl->lb.slow_start_aggression, 2.0, 1e-9);
+	up_cluster_unref(cl);
+}
+END_TEST
+
 /* Hash-based stickiness: every key maps to one host; dropping host 3 of
  * 10 moves the keys it had, and only a bounded share of the others. */
 static void sticky(Envoy__Config__Cluster__V3__Cluster__LbPolicy pol, double max_moved_other)
@@ -353,6 +486,17 @@ static size_t hdr(void *ctx, const char *name, size_t nl, const char **v, size_t
 	return 0;
 }
 
+static const char *ck_value;
+
+static const char *ck_get(void *ctx, const char *name, size_t nl, size_t *len)
+{
+	(void)ctx;
+	if (nl != 7 || memcmp(name, "session", 7) || !ck_value)
+		return NULL;
+	*len = strlen(ck_value);
+	return ck_value;
+}
+
 START_TEST(hash_policies)
 {
 	Envoy__Config__Route__V3__RouteAction__HashPolicy p[3] = {
@@ -419,6 +563,23 @@ START_TEST(hash_policies)
 		ck_assert_str_eq(cookie.value, want);
 	}
 	ck_assert_uint_eq(v, XXH64(cookie.value, 16, 0));
+	/* the client sends the generated cookie back quoted, as set: the
+	 * quotes are stripped (Envoy's parseCookieValue), same hash */
+	{
+		char quoted[19];
+
+		x = v;
+		snprintf(quoted, sizeof(quoted), "\"%s\"", cookie.value);
+		ck_value = quoted;
+		rq.cookie = ck_get;
+		ck_assert(lb_hash_compute(h, &rq, &v, &cookie));
+		ck_assert(!cookie.set);
+		ck_assert_uint_eq(v, x);
+		ck_value = "\"";
+		ck_assert(lb_hash_compute(h, &rq, &v, &cookie));
+		ck_assert_uint_eq(v, XXH64("\"", 1, 0)); /* a lone quote is a value */
+		rq.cookie = NULL;
+	}
 	/* without ttl and without the cookie: no hash */
 	ck.ttl = NULL;
 	ck_assert_int_eq(lb_hash_compile(a, &pp[2], 1, err, sizeof(err), &h), 0);
@@ -510,6 +671,10 @@ int main(void)
 	tcase_add_test(tc, hash_policies);
 	tcase_add_test(tc, cluster_refusals);
 	tcase_add_test(tc, bad_endpoints);
+	tcase_add_test(tc, slow_start_factor);
+	tcase_add_test(tc, slow_start_round_robin);
+	tcase_add_test(tc, slow_start_least_request);
+	tcase_add_test(tc, slow_start_refusals);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
