@@ -24,6 +24,8 @@ const char *mesh_strerror(int code)
 		return "gRPC error";
 	case MESH_ETLS:
 		return "TLS error";
+	case MESH_ENOTREG:
+		return "not a regular file";
 	default:
 		return strerror(code);
 	}

@@ -17,6 +17,7 @@ enum {
 	MESH_ETOOBIG,        /* input exceeds a named limit */
 	MESH_EGRPC,          /* gRPC core reported an error */
 	MESH_ETLS,           /* OpenSSL reported an error */
+	MESH_ENOTREG,        /* a path to read names a FIFO, device or socket, not a file */
 };
 
 /*

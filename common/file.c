@@ -25,11 +25,18 @@ int mesh_read_file(const char *path, size_t max, char **data, size_t *len)
 
 	*data = NULL;
 	*len = 0;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: opening a FIFO must not wait for a writer (it would
+	 * hang the reader, and with it every config change and SIGTERM);
+	 * anything but a regular file is then refused */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		return -errno;
 	if (fstat(fd, &st) < 0) {
 		rc = -errno;
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		rc = S_ISDIR(st.st_mode) ? -EISDIR : -MESH_ENOTREG;
 		goto out;
 	}
 	if ((uint64_t)st.st_size > (uint64_t)max) {

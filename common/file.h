@@ -20,7 +20,9 @@
  * being read yields the bytes that were there.
  * Returns 0, -errno when it cannot be opened or read, -ENOMEM, or
  * -MESH_ETOOBIG when it is larger than max bytes: then *data is NULL and
- * *len holds the file's size, so the caller can name it.
+ * *len holds the file's size, so the caller can name it.  Only regular
+ * files are read (symlinks followed): a directory is -EISDIR, a FIFO,
+ * device or socket -MESH_ENOTREG, without blocking on them.
  */
 MESH_MUST_CHECK int mesh_read_file(const char *path, size_t max, char **data, size_t *len);
 

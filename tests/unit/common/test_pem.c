@@ -133,6 +133,17 @@ START_TEST(file_write_atomic_then_read)
 	ck_assert_int_eq(mesh_read_file(path, 11, &data, &len), -MESH_ETOOBIG);
 	ck_assert_ptr_null(data);
 	ck_assert_uint_eq(len, 12);
+	/* only regular files: a FIFO nobody writes is refused at once (an
+	 * open without O_NONBLOCK would wait here for ever), a directory or
+	 * a device too */
+	snprintf(path, sizeof(path), "%s/fifo", dir);
+	ck_assert_int_eq(mkfifo(path, 0600), 0);
+	ck_assert_int_eq(mesh_read_file(path, 64, &data, &len), -MESH_ENOTREG);
+	ck_assert_ptr_null(data);
+	ck_assert_int_eq(unlink(path), 0);
+	ck_assert_int_eq(mesh_read_file(dir, 64, &data, &len), -EISDIR);
+	ck_assert_int_eq(mesh_read_file("/dev/zero", 64, &data, &len), -MESH_ENOTREG);
+	snprintf(path, sizeof(path), "%s/key.pem", dir);
 	snprintf(path, sizeof(path), "%s/missing/x", dir);
 	ck_assert_int_eq(mesh_write_file_atomic(path, "x", 1, 0600), -ENOENT);
 	snprintf(path, sizeof(path), "%s/key.pem", dir);
