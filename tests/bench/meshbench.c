@@ -156,10 +156,6 @@ static int parse(int argc, char **argv, struct opts *o)
 		 * listener for one (the port's route config grows): steady kinds */
 		o->steady = 1;
 		o->replace_services = 0;
-		if (o->delta) {
-			fprintf(stderr, "meshbench: --sidecar is state of the world only\n");
-			rc = -EINVAL;
-		}
 	}
 	if (rc == 0 && mesh_log_setup(o->log_level, "text") < 0)
 		rc = -EINVAL;
