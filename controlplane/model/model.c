@@ -715,7 +715,8 @@ static int model_index_dr(struct model *m, struct model__index *ix)
 		if (w && dr_key_cmp(&raw[w - 1], &raw[i]) == 0 &&
 		    strcmp(raw[w - 1].export_key, raw[i].export_key) == 0 &&
 		    strcmp(raw[w - 1].sel_key, raw[i].sel_key) == 0) {
-			if (!model__dr_merge(m, raw[w - 1].o, raw[i].first))
+			raw[w - 1].o = model__dr_merge(m, raw[w - 1].o, raw[i].first);
+			if (!raw[w - 1].o)
 				return -ENOMEM;
 			continue;
 		}

@@ -30,10 +30,12 @@ int model__cmp_creation(const struct cfg_object *a, const struct cfg_object *b);
  * delegates nothing. */
 const struct cfg_object *model__merge_delegates(struct model *m, const struct cfg_object *root);
 
-/* Merge `next` into `acc` (a merged DestinationRule made by
- * model__dr_copy, or NULL to start): subsets of next whose names acc
- * lacks are appended; acc's top-level trafficPolicy is kept unless acc has
- * none (Istio's mergeDestinationRule, first one wins). */
+/* Merge `next` into `acc` (NULL to start: returns next itself, no copy;
+ * an original config object: merged into a copy in the model's arena):
+ * subsets of next whose names acc lacks are appended; acc's top-level
+ * trafficPolicy is kept unless acc has none (Istio's mergeDestinationRule,
+ * first one wins).  Returns the merged rule (use it in place of acc), or
+ * NULL without memory. */
 struct cfg_object *model__dr_merge(struct model *m, struct cfg_object *acc, const struct cfg_object *next);
 
 #endif

@@ -363,6 +363,73 @@ static int names_equal(char **a, size_t na, char **b, size_t nb)
 	return 1;
 }
 
+/*
+ * The SotW ACK fast path (sotw_fast_ack): a sidecar ACKing EDS repeats its
+ * ~1,000 names (~130 KB) in every request, 2,000 sidecars after every
+ * push.  Unpacking that (an arena, a string per name) and comparing the
+ * names cost most of meshd's xDS thread, and the requests queued behind it
+ * in gRPC core's read buffers were most of meshd's peak RSS.  So a request
+ * whose resource_names field (its entries, contiguous on the wire as every
+ * encoder writes them) hashes to the hash of the names the stream holds,
+ * encoded the same way, is an ACK with unchanged names and is taken from
+ * its bytes.  A word-at-a-time hash, not FNV-1a byte by byte, which cost
+ * more than the compares.  Any mismatch (other names, other order, a Node,
+ * an error_detail, a field it does not know) takes the full path.
+ */
+static uint64_t wire_hash(const uint8_t *d, size_t n)
+{
+	uint64_t h = 0x9e3779b97f4a7c15ULL ^ ((uint64_t)n * 0xc2b2ae3d27d4eb4fULL), w;
+	size_t i;
+
+	for (i = 0; i + 8 <= n; i += 8) {
+		memcpy(&w, d + i, 8);
+		h = (h ^ w) * 0xff51afd7ed558ccdULL;
+		h ^= h >> 29;
+	}
+	w = 0;
+	if (i < n)
+		memcpy(&w, d + i, n - i);
+	h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL;
+	return h ^ (h >> 32);
+}
+
+/* protobuf's varint of v into out (10 bytes at most); returns its length. */
+static size_t varint_put(uint8_t *out, uint64_t v)
+{
+	size_t n = 0;
+
+	while (v >= 0x80) {
+		out[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	out[n++] = (uint8_t)v;
+	return n;
+}
+
+/* wire_hash() of v[0..n) encoded as DiscoveryRequest.resource_names (field
+ * 3: tag 0x1a, length, bytes, per name).  Returns 0 and *h, or -ENOMEM. */
+static int MESH_MUST_CHECK names_wire_hash(char **v, size_t n, uint64_t *h)
+{
+	size_t i, len = 0, k = 0;
+	uint8_t *buf;
+
+	for (i = 0; i < n; i++)
+		len += 1 + 10 + strlen(v[i]);
+	buf = malloc(len ? len : 1);
+	if (!buf)
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		size_t l = strlen(v[i]);
+		buf[k++] = 0x1a;
+		k += varint_put(buf + k, l);
+		memcpy(buf + k, v[i], l);
+		k += l;
+	}
+	*h = wire_hash(buf, k);
+	free(buf);
+	return 0;
+}
+
 /* A counted copy of v[0..n) (sorted, unique) with its hash h, in one
  * allocation.  Returns it, or NULL without memory. */
 static struct xds_ads__names *names_obj_new(char **v, size_t n, uint64_t h)
@@ -392,6 +459,8 @@ static struct xds_ads__names *names_obj_new(char **v, size_t n, uint64_t h)
 			o->v[i] = p;
 			p += lens[i];
 		}
+		/* without it the fast path never matches: only slower */
+		o->wire_ok = names_wire_hash(o->v, n, &o->wire_hash) == 0;
 	}
 	free(lens);
 	return o;
@@ -1183,56 +1252,108 @@ static int MESH_MUST_CHECK sotw_changed(const type_state *ts, const pending_resp
  * message.  2,000 replicas then hold one copy of a megabyte route config,
  * not 2,000.  Returns 0 or a negative code.
  */
+static int MESH_MUST_CHECK key_body_tail(pending_resp *p);
+
+/* The body named name (hash h) of type t that k or another whole key
+ * built last (a new reference), or NULL. */
+static const struct xds_resource *key_body_find(const struct xds_ads *a, const struct xds_ads__key *k,
+						enum xds_type t, const char *name, uint64_t h)
+{
+	const struct xds_ads__key *o;
+	int i;
+
+	for (i = 0; i < 2; i++)
+		if (k->body[t][i] && k->body_hash[t][i] == h && strcmp(k->body[t][i]->name, name) == 0)
+			return xds_resource_ref(k->body[t][i]);
+	/* Another key's body with the same name has the same bytes (the
+	 * version names every resource and its hash): the workloads of one
+	 * namespace mostly get the same clusters, assignments and routes, so
+	 * 20 keys hold one copy of each, not 20. */
+	for (o = a->keys; o; o = o->next)
+		for (i = 0; o != k && o->whole && i < 2; i++)
+			if (o->body[t][i] && o->body_hash[t][i] == h && strcmp(o->body[t][i]->name, name) == 0)
+				return xds_resource_ref(o->body[t][i]);
+	return NULL;
+}
+
+/* k keeps body r (hash h; takes a reference) as its newest of type t. */
+static void key_body_put(struct xds_ads__key *k, enum xds_type t, const struct xds_resource *r, uint64_t h)
+{
+	if (k->body[t][1])
+		xds_resource_unref(k->body[t][1]);
+	k->body[t][1] = k->body[t][0];
+	k->body_hash[t][1] = k->body_hash[t][0];
+	k->body[t][0] = xds_resource_ref(r);
+	k->body_hash[t][0] = h;
+}
+
 static int MESH_MUST_CHECK key_body(struct xds_ads *a, struct xds_ads__key *k, enum xds_type t, pending_resp *p,
 				    const struct xds_resource **res, size_t n, int partial)
 {
 	char name[2 * XDS_VERSION_CAP + 2], sub[XDS_VERSION_CAP] = "full";
-	const struct xds_resource **slot = k->body[t];
-	const struct xds_resource *r = NULL;
-	const struct xds_ads__key *o;
+	struct xds_resource *made = NULL;
 	pending_resp body = { 0 };
-	size_t nl = strlen(p->nonce);
 	uint64_t h;
-	int i, rc = 0;
+	int rc = 0;
 
 	if (partial)
 		version_of(res, n, sub);
 	snprintf(name, sizeof(name), "%s/%s", p->version, sub);
 	h = mesh_hash_str(MESH_HASH_INIT, name);
-	for (i = 0; i < 2; i++) {
-		if (slot[i] && k->body_hash[t][i] == h && strcmp(slot[i]->name, name) == 0) {
-			p->head = xds_resource_ref(slot[i]);
-			goto tail;
-		}
-	}
-	/* Another key's body with the same name has the same bytes (the
-	 * version names every resource and its hash): the workloads of one
-	 * namespace mostly get the same clusters, assignments and routes, so
-	 * 20 keys hold one copy of each, not 20. */
-	for (o = a->keys; o && !r; o = o->next)
-		for (i = 0; o != k && o->whole && i < 2 && !r; i++)
-			if (o->body[t][i] && o->body_hash[t][i] == h && strcmp(o->body[t][i]->name, name) == 0)
-				r = xds_resource_ref(o->body[t][i]);
-	if (!r) {
-		struct xds_resource *made = NULL;
-
-		copy_str(body.version, sizeof(body.version), p->version);
-		rc = encode_response(t, &body, res, n); /* empty nonce: not encoded (proto3) */
-		if (rc == 0)
-			rc = xds_resource_new(t, name, body.wire, body.len, &made);
-		free(body.wire);
-		if (rc < 0)
-			return rc;
-		r = made;
-	}
-	if (slot[1])
-		xds_resource_unref(slot[1]);
-	slot[1] = slot[0];
-	k->body_hash[t][1] = k->body_hash[t][0];
-	slot[0] = r;
-	k->body_hash[t][0] = h;
-	p->head = xds_resource_ref(r);
+	p->head = key_body_find(a, k, t, name, h);
+	if (p->head)
+		goto tail;
+	copy_str(body.version, sizeof(body.version), p->version);
+	rc = encode_response(t, &body, res, n); /* empty nonce: not encoded (proto3) */
+	if (rc == 0)
+		rc = xds_resource_new(t, name, body.wire, body.len, &made);
+	free(body.wire);
+	if (rc < 0)
+		return rc;
+	key_body_put(k, t, made, h);
+	p->head = made;
 tail:
+	return key_body_tail(p);
+}
+
+/* A whole key's Delta response of type t: changed[0..nchanged) and
+ * removed[0..nremoved), the diff from what the client holds (version
+ * from) to p's version, as key_body: the body once per key and diff,
+ * shared by the key's streams (replicas hold the same versions, so they
+ * get the same diff), p->wire only the nonce.  Returns 0 or a negative
+ * code. */
+static int MESH_MUST_CHECK key_body_delta(struct xds_ads *a, struct xds_ads__key *k, enum xds_type t, pending_resp *p,
+					  const char *from, const struct xds_resource **changed, size_t nchanged,
+					  const char **removed, size_t nremoved)
+{
+	char name[2 * XDS_VERSION_CAP + 8];
+	struct xds_resource *made = NULL;
+	pending_resp body = { 0 };
+	uint64_t h;
+	int rc;
+
+	snprintf(name, sizeof(name), "delta/%s/%s", from[0] ? from : "-", p->version);
+	h = mesh_hash_str(MESH_HASH_INIT, name);
+	p->head = key_body_find(a, k, t, name, h);
+	if (p->head)
+		return key_body_tail(p);
+	copy_str(body.version, sizeof(body.version), p->version);
+	rc = encode_delta_response(t, &body, changed, nchanged, removed, nremoved); /* empty nonce: not encoded */
+	if (rc == 0)
+		rc = xds_resource_new(t, name, body.wire, body.len, &made);
+	free(body.wire);
+	if (rc < 0)
+		return rc;
+	key_body_put(k, t, made, h);
+	p->head = made;
+	return key_body_tail(p);
+}
+
+/* p->wire: field 5 (nonce) alone, after the shared body p->head. */
+static int MESH_MUST_CHECK key_body_tail(pending_resp *p)
+{
+	size_t nl = strlen(p->nonce);
+
 	/* field 5 (nonce), length-delimited; nonces are short hex */
 	p->wire = malloc(nl + 2);
 	if (!p->wire)
@@ -1618,10 +1739,18 @@ static int MESH_MUST_CHECK delta_select(const struct xds_ads_stream *st, enum xd
 		if (r)
 			v[k++] = r;
 	}
-	qsort(v, k, sizeof(*v), res_name_cmp);
-	for (i = 0; i < k; i++)
-		if (w == 0 || strcmp(v[w - 1]->name, v[i]->name) != 0)
-			v[w++] = v[i];
+	/* the set and the names are each sorted already: most selections
+	 * (wildcard alone, or names alone) need no sort */
+	for (i = 1; i < k && strcmp(v[i - 1]->name, v[i]->name) < 0; i++)
+		;
+	if (i < k) {
+		qsort(v, k, sizeof(*v), res_name_cmp);
+		for (i = 0; i < k; i++)
+			if (w == 0 || strcmp(v[w - 1]->name, v[i]->name) != 0)
+				v[w++] = v[i];
+	} else {
+		w = k;
+	}
 	for (i = 0; i < w; i++)
 		(void)xds_resource_ref(v[i]);
 	*out = v;
@@ -1660,6 +1789,78 @@ static int MESH_MUST_CHECK delta_held(const type_state *ts, struct delta_have **
 	return 0;
 }
 
+/*
+ * delta_build for a stream of a whole key (a sidecar) that holds what it
+ * was sent (no initial versions pending): the key's shared selection
+ * (key_select, no reference per resource), a diff that skips strcmp for
+ * the very objects held, and a body shared by the replicas
+ * (key_body_delta).  What SotW sidecars had; without it a Delta push
+ * cost every sidecar a selection, a sort and an encoding of its own.
+ * Returns 0 or a negative code.
+ */
+static int MESH_MUST_CHECK delta_build_key(struct xds_ads_stream *st, enum xds_type t, pending_resp *p)
+{
+	struct xds_ads *a = st->ads;
+	type_state *ts = &st->types[t];
+	const struct xds_resource **changed = NULL;
+	const char **removed = NULL;
+	size_t nchanged = 0, nremoved = 0, i = 0, j = 0;
+	char from[XDS_VERSION_CAP];
+	int rc;
+
+	/* the diff's name: the versions it goes from and to; what the client
+	 * holds is named by its version unless it was trimmed ("?") */
+	if (strcmp(ts->delta_held, "?") == 0)
+		version_of(ts->sent_res, ts->sent_nres, from);
+	else
+		copy_str(from, sizeof(from), ts->delta_held);
+	rc = key_select(st->key, ts, t, p);
+	if (rc < 0)
+		goto out;
+	if (!(p->list && p->list == ts->sent_list)) {
+		changed = calloc(p->nres + 1, sizeof(*changed));
+		removed = calloc(ts->sent_nres + 1, sizeof(*removed));
+		if (!changed || !removed) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		/* merge two name-sorted lists */
+		while (i < p->nres || j < ts->sent_nres) {
+			int c;
+
+			if (i < p->nres && j < ts->sent_nres && p->res[i] == ts->sent_res[j]) {
+				i++; /* the very object the client holds */
+				j++;
+				continue;
+			}
+			c = i >= p->nres ? 1 : j >= ts->sent_nres ? -1 : strcmp(p->res[i]->name, ts->sent_res[j]->name);
+			if (c < 0) {
+				changed[nchanged++] = p->res[i++];
+			} else if (c > 0) {
+				removed[nremoved++] = ts->sent_res[j++]->name;
+			} else {
+				if (p->res[i]->hash != ts->sent_res[j]->hash)
+					changed[nchanged++] = p->res[i];
+				i++;
+				j++;
+			}
+		}
+	}
+	if (nchanged || nremoved || !ts->have_latest) {
+		snprintf(p->nonce, sizeof(p->nonce), "%llx", (unsigned long long)++a->nonce_counter);
+		rc = key_body_delta(a, st->key, t, p, from, changed, nchanged, removed, nremoved);
+		if (rc < 0)
+			goto out;
+	}
+	/* the client holds p's list from now on (removed names were encoded above) */
+	type_hold(ts, p);
+	copy_str(ts->delta_held, sizeof(ts->delta_held), p->version);
+out:
+	free(changed);
+	free(removed);
+	return rc;
+}
+
 /* Build the Delta response for type t into p (p->wire stays NULL when the
  * client holds everything already and has had a first response), and
  * take what the client now holds as sent.  Returns 0 or a negative code. */
@@ -1678,6 +1879,20 @@ static int MESH_MUST_CHECK delta_build(struct xds_ads_stream *st, enum xds_type 
 	stream_resolve(st);
 	if (stream_waiting(st, t))
 		goto out; /* nothing yet: the key's set re-queues it */
+	/* A sidecar whose key's set of this type is the one it was last
+	 * diffed against, with the same subscription: nothing changed for
+	 * it (as stream_enqueue's shortcut for SotW).  Without this, every
+	 * push diffed every type of 2,000 sidecars, ~6,000 resources each. */
+	if (st->key && st->key->whole && !ts->delta_dirty && ts->have_latest && !ts->have_init && ts->key_tver[0] &&
+	    strcmp(ts->key_tver, st->key->tver[t]) == 0)
+		goto out;
+	/* (a first request claiming nothing held is as good as no claim) */
+	if (st->key && st->key->whole && (!ts->have_init || ts->ninit == 0) && st->key->snap) {
+		rc = delta_build_key(st, t, p);
+		if (rc < 0)
+			goto out;
+		goto built;
+	}
 	rc = delta_select(st, t, &want, &nwant);
 	if (rc < 0)
 		goto out;
@@ -1718,7 +1933,13 @@ static int MESH_MUST_CHECK delta_build(struct xds_ads_stream *st, enum xds_type 
 	p->nres = nwant;
 	want = NULL;
 	type_hold(ts, p);
+	/* held, but not as a key's list: the next diff is not key_body_delta's */
+	copy_str(ts->delta_held, sizeof(ts->delta_held), "?");
+built:
 	delta_init_clear(ts);
+	ts->delta_dirty = 0;
+	if (st->key && st->key->whole)
+		copy_str(ts->key_tver, sizeof(ts->key_tver), st->key->tver[t]);
 	if (!p->wire)
 		goto out;
 	log_debug(SCOPE, "stream %llu (%s): delta %s: %zu changed, %zu removed, %zu held", (unsigned long long)st->id,
@@ -1802,13 +2023,17 @@ out:
 	return rc;
 }
 
-/* The explicit names after subscribing sub and unsubscribing unsub ("*"
- * entries are the wildcard's, handled by the caller).  Returns 0,
- * -ENOMEM or -MESH_ETOOBIG. */
-static int MESH_MUST_CHECK delta_names_update(type_state *ts, char **sub, size_t nsub, const char **rm, size_t nrm)
+/* The explicit names of st's type t after subscribing sub and
+ * unsubscribing unsub ("*" entries are the wildcard's, handled by the
+ * caller), as a counted list the stream's key shares (names_share): 2,000
+ * sidecars subscribed to ~1,000 EDS names each held a copy of their own,
+ * ~290 MB.  Returns 0, -ENOMEM or -MESH_ETOOBIG. */
+static int MESH_MUST_CHECK delta_names_update(struct xds_ads_stream *st, enum xds_type t, char **sub, size_t nsub,
+					      const char **rm, size_t nrm)
 {
+	type_state *ts = &st->types[t];
+	struct xds_ads__names *obj;
 	const char **all = NULL;
-	char **v = NULL;
 	size_t i, n = 0, w = 0;
 	int rc = 0;
 
@@ -1833,26 +2058,17 @@ static int MESH_MUST_CHECK delta_names_update(type_state *ts, char **sub, size_t
 		rc = -MESH_ETOOBIG;
 		goto out;
 	}
-	if (w) {
-		v = calloc(w, sizeof(*v));
-		if (!v) {
-			rc = -ENOMEM;
-			goto out;
-		}
-	}
-	for (i = 0; i < w; i++) {
-		v[i] = strdup(all[i]);
-		if (!v[i]) {
-			rc = -ENOMEM;
-			goto out;
-		}
+	obj = names_share(st->key, t, (char **)all, w);
+	if (!obj) {
+		rc = -ENOMEM;
+		goto out;
 	}
 	type_names_drop(ts);
-	ts->names = v;
-	ts->nnames = w;
-	v = NULL;
+	ts->names_obj = obj;
+	ts->names = obj->v;
+	ts->nnames = obj->n;
+	ts->names_hash = obj->hash; /* for key_select */
 out:
-	names_free(v, w);
 	free(all);
 	return rc;
 }
@@ -1905,6 +2121,8 @@ static void delta_forget(struct xds_ads_stream *st, enum xds_type t, const char 
 		}
 		ts->sent_res[w++] = ts->sent_res[i];
 	}
+	if (w != ts->sent_nres)
+		copy_str(ts->delta_held, sizeof(ts->delta_held), "?"); /* no longer a version's set */
 	ts->sent_nres = w;
 }
 
@@ -1969,10 +2187,11 @@ void xds_ads_stream_delta_request(struct xds_ads_stream *st,
 	}
 	if (nrm)
 		qsort(rm, nrm, sizeof(*rm), name_cmp);
-	rc = delta_names_update(ts, req->resource_names_subscribe, req->n_resource_names_subscribe, rm, nrm);
+	rc = delta_names_update(st, xt, req->resource_names_subscribe, req->n_resource_names_subscribe, rm, nrm);
 	if (rc < 0)
 		goto fail;
 	delta_forget(st, xt, rm, nrm, had_wildcard && !ts->wildcard);
+	ts->delta_dirty = 1;
 	st->own_dirty = 1;
 	if (stream_snap(st))
 		(void)stream_enqueue(st, xt, NULL); /* Delta: cannot fail */
@@ -1997,14 +2216,122 @@ static void req_free(void *ctx, void *ptr)
 	(void)ptr;
 }
 
+/* One varint at *p (below end); returns 0 or -MESH_EPARSE. */
+static int wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	uint64_t r = 0;
+	int shift;
+
+	for (shift = 0; shift < 64 && *p < end; shift += 7) {
+		uint8_t b = *(*p)++;
+		r |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80)) {
+			*v = r;
+			return 0;
+		}
+	}
+	return -MESH_EPARSE;
+}
+
+/* A length-delimited string field's bytes into out[cap] (NUL-terminated),
+ * or -MESH_ETOOBIG when it does not fit. */
+static int wire_str(char *out, size_t cap, const uint8_t *d, size_t n)
+{
+	if (n >= cap)
+		return -MESH_ETOOBIG;
+	memcpy(out, d, n);
+	out[n] = '\0';
+	return 0;
+}
+
+/*
+ * The SotW ACK fast path (see names_wire_hash): 1 when the request in
+ * data was taken as a plain ACK (or ignored as stale, as the full path
+ * would), 0 when the caller must unpack it.  Only top-level fields are
+ * read; a request it takes never reaches protobuf-c, so it never nests.
+ */
+static int sotw_fast_ack(struct xds_ads_stream *st, const uint8_t *data, size_t len)
+{
+	const uint8_t *p = data, *end = data + len, *names = NULL, *names_end = NULL;
+	char url[256] = "", version[XDS_VERSION_CAP + 64] = "", nonce[XDS_NONCE_CAP + 64] = "";
+	size_t nnames = 0;
+	type_state *ts;
+	uint64_t key, flen, h;
+	int t, last = 0;
+
+	if (st->delta || !st->have_node || st->finishing || st->closed)
+		return 0;
+	while (p < end) {
+		const uint8_t *f, *field = p;
+		if (wire_varint(&p, end, &key) < 0 || (key & 7) != 2 || wire_varint(&p, end, &flen) < 0 ||
+		    flen > (uint64_t)(end - p))
+			return 0;
+		f = p;
+		p += flen;
+		switch (key >> 3) {
+		case 1:
+			if (wire_str(version, sizeof(version), f, flen) < 0)
+				return 0;
+			break;
+		case 3:
+			/* the entries must be one run: hashed as one span */
+			if (names && last != 3)
+				return 0;
+			if (!names)
+				names = field;
+			names_end = p;
+			nnames++;
+			break;
+		case 4:
+			if (wire_str(url, sizeof(url), f, flen) < 0)
+				return 0;
+			break;
+		case 5:
+			if (wire_str(nonce, sizeof(nonce), f, flen) < 0)
+				return 0;
+			break;
+		default:
+			return 0;   /* node, error_detail, or unknown: the full path */
+		}
+		last = (int)(key >> 3);
+	}
+	t = xds_type_from_url(url);
+	if (t < 0 || !nonce[0])
+		return 0;
+	ts = &st->types[t];
+	if (!ts->subscribed)
+		return 0;
+	if (ts->wildcard) {
+		if (nnames != 0)
+			return 0;
+	} else {
+		if (nnames == 0 || nnames != ts->nnames || !ts->names_obj || !ts->names_obj->wire_ok)
+			return 0;
+		/* a key or length varint longer than the shortest form (legal,
+		 * unusual) only makes the hash miss */
+		h = wire_hash(names, (size_t)(names_end - names));
+		if (h != ts->names_obj->wire_hash)
+			return 0;
+	}
+	/* as xds_ads_stream_request: the ACK (or a stale nonce ignored), and
+	 * names that repeat the subscription change nothing else */
+	(void)type_ack(st, (enum xds_type)t, nonce, version, NULL, version);
+	st->fast_acks++;
+	return 1;
+}
+
 int xds_ads_stream_recv(struct xds_ads_stream *st, const uint8_t *data, size_t len)
 {
-	/* unpacked, a request takes a few times its wire size at most
-	 * (a pointer and a 16-byte-aligned string per name) */
-	struct arena *ar = arena_new(16 * len + 65536);
-	ProtobufCAllocator alloc = { req_alloc, req_free, ar };
+	struct arena *ar = NULL;
+	ProtobufCAllocator alloc = { req_alloc, req_free, NULL };
 	int rc = 0;
 
+	if (len <= XDS_MAX_REQUEST_BYTES && sotw_fast_ack(st, data, len))
+		goto out;
+	/* unpacked, a request takes a few times its wire size at most
+	 * (a pointer and a 16-byte-aligned string per name) */
+	ar = arena_new(16 * len + 65536);
+	alloc.allocator_data = ar;
 	if (!ar) {
 		xds_ads_stream_end(st, XDS_ADS_STATUS_INTERNAL, "out of memory");
 		rc = -ENOMEM;
@@ -2347,6 +2674,11 @@ uint64_t xds_ads_stream_id(const struct xds_ads_stream *st)
 const char *xds_ads_stream_node_id(const struct xds_ads_stream *st)
 {
 	return st->node_id;
+}
+
+uint64_t xds_ads_stream_fast_acks(const struct xds_ads_stream *st)
+{
+	return st->fast_acks;
 }
 
 enum xds_flavour xds_ads_stream_flavour(const struct xds_ads_stream *st)

@@ -205,6 +205,10 @@ enum xds_flavour xds_ads_stream_flavour(const struct xds_ads_stream *st);
  * then finishing).
  */
 int xds_ads_stream_recv(struct xds_ads_stream *st, const uint8_t *data, size_t len) MESH_MUST_CHECK;
+/* How many SotW requests xds_ads_stream_recv() took as plain ACKs from
+ * their bytes, without unpacking them (the names repeat the subscription:
+ * a hash of the names field compared with the hash of the names held). */
+uint64_t xds_ads_stream_fast_acks(const struct xds_ads_stream *st);
 /*
  * A decoded SotW request (Envoy's xDS protocol, "ACK and NACK semantics"):
  * the first one per type subscribes; one quoting the latest nonce ACKs it

@@ -33,6 +33,8 @@ struct xds_ads__names {
 	struct mesh_refcount refs;
 	size_t n;
 	uint64_t hash;                     /* names_hash() of v */
+	uint64_t wire_hash;                /* names_wire_hash() of v; valid when wire_ok */
+	int wire_ok;
 	char **v;                          /* into this allocation */
 };
 
@@ -138,6 +140,8 @@ struct xds_ads__type {
 	struct xds_ads__pending pending;
 	/* whole-flavour SotW: the key's tver[] this type was last resolved against */
 	char key_tver[XDS_VERSION_CAP];
+	int delta_dirty;                   /* Delta: the subscription changed since the last diff */
+	char delta_held[XDS_VERSION_CAP];  /* Delta, whole key: version of what the client holds ("": nothing) */
 	/* Delta: the client's initial_resource_versions, until the first diff */
 	struct xds_ads__init *init;
 	size_t ninit;
@@ -149,6 +153,7 @@ struct xds_ads_stream {
 	void *user;                        /* the transport's stream */
 	struct xds_ads_stream *next;       /* newest first */
 	uint64_t id;
+	uint64_t fast_acks;                /* SotW requests taken by sotw_fast_ack() */
 	int delta;                         /* DeltaAggregatedResources */
 	int closed;                        /* the transport's call is over */
 	int finishing;

@@ -129,6 +129,8 @@ struct lg_type {
 	int want_send;       /* an ACK or a new subscription waits for the send slot */
 	int awaiting;        /* a new subscription went out; no response since */
 	int wildcard;        /* sidecar LDS/CDS: no names, everything */
+	int wildcard_sent;   /* Delta: the wildcard subscription went out */
+	int names_dirty;     /* Delta: names changed since the last request */
 	size_t last_nres;
 };
 
@@ -446,10 +448,14 @@ static grpc_byte_buffer *delta_request_encode(struct lg_proxy *p, int t, Envoy__
 	grpc_slice slice;
 	uint8_t *wire = NULL;
 
-	sub = names_minus(&ts->names, &ts->subscribed, &nsub);
-	unsub = names_minus(&ts->subscribed, &ts->names, &nunsub);
-	if (!sub || !unsub)
-		goto out;
+	/* an ACK alone (names unchanged) needs no diff: most requests of a
+	 * sidecar holding 1,000 names are that */
+	if (ts->names_dirty) {
+		sub = names_minus(&ts->names, &ts->subscribed, &nsub);
+		unsub = names_minus(&ts->subscribed, &ts->names, &nunsub);
+		if (!sub || !unsub)
+			goto out;
+	}
 	req.node = node;
 	req.type_url = (char *)lg_urls[t];
 	req.resource_names_subscribe = (char **)sub;
@@ -463,11 +469,20 @@ static grpc_byte_buffer *delta_request_encode(struct lg_proxy *p, int t, Envoy__
 		goto out;
 	envoy__service__discovery__v3__delta_discovery_request__pack(&req, wire);
 	/* from now on the server knows the current names */
-	if (ts->names.n == 0)
+	if (!ts->names_dirty)
+		;
+	else if (ts->names.n == 0)
 		names_clear(&ts->subscribed);
 	else if (names_set(&ts->subscribed, (const char **)ts->names.v, ts->names.n) < 0)
 		goto out;
+	ts->names_dirty = 0;
 	*subscribes = nsub > 0;
+	/* the legacy wildcard (LDS/CDS): a first request naming nothing,
+	 * as Envoy sends it; a response is due */
+	if (ts->wildcard && !ts->wildcard_sent) {
+		ts->wildcard_sent = 1;
+		*subscribes = 1;
+	}
 	slice = grpc_slice_new(wire, len, free);
 	wire = NULL;
 	bb = grpc_raw_byte_buffer_create(&slice, 1);
@@ -619,6 +634,7 @@ static void proxy_resubscribe(struct lg_proxy *p, int t)
 {
 	p->types[t].want_send = 1;
 	p->types[t].awaiting = -1;   /* becomes 1 when the request leaves */
+	p->types[t].names_dirty = 1;
 }
 
 /* LDS names from the proxy's targets. */
@@ -1142,7 +1158,10 @@ static void proxy_handle_delta(struct lg_proxy *p, const Envoy__Service__Discove
 			lg->st.decode_errors++;
 			continue;
 		}
-		process_any(p, t, res->resource, &one);
+		if (lg->cfg.sidecar)
+			process_cached(p, t, res->resource, &one);
+		else
+			process_any(p, t, res->resource, &one);
 		rc = one.err;
 		if (rc == 0)
 			rc = held_put(ts, res->name, &one);
@@ -1366,7 +1385,7 @@ int loadgen_new(const struct loadgen_config *cfg, struct loadgen **out)
 	*out = NULL;
 	if (!cfg || !cfg->target || cfg->proxies < 1 || cfg->proxies > LOADGEN_MAX_PROXIES || cfg->channels < 1 ||
 	    cfg->channels > LOADGEN_MAX_CHANNELS || cfg->targets < 1 || cfg->targets > LOADGEN_MAX_TARGETS ||
-	    cfg->services < 1 || (cfg->sidecar && cfg->delta))
+	    cfg->services < 1)
 		return -EINVAL;
 	grpc_init();
 	lg = calloc(1, sizeof(*lg));

@@ -19,10 +19,14 @@
  * mesh has them); LDS and CDS wildcard, RDS for the route configs the
  * HTTP connection managers name, EDS for the EDS clusters, every response
  * ACKed.  Each one holds the whole mesh, so every change concerns every
- * proxy.  State of the world only.
+ * proxy.
  *
  * With delta set the streams are DeltaAggregatedResources: the same chain,
- * subscribed and unsubscribed incrementally, every response ACKed.
+ * subscribed and unsubscribed incrementally, every response ACKed by its
+ * nonce.  Sidecars in Delta (what meshproxy, and Envoy under Istio >=
+ * 1.22, speak by default) open LDS and CDS with the legacy wildcard (a
+ * first request naming nothing, as Envoy does), subscribe RDS and EDS
+ * names as they appear and drop what removed_resources names.
  *
  * One thread: the caller's.  loadgen_run() takes completions off the one
  * completion queue and reacts; nothing happens between calls.
@@ -56,7 +60,7 @@ struct loadgen_config {
 	int services;                /* targets are picked from svc-0 .. svc-(services-1) */
 	int sidecar_percent;         /* proxies with Envoy-like node metadata (still GENERATOR: grpc) */
 	int delta;                   /* DeltaAggregatedResources instead of state of the world */
-	int sidecar;                 /* sidecar proxies holding the whole mesh (see above); not with delta */
+	int sidecar;                 /* sidecar proxies holding the whole mesh (see above) */
 	int workloads;               /* sidecar: distinct label sets (<= 0: 20) */
 	uint64_t seed;
 };

@@ -156,10 +156,6 @@ static int parse(int argc, char **argv, struct opts *o)
 		 * listener for one (the port's route config grows): steady kinds */
 		o->steady = 1;
 		o->replace_services = 0;
-		if (o->delta) {
-			fprintf(stderr, "meshbench: --sidecar is state of the world only\n");
-			rc = -EINVAL;
-		}
 	}
 	if (rc == 0 && mesh_log_setup(o->log_level, "text") < 0)
 		rc = -EINVAL;
@@ -292,9 +288,10 @@ static int cmd_run(const struct opts *o)
 	if (pid)
 		churn_proc_sample(pid, &p1);
 	if (o->sidecar)
-		printf("%d sidecars (state of the world, %d workloads, the whole mesh each) on %d connections, "
+		printf("%d sidecars (%s, %d workloads, the whole mesh each) on %d connections, "
 		       "%d services\n",
-		       st.proxies, o->workloads > 0 ? o->workloads : 20, lc.channels, o->services);
+		       st.proxies, o->delta ? "Delta xDS" : "state of the world", o->workloads > 0 ? o->workloads : 20,
+		       lc.channels, o->services);
 	else
 		printf("%d proxies (%s, %d%% sidecar metadata, %d listeners each) on %d connections, %d services\n",
 		       st.proxies, o->delta ? "Delta xDS" : "state of the world", o->sidecar_percent, o->targets,

@@ -259,47 +259,151 @@ START_TEST(sidecar_served_from_its_key_set)
 }
 END_TEST
 
+/* The next Delta response (NULL when none) and its type: the key's shared
+ * head, then the stream's nonce, as the transport sends them. */
+static DResp *next_dresp(struct xds_ads_stream *st, enum xds_type *type)
+{
+	struct xds_ads_response r;
+	DResp *resp;
+	uint8_t *msg;
+	size_t len;
+	int rc = xds_ads_stream_next(st, &r);
+
+	ck_assert_int_ge(rc, 0);
+	if (rc == 0)
+		return NULL;
+	/* a sidecar's Delta responses share their body too */
+	ck_assert_ptr_nonnull(r.head);
+	len = r.head->len + r.len;
+	msg = malloc(len);
+	ck_assert_ptr_nonnull(msg);
+	memcpy(msg, r.head->data, r.head->len);
+	memcpy(msg + r.head->len, r.data, r.len);
+	xds_resource_unref(r.head);
+	resp = envoy__service__discovery__v3__delta_discovery_response__unpack(NULL, len, msg);
+	free(msg);
+	free(r.data);
+	ck_assert_ptr_nonnull(resp);
+	ck_assert_str_ne(resp->nonce, "");
+	*type = r.type;
+	return resp;
+}
+
 START_TEST(sidecar_delta_wildcard_and_names)
 {
-	struct xds_ads_stream *d;
+	struct xds_ads_stream *d, *d2;
 	Envoy__Service__Discovery__V3__DeltaDiscoveryRequest req =
 		ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
 	struct ads_client_sidecar_node nd;
-	struct xds_ads_response out;
-	DResp *r;
+	enum xds_type type;
+	DResp *r, *r2;
 	char *key = key_of("a", NULL);
 
 	ck_assert_int_eq(xds_ads_stream_new(ads, 1, "peer", NULL, &d), 0);
 	req.node = ads_client_sidecar_node_init(&nd, ID_A1, "demo", "sa-a", "a");
 	req.type_url = URL_LDS; /* legacy wildcard: a first request naming nothing */
 	xds_ads_stream_delta_request(d, &req);
-	ck_assert_int_eq(xds_ads_stream_next(d, &out), 0);
+	ck_assert_ptr_null(next_dresp(d, &type));
 	ck_assert_uint_eq(nreqs, 1);
 	xds_ads_proxy_set(ads, key, sidecar_set("route-1"), reqs[0]->seq);
 	xds_ads_proxy_flush(ads, NULL);
-	ck_assert_int_eq(xds_ads_stream_next(d, &out), 1);
-	r = envoy__service__discovery__v3__delta_discovery_response__unpack(NULL, out.len, out.data);
-	free(out.data);
+	r = next_dresp(d, &type);
 	ck_assert_ptr_nonnull(r);
+	ck_assert_int_eq(type, XDS_LISTENER);
 	ck_assert_uint_eq(r->n_resources, 2);
 	ck_assert_str_eq(r->resources[0]->name, "0.0.0.0_80");
 	ck_assert_str_eq(r->resources[1]->name, "virtualOutbound");
 	envoy__service__discovery__v3__delta_discovery_response__free_unpacked(r, NULL);
 
-	memset(&req, 0, sizeof(req));
 	envoy__service__discovery__v3__delta_discovery_request__init(&req);
 	req.type_url = URL_RDS;
 	req.resource_names_subscribe = (char **)route80;
 	req.n_resource_names_subscribe = 1;
 	xds_ads_stream_delta_request(d, &req);
-	ck_assert_int_eq(xds_ads_stream_next(d, &out), 1);
-	r = envoy__service__discovery__v3__delta_discovery_response__unpack(NULL, out.len, out.data);
-	free(out.data);
+	r = next_dresp(d, &type);
 	ck_assert_ptr_nonnull(r);
 	ck_assert_uint_eq(r->n_resources, 1);
 	ck_assert_str_eq(r->resources[0]->name, "80");
+	ck_assert(r->resources[0]->resource->value.len == 7 &&
+		  memcmp(r->resources[0]->resource->value.data, "route-1", 7) == 0);
+	envoy__service__discovery__v3__delta_discovery_response__free_unpacked(r, NULL);
+
+	/* a replica: the same responses, each with its own nonce */
+	ck_assert_int_eq(xds_ads_stream_new(ads, 1, "peer2", NULL, &d2), 0);
+	req.node = ads_client_sidecar_node_init(&nd, ID_A2, "demo", "sa-a", "a");
+	req.type_url = URL_RDS;
+	xds_ads_stream_delta_request(d2, &req);
+	r2 = next_dresp(d2, &type);
+	ck_assert_ptr_nonnull(r2);
+	ck_assert_int_eq(type, XDS_ROUTE);
+	ck_assert_uint_eq(r2->n_resources, 1);
+	envoy__service__discovery__v3__delta_discovery_response__free_unpacked(r2, NULL);
+	ck_assert_ptr_null(next_dresp(d2, &type));
+
+	/* the key's set changes in its route only: one RDS response with
+	 * the route, and LDS (its set unchanged: no diff at all) says nothing */
+	xds_ads_proxy_set(ads, key, sidecar_set("route-2"), reqs[0]->seq);
+	xds_ads_proxy_flush(ads, NULL);
+	r = next_dresp(d, &type);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_int_eq(type, XDS_ROUTE);
+	ck_assert_uint_eq(r->n_resources, 1);
+	ck_assert_uint_eq(r->n_removed_resources, 0);
+	ck_assert_str_eq(r->resources[0]->name, "80");
+	ck_assert(r->resources[0]->resource->value.len == 7 &&
+		  memcmp(r->resources[0]->resource->value.data, "route-2", 7) == 0);
+	r2 = next_dresp(d2, &type);
+	ck_assert_ptr_nonnull(r2);
+	ck_assert_str_ne(r2->nonce, r->nonce);
+	ck_assert_str_eq(r2->system_version_info, r->system_version_info);
+	envoy__service__discovery__v3__delta_discovery_response__free_unpacked(r2, NULL);
+	envoy__service__discovery__v3__delta_discovery_response__free_unpacked(r, NULL);
+	ck_assert_ptr_null(next_dresp(d, &type));
+	ck_assert_ptr_null(next_dresp(d2, &type));
+	/* the same set again: nothing */
+	xds_ads_proxy_set(ads, key, sidecar_set("route-2"), reqs[0]->seq);
+	xds_ads_proxy_flush(ads, NULL);
+	ck_assert_ptr_null(next_dresp(d, &type));
+	/* unsubscribing RDS's name and subscribing it again: sent again */
+	envoy__service__discovery__v3__delta_discovery_request__init(&req);
+	req.type_url = URL_RDS;
+	req.resource_names_unsubscribe = (char **)route80;
+	req.n_resource_names_unsubscribe = 1;
+	xds_ads_stream_delta_request(d, &req);
+	req.resource_names_unsubscribe = NULL;
+	req.n_resource_names_unsubscribe = 0;
+	req.resource_names_subscribe = (char **)route80;
+	req.n_resource_names_subscribe = 1;
+	xds_ads_stream_delta_request(d, &req);
+	r = next_dresp(d, &type);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_int_eq(type, XDS_ROUTE);
+	ck_assert_uint_eq(r->n_resources, 1);
+	envoy__service__discovery__v3__delta_discovery_response__free_unpacked(r, NULL);
+	/* a route gone from the set: removed */
+	{
+		struct xds_snapshot *s = xds_snapshot_new();
+
+		ck_assert_int_eq(xds_snapshot_add(s, XDS_LISTENER, "virtualOutbound", (const uint8_t *)"vo", 2), 0);
+		xds_snapshot_seal(s);
+		xds_ads_proxy_set(ads, key, s, reqs[0]->seq);
+		xds_ads_proxy_flush(ads, NULL);
+	}
+	r = next_dresp(d, &type);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_int_eq(type, XDS_LISTENER);
+	ck_assert_uint_eq(r->n_removed_resources, 1);
+	ck_assert_str_eq(r->removed_resources[0], "0.0.0.0_80");
+	envoy__service__discovery__v3__delta_discovery_response__free_unpacked(r, NULL);
+	r = next_dresp(d, &type);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_int_eq(type, XDS_ROUTE);
+	ck_assert_uint_eq(r->n_resources, 0);
+	ck_assert_uint_eq(r->n_removed_resources, 1);
+	ck_assert_str_eq(r->removed_resources[0], "80");
 	envoy__service__discovery__v3__delta_discovery_response__free_unpacked(r, NULL);
 	xds_ads_stream_free(d);
+	xds_ads_stream_free(d2);
 	ck_assert_uint_eq(nreqs, 2);
 	free(key);
 }
