@@ -294,7 +294,11 @@ class QuickStartTest(unittest.TestCase):
 
     def setUp(self):
         for p in BACKEND_PORTS:
-            if not port_free(p):
+            # 50061/50062 lie in the ephemeral range: a client socket of a
+            # test running beside this one may hold one for a moment
+            try:
+                wait_for(lambda: port_free(p), timeout=30, what="port %d free" % p)
+            except AssertionError:
                 self.fail("port %d (an example backend) is taken by another process" % p)
         self.xds = free_port()
         self.http = free_port()
