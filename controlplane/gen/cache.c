@@ -252,7 +252,10 @@ static uint64_t h_dest(uint64_t h, const struct model *m, const char *host, cons
 	const struct model_service *ds;
 	size_t i;
 
-	model_resolve_host(m, host, ns, buf, sizeof(buf));
+	if (ns)
+		model_resolve_host(m, host, ns, buf, sizeof(buf));
+	else
+		gen__copy_name(buf, sizeof(buf), host); /* the default route: verbatim */
 	ds = model_find_service(m, buf);
 	h = h_str(h, buf);
 	h = h_u64(h, ds != NULL);
@@ -295,7 +298,7 @@ static uint64_t gen_key_rds(const struct model *m, const struct model_service *s
 		}
 	}
 	/* the default route */
-	return h_dest(h, m, svc->hostname, svc->ns);
+	return h_dest(h, m, svc->hostname, NULL);
 }
 
 static int gen_u64_cmp(const void *x, const void *y)

@@ -485,7 +485,15 @@ static void gen_resolve_dest(const struct gen_rctx *c, const char *vs_ns,
 {
 	const struct model_service *ds;
 
-	model_resolve_host(c->m, rd->destination.host, vs_ns, d->host, sizeof(d->host));
+	/* vs_ns NULL: meshd's own default / no-match route to the service
+	 * itself, whose hostname is used as it is (Istio's default route names
+	 * the service's own hostname: a ServiceEntry host without a dot stays
+	 * "shorty"); a VirtualService's destinations are resolved against its
+	 * namespace, short names to FQDNs, as Istio resolves them */
+	if (!vs_ns)
+		gen__copy_name(d->host, sizeof(d->host), rd->destination.host);
+	else
+		model_resolve_host(c->m, rd->destination.host, vs_ns, d->host, sizeof(d->host));
 	ds = model_find_service(c->m, d->host);
 	if (rd->destination.port > 0)
 		d->port = gen__clamp_u32(rd->destination.port);
@@ -1299,7 +1307,8 @@ static int gen_default_route(struct gen_rctx *c)
 		.n_route = 1,
 		.timeout = -1,
 	};
-	struct cfg_object owner = { .kind = CFG_VIRTUAL_SERVICE, .ns = (char *)c->svc->ns };
+	/* ns NULL: the destination is the service's own hostname, as it is */
+	struct cfg_object owner = { .kind = CFG_VIRTUAL_SERVICE, .ns = NULL };
 	gen_action *ra;
 	int rc;
 
@@ -1333,7 +1342,8 @@ static int gen_no_match_route(struct gen_rctx *c)
 		.grpc_status = (char *)"UNAVAILABLE",
 		.fixed_delay = -1,
 	};
-	struct cfg_object owner = { .kind = CFG_VIRTUAL_SERVICE, .ns = (char *)c->svc->ns };
+	/* ns NULL: the destination is the service's own hostname, as it is */
+	struct cfg_object owner = { .kind = CFG_VIRTUAL_SERVICE, .ns = NULL };
 	Google__Protobuf__Any *fault = NULL;
 	gen_action *ra;
 	int rc;
