@@ -1759,15 +1759,20 @@ static void drain_timeout(struct ev_loop *loop, struct ev_timer *t)
 	struct engine *e = t->data;
 
 	(void)loop;
-	log_info("meshproxy", "drain: limit reached with %llu request(s) in flight",
+	log_info("meshproxy", "drain: period ended with %llu request(s) in flight",
 		 (unsigned long long)e->st.rq_active);
 	drain_finish(e);
 }
 
 void px_engine_check_drained(struct engine *e)
 {
-	if (e->draining && e->drain_done && e->st.rq_active == 0 && e->st.cx_active == 0)
+	/* Istio's agent waits the whole drain period unless told to leave
+	 * when nothing is left (EXIT_ON_ZERO_ACTIVE_CONNECTIONS): clients with
+	 * stale endpoints keep their grace window */
+	if (e->draining && e->drain_done && e->o.exit_on_zero && e->st.rq_active == 0 && e->st.cx_active == 0) {
+		log_info("meshproxy", "drain: no connection left");
 		drain_finish(e);
+	}
 }
 
 void engine_drain(struct engine *e, void (*done)(void *arg), void *arg)

@@ -31,6 +31,9 @@ struct engine_opts {
 	const char *inbound_addr;  /* virtualInbound's (--inbound-addr, default 0.0.0.0:15006) */
 	const char *access_log;    /* NULL or "": off; "-": stdout; else a file path (appended) */
 	uint64_t drain_ms;         /* drain period on SIGTERM (--drain-duration; 0: 5 s) */
+	int exit_on_zero;          /* end the drain once no connection is left (Istio's
+	                            * EXIT_ON_ZERO_ACTIVE_CONNECTIONS); 0: the whole period,
+	                            * as Istio's agent waits terminationDrainDuration */
 	uint64_t idle_ms;          /* downstream idle timeout where the HCM sets none (0: 1 h, Envoy's) */
 	uint64_t pool_idle_ms;     /* upstream idle connection timeout (0: 60 s) */
 };

@@ -50,6 +50,7 @@ struct opts {
 	const char *access_log, *outbound_addr, *inbound_addr, *status_addr, *health_addr, *xds_protocol;
 	enum xds_protocol protocol;
 	uint64_t drain_ms;           /* --drain-duration */
+	int exit_on_zero;            /* --exit-on-zero-active-connections */
 	const char *locality;
 };
 
@@ -76,7 +77,9 @@ static void usage(FILE *f)
 		"  --health-addr HOST:PORT     /healthz/ready (default 0.0.0.0:15021; empty: off)\n"
 		"  --access-log PATH|-         access log file, - for stdout (default off)\n"
 		"  --drain-duration DURATION   SIGTERM: inbound drain period before exiting (default 5s;\n"
-		"                              Istio's terminationDrainDuration)\n"
+		"                              Istio's terminationDrainDuration; waited in full unless:)\n"
+		"  --exit-on-zero-active-connections  end the drain once no connection is left\n"
+		"                              (Istio's EXIT_ON_ZERO_ACTIVE_CONNECTIONS)\n"
 		"  --log-level LEVEL           debug|info|warn|error (default info)\n"
 		"  --log-format FORMAT         text|json (default text)\n"
 		"  --version                   print the version\n"
@@ -129,7 +132,7 @@ static int check_addr(const char *flag, const char *v, int may_be_empty)
 static int parse_args(int argc, char **argv, struct opts *o)
 {
 	enum { O_XDS = 256, O_NODE, O_LABELS, O_SA, O_LOCALITY, O_ADMIN, O_OUT, O_IN, O_STATUS, O_HEALTH, O_ALOG, O_LEVEL,
-	       O_FORMAT, O_DRAIN, O_VERSION, O_HELP, O_PROTO };
+	       O_FORMAT, O_DRAIN, O_EXIT_ZERO, O_VERSION, O_HELP, O_PROTO };
 	static const struct option lo[] = {
 		{ "xds-addr", required_argument, 0, O_XDS },
 		{ "xds-protocol", required_argument, 0, O_PROTO },
@@ -146,12 +149,14 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "log-level", required_argument, 0, O_LEVEL },
 		{ "log-format", required_argument, 0, O_FORMAT },
 		{ "drain-duration", required_argument, 0, O_DRAIN },
+		{ "exit-on-zero-active-connections", no_argument, 0, O_EXIT_ZERO },
 		{ "version", no_argument, 0, O_VERSION },
 		{ "help", no_argument, 0, O_HELP },
 		{ 0, 0, 0, 0 },
 	};
 	int c;
 
+	memset(o, 0, sizeof(*o));
 	o->xds_addr = "127.0.0.1:15010";
 	o->xds_protocol = DEFAULT_XDS_PROTOCOL;
 	o->node_id = "sidecar~127.0.0.1~meshproxy.default~default.svc.cluster.local";
@@ -194,6 +199,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			o->drain_ms = ns / 1000000 ? (uint64_t)(ns / 1000000) : 1;
 			break;
 		}
+		case O_EXIT_ZERO: o->exit_on_zero = 1; break;
 		case O_VERSION:
 			printf("meshproxy %s\n", MESH_VERSION);
 			exit(0);
@@ -435,6 +441,7 @@ int main(int argc, char **argv)
 	eo.inbound_addr = o.inbound_addr;
 	eo.access_log = o.access_log;
 	eo.drain_ms = o.drain_ms;
+	eo.exit_on_zero = o.exit_on_zero;
 	rc = engine_new(loop, &eo, &engine);
 	if (rc < 0) {
 		log_error("meshproxy", "proxy engine (access log %s): %s", o.access_log, strerror(-rc));

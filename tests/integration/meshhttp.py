@@ -202,7 +202,9 @@ class Sidecar:
                        "--outbound-addr", "127.0.0.1:%d" % self.out_port,
                        "--inbound-addr", "127.0.0.1:%d" % self.in_port,
                        "--status-addr", "", "--health-addr", "",
-                       "--access-log", self.alog, "--log-level", "debug"] + list(args),
+                       "--access-log", self.alog, "--log-level", "debug",
+                       # teardown: SIGTERM ends once nothing is left, not after the 5 s drain period
+                       "--exit-on-zero-active-connections"] + list(args),
             stdout=self.log, stderr=subprocess.STDOUT)
 
     def wait_ready(self):

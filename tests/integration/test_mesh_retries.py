@@ -316,7 +316,7 @@ class MeshDrainTest(MeshCase):
     def config(cls, b):
         return {"out.yaml": service_yaml("out", [b["out"]]), "app.yaml": service_yaml("app", [b["app"]])}
 
-    def start_sidecar(self):
+    def start_sidecar(self, *extra, drain="60s"):
         d = tempfile.mkdtemp(prefix="meshproxy-drain-")
         self.addCleanup(lambda: subprocess.run(["rm", "-rf", d]))
         self.out_port, self.in_port = free_port(), free_port()
@@ -331,8 +331,9 @@ class MeshDrainTest(MeshCase):
                        "--outbound-addr", "127.0.0.1:%d" % self.out_port,
                        "--inbound-addr", "127.0.0.1:%d" % self.in_port,
                        "--status-addr", "", "--health-addr", "127.0.0.1:%d" % self.health_port,
-                       "--drain-duration", "60s", "--log-level", "debug"],
+                       "--drain-duration", drain, "--log-level", "debug"] + list(extra),
             stdout=log, stderr=subprocess.STDOUT)
+        self.log_path = os.path.join(d, "meshproxy.log")
 
         def stop():
             if proc.poll() is None:
@@ -367,7 +368,7 @@ class MeshDrainTest(MeshCase):
                 c.close()
 
     def test_sigterm_drains_inbound_only(self):
-        proc = self.start_sidecar()
+        proc = self.start_sidecar("--exit-on-zero-active-connections")
         # an outbound keep-alive connection the application holds across the drain
         held = http.client.HTTPConnection("127.0.0.1", self.out_port, timeout=20)
         self.assertEqual(self.outbound(held).status, 200)
@@ -391,9 +392,25 @@ class MeshDrainTest(MeshCase):
         self.assertEqual((r.status, r.getheader("x-backend")), (200, "app"))
         self.assertEqual((r.getheader("connection") or "").lower(), "close")
         self.assertIsNone(proc.poll(), "meshproxy exited while a connection was open")
-        # the last connection gone, the proxy exits (well before the 60s drain period)
+        # the last connection gone, the proxy exits (well before the 60s drain
+        # period: --exit-on-zero-active-connections, Istio's EXIT_ON_ZERO_ACTIVE_CONNECTIONS)
         held.close()
         self.assertEqual(proc.wait(timeout=50), 0)
+        with open(self.log_path) as f:
+            self.assertIn("drain: no connection left", f.read())
+
+    def test_sigterm_waits_the_drain_period_by_default(self):
+        # Istio's agent waits terminationDrainDuration in full: nothing in
+        # flight and no connection open, the proxy still ends only when the
+        # period does (what its log says, not a clock)
+        proc = self.start_sidecar(drain="2s")
+        proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: self.health() == 503, what="/healthz/ready 503 while draining")
+        self.assertEqual(proc.wait(timeout=60), 0)
+        with open(self.log_path) as f:
+            log = f.read()
+        self.assertIn("drain: period ended", log)
+        self.assertNotIn("drain: no connection left", log)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,8 @@ class Proxy:
         self.proc = subprocess.Popen(
             [MESHPROXY, "--admin-addr", "127.0.0.1:%d" % self.port, "--log-level", "debug",
              "--status-addr", "127.0.0.1:%d" % self.status_port, "--health-addr", "127.0.0.1:%d" % self.health_port,
-             "--node-id", "sidecar~127.0.0.1~it.default~default.svc.cluster.local"] + list(extra),
+             "--node-id", "sidecar~127.0.0.1~it.default~default.svc.cluster.local",
+             "--exit-on-zero-active-connections"] + list(extra),
             stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
         wait_for(self.connectable, what="meshproxy admin port")
 
