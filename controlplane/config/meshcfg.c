@@ -83,7 +83,14 @@ static bool meshcfg__str(struct meshcfg__ctx *c, const struct cfg__node *v, cons
 {
 	if (v->type == CFG__NULL)
 		return true; /* explicit null: the default stays */
-	if (v->type != CFG__STR && v->type != CFG__INT && v->type != CFG__FLOAT && v->type != CFG__BOOL) {
+	/* Istio reads the mesh config as YAML -> JSON -> protobuf JSON, where
+	 * a number or a boolean in a string field is an error */
+	if (v->type == CFG__INT || v->type == CFG__FLOAT || v->type == CFG__BOOL) {
+		meshcfg__error(c, v, field, "must be a string, not %s (quote it: \"%s\")",
+			       v->type == CFG__BOOL ? "a boolean" : "a number", v->str);
+		return false;
+	}
+	if (v->type != CFG__STR) {
 		meshcfg__error(c, v, field, "must be a string");
 		return false;
 	}

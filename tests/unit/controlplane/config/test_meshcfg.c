@@ -137,6 +137,11 @@ START_TEST(meshcfg_errors_name_line_and_field)
 	ck_assert_msg(strstr(err, "mesh.yaml:4: field enableAutoMtls:"), "%s", err);
 	ck_assert_msg(strstr(err, "mesh.yaml:5: unknown field \"rootNamespce\""), "%s", err);
 	ck_assert_msg(strstr(err, "mesh.yaml:6: field defaultServiceExportTo:"), "%s", err);
+	/* a number or a boolean in a string field is an error, as in Istio's
+	 * YAML -> JSON -> protobuf JSON reading; quoted, it is a string */
+	ck_assert_int_eq(parse_bad("rootNamespace: true\ntrustDomain: 1e3\n", err), -EINVAL);
+	ck_assert_msg(strstr(err, "mesh.yaml:1: field rootNamespace: must be a string, not a boolean"), "%s", err);
+	ck_assert_msg(strstr(err, "mesh.yaml:2: field trustDomain: must be a string, not a number"), "%s", err);
 }
 END_TEST
 
