@@ -16,6 +16,7 @@
  */
 #include "controlplane/push/push.h"
 
+#include "common/hash.h"
 #include "common/log.h"
 #include "common/queue.h"
 #include "controlplane/debounce/debounce.h"
@@ -79,6 +80,10 @@ struct push_stage {
 	 * an uncached build in this push, and those that differed */
 	size_t verify_compared, verify_mismatched;
 	uint64_t rejections_counted;
+	/* hashes of the proxyless findings logged by the last generation and
+	 * this one: a finding is logged when it is new, not on every push */
+	uint64_t *found_prev, *found_cur;
+	size_t n_found_prev, n_found_cur, cap_found_cur;
 	struct mesh_queue reqs;      /* xDS thread -> here: struct xds_proxy_req */
 	struct push__key *keys;
 	size_t nkeys;
@@ -102,16 +107,44 @@ static void push__gen_note(void *ctx, enum gen_note_level level, const char *sco
 static const struct gen_notes push__notes = { push__gen_note, NULL };
 
 /* What proxyless clients do not get of an object (gen_profile_check):
- * logged as the object's warning once per config generation (each push
- * builds one generation); /debug/configz and meshctl validate list the
- * same findings. */
+ * logged as the object's warning when it first appears, not again on
+ * every config generation while it stays (an operator reads the log for
+ * what changed); /debug/configz and meshctl validate list them all. */
 static void push__finding(void *ctx, const struct cfg_error *e)
 {
+	struct push_stage *p = ctx;
 	char line[1024];
+	uint64_t h;
+	size_t i;
+	bool seen = false;
 
-	(void)ctx;
 	cfg_error_format(e, line, sizeof(line));
-	log_warn("config", "%s", line);
+	h = mesh_hash(line, strlen(line));
+	for (i = 0; i < p->n_found_prev && !seen; i++)
+		seen = p->found_prev[i] == h;
+	if (p->n_found_cur == p->cap_found_cur) {
+		size_t cap = p->cap_found_cur ? 2 * p->cap_found_cur : 16;
+		uint64_t *v = realloc(p->found_cur, cap * sizeof(*v));
+
+		if (v) {
+			p->found_cur = v;
+			p->cap_found_cur = cap;
+		}
+	}
+	if (p->n_found_cur < p->cap_found_cur)
+		p->found_cur[p->n_found_cur++] = h;
+	if (!seen)
+		log_warn("config", "%s", line);
+}
+
+/* A generation's findings become the ones the next compares with. */
+static void push__findings_rotate(struct push_stage *p)
+{
+	free(p->found_prev);
+	p->found_prev = p->found_cur;
+	p->n_found_prev = p->n_found_cur;
+	p->found_cur = NULL;
+	p->n_found_cur = p->cap_found_cur = 0;
 }
 
 /* The default per-proxy builder: the inbound listeners of xDS-enabled
@@ -608,6 +641,8 @@ void push_stage_free(struct push_stage *p)
 	model_unref(p->model);
 	meshcfg_unref(p->mesh);
 	cfg_snapshot_unref(p->cfg_snap);
+	free(p->found_prev);
+	free(p->found_cur);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
 }
@@ -677,7 +712,8 @@ int push_stage_push(struct push_stage *p)
 	}
 	m->trust_domain = p->cfg.trust_domain; /* options outlive the stage */
 	m->mesh = meshcfg_ref(p->mesh);
-	gen_profile_check(m, &gen_profile_proxyless, push__finding, NULL);
+	gen_profile_check(m, &gen_profile_proxyless, push__finding, p);
+	push__findings_rotate(p);
 	if (!p->gen_cache) {
 		p->gen_cache = gen_cache_new();
 		gen_cache_set_verify(p->gen_cache, p->cfg.gen_cache_verify);

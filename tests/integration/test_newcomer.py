@@ -95,6 +95,43 @@ class SecondMeshdTest(unittest.TestCase):
         self.assertIn("port %d: address in use" % m.http_port, out)
 
 
+class LogNoiseTest(unittest.TestCase):
+    """A warning about an object is logged when it appears, not again on
+    every config generation while the object stays as it is (an operator
+    reads the log for what changed)."""
+
+    REWRITE_VS = """apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: echo, namespace: default}
+spec:
+  hosts: [echo]
+  http:
+  - rewrite: {uri: /v2}
+    route:
+    - destination: {host: echo}
+"""
+
+    def test_finding_logged_once_across_generations(self):
+        meshd = Meshd(files={"vs.yaml": self.REWRITE_VS}).start()
+        try:
+            warning = "not applied to proxyless gRPC clients"
+            wait_for(lambda: warning in meshd.logs(), what="the proxyless warning")
+            # two more generations from unrelated edits
+            for i in range(2):
+                meshd.write("other%d.yaml" % i, VS.replace("name: echo", "name: other%d" % i)
+                            .replace("hosts: [echo]", "hosts: [other%d]" % i)
+                            .replace("host: echo}", "host: other%d}" % i))
+                wait_for(lambda: "config generation %d" % (i + 2) in meshd.logs(),
+                         what="config generation %d" % (i + 2))
+            self.assertEqual(meshd.logs().count(warning), 1, meshd.logs())
+            # another object with the same finding: logged, once
+            meshd.write("vs2.yaml", self.REWRITE_VS.replace("name: echo", "name: echo2")
+                        .replace("hosts: [echo]", "hosts: [echo2]").replace("host: echo}", "host: echo2}"))
+            wait_for(lambda: meshd.logs().count(warning) == 2, what="the warning for the new object")
+        finally:
+            meshd.stop()
+
+
 class DebugPortTest(unittest.TestCase):
     """/debug/* on a port open to the network: localhost only, as istiod without auth."""
 
