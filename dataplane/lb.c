@@ -65,12 +65,13 @@ static void edf_sift_down(struct lb_edf_entry *h, uint32_t n, uint32_t i)
 }
 
 /* The root goes next; it is re-queued at now + 1/w(now), where w is the
- * host's weight at that moment (least request divides it by its load). */
-static struct up_host *edf_pick(struct lb_pool *p, bool least_request)
+ * host's weight at that moment, times scale (slow start), and divided by
+ * its load for least request. */
+static struct up_host *edf_pick_scaled(struct lb_pool *p, bool least_request, double scale)
 {
 	struct lb_edf_entry *top = &p->edf[0];
 	struct up_host *h = p->hosts[top->idx];
-	double w = p->weights[top->idx];
+	double w = p->weights[top->idx] * scale;
 
 	p->edf_now = top->deadline;
 	if (least_request)
@@ -93,26 +94,19 @@ double lb_slow_start_factor(uint64_t age_ms, uint64_t window_ms, double aggressi
 	return f > min ? f : min;
 }
 
-/* Slow start: EDF as edf_pick() with the picked host re-queued at its
+/* Slow start: EDF as edf_pick_scaled() with the picked host re-queued at its
  * weight scaled by its age factor now (Envoy's pickAndAdd with hostWeight
  * applying the slow start factor); hosts without a stamp are not young. */
 static struct up_host *edf_pick_slow(struct lb_pool *p, const struct lb_config *cfg, bool least_request,
 				     uint64_t now_ms)
 {
-	struct lb_edf_entry *top = &p->edf[0];
-	struct up_host *h = p->hosts[top->idx];
-	double w = p->weights[top->idx];
+	const struct up_host *h = p->hosts[p->edf[0].idx];
+	double scale = 1.0;
 
 	if (h->added_ms)
-		w *= lb_slow_start_factor(now_ms > h->added_ms ? now_ms - h->added_ms : 0, cfg->slow_start_ms,
-					  cfg->slow_start_aggression, cfg->slow_start_min);
-	p->edf_now = top->deadline;
-	if (least_request)
-		w /= (double)h->active_rq + 1.0;
-	top->deadline = p->edf_now + 1.0 / w;
-	top->order = p->edf_order++;
-	edf_sift_down(p->edf, p->n, 0);
-	return h;
+		scale = lb_slow_start_factor(now_ms > h->added_ms ? now_ms - h->added_ms : 0, cfg->slow_start_ms,
+					     cfg->slow_start_aggression, cfg->slow_start_min);
+	return edf_pick_scaled(p, least_request, scale);
 }
 
 /* True while some host of p is within its slow start window at now_ms. */
@@ -387,13 +381,13 @@ struct up_host *lb_pool_pick_at(struct lb_pool *p, const struct lb_config *cfg, 
 		if (pool_in_slow_start(p, cfg, now_ms))
 			return edf_pick_slow(p, cfg, false, now_ms);
 		if (p->weighted)
-			return edf_pick(p, false);
+			return edf_pick_scaled(p, false, 1.0);
 		return p->hosts[p->rr++ % p->n];
 	case LB_LEAST_REQUEST:
 		if (pool_in_slow_start(p, cfg, now_ms))
 			return edf_pick_slow(p, cfg, true, now_ms);
 		if (p->weighted)
-			return edf_pick(p, true);
+			return edf_pick_scaled(p, true, 1.0);
 		k = cfg->choice_count ? cfg->choice_count : LB_CHOICE_COUNT_DEFAULT;
 		best = p->hosts[lb_rand(rng) % p->n];
 		for (i = 1; i < k; i++) {
