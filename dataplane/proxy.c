@@ -514,6 +514,9 @@ static void s_local_reply(struct px_stream *s, int status, unsigned flag, const 
 	int rc;
 
 	s->flags |= flag;
+	log_debug("meshproxy", "[%.*s] %.*s %.*s%.*s: local reply %d%s%s", (int)s->rid.len, s->rid.p, (int)s->method.len,
+		  s->method.p, (int)s->authority.len, s->authority.p, (int)s->path.len, s->path.p, status,
+		  body ? ": " : "", body ? body : "");
 	if (s->resp_started) {
 		s_abort(s, 0);
 		return;
@@ -1340,6 +1343,10 @@ static void s_attempt(struct px_stream *s)
 	}
 	if (s_loop_refused(s, &h->addr.sa, h->alen))
 		return;
+	/* what an operator turns on with POST /logging?meshproxy=debug */
+	log_debug("meshproxy", "[%.*s] %.*s %.*s%.*s -> cluster %s host %s (attempt %u)", (int)s->rid.len, s->rid.p,
+		  (int)s->method.len, s->method.p, (int)s->authority.len, s->authority.p, (int)s->path.len, s->path.p,
+		  s->cl->name, h->name, s->attempt);
 	if (s->n_tried < PX_MAX_TRIED)
 		s->tried[s->n_tried++] = px_host_ref(h);
 	else {

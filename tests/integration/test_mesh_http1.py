@@ -15,6 +15,7 @@ import tempfile
 import unittest
 
 from meshhttp import NS, PORT, Backend, MeshCase, fqdn, service_yaml
+from meshtest import wait_for
 
 
 class MeshHttp1Test(MeshCase):
@@ -91,6 +92,15 @@ class MeshHttp1Test(MeshCase):
         self.assertEqual(r.status, 200, body)
         self.assertIn("  xds: warning\n", body)
         self.assertIn("  meshproxy: debug\n", body)
+        # at debug, each request says where it went (what the level is for)
+        r = self.px.get("web", "/debug-me")
+        self.assertEqual(r.status, 200, r)
+        line = wait_for(lambda: [x for x in self.px.logs().splitlines() if "/debug-me -> cluster " in x],
+                        what="the request's debug line")
+        self.assertIn("outbound|%d||%s" % (PORT, fqdn("web")), line[0])
+        r = self.px.request("http://nowhere.invalid:%d/debug-404" % PORT)
+        wait_for(lambda: [x for x in self.px.logs().splitlines() if "/debug-404: local reply" in x],
+                 what="the local reply's debug line")
 
 
 if __name__ == "__main__":
