@@ -314,12 +314,14 @@ static int meshcfg__doc(void *ctx, struct cfg__node *root)
 }
 
 /* A whole ConfigMap (kind: ConfigMap, data.mesh) is accepted too: its
- * `mesh` string is the mesh config (lines counted in the outer file). */
-static const struct cfg__node *meshcfg__configmap_mesh(const struct cfg__node *root)
+ * `mesh` string is the mesh config (lines counted in the outer file).
+ * *is_cm tells a ConfigMap without data.mesh from a plain mesh config. */
+static const struct cfg__node *meshcfg__configmap_mesh(const struct cfg__node *root, bool *is_cm)
 {
 	const struct cfg__node *kind = cfg__node_field(root, "kind"), *data;
 
-	if (!kind || kind->type != CFG__STR || strcmp(kind->str, "ConfigMap") != 0)
+	*is_cm = kind && kind->type == CFG__STR && strcmp(kind->str, "ConfigMap") == 0;
+	if (!*is_cm)
 		return NULL;
 	data = cfg__node_field(root, "data");
 	return data ? cfg__node_field(data, "mesh") : NULL;
@@ -393,7 +395,8 @@ int meshcfg_parse(const char *data, size_t len, const char *source, struct mesh_
 	struct meshcfg__ctx c = { .source = source ? source : "-" };
 	struct cfg__yaml_error ye = { { 0 }, 0, 0 };
 	struct arena *tmp = NULL;
-	const struct cfg__node *root, *inner;
+	const struct cfg__node *root, *inner = NULL;
+	bool is_cm = false;
 	size_t i;
 	int rc;
 
@@ -417,7 +420,11 @@ int meshcfg_parse(const char *data, size_t len, const char *source, struct mesh_
 	}
 	c.mc->source = arena_strdup(c.mc->arena, c.source);
 	rc = cfg__yaml_parse(tmp, data, len, 0, meshcfg__doc, &c, &ye);
-	if (rc == 0 && c.root && (inner = meshcfg__configmap_mesh(c.root)) != NULL) {
+	if (rc == 0 && c.root && !(inner = meshcfg__configmap_mesh(c.root, &is_cm)) && is_cm) {
+		/* Istio's istio ConfigMap keeps the mesh config under data.mesh */
+		meshcfg__error(&c, c.root, "data.mesh", "a ConfigMap without a `mesh` key: nothing to read");
+		c.root = NULL;
+	} else if (inner) {
 		/* the ConfigMap's `mesh: |` block starts on the next line */
 		if (inner->type != CFG__STR) {
 			meshcfg__error(&c, inner, "data.mesh", "must be a string (the MeshConfig YAML)");

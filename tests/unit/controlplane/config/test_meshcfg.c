@@ -193,6 +193,10 @@ START_TEST(meshcfg_configmap_form)
 	mc = parse_ok(good, NULL);
 	ck_assert_int_eq(mc->connect_timeout, 3000000000LL);
 	meshcfg_unref(mc);
+	/* a ConfigMap without the mesh key says so, not "unknown field kind" */
+	ck_assert_int_eq(parse_bad("kind: ConfigMap\ndata:\n  meshNetworks: x\n", err), -EINVAL);
+	ck_assert_msg(strstr(err, "a ConfigMap without a `mesh` key"), "%s", err);
+	ck_assert_msg(!strstr(err, "unknown field"), "%s", err);
 }
 END_TEST
 
