@@ -42,7 +42,8 @@
 #define PX_IN_MAX (H1_DEFAULT_MAX_HEAD_BYTES + 4096)
 #define PX_OUT_HIGH (256 * 1024)          /* stop feeding a side past this much queued output */
 #define PX_OUT_MAX (8 * 1024 * 1024)      /* cap on queued output (never reached: HIGH stops the feeder) */
-#define PX_RETRY_BODY_MAX (64 * 1024)     /* request body kept for retries */
+#define PX_RETRY_BODY_MAX (64 * 1024)     /* request body kept for retries (body bytes, as Envoy's buffer limit) */
+#define PX_BODY_FRAMING_SLACK (16 * 1024) /* room for the chunk framing kept with it */
 #define PX_META_MAX 2048
 #define PX_MAX_TRIED 8
 #define PX_RESOLVE_POLL_MS 2
@@ -1905,7 +1906,7 @@ static void s_mirror_one(struct px_stream *s, uint32_t i)
 	}
 	m->e = e;
 	m->h = px_host_ref(h);
-	mesh_buf_init(&m->out, H1_DEFAULT_MAX_HEAD_BYTES + 8192 + PX_RETRY_BODY_MAX);
+	mesh_buf_init(&m->out, H1_DEFAULT_MAX_HEAD_BYTES + 8192 + PX_RETRY_BODY_MAX + PX_BODY_FRAMING_SLACK);
 	hl = memchr(p, '\n', s->head.len);
 	hv = hl ? hl + 1 : NULL;
 	if (hv && s->head.len - (size_t)(hv - p) > 6 && !strncmp(hv, "host: ", 6)) {
@@ -2235,7 +2236,7 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 	s->start_us = wall_us();
 	s->upstream_ms = -1;
 	mesh_buf_init(&s->head, H1_DEFAULT_MAX_HEAD_BYTES + 4096);
-	mesh_buf_init(&s->body, PX_RETRY_BODY_MAX);
+	mesh_buf_init(&s->body, PX_RETRY_BODY_MAX + PX_BODY_FRAMING_SLACK);
 	ev_timer_init(&s->t_global, s_global_timeout, s);
 	ev_timer_init(&s->t_try, s_try_timeout, s);
 	ev_timer_init(&s->t_tidle, s_try_idle_timeout, s);
@@ -2601,8 +2602,11 @@ static void d_body(struct px_dconn *d)
 			else
 				(void)mesh_buf_append(&u->out, data.p, data.len);
 			s->rx += data.len;
+			/* the cap counts body bytes, whatever the framing (a
+			 * chunked body is kept framed, within the slack) */
 			if (!s->body_overflow &&
-			    mesh_buf_append(&s->body, u->out.data + before, u->out.len - before) < 0)
+			    (s->rx > PX_RETRY_BODY_MAX ||
+			     mesh_buf_append(&s->body, u->out.data + before, u->out.len - before) < 0))
 				s->body_overflow = 1;
 			continue;
 		}

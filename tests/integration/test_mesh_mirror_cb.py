@@ -263,6 +263,19 @@ class MeshMirrorCbTest(MeshCase):
             c.close()
         got = wait_for(lambda: sa.seen("/body/chunked"), what="the chunked copy at the mirror")
         self.assertEqual(got[0][2], b"abcdefg" + b"h" * 100)
+        # the 64 KiB cap counts body bytes, not the chunk framing: exactly
+        # 64 KiB sent chunked (64 chunks) is mirrored whole
+        c = http.client.HTTPConnection("127.0.0.1", self.px.out_port, timeout=20)
+        try:
+            c.request("POST", self.url("main", "/body/chunked-64k"), body=iter([b"k" * 1024] * 64),
+                      encode_chunked=True)
+            r = c.getresponse()
+            r.read()
+            self.assertEqual(r.status, 200)
+        finally:
+            c.close()
+        got = wait_for(lambda: sa.seen("/body/chunked-64k"), what="the 64 KiB chunked copy at the mirror")
+        self.assertEqual(got[0][2], b"k" * (64 * 1024))
 
     def test_mirror_body_over_buffer_not_mirrored(self):
         sa = self.b["sa"]
