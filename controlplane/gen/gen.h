@@ -144,11 +144,15 @@ struct gen_sidecar_ingress {
 	const char *name;                 /* port name; may be NULL */
 	const char *bind;                 /* NULL: 0.0.0.0 */
 	const char *default_endpoint;     /* "127.0.0.1:PORT" or "0.0.0.0:PORT"; NULL: 127.0.0.1:port */
+	/* this listener's captureMode NONE: the port binds its own listener
+	 * (Istio's getBindToPort()); false: a chain of virtualInbound */
+	bool capture_none;
 };
 
 struct gen_sidecar_egress_bind {
 	uint32_t port;
 	const char *bind;                 /* an IP address; NULL: the default (0.0.0.0, 127.0.0.1 under NONE) */
+	bool capture_none;                /* this listener's captureMode NONE: bound, not captured */
 };
 
 struct gen_sidecar_scope {
@@ -161,9 +165,16 @@ struct gen_sidecar_scope {
 	const struct gen_sidecar_ingress *ingress;
 	size_t n_ingress;
 	enum gen_outbound_policy outbound; /* ALLOW_ANY by default, as Istio */
-	/* captureMode NONE: no virtualOutbound/virtualInbound; ingress
-	 * ports and outbound ports bind themselves (127.0.0.1 outbound). */
+	/* The whole workload uncaptured: no virtualOutbound/virtualInbound;
+	 * every ingress port and outbound port binds itself (127.0.0.1
+	 * outbound).  Set when every listener the Sidecar declares says
+	 * captureMode NONE (see gen_sidecar_scope_from_config()).  Otherwise
+	 * each listener's own capture_none decides for it, as Istio's
+	 * getBindToPort() does per listener. */
 	bool capture_none;
+	/* the catch-all egress listener's captureMode NONE: ports no egress
+	 * listener with a port names bind themselves (127.0.0.1 default) */
+	bool catchall_capture_none;
 	/* egress listeners with a port (Sidecar egress[].port, egress[].bind):
 	 * the outbound listener of that port listens at the bind and is
 	 * named "BIND_PORT", as Istio names it; without a bind at 0.0.0.0
@@ -198,9 +209,13 @@ bool gen_mesh_h2_upgrade(const struct model *m);
  * picks it) gives a workload: egress hosts (every egress[].hosts entry),
  * ingress listeners (port, protocol, name, bind, defaultEndpoint),
  * outboundTrafficPolicy.mode (unset: mesh_default, the mesh's policy) and
- * capture NONE when any ingress or egress listener says captureMode NONE
- * (Istio's per-listener NONE; meshd applies it to the workload's whole
- * config), the bind address of each egress listener with a port (NULL
+ * each listener's captureMode NONE (Istio's getBindToPort(): such a
+ * listener binds its port, the others are reached through virtualInbound /
+ * virtualOutbound), capture_none for the whole workload when every
+ * declared listener says NONE (Istio keeps the virtual listeners unless
+ * the node's INTERCEPTION_MODE is NONE; meshd, which does not read that
+ * metadata, takes an all-NONE Sidecar as an uncaptured workload and
+ * serves no 15001/15006 then), the bind address of each egress listener with a port (NULL
  * without one; a unix:// bind is not served) and the catch-all egress
  * listener's IP bind.  Strings are borrowed from sc
  * (out valid while sc lives); the ingress and egress_binds arrays are

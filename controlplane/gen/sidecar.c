@@ -482,6 +482,7 @@ out:
 }
 
 static int gen_route_config_port(struct gen_sc *sc, uint32_t port);
+static bool gen_egress_bound(const struct gen_sc *sc, uint32_t port);
 
 /* ---------------------------------------------------------------- outbound: LDS */
 
@@ -499,9 +500,10 @@ static int gen_outbound_listener(struct gen_sc *sc, const char *bind, uint32_t p
 	struct arena *a = sc->a;
 	gen_chain *chains[1];
 
-	/* captureMode NONE: the listener binds its address (gen_egress_bind
-	 * says which); otherwise iptables sends traffic to 15001 and
-	 * virtualOutbound hands it over by original destination. */
+	/* captureMode NONE (of the egress listener serving the port, or of
+	 * the whole workload): the listener binds its address
+	 * (gen_egress_bind says which); otherwise iptables sends traffic to
+	 * 15001 and virtualOutbound hands it over by original destination. */
 	l.name = arena_printf(a, "%s_%u", bind, port);
 	if (l.name && sc->n_out_names == sc->cap_out_names) {
 		size_t cap = sc->cap_out_names ? 2 * sc->cap_out_names : 16;
@@ -520,7 +522,7 @@ static int gen_outbound_listener(struct gen_sc *sc, const char *bind, uint32_t p
 		return -ENOMEM;
 	if (!(l.address = gen_addr(a, bind, port)))
 		return -ENOMEM;
-	if (!sc->scope->capture_none && !(l.bind_to_port = gen__bool(a, false)))
+	if (!gen_egress_bound(sc, port) && !(l.bind_to_port = gen__bool(a, false)))
 		return -ENOMEM;
 	l.traffic_direction = ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__OUTBOUND;
 	l.filter_chains = chains;
@@ -627,10 +629,26 @@ static gen_filter *gen_tcp_service_filter(struct gen_sc *sc, const struct model_
  * egress listener of that port, else (no egress listener names the port)
  * the catch-all egress listener's bind; without a bind 0.0.0.0, or under
  * captureMode NONE 127.0.0.1 (the application calls 127.0.0.1:PORT and
- * the listener binds it). */
+ * the listener binds it; gen_egress_bound() says whether it is NONE). */
+/* Whether the outbound listener of port binds it (Istio's getBindToPort()
+ * for the egress listener serving the port): the whole workload is not
+ * captured, or the egress listener of that port (else the catch-all one)
+ * says captureMode NONE. */
+static bool gen_egress_bound(const struct gen_sc *sc, uint32_t port)
+{
+	size_t i;
+
+	if (sc->scope->capture_none)
+		return true;
+	for (i = 0; i < sc->scope->n_egress_binds; i++)
+		if (sc->scope->egress_binds[i].port == port)
+			return sc->scope->egress_binds[i].capture_none;
+	return sc->scope->catchall_capture_none;
+}
+
 static const char *gen_egress_bind(const struct gen_sc *sc, uint32_t port)
 {
-	const char *dflt = sc->scope->capture_none ? "127.0.0.1" : "0.0.0.0";
+	const char *dflt = gen_egress_bound(sc, port) ? "127.0.0.1" : "0.0.0.0";
 	size_t i;
 
 	for (i = 0; i < sc->scope->n_egress_binds; i++)
@@ -740,6 +758,7 @@ struct gen_inport {
 	const char *endpoint_ip;     /* where the inbound cluster sends */
 	uint32_t endpoint_port;
 	const char *bind;            /* Sidecar ingress[].bind; NULL: 0.0.0.0 */
+	bool bound;                  /* its captureMode NONE: a listener of its own */
 };
 
 static int gen_inport_cmp(const void *x, const void *y)
@@ -817,6 +836,7 @@ static int gen_inports(const struct gen_sc *sc, struct gen_inport **out, size_t 
 			v[n].endpoint_ip = "127.0.0.1";
 			v[n].endpoint_port = in->port;
 			v[n].bind = in->bind && in->bind[0] ? in->bind : NULL;
+			v[n].bound = in->capture_none;
 			if (de && strncmp(de, "unix://", 7) == 0) {
 				/* Istio sends a unix:// endpoint as an Envoy pipe;
 				 * meshproxy connects to IP endpoints only and would
@@ -1018,8 +1038,11 @@ static int gen_sidecar_rbac(struct gen_sc *sc, gen_http_filter ***out, size_t *n
 	return rc;
 }
 
-/* virtualInbound (or, with captureMode NONE, one bound listener per
- * ingress port) and the inbound clusters. */
+/* One bound listener per ingress port whose captureMode is NONE (every
+ * port when the whole workload is uncaptured), and virtualInbound with
+ * the chains of the other ports unless the workload is uncaptured
+ * (Istio's buildInboundListeners(): bindToPort chains get a listener of
+ * their own, the rest go to the virtual one). */
 static int gen_inbound(struct gen_sc *sc, const struct gen_inport *ports, size_t n_ports)
 {
 	gen_listener l = ENVOY__CONFIG__LISTENER__V3__LISTENER__INIT;
@@ -1041,7 +1064,7 @@ static int gen_inbound(struct gen_sc *sc, const struct gen_inport *ports, size_t
 	chains = arena_calloc(a, 3 * n_ports + 2, sizeof(*chains));
 	if (!chains)
 		return -ENOMEM;
-	if (sc->scope->capture_none) {
+	{
 		/* Istio: an ingress listener binds its port when traffic is
 		 * not captured (listener "BIND_PORT") */
 		for (i = 0; i < n_ports && rc == 0; i++) {
@@ -1050,6 +1073,8 @@ static int gen_inbound(struct gen_sc *sc, const struct gen_inport *ports, size_t
 			const char *bind = ports[i].bind ? ports[i].bind : "0.0.0.0";
 			size_t k = 0, q;
 
+			if (!sc->scope->capture_none && !ports[i].bound)
+				continue;
 			bl.name = arena_printf(a, "%s_%u", bind, ports[i].port);
 			if (!bl.name)
 				return -ENOMEM;
@@ -1083,12 +1108,15 @@ static int gen_inbound(struct gen_sc *sc, const struct gen_inport *ports, size_t
 			bl.n_filter_chains = k;
 			rc = gen__emit(&sc->g, sc->snap, XDS_LISTENER, bl.name, &bl.base);
 		}
-		return rc;
+		if (rc < 0 || sc->scope->capture_none)
+			return rc;
 	}
 	if (!(chains[n++] = gen_chain1(a, "virtualInbound-blackhole", gen_fcm(a, GEN_INBOUND_PORT, NULL, NULL, 0),
 				       gen_tcp_proxy(a, GEN_BLACKHOLE_CLUSTER), NULL)))
 		return -ENOMEM;
 	for (i = 0; i < n_ports; i++) {
+		if (ports[i].bound)
+			continue;
 		rc = gen_inbound_chains(sc, &ports[i], rbac, n_rbac, chains, &n);
 		if (rc < 0)
 			return rc;
@@ -1565,6 +1593,7 @@ int gen_sidecar_scope_from_config(const struct cfg_object *o, enum gen_outbound_
 	struct gen_sidecar_ingress *in = NULL;
 	struct gen_sidecar_egress_bind *eb = NULL;
 	size_t i, n_eb = 0;
+	bool any_none = false, any_captured = false;
 
 	memset(out, 0, sizeof(*out));
 	out->outbound = mesh_default;
@@ -1580,19 +1609,29 @@ int gen_sidecar_scope_from_config(const struct cfg_object *o, enum gen_outbound_
 		in[i].name = ci->port_name;
 		in[i].bind = ci->bind;
 		in[i].default_endpoint = ci->default_endpoint;
-		if (ci->capture_mode == CFG_CAPTURE_NONE)
-			out->capture_none = true;
+		in[i].capture_none = ci->capture_mode == CFG_CAPTURE_NONE;
+		any_none |= in[i].capture_none;
+		any_captured |= !in[i].capture_none;
 	}
 	for (i = 0; i < cs->n_egress; i++) {
 		const struct cfg_sidecar_egress *ce = &cs->egress[i];
 
-		if (ce->capture_mode == CFG_CAPTURE_NONE)
-			out->capture_none = true;
+		any_none |= ce->capture_mode == CFG_CAPTURE_NONE;
+		any_captured |= ce->capture_mode != CFG_CAPTURE_NONE;
 		if (ce->port > 0 && ce->port <= 65535)
 			n_eb++;
-		else if (ce->port < 0 && ce->bind && ce->bind[0] && strncmp(ce->bind, "unix://", 7) != 0)
+		else if (ce->port < 0)
+			out->catchall_capture_none = ce->capture_mode == CFG_CAPTURE_NONE;
+		if (ce->port < 0 && ce->bind && ce->bind[0] && strncmp(ce->bind, "unix://", 7) != 0)
 			out->catchall_bind = ce->bind;
 	}
+	/* Every declared listener NONE: the workload runs without capture
+	 * (Istio would still send virtualOutbound/virtualInbound unless the
+	 * node's INTERCEPTION_MODE is NONE; meshd does not read that, and a
+	 * Sidecar that names no captured listener means the proxy has no
+	 * iptables, so it serves no 15001/15006 and binds every port).  A
+	 * mix: each listener on its own, the virtual listeners stay. */
+	out->capture_none = any_none && !any_captured;
 	if (n_eb && !(eb = calloc(n_eb, sizeof(*eb)))) {
 		free(in);
 		return -ENOMEM;
@@ -1602,6 +1641,7 @@ int gen_sidecar_scope_from_config(const struct cfg_object *o, enum gen_outbound_
 
 		if (ce->port > 0 && ce->port <= 65535) {
 			eb[n_eb].port = (uint32_t)ce->port;
+			eb[n_eb].capture_none = ce->capture_mode == CFG_CAPTURE_NONE;
 			eb[n_eb++].bind = ce->bind && ce->bind[0] && strncmp(ce->bind, "unix://", 7) != 0 ? ce->bind : NULL;
 		}
 	}
@@ -1629,6 +1669,8 @@ void gen_sidecar_scope_cleanup(struct gen_sidecar_scope *s)
 	s->egress_binds = NULL;
 	s->n_egress_binds = 0;
 	s->catchall_bind = NULL;
+	s->catchall_capture_none = false;
+	s->capture_none = false;
 }
 
 /* ---------------------------------------------------------------- entry */

@@ -254,6 +254,76 @@ START_TEST(capture_none)
 }
 END_TEST
 
+/* captureMode per listener (Istio's getBindToPort()): an ingress listener
+ * saying NONE binds its port while the catch-all egress listener (DEFAULT)
+ * stays captured, so virtualOutbound and virtualInbound stay, the
+ * outbound listeners do not bind and the NONE port has no chain in
+ * virtualInbound. */
+START_TEST(capture_none_ingress_only)
+{
+	struct gen_sidecar_ingress in = { .port = 8000, .protocol = "HTTP", .default_endpoint = "127.0.0.1:8080",
+					  .capture_none = true };
+	struct gen_sidecar_scope scope = { .ingress = &in, .n_ingress = 1 };
+	struct xds_snapshot *s = build(NULL, NULL, &scope);
+	Envoy__Config__Listener__V3__Listener *l;
+	size_t i;
+
+	ck_assert_ptr_nonnull(xds_snapshot_find(s, XDS_LISTENER, GEN_VIRTUAL_OUTBOUND));
+	l = decode(s, XDS_LISTENER, "0.0.0.0_8000", &envoy__config__listener__v3__listener__descriptor);
+	ck_assert_int_eq(l->traffic_direction, ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__INBOUND);
+	ck_assert_ptr_null(l->bind_to_port); /* unset: Envoy binds it */
+	ck_assert_uint_eq(l->address->socket_address->port_value, 8000);
+	protobuf_c_message_free_unpacked(&l->base, NULL);
+	l = decode(s, XDS_LISTENER, "0.0.0.0_9080", &envoy__config__listener__v3__listener__descriptor);
+	ck_assert_int_eq(l->traffic_direction, ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__OUTBOUND);
+	ck_assert_ptr_nonnull(l->bind_to_port);
+	ck_assert(!l->bind_to_port->value);
+	protobuf_c_message_free_unpacked(&l->base, NULL);
+	ck_assert_ptr_null(xds_snapshot_find(s, XDS_LISTENER, "127.0.0.1_9080"));
+	l = decode(s, XDS_LISTENER, GEN_VIRTUAL_INBOUND, &envoy__config__listener__v3__listener__descriptor);
+	for (i = 0; i < l->n_filter_chains; i++) {
+		const Envoy__Config__Listener__V3__FilterChainMatch *fcm = l->filter_chains[i]->filter_chain_match;
+
+		ck_assert(!fcm || !fcm->destination_port || fcm->destination_port->value != 8000);
+	}
+	protobuf_c_message_free_unpacked(&l->base, NULL);
+	ck_assert_ptr_nonnull(xds_snapshot_find(s, XDS_CLUSTER, "inbound|8000||"));
+	xds_snapshot_unref(s);
+}
+END_TEST
+
+/* The other way round: an egress listener with a port saying NONE binds
+ * 127.0.0.1:PORT, the ingress listener (DEFAULT) is a chain of
+ * virtualInbound, not a listener of its own. */
+START_TEST(capture_none_egress_port_only)
+{
+	struct gen_sidecar_ingress in = { .port = 8000, .protocol = "HTTP", .default_endpoint = "127.0.0.1:8080" };
+	struct gen_sidecar_egress_bind eb = { .port = 9080, .capture_none = true };
+	struct gen_sidecar_scope scope = { .ingress = &in, .n_ingress = 1, .egress_binds = &eb, .n_egress_binds = 1 };
+	struct xds_snapshot *s = build(NULL, NULL, &scope);
+	Envoy__Config__Listener__V3__Listener *l;
+	size_t i;
+	bool found = false;
+
+	ck_assert_ptr_nonnull(xds_snapshot_find(s, XDS_LISTENER, GEN_VIRTUAL_OUTBOUND));
+	ck_assert_ptr_null(xds_snapshot_find(s, XDS_LISTENER, "0.0.0.0_9080"));
+	ck_assert_ptr_null(xds_snapshot_find(s, XDS_LISTENER, "0.0.0.0_8000"));
+	l = decode(s, XDS_LISTENER, "127.0.0.1_9080", &envoy__config__listener__v3__listener__descriptor);
+	ck_assert_ptr_null(l->bind_to_port);
+	ck_assert_str_eq(l->address->socket_address->address, "127.0.0.1");
+	protobuf_c_message_free_unpacked(&l->base, NULL);
+	l = decode(s, XDS_LISTENER, GEN_VIRTUAL_INBOUND, &envoy__config__listener__v3__listener__descriptor);
+	for (i = 0; i < l->n_filter_chains; i++) {
+		const Envoy__Config__Listener__V3__FilterChainMatch *fcm = l->filter_chains[i]->filter_chain_match;
+
+		found |= fcm && fcm->destination_port && fcm->destination_port->value == 8000;
+	}
+	ck_assert(found);
+	protobuf_c_message_free_unpacked(&l->base, NULL);
+	xds_snapshot_unref(s);
+}
+END_TEST
+
 /* gen notes into a buffer, to see the conflict warning */
 static char note_buf[1024];
 static int note_warns;
@@ -526,6 +596,8 @@ int main(void)
 	tcase_add_test(tc, per_caller_match);
 	tcase_add_test(tc, scope_registry_only_and_egress);
 	tcase_add_test(tc, capture_none);
+	tcase_add_test(tc, capture_none_ingress_only);
+	tcase_add_test(tc, capture_none_egress_port_only);
 	tcase_add_test(tc, capture_none_binds_and_conflict);
 	tcase_add_test(tc, deterministic_and_proxyless_untouched);
 	tcase_add_test(tc, cache_shares_per_namespace_byte_identical);
