@@ -19,7 +19,12 @@ so meshd sends no virtualOutbound/virtualInbound but an inbound listener
   the bound listeners;
 - (c) a Sidecar edit moving the ingress bind to an address whose port
   someone else holds is NACKed with Envoy's "cannot bind" reason (meshd's
-  /debug/syncz) and the old ingress keeps serving; the edit back is applied.
+  /debug/syncz) and the old ingress keeps serving; the edit back is applied;
+- (d) a bind on the catch-all egress listener moves every outbound port there;
+- (e) captureMode per listener (Istio's getBindToPort()): the ingress says
+  NONE, the catch-all egress listener says nothing (DEFAULT): the ingress
+  still binds, virtualOutbound/virtualInbound come back (on the sidecar's
+  own ports) and route by authority, 0.0.0.0_SVCPORT is held unbound.
 
 Each case fails when the Sidecar is not applied or meshproxy does not bind
 (connection refused).  Nothing here asserts on timing; every wait is bounded.
@@ -38,7 +43,7 @@ ING_PORT = free_port()  # the workload's port the sidecar binds (P)
 SVC_PORT = free_port()  # the backend service's port: the outbound listener 127.0.0.1_SVC_PORT
 
 
-def sidecar_yaml(app_port, bind=BIND, egress_bind=None):
+def sidecar_yaml(app_port, bind=BIND, egress_bind=None, egress_none=True):
     return """apiVersion: networking.istio.io/v1
 kind: Sidecar
 metadata: {name: web, namespace: %(ns)s}
@@ -52,8 +57,8 @@ spec:
     captureMode: NONE
   egress:
   - hosts: ["*/*"]
-    captureMode: NONE
 """ % {"ns": NS, "port": ING_PORT, "app": app_port, "bind": bind} + \
+        ("    captureMode: NONE\n" if egress_none else "") + \
         ("    bind: %s\n" % egress_bind if egress_bind else "")
 
 
@@ -238,6 +243,38 @@ class MeshCaptureNoneTest(MeshCase):
             self.meshd.write("sidecar.yaml", sidecar_yaml(self.b["web"].port))
         wait_for(lambda: "127.0.0.1_%d::" % SVC_PORT in self.sc.admin("/listeners")[1],
                  timeout=120 if slow() else 30, what="the restored outbound listener on 127.0.0.1")
+
+    def test_e_capture_per_listener(self):
+        # Istio decides captureMode per listener (getBindToPort()): the
+        # ingress listener's NONE binds BIND:P, the catch-all egress
+        # listener without captureMode (DEFAULT) stays captured, so
+        # virtualOutbound/virtualInbound come back and the outbound
+        # listener of SVC_PORT does not bind
+        listeners = lambda: self.sc.admin("/listeners")[1]
+        try:
+            self.meshd.write("sidecar.yaml", sidecar_yaml(self.b["web"].port, egress_none=False))
+            wait_for(lambda: "virtualOutbound" in listeners() and "127.0.0.1_%d::" % SVC_PORT not in listeners(),
+                     timeout=120 if slow() else 30, what="virtualOutbound back, 127.0.0.1_SVC_PORT gone")
+            self.assertIn("virtualInbound", listeners())
+            self.assertIn("%s_%d::%s:%d" % (BIND, ING_PORT, BIND, ING_PORT), listeners())
+            # held (config_dump) but not bound (not in /listeners)
+            self.assertEqual(self.dumped_listeners().get("0.0.0.0_%d" % SVC_PORT), ("0.0.0.0", SVC_PORT))
+            self.assertNotIn("0.0.0.0_%d" % SVC_PORT, listeners())
+            self.assertTrue(refused("127.0.0.1", SVC_PORT))
+            self.assertFalse(refused("127.0.0.1", self.sc.out_port))
+            # the ingress still binds and reaches the application
+            code, headers, body = curl("http://%s:%d/mixed" % (BIND, ING_PORT))
+            self.assertEqual((code, headers.get("x-backend")), (200, "web"), body)
+            # a connection to the virtualOutbound port is routed by its
+            # authority, as captured traffic would be
+            host = "%s:%d" % (fqdn("backend"), SVC_PORT)
+            code, headers, body = curl("http://%s/captured" % host,
+                                       "--connect-to", "%s:127.0.0.1:%d" % (host, self.sc.out_port))
+            self.assertEqual((code, headers.get("x-backend")), (200, "b1"), body)
+        finally:
+            self.meshd.write("sidecar.yaml", sidecar_yaml(self.b["web"].port))
+        wait_for(lambda: "127.0.0.1_%d::" % SVC_PORT in listeners() and "virtualOutbound" not in listeners(),
+                 timeout=120 if slow() else 30, what="the restored all-NONE listeners")
 
 
 if __name__ == "__main__":
