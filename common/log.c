@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 static enum mesh_log_level log_level = MESH_LOG_INFO;
-static enum mesh_log_level log_floor = MESH_LOG_INFO; /* min(global, every scope): the quick reject */
+enum mesh_log_level mesh_log_floor_ = MESH_LOG_INFO; /* min(global, every scope): the quick reject (log.h) */
 static int log_json;
 
 static struct {
@@ -30,10 +30,10 @@ static void floor_update(void)
 {
 	unsigned i;
 
-	log_floor = log_level;
+	mesh_log_floor_ = log_level;
 	for (i = 0; i < n_scopes; i++)
-		if (log_scopes[i].level < log_floor)
-			log_floor = log_scopes[i].level;
+		if (log_scopes[i].level < mesh_log_floor_)
+			mesh_log_floor_ = log_scopes[i].level;
 }
 
 static int scope_find(const char *name)
@@ -113,7 +113,7 @@ void mesh_log_set_level(enum mesh_log_level level)
 
 int mesh_log_enabled(enum mesh_log_level level)
 {
-	return level >= log_floor;
+	return level >= mesh_log_floor_;
 }
 
 void mesh_log(enum mesh_log_level level, const char *scope, const char *fmt, ...)
@@ -124,7 +124,7 @@ void mesh_log(enum mesh_log_level level, const char *scope, const char *fmt, ...
 	va_list ap;
 	int n, si;
 
-	if (level < log_floor)
+	if (level < mesh_log_floor_)
 		return;
 	si = n_scopes ? scope_find(scope) : -1;
 	if (level < (si >= 0 ? log_scopes[si].level : log_level))
