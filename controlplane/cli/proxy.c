@@ -1271,12 +1271,63 @@ static const char *proxy__listener_type(struct proxy__json *j, yaml_node_t *l)
 	return tcp ? "TCP" : "UNKNOWN";
 }
 
-/* Whether resource res of section s passes the filters (endpoints are
- * filtered one by one in their rows; a ClusterLoadAssignment passes here
- * when one of its endpoints does). */
 static bool proxy__endpoint_keep(const struct proxy__opts *o, const char *ip, unsigned port, const char *cluster,
 				 const char *status);
 
+/* One lbEndpoint of a ClusterLoadAssignment as the endpoint table and its
+ * filters read it; status is the EDS health, Envoy's default (UNKNOWN)
+ * served as healthy. */
+struct proxy__ep {
+	yaml_node_t *lb;
+	const char *addr, *port, *status;
+};
+
+/* Calls fn for every lbEndpoint of assignment e, in order, until fn
+ * returns false; returns false when fn stopped the walk. */
+static bool proxy__each_endpoint(struct proxy__json *j, yaml_node_t *e,
+				 bool (*fn)(void *ctx, const struct proxy__ep *ep), void *ctx)
+{
+	yaml_node_t *eps = proxy__get(j, e, "endpoints");
+	size_t i, k;
+
+	for (i = 0; i < proxy__len(eps); i++) {
+		yaml_node_t *lbs = proxy__get(j, proxy__at(j, eps, i), "lbEndpoints");
+
+		for (k = 0; k < proxy__len(lbs); k++) {
+			struct proxy__ep ep;
+			yaml_node_t *sa;
+			const char *h;
+
+			ep.lb = proxy__at(j, lbs, k);
+			sa = proxy__path(j, ep.lb, "endpoint.address.socketAddress");
+			ep.addr = proxy__str(proxy__get(j, sa, "address"));
+			ep.port = proxy__str(proxy__get(j, sa, "portValue"));
+			h = proxy__str(proxy__get(j, ep.lb, "healthStatus"));
+			ep.status = h && strcmp(h, "UNKNOWN") ? h : "HEALTHY";
+			if (!fn(ctx, &ep))
+				return false;
+		}
+	}
+	return true;
+}
+
+/* proxy__keep's walk: stops at the first endpoint the filters keep. */
+struct proxy__keep_ctx {
+	const struct proxy__opts *o;
+	const char *cluster;
+};
+
+static bool proxy__keep_ep(void *ctx, const struct proxy__ep *ep)
+{
+	const struct proxy__keep_ctx *k = ctx;
+
+	return !proxy__endpoint_keep(k->o, ep->addr, ep->port ? (unsigned)strtoul(ep->port, NULL, 10) : 0, k->cluster,
+				     ep->status);
+}
+
+/* Whether resource res of section s passes the filters (endpoints are
+ * filtered one by one in their rows; a ClusterLoadAssignment passes here
+ * when one of its endpoints does). */
 static bool proxy__keep(struct proxy__json *j, const struct proxy__opts *o, enum proxy__section s, yaml_node_t *res)
 {
 	switch (s) {
@@ -1298,26 +1349,10 @@ static bool proxy__keep(struct proxy__json *j, const struct proxy__opts *o, enum
 		return !o->name || (name && !strcmp(name, o->name));
 	}
 	case PROXY_ENDPOINTS: {
-		yaml_node_t *eps = proxy__get(j, res, "endpoints");
-		const char *cluster = proxy__str(proxy__get(j, res, "clusterName"));
-		size_t i, k;
+		struct proxy__keep_ctx k = { o, proxy__str(proxy__get(j, res, "clusterName")) };
 
-		for (i = 0; i < proxy__len(eps); i++) {
-			yaml_node_t *lbs = proxy__get(j, proxy__at(j, eps, i), "lbEndpoints");
-
-			for (k = 0; k < proxy__len(lbs); k++) {
-				yaml_node_t *lb = proxy__at(j, lbs, k);
-				yaml_node_t *sa = proxy__path(j, lb, "endpoint.address.socketAddress");
-				const char *h = proxy__str(proxy__get(j, lb, "healthStatus"));
-				const char *port = proxy__str(proxy__get(j, sa, "portValue"));
-
-				if (proxy__endpoint_keep(o, proxy__str(proxy__get(j, sa, "address")),
-							 port ? (unsigned)strtoul(port, NULL, 10) : 0, cluster,
-							 h && strcmp(h, "UNKNOWN") ? h : "HEALTHY"))
-					return true;
-			}
-		}
-		return false;
+		/* kept when any of its endpoints is: the walk stopped there */
+		return !proxy__each_endpoint(j, res, proxy__keep_ep, &k);
 	}
 	default:
 		return true;
@@ -1342,39 +1377,40 @@ static bool proxy__endpoint_keep(const struct proxy__opts *o, const char *ip, un
 /* Endpoints as meshd sent them: their EDS health; whether the proxy
  * ejected one is live state only the proxy knows (--admin reads it), so
  * OUTLIER CHECK is "-" here rather than a guess. */
+struct proxy__row_ctx {
+	struct proxy__json *j;
+	const struct proxy__opts *o;
+	const char *cluster;
+	struct proxy__table *t;
+};
+
+static bool proxy__endpoint_row(void *ctx, const struct proxy__ep *ep)
+{
+	const struct proxy__row_ctx *c = ctx;
+	const char *addr = ep->addr, *row[4];
+	char cell[PROXY_MAX_CELL];
+
+	if (!proxy__endpoint_keep(c->o, addr, ep->port ? (unsigned)strtoul(ep->port, NULL, 10) : 0, c->cluster,
+				  ep->status))
+		return true;
+	if (!addr)
+		addr = proxy__str(proxy__path(c->j, ep->lb, "endpoint.address.pipe.path"));
+	snprintf(cell, sizeof(cell), "%s%s%s", addr ? addr : "?", ep->port ? ":" : "", ep->port ? ep->port : "");
+	row[0] = cell;
+	row[1] = ep->status;
+	row[2] = "-";
+	row[3] = c->cluster;
+	proxy__table_row(c->t, row);
+	return true;
+}
+
 static void proxy__endpoint_rows(struct proxy__json *j, const struct proxy__opts *o, yaml_node_t *item,
 				 yaml_node_t *e, struct proxy__table *t)
 {
-	yaml_node_t *eps = proxy__get(j, e, "endpoints");
-	const char *cluster = proxy__str(proxy__get(j, e, "clusterName"));
-	size_t i, k;
+	struct proxy__row_ctx c = { j, o, proxy__str(proxy__get(j, e, "clusterName")), t };
 
 	(void)item;
-	for (i = 0; i < proxy__len(eps); i++) {
-		yaml_node_t *lbs = proxy__get(j, proxy__at(j, eps, i), "lbEndpoints");
-
-		for (k = 0; k < proxy__len(lbs); k++) {
-			yaml_node_t *lb = proxy__at(j, lbs, k);
-			yaml_node_t *sa = proxy__path(j, lb, "endpoint.address.socketAddress");
-			const char *addr = proxy__str(proxy__get(j, sa, "address"));
-			const char *port = proxy__str(proxy__get(j, sa, "portValue"));
-			const char *health = proxy__str(proxy__get(j, lb, "healthStatus"));
-			char ep[PROXY_MAX_CELL];
-			const char *row[4];
-
-			/* Envoy's default (UNKNOWN) is served as healthy */
-			row[1] = health && strcmp(health, "UNKNOWN") ? health : "HEALTHY";
-			if (!proxy__endpoint_keep(o, addr, port ? (unsigned)strtoul(port, NULL, 10) : 0, cluster, row[1]))
-				continue;
-			if (!addr)
-				addr = proxy__str(proxy__path(j, lb, "endpoint.address.pipe.path"));
-			snprintf(ep, sizeof(ep), "%s%s%s", addr ? addr : "?", port ? ":" : "", port ? port : "");
-			row[0] = ep;
-			row[2] = "-";
-			row[3] = cluster;
-			proxy__table_row(t, row);
-		}
-	}
+	(void)proxy__each_endpoint(j, e, proxy__endpoint_row, &c);
 }
 
 static void proxy__secret_rows(struct proxy__json *j, const struct proxy__opts *o, yaml_node_t *item,
