@@ -1287,11 +1287,29 @@ static void key_body_put(struct xds_ads__key *k, enum xds_type t, const struct x
 	k->body_hash[t][0] = h;
 }
 
+/* The end of key_body()/key_body_delta() once the body is encoded (rc
+ * the encoder's result): the body becomes a shared resource named name,
+ * kept in k's two-slot cache under h, and p's head.  body's wire is freed
+ * either way. */
+static int MESH_MUST_CHECK key_body_made(struct xds_ads__key *k, enum xds_type t, pending_resp *p, const char *name,
+					 uint64_t h, pending_resp *body, int rc)
+{
+	struct xds_resource *made = NULL;
+
+	if (rc == 0)
+		rc = xds_resource_new(t, name, body->wire, body->len, &made);
+	free(body->wire);
+	if (rc < 0)
+		return rc;
+	key_body_put(k, t, made, h);
+	p->head = made;
+	return key_body_tail(p);
+}
+
 static int MESH_MUST_CHECK key_body(struct xds_ads *a, struct xds_ads__key *k, enum xds_type t, pending_resp *p,
 				    const struct xds_resource **res, size_t n, int partial)
 {
 	char name[2 * XDS_VERSION_CAP + 2], sub[XDS_VERSION_CAP] = "full";
-	struct xds_resource *made = NULL;
 	pending_resp body = { 0 };
 	uint64_t h;
 	int rc = 0;
@@ -1302,18 +1320,10 @@ static int MESH_MUST_CHECK key_body(struct xds_ads *a, struct xds_ads__key *k, e
 	h = mesh_hash_str(MESH_HASH_INIT, name);
 	p->head = key_body_find(a, k, t, name, h);
 	if (p->head)
-		goto tail;
+		return key_body_tail(p);
 	copy_str(body.version, sizeof(body.version), p->version);
 	rc = encode_response(t, &body, res, n); /* empty nonce: not encoded (proto3) */
-	if (rc == 0)
-		rc = xds_resource_new(t, name, body.wire, body.len, &made);
-	free(body.wire);
-	if (rc < 0)
-		return rc;
-	key_body_put(k, t, made, h);
-	p->head = made;
-tail:
-	return key_body_tail(p);
+	return key_body_made(k, t, p, name, h, &body, rc);
 }
 
 /* A whole key's Delta response of type t: changed[0..nchanged) and
@@ -1327,7 +1337,6 @@ static int MESH_MUST_CHECK key_body_delta(struct xds_ads *a, struct xds_ads__key
 					  const char **removed, size_t nremoved)
 {
 	char name[2 * XDS_VERSION_CAP + 8];
-	struct xds_resource *made = NULL;
 	pending_resp body = { 0 };
 	uint64_t h;
 	int rc;
@@ -1339,14 +1348,7 @@ static int MESH_MUST_CHECK key_body_delta(struct xds_ads *a, struct xds_ads__key
 		return key_body_tail(p);
 	copy_str(body.version, sizeof(body.version), p->version);
 	rc = encode_delta_response(t, &body, changed, nchanged, removed, nremoved); /* empty nonce: not encoded */
-	if (rc == 0)
-		rc = xds_resource_new(t, name, body.wire, body.len, &made);
-	free(body.wire);
-	if (rc < 0)
-		return rc;
-	key_body_put(k, t, made, h);
-	p->head = made;
-	return key_body_tail(p);
+	return key_body_made(k, t, p, name, h, &body, rc);
 }
 
 /* p->wire: field 5 (nonce) alone, after the shared body p->head. */
