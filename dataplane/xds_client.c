@@ -41,6 +41,7 @@
 
 #include "common/json.h"
 #include "common/log.h"
+#include "common/str.h"
 #include "common/xds/pbdepth.h"
 #include "common/xds/pbjson.h"
 #include "dataplane/net.h"
@@ -186,11 +187,6 @@ static void name_set_seal(struct name_set *s)
 		s->v[o++] = s->v[i];
 	}
 	s->n = o;
-}
-
-static void copy_str(char *dst, size_t cap, const char *src)
-{
-	snprintf(dst, cap, "%s", src ? src : "");
 }
 
 static void now_rfc3339(char *out, size_t cap)
@@ -825,7 +821,7 @@ static int decode_one(enum xds_type t, const Google__Protobuf__Any *a, size_t id
 		/* not shared yet: the name is still ours to set */
 		free(r->name);
 		r->name = strdup(name);
-		copy_str(r->version, sizeof(r->version), version);
+		mesh_str_copy(r->version, sizeof(r->version), version);
 		if (!r->name) {
 			px_resource_unref(r);
 			return -ENOMEM;
@@ -972,7 +968,7 @@ out:
 		(void)send_request(c, t, err);
 	} else {
 		c->st.type[t].update_success++;
-		copy_str(ts->version, sizeof(ts->version), version);
+		mesh_str_copy(ts->version, sizeof(ts->version), version);
 		now_rfc3339(ts->last_updated, sizeof(ts->last_updated));
 		log_info(SCOPE, "ACK %s version %.64s (nonce %.64s): %zu resources held%s", xds_type_short(t), version,
 			 ts->nonce, c->recv->sets[t].n, c->warming ? " (some warming)" : "");
@@ -1011,7 +1007,7 @@ static void handle_response(struct xds_client *c, const Envoy__Service__Discover
 	if (t < 0)
 		return;
 	ts = &c->ts[t];
-	copy_str(ts->nonce, sizeof(ts->nonce), resp->nonce);
+	mesh_str_copy(ts->nonce, sizeof(ts->nonce), resp->nonce);
 	c->st.type[t].update_attempt++;
 	c->st.type[t].resources_received += resp->n_resources;
 	rc = decode_resources(resp, t, c->recv, &set, err, sizeof(err));
@@ -1076,7 +1072,7 @@ static void handle_delta_response(struct xds_client *c,
 		return;
 	ts = &c->ts[t];
 	explicit = t == XDS_ROUTE || t == XDS_ENDPOINT || t == XDS_SECRET;
-	copy_str(ts->nonce, sizeof(ts->nonce), resp->nonce);
+	mesh_str_copy(ts->nonce, sizeof(ts->nonce), resp->nonce);
 	c->st.type[t].update_attempt++;
 	c->st.type[t].resources_received += resp->n_resources;
 	c->st.type[t].resources_removed += resp->n_removed_resources;
@@ -1312,7 +1308,7 @@ int xds_client_start(struct xds_client *c, const char *addr)
 {
 	if (net_parse_addr(addr, &c->sa, &c->salen) < 0)
 		return -EINVAL;
-	copy_str(c->authority, sizeof(c->authority), addr);
+	mesh_str_copy(c->authority, sizeof(c->authority), addr);
 	connect_now(c);
 	return 0;
 }

@@ -255,7 +255,7 @@ static uint64_t h_dest(uint64_t h, const struct model *m, const char *host, cons
 	if (ns)
 		model_resolve_host(m, host, ns, buf, sizeof(buf));
 	else
-		gen__copy_name(buf, sizeof(buf), host); /* the default route: verbatim */
+		mesh_str_copy(buf, sizeof(buf), host); /* the default route: verbatim */
 	ds = model_find_service(m, buf);
 	h = h_str(h, buf);
 	h = h_u64(h, ds != NULL);

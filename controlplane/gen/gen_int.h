@@ -15,6 +15,7 @@
 #define MESH_GEN_INT_H
 
 #include "common/arena.h"
+#include "common/str.h"
 #include "controlplane/gen/gen.h"
 #include "controlplane/model/model.h"
 #include "controlplane/xds/resource.h"
@@ -26,7 +27,6 @@
 #include "envoy/extensions/transport_sockets/tls/v3/tls.pb-c.h"
 
 #include <stdbool.h>
-#include <string.h>
 #include <stdint.h>
 
 /* Bytes one unit of work (one service and its ports) may allocate. */
@@ -95,14 +95,6 @@ int gen__mesh_access_logs(struct arena *a, const struct model *m, struct Envoy__
 uint32_t gen__clamp_u32(int64_t v);
 
 /* "outbound|PORT|SUBSET|HOST" in the arena (subset NULL -> empty). */
-/* Copy name into out (cap bytes, NUL-terminated, truncated if longer). */
-static inline void gen__copy_name(char *out, size_t cap, const char *name)
-{
-	size_t n = strnlen(name, cap - 1);
-
-	memcpy(out, name, n);
-	out[n] = '\0';
-}
 char *gen__cluster_name(struct arena *a, uint32_t port, const char *subset, const char *host);
 
 /* A ConfigSource "over ADS, API v3"; NULL on out-of-memory. */

@@ -491,7 +491,7 @@ static void gen_resolve_dest(const struct gen_rctx *c, const char *vs_ns,
 	 * "shorty"); a VirtualService's destinations are resolved against its
 	 * namespace, short names to FQDNs, as Istio resolves them */
 	if (!vs_ns)
-		gen__copy_name(d->host, sizeof(d->host), rd->destination.host);
+		mesh_str_copy(d->host, sizeof(d->host), rd->destination.host);
 	else
 		model_resolve_host(c->m, rd->destination.host, vs_ns, d->host, sizeof(d->host));
 	ds = model_find_service(c->m, d->host);

@@ -67,6 +67,7 @@
 #include "common/err.h"
 #include "common/hash.h"
 #include "common/log.h"
+#include "common/str.h"
 #include "common/xds/pbdepth.h"
 #include "controlplane/metrics/metrics.h"
 
@@ -114,17 +115,6 @@ static char *dup_capped(const char *s, size_t cap)
 		d[n] = '\0';
 	}
 	return d;
-}
-
-static void copy_str(char *dst, size_t cap, const char *src)
-{
-	size_t n;
-
-	if (!src)
-		src = "";
-	n = strnlen(src, cap - 1);
-	memmove(dst, src, n);
-	dst[n] = '\0';
 }
 
 static double ts_diff(const struct timespec *a, const struct timespec *b)
@@ -650,8 +640,8 @@ static void type_latest(type_state *ts, const pending_resp *p)
 	if (ts->nacked && strcmp(ts->nacked_version, p->version) != 0)
 		ts->nacked = 0;
 	ts->have_latest = 1;
-	copy_str(ts->latest_version, sizeof(ts->latest_version), p->version);
-	copy_str(ts->latest_nonce, sizeof(ts->latest_nonce), p->nonce);
+	mesh_str_copy(ts->latest_version, sizeof(ts->latest_version), p->version);
+	mesh_str_copy(ts->latest_nonce, sizeof(ts->latest_nonce), p->nonce);
 }
 
 /* What the client holds (Delta) or was last sent (SotW) is p's resources
@@ -672,8 +662,8 @@ static void type_hold(type_state *ts, pending_resp *p)
 static void type_sent(type_state *ts, const pending_resp *p)
 {
 	ts->sent = 1;
-	copy_str(ts->sent_version, sizeof(ts->sent_version), p->version);
-	copy_str(ts->sent_nonce, sizeof(ts->sent_nonce), p->nonce);
+	mesh_str_copy(ts->sent_version, sizeof(ts->sent_version), p->version);
+	mesh_str_copy(ts->sent_nonce, sizeof(ts->sent_nonce), p->nonce);
 }
 
 enum ack_result {
@@ -704,7 +694,7 @@ static enum ack_result type_ack(struct xds_ads_stream *st, enum xds_type t, cons
 		return ACK_STALE;
 	}
 	if (!error) {
-		copy_str(ts->acked_version, sizeof(ts->acked_version), acked);
+		mesh_str_copy(ts->acked_version, sizeof(ts->acked_version), acked);
 		ts->state = XDS_ADS__SYNC_ACKED;
 		free(ts->error);
 		ts->error = NULL;
@@ -712,7 +702,7 @@ static enum ack_result type_ack(struct xds_ads_stream *st, enum xds_type t, cons
 	}
 	msg = error->message ? error->message : "";
 	ts->nacked = 1;
-	copy_str(ts->nacked_version, sizeof(ts->nacked_version), ts->latest_version);
+	mesh_str_copy(ts->nacked_version, sizeof(ts->nacked_version), ts->latest_version);
 	free(ts->error);
 	ts->error = dup_capped(msg, XDS_MAX_ERROR_LEN);
 	ts->state = XDS_ADS__SYNC_NACKED;
@@ -1321,7 +1311,7 @@ static int MESH_MUST_CHECK key_body(struct xds_ads *a, struct xds_ads__key *k, e
 	p->head = key_body_find(a, k, t, name, h);
 	if (p->head)
 		return key_body_tail(p);
-	copy_str(body.version, sizeof(body.version), p->version);
+	mesh_str_copy(body.version, sizeof(body.version), p->version);
 	rc = encode_response(t, &body, res, n); /* empty nonce: not encoded (proto3) */
 	return key_body_made(k, t, p, name, h, &body, rc);
 }
@@ -1346,7 +1336,7 @@ static int MESH_MUST_CHECK key_body_delta(struct xds_ads *a, struct xds_ads__key
 	p->head = key_body_find(a, k, t, name, h);
 	if (p->head)
 		return key_body_tail(p);
-	copy_str(body.version, sizeof(body.version), p->version);
+	mesh_str_copy(body.version, sizeof(body.version), p->version);
 	rc = encode_delta_response(t, &body, changed, nchanged, removed, nremoved); /* empty nonce: not encoded */
 	return key_body_made(k, t, p, name, h, &body, rc);
 }
@@ -1403,7 +1393,7 @@ static int MESH_MUST_CHECK key_select(struct xds_ads__key *k, const type_state *
 	p->list = rlist_ref(s->list);
 	p->res = s->list->v;
 	p->nres = s->list->n;
-	copy_str(p->version, sizeof(p->version), s->version);
+	mesh_str_copy(p->version, sizeof(p->version), s->version);
 	return 0;
 }
 
@@ -1491,7 +1481,7 @@ out:
 		log_error(SCOPE, "stream %llu: cannot build %s response: %s", (unsigned long long)st->id,
 			  xds_type_short(t), mesh_strerror(rc));
 	if (rc == 0 && record_tver)
-		copy_str(ts->key_tver, sizeof(ts->key_tver), st->key->tver[t]);
+		mesh_str_copy(ts->key_tver, sizeof(ts->key_tver), st->key->tver[t]);
 	free(changed);
 	pending_clear(&p);
 	return rc;
@@ -1815,7 +1805,7 @@ static int MESH_MUST_CHECK delta_build_key(struct xds_ads_stream *st, enum xds_t
 	if (strcmp(ts->delta_held, "?") == 0)
 		version_of(ts->sent_res, ts->sent_nres, from);
 	else
-		copy_str(from, sizeof(from), ts->delta_held);
+		mesh_str_copy(from, sizeof(from), ts->delta_held);
 	rc = key_select(st->key, ts, t, p);
 	if (rc < 0)
 		goto out;
@@ -1856,7 +1846,7 @@ static int MESH_MUST_CHECK delta_build_key(struct xds_ads_stream *st, enum xds_t
 	}
 	/* the client holds p's list from now on (removed names were encoded above) */
 	type_hold(ts, p);
-	copy_str(ts->delta_held, sizeof(ts->delta_held), p->version);
+	mesh_str_copy(ts->delta_held, sizeof(ts->delta_held), p->version);
 out:
 	free(changed);
 	free(removed);
@@ -1936,12 +1926,12 @@ static int MESH_MUST_CHECK delta_build(struct xds_ads_stream *st, enum xds_type 
 	want = NULL;
 	type_hold(ts, p);
 	/* held, but not as a key's list: the next diff is not key_body_delta's */
-	copy_str(ts->delta_held, sizeof(ts->delta_held), "?");
+	mesh_str_copy(ts->delta_held, sizeof(ts->delta_held), "?");
 built:
 	delta_init_clear(ts);
 	ts->delta_dirty = 0;
 	if (st->key && st->key->whole)
-		copy_str(ts->key_tver, sizeof(ts->key_tver), st->key->tver[t]);
+		mesh_str_copy(ts->key_tver, sizeof(ts->key_tver), st->key->tver[t]);
 	if (!p->wire)
 		goto out;
 	log_debug(SCOPE, "stream %llu (%s): delta %s: %zu changed, %zu removed, %zu held", (unsigned long long)st->id,
@@ -2124,7 +2114,7 @@ static void delta_forget(struct xds_ads_stream *st, enum xds_type t, const char 
 		ts->sent_res[w++] = ts->sent_res[i];
 	}
 	if (w != ts->sent_nres)
-		copy_str(ts->delta_held, sizeof(ts->delta_held), "?"); /* no longer a version's set */
+		mesh_str_copy(ts->delta_held, sizeof(ts->delta_held), "?"); /* no longer a version's set */
 	ts->sent_nres = w;
 }
 
