@@ -166,31 +166,10 @@ void gen_cache_get_stats(const struct gen_cache *c, struct gen_cache_stats *out)
 
 /* ---------------------------------------------------------------- key hashing */
 
-static uint64_t h_u64(uint64_t h, uint64_t v)
-{
-	return mesh_hash_update(h, &v, sizeof(v));
-}
-
-/* Presence byte first, so NULL and every string hash apart. */
-static uint64_t h_str(uint64_t h, const char *s)
-{
-	h = h_u64(h, s != NULL);
-	return s ? mesh_hash_str(h, s) : h;
-}
-
-static uint64_t h_labels(uint64_t h, const struct cfg_labels *l)
-{
-	size_t i;
-
-	if (!l)
-		return h_u64(h, UINT64_MAX);
-	h = h_u64(h, l->n);
-	for (i = 0; i < l->n; i++) {
-		h = h_str(h, l->v[i].key);
-		h = h_str(h, l->v[i].value);
-	}
-	return h;
-}
+/* The shared key helpers (gen_int.h) under short names. */
+#define h_u64    gen__h_u64
+#define h_str    gen__h_str
+#define h_labels gen__h_labels
 
 /* A config object by identity and content. */
 static uint64_t h_obj(uint64_t h, const struct cfg_object *o)

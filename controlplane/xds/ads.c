@@ -484,15 +484,18 @@ static int type_allows_wildcard(enum xds_type t)
 	return t == XDS_LISTENER || t == XDS_CLUSTER;
 }
 
+/* The version of a set: a hash of its resources' hashes, in order.  Each
+ * already covers its type, name and bytes (resource.h), so the names are
+ * not hashed again: byte by byte over every name of a sidecar's 4,000
+ * resources, for each of 20 workloads' sets per push, that was a tenth of
+ * meshd's CPU in an endpoint change. */
 static void version_of(const struct xds_resource **res, size_t n, char out[XDS_VERSION_CAP])
 {
 	uint64_t h = MESH_HASH_INIT;
 	size_t i;
 
-	for (i = 0; i < n; i++) {
-		h = mesh_hash_str(h, res[i]->name);
+	for (i = 0; i < n; i++)
 		h = mesh_hash_update(h, &res[i]->hash, sizeof(res[i]->hash));
-	}
 	mesh_hash_hex(h, out);
 }
 
