@@ -101,6 +101,10 @@ struct gen_cache_stats {
 	 * bytes differed (a key that misses an input the builder reads) */
 	size_t verified[XDS_TYPE_COUNT];
 	size_t mismatched[XDS_TYPE_COUNT];
+	/* services whose keys were not computed: the model differs from the
+	 * previous one in endpoints only (see gen__model_shape()), and not in
+	 * theirs */
+	size_t keys_carried;
 };
 void gen_cache_get_stats(const struct gen_cache *c, struct gen_cache_stats *out);
 

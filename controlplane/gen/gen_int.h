@@ -286,6 +286,18 @@ static inline uint64_t gen__h_labels(uint64_t h, const struct cfg_labels *l)
 	return h;
 }
 
+/* A model's shape (cache.c): a hash of everything the generators read
+ * of it apart from endpoints -- every config object (kind, namespace,
+ * name, cfg_object.shape_hash) but WorkloadEntries, EndpointSlices and
+ * Pods, which the model reads only to make endpoints, the mesh config,
+ * the DNS domain, root namespace and trust domain, and the services in
+ * order with the object each comes from.  Two models of equal shape
+ * differ in endpoints alone, and only for the services whose
+ * gen__endpoints_hash() (every field of their endpoints) differs: the
+ * caches keep everything else across them. */
+uint64_t gen__model_shape(const struct model *m);
+uint64_t gen__endpoints_hash(const struct model_service *svc);
+
 /* Serialise msg and add it to the snapshot under name.
  * Returns 0, -ENOMEM, or -MESH_ETOOBIG past GEN_RESOURCE_MAX (noted). */
 MESH_MUST_CHECK int gen__emit(const struct gen_ctx *g, struct xds_snapshot *s, enum xds_type t, const char *name,

@@ -1258,12 +1258,12 @@ static int gen_special_clusters(struct gen_sc *sc)
  * resources.
  *
  * Across models the cache is incremental for endpoint changes only
- * (gen_sc_cache_for): a new model whose shape (gen_sc_shape: every
+ * (gen_sc_cache_for): a new model whose shape (gen__model_shape(): every
  * config object but what only carries endpoints, the mesh config, the
  * DNS domain, root namespace and trust domain, the services by name and
  * origin) equals the previous one's differs from it in endpoints alone.
- * Then only the services whose endpoints changed (gen_sc_endpoints) lose
- * their CDS and EDS groups, in every row (CDS too: auto mTLS reads the
+ * Then only the services whose endpoints changed lose
+ * their CDS and EDS groups (gen__endpoints_hash()), in every row (CDS too: auto mTLS reads the
  * endpoints' identities, and DNS clusters carry their endpoints); every
  * other group and every route share (route configs read no endpoint) is
  * kept, and rebuilt groups are built only when a workload that sees the
@@ -1346,9 +1346,6 @@ struct gen_sidecar_cache {
 	struct gen_sidecar_cache_stats stats;
 };
 
-/* Bumped when what gen_sc_shape() or gen_sc_endpoints() covers changes. */
-#define GEN_SC_SHAPE_SALT 1u
-
 static void gen_sc_routes_cleanup(struct gen_sc_routes *e)
 {
 	size_t i;
@@ -1412,73 +1409,6 @@ static void gen_sc_cache_reset(struct gen_sidecar_cache *c)
 	c->ep = NULL;
 }
 
-/* What the shared groups read of m apart from endpoints: every config
- * object (kind, namespace, name, shape_hash: a ServiceEntry without its
- * inline endpoints) but WorkloadEntries, EndpointSlices and Pods, which
- * the model reads only to make endpoints (model.c), the mesh config, the
- * DNS domain, root namespace and trust domain, and the services in order
- * with the object each comes from (which object wins a host). */
-static uint64_t gen_sc_shape(const struct model *m)
-{
-	const struct cfg_snapshot *cfg = m->cfg;
-	uint64_t h = gen__h_u64(MESH_HASH_INIT, GEN_SC_SHAPE_SALT);
-	size_t i;
-	int k;
-
-	h = gen__h_str(h, m->domain);
-	h = gen__h_str(h, m->root_namespace);
-	h = gen__h_str(h, gen__trust_domain(m));
-	h = gen__h_u64(h, m->mesh != NULL);
-	if (m->mesh)
-		h = gen__h_u64(h, m->mesh->hash);
-	for (k = 0; cfg && k < CFG_KIND_COUNT; k++) {
-		if (k == CFG_WORKLOAD_ENTRY || k == CFG_K8S_ENDPOINT_SLICE || k == CFG_K8S_POD)
-			continue;
-		h = gen__h_u64(h, cfg->n_objects[k]);
-		for (i = 0; i < cfg->n_objects[k]; i++) {
-			const struct cfg_object *o = cfg->objects[k][i];
-
-			h = gen__h_str(h, o->ns);
-			h = gen__h_str(h, o->name);
-			h = gen__h_u64(h, o->shape_hash);
-		}
-	}
-	h = gen__h_u64(h, m->n_services);
-	for (i = 0; i < m->n_services; i++) {
-		const struct model_service *svc = &m->services[i];
-
-		h = gen__h_str(h, svc->hostname);
-		h = gen__h_u64(h, svc->origin ? (uint64_t)svc->origin->kind : UINT64_MAX);
-		h = gen__h_str(h, svc->origin ? svc->origin->ns : NULL);
-		h = gen__h_str(h, svc->origin ? svc->origin->name : NULL);
-	}
-	return h;
-}
-
-/* Every field of svc's endpoints (struct model_endpoint). */
-static uint64_t gen_sc_endpoints(const struct model_service *svc)
-{
-	uint64_t h = gen__h_u64(MESH_HASH_INIT, svc->n_endpoints);
-	size_t i, j;
-
-	for (i = 0; i < svc->n_endpoints; i++) {
-		const struct model_endpoint *e = &svc->endpoints[i];
-
-		h = gen__h_str(h, e->address);
-		h = gen__h_labels(h, e->labels);
-		h = gen__h_str(h, e->locality);
-		h = gen__h_str(h, e->network);
-		h = gen__h_u64(h, e->weight);
-		h = gen__h_str(h, e->service_account);
-		h = gen__h_str(h, e->ns);
-		h = gen__h_u64(h, e->not_ready);
-		h = gen__h_u64(h, e->ports != NULL);
-		for (j = 0; e->ports && j < svc->n_ports; j++)
-			h = gen__h_u64(h, e->ports[j]);
-	}
-	return h;
-}
-
 /* The previous model differs from the new one in endpoints only (ep: the
  * new per-service hashes): drop the groups of the services whose
  * endpoints changed, and the rows and route shares nobody used. */
@@ -1530,10 +1460,10 @@ static void gen_sc_cache_for(struct gen_sidecar_cache *c, const struct model *m,
 
 	if (c->m == m && c->generation == m->generation && c->p == p && c->n_services == m->n_services)
 		return;
-	shape = gen_sc_shape(m);
+	shape = gen__model_shape(m);
 	ep = malloc((m->n_services ? m->n_services : 1) * sizeof(*ep));
 	for (i = 0; ep && i < m->n_services; i++)
-		ep[i] = gen_sc_endpoints(&m->services[i]);
+		ep[i] = gen__endpoints_hash(&m->services[i]);
 	memset(&c->stats, 0, sizeof(c->stats));
 	if (ep && c->m && c->ep && c->p == p && c->n_services == m->n_services && c->shape == shape)
 		gen_sc_cache_carry(c, ep);
