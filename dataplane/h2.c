@@ -46,6 +46,7 @@
 #include <unistd.h>
 
 #define H2_IN_CHUNK (16 * 1024)
+#define H2_READS_PER_CB 4
 #define H2_PIPE_IN_MAX (H1_DEFAULT_MAX_HEAD_BYTES + 8192) /* HTTP/1.1 bytes read from a stream's pipe */
 #define H2_GRPC_MSG_MAX 1024        /* a local reply's body kept as grpc-message */
 #define H2_NV_MAX (H1_DEFAULT_MAX_HEADERS + 8)
@@ -66,6 +67,36 @@ int px_h2_cluster_wants(const struct px_cluster *cl, int down_h2)
 	if (!cl || !cl->up)
 		return 0;
 	return cl->up->http2 || (down_h2 && cl->up->http2_downstream);
+}
+
+int64_t px_grpc_timeout_ms(const char *v, size_t len)
+{
+	uint64_t n = 0;
+	size_t i;
+
+	if (len < 2 || len > 9)
+		return -1;
+	for (i = 0; i + 1 < len; i++) {
+		if (v[i] < '0' || v[i] > '9')
+			return -1;
+		n = n * 10 + (uint64_t)(v[i] - '0');
+	}
+	switch (v[len - 1]) {
+	case 'H':
+		return (int64_t)(n * 3600000);
+	case 'M':
+		return (int64_t)(n * 60000);
+	case 'S':
+		return (int64_t)(n * 1000);
+	case 'm':
+		return (int64_t)n;
+	case 'u':
+		return (int64_t)((n + 999) / 1000);
+	case 'n':
+		return (int64_t)((n + 999999) / 1000000);
+	default:
+		return -1;
+	}
 }
 
 /* --- shared helpers */
@@ -811,12 +842,23 @@ static void h2d_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 	(void)loop;
 	if (events & (EV_READ | EV_ERROR)) {
 		uint8_t buf[H2_IN_CHUNK];
-		ssize_t n = c->tops->read(c->tctx, c->fd, buf, sizeof(buf));
+		int i;
 
-		if (n > 0)
-			(void)h2d_feed(c, buf, (size_t)n);
-		else if (n == 0 || n != -EAGAIN)
-			c->peer_eof = 1;
+		/* up to H2_READS_PER_CB reads before the frames they caused are
+		 * sent: control frames a peer makes us queue faster than it reads
+		 * them trip nghttp2's outbound-ack limit (GOAWAY) */
+		for (i = 0; i < H2_READS_PER_CB && nghttp2_session_want_read(c->ng); i++) {
+			ssize_t n = c->tops->read(c->tctx, c->fd, buf, sizeof(buf));
+
+			if (n > 0) {
+				if (h2d_feed(c, buf, (size_t)n) < 0)
+					break;
+				continue;
+			}
+			if (n == 0 || n != -EAGAIN)
+				c->peer_eof = 1;
+			break;
+		}
 	}
 	h2d_pump(c);
 }
