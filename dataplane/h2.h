@@ -92,6 +92,11 @@ int px_h2_cluster_wants(const struct px_cluster *cl, int down_h2);
  */
 int px_h2u_open(struct engine *e, struct px_host *h);
 
+/* A grpc-timeout header value (gRPC over HTTP/2: 1-8 digits and a unit
+ * H M S m u n) in milliseconds, sub-millisecond parts rounded up; -1 when
+ * malformed (ignored, as Envoy does). */
+int64_t px_grpc_timeout_ms(const char *v, size_t len);
+
 /* Frees every HTTP/2 connection of e, both sides (engine teardown). */
 void px_h2_free_all(struct engine *e);
 

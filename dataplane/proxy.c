@@ -165,6 +165,7 @@ struct px_stream {
 	int fault_wait;              /* in the fault filter's delay: the router has not started */
 	int resp_started, resp_done;
 	int trailers_sent;           /* the chunked response's last chunk and trailers are out (u_process) */
+	int64_t timeout_ms;          /* the route's timeout, or grpc-timeout's (d_stream_start); 0 none */
 	enum h1_framing out_framing;
 	int status;
 	unsigned flags;
@@ -730,9 +731,9 @@ static void s_arm_timeouts(struct px_stream *s)
 
 	if (!s->req_done || s->fault_wait || s->resp_done)
 		return;
-	if (!s->global_armed && s->rt->timeout_ms > 0) {
+	if (!s->global_armed && s->timeout_ms > 0) {
 		s->global_armed = 1;
-		ev_timer_arm(loop, &s->t_global, (uint64_t)s->rt->timeout_ms);
+		ev_timer_arm(loop, &s->t_global, (uint64_t)s->timeout_ms);
 	}
 	if (s->u && !s->try_armed && !s->resp_started && rp) {
 		s->try_armed = 1;
@@ -976,7 +977,8 @@ static int u_on_head(struct px_uconn *u, struct px_stream *s, const struct h1_he
 	od_http(u->h, (unsigned)h->status, s->e);
 	if (s_retry_allowed(s, -1, h->status,
 			    (h1_head_get(h, CB_OVERLOADED_HEADER).len ? RETRY_RESP_OVERLOADED : 0) |
-				    (h1_head_get(h, "x-envoy-ratelimited").len ? RETRY_RESP_RATELIMITED : 0))) {
+				    (h1_head_get(h, "x-envoy-ratelimited").len ? RETRY_RESP_RATELIMITED : 0) |
+				    retry_resp_grpc(h1_head_get(h, "grpc-status").p, h1_head_get(h, "grpc-status").len))) {
 		u->h->st.rq_error++;
 		s_retry(s);
 		return -1;
@@ -2437,6 +2439,22 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		/* no HCM: Envoy would run a TCP proxy here, Expect and all passing through */
 		s->proxy_100 = 1;
 		s->idle_ms = PX_STREAM_IDLE_DEFAULT_MS;
+	}
+	/* the route's timeout, or the gRPC client's deadline where the route
+	 * honours it (max_grpc_timeout / grpc_timeout_header_max: Istio sends 0s,
+	 * no cap) -- Envoy's FilterUtility::finalTimeout */
+	s->timeout_ms = s->rt->timeout_ms;
+	if (s->rt->grpc_timeout_header_max_ms >= 0) {
+		struct h1_str gt = h1_head_get(h, "grpc-timeout");
+		int64_t g = gt.len ? px_grpc_timeout_ms(gt.p, gt.len) : -1;
+
+		if (g >= 0) {
+			if (s->rt->grpc_timeout_header_max_ms > 0 && g > s->rt->grpc_timeout_header_max_ms)
+				g = s->rt->grpc_timeout_header_max_ms;
+			if (g > s->rt->grpc_timeout_header_offset_ms)
+				g -= s->rt->grpc_timeout_header_offset_ms;
+			s->timeout_ms = g; /* 0: none, as Envoy takes a zero deadline */
+		}
 	}
 	/* RouteAction.idle_timeout overrides the HCM's, 0 turning it off */
 	if (s->rt != &s->synth && s->rt->idle_timeout_ms >= 0)

@@ -683,7 +683,7 @@ START_TEST(huge_header_block_refused)
 	bl += hpack_int(block + bl, 0x80, 7, 4); /* :path / */
 	bl += hpack_lit(block + bl, ":authority", "reviews:9080", 12);
 	for (i = 0; i < 3; i++) {
-		char name[8];
+		char name[24];
 
 		snprintf(name, sizeof(name), "x-big%d", i);
 		bl += hpack_lit(block + bl, name, big, sizeof(big)); /* 90 KB in all: over the 60 KiB cap */
