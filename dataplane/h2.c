@@ -963,6 +963,7 @@ struct h2u_stream {
 	struct h2u_stream *next, *prev;
 	int32_t id;                  /* 0 until submitted; -1 once nghttp2 closed it */
 	int fd;                      /* our end of the pipe proxy.c writes the request to */
+	int peer_fd;                 /* proxy.c's end (an identity only: never used as a descriptor here) */
 	struct ev_io io;
 	/* request: HTTP/1.1 from the pipe */
 	struct h1_parser p;
@@ -998,6 +999,45 @@ struct h2u_conn {
 };
 
 static struct h2u_conn *h2u_all;
+
+/* proxy.c's ends of the pipes whose connection never came up (connect
+ * error or timeout): px_h2u_connect_failed() tells them from a reset, so
+ * connect-failure retries and outlier detection see what HTTP/1.1 sees.
+ * Bounded: past it the oldest is forgotten (reported as a reset). */
+#define H2U_FAILED_MAX 256
+static int h2u_failed[H2U_FAILED_MAX];
+static unsigned h2u_nfailed;
+
+static void h2u_failed_add(int fd)
+{
+	if (h2u_nfailed == H2U_FAILED_MAX) {
+		memmove(h2u_failed, h2u_failed + 1, (H2U_FAILED_MAX - 1) * sizeof(int));
+		h2u_nfailed--;
+	}
+	h2u_failed[h2u_nfailed++] = fd;
+}
+
+static int h2u_failed_take(int fd)
+{
+	unsigned i;
+
+	for (i = 0; i < h2u_nfailed; i++)
+		if (h2u_failed[i] == fd) {
+			h2u_failed[i] = h2u_failed[--h2u_nfailed];
+			return 1;
+		}
+	return 0;
+}
+
+int px_h2u_connect_failed(int fd)
+{
+	return h2u_failed_take(fd);
+}
+
+void px_h2u_forget(int fd)
+{
+	(void)h2u_failed_take(fd);
+}
 
 static void h2u_pump(struct h2u_conn *c);
 static void h2u_st_update(struct h2u_stream *st);
@@ -1382,9 +1422,13 @@ static void h2u_free(struct h2u_conn *c)
 			break;
 		}
 	c->dead = 1;
-	/* every stream's pipe closes: proxy.c sees a reset and fails or retries */
-	while (c->streams.next != &c->streams)
+	/* every stream's pipe closes: proxy.c sees a reset (or, before the
+	 * connection came up, a connect failure) and fails or retries */
+	while (c->streams.next != &c->streams) {
+		if (!c->connected)
+			h2u_failed_add(c->streams.next->peer_fd);
 		h2u_st_free(c->streams.next);
+	}
 	if (c->ng)
 		nghttp2_session_del(c->ng);
 	ev_io_stop(c->e->loop, &c->io);
@@ -1618,6 +1662,7 @@ int px_h2u_open(struct engine *e, struct px_host *h)
 	}
 	st->c = c;
 	st->fd = sv[0];
+	st->peer_fd = sv[1];
 	h1_parser_init(&st->p, 1, NULL, st->hdrs, H1_DEFAULT_MAX_HEADERS);
 	mesh_buf_init(&st->body, PX_H2_WINDOW + H2_PIPE_IN_MAX);
 	mesh_buf_init(&st->resp, PX_H2_WINDOW + PX_H2_MAX_HEADER_BLOCK * 2 + 4096);

@@ -97,6 +97,13 @@ int px_h2u_open(struct engine *e, struct px_host *h);
  * malformed (ignored, as Envoy does). */
 int64_t px_grpc_timeout_ms(const char *v, size_t len);
 
+/* proxy.c, at the EOF of an upstream pipe fd before any response: 1 when
+ * the HTTP/2 connection behind it never came up (connect refused or timed
+ * out: a connect failure, UF, as HTTP/1.1 would see it), else 0 (a reset).
+ * px_h2u_forget(fd) before closing a pipe that was not read to its end. */
+int px_h2u_connect_failed(int fd);
+void px_h2u_forget(int fd);
+
 /* Frees every HTTP/2 connection of e, both sides (engine teardown). */
 void px_h2_free_all(struct engine *e);
 

@@ -94,6 +94,7 @@ struct px_uconn {
 	int rkeep;
 	int eof;
 	int in_cb;                   /* inside u_cb: u_free defers the final free */
+	int h2;                      /* a pipe to an HTTP/2 stream (u_connect, px_h2u_open) */
 	int dead;
 	/* the response parser's header array (p.hdrs) is allocated while the
 	 * connection is in use and freed in the pool: 4 KiB less per idle one */
@@ -812,6 +813,8 @@ static void u_free(struct px_uconn *u, int count_destroy)
 	}
 	ev_io_stop(e->loop, &u->io);
 	ev_timer_cancel(e->loop, &u->t);
+	if (u->h2)
+		px_h2u_forget(u->io.fd);
 	close(u->io.fd);
 	h->st.cx_active--;
 	h->cl->st.cx_active--;
@@ -929,6 +932,7 @@ static struct px_uconn *u_connect(struct px_stream *s, struct px_host *h, int *e
 	}
 	u->e = e;
 	u->h = px_host_ref(h);
+	u->h2 = h2;
 	u->tops = &px_transport_raw;
 	mesh_buf_init(&u->out, PX_OUT_MAX);
 	ev_io_init(&u->io, fd, u_cb, u);
@@ -1198,6 +1202,11 @@ static void u_on_eof(struct px_uconn *u)
 		s->keep = 0;
 		d_flush(s->d);
 		s_end(s);
+		return;
+	}
+	if (!s->resp_started && u->h2 && px_h2u_connect_failed(u->io.fd)) {
+		/* the HTTP/2 connection behind the pipe never came up (h2.c counted it) */
+		s_fail(s, F_CONNECT, PX_RF_UF);
 		return;
 	}
 	if (!s->resp_started) {

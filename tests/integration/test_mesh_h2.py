@@ -68,6 +68,31 @@ spec:
 """ % {"name": name, "ns": NS, "host": fqdn(name), "port": port, "ip": ip, "tport": target_port, "app": APP_PORT}
 
 
+# greeter2: the live greeter workload and an address nobody listens on
+DEAD_PORT = free_port()
+GREETER2_YAML = """apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: greeter2, namespace: %(ns)s}
+spec:
+  hosts: [%(host)s]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+  - {number: %(port)d, name: grpc, protocol: GRPC}
+  workloadSelector:
+    labels: {app: greeter2}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: greeter2-live, namespace: %(ns)s}
+spec: {address: %(ip)s, ports: {grpc: %(live)d}, labels: {app: greeter2}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: greeter2-dead, namespace: %(ns)s}
+spec: {address: 127.0.0.7, ports: {grpc: %(dead)d}, labels: {app: greeter2}}
+""" % {"ns": NS, "host": fqdn("greeter2"), "port": GRPC_PORT, "ip": ING_IP, "live": ING_PORT, "dead": DEAD_PORT}
+
 EMPTY_YAML = """apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: empty, namespace: %(ns)s}
@@ -140,7 +165,8 @@ class MeshH2Test(MeshCase):
     @classmethod
     def config(cls, b):
         return {"web.yaml": service_yaml("web", [b["web"]]), "empty.yaml": EMPTY_YAML,
-                "greeter.yaml": grpc_service_yaml("greeter", ING_IP, GRPC_PORT, ING_PORT)}
+                "greeter.yaml": grpc_service_yaml("greeter", ING_IP, GRPC_PORT, ING_PORT),
+                "greeter2.yaml": GREETER2_YAML}
 
     @classmethod
     def setUpClass(cls):
@@ -208,6 +234,29 @@ class MeshH2Test(MeshCase):
         for _ in range(3):
             self.assertEqual(stub(b"flaky", timeout=20), b"echo:flaky")
         self.assertEqual(self.app.flaky - before, 6)
+
+    def test_grpc_connect_failure_retried(self):
+        # one of greeter2's two endpoints refuses connections: a connect
+        # failure (UF) to an HTTP/2 cluster is retried on the other host by
+        # Istio's default retry policy, so every call succeeds; calls go on
+        # (bounded) until the LB has picked the dead host at least once
+        chan = grpc.insecure_channel("127.0.0.1:%d" % self.px.out_port,
+                                     options=[("grpc.default_authority", "%s:%d" % (fqdn("greeter2"), GRPC_PORT))])
+        key = "outbound|%d||%s::127.0.0.7:%d::cx_connect_fail::" % (GRPC_PORT, fqdn("greeter2"), DEAD_PORT)
+
+        def fails():
+            lines = [x for x in self.px.clusters().splitlines() if x.startswith(key)]
+            self.assertEqual(len(lines), 1, self.px.clusters())
+            return int(lines[0][len(key):])
+        try:
+            stub = chan.unary_unary("/test.Echo/Hello")
+            for i in range(40):
+                self.assertEqual(stub(b"r%d" % i, timeout=20), b"echo:r%d" % i)
+                if i >= 5 and fails() > 0:
+                    break
+        finally:
+            chan.close()
+        self.assertGreater(fails(), 0, "the dead host was never tried")
 
     def test_grpc_local_reply_is_grpc_shaped(self):
         # no endpoint: the sidecar's 503 "no healthy upstream" reaches a gRPC
