@@ -245,7 +245,7 @@ struct h2d_stream {
 	int fd;                      /* our end of the socketpair; -1 before the head, after the end */
 	struct ev_io io;
 	/* request: built from HEADERS, then body bytes, written to fd */
-	struct mesh_buf method, path, auth, fields;
+	struct mesh_buf method, path, auth, fields, cookie;
 	size_t hdr_bytes;            /* header block size so far (PX_H2_MAX_HEADER_BLOCK) */
 	int has_cl, grpc, is_head, chunked, req_end, head_sent;
 	struct mesh_buf req;
@@ -306,6 +306,7 @@ static void h2d_st_free(struct h2d_stream *st)
 	mesh_buf_cleanup(&st->path);
 	mesh_buf_cleanup(&st->auth);
 	mesh_buf_cleanup(&st->fields);
+	mesh_buf_cleanup(&st->cookie);
 	mesh_buf_cleanup(&st->req);
 	mesh_buf_cleanup(&st->body);
 	mesh_buf_cleanup(&st->trailers);
@@ -569,6 +570,11 @@ static int h2d_st_open(struct h2d_stream *st, int end_stream)
 	(void)mesh_buf_append(b, st->auth.data, st->auth.len);
 	(void)mesh_buf_puts(b, "\r\n");
 	(void)mesh_buf_append(b, st->fields.data, st->fields.len);
+	if (st->cookie.len) {
+		(void)mesh_buf_puts(b, "cookie: ");
+		(void)mesh_buf_append(b, st->cookie.data, st->cookie.len);
+		(void)mesh_buf_puts(b, "\r\n");
+	}
 	if (!end_stream && !st->has_cl) {
 		st->chunked = 1;
 		(void)mesh_buf_puts(b, "transfer-encoding: chunked\r\n");
@@ -580,6 +586,7 @@ static int h2d_st_open(struct h2d_stream *st, int end_stream)
 	st->req_end = end_stream;
 	st->head_sent = 1;
 	mesh_buf_cleanup(&st->fields);
+	mesh_buf_cleanup(&st->cookie);
 	st->hdrs = calloc(H1_DEFAULT_MAX_HEADERS, sizeof(*st->hdrs));
 	if (!st->hdrs)
 		return -ENOMEM;
@@ -620,6 +627,7 @@ static int h2d_on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, voi
 	mesh_buf_init(&st->path, PX_H2_MAX_HEADER_BLOCK);
 	mesh_buf_init(&st->auth, 1024);
 	mesh_buf_init(&st->fields, PX_H2_MAX_HEADER_BLOCK);
+	mesh_buf_init(&st->cookie, PX_H2_MAX_HEADER_BLOCK);
 	mesh_buf_init(&st->req, PX_H2_MAX_HEADER_BLOCK + PX_H2_WINDOW + 4096);
 	mesh_buf_init(&st->body, PX_H2_WINDOW + H2_PIPE_IN_MAX);
 	mesh_buf_init(&st->trailers, H1_DEFAULT_MAX_HEAD_BYTES);
@@ -665,6 +673,13 @@ static int h2d_on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint
 	}
 	if (name_is(name, namelen, "te"))
 		return 0; /* "trailers" only (nghttp2 checked); hop-by-hop on HTTP/1.1 */
+	if (name_is(name, namelen, "cookie")) {
+		/* RFC 9113 §8.2.3: crumbs are joined with "; " for HTTP/1.1 */
+		if (st->cookie.len)
+			(void)mesh_buf_puts(&st->cookie, "; ");
+		(void)mesh_buf_append(&st->cookie, value, valuelen);
+		return st->cookie.err ? NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE : 0;
+	}
 	if (name_is(name, namelen, "content-length"))
 		st->has_cl = 1;
 	if (name_is(name, namelen, "content-type") && is_grpc_ct(value, valuelen))
@@ -950,6 +965,21 @@ out:
 		free(c);
 	}
 	return rc;
+}
+
+void px_h2d_drain(struct engine *e, const struct px_listener *l)
+{
+	struct h2d_conn *c;
+
+	for (c = h2d_all; c; c = c->next) {
+		if (c->e != e || (l ? c->o.l != l : !c->o.inbound))
+			continue;
+		/* GOAWAY with the last stream taken: those finish, new ones are
+		 * refused, and the session closes once nothing is left */
+		(void)nghttp2_submit_goaway(c->ng, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(c->ng),
+					    NGHTTP2_NO_ERROR, NULL, 0);
+		h2d_kick(c);
+	}
 }
 
 /* ======================================================================

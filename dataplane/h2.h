@@ -78,6 +78,11 @@ int px_h2_preface(const char *p, size_t len);
 int px_h2d_start(struct engine *e, int fd, const struct px_transport_ops *tops, void *tctx,
 		 const struct px_conn_origin *o, const char *pending, size_t pending_len);
 
+/* Drains the HTTP/2 sessions one listener accepted (l NULL: the inbound
+ * ones, as px_dconn_drain_listener does): GOAWAY, the streams in flight
+ * finish, then the connection closes. */
+void px_h2d_drain(struct engine *e, const struct px_listener *l);
+
 /* Non-zero when requests to cl go upstream as HTTP/2: the cluster's
  * HttpProtocolOptions explicit_http_config.http2_protocol_options, or
  * use_downstream_protocol_config with an HTTP/2 downstream (down_h2), as

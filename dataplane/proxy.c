@@ -3103,6 +3103,7 @@ void px_dconn_drain_listener(struct engine *e, const struct px_listener *l)
 {
 	struct px_dconn *d, *next;
 
+	px_h2d_drain(e, l); /* HTTP/2 sessions: GOAWAY (h2.c) */
 	if (!e->dconns)
 		return;
 	for (d = e->dconns->next; d != e->dconns; d = next) {

@@ -35,6 +35,8 @@ struct backend {
 	int lfd, port;
 	pthread_t th;
 	atomic_int reqs, stop;
+	char last_head[4096];
+	pthread_mutex_t mu;
 };
 
 static int listen_any(int *port)
@@ -120,6 +122,9 @@ static void *be_conn(void *arg)
 			memmove(in, in + hl + cl, len - hl - cl);
 			len -= hl + cl;
 		}
+		pthread_mutex_lock(&b->mu);
+		snprintf(b->last_head, sizeof(b->last_head), "%.*s", (int)(hl < 4000 ? hl : 4000), in);
+		pthread_mutex_unlock(&b->mu);
 		b->reqs++;
 		{
 			char msg[256];
@@ -172,6 +177,7 @@ static void setup(void)
 	struct px_snapshot *s = NULL;
 
 	memset(&be, 0, sizeof(be));
+	pthread_mutex_init(&be.mu, NULL);
 	be.lfd = listen_any(&be.port);
 	ck_assert_int_eq(pthread_create(&be.th, NULL, be_main, &be), 0);
 	loop = ev_loop_new();
@@ -304,6 +310,7 @@ struct h2client {
 	const char *authority;
 	const char *content_type;
 	const char *post; /* a body for every request, or NULL */
+	int cookies;      /* send two cookie crumbs */
 	size_t post_off[8];
 	atomic_int done;
 	pthread_t th;
@@ -395,7 +402,7 @@ static void *h2c_main(void *arg)
 	nghttp2_submit_settings(s, NGHTTP2_FLAG_NONE, NULL, 0);
 	for (i = 0; i < c->n; i++) {
 		char path[32];
-		nghttp2_nv nv[5];
+		nghttp2_nv nv[7];
 		size_t k = 0;
 		nghttp2_data_provider dp = { .source.ptr = &c->post_off[i], .read_callback = h2c_post_read };
 
@@ -407,6 +414,10 @@ static void *h2c_main(void *arg)
 		NV(":path", path);
 		if (c->content_type)
 			NV("content-type", c->content_type);
+		if (c->cookies) {
+			NV("cookie", "a=1");
+			NV("cookie", "b=2");
+		}
 #undef NV
 		c->r[i].id = nghttp2_submit_request(s, NULL, nv, k, c->post ? &dp : NULL, NULL);
 	}
@@ -535,6 +546,24 @@ START_TEST(h2c_post_body_chunked_upstream)
 		ck_assert_msg(c.r[i].blen == strlen(want) && !memcmp(c.r[i].body, want, c.r[i].blen), "%.*s",
 			      (int)c.r[i].blen, c.r[i].body);
 	}
+}
+END_TEST
+
+START_TEST(cookie_crumbs_joined)
+{
+	static struct h2client c;
+
+	memset(&c, 0, sizeof(c));
+	c.n = 1;
+	c.authority = "reviews:9080";
+	c.cookies = 1;
+	run_h2(&c);
+	ck_assert_int_eq(c.r[0].status, 200);
+	pthread_mutex_lock(&be.mu);
+	/* one field on the HTTP/1.1 hop (RFC 9113 8.2.3), and the authority as Host */
+	ck_assert_msg(strstr(be.last_head, "cookie: a=1; b=2\r\n") != NULL, "%s", be.last_head);
+	ck_assert_msg(strcasestr(be.last_head, "host: reviews:9080\r\n") != NULL, "%s", be.last_head);
+	pthread_mutex_unlock(&be.mu);
 }
 END_TEST
 
@@ -727,6 +756,7 @@ int main(void)
 	tcase_add_test(tc, h2c_concurrent_streams);
 	tcase_add_test(tc, h2c_post_body_chunked_upstream);
 	tcase_add_test(tc, grpc_local_reply_shaped);
+	tcase_add_test(tc, cookie_crumbs_joined);
 	tcase_add_test(tc, not_a_preface_is_http1);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("hostile");
