@@ -878,14 +878,11 @@ static void h2d_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 	h2d_pump(c);
 }
 
-static nghttp2_session_callbacks *h2_callbacks(int server)
+static nghttp2_session_callbacks *h2_callbacks(void)
 {
 	nghttp2_session_callbacks *cb;
 
-	if (nghttp2_session_callbacks_new(&cb) != 0)
-		return NULL;
-	(void)server;
-	return cb;
+	return nghttp2_session_callbacks_new(&cb) == 0 ? cb : NULL;
 }
 
 static nghttp2_option *h2_options(void)
@@ -928,7 +925,7 @@ int px_h2d_start(struct engine *e, int fd, const struct px_transport_ops *tops, 
 	mesh_buf_init(&c->out, PX_H2_OUT_HIGH + 64 * 1024);
 	ev_io_init(&c->io, fd, h2d_cb, c);
 	ev_defer_init(&c->pump, h2d_pump_cb, c);
-	cb = h2_callbacks(1);
+	cb = h2_callbacks();
 	opt = h2_options();
 	if (!cb || !opt)
 		goto out;
@@ -1154,7 +1151,7 @@ static int h2u_submit(struct h2u_stream *st, const struct h1_head *h)
 	nghttp2_nv nv[H2_NV_MAX];
 	char *scratch = NULL;
 	struct h1_str auth = h->form == H1_FORM_ABSOLUTE ? h->authority : h->host;
-	struct h1_str path = h->path.len ? h->path : h->target;
+	struct h1_str path = h->path.len ? h->path : h->target, ct;
 	size_t n = 0;
 	int32_t id;
 	nghttp2_data_provider dp = { .source.ptr = st, .read_callback = h2u_data_read };
@@ -1163,8 +1160,8 @@ static int h2u_submit(struct h2u_stream *st, const struct h1_head *h)
 	nv[n++] = nv_make(":scheme", "http", 4);
 	nv[n++] = nv_make(":authority", auth.p, auth.len);
 	nv[n++] = nv_make(":path", path.p, path.len);
-	st->grpc = h1_head_get(h, "content-type").len >= 16 &&
-		   is_grpc_ct((const uint8_t *)h1_head_get(h, "content-type").p, 16);
+	ct = h1_head_get(h, "content-type");
+	st->grpc = is_grpc_ct((const uint8_t *)ct.p, ct.len);
 	if (st->grpc)
 		nv[n++] = nv_make("te", "trailers", 8); /* gRPC servers require it (hop-by-hop on HTTP/1.1) */
 	n = nv_fields(nv, n, H2_NV_MAX, h->headers, h->n_headers, &scratch, 1);
@@ -1595,7 +1592,7 @@ static struct h2u_conn *h2u_connect(struct engine *e, struct px_host *h, int *er
 	mesh_buf_init(&c->out, PX_H2_OUT_HIGH + 64 * 1024);
 	ev_timer_init(&c->t, h2u_timer, c);
 	ev_defer_init(&c->pump, h2u_pump_cb, c);
-	cb = h2_callbacks(0);
+	cb = h2_callbacks();
 	opt = h2_options();
 	if (!cb || !opt)
 		goto fail;
