@@ -402,6 +402,39 @@ int px_tls_check_sans(const struct px_tls *t, const char *const *sans, size_t n)
 	return ok ? 0 : -EACCES;
 }
 
+int px_tls_xfcc(const struct px_tls *t, char *out, size_t cap)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	char hash[2 * EVP_MAX_MD_SIZE + 1], subj[256] = "";
+	X509 *peer = SSL_get1_peer_certificate(t->ssl), *self = SSL_get_certificate(t->ssl);
+	char *by = self ? peer_uri_of(self) : NULL;
+	unsigned mdlen = 0, i;
+	BIO *bio;
+	int n, rc = -ENOENT;
+
+	if (!peer)
+		goto out;
+	if (X509_digest(peer, EVP_sha256(), md, &mdlen) != 1)
+		mdlen = 0;
+	for (i = 0; i < mdlen; i++)
+		snprintf(hash + 2 * i, 3, "%02x", md[i]);
+	hash[2 * mdlen] = '\0';
+	bio = BIO_new(BIO_s_mem());
+	if (bio) {
+		X509_NAME_print_ex(bio, X509_get_subject_name(peer), 0, XN_FLAG_RFC2253);
+		n = BIO_read(bio, subj, (int)sizeof(subj) - 1);
+		subj[n > 0 ? n : 0] = '\0';
+		BIO_free(bio);
+	}
+	n = snprintf(out, cap, "%s%s%sHash=%s;Subject=\"%s\"%s%s", by ? "By=" : "", by ? by : "", by ? ";" : "", hash,
+		     subj, t->peer_uri ? ";URI=" : "", t->peer_uri ? t->peer_uri : "");
+	rc = n < 0 || (size_t)n >= cap ? -ENOSPC : 0;
+out:
+	free(by);
+	X509_free(peer);
+	return rc;
+}
+
 /* ---- the transport ops */
 
 static ssize_t tls_read(void *ctx, int fd, void *buf, size_t len)

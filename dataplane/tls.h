@@ -85,6 +85,13 @@ const char *px_tls_sni(const struct px_tls *t);
  * -EACCES otherwise (and when the peer sent no certificate). */
 int px_tls_check_sans(const struct px_tls *t, const char *const *sans, size_t n);
 
+/* Envoy's x-forwarded-client-cert element for this connection's peer:
+ * By=<our URI SAN>;Hash=<hex SHA-256 of the peer's DER>;Subject="<peer
+ * subject, RFC 2253>";URI=<peer URI SAN> (the fields Istio asks for with
+ * set_current_client_cert_details; empty ones left out).  -ENOENT without
+ * a peer certificate, -ENOSPC past cap. */
+int px_tls_xfcc(const struct px_tls *t, char *out, size_t cap);
+
 /* The transport ops; their ctx is the struct px_tls. */
 extern const struct px_transport_ops px_transport_tls;
 
