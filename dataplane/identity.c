@@ -232,9 +232,11 @@ static void id_on_close(void *ctx, int status, const char *message)
 	}
 	id->backoff_ms = 0;
 	id->last_error[0] = '\0';
-	/* Istio's SECRET_GRACE_PERIOD_RATIO 0.5: renew at half the lifetime */
-	life = id->not_after - id->not_before;
-	at = id->not_before + life / 2;
+	/* Istio's SECRET_GRACE_PERIOD_RATIO 0.5: renew at half the lifetime,
+	 * counted from when it was received (Istio's secret CreatedTime): CAs
+	 * backdate notBefore for clock skew (meshd's by minutes) */
+	life = id->not_after - (id->not_before > now ? id->not_before : now);
+	at = now + life / 2;
 	ms = at > now ? (uint64_t)(at - now) * 1000 : 0;
 	if (ms < ID_RENEW_MIN_MS)
 		ms = ID_RENEW_MIN_MS;
@@ -373,7 +375,13 @@ int px_identity_new(struct ev_loop *loop, const struct px_identity_opts *o, stru
 		goto out;
 	snprintf(id->authority, alen, "%s:%u", id->server_name,
 		 ntohs(((struct sockaddr_in *)&id->ca)->sin_port));
+	static const char *const h2[] = { "h2" };
+
+	/* gRPC over TLS: gRPC core servers require ALPN h2 */
 	tc.roots_pem = id->root_pem;
+	tc.alpn = h2;
+	tc.n_alpn = 1;
+	tc.h2 = 1;
 	rc = px_tls_ctx_new(&tc, &id->ca_tls, err, sizeof(err));
 	if (rc < 0) {
 		log_error(SCOPE, "--root-cert: %s", err);

@@ -46,7 +46,7 @@ struct px_tls {
 
 /* Builds the wire-format ALPN list, skipping "h2" while the codecs cannot
  * speak it and names that do not fit. */
-static void alpn_wire(struct px_tls_ctx *c, const char *const *v, size_t n)
+static void alpn_wire(struct px_tls_ctx *c, const char *const *v, size_t n, int h2)
 {
 	size_t i, l;
 
@@ -55,7 +55,7 @@ static void alpn_wire(struct px_tls_ctx *c, const char *const *v, size_t n)
 		l = strlen(v[i]);
 		if (!l || l > 255 || c->alpn_len + 1 + l > sizeof(c->alpn))
 			continue;
-		if (!PX_TLS_OFFER_H2 && !strcmp(v[i], "h2"))
+		if (!PX_TLS_OFFER_H2 && !h2 && !strcmp(v[i], "h2"))
 			continue;
 		c->alpn[c->alpn_len++] = (unsigned char)l;
 		memcpy(c->alpn + c->alpn_len, v[i], l);
@@ -174,7 +174,7 @@ int px_tls_ctx_new(const struct px_tls_conf *conf, struct px_tls_ctx **out, char
 		rc = -EINVAL;
 		goto out;
 	}
-	alpn_wire(c, conf->alpn, conf->n_alpn);
+	alpn_wire(c, conf->alpn, conf->n_alpn, conf->h2);
 	if (conf->server)
 		SSL_CTX_set_alpn_select_cb(c->ssl, alpn_select, c);
 	rc = 0;

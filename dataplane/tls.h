@@ -42,6 +42,7 @@ struct px_tls_conf {
 	int require_peer_cert;      /* server: require_client_certificate */
 	const char *const *alpn;    /* protocols, most preferred first; "h2" dropped unless PX_TLS_OFFER_H2 */
 	size_t n_alpn;
+	int h2;                     /* the codec above is HTTP/2 (grpc_client.c): "h2" always kept */
 };
 
 struct px_tls_ctx;
