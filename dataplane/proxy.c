@@ -90,6 +90,7 @@ struct px_uconn {
 	const struct px_transport_ops *tops;
 	struct px_tls *tls;          /* the cluster's UpstreamTlsContext for this host (u_connect), or NULL */
 	int hs;                      /* TLS: 1 waiting for TCP, 2 handshake running (both U_CONNECTING), 0 done */
+	struct ev_defer tls_rd;      /* TLS: bytes held inside OpenSSL to read once there is room (u_update) */
 	struct h1_parser p;
 	struct px_ibuf in;
 	struct mesh_buf out;
@@ -123,6 +124,7 @@ struct px_dconn {
 	struct px_tls *tls;          /* inbound TLS (d_tls_step), or NULL */
 	int tls_decide;              /* inbound with TLS ports: the first byte picks TLS or plaintext */
 	int hs;                      /* TLS handshake running */
+	struct ev_defer tls_rd;      /* TLS: bytes held inside OpenSSL to read once there is room (d_update) */
 	char *peer_principal;        /* the verified peer's SPIFFE URI SAN (owned), NULL without one (d_tls_step) */
 	char alpn[16];               /* negotiated ALPN, "" if none (d_tls_step) */
 	char *sni;                   /* SNI the client sent (owned), NULL if none (d_tls_step) */
@@ -763,6 +765,13 @@ static void s_upstream_active(struct px_stream *s)
 
 static void u_cb(struct ev_loop *loop, struct ev_io *io, unsigned events);
 
+static void u_tls_rd(struct ev_loop *loop, struct ev_defer *df)
+{
+	struct px_uconn *u = df->data;
+
+	u_cb(loop, &u->io, EV_READ);
+}
+
 static void u_timer(struct ev_loop *loop, struct ev_timer *t)
 {
 	struct px_uconn *u = t->data;
@@ -820,6 +829,7 @@ static void u_free(struct px_uconn *u, int count_destroy)
 	}
 	ev_io_stop(e->loop, &u->io);
 	ev_timer_cancel(e->loop, &u->t);
+	ev_defer_cancel(e->loop, &u->tls_rd);
 	px_tls_free(u->tls); /* close_notify before the socket goes */
 	u->tls = NULL;
 	close(u->io.fd);
@@ -865,6 +875,9 @@ static void u_update(struct px_uconn *u)
 	}
 	if (ev_io_set(u->e->loop, &u->io, m) < 0)
 		log_warn("meshproxy", "upstream %s: epoll_ctl failed", u->h->name);
+	/* a record OpenSSL holds wakes no epoll: read it from the loop */
+	if ((m & EV_READ) && u->tls && u->state != U_CONNECTING && px_tls_pending(u->tls))
+		ev_defer(u->e->loop, &u->tls_rd);
 }
 
 static int u_flush(struct px_uconn *u)
@@ -989,6 +1002,7 @@ static struct px_uconn *u_connect(struct px_stream *s, struct px_host *h, int *e
 	mesh_buf_init(&u->out, PX_OUT_MAX);
 	ev_io_init(&u->io, fd, u_cb, u);
 	ev_timer_init(&u->t, u_timer, u);
+	ev_defer_init(&u->tls_rd, u_tls_rd, u);
 	u->born_ms = ev_now(e->loop);
 	h->st.cx_total++;
 	h->st.cx_active++;
@@ -2871,6 +2885,9 @@ static void d_update(struct px_dconn *d)
 	}
 	if (ev_io_set(d->e->loop, &d->io, m) < 0)
 		log_warn("meshproxy", "downstream: epoll_ctl failed");
+	/* a record OpenSSL holds wakes no epoll: read it from the loop */
+	if ((m & EV_READ) && d->tls && px_tls_pending(d->tls))
+		ev_defer(d->e->loop, &d->tls_rd);
 }
 
 /* Writes queued output; on a write error the connection is marked closing
@@ -2920,6 +2937,7 @@ static void d_close(struct px_dconn *d)
 	ev_io_stop(e->loop, &d->io);
 	ev_timer_cancel(e->loop, &d->idle);
 	ev_defer_cancel(e->loop, &d->proc);
+	ev_defer_cancel(e->loop, &d->tls_rd);
 	px_tls_free(d->tls);
 	free(d->peer_principal);
 	free(d->sni);
@@ -3028,6 +3046,15 @@ static int d_tls_step(struct px_dconn *d)
 	if (px_tls_sni(d->tls))
 		d->sni = strdup(px_tls_sni(d->tls));
 	return 1;
+}
+
+static void d_cb(struct ev_loop *loop, struct ev_io *io, unsigned events);
+
+static void d_tls_rd(struct ev_loop *loop, struct ev_defer *df)
+{
+	struct px_dconn *d = df->data;
+
+	d_cb(loop, &d->io, EV_READ);
 }
 
 static void d_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
@@ -3153,6 +3180,7 @@ void px_accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 		ev_io_init(&d->io, fd, d_cb, d);
 		ev_timer_init(&d->idle, d_idle_cb, d);
 		ev_defer_init(&d->proc, d_proc_cb, d);
+		ev_defer_init(&d->tls_rd, d_tls_rd, d);
 		if (peer.ss_family == AF_INET) {
 			inet_ntop(AF_INET, &((struct sockaddr_in *)&peer)->sin_addr, d->peer_ip, sizeof(d->peer_ip));
 			d->peer_port = ntohs(((struct sockaddr_in *)&peer)->sin_port);
