@@ -251,24 +251,19 @@ int px_mtls_ctx(struct px_mtls *m, const struct px_identity *id, struct px_tls_c
 		*out = m->ctx;
 		return 0;
 	}
-	if (m->sds && m->sds_roots) {
+	if (m->sds || m->sds_roots) {
+		/* ISTIO_MUTUAL / inbound mTLS: key, chain and root from the
+		 * identity (a mix of SDS and files is not supported yet: the
+		 * identity serves both) */
 		rc = px_identity_tls_ctx(id, m->server, m->require_peer_cert, c.alpn, c.n_alpn, &x);
 	} else {
-		/* files, or a mix: the identity lends what the policy names by SDS */
+		/* DestinationRule SIMPLE / MUTUAL with files */
 		c.chain_pem = m->chain_pem;
 		c.key_pem = m->key_pem;
 		c.roots_pem = m->roots_pem;
-		if (m->sds || m->sds_roots) {
-			struct px_tls_ctx *tmp;
-
-			/* a mix is rare (MUTUAL with an SDS root): not supported yet */
-			rc = px_identity_tls_ctx(id, m->server, m->require_peer_cert, c.alpn, c.n_alpn, &tmp);
-			x = tmp;
-		} else {
-			rc = px_tls_ctx_new(&c, &x, err, sizeof(err));
-			if (rc < 0)
-				log_warn("meshproxy", "TLS context: %s", err);
-		}
+		rc = px_tls_ctx_new(&c, &x, err, sizeof(err));
+		if (rc < 0)
+			log_warn("meshproxy", "TLS context: %s", err);
 	}
 	if (rc < 0)
 		return rc;
