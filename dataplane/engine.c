@@ -1792,6 +1792,12 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 			(unsigned long long)e->st.codec_errors, (unsigned long long)e->st.no_route,
 			(unsigned long long)e->st.rq_idle_timeout, (unsigned long long)e->st.rq_header_timeout,
 			(unsigned long long)e->st.accept_paused, (unsigned long long)e->st.rq_loop_refused);
+	/* issue 12: inbound TLS (Envoy's listener ssl.connection_error; a
+	 * plaintext connection no filter chain takes is Envoy's no_filter_chain_match) */
+	mesh_buf_printf(b,
+			"# TYPE meshproxy_tls_handshake_failures counter\nmeshproxy_tls_handshake_failures %llu\n"
+			"# TYPE meshproxy_tls_plaintext_refused counter\nmeshproxy_tls_plaintext_refused %llu\n",
+			(unsigned long long)e->tls_handshake_fail, (unsigned long long)e->tls_plain_refused);
 	/* shadow requests: no Envoy name (Envoy counts them only in the
 	 * mirror cluster's upstream_rq_total, which meshproxy does too) */
 	mesh_buf_printf(b,

@@ -106,6 +106,13 @@ def certs(sidecar):
     return json.loads(sidecar.admin("/certs")[1])
 
 
+def prom(sidecar, name):
+    for line in sidecar.admin("/stats/prometheus")[1].splitlines():
+        if line.startswith(name + " "):
+            return int(line.split()[1])
+    raise AssertionError("%s not in /stats/prometheus" % name)
+
+
 def serial(sidecar):
     c = certs(sidecar)["certificates"]
     return c[0]["cert_chain"][0]["serial_number"] if c else None
@@ -217,6 +224,9 @@ class MeshMtlsTest(unittest.TestCase):
             pass
         self.assertFalse(got.startswith(b"HTTP/"), got)
         self.assertEqual(self.app.count(), before)
+        # refused by the handshake (the certificate), not by anything later
+        wait_for(lambda: prom(self.web, "meshproxy_tls_handshake_failures") >= 1,
+                 what="the inbound's handshake failure counted")
 
     def test_3_strict_refuses_plaintext(self):
         self.meshd.write("strict.yaml", STRICT)
@@ -229,8 +239,10 @@ class MeshMtlsTest(unittest.TestCase):
                     return True
             wait_for(refused, timeout=60 if slow() else 30, what="STRICT applied on the web sidecar")
             before = self.app.count()
+            refused = prom(self.web, "meshproxy_tls_plaintext_refused")
             self.assertRaises((http.client.HTTPException, OSError), self.plain_direct, "/strict")
             self.assertEqual(self.app.count(), before)
+            self.assertEqual(prom(self.web, "meshproxy_tls_plaintext_refused"), refused + 1)
             # the mesh path is mTLS: still served
             r = self.px.request(self.url(path="/strict-mtls"))
             self.assertEqual(r.status, 200, r)
