@@ -16,6 +16,7 @@
 #define MESH_DATAPLANE_ENGINE_T_H
 
 #include "dataplane/accesslog.h"
+#include "dataplane/authz.h"
 #include "dataplane/engine.h"
 #include "dataplane/router.h"
 #include "dataplane/upstream.h"
@@ -113,6 +114,8 @@ struct px_port {
 	uint64_t conn_idle_ms;           /* common_http_protocol_options.idle_timeout: 0 off;
 	                                  * PX_IDLE_UNSET: the engine's (--, Envoy's 1 h) */
 	int proxy_100;                   /* proxy_100_continue: Expect forwarded, the upstream's 100 relayed */
+	struct authz_http_opts http_opts; /* the HCM's path normalization and XFF rules (px_port_hcm) */
+	const struct authz *authz;       /* the chain's RBAC filters, or NULL (chain_port; owned by the config) */
 };
 
 /* Envoy's HCM defaults: stream_idle_timeout 5 min when unset. */
@@ -156,6 +159,8 @@ struct px_config {
 	int loop_logged;                 /* a destination looping back to meshproxy was logged for this config */
 	ProtobufCMessage **hcms;         /* filter configs unpacked from Anys (inline route configs live there) */
 	size_t n_hcms;
+	struct authz **authzs;           /* every chain's compiled RBAC (ports point into it) */
+	size_t n_authzs;
 	/* compiled in phase one, handed to the clusters in phase two (then NULL) */
 	struct up_cluster **new_up;
 	struct up_hostset **new_hs;
@@ -234,6 +239,7 @@ struct engine {
 	size_t n_self;
 	struct px_addr *ifaddrs;         /* this host's addresses (getifaddrs at start and on apply) */
 	size_t n_ifaddrs;
+	struct authz_tab *authz_tab;     /* RBAC counters by name, across configs (engine_new) */
 };
 
 /* engine.c */
