@@ -131,155 +131,27 @@ uint64_t authz_tab_get(const struct authz_tab *t, const char *name)
 
 struct authz_http_opts authz_http_opts(const authz_hcm *hcm)
 {
-	struct authz_http_opts o = { 0, 0, AUTHZ_SLASHES_KEEP, 0, 0 };
+	struct authz_http_opts o = { { 0, 0, PATHNORM_SLASHES_KEEP }, 0, 0 };
 
 	if (!hcm)
 		return o;
-	o.normalize = hcm->normalize_path && hcm->normalize_path->value;
-	o.merge_slashes = hcm->merge_slashes ? 1 : 0;
+	o.path.normalize = hcm->normalize_path && hcm->normalize_path->value;
+	o.path.merge_slashes = hcm->merge_slashes ? 1 : 0;
 	switch (hcm->path_with_escaped_slashes_action) {
 	case ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__PATH_WITH_ESCAPED_SLASHES_ACTION__REJECT_REQUEST:
-		o.slashes = AUTHZ_SLASHES_REJECT;
+		o.path.slashes = PATHNORM_SLASHES_REJECT;
 		break;
 	case ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__PATH_WITH_ESCAPED_SLASHES_ACTION__UNESCAPE_AND_REDIRECT:
 	case ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__PATH_WITH_ESCAPED_SLASHES_ACTION__UNESCAPE_AND_FORWARD:
-		o.slashes = AUTHZ_SLASHES_UNESCAPE;
+		o.path.slashes = PATHNORM_SLASHES_UNESCAPE;
 		break;
 	default:
-		o.slashes = AUTHZ_SLASHES_KEEP;
+		o.path.slashes = PATHNORM_SLASHES_KEEP;
 		break;
 	}
 	o.use_remote = hcm->use_remote_address && hcm->use_remote_address->value;
 	o.xff_hops = hcm->xff_num_trusted_hops;
 	return o;
-}
-
-/* ------------------------------------------------------------ paths */
-
-static int authz__hex(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = tolower(c);
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
-/* RFC 3986 unreserved: what a canonical path never keeps escaped. */
-static int authz__unreserved(int c)
-{
-	return isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~';
-}
-
-/* RFC 3986 5.2.4 remove_dot_segments, in place over p[0..*n) (p starts
- * with '/'); ".." above the root stays at the root, as browsers and
- * Envoy's canonicalizer do. */
-static void authz__dots(char *p, size_t *n)
-{
-	size_t in = 0, out = 0, len = *n;
-
-	/* out holds "/seg/seg..." (never a trailing '/' except the empty
-	 * segment); each input segment is "/" + p[seg..end) */
-	while (in < len) {
-		size_t seg = in + 1, end;
-
-		for (end = seg; end < len && p[end] != '/'; end++)
-			;
-		if ((end - seg == 1 && p[seg] == '.') || (end - seg == 2 && p[seg] == '.' && p[seg + 1] == '.')) {
-			if (end - seg == 2) {
-				/* pop the last output segment */
-				while (out > 0 && p[out - 1] != '/')
-					out--;
-				if (out > 0)
-					out--;
-			}
-			if (end == len)
-				p[out++] = '/'; /* "/a/.." -> "/", "/a/b/." -> "/a/b/" */
-			in = end;
-			continue;
-		}
-		memmove(p + out, p + in, end - in);
-		out += end - in;
-		in = end;
-	}
-	if (out == 0)
-		p[out++] = '/';
-	*n = out;
-}
-
-int authz_path_normalize(const struct authz_http_opts *o, const char *path, size_t len, char *out, size_t cap,
-			 size_t *outlen)
-{
-	size_t plen = 0, i, n = 0, q;
-	int rc = 0;
-
-	*outlen = 0;
-	while (plen < len && path[plen] != '?')
-		plen++;
-	if (memchr(path, '\0', len))
-		return -EINVAL;
-	if (!o->normalize && !o->merge_slashes && o->slashes == AUTHZ_SLASHES_KEEP)
-		return 0;
-	if (plen == 0 || path[0] != '/')
-		return o->normalize ? -EINVAL : 0; /* "*" and authority forms never reach here */
-	if (len + 1 > cap)
-		return -MESH_ETOOBIG;
-	for (i = 0; i < plen; i++) {
-		char c = path[i];
-
-		if (c == '%' && i + 2 < plen) {
-			int h = authz__hex((unsigned char)path[i + 1]), l = authz__hex((unsigned char)path[i + 2]);
-
-			if (h >= 0 && l >= 0) {
-				int v = h * 16 + l;
-				int slash = v == '/' || v == '\\';
-
-				if (slash && o->slashes == AUTHZ_SLASHES_REJECT)
-					return -EINVAL;
-				if (slash && o->slashes == AUTHZ_SLASHES_UNESCAPE) {
-					out[n++] = (char)v;
-					i += 2;
-					continue;
-				}
-				if (o->normalize && v < 0x20)
-					return -EINVAL;
-				if (o->normalize && authz__unreserved(v)) {
-					out[n++] = (char)v;
-					i += 2;
-					continue;
-				}
-				if (o->normalize) {
-					/* canonical escapes are upper case */
-					out[n++] = '%';
-					out[n++] = (char)toupper((unsigned char)path[i + 1]);
-					out[n++] = (char)toupper((unsigned char)path[i + 2]);
-					i += 2;
-					continue;
-				}
-			}
-		}
-		if (o->normalize && c == '\\')
-			c = '/';
-		out[n++] = c;
-	}
-	if (o->normalize)
-		authz__dots(out, &n);
-	if (o->merge_slashes) {
-		size_t w = 0;
-
-		for (i = 0; i < n; i++)
-			if (!(out[i] == '/' && w > 0 && out[w - 1] == '/'))
-				out[w++] = out[i];
-		n = w;
-	}
-	q = len - plen;
-	memcpy(out + n, path + plen, q);
-	n += q;
-	out[n] = '\0';
-	*outlen = n;
-	rc = n != len || memcmp(out, path, len) != 0;
-	return rc;
 }
 
 /* ------------------------------------------------------------ client address */
@@ -468,7 +340,13 @@ int authz_compile(struct authz_tab *tab, const char *lname, const Envoy__Config_
 			a->chain[a->n] = w;
 			f->has_rules = m->rules != NULL;
 			f->has_shadow = m->shadow_rules != NULL;
-			snprintf(prefix, sizeof(prefix), "%s.", m->stat_prefix ? m->stat_prefix : "");
+			/* Envoy's statPrefixJoin(): a '.' between, unless the prefix has one (Istio's "tcp.") */
+			{
+				const char *sp = m->stat_prefix ? m->stat_prefix : "";
+				size_t sl = strlen(sp);
+
+				snprintf(prefix, sizeof(prefix), "%s%s", sp, sl && sp[sl - 1] != '.' ? "." : "");
+			}
 			rc = authz__stats(tab, f, prefix, NULL, m->shadow_rules_stat_prefix);
 		}
 		a->n++;

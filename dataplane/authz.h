@@ -24,6 +24,7 @@
 
 #include "common/buf.h"
 #include "common/err.h"
+#include "common/xds/pathnorm.h"
 #include "common/xds/rbac_eval.h"
 
 #include "envoy/config/listener/v3/listener.pb-c.h"
@@ -36,8 +37,6 @@
 #define AUTHZ_NET_RBAC_URL  "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC"
 /* Envoy's local reply to a denied request, and its response code details. */
 #define AUTHZ_DENIED_BODY   "RBAC: access denied"
-/* Longest normalized path (longer: 400, as a path Envoy cannot normalize). */
-#define AUTHZ_PATH_MAX      8192
 
 /* Engine-wide counters by name (never removed; a name per RBAC filter's
  * stat prefix, so they stay bounded by the configuration's prefixes). */
@@ -50,34 +49,14 @@ void authz_tab_text(const struct authz_tab *t, struct mesh_buf *out);
 uint64_t authz_tab_get(const struct authz_tab *t, const char *name);
 
 /* The HCM's request-path and client-address settings (http_connection_manager.proto). */
-enum authz_slashes {
-	AUTHZ_SLASHES_KEEP = 0,      /* KEEP_UNCHANGED and IMPLEMENTATION_SPECIFIC_DEFAULT */
-	AUTHZ_SLASHES_REJECT,        /* REJECT_REQUEST: %2F / %5C -> 400 */
-	AUTHZ_SLASHES_UNESCAPE,      /* UNESCAPE_AND_FORWARD (and _REDIRECT, forwarded here: no 307) */
-};
 struct authz_http_opts {
-	uint8_t normalize;           /* normalize_path: RFC 3986 dot segments, unreserved escapes, '\' as '/' */
-	uint8_t merge_slashes;       /* merge_slashes */
-	uint8_t slashes;             /* enum authz_slashes */
+	struct pathnorm_opts path;   /* normalize_path, merge_slashes, path_with_escaped_slashes_action */
 	uint8_t use_remote;          /* use_remote_address */
 	uint32_t xff_hops;           /* xff_num_trusted_hops */
 };
 /* The settings of an HCM (NULL: none, Envoy's defaults: nothing normalized). */
 struct authz_http_opts authz_http_opts(
 	const Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager *hcm);
-
-/*
- * Normalize a request target's path (the query is kept as is) as the HCM
- * does before any filter or route sees it (Envoy's
- * ConnectionManagerUtility::maybeNormalizePath: escaped slashes first, then
- * normalize_path, then merge_slashes).  Returns 1 and out, *outlen (NUL
- * terminated) when the path changed, 0 when it is unchanged (out unused),
- * -EINVAL when the request must be refused with 400 (escaped slash under
- * REJECT_REQUEST, a path not starting with '/', a NUL byte, an escape
- * decoding to a control character), -MESH_ETOOBIG when it does not fit cap.
- */
-MESH_MUST_CHECK int authz_path_normalize(const struct authz_http_opts *o, const char *path, size_t len, char *out,
-					 size_t cap, size_t *outlen);
 
 /*
  * The trusted client address (Envoy's "x-forwarded-for" rules), into out:

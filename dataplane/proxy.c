@@ -2246,10 +2246,10 @@ static int s_authz(struct px_stream *s, const struct px_port *pp, const struct h
 	if (!pp)
 		return 0;
 	if (!pp->tcp && (h->form == H1_FORM_ORIGIN || h->form == H1_FORM_ABSOLUTE)) {
-		char out[AUTHZ_PATH_MAX];
+		char out[PATHNORM_MAX];
 		size_t olen;
 
-		rc = authz_path_normalize(&pp->http_opts, s->path.p, s->path.len, out, sizeof(out), &olen);
+		rc = pathnorm_apply(&pp->http_opts.path, s->path.p, s->path.len, out, sizeof(out), &olen);
 		if (rc < 0) {
 			/* Envoy: "path_normalization_failed" */
 			s_local_reply(s, 400, 0, NULL, NULL);
