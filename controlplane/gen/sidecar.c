@@ -211,8 +211,9 @@ static bool gen_protocol_http(const char *proto)
  * The HTTP connection manager as istiod's buildHTTPConnectionManager()
  * sets it for sidecars: codec AUTO, stat_prefix, RDS over ADS (or an
  * inline route config), http filters pre (RBAC on inbound), then fault,
- * CORS, router last; normalize_path true and escaped slashes kept
- * (MeshConfig pathNormalization DEFAULT), use_remote_address false,
+ * CORS, router last; normalize_path, merge_slashes and the escaped
+ * slashes action from MeshConfig pathNormalization (DEFAULT: normalize_path
+ * true, escaped slashes kept), use_remote_address false,
  * websocket upgrades, stream_idle_timeout 0s, 100-continue proxied
  * (Enable100ContinueHeaders), MeshConfig's file access log when
  * accessLogFile is set; inbound: x-forwarded-client-cert
@@ -264,10 +265,17 @@ static Google__Protobuf__Any *gen_sidecar_hcm(struct arena *a, const struct mode
 	hcm.upgrade_configs[0] = ws;
 	hcm.n_upgrade_configs = 1;
 	if (!(hcm.stream_idle_timeout = gen__duration(a, 0)) || !(hcm.use_remote_address = gen__bool(a, false)) ||
-	    !(hcm.normalize_path = gen__bool(a, true)))
+	    !(hcm.normalize_path = gen__bool(a, !m->mesh || m->mesh->path_norm != MESHCFG_PATH_NONE)))
 		return NULL;
+	/* MeshConfig pathNormalization as istiod maps it: NONE turns
+	 * normalize_path off, MERGE_SLASHES adds merge_slashes,
+	 * DECODE_AND_MERGE_SLASHES also unescapes %2F and %5C */
+	hcm.merge_slashes = m->mesh && (m->mesh->path_norm == MESHCFG_PATH_MERGE_SLASHES ||
+					m->mesh->path_norm == MESHCFG_PATH_DECODE_AND_MERGE_SLASHES);
 	hcm.path_with_escaped_slashes_action =
-		ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__PATH_WITH_ESCAPED_SLASHES_ACTION__KEEP_UNCHANGED;
+		m->mesh && m->mesh->path_norm == MESHCFG_PATH_DECODE_AND_MERGE_SLASHES
+			? ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__PATH_WITH_ESCAPED_SLASHES_ACTION__UNESCAPE_AND_FORWARD
+			: ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__PATH_WITH_ESCAPED_SLASHES_ACTION__KEEP_UNCHANGED;
 	hcm.proxy_100_continue = true;
 	/* MeshConfig accessLogFile: istiod's file access log on every HCM */
 	if (gen__mesh_access_logs(a, m, &hcm.access_log, &hcm.n_access_log) < 0)
