@@ -257,6 +257,47 @@ static rbac_sm *rbac__sm(struct rbac__ctx *c, enum rbac__sm_kind k, const char *
 	return NULL;
 }
 
+/* Istio's path templates: a path holding "{*}" or "{**}" is an Envoy URI
+ * template (uri_template_match.proto), which istiod sends as
+ * Permission.uri_template with "{*}" -> "*" and "{**}" -> "**". */
+static bool rbac__path_template(const char *v)
+{
+	return strstr(v, "{*}") != NULL || strstr(v, "{**}") != NULL;
+}
+
+/* The regex Envoy's URI template library compiles the template to
+ * (uri_template_internal.cc toRegexPattern()): "*" one path segment of
+ * pchars (no '/', '*' or '='), "**" any pchars and '/' (zero or more),
+ * literals quoted; matched against the path without its query, as
+ * url_path is.  Sent as url_path safe_regex rather than uri_template,
+ * which gRPC 1.51's RBAC filter does not know; Envoy, meshproxy and meshctl
+ * then judge the same pattern. */
+#define RBAC_TMPL_PCHAR "A-Za-z0-9._~%!$&'()+,;:@" /* and '-', last in each class */
+static rbac_sm *rbac__sm_template(struct rbac__ctx *c, const char *v)
+{
+	struct mesh_buf b;
+	const char *p = v;
+
+	mesh_buf_init(&b, RBAC_REGEX_MAX);
+	while (*p) {
+		if (!strncmp(p, "{**}", 4)) {
+			mesh_buf_puts(&b, "[" RBAC_TMPL_PCHAR "/-]*");
+			p += 4;
+		} else if (!strncmp(p, "{*}", 3)) {
+			mesh_buf_puts(&b, "[" RBAC_TMPL_PCHAR "-]+");
+			p += 3;
+		} else {
+			size_t n = strcspn(p, "{");
+
+			if (!n)
+				n = 1; /* a '{' that starts no operator: a literal */
+			rbac__re_quote(&b, p, n);
+			p += n;
+		}
+	}
+	return rbac__sm(c, RBAC_SM_REGEX, rbac__re_take(c, &b));
+}
+
 /* Istio's wildcard rules for a value v, every match made against
  * `prefix` + the real value: "*" -> any non-empty value (regex ".+");
  * "*x" -> suffix x (a regex "prefix.*x" when prefix is not empty);
@@ -507,7 +548,7 @@ static rbac_perm *rbac__perm_value(struct rbac__ctx *c, enum rbac__gen g, const 
 		if (!p || !pm)
 			return NULL;
 		pm->rule_case = ENVOY__TYPE__MATCHER__V3__PATH_MATCHER__RULE_PATH;
-		pm->path = rbac__sm_istio(c, v, "");
+		pm->path = rbac__path_template(v) ? rbac__sm_template(c, v) : rbac__sm_istio(c, v, "");
 		p->url_path = pm;
 		return pm->path ? p : NULL;
 	}
