@@ -92,7 +92,8 @@ int pathnorm_apply(const struct pathnorm_opts *o, const char *path, size_t len, 
 				if (slash && o->slashes == PATHNORM_SLASHES_REJECT)
 					return -EINVAL;
 				if (slash && o->slashes == PATHNORM_SLASHES_UNESCAPE) {
-					out[n++] = (char)v;
+					/* unescaped first; normalize_path then reads '\' as '/' */
+					out[n++] = (char)(v == '\\' && o->normalize ? '/' : v);
 					i += 2;
 					continue;
 				}
