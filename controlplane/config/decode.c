@@ -3061,6 +3061,10 @@ static void dec__authorization_policy(struct dec *d, const struct cfg__node *spe
 	}
 	/* istio.io/dry-run: selected as usual, compiled into shadow rules
 	 * (controlplane/gen/rbac.h rbac_opts.shadow), never enforced */
+	if (ap->dry_run == 1)
+		cfg__warn(d->e, spec, "istio.io/dry-run: the policy is not enforced (as in Istio); sidecars evaluate it "
+			  "as shadow rules (counted as rbac.istio_dry_run_*shadow_allowed/shadow_denied and logged), "
+			  "proxyless gRPC leaves it out");
 	/* Istio's warning on DENY rules made only of HTTP attributes */
 	for (i = 0; ap->action == CFG_AUTHZ_DENY && i < ap->n_rules; i++) {
 		const struct cfg_authz_rule *ar = &ap->rules[i];
