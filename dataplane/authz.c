@@ -402,11 +402,16 @@ int authz_check(const struct authz *a, const struct rbac_request *r, struct rbac
 
 		if (each[i].shadow != RBAC_FILTER_NONE) {
 			(*(each[i].shadow == RBAC_FILTER_ALLOWED ? f->shadow_allowed : f->shadow_denied))++;
-			/* Istio's dry-run: what would have happened, never enforced */
-			log_info("meshproxy", "rbac: %s: shadow %s, matched policy %s (%s %s)", a->lname,
-				 each[i].shadow == RBAC_FILTER_ALLOWED ? "allowed" : "denied",
-				 each[i].shadow_policy ? each[i].shadow_policy : "none", r->method ? r->method : "-",
-				 r->path ? r->path : "-");
+			/* Istio's dry-run: what would have happened, never enforced;
+			 * a would-be denial at info, the rest at debug (per request) */
+			if (each[i].shadow == RBAC_FILTER_DENIED)
+				log_info("meshproxy", "rbac: %s: shadow denied, matched policy %s (%s %s)", a->lname,
+					 each[i].shadow_policy ? each[i].shadow_policy : "none",
+					 r->method ? r->method : "-", r->path ? r->path : "-");
+			else
+				log_debug("meshproxy", "rbac: %s: shadow allowed, matched policy %s (%s %s)", a->lname,
+					  each[i].shadow_policy ? each[i].shadow_policy : "none",
+					  r->method ? r->method : "-", r->path ? r->path : "-");
 		}
 		if (each[i].rules == RBAC_FILTER_NONE)
 			continue;
