@@ -82,6 +82,16 @@ MESH_MUST_CHECK int ca_issue_serving(struct ca *ca, const char *const *dns, size
 		     int64_t ttl_seconds, char **chain_pem, char **key_pem, int64_t *not_after, char *err,
 		     size_t errcap);
 
+/* Issue a workload certificate for spiffe://<trust-domain>/ns/<ns>/sa/<sa>
+ * with a fresh EC P-256 key made here (SDS, controlplane/ca/sds.c: the
+ * key is meshd's to hand over, unlike a CSR's).  ttl_seconds as for
+ * ca_sign_csr.  *chain_pem gets leaf + intermediates (no root), *key_pem
+ * the PKCS#8 key; free() both.  *not_after: the expiry (seconds since the
+ * epoch; may be NULL).  Errors as ca_issue_serving, and -MESH_ESEMANTIC
+ * for an identity that is not DNS names. */
+MESH_MUST_CHECK int ca_issue_workload(struct ca *ca, const char *ns, const char *sa, int64_t ttl_seconds,
+				      char **chain_pem, char **key_pem, int64_t *not_after, char *err, size_t errcap);
+
 /* The SPIFFE ID for ns/sa into out.  Returns 0 or -EINVAL (not a DNS
  * label/subdomain), -MESH_ETOOBIG. */
 MESH_MUST_CHECK int ca_spiffe_id(const char *trust_domain, const char *ns, const char *sa, char *out, size_t cap);
