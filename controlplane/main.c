@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "controlplane/ca/ca.h"
 #include "controlplane/ca/ca_auth.h"
+#include "controlplane/ca/ca_sds.h"
 #include "controlplane/ca/ca_service.h"
 #include "controlplane/config/meshcfg.h"
 #include "controlplane/config/store.h"
@@ -84,6 +85,7 @@ struct meshd {
 	struct ca *ca;
 	struct ca_authenticator *ca_auth;
 	struct ca_service *ca_svc;
+	struct ca_sds *sds;          /* Secrets over ADS (ca_sds.h) */
 	struct mesh_watch *mesh_watch; /* with --mesh-config */
 	struct mesh_config *mesh;    /* the last good mesh config (Istio's defaults without a file) */
 	char *mesh_trust_domain, *mesh_root_ns; /* start-up values the mesh config gave (opts point here) */
@@ -336,8 +338,18 @@ static int meshd_start_ca(struct meshd *d)
 			.n_serving_ips = nips,
 		};
 		rc = ca_service_new(&sc, &d->ca_svc);
-		if (rc < 0)
+		if (rc < 0) {
 			log_error("meshd", "CA service: %s", mesh_strerror(rc));
+			return rc;
+		}
+	}
+	{
+		/* SDS: "default" and "ROOTCA" to authenticated nodes */
+		struct ca_sds_config sc = { .ca = d->ca, .auth = d->ca_auth };
+
+		rc = ca_sds_new(&sc, &d->sds);
+		if (rc < 0)
+			log_error("meshd", "SDS provider: %s", mesh_strerror(rc));
 	}
 	return rc;
 }
@@ -621,6 +633,9 @@ int main(int argc, char **argv)
 		xc.want_ctx = d.push;
 		/* a sidecar's whole config is built per workload by the stage */
 		xc.whole_flavours = 1u << XDS_FLAVOUR_SIDECAR;
+		/* Secrets per stream, from the SDS provider */
+		xc.secret = ca_sds_want;
+		xc.secret_ctx = d.sds;
 		creds = ca_service_server_credentials(d.ca_svc);
 		if (!creds) {
 			log_error("meshd", "cannot set up TLS for %s", d.opts.secure_addr);
@@ -630,6 +645,7 @@ int main(int argc, char **argv)
 		rc = xds_server_start(&xc, &d.xds);
 		grpc_server_credentials_release(creds);
 		push_stage_set_server(d.push, d.xds);
+		ca_sds_set_server(d.sds, d.xds);
 		if (rc < 0) {
 			log_error("meshd", "cannot serve xDS on %s and %s: %s", d.opts.xds_addr, d.opts.secure_addr,
 				  mesh_strerror(rc));
@@ -678,6 +694,7 @@ out:
 	debug_server_stop(d.debug);
 	xds_server_stop(d.xds);
 	push_stage_free(d.push);   /* after the server: nothing publishes to it */
+	ca_sds_free(d.sds);        /* after the server: nothing asks it */
 	/* after the server: its calls are bound to the CA service's queue */
 	ca_service_free(d.ca_svc);
 	ca_auth_free(d.ca_auth);
