@@ -239,6 +239,47 @@ static struct cfg_snapshot *cb_config(void *ctx)
 	return push_stage_config(d->push);
 }
 
+/* credentialName Secrets for SDS (ca_sds_config.lookup): the Secret
+ * ns/name of the config meshd serves, its TLS material copied. */
+static int cb_sds_lookup(void *ctx, const char *ns, const char *name, struct ca_sds_tls *out)
+{
+	struct meshd *d = ctx;
+	struct cfg_snapshot *snap = push_stage_config(d->push);
+	const struct cfg_k8s_secret *s = NULL;
+	size_t lo = 0, hi = snap ? snap->n_objects[CFG_K8S_SECRET] : 0;
+	int rc = -ENOENT;
+
+	/* sorted by (namespace, name) */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const struct cfg_object *o = snap->objects[CFG_K8S_SECRET][mid];
+		int c = strcmp(o->ns, ns);
+
+		if (c == 0)
+			c = strcmp(o->name, name);
+		if (c == 0) {
+			s = &o->spec.secret;
+			break;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (!s)
+		goto out;
+	rc = -ENOMEM;
+	if ((s->cert && !(out->cert = strdup(s->cert))) || (s->key && !(out->key = strdup(s->key))) ||
+	    (s->cacert && !(out->cacert = strdup(s->cacert)))) {
+		ca_sds_tls_cleanup(out);
+		goto out;
+	}
+	rc = 0;
+out:
+	cfg_snapshot_unref(snap);
+	return rc;
+}
+
 static struct model *cb_model(void *ctx)
 {
 	struct meshd *d = ctx;
@@ -345,7 +386,7 @@ static int meshd_start_ca(struct meshd *d)
 	}
 	{
 		/* SDS: "default" and "ROOTCA" to authenticated nodes */
-		struct ca_sds_config sc = { .ca = d->ca, .auth = d->ca_auth };
+		struct ca_sds_config sc = { .ca = d->ca, .auth = d->ca_auth, .lookup = cb_sds_lookup, .lookup_ctx = d };
 
 		rc = ca_sds_new(&sc, &d->sds);
 		if (rc < 0)

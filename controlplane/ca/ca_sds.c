@@ -237,9 +237,19 @@ static int add_credential(struct ca_sds *s, struct sds_entry *e, struct xds_snap
 	}
 	if (n > CA_MAX_NAME_LEN)
 		goto out;
+	/* istiod's GetCaCert: a Secret named "NAME-cacert" first, then NAME's */
+	rc = -ENOENT;
+	if (cacert && strlen(base) <= CA_MAX_NAME_LEN) {
+		rc = s->cfg.lookup(s->cfg.lookup_ctx, e->id.ns, base, &tls);
+		if (rc == 0 && !tls.cacert) {
+			ca_sds_tls_cleanup(&tls);
+			rc = -ENOENT;
+		}
+	}
 	memcpy(obj, base, n);
 	obj[n] = '\0';
-	rc = s->cfg.lookup(s->cfg.lookup_ctx, e->id.ns, obj, &tls);
+	if (rc == -ENOENT)
+		rc = s->cfg.lookup(s->cfg.lookup_ctx, e->id.ns, obj, &tls);
 	if (rc == -ENOENT) {
 		rc = 0;
 		goto out;

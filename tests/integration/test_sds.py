@@ -293,6 +293,12 @@ class SdsTest(unittest.TestCase):
             self.assertEqual(one(secs["kubernetes://gw-cert-cacert"], 4, 1, 2).strip(), self.gw_crt.strip())
         finally:
             st.close()
+        # the config views list the Secret without its data
+        status, configz = self.meshd.http("/debug/configz?kind=Secret")
+        self.assertEqual(status, 200)
+        self.assertIn("gw-cert", configz)
+        self.assertNotIn("PRIVATE KEY", configz)
+        self.assertNotIn("tls.key", configz)
         # a node of another namespace does not get default's Secret
         st, resp = self.sotw(["kubernetes://gw-cert"], token="api-token", nd=node("other", "api"))
         st.close()
