@@ -109,6 +109,10 @@ static void sds_reply(struct ca_sds *s, uint64_t stream, uint64_t seq, struct xd
 {
 	struct xds_server *srv;
 
+	if (s->cfg.reply) {
+		s->cfg.reply(s->cfg.reply_ctx, stream, seq, set, code, msg);
+		return;
+	}
 	pthread_mutex_lock(&s->lock);
 	srv = s->srv;
 	pthread_mutex_unlock(&s->lock);
@@ -336,7 +340,7 @@ static enum xds_ads_status entry_authenticate(struct ca_sds *s, struct sds_entry
 	rc = ca_auth_authenticate(s->cfg.auth, token, &e->id, why, sizeof(why));
 	OPENSSL_cleanse(token, sizeof(token));
 	if (rc == -EACCES) {
-		snprintf(msg, cap, "SDS: authentication failed: %s", why);
+		snprintf(msg, cap, "SDS: %s", why[0] ? why : "authentication failed");
 		code = XDS_ADS_STATUS_UNAUTHENTICATED;
 		goto out;
 	}

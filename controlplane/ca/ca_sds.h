@@ -84,6 +84,12 @@ struct ca_sds_config {
 	 * code.  Runs on the worker thread; may block briefly. */
 	int (*lookup)(void *ctx, const char *ns, const char *name, struct ca_sds_tls *out);
 	void *lookup_ctx;
+	/* Where answers go (NULL: xds_server_secret_reply() to the server of
+	 * ca_sds_set_server; the unit tests take them here).  Runs on the
+	 * worker thread; a reference to set is the callee's to take. */
+	void (*reply)(void *ctx, uint64_t stream, uint64_t seq, struct xds_snapshot *set, enum xds_ads_status code,
+		      const char *msg);
+	void *reply_ctx;
 };
 
 MESH_MUST_CHECK int ca_sds_new(const struct ca_sds_config *cfg, struct ca_sds **out);
