@@ -11,6 +11,8 @@ re-issued, at half its lifetime (a 6 s --workload-cert-ttl here); a
 credentialName Secret (kubernetes://NAME) is served in its namespace only.
 Runs in about 15 s.
 """
+import base64
+import json
 import os
 import queue
 import subprocess
@@ -20,7 +22,7 @@ import unittest
 
 import grpc
 
-from meshtest import Meshd
+from meshtest import MESHCTL, Meshd
 
 SOTW = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
 DELTA = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
@@ -145,7 +147,6 @@ class SdsTest(unittest.TestCase):
     @classmethod
     def credential_yaml(cls):
         """A kubernetes.io/tls Secret "gw-cert" in namespace default (with ca.crt), made now."""
-        import base64
         key = os.path.join(cls.tmp, "gw.key")
         crt = os.path.join(cls.tmp, "gw.crt")
         subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
@@ -214,10 +215,28 @@ class SdsTest(unittest.TestCase):
             self.check_default(secs["default"], "spiffe://cluster.local/ns/default/sa/web")
             self.assertEqual(one(secs["ROOTCA"], 4, 1, 2).strip(), self.root.strip())
             # the debug config dump names the Secrets and never shows their contents
-            dump = self.meshd.http("/debug/config_dump?proxyID=web-1.default")[1]
-            self.assertIn("default", dump)
+            # the debug config dump shows the Secrets as Envoy's does: private key redacted
+            status, dump = self.meshd.http("/debug/config_dump?proxyID=web-1.default")
+            self.assertEqual(status, 200, dump)
+            secrets = [c for c in json.loads(dump)["configs"] if c["@type"].endswith("SecretsConfigDump")][0]
+            by_name = {s["name"]: s["secret"] for s in secrets["dynamicActiveSecrets"]}
+            self.assertEqual(by_name["default"]["tlsCertificate"]["privateKey"], {"inlineString": "[redacted]"})
+            chain_b64 = by_name["default"]["tlsCertificate"]["certificateChain"]["inlineBytes"]
+            self.assertEqual(base64.b64decode(chain_b64), one(secs["default"], 2, 1, 2))
+            self.assertNotIn(base64.b64encode(one(secs["default"], 2, 2, 2)).decode()[:40], dump)
             self.assertNotIn("PRIVATE KEY", dump)
-            self.assertNotIn("BEGIN CERTIFICATE", dump)
+            # meshctl proxy-config secret: istioctl's columns, read from that dump
+            r = subprocess.run([MESHCTL, "proxy-config", "secret", "web-1.default", "--meshd",
+                                "127.0.0.1:%d" % self.meshd.http_port], capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            lines = r.stdout.splitlines()
+            self.assertEqual(lines[0].split(), ["RESOURCE", "NAME", "TYPE", "STATUS", "VALID", "CERT", "SERIAL",
+                                                "NUMBER", "NOT", "AFTER", "NOT", "BEFORE", "IDENTITY", "VERSION"])
+            rows = {l.split()[0]: l.split() for l in lines[1:]}
+            self.assertEqual(rows["default"][1:4], ["Cert", "Chain", "ACTIVE"])
+            self.assertEqual(rows["default"][4], "true")
+            self.assertEqual(rows["default"][-2], "spiffe://cluster.local/ns/default/sa/web")
+            self.assertEqual(rows["ROOTCA"][1:4], ["CA", "ACTIVE", "true"])
         finally:
             st.close()
 
