@@ -539,8 +539,10 @@ static int meshd_loop(struct meshd *d, int sfd)
 		/* only complete writes wake this: read at once, pushed debounced */
 		if ((pfd[4].revents & POLLIN) && mesh_watch_handle(d->mesh_watch) > 0)
 			(void)meshd_mesh_load(d, false);
-		if (d->ready)
-			(void)push_stage_tick(d->push, debounce_now()); /* failures logged; last good kept */
+		/* failures logged; last good kept.  A new config may hold
+		 * changed credentialName Secrets: SDS answers again. */
+		if (d->ready && push_stage_tick(d->push, debounce_now()) > 0)
+			ca_sds_refresh(d->sds);
 	}
 }
 

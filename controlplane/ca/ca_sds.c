@@ -61,6 +61,7 @@ struct ca_sds {
 	pthread_cond_t cond;
 	struct mesh_queue_item *head, **tail; /* xds_secret_req.qi, oldest first */
 	int stop;
+	int refresh;                 /* ca_sds_refresh(): re-read credentialName Secrets */
 	struct xds_server *srv;
 	uint64_t issued;
 	struct sds_entry *entries;   /* worker only */
@@ -460,6 +461,22 @@ static void sds_rotate(struct ca_sds *s, const struct timespec *now, struct time
 	}
 }
 
+/* The config changed: answer again every stream holding credentialName
+ * Secrets (an unchanged answer is no push: the core compares versions). */
+static void sds_refresh(struct ca_sds *s, const struct timespec *now)
+{
+	struct sds_entry *e;
+	size_t i;
+
+	for (e = s->entries; e; e = e->next) {
+		for (i = 0; e->verified && i < e->nnames && i < CA_SDS_MAX_NAMES; i++)
+			if (strcmp(e->names[i], CA_SDS_CERT_NAME) != 0 && strcmp(e->names[i], CA_SDS_ROOT_NAME) != 0)
+				break;
+		if (e->verified && i < e->nnames && i < CA_SDS_MAX_NAMES)
+			entry_answer(s, e, now);
+	}
+}
+
 static void *sds_main(void *arg)
 {
 	struct ca_sds *s = arg;
@@ -468,8 +485,9 @@ static void *sds_main(void *arg)
 	pthread_mutex_lock(&s->lock);
 	for (;;) {
 		struct mesh_queue_item *batch;
+		int refresh;
 
-		while (!s->stop && !s->head) {
+		while (!s->stop && !s->head && !s->refresh) {
 			if (next.tv_sec == 0) {
 				pthread_cond_wait(&s->cond, &s->lock);
 				break;
@@ -482,6 +500,8 @@ static void *sds_main(void *arg)
 		batch = s->head;
 		s->head = NULL;
 		s->tail = &s->head;
+		refresh = s->refresh;
+		s->refresh = 0;
 		pthread_mutex_unlock(&s->lock);
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		while (batch) {
@@ -491,6 +511,8 @@ static void *sds_main(void *arg)
 			sds_handle(s, r, &now);
 		}
 		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (refresh)
+			sds_refresh(s, &now);
 		sds_rotate(s, &now, &next);
 		pthread_mutex_lock(&s->lock);
 	}
@@ -568,6 +590,16 @@ void ca_sds_free(struct ca_sds *s)
 	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
+}
+
+void ca_sds_refresh(struct ca_sds *s)
+{
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->lock);
+	s->refresh = 1;
+	pthread_cond_signal(&s->cond);
+	pthread_mutex_unlock(&s->lock);
 }
 
 void ca_sds_set_server(struct ca_sds *s, struct xds_server *srv)

@@ -101,6 +101,10 @@ void ca_sds_set_server(struct ca_sds *s, struct xds_server *srv);
 /* The core's secret callback (xds_server_config.secret, ctx: the
  * provider): takes ownership of req. */
 void ca_sds_want(void *ctx, struct xds_secret_req *req);
+/* The served config changed (any thread; NULL is a no-op): streams
+ * holding credentialName Secrets are answered again from it, so a
+ * rotated Kubernetes Secret reaches them (a Secret unchanged is no push). */
+void ca_sds_refresh(struct ca_sds *s);
 /* "default" certificates issued so far (tests, debug). */
 uint64_t ca_sds_issued(struct ca_sds *s);
 

@@ -8,7 +8,8 @@ another identity than its token's is refused (PERMISSION_DENIED), a missing or
 unknown token is UNAUTHENTICATED; another identity gets its own certificate,
 never web's; the plaintext port serves no Secret; "default" is pushed again,
 re-issued, at half its lifetime (a 6 s --workload-cert-ttl here); a
-credentialName Secret (kubernetes://NAME) is served in its namespace only.
+credentialName Secret (kubernetes://NAME) is served in its namespace only, and
+pushed again when it changes.
 Runs in about 15 s.
 """
 import base64
@@ -310,6 +311,19 @@ class SdsTest(unittest.TestCase):
             self.assertEqual(one(secs["kubernetes://gw-cert"], 2, 1, 2).strip(), self.gw_crt.strip())
             self.assertIn(b"PRIVATE KEY", one(secs["kubernetes://gw-cert"], 2, 2, 2))
             self.assertEqual(one(secs["kubernetes://gw-cert-cacert"], 4, 1, 2).strip(), self.gw_crt.strip())
+            # ACK; a rotated Kubernetes Secret reaches the stream as a push
+            st.send(field(1, one(resp, 1)) + b"".join(field(3, n.encode()) for n in names) +
+                    field(4, SECRET_URL) + field(5, one(resp, 5)))
+            old = self.gw_crt
+            self.meshd.write("creds.yaml", self.credential_yaml())
+            self.assertNotEqual(old, self.gw_crt)
+            got = []
+            t = threading.Thread(target=lambda: got.append(st.recv()), daemon=True)
+            t.start()
+            t.join(30)
+            self.assertTrue(got, "no push of the changed Secret within 30 s")
+            secs = secrets_of(fields(got[0]).get(2, []))
+            self.assertEqual(one(secs["kubernetes://gw-cert"], 2, 1, 2).strip(), self.gw_crt.strip())
         finally:
             st.close()
         # the config views list the Secret without its data
