@@ -705,6 +705,11 @@ int ca_generated(const struct ca *ca)
 	return ca ? ca->generated : 0;
 }
 
+const char *ca_trust_domain(const struct ca *ca)
+{
+	return ca->trust_domain;
+}
+
 const char *ca_root_pem(const struct ca *ca)
 {
 	return ca ? ca->root_pem : NULL;

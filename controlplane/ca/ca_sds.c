@@ -308,6 +308,38 @@ out:
 /* ------------------------------------------------------------------ */
 /* authentication */
 
+/* ns and sa of spiffe://TD/ns/NS/sa/SA when TD is the CA's trust domain
+ * and the ID is exactly the one the CA would issue for them.  Returns 0
+ * or -EACCES. */
+static int peer_identity(struct ca_sds *s, const char *uri, struct ca_identity *id)
+{
+	static const char pfx[] = "spiffe://";
+	char again[2 * CA_MAX_NAME_LEN + 512];
+	const char *p = uri, *ns, *sa, *end;
+	size_t nl, sl;
+
+	if (strncmp(p, pfx, sizeof(pfx) - 1) != 0 || !(p = strchr(p + sizeof(pfx) - 1, '/')) ||
+	    strncmp(p, "/ns/", 4) != 0)
+		return -EACCES;
+	ns = p + 4;
+	end = strchr(ns, '/');
+	if (!end || strncmp(end, "/sa/", 4) != 0)
+		return -EACCES;
+	nl = (size_t)(end - ns);
+	sa = end + 4;
+	sl = strlen(sa);
+	if (nl == 0 || nl > CA_MAX_NAME_LEN || sl == 0 || sl > CA_MAX_NAME_LEN)
+		return -EACCES;
+	memcpy(id->ns, ns, nl);
+	id->ns[nl] = '\0';
+	memcpy(id->sa, sa, sl);
+	id->sa[sl] = '\0';
+	if (ca_spiffe_id(ca_trust_domain(s->cfg.ca), id->ns, id->sa, again, sizeof(again)) < 0 ||
+	    strcmp(again, uri) != 0)
+		return -EACCES;
+	return 0;
+}
+
 /* Who the stream's caller is (once per stream).  Returns OK (e->verified
  * set when it proved an identity) or the status ending the stream, with
  * msg filled. */
@@ -326,8 +358,21 @@ static enum xds_ads_status entry_authenticate(struct ca_sds *s, struct sds_entry
 			 (unsigned long long)r->stream, r->node_id ? r->node_id : "?");
 		goto out;
 	}
+	if (r->peer_id) {
+		/* Istio's ClientCertAuthenticator first: TLS verified the
+		 * certificate against our root; its SPIFFE ID must be one of
+		 * our trust domain's, in the form the CA issues */
+		if (peer_identity(s, r->peer_id, &e->id) < 0) {
+			snprintf(msg, cap, "SDS: the client certificate's identity %.200s is not of trust domain %.100s",
+				 r->peer_id, ca_trust_domain(s->cfg.ca));
+			code = XDS_ADS_STATUS_UNAUTHENTICATED;
+			goto out;
+		}
+		goto check_node;
+	}
 	if (!r->authorization) {
-		snprintf(msg, cap, "SDS: no credentials: send \"authorization: Bearer <token>\"");
+		snprintf(msg, cap, "SDS: no credentials: send \"authorization: Bearer <token>\" or a client "
+				   "certificate of the mesh");
 		code = XDS_ADS_STATUS_UNAUTHENTICATED;
 		goto out;
 	}
@@ -350,7 +395,8 @@ static enum xds_ads_status entry_authenticate(struct ca_sds *s, struct sds_entry
 		code = XDS_ADS_STATUS_UNAVAILABLE;
 		goto out;
 	}
-	/* pilot's checkConnectionIdentity: the node must be who the token says */
+check_node:
+	/* pilot's checkConnectionIdentity: the node must be who its credentials say */
 	if ((r->node_ns && strcmp(r->node_ns, e->id.ns) != 0) || (r->node_sa && strcmp(r->node_sa, e->id.sa) != 0)) {
 		snprintf(msg, cap, "SDS: the node claims ns %.100s sa %.100s but authenticated as ns %.100s sa %.100s",
 			 r->node_ns ? r->node_ns : "(any)", r->node_sa ? r->node_sa : "(any)", e->id.ns, e->id.sa);

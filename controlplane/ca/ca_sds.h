@@ -20,9 +20,12 @@
  * Other names are left out of the response (not found).
  *
  * Who may have them (Istio's xDS authentication on 15012, pilot's
- * authenticate + checkConnectionIdentity): the call must come over TLS and
- * carry "authorization: Bearer TOKEN", which the CA's authenticator turns
- * into (namespace, service account), once per stream; the node's metadata
+ * authenticate + checkConnectionIdentity): the call must come over TLS
+ * with a client certificate TLS verified against meshd's root (its SPIFFE
+ * ID, of meshd's trust domain, is the identity: Istio's
+ * ClientCertAuthenticator) or carry "authorization: Bearer TOKEN", which
+ * the CA's authenticator turns into (namespace, service account): Istio's
+ * JWT authenticator.  Checked once per stream; the node's metadata
  * NAMESPACE (or node id) and SERVICE_ACCOUNT, when given, must be that
  * identity, or the stream ends with PERMISSION_DENIED; a missing or
  * rejected token ends it with UNAUTHENTICATED.  A plaintext stream (15010)

@@ -1180,6 +1180,7 @@ void xds_secret_req_free(struct xds_secret_req *r)
 		return;
 	names_free(r->names, r->nnames);
 	free(r->authorization);
+	free(r->peer_id);
 	free(r->node_id);
 	free(r->node_ns);
 	free(r->node_sa);
@@ -1216,6 +1217,7 @@ static void stream_secret_ask(struct xds_ads_stream *st)
 	r->seq = ++a->req_seq;
 	r->secure = st->secure;
 	r->authorization = dup_or_null(st->authorization, &oom);
+	r->peer_id = dup_or_null(st->peer_id, &oom);
 	r->node_id = dup_or_null(st->node_id, &oom);
 	r->node_ns = dup_or_null(st->node_ns, &oom);
 	r->node_sa = dup_or_null(st->node_sa, &oom);
@@ -1254,11 +1256,16 @@ static void stream_secret_release(struct xds_ads_stream *st)
 	st->ads->secret(st->ads->secret_ctx, r);
 }
 
-int xds_ads_stream_credentials(struct xds_ads_stream *st, int secure, const char *authorization, size_t len)
+int xds_ads_stream_credentials(struct xds_ads_stream *st, int secure, const char *authorization, size_t len,
+			       const char *peer_id)
 {
 	st->secure = secure;
 	free(st->authorization);
+	free(st->peer_id);
 	st->authorization = NULL;
+	st->peer_id = NULL;
+	if (peer_id && !(st->peer_id = dup_capped(peer_id, XDS_MAX_NODE_FIELD_LEN)))
+		return -ENOMEM;
 	if (!authorization)
 		return 0;
 	if (len > XDS_MAX_AUTHORIZATION_LEN)
@@ -2821,6 +2828,7 @@ void xds_ads_stream_free(struct xds_ads_stream *st)
 	xds_snapshot_unref(st->own);
 	xds_snapshot_unref(st->secrets);
 	free(st->authorization);
+	free(st->peer_id);
 	free(st->peer);
 	free(st);
 }

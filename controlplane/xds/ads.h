@@ -150,6 +150,7 @@ struct xds_secret_req {
 	size_t nnames;
 	int secure;                  /* the call came over TLS */
 	char *authorization;         /* the call's "authorization" metadata; NULL: none */
+	char *peer_id;               /* the SPIFFE ID of its verified client certificate; NULL: none */
 	char *node_id;               /* NULL: unknown */
 	char *node_ns;               /* metadata NAMESPACE (else from the node id); NULL: unknown */
 	char *node_sa;               /* metadata SERVICE_ACCOUNT; NULL: unknown */
@@ -231,10 +232,11 @@ int xds_ads_stream_new(struct xds_ads *a, int delta, const char *peer, void *use
 		       struct xds_ads_stream **out) MESH_MUST_CHECK;
 /* What the transport knows of the caller, before its first request: the
  * call came over TLS (secure), its "authorization" metadata value
- * (copied, capped; NULL: none).  Used for Secrets only.  Returns 0 or
- * -ENOMEM. */
+ * (copied, capped; NULL: none), the SPIFFE ID of the client certificate
+ * TLS verified (copied; NULL: none).  Used for Secrets only.  Returns 0
+ * or -ENOMEM. */
 MESH_MUST_CHECK int xds_ads_stream_credentials(struct xds_ads_stream *st, int secure, const char *authorization,
-					       size_t len);
+					       size_t len, const char *peer_id);
 /*
  * The provider's answer for stream (by id) to its Secret request seq: set
  * (the core takes the reference; NULL: none) holds the Secrets by name;

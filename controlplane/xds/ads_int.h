@@ -178,6 +178,7 @@ struct xds_ads_stream {
 	/* Secrets (ads.h, xds_secret_req): per stream, from the provider */
 	int secure;                        /* the call came over TLS */
 	char *authorization;               /* its "authorization" metadata; NULL: none */
+	char *peer_id;                     /* its verified client certificate's SPIFFE ID; NULL: none */
 	struct xds_snapshot *secrets;      /* the provider's last answer; NULL: none */
 	uint64_t secret_asked;             /* seq of the latest request (0: never asked) */
 	uint64_t secret_answered;          /* seq of the latest answer taken */

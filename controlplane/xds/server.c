@@ -461,23 +461,36 @@ static void stream_maybe_free(struct xds_stream *st)
 
 /* What the call says of its caller, for the core's Secrets: whether it
  * came over TLS (the auth context's transport security type, as the CA
- * checks it) and its "authorization" metadata, which the Secret provider
- * authenticates (Istio's xDS authenticators read the same bearer token on
- * 15012). */
+ * checks it), the SPIFFE ID of a verified client certificate and its
+ * "authorization" metadata, which the Secret provider authenticates
+ * (Istio's xDS authenticators on 15012: the client certificate, then the
+ * bearer token). */
 static int stream_credentials(struct xds_ads_stream *ads, const struct accept_slot *a)
 {
 	grpc_auth_context *ctx = grpc_call_auth_context(a->call);
 	const grpc_auth_property *p;
 	grpc_auth_property_iterator it;
 	const char *authz = NULL;
+	char peer_id[XDS_MAX_PEER_LEN + 1] = "";
 	size_t i, len = 0;
-	int secure = 0;
+	int secure = 0, rc;
 
 	if (ctx) {
 		it = grpc_auth_context_find_properties_by_name(ctx, GRPC_TRANSPORT_SECURITY_TYPE_PROPERTY_NAME);
 		p = grpc_auth_property_iterator_next(&it);
 		secure = p && p->value && p->value_length == strlen(GRPC_SSL_TRANSPORT_SECURITY_TYPE) &&
 			 strncmp(p->value, GRPC_SSL_TRANSPORT_SECURITY_TYPE, p->value_length) == 0;
+		/* a client certificate TLS verified against meshd's root
+		 * (ca_service.c asks for one): its SPIFFE ID, which gRPC sets
+		 * only for a certificate with exactly one spiffe:// URI SAN */
+		if (secure && grpc_auth_context_peer_is_authenticated(ctx)) {
+			it = grpc_auth_context_find_properties_by_name(ctx, GRPC_PEER_SPIFFE_ID_PROPERTY_NAME);
+			p = grpc_auth_property_iterator_next(&it);
+			if (p && p->value && p->value_length <= XDS_MAX_PEER_LEN && !memchr(p->value, '\0', p->value_length)) {
+				memcpy(peer_id, p->value, p->value_length);
+				peer_id[p->value_length] = '\0';
+			}
+		}
 		grpc_auth_context_release(ctx);
 	}
 	for (i = 0; i < a->md.count; i++) {
@@ -488,7 +501,8 @@ static int stream_credentials(struct xds_ads_stream *ads, const struct accept_sl
 		len = GRPC_SLICE_LENGTH(m->value);
 		break;
 	}
-	return xds_ads_stream_credentials(ads, secure, authz, len);
+	rc = xds_ads_stream_credentials(ads, secure, authz, len, peer_id[0] ? peer_id : NULL);
+	return rc;
 }
 
 /* A StreamAggregatedResources (or, delta set, DeltaAggregatedResources)

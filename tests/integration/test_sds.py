@@ -3,7 +3,8 @@ on the TLS port, with the "authorization: Bearer" token Istio's xDS clients send
 
 Cases: a node asking for "default" and "ROOTCA" (SotW) gets a chain that
 `openssl verify` accepts against meshd's root, with its SPIFFE ID from the
-token and a key matching the certificate; the same over Delta; a node claiming
+token and a key matching the certificate; the same over Delta; a client
+certificate of the mesh (from CreateCertificate) is an identity too; a node claiming
 another identity than its token's is refused (PERMISSION_DENIED), a missing or
 unknown token is UNAUTHENTICATED; another identity gets its own certificate,
 never web's; the plaintext port serves no Secret; "default" is pushed again,
@@ -27,6 +28,7 @@ from meshtest import MESHCTL, Meshd
 
 SOTW = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
 DELTA = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
+CREATE = "/istio.v1.auth.IstioCertificateService/CreateCertificate"
 SECRET_URL = b"type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
 
 TOKENS = """# test callers: TOKEN NAMESPACE SERVICEACCOUNT
@@ -272,6 +274,32 @@ class SdsTest(unittest.TestCase):
         finally:
             st.close()
         self.assertEqual(self.meshd.http("/ready")[0], 200)
+
+    def test_03b_client_certificate_identity(self):
+        # a workload certificate from CreateCertificate (key made here), then a TLS
+        # channel presenting it, with no token: the certificate is the identity
+        key = os.path.join(self.tmp, "wl.key")
+        subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-out", key], capture_output=True, check=True, timeout=60)
+        csr = subprocess.run(["openssl", "req", "-new", "-key", key, "-subj", "/CN=x"], capture_output=True,
+                             check=True, timeout=60).stdout
+        resp = self.channel.unary_unary(CREATE)(field(1, csr), metadata=[("authorization", "Bearer web-token")],
+                                                timeout=20)
+        chain = b"".join(fields(resp).get(1, []))
+        ch = grpc.secure_channel("127.0.0.1:%d" % self.meshd.secure_port,
+                                 grpc.ssl_channel_credentials(root_certificates=self.root,
+                                                              private_key=open(key, "rb").read(),
+                                                              certificate_chain=chain))
+        try:
+            st, resp = self.sotw(["default"], token=None, channel=ch)
+            st.close()
+            secs = secrets_of(fields(resp).get(2, []))
+            self.check_default(secs["default"], "spiffe://cluster.local/ns/default/sa/web")
+            # the certificate says default/web: a node claiming other/api is refused
+            self.assert_code(grpc.StatusCode.PERMISSION_DENIED,
+                             lambda: self.sotw(["default"], token=None, nd=node("other", "api"), channel=ch))
+        finally:
+            ch.close()
 
     def test_04_plaintext_serves_none(self):
         plain = grpc.insecure_channel("127.0.0.1:%d" % self.meshd.xds_port)

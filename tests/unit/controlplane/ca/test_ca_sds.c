@@ -166,13 +166,14 @@ static void teardown(void)
 /* ------------------------------------------------------------------ */
 /* requests */
 
-static void ask(uint64_t stream, uint64_t seq, int secure, const char *authz, const char *ns, const char *sa,
-		const char *const *names, size_t n)
+static void ask_peer(uint64_t stream, uint64_t seq, int secure, const char *authz, const char *peer_id,
+		     const char *ns, const char *sa, const char *const *names, size_t n)
 {
 	struct xds_secret_req *r = calloc(1, sizeof(*r));
 	size_t i;
 
 	ck_assert_ptr_nonnull(r);
+	r->peer_id = peer_id ? strdup(peer_id) : NULL;
 	r->stream = stream;
 	r->seq = seq;
 	r->secure = secure;
@@ -185,6 +186,12 @@ static void ask(uint64_t stream, uint64_t seq, int secure, const char *authz, co
 		r->names[i] = strdup(names[i]);
 	r->nnames = n;
 	ca_sds_want(sds, r);
+}
+
+static void ask(uint64_t stream, uint64_t seq, int secure, const char *authz, const char *ns, const char *sa,
+		const char *const *names, size_t n)
+{
+	ask_peer(stream, seq, secure, authz, NULL, ns, sa, names, n);
 }
 
 static void release(uint64_t stream)
@@ -320,6 +327,39 @@ START_TEST(who_may_not)
 }
 END_TEST
 
+/* A verified client certificate's SPIFFE ID is an identity (Istio's
+ * ClientCertAuthenticator), of meshd's trust domain and form only; it
+ * goes before a token. */
+START_TEST(client_certificate_identity)
+{
+	const char *const d[] = { "default" };
+	char uri[256], serial[128];
+	struct answer *a;
+	Secret *s;
+
+	ask_peer(1, 1, 1, NULL, "spiffe://cluster.local/ns/ns1/sa/web", "ns1", "web", d, 1);
+	a = wait_answer(1);
+	ck_assert_int_eq(a->code, XDS_ADS_STATUS_OK);
+	s = secret_in(a, "default");
+	ck_assert_ptr_nonnull(s);
+	leaf_uri(&s->tls_certificate->certificate_chain->inline_bytes, uri, sizeof(uri), serial, sizeof(serial));
+	ck_assert_str_eq(uri, "spiffe://cluster.local/ns/ns1/sa/web");
+	envoy__extensions__transport_sockets__tls__v3__secret__free_unpacked(s, NULL);
+	/* the certificate wins over another identity's token */
+	ask_peer(2, 1, 1, "Bearer tok-api", "spiffe://cluster.local/ns/ns1/sa/web", "ns2", "api", d, 1);
+	ck_assert_int_eq(wait_answer(2)->code, XDS_ADS_STATUS_PERMISSION_DENIED);
+	ask_peer(3, 1, 1, NULL, "spiffe://evil.example/ns/ns1/sa/web", "ns1", "web", d, 1);
+	a = wait_answer(3);
+	ck_assert_int_eq(a->code, XDS_ADS_STATUS_UNAUTHENTICATED);
+	ck_assert_ptr_nonnull(strstr(a->msg, "trust domain cluster.local"));
+	ask_peer(4, 1, 1, NULL, "spiffe://cluster.local/ns/ns1/sa/web/x", "ns1", NULL, d, 1);
+	ck_assert_int_eq(wait_answer(4)->code, XDS_ADS_STATUS_UNAUTHENTICATED);
+	ask_peer(5, 1, 1, NULL, "spiffe://cluster.local/sa/web/ns/ns1", "ns1", NULL, d, 1);
+	ck_assert_int_eq(wait_answer(5)->code, XDS_ADS_STATUS_UNAUTHENTICATED);
+	release(1);
+}
+END_TEST
+
 START_TEST(credential_names_in_the_callers_namespace)
 {
 	const char *const names[] = { "kubernetes://gw", "kubernetes://gw-cacert", "gw", "kubernetes://ns2/other",
@@ -402,6 +442,7 @@ int main(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, default_and_rootca_for_a_proven_node);
 	tcase_add_test(tc, who_may_not);
+	tcase_add_test(tc, client_certificate_identity);
 	tcase_add_test(tc, credential_names_in_the_callers_namespace);
 	tcase_add_test(tc, default_renewed_at_half_life);
 	suite_add_tcase(s, tc);

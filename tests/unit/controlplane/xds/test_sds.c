@@ -214,7 +214,7 @@ static struct xds_ads_stream *stream_new(int delta_, int secure, const char *aut
 	struct xds_ads_stream *st = NULL;
 
 	ck_assert_int_eq(xds_ads_stream_new(ads, delta_, "127.0.0.1:1234", NULL, &st), 0);
-	ck_assert_int_eq(xds_ads_stream_credentials(st, secure, authz, authz ? strlen(authz) : 0), 0);
+	ck_assert_int_eq(xds_ads_stream_credentials(st, secure, authz, authz ? strlen(authz) : 0, NULL), 0);
 	return st;
 }
 
@@ -442,9 +442,10 @@ START_TEST(credentials_capped)
 	memset(big, 'x', n);
 	big[n] = '\0';
 	ck_assert_int_eq(xds_ads_stream_new(ads, 0, NULL, NULL, &st), 0);
-	ck_assert_int_eq(xds_ads_stream_credentials(st, 1, big, n), 0);
+	ck_assert_int_eq(xds_ads_stream_credentials(st, 1, big, n, "spiffe://cluster.local/ns/ns1/sa/sa1"), 0);
 	sotw(st, 1, NULL, NULL, names_default, 1);
 	ck_assert_uint_lt(strlen(reqs[0]->authorization), n);
+	ck_assert_str_eq(reqs[0]->peer_id, "spiffe://cluster.local/ns/ns1/sa/sa1");
 	free(big);
 	xds_ads_stream_free(st);
 }
