@@ -401,9 +401,9 @@ static uint64_t gen_key_pa(const struct model *m)
 #define GEN_SHAPE_SALT 1u
 
 /* Shared with sidecar.c (gen_int.h).  What the generators read of m
- * apart from endpoints: every config
- * object (kind, namespace, name, shape_hash: a ServiceEntry without its
- * inline endpoints) but WorkloadEntries, EndpointSlices and Pods, which
+ * apart from endpoints: every config object (kind, namespace, name,
+ * shape_hash: a ServiceEntry without its inline endpoints) but
+ * WorkloadEntries, EndpointSlices and Pods, which
  * the model reads only to make endpoints (model.c), the mesh config, the
  * DNS domain, root namespace and trust domain, and the services in order
  * with the object each comes from (which object wins a host). */

@@ -1306,9 +1306,9 @@ static int gen_special_clusters(struct gen_sc *sc)
  * config object but what only carries endpoints, the mesh config, the
  * DNS domain, root namespace and trust domain, the services by name and
  * origin) equals the previous one's differs from it in endpoints alone.
- * Then only the services whose endpoints changed lose
- * their CDS and EDS groups (gen__endpoints_hash()), in every row (CDS too: auto mTLS reads the
- * endpoints' identities, and DNS clusters carry their endpoints); every
+ * Then only the services whose endpoints changed (gen__endpoints_hash())
+ * lose their CDS and EDS groups, in every row (CDS too: auto mTLS reads
+ * the endpoints' identities, and DNS clusters carry their endpoints); every
  * other group and every route share (route configs read no endpoint) is
  * kept, and rebuilt groups are built only when a workload that sees the
  * service asks.  Any other change empties the cache, as a different
