@@ -318,8 +318,9 @@ static bool push__same_set(const struct xds_snapshot *a, const struct xds_snapsh
 		if (a->sets[t].n != b->sets[t].n)
 			return false;
 		for (i = 0; i < a->sets[t].n; i++)
-			if (a->sets[t].v[i]->hash != b->sets[t].v[i]->hash ||
-			    strcmp(a->sets[t].v[i]->name, b->sets[t].v[i]->name) != 0)
+			if (a->sets[t].v[i] != b->sets[t].v[i] && /* one object (push__adopt, shared groups) */
+			    (a->sets[t].v[i]->hash != b->sets[t].v[i]->hash ||
+			     strcmp(a->sets[t].v[i]->name, b->sets[t].v[i]->name) != 0))
 				return false;
 	}
 	return true;
