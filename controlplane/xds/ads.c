@@ -2428,23 +2428,28 @@ static int wire_str(char *out, size_t cap, const uint8_t *d, size_t n)
 	return 0;
 }
 
+/* The reduced ACK's strings hold what the fast path always took whole. */
+_Static_assert(XDS_ADS_ACK_STR_CAP >= XDS_VERSION_CAP + 64 && XDS_ADS_ACK_STR_CAP >= XDS_NONCE_CAP + 64,
+	       "XDS_ADS_ACK_STR_CAP");
+
 /*
- * The SotW ACK fast path (see names_wire_hash): 1 when the request in
- * data was taken as a plain ACK (or ignored as stale, as the full path
- * would), 0 when the caller must unpack it.  Only top-level fields are
- * read; a request it takes never reaches protobuf-c, so it never nests.
+ * A SotW request's top-level fields, when it can be a plain ACK: 1 and
+ * *out (type, version, nonce, count and wire hash of the names) when it
+ * has only version_info, resource_names (one run), type_url and a
+ * response_nonce, of a type meshd serves; else 0.  Only top-level fields
+ * are read; a request it takes never reaches protobuf-c, so it never
+ * nests.  Reads only its arguments (any thread).
  */
-static int sotw_fast_ack(struct xds_ads_stream *st, const uint8_t *data, size_t len)
+static int sotw_scan(const uint8_t *data, size_t len, struct xds_ads_ack *out)
 {
 	const uint8_t *p = data, *end = data + len, *names = NULL, *names_end = NULL;
-	char url[256] = "", version[XDS_VERSION_CAP + 64] = "", nonce[XDS_NONCE_CAP + 64] = "";
-	size_t nnames = 0;
-	type_state *ts;
-	uint64_t key, flen, h;
-	int t, last = 0;
+	char url[256] = "";
+	uint64_t key, flen;
+	int last = 0;
 
-	if (st->delta || !st->have_node || st->finishing || st->closed)
-		return 0;
+	out->version[0] = '\0';
+	out->nonce[0] = '\0';
+	out->nnames = 0;
 	while (p < end) {
 		const uint8_t *f, *field = p;
 		if (wire_varint(&p, end, &key) < 0 || (key & 7) != 2 || wire_varint(&p, end, &flen) < 0 ||
@@ -2454,7 +2459,7 @@ static int sotw_fast_ack(struct xds_ads_stream *st, const uint8_t *data, size_t 
 		p += flen;
 		switch (key >> 3) {
 		case 1:
-			if (wire_str(version, sizeof(version), f, flen) < 0)
+			if (wire_str(out->version, sizeof(out->version), f, flen) < 0)
 				return 0;
 			break;
 		case 3:
@@ -2464,14 +2469,14 @@ static int sotw_fast_ack(struct xds_ads_stream *st, const uint8_t *data, size_t 
 			if (!names)
 				names = field;
 			names_end = p;
-			nnames++;
+			out->nnames++;
 			break;
 		case 4:
 			if (wire_str(url, sizeof(url), f, flen) < 0)
 				return 0;
 			break;
 		case 5:
-			if (wire_str(nonce, sizeof(nonce), f, flen) < 0)
+			if (wire_str(out->nonce, sizeof(out->nonce), f, flen) < 0)
 				return 0;
 			break;
 		default:
@@ -2479,28 +2484,94 @@ static int sotw_fast_ack(struct xds_ads_stream *st, const uint8_t *data, size_t 
 		}
 		last = (int)(key >> 3);
 	}
-	t = xds_type_from_url(url);
-	if (t < 0 || !nonce[0])
+	out->type = xds_type_from_url(url);
+	if (out->type < 0 || !out->nonce[0])
 		return 0;
-	ts = &st->types[t];
-	if (!ts->subscribed)
+	out->names_hash = names ? wire_hash(names, (size_t)(names_end - names)) : 0;
+	return 1;
+}
+
+/* Whether ack repeats what e says the stream holds for its type. */
+static int ack_matches(const struct xds_ads_ack_expect *e, const struct xds_ads_ack *ack)
+{
+	if (!e->ok || ack->type < 0 || ack->type >= XDS_TYPE_COUNT || !e->t[ack->type].subscribed)
 		return 0;
-	if (ts->wildcard) {
-		if (nnames != 0)
-			return 0;
-	} else {
-		if (nnames == 0 || nnames != ts->nnames || !ts->names_obj || !ts->names_obj->wire_ok)
-			return 0;
-		/* a key or length varint longer than the shortest form (legal,
-		 * unusual) only makes the hash miss */
-		h = wire_hash(names, (size_t)(names_end - names));
-		if (h != ts->names_obj->wire_hash)
-			return 0;
+	if (e->t[ack->type].wildcard)
+		return ack->nnames == 0;
+	/* a key or length varint longer than the shortest form (legal,
+	 * unusual) only makes the hash miss */
+	return ack->nnames > 0 && e->t[ack->type].hash_ok && ack->nnames == e->t[ack->type].nnames &&
+	       ack->names_hash == e->t[ack->type].names_hash;
+}
+
+void xds_ads_stream_ack_expect(const struct xds_ads_stream *st, struct xds_ads_ack_expect *out)
+{
+	int t;
+
+	memset(out, 0, sizeof(*out));
+	out->ok = !st->delta && st->have_node && !st->finishing && !st->closed;
+	for (t = 0; t < XDS_TYPE_COUNT; t++) {
+		const type_state *ts = &st->types[t];
+		out->t[t].subscribed = ts->subscribed;
+		out->t[t].wildcard = ts->wildcard;
+		out->t[t].nnames = ts->nnames;
+		/* without a wire hash only wildcard ACKs match: only slower */
+		out->t[t].hash_ok = ts->names_obj && ts->names_obj->wire_ok;
+		out->t[t].names_hash = out->t[t].hash_ok ? ts->names_obj->wire_hash : 0;
 	}
-	/* as xds_ads_stream_request: the ACK (or a stale nonce ignored), and
-	 * names that repeat the subscription change nothing else */
-	(void)type_ack(st, (enum xds_type)t, nonce, version, NULL, version);
+}
+
+int xds_ads_ack_reduce(const struct xds_ads_ack_expect *e, const uint8_t *data, size_t len, struct xds_ads_ack *out)
+{
+	if (len > XDS_MAX_REQUEST_BYTES || !sotw_scan(data, len, out))
+		return 0;
+	return ack_matches(e, out);
+}
+
+/* The ACK (or a stale nonce ignored), as xds_ads_stream_request takes it:
+ * names that repeat the subscription change nothing else. */
+static void sotw_ack_apply(struct xds_ads_stream *st, const struct xds_ads_ack *ack)
+{
+	(void)type_ack(st, (enum xds_type)ack->type, ack->nonce, ack->version, NULL, ack->version);
 	st->fast_acks++;
+}
+
+int xds_ads_stream_recv_ack(struct xds_ads_stream *st, const struct xds_ads_ack *ack)
+{
+	struct xds_ads_ack_expect e;
+	int rc = 0;
+
+	if (st->finishing || st->closed)
+		goto out;
+	xds_ads_stream_ack_expect(st, &e);
+	if (!ack_matches(&e, ack)) {
+		log_warn(SCOPE, "stream %llu (%s): a reduced %s ACK no longer matches the subscription; ending the stream",
+			 (unsigned long long)st->id, stream_who(st),
+			 ack->type >= 0 && ack->type < XDS_TYPE_COUNT ? xds_type_short((enum xds_type)ack->type) : "?");
+		xds_ads_stream_end(st, XDS_ADS_STATUS_INTERNAL, "subscription changed under a reduced ACK");
+		rc = -EPROTO;
+		goto out;
+	}
+	sotw_ack_apply(st, ack);
+out:
+	return rc;
+}
+
+/*
+ * The SotW ACK fast path (see names_wire_hash) on the core's thread, for a
+ * request the transport did not reduce: 1 when the request in data was
+ * taken as a plain ACK (or ignored as stale, as the full path would), 0
+ * when the caller must unpack it.
+ */
+static int sotw_fast_ack(struct xds_ads_stream *st, const uint8_t *data, size_t len)
+{
+	struct xds_ads_ack_expect e;
+	struct xds_ads_ack ack;
+
+	xds_ads_stream_ack_expect(st, &e);
+	if (!xds_ads_ack_reduce(&e, data, len, &ack))
+		return 0;
+	sotw_ack_apply(st, &ack);
 	return 1;
 }
 
@@ -2510,7 +2581,7 @@ int xds_ads_stream_recv(struct xds_ads_stream *st, const uint8_t *data, size_t l
 	ProtobufCAllocator alloc = { req_alloc, req_free, NULL };
 	int rc = 0;
 
-	if (len <= XDS_MAX_REQUEST_BYTES && sotw_fast_ack(st, data, len))
+	if (sotw_fast_ack(st, data, len))
 		goto out;
 	/* unpacked, a request takes a few times its wire size at most
 	 * (a pointer and a 16-byte-aligned string per name) */

@@ -268,6 +268,50 @@ int xds_ads_stream_recv(struct xds_ads_stream *st, const uint8_t *data, size_t l
  * their bytes, without unpacking them (the names repeat the subscription:
  * a hash of the names field compared with the hash of the names held). */
 uint64_t xds_ads_stream_fast_acks(const struct xds_ads_stream *st);
+
+/*
+ * Reduced SotW ACKs: the same fast path, split so the transport can take a
+ * plain ACK apart on the thread that receives it and free its bytes at
+ * once (2,000 sidecars ACKing an endpoint change each name every cluster,
+ * ~130 KB a request; kept whole while the xDS thread works through them
+ * they were most of meshd's peak RSS).
+ *
+ * xds_ads_stream_ack_expect (the core's thread) records what a plain ACK
+ * on the stream must look like now, per type: subscribed, wildcard (no
+ * names) or the count and wire hash of the names held.  The transport
+ * takes it before it asks for the next request; a stream has at most one
+ * request outstanding and only a request changes its names, so it still
+ * holds when that request arrives.  xds_ads_ack_reduce (any thread: it
+ * reads only its arguments) takes a DiscoveryRequest's bytes: 1 and *out
+ * when it is such a plain ACK (top-level version_info, resource_names,
+ * type_url and response_nonce only, a nonce, the names the expectation
+ * has), else 0 (the bytes must go to xds_ads_stream_recv: a Node, an
+ * error_detail, other names, an unknown field).  xds_ads_stream_recv_ack
+ * (the core's thread) applies one as xds_ads_stream_recv would have the
+ * bytes; an ACK that no longer matches the stream (cannot happen under the
+ * rule above) ends it with INTERNAL, so the client resubscribes.  Returns
+ * 0, or -EPROTO then.
+ */
+#define XDS_ADS_ACK_STR_CAP 96
+struct xds_ads_ack_expect {
+	int ok;                            /* reduced ACKs can be taken at all (SotW, Node seen, not ending) */
+	struct {
+		int subscribed, wildcard;
+		int hash_ok;                   /* names_hash is known: else only a wildcard ACK matches */
+		size_t nnames;
+		uint64_t names_hash;           /* wire hash of the resource_names entries */
+	} t[XDS_TYPE_COUNT];
+};
+struct xds_ads_ack {
+	int type;                          /* enum xds_type */
+	size_t nnames;
+	uint64_t names_hash;
+	char version[XDS_ADS_ACK_STR_CAP];
+	char nonce[XDS_ADS_ACK_STR_CAP];
+};
+void xds_ads_stream_ack_expect(const struct xds_ads_stream *st, struct xds_ads_ack_expect *out);
+int xds_ads_ack_reduce(const struct xds_ads_ack_expect *e, const uint8_t *data, size_t len, struct xds_ads_ack *out);
+int xds_ads_stream_recv_ack(struct xds_ads_stream *st, const struct xds_ads_ack *ack) MESH_MUST_CHECK;
 /*
  * A decoded SotW request (Envoy's xDS protocol, "ACK and NACK semantics"):
  * the first one per type subscribes; one quoting the latest nonce ACKs it

@@ -120,5 +120,9 @@ int xds_server_syncz(struct xds_server *s, struct mesh_buf *out);
 int xds_server_config_dump(struct xds_server *s, const char *proxy_id, struct mesh_buf *out);
 /* Number of connected streams. */
 int xds_server_connected(struct xds_server *s);
+/* SotW requests reduced to a plain ACK on arrival (their bytes freed by
+ * the completion-queue thread, xds_ads_ack_reduce) since the start
+ * (thread-safe; tests). */
+uint64_t xds_server_reduced_acks(struct xds_server *s);
 
 #endif

@@ -445,14 +445,14 @@ START_TEST(sotw_subscription_change_answered)
 }
 END_TEST
 
-/* sotw() as bytes, through xds_ads_stream_recv() (and so its ACK fast path). */
-static void sotw_wire(struct xds_ads_stream *st, const char *id, const char *url, const char *version,
-		      const char *nonce, const char *const *names, size_t n)
+/* A DiscoveryRequest's bytes (malloc'd, *len); err: an error_detail (a NACK). */
+static uint8_t *sotw_pack(const char *id, const char *url, const char *version, const char *nonce,
+			  const char *const *names, size_t n, const char *err, size_t *len)
 {
 	Envoy__Service__Discovery__V3__DiscoveryRequest req = ENVOY__SERVICE__DISCOVERY__V3__DISCOVERY_REQUEST__INIT;
+	Google__Rpc__Status status = GOOGLE__RPC__STATUS__INIT;
 	struct node nd;
 	uint8_t *wire;
-	size_t len;
 
 	if (id)
 		req.node = node_init(&nd, id, "grpc");
@@ -461,13 +461,123 @@ static void sotw_wire(struct xds_ads_stream *st, const char *id, const char *url
 	req.response_nonce = (char *)(nonce ? nonce : "");
 	req.resource_names = (char **)names;
 	req.n_resource_names = n;
-	len = envoy__service__discovery__v3__discovery_request__get_packed_size(&req);
-	wire = malloc(len ? len : 1);
+	if (err) {
+		status.code = 3;
+		status.message = (char *)err;
+		req.error_detail = &status;
+	}
+	*len = envoy__service__discovery__v3__discovery_request__get_packed_size(&req);
+	wire = malloc(*len ? *len : 1);
 	ck_assert_ptr_nonnull(wire);
 	envoy__service__discovery__v3__discovery_request__pack(&req, wire);
+	return wire;
+}
+
+/* sotw() as bytes, through xds_ads_stream_recv() (and so its ACK fast path). */
+static void sotw_wire(struct xds_ads_stream *st, const char *id, const char *url, const char *version,
+		      const char *nonce, const char *const *names, size_t n)
+{
+	size_t len;
+	uint8_t *wire = sotw_pack(id, url, version, nonce, names, n, NULL, &len);
+
 	ck_assert_int_eq(xds_ads_stream_recv(st, wire, len), 0);
 	free(wire);
 }
+
+/* Whether the bytes of that request reduce to a plain ACK under e
+ * (xds_ads_ack_reduce, as server.c's cq thread calls it); *ack filled. */
+static int reduces(const struct xds_ads_ack_expect *e, const char *id, const char *url, const char *version,
+		   const char *nonce, const char *const *names, size_t n, const char *err, struct xds_ads_ack *ack)
+{
+	size_t len;
+	uint8_t *wire = sotw_pack(id, url, version, nonce, names, n, err, &len);
+	int r = xds_ads_ack_reduce(e, wire, len, ack);
+
+	free(wire);
+	return r;
+}
+
+/* The reduced request path (the transport reduces a plain ACK on arrival
+ * and frees its bytes) keeps the protocol's behaviour: the same name set
+ * is an ACK taken from the reduction; a changed set, a NACK or a Node is
+ * not reduced and takes the full path (a new subscription, answered); a
+ * reduction that no longer matches the stream ends it rather than guess. */
+START_TEST(sotw_reduced_ack_keeps_behaviour)
+{
+	static const char *const eds[] = { "a=A1", "b=B1", "c=C1", NULL };
+	static const char *const ab[] = { "a", "b" }, *const ac[] = { "a", "c" };
+	struct xds_ads_stream *st = stream_new(0);
+	struct xds_ads_ack_expect e, old;
+	struct xds_ads_ack ack;
+	enum xds_ads_status code;
+	const char *msg;
+	char v[32], n[32], want[96];
+	size_t len;
+	uint8_t *wire;
+	Resp *r;
+
+	publish(XDS_FLAVOUR_PROXYLESS, XDS_ENDPOINT, eds);
+	/* before the first request (no Node yet): nothing is reduced */
+	xds_ads_stream_ack_expect(st, &e);
+	ck_assert_int_eq(e.ok, 0);
+	ck_assert_int_eq(reduces(&e, NULL, URL_EDS, "", "x", ab, 2, NULL, &ack), 0);
+	sotw_wire(st, "node-red", URL_EDS, NULL, NULL, ab, 2);
+	r = next_sotw(st);
+	ck_assert_ptr_nonnull(r);
+	snprintf(v, sizeof(v), "%s", r->version_info);
+	snprintf(n, sizeof(n), "%s", r->nonce);
+	resp_free(r);
+
+	/* the same name set: reduced, and taken as the ACK it is */
+	xds_ads_stream_ack_expect(st, &e);
+	ck_assert_int_eq(e.ok, 1);
+	ck_assert_int_eq(reduces(&e, NULL, URL_EDS, v, n, ab, 2, NULL, &ack), 1);
+	ck_assert_int_eq(ack.type, XDS_ENDPOINT);
+	ck_assert_str_eq(ack.nonce, n);
+	ck_assert_str_eq(ack.version, v);
+	ck_assert_int_eq(xds_ads_stream_recv_ack(st, &ack), 0);
+	ck_assert_uint_eq(xds_ads_stream_fast_acks(st), 1);
+	ck_assert_ptr_null(next_sotw(st));
+	snprintf(want, sizeof(want), "\"acked_version\":\"%s\",\"state\":\"SYNCED\"", v);
+	ck_assert(syncz_has(want, NULL));
+
+	/* not reduced: a NACK, a request carrying a Node, no nonce, another type */
+	ck_assert_int_eq(reduces(&e, NULL, URL_EDS, v, n, ab, 2, "bad", &ack), 0);
+	ck_assert_int_eq(reduces(&e, "node-red", URL_EDS, v, n, ab, 2, NULL, &ack), 0);
+	ck_assert_int_eq(reduces(&e, NULL, URL_EDS, v, NULL, ab, 2, NULL, &ack), 0);
+	ck_assert_int_eq(reduces(&e, NULL, URL_CDS, v, n, ab, 2, NULL, &ack), 0);
+
+	/* a changed set (as many names): not reduced; its bytes take the
+	 * full path, a new subscription answered */
+	ck_assert_int_eq(reduces(&e, NULL, URL_EDS, v, n, ac, 2, NULL, &ack), 0);
+	old = e;
+	wire = sotw_pack(NULL, URL_EDS, v, n, ac, 2, NULL, &len);
+	ck_assert_int_eq(xds_ads_stream_recv(st, wire, len), 0);
+	free(wire);
+	ck_assert_uint_eq(xds_ads_stream_fast_acks(st), 1);
+	r = next_sotw(st);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_uint_eq(r->n_resources, 2);
+	ck_assert(payload_is(r->resources[0], "A1"));
+	ck_assert(payload_is(r->resources[1], "C1"));
+	snprintf(v, sizeof(v), "%s", r->version_info);
+	snprintf(n, sizeof(n), "%s", r->nonce);
+	resp_free(r);
+
+	/* the new set's ACK reduces under the new expectation, not the old */
+	xds_ads_stream_ack_expect(st, &e);
+	ck_assert_int_eq(reduces(&e, NULL, URL_EDS, v, n, ac, 2, NULL, &ack), 1);
+	ck_assert_int_eq(reduces(&old, NULL, URL_EDS, v, n, ac, 2, NULL, &ack), 0);
+	/* an ACK reduced under a stale expectation (the old set) is refused:
+	 * the stream ends instead of acking names it no longer holds */
+	ck_assert_int_eq(reduces(&old, NULL, URL_EDS, v, n, ab, 2, NULL, &ack), 1);
+	ck_assert_int_eq(xds_ads_stream_recv_ack(st, &ack), -EPROTO);
+	ck_assert_uint_eq(xds_ads_stream_fast_acks(st), 1);
+	ck_assert(xds_ads_stream_finishing(st, &code, &msg));
+	ck_assert_int_eq(code, XDS_ADS_STATUS_INTERNAL);
+	xds_ads_stream_free(st);
+}
+END_TEST
 
 /* The ACK fast path (a hash of the names' bytes against the names held)
  * takes only ACKs that repeat the subscription: a changed one, even with
@@ -955,6 +1065,7 @@ int main(void)
 	tcase_add_test(tc, sotw_subscription_change_answered);
 	tcase_add_test(tc, sotw_bytes_in_and_malformed_request);
 	tcase_add_test(tc, sotw_ack_fast_path_sees_changed_names);
+	tcase_add_test(tc, sotw_reduced_ack_keeps_behaviour);
 	tcase_add_test(tc, delta_subscribe_unsubscribe_and_removal);
 	tcase_add_test(tc, delta_wildcards);
 	tcase_add_test(tc, delta_initial_resource_versions);

@@ -217,6 +217,7 @@ START_TEST(ack_then_publish_changed_and_unchanged)
 	struct ads_client c;
 	Resp *r;
 	char v1[32], n1[32];
+	uint64_t reduced;
 
 	publish("1", "1");
 	client_open(&c, port);
@@ -226,7 +227,9 @@ START_TEST(ack_then_publish_changed_and_unchanged)
 	snprintf(v1, sizeof(v1), "%s", r->version_info);
 	snprintf(n1, sizeof(n1), "%s", r->nonce);
 	resp_free(r);
-	/* ACK: no new response */
+	/* ACK: no new response; reduced on arrival (its bytes freed by the
+	 * cq thread), and recorded all the same */
+	reduced = xds_server_reduced_acks(srv);
 	client_send(&c, NULL, URL_CDS, v1, n1, NULL, 0, NULL);
 	must_be_quiet(&c);
 	{
@@ -234,6 +237,7 @@ START_TEST(ack_then_publish_changed_and_unchanged)
 		snprintf(needle, sizeof(needle), "\"acked_version\":\"%s\"", v1);
 		ck_assert(syncz_wait(needle, "\"state\":\"SYNCED\"", NULL));
 	}
+	ck_assert_uint_eq(xds_server_reduced_acks(srv), reduced + 1);
 	/* an identical snapshot (new object, same content): nothing */
 	publish("1", "1");
 	must_be_quiet(&c);
