@@ -17,7 +17,9 @@
 
 #include "dataplane/accesslog.h"
 #include "dataplane/engine.h"
+#include "dataplane/fcmatch.h"
 #include "dataplane/router.h"
+#include "dataplane/tcpproxy.h"
 #include "dataplane/upstream.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
 
@@ -63,6 +65,7 @@ struct px_cluster_stats {
 	uint64_t cx_total, cx_active, cx_connect_fail, cx_connect_timeout, cx_overflow, cx_destroy;
 	uint64_t cx_max_requests, cx_max_duration_reached, rq_rx_reset, rq_tx_reset;
 	uint64_t outlier_ejections_active;
+	uint64_t cx_rx_bytes, cx_tx_bytes; /* upstream_cx_rx/tx_bytes_total: counted by tcpproxy.c */
 };
 
 struct px_cluster {
@@ -107,6 +110,7 @@ struct px_port {
 	int tcp;                         /* a TCP proxy listener: no HTTP routing */
 	int accept_http_10;              /* the HCM's http_protocol_options.accept_http_10 (else HTTP/1.0 gets 426) */
 	const char *tcp_cluster;
+	struct tcpp_conf tcpp;           /* the TcpProxy filter's settings when tcp (chain_port(), engine.c) */
 	/* the HCM's timers (px_port_hcm()), in ms */
 	uint64_t stream_idle_ms;         /* stream_idle_timeout: unset 5 min, 0 off */
 	uint64_t headers_ms;             /* request_headers_timeout: 0 off (Envoy's default) */

@@ -402,14 +402,28 @@ static int hcm_keep(struct px_config *c, ProtobufCMessage *m)
 	return 0;
 }
 
+typedef Envoy__Extensions__Filters__Network__TcpProxy__V3__TcpProxy px_tcpf;
+
+static int chain_decode_tcp(struct px_config *c, const char *lname, const Envoy__Config__Listener__V3__FilterChain *fc,
+			    px_hcm **hcm, const char **tcp_cluster, const px_tcpf **tcpf, char *err, size_t cap);
+
 /* The chain's network filter: an HCM (*hcm, kept by c) or a TCP proxy's cluster. */
 static int chain_decode(struct px_config *c, const char *lname, const Envoy__Config__Listener__V3__FilterChain *fc,
 			px_hcm **hcm, const char **tcp_cluster, char *err, size_t cap)
+{
+	return chain_decode_tcp(c, lname, fc, hcm, tcp_cluster, NULL, err, cap);
+}
+
+/* chain_decode(), also giving the TcpProxy filter itself (*tcpf, kept by c) */
+static int chain_decode_tcp(struct px_config *c, const char *lname, const Envoy__Config__Listener__V3__FilterChain *fc,
+			    px_hcm **hcm, const char **tcp_cluster, const px_tcpf **tcpf, char *err, size_t cap)
 {
 	size_t i;
 
 	*hcm = NULL;
 	*tcp_cluster = NULL;
+	if (tcpf)
+		*tcpf = NULL;
 	for (i = 0; fc && i < fc->n_filters; i++) {
 		const Envoy__Config__Listener__V3__Filter *f = fc->filters[i];
 		const Google__Protobuf__Any *any;
@@ -450,6 +464,8 @@ static int chain_decode(struct px_config *c, const char *lname, const Envoy__Con
 			if (t->cluster_specifier_case ==
 			    ENVOY__EXTENSIONS__FILTERS__NETWORK__TCP_PROXY__V3__TCP_PROXY__CLUSTER_SPECIFIER_CLUSTER)
 				*tcp_cluster = t->cluster;
+			if (tcpf)
+				*tcpf = t;
 			return 0;
 		}
 	}
@@ -495,12 +511,14 @@ static int chain_port(struct px_config *c, const char *lname, const Envoy__Confi
 {
 	px_hcm *hcm;
 	const char *tcp;
+	const px_tcpf *tcpf;
 	int rc;
 
-	rc = chain_decode(c, lname, fc, &hcm, &tcp, err, cap);
+	rc = chain_decode_tcp(c, lname, fc, &hcm, &tcp, &tcpf, err, cap);
 	if (rc < 0)
 		return rc;
 	px_port_hcm(p, hcm);
+	tcpp_conf_init(&p->tcpp, tcpf);
 	p->accept_http_10 = hcm_http10(hcm);
 	if (hcm && hcm->route_specifier_case ==
 			   ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_ROUTE_CONFIG &&
@@ -668,9 +686,15 @@ static int compile_listener(struct px_config *c, const Envoy__Config__Listener__
 		snprintf(err, cap, "listener %s: address %s is not numeric", l->name, sa->address);
 		return -EINVAL;
 	}
-	rc = chain_decode(c, l->name, l->n_filter_chains ? l->filter_chains[0] : NULL, &hcm, &tcp, err, cap);
-	if (rc < 0)
-		return rc;
+	{
+		const px_tcpf *tcpf;
+
+		rc = chain_decode_tcp(c, l->name, l->n_filter_chains ? l->filter_chains[0] : NULL, &hcm, &tcp, &tcpf,
+				      err, cap);
+		if (rc < 0)
+			return rc;
+		tcpp_conf_init(&p.tcpp, tcpf);
+	}
 	px_port_hcm(&p, hcm);
 	if (hcm) {
 		p.accept_http_10 = hcm_http10(hcm);
@@ -1667,6 +1691,8 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 		PXS("upstream_cx_max_requests", "counter", cx_max_requests),
 		PXS("upstream_cx_max_duration_reached", "counter", cx_max_duration_reached),
 		PXS("outlier_detection_ejections_active", "gauge", outlier_ejections_active),
+		PXS("upstream_cx_rx_bytes_total", "counter", cx_rx_bytes),
+		PXS("upstream_cx_tx_bytes_total", "counter", cx_tx_bytes),
 #undef PXS
 	};
 	size_t i, j;

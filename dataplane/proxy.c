@@ -126,6 +126,7 @@ struct px_dconn {
 	int hdr_timing;              /* idle is request_headers_timeout's timer for a head being read */
 	uint64_t idle_ms;            /* the HCM's idle_timeout once known (a request, a captured port), else the engine's; 0 off */
 	uint64_t headers_ms;         /* the HCM's request_headers_timeout, 0 off */
+	struct tcpp *tcp;            /* a TCP proxy chain serves it (d_tcp_start(); io.fd is then -1) */
 	struct h1_header hdrs[H1_DEFAULT_MAX_HEADERS];
 };
 
@@ -2790,7 +2791,11 @@ static void d_close(struct px_dconn *d)
 	ev_io_stop(e->loop, &d->io);
 	ev_timer_cancel(e->loop, &d->idle);
 	ev_defer_cancel(e->loop, &d->proc);
-	close(d->io.fd);
+	/* a TCP proxy session owns the socket (and logs the connection) */
+	tcpp_free(d->tcp);
+	d->tcp = NULL;
+	if (d->io.fd >= 0)
+		close(d->io.fd);
 	d->prev->next = d->next;
 	d->next->prev = d->prev;
 	free(d->in.p);
@@ -2880,6 +2885,85 @@ static void accept_pause(struct ev_loop *loop, struct px_listener *l, int err)
 	ev_timer_arm(loop, &l->pause, PX_ACCEPT_PAUSE_MS);
 }
 
+static void d_tcp_done(void *arg)
+{
+	d_close(arg);
+}
+
+/*
+ * Hands d to the TCP proxy of chain pp (tcpproxy.h): whatever d read
+ * already (sniffed bytes) goes upstream first; from here the session owns
+ * the socket and d only keeps the connection's place in the engine's list
+ * and counters until d_tcp_done().  On failure d is closed.
+ */
+static void d_tcp_start(struct px_dconn *d, const struct px_port *pp)
+{
+	struct engine *e = d->e;
+	struct tcpp_down td;
+
+	memset(&td, 0, sizeof(td));
+	td.fd = d->io.fd;
+	td.tops = d->tops;
+	td.pre = d->in.p ? d->in.p + d->in.off : NULL;
+	td.n_pre = d->in.len - d->in.off;
+	if (d->captured) {
+		td.odst = &d->dst;
+		td.odst_len = d->dst_len;
+	}
+	td.done = d_tcp_done;
+	td.arg = d;
+	ev_io_stop(e->loop, &d->io);
+	ev_timer_cancel(e->loop, &d->idle);
+	if (tcpp_start(e, e->cur, &pp->tcpp, &td, &d->tcp) < 0) {
+		d_close(d);
+		return;
+	}
+	d->io.fd = -1;
+	d->state = D_TUNNEL;
+	free(d->in.p);
+	d->in.p = NULL;
+	d->in.off = d->in.len = d->in.cap = 0;
+}
+
+/* The TCP proxy chain that serves a new connection without looking at its
+ * bytes, or NULL (HTTP).  A bound listener's chain is known; a captured
+ * connection's original destination picks the outbound/inbound port as
+ * Envoy's original_dst does, and a captured destination no port names goes
+ * to virtualOutbound's / virtualInbound's catch-all, which are TCP
+ * passthrough chains (Istio). */
+static const struct px_port *d_tcp_chain(const struct px_dconn *d)
+{
+	static const struct px_port out_pass = { .tcp = 1, .tcp_cluster = "PassthroughCluster",
+						 .tcpp = { .cluster = "PassthroughCluster", .idle_ms = TCPP_IDLE_DEFAULT_MS } };
+	static const struct px_port in_pass = { .tcp = 1, .tcp_cluster = "InboundPassthroughCluster",
+						.tcpp = { .cluster = "InboundPassthroughCluster",
+							  .idle_ms = TCPP_IDLE_DEFAULT_MS } };
+	const struct px_config *c = d->e->cur;
+	const struct px_port *pp;
+	const struct sockaddr_in *sin = (const struct sockaddr_in *)&d->dst;
+	size_t i;
+
+	if (!c)
+		return NULL;
+	if (!d->l->embedded)
+		return d->l->conf && d->l->conf->port.tcp ? &d->l->conf->port : NULL;
+	if (!d->captured || d->dst.ss_family != AF_INET)
+		return NULL;
+	if (!d->inbound) {
+		for (i = 0; i < c->n_bh_out; i++)
+			if (c->bh_out[i] == ntohs(sin->sin_port))
+				return NULL; /* virtualOutbound-blackhole: answered over HTTP as today */
+		pp = find_port(c->out_ports, c->n_out_ports, sin->sin_addr.s_addr, ntohs(sin->sin_port));
+		if (pp)
+			return pp->tcp ? pp : NULL;
+		return c->allow_any ? &out_pass : NULL;
+	}
+	pp = find_port(c->in_ports, c->n_in_ports, 0, ntohs(sin->sin_port));
+	if (pp)
+		return pp->tcp && !(pp->tcp_cluster && !strcmp(pp->tcp_cluster, "BlackHoleCluster")) ? pp : NULL;
+	return &in_pass;
+}
+
 void px_accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 {
 	struct px_listener *l = io->data;
@@ -2955,6 +3039,14 @@ void px_accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 			d_close(d);
 			continue;
 		}
+		{
+			const struct px_port *tp = d_tcp_chain(d);
+
+			if (tp) {
+				d_tcp_start(d, tp);
+				continue;
+			}
+		}
 		d->idle_ms = e->o.idle_ms;
 		if (d->captured && e->cur) {
 			/* the port is known already: its HCM's connection timers apply from the start */
@@ -2995,6 +3087,10 @@ void px_dconn_drain_listener(struct engine *e, const struct px_listener *l)
 		 * application's calls while it shuts down (Istio's agent drains
 		 * inbound listeners) */
 		if (l ? d->l != l : !d->inbound)
+			continue;
+		/* a TCP proxy connection has no request boundary to stop at:
+		 * it runs until it ends or the drain period does (Envoy) */
+		if (d->tcp)
 			continue;
 		d->drain = 1;
 		if (!d->s && !ob_pending(&d->out, d->out_off))

@@ -1,0 +1,318 @@
+"""TCP services through real meshproxy sidecars (issue 12, "Protocols"):
+meshproxy runs envoy.filters.network.tcp_proxy for TCP chains, byte for
+byte, instead of reading them as HTTP.
+
+Real meshd (file source), two real meshproxy sidecars without iptables
+(captureMode NONE, so each binds its listeners, as test_mesh_capture_none):
+  client (app=client): egress captureMode NONE, so every service port is an
+      outbound listener bound on 127.0.0.1:SVCPORT (TCP proxy chains);
+  server (app=echo):   ingress {port: ING, protocol: TCP} bound on 127.0.0.7,
+      defaultEndpoint 127.0.0.1:ECHO (the echo backend).
+Services (ServiceEntry, protocol TCP):
+  tcp-echo     SVC   -> the server sidecar's ingress (two hops: client
+                        sidecar, server sidecar, then the echo backend);
+  tcp-limited  LIM   -> the echo backend directly, with a DestinationRule
+                        connectionPool.tcp {maxConnections: 1, idleTimeout: 1s};
+  tcp-who      WHO   -> two backends (v1, v2) that say their name and close,
+                        with a VirtualService `tcp:` route weighting v1/v2.
+
+- (a) bytes intact both ways through both sidecars (1 MiB of random bytes,
+  sent while reading), and half-close: the client's FIN reaches the echo
+  backend, which finishes echoing and closes, and that FIN comes back;
+  the access log has Envoy's TCP line ("- - -" 0 ... and the upstream host),
+  the cluster's upstream_cx_tx_bytes_total counted the bytes;
+- (b) maxConnections 1: while one connection is open a second one is closed
+  at once, and its access log line says UO (upstream_cx_overflow counted);
+- (c) idleTimeout 1s: an idle connection is closed by the proxy (bounded
+  wait, never an assertion on how long it took);
+- (d) a `tcp:` weighted route sends connections to both subsets.
+
+Each case fails against a proxy that reads TCP as HTTP (the echo would get
+a 400 or a timeout), ignores the breaker or the idle timeout, or routes to
+one subset.  Every wait is bounded; nothing asserts on timing.
+"""
+import os
+import socket
+import socketserver
+import threading
+import unittest
+
+from meshhttp import NS, MeshCase, fqdn, slow
+from meshtest import free_port, wait_for
+
+SERVER_IP = "127.0.0.7"
+ING = free_port()
+SVC = free_port()
+LIM = free_port()
+WHO = free_port()
+
+
+class EchoServer:
+    """A TCP backend on IP:random port: echoes every byte until the client's
+    FIN, then closes its side.  who=NAME instead sends NAME and closes."""
+
+    def __init__(self, ip="127.0.0.1", who=None):
+        self.ip = ip
+        self.who = who
+        self.conns = 0
+        outer = self
+
+        class H(socketserver.BaseRequestHandler):
+            def handle(self):
+                outer.conns += 1
+                s = self.request
+                if outer.who:
+                    s.sendall(outer.who.encode() + b"\n")
+                    return
+                while True:
+                    d = s.recv(65536)
+                    if not d:
+                        break
+                    s.sendall(d)
+                s.shutdown(socket.SHUT_WR)
+
+        class S(socketserver.ThreadingTCPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self.server = S((ip, 0), H)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def service(name, port, endpoints, labels=None):
+    """A STATIC ServiceEntry NAME:PORT (protocol TCP, port name tcp-NAME) and
+    a WorkloadEntry per (ip, port, version)."""
+    docs = ["""apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: %(name)s, namespace: %(ns)s}
+spec:
+  hosts: [%(host)s]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+  - {number: %(port)d, name: tcp-%(name)s, protocol: TCP}
+  workloadSelector:
+    labels: {svc: %(name)s}
+""" % {"name": name, "ns": NS, "host": fqdn(name), "port": port}]
+    for i, (ip, bport, version) in enumerate(endpoints):
+        docs.append("""apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: %(name)s-%(i)d, namespace: %(ns)s}
+spec:
+  address: %(ip)s
+  ports: {tcp-%(name)s: %(bport)d}
+  labels: {svc: %(name)s, version: %(version)s%(extra)s}
+""" % {"name": name, "i": i, "ns": NS, "ip": ip, "bport": bport, "version": version,
+       "extra": "".join(", %s: %s" % kv for kv in (labels or {}).items())})
+    return "---\n".join(docs)
+
+
+def sidecars_yaml(echo_port):
+    return """apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: client, namespace: %(ns)s}
+spec:
+  workloadSelector:
+    labels: {app: client}
+  egress:
+  - hosts: ["*/*"]
+    captureMode: NONE
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: echo, namespace: %(ns)s}
+spec:
+  workloadSelector:
+    labels: {app: echo}
+  ingress:
+  - port: {number: %(ing)d, protocol: TCP, name: tcp-echo}
+    defaultEndpoint: 127.0.0.1:%(echo)d
+    bind: %(ip)s
+    captureMode: NONE
+  egress:
+  - hosts: ["./*"]
+""" % {"ns": NS, "ing": ING, "echo": echo_port, "ip": SERVER_IP}
+
+
+def policies_yaml():
+    return """apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: tcp-limited, namespace: %(ns)s}
+spec:
+  host: %(lim)s
+  trafficPolicy:
+    connectionPool:
+      tcp: {maxConnections: 1, idleTimeout: 1s}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: tcp-who, namespace: %(ns)s}
+spec:
+  host: %(who)s
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: tcp-who, namespace: %(ns)s}
+spec:
+  hosts: [%(who)s]
+  tcp:
+  - match: [{port: %(whoport)d}]
+    route:
+    - {destination: {host: %(who)s, subset: v1}, weight: 50}
+    - {destination: {host: %(who)s, subset: v2}, weight: 50}
+""" % {"ns": NS, "lim": fqdn("tcp-limited"), "who": fqdn("tcp-who"), "whoport": WHO}
+
+
+def connect(port, timeout=20):
+    return socket.create_connection(("127.0.0.1", port), timeout=timeout)
+
+
+def recv_all(s):
+    out = bytearray()
+    while True:
+        d = s.recv(65536)
+        if not d:
+            return bytes(out)
+        out += d
+
+
+class MeshTcpTest(MeshCase):
+    SIDECARS = {"client": ("client", "app=client"), "server": ("echo", "app=echo")}
+
+    @classmethod
+    def backends(cls):
+        return {"echo": EchoServer("127.0.0.1"), "who1": EchoServer("127.0.0.2", who="v1"),
+                "who2": EchoServer("127.0.0.3", who="v2")}
+
+    @classmethod
+    def config(cls, b):
+        return {
+            "echo.yaml": service("tcp-echo", SVC, [(SERVER_IP, ING, "v1")]),
+            "limited.yaml": service("tcp-limited", LIM, [("127.0.0.1", b["echo"].port, "v1")]),
+            "who.yaml": service("tcp-who", WHO, [("127.0.0.2", b["who1"].port, "v1"),
+                                                 ("127.0.0.3", b["who2"].port, "v2")]),
+            "sidecars.yaml": sidecars_yaml(b["echo"].port),
+            "policies.yaml": policies_yaml(),
+        }
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.client = cls.sidecars["client"]
+        cls.server = cls.sidecars["server"]
+        for port in (SVC, LIM, WHO):
+            wait_for(lambda: "127.0.0.1_%d::" % port in cls.client.admin("/listeners")[1],
+                     timeout=120 if slow() else 30, what="the client's bound listener for port %d" % port)
+        wait_for(lambda: "%s_%d::" % (SERVER_IP, ING) in cls.server.admin("/listeners")[1],
+                 timeout=120 if slow() else 30, what="the server's bound ingress")
+
+    def logs(self):
+        """Both sidecars' access logs and the end of their logs, for a failure message."""
+        return "\n".join(["client:"] + self.client.access_log() + ["server:"] + self.server.access_log()) + \
+            "\n" + self.client.logs()[-3000:] + "\n" + self.server.logs()[-3000:]
+
+    def test_a_bytes_and_half_close_two_hops(self):
+        data = os.urandom(1 << 20)
+        s = connect(SVC)
+        got = {}
+
+        def reader():
+            got["data"] = recv_all(s)
+        t = threading.Thread(target=reader)
+        t.start()
+        s.sendall(data)
+        # half-close: our FIN goes through both sidecars to the backend,
+        # which then finishes and closes; we still read everything
+        s.shutdown(socket.SHUT_WR)
+        t.join(60)
+        s.close()
+        self.assertFalse(t.is_alive(), "the echo never ended (FIN not passed on)")
+        self.assertEqual(len(got["data"]), len(data))
+        self.assertTrue(got["data"] == data, "bytes changed on the way")
+
+        # a small exchange in both directions before the FIN
+        s = connect(SVC)
+        s.sendall(b"ping\r\n")
+        self.assertEqual(s.recv(100), b"ping\r\n", self.logs())
+        s.shutdown(socket.SHUT_WR)
+        self.assertEqual(recv_all(s), b"")
+        s.close()
+
+        # Envoy's default access log line on a TCP chain
+        up = "%s:%d" % (SERVER_IP, ING)
+        lines = wait_for(lambda: [x for x in self.client.access_log() if '"%s"' % up in x],
+                         timeout=60 if slow() else 20, what="the client's TCP access log line")
+        self.assertIn('"- - -" 0 - %d %d ' % (len(data), len(data)), lines[0])
+        prom = self.client.admin("/stats/prometheus")[1]
+        tx = [x for x in prom.splitlines() if x.startswith("envoy_cluster_upstream_cx_tx_bytes_total{")
+              and "tcp-echo" in x]
+        self.assertEqual(len(tx), 1, prom[-3000:])
+        self.assertGreaterEqual(int(tx[0].split()[-1]), len(data) + 6)
+
+    def test_b_max_connections(self):
+        first = connect(LIM)
+        try:
+            first.sendall(b"one")
+            self.assertEqual(first.recv(10), b"one")
+            second = connect(LIM)
+            try:
+                # closed by the proxy without a byte: EOF (or a reset)
+                try:
+                    self.assertEqual(second.recv(10), b"")
+                except ConnectionResetError:
+                    pass
+            finally:
+                second.close()
+            # the first one still works
+            first.sendall(b"two")
+            self.assertEqual(first.recv(10), b"two", self.logs())
+        finally:
+            first.close()
+        wait_for(lambda: [x for x in self.client.access_log() if '"- - -" 0 UO ' in x],
+                 timeout=60 if slow() else 20, what="the UO line in the access log")
+        prom = self.client.admin("/stats/prometheus")[1]
+        ov = [x for x in prom.splitlines() if x.startswith("envoy_cluster_upstream_cx_overflow{")
+              and "tcp-limited" in x]
+        self.assertEqual(len(ov), 1)
+        self.assertGreaterEqual(int(ov[0].split()[-1]), 1)
+
+    def test_c_idle_timeout(self):
+        # after test_b's connection is gone (the breaker allows one)
+        wait_for(lambda: "::cx_active::0" in "".join(
+            x for x in self.client.clusters().splitlines() if "tcp-limited" in x and "cx_active" in x),
+            timeout=60 if slow() else 20, what="no open connection to tcp-limited")
+        s = connect(LIM, timeout=30)
+        try:
+            s.sendall(b"hi")
+            self.assertEqual(s.recv(10), b"hi")
+            # idle from here on: the proxy closes it (idleTimeout 1s); a
+            # proxy without the timeout leaves recv waiting until the socket
+            # timeout, which fails the test
+            self.assertEqual(s.recv(10), b"")
+        finally:
+            s.close()
+
+    def test_d_weighted_tcp_route(self):
+        seen = {}
+        for _ in range(24):
+            s = connect(WHO)
+            try:
+                name = recv_all(s).strip().decode()
+            finally:
+                s.close()
+            seen[name] = seen.get(name, 0) + 1
+        # 50/50 over 24 connections: each side at least once (the chance of
+        # missing one is 2 * 2^-24)
+        self.assertEqual(set(seen), {"v1", "v2"}, seen)
+
+
+if __name__ == "__main__":
+    unittest.main()
