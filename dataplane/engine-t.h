@@ -134,7 +134,16 @@ struct px_bound {
 	char *name;                      /* Listener.name (owned) */
 	char key[72];                    /* the bound address as net_listen() takes it: "IP:PORT", "[V6]:PORT" */
 	int inbound;                     /* traffic_direction INBOUND */
-	struct px_port port;             /* the filter chain that serves every connection */
+	struct px_port port;             /* the chain that serves a connection when no chain is selected
+	                                  * (its first chain that is not TLS, else its default chain) */
+	/* Envoy's filter chain selection over all its chains (compile_bound(),
+	 * proxy.c's d_select()): chains[i] is Listener.filter_chains[i] */
+	struct fcm_table fcm;
+	struct px_port *chains;
+	size_t n_chains;
+	struct px_port def;              /* default_filter_chain, when fcm.has_default */
+	unsigned char *chain_tls;        /* chain i terminates TLS (a transport_socket): one byte each */
+	int def_tls;
 	struct px_listener *l;           /* the engine's socket for it, set before the swap */
 	int fresh;                       /* l was bound for this config (closed again if it is refused) */
 };

@@ -344,8 +344,12 @@ static void config_free(struct px_config *c)
 	free(c->out_ports);
 	free(c->in_ports);
 	free(c->bh_out);
-	for (i = 0; i < c->n_bound; i++)
+	for (i = 0; i < c->n_bound; i++) {
 		free(c->bound[i].name);
+		fcm_table_cleanup(&c->bound[i].fcm);
+		free(c->bound[i].chains);
+		free(c->bound[i].chain_tls);
+	}
 	free(c->bound);
 	for (i = 0; i < c->n_clusters; i++)
 		cluster_unref(c->clusters[i]);
@@ -605,6 +609,32 @@ static int compile_bound(struct px_config *c, const Envoy__Config__Listener__V3_
 	if (!fc)
 		fc = l->default_filter_chain;
 	rc = chain_port(c, l->name, fc, &b->port, err, cap);
+	if (rc < 0)
+		return rc;
+	/* every chain, for the selection by destination, SNI, transport and
+	 * ALPN (fcmatch.h) once the listener filters have looked */
+	rc = fcm_table_init(&b->fcm, l, err, cap);
+	if (rc < 0)
+		return rc;
+	if (l->n_filter_chains) {
+		b->chains = calloc(l->n_filter_chains, sizeof(*b->chains));
+		b->chain_tls = calloc(l->n_filter_chains, 1);
+		if (!b->chains || !b->chain_tls)
+			return -ENOMEM;
+	}
+	for (i = 0; i < l->n_filter_chains; i++) {
+		b->chains[i].port = sa->port_value;
+		b->chain_tls[i] = l->filter_chains[i]->transport_socket != NULL;
+		rc = chain_port(c, l->name, l->filter_chains[i], &b->chains[i], err, cap);
+		if (rc < 0)
+			return rc;
+		b->n_chains++;
+	}
+	if (l->default_filter_chain) {
+		b->def.port = sa->port_value;
+		b->def_tls = l->default_filter_chain->transport_socket != NULL;
+		rc = chain_port(c, l->name, l->default_filter_chain, &b->def, err, cap);
+	}
 	return rc;
 }
 
@@ -753,10 +783,19 @@ static int config_compile(struct engine *e, struct px_snapshot *s, struct px_con
 		if (c->out_ports[i].route_name)
 			c->out_ports[i].rcfg = router_config(c->router, c->out_ports[i].route_name,
 							     strlen(c->out_ports[i].route_name));
-	for (i = 0; i < c->n_bound; i++)
-		if (c->bound[i].port.route_name)
-			c->bound[i].port.rcfg = router_config(c->router, c->bound[i].port.route_name,
-							      strlen(c->bound[i].port.route_name));
+	for (i = 0; i < c->n_bound; i++) {
+		struct px_bound *b = &c->bound[i];
+		size_t k;
+
+		if (b->port.route_name)
+			b->port.rcfg = router_config(c->router, b->port.route_name, strlen(b->port.route_name));
+		for (k = 0; k < b->n_chains; k++)
+			if (b->chains[k].route_name)
+				b->chains[k].rcfg = router_config(c->router, b->chains[k].route_name,
+								  strlen(b->chains[k].route_name));
+		if (b->def.route_name)
+			b->def.rcfg = router_config(c->router, b->def.route_name, strlen(b->def.route_name));
+	}
 	c->new_up = calloc(cs->n + 1, sizeof(*c->new_up));
 	c->new_hs = calloc(cs->n + 1, sizeof(*c->new_hs));
 	if (!c->new_up || !c->new_hs) {

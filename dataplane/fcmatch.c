@@ -39,7 +39,7 @@ struct fcm_chain {
 	struct fcm_cidrs dst, direct_src, src;
 	char **names;                    /* server_names, lower case, as given ("*.x.y" kept whole) */
 	size_t n_names;
-	const char *transport;           /* into the Listener; "" or NULL: any */
+	char *transport;                 /* owned (the Listener's message is not kept); NULL: any */
 	char **alpn;
 	size_t n_alpn;
 	int source_type;                 /* 0 ANY, 1 SAME_IP_OR_LOOPBACK, 2 EXTERNAL */
@@ -153,7 +153,8 @@ static int chain_compile(struct fcm_chain *c, const Envoy__Config__Listener__V3_
 		rc = strv_copy(&c->alpn, &c->n_alpn, m->application_protocols, m->n_application_protocols);
 	if (rc < 0)
 		return rc;
-	c->transport = m->transport_protocol;
+	if (m->transport_protocol && *m->transport_protocol && !(c->transport = strdup(m->transport_protocol)))
+		return -ENOMEM;
 	c->source_type = (int)m->source_type;
 	if (m->n_source_ports) {
 		c->src_ports = calloc(m->n_source_ports, sizeof(*c->src_ports));
@@ -233,6 +234,7 @@ void fcm_table_cleanup(struct fcm_table *t)
 			free(c->alpn[j]);
 		free(c->alpn);
 		free(c->src_ports);
+		free(c->transport);
 	}
 	free(t->chains);
 	memset(t, 0, sizeof(*t));

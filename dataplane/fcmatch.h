@@ -19,7 +19,8 @@
  * closed.
  *
  * The table is compiled once per configuration from the Listener resource
- * (fcm_table_new) and knows chains by their index in
+ * (fcm_table_init; it keeps copies, not pointers into the message) and
+ * knows chains by their index in
  * Listener.filter_chains; what a chain does (struct px_port) stays with the
  * caller.  It also keeps what the listener filters ask for: which
  * inspectors run (tls_inspector, http_inspector) and their timeout.

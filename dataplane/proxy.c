@@ -23,6 +23,7 @@
 #include "common/log.h"
 #include "dataplane/http1.h"
 #include "dataplane/retry.h"
+#include "dataplane/sniff.h"
 #include "dataplane/transport.h"
 
 #include <arpa/inet.h>
@@ -127,6 +128,9 @@ struct px_dconn {
 	uint64_t idle_ms;            /* the HCM's idle_timeout once known (a request, a captured port), else the engine's; 0 off */
 	uint64_t headers_ms;         /* the HCM's request_headers_timeout, 0 off */
 	struct tcpp *tcp;            /* a TCP proxy chain serves it (d_tcp_start(); io.fd is then -1) */
+	int sniffing;                /* the listener filters are reading its first bytes (d_sniff()) */
+	const struct px_port *chain; /* the chain d_select() chose (bound listeners), in chain_cfg */
+	struct px_config *chain_cfg; /* a reference while chain is set */
 	struct h1_header hdrs[H1_DEFAULT_MAX_HEADERS];
 };
 
@@ -2306,7 +2310,7 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 			s_local_reply(s, 503, 0, "listener removed", NULL);
 			return;
 		}
-		pp = &b->port;
+		pp = d->chain ? d->chain : &b->port;
 		if (!pp->tcp) {
 			s->rt = pp->rcfg ? router_config_match(pp->rcfg, &rq) : NULL;
 			if (!s->rt) {
@@ -2794,6 +2798,7 @@ static void d_close(struct px_dconn *d)
 	/* a TCP proxy session owns the socket (and logs the connection) */
 	tcpp_free(d->tcp);
 	d->tcp = NULL;
+	px_config_unref(d->chain_cfg);
 	if (d->io.fd >= 0)
 		close(d->io.fd);
 	d->prev->next = d->next;
@@ -2818,9 +2823,27 @@ void px_trim(struct ev_loop *loop, struct ev_timer *t)
 		malloc_trim(0);
 }
 
+static void d_sniff(struct px_dconn *d, int final);
+
 static void d_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 {
 	struct px_dconn *d = io->data;
+
+	if (d->sniffing) {
+		ssize_t n = 0;
+
+		if (ib_room(&d->in, PX_IN_MAX))
+			n = d->tops->read(NULL, io->fd, d->in.p + d->in.len, d->in.cap - d->in.len);
+		if (n > 0)
+			d->in.len += (size_t)n;
+		else if (n == 0 || n != -EAGAIN) {
+			/* gone before the listener filters decided: Envoy closes too */
+			d_close(d);
+			return;
+		}
+		d_sniff(d, 0);
+		return;
+	}
 
 	if (d->s)
 		d->s->last_io = ev_now(loop);
@@ -2857,6 +2880,10 @@ static void d_idle_cb(struct ev_loop *loop, struct ev_timer *t)
 	struct px_dconn *d = t->data;
 
 	(void)loop;
+	if (d->sniffing) {
+		d_sniff(d, 1); /* listener_filters_timeout */
+		return;
+	}
 	if (!d->s) {
 		if (d->hdr_timing)
 			d->e->st.rq_header_timeout++;
@@ -2925,8 +2952,128 @@ static void d_tcp_start(struct px_dconn *d, const struct px_port *pp)
 	d->in.off = d->in.len = d->in.cap = 0;
 }
 
-/* The TCP proxy chain that serves a new connection without looking at its
- * bytes, or NULL (HTTP).  A bound listener's chain is known; a captured
+/*
+ * Envoy's filter chain selection for a connection of a bound listener
+ * (fcmatch.h), with what the listener filters found (tls: a parsed
+ * ClientHello or NULL; proto: http_inspector's protocol or NULL), then
+ * the chain takes the connection: a TCP proxy, or the HTTP codec with the
+ * bytes read so far.  No chain (or a TLS-terminating one: transport
+ * sockets are the tls module's) closes it.
+ */
+static void d_select(struct px_dconn *d, const struct sniff_tls *tls, const char *proto)
+{
+	struct engine *e = d->e;
+	const struct px_bound *b = d->l->conf;
+	const char *alpn[SNIFF_ALPN_MAX + 1];
+	struct sockaddr_storage local, peer;
+	socklen_t llen = sizeof(local), plen = sizeof(peer);
+	struct fcm_conn fc;
+	const struct px_port *pp = NULL;
+	size_t i;
+	int k, term = 0;
+
+	memset(&fc, 0, sizeof(fc));
+	if (getsockname(d->io.fd, (struct sockaddr *)&local, &llen) == 0)
+		fc.dst = (const struct sockaddr *)&local;
+	if (getpeername(d->io.fd, (struct sockaddr *)&peer, &plen) == 0)
+		fc.src = fc.direct_src = (const struct sockaddr *)&peer;
+	fc.transport = tls ? "tls" : "raw_buffer";
+	if (tls) {
+		fc.sni = tls->sni[0] ? tls->sni : NULL;
+		for (i = 0; i < tls->n_alpn; i++)
+			alpn[fc.n_alpn++] = tls->alpn[i];
+	} else if (proto && *proto) {
+		alpn[fc.n_alpn++] = proto;
+	}
+	fc.alpn = alpn;
+	d->sniffing = 0;
+	ev_timer_cancel(e->loop, &d->idle);
+	if (!b || !e->cur) {
+		d_close(d);
+		return;
+	}
+	k = fcm_select(&b->fcm, &fc);
+	if (k >= 0 && (size_t)k < b->n_chains) {
+		pp = &b->chains[k];
+		term = b->chain_tls[k];
+	} else if (k == FCM_DEFAULT) {
+		pp = &b->def;
+		term = b->def_tls;
+	}
+	if (!pp || term) {
+		log_debug("meshproxy", "listener %s: %s (transport %s, sni %s): connection closed", b->name,
+			  pp ? "the chain terminates TLS" : "no filter chain matches", fc.transport, fc.sni ? fc.sni : "-");
+		d_close(d);
+		return;
+	}
+	if (pp->tcp) {
+		d_tcp_start(d, pp);
+		return;
+	}
+	d->chain = pp;
+	d->chain_cfg = px_config_ref(e->cur);
+	d->idle_ms = pp->conn_idle_ms == PX_IDLE_UNSET ? e->o.idle_ms : pp->conn_idle_ms;
+	d->headers_ms = pp->headers_ms;
+	if (d->idle_ms)
+		ev_timer_arm(e->loop, &d->idle, d->idle_ms);
+	d_process(d);
+}
+
+/* The listener filters over the bytes read so far: tls_inspector, then
+ * (not TLS) http_inspector; once both decided, or at the listener's
+ * timeout (final) with continue_on_listener_filters_timeout, the chain is
+ * selected; a timeout without it, or more bytes than either may look at
+ * without a decision, closes (Envoy). */
+static void d_sniff(struct px_dconn *d, int final)
+{
+	const struct px_bound *b = d->l->conf;
+	const unsigned char *p = (const unsigned char *)(d->in.p ? d->in.p + d->in.off : "");
+	size_t n = d->in.len - d->in.off;
+	struct sniff_tls tls;
+	enum sniff_rc tr = SNIFF_NO, hr = SNIFF_NO;
+	char proto[16] = "";
+
+	if (!b) {
+		d_close(d);
+		return;
+	}
+	if (b->fcm.inspect & FCM_INSPECT_TLS)
+		tr = sniff_tls(p, n, &tls);
+	if (tr == SNIFF_NO && (b->fcm.inspect & FCM_INSPECT_HTTP))
+		hr = sniff_http(p, n, proto);
+	if (tr != SNIFF_MORE && hr != SNIFF_MORE) {
+		d_select(d, tr == SNIFF_YES ? &tls : NULL, hr == SNIFF_YES ? proto : NULL);
+		return;
+	}
+	if (final || n >= PX_IN_MAX - 1) {
+		if (final && b->fcm.continue_on_timeout) {
+			d_select(d, NULL, NULL);
+			return;
+		}
+		d_close(d);
+		return;
+	}
+	if (ev_io_set(d->e->loop, &d->io, EV_READ) < 0)
+		d_close(d);
+}
+
+/* Whether a new connection of a bound listener waits for the listener
+ * filters: only when some chain matches on what they find (SNI, transport,
+ * ALPN) and the listener runs the filter that finds it; otherwise the
+ * selection needs no byte (and a server-first protocol is not stalled). */
+static int d_needs_sniff(const struct px_bound *b)
+{
+	unsigned want = 0;
+
+	if (b->fcm.inspect & FCM_INSPECT_TLS)
+		want |= FCM_USES_SNI | FCM_USES_TRANSPORT | FCM_USES_ALPN;
+	if (b->fcm.inspect & FCM_INSPECT_HTTP)
+		want |= FCM_USES_ALPN;
+	return (b->fcm.uses & want) != 0;
+}
+
+/* The TCP proxy chain that serves a new connection of virtualOutbound or
+ * virtualInbound without looking at its bytes, or NULL (HTTP).  A captured
  * connection's original destination picks the outbound/inbound port as
  * Envoy's original_dst does, and a captured destination no port names goes
  * to virtualOutbound's / virtualInbound's catch-all, which are TCP
@@ -2946,7 +3093,7 @@ static const struct px_port *d_tcp_chain(const struct px_dconn *d)
 	if (!c)
 		return NULL;
 	if (!d->l->embedded)
-		return d->l->conf && d->l->conf->port.tcp ? &d->l->conf->port : NULL;
+		return NULL; /* bound listeners select among their chains (d_select()) */
 	if (!d->captured || d->dst.ss_family != AF_INET)
 		return NULL;
 	if (!d->inbound) {
@@ -3037,6 +3184,18 @@ void px_accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 		if (ev_io_start(loop, &d->io, EV_READ) < 0) {
 			d->state = D_CLOSING;
 			d_close(d);
+			continue;
+		}
+		if (!l->embedded && l->conf && e->cur) {
+			/* a bound listener: Envoy's chain selection, after the
+			 * listener filters when a chain depends on them */
+			if (d_needs_sniff(l->conf)) {
+				d->sniffing = 1;
+				if (l->conf->fcm.filters_timeout_ms)
+					ev_timer_arm(loop, &d->idle, l->conf->fcm.filters_timeout_ms);
+			} else {
+				d_select(d, NULL, NULL);
+			}
 			continue;
 		}
 		{
