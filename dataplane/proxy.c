@@ -129,8 +129,8 @@ struct px_dconn {
 	uint64_t headers_ms;         /* the HCM's request_headers_timeout, 0 off */
 	struct tcpp *tcp;            /* a TCP proxy chain serves it (d_tcp_start(); io.fd is then -1) */
 	int sniffing;                /* the listener filters are reading its first bytes (d_sniff()) */
-	const struct px_port *chain; /* the chain d_select() chose (bound listeners), in chain_cfg */
-	struct px_config *chain_cfg; /* a reference while chain is set */
+	int chain;                   /* the chain d_select() chose (bound listeners): 1 + its index,
+	                              * -1 the default chain, 0 none (px_bound.port) */
 	struct h1_header hdrs[H1_DEFAULT_MAX_HEADERS];
 };
 
@@ -2310,7 +2310,15 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 			s_local_reply(s, 503, 0, "listener removed", NULL);
 			return;
 		}
-		pp = d->chain ? d->chain : &b->port;
+		/* the chain selected at accept, in the current configuration (its
+		 * RDS routes are the current ones, as Envoy's HCM reads RDS per
+		 * request); a chain the listener no longer has: its first one */
+		if (d->chain > 0 && (size_t)d->chain <= b->n_chains)
+			pp = &b->chains[d->chain - 1];
+		else if (d->chain < 0 && b->fcm.has_default)
+			pp = &b->def;
+		else
+			pp = &b->port;
 		if (!pp->tcp) {
 			s->rt = pp->rcfg ? router_config_match(pp->rcfg, &rq) : NULL;
 			if (!s->rt) {
@@ -2798,7 +2806,6 @@ static void d_close(struct px_dconn *d)
 	/* a TCP proxy session owns the socket (and logs the connection) */
 	tcpp_free(d->tcp);
 	d->tcp = NULL;
-	px_config_unref(d->chain_cfg);
 	if (d->io.fd >= 0)
 		close(d->io.fd);
 	d->prev->next = d->next;
@@ -3010,8 +3017,7 @@ static void d_select(struct px_dconn *d, const struct sniff_tls *tls, const char
 		d_tcp_start(d, pp);
 		return;
 	}
-	d->chain = pp;
-	d->chain_cfg = px_config_ref(e->cur);
+	d->chain = k >= 0 ? k + 1 : -1;
 	d->idle_ms = pp->conn_idle_ms == PX_IDLE_UNSET ? e->o.idle_ms : pp->conn_idle_ms;
 	d->headers_ms = pp->headers_ms;
 	if (d->idle_ms)
