@@ -447,7 +447,7 @@ static int gen_route_config_build(struct gen_sc *sc, uint32_t port, struct xds_s
 		Envoy__Config__Route__V3__VirtualHost *vh;
 		size_t k = 0;
 
-		if (!sc->visible[i] || !mp || !gen_protocol_http(mp->protocol))
+		if (!sc->visible[i] || !mp || (!gen_protocol_http(mp->protocol) && !mp->sniffed))
 			continue;
 		rc = gen__virtual_host(&sc->g, svc, port, a, &vh);
 		if (rc < 0) {
@@ -494,11 +494,28 @@ static const char *gen_egress_cluster(const struct gen_sc *sc)
 	return sc->scope->outbound == GEN_OUTBOUND_ALLOW_ANY ? GEN_PASSTHROUGH_CLUSTER : GEN_BLACKHOLE_CLUSTER;
 }
 
-static int gen_outbound_listener(struct gen_sc *sc, const char *bind, uint32_t port, gen_filter *f)
+/* Istio's plaintextHTTPALPNs: what http_inspector reports for HTTP/1.x
+ * and the HTTP/2 preface. */
+static const char *const gen_plaintext_http_alpn[] = { "http/1.0", "http/1.1", "h2c" };
+
+/*
+ * The outbound listener "BIND_PORT": one chain with filter f, or, for a
+ * port whose protocol is not declared (sniff_tcp set: Istio's
+ * auto-detection, listener_builder.go), an HTTP chain matching the
+ * plaintext HTTP ALPNs with f and a TCP chain with sniff_tcp, after an
+ * http_inspector whose listener_filters_timeout is MeshConfig
+ * protocolDetectionTimeout's default, 0s (no timeout: meshd does not read
+ * the field yet), continuing as TCP on a timeout.  Both: a passthrough
+ * default chain.
+ */
+static int gen_outbound_listener2(struct gen_sc *sc, const char *bind, uint32_t port, gen_filter *f,
+				  gen_filter *sniff_tcp)
 {
+	Envoy__Extensions__Filters__Listener__HttpInspector__V3__HttpInspector hi =
+		ENVOY__EXTENSIONS__FILTERS__LISTENER__HTTP_INSPECTOR__V3__HTTP_INSPECTOR__INIT;
 	gen_listener l = ENVOY__CONFIG__LISTENER__V3__LISTENER__INIT;
 	struct arena *a = sc->a;
-	gen_chain *chains[1];
+	gen_chain *chains[2];
 
 	/* captureMode NONE (of the egress listener serving the port, or of
 	 * the whole workload): the listener binds its address
@@ -517,17 +534,35 @@ static int gen_outbound_listener(struct gen_sc *sc, const char *bind, uint32_t p
 	}
 	if (l.name)
 		sc->out_names[sc->n_out_names++] = l.name;
-	if (!l.name || !f || !(chains[0] = gen_chain1(a, NULL, NULL, f, NULL)) ||
-	    !(l.default_filter_chain = gen_chain1(a, GEN_PASSTHROUGH_CHAIN, NULL, gen_tcp_proxy(a, gen_egress_cluster(sc)), NULL)))
+	if (!l.name || !f || !(l.default_filter_chain = gen_chain1(a, GEN_PASSTHROUGH_CHAIN, NULL, gen_tcp_proxy(a, gen_egress_cluster(sc)), NULL)))
 		return -ENOMEM;
+	l.n_filter_chains = 1;
+	if (!sniff_tcp) {
+		if (!(chains[0] = gen_chain1(a, NULL, NULL, f, NULL)))
+			return -ENOMEM;
+	} else {
+		if (!(chains[0] = gen_chain1(a, NULL, gen_fcm(a, 0, NULL, gen_plaintext_http_alpn, 3), f, NULL)) ||
+		    !(chains[1] = gen_chain1(a, NULL, NULL, sniff_tcp, NULL)) ||
+		    !(l.listener_filters = arena_calloc(a, 1, sizeof(*l.listener_filters))) ||
+		    !(l.listener_filters[0] = gen_listener_filter(a, "envoy.filters.listener.http_inspector", &hi.base)) ||
+		    !(l.listener_filters_timeout = gen__duration(a, 0)))
+			return -ENOMEM;
+		l.n_listener_filters = 1;
+		l.continue_on_listener_filters_timeout = true;
+		l.n_filter_chains = 2;
+	}
 	if (!(l.address = gen_addr(a, bind, port)))
 		return -ENOMEM;
 	if (!gen_egress_bound(sc, port) && !(l.bind_to_port = gen__bool(a, false)))
 		return -ENOMEM;
 	l.traffic_direction = ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__OUTBOUND;
 	l.filter_chains = chains;
-	l.n_filter_chains = 1;
 	return gen__emit(&sc->g, sc->snap, XDS_LISTENER, l.name, &l.base);
+}
+
+static int gen_outbound_listener(struct gen_sc *sc, const char *bind, uint32_t port, gen_filter *f)
+{
+	return gen_outbound_listener2(sc, bind, port, f, NULL);
 }
 
 /* The TCP proxy of svc on port: to the destinations of the first tcp
@@ -709,6 +744,24 @@ static int gen_outbound(struct gen_sc *sc)
 
 			if (!mp || gen_protocol_http(mp->protocol))
 				continue;
+			if (n_tcp == 1 && n_http == 0 && mp->sniffed) {
+				/* no protocol declared: HTTP or TCP, told per connection */
+				char *rn = arena_printf(sc->a, "%u", port);
+				char *sp = arena_printf(sc->a, "outbound_%s_%u", gen_egress_bind(sc, port), port);
+
+				if (!rn || !sp) {
+					rc = -ENOMEM;
+					break;
+				}
+				rc = gen_route_config_port(sc, port);
+				if (rc == 0)
+					rc = gen_outbound_listener2(
+						sc, gen_egress_bind(sc, port), port,
+						gen_net_filter(sc->a, GEN_HCM_NAME,
+							       gen_sidecar_hcm(sc->a, sc->g.m, sp, rn, NULL, NULL, 0, false)),
+						gen_tcp_service_filter(sc, svc, port));
+				continue;
+			}
 			if (n_tcp == 1 && n_http == 0) {
 				rc = gen_outbound_listener(sc, gen_egress_bind(sc, port), port,
 							   gen_tcp_service_filter(sc, svc, port));

@@ -34,6 +34,7 @@ one subset.  Every wait is bounded; nothing asserts on timing.
 import os
 import socket
 import socketserver
+import subprocess
 import threading
 import unittest
 
@@ -45,13 +46,16 @@ ING = free_port()
 SVC = free_port()
 LIM = free_port()
 WHO = free_port()
+AUTO = free_port()
 
 
 class EchoServer:
     """A TCP backend on IP:random port: echoes every byte until the client's
-    FIN, then closes its side.  who=NAME instead sends NAME and closes."""
+    FIN, then closes its side.  who=NAME instead sends NAME and closes;
+    http=True answers a connection that starts with "GET " as HTTP/1.1
+    (200, x-backend: auto, body "http") and echoes any other."""
 
-    def __init__(self, ip="127.0.0.1", who=None):
+    def __init__(self, ip="127.0.0.1", who=None, http=False):
         self.ip = ip
         self.who = who
         self.conns = 0
@@ -64,10 +68,21 @@ class EchoServer:
                 if outer.who:
                     s.sendall(outer.who.encode() + b"\n")
                     return
+                first = True
                 while True:
                     d = s.recv(65536)
                     if not d:
                         break
+                    if first and http and d.startswith(b"GET "):
+                        while b"\r\n\r\n" not in d:
+                            more = s.recv(65536)
+                            if not more:
+                                return
+                            d += more
+                        s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nx-backend: auto\r\n"
+                                  b"Connection: close\r\n\r\nhttp")
+                        return
+                    first = False
                     s.sendall(d)
                 s.shutdown(socket.SHUT_WR)
 
@@ -84,9 +99,10 @@ class EchoServer:
         self.server.server_close()
 
 
-def service(name, port, endpoints, labels=None):
-    """A STATIC ServiceEntry NAME:PORT (protocol TCP, port name tcp-NAME) and
-    a WorkloadEntry per (ip, port, version)."""
+def service(name, port, endpoints, labels=None, protocol="TCP"):
+    """A STATIC ServiceEntry NAME:PORT (protocol TCP unless told, None:
+    undeclared; port name tcp-NAME) and a WorkloadEntry per (ip, port,
+    version)."""
     docs = ["""apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: %(name)s, namespace: %(ns)s}
@@ -95,10 +111,11 @@ spec:
   location: MESH_INTERNAL
   resolution: STATIC
   ports:
-  - {number: %(port)d, name: tcp-%(name)s, protocol: TCP}
+  - {number: %(port)d, name: tcp-%(name)s%(proto)s}
   workloadSelector:
     labels: {svc: %(name)s}
-""" % {"name": name, "ns": NS, "host": fqdn(name), "port": port}]
+""" % {"name": name, "ns": NS, "host": fqdn(name), "port": port,
+       "proto": ", protocol: %s" % protocol if protocol else ""}]
     for i, (ip, bport, version) in enumerate(endpoints):
         docs.append("""apiVersion: networking.istio.io/v1
 kind: WorkloadEntry
@@ -190,7 +207,7 @@ class MeshTcpTest(MeshCase):
     @classmethod
     def backends(cls):
         return {"echo": EchoServer("127.0.0.1"), "who1": EchoServer("127.0.0.2", who="v1"),
-                "who2": EchoServer("127.0.0.3", who="v2")}
+                "who2": EchoServer("127.0.0.3", who="v2"), "auto": EchoServer("127.0.0.4", http=True)}
 
     @classmethod
     def config(cls, b):
@@ -199,6 +216,7 @@ class MeshTcpTest(MeshCase):
             "limited.yaml": service("tcp-limited", LIM, [("127.0.0.1", b["echo"].port, "v1")]),
             "who.yaml": service("tcp-who", WHO, [("127.0.0.2", b["who1"].port, "v1"),
                                                  ("127.0.0.3", b["who2"].port, "v2")]),
+            "auto.yaml": service("tcp-auto", AUTO, [("127.0.0.4", b["auto"].port, "v1")], protocol=None),
             "sidecars.yaml": sidecars_yaml(b["echo"].port),
             "policies.yaml": policies_yaml(),
         }
@@ -208,7 +226,7 @@ class MeshTcpTest(MeshCase):
         super().setUpClass()
         cls.client = cls.sidecars["client"]
         cls.server = cls.sidecars["server"]
-        for port in (SVC, LIM, WHO):
+        for port in (SVC, LIM, WHO, AUTO):
             wait_for(lambda: "127.0.0.1_%d::" % port in cls.client.admin("/listeners")[1],
                      timeout=120 if slow() else 30, what="the client's bound listener for port %d" % port)
         wait_for(lambda: "%s_%d::" % (SERVER_IP, ING) in cls.server.admin("/listeners")[1],
@@ -312,6 +330,33 @@ class MeshTcpTest(MeshCase):
         # 50/50 over 24 connections: each side at least once (the chance of
         # missing one is 2 * 2^-24)
         self.assertEqual(set(seen), {"v1", "v2"}, seen)
+
+    def test_e_undeclared_protocol_sniffed(self):
+        # a port without a protocol (Istio's auto-detection): HTTP and raw
+        # bytes on the same port, told apart by http_inspector
+        host = "%s:%d" % (fqdn("tcp-auto"), AUTO)
+        out = subprocess.run(["curl", "-s", "-S", "--max-time", "20", "-D", "-", "--connect-to",
+                              "%s:127.0.0.1:%d" % (host, AUTO), "http://%s/x" % host],
+                             capture_output=True, timeout=30)
+        head = out.stdout.decode("latin-1")
+        self.assertTrue(head.startswith("HTTP/1.1 200"), (head, out.stderr, self.logs()))
+        self.assertIn("x-backend: auto", head.lower())
+        self.assertTrue(head.endswith("http"), head)
+        s = connect(AUTO)
+        try:
+            s.sendall(b"\x00\x01raw bytes, not HTTP\n")
+            s.shutdown(socket.SHUT_WR)
+            self.assertEqual(recv_all(s), b"\x00\x01raw bytes, not HTTP\n", self.logs())
+        finally:
+            s.close()
+        # the HTTP one went through the HTTP connection manager (a request
+        # line in the access log), the other through the TCP proxy
+        lines = wait_for(lambda: [x for x in self.client.access_log() if '"127.0.0.4:%d"' % self.b["auto"].port in x]
+                         if len([x for x in self.client.access_log()
+                                 if '"127.0.0.4:%d"' % self.b["auto"].port in x]) >= 2 else None,
+                         timeout=60 if slow() else 20, what="both access log lines")
+        self.assertTrue(any('"GET /x HTTP/1.1" 200' in x for x in lines), lines)
+        self.assertTrue(any('"- - -" 0 - 22 22 ' in x for x in lines), lines)
 
 
 if __name__ == "__main__":
