@@ -1534,7 +1534,7 @@ static void dec__vs_not_applied(struct dec *d, const struct cfg__node *spec, con
 	bool seen[6] = { false };
 	static const char *const what[] = {
 		"delegate", "directResponse", "rewrite.uriRegexRewrite", "redirect.derivePort",
-		"redirect.prefixRewrite", "tls routes",
+		"redirect.prefixRewrite", "tls routes on gateways (sidecars apply them)",
 	};
 
 	/* delegates (seen[0]) are merged into their root by the model now */

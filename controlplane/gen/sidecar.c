@@ -494,6 +494,25 @@ static const char *gen_egress_cluster(const struct gen_sc *sc)
 	return sc->scope->outbound == GEN_OUTBOUND_ALLOW_ANY ? GEN_PASSTHROUGH_CLUSTER : GEN_BLACKHOLE_CLUSTER;
 }
 
+/* Notes an outbound listener's name (a Sidecar ingress listener with the
+ * same address is then not built). */
+static int gen_out_name_add(struct gen_sc *sc, const char *name)
+{
+	if (sc->n_out_names == sc->cap_out_names) {
+		size_t cap = sc->cap_out_names ? 2 * sc->cap_out_names : 16;
+		const char **v = arena_calloc(sc->a, cap, sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		if (sc->n_out_names)
+			memcpy(v, sc->out_names, sc->n_out_names * sizeof(*v));
+		sc->out_names = v;
+		sc->cap_out_names = cap;
+	}
+	sc->out_names[sc->n_out_names++] = name;
+	return 0;
+}
+
 /* Istio's plaintextHTTPALPNs: what http_inspector reports for HTTP/1.x
  * and the HTTP/2 preface. */
 static const char *const gen_plaintext_http_alpn[] = { "http/1.0", "http/1.1", "h2c" };
@@ -522,18 +541,8 @@ static int gen_outbound_listener2(struct gen_sc *sc, const char *bind, uint32_t 
 	 * (gen_egress_bind says which); otherwise iptables sends traffic to
 	 * 15001 and virtualOutbound hands it over by original destination. */
 	l.name = arena_printf(a, "%s_%u", bind, port);
-	if (l.name && sc->n_out_names == sc->cap_out_names) {
-		size_t cap = sc->cap_out_names ? 2 * sc->cap_out_names : 16;
-		const char **v = arena_calloc(a, cap, sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		if (sc->n_out_names)
-			memcpy(v, sc->out_names, sc->n_out_names * sizeof(*v));
-		sc->out_names = v;
-		sc->cap_out_names = cap;
-	}
-	if (l.name)
-		sc->out_names[sc->n_out_names++] = l.name;
+	if (l.name && gen_out_name_add(sc, l.name) < 0)
+		return -ENOMEM;
 	if (!l.name || !f || !(l.default_filter_chain = gen_chain1(a, GEN_PASSTHROUGH_CHAIN, NULL, gen_tcp_proxy(a, gen_egress_cluster(sc)), NULL)))
 		return -ENOMEM;
 	l.n_filter_chains = 1;
@@ -568,15 +577,15 @@ static int gen_outbound_listener(struct gen_sc *sc, const char *bind, uint32_t p
 /* The TCP proxy of svc on port: to the destinations of the first tcp
  * route of its VirtualServices that applies to the port (one cluster or
  * weighted clusters), else to its own cluster. */
+static gen_filter *gen_tcp_route_filter(struct gen_sc *sc, const struct model_service *svc, uint32_t port,
+					const struct cfg_tcp_route *tr, const char *vs_ns);
+
 static gen_filter *gen_tcp_service_filter(struct gen_sc *sc, const struct model_service *svc, uint32_t port)
 {
-	Envoy__Extensions__Filters__Network__TcpProxy__V3__TcpProxy tp =
-		ENVOY__EXTENSIONS__FILTERS__NETWORK__TCP_PROXY__V3__TCP_PROXY__INIT;
 	const struct cfg_object *vs = gen__vs(&sc->g, svc);
 	const struct cfg_tcp_route *tr = NULL;
-	struct arena *a = sc->a;
-	size_t i, j;
 	const char *vs_ns = svc->ns;
+	size_t j;
 
 	for (j = 0; vs && j < vs->spec.vs.n_tcp && !tr; j++) {
 		const struct cfg_tcp_route *t = &vs->spec.vs.tcp[j];
@@ -586,6 +595,19 @@ static gen_filter *gen_tcp_service_filter(struct gen_sc *sc, const struct model_
 			vs_ns = vs->ns;
 		}
 	}
+	return gen_tcp_route_filter(sc, svc, port, tr, vs_ns);
+}
+
+/* The TCP proxy to tr's destinations (one cluster or weighted clusters),
+ * tr NULL: to svc's own cluster. */
+static gen_filter *gen_tcp_route_filter(struct gen_sc *sc, const struct model_service *svc, uint32_t port,
+					const struct cfg_tcp_route *tr, const char *vs_ns)
+{
+	Envoy__Extensions__Filters__Network__TcpProxy__V3__TcpProxy tp =
+		ENVOY__EXTENSIONS__FILTERS__NETWORK__TCP_PROXY__V3__TCP_PROXY__INIT;
+	struct arena *a = sc->a;
+	size_t i;
+
 	tp.cluster_specifier_case = ENVOY__EXTENSIONS__FILTERS__NETWORK__TCP_PROXY__V3__TCP_PROXY__CLUSTER_SPECIFIER_CLUSTER;
 	tp.cluster = gen__cluster_name(a, port, NULL, svc->hostname);
 	if (tr && tr->n_route == 1) {
@@ -652,6 +674,103 @@ static gen_filter *gen_tcp_service_filter(struct gen_sc *sc, const struct model_
 					 ENVOY__EXTENSIONS__FILTERS__NETWORK__TCP_PROXY__V3__TCP_PROXY__CLUSTER_SPECIFIER_CLUSTER ?
 				 tp.cluster : gen__cluster_name(a, port, NULL, svc->hostname);
 	return gen_net_filter(a, GEN_TCP_PROXY_NAME, gen__any(a, &tp.base));
+}
+
+/*
+ * The outbound listener of a TLS service port whose VirtualServices have
+ * `tls:` routes for it (Istio's buildSidecarOutboundTLSFilterChainOpts):
+ * after a tls_inspector, one chain per route match applying to the port,
+ * matching its sniHosts (server_names) and destinationSubnets
+ * (prefix_ranges), with a TCP proxy to the route's destinations (TLS
+ * passthrough: the proxy never terminates it); then a chain without a
+ * match to the service's own TCP proxy.  Returns 1 when built, 0 when svc
+ * has no such route (the caller builds the plain listener).  sourceLabels,
+ * sourceNamespace and gateways in a match are not read (a match naming
+ * them is left out, noted).
+ */
+static int gen_outbound_tls_routes(struct gen_sc *sc, const char *bind, const struct model_service *svc,
+				   uint32_t port)
+{
+	Envoy__Extensions__Filters__Listener__TlsInspector__V3__TlsInspector ti =
+		ENVOY__EXTENSIONS__FILTERS__LISTENER__TLS_INSPECTOR__V3__TLS_INSPECTOR__INIT;
+	gen_listener l = ENVOY__CONFIG__LISTENER__V3__LISTENER__INIT;
+	const struct cfg_object *vs = gen__vs(&sc->g, svc);
+	struct arena *a = sc->a;
+	gen_chain **chains;
+	size_t i, j, k, n = 0, cap = 1;
+
+	for (i = 0; vs && i < vs->spec.vs.n_tls; i++)
+		cap += vs->spec.vs.tls[i].n_match;
+	if (cap == 1)
+		return 0;
+	if (!(chains = arena_calloc(a, cap, sizeof(*chains))))
+		return -ENOMEM;
+	for (i = 0; i < vs->spec.vs.n_tls; i++) {
+		const struct cfg_tls_route *r = &vs->spec.vs.tls[i];
+		struct cfg_tcp_route tr = { r->route, r->n_route, -1 };
+
+		for (j = 0; j < r->n_match && r->n_route; j++) {
+			const struct cfg_tls_match *m = &r->match[j];
+			Envoy__Config__Listener__V3__FilterChainMatch *fm;
+
+			if (m->port >= 0 && (uint64_t)m->port != port)
+				continue;
+			if (m->source_labels.n || m->source_namespace || m->gateways.n) {
+				gen__note(&sc->g, GEN_NOTE_WARN, "xds",
+					  "sidecar: tls route of %s/%s: sourceLabels, sourceNamespace and gateways "
+					  "in a match are not supported; the match is left out",
+					  vs->ns, vs->name);
+				continue;
+			}
+			if (!(fm = gen_fcm(a, 0, NULL, NULL, 0)))
+				return -ENOMEM;
+			if (m->sni_hosts.n) {
+				if (!(fm->server_names = arena_calloc(a, m->sni_hosts.n, sizeof(*fm->server_names))))
+					return -ENOMEM;
+				for (k = 0; k < m->sni_hosts.n; k++)
+					fm->server_names[k] = m->sni_hosts.v[k];
+				fm->n_server_names = m->sni_hosts.n;
+			}
+			if (m->destination_subnets.n) {
+				if (!(fm->prefix_ranges = arena_calloc(a, m->destination_subnets.n,
+								       sizeof(*fm->prefix_ranges))))
+					return -ENOMEM;
+				for (k = 0; k < m->destination_subnets.n; k++) {
+					Envoy__Config__Core__V3__CidrRange *cr =
+						gen__msg(a, &envoy__config__core__v3__cidr_range__descriptor);
+					const char *sub = m->destination_subnets.v[k], *slash = strchr(sub, '/');
+
+					if (!cr)
+						return -ENOMEM;
+					cr->address_prefix = slash ? arena_strndup(a, sub, (size_t)(slash - sub))
+								   : (char *)sub;
+					cr->prefix_len = gen__u32(a, slash ? (uint32_t)strtoul(slash + 1, NULL, 10)
+									   : strchr(sub, ':') ? 128 : 32);
+					if (!cr->address_prefix || !cr->prefix_len)
+						return -ENOMEM;
+					fm->prefix_ranges[fm->n_prefix_ranges++] = cr;
+				}
+			}
+			if (!(chains[n++] = gen_chain1(a, NULL, fm, gen_tcp_route_filter(sc, svc, port, &tr, vs->ns), NULL)))
+				return -ENOMEM;
+		}
+	}
+	if (!(chains[n++] = gen_chain1(a, NULL, NULL, gen_tcp_route_filter(sc, svc, port, NULL, svc->ns), NULL)))
+		return -ENOMEM;
+	if (!(l.name = arena_printf(a, "%s_%u", bind, port)) || gen_out_name_add(sc, l.name) < 0 ||
+	    !(l.address = gen_addr(a, bind, port)) ||
+	    !(l.default_filter_chain =
+		      gen_chain1(a, GEN_PASSTHROUGH_CHAIN, NULL, gen_tcp_proxy(a, gen_egress_cluster(sc)), NULL)) ||
+	    !(l.listener_filters = arena_calloc(a, 1, sizeof(*l.listener_filters))) ||
+	    !(l.listener_filters[0] = gen_listener_filter(a, "envoy.filters.listener.tls_inspector", &ti.base)))
+		return -ENOMEM;
+	l.n_listener_filters = 1;
+	if (!gen_egress_bound(sc, port) && !(l.bind_to_port = gen__bool(a, false)))
+		return -ENOMEM;
+	l.traffic_direction = ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__OUTBOUND;
+	l.filter_chains = chains;
+	l.n_filter_chains = n;
+	return gen__emit(&sc->g, sc->snap, XDS_LISTENER, l.name, &l.base) < 0 ? -ENOMEM : 1;
 }
 
 /* Outbound listeners and route configs: every port with an HTTP service
@@ -763,8 +882,12 @@ static int gen_outbound(struct gen_sc *sc)
 				continue;
 			}
 			if (n_tcp == 1 && n_http == 0) {
-				rc = gen_outbound_listener(sc, gen_egress_bind(sc, port), port,
-							   gen_tcp_service_filter(sc, svc, port));
+				rc = gen_outbound_tls_routes(sc, gen_egress_bind(sc, port), svc, port);
+				if (rc == 0)
+					rc = gen_outbound_listener(sc, gen_egress_bind(sc, port), port,
+								   gen_tcp_service_filter(sc, svc, port));
+				if (rc > 0)
+					rc = 0;
 				continue;
 			}
 			vip = gen_vip(svc);

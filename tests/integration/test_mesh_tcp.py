@@ -14,7 +14,11 @@ Services (ServiceEntry, protocol TCP):
   tcp-limited  LIM   -> the echo backend directly, with a DestinationRule
                         connectionPool.tcp {maxConnections: 1, idleTimeout: 1s};
   tcp-who      WHO   -> two backends (v1, v2) that say their name and close,
-                        with a VirtualService `tcp:` route weighting v1/v2.
+                        with a VirtualService `tcp:` route weighting v1/v2;
+  tcp-auto     AUTO  -> a backend speaking HTTP or echoing, on a port
+                        without a declared protocol (auto-detected);
+  secure       TLSP  -> two TLS backends (v1, v2; certificate made at test
+                        time) behind `tls:` routes by SNI.
 
 - (a) bytes intact both ways through both sidecars (1 MiB of random bytes,
   sent while reading), and half-close: the client's FIN reaches the echo
@@ -25,16 +29,25 @@ Services (ServiceEntry, protocol TCP):
   at once, and its access log line says UO (upstream_cx_overflow counted);
 - (c) idleTimeout 1s: an idle connection is closed by the proxy (bounded
   wait, never an assertion on how long it took);
-- (d) a `tcp:` weighted route sends connections to both subsets.
+- (d) a `tcp:` weighted route sends connections to both subsets;
+- (e) the undeclared port: curl gets HTTP through the HTTP connection
+  manager (a request line in the access log) and raw bytes are echoed
+  through the TCP proxy, on the same port (http_inspector);
+- (f) `tls:` routes: the ClientHello's SNI picks the backend (exact and
+  *.wildcard), TLS passing through untouched; another name goes to the
+  service's own chain.
 
 Each case fails against a proxy that reads TCP as HTTP (the echo would get
-a 400 or a timeout), ignores the breaker or the idle timeout, or routes to
-one subset.  Every wait is bounded; nothing asserts on timing.
+a 400 or a timeout), ignores the breaker or the idle timeout, routes to one
+subset, does not sniff, or does not read the SNI.  Every wait is bounded; nothing asserts on timing.
 """
 import os
 import socket
+import shutil
 import socketserver
+import ssl
 import subprocess
+import tempfile
 import threading
 import unittest
 
@@ -47,15 +60,30 @@ SVC = free_port()
 LIM = free_port()
 WHO = free_port()
 AUTO = free_port()
+TLSP = free_port()
+CERT_DIR = tempfile.mkdtemp(prefix="mesh-tcp-certs-")
+
+
+def server_tls_ctx():
+    """A TLS server context with a self-signed certificate made now (no key is committed)."""
+    key, crt = os.path.join(CERT_DIR, "key.pem"), os.path.join(CERT_DIR, "crt.pem")
+    if not os.path.exists(crt):
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-nodes", "-keyout", key, "-out", crt, "-days", "1", "-subj", "/CN=secure.test"],
+                       check=True, capture_output=True, timeout=60)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(crt, key)
+    return ctx
 
 
 class EchoServer:
     """A TCP backend on IP:random port: echoes every byte until the client's
     FIN, then closes its side.  who=NAME instead sends NAME and closes;
+    tls_ctx: the same over TLS (the server side of that ssl context);
     http=True answers a connection that starts with "GET " as HTTP/1.1
     (200, x-backend: auto, body "http") and echoes any other."""
 
-    def __init__(self, ip="127.0.0.1", who=None, http=False):
+    def __init__(self, ip="127.0.0.1", who=None, http=False, tls_ctx=None):
         self.ip = ip
         self.who = who
         self.conns = 0
@@ -89,6 +117,13 @@ class EchoServer:
         class S(socketserver.ThreadingTCPServer):
             daemon_threads = True
             allow_reuse_address = True
+
+        if tls_ctx:
+            plain = H
+
+            class H(plain):  # noqa: F811 (the TLS form of the same handler)
+                def setup(self):
+                    self.request = tls_ctx.wrap_socket(self.request, server_side=True)
 
         self.server = S((ip, 0), H)
         self.port = self.server.server_address[1]
@@ -156,6 +191,34 @@ spec:
 """ % {"ns": NS, "ing": ING, "echo": echo_port, "ip": SERVER_IP}
 
 
+def secure_yaml(v1_port, v2_port):
+    """secure:TLSP (protocol TLS) with v1/v2 endpoints; `tls:` routes by SNI:
+    a.example.com -> v1, *.b.example.com -> v2, anything else the service."""
+    return service("secure", TLSP, [("127.0.0.5", v1_port, "v1"), ("127.0.0.6", v2_port, "v2")],
+                   protocol="TLS") + """---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: secure, namespace: %(ns)s}
+spec:
+  host: %(host)s
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: secure, namespace: %(ns)s}
+spec:
+  hosts: [%(host)s, a.example.com, "*.b.example.com"]
+  tls:
+  - match: [{port: %(port)d, sniHosts: [a.example.com]}]
+    route: [{destination: {host: %(host)s, subset: v1}}]
+  - match: [{sniHosts: ["*.b.example.com"]}]
+    route: [{destination: {host: %(host)s, subset: v2}}]
+""" % {"ns": NS, "host": fqdn("secure"), "port": TLSP}
+
+
+
 def policies_yaml():
     return """apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -207,7 +270,9 @@ class MeshTcpTest(MeshCase):
     @classmethod
     def backends(cls):
         return {"echo": EchoServer("127.0.0.1"), "who1": EchoServer("127.0.0.2", who="v1"),
-                "who2": EchoServer("127.0.0.3", who="v2"), "auto": EchoServer("127.0.0.4", http=True)}
+                "who2": EchoServer("127.0.0.3", who="v2"), "auto": EchoServer("127.0.0.4", http=True),
+                "tls1": EchoServer("127.0.0.5", who="v1", tls_ctx=server_tls_ctx()),
+                "tls2": EchoServer("127.0.0.6", who="v2", tls_ctx=server_tls_ctx())}
 
     @classmethod
     def config(cls, b):
@@ -216,6 +281,7 @@ class MeshTcpTest(MeshCase):
             "limited.yaml": service("tcp-limited", LIM, [("127.0.0.1", b["echo"].port, "v1")]),
             "who.yaml": service("tcp-who", WHO, [("127.0.0.2", b["who1"].port, "v1"),
                                                  ("127.0.0.3", b["who2"].port, "v2")]),
+            "secure.yaml": secure_yaml(b["tls1"].port, b["tls2"].port),
             "auto.yaml": service("tcp-auto", AUTO, [("127.0.0.4", b["auto"].port, "v1")], protocol=None),
             "sidecars.yaml": sidecars_yaml(b["echo"].port),
             "policies.yaml": policies_yaml(),
@@ -226,11 +292,18 @@ class MeshTcpTest(MeshCase):
         super().setUpClass()
         cls.client = cls.sidecars["client"]
         cls.server = cls.sidecars["server"]
-        for port in (SVC, LIM, WHO, AUTO):
+        for port in (SVC, LIM, WHO, AUTO, TLSP):
             wait_for(lambda: "127.0.0.1_%d::" % port in cls.client.admin("/listeners")[1],
                      timeout=120 if slow() else 30, what="the client's bound listener for port %d" % port)
         wait_for(lambda: "%s_%d::" % (SERVER_IP, ING) in cls.server.admin("/listeners")[1],
                  timeout=120 if slow() else 30, what="the server's bound ingress")
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            shutil.rmtree(CERT_DIR, ignore_errors=True)
 
     def logs(self):
         """Both sidecars' access logs and the end of their logs, for a failure message."""
@@ -357,6 +430,25 @@ class MeshTcpTest(MeshCase):
                          timeout=60 if slow() else 20, what="both access log lines")
         self.assertTrue(any('"GET /x HTTP/1.1" 200' in x for x in lines), lines)
         self.assertTrue(any('"- - -" 0 - 22 22 ' in x for x in lines), lines)
+
+    def tls_name(self, sni):
+        """The backend a TLS connection with SNI sni reaches (it says its name)."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        with connect(TLSP) as raw:
+            with ctx.wrap_socket(raw, server_hostname=sni) as s:
+                return recv_all(s).strip().decode()
+
+    def test_f_tls_route_by_sni(self):
+        # TLS passthrough: the sidecar reads the ClientHello's SNI
+        # (tls_inspector) and picks the chain, never terminating TLS
+        for _ in range(3):
+            self.assertEqual(self.tls_name("a.example.com"), "v1", self.logs())
+            self.assertEqual(self.tls_name("x.b.example.com"), "v2", self.logs())
+            self.assertEqual(self.tls_name("deep.x.b.example.com"), "v2")
+        # no route for the name: the service's own chain (either subset)
+        self.assertIn(self.tls_name("other.example.com"), ("v1", "v2"))
 
 
 if __name__ == "__main__":
