@@ -50,6 +50,7 @@ struct tcpp {
 	struct tbuf du, ud;
 	int d_eof, u_eof;               /* EOF read from that side */
 	int d_shut, u_shut;             /* our write side toward it is shut */
+	int d_hup, u_hup;               /* the side hung up while its buffer was full (t_watch()) */
 	int connecting, connected, ended, counted;
 	unsigned flags;                 /* PX_RF_* for the access log */
 	uint64_t rx, tx;                /* bytes from / to downstream */
@@ -235,6 +236,37 @@ void tcpp_free(struct tcpp *t)
 
 /* ---------------------------------------------------------------- data */
 
+/* Sets a side's interest.  epoll reports a hang-up whatever the mask, so
+ * a side that hung up while we cannot read it (its buffer full) is taken
+ * off the loop until there is room again, instead of waking it at every
+ * iteration. */
+static int t_watch(struct tcpp *t, struct ev_io *io, unsigned mask, int hup)
+{
+	if (hup && !(mask & EV_READ)) {
+		ev_io_stop(t->e->loop, io);
+		return 0;
+	}
+	if (!io->active)
+		return ev_io_start(t->e->loop, io, mask);
+	return ev_io_set(t->e->loop, io, mask);
+}
+
+/* A hang-up (EV_ERROR) on a side we cannot read now: a socket error ends
+ * the session, a clean one is remembered for t_watch().  Returns < 0 when
+ * ending. */
+static int t_hup(struct tcpp *t, int fd, int *hup, unsigned flag)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err) {
+		t_end(t, flag);
+		return -1;
+	}
+	*hup = 1;
+	return 0;
+}
+
 static void t_update(struct tcpp *t)
 {
 	unsigned dm = 0, um = 0;
@@ -257,7 +289,7 @@ static void t_update(struct tcpp *t)
 		if (tb_pending(&t->du))
 			um |= EV_WRITE;
 	}
-	if (ev_io_set(t->e->loop, &t->dio, dm) < 0 || (t->uio.active && ev_io_set(t->e->loop, &t->uio, um) < 0))
+	if (t_watch(t, &t->dio, dm, t->d_hup) < 0 || (t->uio.fd >= 0 && t_watch(t, &t->uio, um, t->u_hup) < 0))
 		t_end(t, PX_RF_LR);
 }
 
@@ -313,6 +345,8 @@ static void d_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 	if (events & (EV_READ | EV_ERROR)) {
 		size_t room = tb_room(&t->du);
 
+		if (!room && (events & EV_ERROR) && t_hup(t, io->fd, &t->d_hup, PX_RF_DC) < 0)
+			return;
 		if (room && !t->d_eof) {
 			ssize_t n = t->dtops->read(t->dctx, io->fd, t->du.p + t->du.len, room);
 
@@ -371,6 +405,8 @@ static void u_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 	if (events & (EV_READ | EV_ERROR)) {
 		size_t room = tb_room(&t->ud);
 
+		if (!room && (events & EV_ERROR) && t_hup(t, io->fd, &t->u_hup, PX_RF_UC) < 0)
+			return;
 		if (room && !t->u_eof) {
 			ssize_t n = px_transport_raw.read(NULL, io->fd, t->ud.p + t->ud.len, room);
 
