@@ -28,6 +28,7 @@
 
 struct px_uconn;
 struct px_dconn;
+struct px_sel;
 
 /* An intrusive list link (pending requests of a cluster). */
 struct px_link {
@@ -111,12 +112,27 @@ struct px_port {
 	int accept_http_10;              /* the HCM's http_protocol_options.accept_http_10 (else HTTP/1.0 gets 426) */
 	const char *tcp_cluster;
 	struct tcpp_conf tcpp;           /* the TcpProxy filter's settings when tcp (chain_port(), engine.c) */
+	struct px_sel *sel;              /* out_ports: every chain of the port's listener when it has more
+	                                  * than one or listener filters (compile_listener()), else NULL */
 	/* the HCM's timers (px_port_hcm()), in ms */
 	uint64_t stream_idle_ms;         /* stream_idle_timeout: unset 5 min, 0 off */
 	uint64_t headers_ms;             /* request_headers_timeout: 0 off (Envoy's default) */
 	uint64_t conn_idle_ms;           /* common_http_protocol_options.idle_timeout: 0 off;
 	                                  * PX_IDLE_UNSET: the engine's (--, Envoy's 1 h) */
 	int proxy_100;                   /* proxy_100_continue: Expect forwarded, the upstream's 100 relayed */
+};
+
+/* A Listener's chains for Envoy's filter chain selection (fcmatch.h):
+ * chains[i] is Listener.filter_chains[i], def its default_filter_chain.
+ * Compiled with the configuration (sel_init(), engine.c); the "tls" and
+ * "authz" modules add per-chain data to struct px_port. */
+struct px_sel {
+	struct fcm_table fcm;
+	struct px_port *chains;
+	size_t n_chains;
+	struct px_port def;              /* when fcm.has_default */
+	unsigned char *chain_tls;        /* chain i terminates TLS (a transport_socket): one byte each */
+	int def_tls;
 };
 
 /* Envoy's HCM defaults: stream_idle_timeout 5 min when unset. */
@@ -136,14 +152,7 @@ struct px_bound {
 	int inbound;                     /* traffic_direction INBOUND */
 	struct px_port port;             /* the chain that serves a connection when no chain is selected
 	                                  * (its first chain that is not TLS, else its default chain) */
-	/* Envoy's filter chain selection over all its chains (compile_bound(),
-	 * proxy.c's d_select()): chains[i] is Listener.filter_chains[i] */
-	struct fcm_table fcm;
-	struct px_port *chains;
-	size_t n_chains;
-	struct px_port def;              /* default_filter_chain, when fcm.has_default */
-	unsigned char *chain_tls;        /* chain i terminates TLS (a transport_socket): one byte each */
-	int def_tls;
+	struct px_sel sel;               /* its chains, selected per connection (proxy.c's d_select()) */
 	struct px_listener *l;           /* the engine's socket for it, set before the swap */
 	int fresh;                       /* l was bound for this config (closed again if it is refused) */
 };
@@ -154,6 +163,7 @@ struct px_config {
 	struct px_snapshot *snap;        /* keeps every string the compiled objects point into */
 	struct px_port *out_ports, *in_ports;
 	size_t n_out_ports, n_in_ports;
+	struct px_sel in_sel;            /* virtualInbound's chains, for captured connections */
 	struct router *router;           /* every RDS RouteConfiguration (a reference) */
 	struct router **in_routers;      /* inline route configs of virtualInbound's chains, one per chain */
 	size_t n_in_routers;

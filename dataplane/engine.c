@@ -333,6 +333,8 @@ struct px_config *px_config_ref(struct px_config *c)
 	return c;
 }
 
+static void sel_cleanup(struct px_sel *sel);
+
 static void config_free(struct px_config *c)
 {
 	size_t i;
@@ -341,15 +343,19 @@ static void config_free(struct px_config *c)
 	for (i = 0; i < c->n_in_routers; i++)
 		router_unref(c->in_routers[i]);
 	free(c->in_routers);
-	free(c->out_ports);
 	free(c->in_ports);
 	free(c->bh_out);
 	for (i = 0; i < c->n_bound; i++) {
 		free(c->bound[i].name);
-		fcm_table_cleanup(&c->bound[i].fcm);
-		free(c->bound[i].chains);
-		free(c->bound[i].chain_tls);
+		sel_cleanup(&c->bound[i].sel);
 	}
+	for (i = 0; i < c->n_out_ports; i++)
+		if (c->out_ports[i].sel) {
+			sel_cleanup(c->out_ports[i].sel);
+			free(c->out_ports[i].sel);
+		}
+	sel_cleanup(&c->in_sel);
+	free(c->out_ports);
 	free(c->bound);
 	for (i = 0; i < c->n_clusters; i++)
 		cluster_unref(c->clusters[i]);
@@ -557,6 +563,63 @@ static int is_tls_chain(const Envoy__Config__Listener__V3__FilterChain *fc)
 	return m && m->transport_protocol && !strcmp(m->transport_protocol, "tls");
 }
 
+/* Every chain of l (and its default chain) compiled for Envoy's selection
+ * by destination, SNI, transport and ALPN once the listener filters have
+ * looked (fcmatch.h); port: what each chain's px_port.port says.  sel is
+ * zeroed first; sel_cleanup() frees it, also after a failure. */
+static int sel_init(struct px_config *c, const Envoy__Config__Listener__V3__Listener *l, uint32_t port,
+		    struct px_sel *sel, char *err, size_t cap)
+{
+	size_t i;
+	int rc;
+
+	memset(sel, 0, sizeof(*sel));
+	rc = fcm_table_init(&sel->fcm, l, err, cap);
+	if (rc < 0)
+		return rc;
+	if (l->n_filter_chains) {
+		sel->chains = calloc(l->n_filter_chains, sizeof(*sel->chains));
+		sel->chain_tls = calloc(l->n_filter_chains, 1);
+		if (!sel->chains || !sel->chain_tls)
+			return -ENOMEM;
+	}
+	for (i = 0; i < l->n_filter_chains; i++) {
+		sel->chains[i].port = port;
+		sel->chain_tls[i] = l->filter_chains[i]->transport_socket != NULL;
+		rc = chain_port(c, l->name, l->filter_chains[i], &sel->chains[i], err, cap);
+		if (rc < 0)
+			return rc;
+		sel->n_chains++;
+	}
+	if (l->default_filter_chain) {
+		sel->def.port = port;
+		sel->def_tls = l->default_filter_chain->transport_socket != NULL;
+		rc = chain_port(c, l->name, l->default_filter_chain, &sel->def, err, cap);
+	}
+	return rc;
+}
+
+static void sel_cleanup(struct px_sel *sel)
+{
+	fcm_table_cleanup(&sel->fcm);
+	free(sel->chains);
+	free(sel->chain_tls);
+	memset(sel, 0, sizeof(*sel));
+}
+
+/* RDS names of sel's chains resolved against the config's router. */
+static void sel_resolve(const struct px_config *c, struct px_sel *sel)
+{
+	size_t k;
+
+	for (k = 0; k < sel->n_chains; k++)
+		if (sel->chains[k].route_name)
+			sel->chains[k].rcfg = router_config(c->router, sel->chains[k].route_name,
+							    strlen(sel->chains[k].route_name));
+	if (sel->def.route_name)
+		sel->def.rcfg = router_config(c->router, sel->def.route_name, strlen(sel->def.route_name));
+}
+
 /* Envoy binds a listener unless bind_to_port says false (unset: true). */
 static int binds_itself(const Envoy__Config__Listener__V3__Listener *l)
 {
@@ -611,31 +674,7 @@ static int compile_bound(struct px_config *c, const Envoy__Config__Listener__V3_
 	rc = chain_port(c, l->name, fc, &b->port, err, cap);
 	if (rc < 0)
 		return rc;
-	/* every chain, for the selection by destination, SNI, transport and
-	 * ALPN (fcmatch.h) once the listener filters have looked */
-	rc = fcm_table_init(&b->fcm, l, err, cap);
-	if (rc < 0)
-		return rc;
-	if (l->n_filter_chains) {
-		b->chains = calloc(l->n_filter_chains, sizeof(*b->chains));
-		b->chain_tls = calloc(l->n_filter_chains, 1);
-		if (!b->chains || !b->chain_tls)
-			return -ENOMEM;
-	}
-	for (i = 0; i < l->n_filter_chains; i++) {
-		b->chains[i].port = sa->port_value;
-		b->chain_tls[i] = l->filter_chains[i]->transport_socket != NULL;
-		rc = chain_port(c, l->name, l->filter_chains[i], &b->chains[i], err, cap);
-		if (rc < 0)
-			return rc;
-		b->n_chains++;
-	}
-	if (l->default_filter_chain) {
-		b->def.port = sa->port_value;
-		b->def_tls = l->default_filter_chain->transport_socket != NULL;
-		rc = chain_port(c, l->name, l->default_filter_chain, &b->def, err, cap);
-	}
-	return rc;
+	return sel_init(c, l, sa->port_value, &b->sel, err, cap);
 }
 
 static int compile_listener(struct px_config *c, const Envoy__Config__Listener__V3__Listener *l, char *err,
@@ -679,6 +718,13 @@ static int compile_listener(struct px_config *c, const Envoy__Config__Listener__
 	}
 	if (!strcmp(l->name, "virtualInbound")) {
 		c->has_inbound = 1;
+		/* captured connections select among all its chains (Envoy) */
+		sel_cleanup(&c->in_sel);
+		rc = sel_init(c, l, 0, &c->in_sel, err, cap);
+		if (rc < 0)
+			return rc;
+		for (i = 0; i < c->in_sel.n_chains; i++)
+			c->in_sel.chains[i].port = fcm_chain_port(&c->in_sel.fcm, i);
 		for (i = 0; i < l->n_filter_chains; i++) {
 			const Envoy__Config__Listener__V3__FilterChain *fc = l->filter_chains[i];
 			const Envoy__Config__Listener__V3__FilterChainMatch *m = fc->filter_chain_match;
@@ -735,6 +781,22 @@ static int compile_listener(struct px_config *c, const Envoy__Config__Listener__
 		p.tcp = 1;
 		p.tcp_cluster = tcp;
 	}
+	if (l->n_filter_chains > 1 || l->n_listener_filters) {
+		/* a captured connection to it selects among its chains
+		 * (sniffed ports, tls: routes); chain 0 above serves requests
+		 * sent straight to the outbound port */
+		p.sel = calloc(1, sizeof(*p.sel));
+		if (!p.sel)
+			return -ENOMEM;
+		rc = sel_init(c, l, sa->port_value, p.sel, err, cap);
+		if (rc == 0)
+			rc = port_add(&c->out_ports, &c->n_out_ports, &p);
+		if (rc < 0) {
+			sel_cleanup(p.sel);
+			free(p.sel);
+		}
+		return rc;
+	}
 	return port_add(&c->out_ports, &c->n_out_ports, &p);
 }
 
@@ -785,17 +847,15 @@ static int config_compile(struct engine *e, struct px_snapshot *s, struct px_con
 							     strlen(c->out_ports[i].route_name));
 	for (i = 0; i < c->n_bound; i++) {
 		struct px_bound *b = &c->bound[i];
-		size_t k;
 
 		if (b->port.route_name)
 			b->port.rcfg = router_config(c->router, b->port.route_name, strlen(b->port.route_name));
-		for (k = 0; k < b->n_chains; k++)
-			if (b->chains[k].route_name)
-				b->chains[k].rcfg = router_config(c->router, b->chains[k].route_name,
-								  strlen(b->chains[k].route_name));
-		if (b->def.route_name)
-			b->def.rcfg = router_config(c->router, b->def.route_name, strlen(b->def.route_name));
+		sel_resolve(c, &b->sel);
 	}
+	for (i = 0; i < c->n_out_ports; i++)
+		if (c->out_ports[i].sel)
+			sel_resolve(c, c->out_ports[i].sel);
+	sel_resolve(c, &c->in_sel);
 	c->new_up = calloc(cs->n + 1, sizeof(*c->new_up));
 	c->new_hs = calloc(cs->n + 1, sizeof(*c->new_hs));
 	if (!c->new_up || !c->new_hs) {

@@ -58,6 +58,7 @@ struct px_ibuf {
 };
 
 enum { D_HEAD, D_BODY, D_WAIT, D_TUNNEL, D_CLOSING };
+enum { SEL_NONE, SEL_BOUND, SEL_IN, SEL_OUT };
 enum { U_CONNECTING, U_ACTIVE, U_IDLE, U_TUNNEL };
 enum { W_NONE, W_BACKOFF, W_FAULT, W_RESOLVE, W_PENDING };
 enum { F_CONNECT, F_RESET, F_TIMEOUT };
@@ -129,8 +130,9 @@ struct px_dconn {
 	uint64_t headers_ms;         /* the HCM's request_headers_timeout, 0 off */
 	struct tcpp *tcp;            /* a TCP proxy chain serves it (d_tcp_start(); io.fd is then -1) */
 	int sniffing;                /* the listener filters are reading its first bytes (d_sniff()) */
-	int chain;                   /* the chain d_select() chose (bound listeners): 1 + its index,
-	                              * -1 the default chain, 0 none (px_bound.port) */
+	int chain;                   /* the chain d_select() chose: 1 + its index, -1 the default
+	                              * chain, 0 none (looked up by port as before) */
+	int sel_kind;                /* whose chains (d_sel()): SEL_NONE, SEL_BOUND, SEL_IN, SEL_OUT */
 	struct h1_header hdrs[H1_DEFAULT_MAX_HEADERS];
 };
 
@@ -1529,6 +1531,16 @@ static int split_authority(struct h1_str a, struct h1_str *host, uint32_t *port)
 	return 0;
 }
 
+/* Chain c of sel as px_dconn.chain numbers them, or NULL. */
+static const struct px_port *sel_chain(const struct px_sel *sel, int c)
+{
+	if (c > 0 && (size_t)c <= sel->n_chains)
+		return &sel->chains[c - 1];
+	if (c < 0 && sel->fcm.has_default)
+		return &sel->def;
+	return NULL;
+}
+
 static const struct px_port *find_port(const struct px_port *v, size_t n, uint32_t vip, uint32_t port)
 {
 	size_t i;
@@ -2313,11 +2325,8 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		/* the chain selected at accept, in the current configuration (its
 		 * RDS routes are the current ones, as Envoy's HCM reads RDS per
 		 * request); a chain the listener no longer has: its first one */
-		if (d->chain > 0 && (size_t)d->chain <= b->n_chains)
-			pp = &b->chains[d->chain - 1];
-		else if (d->chain < 0 && b->fcm.has_default)
-			pp = &b->def;
-		else
+		pp = sel_chain(&b->sel, d->chain);
+		if (!pp)
 			pp = &b->port;
 		if (!pp->tcp) {
 			s->rt = pp->rcfg ? router_config_match(pp->rcfg, &rq) : NULL;
@@ -2344,6 +2353,8 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 				return;
 			}
 		pp = find_port(cfg->out_ports, cfg->n_out_ports, vip, port);
+		if (pp && pp->sel && sel_chain(pp->sel, d->chain))
+			pp = sel_chain(pp->sel, d->chain); /* the chain selected at accept */
 		if (pp && !pp->tcp && s_http10_refused(s, pp))
 			return;
 		if (pp && !pp->tcp) {
@@ -2365,6 +2376,8 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		char name[48];
 
 		pp = find_port(cfg->in_ports, cfg->n_in_ports, 0, port);
+		if (sel_chain(&cfg->in_sel, d->chain))
+			pp = sel_chain(&cfg->in_sel, d->chain); /* the chain selected at accept */
 		if (pp && pp->tcp && pp->tcp_cluster && !strcmp(pp->tcp_cluster, "BlackHoleCluster")) {
 			s_blackhole(s); /* virtualInbound-blackhole */
 			return;
@@ -2967,10 +2980,39 @@ static void d_tcp_start(struct px_dconn *d, const struct px_port *pp)
  * bytes read so far.  No chain (or a TLS-terminating one: transport
  * sockets are the tls module's) closes it.
  */
+/* The chains a connection selects among, in the current configuration
+ * (looked up again each time: a configuration may be swapped while the
+ * listener filters wait for bytes), or NULL. */
+static const struct px_sel *d_sel(const struct px_dconn *d)
+{
+	const struct px_config *c = d->e->cur;
+	const struct sockaddr_in *sin = (const struct sockaddr_in *)&d->dst;
+	const struct px_port *pp;
+
+	if (d->sel_kind == SEL_BOUND)
+		return d->l->conf ? &d->l->conf->sel : NULL;
+	if (!c)
+		return NULL;
+	if (d->sel_kind == SEL_IN)
+		return c->has_inbound ? &c->in_sel : NULL;
+	if (d->sel_kind == SEL_OUT && d->dst.ss_family == AF_INET) {
+		pp = find_port(c->out_ports, c->n_out_ports, sin->sin_addr.s_addr, ntohs(sin->sin_port));
+		return pp ? pp->sel : NULL;
+	}
+	return NULL;
+}
+
+static const char *d_sel_name(const struct px_dconn *d)
+{
+	return d->sel_kind == SEL_BOUND && d->l->conf ? d->l->conf->name
+	       : d->sel_kind == SEL_IN		     ? "virtualInbound"
+						     : "outbound port";
+}
+
 static void d_select(struct px_dconn *d, const struct sniff_tls *tls, const char *proto)
 {
 	struct engine *e = d->e;
-	const struct px_bound *b = d->l->conf;
+	const struct px_sel *sel = d_sel(d);
 	const char *alpn[SNIFF_ALPN_MAX + 1];
 	struct sockaddr_storage local, peer;
 	socklen_t llen = sizeof(local), plen = sizeof(peer);
@@ -2995,20 +3037,20 @@ static void d_select(struct px_dconn *d, const struct sniff_tls *tls, const char
 	fc.alpn = alpn;
 	d->sniffing = 0;
 	ev_timer_cancel(e->loop, &d->idle);
-	if (!b || !e->cur) {
+	if (!sel || !e->cur) {
 		d_close(d);
 		return;
 	}
-	k = fcm_select(&b->fcm, &fc);
-	if (k >= 0 && (size_t)k < b->n_chains) {
-		pp = &b->chains[k];
-		term = b->chain_tls[k];
+	k = fcm_select(&sel->fcm, &fc);
+	if (k >= 0 && (size_t)k < sel->n_chains) {
+		pp = &sel->chains[k];
+		term = sel->chain_tls[k];
 	} else if (k == FCM_DEFAULT) {
-		pp = &b->def;
-		term = b->def_tls;
+		pp = &sel->def;
+		term = sel->def_tls;
 	}
 	if (!pp || term) {
-		log_debug("meshproxy", "listener %s: %s (transport %s, sni %s): connection closed", b->name,
+		log_debug("meshproxy", "%s: %s (transport %s, sni %s): connection closed", d_sel_name(d),
 			  pp ? "the chain terminates TLS" : "no filter chain matches", fc.transport, fc.sni ? fc.sni : "-");
 		d_close(d);
 		return;
@@ -3032,7 +3074,7 @@ static void d_select(struct px_dconn *d, const struct sniff_tls *tls, const char
  * without a decision, closes (Envoy). */
 static void d_sniff(struct px_dconn *d, int final)
 {
-	const struct px_bound *b = d->l->conf;
+	const struct px_sel *b = d_sel(d);
 	const unsigned char *p = (const unsigned char *)(d->in.p ? d->in.p + d->in.off : "");
 	size_t n = d->in.len - d->in.off;
 	struct sniff_tls tls;
@@ -3067,7 +3109,7 @@ static void d_sniff(struct px_dconn *d, int final)
  * filters: only when some chain matches on what they find (SNI, transport,
  * ALPN) and the listener runs the filter that finds it; otherwise the
  * selection needs no byte (and a server-first protocol is not stalled). */
-static int d_needs_sniff(const struct px_bound *b)
+static int d_needs_sniff(const struct px_sel *b)
 {
 	unsigned want = 0;
 
@@ -3076,6 +3118,28 @@ static int d_needs_sniff(const struct px_bound *b)
 	if (b->fcm.inspect & FCM_INSPECT_HTTP)
 		want |= FCM_USES_ALPN;
 	return (b->fcm.uses & want) != 0;
+}
+
+/* Which chains a new connection selects among: a bound listener's, or a
+ * captured connection's (virtualInbound's; the outbound port's listener
+ * when it has a px_sel, see d_sel()); SEL_NONE: the port's one chain,
+ * d_tcp_chain() and the HTTP path decide. */
+static int d_sel_kind(const struct px_dconn *d)
+{
+	const struct px_config *c = d->e->cur;
+	const struct sockaddr_in *sin = (const struct sockaddr_in *)&d->dst;
+	size_t i;
+
+	if (!d->l->embedded)
+		return SEL_BOUND;
+	if (!d->captured || d->dst.ss_family != AF_INET || !c)
+		return SEL_NONE;
+	if (d->inbound)
+		return SEL_IN;
+	for (i = 0; i < c->n_bh_out; i++)
+		if (c->bh_out[i] == ntohs(sin->sin_port))
+			return SEL_NONE; /* virtualOutbound-blackhole: answered over HTTP as before */
+	return SEL_OUT;
 }
 
 /* The TCP proxy chain that serves a new connection of virtualOutbound or
@@ -3192,17 +3256,24 @@ void px_accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 			d_close(d);
 			continue;
 		}
-		if (!l->embedded && l->conf && e->cur) {
-			/* a bound listener: Envoy's chain selection, after the
-			 * listener filters when a chain depends on them */
-			if (d_needs_sniff(l->conf)) {
+		if (e->cur) {
+			/* a bound listener, virtualInbound or a captured outbound
+			 * port with several chains: Envoy's chain selection, after
+			 * the listener filters when a chain depends on them */
+			const struct px_sel *sel;
+
+			d->sel_kind = d_sel_kind(d);
+			sel = d_sel(d);
+			if (sel && d_needs_sniff(sel)) {
 				d->sniffing = 1;
-				if (l->conf->fcm.filters_timeout_ms)
-					ev_timer_arm(loop, &d->idle, l->conf->fcm.filters_timeout_ms);
-			} else {
-				d_select(d, NULL, NULL);
+				if (sel->fcm.filters_timeout_ms)
+					ev_timer_arm(loop, &d->idle, sel->fcm.filters_timeout_ms);
+				continue;
 			}
-			continue;
+			if (sel) {
+				d_select(d, NULL, NULL);
+				continue;
+			}
 		}
 		{
 			const struct px_port *tp = d_tcp_chain(d);
