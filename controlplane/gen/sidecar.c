@@ -580,22 +580,82 @@ static int gen_outbound_listener(struct gen_sc *sc, const char *bind, uint32_t p
 static gen_filter *gen_tcp_route_filter(struct gen_sc *sc, const struct model_service *svc, uint32_t port,
 					const struct cfg_tcp_route *tr, const char *vs_ns);
 
+/* Does tcp match mt apply to the caller on port (Istio's matchTCP: port,
+ * sourceLabels, sourceNamespace, gateways including "mesh")?  A match on
+ * the caller's labels or namespace applies only when the output is built
+ * per caller.  destinationSubnets are the caller's chain's business. */
+static bool gen_tcp_match_applies(const struct gen_sc *sc, const struct cfg_tcp_match *mt, uint32_t port)
+{
+	const struct gen_workload *caller = sc->g.caller;
+
+	if (mt->port >= 0 && (uint64_t)mt->port != port)
+		return false;
+	if (!model_gateways_include_mesh(&mt->gateways))
+		return false;
+	if (mt->source_labels.n > 0 || mt->source_namespace) {
+		if (!sc->g.p->per_caller_matches || !caller)
+			return false;
+		if (!model_labels_match(&mt->source_labels, gen__workload_labels(caller)))
+			return false;
+		if (mt->source_namespace && strcmp(mt->source_namespace, gen__workload_ns(caller)) != 0)
+			return false;
+	}
+	return true;
+}
+
+/* The first tcp route of svc's VirtualService with a match (without
+ * destinationSubnets) that applies on port, or a route without matches. */
+static const struct cfg_tcp_route *gen_tcp_route_for(const struct gen_sc *sc, const struct cfg_object *vs,
+						     uint32_t port)
+{
+	size_t i, j;
+
+	for (i = 0; vs && i < vs->spec.vs.n_tcp; i++) {
+		const struct cfg_tcp_route *t = &vs->spec.vs.tcp[i];
+
+		if (!t->n_route)
+			continue;
+		if (!t->n_match)
+			return t;
+		for (j = 0; j < t->n_match; j++)
+			if (!t->match[j].destination_subnets.n && gen_tcp_match_applies(sc, &t->match[j], port))
+				return t;
+	}
+	return NULL;
+}
+
 static gen_filter *gen_tcp_service_filter(struct gen_sc *sc, const struct model_service *svc, uint32_t port)
 {
 	const struct cfg_object *vs = gen__vs(&sc->g, svc);
-	const struct cfg_tcp_route *tr = NULL;
-	const char *vs_ns = svc->ns;
-	size_t j;
+	const struct cfg_tcp_route *tr = gen_tcp_route_for(sc, vs, port);
 
-	for (j = 0; vs && j < vs->spec.vs.n_tcp && !tr; j++) {
-		const struct cfg_tcp_route *t = &vs->spec.vs.tcp[j];
+	return gen_tcp_route_filter(sc, svc, port, tr, tr ? vs->ns : svc->ns);
+}
 
-		if ((t->match_port < 0 || (uint64_t)t->match_port == port) && t->n_route) {
-			tr = t;
-			vs_ns = vs->ns;
-		}
+/* prefix_ranges of a chain match from CIDR strings ("10.0.0.0/8", a bare
+ * address is /32 or /128). */
+static int gen_fcm_subnets(struct arena *a, Envoy__Config__Listener__V3__FilterChainMatch *fm,
+			   const struct cfg_strs *subnets)
+{
+	size_t k;
+
+	if (!subnets->n)
+		return 0;
+	if (!(fm->prefix_ranges = arena_calloc(a, subnets->n, sizeof(*fm->prefix_ranges))))
+		return -ENOMEM;
+	for (k = 0; k < subnets->n; k++) {
+		Envoy__Config__Core__V3__CidrRange *cr = gen__msg(a, &envoy__config__core__v3__cidr_range__descriptor);
+		const char *sub = subnets->v[k], *slash = strchr(sub, '/');
+
+		if (!cr)
+			return -ENOMEM;
+		cr->address_prefix = slash ? arena_strndup(a, sub, (size_t)(slash - sub)) : (char *)sub;
+		cr->prefix_len = gen__u32(a, slash ? (uint32_t)strtoul(slash + 1, NULL, 10) : strchr(sub, ':') ? 128 : 32);
+		if (!cr->address_prefix || !cr->prefix_len)
+			return -ENOMEM;
+		fm->prefix_ranges[fm->n_prefix_ranges++] = cr;
 	}
-	return gen_tcp_route_filter(sc, svc, port, tr, vs_ns);
+	return 0;
 }
 
 /* The TCP proxy to tr's destinations (one cluster or weighted clusters),
@@ -707,7 +767,7 @@ static int gen_outbound_tls_routes(struct gen_sc *sc, const char *bind, const st
 		return -ENOMEM;
 	for (i = 0; i < vs->spec.vs.n_tls; i++) {
 		const struct cfg_tls_route *r = &vs->spec.vs.tls[i];
-		struct cfg_tcp_route tr = { r->route, r->n_route, -1 };
+		struct cfg_tcp_route tr = { r->route, r->n_route, -1, NULL, 0 };
 
 		for (j = 0; j < r->n_match && r->n_route; j++) {
 			const struct cfg_tls_match *m = &r->match[j];
@@ -731,26 +791,8 @@ static int gen_outbound_tls_routes(struct gen_sc *sc, const char *bind, const st
 					fm->server_names[k] = m->sni_hosts.v[k];
 				fm->n_server_names = m->sni_hosts.n;
 			}
-			if (m->destination_subnets.n) {
-				if (!(fm->prefix_ranges = arena_calloc(a, m->destination_subnets.n,
-								       sizeof(*fm->prefix_ranges))))
-					return -ENOMEM;
-				for (k = 0; k < m->destination_subnets.n; k++) {
-					Envoy__Config__Core__V3__CidrRange *cr =
-						gen__msg(a, &envoy__config__core__v3__cidr_range__descriptor);
-					const char *sub = m->destination_subnets.v[k], *slash = strchr(sub, '/');
-
-					if (!cr)
-						return -ENOMEM;
-					cr->address_prefix = slash ? arena_strndup(a, sub, (size_t)(slash - sub))
-								   : (char *)sub;
-					cr->prefix_len = gen__u32(a, slash ? (uint32_t)strtoul(slash + 1, NULL, 10)
-									   : strchr(sub, ':') ? 128 : 32);
-					if (!cr->address_prefix || !cr->prefix_len)
-						return -ENOMEM;
-					fm->prefix_ranges[fm->n_prefix_ranges++] = cr;
-				}
-			}
+			if (gen_fcm_subnets(a, fm, &m->destination_subnets) < 0)
+				return -ENOMEM;
 			if (!(chains[n++] = gen_chain1(a, NULL, fm, gen_tcp_route_filter(sc, svc, port, &tr, vs->ns), NULL)))
 				return -ENOMEM;
 		}
@@ -765,6 +807,62 @@ static int gen_outbound_tls_routes(struct gen_sc *sc, const char *bind, const st
 	    !(l.listener_filters[0] = gen_listener_filter(a, "envoy.filters.listener.tls_inspector", &ti.base)))
 		return -ENOMEM;
 	l.n_listener_filters = 1;
+	if (!gen_egress_bound(sc, port) && !(l.bind_to_port = gen__bool(a, false)))
+		return -ENOMEM;
+	l.traffic_direction = ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__OUTBOUND;
+	l.filter_chains = chains;
+	l.n_filter_chains = n;
+	return gen__emit(&sc->g, sc->snap, XDS_LISTENER, l.name, &l.base) < 0 ? -ENOMEM : 1;
+}
+
+/*
+ * The outbound listener of a TCP service port whose VirtualService has
+ * `tcp:` matches with destinationSubnets that apply to the caller (Istio's
+ * buildSidecarOutboundTCPFilterChainOpts): one chain per such match with
+ * prefix_ranges, each a TCP proxy to its route's destinations, then the
+ * chain of the first route that applies without subnets (else the
+ * service's own cluster).  Returns 1 when built, 0 when there is no such
+ * match (the caller builds the single-chain listener).
+ */
+static int gen_outbound_tcp_subnets(struct gen_sc *sc, const char *bind, const struct model_service *svc,
+				    uint32_t port)
+{
+	gen_listener l = ENVOY__CONFIG__LISTENER__V3__LISTENER__INIT;
+	const struct cfg_object *vs = gen__vs(&sc->g, svc);
+	struct arena *a = sc->a;
+	gen_chain **chains;
+	size_t i, j, n = 0, cap = 1;
+
+	for (i = 0; vs && i < vs->spec.vs.n_tcp; i++)
+		for (j = 0; j < vs->spec.vs.tcp[i].n_match; j++)
+			if (vs->spec.vs.tcp[i].match[j].destination_subnets.n &&
+			    gen_tcp_match_applies(sc, &vs->spec.vs.tcp[i].match[j], port))
+				cap++;
+	if (cap == 1)
+		return 0;
+	if (!(chains = arena_calloc(a, cap, sizeof(*chains))))
+		return -ENOMEM;
+	for (i = 0; i < vs->spec.vs.n_tcp; i++) {
+		const struct cfg_tcp_route *r = &vs->spec.vs.tcp[i];
+
+		for (j = 0; j < r->n_match && r->n_route; j++) {
+			const struct cfg_tcp_match *m = &r->match[j];
+			Envoy__Config__Listener__V3__FilterChainMatch *fm;
+
+			if (!m->destination_subnets.n || !gen_tcp_match_applies(sc, m, port))
+				continue;
+			if (!(fm = gen_fcm(a, 0, NULL, NULL, 0)) || gen_fcm_subnets(a, fm, &m->destination_subnets) < 0 ||
+			    !(chains[n++] = gen_chain1(a, NULL, fm, gen_tcp_route_filter(sc, svc, port, r, vs->ns), NULL)))
+				return -ENOMEM;
+		}
+	}
+	if (!(chains[n++] = gen_chain1(a, NULL, NULL, gen_tcp_service_filter(sc, svc, port), NULL)))
+		return -ENOMEM;
+	if (!(l.name = arena_printf(a, "%s_%u", bind, port)) || gen_out_name_add(sc, l.name) < 0 ||
+	    !(l.address = gen_addr(a, bind, port)) ||
+	    !(l.default_filter_chain =
+		      gen_chain1(a, GEN_PASSTHROUGH_CHAIN, NULL, gen_tcp_proxy(a, gen_egress_cluster(sc)), NULL)))
+		return -ENOMEM;
 	if (!gen_egress_bound(sc, port) && !(l.bind_to_port = gen__bool(a, false)))
 		return -ENOMEM;
 	l.traffic_direction = ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__OUTBOUND;
@@ -883,6 +981,8 @@ static int gen_outbound(struct gen_sc *sc)
 			}
 			if (n_tcp == 1 && n_http == 0) {
 				rc = gen_outbound_tls_routes(sc, gen_egress_bind(sc, port), svc, port);
+				if (rc == 0)
+					rc = gen_outbound_tcp_subnets(sc, gen_egress_bind(sc, port), svc, port);
 				if (rc == 0)
 					rc = gen_outbound_listener(sc, gen_egress_bind(sc, port), port,
 								   gen_tcp_service_filter(sc, svc, port));
