@@ -67,6 +67,9 @@ struct px_cluster_stats {
 	uint64_t cx_max_requests, cx_max_duration_reached, rq_rx_reset, rq_tx_reset;
 	uint64_t outlier_ejections_active;
 	uint64_t cx_rx_bytes, cx_tx_bytes; /* upstream_cx_rx/tx_bytes_total: counted by tcpproxy.c */
+	/* Envoy's tcp.STAT_PREFIX.* of the TcpProxy filters whose stat_prefix
+	 * names this cluster (Istio's: the destination cluster), tcpproxy.c */
+	uint64_t tcp_cx_total, tcp_cx_active, tcp_rx_bytes, tcp_tx_bytes, tcp_idle_timeout, tcp_max_duration;
 };
 
 struct px_cluster {

@@ -1839,6 +1839,37 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 			(unsigned long long)e->st.codec_errors, (unsigned long long)e->st.no_route,
 			(unsigned long long)e->st.rq_idle_timeout, (unsigned long long)e->st.rq_header_timeout,
 			(unsigned long long)e->st.accept_paused, (unsigned long long)e->st.rq_loop_refused);
+	/* Envoy's TCP proxy stats, by stat_prefix (Istio's: the destination
+	 * cluster), for the clusters a TCP proxy counted on */
+	{
+		static const struct {
+			const char *name, *type;
+			size_t off;
+		} t[] = {
+#define PXT(n, ty, f) { "envoy_tcp_" n, ty, offsetof(struct px_cluster_stats, f) }
+			PXT("downstream_cx_total", "counter", tcp_cx_total),
+			PXT("downstream_cx_active", "gauge", tcp_cx_active),
+			PXT("downstream_cx_rx_bytes_total", "counter", tcp_rx_bytes),
+			PXT("downstream_cx_tx_bytes_total", "counter", tcp_tx_bytes),
+			PXT("idle_timeout", "counter", tcp_idle_timeout),
+			PXT("max_downstream_connection_duration", "counter", tcp_max_duration),
+#undef PXT
+		};
+
+		for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+			int typed = 0;
+
+			for (j = 0; j < e->n_ctab; j++) {
+				if (!e->ctab[j]->st.tcp_cx_total)
+					continue;
+				if (!typed++)
+					mesh_buf_printf(b, "# TYPE %s %s\n", t[i].name, t[i].type);
+				mesh_buf_printf(b, "%s{envoy_tcp_prefix=\"%s\"} %llu\n", t[i].name, e->ctab[j]->name,
+						(unsigned long long)*(const uint64_t *)((const char *)&e->ctab[j]->st +
+											t[i].off));
+			}
+		}
+	}
 	/* shadow requests: no Envoy name (Envoy counts them only in the
 	 * mirror cluster's upstream_rq_total, which meshproxy does too) */
 	mesh_buf_printf(b,

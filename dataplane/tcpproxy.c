@@ -42,6 +42,7 @@ struct tcpp {
 	struct px_cluster *cl;          /* in cfg */
 	struct px_host *h;              /* a reference, once picked */
 	const struct tcpp_conf *conf;   /* in cfg */
+	struct px_cluster *sp;          /* the cluster its stat_prefix names (tcp.* stats), or NULL */
 	struct ev_io dio, uio;
 	struct ev_timer t_conn, t_idle, t_max;
 	struct ev_defer fin;
@@ -224,6 +225,11 @@ void tcpp_free(struct tcpp *t)
 		t->h->st.cx_active--;
 		t->cl->st.cx_active--;
 		t->cl->st.cx_destroy++;
+	}
+	if (t->sp) {
+		t->sp->st.tcp_cx_active--;
+		t->sp->st.tcp_rx_bytes += t->rx;
+		t->sp->st.tcp_tx_bytes += t->tx;
 	}
 	t_log(t);
 	if (t->h)
@@ -448,13 +454,19 @@ static void idle_timeout(struct ev_loop *loop, struct ev_timer *tm)
 		ev_timer_arm(loop, tm, idle - (now - t->last_io));
 		return;
 	}
+	if (t->sp)
+		t->sp->st.tcp_idle_timeout++;
 	t_end(t, 0);
 }
 
 static void max_timeout(struct ev_loop *loop, struct ev_timer *tm)
 {
+	struct tcpp *t = tm->data;
+
 	(void)loop;
-	t_end(tm->data, 0);
+	if (t->sp)
+		t->sp->st.tcp_max_duration++;
+	t_end(t, 0);
 }
 
 /* ---------------------------------------------------------------- start */
@@ -573,6 +585,10 @@ int tcpp_start(struct engine *e, struct px_config *cfg, const struct tcpp_conf *
 		goto out;
 	}
 	*out = t;
+	if (conf->stat_prefix && (t->sp = px_config_cluster(cfg, conf->stat_prefix))) {
+		t->sp->st.tcp_cx_total++;
+		t->sp->st.tcp_cx_active++;
+	}
 	if (conf->idle_ms)
 		ev_timer_arm(e->loop, &t->t_idle, conf->idle_ms);
 	if (conf->max_duration_ms)

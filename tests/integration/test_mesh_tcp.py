@@ -305,6 +305,13 @@ class MeshTcpTest(MeshCase):
         finally:
             shutil.rmtree(CERT_DIR, ignore_errors=True)
 
+    @staticmethod
+    def prom_value(prom, metric, label):
+        for x in prom.splitlines():
+            if x.startswith(metric + "{") and label in x:
+                return int(x.split()[-1])
+        return None
+
     def logs(self):
         """Both sidecars' access logs and the end of their logs, for a failure message."""
         return "\n".join(["client:"] + self.client.access_log() + ["server:"] + self.server.access_log()) + \
@@ -347,6 +354,10 @@ class MeshTcpTest(MeshCase):
               and "tcp-echo" in x]
         self.assertEqual(len(tx), 1, prom[-3000:])
         self.assertGreaterEqual(int(tx[0].split()[-1]), len(data) + 6)
+        # Envoy's tcp.STAT_PREFIX stats (Istio's stat_prefix: the cluster)
+        prefix = 'envoy_tcp_prefix="outbound|%d||%s"' % (SVC, fqdn("tcp-echo"))
+        self.assertEqual(self.prom_value(prom, "envoy_tcp_downstream_cx_total", prefix), 2, prom[-3000:])
+        self.assertEqual(self.prom_value(prom, "envoy_tcp_downstream_cx_rx_bytes_total", prefix), len(data) + 6)
 
     def test_b_max_connections(self):
         first = connect(LIM)
@@ -390,6 +401,9 @@ class MeshTcpTest(MeshCase):
             self.assertEqual(s.recv(10), b"")
         finally:
             s.close()
+        prefix = 'envoy_tcp_prefix="outbound|%d||%s"' % (LIM, fqdn("tcp-limited"))
+        self.assertGreaterEqual(self.prom_value(self.client.admin("/stats/prometheus")[1], "envoy_tcp_idle_timeout",
+                                                prefix) or 0, 1)
 
     def test_d_weighted_tcp_route(self):
         seen = {}
