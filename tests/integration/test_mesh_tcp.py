@@ -35,7 +35,10 @@ Services (ServiceEntry, protocol TCP):
   through the TCP proxy, on the same port (http_inspector);
 - (f) `tls:` routes: the ClientHello's SNI picks the backend (exact and
   *.wildcard), TLS passing through untouched; another name goes to the
-  service's own chain.
+  service's own chain;
+- (g) outlier detection: an endpoint that refuses connections is ejected
+  after its connect failure (consecutive5xxErrors 1), the rest reach the
+  live one (tcp-od: one live backend, one closed port).
 
 Each case fails against a proxy that reads TCP as HTTP (the echo would get
 a 400 or a timeout), ignores the breaker or the idle timeout, routes to one
@@ -61,6 +64,8 @@ LIM = free_port()
 WHO = free_port()
 AUTO = free_port()
 TLSP = free_port()
+ODP = free_port()
+DEAD = free_port()  # nothing listens on 127.0.0.9:DEAD
 CERT_DIR = tempfile.mkdtemp(prefix="mesh-tcp-certs-")
 
 
@@ -272,7 +277,8 @@ class MeshTcpTest(MeshCase):
         return {"echo": EchoServer("127.0.0.1"), "who1": EchoServer("127.0.0.2", who="v1"),
                 "who2": EchoServer("127.0.0.3", who="v2"), "auto": EchoServer("127.0.0.4", http=True),
                 "tls1": EchoServer("127.0.0.5", who="v1", tls_ctx=server_tls_ctx()),
-                "tls2": EchoServer("127.0.0.6", who="v2", tls_ctx=server_tls_ctx())}
+                "tls2": EchoServer("127.0.0.6", who="v2", tls_ctx=server_tls_ctx()),
+                "od": EchoServer("127.0.0.8", who="alive")}
 
     @classmethod
     def config(cls, b):
@@ -282,6 +288,16 @@ class MeshTcpTest(MeshCase):
             "who.yaml": service("tcp-who", WHO, [("127.0.0.2", b["who1"].port, "v1"),
                                                  ("127.0.0.3", b["who2"].port, "v2")]),
             "secure.yaml": secure_yaml(b["tls1"].port, b["tls2"].port),
+            "od.yaml": service("tcp-od", ODP, [("127.0.0.8", b["od"].port, "v1"), ("127.0.0.9", DEAD, "v1")]) +
+            """---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: tcp-od, namespace: %s}
+spec:
+  host: %s
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 300s, maxEjectionPercent: 100}
+""" % (NS, fqdn("tcp-od")),
             "auto.yaml": service("tcp-auto", AUTO, [("127.0.0.4", b["auto"].port, "v1")], protocol=None),
             "sidecars.yaml": sidecars_yaml(b["echo"].port),
             "policies.yaml": policies_yaml(),
@@ -292,7 +308,7 @@ class MeshTcpTest(MeshCase):
         super().setUpClass()
         cls.client = cls.sidecars["client"]
         cls.server = cls.sidecars["server"]
-        for port in (SVC, LIM, WHO, AUTO, TLSP):
+        for port in (SVC, LIM, WHO, AUTO, TLSP, ODP):
             wait_for(lambda: "127.0.0.1_%d::" % port in cls.client.admin("/listeners")[1],
                      timeout=120 if slow() else 30, what="the client's bound listener for port %d" % port)
         wait_for(lambda: "%s_%d::" % (SERVER_IP, ING) in cls.server.admin("/listeners")[1],
@@ -463,6 +479,31 @@ class MeshTcpTest(MeshCase):
             self.assertEqual(self.tls_name("deep.x.b.example.com"), "v2")
         # no route for the name: the service's own chain (either subset)
         self.assertIn(self.tls_name("other.example.com"), ("v1", "v2"))
+
+    def test_g_outlier_detection_on_connect_failure(self):
+        # one endpoint refuses connections: its connect failure counts as a
+        # 5xx for consecutive5xxErrors 1, so it is ejected and every later
+        # connection reaches the live one
+        def one():
+            s = connect(ODP)
+            try:
+                return recv_all(s).strip().decode()
+            except ConnectionResetError:
+                return ""
+            finally:
+                s.close()
+        # until the picker has tried the dead one (each pick about even:
+        # 40 misses in a row would be a 2^-40 chance)
+        results = []
+        while "" not in results and len(results) < 40:
+            results.append(one())
+        self.assertIn("", results, "the refusing endpoint was never picked")
+        after = [one() for _ in range(6)]
+        self.assertEqual(after, ["alive"] * 6, results)
+        clusters = self.client.clusters()
+        self.assertIn("127.0.0.9:%d::health_flags::/failed_outlier_check" % DEAD, clusters)
+        wait_for(lambda: [x for x in self.client.access_log() if '"- - -" 0 UF ' in x],
+                 timeout=60 if slow() else 20, what="the UF line of the refused connection")
 
 
 if __name__ == "__main__":
