@@ -13,8 +13,11 @@
  * and swaps the config.
  */
 #include "dataplane/engine-t.h"
+#include "dataplane/h2.h"
 
 #include "common/log.h"
+#include "dataplane/identity.h"
+#include "dataplane/mtls.h"
 #include "dataplane/net.h"
 #include "envoy/config/cluster/v3/cluster.pb-c.h"
 #include "envoy/config/endpoint/v3/endpoint.pb-c.h"
@@ -210,6 +213,7 @@ static void cluster_unref(struct px_cluster *cl)
 	}
 	up_hostset_free(cl->hs);
 	up_cluster_unref(cl->up);
+	px_mtls_free(cl->tls);
 	free(cl->name);
 	free(cl);
 }
@@ -364,6 +368,12 @@ static void config_free(struct px_config *c)
 		up_hostset_free(c->new_hs[i]);
 	for (i = 0; c->new_up && i < c->snap->sets[XDS_CLUSTER].n; i++)
 		up_cluster_unref(c->new_up[i]);
+	for (i = 0; c->new_tls && i < c->snap->sets[XDS_CLUSTER].n; i++)
+		px_mtls_free(c->new_tls[i]);
+	free(c->new_tls);
+	for (i = 0; i < c->n_mtls; i++)
+		px_mtls_free(c->mtls[i]);
+	free(c->mtls);
 	free(c->new_hs);
 	free(c->new_up);
 	for (i = 0; i < c->n_hcms; i++)
@@ -510,6 +520,11 @@ void px_port_hcm(struct px_port *p, const px_hcm *hcm)
 				  ? dur_ms(hcm->common_http_protocol_options->idle_timeout)
 				  : PX_IDLE_UNSET;
 	p->proxy_100 = hcm ? hcm->proxy_100_continue : 0;
+	/* issue 12: the peer's certificate is told to the application (XFCC) */
+	p->xfcc = hcm && (hcm->forward_client_cert_details ==
+				  ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__FORWARD_CLIENT_CERT_DETAILS__APPEND_FORWARD ||
+			  hcm->forward_client_cert_details ==
+				  ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__FORWARD_CLIENT_CERT_DETAILS__SANITIZE_SET);
 }
 
 /* What serves a connection through chain fc: an HCM over RDS (route_name,
@@ -618,6 +633,34 @@ static void sel_resolve(const struct px_config *c, struct px_sel *sel)
 							    strlen(sel->chains[k].route_name));
 	if (sel->def.route_name)
 		sel->def.rcfg = router_config(c->router, sel->def.route_name, strlen(sel->def.route_name));
+}
+
+/* An inbound TLS chain's DownstreamTlsContext, kept by the config. */
+static int inbound_tls(struct px_config *c, const char *lname, const Envoy__Config__Listener__V3__FilterChain *fc,
+		       struct px_mtls **out, char *err, size_t cap)
+{
+	struct px_mtls **v;
+	char why[200];
+	int rc;
+
+	*out = NULL;
+	rc = px_mtls_chain(fc, out, why, sizeof(why));
+	if (rc < 0) {
+		snprintf(err, cap, "listener %s: filter chain %s: %s", lname, fc->name, why);
+		return rc;
+	}
+	if (!*out)
+		return 0;
+	v = realloc(c->mtls, (c->n_mtls + 1) * sizeof(*v));
+	if (!v) {
+		px_mtls_free(*out);
+		*out = NULL;
+		return -ENOMEM;
+	}
+	c->mtls = v;
+	c->mtls[c->n_mtls++] = *out;
+	c->in_tls = 1;
+	return 0;
 }
 
 /* Envoy binds a listener unless bind_to_port says false (unset: true). */
@@ -729,14 +772,39 @@ static int compile_listener(struct px_config *c, const Envoy__Config__Listener__
 			const Envoy__Config__Listener__V3__FilterChain *fc = l->filter_chains[i];
 			const Envoy__Config__Listener__V3__FilterChainMatch *m = fc->filter_chain_match;
 
-			if (!m || !m->destination_port || is_tls_chain(fc))
-				continue; /* TLS chains: issue 12 */
+			struct px_port *have = NULL;
+			struct px_mtls *tls = NULL;
+			size_t k;
+
+			if (!m || !m->destination_port)
+				continue;
+			for (k = 0; k < c->n_in_ports; k++)
+				if (c->in_ports[k].port == m->destination_port->value)
+					have = &c->in_ports[k];
+			/* issue 12: a port's TLS chain (transport_protocol "tls") and
+			 * its raw_buffer chain are one port here: TLS-only is STRICT,
+			 * both is PERMISSIVE (told apart by the first byte, proxy.c) */
+			if (is_tls_chain(fc)) {
+				rc = inbound_tls(c, l->name, fc, &tls, err, cap);
+				if (rc < 0)
+					return rc;
+				if (have) {
+					if (!have->tls)
+						have->tls = tls;
+					continue;
+				}
+			} else if (have) {
+				have->plain_ok = 1;
+				continue;
+			}
 			memset(&p, 0, sizeof(p));
 			p.port = m->destination_port->value;
 			rc = chain_port(c, l->name, fc, &p, err, cap);
 			if (rc < 0)
 				return rc;
 			p.route_name = NULL; /* virtualInbound's chains carry their route configs inline */
+			p.tls = tls;
+			p.plain_ok = !tls;
 			rc = port_add(&c->in_ports, &c->n_in_ports, &p);
 			if (rc < 0)
 				return rc;
@@ -858,7 +926,8 @@ static int config_compile(struct engine *e, struct px_snapshot *s, struct px_con
 	sel_resolve(c, &c->in_sel);
 	c->new_up = calloc(cs->n + 1, sizeof(*c->new_up));
 	c->new_hs = calloc(cs->n + 1, sizeof(*c->new_hs));
-	if (!c->new_up || !c->new_hs) {
+	c->new_tls = calloc(cs->n + 1, sizeof(*c->new_tls));
+	if (!c->new_up || !c->new_hs || !c->new_tls) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -877,6 +946,12 @@ static int config_compile(struct engine *e, struct px_snapshot *s, struct px_con
 		rc = up_cluster_new(m, why, sizeof(why), &c->new_up[i]);
 		if (rc < 0) {
 			snprintf(err, cap, "cluster %s: %s", m->name, why);
+			goto out;
+		}
+		/* issue 12: its UpstreamTlsContext (mtls.c) */
+		rc = px_mtls_cluster(m, &c->new_tls[i], why, sizeof(why));
+		if (rc < 0) {
+			snprintf(err, cap, "cluster %s: transport socket: %s", m->name, why);
 			goto out;
 		}
 		if (c->new_up[i]->type == UP_EDS) {
@@ -1032,6 +1107,10 @@ static int config_link_clusters(struct engine *e, struct px_config *c)
 		cl->in_config = 1;
 		c->new_up[i] = NULL;
 		c->new_hs[i] = NULL;
+		/* the TLS policy: connections made with the old one keep their context */
+		px_mtls_free(cl->tls);
+		cl->tls = c->new_tls[i];
+		c->new_tls[i] = NULL;
 		if (cluster_update(e, cl, up, hs) < 0)
 			log_warn("meshproxy", "cluster %s: out of memory updating hosts", cl->name);
 		nt[c->n_clusters] = cl;
@@ -1491,6 +1570,7 @@ void engine_free(struct engine *e)
 	listener_close(e, &e->lin);
 	for (i = 0; i < e->n_bl; i++)
 		listener_close(e, e->bl[i]);
+	px_h2_free_all(e);       /* HTTP/2 sessions first: their stream pipes end in dconns */
 	px_dconn_free_all(e);
 	for (i = 0; i < e->n_bl; i++)
 		px_listener_unref(e->bl[i]);
@@ -1870,6 +1950,12 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 			}
 		}
 	}
+	/* issue 12: inbound TLS (Envoy's listener ssl.connection_error; a
+	 * plaintext connection no filter chain takes is Envoy's no_filter_chain_match) */
+	mesh_buf_printf(b,
+			"# TYPE meshproxy_tls_handshake_failures counter\nmeshproxy_tls_handshake_failures %llu\n"
+			"# TYPE meshproxy_tls_plaintext_refused counter\nmeshproxy_tls_plaintext_refused %llu\n",
+			(unsigned long long)e->tls_handshake_fail, (unsigned long long)e->tls_plain_refused);
 	/* shadow requests: no Envoy name (Envoy counts them only in the
 	 * mirror cluster's upstream_rq_total, which meshproxy does too) */
 	mesh_buf_printf(b,
@@ -1889,6 +1975,12 @@ int engine_admin_page(struct engine *e, const char *path, size_t plen, struct me
 	if (plen == 10 && !memcmp(path, "/listeners", 10)) {
 		*ctype = "text/plain; charset=UTF-8";
 		return listeners_page(e, out);
+	}
+	if (plen == 6 && !memcmp(path, "/certs", 6)) {
+		/* issue 12: the workload certificate (identity.c) */
+		px_identity_certs_json(e->ident, out);
+		*ctype = "application/json";
+		return 0;
 	}
 	if (plen == 17 && !memcmp(path, "/stats/prometheus", 17)) {
 		prometheus_page(e, out);
@@ -1929,6 +2021,11 @@ void px_engine_check_drained(struct engine *e)
 		log_info("meshproxy", "drain: no connection left");
 		drain_finish(e);
 	}
+}
+
+void engine_set_identity(struct engine *e, struct px_identity *id)
+{
+	e->ident = id;
 }
 
 void engine_drain(struct engine *e, void (*done)(void *arg), void *arg)

@@ -46,12 +46,14 @@ struct tcpp {
 	struct ev_io dio, uio;
 	struct ev_timer t_conn, t_idle, t_max;
 	struct ev_defer fin;
+	struct ev_defer kick;           /* reads the downstream side from the loop (t_kick()) */
 	const struct px_transport_ops *dtops;
 	void *dctx;
 	struct tbuf du, ud;
 	int d_eof, u_eof;               /* EOF read from that side */
 	int d_shut, u_shut;             /* our write side toward it is shut */
 	int d_hup, u_hup;               /* the side hung up while its buffer was full (t_watch()) */
+	int d_full;                     /* downstream reading stopped on a full buffer (t_update()) */
 	int connecting, connected, ended, counted;
 	unsigned flags;                 /* PX_RF_* for the access log */
 	uint64_t rx, tx;                /* bytes from / to downstream */
@@ -150,6 +152,16 @@ static uint64_t wall_us(void)
 	return (uint64_t)tv.tv_sec * 1000000 + (uint64_t)tv.tv_usec;
 }
 
+static void d_cb(struct ev_loop *loop, struct ev_io *io, unsigned events);
+
+static void kick_cb(struct ev_loop *loop, struct ev_defer *df)
+{
+	struct tcpp *t = df->data;
+
+	if (!t->ended)
+		d_cb(loop, &t->dio, EV_READ);
+}
+
 static void fin_cb(struct ev_loop *loop, struct ev_defer *df)
 {
 	struct tcpp *t = df->data;
@@ -167,6 +179,7 @@ static void t_end(struct tcpp *t, unsigned flags)
 	if (t->ended)
 		return;
 	t->ended = 1;
+	ev_defer_cancel(loop, &t->kick);
 	ev_io_stop(loop, &t->dio);
 	ev_io_stop(loop, &t->uio);
 	ev_timer_cancel(loop, &t->t_conn);
@@ -217,6 +230,7 @@ void tcpp_free(struct tcpp *t)
 	ev_timer_cancel(loop, &t->t_idle);
 	ev_timer_cancel(loop, &t->t_max);
 	ev_defer_cancel(loop, &t->fin);
+	ev_defer_cancel(loop, &t->kick);
 	if (t->dio.fd >= 0)
 		close(t->dio.fd);
 	if (t->uio.fd >= 0)
@@ -283,8 +297,14 @@ static void t_update(struct tcpp *t)
 		t_end(t, 0); /* both directions finished */
 		return;
 	}
-	if (!t->d_eof && tb_pending(&t->du) < t->du.cap)
+	if (!t->d_eof && tb_pending(&t->du) < t->du.cap) {
 		dm |= EV_READ;
+		if (t->d_full && t->dctx) {
+			/* room again: bytes a TLS transport holds are read now */
+			t->d_full = 0;
+			ev_defer(t->e->loop, &t->kick);
+		}
+	}
 	if (tb_pending(&t->ud))
 		dm |= EV_WRITE;
 	if (t->connecting) {
@@ -353,7 +373,9 @@ static void d_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 
 		if (!room && (events & EV_ERROR) && t_hup(t, io->fd, &t->d_hup, PX_RF_DC) < 0)
 			return;
-		if (room && !t->d_eof) {
+		/* until the socket would block or the buffer is full: a TLS
+		 * transport may hold decrypted bytes no readiness will announce */
+		while (room && !t->d_eof) {
 			ssize_t n = t->dtops->read(t->dctx, io->fd, t->du.p + t->du.len, room);
 
 			if (n > 0) {
@@ -365,8 +387,14 @@ static void d_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 			} else if (n != -EAGAIN) {
 				t_end(t, PX_RF_DC); /* reset by the client */
 				return;
+			} else {
+				break;
 			}
+			if (t->dctx == NULL)
+				break; /* raw TCP: level-triggered readiness says when there is more */
+			room = tb_room(&t->du);
 		}
+		t->d_full = !room;
 		if (t->connected && t_drain_du(t) < 0)
 			return;
 	}
@@ -579,6 +607,7 @@ int tcpp_start(struct engine *e, struct px_config *cfg, const struct tcpp_conf *
 	ev_timer_init(&t->t_idle, idle_timeout, t);
 	ev_timer_init(&t->t_max, max_timeout, t);
 	ev_defer_init(&t->fin, fin_cb, t);
+	ev_defer_init(&t->kick, kick_cb, t);
 	if (ev_io_start(e->loop, &t->dio, 0) < 0) {
 		t->dio.fd = -1; /* not taken: the caller closes it */
 		px_config_unref(t->cfg);
@@ -595,6 +624,8 @@ int tcpp_start(struct engine *e, struct px_config *cfg, const struct tcpp_conf *
 		ev_timer_arm(e->loop, &t->t_max, conf->max_duration_ms);
 	t_connect(t, d);
 	t_update(t);
+	if (t->dctx && !t->ended)
+		ev_defer(e->loop, &t->kick); /* what the TLS transport read with the handshake */
 	return 0;
 out:
 	free(t->du.p);
