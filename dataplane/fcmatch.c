@@ -355,7 +355,7 @@ static int score(const struct fcm_chain *c, int step, const struct fcm_conn *cn)
 			return 0;
 		return !strcmp(c->transport, cn->transport ? cn->transport : "raw_buffer") ? 1 : -1;
 	case ST_ALPN:
-		return score_alpn(c, cn);
+		return cn->alpn_unknown ? 0 : score_alpn(c, cn);
 	case ST_DIRECT:
 		return score_cidrs(&c->direct_src, cn->direct_src ? cn->direct_src : cn->src);
 	case ST_TYPE:

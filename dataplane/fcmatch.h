@@ -78,6 +78,8 @@ struct fcm_conn {
 	const char *transport;
 	const char *const *alpn;
 	size_t n_alpn;
+	int alpn_unknown;                  /* the client's ALPN list is not known (TLS terminated without
+	                                    * it): every chain passes the application_protocols step */
 };
 
 /*

@@ -3071,6 +3071,7 @@ void px_trim(struct ev_loop *loop, struct ev_timer *t)
 
 static void d_sniff(struct px_dconn *d, int final);
 static int d_select_after_tls(struct px_dconn *d);
+static int d_in_port_named(const struct px_dconn *d);
 
 /*
  * issue 12: an inbound connection on virtualInbound when some port takes
@@ -3364,7 +3365,11 @@ static int d_select(struct px_dconn *d, const struct sniff_tls *tls, const char 
 	int k, term = 0;
 
 	memset(&fc, 0, sizeof(fc));
-	if (getsockname(d->io.fd, (struct sockaddr *)&local, &llen) == 0)
+	/* the destination: the original one when captured (Envoy's
+	 * original_dst restores it), else the socket's own address */
+	if (d->captured)
+		fc.dst = (const struct sockaddr *)&d->dst;
+	else if (getsockname(d->io.fd, (struct sockaddr *)&local, &llen) == 0)
 		fc.dst = (const struct sockaddr *)&local;
 	if (getpeername(d->io.fd, (struct sockaddr *)&peer, &plen) == 0)
 		fc.src = fc.direct_src = (const struct sockaddr *)&peer;
@@ -3374,10 +3379,11 @@ static int d_select(struct px_dconn *d, const struct sniff_tls *tls, const char 
 		for (i = 0; i < tls->n_alpn; i++)
 			alpn[fc.n_alpn++] = tls->alpn[i];
 	} else if (d->tls) {
-		/* TLS terminated already (d_tls_step()): its SNI and ALPN */
+		/* TLS terminated already (d_tls_step()): its SNI; the ALPN list
+		 * the client offered is not kept (Envoy matches on it), so the
+		 * ALPN step takes every chain */
 		fc.sni = d->sni;
-		if (d->alpn[0])
-			alpn[fc.n_alpn++] = d->alpn;
+		fc.alpn_unknown = 1;
 	} else if (proto && *proto) {
 		alpn[fc.n_alpn++] = proto;
 	}
@@ -3396,6 +3402,8 @@ static int d_select(struct px_dconn *d, const struct sniff_tls *tls, const char 
 		pp = &sel->def;
 		term = sel->def_tls;
 	}
+	if (!pp && d->sel_kind == SEL_IN && !d->tls && !tls)
+		e->tls_plain_refused++; /* plaintext no chain takes (STRICT): Envoy's no_filter_chain_match */
 	if (!pp || (term && !d->tls)) {
 		/* a chain whose transport socket is TLS takes only a connection
 		 * d_tls_step() terminated (virtualInbound) */
@@ -3425,8 +3433,8 @@ static int d_select(struct px_dconn *d, const struct sniff_tls *tls, const char 
  * Returns 1 when d was handed over or closed. */
 static int d_select_after_tls(struct px_dconn *d)
 {
-	if (!d->captured || !d->inbound || !d->l->embedded || d->sel_kind != SEL_NONE || !d->e->cur ||
-	    !d->e->cur->has_inbound)
+	if (!d->inbound || !d->l->embedded || d->sel_kind != SEL_NONE || !d->e->cur || !d->e->cur->has_inbound ||
+	    (!d->captured && !d_in_port_named(d)))
 		return 0;
 	d->sel_kind = SEL_IN;
 	return d_select(d, NULL, NULL, 0);
@@ -3485,6 +3493,28 @@ static int d_needs_sniff(const struct px_sel *b)
 	return (b->fcm.uses & want) != 0;
 }
 
+/* A connection sent straight to virtualInbound's socket (not captured)
+ * whose local port is one a virtualInbound chain names: what Envoy's
+ * virtualInbound sees without original_dst (the socket's own address), so
+ * that port's chains serve it (--inbound-addr bound on the workload's
+ * port).  Elsewhere the port comes from the request's authority (HTTP). */
+static int d_in_port_named(const struct px_dconn *d)
+{
+	const struct px_config *c = d->e->cur;
+	struct sockaddr_storage local;
+	socklen_t llen = sizeof(local);
+	uint16_t port;
+	size_t i;
+
+	if (!c || getsockname(d->io.fd, (struct sockaddr *)&local, &llen) < 0 || local.ss_family != AF_INET)
+		return 0;
+	port = ntohs(((const struct sockaddr_in *)&local)->sin_port);
+	for (i = 0; i < c->in_sel.n_chains; i++)
+		if (fcm_chain_port(&c->in_sel.fcm, i) == port)
+			return 1;
+	return 0;
+}
+
 /* Which chains a new connection selects among: a bound listener's, or a
  * captured connection's (virtualInbound's; the outbound port's listener
  * when it has a px_sel, see d_sel()); SEL_NONE: the port's one chain,
@@ -3497,6 +3527,8 @@ static int d_sel_kind(const struct px_dconn *d)
 
 	if (!d->l->embedded)
 		return SEL_BOUND;
+	if (d->inbound && c && c->has_inbound && !d->captured && d_in_port_named(d))
+		return SEL_IN;
 	if (!d->captured || d->dst.ss_family != AF_INET || !c)
 		return SEL_NONE;
 	if (d->inbound)

@@ -20,7 +20,9 @@
 
 #include "common/log.h"
 #include "dataplane/engine-t.h"
+#include "dataplane/mtls.h"
 #include "dataplane/outlier.h"
+#include "dataplane/tls.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -49,6 +51,8 @@ struct tcpp {
 	struct ev_defer kick;           /* reads the downstream side from the loop (t_kick()) */
 	const struct px_transport_ops *dtops;
 	void *dctx;
+	struct px_tls *utls;            /* the cluster's UpstreamTlsContext applies (mtls.c), or NULL */
+	int uhs;                        /* the upstream TLS handshake is running */
 	struct tbuf du, ud;
 	int d_eof, u_eof;               /* EOF read from that side */
 	int d_shut, u_shut;             /* our write side toward it is shut */
@@ -231,6 +235,7 @@ void tcpp_free(struct tcpp *t)
 	ev_timer_cancel(loop, &t->t_max);
 	ev_defer_cancel(loop, &t->fin);
 	ev_defer_cancel(loop, &t->kick);
+	px_tls_free(t->utls); /* its close_notify goes out before the socket closes */
 	if (t->dio.fd >= 0)
 		close(t->dio.fd);
 	if (t->uio.fd >= 0)
@@ -255,6 +260,12 @@ void tcpp_free(struct tcpp *t)
 }
 
 /* ---------------------------------------------------------------- data */
+
+/* The upstream transport: TLS when the cluster's context applies. */
+static const struct px_transport_ops *t_uops(const struct tcpp *t)
+{
+	return t->utls ? &px_transport_tls : &px_transport_raw;
+}
 
 /* Sets a side's interest.  epoll reports a hang-up whatever the mask, so
  * a side that hung up while we cannot read it (its buffer full) is taken
@@ -308,7 +319,7 @@ static void t_update(struct tcpp *t)
 	if (tb_pending(&t->ud))
 		dm |= EV_WRITE;
 	if (t->connecting) {
-		um = EV_WRITE;
+		um = t->uhs ? px_tls_want(t->utls) : EV_WRITE;
 	} else if (t->connected) {
 		if (!t->u_eof && tb_pending(&t->ud) < t->ud.cap)
 			um |= EV_READ;
@@ -325,7 +336,7 @@ static void t_update(struct tcpp *t)
 static int t_drain_du(struct tcpp *t)
 {
 	while (tb_pending(&t->du)) {
-		ssize_t n = px_transport_raw.write(NULL, t->uio.fd, t->du.p + t->du.off, tb_pending(&t->du));
+		ssize_t n = t_uops(t)->write(t->utls, t->uio.fd, t->du.p + t->du.off, tb_pending(&t->du));
 
 		if (n == -EAGAIN)
 			break;
@@ -338,7 +349,7 @@ static int t_drain_du(struct tcpp *t)
 	}
 	if (!tb_pending(&t->du) && t->d_eof && !t->u_shut) {
 		t->u_shut = 1;
-		px_transport_raw.shutdown_write(NULL, t->uio.fd);
+		t_uops(t)->shutdown_write(t->utls, t->uio.fd);
 	}
 	return 0;
 }
@@ -411,6 +422,47 @@ static void u_connected(struct tcpp *t)
 	od_report(t, OUTLIER_CONNECT_SUCCESS);
 }
 
+/* The cluster's TLS for host h (mtls.c: every host, or under auto mTLS
+ * the ones whose metadata says tlsMode istio), as proxy.c's HTTP
+ * upstreams do.  Returns 0 (t->utls set or plaintext) or < 0 (no context:
+ * a connect failure). */
+static int u_tls_setup(struct tcpp *t, int fd, struct px_host *h)
+{
+	struct px_mtls *m = h->cl->tls;
+	struct px_tls_ctx *ctx;
+	int rc;
+
+	if (!m || (m->only_tls_istio && !(h->up && h->up->tls_istio)))
+		return 0;
+	rc = px_mtls_ctx(m, t->e->ident, &ctx);
+	if (rc == 0)
+		rc = px_tls_new(ctx, fd, m->sni, &t->utls);
+	if (rc < 0)
+		log_warn("meshproxy", "upstream %s (%s): no TLS context: %s", h->name, h->cl->name,
+			 rc == -EAGAIN ? "no workload certificate yet" : mesh_strerror(rc));
+	return rc;
+}
+
+/* One step of the upstream TLS handshake: 0 done (and the peer is one of
+ * the identities the cluster expects), -EAGAIN, or < 0 (logged). */
+static int u_tls_step(struct tcpp *t)
+{
+	struct px_mtls *m = t->cl->tls;
+	int rc = px_tls_handshake(t->utls);
+
+	if (rc == -EAGAIN)
+		return rc;
+	if (rc == 0 && m && px_tls_check_sans(t->utls, (const char *const *)m->sans, m->n_sans) < 0) {
+		log_warn("meshproxy", "upstream %s (%s): TLS peer %s is not one of the expected identities",
+			 t->h->name, t->cl->name, px_tls_peer_uri(t->utls) ? px_tls_peer_uri(t->utls) : "(none)");
+		return -EACCES;
+	}
+	if (rc < 0)
+		log_warn("meshproxy", "upstream %s (%s): TLS handshake failed: %s", t->h->name, t->cl->name,
+			 px_tls_error(t->utls));
+	return rc;
+}
+
 static void u_connect_failed(struct tcpp *t, enum outlier_local ev)
 {
 	t->h->st.cx_connect_fail++;
@@ -423,7 +475,7 @@ static void u_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 {
 	struct tcpp *t = io->data;
 
-	if (t->connecting) {
+	if (t->connecting && !t->uhs) {
 		int err = 0;
 		socklen_t len = sizeof(err);
 
@@ -433,16 +485,35 @@ static void u_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 			u_connect_failed(t, OUTLIER_CONNECT_FAILED);
 			return;
 		}
+		t->uhs = t->utls != NULL;
+	}
+	if (t->uhs) {
+		/* the TLS handshake, within the connect timeout (Envoy counts a
+		 * failed one as a connect failure: UF) */
+		int rc = u_tls_step(t);
+
+		if (rc == -EAGAIN) {
+			if (ev_io_set(loop, io, px_tls_want(t->utls)) < 0)
+				t_end(t, PX_RF_LR);
+			return;
+		}
+		if (rc < 0) {
+			u_connect_failed(t, OUTLIER_CONNECT_FAILED);
+			return;
+		}
+		t->uhs = 0;
+	}
+	if (t->connecting) {
 		u_connected(t);
-		events |= EV_WRITE;
+		events |= EV_WRITE | EV_READ; /* TLS may hold bytes read with the handshake */
 	}
 	if (events & (EV_READ | EV_ERROR)) {
 		size_t room = tb_room(&t->ud);
 
 		if (!room && (events & EV_ERROR) && t_hup(t, io->fd, &t->u_hup, PX_RF_UC) < 0)
 			return;
-		if (room && !t->u_eof) {
-			ssize_t n = px_transport_raw.read(NULL, io->fd, t->ud.p + t->ud.len, room);
+		while (room && !t->u_eof) {
+			ssize_t n = t_uops(t)->read(t->utls, io->fd, t->ud.p + t->ud.len, room);
 
 			if (n > 0) {
 				t->ud.len += (size_t)n;
@@ -453,7 +524,13 @@ static void u_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 			} else if (n != -EAGAIN) {
 				t_end(t, PX_RF_UC); /* reset by the upstream */
 				return;
+			} else {
+				break;
 			}
+			/* TLS may hold more than the socket says; raw: readiness will */
+			if (!t->utls || !px_tls_pending(t->utls))
+				break;
+			room = tb_room(&t->ud);
 		}
 		if (t_drain_ud(t) < 0)
 			return;
@@ -557,6 +634,12 @@ static void t_connect(struct tcpp *t, const struct tcpp_down *d)
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	ev_io_init(&t->uio, fd, u_cb, t);
+	if (u_tls_setup(t, fd, h) < 0) {
+		close(fd);
+		t->uio.fd = -1;
+		t_end(t, PX_RF_UF);
+		return;
+	}
 	h->st.cx_total++;
 	h->st.cx_active++;
 	t->cl->st.cx_total++;

@@ -103,7 +103,7 @@ static int pick(struct lb *b, const char *dst, uint16_t dport, const char *src, 
 		const char *transport, const char *const *alpn, size_t n_alpn)
 {
 	struct sockaddr_in d = sin4(dst, dport), s = sin4(src, sport);
-	struct fcm_conn c = { (struct sockaddr *)&d, (struct sockaddr *)&s, NULL, sni, transport, alpn, n_alpn };
+	struct fcm_conn c = { (struct sockaddr *)&d, (struct sockaddr *)&s, NULL, sni, transport, alpn, n_alpn, 0 };
 
 	return fcm_select(&b->t, &c);
 }
@@ -213,6 +213,16 @@ START_TEST(transport_alpn)
 	ck_assert_int_eq(pick(b, "10.0.0.1", 80, "1.1.1.1", 1, NULL, "tls", NULL, 0), 1);
 	ck_assert_int_eq(pick(b, "10.0.0.1", 80, "1.1.1.1", 1, NULL, "raw_buffer", a_h2, 1), 2);
 	ck_assert_int_eq(pick(b, "10.0.0.1", 80, "1.1.1.1", 1, NULL, NULL, NULL, 0), 3);
+	/* TLS terminated without the client's ALPN list: the ALPN step takes
+	 * every chain, the first TLS one serves */
+	{
+		struct sockaddr_in d = sin4("10.0.0.1", 80), src = sin4("1.1.1.1", 1);
+		struct fcm_conn c = { (struct sockaddr *)&d, (struct sockaddr *)&src, NULL, NULL, "tls", NULL, 0, 1 };
+
+		ck_assert_int_eq(fcm_select(&b->t, &c), 0);
+		c.alpn_unknown = 0;
+		ck_assert_int_eq(fcm_select(&b->t, &c), 1);
+	}
 	fcm_table_cleanup(&b->t);
 	free(b);
 }
@@ -278,7 +288,7 @@ START_TEST(ipv6_and_mapped)
 	static const uint32_t l0[] = { 8 }, l1[] = { 8 };
 	struct lb *b = calloc(1, sizeof(*b));
 	struct sockaddr_in6 d6, s6;
-	struct fcm_conn c = { (struct sockaddr *)&d6, (struct sockaddr *)&s6, NULL, NULL, NULL, NULL, 0 };
+	struct fcm_conn c = { (struct sockaddr *)&d6, (struct sockaddr *)&s6, NULL, NULL, NULL, NULL, 0, 0 };
 
 	lb_init(b, 3);
 	set_cidrs(b, 0, 0, p0, l0, 1);
@@ -353,7 +363,7 @@ START_TEST(many_chains)
 	Google__Protobuf__UInt32Value *pv = calloc(n, sizeof(*pv));
 	struct fcm_table t;
 	struct sockaddr_in d = sin4("10.0.0.1", 1150), s = sin4("10.0.0.2", 1);
-	struct fcm_conn c = { (struct sockaddr *)&d, (struct sockaddr *)&s, NULL, NULL, NULL, NULL, 0 };
+	struct fcm_conn c = { (struct sockaddr *)&d, (struct sockaddr *)&s, NULL, NULL, NULL, NULL, 0, 0 };
 	char err[64];
 
 	for (i = 0; i < n; i++) {
