@@ -40,10 +40,16 @@ Services (ServiceEntry, protocol TCP):
   after its connect failure (consecutive5xxErrors 1), the rest reach the
   live one (tcp-od: one live backend, one closed port).
 
+MeshTcpMtlsTest (its own meshd with a CA, two sidecars with identities, as
+test_mesh_mtls.py): a TCP service under STRICT mTLS, the client sidecar's
+TCP proxy originating auto mTLS and the server sidecar terminating it and
+proxying to the echo app; plaintext to the server's port is refused.
+
 Each case fails against a proxy that reads TCP as HTTP (the echo would get
 a 400 or a timeout), ignores the breaker or the idle timeout, routes to one
 subset, does not sniff, or does not read the SNI.  Every wait is bounded; nothing asserts on timing.
 """
+import json
 import os
 import socket
 import shutil
@@ -54,8 +60,8 @@ import tempfile
 import threading
 import unittest
 
-from meshhttp import NS, MeshCase, fqdn, slow
-from meshtest import free_port, wait_for
+from meshhttp import NS, MeshCase, Sidecar, fqdn, slow
+from meshtest import Meshd, free_port, wait_for
 
 SERVER_IP = "127.0.0.7"
 ING = free_port()
@@ -88,7 +94,7 @@ class EchoServer:
     http=True answers a connection that starts with "GET " as HTTP/1.1
     (200, x-backend: auto, body "http") and echoes any other."""
 
-    def __init__(self, ip="127.0.0.1", who=None, http=False, tls_ctx=None):
+    def __init__(self, ip="127.0.0.1", who=None, http=False, tls_ctx=None, port=0):
         self.ip = ip
         self.who = who
         self.conns = 0
@@ -130,7 +136,7 @@ class EchoServer:
                 def setup(self):
                     self.request = tls_ctx.wrap_socket(self.request, server_side=True)
 
-        self.server = S((ip, 0), H)
+        self.server = S((ip, port), H)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -504,6 +510,154 @@ spec:
         self.assertIn("127.0.0.9:%d::health_flags::/failed_outlier_check" % DEAD, clusters)
         wait_for(lambda: [x for x in self.client.access_log() if '"- - -" 0 UF ' in x],
                  timeout=60 if slow() else 20, what="the UF line of the refused connection")
+
+
+MTLS_IP = "127.0.0.12"      # the server sidecar's virtualInbound socket (--inbound-addr)
+MTLS_CLIENT = "127.0.0.13"  # where the client sidecar binds the service port (egress bind)
+
+
+def pick_port():
+    """A port free on 127.0.0.1 (the echo app) and on MTLS_IP (the server sidecar's inbound)."""
+    for _ in range(50):
+        p = free_port()
+        s = socket.socket()
+        try:
+            s.bind((MTLS_IP, p))
+            return p
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise AssertionError("no port free on both addresses")
+
+
+class MeshTcpMtlsTest(unittest.TestCase):
+    """A TCP service between two sidecars with identities from meshd's CA
+    (as test_mesh_mtls.py does for HTTP): the client sidecar's TCP proxy
+    originates mTLS (auto mTLS: the endpoint says tlsMode istio), the server
+    sidecar's virtualInbound terminates it (STRICT) and its TCP chain carries
+    the bytes to the echo app.  A plaintext client straight to the inbound
+    port is refused, so the bytes that came back went over mTLS."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="mesh-tcp-mtls-")
+        cls.port = pick_port()
+        cls.app = EchoServer("127.0.0.1", port=cls.port)
+        ca_dir = os.path.join(cls.tmp, "ca")
+        tokens = os.path.join(cls.tmp, "tokens")
+        with open(tokens, "w") as f:
+            f.write("client-token %s client\nweb-token %s web\n" % (NS, NS))
+        for name in ("client", "web"):
+            with open(os.path.join(cls.tmp, name + ".token"), "w") as f:
+                f.write(name + "-token\n")
+        config = {"sec.yaml": """apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: tcp-sec, namespace: %(ns)s}
+spec:
+  hosts: [%(host)s]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+  - {number: %(port)d, name: tcp-sec, protocol: TCP}
+  workloadSelector:
+    labels: {app: web}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: web-1, namespace: %(ns)s}
+spec:
+  address: %(ip)s
+  ports: {tcp-sec: %(port)d}
+  serviceAccount: web
+  labels: {app: web, security.istio.io/tlsMode: istio}
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: client, namespace: %(ns)s}
+spec:
+  workloadSelector:
+    labels: {app: client}
+  egress:
+  - hosts: ["*/*"]
+    captureMode: NONE
+    bind: %(cip)s
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: %(ns)s}
+spec:
+  mtls: {mode: STRICT}
+""" % {"ns": NS, "host": fqdn("tcp-sec"), "port": cls.port, "ip": MTLS_IP, "cip": MTLS_CLIENT}}
+        cls.meshd = Meshd(config, extra_args=["--ca-dir", ca_dir, "--ca-token-file", tokens])
+        cls.sidecars = {}
+        try:
+            cls.meshd.start()
+            root = os.path.join(ca_dir, "root-cert.pem")
+
+            def idargs(name):
+                return ["--ca-addr", "127.0.0.1:%d" % cls.meshd.secure_port, "--root-cert", root,
+                        "--token-file", os.path.join(cls.tmp, name + ".token"), "--service-account", name]
+            cls.sidecars["client"] = Sidecar(cls.meshd, "client", "app=client", args=idargs("client"))
+            cls.sidecars["web"] = Sidecar(cls.meshd, "web-1", "app=web", ip=MTLS_IP,
+                                          args=idargs("web") + ["--inbound-addr", "%s:%d" % (MTLS_IP, cls.port)])
+            for s in cls.sidecars.values():
+                s.wait_ready()
+            for s in cls.sidecars.values():
+                wait_for(lambda: json.loads(s.admin("/certs")[1])["generation"] >= 1,
+                         timeout=60 if slow() else 20, what="a workload certificate")
+            wait_for(lambda: "%s_%d::" % (MTLS_CLIENT, cls.port) in cls.sidecars["client"].admin("/listeners")[1],
+                     timeout=120 if slow() else 30, what="the client's bound TCP listener")
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        bad = {}
+        for key, s in cls.sidecars.items():
+            rc = s.stop()
+            if rc != 0:
+                bad[key] = (rc, s.logs())
+        cls.meshd.finish(cls.app)
+        for s in cls.sidecars.values():
+            s.cleanup()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+        if bad:
+            raise AssertionError("meshproxy exited non-zero: %r" % bad)
+
+    def test_tcp_over_mtls(self):
+        client, web = self.sidecars["client"], self.sidecars["web"]
+        data = os.urandom(200000)
+        s = socket.create_connection((MTLS_CLIENT, self.port), timeout=20)
+        got = {}
+        t = threading.Thread(target=lambda: got.update(data=recv_all(s)))
+        t.start()
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        t.join(60)
+        s.close()
+        self.assertFalse(t.is_alive(), "the echo never ended")
+        self.assertTrue(got.get("data") == data,
+                        "%d bytes back\n%s\n%s" % (len(got.get("data") or b""), client.logs()[-3000:],
+                                                     web.logs()[-3000:]))
+        # both sidecars logged a TCP connection: the client's to the web
+        # sidecar, the web sidecar's to the application
+        wait_for(lambda: [x for x in client.access_log() if '"- - -" 0 - ' in x and
+                          '"%s:%d"' % (MTLS_IP, self.port) in x],
+                 timeout=60 if slow() else 20, what="the client's TCP line")
+        wait_for(lambda: [x for x in web.access_log() if '"- - -" 0 - %d %d ' % (len(data), len(data)) in x],
+                 timeout=60 if slow() else 20, what="the web sidecar's TCP line: %s" % web.access_log())
+        # STRICT: plaintext straight to the inbound port gets nothing back
+        p = socket.create_connection((MTLS_IP, self.port), timeout=20)
+        try:
+            p.sendall(b"plaintext\n")
+            try:
+                self.assertEqual(p.recv(100), b"")
+            except ConnectionResetError:
+                pass
+        finally:
+            p.close()
 
 
 if __name__ == "__main__":
