@@ -524,8 +524,8 @@ static const char *const gen_plaintext_http_alpn[] = { "http/1.0", "http/1.1", "
  * auto-detection, listener_builder.go), an HTTP chain matching the
  * plaintext HTTP ALPNs with f and a TCP chain with sniff_tcp, after an
  * http_inspector whose listener_filters_timeout is MeshConfig
- * protocolDetectionTimeout's default, 0s (no timeout: meshd does not read
- * the field yet), continuing as TCP on a timeout.  Both: a passthrough
+ * protocolDetectionTimeout (Istio's default 0s: no timeout), continuing
+ * as TCP on a timeout (a server-first protocol).  Both: a passthrough
  * default chain.
  */
 static int gen_outbound_listener2(struct gen_sc *sc, const char *bind, uint32_t port, gen_filter *f,
@@ -555,7 +555,7 @@ static int gen_outbound_listener2(struct gen_sc *sc, const char *bind, uint32_t 
 		    !(chains[1] = gen_chain1(a, NULL, NULL, sniff_tcp, NULL)) ||
 		    !(l.listener_filters = arena_calloc(a, 1, sizeof(*l.listener_filters))) ||
 		    !(l.listener_filters[0] = gen_listener_filter(a, "envoy.filters.listener.http_inspector", &hi.base)) ||
-		    !(l.listener_filters_timeout = gen__duration(a, 0)))
+		    !(l.listener_filters_timeout = gen__duration(a, gen_mesh_protocol_detection_timeout(sc->g.m))))
 			return -ENOMEM;
 		l.n_listener_filters = 1;
 		l.continue_on_listener_filters_timeout = true;

@@ -38,7 +38,10 @@ Services (ServiceEntry, protocol TCP):
   service's own chain;
 - (g) outlier detection: an endpoint that refuses connections is ejected
   after its connect failure (consecutive5xxErrors 1), the rest reach the
-  live one (tcp-od: one live backend, one closed port).
+  live one (tcp-od: one live backend, one closed port);
+- (h) a server-first backend on an undeclared port (tcp-first): MeshConfig
+  protocolDetectionTimeout 1s ends the sniffing and the TCP chain carries
+  the greeting.
 
 MeshTcpMtlsTest (its own meshd with a CA, two sidecars with identities, as
 test_mesh_mtls.py): a TCP service under STRICT mTLS, the client sidecar's
@@ -71,8 +74,12 @@ WHO = free_port()
 AUTO = free_port()
 TLSP = free_port()
 ODP = free_port()
+FIRST = free_port()
 DEAD = free_port()  # nothing listens on 127.0.0.9:DEAD
 CERT_DIR = tempfile.mkdtemp(prefix="mesh-tcp-certs-")
+MESH_FILE = os.path.join(CERT_DIR, "mesh.yaml")
+with open(MESH_FILE, "w") as _f:
+    _f.write("protocolDetectionTimeout: 1s\n")
 
 
 def server_tls_ctx():
@@ -284,7 +291,8 @@ class MeshTcpTest(MeshCase):
                 "who2": EchoServer("127.0.0.3", who="v2"), "auto": EchoServer("127.0.0.4", http=True),
                 "tls1": EchoServer("127.0.0.5", who="v1", tls_ctx=server_tls_ctx()),
                 "tls2": EchoServer("127.0.0.6", who="v2", tls_ctx=server_tls_ctx()),
-                "od": EchoServer("127.0.0.8", who="alive")}
+                "od": EchoServer("127.0.0.8", who="alive"),
+                "first": EchoServer("127.0.0.10", who="server speaks first")}
 
     @classmethod
     def config(cls, b):
@@ -304,17 +312,22 @@ spec:
   trafficPolicy:
     outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 300s, maxEjectionPercent: 100}
 """ % (NS, fqdn("tcp-od")),
+            "first.yaml": service("tcp-first", FIRST, [("127.0.0.10", b["first"].port, "v1")], protocol=None),
             "auto.yaml": service("tcp-auto", AUTO, [("127.0.0.4", b["auto"].port, "v1")], protocol=None),
             "sidecars.yaml": sidecars_yaml(b["echo"].port),
             "policies.yaml": policies_yaml(),
         }
 
     @classmethod
+    def meshd_args(cls):
+        return ("--mesh-config", MESH_FILE)
+
+    @classmethod
     def setUpClass(cls):
         super().setUpClass()
         cls.client = cls.sidecars["client"]
         cls.server = cls.sidecars["server"]
-        for port in (SVC, LIM, WHO, AUTO, TLSP, ODP):
+        for port in (SVC, LIM, WHO, AUTO, TLSP, ODP, FIRST):
             wait_for(lambda: "127.0.0.1_%d::" % port in cls.client.admin("/listeners")[1],
                      timeout=120 if slow() else 30, what="the client's bound listener for port %d" % port)
         wait_for(lambda: "%s_%d::" % (SERVER_IP, ING) in cls.server.admin("/listeners")[1],
@@ -466,6 +479,16 @@ spec:
                          timeout=60 if slow() else 20, what="both access log lines")
         self.assertTrue(any('"GET /x HTTP/1.1" 200' in x for x in lines), lines)
         self.assertTrue(any('"- - -" 0 - 22 22 ' in x for x in lines), lines)
+
+    def test_h_server_first_on_undeclared_port(self):
+        # the client sends nothing: http_inspector waits protocolDetectionTimeout
+        # (1s, MeshConfig) and the connection continues on the TCP chain, so
+        # the server's greeting arrives; without the timeout it would never
+        s = connect(FIRST, timeout=30)
+        try:
+            self.assertEqual(s.recv(100), b"server speaks first\n", self.logs())
+        finally:
+            s.close()
 
     def tls_name(self, sni):
         """The backend a TLS connection with SNI sni reaches (it says its name)."""
