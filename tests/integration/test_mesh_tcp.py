@@ -41,7 +41,8 @@ Services (ServiceEntry, protocol TCP):
   live one (tcp-od: one live backend, one closed port);
 - (h) a server-first backend on an undeclared port (tcp-first): MeshConfig
   protocolDetectionTimeout 1s ends the sniffing and the TCP chain carries
-  the greeting.
+  the greeting;
+- (i) maxConnectionDuration 1s closes a busy connection (tcp-dur).
 
 MeshTcpMtlsTest (its own meshd with a CA, two sidecars with identities, as
 test_mesh_mtls.py): a TCP service under STRICT mTLS, the client sidecar's
@@ -61,6 +62,7 @@ import ssl
 import subprocess
 import tempfile
 import threading
+import time
 import unittest
 
 from meshhttp import NS, MeshCase, Sidecar, fqdn, slow
@@ -75,6 +77,7 @@ AUTO = free_port()
 TLSP = free_port()
 ODP = free_port()
 FIRST = free_port()
+DUR = free_port()
 DEAD = free_port()  # nothing listens on 127.0.0.9:DEAD
 CERT_DIR = tempfile.mkdtemp(prefix="mesh-tcp-certs-")
 MESH_FILE = os.path.join(CERT_DIR, "mesh.yaml")
@@ -312,6 +315,16 @@ spec:
   trafficPolicy:
     outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 300s, maxEjectionPercent: 100}
 """ % (NS, fqdn("tcp-od")),
+            "dur.yaml": service("tcp-dur", DUR, [("127.0.0.1", b["echo"].port, "v1")]) + """---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: tcp-dur, namespace: %s}
+spec:
+  host: %s
+  trafficPolicy:
+    connectionPool:
+      tcp: {maxConnectionDuration: 1s}
+""" % (NS, fqdn("tcp-dur")),
             "first.yaml": service("tcp-first", FIRST, [("127.0.0.10", b["first"].port, "v1")], protocol=None),
             "auto.yaml": service("tcp-auto", AUTO, [("127.0.0.4", b["auto"].port, "v1")], protocol=None),
             "sidecars.yaml": sidecars_yaml(b["echo"].port),
@@ -327,7 +340,7 @@ spec:
         super().setUpClass()
         cls.client = cls.sidecars["client"]
         cls.server = cls.sidecars["server"]
-        for port in (SVC, LIM, WHO, AUTO, TLSP, ODP, FIRST):
+        for port in (SVC, LIM, WHO, AUTO, TLSP, ODP, FIRST, DUR):
             wait_for(lambda: "127.0.0.1_%d::" % port in cls.client.admin("/listeners")[1],
                      timeout=120 if slow() else 30, what="the client's bound listener for port %d" % port)
         wait_for(lambda: "%s_%d::" % (SERVER_IP, ING) in cls.server.admin("/listeners")[1],
@@ -489,6 +502,29 @@ spec:
             self.assertEqual(s.recv(100), b"server speaks first\n", self.logs())
         finally:
             s.close()
+
+    def test_i_max_connection_duration(self):
+        # busy, never idle: maxConnectionDuration 1s still ends it (Envoy's
+        # max_downstream_connection_duration), counted under the cluster
+        s = connect(DUR, timeout=5)
+        closed = False
+        try:
+            for _ in range(100):  # at most ~20 s of pings, 0.2 s apart
+                try:
+                    s.sendall(b"ping")
+                    if s.recv(10) == b"":
+                        closed = True
+                        break
+                except (ConnectionResetError, BrokenPipeError):
+                    closed = True
+                    break
+                time.sleep(0.2)
+        finally:
+            s.close()
+        self.assertTrue(closed, "the connection outlived its maximum duration")
+        prefix = 'envoy_tcp_prefix="outbound|%d||%s"' % (DUR, fqdn("tcp-dur"))
+        self.assertGreaterEqual(self.prom_value(self.client.admin("/stats/prometheus")[1],
+                                                "envoy_tcp_max_downstream_connection_duration", prefix) or 0, 1)
 
     def tls_name(self, sni):
         """The backend a TLS connection with SNI sni reaches (it says its name)."""
