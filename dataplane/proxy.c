@@ -3491,14 +3491,6 @@ static void d_tcp_start(struct px_dconn *d, const struct px_port *pp)
 	d->in.off = d->in.len = d->in.cap = 0;
 }
 
-/*
- * Envoy's filter chain selection for a connection of a bound listener
- * (fcmatch.h), with what the listener filters found (tls: a parsed
- * ClientHello or NULL; proto: http_inspector's protocol or NULL), then
- * the chain takes the connection: a TCP proxy, or the HTTP codec with the
- * bytes read so far.  No chain (or a TLS-terminating one: transport
- * sockets are the tls module's) closes it.
- */
 /* The chains a connection selects among, in the current configuration
  * (looked up again each time: a configuration may be swapped while the
  * listener filters wait for bytes), or NULL. */
@@ -3528,6 +3520,16 @@ static const char *d_sel_name(const struct px_dconn *d)
 						     : "outbound port";
 }
 
+/*
+ * Envoy's filter chain selection for d among d_sel()'s chains (fcmatch.h),
+ * with what the listener filters found (tls: a parsed ClientHello or NULL;
+ * proto: http_inspector's protocol or NULL) or what d_tls_step() learnt
+ * terminating TLS; then the chain takes the connection: a TCP proxy, or
+ * the HTTP codec (d->chain set; with process, the bytes read so far are
+ * parsed now).  No chain, or a TLS chain for a connection whose TLS was
+ * not terminated, closes it.  Returns 1 when d was handed over or closed
+ * (d may be gone), 0 when HTTP goes on.
+ */
 static int d_select(struct px_dconn *d, const struct sniff_tls *tls, const char *proto, int process)
 {
 	struct engine *e = d->e;

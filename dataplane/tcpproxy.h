@@ -7,9 +7,11 @@
  *  - the cluster (or one of weighted_clusters, drawn by weight per
  *    connection), its host picked by the cluster's load balancer (or the
  *    original destination for ORIGINAL_DST clusters), connected within
- *    the cluster's connect_timeout; a failure closes the downstream
- *    connection (UF; no healthy host: UH) and is an outlier detection
- *    connect failure;
+ *    the cluster's connect_timeout, over TLS when the cluster's
+ *    UpstreamTlsContext applies to the host (mtls.h: ISTIO_MUTUAL, auto
+ *    mTLS), handshake and SAN check included; a failure closes the
+ *    downstream connection (UF; no healthy host: UH) and is an outlier
+ *    detection connect failure;
  *  - the cluster's circuit breaker max_connections: past it the
  *    downstream connection is closed at once (UO, upstream_cx_overflow);
  *  - half-close: a FIN from one side is passed on (shutdown(SHUT_WR)) once
@@ -25,7 +27,9 @@
  *    upstream_cx_* counters and bytes.
  *
  * Bytes the listener filters already read (sniffing) are handed in and
- * sent upstream first.  The session owns both sockets once started.
+ * sent upstream first.  The session owns both sockets once started; the
+ * downstream transport's context (a terminated TLS session) stays its
+ * owner's, who frees it before tcpp_free() closes the socket.
  * Functions return 0 or a negative errno-style code (common/err.h).
  */
 #ifndef MESH_DATAPLANE_TCPPROXY_H
