@@ -206,6 +206,7 @@ struct px_config {
 
 struct px_listener_stats {
 	uint64_t cx_total, cx_active;    /* Envoy's listener.ADDRESS.downstream_cx_total / _active */
+	uint64_t no_chain;               /* listener.ADDRESS.no_filter_chain_match (proxy.c's d_select()) */
 };
 
 /* A listening socket.  virtualOutbound/virtualInbound are embedded in the

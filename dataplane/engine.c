@@ -1793,9 +1793,10 @@ static void listener_prom(struct engine *e, struct mesh_buf *b)
 	if (!v)
 		return;
 	n = listeners_open(e, v, e->n_bl + 2);
-	for (k = 0; k < 2; k++) {
-		mesh_buf_printf(b, "# TYPE envoy_listener_downstream_cx_%s %s\n", k ? "active" : "total",
-				k ? "gauge" : "counter");
+	for (k = 0; k < 3; k++) {
+		static const char *const name[] = { "downstream_cx_total", "downstream_cx_active", "no_filter_chain_match" };
+
+		mesh_buf_printf(b, "# TYPE envoy_listener_%s %s\n", name[k], k == 1 ? "gauge" : "counter");
 		for (i = 0; i < n; i++) {
 			char *colon;
 
@@ -1803,9 +1804,9 @@ static void listener_prom(struct engine *e, struct mesh_buf *b)
 			colon = strrchr(a, ':');
 			if (colon)
 				*colon = '_';
-			mesh_buf_printf(b, "envoy_listener_downstream_cx_%s{envoy_listener_address=\"%s\"} %llu\n",
-					k ? "active" : "total", a,
-					(unsigned long long)(k ? v[i]->st.cx_active : v[i]->st.cx_total));
+			mesh_buf_printf(b, "envoy_listener_%s{envoy_listener_address=\"%s\"} %llu\n", name[k], a,
+					(unsigned long long)(k == 0 ? v[i]->st.cx_total
+							     : k == 1 ? v[i]->st.cx_active : v[i]->st.no_chain));
 		}
 	}
 	free(v);

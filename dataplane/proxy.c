@@ -3580,8 +3580,11 @@ static int d_select(struct px_dconn *d, const struct sniff_tls *tls, const char 
 		pp = &sel->def;
 		term = sel->def_tls;
 	}
-	if (!pp && d->sel_kind == SEL_IN && !d->tls && !tls)
-		e->tls_plain_refused++; /* plaintext no chain takes (STRICT): Envoy's no_filter_chain_match */
+	if (!pp) {
+		d->l->st.no_chain++; /* Envoy's listener no_filter_chain_match */
+		if (d->sel_kind == SEL_IN && !d->tls && !tls)
+			e->tls_plain_refused++; /* plaintext no chain takes (STRICT) */
+	}
 	if (!pp || (term && !d->tls)) {
 		/* a chain whose transport socket is TLS takes only a connection
 		 * d_tls_step() terminated (virtualInbound) */

@@ -707,7 +707,8 @@ spec:
                  timeout=60 if slow() else 20, what="the client's TCP line")
         wait_for(lambda: [x for x in web.access_log() if '"- - -" 0 - %d %d ' % (len(data), len(data)) in x],
                  timeout=60 if slow() else 20, what="the web sidecar's TCP line: %s" % web.access_log())
-        # STRICT: plaintext straight to the inbound port gets nothing back
+        # STRICT: plaintext straight to the inbound port gets nothing back:
+        # no filter chain takes it (Envoy's no_filter_chain_match)
         p = socket.create_connection((MTLS_IP, self.port), timeout=20)
         try:
             p.sendall(b"plaintext\n")
@@ -717,6 +718,10 @@ spec:
                 pass
         finally:
             p.close()
+        metric = 'envoy_listener_no_filter_chain_match{envoy_listener_address="%s_%d"}' % (MTLS_IP, self.port)
+        line = [x for x in web.admin("/stats/prometheus")[1].splitlines() if x.startswith(metric)]
+        self.assertEqual(len(line), 1, web.admin("/stats/prometheus")[1][-2000:])
+        self.assertGreaterEqual(int(line[0].split()[-1]), 1)
 
 
 if __name__ == "__main__":
