@@ -34,6 +34,7 @@
  */
 #include "controlplane/gen/gen.h"
 #include "controlplane/gen/gen_int.h"
+#include "controlplane/gen/authn.h"
 #include "controlplane/gen/rbac.h"
 #include "controlplane/model/policy.h"
 
@@ -1024,17 +1025,32 @@ static int gen_inbound_chains(struct gen_sc *sc, const struct gen_inport *ip, ge
 	return 0;
 }
 
-/* The RBAC http filters of the workload (deny, allow, audit). */
+/* The inbound http filters of the workload before the router: jwt_authn
+ * (RequestAuthentication, gen/authn.c) first, as Istio puts it before
+ * RBAC, then the RBAC filters (audit, deny, allow). */
 static int gen_sidecar_rbac(struct gen_sc *sc, gen_http_filter ***out, size_t *n)
 {
 	rbac_filter *deny = NULL, *allow = NULL, *audit = NULL;
 	bool audit_on = sc->g.p->rbac_audit;
+	gen_http_filter *jwt = NULL, **v;
 	int rc;
 
 	rc = rbac_compile(sc->g.m, gen__workload_ns(sc->w), gen__workload_labels(sc->w), sc->g.notes, sc->a, &deny,
 			  &allow, audit_on ? &audit : NULL);
 	if (rc == 0)
 		rc = rbac_http_filters(deny, allow, audit, audit_on, sc->a, out, n);
+	if (rc == 0)
+		rc = authn_jwt_http_filter(sc->g.m, gen__workload_ns(sc->w), gen__workload_labels(sc->w), sc->a, &jwt);
+	if (rc == 0 && jwt) {
+		v = arena_calloc(sc->a, *n + 1, sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		v[0] = jwt;
+		if (*n)
+			memcpy(v + 1, *out, *n * sizeof(*v));
+		*out = v;
+		(*n)++;
+	}
 	return rc;
 }
 
