@@ -15,6 +15,8 @@
 #include "common/buf.h"
 #include "common/json.h"
 
+#include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
+
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/ecdsa.h>
@@ -1239,4 +1241,33 @@ int jwt_result_drops(const struct jwt_result *res, const char *name, size_t len)
 const struct rbac_jwt *jwt_result_rbac(const struct jwt_result *res)
 {
 	return res && !res->status && res->payload ? &res->rbac : NULL;
+}
+
+int jwt_config_from_hcm(
+	const struct Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager *hcm,
+	struct jwt_config **out, char *err, size_t cap)
+{
+	size_t i;
+
+	*out = NULL;
+	for (i = 0; hcm && i < hcm->n_http_filters; i++) {
+		const Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpFilter *f = hcm->http_filters[i];
+		jwt_authn_msg *m;
+		int rc;
+
+		if (!f || f->config_type_case !=
+				  ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_FILTER__CONFIG_TYPE_TYPED_CONFIG ||
+		    !f->typed_config || !f->typed_config->type_url || strcmp(f->typed_config->type_url, JWT_CONFIG_URL))
+			continue;
+		m = envoy__extensions__filters__http__jwt_authn__v3__jwt_authentication__unpack(
+			NULL, f->typed_config->value.len, f->typed_config->value.data);
+		if (!m) {
+			snprintf(err, cap, "http filter %s: JwtAuthentication does not decode", f->name ? f->name : "");
+			return -EINVAL;
+		}
+		rc = jwt_config_new(m, out, err, cap);
+		protobuf_c_message_free_unpacked(&m->base, NULL);
+		return rc;
+	}
+	return 0;
 }

@@ -105,6 +105,20 @@ MESH_MUST_CHECK int jwt_filter_run(const struct jwt_config *c, const struct jwt_
 				   struct jwt_result **out);
 void jwt_result_free(struct jwt_result *res);  /* NULL is a no-op */
 
+/* The jwt_authn filter among an HttpConnectionManager's http_filters
+ * (matched by its typed_config's type URL), compiled; *out NULL when the
+ * HCM has none.  Same returns as jwt_config_new (-EINVAL also when the
+ * config does not decode). */
+struct Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager;
+MESH_MUST_CHECK int jwt_config_from_hcm(
+	const struct Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager *hcm,
+	struct jwt_config **out, char *err, size_t cap);
+
+/* The verified token of a proxied request (proxy.c), for the RBAC filter:
+ * NULL when the request carried none or its listener has no jwt_authn. */
+struct px_stream;
+const struct rbac_jwt *px_stream_jwt(const struct px_stream *s);
+
 /* Whether the request header `name` (len bytes) is one the filter removes
  * or replaces: the forwarding code skips it. */
 int jwt_result_drops(const struct jwt_result *res, const char *name, size_t len);
