@@ -49,6 +49,9 @@
 #define JWT_S_NO_KEY      "Jwks doesn't have key to match kid or alg from Jwt"
 #define JWT_S_VERIFY      "Jwt verification fails"
 
+/* Longest path in the www-authenticate realm (Envoy's MaximumUriLength). */
+#define JWT_REALM_PATH_MAX 256
+
 enum jwt__kty { JWT_KTY_RSA, JWT_KTY_EC };
 
 struct jwt__key {
@@ -1151,6 +1154,8 @@ static int res_reject(struct jwt_result *res, const struct jwt_req *r, const cha
 
 	if (pl > r->path_len)
 		pl = r->path_len;
+	if (pl > JWT_REALM_PATH_MAX)
+		pl = JWT_REALM_PATH_MAX; /* Envoy's buildOriginalUri(headers, 256) */
 	res->status = !strcmp(why, JWT_S_AUDIENCE) ? 403 : 401;
 	res->message = why;
 	mesh_buf_init(&b, 16384);
