@@ -971,8 +971,7 @@ static int run_allow_missing(struct jwt__run *run, const char **why)
 static int run_req(struct jwt__run *run, const struct jwt__req *q, const char **why)
 {
 	size_t i;
-	int st, best = V_MISSING;
-	const char *w = JWT_S_MISSING;
+	int st;
 
 	switch (q->kind) {
 	case JWT_R_NONE:
@@ -987,21 +986,41 @@ static int run_req(struct jwt__run *run, const struct jwt__req *q, const char **
 		return st;
 	case JWT_R_ALLOW_MISSING:
 		return run_allow_missing(run, why);
-	case JWT_R_ANY:
-		/* Envoy's AnyVerifier: the first pass wins; otherwise a failure
-		 * other than "missing" is what is reported */
+	case JWT_R_ANY: {
+		/* Envoy's AnyVerifier: allow_missing(_or_failed) children are
+		 * flags, not verifiers; any child passing passes; otherwise the
+		 * last failure other than missing / unknown issuer is reported,
+		 * an unknown issuer before a missing token */
+		bool allow_missing = false, allow_failed = false;
+		const char *final_why = JWT_S_MISSING;
+
 		for (i = 0; i < q->n_kids; i++) {
 			const char *kw = NULL;
+
+			if (q->kids[i].kind == JWT_R_ALLOW_MISSING) {
+				allow_missing = true;
+				continue;
+			}
+			if (q->kids[i].kind == JWT_R_ALLOW_FAILED) {
+				allow_failed = true;
+				continue;
+			}
 			st = run_req(run, &q->kids[i], &kw);
 			if (st == V_OK)
 				return V_OK;
-			if (st == V_FAIL && best != V_FAIL) {
-				best = V_FAIL;
-				w = kw;
-			}
+			kw = kw ? kw : JWT_S_MISSING;
+			if ((strcmp(kw, JWT_S_MISSING) && strcmp(kw, JWT_S_ISSUER)) || !strcmp(final_why, JWT_S_MISSING))
+				final_why = kw;
 		}
-		*why = w;
-		return best;
+		if (allow_failed || (allow_missing && !strcmp(final_why, JWT_S_MISSING))) {
+			if (allow_failed)
+				for (i = 0; i < run->c->n_prov; i++)
+					(void)run_provider(run, i);
+			return V_OK;
+		}
+		*why = final_why;
+		return strcmp(final_why, JWT_S_MISSING) ? V_FAIL : V_MISSING;
+	}
 	case JWT_R_ALL:
 		for (i = 0; i < q->n_kids; i++) {
 			st = run_req(run, &q->kids[i], why);

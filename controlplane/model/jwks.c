@@ -35,6 +35,7 @@ struct jwks__entry {
 	char *uri;
 	char *body;                  /* last good JWKS; NULL: never fetched */
 	int64_t next_ns;             /* monotonic time of the next fetch; 0: now */
+	unsigned fails;              /* failed fetches in a row (backoff while never fetched) */
 };
 
 static struct {
@@ -71,6 +72,7 @@ char *jwks_resolver_get(const char *uri, struct arena *a)
 			jwks__g.v[jwks__g.n].uri = u;
 			jwks__g.v[jwks__g.n].body = NULL;
 			jwks__g.v[jwks__g.n].next_ns = 0;
+			jwks__g.v[jwks__g.n].fails = 0;
 			jwks__g.n++;
 			pthread_cond_signal(&jwks__g.cv);
 		}
@@ -164,8 +166,11 @@ static void *jwks__thread(void *arg)
 		if (i < jwks__g.n) {
 			struct jwks__entry *e = &jwks__g.v[i];
 			bool changed = body && (!e->body || strcmp(e->body, body));
-			/* a failed first fetch is retried sooner than a refresh */
-			e->next_ns = jwks__now() + (body || e->body ? jwks__g.refresh_ns : 1000000000LL);
+			/* a URI never fetched is retried sooner than a refresh: 1 s,
+			 * doubling to 64 s (never past the refresh interval) */
+			int64_t retry = 1000000000LL << (e->fails < 6 ? e->fails : 6);
+			e->fails = body ? 0 : e->fails + 1;
+			e->next_ns = jwks__now() + (body || e->body || retry > jwks__g.refresh_ns ? jwks__g.refresh_ns : retry);
 			if (changed) {
 				free(e->body);
 				e->body = body;

@@ -9,6 +9,8 @@ RSA key made at test time (python3-cryptography, PyJWT).
 - a bad signature, an expired token, the wrong issuer are 401 with Envoy's
   bodies and www-authenticate; the wrong audience is 403 (Envoy's answer);
 - no token passes to authorization: 200 without an AuthorizationPolicy;
+- a second jwtRule whose jwksUri cannot be fetched gets Istio's fallback
+  key: its tokens fail (401), they never pass unverified;
 - with an AuthorizationPolicy requiring requestPrincipals and a claims
   `when`, the decisions meshctl authz check --jwt-claims gives for the same
   config; and (once meshproxy enforces RBAC, the authz work) the proxy's.
@@ -90,6 +92,8 @@ spec:
     jwksUri: %(uri)s
     audiences: [web]
     outputPayloadToHeader: x-jwt-payload
+  - issuer: https://down.test
+    jwksUri: %(down)s
 """
 
 POLICY = """apiVersion: security.istio.io/v1
@@ -142,7 +146,8 @@ class MeshJwtTest(MeshCase):
     @classmethod
     def config(cls, b):
         return {"web.yaml": service_yaml("web", [b["web-app"]]),
-                "authn.yaml": REQ_AUTHN % {"ns": NS, "issuer": ISSUER, "uri": cls.jwks.uri}}
+                "authn.yaml": REQ_AUTHN % {"ns": NS, "issuer": ISSUER, "uri": cls.jwks.uri,
+                                           "down": "http://%s:%d/jwks.json" % (JWKS_IP, free_port())}}
 
     # ------------------------------------------------------------ helpers
 
@@ -216,6 +221,10 @@ class MeshJwtTest(MeshCase):
                              'Bearer realm="http://%s:%d/bad", error="invalid_token"' % (fqdn("web"), self.app.port),
                              what)
             self.assertEqual(self.app.count(), before, "%s reached the application" % what)
+        # the unreachable jwksUri: meshd serves the fallback key, so a token of
+        # that issuer (signed by a real key) fails instead of passing
+        status, _, body = self.inbound("/down", self.token(iss="https://down.test", aud=None))
+        self.assertEqual((status, body), (401, b"Jwks doesn't have key to match kid or alg from Jwt"))
         # no token: passes to authorization, and without a policy to the application
         status, _, body = self.inbound("/anon")
         self.assertEqual(status, 200, body)

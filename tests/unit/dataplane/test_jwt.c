@@ -565,6 +565,90 @@ START_TEST(bad_jwks_and_config)
 }
 END_TEST
 
+
+/* Istio's tree for two jwtRules: any of {origins-0, origins-1, all of
+ * {origins-0 OR allow_missing, origins-1 OR allow_missing}}, with Envoy's
+ * AnyVerifier choice of the reported failure */
+START_TEST(istio_two_providers)
+{
+	struct cfg c, c2;
+	struct jwt_config *jc;
+	struct jwt_result *res;
+	struct hreq none = { { NULL }, { NULL }, 0 };
+	Envoy__Extensions__Filters__Http__JwtAuthn__V3__JwtAuthentication__ProvidersEntry *pev[2];
+	Envoy__Extensions__Filters__Http__JwtAuthn__V3__JwtRequirement p0, p1, all, top, *inner[2], *outer[3];
+	Envoy__Extensions__Filters__Http__JwtAuthn__V3__JwtRequirementAndList andl;
+	Envoy__Extensions__Filters__Http__JwtAuthn__V3__JwtRequirementOrList orl;
+	static const struct {
+		const char *iss, *msg;
+		bool other_key;
+		int status;
+	} cases[] = {
+		{ "https://a.test", NULL, false, 0 },
+		{ "https://a.test", "Jwt verification fails", true, 401 },
+		{ "https://evil.test", "Jwt issuer is not configured", false, 401 },
+		{ "https://b.test", "Jwks doesn't have key to match kid or alg from Jwt", false, 401 },
+	};
+	size_t i;
+
+	cfg_init(&c, "https://a.test", NULL);
+	cfg_init(&c2, "https://b.test", NULL);
+	free(c2.jwks);
+	c2.jwks = NULL;
+	c2.ds.inline_string = "{\"keys\":[]}";
+	c2.pe.key = "origins-1";
+	c2.prov.provider_name = "origins-1";
+	pev[0] = &c.pe;
+	pev[1] = &c2.pe;
+	c.m.providers = pev;
+	c.m.n_providers = 2;
+	envoy__extensions__filters__http__jwt_authn__v3__jwt_requirement__init(&p0);
+	envoy__extensions__filters__http__jwt_authn__v3__jwt_requirement__init(&p1);
+	envoy__extensions__filters__http__jwt_authn__v3__jwt_requirement__init(&all);
+	envoy__extensions__filters__http__jwt_authn__v3__jwt_requirement__init(&top);
+	envoy__extensions__filters__http__jwt_authn__v3__jwt_requirement_and_list__init(&andl);
+	envoy__extensions__filters__http__jwt_authn__v3__jwt_requirement_or_list__init(&orl);
+	p0 = c.prov;
+	p1 = c2.prov;
+	inner[0] = &c.top;  /* origins-0 OR allow_missing */
+	inner[1] = &c2.top; /* origins-1 OR allow_missing */
+	andl.requirements = inner;
+	andl.n_requirements = 2;
+	all.requires_type_case = ENVOY__EXTENSIONS__FILTERS__HTTP__JWT_AUTHN__V3__JWT_REQUIREMENT__REQUIRES_TYPE_REQUIRES_ALL;
+	all.requires_all = &andl;
+	outer[0] = &p0;
+	outer[1] = &p1;
+	outer[2] = &all;
+	orl.requirements = outer;
+	orl.n_requirements = 3;
+	top.requires_type_case = ENVOY__EXTENSIONS__FILTERS__HTTP__JWT_AUTHN__V3__JWT_REQUIREMENT__REQUIRES_TYPE_REQUIRES_ANY;
+	top.requires_any = &orl;
+	c.rule.requires = &top;
+	jc = cfg_compile(&c);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char payload[256];
+		EVP_PKEY *other = cases[i].other_key ? gen_ec("P-256") : NULL;
+		char *tok;
+
+		snprintf(payload, sizeof(payload), "{\"iss\":\"%s\",\"sub\":\"s\"}", cases[i].iss);
+		tok = other ? sign(other, "ES256", "ec1", payload) : sign(rsa_key, "RS256", "rsa1", payload);
+		res = run_bearer(jc, tok);
+		ck_assert_msg(res->status == cases[i].status, "case %zu: %d %s", i, res->status,
+			      res->message ? res->message : "");
+		if (cases[i].msg)
+			ck_assert_str_eq(res->message, cases[i].msg);
+		jwt_result_free(res);
+		free(tok);
+		EVP_PKEY_free(other);
+	}
+	res = run(jc, "/", &none);
+	ck_assert_int_eq(res->status, 0);
+	jwt_result_free(res);
+	jwt_config_free(jc);
+	free(c.jwks);
+}
+END_TEST
+
 /* rbac_eval's istio_authn metadata over a verified token */
 static Envoy__Config__Rbac__V3__Principal *md_principal(const char *const *path, size_t n, const char *exact,
 							 bool list)
@@ -754,6 +838,7 @@ int main(void)
 	tcase_add_test(tc, provider_required);
 	tcase_add_test(tc, locations_and_edits);
 	tcase_add_test(tc, bad_jwks_and_config);
+	tcase_add_test(tc, istio_two_providers);
 	tcase_add_test(tc, rbac_metadata);
 	tcase_add_test(tc, json_reader);
 	suite_add_tcase(s, tc);
