@@ -174,8 +174,10 @@ static authn_provider *authn__provider(struct arena *a, const struct cfg_jwt_rul
 		p->n_claim_to_headers = r->n_output_claim_to_headers;
 	}
 	ds->specifier_case = ENVOY__CONFIG__CORE__V3__DATA_SOURCE__SPECIFIER_INLINE_STRING;
+	/* Istio's order: jwks, else jwksUri, else the issuer's OpenID discovery */
 	ds->inline_string = r->jwks && r->jwks[0] ? r->jwks
 			    : r->jwks_uri           ? jwks_resolver_get(r->jwks_uri, a)
+			    : r->issuer             ? jwks_resolver_get_openid(r->issuer, a)
 						    : (char *)JWKS_FAKE;
 	if (!ds->inline_string)
 		return NULL;

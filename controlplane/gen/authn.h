@@ -10,7 +10,8 @@
  *    outputPayloadToHeader, payload_in_metadata = issuer, from_headers
  *    (name, value_prefix), from_params, from_cookies, claim_to_headers,
  *    and local_jwks inline: the rule's jwks, or its jwksUri's JWKS from
- *    meshd's cache (model/jwks.h; Istio's fallback key until fetched);
+ *    meshd's cache, or without either the JWKS its issuer's OpenID
+ *    discovery names (model/jwks.h; Istio's fallback key until fetched);
  *  - one rule on prefix "/" requiring {origins-0 OR allow_missing} with
  *    one provider; with several, any of {origins-i..., all of
  *    {origins-i OR allow_missing}...} (a present token must verify, a

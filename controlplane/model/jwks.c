@@ -58,16 +58,20 @@ static int64_t jwks__now(void)
 	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-char *jwks_resolver_get(const char *uri, struct arena *a)
+/* Entries for an issuer without jwksUri are keyed "openid:ISSUER" and
+ * resolved through the issuer's OpenID discovery document. */
+#define JWKS_OPENID "openid:"
+
+static char *jwks__get(const char *key, struct arena *a)
 {
 	char *out = NULL;
 	size_t i;
 
 	pthread_mutex_lock(&jwks__g.mu);
-	for (i = 0; i < jwks__g.n && strcmp(jwks__g.v[i].uri, uri); i++)
+	for (i = 0; i < jwks__g.n && strcmp(jwks__g.v[i].uri, key); i++)
 		;
 	if (i == jwks__g.n && jwks__g.n < JWKS_MAX_URIS) {
-		char *u = strdup(uri);
+		char *u = strdup(key);
 		if (u) {
 			jwks__g.v[jwks__g.n].uri = u;
 			jwks__g.v[jwks__g.n].body = NULL;
@@ -82,6 +86,22 @@ char *jwks_resolver_get(const char *uri, struct arena *a)
 	return out;
 }
 
+char *jwks_resolver_get(const char *uri, struct arena *a)
+{
+	return jwks__get(uri, a);
+}
+
+char *jwks_resolver_get_openid(const char *issuer, struct arena *a)
+{
+	char key[2048];
+
+	if (strncmp(issuer, "http://", 7) && strncmp(issuer, "https://", 8))
+		return arena_strdup(a, JWKS_FAKE);
+	if ((size_t)snprintf(key, sizeof(key), JWKS_OPENID "%s", issuer) >= sizeof(key))
+		return arena_strdup(a, JWKS_FAKE);
+	return jwks__get(key, a);
+}
+
 static size_t jwks__write(char *p, size_t size, size_t n, void *ud)
 {
 	struct mesh_buf *b = ud;
@@ -89,20 +109,14 @@ static size_t jwks__write(char *p, size_t size, size_t n, void *ud)
 	return mesh_buf_append(b, p, size * n) < 0 ? 0 : size * n;
 }
 
-/* GET uri; 0 and *out (malloc'd) when the body is a JWKS. */
-static int jwks__fetch(const char *uri, char **out)
+/* GET uri into b (capped); 0 or -EIO (logged). */
+static int jwks__get_url(const char *uri, struct mesh_buf *b)
 {
 	CURL *h = curl_easy_init();
-	struct mesh_buf b;
-	struct json_value *doc = NULL;
-	const struct json_value *keys;
 	CURLcode cc;
-	int rc = -EIO;
 
-	*out = NULL;
 	if (!h)
 		return -ENOMEM;
-	mesh_buf_init(&b, JWKS_MAX_BYTES);
 	curl_easy_setopt(h, CURLOPT_URL, uri);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(h, CURLOPT_TIMEOUT, (long)JWKS_FETCH_TIMEOUT_S);
@@ -111,23 +125,67 @@ static int jwks__fetch(const char *uri, char **out)
 	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
 	curl_easy_setopt(h, CURLOPT_MAXREDIRS, 3L);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, jwks__write);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, b);
 	cc = curl_easy_perform(h);
+	curl_easy_cleanup(h);
 	if (cc != CURLE_OK) {
 		log_warn("jwks", "fetching %s failed: %s", uri, curl_easy_strerror(cc));
-		goto out;
+		return -EIO;
 	}
+	return 0;
+}
+
+/* The JWKS of key (a jwksUri, or "openid:ISSUER": Istio's
+ * resolveJwksURIUsingOpenID, ISSUER/.well-known/openid-configuration's
+ * jwks_uri); 0 and *out (malloc'd) when the body is a JWKS. */
+static int jwks__fetch(const char *key, char **out)
+{
+	struct mesh_buf b;
+	struct json_value *doc = NULL;
+	const struct json_value *keys;
+	char *uri = NULL;
+	int rc;
+
+	*out = NULL;
+	mesh_buf_init(&b, JWKS_MAX_BYTES);
+	if (!strncmp(key, JWKS_OPENID, strlen(JWKS_OPENID))) {
+		const char *iss = key + strlen(JWKS_OPENID), *ju;
+		size_t n = strlen(iss);
+		struct mesh_buf ub;
+
+		while (n && iss[n - 1] == '/')
+			n--;
+		mesh_buf_init(&ub, 4096);
+		mesh_buf_printf(&ub, "%.*s/.well-known/openid-configuration", (int)n, iss);
+		rc = ub.err ? -ENOMEM : jwks__get_url(ub.data, &b);
+		mesh_buf_cleanup(&ub);
+		if (rc < 0)
+			goto out;
+		ju = json_parse(b.data ? b.data : "", b.len, &doc) < 0 ? NULL : json_get_str(doc, "jwks_uri");
+		if (!ju || !(uri = strdup(ju))) {
+			log_warn("jwks", "%s: no jwks_uri in its OpenID discovery document", iss);
+			rc = -EIO;
+			goto out;
+		}
+		json_free(doc);
+		doc = NULL;
+		mesh_buf_reset(&b);
+	}
+	rc = jwks__get_url(uri ? uri : key, &b);
+	if (rc < 0)
+		goto out;
 	if (json_parse(b.data ? b.data : "", b.len, &doc) < 0 || !(keys = json_get(doc, "keys")) ||
 	    keys->type != JSON_ARRAY) {
-		log_warn("jwks", "%s did not answer a JSON Web Key Set", uri);
+		log_warn("jwks", "%s did not answer a JSON Web Key Set", uri ? uri : key);
+		rc = -EIO;
 		goto out;
 	}
 	*out = mesh_buf_take(&b, NULL);
 	rc = *out ? 0 : -ENOMEM;
 out:
+	free(uri);
 	json_free(doc);
 	mesh_buf_cleanup(&b);
-	curl_easy_cleanup(h);
 	return rc;
 }
 

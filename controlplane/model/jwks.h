@@ -48,5 +48,10 @@ void jwks_resolver_stop(void);
 
 /* The JWKS to serve for uri, copied into a. */
 char *jwks_resolver_get(const char *uri, struct arena *a);
+/* The same for a jwtRule with an issuer and no jwksUri: the key set of
+ * the issuer's OpenID discovery document (ISSUER/.well-known/
+ * openid-configuration, its jwks_uri), as Istio resolves it; an issuer
+ * that is not an http(s) URL gets JWKS_FAKE. */
+char *jwks_resolver_get_openid(const char *issuer, struct arena *a);
 
 #endif

@@ -11,6 +11,8 @@ RSA key made at test time (python3-cryptography, PyJWT).
 - no token passes to authorization: 200 without an AuthorizationPolicy;
 - a second jwtRule whose jwksUri cannot be fetched gets Istio's fallback
   key: its tokens fail (401), they never pass unverified;
+- a third with an issuer and no jwksUri gets the key set its OpenID
+  discovery document names (Istio's resolveJwksURIUsingOpenID);
 - with an AuthorizationPolicy requiring requestPrincipals and a claims
   `when`, the decisions meshctl authz check --jwt-claims gives for the same
   config; and (once meshproxy enforces RBAC, the authz work) the proxy's.
@@ -54,6 +56,7 @@ class JwksServer:
         body = json.dumps(jwks).encode()
         self.hits = 0
         outer = self
+        self.srv = None
 
         class H(http.server.BaseHTTPRequestHandler):
             def log_message(self, *a):
@@ -61,11 +64,15 @@ class JwksServer:
 
             def do_GET(self):
                 outer.hits += 1
-                self.send_response(200 if self.path == "/jwks.json" else 404)
+                out = body
+                if self.path == "/.well-known/openid-configuration":
+                    # OpenID discovery: where an issuer without jwksUri keeps its keys
+                    out = json.dumps({"issuer": outer.issuer, "jwks_uri": outer.uri}).encode()
+                self.send_response(200 if self.path in ("/jwks.json", "/.well-known/openid-configuration") else 404)
                 self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(body)))
+                self.send_header("content-length", str(len(out)))
                 self.end_headers()
-                self.wfile.write(body)
+                self.wfile.write(out)
 
         self.srv = http.server.ThreadingHTTPServer((JWKS_IP, 0), H)
         self.port = self.srv.server_address[1]
@@ -75,6 +82,10 @@ class JwksServer:
     @property
     def uri(self):
         return "http://%s:%d/jwks.json" % (JWKS_IP, self.port)
+
+    @property
+    def issuer(self):
+        return "http://%s:%d" % (JWKS_IP, self.port)
 
     def stop(self):
         self.srv.shutdown()
@@ -94,6 +105,7 @@ spec:
     outputPayloadToHeader: x-jwt-payload
   - issuer: https://down.test
     jwksUri: %(down)s
+  - issuer: %(oidc)s
 """
 
 POLICY = """apiVersion: security.istio.io/v1
@@ -147,7 +159,8 @@ class MeshJwtTest(MeshCase):
     def config(cls, b):
         return {"web.yaml": service_yaml("web", [b["web-app"]]),
                 "authn.yaml": REQ_AUTHN % {"ns": NS, "issuer": ISSUER, "uri": cls.jwks.uri,
-                                           "down": "http://%s:%d/jwks.json" % (JWKS_IP, free_port())}}
+                                           "down": "http://%s:%d/jwks.json" % (JWKS_IP, free_port()),
+                                           "oidc": cls.jwks.issuer}}
 
     # ------------------------------------------------------------ helpers
 
@@ -225,6 +238,10 @@ class MeshJwtTest(MeshCase):
         # that issuer (signed by a real key) fails instead of passing
         status, _, body = self.inbound("/down", self.token(iss="https://down.test", aud=None))
         self.assertEqual((status, body), (401, b"Jwks doesn't have key to match kid or alg from Jwt"))
+        # the issuer without jwksUri: its keys come from OpenID discovery
+        oidc = self.token(iss=self.jwks.issuer, aud=None)
+        wait_for(lambda: self.inbound("/oidc", oidc)[0] == 200, timeout=120 if slow() else 30,
+                 what="the OpenID-discovered JWKS reaching the sidecar")
         # no token: passes to authorization, and without a policy to the application
         status, _, body = self.inbound("/anon")
         self.assertEqual(status, 200, body)
