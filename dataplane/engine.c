@@ -13,6 +13,7 @@
  * and swaps the config.
  */
 #include "dataplane/engine-t.h"
+#include "dataplane/h2.h"
 #include "dataplane/jwt.h"
 
 #include "common/log.h"
@@ -1401,6 +1402,7 @@ void engine_free(struct engine *e)
 	listener_close(e, &e->lin);
 	for (i = 0; i < e->n_bl; i++)
 		listener_close(e, e->bl[i]);
+	px_h2_free_all(e);       /* HTTP/2 sessions first: their stream pipes end in dconns */
 	px_dconn_free_all(e);
 	for (i = 0; i < e->n_bl; i++)
 		px_listener_unref(e->bl[i]);

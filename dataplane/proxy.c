@@ -21,6 +21,7 @@
 #include "dataplane/engine-t.h"
 
 #include "common/log.h"
+#include "dataplane/h2.h"
 #include "dataplane/http1.h"
 #include "dataplane/jwt.h"
 #include "dataplane/retry.h"
@@ -94,6 +95,7 @@ struct px_uconn {
 	int rkeep;
 	int eof;
 	int in_cb;                   /* inside u_cb: u_free defers the final free */
+	int h2;                      /* a pipe to an HTTP/2 stream (u_connect, px_h2u_open) */
 	int dead;
 	/* the response parser's header array (p.hdrs) is allocated while the
 	 * connection is in use and freed in the pool: 4 KiB less per idle one */
@@ -127,6 +129,8 @@ struct px_dconn {
 	int hdr_timing;              /* idle is request_headers_timeout's timer for a head being read */
 	uint64_t idle_ms;            /* the HCM's idle_timeout once known (a request, a captured port), else the engine's; 0 off */
 	uint64_t headers_ms;         /* the HCM's request_headers_timeout, 0 off */
+	int h2;                      /* carries one HTTP/2 stream (px_dconn_adopt from h2.c) */
+	unsigned nreq;               /* requests started (d_stream_start): the h2c preface is looked for before the first */
 	struct h1_header hdrs[H1_DEFAULT_MAX_HEADERS];
 };
 
@@ -162,6 +166,8 @@ struct px_stream {
 	int global_armed, try_armed; /* the route / this attempt's timeouts are running */
 	int fault_wait;              /* in the fault filter's delay: the router has not started */
 	int resp_started, resp_done;
+	int trailers_sent;           /* the chunked response's last chunk and trailers are out (u_process) */
+	int64_t timeout_ms;          /* the route's timeout, or grpc-timeout's (d_stream_start); 0 none */
 	enum h1_framing out_framing;
 	int status;
 	unsigned flags;
@@ -729,9 +735,9 @@ static void s_arm_timeouts(struct px_stream *s)
 
 	if (!s->req_done || s->fault_wait || s->resp_done)
 		return;
-	if (!s->global_armed && s->rt->timeout_ms > 0) {
+	if (!s->global_armed && s->timeout_ms > 0) {
 		s->global_armed = 1;
-		ev_timer_arm(loop, &s->t_global, (uint64_t)s->rt->timeout_ms);
+		ev_timer_arm(loop, &s->t_global, (uint64_t)s->timeout_ms);
 	}
 	if (s->u && !s->try_armed && !s->resp_started && rp) {
 		s->try_armed = 1;
@@ -810,6 +816,8 @@ static void u_free(struct px_uconn *u, int count_destroy)
 	}
 	ev_io_stop(e->loop, &u->io);
 	ev_timer_cancel(e->loop, &u->t);
+	if (u->h2)
+		px_h2u_forget(u->io.fd);
 	close(u->io.fd);
 	h->st.cx_active--;
 	h->cl->st.cx_active--;
@@ -895,16 +903,27 @@ static struct px_uconn *u_connect(struct px_stream *s, struct px_host *h, int *e
 {
 	struct engine *e = s->e;
 	struct px_uconn *u;
-	int fd, one = 1, rc;
+	int fd, one = 1, rc = 0, h2;
 
 	*err = 0;
-	fd = socket(h->addr.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		*err = -errno;
-		return NULL;
+	h2 = px_h2_cluster_wants(h->cl, s->d->h2);
+	if (h2) {
+		/* an HTTP/2 cluster: this "connection" is a pipe to a stream of
+		 * h2.c's shared connection to h, speaking HTTP/1.1 on our side */
+		fd = px_h2u_open(e, h);
+		if (fd < 0) {
+			*err = fd;
+			return NULL;
+		}
+	} else {
+		fd = socket(h->addr.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0) {
+			*err = -errno;
+			return NULL;
+		}
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		u_keepalive(fd, h->cl);
 	}
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	u_keepalive(fd, h->cl);
 	u = calloc(1, sizeof(*u));
 	if (u)
 		h1_parser_init(&u->p, 0, NULL, malloc(PX_UHDRS_BYTES), H1_DEFAULT_MAX_HEADERS);
@@ -916,6 +935,7 @@ static struct px_uconn *u_connect(struct px_stream *s, struct px_host *h, int *e
 	}
 	u->e = e;
 	u->h = px_host_ref(h);
+	u->h2 = h2;
 	u->tops = &px_transport_raw;
 	mesh_buf_init(&u->out, PX_OUT_MAX);
 	ev_io_init(&u->io, fd, u_cb, u);
@@ -926,7 +946,8 @@ static struct px_uconn *u_connect(struct px_stream *s, struct px_host *h, int *e
 	h->cl->st.cx_total++;
 	h->cl->st.cx_active++;
 	u->state = U_CONNECTING;
-	rc = connect(fd, (struct sockaddr *)&h->addr, h->alen);
+	if (!h2)
+		rc = connect(fd, (struct sockaddr *)&h->addr, h->alen);
 	if (rc < 0 && errno != EINPROGRESS) {
 		*err = -errno;
 		h->st.cx_connect_fail++;
@@ -963,7 +984,8 @@ static int u_on_head(struct px_uconn *u, struct px_stream *s, const struct h1_he
 	od_http(u->h, (unsigned)h->status, s->e);
 	if (s_retry_allowed(s, -1, h->status,
 			    (h1_head_get(h, CB_OVERLOADED_HEADER).len ? RETRY_RESP_OVERLOADED : 0) |
-				    (h1_head_get(h, "x-envoy-ratelimited").len ? RETRY_RESP_RATELIMITED : 0))) {
+				    (h1_head_get(h, "x-envoy-ratelimited").len ? RETRY_RESP_RATELIMITED : 0) |
+				    retry_resp_grpc(h1_head_get(h, "grpc-status").p, h1_head_get(h, "grpc-status").len))) {
 		u->h->st.rq_error++;
 		s_retry(s);
 		return -1;
@@ -1055,7 +1077,7 @@ static void s_response_done(struct px_stream *s)
 {
 	struct px_dconn *d = s->d;
 
-	if (s->out_framing == H1_BODY_CHUNKED)
+	if (s->out_framing == H1_BODY_CHUNKED && !s->trailers_sent)
 		mesh_buf_puts(&d->out, H1_CHUNK_LAST);
 	s->resp_done = 1;
 	d_flush(d);
@@ -1143,8 +1165,17 @@ static void u_process(struct px_uconn *u)
 				s->tx += data.len;
 				continue;
 			}
-			if (rc == H1_TRAILERS)
-				continue; /* dropped: trailers need the client to have sent TE: trailers */
+			if (rc == H1_TRAILERS) {
+				/* relayed when the client's side is chunked too (gRPC's
+				 * grpc-status over HTTP/2 arrives this way from h2.c) */
+				if (s->out_framing == H1_BODY_CHUNKED && !s->trailers_sent) {
+					mesh_buf_puts(&d->out, "0\r\n");
+					mesh_buf_append(&d->out, data.p, data.len);
+					mesh_buf_puts(&d->out, "\r\n");
+					s->trailers_sent = 1;
+				}
+				continue;
+			}
 			if (rc == H1_DONE) {
 				s_response_done(s);
 				return;
@@ -1174,6 +1205,11 @@ static void u_on_eof(struct px_uconn *u)
 		s->keep = 0;
 		d_flush(s->d);
 		s_end(s);
+		return;
+	}
+	if (!s->resp_started && u->h2 && px_h2u_connect_failed(u->io.fd)) {
+		/* the HTTP/2 connection behind the pipe never came up (h2.c counted it) */
+		s_fail(s, F_CONNECT, PX_RF_UF);
 		return;
 	}
 	if (!s->resp_started) {
@@ -2295,7 +2331,8 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		s->path = meta_put(s, h->form == H1_FORM_ORIGIN || h->form == H1_FORM_ABSOLUTE ? h->path.p : h->target.p,
 				   h->form == H1_FORM_ORIGIN || h->form == H1_FORM_ABSOLUTE ? h->path.len : h->target.len);
 	}
-	s->proto = meta_put(s, h->version_minor ? "HTTP/1.1" : "HTTP/1.0", 8);
+	/* Envoy's %PROTOCOL%: an HTTP/2 stream (h2.c) is logged as such */
+	s->proto = d->h2 ? meta_put(s, "HTTP/2", 6) : meta_put(s, h->version_minor ? "HTTP/1.1" : "HTTP/1.0", 8);
 	s->authority = meta_put(s, authority.p, authority.len);
 	{
 		struct h1_str v = h1_head_get(h, "user-agent");
@@ -2449,6 +2486,22 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		/* no HCM: Envoy would run a TCP proxy here, Expect and all passing through */
 		s->proxy_100 = 1;
 		s->idle_ms = PX_STREAM_IDLE_DEFAULT_MS;
+	}
+	/* the route's timeout, or the gRPC client's deadline where the route
+	 * honours it (max_grpc_timeout / grpc_timeout_header_max: Istio sends 0s,
+	 * no cap) -- Envoy's FilterUtility::finalTimeout */
+	s->timeout_ms = s->rt->timeout_ms;
+	if (s->rt->grpc_timeout_header_max_ms >= 0) {
+		struct h1_str gt = h1_head_get(h, "grpc-timeout");
+		int64_t g = gt.len ? px_grpc_timeout_ms(gt.p, gt.len) : -1;
+
+		if (g >= 0) {
+			if (s->rt->grpc_timeout_header_max_ms > 0 && g > s->rt->grpc_timeout_header_max_ms)
+				g = s->rt->grpc_timeout_header_max_ms;
+			if (g > s->rt->grpc_timeout_header_offset_ms)
+				g -= s->rt->grpc_timeout_header_offset_ms;
+			s->timeout_ms = g; /* 0: none, as Envoy takes a zero deadline */
+		}
 	}
 	/* RouteAction.idle_timeout overrides the HCM's, 0 turning it off */
 	if (s->rt != &s->synth && s->rt->idle_timeout_ms >= 0)
@@ -2693,6 +2746,18 @@ static void d_process(struct px_dconn *d)
 
 			if (d->in.off == d->in.len)
 				break;
+			if (!d->nreq && !d->h2) {
+				/* h2c with prior knowledge: a connection that opens with
+				 * the HTTP/2 preface goes to h2.c (RFC 9113 §3.3) */
+				int pf = px_h2_preface(d->in.p + d->in.off, d->in.len - d->in.off);
+
+				if (pf == 0)
+					break; /* a prefix of it so far: read more */
+				if (pf == 1) {
+					(void)px_dconn_use_h2(d);
+					return;
+				}
+			}
 			rc = h1_parse_head(&d->p, d->in.p + d->in.off, d->in.len - d->in.off, &h);
 			if (rc == H1_AGAIN) {
 				if (d->in.len - d->in.off >= PX_IN_MAX - 1) {
@@ -2717,6 +2782,7 @@ static void d_process(struct px_dconn *d)
 			/* the head's spans stay valid (nothing moves the buffer before the
 			 * next read); d_stream_start copies what it needs out of them */
 			d->in.off += h.head_len;
+			d->nreq++;
 			d_stream_start(d, &h);
 			if (d->s && d->state == D_BODY)
 				continue;
@@ -2828,7 +2894,8 @@ static void d_close(struct px_dconn *d)
 	ev_io_stop(e->loop, &d->io);
 	ev_timer_cancel(e->loop, &d->idle);
 	ev_defer_cancel(e->loop, &d->proc);
-	close(d->io.fd);
+	if (d->io.fd >= 0)
+		close(d->io.fd); /* -1: handed to h2.c (px_dconn_use_h2) */
 	d->prev->next = d->next;
 	d->next->prev = d->prev;
 	free(d->in.p);
@@ -2928,7 +2995,7 @@ void px_accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 	for (i = 0; i < 64; i++) {
 		struct sockaddr_storage peer;
 		socklen_t plen = sizeof(peer);
-		struct px_dconn *d;
+		struct px_conn_origin o;
 		int fd = accept4(io->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC), one = 1;
 
 		if (fd < 0) {
@@ -2938,81 +3005,131 @@ void px_accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 		}
 		l->exhausted = 0;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		d = calloc(1, sizeof(*d));
-		if (!d) {
-			close(fd);
-			continue;
-		}
-		d->e = e;
-		d->inbound = l->inbound;
-		d->l = l;
-		if (!l->embedded)
-			l->refs++;
-		l->st.cx_total++;
-		l->st.cx_active++;
-		d->tops = &px_transport_raw;
-		d->drain = e->draining && l->inbound;
-		h1_parser_init(&d->p, 1, NULL, d->hdrs, H1_DEFAULT_MAX_HEADERS);
-		mesh_buf_init(&d->out, PX_OUT_MAX);
-		ev_io_init(&d->io, fd, d_cb, d);
-		ev_timer_init(&d->idle, d_idle_cb, d);
-		ev_defer_init(&d->proc, d_proc_cb, d);
+		memset(&o, 0, sizeof(o));
+		o.l = l;
+		o.inbound = l->inbound;
 		if (peer.ss_family == AF_INET) {
-			inet_ntop(AF_INET, &((struct sockaddr_in *)&peer)->sin_addr, d->peer_ip, sizeof(d->peer_ip));
-			d->peer_port = ntohs(((struct sockaddr_in *)&peer)->sin_port);
+			inet_ntop(AF_INET, &((struct sockaddr_in *)&peer)->sin_addr, o.peer_ip, sizeof(o.peer_ip));
+			o.peer_port = ntohs(((struct sockaddr_in *)&peer)->sin_port);
 		}
 		/* the original destination: iptables' REDIRECT leaves it in conntrack */
-		d->dst_len = sizeof(d->dst);
-		if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &d->dst, &d->dst_len) == 0 && d->dst.ss_family == AF_INET) {
+		o.dst_len = sizeof(o.dst);
+		if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &o.dst, &o.dst_len) == 0 && o.dst.ss_family == AF_INET) {
 			struct sockaddr_storage local;
 			socklen_t llen = sizeof(local);
 
-			if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0 && llen == d->dst_len &&
-			    memcmp(&local, &d->dst, llen))
-				d->captured = 1; /* redirected; else it was sent to us directly */
+			if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0 && llen == o.dst_len &&
+			    memcmp(&local, &o.dst, llen))
+				o.captured = 1; /* redirected; else it was sent to us directly */
+		} else {
+			o.dst_len = 0;
+			memset(&o.dst, 0, sizeof(o.dst));
 		}
-		if (!e->dconns) {
-			e->dconns = calloc(1, sizeof(*e->dconns));
-			if (!e->dconns) {
-				close(fd);
-				l->st.cx_active--;
-				px_listener_unref(l);
-				free(d);
-				continue;
-			}
-			e->dconns->next = e->dconns->prev = e->dconns;
-		}
-		d->next = e->dconns->next;
-		d->prev = e->dconns;
-		e->dconns->next->prev = d;
-		e->dconns->next = d;
-		e->st.cx_total++;
-		e->st.cx_active++;
-		if (ev_io_start(loop, &d->io, EV_READ) < 0) {
-			d->state = D_CLOSING;
-			d_close(d);
-			continue;
-		}
-		d->idle_ms = e->o.idle_ms;
-		if (d->captured && e->cur) {
-			/* the port is known already: its HCM's connection timers apply from the start */
-			const struct px_port *pp = NULL;
-
-			if (!d->inbound)
-				pp = find_port(e->cur->out_ports, e->cur->n_out_ports,
-					       ((struct sockaddr_in *)&d->dst)->sin_addr.s_addr,
-					       ntohs(((struct sockaddr_in *)&d->dst)->sin_port));
-			else
-				pp = find_port(e->cur->in_ports, e->cur->n_in_ports, 0,
-					       ntohs(((struct sockaddr_in *)&d->dst)->sin_port));
-			if (pp && !pp->tcp) {
-				d->idle_ms = pp->conn_idle_ms == PX_IDLE_UNSET ? e->o.idle_ms : pp->conn_idle_ms;
-				d->headers_ms = pp->headers_ms;
-			}
-		}
-		if (d->idle_ms)
-			ev_timer_arm(loop, &d->idle, d->idle_ms);
+		(void)px_dconn_adopt(e, fd, &o, 0);
 	}
+}
+
+int px_dconn_adopt(struct engine *e, int fd, const struct px_conn_origin *o, int h2)
+{
+	struct ev_loop *loop = e->loop;
+	struct px_listener *l = o->l;
+	struct px_dconn *d = calloc(1, sizeof(*d));
+
+	if (!d) {
+		close(fd);
+		return -ENOMEM;
+	}
+	d->e = e;
+	d->inbound = o->inbound;
+	d->l = l;
+	d->h2 = h2;
+	if (!l->embedded)
+		l->refs++;
+	l->st.cx_total++;
+	l->st.cx_active++;
+	d->tops = &px_transport_raw;
+	d->drain = e->draining && l->inbound;
+	h1_parser_init(&d->p, 1, NULL, d->hdrs, H1_DEFAULT_MAX_HEADERS);
+	mesh_buf_init(&d->out, PX_OUT_MAX);
+	ev_io_init(&d->io, fd, d_cb, d);
+	ev_timer_init(&d->idle, d_idle_cb, d);
+	ev_defer_init(&d->proc, d_proc_cb, d);
+	memcpy(d->peer_ip, o->peer_ip, sizeof(d->peer_ip));
+	d->peer_port = o->peer_port;
+	d->dst = o->dst;
+	d->dst_len = o->dst_len;
+	d->captured = o->captured;
+	if (!e->dconns) {
+		e->dconns = calloc(1, sizeof(*e->dconns));
+		if (!e->dconns) {
+			close(fd);
+			l->st.cx_active--;
+			px_listener_unref(l);
+			free(d);
+			return -ENOMEM;
+		}
+		e->dconns->next = e->dconns->prev = e->dconns;
+	}
+	d->next = e->dconns->next;
+	d->prev = e->dconns;
+	e->dconns->next->prev = d;
+	e->dconns->next = d;
+	e->st.cx_total++;
+	e->st.cx_active++;
+	if (ev_io_start(loop, &d->io, EV_READ) < 0) {
+		d->state = D_CLOSING;
+		d_close(d);
+		return -EIO;
+	}
+	d->idle_ms = e->o.idle_ms;
+	if (d->captured && e->cur) {
+		/* the port is known already: its HCM's connection timers apply from the start */
+		const struct px_port *pp = NULL;
+
+		if (!d->inbound)
+			pp = find_port(e->cur->out_ports, e->cur->n_out_ports,
+				       ((struct sockaddr_in *)&d->dst)->sin_addr.s_addr,
+				       ntohs(((struct sockaddr_in *)&d->dst)->sin_port));
+		else
+			pp = find_port(e->cur->in_ports, e->cur->n_in_ports, 0,
+				       ntohs(((struct sockaddr_in *)&d->dst)->sin_port));
+		if (pp && !pp->tcp) {
+			d->idle_ms = pp->conn_idle_ms == PX_IDLE_UNSET ? e->o.idle_ms : pp->conn_idle_ms;
+			d->headers_ms = pp->headers_ms;
+		}
+	}
+	if (d->idle_ms)
+		ev_timer_arm(loop, &d->idle, d->idle_ms);
+	return 0;
+}
+
+int px_dconn_use_h2(struct px_dconn *d)
+{
+	struct engine *e = d->e;
+	struct px_conn_origin o;
+	int rc;
+
+	memset(&o, 0, sizeof(o));
+	o.l = d->l;
+	o.inbound = d->inbound;
+	o.captured = d->captured;
+	o.dst = d->dst;
+	o.dst_len = d->dst_len;
+	memcpy(o.peer_ip, d->peer_ip, sizeof(o.peer_ip));
+	o.peer_port = d->peer_port;
+	/* one registration per fd: the session registers it again */
+	ev_io_stop(e->loop, &d->io);
+	/* the transport's context: NULL for raw TCP (the TLS transport passes its own) */
+	rc = px_h2d_start(e, d->io.fd, d->tops, NULL, &o, d->in.p + d->in.off, d->in.len - d->in.off);
+	if (rc < 0) {
+		d->state = D_CLOSING;
+		d_close(d);
+		return rc;
+	}
+	/* the socket now belongs to the HTTP/2 session: d goes without closing it */
+	d->io.fd = -1;
+	d_close(d);
+	return 0;
 }
 
 void px_dconn_drain_all(struct engine *e)
@@ -3024,6 +3141,7 @@ void px_dconn_drain_listener(struct engine *e, const struct px_listener *l)
 {
 	struct px_dconn *d, *next;
 
+	px_h2d_drain(e, l); /* HTTP/2 sessions: GOAWAY (h2.c) */
 	if (!e->dconns)
 		return;
 	for (d = e->dconns->next; d != e->dconns; d = next) {

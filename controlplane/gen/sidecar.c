@@ -62,6 +62,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 typedef Envoy__Config__Listener__V3__Listener gen_listener;
 typedef Envoy__Config__Listener__V3__FilterChain gen_chain;
@@ -1203,6 +1204,12 @@ static int gen_inbound_cluster(struct gen_sc *sc, const struct gen_inport *ip)
 	c.cluster_discovery_type_case = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__CLUSTER_DISCOVERY_TYPE_TYPE;
 	c.type = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__STATIC;
 	c.load_assignment = cla;
+	/* Istio's setUpstreamProtocol for inbound: an HTTP2/gRPC port reaches
+	 * the application over HTTP/2 (a gRPC server speaks nothing else) */
+	if (ip->protocol && (!strcasecmp(ip->protocol, "GRPC") || !strcasecmp(ip->protocol, "HTTP2") ||
+			     !strcasecmp(ip->protocol, "GRPC-WEB")) &&
+	    gen__h2_options(a, &c) < 0)
+		return -ENOMEM;
 	return gen__emit(&sc->g, sc->snap, XDS_CLUSTER, c.name, &c.base);
 }
 
