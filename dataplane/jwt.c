@@ -609,19 +609,21 @@ struct jwt__tok {
 	const char *hdr;             /* the header that carried it (lower-case), or NULL */
 };
 
-/* A token from "prefix<token>" in a header value (Envoy: the prefix is
- * found case-insensitively; the token runs to the first non-token byte). */
+/* A token from "...prefix<token>" in a header value (Envoy's
+ * JwtHeaderLocation: the prefix is found anywhere in the value, case
+ * sensitive; the token runs to the first byte outside the JWT alphabet). */
 static bool tok_from_header(const struct jwt_req *r, const char *name, const char *prefix, struct jwt__tok *t)
 {
 	size_t vl = 0, pl = strlen(prefix), i = 0;
-	const char *v = r->header(r->ctx, name, strlen(name), &vl);
+	const char *v = r->header(r->ctx, name, strlen(name), &vl), *at;
 
 	if (!v)
 		return false;
 	if (pl) {
-		if (vl < pl || strncasecmp(v, prefix, pl))
+		at = memmem(v, vl, prefix, pl);
+		if (!at)
 			return false;
-		i = pl;
+		i = (size_t)(at - v) + pl;
 	}
 	while (i < vl && (v[i] == ' ' || v[i] == '\t'))
 		i++;
