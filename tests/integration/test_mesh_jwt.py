@@ -54,7 +54,7 @@ class JwksServer:
     """Serves {"keys": [...]} at /jwks.json on JWKS_IP:random."""
 
     def __init__(self, jwks):
-        body = json.dumps(jwks).encode()
+        self.body = json.dumps(jwks).encode()
         self.hits = 0
         outer = self
         self.srv = None
@@ -65,7 +65,7 @@ class JwksServer:
 
             def do_GET(self):
                 outer.hits += 1
-                out = body
+                out = outer.body
                 if self.path == "/.well-known/openid-configuration":
                     # OpenID discovery: where an issuer without jwksUri keeps its keys
                     out = json.dumps({"issuer": outer.issuer, "jwks_uri": outer.uri}).encode()
@@ -132,6 +132,10 @@ class MeshJwtTest(MeshCase):
 
     @classmethod
     def setUpClass(cls):
+        # meshd refetches every jwksUri each second here (Istio's variable;
+        # 20 min by default), so a key rotation shows within the test
+        cls.saved_env = os.environ.get("PILOT_JWT_PUB_KEY_REFRESH_INTERVAL")
+        os.environ["PILOT_JWT_PUB_KEY_REFRESH_INTERVAL"] = "1s"
         cls.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         cls.other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         pub = cls.key.public_key().public_numbers()
@@ -151,6 +155,10 @@ class MeshJwtTest(MeshCase):
             super().tearDownClass()
         finally:
             cls.jwks.stop()
+            if cls.saved_env is None:
+                os.environ.pop("PILOT_JWT_PUB_KEY_REFRESH_INTERVAL", None)
+            else:
+                os.environ["PILOT_JWT_PUB_KEY_REFRESH_INTERVAL"] = cls.saved_env
 
     @classmethod
     def backends(cls):
@@ -265,6 +273,22 @@ class MeshJwtTest(MeshCase):
         self.assertEqual(self.inbound("/", self.token(groups="admin"))[0], 200)
         # an invalid token is still the JWT filter's 401, before RBAC
         self.assertEqual(self.inbound("/", self.token(key=self.other_key))[0], 401)
+
+    def test_3_key_rotation(self):
+        # the issuer rotates its key: meshd's refresh sees the new set and
+        # pushes it to the sidecar already serving the old one
+        # (no config edit here: only the JWKS refresh can bring the new key;
+        # test_2's policy still applies and the tokens satisfy it)
+        self.wait_keys()
+        new = self.other_key.public_key().public_numbers()
+        self.jwks.body = json.dumps({"keys": [{"kty": "RSA", "kid": "k2", "alg": "RS256",
+                                               "n": b64u(new.n), "e": b64u(new.e)}]}).encode()
+        rotated = self.token(key=self.other_key, kid="k2")
+        wait_for(lambda: self.inbound("/rotated", rotated)[0] == 200, timeout=120 if slow() else 30,
+                 what="the rotated JWKS reaching the sidecar")
+        # and the retired key no longer verifies
+        status, _, body = self.inbound("/old", self.token())
+        self.assertEqual((status, body), (401, b"Jwks doesn't have key to match kid or alg from Jwt"))
 
 
 if __name__ == "__main__":
