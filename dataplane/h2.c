@@ -1027,29 +1027,42 @@ struct h2u_conn {
 
 static struct h2u_conn *h2u_all;
 
-/* proxy.c's ends of the pipes whose connection never came up (connect
- * error or timeout): px_h2u_connect_failed() tells them from a reset, so
- * connect-failure retries and outlier detection see what HTTP/1.1 sees.
- * Bounded: past it the oldest is forgotten (reported as a reset). */
+/* proxy.c's ends of the pipes that closed before any response for a
+ * reason a plain reset does not tell: the connection never came up
+ * (connect error or timeout: H2U_CONNECT), or the server refused the
+ * stream unprocessed (RST_STREAM REFUSED_STREAM, or GOAWAY below the
+ * stream's id, or the connection went before the stream was sent:
+ * H2U_REFUSED).  px_h2u_connect_failed() / px_h2u_refused() tell them from
+ * a reset, so connect-failure and refused-stream retries and outlier
+ * detection see what Envoy sees.  Bounded: past it the oldest is forgotten
+ * (reported as a reset). */
 #define H2U_FAILED_MAX 256
-static int h2u_failed[H2U_FAILED_MAX];
+enum { H2U_CONNECT = 1, H2U_REFUSED = 2 };
+static struct {
+	int fd, why;
+} h2u_failed[H2U_FAILED_MAX];
 static unsigned h2u_nfailed;
 
-static void h2u_failed_add(int fd)
+static void h2u_failed_add(int fd, int why)
 {
 	if (h2u_nfailed == H2U_FAILED_MAX) {
-		memmove(h2u_failed, h2u_failed + 1, (H2U_FAILED_MAX - 1) * sizeof(int));
+		memmove(h2u_failed, h2u_failed + 1, (H2U_FAILED_MAX - 1) * sizeof(h2u_failed[0]));
 		h2u_nfailed--;
 	}
-	h2u_failed[h2u_nfailed++] = fd;
+	h2u_failed[h2u_nfailed].fd = fd;
+	h2u_failed[h2u_nfailed].why = why;
+	h2u_nfailed++;
 }
 
-static int h2u_failed_take(int fd)
+/* 1 when fd is recorded for why (0: any reason), and forgets it. */
+static int h2u_failed_take(int fd, int why)
 {
 	unsigned i;
 
 	for (i = 0; i < h2u_nfailed; i++)
-		if (h2u_failed[i] == fd) {
+		if (h2u_failed[i].fd == fd) {
+			if (why && h2u_failed[i].why != why)
+				return 0;
 			h2u_failed[i] = h2u_failed[--h2u_nfailed];
 			return 1;
 		}
@@ -1058,12 +1071,17 @@ static int h2u_failed_take(int fd)
 
 int px_h2u_connect_failed(int fd)
 {
-	return h2u_failed_take(fd);
+	return h2u_failed_take(fd, H2U_CONNECT);
+}
+
+int px_h2u_refused(int fd)
+{
+	return h2u_failed_take(fd, H2U_REFUSED);
 }
 
 void px_h2u_forget(int fd)
 {
-	(void)h2u_failed_take(fd);
+	(void)h2u_failed_take(fd, 0);
 }
 
 static void h2u_pump(struct h2u_conn *c);
@@ -1423,14 +1441,18 @@ static int h2u_on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, v
 {
 	struct h2u_stream *st = nghttp2_session_get_stream_user_data(ng, id);
 
-	(void)code;
 	(void)ud;
 	if (!st)
 		return 0;
 	nghttp2_session_set_stream_user_data(ng, id, NULL);
 	st->id = -1;
 	if (!st->resp_end) {
-		/* reset by the server (or REFUSED_STREAM): proxy.c sees the pipe close and fails or retries */
+		/* reset by the server: proxy.c sees the pipe close and fails or
+		 * retries.  REFUSED_STREAM before any response (also what nghttp2
+		 * closes the streams above a GOAWAY's last-stream-id with): the
+		 * server did not process it, retriable as Envoy's refused-stream */
+		if (code == NGHTTP2_REFUSED_STREAM && !st->final && st->fd >= 0)
+			h2u_failed_add(st->peer_fd, H2U_REFUSED);
 		h2u_st_close_fd(st);
 		h2u_st_free(st);
 		return 0;
@@ -1452,9 +1474,13 @@ static void h2u_free(struct h2u_conn *c)
 	/* every stream's pipe closes: proxy.c sees a reset (or, before the
 	 * connection came up, a connect failure) and fails or retries */
 	while (c->streams.next != &c->streams) {
+		struct h2u_stream *st = c->streams.next;
+
 		if (!c->connected)
-			h2u_failed_add(c->streams.next->peer_fd);
-		h2u_st_free(c->streams.next);
+			h2u_failed_add(st->peer_fd, H2U_CONNECT);
+		else if (st->id == 0 && st->fd >= 0)
+			h2u_failed_add(st->peer_fd, H2U_REFUSED); /* never sent: nothing was processed */
+		h2u_st_free(st);
 	}
 	if (c->ng)
 		nghttp2_session_del(c->ng);

@@ -108,6 +108,11 @@ int64_t px_grpc_timeout_ms(const char *v, size_t len);
  * px_h2u_forget(fd) before closing a pipe that was not read to its end. */
 int px_h2u_connect_failed(int fd);
 void px_h2u_forget(int fd);
+/* proxy.c, at the same point: 1 when the server refused the stream
+ * unprocessed (RST_STREAM REFUSED_STREAM, a GOAWAY whose last-stream-id is
+ * below it, or the connection closed before the stream was sent): a
+ * refused stream, retriable under Envoy's refused-stream; else 0. */
+int px_h2u_refused(int fd);
 
 /* Frees every HTTP/2 connection of e, both sides (engine teardown). */
 void px_h2_free_all(struct engine *e);

@@ -60,7 +60,7 @@ struct px_ibuf {
 enum { D_HEAD, D_BODY, D_WAIT, D_TUNNEL, D_CLOSING };
 enum { U_CONNECTING, U_ACTIVE, U_IDLE, U_TUNNEL };
 enum { W_NONE, W_BACKOFF, W_FAULT, W_RESOLVE, W_PENDING };
-enum { F_CONNECT, F_RESET, F_TIMEOUT };
+enum { F_CONNECT, F_RESET, F_TIMEOUT, F_REFUSED }; /* F_REFUSED: an HTTP/2 REFUSED_STREAM (h2.c) */
 
 struct px_stream;
 
@@ -584,6 +584,7 @@ static int s_retry_allowed(struct px_stream *s, int kind, int status, unsigned r
 	enum retry_failure f = kind == F_CONNECT ? RETRY_F_CONNECT
 			       : kind == F_RESET ? RETRY_F_RESET
 			       : kind == F_TIMEOUT ? RETRY_F_TIMEOUT
+			       : kind == F_REFUSED ? RETRY_F_REFUSED
 						   : RETRY_F_HEADERS;
 
 	if (!rp || !retry_condition(rp, f, status > 0 ? (unsigned)status : 0, resp))
@@ -645,6 +646,10 @@ static void s_fail(struct px_stream *s, int kind, unsigned flag)
 	else if (kind == F_CONNECT)
 		s_local_reply(s, 503, flag,
 			      "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+			      NULL);
+	else if (kind == F_REFUSED)
+		s_local_reply(s, 503, flag,
+			      "upstream connect error or disconnect/reset before headers. reset reason: remote refused stream reset",
 			      NULL);
 	else
 		s_local_reply(s, 503, flag,
@@ -1207,6 +1212,12 @@ static void u_on_eof(struct px_uconn *u)
 	if (!s->resp_started && u->h2 && px_h2u_connect_failed(u->io.fd)) {
 		/* the HTTP/2 connection behind the pipe never came up (h2.c counted it) */
 		s_fail(s, F_CONNECT, PX_RF_UF);
+		return;
+	}
+	if (!s->resp_started && u->h2 && px_h2u_refused(u->io.fd)) {
+		/* the HTTP/2 server refused the stream unprocessed (h2.c) */
+		u->h->cl->st.rq_rx_reset++;
+		s_fail(s, F_REFUSED, PX_RF_UR);
 		return;
 	}
 	if (!s->resp_started) {
