@@ -268,6 +268,7 @@ struct h2d_conn {
 	int fd;
 	struct ev_io io;
 	struct ev_defer pump;
+	struct ev_timer idle;        /* idle timeout: no stream served for o.idle_ms; then the close's bound */
 	const struct px_transport_ops *tops;
 	void *tctx;
 	nghttp2_session *ng;
@@ -275,7 +276,8 @@ struct h2d_conn {
 	struct mesh_buf out;
 	size_t out_off;
 	struct h2d_stream streams;  /* sentinel */
-	int peer_eof, dead;
+	unsigned nactive;            /* streams with a pipe to proxy.c (requests being served) */
+	int peer_eof, dead, closing;
 };
 
 static struct h2d_conn *h2d_all;
@@ -295,6 +297,7 @@ static void h2d_st_close_fd(struct h2d_stream *st)
 	ev_io_stop(st->c->e->loop, &st->io);
 	close(st->fd);
 	st->fd = -1;
+	st->c->nactive--;
 }
 
 static void h2d_st_free(struct h2d_stream *st)
@@ -601,10 +604,12 @@ static int h2d_st_open(struct h2d_stream *st, int end_stream)
 		return rc;
 	}
 	st->fd = sv[0];
+	c->nactive++;
 	ev_io_init(&st->io, st->fd, h2d_st_cb, st);
 	if (ev_io_start(c->e->loop, &st->io, EV_READ | EV_WRITE) < 0) {
 		close(st->fd);
 		st->fd = -1;
+		c->nactive--;
 		return -EIO;
 	}
 	return 0;
@@ -770,10 +775,49 @@ static void h2d_free(struct h2d_conn *c)
 	nghttp2_session_del(c->ng);
 	ev_io_stop(c->e->loop, &c->io);
 	ev_defer_cancel(c->e->loop, &c->pump);
+	ev_timer_cancel(c->e->loop, &c->idle);
 	close(c->fd);
 	mesh_buf_cleanup(&c->out);
 	px_listener_unref(c->o.l);
 	free(c);
+}
+
+/* How long a session that was told to close (idle GOAWAY) may take to
+ * flush it to a client that does not read, before the socket is closed. */
+#define H2D_CLOSE_GRACE_MS 5000
+
+/*
+ * Envoy's idle_timeout (HttpProtocolOptions, 1 h unless the HCM sets it):
+ * a session that served no request for that long is closed with GOAWAY
+ * NO_ERROR.  "Served" means a stream with a pipe to proxy.c; a stream
+ * whose HEADERS never completed does not count, so a client sending half
+ * a frame, or only the preface, cannot hold the connection for ever.
+ */
+static void h2d_idle_cb(struct ev_loop *loop, struct ev_timer *t)
+{
+	struct h2d_conn *c = t->data;
+
+	if (c->closing || !c->ng) {
+		h2d_free(c); /* the GOAWAY could not be flushed in time */
+		return;
+	}
+	c->closing = 1;
+	log_debug("meshproxy", "http2 downstream %s: idle for %llu ms, closing", c->o.peer_ip,
+		  (unsigned long long)c->o.idle_ms);
+	(void)nghttp2_session_terminate_session(c->ng, NGHTTP2_NO_ERROR);
+	ev_timer_arm(loop, &c->idle, H2D_CLOSE_GRACE_MS);
+	h2d_kick(c);
+}
+
+/* The idle timer follows the number of streams served (h2d_pump). */
+static void h2d_idle_update(struct h2d_conn *c)
+{
+	if (c->closing || !c->o.idle_ms)
+		return;
+	if (c->nactive)
+		ev_timer_cancel(c->e->loop, &c->idle);
+	else if (!ev_timer_armed(&c->idle))
+		ev_timer_arm(c->e->loop, &c->idle, c->o.idle_ms);
 }
 
 static void h2d_pump(struct h2d_conn *c)
@@ -827,8 +871,11 @@ static void h2d_pump(struct h2d_conn *c)
 		m |= EV_WRITE;
 	if (nghttp2_session_want_read(c->ng))
 		m |= EV_READ;
-	if (ev_io_set(c->e->loop, &c->io, m) < 0)
+	if (ev_io_set(c->e->loop, &c->io, m) < 0) {
 		h2d_free(c);
+		return;
+	}
+	h2d_idle_update(c);
 }
 
 static void h2d_pump_cb(struct ev_loop *loop, struct ev_defer *df)
@@ -925,6 +972,7 @@ int px_h2d_start(struct engine *e, int fd, const struct px_transport_ops *tops, 
 	mesh_buf_init(&c->out, PX_H2_OUT_HIGH + 64 * 1024);
 	ev_io_init(&c->io, fd, h2d_cb, c);
 	ev_defer_init(&c->pump, h2d_pump_cb, c);
+	ev_timer_init(&c->idle, h2d_idle_cb, c);
 	cb = h2_callbacks();
 	opt = h2_options();
 	if (!cb || !opt)

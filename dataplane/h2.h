@@ -60,6 +60,7 @@ struct px_conn_origin {
 	socklen_t dst_len;
 	char peer_ip[INET6_ADDRSTRLEN];
 	uint16_t peer_port;
+	uint64_t idle_ms;             /* the HCM's idle_timeout for the connection (px_dconn_use_h2); 0 off */
 };
 
 /* The HTTP/2 connection preface "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" (RFC 9113

@@ -3090,6 +3090,7 @@ int px_dconn_use_h2(struct px_dconn *d)
 	o.dst_len = d->dst_len;
 	memcpy(o.peer_ip, d->peer_ip, sizeof(o.peer_ip));
 	o.peer_port = d->peer_port;
+	o.idle_ms = d->idle_ms; /* the HTTP/2 session's idle timeout (h2.c) */
 	/* one registration per fd: the session registers it again */
 	ev_io_stop(e->loop, &d->io);
 	/* the transport's context: NULL for raw TCP (the TLS transport passes its own) */
