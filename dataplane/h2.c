@@ -145,13 +145,44 @@ static int h1_field_is_hop(const struct h1_header *f)
 	       id == H1_H_PROXY_CONNECTION || id == H1_H_TRANSFER_ENCODING || id == H1_H_TE || id == H1_H_UPGRADE;
 }
 
+/* RFC 9110 §5.6.2 tchar: what a field name is made of. */
+static int is_tchar(unsigned char c)
+{
+	return isalnum(c) || (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+/* What nv_fields() leaves out besides hop-by-hop fields. */
+#define NV_SKIP_HOST 0x1u     /* Host: :authority carries it */
+#define NV_SKIP_CL 0x2u       /* content-length: a 204 has none (RFC 9110 §8.6), HTTP/2 peers reject it */
+#define NV_TRAILERS 0x4u      /* a trailer section: no framing or routing fields (RFC 9110 §6.5.1) */
+
+/* 1 when HTTP/1.1 field f may go out on HTTP/2: a token name (a trailer
+ * section is split without the head's checks: a line ":status: 500" has
+ * an empty name), not hop-by-hop, not one flags leave out. */
+static int nv_field_ok(const struct h1_header *f, unsigned flags)
+{
+	unsigned id = f->flags & H1_HF_ID_MASK;
+	size_t k;
+
+	if (!f->name.len || h1_field_is_hop(f))
+		return 0;
+	for (k = 0; k < f->name.len; k++)
+		if (!is_tchar((unsigned char)f->name.p[k]))
+			return 0;
+	if ((flags & NV_SKIP_HOST) && id == H1_H_HOST)
+		return 0;
+	if ((flags & (NV_SKIP_CL | NV_TRAILERS)) && id == H1_H_CONTENT_LENGTH)
+		return 0;
+	return !((flags & NV_TRAILERS) && id == H1_H_HOST);
+}
+
 /*
  * nv[] from HTTP/1.1 fields, names lowercased into scratch (sized once, so
  * the pointers stay valid): the caller puts its pseudo-headers in nv[0..at)
- * first.  Returns the new count.
+ * first.  flags: NV_*.  Returns the new count.
  */
 static size_t nv_fields(nghttp2_nv *nv, size_t at, size_t cap, const struct h1_header *f, size_t n, char **scratch,
-			int skip_host)
+			unsigned flags)
 {
 	size_t i, need = 0, off = 0;
 	char *s;
@@ -165,7 +196,7 @@ static size_t nv_fields(nghttp2_nv *nv, size_t at, size_t cap, const struct h1_h
 	for (i = 0; i < n && at < cap; i++) {
 		size_t k;
 
-		if (h1_field_is_hop(&f[i]) || (skip_host && (f[i].flags & H1_HF_ID_MASK) == H1_H_HOST))
+		if (!nv_field_ok(&f[i], flags))
 			continue;
 		for (k = 0; k < f[i].name.len; k++)
 			s[off + k] = (char)tolower((unsigned char)f[i].name.p[k]);
@@ -361,7 +392,7 @@ static ssize_t h2d_data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size
 		size_t n = h1_split_fields(blk, f, H1_DEFAULT_MAX_HEADERS), k;
 		char *scratch = NULL;
 
-		k = nv_fields(nv, 0, H2_NV_MAX, f, n, &scratch, 0);
+		k = nv_fields(nv, 0, H2_NV_MAX, f, n, &scratch, NV_TRAILERS);
 		if (k && nghttp2_submit_trailer(st->c->ng, st->id, nv, k) == 0)
 			*flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
 		free(scratch);
@@ -386,7 +417,7 @@ static int h2d_submit_head(struct h2d_stream *st, const struct h1_head *h)
 	}
 	snprintf(status, sizeof(status), "%d", h->status);
 	nv[0] = nv_make(":status", status, strlen(status));
-	n = nv_fields(nv, 1, H2_NV_MAX, h->headers, h->n_headers, &scratch, 0);
+	n = nv_fields(nv, 1, H2_NV_MAX, h->headers, h->n_headers, &scratch, h->status == 204 ? NV_SKIP_CL : 0);
 	rc = nghttp2_submit_response(st->c->ng, st->id, nv, n, h->framing == H1_BODY_NONE ? NULL : &dp);
 	free(scratch);
 	st->submitted = 1;
@@ -1230,7 +1261,7 @@ static int h2u_submit(struct h2u_stream *st, const struct h1_head *h)
 	st->grpc = is_grpc_ct((const uint8_t *)ct.p, ct.len);
 	if (st->grpc)
 		nv[n++] = nv_make("te", "trailers", 8); /* gRPC servers require it (hop-by-hop on HTTP/1.1) */
-	n = nv_fields(nv, n, H2_NV_MAX, h->headers, h->n_headers, &scratch, 1);
+	n = nv_fields(nv, n, H2_NV_MAX, h->headers, h->n_headers, &scratch, NV_SKIP_HOST);
 	id = nghttp2_submit_request(st->c->ng, NULL, nv, n, h->framing == H1_BODY_NONE ? NULL : &dp, st);
 	free(scratch);
 	if (id < 0)
