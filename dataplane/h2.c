@@ -279,6 +279,7 @@ struct h2d_stream {
 	struct mesh_buf method, path, auth, fields, cookie;
 	size_t hdr_bytes;            /* header block size so far (PX_H2_MAX_HEADER_BLOCK) */
 	int has_cl, grpc, is_head, chunked, req_end, head_sent;
+	int req_dead;                /* proxy.c stopped reading the request (its response may still be coming) */
 	struct mesh_buf req;
 	size_t req_off;
 	size_t unconsumed;           /* DATA bytes in req not yet given back to the window */
@@ -524,15 +525,20 @@ static void h2d_st_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 	struct h2d_conn *c = st->c;
 
 	(void)loop;
-	if (events & EV_WRITE) {
+	if ((events & EV_WRITE) && !st->req_dead) {
 		while (st->req_off < st->req.len) {
 			ssize_t n = fd_write(st->fd, st->req.data + st->req_off, st->req.len - st->req_off);
 
 			if (n == -EAGAIN)
 				break;
 			if (n < 0) {
-				h2d_st_reset(st, NGHTTP2_CANCEL);
-				return;
+				/* proxy.c closed the pipe: it may have answered before the
+				 * request ended (RFC 9113 §8.1), so the response is still
+				 * read to its end (a cut one resets the stream there);
+				 * the rest of the body is dropped, its window given back */
+				st->req_dead = 1;
+				st->req_off = st->req.len;
+				break;
 			}
 			st->req_off += (size_t)n;
 		}
@@ -579,7 +585,7 @@ static void h2d_st_update(struct h2d_stream *st)
 
 	if (st->fd < 0)
 		return;
-	if (st->req_off < st->req.len)
+	if (st->req_off < st->req.len && !st->req_dead)
 		m |= EV_WRITE;
 	if (!st->eof && !st->resp_end && st->body.len - st->body_off < PX_H2_WINDOW && st->in_len < H2_PIPE_IN_MAX)
 		m |= EV_READ;
@@ -767,7 +773,7 @@ static int h2d_on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uin
 
 	(void)flags;
 	(void)ud;
-	if (!st || st->fd < 0 || st->req_end) {
+	if (!st || st->fd < 0 || st->req_end || st->req_dead) {
 		(void)nghttp2_session_consume(ng, id, len); /* nobody to take it: the window stays open */
 		return 0;
 	}
@@ -1204,12 +1210,23 @@ static void h2u_st_free(struct h2u_stream *st)
 }
 
 /* nghttp2 is done with a stream whose response ended: it is over once the
- * response reached proxy.c (else the pipe's write side frees it, or
- * proxy.c's close does). */
+ * response reached proxy.c and proxy.c is done writing the request (else
+ * the pipe's write side frees it, or proxy.c's close does).  A server
+ * may answer before the request ended and reset it with NO_ERROR (RFC
+ * 9113 §8.1): the pipe stays open, the rest of the request is read and
+ * dropped, so proxy.c, still writing it, never takes the close for a
+ * reset while the response waits unread in the pipe. */
 static void h2u_st_maybe_free(struct h2u_stream *st)
 {
-	if (st->fd >= 0 && st->resp.len)
+	if (st->fd >= 0 && (st->resp.len || !st->req_end)) {
+		if (st->id < 0) {
+			mesh_buf_reset(&st->body); /* no stream left to send it on */
+			st->body_off = 0;
+			st->in_len = 0;
+		}
+		h2u_st_update(st);
 		return;
+	}
 	h2u_st_free(st);
 }
 
@@ -1356,8 +1373,12 @@ static void h2u_st_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 				st->unconsumed = 0;
 				h2u_kick(c);
 			}
-			if (st->resp_end) {
-				h2u_st_free(st);
+			if (st->resp_end && (st->req_end || st->id < 0)) {
+				if (st->req_end) {
+					h2u_st_free(st);
+					return;
+				}
+				h2u_st_maybe_free(st); /* answered early: drain the request (above) */
 				return;
 			}
 		}
@@ -1368,10 +1389,14 @@ static void h2u_st_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 
 			if (n > 0) {
 				st->in_len += (size_t)n;
-				h2u_st_parse(st);
+				if (st->id < 0 && st->resp_end)
+					st->in_len = 0; /* the stream is over: the rest of the request is dropped */
+				else
+					h2u_st_parse(st);
 			} else if (n == 0 || n != -EAGAIN) {
-				/* proxy.c gave up on the stream (client gone, timeout, retry) */
-				if (st->id > 0 && !st->resp_end)
+				/* proxy.c gave up on the stream (client gone, timeout, retry)
+				 * or is done after a response that came before the request's end */
+				if (st->id > 0 && (!st->resp_end || !st->req_end))
 					(void)nghttp2_submit_rst_stream(c->ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
 				h2u_st_close_fd(st);
 				h2u_kick(c);

@@ -68,6 +68,8 @@ class BadH2:
       goaway0   GOAWAY last-stream-id 0 (the stream was never processed), close
       goawaymid response HEADERS and half a message, then GOAWAY and close
       nostatus  200 application/grpc, one message, trailers without grpc-status
+      early     the whole response at once, then RST_STREAM NO_ERROR: the
+                request body is not wanted (RFC 9113 8.1)
     It counts the request streams it saw."""
 
     def __init__(self, ip="127.0.0.1"):
@@ -145,7 +147,8 @@ class BadH2:
             return False
         trailers = [("x-no", "status")] if mode == "nostatus" else [("grpc-status", "0")]
         s.sendall(frame(HEADERS, END_HEADERS, sid, head) + frame(h2raw.DATA, 0, sid, grpc_msg(b"ok")) +
-                  frame(HEADERS, END_HEADERS | END_STREAM, sid, hp_block(trailers)))
+                  frame(HEADERS, END_HEADERS | END_STREAM, sid, hp_block(trailers)) +
+                  (h2raw.rst(sid, h2raw.NO_ERROR) if mode == "early" else b""))
         return True
 
     def stop(self):
@@ -204,12 +207,16 @@ class RawH1:
 
 
 class BidiApp:
-    """python3-grpcio server: test.Echo/Bidi answers every message at once."""
+    """python3-grpcio server: test.Echo/Bidi answers every message at once;
+    Count (client streaming) answers the number of bytes received; Blob
+    (server streaming) sends N messages of 64 KiB (N = the request's byte)."""
 
     def __init__(self, port):
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         handler = grpc.method_handlers_generic_handler("test.Echo", {
             "Bidi": grpc.stream_stream_rpc_method_handler(lambda it, ctx: (b"re:" + m for m in it)),
+            "Count": grpc.stream_unary_rpc_method_handler(lambda it, ctx: b"%d" % sum(len(m) for m in it)),
+            "Blob": grpc.unary_stream_rpc_method_handler(lambda r, ctx: (bytes([i % 251]) * 65536 for i in range(r[0]))),
         })
         self.server.add_generic_rpc_handlers((handler,))
         self.server.add_insecure_port("127.0.0.1:%d" % port)
@@ -455,6 +462,19 @@ class MeshH2HostileTest(MeshCase):
         self.assertEqual(got[1][3], grpc_msg(b"ok"))
         self.assertEqual(self.bad_call([]), (b"ok", 1))
 
+    def test_upstream_early_response_stops_the_upload(self):
+        # a client-streaming call the server answers at once, resetting the
+        # upload with NO_ERROR: the client gets the answer, nothing hangs
+        with self.bad.lock:
+            self.bad.plan = ["early"]
+        chan = self.channel("bad")
+        try:
+            stub = chan.stream_unary("/test.Bad/Upload")
+            self.assertEqual(stub(iter([b"u" * 65536] * 64), timeout=20), b"ok")
+        finally:
+            chan.close()
+        self.assertEqual(self.bad_call([]), (b"ok", 1))
+
     # ------------------------------------------------------------ gRPC
 
     def test_grpc_bidi_streaming_interleaved(self):
@@ -476,6 +496,19 @@ class MeshH2HostileTest(MeshCase):
             self.assertEqual(got, [b"re:m%d" % i for i in range(5)])
         finally:
             q.put(None)
+            chan.close()
+
+    def test_grpc_large_streams_both_ways(self):
+        # 8 MiB up and 8 MiB down through both HTTP/2 legs: flow-control
+        # windows are given back as bytes move on (nothing stalls, nothing lost)
+        chan = self.channel("bidi")
+        try:
+            n = chan.stream_unary("/test.Echo/Count")(iter([b"u" * 65536] * 128), timeout=60)
+            self.assertEqual(n, b"%d" % (128 * 65536))
+            got = list(chan.unary_stream("/test.Echo/Blob")(bytes([128]), timeout=60))
+            self.assertEqual(len(got), 128)
+            self.assertTrue(all(m == bytes([i % 251]) * 65536 for i, m in enumerate(got)))
+        finally:
             chan.close()
 
     def test_grpc_timeout_edge_values(self):
