@@ -50,6 +50,9 @@
 #define H2_PIPE_IN_MAX (H1_DEFAULT_MAX_HEAD_BYTES + 8192) /* HTTP/1.1 bytes read from a stream's pipe */
 #define H2_GRPC_MSG_MAX 1024        /* a local reply's body kept as grpc-message */
 #define H2_NV_MAX (H1_DEFAULT_MAX_HEADERS + 8)
+/* How long a session that was told to close (idle, or too many streams
+ * cut) may take to flush its GOAWAY to a client that does not read. */
+#define H2D_CLOSE_GRACE_MS 5000
 
 static const char h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -310,6 +313,9 @@ struct h2d_conn {
 	struct h2d_stream streams;  /* sentinel */
 	unsigned nactive;            /* streams with a pipe to proxy.c (requests being served) */
 	int peer_eof, dead, closing;
+	/* token bucket of streams cut while proxy.c served them (h2d_cut_stream) */
+	uint64_t cut_tokens_at;      /* ev_now() of the last refill */
+	double cut_tokens;
 };
 
 static struct h2d_conn *h2d_all;
@@ -785,12 +791,45 @@ static int h2d_on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uin
 	return 0;
 }
 
+/* Streams cut while proxy.c was serving them (a pipe open, no complete
+ * response): each cost a request's worth of work (routing, an upstream
+ * attempt) for nothing.  nghttp2 limits the RST_STREAM frames a client
+ * sends (rapid reset, CVE-2023-44487) but not the resets a client makes
+ * the server send with a bad frame on a stream it just opened (WINDOW_UPDATE
+ * overflow, DATA past content-length...: "MadeYouReset", CVE-2025-8671);
+ * this counts both, with nghttp2's rapid-reset budget: a burst of
+ * H2D_CUT_BURST, then H2D_CUT_RATE a second; past it, GOAWAY
+ * ENHANCE_YOUR_CALM. */
+#define H2D_CUT_BURST 1000
+#define H2D_CUT_RATE 100
+
+static void h2d_cut_stream(struct h2d_conn *c)
+{
+	uint64_t now = ev_now(c->e->loop);
+
+	c->cut_tokens += (double)(now - c->cut_tokens_at) * H2D_CUT_RATE / 1000.0;
+	if (c->cut_tokens > H2D_CUT_BURST)
+		c->cut_tokens = H2D_CUT_BURST;
+	c->cut_tokens_at = now;
+	if (c->cut_tokens >= 1.0) {
+		c->cut_tokens -= 1.0;
+		return;
+	}
+	if (!c->closing) {
+		log_debug("meshproxy", "http2 downstream %s: too many streams cut, closing", c->o.peer_ip);
+		c->closing = 1;
+		(void)nghttp2_session_terminate_session(c->ng, NGHTTP2_ENHANCE_YOUR_CALM);
+		ev_timer_arm(c->e->loop, &c->idle, H2D_CLOSE_GRACE_MS);
+	}
+}
+
 static int h2d_on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void *ud)
 {
 	struct h2d_stream *st = nghttp2_session_get_stream_user_data(ng, id);
 
-	(void)code;
 	(void)ud;
+	if (st && code != NGHTTP2_NO_ERROR && st->fd >= 0 && !st->resp_end)
+		h2d_cut_stream(st->c);
 	if (st) {
 		nghttp2_session_set_stream_user_data(ng, id, NULL);
 		h2d_st_free(st); /* closing the pipe tells proxy.c the client went away, if it had not finished */
@@ -818,10 +857,6 @@ static void h2d_free(struct h2d_conn *c)
 	px_listener_unref(c->o.l);
 	free(c);
 }
-
-/* How long a session that was told to close (idle GOAWAY) may take to
- * flush it to a client that does not read, before the socket is closed. */
-#define H2D_CLOSE_GRACE_MS 5000
 
 /*
  * Envoy's idle_timeout (HttpProtocolOptions, 1 h unless the HCM sets it):
@@ -1010,6 +1045,8 @@ int px_h2d_start(struct engine *e, int fd, const struct px_transport_ops *tops, 
 	ev_io_init(&c->io, fd, h2d_cb, c);
 	ev_defer_init(&c->pump, h2d_pump_cb, c);
 	ev_timer_init(&c->idle, h2d_idle_cb, c);
+	c->cut_tokens = H2D_CUT_BURST;
+	c->cut_tokens_at = ev_now(e->loop);
 	cb = h2_callbacks();
 	opt = h2_options();
 	if (!cb || !opt)

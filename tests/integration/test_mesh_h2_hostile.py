@@ -363,6 +363,26 @@ class MeshH2HostileTest(MeshCase):
         self.assertLess(self.b["web"].count() - before, 1100)
         self.assert_serving()
 
+    def test_made_you_reset_goaway(self):
+        # "MadeYouReset" (CVE-2025-8671): each stream opened valid, then
+        # made invalid (a WINDOW_UPDATE overflowing its window) so that the
+        # server resets it -- nghttp2 1.52 does not count those resets, and
+        # each stream had cost a request's routing and upstream attempt.
+        # Past the rapid-reset budget: GOAWAY ENHANCE_YOUR_CALM
+        blk = hp_block(req_fields(self.auth, "/delay/300"))
+        c = H2Raw(self.px.out_port)
+        try:
+            try:
+                for i in range(5000):
+                    sid = 1 + 2 * i
+                    c.send(frame(HEADERS, END_HEADERS | END_STREAM, sid, blk) + h2raw.window_update(sid, 0x7fffffff))
+            except OSError:
+                pass  # closed on us
+            self.assertEqual(self.goaway_code(c), h2raw.ENHANCE_YOUR_CALM)
+        finally:
+            c.close()
+        self.assert_serving()
+
     def test_more_streams_than_advertised_refused(self):
         # we advertise 128: 200 request streams left open (no END_STREAM):
         # the ones past 128 are refused (REFUSED_STREAM, safe to retry),
