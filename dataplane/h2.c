@@ -431,9 +431,40 @@ static int h2d_submit_head(struct h2d_stream *st, const struct h1_head *h)
 	return rc;
 }
 
+/*
+ * grpc-message is percent-encoded (gRPC over HTTP/2, "Percent-Encoded"; as
+ * Envoy's Grpc::Utility::PercentEncoding::encode): bytes outside 0x20-0x7e,
+ * and '%', become %XX.  A local reply's body (an HTML error page from an
+ * HTTP/1.1 server) carries CR, LF or NUL, which HTTP/2 forbids in a field
+ * value (RFC 9113 §8.2.1): strict clients reset the stream on them.
+ * Writes into out (up to cap - 1 bytes, whole escapes only); returns the length.
+ */
+static size_t grpc_msg_encode(const char *in, size_t len, char *out, size_t cap)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t i, o = 0;
+
+	for (i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)in[i];
+
+		if (ch >= 0x20 && ch <= 0x7e && ch != '%') {
+			if (o + 1 >= cap)
+				break;
+			out[o++] = (char)ch;
+		} else {
+			if (o + 3 >= cap)
+				break;
+			out[o++] = '%';
+			out[o++] = hex[ch >> 4];
+			out[o++] = hex[ch & 15];
+		}
+	}
+	return o;
+}
+
 static void h2d_submit_grpc_local(struct h2d_stream *st)
 {
-	char code[8];
+	char code[8], msg[H2_GRPC_MSG_MAX * 3 + 1];
 	nghttp2_nv nv[5];
 	size_t n = 0;
 
@@ -442,7 +473,7 @@ static void h2d_submit_grpc_local(struct h2d_stream *st)
 	nv[n++] = nv_make("content-type", "application/grpc", 16);
 	nv[n++] = nv_make("grpc-status", code, strlen(code));
 	if (st->gmsg.len)
-		nv[n++] = nv_make("grpc-message", st->gmsg.data, st->gmsg.len);
+		nv[n++] = nv_make("grpc-message", msg, grpc_msg_encode(st->gmsg.data, st->gmsg.len, msg, sizeof(msg)));
 	(void)nghttp2_submit_response(st->c->ng, st->id, nv, n, NULL);
 	st->submitted = 1;
 }

@@ -163,6 +163,8 @@ class RawH1:
 
     RESP = {
         "/204cl": b"HTTP/1.1 204 No Content\r\ncontent-length: 5\r\n\r\n",
+        "/test.Html/Call": b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/html\r\ncontent-length: 41\r\n\r\n"
+                           b"<html>\r\n<b>down</b>\r\n100% \xc3\xa9t\xc3\xa9 \x00\x7f</html>",
         "/trailers": b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n"
                      b"content-length: 5\r\nhost: x\r\nconnection: close\r\nkeep-alive: 1\r\nx-ok: 1\r\n\r\n",
     }
@@ -404,11 +406,11 @@ class MeshH2HostileTest(MeshCase):
 
     # ------------------------------------------------------------ HTTP/1.1 responses onto HTTP/2
 
-    def curl_h2(self, path):
-        """curl --http2-prior-knowledge to raw: (exit code, "< " lines of curl -v, body)."""
+    def curl_h2(self, path, *args):
+        """curl --http2-prior-knowledge to raw: (exit code, "< " lines of curl -v, body, stderr)."""
         out = subprocess.run(["curl", "-sS", "-v", "--max-time", "20", "--http2-prior-knowledge",
-                              "-H", "Host: %s:%d" % (fqdn("raw"), PORT),
-                              "http://127.0.0.1:%d%s" % (self.px.out_port, path)], capture_output=True, timeout=30)
+                              "-H", "Host: %s:%d" % (fqdn("raw"), PORT)] + list(args) +
+                             ["http://127.0.0.1:%d%s" % (self.px.out_port, path)], capture_output=True, timeout=30)
         err = out.stderr.decode("latin-1")
         return out.returncode, [x[2:].strip() for x in err.splitlines() if x.startswith("< ")], out.stdout, err
 
@@ -429,6 +431,26 @@ class MeshH2HostileTest(MeshCase):
         self.assertEqual(body, b"ok")
         trailers = lines[lines.index("") + 1:]
         self.assertEqual(trailers, ["x-ok: 1"], lines)
+
+    def test_grpc_local_reply_message_percent_encoded(self):
+        # a gRPC call answered by an HTTP/1.1 server's 503 HTML page: the
+        # body becomes grpc-message, percent-encoded as gRPC says (CR, LF and
+        # NUL in an HTTP/2 field value made strict clients reset the stream)
+        rc, lines, _, err = self.curl_h2("/test.Html/Call", "-H", "content-type: application/grpc",
+                                         "--data-binary", "x")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("grpc-status: 14", lines)
+        self.assertIn("grpc-message: <html>%0D%0A<b>down</b>%0D%0A100%25 %C3%A9t%C3%A9 %00%7F</html>", lines)
+        # and grpcio decodes it back to the page
+        chan = grpc.insecure_channel("127.0.0.1:%d" % self.px.out_port,
+                                     options=[("grpc.default_authority", "%s:%d" % (fqdn("raw"), PORT))])
+        try:
+            with self.assertRaises(grpc.RpcError) as cm:
+                chan.unary_unary("/test.Html/Call")(b"x", timeout=20)
+        finally:
+            chan.close()
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAVAILABLE)
+        self.assertEqual(cm.exception.details(), "<html>\r\n<b>down</b>\r\n100% \u00e9t\u00e9 \x00\x7f</html>")
 
     # ------------------------------------------------------------ upstream
 
