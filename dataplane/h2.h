@@ -26,7 +26,11 @@
  * windows we advertise are re-opened only as bytes move on (nghttp2's
  * automatic WINDOW_UPDATE is off), header blocks are capped, the number of
  * concurrent streams is capped, and nghttp2's flood limits (SETTINGS, PING,
- * RST_STREAM, CONTINUATION) end a hostile connection with GOAWAY.
+ * RST_STREAM, CONTINUATION) end a hostile connection with GOAWAY.  h2.c
+ * adds what nghttp2 1.52 lacks: streams cut while being served (client
+ * resets and resets the client provoked, "MadeYouReset") share the
+ * rapid-reset budget, and a session serving no request for the HCM's
+ * idle_timeout is closed (GOAWAY NO_ERROR), so half a frame cannot hold it.
  */
 #ifndef MESH_DATAPLANE_H2_H
 #define MESH_DATAPLANE_H2_H
