@@ -23,16 +23,34 @@ sidecar's (200 from the application = ALLOW; 403 `RBAC: access denied` =
 DENY; a TCP case: bytes back = ALLOW, the connection closed with nothing =
 DENY), the table's, and meshctl's (the full text, which names the policy).
 
+Peers with an identity (issue 12: mTLS in meshproxy).  meshd runs its CA
+(--ca-dir, a root made at test time; --ca-token-file: one bearer token per
+identity the table names) and the sidecar gets its own certificate from it
+(spiffe://cluster.local/ns/foo/sa/httpbin).  For every principal of the
+table the test asks meshd's CA for a certificate the way a sidecar does
+(CreateCertificate with that identity's token, a key made here), and a
+request of that principal goes over mutual TLS with it, from the row's
+source address, with the row's SNI (none when the row has none), straight
+to the sidecar's inbound port: the sidecar verifies the chain and judges
+the request with the URI SAN as source.principal (namespaces and
+serviceAccounts derived from it).  The workload is STRICT (a
+PeerAuthentication in the case's file) for every case without a plaintext
+row, PERMISSIVE for a case with one (no_peer rows go in plaintext, the
+others still over mTLS); the test waits until the served inbound chains
+are the mode's (STRICT: TLS chains only) and checks under STRICT that a
+plaintext connection is refused before RBAC.  The peer here is a TLS client
+holding the certificate meshd's CA issued for the identity, not a client
+meshproxy: a sidecar cannot send the table's SNIs or source addresses,
+and sidecar-to-sidecar mTLS is test_mesh_mtls.py's.
+
 Requests this setup cannot send as the table wrote them are replayed
 without the part it cannot express, when meshctl says that part does not
 change the answer, and otherwise not sent (counted and printed, never a
 silent pass):
-  - a peer principal (every request the table does not mark no_peer): the
-    sidecar has no mTLS yet, so the request goes in plaintext and is
-    replayed only if meshctl's answer without a peer is the table's answer.
-    Rows whose decision depends on the identity are skipped UNTIL mTLS
-    LANDS IN MESHPROXY (issue 12's TLS part);
-  - an SNI: the same (no TLS yet);
+  - a principal meshd's CA does not issue (another trust domain than
+    cluster.local, a namespace that is not a DNS name): the request goes
+    in plaintext;
+  - an SNI on a plaintext (no_peer) row;
   - a source or destination address outside 127.0.0.0/8 (IPv4 loopback
     only here).
 """
@@ -40,15 +58,20 @@ import http.client
 import json
 import os
 import re
+import shutil
 import socket
+import ssl
 import subprocess
+import tempfile
 import unittest
 
+import grpc
 import yaml
 
 import meshhttp
 from meshhttp import Backend, Sidecar, slow
 from meshtest import MESHCTL, ROOT, Meshd, free_port, wait_for
+from test_ca import CREATE, cert_request, strings_of
 
 CASES = os.path.join(ROOT, "tests", "data", "authz", "cases.yaml")
 NS = "foo"
@@ -63,6 +86,16 @@ TABLE_PORTS = [8080, 8443, 9000, 9090, 15000]
 # a TCP port of the workload (cases with `tcp: true` send to it)
 TCP_TABLE_PORT = 9100
 POLICY_WAIT_S = 120 if slow() else 30
+TRUST_DOMAIN = "cluster.local"
+SERVER_ID = "spiffe://cluster.local/ns/foo/sa/httpbin"
+PEER_AUTHN = """---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: httpbin, namespace: foo}
+spec:
+  selector: {matchLabels: {app: httpbin}}
+  mtls: {mode: %s}
+"""
 
 
 def load_table():
@@ -107,6 +140,34 @@ def meshctl_check(config_dir, req, verbose=False, tcp=False):
     if r.returncode not in (0, 1):
         raise AssertionError("meshctl authz check: exit %d\n%s%s" % (r.returncode, r.stdout, r.stderr))
     return json.loads(r.stdout)
+
+
+def table_principals(table):
+    """Every principal the table's requests carry (defaults included)."""
+    out = {table["defaults"]["request"]["principal"]}
+    for case in table["cases"]:
+        for chk in case["checks"]:
+            p = (chk.get("request") or {}).get("principal")
+            if p:
+                out.add(p)
+    return sorted(out)
+
+
+def issuable(principal):
+    """meshd's CA can issue it: its trust domain, a namespace and service
+    account that are DNS names (what --ca-token-file accepts)."""
+    parts = principal.split("/")
+    dns = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    return (len(parts) == 5 and parts[0] == TRUST_DOMAIN and parts[1] == "ns" and parts[3] == "sa"
+            and all(dns.match(x) for x in (parts[2], parts[4])))
+
+
+def case_mode(case, defaults):
+    """STRICT unless a request of the case goes in plaintext (no_peer, or a
+    principal meshd's CA does not issue)."""
+    reqs = [merged_request(defaults, c) for c in case["checks"]]
+    plain = any(r.get("no_peer") or not issuable(r["principal"]) for r in reqs)
+    return "PERMISSIVE" if plain else "STRICT"
 
 
 def rules_of(filter_json):
@@ -167,24 +228,72 @@ class MeshAuthzTest(unittest.TestCase):
         cls.table = load_table()
         cls.defaults = cls.table["defaults"]["request"]
         cls.port_map = {p: free_port() for p in TABLE_PORTS + [TCP_TABLE_PORT]}
+        cls.tmp = tempfile.mkdtemp(prefix="mesh-authz-")
         cls.app = Backend("app", "127.0.0.1")
         http_ports = [cls.port_map[p] for p in TABLE_PORTS]
         tcp_port = cls.port_map[TCP_TABLE_PORT]
+        # one CA token per identity: the server's, and every principal of the table in meshd's trust domain
+        cls.peers = [p for p in table_principals(cls.table) if issuable(p)]
+        tokens = os.path.join(cls.tmp, "tokens")
+        with open(tokens, "w") as f:
+            f.write("httpbin-token foo httpbin\n")
+            for i, p in enumerate(cls.peers):
+                parts = p.split("/")
+                f.write("peer-%d %s %s\n" % (i, parts[2], parts[4]))
+        with open(os.path.join(cls.tmp, "httpbin.token"), "w") as f:
+            f.write("httpbin-token\n")
+        ca_dir = os.path.join(cls.tmp, "ca")
         cls.meshd = Meshd({"service.yaml": service_yaml(http_ports, tcp_port, cls.app.port),
-                           "sidecar.yaml": sidecar_yaml(http_ports, tcp_port, cls.app.port)})
+                           "sidecar.yaml": sidecar_yaml(http_ports, tcp_port, cls.app.port)},
+                          extra_args=["--ca-dir", ca_dir, "--ca-token-file", tokens])
         cls.sc = None
+        cls.tls = {}
         try:
             cls.meshd.start()
+            cls.root = os.path.join(ca_dir, "root-cert.pem")
             # meshhttp's Sidecar names its node after meshhttp.NS: the table's workload is in foo
             saved, meshhttp.NS = meshhttp.NS, NS
             try:
-                cls.sc = Sidecar(cls.meshd, "httpbin-1", "app=httpbin,version=v1")
+                cls.sc = Sidecar(cls.meshd, "httpbin-1", "app=httpbin,version=v1", args=[
+                    "--ca-addr", "127.0.0.1:%d" % cls.meshd.secure_port, "--root-cert", cls.root,
+                    "--token-file", os.path.join(cls.tmp, "httpbin.token"), "--service-account", "httpbin"])
             finally:
                 meshhttp.NS = saved
+            cls.tls = cls.peer_contexts()
             cls.sc.wait_ready()
+            wait_for(lambda: json.loads(cls.sc.admin("/certs")[1])["generation"] >= 1,
+                     timeout=POLICY_WAIT_S, what="the sidecar's workload certificate")
         except BaseException:
             cls.tearDownClass()
             raise
+
+    @classmethod
+    def peer_contexts(cls):
+        """{principal: client SSLContext} holding the certificate meshd's CA
+        issued to that identity (CreateCertificate with its token, as a
+        sidecar asks; one key made here serves every identity)."""
+        key = os.path.join(cls.tmp, "peer.key")
+        subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-out", key], check=True, capture_output=True, timeout=60)
+        csr = subprocess.run(["openssl", "req", "-new", "-key", key, "-subj", "/O=mesh-authz-test"],
+                             check=True, capture_output=True, timeout=60).stdout
+        with open(cls.root, "rb") as f:
+            creds = grpc.ssl_channel_credentials(root_certificates=f.read())
+        out = {}
+        with grpc.secure_channel("127.0.0.1:%d" % cls.meshd.secure_port, creds) as ch:
+            create = ch.unary_unary(CREATE)
+            for i, p in enumerate(cls.peers):
+                chain = strings_of(create(cert_request(csr, ttl=3600),
+                                          metadata=[("authorization", "Bearer peer-%d" % i)], timeout=20), 1)
+                path = os.path.join(cls.tmp, "peer-%d.pem" % i)
+                with open(path, "w") as f:
+                    f.write("".join(c if c.endswith("\n") else c + "\n" for c in chain[:-1]))
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                ctx.check_hostname = False      # the server is judged by its SPIFFE id below
+                ctx.load_verify_locations(cls.root)
+                ctx.load_cert_chain(path, key)
+                out[p] = ctx
+        return out
 
     @classmethod
     def tearDownClass(cls):
@@ -192,6 +301,7 @@ class MeshAuthzTest(unittest.TestCase):
         cls.meshd.finish(cls.app)
         if cls.sc:
             cls.sc.cleanup()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
         if rc != 0:
             raise AssertionError("meshproxy exited %s:\n%s" % (rc, logs))
 
@@ -203,15 +313,12 @@ class MeshAuthzTest(unittest.TestCase):
             text = re.sub(r"(?<![0-9A-Za-z.\-])%d(?![0-9A-Za-z])" % tp, str(real), text)
         return text
 
-    def write_policies(self, text):
-        path = os.path.join(self.meshd.config_dir, POLICY_FILE)
-        if text.strip():
-            self.meshd.write(POLICY_FILE, text)
-        elif os.path.exists(path):
-            self.meshd.remove(POLICY_FILE)
+    def write_policies(self, text, mode="PERMISSIVE"):
+        """The case's policies and the workload's mTLS mode, in one file (one push)."""
+        self.meshd.write(POLICY_FILE, text.rstrip("\n") + "\n" + PEER_AUTHN % mode)
 
     def served_rbac(self):
-        """{listener: [RBAC configs of its plaintext chain]} meshd serves the sidecar."""
+        """{listener: [(TLS chain?, [its RBAC configs]) per chain]} meshd serves the sidecar."""
         status, body = self.meshd.http("/debug/config_dump?proxyID=" + self.sc.node_id)
         if status != 200:
             return None
@@ -221,11 +328,9 @@ class MeshAuthzTest(unittest.TestCase):
                 listener = dl["activeState"]["listener"]
                 if listener.get("trafficDirection") != "INBOUND":
                     continue
-                found = []
+                chains = []
                 for chain in listener.get("filterChains", []):
-                    m = chain.get("filterChainMatch", {})
-                    if m.get("transportProtocol") == "tls":
-                        continue
+                    found = []
                     for f in chain.get("filters", []):
                         tc = f.get("typedConfig", {})
                         if tc.get("@type") == NET_RBAC:
@@ -233,7 +338,8 @@ class MeshAuthzTest(unittest.TestCase):
                         for hf in tc.get("httpFilters", []):
                             if hf.get("typedConfig", {}).get("@type") == HTTP_RBAC:
                                 found.append(rules_of(hf["typedConfig"]))
-                out[dl["name"]] = found
+                    chains.append((chain.get("filterChainMatch", {}).get("transportProtocol") == "tls", found))
+                out[dl["name"]] = chains
         return out
 
     def acked(self):
@@ -249,19 +355,26 @@ class MeshAuthzTest(unittest.TestCase):
             return lds.get("state") == "SYNCED" and lds.get("acked_version") == lds.get("sent_version")
         return False
 
-    def wait_policies(self, case):
-        """Until the sidecar has ACKed HTTP listeners whose RBAC rules are meshctl's."""
+    def wait_policies(self, case, mode="PERMISSIVE"):
+        """Until the sidecar has ACKed HTTP listeners whose RBAC rules are
+        meshctl's on every chain, with TLS chains only under STRICT and TLS
+        and plaintext ones under PERMISSIVE."""
         req = dict(self.defaults, port=self.port_map[8080])
         want = meshctl_check(self.meshd.config_dir, req, verbose=True)
         expect = [rules_of(want.get(k)) for k in ("audit", "deny", "allow") if want.get(k)]
         http_name = "0.0.0.0_%d" % self.port_map[8080]
+        kinds = {True} if mode == "STRICT" else {True, False}
         last = {}
 
         def served():
             last["rbac"] = self.served_rbac()
-            return last["rbac"] is not None and last["rbac"].get(http_name) == expect and self.acked()
+            got = (last["rbac"] or {}).get(http_name)
+            if not got or {tls for tls, _ in got} != kinds or any(r != expect for _, r in got):
+                return False
+            return self.acked()
         try:
-            wait_for(served, timeout=POLICY_WAIT_S, interval=0.1, what="case %s policies applied" % case["name"])
+            wait_for(served, timeout=POLICY_WAIT_S, interval=0.1,
+                     what="case %s policies applied (%s)" % (case["name"], mode))
         except AssertionError as e:
             raise AssertionError("%s; want %s; served %s; sidecar log tail:\n%s" % (
                 e, expect, last.get("rbac"), self.sc.logs()[-3000:]))
@@ -275,20 +388,39 @@ class MeshAuthzTest(unittest.TestCase):
                 return None, "%s %s: only IPv4 loopback here" % (field, req.get(field))
         dropped = []
         send = dict(req)
-        if not req.get("no_peer"):
+        if not req.get("no_peer") and req["principal"] not in self.tls:
             send["no_peer"] = True
-            dropped.append("principal (no mTLS in meshproxy yet)")
-        if req.get("sni"):
+            dropped.append("principal (meshd's CA issues no such identity)")
+        if req.get("sni") and send.get("no_peer"):
             send.pop("sni")
-            dropped.append("SNI (no TLS in meshproxy yet)")
+            dropped.append("SNI (a plaintext request)")
         if dropped and meshctl_check(config_dir, send, tcp=tcp)["text"] != want:
             return None, "the decision depends on the %s" % " and ".join(dropped)
         return send, None
 
+    def connect(self, req):
+        """A connection to the sidecar's port from the request's source
+        address: plaintext for no_peer, else mutual TLS with the principal's
+        certificate and the request's SNI (none without one)."""
+        s = socket.create_connection((req["destination_ip"], req["port"]), timeout=20,
+                                     source_address=(req["source_ip"], 0))
+        if req.get("no_peer"):
+            return s
+        try:
+            t = self.tls[req["principal"]].wrap_socket(s, server_hostname=req.get("sni"))
+        except BaseException:
+            s.close()
+            raise
+        san = [v for k, v in t.getpeercert().get("subjectAltName", ()) if k == "URI"]
+        if san != [SERVER_ID]:
+            t.close()
+            raise AssertionError("the sidecar presented %s, not %s" % (san, SERVER_ID))
+        return t
+
     def send_http(self, req):
         """One request to the sidecar's ingress: 'ALLOW', 'DENY' or raise."""
-        c = http.client.HTTPConnection(req["destination_ip"], req["port"], timeout=20,
-                                       source_address=(req["source_ip"], 0))
+        c = http.client.HTTPConnection(req["destination_ip"], req["port"], timeout=20)
+        c.sock = self.connect(req)
         try:
             c.putrequest(req["method"], req["path"], skip_host=True, skip_accept_encoding=True)
             c.putheader("Host", req["host"])
@@ -313,15 +445,14 @@ class MeshAuthzTest(unittest.TestCase):
 
     def send_tcp(self, req):
         """One connection to the TCP port: bytes back = ALLOW, closed without any = DENY."""
-        s = socket.create_connection((req["destination_ip"], req["port"]), timeout=20,
-                                     source_address=(req["source_ip"], 0))
+        s = self.connect(req)
         try:
             s.sendall(b"GET /tcp HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n")
             data = b""
             while True:
                 try:
                     chunk = s.recv(65536)
-                except ConnectionResetError:
+                except (ConnectionResetError, ssl.SSLError):
                     break
                 if not chunk:
                     break
@@ -336,12 +467,30 @@ class MeshAuthzTest(unittest.TestCase):
 
     # ------------------------------------------------------------ the table
 
+    def plaintext_refused(self, tcp):
+        """STRICT: a plaintext request is closed unanswered, before RBAC."""
+        before = self.app.count()
+        req = dict(self.defaults, no_peer=True,
+                   port=self.port_map[TCP_TABLE_PORT if tcp else 8080])
+        try:
+            got = (self.send_tcp if tcp else self.send_http)(req)[0]
+        except (http.client.HTTPException, OSError):
+            got = "DENY"  # the HTTP port closes the connection without a status line
+        self.assertEqual(got, "DENY", "STRICT let a plaintext request in")
+        self.assertEqual(self.app.count(), before)
+
     def test_decision_table_through_the_sidecar(self):
         ran = skipped = 0
+        sent = {"mTLS": 0, "plaintext": 0}
+        modes = {"STRICT": 0, "PERMISSIVE": 0}
         for case in self.table["cases"]:
             tcp = bool(case.get("tcp"))
-            self.write_policies(self.mapped_policies(case.get("policies") or ""))
-            self.wait_policies(case)
+            mode = case_mode(case, self.defaults)
+            self.write_policies(self.mapped_policies(case.get("policies") or ""), mode)
+            self.wait_policies(case, mode)
+            if mode == "STRICT" and not modes["STRICT"]:
+                self.plaintext_refused(tcp)
+            modes[mode] += 1
             for i, chk in enumerate(case["checks"]):
                 req = merged_request(self.defaults, chk)
                 req["port"] = self.port_map.get(int(req["port"]), req["port"])
@@ -356,14 +505,20 @@ class MeshAuthzTest(unittest.TestCase):
                         continue
                     got, body = (self.send_tcp if tcp else self.send_http)(send)
                     ran += 1
-                    print("  %-45s #%d proxy=%-5s meshctl=%-5s table=%s" % (
-                        case["name"], i, got, ctl["decision"], want))
+                    how = "plaintext" if send.get("no_peer") else "mTLS"
+                    sent[how] += 1
+                    print("  %-45s #%d %-10s %-9s proxy=%-5s meshctl=%-5s table=%s" % (
+                        case["name"], i, mode, how, got, ctl["decision"], want))
                     # a path the HCM refuses is 400, before RBAC: the table writes "DENY (400: ..."
                     self.assertEqual(got, want[:len(got)] if got.startswith("DENY (400") else want.split()[0],
                                      "proxy vs table (%r)" % body[:200])
-        print("authz through meshproxy: %d cases, %d requests replayed (proxy = table = meshctl), %d skipped" % (
-            len(self.table["cases"]), ran, skipped))
-        self.assertGreater(ran, 0)
+        print("authz through meshproxy: %d cases (%d STRICT, %d PERMISSIVE), %d requests replayed "
+              "(%d over mTLS, %d plaintext; proxy = table = meshctl), %d skipped" % (
+                  len(self.table["cases"]), modes["STRICT"], modes["PERMISSIVE"], ran,
+                  sent["mTLS"], sent["plaintext"], skipped))
+        self.assertGreater(sent["mTLS"], 0)
+        self.assertGreater(sent["plaintext"], 0)
+        self.assertGreater(modes["STRICT"], 0)
 
     # ------------------------------------------------------------ stats, dry-run, audit
 
