@@ -43,6 +43,14 @@ holding the certificate meshd's CA issued for the identity, not a client
 meshproxy: a sidecar cannot send the table's SNIs or source addresses,
 and sidecar-to-sidecar mTLS is test_mesh_mtls.py's.
 
+HTTP/2 (test_h2_streams_judged): h2c prior knowledge (curl) and gRPC
+(python3-grpcio, plaintext) to the same ingress port, under an ALLOW policy
+on paths and destination.ip: every stream is judged with the address the
+client dialled (a stream reaches proxy.c over a socketpair: h2.c carries
+the session socket's local address), a denied gRPC call ends
+PERMISSION_DENIED.  A principal on an HTTP/2 stream needs HTTP/2 over TLS
+(ALPN h2 on inbound), which is branch h2tls's (its test_mesh_grpc_mtls).
+
 Requests this setup cannot send as the table wrote them are replayed
 without the part it cannot express, when meshctl says that part does not
 change the answer, and otherwise not sent (counted and printed, never a
@@ -580,6 +588,69 @@ spec:
         tcp = dict(self.defaults, port=self.port_map[TCP_TABLE_PORT], no_peer=True)
         self.assertEqual(self.send_tcp(tcp)[0], "DENY")
         self.assertGreaterEqual(self.counters().get("tcp.rbac.denied", 0) - before.get("tcp.rbac.denied", 0), 1)
+
+    # ------------------------------------------------------------ HTTP/2 streams
+
+    def h2c(self, dst_ip, path):
+        """curl --http2-prior-knowledge to the 8080 ingress on dst_ip: (status, body, protocol)."""
+        out = subprocess.run(["curl", "-s", "-S", "--http2-prior-knowledge", "--max-time", "20",
+                              "-H", "Host: " + HOST, "-o", "-", "-w", "\n%{http_code} %{http_version}",
+                              "http://%s:%d%s" % (dst_ip, self.port_map[8080], path)],
+                             capture_output=True, timeout=30)
+        body, _, tail = out.stdout.decode(errors="replace").rpartition("\n")
+        code, _, version = tail.partition(" ")
+        return int(code or 0), body, version
+
+    def test_h2_streams_judged(self):
+        """RBAC on HTTP/2 streams (h2c prior knowledge and gRPC) sees the
+        path, the destination address the client dialled (carried from the
+        session's socket: each stream's own connection is a socketpair) and
+        no peer on plaintext; a denied gRPC call is PERMISSION_DENIED (Envoy
+        maps the 403), with RBAC's message."""
+        policies = """apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: allow-h2, namespace: foo}
+spec:
+  rules:
+  - to: [{operation: {paths: ["/allowed*", "/echo.Echo/Say"]}}]
+    when: [{key: destination.ip, values: ["127.0.0.1"]}]
+  - to: [{operation: {paths: ["/peer-only"]}}]
+    from: [{source: {principals: ["*"]}}]
+"""
+        self.write_policies(policies)
+        self.wait_policies({"name": "h2"})
+        port = self.port_map[8080]
+        for dst, path in (("127.0.0.1", "/allowed"), ("127.0.0.2", "/allowed"),
+                          ("127.0.0.1", "/other"), ("127.0.0.1", "/peer-only")):
+            with self.subTest(dst=dst, path=path):
+                want = meshctl_check(self.meshd.config_dir, dict(
+                    self.defaults, port=port, destination_ip=dst, path=path, method="GET", no_peer=True))
+                before = self.app.count()
+                status, body, version = self.h2c(dst, path)
+                self.assertEqual(version, "2", "not HTTP/2")
+                got = "ALLOW" if status == 200 and self.app.count() == before + 1 else \
+                    "DENY" if status == 403 and body == DENIED_BODY.decode() else "%d %r" % (status, body)
+                print("  h2c %s%s proxy=%s meshctl=%s" % (dst, path, got, want["text"]))
+                self.assertEqual(got, want["decision"])
+                self.assertEqual(got, "ALLOW" if path == "/allowed" and dst == "127.0.0.1" else "DENY")
+                if got == "ALLOW":
+                    self.assertEqual(self.app.last()[1], path)
+        with grpc.insecure_channel("127.0.0.1:%d" % port, options=[("grpc.default_authority", HOST)]) as ch:
+            with self.assertRaises(grpc.RpcError) as denied:
+                ch.unary_unary("/echo.Echo/Deny")(b"", timeout=20)
+            self.assertEqual(denied.exception.code(), grpc.StatusCode.PERMISSION_DENIED)
+            self.assertEqual(denied.exception.details(), DENIED_BODY.decode())
+            # allowed: it reaches the application (an HTTP/1.1 server, not
+            # gRPC: whatever the call ends with, not PERMISSION_DENIED)
+            before = self.app.count()
+            try:
+                ch.unary_unary("/echo.Echo/Say")(b"", timeout=20)
+                code = grpc.StatusCode.OK
+            except grpc.RpcError as e:
+                code = e.code()
+            self.assertNotEqual(code, grpc.StatusCode.PERMISSION_DENIED)
+            self.assertEqual(self.app.count(), before + 1)
+            self.assertEqual(self.app.last()[1], "/echo.Echo/Say")
 
 
 if __name__ == "__main__":
