@@ -40,8 +40,11 @@ others still over mTLS); the test waits until the served inbound chains
 are the mode's (STRICT: TLS chains only) and checks under STRICT that a
 plaintext connection is refused before RBAC.  The peer here is a TLS client
 holding the certificate meshd's CA issued for the identity, not a client
-meshproxy: a sidecar cannot send the table's SNIs or source addresses,
-and sidecar-to-sidecar mTLS is test_mesh_mtls.py's.
+meshproxy (a sidecar cannot send the table's SNIs, source addresses or
+hosts, and a meshproxy per identity would cost ~20 processes);
+test_client_sidecars_by_principal sends through two real client
+meshproxies (foo/sleep, bar/sleep: auto mTLS from their outbound ports)
+to the STRICT server and checks one principal allowed, one denied.
 
 HTTP/2 (test_h2_streams_judged): h2c prior knowledge (curl) and gRPC
 (python3-grpcio, plaintext) to the same ingress port, under an ALLOW policy
@@ -225,7 +228,7 @@ kind: WorkloadEntry
 metadata: {name: httpbin-1, namespace: foo}
 spec:
   address: 127.0.0.1
-  labels: {app: httpbin, version: v1}
+  labels: {app: httpbin, version: v1, security.istio.io/tlsMode: istio}
   serviceAccount: httpbin
 """ % {"host": HOST, "ports": plist}
 
@@ -588,6 +591,72 @@ spec:
         tcp = dict(self.defaults, port=self.port_map[TCP_TABLE_PORT], no_peer=True)
         self.assertEqual(self.send_tcp(tcp)[0], "DENY")
         self.assertGreaterEqual(self.counters().get("tcp.rbac.denied", 0) - before.get("tcp.rbac.denied", 0), 1)
+
+    # ------------------------------------------------------------ client sidecars
+
+    def client_sidecar(self, principal):
+        """A client meshproxy holding principal's identity from meshd's CA."""
+        i = self.peers.index(principal)
+        ns, sa = principal.split("/")[2], principal.split("/")[4]
+        token = os.path.join(self.tmp, "peer-%d.token" % i)
+        with open(token, "w") as f:
+            f.write("peer-%d\n" % i)
+        saved, meshhttp.NS = meshhttp.NS, ns
+        try:
+            return Sidecar(self.meshd, sa + "-1", "app=" + sa, args=[
+                "--ca-addr", "127.0.0.1:%d" % self.meshd.secure_port, "--root-cert", self.root,
+                "--token-file", token, "--service-account", sa])
+        finally:
+            meshhttp.NS = saved
+
+    def test_client_sidecars_by_principal(self):
+        """Sidecar to sidecar: two client meshproxies (foo/sleep, bar/sleep)
+        call the workload through their outbound ports; auto mTLS carries
+        each one's identity to the STRICT server sidecar, which allows one
+        principal and denies the other, as meshctl says."""
+        allowed, other = "cluster.local/ns/foo/sa/sleep", "cluster.local/ns/bar/sa/sleep"
+        policies = """apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: only-foo-sleep, namespace: foo}
+spec:
+  rules:
+  - from: [{source: {principals: ["%s"]}}]
+""" % allowed
+        clients = {}
+        try:
+            for p in (allowed, other):
+                clients[p] = self.client_sidecar(p)
+            self.write_policies(policies, "STRICT")
+            self.wait_policies({"name": "client-sidecars"}, "STRICT")
+            port = self.port_map[8080]
+            for p, c in clients.items():
+                c.wait_ready()
+                wait_for(lambda: json.loads(c.admin("/certs")[1])["generation"] >= 1,
+                         timeout=POLICY_WAIT_S, what="a certificate for " + p)
+            for p, c in clients.items():
+                with self.subTest(principal=p):
+                    want = meshctl_check(self.meshd.config_dir, dict(
+                        self.defaults, port=port, principal=p, path="/from-sidecar", method="GET",
+                        host="%s:%d" % (HOST, port)))
+                    before = self.app.count()
+                    r = c.request("http://%s:%d/from-sidecar" % (HOST, port))
+                    got = "ALLOW" if r.status == 200 and r.headers.get("x-backend") == "app" else \
+                        "DENY" if r.status == 403 and r.body == DENIED_BODY else "%d %r" % (r.status, r.body[:200])
+                    print("  client sidecar %s proxy=%s meshctl=%s" % (p, got, want["text"]))
+                    self.assertEqual(got, want["decision"])
+                    self.assertEqual(got, "ALLOW" if p == allowed else "DENY")
+                    if got == "ALLOW":
+                        self.assertEqual(self.app.count(), before + 1)
+                        # the server sidecar saw the client sidecar's certificate
+                        self.assertIn("URI=spiffe://" + p, self.app.last()[2].get("x-forwarded-client-cert", ""))
+        finally:
+            bad = {}
+            for p, c in clients.items():
+                rc = c.stop()
+                if rc != 0:
+                    bad[p] = (rc, c.logs()[-3000:])
+                c.cleanup()
+            self.assertEqual(bad, {}, "client meshproxy exited non-zero")
 
     # ------------------------------------------------------------ HTTP/2 streams
 
