@@ -3448,11 +3448,11 @@ int px_dconn_adopt(struct engine *e, int fd, const struct px_conn_origin *o, int
 	ev_defer_init(&d->tls_rd, d_tls_rd, d);
 	memcpy(d->peer_ip, o->peer_ip, sizeof(d->peer_ip));
 	d->peer_port = o->peer_port;
+	d->local = o->local;
+	d->local_len = o->local_len;
 	d->dst = o->dst;
 	d->dst_len = o->dst_len;
 	d->captured = o->captured;
-	d->local = o->local;
-	d->local_len = o->local_len;
 	if (!e->dconns) {
 		e->dconns = calloc(1, sizeof(*e->dconns));
 		if (!e->dconns) {
@@ -3509,11 +3509,11 @@ int px_dconn_use_h2(struct px_dconn *d)
 	o.captured = d->captured;
 	o.dst = d->dst;
 	o.dst_len = d->dst_len;
-	memcpy(o.peer_ip, d->peer_ip, sizeof(o.peer_ip));
-	o.peer_port = d->peer_port;
 	/* issue 12: every stream's connection is a socketpair; the address the
 	 * client dialled (RBAC's destination.ip) is this socket's */
 	o.local_len = d_local_addr(d, &o.local);
+	memcpy(o.peer_ip, d->peer_ip, sizeof(o.peer_ip));
+	o.peer_port = d->peer_port;
 	/* one registration per fd: the session registers it again */
 	ev_io_stop(e->loop, &d->io);
 	/* the transport's context: NULL for raw TCP (the TLS transport passes its own) */
