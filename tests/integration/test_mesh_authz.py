@@ -59,8 +59,9 @@ without the part it cannot express, when meshctl says that part does not
 change the answer, and otherwise not sent (counted and printed, never a
 silent pass):
   - a principal meshd's CA does not issue (another trust domain than
-    cluster.local, a namespace that is not a DNS name): the request goes
-    in plaintext;
+    cluster.local, a namespace that is not a DNS name) is signed here with
+    the CA's key from --ca-dir (a certificate chaining to the mesh root,
+    as a federated workload's would): no row is left out for it;
   - an SNI on a plaintext (no_peer) row;
   - a source or destination address outside 127.0.0.0/8 (IPv4 loopback
     only here).
@@ -173,11 +174,11 @@ def issuable(principal):
             and all(dns.match(x) for x in (parts[2], parts[4])))
 
 
-def case_mode(case, defaults):
+def case_mode(case, defaults, certified):
     """STRICT unless a request of the case goes in plaintext (no_peer, or a
-    principal meshd's CA does not issue)."""
+    principal without a certificate here)."""
     reqs = [merged_request(defaults, c) for c in case["checks"]]
-    plain = any(r.get("no_peer") or not issuable(r["principal"]) for r in reqs)
+    plain = any(r.get("no_peer") or r["principal"] not in certified for r in reqs)
     return "PERMISSIVE" if plain else "STRICT"
 
 
@@ -245,6 +246,7 @@ class MeshAuthzTest(unittest.TestCase):
         tcp_port = cls.port_map[TCP_TABLE_PORT]
         # one CA token per identity: the server's, and every principal of the table in meshd's trust domain
         cls.peers = [p for p in table_principals(cls.table) if issuable(p)]
+        cls.foreign = [p for p in table_principals(cls.table) if not issuable(p)]
         tokens = os.path.join(cls.tmp, "tokens")
         with open(tokens, "w") as f:
             f.write("httpbin-token foo httpbin\n")
@@ -299,20 +301,39 @@ class MeshAuthzTest(unittest.TestCase):
                 path = os.path.join(cls.tmp, "peer-%d.pem" % i)
                 with open(path, "w") as f:
                     f.write("".join(c if c.endswith("\n") else c + "\n" for c in chain[:-1]))
-                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-                ctx.check_hostname = False      # the server is judged by its SPIFFE id below
-                ctx.load_verify_locations(cls.root)
-                ctx.load_cert_chain(path, key)
-                out[p] = ctx
+                out[p] = cls.client_context(path, key)
+        # identities the CA refuses to issue: signed here with its key
+        ca_dir = os.path.dirname(cls.root)
+        ext = os.path.join(cls.tmp, "foreign.cnf")
+        for i, p in enumerate(cls.foreign):
+            path = os.path.join(cls.tmp, "foreign-%d.pem" % i)
+            with open(ext, "w") as f:
+                f.write("subjectAltName=critical,URI:spiffe://%s\n"
+                        "extendedKeyUsage=serverAuth,clientAuth\nkeyUsage=critical,digitalSignature\n" % p)
+            subprocess.run(["openssl", "x509", "-req", "-in", "-", "-CA", os.path.join(ca_dir, "ca-cert.pem"),
+                            "-CAkey", os.path.join(ca_dir, "ca-key.pem"), "-set_serial", str(1000 + i),
+                            "-days", "1", "-extfile", ext, "-out", path],
+                           input=csr, check=True, capture_output=True, timeout=60)
+            out[p] = cls.client_context(path, key)
         return out
+
+    @staticmethod
+    def client_context(chain, key):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False      # the server is judged by its SPIFFE id (connect)
+        ctx.load_verify_locations(os.path.join(os.path.dirname(chain), "ca", "root-cert.pem"))
+        ctx.load_cert_chain(chain, key)
+        return ctx
 
     @classmethod
     def tearDownClass(cls):
         rc, logs = (cls.sc.stop(), cls.sc.logs()) if cls.sc else (0, "")
-        cls.meshd.finish(cls.app)
-        if cls.sc:
-            cls.sc.cleanup()
-        shutil.rmtree(cls.tmp, ignore_errors=True)
+        try:
+            cls.meshd.finish(cls.app)
+        finally:
+            if cls.sc:
+                cls.sc.cleanup()
+            shutil.rmtree(cls.tmp, ignore_errors=True)
         if rc != 0:
             raise AssertionError("meshproxy exited %s:\n%s" % (rc, logs))
 
@@ -496,7 +517,7 @@ class MeshAuthzTest(unittest.TestCase):
         modes = {"STRICT": 0, "PERMISSIVE": 0}
         for case in self.table["cases"]:
             tcp = bool(case.get("tcp"))
-            mode = case_mode(case, self.defaults)
+            mode = case_mode(case, self.defaults, self.tls)
             self.write_policies(self.mapped_policies(case.get("policies") or ""), mode)
             self.wait_policies(case, mode)
             if mode == "STRICT" and not modes["STRICT"]:
