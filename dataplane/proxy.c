@@ -2206,7 +2206,6 @@ static const char *lbh_query(void *ctx, const char *name, size_t nlen, size_t *l
 	return kv_find(q, (size_t)(c->path.p + c->path.len - q), '&', name, nlen, len);
 }
 
-/* The route's hash policies (router.h) through lb.h's combination rules. */
 /* The address the client dialled: the original destination of a redirected
  * connection, an HTTP/2 stream's session socket (its own is a socketpair),
  * else the socket's.  Returns its length, 0 when unknown. */
@@ -2227,6 +2226,7 @@ static socklen_t d_local_addr(const struct px_dconn *d, struct sockaddr_storage 
 	return len;
 }
 
+/* The route's hash policies (router.h) through lb.h's combination rules. */
 static void s_hash(struct px_stream *s, const struct h1_head *h)
 {
 	struct lb_hash_policy pol[8];
