@@ -62,6 +62,11 @@ struct px_conn_origin {
 	int captured;
 	struct sockaddr_storage dst;
 	socklen_t dst_len;
+	/* issue 12: the accepted socket's own address (px_dconn_use_h2), since a
+	 * stream's connection is a socketpair: RBAC's destination.ip, the hash
+	 * cookie's seed; local_len 0 when unknown */
+	struct sockaddr_storage local;
+	socklen_t local_len;
 	char peer_ip[INET6_ADDRSTRLEN];
 	uint16_t peer_port;
 	uint64_t idle_ms;             /* the HCM's idle_timeout for the connection (px_dconn_use_h2); 0 off */

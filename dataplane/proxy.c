@@ -122,6 +122,8 @@ struct px_dconn {
 	struct sockaddr_storage dst;
 	socklen_t dst_len;
 	int captured;
+	struct sockaddr_storage local;  /* an HTTP/2 stream's: the session socket's own address (px_dconn_adopt) */
+	socklen_t local_len;         /* 0: ask the socket (d_local_addr) */
 	char peer_ip[INET6_ADDRSTRLEN];
 	uint16_t peer_port;          /* host order; with the local address, seeds a generated hash cookie */
 	const struct px_transport_ops *tops;
@@ -2223,6 +2225,26 @@ static const char *lbh_query(void *ctx, const char *name, size_t nlen, size_t *l
 	return kv_find(q, (size_t)(c->path.p + c->path.len - q), '&', name, nlen, len);
 }
 
+/* The address the client dialled: the original destination of a redirected
+ * connection, an HTTP/2 stream's session socket (its own is a socketpair),
+ * else the socket's.  Returns its length, 0 when unknown. */
+static socklen_t d_local_addr(const struct px_dconn *d, struct sockaddr_storage *ss)
+{
+	socklen_t len = sizeof(*ss);
+
+	if (d->captured && d->dst_len) {
+		memcpy(ss, &d->dst, d->dst_len);
+		return d->dst_len;
+	}
+	if (d->local_len) {
+		memcpy(ss, &d->local, d->local_len);
+		return d->local_len;
+	}
+	if (d->h2 || d->io.fd < 0 || getsockname(d->io.fd, (struct sockaddr *)ss, &len) < 0)
+		return 0;
+	return len;
+}
+
 /* The route's hash policies (router.h) through lb.h's combination rules. */
 static void s_hash(struct px_stream *s, const struct h1_head *h)
 {
@@ -2265,16 +2287,17 @@ static void s_hash(struct px_stream *s, const struct h1_head *h)
 		 * remote then local address, ports included (router.cc
 		 * addDownstreamSetCookie): each connection gets its own cookie.  The
 		 * local address is the original destination of a redirected one. */
+		struct sockaddr_storage lss;
 		struct sockaddr_in local;
 		socklen_t llen = sizeof(local);
 		char lip[INET6_ADDRSTRLEN] = "";
 		unsigned lport = 0;
 		int n;
 
-		if (s->d->captured && s->d->dst.ss_family == AF_INET) {
-			memcpy(&local, &s->d->dst, sizeof(local));
+		if (d_local_addr(s->d, &lss) && lss.ss_family == AF_INET) {
+			memcpy(&local, &lss, sizeof(local));
 			llen = sizeof(local);
-		} else if (getsockname(s->d->io.fd, (struct sockaddr *)&local, &llen) != 0 || local.sin_family != AF_INET) {
+		} else {
 			llen = 0;
 		}
 		if (llen) {
@@ -2451,7 +2474,6 @@ static int s_authz(struct px_stream *s, const struct px_port *pp, const struct h
 	struct rbac_decision dec;
 	struct rbac_header *hv = NULL;
 	struct sockaddr_storage ls;
-	socklen_t llen = sizeof(ls);
 	char dst_ip[INET6_ADDRSTRLEN] = "", remote[INET6_ADDRSTRLEN], det[RBAC_EVAL_TEXT_MAX + 48];
 	char *buf = NULL;
 	size_t at = 0, need, i;
@@ -2497,9 +2519,7 @@ static int s_authz(struct px_stream *s, const struct px_port *pp, const struct h
 	r.source_ip = d->peer_ip;
 	r.sni = d->sni;
 	r.destination_port = pp->port;
-	if (d->captured && d->dst_len)
-		memcpy(&ls, &d->dst, d->dst_len);
-	else if (getsockname(d->io.fd, (struct sockaddr *)&ls, &llen) < 0)
+	if (!d_local_addr(d, &ls))
 		ls.ss_family = AF_UNSPEC;
 	if (ls.ss_family == AF_INET)
 		inet_ntop(AF_INET, &((struct sockaddr_in *)&ls)->sin_addr, dst_ip, sizeof(dst_ip));
@@ -2658,6 +2678,8 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 			return;
 		}
 		pp = &b->port;
+		/* (STRICT: plaintext was refused at its first byte, d_tls_step) */
+		s->xfcc = b->inbound && pp->xfcc && d->peer_principal;
 		if (s_authz(s, pp, h, &rq))
 			return;
 		if (!pp->tcp) {
@@ -3264,7 +3286,9 @@ static int d_tls_step(struct px_dconn *d)
 			return 0;
 		}
 		d->tls_decide = 0;
-		if (d->captured && d->dst.ss_family == AF_INET)
+		if (!d->l->embedded)
+			pp = d->l->conf ? &d->l->conf->port : NULL; /* a bound listener's one port */
+		else if (d->captured && d->dst.ss_family == AF_INET)
 			pp = find_port(cfg->in_ports, cfg->n_in_ports, 0,
 				       ntohs(((struct sockaddr_in *)&d->dst)->sin_port));
 		if (b != 0x16) {
@@ -3466,6 +3490,9 @@ int px_dconn_adopt(struct engine *e, int fd, const struct px_conn_origin *o, int
 	d->tops = &px_transport_raw;
 	/* issue 12: virtualInbound with TLS ports looks at the first byte */
 	d->tls_decide = l == &e->lin && e->cur && e->cur->in_tls && !h2;
+	/* an inbound listener bound for a Sidecar ingress port with a TLS chain too */
+	if (!l->embedded && l->conf && l->conf->inbound && l->conf->port.tls && !h2)
+		d->tls_decide = 1;
 	d->drain = e->draining && l->inbound;
 	h1_parser_init(&d->p, 1, NULL, d->hdrs, H1_DEFAULT_MAX_HEADERS);
 	mesh_buf_init(&d->out, PX_OUT_MAX);
@@ -3475,6 +3502,8 @@ int px_dconn_adopt(struct engine *e, int fd, const struct px_conn_origin *o, int
 	ev_defer_init(&d->tls_rd, d_tls_rd, d);
 	memcpy(d->peer_ip, o->peer_ip, sizeof(d->peer_ip));
 	d->peer_port = o->peer_port;
+	d->local = o->local;
+	d->local_len = o->local_len;
 	d->dst = o->dst;
 	d->dst_len = o->dst_len;
 	d->captured = o->captured;
@@ -3534,6 +3563,9 @@ int px_dconn_use_h2(struct px_dconn *d)
 	o.captured = d->captured;
 	o.dst = d->dst;
 	o.dst_len = d->dst_len;
+	/* issue 12: every stream's connection is a socketpair; the address the
+	 * client dialled (RBAC's destination.ip) is this socket's */
+	o.local_len = d_local_addr(d, &o.local);
 	memcpy(o.peer_ip, d->peer_ip, sizeof(o.peer_ip));
 	o.peer_port = d->peer_port;
 	o.idle_ms = d->idle_ms; /* the HTTP/2 session's idle timeout (h2.c) */
