@@ -733,12 +733,15 @@ static int binds_itself(const Envoy__Config__Listener__V3__Listener *l)
 }
 
 /* A listener with a socket of its own (struct px_bound).  Its connections
- * are plaintext (TLS chains: issue 12), served by its first chain that is
- * not TLS, else by its default chain. */
+ * are served by its first chain that is not TLS, else by its TLS chain,
+ * else by its default chain.  Issue 12: an inbound one's TLS chain (a
+ * Sidecar ingress listener under PeerAuthentication) gives the port its
+ * DownstreamTlsContext: TLS-only is STRICT, with a plaintext chain
+ * PERMISSIVE, told apart by the first byte as on virtualInbound (proxy.c). */
 static int compile_bound(struct px_config *c, const Envoy__Config__Listener__V3__Listener *l,
 			 const Envoy__Config__Core__V3__SocketAddress *sa, char *err, size_t cap)
 {
-	const Envoy__Config__Listener__V3__FilterChain *fc = NULL;
+	const Envoy__Config__Listener__V3__FilterChain *fc = NULL, *tls_fc = NULL;
 	struct in6_addr a6;
 	struct in_addr a4;
 	struct px_bound *b, *v;
@@ -775,8 +778,21 @@ static int compile_bound(struct px_config *c, const Envoy__Config__Listener__V3_
 	for (i = 0; i < l->n_filter_chains && !fc; i++)
 		if (!is_tls_chain(l->filter_chains[i]))
 			fc = l->filter_chains[i];
+	for (i = 0; b->inbound && i < l->n_filter_chains && !tls_fc; i++)
+		if (is_tls_chain(l->filter_chains[i]))
+			tls_fc = l->filter_chains[i];
+	if (tls_fc) {
+		/* virtualInbound's first-byte peek (in_tls) is its own ports' business */
+		int in_tls = c->in_tls;
+
+		rc = inbound_tls(c, l->name, tls_fc, &b->port.tls, err, cap);
+		c->in_tls = in_tls;
+		if (rc < 0)
+			return rc;
+	}
+	b->port.plain_ok = fc != NULL || !b->port.tls;
 	if (!fc)
-		fc = l->default_filter_chain;
+		fc = tls_fc ? tls_fc : l->default_filter_chain;
 	rc = chain_port(c, l->name, fc, &b->port, err, cap);
 	if (rc < 0)
 		return rc;

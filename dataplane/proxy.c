@@ -68,7 +68,7 @@ enum { D_HEAD, D_BODY, D_WAIT, D_TUNNEL, D_CLOSING };
 enum { SEL_NONE, SEL_BOUND, SEL_IN, SEL_OUT };
 enum { U_CONNECTING, U_ACTIVE, U_IDLE, U_TUNNEL };
 enum { W_NONE, W_BACKOFF, W_FAULT, W_RESOLVE, W_PENDING };
-enum { F_CONNECT, F_RESET, F_TIMEOUT };
+enum { F_CONNECT, F_RESET, F_TIMEOUT, F_REFUSED }; /* F_REFUSED: an HTTP/2 REFUSED_STREAM (h2.c) */
 
 struct px_stream;
 
@@ -124,6 +124,8 @@ struct px_dconn {
 	struct sockaddr_storage dst;
 	socklen_t dst_len;
 	int captured;
+	struct sockaddr_storage local;  /* an HTTP/2 stream's: the session socket's own address (px_dconn_adopt) */
+	socklen_t local_len;         /* 0: ask the socket (d_local_addr) */
 	char peer_ip[INET6_ADDRSTRLEN];
 	uint16_t peer_port;          /* host order; with the local address, seeds a generated hash cookie */
 	const struct px_transport_ops *tops;
@@ -613,6 +615,7 @@ static int s_retry_allowed(struct px_stream *s, int kind, int status, unsigned r
 	enum retry_failure f = kind == F_CONNECT ? RETRY_F_CONNECT
 			       : kind == F_RESET ? RETRY_F_RESET
 			       : kind == F_TIMEOUT ? RETRY_F_TIMEOUT
+			       : kind == F_REFUSED ? RETRY_F_REFUSED
 						   : RETRY_F_HEADERS;
 
 	if (!rp || !retry_condition(rp, f, status > 0 ? (unsigned)status : 0, resp))
@@ -674,6 +677,10 @@ static void s_fail(struct px_stream *s, int kind, unsigned flag)
 	else if (kind == F_CONNECT)
 		s_local_reply(s, 503, flag,
 			      "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+			      NULL);
+	else if (kind == F_REFUSED)
+		s_local_reply(s, 503, flag,
+			      "upstream connect error or disconnect/reset before headers. reset reason: remote refused stream reset",
 			      NULL);
 	else
 		s_local_reply(s, 503, flag,
@@ -1313,6 +1320,12 @@ static void u_on_eof(struct px_uconn *u)
 	if (!s->resp_started && u->h2 && px_h2u_connect_failed(u->io.fd)) {
 		/* the HTTP/2 connection behind the pipe never came up (h2.c counted it) */
 		s_fail(s, F_CONNECT, PX_RF_UF);
+		return;
+	}
+	if (!s->resp_started && u->h2 && px_h2u_refused(u->io.fd)) {
+		/* the HTTP/2 server refused the stream unprocessed (h2.c) */
+		u->h->cl->st.rq_rx_reset++;
+		s_fail(s, F_REFUSED, PX_RF_UR);
 		return;
 	}
 	if (!s->resp_started) {
@@ -2229,6 +2242,26 @@ static const char *lbh_query(void *ctx, const char *name, size_t nlen, size_t *l
 	return kv_find(q, (size_t)(c->path.p + c->path.len - q), '&', name, nlen, len);
 }
 
+/* The address the client dialled: the original destination of a redirected
+ * connection, an HTTP/2 stream's session socket (its own is a socketpair),
+ * else the socket's.  Returns its length, 0 when unknown. */
+static socklen_t d_local_addr(const struct px_dconn *d, struct sockaddr_storage *ss)
+{
+	socklen_t len = sizeof(*ss);
+
+	if (d->captured && d->dst_len) {
+		memcpy(ss, &d->dst, d->dst_len);
+		return d->dst_len;
+	}
+	if (d->local_len) {
+		memcpy(ss, &d->local, d->local_len);
+		return d->local_len;
+	}
+	if (d->h2 || d->io.fd < 0 || getsockname(d->io.fd, (struct sockaddr *)ss, &len) < 0)
+		return 0;
+	return len;
+}
+
 /* The route's hash policies (router.h) through lb.h's combination rules. */
 static void s_hash(struct px_stream *s, const struct h1_head *h)
 {
@@ -2271,16 +2304,17 @@ static void s_hash(struct px_stream *s, const struct h1_head *h)
 		 * remote then local address, ports included (router.cc
 		 * addDownstreamSetCookie): each connection gets its own cookie.  The
 		 * local address is the original destination of a redirected one. */
+		struct sockaddr_storage lss;
 		struct sockaddr_in local;
 		socklen_t llen = sizeof(local);
 		char lip[INET6_ADDRSTRLEN] = "";
 		unsigned lport = 0;
 		int n;
 
-		if (s->d->captured && s->d->dst.ss_family == AF_INET) {
-			memcpy(&local, &s->d->dst, sizeof(local));
+		if (d_local_addr(s->d, &lss) && lss.ss_family == AF_INET) {
+			memcpy(&local, &lss, sizeof(local));
 			llen = sizeof(local);
-		} else if (getsockname(s->d->io.fd, (struct sockaddr *)&local, &llen) != 0 || local.sin_family != AF_INET) {
+		} else {
 			llen = 0;
 		}
 		if (llen) {
@@ -2457,7 +2491,6 @@ static int s_authz(struct px_stream *s, const struct px_port *pp, const struct h
 	struct rbac_decision dec;
 	struct rbac_header *hv = NULL;
 	struct sockaddr_storage ls;
-	socklen_t llen = sizeof(ls);
 	char dst_ip[INET6_ADDRSTRLEN] = "", remote[INET6_ADDRSTRLEN], det[RBAC_EVAL_TEXT_MAX + 48];
 	char *buf = NULL;
 	size_t at = 0, need, i;
@@ -2503,9 +2536,7 @@ static int s_authz(struct px_stream *s, const struct px_port *pp, const struct h
 	r.source_ip = d->peer_ip;
 	r.sni = d->sni;
 	r.destination_port = pp->port;
-	if (d->captured && d->dst_len)
-		memcpy(&ls, &d->dst, d->dst_len);
-	else if (getsockname(d->io.fd, (struct sockaddr *)&ls, &llen) < 0)
+	if (!d_local_addr(d, &ls))
 		ls.ss_family = AF_UNSPEC;
 	if (ls.ss_family == AF_INET)
 		inet_ntop(AF_INET, &((struct sockaddr_in *)&ls)->sin_addr, dst_ip, sizeof(dst_ip));
@@ -2669,6 +2700,8 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		pp = sel_chain(&b->sel, d->chain);
 		if (!pp)
 			pp = &b->port;
+		/* (STRICT: plaintext was refused at its first byte, d_tls_step) */
+		s->xfcc = b->inbound && pp->xfcc && d->peer_principal;
 		if (s_authz(s, pp, h, &rq))
 			return;
 		if (!pp->tcp) {
@@ -3287,7 +3320,9 @@ static int d_tls_step(struct px_dconn *d)
 			return 0;
 		}
 		d->tls_decide = 0;
-		if (d->captured && d->dst.ss_family == AF_INET)
+		if (!d->l->embedded)
+			pp = d->l->conf ? &d->l->conf->port : NULL; /* a bound listener's one port */
+		else if (d->captured && d->dst.ss_family == AF_INET)
 			pp = find_port(cfg->in_ports, cfg->n_in_ports, 0,
 				       ntohs(((struct sockaddr_in *)&d->dst)->sin_port));
 		if (b != 0x16) {
@@ -3650,15 +3685,22 @@ static int d_select(struct px_dconn *d, const struct sniff_tls *tls, const char 
 	return 0;
 }
 
-/* A captured virtualInbound connection once d_tls_step() decided TLS (and
- * finished the handshake) or plaintext: its chain among virtualInbound's,
+/* A virtualInbound connection (captured, or sent to a port a chain names)
+ * or a bound inbound listener's, once d_tls_step() decided TLS (and
+ * finished the handshake) or plaintext: its chain among the listener's,
  * by destination port, transport, SNI and ALPN.  A TCP proxy chain takes
  * it (over the TLS transport when terminated); an HTTP one goes on.
  * Returns 1 when d was handed over or closed. */
 static int d_select_after_tls(struct px_dconn *d)
 {
-	if (!d->inbound || !d->l->embedded || d->sel_kind != SEL_NONE || !d->e->cur || !d->e->cur->has_inbound ||
-	    (!d->captured && !d_in_port_named(d)))
+	if (d->sel_kind != SEL_NONE || !d->e->cur)
+		return 0;
+	if (!d->l->embedded) {
+		/* a bound inbound listener whose port takes TLS (its chains) */
+		d->sel_kind = SEL_BOUND;
+		return d_select(d, NULL, NULL, 0);
+	}
+	if (!d->inbound || !d->e->cur->has_inbound || (!d->captured && !d_in_port_named(d)))
 		return 0;
 	d->sel_kind = SEL_IN;
 	return d_select(d, NULL, NULL, 0);
@@ -3867,6 +3909,9 @@ int px_dconn_adopt(struct engine *e, int fd, const struct px_conn_origin *o, int
 	d->tops = &px_transport_raw;
 	/* issue 12: virtualInbound with TLS ports looks at the first byte */
 	d->tls_decide = l == &e->lin && e->cur && e->cur->in_tls && !h2;
+	/* an inbound listener bound for a Sidecar ingress port with a TLS chain too */
+	if (!l->embedded && l->conf && l->conf->inbound && l->conf->port.tls && !h2)
+		d->tls_decide = 1;
 	d->drain = e->draining && l->inbound;
 	h1_parser_init(&d->p, 1, NULL, d->hdrs, H1_DEFAULT_MAX_HEADERS);
 	mesh_buf_init(&d->out, PX_OUT_MAX);
@@ -3876,6 +3921,8 @@ int px_dconn_adopt(struct engine *e, int fd, const struct px_conn_origin *o, int
 	ev_defer_init(&d->tls_rd, d_tls_rd, d);
 	memcpy(d->peer_ip, o->peer_ip, sizeof(d->peer_ip));
 	d->peer_port = o->peer_port;
+	d->local = o->local;
+	d->local_len = o->local_len;
 	d->dst = o->dst;
 	d->dst_len = o->dst_len;
 	d->captured = o->captured;
@@ -3961,8 +4008,12 @@ int px_dconn_use_h2(struct px_dconn *d)
 	o.captured = d->captured;
 	o.dst = d->dst;
 	o.dst_len = d->dst_len;
+	/* issue 12: every stream's connection is a socketpair; the address the
+	 * client dialled (RBAC's destination.ip) is this socket's */
+	o.local_len = d_local_addr(d, &o.local);
 	memcpy(o.peer_ip, d->peer_ip, sizeof(o.peer_ip));
 	o.peer_port = d->peer_port;
+	o.idle_ms = d->idle_ms; /* the HTTP/2 session's idle timeout (h2.c) */
 	/* one registration per fd: the session registers it again */
 	ev_io_stop(e->loop, &d->io);
 	/* the transport's context: NULL for raw TCP (the TLS transport passes its own) */
