@@ -528,8 +528,14 @@ static void h2d_st_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 					if (st->grpc_local)
 						h2d_submit_grpc_local(st);
 				} else if (!st->resp_end) {
-					/* proxy.c cut the response (client gone, upstream reset mid-body) */
-					h2d_st_reset(st, NGHTTP2_INTERNAL_ERROR);
+					/* proxy.c cut the response (client gone, upstream reset
+					 * mid-body); closed before a byte of it, the request was
+					 * refused before it went anywhere (STRICT's plaintext,
+					 * a malformed request): REFUSED_STREAM, which gRPC
+					 * reports as UNAVAILABLE, as for Envoy's closed
+					 * connection (RFC 9113 §8.7: safe to retry) */
+					h2d_st_reset(st, !st->resp_head && !st->in_len ? NGHTTP2_REFUSED_STREAM
+										       : NGHTTP2_INTERNAL_ERROR);
 					return;
 				}
 			}
