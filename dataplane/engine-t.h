@@ -16,6 +16,7 @@
 #define MESH_DATAPLANE_ENGINE_T_H
 
 #include "dataplane/accesslog.h"
+#include "dataplane/authz.h"
 #include "dataplane/engine.h"
 #include "dataplane/router.h"
 #include "dataplane/upstream.h"
@@ -121,6 +122,8 @@ struct px_port {
 	struct px_mtls *tls;             /* virtualInbound: the port's DownstreamTlsContext (mtls.c), set by
 	                                  * compile_listener; owned by px_config.mtls */
 	int plain_ok;                    /* a raw_buffer chain serves the port too (no TLS chain, or PERMISSIVE) */
+	struct authz_http_opts http_opts; /* the HCM's path normalization and XFF rules (px_port_hcm) */
+	const struct authz *authz;       /* the chain's RBAC filters, or NULL (chain_port; owned by the config) */
 };
 
 /* Envoy's HCM defaults: stream_idle_timeout 5 min when unset. */
@@ -164,6 +167,8 @@ struct px_config {
 	int loop_logged;                 /* a destination looping back to meshproxy was logged for this config */
 	ProtobufCMessage **hcms;         /* filter configs unpacked from Anys (inline route configs live there) */
 	size_t n_hcms;
+	struct authz **authzs;           /* every chain's compiled RBAC (ports point into it) */
+	size_t n_authzs;
 	/* compiled in phase one, handed to the clusters in phase two (then NULL) */
 	struct up_cluster **new_up;
 	struct up_hostset **new_hs;
@@ -250,6 +255,7 @@ struct engine {
 	                                  * NULL: no mTLS */
 	uint64_t tls_handshake_fail;     /* downstream TLS handshakes that failed (ssl.connection_error) */
 	uint64_t tls_plain_refused;      /* plaintext connections refused by a TLS-only (STRICT) port */
+	struct authz_tab *authz_tab;     /* RBAC counters by name, across configs (engine_new) */
 };
 
 /* engine.c */

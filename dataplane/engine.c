@@ -366,6 +366,9 @@ static void config_free(struct px_config *c)
 	free(c->mtls);
 	free(c->new_hs);
 	free(c->new_up);
+	for (i = 0; i < c->n_authzs; i++)
+		authz_free(c->authzs[i]);
+	free(c->authzs);
 	for (i = 0; i < c->n_hcms; i++)
 		protobuf_c_message_free_unpacked(c->hcms[i], NULL);
 	free(c->hcms);
@@ -499,6 +502,30 @@ void px_port_hcm(struct px_port *p, const px_hcm *hcm)
 				  ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__FORWARD_CLIENT_CERT_DETAILS__APPEND_FORWARD ||
 			  hcm->forward_client_cert_details ==
 				  ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__FORWARD_CLIENT_CERT_DETAILS__SANITIZE_SET);
+	p->http_opts = authz_http_opts(hcm);
+}
+
+/* The RBAC filters of chain fc (HTTP ones in hcm, else network ones)
+ * compiled into p->authz, kept by c; a chain the evaluator cannot judge
+ * refuses the configuration with its message (NACK). */
+static int chain_authz(struct px_config *c, const char *lname, const Envoy__Config__Listener__V3__FilterChain *fc,
+		       const px_hcm *hcm, struct px_port *p, char *err, size_t cap)
+{
+	struct authz *a = NULL, **v;
+	int rc;
+
+	rc = authz_compile(c->e->authz_tab, lname, fc, hcm, &a, err, cap);
+	if (rc < 0 || !a)
+		return rc;
+	v = realloc(c->authzs, (c->n_authzs + 1) * sizeof(*v));
+	if (!v) {
+		authz_free(a);
+		return -ENOMEM;
+	}
+	v[c->n_authzs++] = a;
+	c->authzs = v;
+	p->authz = a;
+	return 0;
 }
 
 /* What serves a connection through chain fc: an HCM over RDS (route_name,
@@ -516,6 +543,9 @@ static int chain_port(struct px_config *c, const char *lname, const Envoy__Confi
 	if (rc < 0)
 		return rc;
 	px_port_hcm(p, hcm);
+	rc = chain_authz(c, lname, fc, hcm, p, err, cap);
+	if (rc < 0)
+		return rc;
 	p->accept_http_10 = hcm_http10(hcm);
 	if (hcm && hcm->route_specifier_case ==
 			   ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_ROUTE_CONFIG &&
@@ -1425,13 +1455,14 @@ int engine_new(struct ev_loop *loop, const struct engine_opts *o, struct engine 
 	ev_timer_init(&e->gai_timer, px_gai_reap, e);
 	ev_timer_init(&e->trim_timer, px_trim, e);
 	self_read_ifaddrs(e);
-	if (o->access_log && *o->access_log) {
+	rc = authz_tab_new(&e->authz_tab);
+	if (rc == 0 && o->access_log && *o->access_log)
 		rc = px_alog_open(loop, o->access_log, &e->alog);
-		if (rc < 0) {
-			free(e->ifaddrs);
-			free(e);
-			return rc;
-		}
+	if (rc < 0) {
+		authz_tab_free(e->authz_tab);
+		free(e->ifaddrs);
+		free(e);
+		return rc;
 	}
 	*out = e;
 	return 0;
@@ -1471,6 +1502,7 @@ void engine_free(struct engine *e)
 	free(e->ctab);
 	px_config_unref(e->cur);
 	px_alog_free(e->alog);
+	authz_tab_free(e->authz_tab);
 	free(e->self);
 	free(e->ifaddrs);
 	free(e);
@@ -1807,6 +1839,11 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 			"# TYPE meshproxy_mirror_requests_dropped counter\nmeshproxy_mirror_requests_dropped %llu\n",
 			(unsigned long long)e->mirrors_sent, (unsigned long long)e->mirrors_dropped);
 	listener_prom(e, b);
+}
+
+void engine_stats_text(const struct engine *e, struct mesh_buf *out)
+{
+	authz_tab_text(e->authz_tab, out);
 }
 
 int engine_admin_page(struct engine *e, const char *path, size_t plen, struct mesh_buf *out, const char **ctype)

@@ -86,6 +86,10 @@ int engine_listener_port(const struct engine *e, const char *name);
  */
 MESH_MUST_CHECK int engine_self_add(struct engine *e, const char *addr, int port);
 
+/* The engine's counters for the text /stats page ("name: value" lines):
+ * the RBAC filters' allowed/denied/shadow_* (dataplane/authz.h). */
+void engine_stats_text(const struct engine *e, struct mesh_buf *out);
+
 /*
  * Admin pages the engine owns, Envoy's shapes: "/clusters" (text lines
  * CLUSTER::IP:PORT::stat::value), "/listeners" (NAME::IP:PORT per bound

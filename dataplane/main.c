@@ -372,14 +372,24 @@ static int apply_cb(void *ctx, struct px_snapshot *cand, char *err, size_t cap)
 	return engine_apply(ctx, cand, err, cap);
 }
 
+/* The admin pages' ctx: the xDS client (config dump, its counters) and
+ * the engine (its counters: RBAC). */
+struct stats_ctx {
+	struct xds_client *xds;
+	struct engine *engine;
+};
+
 static int dump_cb(void *ctx, struct mesh_buf *out)
 {
-	return xds_client_config_dump(ctx, out);
+	return xds_client_config_dump(((struct stats_ctx *)ctx)->xds, out);
 }
 
 static void stats_cb(void *ctx, struct mesh_buf *out)
 {
-	xds_client_stats_text(ctx, out);
+	struct stats_ctx *sc = ctx;
+
+	xds_client_stats_text(sc->xds, out);
+	engine_stats_text(sc->engine, out);
 }
 
 static void drained(void *arg)
@@ -451,6 +461,7 @@ int main(int argc, char **argv)
 	struct engine *engine = NULL;
 	struct engine_opts eo;
 	struct admin_info info;
+	struct stats_ctx sctx;
 	struct xds_client *xds = NULL;
 	struct xds_client_config xcfg;
 	struct px_identity *ident = NULL;
@@ -549,7 +560,9 @@ int main(int argc, char **argv)
 	info.draining = engine_draining_flag(engine);
 	info.config_dump = dump_cb;
 	info.stats = stats_cb;
-	info.ctx = xds;
+	sctx.xds = xds;
+	sctx.engine = engine;
+	info.ctx = &sctx;
 	info.start_ms = ev_now(loop);
 	rc = admin_start(loop, o.admin_addr, &info, &admin);
 	if (rc < 0) {

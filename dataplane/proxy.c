@@ -22,6 +22,7 @@
 
 #include "common/log.h"
 #include "common/str.h"
+#include "dataplane/authz.h"
 #include "dataplane/h2.h"
 #include "dataplane/http1.h"
 #include "dataplane/identity.h"
@@ -144,6 +145,7 @@ struct px_dconn {
 	int hdr_timing;              /* idle is request_headers_timeout's timer for a head being read */
 	uint64_t idle_ms;            /* the HCM's idle_timeout once known (a request, a captured port), else the engine's; 0 off */
 	uint64_t headers_ms;         /* the HCM's request_headers_timeout, 0 off */
+	int rbac_judged;             /* a TCP chain's network RBAC allowed this connection (s_authz) */
 	int h2;                      /* carries one HTTP/2 stream (px_dconn_adopt from h2.c) */
 	unsigned nreq;               /* requests started (d_stream_start): the h2c preface is looked for before the first */
 	struct h1_header hdrs[H1_DEFAULT_MAX_HEADERS];
@@ -203,6 +205,7 @@ struct px_stream {
 	char set_cookie[192];        /* a generated hash cookie to set on the response, or "" */
 	char *cors_hdrs;             /* CORS response headers for an allowed origin (owned), or NULL */
 	int xfcc;                    /* the inbound port's HCM forwards the client cert (set at its lookup) */
+	char *norm_path;             /* the HCM-normalized path and query (owned; s_authz), or NULL: as sent */
 	struct px_str method, path, authority, ua, xff, rid, proto;
 	size_t meta_len;
 	char meta[PX_META_MAX];
@@ -419,6 +422,7 @@ static void s_free(struct px_stream *s)
 	mesh_buf_cleanup(&s->head);
 	mesh_buf_cleanup(&s->body);
 	free(s->cors_hdrs);
+	free(s->norm_path);
 	px_config_unref(s->cfg);
 	s->e->st.rq_active--;
 	free(s);
@@ -1860,7 +1864,13 @@ static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_
 
 	if (h->form == H1_FORM_ASTERISK || h->form == H1_FORM_AUTHORITY)
 		path = h->target;
-	else if (rq && rt != &s->synth && router_upstream_path(rt, rq, pathbuf, sizeof(pathbuf), &len) == 1) {
+	else if (s->norm_path) {
+		/* the HCM's normalized path goes upstream (s_authz), unless a rewrite follows */
+		path.p = s->norm_path;
+		path.len = s->path.len;
+	}
+	if (h->form != H1_FORM_ASTERISK && h->form != H1_FORM_AUTHORITY && rq && rt != &s->synth &&
+	    router_upstream_path(rt, rq, pathbuf, sizeof(pathbuf), &len) == 1) {
 		path.p = pathbuf;
 		path.len = len;
 	}
@@ -1868,7 +1878,7 @@ static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_
 		host.p = ha;
 		host.len = len;
 	}
-	if (path.p != pathbuf && path_needs_slash(h)) {
+	if (path.p != pathbuf && path.p != s->norm_path && path_needs_slash(h)) {
 		/* the codec's target is zero-copy: the "/" goes in front here
 		 * (method and target were validated by the codec) */
 		rc = mesh_buf_append(b, h->method.p, h->method.len);
@@ -2349,6 +2359,123 @@ static int s_http10_refused(struct px_stream *s, const struct px_port *pp)
 	return 1;
 }
 
+/* A copy of (p, len) with its NUL at *at in buf (sized by the caller). */
+static const char *authz_put(char *buf, size_t *at, const char *p, size_t len)
+{
+	char *r = buf + *at;
+
+	memcpy(r, p, len);
+	r[len] = '\0';
+	*at += len + 1;
+	return r;
+}
+
+/*
+ * The HCM's work before any filter, then the RBAC filters of the chain, as
+ * Envoy runs them: the path normalized (normalize_path, merge_slashes,
+ * escaped slashes; one that cannot be is 400), then the chain's RBAC
+ * (HTTP: denied -> 403 "RBAC: access denied"; a TCP chain's network RBAC:
+ * denied -> the connection closed, judged once per connection, Envoy's
+ * ONE_TIME_ON_FIRST_BYTE).  Runs after the request head, before routing
+ * (rq's path follows the normalized one).  Returns 1 when the stream was
+ * answered or ended here, else 0.
+ */
+static int s_authz(struct px_stream *s, const struct px_port *pp, const struct h1_head *h, struct router_req *rq)
+{
+	struct px_dconn *d = s->d;
+	struct rbac_request r;
+	struct rbac_decision dec;
+	struct rbac_header *hv = NULL;
+	struct sockaddr_storage ls;
+	socklen_t llen = sizeof(ls);
+	char dst_ip[INET6_ADDRSTRLEN] = "", remote[INET6_ADDRSTRLEN], det[RBAC_EVAL_TEXT_MAX + 48];
+	char *buf = NULL;
+	size_t at = 0, need, i;
+	int rc, allowed;
+
+	if (!pp)
+		return 0;
+	if (!pp->tcp && (h->form == H1_FORM_ORIGIN || h->form == H1_FORM_ABSOLUTE)) {
+		char out[PATHNORM_MAX];
+		size_t olen;
+
+		rc = pathnorm_apply(&pp->http_opts.path, s->path.p, s->path.len, out, sizeof(out), &olen);
+		if (rc < 0) {
+			/* Envoy: "path_normalization_failed" */
+			s_local_reply(s, 400, 0, NULL, NULL);
+			return 1;
+		}
+		if (rc == 1) {
+			free(s->norm_path);
+			s->norm_path = strdup(out);
+			if (!s->norm_path) {
+				s_local_reply(s, 500, 0, NULL, NULL);
+				return 1;
+			}
+			s->path.p = s->norm_path;
+			s->path.len = olen;
+			rq->path = s->path.p;
+			rq->path_len = s->path.len;
+		}
+	}
+	if (!pp->authz || (pp->tcp && d->rbac_judged))
+		return 0;
+	memset(&r, 0, sizeof(r));
+	r.principal = d->peer_principal;
+	r.source_ip = d->peer_ip;
+	r.sni = d->sni;
+	r.destination_port = pp->port;
+	if (d->captured && d->dst_len)
+		memcpy(&ls, &d->dst, d->dst_len);
+	else if (getsockname(d->io.fd, (struct sockaddr *)&ls, &llen) < 0)
+		ls.ss_family = AF_UNSPEC;
+	if (ls.ss_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ls)->sin_addr, dst_ip, sizeof(dst_ip));
+	else if (ls.ss_family == AF_INET6)
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ls)->sin6_addr, dst_ip, sizeof(dst_ip));
+	r.destination_ip = dst_ip[0] ? dst_ip : NULL;
+	if (!pp->tcp) {
+		authz_remote_ip(&pp->http_opts, s->xff.p, s->xff.len, d->peer_ip, remote, sizeof(remote));
+		r.remote_ip = remote;
+		need = s->method.len + s->path.len + s->authority.len + 3;
+		for (i = 0; i < h->n_headers; i++)
+			need += h->headers[i].name.len + h->headers[i].value.len + 2;
+		buf = malloc(need);
+		hv = calloc(h->n_headers ? h->n_headers : 1, sizeof(*hv));
+		if (!buf || !hv) {
+			free(buf);
+			free(hv);
+			s_local_reply(s, 500, 0, NULL, NULL);
+			return 1;
+		}
+		r.method = authz_put(buf, &at, s->method.p, s->method.len);
+		r.path = authz_put(buf, &at, s->path.p, s->path.len);
+		r.host = s->authority.len ? authz_put(buf, &at, s->authority.p, s->authority.len) : NULL;
+		for (i = 0; i < h->n_headers; i++) {
+			hv[i].name = authz_put(buf, &at, h->headers[i].name.p, h->headers[i].name.len);
+			hv[i].value = authz_put(buf, &at, h->headers[i].value.p, h->headers[i].value.len);
+		}
+		r.headers = hv;
+		r.n_headers = h->n_headers;
+	}
+	allowed = authz_check(pp->authz, &r, &dec);
+	free(buf);
+	free(hv);
+	if (allowed) {
+		d->rbac_judged = pp->tcp;
+		return 0;
+	}
+	authz_details(&dec, det, sizeof(det));
+	if (pp->tcp) {
+		log_debug("meshproxy", "connection from %s closed: %s", d->peer_ip, det);
+		s_abort(s, 0);
+		return 1;
+	}
+	log_debug("meshproxy", "[%.*s] %s", (int)s->rid.len, s->rid.p, det);
+	s_local_reply(s, 403, 0, AUTHZ_DENIED_BODY, NULL);
+	return 1;
+}
+
 static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 {
 	struct engine *e = d->e;
@@ -2459,6 +2586,8 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 			return;
 		}
 		pp = &b->port;
+		if (s_authz(s, pp, h, &rq))
+			return;
 		if (!pp->tcp) {
 			s->rt = pp->rcfg ? router_config_match(pp->rcfg, &rq) : NULL;
 			if (!s->rt) {
@@ -2485,6 +2614,8 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 			}
 		pp = find_port(cfg->out_ports, cfg->n_out_ports, vip, port);
 		if (pp && !pp->tcp && s_http10_refused(s, pp))
+			return;
+		if (s_authz(s, pp, h, &rq))
 			return;
 		if (pp && !pp->tcp) {
 			s->rt = pp->rcfg ? router_config_match(pp->rcfg, &rq) : NULL;
@@ -2520,6 +2651,8 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 			return;
 		}
 		if (pp && pp->rcfg && s_http10_refused(s, pp))
+			return;
+		if (s_authz(s, pp, h, &rq))
 			return;
 		if (pp && pp->rcfg) {
 			s->rt = router_config_match(pp->rcfg, &rq);
