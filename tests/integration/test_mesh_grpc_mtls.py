@@ -22,7 +22,10 @@ Cases (one meshd, two sidecars, about 10-15 s):
   - curl --http2-prior-knowledge with a gRPC frame through the same path;
   - the wrong server identity: UNAVAILABLE, never reaches the server, UF;
   - PERMISSIVE serves plaintext gRPC (h2c) straight to the inbound port,
-    STRICT refuses it while the mesh call over mTLS goes on.
+    STRICT refuses it while the mesh call over mTLS goes on;
+  - an AuthorizationPolicy allowing only the client's principal: the mesh
+    call passes (the HTTP/2 stream knows its TLS peer), plaintext is
+    PERMISSION_DENIED.
 
 Nothing here asserts on timing; every wait is bounded.
 """
@@ -308,6 +311,41 @@ class MeshGrpcMtlsTest(unittest.TestCase):
             self.assertIn("URI=" + CLIENT_ID, self.app.last()[1].get("x-forwarded-client-cert", ""))
         finally:
             self.meshd.remove("strict.yaml")
+
+    def test_6_rbac_sees_the_principal_of_http2_streams(self):
+        # an ALLOW policy for the client's identity only: the mesh call
+        # (HTTP/2 over mTLS, the principal carried to the stream) passes,
+        # plaintext h2c straight to the inbound port (no principal) is 403,
+        # which a gRPC client sees as PERMISSION_DENIED
+        self.meshd.write("authz.yaml", ALLOW_CLIENT)
+        try:
+            direct = "%s:%d" % (GREETER_IP, self.port)
+
+            def denied():
+                try:
+                    self.channel(direct, "greeter").unary_unary("/test.Echo/Hello")(b"probe", timeout=5)
+                    return False
+                except grpc.RpcError as e:
+                    return e.code() == grpc.StatusCode.PERMISSION_DENIED
+            wait_for(denied, timeout=60 if slow() else 30, what="the policy applied on the greeter sidecar")
+            self.assertEqual(self.chan.unary_unary("/test.Echo/Hello")(b"allowed", timeout=20), b"echo:allowed")
+            self.assertEqual(self.app.last()[0], b"allowed")
+        finally:
+            self.meshd.remove("authz.yaml")
+
+
+ALLOW_CLIENT = """apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: greeter-from-client, namespace: %s}
+spec:
+  selector:
+    matchLabels: {app: greeter}
+  action: ALLOW
+  rules:
+  - from:
+    - source:
+        principals: [cluster.local/ns/%s/sa/client]
+""" % (NS, NS)
 
 
 if __name__ == "__main__":
