@@ -894,6 +894,10 @@ static void u_update(struct px_uconn *u)
 		ev_defer(u->e->loop, &u->tls_rd);
 }
 
+/* Writes what is queued: 0, or a negative errno; -ECONNREFUSED when u is
+ * a pipe to an HTTP/2 stream whose connection never came up (h2.c closed
+ * the pipe before the request was written: a connect failure, as at the
+ * EOF in u_on_eof, not a reset; s_fail_write tells them apart). */
 static int u_flush(struct px_uconn *u)
 {
 	while (u->out_off < u->out.len) {
@@ -902,7 +906,7 @@ static int u_flush(struct px_uconn *u)
 		if (n == -EAGAIN)
 			break;
 		if (n < 0)
-			return (int)n;
+			return u->h2 && px_h2u_connect_failed(u->io.fd) ? -ECONNREFUSED : (int)n;
 		u->out_off += (size_t)n;
 	}
 	if (u->out_off == u->out.len) {
@@ -910,6 +914,17 @@ static int u_flush(struct px_uconn *u)
 		u->out_off = 0;
 	}
 	return 0;
+}
+
+/* A request that could not be written upstream, before any response:
+ * a connect failure (UF, connect-failure retries) when u_flush said the
+ * HTTP/2 connection never came up, else a reset (UC). */
+static void s_fail_write(struct px_stream *s, int rc)
+{
+	if (rc == -ECONNREFUSED)
+		s_fail(s, F_CONNECT, PX_RF_UF);
+	else
+		s_fail(s, F_RESET, PX_RF_UC);
 }
 
 /* The cluster's upstream_connection_options.tcp_keepalive on a new
@@ -1358,9 +1373,11 @@ static void u_cb_inner(struct px_uconn *u, struct ev_io *io, unsigned events)
 		od_local(u->h, OUTLIER_CONNECT_SUCCESS, u->e);
 	}
 	if (events & EV_WRITE) {
-		if (u_flush(u) < 0) {
+		int wrc = u_flush(u);
+
+		if (wrc < 0) {
 			if (s && !s->resp_started)
-				s_fail(s, F_RESET, PX_RF_UC);
+				s_fail_write(s, wrc);
 			else if (s)
 				s_abort(s, PX_RF_UC);
 			else
@@ -1552,8 +1569,8 @@ static void s_attempt(struct px_stream *s)
 	s->try_start_ms = ev_now(e->loop);
 	s->try_armed = 0;
 	s_arm_timeouts(s);
-	if (u->state == U_ACTIVE && u_flush(u) < 0) {
-		s_fail(s, F_RESET, PX_RF_UC);
+	if (u->state == U_ACTIVE && (err = u_flush(u)) < 0) {
+		s_fail_write(s, err);
 		return;
 	}
 	u_update(u);
@@ -2947,9 +2964,11 @@ static void d_body(struct px_dconn *d)
 		return;
 	}
 	if (s && s->u) {
-		if (u_flush(s->u) < 0) {
+		int wrc = u_flush(s->u);
+
+		if (wrc < 0) {
 			if (!s->resp_started)
-				s_fail(s, F_RESET, PX_RF_UC);
+				s_fail_write(s, wrc);
 			else
 				s_abort(s, PX_RF_UC);
 			return;
@@ -3237,12 +3256,6 @@ static int d_tls_step(struct px_dconn *d)
 	mesh_str_copy(d->alpn, sizeof(d->alpn), px_tls_alpn(d->tls));
 	if (px_tls_sni(d->tls))
 		d->sni = strdup(px_tls_sni(d->tls));
-	if (!strcmp(d->alpn, "h2")) {
-		/* issue 12: the client chose HTTP/2: the session takes the
-		 * connection and its TLS (inbound mTLS carries gRPC) */
-		(void)px_dconn_use_h2(d);
-		return 0;
-	}
 	return 1;
 }
 
@@ -3265,6 +3278,12 @@ static void d_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 		/* issue 12: TLS or plaintext first, then the handshake */
 		if (!d_tls_step(d))
 			return;
+		if (d->tls && !d->hs && !strcmp(d->alpn, "h2")) {
+			/* the client chose HTTP/2 by ALPN: the HTTP/2 session takes
+			 * the connection and its TLS (inbound mTLS carries gRPC) */
+			(void)px_dconn_use_h2(d);
+			return;
+		}
 		events |= EV_READ;
 	}
 	if (events & EV_WRITE) {
