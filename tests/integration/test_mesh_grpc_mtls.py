@@ -25,7 +25,9 @@ Cases (one meshd, two sidecars, about 10-15 s):
     STRICT refuses it while the mesh call over mTLS goes on;
   - an AuthorizationPolicy allowing only the client's principal: the mesh
     call passes (the HTTP/2 stream knows its TLS peer), plaintext is
-    PERMISSION_DENIED.
+    PERMISSION_DENIED;
+  - curl over TLS with a certificate signed by meshd's CA (openssl, made
+    here): ALPN selects h2, the application sees curl's SPIFFE id.
 
 Nothing here asserts on timing; every wait is bounded.
 """
@@ -316,7 +318,7 @@ class MeshGrpcMtlsTest(unittest.TestCase):
         finally:
             self.meshd.remove("strict.yaml")
 
-    def test_6_rbac_sees_the_principal_of_http2_streams(self):
+    def test_7_rbac_sees_the_principal_of_http2_streams(self):
         # an ALLOW policy for the client's identity only: the mesh call
         # (HTTP/2 over mTLS, the principal carried to the stream) passes,
         # plaintext h2c straight to the inbound port (no principal) is 403,
@@ -336,6 +338,34 @@ class MeshGrpcMtlsTest(unittest.TestCase):
             self.assertEqual(self.app.last()[0], b"allowed")
         finally:
             self.meshd.remove("authz.yaml")
+
+    def test_6_curl_over_tls_picks_h2_by_alpn(self):
+        # a client that is not meshproxy: curl over TLS with a certificate
+        # from meshd's CA, offering h2 and http/1.1: the inbound selects h2
+        # by ALPN (not by sniffing the preface: curl sends HTTP/2 only when
+        # the server chose it) and the stream knows the peer's SPIFFE id
+        ca = os.path.join(self.tmp, "ca")
+        key, crt, ext = (os.path.join(self.tmp, n) for n in ("curl.key", "curl.crt", "curl.ext"))
+        curl_id = "spiffe://cluster.local/ns/%s/sa/curl" % NS
+        with open(ext, "w") as f:
+            f.write("subjectAltName=URI:%s\n" % curl_id)
+        run = lambda *a: subprocess.run(a, check=True, capture_output=True, timeout=30)
+        run("openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", key, "-out", crt + ".csr", "-subj", "/O=curl")
+        run("openssl", "x509", "-req", "-in", crt + ".csr", "-CA", os.path.join(ca, "ca-cert.pem"),
+            "-CAkey", os.path.join(ca, "ca-key.pem"), "-CAcreateserial", "-out", crt, "-days", "1", "-extfile", ext)
+        frame = b"\x00\x00\x00\x00\x03tls"
+        out = subprocess.run(["curl", "-sS", "-v", "--max-time", "20", "--http2", "-k", "--cert", crt, "--key", key,
+                              "-H", "Host: %s:%d" % (fqdn("greeter"), self.port),
+                              "-H", "content-type: application/grpc", "-H", "te: trailers", "--data-binary", "@-",
+                              "https://%s:%d/test.Echo/Hello" % (GREETER_IP, self.port)],
+                             input=frame, capture_output=True, timeout=30)
+        err = out.stderr.decode("latin-1")
+        self.assertIn("ALPN: server accepted h2", err)
+        self.assertIn("< HTTP/2 200", err)
+        self.assertIn("< grpc-status: 0", err)
+        self.assertIn(b"echo:tls", out.stdout)
+        self.assertIn("URI=" + curl_id, self.app.last()[1].get("x-forwarded-client-cert", ""))
 
 
 ALLOW_CLIENT = """apiVersion: security.istio.io/v1
