@@ -14,6 +14,7 @@
  */
 #include "dataplane/engine-t.h"
 #include "dataplane/h2.h"
+#include "dataplane/jwt.h"
 
 #include "common/log.h"
 #include "dataplane/identity.h"
@@ -372,6 +373,9 @@ static void config_free(struct px_config *c)
 	for (i = 0; i < c->n_hcms; i++)
 		protobuf_c_message_free_unpacked(c->hcms[i], NULL);
 	free(c->hcms);
+	for (i = 0; i < c->n_jwts; i++)
+		jwt_config_free(c->jwts[i]);
+	free(c->jwts);
 	px_snapshot_unref(c->snap);
 	free(c);
 }
@@ -412,6 +416,32 @@ static int hcm_keep(struct px_config *c, ProtobufCMessage *m)
 		return -ENOMEM;
 	v[c->n_hcms++] = m;
 	c->hcms = v;
+	return 0;
+}
+
+/* The HCM's jwt_authn filter (RequestAuthentication), compiled and kept
+ * by c for p; a config that does not compile refuses the listener. */
+static int port_jwt(struct px_config *c, const char *lname, const px_hcm *hcm, struct px_port *p, char *err,
+		    size_t cap)
+{
+	struct jwt_config *j = NULL, **v;
+	char why[256] = "";
+	int rc = jwt_config_from_hcm(hcm, &j, why, sizeof(why));
+
+	if (rc < 0) {
+		snprintf(err, cap, "listener %s: %s", lname, why);
+		return rc;
+	}
+	if (!j)
+		return 0;
+	v = realloc(c->jwts, (c->n_jwts + 1) * sizeof(*v));
+	if (!v) {
+		jwt_config_free(j);
+		return -ENOMEM;
+	}
+	v[c->n_jwts++] = j;
+	c->jwts = v;
+	p->jwt = j;
 	return 0;
 }
 
@@ -547,6 +577,9 @@ static int chain_port(struct px_config *c, const char *lname, const Envoy__Confi
 	if (rc < 0)
 		return rc;
 	p->accept_http_10 = hcm_http10(hcm);
+	rc = port_jwt(c, lname, hcm, p, err, cap);
+	if (rc < 0)
+		return rc;
 	if (hcm && hcm->route_specifier_case ==
 			   ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_ROUTE_CONFIG &&
 	    hcm->route_config) {

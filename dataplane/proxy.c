@@ -26,6 +26,7 @@
 #include "dataplane/h2.h"
 #include "dataplane/http1.h"
 #include "dataplane/identity.h"
+#include "dataplane/jwt.h"
 #include "dataplane/mtls.h"
 #include "dataplane/retry.h"
 #include "dataplane/tls.h"
@@ -204,6 +205,7 @@ struct px_stream {
 	int have_hash;
 	char set_cookie[192];        /* a generated hash cookie to set on the response, or "" */
 	char *cors_hdrs;             /* CORS response headers for an allowed origin (owned), or NULL */
+	struct jwt_result *jwt;      /* the jwt_authn filter's outcome (s_jwt(), owned), or NULL */
 	int xfcc;                    /* the inbound port's HCM forwards the client cert (set at its lookup) */
 	char *norm_path;             /* the HCM-normalized path and query (owned; s_authz), or NULL: as sent */
 	struct px_str method, path, authority, ua, xff, rid, proto;
@@ -422,6 +424,7 @@ static void s_free(struct px_stream *s)
 	mesh_buf_cleanup(&s->head);
 	mesh_buf_cleanup(&s->body);
 	free(s->cors_hdrs);
+	jwt_result_free(s->jwt);
 	free(s->norm_path);
 	px_config_unref(s->cfg);
 	s->e->st.rq_active--;
@@ -1924,6 +1927,9 @@ static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_
 			continue;
 		if (eh->n_req && edit_drops(f->name, eh->req, eh->n_req))
 			continue;
+		/* jwt_authn: the token header (forward false) and the headers it sets */
+		if (s->jwt && jwt_result_drops(s->jwt, f->name.p, f->name.len))
+			continue;
 		if (rt->include_attempt_count_req && h1_str_ieq(f->name, "x-envoy-attempt-count"))
 			continue;
 		if (h1_str_ieq(f->name, "x-request-id"))
@@ -1948,6 +1954,8 @@ static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_
 		rc = s_put_xfcc(s, b);
 	if (!rc && eh->n_req)
 		rc = edit_add(b, h->headers, h->n_headers, eh->req, eh->n_req);
+	if (!rc && s->jwt && s->jwt->add)
+		rc = mesh_buf_append(b, s->jwt->add->data, s->jwt->add->len);
 	if (!rc && (s->req_flags & H1_F_UPGRADE)) {
 		struct h1_str up = h1_head_get(h, "upgrade");
 		static const struct h1_str upn = { "upgrade", 7 };
@@ -2376,6 +2384,33 @@ static int s_http10_refused(struct px_stream *s, const struct px_port *pp)
 	return 1;
 }
 
+const struct rbac_jwt *px_stream_jwt(const struct px_stream *s)
+{
+	return s ? jwt_result_rbac(s->jwt) : NULL;
+}
+
+/* The HCM's jwt_authn filter (dataplane/jwt.h): 1 when it answered the
+ * request (401/403, or 500 out of memory), else 0 with the outcome kept
+ * on the stream for the forwarded head and for RBAC (px_stream_jwt). */
+static int s_jwt(struct px_stream *s, const struct h1_head *h, const struct jwt_config *jc, struct h1_str authority)
+{
+	struct jwt_req r = { h->method.p, h->method.len, s->path.p, s->path.len, authority.p, authority.len,
+			     req_header, (void *)h };
+	struct jwt_result *res = NULL;
+
+	if (jwt_filter_run(jc, &r, (int64_t)(wall_us() / 1000000), &res) < 0) {
+		s_local_reply(s, 500, 0, NULL, NULL);
+		return 1;
+	}
+	if (res->status) {
+		s_local_reply(s, res->status, 0, res->message, res->www_auth);
+		jwt_result_free(res);
+		return 1;
+	}
+	s->jwt = res;
+	return 0;
+}
+
 /* A copy of (p, len) with its NUL at *at in buf (sized by the caller). */
 static const char *authz_put(char *buf, size_t *at, const char *p, size_t len)
 {
@@ -2435,10 +2470,18 @@ static int s_authz(struct px_stream *s, const struct px_port *pp, const struct h
 			rq->path_len = s->path.len;
 		}
 	}
+	/* jwt_authn, the first HTTP filter (Istio puts it before RBAC): its
+	 * verified token is what RBAC's istio_authn metadata matchers read */
+	if (!pp->tcp && pp->jwt) {
+		struct h1_str au = { rq->authority, rq->authority_len };
+		if (s_jwt(s, h, pp->jwt, au))
+			return 1;
+	}
 	if (!pp->authz || (pp->tcp && d->rbac_judged))
 		return 0;
 	memset(&r, 0, sizeof(r));
 	r.principal = d->peer_principal;
+	r.jwt = px_stream_jwt(s);
 	r.source_ip = d->peer_ip;
 	r.sni = d->sni;
 	r.destination_port = pp->port;

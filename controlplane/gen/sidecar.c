@@ -34,6 +34,7 @@
  */
 #include "controlplane/gen/gen.h"
 #include "controlplane/gen/gen_int.h"
+#include "controlplane/gen/authn.h"
 #include "controlplane/gen/rbac.h"
 #include "controlplane/model/policy.h"
 
@@ -1053,15 +1054,19 @@ static int gen_inbound_chains(struct gen_sc *sc, const struct gen_inport *ip, ge
 	return 0;
 }
 
-/* The RBAC filters of the workload (audit, deny, allow): HTTP filters for
- * its HTTP ports and network filters, compiled for TCP, for its TCP ports
- * (Istio's buildInboundHTTP/TCP authz); dry-run policies as shadow rules. */
+/* The filters of the workload before the router: jwt_authn
+ * (RequestAuthentication, gen/authn.c) first on HTTP ports, as Istio puts
+ * it before RBAC; then the RBAC filters (audit, deny, allow): HTTP filters
+ * for its HTTP ports and network filters, compiled for TCP, for its TCP
+ * ports (Istio's buildInboundHTTP/TCP authz); dry-run policies as shadow
+ * rules. */
 static int gen_sidecar_rbac(struct gen_sc *sc, gen_http_filter ***out, size_t *n, rbac_net_filter ***net,
 			    size_t *n_net)
 {
 	rbac_filter *deny = NULL, *allow = NULL, *audit = NULL;
 	bool audit_on = sc->g.p->rbac_audit;
 	struct rbac_opts http = { .tcp = false, .shadow = audit_on }, tcp = { .tcp = true, .shadow = audit_on };
+	gen_http_filter *jwt = NULL, **v;
 	int rc;
 
 	rc = rbac_compile_opts(sc->g.m, gen__workload_ns(sc->w), gen__workload_labels(sc->w), sc->g.notes, &http,
@@ -1073,6 +1078,18 @@ static int gen_sidecar_rbac(struct gen_sc *sc, gen_http_filter ***out, size_t *n
 				       sc->a, &deny, &allow, audit_on ? &audit : NULL);
 	if (rc == 0)
 		rc = rbac_network_filters(deny, allow, audit, sc->a, net, n_net);
+	if (rc == 0)
+		rc = authn_jwt_http_filter(sc->g.m, gen__workload_ns(sc->w), gen__workload_labels(sc->w), sc->a, &jwt);
+	if (rc == 0 && jwt) {
+		v = arena_calloc(sc->a, *n + 1, sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		v[0] = jwt;
+		if (*n)
+			memcpy(v + 1, *out, *n * sizeof(*v));
+		*out = v;
+		(*n)++;
+	}
 	return rc;
 }
 
