@@ -72,6 +72,9 @@ struct px_cluster {
 	enum px_cluster_type type;
 	struct up_cluster *up;           /* the compiled Cluster (lb, outlier, breakers) of the current config */
 	struct up_hostset *hs;           /* its hosts (pxlb's upstream.h) */
+	struct px_resource *src, *src_cla; /* the Cluster and EDS resources up and hs were compiled from (a
+	                                  * reference each, src_cla NULL if none): config_link_clusters sets
+	                                  * them, config_compile keeps up and hs while both are unchanged */
 	struct px_host **hmap;           /* up_host -> px_host, open addressing, hmap_cap a power of two */
 	size_t hmap_cap;
 	struct ev_timer od_timer;        /* outlier detection's interval sweep */
