@@ -188,13 +188,14 @@ $(BUILD)/bin/meshctl: $(MESHCTL_OBJS) $(LIBMESHD) $(LIBCOMMON)
 # meshproxy links RE2 and the C++ runtime statically: only the code RE2 uses
 # is taken, where the shared libstdc++ costs ~0.9 MB of RSS by itself (its
 # relocations and locale set-up at load), most of the budget DESIGN.md
-# leaves a proxy holding 1,000 clusters (<= 10 MB).  Not under SAN=1: the
+# leaves a proxy holding 1,000 clusters (<= 10 MB).  No libm either (another
+# ~0.3 MB mapped for pow(): dataplane/lb.c has its own).  Not under SAN=1: the
 # sanitizer runtime replaces operator new/delete from a shared libstdc++.
 ifeq ($(SAN),1)
 MESHPROXY_LIBS := $(call pkg_libs,$(MESHPROXY_PKGS)) -lpthread -lm
 else
 MESHPROXY_LIBS := $(shell pkg-config --libs $(filter-out re2,$(MESHPROXY_PKGS))) \
-	-Wl,-Bstatic -lre2 -lstdc++ -Wl,-Bdynamic -static-libgcc -lpthread -lm
+	-Wl,-Bstatic -lre2 -lstdc++ -Wl,-Bdynamic -static-libgcc -lpthread
 endif
 $(BUILD)/bin/meshproxy: $(MESHPROXY_OBJS) $(LIBCOMMON)
 	@mkdir -p $(dir $@)

@@ -321,7 +321,7 @@ int up_cluster_new(const Envoy__Config__Cluster__V3__Cluster *c, char *err, size
 				rc = -EINVAL;
 				goto out;
 			}
-			cl->panic_threshold = (uint32_t)lround(v);
+			cl->panic_threshold = (uint32_t)(v + 0.5); /* lround() of v >= 0, without libm (lb.c) */
 		}
 		cl->locality_weighted =
 			cc->locality_config_specifier_case ==
