@@ -524,6 +524,57 @@ START_TEST(smuggling_400)
 }
 END_TEST
 
+/* An endpoint's engine host (pools, counters) is made when the load
+ * balancer first picks it; /clusters lists every endpoint all the same,
+ * and a made host keeps its counters over updates that keep its endpoint. */
+static const char *clusters_page_text(struct mesh_buf *b)
+{
+	const char *ct = NULL;
+
+	mesh_buf_reset(b);
+	ck_assert_int_eq(engine_admin_page(eng, "/clusters", 9, b, &ct), 0);
+	mesh_buf_putc(b, 0);
+	return b->data;
+}
+
+START_TEST(hosts_made_when_picked)
+{
+	static const char *REQ = "GET / HTTP/1.1\r\nHost: reviews:9080\r\nConnection: close\r\n\r\n";
+	const char *name = "outbound|9080||reviews";
+	struct px_cluster *cl = px_config_cluster(eng->cur, name);
+	struct mesh_buf b;
+	char want[128];
+	const char *r;
+
+	mesh_buf_init(&b, 1 << 20);
+	ck_assert_ptr_nonnull(cl);
+	ck_assert_uint_eq(cl->n_hosts, 0);
+	snprintf(want, sizeof(want), "%s::127.0.0.1:%d::rq_total::0\n", name, be.port);
+	ck_assert_msg(strstr(clusters_page_text(&b), want) != NULL, "%s", b.data);
+	ck_assert_ptr_nonnull(strstr(b.data, "outbound|9080||dead::127.0.0.1:1::cx_total::0\n"));
+	ck_assert_ptr_nonnull(strstr(b.data, "outbound|9080||dead::127.0.0.1:1::health_flags::healthy\n"));
+	r = roundtrip(REQ);
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12), "%s", r);
+	ck_assert_uint_eq(cl->n_hosts, 1);
+	snprintf(want, sizeof(want), "%s::127.0.0.1:%d::rq_total::1\n", name, be.port);
+	ck_assert_msg(strstr(clusters_page_text(&b), want) != NULL, "%s", b.data);
+	/* the same endpoints from new resources: compiled again, the host stays */
+	apply(SPEC, be.port);
+	ck_assert_ptr_eq(px_config_cluster(eng->cur, name), cl);
+	ck_assert_uint_eq(cl->n_hosts, 1);
+	ck_assert_msg(strstr(clusters_page_text(&b), want) != NULL, "%s", b.data);
+	r = roundtrip(REQ);
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12), "%s", r);
+	snprintf(want, sizeof(want), "%s::127.0.0.1:%d::rq_total::2\n", name, be.port);
+	ck_assert_msg(strstr(clusters_page_text(&b), want) != NULL, "%s", b.data);
+	/* its endpoint gone: so is the host */
+	apply(SPEC, 1);
+	ck_assert_uint_eq(cl->n_hosts, 0);
+	ck_assert_ptr_null(strstr(clusters_page_text(&b), want));
+	mesh_buf_cleanup(&b);
+}
+END_TEST
+
 START_TEST(admin_pages)
 {
 	struct mesh_buf b;
@@ -1152,6 +1203,7 @@ int main(void)
 	tcase_add_test(tc, keepalive_through_pool);
 	tcase_add_test(tc, no_route_404);
 	tcase_add_test(tc, unchanged_cluster_kept);
+	tcase_add_test(tc, hosts_made_when_picked);
 	tcase_add_test(tc, connect_failure_503);
 	tcase_add_test(tc, retry_on_5xx);
 	tcase_add_test(tc, route_timeout_504);
