@@ -341,7 +341,7 @@ START_TEST(ring_hash_weights_and_size)
 	cl = upfix_compile(&c);
 	hs = upfix_set(cl, upfix_cla(eps, NULL, 2, NULL), NULL);
 	/* min weight 1/4: scale = ceil(0.25 x 1024) / 0.25 = 1024 points */
-	ck_assert_uint_eq(hs->prio[0].pool_healthy.ring_n, 1024);
+	ck_assert_uint_eq(hs->prio[0].pool.ring_n, 1024);
 	for (i = 0; i < 8000; i++) {
 		uint64_t h = XXH64(&i, sizeof(i), 5);
 
