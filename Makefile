@@ -326,6 +326,7 @@ bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BIN)
 	@sh tests/bench/run.sh $(BUILD)
 	@$(MAKE) --no-print-directory bench-proxy
+	@$(MAKE) --no-print-directory bench-h2
 
 # the scale benchmark's load generator (tests/bench), not part of `make test`
 BENCH_SRCS  := $(sort $(wildcard tests/bench/*.c))
@@ -355,6 +356,11 @@ integration: $(PXSERVE_BIN) $(PXBACKEND_BIN)
 
 bench-proxy: all $(PXSERVE_BIN) $(PXBACKEND_BIN) $(PXRATE_BIN)
 	@sh tests/bench/proxy/run.sh $(BUILD)
+
+# h2c peak throughput, meshproxy vs nginx (listen http2), with h2load
+.PHONY: bench-h2
+bench-h2: all $(PXSERVE_BIN) $(PXBACKEND_BIN)
+	@sh tests/bench/proxy/h2.sh $(BUILD)
 
 # golden HTTP/1.1 codec cases (tests/http/NNNN/): bytes in, outcome out,
 # fed whole, split at every byte and one byte at a time; GOLDEN_UPDATE=1

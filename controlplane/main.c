@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "controlplane/ca/ca.h"
 #include "controlplane/ca/ca_auth.h"
+#include "controlplane/ca/ca_sds.h"
 #include "controlplane/ca/ca_service.h"
 #include "controlplane/config/meshcfg.h"
 #include "controlplane/config/store.h"
@@ -84,6 +85,7 @@ struct meshd {
 	struct ca *ca;
 	struct ca_authenticator *ca_auth;
 	struct ca_service *ca_svc;
+	struct ca_sds *sds;          /* Secrets over ADS (ca_sds.h) */
 	struct mesh_watch *mesh_watch; /* with --mesh-config */
 	struct mesh_config *mesh;    /* the last good mesh config (Istio's defaults without a file) */
 	char *mesh_trust_domain, *mesh_root_ns; /* start-up values the mesh config gave (opts point here) */
@@ -237,6 +239,47 @@ static struct cfg_snapshot *cb_config(void *ctx)
 	return push_stage_config(d->push);
 }
 
+/* credentialName Secrets for SDS (ca_sds_config.lookup): the Secret
+ * ns/name of the config meshd serves, its TLS material copied. */
+static int cb_sds_lookup(void *ctx, const char *ns, const char *name, struct ca_sds_tls *out)
+{
+	struct meshd *d = ctx;
+	struct cfg_snapshot *snap = push_stage_config(d->push);
+	const struct cfg_k8s_secret *s = NULL;
+	size_t lo = 0, hi = snap ? snap->n_objects[CFG_K8S_SECRET] : 0;
+	int rc = -ENOENT;
+
+	/* sorted by (namespace, name) */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const struct cfg_object *o = snap->objects[CFG_K8S_SECRET][mid];
+		int c = strcmp(o->ns, ns);
+
+		if (c == 0)
+			c = strcmp(o->name, name);
+		if (c == 0) {
+			s = &o->spec.secret;
+			break;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (!s)
+		goto out;
+	rc = -ENOMEM;
+	if ((s->cert && !(out->cert = strdup(s->cert))) || (s->key && !(out->key = strdup(s->key))) ||
+	    (s->cacert && !(out->cacert = strdup(s->cacert)))) {
+		ca_sds_tls_cleanup(out);
+		goto out;
+	}
+	rc = 0;
+out:
+	cfg_snapshot_unref(snap);
+	return rc;
+}
+
 static struct model *cb_model(void *ctx)
 {
 	struct meshd *d = ctx;
@@ -336,8 +379,18 @@ static int meshd_start_ca(struct meshd *d)
 			.n_serving_ips = nips,
 		};
 		rc = ca_service_new(&sc, &d->ca_svc);
-		if (rc < 0)
+		if (rc < 0) {
 			log_error("meshd", "CA service: %s", mesh_strerror(rc));
+			return rc;
+		}
+	}
+	{
+		/* SDS: "default" and "ROOTCA" to authenticated nodes */
+		struct ca_sds_config sc = { .ca = d->ca, .auth = d->ca_auth, .lookup = cb_sds_lookup, .lookup_ctx = d };
+
+		rc = ca_sds_new(&sc, &d->sds);
+		if (rc < 0)
+			log_error("meshd", "SDS provider: %s", mesh_strerror(rc));
 	}
 	return rc;
 }
@@ -486,8 +539,10 @@ static int meshd_loop(struct meshd *d, int sfd)
 		/* only complete writes wake this: read at once, pushed debounced */
 		if ((pfd[4].revents & POLLIN) && mesh_watch_handle(d->mesh_watch) > 0)
 			(void)meshd_mesh_load(d, false);
-		if (d->ready)
-			(void)push_stage_tick(d->push, debounce_now()); /* failures logged; last good kept */
+		/* failures logged; last good kept.  A new config may hold
+		 * changed credentialName Secrets: SDS answers again. */
+		if (d->ready && push_stage_tick(d->push, debounce_now()) > 0)
+			ca_sds_refresh(d->sds);
 	}
 }
 
@@ -621,6 +676,9 @@ int main(int argc, char **argv)
 		xc.want_ctx = d.push;
 		/* a sidecar's whole config is built per workload by the stage */
 		xc.whole_flavours = 1u << XDS_FLAVOUR_SIDECAR;
+		/* Secrets per stream, from the SDS provider */
+		xc.secret = ca_sds_want;
+		xc.secret_ctx = d.sds;
 		creds = ca_service_server_credentials(d.ca_svc);
 		if (!creds) {
 			log_error("meshd", "cannot set up TLS for %s", d.opts.secure_addr);
@@ -630,6 +688,7 @@ int main(int argc, char **argv)
 		rc = xds_server_start(&xc, &d.xds);
 		grpc_server_credentials_release(creds);
 		push_stage_set_server(d.push, d.xds);
+		ca_sds_set_server(d.sds, d.xds);
 		if (rc < 0) {
 			log_error("meshd", "cannot serve xDS on %s and %s: %s", d.opts.xds_addr, d.opts.secure_addr,
 				  mesh_strerror(rc));
@@ -678,6 +737,7 @@ out:
 	debug_server_stop(d.debug);
 	xds_server_stop(d.xds);
 	push_stage_free(d.push);   /* after the server: nothing publishes to it */
+	ca_sds_free(d.sds);        /* after the server: nothing asks it */
 	/* after the server: its calls are bound to the CA service's queue */
 	ca_service_free(d.ca_svc);
 	ca_auth_free(d.ca_auth);

@@ -16,6 +16,7 @@
 #define MESH_DATAPLANE_ENGINE_T_H
 
 #include "dataplane/accesslog.h"
+#include "dataplane/authz.h"
 #include "dataplane/engine.h"
 #include "dataplane/router.h"
 #include "dataplane/upstream.h"
@@ -26,6 +27,8 @@
 
 struct px_uconn;
 struct px_dconn;
+struct px_mtls;
+struct px_identity;
 
 /* An intrusive list link (pending requests of a cluster). */
 struct px_link {
@@ -94,6 +97,8 @@ struct px_cluster {
 	struct px_cluster_stats st;
 	uint64_t retries_active;
 	struct px_link pending;          /* requests waiting for a connection (max_connections reached) */
+	struct px_mtls *tls;             /* UpstreamTlsContext (mtls.c; owned), set by config_link_clusters;
+	                                  * NULL: plaintext */
 };
 
 /* Envoy's Cluster.cleanup_interval default: an ORIGINAL_DST host (Passthrough
@@ -117,6 +122,12 @@ struct px_port {
 	uint64_t conn_idle_ms;           /* common_http_protocol_options.idle_timeout: 0 off;
 	                                  * PX_IDLE_UNSET: the engine's (--, Envoy's 1 h) */
 	int proxy_100;                   /* proxy_100_continue: Expect forwarded, the upstream's 100 relayed */
+	int xfcc;                        /* forward_client_cert_details APPEND_FORWARD / SANITIZE_SET (px_port_hcm) */
+	struct px_mtls *tls;             /* virtualInbound: the port's DownstreamTlsContext (mtls.c), set by
+	                                  * compile_listener; owned by px_config.mtls */
+	int plain_ok;                    /* a raw_buffer chain serves the port too (no TLS chain, or PERMISSIVE) */
+	struct authz_http_opts http_opts; /* the HCM's path normalization and XFF rules (px_port_hcm) */
+	const struct authz *authz;       /* the chain's RBAC filters, or NULL (chain_port; owned by the config) */
 };
 
 /* Envoy's HCM defaults: stream_idle_timeout 5 min when unset. */
@@ -160,9 +171,15 @@ struct px_config {
 	int loop_logged;                 /* a destination looping back to meshproxy was logged for this config */
 	ProtobufCMessage **hcms;         /* filter configs unpacked from Anys (inline route configs live there) */
 	size_t n_hcms;
+	struct authz **authzs;           /* every chain's compiled RBAC (ports point into it) */
+	size_t n_authzs;
 	/* compiled in phase one, handed to the clusters in phase two (then NULL) */
 	struct up_cluster **new_up;
 	struct up_hostset **new_hs;
+	struct px_mtls **new_tls;        /* per cluster, from phase one to the cluster in phase two */
+	struct px_mtls **mtls;           /* the inbound ports' TLS policies (owned) */
+	size_t n_mtls;
+	int in_tls;                      /* some inbound port takes TLS: connections are peeked first */
 };
 
 struct px_listener_stats {
@@ -238,6 +255,11 @@ struct engine {
 	size_t n_self;
 	struct px_addr *ifaddrs;         /* this host's addresses (getifaddrs at start and on apply) */
 	size_t n_ifaddrs;
+	struct px_identity *ident;       /* the workload certificate (identity.c), set by engine_set_identity();
+	                                  * NULL: no mTLS */
+	uint64_t tls_handshake_fail;     /* downstream TLS handshakes that failed (ssl.connection_error) */
+	uint64_t tls_plain_refused;      /* plaintext connections refused by a TLS-only (STRICT) port */
+	struct authz_tab *authz_tab;     /* RBAC counters by name, across configs (engine_new) */
 };
 
 /* engine.c */

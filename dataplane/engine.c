@@ -13,8 +13,11 @@
  * and swaps the config.
  */
 #include "dataplane/engine-t.h"
+#include "dataplane/h2.h"
 
 #include "common/log.h"
+#include "dataplane/identity.h"
+#include "dataplane/mtls.h"
 #include "dataplane/net.h"
 #include "envoy/config/cluster/v3/cluster.pb-c.h"
 #include "envoy/config/endpoint/v3/endpoint.pb-c.h"
@@ -302,6 +305,7 @@ static void cluster_unref(struct px_cluster *cl)
 	up_cluster_unref(cl->up);
 	px_resource_unref(cl->src);
 	px_resource_unref(cl->src_cla);
+	px_mtls_free(cl->tls);
 	free(cl->name);
 	free(cl);
 }
@@ -446,8 +450,17 @@ static void config_free(struct px_config *c)
 		up_hostset_free(c->new_hs[i]);
 	for (i = 0; c->new_up && i < c->snap->sets[XDS_CLUSTER].n; i++)
 		up_cluster_unref(c->new_up[i]);
+	for (i = 0; c->new_tls && i < c->snap->sets[XDS_CLUSTER].n; i++)
+		px_mtls_free(c->new_tls[i]);
+	free(c->new_tls);
+	for (i = 0; i < c->n_mtls; i++)
+		px_mtls_free(c->mtls[i]);
+	free(c->mtls);
 	free(c->new_hs);
 	free(c->new_up);
+	for (i = 0; i < c->n_authzs; i++)
+		authz_free(c->authzs[i]);
+	free(c->authzs);
 	for (i = 0; i < c->n_hcms; i++)
 		protobuf_c_message_free_unpacked(c->hcms[i], NULL);
 	free(c->hcms);
@@ -576,6 +589,35 @@ void px_port_hcm(struct px_port *p, const px_hcm *hcm)
 				  ? dur_ms(hcm->common_http_protocol_options->idle_timeout)
 				  : PX_IDLE_UNSET;
 	p->proxy_100 = hcm ? hcm->proxy_100_continue : 0;
+	/* issue 12: the peer's certificate is told to the application (XFCC) */
+	p->xfcc = hcm && (hcm->forward_client_cert_details ==
+				  ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__FORWARD_CLIENT_CERT_DETAILS__APPEND_FORWARD ||
+			  hcm->forward_client_cert_details ==
+				  ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__FORWARD_CLIENT_CERT_DETAILS__SANITIZE_SET);
+	p->http_opts = authz_http_opts(hcm);
+}
+
+/* The RBAC filters of chain fc (HTTP ones in hcm, else network ones)
+ * compiled into p->authz, kept by c; a chain the evaluator cannot judge
+ * refuses the configuration with its message (NACK). */
+static int chain_authz(struct px_config *c, const char *lname, const Envoy__Config__Listener__V3__FilterChain *fc,
+		       const px_hcm *hcm, struct px_port *p, char *err, size_t cap)
+{
+	struct authz *a = NULL, **v;
+	int rc;
+
+	rc = authz_compile(c->e->authz_tab, lname, fc, hcm, &a, err, cap);
+	if (rc < 0 || !a)
+		return rc;
+	v = realloc(c->authzs, (c->n_authzs + 1) * sizeof(*v));
+	if (!v) {
+		authz_free(a);
+		return -ENOMEM;
+	}
+	v[c->n_authzs++] = a;
+	c->authzs = v;
+	p->authz = a;
+	return 0;
 }
 
 /* What serves a connection through chain fc: an HCM over RDS (route_name,
@@ -593,6 +635,9 @@ static int chain_port(struct px_config *c, const char *lname, const Envoy__Confi
 	if (rc < 0)
 		return rc;
 	px_port_hcm(p, hcm);
+	rc = chain_authz(c, lname, fc, hcm, p, err, cap);
+	if (rc < 0)
+		return rc;
 	p->accept_http_10 = hcm_http10(hcm);
 	if (hcm && hcm->route_specifier_case ==
 			   ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_ROUTE_CONFIG &&
@@ -625,6 +670,34 @@ static int is_tls_chain(const Envoy__Config__Listener__V3__FilterChain *fc)
 	const Envoy__Config__Listener__V3__FilterChainMatch *m = fc->filter_chain_match;
 
 	return m && m->transport_protocol && !strcmp(m->transport_protocol, "tls");
+}
+
+/* An inbound TLS chain's DownstreamTlsContext, kept by the config. */
+static int inbound_tls(struct px_config *c, const char *lname, const Envoy__Config__Listener__V3__FilterChain *fc,
+		       struct px_mtls **out, char *err, size_t cap)
+{
+	struct px_mtls **v;
+	char why[200];
+	int rc;
+
+	*out = NULL;
+	rc = px_mtls_chain(fc, out, why, sizeof(why));
+	if (rc < 0) {
+		snprintf(err, cap, "listener %s: filter chain %s: %s", lname, fc->name, why);
+		return rc;
+	}
+	if (!*out)
+		return 0;
+	v = realloc(c->mtls, (c->n_mtls + 1) * sizeof(*v));
+	if (!v) {
+		px_mtls_free(*out);
+		*out = NULL;
+		return -ENOMEM;
+	}
+	c->mtls = v;
+	c->mtls[c->n_mtls++] = *out;
+	c->in_tls = 1;
+	return 0;
 }
 
 /* Envoy binds a listener unless bind_to_port says false (unset: true). */
@@ -727,14 +800,39 @@ static int compile_listener(struct px_config *c, const Envoy__Config__Listener__
 			const Envoy__Config__Listener__V3__FilterChain *fc = l->filter_chains[i];
 			const Envoy__Config__Listener__V3__FilterChainMatch *m = fc->filter_chain_match;
 
-			if (!m || !m->destination_port || is_tls_chain(fc))
-				continue; /* TLS chains: issue 12 */
+			struct px_port *have = NULL;
+			struct px_mtls *tls = NULL;
+			size_t k;
+
+			if (!m || !m->destination_port)
+				continue;
+			for (k = 0; k < c->n_in_ports; k++)
+				if (c->in_ports[k].port == m->destination_port->value)
+					have = &c->in_ports[k];
+			/* issue 12: a port's TLS chain (transport_protocol "tls") and
+			 * its raw_buffer chain are one port here: TLS-only is STRICT,
+			 * both is PERMISSIVE (told apart by the first byte, proxy.c) */
+			if (is_tls_chain(fc)) {
+				rc = inbound_tls(c, l->name, fc, &tls, err, cap);
+				if (rc < 0)
+					return rc;
+				if (have) {
+					if (!have->tls)
+						have->tls = tls;
+					continue;
+				}
+			} else if (have) {
+				have->plain_ok = 1;
+				continue;
+			}
 			memset(&p, 0, sizeof(p));
 			p.port = m->destination_port->value;
 			rc = chain_port(c, l->name, fc, &p, err, cap);
 			if (rc < 0)
 				return rc;
 			p.route_name = NULL; /* virtualInbound's chains carry their route configs inline */
+			p.tls = tls;
+			p.plain_ok = !tls;
 			rc = port_add(&c->in_ports, &c->n_in_ports, &p);
 			if (rc < 0)
 				return rc;
@@ -827,7 +925,8 @@ static int config_compile(struct engine *e, struct px_snapshot *s, struct px_con
 							      strlen(c->bound[i].port.route_name));
 	c->new_up = calloc(cs->n + 1, sizeof(*c->new_up));
 	c->new_hs = calloc(cs->n + 1, sizeof(*c->new_hs));
-	if (!c->new_up || !c->new_hs) {
+	c->new_tls = calloc(cs->n + 1, sizeof(*c->new_tls));
+	if (!c->new_up || !c->new_hs || !c->new_tls) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -838,7 +937,7 @@ static int config_compile(struct engine *e, struct px_snapshot *s, struct px_con
 		char why[256] = "";
 
 		if (cluster_unchanged(old, s, cs->v[i]))
-			continue; /* new_up[i] and new_hs[i] NULL: the cluster keeps its own */
+			continue; /* new_up/new_hs/new_tls[i] NULL: the cluster keeps its own */
 		m = (const void *)px_resource_msg(cs->v[i]);
 		if (!m) {
 			rc = -ENOMEM;
@@ -848,6 +947,12 @@ static int config_compile(struct engine *e, struct px_snapshot *s, struct px_con
 		rc = up_cluster_new(m, why, sizeof(why), &c->new_up[i]);
 		if (rc < 0) {
 			snprintf(err, cap, "cluster %s: %s", m->name, why);
+			goto out;
+		}
+		/* issue 12: its UpstreamTlsContext (mtls.c) */
+		rc = px_mtls_cluster(m, &c->new_tls[i], why, sizeof(why));
+		if (rc < 0) {
+			snprintf(err, cap, "cluster %s: transport socket: %s", m->name, why);
 			goto out;
 		}
 		if (c->new_up[i]->type == UP_EDS) {
@@ -1002,14 +1107,21 @@ static int config_link_clusters(struct engine *e, struct px_config *c)
 		cl->in_config = 1;
 		c->new_up[i] = NULL;
 		c->new_hs[i] = NULL;
-		if (!up) {
-			/* unchanged (config_compile): keeps its compiled state */
-		} else if (cluster_update(e, cl, up, hs) < 0) {
-			log_warn("meshproxy", "cluster %s: out of memory updating hosts", cl->name);
-			cluster_set_src(cl, c->snap, NULL);
-		} else {
-			cluster_set_src(cl, c->snap, cs->v[i]);
+		if (up) {
+			/* the TLS policy: connections made with the old one keep their context */
+			px_mtls_free(cl->tls);
+			cl->tls = c->new_tls[i];
+			c->new_tls[i] = NULL;
+			if (cluster_update(e, cl, up, hs) < 0) {
+				log_warn("meshproxy", "cluster %s: out of memory updating hosts", cl->name);
+				cluster_set_src(cl, c->snap, NULL);
+			} else {
+				cluster_set_src(cl, c->snap, cs->v[i]);
+			}
 		}
+		/* else unchanged (config_compile): it keeps its compiled state, TLS
+		 * policy included (made from the Cluster resource alone; Envoy does
+		 * not rebuild an unchanged cluster either) */
 		nt[c->n_clusters] = cl;
 		c->clusters[c->n_clusters++] = cl;
 		cl->refs++; /* the config's reference (nt holds the table's) */
@@ -1445,13 +1557,14 @@ int engine_new(struct ev_loop *loop, const struct engine_opts *o, struct engine 
 	ev_timer_init(&e->gai_timer, px_gai_reap, e);
 	ev_timer_init(&e->trim_timer, px_trim, e);
 	self_read_ifaddrs(e);
-	if (o->access_log && *o->access_log) {
+	rc = authz_tab_new(&e->authz_tab);
+	if (rc == 0 && o->access_log && *o->access_log)
 		rc = px_alog_open(loop, o->access_log, &e->alog);
-		if (rc < 0) {
-			free(e->ifaddrs);
-			free(e);
-			return rc;
-		}
+	if (rc < 0) {
+		authz_tab_free(e->authz_tab);
+		free(e->ifaddrs);
+		free(e);
+		return rc;
 	}
 	*out = e;
 	return 0;
@@ -1467,6 +1580,7 @@ void engine_free(struct engine *e)
 	listener_close(e, &e->lin);
 	for (i = 0; i < e->n_bl; i++)
 		listener_close(e, e->bl[i]);
+	px_h2_free_all(e);       /* HTTP/2 sessions first: their stream pipes end in dconns */
 	px_dconn_free_all(e);
 	for (i = 0; i < e->n_bl; i++)
 		px_listener_unref(e->bl[i]);
@@ -1490,6 +1604,7 @@ void engine_free(struct engine *e)
 	free(e->ctab);
 	px_config_unref(e->cur);
 	px_alog_free(e->alog);
+	authz_tab_free(e->authz_tab);
 	free(e->self);
 	free(e->ifaddrs);
 	free(e);
@@ -1823,6 +1938,12 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 			(unsigned long long)e->st.codec_errors, (unsigned long long)e->st.no_route,
 			(unsigned long long)e->st.rq_idle_timeout, (unsigned long long)e->st.rq_header_timeout,
 			(unsigned long long)e->st.accept_paused, (unsigned long long)e->st.rq_loop_refused);
+	/* issue 12: inbound TLS (Envoy's listener ssl.connection_error; a
+	 * plaintext connection no filter chain takes is Envoy's no_filter_chain_match) */
+	mesh_buf_printf(b,
+			"# TYPE meshproxy_tls_handshake_failures counter\nmeshproxy_tls_handshake_failures %llu\n"
+			"# TYPE meshproxy_tls_plaintext_refused counter\nmeshproxy_tls_plaintext_refused %llu\n",
+			(unsigned long long)e->tls_handshake_fail, (unsigned long long)e->tls_plain_refused);
 	/* shadow requests: no Envoy name (Envoy counts them only in the
 	 * mirror cluster's upstream_rq_total, which meshproxy does too) */
 	mesh_buf_printf(b,
@@ -1830,6 +1951,11 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 			"# TYPE meshproxy_mirror_requests_dropped counter\nmeshproxy_mirror_requests_dropped %llu\n",
 			(unsigned long long)e->mirrors_sent, (unsigned long long)e->mirrors_dropped);
 	listener_prom(e, b);
+}
+
+void engine_stats_text(const struct engine *e, struct mesh_buf *out)
+{
+	authz_tab_text(e->authz_tab, out);
 }
 
 int engine_admin_page(struct engine *e, const char *path, size_t plen, struct mesh_buf *out, const char **ctype)
@@ -1842,6 +1968,12 @@ int engine_admin_page(struct engine *e, const char *path, size_t plen, struct me
 	if (plen == 10 && !memcmp(path, "/listeners", 10)) {
 		*ctype = "text/plain; charset=UTF-8";
 		return listeners_page(e, out);
+	}
+	if (plen == 6 && !memcmp(path, "/certs", 6)) {
+		/* issue 12: the workload certificate (identity.c) */
+		px_identity_certs_json(e->ident, out);
+		*ctype = "application/json";
+		return 0;
 	}
 	if (plen == 17 && !memcmp(path, "/stats/prometheus", 17)) {
 		prometheus_page(e, out);
@@ -1882,6 +2014,11 @@ void px_engine_check_drained(struct engine *e)
 		log_info("meshproxy", "drain: no connection left");
 		drain_finish(e);
 	}
+}
+
+void engine_set_identity(struct engine *e, struct px_identity *id)
+{
+	e->ident = id;
 }
 
 void engine_drain(struct engine *e, void (*done)(void *arg), void *arg)

@@ -86,6 +86,10 @@ int engine_listener_port(const struct engine *e, const char *name);
  */
 MESH_MUST_CHECK int engine_self_add(struct engine *e, const char *addr, int port);
 
+/* The engine's counters for the text /stats page ("name: value" lines):
+ * the RBAC filters' allowed/denied/shadow_* (dataplane/authz.h). */
+void engine_stats_text(const struct engine *e, struct mesh_buf *out);
+
 /*
  * Admin pages the engine owns, Envoy's shapes: "/clusters" (text lines
  * CLUSTER::IP:PORT::stat::value), "/listeners" (NAME::IP:PORT per bound
@@ -96,6 +100,12 @@ MESH_MUST_CHECK int engine_self_add(struct engine *e, const char *addr, int port
  */
 MESH_MUST_CHECK int engine_admin_page(struct engine *e, const char *path, size_t plen, struct mesh_buf *out,
 				      const char **content_type);
+
+/* issue 12: the workload certificate (identity.h) the engine's TLS
+ * policies use (ISTIO_MUTUAL clusters, inbound mTLS) and /certs shows;
+ * borrowed, must outlive the engine; NULL: none (TLS that needs it fails). */
+struct px_identity;
+void engine_set_identity(struct engine *e, struct px_identity *id);
 
 /*
  * Graceful drain (SIGTERM), as Istio's agent drains Envoy (admin

@@ -12,6 +12,8 @@
  */
 #include "dataplane/grpc_client.h"
 
+#include "dataplane/tls.h"
+
 #include "common/log.h"
 
 #include <errno.h>
@@ -59,6 +61,8 @@ struct grpc_conn {
 	char grpc_msg[GRPC_MAX_STATUS_MSG];
 	unsigned pings;
 	char conn_error[96]; /* nghttp2's reason for a connection error */
+	const char *auth;    /* the call's authorization header (grpc_conn_set_authorization), not owned */
+	int tls;             /* :scheme https */
 };
 
 /* ------------------------------------------------------------------ */
@@ -385,6 +389,12 @@ void grpc_conn_free(struct grpc_conn *c)
 	free(c);
 }
 
+void grpc_conn_set_authorization(struct grpc_conn *c, const char *value, int tls)
+{
+	c->auth = value;
+	c->tls = tls;
+}
+
 #define NV(n, v) { (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE }
 
 int grpc_call_start(struct grpc_conn *c, const char *authority, const char *path, const struct grpc_call_cbs *cbs,
@@ -399,7 +409,9 @@ int grpc_call_start(struct grpc_conn *c, const char *authority, const char *path
 		NV("content-type", "application/grpc"),
 		NV("te", "trailers"),
 		NV("user-agent", "meshproxy-grpc"),
+		NV("authorization", c->auth ? c->auth : ""),
 	};
+	size_t nnv = sizeof(nv) / sizeof(nv[0]) - (c->auth ? 0 : 1);
 	int32_t sid;
 
 	if (c->sid)
@@ -408,7 +420,9 @@ int grpc_call_start(struct grpc_conn *c, const char *authority, const char *path
 	c->ctx = ctx;
 	dp.source.ptr = c;
 	dp.read_callback = data_read_cb;
-	sid = nghttp2_submit_request(c->s, NULL, nv, sizeof(nv) / sizeof(nv[0]), &dp, c);
+	if (c->tls)
+		nv[1].value = (uint8_t *)"https", nv[1].valuelen = 5;
+	sid = nghttp2_submit_request(c->s, NULL, nv, nnv, &dp, c);
 	if (sid < 0)
 		return sid == NGHTTP2_ERR_NOMEM ? -ENOMEM : -EPROTO;
 	c->sid = sid;
@@ -558,12 +572,44 @@ struct grpc_client {
 	int closed;              /* reported to the owner; no more I/O */
 	struct grpc_conn *conn;
 	const struct grpc_transport_ops *tr;
+	struct px_tls *tls;      /* opts.tls: the connection's TLS, made once TCP is up */
+	int tls_done;            /* its handshake finished */
 	struct grpc_client_opts opts;
 	struct grpc_call_cbs cbs;
 	void *ctx;
 	struct mesh_buf out;
 	size_t out_off;
 };
+
+/* Reads and writes through TLS when the client has it, else through the
+ * plaintext ops; both return recv(2)-style (-1 with errno). */
+static ssize_t client_read(struct grpc_client *g, void *buf, size_t len)
+{
+	ssize_t n;
+
+	if (!g->tls)
+		return g->tr->read(g->fd, buf, len);
+	n = px_transport_tls.read(g->tls, g->fd, buf, len);
+	if (n < 0) {
+		errno = (int)-n;
+		return -1;
+	}
+	return n;
+}
+
+static ssize_t client_write(struct grpc_client *g, const void *buf, size_t len)
+{
+	ssize_t n;
+
+	if (!g->tls)
+		return g->tr->write(g->fd, buf, len);
+	n = px_transport_tls.write(g->tls, g->fd, buf, len);
+	if (n < 0) {
+		errno = (int)-n;
+		return -1;
+	}
+	return n;
+}
 
 /* The call's end, from the conn or from the socket: tell the owner once,
  * then go quiet (the owner frees us later). */
@@ -609,7 +655,7 @@ static void client_pump(struct grpc_client *g)
 	unsigned mask = EV_READ;
 	ssize_t n;
 
-	if (g->closed || !g->connected)
+	if (g->closed || !g->connected || (g->tls && !g->tls_done))
 		return;
 	for (;;) {
 		if (grpc_conn_flush(g->conn, &g->out) < 0) {
@@ -618,7 +664,7 @@ static void client_pump(struct grpc_client *g)
 		}
 		if (g->out_off == g->out.len)
 			break;
-		n = g->tr->write(g->fd, g->out.data + g->out_off, g->out.len - g->out_off);
+		n = client_write(g, g->out.data + g->out_off, g->out.len - g->out_off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -663,6 +709,35 @@ static void client_io(struct ev_loop *loop, struct ev_io *io, unsigned events)
 			return;
 		}
 		g->connected = 1;
+		if (g->opts.tls && px_tls_new(g->opts.tls, g->fd, g->opts.tls_sni, &g->tls) < 0) {
+			client_fail(g, "TLS", ENOMEM);
+			return;
+		}
+		if (!g->tls) {
+			ev_timer_cancel(g->loop, &g->cto);
+			if (g->opts.keepalive_ms)
+				ev_timer_arm(g->loop, &g->ka, g->opts.keepalive_ms);
+			client_pump(g);
+			return;
+		}
+	}
+	if (g->tls && !g->tls_done) {
+		/* the handshake runs under the connect timeout */
+		int rc = px_tls_handshake(g->tls);
+
+		if (rc == -EAGAIN) {
+			if (ev_io_set(g->loop, &g->io, px_tls_want(g->tls)) < 0)
+				client_fail(g, "event loop", ENOMEM);
+			return;
+		}
+		if (rc < 0) {
+			char why[120];
+
+			snprintf(why, sizeof(why), "TLS handshake: %.100s", px_tls_error(g->tls));
+			client_fail(g, why, 0);
+			return;
+		}
+		g->tls_done = 1;
 		ev_timer_cancel(g->loop, &g->cto);
 		if (g->opts.keepalive_ms)
 			ev_timer_arm(g->loop, &g->ka, g->opts.keepalive_ms);
@@ -672,7 +747,7 @@ static void client_io(struct ev_loop *loop, struct ev_io *io, unsigned events)
 	if (events & (EV_READ | EV_ERROR)) {
 		/* a few reads per wake-up: level-triggered, so the rest comes next iteration */
 		for (i = 0; i < 4 && !g->closed; i++) {
-			n = g->tr->read(g->fd, buf, sizeof(buf));
+			n = client_read(g, buf, sizeof(buf));
 			if (n < 0 && errno == EINTR)
 				continue;
 			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -760,6 +835,7 @@ int grpc_client_new(struct ev_loop *loop, const struct sockaddr *sa, socklen_t s
 	rc = grpc_conn_new(&g->opts.limits, &g->conn);
 	if (rc < 0)
 		goto out;
+	grpc_conn_set_authorization(g->conn, g->opts.authorization, g->opts.tls != NULL);
 	rc = grpc_call_start(g->conn, authority, path, &wrap, g);
 	if (rc < 0)
 		goto out;
@@ -822,6 +898,7 @@ void grpc_client_free(struct grpc_client *g)
 	ev_timer_cancel(g->loop, &g->ka);
 	ev_timer_cancel(g->loop, &g->cto);
 	ev_defer_cancel(g->loop, &g->pump);
+	px_tls_free(g->tls);
 	if (g->fd >= 0)
 		close(g->fd);
 	grpc_conn_free(g->conn);

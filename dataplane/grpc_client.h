@@ -107,6 +107,11 @@ int grpc_conn_done(const struct grpc_conn *c);
 MESH_MUST_CHECK int grpc_conn_ping(struct grpc_conn *c);
 unsigned grpc_conn_pings_unanswered(const struct grpc_conn *c);
 
+/* Before grpc_call_start(): the call's authorization header (value kept,
+ * not copied: it must outlive the conn; NULL none: Istio's agent sends
+ * "Bearer TOKEN" to the CA) and :scheme https when tls is non-zero. */
+void grpc_conn_set_authorization(struct grpc_conn *c, const char *value, int tls);
+
 /* Ends the call from our side (RST_STREAM CANCEL); on_close is not called. */
 void grpc_call_cancel(struct grpc_conn *c);
 
@@ -132,6 +137,13 @@ struct grpc_client_opts {
 	uint64_t keepalive_ms;                      /* PING interval; 0: none */
 	uint64_t keepalive_timeout_ms;              /* an unanswered PING this old ends the connection */
 	uint64_t connect_timeout_ms;                /* 0: none */
+	/* issue 12: TLS to meshd's 15012 (identity.c).  tls NULL: plaintext;
+	 * else the handshake (SNI tls_sni) runs after the TCP connect, under
+	 * connect_timeout_ms, before any HTTP/2 byte.  The context is
+	 * referenced by the connection; opts strings must outlive the client. */
+	struct px_tls_ctx *tls;
+	const char *tls_sni;
+	const char *authorization;                  /* the call's authorization header, or NULL */
 };
 
 /*

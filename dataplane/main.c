@@ -19,11 +19,13 @@
  */
 #include "common/buf.h"
 #include "common/duration.h"
+#include "common/file.h"
 #include "common/json.h"
 #include "common/log.h"
 #include "dataplane/admin.h"
 #include "dataplane/engine.h"
 #include "dataplane/ev.h"
+#include "dataplane/identity.h"
 #include "dataplane/net.h"
 #include "dataplane/xds_client.h"
 
@@ -53,6 +55,9 @@ struct opts {
 	uint64_t drain_ms;           /* --drain-duration */
 	int exit_on_zero;            /* --exit-on-zero-active-connections */
 	const char *locality;
+	/* issue 12: the workload certificate (identity.c) */
+	const char *ca_addr, *root_cert, *token_file, *ca_server_name;
+	uint64_t cert_ttl_s;
 };
 
 /* Delta, as Istio runs Envoy since 1.22 (ISTIO_DELTA_XDS defaults to true) */
@@ -81,6 +86,16 @@ static void usage(FILE *f)
 		"                              Istio's terminationDrainDuration; waited in full unless:)\n"
 		"  --exit-on-zero-active-connections  end the drain once no connection is left\n"
 		"                              (Istio's EXIT_ON_ZERO_ACTIVE_CONNECTIONS)\n"
+		"  --ca-addr HOST:PORT         meshd's CA (15012, TLS) for the workload certificate (mTLS);\n"
+		"                              empty: none (default; Istio's CA_ADDR)\n"
+		"  --root-cert PATH            the mesh root that verifies meshd and peers (default\n"
+		"                              ./var/run/secrets/istio/root-cert.pem, as Istio's agent)\n"
+		"  --token-file PATH           service-account token sent to the CA (default\n"
+		"                              ./var/run/secrets/tokens/istio-token, as Istio's agent)\n"
+		"  --cert-ttl DURATION         certificate lifetime asked for (default 24h; Istio's\n"
+		"                              SECRET_TTL); renewed at half of it\n"
+		"  --ca-server-name NAME       meshd's name for SNI and :authority (default\n"
+		"                              istiod.istio-system.svc)\n"
 		"  --log-level LEVEL           debug|info|warn|error (default info)\n"
 		"  --log-format FORMAT         text|json (default text)\n"
 		"  --version                   print the version\n"
@@ -101,6 +116,8 @@ static void opts_json(const struct opts *o, struct mesh_buf *b)
 		{ "health_addr", o->health_addr }, { "access_log", o->access_log },
 		{ "log_level", o->log_level },     { "log_format", o->log_format },
 		{ "xds_protocol", o->xds_protocol },
+		{ "ca_addr", o->ca_addr },         { "root_cert", o->root_cert },
+		{ "token_file", o->token_file },
 	};
 	size_t i;
 
@@ -133,7 +150,7 @@ static int check_addr(const char *flag, const char *v, int may_be_empty)
 static int parse_args(int argc, char **argv, struct opts *o)
 {
 	enum { O_XDS = 256, O_NODE, O_LABELS, O_SA, O_LOCALITY, O_ADMIN, O_OUT, O_IN, O_STATUS, O_HEALTH, O_ALOG, O_LEVEL,
-	       O_FORMAT, O_DRAIN, O_EXIT_ZERO, O_VERSION, O_HELP, O_PROTO };
+	       O_FORMAT, O_DRAIN, O_EXIT_ZERO, O_VERSION, O_HELP, O_PROTO, O_CA, O_ROOT, O_TOKEN, O_TTL, O_CANAME };
 	static const struct option lo[] = {
 		{ "xds-addr", required_argument, 0, O_XDS },
 		{ "xds-protocol", required_argument, 0, O_PROTO },
@@ -151,6 +168,11 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "log-format", required_argument, 0, O_FORMAT },
 		{ "drain-duration", required_argument, 0, O_DRAIN },
 		{ "exit-on-zero-active-connections", no_argument, 0, O_EXIT_ZERO },
+		{ "ca-addr", required_argument, 0, O_CA },
+		{ "root-cert", required_argument, 0, O_ROOT },
+		{ "token-file", required_argument, 0, O_TOKEN },
+		{ "cert-ttl", required_argument, 0, O_TTL },
+		{ "ca-server-name", required_argument, 0, O_CANAME },
 		{ "version", no_argument, 0, O_VERSION },
 		{ "help", no_argument, 0, O_HELP },
 		{ 0, 0, 0, 0 },
@@ -173,6 +195,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	o->log_level = "info";
 	o->log_format = "text";
 	o->drain_ms = MAIN_DRAIN_DEFAULT_MS;
+	o->ca_addr = "";
+	o->root_cert = "./var/run/secrets/istio/root-cert.pem";
+	o->token_file = "./var/run/secrets/tokens/istio-token";
+	o->cert_ttl_s = 24 * 3600;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
 		case O_XDS: o->xds_addr = optarg; break;
@@ -201,6 +227,21 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			break;
 		}
 		case O_EXIT_ZERO: o->exit_on_zero = 1; break;
+		case O_CA: o->ca_addr = optarg; break;
+		case O_ROOT: o->root_cert = optarg; break;
+		case O_TOKEN: o->token_file = optarg; break;
+		case O_CANAME: o->ca_server_name = optarg; break;
+		case O_TTL: {
+			int64_t ns;
+
+			if (mesh_duration_parse(optarg, &ns) < 0 || ns < 1000000000LL) {
+				fprintf(stderr, "meshproxy: --cert-ttl: a duration of at least 1s (examples: 24h, 20s): %s\n",
+					optarg);
+				return -EINVAL;
+			}
+			o->cert_ttl_s = (uint64_t)(ns / 1000000000LL);
+			break;
+		}
 		case O_VERSION:
 			printf("meshproxy %s\n", MESH_VERSION);
 			exit(0);
@@ -224,7 +265,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	if (check_addr("xds-addr", o->xds_addr, 0) < 0 || check_addr("admin-addr", o->admin_addr, 0) < 0 ||
 	    check_addr("outbound-addr", o->outbound_addr, 0) < 0 ||
 	    check_addr("inbound-addr", o->inbound_addr, 0) < 0 ||
-	    check_addr("status-addr", o->status_addr, 1) < 0 || check_addr("health-addr", o->health_addr, 1) < 0)
+	    check_addr("status-addr", o->status_addr, 1) < 0 || check_addr("health-addr", o->health_addr, 1) < 0 ||
+	    check_addr("ca-addr", o->ca_addr, 1) < 0)
 		return -EINVAL;
 	if (!strcmp(o->xds_protocol, xds_protocol_name(XDS_PROTOCOL_DELTA))) {
 		o->protocol = XDS_PROTOCOL_DELTA;
@@ -241,6 +283,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	/* the scopes meshproxy logs under: the admin port's /logging loggers */
 	(void)mesh_log_scope_add("admin");
 	(void)mesh_log_scope_add("grpc");
+	(void)mesh_log_scope_add("identity");
 	(void)mesh_log_scope_add("meshproxy");
 	(void)mesh_log_scope_add("xds");
 	return 0;
@@ -330,14 +373,24 @@ static int apply_cb(void *ctx, struct px_snapshot *cand, char *err, size_t cap)
 	return engine_apply(ctx, cand, err, cap);
 }
 
+/* The admin pages' ctx: the xDS client (config dump, its counters) and
+ * the engine (its counters: RBAC). */
+struct stats_ctx {
+	struct xds_client *xds;
+	struct engine *engine;
+};
+
 static int dump_cb(void *ctx, struct mesh_buf *out)
 {
-	return xds_client_config_dump(ctx, out);
+	return xds_client_config_dump(((struct stats_ctx *)ctx)->xds, out);
 }
 
 static void stats_cb(void *ctx, struct mesh_buf *out)
 {
-	xds_client_stats_text(ctx, out);
+	struct stats_ctx *sc = ctx;
+
+	xds_client_stats_text(sc->xds, out);
+	engine_stats_text(sc->engine, out);
 }
 
 static void drained(void *arg)
@@ -409,8 +462,10 @@ int main(int argc, char **argv)
 	struct engine *engine = NULL;
 	struct engine_opts eo;
 	struct admin_info info;
+	struct stats_ctx sctx;
 	struct xds_client *xds = NULL;
 	struct xds_client_config xcfg;
+	struct px_identity *ident = NULL;
 	struct ev_io sigio;
 	struct mesh_buf cmdline;
 	sigset_t mask;
@@ -457,6 +512,33 @@ int main(int argc, char **argv)
 		log_error("meshproxy", "proxy engine (access log %s): %s", o.access_log, strerror(-rc));
 		goto out;
 	}
+	if (*o.ca_addr) {
+		/* issue 12: the workload certificate; the root is read once, here,
+		 * before the loop runs (no file I/O on the loop for it) */
+		struct px_identity_opts io = { 0 };
+		char *root = NULL;
+		size_t rlen;
+
+		rc = mesh_read_file(o.root_cert, 1u << 20, &root, &rlen);
+		if (rc < 0) {
+			log_error("meshproxy", "--root-cert %s: %s", o.root_cert, mesh_strerror(rc));
+			goto out;
+		}
+		io.ca_addr = o.ca_addr;
+		io.root_pem = root;
+		io.token_file = o.token_file;
+		io.server_name = o.ca_server_name;
+		io.ttl_s = o.cert_ttl_s;
+		rc = px_identity_new(loop, &io, &ident);
+		free(root);
+		if (rc < 0) {
+			log_error("meshproxy", "workload identity from %s: %s", o.ca_addr, mesh_strerror(rc));
+			goto out;
+		}
+		engine_set_identity(engine, ident);
+		log_info("meshproxy", "workload certificate from meshd's CA at %s (ttl %llus)", o.ca_addr,
+			 (unsigned long long)o.cert_ttl_s);
+	}
 	ev_io_init(&sigio, sfd, signal_cb, engine);
 	rc = ev_io_start(loop, &sigio, EV_READ);
 	if (rc < 0)
@@ -488,7 +570,9 @@ int main(int argc, char **argv)
 	info.draining = engine_draining_flag(engine);
 	info.config_dump = dump_cb;
 	info.stats = stats_cb;
-	info.ctx = xds;
+	sctx.xds = xds;
+	sctx.engine = engine;
+	info.ctx = &sctx;
 	info.start_ms = ev_now(loop);
 	rc = admin_start(loop, o.admin_addr, &info, &admin);
 	if (rc < 0) {
@@ -531,6 +615,7 @@ out:
 	admin_free(admin);
 	xds_client_free(xds);
 	engine_free(engine);
+	px_identity_free(ident);
 	if (loop) {
 		ev_io_stop(loop, &sigio);
 		ev_loop_free(loop);

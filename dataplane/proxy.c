@@ -21,8 +21,14 @@
 #include "dataplane/engine-t.h"
 
 #include "common/log.h"
+#include "common/str.h"
+#include "dataplane/authz.h"
+#include "dataplane/h2.h"
 #include "dataplane/http1.h"
+#include "dataplane/identity.h"
+#include "dataplane/mtls.h"
 #include "dataplane/retry.h"
+#include "dataplane/tls.h"
 #include "dataplane/transport.h"
 
 #include <arpa/inet.h>
@@ -84,6 +90,9 @@ struct px_uconn {
 	uint64_t born_ms;            /* ev_now() at connect: max_connection_duration counts from it */
 	struct px_stream *s;
 	const struct px_transport_ops *tops;
+	struct px_tls *tls;          /* the cluster's UpstreamTlsContext for this host (u_connect), or NULL */
+	int hs;                      /* TLS: 1 waiting for TCP, 2 handshake running (both U_CONNECTING), 0 done */
+	struct ev_defer tls_rd;      /* TLS: bytes held inside OpenSSL to read once there is room (u_update) */
 	struct h1_parser p;
 	struct px_ibuf in;
 	struct mesh_buf out;
@@ -93,6 +102,7 @@ struct px_uconn {
 	int rkeep;
 	int eof;
 	int in_cb;                   /* inside u_cb: u_free defers the final free */
+	int h2;                      /* a pipe to an HTTP/2 stream (u_connect, px_h2u_open) */
 	int dead;
 	/* the response parser's header array (p.hdrs) is allocated while the
 	 * connection is in use and freed in the pool: 4 KiB less per idle one */
@@ -114,6 +124,13 @@ struct px_dconn {
 	char peer_ip[INET6_ADDRSTRLEN];
 	uint16_t peer_port;          /* host order; with the local address, seeds a generated hash cookie */
 	const struct px_transport_ops *tops;
+	struct px_tls *tls;          /* inbound TLS (d_tls_step), or NULL */
+	int tls_decide;              /* inbound with TLS ports: the first byte picks TLS or plaintext */
+	int hs;                      /* TLS handshake running */
+	struct ev_defer tls_rd;      /* TLS: bytes held inside OpenSSL to read once there is room (d_update) */
+	char *peer_principal;        /* the verified peer's SPIFFE URI SAN (owned), NULL without one (d_tls_step) */
+	char alpn[16];               /* negotiated ALPN, "" if none (d_tls_step) */
+	char *sni;                   /* SNI the client sent (owned), NULL if none (d_tls_step) */
 	struct h1_parser p;
 	struct px_ibuf in;
 	struct mesh_buf out;
@@ -126,6 +143,9 @@ struct px_dconn {
 	int hdr_timing;              /* idle is request_headers_timeout's timer for a head being read */
 	uint64_t idle_ms;            /* the HCM's idle_timeout once known (a request, a captured port), else the engine's; 0 off */
 	uint64_t headers_ms;         /* the HCM's request_headers_timeout, 0 off */
+	int rbac_judged;             /* a TCP chain's network RBAC allowed this connection (s_authz) */
+	int h2;                      /* carries one HTTP/2 stream (px_dconn_adopt from h2.c) */
+	unsigned nreq;               /* requests started (d_stream_start): the h2c preface is looked for before the first */
 	struct h1_header hdrs[H1_DEFAULT_MAX_HEADERS];
 };
 
@@ -161,6 +181,8 @@ struct px_stream {
 	int global_armed, try_armed; /* the route / this attempt's timeouts are running */
 	int fault_wait;              /* in the fault filter's delay: the router has not started */
 	int resp_started, resp_done;
+	int trailers_sent;           /* the chunked response's last chunk and trailers are out (u_process) */
+	int64_t timeout_ms;          /* the route's timeout, or grpc-timeout's (d_stream_start); 0 none */
 	enum h1_framing out_framing;
 	int status;
 	unsigned flags;
@@ -180,6 +202,8 @@ struct px_stream {
 	int have_hash;
 	char set_cookie[192];        /* a generated hash cookie to set on the response, or "" */
 	char *cors_hdrs;             /* CORS response headers for an allowed origin (owned), or NULL */
+	int xfcc;                    /* the inbound port's HCM forwards the client cert (set at its lookup) */
+	char *norm_path;             /* the HCM-normalized path and query (owned; s_authz), or NULL: as sent */
 	struct px_str method, path, authority, ua, xff, rid, proto;
 	size_t meta_len;
 	char meta[PX_META_MAX];
@@ -396,6 +420,7 @@ static void s_free(struct px_stream *s)
 	mesh_buf_cleanup(&s->head);
 	mesh_buf_cleanup(&s->body);
 	free(s->cors_hdrs);
+	free(s->norm_path);
 	px_config_unref(s->cfg);
 	s->e->st.rq_active--;
 	free(s);
@@ -726,9 +751,9 @@ static void s_arm_timeouts(struct px_stream *s)
 
 	if (!s->req_done || s->fault_wait || s->resp_done)
 		return;
-	if (!s->global_armed && s->rt->timeout_ms > 0) {
+	if (!s->global_armed && s->timeout_ms > 0) {
 		s->global_armed = 1;
-		ev_timer_arm(loop, &s->t_global, (uint64_t)s->rt->timeout_ms);
+		ev_timer_arm(loop, &s->t_global, (uint64_t)s->timeout_ms);
 	}
 	if (s->u && !s->try_armed && !s->resp_started && rp) {
 		s->try_armed = 1;
@@ -749,6 +774,13 @@ static void s_upstream_active(struct px_stream *s)
 /* --- upstream connections */
 
 static void u_cb(struct ev_loop *loop, struct ev_io *io, unsigned events);
+
+static void u_tls_rd(struct ev_loop *loop, struct ev_defer *df)
+{
+	struct px_uconn *u = df->data;
+
+	u_cb(loop, &u->io, EV_READ);
+}
 
 static void u_timer(struct ev_loop *loop, struct ev_timer *t)
 {
@@ -807,6 +839,11 @@ static void u_free(struct px_uconn *u, int count_destroy)
 	}
 	ev_io_stop(e->loop, &u->io);
 	ev_timer_cancel(e->loop, &u->t);
+	ev_defer_cancel(e->loop, &u->tls_rd);
+	px_tls_free(u->tls); /* close_notify before the socket goes */
+	u->tls = NULL;
+	if (u->h2)
+		px_h2u_forget(u->io.fd);
 	close(u->io.fd);
 	h->st.cx_active--;
 	h->cl->st.cx_active--;
@@ -838,7 +875,7 @@ static void u_update(struct px_uconn *u)
 	unsigned m = 0;
 
 	if (u->state == U_CONNECTING) {
-		m = EV_WRITE;
+		m = u->hs == 2 ? px_tls_want(u->tls) : EV_WRITE;
 	} else {
 		if (ob_pending(&u->out, u->out_off))
 			m |= EV_WRITE;
@@ -850,12 +887,15 @@ static void u_update(struct px_uconn *u)
 	}
 	if (ev_io_set(u->e->loop, &u->io, m) < 0)
 		log_warn("meshproxy", "upstream %s: epoll_ctl failed", u->h->name);
+	/* a record OpenSSL holds wakes no epoll: read it from the loop */
+	if ((m & EV_READ) && u->tls && u->state != U_CONNECTING && px_tls_pending(u->tls))
+		ev_defer(u->e->loop, &u->tls_rd);
 }
 
 static int u_flush(struct px_uconn *u)
 {
 	while (u->out_off < u->out.len) {
-		ssize_t n = u->tops->write(NULL, u->io.fd, u->out.data + u->out_off, u->out.len - u->out_off);
+		ssize_t n = u->tops->write(u->tls, u->io.fd, u->out.data + u->out_off, u->out.len - u->out_off);
 
 		if (n == -EAGAIN)
 			break;
@@ -888,20 +928,84 @@ static void u_keepalive(int fd, const struct px_cluster *cl)
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &v, sizeof(v));
 }
 
+/* issue 12: TLS to this host when its cluster says so (mtls.c): every
+ * host, or under auto mTLS only the hosts whose metadata says tlsMode
+ * istio.  A context that needs the workload certificate before there is
+ * one fails the connect (UF), as a cluster whose secret is not ready. */
+static int u_tls_setup(struct px_uconn *u, int fd, struct px_host *h)
+{
+	struct px_mtls *m = h->cl->tls;
+	struct px_tls_ctx *ctx;
+	int rc;
+
+	if (!m || (m->only_tls_istio && !(h->up && h->up->tls_istio)))
+		return 0;
+	if (u->h2) {
+		/* TODO(issue 12): an HTTP/2 cluster's connection is h2.c's
+		 * (px_h2u_open), u is a pipe to one of its streams: TLS belongs on
+		 * that connection (px_tls_new + handshake there), not here */
+		return 0;
+	}
+	rc = px_mtls_ctx(m, u->e->ident, &ctx);
+	if (rc == 0)
+		rc = px_tls_new(ctx, fd, m->sni, &u->tls);
+	if (rc < 0) {
+		log_warn("meshproxy", "upstream %s (%s): no TLS context: %s", h->name, h->cl->name,
+			 rc == -EAGAIN ? "no workload certificate yet" : mesh_strerror(rc));
+		return rc;
+	}
+	u->hs = 1;
+	u->tops = &px_transport_tls;
+	return 0;
+}
+
+/* The handshake step of a TLS upstream: 0 done (and the peer's SANs are
+ * the ones the cluster asks for), -EAGAIN, or a negative code (logged). */
+static int u_tls_step(struct px_uconn *u)
+{
+	struct px_mtls *m = u->h->cl->tls;
+	int rc = px_tls_handshake(u->tls);
+
+	if (rc == -EAGAIN)
+		return rc;
+	if (rc == 0 && m && px_tls_check_sans(u->tls, (const char *const *)m->sans, m->n_sans) < 0) {
+		log_warn("meshproxy", "upstream %s (%s): TLS peer %s is not one of the expected identities",
+			 u->h->name, u->h->cl->name, px_tls_peer_uri(u->tls) ? px_tls_peer_uri(u->tls) : "(none)");
+		return -EACCES;
+	}
+	if (rc < 0)
+		log_warn("meshproxy", "upstream %s (%s): TLS handshake failed: %s", u->h->name, u->h->cl->name,
+			 px_tls_error(u->tls));
+	else
+		u->hs = 0;
+	return rc;
+}
+
 static struct px_uconn *u_connect(struct px_stream *s, struct px_host *h, int *err)
 {
 	struct engine *e = s->e;
 	struct px_uconn *u;
-	int fd, one = 1, rc;
+	int fd, one = 1, rc = 0, h2;
 
 	*err = 0;
-	fd = socket(h->addr.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		*err = -errno;
-		return NULL;
+	h2 = px_h2_cluster_wants(h->cl, s->d->h2);
+	if (h2) {
+		/* an HTTP/2 cluster: this "connection" is a pipe to a stream of
+		 * h2.c's shared connection to h, speaking HTTP/1.1 on our side */
+		fd = px_h2u_open(e, h);
+		if (fd < 0) {
+			*err = fd;
+			return NULL;
+		}
+	} else {
+		fd = socket(h->addr.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0) {
+			*err = -errno;
+			return NULL;
+		}
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		u_keepalive(fd, h->cl);
 	}
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	u_keepalive(fd, h->cl);
 	u = calloc(1, sizeof(*u));
 	if (u)
 		h1_parser_init(&u->p, 0, NULL, malloc(PX_UHDRS_BYTES), H1_DEFAULT_MAX_HEADERS);
@@ -913,17 +1017,30 @@ static struct px_uconn *u_connect(struct px_stream *s, struct px_host *h, int *e
 	}
 	u->e = e;
 	u->h = px_host_ref(h);
+	u->h2 = h2;
 	u->tops = &px_transport_raw;
+	if (u_tls_setup(u, fd, h) < 0) {
+		px_host_unref(u->h);
+		free(u->p.hdrs);
+		free(u);
+		close(fd);
+		h->st.cx_connect_fail++;
+		h->cl->st.cx_connect_fail++;
+		*err = -EPROTO;
+		return NULL;
+	}
 	mesh_buf_init(&u->out, PX_OUT_MAX);
 	ev_io_init(&u->io, fd, u_cb, u);
 	ev_timer_init(&u->t, u_timer, u);
+	ev_defer_init(&u->tls_rd, u_tls_rd, u);
 	u->born_ms = ev_now(e->loop);
 	h->st.cx_total++;
 	h->st.cx_active++;
 	h->cl->st.cx_total++;
 	h->cl->st.cx_active++;
 	u->state = U_CONNECTING;
-	rc = connect(fd, (struct sockaddr *)&h->addr, h->alen);
+	if (!h2)
+		rc = connect(fd, (struct sockaddr *)&h->addr, h->alen);
 	if (rc < 0 && errno != EINPROGRESS) {
 		*err = -errno;
 		h->st.cx_connect_fail++;
@@ -960,7 +1077,8 @@ static int u_on_head(struct px_uconn *u, struct px_stream *s, const struct h1_he
 	od_http(u->h, (unsigned)h->status, s->e);
 	if (s_retry_allowed(s, -1, h->status,
 			    (h1_head_get(h, CB_OVERLOADED_HEADER).len ? RETRY_RESP_OVERLOADED : 0) |
-				    (h1_head_get(h, "x-envoy-ratelimited").len ? RETRY_RESP_RATELIMITED : 0))) {
+				    (h1_head_get(h, "x-envoy-ratelimited").len ? RETRY_RESP_RATELIMITED : 0) |
+				    retry_resp_grpc(h1_head_get(h, "grpc-status").p, h1_head_get(h, "grpc-status").len))) {
 		u->h->st.rq_error++;
 		s_retry(s);
 		return -1;
@@ -1052,7 +1170,7 @@ static void s_response_done(struct px_stream *s)
 {
 	struct px_dconn *d = s->d;
 
-	if (s->out_framing == H1_BODY_CHUNKED)
+	if (s->out_framing == H1_BODY_CHUNKED && !s->trailers_sent)
 		mesh_buf_puts(&d->out, H1_CHUNK_LAST);
 	s->resp_done = 1;
 	d_flush(d);
@@ -1140,8 +1258,17 @@ static void u_process(struct px_uconn *u)
 				s->tx += data.len;
 				continue;
 			}
-			if (rc == H1_TRAILERS)
-				continue; /* dropped: trailers need the client to have sent TE: trailers */
+			if (rc == H1_TRAILERS) {
+				/* relayed when the client's side is chunked too (gRPC's
+				 * grpc-status over HTTP/2 arrives this way from h2.c) */
+				if (s->out_framing == H1_BODY_CHUNKED && !s->trailers_sent) {
+					mesh_buf_puts(&d->out, "0\r\n");
+					mesh_buf_append(&d->out, data.p, data.len);
+					mesh_buf_puts(&d->out, "\r\n");
+					s->trailers_sent = 1;
+				}
+				continue;
+			}
 			if (rc == H1_DONE) {
 				s_response_done(s);
 				return;
@@ -1171,6 +1298,11 @@ static void u_on_eof(struct px_uconn *u)
 		s->keep = 0;
 		d_flush(s->d);
 		s_end(s);
+		return;
+	}
+	if (!s->resp_started && u->h2 && px_h2u_connect_failed(u->io.fd)) {
+		/* the HTTP/2 connection behind the pipe never came up (h2.c counted it) */
+		s_fail(s, F_CONNECT, PX_RF_UF);
 		return;
 	}
 	if (!s->resp_started) {
@@ -1215,8 +1347,23 @@ static void u_cb_inner(struct px_uconn *u, struct ev_io *io, unsigned events)
 		int err = 0;
 		socklen_t len = sizeof(err);
 
-		if (getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		if (u->hs != 2 && getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
 			err = errno;
+		if (!err && u->hs) {
+			/* TCP is up: the TLS handshake, under the connect timeout */
+			int rc;
+
+			u->hs = 2;
+			rc = u_tls_step(u);
+
+			if (rc == -EAGAIN) {
+				u_update(u);
+				return;
+			}
+			if (rc < 0)
+				err = EPROTO;
+			events |= EV_WRITE; /* the request waits in u->out */
+		}
 		if (err) {
 			u->h->st.cx_connect_fail++;
 			u->h->cl->st.cx_connect_fail++;
@@ -1246,10 +1393,20 @@ static void u_cb_inner(struct px_uconn *u, struct ev_io *io, unsigned events)
 	}
 	if (events & (EV_READ | EV_ERROR)) {
 		if (ib_room(&u->in, PX_IN_MAX)) {
-			ssize_t n = u->tops->read(NULL, io->fd, u->in.p + u->in.len, u->in.cap - u->in.len);
+			ssize_t n = u->tops->read(u->tls, io->fd, u->in.p + u->in.len, u->in.cap - u->in.len);
 
 			if (n > 0) {
 				u->in.len += (size_t)n;
+				/* TLS: a record larger than the room stays inside OpenSSL,
+				 * with nothing on the socket to wake us: take it now */
+				while (u->tls && px_tls_pending(u->tls) && ib_room(&u->in, PX_IN_MAX)) {
+					ssize_t more = u->tops->read(u->tls, io->fd, u->in.p + u->in.len,
+								     u->in.cap - u->in.len);
+
+					if (more <= 0)
+						break;
+					u->in.len += (size_t)more;
+				}
 				if (u->s)
 					s_upstream_active(u->s);
 				u_process(u);
@@ -1696,6 +1853,21 @@ static int path_needs_slash(const struct h1_head *h)
 	return h->form == H1_FORM_ABSOLUTE && (!h->path.len || h->path.p[0] == '?');
 }
 
+/* issue 12: Envoy's x-forwarded-client-cert for an mTLS peer, with what
+ * Istio's set_current_client_cert_details asks for (By, Hash, Subject,
+ * URI).  APPEND_FORWARD: a client's own XFCC is kept and this one added as
+ * a further field line (the same list as appending with a comma). */
+static int s_put_xfcc(struct px_stream *s, struct mesh_buf *b)
+{
+	char v[1024];
+
+	if (px_tls_xfcc(s->d->tls, v, sizeof(v)) < 0)
+		return 0; /* nothing sensible to tell (over the bound): left out */
+	mesh_buf_puts(b, "x-forwarded-client-cert: ");
+	mesh_buf_puts(b, v);
+	return mesh_buf_puts(b, "\r\n");
+}
+
 static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_str authority,
 			const struct router_req *rq)
 {
@@ -1710,7 +1882,13 @@ static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_
 
 	if (h->form == H1_FORM_ASTERISK || h->form == H1_FORM_AUTHORITY)
 		path = h->target;
-	else if (rq && rt != &s->synth && router_upstream_path(rt, rq, pathbuf, sizeof(pathbuf), &len) == 1) {
+	else if (s->norm_path) {
+		/* the HCM's normalized path goes upstream (s_authz), unless a rewrite follows */
+		path.p = s->norm_path;
+		path.len = s->path.len;
+	}
+	if (h->form != H1_FORM_ASTERISK && h->form != H1_FORM_AUTHORITY && rq && rt != &s->synth &&
+	    router_upstream_path(rt, rq, pathbuf, sizeof(pathbuf), &len) == 1) {
 		path.p = pathbuf;
 		path.len = len;
 	}
@@ -1718,7 +1896,7 @@ static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_
 		host.p = ha;
 		host.len = len;
 	}
-	if (path.p != pathbuf && path_needs_slash(h)) {
+	if (path.p != pathbuf && path.p != s->norm_path && path_needs_slash(h)) {
 		/* the codec's target is zero-copy: the "/" goes in front here
 		 * (method and target were validated by the codec) */
 		rc = mesh_buf_append(b, h->method.p, h->method.len);
@@ -1767,6 +1945,8 @@ static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_
 	}
 	if (!rc && !have_xfp)
 		rc = mesh_buf_puts(b, "x-forwarded-proto: http\r\n");
+	if (!rc && s->xfcc)
+		rc = s_put_xfcc(s, b);
 	if (!rc && eh->n_req)
 		rc = edit_add(b, h->headers, h->n_headers, eh->req, eh->n_req);
 	if (!rc && (s->req_flags & H1_F_UPGRADE)) {
@@ -2197,6 +2377,123 @@ static int s_http10_refused(struct px_stream *s, const struct px_port *pp)
 	return 1;
 }
 
+/* A copy of (p, len) with its NUL at *at in buf (sized by the caller). */
+static const char *authz_put(char *buf, size_t *at, const char *p, size_t len)
+{
+	char *r = buf + *at;
+
+	memcpy(r, p, len);
+	r[len] = '\0';
+	*at += len + 1;
+	return r;
+}
+
+/*
+ * The HCM's work before any filter, then the RBAC filters of the chain, as
+ * Envoy runs them: the path normalized (normalize_path, merge_slashes,
+ * escaped slashes; one that cannot be is 400), then the chain's RBAC
+ * (HTTP: denied -> 403 "RBAC: access denied"; a TCP chain's network RBAC:
+ * denied -> the connection closed, judged once per connection, Envoy's
+ * ONE_TIME_ON_FIRST_BYTE).  Runs after the request head, before routing
+ * (rq's path follows the normalized one).  Returns 1 when the stream was
+ * answered or ended here, else 0.
+ */
+static int s_authz(struct px_stream *s, const struct px_port *pp, const struct h1_head *h, struct router_req *rq)
+{
+	struct px_dconn *d = s->d;
+	struct rbac_request r;
+	struct rbac_decision dec;
+	struct rbac_header *hv = NULL;
+	struct sockaddr_storage ls;
+	socklen_t llen = sizeof(ls);
+	char dst_ip[INET6_ADDRSTRLEN] = "", remote[INET6_ADDRSTRLEN], det[RBAC_EVAL_TEXT_MAX + 48];
+	char *buf = NULL;
+	size_t at = 0, need, i;
+	int rc, allowed;
+
+	if (!pp)
+		return 0;
+	if (!pp->tcp && (h->form == H1_FORM_ORIGIN || h->form == H1_FORM_ABSOLUTE)) {
+		char out[PATHNORM_MAX];
+		size_t olen;
+
+		rc = pathnorm_apply(&pp->http_opts.path, s->path.p, s->path.len, out, sizeof(out), &olen);
+		if (rc < 0) {
+			/* Envoy: "path_normalization_failed" */
+			s_local_reply(s, 400, 0, NULL, NULL);
+			return 1;
+		}
+		if (rc == 1) {
+			free(s->norm_path);
+			s->norm_path = strdup(out);
+			if (!s->norm_path) {
+				s_local_reply(s, 500, 0, NULL, NULL);
+				return 1;
+			}
+			s->path.p = s->norm_path;
+			s->path.len = olen;
+			rq->path = s->path.p;
+			rq->path_len = s->path.len;
+		}
+	}
+	if (!pp->authz || (pp->tcp && d->rbac_judged))
+		return 0;
+	memset(&r, 0, sizeof(r));
+	r.principal = d->peer_principal;
+	r.source_ip = d->peer_ip;
+	r.sni = d->sni;
+	r.destination_port = pp->port;
+	if (d->captured && d->dst_len)
+		memcpy(&ls, &d->dst, d->dst_len);
+	else if (getsockname(d->io.fd, (struct sockaddr *)&ls, &llen) < 0)
+		ls.ss_family = AF_UNSPEC;
+	if (ls.ss_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ls)->sin_addr, dst_ip, sizeof(dst_ip));
+	else if (ls.ss_family == AF_INET6)
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ls)->sin6_addr, dst_ip, sizeof(dst_ip));
+	r.destination_ip = dst_ip[0] ? dst_ip : NULL;
+	if (!pp->tcp) {
+		authz_remote_ip(&pp->http_opts, s->xff.p, s->xff.len, d->peer_ip, remote, sizeof(remote));
+		r.remote_ip = remote;
+		need = s->method.len + s->path.len + s->authority.len + 3;
+		for (i = 0; i < h->n_headers; i++)
+			need += h->headers[i].name.len + h->headers[i].value.len + 2;
+		buf = malloc(need);
+		hv = calloc(h->n_headers ? h->n_headers : 1, sizeof(*hv));
+		if (!buf || !hv) {
+			free(buf);
+			free(hv);
+			s_local_reply(s, 500, 0, NULL, NULL);
+			return 1;
+		}
+		r.method = authz_put(buf, &at, s->method.p, s->method.len);
+		r.path = authz_put(buf, &at, s->path.p, s->path.len);
+		r.host = s->authority.len ? authz_put(buf, &at, s->authority.p, s->authority.len) : NULL;
+		for (i = 0; i < h->n_headers; i++) {
+			hv[i].name = authz_put(buf, &at, h->headers[i].name.p, h->headers[i].name.len);
+			hv[i].value = authz_put(buf, &at, h->headers[i].value.p, h->headers[i].value.len);
+		}
+		r.headers = hv;
+		r.n_headers = h->n_headers;
+	}
+	allowed = authz_check(pp->authz, &r, &dec);
+	free(buf);
+	free(hv);
+	if (allowed) {
+		d->rbac_judged = pp->tcp;
+		return 0;
+	}
+	authz_details(&dec, det, sizeof(det));
+	if (pp->tcp) {
+		log_debug("meshproxy", "connection from %s closed: %s", d->peer_ip, det);
+		s_abort(s, 0);
+		return 1;
+	}
+	log_debug("meshproxy", "[%.*s] %s", (int)s->rid.len, s->rid.p, det);
+	s_local_reply(s, 403, 0, AUTHZ_DENIED_BODY, NULL);
+	return 1;
+}
+
 static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 {
 	struct engine *e = d->e;
@@ -2260,7 +2557,8 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		s->path = meta_put(s, h->form == H1_FORM_ORIGIN || h->form == H1_FORM_ABSOLUTE ? h->path.p : h->target.p,
 				   h->form == H1_FORM_ORIGIN || h->form == H1_FORM_ABSOLUTE ? h->path.len : h->target.len);
 	}
-	s->proto = meta_put(s, h->version_minor ? "HTTP/1.1" : "HTTP/1.0", 8);
+	/* Envoy's %PROTOCOL%: an HTTP/2 stream (h2.c) is logged as such */
+	s->proto = d->h2 ? meta_put(s, "HTTP/2", 6) : meta_put(s, h->version_minor ? "HTTP/1.1" : "HTTP/1.0", 8);
 	s->authority = meta_put(s, authority.p, authority.len);
 	{
 		struct h1_str v = h1_head_get(h, "user-agent");
@@ -2306,6 +2604,8 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 			return;
 		}
 		pp = &b->port;
+		if (s_authz(s, pp, h, &rq))
+			return;
 		if (!pp->tcp) {
 			s->rt = pp->rcfg ? router_config_match(pp->rcfg, &rq) : NULL;
 			if (!s->rt) {
@@ -2333,6 +2633,8 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		pp = find_port(cfg->out_ports, cfg->n_out_ports, vip, port);
 		if (pp && !pp->tcp && s_http10_refused(s, pp))
 			return;
+		if (s_authz(s, pp, h, &rq))
+			return;
 		if (pp && !pp->tcp) {
 			s->rt = pp->rcfg ? router_config_match(pp->rcfg, &rq) : NULL;
 			if (!s->rt) {
@@ -2352,11 +2654,23 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		char name[48];
 
 		pp = find_port(cfg->in_ports, cfg->n_in_ports, 0, port);
+		if (pp && pp->tls && !pp->plain_ok && !d->tls) {
+			/* issue 12, STRICT: no filter chain takes plaintext on this port;
+			 * Envoy closes such a connection (NR) without an answer */
+			e->tls_plain_refused++;
+			log_debug("meshproxy", "inbound port %u takes mTLS only: plaintext from %s refused", port,
+				  d->peer_ip);
+			s_abort(s, PX_RF_NR);
+			return;
+		}
+		s->xfcc = pp && pp->xfcc && d->peer_principal;
 		if (pp && pp->tcp && pp->tcp_cluster && !strcmp(pp->tcp_cluster, "BlackHoleCluster")) {
 			s_blackhole(s); /* virtualInbound-blackhole */
 			return;
 		}
 		if (pp && pp->rcfg && s_http10_refused(s, pp))
+			return;
+		if (s_authz(s, pp, h, &rq))
 			return;
 		if (pp && pp->rcfg) {
 			s->rt = router_config_match(pp->rcfg, &rq);
@@ -2411,6 +2725,22 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		/* no HCM: Envoy would run a TCP proxy here, Expect and all passing through */
 		s->proxy_100 = 1;
 		s->idle_ms = PX_STREAM_IDLE_DEFAULT_MS;
+	}
+	/* the route's timeout, or the gRPC client's deadline where the route
+	 * honours it (max_grpc_timeout / grpc_timeout_header_max: Istio sends 0s,
+	 * no cap) -- Envoy's FilterUtility::finalTimeout */
+	s->timeout_ms = s->rt->timeout_ms;
+	if (s->rt->grpc_timeout_header_max_ms >= 0) {
+		struct h1_str gt = h1_head_get(h, "grpc-timeout");
+		int64_t g = gt.len ? px_grpc_timeout_ms(gt.p, gt.len) : -1;
+
+		if (g >= 0) {
+			if (s->rt->grpc_timeout_header_max_ms > 0 && g > s->rt->grpc_timeout_header_max_ms)
+				g = s->rt->grpc_timeout_header_max_ms;
+			if (g > s->rt->grpc_timeout_header_offset_ms)
+				g -= s->rt->grpc_timeout_header_offset_ms;
+			s->timeout_ms = g; /* 0: none, as Envoy takes a zero deadline */
+		}
 	}
 	/* RouteAction.idle_timeout overrides the HCM's, 0 turning it off */
 	if (s->rt != &s->synth && s->rt->idle_timeout_ms >= 0)
@@ -2655,6 +2985,20 @@ static void d_process(struct px_dconn *d)
 
 			if (d->in.off == d->in.len)
 				break;
+			if (!d->nreq && !d->h2 && !d->tls) {
+				/* (over TLS HTTP/2 comes by ALPN, once h2.c owns TLS
+				 * sessions: PX_TLS_OFFER_H2; until then TLS is HTTP/1.1) */
+				/* h2c with prior knowledge: a connection that opens with
+				 * the HTTP/2 preface goes to h2.c (RFC 9113 §3.3) */
+				int pf = px_h2_preface(d->in.p + d->in.off, d->in.len - d->in.off);
+
+				if (pf == 0)
+					break; /* a prefix of it so far: read more */
+				if (pf == 1) {
+					(void)px_dconn_use_h2(d);
+					return;
+				}
+			}
 			rc = h1_parse_head(&d->p, d->in.p + d->in.off, d->in.len - d->in.off, &h);
 			if (rc == H1_AGAIN) {
 				if (d->in.len - d->in.off >= PX_IN_MAX - 1) {
@@ -2679,6 +3023,7 @@ static void d_process(struct px_dconn *d)
 			/* the head's spans stay valid (nothing moves the buffer before the
 			 * next read); d_stream_start copies what it needs out of them */
 			d->in.off += h.head_len;
+			d->nreq++;
 			d_stream_start(d, &h);
 			if (d->s && d->state == D_BODY)
 				continue;
@@ -2719,6 +3064,12 @@ static void d_update(struct px_dconn *d)
 {
 	unsigned m = 0;
 
+	if (d->tls_decide || d->hs) {
+		m = d->hs ? px_tls_want(d->tls) : EV_READ;
+		if (ev_io_set(d->e->loop, &d->io, m) < 0)
+			log_warn("meshproxy", "downstream: epoll_ctl failed");
+		return;
+	}
 	if (ob_pending(&d->out, d->out_off))
 		m |= EV_WRITE;
 	if (d->state != D_CLOSING && !d->peer_eof && (d->in.len < d->in.cap || d->in.off || d->in.cap < PX_IN_MAX))
@@ -2741,6 +3092,9 @@ static void d_update(struct px_dconn *d)
 	}
 	if (ev_io_set(d->e->loop, &d->io, m) < 0)
 		log_warn("meshproxy", "downstream: epoll_ctl failed");
+	/* a record OpenSSL holds wakes no epoll: read it from the loop */
+	if ((m & EV_READ) && d->tls && px_tls_pending(d->tls))
+		ev_defer(d->e->loop, &d->tls_rd);
 }
 
 /* Writes queued output; on a write error the connection is marked closing
@@ -2748,7 +3102,7 @@ static void d_update(struct px_dconn *d)
 static int d_flush(struct px_dconn *d)
 {
 	while (d->out_off < d->out.len) {
-		ssize_t n = d->tops->write(NULL, d->io.fd, d->out.data + d->out_off, d->out.len - d->out_off);
+		ssize_t n = d->tops->write(d->tls, d->io.fd, d->out.data + d->out_off, d->out.len - d->out_off);
 
 		if (n == -EAGAIN)
 			break;
@@ -2790,7 +3144,12 @@ static void d_close(struct px_dconn *d)
 	ev_io_stop(e->loop, &d->io);
 	ev_timer_cancel(e->loop, &d->idle);
 	ev_defer_cancel(e->loop, &d->proc);
-	close(d->io.fd);
+	ev_defer_cancel(e->loop, &d->tls_rd);
+	px_tls_free(d->tls);
+	free(d->peer_principal);
+	free(d->sni);
+	if (d->io.fd >= 0)
+		close(d->io.fd); /* -1: handed to h2.c (px_dconn_use_h2) */
 	d->prev->next = d->next;
 	d->next->prev = d->prev;
 	free(d->in.p);
@@ -2813,12 +3172,111 @@ void px_trim(struct ev_loop *loop, struct ev_timer *t)
 		malloc_trim(0);
 }
 
+/*
+ * issue 12: an inbound connection on virtualInbound when some port takes
+ * TLS.  First the first byte (peeked, so the codec still reads it): a TLS
+ * handshake record (0x16) starts TLS with the port's DownstreamTlsContext
+ * (captured connections; sent straight to the inbound port, the port is
+ * known only from the request, so the first TLS policy serves: meshd gives
+ * every inbound port the same one), anything else is plaintext, refused at
+ * once by a captured TLS-only (STRICT) port and later by the request's
+ * port otherwise.  (A whole ClientHello sniffer is dataplane/sniff.c's; the
+ * filter-chain choice moves to fcmatch.c when it lands.)  Then the
+ * handshake; when it is done the peer's SPIFFE id, ALPN and SNI are kept.
+ * Returns 1 when the connection goes on to HTTP, 0 when it waits or was
+ * closed.
+ */
+static int d_tls_step(struct px_dconn *d)
+{
+	struct engine *e = d->e;
+	struct px_config *cfg = e->cur;
+	const struct px_port *pp = NULL;
+	struct px_mtls *m = NULL;
+	struct px_tls_ctx *ctx;
+	unsigned char b;
+	ssize_t n;
+	int rc;
+
+	if (d->tls_decide) {
+		do
+			n = recv(d->io.fd, &b, 1, MSG_PEEK);
+		while (n < 0 && errno == EINTR);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			d_update(d);
+			return 0;
+		}
+		if (n <= 0 || !cfg) {
+			d_close(d);
+			return 0;
+		}
+		d->tls_decide = 0;
+		if (d->captured && d->dst.ss_family == AF_INET)
+			pp = find_port(cfg->in_ports, cfg->n_in_ports, 0,
+				       ntohs(((struct sockaddr_in *)&d->dst)->sin_port));
+		if (b != 0x16) {
+			if (pp && pp->tls && !pp->plain_ok) {
+				e->tls_plain_refused++;
+				d_close(d);
+				return 0;
+			}
+			return 1;
+		}
+		m = pp ? pp->tls : cfg->n_mtls ? cfg->mtls[0] : NULL;
+		rc = m ? px_mtls_ctx(m, e->ident, &ctx) : -ENOENT;
+		if (rc == 0)
+			rc = px_tls_new(ctx, d->io.fd, NULL, &d->tls);
+		if (rc < 0) {
+			log_warn("meshproxy", "inbound TLS from %s refused: %s", d->peer_ip,
+				 rc == -EAGAIN ? "no workload certificate yet"
+				 : rc == -ENOENT ? "no TLS filter chain" : mesh_strerror(rc));
+			e->tls_handshake_fail++;
+			d_close(d);
+			return 0;
+		}
+		d->tops = &px_transport_tls;
+		d->hs = 1;
+	}
+	rc = px_tls_handshake(d->tls);
+	if (rc == -EAGAIN) {
+		d_update(d);
+		return 0;
+	}
+	if (rc < 0) {
+		log_debug("meshproxy", "inbound TLS handshake from %s failed: %s", d->peer_ip, px_tls_error(d->tls));
+		e->tls_handshake_fail++;
+		d_close(d);
+		return 0;
+	}
+	d->hs = 0;
+	if (px_tls_peer_uri(d->tls))
+		d->peer_principal = strdup(px_tls_peer_uri(d->tls));
+	mesh_str_copy(d->alpn, sizeof(d->alpn), px_tls_alpn(d->tls));
+	if (px_tls_sni(d->tls))
+		d->sni = strdup(px_tls_sni(d->tls));
+	return 1;
+}
+
+static void d_cb(struct ev_loop *loop, struct ev_io *io, unsigned events);
+
+static void d_tls_rd(struct ev_loop *loop, struct ev_defer *df)
+{
+	struct px_dconn *d = df->data;
+
+	d_cb(loop, &d->io, EV_READ);
+}
+
 static void d_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 {
 	struct px_dconn *d = io->data;
 
 	if (d->s)
 		d->s->last_io = ev_now(loop);
+	if (d->tls_decide || d->hs) {
+		/* issue 12: TLS or plaintext first, then the handshake */
+		if (!d_tls_step(d))
+			return;
+		events |= EV_READ;
+	}
 	if (events & EV_WRITE) {
 		d_flush(d);
 		/* the client caught up: let the upstream send more */
@@ -2830,10 +3288,19 @@ static void d_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 	}
 	if (events & (EV_READ | EV_ERROR)) {
 		if (ib_room(&d->in, PX_IN_MAX)) {
-			ssize_t n = d->tops->read(NULL, io->fd, d->in.p + d->in.len, d->in.cap - d->in.len);
+			ssize_t n = d->tops->read(d->tls, io->fd, d->in.p + d->in.len, d->in.cap - d->in.len);
 
 			if (n > 0) {
 				d->in.len += (size_t)n;
+				/* TLS: what OpenSSL holds beyond the room, while there is room */
+				while (d->tls && px_tls_pending(d->tls) && ib_room(&d->in, PX_IN_MAX)) {
+					ssize_t more = d->tops->read(d->tls, io->fd, d->in.p + d->in.len,
+								     d->in.cap - d->in.len);
+
+					if (more <= 0)
+						break;
+					d->in.len += (size_t)more;
+				}
 			} else if (n == 0 || n != -EAGAIN) {
 				d->peer_eof = 1;
 				/* the client went away: any stream is cut (DC); idle: just close */
@@ -2890,7 +3357,7 @@ void px_accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 	for (i = 0; i < 64; i++) {
 		struct sockaddr_storage peer;
 		socklen_t plen = sizeof(peer);
-		struct px_dconn *d;
+		struct px_conn_origin o;
 		int fd = accept4(io->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC), one = 1;
 
 		if (fd < 0) {
@@ -2900,81 +3367,134 @@ void px_accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 		}
 		l->exhausted = 0;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		d = calloc(1, sizeof(*d));
-		if (!d) {
-			close(fd);
-			continue;
-		}
-		d->e = e;
-		d->inbound = l->inbound;
-		d->l = l;
-		if (!l->embedded)
-			l->refs++;
-		l->st.cx_total++;
-		l->st.cx_active++;
-		d->tops = &px_transport_raw;
-		d->drain = e->draining && l->inbound;
-		h1_parser_init(&d->p, 1, NULL, d->hdrs, H1_DEFAULT_MAX_HEADERS);
-		mesh_buf_init(&d->out, PX_OUT_MAX);
-		ev_io_init(&d->io, fd, d_cb, d);
-		ev_timer_init(&d->idle, d_idle_cb, d);
-		ev_defer_init(&d->proc, d_proc_cb, d);
+		memset(&o, 0, sizeof(o));
+		o.l = l;
+		o.inbound = l->inbound;
 		if (peer.ss_family == AF_INET) {
-			inet_ntop(AF_INET, &((struct sockaddr_in *)&peer)->sin_addr, d->peer_ip, sizeof(d->peer_ip));
-			d->peer_port = ntohs(((struct sockaddr_in *)&peer)->sin_port);
+			inet_ntop(AF_INET, &((struct sockaddr_in *)&peer)->sin_addr, o.peer_ip, sizeof(o.peer_ip));
+			o.peer_port = ntohs(((struct sockaddr_in *)&peer)->sin_port);
 		}
 		/* the original destination: iptables' REDIRECT leaves it in conntrack */
-		d->dst_len = sizeof(d->dst);
-		if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &d->dst, &d->dst_len) == 0 && d->dst.ss_family == AF_INET) {
+		o.dst_len = sizeof(o.dst);
+		if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &o.dst, &o.dst_len) == 0 && o.dst.ss_family == AF_INET) {
 			struct sockaddr_storage local;
 			socklen_t llen = sizeof(local);
 
-			if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0 && llen == d->dst_len &&
-			    memcmp(&local, &d->dst, llen))
-				d->captured = 1; /* redirected; else it was sent to us directly */
+			if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0 && llen == o.dst_len &&
+			    memcmp(&local, &o.dst, llen))
+				o.captured = 1; /* redirected; else it was sent to us directly */
+		} else {
+			o.dst_len = 0;
+			memset(&o.dst, 0, sizeof(o.dst));
 		}
-		if (!e->dconns) {
-			e->dconns = calloc(1, sizeof(*e->dconns));
-			if (!e->dconns) {
-				close(fd);
-				l->st.cx_active--;
-				px_listener_unref(l);
-				free(d);
-				continue;
-			}
-			e->dconns->next = e->dconns->prev = e->dconns;
-		}
-		d->next = e->dconns->next;
-		d->prev = e->dconns;
-		e->dconns->next->prev = d;
-		e->dconns->next = d;
-		e->st.cx_total++;
-		e->st.cx_active++;
-		if (ev_io_start(loop, &d->io, EV_READ) < 0) {
-			d->state = D_CLOSING;
-			d_close(d);
-			continue;
-		}
-		d->idle_ms = e->o.idle_ms;
-		if (d->captured && e->cur) {
-			/* the port is known already: its HCM's connection timers apply from the start */
-			const struct px_port *pp = NULL;
-
-			if (!d->inbound)
-				pp = find_port(e->cur->out_ports, e->cur->n_out_ports,
-					       ((struct sockaddr_in *)&d->dst)->sin_addr.s_addr,
-					       ntohs(((struct sockaddr_in *)&d->dst)->sin_port));
-			else
-				pp = find_port(e->cur->in_ports, e->cur->n_in_ports, 0,
-					       ntohs(((struct sockaddr_in *)&d->dst)->sin_port));
-			if (pp && !pp->tcp) {
-				d->idle_ms = pp->conn_idle_ms == PX_IDLE_UNSET ? e->o.idle_ms : pp->conn_idle_ms;
-				d->headers_ms = pp->headers_ms;
-			}
-		}
-		if (d->idle_ms)
-			ev_timer_arm(loop, &d->idle, d->idle_ms);
+		(void)px_dconn_adopt(e, fd, &o, 0);
 	}
+}
+
+int px_dconn_adopt(struct engine *e, int fd, const struct px_conn_origin *o, int h2)
+{
+	struct ev_loop *loop = e->loop;
+	struct px_listener *l = o->l;
+	struct px_dconn *d = calloc(1, sizeof(*d));
+
+	if (!d) {
+		close(fd);
+		return -ENOMEM;
+	}
+	d->e = e;
+	d->inbound = o->inbound;
+	d->l = l;
+	d->h2 = h2;
+	if (!l->embedded)
+		l->refs++;
+	l->st.cx_total++;
+	l->st.cx_active++;
+	d->tops = &px_transport_raw;
+	/* issue 12: virtualInbound with TLS ports looks at the first byte */
+	d->tls_decide = l == &e->lin && e->cur && e->cur->in_tls && !h2;
+	d->drain = e->draining && l->inbound;
+	h1_parser_init(&d->p, 1, NULL, d->hdrs, H1_DEFAULT_MAX_HEADERS);
+	mesh_buf_init(&d->out, PX_OUT_MAX);
+	ev_io_init(&d->io, fd, d_cb, d);
+	ev_timer_init(&d->idle, d_idle_cb, d);
+	ev_defer_init(&d->proc, d_proc_cb, d);
+	ev_defer_init(&d->tls_rd, d_tls_rd, d);
+	memcpy(d->peer_ip, o->peer_ip, sizeof(d->peer_ip));
+	d->peer_port = o->peer_port;
+	d->dst = o->dst;
+	d->dst_len = o->dst_len;
+	d->captured = o->captured;
+	if (!e->dconns) {
+		e->dconns = calloc(1, sizeof(*e->dconns));
+		if (!e->dconns) {
+			close(fd);
+			l->st.cx_active--;
+			px_listener_unref(l);
+			free(d);
+			return -ENOMEM;
+		}
+		e->dconns->next = e->dconns->prev = e->dconns;
+	}
+	d->next = e->dconns->next;
+	d->prev = e->dconns;
+	e->dconns->next->prev = d;
+	e->dconns->next = d;
+	e->st.cx_total++;
+	e->st.cx_active++;
+	if (ev_io_start(loop, &d->io, EV_READ) < 0) {
+		d->state = D_CLOSING;
+		d_close(d);
+		return -EIO;
+	}
+	d->idle_ms = e->o.idle_ms;
+	if (d->captured && e->cur) {
+		/* the port is known already: its HCM's connection timers apply from the start */
+		const struct px_port *pp = NULL;
+
+		if (!d->inbound)
+			pp = find_port(e->cur->out_ports, e->cur->n_out_ports,
+				       ((struct sockaddr_in *)&d->dst)->sin_addr.s_addr,
+				       ntohs(((struct sockaddr_in *)&d->dst)->sin_port));
+		else
+			pp = find_port(e->cur->in_ports, e->cur->n_in_ports, 0,
+				       ntohs(((struct sockaddr_in *)&d->dst)->sin_port));
+		if (pp && !pp->tcp) {
+			d->idle_ms = pp->conn_idle_ms == PX_IDLE_UNSET ? e->o.idle_ms : pp->conn_idle_ms;
+			d->headers_ms = pp->headers_ms;
+		}
+	}
+	if (d->idle_ms)
+		ev_timer_arm(loop, &d->idle, d->idle_ms);
+	return 0;
+}
+
+int px_dconn_use_h2(struct px_dconn *d)
+{
+	struct engine *e = d->e;
+	struct px_conn_origin o;
+	int rc;
+
+	memset(&o, 0, sizeof(o));
+	o.l = d->l;
+	o.inbound = d->inbound;
+	o.captured = d->captured;
+	o.dst = d->dst;
+	o.dst_len = d->dst_len;
+	memcpy(o.peer_ip, d->peer_ip, sizeof(o.peer_ip));
+	o.peer_port = d->peer_port;
+	/* one registration per fd: the session registers it again */
+	ev_io_stop(e->loop, &d->io);
+	/* the transport's context: NULL for raw TCP (the TLS transport passes its own) */
+	rc = px_h2d_start(e, d->io.fd, d->tops, NULL, &o, d->in.p + d->in.off, d->in.len - d->in.off);
+	if (rc < 0) {
+		d->state = D_CLOSING;
+		d_close(d);
+		return rc;
+	}
+	/* the socket now belongs to the HTTP/2 session: d goes without closing it */
+	d->io.fd = -1;
+	d_close(d);
+	return 0;
 }
 
 void px_dconn_drain_all(struct engine *e)
@@ -2986,6 +3506,7 @@ void px_dconn_drain_listener(struct engine *e, const struct px_listener *l)
 {
 	struct px_dconn *d, *next;
 
+	px_h2d_drain(e, l); /* HTTP/2 sessions: GOAWAY (h2.c) */
 	if (!e->dconns)
 		return;
 	for (d = e->dconns->next; d != e->dconns; d = next) {

@@ -27,6 +27,15 @@ bool retry_condition(const struct router_retry *rp, enum retry_failure kind, uns
 	}
 	if (resp & RETRY_RESP_OVERLOADED)
 		return false;
+	if (resp & RETRY_RESP_GRPC_MASK) {
+		/* Envoy's RETRY_ON_GRPC_*: the response head's grpc-status */
+		unsigned g = ((resp & RETRY_RESP_GRPC_MASK) >> RETRY_RESP_GRPC_SHIFT) - 1;
+
+		if (((on & ROUTER_RETRY_GRPC_CANCELLED) && g == 1) || ((on & ROUTER_RETRY_GRPC_DEADLINE) && g == 4) ||
+		    ((on & ROUTER_RETRY_GRPC_RESOURCE) && g == 8) || ((on & ROUTER_RETRY_GRPC_INTERNAL) && g == 13) ||
+		    ((on & ROUTER_RETRY_GRPC_UNAVAILABLE) && g == 14))
+			return true;
+	}
 	if (resp & RETRY_RESP_RATELIMITED)
 		return (on & ROUTER_RETRY_ENVOY_RATELIMITED) != 0;
 	if ((on & ROUTER_RETRY_5XX) && status >= 500 && status <= 599)
@@ -56,4 +65,19 @@ uint64_t retry_backoff_next(struct retry_backoff *b, uint64_t rnd)
 	/* doubling stops at max / 2 (no overflow), then the interval is max */
 	b->next_ms = b->next_ms < b->max_ms / 2 ? b->next_ms * 2 : b->max_ms;
 	return rnd % cur;
+}
+
+unsigned retry_resp_grpc(const char *v, size_t len)
+{
+	unsigned g = 0;
+	size_t i;
+
+	if (!v || len == 0 || len > 2)
+		return 0;
+	for (i = 0; i < len; i++) {
+		if (v[i] < '0' || v[i] > '9')
+			return 0;
+		g = g * 10 + (unsigned)(v[i] - '0');
+	}
+	return (g + 1) << RETRY_RESP_GRPC_SHIFT;
 }

@@ -15,6 +15,7 @@
 #include "dataplane/router.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* What ended an attempt. */
@@ -28,6 +29,14 @@ enum retry_failure {
 /* Response headers that decide before the status (Envoy). */
 #define RETRY_RESP_OVERLOADED  0x1u /* x-envoy-overloaded: never retried (router filter docs) */
 #define RETRY_RESP_RATELIMITED 0x2u /* x-envoy-ratelimited: retried only on envoy-ratelimited */
+/* A grpc-status in the response head (a trailers-only gRPC answer, where
+ * Envoy's grpc retry_on conditions look): the code + 1 in these bits. */
+#define RETRY_RESP_GRPC_SHIFT 8
+#define RETRY_RESP_GRPC_MASK (0xffu << RETRY_RESP_GRPC_SHIFT)
+
+/* The RETRY_RESP_GRPC bits for a grpc-status value (v, len; len 0 or not
+ * a code 0..99: none). */
+unsigned retry_resp_grpc(const char *v, size_t len);
 
 /* Whether rp's retry_on covers this failure (Envoy's wouldRetryFromHeaders
  * / wouldRetryFromReset): true or false; rp NULL is false.  status and

@@ -225,6 +225,10 @@ static int up_cluster_http(struct up_cluster *cl, const Envoy__Config__Cluster__
 				cl->max_concurrent_streams =
 					hpo->explicit_http_config->http2_protocol_options->max_concurrent_streams->value;
 		}
+		if (hpo->upstream_protocol_options_case ==
+			    ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__UPSTREAM_PROTOCOL_OPTIONS_USE_DOWNSTREAM_PROTOCOL_CONFIG &&
+		    hpo->use_downstream_protocol_config->http2_protocol_options)
+			cl->http2_downstream = true; /* Istio's useClientProtocol / the passthrough clusters */
 		break;
 	}
 	if (common) {

@@ -75,6 +75,8 @@ struct up_cluster {
 	bool tcp_keepalive;                /* upstream_connection_options.tcp_keepalive: SO_KEEPALIVE */
 	uint32_t keepalive_probes, keepalive_time_s, keepalive_interval_s; /* 0: the OS default */
 	bool http2;                        /* explicit_http_config.http2_protocol_options */
+	bool http2_downstream;             /* use_downstream_protocol_config with http2_protocol_options:
+	                                    * HTTP/2 upstream when the downstream is (h2.c) */
 	uint32_t max_concurrent_streams;   /* http2; 0: default */
 	bool tls_istio_match;              /* transport_socket_matches has tlsMode-istio */
 	char *name;                        /* owned: name and eds_name in one allocation (a few

@@ -27,6 +27,7 @@
 #include "envoy/extensions/filters/listener/http_inspector/v3/http_inspector.pb-c.h"
 #include "envoy/extensions/filters/listener/original_dst/v3/original_dst.pb-c.h"
 #include "envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.pb-c.h"
+#include "envoy/extensions/filters/network/rbac/v3/rbac.pb-c.h"
 #include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb-c.h"
 #include "envoy/extensions/filters/http/rbac/v3/rbac.pb-c.h"
 #include "envoy/extensions/filters/http/router/v3/router.pb-c.h"
@@ -86,6 +87,7 @@ static const ProtobufCMessageDescriptor *const pbjson__builtin[] = {
 	&envoy__extensions__filters__listener__tls_inspector__v3__tls_inspector__descriptor,
 	&envoy__extensions__filters__listener__http_inspector__v3__http_inspector__descriptor,
 	&envoy__extensions__filters__network__tcp_proxy__v3__tcp_proxy__descriptor,
+	&envoy__extensions__filters__network__rbac__v3__rbac__descriptor,
 	&envoy__extensions__filters__http__cors__v3__cors__descriptor,
 	&envoy__extensions__filters__http__cors__v3__cors_policy__descriptor,
 	&envoy__extensions__retry__host__previous_hosts__v3__previous_hosts_predicate__descriptor,

@@ -905,6 +905,24 @@ out:
 int rbac_eval_check(const struct rbac_eval *e, const struct rbac_request *r, struct rbac_decision *out, char *err,
 		    size_t errcap)
 {
+	return rbac_eval_check_each(e, r, out, NULL, 0, err, errcap);
+}
+
+/* A shadow engine's verdict as Envoy's RBAC filters count it
+ * (shadow_allowed / shadow_denied): an ALLOW set allows what it matches, a
+ * DENY set denies what it matches; a LOG set allows everything. */
+static int rbac__shadow_verdict(const struct rbac__rules *rs, int matched)
+{
+	if (rs->msg->action == ENVOY__CONFIG__RBAC__V3__RBAC__ACTION__ALLOW)
+		return matched ? RBAC_FILTER_ALLOWED : RBAC_FILTER_DENIED;
+	if (rs->msg->action == ENVOY__CONFIG__RBAC__V3__RBAC__ACTION__DENY)
+		return matched ? RBAC_FILTER_DENIED : RBAC_FILTER_ALLOWED;
+	return RBAC_FILTER_ALLOWED;
+}
+
+int rbac_eval_check_each(const struct rbac_eval *e, const struct rbac_request *r, struct rbac_decision *out,
+			 struct rbac_filter_result *each, size_t n_each, char *err, size_t errcap)
+{
 	char scratch[RBAC_EVAL_HEADER_MAX];
 	struct rbac__ev ev = { r, (struct rbac_eval *)e, err, errcap, NULL, 0, scratch };
 	const char *allowed_by = NULL, *m;
@@ -916,9 +934,15 @@ int rbac_eval_check(const struct rbac_eval *e, const struct rbac_request *r, str
 	if (!e || !out || !r)
 		return rbac__fail(&ev, -EINVAL, "no request or no decision to fill");
 	memset(out, 0, sizeof(*out));
+	for (i = 0; i < n_each; i++) {
+		each[i].rules = RBAC_FILTER_NONE;
+		each[i].shadow = RBAC_FILTER_NONE;
+		each[i].policy = each[i].shadow_policy = NULL;
+	}
 	out->allowed = true;
 	for (i = 0; i < e->n; i++) {
 		const struct rbac__filter *f = &e->f[i];
+		struct rbac_filter_result *res = i < n_each ? &each[i] : NULL;
 
 		if (f->shadow.msg) {
 			rc = rbac__rules_match(&ev, &f->shadow, &m);
@@ -926,22 +950,34 @@ int rbac_eval_check(const struct rbac_eval *e, const struct rbac_request *r, str
 				return rc;
 			if (rc && !out->audit_policy)
 				out->audit_policy = m;
+			if (res) {
+				res->shadow = rbac__shadow_verdict(&f->shadow, rc);
+				res->shadow_policy = rc ? m : NULL;
+			}
 		}
 		if (!f->rules.msg)
 			continue; /* shadow only: allows everything */
 		rc = rbac__rules_match(&ev, &f->rules, &m);
 		if (rc < 0)
 			return rc;
+		if (res)
+			res->policy = rc ? m : NULL;
 		switch (f->rules.msg->action) {
 		case ENVOY__CONFIG__RBAC__V3__RBAC__ACTION__ALLOW:
 			if (!rc) {
 				out->allowed = false;
 				out->reason = RBAC_REASON_NO_ALLOW;
+				if (res)
+					res->rules = RBAC_FILTER_DENIED;
 				return 0;
 			}
+			if (res)
+				res->rules = RBAC_FILTER_ALLOWED;
 			allowed_by = m;
 			break;
 		case ENVOY__CONFIG__RBAC__V3__RBAC__ACTION__DENY:
+			if (res)
+				res->rules = rc ? RBAC_FILTER_DENIED : RBAC_FILTER_ALLOWED;
 			if (rc) {
 				out->allowed = false;
 				out->policy = m;
@@ -949,6 +985,8 @@ int rbac_eval_check(const struct rbac_eval *e, const struct rbac_request *r, str
 			}
 			break;
 		default: /* LOG (compile refused anything else) */
+			if (res)
+				res->rules = RBAC_FILTER_ALLOWED;
 			if (rc && !out->audit_policy)
 				out->audit_policy = m;
 			break;

@@ -116,6 +116,23 @@ void rbac_eval_free(struct rbac_eval *e);    /* NULL is a no-op */
 MESH_MUST_CHECK int rbac_eval_check(const struct rbac_eval *e, const struct rbac_request *r,
 				    struct rbac_decision *out, char *err, size_t errcap);
 
+/* What one filter of the chain decided, for its own stats (Envoy counts
+ * allowed/denied and shadow_allowed/shadow_denied per filter). */
+enum { RBAC_FILTER_NONE = -1, RBAC_FILTER_DENIED = 0, RBAC_FILTER_ALLOWED = 1 };
+struct rbac_filter_result {
+	int rules;                   /* RBAC_FILTER_*: NONE when the filter has no rules or was not reached */
+	int shadow;                  /* its shadow rules' verdict; NONE when it has none or was not reached */
+	const char *policy;          /* the rules' matching policy, or NULL */
+	const char *shadow_policy;   /* the shadow rules' matching policy, or NULL */
+};
+
+/* rbac_eval_check(), and each[i] (i < n_each, chain order) filled with what
+ * filter i decided; filters after a denying one are left NONE, as Envoy
+ * stops the chain there. */
+MESH_MUST_CHECK int rbac_eval_check_each(const struct rbac_eval *e, const struct rbac_request *r,
+					 struct rbac_decision *out, struct rbac_filter_result *each, size_t n_each,
+					 char *err, size_t errcap);
+
 /* One-off forms (compile, check, free) for callers that judge one request.
  * rbac_eval() runs the chain rbac_compile() implies: audit, deny, allow (any
  * may be NULL). */

@@ -705,6 +705,11 @@ int ca_generated(const struct ca *ca)
 	return ca ? ca->generated : 0;
 }
 
+const char *ca_trust_domain(const struct ca *ca)
+{
+	return ca->trust_domain;
+}
+
 const char *ca_root_pem(const struct ca *ca)
 {
 	return ca ? ca->root_pem : NULL;
@@ -818,11 +823,39 @@ out:
 	return rc;
 }
 
+/* A fresh EC P-256 key and a leaf for it with san (ca_issue_serving and
+ * ca_issue_workload). */
+static int issue_with_key(struct ca *ca, const struct san *san, int64_t ttl_seconds, char **chain_pem, char **key_pem,
+			  int64_t *not_after, char *err, size_t cap);
+
 int ca_issue_serving(struct ca *ca, const char *const *dns, size_t ndns, const char *const *ips, size_t nips,
 		     int64_t ttl_seconds, char **chain_pem, char **key_pem, int64_t *not_after, char *err,
 		     size_t cap)
 {
 	struct san san = { NULL, dns, ndns, ips, nips };
+
+	return issue_with_key(ca, &san, ttl_seconds, chain_pem, key_pem, not_after, err, cap);
+}
+
+int ca_issue_workload(struct ca *ca, const char *ns, const char *sa, int64_t ttl_seconds, char **chain_pem,
+		      char **key_pem, int64_t *not_after, char *err, size_t cap)
+{
+	char id[CA_MAX_ID_LEN];
+	struct san san = { 0 };
+
+	*chain_pem = NULL;
+	*key_pem = NULL;
+	if (ca_spiffe_id(ca->trust_domain, ns, sa, id, sizeof(id)) < 0) {
+		seterr(err, cap, "invalid identity: namespace and service account must be DNS names");
+		return -MESH_ESEMANTIC;
+	}
+	san.uri = id;
+	return issue_with_key(ca, &san, ttl_seconds, chain_pem, key_pem, not_after, err, cap);
+}
+
+static int issue_with_key(struct ca *ca, const struct san *san, int64_t ttl_seconds, char **chain_pem, char **key_pem,
+			  int64_t *not_after, char *err, size_t cap)
+{
 	struct ca_chain chain = { 0 };
 	struct {
 		char *p;
@@ -847,7 +880,7 @@ int ca_issue_serving(struct ca *ca, const char *const *dns, size_t ndns, const c
 		rc = -MESH_ESEMANTIC;
 		goto out;
 	}
-	rc = issue_leaf(ca, key, &san, lifetime, &leaf, err, cap);
+	rc = issue_leaf(ca, key, san, lifetime, &leaf, err, cap);
 	if (rc < 0)
 		goto out;
 	rc = build_chain(ca, leaf, 0, &chain);

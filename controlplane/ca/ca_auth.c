@@ -28,12 +28,23 @@
 /* Entries one token file may hold. */
 #define CA_AUTH_MAX_ENTRIES 100000
 
+/* Implementations are called one at a time (ca_auth.h); the CA's worker
+ * and the SDS provider's (sds.c) both authenticate, so calls are
+ * serialised here.  A TokenReview holds the other back: both are off the
+ * xDS thread, and a token is checked once per CSR or per stream. */
+static pthread_mutex_t ca_auth_lock = PTHREAD_MUTEX_INITIALIZER;
+
 int ca_auth_authenticate(struct ca_authenticator *a, const char *token, struct ca_identity *id, char *msg,
 			 size_t cap)
 {
+	int rc;
+
 	if (!a || !a->ops || !a->ops->authenticate)
 		return -EINVAL;
-	return a->ops->authenticate(a, token, id, msg, cap);
+	pthread_mutex_lock(&ca_auth_lock);
+	rc = a->ops->authenticate(a, token, id, msg, cap);
+	pthread_mutex_unlock(&ca_auth_lock);
+	return rc;
 }
 
 void ca_auth_free(struct ca_authenticator *a)

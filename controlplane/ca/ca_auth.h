@@ -44,6 +44,7 @@ struct ca_authenticator {
 	const struct ca_authenticator_ops *ops;
 };
 
+/* Any thread: calls into the implementation are serialised. */
 int ca_auth_authenticate(struct ca_authenticator *a, const char *token, struct ca_identity *id, char *msg,
 			 size_t cap);
 /* NULL is a no-op. */

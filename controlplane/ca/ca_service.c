@@ -361,8 +361,9 @@ static grpc_ssl_certificate_config_reload_status serving_fetch(void *arg, grpc_s
 	} else if (svc->fetched_gen != svc->serving_gen) {
 		pair.private_key = svc->serving_key;
 		pair.cert_chain = svc->serving_chain;
-		/* gRPC core insists on client roots with a fetcher, even when it
-		 * does not ask for client certificates: give it our root */
+		/* client certificates, when a caller presents one, are verified
+		 * against our root: an xDS client authenticated by its mesh
+		 * certificate (SDS, ca_sds.h), as Istio's xDS server takes it */
 		*config = grpc_ssl_server_certificate_config_create(ca_root_pem(svc->ca), &pair, 1);
 		if (*config) {
 			svc->fetched_gen = svc->serving_gen;
@@ -379,8 +380,10 @@ grpc_server_credentials *ca_service_server_credentials(struct ca_service *svc)
 {
 	grpc_ssl_server_credentials_options *opts;
 
-	opts = grpc_ssl_server_credentials_create_options_using_config_fetcher(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
-									       serving_fetch, svc);
+	/* asked for and verified when presented, never required: callers
+	 * without one authenticate with a bearer token */
+	opts = grpc_ssl_server_credentials_create_options_using_config_fetcher(
+		GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY, serving_fetch, svc);
 	if (!opts)
 		return NULL;
 	/* a new credentials object starts from the current certificate */

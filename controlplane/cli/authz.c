@@ -21,6 +21,7 @@
 #include "controlplane/model/model.h"
 #include "common/xds/pbjson.h"
 #include "controlplane/gen/rbac.h"
+#include "common/xds/pathnorm.h"
 #include "common/xds/rbac_eval.h"
 
 #include "common/arena.h"
@@ -57,6 +58,8 @@ static const struct gen_notes authz_notes = { authz_note, NULL };
 #define AUTHZ_OUT_MAX (16u << 20)    /* JSON output, filters included */
 #define AUTHZ_LINE_MAX 2048
 #define AUTHZ_SPIFFE "spiffe://"
+/* The answer for a path the sidecar's connection manager refuses (400). */
+#define AUTHZ_REASON_PATH "400: the path cannot be normalized"
 
 struct authz_opts {
 	const char *config;
@@ -69,6 +72,8 @@ struct authz_opts {
 	const char *method, *path, *host, *sni;
 	const char *root_namespace, *domain;
 	bool json, verbose, ignore_rejected;
+	bool tcp;                    /* judge a connection to a TCP port (network RBAC) */
+	const char *path_norm;       /* meshConfig.pathNormalization mode (BASE) */
 	struct rbac_header headers[AUTHZ_MAX_HEADERS];
 	size_t n_headers;
 	char *header_copies[AUTHZ_MAX_HEADERS];
@@ -80,10 +85,11 @@ struct authz_opts {
 static void authz_usage(FILE *f)
 {
 	fprintf(f,
-		"usage: meshctl authz check -f CONFIG --namespace NS [--labels k=v,...] --path PATH\n"
+		"usage: meshctl authz check -f CONFIG --namespace NS [--labels k=v,...] (--path PATH | --tcp)\n"
 		"                           [--principal TD/ns/NS/sa/SA | --no-peer] [--source-ip IP]\n"
 		"                           [--remote-ip IP] [--destination-ip IP] [--port N] [--method M]\n"
 		"                           [--host HOST] [--sni NAME] [--header NAME=VALUE]... [--json] [-v]\n"
+		"                           [--path-normalization NONE|BASE|MERGE_SLASHES|DECODE_AND_MERGE_SLASHES]\n"
 		"\n"
 		"Would a request to the workload be allowed by its AuthorizationPolicies?\n"
 		"CONFIG (a directory, or one file) is loaded and validated as meshd does; the\n"
@@ -103,6 +109,10 @@ static void authz_usage(FILE *f)
 		"      --path PATH           request path, e.g. /pkg.Service/Method\n"
 		"      --host HOST           :authority\n"
 		"      --sni NAME            TLS server name\n"
+		"      --tcp                 a connection to a TCP port: the network RBAC filter meshd\n"
+		"                            builds for TCP ports judges it (HTTP attributes never match)\n"
+		"      --path-normalization MODE  meshConfig.pathNormalization the sidecar applies before\n"
+		"                            RBAC (default BASE); a path it refuses is answered 400\n"
 		"  -H, --header NAME=VALUE   request header (repeatable)\n"
 		"      --root-namespace NS   mesh-wide policy namespace (default istio-system)\n"
 		"      --trust-domain TD     trust domain (default cluster.local)\n"
@@ -209,7 +219,11 @@ static int authz_parse(struct authz_opts *o, int argc, char **argv)
 
 		if (!strcmp(a, "-h") || !strcmp(a, "--help"))
 			return 1;
-		if (!strcmp(a, "--no-peer")) {
+		if (!strcmp(a, "--tcp")) {
+			o->tcp = true;
+		} else if ((v = authz_optval(argc, argv, &i, "--path-normalization", NULL, &missing))) {
+			o->path_norm = v;
+		} else if (!strcmp(a, "--no-peer")) {
 			o->no_peer = true;
 		} else if (!strcmp(a, "--json")) {
 			o->json = true;
@@ -267,8 +281,8 @@ static int authz_parse(struct authz_opts *o, int argc, char **argv)
 			return -EINVAL;
 		}
 	}
-	if (!o->config || !o->ns || !o->path) {
-		fprintf(stderr, "meshctl authz: -f CONFIG, --namespace and --path are required\n");
+	if (!o->config || !o->ns || (!o->path && !o->tcp)) {
+		fprintf(stderr, "meshctl authz: -f CONFIG, --namespace and --path (or --tcp) are required\n");
 		return -EINVAL;
 	}
 	if (o->principal && o->no_peer) {
@@ -285,7 +299,15 @@ static int authz_parse(struct authz_opts *o, int argc, char **argv)
 		fprintf(stderr, "meshctl authz: --source-ip, --remote-ip and --destination-ip take an IP address\n");
 		return -EINVAL;
 	}
-	if (o->path[0] != '/') {
+	if (o->path_norm) {
+		struct pathnorm_opts pn;
+
+		if (pathnorm_mode(o->path_norm, &pn) < 0) {
+			fprintf(stderr, "meshctl authz: --path-normalization: unknown mode %s\n", o->path_norm);
+			return -EINVAL;
+		}
+	}
+	if (o->path && o->path[0] != '/') {
 		fprintf(stderr, "meshctl authz: --path must start with \"/\"\n");
 		return -EINVAL;
 	}
@@ -432,11 +454,13 @@ static int authz_check(int argc, char **argv)
 	struct rbac_request req;
 	struct rbac_decision d;
 	struct mesh_buf out;
-	char principal[AUTHZ_PRINCIPAL_MAX], err[RBAC_EVAL_TEXT_MAX];
+	char principal[AUTHZ_PRINCIPAL_MAX], err[RBAC_EVAL_TEXT_MAX], normpath[PATHNORM_MAX];
+	struct rbac_opts ropts;
 	size_t n_sel = 0, rejected;
 	int rc = AUTHZ_EXIT_USAGE, r;
 
 	memset(&o, 0, sizeof(o));
+	memset(&d, 0, sizeof(d));
 	mesh_buf_init(&out, AUTHZ_OUT_MAX);
 	o.method = "POST";
 	o.root_namespace = "istio-system";
@@ -490,7 +514,11 @@ static int authz_check(int argc, char **argv)
 		}
 		rbac_select(m, o.ns, &labels, sel, n_sel);
 	}
-	r = rbac_compile_policies_noted(sel, n_sel, &authz_notes, a, &deny, &allow, &audit);
+	/* what the sidecar runs: dry-run policies as shadow rules; a TCP port's
+	 * network filters compiled for TCP */
+	ropts.tcp = o.tcp;
+	ropts.shadow = true;
+	r = rbac_compile_policies_opts(sel, n_sel, &authz_notes, &ropts, a, &deny, &allow, &audit);
 	if (r < 0) {
 		fprintf(stderr, "meshctl authz: compiling the policies: %s\n", mesh_strerror(r));
 		goto out;
@@ -509,12 +537,30 @@ static int authz_check(int argc, char **argv)
 	req.remote_ip = o.remote_ip;
 	req.destination_ip = o.destination_ip;
 	req.destination_port = (uint32_t)o.port;
-	req.method = o.method;
-	req.path = o.path;
-	req.host = o.host;
 	req.sni = o.sni;
-	req.headers = o.headers;
-	req.n_headers = o.n_headers;
+	if (!o.tcp) {
+		/* the HCM normalizes the path before RBAC sees it (pathnorm.h) */
+		struct pathnorm_opts pn;
+		size_t plen;
+
+		if (pathnorm_mode(o.path_norm ? o.path_norm : "BASE", &pn) < 0)
+			goto out; /* checked in authz_parse() */
+		r = pathnorm_apply(&pn, o.path, strlen(o.path), normpath, sizeof(normpath), &plen);
+		if (r < 0) {
+			/* the proxy answers 400 before RBAC runs */
+			d.allowed = false;
+			d.reason = AUTHZ_REASON_PATH;
+			authz_print(&o, &d, sel, n_sel, deny, allow, audit, &out);
+			fputs(out.data ? out.data : "", stdout);
+			rc = AUTHZ_EXIT_DENY;
+			goto out;
+		}
+		req.method = o.method;
+		req.path = r == 1 ? normpath : o.path;
+		req.host = o.host;
+		req.headers = o.headers;
+		req.n_headers = o.n_headers;
+	}
 	r = rbac_eval_compile(chain, 3, &ev, err, sizeof(err));
 	if (r < 0) {
 		fprintf(stderr, "meshctl authz: the compiled policies cannot be evaluated: %s\n",

@@ -44,6 +44,7 @@ enum cfg_kind {
 	CFG_K8S_ENDPOINT_SLICE,      /* discovery.k8s.io/v1 EndpointSlice */
 	CFG_K8S_POD,                 /* v1 Pod */
 	CFG_K8S_NAMESPACE,           /* v1 Namespace */
+	CFG_K8S_SECRET,              /* v1 Secret: TLS credentials (credentialName) served over SDS */
 	CFG_KIND_COUNT
 };
 
@@ -601,6 +602,18 @@ struct cfg_k8s_pod {
 	size_t n_ports;
 };
 
+/* A Secret's TLS material, as istiod reads credentialName Secrets
+ * (kubernetes.io/tls "tls.crt"/"tls.key"/"ca.crt", or generic
+ * "cert"/"key"/"cacert"), base64-decoded from data (or stringData): PEM
+ * text, NUL-terminated; NULL when absent.  Only the SDS provider reads
+ * them; the object's json keeps no value of data or stringData. */
+struct cfg_k8s_secret {
+	char *type;                  /* "kubernetes.io/tls", "Opaque", ... */
+	char *cert;
+	char *key;
+	char *cacert;
+};
+
 /* ---------------------------------------------------------------- objects */
 
 struct cfg_object {
@@ -633,6 +646,7 @@ struct cfg_object {
 		struct cfg_k8s_service svc;
 		struct cfg_k8s_endpoint_slice eps;
 		struct cfg_k8s_pod pod;
+		struct cfg_k8s_secret secret;
 		/* Namespace: metadata (labels) only */
 	} spec;
 	/* private */

@@ -2747,7 +2747,7 @@ static void dec__authz_add_when(struct dec *d, struct cfg_authz_rule *ar, const 
 /* A selector no workload can carry (the key is not a valid label key):
  * the policy then applies to no sidecar.  Used for targetRef policies
  * (they attach to gateways and waypoints, not sidecars, as in Istio) and
- * for dry-run policies (never enforced, as in Istio). */
+ * (dry-run policies are selected as usual: they become shadow rules). */
 static void dec__authz_match_no_workload(struct dec *d, struct cfg_authorization_policy *ap, const char *why)
 {
 	struct cfg_kv *kv = dec__alloc(d, 1, sizeof(*kv));
@@ -3059,11 +3059,12 @@ static void dec__authorization_policy(struct dec *d, const struct cfg__node *spe
 		cfg__warn(d->e, spec, "targetRef policies attach to gateways and waypoints, not sidecars: applied to no "
 			  "workload meshd serves (not implemented yet for gateways)");
 	}
-	if (ap->dry_run == 1) {
-		dec__authz_match_no_workload(d, ap, "dry-run");
-		cfg__warn(d->e, spec, "istio.io/dry-run: the policy is not enforced (as in Istio); its shadow results "
-			  "are not implemented yet");
-	}
+	/* istio.io/dry-run: selected as usual, compiled into shadow rules
+	 * (controlplane/gen/rbac.h rbac_opts.shadow), never enforced */
+	if (ap->dry_run == 1)
+		cfg__warn(d->e, spec, "istio.io/dry-run: the policy is not enforced (as in Istio); sidecars evaluate it "
+			  "as shadow rules (counted as rbac.istio_dry_run_*shadow_allowed/shadow_denied and logged), "
+			  "proxyless gRPC leaves it out");
 	/* Istio's warning on DENY rules made only of HTTP attributes */
 	for (i = 0; ap->action == CFG_AUTHZ_DENY && i < ap->n_rules; i++) {
 		const struct cfg_authz_rule *ar = &ap->rules[i];

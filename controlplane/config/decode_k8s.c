@@ -13,6 +13,9 @@
 
 #include "common/arena.h"
 
+#include <openssl/evp.h>
+
+#include <limits.h>
 #include <string.h>
 
 #define F(n, k) cfg__node_field((n), (k))
@@ -237,6 +240,76 @@ static void k8s__pod(struct k8s *d, const struct cfg__node *root, struct cfg_k8s
 	}
 }
 
+/* Base64 text n (the API's encoding of Secret data) decoded into a new
+ * NUL-terminated arena string; NULL and an error (at n) when it is not
+ * base64 or holds a NUL. */
+static char *k8s__base64(struct k8s *d, const struct cfg__node *n)
+{
+	size_t i, len = 0, pad = 0;
+	unsigned char *out;
+	char *in;
+	int w;
+
+	if (!n->len)
+		return k8s__str(d, n, "");
+	in = k8s__alloc(d, n->len + 1, 1);
+	if (!in)
+		return NULL;
+	for (i = 0; i < n->len; i++) /* line breaks are allowed in YAML; drop them */
+		if (n->str[i] != '\n' && n->str[i] != '\r' && n->str[i] != ' ')
+			in[len++] = n->str[i];
+	if (len % 4 || len > INT_MAX)
+		goto bad;
+	pad = len && in[len - 1] == '=' ? (len > 1 && in[len - 2] == '=' ? 2 : 1) : 0;
+	out = k8s__alloc(d, len / 4 * 3 + 1, 1);
+	if (!out)
+		return NULL;
+	w = EVP_DecodeBlock(out, (const unsigned char *)in, (int)len);
+	if (w < 0 || (size_t)w < pad)
+		goto bad;
+	w -= (int)pad; /* EVP_DecodeBlock counts the padding as zero bytes */
+	out[w] = '\0';
+	if (memchr(out, '\0', (size_t)w))
+		goto bad;
+	return (char *)out;
+bad:
+	cfg__error(d->e, n, "not base64 text of a PEM file");
+	return NULL;
+}
+
+/* The first of keys (istiod's order) in stringData, else data (base64). */
+static char *k8s__secret_value(struct k8s *d, const struct cfg__node *root, const char *k1, const char *k2)
+{
+	const char *keys[2] = { k1, k2 };
+	const struct cfg__node *n;
+	size_t i, mark;
+	char *v;
+
+	for (i = 0; i < 2; i++) {
+		n = F(F(root, "stringData"), keys[i]);
+		if (n && n->str)
+			return k8s__str(d, n, NULL);
+		n = F(F(root, "data"), keys[i]);
+		if (!n || !n->str)
+			continue;
+		mark = cfg__path_key(d->e, "data");
+		cfg__path_key(d->e, keys[i]);
+		v = k8s__base64(d, n);
+		cfg__path_pop(d->e, mark);
+		return v;
+	}
+	return NULL;
+}
+
+/* A Secret's TLS material (struct cfg_k8s_secret). */
+static void k8s__secret(struct k8s *d, const struct cfg__node *root, struct cfg_k8s_secret *s)
+{
+	s->type = k8s__str(d, F(root, "type"), "Opaque");
+	s->cert = k8s__secret_value(d, root, "tls.crt", "cert");
+	s->key = k8s__secret_value(d, root, "tls.key", "key");
+	s->cacert = k8s__secret_value(d, root, "ca.crt", "cacert");
+}
+
 void cfg__decode_k8s(struct cfg__ectx *e, struct cfg_object *o, const struct cfg__node *root)
 {
 	struct k8s d = { e, o->arena };
@@ -250,6 +323,9 @@ void cfg__decode_k8s(struct cfg__ectx *e, struct cfg_object *o, const struct cfg
 		break;
 	case CFG_K8S_POD:
 		k8s__pod(&d, root, &o->spec.pod);
+		break;
+	case CFG_K8S_SECRET:
+		k8s__secret(&d, root, &o->spec.secret);
 		break;
 	default:
 		break;

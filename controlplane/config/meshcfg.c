@@ -36,7 +36,7 @@ static const char *const meshcfg__known_ignored[] = {
 	"disableEnvoyListenerLog", "inboundTrafficPolicy", "configSources", "trustDomainAliases", "caCertificates",
 	"dnsRefreshRate", "inboundClusterStatName", "outboundClusterStatName", "certificates", "serviceSettings",
 	"enablePrometheusMerge", "verifyCertificateAtClient", "ca", "extensionProviders", "defaultProviders",
-	"discoverySelectors", "pathNormalization", "defaultHttpRetryPolicy", "meshMTLS", "tlsDefaults",
+	"discoverySelectors", "defaultHttpRetryPolicy", "meshMTLS", "tlsDefaults",
 	"serviceScopeConfigs", "protocolDetectionTimeout", "thriftConfig", "sdsUdsPath", "sdsRefreshDelay",
 	"mixerCheckServer", "mixerReportServer", "disablePolicyChecks", "policyCheckFailOpen",
 	"enableClientSidePolicyCheck", "meshNetworks", "network",
@@ -230,6 +230,33 @@ static void meshcfg__outbound(struct meshcfg__ctx *c, const struct cfg__node *v)
 	}
 }
 
+/* The names of enum meshcfg_path_norm, in its order. */
+static const char *const meshcfg__path_norms[] = { "DEFAULT", "NONE", "BASE", "MERGE_SLASHES",
+						  "DECODE_AND_MERGE_SLASHES" };
+
+/* pathNormalization: {normalization: NAME} (Istio's ProxyPathNormalization). */
+static void meshcfg__path_norm(struct meshcfg__ctx *c, const struct cfg__node *v)
+{
+	size_t i;
+
+	if (v->type == CFG__NULL)
+		return;
+	if (v->type != CFG__MAP) {
+		meshcfg__error(c, v, "pathNormalization", "must be a map");
+		return;
+	}
+	for (i = 0; i < v->n; i++) {
+		if (strcmp(v->k[i]->str, "normalization") == 0) {
+			int m = (int)c->mc->path_norm;
+
+			meshcfg__enum(c, v->v[i], "pathNormalization.normalization", meshcfg__path_norms, 5, &m);
+			c->mc->path_norm = (enum meshcfg_path_norm)m;
+		} else {
+			meshcfg__error(c, v->k[i], "pathNormalization", "unknown field \"%s\"", v->k[i]->str);
+		}
+	}
+}
+
 static void meshcfg__default_config(struct meshcfg__ctx *c, const struct cfg__node *v)
 {
 	const struct cfg__node *h;
@@ -292,6 +319,8 @@ static void meshcfg__field(struct meshcfg__ctx *c, const struct cfg__node *k, co
 		meshcfg__raw_map(c, v, f, &mc->locality_lb_json);
 	} else if (strcmp(f, "defaultConfig") == 0) {
 		meshcfg__default_config(c, v);
+	} else if (strcmp(f, "pathNormalization") == 0) {
+		meshcfg__path_norm(c, v);
 	} else if (meshcfg__is_known_ignored(f)) {
 		meshcfg__ignore(c, f);
 	} else {
@@ -342,7 +371,8 @@ static void meshcfg__seal(struct mesh_config *mc)
 	uint64_t h = mesh_hash("mesh", 4);
 	uint64_t flags = (uint64_t)mc->outbound | (uint64_t)mc->enable_auto_mtls << 2 | (uint64_t)mc->h2_upgrade << 3 |
 			 (uint64_t)mc->access_log_encoding << 4 | (uint64_t)mc->hold_application_until_proxy_starts << 5 |
-			 (uint64_t)mc->trust_domain_set << 6 | (uint64_t)mc->root_namespace_set << 7;
+			 (uint64_t)mc->trust_domain_set << 6 | (uint64_t)mc->root_namespace_set << 7 |
+			 (uint64_t)mc->path_norm << 8;
 
 	h = mesh_hash_update(h, &flags, sizeof(flags));
 	h = mesh_hash_update(h, &mc->connect_timeout, sizeof(mc->connect_timeout));
@@ -566,6 +596,9 @@ void meshcfg_json(struct mesh_buf *b, const struct mesh_config *mc)
 		mesh_buf_printf(b, ",\"localityLbSetting\":%s", mc->locality_lb_json);
 	if (mc->default_config_json)
 		mesh_buf_printf(b, ",\"defaultConfig\":%s", mc->default_config_json);
+	if (mc->path_norm != MESHCFG_PATH_DEFAULT)
+		mesh_buf_printf(b, ",\"pathNormalization\":{\"normalization\":\"%s\"}",
+				meshcfg__path_norms[mc->path_norm]);
 	mesh_buf_puts(b, ",\"meshd\":{\"source\":");
 	json_put_string(b, mc->source);
 	mesh_buf_puts(b, ",\"ignoredFields\":");

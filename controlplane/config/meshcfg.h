@@ -31,6 +31,14 @@
 enum meshcfg_outbound { MESHCFG_ALLOW_ANY, MESHCFG_REGISTRY_ONLY };
 enum meshcfg_h2_upgrade { MESHCFG_H2_DO_NOT_UPGRADE, MESHCFG_H2_UPGRADE };
 enum meshcfg_log_encoding { MESHCFG_LOG_TEXT, MESHCFG_LOG_JSON };
+/* pathNormalization.normalization, in the proto's order (DEFAULT is BASE) */
+enum meshcfg_path_norm {
+	MESHCFG_PATH_DEFAULT,
+	MESHCFG_PATH_NONE,
+	MESHCFG_PATH_BASE,
+	MESHCFG_PATH_MERGE_SLASHES,
+	MESHCFG_PATH_DECODE_AND_MERGE_SLASHES,
+};
 
 struct mesh_config {
 	/* Istio's defaults in brackets */
@@ -51,6 +59,7 @@ struct mesh_config {
 	const char *locality_lb_json;        /* localityLbSetting as JSON; NULL: unset */
 	const char *default_config_json;     /* defaultConfig (ProxyConfig) as JSON; NULL: unset */
 	bool hold_application_until_proxy_starts; /* defaultConfig.holdApplicationUntilProxyStarts [false] */
+	enum meshcfg_path_norm path_norm;    /* pathNormalization.normalization [DEFAULT = BASE] */
 	struct cfg_strs ignored;             /* fields accepted but not acted on */
 	const char *source;                  /* file name or "ConfigMap istio-system/istio"; "" for defaults */
 	uint64_t hash;                       /* of the effective values: equal hash, same config */

@@ -307,6 +307,31 @@ static bool gen_port_h2(const struct model *m, const struct model_service *svc, 
 	return strcmp(proto, "HTTP") == 0 && !(pol && strcmp(pol, "DO_NOT_UPGRADE") == 0) && gen_mesh_h2_upgrade(m);
 }
 
+int gen__h2_options(struct arena *a, Envoy__Config__Cluster__V3__Cluster *c)
+{
+	Envoy__Extensions__Upstreams__Http__V3__HttpProtocolOptions hpo =
+		ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__INIT;
+	Envoy__Extensions__Upstreams__Http__V3__HttpProtocolOptions__ExplicitHttpConfig *ex = gen__msg(
+		a, &envoy__extensions__upstreams__http__v3__http_protocol_options__explicit_http_config__descriptor);
+	Envoy__Config__Cluster__V3__Cluster__TypedExtensionProtocolOptionsEntry *e =
+		gen__msg(a, &envoy__config__cluster__v3__cluster__typed_extension_protocol_options_entry__descriptor);
+
+	if (!ex || !e || !(ex->http2_protocol_options = gen__msg(a, &envoy__config__core__v3__http2_protocol_options__descriptor)))
+		return -ENOMEM;
+	ex->protocol_config_case =
+		ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__EXPLICIT_HTTP_CONFIG__PROTOCOL_CONFIG_HTTP2_PROTOCOL_OPTIONS;
+	hpo.upstream_protocol_options_case =
+		ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__UPSTREAM_PROTOCOL_OPTIONS_EXPLICIT_HTTP_CONFIG;
+	hpo.explicit_http_config = ex;
+	e->key = GEN_HTTP_OPTIONS;
+	if (!(e->value = gen__any(a, &hpo.base)) ||
+	    !(c->typed_extension_protocol_options = arena_calloc(a, 1, sizeof(*c->typed_extension_protocol_options))))
+		return -ENOMEM;
+	c->typed_extension_protocol_options[0] = e;
+	c->n_typed_extension_protocol_options = 1;
+	return 0;
+}
+
 /* One locality with the endpoint host:port (weight 1). */
 static int gen_host_endpoint(struct arena *a, const char *host, uint32_t port,
 			     Envoy__Config__Endpoint__V3__ClusterLoadAssignment *cla)

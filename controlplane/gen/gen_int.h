@@ -249,6 +249,12 @@ Envoy__Config__Core__V3__Metadata *gen__tls_mode_metadata(struct arena *a, const
 /* Whether svc is served as a DNS cluster with inline endpoints
  * (profile cluster_extras, a DNS ServiceEntry): no EDS for it. */
 bool gen__dns_cluster(const struct gen_ctx *g, const struct model_service *svc);
+/* Cluster c speaks HTTP/2 upstream: typed_extension_protocol_options'
+ * HttpProtocolOptions with explicit_http_config.http2_protocol_options (what
+ * Istio's setH2Options sets; for inbound clusters of HTTP2/gRPC ports).
+ * 0 or -ENOMEM. */
+struct Envoy__Config__Cluster__V3__Cluster;
+int gen__h2_options(struct arena *a, struct Envoy__Config__Cluster__V3__Cluster *c);
 /* The labels of subset `name` of dr, or NULL. */
 static inline const struct cfg_labels *gen__subset_labels(const struct cfg_object *dr, const char *name)
 {

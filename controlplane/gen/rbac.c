@@ -30,7 +30,9 @@
 #include "common/err.h"
 
 #include "envoy/config/core/v3/address.pb-c.h"
+#include "envoy/config/listener/v3/listener.pb-c.h"
 #include "envoy/config/route/v3/route_components.pb-c.h"
+#include "envoy/extensions/filters/network/rbac/v3/rbac.pb-c.h"
 #include "envoy/type/matcher/v3/path.pb-c.h"
 #include "envoy/type/matcher/v3/regex.pb-c.h"
 #include "envoy/type/matcher/v3/string.pb-c.h"
@@ -90,6 +92,7 @@ struct rbac__ctx {
 	const struct cfg_object *policy; /* the policy being compiled */
 	int err;
 	const struct gen_ctx *g;         /* where notes go (g->notes may be NULL) */
+	bool tcp;                        /* for a TCP chain's network filter (rbac_opts.tcp) */
 };
 
 /* ------------------------------------------------------------- small helpers */
@@ -252,6 +255,47 @@ static rbac_sm *rbac__sm(struct rbac__ctx *c, enum rbac__sm_kind k, const char *
 		return m->safe_regex ? m : NULL;
 	}
 	return NULL;
+}
+
+/* Istio's path templates: a path holding "{*}" or "{**}" is an Envoy URI
+ * template (uri_template_match.proto), which istiod sends as
+ * Permission.uri_template with "{*}" -> "*" and "{**}" -> "**". */
+static bool rbac__path_template(const char *v)
+{
+	return strstr(v, "{*}") != NULL || strstr(v, "{**}") != NULL;
+}
+
+/* The regex Envoy's URI template library compiles the template to
+ * (uri_template_internal.cc toRegexPattern()): "*" one path segment of
+ * pchars (no '/', '*' or '='), "**" any pchars and '/' (zero or more),
+ * literals quoted; matched against the path without its query, as
+ * url_path is.  Sent as url_path safe_regex rather than uri_template,
+ * which gRPC 1.51's RBAC filter does not know; Envoy, meshproxy and meshctl
+ * then judge the same pattern. */
+#define RBAC_TMPL_PCHAR "A-Za-z0-9._~%!$&'()+,;:@" /* and '-', last in each class */
+static rbac_sm *rbac__sm_template(struct rbac__ctx *c, const char *v)
+{
+	struct mesh_buf b;
+	const char *p = v;
+
+	mesh_buf_init(&b, RBAC_REGEX_MAX);
+	while (*p) {
+		if (!strncmp(p, "{**}", 4)) {
+			mesh_buf_puts(&b, "[" RBAC_TMPL_PCHAR "/-]*");
+			p += 4;
+		} else if (!strncmp(p, "{*}", 3)) {
+			mesh_buf_puts(&b, "[" RBAC_TMPL_PCHAR "-]+");
+			p += 3;
+		} else {
+			size_t n = strcspn(p, "{");
+
+			if (!n)
+				n = 1; /* a '{' that starts no operator: a literal */
+			rbac__re_quote(&b, p, n);
+			p += n;
+		}
+	}
+	return rbac__sm(c, RBAC_SM_REGEX, rbac__re_take(c, &b));
 }
 
 /* Istio's wildcard rules for a value v, every match made against
@@ -504,7 +548,7 @@ static rbac_perm *rbac__perm_value(struct rbac__ctx *c, enum rbac__gen g, const 
 		if (!p || !pm)
 			return NULL;
 		pm->rule_case = ENVOY__TYPE__MATCHER__V3__PATH_MATCHER__RULE_PATH;
-		pm->path = rbac__sm_istio(c, v, "");
+		pm->path = rbac__path_template(v) ? rbac__sm_template(c, v) : rbac__sm_istio(c, v, "");
 		p->url_path = pm;
 		return pm->path ? p : NULL;
 	}
@@ -719,6 +763,40 @@ static rbac_id *rbac__id_fields(struct rbac__ctx *c, const struct rbac__fields *
 
 /* ------------------------------------------------------------- rules */
 
+/* A `when` key only an HTTP request has (request.headers[...],
+ * request.auth.*, ...): Istio's TCP rules cannot use it. */
+static bool rbac__when_http(const char *k)
+{
+	return k && !strncmp(k, "request.", 8);
+}
+
+static bool rbac__strs_any(const struct cfg_strs *a, const struct cfg_strs *b)
+{
+	return a->n || b->n;
+}
+
+/* Does the rule use an attribute only HTTP requests have (hosts, methods,
+ * paths, request principals, request.* conditions)? */
+static bool rbac__http_only(const struct cfg_authz_rule *r)
+{
+	size_t i;
+
+	for (i = 0; i < r->n_to; i++) {
+		const struct cfg_authz_operation *o = &r->to[i];
+
+		if (rbac__strs_any(&o->hosts, &o->not_hosts) || rbac__strs_any(&o->methods, &o->not_methods) ||
+		    rbac__strs_any(&o->paths, &o->not_paths))
+			return true;
+	}
+	for (i = 0; i < r->n_from; i++)
+		if (rbac__strs_any(&r->from[i].request_principals, &r->from[i].not_request_principals))
+			return true;
+	for (i = 0; i < r->n_when; i++)
+		if (rbac__when_http(r->when[i].key))
+			return true;
+	return false;
+}
+
 /* Sort one `when` condition into the permission or principal side.
  * Returns false for a key the RBAC filter cannot express for every
  * client: experimental.* (Envoy metadata, which gRPC never matches) and
@@ -778,7 +856,20 @@ static void rbac__rule(struct rbac__ctx *c, const struct cfg_authz_rule *r, enum
 	size_t i, j;
 
 	*out = NULL;
+	if (c->tcp && rbac__http_only(r)) {
+		/* Istio's TCP rules: an HTTP attribute cannot match a connection,
+		 * so an ALLOW (or AUDIT) rule using one matches nothing, and a
+		 * DENY rule drops those attributes and so denies more */
+		if (action != CFG_AUTHZ_DENY) {
+			gen__note(c->g, GEN_NOTE_WARN, "rbac",
+				  "%s/%s rule %zu: HTTP attributes on a TCP port: the rule matches no connection there",
+				  c->policy->ns, c->policy->name, idx);
+			return;
+		}
+	}
 	for (i = 0; i < r->n_when && !c->err; i++) {
+		if (c->tcp && rbac__when_http(r->when[i].key))
+			continue; /* DENY on TCP: the HTTP condition is dropped (above) */
 		if (rbac__when(c, &r->when[i], &perm_base, &id_base))
 			continue;
 		if (action == CFG_AUTHZ_DENY) {
@@ -799,9 +890,11 @@ static void rbac__rule(struct rbac__ctx *c, const struct cfg_authz_rule *r, enum
 		if (r->n_to) {
 			const struct cfg_authz_operation *o = &r->to[i];
 
-			rbac__field_add(c, &f, RBAC_G_HOST, NULL, &o->hosts, &o->not_hosts);
-			rbac__field_add(c, &f, RBAC_G_METHOD, NULL, &o->methods, &o->not_methods);
-			rbac__field_add(c, &f, RBAC_G_PATH, NULL, &o->paths, &o->not_paths);
+			if (!c->tcp) {
+				rbac__field_add(c, &f, RBAC_G_HOST, NULL, &o->hosts, &o->not_hosts);
+				rbac__field_add(c, &f, RBAC_G_METHOD, NULL, &o->methods, &o->not_methods);
+				rbac__field_add(c, &f, RBAC_G_PATH, NULL, &o->paths, &o->not_paths);
+			}
 			rbac__field_add(c, &f, RBAC_G_PORT, NULL, &o->ports, &o->not_ports);
 		}
 		for (j = 0; j < perm_base.n; j++)
@@ -886,22 +979,37 @@ static void rbac__add_entry(struct rbac__ctx *c, struct rbac__filter *f, const s
 	rbac__push(c, &f->entries, e);
 }
 
-static rbac_filter *rbac__finish(struct rbac__ctx *c, struct rbac__filter *f,
+/* One filter: the enforced rules of f (when some policy of the action
+ * applies) and the dry-run ones of sf as shadow rules, with Istio's stat
+ * prefix for them (istio_dry_run_allow_ / istio_dry_run_deny_). */
+static rbac_filter *rbac__finish(struct rbac__ctx *c, struct rbac__filter *f, struct rbac__filter *sf,
 				 Envoy__Config__Rbac__V3__RBAC__Action action)
 {
 	rbac_filter *hf;
-	rbac_rules *rules;
+	rbac_rules *rules, *shadow;
 
-	if (!f->used || c->err)
+	if ((!f->used && (!sf || !sf->used)) || c->err)
 		return NULL;
 	hf = rbac__msg(c, &envoy__extensions__filters__http__rbac__v3__rbac__descriptor);
 	rules = rbac__msg(c, &envoy__config__rbac__v3__rbac__descriptor);
-	if (!hf || !rules)
+	shadow = rbac__msg(c, &envoy__config__rbac__v3__rbac__descriptor);
+	if (!hf || !rules || !shadow)
 		return NULL;
-	rules->action = action;
-	rules->policies = (Envoy__Config__Rbac__V3__RBAC__PoliciesEntry **)f->entries.v;
-	rules->n_policies = f->entries.n;
-	hf->rules = rules;
+	if (f->used) {
+		rules->action = action;
+		rules->policies = (Envoy__Config__Rbac__V3__RBAC__PoliciesEntry **)f->entries.v;
+		rules->n_policies = f->entries.n;
+		hf->rules = rules;
+	}
+	if (sf && sf->used) {
+		shadow->action = action;
+		shadow->policies = (Envoy__Config__Rbac__V3__RBAC__PoliciesEntry **)sf->entries.v;
+		shadow->n_policies = sf->entries.n;
+		hf->shadow_rules = shadow;
+		hf->shadow_rules_stat_prefix = (char *)(action == ENVOY__CONFIG__RBAC__V3__RBAC__ACTION__DENY
+								? RBAC_DRY_RUN_DENY_PREFIX
+								: RBAC_DRY_RUN_ALLOW_PREFIX);
+	}
 	return hf;
 }
 
@@ -915,9 +1023,16 @@ int rbac_compile_policies_noted(const struct cfg_object *const *policies, size_t
 				struct arena *a, rbac_filter **deny_out, rbac_filter **allow_out,
 				rbac_filter **audit_out)
 {
+	return rbac_compile_policies_opts(policies, n, notes, NULL, a, deny_out, allow_out, audit_out);
+}
+
+int rbac_compile_policies_opts(const struct cfg_object *const *policies, size_t n, const struct gen_notes *notes,
+			       const struct rbac_opts *opts, struct arena *a, rbac_filter **deny_out,
+			       rbac_filter **allow_out, rbac_filter **audit_out)
+{
 	struct gen_ctx g = { .notes = notes };
-	struct rbac__ctx c = { a, NULL, 0, &g };
-	struct rbac__filter deny = { 0 }, allow = { 0 }, audit = { 0 };
+	struct rbac__ctx c = { a, NULL, 0, &g, opts && opts->tcp };
+	struct rbac__filter deny = { 0 }, allow = { 0 }, audit = { 0 }, sdeny = { 0 }, sallow = { 0 };
 	rbac_filter *d = NULL, *al = NULL, *au = NULL;
 	size_t i, j;
 	int rc = 0;
@@ -946,6 +1061,13 @@ int rbac_compile_policies_noted(const struct cfg_object *const *policies, size_t
 		case CFG_AUTHZ_AUDIT: f = &audit; break;
 		default: continue; /* CUSTOM is rejected by validation */
 		}
+		if (ap->dry_run == 1) {
+			/* istio.io/dry-run: never enforced; shadow rules where the
+			 * client runs them (Envoy, meshproxy), else left out */
+			if (!opts || !opts->shadow || ap->action == CFG_AUTHZ_AUDIT)
+				continue;
+			f = ap->action == CFG_AUTHZ_DENY ? &sdeny : &sallow;
+		}
 		c.policy = o;
 		if (!ap->n_rules) {
 			/* ALLOW/AUDIT with no rules matches nothing; DENY with no
@@ -964,9 +1086,9 @@ int rbac_compile_policies_noted(const struct cfg_object *const *policies, size_t
 			rbac__add_entry(&c, f, o, j, pol);
 		}
 	}
-	d = rbac__finish(&c, &deny, ENVOY__CONFIG__RBAC__V3__RBAC__ACTION__DENY);
-	al = rbac__finish(&c, &allow, ENVOY__CONFIG__RBAC__V3__RBAC__ACTION__ALLOW);
-	au = rbac__finish(&c, &audit, ENVOY__CONFIG__RBAC__V3__RBAC__ACTION__LOG);
+	d = rbac__finish(&c, &deny, &sdeny, ENVOY__CONFIG__RBAC__V3__RBAC__ACTION__DENY);
+	al = rbac__finish(&c, &allow, &sallow, ENVOY__CONFIG__RBAC__V3__RBAC__ACTION__ALLOW);
+	au = rbac__finish(&c, &audit, NULL, ENVOY__CONFIG__RBAC__V3__RBAC__ACTION__LOG);
 	if (c.err) {
 		rc = c.err;
 		goto out;
@@ -1023,6 +1145,53 @@ out:
 	return rc;
 }
 
+int rbac_network_filters(rbac_filter *deny, rbac_filter *allow, rbac_filter *audit, struct arena *a,
+			 rbac_net_filter ***out, size_t *n)
+{
+	rbac_filter *cfg[3] = { audit, deny, allow };
+	rbac_net_filter **v;
+	size_t i, k = 0;
+	int rc = 0;
+
+	*out = NULL;
+	*n = 0;
+	v = arena_calloc(a, 3, sizeof(*v));
+	if (!v) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < 3; i++) {
+		Envoy__Extensions__Filters__Network__Rbac__V3__RBAC *nr;
+		rbac_net_filter *f;
+
+		if (!cfg[i])
+			continue;
+		nr = gen__msg(a, &envoy__extensions__filters__network__rbac__v3__rbac__descriptor);
+		f = gen__msg(a, &envoy__config__listener__v3__filter__descriptor);
+		if (!nr || !f) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		/* the same rules as the HTTP filter's (compiled for TCP), Istio's stat prefix */
+		nr->rules = cfg[i]->rules;
+		nr->shadow_rules = cfg[i]->shadow_rules;
+		nr->shadow_rules_stat_prefix = cfg[i]->shadow_rules_stat_prefix;
+		nr->stat_prefix = (char *)RBAC_TCP_STAT_PREFIX;
+		f->name = (char *)RBAC_NET_FILTER_NAME;
+		f->config_type_case = ENVOY__CONFIG__LISTENER__V3__FILTER__CONFIG_TYPE_TYPED_CONFIG;
+		f->typed_config = gen__any(a, &nr->base);
+		if (!f->typed_config) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		v[k++] = f;
+	}
+	*out = v;
+	*n = k;
+out:
+	return rc;
+}
+
 /* ------------------------------------------------------------- selection */
 
 size_t rbac_select(const struct model *m, const char *ns, const struct cfg_labels *labels,
@@ -1033,6 +1202,13 @@ size_t rbac_select(const struct model *m, const char *ns, const struct cfg_label
 
 int rbac_compile(const struct model *m, const char *ns, const struct cfg_labels *labels, const struct gen_notes *notes,
 		 struct arena *a, rbac_filter **deny_out, rbac_filter **allow_out, rbac_filter **audit_out)
+{
+	return rbac_compile_opts(m, ns, labels, notes, NULL, a, deny_out, allow_out, audit_out);
+}
+
+int rbac_compile_opts(const struct model *m, const char *ns, const struct cfg_labels *labels,
+		      const struct gen_notes *notes, const struct rbac_opts *opts, struct arena *a,
+		      rbac_filter **deny_out, rbac_filter **allow_out, rbac_filter **audit_out)
 {
 	const struct cfg_object **sel = NULL;
 	size_t n;
@@ -1061,7 +1237,7 @@ int rbac_compile(const struct model *m, const char *ns, const struct cfg_labels 
 		}
 		model_authz_select(m, ns, labels, sel, n);
 	}
-	rc = rbac_compile_policies_noted(sel, n, notes, a, deny_out, allow_out, audit_out);
+	rc = rbac_compile_policies_opts(sel, n, notes, opts, a, deny_out, allow_out, audit_out);
 out:
 	return rc;
 }

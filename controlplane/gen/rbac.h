@@ -37,6 +37,7 @@
 #include "controlplane/gen/gen.h"
 #include "controlplane/model/model.h"
 
+#include "envoy/config/listener/v3/listener.pb-c.h"
 #include "envoy/config/rbac/v3/rbac.pb-c.h"
 #include "envoy/extensions/filters/http/rbac/v3/rbac.pb-c.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
@@ -60,6 +61,29 @@ struct arena;
 #define RBAC_REGEX_MAX         8192
 
 typedef Envoy__Extensions__Filters__Http__Rbac__V3__RBAC rbac_filter;
+typedef Envoy__Config__Listener__V3__Filter rbac_net_filter;
+
+/* The network filter's name and stat prefix as Istio sets them, and the
+ * shadow rules' stat prefixes of istio.io/dry-run policies. */
+#define RBAC_NET_FILTER_NAME      "envoy.filters.network.rbac"
+#define RBAC_TCP_STAT_PREFIX      "tcp."
+#define RBAC_DRY_RUN_ALLOW_PREFIX "istio_dry_run_allow_"
+#define RBAC_DRY_RUN_DENY_PREFIX  "istio_dry_run_deny_"
+
+/* How to compile (NULL: as for proxyless gRPC and HTTP, no shadow rules).
+ *  - tcp: for a TCP port's network filter, as Istio does: an ALLOW (or
+ *    AUDIT) rule using an HTTP-only attribute (hosts, methods, paths,
+ *    request principals, request.* conditions) is dropped, so it matches
+ *    nothing; a DENY rule loses those attributes, so it denies more (all,
+ *    when nothing else is left);
+ *  - shadow: istio.io/dry-run policies go into their action's filter as
+ *    shadow_rules (with Istio's istio_dry_run_* stat prefix), never into
+ *    rules; without it they are left out (gRPC runs no shadow rules).
+ *    A filter may then carry shadow rules only (rules NULL: allows all). */
+struct rbac_opts {
+	bool tcp;
+	bool shadow;
+};
 typedef Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpFilter rbac_http_filter;
 
 /* The AuthorizationPolicies that apply to a workload: model_authz_select()
@@ -81,6 +105,10 @@ MESH_MUST_CHECK int rbac_compile(const struct model *m, const char *ns, const st
 				 const struct gen_notes *notes, struct arena *a, rbac_filter **deny_out,
 				 rbac_filter **allow_out, rbac_filter **audit_out);
 
+/* rbac_compile() with options (opts NULL: rbac_compile()). */
+MESH_MUST_CHECK int rbac_compile_opts(const struct model *m, const char *ns, const struct cfg_labels *labels,
+				      const struct gen_notes *notes, const struct rbac_opts *opts, struct arena *a,
+				      rbac_filter **deny_out, rbac_filter **allow_out, rbac_filter **audit_out);
 /* Compile a given list of policies (already selected) into one filter per
  * action.  Same contract as rbac_compile(); root_namespace is not needed.
  * rbac_compile_policies() drops the notes. */
@@ -88,6 +116,10 @@ MESH_MUST_CHECK int rbac_compile_policies_noted(const struct cfg_object *const *
 						const struct gen_notes *notes, struct arena *a,
 						rbac_filter **deny_out, rbac_filter **allow_out,
 						rbac_filter **audit_out);
+MESH_MUST_CHECK int rbac_compile_policies_opts(const struct cfg_object *const *policies, size_t n,
+					       const struct gen_notes *notes, const struct rbac_opts *opts,
+					       struct arena *a, rbac_filter **deny_out, rbac_filter **allow_out,
+					       rbac_filter **audit_out);
 MESH_MUST_CHECK int rbac_compile_policies(const struct cfg_object *const *policies, size_t n, struct arena *a,
 					  rbac_filter **deny_out, rbac_filter **allow_out, rbac_filter **audit_out);
 
@@ -99,4 +131,11 @@ MESH_MUST_CHECK int rbac_compile_policies(const struct cfg_object *const *polici
 MESH_MUST_CHECK int rbac_http_filters(rbac_filter *deny, rbac_filter *allow, rbac_filter *audit, bool with_audit,
 		      struct arena *a, rbac_http_filter ***out, size_t *n);
 
+/* The network filters a TCP chain puts before its TCP proxy: audit, deny,
+ * allow (NULL configs skipped), each an envoy.filters.network.rbac with the
+ * given filter's rules and shadow rules (compile them with rbac_opts.tcp)
+ * and stat_prefix "tcp.".  *out (arena array) and *n are set; *n may be 0.
+ * Returns 0 or -ENOMEM. */
+MESH_MUST_CHECK int rbac_network_filters(rbac_filter *deny, rbac_filter *allow, rbac_filter *audit, struct arena *a,
+					 rbac_net_filter ***out, size_t *n);
 #endif

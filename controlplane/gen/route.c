@@ -900,6 +900,10 @@ static int gen_action_build(struct gen_rctx *c, const struct cfg_object *vs, con
 			goto out;
 		ra->max_stream_duration = msd;
 	}
+	/* Istio's setTimeout for Envoy-shaped proxies: the gRPC client's
+	 * grpc-timeout is honoured, capped at the route timeout (0s: no cap) */
+	if (!c->g->p->max_stream_duration && !(ra->max_grpc_timeout = gen__duration(a, hr->timeout > 0 ? hr->timeout : 0)))
+		goto out;
 	/* Hashing applies when every destination hashes the same way. */
 	for (i = 0; i < n; i++) {
 		const struct cfg_consistent_hash *h = gen_dest_hash(c, &d[i], i == 0 ? &pol0 : &pol);

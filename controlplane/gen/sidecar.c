@@ -61,6 +61,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 typedef Envoy__Config__Listener__V3__Listener gen_listener;
 typedef Envoy__Config__Listener__V3__FilterChain gen_chain;
@@ -211,8 +212,9 @@ static bool gen_protocol_http(const char *proto)
  * The HTTP connection manager as istiod's buildHTTPConnectionManager()
  * sets it for sidecars: codec AUTO, stat_prefix, RDS over ADS (or an
  * inline route config), http filters pre (RBAC on inbound), then fault,
- * CORS, router last; normalize_path true and escaped slashes kept
- * (MeshConfig pathNormalization DEFAULT), use_remote_address false,
+ * CORS, router last; normalize_path, merge_slashes and the escaped
+ * slashes action from MeshConfig pathNormalization (DEFAULT: normalize_path
+ * true, escaped slashes kept), use_remote_address false,
  * websocket upgrades, stream_idle_timeout 0s, 100-continue proxied
  * (Enable100ContinueHeaders), MeshConfig's file access log when
  * accessLogFile is set; inbound: x-forwarded-client-cert
@@ -264,10 +266,17 @@ static Google__Protobuf__Any *gen_sidecar_hcm(struct arena *a, const struct mode
 	hcm.upgrade_configs[0] = ws;
 	hcm.n_upgrade_configs = 1;
 	if (!(hcm.stream_idle_timeout = gen__duration(a, 0)) || !(hcm.use_remote_address = gen__bool(a, false)) ||
-	    !(hcm.normalize_path = gen__bool(a, true)))
+	    !(hcm.normalize_path = gen__bool(a, !m->mesh || m->mesh->path_norm != MESHCFG_PATH_NONE)))
 		return NULL;
+	/* MeshConfig pathNormalization as istiod maps it: NONE turns
+	 * normalize_path off, MERGE_SLASHES adds merge_slashes,
+	 * DECODE_AND_MERGE_SLASHES also unescapes %2F and %5C */
+	hcm.merge_slashes = m->mesh && (m->mesh->path_norm == MESHCFG_PATH_MERGE_SLASHES ||
+					m->mesh->path_norm == MESHCFG_PATH_DECODE_AND_MERGE_SLASHES);
 	hcm.path_with_escaped_slashes_action =
-		ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__PATH_WITH_ESCAPED_SLASHES_ACTION__KEEP_UNCHANGED;
+		m->mesh && m->mesh->path_norm == MESHCFG_PATH_DECODE_AND_MERGE_SLASHES
+			? ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__PATH_WITH_ESCAPED_SLASHES_ACTION__UNESCAPE_AND_FORWARD
+			: ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__PATH_WITH_ESCAPED_SLASHES_ACTION__KEEP_UNCHANGED;
 	hcm.proxy_100_continue = true;
 	/* MeshConfig accessLogFile: istiod's file access log on every HCM */
 	if (gen__mesh_access_logs(a, m, &hcm.access_log, &hcm.n_access_log) < 0)
@@ -986,18 +995,37 @@ static gen_filter *gen_inbound_filter(struct gen_sc *sc, const struct gen_inport
 							       gen_inbound_rc(a, cluster, ip->port), rbac, n_rbac, true));
 }
 
+/* chain c with the network filters net in front of its one filter (a TCP
+ * chain's RBAC before its TCP proxy, as Istio orders them); c NULL stays NULL. */
+static gen_chain *gen_chain_rbac(struct arena *a, gen_chain *c, rbac_net_filter **net, size_t n_net)
+{
+	gen_filter **v;
+
+	if (!c || !n_net)
+		return c;
+	v = arena_calloc(a, n_net + c->n_filters, sizeof(*v));
+	if (!v)
+		return NULL;
+	memcpy(v, net, n_net * sizeof(*v));
+	memcpy(v + n_net, c->filters, c->n_filters * sizeof(*v));
+	c->filters = v;
+	c->n_filters += n_net;
+	return c;
+}
+
 /* The chains of one inbound port, per PeerAuthentication mode as
  * istiod's getFilterChainMatchOptions(): STRICT one TLS chain; PERMISSIVE
  * a TLS chain for Istio's ALPNs and a plaintext one (TCP: also TLS that
  * is not Istio's, passed through as is); DISABLE plaintext only.  All
  * match the destination port; names "0.0.0.0_PORT". */
 static int gen_inbound_chains(struct gen_sc *sc, const struct gen_inport *ip, gen_http_filter **rbac, size_t n_rbac,
-			      gen_chain **v, size_t *n)
+			      rbac_net_filter **net, size_t n_net, gen_chain **v, size_t *n)
 {
 	static const char *const istio_alpn[] = { "istio", "istio-peer-exchange", "istio-http/1.0", "istio-http/1.1",
 						  "istio-h2" };
 	struct arena *a = sc->a;
 	bool http = gen_protocol_http(ip->protocol);
+	size_t nn = http ? 0 : n_net;
 	enum cfg_mtls_mode mode = model_peer_authn(sc->g.m, gen__workload_ns(sc->w), gen__workload_labels(sc->w), ip->port);
 	char *cluster = arena_printf(a, "inbound|%u||", ip->port);
 	char *name = arena_printf(a, "0.0.0.0_%u", ip->port);
@@ -1005,36 +1033,45 @@ static int gen_inbound_chains(struct gen_sc *sc, const struct gen_inport *ip, ge
 	if (!cluster || !name)
 		return -ENOMEM;
 	if (mode == CFG_MTLS_STRICT) {
-		if (!(v[(*n)++] = gen_chain1(a, name, gen_fcm(a, ip->port, "tls", NULL, 0),
-					     gen_inbound_filter(sc, ip, cluster, name, rbac, n_rbac), gen_inbound_tls(a, http))))
+		if (!(v[(*n)++] = gen_chain_rbac(a, gen_chain1(a, name, gen_fcm(a, ip->port, "tls", NULL, 0),
+					     gen_inbound_filter(sc, ip, cluster, name, rbac, n_rbac), gen_inbound_tls(a, http)), net, nn)))
 			return -ENOMEM;
 		return 0;
 	}
 	if (mode == CFG_MTLS_PERMISSIVE) {
-		if (!(v[(*n)++] = gen_chain1(a, name, gen_fcm(a, ip->port, "tls", istio_alpn, 5),
-					     gen_inbound_filter(sc, ip, cluster, name, rbac, n_rbac), gen_inbound_tls(a, http))))
+		if (!(v[(*n)++] = gen_chain_rbac(a, gen_chain1(a, name, gen_fcm(a, ip->port, "tls", istio_alpn, 5),
+					     gen_inbound_filter(sc, ip, cluster, name, rbac, n_rbac), gen_inbound_tls(a, http)), net, nn)))
 			return -ENOMEM;
-		if (!http && !(v[(*n)++] = gen_chain1(a, name, gen_fcm(a, ip->port, "tls", NULL, 0),
-						      gen_inbound_filter(sc, ip, cluster, name, rbac, n_rbac), NULL)))
+		if (!http && !(v[(*n)++] = gen_chain_rbac(a, gen_chain1(a, name, gen_fcm(a, ip->port, "tls", NULL, 0),
+						      gen_inbound_filter(sc, ip, cluster, name, rbac, n_rbac), NULL), net, nn)))
 			return -ENOMEM;
 	}
-	if (!(v[(*n)++] = gen_chain1(a, name, gen_fcm(a, ip->port, "raw_buffer", NULL, 0),
-				     gen_inbound_filter(sc, ip, cluster, name, rbac, n_rbac), NULL)))
+	if (!(v[(*n)++] = gen_chain_rbac(a, gen_chain1(a, name, gen_fcm(a, ip->port, "raw_buffer", NULL, 0),
+				     gen_inbound_filter(sc, ip, cluster, name, rbac, n_rbac), NULL), net, nn)))
 		return -ENOMEM;
 	return 0;
 }
 
-/* The RBAC http filters of the workload (deny, allow, audit). */
-static int gen_sidecar_rbac(struct gen_sc *sc, gen_http_filter ***out, size_t *n)
+/* The RBAC filters of the workload (audit, deny, allow): HTTP filters for
+ * its HTTP ports and network filters, compiled for TCP, for its TCP ports
+ * (Istio's buildInboundHTTP/TCP authz); dry-run policies as shadow rules. */
+static int gen_sidecar_rbac(struct gen_sc *sc, gen_http_filter ***out, size_t *n, rbac_net_filter ***net,
+			    size_t *n_net)
 {
 	rbac_filter *deny = NULL, *allow = NULL, *audit = NULL;
 	bool audit_on = sc->g.p->rbac_audit;
+	struct rbac_opts http = { .tcp = false, .shadow = audit_on }, tcp = { .tcp = true, .shadow = audit_on };
 	int rc;
 
-	rc = rbac_compile(sc->g.m, gen__workload_ns(sc->w), gen__workload_labels(sc->w), sc->g.notes, sc->a, &deny,
-			  &allow, audit_on ? &audit : NULL);
+	rc = rbac_compile_opts(sc->g.m, gen__workload_ns(sc->w), gen__workload_labels(sc->w), sc->g.notes, &http,
+			       sc->a, &deny, &allow, audit_on ? &audit : NULL);
 	if (rc == 0)
 		rc = rbac_http_filters(deny, allow, audit, audit_on, sc->a, out, n);
+	if (rc == 0)
+		rc = rbac_compile_opts(sc->g.m, gen__workload_ns(sc->w), gen__workload_labels(sc->w), NULL, &tcp,
+				       sc->a, &deny, &allow, audit_on ? &audit : NULL);
+	if (rc == 0)
+		rc = rbac_network_filters(deny, allow, audit, sc->a, net, n_net);
 	return rc;
 }
 
@@ -1054,11 +1091,12 @@ static int gen_inbound(struct gen_sc *sc, const struct gen_inport *ports, size_t
 		ENVOY__EXTENSIONS__FILTERS__LISTENER__HTTP_INSPECTOR__V3__HTTP_INSPECTOR__INIT;
 	struct arena *a = sc->a;
 	gen_http_filter **rbac = NULL;
+	rbac_net_filter **net = NULL;
 	gen_chain **chains;
-	size_t n_rbac = 0, n = 0, i;
+	size_t n_rbac = 0, n_net = 0, n = 0, i;
 	int rc;
 
-	rc = gen_sidecar_rbac(sc, &rbac, &n_rbac);
+	rc = gen_sidecar_rbac(sc, &rbac, &n_rbac, &net, &n_net);
 	if (rc < 0)
 		return rc;
 	chains = arena_calloc(a, 3 * n_ports + 2, sizeof(*chains));
@@ -1093,7 +1131,7 @@ static int gen_inbound(struct gen_sc *sc, const struct gen_inport *ports, size_t
 					  bl.name, ports[i].port);
 				continue;
 			}
-			rc = gen_inbound_chains(sc, &ports[i], rbac, n_rbac, chains, &k);
+			rc = gen_inbound_chains(sc, &ports[i], rbac, n_rbac, net, n_net, chains, &k);
 			if (rc < 0)
 				break;
 
@@ -1117,7 +1155,7 @@ static int gen_inbound(struct gen_sc *sc, const struct gen_inport *ports, size_t
 	for (i = 0; i < n_ports; i++) {
 		if (ports[i].bound)
 			continue;
-		rc = gen_inbound_chains(sc, &ports[i], rbac, n_rbac, chains, &n);
+		rc = gen_inbound_chains(sc, &ports[i], rbac, n_rbac, net, n_net, chains, &n);
 		if (rc < 0)
 			return rc;
 	}
@@ -1187,6 +1225,12 @@ static int gen_inbound_cluster(struct gen_sc *sc, const struct gen_inport *ip)
 	c.cluster_discovery_type_case = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__CLUSTER_DISCOVERY_TYPE_TYPE;
 	c.type = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__STATIC;
 	c.load_assignment = cla;
+	/* Istio's setUpstreamProtocol for inbound: an HTTP2/gRPC port reaches
+	 * the application over HTTP/2 (a gRPC server speaks nothing else) */
+	if (ip->protocol && (!strcasecmp(ip->protocol, "GRPC") || !strcasecmp(ip->protocol, "HTTP2") ||
+			     !strcasecmp(ip->protocol, "GRPC-WEB")) &&
+	    gen__h2_options(a, &c) < 0)
+		return -ENOMEM;
 	return gen__emit(&sc->g, sc->snap, XDS_CLUSTER, c.name, &c.base);
 }
 

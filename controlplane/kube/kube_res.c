@@ -28,6 +28,7 @@ static const struct kube_res_info kube__res[KUBE_RES_COUNT] = {
 				      CFG_K8S_ENDPOINT_SLICE },
 	[KUBE_RES_POD] = { "", "v1", "pods", "Pod", true, CFG_K8S_POD },
 	[KUBE_RES_NAMESPACE] = { "", "v1", "namespaces", "Namespace", false, CFG_K8S_NAMESPACE },
+	[KUBE_RES_SECRET] = { "", "v1", "secrets", "Secret", true, CFG_K8S_SECRET },
 	[KUBE_RES_MESH_CONFIG] = { "", "v1", "configmaps", "ConfigMap", true, CFG_K8S_NAMESPACE,
 				   KUBE_MESH_CONFIGMAP },
 };

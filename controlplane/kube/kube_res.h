@@ -28,6 +28,7 @@ enum kube_res {
 	KUBE_RES_ENDPOINT_SLICE,
 	KUBE_RES_POD,
 	KUBE_RES_NAMESPACE,
+	KUBE_RES_SECRET,             /* credentialName TLS Secrets, served over SDS (ca_sds.h) */
 	/* the one ConfigMap holding Istio's MeshConfig (ROOT_NS/istio, key
 	 * `mesh`): not a config object, handed over as text */
 	KUBE_RES_MESH_CONFIG,

@@ -512,6 +512,28 @@ static const struct xds_snapshot *stream_snap(const struct xds_ads_stream *st)
 	return st->ads->snaps[st->flavour];
 }
 
+/* Whether type t of st is served from the stream's own Secrets (ads.h,
+ * xds_secret_req): Secrets with a provider configured. */
+static int stream_secret_own(const struct xds_ads_stream *st, enum xds_type t)
+{
+	return t == XDS_SECRET && st->ads->secret;
+}
+
+/* The snapshot type t of st is served from (NULL: none yet): the stream's
+ * Secrets (empty before the provider answers), else stream_snap(). */
+static const struct xds_snapshot *stream_type_snap(const struct xds_ads_stream *st, enum xds_type t)
+{
+	if (stream_secret_own(st, t))
+		return st->secrets ? st->secrets : st->ads->no_secrets;
+	return stream_snap(st);
+}
+
+/* Type t of st is served from its whole-per-proxy key's set. */
+static int stream_type_whole(const struct xds_ads_stream *st, enum xds_type t)
+{
+	return st->key && st->key->whole && !stream_secret_own(st, t);
+}
+
 /* ------------------------------------------------------------------ */
 /* encoding */
 
@@ -1095,6 +1117,8 @@ static int stream_waiting(const struct xds_ads_stream *st, enum xds_type t)
 	const struct xds_ads__key *k = st->key;
 	size_t i;
 
+	if (stream_secret_own(st, t))
+		return st->secret_asked > st->secret_answered;
 	if (k && k->whole)
 		return !k->snap;
 	if (!k || k->answered >= k->asked_seq)
@@ -1127,7 +1151,7 @@ static void stream_resolve(struct xds_ads_stream *st)
 		const type_state *ts = &st->types[t];
 
 		/* SotW wildcard ignores names; Delta keeps explicit ones beside it */
-		if (!ts->subscribed || (ts->wildcard && !st->delta))
+		if (!ts->subscribed || (ts->wildcard && !st->delta) || stream_secret_own(st, (enum xds_type)t))
 			continue;
 		for (i = 0; i < ts->nnames; i++) {
 			const char *name = ts->names[i];
@@ -1139,6 +1163,145 @@ static void stream_resolve(struct xds_ads_stream *st)
 			key_ask(st, (enum xds_type)t, name);
 		}
 	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Secrets: per stream, from the provider (ads.h, xds_secret_req) */
+
+static int stream_enqueue(struct xds_ads_stream *st, enum xds_type t, const struct timespec *published);
+
+/* Longest "authorization" value kept (a Kubernetes token is ~1 KiB; the
+ * provider's own cap is lower). */
+#define XDS_MAX_AUTHORIZATION_LEN 16384
+
+void xds_secret_req_free(struct xds_secret_req *r)
+{
+	if (!r)
+		return;
+	names_free(r->names, r->nnames);
+	free(r->authorization);
+	free(r->peer_id);
+	free(r->node_id);
+	free(r->node_ns);
+	free(r->node_sa);
+	free(r);
+}
+
+/* A copy of s, or NULL for NULL; *oom set when the copy failed. */
+static char *dup_or_null(const char *s, int *oom)
+{
+	char *d;
+
+	if (!s)
+		return NULL;
+	d = strdup(s);
+	if (!d)
+		*oom = 1;
+	return d;
+}
+
+/* Hand the provider the stream's Secret names (they changed): the
+ * responses of the type wait for its answer.  Out of memory ends the
+ * stream (its Secrets could never come). */
+static void stream_secret_ask(struct xds_ads_stream *st)
+{
+	struct xds_ads *a = st->ads;
+	const type_state *ts = &st->types[XDS_SECRET];
+	struct xds_secret_req *r = calloc(1, sizeof(*r));
+	int oom = !r;
+	size_t i;
+
+	if (oom)
+		goto out;
+	r->stream = st->id;
+	r->seq = ++a->req_seq;
+	r->secure = st->secure;
+	r->authorization = dup_or_null(st->authorization, &oom);
+	r->peer_id = dup_or_null(st->peer_id, &oom);
+	r->node_id = dup_or_null(st->node_id, &oom);
+	r->node_ns = dup_or_null(st->node_ns, &oom);
+	r->node_sa = dup_or_null(st->node_sa, &oom);
+	if (ts->nnames && !(r->names = calloc(ts->nnames, sizeof(*r->names))))
+		oom = 1;
+	for (i = 0; !oom && i < ts->nnames; i++, r->nnames++)
+		if (!(r->names[i] = strdup(ts->names[i])))
+			oom = 1;
+	if (oom)
+		goto out;
+	st->secret_asked = r->seq;
+	a->secret(a->secret_ctx, r);
+	r = NULL;
+out:
+	xds_secret_req_free(r);
+	if (oom)
+		xds_ads_stream_end(st, XDS_ADS_STATUS_INTERNAL, "out of memory");
+}
+
+/* The stream goes: the provider forgets it (stops rotating its
+ * certificate).  Nothing to say when it never asked. */
+static void stream_secret_release(struct xds_ads_stream *st)
+{
+	struct xds_secret_req *r;
+
+	if (!st->ads->secret || !st->secret_asked)
+		return;
+	r = calloc(1, sizeof(*r));
+	if (!r) {
+		log_error(SCOPE, "stream %llu: out of memory telling the SDS provider it ended",
+			  (unsigned long long)st->id);
+		return;
+	}
+	r->release = 1;
+	r->stream = st->id;
+	st->ads->secret(st->ads->secret_ctx, r);
+}
+
+int xds_ads_stream_credentials(struct xds_ads_stream *st, int secure, const char *authorization, size_t len,
+			       const char *peer_id)
+{
+	st->secure = secure;
+	free(st->authorization);
+	free(st->peer_id);
+	st->authorization = NULL;
+	st->peer_id = NULL;
+	if (peer_id && !(st->peer_id = dup_capped(peer_id, XDS_MAX_NODE_FIELD_LEN)))
+		return -ENOMEM;
+	if (!authorization)
+		return 0;
+	if (len > XDS_MAX_AUTHORIZATION_LEN)
+		len = XDS_MAX_AUTHORIZATION_LEN; /* the provider refuses it as a token */
+	st->authorization = strndup(authorization, len);
+	return st->authorization ? 0 : -ENOMEM;
+}
+
+void xds_ads_secrets_set(struct xds_ads *a, uint64_t stream, uint64_t seq, struct xds_snapshot *set,
+			 enum xds_ads_status code, const char *msg)
+{
+	struct xds_ads_stream *st;
+
+	/* Secret answers are rare (a stream's first request, a rotation at
+	 * half a certificate's lifetime): a walk is cheap enough. */
+	for (st = a->streams; st && st->id != stream; st = st->next)
+		;
+	if (!st || st->finishing || st->closed || seq < st->secret_asked) {
+		xds_snapshot_unref(set);
+		return;
+	}
+	if (code != XDS_ADS_STATUS_OK) {
+		xds_snapshot_unref(set);
+		log_warn(SCOPE, "stream %llu (%s): Secrets refused: %s", (unsigned long long)st->id, stream_who(st),
+			 msg ? msg : "");
+		xds_ads_stream_end(st, code, msg ? msg : "");
+		goto out;
+	}
+	xds_snapshot_unref(st->secrets);
+	st->secrets = set;
+	st->secret_answered = seq;
+	if (st->types[XDS_SECRET].subscribed)
+		(void)stream_enqueue(st, XDS_SECRET, NULL); /* logged; the next answer tries again */
+out:
+	if (a->queued)
+		a->queued(st->user);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1427,7 +1590,7 @@ static int stream_enqueue(struct xds_ads_stream *st, enum xds_type t, const stru
 	 * nothing to do (the names did not change either, or need_send
 	 * would be set), without selecting and hashing thousands of
 	 * resources per stream. */
-	if (st->key && st->key->whole) {
+	if (stream_type_whole(st, t)) {
 		if (!ts->need_send && ts->have_latest && ts->key_tver[0] && strcmp(ts->key_tver, st->key->tver[t]) == 0)
 			goto out;
 		record_tver = 1;
@@ -1435,7 +1598,8 @@ static int stream_enqueue(struct xds_ads_stream *st, enum xds_type t, const stru
 	if (record_tver)
 		rc = key_select(st->key, ts, t, &p);
 	else {
-		rc = select_resources(ts, t, stream_snap(st), st->own, &p.res, &p.nres);
+		rc = select_resources(ts, t, stream_type_snap(st, t), stream_secret_own(st, t) ? NULL : st->own,
+				      &p.res, &p.nres);
 		if (rc == 0)
 			version_of(p.res, p.nres, p.version);
 	}
@@ -1456,11 +1620,11 @@ static int stream_enqueue(struct xds_ads_stream *st, enum xds_type t, const stru
 		}
 	}
 	snprintf(p.nonce, sizeof(p.nonce), "%llx", (unsigned long long)++a->nonce_counter);
-	if (!ts->need_send && st->key && st->key->whole && (t == XDS_ROUTE || t == XDS_ENDPOINT) && ts->sent) {
+	if (!ts->need_send && stream_type_whole(st, t) && (t == XDS_ROUTE || t == XDS_ENDPOINT) && ts->sent) {
 		rc = sotw_changed(ts, &p, &changed, &nchanged);
 		if (rc == 0)
 			rc = key_body(a, st->key, t, &p, changed, nchanged, 1);
-	} else if (st->key && st->key->whole) {
+	} else if (stream_type_whole(st, t)) {
 		rc = key_body(a, st->key, t, &p, p.res, p.nres, 0);
 	} else {
 		rc = encode_response(t, &p, p.res, p.nres);
@@ -1646,7 +1810,9 @@ void xds_ads_stream_request(struct xds_ads_stream *st, const Envoy__Service__Dis
 	ts->subscribed = 1;
 	ts->need_send = 1;
 	st->own_dirty = 1;
-	if (stream_snap(st))
+	if (stream_secret_own(st, xt))
+		stream_secret_ask(st);
+	if (stream_type_snap(st, xt))
 		(void)stream_enqueue(st, xt, NULL); /* logged; the next publish tries again */
 out:
 	if (alloced)
@@ -1705,7 +1871,8 @@ static int MESH_MUST_CHECK version_parse(const char *s, uint64_t *out)
 static int MESH_MUST_CHECK delta_select(const struct xds_ads_stream *st, enum xds_type t,
 					const struct xds_resource ***out, size_t *n)
 {
-	const struct xds_snapshot *snap = stream_snap(st);
+	const struct xds_snapshot *snap = stream_type_snap(st, t);
+	const struct xds_snapshot *own = stream_secret_own(st, t) ? NULL : st->own;
 	const type_state *ts = &st->types[t];
 	const struct xds_resource_set *set = &snap->sets[t];
 	const struct xds_resource **v = NULL;
@@ -1726,8 +1893,8 @@ static int MESH_MUST_CHECK delta_select(const struct xds_ads_stream *st, enum xd
 			v[k++] = set->v[i];
 	for (i = 0; i < ts->nnames; i++) {
 		const struct xds_resource *r = xds_snapshot_find(snap, t, ts->names[i]);
-		if (!r && st->own)
-			r = xds_snapshot_find(st->own, t, ts->names[i]);
+		if (!r && own)
+			r = xds_snapshot_find(own, t, ts->names[i]);
 		if (r)
 			v[k++] = r;
 	}
@@ -1866,7 +2033,7 @@ static int MESH_MUST_CHECK delta_build(struct xds_ads_stream *st, enum xds_type 
 	size_t nwant = 0, nheld = 0, nchanged = 0, nremoved = 0, i = 0, j = 0;
 	int rc = 0;
 
-	if (!stream_snap(st))
+	if (!stream_type_snap(st, t))
 		goto out;
 	stream_resolve(st);
 	if (stream_waiting(st, t))
@@ -1875,11 +2042,11 @@ static int MESH_MUST_CHECK delta_build(struct xds_ads_stream *st, enum xds_type 
 	 * diffed against, with the same subscription: nothing changed for
 	 * it (as stream_enqueue's shortcut for SotW).  Without this, every
 	 * push diffed every type of 2,000 sidecars, ~6,000 resources each. */
-	if (st->key && st->key->whole && !ts->delta_dirty && ts->have_latest && !ts->have_init && ts->key_tver[0] &&
+	if (stream_type_whole(st, t) && !ts->delta_dirty && ts->have_latest && !ts->have_init && ts->key_tver[0] &&
 	    strcmp(ts->key_tver, st->key->tver[t]) == 0)
 		goto out;
 	/* (a first request claiming nothing held is as good as no claim) */
-	if (st->key && st->key->whole && (!ts->have_init || ts->ninit == 0) && st->key->snap) {
+	if (stream_type_whole(st, t) && (!ts->have_init || ts->ninit == 0) && st->key->snap) {
 		rc = delta_build_key(st, t, p);
 		if (rc < 0)
 			goto out;
@@ -1930,7 +2097,7 @@ static int MESH_MUST_CHECK delta_build(struct xds_ads_stream *st, enum xds_type 
 built:
 	delta_init_clear(ts);
 	ts->delta_dirty = 0;
-	if (st->key && st->key->whole)
+	if (stream_type_whole(st, t))
 		mesh_str_copy(ts->key_tver, sizeof(ts->key_tver), st->key->tver[t]);
 	if (!p->wire)
 		goto out;
@@ -2079,7 +2246,7 @@ static int delta_dropped(const type_state *ts, const struct xds_snapshot *snap, 
 /* Forget, without a removal, what the client dropped itself. */
 static void delta_forget(struct xds_ads_stream *st, enum xds_type t, const char **rm, size_t nrm, int left_wildcard)
 {
-	const struct xds_snapshot *snap = stream_snap(st);
+	const struct xds_snapshot *snap = stream_type_snap(st, t);
 	type_state *ts = &st->types[t];
 	size_t i, w = 0;
 
@@ -2185,7 +2352,9 @@ void xds_ads_stream_delta_request(struct xds_ads_stream *st,
 	delta_forget(st, xt, rm, nrm, had_wildcard && !ts->wildcard);
 	ts->delta_dirty = 1;
 	st->own_dirty = 1;
-	if (stream_snap(st))
+	if (stream_secret_own(st, xt))
+		stream_secret_ask(st);
+	if (stream_type_snap(st, xt))
 		(void)stream_enqueue(st, xt, NULL); /* Delta: cannot fail */
 	goto out;
 fail:
@@ -2458,6 +2627,16 @@ int xds_ads_new(const struct xds_ads_config *cfg, struct xds_ads **out)
 		a->want_ctx = cfg->want_ctx;
 		a->queued = cfg->queued;
 		a->whole_flavours = cfg->whole_flavours;
+		a->secret = cfg->secret;
+		a->secret_ctx = cfg->secret_ctx;
+	}
+	if (a->secret) {
+		a->no_secrets = xds_snapshot_new();
+		if (!a->no_secrets) {
+			free(a);
+			return -ENOMEM;
+		}
+		xds_snapshot_seal(a->no_secrets);
 	}
 	*out = a;
 	return 0;
@@ -2476,6 +2655,7 @@ void xds_ads_free(struct xds_ads *a)
 		a->keys = k->next;
 		key_free(k);
 	}
+	xds_snapshot_unref(a->no_secrets);
 	free(a);
 }
 
@@ -2629,6 +2809,7 @@ void xds_ads_stream_free(struct xds_ads_stream *st)
 		}
 	}
 	stream_detach_key(st); /* before its Node goes: the release names the key */
+	stream_secret_release(st);
 	for (t = 0; t < XDS_TYPE_COUNT; t++)
 		type_state_cleanup(&st->types[t]);
 	free(st->finish_msg);
@@ -2645,6 +2826,9 @@ void xds_ads_stream_free(struct xds_ads_stream *st)
 	}
 	free(st->node_labels.v);
 	xds_snapshot_unref(st->own);
+	xds_snapshot_unref(st->secrets);
+	free(st->authorization);
+	free(st->peer_id);
 	free(st->peer);
 	free(st);
 }

@@ -63,9 +63,12 @@ enum xds_flavour xds_flavour_of_node(const Envoy__Config__Core__V3__Node *node);
 enum xds_ads_status {
 	XDS_ADS_STATUS_OK = 0,
 	XDS_ADS_STATUS_INVALID_ARGUMENT = 3,
+	XDS_ADS_STATUS_PERMISSION_DENIED = 7,
 	XDS_ADS_STATUS_RESOURCE_EXHAUSTED = 8,
 	XDS_ADS_STATUS_UNIMPLEMENTED = 12,
 	XDS_ADS_STATUS_INTERNAL = 13,
+	XDS_ADS_STATUS_UNAVAILABLE = 14,
+	XDS_ADS_STATUS_UNAUTHENTICATED = 16,
 };
 
 /*
@@ -123,7 +126,44 @@ MESH_MUST_CHECK int xds_proxy_key(enum xds_flavour f, const char *ns, const stru
 MESH_MUST_CHECK int xds_proxy_key_node(enum xds_flavour f, const char *ns, const struct cfg_labels *labels,
 				       const char *service_account, const char *ip, char **out);
 
+/*
+ * Secrets (SDS over ADS, type ...tls.v3.Secret) are per stream, not per
+ * flavour nor per key: "default" holds a private key made for the one
+ * node that asks, and only a node whose identity is proven may have it.
+ * When the Secret names a stream subscribes to change, the core hands the
+ * config's `secret` callback a request carrying the names and what the
+ * transport learnt of the caller (TLS or not, its "authorization"
+ * metadata); the provider (controlplane/ca/sds.c) authenticates, builds
+ * the Secrets on a thread of its own and answers with
+ * xds_ads_secrets_set() (through xds_server_secret_reply()): the set
+ * answering that request, or a status ending the stream.  Secret
+ * responses wait for the answer.  The provider may answer again with
+ * the same seq (a rotated certificate): the stream gets a push.  When a
+ * stream that asked goes, the provider is told (release).
+ */
+struct xds_secret_req {
+	struct mesh_queue_item qi;   /* free for the receiver's queue */
+	int release;                 /* the stream is gone: forget it (only stream is set) */
+	uint64_t stream;             /* xds_ads_stream_id() */
+	uint64_t seq;                /* answer with it */
+	char **names;                /* every Secret name subscribed, sorted, unique */
+	size_t nnames;
+	int secure;                  /* the call came over TLS */
+	char *authorization;         /* the call's "authorization" metadata; NULL: none */
+	char *peer_id;               /* the SPIFFE ID of its verified client certificate; NULL: none */
+	char *node_id;               /* NULL: unknown */
+	char *node_ns;               /* metadata NAMESPACE (else from the node id); NULL: unknown */
+	char *node_sa;               /* metadata SERVICE_ACCOUNT; NULL: unknown */
+};
+
+void xds_secret_req_free(struct xds_secret_req *r);  /* NULL is a no-op */
+
 struct xds_ads_config {
+	/* Secret requests (above; NULL: Secrets come from the snapshots
+	 * like any type).  Called on the core's thread; must not block;
+	 * takes ownership of req. */
+	void (*secret)(void *ctx, struct xds_secret_req *req);
+	void *secret_ctx;
 	/* Per-proxy requests (NULL: the flavour's snapshot only).  Called on
 	 * the core's thread; must not block; takes ownership of req. */
 	void (*want)(void *ctx, struct xds_proxy_req *req);
@@ -190,6 +230,25 @@ int xds_ads_streams(const struct xds_ads *a);
  */
 int xds_ads_stream_new(struct xds_ads *a, int delta, const char *peer, void *user,
 		       struct xds_ads_stream **out) MESH_MUST_CHECK;
+/* What the transport knows of the caller, before its first request: the
+ * call came over TLS (secure), its "authorization" metadata value
+ * (copied, capped; NULL: none), the SPIFFE ID of the client certificate
+ * TLS verified (copied; NULL: none).  Used for Secrets only.  Returns 0
+ * or -ENOMEM. */
+MESH_MUST_CHECK int xds_ads_stream_credentials(struct xds_ads_stream *st, int secure, const char *authorization,
+					       size_t len, const char *peer_id);
+/*
+ * The provider's answer for stream (by id) to its Secret request seq: set
+ * (the core takes the reference; NULL: none) holds the Secrets by name;
+ * a name it lacks is not sent.  code other than OK ends the stream with
+ * it and msg (a caller that proved no identity, or another one than its
+ * node claims).  An answer to an older request than the stream's latest,
+ * or for a stream that is gone, is dropped.  Queued responses go out
+ * through the config's `queued` callback.
+ */
+void xds_ads_secrets_set(struct xds_ads *a, uint64_t stream, uint64_t seq, struct xds_snapshot *set,
+			 enum xds_ads_status code, const char *msg);
+
 /* Unlist and free the stream.  NULL is a no-op. */
 void xds_ads_stream_free(struct xds_ads_stream *st);
 uint64_t xds_ads_stream_id(const struct xds_ads_stream *st);

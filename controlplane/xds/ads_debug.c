@@ -13,6 +13,10 @@
 #include "common/json.h"
 #include "common/xds/pbjson.h"
 
+#include "envoy/extensions/transport_sockets/tls/v3/secret.pb-c.h"
+
+#include <openssl/crypto.h>
+
 #include <errno.h>
 #include <stdbool.h>
 #include <string.h>
@@ -112,6 +116,80 @@ static const struct {
 	[XDS_SECRET] = { "SecretsConfigDump", "dynamicActiveSecrets", "secret", 1 },
 };
 
+/*
+ * A Secret as Envoy's config dump shows it: certificates and CAs in the
+ * clear (they are public; meshctl proxy-config secret reads their
+ * validity and serial from here), every private part replaced by the
+ * inline string "[redacted]" (TlsCertificate private_key and password,
+ * GenericSecret, session ticket keys).  Appends to out; returns 0 or a
+ * negative code (nothing appended).
+ */
+static int dump_secret(const struct xds_resource *r, struct mesh_buf *out)
+{
+	Envoy__Extensions__TransportSockets__Tls__V3__Secret *sec =
+		envoy__extensions__transport_sockets__tls__v3__secret__unpack(NULL, r->len, r->data);
+	Envoy__Config__Core__V3__DataSource redacted = ENVOY__CONFIG__CORE__V3__DATA_SOURCE__INIT;
+	Envoy__Config__Core__V3__DataSource *saved[3] = { NULL, NULL, NULL };
+	void *saved_keys = NULL;
+	size_t saved_nkeys = 0, len;
+	uint8_t *wire = NULL;
+	int rc = -MESH_EPARSE;
+
+	if (!sec)
+		goto out;
+	redacted.specifier_case = ENVOY__CONFIG__CORE__V3__DATA_SOURCE__SPECIFIER_INLINE_STRING;
+	redacted.inline_string = "[redacted]";
+	/* swap the private parts out (restored before the free below) */
+	if (sec->type_case == ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__SECRET__TYPE_TLS_CERTIFICATE &&
+	    sec->tls_certificate) {
+		saved[0] = sec->tls_certificate->private_key;
+		saved[1] = sec->tls_certificate->password;
+		saved[2] = sec->tls_certificate->pkcs12;
+		if (saved[0])
+			sec->tls_certificate->private_key = &redacted;
+		if (saved[1])
+			sec->tls_certificate->password = &redacted;
+		if (saved[2])
+			sec->tls_certificate->pkcs12 = &redacted;
+	} else if (sec->type_case == ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__SECRET__TYPE_GENERIC_SECRET &&
+		   sec->generic_secret) {
+		saved[0] = sec->generic_secret->secret;
+		if (saved[0])
+			sec->generic_secret->secret = &redacted;
+	} else if (sec->type_case == ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__SECRET__TYPE_SESSION_TICKET_KEYS &&
+		   sec->session_ticket_keys) {
+		saved_keys = sec->session_ticket_keys->keys;
+		saved_nkeys = sec->session_ticket_keys->n_keys;
+		sec->session_ticket_keys->keys = NULL;
+		sec->session_ticket_keys->n_keys = 0;
+	}
+	len = envoy__extensions__transport_sockets__tls__v3__secret__get_packed_size(sec);
+	wire = malloc(len ? len : 1);
+	if (!wire) {
+		rc = -ENOMEM;
+	} else {
+		envoy__extensions__transport_sockets__tls__v3__secret__pack(sec, wire);
+		rc = pbjson_render_any(xds_type_url(XDS_SECRET), wire, len, out);
+	}
+	if (sec->type_case == ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__SECRET__TYPE_TLS_CERTIFICATE &&
+	    sec->tls_certificate) {
+		sec->tls_certificate->private_key = saved[0];
+		sec->tls_certificate->password = saved[1];
+		sec->tls_certificate->pkcs12 = saved[2];
+	} else if (sec->type_case == ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__SECRET__TYPE_GENERIC_SECRET &&
+		   sec->generic_secret) {
+		sec->generic_secret->secret = saved[0];
+	} else if (saved_keys) {
+		sec->session_ticket_keys->keys = saved_keys;
+		sec->session_ticket_keys->n_keys = saved_nkeys;
+	}
+out:
+	if (wire)
+		OPENSSL_clear_free(wire, len ? len : 1);
+	envoy__extensions__transport_sockets__tls__v3__secret__free_unpacked(sec, NULL);
+	return rc;
+}
+
 static void dump_resource(enum xds_type t, const struct xds_ads__type *ts, const struct xds_resource *r,
 			  struct mesh_buf *out)
 {
@@ -127,7 +205,14 @@ static void dump_resource(enum xds_type t, const struct xds_ads__type *ts, const
 		json_put_string(out, ts->sent_version);
 	}
 	if (t == XDS_SECRET) {
-		/* Key material never leaves meshd through a debug view. */
+		/* Key material never leaves meshd through a debug view: the
+		 * Secret with its private parts redacted, as Envoy dumps it,
+		 * or only its name and version when it cannot be read. */
+		size_t mark = out->len;
+
+		mesh_buf_puts(out, ",\"secret\":");
+		if (dump_secret(r, out) < 0 && !out->err)
+			out->len = mark;
 		mesh_buf_puts(out, "}");
 		return;
 	}

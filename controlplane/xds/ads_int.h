@@ -175,6 +175,13 @@ struct xds_ads_stream {
 	struct xds_snapshot *own;          /* key->snap when last resolved */
 	int own_dirty;                     /* subscriptions or the key's set changed */
 	int proxy_changed;                 /* the key got a set no publish handled yet */
+	/* Secrets (ads.h, xds_secret_req): per stream, from the provider */
+	int secure;                        /* the call came over TLS */
+	char *authorization;               /* its "authorization" metadata; NULL: none */
+	char *peer_id;                     /* its verified client certificate's SPIFFE ID; NULL: none */
+	struct xds_snapshot *secrets;      /* the provider's last answer; NULL: none */
+	uint64_t secret_asked;             /* seq of the latest request (0: never asked) */
+	uint64_t secret_answered;          /* seq of the latest answer taken */
 	char *peer;
 	char connected_at[40];
 	struct xds_ads__type types[XDS_TYPE_COUNT];
@@ -185,6 +192,9 @@ struct xds_ads {
 	void (*want)(void *ctx, struct xds_proxy_req *req);
 	void *want_ctx;
 	unsigned whole_flavours;           /* xds_ads_config.whole_flavours */
+	void (*secret)(void *ctx, struct xds_secret_req *req);
+	void *secret_ctx;
+	struct xds_snapshot *no_secrets;   /* empty: what a stream holds before an answer */
 	struct xds_ads__key *keys;
 	size_t nkeys;
 	uint64_t req_seq;

@@ -134,6 +134,27 @@ struct pub_set {
 	uint64_t answered;
 };
 
+/* A Secret provider's answer waiting for the xDS thread
+ * (xds_server_secret_reply). */
+struct pub_secret {
+	struct pub_secret *next;
+	uint64_t stream, seq;
+	struct xds_snapshot *set;
+	enum xds_ads_status code;
+	char *msg;
+};
+
+static void pub_secrets_free(struct pub_secret *p)
+{
+	while (p) {
+		struct pub_secret *n = p->next;
+		xds_snapshot_unref(p->set);
+		free(p->msg);
+		free(p);
+		p = n;
+	}
+}
+
 static void pub_sets_free(struct pub_set *p)
 {
 	while (p) {
@@ -165,6 +186,7 @@ struct xds_server {
 	pthread_mutex_t pub_lock;
 	struct xds_snapshot *pub_snap[XDS_FLAVOUR_COUNT];
 	struct pub_set *pub_sets, **pub_sets_tail; /* in publish order */
+	struct pub_secret *pub_secrets, **pub_secrets_tail; /* in reply order */
 	struct timespec pub_time;
 	int pub_pending;
 	int stop_requested;
@@ -437,6 +459,52 @@ static void stream_maybe_free(struct xds_stream *st)
 	stream_free(st);
 }
 
+/* What the call says of its caller, for the core's Secrets: whether it
+ * came over TLS (the auth context's transport security type, as the CA
+ * checks it), the SPIFFE ID of a verified client certificate and its
+ * "authorization" metadata, which the Secret provider authenticates
+ * (Istio's xDS authenticators on 15012: the client certificate, then the
+ * bearer token). */
+static int stream_credentials(struct xds_ads_stream *ads, const struct accept_slot *a)
+{
+	grpc_auth_context *ctx = grpc_call_auth_context(a->call);
+	const grpc_auth_property *p;
+	grpc_auth_property_iterator it;
+	const char *authz = NULL;
+	char peer_id[XDS_MAX_PEER_LEN + 1] = "";
+	size_t i, len = 0;
+	int secure = 0, rc;
+
+	if (ctx) {
+		it = grpc_auth_context_find_properties_by_name(ctx, GRPC_TRANSPORT_SECURITY_TYPE_PROPERTY_NAME);
+		p = grpc_auth_property_iterator_next(&it);
+		secure = p && p->value && p->value_length == strlen(GRPC_SSL_TRANSPORT_SECURITY_TYPE) &&
+			 strncmp(p->value, GRPC_SSL_TRANSPORT_SECURITY_TYPE, p->value_length) == 0;
+		/* a client certificate TLS verified against meshd's root
+		 * (ca_service.c asks for one): its SPIFFE ID, which gRPC sets
+		 * only for a certificate with exactly one spiffe:// URI SAN */
+		if (secure && grpc_auth_context_peer_is_authenticated(ctx)) {
+			it = grpc_auth_context_find_properties_by_name(ctx, GRPC_PEER_SPIFFE_ID_PROPERTY_NAME);
+			p = grpc_auth_property_iterator_next(&it);
+			if (p && p->value && p->value_length <= XDS_MAX_PEER_LEN && !memchr(p->value, '\0', p->value_length)) {
+				memcpy(peer_id, p->value, p->value_length);
+				peer_id[p->value_length] = '\0';
+			}
+		}
+		grpc_auth_context_release(ctx);
+	}
+	for (i = 0; i < a->md.count; i++) {
+		const grpc_metadata *m = &a->md.metadata[i];
+		if (grpc_slice_str_cmp(m->key, "authorization") != 0)
+			continue;
+		authz = (const char *)GRPC_SLICE_START_PTR(m->value);
+		len = GRPC_SLICE_LENGTH(m->value);
+		break;
+	}
+	rc = xds_ads_stream_credentials(ads, secure, authz, len, peer_id[0] ? peer_id : NULL);
+	return rc;
+}
+
 /* A StreamAggregatedResources (or, delta set, DeltaAggregatedResources)
  * call arrived: take it from the slot. */
 static void stream_accept(struct xds_server *s, struct accept_slot *a, int delta)
@@ -458,6 +526,10 @@ static void stream_accept(struct xds_server *s, struct accept_slot *a, int delta
 			gpr_free(peer);
 		}
 		if (xds_ads_stream_new(s->ads, delta, peer_s, st, &st->ads) < 0) {
+			free(st);
+			st = NULL;
+		} else if (stream_credentials(st->ads, a) < 0) {
+			xds_ads_stream_free(st->ads);
 			free(st);
 			st = NULL;
 		}
@@ -808,6 +880,7 @@ static void *xds_thread_main(void *arg)
 		struct mesh_queue_item *batch = NULL, *it;
 		struct xds_snapshot *snap[XDS_FLAVOUR_COUNT];
 		struct pub_set *sets;
+		struct pub_secret *secrets, *ps;
 		struct timespec when = { 0, 0 };
 		int stop, f;
 
@@ -846,6 +919,9 @@ static void *xds_thread_main(void *arg)
 		sets = s->pub_sets;
 		s->pub_sets = NULL;
 		s->pub_sets_tail = &s->pub_sets;
+		secrets = s->pub_secrets;
+		s->pub_secrets = NULL;
+		s->pub_secrets_tail = &s->pub_secrets;
 		when = s->pub_time;
 		memset(&s->pub_time, 0, sizeof(s->pub_time));
 		stop = s->stop_requested;
@@ -861,6 +937,11 @@ static void *xds_thread_main(void *arg)
 			tag = mesh_container_of(it, struct tag, qi);
 			server_dispatch(s, tag, tag->ok);
 		}
+		/* Secret answers: each pumps its stream (the core's queued) */
+		for (ps = secrets; ps && !s->shutting_down; ps = ps->next) {
+			xds_ads_secrets_set(s->ads, ps->stream, ps->seq, ps->set, ps->code, ps->msg);
+			ps->set = NULL;
+		}
 		if (!s->shutting_down) {
 			server_apply_publish(s, sets, snap, &when);
 			server_push_done(s);
@@ -874,10 +955,12 @@ static void *xds_thread_main(void *arg)
 		if (s->shutting_down && server_drained(s)) {
 			pthread_mutex_unlock(&s->lock);
 			pub_sets_free(sets);
+			pub_secrets_free(secrets);
 			break;
 		}
 		pthread_mutex_unlock(&s->lock);
 		pub_sets_free(sets); /* what is left: the snapshots went to the core */
+		pub_secrets_free(secrets);
 	}
 	return NULL;
 }
@@ -914,6 +997,7 @@ static void server_free(struct xds_server *s)
 	for (f = 0; f < XDS_FLAVOUR_COUNT; f++)
 		xds_snapshot_unref(s->pub_snap[f]);
 	pub_sets_free(s->pub_sets);
+	pub_secrets_free(s->pub_secrets);
 	/* after the cq thread was joined: nobody pushes any more */
 	if (s->cq_q_ready)
 		mesh_queue_cleanup(&s->cq_q);
@@ -999,6 +1083,7 @@ int xds_server_start(const struct xds_server_config *cfg, struct xds_server **ou
 	}
 	pthread_mutex_init(&s->pub_lock, NULL);
 	s->pub_sets_tail = &s->pub_sets;
+	s->pub_secrets_tail = &s->pub_secrets;
 	pthread_mutex_init(&s->lock, NULL);
 	accept_slot_init(&s->acc_sotw, TAG_ACCEPT_SOTW);
 	accept_slot_init(&s->acc_delta, TAG_ACCEPT_DELTA);
@@ -1038,6 +1123,8 @@ int xds_server_start(const struct xds_server_config *cfg, struct xds_server **ou
 		rc = -MESH_EGRPC;
 		goto out;
 	}
+	acfg.secret = cfg->secret;
+	acfg.secret_ctx = cfg->secret_ctx;
 	acfg.want = cfg->want;
 	acfg.want_ctx = cfg->want_ctx;
 	acfg.whole_flavours = cfg->whole_flavours;
@@ -1179,6 +1266,29 @@ void xds_server_publish_push(struct xds_server *s, enum xds_flavour f, struct xd
 	}
 	pthread_mutex_unlock(&s->pub_lock);
 	xds_snapshot_unref(old);
+	eventfd_signal(s->wake_efd);
+}
+
+void xds_server_secret_reply(struct xds_server *s, uint64_t stream, uint64_t seq, struct xds_snapshot *set,
+			     enum xds_ads_status code, const char *msg)
+{
+	struct pub_secret *p = calloc(1, sizeof(*p));
+
+	if (!p || (msg && !(p->msg = strdup(msg)))) {
+		/* the stream waits for the next answer (a rotation) or ends */
+		log_error(SCOPE, "out of memory: a Secret answer for stream %llu is dropped",
+			  (unsigned long long)stream);
+		free(p);
+		return;
+	}
+	p->stream = stream;
+	p->seq = seq;
+	p->set = set ? xds_snapshot_ref(set) : NULL;
+	p->code = code;
+	pthread_mutex_lock(&s->pub_lock);
+	*s->pub_secrets_tail = p;
+	s->pub_secrets_tail = &p->next;
+	pthread_mutex_unlock(&s->pub_lock);
 	eventfd_signal(s->wake_efd);
 }
 

@@ -60,6 +60,11 @@ struct xds_server_config {
 	 * the xDS thread, must not block, owns req: post it to a queue. */
 	void (*want)(void *ctx, struct xds_proxy_req *req);
 	void *want_ctx;
+	/* Secrets per stream (ads.h, xds_secret_req; NULL: from the
+	 * snapshots).  Runs on the xDS thread, must not block, owns req;
+	 * the provider answers with xds_server_secret_reply(). */
+	void (*secret)(void *ctx, struct xds_secret_req *req);
+	void *secret_ctx;
 	/* Flavours served whole from per-proxy sets (xds_ads_config's
 	 * whole_flavours: 1u << XDS_FLAVOUR_SIDECAR in meshd); 0: none. */
 	unsigned whole_flavours;
@@ -99,6 +104,12 @@ struct xds_proxy_set {
  * end with UNIMPLEMENTED (ads.h). */
 void xds_server_publish_push(struct xds_server *s, enum xds_flavour f, struct xds_snapshot *snap,
 			     const struct xds_proxy_set *sets, size_t n);
+/* A Secret provider's answer (any thread): for stream's request seq, the
+ * Secrets in set (a reference is taken; NULL: none), or code (not OK)
+ * and msg ending the stream (xds_ads_secrets_set).  Out of memory drops
+ * the answer (logged). */
+void xds_server_secret_reply(struct xds_server *s, uint64_t stream, uint64_t seq, struct xds_snapshot *set,
+			     enum xds_ads_status code, const char *msg);
 /* Keys the xDS thread holds per-proxy sets for (thread-safe; tests). */
 size_t xds_server_proxy_keys(struct xds_server *s);
 

@@ -52,7 +52,7 @@ class Backend:
     and keeps the last ones (method, path, lower-cased headers).
     """
 
-    def __init__(self, name, ip="127.0.0.1", version="v1", fail_every=0):
+    def __init__(self, name, ip="127.0.0.1", version="v1", fail_every=0, port=0):
         self.name = name
         self.ip = ip
         self.version = version
@@ -109,7 +109,7 @@ class Backend:
             def handle_error(self, request, client_address):
                 pass  # a peer reset (the proxy cancelling a request) is not news here
 
-        self.server = Server((ip, 0), H)
+        self.server = Server((ip, port), H)  # port 0: any
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

@@ -186,7 +186,7 @@ class DeployTest(unittest.TestCase):
 
         cluster = grants(self.one("ClusterRole"))
         watched = watched_resources()
-        self.assertEqual(len(watched), 15, watched)
+        self.assertEqual(len(watched), 16, watched)  # with secrets (credentialName, SDS)
         for grp, res in watched:
             for verb in ("get", "list", "watch"):
                 self.assertIn((grp, res, verb), cluster)

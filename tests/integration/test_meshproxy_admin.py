@@ -391,8 +391,8 @@ class MeshproxyLoggingTest(unittest.TestCase):
         try:
             code, body = p.curl(p.url("/logging"))
             self.assertEqual(code, 200, body)
-            self.assertEqual(loggers(body), {"admin": "debug", "grpc": "debug", "meshproxy": "debug",
-                                             "xds": "debug"}, body)
+            self.assertEqual(loggers(body), {"admin": "debug", "grpc": "debug", "identity": "debug",
+                                             "meshproxy": "debug", "xds": "debug"}, body)
             self.assertTrue(body.startswith("active loggers:\n  admin: debug\n"), body)
 
             code, body = p.curl("-X", "POST", p.url("/logging?level=info"))
@@ -401,11 +401,13 @@ class MeshproxyLoggingTest(unittest.TestCase):
 
             code, body = p.curl("-X", "POST", p.url("/logging?xds=error"))
             self.assertEqual(code, 200, body)
-            self.assertEqual(loggers(body), {"admin": "info", "grpc": "info", "meshproxy": "info", "xds": "error"})
+            self.assertEqual(loggers(body), {"admin": "info", "grpc": "info", "identity": "info", "meshproxy": "info",
+                                             "xds": "error"})
 
             code, body = p.curl("-X", "POST", p.url("/logging?paths=grpc:warning,meshproxy:off"))
             self.assertEqual(code, 200, body)
-            self.assertEqual(loggers(body), {"admin": "info", "grpc": "warning", "meshproxy": "off", "xds": "error"})
+            self.assertEqual(loggers(body), {"admin": "info", "grpc": "warning", "identity": "info", "meshproxy": "off",
+                                             "xds": "error"})
 
             for query, err in (("level=loud", "unknown logger level"), ("nosuch=debug", "unknown logger name"),
                                ("admin=loud", "unknown logger level"),
@@ -417,8 +419,8 @@ class MeshproxyLoggingTest(unittest.TestCase):
                                                 % err), body)
                 self.assertIn("levels: trace debug info warning error critical off \n", body)
                 # nothing changed, not even the good half of a paths list
-                self.assertEqual(loggers(body), {"admin": "info", "grpc": "warning", "meshproxy": "off",
-                                                 "xds": "error"}, query)
+                self.assertEqual(loggers(body), {"admin": "info", "grpc": "warning", "identity": "info",
+                                                 "meshproxy": "off", "xds": "error"}, query)
 
             # a change is a POST (Envoy answers other methods 405)
             code, body = p.curl(p.url("/logging?level=debug"))

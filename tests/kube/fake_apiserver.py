@@ -56,6 +56,7 @@ RESOURCES = {
     ("", "services"): ("Service", True, True, ["v1"]),
     ("", "pods"): ("Pod", True, True, ["v1"]),
     ("", "namespaces"): ("Namespace", False, True, ["v1"]),
+    ("", "secrets"): ("Secret", True, True, ["v1"]),
     ("", "configmaps"): ("ConfigMap", True, True, ["v1"]),
     ("", "secrets"): ("Secret", True, True, ["v1"]),
     ("discovery.k8s.io", "endpointslices"): ("EndpointSlice", True, True, ["v1"]),

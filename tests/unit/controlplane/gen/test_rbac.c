@@ -29,6 +29,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "common/xds/pathnorm.h"
+
 #include <yaml.h>
 
 #include "testutil.h"
@@ -169,30 +171,62 @@ static void req_apply(struct req_buf *b, yaml_node_t *map)
 			ck_assert_int_eq(vn->type, YAML_MAPPING_NODE);
 			b->r.n_headers = 0;
 			for (h = vn->data.mapping.pairs.start; h < vn->data.mapping.pairs.top; h++) {
-				ck_assert_uint_lt(b->r.n_headers, MAX_HEADERS);
-				b->headers[b->r.n_headers].name = ystr(ynode(h->key));
-				b->headers[b->r.n_headers].value = ystr(ynode(h->value));
-				b->r.n_headers++;
+				yaml_node_t *hv = ynode(h->value);
+				size_t j, n = hv->type == YAML_SEQUENCE_NODE ? yseq_len(hv) : 1;
+
+				/* a list: the header repeated */
+				for (j = 0; j < n; j++) {
+					ck_assert_uint_lt(b->r.n_headers, MAX_HEADERS);
+					b->headers[b->r.n_headers].name = ystr(ynode(h->key));
+					b->headers[b->r.n_headers].value =
+						hv->type == YAML_SEQUENCE_NODE ? ystr(yseq_at(hv, j)) : ystr(hv);
+					b->r.n_headers++;
+				}
 			}
 			b->r.headers = b->headers;
+		} else if (!strcmp(k, "xff")) {
+			/* the header as sent; remote_ip holds what the sidecar makes of it */
 		} else {
 			ck_abort_msg("unknown request field \"%s\" in " CASES_FILE, k);
 		}
 	}
 }
 
-/* Compile for the workload and judge one request; returns the decision line. */
-static void decide(const struct model *m, const char *ns, const struct cfg_labels *labels,
-		   const struct rbac_request *r, char *line, size_t cap)
+/* Compile for the workload as the sidecar gets it (dry-run policies as
+ * shadow rules; a TCP port's network filters when tcp) and judge one
+ * request, its path normalized first as the sidecar's HCM does (BASE);
+ * returns the decision line. */
+static void decide(const struct model *m, const char *ns, const struct cfg_labels *labels, bool tcp,
+		   const struct rbac_request *req, char *line, size_t cap)
 {
 	struct arena *a = arena_new(ARENA_MAX);
+	struct rbac_opts opts = { .tcp = tcp, .shadow = true };
+	struct pathnorm_opts pn;
 	rbac_filter *deny, *allow, *audit;
+	struct rbac_request rr = *req, *r = &rr;
 	struct rbac_decision d;
-	char err[RBAC_EVAL_TEXT_MAX];
+	char err[RBAC_EVAL_TEXT_MAX], path[PATHNORM_MAX];
+	size_t plen;
 	int rc;
 
 	ck_assert_ptr_nonnull(a);
-	ck_assert_int_eq(rbac_compile(m, ns, labels, NULL, a, &deny, &allow, &audit), 0);
+	if (tcp) {
+		/* a connection: no HTTP request to see */
+		rr.method = rr.path = rr.host = NULL;
+		rr.headers = NULL;
+		rr.n_headers = 0;
+	} else if (rr.path) {
+		ck_assert_int_eq(pathnorm_mode("BASE", &pn), 0);
+		rc = pathnorm_apply(&pn, rr.path, strlen(rr.path), path, sizeof(path), &plen);
+		if (rc < 0) {
+			snprintf(line, cap, "DENY (400: the path cannot be normalized)");
+			arena_free(a);
+			return;
+		}
+		if (rc == 1)
+			rr.path = path;
+	}
+	ck_assert_int_eq(rbac_compile_opts(m, ns, labels, NULL, &opts, a, &deny, &allow, &audit), 0);
 	rc = rbac_eval(deny, allow, audit, r, &d, err, sizeof(err));
 	ck_assert_msg(rc == 0, "evaluation failed: %s", err);
 	rbac_decision_format(&d, line, cap);
@@ -206,6 +240,7 @@ START_TEST(test_table_case)
 	struct cfg_kv kv[16];
 	const char *name, *ns, *policies;
 	struct model *m;
+	bool tcp;
 	size_t i;
 
 	load_cases();
@@ -228,6 +263,7 @@ START_TEST(test_table_case)
 		}
 		labels.v = kv;
 	}
+	tcp = ystr(yget(c, "tcp")) && !strcmp(ystr(yget(c, "tcp")), "true");
 	policies = ystr(yget(c, "policies"));
 	ck_assert_ptr_nonnull(policies);
 	m = build_model(policies);
@@ -243,7 +279,7 @@ START_TEST(test_table_case)
 		req_apply(&b, yget(g_defaults, "request"));
 		req_apply(&b, yget(chk, "request"));
 		ck_assert_ptr_nonnull(expect);
-		decide(m, ns, &labels, &b.r, line, sizeof(line));
+		decide(m, ns, &labels, tcp, &b.r, line, sizeof(line));
 		ck_assert_msg(strcmp(line, expect) == 0, "case %s, check %zu: got \"%s\", want \"%s\"", name, i, line,
 			      expect);
 	}

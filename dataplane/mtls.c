@@ -1,0 +1,275 @@
+/*
+ * mtls.c - the TLS policies of mtls.h: UpstreamTlsContext /
+ * DownstreamTlsContext decoded once per configuration, a px_tls_ctx made
+ * per policy on first use and remade when the workload certificate moves.
+ */
+#include "dataplane/mtls.h"
+
+#include "common/file.h"
+#include "common/log.h"
+#include "envoy/extensions/transport_sockets/tls/v3/tls.pb-c.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TLS_SOCKET "envoy.transport_sockets.tls"
+#define UP_URL "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+#define DOWN_URL "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
+#define PEM_FILE_MAX (1u << 20) /* a certificate file or bundle */
+
+typedef Envoy__Extensions__TransportSockets__Tls__V3__CommonTlsContext px_common_tls;
+typedef Envoy__Extensions__TransportSockets__Tls__V3__CertificateValidationContext px_validation;
+
+void px_mtls_free(struct px_mtls *m)
+{
+	size_t i;
+
+	if (!m)
+		return;
+	for (i = 0; i < m->n_sans; i++)
+		free(m->sans[i]);
+	for (i = 0; i < m->n_alpn; i++)
+		free(m->alpn[i]);
+	free(m->sni);
+	free(m->chain_pem);
+	free(m->key_pem);
+	free(m->roots_pem);
+	px_tls_ctx_unref(m->ctx);
+	free(m);
+}
+
+/* A DataSource's bytes: a file (read now, at compile time) or inline. */
+static int data_source(const Envoy__Config__Core__V3__DataSource *d, char **out, char *err, size_t cap)
+{
+	size_t len;
+	int rc;
+
+	*out = NULL;
+	switch (d->specifier_case) {
+	case ENVOY__CONFIG__CORE__V3__DATA_SOURCE__SPECIFIER_FILENAME:
+		rc = mesh_read_file(d->filename, PEM_FILE_MAX, out, &len);
+		if (rc < 0)
+			snprintf(err, cap, "%s: %s", d->filename, mesh_strerror(rc));
+		return rc < 0 ? -EINVAL : 0;
+	case ENVOY__CONFIG__CORE__V3__DATA_SOURCE__SPECIFIER_INLINE_STRING:
+		*out = strdup(d->inline_string);
+		return *out ? 0 : -ENOMEM;
+	case ENVOY__CONFIG__CORE__V3__DATA_SOURCE__SPECIFIER_INLINE_BYTES:
+		*out = strndup((const char *)d->inline_bytes.data, d->inline_bytes.len);
+		return *out ? 0 : -ENOMEM;
+	default:
+		snprintf(err, cap, "a DataSource without a file or inline value");
+		return -EINVAL;
+	}
+}
+
+static int add_san(struct px_mtls *m, const Envoy__Type__Matcher__V3__StringMatcher *sm, char *err, size_t cap)
+{
+	if (!sm || sm->match_pattern_case != ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_EXACT) {
+		snprintf(err, cap, "only exact subject alt name matchers are supported");
+		return -EINVAL;
+	}
+	if (m->n_sans == PX_MTLS_MAX_SANS) {
+		snprintf(err, cap, "more than %d subject alt names", PX_MTLS_MAX_SANS);
+		return -EINVAL;
+	}
+	m->sans[m->n_sans] = strdup(sm->exact);
+	return m->sans[m->n_sans++] ? 0 : -ENOMEM;
+}
+
+static int validation(struct px_mtls *m, const px_validation *v, char *err, size_t cap)
+{
+	size_t i;
+	int rc;
+
+	if (!v)
+		return 0;
+	for (i = 0; i < v->n_match_subject_alt_names; i++)
+		if ((rc = add_san(m, v->match_subject_alt_names[i], err, cap)) < 0)
+			return rc;
+	for (i = 0; i < v->n_match_typed_subject_alt_names; i++)
+		if ((rc = add_san(m, v->match_typed_subject_alt_names[i]->matcher, err, cap)) < 0)
+			return rc;
+	if (v->trusted_ca) {
+		free(m->roots_pem);
+		return data_source(v->trusted_ca, &m->roots_pem, err, cap);
+	}
+	return 0;
+}
+
+static int common(struct px_mtls *m, const px_common_tls *c, char *err, size_t cap)
+{
+	size_t i;
+	int rc;
+
+	if (!c)
+		return 0;
+	for (i = 0; i < c->n_alpn_protocols && m->n_alpn < PX_MTLS_MAX_ALPN; i++)
+		if (!(m->alpn[m->n_alpn++] = strdup(c->alpn_protocols[i])))
+			return -ENOMEM;
+	/* Istio's SDS names: "default" is the workload's key and chain */
+	for (i = 0; i < c->n_tls_certificate_sds_secret_configs; i++)
+		if (!strcmp(c->tls_certificate_sds_secret_configs[i]->name, "default"))
+			m->sds = 1;
+	if (!m->sds && c->n_tls_certificates) {
+		const Envoy__Extensions__TransportSockets__Tls__V3__TlsCertificate *t = c->tls_certificates[0];
+
+		if (!t->certificate_chain || !t->private_key) {
+			snprintf(err, cap, "a tls_certificate without certificate_chain and private_key");
+			return -EINVAL;
+		}
+		if ((rc = data_source(t->certificate_chain, &m->chain_pem, err, cap)) < 0 ||
+		    (rc = data_source(t->private_key, &m->key_pem, err, cap)) < 0)
+			return rc;
+	}
+	switch (c->validation_context_type_case) {
+	case ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__COMMON_TLS_CONTEXT__VALIDATION_CONTEXT_TYPE_VALIDATION_CONTEXT:
+		return validation(m, c->validation_context, err, cap);
+	case ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__COMMON_TLS_CONTEXT__VALIDATION_CONTEXT_TYPE_VALIDATION_CONTEXT_SDS_SECRET_CONFIG:
+		m->sds_roots = !strcmp(c->validation_context_sds_secret_config->name, "ROOTCA");
+		break;
+	case ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__COMMON_TLS_CONTEXT__VALIDATION_CONTEXT_TYPE_COMBINED_VALIDATION_CONTEXT: {
+		const Envoy__Extensions__TransportSockets__Tls__V3__CommonTlsContext__CombinedCertificateValidationContext
+			*cv = c->combined_validation_context;
+
+		m->sds_roots = cv->validation_context_sds_secret_config &&
+			       !strcmp(cv->validation_context_sds_secret_config->name, "ROOTCA");
+		return validation(m, cv->default_validation_context, err, cap);
+	}
+	default:
+		break;
+	}
+	return 0;
+}
+
+/* A TransportSocket: NULL out for raw_buffer (or no socket). */
+static int socket_policy(const Envoy__Config__Core__V3__TransportSocket *ts, int server, struct px_mtls **out,
+			 char *err, size_t cap)
+{
+	const Google__Protobuf__Any *any;
+	struct px_mtls *m;
+	int rc = -EINVAL;
+
+	*out = NULL;
+	if (!ts || strcmp(ts->name, TLS_SOCKET) ||
+	    ts->config_type_case != ENVOY__CONFIG__CORE__V3__TRANSPORT_SOCKET__CONFIG_TYPE_TYPED_CONFIG || !ts->typed_config)
+		return 0;
+	any = ts->typed_config;
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	m->server = server;
+	if (!server && !strcmp(any->type_url, UP_URL)) {
+		Envoy__Extensions__TransportSockets__Tls__V3__UpstreamTlsContext *u =
+			envoy__extensions__transport_sockets__tls__v3__upstream_tls_context__unpack(NULL, any->value.len,
+												    any->value.data);
+
+		if (!u) {
+			snprintf(err, cap, "UpstreamTlsContext does not decode");
+			goto out;
+		}
+		rc = common(m, u->common_tls_context, err, cap);
+		if (rc == 0 && u->sni && *u->sni && !(m->sni = strdup(u->sni)))
+			rc = -ENOMEM;
+		protobuf_c_message_free_unpacked(&u->base, NULL);
+	} else if (server && !strcmp(any->type_url, DOWN_URL)) {
+		Envoy__Extensions__TransportSockets__Tls__V3__DownstreamTlsContext *d =
+			envoy__extensions__transport_sockets__tls__v3__downstream_tls_context__unpack(
+				NULL, any->value.len, any->value.data);
+
+		if (!d) {
+			snprintf(err, cap, "DownstreamTlsContext does not decode");
+			goto out;
+		}
+		rc = common(m, d->common_tls_context, err, cap);
+		m->require_peer_cert = d->require_client_certificate && d->require_client_certificate->value;
+		if (rc == 0 && !m->sds && !m->chain_pem) {
+			snprintf(err, cap, "DownstreamTlsContext without a certificate");
+			rc = -EINVAL;
+		}
+		protobuf_c_message_free_unpacked(&d->base, NULL);
+	} else {
+		snprintf(err, cap, "transport socket %s: unexpected type %s", ts->name, any->type_url);
+		goto out;
+	}
+	if (rc == 0 && m->key_pem && !m->chain_pem) {
+		snprintf(err, cap, "a private key without a certificate");
+		rc = -EINVAL;
+	}
+out:
+	if (rc < 0)
+		px_mtls_free(m);
+	else
+		*out = m;
+	return rc;
+}
+
+int px_mtls_cluster(const Envoy__Config__Cluster__V3__Cluster *c, struct px_mtls **out, char *err, size_t cap)
+{
+	size_t i;
+	int rc;
+
+	*out = NULL;
+	if (c->transport_socket)
+		return socket_policy(c->transport_socket, 0, out, err, cap);
+	/* auto mTLS as meshd emits it: the first match with a TLS socket serves
+	 * the hosts whose metadata matches (tlsMode istio), the rest are raw */
+	for (i = 0; i < c->n_transport_socket_matches; i++) {
+		const Envoy__Config__Cluster__V3__Cluster__TransportSocketMatch *tm = c->transport_socket_matches[i];
+
+		rc = socket_policy(tm->transport_socket, 0, out, err, cap);
+		if (rc < 0 || *out) {
+			if (*out)
+				(*out)->only_tls_istio = tm->match && tm->match->n_fields > 0;
+			return rc;
+		}
+	}
+	return 0;
+}
+
+int px_mtls_chain(const Envoy__Config__Listener__V3__FilterChain *fc, struct px_mtls **out, char *err, size_t cap)
+{
+	*out = NULL;
+	return fc ? socket_policy(fc->transport_socket, 1, out, err, cap) : 0;
+}
+
+int px_mtls_ctx(struct px_mtls *m, const struct px_identity *id, struct px_tls_ctx **out)
+{
+	struct px_tls_conf c = { .server = m->server, .require_peer_cert = m->require_peer_cert,
+				 .alpn = (const char *const *)m->alpn, .n_alpn = m->n_alpn };
+	unsigned gen = px_identity_generation(id);
+	struct px_tls_ctx *x = NULL;
+	char err[200];
+	int rc;
+
+	*out = NULL;
+	if ((m->sds || m->sds_roots) && !gen)
+		return -EAGAIN;
+	if (m->ctx && (!(m->sds || m->sds_roots) || m->ctx_gen == gen)) {
+		*out = m->ctx;
+		return 0;
+	}
+	if (m->sds || m->sds_roots) {
+		/* ISTIO_MUTUAL / inbound mTLS: key, chain and root from the
+		 * identity (a mix of SDS and files is not supported yet: the
+		 * identity serves both) */
+		rc = px_identity_tls_ctx(id, m->server, m->require_peer_cert, c.alpn, c.n_alpn, &x);
+	} else {
+		/* DestinationRule SIMPLE / MUTUAL with files */
+		c.chain_pem = m->chain_pem;
+		c.key_pem = m->key_pem;
+		c.roots_pem = m->roots_pem;
+		rc = px_tls_ctx_new(&c, &x, err, sizeof(err));
+		if (rc < 0)
+			log_warn("meshproxy", "TLS context: %s", err);
+	}
+	if (rc < 0)
+		return rc;
+	px_tls_ctx_unref(m->ctx);
+	m->ctx = x;
+	m->ctx_gen = gen;
+	*out = x;
+	return 0;
+}

@@ -1,0 +1,63 @@
+/*
+ * mtls.h - Envoy's TLS transport sockets as meshproxy applies them (issue
+ * 12): an UpstreamTlsContext on a cluster (transport_socket, or the
+ * tlsMode-istio entry of transport_socket_matches that meshd emits for auto
+ * mTLS) and a DownstreamTlsContext on an inbound filter chain, compiled
+ * into policies; each policy makes its px_tls_ctx on first use and again
+ * when the workload certificate changes (identity.h's generation), so new
+ * handshakes take a rotated certificate while open connections keep theirs.
+ *
+ * Certificates: the SDS secrets "default" (key and chain) and "ROOTCA"
+ * (validation context) name the workload identity (ISTIO_MUTUAL, inbound
+ * mTLS); DataSource files or inline PEM (DestinationRule SIMPLE / MUTUAL)
+ * are read when the configuration is compiled.
+ *
+ * Functions return 0 or a negative errno-style code (common/err.h).
+ */
+#ifndef MESH_DATAPLANE_MTLS_H
+#define MESH_DATAPLANE_MTLS_H
+
+#include "common/err.h"
+#include "dataplane/identity.h"
+#include "dataplane/tls.h"
+
+#include "envoy/config/cluster/v3/cluster.pb-c.h"
+#include "envoy/config/listener/v3/listener_components.pb-c.h"
+
+#include <stddef.h>
+
+#define PX_MTLS_MAX_ALPN 8
+#define PX_MTLS_MAX_SANS 16
+
+struct px_mtls {
+	int server;
+	int sds;                         /* certificate from the workload identity (SDS "default") */
+	int sds_roots;                   /* roots from the workload identity (SDS "ROOTCA") */
+	int require_peer_cert;           /* downstream: require_client_certificate */
+	int only_tls_istio;              /* upstream from transport_socket_matches: hosts with tlsMode istio only */
+	char *sni;                       /* upstream: the SNI to send (owned), or NULL */
+	char *sans[PX_MTLS_MAX_SANS];    /* exact SANs the peer must carry (owned) */
+	size_t n_sans;
+	char *alpn[PX_MTLS_MAX_ALPN];    /* owned */
+	size_t n_alpn;
+	char *chain_pem, *key_pem, *roots_pem; /* from files / inline (owned), when not SDS */
+	struct px_tls_ctx *ctx;          /* made lazily (px_mtls_ctx) */
+	unsigned ctx_gen;                /* identity generation ctx was made from */
+};
+
+/* A cluster's policy: *out NULL when its connections are plaintext.
+ * -EINVAL with err set for a context that does not decode, a file that
+ * cannot be read, a matcher that is not exact (not supported yet). */
+MESH_MUST_CHECK int px_mtls_cluster(const Envoy__Config__Cluster__V3__Cluster *c, struct px_mtls **out, char *err,
+				    size_t cap);
+/* A filter chain's policy (its transport_socket): *out NULL when plaintext. */
+MESH_MUST_CHECK int px_mtls_chain(const Envoy__Config__Listener__V3__FilterChain *fc, struct px_mtls **out,
+				  char *err, size_t cap);
+void px_mtls_free(struct px_mtls *m); /* NULL is a no-op */
+
+/* The policy's context for a new connection (borrowed: take a reference
+ * to keep it).  -EAGAIN when it needs the workload certificate and there
+ * is none yet (a connection failure: Envoy's cluster would not be warm). */
+MESH_MUST_CHECK int px_mtls_ctx(struct px_mtls *m, const struct px_identity *id, struct px_tls_ctx **out);
+
+#endif
