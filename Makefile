@@ -42,7 +42,9 @@ MESHPROXY_PKGS := $(COMMON_PKGS) libxxhash libnghttp2
 PKGS    := $(MESHD_PKGS)
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
 pkg_libs   = $(shell pkg-config --libs $(1))$(if $(filter re2,$(1)), -lstdc++)
-PKG_LIBS   = $(call pkg_libs,$(PKGS))
+# libcurl: headers only; controlplane/kube/kube_curl.c loads it in
+# Kubernetes mode, so meshd in file mode never maps it and its dependencies
+PKG_LIBS   = $(call pkg_libs,$(filter-out libcurl,$(PKGS)))
 CHECK_CFLAGS = $(shell pkg-config --cflags check)
 CHECK_LIBS   = $(shell pkg-config --libs check)
 

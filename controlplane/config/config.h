@@ -634,6 +634,11 @@ struct cfg_object {
 	int line;                    /* line of the document's first token, 1-based */
 	int col;                     /* its column, 1-based; 0 when unknown */
 	uint64_t hash;               /* content hash of kind, metadata and spec (of json) */
+	/* the same without what only carries endpoints (a ServiceEntry's
+	 * spec.endpoints); equal to hash for every other kind.  Lets the
+	 * sidecar generator's cache tell an endpoint change from any other
+	 * (gen/sidecar.c). */
+	uint64_t shape_hash;
 	char *json;                  /* the document as canonical compact JSON (keys in source order) */
 	union {
 		struct cfg_virtual_service vs;

@@ -2,6 +2,7 @@
  * kube_client.c - Kubernetes API requests on libcurl (see kube_client.h).
  */
 #include "controlplane/kube/kube_client.h"
+#include "controlplane/kube/kube_curl.h"
 
 #include "common/err.h"
 #include "common/log.h"
@@ -29,6 +30,10 @@ int kube_client_new(const struct kube_config *cfg, struct kube_client **out)
 	*out = NULL;
 	if (!cfg->server)
 		return -EINVAL;
+	/* libcurl is loaded here, not linked (kube_curl.h) */
+	rc = kube_curl_load();
+	if (rc < 0)
+		return rc;
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		return -ENOMEM;
 	c = calloc(1, sizeof(*c));
