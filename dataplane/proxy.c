@@ -136,6 +136,8 @@ struct px_dconn {
 	char *peer_principal;        /* the verified peer's SPIFFE URI SAN (owned), NULL without one (d_tls_step) */
 	char alpn[16];               /* negotiated ALPN, "" if none (d_tls_step) */
 	char *sni;                   /* SNI the client sent (owned), NULL if none (d_tls_step) */
+	int via_tls;                 /* came over TLS: d->tls, or an HTTP/2 stream of a TLS session (px_dconn_adopt) */
+	char *xfcc;                  /* an HTTP/2 stream over mTLS: the session's XFCC element (owned; px_dconn_adopt) */
 	struct h1_parser p;
 	struct px_ibuf in;
 	struct mesh_buf out;
@@ -909,6 +911,10 @@ static void u_update(struct px_uconn *u)
 		ev_defer(u->e->loop, &u->tls_rd);
 }
 
+/* Writes what is queued: 0, or a negative errno; -ECONNREFUSED when u is
+ * a pipe to an HTTP/2 stream whose connection never came up (h2.c closed
+ * the pipe before the request was written: a connect failure, as at the
+ * EOF in u_on_eof, not a reset; s_fail_write tells them apart). */
 static int u_flush(struct px_uconn *u)
 {
 	while (u->out_off < u->out.len) {
@@ -917,7 +923,7 @@ static int u_flush(struct px_uconn *u)
 		if (n == -EAGAIN)
 			break;
 		if (n < 0)
-			return (int)n;
+			return u->h2 && px_h2u_connect_failed(u->io.fd) ? -ECONNREFUSED : (int)n;
 		u->out_off += (size_t)n;
 	}
 	if (u->out_off == u->out.len) {
@@ -925,6 +931,17 @@ static int u_flush(struct px_uconn *u)
 		u->out_off = 0;
 	}
 	return 0;
+}
+
+/* A request that could not be written upstream, before any response:
+ * a connect failure (UF, connect-failure retries) when u_flush said the
+ * HTTP/2 connection never came up, else a reset (UC). */
+static void s_fail_write(struct px_stream *s, int rc)
+{
+	if (rc == -ECONNREFUSED)
+		s_fail(s, F_CONNECT, PX_RF_UF);
+	else
+		s_fail(s, F_RESET, PX_RF_UC);
 }
 
 /* The cluster's upstream_connection_options.tcp_keepalive on a new
@@ -948,29 +965,18 @@ static void u_keepalive(int fd, const struct px_cluster *cl)
 /* issue 12: TLS to this host when its cluster says so (mtls.c): every
  * host, or under auto mTLS only the hosts whose metadata says tlsMode
  * istio.  A context that needs the workload certificate before there is
- * one fails the connect (UF), as a cluster whose secret is not ready. */
+ * one fails the connect (UF), as a cluster whose secret is not ready.  An
+ * HTTP/2 cluster's connection is h2.c's (u is a pipe to one of its
+ * streams): h2.c runs the same policy call on that connection. */
 static int u_tls_setup(struct px_uconn *u, int fd, struct px_host *h)
 {
-	struct px_mtls *m = h->cl->tls;
-	struct px_tls_ctx *ctx;
 	int rc;
 
-	if (!m || (m->only_tls_istio && !(h->up && h->up->tls_istio)))
+	if (u->h2)
 		return 0;
-	if (u->h2) {
-		/* TODO(issue 12): an HTTP/2 cluster's connection is h2.c's
-		 * (px_h2u_open), u is a pipe to one of its streams: TLS belongs on
-		 * that connection (px_tls_new + handshake there), not here */
-		return 0;
-	}
-	rc = px_mtls_ctx(m, u->e->ident, &ctx);
-	if (rc == 0)
-		rc = px_tls_new(ctx, fd, m->sni, &u->tls);
-	if (rc < 0) {
-		log_warn("meshproxy", "upstream %s (%s): no TLS context: %s", h->name, h->cl->name,
-			 rc == -EAGAIN ? "no workload certificate yet" : mesh_strerror(rc));
+	rc = px_mtls_upstream_new(h, u->e->ident, fd, 0, &u->tls);
+	if (rc < 0 || !u->tls)
 		return rc;
-	}
 	u->hs = 1;
 	u->tops = &px_transport_tls;
 	return 0;
@@ -980,20 +986,9 @@ static int u_tls_setup(struct px_uconn *u, int fd, struct px_host *h)
  * the ones the cluster asks for), -EAGAIN, or a negative code (logged). */
 static int u_tls_step(struct px_uconn *u)
 {
-	struct px_mtls *m = u->h->cl->tls;
-	int rc = px_tls_handshake(u->tls);
+	int rc = px_mtls_upstream_step(u->h, u->tls);
 
-	if (rc == -EAGAIN)
-		return rc;
-	if (rc == 0 && m && px_tls_check_sans(u->tls, (const char *const *)m->sans, m->n_sans) < 0) {
-		log_warn("meshproxy", "upstream %s (%s): TLS peer %s is not one of the expected identities",
-			 u->h->name, u->h->cl->name, px_tls_peer_uri(u->tls) ? px_tls_peer_uri(u->tls) : "(none)");
-		return -EACCES;
-	}
-	if (rc < 0)
-		log_warn("meshproxy", "upstream %s (%s): TLS handshake failed: %s", u->h->name, u->h->cl->name,
-			 px_tls_error(u->tls));
-	else
+	if (rc == 0)
 		u->hs = 0;
 	return rc;
 }
@@ -1401,9 +1396,11 @@ static void u_cb_inner(struct px_uconn *u, struct ev_io *io, unsigned events)
 		od_local(u->h, OUTLIER_CONNECT_SUCCESS, u->e);
 	}
 	if (events & EV_WRITE) {
-		if (u_flush(u) < 0) {
+		int wrc = u_flush(u);
+
+		if (wrc < 0) {
 			if (s && !s->resp_started)
-				s_fail(s, F_RESET, PX_RF_UC);
+				s_fail_write(s, wrc);
 			else if (s)
 				s_abort(s, PX_RF_UC);
 			else
@@ -1595,8 +1592,8 @@ static void s_attempt(struct px_stream *s)
 	s->try_start_ms = ev_now(e->loop);
 	s->try_armed = 0;
 	s_arm_timeouts(s);
-	if (u->state == U_ACTIVE && u_flush(u) < 0) {
-		s_fail(s, F_RESET, PX_RF_UC);
+	if (u->state == U_ACTIVE && (err = u_flush(u)) < 0) {
+		s_fail_write(s, err);
 		return;
 	}
 	u_update(u);
@@ -1893,11 +1890,13 @@ static int path_needs_slash(const struct h1_head *h)
 static int s_put_xfcc(struct px_stream *s, struct mesh_buf *b)
 {
 	char v[1024];
+	const char *x = v;
 
-	if (px_tls_xfcc(s->d->tls, v, sizeof(v)) < 0)
+	/* an HTTP/2 stream's connection is a pipe: its session made the element */
+	if (s->d->tls ? px_tls_xfcc(s->d->tls, v, sizeof(v)) < 0 : !(x = s->d->xfcc))
 		return 0; /* nothing sensible to tell (over the bound): left out */
 	mesh_buf_puts(b, "x-forwarded-client-cert: ");
-	mesh_buf_puts(b, v);
+	mesh_buf_puts(b, x);
 	return mesh_buf_puts(b, "\r\n");
 }
 
@@ -2754,7 +2753,7 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		char name[48];
 
 		pp = find_port(cfg->in_ports, cfg->n_in_ports, 0, port);
-		if (pp && pp->tls && !pp->plain_ok && !d->tls) {
+		if (pp && pp->tls && !pp->plain_ok && !d->via_tls) {
 			/* issue 12, STRICT: no filter chain takes plaintext on this port;
 			 * Envoy closes such a connection (NR) without an answer */
 			e->tls_plain_refused++;
@@ -3067,9 +3066,11 @@ static void d_body(struct px_dconn *d)
 		return;
 	}
 	if (s && s->u) {
-		if (u_flush(s->u) < 0) {
+		int wrc = u_flush(s->u);
+
+		if (wrc < 0) {
 			if (!s->resp_started)
-				s_fail(s, F_RESET, PX_RF_UC);
+				s_fail_write(s, wrc);
 			else
 				s_abort(s, PX_RF_UC);
 			return;
@@ -3087,11 +3088,11 @@ static void d_process(struct px_dconn *d)
 
 			if (d->in.off == d->in.len)
 				break;
-			if (!d->nreq && !d->h2 && !d->tls) {
-				/* (over TLS HTTP/2 comes by ALPN, once h2.c owns TLS
-				 * sessions: PX_TLS_OFFER_H2; until then TLS is HTTP/1.1) */
+			if (!d->nreq && !d->h2) {
 				/* h2c with prior knowledge: a connection that opens with
-				 * the HTTP/2 preface goes to h2.c (RFC 9113 §3.3) */
+				 * the HTTP/2 preface goes to h2.c (RFC 9113 §3.3); over
+				 * TLS without ALPN h2 too, as Envoy's AUTO codec does
+				 * (ALPN "h2" went to h2.c at the handshake: d_tls_step) */
 				int pf = px_h2_preface(d->in.p + d->in.off, d->in.len - d->in.off);
 
 				if (pf == 0)
@@ -3254,6 +3255,7 @@ static void d_close(struct px_dconn *d)
 	d->tcp = NULL;
 	free(d->peer_principal);
 	free(d->sni);
+	free(d->xfcc);
 	if (d->io.fd >= 0)
 		close(d->io.fd); /* -1: handed to h2.c (px_dconn_use_h2) or to a TCP proxy session */
 	d->prev->next = d->next;
@@ -3347,6 +3349,7 @@ static int d_tls_step(struct px_dconn *d)
 		}
 		d->tops = &px_transport_tls;
 		d->hs = 1;
+		d->via_tls = 1;
 	}
 	rc = px_tls_handshake(d->tls);
 	if (rc == -EAGAIN) {
@@ -3406,7 +3409,13 @@ static void d_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 		if (!d_tls_step(d))
 			return;
 		if (d_select_after_tls(d))
+			return; /* a TCP chain took it (or none did) */
+		if (d->tls && !d->hs && !strcmp(d->alpn, "h2")) {
+			/* the client chose HTTP/2 by ALPN: the HTTP/2 session takes
+			 * the connection and its TLS (inbound mTLS carries gRPC) */
+			(void)px_dconn_use_h2(d);
 			return;
+		}
 		events |= EV_READ;
 	}
 	if (events & EV_WRITE) {
@@ -3926,12 +3935,22 @@ int px_dconn_adopt(struct engine *e, int fd, const struct px_conn_origin *o, int
 	d->dst = o->dst;
 	d->dst_len = o->dst_len;
 	d->captured = o->captured;
+	/* issue 12: an HTTP/2 stream of a TLS session carries its peer */
+	d->via_tls = o->tls;
+	d->peer_principal = o->peer_principal ? strdup(o->peer_principal) : NULL;
+	d->sni = o->sni ? strdup(o->sni) : NULL;
+	d->xfcc = o->xfcc ? strdup(o->xfcc) : NULL;
+	memcpy(d->alpn, o->alpn, sizeof(d->alpn));
+	d->alpn[sizeof(d->alpn) - 1] = '\0';
 	if (!e->dconns) {
 		e->dconns = calloc(1, sizeof(*e->dconns));
 		if (!e->dconns) {
 			close(fd);
 			l->st.cx_active--;
 			px_listener_unref(l);
+			free(d->peer_principal);
+			free(d->sni);
+			free(d->xfcc);
 			free(d);
 			return -ENOMEM;
 		}
@@ -4000,6 +4019,7 @@ int px_dconn_use_h2(struct px_dconn *d)
 {
 	struct engine *e = d->e;
 	struct px_conn_origin o;
+	char xfcc[1024];
 	int rc;
 
 	memset(&o, 0, sizeof(o));
@@ -4014,17 +4034,31 @@ int px_dconn_use_h2(struct px_dconn *d)
 	memcpy(o.peer_ip, d->peer_ip, sizeof(o.peer_ip));
 	o.peer_port = d->peer_port;
 	o.idle_ms = d->idle_ms; /* the HTTP/2 session's idle timeout (h2.c) */
+	if (d->tls) {
+		/* issue 12: what the handshake told, for every stream's connection
+		 * (STRICT, RBAC principals, XFCC); the session copies them */
+		o.tls = 1;
+		o.peer_principal = d->peer_principal;
+		o.sni = d->sni;
+		if (px_tls_xfcc(d->tls, xfcc, sizeof(xfcc)) == 0)
+			o.xfcc = xfcc;
+		memcpy(o.alpn, d->alpn, sizeof(o.alpn));
+	}
 	/* one registration per fd: the session registers it again */
 	ev_io_stop(e->loop, &d->io);
-	/* the transport's context: NULL for raw TCP (the TLS transport passes its own) */
-	rc = px_h2d_start(e, d->io.fd, d->tops, NULL, &o, d->in.p + d->in.off, d->in.len - d->in.off);
+	ev_defer_cancel(e->loop, &d->tls_rd);
+	/* the transport's context: NULL for raw TCP, the TLS connection (the
+	 * session frees it) for TLS */
+	rc = px_h2d_start(e, d->io.fd, d->tops, d->tls, &o, d->in.p + d->in.off, d->in.len - d->in.off);
 	if (rc < 0) {
 		d->state = D_CLOSING;
 		d_close(d);
 		return rc;
 	}
-	/* the socket now belongs to the HTTP/2 session: d goes without closing it */
+	/* the socket and its TLS now belong to the HTTP/2 session: d goes
+	 * without closing them */
 	d->io.fd = -1;
+	d->tls = NULL;
 	d_close(d);
 	return 0;
 }
