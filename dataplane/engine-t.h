@@ -75,6 +75,9 @@ struct px_cluster {
 	enum px_cluster_type type;
 	struct up_cluster *up;           /* the compiled Cluster (lb, outlier, breakers) of the current config */
 	struct up_hostset *hs;           /* its hosts (pxlb's upstream.h) */
+	struct px_resource *src, *src_cla; /* the Cluster and EDS resources up and hs were compiled from (a
+	                                  * reference each, src_cla NULL if none): config_link_clusters sets
+	                                  * them, config_compile keeps up and hs while both are unchanged */
 	struct px_host **hmap;           /* up_host -> px_host, open addressing, hmap_cap a power of two */
 	size_t hmap_cap;
 	struct ev_timer od_timer;        /* outlier detection's interval sweep */
@@ -87,7 +90,8 @@ struct px_cluster {
 	uint32_t keepalive_probes, keepalive_time_s, keepalive_interval_s;
 	uint32_t max_requests_per_connection; /* 0: unlimited */
 	uint32_t max_connections, max_pending, max_requests, max_retries;
-	struct px_host **hosts;          /* one reference each */
+	struct px_host **hosts;          /* one reference each; EDS/STATIC: only endpoints picked so far
+	                                  * (px_cluster_host_of makes them), ORIGINAL_DST: destinations */
 	size_t n_hosts, cap_hosts;
 	size_t rr;                       /* round-robin cursor (stand-in picker until pxlb merges) */
 	struct px_cluster_stats st;
@@ -269,7 +273,8 @@ void px_host_unref(struct px_host *h);
 struct px_host *px_host_ref(struct px_host *h);
 /* ORIGINAL_DST: the host for a destination address, made on first use */
 struct px_host *px_cluster_dst_host(struct px_cluster *cl, const struct sockaddr_storage *ss, socklen_t len);
-/* The engine's host for an upstream.h host of cl, or NULL. */
+/* The engine's host for an upstream.h host of cl's current host set, made
+ * on first use; NULL when out of memory (or cl is ORIGINAL_DST). */
 struct px_host *px_cluster_host_of(const struct px_cluster *cl, const struct up_host *up);
 /* Health as /clusters shows it ("healthy", "/failed_outlier_check", ...). */
 const char *px_host_health(const struct px_host *h);

@@ -122,6 +122,8 @@ struct px_dconn {
 	struct sockaddr_storage dst;
 	socklen_t dst_len;
 	int captured;
+	struct sockaddr_storage local;  /* an HTTP/2 stream's: the session socket's own address (px_dconn_adopt) */
+	socklen_t local_len;         /* 0: ask the socket (d_local_addr) */
 	char peer_ip[INET6_ADDRSTRLEN];
 	uint16_t peer_port;          /* host order; with the local address, seeds a generated hash cookie */
 	const struct px_transport_ops *tops;
@@ -132,6 +134,8 @@ struct px_dconn {
 	char *peer_principal;        /* the verified peer's SPIFFE URI SAN (owned), NULL without one (d_tls_step) */
 	char alpn[16];               /* negotiated ALPN, "" if none (d_tls_step) */
 	char *sni;                   /* SNI the client sent (owned), NULL if none (d_tls_step) */
+	int via_tls;                 /* came over TLS: d->tls, or an HTTP/2 stream of a TLS session (px_dconn_adopt) */
+	char *xfcc;                  /* an HTTP/2 stream over mTLS: the session's XFCC element (owned; px_dconn_adopt) */
 	struct h1_parser p;
 	struct px_ibuf in;
 	struct mesh_buf out;
@@ -900,6 +904,10 @@ static void u_update(struct px_uconn *u)
 		ev_defer(u->e->loop, &u->tls_rd);
 }
 
+/* Writes what is queued: 0, or a negative errno; -ECONNREFUSED when u is
+ * a pipe to an HTTP/2 stream whose connection never came up (h2.c closed
+ * the pipe before the request was written: a connect failure, as at the
+ * EOF in u_on_eof, not a reset; s_fail_write tells them apart). */
 static int u_flush(struct px_uconn *u)
 {
 	while (u->out_off < u->out.len) {
@@ -908,7 +916,7 @@ static int u_flush(struct px_uconn *u)
 		if (n == -EAGAIN)
 			break;
 		if (n < 0)
-			return (int)n;
+			return u->h2 && px_h2u_connect_failed(u->io.fd) ? -ECONNREFUSED : (int)n;
 		u->out_off += (size_t)n;
 	}
 	if (u->out_off == u->out.len) {
@@ -916,6 +924,17 @@ static int u_flush(struct px_uconn *u)
 		u->out_off = 0;
 	}
 	return 0;
+}
+
+/* A request that could not be written upstream, before any response:
+ * a connect failure (UF, connect-failure retries) when u_flush said the
+ * HTTP/2 connection never came up, else a reset (UC). */
+static void s_fail_write(struct px_stream *s, int rc)
+{
+	if (rc == -ECONNREFUSED)
+		s_fail(s, F_CONNECT, PX_RF_UF);
+	else
+		s_fail(s, F_RESET, PX_RF_UC);
 }
 
 /* The cluster's upstream_connection_options.tcp_keepalive on a new
@@ -939,29 +958,18 @@ static void u_keepalive(int fd, const struct px_cluster *cl)
 /* issue 12: TLS to this host when its cluster says so (mtls.c): every
  * host, or under auto mTLS only the hosts whose metadata says tlsMode
  * istio.  A context that needs the workload certificate before there is
- * one fails the connect (UF), as a cluster whose secret is not ready. */
+ * one fails the connect (UF), as a cluster whose secret is not ready.  An
+ * HTTP/2 cluster's connection is h2.c's (u is a pipe to one of its
+ * streams): h2.c runs the same policy call on that connection. */
 static int u_tls_setup(struct px_uconn *u, int fd, struct px_host *h)
 {
-	struct px_mtls *m = h->cl->tls;
-	struct px_tls_ctx *ctx;
 	int rc;
 
-	if (!m || (m->only_tls_istio && !(h->up && h->up->tls_istio)))
+	if (u->h2)
 		return 0;
-	if (u->h2) {
-		/* TODO(issue 12): an HTTP/2 cluster's connection is h2.c's
-		 * (px_h2u_open), u is a pipe to one of its streams: TLS belongs on
-		 * that connection (px_tls_new + handshake there), not here */
-		return 0;
-	}
-	rc = px_mtls_ctx(m, u->e->ident, &ctx);
-	if (rc == 0)
-		rc = px_tls_new(ctx, fd, m->sni, &u->tls);
-	if (rc < 0) {
-		log_warn("meshproxy", "upstream %s (%s): no TLS context: %s", h->name, h->cl->name,
-			 rc == -EAGAIN ? "no workload certificate yet" : mesh_strerror(rc));
+	rc = px_mtls_upstream_new(h, u->e->ident, fd, 0, &u->tls);
+	if (rc < 0 || !u->tls)
 		return rc;
-	}
 	u->hs = 1;
 	u->tops = &px_transport_tls;
 	return 0;
@@ -971,20 +979,9 @@ static int u_tls_setup(struct px_uconn *u, int fd, struct px_host *h)
  * the ones the cluster asks for), -EAGAIN, or a negative code (logged). */
 static int u_tls_step(struct px_uconn *u)
 {
-	struct px_mtls *m = u->h->cl->tls;
-	int rc = px_tls_handshake(u->tls);
+	int rc = px_mtls_upstream_step(u->h, u->tls);
 
-	if (rc == -EAGAIN)
-		return rc;
-	if (rc == 0 && m && px_tls_check_sans(u->tls, (const char *const *)m->sans, m->n_sans) < 0) {
-		log_warn("meshproxy", "upstream %s (%s): TLS peer %s is not one of the expected identities",
-			 u->h->name, u->h->cl->name, px_tls_peer_uri(u->tls) ? px_tls_peer_uri(u->tls) : "(none)");
-		return -EACCES;
-	}
-	if (rc < 0)
-		log_warn("meshproxy", "upstream %s (%s): TLS handshake failed: %s", u->h->name, u->h->cl->name,
-			 px_tls_error(u->tls));
-	else
+	if (rc == 0)
 		u->hs = 0;
 	return rc;
 }
@@ -1392,9 +1389,11 @@ static void u_cb_inner(struct px_uconn *u, struct ev_io *io, unsigned events)
 		od_local(u->h, OUTLIER_CONNECT_SUCCESS, u->e);
 	}
 	if (events & EV_WRITE) {
-		if (u_flush(u) < 0) {
+		int wrc = u_flush(u);
+
+		if (wrc < 0) {
 			if (s && !s->resp_started)
-				s_fail(s, F_RESET, PX_RF_UC);
+				s_fail_write(s, wrc);
 			else if (s)
 				s_abort(s, PX_RF_UC);
 			else
@@ -1586,8 +1585,8 @@ static void s_attempt(struct px_stream *s)
 	s->try_start_ms = ev_now(e->loop);
 	s->try_armed = 0;
 	s_arm_timeouts(s);
-	if (u->state == U_ACTIVE && u_flush(u) < 0) {
-		s_fail(s, F_RESET, PX_RF_UC);
+	if (u->state == U_ACTIVE && (err = u_flush(u)) < 0) {
+		s_fail_write(s, err);
 		return;
 	}
 	u_update(u);
@@ -1874,11 +1873,13 @@ static int path_needs_slash(const struct h1_head *h)
 static int s_put_xfcc(struct px_stream *s, struct mesh_buf *b)
 {
 	char v[1024];
+	const char *x = v;
 
-	if (px_tls_xfcc(s->d->tls, v, sizeof(v)) < 0)
+	/* an HTTP/2 stream's connection is a pipe: its session made the element */
+	if (s->d->tls ? px_tls_xfcc(s->d->tls, v, sizeof(v)) < 0 : !(x = s->d->xfcc))
 		return 0; /* nothing sensible to tell (over the bound): left out */
 	mesh_buf_puts(b, "x-forwarded-client-cert: ");
-	mesh_buf_puts(b, v);
+	mesh_buf_puts(b, x);
 	return mesh_buf_puts(b, "\r\n");
 }
 
@@ -2223,6 +2224,26 @@ static const char *lbh_query(void *ctx, const char *name, size_t nlen, size_t *l
 	return kv_find(q, (size_t)(c->path.p + c->path.len - q), '&', name, nlen, len);
 }
 
+/* The address the client dialled: the original destination of a redirected
+ * connection, an HTTP/2 stream's session socket (its own is a socketpair),
+ * else the socket's.  Returns its length, 0 when unknown. */
+static socklen_t d_local_addr(const struct px_dconn *d, struct sockaddr_storage *ss)
+{
+	socklen_t len = sizeof(*ss);
+
+	if (d->captured && d->dst_len) {
+		memcpy(ss, &d->dst, d->dst_len);
+		return d->dst_len;
+	}
+	if (d->local_len) {
+		memcpy(ss, &d->local, d->local_len);
+		return d->local_len;
+	}
+	if (d->h2 || d->io.fd < 0 || getsockname(d->io.fd, (struct sockaddr *)ss, &len) < 0)
+		return 0;
+	return len;
+}
+
 /* The route's hash policies (router.h) through lb.h's combination rules. */
 static void s_hash(struct px_stream *s, const struct h1_head *h)
 {
@@ -2265,16 +2286,17 @@ static void s_hash(struct px_stream *s, const struct h1_head *h)
 		 * remote then local address, ports included (router.cc
 		 * addDownstreamSetCookie): each connection gets its own cookie.  The
 		 * local address is the original destination of a redirected one. */
+		struct sockaddr_storage lss;
 		struct sockaddr_in local;
 		socklen_t llen = sizeof(local);
 		char lip[INET6_ADDRSTRLEN] = "";
 		unsigned lport = 0;
 		int n;
 
-		if (s->d->captured && s->d->dst.ss_family == AF_INET) {
-			memcpy(&local, &s->d->dst, sizeof(local));
+		if (d_local_addr(s->d, &lss) && lss.ss_family == AF_INET) {
+			memcpy(&local, &lss, sizeof(local));
 			llen = sizeof(local);
-		} else if (getsockname(s->d->io.fd, (struct sockaddr *)&local, &llen) != 0 || local.sin_family != AF_INET) {
+		} else {
 			llen = 0;
 		}
 		if (llen) {
@@ -2451,7 +2473,6 @@ static int s_authz(struct px_stream *s, const struct px_port *pp, const struct h
 	struct rbac_decision dec;
 	struct rbac_header *hv = NULL;
 	struct sockaddr_storage ls;
-	socklen_t llen = sizeof(ls);
 	char dst_ip[INET6_ADDRSTRLEN] = "", remote[INET6_ADDRSTRLEN], det[RBAC_EVAL_TEXT_MAX + 48];
 	char *buf = NULL;
 	size_t at = 0, need, i;
@@ -2497,9 +2518,7 @@ static int s_authz(struct px_stream *s, const struct px_port *pp, const struct h
 	r.source_ip = d->peer_ip;
 	r.sni = d->sni;
 	r.destination_port = pp->port;
-	if (d->captured && d->dst_len)
-		memcpy(&ls, &d->dst, d->dst_len);
-	else if (getsockname(d->io.fd, (struct sockaddr *)&ls, &llen) < 0)
+	if (!d_local_addr(d, &ls))
 		ls.ss_family = AF_UNSPEC;
 	if (ls.ss_family == AF_INET)
 		inet_ntop(AF_INET, &((struct sockaddr_in *)&ls)->sin_addr, dst_ip, sizeof(dst_ip));
@@ -2658,6 +2677,8 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 			return;
 		}
 		pp = &b->port;
+		/* (STRICT: plaintext was refused at its first byte, d_tls_step) */
+		s->xfcc = b->inbound && pp->xfcc && d->peer_principal;
 		if (s_authz(s, pp, h, &rq))
 			return;
 		if (!pp->tcp) {
@@ -2708,7 +2729,7 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		char name[48];
 
 		pp = find_port(cfg->in_ports, cfg->n_in_ports, 0, port);
-		if (pp && pp->tls && !pp->plain_ok && !d->tls) {
+		if (pp && pp->tls && !pp->plain_ok && !d->via_tls) {
 			/* issue 12, STRICT: no filter chain takes plaintext on this port;
 			 * Envoy closes such a connection (NR) without an answer */
 			e->tls_plain_refused++;
@@ -3019,9 +3040,11 @@ static void d_body(struct px_dconn *d)
 		return;
 	}
 	if (s && s->u) {
-		if (u_flush(s->u) < 0) {
+		int wrc = u_flush(s->u);
+
+		if (wrc < 0) {
 			if (!s->resp_started)
-				s_fail(s, F_RESET, PX_RF_UC);
+				s_fail_write(s, wrc);
 			else
 				s_abort(s, PX_RF_UC);
 			return;
@@ -3039,11 +3062,11 @@ static void d_process(struct px_dconn *d)
 
 			if (d->in.off == d->in.len)
 				break;
-			if (!d->nreq && !d->h2 && !d->tls) {
-				/* (over TLS HTTP/2 comes by ALPN, once h2.c owns TLS
-				 * sessions: PX_TLS_OFFER_H2; until then TLS is HTTP/1.1) */
+			if (!d->nreq && !d->h2) {
 				/* h2c with prior knowledge: a connection that opens with
-				 * the HTTP/2 preface goes to h2.c (RFC 9113 §3.3) */
+				 * the HTTP/2 preface goes to h2.c (RFC 9113 §3.3); over
+				 * TLS without ALPN h2 too, as Envoy's AUTO codec does
+				 * (ALPN "h2" went to h2.c at the handshake: d_tls_step) */
 				int pf = px_h2_preface(d->in.p + d->in.off, d->in.len - d->in.off);
 
 				if (pf == 0)
@@ -3202,6 +3225,7 @@ static void d_close(struct px_dconn *d)
 	px_tls_free(d->tls);
 	free(d->peer_principal);
 	free(d->sni);
+	free(d->xfcc);
 	if (d->io.fd >= 0)
 		close(d->io.fd); /* -1: handed to h2.c (px_dconn_use_h2) */
 	d->prev->next = d->next;
@@ -3264,7 +3288,9 @@ static int d_tls_step(struct px_dconn *d)
 			return 0;
 		}
 		d->tls_decide = 0;
-		if (d->captured && d->dst.ss_family == AF_INET)
+		if (!d->l->embedded)
+			pp = d->l->conf ? &d->l->conf->port : NULL; /* a bound listener's one port */
+		else if (d->captured && d->dst.ss_family == AF_INET)
 			pp = find_port(cfg->in_ports, cfg->n_in_ports, 0,
 				       ntohs(((struct sockaddr_in *)&d->dst)->sin_port));
 		if (b != 0x16) {
@@ -3289,6 +3315,7 @@ static int d_tls_step(struct px_dconn *d)
 		}
 		d->tops = &px_transport_tls;
 		d->hs = 1;
+		d->via_tls = 1;
 	}
 	rc = px_tls_handshake(d->tls);
 	if (rc == -EAGAIN) {
@@ -3329,6 +3356,12 @@ static void d_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 		/* issue 12: TLS or plaintext first, then the handshake */
 		if (!d_tls_step(d))
 			return;
+		if (d->tls && !d->hs && !strcmp(d->alpn, "h2")) {
+			/* the client chose HTTP/2 by ALPN: the HTTP/2 session takes
+			 * the connection and its TLS (inbound mTLS carries gRPC) */
+			(void)px_dconn_use_h2(d);
+			return;
+		}
 		events |= EV_READ;
 	}
 	if (events & EV_WRITE) {
@@ -3466,6 +3499,9 @@ int px_dconn_adopt(struct engine *e, int fd, const struct px_conn_origin *o, int
 	d->tops = &px_transport_raw;
 	/* issue 12: virtualInbound with TLS ports looks at the first byte */
 	d->tls_decide = l == &e->lin && e->cur && e->cur->in_tls && !h2;
+	/* an inbound listener bound for a Sidecar ingress port with a TLS chain too */
+	if (!l->embedded && l->conf && l->conf->inbound && l->conf->port.tls && !h2)
+		d->tls_decide = 1;
 	d->drain = e->draining && l->inbound;
 	h1_parser_init(&d->p, 1, NULL, d->hdrs, H1_DEFAULT_MAX_HEADERS);
 	mesh_buf_init(&d->out, PX_OUT_MAX);
@@ -3475,15 +3511,27 @@ int px_dconn_adopt(struct engine *e, int fd, const struct px_conn_origin *o, int
 	ev_defer_init(&d->tls_rd, d_tls_rd, d);
 	memcpy(d->peer_ip, o->peer_ip, sizeof(d->peer_ip));
 	d->peer_port = o->peer_port;
+	d->local = o->local;
+	d->local_len = o->local_len;
 	d->dst = o->dst;
 	d->dst_len = o->dst_len;
 	d->captured = o->captured;
+	/* issue 12: an HTTP/2 stream of a TLS session carries its peer */
+	d->via_tls = o->tls;
+	d->peer_principal = o->peer_principal ? strdup(o->peer_principal) : NULL;
+	d->sni = o->sni ? strdup(o->sni) : NULL;
+	d->xfcc = o->xfcc ? strdup(o->xfcc) : NULL;
+	memcpy(d->alpn, o->alpn, sizeof(d->alpn));
+	d->alpn[sizeof(d->alpn) - 1] = '\0';
 	if (!e->dconns) {
 		e->dconns = calloc(1, sizeof(*e->dconns));
 		if (!e->dconns) {
 			close(fd);
 			l->st.cx_active--;
 			px_listener_unref(l);
+			free(d->peer_principal);
+			free(d->sni);
+			free(d->xfcc);
 			free(d);
 			return -ENOMEM;
 		}
@@ -3526,6 +3574,7 @@ int px_dconn_use_h2(struct px_dconn *d)
 {
 	struct engine *e = d->e;
 	struct px_conn_origin o;
+	char xfcc[1024];
 	int rc;
 
 	memset(&o, 0, sizeof(o));
@@ -3534,20 +3583,37 @@ int px_dconn_use_h2(struct px_dconn *d)
 	o.captured = d->captured;
 	o.dst = d->dst;
 	o.dst_len = d->dst_len;
+	/* issue 12: every stream's connection is a socketpair; the address the
+	 * client dialled (RBAC's destination.ip) is this socket's */
+	o.local_len = d_local_addr(d, &o.local);
 	memcpy(o.peer_ip, d->peer_ip, sizeof(o.peer_ip));
 	o.peer_port = d->peer_port;
 	o.idle_ms = d->idle_ms; /* the HTTP/2 session's idle timeout (h2.c) */
+	if (d->tls) {
+		/* issue 12: what the handshake told, for every stream's connection
+		 * (STRICT, RBAC principals, XFCC); the session copies them */
+		o.tls = 1;
+		o.peer_principal = d->peer_principal;
+		o.sni = d->sni;
+		if (px_tls_xfcc(d->tls, xfcc, sizeof(xfcc)) == 0)
+			o.xfcc = xfcc;
+		memcpy(o.alpn, d->alpn, sizeof(o.alpn));
+	}
 	/* one registration per fd: the session registers it again */
 	ev_io_stop(e->loop, &d->io);
-	/* the transport's context: NULL for raw TCP (the TLS transport passes its own) */
-	rc = px_h2d_start(e, d->io.fd, d->tops, NULL, &o, d->in.p + d->in.off, d->in.len - d->in.off);
+	ev_defer_cancel(e->loop, &d->tls_rd);
+	/* the transport's context: NULL for raw TCP, the TLS connection (the
+	 * session frees it) for TLS */
+	rc = px_h2d_start(e, d->io.fd, d->tops, d->tls, &o, d->in.p + d->in.off, d->in.len - d->in.off);
 	if (rc < 0) {
 		d->state = D_CLOSING;
 		d_close(d);
 		return rc;
 	}
-	/* the socket now belongs to the HTTP/2 session: d goes without closing it */
+	/* the socket and its TLS now belong to the HTTP/2 session: d goes
+	 * without closing them */
 	d->io.fd = -1;
+	d->tls = NULL;
 	d_close(d);
 	return 0;
 }
