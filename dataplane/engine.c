@@ -1831,9 +1831,14 @@ static int listeners_page(struct engine *e, struct mesh_buf *b)
 }
 
 /* One jwt_authn counter family on /stats/prometheus: the counters named
- * "http.PREFIX.jwt_authn.<want>" as Envoy's Prometheus output shows them
- * after its http-connection-manager tag extraction,
- * envoy_http_jwt_authn_<want>{envoy_http_conn_manager_prefix="PREFIX"}. */
+ * "http.PREFIX.jwt_authn.<want>" as
+ * envoy_http_jwt_authn_<want>{envoy_http_conn_manager_prefix="PREFIX"},
+ * Envoy's tag name.  The label holds the whole stat prefix: Envoy's
+ * default extractor ("http.$.**") would take only its first
+ * dot-separated token ("inbound_0" of "inbound_0.0.0.0_8080") and Istio's
+ * bootstrap regex none, flattening the address into the metric name; a
+ * stable family name with the prefix as a label is what istio/istio#31330
+ * asked for. */
 struct jwt_prom {
 	struct mesh_buf *b;
 	const char *want;
