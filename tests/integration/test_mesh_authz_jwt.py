@@ -292,6 +292,39 @@ spec:
         self.assertIn('envoy_http_jwt_authn_denied{envoy_http_conn_manager_prefix="%s"} %d' % (
             stat_prefix, after[prefix + "denied"]), prom)
 
+    def test_3_meshctl_jwt_edges(self):
+        """--jwt and --jwt-claims exclude each other; an issuer whose keys meshd
+        fetches (jwksUri) gets a note, and its token fails here as on the
+        fallback key; without a RequestAuthentication --jwt is not read."""
+        d = tempfile.mkdtemp(prefix="meshctl-jwt-edge-")
+        try:
+            token, _ = self.token_of({})
+            base = [MESHCTL, "authz", "check", "-f", d, "-n", NS, "-l", "app=web", "--path", "/", "--method", "GET"]
+            with open(os.path.join(d, "authn.yaml"), "w") as f:
+                f.write("""apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: %s}
+spec:
+  selector:
+    matchLabels: {app: web}
+  jwtRules:
+  - issuer: https://one.test
+    jwksUri: http://127.0.0.1:1/jwks.json
+""" % NS)
+            r = subprocess.run(base + ["--jwt", token, "--jwt-claims", "{}"], capture_output=True, text=True,
+                               timeout=60)
+            self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+            r = subprocess.run(base + ["--jwt", token], capture_output=True, text=True, timeout=60)
+            self.assertEqual((r.returncode, r.stdout.strip()),
+                             (1, "DENY (401: Jwks doesn't have key to match kid or alg from Jwt)"), r.stderr)
+            self.assertIn("issuer https://one.test has no inline jwks", r.stderr)
+            os.unlink(os.path.join(d, "authn.yaml"))
+            r = subprocess.run(base + ["--jwt", token], capture_output=True, text=True, timeout=60)
+            self.assertEqual((r.returncode, r.stdout.strip()), (0, "ALLOW (no policy applies)"), r.stderr)
+            self.assertIn("no RequestAuthentication applies", r.stderr)
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+
 
 if __name__ == "__main__":
     unittest.main()
