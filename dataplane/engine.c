@@ -430,6 +430,8 @@ struct px_config *px_config_ref(struct px_config *c)
 	return c;
 }
 
+static void sel_cleanup(struct px_sel *sel);
+
 static void config_free(struct px_config *c)
 {
 	size_t i;
@@ -438,11 +440,19 @@ static void config_free(struct px_config *c)
 	for (i = 0; i < c->n_in_routers; i++)
 		router_unref(c->in_routers[i]);
 	free(c->in_routers);
-	free(c->out_ports);
 	free(c->in_ports);
 	free(c->bh_out);
-	for (i = 0; i < c->n_bound; i++)
+	for (i = 0; i < c->n_bound; i++) {
 		free(c->bound[i].name);
+		sel_cleanup(&c->bound[i].sel);
+	}
+	for (i = 0; i < c->n_out_ports; i++)
+		if (c->out_ports[i].sel) {
+			sel_cleanup(c->out_ports[i].sel);
+			free(c->out_ports[i].sel);
+		}
+	sel_cleanup(&c->in_sel);
+	free(c->out_ports);
 	free(c->bound);
 	for (i = 0; i < c->n_clusters; i++)
 		cluster_unref(c->clusters[i]);
@@ -556,14 +566,28 @@ static int port_jwt(struct px_config *c, const char *lname, const px_hcm *hcm, s
 	return 0;
 }
 
+typedef Envoy__Extensions__Filters__Network__TcpProxy__V3__TcpProxy px_tcpf;
+
+static int chain_decode_tcp(struct px_config *c, const char *lname, const Envoy__Config__Listener__V3__FilterChain *fc,
+			    px_hcm **hcm, const char **tcp_cluster, const px_tcpf **tcpf, char *err, size_t cap);
+
 /* The chain's network filter: an HCM (*hcm, kept by c) or a TCP proxy's cluster. */
 static int chain_decode(struct px_config *c, const char *lname, const Envoy__Config__Listener__V3__FilterChain *fc,
 			px_hcm **hcm, const char **tcp_cluster, char *err, size_t cap)
+{
+	return chain_decode_tcp(c, lname, fc, hcm, tcp_cluster, NULL, err, cap);
+}
+
+/* chain_decode(), also giving the TcpProxy filter itself (*tcpf, kept by c) */
+static int chain_decode_tcp(struct px_config *c, const char *lname, const Envoy__Config__Listener__V3__FilterChain *fc,
+			    px_hcm **hcm, const char **tcp_cluster, const px_tcpf **tcpf, char *err, size_t cap)
 {
 	size_t i;
 
 	*hcm = NULL;
 	*tcp_cluster = NULL;
+	if (tcpf)
+		*tcpf = NULL;
 	for (i = 0; fc && i < fc->n_filters; i++) {
 		const Envoy__Config__Listener__V3__Filter *f = fc->filters[i];
 		const Google__Protobuf__Any *any;
@@ -604,6 +628,8 @@ static int chain_decode(struct px_config *c, const char *lname, const Envoy__Con
 			if (t->cluster_specifier_case ==
 			    ENVOY__EXTENSIONS__FILTERS__NETWORK__TCP_PROXY__V3__TCP_PROXY__CLUSTER_SPECIFIER_CLUSTER)
 				*tcp_cluster = t->cluster;
+			if (tcpf)
+				*tcpf = t;
 			return 0;
 		}
 	}
@@ -678,12 +704,14 @@ static int chain_port(struct px_config *c, const char *lname, const Envoy__Confi
 {
 	px_hcm *hcm;
 	const char *tcp;
+	const px_tcpf *tcpf;
 	int rc;
 
-	rc = chain_decode(c, lname, fc, &hcm, &tcp, err, cap);
+	rc = chain_decode_tcp(c, lname, fc, &hcm, &tcp, &tcpf, err, cap);
 	if (rc < 0)
 		return rc;
 	px_port_hcm(p, hcm);
+	tcpp_conf_init(&p->tcpp, tcpf);
 	rc = chain_authz(c, lname, fc, hcm, p, err, cap);
 	if (rc < 0)
 		return rc;
@@ -722,6 +750,63 @@ static int is_tls_chain(const Envoy__Config__Listener__V3__FilterChain *fc)
 	const Envoy__Config__Listener__V3__FilterChainMatch *m = fc->filter_chain_match;
 
 	return m && m->transport_protocol && !strcmp(m->transport_protocol, "tls");
+}
+
+/* Every chain of l (and its default chain) compiled for Envoy's selection
+ * by destination, SNI, transport and ALPN once the listener filters have
+ * looked (fcmatch.h); port: what each chain's px_port.port says.  sel is
+ * zeroed first; sel_cleanup() frees it, also after a failure. */
+static int sel_init(struct px_config *c, const Envoy__Config__Listener__V3__Listener *l, uint32_t port,
+		    struct px_sel *sel, char *err, size_t cap)
+{
+	size_t i;
+	int rc;
+
+	memset(sel, 0, sizeof(*sel));
+	rc = fcm_table_init(&sel->fcm, l, err, cap);
+	if (rc < 0)
+		return rc;
+	if (l->n_filter_chains) {
+		sel->chains = calloc(l->n_filter_chains, sizeof(*sel->chains));
+		sel->chain_tls = calloc(l->n_filter_chains, 1);
+		if (!sel->chains || !sel->chain_tls)
+			return -ENOMEM;
+	}
+	for (i = 0; i < l->n_filter_chains; i++) {
+		sel->chains[i].port = port;
+		sel->chain_tls[i] = l->filter_chains[i]->transport_socket != NULL;
+		rc = chain_port(c, l->name, l->filter_chains[i], &sel->chains[i], err, cap);
+		if (rc < 0)
+			return rc;
+		sel->n_chains++;
+	}
+	if (l->default_filter_chain) {
+		sel->def.port = port;
+		sel->def_tls = l->default_filter_chain->transport_socket != NULL;
+		rc = chain_port(c, l->name, l->default_filter_chain, &sel->def, err, cap);
+	}
+	return rc;
+}
+
+static void sel_cleanup(struct px_sel *sel)
+{
+	fcm_table_cleanup(&sel->fcm);
+	free(sel->chains);
+	free(sel->chain_tls);
+	memset(sel, 0, sizeof(*sel));
+}
+
+/* RDS names of sel's chains resolved against the config's router. */
+static void sel_resolve(const struct px_config *c, struct px_sel *sel)
+{
+	size_t k;
+
+	for (k = 0; k < sel->n_chains; k++)
+		if (sel->chains[k].route_name)
+			sel->chains[k].rcfg = router_config(c->router, sel->chains[k].route_name,
+							    strlen(sel->chains[k].route_name));
+	if (sel->def.route_name)
+		sel->def.rcfg = router_config(c->router, sel->def.route_name, strlen(sel->def.route_name));
 }
 
 /* An inbound TLS chain's DownstreamTlsContext, kept by the config. */
@@ -820,7 +905,9 @@ static int compile_bound(struct px_config *c, const Envoy__Config__Listener__V3_
 	if (!fc)
 		fc = tls_fc ? tls_fc : l->default_filter_chain;
 	rc = chain_port(c, l->name, fc, &b->port, err, cap);
-	return rc;
+	if (rc < 0)
+		return rc;
+	return sel_init(c, l, sa->port_value, &b->sel, err, cap);
 }
 
 static int compile_listener(struct px_config *c, const Envoy__Config__Listener__V3__Listener *l, char *err,
@@ -864,6 +951,13 @@ static int compile_listener(struct px_config *c, const Envoy__Config__Listener__
 	}
 	if (!strcmp(l->name, "virtualInbound")) {
 		c->has_inbound = 1;
+		/* captured connections select among all its chains (Envoy) */
+		sel_cleanup(&c->in_sel);
+		rc = sel_init(c, l, 0, &c->in_sel, err, cap);
+		if (rc < 0)
+			return rc;
+		for (i = 0; i < c->in_sel.n_chains; i++)
+			c->in_sel.chains[i].port = fcm_chain_port(&c->in_sel.fcm, i);
 		for (i = 0; i < l->n_filter_chains; i++) {
 			const Envoy__Config__Listener__V3__FilterChain *fc = l->filter_chains[i];
 			const Envoy__Config__Listener__V3__FilterChainMatch *m = fc->filter_chain_match;
@@ -926,9 +1020,15 @@ static int compile_listener(struct px_config *c, const Envoy__Config__Listener__
 		snprintf(err, cap, "listener %s: address %s is not numeric", l->name, sa->address);
 		return -EINVAL;
 	}
-	rc = chain_decode(c, l->name, l->n_filter_chains ? l->filter_chains[0] : NULL, &hcm, &tcp, err, cap);
-	if (rc < 0)
-		return rc;
+	{
+		const px_tcpf *tcpf;
+
+		rc = chain_decode_tcp(c, l->name, l->n_filter_chains ? l->filter_chains[0] : NULL, &hcm, &tcp, &tcpf,
+				      err, cap);
+		if (rc < 0)
+			return rc;
+		tcpp_conf_init(&p.tcpp, tcpf);
+	}
 	px_port_hcm(&p, hcm);
 	if (hcm) {
 		p.accept_http_10 = hcm_http10(hcm);
@@ -938,6 +1038,22 @@ static int compile_listener(struct px_config *c, const Envoy__Config__Listener__
 	} else {
 		p.tcp = 1;
 		p.tcp_cluster = tcp;
+	}
+	if (l->n_filter_chains > 1 || l->n_listener_filters) {
+		/* a captured connection to it selects among its chains
+		 * (sniffed ports, tls: routes); chain 0 above serves requests
+		 * sent straight to the outbound port */
+		p.sel = calloc(1, sizeof(*p.sel));
+		if (!p.sel)
+			return -ENOMEM;
+		rc = sel_init(c, l, sa->port_value, p.sel, err, cap);
+		if (rc == 0)
+			rc = port_add(&c->out_ports, &c->n_out_ports, &p);
+		if (rc < 0) {
+			sel_cleanup(p.sel);
+			free(p.sel);
+		}
+		return rc;
 	}
 	return port_add(&c->out_ports, &c->n_out_ports, &p);
 }
@@ -987,10 +1103,17 @@ static int config_compile(struct engine *e, struct px_snapshot *s, struct px_con
 		if (c->out_ports[i].route_name)
 			c->out_ports[i].rcfg = router_config(c->router, c->out_ports[i].route_name,
 							     strlen(c->out_ports[i].route_name));
-	for (i = 0; i < c->n_bound; i++)
-		if (c->bound[i].port.route_name)
-			c->bound[i].port.rcfg = router_config(c->router, c->bound[i].port.route_name,
-							      strlen(c->bound[i].port.route_name));
+	for (i = 0; i < c->n_bound; i++) {
+		struct px_bound *b = &c->bound[i];
+
+		if (b->port.route_name)
+			b->port.rcfg = router_config(c->router, b->port.route_name, strlen(b->port.route_name));
+		sel_resolve(c, &b->sel);
+	}
+	for (i = 0; i < c->n_out_ports; i++)
+		if (c->out_ports[i].sel)
+			sel_resolve(c, c->out_ports[i].sel);
+	sel_resolve(c, &c->in_sel);
 	c->new_up = calloc(cs->n + 1, sizeof(*c->new_up));
 	c->new_hs = calloc(cs->n + 1, sizeof(*c->new_hs));
 	c->new_tls = calloc(cs->n + 1, sizeof(*c->new_tls));
@@ -1884,9 +2007,10 @@ static void listener_prom(struct engine *e, struct mesh_buf *b)
 	if (!v)
 		return;
 	n = listeners_open(e, v, e->n_bl + 2);
-	for (k = 0; k < 2; k++) {
-		mesh_buf_printf(b, "# TYPE envoy_listener_downstream_cx_%s %s\n", k ? "active" : "total",
-				k ? "gauge" : "counter");
+	for (k = 0; k < 3; k++) {
+		static const char *const name[] = { "downstream_cx_total", "downstream_cx_active", "no_filter_chain_match" };
+
+		mesh_buf_printf(b, "# TYPE envoy_listener_%s %s\n", name[k], k == 1 ? "gauge" : "counter");
 		for (i = 0; i < n; i++) {
 			char *colon;
 
@@ -1894,9 +2018,9 @@ static void listener_prom(struct engine *e, struct mesh_buf *b)
 			colon = strrchr(a, ':');
 			if (colon)
 				*colon = '_';
-			mesh_buf_printf(b, "envoy_listener_downstream_cx_%s{envoy_listener_address=\"%s\"} %llu\n",
-					k ? "active" : "total", a,
-					(unsigned long long)(k ? v[i]->st.cx_active : v[i]->st.cx_total));
+			mesh_buf_printf(b, "envoy_listener_%s{envoy_listener_address=\"%s\"} %llu\n", name[k], a,
+					(unsigned long long)(k == 0 ? v[i]->st.cx_total
+							     : k == 1 ? v[i]->st.cx_active : v[i]->st.no_chain));
 		}
 	}
 	free(v);
@@ -2003,6 +2127,8 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 		PXS("upstream_cx_max_requests", "counter", cx_max_requests),
 		PXS("upstream_cx_max_duration_reached", "counter", cx_max_duration_reached),
 		PXS("outlier_detection_ejections_active", "gauge", outlier_ejections_active),
+		PXS("upstream_cx_rx_bytes_total", "counter", cx_rx_bytes),
+		PXS("upstream_cx_tx_bytes_total", "counter", cx_tx_bytes),
 #undef PXS
 	};
 	size_t i, j;
@@ -2050,6 +2176,37 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 			(unsigned long long)e->st.codec_errors, (unsigned long long)e->st.no_route,
 			(unsigned long long)e->st.rq_idle_timeout, (unsigned long long)e->st.rq_header_timeout,
 			(unsigned long long)e->st.accept_paused, (unsigned long long)e->st.rq_loop_refused);
+	/* Envoy's TCP proxy stats, by stat_prefix (Istio's: the destination
+	 * cluster), for the clusters a TCP proxy counted on */
+	{
+		static const struct {
+			const char *name, *type;
+			size_t off;
+		} t[] = {
+#define PXT(n, ty, f) { "envoy_tcp_" n, ty, offsetof(struct px_cluster_stats, f) }
+			PXT("downstream_cx_total", "counter", tcp_cx_total),
+			PXT("downstream_cx_active", "gauge", tcp_cx_active),
+			PXT("downstream_cx_rx_bytes_total", "counter", tcp_rx_bytes),
+			PXT("downstream_cx_tx_bytes_total", "counter", tcp_tx_bytes),
+			PXT("idle_timeout", "counter", tcp_idle_timeout),
+			PXT("max_downstream_connection_duration", "counter", tcp_max_duration),
+#undef PXT
+		};
+
+		for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+			int typed = 0;
+
+			for (j = 0; j < e->n_ctab; j++) {
+				if (!e->ctab[j]->st.tcp_cx_total)
+					continue;
+				if (!typed++)
+					mesh_buf_printf(b, "# TYPE %s %s\n", t[i].name, t[i].type);
+				mesh_buf_printf(b, "%s{envoy_tcp_prefix=\"%s\"} %llu\n", t[i].name, e->ctab[j]->name,
+						(unsigned long long)*(const uint64_t *)((const char *)&e->ctab[j]->st +
+											t[i].off));
+			}
+		}
+	}
 	/* issue 12: inbound TLS (Envoy's listener ssl.connection_error; a
 	 * plaintext connection no filter chain takes is Envoy's no_filter_chain_match) */
 	mesh_buf_printf(b,
