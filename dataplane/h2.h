@@ -26,7 +26,11 @@
  * windows we advertise are re-opened only as bytes move on (nghttp2's
  * automatic WINDOW_UPDATE is off), header blocks are capped, the number of
  * concurrent streams is capped, and nghttp2's flood limits (SETTINGS, PING,
- * RST_STREAM, CONTINUATION) end a hostile connection with GOAWAY.
+ * RST_STREAM, CONTINUATION) end a hostile connection with GOAWAY.  h2.c
+ * adds what nghttp2 1.52 lacks: streams cut while being served (client
+ * resets and resets the client provoked, "MadeYouReset") share the
+ * rapid-reset budget, and a session serving no request for the HCM's
+ * idle_timeout is closed (GOAWAY NO_ERROR), so half a frame cannot hold it.
  */
 #ifndef MESH_DATAPLANE_H2_H
 #define MESH_DATAPLANE_H2_H
@@ -58,8 +62,22 @@ struct px_conn_origin {
 	int captured;
 	struct sockaddr_storage dst;
 	socklen_t dst_len;
+	/* issue 12: the accepted socket's own address (px_dconn_use_h2), since a
+	 * stream's connection is a socketpair: RBAC's destination.ip, the hash
+	 * cookie's seed; local_len 0 when unknown */
+	struct sockaddr_storage local;
+	socklen_t local_len;
 	char peer_ip[INET6_ADDRSTRLEN];
 	uint16_t peer_port;
+	uint64_t idle_ms;             /* the HCM's idle_timeout for the connection (px_dconn_use_h2); 0 off */
+	/* issue 12: the TLS connection an HTTP/2 session runs over
+	 * (px_dconn_use_h2 fills them from the handshake; borrowed here,
+	 * px_h2d_start and px_dconn_adopt keep copies) */
+	int tls;                      /* the connection is TLS (STRICT ports take it) */
+	const char *peer_principal;   /* the verified peer's SPIFFE URI SAN, or NULL */
+	const char *sni;              /* the SNI the client sent, or NULL */
+	const char *xfcc;             /* Envoy's XFCC element for the peer (px_tls_xfcc), or NULL */
+	char alpn[16];                /* the negotiated ALPN, "" if none */
 };
 
 /* The HTTP/2 connection preface "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" (RFC 9113
@@ -69,10 +87,12 @@ int px_h2_preface(const char *p, size_t len);
 
 /*
  * Serves an accepted connection as HTTP/2 server (downstream).  Takes the
- * fd (closed by the session), the transport (tops/tctx: raw, or TLS once
- * its handshake chose "h2"), the bytes already read from it (copied; the
- * preface among them) and the origin (a listener reference is taken).
- * Returns 0, or a negative errno with fd left to the caller.
+ * fd (closed by the session), the transport (tops/tctx: raw with tctx
+ * NULL, or px_transport_tls with its struct px_tls once the handshake is
+ * done; the session frees it, close_notify first, when it closes), the
+ * bytes already read from it (copied; the preface among them) and the
+ * origin (a listener reference is taken, its strings copied).  Returns 0,
+ * or a negative errno with fd and tctx left to the caller.
  * Called by proxy.c's px_dconn_use_h2(); nothing else needs it.
  */
 int px_h2d_start(struct engine *e, int fd, const struct px_transport_ops *tops, void *tctx,
@@ -108,6 +128,11 @@ int64_t px_grpc_timeout_ms(const char *v, size_t len);
  * px_h2u_forget(fd) before closing a pipe that was not read to its end. */
 int px_h2u_connect_failed(int fd);
 void px_h2u_forget(int fd);
+/* proxy.c, at the same point: 1 when the server refused the stream
+ * unprocessed (RST_STREAM REFUSED_STREAM, a GOAWAY whose last-stream-id is
+ * below it, or the connection closed before the stream was sent): a
+ * refused stream, retriable under Envoy's refused-stream; else 0. */
+int px_h2u_refused(int fd);
 
 /* Frees every HTTP/2 connection of e, both sides (engine teardown). */
 void px_h2_free_all(struct engine *e);

@@ -33,10 +33,10 @@ enum cfg_kind {
 	CFG_PEER_AUTHENTICATION,
 	CFG_AUTHORIZATION_POLICY,
 	/* validated and listed, not yet compiled by any generator: each object
-	 * carries a "not implemented yet" warning */
+	 * carries a "not implemented yet" warning (cfg_kind_not_implemented) */
 	CFG_GATEWAY,
 	CFG_SIDECAR,
-	CFG_REQUEST_AUTHENTICATION,
+	CFG_REQUEST_AUTHENTICATION,  /* compiled into the sidecar's jwt_authn filter (gen/authn.c) */
 	CFG_TELEMETRY,
 	/* core Kubernetes kinds: the service registry of a cluster (or of a
 	 * directory describing one) */
@@ -58,7 +58,7 @@ int cfg_kind_from_name(const char *kind);
  * "discovery.k8s.io" or "" (core) */
 const char *cfg_kind_group(enum cfg_kind k);
 /* true for the Istio kinds meshd validates but no generator compiles yet
- * (Gateway, Sidecar, RequestAuthentication, Telemetry) */
+ * (Gateway, Telemetry) */
 bool cfg_kind_not_implemented(enum cfg_kind k);
 
 struct cfg_strs {
@@ -210,10 +210,20 @@ struct cfg_http_route {
 	int line, col;               /* source line and column of this route, for messages */
 };
 
+struct cfg_tcp_match {
+	int64_t port;                /* -1 when not set */
+	struct cfg_strs destination_subnets;
+	struct cfg_labels source_labels;
+	char *source_namespace;
+	struct cfg_strs gateways;
+};
+
 struct cfg_tcp_route {
 	struct cfg_route_destination *route;
 	size_t n_route;
-	int64_t match_port;          /* -1 when not set */
+	int64_t match_port;          /* -1 when not set: the first match's port */
+	struct cfg_tcp_match *match; /* every match (none: the route applies to all) */
+	size_t n_match;
 };
 
 struct cfg_tls_match {
@@ -493,6 +503,41 @@ struct cfg_authorization_policy {
 	bool rules_present;          /* "rules: []" differs from no rules key? kept for messages */
 };
 
+/* ---------------------------------------------------------------- RequestAuthentication */
+
+struct cfg_jwt_header {
+	char *name;
+	char *prefix;                /* NULL when not set */
+};
+
+struct cfg_claim_header {
+	char *header;
+	char *claim;
+};
+
+/* One jwtRules[] entry (Istio's security.v1beta1.JWTRule). */
+struct cfg_jwt_rule {
+	char *issuer;                /* NULL when not set */
+	struct cfg_strs audiences;
+	char *jwks_uri;              /* NULL when not set */
+	char *jwks;                  /* inline JWKS; NULL when not set */
+	struct cfg_jwt_header *from_headers;
+	size_t n_from_headers;
+	struct cfg_strs from_params, from_cookies;
+	char *output_payload_to_header; /* NULL when not set */
+	struct cfg_claim_header *output_claim_to_headers;
+	size_t n_output_claim_to_headers;
+	bool forward_original_token;
+};
+
+struct cfg_request_authentication {
+	struct cfg_labels selector;
+	bool has_selector;
+	bool has_target_refs;        /* targetRef(s): gateways and waypoints, applied to no sidecar */
+	struct cfg_jwt_rule *rules;
+	size_t n_rules;
+};
+
 /* ---------------------------------------------------------------- Sidecar */
 
 /* Sidecar.ingress[].captureMode / egress[].captureMode: DEFAULT is what the
@@ -647,6 +692,7 @@ struct cfg_object {
 		struct cfg_workload we;
 		struct cfg_peer_authentication pa;
 		struct cfg_authorization_policy ap;
+		struct cfg_request_authentication ra;
 		struct cfg_sidecar sc;
 		struct cfg_k8s_service svc;
 		struct cfg_k8s_endpoint_slice eps;
