@@ -6,12 +6,14 @@
  * published snapshot, sends the responses it returns one at a time, and
  * ends a call with the status it asks for.
  *
- * Two threads.  The completion-queue thread only calls
+ * Two threads.  The completion-queue thread calls
  * grpc_completion_queue_next() and hands each completion (tag, ok) to the
  * xDS thread over the common thread-to-thread queue (common/queue.h): the
  * tag itself is the queue item, since a tag has at most one operation
- * outstanding.  It never touches stream state.  The xDS thread poll()s that eventfd and a second
- * one signalled by xds_server_publish()/xds_server_stop(); it owns every
+ * outstanding.  Of a stream it touches only the request just received
+ * (recv_buf, recv_ack) and reads expect: it reduces a plain SotW ACK on
+ * arrival (cq_reduce_recv).  The xDS thread poll()s that eventfd and a
+ * second one signalled by xds_server_publish()/xds_server_stop(); it owns every
  * stream (the call, its one SEND_MESSAGE slot, and the core's stream
  * state) and starts every gRPC batch.  The debug views read the core under
  * srv->lock, which the xDS thread holds while it changes that state.
@@ -256,11 +258,12 @@ static void eventfd_drain(int fd)
  * recv_buf nor recv_ack until this completion reaches it): a plain SotW
  * ACK naming the names the stream holds is reduced to type, version,
  * nonce and names hash, and its bytes are freed now.  2,000 sidecars
- * ACKing an endpoint change each name every cluster (~130 KB); held whole
- * in the queue while the xDS thread worked through them they were most of
- * meshd's peak RSS (309-327 MB in the SotW sidecar row).  Anything else
- * (a Node, a NACK, other names, no memory) keeps its bytes for the full
- * path.
+ * ACKing an endpoint change each name every cluster (~140 KB, 280 MB a
+ * burst); held whole in the queue while the xDS thread worked through
+ * them they took the SotW sidecar row's peak RSS to 220-340 MB (160-250 MB
+ * reduced; what is left of the burst is gRPC core's, the ACKs still being
+ * read).  Anything else (a Node, a NACK, other names, no memory) keeps its
+ * bytes for the full path.
  */
 static void cq_reduce_recv(struct xds_server *s, struct xds_stream *st)
 {
