@@ -378,7 +378,20 @@ static int apply_cb(void *ctx, struct px_snapshot *cand, char *err, size_t cap)
 struct stats_ctx {
 	struct xds_client *xds;
 	struct engine *engine;
+	struct px_identity *ident; /* NULL without --ca-addr */
 };
+
+/* admin_info.warming: with --ca-addr the proxy is not ready before its
+ * first workload certificate (Envoy under Istio keeps its listeners warming
+ * until SDS sends the secret, so the pod is not ready either) */
+static const char *warming_cb(void *ctx)
+{
+	const struct stats_ctx *sc = ctx;
+
+	if (sc->ident && px_identity_generation(sc->ident) == 0)
+		return "not ready: no workload certificate from the CA yet\n";
+	return NULL;
+}
 
 static int dump_cb(void *ctx, struct mesh_buf *out)
 {
@@ -572,6 +585,8 @@ int main(int argc, char **argv)
 	info.stats = stats_cb;
 	sctx.xds = xds;
 	sctx.engine = engine;
+	sctx.ident = ident;
+	info.warming = warming_cb;
 	info.ctx = &sctx;
 	info.start_ms = ev_now(loop);
 	rc = admin_start(loop, o.admin_addr, &info, &admin);

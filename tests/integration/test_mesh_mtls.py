@@ -126,7 +126,7 @@ class MeshMtlsTest(unittest.TestCase):
         # the app listens on 127.0.0.1:P: the inbound cluster is 127.0.0.1:<workload port>
         cls.app = Backend("web", "127.0.0.1", port=cls.port)
         ca_dir = os.path.join(cls.tmp, "ca")
-        tokens = os.path.join(cls.tmp, "tokens")
+        tokens = cls.tokens = os.path.join(cls.tmp, "tokens")
         with open(tokens, "w") as f:
             f.write("client-token %s client\nweb-token %s web\n" % (NS, NS))
         for name in ("client", "web"):
@@ -273,6 +273,42 @@ class MeshMtlsTest(unittest.TestCase):
             self.assertNotEqual(serial(s), first[k][0])
         self.assertEqual(fails, [], "requests lost during rotation (%d sent)" % n)
         self.assertGreater(n, 10)
+
+    def test_5_not_ready_until_certificate(self):
+        """A sidecar with --ca-addr is not ready before it holds a certificate
+        (newcomer: a sidecar whose token the CA refused said LIVE on /ready
+        and 200 on /healthz/ready while every mTLS call failed; Envoy under
+        Istio stays warming until SDS has sent the secret).  Its token is
+        unknown at first; once the CA's token file names it, the proxy's
+        retry gets a certificate and only then is it ready."""
+        with open(os.path.join(self.tmp, "late.token"), "w") as f:
+            f.write("late-token\n")
+        health = free_port()
+        s = Sidecar(self.meshd, "late", "app=late",
+                    args=["--ca-addr", "127.0.0.1:%d" % self.meshd.secure_port, "--root-cert", self.root,
+                          "--token-file", os.path.join(self.tmp, "late.token"), "--service-account", "late",
+                          "--health-addr", "127.0.0.1:%d" % health])
+        try:
+            # xDS applied and the CA has refused the token at least once
+            wait_for(lambda: "first configuration applied" in s.logs() and "unknown bearer token" in s.logs(),
+                     timeout=60 if slow() else 20, what="xDS applied and a refused CSR")
+            self.assertEqual(certs(s)["generation"], 0)
+            self.assertEqual(s.admin("/ready")[0], 503)
+            self.assertIn('"state": "INITIALIZING"', s.admin("/server_info")[1])
+            c = http.client.HTTPConnection("127.0.0.1", health, timeout=10)
+            try:
+                c.request("GET", "/healthz/ready")
+                self.assertEqual(c.getresponse().status, 503)
+            finally:
+                c.close()
+            # the CA learns the token (it re-reads the file on change)
+            with open(self.tokens, "a") as f:
+                f.write("late-token %s late\n" % NS)
+            wait_for(lambda: s.admin("/ready")[0] == 200, timeout=90 if slow() else 45, what="/ready after the CSR")
+            self.assertGreaterEqual(certs(s)["generation"], 1)
+        finally:
+            s.stop()
+            s.cleanup()
 
 
 def _other_ca_cert(d):
