@@ -393,9 +393,18 @@ static const char *warming_cb(void *ctx)
 	return NULL;
 }
 
+static void secrets_dump_cb(void *ctx, struct mesh_buf *out)
+{
+	px_identity_secrets_dump(ctx, out);
+}
+
 static int dump_cb(void *ctx, struct mesh_buf *out)
 {
-	return xds_client_config_dump(((struct stats_ctx *)ctx)->xds, out);
+	const struct stats_ctx *sc = ctx;
+
+	/* with a workload identity, its certificate and root as Envoy dumps
+	 * SDS secrets (istioctl / meshctl proxy-config secrets read them) */
+	return xds_client_config_dump_with(sc->xds, out, sc->ident ? secrets_dump_cb : NULL, sc->ident);
 }
 
 static void stats_cb(void *ctx, struct mesh_buf *out)
