@@ -317,6 +317,15 @@ void px_listener_unref(struct px_listener *l);
  * host's interface addresses.  What Istio's virtualOutbound-blackhole /
  * virtualInbound-blackhole chains achieve for 15001/15006, for any port. */
 int px_engine_is_self(const struct engine *e, const struct sockaddr *sa, socklen_t len);
+/* px_engine_is_self() for an upstream connection of a downstream that came
+ * in on an outbound (from_inbound 0) or inbound listener: an outbound one
+ * may reach one of our inbound listeners, a workload calling its own
+ * service (its endpoint is the workload's address, where this sidecar's
+ * inbound listens).  Istio's iptables route that back to 15006 (ISTIO_OUTPUT
+ * "-o lo ! -d 127.0.0.1/32 -m owner --uid-owner 1337 -j ISTIO_IN_REDIRECT"):
+ * the inbound chain sends it to the application, it never comes back out,
+ * so it is no loop.  Non-zero: a loop, never connect. */
+int px_engine_is_loop(const struct engine *e, const struct sockaddr *sa, socklen_t len, int from_inbound);
 /* A listener's name for logs: Listener.name, or virtualOutbound/virtualInbound. */
 const char *px_listener_name(const struct px_listener *l);
 

@@ -1647,22 +1647,33 @@ static int listener_is(const struct engine *e, const struct px_listener *l, cons
 	return self_match(e, &la, d);
 }
 
-int px_engine_is_self(const struct engine *e, const struct sockaddr *sa, socklen_t len)
+/* skip_inbound: an inbound listener is no loop for the caller (px_engine_is_loop()) */
+static int engine_self(const struct engine *e, const struct sockaddr *sa, socklen_t len, int skip_inbound)
 {
 	struct px_addr d;
 	size_t i;
 
 	if (addr_from_sa(sa, len, &d) < 0)
 		return 0;
-	if (listener_is(e, &e->lout, &d) || listener_is(e, &e->lin, &d))
+	if (listener_is(e, &e->lout, &d) || (!skip_inbound && listener_is(e, &e->lin, &d)))
 		return 1;
 	for (i = 0; i < e->n_bl; i++)
-		if (listener_is(e, e->bl[i], &d))
+		if (!(skip_inbound && e->bl[i]->inbound) && listener_is(e, e->bl[i], &d))
 			return 1;
 	for (i = 0; i < e->n_self; i++)
 		if (self_match(e, &e->self[i], &d))
 			return 1;
 	return 0;
+}
+
+int px_engine_is_self(const struct engine *e, const struct sockaddr *sa, socklen_t len)
+{
+	return engine_self(e, sa, len, 0);
+}
+
+int px_engine_is_loop(const struct engine *e, const struct sockaddr *sa, socklen_t len, int from_inbound)
+{
+	return engine_self(e, sa, len, !from_inbound);
 }
 
 /* This host's interface addresses, read again (at start and on every

@@ -1477,14 +1477,16 @@ static void s_blackhole(struct px_stream *s)
 /* A destination that is one of meshproxy's own listening sockets is never
  * connected (the request would come back in and loop until the fds run
  * out, or reach the admin port): answered as BlackHoleCluster, counted
- * (meshproxy_http_loop_refused) and logged once per configuration.
+ * (meshproxy_http_loop_refused) and logged once per configuration.  An
+ * outbound request to our own inbound listener is a workload calling its
+ * own service and goes through (px_engine_is_loop()).
  * Returns 1 when refused. */
 static int s_loop_refused(struct px_stream *s, const struct sockaddr *sa, socklen_t len)
 {
 	char ip[INET6_ADDRSTRLEN] = "?";
 	int port = 0;
 
-	if (!px_engine_is_self(s->e, sa, len))
+	if (!px_engine_is_loop(s->e, sa, len, s->d->inbound))
 		return 0;
 	s->e->st.rq_loop_refused++;
 	if (!s->cfg->loop_logged) {
@@ -3561,6 +3563,7 @@ static void d_tcp_start(struct px_dconn *d, const struct px_port *pp)
 		td.odst = &d->dst;
 		td.odst_len = d->dst_len;
 	}
+	td.inbound = d->inbound;
 	td.done = d_tcp_done;
 	td.arg = d;
 	ev_io_stop(e->loop, &d->io);

@@ -605,7 +605,7 @@ static void t_connect(struct tcpp *t, const struct tcpp_down *d)
 		return;
 	}
 	if (t->cl->type == PX_CL_ORIGINAL_DST && d->odst &&
-	    px_engine_is_self(e, (const struct sockaddr *)d->odst, d->odst_len)) {
+	    px_engine_is_loop(e, (const struct sockaddr *)d->odst, d->odst_len, d->inbound)) {
 		e->st.rq_loop_refused++;
 		t_end(t, PX_RF_NR); /* to meshproxy itself: as BlackHoleCluster */
 		return;
@@ -622,7 +622,7 @@ static void t_connect(struct tcpp *t, const struct tcpp_down *d)
 		return;
 	}
 	t->h = px_host_ref(h);
-	if (px_engine_is_self(e, &h->addr.sa, h->alen)) {
+	if (px_engine_is_loop(e, &h->addr.sa, h->alen, d->inbound)) {
 		e->st.rq_loop_refused++;
 		t_end(t, PX_RF_NR);
 		return;

@@ -331,6 +331,25 @@ class MeshMtlsTest(unittest.TestCase):
         self.assertIn(serial(s).lower(), rows["default"].lower())
         self.assertIn("true", rows["ROOTCA"].split())
 
+    def test_7_workload_calls_its_own_service(self):
+        """A workload calling its own service, whose endpoint is its own
+        sidecar's inbound address, goes out and back in through that inbound
+        chain to the app, as Istio's iptables hairpin does (ISTIO_OUTPUT sends
+        the sidecar's own connection to the pod IP to 15006).  Newcomer: the
+        loop guard answered it 502 as if the sidecar had called itself in a
+        loop; a call to its own outbound listener still is refused."""
+        r = self.web.request(self.url(path="/self"))
+        self.assertEqual(r.status, 200, (r, self.web.logs()[-2000:]))
+        _, path, hdrs, _ = self.app.last()
+        self.assertEqual(path, "/self")
+        # over mTLS, to itself: both ends are the web identity
+        self.assertIn("URI=" + WEB_ID, hdrs.get("x-forwarded-client-cert", ""))
+        # a real loop (its own outbound port as the destination) stays refused
+        before = prom(self.web, "meshproxy_http_loop_refused")
+        r = self.web.request("http://127.0.0.1:%d/loop" % self.web.out_port)
+        self.assertEqual(r.status, 502)
+        self.assertEqual(prom(self.web, "meshproxy_http_loop_refused"), before + 1)
+
 
 def _other_ca_cert(d):
     """A client certificate (with a SPIFFE id) signed by a CA meshd never saw."""
