@@ -1038,17 +1038,23 @@ START_TEST(loop_passthrough_to_self)
 	/* the unspecified address and another loopback one reach a 127.0.0.1 socket only if it is 0.0.0.0 */
 	r = ask_port(po, "GET / HTTP/1.1\r\nHost: 0.0.0.0:%d\r\nConnection: close\r\n\r\n", po);
 	ck_assert_msg(!strncmp(r, "HTTP/1.1 502", 12), "%s", r);
-	/* ... and to virtualInbound */
+	ck_assert_uint_eq(prom(LOOP_REFUSED), 4);
+	/* one downstream connection per request: nothing came back in */
+	ck_assert_uint_eq(prom(CX_TOTAL), 4);
+	/* outbound to virtualInbound is a hairpin, as Istio's iptables make it
+	 * (a workload calling its own address): it comes in once, and the
+	 * inbound side answers a request for its own port as Istio's
+	 * virtualInbound-blackhole chain does (502, no loop counted); the
+	 * request never reaches a backend */
 	r = ask_port(po, "GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n", pi);
 	ck_assert_msg(!strncmp(r, "HTTP/1.1 502", 12), "%s", r);
-	ck_assert_uint_eq(prom(LOOP_REFUSED), 5);
-	/* one downstream connection per request: nothing came back in */
-	ck_assert_uint_eq(prom(CX_TOTAL), 5);
+	ck_assert_uint_eq(prom(CX_TOTAL), 6);
+	ck_assert_int_eq(be.reqs, 0);
+	ck_assert_uint_eq(prom(LOOP_REFUSED), 4);
 	/* a real destination still passes through */
 	r = ask_port(po, "GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n", be.port);
 	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12), "%s", r);
 	ck_assert_int_eq(be.reqs, 1);
-	ck_assert_uint_eq(prom(LOOP_REFUSED), 5);
 }
 END_TEST
 
