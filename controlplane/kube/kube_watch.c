@@ -504,6 +504,8 @@ static int kw__on_event(void *ctx, const char *text, size_t len)
 	}
 	r->n_watch_events++;
 	if (strcmp(type, "ADDED") == 0 || strcmp(type, "MODIFIED") == 0) {
+		if (r->info->cfg_kind < CFG_KIND_COUNT && !r->info->only_name)
+			metrics_k8s_event(r->info->cfg_kind, type[0] == 'A' ? METRICS_K8S_ADD : METRICS_K8S_UPDATE);
 		rc = kw__put(r, text, obj, false);
 		kw__set_rv(r->rv, rv);
 	} else if (strcmp(type, "DELETED") == 0) {
@@ -514,6 +516,8 @@ static int kw__on_event(void *ctx, const char *text, size_t len)
 			ns = "default";
 		if (name)
 			rc = kw__delete(r, ns, name);
+		if (r->info->cfg_kind < CFG_KIND_COUNT && !r->info->only_name)
+			metrics_k8s_event(r->info->cfg_kind, METRICS_K8S_DELETE);
 		kw__set_rv(r->rv, rv);
 	} else if (strcmp(type, "BOOKMARK") == 0) {
 		kw__set_rv(r->rv, rv);
