@@ -764,5 +764,5 @@ void model_telemetry_json(const struct model_telemetry *t, struct mesh_buf *b)
 	} else {
 		mesh_buf_puts(b, "null");
 	}
-	mesh_buf_puts(b, "}\n");
+	mesh_buf_putc(b, '}');
 }

@@ -120,7 +120,7 @@ int model_telemetry_for(const struct model *m, const char *ns, const struct cfg_
 			const struct model_telemetry_defaults *defaults, struct model_telemetry **out);
 void model_telemetry_free(struct model_telemetry *t); /* NULL is a no-op */
 
-/* t as a JSON object into out (the /debug/telemetryz document). */
+/* t as a JSON object into out, no newline (/debug/telemetryz's "effective"). */
 void model_telemetry_json(const struct model_telemetry *t, struct mesh_buf *out);
 
 #endif

@@ -261,7 +261,7 @@ START_TEST(no_telemetry_defaults)
 
 	ck_assert_str_eq(j, "{\"telemetries\":{\"root\":null,\"namespace\":null,\"workload\":[]},\"metrics\":[{"
 			    "\"provider\":\"prometheus\",\"client\":{\"disabled\":false,\"overrides\":[]},\"server\":{"
-			    "\"disabled\":false,\"overrides\":[]}}],\"tracing\":null,\"accessLogging\":null}\n");
+			    "\"disabled\":false,\"overrides\":[]}}],\"tracing\":null,\"accessLogging\":null}");
 	free(j);
 	model_telemetry_free(t);
 	t = eff(yaml, "shop", "a", NULL);
