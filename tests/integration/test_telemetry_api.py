@@ -4,9 +4,11 @@ merged as Istio merges them), by node id (the Pod's labels) or by
 namespace and labels, and follows a live edit (a sampling change, a
 REQUEST_COUNT disabled).
 """
+import json
+import subprocess
 import unittest
 
-from meshtest import Meshd, wait_for
+from meshtest import MESHCTL, Meshd, wait_for
 
 MESH = """
 apiVersion: telemetry.istio.io/v1
@@ -84,6 +86,10 @@ class TelemetryApiTest(unittest.TestCase):
                          [{"provider": "envoy", "disabled": False, "filter": None}])
         other = self.tz("namespace=web&labels=app=x")["effective"]
         self.assertEqual(other["tracing"]["client"]["randomSamplingPercentage"], 1)
+        out = subprocess.run([MESHCTL, "telemetry", "cart-1.shop", "--meshd", "127.0.0.1:%d" % self.meshd.http_port],
+                             capture_output=True, text=True, timeout=30)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(json.loads(out.stdout)["effective"], eff)
         status, body = self.meshd.http("/debug/telemetryz")
         self.assertEqual(status, 400, body)
         status, body = self.meshd.http("/debug/telemetryz?proxyID=nodots")
