@@ -106,6 +106,13 @@ static int tel__cmp_obj(const void *a, const void *b)
 	return cfg_object_older(y, x) ? 1 : 0;
 }
 
+/* qsort, which must not be handed a NULL base even for 0 elements. */
+static void tel__sort(void *v, size_t n, size_t sz, int (*cmp)(const void *, const void *))
+{
+	if (n > 1)
+		qsort(v, n, sz, cmp);
+}
+
 /* ------------------------------------------------------------------ selection */
 
 static bool tel__namespace_wide(const struct cfg_object *o)
@@ -129,7 +136,7 @@ static int tel__of_namespace(struct arena *a, const struct model *m, const char 
 	for (i = 0; i < total; i++)
 		if (all[i]->ns && strcmp(all[i]->ns, ns) == 0)
 			v[k++] = all[i];
-	qsort(v, k, sizeof(*v), tel__cmp_obj);
+	tel__sort(v, k, sizeof(*v), tel__cmp_obj);
 	*out = v;
 	*n = k;
 	return 0;
@@ -322,9 +329,9 @@ static void tel__finish_mode(const struct tel__mmode *mm, struct model_tel_metri
 		return; /* no filter: its overrides do not matter */
 	out->overrides = mm->v;
 	out->n_overrides = mm->n;
-	qsort(out->overrides, out->n_overrides, sizeof(*out->overrides), tel__cmp_metric);
+	tel__sort(out->overrides, out->n_overrides, sizeof(*out->overrides), tel__cmp_metric);
 	for (i = 0; i < out->n_overrides; i++)
-		qsort(out->overrides[i].tags, out->overrides[i].n_tags, sizeof(*out->overrides[i].tags), tel__cmp_tag);
+		tel__sort(out->overrides[i].tags, out->overrides[i].n_tags, sizeof(*out->overrides[i].tags), tel__cmp_tag);
 }
 
 static struct tel__mprov *tel__mprov_get(struct arena *a, struct tel__mprov **v, size_t *n, size_t *cap,
@@ -409,7 +416,7 @@ static int tel__merge_metrics(struct model_telemetry *t, const struct cfg_object
 		tel__finish_mode(&pv[i].mode[1], &t->metrics[i].server);
 	}
 	t->n_metrics = np;
-	qsort(t->metrics, t->n_metrics, sizeof(*t->metrics), tel__cmp_mprov);
+	tel__sort(t->metrics, t->n_metrics, sizeof(*t->metrics), tel__cmp_mprov);
 	return 0;
 }
 
@@ -560,7 +567,7 @@ static int tel__merge_logs(struct model_telemetry *t, const struct cfg_object **
 		}
 	}
 out:
-	qsort(v, n, sizeof(*v), tel__cmp_log);
+	tel__sort(v, n, sizeof(*v), tel__cmp_log);
 	*out = v;
 	*n_out = n;
 	return 0;
