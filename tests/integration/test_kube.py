@@ -215,6 +215,8 @@ class KubeTest(unittest.TestCase):
         body = self.meshd.http("/metrics")[1]
         for ev in ("add", "update", "delete"):
             self.assertIn('pilot_k8s_cfg_events{event="%s",type="VirtualService"} 1\n' % ev, body)
+        # listed objects count as adds, as an informer's initial list does
+        self.assertIn('pilot_k8s_reg_events{event="add",type="EndpointSlice"} 2\n', body)
 
     def test_03_endpoint_slice_changes(self):
         self.start()
