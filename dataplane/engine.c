@@ -1799,7 +1799,7 @@ static void prom_line(struct mesh_buf *b, const char *metric, const char *type, 
 {
 	if (!typed)
 		mesh_buf_printf(b, "# TYPE %s %s\n", metric, type);
-	mesh_buf_printf(b, "%s{envoy_cluster_name=\"%s\"} %llu\n", metric, cl, (unsigned long long)v);
+	mesh_buf_printf(b, "%s{cluster_name=\"%s\"} %llu\n", metric, cl, (unsigned long long)v);
 }
 
 static void prometheus_page(struct engine *e, struct mesh_buf *b)
@@ -1840,7 +1840,7 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 				  *(const uint64_t *)((const char *)&e->ctab[j]->st + m[i].off));
 	/* response code classes, Envoy's tag */
 	for (i = 0; i < 4; i++) {
-		static const char *cls[] = { "2", "3", "4", "5" };
+		static const char *cls[] = { "2xx", "3xx", "4xx", "5xx" };
 
 		if (i == 0)
 			mesh_buf_puts(b, "# TYPE envoy_cluster_upstream_rq counter\n");
@@ -1848,24 +1848,24 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 			const struct px_cluster_stats *s = &e->ctab[j]->st;
 			uint64_t v = i == 0 ? s->rq_2xx : i == 1 ? s->rq_3xx : i == 2 ? s->rq_4xx : s->rq_5xx;
 
-			mesh_buf_printf(b, "envoy_cluster_upstream_rq{envoy_response_code_class=\"%s\",envoy_cluster_name=\"%s\"} %llu\n",
+			mesh_buf_printf(b, "envoy_cluster_upstream_rq{response_code_class=\"%s\",cluster_name=\"%s\"} %llu\n",
 					cls[i], e->ctab[j]->name, (unsigned long long)v);
 		}
 	}
 	mesh_buf_printf(b,
-			"# TYPE envoy_http_downstream_cx_total counter\nenvoy_http_downstream_cx_total{envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
-			"# TYPE envoy_http_downstream_cx_active gauge\nenvoy_http_downstream_cx_active{envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
-			"# TYPE envoy_http_downstream_rq_total counter\nenvoy_http_downstream_rq_total{envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
-			"# TYPE envoy_http_downstream_rq_active gauge\nenvoy_http_downstream_rq_active{envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
-			"# TYPE envoy_http_downstream_rq_xx counter\n"
-			"envoy_http_downstream_rq_xx{envoy_response_code_class=\"2\",envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
-			"envoy_http_downstream_rq_xx{envoy_response_code_class=\"3\",envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
-			"envoy_http_downstream_rq_xx{envoy_response_code_class=\"4\",envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
-			"envoy_http_downstream_rq_xx{envoy_response_code_class=\"5\",envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
-			"# TYPE envoy_http_downstream_cx_protocol_error counter\nenvoy_http_downstream_cx_protocol_error{envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
-			"# TYPE envoy_http_no_route counter\nenvoy_http_no_route{envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
-			"# TYPE envoy_http_downstream_rq_idle_timeout counter\nenvoy_http_downstream_rq_idle_timeout{envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
-			"# TYPE envoy_http_downstream_rq_header_timeout counter\nenvoy_http_downstream_rq_header_timeout{envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"# TYPE envoy_http_downstream_cx_total counter\nenvoy_http_downstream_cx_total{http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"# TYPE envoy_http_downstream_cx_active gauge\nenvoy_http_downstream_cx_active{http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"# TYPE envoy_http_downstream_rq_total counter\nenvoy_http_downstream_rq_total{http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"# TYPE envoy_http_downstream_rq_active gauge\nenvoy_http_downstream_rq_active{http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"# TYPE envoy_http_downstream_rq counter\n"
+			"envoy_http_downstream_rq{response_code_class=\"2xx\",http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"envoy_http_downstream_rq{response_code_class=\"3xx\",http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"envoy_http_downstream_rq{response_code_class=\"4xx\",http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"envoy_http_downstream_rq{response_code_class=\"5xx\",http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"# TYPE envoy_http_downstream_cx_protocol_error counter\nenvoy_http_downstream_cx_protocol_error{http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"# TYPE envoy_http_no_route counter\nenvoy_http_no_route{http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"# TYPE envoy_http_downstream_rq_idle_timeout counter\nenvoy_http_downstream_rq_idle_timeout{http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"# TYPE envoy_http_downstream_rq_header_timeout counter\nenvoy_http_downstream_rq_header_timeout{http_conn_manager_prefix=\"meshproxy\"} %llu\n"
 			"# TYPE meshproxy_listener_accept_paused counter\nmeshproxy_listener_accept_paused %llu\n"
 			"# TYPE meshproxy_http_loop_refused counter\nmeshproxy_http_loop_refused %llu\n",
 			(unsigned long long)e->st.cx_total, (unsigned long long)e->st.cx_active,

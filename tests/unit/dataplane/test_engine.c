@@ -357,7 +357,7 @@ START_TEST(per_try_idle_timeout_504)
 	mesh_buf_init(&b, 1 << 20);
 	ck_assert_int_eq(engine_admin_page(eng, "/stats/prometheus", 17, &b, &ct), 0);
 	mesh_buf_putc(&b, 0);
-	ck_assert_msg(strstr(b.data, "envoy_cluster_upstream_rq_per_try_timeout{envoy_cluster_name=\"outbound|9080||reviews\"} 2\n"),
+	ck_assert_msg(strstr(b.data, "envoy_cluster_upstream_rq_per_try_timeout{cluster_name=\"outbound|9080||reviews\"} 2\n"),
 		      "%s", b.data);
 	mesh_buf_cleanup(&b);
 }
@@ -454,8 +454,8 @@ START_TEST(admin_pages)
 	mesh_buf_reset(&b);
 	ck_assert_int_eq(engine_admin_page(eng, "/stats/prometheus", 17, &b, &ct), 0);
 	mesh_buf_putc(&b, 0);
-	ck_assert_ptr_nonnull(strstr(b.data, "envoy_cluster_upstream_rq_total{envoy_cluster_name=\"outbound|9080||reviews\"} 1\n"));
-	ck_assert_ptr_nonnull(strstr(b.data, "envoy_cluster_upstream_cx_active{envoy_cluster_name=\"outbound|9080||reviews\"} 1\n"));
+	ck_assert_ptr_nonnull(strstr(b.data, "envoy_cluster_upstream_rq_total{cluster_name=\"outbound|9080||reviews\"} 1\n"));
+	ck_assert_ptr_nonnull(strstr(b.data, "envoy_cluster_upstream_cx_active{cluster_name=\"outbound|9080||reviews\"} 1\n"));
 	mesh_buf_reset(&b);
 	ck_assert_int_eq(engine_admin_page(eng, "/nope", 5, &b, &ct), -ENOENT);
 	mesh_buf_cleanup(&b);
@@ -759,7 +759,7 @@ static uint64_t prom(const char *metric)
 	return v;
 }
 
-#define CX_ACTIVE "envoy_cluster_upstream_cx_active{envoy_cluster_name=\"outbound|9080||reviews\"} "
+#define CX_ACTIVE "envoy_cluster_upstream_cx_active{cluster_name=\"outbound|9080||reviews\"} "
 
 START_TEST(stream_idle_408)
 {
