@@ -770,7 +770,7 @@ START_TEST(stream_idle_408)
 	r = roundtrip("GET /slow HTTP/1.1\r\nHost: reviews:9080\r\nConnection: close\r\n\r\n");
 	ck_assert_msg(!strncmp(r, "HTTP/1.1 408", 12), "%s", r);
 	ck_assert_msg(strstr(r, "stream timeout") != NULL, "%s", r);
-	ck_assert_uint_eq(prom("envoy_http_downstream_rq_idle_timeout{envoy_http_conn_manager_prefix=\"meshproxy\"} "), 1);
+	ck_assert_uint_eq(prom("envoy_http_downstream_rq_idle_timeout{http_conn_manager_prefix=\"meshproxy\"} "), 1);
 	/* the upstream connection was closed, not pooled */
 	ck_assert_uint_eq(prom(CX_ACTIVE), 0);
 }
@@ -801,7 +801,7 @@ START_TEST(stream_idle_after_response_started_resets)
 	/* the head and the first bytes went out; then the connection is cut, no 408 */
 	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12), "%s", r);
 	ck_assert_msg(strstr(r, "\r\n\r\nab") != NULL && !strstr(r, "408"), "%s", r);
-	ck_assert_uint_eq(prom("envoy_http_downstream_rq_idle_timeout{envoy_http_conn_manager_prefix=\"meshproxy\"} "), 1);
+	ck_assert_uint_eq(prom("envoy_http_downstream_rq_idle_timeout{http_conn_manager_prefix=\"meshproxy\"} "), 1);
 	ck_assert_uint_eq(prom(CX_ACTIVE), 0);
 }
 END_TEST
@@ -814,7 +814,7 @@ START_TEST(request_headers_timeout_closes)
 	apply_hcm("headers_timeout=100");
 	r = roundtrip("GET /a HTTP/1.1\r\nHost: reviews:9080\r\n\r\nGET /b HTTP/1.1\r\nHost: rev");
 	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12) && count(r, "HTTP/1.1 ") == 1, "%s", r);
-	ck_assert_uint_eq(prom("envoy_http_downstream_rq_header_timeout{envoy_http_conn_manager_prefix=\"meshproxy\"} "), 1);
+	ck_assert_uint_eq(prom("envoy_http_downstream_rq_header_timeout{http_conn_manager_prefix=\"meshproxy\"} "), 1);
 }
 END_TEST
 
@@ -826,7 +826,7 @@ START_TEST(connection_idle_timeout_closes)
 	apply_hcm("idle=100");
 	r = roundtrip("GET /a HTTP/1.1\r\nHost: reviews:9080\r\n\r\n");
 	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12), "%s", r);
-	ck_assert_uint_eq(prom("envoy_http_downstream_rq_header_timeout{envoy_http_conn_manager_prefix=\"meshproxy\"} "), 0);
+	ck_assert_uint_eq(prom("envoy_http_downstream_rq_header_timeout{http_conn_manager_prefix=\"meshproxy\"} "), 0);
 }
 END_TEST
 
@@ -866,7 +866,7 @@ END_TEST
 /* --- the loop guard: meshproxy never proxies to its own sockets (issue 16) */
 
 #define LOOP_REFUSED "\nmeshproxy_http_loop_refused "
-#define CX_TOTAL "envoy_http_downstream_cx_total{envoy_http_conn_manager_prefix=\"meshproxy\"} "
+#define CX_TOTAL "envoy_http_downstream_cx_total{http_conn_manager_prefix=\"meshproxy\"} "
 
 static const char *LOOP_SPEC =
 	"outbound\n"
