@@ -14,6 +14,7 @@
  */
 #include "dataplane/engine-t.h"
 #include "dataplane/h2.h"
+#include "dataplane/istio_stats.h"
 #include "dataplane/jwt.h"
 
 #include "common/log.h"
@@ -1507,7 +1508,10 @@ int engine_new(struct ev_loop *loop, const struct engine_opts *o, struct engine 
 	rc = authz_tab_new(&e->authz_tab);
 	if (rc == 0 && o->access_log && *o->access_log)
 		rc = px_alog_open(loop, o->access_log, &e->alog);
+	if (rc == 0 && o->node_id)
+		rc = istio_stats_new(o->node_id, o->labels, o->service_account, 0, &e->istio);
 	if (rc < 0) {
+		px_alog_free(e->alog);
 		authz_tab_free(e->authz_tab);
 		free(e->ifaddrs);
 		free(e);
@@ -1551,6 +1555,7 @@ void engine_free(struct engine *e)
 	free(e->ctab);
 	px_config_unref(e->cur);
 	px_alog_free(e->alog);
+	istio_stats_free(e->istio);
 	authz_tab_free(e->authz_tab);
 	free(e->self);
 	free(e->ifaddrs);
@@ -1838,7 +1843,8 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 		for (j = 0; j < e->n_ctab; j++)
 			prom_line(b, m[i].name, m[i].type, j > 0, e->ctab[j]->name,
 				  *(const uint64_t *)((const char *)&e->ctab[j]->st + m[i].off));
-	/* response code classes, Envoy's tag */
+	/* response code classes: Envoy's upstream_rq_2xx under Istio's stats_tags
+	 * (response_code_class "2xx", cluster_name), as Istio's sidecars print them */
 	for (i = 0; i < 4; i++) {
 		static const char *cls[] = { "2xx", "3xx", "4xx", "5xx" };
 
@@ -1888,6 +1894,8 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 			"# TYPE meshproxy_mirror_requests_dropped counter\nmeshproxy_mirror_requests_dropped %llu\n",
 			(unsigned long long)e->mirrors_sent, (unsigned long long)e->mirrors_dropped);
 	listener_prom(e, b);
+	if (e->istio)
+		istio_stats_prometheus(e->istio, b);
 }
 
 void engine_stats_text(const struct engine *e, struct mesh_buf *out)

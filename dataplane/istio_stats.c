@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* Envoy's default histogram buckets (Stats::HistogramSettingsImpl::defaultBuckets) */
 static const double istio_buckets[] = { 0.5,   1,     5,     10,     25,     50,     100,     250,     500,    1000,
@@ -288,6 +289,62 @@ int istio_is_meta_header(const char *name, size_t len)
 {
 	return (len == 21 && !strncasecmp(name, "x-envoy-peer-metadata", 21)) ||
 	       (len == 24 && !strncasecmp(name, "x-envoy-peer-metadata-id", 24));
+}
+
+int istio_grpc_status_val(const char *v, size_t len)
+{
+	int n = 0;
+	size_t i;
+
+	while (len && (*v == ' ' || *v == '\t'))
+		v++, len--;
+	while (len && (v[len - 1] == ' ' || v[len - 1] == '\t' || v[len - 1] == '\r'))
+		len--;
+	if (!len || len > 3)
+		return -1;
+	for (i = 0; i < len; i++) {
+		if (v[i] < '0' || v[i] > '9')
+			return -1;
+		n = n * 10 + (v[i] - '0');
+	}
+	return n;
+}
+
+int istio_grpc_status_in(const char *p, size_t len)
+{
+	const char *end = p + len, *nl, *colon;
+
+	for (; p < end; p = nl + 1) {
+		nl = memchr(p, '\n', (size_t)(end - p));
+		if (!nl)
+			nl = end;
+		colon = memchr(p, ':', (size_t)(nl - p));
+		if (colon && colon - p == 11 && !strncasecmp(p, "grpc-status", 11))
+			return istio_grpc_status_val(colon + 1, (size_t)(nl - colon - 1));
+	}
+	return -1;
+}
+
+const char *istio_service_of(const char *cluster, const char *authority, size_t alen, size_t *len)
+{
+	const char *p, *colon;
+	int bars = 0;
+
+	*len = 0;
+	if (cluster && !strncmp(cluster, "outbound|", 9)) {
+		for (p = cluster; *p && bars < 3; p++)
+			bars += *p == '|';
+		if (bars == 3 && *p) {
+			*len = strlen(p);
+			return p;
+		}
+	}
+	if (!authority || !alen)
+		return NULL;
+	/* a bracketed IPv6 literal keeps its colons */
+	colon = authority[0] == '[' ? NULL : memchr(authority, ':', alen);
+	*len = colon ? (size_t)(colon - authority) : alen;
+	return authority;
 }
 
 /* --- the table */

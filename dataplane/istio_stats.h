@@ -75,6 +75,20 @@ const struct istio_peer *istio_stats_peer(struct istio_stats *st, const char *b6
  * where Istio strips them). */
 int istio_is_meta_header(const char *name, size_t len);
 
+/* grpc-status in a block of "name: value\r\n" lines (an HTTP/1 trailer
+ * block), or -1 when absent or not a number. */
+int istio_grpc_status_in(const char *p, size_t len);
+/* grpc-status from one header value, or -1. */
+int istio_grpc_status_val(const char *v, size_t len);
+
+/*
+ * The destination service host: the host of an Istio cluster name
+ * "outbound|PORT|SUBSET|HOST", else the authority without its port (an
+ * inbound cluster "inbound|PORT||" names none).  *len gets its length;
+ * returns a pointer into cluster or authority (NULL, *len 0: none).
+ */
+const char *istio_service_of(const char *cluster, const char *authority, size_t alen, size_t *len);
+
 /* One finished request.  Strings are borrowed for the call. */
 struct istio_req {
 	int inbound;                    /* 1: reporter="destination", 0: "source" */
