@@ -59,6 +59,8 @@ struct istio_stats {
 	struct istio_cached_peer peers[ISTIO_PEER_CACHE];
 	size_t n_peers;
 	uint64_t peer_overflow;
+	char *principals[ISTIO_PEER_CACHE];
+	size_t n_principals;
 };
 
 /* --- peers */
@@ -395,6 +397,8 @@ void istio_stats_free(struct istio_stats *st)
 		free(st->tab[i].labels);
 	for (i = 0; i < st->n_peers; i++)
 		free(st->peers[i].text);
+	for (i = 0; i < st->n_principals; i++)
+		free(st->principals[i]);
 	free(st->tab);
 	free(st);
 }
@@ -436,6 +440,23 @@ const struct istio_peer *istio_stats_peer(struct istio_stats *st, const char *b6
 	c->hash = h;
 	st->n_peers++;
 	return &c->p;
+}
+
+const char *istio_stats_principal(struct istio_stats *st, const char *principal)
+{
+	size_t i;
+
+	if (!principal)
+		return NULL;
+	for (i = 0; i < st->n_principals; i++)
+		if (!strcmp(st->principals[i], principal))
+			return st->principals[i];
+	if (st->n_principals == ISTIO_PEER_CACHE) {
+		st->peer_overflow++;
+		return NULL;
+	}
+	st->principals[st->n_principals] = strdup(principal);
+	return st->principals[st->n_principals] ? st->principals[st->n_principals++] : NULL;
 }
 
 /* appends name="value" to the label text, escaping as the exposition format asks */

@@ -71,6 +71,11 @@ const char *istio_stats_meta(const struct istio_stats *st);
  * value and cached; NULL when it does not decode or the cache is full. */
 const struct istio_peer *istio_stats_peer(struct istio_stats *st, const char *b64, size_t len);
 
+/* A stable copy of a peer's principal (an upstream's SPIFFE id, for the
+ * source reporter's destination_principal), kept as long as st; NULL for
+ * NULL or when ISTIO_PEER_CACHE principals are kept already. */
+const char *istio_stats_principal(struct istio_stats *st, const char *principal);
+
 /* Whether name (len bytes) is one of the two exchange headers (stripped
  * where Istio strips them). */
 int istio_is_meta_header(const char *name, size_t len);

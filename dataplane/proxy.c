@@ -216,6 +216,7 @@ struct px_stream {
 	 * grpc-status + 1 of the response (u_on_head, trailers), 0: none;
 	 * a gRPC request (s_build_head) */
 	const struct istio_peer *peer;
+	const char *peer_principal;  /* outbound: the upstream's verified SPIFFE id (u_on_head; kept by istio_stats) */
 	int grpc_status1;
 	int is_grpc;
 	struct px_str method, path, authority, ua, xff, rid, proto;
@@ -348,7 +349,7 @@ static void s_istio(struct px_stream *s)
 	memset(&r, 0, sizeof(r));
 	r.inbound = s->d->inbound;
 	r.peer = s->peer;
-	r.peer_principal = s->d->inbound ? s->d->peer_principal : NULL;
+	r.peer_principal = s->d->inbound ? s->d->peer_principal : s->peer_principal;
 	r.mtls = s->d->inbound && s->d->peer_principal;
 	r.service = istio_service_of(s->cl ? s->cl->name : NULL, s->authority.p, s->authority.len, &r.service_len);
 	r.grpc = s->is_grpc;
@@ -1138,6 +1139,8 @@ static int u_on_head(struct px_uconn *u, struct px_stream *s, const struct h1_he
 		v = h1_head_get(h, "x-envoy-peer-metadata");
 		if (!d->inbound && v.len)
 			s->peer = istio_stats_peer(s->e->istio, v.p, v.len);
+		if (!d->inbound && u->tls)
+			s->peer_principal = istio_stats_principal(s->e->istio, px_tls_peer_uri(u->tls));
 	}
 	u->rkeep = (h->flags & H1_F_KEEP_ALIVE) != 0;
 	u->rframing = h->framing;
