@@ -37,8 +37,10 @@ struct istio_hist {
 struct istio_series {
 	char *labels; /* NULL: a free slot */
 	uint64_t hash;
+	int tcp;      /* a TCP series: the counters below, not the request ones */
 	uint64_t requests;
 	struct istio_hist dur, req, resp;
+	uint64_t opened, closed, sent, received;
 };
 
 struct istio_cached_peer {
@@ -508,7 +510,9 @@ static void hist_add(struct istio_hist *h, double v)
 	h->sum += v;
 }
 
-void istio_stats_record(struct istio_stats *st, const struct istio_req *r)
+/* The series for r's labels (tcp: Istio's TCP label set), made on first
+ * use; NULL past the cap (counted). */
+static struct istio_series *series_of(struct istio_stats *st, const struct istio_req *r, int tcp)
 {
 	static const struct istio_peer none;
 	const struct istio_peer *src = r->inbound ? (r->peer ? r->peer : &none) : &st->self;
@@ -540,14 +544,14 @@ void istio_stats_record(struct istio_stats *st, const struct istio_req *r)
 	lab_s(buf, &off, "source_canonical_revision", src->canon_rev);
 	lab_s(buf, &off, "source_workload_namespace", src->ns);
 	lab_s(buf, &off, "source_principal",
-	     r->inbound ? r->peer_principal : (st->self_principal[0] ? st->self_principal : NULL));
+	      r->inbound ? r->peer_principal : (st->self_principal[0] ? st->self_principal : NULL));
 	lab_s(buf, &off, "source_app", src->app);
 	lab_s(buf, &off, "source_version", src->version);
 	lab_s(buf, &off, "source_cluster", src->cluster);
 	lab_s(buf, &off, "destination_workload", dst->workload);
 	lab_s(buf, &off, "destination_workload_namespace", dst->ns);
 	lab_s(buf, &off, "destination_principal",
-	     r->inbound ? (r->mtls && st->self_principal[0] ? st->self_principal : NULL) : r->peer_principal);
+	      r->inbound ? (r->mtls && st->self_principal[0] ? st->self_principal : NULL) : r->peer_principal);
 	lab_s(buf, &off, "destination_app", dst->app);
 	lab_s(buf, &off, "destination_version", dst->version);
 	lab(buf, &off, "destination_service", svc, svc_len);
@@ -556,17 +560,19 @@ void istio_stats_record(struct istio_stats *st, const struct istio_req *r)
 	lab(buf, &off, "destination_service_name", svc, name_len);
 	lab(buf, &off, "destination_service_namespace", ns, ns_len);
 	lab_s(buf, &off, "destination_cluster", dst->cluster);
-	lab_s(buf, &off, "request_protocol", r->grpc ? "grpc" : "http");
-	snprintf(num, sizeof(num), "%d", r->response_code);
-	lab_s(buf, &off, "response_code", num);
-	/* Istio leaves grpc_response_status empty for plain HTTP */
-	if (r->grpc_status >= 0)
-		snprintf(num, sizeof(num), "%d", r->grpc_status);
-	else
-		num[0] = '\0';
-	off += (size_t)snprintf(buf + off, sizeof(buf) - off, ",grpc_response_status=\"%s\"", num);
-	if (off >= sizeof(buf))
-		off = sizeof(buf) - 1;
+	lab_s(buf, &off, "request_protocol", tcp ? "tcp" : r->grpc ? "grpc" : "http");
+	if (!tcp) {
+		snprintf(num, sizeof(num), "%d", r->response_code);
+		lab_s(buf, &off, "response_code", num);
+		/* Istio leaves grpc_response_status empty for plain HTTP */
+		if (r->grpc_status >= 0)
+			snprintf(num, sizeof(num), "%d", r->grpc_status);
+		else
+			num[0] = '\0';
+		off += (size_t)snprintf(buf + off, sizeof(buf) - off, ",grpc_response_status=\"%s\"", num);
+		if (off >= sizeof(buf))
+			off = sizeof(buf) - 1;
+	}
 	lab_s(buf, &off, "response_flags", r->response_flags && *r->response_flags ? r->response_flags : "-");
 	/* Istio's source reporter does not know the policy: "unknown" */
 	lab_s(buf, &off, "connection_security_policy", !r->inbound ? NULL : r->mtls ? "mutual_tls" : "none");
@@ -576,26 +582,47 @@ void istio_stats_record(struct istio_stats *st, const struct istio_req *r)
 		e = &st->tab[i];
 		if (!e->labels)
 			break;
-		if (e->hash == h && !strcmp(e->labels, buf))
-			goto found;
+		if (e->hash == h && e->tcp == tcp && !strcmp(e->labels, buf))
+			return e;
 	}
 	if (st->n >= st->max) {
 		st->overflow++;
-		return;
+		return NULL;
 	}
 	e->labels = malloc(off + 1);
 	if (!e->labels) {
 		st->overflow++;
-		return;
+		return NULL;
 	}
 	memcpy(e->labels, buf, off + 1);
 	e->hash = h;
+	e->tcp = tcp;
 	st->n++;
-found:
+	return e;
+}
+
+void istio_stats_record(struct istio_stats *st, const struct istio_req *r)
+{
+	struct istio_series *e = series_of(st, r, 0);
+
+	if (!e)
+		return;
 	e->requests++;
 	hist_add(&e->dur, (double)r->duration_ms);
 	hist_add(&e->req, (double)r->request_bytes);
 	hist_add(&e->resp, (double)r->response_bytes);
+}
+
+void istio_stats_tcp(struct istio_stats *st, const struct istio_req *r, int opened, int closed)
+{
+	struct istio_series *e = series_of(st, r, 1);
+
+	if (!e)
+		return;
+	e->opened += (uint64_t)opened;
+	e->closed += (uint64_t)closed;
+	e->received += r->request_bytes;
+	e->sent += r->response_bytes;
 }
 
 static void hist_out(struct mesh_buf *out, const char *name, const char *labels, const struct istio_hist *h)
@@ -620,7 +647,7 @@ void istio_stats_prometheus(const struct istio_stats *st, struct mesh_buf *out)
 
 	mesh_buf_puts(out, "# TYPE istio_requests_total counter\n");
 	for (i = 0; i < st->cap; i++)
-		if (st->tab[i].labels)
+		if (st->tab[i].labels && !st->tab[i].tcp)
 			mesh_buf_printf(out, "istio_requests_total{%s} %llu\n", st->tab[i].labels,
 					(unsigned long long)st->tab[i].requests);
 	for (k = 0; k < 3; k++) {
@@ -628,8 +655,22 @@ void istio_stats_prometheus(const struct istio_stats *st, struct mesh_buf *out)
 		for (i = 0; i < st->cap; i++) {
 			const struct istio_series *e = &st->tab[i];
 
-			if (e->labels)
+			if (e->labels && !e->tcp)
 				hist_out(out, hn[k], e->labels, k == 0 ? &e->dur : k == 1 ? &e->req : &e->resp);
+		}
+	}
+	for (k = 0; k < 4; k++) {
+		static const char *const tn[] = { "istio_tcp_connections_opened_total", "istio_tcp_connections_closed_total",
+						  "istio_tcp_received_bytes_total", "istio_tcp_sent_bytes_total" };
+
+		mesh_buf_printf(out, "# TYPE %s counter\n", tn[k]);
+		for (i = 0; i < st->cap; i++) {
+			const struct istio_series *e = &st->tab[i];
+
+			if (e->labels && e->tcp)
+				mesh_buf_printf(out, "%s{%s} %llu\n", tn[k], e->labels,
+						(unsigned long long)(k == 0 ? e->opened : k == 1 ? e->closed
+								 : k == 2 ? e->received : e->sent));
 		}
 	}
 	mesh_buf_printf(out,

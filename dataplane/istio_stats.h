@@ -110,6 +110,17 @@ struct istio_req {
 };
 void istio_stats_record(struct istio_stats *st, const struct istio_req *r);
 
+/*
+ * A TCP proxy connection in istio_tcp_connections_opened_total /
+ * _closed_total, istio_tcp_received_bytes_total (from downstream) and
+ * istio_tcp_sent_bytes_total (to downstream): Istio's TCP labels (those of
+ * a request with request_protocol "tcp", without response_code and
+ * grpc_response_status).  r's response_code, grpc and grpc_status are
+ * ignored; opened and closed are what to add (0 or 1).  The peer's
+ * workload is unknown on TCP (Istio's ALPN metadata exchange is not done).
+ */
+void istio_stats_tcp(struct istio_stats *st, const struct istio_req *r, int opened, int closed);
+
 /* Appends the istio_* families in Prometheus text format. */
 void istio_stats_prometheus(const struct istio_stats *st, struct mesh_buf *out);
 

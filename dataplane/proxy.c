@@ -3643,6 +3643,8 @@ static void d_tcp_start(struct px_dconn *d, const struct px_port *pp)
 	}
 	td.done = d_tcp_done;
 	td.arg = d;
+	td.inbound = d->inbound; /* issue 14: Istio's TCP metrics */
+	td.peer_principal = d->peer_principal;
 	ev_io_stop(e->loop, &d->io);
 	ev_timer_cancel(e->loop, &d->idle);
 	ev_defer_cancel(e->loop, &d->proc);
