@@ -166,6 +166,70 @@ START_TEST(test_cap)
 }
 END_TEST
 
+START_TEST(test_helpers)
+{
+	struct istio_stats *st;
+	static const char tr[] = "x: 1\r\nGRPC-Status: 14\r\ngrpc-message: no\r\n";
+	const char *a;
+	size_t n;
+
+	ck_assert_int_eq(istio_grpc_status_in(tr, sizeof(tr) - 1), 14);
+	ck_assert_int_eq(istio_grpc_status_in("grpc-message: no\r\n", 18), -1);
+	ck_assert_int_eq(istio_grpc_status_val(" 0 ", 3), 0);
+	ck_assert_int_eq(istio_grpc_status_val("1x", 2), -1);
+	a = istio_service_of("outbound|9080|v1|reviews.demo.svc.cluster.local", "x:1", 3, &n);
+	ck_assert_uint_eq(n, 30);
+	ck_assert_int_eq(memcmp(a, "reviews.demo.svc.cluster.local", n), 0);
+	a = istio_service_of("inbound|9080||", "reviews:9080", 12, &n);
+	ck_assert_uint_eq(n, 7);
+	ck_assert_int_eq(memcmp(a, "reviews", n), 0);
+	ck_assert_ptr_null(istio_service_of("inbound|9080||", NULL, 0, &n));
+	ck_assert_int_eq(istio_is_meta_header("X-Envoy-Peer-Metadata", 21), 1);
+	ck_assert_int_eq(istio_is_meta_header("x-envoy-peer-metadata-id", 24), 1);
+	ck_assert_int_eq(istio_is_meta_header("x-envoy-peer", 12), 0);
+	ck_assert_int_eq(istio_stats_new(NODE, "", "sa", 0, &st), 0);
+	a = istio_stats_principal(st, "spiffe://x/ns/a/sa/b");
+	ck_assert_str_eq(a, "spiffe://x/ns/a/sa/b");
+	ck_assert_ptr_eq(istio_stats_principal(st, "spiffe://x/ns/a/sa/b"), a);
+	ck_assert_ptr_null(istio_stats_principal(st, NULL));
+	ck_assert_ptr_null(istio_stats_peer(st, "AAAA!", 5));
+	istio_stats_free(st);
+}
+END_TEST
+
+START_TEST(test_tcp)
+{
+	struct istio_stats *st;
+	struct istio_req r;
+	char *out;
+
+	ck_assert_int_eq(istio_stats_new(NODE, "app=reviews", NULL, 0, &st), 0);
+	memset(&r, 0, sizeof(r));
+	r.inbound = 1;
+	r.mtls = 1;
+	r.peer_principal = "spiffe://cluster.local/ns/demo/sa/client";
+	r.service = "db.demo.svc.cluster.local";
+	r.service_len = strlen(r.service);
+	r.response_flags = "-";
+	istio_stats_tcp(st, &r, 1, 0);
+	r.request_bytes = 10;
+	r.response_bytes = 20;
+	istio_stats_tcp(st, &r, 0, 1);
+	/* the same labels as a request would be another series */
+	istio_stats_record(st, &r);
+	ck_assert_uint_eq(istio_stats_series(st), 2);
+	out = prom(st);
+	ck_assert_ptr_nonnull(strstr(out, "istio_tcp_connections_opened_total{reporter=\"destination\",source_workload=\"unknown\","));
+	ck_assert_ptr_nonnull(strstr(out, "request_protocol=\"tcp\",response_flags=\"-\",connection_security_policy=\"mutual_tls\"} 1\n"
+					  "# TYPE istio_tcp_connections_closed_total counter\n"));
+	ck_assert_ptr_nonnull(strstr(out, "connection_security_policy=\"mutual_tls\"} 10\n# TYPE istio_tcp_sent_bytes_total"));
+	ck_assert_ptr_nonnull(strstr(out, "connection_security_policy=\"mutual_tls\"} 20\n"));
+	ck_assert_ptr_null(strstr(out, "request_protocol=\"tcp\",response_code"));
+	free(out);
+	istio_stats_free(st);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("istio_stats");
@@ -175,6 +239,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_canonical_fallbacks);
 	tcase_add_test(tc, test_record_labels);
 	tcase_add_test(tc, test_cap);
+	tcase_add_test(tc, test_helpers);
+	tcase_add_test(tc, test_tcp);
 	suite_add_tcase(s, tc);
 	return s;
 }
