@@ -2,17 +2,17 @@
  * istio_stats.c - Istio's standard request metrics and HTTP metadata
  * exchange (istio_stats.h).
  *
- * A series is keyed by its Prometheus label text, built on the stack per
- * request in Istio's label order; the text's hash picks a slot in an
- * open-addressing table (linear probing, never shrinks, at most half
- * full).  The first request of a label set copies the text once; later
- * ones only hash and compare.  Histograms use Envoy's default buckets,
+ * A series is keyed by what its labels are made of (struct istio_key:
+ * table-kept peer and principal pointers, the service host, code, flags);
+ * the key's XXH3 picks a slot in an open-addressing table (linear probing,
+ * never shrinks, at most half full).  The first request of a label set
+ * builds its Prometheus label text in Istio's order and copies it once;
+ * later ones only hash the key (~270 bytes) and compare.  Histograms use Envoy's default buckets,
  * which Istio keeps for its istio_* histograms (durations in ms, sizes in
  * bytes alike).
  */
 #include "dataplane/istio_stats.h"
 
-#include "common/hash.h"
 #include "google/protobuf/struct.pb-c.h"
 
 #include <errno.h>
@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <xxhash.h>
 
 /* Envoy's default histogram buckets (Stats::HistogramSettingsImpl::defaultBuckets) */
 static const double istio_buckets[] = { 0.5,   1,     5,     10,     25,     50,     100,     250,     500,    1000,
@@ -34,9 +35,21 @@ struct istio_hist {
 	double sum;
 };
 
+/* What a series' labels are made of, compared per request instead of the
+ * label text: peers and principals are kept by the table (stable
+ * pointers), the rest is copied.  Zeroed before filling: padding too. */
+struct istio_key {
+	const struct istio_peer *peer;
+	const char *principal;
+	int inbound, mtls, grpc, tcp, code, grpc_status;
+	char service[192]; /* a longer host is cut */
+	char flags[32];
+};
+
 struct istio_series {
 	char *labels; /* NULL: a free slot */
 	uint64_t hash;
+	struct istio_key key;
 	int tcp;      /* a TCP series: the counters below, not the request ones */
 	uint64_t requests;
 	struct istio_hist dur, req, resp;
@@ -417,7 +430,7 @@ const char *istio_stats_meta(const struct istio_stats *st)
 
 const struct istio_peer *istio_stats_peer(struct istio_stats *st, const char *b64, size_t len)
 {
-	uint64_t h = mesh_hash(b64, len);
+	uint64_t h = XXH3_64bits(b64, len);
 	struct istio_cached_peer *c;
 	size_t i;
 
@@ -512,18 +525,16 @@ static void hist_add(struct istio_hist *h, double v)
 
 /* The series for r's labels (tcp: Istio's TCP label set), made on first
  * use; NULL past the cap (counted). */
-static struct istio_series *series_of(struct istio_stats *st, const struct istio_req *r, int tcp)
+static void labels_text(const struct istio_stats *st, const struct istio_req *r, int tcp, char *buf, size_t *len)
 {
 	static const struct istio_peer none;
 	const struct istio_peer *src = r->inbound ? (r->peer ? r->peer : &none) : &st->self;
 	const struct istio_peer *dst = r->inbound ? &st->self : (r->peer ? r->peer : &none);
 	const char *svc = r->service;
-	size_t svc_len = svc ? r->service_len : 0, name_len, off = 0, i;
+	size_t svc_len = svc ? r->service_len : 0, name_len, off = 0;
 	const char *dot, *ns = NULL;
 	size_t ns_len = 0;
-	char buf[ISTIO_LABELS_MAX], num[16];
-	struct istio_series *e;
-	uint64_t h;
+	char num[16];
 
 	buf[0] = '\0';
 	/* destination_service_name / _namespace: "NAME.NS.svc..." */
@@ -569,32 +580,71 @@ static struct istio_series *series_of(struct istio_stats *st, const struct istio
 			snprintf(num, sizeof(num), "%d", r->grpc_status);
 		else
 			num[0] = '\0';
-		off += (size_t)snprintf(buf + off, sizeof(buf) - off, ",grpc_response_status=\"%s\"", num);
-		if (off >= sizeof(buf))
-			off = sizeof(buf) - 1;
+		off += (size_t)snprintf(buf + off, ISTIO_LABELS_MAX - off, ",grpc_response_status=\"%s\"", num);
+		if (off >= ISTIO_LABELS_MAX)
+			off = ISTIO_LABELS_MAX - 1;
 	}
 	lab_s(buf, &off, "response_flags", r->response_flags && *r->response_flags ? r->response_flags : "-");
 	/* Istio's source reporter does not know the policy: "unknown" */
 	lab_s(buf, &off, "connection_security_policy", !r->inbound ? NULL : r->mtls ? "mutual_tls" : "none");
+	*len = off;
+}
 
-	h = mesh_hash(buf, off);
+static void key_str(char *dst, size_t cap, const char *src, size_t n)
+{
+	if (n >= cap)
+		n = cap - 1;
+	if (n)
+		memcpy(dst, src, n);
+}
+
+/* The series for r's labels (tcp: Istio's TCP label set), made on first
+ * use: only then is the label text built.  NULL past the cap (counted). */
+static struct istio_series *series_of(struct istio_stats *st, const struct istio_req *r, int tcp)
+{
+	struct istio_key k;
+	struct istio_req rr = *r;
+	struct istio_series *e;
+	char buf[ISTIO_LABELS_MAX];
+	size_t i, off;
+	uint64_t h;
+
+	memset(&k, 0, sizeof(k));
+	k.peer = r->peer;
+	k.principal = rr.peer_principal = istio_stats_principal(st, r->peer_principal);
+	k.inbound = r->inbound;
+	k.mtls = r->mtls;
+	k.tcp = tcp;
+	if (!tcp) {
+		k.grpc = r->grpc;
+		k.code = r->response_code;
+		k.grpc_status = r->grpc_status;
+	}
+	key_str(k.service, sizeof(k.service), r->service, r->service ? r->service_len : 0);
+	key_str(k.flags, sizeof(k.flags), r->response_flags, r->response_flags ? strlen(r->response_flags) : 0);
+	h = XXH3_64bits(&k, sizeof(k));
 	for (i = h & (st->cap - 1);; i = (i + 1) & (st->cap - 1)) {
 		e = &st->tab[i];
 		if (!e->labels)
 			break;
-		if (e->hash == h && e->tcp == tcp && !strcmp(e->labels, buf))
+		if (e->hash == h && !memcmp(&e->key, &k, sizeof(k)))
 			return e;
 	}
 	if (st->n >= st->max) {
 		st->overflow++;
 		return NULL;
 	}
+	rr.service = k.service;
+	rr.service_len = strlen(k.service);
+	rr.response_flags = k.flags;
+	labels_text(st, &rr, tcp, buf, &off);
 	e->labels = malloc(off + 1);
 	if (!e->labels) {
 		st->overflow++;
 		return NULL;
 	}
 	memcpy(e->labels, buf, off + 1);
+	e->key = k;
 	e->hash = h;
 	e->tcp = tcp;
 	st->n++;
