@@ -249,6 +249,7 @@ static int kw__put(struct kw__res *r, const char *text, const struct kube_json *
 	char key[600];
 	struct kw__known *k;
 	struct kube_event *e = NULL;
+	bool is_new;
 	int rc;
 
 	if (!name || !*name || obj->type != KUBE_JSON_OBJECT)
@@ -266,6 +267,7 @@ static int kw__put(struct kw__res *r, const char *text, const struct kube_json *
 		k->seen = true;
 		return 0;
 	}
+	is_new = !k;
 	if (!k) {
 		k = calloc(1, sizeof(*k));
 		if (!k)
@@ -277,6 +279,10 @@ static int kw__put(struct kw__res *r, const char *text, const struct kube_json *
 		}
 	}
 	k->seen = true;
+	/* pilot_k8s_*_events as Istio's informers count them: an object new
+	 * to us (listed or watched) is an add, a new version an update */
+	if (!r->info->only_name)
+		metrics_k8s_event(r->info->cfg_kind, is_new ? METRICS_K8S_ADD : METRICS_K8S_UPDATE);
 	kw__set_rv(k->rv, rv ? rv : "");
 	e = kw__decode(r, text, obj, ns, name);
 	if (!e)
@@ -292,6 +298,8 @@ static int kw__delete(struct kw__res *r, const char *ns, const char *name)
 
 	snprintf(key, sizeof(key), "%s/%s", ns, name);
 	free(kube_map_del(&r->known, key));
+	if (!r->info->only_name)
+		metrics_k8s_event(r->info->cfg_kind, METRICS_K8S_DELETE);
 	e = kw__event(r, KUBE_EVENT_DELETE, ns, name);
 	if (!e)
 		return -ENOMEM;
