@@ -290,6 +290,7 @@ struct engine {
 	uint64_t tls_handshake_fail;     /* downstream TLS handshakes that failed (ssl.connection_error) */
 	uint64_t tls_plain_refused;      /* plaintext connections refused by a TLS-only (STRICT) port */
 	struct authz_tab *authz_tab;     /* RBAC counters by name, across configs (engine_new) */
+	struct istio_stats *istio;       /* issue 14: Istio's request metrics (engine_new), NULL: off */
 };
 
 /* engine.c */

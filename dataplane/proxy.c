@@ -26,6 +26,7 @@
 #include "dataplane/h2.h"
 #include "dataplane/http1.h"
 #include "dataplane/identity.h"
+#include "dataplane/istio_stats.h"
 #include "dataplane/jwt.h"
 #include "dataplane/mtls.h"
 #include "dataplane/retry.h"
@@ -217,6 +218,14 @@ struct px_stream {
 	struct jwt_result *jwt;      /* the jwt_authn filter's outcome (s_jwt(), owned), or NULL */
 	int xfcc;                    /* the inbound port's HCM forwards the client cert (set at its lookup) */
 	char *norm_path;             /* the HCM-normalized path and query (owned; s_authz), or NULL: as sent */
+	/* issue 14 (istio_stats.h): the other side's workload from metadata
+	 * exchange (s_build_head inbound, u_on_head outbound), NULL: unknown;
+	 * grpc-status + 1 of the response (u_on_head, trailers), 0: none;
+	 * a gRPC request (s_build_head) */
+	const struct istio_peer *peer;
+	const char *peer_principal;  /* outbound: the upstream's verified SPIFFE id (u_on_head; kept by istio_stats) */
+	int grpc_status1;
+	int is_grpc;
 	struct px_str method, path, authority, ua, xff, rid, proto;
 	size_t meta_len;
 	char meta[PX_META_MAX];
@@ -239,6 +248,7 @@ static void gai_free(struct px_gai *g);
 static const char *req_header(void *ctx, const char *name, size_t name_len, size_t *value_len);
 static void s_end(struct px_stream *s);
 static void s_fail(struct px_stream *s, int kind, unsigned flag);
+static int s_put_peer_meta(struct engine *e, struct mesh_buf *b);
 
 /* --- outlier detection (outlier.h): what happened on a host */
 
@@ -337,10 +347,34 @@ static void s_count_status(struct px_stream *s)
 		st->rq_5xx++;
 }
 
+/* issue 14: the request in Istio's standard metrics */
+static void s_istio(struct px_stream *s)
+{
+	struct istio_req r;
+	char fl[64];
+
+	memset(&r, 0, sizeof(r));
+	r.inbound = s->d->inbound;
+	r.peer = s->peer;
+	r.peer_principal = s->d->inbound ? s->d->peer_principal : s->peer_principal;
+	r.mtls = s->d->inbound && s->d->peer_principal;
+	r.service = istio_service_of(s->cl ? s->cl->name : NULL, s->authority.p, s->authority.len, &r.service_len);
+	r.grpc = s->is_grpc;
+	r.response_code = s->status;
+	r.grpc_status = s->grpc_status1 - 1;
+	r.response_flags = px_flags_str(s->flags, fl, sizeof(fl));
+	r.duration_ms = ev_now(s->e->loop) - s->start_ms;
+	r.request_bytes = s->rx;
+	r.response_bytes = s->tx;
+	istio_stats_record(s->e->istio, &r);
+}
+
 static void s_log(struct px_stream *s)
 {
 	struct px_alog_entry le;
 
+	if (s->e->istio)
+		s_istio(s);
 	if (!s->e->alog)
 		return;
 	memset(&le, 0, sizeof(le));
@@ -1102,13 +1136,26 @@ static int u_on_head(struct px_uconn *u, struct px_stream *s, const struct h1_he
 	s->upstream_ms = (int64_t)(ev_now(s->e->loop) - s->try_start_ms);
 	s->resp_started = 1;
 	s->status = h->status;
+	if (s->e->istio) {
+		/* issue 14: grpc-status of a trailers-only answer, and the
+		 * destination's metadata on an outbound response */
+		struct h1_str v = h1_head_get(h, "grpc-status");
+
+		if (v.len)
+			s->grpc_status1 = istio_grpc_status_val(v.p, v.len) + 1;
+		v = h1_head_get(h, "x-envoy-peer-metadata");
+		if (!d->inbound && v.len)
+			s->peer = istio_stats_peer(s->e->istio, v.p, v.len);
+		if (!d->inbound && u->tls)
+			s->peer_principal = istio_stats_principal(s->e->istio, px_tls_peer_uri(u->tls));
+	}
 	u->rkeep = (h->flags & H1_F_KEEP_ALIVE) != 0;
 	u->rframing = h->framing;
 	if (s->retrying) {
 		s->cl->st.rq_retry_success++;
 	}
 	rc = h1_out_status_line(b, h->status, h->reason);
-	if (!rc && !s->hdrs->n_resp) {
+	if (!rc && !s->hdrs->n_resp && !s->e->istio) {
 		rc = h1_out_fields(b, h, h->framing != H1_BODY_NONE);
 	} else if (!rc) {
 		size_t i;
@@ -1120,8 +1167,13 @@ static int u_on_head(struct px_uconn *u, struct px_stream *s, const struct h1_he
 			if ((f->flags & H1_HF_HOP) || (id == H1_H_CONTENT_LENGTH && h->framing != H1_BODY_NONE) ||
 			    edit_drops(f->name, s->hdrs->resp, s->hdrs->n_resp))
 				continue;
+			/* issue 14: metadata exchange headers end at the sidecar that reads them */
+			if (s->e->istio && istio_is_meta_header(f->name.p, f->name.len))
+				continue;
 			rc = h1_out_header(b, f->name, f->value);
 		}
+		if (!rc && s->e->istio && d->inbound)
+			rc = s_put_peer_meta(s->e, b);
 		if (!rc)
 			rc = edit_add(b, h->headers, h->n_headers, s->hdrs->resp, s->hdrs->n_resp);
 	}
@@ -1273,6 +1325,12 @@ static void u_process(struct px_uconn *u)
 			if (rc == H1_TRAILERS) {
 				/* relayed when the client's side is chunked too (gRPC's
 				 * grpc-status over HTTP/2 arrives this way from h2.c) */
+				if (s->e->istio) {
+					int g = istio_grpc_status_in(data.p, data.len);
+
+					if (g >= 0)
+						s->grpc_status1 = g + 1;
+				}
 				if (s->out_framing == H1_BODY_CHUNKED && !s->trailers_sent) {
 					mesh_buf_puts(&d->out, "0\r\n");
 					mesh_buf_append(&d->out, data.p, data.len);
@@ -1900,6 +1958,16 @@ static int s_put_xfcc(struct px_stream *s, struct mesh_buf *b)
 	return mesh_buf_puts(b, "\r\n");
 }
 
+/* issue 14: Istio's metadata exchange headers for this node (istio_stats.h) */
+static int s_put_peer_meta(struct engine *e, struct mesh_buf *b)
+{
+	mesh_buf_puts(b, "x-envoy-peer-metadata-id: ");
+	mesh_buf_puts(b, istio_stats_meta_id(e->istio));
+	mesh_buf_puts(b, "\r\nx-envoy-peer-metadata: ");
+	mesh_buf_puts(b, istio_stats_meta(e->istio));
+	return mesh_buf_puts(b, "\r\n") < 0 ? -ENOMEM : 0;
+}
+
 static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_str authority,
 			const struct router_req *rq)
 {
@@ -1962,6 +2030,16 @@ static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_
 			continue;
 		if (rt->include_attempt_count_req && h1_str_ieq(f->name, "x-envoy-attempt-count"))
 			continue;
+		if (s->e->istio && istio_is_meta_header(f->name.p, f->name.len)) {
+			/* issue 14: the source's metadata is read inbound and never
+			 * forwarded; outbound, ours replaces any the app sent */
+			if (s->d->inbound && f->name.len == 21)
+				s->peer = istio_stats_peer(s->e->istio, f->value.p, f->value.len);
+			continue;
+		}
+		if (s->e->istio && h1_str_ieq(f->name, "content-type") && f->value.len >= 16 &&
+		    !strncasecmp(f->value.p, "application/grpc", 16))
+			s->is_grpc = 1;
 		if (h1_str_ieq(f->name, "x-request-id"))
 			have_rid = 1;
 		else if (h1_str_ieq(f->name, "x-forwarded-proto"))
@@ -1982,6 +2060,8 @@ static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_
 		rc = mesh_buf_puts(b, "x-forwarded-proto: http\r\n");
 	if (!rc && s->xfcc)
 		rc = s_put_xfcc(s, b);
+	if (!rc && s->e->istio && !s->d->inbound)
+		rc = s_put_peer_meta(s->e, b);
 	if (!rc && eh->n_req)
 		rc = edit_add(b, h->headers, h->n_headers, eh->req, eh->n_req);
 	if (!rc && s->jwt && s->jwt->add)
@@ -3563,6 +3643,8 @@ static void d_tcp_start(struct px_dconn *d, const struct px_port *pp)
 	}
 	td.done = d_tcp_done;
 	td.arg = d;
+	td.inbound = d->inbound; /* issue 14: Istio's TCP metrics */
+	td.peer_principal = d->peer_principal;
 	ev_io_stop(e->loop, &d->io);
 	ev_timer_cancel(e->loop, &d->idle);
 	ev_defer_cancel(e->loop, &d->proc);
