@@ -1,0 +1,177 @@
+"""Attacks on meshproxy's AuthorizationPolicy enforcement (issue 12), each
+one a way a request once got past a DENY rule; the fix for each is named in
+the commit that added its test.
+
+One meshd (file source), one meshproxy sidecar for namespace foo,
+app=httpbin, whose `Sidecar` ingress listener (captureMode NONE) binds a
+free port and forwards to a real HTTP backend on 127.0.0.1 (the setup of
+test_mesh_authz.py).  One DENY policy holds every rule the attacks aim at:
+  - paths "/admin", "/admin/*" and the suffix "*/secret";
+  - hosts "evil.example";
+  - remoteIpBlocks 10.9.9.9 (the sidecar's HCM: use_remote_address false,
+    no trusted hops, so the remote address is XFF's rightmost entry, as
+    Envoy takes it from the merged header).
+Requests are written byte for byte on a socket (no client library fixes
+them up).  The invariant checked besides the named attacks: whatever the
+sidecar forwards, the path the backend receives, sent again as it is, gets
+the same answer (RBAC judged the path that went upstream).
+
+About 5-10 s: one meshd, one sidecar, a few dozen requests; every wait is
+bounded and nothing asserts on timing.
+"""
+import os
+import socket
+import unittest
+
+import meshhttp
+from meshhttp import Backend, Sidecar, slow
+from meshtest import Meshd, free_port, wait_for
+from test_mesh_authz import service_yaml, sidecar_yaml
+
+NS = "foo"
+POLICY = """apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-attacks, namespace: foo}
+spec:
+  selector: {matchLabels: {app: httpbin}}
+  action: DENY
+  rules:
+  - to: [{operation: {paths: ["/admin", "/admin/*", "*/secret"]}}]
+  - to: [{operation: {hosts: ["evil.example"]}}]
+  - from: [{source: {remoteIpBlocks: ["10.9.9.9"]}}]
+"""
+# the head limit is 60 KiB: these stay well inside it, and far over the
+# few hundred bytes a request line usually has
+LONG = 3000
+
+
+def raw_target_backend():
+    """meshhttp's Backend, keeping the request-target as it came (Python's
+    server turns a leading "//" into "/", which would hide what went upstream)."""
+    app = Backend("app", "127.0.0.1")
+    base = app.server.RequestHandlerClass
+
+    class Raw(base):
+        def parse_request(self):
+            ok = base.parse_request(self)
+            if ok:
+                self.path = self.requestline.split(" ")[1]
+            return ok
+    app.server.RequestHandlerClass = Raw
+    return app
+
+
+class MeshSecurityTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.app = raw_target_backend()
+        cls.port = free_port()
+        tcp_port = free_port()
+        cls.meshd = Meshd({"service.yaml": service_yaml([cls.port], tcp_port, cls.app.port),
+                           "sidecar.yaml": sidecar_yaml([cls.port], tcp_port, cls.app.port),
+                           "policy.yaml": POLICY})
+        cls.sc = None
+        try:
+            cls.meshd.start()
+            saved, meshhttp.NS = meshhttp.NS, NS
+            try:
+                cls.sc = Sidecar(cls.meshd, "httpbin-1", "app=httpbin,version=v1")
+            finally:
+                meshhttp.NS = saved
+            cls.sc.wait_ready()
+            wait_for(lambda: cls.status(b"GET /admin HTTP/1.1\r\nHost: h\r\n\r\n") == 403,
+                     timeout=60 if slow() else 30, what="the DENY policy applied")
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        rc, logs = (cls.sc.stop(), cls.sc.logs()) if cls.sc else (0, "")
+        cls.meshd.finish(cls.app)
+        if cls.sc:
+            cls.sc.cleanup()
+        if rc != 0:
+            raise AssertionError("meshproxy exited %s:\n%s" % (rc, logs))
+
+    @classmethod
+    def status(cls, data):
+        """Writes one raw request; the answer's status code (0: closed unanswered)."""
+        with socket.create_connection(("127.0.0.1", cls.port), timeout=10) as s:
+            s.sendall(data)
+            got = b""
+            while b"\r\n" not in got:
+                b = s.recv(4096)
+                if not b:
+                    break
+                got += b
+        parts = got.split(b" ", 2)
+        return int(parts[1]) if len(parts) > 1 and parts[0].startswith(b"HTTP/") else 0
+
+    def get(self, path, headers=()):
+        """GET path with Host h and the extra header lines: (status, path the backend got or None)."""
+        self.app.reset()
+        head = b"GET " + path.encode() + b" HTTP/1.1\r\nHost: h\r\n"
+        for line in headers:
+            head += line.encode() + b"\r\n"
+        st = self.status(head + b"\r\n")
+        last = self.app.last()
+        return st, (last[1] if last else None)
+
+    # ------------------------------------------------------------ paths
+
+    def test_long_path_keeps_its_suffix(self):
+        # RBAC once judged only the path's first ~2 KB (the stream's fixed
+        # metadata buffer) while the whole path went upstream
+        st, seen = self.get("/" + "a" * LONG + "/secret")
+        self.assertEqual((st, seen), (403, None))
+
+    def test_long_path_dot_segments(self):
+        # the dots past the cut were never normalized, yet went upstream
+        st, seen = self.get("/public/" + "a" * LONG + "/../../admin/x")
+        self.assertEqual((st, seen), (403, None))
+
+    def test_forwarded_path_is_the_judged_path(self):
+        tricks = ["//admin", "/%2e%2e/admin", "/admin%2Fx", "/x%2f..%2fadmin", "/x/..%2fadmin", "/x/..%5cadmin",
+                  "/ADMIN", "/admin;x", "/admin;/x", "/%c0%ae%c0%ae/admin", "/admin%20", "/admin%23x",
+                  "/admin%3fx", "/%2561dmin", "/admin/..", "/x/.%2e/admin", "/x\\..\\admin", "/admin\\x",
+                  "/%61dmin", "/adm%69n?x=/admin", "/p?q=" + "b" * LONG]
+        for p in tricks:
+            st, seen = self.get(p)
+            self.assertIn(st, (200, 400, 403), p)
+            if st != 200:
+                continue
+            # what went upstream, sent as it is, is judged the same
+            st2, seen2 = self.get(seen)
+            self.assertEqual((st2, seen2), (200, seen), "%r went upstream as %r" % (p, seen))
+        # spot checks of Envoy's BASE normalization
+        self.assertEqual(self.get("/x/../admin"), (403, None))
+        self.assertEqual(self.get("/%2e%2e/admin"), (403, None))
+        self.assertEqual(self.get("/admin%00"), (400, None))
+        self.assertEqual(self.get("/admin#frag"), (400, None))
+
+    # ------------------------------------------------------------ hosts
+
+    def test_long_path_keeps_the_host(self):
+        # the authority was cut off behind a long path
+        self.assertEqual(self.status(b"GET /" + b"a" * LONG + b" HTTP/1.1\r\nHost: evil.example\r\n\r\n"), 403)
+        self.assertEqual(self.status(b"GET / HTTP/1.1\r\nHost: evil.example\r\nHost: h\r\n\r\n"), 400)
+
+    # ------------------------------------------------------------ X-Forwarded-For
+
+    def test_xff_after_a_long_user_agent(self):
+        # XFF was cut short behind a long User-Agent: "1.2.3.4, 10.9.9.9"
+        # kept only its first entry (the UA filled the 2 KB but ~10 bytes)
+        st, _ = self.get("/", ["User-Agent: " + "u" * 2025, "X-Forwarded-For: 1.2.3.4, 10.9.9.9"])
+        self.assertEqual(st, 403)
+
+    def test_repeated_xff_is_one_list(self):
+        # Envoy joins repeated X-Forwarded-For lines (an inline header) with
+        # ","; only the first line was read
+        self.assertEqual(self.get("/", ["X-Forwarded-For: 1.2.3.4", "X-Forwarded-For: 10.9.9.9"])[0], 403)
+        self.assertEqual(self.get("/", ["X-Forwarded-For: 10.9.9.9", "X-Forwarded-For: 1.2.3.4"])[0], 200)
+        self.assertEqual(self.get("/", ["X-Forwarded-For: 1.2.3.4, 10.9.9.9"])[0], 403)
+
+
+if __name__ == "__main__":
+    unittest.main()
