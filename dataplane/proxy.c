@@ -50,7 +50,7 @@
 #define PX_OUT_MAX (8 * 1024 * 1024)      /* cap on queued output (never reached: HIGH stops the feeder) */
 #define PX_RETRY_BODY_MAX (64 * 1024)     /* request body kept for retries (body bytes, as Envoy's buffer limit) */
 #define PX_BODY_FRAMING_SLACK (16 * 1024) /* room for the chunk framing kept with it */
-#define PX_META_MAX 2048
+#define PX_META_SLACK 64 /* meta beyond the head's fields: "/", the protocol, a generated request id */
 #define PX_MAX_TRIED 8
 #define PX_RESOLVE_POLL_MS 2
 #define PX_RESOLVE_MAX_MS 5000
@@ -205,8 +205,9 @@ struct px_stream {
 	int xfcc;                    /* the inbound port's HCM forwards the client cert (set at its lookup) */
 	char *norm_path;             /* the HCM-normalized path and query (owned; s_authz), or NULL: as sent */
 	struct px_str method, path, authority, ua, xff, rid, proto;
-	size_t meta_len;
-	char meta[PX_META_MAX];
+	size_t meta_len, meta_cap;
+	char meta[]; /* sized by meta_need at d_stream_start: never truncated, since
+	              * RBAC judges these copies (a cut path, Host or XFF was a bypass) */
 };
 
 static void d_update(struct px_dconn *d);
@@ -282,18 +283,53 @@ static size_t ob_pending(const struct mesh_buf *b, size_t off)
 	return b->len - off;
 }
 
-/* --- meta: the request fields the access log needs, copied out of the input buffer */
+/* --- meta: the request fields RBAC, routing and the access log read, copied out of the input buffer */
 
+/* Bytes of meta a request's fields take: its target, authority, Host and
+ * every header value (bounded by the head limit), plus PX_META_SLACK. */
+static size_t meta_need(const struct h1_head *h)
+{
+	size_t n = PX_META_SLACK + h->method.len + h->target.len + h->path.len + h->authority.len + h->host.len, i;
+
+	for (i = 0; i < h->n_headers; i++)
+		n += h->headers[i].value.len + 1;
+	return n;
+}
+
+/* A copy of (p, len) in s->meta.  meta is sized for the whole head
+ * (meta_need), so the clamp below is a guard that never cuts in practice. */
 static struct px_str meta_put(struct px_stream *s, const char *p, size_t len)
 {
 	struct px_str r = { "", 0 };
 
-	if (len > PX_META_MAX - s->meta_len)
-		len = PX_META_MAX - s->meta_len;
+	if (len > s->meta_cap - s->meta_len)
+		len = s->meta_cap - s->meta_len;
 	memcpy(s->meta + s->meta_len, p, len);
 	r.p = s->meta + s->meta_len;
 	r.len = len;
 	s->meta_len += len;
+	return r;
+}
+
+/* Every value of header lc (lower case) joined by ",", in meta: repeated
+ * lines read as one list, as Envoy's header map coalesces an inline header
+ * such as X-Forwarded-For (HeaderMapImpl, DelimiterForInlineHeaders). */
+static struct px_str meta_put_joined(struct px_stream *s, const struct h1_head *h, const char *lc)
+{
+	struct px_str r = { "", 0 }, v;
+	size_t i;
+
+	for (i = 0; i < h->n_headers; i++) {
+		if (!h1_str_ieq(h->headers[i].name, lc))
+			continue;
+		if (r.len) {
+			(void)meta_put(s, ",", 1);
+			v = meta_put(s, h->headers[i].value.p, h->headers[i].value.len);
+			r.len += 1 + v.len;
+		} else {
+			r = meta_put(s, h->headers[i].value.p, h->headers[i].value.len);
+		}
+	}
 	return r;
 }
 
@@ -2508,12 +2544,13 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 	int need_dst = 0, delay;
 	uint32_t i;
 
-	s = calloc(1, sizeof(*s));
+	s = calloc(1, sizeof(*s) + meta_need(h));
 	if (!s) {
 		d->close_after = 1;
 		d->state = D_CLOSING;
 		return;
 	}
+	s->meta_cap = meta_need(h);
 	s->d = d;
 	s->e = e;
 	s->cfg = px_config_ref(cfg);
@@ -2564,8 +2601,7 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		struct h1_str v = h1_head_get(h, "user-agent");
 
 		s->ua = meta_put(s, v.p, v.len);
-		v = h1_head_get(h, "x-forwarded-for");
-		s->xff = meta_put(s, v.p, v.len);
+		s->xff = meta_put_joined(s, h, "x-forwarded-for");
 		v = h1_head_get(h, "x-request-id");
 		s->rid = meta_put(s, v.p, v.len);
 	}
