@@ -3416,6 +3416,12 @@ void px_accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 			struct sockaddr_storage local;
 			socklen_t llen = sizeof(local);
 
+			/* the kernel (getorigdst) writes a sockaddr_in but leaves the
+			 * length as passed: compared as it was, no connection was
+			 * ever seen as captured (and RBAC, STRICT and the original
+			 * destination then followed the Host header's port) */
+			o.dst_len = sizeof(struct sockaddr_in);
+
 			if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0 && llen == o.dst_len &&
 			    memcmp(&local, &o.dst, llen))
 				o.captured = 1; /* redirected; else it was sent to us directly */

@@ -21,6 +21,7 @@ bounded and nothing asserts on timing.
 """
 import os
 import socket
+import subprocess
 import unittest
 
 import meshhttp
@@ -175,3 +176,154 @@ class MeshSecurityTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+# ---------------------------------------------------------------- captured traffic
+#
+# With iptables capture every inbound port reaches virtualInbound, also the
+# ports no Service declares: Istio's passthrough chains keep the workload's
+# AuthorizationPolicy (network RBAC) and PeerAuthentication (STRICT: TLS
+# only) there too.  Capture needs a network namespace of its own and
+# iptables (root): the test re-runs this file's CaptureInNetns inside
+# `unshare -n`, and is skipped where that cannot be done.
+
+WL_IP = "127.0.0.5"       # the workload's address (captured: redirected to the sidecar)
+CLIENT_OK = "127.0.0.8"   # a client the policy lets through
+CLIENT_DENIED = "127.0.0.9"  # a client the policy denies (source ipBlocks)
+CAPTURE_DENY = """apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-client, namespace: demo}
+spec:
+  selector: {matchLabels: {app: web}}
+  action: DENY
+  rules:
+  - from: [{source: {ipBlocks: ["%s"]}}]
+""" % CLIENT_DENIED
+CAPTURE_STRICT = """apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: demo}
+spec:
+  mtls: {mode: STRICT}
+"""
+
+
+def capture_service(declared):
+    return """apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: web, namespace: demo}
+spec:
+  hosts: [web.demo.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: %d, name: http, protocol: HTTP}]
+  workloadSelector: {labels: {app: web}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: web-1, namespace: demo}
+spec: {address: %s, labels: {app: web}, serviceAccount: web}
+""" % (declared, WL_IP)
+
+
+def netns_usable():
+    if os.environ.get("MESH_IT_NETNS") == "1":
+        return True, ""
+    if os.geteuid() != 0:
+        return False, "needs root for a network namespace and iptables"
+    r = subprocess.run(["unshare", "-n", "sh", "-c", "ip link set lo up && iptables -t nat -L OUTPUT -n"],
+                       capture_output=True, timeout=30)
+    return r.returncode == 0, r.stderr.decode(errors="replace")[:200]
+
+
+class MeshCaptureSecurityTest(unittest.TestCase):
+    def test_undeclared_port_in_netns(self):
+        ok, why = netns_usable()
+        if not ok:
+            self.skipTest("no network namespace with iptables here: %s" % why)
+        env = dict(os.environ, MESH_IT_NETNS="1")
+        r = subprocess.run(["unshare", "-n", "/usr/bin/python3", "-m", "unittest", "-v",
+                            "test_mesh_security.CaptureInNetns"], cwd=os.path.dirname(os.path.abspath(__file__)),
+                           env=env, capture_output=True, timeout=300)
+        self.assertEqual(r.returncode, 0, "in the namespace:\n" + r.stderr.decode(errors="replace")[-6000:])
+
+
+@unittest.skipUnless(os.environ.get("MESH_IT_NETNS") == "1", "run by MeshCaptureSecurityTest in its own namespace")
+class CaptureInNetns(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=30)
+        cls.declared = declared = free_port()
+        cls.undeclared = free_port()
+        # the application listens on the Service's port (inbound|P|| is
+        # 127.0.0.1:P) and on a port no Service declares
+        cls.app_declared = Backend("web-declared", "127.0.0.1", port=declared)
+        s = socket.socket()
+        s.bind((WL_IP, cls.undeclared))
+        s.close()
+        cls.app = Backend("web", WL_IP, port=cls.undeclared)
+        cls.meshd = Meshd({"web.yaml": capture_service(declared), "deny.yaml": CAPTURE_DENY})
+        cls.sc = None
+        try:
+            cls.meshd.start()
+            saved, meshhttp.NS = meshhttp.NS, "demo"
+            try:
+                cls.sc = Sidecar(cls.meshd, "web-1", "app=web", ip=WL_IP)
+            finally:
+                meshhttp.NS = saved
+            cls.sc.wait_ready()
+            # istio-init's REDIRECT, for the clients only (the sidecar's own
+            # connections come from 127.0.0.1, as its uid is excluded in a pod)
+            subprocess.run(["iptables", "-t", "nat", "-A", "OUTPUT", "-p", "tcp", "!", "-s", "127.0.0.1", "-d", WL_IP,
+                            "-j", "REDIRECT", "--to-ports", str(cls.sc.in_port)], check=True, timeout=30)
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        rc, logs = (cls.sc.stop(), cls.sc.logs()) if cls.sc else (0, "")
+        cls.meshd.finish(cls.app, cls.app_declared)
+        if cls.sc:
+            cls.sc.cleanup()
+        if rc != 0:
+            raise AssertionError("meshproxy exited %s:\n%s" % (rc, logs))
+
+    def get(self, src, path, port=None, host="web"):
+        """A plaintext GET from src to the workload (its undeclared port unless
+        told): status, 0 when closed unanswered."""
+        try:
+            with socket.create_connection((WL_IP, port or self.undeclared), timeout=10,
+                                          source_address=(src, 0)) as s:
+                s.sendall(b"GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (path.encode(),
+                                                                                         host.encode()))
+                got = b""
+                while True:
+                    b = s.recv(4096)
+                    if not b:
+                        break
+                    got += b
+        except (ConnectionResetError, socket.timeout):
+            got = b""
+        parts = got.split(b" ", 2)
+        return int(parts[1]) if len(parts) > 1 and parts[0].startswith(b"HTTP/") else 0
+
+    def test_1_original_destination(self):
+        # a redirected connection is served by its original destination's
+        # port, whatever port the Host names (capture was never detected:
+        # the kernel leaves SO_ORIGINAL_DST's length as passed)
+        self.assertEqual(self.get(CLIENT_OK, "/declared", port=self.declared, host="web:1"), 200)
+        self.assertEqual(self.app_declared.last()[1], "/declared")
+
+    def test_2_undeclared_port(self):
+        # captured and passed through to the application as it is
+        self.assertEqual(self.get(CLIENT_OK, "/probe"), 200)
+        self.assertEqual(self.app.last()[1], "/probe")
+        # the workload's DENY policy holds on that port too
+        before = self.app.count()
+        self.assertEqual(self.get(CLIENT_DENIED, "/denied"), 0)
+        self.assertEqual(self.app.count(), before)
+        # STRICT: plaintext is refused on that port too
+        self.meshd.write("strict.yaml", CAPTURE_STRICT)
+        wait_for(lambda: self.get(CLIENT_OK, "/strict-probe") == 0, timeout=60 if slow() else 30,
+                 what="STRICT on the undeclared port")
+        self.assertNotIn("/strict-probe", [r[1] for r in self.app.requests])
