@@ -152,6 +152,10 @@ struct px_config {
 	struct px_snapshot *snap;        /* keeps every string the compiled objects point into */
 	struct px_port *out_ports, *in_ports;
 	size_t n_out_ports, n_in_ports;
+	struct px_port in_any;           /* virtualInbound's chains without a destination port (Istio's
+	                                  * passthrough chains; compile_listener): a captured connection
+	                                  * to a port no chain names (proxy.c), valid when has_in_any */
+	int has_in_any;
 	struct router *router;           /* every RDS RouteConfiguration (a reference) */
 	struct router **in_routers;      /* inline route configs of virtualInbound's chains, one per chain */
 	size_t n_in_routers;

@@ -608,6 +608,42 @@ static int inbound_tls(struct px_config *c, const char *lname, const Envoy__Conf
 	return 0;
 }
 
+/* A virtualInbound chain without a destination port (Istio's passthrough
+ * chains "virtualInbound"): they make one port, c->in_any, as a port's
+ * TLS and plaintext chains do (the first one compiled serves, a TLS one
+ * adds its DownstreamTlsContext, a plaintext one plain_ok).  proxy.c
+ * serves with it a captured connection to a port no other chain names,
+ * so the workload's RBAC and STRICT hold there too. */
+static int inbound_any(struct px_config *c, const char *lname, const Envoy__Config__Listener__V3__FilterChain *fc,
+		       char *err, size_t cap)
+{
+	struct px_mtls *tls = NULL;
+	int rc;
+
+	if (is_tls_chain(fc)) {
+		rc = inbound_tls(c, lname, fc, &tls, err, cap);
+		if (rc < 0)
+			return rc;
+		if (c->has_in_any) {
+			if (!c->in_any.tls)
+				c->in_any.tls = tls;
+			return 0;
+		}
+	} else if (c->has_in_any) {
+		c->in_any.plain_ok = 1;
+		return 0;
+	}
+	memset(&c->in_any, 0, sizeof(c->in_any));
+	rc = chain_port(c, lname, fc, &c->in_any, err, cap);
+	if (rc < 0)
+		return rc;
+	c->in_any.route_name = NULL; /* virtualInbound's chains carry their route configs inline */
+	c->in_any.tls = tls;
+	c->in_any.plain_ok = !tls;
+	c->has_in_any = 1;
+	return 0;
+}
+
 /* Envoy binds a listener unless bind_to_port says false (unset: true). */
 static int binds_itself(const Envoy__Config__Listener__V3__Listener *l)
 {
@@ -712,8 +748,12 @@ static int compile_listener(struct px_config *c, const Envoy__Config__Listener__
 			struct px_mtls *tls = NULL;
 			size_t k;
 
-			if (!m || !m->destination_port)
+			if (!m || !m->destination_port) {
+				rc = inbound_any(c, l->name, fc, err, cap);
+				if (rc < 0)
+					return rc;
 				continue;
+			}
 			for (k = 0; k < c->n_in_ports; k++)
 				if (c->in_ports[k].port == m->destination_port->value)
 					have = &c->in_ports[k];

@@ -2690,6 +2690,8 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		char name[48];
 
 		pp = find_port(cfg->in_ports, cfg->n_in_ports, 0, port);
+		if (!pp && d->captured && cfg->has_in_any)
+			pp = &cfg->in_any; /* issue 12: its RBAC and STRICT hold on undeclared ports too */
 		if (pp && pp->tls && !pp->plain_ok && !d->tls) {
 			/* issue 12, STRICT: no filter chain takes plaintext on this port;
 			 * Envoy closes such a connection (NR) without an answer */
@@ -3246,9 +3248,12 @@ static int d_tls_step(struct px_dconn *d)
 			return 0;
 		}
 		d->tls_decide = 0;
-		if (d->captured && d->dst.ss_family == AF_INET)
+		if (d->captured && d->dst.ss_family == AF_INET) {
 			pp = find_port(cfg->in_ports, cfg->n_in_ports, 0,
 				       ntohs(((struct sockaddr_in *)&d->dst)->sin_port));
+			if (!pp && cfg->has_in_any)
+				pp = &cfg->in_any; /* a port no chain names: the passthrough chains */
+		}
 		if (b != 0x16) {
 			if (pp && pp->tls && !pp->plain_ok) {
 				e->tls_plain_refused++;
@@ -3257,7 +3262,9 @@ static int d_tls_step(struct px_dconn *d)
 			}
 			return 1;
 		}
-		m = pp ? pp->tls : cfg->n_mtls ? cfg->mtls[0] : NULL;
+		m = pp ? pp->tls : NULL;
+		if (!m && (!pp || pp == &cfg->in_any) && cfg->n_mtls)
+			m = cfg->mtls[0]; /* TLS meshproxy cannot pass through raw: ended here */
 		rc = m ? px_mtls_ctx(m, e->ident, &ctx) : -ENOENT;
 		if (rc == 0)
 			rc = px_tls_new(ctx, d->io.fd, NULL, &d->tls);
