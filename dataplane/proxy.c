@@ -203,6 +203,7 @@ struct px_stream {
 	char set_cookie[192];        /* a generated hash cookie to set on the response, or "" */
 	char *cors_hdrs;             /* CORS response headers for an allowed origin (owned), or NULL */
 	int xfcc;                    /* the inbound port's HCM forwards the client cert (set at its lookup) */
+	int xfcc_fwd;                /* the client's own x-forwarded-client-cert goes upstream (d_stream_start) */
 	char *norm_path;             /* the HCM-normalized path and query (owned; s_authz), or NULL: as sent */
 	struct px_str method, path, authority, ua, xff, rid, proto;
 	size_t meta_len, meta_cap;
@@ -1963,6 +1964,8 @@ static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_
 			continue;
 		if (rt->include_attempt_count_req && h1_str_ieq(f->name, "x-envoy-attempt-count"))
 			continue;
+		if (!s->xfcc_fwd && h1_str_ieq(f->name, "x-forwarded-client-cert"))
+			continue; /* a client's claim of who it is: dropped (d_stream_start) */
 		if (h1_str_ieq(f->name, "x-request-id"))
 			have_rid = 1;
 		else if (h1_str_ieq(f->name, "x-forwarded-proto"))
@@ -2754,6 +2757,14 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		return;
 	}
 	s->hdrs = &s->rt->hdrs;
+	/* Envoy's mutateXfccRequestHeader: a connection manager passes the
+	 * client's x-forwarded-client-cert on only from a peer that presented
+	 * a certificate and when forward_client_cert_details says so; else a
+	 * plaintext client could name any identity to the application.  With
+	 * no connection manager (TCP proxy, passthrough) bytes pass as sent.
+	 * APPEND_FORWARD's own entry follows as a line of its own (s_put_xfcc),
+	 * the same list as Envoy's appended value. */
+	s->xfcc_fwd = !pp || pp->tcp || pp->xfcc_keep == 2 || (pp->xfcc_keep == 1 && d->peer_principal);
 	if (pp && !pp->tcp) {
 		d->idle_ms = pp->conn_idle_ms == PX_IDLE_UNSET ? e->o.idle_ms : pp->conn_idle_ms;
 		d->headers_ms = pp->headers_ms;

@@ -173,9 +173,18 @@ class MeshSecurityTest(unittest.TestCase):
         self.assertEqual(self.get("/", ["X-Forwarded-For: 10.9.9.9", "X-Forwarded-For: 1.2.3.4"])[0], 200)
         self.assertEqual(self.get("/", ["X-Forwarded-For: 1.2.3.4, 10.9.9.9"])[0], 403)
 
+    # ------------------------------------------------------------ x-forwarded-client-cert
 
-if __name__ == "__main__":
-    unittest.main()
+    def test_xfcc_from_a_plaintext_client_is_dropped(self):
+        # the application learns its mTLS peer from XFCC: a plaintext client
+        # must not be able to name one (Envoy removes the header unless the
+        # connection presented a certificate)
+        spoof = "By=spiffe://cluster.local/ns/foo/sa/httpbin;URI=spiffe://cluster.local/ns/prod/sa/admin"
+        self.app.reset()
+        st = self.status(b"GET /xfcc HTTP/1.1\r\nHost: h\r\nX-Forwarded-Client-Cert: %s\r\n\r\n" % spoof.encode())
+        self.assertEqual(st, 200)
+        self.assertNotIn("x-forwarded-client-cert", self.app.last()[2])
+
 
 
 # ---------------------------------------------------------------- captured traffic
@@ -329,3 +338,7 @@ class CaptureInNetns(unittest.TestCase):
         self.app.reset()
         self.assertEqual(self.get(CLIENT_OK, "/strict"), 0)
         self.assertIsNone(self.app.last())
+
+
+if __name__ == "__main__":
+    unittest.main()
