@@ -144,6 +144,8 @@ struct px_dconn {
 	uint64_t idle_ms;            /* the HCM's idle_timeout once known (a request, a captured port), else the engine's; 0 off */
 	uint64_t headers_ms;         /* the HCM's request_headers_timeout, 0 off */
 	int rbac_judged;             /* a TCP chain's network RBAC allowed this connection (s_authz) */
+	uint32_t rbac_port;          /* ... for that port only: sent straight to the inbound port, each
+	                              * request picks its port by its authority (s_authz) */
 	int h2;                      /* carries one HTTP/2 stream (px_dconn_adopt from h2.c) */
 	unsigned nreq;               /* requests started (d_stream_start): the h2c preface is looked for before the first */
 	struct h1_header hdrs[H1_DEFAULT_MAX_HEADERS];
@@ -2475,7 +2477,7 @@ static int s_authz(struct px_stream *s, const struct px_port *pp, const struct h
 			rq->path_len = s->path.len;
 		}
 	}
-	if (!pp->authz || (pp->tcp && d->rbac_judged))
+	if (!pp->authz || (pp->tcp && d->rbac_judged && d->rbac_port == pp->port))
 		return 0;
 	memset(&r, 0, sizeof(r));
 	r.principal = d->peer_principal;
@@ -2520,6 +2522,7 @@ static int s_authz(struct px_stream *s, const struct px_port *pp, const struct h
 	free(hv);
 	if (allowed) {
 		d->rbac_judged = pp->tcp;
+		d->rbac_port = pp->port;
 		return 0;
 	}
 	authz_details(&dec, det, sizeof(det));

@@ -340,5 +340,109 @@ class CaptureInNetns(unittest.TestCase):
         self.assertIsNone(self.app.last())
 
 
+# ---------------------------------------------------------------- straight to the inbound port
+#
+# A connection sent straight to virtualInbound's port (not redirected) takes
+# the application port from each request's authority: each request must be
+# judged for its own port.
+
+DIRECT_DENY = """apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-port, namespace: demo}
+spec:
+  selector: {matchLabels: {app: web}}
+  action: DENY
+  rules:
+  - to: [{operation: {ports: ["%d"]}}]
+"""
+
+
+def direct_service(ports):
+    return """apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: web, namespace: demo}
+spec:
+  hosts: [web.demo.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+%s  workloadSelector: {labels: {app: web}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: web-1, namespace: demo}
+spec: {address: 127.0.0.1, labels: {app: web}, serviceAccount: web}
+""" % "".join("  - {number: %d, name: tcp-%d, protocol: TCP}\n" % (p, p) for p in ports)
+
+
+class MeshDirectInboundTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.open_app = Backend("open", "127.0.0.1")
+        cls.denied_app = Backend("denied", "127.0.0.1")
+        ports = [cls.open_app.port, cls.denied_app.port]
+        cls.meshd = Meshd({"web.yaml": direct_service(ports), "deny.yaml": DIRECT_DENY % cls.denied_app.port})
+        cls.sc = None
+        try:
+            cls.meshd.start()
+            saved, meshhttp.NS = meshhttp.NS, "demo"
+            try:
+                cls.sc = Sidecar(cls.meshd, "web-1", "app=web")
+            finally:
+                meshhttp.NS = saved
+            cls.sc.wait_ready()
+            wait_for(lambda: cls.exchange([cls.denied_app.port]) == [0], timeout=60 if slow() else 30,
+                     what="the DENY on the port applied")
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        rc, logs = (cls.sc.stop(), cls.sc.logs()) if cls.sc else (0, "")
+        cls.meshd.finish(cls.open_app, cls.denied_app)
+        if cls.sc:
+            cls.sc.cleanup()
+        if rc != 0:
+            raise AssertionError("meshproxy exited %s:\n%s" % (rc, logs))
+
+    @classmethod
+    def exchange(cls, ports):
+        """One connection to the inbound port, one request per port named
+        (its authority web:PORT): the statuses, 0 for each left unanswered."""
+        out = []
+        with socket.create_connection(("127.0.0.1", cls.sc.in_port), timeout=10) as s:
+            f = s.makefile("rb")
+            for p in ports:
+                try:
+                    s.sendall(b"GET /p%d HTTP/1.1\r\nHost: web:%d\r\n\r\n" % (p, p))
+                    line = f.readline()
+                except OSError:
+                    line = b""
+                if not line.startswith(b"HTTP/"):
+                    out.append(0)
+                    continue
+                out.append(int(line.split()[1]))
+                n = 0
+                while True:
+                    h = f.readline()
+                    if h in (b"\r\n", b""):
+                        break
+                    if h.lower().startswith(b"content-length:"):
+                        n = int(h.split(b":")[1])
+                f.read(n)
+        return out
+
+    def test_each_request_judged_for_its_port(self):
+        self.assertEqual(self.exchange([self.open_app.port]), [200])
+        # the connection's first request, allowed, once let every later one
+        # through unjudged (TCP chains are judged once per connection)
+        self.denied_app.reset()
+        got = self.exchange([self.open_app.port, self.denied_app.port])
+        self.assertEqual(got[0], 200)
+        self.assertIsNone(self.denied_app.last())
+        self.assertNotEqual(got[1], 200)
+
+
 if __name__ == "__main__":
     unittest.main()
