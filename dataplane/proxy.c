@@ -2481,6 +2481,8 @@ static int s_authz(struct px_stream *s, const struct px_port *pp, const struct h
 		return 0;
 	memset(&r, 0, sizeof(r));
 	r.principal = d->peer_principal;
+	if (d->tls)
+		r.peer_names = px_tls_peer_names(d->tls, &r.n_peer_names);
 	r.source_ip = d->peer_ip;
 	r.sni = d->sni;
 	r.destination_port = pp->port;
