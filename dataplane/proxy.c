@@ -307,7 +307,8 @@ static struct px_str meta_put(struct px_stream *s, const char *p, size_t len)
 
 	if (len > s->meta_cap - s->meta_len)
 		len = s->meta_cap - s->meta_len;
-	memcpy(s->meta + s->meta_len, p, len);
+	if (len) /* an absent field is (NULL, 0): HTTP/1.0 without Host */
+		memcpy(s->meta + s->meta_len, p, len);
 	r.p = s->meta + s->meta_len;
 	r.len = len;
 	s->meta_len += len;
