@@ -26,6 +26,7 @@
 #include "controlplane/kube/kube_res.h"
 #include "controlplane/kube/kube_source.h"
 #include "controlplane/kube/kube_tokenreview.h"
+#include "controlplane/model/jwks.h"
 #include "controlplane/model/model.h"
 #include "controlplane/push/push.h"
 #include "controlplane/xds/server.h"
@@ -41,6 +42,7 @@
 #include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -92,7 +94,18 @@ struct meshd {
 
 	pthread_mutex_t lock;        /* guards ready for the debug threads */
 	bool ready;
+	int jwks_fd;                 /* eventfd: the JWKS cache fetched a changed key set (model/jwks.h) */
 };
+
+/* On the JWKS fetch thread: wake the config thread, which pushes. */
+static void meshd_jwks_changed(void *ctx)
+{
+	struct meshd *d = ctx;
+	uint64_t one = 1;
+
+	if (write(d->jwks_fd, &one, sizeof(one)) < 0)
+		log_warn("meshd", "waking the config thread for a new JWKS: %s", strerror(errno));
+}
 
 static void usage(FILE *f)
 {
@@ -508,14 +521,15 @@ static void meshd_kube_tick(struct meshd *d, bool readable)
 static int meshd_loop(struct meshd *d, int sfd)
 {
 	for (;;) {
-		struct pollfd pfd[5] = {
+		struct pollfd pfd[6] = {
 			{ .fd = sfd, .events = POLLIN },
 			{ .fd = d->files ? file_source_fd(d->files) : -1, .events = POLLIN },
 			{ .fd = d->kube ? kube_source_fd(d->kube) : -1, .events = POLLIN },
 			{ .fd = push_stage_fd(d->push), .events = POLLIN },
 			{ .fd = mesh_watch_fd(d->mesh_watch), .events = POLLIN },
+			{ .fd = d->jwks_fd, .events = POLLIN },
 		};
-		int n = poll(pfd, 5, push_stage_timeout_ms(d->push, debounce_now()));
+		int n = poll(pfd, 6, push_stage_timeout_ms(d->push, debounce_now()));
 
 
 		if (n < 0 && errno != EINTR)
@@ -539,6 +553,12 @@ static int meshd_loop(struct meshd *d, int sfd)
 		/* only complete writes wake this: read at once, pushed debounced */
 		if ((pfd[4].revents & POLLIN) && mesh_watch_handle(d->mesh_watch) > 0)
 			(void)meshd_mesh_load(d, false);
+		/* a jwksUri's key set changed: every sidecar's jwt_authn inlines it */
+		if (pfd[5].revents & POLLIN) {
+			uint64_t v;
+			if (read(d->jwks_fd, &v, sizeof(v)) == (ssize_t)sizeof(v))
+				push_stage_changed(d->push, PUSH_CHANGE_STORE, debounce_now());
+		}
 		/* failures logged; last good kept.  A new config may hold
 		 * changed credentialName Secrets: SDS answers again. */
 		if (d->ready && push_stage_tick(d->push, debounce_now()) > 0)
@@ -573,6 +593,7 @@ int main(int argc, char **argv)
 	int rc, sfd = -1, status = 1;
 
 	memset(&d, 0, sizeof(d));
+	d.jwks_fd = -1;
 	meshd_malloc_setup();
 	pthread_mutex_init(&d.lock, NULL);
 	rc = parse_opts(argc, argv, &d.opts);
@@ -648,6 +669,13 @@ int main(int argc, char **argv)
 		if (rc < 0)
 			goto out;
 		(void)push_stage_set_mesh(d.push, d.mesh, debounce_now());
+	}
+	/* jwksUri key sets: fetched off the config thread, pushed when they change */
+	d.jwks_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	rc = d.jwks_fd < 0 ? -errno : jwks_resolver_start(meshd_jwks_changed, &d);
+	if (rc < 0) {
+		log_error("meshd", "starting the JWKS fetcher: %s", mesh_strerror(rc));
+		goto out;
 	}
 	rc = meshd_start_ca(&d);
 	if (rc < 0)
@@ -734,6 +762,7 @@ int main(int argc, char **argv)
 	rc = meshd_loop(&d, sfd);
 	status = rc < 0 ? 1 : 0;
 out:
+	jwks_resolver_stop();
 	debug_server_stop(d.debug);
 	xds_server_stop(d.xds);
 	push_stage_free(d.push);   /* after the server: nothing publishes to it */
@@ -752,6 +781,8 @@ out:
 	free(d.mesh_root_ns);
 	if (sfd >= 0)
 		close(sfd);
+	if (d.jwks_fd >= 0)
+		close(d.jwks_fd);
 	pthread_mutex_destroy(&d.lock);
 	return status;
 }

@@ -24,7 +24,7 @@ struct px_alog {
 	uint64_t dropped;
 };
 
-static const char *const flag_names[] = { "UH", "UF", "UO", "NR", "URX", "UT", "DC", "UC", "DI", "FI", "LR", "DPE", "UPE", "SI" };
+static const char *const flag_names[] = { "UH", "UF", "UO", "NR", "URX", "UT", "DC", "UC", "DI", "FI", "LR", "DPE", "UPE", "SI", "UR" };
 
 const char *px_flags_str(unsigned flags, char *buf, size_t cap)
 {

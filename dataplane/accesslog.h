@@ -35,6 +35,7 @@ enum {
 	PX_RF_DPE = 1u << 11, /* downstream protocol error */
 	PX_RF_UPE = 1u << 12, /* upstream protocol error */
 	PX_RF_SI = 1u << 13, /* stream idle timeout */
+	PX_RF_UR = 1u << 14, /* upstream remote reset (an HTTP/2 server's REFUSED_STREAM) */
 };
 
 /* "UF,URX" into buf (or "-"); returns buf */

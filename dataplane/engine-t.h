@@ -118,6 +118,7 @@ struct px_port {
 	uint64_t conn_idle_ms;           /* common_http_protocol_options.idle_timeout: 0 off;
 	                                  * PX_IDLE_UNSET: the engine's (--, Envoy's 1 h) */
 	int proxy_100;                   /* proxy_100_continue: Expect forwarded, the upstream's 100 relayed */
+	const struct jwt_config *jwt;    /* the HCM's jwt_authn filter (chain_port(), owned by the config's jwts), or NULL */
 	int xfcc;                        /* forward_client_cert_details APPEND_FORWARD / SANITIZE_SET (px_port_hcm) */
 	int xfcc_keep;                   /* the client's own XFCC goes on: 1 from an mTLS peer (FORWARD_ONLY,
 	                                  * APPEND_FORWARD), 2 always (ALWAYS_FORWARD_ONLY), 0 dropped
@@ -174,6 +175,8 @@ struct px_config {
 	int loop_logged;                 /* a destination looping back to meshproxy was logged for this config */
 	ProtobufCMessage **hcms;         /* filter configs unpacked from Anys (inline route configs live there) */
 	size_t n_hcms;
+	struct jwt_config **jwts;        /* compiled jwt_authn filters the ports point to (chain_port()) */
+	size_t n_jwts;
 	struct authz **authzs;           /* every chain's compiled RBAC (ports point into it) */
 	size_t n_authzs;
 	/* compiled in phase one, handed to the clusters in phase two (then NULL) */

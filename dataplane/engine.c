@@ -14,6 +14,7 @@
  */
 #include "dataplane/engine-t.h"
 #include "dataplane/h2.h"
+#include "dataplane/jwt.h"
 
 #include "common/log.h"
 #include "dataplane/identity.h"
@@ -372,6 +373,9 @@ static void config_free(struct px_config *c)
 	for (i = 0; i < c->n_hcms; i++)
 		protobuf_c_message_free_unpacked(c->hcms[i], NULL);
 	free(c->hcms);
+	for (i = 0; i < c->n_jwts; i++)
+		jwt_config_free(c->jwts[i]);
+	free(c->jwts);
 	px_snapshot_unref(c->snap);
 	free(c);
 }
@@ -412,6 +416,32 @@ static int hcm_keep(struct px_config *c, ProtobufCMessage *m)
 		return -ENOMEM;
 	v[c->n_hcms++] = m;
 	c->hcms = v;
+	return 0;
+}
+
+/* The HCM's jwt_authn filter (RequestAuthentication), compiled and kept
+ * by c for p; a config that does not compile refuses the listener. */
+static int port_jwt(struct px_config *c, const char *lname, const px_hcm *hcm, struct px_port *p, char *err,
+		    size_t cap)
+{
+	struct jwt_config *j = NULL, **v;
+	char why[256] = "";
+	int rc = jwt_config_from_hcm(hcm, &j, why, sizeof(why));
+
+	if (rc < 0) {
+		snprintf(err, cap, "listener %s: %s", lname, why);
+		return rc;
+	}
+	if (!j)
+		return 0;
+	v = realloc(c->jwts, (c->n_jwts + 1) * sizeof(*v));
+	if (!v) {
+		jwt_config_free(j);
+		return -ENOMEM;
+	}
+	v[c->n_jwts++] = j;
+	c->jwts = v;
+	p->jwt = j;
 	return 0;
 }
 
@@ -559,6 +589,9 @@ static int chain_port(struct px_config *c, const char *lname, const Envoy__Confi
 	if (rc < 0)
 		return rc;
 	p->accept_http_10 = hcm_http10(hcm);
+	rc = port_jwt(c, lname, hcm, p, err, cap);
+	if (rc < 0)
+		return rc;
 	if (hcm && hcm->route_specifier_case ==
 			   ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_ROUTE_CONFIG &&
 	    hcm->route_config) {
@@ -663,12 +696,15 @@ static int binds_itself(const Envoy__Config__Listener__V3__Listener *l)
 }
 
 /* A listener with a socket of its own (struct px_bound).  Its connections
- * are plaintext (TLS chains: issue 12), served by its first chain that is
- * not TLS, else by its default chain. */
+ * are served by its first chain that is not TLS, else by its TLS chain,
+ * else by its default chain.  Issue 12: an inbound one's TLS chain (a
+ * Sidecar ingress listener under PeerAuthentication) gives the port its
+ * DownstreamTlsContext: TLS-only is STRICT, with a plaintext chain
+ * PERMISSIVE, told apart by the first byte as on virtualInbound (proxy.c). */
 static int compile_bound(struct px_config *c, const Envoy__Config__Listener__V3__Listener *l,
 			 const Envoy__Config__Core__V3__SocketAddress *sa, char *err, size_t cap)
 {
-	const Envoy__Config__Listener__V3__FilterChain *fc = NULL;
+	const Envoy__Config__Listener__V3__FilterChain *fc = NULL, *tls_fc = NULL;
 	struct in6_addr a6;
 	struct in_addr a4;
 	struct px_bound *b, *v;
@@ -705,8 +741,21 @@ static int compile_bound(struct px_config *c, const Envoy__Config__Listener__V3_
 	for (i = 0; i < l->n_filter_chains && !fc; i++)
 		if (!is_tls_chain(l->filter_chains[i]))
 			fc = l->filter_chains[i];
+	for (i = 0; b->inbound && i < l->n_filter_chains && !tls_fc; i++)
+		if (is_tls_chain(l->filter_chains[i]))
+			tls_fc = l->filter_chains[i];
+	if (tls_fc) {
+		/* virtualInbound's first-byte peek (in_tls) is its own ports' business */
+		int in_tls = c->in_tls;
+
+		rc = inbound_tls(c, l->name, tls_fc, &b->port.tls, err, cap);
+		c->in_tls = in_tls;
+		if (rc < 0)
+			return rc;
+	}
+	b->port.plain_ok = fc != NULL || !b->port.tls;
 	if (!fc)
-		fc = l->default_filter_chain;
+		fc = tls_fc ? tls_fc : l->default_filter_chain;
 	rc = chain_port(c, l->name, fc, &b->port, err, cap);
 	return rc;
 }

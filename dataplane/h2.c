@@ -50,6 +50,9 @@
 #define H2_PIPE_IN_MAX (H1_DEFAULT_MAX_HEAD_BYTES + 8192) /* HTTP/1.1 bytes read from a stream's pipe */
 #define H2_GRPC_MSG_MAX 1024        /* a local reply's body kept as grpc-message */
 #define H2_NV_MAX (H1_DEFAULT_MAX_HEADERS + 8)
+/* How long a session that was told to close (idle, or too many streams
+ * cut) may take to flush its GOAWAY to a client that does not read. */
+#define H2D_CLOSE_GRACE_MS 5000
 
 static const char h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -145,13 +148,44 @@ static int h1_field_is_hop(const struct h1_header *f)
 	       id == H1_H_PROXY_CONNECTION || id == H1_H_TRANSFER_ENCODING || id == H1_H_TE || id == H1_H_UPGRADE;
 }
 
+/* RFC 9110 §5.6.2 tchar: what a field name is made of. */
+static int is_tchar(unsigned char c)
+{
+	return isalnum(c) || (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+/* What nv_fields() leaves out besides hop-by-hop fields. */
+#define NV_SKIP_HOST 0x1u     /* Host: :authority carries it */
+#define NV_SKIP_CL 0x2u       /* content-length: a 204 has none (RFC 9110 §8.6), HTTP/2 peers reject it */
+#define NV_TRAILERS 0x4u      /* a trailer section: no framing or routing fields (RFC 9110 §6.5.1) */
+
+/* 1 when HTTP/1.1 field f may go out on HTTP/2: a token name (a trailer
+ * section is split without the head's checks: a line ":status: 500" has
+ * an empty name), not hop-by-hop, not one flags leave out. */
+static int nv_field_ok(const struct h1_header *f, unsigned flags)
+{
+	unsigned id = f->flags & H1_HF_ID_MASK;
+	size_t k;
+
+	if (!f->name.len || h1_field_is_hop(f))
+		return 0;
+	for (k = 0; k < f->name.len; k++)
+		if (!is_tchar((unsigned char)f->name.p[k]))
+			return 0;
+	if ((flags & NV_SKIP_HOST) && id == H1_H_HOST)
+		return 0;
+	if ((flags & (NV_SKIP_CL | NV_TRAILERS)) && id == H1_H_CONTENT_LENGTH)
+		return 0;
+	return !((flags & NV_TRAILERS) && id == H1_H_HOST);
+}
+
 /*
  * nv[] from HTTP/1.1 fields, names lowercased into scratch (sized once, so
  * the pointers stay valid): the caller puts its pseudo-headers in nv[0..at)
- * first.  Returns the new count.
+ * first.  flags: NV_*.  Returns the new count.
  */
 static size_t nv_fields(nghttp2_nv *nv, size_t at, size_t cap, const struct h1_header *f, size_t n, char **scratch,
-			int skip_host)
+			unsigned flags)
 {
 	size_t i, need = 0, off = 0;
 	char *s;
@@ -165,7 +199,7 @@ static size_t nv_fields(nghttp2_nv *nv, size_t at, size_t cap, const struct h1_h
 	for (i = 0; i < n && at < cap; i++) {
 		size_t k;
 
-		if (h1_field_is_hop(&f[i]) || (skip_host && (f[i].flags & H1_HF_ID_MASK) == H1_H_HOST))
+		if (!nv_field_ok(&f[i], flags))
 			continue;
 		for (k = 0; k < f[i].name.len; k++)
 			s[off + k] = (char)tolower((unsigned char)f[i].name.p[k]);
@@ -248,6 +282,7 @@ struct h2d_stream {
 	struct mesh_buf method, path, auth, fields, cookie;
 	size_t hdr_bytes;            /* header block size so far (PX_H2_MAX_HEADER_BLOCK) */
 	int has_cl, grpc, is_head, chunked, req_end, head_sent;
+	int req_dead;                /* proxy.c stopped reading the request (its response may still be coming) */
 	struct mesh_buf req;
 	size_t req_off;
 	size_t unconsumed;           /* DATA bytes in req not yet given back to the window */
@@ -268,6 +303,7 @@ struct h2d_conn {
 	int fd;
 	struct ev_io io;
 	struct ev_defer pump;
+	struct ev_timer idle;        /* idle timeout: no stream served for o.idle_ms; then the close's bound */
 	const struct px_transport_ops *tops;
 	void *tctx;
 	nghttp2_session *ng;
@@ -275,7 +311,11 @@ struct h2d_conn {
 	struct mesh_buf out;
 	size_t out_off;
 	struct h2d_stream streams;  /* sentinel */
-	int peer_eof, dead;
+	unsigned nactive;            /* streams with a pipe to proxy.c (requests being served) */
+	int peer_eof, dead, closing;
+	/* token bucket of streams cut while proxy.c served them (h2d_cut_stream) */
+	uint64_t cut_tokens_at;      /* ev_now() of the last refill */
+	double cut_tokens;
 };
 
 static struct h2d_conn *h2d_all;
@@ -295,6 +335,7 @@ static void h2d_st_close_fd(struct h2d_stream *st)
 	ev_io_stop(st->c->e->loop, &st->io);
 	close(st->fd);
 	st->fd = -1;
+	st->c->nactive--;
 }
 
 static void h2d_st_free(struct h2d_stream *st)
@@ -358,7 +399,7 @@ static ssize_t h2d_data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size
 		size_t n = h1_split_fields(blk, f, H1_DEFAULT_MAX_HEADERS), k;
 		char *scratch = NULL;
 
-		k = nv_fields(nv, 0, H2_NV_MAX, f, n, &scratch, 0);
+		k = nv_fields(nv, 0, H2_NV_MAX, f, n, &scratch, NV_TRAILERS);
 		if (k && nghttp2_submit_trailer(st->c->ng, st->id, nv, k) == 0)
 			*flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
 		free(scratch);
@@ -383,16 +424,47 @@ static int h2d_submit_head(struct h2d_stream *st, const struct h1_head *h)
 	}
 	snprintf(status, sizeof(status), "%d", h->status);
 	nv[0] = nv_make(":status", status, strlen(status));
-	n = nv_fields(nv, 1, H2_NV_MAX, h->headers, h->n_headers, &scratch, 0);
+	n = nv_fields(nv, 1, H2_NV_MAX, h->headers, h->n_headers, &scratch, h->status == 204 ? NV_SKIP_CL : 0);
 	rc = nghttp2_submit_response(st->c->ng, st->id, nv, n, h->framing == H1_BODY_NONE ? NULL : &dp);
 	free(scratch);
 	st->submitted = 1;
 	return rc;
 }
 
+/*
+ * grpc-message is percent-encoded (gRPC over HTTP/2, "Percent-Encoded"; as
+ * Envoy's Grpc::Utility::PercentEncoding::encode): bytes outside 0x20-0x7e,
+ * and '%', become %XX.  A local reply's body (an HTML error page from an
+ * HTTP/1.1 server) carries CR, LF or NUL, which HTTP/2 forbids in a field
+ * value (RFC 9113 §8.2.1): strict clients reset the stream on them.
+ * Writes into out (up to cap - 1 bytes, whole escapes only); returns the length.
+ */
+static size_t grpc_msg_encode(const char *in, size_t len, char *out, size_t cap)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t i, o = 0;
+
+	for (i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)in[i];
+
+		if (ch >= 0x20 && ch <= 0x7e && ch != '%') {
+			if (o + 1 >= cap)
+				break;
+			out[o++] = (char)ch;
+		} else {
+			if (o + 3 >= cap)
+				break;
+			out[o++] = '%';
+			out[o++] = hex[ch >> 4];
+			out[o++] = hex[ch & 15];
+		}
+	}
+	return o;
+}
+
 static void h2d_submit_grpc_local(struct h2d_stream *st)
 {
-	char code[8];
+	char code[8], msg[H2_GRPC_MSG_MAX * 3 + 1];
 	nghttp2_nv nv[5];
 	size_t n = 0;
 
@@ -401,7 +473,7 @@ static void h2d_submit_grpc_local(struct h2d_stream *st)
 	nv[n++] = nv_make("content-type", "application/grpc", 16);
 	nv[n++] = nv_make("grpc-status", code, strlen(code));
 	if (st->gmsg.len)
-		nv[n++] = nv_make("grpc-message", st->gmsg.data, st->gmsg.len);
+		nv[n++] = nv_make("grpc-message", msg, grpc_msg_encode(st->gmsg.data, st->gmsg.len, msg, sizeof(msg)));
 	(void)nghttp2_submit_response(st->c->ng, st->id, nv, n, NULL);
 	st->submitted = 1;
 }
@@ -490,15 +562,20 @@ static void h2d_st_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 	struct h2d_conn *c = st->c;
 
 	(void)loop;
-	if (events & EV_WRITE) {
+	if ((events & EV_WRITE) && !st->req_dead) {
 		while (st->req_off < st->req.len) {
 			ssize_t n = fd_write(st->fd, st->req.data + st->req_off, st->req.len - st->req_off);
 
 			if (n == -EAGAIN)
 				break;
 			if (n < 0) {
-				h2d_st_reset(st, NGHTTP2_CANCEL);
-				return;
+				/* proxy.c closed the pipe: it may have answered before the
+				 * request ended (RFC 9113 §8.1), so the response is still
+				 * read to its end (a cut one resets the stream there);
+				 * the rest of the body is dropped, its window given back */
+				st->req_dead = 1;
+				st->req_off = st->req.len;
+				break;
 			}
 			st->req_off += (size_t)n;
 		}
@@ -545,7 +622,7 @@ static void h2d_st_update(struct h2d_stream *st)
 
 	if (st->fd < 0)
 		return;
-	if (st->req_off < st->req.len)
+	if (st->req_off < st->req.len && !st->req_dead)
 		m |= EV_WRITE;
 	if (!st->eof && !st->resp_end && st->body.len - st->body_off < PX_H2_WINDOW && st->in_len < H2_PIPE_IN_MAX)
 		m |= EV_READ;
@@ -601,10 +678,12 @@ static int h2d_st_open(struct h2d_stream *st, int end_stream)
 		return rc;
 	}
 	st->fd = sv[0];
+	c->nactive++;
 	ev_io_init(&st->io, st->fd, h2d_st_cb, st);
 	if (ev_io_start(c->e->loop, &st->io, EV_READ | EV_WRITE) < 0) {
 		close(st->fd);
 		st->fd = -1;
+		c->nactive--;
 		return -EIO;
 	}
 	return 0;
@@ -731,7 +810,7 @@ static int h2d_on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uin
 
 	(void)flags;
 	(void)ud;
-	if (!st || st->fd < 0 || st->req_end) {
+	if (!st || st->fd < 0 || st->req_end || st->req_dead) {
 		(void)nghttp2_session_consume(ng, id, len); /* nobody to take it: the window stays open */
 		return 0;
 	}
@@ -743,12 +822,45 @@ static int h2d_on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uin
 	return 0;
 }
 
+/* Streams cut while proxy.c was serving them (a pipe open, no complete
+ * response): each cost a request's worth of work (routing, an upstream
+ * attempt) for nothing.  nghttp2 limits the RST_STREAM frames a client
+ * sends (rapid reset, CVE-2023-44487) but not the resets a client makes
+ * the server send with a bad frame on a stream it just opened (WINDOW_UPDATE
+ * overflow, DATA past content-length...: "MadeYouReset", CVE-2025-8671);
+ * this counts both, with nghttp2's rapid-reset budget: a burst of
+ * H2D_CUT_BURST, then H2D_CUT_RATE a second; past it, GOAWAY
+ * ENHANCE_YOUR_CALM. */
+#define H2D_CUT_BURST 1000
+#define H2D_CUT_RATE 100
+
+static void h2d_cut_stream(struct h2d_conn *c)
+{
+	uint64_t now = ev_now(c->e->loop);
+
+	c->cut_tokens += (double)(now - c->cut_tokens_at) * H2D_CUT_RATE / 1000.0;
+	if (c->cut_tokens > H2D_CUT_BURST)
+		c->cut_tokens = H2D_CUT_BURST;
+	c->cut_tokens_at = now;
+	if (c->cut_tokens >= 1.0) {
+		c->cut_tokens -= 1.0;
+		return;
+	}
+	if (!c->closing) {
+		log_debug("meshproxy", "http2 downstream %s: too many streams cut, closing", c->o.peer_ip);
+		c->closing = 1;
+		(void)nghttp2_session_terminate_session(c->ng, NGHTTP2_ENHANCE_YOUR_CALM);
+		ev_timer_arm(c->e->loop, &c->idle, H2D_CLOSE_GRACE_MS);
+	}
+}
+
 static int h2d_on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void *ud)
 {
 	struct h2d_stream *st = nghttp2_session_get_stream_user_data(ng, id);
 
-	(void)code;
 	(void)ud;
+	if (st && code != NGHTTP2_NO_ERROR && st->fd >= 0 && !st->resp_end)
+		h2d_cut_stream(st->c);
 	if (st) {
 		nghttp2_session_set_stream_user_data(ng, id, NULL);
 		h2d_st_free(st); /* closing the pipe tells proxy.c the client went away, if it had not finished */
@@ -770,10 +882,45 @@ static void h2d_free(struct h2d_conn *c)
 	nghttp2_session_del(c->ng);
 	ev_io_stop(c->e->loop, &c->io);
 	ev_defer_cancel(c->e->loop, &c->pump);
+	ev_timer_cancel(c->e->loop, &c->idle);
 	close(c->fd);
 	mesh_buf_cleanup(&c->out);
 	px_listener_unref(c->o.l);
 	free(c);
+}
+
+/*
+ * Envoy's idle_timeout (HttpProtocolOptions, 1 h unless the HCM sets it):
+ * a session that served no request for that long is closed with GOAWAY
+ * NO_ERROR.  "Served" means a stream with a pipe to proxy.c; a stream
+ * whose HEADERS never completed does not count, so a client sending half
+ * a frame, or only the preface, cannot hold the connection for ever.
+ */
+static void h2d_idle_cb(struct ev_loop *loop, struct ev_timer *t)
+{
+	struct h2d_conn *c = t->data;
+
+	if (c->closing || !c->ng) {
+		h2d_free(c); /* the GOAWAY could not be flushed in time */
+		return;
+	}
+	c->closing = 1;
+	log_debug("meshproxy", "http2 downstream %s: idle for %llu ms, closing", c->o.peer_ip,
+		  (unsigned long long)c->o.idle_ms);
+	(void)nghttp2_session_terminate_session(c->ng, NGHTTP2_NO_ERROR);
+	ev_timer_arm(loop, &c->idle, H2D_CLOSE_GRACE_MS);
+	h2d_kick(c);
+}
+
+/* The idle timer follows the number of streams served (h2d_pump). */
+static void h2d_idle_update(struct h2d_conn *c)
+{
+	if (c->closing || !c->o.idle_ms)
+		return;
+	if (c->nactive)
+		ev_timer_cancel(c->e->loop, &c->idle);
+	else if (!ev_timer_armed(&c->idle))
+		ev_timer_arm(c->e->loop, &c->idle, c->o.idle_ms);
 }
 
 static void h2d_pump(struct h2d_conn *c)
@@ -827,8 +974,11 @@ static void h2d_pump(struct h2d_conn *c)
 		m |= EV_WRITE;
 	if (nghttp2_session_want_read(c->ng))
 		m |= EV_READ;
-	if (ev_io_set(c->e->loop, &c->io, m) < 0)
+	if (ev_io_set(c->e->loop, &c->io, m) < 0) {
 		h2d_free(c);
+		return;
+	}
+	h2d_idle_update(c);
 }
 
 static void h2d_pump_cb(struct ev_loop *loop, struct ev_defer *df)
@@ -925,6 +1075,9 @@ int px_h2d_start(struct engine *e, int fd, const struct px_transport_ops *tops, 
 	mesh_buf_init(&c->out, PX_H2_OUT_HIGH + 64 * 1024);
 	ev_io_init(&c->io, fd, h2d_cb, c);
 	ev_defer_init(&c->pump, h2d_pump_cb, c);
+	ev_timer_init(&c->idle, h2d_idle_cb, c);
+	c->cut_tokens = H2D_CUT_BURST;
+	c->cut_tokens_at = ev_now(e->loop);
 	cb = h2_callbacks();
 	opt = h2_options();
 	if (!cb || !opt)
@@ -1027,29 +1180,42 @@ struct h2u_conn {
 
 static struct h2u_conn *h2u_all;
 
-/* proxy.c's ends of the pipes whose connection never came up (connect
- * error or timeout): px_h2u_connect_failed() tells them from a reset, so
- * connect-failure retries and outlier detection see what HTTP/1.1 sees.
- * Bounded: past it the oldest is forgotten (reported as a reset). */
+/* proxy.c's ends of the pipes that closed before any response for a
+ * reason a plain reset does not tell: the connection never came up
+ * (connect error or timeout: H2U_CONNECT), or the server refused the
+ * stream unprocessed (RST_STREAM REFUSED_STREAM, or GOAWAY below the
+ * stream's id, or the connection went before the stream was sent:
+ * H2U_REFUSED).  px_h2u_connect_failed() / px_h2u_refused() tell them from
+ * a reset, so connect-failure and refused-stream retries and outlier
+ * detection see what Envoy sees.  Bounded: past it the oldest is forgotten
+ * (reported as a reset). */
 #define H2U_FAILED_MAX 256
-static int h2u_failed[H2U_FAILED_MAX];
+enum { H2U_CONNECT = 1, H2U_REFUSED = 2 };
+static struct {
+	int fd, why;
+} h2u_failed[H2U_FAILED_MAX];
 static unsigned h2u_nfailed;
 
-static void h2u_failed_add(int fd)
+static void h2u_failed_add(int fd, int why)
 {
 	if (h2u_nfailed == H2U_FAILED_MAX) {
-		memmove(h2u_failed, h2u_failed + 1, (H2U_FAILED_MAX - 1) * sizeof(int));
+		memmove(h2u_failed, h2u_failed + 1, (H2U_FAILED_MAX - 1) * sizeof(h2u_failed[0]));
 		h2u_nfailed--;
 	}
-	h2u_failed[h2u_nfailed++] = fd;
+	h2u_failed[h2u_nfailed].fd = fd;
+	h2u_failed[h2u_nfailed].why = why;
+	h2u_nfailed++;
 }
 
-static int h2u_failed_take(int fd)
+/* 1 when fd is recorded for why (0: any reason), and forgets it. */
+static int h2u_failed_take(int fd, int why)
 {
 	unsigned i;
 
 	for (i = 0; i < h2u_nfailed; i++)
-		if (h2u_failed[i] == fd) {
+		if (h2u_failed[i].fd == fd) {
+			if (why && h2u_failed[i].why != why)
+				return 0;
 			h2u_failed[i] = h2u_failed[--h2u_nfailed];
 			return 1;
 		}
@@ -1058,12 +1224,17 @@ static int h2u_failed_take(int fd)
 
 int px_h2u_connect_failed(int fd)
 {
-	return h2u_failed_take(fd);
+	return h2u_failed_take(fd, H2U_CONNECT);
+}
+
+int px_h2u_refused(int fd)
+{
+	return h2u_failed_take(fd, H2U_REFUSED);
 }
 
 void px_h2u_forget(int fd)
 {
-	(void)h2u_failed_take(fd);
+	(void)h2u_failed_take(fd, 0);
 }
 
 static void h2u_pump(struct h2u_conn *c);
@@ -1107,12 +1278,23 @@ static void h2u_st_free(struct h2u_stream *st)
 }
 
 /* nghttp2 is done with a stream whose response ended: it is over once the
- * response reached proxy.c (else the pipe's write side frees it, or
- * proxy.c's close does). */
+ * response reached proxy.c and proxy.c is done writing the request (else
+ * the pipe's write side frees it, or proxy.c's close does).  A server
+ * may answer before the request ended and reset it with NO_ERROR (RFC
+ * 9113 §8.1): the pipe stays open, the rest of the request is read and
+ * dropped, so proxy.c, still writing it, never takes the close for a
+ * reset while the response waits unread in the pipe. */
 static void h2u_st_maybe_free(struct h2u_stream *st)
 {
-	if (st->fd >= 0 && st->resp.len)
+	if (st->fd >= 0 && (st->resp.len || !st->req_end)) {
+		if (st->id < 0) {
+			mesh_buf_reset(&st->body); /* no stream left to send it on */
+			st->body_off = 0;
+			st->in_len = 0;
+		}
+		h2u_st_update(st);
 		return;
+	}
 	h2u_st_free(st);
 }
 
@@ -1164,7 +1346,7 @@ static int h2u_submit(struct h2u_stream *st, const struct h1_head *h)
 	st->grpc = is_grpc_ct((const uint8_t *)ct.p, ct.len);
 	if (st->grpc)
 		nv[n++] = nv_make("te", "trailers", 8); /* gRPC servers require it (hop-by-hop on HTTP/1.1) */
-	n = nv_fields(nv, n, H2_NV_MAX, h->headers, h->n_headers, &scratch, 1);
+	n = nv_fields(nv, n, H2_NV_MAX, h->headers, h->n_headers, &scratch, NV_SKIP_HOST);
 	id = nghttp2_submit_request(st->c->ng, NULL, nv, n, h->framing == H1_BODY_NONE ? NULL : &dp, st);
 	free(scratch);
 	if (id < 0)
@@ -1259,8 +1441,12 @@ static void h2u_st_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 				st->unconsumed = 0;
 				h2u_kick(c);
 			}
-			if (st->resp_end) {
-				h2u_st_free(st);
+			if (st->resp_end && (st->req_end || st->id < 0)) {
+				if (st->req_end) {
+					h2u_st_free(st);
+					return;
+				}
+				h2u_st_maybe_free(st); /* answered early: drain the request (above) */
 				return;
 			}
 		}
@@ -1271,10 +1457,14 @@ static void h2u_st_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 
 			if (n > 0) {
 				st->in_len += (size_t)n;
-				h2u_st_parse(st);
+				if (st->id < 0 && st->resp_end)
+					st->in_len = 0; /* the stream is over: the rest of the request is dropped */
+				else
+					h2u_st_parse(st);
 			} else if (n == 0 || n != -EAGAIN) {
-				/* proxy.c gave up on the stream (client gone, timeout, retry) */
-				if (st->id > 0 && !st->resp_end)
+				/* proxy.c gave up on the stream (client gone, timeout, retry)
+				 * or is done after a response that came before the request's end */
+				if (st->id > 0 && (!st->resp_end || !st->req_end))
 					(void)nghttp2_submit_rst_stream(c->ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
 				h2u_st_close_fd(st);
 				h2u_kick(c);
@@ -1423,14 +1613,18 @@ static int h2u_on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, v
 {
 	struct h2u_stream *st = nghttp2_session_get_stream_user_data(ng, id);
 
-	(void)code;
 	(void)ud;
 	if (!st)
 		return 0;
 	nghttp2_session_set_stream_user_data(ng, id, NULL);
 	st->id = -1;
 	if (!st->resp_end) {
-		/* reset by the server (or REFUSED_STREAM): proxy.c sees the pipe close and fails or retries */
+		/* reset by the server: proxy.c sees the pipe close and fails or
+		 * retries.  REFUSED_STREAM before any response (also what nghttp2
+		 * closes the streams above a GOAWAY's last-stream-id with): the
+		 * server did not process it, retriable as Envoy's refused-stream */
+		if (code == NGHTTP2_REFUSED_STREAM && !st->final && st->fd >= 0)
+			h2u_failed_add(st->peer_fd, H2U_REFUSED);
 		h2u_st_close_fd(st);
 		h2u_st_free(st);
 		return 0;
@@ -1452,9 +1646,13 @@ static void h2u_free(struct h2u_conn *c)
 	/* every stream's pipe closes: proxy.c sees a reset (or, before the
 	 * connection came up, a connect failure) and fails or retries */
 	while (c->streams.next != &c->streams) {
+		struct h2u_stream *st = c->streams.next;
+
 		if (!c->connected)
-			h2u_failed_add(c->streams.next->peer_fd);
-		h2u_st_free(c->streams.next);
+			h2u_failed_add(st->peer_fd, H2U_CONNECT);
+		else if (st->id == 0 && st->fd >= 0)
+			h2u_failed_add(st->peer_fd, H2U_REFUSED); /* never sent: nothing was processed */
+		h2u_st_free(st);
 	}
 	if (c->ng)
 		nghttp2_session_del(c->ng);

@@ -26,7 +26,11 @@
  * windows we advertise are re-opened only as bytes move on (nghttp2's
  * automatic WINDOW_UPDATE is off), header blocks are capped, the number of
  * concurrent streams is capped, and nghttp2's flood limits (SETTINGS, PING,
- * RST_STREAM, CONTINUATION) end a hostile connection with GOAWAY.
+ * RST_STREAM, CONTINUATION) end a hostile connection with GOAWAY.  h2.c
+ * adds what nghttp2 1.52 lacks: streams cut while being served (client
+ * resets and resets the client provoked, "MadeYouReset") share the
+ * rapid-reset budget, and a session serving no request for the HCM's
+ * idle_timeout is closed (GOAWAY NO_ERROR), so half a frame cannot hold it.
  */
 #ifndef MESH_DATAPLANE_H2_H
 #define MESH_DATAPLANE_H2_H
@@ -58,8 +62,14 @@ struct px_conn_origin {
 	int captured;
 	struct sockaddr_storage dst;
 	socklen_t dst_len;
+	/* issue 12: the accepted socket's own address (px_dconn_use_h2), since a
+	 * stream's connection is a socketpair: RBAC's destination.ip, the hash
+	 * cookie's seed; local_len 0 when unknown */
+	struct sockaddr_storage local;
+	socklen_t local_len;
 	char peer_ip[INET6_ADDRSTRLEN];
 	uint16_t peer_port;
+	uint64_t idle_ms;             /* the HCM's idle_timeout for the connection (px_dconn_use_h2); 0 off */
 };
 
 /* The HTTP/2 connection preface "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" (RFC 9113
@@ -108,6 +118,11 @@ int64_t px_grpc_timeout_ms(const char *v, size_t len);
  * px_h2u_forget(fd) before closing a pipe that was not read to its end. */
 int px_h2u_connect_failed(int fd);
 void px_h2u_forget(int fd);
+/* proxy.c, at the same point: 1 when the server refused the stream
+ * unprocessed (RST_STREAM REFUSED_STREAM, a GOAWAY whose last-stream-id is
+ * below it, or the connection closed before the stream was sent): a
+ * refused stream, retriable under Envoy's refused-stream; else 0. */
+int px_h2u_refused(int fd);
 
 /* Frees every HTTP/2 connection of e, both sides (engine teardown). */
 void px_h2_free_all(struct engine *e);

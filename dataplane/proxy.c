@@ -26,6 +26,7 @@
 #include "dataplane/h2.h"
 #include "dataplane/http1.h"
 #include "dataplane/identity.h"
+#include "dataplane/jwt.h"
 #include "dataplane/mtls.h"
 #include "dataplane/retry.h"
 #include "dataplane/tls.h"
@@ -65,7 +66,7 @@ struct px_ibuf {
 enum { D_HEAD, D_BODY, D_WAIT, D_TUNNEL, D_CLOSING };
 enum { U_CONNECTING, U_ACTIVE, U_IDLE, U_TUNNEL };
 enum { W_NONE, W_BACKOFF, W_FAULT, W_RESOLVE, W_PENDING };
-enum { F_CONNECT, F_RESET, F_TIMEOUT };
+enum { F_CONNECT, F_RESET, F_TIMEOUT, F_REFUSED }; /* F_REFUSED: an HTTP/2 REFUSED_STREAM (h2.c) */
 
 struct px_stream;
 
@@ -121,6 +122,8 @@ struct px_dconn {
 	struct sockaddr_storage dst;
 	socklen_t dst_len;
 	int captured;
+	struct sockaddr_storage local;  /* an HTTP/2 stream's: the session socket's own address (px_dconn_adopt) */
+	socklen_t local_len;         /* 0: ask the socket (d_local_addr) */
 	char peer_ip[INET6_ADDRSTRLEN];
 	uint16_t peer_port;          /* host order; with the local address, seeds a generated hash cookie */
 	const struct px_transport_ops *tops;
@@ -204,6 +207,7 @@ struct px_stream {
 	int have_hash;
 	char set_cookie[192];        /* a generated hash cookie to set on the response, or "" */
 	char *cors_hdrs;             /* CORS response headers for an allowed origin (owned), or NULL */
+	struct jwt_result *jwt;      /* the jwt_authn filter's outcome (s_jwt(), owned), or NULL */
 	int xfcc;                    /* the inbound port's HCM forwards the client cert (set at its lookup) */
 	int xfcc_fwd;                /* the client's own x-forwarded-client-cert goes upstream (d_stream_start) */
 	char *norm_path;             /* the HCM-normalized path and query (owned; s_authz), or NULL: as sent */
@@ -460,6 +464,7 @@ static void s_free(struct px_stream *s)
 	mesh_buf_cleanup(&s->head);
 	mesh_buf_cleanup(&s->body);
 	free(s->cors_hdrs);
+	jwt_result_free(s->jwt);
 	free(s->norm_path);
 	px_config_unref(s->cfg);
 	s->e->st.rq_active--;
@@ -643,6 +648,7 @@ static int s_retry_allowed(struct px_stream *s, int kind, int status, unsigned r
 	enum retry_failure f = kind == F_CONNECT ? RETRY_F_CONNECT
 			       : kind == F_RESET ? RETRY_F_RESET
 			       : kind == F_TIMEOUT ? RETRY_F_TIMEOUT
+			       : kind == F_REFUSED ? RETRY_F_REFUSED
 						   : RETRY_F_HEADERS;
 
 	if (!rp || !retry_condition(rp, f, status > 0 ? (unsigned)status : 0, resp))
@@ -704,6 +710,10 @@ static void s_fail(struct px_stream *s, int kind, unsigned flag)
 	else if (kind == F_CONNECT)
 		s_local_reply(s, 503, flag,
 			      "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+			      NULL);
+	else if (kind == F_REFUSED)
+		s_local_reply(s, 503, flag,
+			      "upstream connect error or disconnect/reset before headers. reset reason: remote refused stream reset",
 			      NULL);
 	else
 		s_local_reply(s, 503, flag,
@@ -1345,6 +1355,12 @@ static void u_on_eof(struct px_uconn *u)
 		s_fail(s, F_CONNECT, PX_RF_UF);
 		return;
 	}
+	if (!s->resp_started && u->h2 && px_h2u_refused(u->io.fd)) {
+		/* the HTTP/2 server refused the stream unprocessed (h2.c) */
+		u->h->cl->st.rq_rx_reset++;
+		s_fail(s, F_REFUSED, PX_RF_UR);
+		return;
+	}
 	if (!s->resp_started) {
 		u->h->cl->st.rq_rx_reset++;
 		s_fail(s, F_RESET, PX_RF_UC);
@@ -1965,6 +1981,9 @@ static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_
 			continue;
 		if (eh->n_req && edit_drops(f->name, eh->req, eh->n_req))
 			continue;
+		/* jwt_authn: the token header (forward false) and the headers it sets */
+		if (s->jwt && jwt_result_drops(s->jwt, f->name.p, f->name.len))
+			continue;
 		if (rt->include_attempt_count_req && h1_str_ieq(f->name, "x-envoy-attempt-count"))
 			continue;
 		if (!s->xfcc_fwd && h1_str_ieq(f->name, "x-forwarded-client-cert"))
@@ -1991,6 +2010,8 @@ static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_
 		rc = s_put_xfcc(s, b);
 	if (!rc && eh->n_req)
 		rc = edit_add(b, h->headers, h->n_headers, eh->req, eh->n_req);
+	if (!rc && s->jwt && s->jwt->add)
+		rc = mesh_buf_append(b, s->jwt->add->data, s->jwt->add->len);
 	if (!rc && (s->req_flags & H1_F_UPGRADE)) {
 		struct h1_str up = h1_head_get(h, "upgrade");
 		static const struct h1_str upn = { "upgrade", 7 };
@@ -2246,6 +2267,26 @@ static const char *lbh_query(void *ctx, const char *name, size_t nlen, size_t *l
 	return kv_find(q, (size_t)(c->path.p + c->path.len - q), '&', name, nlen, len);
 }
 
+/* The address the client dialled: the original destination of a redirected
+ * connection, an HTTP/2 stream's session socket (its own is a socketpair),
+ * else the socket's.  Returns its length, 0 when unknown. */
+static socklen_t d_local_addr(const struct px_dconn *d, struct sockaddr_storage *ss)
+{
+	socklen_t len = sizeof(*ss);
+
+	if (d->captured && d->dst_len) {
+		memcpy(ss, &d->dst, d->dst_len);
+		return d->dst_len;
+	}
+	if (d->local_len) {
+		memcpy(ss, &d->local, d->local_len);
+		return d->local_len;
+	}
+	if (d->h2 || d->io.fd < 0 || getsockname(d->io.fd, (struct sockaddr *)ss, &len) < 0)
+		return 0;
+	return len;
+}
+
 /* The route's hash policies (router.h) through lb.h's combination rules. */
 static void s_hash(struct px_stream *s, const struct h1_head *h)
 {
@@ -2288,16 +2329,17 @@ static void s_hash(struct px_stream *s, const struct h1_head *h)
 		 * remote then local address, ports included (router.cc
 		 * addDownstreamSetCookie): each connection gets its own cookie.  The
 		 * local address is the original destination of a redirected one. */
+		struct sockaddr_storage lss;
 		struct sockaddr_in local;
 		socklen_t llen = sizeof(local);
 		char lip[INET6_ADDRSTRLEN] = "";
 		unsigned lport = 0;
 		int n;
 
-		if (s->d->captured && s->d->dst.ss_family == AF_INET) {
-			memcpy(&local, &s->d->dst, sizeof(local));
+		if (d_local_addr(s->d, &lss) && lss.ss_family == AF_INET) {
+			memcpy(&local, &lss, sizeof(local));
 			llen = sizeof(local);
-		} else if (getsockname(s->d->io.fd, (struct sockaddr *)&local, &llen) != 0 || local.sin_family != AF_INET) {
+		} else {
 			llen = 0;
 		}
 		if (llen) {
@@ -2419,6 +2461,33 @@ static int s_http10_refused(struct px_stream *s, const struct px_port *pp)
 	return 1;
 }
 
+const struct rbac_jwt *px_stream_jwt(const struct px_stream *s)
+{
+	return s ? jwt_result_rbac(s->jwt) : NULL;
+}
+
+/* The HCM's jwt_authn filter (dataplane/jwt.h): 1 when it answered the
+ * request (401/403, or 500 out of memory), else 0 with the outcome kept
+ * on the stream for the forwarded head and for RBAC (px_stream_jwt). */
+static int s_jwt(struct px_stream *s, const struct h1_head *h, const struct jwt_config *jc, struct h1_str authority)
+{
+	struct jwt_req r = { h->method.p, h->method.len, s->path.p, s->path.len, authority.p, authority.len,
+			     req_header, (void *)h };
+	struct jwt_result *res = NULL;
+
+	if (jwt_filter_run(jc, &r, (int64_t)(wall_us() / 1000000), &res) < 0) {
+		s_local_reply(s, 500, 0, NULL, NULL);
+		return 1;
+	}
+	if (res->status) {
+		s_local_reply(s, res->status, 0, res->message, res->www_auth);
+		jwt_result_free(res);
+		return 1;
+	}
+	s->jwt = res;
+	return 0;
+}
+
 /* A copy of (p, len) with its NUL at *at in buf (sized by the caller). */
 static const char *authz_put(char *buf, size_t *at, const char *p, size_t len)
 {
@@ -2447,7 +2516,6 @@ static int s_authz(struct px_stream *s, const struct px_port *pp, const struct h
 	struct rbac_decision dec;
 	struct rbac_header *hv = NULL;
 	struct sockaddr_storage ls;
-	socklen_t llen = sizeof(ls);
 	char dst_ip[INET6_ADDRSTRLEN] = "", remote[INET6_ADDRSTRLEN], det[RBAC_EVAL_TEXT_MAX + 48];
 	char *buf = NULL;
 	size_t at = 0, need, i;
@@ -2478,18 +2546,24 @@ static int s_authz(struct px_stream *s, const struct px_port *pp, const struct h
 			rq->path_len = s->path.len;
 		}
 	}
+	/* jwt_authn, the first HTTP filter (Istio puts it before RBAC): its
+	 * verified token is what RBAC's istio_authn metadata matchers read */
+	if (!pp->tcp && pp->jwt) {
+		struct h1_str au = { rq->authority, rq->authority_len };
+		if (s_jwt(s, h, pp->jwt, au))
+			return 1;
+	}
 	if (!pp->authz || (pp->tcp && d->rbac_judged && d->rbac_port == pp->port))
 		return 0;
 	memset(&r, 0, sizeof(r));
 	r.principal = d->peer_principal;
 	if (d->tls)
 		r.peer_names = px_tls_peer_names(d->tls, &r.n_peer_names);
+	r.jwt = px_stream_jwt(s);
 	r.source_ip = d->peer_ip;
 	r.sni = d->sni;
 	r.destination_port = pp->port;
-	if (d->captured && d->dst_len)
-		memcpy(&ls, &d->dst, d->dst_len);
-	else if (getsockname(d->io.fd, (struct sockaddr *)&ls, &llen) < 0)
+	if (!d_local_addr(d, &ls))
 		ls.ss_family = AF_UNSPEC;
 	if (ls.ss_family == AF_INET)
 		inet_ntop(AF_INET, &((struct sockaddr_in *)&ls)->sin_addr, dst_ip, sizeof(dst_ip));
@@ -2649,6 +2723,8 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 			return;
 		}
 		pp = &b->port;
+		/* (STRICT: plaintext was refused at its first byte, d_tls_step) */
+		s->xfcc = b->inbound && pp->xfcc && d->peer_principal;
 		if (s_authz(s, pp, h, &rq))
 			return;
 		if (!pp->tcp) {
@@ -3265,7 +3341,9 @@ static int d_tls_step(struct px_dconn *d)
 			return 0;
 		}
 		d->tls_decide = 0;
-		if (d->captured && d->dst.ss_family == AF_INET) {
+		if (!d->l->embedded) {
+			pp = d->l->conf ? &d->l->conf->port : NULL; /* a bound listener's one port */
+		} else if (d->captured && d->dst.ss_family == AF_INET) {
 			pp = find_port(cfg->in_ports, cfg->n_in_ports, 0,
 				       ntohs(((struct sockaddr_in *)&d->dst)->sin_port));
 			if (!pp && cfg->has_in_any)
@@ -3478,6 +3556,9 @@ int px_dconn_adopt(struct engine *e, int fd, const struct px_conn_origin *o, int
 	d->tops = &px_transport_raw;
 	/* issue 12: virtualInbound with TLS ports looks at the first byte */
 	d->tls_decide = l == &e->lin && e->cur && e->cur->in_tls && !h2;
+	/* an inbound listener bound for a Sidecar ingress port with a TLS chain too */
+	if (!l->embedded && l->conf && l->conf->inbound && l->conf->port.tls && !h2)
+		d->tls_decide = 1;
 	d->drain = e->draining && l->inbound;
 	h1_parser_init(&d->p, 1, NULL, d->hdrs, H1_DEFAULT_MAX_HEADERS);
 	mesh_buf_init(&d->out, PX_OUT_MAX);
@@ -3487,6 +3568,8 @@ int px_dconn_adopt(struct engine *e, int fd, const struct px_conn_origin *o, int
 	ev_defer_init(&d->tls_rd, d_tls_rd, d);
 	memcpy(d->peer_ip, o->peer_ip, sizeof(d->peer_ip));
 	d->peer_port = o->peer_port;
+	d->local = o->local;
+	d->local_len = o->local_len;
 	d->dst = o->dst;
 	d->dst_len = o->dst_len;
 	d->captured = o->captured;
@@ -3546,8 +3629,12 @@ int px_dconn_use_h2(struct px_dconn *d)
 	o.captured = d->captured;
 	o.dst = d->dst;
 	o.dst_len = d->dst_len;
+	/* issue 12: every stream's connection is a socketpair; the address the
+	 * client dialled (RBAC's destination.ip) is this socket's */
+	o.local_len = d_local_addr(d, &o.local);
 	memcpy(o.peer_ip, d->peer_ip, sizeof(o.peer_ip));
 	o.peer_port = d->peer_port;
+	o.idle_ms = d->idle_ms; /* the HTTP/2 session's idle timeout (h2.c) */
 	/* one registration per fd: the session registers it again */
 	ev_io_stop(e->loop, &d->io);
 	/* the transport's context: NULL for raw TCP (the TLS transport passes its own) */

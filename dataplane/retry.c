@@ -18,6 +18,12 @@ bool retry_condition(const struct router_retry *rp, enum retry_failure kind, uns
 		 * nothing was sent) */
 		return (on & (ROUTER_RETRY_CONNECT_FAILURE | ROUTER_RETRY_RESET | ROUTER_RETRY_5XX | ROUTER_RETRY_GATEWAY_ERROR |
 			      ROUTER_RETRY_REFUSED_STREAM | ROUTER_RETRY_RESET_BEFORE_REQUEST)) != 0;
+	case RETRY_F_REFUSED:
+		/* Envoy's wouldRetryFromReset: a RemoteRefusedStreamReset is a
+		 * reset (reset, 5xx, gateway-error) sent before any response, and
+		 * the one refused-stream names */
+		return (on & (ROUTER_RETRY_REFUSED_STREAM | ROUTER_RETRY_RESET | ROUTER_RETRY_5XX |
+			      ROUTER_RETRY_GATEWAY_ERROR | ROUTER_RETRY_RESET_BEFORE_REQUEST)) != 0;
 	case RETRY_F_RESET:
 	case RETRY_F_TIMEOUT:
 		return (on & (ROUTER_RETRY_RESET | ROUTER_RETRY_5XX | ROUTER_RETRY_GATEWAY_ERROR)) != 0;

@@ -22,6 +22,7 @@
 enum retry_failure {
 	RETRY_F_CONNECT,   /* no connection to the host (refused, connect timeout) */
 	RETRY_F_RESET,     /* the connection closed or failed before a response head */
+	RETRY_F_REFUSED,   /* an HTTP/2 server refused the stream unprocessed (REFUSED_STREAM) */
 	RETRY_F_TIMEOUT,   /* per-try (or per-try idle) timeout before a response head */
 	RETRY_F_HEADERS,   /* a response head came (status and the flags below) */
 };

@@ -24,6 +24,7 @@
 #include "envoy/config/route/v3/route.pb-c.h"
 #include "envoy/extensions/filters/http/cors/v3/cors.pb-c.h"
 #include "envoy/extensions/filters/http/fault/v3/fault.pb-c.h"
+#include "envoy/extensions/filters/http/jwt_authn/v3/config.pb-c.h"
 #include "envoy/extensions/filters/listener/http_inspector/v3/http_inspector.pb-c.h"
 #include "envoy/extensions/filters/listener/original_dst/v3/original_dst.pb-c.h"
 #include "envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.pb-c.h"
@@ -80,6 +81,7 @@ static const ProtobufCMessageDescriptor *const pbjson__builtin[] = {
 	&envoy__extensions__filters__http__fault__v3__httpfault__descriptor,
 	&envoy__extensions__filters__http__rbac__v3__rbac__descriptor,
 	&envoy__extensions__filters__http__rbac__v3__rbacper_route__descriptor,
+	&envoy__extensions__filters__http__jwt_authn__v3__jwt_authentication__descriptor,
 	&envoy__extensions__transport_sockets__tls__v3__upstream_tls_context__descriptor,
 	&envoy__extensions__transport_sockets__tls__v3__downstream_tls_context__descriptor,
 	/* sidecar: listener filters, TCP proxy, CORS, retry predicate, upstream HTTP options */

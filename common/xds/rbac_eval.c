@@ -20,10 +20,13 @@
 
 #include "common/buf.h"
 #include "common/err.h"
+#include "common/json.h"
 #include "common/re.h"
 
 #include "envoy/config/core/v3/address.pb-c.h"
 #include "envoy/config/route/v3/route_components.pb-c.h"
+#include "envoy/type/matcher/v3/metadata.pb-c.h"
+#include "envoy/type/matcher/v3/value.pb-c.h"
 #include "envoy/type/matcher/v3/path.pb-c.h"
 #include "envoy/type/matcher/v3/regex.pb-c.h"
 #include "envoy/type/matcher/v3/string.pb-c.h"
@@ -44,6 +47,8 @@ typedef Envoy__Type__Matcher__V3__StringMatcher rbac_sm;
 typedef Envoy__Config__Route__V3__HeaderMatcher rbac_hdr;
 typedef Envoy__Type__Matcher__V3__RegexMatcher rbac_re;
 typedef Envoy__Config__Rbac__V3__RBAC rbac_rules;
+typedef Envoy__Type__Matcher__V3__MetadataMatcher rbac_md;
+typedef Envoy__Type__Matcher__V3__ValueMatcher rbac_vm;
 
 struct rbac__regex {
 	const rbac_re *key;          /* the message it was compiled from */
@@ -385,6 +390,102 @@ static int rbac__cidr_match(struct rbac__ev *ev, const Envoy__Config__Core__V3__
 	return 1;
 }
 
+/* ------------------------------------------------------------- JWT metadata */
+
+/*
+ * Filter "istio_authn"'s metadata, read from the request's verified JWT
+ * (struct rbac_jwt): a value is a plain string (principal, audiences,
+ * presenter) or a node of the payload (claims).  A string claim counts as
+ * a list of one, as Istio's authn filter stores claims as lists.
+ */
+struct rbac__mdval {
+	const char *s;
+	const struct json_value *j;
+};
+
+static int rbac__vm_match(struct rbac__ev *ev, const rbac_vm *vm, const struct rbac__mdval *v, int depth);
+
+static int rbac__vm_list(struct rbac__ev *ev, const rbac_vm *one, const struct rbac__mdval *v, int depth)
+{
+	struct rbac__mdval e = { NULL, NULL };
+	size_t i;
+	int rc;
+
+	if (v->j && v->j->type == JSON_ARRAY) {
+		for (i = 0; i < v->j->n; i++) {
+			e.j = v->j->v[i];
+			rc = rbac__vm_match(ev, one, &e, depth + 1);
+			if (rc != 0)
+				return rc;
+		}
+		return 0;
+	}
+	if (v->j && v->j->type == JSON_STRING)
+		return rbac__vm_match(ev, one, v, depth + 1);
+	return 0;
+}
+
+static int rbac__vm_match(struct rbac__ev *ev, const rbac_vm *vm, const struct rbac__mdval *v, int depth)
+{
+	const char *str = v->s ? v->s : v->j && v->j->type == JSON_STRING ? v->j->str : NULL;
+	size_t i;
+	int rc;
+
+	if (!vm)
+		return rbac__fail(ev, -EINVAL, "metadata value matcher missing");
+	if (depth > RBAC_EVAL_MAX_DEPTH)
+		return rbac__fail(ev, -MESH_ETOOBIG, "value matchers nested deeper than %d", RBAC_EVAL_MAX_DEPTH);
+	switch (vm->match_pattern_case) {
+	case ENVOY__TYPE__MATCHER__V3__VALUE_MATCHER__MATCH_PATTERN_STRING_MATCH:
+		return str ? rbac__sm_match(ev, vm->string_match, str) : 0;
+	case ENVOY__TYPE__MATCHER__V3__VALUE_MATCHER__MATCH_PATTERN_PRESENT_MATCH:
+		return (v->s || v->j) ? (vm->present_match ? 1 : 0) : 0;
+	case ENVOY__TYPE__MATCHER__V3__VALUE_MATCHER__MATCH_PATTERN_LIST_MATCH:
+		return rbac__vm_list(ev, vm->list_match->one_of, v, depth);
+	case ENVOY__TYPE__MATCHER__V3__VALUE_MATCHER__MATCH_PATTERN_OR_MATCH:
+		for (i = 0; i < vm->or_match->n_value_matchers; i++) {
+			rc = rbac__vm_match(ev, vm->or_match->value_matchers[i], v, depth + 1);
+			if (rc != 0)
+				return rc;
+		}
+		return 0;
+	default:
+		return rbac__fail(ev, -ENOTSUP, "metadata value matcher (case %d) is not supported",
+				  (int)vm->match_pattern_case);
+	}
+}
+
+static int rbac__md_match(struct rbac__ev *ev, const rbac_md *m)
+{
+	const struct rbac_jwt *jwt = ev->r->jwt;
+	struct rbac__mdval v = { NULL, NULL };
+	const char *key = m->path[0]->key;
+	size_t i;
+	int rc;
+
+	if (!jwt) {
+		rc = 0;
+	} else if (!strcmp(key, RBAC_AUTHN_PRINCIPAL)) {
+		v.s = jwt->principal;
+	} else if (!strcmp(key, RBAC_AUTHN_AUDIENCES)) {
+		/* Istio's authn filter keeps the first audience only */
+		const struct json_value *aud = json_get(jwt->payload, "aud");
+		if (aud && aud->type == JSON_ARRAY && aud->n)
+			aud = aud->v[0];
+		v.s = aud && aud->type == JSON_STRING ? aud->str : NULL;
+	} else if (!strcmp(key, RBAC_AUTHN_PRESENTER)) {
+		v.s = json_get_str(jwt->payload, "azp");
+	} else {
+		v.j = jwt->payload;
+		for (i = 1; v.j && i < m->n_path; i++)
+			v.j = json_get(v.j, m->path[i]->key);
+	}
+	rc = jwt && (v.s || v.j) ? rbac__vm_match(ev, m->value, &v, 0) : 0;
+	if (rc >= 0 && m->invert)
+		rc = !rc;
+	return rc;
+}
+
 /* ------------------------------------------------------------- permissions, principals */
 
 static int rbac__path_match(struct rbac__ev *ev, const Envoy__Type__Matcher__V3__PathMatcher *pm)
@@ -474,7 +575,7 @@ static int rbac__perm_match(struct rbac__ev *ev, const rbac_perm *p)
 		rc = rbac__sm_match(ev, p->requested_server_name, r->sni ? r->sni : "");
 		break;
 	case ENVOY__CONFIG__RBAC__V3__PERMISSION__RULE_METADATA:
-		rc = rbac__fail(ev, -ENOTSUP, "permission matcher \"metadata\" is not supported by the evaluator");
+		rc = rbac__md_match(ev, p->metadata);
 		break;
 	default:
 		rc = rbac__fail(ev, -ENOTSUP, "permission with unknown or unset rule (case %d)", (int)p->rule_case);
@@ -564,7 +665,7 @@ static int rbac__id_match(struct rbac__ev *ev, const rbac_id *p)
 		rc = rbac__path_match(ev, p->url_path);
 		break;
 	case ENVOY__CONFIG__RBAC__V3__PRINCIPAL__IDENTIFIER_METADATA:
-		rc = rbac__fail(ev, -ENOTSUP, "principal matcher \"metadata\" is not supported by the evaluator");
+		rc = rbac__md_match(ev, p->metadata);
 		break;
 	case ENVOY__CONFIG__RBAC__V3__PRINCIPAL__IDENTIFIER_FILTER_STATE:
 		rc = rbac__fail(ev, -ENOTSUP, "principal matcher \"filter_state\" is not supported by the evaluator");
@@ -682,6 +783,62 @@ static int rbac__path_compile(struct rbac__ev *ev, const Envoy__Type__Matcher__V
 	return rbac__sm_compile(ev, pm->path);
 }
 
+static int rbac__vm_compile(struct rbac__ev *ev, const rbac_vm *vm, int depth)
+{
+	size_t i;
+	int rc;
+
+	if (!vm)
+		return rbac__fail(ev, -EINVAL, "metadata value matcher missing");
+	if (depth > RBAC_EVAL_MAX_DEPTH)
+		return rbac__fail(ev, -MESH_ETOOBIG, "value matchers nested deeper than %d", RBAC_EVAL_MAX_DEPTH);
+	switch (vm->match_pattern_case) {
+	case ENVOY__TYPE__MATCHER__V3__VALUE_MATCHER__MATCH_PATTERN_STRING_MATCH:
+		return rbac__sm_compile(ev, vm->string_match);
+	case ENVOY__TYPE__MATCHER__V3__VALUE_MATCHER__MATCH_PATTERN_PRESENT_MATCH:
+		return 0;
+	case ENVOY__TYPE__MATCHER__V3__VALUE_MATCHER__MATCH_PATTERN_LIST_MATCH:
+		if (!vm->list_match || vm->list_match->match_pattern_case !=
+					       ENVOY__TYPE__MATCHER__V3__LIST_MATCHER__MATCH_PATTERN_ONE_OF)
+			return rbac__fail(ev, -EINVAL, "list matcher without one_of");
+		return rbac__vm_compile(ev, vm->list_match->one_of, depth + 1);
+	case ENVOY__TYPE__MATCHER__V3__VALUE_MATCHER__MATCH_PATTERN_OR_MATCH:
+		if (!vm->or_match)
+			return rbac__fail(ev, -EINVAL, "or matcher missing");
+		for (i = 0; i < vm->or_match->n_value_matchers; i++)
+			if ((rc = rbac__vm_compile(ev, vm->or_match->value_matchers[i], depth + 1)) < 0)
+				return rc;
+		return 0;
+	default:
+		return rbac__fail(ev, -ENOTSUP, "metadata value matcher (case %d) is not supported by the evaluator",
+				  (int)vm->match_pattern_case);
+	}
+}
+
+/* Only Istio's JWT metadata (filter "istio_authn", keys in rbac_eval.h):
+ * anything else is metadata the proxy does not have. */
+static int rbac__md_compile(struct rbac__ev *ev, const rbac_md *m)
+{
+	const char *key;
+	size_t i;
+
+	if (!m || !m->filter || strcmp(m->filter, RBAC_AUTHN_FILTER))
+		return rbac__fail(ev, -ENOTSUP, "metadata matcher on filter \"%s\" is not supported by the evaluator "
+				  "(only " RBAC_AUTHN_FILTER ")", m && m->filter ? m->filter : "");
+	for (i = 0; i < m->n_path; i++)
+		if (!m->path[i] || m->path[i]->segment_case !=
+					   ENVOY__TYPE__MATCHER__V3__METADATA_MATCHER__PATH_SEGMENT__SEGMENT_KEY ||
+		    !m->path[i]->key)
+			return rbac__fail(ev, -EINVAL, "metadata matcher path segment %zu is not a key", i);
+	key = m->n_path ? m->path[0]->key : "";
+	if (!strcmp(key, RBAC_AUTHN_CLAIMS) ? m->n_path < 2
+	    : (strcmp(key, RBAC_AUTHN_PRINCIPAL) && strcmp(key, RBAC_AUTHN_AUDIENCES) &&
+	       strcmp(key, RBAC_AUTHN_PRESENTER)) || m->n_path != 1)
+		return rbac__fail(ev, -ENOTSUP, "metadata matcher path \"%s\" (%zu segments) is not supported by the "
+				  "evaluator", key, m->n_path);
+	return rbac__vm_compile(ev, m->value, 0);
+}
+
 static int rbac__perm_compile(struct rbac__ev *ev, const rbac_perm *p)
 {
 	const Envoy__Config__Rbac__V3__Permission__Set *set = NULL;
@@ -725,7 +882,7 @@ static int rbac__perm_compile(struct rbac__ev *ev, const rbac_perm *p)
 		rc = rbac__sm_compile(ev, p->requested_server_name);
 		break;
 	case ENVOY__CONFIG__RBAC__V3__PERMISSION__RULE_METADATA:
-		rc = rbac__fail(ev, -ENOTSUP, "permission matcher \"metadata\" is not supported by the evaluator");
+		rc = rbac__md_compile(ev, p->metadata);
 		break;
 	default:
 		rc = rbac__fail(ev, -ENOTSUP, "permission with unknown or unset rule (case %d)", (int)p->rule_case);
@@ -786,7 +943,7 @@ static int rbac__id_compile(struct rbac__ev *ev, const rbac_id *p)
 		rc = rbac__path_compile(ev, p->url_path);
 		break;
 	case ENVOY__CONFIG__RBAC__V3__PRINCIPAL__IDENTIFIER_METADATA:
-		rc = rbac__fail(ev, -ENOTSUP, "principal matcher \"metadata\" is not supported by the evaluator");
+		rc = rbac__md_compile(ev, p->metadata);
 		break;
 	case ENVOY__CONFIG__RBAC__V3__PRINCIPAL__IDENTIFIER_FILTER_STATE:
 		rc = rbac__fail(ev, -ENOTSUP, "principal matcher \"filter_state\" is not supported by the evaluator");

@@ -27,8 +27,11 @@
  *    with ","); url_path ignores the query string;
  *  - safe_regex is a full match run by RE2 (common/re.h), with the
  *    matcher's max_program_size or else Istio's runtime limit (32768).
- * A matcher it does not implement (metadata, filter_state, safe_regex with
- * ignore_case, ...) fails the compile step, never a guess.
+ *  - metadata matchers read filter "istio_authn" only (the verified JWT,
+ *    struct rbac_jwt): string, list one_of string, present and or
+ *    matchers; without a JWT no metadata matcher matches (invert aside).
+ * A matcher it does not implement (other metadata, filter_state,
+ * safe_regex with ignore_case, ...) fails the compile step, never a guess.
  *
  * Functions return 0 / a count, or a negative code (err.h) with a message
  * in the caller's error buffer.
@@ -65,7 +68,31 @@ struct rbac_header {
 	const char *value;
 };
 
+/* A request's verified JWT as RBAC sees it: the dynamic metadata of
+ * filter "istio_authn" that Istio's authn filter derives from the payload
+ * jwt_authn verified:
+ *   request.auth.principal  "iss/sub"
+ *   request.auth.audiences  the payload's aud (a string, or the first of a list)
+ *   request.auth.presenter  azp
+ *   request.auth.claims     the payload; [request.auth.claims, a, b] walks
+ *                           nested objects, a string claim is a list of one
+ * Both pointers are borrowed from whoever verified the token
+ * (dataplane/jwt.c) or read the claims (meshctl authz check --jwt-claims). */
+struct json_value;
+struct rbac_jwt {
+	const char *principal;       /* "iss/sub"; NULL: no principal */
+	const struct json_value *payload; /* the payload, a JSON object */
+};
+
+/* The metadata namespace and keys above (Istio's authn filter names). */
+#define RBAC_AUTHN_FILTER       "istio_authn"
+#define RBAC_AUTHN_PRINCIPAL    "request.auth.principal"
+#define RBAC_AUTHN_AUDIENCES    "request.auth.audiences"
+#define RBAC_AUTHN_PRESENTER    "request.auth.presenter"
+#define RBAC_AUTHN_CLAIMS       "request.auth.claims"
+
 struct rbac_request {
+	const struct rbac_jwt *jwt;  /* the verified JWT; NULL: none (no token, or no RequestAuthentication) */
 	const char *principal;       /* peer URI SAN ("spiffe://td/ns/a/sa/b"); NULL: no authenticated peer */
 	const char *const *peer_names; /* the certificate's other names Envoy's authenticated matcher tries:
 	                              * further URI SANs, then DNS SANs (borrowed; none when n is 0) */

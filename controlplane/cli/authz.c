@@ -80,6 +80,7 @@ struct authz_opts {
 	struct cfg_kv labels[AUTHZ_MAX_LABELS];
 	size_t n_labels;
 	char *labels_copy;
+	const char *jwt_claims;      /* --jwt-claims: the verified JWT's payload (JSON object), or NULL */
 };
 
 static void authz_usage(FILE *f)
@@ -88,7 +89,8 @@ static void authz_usage(FILE *f)
 		"usage: meshctl authz check -f CONFIG --namespace NS [--labels k=v,...] (--path PATH | --tcp)\n"
 		"                           [--principal TD/ns/NS/sa/SA | --no-peer] [--source-ip IP]\n"
 		"                           [--remote-ip IP] [--destination-ip IP] [--port N] [--method M]\n"
-		"                           [--host HOST] [--sni NAME] [--header NAME=VALUE]... [--json] [-v]\n"
+		"                           [--host HOST] [--sni NAME] [--header NAME=VALUE]... [--jwt-claims JSON]\n"
+		"                           [--json] [-v]\n"
 		"                           [--path-normalization NONE|BASE|MERGE_SLASHES|DECODE_AND_MERGE_SLASHES]\n"
 		"\n"
 		"Would a request to the workload be allowed by its AuthorizationPolicies?\n"
@@ -114,6 +116,8 @@ static void authz_usage(FILE *f)
 		"      --path-normalization MODE  meshConfig.pathNormalization the sidecar applies before\n"
 		"                            RBAC (default BASE); a path it refuses is answered 400\n"
 		"  -H, --header NAME=VALUE   request header (repeatable)\n"
+		"      --jwt-claims JSON     the request's verified JWT payload, e.g. '{\"iss\":\"i\",\"sub\":\"s\",\"aud\":\"a\"}'\n"
+		"                            (requestPrincipals \"iss/sub\", request.auth.*); none: no token\n"
 		"      --root-namespace NS   mesh-wide policy namespace (default istio-system)\n"
 		"      --trust-domain TD     trust domain (default cluster.local)\n"
 		"      --ignore-rejected     judge what meshd serves even if some objects are rejected\n"
@@ -269,6 +273,8 @@ static int authz_parse(struct authz_opts *o, int argc, char **argv)
 					AUTHZ_MAX_HEADERS, v);
 				return -EINVAL;
 			}
+		} else if ((v = authz_optval(argc, argv, &i, "--jwt-claims", NULL, &missing))) {
+			o->jwt_claims = v;
 		} else if ((v = authz_optval(argc, argv, &i, "--root-namespace", NULL, &missing))) {
 			o->root_namespace = v;
 		} else if ((v = authz_optval(argc, argv, &i, "--trust-domain", NULL, &missing))) {
@@ -454,7 +460,9 @@ static int authz_check(int argc, char **argv)
 	struct rbac_request req;
 	struct rbac_decision d;
 	struct mesh_buf out;
-	char principal[AUTHZ_PRINCIPAL_MAX], err[RBAC_EVAL_TEXT_MAX], normpath[PATHNORM_MAX];
+	char principal[AUTHZ_PRINCIPAL_MAX], err[RBAC_EVAL_TEXT_MAX], normpath[PATHNORM_MAX], jwt_principal[2048];
+	struct json_value *claims = NULL;
+	struct rbac_jwt jwt;
 	struct rbac_opts ropts;
 	size_t n_sel = 0, rejected;
 	int rc = AUTHZ_EXIT_USAGE, r;
@@ -561,6 +569,22 @@ static int authz_check(int argc, char **argv)
 		req.headers = o.headers;
 		req.n_headers = o.n_headers;
 	}
+	if (o.jwt_claims) {
+		/* what meshproxy's jwt_authn filter hands RBAC for a verified
+		 * token (dataplane/jwt.c): principal "iss/sub" and the claims */
+		const char *iss, *sub;
+
+		if (json_parse(o.jwt_claims, strlen(o.jwt_claims), &claims) < 0 || claims->type != JSON_OBJECT) {
+			fprintf(stderr, "meshctl authz: --jwt-claims wants a JSON object\n");
+			goto out;
+		}
+		iss = json_get_str(claims, "iss");
+		sub = json_get_str(claims, "sub");
+		snprintf(jwt_principal, sizeof(jwt_principal), "%s/%s", iss ? iss : "", sub ? sub : "");
+		jwt.principal = jwt_principal;
+		jwt.payload = claims;
+		req.jwt = &jwt;
+	}
 	r = rbac_eval_compile(chain, 3, &ev, err, sizeof(err));
 	if (r < 0) {
 		fprintf(stderr, "meshctl authz: the compiled policies cannot be evaluated: %s\n",
@@ -580,6 +604,7 @@ static int authz_check(int argc, char **argv)
 	fputs(out.data ? out.data : "", stdout);
 	rc = d.allowed ? AUTHZ_EXIT_ALLOW : AUTHZ_EXIT_DENY;
 out:
+	json_free(claims);
 	rbac_eval_free(ev);
 	mesh_buf_cleanup(&out);
 	arena_free(a);

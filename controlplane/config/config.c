@@ -81,8 +81,9 @@ const char *cfg_kind_group(enum cfg_kind k)
 
 bool cfg_kind_not_implemented(enum cfg_kind k)
 {
-	/* Sidecar scopes sidecar workloads (model_sidecar_select) */
-	return k == CFG_GATEWAY || k == CFG_REQUEST_AUTHENTICATION || k == CFG_TELEMETRY;
+	/* Sidecar scopes sidecar workloads (model_sidecar_select);
+	 * RequestAuthentication becomes the sidecar's jwt_authn filter */
+	return k == CFG_GATEWAY || k == CFG_TELEMETRY;
 }
 
 /* ------------------------------------------------------------- objects */
@@ -697,6 +698,69 @@ static bool cfg__foreign_kind(struct cfg__ectx *e, const struct cfg__node *root,
 	return true;
 }
 
+/* The content hash of document root without spec.endpoints (struct
+ * cfg_object shape_hash): root rendered as canonical JSON the way hash
+ * is, through shallow copies of root and spec that leave that key out.
+ * Sets *out (to the full document's hash when there is no such key, which
+ * the caller set already).  Returns 0 or -ENOMEM. */
+static int cfg__shape_hash(const struct cfg__node *root, uint64_t *out)
+{
+	const struct cfg__node *spec = NULL;
+	struct cfg__node root2, spec2;
+	struct cfg__node **rv = NULL, **sk = NULL, **sv = NULL;
+	struct mesh_buf json;
+	size_t i, j, si = 0, ei = 0;
+	bool found = false;
+	int rc = 0;
+
+	mesh_buf_init(&json, CFG__JSON_MAX);
+	for (i = 0; root->type == CFG__MAP && i < root->n && !spec; i++)
+		if (root->k[i]->str && strcmp(root->k[i]->str, "spec") == 0 && root->v[i]->type == CFG__MAP) {
+			spec = root->v[i];
+			si = i;
+		}
+	for (i = 0; spec && i < spec->n && !found; i++)
+		if (spec->k[i]->str && strcmp(spec->k[i]->str, "endpoints") == 0) {
+			found = true;
+			ei = i;
+		}
+	if (!found)
+		goto out;
+	rv = malloc(root->n * sizeof(*rv));
+	sk = malloc(spec->n * sizeof(*sk));
+	sv = malloc(spec->n * sizeof(*sv));
+	if (!rv || !sk || !sv) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (i = 0, j = 0; i < spec->n; i++) {
+		if (i == ei)
+			continue;
+		sk[j] = spec->k[i];
+		sv[j++] = spec->v[i];
+	}
+	spec2 = *spec;
+	spec2.k = sk;
+	spec2.v = sv;
+	spec2.n = j;
+	memcpy(rv, root->v, root->n * sizeof(*rv));
+	rv[si] = &spec2;
+	root2 = *root;
+	root2.v = rv;
+	cfg__node_json(&json, &root2);
+	if (json.err) {
+		rc = json.err;
+		goto out;
+	}
+	*out = mesh_hash(json.data ? json.data : "", json.len);
+out:
+	free(rv);
+	free(sk);
+	free(sv);
+	mesh_buf_cleanup(&json);
+	return rc;
+}
+
 /* What a fragment (a document without kind) most likely is, from its keys:
  * users paste the part of an object a document showed them. */
 static const char *cfg__fragment_hint(const struct cfg__node *map)
@@ -1011,6 +1075,12 @@ static int cfg__document(struct cfg__parse *p, const struct cfg__node *root, int
 		goto out;
 	}
 	o->hash = mesh_hash(o->json, json.len);
+	o->shape_hash = o->hash;
+	if (o->kind == CFG_SERVICE_ENTRY) {
+		rc = cfg__shape_hash(root, &o->shape_hash);
+		if (rc < 0)
+			goto out;
+	}
 	if (o->kind == CFG_K8S_SECRET) {
 		/* Key material stays out of every view of the object (the
 		 * debug endpoints, meshctl): the hash above still sees a change. */

@@ -33,10 +33,10 @@ enum cfg_kind {
 	CFG_PEER_AUTHENTICATION,
 	CFG_AUTHORIZATION_POLICY,
 	/* validated and listed, not yet compiled by any generator: each object
-	 * carries a "not implemented yet" warning */
+	 * carries a "not implemented yet" warning (cfg_kind_not_implemented) */
 	CFG_GATEWAY,
 	CFG_SIDECAR,
-	CFG_REQUEST_AUTHENTICATION,
+	CFG_REQUEST_AUTHENTICATION,  /* compiled into the sidecar's jwt_authn filter (gen/authn.c) */
 	CFG_TELEMETRY,
 	/* core Kubernetes kinds: the service registry of a cluster (or of a
 	 * directory describing one) */
@@ -58,7 +58,7 @@ int cfg_kind_from_name(const char *kind);
  * "discovery.k8s.io" or "" (core) */
 const char *cfg_kind_group(enum cfg_kind k);
 /* true for the Istio kinds meshd validates but no generator compiles yet
- * (Gateway, Sidecar, RequestAuthentication, Telemetry) */
+ * (Gateway, Telemetry) */
 bool cfg_kind_not_implemented(enum cfg_kind k);
 
 struct cfg_strs {
@@ -493,6 +493,41 @@ struct cfg_authorization_policy {
 	bool rules_present;          /* "rules: []" differs from no rules key? kept for messages */
 };
 
+/* ---------------------------------------------------------------- RequestAuthentication */
+
+struct cfg_jwt_header {
+	char *name;
+	char *prefix;                /* NULL when not set */
+};
+
+struct cfg_claim_header {
+	char *header;
+	char *claim;
+};
+
+/* One jwtRules[] entry (Istio's security.v1beta1.JWTRule). */
+struct cfg_jwt_rule {
+	char *issuer;                /* NULL when not set */
+	struct cfg_strs audiences;
+	char *jwks_uri;              /* NULL when not set */
+	char *jwks;                  /* inline JWKS; NULL when not set */
+	struct cfg_jwt_header *from_headers;
+	size_t n_from_headers;
+	struct cfg_strs from_params, from_cookies;
+	char *output_payload_to_header; /* NULL when not set */
+	struct cfg_claim_header *output_claim_to_headers;
+	size_t n_output_claim_to_headers;
+	bool forward_original_token;
+};
+
+struct cfg_request_authentication {
+	struct cfg_labels selector;
+	bool has_selector;
+	bool has_target_refs;        /* targetRef(s): gateways and waypoints, applied to no sidecar */
+	struct cfg_jwt_rule *rules;
+	size_t n_rules;
+};
+
 /* ---------------------------------------------------------------- Sidecar */
 
 /* Sidecar.ingress[].captureMode / egress[].captureMode: DEFAULT is what the
@@ -634,6 +669,11 @@ struct cfg_object {
 	int line;                    /* line of the document's first token, 1-based */
 	int col;                     /* its column, 1-based; 0 when unknown */
 	uint64_t hash;               /* content hash of kind, metadata and spec (of json) */
+	/* the same without what only carries endpoints (a ServiceEntry's
+	 * spec.endpoints); equal to hash for every other kind.  Lets the
+	 * sidecar generator's cache tell an endpoint change from any other
+	 * (gen/sidecar.c). */
+	uint64_t shape_hash;
 	char *json;                  /* the document as canonical compact JSON (keys in source order) */
 	union {
 		struct cfg_virtual_service vs;
@@ -642,6 +682,7 @@ struct cfg_object {
 		struct cfg_workload we;
 		struct cfg_peer_authentication pa;
 		struct cfg_authorization_policy ap;
+		struct cfg_request_authentication ra;
 		struct cfg_sidecar sc;
 		struct cfg_k8s_service svc;
 		struct cfg_k8s_endpoint_slice eps;

@@ -2707,7 +2707,20 @@ static const char *dec__authz_key_check(const char *key, int *check)
 		*check = 4;
 		return NULL;
 	}
-	if (!strncmp(key, "request.headers", 15) || !strncmp(key, "request.auth.claims", 19) ||
+	if (!strncmp(key, "request.auth.claims", 19)) {
+		/* nested claims: request.auth.claims[a][b] (Istio 1.8+) */
+		const char *q = key + 19;
+		if (*q != '[')
+			return "has an invalid map key: expected name[KEY]";
+		while (*q == '[') {
+			const char *e = strchr(q, ']');
+			if (!e || e == q + 1 || memchr(q + 1, '[', (size_t)(e - q - 1)))
+				return "has an invalid map key: expected name[KEY] or name[KEY1][KEY2]";
+			q = e + 1;
+		}
+		return *q ? "has an invalid map key: expected name[KEY] or name[KEY1][KEY2]" : NULL;
+	}
+	if (!strncmp(key, "request.headers", 15) ||
 	    !strncmp(key, "experimental.envoy.filters.", 27)) {
 		const char *open = strchr(key, '[');
 		if (!open || key[n - 1] != ']' || open + 1 == key + n - 1 || strchr(open + 1, '[') ||
@@ -3014,16 +3027,15 @@ static void dec__authorization_policy(struct dec *d, const struct cfg__node *spe
 			dec__pop(d, m3);
 		}
 		/*
-		 * The RBAC generator reads principals, namespaces and IP blocks of a
-		 * source, and the `when` keys.  Source fields it does not read are
-		 * carried as the `when` keys Istio defines for them, so that no rule
-		 * matches more than it says: with one `from`, serviceAccounts and
-		 * trustDomains are exactly source.serviceAccount and
-		 * source.trustDomain; request principals (JWT, which meshd does not
-		 * verify) become request.auth.principal, which the generator cannot
-		 * match (an ALLOW rule is dropped, a DENY rule widened: fail closed).
-		 * With several `from`s the fields would change meaning as
-		 * conditions, so the rule is made unmatchable the same way.
+		 * The RBAC generator reads principals, request principals,
+		 * namespaces and IP blocks of a source, and the `when` keys.
+		 * Source fields it does not read are carried as the `when` keys
+		 * Istio defines for them, so that no rule matches more than it
+		 * says: with one `from`, serviceAccounts and trustDomains are
+		 * exactly source.serviceAccount and source.trustDomain.  With
+		 * several `from`s they would change meaning as conditions, so the
+		 * rule gets a condition the generator cannot match (an ALLOW rule
+		 * is dropped, a DENY rule widened: fail closed).
 		 */
 		if (sa_fields && ar->n_from == 1) {
 			struct cfg_authz_source *s = &ar->from[0];
@@ -3033,21 +3045,17 @@ static void dec__authorization_policy(struct dec *d, const struct cfg__node *spe
 			if (s->trust_domains.n || s->not_trust_domains.n)
 				dec__authz_add_when(d, ar, "source.trustDomain", &s->trust_domains, &s->not_trust_domains);
 		} else if (sa_fields) {
-			jwt_fields = true;
-		}
-		if (jwt_fields) {
 			struct cfg_strs any = { NULL, 0 };
 			static char star[] = "*";
 			static char *starv[] = { star };
 			any.v = starv;
 			any.n = 1;
-			dec__authz_add_when(d, ar, "request.auth.principal", &any, NULL);
-			cfg__warn(d->e, r, "not implemented yet: request authentication (JWT, requestPrincipals, "
-				  "request.auth.*%s): meshd verifies no JWT, so this rule never matches (%s)",
-				  sa_fields && ar->n_from != 1 ? ", and serviceAccounts/trustDomains across several from" : "",
-				  ap->action == CFG_AUTHZ_DENY ? "a DENY rule is widened to every request its other fields "
-				  "match" : "the rule is dropped");
+			dec__authz_add_when(d, ar, "experimental.meshd.unsupported", &any, NULL);
+			cfg__warn(d->e, r, "not implemented yet: serviceAccounts/trustDomains across several from: this "
+				  "rule never matches (%s)", ap->action == CFG_AUTHZ_DENY ? "a DENY rule is widened to every "
+				  "request its other fields match" : "the rule is dropped");
 		}
+		(void)jwt_fields; /* request principals and request.auth.* are compiled (gen/rbac.c) */
 		dec__pop(d, m2);
 	}
 	dec__pop(d, mark);
@@ -3593,30 +3601,41 @@ static void dec__sidecar(struct dec *d, const struct cfg__node *spec, struct cfg
 }
 
 /* Istio's ValidateRequestAuthentication and validateJwtRule (the JWKS is
- * not parsed). */
-static void dec__request_authentication(struct dec *d, const struct cfg__node *spec)
+ * not parsed here: a JWKS the proxy cannot read leaves it without keys, so
+ * tokens fail), and the rules kept for the jwt_authn generator. */
+static void dec__request_authentication(struct dec *d, const struct cfg__node *spec,
+					struct cfg_request_authentication *ra)
 {
 	const struct cfg__node *sel = F(spec, "selector"), *rules = F(spec, "jwtRules");
 	size_t i, j, mark;
-	bool has = false;
 
 	if (sel) {
-		struct cfg_labels l = { NULL, 0 };
 		mark = dec__push(d, "selector");
-		dec__selector_labels(d, sel, "matchLabels", &l, &has);
+		dec__selector_labels(d, sel, "matchLabels", &ra->selector, &ra->has_selector);
 		dec__pop(d, mark);
 	}
 	if (F(spec, "targetRef") || F(spec, "targetRefs")) {
 		bool t;
 		dec__target_refs(d, spec, &t);
+		ra->has_target_refs = true;
 		if (sel)
 			cfg__error(d->e, sel, "only one of targetRefs or workloadSelector can be set");
+		else
+			cfg__warn(d->e, spec, "targetRef policies attach to gateways and waypoints, not sidecars: applied "
+				  "to no workload meshd serves (not implemented yet for gateways)");
+	}
+	if (rules && rules->type == CFG__SEQ && rules->n) {
+		ra->rules = dec__alloc(d, rules->n, sizeof(*ra->rules));
+		if (!ra->rules)
+			return;
+		ra->n_rules = rules->n;
 	}
 	mark = dec__push(d, "jwtRules");
 	for (i = 0; rules && i < rules->n; i++) {
 		const struct cfg__node *r = rules->v[i], *v;
 		size_t m2 = dec__idx(d, i);
 		const char *uri = F(r, "jwksUri") && F(r, "jwksUri")->str ? F(r, "jwksUri")->str : "";
+		struct cfg_jwt_rule *jr = ra->rules ? &ra->rules[i] : NULL;
 
 		for (j = 0; (v = F(r, "audiences")) && j < v->n; j++)
 			if (!v->v[j]->len)
@@ -3652,6 +3671,32 @@ static void dec__request_authentication(struct dec *d, const struct cfg__node *s
 		if (F(r, "timeout")) {
 			int64_t t = -1;
 			dec__duration(d, r, "timeout", &t);
+		}
+		if (jr) {
+			jr->issuer = dec__str(d, F(r, "issuer"));
+			dec__strs(d, F(r, "audiences"), &jr->audiences);
+			jr->jwks_uri = uri[0] ? dec__str(d, F(r, "jwksUri")) : NULL;
+			jr->jwks = dec__str(d, F(r, "jwks"));
+			if ((v = F(r, "fromHeaders")) && v->type == CFG__SEQ && v->n &&
+			    (jr->from_headers = dec__alloc(d, v->n, sizeof(*jr->from_headers)))) {
+				for (j = 0; j < v->n; j++) {
+					jr->from_headers[j].name = dec__str(d, F(v->v[j], "name"));
+					jr->from_headers[j].prefix = dec__str(d, F(v->v[j], "prefix"));
+				}
+				jr->n_from_headers = v->n;
+			}
+			dec__strs(d, F(r, "fromParams"), &jr->from_params);
+			dec__strs(d, F(r, "fromCookies"), &jr->from_cookies);
+			jr->output_payload_to_header = dec__str(d, F(r, "outputPayloadToHeader"));
+			if ((v = F(r, "outputClaimToHeaders")) && v->type == CFG__SEQ && v->n &&
+			    (jr->output_claim_to_headers = dec__alloc(d, v->n, sizeof(*jr->output_claim_to_headers)))) {
+				for (j = 0; j < v->n; j++) {
+					jr->output_claim_to_headers[j].header = dec__str(d, F(v->v[j], "header"));
+					jr->output_claim_to_headers[j].claim = dec__str(d, F(v->v[j], "claim"));
+				}
+				jr->n_output_claim_to_headers = v->n;
+			}
+			jr->forward_original_token = dec__bool(F(r, "forwardOriginalToken")) == 1;
 		}
 		dec__pop(d, m2);
 	}
@@ -3772,7 +3817,7 @@ void cfg__decode(struct cfg__ectx *e, struct cfg_object *o, const struct cfg__no
 		dec__sidecar(&d, spec, &o->spec.sc);
 		break;
 	case CFG_REQUEST_AUTHENTICATION:
-		dec__request_authentication(&d, spec);
+		dec__request_authentication(&d, spec, &o->spec.ra);
 		break;
 	case CFG_TELEMETRY:
 		dec__telemetry(&d, spec);

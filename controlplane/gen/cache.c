@@ -87,6 +87,13 @@ struct gen_cache {
 	/* per-push scratch: two hashes per endpoint of one service */
 	uint64_t *scratch;
 	size_t scratch_cap;
+	/* the last model's gen__model_shape() and gen__endpoints_hash() per
+	 * service (NULL: unknown): a model of the same shape changed only the
+	 * endpoints of the services whose hash moved, and every other
+	 * service's keys are its entry's, not computed again */
+	uint64_t shape;
+	uint64_t *ep;
+	size_t n_ep;
 };
 
 _Static_assert(GEN_CACHE_KINDS == GEN_BUILDERS, "one cached group per builder");
@@ -123,6 +130,7 @@ void gen_cache_free(struct gen_cache *c)
 		return;
 	gen_cache_entries_free(c->v, c->n);
 	free(c->scratch);
+	free(c->ep);
 	free(c);
 }
 
@@ -166,31 +174,10 @@ void gen_cache_get_stats(const struct gen_cache *c, struct gen_cache_stats *out)
 
 /* ---------------------------------------------------------------- key hashing */
 
-static uint64_t h_u64(uint64_t h, uint64_t v)
-{
-	return mesh_hash_update(h, &v, sizeof(v));
-}
-
-/* Presence byte first, so NULL and every string hash apart. */
-static uint64_t h_str(uint64_t h, const char *s)
-{
-	h = h_u64(h, s != NULL);
-	return s ? mesh_hash_str(h, s) : h;
-}
-
-static uint64_t h_labels(uint64_t h, const struct cfg_labels *l)
-{
-	size_t i;
-
-	if (!l)
-		return h_u64(h, UINT64_MAX);
-	h = h_u64(h, l->n);
-	for (i = 0; i < l->n; i++) {
-		h = h_str(h, l->v[i].key);
-		h = h_str(h, l->v[i].value);
-	}
-	return h;
-}
+/* The shared key helpers (gen_int.h) under short names. */
+#define h_u64    gen__h_u64
+#define h_str    gen__h_str
+#define h_labels gen__h_labels
 
 /* A config object by identity and content. */
 static uint64_t h_obj(uint64_t h, const struct cfg_object *o)
@@ -408,6 +395,79 @@ static uint64_t gen_key_pa(const struct model *m)
 	return h;
 }
 
+/* ---------------------------------------------------------------- model shape */
+
+/* Bumped when what gen__model_shape() or gen__endpoints_hash() covers changes. */
+#define GEN_SHAPE_SALT 1u
+
+/* Shared with sidecar.c (gen_int.h).  What the generators read of m
+ * apart from endpoints: every config object (kind, namespace, name,
+ * shape_hash: a ServiceEntry without its inline endpoints) but
+ * WorkloadEntries, EndpointSlices and Pods, which
+ * the model reads only to make endpoints (model.c), the mesh config, the
+ * DNS domain, root namespace and trust domain, and the services in order
+ * with the object each comes from (which object wins a host). */
+uint64_t gen__model_shape(const struct model *m)
+{
+	const struct cfg_snapshot *cfg = m->cfg;
+	uint64_t h = gen__h_u64(MESH_HASH_INIT, GEN_SHAPE_SALT);
+	size_t i;
+	int k;
+
+	h = gen__h_str(h, m->domain);
+	h = gen__h_str(h, m->root_namespace);
+	h = gen__h_str(h, gen__trust_domain(m));
+	h = gen__h_u64(h, m->mesh != NULL);
+	if (m->mesh)
+		h = gen__h_u64(h, m->mesh->hash);
+	for (k = 0; cfg && k < CFG_KIND_COUNT; k++) {
+		if (k == CFG_WORKLOAD_ENTRY || k == CFG_K8S_ENDPOINT_SLICE || k == CFG_K8S_POD)
+			continue;
+		h = gen__h_u64(h, cfg->n_objects[k]);
+		for (i = 0; i < cfg->n_objects[k]; i++) {
+			const struct cfg_object *o = cfg->objects[k][i];
+
+			h = gen__h_str(h, o->ns);
+			h = gen__h_str(h, o->name);
+			h = gen__h_u64(h, o->shape_hash);
+		}
+	}
+	h = gen__h_u64(h, m->n_services);
+	for (i = 0; i < m->n_services; i++) {
+		const struct model_service *svc = &m->services[i];
+
+		h = gen__h_str(h, svc->hostname);
+		h = gen__h_u64(h, svc->origin ? (uint64_t)svc->origin->kind : UINT64_MAX);
+		h = gen__h_str(h, svc->origin ? svc->origin->ns : NULL);
+		h = gen__h_str(h, svc->origin ? svc->origin->name : NULL);
+	}
+	return h;
+}
+
+/* Every field of svc's endpoints (struct model_endpoint). */
+uint64_t gen__endpoints_hash(const struct model_service *svc)
+{
+	uint64_t h = gen__h_u64(MESH_HASH_INIT, svc->n_endpoints);
+	size_t i, j;
+
+	for (i = 0; i < svc->n_endpoints; i++) {
+		const struct model_endpoint *e = &svc->endpoints[i];
+
+		h = gen__h_str(h, e->address);
+		h = gen__h_labels(h, e->labels);
+		h = gen__h_str(h, e->locality);
+		h = gen__h_str(h, e->network);
+		h = gen__h_u64(h, e->weight);
+		h = gen__h_str(h, e->service_account);
+		h = gen__h_str(h, e->ns);
+		h = gen__h_u64(h, e->not_ready);
+		h = gen__h_u64(h, e->ports != NULL);
+		for (j = 0; e->ports && j < svc->n_ports; j++)
+			h = gen__h_u64(h, e->ports[j]);
+	}
+	return h;
+}
+
 /* ---------------------------------------------------------------- build */
 
 static int gen_cache_entry_cmp(const void *x, const void *y)
@@ -512,7 +572,8 @@ int gen_snapshot_cached(struct gen_cache *c, const struct model *m, const struct
 	struct gen_cache_entry *nv = NULL;
 	const struct cfg_object **vss = NULL;
 	struct gen_cache_stats st;
-	uint64_t pa_hash;
+	uint64_t pa_hash, shape = gen__model_shape(m), *ep = NULL;
+	bool same_shape;
 	size_t i, j, nn = 0;
 	int rc = -ENOMEM, k;
 
@@ -521,15 +582,21 @@ int gen_snapshot_cached(struct gen_cache *c, const struct model *m, const struct
 	if (!snap)
 		goto out;
 	vss = calloc(GEN_MAX_VS, sizeof(*vss));
-	if (!vss || (m->n_services && !(nv = calloc(m->n_services, sizeof(*nv)))))
+	ep = malloc((m->n_services ? m->n_services : 1) * sizeof(*ep));
+	if (!vss || !ep || (m->n_services && !(nv = calloc(m->n_services, sizeof(*nv)))))
 		goto out;
+	for (i = 0; i < m->n_services; i++)
+		ep[i] = gen__endpoints_hash(&m->services[i]);
 	if (c->p != p) {
 		/* built for another profile: nothing can be reused */
 		gen_cache_entries_free(c->v, c->n);
 		c->v = NULL;
 		c->n = 0;
 		c->p = p;
+		free(c->ep);
+		c->ep = NULL;
 	}
+	same_shape = c->ep && c->shape == shape && c->n_ep == m->n_services;
 	pa_hash = gen_key_pa(m);
 	for (i = 0; i < m->n_services; i++) {
 		const struct model_service *svc = &m->services[i];
@@ -552,11 +619,21 @@ int gen_snapshot_cached(struct gen_cache *c, const struct model *m, const struct
 			c->scratch = v;
 			c->scratch_cap = 2 * svc->n_endpoints;
 		}
-		gen_ep_common(svc, c->scratch);
-		keys[XDS_LISTENER] = gen_key_lds(svc);
-		keys[XDS_ROUTE] = gen_key_rds(m, svc, vss);
-		keys[XDS_CLUSTER] = gen_key_cds(m, svc, pa_hash, c->scratch, c->scratch + svc->n_endpoints);
-		keys[XDS_ENDPOINT] = gen_key_eds(m, svc, c->scratch);
+		if (same_shape && old && ep[i] == c->ep[i] && old->g[XDS_LISTENER].valid && old->g[XDS_ROUTE].valid &&
+		    old->g[XDS_CLUSTER].valid && old->g[XDS_ENDPOINT].valid) {
+			/* nothing a key covers changed for this service (the
+			 * shape covers every input but endpoints): its groups
+			 * stand, and verify mode still rebuilds them */
+			for (k = 0; k < GEN_CACHE_KINDS; k++)
+				keys[k] = old->g[k].key;
+			st.keys_carried++;
+		} else {
+			gen_ep_common(svc, c->scratch);
+			keys[XDS_LISTENER] = gen_key_lds(svc);
+			keys[XDS_ROUTE] = gen_key_rds(m, svc, vss);
+			keys[XDS_CLUSTER] = gen_key_cds(m, svc, pa_hash, c->scratch, c->scratch + svc->n_endpoints);
+			keys[XDS_ENDPOINT] = gen_key_eds(m, svc, c->scratch);
+		}
 		for (k = 0; k < GEN_CACHE_KINDS; k++) {
 			if (old && old->g[k].valid && old->g[k].key == keys[k]) {
 				if (c->verify) {
@@ -599,6 +676,11 @@ int gen_snapshot_cached(struct gen_cache *c, const struct model *m, const struct
 	c->n = nn;
 	nv = NULL;
 	nn = 0;
+	free(c->ep);
+	c->ep = ep;
+	c->n_ep = m->n_services;
+	c->shape = shape;
+	ep = NULL;
 	c->stats = st;
 	*out = snap;
 	snap = NULL;
@@ -609,9 +691,12 @@ out:
 		gen_cache_entries_free(c->v, c->n);
 		c->v = NULL;
 		c->n = 0;
+		free(c->ep);
+		c->ep = NULL;
 	}
 	gen_cache_entries_free(nv, nn);
 	free(vss);
+	free(ep);
 	xds_snapshot_unref(snap);
 	return rc;
 }

@@ -101,6 +101,10 @@ struct gen_cache_stats {
 	 * bytes differed (a key that misses an input the builder reads) */
 	size_t verified[XDS_TYPE_COUNT];
 	size_t mismatched[XDS_TYPE_COUNT];
+	/* services whose keys were not computed: the model differs from the
+	 * previous one in endpoints only (see gen__model_shape()), and not in
+	 * theirs */
+	size_t keys_carried;
 };
 void gen_cache_get_stats(const struct gen_cache *c, struct gen_cache_stats *out);
 
@@ -269,7 +273,9 @@ MESH_MUST_CHECK int gen_sidecar_snapshot(const struct model *m, const struct gen
 
 /* The same, sharing each service's clusters and assignments between the
  * workloads of one namespace built against the same model: c keeps them
- * for the model last used (a new model or profile empties it), so a push
+ * for the model last used (a new model keeps them only when it changed
+ * endpoints alone, see gen_sidecar_cache_stats; a new profile empties
+ * it), so a push
  * serving many sidecar workloads builds each service's CDS/EDS once per
  * namespace, and the snapshots share the encoded resources.  Route
  * configs are shared too, between workloads of one namespace that see the
@@ -286,6 +292,23 @@ MESH_MUST_CHECK int gen_sidecar_snapshot_cached(struct gen_sidecar_cache *c, con
 						const struct gen_profile *p, const struct gen_workload *w,
 						const struct gen_node *node, const struct gen_notes *notes,
 						struct xds_snapshot **out);
+
+/* What c did since it last took a new model (tests: an endpoint change
+ * rebuilds only what depends on it).  Across models c is incremental for
+ * endpoint changes: when the new model differs from the previous one in
+ * endpoints only (every other config object, the mesh config and the
+ * services the same), c keeps every group but the clusters and
+ * assignments of the services whose endpoints changed, and every route
+ * config; any other change empties it. */
+struct gen_sidecar_cache_stats {
+	/* groups built: CDS and EDS per (service, namespace row), RDS per
+	 * (route share, port); indexed by enum xds_type */
+	size_t built[XDS_TYPE_COUNT];
+	size_t reused[XDS_TYPE_COUNT];   /* groups taken from the cache */
+	bool carried;                    /* the previous model's groups were kept */
+	size_t services_changed;         /* services whose groups were dropped then */
+};
+void gen_sidecar_cache_get_stats(const struct gen_sidecar_cache *c, struct gen_sidecar_cache_stats *out);
 
 /* Istio's names (pilot/pkg/networking/util, pilot/pkg/model/listener.go). */
 #define GEN_VIRTUAL_OUTBOUND       "virtualOutbound"

@@ -15,6 +15,7 @@
 #define MESH_GEN_INT_H
 
 #include "common/arena.h"
+#include "common/hash.h"
 #include "common/str.h"
 #include "controlplane/gen/gen.h"
 #include "controlplane/model/model.h"
@@ -262,6 +263,46 @@ static inline const struct cfg_labels *gen__subset_labels(const struct cfg_objec
 
 	return ss ? &ss->labels : NULL;
 }
+
+/* Cache keys (cache.c, sidecar.c): 64-bit FNV-1a over length-prefixed
+ * fields.  A value; a string with a presence byte first, so NULL and
+ * every string hash apart; a label set (NULL apart from empty). */
+static inline uint64_t gen__h_u64(uint64_t h, uint64_t v)
+{
+	return mesh_hash_update(h, &v, sizeof(v));
+}
+
+static inline uint64_t gen__h_str(uint64_t h, const char *s)
+{
+	h = gen__h_u64(h, s != NULL);
+	return s ? mesh_hash_str(h, s) : h;
+}
+
+static inline uint64_t gen__h_labels(uint64_t h, const struct cfg_labels *l)
+{
+	size_t i;
+
+	if (!l)
+		return gen__h_u64(h, UINT64_MAX);
+	h = gen__h_u64(h, l->n);
+	for (i = 0; i < l->n; i++) {
+		h = gen__h_str(h, l->v[i].key);
+		h = gen__h_str(h, l->v[i].value);
+	}
+	return h;
+}
+
+/* A model's shape (cache.c): a hash of everything the generators read
+ * of it apart from endpoints -- every config object (kind, namespace,
+ * name, cfg_object.shape_hash) but WorkloadEntries, EndpointSlices and
+ * Pods, which the model reads only to make endpoints, the mesh config,
+ * the DNS domain, root namespace and trust domain, and the services in
+ * order with the object each comes from.  Two models of equal shape
+ * differ in endpoints alone, and only for the services whose
+ * gen__endpoints_hash() (every field of their endpoints) differs: the
+ * caches keep everything else across them. */
+uint64_t gen__model_shape(const struct model *m);
+uint64_t gen__endpoints_hash(const struct model_service *svc);
 
 /* Serialise msg and add it to the snapshot under name.
  * Returns 0, -ENOMEM, or -MESH_ETOOBIG past GEN_RESOURCE_MAX (noted). */

@@ -13,7 +13,12 @@
  *    remoteIpBlocks, ipBlocks) followed by the principal-side `when`
  *    conditions (source.*, remote.ip, request.headers[...]);
  *  - inside each field: or_rules/or_ids over its values, then not_rule /
- *    not_id over an or of its not-values; an empty and gets `any`.
+ *    not_id over an or of its not-values; an empty and gets `any`;
+ *  - requestPrincipals and the request.auth.* keys are metadata matchers
+ *    on filter "istio_authn" (Istio's MetadataStringMatcher for principal,
+ *    audiences and presenter, MetadataListMatcher over the path
+ *    [request.auth.claims, a, b] for claims), which meshproxy and
+ *    rbac_eval answer from the request's verified JWT.
  * Where Istio uses HeaderMatcher.string_match (hosts, case-insensitive)
  * we use safe_regex_match with character classes instead, because gRPC
  * 1.51 rejects string_match.
@@ -32,10 +37,12 @@
 #include "envoy/config/core/v3/address.pb-c.h"
 #include "envoy/config/listener/v3/listener.pb-c.h"
 #include "envoy/config/route/v3/route_components.pb-c.h"
+#include "envoy/type/matcher/v3/metadata.pb-c.h"
 #include "envoy/extensions/filters/network/rbac/v3/rbac.pb-c.h"
 #include "envoy/type/matcher/v3/path.pb-c.h"
 #include "envoy/type/matcher/v3/regex.pb-c.h"
 #include "envoy/type/matcher/v3/string.pb-c.h"
+#include "envoy/type/matcher/v3/value.pb-c.h"
 
 #include <ctype.h>
 #include <stdbool.h>
@@ -68,6 +75,12 @@ enum rbac__gen {
 	RBAC_G_HEADER,
 	RBAC_G_SERVICE_ACCOUNT,
 	RBAC_G_TRUST_DOMAIN,
+	/* the request's JWT: filter "istio_authn" metadata, as Istio's authn
+	 * filter sets it from jwt_authn's verified payload */
+	RBAC_G_REQ_PRINCIPAL,        /* requestPrincipals, request.auth.principal */
+	RBAC_G_REQ_AUDIENCE,         /* request.auth.audiences */
+	RBAC_G_REQ_PRESENTER,        /* request.auth.presenter */
+	RBAC_G_REQ_CLAIM,            /* request.auth.claims[a][b]: header holds "[a][b]" */
 };
 
 struct rbac__field {
@@ -701,6 +714,70 @@ static rbac_sm *rbac__sm_trust_domain(struct rbac__ctx *c, const char *v)
 	return rbac__sm(c, RBAC_SM_PREFIX, rbac__re_take(c, &b));
 }
 
+/* Istio's MetadataStringMatcher / MetadataListMatcher on filter
+ * "istio_authn": path `key` (then the claim names of "[a][b]" when claims
+ * is not NULL), the value matched as a string, or as a list one_of. */
+static rbac_id *rbac__id_jwt(struct rbac__ctx *c, const char *key, const char *claims, const char *v)
+{
+	rbac_id *p = rbac__id(c, ENVOY__CONFIG__RBAC__V3__PRINCIPAL__IDENTIFIER_METADATA);
+	Envoy__Type__Matcher__V3__MetadataMatcher *m = rbac__msg(c, &envoy__type__matcher__v3__metadata_matcher__descriptor);
+	Envoy__Type__Matcher__V3__ValueMatcher *vm = rbac__msg(c, &envoy__type__matcher__v3__value_matcher__descriptor);
+	struct rbac__list path = { 0 };
+	const char *q = claims;
+
+	if (!p || !m || !vm)
+		return NULL;
+	m->filter = rbac__str(c, "istio_authn");
+	for (;;) {
+		Envoy__Type__Matcher__V3__MetadataMatcher__PathSegment *seg =
+			rbac__msg(c, &envoy__type__matcher__v3__metadata_matcher__path_segment__descriptor);
+		const char *e;
+
+		if (!seg)
+			return NULL;
+		seg->segment_case = ENVOY__TYPE__MATCHER__V3__METADATA_MATCHER__PATH_SEGMENT__SEGMENT_KEY;
+		if (path.n == 0) {
+			seg->key = rbac__str(c, key);
+		} else {
+			e = strchr(q, ']');
+			seg->key = c->err ? NULL : arena_strndup(c->a, q + 1, (size_t)(e - q - 1));
+			q = e + 1;
+		}
+		if (!seg->key) {
+			c->err = c->err ? c->err : -ENOMEM;
+			return NULL;
+		}
+		rbac__push(c, &path, seg);
+		if (!q || q[0] != '[' || !strchr(q, ']'))
+			break;
+	}
+	m->path = (Envoy__Type__Matcher__V3__MetadataMatcher__PathSegment **)path.v;
+	m->n_path = path.n;
+	if (claims) {
+		Envoy__Type__Matcher__V3__ListMatcher *lm = rbac__msg(c, &envoy__type__matcher__v3__list_matcher__descriptor);
+		Envoy__Type__Matcher__V3__ValueMatcher *one = rbac__msg(c, &envoy__type__matcher__v3__value_matcher__descriptor);
+
+		if (!lm || !one)
+			return NULL;
+		one->match_pattern_case = ENVOY__TYPE__MATCHER__V3__VALUE_MATCHER__MATCH_PATTERN_STRING_MATCH;
+		one->string_match = rbac__sm_istio(c, v, "");
+		lm->match_pattern_case = ENVOY__TYPE__MATCHER__V3__LIST_MATCHER__MATCH_PATTERN_ONE_OF;
+		lm->one_of = one;
+		vm->match_pattern_case = ENVOY__TYPE__MATCHER__V3__VALUE_MATCHER__MATCH_PATTERN_LIST_MATCH;
+		vm->list_match = lm;
+		if (!one->string_match)
+			return NULL;
+	} else {
+		vm->match_pattern_case = ENVOY__TYPE__MATCHER__V3__VALUE_MATCHER__MATCH_PATTERN_STRING_MATCH;
+		vm->string_match = rbac__sm_istio(c, v, "");
+		if (!vm->string_match)
+			return NULL;
+	}
+	m->value = vm;
+	p->metadata = m;
+	return c->err ? NULL : p;
+}
+
 static rbac_id *rbac__id_value(struct rbac__ctx *c, const struct rbac__field *fd, const char *v)
 {
 	rbac_id *p;
@@ -726,6 +803,14 @@ static rbac_id *rbac__id_value(struct rbac__ctx *c, const struct rbac__field *fd
 		if (p)
 			p->remote_ip = rbac__cidr(c, v);
 		return p && p->remote_ip ? p : NULL;
+	case RBAC_G_REQ_PRINCIPAL:
+		return rbac__id_jwt(c, "request.auth.principal", NULL, v);
+	case RBAC_G_REQ_AUDIENCE:
+		return rbac__id_jwt(c, "request.auth.audiences", NULL, v);
+	case RBAC_G_REQ_PRESENTER:
+		return rbac__id_jwt(c, "request.auth.presenter", NULL, v);
+	case RBAC_G_REQ_CLAIM:
+		return rbac__id_jwt(c, "request.auth.claims", fd->header, v);
 	case RBAC_G_HEADER:
 		p = rbac__id(c, ENVOY__CONFIG__RBAC__V3__PRINCIPAL__IDENTIFIER_HEADER);
 		if (p)
@@ -825,6 +910,15 @@ static bool rbac__when(struct rbac__ctx *c, const struct cfg_authz_condition *w,
 		rbac__field_add(c, id, RBAC_G_SERVICE_ACCOUNT, NULL, &w->values, &w->not_values);
 	else if (!strcmp(k, "source.trustDomain"))
 		rbac__field_add(c, id, RBAC_G_TRUST_DOMAIN, NULL, &w->values, &w->not_values);
+	else if (!strcmp(k, "request.auth.principal"))
+		rbac__field_add(c, id, RBAC_G_REQ_PRINCIPAL, NULL, &w->values, &w->not_values);
+	else if (!strcmp(k, "request.auth.audiences"))
+		rbac__field_add(c, id, RBAC_G_REQ_AUDIENCE, NULL, &w->values, &w->not_values);
+	else if (!strcmp(k, "request.auth.presenter"))
+		rbac__field_add(c, id, RBAC_G_REQ_PRESENTER, NULL, &w->values, &w->not_values);
+	else if (!strncmp(k, "request.auth.claims[", 20) && n > 21 && k[n - 1] == ']')
+		/* "[a][b]": the claim path (decode.c checked the brackets) */
+		rbac__field_add(c, id, RBAC_G_REQ_CLAIM, k + 19, &w->values, &w->not_values);
 	else if (!strncmp(k, "request.headers[", 16) && n > 17 && k[n - 1] == ']') {
 		char *h = c->err ? NULL : arena_strndup(c->a, k + 16, n - 17);
 		size_t i;
@@ -909,6 +1003,8 @@ static void rbac__rule(struct rbac__ctx *c, const struct cfg_authz_rule *r, enum
 			const struct cfg_authz_source *s = &r->from[i];
 
 			rbac__field_add(c, &f, RBAC_G_PRINCIPAL, NULL, &s->principals, &s->not_principals);
+			rbac__field_add(c, &f, RBAC_G_REQ_PRINCIPAL, NULL, &s->request_principals,
+					&s->not_request_principals);
 			rbac__field_add(c, &f, RBAC_G_NAMESPACE, NULL, &s->namespaces, &s->not_namespaces);
 			rbac__field_add(c, &f, RBAC_G_REMOTE_IP, NULL, &s->remote_ip_blocks, &s->not_remote_ip_blocks);
 			rbac__field_add(c, &f, RBAC_G_SRC_IP, NULL, &s->ip_blocks, &s->not_ip_blocks);

@@ -34,6 +34,7 @@
  */
 #include "controlplane/gen/gen.h"
 #include "controlplane/gen/gen_int.h"
+#include "controlplane/gen/authn.h"
 #include "controlplane/gen/rbac.h"
 #include "controlplane/model/policy.h"
 
@@ -88,6 +89,7 @@ struct gen_sc {
 	struct arena *a;                        /* the workload's own resources */
 	bool *visible;                          /* per model service */
 	struct gen_sc_routes *routes;           /* shared route configs; NULL: build them here */
+	struct gen_sidecar_cache *c;            /* the shared groups; NULL: uncached */
 	/* names of the outbound listeners emitted, so that a bound inbound
 	 * listener of the same name is seen as the conflict it is */
 	const char **out_names;
@@ -1052,15 +1054,19 @@ static int gen_inbound_chains(struct gen_sc *sc, const struct gen_inport *ip, ge
 	return 0;
 }
 
-/* The RBAC filters of the workload (audit, deny, allow): HTTP filters for
- * its HTTP ports and network filters, compiled for TCP, for its TCP ports
- * (Istio's buildInboundHTTP/TCP authz); dry-run policies as shadow rules. */
+/* The filters of the workload before the router: jwt_authn
+ * (RequestAuthentication, gen/authn.c) first on HTTP ports, as Istio puts
+ * it before RBAC; then the RBAC filters (audit, deny, allow): HTTP filters
+ * for its HTTP ports and network filters, compiled for TCP, for its TCP
+ * ports (Istio's buildInboundHTTP/TCP authz); dry-run policies as shadow
+ * rules. */
 static int gen_sidecar_rbac(struct gen_sc *sc, gen_http_filter ***out, size_t *n, rbac_net_filter ***net,
 			    size_t *n_net)
 {
 	rbac_filter *deny = NULL, *allow = NULL, *audit = NULL;
 	bool audit_on = sc->g.p->rbac_audit;
 	struct rbac_opts http = { .tcp = false, .shadow = audit_on }, tcp = { .tcp = true, .shadow = audit_on };
+	gen_http_filter *jwt = NULL, **v;
 	int rc;
 
 	rc = rbac_compile_opts(sc->g.m, gen__workload_ns(sc->w), gen__workload_labels(sc->w), sc->g.notes, &http,
@@ -1072,6 +1078,18 @@ static int gen_sidecar_rbac(struct gen_sc *sc, gen_http_filter ***out, size_t *n
 				       sc->a, &deny, &allow, audit_on ? &audit : NULL);
 	if (rc == 0)
 		rc = rbac_network_filters(deny, allow, audit, sc->a, net, n_net);
+	if (rc == 0)
+		rc = authn_jwt_http_filter(sc->g.m, gen__workload_ns(sc->w), gen__workload_labels(sc->w), sc->a, &jwt);
+	if (rc == 0 && jwt) {
+		v = arena_calloc(sc->a, *n + 1, sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		v[0] = jwt;
+		if (*n)
+			memcpy(v + 1, *out, *n * sizeof(*v));
+		*out = v;
+		(*n)++;
+	}
 	return rc;
 }
 
@@ -1307,21 +1325,46 @@ static int gen_special_clusters(struct gen_sc *sc)
  * namespace's row.  The cache keeps them per (namespace,
  * service) for one model, so a push builds each once however many
  * sidecar workloads it serves, and their snapshots share the encoded
- * resources.  A different model (pointer or generation) or profile
- * empties it: nothing is reused across models, so no key can miss an
- * input.
+ * resources.
+ *
+ * Across models the cache is incremental for endpoint changes only
+ * (gen_sc_cache_for): a new model whose shape (gen__model_shape(): every
+ * config object but what only carries endpoints, the mesh config, the
+ * DNS domain, root namespace and trust domain, the services by name and
+ * origin) equals the previous one's differs from it in endpoints alone.
+ * Then only the services whose endpoints changed (gen__endpoints_hash())
+ * lose their CDS and EDS groups, in every row (CDS too: auto mTLS reads
+ * the endpoints' identities, and DNS clusters carry their endpoints); every
+ * other group and every route share (route configs read no endpoint) is
+ * kept, and rebuilt groups are built only when a workload that sees the
+ * service asks.  Any other change empties the cache, as a different
+ * profile does.  MESHD_GEN_CACHE_VERIFY (push.c) compares each cached
+ * sidecar config with an uncached build, and the golden runner warms a
+ * cache with the case before, so a shape that misses an input fails a
+ * test.  Rows and route shares no workload used under the previous model
+ * are dropped at the switch, so they do not outlive the workloads.
  */
 struct gen_sc_group {
 	bool valid;
 	int rc;                          /* the builder's result (< 0: noted once) */
 	struct xds_resource **v;         /* emission order; one reference each */
 	size_t n;
+	/* In the CDS slot of a namespace's shared row: 1 when the service's
+	 * EDS is the same for every proxy of the namespace, -1 when it may
+	 * vary, 0 not known yet.  gen__eds_variant() reads the proxy (its
+	 * locality and labels) only once a cluster of the service has
+	 * locality load balancing, which depends on the namespace's view
+	 * (without workload-scoped DestinationRules, as rows are) and the
+	 * endpoints: NULL for one proxy is NULL for all, so it is asked
+	 * once per service and not once per workload. */
+	signed char eds_shared;
 };
 
 struct gen_sc_ns {
 	char *ns;
 	char *variant;                   /* gen__eds_variant(); NULL: shared by the namespace */
 	struct gen_sc_group *g;          /* [service][CDS, EDS] */
+	bool used;                       /* by a workload since the last model switch */
 };
 
 /*
@@ -1351,6 +1394,7 @@ struct gen_sc_routes {
 	bool *visible;                   /* [n_services], a copy */
 	struct gen_sc_route *r;
 	size_t n, cap;
+	bool used;                       /* by a workload since the last model switch */
 };
 
 struct gen_sidecar_cache {
@@ -1365,6 +1409,11 @@ struct gen_sidecar_cache {
 	bool source_labels;              /* a VirtualService http match with sourceLabels */
 	struct gen_sc_routes *routes;
 	size_t n_routes;
+	/* the model's shape and per-service endpoint hashes (NULL without
+	 * memory: the next model then starts afresh) */
+	uint64_t shape;
+	uint64_t *ep;
+	struct gen_sidecar_cache_stats stats;
 };
 
 static void gen_sc_routes_cleanup(struct gen_sc_routes *e)
@@ -1426,14 +1475,73 @@ static void gen_sc_cache_reset(struct gen_sidecar_cache *c)
 	c->routes = NULL;
 	c->n_routes = 0;
 	c->m = NULL;
+	free(c->ep);
+	c->ep = NULL;
 }
 
-/* Make c the cache of m and p (emptied when it held another's). */
+/* The previous model differs from the new one in endpoints only (ep: the
+ * new per-service hashes): drop the groups of the services whose
+ * endpoints changed, and the rows and route shares nobody used. */
+static void gen_sc_cache_carry(struct gen_sidecar_cache *c, const uint64_t *ep)
+{
+	size_t i, j, n;
+
+	for (i = 0, n = 0; i < c->n_ns; i++) {
+		if (!c->ns[i].used) {
+			gen_sc_ns_cleanup(&c->ns[i], c->n_services);
+			continue;
+		}
+		c->ns[i].used = false;
+		c->ns[n++] = c->ns[i];
+	}
+	c->n_ns = n;
+	for (i = 0, n = 0; i < c->n_routes; i++) {
+		if (!c->routes[i].used) {
+			gen_sc_routes_cleanup(&c->routes[i]);
+			continue;
+		}
+		c->routes[i].used = false;
+		c->routes[n++] = c->routes[i];
+	}
+	c->n_routes = n;
+	for (i = 0; i < c->n_services; i++) {
+		if (ep[i] == c->ep[i])
+			continue;
+		c->stats.services_changed++;
+		for (j = 0; j < c->n_ns; j++) {
+			struct gen_sc_group *g = &c->ns[j].g[2 * i];
+
+			xds_resource_array_unref((const struct xds_resource **)g[0].v, g[0].n);
+			xds_resource_array_unref((const struct xds_resource **)g[1].v, g[1].n);
+			memset(g, 0, 2 * sizeof(*g));
+		}
+	}
+	c->stats.carried = true;
+}
+
+
+/* Make c the cache of m and p: kept, but for the services whose
+ * endpoints changed, when m differs from the previous model in
+ * endpoints only; emptied otherwise. */
 static void gen_sc_cache_for(struct gen_sidecar_cache *c, const struct model *m, const struct gen_profile *p)
 {
+	uint64_t shape, *ep;
+	size_t i;
+
 	if (c->m == m && c->generation == m->generation && c->p == p && c->n_services == m->n_services)
 		return;
-	gen_sc_cache_reset(c);
+	shape = gen__model_shape(m);
+	ep = malloc((m->n_services ? m->n_services : 1) * sizeof(*ep));
+	for (i = 0; ep && i < m->n_services; i++)
+		ep[i] = gen__endpoints_hash(&m->services[i]);
+	memset(&c->stats, 0, sizeof(c->stats));
+	if (ep && c->m && c->ep && c->p == p && c->n_services == m->n_services && c->shape == shape)
+		gen_sc_cache_carry(c, ep);
+	else
+		gen_sc_cache_reset(c);
+	free(c->ep);
+	c->ep = ep;
+	c->shape = shape;
 	c->m = m;
 	c->generation = m->generation;
 	c->p = p;
@@ -1454,6 +1562,14 @@ void gen_sidecar_cache_free(struct gen_sidecar_cache *c)
 	free(c);
 }
 
+void gen_sidecar_cache_get_stats(const struct gen_sidecar_cache *c, struct gen_sidecar_cache_stats *out)
+{
+	if (c)
+		*out = c->stats;
+	else
+		memset(out, 0, sizeof(*out));
+}
+
 /* The groups of namespace ns and EDS variant (NULL: the namespace's
  * shared row) for m and p (a new row when needed), or NULL without
  * memory. */
@@ -1469,8 +1585,10 @@ static struct gen_sc_group *gen_sc_cache_row(struct gen_sidecar_cache *c, const 
 		return NULL;
 	for (i = 0; i < c->n_ns; i++)
 		if (strcmp(c->ns[i].ns, ns) == 0 && (variant ? c->ns[i].variant && strcmp(c->ns[i].variant, variant) == 0 :
-							      !c->ns[i].variant))
+							      !c->ns[i].variant)) {
+			c->ns[i].used = true;
 			return c->ns[i].g;
+		}
 	v = realloc(c->ns, (c->n_ns + 1) * sizeof(*v));
 	if (!v)
 		return NULL;
@@ -1478,6 +1596,7 @@ static struct gen_sc_group *gen_sc_cache_row(struct gen_sidecar_cache *c, const 
 	v[c->n_ns].ns = strdup(ns);
 	v[c->n_ns].variant = variant ? strdup(variant) : NULL;
 	v[c->n_ns].g = calloc(2 * (m->n_services ? m->n_services : 1), sizeof(struct gen_sc_group));
+	v[c->n_ns].used = true;
 	if (!v[c->n_ns].ns || !v[c->n_ns].g || (variant && !v[c->n_ns].variant)) {
 		free(v[c->n_ns].ns);
 		free(v[c->n_ns].variant);
@@ -1526,8 +1645,10 @@ static struct gen_sc_routes *gen_sc_routes_find(struct gen_sidecar_cache *c, con
 		return NULL;
 	for (i = 0; i < c->n_routes; i++)
 		if (c->routes[i].outbound == sc->scope->outbound && strcmp(c->routes[i].ns, ns) == 0 &&
-		    memcmp(c->routes[i].visible, sc->visible, nv * sizeof(*sc->visible)) == 0)
+		    memcmp(c->routes[i].visible, sc->visible, nv * sizeof(*sc->visible)) == 0) {
+			c->routes[i].used = true;
 			return &c->routes[i];
+		}
 	v = realloc(c->routes, (c->n_routes + 1) * sizeof(*v));
 	if (!v)
 		return NULL;
@@ -1542,6 +1663,7 @@ static struct gen_sc_routes *gen_sc_routes_find(struct gen_sidecar_cache *c, con
 	}
 	memcpy(v->visible, sc->visible, nv * sizeof(*sc->visible));
 	v->outbound = sc->scope->outbound;
+	v->used = true;
 	c->n_routes++;
 	return v;
 }
@@ -1584,10 +1706,13 @@ static int gen_route_config_port(struct gen_sc *sc, uint32_t port)
 		}
 		e = &rs->r[rs->n++];
 		e->port = port;
+		sc->c->stats.built[XDS_ROUTE]++;
 		e->v = tmp->sets[XDS_ROUTE].v;
 		e->n = tmp->sets[XDS_ROUTE].n;
 		memset(&tmp->sets[XDS_ROUTE], 0, sizeof(tmp->sets[XDS_ROUTE]));
 		xds_snapshot_unref(tmp);
+	} else {
+		sc->c->stats.reused[XDS_ROUTE]++;
 	}
 	for (i = 0; i < e->n && rc == 0; i++)
 		rc = xds_snapshot_add_ref(sc->snap, XDS_ROUTE, e->v[i]);
@@ -1606,8 +1731,13 @@ static int gen_sc_service(struct gen_sc *sc, struct gen_sidecar_cache *c, size_t
 
 	/* EDS that depends on the proxy's locality is shared by the
 	 * proxies of the same namespace and variant only */
-	if (row && (rc = gen__eds_variant(&sc->g, &m->services[i], sc->a, &variant)) < 0)
-		return rc;
+	if (row && row[2 * i].eds_shared <= 0) {
+		rc = gen__eds_variant(&sc->g, &m->services[i], sc->a, &variant);
+		if (rc < 0)
+			return rc;
+		if (sc->g.locality)
+			row[2 * i].eds_shared = variant ? -1 : 1;
+	}
 	if (row && variant)
 		eds_row = gen_sc_cache_row(c, m, sc->g.p, gen__workload_ns(sc->w), variant);
 	if (!eds_row)
@@ -1627,8 +1757,12 @@ static int gen_sc_service(struct gen_sc *sc, struct gen_sidecar_cache *c, size_t
 	for (k = XDS_CLUSTER; k <= XDS_ENDPOINT && rc == 0; k++) {
 		struct gen_sc_group *g = &(k == XDS_ENDPOINT ? eds_row : row)[2 * i + (size_t)(k - XDS_CLUSTER)];
 
-		if (!g->valid)
+		if (!g->valid) {
 			(void)gen_sc_group_build(&sc->g, &m->services[i], k, g);
+			c->stats.built[k]++;
+		} else {
+			c->stats.reused[k]++;
+		}
 		for (j = 0; j < g->n && rc == 0; j++)
 			rc = xds_snapshot_add_ref(sc->snap, (enum xds_type)k, g->v[j]);
 		if (rc == 0)
@@ -1771,6 +1905,7 @@ int gen_sidecar_snapshot_cached(struct gen_sidecar_cache *c, const struct model 
 		sc.g.locality = gen_instance_locality(&sc);
 	for (i = 0; i < m->n_services; i++)
 		sc.visible[i] = gen_visible(&sc, &m->services[i]);
+	sc.c = c;
 	if (c)
 		sc.routes = gen_sc_routes_find(c, &sc);
 

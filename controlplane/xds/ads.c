@@ -484,15 +484,18 @@ static int type_allows_wildcard(enum xds_type t)
 	return t == XDS_LISTENER || t == XDS_CLUSTER;
 }
 
+/* The version of a set: a hash of its resources' hashes, in order.  Each
+ * already covers its type, name and bytes (resource.h), so the names are
+ * not hashed again: byte by byte over every name of a sidecar's 4,000
+ * resources, for each of 20 workloads' sets per push, that was a tenth of
+ * meshd's CPU in an endpoint change. */
 static void version_of(const struct xds_resource **res, size_t n, char out[XDS_VERSION_CAP])
 {
 	uint64_t h = MESH_HASH_INIT;
 	size_t i;
 
-	for (i = 0; i < n; i++) {
-		h = mesh_hash_str(h, res[i]->name);
+	for (i = 0; i < n; i++)
 		h = mesh_hash_update(h, &res[i]->hash, sizeof(res[i]->hash));
-	}
 	mesh_hash_hex(h, out);
 }
 
@@ -1976,6 +1979,26 @@ static int MESH_MUST_CHECK delta_build_key(struct xds_ads_stream *st, enum xds_t
 	rc = key_select(st->key, ts, t, p);
 	if (rc < 0)
 		goto out;
+	if (!(p->list && p->list == ts->sent_list) && strcmp(from, p->version) != 0) {
+		/* A replica already went from the same version to this one:
+		 * the diff (a function of the two versions, which name every
+		 * resource and its hash) is its body, so the merge of two lists
+		 * of thousands is not made again for each of 2,000 streams.
+		 * Different versions always differ in something to send. */
+		char name[2 * XDS_VERSION_CAP + 8];
+
+		snprintf(name, sizeof(name), "delta/%s/%s", from[0] ? from : "-", p->version);
+		p->head = key_body_find(a, st->key, t, name, mesh_hash_str(MESH_HASH_INIT, name));
+		if (p->head) {
+			snprintf(p->nonce, sizeof(p->nonce), "%llx", (unsigned long long)++a->nonce_counter);
+			rc = key_body_tail(p);
+			if (rc < 0)
+				goto out;
+			type_hold(ts, p);
+			mesh_str_copy(ts->delta_held, sizeof(ts->delta_held), p->version);
+			goto out;
+		}
+	}
 	if (!(p->list && p->list == ts->sent_list)) {
 		changed = calloc(p->nres + 1, sizeof(*changed));
 		removed = calloc(ts->sent_nres + 1, sizeof(*removed));

@@ -19,6 +19,11 @@ echo "fuzz: fuzz_config for ${S}s"
 "$B/fuzz_config" -max_total_time="$S" -max_len=16384 -print_final_stats=1 -artifact_prefix="$B/" \
 	"$B/corpus-config" tests/data/config 2>"$B/fuzz_config.log" || status=1
 tail -n 12 "$B/fuzz_config.log" | grep -E 'stat::number_of_executed_units|stat::new_units_added|ERROR|SUMMARY|Done' || true
+echo "fuzz: fuzz_jwt for ${S}s"
+mkdir -p "$B/corpus-jwt"
+"$B/fuzz_jwt" -max_total_time="$S" -max_len=4096 -print_final_stats=1 -artifact_prefix="$B/" \
+	"$B/corpus-jwt" 2>"$B/fuzz_jwt.log" || status=1
+tail -n 12 "$B/fuzz_jwt.log" | grep -E 'stat::number_of_executed_units|stat::new_units_added|ERROR|SUMMARY|Done' || true
 if [ "$status" -ne 0 ]; then
 	echo "fuzz: FAILED (see $B/*.log and the crash-* files in $B)"
 	exit 1

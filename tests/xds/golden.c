@@ -79,6 +79,10 @@ struct golden_output {
 	struct xds_snapshot *cached;     /* the same through a fresh incremental cache */
 	struct xds_snapshot *warm;       /* and through the cache the previous cases left warm */
 	size_t mismatched;               /* groups the warm cache's verify mode found stale */
+	/* sidecar: the warm cache kept the case before's groups (an
+	 * endpoint-only edit of it) and how many services it rebuilt */
+	bool sc_carried;
+	size_t sc_changed;
 	size_t verified;                 /* groups it reused, rebuilt and compared */
 	uint8_t *inbound[GOLDEN_PROXIES_MAX];
 	size_t inbound_len[GOLDEN_PROXIES_MAX];
@@ -98,6 +102,31 @@ static const enum xds_type golden_types[] = { XDS_LISTENER, XDS_ROUTE, XDS_CLUST
  * build.  NULL: the warm pass starts from an empty cache. */
 static struct model *golden_warm_model;
 
+/* The sidecar config of sc's workload in m (through cache c when not
+ * NULL): without a scope given as data, the Sidecar objects of m apply
+ * as meshd applies them (push.c).  Returns 0 and *out, or a negative code. */
+static int golden_sidecar_build(struct gen_sidecar_cache *c, const struct model *m, const struct golden_sidecar *sc,
+				struct xds_snapshot **out)
+{
+	struct gen_workload w = { .ns = sc->wl.ns, .labels = &sc->wl.labels };
+	struct gen_node node = { .ip = sc->ip, .service_account = sc->sa,
+				 .scope = sc->has_scope ? &sc->scope : NULL, .locality = sc->locality };
+	struct gen_sidecar_scope real;
+	const struct cfg_object *so = NULL;
+	int rc;
+
+	if (!sc->has_scope && (so = model_sidecar_select(m, w.ns, w.labels, NULL)) != NULL) {
+		rc = gen_sidecar_scope_from_config(so, gen_mesh_outbound(m), &real);
+		if (rc < 0)
+			return rc;
+		node.scope = &real;
+	}
+	rc = gen_sidecar_snapshot_cached(c, m, &gen_profile_sidecar, &w, &node, NULL, out);
+	if (so)
+		gen_sidecar_scope_cleanup(&real);
+	return rc;
+}
+
 /*
  * Build everything flavour serves for model m: the snapshot, the same
  * snapshot through gen_snapshot_cached() with a fresh cache and with the
@@ -115,33 +144,40 @@ static int golden_generate(const char *flavour, const struct model *m, const str
 	int rc;
 
 	if (strcmp(flavour, "sidecar") == 0) {
-		/* per workload (sidecar.yaml), not cached: the cached and
-		 * warm copies are the same snapshot */
-		struct gen_workload w = { .ns = sc->wl.ns, .labels = &sc->wl.labels };
-		struct gen_node node = { .ip = sc->ip, .service_account = sc->sa,
-					 .scope = sc->has_scope ? &sc->scope : NULL, .locality = sc->locality };
-		struct gen_sidecar_scope real;
-		const struct cfg_object *so = NULL;
+		/* per workload (sidecar.yaml): uncached, through a fresh
+		 * sidecar cache, and through one that built the case before
+		 * first (golden_warm_model: where that case differs from this
+		 * one in endpoints only, the warm cache keeps its groups) */
+		struct gen_sidecar_cache *sc_fresh, *sc_warm;
+		struct xds_snapshot *tmp = NULL;
 
 		if (!sc->present) {
 			printf("sidecar flavour needs CASE/sidecar.yaml\n");
 			return -EINVAL;
 		}
-		/* without a scope given as data, the Sidecar objects of config/
-		 * apply as meshd applies them (push.c) */
-		if (!sc->has_scope && (so = model_sidecar_select(m, w.ns, w.labels, NULL)) != NULL) {
-			rc = gen_sidecar_scope_from_config(so, gen_mesh_outbound(m), &real);
-			if (rc < 0)
-				return rc;
-			node.scope = &real;
+		rc = golden_sidecar_build(NULL, m, sc, &out->snap);
+		if (rc < 0)
+			return rc;
+		sc_fresh = gen_sidecar_cache_new();
+		sc_warm = gen_sidecar_cache_new();
+		if (!sc_fresh || !sc_warm) {
+			rc = -ENOMEM;
+		} else {
+			rc = golden_sidecar_build(sc_fresh, m, sc, &out->cached);
+			if (rc == 0 && golden_warm_model && golden_sidecar_build(sc_warm, golden_warm_model, sc, &tmp) == 0)
+				xds_snapshot_unref(tmp); /* (a case before that fails to build: a cold start) */
+			if (rc == 0)
+				rc = golden_sidecar_build(sc_warm, m, sc, &out->warm);
+			if (rc == 0) {
+				struct gen_sidecar_cache_stats sst;
+
+				gen_sidecar_cache_get_stats(sc_warm, &sst);
+				out->sc_carried = sst.carried;
+				out->sc_changed = sst.services_changed;
+			}
 		}
-		rc = gen_sidecar_snapshot(m, &gen_profile_sidecar, &w, &node, NULL, &out->snap);
-		if (so)
-			gen_sidecar_scope_cleanup(&real);
-		if (rc == 0) {
-			out->cached = xds_snapshot_ref(out->snap);
-			out->warm = xds_snapshot_ref(out->snap);
-		}
+		gen_sidecar_cache_free(sc_fresh);
+		gen_sidecar_cache_free(sc_warm);
 		return rc;
 	}
 	if (strcmp(flavour, "proxyless") == 0)
@@ -925,6 +961,9 @@ static int golden_flavour(const char *case_dir, const char *flavour, const struc
 	failed += golden_same_snapshots(go.snap, go.warm);
 	if (getenv("GOLDEN_VERBOSE"))
 		printf("%s: warm cache: %zu groups reused and verified\n", case_dir, go.verified);
+	if (getenv("GOLDEN_VERBOSE") && go.sc_carried)
+		printf("%s: warm sidecar cache: the case before's groups kept, %zu services' endpoints changed\n",
+		       case_dir, go.sc_changed);
 	if (go.mismatched) {
 		printf("%s: gen cache verify: %zu groups reused with a key that misses an input\n", case_dir,
 		       go.mismatched);

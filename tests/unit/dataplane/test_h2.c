@@ -170,9 +170,11 @@ static const char *SPEC = "outbound registry_only\n"
 			  "route 9080 r / cluster=outbound|9080||reviews\n"
 			  "cluster outbound|9080||reviews eds 127.0.0.1:%d\n";
 
+static uint64_t setup_idle_ms; /* engine_opts.idle_ms of the next setup() (0: Envoy's 1 h) */
+
 static void setup(void)
 {
-	struct engine_opts o = { "127.0.0.1:0", "127.0.0.1:0", NULL, 0, 0, 0, 0 };
+	struct engine_opts o = { "127.0.0.1:0", "127.0.0.1:0", NULL, 0, 0, setup_idle_ms, 0 };
 	char spec[1024], err[256] = "";
 	struct px_snapshot *s = NULL;
 
@@ -616,6 +618,65 @@ START_TEST(garbage_after_preface_goaway)
 }
 END_TEST
 
+/* --- the idle timeout (a 300 ms one for these) */
+
+static void setup_idle(void)
+{
+	setup_idle_ms = 300;
+	setup();
+	setup_idle_ms = 0;
+}
+
+/* A client that sends bytes and then waits: the session must close with
+ * GOAWAY NO_ERROR once idle (before the fix it stayed open for ever, the
+ * raw client's 10 s read timeout ending the test without a GOAWAY). */
+static void idle_closes(const unsigned char *req, size_t len)
+{
+	static struct raw c;
+	size_t i = 0;
+	int goaway_no_error = 0;
+
+	memset(&c, 0, sizeof(c));
+	c.req = req;
+	c.req_len = len;
+	run_raw(&c);
+	while (i + 9 <= c.len) {
+		size_t fl = ((size_t)c.resp[i] << 16) | ((size_t)c.resp[i + 1] << 8) | c.resp[i + 2];
+
+		if (c.resp[i + 3] == NGHTTP2_GOAWAY && fl >= 8 && i + 9 + fl <= c.len)
+			goaway_no_error = !memcmp(c.resp + i + 9 + 4, "\0\0\0\0", 4);
+		i += 9 + fl;
+	}
+	ck_assert_msg(goaway_no_error, "no GOAWAY NO_ERROR in %zu bytes", c.len);
+}
+
+START_TEST(idle_session_closed)
+{
+	static unsigned char req[64];
+	size_t n = 24;
+
+	memcpy(req, PREFACE, 24);
+	n += put_frame(req + n, 0, NGHTTP2_SETTINGS, 0, 0, NULL);
+	idle_closes(req, n);
+	still_serves();
+}
+END_TEST
+
+START_TEST(half_headers_frame_does_not_hold_the_session)
+{
+	static unsigned char req[64];
+	size_t n = 24;
+
+	memcpy(req, PREFACE, 24);
+	n += put_frame(req + n, 0, NGHTTP2_SETTINGS, 0, 0, NULL);
+	/* a HEADERS frame announcing 100 bytes, 3 of them sent */
+	n += put_frame(req + n, 3, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, 1,
+		       (const unsigned char *)"\x82\x86\x84");
+	req[24 + 9 + 2] = 100;
+	idle_closes(req, n);
+}
+END_TEST
+
 START_TEST(not_a_preface_is_http1)
 {
 	static struct raw c;
@@ -766,6 +827,12 @@ int main(void)
 	tcase_add_test(tc, settings_flood_goaway);
 	tcase_add_test(tc, ping_flood_goaway);
 	tcase_add_test(tc, huge_header_block_refused);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("idle");
+	tcase_add_checked_fixture(tc, setup_idle, teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, idle_session_closed);
+	tcase_add_test(tc, half_headers_frame_does_not_hold_the_session);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

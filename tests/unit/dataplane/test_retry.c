@@ -78,6 +78,29 @@ START_TEST(conditions)
 }
 END_TEST
 
+/* An HTTP/2 REFUSED_STREAM (Envoy's RemoteRefusedStreamReset): refused-stream
+ * retries it where a plain reset is not retried, and so do the conditions
+ * that take any reset */
+START_TEST(refused_stream)
+{
+	struct router_retry rp = { 0 };
+
+	rp.on = ROUTER_RETRY_CONNECT_FAILURE | ROUTER_RETRY_REFUSED_STREAM | ROUTER_RETRY_GRPC_UNAVAILABLE;
+	ck_assert(retry_condition(&rp, RETRY_F_REFUSED, 0, 0));
+	ck_assert(!retry_condition(&rp, RETRY_F_RESET, 0, 0));
+	rp.on = ROUTER_RETRY_CONNECT_FAILURE;
+	ck_assert(!retry_condition(&rp, RETRY_F_REFUSED, 0, 0));
+	rp.on = ROUTER_RETRY_RESET;
+	ck_assert(retry_condition(&rp, RETRY_F_REFUSED, 0, 0));
+	rp.on = ROUTER_RETRY_5XX;
+	ck_assert(retry_condition(&rp, RETRY_F_REFUSED, 0, 0));
+	rp.on = ROUTER_RETRY_RESET_BEFORE_REQUEST;
+	ck_assert(retry_condition(&rp, RETRY_F_REFUSED, 0, 0));
+	rp.on = ROUTER_RETRY_GRPC_UNAVAILABLE | ROUTER_RETRY_STATUS_CODES;
+	ck_assert(!retry_condition(&rp, RETRY_F_REFUSED, 0, 0));
+}
+END_TEST
+
 START_TEST(backoff_intervals)
 {
 	struct retry_backoff b;
@@ -171,6 +194,7 @@ int main(void)
 	int failed;
 
 	tcase_add_test(tc, conditions);
+	tcase_add_test(tc, refused_stream);
 	tcase_add_test(tc, backoff_intervals);
 	tcase_add_test(tc, backoff_seeded);
 	tcase_add_test(tc, budget);

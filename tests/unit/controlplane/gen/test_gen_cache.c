@@ -316,6 +316,8 @@ START_TEST(test_unchanged_model_rebuilds_nothing)
 	run_step(c, &base, &st, NULL);
 	ck_assert_uint_eq(built_total(&st), 0);
 	ck_assert_uint_eq(st.reused[XDS_ENDPOINT], 2);
+	/* same shape, same endpoints: no key computed again */
+	ck_assert_uint_eq(st.keys_carried, 2);
 	gen_cache_free(c);
 }
 END_TEST
@@ -336,6 +338,8 @@ START_TEST(test_endpoint_change_rebuilds_only_its_assignments)
 	ck_assert_uint_eq(st.built[XDS_LISTENER], 0);
 	ck_assert_uint_eq(st.built[XDS_ROUTE], 0);
 	ck_assert_uint_eq(st.built[XDS_CLUSTER], 0);
+	/* only ratings' keys were computed (reviews' carried over) */
+	ck_assert_uint_eq(st.keys_carried, 1);
 	/* and the change is there */
 	ck_assert(resource_changed(before, after, XDS_ENDPOINT, "outbound|9090||ratings.default.svc.cluster.local"));
 	ck_assert(!resource_changed(before, after, XDS_ENDPOINT, "outbound|9080||reviews.default.svc.cluster.local"));
@@ -359,6 +363,7 @@ START_TEST(test_dependencies_rebuild)
 	s.name = "ratings hash";
 	s.ratings_dr = true;
 	run_step(c, &s, &st, &after);
+	ck_assert_uint_eq(st.keys_carried, 0); /* not an endpoint change: every key computed */
 	ck_assert_uint_eq(st.built[XDS_ROUTE], 2);
 	ck_assert_uint_eq(st.built[XDS_CLUSTER], 1);
 	ck_assert_uint_eq(st.built[XDS_LISTENER], 0);

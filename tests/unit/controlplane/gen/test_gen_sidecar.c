@@ -420,7 +420,8 @@ static void assert_same_bytes(const struct xds_snapshot *a, const struct xds_sna
 }
 
 /* The shared-groups cache: byte-identical output per workload, one build
- * (the same resource objects) per namespace, nothing kept across models. */
+ * (the same resource objects) per namespace; a new model with the same
+ * content keeps them (nothing to rebuild), one with other config does not. */
 START_TEST(cache_shares_per_namespace_byte_identical)
 {
 	struct cfg_kv kv = { .key = "track", .value = "canary" };
@@ -445,12 +446,20 @@ START_TEST(cache_shares_per_namespace_byte_identical)
 	ck_assert_ptr_eq(xds_snapshot_find(cached[0], XDS_ENDPOINT, cl), xds_snapshot_find(cached[1], XDS_ENDPOINT, cl));
 	ck_assert_ptr_ne(xds_snapshot_find(cached[0], XDS_CLUSTER, cl), xds_snapshot_find(cached[2], XDS_CLUSTER, cl));
 	ck_assert_ptr_ne(xds_snapshot_find(plain[0], XDS_CLUSTER, cl), xds_snapshot_find(plain[1], XDS_CLUSTER, cl));
-	/* another model: rebuilt, not reused */
+	/* another model of the same config: nothing changed, all reused */
 	m2 = testutil_model("test.yaml", mesh_yaml);
 	ck_assert_ptr_nonnull(m2);
 	m2->trust_domain = "cluster.local";
 	ck_assert_int_eq(gen_sidecar_snapshot_cached(c, m2, &gen_profile_sidecar, &ws[1], &node, NULL, &again), 0);
 	assert_same_bytes(again, plain[1]);
+	ck_assert_ptr_eq(xds_snapshot_find(again, XDS_CLUSTER, cl), xds_snapshot_find(cached[1], XDS_CLUSTER, cl));
+	xds_snapshot_unref(again);
+	model_unref(m2);
+	/* another trust domain (not an endpoint change): rebuilt, not reused */
+	m2 = testutil_model("test.yaml", mesh_yaml);
+	ck_assert_ptr_nonnull(m2);
+	m2->trust_domain = "example.org";
+	ck_assert_int_eq(gen_sidecar_snapshot_cached(c, m2, &gen_profile_sidecar, &ws[1], &node, NULL, &again), 0);
 	ck_assert_ptr_ne(xds_snapshot_find(again, XDS_CLUSTER, cl), xds_snapshot_find(cached[1], XDS_CLUSTER, cl));
 	xds_snapshot_unref(again);
 	model_unref(m2);
@@ -582,6 +591,131 @@ START_TEST(cache_workload_selector_dr_not_shared)
 }
 END_TEST
 
+/* mesh_yaml (headers, not sourceLabels: routes shared) with the string
+ * from replaced by to. */
+static char *yaml_edit(const char *from, const char *to)
+{
+	char *base = yaml_without_source_labels();
+	const char *at = strstr(base, from);
+	size_t pre, len;
+	char *y;
+
+	ck_assert_ptr_nonnull(at);
+	pre = (size_t)(at - base);
+	len = strlen(base) - strlen(from) + strlen(to);
+	y = malloc(len + 1);
+	ck_assert_ptr_nonnull(y);
+	memcpy(y, base, pre);
+	memcpy(y + pre, to, strlen(to));
+	memcpy(y + pre + strlen(to), at + strlen(from), len - pre - strlen(to) + 1);
+	free(base);
+	return y;
+}
+
+/* Build ws[0..n) (scopes[i] NULL: none) of mm through c, comparing each
+ * with the uncached build; snapshots into out[]. */
+static void build_scoped(struct gen_sidecar_cache *c, struct model *mm, const struct gen_workload *ws,
+			 const struct gen_sidecar_scope *const *scopes, size_t n, struct xds_snapshot **out)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		struct gen_node node = { .ip = "10.9.9.9", .service_account = "client", .scope = scopes[i] };
+		struct xds_snapshot *plain = NULL;
+
+		ck_assert_int_eq(gen_sidecar_snapshot_cached(c, mm, &gen_profile_sidecar, &ws[i], &node, NULL, &out[i]), 0);
+		ck_assert_int_eq(gen_sidecar_snapshot(mm, &gen_profile_sidecar, &ws[i], &node, NULL, &plain), 0);
+		assert_same_bytes(out[i], plain);
+		xds_snapshot_unref(plain);
+	}
+}
+
+/* An endpoint change (a ServiceEntry's inline endpoint moved) rebuilds
+ * the clusters and assignments of that service only, and only for the
+ * workloads that see it: every other group and the route configs are
+ * the previous model's objects, and the output is still byte for byte
+ * the uncached build's.  Any other change starts afresh. */
+START_TEST(cache_endpoint_change_rebuilds_only_its_service)
+{
+	char *hosts[] = { "data/*" };
+	struct cfg_strs eh = { hosts, 1 };
+	struct gen_sidecar_scope data_only = { .egress_hosts = &eh };
+	/* shop sees every service; the second shop workload sees only db */
+	struct cfg_kv kv = { .key = "app", .value = "batch" };
+	struct cfg_labels batch = { .v = &kv, .n = 1 };
+	struct gen_workload ws[] = { { "shop", NULL }, { "shop", &batch } };
+	const struct gen_sidecar_scope *scopes[] = { NULL, &data_only };
+	const char *rv = "outbound|9080|v1|reviews.shop.svc.cluster.local";
+	const char *db = "outbound|5432||db.data.svc.cluster.local";
+	char *y1 = yaml_edit("10.0.0.2", "10.0.0.2"), *y2 = yaml_edit("10.0.0.2", "10.0.0.3");
+	char *y3 = yaml_edit("subsets: [{name: v1", "trafficPolicy: {loadBalancer: {simple: RANDOM}}\n  subsets: [{name: v1");
+	struct gen_sidecar_cache *c = gen_sidecar_cache_new();
+	struct gen_sidecar_cache_stats st;
+	struct xds_snapshot *a[2], *b[2], *d[2];
+	struct model *m1 = testutil_model("test.yaml", y1), *m2 = testutil_model("test.yaml", y2);
+	char *y4 = yaml_edit("location: MESH_INTERNAL", "location: MESH_EXTERNAL");
+	struct model *m3 = testutil_model("test.yaml", y3), *m4 = testutil_model("test.yaml", y4);
+	size_t i;
+
+	ck_assert_ptr_nonnull(c);
+	ck_assert_ptr_nonnull(m1);
+	ck_assert_ptr_nonnull(m2);
+	ck_assert_ptr_nonnull(m3);
+	ck_assert_ptr_nonnull(m4);
+	m1->trust_domain = m2->trust_domain = m3->trust_domain = m4->trust_domain = "cluster.local";
+	build_scoped(c, m1, ws, scopes, 2, a);
+	gen_sidecar_cache_get_stats(c, &st);
+	ck_assert(!st.carried);
+	ck_assert_uint_eq(st.built[XDS_CLUSTER], 2);   /* reviews and db, one namespace row */
+	ck_assert_uint_eq(st.built[XDS_ENDPOINT], 2);
+	ck_assert_uint_eq(st.built[XDS_ROUTE], 1);     /* "9080" (db is TCP: no route config) */
+
+	/* reviews' endpoint 10.0.0.2 moves to 10.0.0.3 */
+	build_scoped(c, m2, ws, scopes, 2, b);
+	gen_sidecar_cache_get_stats(c, &st);
+	ck_assert(st.carried);
+	ck_assert_uint_eq(st.services_changed, 1);
+	ck_assert_uint_eq(st.built[XDS_CLUSTER], 1);   /* reviews, for the workload that sees it */
+	ck_assert_uint_eq(st.built[XDS_ENDPOINT], 1);
+	ck_assert_uint_eq(st.built[XDS_ROUTE], 0);     /* route configs read no endpoint */
+	ck_assert_uint_eq(st.reused[XDS_CLUSTER], 2);  /* db, for both workloads */
+	ck_assert_ptr_eq(xds_snapshot_find(b[0], XDS_CLUSTER, db), xds_snapshot_find(a[0], XDS_CLUSTER, db));
+	ck_assert_ptr_eq(xds_snapshot_find(b[1], XDS_ENDPOINT, db), xds_snapshot_find(a[1], XDS_ENDPOINT, db));
+	ck_assert_ptr_eq(xds_snapshot_find(b[0], XDS_ROUTE, "9080"), xds_snapshot_find(a[0], XDS_ROUTE, "9080"));
+	ck_assert_ptr_ne(xds_snapshot_find(b[0], XDS_ENDPOINT, rv), xds_snapshot_find(a[0], XDS_ENDPOINT, rv));
+	ck_assert_ptr_null(xds_snapshot_find(b[1], XDS_ENDPOINT, rv));
+
+	/* a DestinationRule change is not an endpoint change: all rebuilt */
+	build_scoped(c, m3, ws, scopes, 2, d);
+	gen_sidecar_cache_get_stats(c, &st);
+	ck_assert(!st.carried);
+	ck_assert_uint_eq(st.built[XDS_CLUSTER], 2);
+	ck_assert_ptr_ne(xds_snapshot_find(d[0], XDS_CLUSTER, db), xds_snapshot_find(b[0], XDS_CLUSTER, db));
+	for (i = 0; i < 2; i++)
+		xds_snapshot_unref(d[i]);
+	/* nor is a change to a ServiceEntry beside its endpoints */
+	build_scoped(c, m4, ws, scopes, 2, d);
+	gen_sidecar_cache_get_stats(c, &st);
+	ck_assert(!st.carried);
+	ck_assert_uint_eq(st.built[XDS_CLUSTER], 2);
+
+	for (i = 0; i < 2; i++) {
+		xds_snapshot_unref(a[i]);
+		xds_snapshot_unref(b[i]);
+		xds_snapshot_unref(d[i]);
+	}
+	model_unref(m1);
+	model_unref(m2);
+	model_unref(m3);
+	model_unref(m4);
+	gen_sidecar_cache_free(c);
+	free(y1);
+	free(y2);
+	free(y3);
+	free(y4);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("gen_sidecar");
@@ -603,6 +737,7 @@ int main(void)
 	tcase_add_test(tc, cache_shares_per_namespace_byte_identical);
 	tcase_add_test(tc, cache_shares_routes_unless_labels_read);
 	tcase_add_test(tc, cache_workload_selector_dr_not_shared);
+	tcase_add_test(tc, cache_endpoint_change_rebuilds_only_its_service);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
