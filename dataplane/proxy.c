@@ -2422,6 +2422,21 @@ static const char *req_header(void *ctx, const char *name, size_t name_len, size
 	return NULL;
 }
 
+/* jwt.h's: the nth field of a name (0 the first), NULL past the last. */
+static const char *req_header_nth(void *ctx, const char *name, size_t name_len, size_t nth, size_t *value_len)
+{
+	const struct h1_head *h = ctx;
+	size_t i;
+
+	for (i = 0; i < h->n_headers; i++)
+		if (h->headers[i].name.len == name_len && !strncasecmp(h->headers[i].name.p, name, name_len) &&
+		    nth-- == 0) {
+			*value_len = h->headers[i].value.len;
+			return h->headers[i].value.p;
+		}
+	return NULL;
+}
+
 /* A route of our own when no route configuration applies (passthrough, inbound without one). */
 /* A route takes a CONNECT only with an explicit upgrade of type "connect"
  * (Envoy's upgrade_configs; the connection manager enables none). */
@@ -2472,7 +2487,7 @@ const struct rbac_jwt *px_stream_jwt(const struct px_stream *s)
 static int s_jwt(struct px_stream *s, const struct h1_head *h, const struct jwt_config *jc, struct h1_str authority)
 {
 	struct jwt_req r = { h->method.p, h->method.len, s->path.p, s->path.len, authority.p, authority.len,
-			     req_header, (void *)h };
+			     req_header, (void *)h, req_header_nth };
 	struct jwt_result *res = NULL;
 
 	if (jwt_filter_run(jc, &r, (int64_t)(wall_us() / 1000000), &res) < 0) {
