@@ -883,7 +883,9 @@ static const char *jwt_check(const struct jwt__provider *p, const struct jwt__pa
 		return JWT_S_ALG_MISSING;
 	if (!alg_info(alg, &md, &kty, &pss, &ec_bits))
 		return JWT_S_ALG_UNKNOWN;
-	if (p->issuer[0] && iss && strcmp(p->issuer, iss))
+	/* a token without "iss" is not the provider's either (Envoy's
+	 * JwtLocation::isIssuerAllowed: its issuers do not include "") */
+	if (p->issuer[0] && (!iss || strcmp(p->issuer, iss)))
 		return JWT_S_ISSUER;
 	if (num_claim(j->payload, "nbf", &t) && now + p->skew < t)
 		return JWT_S_NOT_YET;

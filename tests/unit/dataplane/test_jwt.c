@@ -349,6 +349,8 @@ START_TEST(refusals)
 		  "Jwt not yet valid", 401 },
 		{ "{\"iss\":\"https://other.test\",\"sub\":\"a\",\"aud\":\"svc\"}", "rsa1", "RS256",
 		  "Jwt issuer is not configured", 401 },
+		/* no issuer at all is not the provider's issuer either */
+		{ "{\"sub\":\"a\",\"aud\":\"svc\"}", "rsa1", "RS256", "Jwt issuer is not configured", 401 },
 		/* Envoy answers an audience refusal 403 */
 		{ "{\"iss\":\"https://issuer.test\",\"sub\":\"a\",\"aud\":\"nope\"}", "rsa1", "RS256",
 		  "Audiences in Jwt are not allowed", 403 },
