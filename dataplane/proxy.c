@@ -2437,6 +2437,17 @@ static const char *req_header_nth(void *ctx, const char *name, size_t name_len, 
 	return NULL;
 }
 
+/* Whether an inbound listener of its own (captureMode NONE) serves port. */
+static int inbound_port_bound(const struct px_config *cfg, uint32_t port)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->n_bound; i++)
+		if (cfg->bound[i].inbound && cfg->bound[i].port.port == port)
+			return 1;
+	return 0;
+}
+
 /* A route of our own when no route configuration applies (passthrough, inbound without one). */
 /* A route takes a CONNECT only with an explicit upgrade of type "connect"
  * (Envoy's upgrade_configs; the connection manager enables none). */
@@ -2822,12 +2833,14 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 
 			snprintf(name, sizeof(name), "inbound|%u||", port);
 			icl = px_config_cluster(cfg, name);
-			if (!icl && !pp && !d->captured) {
+			if (!pp && !d->captured && (!icl || inbound_port_bound(cfg, port))) {
 				/* sent straight to the inbound port for a port the workload
 				 * does not declare (no inbound|PORT|| cluster, no
 				 * virtualInbound chain): Istio never reaches loopback-only
 				 * ports this way (its InboundPassthroughCluster goes to the
-				 * pod IP), so neither does meshproxy: BlackHoleCluster */
+				 * pod IP), so neither does meshproxy: BlackHoleCluster.  Nor
+				 * a port with a listener of its own (captureMode NONE): its
+				 * RBAC and TLS are that listener's, never skipped this way */
 				s_blackhole(s);
 				return;
 			}

@@ -452,5 +452,93 @@ class MeshDirectInboundTest(unittest.TestCase):
         self.assertEqual(self.exchange([self.open_app.port]), [200])
 
 
+# ---------------------------------------------------------------- a port with a listener of its own
+#
+# A Sidecar ingress port with captureMode NONE gets a listener of its own
+# (with the workload's RBAC); the rest stay behind virtualInbound.  Sent
+# straight to virtualInbound's port, a request naming the bound port in its
+# authority must not reach that port's application around its listener.
+
+BOUND_DENY = """apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-admin, namespace: foo}
+spec:
+  selector: {matchLabels: {app: httpbin}}
+  action: DENY
+  rules:
+  - to: [{operation: {paths: ["/admin"]}}]
+"""
+
+
+def bound_sidecar(bound, captured, app_port):
+    return """apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: httpbin, namespace: foo}
+spec:
+  workloadSelector:
+    labels: {app: httpbin}
+  ingress:
+  - port: {number: %d, protocol: HTTP, name: http-bound}
+    defaultEndpoint: 127.0.0.1:%d
+    captureMode: NONE
+  - port: {number: %d, protocol: HTTP, name: http-captured}
+    defaultEndpoint: 127.0.0.1:%d
+  egress:
+  - hosts: ["istio-system/*"]
+""" % (bound, app_port, captured, app_port)
+
+
+class MeshBoundPortTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.app = Backend("app", "127.0.0.1")
+        cls.bound, cls.captured = free_port(), free_port()
+        cls.meshd = Meshd({"service.yaml": service_yaml([cls.bound, cls.captured], free_port(), cls.app.port),
+                           "sidecar.yaml": bound_sidecar(cls.bound, cls.captured, cls.app.port),
+                           "policy.yaml": BOUND_DENY})
+        cls.sc = None
+        try:
+            cls.meshd.start()
+            saved, meshhttp.NS = meshhttp.NS, NS
+            try:
+                cls.sc = Sidecar(cls.meshd, "httpbin-1", "app=httpbin,version=v1")
+            finally:
+                meshhttp.NS = saved
+            cls.sc.wait_ready()
+            wait_for(lambda: cls.get(cls.bound, "h") == 403, timeout=60 if slow() else 30,
+                     what="the bound listener and its policy")
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        rc, logs = (cls.sc.stop(), cls.sc.logs()) if cls.sc else (0, "")
+        cls.meshd.finish(cls.app)
+        if cls.sc:
+            cls.sc.cleanup()
+        if rc != 0:
+            raise AssertionError("meshproxy exited %s:\n%s" % (rc, logs))
+
+    @classmethod
+    def get(cls, port, host):
+        """GET /admin on 127.0.0.1:port with that Host: the status, 0 when none."""
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(b"GET /admin HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % host.encode())
+                got = s.recv(100)
+        except OSError:
+            return 0
+        parts = got.split(b" ", 2)
+        return int(parts[1]) if len(parts) > 1 and parts[0].startswith(b"HTTP/") else 0
+
+    def test_bound_port_not_reached_through_the_inbound_port(self):
+        self.app.reset()
+        self.assertNotEqual(self.get(self.sc.in_port, "h:%d" % self.bound), 200)
+        self.assertIsNone(self.app.last())
+        # the port virtualInbound serves is judged there as always
+        self.assertEqual(self.get(self.sc.in_port, "h:%d" % self.captured), 403)
+
+
 if __name__ == "__main__":
     unittest.main()
