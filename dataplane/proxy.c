@@ -51,6 +51,7 @@
 #define PX_OUT_MAX (8 * 1024 * 1024)      /* cap on queued output (never reached: HIGH stops the feeder) */
 #define PX_RETRY_BODY_MAX (64 * 1024)     /* request body kept for retries (body bytes, as Envoy's buffer limit) */
 #define PX_BODY_FRAMING_SLACK (16 * 1024) /* room for the chunk framing kept with it */
+#define PX_TLS_HANDSHAKE_MS 15000 /* an inbound TLS handshake, from its first byte (Envoy's listener_filters_timeout) */
 #define PX_META_SLACK 64 /* meta beyond the head's fields: "/", the protocol, a generated request id */
 #define PX_MAX_TRIED 8
 #define PX_RESOLVE_POLL_MS 2
@@ -3401,6 +3402,10 @@ static int d_tls_step(struct px_dconn *d)
 		}
 		d->tops = &px_transport_tls;
 		d->hs = 1;
+		/* the handshake gets a bound of its own (d_idle_cb closes): a
+		 * peer that stalls in it held the connection for the whole
+		 * idle timeout (1 h) */
+		ev_timer_arm(e->loop, &d->idle, PX_TLS_HANDSHAKE_MS);
 	}
 	rc = px_tls_handshake(d->tls);
 	if (rc == -EAGAIN) {
@@ -3414,6 +3419,7 @@ static int d_tls_step(struct px_dconn *d)
 		return 0;
 	}
 	d->hs = 0;
+	ev_timer_cancel(e->loop, &d->idle); /* the handshake's bound ends; d_update arms the idle one */
 	if (px_tls_peer_uri(d->tls))
 		d->peer_principal = strdup(px_tls_peer_uri(d->tls));
 	mesh_str_copy(d->alpn, sizeof(d->alpn), px_tls_alpn(d->tls));

@@ -16,12 +16,16 @@ them up).  The invariant checked besides the named attacks: whatever the
 sidecar forwards, the path the backend receives, sent again as it is, gets
 the same answer (RBAC judged the path that went upstream).
 
-About 5-10 s: one meshd, one sidecar, a few dozen requests; every wait is
-bounded and nothing asserts on timing.
+About 20 s (15 of them waiting for a stalled TLS handshake to be closed):
+a few meshd and sidecars, a few dozen requests; every wait is bounded and
+nothing asserts on timing.
 """
+import json
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import unittest
 
 import meshhttp
@@ -538,6 +542,64 @@ class MeshBoundPortTest(unittest.TestCase):
         self.assertIsNone(self.app.last())
         # the port virtualInbound serves is judged there as always
         self.assertEqual(self.get(self.sc.in_port, "h:%d" % self.captured), 403)
+
+
+# ---------------------------------------------------------------- a stalled TLS handshake
+
+class MeshTlsHandshakeTest(unittest.TestCase):
+    """A sidecar with a workload certificate from meshd's CA: a client that
+    starts a TLS handshake and stalls in it held the connection for the
+    whole idle timeout (1 h); the handshake now has a bound of its own
+    (15 s, Envoy's listener_filters_timeout).  The test's wait is a bound,
+    not a timing claim."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="mesh-sec-tls-")
+        cls.app = Backend("web", "127.0.0.1")
+        tokens = os.path.join(cls.tmp, "tokens")
+        with open(tokens, "w") as f:
+            f.write("web-token demo web\n")
+        with open(os.path.join(cls.tmp, "web.token"), "w") as f:
+            f.write("web-token\n")
+        ca_dir = os.path.join(cls.tmp, "ca")
+        cls.meshd = Meshd({"web.yaml": direct_service([cls.app.port])},
+                          extra_args=["--ca-dir", ca_dir, "--ca-token-file", tokens])
+        cls.sc = None
+        try:
+            cls.meshd.start()
+            saved, meshhttp.NS = meshhttp.NS, "demo"
+            try:
+                cls.sc = Sidecar(cls.meshd, "web-1", "app=web", args=[
+                    "--ca-addr", "127.0.0.1:%d" % cls.meshd.secure_port,
+                    "--root-cert", os.path.join(ca_dir, "root-cert.pem"),
+                    "--token-file", os.path.join(cls.tmp, "web.token"), "--service-account", "web"])
+            finally:
+                meshhttp.NS = saved
+            cls.sc.wait_ready()
+            wait_for(lambda: json.loads(cls.sc.admin("/certs")[1])["generation"] >= 1,
+                     timeout=60 if slow() else 20, what="a workload certificate")
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        rc, logs = (cls.sc.stop(), cls.sc.logs()) if cls.sc else (0, "")
+        cls.meshd.finish(cls.app)
+        if cls.sc:
+            cls.sc.cleanup()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+        if rc != 0:
+            raise AssertionError("meshproxy exited %s:\n%s" % (rc, logs))
+
+    def test_stalled_handshake_is_closed(self):
+        with socket.create_connection(("127.0.0.1", self.sc.in_port), timeout=40) as c:
+            c.sendall(b"\x16\x03\x01")  # a record header, then nothing
+            try:
+                self.assertEqual(c.recv(100), b"")
+            except ConnectionResetError:
+                pass
 
 
 if __name__ == "__main__":
