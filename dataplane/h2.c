@@ -34,6 +34,8 @@
 #include "common/log.h"
 #include "dataplane/engine-t.h"
 #include "dataplane/http1.h"
+#include "dataplane/mtls.h"
+#include "dataplane/tls.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -305,9 +307,9 @@ struct h2d_conn {
 	struct ev_defer pump;
 	struct ev_timer idle;        /* idle timeout: no stream served for o.idle_ms; then the close's bound */
 	const struct px_transport_ops *tops;
-	void *tctx;
+	void *tctx;                  /* the struct px_tls (owned) when tops is px_transport_tls */
 	nghttp2_session *ng;
-	struct px_conn_origin o;
+	struct px_conn_origin o;     /* its strings owned (origin_keep) */
 	struct mesh_buf out;
 	size_t out_off;
 	struct h2d_stream streams;  /* sentinel */
@@ -603,8 +605,14 @@ static void h2d_st_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 					if (st->grpc_local)
 						h2d_submit_grpc_local(st);
 				} else if (!st->resp_end) {
-					/* proxy.c cut the response (client gone, upstream reset mid-body) */
-					h2d_st_reset(st, NGHTTP2_INTERNAL_ERROR);
+					/* proxy.c cut the response (client gone, upstream reset
+					 * mid-body); closed before a byte of it, the request was
+					 * refused before it went anywhere (STRICT's plaintext,
+					 * a malformed request): REFUSED_STREAM, which gRPC
+					 * reports as UNAVAILABLE, as for Envoy's closed
+					 * connection (RFC 9113 §8.7: safe to retry) */
+					h2d_st_reset(st, !st->resp_head && !st->in_len ? NGHTTP2_REFUSED_STREAM
+										       : NGHTTP2_INTERNAL_ERROR);
 					return;
 				}
 			}
@@ -868,6 +876,25 @@ static int h2d_on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, v
 	return 0;
 }
 
+/* The session's own copies of an origin's TLS strings (origin_drop frees them). */
+static int origin_keep(struct px_conn_origin *o)
+{
+	const char *pp = o->peer_principal, *sni = o->sni, *xfcc = o->xfcc;
+
+	o->peer_principal = pp ? strdup(pp) : NULL;
+	o->sni = sni ? strdup(sni) : NULL;
+	o->xfcc = xfcc ? strdup(xfcc) : NULL;
+	return (pp && !o->peer_principal) || (sni && !o->sni) || (xfcc && !o->xfcc) ? -ENOMEM : 0;
+}
+
+static void origin_drop(struct px_conn_origin *o)
+{
+	free((char *)o->peer_principal);
+	free((char *)o->sni);
+	free((char *)o->xfcc);
+	o->peer_principal = o->sni = o->xfcc = NULL;
+}
+
 static void h2d_free(struct h2d_conn *c)
 {
 	struct h2d_conn **pp;
@@ -883,9 +910,12 @@ static void h2d_free(struct h2d_conn *c)
 	ev_io_stop(c->e->loop, &c->io);
 	ev_defer_cancel(c->e->loop, &c->pump);
 	ev_timer_cancel(c->e->loop, &c->idle);
+	if (c->tops == &px_transport_tls)
+		px_tls_free(c->tctx); /* close_notify before the socket goes */
 	close(c->fd);
 	mesh_buf_cleanup(&c->out);
 	px_listener_unref(c->o.l);
+	origin_drop(&c->o);
 	free(c);
 }
 
@@ -1062,7 +1092,7 @@ int px_h2d_start(struct engine *e, int fd, const struct px_transport_ops *tops, 
 		{ NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, PX_H2_MAX_HEADER_BLOCK },
 		{ NGHTTP2_SETTINGS_ENABLE_PUSH, 0 },
 	};
-	int rc = -ENOMEM;
+	int rc = -ENOMEM, kept;
 
 	if (!c)
 		return -ENOMEM;
@@ -1071,6 +1101,7 @@ int px_h2d_start(struct engine *e, int fd, const struct px_transport_ops *tops, 
 	c->tops = tops;
 	c->tctx = tctx;
 	c->o = *o;
+	kept = origin_keep(&c->o);
 	c->streams.next = c->streams.prev = &c->streams;
 	mesh_buf_init(&c->out, PX_H2_OUT_HIGH + 64 * 1024);
 	ev_io_init(&c->io, fd, h2d_cb, c);
@@ -1080,7 +1111,7 @@ int px_h2d_start(struct engine *e, int fd, const struct px_transport_ops *tops, 
 	c->cut_tokens_at = ev_now(e->loop);
 	cb = h2_callbacks();
 	opt = h2_options();
-	if (!cb || !opt)
+	if (!cb || !opt || kept < 0)
 		goto out;
 	nghttp2_session_callbacks_set_on_begin_headers_callback(cb, h2d_on_begin_headers);
 	nghttp2_session_callbacks_set_on_header_callback(cb, h2d_on_header);
@@ -1112,6 +1143,7 @@ out:
 		if (c->ng)
 			nghttp2_session_del(c->ng);
 		mesh_buf_cleanup(&c->out);
+		origin_drop(&c->o);
 		free(c);
 	}
 	return rc;
@@ -1167,8 +1199,11 @@ struct h2u_conn {
 	struct h2u_conn *next;
 	struct px_host *h;           /* a reference */
 	int fd;
+	const struct px_transport_ops *tops; /* raw, or TLS (tls) once its handshake is done */
+	struct px_tls *tls;          /* the cluster's UpstreamTlsContext for h (mtls.c), or NULL */
+	int tcp_up;                  /* TCP connected (with TLS: the handshake runs, still !connected) */
 	struct ev_io io;
-	struct ev_timer t;           /* connect timeout, then idle timeout */
+	struct ev_timer t;           /* connect timeout (TCP and TLS handshake), then idle timeout */
 	struct ev_defer pump;
 	nghttp2_session *ng;
 	struct mesh_buf out;
@@ -1659,6 +1694,7 @@ static void h2u_free(struct h2u_conn *c)
 	ev_io_stop(c->e->loop, &c->io);
 	ev_timer_cancel(c->e->loop, &c->t);
 	ev_defer_cancel(c->e->loop, &c->pump);
+	px_tls_free(c->tls); /* close_notify before the socket goes */
 	close(c->fd);
 	mesh_buf_cleanup(&c->out);
 	px_host_unref(c->h);
@@ -1670,7 +1706,8 @@ static void h2u_pump(struct h2u_conn *c)
 	unsigned m = EV_READ;
 
 	if (!c->connected) {
-		if (ev_io_set(c->e->loop, &c->io, EV_WRITE) < 0)
+		/* TCP connecting, or the TLS handshake waiting for what it says */
+		if (ev_io_set(c->e->loop, &c->io, c->tcp_up && c->tls ? px_tls_want(c->tls) : EV_WRITE) < 0)
 			h2u_free(c);
 		return;
 	}
@@ -1691,7 +1728,7 @@ static void h2u_pump(struct h2u_conn *c)
 		if (c->dead || c->out_off == c->out.len)
 			break;
 		{
-			ssize_t n = fd_write(c->fd, c->out.data + c->out_off, c->out.len - c->out_off);
+			ssize_t n = c->tops->write(c->tls, c->fd, c->out.data + c->out_off, c->out.len - c->out_off);
 
 			if (n == -EAGAIN)
 				break;
@@ -1731,8 +1768,20 @@ static void h2u_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 		int err = 0;
 		socklen_t len = sizeof(err);
 
-		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		if (!c->tcp_up && getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
 			err = errno;
+		if (!err)
+			c->tcp_up = 1;
+		/* issue 12: then the TLS handshake and the peer's identity, under
+		 * the connect timeout; failing either is a connect failure for
+		 * the streams waiting (UF, connect-failure retries, outlier) */
+		if (!err && c->tls) {
+			err = px_mtls_upstream_step(c->h, c->tls);
+			if (err == -EAGAIN) {
+				h2u_pump(c);
+				return;
+			}
+		}
 		if (err) {
 			c->h->st.cx_connect_fail++;
 			c->h->cl->st.cx_connect_fail++;
@@ -1740,11 +1789,14 @@ static void h2u_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 			return;
 		}
 		c->connected = 1;
+		if (c->tls)
+			c->tops = &px_transport_tls;
 		ev_timer_cancel(c->e->loop, &c->t);
+		events |= EV_READ; /* the peer's SETTINGS may be inside OpenSSL already */
 	}
 	if (events & (EV_READ | EV_ERROR)) {
 		uint8_t buf[H2_IN_CHUNK];
-		ssize_t n = fd_read(c->fd, buf, sizeof(buf));
+		ssize_t n = c->tops->read(c->tls, c->fd, buf, sizeof(buf));
 
 		if (n == 0 || (n < 0 && n != -EAGAIN)) {
 			h2u_free(c);
@@ -1786,6 +1838,7 @@ static struct h2u_conn *h2u_connect(struct engine *e, struct px_host *h, int *er
 		return NULL;
 	c->e = e;
 	c->fd = -1;
+	c->tops = &px_transport_raw;
 	c->streams.next = c->streams.prev = &c->streams;
 	mesh_buf_init(&c->out, PX_H2_OUT_HIGH + 64 * 1024);
 	ev_timer_init(&c->t, h2u_timer, c);
@@ -1810,6 +1863,14 @@ static struct h2u_conn *h2u_connect(struct engine *e, struct px_host *h, int *er
 		goto fail;
 	}
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* issue 12: the cluster's TLS policy, the one proxy.c's HTTP/1.1
+	 * connections use, with the HTTP/2 ALPN list */
+	if (px_mtls_upstream_new(h, e->ident, c->fd, 1, &c->tls) < 0) {
+		*err = -EPROTO;
+		h->st.cx_connect_fail++;
+		h->cl->st.cx_connect_fail++;
+		goto fail;
+	}
 	if (connect(c->fd, &h->addr.sa, h->alen) < 0 && errno != EINPROGRESS) {
 		*err = -errno;
 		h->st.cx_connect_fail++;
@@ -1835,6 +1896,7 @@ fail:
 	nghttp2_option_del(opt);
 	if (c->ng)
 		nghttp2_session_del(c->ng);
+	px_tls_free(c->tls);
 	if (c->fd >= 0)
 		close(c->fd);
 	mesh_buf_cleanup(&c->out);

@@ -70,6 +70,14 @@ struct px_conn_origin {
 	char peer_ip[INET6_ADDRSTRLEN];
 	uint16_t peer_port;
 	uint64_t idle_ms;             /* the HCM's idle_timeout for the connection (px_dconn_use_h2); 0 off */
+	/* issue 12: the TLS connection an HTTP/2 session runs over
+	 * (px_dconn_use_h2 fills them from the handshake; borrowed here,
+	 * px_h2d_start and px_dconn_adopt keep copies) */
+	int tls;                      /* the connection is TLS (STRICT ports take it) */
+	const char *peer_principal;   /* the verified peer's SPIFFE URI SAN, or NULL */
+	const char *sni;              /* the SNI the client sent, or NULL */
+	const char *xfcc;             /* Envoy's XFCC element for the peer (px_tls_xfcc), or NULL */
+	char alpn[16];                /* the negotiated ALPN, "" if none */
 };
 
 /* The HTTP/2 connection preface "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" (RFC 9113
@@ -79,10 +87,12 @@ int px_h2_preface(const char *p, size_t len);
 
 /*
  * Serves an accepted connection as HTTP/2 server (downstream).  Takes the
- * fd (closed by the session), the transport (tops/tctx: raw, or TLS once
- * its handshake chose "h2"), the bytes already read from it (copied; the
- * preface among them) and the origin (a listener reference is taken).
- * Returns 0, or a negative errno with fd left to the caller.
+ * fd (closed by the session), the transport (tops/tctx: raw with tctx
+ * NULL, or px_transport_tls with its struct px_tls once the handshake is
+ * done; the session frees it, close_notify first, when it closes), the
+ * bytes already read from it (copied; the preface among them) and the
+ * origin (a listener reference is taken, its strings copied).  Returns 0,
+ * or a negative errno with fd and tctx left to the caller.
  * Called by proxy.c's px_dconn_use_h2(); nothing else needs it.
  */
 int px_h2d_start(struct engine *e, int fd, const struct px_transport_ops *tops, void *tctx,

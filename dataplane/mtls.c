@@ -7,6 +7,8 @@
 
 #include "common/file.h"
 #include "common/log.h"
+#include "dataplane/engine-t.h"
+#include "dataplane/upstream-t.h"
 #include "envoy/extensions/transport_sockets/tls/v3/tls.pb-c.h"
 
 #include <errno.h>
@@ -37,6 +39,7 @@ void px_mtls_free(struct px_mtls *m)
 	free(m->key_pem);
 	free(m->roots_pem);
 	px_tls_ctx_unref(m->ctx);
+	px_tls_ctx_unref(m->ctx_h2);
 	free(m);
 }
 
@@ -235,22 +238,47 @@ int px_mtls_chain(const Envoy__Config__Listener__V3__FilterChain *fc, struct px_
 	return fc ? socket_policy(fc->transport_socket, 1, out, err, cap) : 0;
 }
 
-int px_mtls_ctx(struct px_mtls *m, const struct px_identity *id, struct px_tls_ctx **out)
+/* The ALPN list a context offers: the policy's as configured on a server
+ * (it selects h2 or http/1.1 for the client: px_dconn_use_h2); on a client
+ * the connection's codec's: without "h2" for HTTP/1.1, with it for HTTP/2.
+ * v has room for PX_MTLS_MAX_ALPN + 1 names; returns their count. */
+static size_t codec_alpn(const struct px_mtls *m, int h2, const char **v)
 {
-	struct px_tls_conf c = { .server = m->server, .require_peer_cert = m->require_peer_cert,
-				 .alpn = (const char *const *)m->alpn, .n_alpn = m->n_alpn };
+	size_t i, n = 0;
+	int seen = 0;
+
+	for (i = 0; i < m->n_alpn; i++) {
+		if (!m->server && !strcmp(m->alpn[i], "h2")) {
+			if (!h2)
+				continue;
+			seen = 1;
+		}
+		v[n++] = m->alpn[i];
+	}
+	if (h2 && !seen)
+		v[n++] = "h2";
+	return n;
+}
+
+static int mtls_ctx(struct px_mtls *m, const struct px_identity *id, int h2, struct px_tls_ctx **out)
+{
+	const char *alpn[PX_MTLS_MAX_ALPN + 1];
+	struct px_tls_conf c = { .server = m->server, .require_peer_cert = m->require_peer_cert, .alpn = alpn,
+				 .h2 = h2 };
 	unsigned gen = px_identity_generation(id);
-	struct px_tls_ctx *x = NULL;
+	struct px_tls_ctx *x = NULL, **slot = h2 ? &m->ctx_h2 : &m->ctx;
+	unsigned *slot_gen = h2 ? &m->ctx_h2_gen : &m->ctx_gen;
 	char err[200];
 	int rc;
 
 	*out = NULL;
 	if ((m->sds || m->sds_roots) && !gen)
 		return -EAGAIN;
-	if (m->ctx && (!(m->sds || m->sds_roots) || m->ctx_gen == gen)) {
-		*out = m->ctx;
+	if (*slot && (!(m->sds || m->sds_roots) || *slot_gen == gen)) {
+		*out = *slot;
 		return 0;
 	}
+	c.n_alpn = codec_alpn(m, h2, alpn);
 	if (m->sds || m->sds_roots) {
 		/* ISTIO_MUTUAL / inbound mTLS: key, chain and root from the
 		 * identity (a mix of SDS and files is not supported yet: the
@@ -267,9 +295,55 @@ int px_mtls_ctx(struct px_mtls *m, const struct px_identity *id, struct px_tls_c
 	}
 	if (rc < 0)
 		return rc;
-	px_tls_ctx_unref(m->ctx);
-	m->ctx = x;
-	m->ctx_gen = gen;
+	px_tls_ctx_unref(*slot);
+	*slot = x;
+	*slot_gen = gen;
 	*out = x;
 	return 0;
+}
+
+int px_mtls_ctx(struct px_mtls *m, const struct px_identity *id, struct px_tls_ctx **out)
+{
+	return mtls_ctx(m, id, 0, out);
+}
+
+int px_mtls_ctx_h2(struct px_mtls *m, const struct px_identity *id, struct px_tls_ctx **out)
+{
+	return mtls_ctx(m, id, !m->server, out);
+}
+
+int px_mtls_upstream_new(struct px_host *h, const struct px_identity *id, int fd, int h2, struct px_tls **out)
+{
+	struct px_mtls *m = h->cl->tls;
+	struct px_tls_ctx *ctx;
+	int rc;
+
+	*out = NULL;
+	if (!m || (m->only_tls_istio && !(h->up && h->up->tls_istio)))
+		return 0;
+	rc = h2 ? px_mtls_ctx_h2(m, id, &ctx) : px_mtls_ctx(m, id, &ctx);
+	if (rc == 0)
+		rc = px_tls_new(ctx, fd, m->sni, out);
+	if (rc < 0)
+		log_warn("meshproxy", "upstream %s (%s): no TLS context: %s", h->name, h->cl->name,
+			 rc == -EAGAIN ? "no workload certificate yet" : mesh_strerror(rc));
+	return rc;
+}
+
+int px_mtls_upstream_step(const struct px_host *h, struct px_tls *t)
+{
+	struct px_mtls *m = h->cl->tls;
+	int rc = px_tls_handshake(t);
+
+	if (rc == -EAGAIN)
+		return rc;
+	if (rc == 0 && m && px_tls_check_sans(t, (const char *const *)m->sans, m->n_sans) < 0) {
+		log_warn("meshproxy", "upstream %s (%s): TLS peer %s is not one of the expected identities", h->name,
+			 h->cl->name, px_tls_peer_uri(t) ? px_tls_peer_uri(t) : "(none)");
+		return -EACCES;
+	}
+	if (rc < 0)
+		log_warn("meshproxy", "upstream %s (%s): TLS handshake failed: %s", h->name, h->cl->name,
+			 px_tls_error(t));
+	return rc;
 }

@@ -43,7 +43,11 @@ struct px_mtls {
 	char *chain_pem, *key_pem, *roots_pem; /* from files / inline (owned), when not SDS */
 	struct px_tls_ctx *ctx;          /* made lazily (px_mtls_ctx) */
 	unsigned ctx_gen;                /* identity generation ctx was made from */
+	struct px_tls_ctx *ctx_h2;       /* upstream, for HTTP/2 connections: made lazily (px_mtls_ctx_h2) */
+	unsigned ctx_h2_gen;             /* identity generation ctx_h2 was made from */
 };
+
+struct px_host;
 
 /* A cluster's policy: *out NULL when its connections are plaintext.
  * -EINVAL with err set for a context that does not decode, a file that
@@ -59,5 +63,29 @@ void px_mtls_free(struct px_mtls *m); /* NULL is a no-op */
  * to keep it).  -EAGAIN when it needs the workload certificate and there
  * is none yet (a connection failure: Envoy's cluster would not be warm). */
 MESH_MUST_CHECK int px_mtls_ctx(struct px_mtls *m, const struct px_identity *id, struct px_tls_ctx **out);
+/* The same for an upstream connection whose codec is HTTP/2 (h2.c).  The
+ * ALPN list is the connection's codec's, as Istio's ALPN override makes
+ * it: px_mtls_ctx's client list has "h2" taken out (an HTTP/1.1 codec must
+ * not let the server pick h2), this one has "h2" added when the cluster's
+ * list lacks it (h2UpgradePolicy UPGRADE, useClientProtocol). */
+MESH_MUST_CHECK int px_mtls_ctx_h2(struct px_mtls *m, const struct px_identity *id, struct px_tls_ctx **out);
+
+/*
+ * The upstream TLS policy for a new connection to h, shared by proxy.c's
+ * HTTP/1.1 connections and h2.c's HTTP/2 ones (h2: which codec, for the
+ * ALPN list): *out NULL when h's cluster has no UpstreamTlsContext or,
+ * under auto mTLS, h's metadata is not tlsMode istio; else a TLS
+ * connection over fd (not owned) with the cluster's SNI, handshake not
+ * started.  A negative code (logged) is a connect failure: -EAGAIN when
+ * the workload certificate is not there yet.
+ */
+MESH_MUST_CHECK int px_mtls_upstream_new(struct px_host *h, const struct px_identity *id, int fd, int h2,
+					 struct px_tls **out);
+/* Advances t's handshake (see px_tls_handshake) and, once it is done,
+ * checks the peer against the cluster's SANs (Envoy's
+ * match_subject_alt_names): 0 done, -EAGAIN, -EACCES (wrong identity) or
+ * -EPROTO (handshake failed), logged with h's name.  Either failure is a
+ * connect failure for the caller (UF, connect-failure retries, outlier). */
+MESH_MUST_CHECK int px_mtls_upstream_step(const struct px_host *h, struct px_tls *t);
 
 #endif

@@ -46,8 +46,9 @@ struct px_tls {
 	char err[160];
 };
 
-/* Builds the wire-format ALPN list, skipping "h2" while the codecs cannot
- * speak it and names that do not fit. */
+/* Builds the wire-format ALPN list, skipping names that do not fit (and
+ * "h2" in a build whose downstream codec cannot be HTTP/2 over TLS:
+ * PX_TLS_OFFER_H2 0). */
 static void alpn_wire(struct px_tls_ctx *c, const char *const *v, size_t n, int h2)
 {
 	size_t i, l;

@@ -25,11 +25,13 @@
 
 #include <stddef.h>
 
-/* The downstream and upstream codecs are HTTP/1.1 until dataplane/h2.c
- * lands: "h2" is neither offered nor selected while this is 0 (the h2
- * helper flips it when a connection can pick its codec by ALPN). */
+/* A downstream TLS connection picks its codec by ALPN (px_dconn_use_h2
+ * hands "h2" to h2.c), so "h2" is offered and selected as configured.
+ * Upstream, the list is the connection's codec's: mtls.c drops "h2" for an
+ * HTTP/1.1 connection and adds it for an HTTP/2 one (px_mtls_ctx_h2).
+ * Build with -DPX_TLS_OFFER_H2=0 to keep every TLS connection HTTP/1.1. */
 #ifndef PX_TLS_OFFER_H2
-#define PX_TLS_OFFER_H2 0
+#define PX_TLS_OFFER_H2 1
 #endif
 
 #define PX_TLS_MAX_ALPN 128 /* bytes of an ALPN list in wire format */
@@ -40,7 +42,7 @@ struct px_tls_conf {
 	const char *key_pem;        /* its private key; with chain_pem */
 	const char *roots_pem;      /* trusted roots; NULL: the peer's chain is not verified */
 	int require_peer_cert;      /* server: require_client_certificate */
-	const char *const *alpn;    /* protocols, most preferred first; "h2" dropped unless PX_TLS_OFFER_H2 */
+	const char *const *alpn;    /* protocols, most preferred first; "h2" dropped unless PX_TLS_OFFER_H2 or h2 */
 	size_t n_alpn;
 	int h2;                     /* the codec above is HTTP/2 (grpc_client.c): "h2" always kept */
 };

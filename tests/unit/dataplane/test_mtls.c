@@ -6,7 +6,8 @@
  * raw_buffer-only cluster, a matcher that is not exact refused, a context
  * that needs the workload certificate before there is one (-EAGAIN), and a
  * DestinationRule SIMPLE/MUTUAL context from inline PEM made once and
- * reused.
+ * reused, and the ALPN a client context offers being its codec's (h2 for
+ * an HTTP/2 connection, never for an HTTP/1.1 one).
  */
 #include "dataplane/mtls.h"
 
@@ -16,8 +17,11 @@
 
 #include <check.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 typedef Envoy__Extensions__TransportSockets__Tls__V3__UpstreamTlsContext up_ctx;
 typedef Envoy__Extensions__TransportSockets__Tls__V3__DownstreamTlsContext down_ctx;
@@ -274,6 +278,112 @@ START_TEST(simple_with_inline_files_made_once)
 }
 END_TEST
 
+/* A SIMPLE upstream policy with alpn and a server policy ([h2,
+ * http/1.1], meshd's inbound list) from inline PEM, a handshake over a
+ * socketpair: the ALPN the server selected. */
+static void negotiated(const struct tf_ca *ca, const struct tf_leaf *leaf, char **alpn, size_t n_alpn, int h2,
+		       char *out, size_t cap)
+{
+	up_ctx u = ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__UPSTREAM_TLS_CONTEXT__INIT;
+	down_ctx d = ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__DOWNSTREAM_TLS_CONTEXT__INIT;
+	common_ctx cc = ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__COMMON_TLS_CONTEXT__INIT, sc = cc;
+	Envoy__Extensions__TransportSockets__Tls__V3__CertificateValidationContext v =
+		ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__CERTIFICATE_VALIDATION_CONTEXT__INIT;
+	Envoy__Extensions__TransportSockets__Tls__V3__TlsCertificate tc =
+		ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__TLS_CERTIFICATE__INIT, *tcv[1] = { &tc };
+	Envoy__Config__Core__V3__DataSource chain = ENVOY__CONFIG__CORE__V3__DATA_SOURCE__INIT, key = chain,
+					     roots = chain;
+	Envoy__Config__Cluster__V3__Cluster cl = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__INIT;
+	Envoy__Config__Listener__V3__FilterChain fc = ENVOY__CONFIG__LISTENER__V3__FILTER_CHAIN__INIT;
+	Envoy__Config__Core__V3__TransportSocket uts = ENVOY__CONFIG__CORE__V3__TRANSPORT_SOCKET__INIT, dts = uts;
+	static char *server_alpn[] = { "h2", "http/1.1" };
+	Google__Protobuf__Any uany, dany;
+	struct px_mtls *um = NULL, *dm = NULL;
+	struct px_tls_ctx *cx, *sx;
+	struct px_tls *c, *s;
+	char err[200];
+	int fds[2], rc_c = -EAGAIN, rc_s = -EAGAIN, i;
+
+	roots.specifier_case = chain.specifier_case = key.specifier_case =
+		ENVOY__CONFIG__CORE__V3__DATA_SOURCE__SPECIFIER_INLINE_STRING;
+	roots.inline_string = ca->pem;
+	chain.inline_string = leaf->chain;
+	key.inline_string = leaf->key;
+	tc.certificate_chain = &chain;
+	tc.private_key = &key;
+	v.trusted_ca = &roots;
+	cc.validation_context_type_case =
+		ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__COMMON_TLS_CONTEXT__VALIDATION_CONTEXT_TYPE_VALIDATION_CONTEXT;
+	cc.validation_context = &v;
+	cc.alpn_protocols = alpn;
+	cc.n_alpn_protocols = n_alpn;
+	u.common_tls_context = &cc;
+	sc.n_tls_certificates = 1;
+	sc.tls_certificates = tcv;
+	sc.alpn_protocols = server_alpn;
+	sc.n_alpn_protocols = 2;
+	d.common_tls_context = &sc;
+	any_of(&uany, &u.base, UP_URL);
+	any_of(&dany, &d.base, DOWN_URL);
+	uts.name = dts.name = "envoy.transport_sockets.tls";
+	uts.config_type_case = dts.config_type_case = ENVOY__CONFIG__CORE__V3__TRANSPORT_SOCKET__CONFIG_TYPE_TYPED_CONFIG;
+	uts.typed_config = &uany;
+	dts.typed_config = &dany;
+	cl.transport_socket = &uts;
+	fc.transport_socket = &dts;
+	ck_assert_int_eq(px_mtls_cluster(&cl, &um, err, sizeof(err)), 0);
+	ck_assert_int_eq(px_mtls_chain(&fc, &dm, err, sizeof(err)), 0);
+	ck_assert_int_eq(h2 ? px_mtls_ctx_h2(um, NULL, &cx) : px_mtls_ctx(um, NULL, &cx), 0);
+	/* a server context is the same for both codecs (it offers what it has) */
+	ck_assert_int_eq(px_mtls_ctx_h2(dm, NULL, &sx), 0);
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds), 0);
+	ck_assert_int_eq(px_tls_new(cx, fds[0], "web", &c), 0);
+	ck_assert_int_eq(px_tls_new(sx, fds[1], NULL, &s), 0);
+	for (i = 0; i < 100 && (rc_c == -EAGAIN || rc_s == -EAGAIN); i++) {
+		if (rc_c == -EAGAIN)
+			rc_c = px_tls_handshake(c);
+		if (rc_s == -EAGAIN)
+			rc_s = px_tls_handshake(s);
+	}
+	ck_assert_int_eq(rc_c, 0);
+	ck_assert_int_eq(rc_s, 0);
+	ck_assert_str_eq(px_tls_alpn(c), px_tls_alpn(s));
+	snprintf(out, cap, "%s", px_tls_alpn(s));
+	px_tls_free(c);
+	px_tls_free(s);
+	close(fds[0]);
+	close(fds[1]);
+	px_mtls_free(um);
+	px_mtls_free(dm);
+	free(uany.value.data);
+	free(dany.value.data);
+}
+
+START_TEST(alpn_is_the_codecs)
+{
+	struct tf_ca ca;
+	struct tf_leaf leaf;
+	char *istio_h2[] = { "istio-peer-exchange", "istio", "h2" }, *istio[] = { "istio-peer-exchange", "istio" };
+	char got[16];
+
+	tf_ca_make(&ca, "alpn root");
+	tf_leaf_make(&leaf, &ca, "spiffe://cluster.local/ns/demo/sa/web", 3600);
+	/* meshd's list for a gRPC port: an HTTP/2 connection gets h2 ... */
+	negotiated(&ca, &leaf, istio_h2, 3, 1, got, sizeof(got));
+	ck_assert_str_eq(got, "h2");
+	/* ... an HTTP/1.1 one to the same cluster must not let the server pick it */
+	negotiated(&ca, &leaf, istio_h2, 3, 0, got, sizeof(got));
+	ck_assert_str_eq(got, "");
+	/* an HTTP port's list (no h2) upgraded to HTTP/2 (h2UpgradePolicy) offers h2 */
+	negotiated(&ca, &leaf, istio, 2, 1, got, sizeof(got));
+	ck_assert_str_eq(got, "h2");
+	negotiated(&ca, &leaf, istio, 2, 0, got, sizeof(got));
+	ck_assert_str_eq(got, "");
+	tf_leaf_free(&leaf);
+	tf_ca_free(&ca);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("mtls");
@@ -285,6 +395,7 @@ int main(void)
 	tcase_add_test(tc, raw_only_and_bad_matchers);
 	tcase_add_test(tc, downstream_chain_strict);
 	tcase_add_test(tc, simple_with_inline_files_made_once);
+	tcase_add_test(tc, alpn_is_the_codecs);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
