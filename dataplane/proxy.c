@@ -53,7 +53,8 @@
 #define PX_OUT_MAX (8 * 1024 * 1024)      /* cap on queued output (never reached: HIGH stops the feeder) */
 #define PX_RETRY_BODY_MAX (64 * 1024)     /* request body kept for retries (body bytes, as Envoy's buffer limit) */
 #define PX_BODY_FRAMING_SLACK (16 * 1024) /* room for the chunk framing kept with it */
-#define PX_META_MAX 2048
+#define PX_TLS_HANDSHAKE_MS 15000 /* an inbound TLS handshake, from its first byte (Envoy's listener_filters_timeout) */
+#define PX_META_SLACK 64 /* meta beyond the head's fields: "/", the protocol, a generated request id */
 #define PX_MAX_TRIED 8
 #define PX_RESOLVE_POLL_MS 2
 #define PX_RESOLVE_MAX_MS 5000
@@ -157,6 +158,8 @@ struct px_dconn {
 	                              * chain, 0 none (looked up by port as before) */
 	int sel_kind;                /* whose chains (d_sel()): SEL_NONE, SEL_BOUND, SEL_IN, SEL_OUT */
 	int rbac_judged;             /* a TCP chain's network RBAC allowed this connection (s_authz) */
+	uint32_t rbac_port;          /* ... for that port only: sent straight to the inbound port, each
+	                              * request picks its port by its authority (s_authz) */
 	int h2;                      /* carries one HTTP/2 stream (px_dconn_adopt from h2.c) */
 	unsigned nreq;               /* requests started (d_stream_start): the h2c preface is looked for before the first */
 	struct h1_header hdrs[H1_DEFAULT_MAX_HEADERS];
@@ -217,6 +220,7 @@ struct px_stream {
 	char *cors_hdrs;             /* CORS response headers for an allowed origin (owned), or NULL */
 	struct jwt_result *jwt;      /* the jwt_authn filter's outcome (s_jwt(), owned), or NULL */
 	int xfcc;                    /* the inbound port's HCM forwards the client cert (set at its lookup) */
+	int xfcc_fwd;                /* the client's own x-forwarded-client-cert goes upstream (d_stream_start) */
 	char *norm_path;             /* the HCM-normalized path and query (owned; s_authz), or NULL: as sent */
 	/* issue 14 (istio_stats.h): the other side's workload from metadata
 	 * exchange (s_build_head inbound, u_on_head outbound), NULL: unknown;
@@ -227,8 +231,9 @@ struct px_stream {
 	int grpc_status1;
 	int is_grpc;
 	struct px_str method, path, authority, ua, xff, rid, proto;
-	size_t meta_len;
-	char meta[PX_META_MAX];
+	size_t meta_len, meta_cap;
+	char meta[]; /* sized by meta_need at d_stream_start: never truncated, since
+	              * RBAC judges these copies (a cut path, Host or XFF was a bypass) */
 };
 
 static void d_update(struct px_dconn *d);
@@ -305,18 +310,54 @@ static size_t ob_pending(const struct mesh_buf *b, size_t off)
 	return b->len - off;
 }
 
-/* --- meta: the request fields the access log needs, copied out of the input buffer */
+/* --- meta: the request fields RBAC, routing and the access log read, copied out of the input buffer */
 
+/* Bytes of meta a request's fields take: its target, authority, Host and
+ * every header value (bounded by the head limit), plus PX_META_SLACK. */
+static size_t meta_need(const struct h1_head *h)
+{
+	size_t n = PX_META_SLACK + h->method.len + h->target.len + h->path.len + h->authority.len + h->host.len, i;
+
+	for (i = 0; i < h->n_headers; i++)
+		n += h->headers[i].value.len + 1;
+	return n;
+}
+
+/* A copy of (p, len) in s->meta.  meta is sized for the whole head
+ * (meta_need), so the clamp below is a guard that never cuts in practice. */
 static struct px_str meta_put(struct px_stream *s, const char *p, size_t len)
 {
 	struct px_str r = { "", 0 };
 
-	if (len > PX_META_MAX - s->meta_len)
-		len = PX_META_MAX - s->meta_len;
-	memcpy(s->meta + s->meta_len, p, len);
+	if (len > s->meta_cap - s->meta_len)
+		len = s->meta_cap - s->meta_len;
+	if (len) /* an absent field is (NULL, 0): HTTP/1.0 without Host */
+		memcpy(s->meta + s->meta_len, p, len);
 	r.p = s->meta + s->meta_len;
 	r.len = len;
 	s->meta_len += len;
+	return r;
+}
+
+/* Every value of header lc (lower case) joined by ",", in meta: repeated
+ * lines read as one list, as Envoy's header map coalesces an inline header
+ * such as X-Forwarded-For (HeaderMapImpl, DelimiterForInlineHeaders). */
+static struct px_str meta_put_joined(struct px_stream *s, const struct h1_head *h, const char *lc)
+{
+	struct px_str r = { "", 0 }, v;
+	size_t i;
+
+	for (i = 0; i < h->n_headers; i++) {
+		if (!h1_str_ieq(h->headers[i].name, lc))
+			continue;
+		if (r.len) {
+			(void)meta_put(s, ",", 1);
+			v = meta_put(s, h->headers[i].value.p, h->headers[i].value.len);
+			r.len += 1 + v.len;
+		} else {
+			r = meta_put(s, h->headers[i].value.p, h->headers[i].value.len);
+		}
+	}
 	return r;
 }
 
@@ -2040,6 +2081,8 @@ static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_
 		if (s->e->istio && h1_str_ieq(f->name, "content-type") && f->value.len >= 16 &&
 		    !strncasecmp(f->value.p, "application/grpc", 16))
 			s->is_grpc = 1;
+		if (!s->xfcc_fwd && h1_str_ieq(f->name, "x-forwarded-client-cert"))
+			continue; /* a client's claim of who it is: dropped (d_stream_start) */
 		if (h1_str_ieq(f->name, "x-request-id"))
 			have_rid = 1;
 		else if (h1_str_ieq(f->name, "x-forwarded-proto"))
@@ -2476,6 +2519,32 @@ static const char *req_header(void *ctx, const char *name, size_t name_len, size
 	return NULL;
 }
 
+/* jwt.h's: the nth field of a name (0 the first), NULL past the last. */
+static const char *req_header_nth(void *ctx, const char *name, size_t name_len, size_t nth, size_t *value_len)
+{
+	const struct h1_head *h = ctx;
+	size_t i;
+
+	for (i = 0; i < h->n_headers; i++)
+		if (h->headers[i].name.len == name_len && !strncasecmp(h->headers[i].name.p, name, name_len) &&
+		    nth-- == 0) {
+			*value_len = h->headers[i].value.len;
+			return h->headers[i].value.p;
+		}
+	return NULL;
+}
+
+/* Whether an inbound listener of its own (captureMode NONE) serves port. */
+static int inbound_port_bound(const struct px_config *cfg, uint32_t port)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->n_bound; i++)
+		if (cfg->bound[i].inbound && cfg->bound[i].port.port == port)
+			return 1;
+	return 0;
+}
+
 /* A route of our own when no route configuration applies (passthrough, inbound without one). */
 /* A route takes a CONNECT only with an explicit upgrade of type "connect"
  * (Envoy's upgrade_configs; the connection manager enables none). */
@@ -2526,7 +2595,7 @@ const struct rbac_jwt *px_stream_jwt(const struct px_stream *s)
 static int s_jwt(struct px_stream *s, const struct h1_head *h, const struct jwt_config *jc, struct h1_str authority)
 {
 	struct jwt_req r = { h->method.p, h->method.len, s->path.p, s->path.len, authority.p, authority.len,
-			     req_header, (void *)h };
+			     req_header, (void *)h, req_header_nth };
 	struct jwt_result *res = NULL;
 
 	if (jwt_filter_run(jc, &r, (int64_t)(wall_us() / 1000000), &res) < 0) {
@@ -2607,10 +2676,12 @@ static int s_authz(struct px_stream *s, const struct px_port *pp, const struct h
 		if (s_jwt(s, h, pp->jwt, au))
 			return 1;
 	}
-	if (!pp->authz || (pp->tcp && d->rbac_judged))
+	if (!pp->authz || (pp->tcp && d->rbac_judged && d->rbac_port == pp->port))
 		return 0;
 	memset(&r, 0, sizeof(r));
 	r.principal = d->peer_principal;
+	if (d->tls)
+		r.peer_names = px_tls_peer_names(d->tls, &r.n_peer_names);
 	r.jwt = px_stream_jwt(s);
 	r.source_ip = d->peer_ip;
 	r.sni = d->sni;
@@ -2651,6 +2722,7 @@ static int s_authz(struct px_stream *s, const struct px_port *pp, const struct h
 	free(hv);
 	if (allowed) {
 		d->rbac_judged = pp->tcp;
+		d->rbac_port = pp->port;
 		return 0;
 	}
 	authz_details(&dec, det, sizeof(det));
@@ -2678,12 +2750,13 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 	int need_dst = 0, delay;
 	uint32_t i;
 
-	s = calloc(1, sizeof(*s));
+	s = calloc(1, sizeof(*s) + meta_need(h));
 	if (!s) {
 		d->close_after = 1;
 		d->state = D_CLOSING;
 		return;
 	}
+	s->meta_cap = meta_need(h);
 	s->d = d;
 	s->e = e;
 	s->cfg = px_config_ref(cfg);
@@ -2734,8 +2807,7 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		struct h1_str v = h1_head_get(h, "user-agent");
 
 		s->ua = meta_put(s, v.p, v.len);
-		v = h1_head_get(h, "x-forwarded-for");
-		s->xff = meta_put(s, v.p, v.len);
+		s->xff = meta_put_joined(s, h, "x-forwarded-for");
 		v = h1_head_get(h, "x-request-id");
 		s->rid = meta_put(s, v.p, v.len);
 	}
@@ -2865,12 +2937,14 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 
 			snprintf(name, sizeof(name), "inbound|%u||", port);
 			icl = px_config_cluster(cfg, name);
-			if (!icl && !pp && !d->captured) {
+			if (!pp && !d->captured && (!icl || inbound_port_bound(cfg, port))) {
 				/* sent straight to the inbound port for a port the workload
 				 * does not declare (no inbound|PORT|| cluster, no
 				 * virtualInbound chain): Istio never reaches loopback-only
 				 * ports this way (its InboundPassthroughCluster goes to the
-				 * pod IP), so neither does meshproxy: BlackHoleCluster */
+				 * pod IP), so neither does meshproxy: BlackHoleCluster.  Nor
+				 * a port with a listener of its own (captureMode NONE): its
+				 * RBAC and TLS are that listener's, never skipped this way */
 				s_blackhole(s);
 				return;
 			}
@@ -2897,6 +2971,14 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		return;
 	}
 	s->hdrs = &s->rt->hdrs;
+	/* Envoy's mutateXfccRequestHeader: a connection manager passes the
+	 * client's x-forwarded-client-cert on only from a peer that presented
+	 * a certificate and when forward_client_cert_details says so; else a
+	 * plaintext client could name any identity to the application.  With
+	 * no connection manager (TCP proxy, passthrough) bytes pass as sent.
+	 * APPEND_FORWARD's own entry follows as a line of its own (s_put_xfcc),
+	 * the same list as Envoy's appended value. */
+	s->xfcc_fwd = !pp || pp->tcp || pp->xfcc_keep == 2 || (pp->xfcc_keep == 1 && d->peer_principal);
 	if (pp && !pp->tcp) {
 		d->idle_ms = pp->conn_idle_ms == PX_IDLE_UNSET ? e->o.idle_ms : pp->conn_idle_ms;
 		d->headers_ms = pp->headers_ms;
@@ -3402,11 +3484,12 @@ static int d_tls_step(struct px_dconn *d)
 			return 0;
 		}
 		d->tls_decide = 0;
-		if (!d->l->embedded)
+		if (!d->l->embedded) {
 			pp = d->l->conf ? &d->l->conf->port : NULL; /* a bound listener's one port */
-		else if (d->captured && d->dst.ss_family == AF_INET)
+		} else if (d->captured && d->dst.ss_family == AF_INET) {
 			pp = find_port(cfg->in_ports, cfg->n_in_ports, 0,
 				       ntohs(((struct sockaddr_in *)&d->dst)->sin_port));
+		}
 		if (b != 0x16) {
 			if (pp && pp->tls && !pp->plain_ok) {
 				e->tls_plain_refused++;
@@ -3430,6 +3513,10 @@ static int d_tls_step(struct px_dconn *d)
 		d->tops = &px_transport_tls;
 		d->hs = 1;
 		d->via_tls = 1;
+		/* the handshake gets a bound of its own (d_idle_cb closes): a
+		 * peer that stalls in it held the connection for the whole
+		 * idle timeout (1 h) */
+		ev_timer_arm(e->loop, &d->idle, PX_TLS_HANDSHAKE_MS);
 	}
 	rc = px_tls_handshake(d->tls);
 	if (rc == -EAGAIN) {
@@ -3443,6 +3530,7 @@ static int d_tls_step(struct px_dconn *d)
 		return 0;
 	}
 	d->hs = 0;
+	ev_timer_cancel(e->loop, &d->idle); /* the handshake's bound ends; d_update arms the idle one */
 	if (px_tls_peer_uri(d->tls))
 		d->peer_principal = strdup(px_tls_peer_uri(d->tls));
 	mesh_str_copy(d->alpn, sizeof(d->alpn), px_tls_alpn(d->tls));
@@ -3967,6 +4055,12 @@ void px_accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 		if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &o.dst, &o.dst_len) == 0 && o.dst.ss_family == AF_INET) {
 			struct sockaddr_storage local;
 			socklen_t llen = sizeof(local);
+
+			/* the kernel (getorigdst) writes a sockaddr_in but leaves the
+			 * length as passed: compared as it was, no connection was
+			 * ever seen as captured (and RBAC, STRICT and the original
+			 * destination then followed the Host header's port) */
+			o.dst_len = sizeof(struct sockaddr_in);
 
 			if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0 && llen == o.dst_len &&
 			    memcmp(&local, &o.dst, llen))
