@@ -134,6 +134,9 @@ struct px_port {
 	int proxy_100;                   /* proxy_100_continue: Expect forwarded, the upstream's 100 relayed */
 	const struct jwt_config *jwt;    /* the HCM's jwt_authn filter (chain_port(), owned by the config's jwts), or NULL */
 	int xfcc;                        /* forward_client_cert_details APPEND_FORWARD / SANITIZE_SET (px_port_hcm) */
+	int xfcc_keep;                   /* the client's own XFCC goes on: 1 from an mTLS peer (FORWARD_ONLY,
+	                                  * APPEND_FORWARD), 2 always (ALWAYS_FORWARD_ONLY), 0 dropped
+	                                  * (SANITIZE, the default, and SANITIZE_SET); px_port_hcm */
 	struct px_mtls *tls;             /* virtualInbound: the port's DownstreamTlsContext (mtls.c), set by
 	                                  * compile_listener; owned by px_config.mtls */
 	int plain_ok;                    /* a raw_buffer chain serves the port too (no TLS chain, or PERMISSIVE) */
@@ -290,6 +293,7 @@ struct engine {
 	uint64_t tls_handshake_fail;     /* downstream TLS handshakes that failed (ssl.connection_error) */
 	uint64_t tls_plain_refused;      /* plaintext connections refused by a TLS-only (STRICT) port */
 	struct authz_tab *authz_tab;     /* RBAC counters by name, across configs (engine_new) */
+	struct istio_stats *istio;       /* issue 14: Istio's request metrics (engine_new), NULL: off */
 };
 
 /* engine.c */

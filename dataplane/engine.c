@@ -14,6 +14,7 @@
  */
 #include "dataplane/engine-t.h"
 #include "dataplane/h2.h"
+#include "dataplane/istio_stats.h"
 #include "dataplane/jwt.h"
 
 #include "common/log.h"
@@ -669,6 +670,18 @@ void px_port_hcm(struct px_port *p, const px_hcm *hcm)
 				  ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__FORWARD_CLIENT_CERT_DETAILS__APPEND_FORWARD ||
 			  hcm->forward_client_cert_details ==
 				  ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__FORWARD_CLIENT_CERT_DETAILS__SANITIZE_SET);
+	/* Envoy's mutateXfccRequestHeader: what becomes of the client's own header */
+	switch (hcm ? hcm->forward_client_cert_details : 0) {
+	case ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__FORWARD_CLIENT_CERT_DETAILS__FORWARD_ONLY:
+	case ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__FORWARD_CLIENT_CERT_DETAILS__APPEND_FORWARD:
+		p->xfcc_keep = 1;
+		break;
+	case ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__FORWARD_CLIENT_CERT_DETAILS__ALWAYS_FORWARD_ONLY:
+		p->xfcc_keep = 2;
+		break;
+	default:
+		p->xfcc_keep = 0;
+	}
 	p->http_opts = authz_http_opts(hcm);
 }
 
@@ -1762,7 +1775,10 @@ int engine_new(struct ev_loop *loop, const struct engine_opts *o, struct engine 
 	rc = authz_tab_new(&e->authz_tab);
 	if (rc == 0 && o->access_log && *o->access_log)
 		rc = px_alog_open(loop, o->access_log, &e->alog);
+	if (rc == 0 && o->node_id)
+		rc = istio_stats_new(o->node_id, o->labels, o->service_account, 0, &e->istio);
 	if (rc < 0) {
+		px_alog_free(e->alog);
 		authz_tab_free(e->authz_tab);
 		free(e->ifaddrs);
 		free(e);
@@ -1806,6 +1822,7 @@ void engine_free(struct engine *e)
 	free(e->ctab);
 	px_config_unref(e->cur);
 	px_alog_free(e->alog);
+	istio_stats_free(e->istio);
 	authz_tab_free(e->authz_tab);
 	free(e->self);
 	free(e->ifaddrs);
@@ -1966,7 +1983,7 @@ static int listeners_page(struct engine *e, struct mesh_buf *b)
 
 /* One jwt_authn counter family on /stats/prometheus: the counters named
  * "http.PREFIX.jwt_authn.<want>" as
- * envoy_http_jwt_authn_<want>{envoy_http_conn_manager_prefix="PREFIX"},
+ * envoy_http_jwt_authn_<want>{http_conn_manager_prefix="PREFIX"},
  * Envoy's tag name.  The label holds the whole stat prefix: Envoy's
  * default extractor ("http.$.**") would take only its first
  * dot-separated token ("inbound_0" of "inbound_0.0.0.0_8080") and Istio's
@@ -1992,7 +2009,7 @@ static void jwt_prom_one(void *ctx, const char *name, uint64_t v)
 		return;
 	if (!p->typed++)
 		mesh_buf_printf(p->b, "# TYPE envoy_http_jwt_authn_%s counter\n", p->want);
-	mesh_buf_printf(p->b, "envoy_http_jwt_authn_%s{envoy_http_conn_manager_prefix=\"%.*s\"} %llu\n", p->want,
+	mesh_buf_printf(p->b, "envoy_http_jwt_authn_%s{http_conn_manager_prefix=\"%.*s\"} %llu\n", p->want,
 			(int)(mid - (name + 5)), name + 5, (unsigned long long)v);
 }
 
@@ -2109,7 +2126,7 @@ static void prom_line(struct mesh_buf *b, const char *metric, const char *type, 
 {
 	if (!typed)
 		mesh_buf_printf(b, "# TYPE %s %s\n", metric, type);
-	mesh_buf_printf(b, "%s{envoy_cluster_name=\"%s\"} %llu\n", metric, cl, (unsigned long long)v);
+	mesh_buf_printf(b, "%s{cluster_name=\"%s\"} %llu\n", metric, cl, (unsigned long long)v);
 }
 
 static void prometheus_page(struct engine *e, struct mesh_buf *b)
@@ -2150,9 +2167,10 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 		for (j = 0; j < e->n_ctab; j++)
 			prom_line(b, m[i].name, m[i].type, j > 0, e->ctab[j]->name,
 				  *(const uint64_t *)((const char *)&e->ctab[j]->st + m[i].off));
-	/* response code classes, Envoy's tag */
+	/* response code classes: Envoy's upstream_rq_2xx under Istio's stats_tags
+	 * (response_code_class "2xx", cluster_name), as Istio's sidecars print them */
 	for (i = 0; i < 4; i++) {
-		static const char *cls[] = { "2", "3", "4", "5" };
+		static const char *cls[] = { "2xx", "3xx", "4xx", "5xx" };
 
 		if (i == 0)
 			mesh_buf_puts(b, "# TYPE envoy_cluster_upstream_rq counter\n");
@@ -2160,24 +2178,24 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 			const struct px_cluster_stats *s = &e->ctab[j]->st;
 			uint64_t v = i == 0 ? s->rq_2xx : i == 1 ? s->rq_3xx : i == 2 ? s->rq_4xx : s->rq_5xx;
 
-			mesh_buf_printf(b, "envoy_cluster_upstream_rq{envoy_response_code_class=\"%s\",envoy_cluster_name=\"%s\"} %llu\n",
+			mesh_buf_printf(b, "envoy_cluster_upstream_rq{response_code_class=\"%s\",cluster_name=\"%s\"} %llu\n",
 					cls[i], e->ctab[j]->name, (unsigned long long)v);
 		}
 	}
 	mesh_buf_printf(b,
-			"# TYPE envoy_http_downstream_cx_total counter\nenvoy_http_downstream_cx_total{envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
-			"# TYPE envoy_http_downstream_cx_active gauge\nenvoy_http_downstream_cx_active{envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
-			"# TYPE envoy_http_downstream_rq_total counter\nenvoy_http_downstream_rq_total{envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
-			"# TYPE envoy_http_downstream_rq_active gauge\nenvoy_http_downstream_rq_active{envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
-			"# TYPE envoy_http_downstream_rq_xx counter\n"
-			"envoy_http_downstream_rq_xx{envoy_response_code_class=\"2\",envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
-			"envoy_http_downstream_rq_xx{envoy_response_code_class=\"3\",envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
-			"envoy_http_downstream_rq_xx{envoy_response_code_class=\"4\",envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
-			"envoy_http_downstream_rq_xx{envoy_response_code_class=\"5\",envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
-			"# TYPE envoy_http_downstream_cx_protocol_error counter\nenvoy_http_downstream_cx_protocol_error{envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
-			"# TYPE envoy_http_no_route counter\nenvoy_http_no_route{envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
-			"# TYPE envoy_http_downstream_rq_idle_timeout counter\nenvoy_http_downstream_rq_idle_timeout{envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
-			"# TYPE envoy_http_downstream_rq_header_timeout counter\nenvoy_http_downstream_rq_header_timeout{envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"# TYPE envoy_http_downstream_cx_total counter\nenvoy_http_downstream_cx_total{http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"# TYPE envoy_http_downstream_cx_active gauge\nenvoy_http_downstream_cx_active{http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"# TYPE envoy_http_downstream_rq_total counter\nenvoy_http_downstream_rq_total{http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"# TYPE envoy_http_downstream_rq_active gauge\nenvoy_http_downstream_rq_active{http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"# TYPE envoy_http_downstream_rq counter\n"
+			"envoy_http_downstream_rq{response_code_class=\"2xx\",http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"envoy_http_downstream_rq{response_code_class=\"3xx\",http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"envoy_http_downstream_rq{response_code_class=\"4xx\",http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"envoy_http_downstream_rq{response_code_class=\"5xx\",http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"# TYPE envoy_http_downstream_cx_protocol_error counter\nenvoy_http_downstream_cx_protocol_error{http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"# TYPE envoy_http_no_route counter\nenvoy_http_no_route{http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"# TYPE envoy_http_downstream_rq_idle_timeout counter\nenvoy_http_downstream_rq_idle_timeout{http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"# TYPE envoy_http_downstream_rq_header_timeout counter\nenvoy_http_downstream_rq_header_timeout{http_conn_manager_prefix=\"meshproxy\"} %llu\n"
 			"# TYPE meshproxy_listener_accept_paused counter\nmeshproxy_listener_accept_paused %llu\n"
 			"# TYPE meshproxy_http_loop_refused counter\nmeshproxy_http_loop_refused %llu\n",
 			(unsigned long long)e->st.cx_total, (unsigned long long)e->st.cx_active,
@@ -2232,6 +2250,8 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 			(unsigned long long)e->mirrors_sent, (unsigned long long)e->mirrors_dropped);
 	listener_prom(e, b);
 	jwt_prom(e, b);
+	if (e->istio)
+		istio_stats_prometheus(e->istio, b);
 }
 
 void engine_stats_text(const struct engine *e, struct mesh_buf *out)

@@ -86,6 +86,8 @@ struct tcpp_down {
 	                                      * session may reach our own inbound (px_engine_is_loop()) */
 	void (*done)(void *arg);             /* the session ended: the owner calls tcpp_free() */
 	void *arg;
+	int inbound;                         /* issue 14: reporter "destination" in Istio's TCP metrics */
+	const char *peer_principal;          /* issue 14: the verified peer's SPIFFE id (borrowed for the call), or NULL */
 };
 
 /*
