@@ -3731,7 +3731,6 @@ static void d_tcp_start(struct px_dconn *d, const struct px_port *pp)
 		td.odst = &d->dst;
 		td.odst_len = d->dst_len;
 	}
-	td.inbound = d->inbound;
 	td.done = d_tcp_done;
 	td.arg = d;
 	td.inbound = d->inbound; /* issue 14: Istio's TCP metrics */

@@ -82,11 +82,10 @@ struct tcpp_down {
 	size_t n_pre;
 	const struct sockaddr_storage *odst; /* the original destination (ORIGINAL_DST clusters), or NULL */
 	socklen_t odst_len;
-	int inbound;                         /* accepted by an inbound listener (proxy.c); an outbound
-	                                      * session may reach our own inbound (px_engine_is_loop()) */
 	void (*done)(void *arg);             /* the session ended: the owner calls tcpp_free() */
 	void *arg;
-	int inbound;                         /* issue 14: reporter "destination" in Istio's TCP metrics */
+	int inbound;                         /* issue 14: reporter "destination" in Istio's TCP metrics;
+	                                      * also the loop guard's side (px_engine_is_loop()) */
 	const char *peer_principal;          /* issue 14: the verified peer's SPIFFE id (borrowed for the call), or NULL */
 };
 
