@@ -19,6 +19,7 @@
 #include "dataplane/authz.h"
 #include "dataplane/engine.h"
 #include "dataplane/router.h"
+#include "dataplane/tracing.h"
 #include "dataplane/upstream.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
 
@@ -125,6 +126,7 @@ struct px_port {
 	int plain_ok;                    /* a raw_buffer chain serves the port too (no TLS chain, or PERMISSIVE) */
 	struct authz_http_opts http_opts; /* the HCM's path normalization and XFF rules (px_port_hcm) */
 	const struct authz *authz;       /* the chain's RBAC filters, or NULL (chain_port; owned by the config) */
+	const struct trace_cfg *trace;   /* the HCM's tracing, or NULL (port_trace; owned by the config's traces) */
 };
 
 /* Envoy's HCM defaults: stream_idle_timeout 5 min when unset. */
@@ -170,6 +172,8 @@ struct px_config {
 	size_t n_hcms;
 	struct jwt_config **jwts;        /* compiled jwt_authn filters the ports point to (chain_port()) */
 	size_t n_jwts;
+	struct trace_cfg **traces;       /* every HCM's compiled tracing (port_trace; ports point into it) */
+	size_t n_traces;
 	struct authz **authzs;           /* every chain's compiled RBAC (ports point into it) */
 	size_t n_authzs;
 	/* compiled in phase one, handed to the clusters in phase two (then NULL) */
@@ -259,6 +263,7 @@ struct engine {
 	uint64_t tls_handshake_fail;     /* downstream TLS handshakes that failed (ssl.connection_error) */
 	uint64_t tls_plain_refused;      /* plaintext connections refused by a TLS-only (STRICT) port */
 	struct authz_tab *authz_tab;     /* RBAC counters by name, across configs (engine_new) */
+	struct tracer *tracer;           /* the span exporter (tracing.c), set by engine_new */
 };
 
 /* engine.c */

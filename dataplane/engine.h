@@ -36,6 +36,8 @@ struct engine_opts {
 	                            * as Istio's agent waits terminationDrainDuration */
 	uint64_t idle_ms;          /* downstream idle timeout where the HCM sets none (0: 1 h, Envoy's) */
 	uint64_t pool_idle_ms;     /* upstream idle connection timeout (0: 60 s) */
+	const char *node_id;       /* --node-id and --labels: the Istio tags of trace spans (tracing.h) */
+	const char *labels;
 };
 
 /* A new engine on loop; nothing is bound before a snapshot names

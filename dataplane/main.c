@@ -497,6 +497,8 @@ int main(int argc, char **argv)
 	eo.access_log = o.access_log;
 	eo.drain_ms = o.drain_ms;
 	eo.exit_on_zero = o.exit_on_zero;
+	eo.node_id = o.node_id; /* the Istio tags of trace spans */
+	eo.labels = o.labels;
 	rc = engine_new(loop, &eo, &engine);
 	if (rc < 0) {
 		log_error("meshproxy", "proxy engine (access log %s): %s", o.access_log, strerror(-rc));

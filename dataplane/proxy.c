@@ -211,6 +211,7 @@ struct px_stream {
 	int xfcc;                    /* the inbound port's HCM forwards the client cert (set at its lookup) */
 	char *norm_path;             /* the HCM-normalized path and query (owned; s_authz), or NULL: as sent */
 	struct px_str method, path, authority, ua, xff, rid, proto;
+	struct trace_span tr;        /* issue 14: started with the port's tracing (d_stream_start), ended in s_log */
 	size_t meta_len;
 	char meta[PX_META_MAX];
 };
@@ -330,10 +331,43 @@ static void s_count_status(struct px_stream *s)
 		st->rq_5xx++;
 }
 
+/* issue 14: the request's span ends with it (tracing.c queues it). */
+static void s_trace_end(struct px_stream *s)
+{
+	struct trace_end x;
+	char fl[64];
+
+	memset(&x, 0, sizeof(x));
+	x.inbound = s->d ? s->d->inbound : 0;
+	x.method = s->method.p;
+	x.method_len = s->method.len;
+	x.authority = s->authority.p;
+	x.authority_len = s->authority.len;
+	x.path = s->path.p;
+	x.path_len = s->path.len;
+	x.protocol = s->proto.p;
+	x.protocol_len = s->proto.len;
+	x.user_agent = s->ua.len ? s->ua.p : NULL;
+	x.user_agent_len = s->ua.len;
+	x.request_id = s->rid.p;
+	x.request_id_len = s->rid.len;
+	x.cluster = s->cl ? s->cl->name : NULL;
+	x.peer_address = s->d ? s->d->peer_ip : NULL;
+	x.upstream_host = s->n_tried ? s->tried[s->n_tried - 1]->name : NULL;
+	x.response_flags = px_flags_str(s->flags, fl, sizeof(fl));
+	x.status = s->status;
+	x.request_size = s->rx;
+	x.response_size = s->tx;
+	x.end_us = wall_us();
+	tracer_finish(s->e->tracer, &s->tr, &x);
+}
+
 static void s_log(struct px_stream *s)
 {
 	struct px_alog_entry le;
 
+	if (s->tr.cfg)
+		s_trace_end(s);
 	if (!s->e->alog)
 		return;
 	memset(&le, 0, sizeof(le));
@@ -1945,6 +1979,9 @@ static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_
 			continue;
 		if (rt->include_attempt_count_req && h1_str_ieq(f->name, "x-envoy-attempt-count"))
 			continue;
+		/* issue 14: the trace context is this hop's (trace_put_headers below) */
+		if (s->tr.cfg && trace_is_ctx_header(f->name))
+			continue;
 		if (h1_str_ieq(f->name, "x-request-id"))
 			have_rid = 1;
 		else if (h1_str_ieq(f->name, "x-forwarded-proto"))
@@ -1961,6 +1998,8 @@ static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_
 		if (!rc)
 			s->rid = meta_put(s, id, sizeof(id));
 	}
+	if (!rc && s->tr.cfg)
+		rc = trace_put_headers(&s->tr, b) < 0;
 	if (!rc && !have_xfp)
 		rc = mesh_buf_puts(b, "x-forwarded-proto: http\r\n");
 	if (!rc && s->xfcc)
@@ -2796,6 +2835,9 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		d->headers_ms = pp->headers_ms;
 		s->proxy_100 = pp->proxy_100;
 		s->idle_ms = pp->stream_idle_ms;
+		/* issue 14: continue or start the trace, decide sampling */
+		if (pp->trace)
+			trace_start(&s->tr, pp->trace, h, px_rand(e), px_rand(e), s->start_us);
 	} else {
 		/* no HCM: Envoy would run a TCP proxy here, Expect and all passing through */
 		s->proxy_100 = 1;
