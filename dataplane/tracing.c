@@ -263,12 +263,9 @@ void trace_start(struct trace_span *sp, const struct trace_cfg *cfg, const struc
 		return;
 	sp->cfg = cfg;
 	sp->start_us = now_us;
-	v = h1_head_get(h, "traceparent");
-	if (v.len)
-		have = tr__traceparent(sp, v, &sampled);
-	if (!have && (v = h1_head_get(h, "b3")).len)
-		have = tr__b3_single(sp, v, &sampled);
-	if (!have) {
+	/* B3 first, then W3C (Envoy's zipkin tracer: B3 is its own format,
+	 * traceparent the fallback); this hop sends both */
+	{
 		struct h1_str tid = h1_head_get(h, "x-b3-traceid"), sid = h1_head_get(h, "x-b3-spanid");
 
 		if ((tid.len == 16 || tid.len == 32) && tr__is_hex(tid.p, tid.len) && !tr__all_zero(tid.p, tid.len) &&
@@ -281,6 +278,19 @@ void trace_start(struct trace_span *sp, const struct trace_cfg *cfg, const struc
 			sampled = tr__sampled_value(v);
 		if ((v = h1_head_get(h, "x-b3-flags")).len == 1 && v.p[0] == '1')
 			sampled = 1; /* debug */
+	}
+	if (!have && (v = h1_head_get(h, "b3")).len) {
+		int s1;
+
+		have = tr__b3_single(sp, v, &s1);
+		if (s1 >= 0)
+			sampled = s1;
+	}
+	if (!have && (v = h1_head_get(h, "traceparent")).len) {
+		int s1;
+
+		if ((have = tr__traceparent(sp, v, &s1)) && sampled < 0)
+			sampled = s1;
 	}
 	if (!have) {
 		sp->parent_id[0] = '\0';
