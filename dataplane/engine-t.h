@@ -18,8 +18,10 @@
 #include "dataplane/accesslog.h"
 #include "dataplane/authz.h"
 #include "dataplane/engine.h"
+#include "dataplane/fcmatch.h"
 #include "dataplane/router.h"
 #include "dataplane/tracing.h"
+#include "dataplane/tcpproxy.h"
 #include "dataplane/upstream.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
 
@@ -28,6 +30,7 @@
 
 struct px_uconn;
 struct px_dconn;
+struct px_sel;
 struct px_mtls;
 struct px_identity;
 
@@ -67,6 +70,10 @@ struct px_cluster_stats {
 	uint64_t cx_total, cx_active, cx_connect_fail, cx_connect_timeout, cx_overflow, cx_destroy;
 	uint64_t cx_max_requests, cx_max_duration_reached, rq_rx_reset, rq_tx_reset;
 	uint64_t outlier_ejections_active;
+	uint64_t cx_rx_bytes, cx_tx_bytes; /* upstream_cx_rx/tx_bytes_total: counted by tcpproxy.c */
+	/* Envoy's tcp.STAT_PREFIX.* of the TcpProxy filters whose stat_prefix
+	 * names this cluster (Istio's: the destination cluster), tcpproxy.c */
+	uint64_t tcp_cx_total, tcp_cx_active, tcp_rx_bytes, tcp_tx_bytes, tcp_idle_timeout, tcp_max_duration;
 };
 
 struct px_cluster {
@@ -76,6 +83,9 @@ struct px_cluster {
 	enum px_cluster_type type;
 	struct up_cluster *up;           /* the compiled Cluster (lb, outlier, breakers) of the current config */
 	struct up_hostset *hs;           /* its hosts (pxlb's upstream.h) */
+	struct px_resource *src, *src_cla; /* the Cluster and EDS resources up and hs were compiled from (a
+	                                  * reference each, src_cla NULL if none): config_link_clusters sets
+	                                  * them, config_compile keeps up and hs while both are unchanged */
 	struct px_host **hmap;           /* up_host -> px_host, open addressing, hmap_cap a power of two */
 	size_t hmap_cap;
 	struct ev_timer od_timer;        /* outlier detection's interval sweep */
@@ -88,7 +98,8 @@ struct px_cluster {
 	uint32_t keepalive_probes, keepalive_time_s, keepalive_interval_s;
 	uint32_t max_requests_per_connection; /* 0: unlimited */
 	uint32_t max_connections, max_pending, max_requests, max_retries;
-	struct px_host **hosts;          /* one reference each */
+	struct px_host **hosts;          /* one reference each; EDS/STATIC: only endpoints picked so far
+	                                  * (px_cluster_host_of makes them), ORIGINAL_DST: destinations */
 	size_t n_hosts, cap_hosts;
 	size_t rr;                       /* round-robin cursor (stand-in picker until pxlb merges) */
 	struct px_cluster_stats st;
@@ -113,6 +124,9 @@ struct px_port {
 	int tcp;                         /* a TCP proxy listener: no HTTP routing */
 	int accept_http_10;              /* the HCM's http_protocol_options.accept_http_10 (else HTTP/1.0 gets 426) */
 	const char *tcp_cluster;
+	struct tcpp_conf tcpp;           /* the TcpProxy filter's settings when tcp (chain_port(), engine.c) */
+	struct px_sel *sel;              /* out_ports: every chain of the port's listener when it has more
+	                                  * than one or listener filters (compile_listener()), else NULL */
 	/* the HCM's timers (px_port_hcm()), in ms */
 	uint64_t stream_idle_ms;         /* stream_idle_timeout: unset 5 min, 0 off */
 	uint64_t headers_ms;             /* request_headers_timeout: 0 off (Envoy's default) */
@@ -127,6 +141,19 @@ struct px_port {
 	struct authz_http_opts http_opts; /* the HCM's path normalization and XFF rules (px_port_hcm) */
 	const struct authz *authz;       /* the chain's RBAC filters, or NULL (chain_port; owned by the config) */
 	const struct trace_cfg *trace;   /* the HCM's tracing, or NULL (port_trace; owned by the config's traces) */
+};
+
+/* A Listener's chains for Envoy's filter chain selection (fcmatch.h):
+ * chains[i] is Listener.filter_chains[i], def its default_filter_chain.
+ * Compiled with the configuration (sel_init(), engine.c); the "tls" and
+ * "authz" modules add per-chain data to struct px_port. */
+struct px_sel {
+	struct fcm_table fcm;
+	struct px_port *chains;
+	size_t n_chains;
+	struct px_port def;              /* when fcm.has_default */
+	unsigned char *chain_tls;        /* chain i terminates TLS (a transport_socket): one byte each */
+	int def_tls;
 };
 
 /* Envoy's HCM defaults: stream_idle_timeout 5 min when unset. */
@@ -144,7 +171,9 @@ struct px_bound {
 	char *name;                      /* Listener.name (owned) */
 	char key[72];                    /* the bound address as net_listen() takes it: "IP:PORT", "[V6]:PORT" */
 	int inbound;                     /* traffic_direction INBOUND */
-	struct px_port port;             /* the filter chain that serves every connection */
+	struct px_port port;             /* the chain that serves a connection when no chain is selected
+	                                  * (its first chain that is not TLS, else its default chain) */
+	struct px_sel sel;               /* its chains, selected per connection (proxy.c's d_select()) */
 	struct px_listener *l;           /* the engine's socket for it, set before the swap */
 	int fresh;                       /* l was bound for this config (closed again if it is refused) */
 };
@@ -155,6 +184,7 @@ struct px_config {
 	struct px_snapshot *snap;        /* keeps every string the compiled objects point into */
 	struct px_port *out_ports, *in_ports;
 	size_t n_out_ports, n_in_ports;
+	struct px_sel in_sel;            /* virtualInbound's chains, for captured connections */
 	struct router *router;           /* every RDS RouteConfiguration (a reference) */
 	struct router **in_routers;      /* inline route configs of virtualInbound's chains, one per chain */
 	size_t n_in_routers;
@@ -187,6 +217,7 @@ struct px_config {
 
 struct px_listener_stats {
 	uint64_t cx_total, cx_active;    /* Envoy's listener.ADDRESS.downstream_cx_total / _active */
+	uint64_t no_chain;               /* listener.ADDRESS.no_filter_chain_match (proxy.c's d_select()) */
 };
 
 /* A listening socket.  virtualOutbound/virtualInbound are embedded in the
@@ -274,7 +305,8 @@ void px_host_unref(struct px_host *h);
 struct px_host *px_host_ref(struct px_host *h);
 /* ORIGINAL_DST: the host for a destination address, made on first use */
 struct px_host *px_cluster_dst_host(struct px_cluster *cl, const struct sockaddr_storage *ss, socklen_t len);
-/* The engine's host for an upstream.h host of cl, or NULL. */
+/* The engine's host for an upstream.h host of cl's current host set, made
+ * on first use; NULL when out of memory (or cl is ORIGINAL_DST). */
 struct px_host *px_cluster_host_of(const struct px_cluster *cl, const struct up_host *up);
 /* Health as /clusters shows it ("healthy", "/failed_outlier_check", ...). */
 const char *px_host_health(const struct px_host *h);

@@ -121,7 +121,8 @@ static size_t hptr(const void *p, size_t cap)
 	return (size_t)(((uintptr_t)p >> 4) * 0x9E3779B97F4A7C15ULL >> 17) & (cap - 1);
 }
 
-struct px_host *px_cluster_host_of(const struct px_cluster *cl, const struct up_host *up)
+/* cl's engine host for up if it has one yet (NULL: none). */
+static struct px_host *host_find(const struct px_cluster *cl, const struct up_host *up)
 {
 	size_t i;
 
@@ -135,11 +136,64 @@ struct px_host *px_cluster_host_of(const struct px_cluster *cl, const struct up_
 	}
 }
 
+static int hmap_build(struct px_cluster *cl);
+
+/*
+ * An EDS/STATIC cluster's engine hosts (struct px_host: pools, counters)
+ * are made when the load balancer first picks their endpoint, not for
+ * every endpoint of every cluster at each update: a sidecar holding the
+ * whole mesh (1,000 services, 3,000 endpoints: ~0.7 MB with the host map,
+ * DESIGN.md's budget is 10 MB) talks to a few of them.  /clusters shows
+ * the others with zero counters, as the host made for them would.  The
+ * table is a cache of cl, hence the const.
+ */
+struct px_host *px_cluster_host_of(const struct px_cluster *ccl, const struct up_host *up)
+{
+	struct px_cluster *cl = (struct px_cluster *)ccl;
+	struct px_host *h = host_find(cl, up);
+
+	if (h || cl->type == PX_CL_ORIGINAL_DST)
+		return h;
+	if (cl->n_hosts == cl->cap_hosts) {
+		size_t cap = cl->cap_hosts ? 2 * cl->cap_hosts : 4;
+		struct px_host **v = realloc(cl->hosts, cap * sizeof(*v));
+
+		if (!v)
+			return NULL;
+		cl->hosts = v;
+		cl->cap_hosts = cap;
+	}
+	h = host_from_up(cl, (struct up_host *)up); /* the px_host's view of its endpoint (engine-t.h) */
+	if (!h)
+		return NULL;
+	cl->hosts[cl->n_hosts++] = h;
+	if (cl->hmap_cap >= cl->n_hosts * 2) {
+		size_t i;
+
+		for (i = hptr(up, cl->hmap_cap); cl->hmap[i]; i = (i + 1) & (cl->hmap_cap - 1))
+			;
+		cl->hmap[i] = h;
+	} else if (hmap_build(cl) < 0) {
+		/* not findable: not kept, or the next pick would make another */
+		cl->n_hosts--;
+		px_host_unref(h);
+		return NULL;
+	}
+	return h;
+}
+
+/* cl->hmap over cl->hosts, at most half full; none while no host. */
 static int hmap_build(struct px_cluster *cl)
 {
 	size_t cap = 8, i;
 	struct px_host **m;
 
+	if (!cl->n_hosts) {
+		free(cl->hmap);
+		cl->hmap = NULL;
+		cl->hmap_cap = 0;
+		return 0;
+	}
 	while (cap < cl->n_hosts * 2)
 		cap *= 2;
 	m = calloc(cap, sizeof(*m));
@@ -160,20 +214,55 @@ static int hmap_build(struct px_cluster *cl)
 	return 0;
 }
 
-const char *px_host_health(const struct px_host *h)
+static const char *up_health_flags(const struct up_host *u)
 {
 	/* every flag that applies, in Envoy's order (HostUtility::healthFlagsToString) */
-	if (!h->up)
+	if (!u)
 		return "healthy";
-	if (h->up->ejected)
-		return h->up->health == UP_UNHEALTHY ? "/failed_outlier_check/failed_eds_health"
-		       : h->up->health == UP_DEGRADED ? "/failed_outlier_check/degraded_eds_health"
-						       : "/failed_outlier_check";
-	if (h->up->health == UP_UNHEALTHY)
+	if (u->ejected)
+		return u->health == UP_UNHEALTHY ? "/failed_outlier_check/failed_eds_health"
+		       : u->health == UP_DEGRADED ? "/failed_outlier_check/degraded_eds_health"
+						  : "/failed_outlier_check";
+	if (u->health == UP_UNHEALTHY)
 		return "/failed_eds_health";
-	if (h->up->health == UP_DEGRADED)
+	if (u->health == UP_DEGRADED)
 		return "/degraded_eds_health";
 	return "healthy";
+}
+
+const char *px_host_health(const struct px_host *h)
+{
+	return up_health_flags(h->up);
+}
+
+/* The EDS resource a Cluster resource's hosts come from in s (NULL: none,
+ * or not there). */
+static struct px_resource *cluster_cla(const struct px_snapshot *s, const struct px_resource *r)
+{
+	return s && r && r->eds_name ? (struct px_resource *)px_snapshot_find(s, XDS_ENDPOINT, r->eds_name) : NULL;
+}
+
+/* Non-zero when cl's compiled Cluster and hosts came from the very
+ * resources s has for it (resources are immutable and the xDS client keeps
+ * the object when the bytes did not change; cl holds references, so equal
+ * pointers are the same resources): a 1,000-cluster configuration is not
+ * compiled again for every LDS, RDS or single-cluster update, and the heap
+ * is not churned (and fragmented) by a thousand clusters' worth of
+ * compiled objects each time. */
+static int cluster_unchanged(const struct px_cluster *cl, const struct px_snapshot *s, const struct px_resource *r)
+{
+	return cl && cl->up && cl->hs && cl->src == r && cl->src_cla == cluster_cla(s, r);
+}
+
+/* cl's compiled state now comes from r (and its EDS resource in s). */
+static void cluster_set_src(struct px_cluster *cl, const struct px_snapshot *s, const struct px_resource *r)
+{
+	struct px_resource *cla = cluster_cla(s, r);
+
+	px_resource_unref(cl->src);
+	px_resource_unref(cl->src_cla);
+	cl->src = r ? px_resource_ref((struct px_resource *)r) : NULL;
+	cl->src_cla = cla ? px_resource_ref(cla) : NULL;
 }
 
 static void cluster_drop_hosts(struct px_cluster *cl)
@@ -200,6 +289,7 @@ static void cluster_drop_hosts(struct px_cluster *cl)
 	cl->hs = NULL;
 	up_cluster_unref(cl->up);
 	cl->up = NULL;
+	cluster_set_src(cl, NULL, NULL);
 }
 
 static void cluster_unref(struct px_cluster *cl)
@@ -214,6 +304,8 @@ static void cluster_unref(struct px_cluster *cl)
 	}
 	up_hostset_free(cl->hs);
 	up_cluster_unref(cl->up);
+	px_resource_unref(cl->src);
+	px_resource_unref(cl->src_cla);
 	px_mtls_free(cl->tls);
 	free(cl->name);
 	free(cl);
@@ -338,6 +430,8 @@ struct px_config *px_config_ref(struct px_config *c)
 	return c;
 }
 
+static void sel_cleanup(struct px_sel *sel);
+
 static void config_free(struct px_config *c)
 {
 	size_t i;
@@ -346,11 +440,19 @@ static void config_free(struct px_config *c)
 	for (i = 0; i < c->n_in_routers; i++)
 		router_unref(c->in_routers[i]);
 	free(c->in_routers);
-	free(c->out_ports);
 	free(c->in_ports);
 	free(c->bh_out);
-	for (i = 0; i < c->n_bound; i++)
+	for (i = 0; i < c->n_bound; i++) {
 		free(c->bound[i].name);
+		sel_cleanup(&c->bound[i].sel);
+	}
+	for (i = 0; i < c->n_out_ports; i++)
+		if (c->out_ports[i].sel) {
+			sel_cleanup(c->out_ports[i].sel);
+			free(c->out_ports[i].sel);
+		}
+	sel_cleanup(&c->in_sel);
+	free(c->out_ports);
 	free(c->bound);
 	for (i = 0; i < c->n_clusters; i++)
 		cluster_unref(c->clusters[i]);
@@ -474,14 +576,28 @@ static int port_trace(struct px_config *c, const char *lname, const px_hcm *hcm,
 	return 0;
 }
 
+typedef Envoy__Extensions__Filters__Network__TcpProxy__V3__TcpProxy px_tcpf;
+
+static int chain_decode_tcp(struct px_config *c, const char *lname, const Envoy__Config__Listener__V3__FilterChain *fc,
+			    px_hcm **hcm, const char **tcp_cluster, const px_tcpf **tcpf, char *err, size_t cap);
+
 /* The chain's network filter: an HCM (*hcm, kept by c) or a TCP proxy's cluster. */
 static int chain_decode(struct px_config *c, const char *lname, const Envoy__Config__Listener__V3__FilterChain *fc,
 			px_hcm **hcm, const char **tcp_cluster, char *err, size_t cap)
+{
+	return chain_decode_tcp(c, lname, fc, hcm, tcp_cluster, NULL, err, cap);
+}
+
+/* chain_decode(), also giving the TcpProxy filter itself (*tcpf, kept by c) */
+static int chain_decode_tcp(struct px_config *c, const char *lname, const Envoy__Config__Listener__V3__FilterChain *fc,
+			    px_hcm **hcm, const char **tcp_cluster, const px_tcpf **tcpf, char *err, size_t cap)
 {
 	size_t i;
 
 	*hcm = NULL;
 	*tcp_cluster = NULL;
+	if (tcpf)
+		*tcpf = NULL;
 	for (i = 0; fc && i < fc->n_filters; i++) {
 		const Envoy__Config__Listener__V3__Filter *f = fc->filters[i];
 		const Google__Protobuf__Any *any;
@@ -522,6 +638,8 @@ static int chain_decode(struct px_config *c, const char *lname, const Envoy__Con
 			if (t->cluster_specifier_case ==
 			    ENVOY__EXTENSIONS__FILTERS__NETWORK__TCP_PROXY__V3__TCP_PROXY__CLUSTER_SPECIFIER_CLUSTER)
 				*tcp_cluster = t->cluster;
+			if (tcpf)
+				*tcpf = t;
 			return 0;
 		}
 	}
@@ -596,12 +714,14 @@ static int chain_port(struct px_config *c, const char *lname, const Envoy__Confi
 {
 	px_hcm *hcm;
 	const char *tcp;
+	const px_tcpf *tcpf;
 	int rc;
 
-	rc = chain_decode(c, lname, fc, &hcm, &tcp, err, cap);
+	rc = chain_decode_tcp(c, lname, fc, &hcm, &tcp, &tcpf, err, cap);
 	if (rc < 0)
 		return rc;
 	px_port_hcm(p, hcm);
+	tcpp_conf_init(&p->tcpp, tcpf);
 	rc = chain_authz(c, lname, fc, hcm, p, err, cap);
 	if (rc < 0)
 		return rc;
@@ -643,6 +763,63 @@ static int is_tls_chain(const Envoy__Config__Listener__V3__FilterChain *fc)
 	const Envoy__Config__Listener__V3__FilterChainMatch *m = fc->filter_chain_match;
 
 	return m && m->transport_protocol && !strcmp(m->transport_protocol, "tls");
+}
+
+/* Every chain of l (and its default chain) compiled for Envoy's selection
+ * by destination, SNI, transport and ALPN once the listener filters have
+ * looked (fcmatch.h); port: what each chain's px_port.port says.  sel is
+ * zeroed first; sel_cleanup() frees it, also after a failure. */
+static int sel_init(struct px_config *c, const Envoy__Config__Listener__V3__Listener *l, uint32_t port,
+		    struct px_sel *sel, char *err, size_t cap)
+{
+	size_t i;
+	int rc;
+
+	memset(sel, 0, sizeof(*sel));
+	rc = fcm_table_init(&sel->fcm, l, err, cap);
+	if (rc < 0)
+		return rc;
+	if (l->n_filter_chains) {
+		sel->chains = calloc(l->n_filter_chains, sizeof(*sel->chains));
+		sel->chain_tls = calloc(l->n_filter_chains, 1);
+		if (!sel->chains || !sel->chain_tls)
+			return -ENOMEM;
+	}
+	for (i = 0; i < l->n_filter_chains; i++) {
+		sel->chains[i].port = port;
+		sel->chain_tls[i] = l->filter_chains[i]->transport_socket != NULL;
+		rc = chain_port(c, l->name, l->filter_chains[i], &sel->chains[i], err, cap);
+		if (rc < 0)
+			return rc;
+		sel->n_chains++;
+	}
+	if (l->default_filter_chain) {
+		sel->def.port = port;
+		sel->def_tls = l->default_filter_chain->transport_socket != NULL;
+		rc = chain_port(c, l->name, l->default_filter_chain, &sel->def, err, cap);
+	}
+	return rc;
+}
+
+static void sel_cleanup(struct px_sel *sel)
+{
+	fcm_table_cleanup(&sel->fcm);
+	free(sel->chains);
+	free(sel->chain_tls);
+	memset(sel, 0, sizeof(*sel));
+}
+
+/* RDS names of sel's chains resolved against the config's router. */
+static void sel_resolve(const struct px_config *c, struct px_sel *sel)
+{
+	size_t k;
+
+	for (k = 0; k < sel->n_chains; k++)
+		if (sel->chains[k].route_name)
+			sel->chains[k].rcfg = router_config(c->router, sel->chains[k].route_name,
+							    strlen(sel->chains[k].route_name));
+	if (sel->def.route_name)
+		sel->def.rcfg = router_config(c->router, sel->def.route_name, strlen(sel->def.route_name));
 }
 
 /* An inbound TLS chain's DownstreamTlsContext, kept by the config. */
@@ -741,7 +918,9 @@ static int compile_bound(struct px_config *c, const Envoy__Config__Listener__V3_
 	if (!fc)
 		fc = tls_fc ? tls_fc : l->default_filter_chain;
 	rc = chain_port(c, l->name, fc, &b->port, err, cap);
-	return rc;
+	if (rc < 0)
+		return rc;
+	return sel_init(c, l, sa->port_value, &b->sel, err, cap);
 }
 
 static int compile_listener(struct px_config *c, const Envoy__Config__Listener__V3__Listener *l, char *err,
@@ -785,6 +964,13 @@ static int compile_listener(struct px_config *c, const Envoy__Config__Listener__
 	}
 	if (!strcmp(l->name, "virtualInbound")) {
 		c->has_inbound = 1;
+		/* captured connections select among all its chains (Envoy) */
+		sel_cleanup(&c->in_sel);
+		rc = sel_init(c, l, 0, &c->in_sel, err, cap);
+		if (rc < 0)
+			return rc;
+		for (i = 0; i < c->in_sel.n_chains; i++)
+			c->in_sel.chains[i].port = fcm_chain_port(&c->in_sel.fcm, i);
 		for (i = 0; i < l->n_filter_chains; i++) {
 			const Envoy__Config__Listener__V3__FilterChain *fc = l->filter_chains[i];
 			const Envoy__Config__Listener__V3__FilterChainMatch *m = fc->filter_chain_match;
@@ -847,9 +1033,15 @@ static int compile_listener(struct px_config *c, const Envoy__Config__Listener__
 		snprintf(err, cap, "listener %s: address %s is not numeric", l->name, sa->address);
 		return -EINVAL;
 	}
-	rc = chain_decode(c, l->name, l->n_filter_chains ? l->filter_chains[0] : NULL, &hcm, &tcp, err, cap);
-	if (rc < 0)
-		return rc;
+	{
+		const px_tcpf *tcpf;
+
+		rc = chain_decode_tcp(c, l->name, l->n_filter_chains ? l->filter_chains[0] : NULL, &hcm, &tcp, &tcpf,
+				      err, cap);
+		if (rc < 0)
+			return rc;
+		tcpp_conf_init(&p.tcpp, tcpf);
+	}
 	px_port_hcm(&p, hcm);
 	rc = port_trace(c, l->name, hcm, &p, err, cap);
 	if (rc < 0)
@@ -862,6 +1054,22 @@ static int compile_listener(struct px_config *c, const Envoy__Config__Listener__
 	} else {
 		p.tcp = 1;
 		p.tcp_cluster = tcp;
+	}
+	if (l->n_filter_chains > 1 || l->n_listener_filters) {
+		/* a captured connection to it selects among its chains
+		 * (sniffed ports, tls: routes); chain 0 above serves requests
+		 * sent straight to the outbound port */
+		p.sel = calloc(1, sizeof(*p.sel));
+		if (!p.sel)
+			return -ENOMEM;
+		rc = sel_init(c, l, sa->port_value, p.sel, err, cap);
+		if (rc == 0)
+			rc = port_add(&c->out_ports, &c->n_out_ports, &p);
+		if (rc < 0) {
+			sel_cleanup(p.sel);
+			free(p.sel);
+		}
+		return rc;
 	}
 	return port_add(&c->out_ports, &c->n_out_ports, &p);
 }
@@ -911,10 +1119,17 @@ static int config_compile(struct engine *e, struct px_snapshot *s, struct px_con
 		if (c->out_ports[i].route_name)
 			c->out_ports[i].rcfg = router_config(c->router, c->out_ports[i].route_name,
 							     strlen(c->out_ports[i].route_name));
-	for (i = 0; i < c->n_bound; i++)
-		if (c->bound[i].port.route_name)
-			c->bound[i].port.rcfg = router_config(c->router, c->bound[i].port.route_name,
-							      strlen(c->bound[i].port.route_name));
+	for (i = 0; i < c->n_bound; i++) {
+		struct px_bound *b = &c->bound[i];
+
+		if (b->port.route_name)
+			b->port.rcfg = router_config(c->router, b->port.route_name, strlen(b->port.route_name));
+		sel_resolve(c, &b->sel);
+	}
+	for (i = 0; i < c->n_out_ports; i++)
+		if (c->out_ports[i].sel)
+			sel_resolve(c, c->out_ports[i].sel);
+	sel_resolve(c, &c->in_sel);
 	c->new_up = calloc(cs->n + 1, sizeof(*c->new_up));
 	c->new_hs = calloc(cs->n + 1, sizeof(*c->new_hs));
 	c->new_tls = calloc(cs->n + 1, sizeof(*c->new_tls));
@@ -923,17 +1138,19 @@ static int config_compile(struct engine *e, struct px_snapshot *s, struct px_con
 		goto out;
 	}
 	for (i = 0; i < cs->n; i++) {
-		const Envoy__Config__Cluster__V3__Cluster *m = (const void *)px_resource_msg(cs->v[i]);
+		const Envoy__Config__Cluster__V3__Cluster *m;
 		const Envoy__Config__Endpoint__V3__ClusterLoadAssignment *cla;
-		struct px_cluster *old;
+		struct px_cluster *old = ctab_find(e->ctab, e->n_ctab, cs->v[i]->name);
 		char why[256] = "";
 
+		if (cluster_unchanged(old, s, cs->v[i]))
+			continue; /* new_up/new_hs/new_tls[i] NULL: the cluster keeps its own */
+		m = (const void *)px_resource_msg(cs->v[i]);
 		if (!m) {
 			rc = -ENOMEM;
 			goto out;
 		}
 		cla = m->load_assignment;
-		old = ctab_find(e->ctab, e->n_ctab, m->name);
 		rc = up_cluster_new(m, why, sizeof(why), &c->new_up[i]);
 		if (rc < 0) {
 			snprintf(err, cap, "cluster %s: %s", m->name, why);
@@ -1014,13 +1231,15 @@ static int cluster_update(struct engine *e, struct px_cluster *cl, struct up_clu
 		cl->up = up;
 		return 0;
 	}
-	nv = calloc(hs->n + 1, sizeof(*nv));
+	nv = calloc(cl->n_hosts + 1, sizeof(*nv));
 	if (!nv) {
 		up_hostset_free(hs);
 		up_cluster_unref(up);
 		return -ENOMEM;
 	}
-	for (i = 0; i < hs->n; i++) {
+	/* the hosts made so far (px_cluster_host_of) whose endpoint stays;
+	 * the others are made when picked */
+	for (i = 0; i < hs->n && cl->n_hosts; i++) {
 		struct px_host *h = NULL;
 
 		for (k = 0; k < cl->n_hosts; k++)
@@ -1030,11 +1249,7 @@ static int cluster_update(struct engine *e, struct px_cluster *cl, struct up_clu
 				break;
 			}
 		if (!h)
-			h = host_from_up(cl, hs->hosts[i]);
-		if (!h) {
-			rc = -ENOMEM;
 			continue;
-		}
 		h->up = hs->hosts[i];
 		nv[n++] = h;
 	}
@@ -1047,7 +1262,8 @@ static int cluster_update(struct engine *e, struct px_cluster *cl, struct up_clu
 		}
 	free(cl->hosts);
 	cl->hosts = nv;
-	cl->n_hosts = cl->cap_hosts = n;
+	cl->cap_hosts = k + 1; /* nv's size: the old count + 1 */
+	cl->n_hosts = n;
 	up_hostset_free(cl->hs);
 	up_cluster_unref(cl->up);
 	cl->hs = hs;
@@ -1098,12 +1314,21 @@ static int config_link_clusters(struct engine *e, struct px_config *c)
 		cl->in_config = 1;
 		c->new_up[i] = NULL;
 		c->new_hs[i] = NULL;
-		/* the TLS policy: connections made with the old one keep their context */
-		px_mtls_free(cl->tls);
-		cl->tls = c->new_tls[i];
-		c->new_tls[i] = NULL;
-		if (cluster_update(e, cl, up, hs) < 0)
-			log_warn("meshproxy", "cluster %s: out of memory updating hosts", cl->name);
+		if (up) {
+			/* the TLS policy: connections made with the old one keep their context */
+			px_mtls_free(cl->tls);
+			cl->tls = c->new_tls[i];
+			c->new_tls[i] = NULL;
+			if (cluster_update(e, cl, up, hs) < 0) {
+				log_warn("meshproxy", "cluster %s: out of memory updating hosts", cl->name);
+				cluster_set_src(cl, c->snap, NULL);
+			} else {
+				cluster_set_src(cl, c->snap, cs->v[i]);
+			}
+		}
+		/* else unchanged (config_compile): it keeps its compiled state, TLS
+		 * policy included (made from the Cluster resource alone; Envoy does
+		 * not rebuild an unchanged cluster either) */
 		nt[c->n_clusters] = cl;
 		c->clusters[c->n_clusters++] = cl;
 		cl->refs++; /* the config's reference (nt holds the table's) */
@@ -1774,9 +1999,10 @@ static void listener_prom(struct engine *e, struct mesh_buf *b)
 	if (!v)
 		return;
 	n = listeners_open(e, v, e->n_bl + 2);
-	for (k = 0; k < 2; k++) {
-		mesh_buf_printf(b, "# TYPE envoy_listener_downstream_cx_%s %s\n", k ? "active" : "total",
-				k ? "gauge" : "counter");
+	for (k = 0; k < 3; k++) {
+		static const char *const name[] = { "downstream_cx_total", "downstream_cx_active", "no_filter_chain_match" };
+
+		mesh_buf_printf(b, "# TYPE envoy_listener_%s %s\n", name[k], k == 1 ? "gauge" : "counter");
 		for (i = 0; i < n; i++) {
 			char *colon;
 
@@ -1784,16 +2010,52 @@ static void listener_prom(struct engine *e, struct mesh_buf *b)
 			colon = strrchr(a, ':');
 			if (colon)
 				*colon = '_';
-			mesh_buf_printf(b, "envoy_listener_downstream_cx_%s{envoy_listener_address=\"%s\"} %llu\n",
-					k ? "active" : "total", a,
-					(unsigned long long)(k ? v[i]->st.cx_active : v[i]->st.cx_total));
+			mesh_buf_printf(b, "envoy_listener_%s{envoy_listener_address=\"%s\"} %llu\n", name[k], a,
+					(unsigned long long)(k == 0 ? v[i]->st.cx_total
+							     : k == 1 ? v[i]->st.cx_active : v[i]->st.no_chain));
 		}
 	}
 	free(v);
 }
 
+/* One host's /clusters rows: a its address, st its counters, u its
+ * upstream.h host (NULL: an ORIGINAL_DST destination). */
+static void host_rows(struct mesh_buf *b, const struct px_cluster *cl, const char *a, const struct px_host_stats *st,
+		      const struct up_host *u)
+{
+	const char *n = cl->name;
+	const struct up_locality *loc = NULL;
+	uint32_t k;
+
+	mesh_buf_printf(b, "%s::%s::cx_active::%llu\n", n, a, (unsigned long long)st->cx_active);
+	mesh_buf_printf(b, "%s::%s::cx_connect_fail::%llu\n", n, a, (unsigned long long)st->cx_connect_fail);
+	mesh_buf_printf(b, "%s::%s::cx_total::%llu\n", n, a, (unsigned long long)st->cx_total);
+	mesh_buf_printf(b, "%s::%s::rq_active::%llu\n", n, a, (unsigned long long)st->rq_active);
+	mesh_buf_printf(b, "%s::%s::rq_error::%llu\n", n, a, (unsigned long long)st->rq_error);
+	mesh_buf_printf(b, "%s::%s::rq_success::%llu\n", n, a, (unsigned long long)st->rq_success);
+	mesh_buf_printf(b, "%s::%s::rq_timeout::%llu\n", n, a, (unsigned long long)st->rq_timeout);
+	mesh_buf_printf(b, "%s::%s::rq_total::%llu\n", n, a, (unsigned long long)st->rq_total);
+	mesh_buf_printf(b, "%s::%s::hostname::\n", n, a);
+	mesh_buf_printf(b, "%s::%s::health_flags::%s\n", n, a, up_health_flags(u));
+	mesh_buf_printf(b, "%s::%s::weight::%u\n", n, a, u ? u->weight : 1);
+	/* the host's locality and priority in the current host set */
+	if (u && cl->hs && u->priority < cl->hs->n_prio && u->locality < cl->hs->prio[u->priority].n_loc)
+		loc = &cl->hs->prio[u->priority].loc[u->locality];
+	/* a host gone from the current set keeps stale indices */
+	for (k = 0; loc && k < loc->n && cl->hs->prio[u->priority].hosts[loc->first + k] != u; k++)
+		;
+	if (loc && k == loc->n)
+		loc = NULL;
+	mesh_buf_printf(b, "%s::%s::region::%s\n%s::%s::zone::%s\n%s::%s::sub_zone::%s\n", n, a,
+			loc && loc->region ? loc->region : "", n, a, loc && loc->zone ? loc->zone : "", n, a,
+			loc && loc->sub_zone ? loc->sub_zone : "");
+	mesh_buf_printf(b, "%s::%s::canary::false\n%s::%s::priority::%u\n", n, a, n, a, loc ? u->priority : 0);
+	mesh_buf_printf(b, "%s::%s::success_rate::-1.0\n%s::%s::local_origin_success_rate::-1.0\n", n, a, n, a);
+}
+
 static void clusters_page(struct engine *e, struct mesh_buf *b)
 {
+	static const struct px_host_stats zero;
 	size_t i, j;
 
 	for (i = 0; i < e->n_ctab; i++) {
@@ -1805,46 +2067,20 @@ static void clusters_page(struct engine *e, struct mesh_buf *b)
 		mesh_buf_printf(b, "%s::default_priority::max_requests::%u\n", cl->name, cl->max_requests);
 		mesh_buf_printf(b, "%s::default_priority::max_retries::%u\n", cl->name, cl->max_retries);
 		mesh_buf_printf(b, "%s::added_via_api::true\n", cl->name);
-		for (j = 0; j < cl->n_hosts; j++) {
-			const struct px_host *h = cl->hosts[j];
-			const char *n = cl->name, *a = h->name;
+		if (cl->type == PX_CL_ORIGINAL_DST || !cl->hs) {
+			for (j = 0; j < cl->n_hosts; j++)
+				host_rows(b, cl, cl->hosts[j]->name, &cl->hosts[j]->st, cl->hosts[j]->up);
+			continue;
+		}
+		/* every endpoint, in EDS order: those never picked have no
+		 * px_host yet (px_cluster_host_of) */
+		for (j = 0; j < cl->hs->n; j++) {
+			const struct up_host *u = cl->hs->hosts[j];
+			const struct px_host *h = host_find(cl, u);
+			char a[UP_KEY_MAX + 1];
 
-			mesh_buf_printf(b, "%s::%s::cx_active::%llu\n", n, a, (unsigned long long)h->st.cx_active);
-			mesh_buf_printf(b, "%s::%s::cx_connect_fail::%llu\n", n, a,
-					(unsigned long long)h->st.cx_connect_fail);
-			mesh_buf_printf(b, "%s::%s::cx_total::%llu\n", n, a, (unsigned long long)h->st.cx_total);
-			mesh_buf_printf(b, "%s::%s::rq_active::%llu\n", n, a, (unsigned long long)h->st.rq_active);
-			mesh_buf_printf(b, "%s::%s::rq_error::%llu\n", n, a, (unsigned long long)h->st.rq_error);
-			mesh_buf_printf(b, "%s::%s::rq_success::%llu\n", n, a, (unsigned long long)h->st.rq_success);
-			mesh_buf_printf(b, "%s::%s::rq_timeout::%llu\n", n, a, (unsigned long long)h->st.rq_timeout);
-			mesh_buf_printf(b, "%s::%s::rq_total::%llu\n", n, a, (unsigned long long)h->st.rq_total);
-			mesh_buf_printf(b, "%s::%s::hostname::\n", n, a);
-			mesh_buf_printf(b, "%s::%s::health_flags::%s\n", n, a, px_host_health(h));
-			mesh_buf_printf(b, "%s::%s::weight::%u\n", n, a, h->up ? h->up->weight : 1);
-			{
-				/* the host's locality and priority in the current host set */
-				const struct up_host *u = h->up;
-				const struct up_locality *loc = NULL;
-
-				uint32_t k;
-
-				if (u && cl->hs && u->priority < cl->hs->n_prio &&
-				    u->locality < cl->hs->prio[u->priority].n_loc)
-					loc = &cl->hs->prio[u->priority].loc[u->locality];
-				/* a host gone from the current set keeps stale indices */
-				for (k = 0; loc && k < loc->n && cl->hs->prio[u->priority].hosts[loc->first + k] != u; k++)
-					;
-				if (loc && k == loc->n)
-					loc = NULL;
-				mesh_buf_printf(b, "%s::%s::region::%s\n%s::%s::zone::%s\n%s::%s::sub_zone::%s\n", n, a,
-						loc && loc->region ? loc->region : "", n, a,
-						loc && loc->zone ? loc->zone : "", n, a,
-						loc && loc->sub_zone ? loc->sub_zone : "");
-				mesh_buf_printf(b, "%s::%s::canary::false\n%s::%s::priority::%u\n", n, a, n, a,
-						loc ? u->priority : 0);
-			}
-			mesh_buf_printf(b, "%s::%s::success_rate::-1.0\n%s::%s::local_origin_success_rate::-1.0\n", n,
-					a, n, a);
+			snprintf(a, sizeof(a), "%.*s", (int)u->key_len, u->key);
+			host_rows(b, cl, a, h ? &h->st : &zero, u);
 		}
 	}
 }
@@ -1883,6 +2119,8 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 		PXS("upstream_cx_max_requests", "counter", cx_max_requests),
 		PXS("upstream_cx_max_duration_reached", "counter", cx_max_duration_reached),
 		PXS("outlier_detection_ejections_active", "gauge", outlier_ejections_active),
+		PXS("upstream_cx_rx_bytes_total", "counter", cx_rx_bytes),
+		PXS("upstream_cx_tx_bytes_total", "counter", cx_tx_bytes),
 #undef PXS
 	};
 	size_t i, j;
@@ -1930,6 +2168,37 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 			(unsigned long long)e->st.codec_errors, (unsigned long long)e->st.no_route,
 			(unsigned long long)e->st.rq_idle_timeout, (unsigned long long)e->st.rq_header_timeout,
 			(unsigned long long)e->st.accept_paused, (unsigned long long)e->st.rq_loop_refused);
+	/* Envoy's TCP proxy stats, by stat_prefix (Istio's: the destination
+	 * cluster), for the clusters a TCP proxy counted on */
+	{
+		static const struct {
+			const char *name, *type;
+			size_t off;
+		} t[] = {
+#define PXT(n, ty, f) { "envoy_tcp_" n, ty, offsetof(struct px_cluster_stats, f) }
+			PXT("downstream_cx_total", "counter", tcp_cx_total),
+			PXT("downstream_cx_active", "gauge", tcp_cx_active),
+			PXT("downstream_cx_rx_bytes_total", "counter", tcp_rx_bytes),
+			PXT("downstream_cx_tx_bytes_total", "counter", tcp_tx_bytes),
+			PXT("idle_timeout", "counter", tcp_idle_timeout),
+			PXT("max_downstream_connection_duration", "counter", tcp_max_duration),
+#undef PXT
+		};
+
+		for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+			int typed = 0;
+
+			for (j = 0; j < e->n_ctab; j++) {
+				if (!e->ctab[j]->st.tcp_cx_total)
+					continue;
+				if (!typed++)
+					mesh_buf_printf(b, "# TYPE %s %s\n", t[i].name, t[i].type);
+				mesh_buf_printf(b, "%s{envoy_tcp_prefix=\"%s\"} %llu\n", t[i].name, e->ctab[j]->name,
+						(unsigned long long)*(const uint64_t *)((const char *)&e->ctab[j]->st +
+											t[i].off));
+			}
+		}
+	}
 	/* issue 12: inbound TLS (Envoy's listener ssl.connection_error; a
 	 * plaintext connection no filter chain takes is Envoy's no_filter_chain_match) */
 	mesh_buf_printf(b,
@@ -1955,6 +2224,11 @@ int engine_admin_page(struct engine *e, const char *path, size_t plen, struct me
 	if (plen == 9 && !memcmp(path, "/clusters", 9)) {
 		clusters_page(e, out);
 		*ctype = "text/plain; charset=UTF-8";
+		/* ~5 MB with 1,000 clusters, freed once sent: trimmed once quiet,
+		 * as after a burst of connections (px_trim), so that reading it
+		 * does not leave an idle proxy's RSS higher */
+		if (!ev_timer_armed(&e->trim_timer))
+			ev_timer_arm(e->loop, &e->trim_timer, PX_TRIM_AFTER_MS);
 		return 0;
 	}
 	if (plen == 10 && !memcmp(path, "/listeners", 10)) {

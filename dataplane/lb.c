@@ -82,6 +82,47 @@ static struct up_host *edf_pick_scaled(struct lb_pool *p, bool least_request, do
 	return h;
 }
 
+/*
+ * x^y for 0 < x <= 1 and y > 0 (slow start's time factor), as exp(y ln x),
+ * without libm: pow() was the only reason meshproxy mapped libm.so (~0.3 MB
+ * of RSS against DESIGN.md's 10 MB).  frexp/ldexp are in libc.  ln: x =
+ * m 2^e with m in [sqrt(1/2), sqrt(2)), ln m = 2 atanh(s), s = (m-1)/(m+1),
+ * |s| < 0.172, the series to s^27 (the next term < 1e-21); exp: z = k ln 2
+ * + r, |r| <= ln 2 / 2, Taylor to r^18 (< 1e-22 relative): within a few ulp
+ * of pow(), far below what a weight factor needs.
+ */
+static double lb_pow_unit(double x, double y)
+{
+	double s, s2, term, sum = 0, z, r, kf;
+	int e, k, n;
+	double m = frexp(x, &e);
+
+	if (m < M_SQRT1_2) {
+		m *= 2;
+		e--;
+	}
+	s = (m - 1) / (m + 1);
+	s2 = s * s;
+	term = s;
+	for (n = 1; n <= 27; n += 2) {
+		sum += term / n;
+		term *= s2;
+	}
+	z = y * (2 * sum + e * M_LN2);
+	if (z < -1100)
+		return 0; /* below the smallest double */
+	kf = z / M_LN2;
+	k = (int)(kf < 0 ? kf - 0.5 : kf + 0.5);
+	r = z - k * M_LN2;
+	sum = 1;
+	term = 1;
+	for (n = 1; n <= 18; n++) {
+		term *= r / n;
+		sum += term;
+	}
+	return ldexp(sum, k);
+}
+
 double lb_slow_start_factor(uint64_t age_ms, uint64_t window_ms, double aggression, double min)
 {
 	double tf, f;
@@ -90,7 +131,7 @@ double lb_slow_start_factor(uint64_t age_ms, uint64_t window_ms, double aggressi
 		return 1.0;
 	tf = (double)(age_ms ? age_ms : 1) / (double)window_ms;
 	/* aggression <= 0 is invalid in Envoy (clamped, then asserted): linear */
-	f = aggression > 0 && aggression != 1.0 ? pow(tf, 1.0 / aggression) : tf;
+	f = aggression > 0 && aggression != 1.0 ? lb_pow_unit(tf, 1.0 / aggression) : tf;
 	return f > min ? f : min;
 }
 
@@ -159,7 +200,9 @@ static int ring_build(struct arena *a, const struct lb_config *cfg, struct lb_po
 	for (i = 0; i < p->n; i++)
 		if (p->weights[i] / sum < min_w)
 			min_w = p->weights[i] / sum;
-	scale = fmin(ceil(min_w * (double)min) / min_w, (double)max);
+	scale = ceil(min_w * (double)min) / min_w;
+	if (scale > (double)max)
+		scale = (double)max; /* fmin() without libm (lb_pow_unit) */
 	size = (uint64_t)ceil(scale);
 	cap = size + p->n + 1;
 	pts = malloc(cap * sizeof(*pts));

@@ -29,6 +29,7 @@
 #include "dataplane/jwt.h"
 #include "dataplane/mtls.h"
 #include "dataplane/retry.h"
+#include "dataplane/sniff.h"
 #include "dataplane/tls.h"
 #include "dataplane/transport.h"
 
@@ -64,6 +65,7 @@ struct px_ibuf {
 };
 
 enum { D_HEAD, D_BODY, D_WAIT, D_TUNNEL, D_CLOSING };
+enum { SEL_NONE, SEL_BOUND, SEL_IN, SEL_OUT };
 enum { U_CONNECTING, U_ACTIVE, U_IDLE, U_TUNNEL };
 enum { W_NONE, W_BACKOFF, W_FAULT, W_RESOLVE, W_PENDING };
 enum { F_CONNECT, F_RESET, F_TIMEOUT, F_REFUSED }; /* F_REFUSED: an HTTP/2 REFUSED_STREAM (h2.c) */
@@ -148,6 +150,11 @@ struct px_dconn {
 	int hdr_timing;              /* idle is request_headers_timeout's timer for a head being read */
 	uint64_t idle_ms;            /* the HCM's idle_timeout once known (a request, a captured port), else the engine's; 0 off */
 	uint64_t headers_ms;         /* the HCM's request_headers_timeout, 0 off */
+	struct tcpp *tcp;            /* a TCP proxy chain serves it (d_tcp_start(); io.fd is then -1) */
+	int sniffing;                /* the listener filters are reading its first bytes (d_sniff()) */
+	int chain;                   /* the chain d_select() chose: 1 + its index, -1 the default
+	                              * chain, 0 none (looked up by port as before) */
+	int sel_kind;                /* whose chains (d_sel()): SEL_NONE, SEL_BOUND, SEL_IN, SEL_OUT */
 	int rbac_judged;             /* a TCP chain's network RBAC allowed this connection (s_authz) */
 	int h2;                      /* carries one HTTP/2 stream (px_dconn_adopt from h2.c) */
 	unsigned nreq;               /* requests started (d_stream_start): the h2c preface is looked for before the first */
@@ -1728,6 +1735,16 @@ static int split_authority(struct h1_str a, struct h1_str *host, uint32_t *port)
 	return 0;
 }
 
+/* Chain c of sel as px_dconn.chain numbers them, or NULL. */
+static const struct px_port *sel_chain(const struct px_sel *sel, int c)
+{
+	if (c > 0 && (size_t)c <= sel->n_chains)
+		return &sel->chains[c - 1];
+	if (c < 0 && sel->fcm.has_default)
+		return &sel->def;
+	return NULL;
+}
+
 static const struct px_port *find_port(const struct px_port *v, size_t n, uint32_t vip, uint32_t port)
 {
 	size_t i;
@@ -2715,7 +2732,12 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 			s_local_reply(s, 503, 0, "listener removed", NULL);
 			return;
 		}
-		pp = &b->port;
+		/* the chain selected at accept, in the current configuration (its
+		 * RDS routes are the current ones, as Envoy's HCM reads RDS per
+		 * request); a chain the listener no longer has: its first one */
+		pp = sel_chain(&b->sel, d->chain);
+		if (!pp)
+			pp = &b->port;
 		/* (STRICT: plaintext was refused at its first byte, d_tls_step) */
 		s->xfcc = b->inbound && pp->xfcc && d->peer_principal;
 		if (s_authz(s, pp, h, &rq))
@@ -2745,6 +2767,8 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 				return;
 			}
 		pp = find_port(cfg->out_ports, cfg->n_out_ports, vip, port);
+		if (pp && pp->sel && sel_chain(pp->sel, d->chain))
+			pp = sel_chain(pp->sel, d->chain); /* the chain selected at accept */
 		if (pp && !pp->tcp && s_http10_refused(s, pp))
 			return;
 		if (s_authz(s, pp, h, &rq))
@@ -2778,6 +2802,8 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 			return;
 		}
 		s->xfcc = pp && pp->xfcc && d->peer_principal;
+		if (sel_chain(&cfg->in_sel, d->chain))
+			pp = sel_chain(&cfg->in_sel, d->chain); /* the chain selected at accept */
 		if (pp && pp->tcp && pp->tcp_cluster && !strcmp(pp->tcp_cluster, "BlackHoleCluster")) {
 			s_blackhole(s); /* virtualInbound-blackhole */
 			return;
@@ -3264,12 +3290,16 @@ static void d_close(struct px_dconn *d)
 	ev_timer_cancel(e->loop, &d->idle);
 	ev_defer_cancel(e->loop, &d->proc);
 	ev_defer_cancel(e->loop, &d->tls_rd);
+	/* TLS first (its close_notify goes out on the socket), then a TCP
+	 * proxy session, which owns the socket then (and logs the connection) */
 	px_tls_free(d->tls);
+	tcpp_free(d->tcp);
+	d->tcp = NULL;
 	free(d->peer_principal);
 	free(d->sni);
 	free(d->xfcc);
 	if (d->io.fd >= 0)
-		close(d->io.fd); /* -1: handed to h2.c (px_dconn_use_h2) */
+		close(d->io.fd); /* -1: handed to h2.c (px_dconn_use_h2) or to a TCP proxy session */
 	d->prev->next = d->next;
 	d->next->prev = d->prev;
 	free(d->in.p);
@@ -3291,6 +3321,10 @@ void px_trim(struct ev_loop *loop, struct ev_timer *t)
 	if (e->st.cx_active == 0)
 		malloc_trim(0);
 }
+
+static void d_sniff(struct px_dconn *d, int final);
+static int d_select_after_tls(struct px_dconn *d);
+static int d_in_port_named(const struct px_dconn *d);
 
 /*
  * issue 12: an inbound connection on virtualInbound when some port takes
@@ -3392,12 +3426,32 @@ static void d_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 {
 	struct px_dconn *d = io->data;
 
+	if (d->tcp)
+		return; /* a TCP proxy session has the socket */
+	if (d->sniffing) {
+		ssize_t n = 0;
+
+		if (ib_room(&d->in, PX_IN_MAX))
+			n = d->tops->read(NULL, io->fd, d->in.p + d->in.len, d->in.cap - d->in.len);
+		if (n > 0)
+			d->in.len += (size_t)n;
+		else if (n == 0 || n != -EAGAIN) {
+			/* gone before the listener filters decided: Envoy closes too */
+			d_close(d);
+			return;
+		}
+		d_sniff(d, 0);
+		return;
+	}
+
 	if (d->s)
 		d->s->last_io = ev_now(loop);
 	if (d->tls_decide || d->hs) {
 		/* issue 12: TLS or plaintext first, then the handshake */
 		if (!d_tls_step(d))
 			return;
+		if (d_select_after_tls(d))
+			return; /* a TCP chain took it (or none did) */
 		if (d->tls && !d->hs && !strcmp(d->alpn, "h2")) {
 			/* the client chose HTTP/2 by ALPN: the HTTP/2 session takes
 			 * the connection and its TLS (inbound mTLS carries gRPC) */
@@ -3448,6 +3502,10 @@ static void d_idle_cb(struct ev_loop *loop, struct ev_timer *t)
 	struct px_dconn *d = t->data;
 
 	(void)loop;
+	if (d->sniffing) {
+		d_sniff(d, 1); /* listener_filters_timeout */
+		return;
+	}
 	if (!d->s) {
 		if (d->hdr_timing)
 			d->e->st.rq_header_timeout++;
@@ -3474,6 +3532,367 @@ static void accept_pause(struct ev_loop *loop, struct px_listener *l, int err)
 	if (ev_io_set(loop, &l->io, 0) < 0)
 		return;
 	ev_timer_arm(loop, &l->pause, PX_ACCEPT_PAUSE_MS);
+}
+
+static void d_tcp_done(void *arg)
+{
+	d_close(arg);
+}
+
+/*
+ * Hands d to the TCP proxy of chain pp (tcpproxy.h): whatever d read
+ * already (sniffed bytes) goes upstream first; from here the session owns
+ * the socket and d only keeps the connection's place in the engine's list
+ * and counters until d_tcp_done().  On failure d is closed.
+ */
+/*
+ * A TCP chain's network RBAC filters (authz.h) on d, once, before any byte
+ * goes upstream (Envoy evaluates them on the connection's first data;
+ * the connection is judged on what it is: peer identity, addresses, SNI,
+ * destination port).  Returns 1 when denied (the connection is closed, as
+ * Envoy closes it), else 0.
+ */
+static int d_tcp_authz(struct px_dconn *d, const struct px_port *pp)
+{
+	struct rbac_request r;
+	struct rbac_decision dec;
+	struct sockaddr_storage ls;
+	socklen_t llen = sizeof(ls);
+	char dst_ip[INET6_ADDRSTRLEN] = "", det[RBAC_EVAL_TEXT_MAX + 48];
+
+	if (!pp->authz)
+		return 0;
+	memset(&r, 0, sizeof(r));
+	r.principal = d->peer_principal;
+	r.source_ip = d->peer_ip[0] ? d->peer_ip : NULL;
+	r.sni = d->sni;
+	if (d->captured && d->dst_len)
+		memcpy(&ls, &d->dst, d->dst_len);
+	else if (getsockname(d->io.fd, (struct sockaddr *)&ls, &llen) < 0)
+		ls.ss_family = AF_UNSPEC;
+	if (ls.ss_family == AF_INET) {
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ls)->sin_addr, dst_ip, sizeof(dst_ip));
+		r.destination_port = ntohs(((struct sockaddr_in *)&ls)->sin_port);
+	} else if (ls.ss_family == AF_INET6) {
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ls)->sin6_addr, dst_ip, sizeof(dst_ip));
+		r.destination_port = ntohs(((struct sockaddr_in6 *)&ls)->sin6_port);
+	}
+	r.destination_ip = dst_ip[0] ? dst_ip : NULL;
+	if (authz_check(pp->authz, &r, &dec))
+		return 0;
+	authz_details(&dec, det, sizeof(det));
+	log_debug("meshproxy", "connection from %s closed: %s", d->peer_ip, det);
+	d_close(d);
+	return 1;
+}
+
+static void d_tcp_start(struct px_dconn *d, const struct px_port *pp)
+{
+	struct engine *e = d->e;
+	struct tcpp_down td;
+
+	if (d_tcp_authz(d, pp))
+		return;
+	memset(&td, 0, sizeof(td));
+	td.fd = d->io.fd;
+	td.tops = d->tops;
+	td.tctx = d->tls; /* NULL for raw TCP; the TLS session stays d's (freed by d_close) */
+	td.pre = d->in.p ? d->in.p + d->in.off : NULL;
+	td.n_pre = d->in.len - d->in.off;
+	if (d->captured) {
+		td.odst = &d->dst;
+		td.odst_len = d->dst_len;
+	}
+	td.done = d_tcp_done;
+	td.arg = d;
+	ev_io_stop(e->loop, &d->io);
+	ev_timer_cancel(e->loop, &d->idle);
+	ev_defer_cancel(e->loop, &d->proc);
+	ev_defer_cancel(e->loop, &d->tls_rd);
+	if (tcpp_start(e, e->cur, &pp->tcpp, &td, &d->tcp) < 0) {
+		d_close(d);
+		return;
+	}
+	d->io.fd = -1;
+	d->state = D_TUNNEL;
+	free(d->in.p);
+	d->in.p = NULL;
+	d->in.off = d->in.len = d->in.cap = 0;
+}
+
+/* The chains a connection selects among, in the current configuration
+ * (looked up again each time: a configuration may be swapped while the
+ * listener filters wait for bytes), or NULL. */
+static const struct px_sel *d_sel(const struct px_dconn *d)
+{
+	const struct px_config *c = d->e->cur;
+	const struct sockaddr_in *sin = (const struct sockaddr_in *)&d->dst;
+	const struct px_port *pp;
+
+	if (d->sel_kind == SEL_BOUND)
+		return d->l->conf ? &d->l->conf->sel : NULL;
+	if (!c)
+		return NULL;
+	if (d->sel_kind == SEL_IN)
+		return c->has_inbound ? &c->in_sel : NULL;
+	if (d->sel_kind == SEL_OUT && d->dst.ss_family == AF_INET) {
+		pp = find_port(c->out_ports, c->n_out_ports, sin->sin_addr.s_addr, ntohs(sin->sin_port));
+		return pp ? pp->sel : NULL;
+	}
+	return NULL;
+}
+
+static const char *d_sel_name(const struct px_dconn *d)
+{
+	return d->sel_kind == SEL_BOUND && d->l->conf ? d->l->conf->name
+	       : d->sel_kind == SEL_IN		     ? "virtualInbound"
+						     : "outbound port";
+}
+
+/*
+ * Envoy's filter chain selection for d among d_sel()'s chains (fcmatch.h),
+ * with what the listener filters found (tls: a parsed ClientHello or NULL;
+ * proto: http_inspector's protocol or NULL) or what d_tls_step() learnt
+ * terminating TLS; then the chain takes the connection: a TCP proxy, or
+ * the HTTP codec (d->chain set; with process, the bytes read so far are
+ * parsed now).  No chain, or a TLS chain for a connection whose TLS was
+ * not terminated, closes it.  Returns 1 when d was handed over or closed
+ * (d may be gone), 0 when HTTP goes on.
+ */
+static int d_select(struct px_dconn *d, const struct sniff_tls *tls, const char *proto, int process)
+{
+	struct engine *e = d->e;
+	const struct px_sel *sel = d_sel(d);
+	const char *alpn[SNIFF_ALPN_MAX + 1];
+	struct sockaddr_storage local, peer;
+	socklen_t llen = sizeof(local), plen = sizeof(peer);
+	struct fcm_conn fc;
+	const struct px_port *pp = NULL;
+	size_t i;
+	int k, term = 0;
+
+	memset(&fc, 0, sizeof(fc));
+	/* the destination: the original one when captured (Envoy's
+	 * original_dst restores it), else the socket's own address */
+	if (d->captured)
+		fc.dst = (const struct sockaddr *)&d->dst;
+	else if (getsockname(d->io.fd, (struct sockaddr *)&local, &llen) == 0)
+		fc.dst = (const struct sockaddr *)&local;
+	if (getpeername(d->io.fd, (struct sockaddr *)&peer, &plen) == 0)
+		fc.src = fc.direct_src = (const struct sockaddr *)&peer;
+	fc.transport = tls || d->tls ? "tls" : "raw_buffer";
+	if (tls) {
+		fc.sni = tls->sni[0] ? tls->sni : NULL;
+		for (i = 0; i < tls->n_alpn; i++)
+			alpn[fc.n_alpn++] = tls->alpn[i];
+	} else if (d->tls) {
+		/* TLS terminated already (d_tls_step()): its SNI; the ALPN list
+		 * the client offered is not kept (Envoy matches on it), so the
+		 * ALPN step takes every chain */
+		fc.sni = d->sni;
+		fc.alpn_unknown = 1;
+	} else if (proto && *proto) {
+		alpn[fc.n_alpn++] = proto;
+	}
+	fc.alpn = alpn;
+	d->sniffing = 0;
+	ev_timer_cancel(e->loop, &d->idle);
+	if (!sel || !e->cur) {
+		d_close(d);
+		return 1;
+	}
+	k = fcm_select(&sel->fcm, &fc);
+	if (k >= 0 && (size_t)k < sel->n_chains) {
+		pp = &sel->chains[k];
+		term = sel->chain_tls[k];
+	} else if (k == FCM_DEFAULT) {
+		pp = &sel->def;
+		term = sel->def_tls;
+	}
+	if (!pp) {
+		d->l->st.no_chain++; /* Envoy's listener no_filter_chain_match */
+		if (d->sel_kind == SEL_IN && !d->tls && !tls)
+			e->tls_plain_refused++; /* plaintext no chain takes (STRICT) */
+	}
+	if (!pp || (term && !d->tls)) {
+		/* a chain whose transport socket is TLS takes only a connection
+		 * d_tls_step() terminated (virtualInbound) */
+		log_debug("meshproxy", "%s: %s (transport %s, sni %s): connection closed", d_sel_name(d),
+			  pp ? "the chain terminates TLS" : "no filter chain matches", fc.transport, fc.sni ? fc.sni : "-");
+		d_close(d);
+		return 1;
+	}
+	if (pp->tcp) {
+		d_tcp_start(d, pp);
+		return 1;
+	}
+	d->chain = k >= 0 ? k + 1 : -1;
+	d->idle_ms = pp->conn_idle_ms == PX_IDLE_UNSET ? e->o.idle_ms : pp->conn_idle_ms;
+	d->headers_ms = pp->headers_ms;
+	if (d->idle_ms)
+		ev_timer_arm(e->loop, &d->idle, d->idle_ms);
+	if (process)
+		d_process(d);
+	return 0;
+}
+
+/* A virtualInbound connection (captured, or sent to a port a chain names)
+ * or a bound inbound listener's, once d_tls_step() decided TLS (and
+ * finished the handshake) or plaintext: its chain among the listener's,
+ * by destination port, transport, SNI and ALPN.  A TCP proxy chain takes
+ * it (over the TLS transport when terminated); an HTTP one goes on.
+ * Returns 1 when d was handed over or closed. */
+static int d_select_after_tls(struct px_dconn *d)
+{
+	if (d->sel_kind != SEL_NONE || !d->e->cur)
+		return 0;
+	if (!d->l->embedded) {
+		/* a bound inbound listener whose port takes TLS (its chains) */
+		d->sel_kind = SEL_BOUND;
+		return d_select(d, NULL, NULL, 0);
+	}
+	if (!d->inbound || !d->e->cur->has_inbound || (!d->captured && !d_in_port_named(d)))
+		return 0;
+	d->sel_kind = SEL_IN;
+	return d_select(d, NULL, NULL, 0);
+}
+
+/* The listener filters over the bytes read so far: tls_inspector, then
+ * (not TLS) http_inspector; once both decided, or at the listener's
+ * timeout (final) with continue_on_listener_filters_timeout, the chain is
+ * selected; a timeout without it, or more bytes than either may look at
+ * without a decision, closes (Envoy). */
+static void d_sniff(struct px_dconn *d, int final)
+{
+	const struct px_sel *b = d_sel(d);
+	const unsigned char *p = (const unsigned char *)(d->in.p ? d->in.p + d->in.off : "");
+	size_t n = d->in.len - d->in.off;
+	struct sniff_tls tls;
+	enum sniff_rc tr = SNIFF_NO, hr = SNIFF_NO;
+	char proto[16] = "";
+
+	if (!b) {
+		d_close(d);
+		return;
+	}
+	if (b->fcm.inspect & FCM_INSPECT_TLS)
+		tr = sniff_tls(p, n, &tls);
+	if (tr == SNIFF_NO && (b->fcm.inspect & FCM_INSPECT_HTTP))
+		hr = sniff_http(p, n, proto);
+	if (tr != SNIFF_MORE && hr != SNIFF_MORE) {
+		d_select(d, tr == SNIFF_YES ? &tls : NULL, hr == SNIFF_YES ? proto : NULL, 1);
+		return;
+	}
+	if (final || n >= PX_IN_MAX - 1) {
+		if (final && b->fcm.continue_on_timeout) {
+			d_select(d, NULL, NULL, 1);
+			return;
+		}
+		d_close(d);
+		return;
+	}
+	if (ev_io_set(d->e->loop, &d->io, EV_READ) < 0)
+		d_close(d);
+}
+
+/* Whether a new connection of a bound listener waits for the listener
+ * filters: only when some chain matches on what they find (SNI, transport,
+ * ALPN) and the listener runs the filter that finds it; otherwise the
+ * selection needs no byte (and a server-first protocol is not stalled). */
+static int d_needs_sniff(const struct px_sel *b)
+{
+	unsigned want = 0;
+
+	if (b->fcm.inspect & FCM_INSPECT_TLS)
+		want |= FCM_USES_SNI | FCM_USES_TRANSPORT | FCM_USES_ALPN;
+	if (b->fcm.inspect & FCM_INSPECT_HTTP)
+		want |= FCM_USES_ALPN;
+	return (b->fcm.uses & want) != 0;
+}
+
+/* A connection sent straight to virtualInbound's socket (not captured)
+ * whose local port is one a virtualInbound chain names: what Envoy's
+ * virtualInbound sees without original_dst (the socket's own address), so
+ * that port's chains serve it (--inbound-addr bound on the workload's
+ * port).  Elsewhere the port comes from the request's authority (HTTP). */
+static int d_in_port_named(const struct px_dconn *d)
+{
+	const struct px_config *c = d->e->cur;
+	struct sockaddr_storage local;
+	socklen_t llen = sizeof(local);
+	uint16_t port;
+	size_t i;
+
+	if (!c || getsockname(d->io.fd, (struct sockaddr *)&local, &llen) < 0 || local.ss_family != AF_INET)
+		return 0;
+	port = ntohs(((const struct sockaddr_in *)&local)->sin_port);
+	for (i = 0; i < c->in_sel.n_chains; i++)
+		if (fcm_chain_port(&c->in_sel.fcm, i) == port)
+			return 1;
+	return 0;
+}
+
+/* Which chains a new connection selects among: a bound listener's, or a
+ * captured connection's (virtualInbound's; the outbound port's listener
+ * when it has a px_sel, see d_sel()); SEL_NONE: the port's one chain,
+ * d_tcp_chain() and the HTTP path decide. */
+static int d_sel_kind(const struct px_dconn *d)
+{
+	const struct px_config *c = d->e->cur;
+	const struct sockaddr_in *sin = (const struct sockaddr_in *)&d->dst;
+	size_t i;
+
+	if (!d->l->embedded)
+		return SEL_BOUND;
+	if (d->inbound && c && c->has_inbound && !d->captured && d_in_port_named(d))
+		return SEL_IN;
+	if (!d->captured || d->dst.ss_family != AF_INET || !c)
+		return SEL_NONE;
+	if (d->inbound)
+		return SEL_IN;
+	for (i = 0; i < c->n_bh_out; i++)
+		if (c->bh_out[i] == ntohs(sin->sin_port))
+			return SEL_NONE; /* virtualOutbound-blackhole: answered over HTTP as before */
+	return SEL_OUT;
+}
+
+/* The TCP proxy chain that serves a new connection of virtualOutbound or
+ * virtualInbound without looking at its bytes, or NULL (HTTP).  A captured
+ * connection's original destination picks the outbound/inbound port as
+ * Envoy's original_dst does, and a captured destination no port names goes
+ * to virtualOutbound's / virtualInbound's catch-all, which are TCP
+ * passthrough chains (Istio). */
+static const struct px_port *d_tcp_chain(const struct px_dconn *d)
+{
+	static const struct px_port out_pass = { .tcp = 1, .tcp_cluster = "PassthroughCluster",
+						 .tcpp = { .cluster = "PassthroughCluster", .idle_ms = TCPP_IDLE_DEFAULT_MS } };
+	static const struct px_port in_pass = { .tcp = 1, .tcp_cluster = "InboundPassthroughCluster",
+						.tcpp = { .cluster = "InboundPassthroughCluster",
+							  .idle_ms = TCPP_IDLE_DEFAULT_MS } };
+	const struct px_config *c = d->e->cur;
+	const struct px_port *pp;
+	const struct sockaddr_in *sin = (const struct sockaddr_in *)&d->dst;
+	size_t i;
+
+	if (!c)
+		return NULL;
+	if (!d->l->embedded)
+		return NULL; /* bound listeners select among their chains (d_select()) */
+	if (!d->captured || d->dst.ss_family != AF_INET)
+		return NULL;
+	if (!d->inbound) {
+		for (i = 0; i < c->n_bh_out; i++)
+			if (c->bh_out[i] == ntohs(sin->sin_port))
+				return NULL; /* virtualOutbound-blackhole: answered over HTTP as today */
+		pp = find_port(c->out_ports, c->n_out_ports, sin->sin_addr.s_addr, ntohs(sin->sin_port));
+		if (pp)
+			return pp->tcp ? pp : NULL;
+		return c->allow_any ? &out_pass : NULL;
+	}
+	pp = find_port(c->in_ports, c->n_in_ports, 0, ntohs(sin->sin_port));
+	if (pp)
+		return pp->tcp && !(pp->tcp_cluster && !strcmp(pp->tcp_cluster, "BlackHoleCluster")) ? pp : NULL;
+	return &in_pass;
 }
 
 void px_accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
@@ -3590,6 +4009,32 @@ int px_dconn_adopt(struct engine *e, int fd, const struct px_conn_origin *o, int
 		d_close(d);
 		return -EIO;
 	}
+	if (e->cur && !h2 && !d->tls_decide) {
+		/* a bound listener, virtualInbound or a captured outbound port
+		 * with several chains: Envoy's chain selection, after the
+		 * listener filters when a chain depends on them (virtualInbound
+		 * with TLS ports: after d_tls_step(), d_select_after_tls()) */
+		const struct px_sel *sel;
+		const struct px_port *tp;
+
+		d->sel_kind = d_sel_kind(d);
+		sel = d_sel(d);
+		if (sel && d_needs_sniff(sel)) {
+			d->sniffing = 1;
+			if (sel->fcm.filters_timeout_ms)
+				ev_timer_arm(loop, &d->idle, sel->fcm.filters_timeout_ms);
+			return 0;
+		}
+		if (sel) {
+			d_select(d, NULL, NULL, 1);
+			return 0;
+		}
+		tp = d_tcp_chain(d);
+		if (tp) {
+			d_tcp_start(d, tp);
+			return 0;
+		}
+	}
 	d->idle_ms = e->o.idle_ms;
 	if (d->captured && e->cur) {
 		/* the port is known already: its HCM's connection timers apply from the start */
@@ -3679,6 +4124,10 @@ void px_dconn_drain_listener(struct engine *e, const struct px_listener *l)
 		 * application's calls while it shuts down (Istio's agent drains
 		 * inbound listeners) */
 		if (l ? d->l != l : !d->inbound)
+			continue;
+		/* a TCP proxy connection has no request boundary to stop at:
+		 * it runs until it ends or the drain period does (Envoy) */
+		if (d->tcp)
 			continue;
 		d->drain = 1;
 		if (!d->s && !ob_pending(&d->out, d->out_off))

@@ -325,7 +325,7 @@ int up_cluster_new(const Envoy__Config__Cluster__V3__Cluster *c, char *err, size
 				rc = -EINVAL;
 				goto out;
 			}
-			cl->panic_threshold = (uint32_t)lround(v);
+			cl->panic_threshold = (uint32_t)(v + 0.5); /* lround() of v >= 0, without libm (lb.c) */
 		}
 		cl->locality_weighted =
 			cc->locality_config_specifier_case ==
@@ -788,18 +788,16 @@ int up_hostset_refresh(struct up_hostset *hs)
 			w = up_weights(a, hs, pr, pr->hosts, pr->n);
 			if (!w)
 				goto out;
-			rc = lb_pool_build(a, lbc, pr->hosts, w, pr->n, hs->seed + p, &pr->pool_all);
+			rc = lb_pool_build(a, lbc, pr->hosts, w, pr->n, hs->seed + p, &pr->pool);
 			if (rc < 0)
 				goto out;
-			memset(&pr->pool_healthy, 0, sizeof(pr->pool_healthy));
 		} else {
 			w = up_weights(a, hs, pr, pr->healthy, pr->n_healthy);
 			if (!w)
 				goto out;
-			rc = lb_pool_build(a, lbc, pr->healthy, w, pr->n_healthy, hs->seed + p, &pr->pool_healthy);
+			rc = lb_pool_build(a, lbc, pr->healthy, w, pr->n_healthy, hs->seed + p, &pr->pool);
 			if (rc < 0)
 				goto out;
-			memset(&pr->pool_all, 0, sizeof(pr->pool_all));
 		}
 		rc = -ENOMEM;
 		pr->n_loc_edf = 0;
@@ -886,14 +884,14 @@ static struct up_host *up_pick_once(struct up_hostset *hs, struct lb_rng *rng, u
 	}
 	pr = &hs->prio[p];
 	if (pr->panic)
-		return lb_pool_pick_at(&pr->pool_all, lbc, rng, h, attempt, now_ms);
+		return lb_pool_pick_at(&pr->pool, lbc, rng, h, attempt, now_ms); /* all hosts */
 	if (pr->n_loc_edf) {
 		struct up_locality *loc = up_pick_locality(pr);
 
 		if (loc && loc->pool.n)
 			return lb_pool_pick_at(&loc->pool, lbc, rng, h, attempt, now_ms);
 	}
-	return lb_pool_pick_at(&pr->pool_healthy, lbc, rng, h, attempt, now_ms);
+	return lb_pool_pick_at(&pr->pool, lbc, rng, h, attempt, now_ms);
 }
 
 struct up_host *up_pick(struct up_hostset *hs, struct lb_rng *rng, const uint64_t *hash, const struct up_avoid *avoid)

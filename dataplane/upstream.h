@@ -115,8 +115,8 @@ struct up_priority {
 	uint32_t health;                        /* 0..100 */
 	uint32_t load;                          /* 0..100: share of picks */
 	bool panic;
-	struct lb_pool pool_healthy;
-	struct lb_pool pool_all;                /* built only when in panic */
+	struct lb_pool pool;                    /* the healthy hosts; all of them in panic (one pool, not
+	                                         * two: a sidecar holds ~1,000 host sets, DESIGN.md's RSS) */
 	struct lb_edf_entry *loc_edf;           /* localities with eff_weight > 0 */
 	uint32_t n_loc_edf;
 	double loc_now;

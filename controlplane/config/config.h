@@ -210,10 +210,20 @@ struct cfg_http_route {
 	int line, col;               /* source line and column of this route, for messages */
 };
 
+struct cfg_tcp_match {
+	int64_t port;                /* -1 when not set */
+	struct cfg_strs destination_subnets;
+	struct cfg_labels source_labels;
+	char *source_namespace;
+	struct cfg_strs gateways;
+};
+
 struct cfg_tcp_route {
 	struct cfg_route_destination *route;
 	size_t n_route;
-	int64_t match_port;          /* -1 when not set */
+	int64_t match_port;          /* -1 when not set: the first match's port */
+	struct cfg_tcp_match *match; /* every match (none: the route applies to all) */
+	size_t n_match;
 };
 
 struct cfg_tls_match {

@@ -1534,7 +1534,7 @@ static void dec__vs_not_applied(struct dec *d, const struct cfg__node *spec, con
 	bool seen[6] = { false };
 	static const char *const what[] = {
 		"delegate", "directResponse", "rewrite.uriRegexRewrite", "redirect.derivePort",
-		"redirect.prefixRewrite", "tls routes",
+		"redirect.prefixRewrite", "tls routes on gateways (sidecars apply them)",
 	};
 
 	/* delegates (seen[0]) are merged into their root by the model now */
@@ -1644,15 +1644,26 @@ static void dec__virtual_service(struct dec *d, const struct cfg__node *spec, st
 			const struct cfg__node *t = tcp->v[i], *m = F(t, "match");
 			size_t m2 = dec__idx(d, i);
 			vs->tcp[i].match_port = -1;
+			if (m && m->n)
+				vs->tcp[i].match = dec__alloc(d, m->n, sizeof(*vs->tcp[i].match));
 			for (j = 0; m && j < m->n; j++) {
 				const struct cfg__node *mm = m->v[j], *p = F(mm, "port"), *subn = F(mm, "destinationSubnets");
 				size_t m3 = dec__push(d, "match"), m4 = dec__idx(d, j), k;
+				struct cfg_tcp_match *tm = vs->tcp[i].match ? &vs->tcp[i].match[j] : NULL;
+
 				for (k = 0; subn && k < subn->n; k++)
 					if (!subn->v[k]->str || !cfg__is_cidr(subn->v[k]->str))
 						DEC_ERR_AT(d, subn->v[k], "destinationSubnets", "%s is not a valid CIDR block",
 							   subn->v[k]->str ? subn->v[k]->str : "");
 				dec__label_values(d, F(mm, "sourceLabels"), "sourceLabels");
 				dec__gateway_names(d, F(mm, "gateways"));
+				if (tm) {
+					tm->port = -1;
+					dec__strs(d, subn, &tm->destination_subnets);
+					dec__labels(d, F(mm, "sourceLabels"), &tm->source_labels);
+					tm->source_namespace = dec__str(d, F(mm, "sourceNamespace"));
+					dec__strs(d, F(mm, "gateways"), &tm->gateways);
+				}
 				if (p) {
 					int64_t port = dec__int(p, -1);
 					if (port != 0 && !dec__port_ok(port))
@@ -1660,15 +1671,17 @@ static void dec__virtual_service(struct dec *d, const struct cfg__node *spec, st
 							   (long long)port);
 					if (j == 0)
 						vs->tcp[i].match_port = port;
+					if (tm)
+						tm->port = port;
 				}
 				dec__pop(d, m4);
 				dec__pop(d, m3);
 			}
-			if (m && (m->n > 1 || (m->n && (F(m->v[0], "destinationSubnets") || F(m->v[0], "sourceLabels") ||
-							 F(m->v[0], "sourceSubnet") || F(m->v[0], "sourceNamespace") ||
-							 F(m->v[0], "gateways")))))
-				DEC_WARN_AT(d, m, "match", "not applied to proxies yet: tcp matches other than one port "
-					    "(the route is compiled as if it matched on the first port only)");
+			vs->tcp[i].n_match = vs->tcp[i].match ? m->n : 0;
+			for (j = 0; m && j < m->n; j++)
+				if (F(m->v[j], "sourceSubnet"))
+					DEC_WARN_AT(d, m->v[j], "sourceSubnet",
+						    "not applied to proxies yet: sourceSubnet in a tcp match");
 			vs->tcp[i].n_route = dec__route_destinations(d, F(t, "route"), &vs->tcp[i].route, false);
 			if (!vs->tcp[i].n_route)
 				DEC_ERR_AT(d, t, "route", "TCP route is required");

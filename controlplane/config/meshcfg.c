@@ -37,7 +37,7 @@ static const char *const meshcfg__known_ignored[] = {
 	"dnsRefreshRate", "inboundClusterStatName", "outboundClusterStatName", "certificates", "serviceSettings",
 	"enablePrometheusMerge", "verifyCertificateAtClient", "ca",
 	"discoverySelectors", "defaultHttpRetryPolicy", "meshMTLS", "tlsDefaults",
-	"serviceScopeConfigs", "protocolDetectionTimeout", "thriftConfig", "sdsUdsPath", "sdsRefreshDelay",
+	"serviceScopeConfigs", "thriftConfig", "sdsUdsPath", "sdsRefreshDelay",
 	"mixerCheckServer", "mixerReportServer", "disablePolicyChecks", "policyCheckFailOpen",
 	"enableClientSidePolicyCheck", "meshNetworks", "network",
 };
@@ -374,6 +374,8 @@ static void meshcfg__field(struct meshcfg__ctx *c, const struct cfg__node *k, co
 		meshcfg__export_to(c, v, f, &mc->dr_export_to);
 	} else if (strcmp(f, "connectTimeout") == 0) {
 		meshcfg__duration(c, v, f, &mc->connect_timeout);
+	} else if (strcmp(f, "protocolDetectionTimeout") == 0) {
+		meshcfg__duration(c, v, f, &mc->protocol_detection_timeout);
 	} else if (strcmp(f, "h2UpgradePolicy") == 0) {
 		static const char *const p[] = { "DO_NOT_UPGRADE", "UPGRADE" };
 		int x = (int)mc->h2_upgrade;
@@ -460,6 +462,7 @@ static void meshcfg__seal(struct mesh_config *mc)
 	h = mesh_hash_update(h, &mc->zipkin_max_tag_len, sizeof(mc->zipkin_max_tag_len));
 	h = mesh_hash_str(h, mc->trace_provider ? mc->trace_provider : "");
 	h = mesh_hash_str(h, mc->zipkin_service ? mc->zipkin_service : "");
+	h = mesh_hash_update(h, &mc->protocol_detection_timeout, sizeof(mc->protocol_detection_timeout));
 	h = mesh_hash_str(h, mc->root_namespace);
 	h = mesh_hash_str(h, mc->trust_domain);
 	h = mesh_hash_str(h, mc->access_log_file);
@@ -672,6 +675,12 @@ void meshcfg_json(struct mesh_buf *b, const struct mesh_config *mc)
 		mesh_buf_printf(b, ",\"connectTimeout\":\"%lld.%03llds\"", (long long)(ms / 1000), (long long)(ms % 1000));
 	else
 		mesh_buf_printf(b, ",\"connectTimeout\":\"%llds\"", (long long)(ms / 1000));
+	ms = mc->protocol_detection_timeout / 1000000;
+	if (ms % 1000)
+		mesh_buf_printf(b, ",\"protocolDetectionTimeout\":\"%lld.%03llds\"", (long long)(ms / 1000),
+				(long long)(ms % 1000));
+	else
+		mesh_buf_printf(b, ",\"protocolDetectionTimeout\":\"%llds\"", (long long)(ms / 1000));
 	mesh_buf_printf(b, ",\"h2UpgradePolicy\":\"%s\"",
 			mc->h2_upgrade == MESHCFG_H2_UPGRADE ? "UPGRADE" : "DO_NOT_UPGRADE");
 	mesh_buf_puts(b, ",\"accessLogFile\":");

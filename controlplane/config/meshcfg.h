@@ -52,6 +52,7 @@ struct mesh_config {
 	struct cfg_strs vs_export_to;        /* defaultVirtualServiceExportTo [*] */
 	struct cfg_strs dr_export_to;        /* defaultDestinationRuleExportTo [*] */
 	int64_t connect_timeout;             /* connectTimeout, ns [10s] */
+	int64_t protocol_detection_timeout;  /* protocolDetectionTimeout, ns [0s: no timeout] */
 	enum meshcfg_h2_upgrade h2_upgrade;  /* h2UpgradePolicy [DO_NOT_UPGRADE] */
 	const char *access_log_file;         /* accessLogFile [""]: no access log */
 	enum meshcfg_log_encoding access_log_encoding; /* accessLogEncoding [TEXT] */

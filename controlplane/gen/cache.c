@@ -319,6 +319,7 @@ static uint64_t gen_key_cds(const struct model *m, const struct model_service *s
 	h = h_u64(h, svc->mesh_external);
 	h = h_str(h, gen__trust_domain(m));
 	h = h_u64(h, (uint64_t)gen_mesh_connect_timeout(m)); /* MeshConfig connectTimeout */
+	h = h_u64(h, (uint64_t)gen_mesh_protocol_detection_timeout(m)); /* protocolDetectionTimeout */
 	h = h_u64(h, gen_mesh_auto_mtls(m));                 /* enableAutoMtls */
 	h = h_u64(h, gen_mesh_h2_upgrade(m));                /* h2UpgradePolicy */
 	/* gen__upstream_tls() refuses past this many candidate SANs */

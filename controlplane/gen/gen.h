@@ -201,6 +201,9 @@ struct gen_sidecar_scope {
  * set) and enableAutoMtls; gen/mesh.c. */
 enum gen_outbound_policy gen_mesh_outbound(const struct model *m);
 int64_t gen_mesh_connect_timeout(const struct model *m);
+/* protocolDetectionTimeout, ns: the listener_filters_timeout of listeners
+ * that sniff (Istio's default 0: no timeout). */
+int64_t gen_mesh_protocol_detection_timeout(const struct model *m);
 /* enableAutoMtls: clients pick mTLS by the peer's tlsMode label without a
  * DestinationRule saying ISTIO_MUTUAL (Istio's default true). */
 bool gen_mesh_auto_mtls(const struct model *m);

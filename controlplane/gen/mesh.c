@@ -42,6 +42,11 @@ int64_t gen_mesh_connect_timeout(const struct model *m)
 	return m && m->mesh && m->mesh->connect_timeout > 0 ? m->mesh->connect_timeout : 10LL * 1000000000LL;
 }
 
+int64_t gen_mesh_protocol_detection_timeout(const struct model *m)
+{
+	return m && m->mesh && m->mesh->protocol_detection_timeout > 0 ? m->mesh->protocol_detection_timeout : 0;
+}
+
 /* Istio's default text format (pilot/pkg/model/telemetry_logging.go
  * EnvoyTextLogFormat), used when accessLogFormat is empty. */
 static const char gen__log_text[] =

@@ -461,7 +461,7 @@ static int gen_route_config_build(struct gen_sc *sc, uint32_t port, struct xds_s
 		Envoy__Config__Route__V3__VirtualHost *vh;
 		size_t k = 0;
 
-		if (!sc->visible[i] || !mp || !gen_protocol_http(mp->protocol))
+		if (!sc->visible[i] || !mp || (!gen_protocol_http(mp->protocol) && !mp->sniffed))
 			continue;
 		rc = gen__virtual_host(&sc->g, svc, port, a, &vh);
 		if (rc < 0) {
@@ -508,20 +508,14 @@ static const char *gen_egress_cluster(const struct gen_sc *sc)
 	return sc->scope->outbound == GEN_OUTBOUND_ALLOW_ANY ? GEN_PASSTHROUGH_CLUSTER : GEN_BLACKHOLE_CLUSTER;
 }
 
-static int gen_outbound_listener(struct gen_sc *sc, const char *bind, uint32_t port, gen_filter *f)
+/* Notes an outbound listener's name (a Sidecar ingress listener with the
+ * same address is then not built). */
+static int gen_out_name_add(struct gen_sc *sc, const char *name)
 {
-	gen_listener l = ENVOY__CONFIG__LISTENER__V3__LISTENER__INIT;
-	struct arena *a = sc->a;
-	gen_chain *chains[1];
-
-	/* captureMode NONE (of the egress listener serving the port, or of
-	 * the whole workload): the listener binds its address
-	 * (gen_egress_bind says which); otherwise iptables sends traffic to
-	 * 15001 and virtualOutbound hands it over by original destination. */
-	l.name = arena_printf(a, "%s_%u", bind, port);
-	if (l.name && sc->n_out_names == sc->cap_out_names) {
+	if (sc->n_out_names == sc->cap_out_names) {
 		size_t cap = sc->cap_out_names ? 2 * sc->cap_out_names : 16;
-		const char **v = arena_calloc(a, cap, sizeof(*v));
+		const char **v = arena_calloc(sc->a, cap, sizeof(*v));
+
 		if (!v)
 			return -ENOMEM;
 		if (sc->n_out_names)
@@ -529,42 +523,165 @@ static int gen_outbound_listener(struct gen_sc *sc, const char *bind, uint32_t p
 		sc->out_names = v;
 		sc->cap_out_names = cap;
 	}
-	if (l.name)
-		sc->out_names[sc->n_out_names++] = l.name;
-	if (!l.name || !f || !(chains[0] = gen_chain1(a, NULL, NULL, f, NULL)) ||
-	    !(l.default_filter_chain = gen_chain1(a, GEN_PASSTHROUGH_CHAIN, NULL, gen_tcp_proxy(a, gen_egress_cluster(sc)), NULL)))
+	sc->out_names[sc->n_out_names++] = name;
+	return 0;
+}
+
+/* Istio's plaintextHTTPALPNs: what http_inspector reports for HTTP/1.x
+ * and the HTTP/2 preface. */
+static const char *const gen_plaintext_http_alpn[] = { "http/1.0", "http/1.1", "h2c" };
+
+/*
+ * The outbound listener "BIND_PORT": one chain with filter f, or, for a
+ * port whose protocol is not declared (sniff_tcp set: Istio's
+ * auto-detection, listener_builder.go), an HTTP chain matching the
+ * plaintext HTTP ALPNs with f and a TCP chain with sniff_tcp, after an
+ * http_inspector whose listener_filters_timeout is MeshConfig
+ * protocolDetectionTimeout (Istio's default 0s: no timeout), continuing
+ * as TCP on a timeout (a server-first protocol).  Both: a passthrough
+ * default chain.
+ */
+static int gen_outbound_listener2(struct gen_sc *sc, const char *bind, uint32_t port, gen_filter *f,
+				  gen_filter *sniff_tcp)
+{
+	Envoy__Extensions__Filters__Listener__HttpInspector__V3__HttpInspector hi =
+		ENVOY__EXTENSIONS__FILTERS__LISTENER__HTTP_INSPECTOR__V3__HTTP_INSPECTOR__INIT;
+	gen_listener l = ENVOY__CONFIG__LISTENER__V3__LISTENER__INIT;
+	struct arena *a = sc->a;
+	gen_chain *chains[2];
+
+	/* captureMode NONE (of the egress listener serving the port, or of
+	 * the whole workload): the listener binds its address
+	 * (gen_egress_bind says which); otherwise iptables sends traffic to
+	 * 15001 and virtualOutbound hands it over by original destination. */
+	l.name = arena_printf(a, "%s_%u", bind, port);
+	if (l.name && gen_out_name_add(sc, l.name) < 0)
 		return -ENOMEM;
+	if (!l.name || !f || !(l.default_filter_chain = gen_chain1(a, GEN_PASSTHROUGH_CHAIN, NULL, gen_tcp_proxy(a, gen_egress_cluster(sc)), NULL)))
+		return -ENOMEM;
+	l.n_filter_chains = 1;
+	if (!sniff_tcp) {
+		if (!(chains[0] = gen_chain1(a, NULL, NULL, f, NULL)))
+			return -ENOMEM;
+	} else {
+		if (!(chains[0] = gen_chain1(a, NULL, gen_fcm(a, 0, NULL, gen_plaintext_http_alpn, 3), f, NULL)) ||
+		    !(chains[1] = gen_chain1(a, NULL, NULL, sniff_tcp, NULL)) ||
+		    !(l.listener_filters = arena_calloc(a, 1, sizeof(*l.listener_filters))) ||
+		    !(l.listener_filters[0] = gen_listener_filter(a, "envoy.filters.listener.http_inspector", &hi.base)) ||
+		    !(l.listener_filters_timeout = gen__duration(a, gen_mesh_protocol_detection_timeout(sc->g.m))))
+			return -ENOMEM;
+		l.n_listener_filters = 1;
+		l.continue_on_listener_filters_timeout = true;
+		l.n_filter_chains = 2;
+	}
 	if (!(l.address = gen_addr(a, bind, port)))
 		return -ENOMEM;
 	if (!gen_egress_bound(sc, port) && !(l.bind_to_port = gen__bool(a, false)))
 		return -ENOMEM;
 	l.traffic_direction = ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__OUTBOUND;
 	l.filter_chains = chains;
-	l.n_filter_chains = 1;
 	return gen__emit(&sc->g, sc->snap, XDS_LISTENER, l.name, &l.base);
+}
+
+static int gen_outbound_listener(struct gen_sc *sc, const char *bind, uint32_t port, gen_filter *f)
+{
+	return gen_outbound_listener2(sc, bind, port, f, NULL);
 }
 
 /* The TCP proxy of svc on port: to the destinations of the first tcp
  * route of its VirtualServices that applies to the port (one cluster or
  * weighted clusters), else to its own cluster. */
+static gen_filter *gen_tcp_route_filter(struct gen_sc *sc, const struct model_service *svc, uint32_t port,
+					const struct cfg_tcp_route *tr, const char *vs_ns);
+
+/* Does tcp match mt apply to the caller on port (Istio's matchTCP: port,
+ * sourceLabels, sourceNamespace, gateways including "mesh")?  A match on
+ * the caller's labels or namespace applies only when the output is built
+ * per caller.  destinationSubnets are the caller's chain's business. */
+static bool gen_tcp_match_applies(const struct gen_sc *sc, const struct cfg_tcp_match *mt, uint32_t port)
+{
+	const struct gen_workload *caller = sc->g.caller;
+
+	if (mt->port >= 0 && (uint64_t)mt->port != port)
+		return false;
+	if (!model_gateways_include_mesh(&mt->gateways))
+		return false;
+	if (mt->source_labels.n > 0 || mt->source_namespace) {
+		if (!sc->g.p->per_caller_matches || !caller)
+			return false;
+		if (!model_labels_match(&mt->source_labels, gen__workload_labels(caller)))
+			return false;
+		if (mt->source_namespace && strcmp(mt->source_namespace, gen__workload_ns(caller)) != 0)
+			return false;
+	}
+	return true;
+}
+
+/* The first tcp route of svc's VirtualService with a match (without
+ * destinationSubnets) that applies on port, or a route without matches. */
+static const struct cfg_tcp_route *gen_tcp_route_for(const struct gen_sc *sc, const struct cfg_object *vs,
+						     uint32_t port)
+{
+	size_t i, j;
+
+	for (i = 0; vs && i < vs->spec.vs.n_tcp; i++) {
+		const struct cfg_tcp_route *t = &vs->spec.vs.tcp[i];
+
+		if (!t->n_route)
+			continue;
+		if (!t->n_match)
+			return t;
+		for (j = 0; j < t->n_match; j++)
+			if (!t->match[j].destination_subnets.n && gen_tcp_match_applies(sc, &t->match[j], port))
+				return t;
+	}
+	return NULL;
+}
+
 static gen_filter *gen_tcp_service_filter(struct gen_sc *sc, const struct model_service *svc, uint32_t port)
+{
+	const struct cfg_object *vs = gen__vs(&sc->g, svc);
+	const struct cfg_tcp_route *tr = gen_tcp_route_for(sc, vs, port);
+
+	return gen_tcp_route_filter(sc, svc, port, tr, tr ? vs->ns : svc->ns);
+}
+
+/* prefix_ranges of a chain match from CIDR strings ("10.0.0.0/8", a bare
+ * address is /32 or /128). */
+static int gen_fcm_subnets(struct arena *a, Envoy__Config__Listener__V3__FilterChainMatch *fm,
+			   const struct cfg_strs *subnets)
+{
+	size_t k;
+
+	if (!subnets->n)
+		return 0;
+	if (!(fm->prefix_ranges = arena_calloc(a, subnets->n, sizeof(*fm->prefix_ranges))))
+		return -ENOMEM;
+	for (k = 0; k < subnets->n; k++) {
+		Envoy__Config__Core__V3__CidrRange *cr = gen__msg(a, &envoy__config__core__v3__cidr_range__descriptor);
+		const char *sub = subnets->v[k], *slash = strchr(sub, '/');
+
+		if (!cr)
+			return -ENOMEM;
+		cr->address_prefix = slash ? arena_strndup(a, sub, (size_t)(slash - sub)) : (char *)sub;
+		cr->prefix_len = gen__u32(a, slash ? (uint32_t)strtoul(slash + 1, NULL, 10) : strchr(sub, ':') ? 128 : 32);
+		if (!cr->address_prefix || !cr->prefix_len)
+			return -ENOMEM;
+		fm->prefix_ranges[fm->n_prefix_ranges++] = cr;
+	}
+	return 0;
+}
+
+/* The TCP proxy to tr's destinations (one cluster or weighted clusters),
+ * tr NULL: to svc's own cluster. */
+static gen_filter *gen_tcp_route_filter(struct gen_sc *sc, const struct model_service *svc, uint32_t port,
+					const struct cfg_tcp_route *tr, const char *vs_ns)
 {
 	Envoy__Extensions__Filters__Network__TcpProxy__V3__TcpProxy tp =
 		ENVOY__EXTENSIONS__FILTERS__NETWORK__TCP_PROXY__V3__TCP_PROXY__INIT;
-	const struct cfg_object *vs = gen__vs(&sc->g, svc);
-	const struct cfg_tcp_route *tr = NULL;
 	struct arena *a = sc->a;
-	size_t i, j;
-	const char *vs_ns = svc->ns;
+	size_t i;
 
-	for (j = 0; vs && j < vs->spec.vs.n_tcp && !tr; j++) {
-		const struct cfg_tcp_route *t = &vs->spec.vs.tcp[j];
-
-		if ((t->match_port < 0 || (uint64_t)t->match_port == port) && t->n_route) {
-			tr = t;
-			vs_ns = vs->ns;
-		}
-	}
 	tp.cluster_specifier_case = ENVOY__EXTENSIONS__FILTERS__NETWORK__TCP_PROXY__V3__TCP_PROXY__CLUSTER_SPECIFIER_CLUSTER;
 	tp.cluster = gen__cluster_name(a, port, NULL, svc->hostname);
 	if (tr && tr->n_route == 1) {
@@ -631,6 +748,141 @@ static gen_filter *gen_tcp_service_filter(struct gen_sc *sc, const struct model_
 					 ENVOY__EXTENSIONS__FILTERS__NETWORK__TCP_PROXY__V3__TCP_PROXY__CLUSTER_SPECIFIER_CLUSTER ?
 				 tp.cluster : gen__cluster_name(a, port, NULL, svc->hostname);
 	return gen_net_filter(a, GEN_TCP_PROXY_NAME, gen__any(a, &tp.base));
+}
+
+/*
+ * The outbound listener of a TLS service port whose VirtualServices have
+ * `tls:` routes for it (Istio's buildSidecarOutboundTLSFilterChainOpts):
+ * after a tls_inspector, one chain per route match applying to the port,
+ * matching its sniHosts (server_names) and destinationSubnets
+ * (prefix_ranges), with a TCP proxy to the route's destinations (TLS
+ * passthrough: the proxy never terminates it); then a chain without a
+ * match to the service's own TCP proxy.  Returns 1 when built, 0 when svc
+ * has no such route (the caller builds the plain listener).  sourceLabels,
+ * sourceNamespace and gateways in a match are not read (a match naming
+ * them is left out, noted).
+ */
+static int gen_outbound_tls_routes(struct gen_sc *sc, const char *bind, const struct model_service *svc,
+				   uint32_t port)
+{
+	Envoy__Extensions__Filters__Listener__TlsInspector__V3__TlsInspector ti =
+		ENVOY__EXTENSIONS__FILTERS__LISTENER__TLS_INSPECTOR__V3__TLS_INSPECTOR__INIT;
+	gen_listener l = ENVOY__CONFIG__LISTENER__V3__LISTENER__INIT;
+	const struct cfg_object *vs = gen__vs(&sc->g, svc);
+	struct arena *a = sc->a;
+	gen_chain **chains;
+	size_t i, j, k, n = 0, cap = 1;
+
+	for (i = 0; vs && i < vs->spec.vs.n_tls; i++)
+		cap += vs->spec.vs.tls[i].n_match;
+	if (cap == 1)
+		return 0;
+	if (!(chains = arena_calloc(a, cap, sizeof(*chains))))
+		return -ENOMEM;
+	for (i = 0; i < vs->spec.vs.n_tls; i++) {
+		const struct cfg_tls_route *r = &vs->spec.vs.tls[i];
+		struct cfg_tcp_route tr = { r->route, r->n_route, -1, NULL, 0 };
+
+		for (j = 0; j < r->n_match && r->n_route; j++) {
+			const struct cfg_tls_match *m = &r->match[j];
+			Envoy__Config__Listener__V3__FilterChainMatch *fm;
+
+			if (m->port >= 0 && (uint64_t)m->port != port)
+				continue;
+			if (m->source_labels.n || m->source_namespace || m->gateways.n) {
+				gen__note(&sc->g, GEN_NOTE_WARN, "xds",
+					  "sidecar: tls route of %s/%s: sourceLabels, sourceNamespace and gateways "
+					  "in a match are not supported; the match is left out",
+					  vs->ns, vs->name);
+				continue;
+			}
+			if (!(fm = gen_fcm(a, 0, NULL, NULL, 0)))
+				return -ENOMEM;
+			if (m->sni_hosts.n) {
+				if (!(fm->server_names = arena_calloc(a, m->sni_hosts.n, sizeof(*fm->server_names))))
+					return -ENOMEM;
+				for (k = 0; k < m->sni_hosts.n; k++)
+					fm->server_names[k] = m->sni_hosts.v[k];
+				fm->n_server_names = m->sni_hosts.n;
+			}
+			if (gen_fcm_subnets(a, fm, &m->destination_subnets) < 0)
+				return -ENOMEM;
+			if (!(chains[n++] = gen_chain1(a, NULL, fm, gen_tcp_route_filter(sc, svc, port, &tr, vs->ns), NULL)))
+				return -ENOMEM;
+		}
+	}
+	if (!(chains[n++] = gen_chain1(a, NULL, NULL, gen_tcp_route_filter(sc, svc, port, NULL, svc->ns), NULL)))
+		return -ENOMEM;
+	if (!(l.name = arena_printf(a, "%s_%u", bind, port)) || gen_out_name_add(sc, l.name) < 0 ||
+	    !(l.address = gen_addr(a, bind, port)) ||
+	    !(l.default_filter_chain =
+		      gen_chain1(a, GEN_PASSTHROUGH_CHAIN, NULL, gen_tcp_proxy(a, gen_egress_cluster(sc)), NULL)) ||
+	    !(l.listener_filters = arena_calloc(a, 1, sizeof(*l.listener_filters))) ||
+	    !(l.listener_filters[0] = gen_listener_filter(a, "envoy.filters.listener.tls_inspector", &ti.base)))
+		return -ENOMEM;
+	l.n_listener_filters = 1;
+	if (!gen_egress_bound(sc, port) && !(l.bind_to_port = gen__bool(a, false)))
+		return -ENOMEM;
+	l.traffic_direction = ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__OUTBOUND;
+	l.filter_chains = chains;
+	l.n_filter_chains = n;
+	return gen__emit(&sc->g, sc->snap, XDS_LISTENER, l.name, &l.base) < 0 ? -ENOMEM : 1;
+}
+
+/*
+ * The outbound listener of a TCP service port whose VirtualService has
+ * `tcp:` matches with destinationSubnets that apply to the caller (Istio's
+ * buildSidecarOutboundTCPFilterChainOpts): one chain per such match with
+ * prefix_ranges, each a TCP proxy to its route's destinations, then the
+ * chain of the first route that applies without subnets (else the
+ * service's own cluster).  Returns 1 when built, 0 when there is no such
+ * match (the caller builds the single-chain listener).
+ */
+static int gen_outbound_tcp_subnets(struct gen_sc *sc, const char *bind, const struct model_service *svc,
+				    uint32_t port)
+{
+	gen_listener l = ENVOY__CONFIG__LISTENER__V3__LISTENER__INIT;
+	const struct cfg_object *vs = gen__vs(&sc->g, svc);
+	struct arena *a = sc->a;
+	gen_chain **chains;
+	size_t i, j, n = 0, cap = 1;
+
+	for (i = 0; vs && i < vs->spec.vs.n_tcp; i++)
+		for (j = 0; j < vs->spec.vs.tcp[i].n_match; j++)
+			if (vs->spec.vs.tcp[i].match[j].destination_subnets.n &&
+			    gen_tcp_match_applies(sc, &vs->spec.vs.tcp[i].match[j], port))
+				cap++;
+	if (cap == 1)
+		return 0;
+	if (!(chains = arena_calloc(a, cap, sizeof(*chains))))
+		return -ENOMEM;
+	for (i = 0; i < vs->spec.vs.n_tcp; i++) {
+		const struct cfg_tcp_route *r = &vs->spec.vs.tcp[i];
+
+		for (j = 0; j < r->n_match && r->n_route; j++) {
+			const struct cfg_tcp_match *m = &r->match[j];
+			Envoy__Config__Listener__V3__FilterChainMatch *fm;
+
+			if (!m->destination_subnets.n || !gen_tcp_match_applies(sc, m, port))
+				continue;
+			if (!(fm = gen_fcm(a, 0, NULL, NULL, 0)) || gen_fcm_subnets(a, fm, &m->destination_subnets) < 0 ||
+			    !(chains[n++] = gen_chain1(a, NULL, fm, gen_tcp_route_filter(sc, svc, port, r, vs->ns), NULL)))
+				return -ENOMEM;
+		}
+	}
+	if (!(chains[n++] = gen_chain1(a, NULL, NULL, gen_tcp_service_filter(sc, svc, port), NULL)))
+		return -ENOMEM;
+	if (!(l.name = arena_printf(a, "%s_%u", bind, port)) || gen_out_name_add(sc, l.name) < 0 ||
+	    !(l.address = gen_addr(a, bind, port)) ||
+	    !(l.default_filter_chain =
+		      gen_chain1(a, GEN_PASSTHROUGH_CHAIN, NULL, gen_tcp_proxy(a, gen_egress_cluster(sc)), NULL)))
+		return -ENOMEM;
+	if (!gen_egress_bound(sc, port) && !(l.bind_to_port = gen__bool(a, false)))
+		return -ENOMEM;
+	l.traffic_direction = ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__OUTBOUND;
+	l.filter_chains = chains;
+	l.n_filter_chains = n;
+	return gen__emit(&sc->g, sc->snap, XDS_LISTENER, l.name, &l.base) < 0 ? -ENOMEM : 1;
 }
 
 /* Outbound listeners and route configs: every port with an HTTP service
@@ -723,9 +975,33 @@ static int gen_outbound(struct gen_sc *sc)
 
 			if (!mp || gen_protocol_http(mp->protocol))
 				continue;
+			if (n_tcp == 1 && n_http == 0 && mp->sniffed) {
+				/* no protocol declared: HTTP or TCP, told per connection */
+				char *rn = arena_printf(sc->a, "%u", port);
+				char *sp = arena_printf(sc->a, "outbound_%s_%u", gen_egress_bind(sc, port), port);
+
+				if (!rn || !sp) {
+					rc = -ENOMEM;
+					break;
+				}
+				rc = gen_route_config_port(sc, port);
+				if (rc == 0)
+					rc = gen_outbound_listener2(
+						sc, gen_egress_bind(sc, port), port,
+						gen_net_filter(sc->a, GEN_HCM_NAME,
+							       gen_sidecar_hcm(sc->a, sc->g.m, sp, rn, NULL, NULL, 0, false)),
+						gen_tcp_service_filter(sc, svc, port));
+				continue;
+			}
 			if (n_tcp == 1 && n_http == 0) {
-				rc = gen_outbound_listener(sc, gen_egress_bind(sc, port), port,
-							   gen_tcp_service_filter(sc, svc, port));
+				rc = gen_outbound_tls_routes(sc, gen_egress_bind(sc, port), svc, port);
+				if (rc == 0)
+					rc = gen_outbound_tcp_subnets(sc, gen_egress_bind(sc, port), svc, port);
+				if (rc == 0)
+					rc = gen_outbound_listener(sc, gen_egress_bind(sc, port), port,
+								   gen_tcp_service_filter(sc, svc, port));
+				if (rc > 0)
+					rc = 0;
 				continue;
 			}
 			vip = gen_vip(svc);

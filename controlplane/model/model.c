@@ -125,6 +125,7 @@ static int build_service(struct model *m, struct model_service *svc, const struc
 		p->number = (uint32_t)se->ports[i].number;
 		p->name = se->ports[i].name ? se->ports[i].name : "";
 		p->protocol = se->ports[i].protocol ? se->ports[i].protocol : "TCP";
+		p->sniffed = !se->ports[i].protocol; /* Istio auto-detects a port without protocol */
 		p->target_port = se->ports[i].target_port > 0 ? (uint32_t)se->ports[i].target_port : 0;
 	}
 
@@ -177,8 +178,9 @@ static const struct cfg_object *find_object(const struct cfg_snapshot *cfg, enum
 	return NULL;
 }
 
-/* Istio's protocol selection: appProtocol, else the port name's prefix. */
-static const char *k8s_protocol(const struct cfg_k8s_service_port *p)
+/* Istio's protocol selection: appProtocol, else the port name's prefix;
+ * neither: "TCP" with *sniffed set (Istio's auto-detection). */
+static const char *k8s_protocol(const struct cfg_k8s_service_port *p, bool *sniffed)
 {
 	static const struct {
 		const char *prefix, *proto;
@@ -190,6 +192,7 @@ static const char *k8s_protocol(const struct cfg_k8s_service_port *p)
 	const char *n = p->app_protocol ? p->app_protocol : p->name;
 	size_t i;
 
+	*sniffed = false;
 	if (strcmp(p->protocol, "UDP") == 0)
 		return "UDP";
 	for (i = 0; n && i < sizeof(names) / sizeof(names[0]); i++) {
@@ -197,6 +200,7 @@ static const char *k8s_protocol(const struct cfg_k8s_service_port *p)
 		if (strncasecmp(n, names[i].prefix, l) == 0 && (n[l] == '\0' || n[l] == '-'))
 			return names[i].proto;
 	}
+	*sniffed = true;
 	return "TCP";
 }
 
@@ -250,7 +254,7 @@ static int build_k8s_service(struct model *m, struct model_service *svc, const s
 	for (i = 0; i < ks->n_ports; i++) {
 		svc->ports[i].number = (uint32_t)ks->ports[i].port;
 		svc->ports[i].name = ks->ports[i].name;
-		svc->ports[i].protocol = k8s_protocol(&ks->ports[i]);
+		svc->ports[i].protocol = k8s_protocol(&ks->ports[i], &svc->ports[i].sniffed);
 		svc->ports[i].target_port = ks->ports[i].target_port > 0 ? (uint32_t)ks->ports[i].target_port : 0;
 	}
 

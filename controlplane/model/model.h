@@ -26,6 +26,9 @@ struct model_port {
 	const char *name;
 	const char *protocol;        /* upper-case; "TCP" when unknown */
 	uint32_t target_port;        /* 0: same as number */
+	bool sniffed;                /* no protocol declared (Kubernetes: no known name prefix or
+	                              * appProtocol; ServiceEntry: protocol unset): Istio detects
+	                              * HTTP or TCP per connection on the sidecar */
 };
 
 struct model_endpoint {

@@ -18,6 +18,7 @@
  * connections while its in-flight request finishes.
  */
 #include "dataplane/engine.h"
+#include "dataplane/engine-t.h"
 #include "pxspec.h"
 
 #include <arpa/inet.h>
@@ -425,6 +426,91 @@ START_TEST(rejected_config_keeps_old)
 }
 END_TEST
 
+/* A snapshot with t's set taken from another one (the other types' resources
+ * are base's own objects, as the xDS client keeps them when unchanged). */
+static struct px_snapshot *with_set(struct px_snapshot *base, enum xds_type t, const struct px_snapshot *from)
+{
+	struct px_snapshot *s = NULL;
+
+	ck_assert_int_eq(px_snapshot_replace(base, t, (const struct px_resource *const *)from->sets[t].v,
+					     from->sets[t].n, &s), 0);
+	return s;
+}
+
+static void apply_snap(struct px_snapshot *s)
+{
+	char err[256] = "";
+
+	ck_assert_msg(engine_apply(eng, s, err, sizeof(err)) == 0, "%s", err);
+}
+
+static struct px_snapshot *spec_snap(const char *fmt, int port)
+{
+	char spec[4096], err[256] = "";
+	struct px_snapshot *s = NULL;
+
+	snprintf(spec, sizeof(spec), fmt, port, port);
+	ck_assert_msg(pxspec_build(spec, &s, err, sizeof(err)) == 0, "%s", err);
+	return s;
+}
+
+/* A cluster whose Cluster and EDS resources did not change keeps its
+ * compiled state over another type's update (no recompile, no heap churn);
+ * a changed EDS or Cluster resource is compiled again and takes effect. */
+START_TEST(unchanged_cluster_kept)
+{
+	static const char *REQ = "GET / HTTP/1.1\r\nHost: reviews:9080\r\nConnection: close\r\n\r\n";
+	const char *name = "outbound|9080||reviews";
+	struct px_snapshot *s1 = spec_snap(SPEC, be.port), *dead = spec_snap(SPEC, 1), *s, *cb;
+	struct px_cluster *cl;
+	struct up_cluster *up;
+	struct up_hostset *hs;
+	const char *r;
+
+	apply_snap(s1);
+	cl = px_config_cluster(eng->cur, name);
+	ck_assert_ptr_nonnull(cl);
+	up = cl->up;
+	hs = cl->hs;
+	/* routes only: the cluster's compiled objects stay */
+	s = with_set(s1, XDS_ROUTE, dead);
+	apply_snap(s);
+	px_snapshot_unref(s);
+	ck_assert_ptr_eq(px_config_cluster(eng->cur, name), cl);
+	ck_assert_ptr_eq(cl->up, up);
+	ck_assert_ptr_eq(cl->hs, hs);
+	r = roundtrip(REQ);
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12), "%s", r);
+	/* new endpoints (nothing listens on port 1): new hosts, requests fail */
+	s = with_set(s1, XDS_ENDPOINT, dead);
+	apply_snap(s);
+	px_snapshot_unref(s);
+	ck_assert_ptr_ne(cl->hs, hs);
+	r = roundtrip(REQ);
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 503", 12), "%s", r);
+	/* and back */
+	apply_snap(s1);
+	r = roundtrip(REQ);
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12), "%s", r);
+	/* a changed Cluster resource, same endpoints: compiled again */
+	hs = cl->hs;
+	up = cl->up;
+	cb = spec_snap("outbound\nlistener 9080\nvhost 9080 r reviews:9080\nroute 9080 r / cluster=outbound|9080||reviews\n"
+		       "cluster outbound|9080||reviews eds 127.0.0.1:%d max_connections=7\n", be.port);
+	s = with_set(s1, XDS_CLUSTER, cb);
+	apply_snap(s);
+	px_snapshot_unref(s);
+	ck_assert_ptr_ne(cl->up, up);
+	ck_assert_ptr_ne(cl->hs, hs);
+	ck_assert_uint_eq(cl->max_connections, 7);
+	r = roundtrip(REQ);
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12), "%s", r);
+	px_snapshot_unref(cb);
+	px_snapshot_unref(dead);
+	px_snapshot_unref(s1);
+}
+END_TEST
+
 START_TEST(smuggling_400)
 {
 	const char *r = roundtrip("POST / HTTP/1.1\r\nHost: reviews:9080\r\nContent-Length: 5\r\n"
@@ -435,6 +521,57 @@ START_TEST(smuggling_400)
 	ck_assert_int_eq(be.reqs, 0);
 	r = roundtrip("GET /a HTTP/1.1\r\nHost: reviews:9080\r\nConnection: close\r\n\r\n");
 	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12), "%s", r);
+}
+END_TEST
+
+/* An endpoint's engine host (pools, counters) is made when the load
+ * balancer first picks it; /clusters lists every endpoint all the same,
+ * and a made host keeps its counters over updates that keep its endpoint. */
+static const char *clusters_page_text(struct mesh_buf *b)
+{
+	const char *ct = NULL;
+
+	mesh_buf_reset(b);
+	ck_assert_int_eq(engine_admin_page(eng, "/clusters", 9, b, &ct), 0);
+	mesh_buf_putc(b, 0);
+	return b->data;
+}
+
+START_TEST(hosts_made_when_picked)
+{
+	static const char *REQ = "GET / HTTP/1.1\r\nHost: reviews:9080\r\nConnection: close\r\n\r\n";
+	const char *name = "outbound|9080||reviews";
+	struct px_cluster *cl = px_config_cluster(eng->cur, name);
+	struct mesh_buf b;
+	char want[128];
+	const char *r;
+
+	mesh_buf_init(&b, 1 << 20);
+	ck_assert_ptr_nonnull(cl);
+	ck_assert_uint_eq(cl->n_hosts, 0);
+	snprintf(want, sizeof(want), "%s::127.0.0.1:%d::rq_total::0\n", name, be.port);
+	ck_assert_msg(strstr(clusters_page_text(&b), want) != NULL, "%s", b.data);
+	ck_assert_ptr_nonnull(strstr(b.data, "outbound|9080||dead::127.0.0.1:1::cx_total::0\n"));
+	ck_assert_ptr_nonnull(strstr(b.data, "outbound|9080||dead::127.0.0.1:1::health_flags::healthy\n"));
+	r = roundtrip(REQ);
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12), "%s", r);
+	ck_assert_uint_eq(cl->n_hosts, 1);
+	snprintf(want, sizeof(want), "%s::127.0.0.1:%d::rq_total::1\n", name, be.port);
+	ck_assert_msg(strstr(clusters_page_text(&b), want) != NULL, "%s", b.data);
+	/* the same endpoints from new resources: compiled again, the host stays */
+	apply(SPEC, be.port);
+	ck_assert_ptr_eq(px_config_cluster(eng->cur, name), cl);
+	ck_assert_uint_eq(cl->n_hosts, 1);
+	ck_assert_msg(strstr(clusters_page_text(&b), want) != NULL, "%s", b.data);
+	r = roundtrip(REQ);
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12), "%s", r);
+	snprintf(want, sizeof(want), "%s::127.0.0.1:%d::rq_total::2\n", name, be.port);
+	ck_assert_msg(strstr(clusters_page_text(&b), want) != NULL, "%s", b.data);
+	/* its endpoint gone: so is the host */
+	apply(SPEC, 1);
+	ck_assert_uint_eq(cl->n_hosts, 0);
+	ck_assert_ptr_null(strstr(clusters_page_text(&b), want));
+	mesh_buf_cleanup(&b);
 }
 END_TEST
 
@@ -1065,6 +1202,8 @@ int main(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, keepalive_through_pool);
 	tcase_add_test(tc, no_route_404);
+	tcase_add_test(tc, unchanged_cluster_kept);
+	tcase_add_test(tc, hosts_made_when_picked);
 	tcase_add_test(tc, connect_failure_503);
 	tcase_add_test(tc, retry_on_5xx);
 	tcase_add_test(tc, route_timeout_504);

@@ -12,6 +12,7 @@
 #include "envoy/config/route/v3/route_components.pb-c.h"
 #include "common/arena.h"
 
+#include <math.h>
 #include <xxhash.h>
 
 #define H ENVOY__CONFIG__CORE__V3__HEALTH_STATUS__HEALTHY
@@ -129,6 +130,20 @@ START_TEST(slow_start_factor)
 	ck_assert_double_eq_tol(lb_slow_start_factor(100, 10000, 1.0, 0.0), 0.01, 1e-9);
 	ck_assert_double_eq_tol(lb_slow_start_factor(10000, 10000, 1.0, 0.1), 1.0, 1e-9); /* window over */
 	ck_assert_double_eq_tol(lb_slow_start_factor(1, 0, 1.0, 0.1), 1.0, 1e-9);      /* no window */
+	/* lb.c's own x^y (no libm in meshproxy) against libm's pow() */
+	{
+		static const double aggr[] = { 0.05, 0.3, 0.5, 0.9, 1.5, 2.0, 3.7, 10.0, 1000.0 };
+		static const uint64_t age[] = { 1, 7, 100, 999, 2500, 5000, 7777, 9999 };
+		size_t i, j;
+
+		for (i = 0; i < sizeof(aggr) / sizeof(aggr[0]); i++)
+			for (j = 0; j < sizeof(age) / sizeof(age[0]); j++) {
+				double want = pow((double)age[j] / 10000.0, 1.0 / aggr[i]);
+
+				ck_assert_double_eq_tol(lb_slow_start_factor(age[j], 10000, aggr[i], 0.0), want,
+							want * 1e-12 + 1e-300);
+			}
+	}
 }
 END_TEST
 
@@ -326,7 +341,7 @@ START_TEST(ring_hash_weights_and_size)
 	cl = upfix_compile(&c);
 	hs = upfix_set(cl, upfix_cla(eps, NULL, 2, NULL), NULL);
 	/* min weight 1/4: scale = ceil(0.25 x 1024) / 0.25 = 1024 points */
-	ck_assert_uint_eq(hs->prio[0].pool_healthy.ring_n, 1024);
+	ck_assert_uint_eq(hs->prio[0].pool.ring_n, 1024);
 	for (i = 0; i < 8000; i++) {
 		uint64_t h = XXH64(&i, sizeof(i), 5);
 

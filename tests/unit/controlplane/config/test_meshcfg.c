@@ -162,11 +162,15 @@ END_TEST
 START_TEST(meshcfg_ignored_fields_warn)
 {
 	char warn[MESHCFG_ERR_CAP];
-	struct mesh_config *mc = parse_ok("enablePrometheusMerge: true\ningressClass: istio\nconnectTimeout: 1s\n", warn);
+	struct mesh_config *mc = parse_ok("enablePrometheusMerge: true\ningressClass: istio\nconnectTimeout: 1s\n"
+					  "protocolDetectionTimeout: 250ms\n", warn);
 
 	ck_assert_msg(strstr(warn, "enablePrometheusMerge, ingressClass"), "%s", warn);
 	ck_assert_ptr_nonnull(strstr(warn, "mesh.yaml"));
 	ck_assert_int_eq(mc->connect_timeout, 1000000000LL);
+	/* read now (sniffing listeners' listener_filters_timeout), not ignored */
+	ck_assert_msg(!strstr(warn, "protocolDetectionTimeout"), "%s", warn);
+	ck_assert_int_eq(mc->protocol_detection_timeout, 250000000LL);
 	meshcfg_unref(mc);
 }
 END_TEST

@@ -1,0 +1,718 @@
+/*
+ * tcpproxy.c - the TCP proxy network filter (tcpproxy.h).
+ *
+ * A session is two sockets and two bounded buffers: du (downstream to
+ * upstream) and ud (upstream to downstream).  Interest follows the
+ * buffers: a side is read while the buffer it fills has room, written
+ * while the buffer it drains has bytes, so a slow reader stops the fast
+ * writer at TCPP_BUF_MAX (backpressure) and memory per session stays
+ * bounded.  EOF on a side is passed on as shutdown(SHUT_WR) to the other
+ * once its buffer is drained (half-close); the session ends when both
+ * directions are finished, or at the first error, refusal or timer.
+ * Ending is deferred to the loop (ev_defer) so the owner's done() callback
+ * never runs inside one of ours.
+ *
+ * Upstream hosts, clusters and their counters are the engine's
+ * (engine-t.h): the same picker (up_pick_at), breakers and outlier
+ * detection as the HTTP path uses.
+ */
+#include "dataplane/tcpproxy.h"
+
+#include "common/log.h"
+#include "dataplane/engine-t.h"
+#include "dataplane/mtls.h"
+#include "dataplane/outlier.h"
+#include "dataplane/tls.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+struct tbuf {
+	char *p;
+	size_t off, len, cap;
+};
+
+struct tcpp {
+	struct engine *e;
+	struct px_config *cfg;          /* a reference */
+	struct px_cluster *cl;          /* in cfg */
+	struct px_host *h;              /* a reference, once picked */
+	const struct tcpp_conf *conf;   /* in cfg */
+	struct px_cluster *sp;          /* the cluster its stat_prefix names (tcp.* stats), or NULL */
+	struct ev_io dio, uio;
+	struct ev_timer t_conn, t_idle, t_max;
+	struct ev_defer fin;
+	struct ev_defer kick;           /* reads the downstream side from the loop (t_kick()) */
+	const struct px_transport_ops *dtops;
+	void *dctx;
+	struct px_tls *utls;            /* the cluster's UpstreamTlsContext applies (mtls.c), or NULL */
+	int uhs;                        /* the upstream TLS handshake is running */
+	struct tbuf du, ud;
+	int d_eof, u_eof;               /* EOF read from that side */
+	int d_shut, u_shut;             /* our write side toward it is shut */
+	int d_hup, u_hup;               /* the side hung up while its buffer was full (t_watch()) */
+	int d_full;                     /* downstream reading stopped on a full buffer (t_update()) */
+	int connecting, connected, ended, counted;
+	unsigned flags;                 /* PX_RF_* for the access log */
+	uint64_t rx, tx;                /* bytes from / to downstream */
+	uint64_t start_ms, start_us, last_io;
+	void (*done)(void *);
+	void *arg;
+};
+
+static uint64_t dur_ms(const Google__Protobuf__Duration *d)
+{
+	if (d->seconds < 0 || d->nanos < 0)
+		return 0;
+	return (uint64_t)d->seconds * 1000 + (uint64_t)d->nanos / 1000000 + (d->nanos % 1000000 ? 1 : 0);
+}
+
+void tcpp_conf_init(struct tcpp_conf *c, const Envoy__Extensions__Filters__Network__TcpProxy__V3__TcpProxy *t)
+{
+	size_t i;
+
+	memset(c, 0, sizeof(*c));
+	c->idle_ms = TCPP_IDLE_DEFAULT_MS;
+	if (!t)
+		return;
+	c->stat_prefix = t->stat_prefix;
+	if (t->cluster_specifier_case ==
+	    ENVOY__EXTENSIONS__FILTERS__NETWORK__TCP_PROXY__V3__TCP_PROXY__CLUSTER_SPECIFIER_CLUSTER)
+		c->cluster = t->cluster;
+	else if (t->cluster_specifier_case ==
+			 ENVOY__EXTENSIONS__FILTERS__NETWORK__TCP_PROXY__V3__TCP_PROXY__CLUSTER_SPECIFIER_WEIGHTED_CLUSTERS &&
+		 t->weighted_clusters) {
+		c->wc = t->weighted_clusters->clusters;
+		c->n_wc = t->weighted_clusters->n_clusters;
+		for (i = 0; i < c->n_wc; i++)
+			c->wc_total += c->wc[i]->weight;
+	}
+	/* idle_timeout: unset 1 h, an explicit 0 turns it off (tcp_proxy.proto) */
+	if (t->idle_timeout)
+		c->idle_ms = dur_ms(t->idle_timeout);
+	if (t->max_downstream_connection_duration)
+		c->max_duration_ms = dur_ms(t->max_downstream_connection_duration);
+}
+
+const char *tcpp_pick_cluster(const struct tcpp_conf *c, uint64_t rnd)
+{
+	uint64_t r;
+	size_t i;
+
+	if (c->cluster)
+		return c->cluster;
+	if (!c->wc_total)
+		return NULL;
+	r = rnd % c->wc_total;
+	for (i = 0; i < c->n_wc; i++) {
+		if (r < c->wc[i]->weight)
+			return c->wc[i]->name;
+		r -= c->wc[i]->weight;
+	}
+	return NULL;
+}
+
+/* ---------------------------------------------------------------- buffers */
+
+static int tb_init(struct tbuf *b, size_t cap)
+{
+	b->p = malloc(cap);
+	b->cap = cap;
+	b->off = b->len = 0;
+	return b->p ? 0 : -ENOMEM;
+}
+
+static size_t tb_pending(const struct tbuf *b)
+{
+	return b->len - b->off;
+}
+
+/* Room at the end, after moving what is left to the front if that helps. */
+static size_t tb_room(struct tbuf *b)
+{
+	if (b->off == b->len)
+		b->off = b->len = 0;
+	if (b->off && b->len == b->cap) {
+		memmove(b->p, b->p + b->off, b->len - b->off);
+		b->len -= b->off;
+		b->off = 0;
+	}
+	return b->cap - b->len;
+}
+
+/* ---------------------------------------------------------------- ending */
+
+static uint64_t wall_us(void)
+{
+	struct timeval tv;
+
+	gettimeofday(&tv, NULL);
+	return (uint64_t)tv.tv_sec * 1000000 + (uint64_t)tv.tv_usec;
+}
+
+static void d_cb(struct ev_loop *loop, struct ev_io *io, unsigned events);
+
+static void kick_cb(struct ev_loop *loop, struct ev_defer *df)
+{
+	struct tcpp *t = df->data;
+
+	if (!t->ended)
+		d_cb(loop, &t->dio, EV_READ);
+}
+
+static void fin_cb(struct ev_loop *loop, struct ev_defer *df)
+{
+	struct tcpp *t = df->data;
+
+	(void)loop;
+	t->done(t->arg);
+}
+
+/* Stops all I/O and hands the session back to its owner (from the loop). */
+static void t_end(struct tcpp *t, unsigned flags)
+{
+	struct ev_loop *loop = t->e->loop;
+
+	t->flags |= flags;
+	if (t->ended)
+		return;
+	t->ended = 1;
+	ev_defer_cancel(loop, &t->kick);
+	ev_io_stop(loop, &t->dio);
+	ev_io_stop(loop, &t->uio);
+	ev_timer_cancel(loop, &t->t_conn);
+	ev_timer_cancel(loop, &t->t_idle);
+	ev_timer_cancel(loop, &t->t_max);
+	ev_defer(loop, &t->fin);
+}
+
+static void od_report(struct tcpp *t, enum outlier_local ev)
+{
+	struct px_host *h = t->h;
+	struct px_cluster *cl = h ? h->cl : NULL;
+
+	if (h && h->up && cl->hs && cl->up && cl->up->od.enabled &&
+	    outlier_report_local(cl->hs, h->up, ev, ev_now(t->e->loop), &t->e->lbrng) == 1)
+		log_info("meshproxy", "cluster %s: host %s ejected (outlier detection)", cl->name, h->name);
+}
+
+static void t_log(struct tcpp *t)
+{
+	struct px_alog_entry le;
+
+	if (!t->e->alog)
+		return;
+	/* Envoy's default format on a TCP chain: the HTTP fields are "-",
+	 * the response code 0 */
+	memset(&le, 0, sizeof(le));
+	le.start_us = t->start_us;
+	le.flags = t->flags;
+	le.rx = t->rx;
+	le.tx = t->tx;
+	le.duration_ms = ev_now(t->e->loop) - t->start_ms;
+	le.upstream_ms = -1;
+	le.upstream_host = t->h ? t->h->name : NULL;
+	px_alog_write(t->e->alog, &le);
+}
+
+void tcpp_free(struct tcpp *t)
+{
+	struct ev_loop *loop;
+
+	if (!t)
+		return;
+	loop = t->e->loop;
+	ev_io_stop(loop, &t->dio);
+	ev_io_stop(loop, &t->uio);
+	ev_timer_cancel(loop, &t->t_conn);
+	ev_timer_cancel(loop, &t->t_idle);
+	ev_timer_cancel(loop, &t->t_max);
+	ev_defer_cancel(loop, &t->fin);
+	ev_defer_cancel(loop, &t->kick);
+	px_tls_free(t->utls); /* its close_notify goes out before the socket closes */
+	if (t->dio.fd >= 0)
+		close(t->dio.fd);
+	if (t->uio.fd >= 0)
+		close(t->uio.fd);
+	if (t->counted) {
+		t->h->st.cx_active--;
+		t->cl->st.cx_active--;
+		t->cl->st.cx_destroy++;
+	}
+	if (t->sp) {
+		t->sp->st.tcp_cx_active--;
+		t->sp->st.tcp_rx_bytes += t->rx;
+		t->sp->st.tcp_tx_bytes += t->tx;
+	}
+	t_log(t);
+	if (t->h)
+		px_host_unref(t->h);
+	px_config_unref(t->cfg);
+	free(t->du.p);
+	free(t->ud.p);
+	free(t);
+}
+
+/* ---------------------------------------------------------------- data */
+
+/* The upstream transport: TLS when the cluster's context applies. */
+static const struct px_transport_ops *t_uops(const struct tcpp *t)
+{
+	return t->utls ? &px_transport_tls : &px_transport_raw;
+}
+
+/* Sets a side's interest.  epoll reports a hang-up whatever the mask, so
+ * a side that hung up while we cannot read it (its buffer full) is taken
+ * off the loop until there is room again, instead of waking it at every
+ * iteration. */
+static int t_watch(struct tcpp *t, struct ev_io *io, unsigned mask, int hup)
+{
+	if (hup && !(mask & EV_READ)) {
+		ev_io_stop(t->e->loop, io);
+		return 0;
+	}
+	if (!io->active)
+		return ev_io_start(t->e->loop, io, mask);
+	return ev_io_set(t->e->loop, io, mask);
+}
+
+/* A hang-up (EV_ERROR) on a side we cannot read now: a socket error ends
+ * the session, a clean one is remembered for t_watch().  Returns < 0 when
+ * ending. */
+static int t_hup(struct tcpp *t, int fd, int *hup, unsigned flag)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err) {
+		t_end(t, flag);
+		return -1;
+	}
+	*hup = 1;
+	return 0;
+}
+
+static void t_update(struct tcpp *t)
+{
+	unsigned dm = 0, um = 0;
+
+	if (t->ended)
+		return;
+	if (t->d_eof && t->u_eof && !tb_pending(&t->du) && !tb_pending(&t->ud)) {
+		t_end(t, 0); /* both directions finished */
+		return;
+	}
+	if (!t->d_eof && tb_pending(&t->du) < t->du.cap) {
+		dm |= EV_READ;
+		if (t->d_full && t->dctx) {
+			/* room again: bytes a TLS transport holds are read now */
+			t->d_full = 0;
+			ev_defer(t->e->loop, &t->kick);
+		}
+	}
+	if (tb_pending(&t->ud))
+		dm |= EV_WRITE;
+	if (t->connecting) {
+		um = t->uhs ? px_tls_want(t->utls) : EV_WRITE;
+	} else if (t->connected) {
+		if (!t->u_eof && tb_pending(&t->ud) < t->ud.cap)
+			um |= EV_READ;
+		if (tb_pending(&t->du))
+			um |= EV_WRITE;
+	}
+	if (t_watch(t, &t->dio, dm, t->d_hup) < 0 || (t->uio.fd >= 0 && t_watch(t, &t->uio, um, t->u_hup) < 0))
+		t_end(t, PX_RF_LR);
+}
+
+/* Moves what src's buffer holds to the other side; shuts the other side's
+ * write once the source ended and everything went.  Returns < 0 when the
+ * write failed (the session is ending). */
+static int t_drain_du(struct tcpp *t)
+{
+	while (tb_pending(&t->du)) {
+		ssize_t n = t_uops(t)->write(t->utls, t->uio.fd, t->du.p + t->du.off, tb_pending(&t->du));
+
+		if (n == -EAGAIN)
+			break;
+		if (n < 0) {
+			t_end(t, PX_RF_UC);
+			return -1;
+		}
+		t->du.off += (size_t)n;
+		t->cl->st.cx_tx_bytes += (uint64_t)n;
+	}
+	if (!tb_pending(&t->du) && t->d_eof && !t->u_shut) {
+		t->u_shut = 1;
+		t_uops(t)->shutdown_write(t->utls, t->uio.fd);
+	}
+	return 0;
+}
+
+static int t_drain_ud(struct tcpp *t)
+{
+	while (tb_pending(&t->ud)) {
+		ssize_t n = t->dtops->write(t->dctx, t->dio.fd, t->ud.p + t->ud.off, tb_pending(&t->ud));
+
+		if (n == -EAGAIN)
+			break;
+		if (n < 0) {
+			t_end(t, PX_RF_DC);
+			return -1;
+		}
+		t->ud.off += (size_t)n;
+		t->tx += (uint64_t)n;
+	}
+	if (!tb_pending(&t->ud) && t->u_eof && !t->d_shut) {
+		t->d_shut = 1;
+		t->dtops->shutdown_write(t->dctx, t->dio.fd);
+	}
+	return 0;
+}
+
+static void d_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
+{
+	struct tcpp *t = io->data;
+
+	if (events & (EV_READ | EV_ERROR)) {
+		size_t room = tb_room(&t->du);
+
+		if (!room && (events & EV_ERROR) && t_hup(t, io->fd, &t->d_hup, PX_RF_DC) < 0)
+			return;
+		/* until the socket would block or the buffer is full: a TLS
+		 * transport may hold decrypted bytes no readiness will announce */
+		while (room && !t->d_eof) {
+			ssize_t n = t->dtops->read(t->dctx, io->fd, t->du.p + t->du.len, room);
+
+			if (n > 0) {
+				t->du.len += (size_t)n;
+				t->rx += (uint64_t)n;
+				t->last_io = ev_now(loop);
+			} else if (n == 0) {
+				t->d_eof = 1;
+			} else if (n != -EAGAIN) {
+				t_end(t, PX_RF_DC); /* reset by the client */
+				return;
+			} else {
+				break;
+			}
+			if (t->dctx == NULL)
+				break; /* raw TCP: level-triggered readiness says when there is more */
+			room = tb_room(&t->du);
+		}
+		t->d_full = !room;
+		if (t->connected && t_drain_du(t) < 0)
+			return;
+	}
+	if ((events & EV_WRITE) && t_drain_ud(t) < 0)
+		return;
+	t_update(t);
+}
+
+static void u_connected(struct tcpp *t)
+{
+	t->connecting = 0;
+	t->connected = 1;
+	ev_timer_cancel(t->e->loop, &t->t_conn);
+	od_report(t, OUTLIER_CONNECT_SUCCESS);
+}
+
+/* The cluster's TLS for host h (mtls.c: every host, or under auto mTLS
+ * the ones whose metadata says tlsMode istio), as proxy.c's HTTP
+ * upstreams do.  Returns 0 (t->utls set or plaintext) or < 0 (no context:
+ * a connect failure). */
+static int u_tls_setup(struct tcpp *t, int fd, struct px_host *h)
+{
+	struct px_mtls *m = h->cl->tls;
+	struct px_tls_ctx *ctx;
+	int rc;
+
+	if (!m || (m->only_tls_istio && !(h->up && h->up->tls_istio)))
+		return 0;
+	rc = px_mtls_ctx(m, t->e->ident, &ctx);
+	if (rc == 0)
+		rc = px_tls_new(ctx, fd, m->sni, &t->utls);
+	if (rc < 0)
+		log_warn("meshproxy", "upstream %s (%s): no TLS context: %s", h->name, h->cl->name,
+			 rc == -EAGAIN ? "no workload certificate yet" : mesh_strerror(rc));
+	return rc;
+}
+
+/* One step of the upstream TLS handshake: 0 done (and the peer is one of
+ * the identities the cluster expects), -EAGAIN, or < 0 (logged). */
+static int u_tls_step(struct tcpp *t)
+{
+	struct px_mtls *m = t->cl->tls;
+	int rc = px_tls_handshake(t->utls);
+
+	if (rc == -EAGAIN)
+		return rc;
+	if (rc == 0 && m && px_tls_check_sans(t->utls, (const char *const *)m->sans, m->n_sans) < 0) {
+		log_warn("meshproxy", "upstream %s (%s): TLS peer %s is not one of the expected identities",
+			 t->h->name, t->cl->name, px_tls_peer_uri(t->utls) ? px_tls_peer_uri(t->utls) : "(none)");
+		return -EACCES;
+	}
+	if (rc < 0)
+		log_warn("meshproxy", "upstream %s (%s): TLS handshake failed: %s", t->h->name, t->cl->name,
+			 px_tls_error(t->utls));
+	return rc;
+}
+
+static void u_connect_failed(struct tcpp *t, enum outlier_local ev)
+{
+	t->h->st.cx_connect_fail++;
+	t->cl->st.cx_connect_fail++;
+	od_report(t, ev);
+	t_end(t, PX_RF_UF);
+}
+
+static void u_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
+{
+	struct tcpp *t = io->data;
+
+	if (t->connecting && !t->uhs) {
+		int err = 0;
+		socklen_t len = sizeof(err);
+
+		if (getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+			err = errno;
+		if (err) {
+			u_connect_failed(t, OUTLIER_CONNECT_FAILED);
+			return;
+		}
+		t->uhs = t->utls != NULL;
+	}
+	if (t->uhs) {
+		/* the TLS handshake, within the connect timeout (Envoy counts a
+		 * failed one as a connect failure: UF) */
+		int rc = u_tls_step(t);
+
+		if (rc == -EAGAIN) {
+			if (ev_io_set(loop, io, px_tls_want(t->utls)) < 0)
+				t_end(t, PX_RF_LR);
+			return;
+		}
+		if (rc < 0) {
+			u_connect_failed(t, OUTLIER_CONNECT_FAILED);
+			return;
+		}
+		t->uhs = 0;
+	}
+	if (t->connecting) {
+		u_connected(t);
+		events |= EV_WRITE | EV_READ; /* TLS may hold bytes read with the handshake */
+	}
+	if (events & (EV_READ | EV_ERROR)) {
+		size_t room = tb_room(&t->ud);
+
+		if (!room && (events & EV_ERROR) && t_hup(t, io->fd, &t->u_hup, PX_RF_UC) < 0)
+			return;
+		while (room && !t->u_eof) {
+			ssize_t n = t_uops(t)->read(t->utls, io->fd, t->ud.p + t->ud.len, room);
+
+			if (n > 0) {
+				t->ud.len += (size_t)n;
+				t->cl->st.cx_rx_bytes += (uint64_t)n;
+				t->last_io = ev_now(loop);
+			} else if (n == 0) {
+				t->u_eof = 1;
+			} else if (n != -EAGAIN) {
+				t_end(t, PX_RF_UC); /* reset by the upstream */
+				return;
+			} else {
+				break;
+			}
+			/* TLS may hold more than the socket says; raw: readiness will */
+			if (!t->utls || !px_tls_pending(t->utls))
+				break;
+			room = tb_room(&t->ud);
+		}
+		if (t_drain_ud(t) < 0)
+			return;
+	}
+	if ((events & EV_WRITE) && t_drain_du(t) < 0)
+		return;
+	t_update(t);
+}
+
+static void conn_timeout(struct ev_loop *loop, struct ev_timer *tm)
+{
+	struct tcpp *t = tm->data;
+
+	(void)loop;
+	t->cl->st.cx_connect_timeout++;
+	u_connect_failed(t, OUTLIER_TIMEOUT);
+}
+
+static void idle_timeout(struct ev_loop *loop, struct ev_timer *tm)
+{
+	struct tcpp *t = tm->data;
+	uint64_t now = ev_now(loop), idle = t->conf->idle_ms;
+
+	/* re-armed lazily: bytes moved since it was armed push it out */
+	if (now - t->last_io < idle) {
+		ev_timer_arm(loop, tm, idle - (now - t->last_io));
+		return;
+	}
+	if (t->sp)
+		t->sp->st.tcp_idle_timeout++;
+	t_end(t, 0);
+}
+
+static void max_timeout(struct ev_loop *loop, struct ev_timer *tm)
+{
+	struct tcpp *t = tm->data;
+
+	(void)loop;
+	if (t->sp)
+		t->sp->st.tcp_max_duration++;
+	t_end(t, 0);
+}
+
+/* ---------------------------------------------------------------- start */
+
+static struct px_host *t_pick(struct tcpp *t, const struct tcpp_down *d)
+{
+	struct px_cluster *cl = t->cl;
+	struct up_host *up;
+
+	if (cl->type == PX_CL_ORIGINAL_DST)
+		return d->odst ? px_cluster_dst_host(cl, d->odst, d->odst_len) : NULL;
+	if (!cl->hs)
+		return NULL;
+	up = up_pick_at(cl->hs, &t->e->lbrng, NULL, NULL, ev_now(t->e->loop));
+	return up ? px_cluster_host_of(cl, up) : NULL;
+}
+
+/* Picks, checks the breaker and connects; on a refusal the session ends
+ * with its flag (from the loop). */
+static void t_connect(struct tcpp *t, const struct tcpp_down *d)
+{
+	struct engine *e = t->e;
+	const char *name = tcpp_pick_cluster(t->conf, px_rand(e));
+	struct px_host *h;
+	int fd, one = 1;
+
+	t->cl = name ? px_config_cluster(t->cfg, name) : NULL;
+	if (!t->cl) {
+		e->st.no_cluster++;
+		t_end(t, PX_RF_NR);
+		return;
+	}
+	if (t->cl->type == PX_CL_ORIGINAL_DST && d->odst &&
+	    px_engine_is_self(e, (const struct sockaddr *)d->odst, d->odst_len)) {
+		e->st.rq_loop_refused++;
+		t_end(t, PX_RF_NR); /* to meshproxy itself: as BlackHoleCluster */
+		return;
+	}
+	if (t->cl->st.cx_active >= t->cl->max_connections) {
+		/* the cluster's circuit breaker: TCP has no pending queue */
+		t->cl->st.cx_overflow++;
+		t_end(t, PX_RF_UO);
+		return;
+	}
+	h = t_pick(t, d);
+	if (!h) {
+		t_end(t, PX_RF_UH);
+		return;
+	}
+	t->h = px_host_ref(h);
+	if (px_engine_is_self(e, &h->addr.sa, h->alen)) {
+		e->st.rq_loop_refused++;
+		t_end(t, PX_RF_NR);
+		return;
+	}
+	fd = socket(h->addr.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		t_end(t, PX_RF_UF);
+		return;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	ev_io_init(&t->uio, fd, u_cb, t);
+	if (u_tls_setup(t, fd, h) < 0) {
+		close(fd);
+		t->uio.fd = -1;
+		t_end(t, PX_RF_UF);
+		return;
+	}
+	h->st.cx_total++;
+	h->st.cx_active++;
+	t->cl->st.cx_total++;
+	t->cl->st.cx_active++;
+	t->counted = 1;
+	if (connect(fd, &h->addr.sa, h->alen) < 0 && errno != EINPROGRESS) {
+		u_connect_failed(t, OUTLIER_CONNECT_FAILED);
+		return;
+	}
+	t->connecting = 1;
+	if (ev_io_start(e->loop, &t->uio, EV_WRITE) < 0) {
+		t_end(t, PX_RF_LR);
+		return;
+	}
+	ev_timer_arm(e->loop, &t->t_conn, t->cl->connect_timeout_ms ? t->cl->connect_timeout_ms : 5000);
+}
+
+int tcpp_start(struct engine *e, struct px_config *cfg, const struct tcpp_conf *conf, const struct tcpp_down *d,
+	       struct tcpp **out)
+{
+	struct tcpp *t;
+	int rc = -ENOMEM;
+
+	*out = NULL;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	/* sniffed bytes go first: the buffer holds them whole */
+	if (tb_init(&t->du, d->n_pre > TCPP_BUF_MAX ? d->n_pre : TCPP_BUF_MAX) < 0 || tb_init(&t->ud, TCPP_BUF_MAX) < 0)
+		goto out;
+	if (d->n_pre) {
+		memcpy(t->du.p, d->pre, d->n_pre);
+		t->du.len = d->n_pre;
+		t->rx = d->n_pre;
+	}
+	t->e = e;
+	t->cfg = px_config_ref(cfg);
+	t->conf = conf;
+	t->dtops = d->tops;
+	t->dctx = d->tctx;
+	t->done = d->done;
+	t->arg = d->arg;
+	t->start_ms = t->last_io = ev_now(e->loop);
+	t->start_us = wall_us();
+	ev_io_init(&t->dio, d->fd, d_cb, t);
+	ev_io_init(&t->uio, -1, u_cb, t);
+	ev_timer_init(&t->t_conn, conn_timeout, t);
+	ev_timer_init(&t->t_idle, idle_timeout, t);
+	ev_timer_init(&t->t_max, max_timeout, t);
+	ev_defer_init(&t->fin, fin_cb, t);
+	ev_defer_init(&t->kick, kick_cb, t);
+	if (ev_io_start(e->loop, &t->dio, 0) < 0) {
+		t->dio.fd = -1; /* not taken: the caller closes it */
+		px_config_unref(t->cfg);
+		goto out;
+	}
+	*out = t;
+	if (conf->stat_prefix && (t->sp = px_config_cluster(cfg, conf->stat_prefix))) {
+		t->sp->st.tcp_cx_total++;
+		t->sp->st.tcp_cx_active++;
+	}
+	if (conf->idle_ms)
+		ev_timer_arm(e->loop, &t->t_idle, conf->idle_ms);
+	if (conf->max_duration_ms)
+		ev_timer_arm(e->loop, &t->t_max, conf->max_duration_ms);
+	t_connect(t, d);
+	t_update(t);
+	if (t->dctx && !t->ended)
+		ev_defer(e->loop, &t->kick); /* what the TLS transport read with the handshake */
+	return 0;
+out:
+	free(t->du.p);
+	free(t->ud.p);
+	free(t);
+	return rc;
+}
