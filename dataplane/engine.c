@@ -1736,18 +1736,21 @@ int engine_self_add(struct engine *e, const char *addr, int port)
 	return 0;
 }
 
-/* tracing.h's resolver: the collector cluster's first host in the
+/* tracing.h's resolver: the collector cluster's first endpoint in the
  * current config (Envoy sends to the cluster; meshd's zipkin cluster has
  * one endpoint in practice). */
 static int engine_trace_resolve(void *ctx, const char *cluster, struct sockaddr_storage *ss, socklen_t *len)
 {
 	struct engine *e = ctx;
 	struct px_cluster *cl = e->cur ? px_config_cluster(e->cur, cluster) : NULL;
+	const struct up_host *h;
 
-	if (!cl || !cl->n_hosts)
+	/* the endpoints' addresses (engine hosts are made only when the LB picks one) */
+	if (!cl || !cl->hs || !cl->hs->n)
 		return -ENOENT;
-	memcpy(ss, &cl->hosts[0]->addr, cl->hosts[0]->alen);
-	*len = cl->hosts[0]->alen;
+	h = cl->hs->hosts[0];
+	memcpy(ss, &h->addr, h->addr_len);
+	*len = h->addr_len;
 	return 0;
 }
 

@@ -354,6 +354,7 @@ struct tracer {
 	size_t out_off, n_out;
 	char resp[64];
 	size_t resp_len;
+	unsigned warned;              /* failures since the last POST that worked (logged once) */
 	struct tracer_stats st;
 };
 
@@ -395,11 +396,15 @@ static void tr__send(struct tracer *t);
 static void tr__done(struct tracer *t, int ok)
 {
 	if (ok) {
+		t->warned = 0;
 		t->st.posts_ok++;
 		t->st.spans_sent += t->n_out;
 	} else {
 		t->st.posts_failed++;
 		t->st.spans_dropped += t->n_out;
+		if (!t->warned++)
+			log_info("tracing", "zipkin POST to %s failed: %zu spans dropped (said once until a POST works)",
+				 t->cluster ? t->cluster : "?", t->n_out);
 		log_debug("tracing", "zipkin POST to %s failed: %zu spans dropped", t->cluster ? t->cluster : "?",
 			  t->n_out);
 	}
@@ -461,6 +466,9 @@ static void tr__send(struct tracer *t)
 	t->n_out = t->n_q;
 	if (!t->cluster || !t->resolve || t->resolve(t->rctx, t->cluster, &ss, &len) < 0) {
 		/* no collector in the config: the batch is dropped, as Envoy's */
+		if (!t->warned++)
+			log_info("tracing", "collector cluster %s has no host: %zu spans dropped (said once until a POST works)",
+				 t->cluster ? t->cluster : "(none)", t->n_q);
 		t->st.posts_failed++;
 		t->st.spans_dropped += t->n_q;
 		mesh_buf_reset(&t->q);
