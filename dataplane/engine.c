@@ -2214,6 +2214,20 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 			"# TYPE meshproxy_mirror_requests_sent counter\nmeshproxy_mirror_requests_sent %llu\n"
 			"# TYPE meshproxy_mirror_requests_dropped counter\nmeshproxy_mirror_requests_dropped %llu\n",
 			(unsigned long long)e->mirrors_sent, (unsigned long long)e->mirrors_dropped);
+	/* issue 14: Envoy's zipkin tracer counters (tracing.zipkin.*), and the
+	 * spans the bounded queue or a failed POST lost */
+	{
+		struct tracer_stats ts;
+
+		tracer_get_stats(e->tracer, &ts);
+		mesh_buf_printf(b,
+				"# TYPE envoy_tracing_zipkin_spans_sent counter\nenvoy_tracing_zipkin_spans_sent %llu\n"
+				"# TYPE envoy_tracing_zipkin_reports_sent counter\nenvoy_tracing_zipkin_reports_sent %llu\n"
+				"# TYPE envoy_tracing_zipkin_reports_failed counter\nenvoy_tracing_zipkin_reports_failed %llu\n"
+				"# TYPE meshproxy_tracing_spans_dropped counter\nmeshproxy_tracing_spans_dropped %llu\n",
+				(unsigned long long)ts.spans_sent, (unsigned long long)ts.posts_ok,
+				(unsigned long long)ts.posts_failed, (unsigned long long)ts.spans_dropped);
+	}
 	listener_prom(e, b);
 }
 

@@ -40,7 +40,7 @@ import uuid
 
 from meshhttp import NS, Backend, Sidecar, fqdn, slow
 from meshtest import Meshd, wait_for
-from test_mesh_mtls import WEB_IP, pick_port
+from test_mesh_mtls import WEB_IP, pick_port, prom
 
 ZIPKIN_IP = "127.0.0.4"
 ZIPKIN_HOST = "zipkin.istio-system.svc.cluster.local"
@@ -226,6 +226,9 @@ class MeshTracingTest(unittest.TestCase):
         self.assertEqual(st["istio.canonical_revision"], "v2")
         self.assertEqual(st["upstream_cluster"], "inbound|%d||" % self.port)
         self.assertEqual(s["localEndpoint"]["serviceName"], "web.%s" % NS)
+        # Envoy's zipkin counters on the admin port
+        wait_for(lambda: prom(self.px, "envoy_tracing_zipkin_spans_sent") >= 1, what="spans_sent counted")
+        self.assertEqual(prom(self.px, "meshproxy_tracing_spans_dropped"), 0)
 
     def test_traceparent_continued(self):
         trace = uuid.uuid4().hex
