@@ -36,7 +36,9 @@ endif
 # authz check runs them (common/xds/rbac_eval.c)
 COMMON_PKGS    := libprotobuf-c openssl re2
 MESHD_PKGS     := grpc libprotobuf-c yaml-0.1 openssl libcurl libmicrohttpd re2
-MESHCTL_PKGS   := grpc libprotobuf-c yaml-0.1 openssl re2
+# meshctl: libcurl because authz check builds the jwt_authn filter
+# (gen/authn.c -> model/jwks.c), never fetching with it
+MESHCTL_PKGS   := grpc libprotobuf-c yaml-0.1 openssl re2 libcurl
 MESHPROXY_PKGS := $(COMMON_PKGS) libxxhash libnghttp2
 # tests and the benchmark link the control plane library whole
 PKGS    := $(MESHD_PKGS)
@@ -95,6 +97,9 @@ LIB         := $(LIBMESHD) $(LIBCOMMON)
 
 MESHD_OBJS     := $(BUILD)/obj/controlplane/main.o
 MESHCTL_OBJS   := $(patsubst %.c,$(BUILD)/obj/%.o,$(sort $(wildcard controlplane/cli/*.c)))
+# authz check runs meshproxy's own JWT filter (dataplane/jwt.c: common/ and
+# OpenSSL only), so the answer is what the sidecar enforces
+MESHCTL_OBJS   += $(BUILD)/obj/dataplane/jwt.o
 # meshproxy: dataplane/ sources, libcommon.a and $(MESHPROXY_PKGS) only
 MESHPROXY_SRCS := $(sort $(shell find dataplane -name '*.c' 2>/dev/null))
 MESHPROXY_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(MESHPROXY_SRCS))

@@ -103,7 +103,12 @@ static int authz__cmp(const void *a, const void *b)
 	return strcmp((*x)->name, (*y)->name);
 }
 
-void authz_tab_text(const struct authz_tab *t, struct mesh_buf *out)
+uint64_t *authz_tab_counter(struct authz_tab *t, const char *name)
+{
+	return authz__counter(t, name);
+}
+
+void authz_tab_each(const struct authz_tab *t, void (*fn)(void *ctx, const char *name, uint64_t v), void *ctx)
 {
 	struct authz__counter **v;
 	size_t i;
@@ -116,8 +121,18 @@ void authz_tab_text(const struct authz_tab *t, struct mesh_buf *out)
 	memcpy(v, t->v, t->n * sizeof(*v));
 	qsort(v, t->n, sizeof(*v), authz__cmp);
 	for (i = 0; i < t->n; i++)
-		mesh_buf_printf(out, "%s: %llu\n", v[i]->name, (unsigned long long)v[i]->v);
+		fn(ctx, v[i]->name, v[i]->v);
 	free(v);
+}
+
+static void authz__text_one(void *ctx, const char *name, uint64_t v)
+{
+	mesh_buf_printf(ctx, "%s: %llu\n", name, (unsigned long long)v);
+}
+
+void authz_tab_text(const struct authz_tab *t, struct mesh_buf *out)
+{
+	authz_tab_each(t, authz__text_one, out);
 }
 
 uint64_t authz_tab_get(const struct authz_tab *t, const char *name)

@@ -45,6 +45,11 @@ MESH_MUST_CHECK int authz_tab_new(struct authz_tab **out);
 void authz_tab_free(struct authz_tab *t);            /* NULL is a no-op */
 /* "name: value\n" lines, in name order, into out (the /stats page). */
 void authz_tab_text(const struct authz_tab *t, struct mesh_buf *out);
+/* The counter of a name, made on first use (NULL when out of memory): the
+ * jwt_authn filter's counters live in this table too (engine.c). */
+uint64_t *authz_tab_counter(struct authz_tab *t, const char *name);
+/* Each counter, in name order: fn(ctx, name, value). */
+void authz_tab_each(const struct authz_tab *t, void (*fn)(void *ctx, const char *name, uint64_t v), void *ctx);
 /* A counter's value by name (0 when absent): for tests. */
 uint64_t authz_tab_get(const struct authz_tab *t, const char *name);
 

@@ -539,6 +539,25 @@ static int port_jwt(struct px_config *c, const char *lname, const px_hcm *hcm, s
 	}
 	if (!j)
 		return 0;
+	{
+		/* Envoy's http.<stat_prefix>.jwt_authn.* (jwt.h), in the
+		 * engine's counter table so they outlive this config */
+		struct jwt_stats st;
+		char name[512];
+		const char *sp = hcm->stat_prefix ? hcm->stat_prefix : "";
+
+		snprintf(name, sizeof(name), "http.%s.%sallowed", sp, JWT_STATS_PREFIX);
+		st.allowed = authz_tab_counter(c->e->authz_tab, name);
+		snprintf(name, sizeof(name), "http.%s.%sdenied", sp, JWT_STATS_PREFIX);
+		st.denied = authz_tab_counter(c->e->authz_tab, name);
+		snprintf(name, sizeof(name), "http.%s.%scors_preflight_bypassed", sp, JWT_STATS_PREFIX);
+		st.cors_preflight_bypassed = authz_tab_counter(c->e->authz_tab, name);
+		if (!st.allowed || !st.denied || !st.cors_preflight_bypassed) {
+			jwt_config_free(j);
+			return -ENOMEM;
+		}
+		jwt_config_set_stats(j, &st);
+	}
 	v = realloc(c->jwts, (c->n_jwts + 1) * sizeof(*v));
 	if (!v) {
 		jwt_config_free(j);
@@ -1992,6 +2011,50 @@ static int listeners_page(struct engine *e, struct mesh_buf *b)
 	return 0;
 }
 
+/* One jwt_authn counter family on /stats/prometheus: the counters named
+ * "http.PREFIX.jwt_authn.<want>" as
+ * envoy_http_jwt_authn_<want>{envoy_http_conn_manager_prefix="PREFIX"},
+ * Envoy's tag name.  The label holds the whole stat prefix: Envoy's
+ * default extractor ("http.$.**") would take only its first
+ * dot-separated token ("inbound_0" of "inbound_0.0.0.0_8080") and Istio's
+ * bootstrap regex none, flattening the address into the metric name; a
+ * stable family name with the prefix as a label is what istio/istio#31330
+ * asked for. */
+struct jwt_prom {
+	struct mesh_buf *b;
+	const char *want;
+	int typed;
+};
+
+static void jwt_prom_one(void *ctx, const char *name, uint64_t v)
+{
+	struct jwt_prom *p = ctx;
+	const char *mid;
+	size_t wl = strlen(p->want), nl = strlen(name), ml = strlen("." JWT_STATS_PREFIX);
+
+	if (strncmp(name, "http.", 5) || nl < 5 + ml + wl || strcmp(name + nl - wl, p->want))
+		return;
+	mid = name + nl - wl - ml;
+	if (strncmp(mid, "." JWT_STATS_PREFIX, ml))
+		return;
+	if (!p->typed++)
+		mesh_buf_printf(p->b, "# TYPE envoy_http_jwt_authn_%s counter\n", p->want);
+	mesh_buf_printf(p->b, "envoy_http_jwt_authn_%s{envoy_http_conn_manager_prefix=\"%.*s\"} %llu\n", p->want,
+			(int)(mid - (name + 5)), name + 5, (unsigned long long)v);
+}
+
+static void jwt_prom(struct engine *e, struct mesh_buf *b)
+{
+	static const char *const names[] = { "allowed", "cors_preflight_bypassed", "denied" };
+	size_t i;
+
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		struct jwt_prom p = { b, names[i], 0 };
+
+		authz_tab_each(e->authz_tab, jwt_prom_one, &p);
+	}
+}
+
 /* Envoy's listener.ADDRESS.downstream_cx_* (ADDRESS with '_' for the last ':'). */
 static void listener_prom(struct engine *e, struct mesh_buf *b)
 {
@@ -2229,6 +2292,7 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 				(unsigned long long)ts.posts_failed, (unsigned long long)ts.spans_dropped);
 	}
 	listener_prom(e, b);
+	jwt_prom(e, b);
 }
 
 void engine_stats_text(const struct engine *e, struct mesh_buf *out)

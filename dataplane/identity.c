@@ -245,27 +245,6 @@ static void id_on_close(void *ctx, int status, const char *message)
 	id_schedule(id, ms);
 }
 
-/* A P-256 key and a CSR holding only its public key (the CA takes the
- * identity from the token, not from the CSR). */
-static int make_key_and_csr(EVP_PKEY **key, char **csr)
-{
-	X509_REQ *req = NULL;
-	int rc = -ENOMEM;
-
-	*csr = NULL;
-	*key = EVP_EC_gen("P-256");
-	req = X509_REQ_new();
-	if (!*key || !req || !X509_REQ_set_version(req, 0) || !X509_REQ_set_pubkey(req, *key) ||
-	    X509_REQ_sign(req, *key, EVP_sha256()) <= 0)
-		goto out;
-	*csr = mesh_pem_from_csr(req);
-	if (*csr)
-		rc = 0;
-out:
-	X509_REQ_free(req);
-	return rc;
-}
-
 static void id_request(struct px_identity *id)
 {
 	static const struct grpc_call_cbs cbs = { id_on_message, id_on_close };
@@ -289,7 +268,7 @@ static void id_request(struct px_identity *id)
 	len = tl + sizeof("Bearer ");
 	id->auth = malloc(len);
 	rc = -ENOMEM;
-	if (!id->auth || make_key_and_csr(&id->next_key, &csr) < 0) {
+	if (!id->auth || mesh_pem_key_and_csr(&id->next_key, &csr) < 0) {
 		snprintf(why, sizeof(why), "cannot make a key and CSR");
 		goto out;
 	}

@@ -111,6 +111,7 @@ struct jwt_config {
 	struct jwt__rule *rules;
 	size_t n_rules;
 	bool bypass_cors;
+	struct jwt_stats st;         /* jwt_config_set_stats(); counters may be NULL */
 };
 
 /* ------------------------------------------------------------- base64url */
@@ -1218,8 +1219,11 @@ int jwt_filter_run(const struct jwt_config *c, const struct jwt_req *r, int64_t 
 		goto done;
 	if (c->bypass_cors && r->method_len == 7 && !memcmp(r->method, "OPTIONS", 7)) {
 		size_t l;
-		if (r->header(r->ctx, "origin", 6, &l) && r->header(r->ctx, "access-control-request-method", 29, &l))
+		if (r->header(r->ctx, "origin", 6, &l) && r->header(r->ctx, "access-control-request-method", 29, &l)) {
+			if (c->st.cors_preflight_bypassed)
+				(*c->st.cors_preflight_bypassed)++;
 			goto done;
+		}
 	}
 	run = calloc(1, sizeof(*run));
 	if (!run) {
@@ -1248,8 +1252,18 @@ done:
 		jwt_result_free(res);
 		return rc;
 	}
+	/* Envoy's Filter::onComplete: every request the filter passes (no
+	 * rule, CORS bypass, a missing token allowed, verified) is allowed */
+	if (res->status ? c->st.denied != NULL : c->st.allowed != NULL)
+		(*(res->status ? c->st.denied : c->st.allowed))++;
 	*out = res;
 	return 0;
+}
+
+void jwt_config_set_stats(struct jwt_config *c, const struct jwt_stats *st)
+{
+	if (c && st)
+		c->st = *st;
 }
 
 int jwt_result_drops(const struct jwt_result *res, const char *name, size_t len)

@@ -96,6 +96,19 @@ struct jwt_result {
 MESH_MUST_CHECK int jwt_config_new(const jwt_authn_msg *m, struct jwt_config **out, char *err, size_t cap);
 void jwt_config_free(struct jwt_config *c);    /* NULL is a no-op */
 
+/* Envoy's jwt_authn filter counters (JwtAuthnFilterStats), named
+ * http.<HCM stat_prefix>.jwt_authn.<counter>: allowed (every request the
+ * filter passes: verified, missing but allowed, no rule, CORS preflight),
+ * denied (401/403), cors_preflight_bypassed.  Envoy's jwks_fetch_* and
+ * jwt_cache_* have no counterpart: the JWKS is inline, nothing is cached.
+ * The counters live in the caller's table (the engine's, so they outlive
+ * a configuration); a NULL one is not counted. */
+struct jwt_stats {
+	uint64_t *allowed, *denied, *cors_preflight_bypassed;
+};
+#define JWT_STATS_PREFIX "jwt_authn."
+void jwt_config_set_stats(struct jwt_config *c, const struct jwt_stats *st);
+
 /*
  * Run the filter on one request at time now_s (seconds since the epoch).
  * Returns 0 and *out (free with jwt_result_free) whatever the decision, or

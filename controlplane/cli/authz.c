@@ -12,6 +12,13 @@
  *   DENY (no ALLOW policy matched)
  * Rejected objects make the answer unreliable, so they are a configuration
  * error (exit 2) unless --ignore-rejected asks to judge what meshd serves.
+ *
+ * An HTTP request to a workload with RequestAuthentications first meets
+ * the jwt_authn filter meshd would send (gen/authn.c), run by meshproxy's
+ * own code (dataplane/jwt.c): a token (--jwt, or one in --header /
+ * the path's query where the jwtRules say) is verified against the rules'
+ * inline JWKS; a bad one is "DENY (401: Envoy's message)" before any
+ * policy, a verified one is what request.auth.* and requestPrincipals see.
  */
 #include "controlplane/cli/authz.h"
 
@@ -20,7 +27,10 @@
 #include "controlplane/file/source.h"
 #include "controlplane/model/model.h"
 #include "common/xds/pbjson.h"
+#include "controlplane/gen/authn.h"
 #include "controlplane/gen/rbac.h"
+#include "controlplane/model/jwks.h"
+#include "dataplane/jwt.h"
 #include "common/xds/pathnorm.h"
 #include "common/xds/rbac_eval.h"
 
@@ -35,7 +45,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 
 /* What the RBAC compiler notes (a condition the filter cannot match, a
  * rule dropped) is what meshd logs: print it, so the answer below is read
@@ -81,6 +93,7 @@ struct authz_opts {
 	size_t n_labels;
 	char *labels_copy;
 	const char *jwt_claims;      /* --jwt-claims: the verified JWT's payload (JSON object), or NULL */
+	bool jwt;                    /* --jwt given: an "authorization: Bearer" header was added */
 };
 
 static void authz_usage(FILE *f)
@@ -89,7 +102,8 @@ static void authz_usage(FILE *f)
 		"usage: meshctl authz check -f CONFIG --namespace NS [--labels k=v,...] (--path PATH | --tcp)\n"
 		"                           [--principal TD/ns/NS/sa/SA | --no-peer] [--source-ip IP]\n"
 		"                           [--remote-ip IP] [--destination-ip IP] [--port N] [--method M]\n"
-		"                           [--host HOST] [--sni NAME] [--header NAME=VALUE]... [--jwt-claims JSON]\n"
+		"                           [--host HOST] [--sni NAME] [--header NAME=VALUE]...\n"
+		"                           [--jwt TOKEN | --jwt-claims JSON]\n"
 		"                           [--json] [-v]\n"
 		"                           [--path-normalization NONE|BASE|MERGE_SLASHES|DECODE_AND_MERGE_SLASHES]\n"
 		"\n"
@@ -117,7 +131,13 @@ static void authz_usage(FILE *f)
 		"                            RBAC (default BASE); a path it refuses is answered 400\n"
 		"  -H, --header NAME=VALUE   request header (repeatable)\n"
 		"      --jwt-claims JSON     the request's verified JWT payload, e.g. '{\"iss\":\"i\",\"sub\":\"s\",\"aud\":\"a\"}'\n"
-		"                            (requestPrincipals \"iss/sub\", request.auth.*); none: no token\n"
+		"                            (requestPrincipals \"iss/sub\", request.auth.*), taken as verified\n"
+		"      --jwt TOKEN           the request carries \"Authorization: Bearer TOKEN\": the workload's\n"
+		"                            RequestAuthentications verify it as the sidecar does (signature\n"
+		"                            against the rules' inline jwks; a jwksUri is fetched by meshd,\n"
+		"                            not here: its tokens fail on Istio's fallback key, with a note).\n"
+		"                            A token in another header (fromHeaders) or parameter (fromParams)\n"
+		"                            is read from --header / --path the same way\n"
 		"      --root-namespace NS   mesh-wide policy namespace (default istio-system)\n"
 		"      --trust-domain TD     trust domain (default cluster.local)\n"
 		"      --ignore-rejected     judge what meshd serves even if some objects are rejected\n"
@@ -126,7 +146,8 @@ static void authz_usage(FILE *f)
 		"  -h, --help                this help\n"
 		"\n"
 		"Prints \"ALLOW (policy ns[NS]-policy[NAME]-rule[i])\", \"ALLOW (no policy applies)\",\n"
-		"\"DENY (policy ...)\" or \"DENY (no ALLOW policy matched)\".\n"
+		"\"DENY (policy ...)\" or \"DENY (no ALLOW policy matched)\"; a token the\n"
+		"RequestAuthentication refuses: \"DENY (401: Jwt verification fails)\" and the like.\n"
 		"Exit status: 0 allowed, 1 denied, 2 usage or configuration error.\n");
 }
 
@@ -182,6 +203,21 @@ static int authz_add_header(struct authz_opts *o, const char *arg)
 	o->headers[o->n_headers].value = copy + (eq - arg) + 1;
 	o->n_headers++;
 	return 0;
+}
+
+/* --jwt TOKEN: the header the sidecar reads a token from by default. */
+static int authz_add_bearer(struct authz_opts *o, const char *token)
+{
+	struct mesh_buf b;
+	int rc;
+
+	mesh_buf_init(&b, JWT_MAX_TOKEN + 64);
+	mesh_buf_printf(&b, "authorization=Bearer %s", token);
+	rc = b.err ? b.err : authz_add_header(o, b.data);
+	mesh_buf_cleanup(&b);
+	if (rc == 0)
+		o->jwt = true;
+	return rc;
 }
 
 static void authz_opts_cleanup(struct authz_opts *o)
@@ -275,6 +311,11 @@ static int authz_parse(struct authz_opts *o, int argc, char **argv)
 			}
 		} else if ((v = authz_optval(argc, argv, &i, "--jwt-claims", NULL, &missing))) {
 			o->jwt_claims = v;
+		} else if ((v = authz_optval(argc, argv, &i, "--jwt", NULL, &missing))) {
+			if (authz_add_bearer(o, v) < 0) {
+				fprintf(stderr, "meshctl authz: --jwt: too many headers or out of memory\n");
+				return -EINVAL;
+			}
 		} else if ((v = authz_optval(argc, argv, &i, "--root-namespace", NULL, &missing))) {
 			o->root_namespace = v;
 		} else if ((v = authz_optval(argc, argv, &i, "--trust-domain", NULL, &missing))) {
@@ -384,6 +425,80 @@ static void authz_json_filter(struct mesh_buf *b, const char *key, const rbac_fi
 		b->err = rc;
 }
 
+/* jwt_req's header(): the first --header of that name (and --jwt's). */
+static const char *authz_jwt_header(void *ctx, const char *name, size_t name_len, size_t *value_len)
+{
+	const struct authz_opts *o = ctx;
+	size_t i;
+
+	for (i = 0; i < o->n_headers; i++)
+		if (strlen(o->headers[i].name) == name_len && !strncasecmp(o->headers[i].name, name, name_len)) {
+			*value_len = strlen(o->headers[i].value);
+			return o->headers[i].value;
+		}
+	return NULL;
+}
+
+/*
+ * The workload's jwt_authn filter, as meshd builds it and meshproxy runs
+ * it, over the request (path as normalized, headers).  Returns 0 with
+ * *res (NULL when no RequestAuthentication applies; else owned by the
+ * caller), or a negative code with a message printed.
+ */
+static int authz_jwt(const struct authz_opts *o, const struct model *m, const struct cfg_labels *labels,
+		     const char *path, struct arena *a, struct jwt_result **res)
+{
+	authn_jwt_config *msg = NULL;
+	struct jwt_config *jc = NULL;
+	struct jwt_req r;
+	char err[256] = "";
+	size_t i;
+	int rc;
+
+	*res = NULL;
+	rc = authn_jwt_config_build(m, o->ns, labels, a, &msg);
+	if (rc < 0) {
+		fprintf(stderr, "meshctl authz: building the jwt_authn filter: %s\n", mesh_strerror(rc));
+		goto out;
+	}
+	if (!msg) {
+		if (o->jwt)
+			fprintf(stderr, "meshctl authz: note: no RequestAuthentication applies to the workload: the "
+				"token is not read (no request.auth.* for RBAC)\n");
+		goto out;
+	}
+	/* meshd fetches jwksUri (and OpenID discovery) itself and inlines the
+	 * keys; offline there is only Istio's fallback key */
+	for (i = 0; o->jwt && i < msg->n_providers; i++) {
+		const Envoy__Extensions__Filters__Http__JwtAuthn__V3__JwtProvider *p = msg->providers[i]->value;
+
+		if (p && p->local_jwks && p->local_jwks->inline_string && !strcmp(p->local_jwks->inline_string, JWKS_FAKE))
+			fprintf(stderr, "meshctl authz: note: issuer %s has no inline jwks (jwksUri or OpenID "
+				"discovery, fetched by meshd, not here): its tokens fail signature checks here\n",
+				p->issuer ? p->issuer : "(any)");
+	}
+	rc = jwt_config_new(msg, &jc, err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "meshctl authz: the jwt_authn filter does not compile: %s\n", err[0] ? err : mesh_strerror(rc));
+		goto out;
+	}
+	memset(&r, 0, sizeof(r));
+	r.method = o->method;
+	r.method_len = strlen(o->method);
+	r.path = path;
+	r.path_len = strlen(path);
+	r.authority = o->host;
+	r.authority_len = o->host ? strlen(o->host) : 0;
+	r.header = authz_jwt_header;
+	r.ctx = (void *)o;
+	rc = jwt_filter_run(jc, &r, (int64_t)time(NULL), res);
+	if (rc < 0)
+		fprintf(stderr, "meshctl authz: the jwt_authn filter: %s\n", mesh_strerror(rc));
+out:
+	jwt_config_free(jc);
+	return rc;
+}
+
 static void authz_print(const struct authz_opts *o, const struct rbac_decision *d, const struct cfg_object **sel,
 			size_t n_sel, const rbac_filter *deny, const rbac_filter *allow, const rbac_filter *audit,
 			struct mesh_buf *b)
@@ -462,6 +577,8 @@ static int authz_check(int argc, char **argv)
 	struct mesh_buf out;
 	char principal[AUTHZ_PRINCIPAL_MAX], err[RBAC_EVAL_TEXT_MAX], normpath[PATHNORM_MAX], jwt_principal[2048];
 	struct json_value *claims = NULL;
+	struct jwt_result *jres = NULL;
+	char jwt_reason[128];
 	struct rbac_jwt jwt;
 	struct rbac_opts ropts;
 	size_t n_sel = 0, rejected;
@@ -569,6 +686,28 @@ static int authz_check(int argc, char **argv)
 		req.headers = o.headers;
 		req.n_headers = o.n_headers;
 	}
+	if (o.jwt && o.jwt_claims) {
+		fprintf(stderr, "meshctl authz: --jwt and --jwt-claims exclude each other\n");
+		authz_usage(stderr);
+		goto out;
+	}
+	if (!o.tcp && !o.jwt_claims) {
+		/* the jwt_authn filter runs first (before RBAC, after the path's
+		 * normalization): a token it refuses is answered 401 (403 for
+		 * the audience) and no policy is consulted */
+		if (authz_jwt(&o, m, &labels, req.path, a, &jres) < 0)
+			goto out;
+		if (jres && jres->status) {
+			snprintf(jwt_reason, sizeof(jwt_reason), "%d: %s", jres->status, jres->message);
+			d.allowed = false;
+			d.reason = jwt_reason;
+			authz_print(&o, &d, sel, n_sel, deny, allow, audit, &out);
+			fputs(out.data ? out.data : "", stdout);
+			rc = AUTHZ_EXIT_DENY;
+			goto out;
+		}
+		req.jwt = jwt_result_rbac(jres);
+	}
 	if (o.jwt_claims) {
 		/* what meshproxy's jwt_authn filter hands RBAC for a verified
 		 * token (dataplane/jwt.c): principal "iss/sub" and the claims */
@@ -604,6 +743,7 @@ static int authz_check(int argc, char **argv)
 	fputs(out.data ? out.data : "", stdout);
 	rc = d.allowed ? AUTHZ_EXIT_ALLOW : AUTHZ_EXIT_DENY;
 out:
+	jwt_result_free(jres);
 	json_free(claims);
 	rbac_eval_free(ev);
 	mesh_buf_cleanup(&out);

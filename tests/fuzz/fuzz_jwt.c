@@ -133,7 +133,7 @@ static void walk(const struct json_value *v)
 	size_t i;
 
 	for (i = 0; v && i < v->n; i++) {
-		if (v->type == JSON_OBJECT && !v->keys[i])
+		if (v->type == JSON_OBJECT && !v->v[i]->key)
 			abort();
 		walk(v->v[i]);
 	}

@@ -810,6 +810,49 @@ START_TEST(json_reader)
 }
 END_TEST
 
+/* Envoy's jwt_authn counters: a verified token and a missing one (allowed
+ * by Istio's requirement) are allowed, a bad one denied, a CORS preflight
+ * bypassed and allowed; without counters nothing is counted (no crash). */
+START_TEST(stats_counted)
+{
+	struct cfg c;
+	struct jwt_config *jc;
+	struct jwt_result *res;
+	struct jwt_stats st;
+	uint64_t allowed = 0, denied = 0, cors = 0;
+	char *tok = sign(rsa_key, "RS256", "rsa1", PAYLOAD_OK);
+	struct hreq none = { { NULL }, { NULL }, 0 };
+	struct hreq pre = { { "origin", "access-control-request-method" }, { "https://a.test", "GET" }, 2 };
+	struct jwt_req opt = { "OPTIONS", 7, "/x", 2, "svc.local", 9, hget, &pre };
+
+	cfg_init(&c, "https://issuer.test", "svc");
+	jc = cfg_compile(&c);
+	jwt_result_free(run_bearer(jc, tok));        /* no counters set: not counted */
+	st.allowed = &allowed;
+	st.denied = &denied;
+	st.cors_preflight_bypassed = &cors;
+	jwt_config_set_stats(jc, &st);
+	jwt_result_free(run_bearer(jc, tok));
+	jwt_result_free(run(jc, "/x", &none));
+	ck_assert_uint_eq(allowed, 2);
+	ck_assert_uint_eq(denied, 0);
+	tok[strlen(tok) - 3] = tok[strlen(tok) - 3] == 'A' ? 'B' : 'A';
+	res = run_bearer(jc, tok);
+	ck_assert_int_eq(res->status, 401);
+	jwt_result_free(res);
+	ck_assert_uint_eq(denied, 1);
+	ck_assert_int_eq(jwt_filter_run(jc, &opt, NOW, &res), 0);
+	ck_assert_int_eq(res->status, 0);
+	jwt_result_free(res);
+	ck_assert_uint_eq(cors, 1);
+	ck_assert_uint_eq(allowed, 3);
+	ck_assert_uint_eq(denied, 1);
+	jwt_config_free(jc);
+	free(c.jwks);
+	free(tok);
+}
+END_TEST
+
 static void keys_setup(void)
 {
 	rsa_key = gen_rsa();
@@ -841,6 +884,7 @@ int main(void)
 	tcase_add_test(tc, istio_two_providers);
 	tcase_add_test(tc, rbac_metadata);
 	tcase_add_test(tc, json_reader);
+	tcase_add_test(tc, stats_counted);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
