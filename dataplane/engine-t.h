@@ -20,6 +20,7 @@
 #include "dataplane/engine.h"
 #include "dataplane/fcmatch.h"
 #include "dataplane/router.h"
+#include "dataplane/tracing.h"
 #include "dataplane/tcpproxy.h"
 #include "dataplane/upstream.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
@@ -142,6 +143,7 @@ struct px_port {
 	int plain_ok;                    /* a raw_buffer chain serves the port too (no TLS chain, or PERMISSIVE) */
 	struct authz_http_opts http_opts; /* the HCM's path normalization and XFF rules (px_port_hcm) */
 	const struct authz *authz;       /* the chain's RBAC filters, or NULL (chain_port; owned by the config) */
+	const struct trace_cfg *trace;   /* the HCM's tracing, or NULL (port_trace; owned by the config's traces) */
 };
 
 /* A Listener's chains for Envoy's filter chain selection (fcmatch.h):
@@ -203,6 +205,8 @@ struct px_config {
 	size_t n_hcms;
 	struct jwt_config **jwts;        /* compiled jwt_authn filters the ports point to (chain_port()) */
 	size_t n_jwts;
+	struct trace_cfg **traces;       /* every HCM's compiled tracing (port_trace; ports point into it) */
+	size_t n_traces;
 	struct authz **authzs;           /* every chain's compiled RBAC (ports point into it) */
 	size_t n_authzs;
 	/* compiled in phase one, handed to the clusters in phase two (then NULL) */
@@ -294,6 +298,7 @@ struct engine {
 	uint64_t tls_plain_refused;      /* plaintext connections refused by a TLS-only (STRICT) port */
 	struct authz_tab *authz_tab;     /* RBAC counters by name, across configs (engine_new) */
 	struct istio_stats *istio;       /* issue 14: Istio's request metrics (engine_new), NULL: off */
+	struct tracer *tracer;           /* the span exporter (tracing.c), set by engine_new */
 };
 
 /* engine.c */

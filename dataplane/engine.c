@@ -478,6 +478,9 @@ static void config_free(struct px_config *c)
 	free(c->hcms);
 	for (i = 0; i < c->n_jwts; i++)
 		jwt_config_free(c->jwts[i]);
+	for (i = 0; i < c->n_traces; i++)
+		trace_cfg_free(c->traces[i]);
+	free(c->traces);
 	free(c->jwts);
 	px_snapshot_unref(c->snap);
 	free(c);
@@ -564,6 +567,32 @@ static int port_jwt(struct px_config *c, const char *lname, const px_hcm *hcm, s
 	v[c->n_jwts++] = j;
 	c->jwts = v;
 	p->jwt = j;
+	return 0;
+}
+
+/* issue 14: the HCM's tracing (tracing.c), compiled and kept by c for p;
+ * an unsupported collector refuses the listener. */
+static int port_trace(struct px_config *c, const char *lname, const px_hcm *hcm, struct px_port *p, char *err,
+		      size_t cap)
+{
+	struct trace_cfg *t = NULL, **v;
+	char why[256] = "";
+	int rc = hcm ? trace_cfg_new(hcm->tracing, &t, why, sizeof(why)) : 0;
+
+	if (rc < 0) {
+		snprintf(err, cap, "listener %s: %s", lname, why);
+		return rc;
+	}
+	if (!t)
+		return 0;
+	v = realloc(c->traces, (c->n_traces + 1) * sizeof(*v));
+	if (!v) {
+		trace_cfg_free(t);
+		return -ENOMEM;
+	}
+	v[c->n_traces++] = t;
+	c->traces = v;
+	p->trace = t;
 	return 0;
 }
 
@@ -730,6 +759,9 @@ static int chain_port(struct px_config *c, const char *lname, const Envoy__Confi
 		return rc;
 	p->accept_http_10 = hcm_http10(hcm);
 	rc = port_jwt(c, lname, hcm, p, err, cap);
+	if (rc < 0)
+		return rc;
+	rc = port_trace(c, lname, hcm, p, err, cap);
 	if (rc < 0)
 		return rc;
 	if (hcm && hcm->route_specifier_case ==
@@ -1043,6 +1075,9 @@ static int compile_listener(struct px_config *c, const Envoy__Config__Listener__
 		tcpp_conf_init(&p.tcpp, tcpf);
 	}
 	px_port_hcm(&p, hcm);
+	rc = port_trace(c, l->name, hcm, &p, err, cap);
+	if (rc < 0)
+		return rc;
 	if (hcm) {
 		p.accept_http_10 = hcm_http10(hcm);
 		if (hcm->route_specifier_case ==
@@ -1744,6 +1779,24 @@ int engine_self_add(struct engine *e, const char *addr, int port)
 	return 0;
 }
 
+/* tracing.h's resolver: the collector cluster's first endpoint in the
+ * current config (Envoy sends to the cluster; meshd's zipkin cluster has
+ * one endpoint in practice). */
+static int engine_trace_resolve(void *ctx, const char *cluster, struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct engine *e = ctx;
+	struct px_cluster *cl = e->cur ? px_config_cluster(e->cur, cluster) : NULL;
+	const struct up_host *h;
+
+	/* the endpoints' addresses (engine hosts are made only when the LB picks one) */
+	if (!cl || !cl->hs || !cl->hs->n)
+		return -ENOENT;
+	h = cl->hs->hosts[0];
+	memcpy(ss, &h->addr, h->addr_len);
+	*len = h->addr_len;
+	return 0;
+}
+
 int engine_new(struct ev_loop *loop, const struct engine_opts *o, struct engine **out)
 {
 	struct engine *e;
@@ -1773,12 +1826,16 @@ int engine_new(struct ev_loop *loop, const struct engine_opts *o, struct engine 
 	ev_timer_init(&e->trim_timer, px_trim, e);
 	self_read_ifaddrs(e);
 	rc = authz_tab_new(&e->authz_tab);
+	/* issue 14: the span exporter; idle until a config asks for tracing */
+	if (rc == 0 && !(e->tracer = tracer_new(loop, o->node_id, o->labels, engine_trace_resolve, e)))
+		rc = -ENOMEM;
 	if (rc == 0 && o->access_log && *o->access_log)
 		rc = px_alog_open(loop, o->access_log, &e->alog);
 	if (rc == 0 && o->node_id)
 		rc = istio_stats_new(o->node_id, o->labels, o->service_account, 0, &e->istio);
 	if (rc < 0) {
 		px_alog_free(e->alog);
+		tracer_free(e->tracer);
 		authz_tab_free(e->authz_tab);
 		free(e->ifaddrs);
 		free(e);
@@ -1823,6 +1880,7 @@ void engine_free(struct engine *e)
 	px_config_unref(e->cur);
 	px_alog_free(e->alog);
 	istio_stats_free(e->istio);
+	tracer_free(e->tracer); /* after the connections: their streams end spans */
 	authz_tab_free(e->authz_tab);
 	free(e->self);
 	free(e->ifaddrs);
@@ -2248,6 +2306,20 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 			"# TYPE meshproxy_mirror_requests_sent counter\nmeshproxy_mirror_requests_sent %llu\n"
 			"# TYPE meshproxy_mirror_requests_dropped counter\nmeshproxy_mirror_requests_dropped %llu\n",
 			(unsigned long long)e->mirrors_sent, (unsigned long long)e->mirrors_dropped);
+	/* issue 14: Envoy's zipkin tracer counters (tracing.zipkin.*), and the
+	 * spans the bounded queue or a failed POST lost */
+	{
+		struct tracer_stats ts;
+
+		tracer_get_stats(e->tracer, &ts);
+		mesh_buf_printf(b,
+				"# TYPE envoy_tracing_zipkin_spans_sent counter\nenvoy_tracing_zipkin_spans_sent %llu\n"
+				"# TYPE envoy_tracing_zipkin_reports_sent counter\nenvoy_tracing_zipkin_reports_sent %llu\n"
+				"# TYPE envoy_tracing_zipkin_reports_failed counter\nenvoy_tracing_zipkin_reports_failed %llu\n"
+				"# TYPE meshproxy_tracing_spans_dropped counter\nmeshproxy_tracing_spans_dropped %llu\n",
+				(unsigned long long)ts.spans_sent, (unsigned long long)ts.posts_ok,
+				(unsigned long long)ts.posts_failed, (unsigned long long)ts.spans_dropped);
+	}
 	listener_prom(e, b);
 	jwt_prom(e, b);
 	if (e->istio)

@@ -38,7 +38,7 @@ struct engine_opts {
 	uint64_t pool_idle_ms;     /* upstream idle connection timeout (0: 60 s) */
 	/* issue 14: Istio's standard metrics and metadata exchange (istio_stats.h)
 	 * for this node; node_id NULL: off */
-	const char *node_id, *labels, *service_account;
+	const char *node_id, *labels, *service_account; /* also the Istio tags of trace spans (tracing.h) */
 };
 
 /* A new engine on loop; nothing is bound before a snapshot names

@@ -231,6 +231,7 @@ struct px_stream {
 	int grpc_status1;
 	int is_grpc;
 	struct px_str method, path, authority, ua, xff, rid, proto;
+	struct trace_span tr;        /* issue 14: started with the port's tracing (d_stream_start), ended in s_log */
 	size_t meta_len, meta_cap;
 	char meta[]; /* sized by meta_need at d_stream_start: never truncated, since
 	              * RBAC judges these copies (a cut path, Host or XFF was a bypass) */
@@ -410,12 +411,45 @@ static void s_istio(struct px_stream *s)
 	istio_stats_record(s->e->istio, &r);
 }
 
+/* issue 14: the request's span ends with it (tracing.c queues it). */
+static void s_trace_end(struct px_stream *s)
+{
+	struct trace_end x;
+	char fl[64];
+
+	memset(&x, 0, sizeof(x));
+	x.inbound = s->d ? s->d->inbound : 0;
+	x.method = s->method.p;
+	x.method_len = s->method.len;
+	x.authority = s->authority.p;
+	x.authority_len = s->authority.len;
+	x.path = s->path.p;
+	x.path_len = s->path.len;
+	x.protocol = s->proto.p;
+	x.protocol_len = s->proto.len;
+	x.user_agent = s->ua.len ? s->ua.p : NULL;
+	x.user_agent_len = s->ua.len;
+	x.request_id = s->rid.p;
+	x.request_id_len = s->rid.len;
+	x.cluster = s->cl ? s->cl->name : NULL;
+	x.peer_address = s->d ? s->d->peer_ip : NULL;
+	x.upstream_host = s->n_tried ? s->tried[s->n_tried - 1]->name : NULL;
+	x.response_flags = px_flags_str(s->flags, fl, sizeof(fl));
+	x.status = s->status;
+	x.request_size = s->rx;
+	x.response_size = s->tx;
+	x.end_us = wall_us();
+	tracer_finish(s->e->tracer, &s->tr, &x);
+}
+
 static void s_log(struct px_stream *s)
 {
 	struct px_alog_entry le;
 
 	if (s->e->istio)
 		s_istio(s);
+	if (s->tr.cfg)
+		s_trace_end(s);
 	if (!s->e->alog)
 		return;
 	memset(&le, 0, sizeof(le));
@@ -2085,6 +2119,9 @@ static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_
 			s->is_grpc = 1;
 		if (!s->xfcc_fwd && h1_str_ieq(f->name, "x-forwarded-client-cert"))
 			continue; /* a client's claim of who it is: dropped (d_stream_start) */
+		/* issue 14: the trace context is this hop's (trace_put_headers below) */
+		if (s->tr.cfg && trace_is_ctx_header(f->name))
+			continue;
 		if (h1_str_ieq(f->name, "x-request-id"))
 			have_rid = 1;
 		else if (h1_str_ieq(f->name, "x-forwarded-proto"))
@@ -2101,6 +2138,8 @@ static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_
 		if (!rc)
 			s->rid = meta_put(s, id, sizeof(id));
 	}
+	if (!rc && s->tr.cfg)
+		rc = trace_put_headers(&s->tr, b) < 0;
 	if (!rc && !have_xfp)
 		rc = mesh_buf_puts(b, "x-forwarded-proto: http\r\n");
 	if (!rc && s->xfcc)
@@ -2986,6 +3025,9 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		d->headers_ms = pp->headers_ms;
 		s->proxy_100 = pp->proxy_100;
 		s->idle_ms = pp->stream_idle_ms;
+		/* issue 14: continue or start the trace, decide sampling */
+		if (pp->trace)
+			trace_start(&s->tr, pp->trace, h, px_rand(e), px_rand(e), s->start_us);
 	} else {
 		/* no HCM: Envoy would run a TCP proxy here, Expect and all passing through */
 		s->proxy_100 = 1;
