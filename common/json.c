@@ -3,9 +3,9 @@
  */
 #include "json.h"
 
+#include "arena.h"
 #include "err.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 
@@ -57,9 +57,15 @@ void json_put_string(struct mesh_buf *b, const char *s)
 
 /* ---------------------------------------------------------------- reader */
 
+/* A recursive-descent parser over the whole text.  It used to exist twice
+ * (here, malloc'd, for JWT; in controlplane/kube, arena-based, with byte
+ * ranges); the grammar is the same, so one parser serves both and the
+ * callers' differences are data (struct json_limits). */
+
 struct json__rd {
-	const char *p, *end;
-	int depth;
+	struct arena *a;
+	const struct json_limits *lim;
+	const char *p, *end, *base;
 };
 
 static void json__ws(struct json__rd *r)
@@ -113,301 +119,305 @@ static size_t json__utf8(unsigned cp, char *o)
 	return 4;
 }
 
-/* A string at r->p (on the opening quote) into *out (malloc'd).  Decoded
- * text is never longer than the escaped input, so one allocation of the
- * input span suffices. */
-static int json__string(struct json__rd *r, char **out)
+/* A string at r->p (on the opening quote) into *out (from the arena).
+ * Decoded text is never longer than the escaped input ("\uXXXX" is 6
+ * bytes, "\uXXXX\uXXXX" 12: both longer than their UTF-8), so one
+ * allocation of the input span suffices. */
+static int json__string(struct json__rd *r, char **out, size_t *out_len)
 {
-	const char *s = ++r->p, *q = s;
-	char *buf, *o;
-	int rc = -MESH_EPARSE;
+	const char *s = r->p + 1, *q = s;
+	char *d, *w;
 
-	while (q < r->end && *q != '"')
-		q += (*q == '\\' && q + 1 < r->end) ? 2 : 1;
+	while (q < r->end && *q != '"') {
+		if ((unsigned char)*q < 0x20)
+			return -MESH_EPARSE;
+		if (*q == '\\')
+			q++;
+		q++;
+	}
 	if (q >= r->end)
 		return -MESH_EPARSE;
-	buf = malloc((size_t)(q - s) + 1);
-	if (!buf)
+	d = arena_alloc(r->a, (size_t)(q - s) + 1);
+	if (!d)
 		return -ENOMEM;
-	o = buf;
-	while (r->p < q) {
-		unsigned char c = (unsigned char)*r->p++;
+	w = d;
+	while (s < q) {
 		unsigned cp, lo;
 
-		if (c < 0x20)
-			goto out;
-		if (c != '\\') {
-			*o++ = (char)c;
+		if (*s != '\\') {
+			*w++ = *s++;
 			continue;
 		}
-		c = (unsigned char)*r->p++;
-		switch (c) {
-		case '"': *o++ = '"'; break;
-		case '\\': *o++ = '\\'; break;
-		case '/': *o++ = '/'; break;
-		case 'b': *o++ = '\b'; break;
-		case 'f': *o++ = '\f'; break;
-		case 'n': *o++ = '\n'; break;
-		case 'r': *o++ = '\r'; break;
-		case 't': *o++ = '\t'; break;
+		s++;
+		switch (*s++) {
+		case '"': *w++ = '"'; break;
+		case '\\': *w++ = '\\'; break;
+		case '/': *w++ = '/'; break;
+		case 'b': *w++ = '\b'; break;
+		case 'f': *w++ = '\f'; break;
+		case 'n': *w++ = '\n'; break;
+		case 'r': *w++ = '\r'; break;
+		case 't': *w++ = '\t'; break;
 		case 'u':
-			if (q - r->p < 4 || json__hex4(r->p, &cp) < 0)
-				goto out;
-			r->p += 4;
+			if (q - s < 4 || json__hex4(s, &cp) < 0)
+				return -MESH_EPARSE;
+			s += 4;
 			if (cp >= 0xd800 && cp < 0xdc00) {
-				/* a surrogate pair: \uD8xx\uDCxx (12 input bytes for 4 output) */
-				if (q - r->p < 6 || r->p[0] != '\\' || r->p[1] != 'u' || json__hex4(r->p + 2, &lo) < 0 ||
-				    lo < 0xdc00 || lo > 0xdfff)
-					goto out;
-				r->p += 6;
+				/* a surrogate pair: \uD8xx\uDCxx */
+				if (q - s < 6 || s[0] != '\\' || s[1] != 'u' || json__hex4(s + 2, &lo) < 0 ||
+				    lo < 0xdc00 || lo >= 0xe000)
+					return -MESH_EPARSE;
+				s += 6;
 				cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
 			} else if (cp >= 0xdc00 && cp < 0xe000) {
-				goto out;
+				return -MESH_EPARSE;
 			}
-			if (cp == 0)
-				goto out;
-			o += json__utf8(cp, o);
+			/* an embedded NUL would cut the string short for strcmp users (JWT claims) */
+			if (cp == 0 && !r->lim->allow_nul)
+				return -MESH_EPARSE;
+			w += json__utf8(cp, w);
 			break;
 		default:
-			goto out;
+			return -MESH_EPARSE;
 		}
 	}
-	*o = '\0';
+	*w = '\0';
+	*out = d;
+	*out_len = (size_t)(w - d);
 	r->p = q + 1;
-	*out = buf;
-	buf = NULL;
-	rc = 0;
-out:
-	free(buf);
-	return rc;
-}
-
-static int json__value(struct json__rd *r, struct json_value **out);
-
-static int json__push(struct json_value *v, struct json_value *m, char *key, size_t *cap)
-{
-	if (v->n == *cap) {
-		size_t nc = *cap ? *cap * 2 : 4;
-		struct json_value **nv = realloc(v->v, nc * sizeof(*nv));
-		char **nk;
-
-		if (!nv)
-			return -ENOMEM;
-		v->v = nv;
-		if (v->type == JSON_OBJECT) {
-			nk = realloc(v->keys, nc * sizeof(*nk));
-			if (!nk)
-				return -ENOMEM;
-			v->keys = nk;
-		}
-		*cap = nc;
-	}
-	v->v[v->n] = m;
-	if (v->type == JSON_OBJECT)
-		v->keys[v->n] = key;
-	v->n++;
 	return 0;
 }
 
-/* An array or object at r->p (on its bracket) into v. */
-static int json__members(struct json__rd *r, struct json_value *v)
+static int json__number(struct json__rd *r, struct json_value *v)
 {
-	char close = v->type == JSON_OBJECT ? '}' : ']';
-	size_t cap = 0;
+	const char *s = r->p, *q = s;
+	bool is_int = true;
+	char *end;
+
+	if (q < r->end && *q == '-')
+		q++;
+	if (q >= r->end || *q < '0' || *q > '9')
+		return -MESH_EPARSE;
+	if (*q == '0')
+		q++;
+	else
+		while (q < r->end && *q >= '0' && *q <= '9')
+			q++;
+	if (q < r->end && *q == '.') {
+		is_int = false;
+		q++;
+		if (q >= r->end || *q < '0' || *q > '9')
+			return -MESH_EPARSE;
+		while (q < r->end && *q >= '0' && *q <= '9')
+			q++;
+	}
+	if (q < r->end && (*q == 'e' || *q == 'E')) {
+		is_int = false;
+		q++;
+		if (q < r->end && (*q == '+' || *q == '-'))
+			q++;
+		if (q >= r->end || *q < '0' || *q > '9')
+			return -MESH_EPARSE;
+		while (q < r->end && *q >= '0' && *q <= '9')
+			q++;
+	}
+	if (r->lim->max_number && (size_t)(q - s) > r->lim->max_number)
+		return -MESH_ETOOBIG;
+	v->type = JSON_NUMBER;
+	v->str = arena_strndup(r->a, s, (size_t)(q - s));
+	if (!v->str)
+		return -ENOMEM;
+	v->len = (size_t)(q - s);
+	v->num = strtod(v->str, NULL);
+	if (is_int) {
+		errno = 0;
+		v->i = strtoll(v->str, &end, 10);
+		v->is_int = errno == 0;
+	}
+	r->p = q;
+	return 0;
+}
+
+static int json__lit(struct json__rd *r, const char *word)
+{
+	size_t l = strlen(word);
+
+	if ((size_t)(r->end - r->p) < l || memcmp(r->p, word, l) != 0)
+		return -MESH_EPARSE;
+	r->p += l;
+	return 0;
+}
+
+static int json__value(struct json__rd *r, struct json_value *v, int depth);
+
+/* An array or object at r->p (on its bracket) into v. */
+static int json__members(struct json__rd *r, struct json_value *v, int depth)
+{
+	char close = *r->p == '{' ? '}' : ']';
+	bool obj = close == '}';
+	struct json_value **tail = &v->child, *c;
+	size_t i;
 	int rc;
 
-	if (++r->depth > JSON_MAX_DEPTH)
+	if (depth >= r->lim->max_depth)
 		return -MESH_ETOOBIG;
+	v->type = obj ? JSON_OBJECT : JSON_ARRAY;
 	r->p++;
 	json__ws(r);
 	if (r->p < r->end && *r->p == close) {
 		r->p++;
-		r->depth--;
 		return 0;
 	}
 	for (;;) {
-		struct json_value *m = NULL;
-		char *key = NULL;
+		c = arena_alloc(r->a, sizeof(*c));
+		if (!c)
+			return -ENOMEM;
+		if (obj) {
+			size_t kl;
 
-		json__ws(r);
-		if (v->type == JSON_OBJECT) {
+			json__ws(r);
 			if (r->p >= r->end || *r->p != '"')
 				return -MESH_EPARSE;
-			rc = json__string(r, &key);
+			rc = json__string(r, &c->key, &kl);
 			if (rc < 0)
 				return rc;
 			json__ws(r);
-			if (r->p >= r->end || *r->p != ':') {
-				free(key);
+			if (r->p >= r->end || *r->p != ':')
 				return -MESH_EPARSE;
-			}
 			r->p++;
 		}
-		rc = json__value(r, &m);
-		if (rc == 0)
-			rc = json__push(v, m, key, &cap);
-		if (rc < 0) {
-			json_free(m);
-			free(key);
+		rc = json__value(r, c, depth + 1);
+		if (rc < 0)
 			return rc;
-		}
+		*tail = c;
+		tail = &c->next;
+		v->n++;
 		json__ws(r);
-		if (r->p < r->end && *r->p == ',') {
+		if (r->p >= r->end)
+			return -MESH_EPARSE;
+		if (*r->p == ',') {
 			r->p++;
 			continue;
 		}
-		if (r->p < r->end && *r->p == close) {
-			r->p++;
-			r->depth--;
-			return 0;
-		}
-		return -MESH_EPARSE;
-	}
-}
-
-static bool json__lit(struct json__rd *r, const char *lit)
-{
-	size_t n = strlen(lit);
-
-	if ((size_t)(r->end - r->p) < n || memcmp(r->p, lit, n))
-		return false;
-	r->p += n;
-	return true;
-}
-
-static int json__number(struct json__rd *r, double *out)
-{
-	const char *s = r->p;
-	char tmp[64], *end;
-
-	if (r->p < r->end && *r->p == '-')
-		r->p++;
-	if (r->p >= r->end || !isdigit((unsigned char)*r->p))
-		return -MESH_EPARSE;
-	if (*r->p == '0')
-		r->p++;
-	else
-		while (r->p < r->end && isdigit((unsigned char)*r->p))
-			r->p++;
-	if (r->p < r->end && *r->p == '.') {
-		r->p++;
-		if (r->p >= r->end || !isdigit((unsigned char)*r->p))
+		if (*r->p != close)
 			return -MESH_EPARSE;
-		while (r->p < r->end && isdigit((unsigned char)*r->p))
-			r->p++;
-	}
-	if (r->p < r->end && (*r->p == 'e' || *r->p == 'E')) {
 		r->p++;
-		if (r->p < r->end && (*r->p == '+' || *r->p == '-'))
-			r->p++;
-		if (r->p >= r->end || !isdigit((unsigned char)*r->p))
-			return -MESH_EPARSE;
-		while (r->p < r->end && isdigit((unsigned char)*r->p))
-			r->p++;
+		break;
 	}
-	if ((size_t)(r->p - s) >= sizeof(tmp))
-		return -MESH_ETOOBIG;
-	memcpy(tmp, s, (size_t)(r->p - s));
-	tmp[r->p - s] = '\0';
-	*out = strtod(tmp, &end);
+	if (!r->lim->index)
+		return 0;
+	/* the size is known only now: one exact array, no growth in the arena */
+	v->v = arena_calloc(r->a, v->n, sizeof(*v->v));
+	if (!v->v)
+		return -ENOMEM;
+	for (i = 0, c = v->child; c; c = c->next)
+		v->v[i++] = c;
 	return 0;
 }
 
-static int json__value(struct json__rd *r, struct json_value **out)
+static int json__value(struct json__rd *r, struct json_value *v, int depth)
 {
-	struct json_value *v;
-	int rc = 0;
+	int rc;
 
-	*out = NULL;
 	json__ws(r);
 	if (r->p >= r->end)
 		return -MESH_EPARSE;
-	v = calloc(1, sizeof(*v));
-	if (!v)
-		return -ENOMEM;
+	v->start = (size_t)(r->p - r->base);
 	switch (*r->p) {
 	case '{':
-		v->type = JSON_OBJECT;
-		rc = json__members(r, v);
-		break;
 	case '[':
-		v->type = JSON_ARRAY;
-		rc = json__members(r, v);
+		rc = json__members(r, v, depth);
 		break;
 	case '"':
 		v->type = JSON_STRING;
-		rc = json__string(r, &v->str);
+		rc = json__string(r, &v->str, &v->len);
 		break;
 	case 't':
+		v->type = JSON_BOOL;
+		v->b = true;
+		rc = json__lit(r, "true");
+		break;
 	case 'f':
 		v->type = JSON_BOOL;
-		v->b = *r->p == 't';
-		rc = json__lit(r, v->b ? "true" : "false") ? 0 : -MESH_EPARSE;
+		rc = json__lit(r, "false");
 		break;
 	case 'n':
 		v->type = JSON_NULL;
-		rc = json__lit(r, "null") ? 0 : -MESH_EPARSE;
+		rc = json__lit(r, "null");
 		break;
 	default:
-		v->type = JSON_NUMBER;
-		rc = json__number(r, &v->num);
+		rc = json__number(r, v);
 		break;
 	}
-	if (rc < 0) {
-		json_free(v);
+	if (rc < 0)
 		return rc;
-	}
-	*out = v;
+	v->end = (size_t)(r->p - r->base);
+	return 0;
+}
+
+int json_parse_arena(struct arena *a, const char *text, size_t len, const struct json_limits *lim,
+		     struct json_value **out)
+{
+	struct json__rd r = { .a = a, .lim = lim, .p = text, .end = text + len, .base = text };
+	struct json_value *root;
+	int rc;
+
+	*out = NULL;
+	if (lim->max_input && len > lim->max_input)
+		return -MESH_ETOOBIG;
+	root = arena_alloc(a, sizeof(*root));
+	if (!root)
+		return -ENOMEM;
+	rc = json__value(&r, root, 0);
+	if (rc < 0)
+		return rc;
+	json__ws(&r);
+	if (r.p != r.end)
+		return -MESH_EPARSE;
+	*out = root;
 	return 0;
 }
 
 int json_parse(const char *text, size_t len, struct json_value **out)
 {
-	struct json__rd r = { text, text + len, 0 };
-	struct json_value *v = NULL;
+	static const struct json_limits lim = {
+		.max_depth = JSON_MAX_DEPTH,
+		.max_input = JSON_MAX_INPUT,
+		.max_number = JSON_MAX_NUMBER,
+		.allow_nul = false,
+		.index = true,
+	};
+	struct arena *a;
 	int rc;
 
 	*out = NULL;
-	if (len > JSON_MAX_INPUT)
-		return -MESH_ETOOBIG;
-	rc = json__value(&r, &v);
-	if (rc < 0)
+	a = arena_new(0);
+	if (!a)
+		return -ENOMEM;
+	rc = json_parse_arena(a, text, len, &lim, out);
+	if (rc < 0) {
+		arena_free(a);
 		return rc;
-	json__ws(&r);
-	if (r.p != r.end) {
-		json_free(v);
-		return -MESH_EPARSE;
 	}
-	*out = v;
+	(*out)->owner = a;
 	return 0;
 }
 
 void json_free(struct json_value *v)
 {
-	size_t i;
-
-	if (!v)
-		return;
-	for (i = 0; i < v->n; i++) {
-		json_free(v->v[i]);
-		if (v->keys)
-			free(v->keys[i]);
-	}
-	free(v->v);
-	free(v->keys);
-	free(v->str);
-	free(v);
+	if (v && v->owner)
+		arena_free(v->owner);
 }
 
 const struct json_value *json_get(const struct json_value *obj, const char *key)
 {
-	size_t i;
+	const struct json_value *c;
 
 	if (!obj || obj->type != JSON_OBJECT)
 		return NULL;
-	for (i = 0; i < obj->n; i++)
-		if (!strcmp(obj->keys[i], key))
-			return obj->v[i];
+	for (c = obj->child; c; c = c->next)
+		if (strcmp(c->key, key) == 0)
+			return c;
 	return NULL;
 }
 
@@ -416,4 +426,18 @@ const char *json_get_str(const struct json_value *obj, const char *key)
 	const struct json_value *v = json_get(obj, key);
 
 	return v && v->type == JSON_STRING ? v->str : NULL;
+}
+
+int64_t json_get_int(const struct json_value *obj, const char *key, int64_t def)
+{
+	const struct json_value *v = json_get(obj, key);
+
+	return v && v->type == JSON_NUMBER && v->is_int ? v->i : def;
+}
+
+bool json_get_bool(const struct json_value *obj, const char *key, bool def)
+{
+	const struct json_value *v = json_get(obj, key);
+
+	return v && v->type == JSON_BOOL ? v->b : def;
 }

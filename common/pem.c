@@ -74,6 +74,29 @@ char *mesh_pem_from_csr(X509_REQ *req)
 	return pem__from(pem__write_csr, req);
 }
 
+int mesh_pem_key_and_csr(EVP_PKEY **key, char **csr)
+{
+	X509_REQ *req = NULL;
+	int rc = -MESH_ETLS;
+
+	*csr = NULL;
+	*key = EVP_EC_gen("P-256");
+	req = X509_REQ_new();
+	if (!*key || !req || !X509_REQ_set_version(req, 0) || !X509_REQ_set_pubkey(req, *key) ||
+	    X509_REQ_sign(req, *key, EVP_sha256()) <= 0)
+		goto out;
+	*csr = mesh_pem_from_csr(req);
+	if (*csr)
+		rc = 0;
+out:
+	if (rc < 0) {
+		EVP_PKEY_free(*key);
+		*key = NULL;
+	}
+	X509_REQ_free(req);
+	return rc;
+}
+
 char *mesh_pem_from_certs(const STACK_OF(X509) *sk, int from, int to)
 {
 	BIO *b = BIO_new(BIO_s_mem());

@@ -28,6 +28,14 @@ MESH_MUST_CHECK char *mesh_pem_from_csr(X509_REQ *req);
 /* Certificates from..to-1 of sk, concatenated (a chain file's text). */
 MESH_MUST_CHECK char *mesh_pem_from_certs(const STACK_OF(X509) *sk, int from, int to);
 
+/* A fresh P-256 key (*key, the caller frees it with EVP_PKEY_free) and the
+ * PEM text of a CSR holding only its public key (*csr, malloc'd): what a
+ * workload sends meshd's CA (Istio's CSR flow; the CA takes the identity
+ * from the bearer token, not from the CSR's subject).  Used by meshproxy's
+ * identity and meshctl certs.  Returns 0 or -MESH_ETLS (then *key and *csr
+ * are NULL). */
+MESH_MUST_CHECK int mesh_pem_key_and_csr(EVP_PKEY **key, char **csr);
+
 /*
  * Append every certificate in pem (len bytes) to *out, in order, creating
  * the stack when *out is NULL (the caller frees it with

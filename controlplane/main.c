@@ -613,6 +613,7 @@ int main(int argc, char **argv)
 	}
 
 	log_info("meshd", "meshd %s starting", MESH_VERSION);
+	metrics_set_build("pilot", MESH_VERSION); /* istio_build, as istiod's discovery */
 	if (meshd_mesh_load(&d, true) < 0)
 		goto out;
 	if (d.opts.mesh_config) {

@@ -123,6 +123,15 @@ static void respond_text(struct admin_conn *c, int status, const char *text, int
 	respond(c, status, "text/plain; charset=UTF-8", text, strlen(text), head_only, NULL);
 }
 
+/* NULL when ready (a first configuration applied and nothing warming), else
+ * the 503 body of /healthz/ready saying why not. */
+static const char *admin_not_ready(const struct admin *a)
+{
+	if (!a->info.ready || !*a->info.ready)
+		return "not ready: no configuration applied yet\n";
+	return a->info.warming ? a->info.warming(a->info.ctx) : NULL;
+}
+
 static void serve_stats(struct admin_conn *c, int head_only)
 {
 	struct admin *a = c->a;
@@ -151,7 +160,7 @@ static void serve_stats(struct admin_conn *c, int head_only)
 			(unsigned long long)a->st.rq_4xx, (unsigned long long)a->st.rq_5xx,
 			(unsigned long long)a->st.rq_total, (unsigned long long)a->st.codec_errors,
 			(unsigned long long)es.iterations, es.timers,
-			a->info.ready && *a->info.ready ? 1 : 0,
+			admin_not_ready(a) ? 0 : 1,
 			(unsigned long long)((ev_now(a->loop) - a->info.start_ms) / 1000));
 	if (a->info.stats)
 		a->info.stats(a->info.ctx, &b);
@@ -162,7 +171,7 @@ static void serve_stats(struct admin_conn *c, int head_only)
 static void serve_server_info(struct admin_conn *c, int head_only)
 {
 	struct admin *a = c->a;
-	int live = a->info.ready && *a->info.ready;
+	int live = !admin_not_ready(a);
 	unsigned long long up = (unsigned long long)((ev_now(a->loop) - a->info.start_ms) / 1000);
 	struct mesh_buf b;
 	char ver[128];
@@ -228,15 +237,17 @@ static int serve_page(struct admin_conn *c, struct h1_str path, int head_only)
  * whatever the page hook serves; nothing of the admin port. */
 static void handle_status(struct admin_conn *c, struct h1_str path, int get, int head)
 {
+	const char *why;
+
 	if (!get && !head) {
 		respond(c, 405, "text/plain; charset=UTF-8", "method not allowed\n", 19, 0, "Allow: GET, HEAD\r\n");
 	} else if (h1_str_ieq(path, "/healthz/ready")) {
 		if (c->a->info.draining && *c->a->info.draining)
 			respond_text(c, 503, "not ready: draining\n", head);
-		else if (c->a->info.ready && *c->a->info.ready)
+		else if (!(why = admin_not_ready(c->a)))
 			respond_text(c, 200, "", head);
 		else
-			respond_text(c, 503, "not ready: no configuration applied yet\n", head);
+			respond_text(c, 503, why, head);
 	} else if (c->a->pages && serve_page(c, path, head) == 0) {
 		/* answered by the page hook */
 	} else {
@@ -546,7 +557,7 @@ static void handle(struct admin_conn *c, const struct h1_head *h)
 	} else if (h1_str_ieq(path, "/ready")) {
 		if (c->a->info.draining && *c->a->info.draining)
 			respond_text(c, 503, "DRAINING\n", head);
-		else if (c->a->info.ready && *c->a->info.ready)
+		else if (!admin_not_ready(c->a))
 			respond_text(c, 200, "LIVE\n", head);
 		else
 			respond_text(c, 503, "NOT READY\n", head);

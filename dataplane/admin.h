@@ -29,6 +29,12 @@ struct admin_info {
 	const char *node_id;
 	const char *cmdline; /* the command line as one JSON object text, or NULL */
 	const int *ready;    /* non-zero once a first configuration is applied */
+	/* non-NULL: readiness (/ready, /healthz/ready, server.live) also waits
+	 * for warming(ctx) to return NULL; else it returns the 503 body of
+	 * /healthz/ready ("not ready: ...\n", static) naming what still warms.
+	 * main.c sets it with --ca-addr: not ready before the first workload
+	 * certificate, as Envoy's listeners warm until SDS sends the secret */
+	const char *(*warming)(void *ctx);
 	/* non-NULL and non-zero: draining after SIGTERM; /ready and
 	 * /healthz/ready answer 503 (Envoy's /ready says DRAINING) */
 	const int *draining;

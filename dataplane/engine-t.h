@@ -20,6 +20,7 @@
 #include "dataplane/engine.h"
 #include "dataplane/fcmatch.h"
 #include "dataplane/router.h"
+#include "dataplane/tracing.h"
 #include "dataplane/tcpproxy.h"
 #include "dataplane/upstream.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
@@ -134,11 +135,15 @@ struct px_port {
 	int proxy_100;                   /* proxy_100_continue: Expect forwarded, the upstream's 100 relayed */
 	const struct jwt_config *jwt;    /* the HCM's jwt_authn filter (chain_port(), owned by the config's jwts), or NULL */
 	int xfcc;                        /* forward_client_cert_details APPEND_FORWARD / SANITIZE_SET (px_port_hcm) */
+	int xfcc_keep;                   /* the client's own XFCC goes on: 1 from an mTLS peer (FORWARD_ONLY,
+	                                  * APPEND_FORWARD), 2 always (ALWAYS_FORWARD_ONLY), 0 dropped
+	                                  * (SANITIZE, the default, and SANITIZE_SET); px_port_hcm */
 	struct px_mtls *tls;             /* virtualInbound: the port's DownstreamTlsContext (mtls.c), set by
 	                                  * compile_listener; owned by px_config.mtls */
 	int plain_ok;                    /* a raw_buffer chain serves the port too (no TLS chain, or PERMISSIVE) */
 	struct authz_http_opts http_opts; /* the HCM's path normalization and XFF rules (px_port_hcm) */
 	const struct authz *authz;       /* the chain's RBAC filters, or NULL (chain_port; owned by the config) */
+	const struct trace_cfg *trace;   /* the HCM's tracing, or NULL (port_trace; owned by the config's traces) */
 };
 
 /* A Listener's chains for Envoy's filter chain selection (fcmatch.h):
@@ -200,6 +205,8 @@ struct px_config {
 	size_t n_hcms;
 	struct jwt_config **jwts;        /* compiled jwt_authn filters the ports point to (chain_port()) */
 	size_t n_jwts;
+	struct trace_cfg **traces;       /* every HCM's compiled tracing (port_trace; ports point into it) */
+	size_t n_traces;
 	struct authz **authzs;           /* every chain's compiled RBAC (ports point into it) */
 	size_t n_authzs;
 	/* compiled in phase one, handed to the clusters in phase two (then NULL) */
@@ -290,6 +297,8 @@ struct engine {
 	uint64_t tls_handshake_fail;     /* downstream TLS handshakes that failed (ssl.connection_error) */
 	uint64_t tls_plain_refused;      /* plaintext connections refused by a TLS-only (STRICT) port */
 	struct authz_tab *authz_tab;     /* RBAC counters by name, across configs (engine_new) */
+	struct istio_stats *istio;       /* issue 14: Istio's request metrics (engine_new), NULL: off */
+	struct tracer *tracer;           /* the span exporter (tracing.c), set by engine_new */
 };
 
 /* engine.c */
@@ -317,6 +326,15 @@ void px_listener_unref(struct px_listener *l);
  * host's interface addresses.  What Istio's virtualOutbound-blackhole /
  * virtualInbound-blackhole chains achieve for 15001/15006, for any port. */
 int px_engine_is_self(const struct engine *e, const struct sockaddr *sa, socklen_t len);
+/* px_engine_is_self() for an upstream connection of a downstream that came
+ * in on an outbound (from_inbound 0) or inbound listener: an outbound one
+ * may reach one of our inbound listeners, a workload calling its own
+ * service (its endpoint is the workload's address, where this sidecar's
+ * inbound listens).  Istio's iptables route that back to 15006 (ISTIO_OUTPUT
+ * "-o lo ! -d 127.0.0.1/32 -m owner --uid-owner 1337 -j ISTIO_IN_REDIRECT"):
+ * the inbound chain sends it to the application, it never comes back out,
+ * so it is no loop.  Non-zero: a loop, never connect. */
+int px_engine_is_loop(const struct engine *e, const struct sockaddr *sa, socklen_t len, int from_inbound);
 /* A listener's name for logs: Listener.name, or virtualOutbound/virtualInbound. */
 const char *px_listener_name(const struct px_listener *l);
 

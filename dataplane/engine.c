@@ -14,6 +14,7 @@
  */
 #include "dataplane/engine-t.h"
 #include "dataplane/h2.h"
+#include "dataplane/istio_stats.h"
 #include "dataplane/jwt.h"
 
 #include "common/log.h"
@@ -477,6 +478,9 @@ static void config_free(struct px_config *c)
 	free(c->hcms);
 	for (i = 0; i < c->n_jwts; i++)
 		jwt_config_free(c->jwts[i]);
+	for (i = 0; i < c->n_traces; i++)
+		trace_cfg_free(c->traces[i]);
+	free(c->traces);
 	free(c->jwts);
 	px_snapshot_unref(c->snap);
 	free(c);
@@ -563,6 +567,32 @@ static int port_jwt(struct px_config *c, const char *lname, const px_hcm *hcm, s
 	v[c->n_jwts++] = j;
 	c->jwts = v;
 	p->jwt = j;
+	return 0;
+}
+
+/* issue 14: the HCM's tracing (tracing.c), compiled and kept by c for p;
+ * an unsupported collector refuses the listener. */
+static int port_trace(struct px_config *c, const char *lname, const px_hcm *hcm, struct px_port *p, char *err,
+		      size_t cap)
+{
+	struct trace_cfg *t = NULL, **v;
+	char why[256] = "";
+	int rc = hcm ? trace_cfg_new(hcm->tracing, &t, why, sizeof(why)) : 0;
+
+	if (rc < 0) {
+		snprintf(err, cap, "listener %s: %s", lname, why);
+		return rc;
+	}
+	if (!t)
+		return 0;
+	v = realloc(c->traces, (c->n_traces + 1) * sizeof(*v));
+	if (!v) {
+		trace_cfg_free(t);
+		return -ENOMEM;
+	}
+	v[c->n_traces++] = t;
+	c->traces = v;
+	p->trace = t;
 	return 0;
 }
 
@@ -669,6 +699,18 @@ void px_port_hcm(struct px_port *p, const px_hcm *hcm)
 				  ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__FORWARD_CLIENT_CERT_DETAILS__APPEND_FORWARD ||
 			  hcm->forward_client_cert_details ==
 				  ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__FORWARD_CLIENT_CERT_DETAILS__SANITIZE_SET);
+	/* Envoy's mutateXfccRequestHeader: what becomes of the client's own header */
+	switch (hcm ? hcm->forward_client_cert_details : 0) {
+	case ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__FORWARD_CLIENT_CERT_DETAILS__FORWARD_ONLY:
+	case ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__FORWARD_CLIENT_CERT_DETAILS__APPEND_FORWARD:
+		p->xfcc_keep = 1;
+		break;
+	case ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__FORWARD_CLIENT_CERT_DETAILS__ALWAYS_FORWARD_ONLY:
+		p->xfcc_keep = 2;
+		break;
+	default:
+		p->xfcc_keep = 0;
+	}
 	p->http_opts = authz_http_opts(hcm);
 }
 
@@ -717,6 +759,9 @@ static int chain_port(struct px_config *c, const char *lname, const Envoy__Confi
 		return rc;
 	p->accept_http_10 = hcm_http10(hcm);
 	rc = port_jwt(c, lname, hcm, p, err, cap);
+	if (rc < 0)
+		return rc;
+	rc = port_trace(c, lname, hcm, p, err, cap);
 	if (rc < 0)
 		return rc;
 	if (hcm && hcm->route_specifier_case ==
@@ -1030,6 +1075,9 @@ static int compile_listener(struct px_config *c, const Envoy__Config__Listener__
 		tcpp_conf_init(&p.tcpp, tcpf);
 	}
 	px_port_hcm(&p, hcm);
+	rc = port_trace(c, l->name, hcm, &p, err, cap);
+	if (rc < 0)
+		return rc;
 	if (hcm) {
 		p.accept_http_10 = hcm_http10(hcm);
 		if (hcm->route_specifier_case ==
@@ -1647,22 +1695,33 @@ static int listener_is(const struct engine *e, const struct px_listener *l, cons
 	return self_match(e, &la, d);
 }
 
-int px_engine_is_self(const struct engine *e, const struct sockaddr *sa, socklen_t len)
+/* skip_inbound: an inbound listener is no loop for the caller (px_engine_is_loop()) */
+static int engine_self(const struct engine *e, const struct sockaddr *sa, socklen_t len, int skip_inbound)
 {
 	struct px_addr d;
 	size_t i;
 
 	if (addr_from_sa(sa, len, &d) < 0)
 		return 0;
-	if (listener_is(e, &e->lout, &d) || listener_is(e, &e->lin, &d))
+	if (listener_is(e, &e->lout, &d) || (!skip_inbound && listener_is(e, &e->lin, &d)))
 		return 1;
 	for (i = 0; i < e->n_bl; i++)
-		if (listener_is(e, e->bl[i], &d))
+		if (!(skip_inbound && e->bl[i]->inbound) && listener_is(e, e->bl[i], &d))
 			return 1;
 	for (i = 0; i < e->n_self; i++)
 		if (self_match(e, &e->self[i], &d))
 			return 1;
 	return 0;
+}
+
+int px_engine_is_self(const struct engine *e, const struct sockaddr *sa, socklen_t len)
+{
+	return engine_self(e, sa, len, 0);
+}
+
+int px_engine_is_loop(const struct engine *e, const struct sockaddr *sa, socklen_t len, int from_inbound)
+{
+	return engine_self(e, sa, len, !from_inbound);
 }
 
 /* This host's interface addresses, read again (at start and on every
@@ -1720,6 +1779,24 @@ int engine_self_add(struct engine *e, const char *addr, int port)
 	return 0;
 }
 
+/* tracing.h's resolver: the collector cluster's first endpoint in the
+ * current config (Envoy sends to the cluster; meshd's zipkin cluster has
+ * one endpoint in practice). */
+static int engine_trace_resolve(void *ctx, const char *cluster, struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct engine *e = ctx;
+	struct px_cluster *cl = e->cur ? px_config_cluster(e->cur, cluster) : NULL;
+	const struct up_host *h;
+
+	/* the endpoints' addresses (engine hosts are made only when the LB picks one) */
+	if (!cl || !cl->hs || !cl->hs->n)
+		return -ENOENT;
+	h = cl->hs->hosts[0];
+	memcpy(ss, &h->addr, h->addr_len);
+	*len = h->addr_len;
+	return 0;
+}
+
 int engine_new(struct ev_loop *loop, const struct engine_opts *o, struct engine **out)
 {
 	struct engine *e;
@@ -1749,9 +1826,16 @@ int engine_new(struct ev_loop *loop, const struct engine_opts *o, struct engine 
 	ev_timer_init(&e->trim_timer, px_trim, e);
 	self_read_ifaddrs(e);
 	rc = authz_tab_new(&e->authz_tab);
+	/* issue 14: the span exporter; idle until a config asks for tracing */
+	if (rc == 0 && !(e->tracer = tracer_new(loop, o->node_id, o->labels, engine_trace_resolve, e)))
+		rc = -ENOMEM;
 	if (rc == 0 && o->access_log && *o->access_log)
 		rc = px_alog_open(loop, o->access_log, &e->alog);
+	if (rc == 0 && o->node_id)
+		rc = istio_stats_new(o->node_id, o->labels, o->service_account, 0, &e->istio);
 	if (rc < 0) {
+		px_alog_free(e->alog);
+		tracer_free(e->tracer);
 		authz_tab_free(e->authz_tab);
 		free(e->ifaddrs);
 		free(e);
@@ -1795,6 +1879,8 @@ void engine_free(struct engine *e)
 	free(e->ctab);
 	px_config_unref(e->cur);
 	px_alog_free(e->alog);
+	istio_stats_free(e->istio);
+	tracer_free(e->tracer); /* after the connections: their streams end spans */
 	authz_tab_free(e->authz_tab);
 	free(e->self);
 	free(e->ifaddrs);
@@ -1955,7 +2041,7 @@ static int listeners_page(struct engine *e, struct mesh_buf *b)
 
 /* One jwt_authn counter family on /stats/prometheus: the counters named
  * "http.PREFIX.jwt_authn.<want>" as
- * envoy_http_jwt_authn_<want>{envoy_http_conn_manager_prefix="PREFIX"},
+ * envoy_http_jwt_authn_<want>{http_conn_manager_prefix="PREFIX"},
  * Envoy's tag name.  The label holds the whole stat prefix: Envoy's
  * default extractor ("http.$.**") would take only its first
  * dot-separated token ("inbound_0" of "inbound_0.0.0.0_8080") and Istio's
@@ -1981,7 +2067,7 @@ static void jwt_prom_one(void *ctx, const char *name, uint64_t v)
 		return;
 	if (!p->typed++)
 		mesh_buf_printf(p->b, "# TYPE envoy_http_jwt_authn_%s counter\n", p->want);
-	mesh_buf_printf(p->b, "envoy_http_jwt_authn_%s{envoy_http_conn_manager_prefix=\"%.*s\"} %llu\n", p->want,
+	mesh_buf_printf(p->b, "envoy_http_jwt_authn_%s{http_conn_manager_prefix=\"%.*s\"} %llu\n", p->want,
 			(int)(mid - (name + 5)), name + 5, (unsigned long long)v);
 }
 
@@ -2098,7 +2184,7 @@ static void prom_line(struct mesh_buf *b, const char *metric, const char *type, 
 {
 	if (!typed)
 		mesh_buf_printf(b, "# TYPE %s %s\n", metric, type);
-	mesh_buf_printf(b, "%s{envoy_cluster_name=\"%s\"} %llu\n", metric, cl, (unsigned long long)v);
+	mesh_buf_printf(b, "%s{cluster_name=\"%s\"} %llu\n", metric, cl, (unsigned long long)v);
 }
 
 static void prometheus_page(struct engine *e, struct mesh_buf *b)
@@ -2139,9 +2225,10 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 		for (j = 0; j < e->n_ctab; j++)
 			prom_line(b, m[i].name, m[i].type, j > 0, e->ctab[j]->name,
 				  *(const uint64_t *)((const char *)&e->ctab[j]->st + m[i].off));
-	/* response code classes, Envoy's tag */
+	/* response code classes: Envoy's upstream_rq_2xx under Istio's stats_tags
+	 * (response_code_class "2xx", cluster_name), as Istio's sidecars print them */
 	for (i = 0; i < 4; i++) {
-		static const char *cls[] = { "2", "3", "4", "5" };
+		static const char *cls[] = { "2xx", "3xx", "4xx", "5xx" };
 
 		if (i == 0)
 			mesh_buf_puts(b, "# TYPE envoy_cluster_upstream_rq counter\n");
@@ -2149,24 +2236,24 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 			const struct px_cluster_stats *s = &e->ctab[j]->st;
 			uint64_t v = i == 0 ? s->rq_2xx : i == 1 ? s->rq_3xx : i == 2 ? s->rq_4xx : s->rq_5xx;
 
-			mesh_buf_printf(b, "envoy_cluster_upstream_rq{envoy_response_code_class=\"%s\",envoy_cluster_name=\"%s\"} %llu\n",
+			mesh_buf_printf(b, "envoy_cluster_upstream_rq{response_code_class=\"%s\",cluster_name=\"%s\"} %llu\n",
 					cls[i], e->ctab[j]->name, (unsigned long long)v);
 		}
 	}
 	mesh_buf_printf(b,
-			"# TYPE envoy_http_downstream_cx_total counter\nenvoy_http_downstream_cx_total{envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
-			"# TYPE envoy_http_downstream_cx_active gauge\nenvoy_http_downstream_cx_active{envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
-			"# TYPE envoy_http_downstream_rq_total counter\nenvoy_http_downstream_rq_total{envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
-			"# TYPE envoy_http_downstream_rq_active gauge\nenvoy_http_downstream_rq_active{envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
-			"# TYPE envoy_http_downstream_rq_xx counter\n"
-			"envoy_http_downstream_rq_xx{envoy_response_code_class=\"2\",envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
-			"envoy_http_downstream_rq_xx{envoy_response_code_class=\"3\",envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
-			"envoy_http_downstream_rq_xx{envoy_response_code_class=\"4\",envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
-			"envoy_http_downstream_rq_xx{envoy_response_code_class=\"5\",envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
-			"# TYPE envoy_http_downstream_cx_protocol_error counter\nenvoy_http_downstream_cx_protocol_error{envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
-			"# TYPE envoy_http_no_route counter\nenvoy_http_no_route{envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
-			"# TYPE envoy_http_downstream_rq_idle_timeout counter\nenvoy_http_downstream_rq_idle_timeout{envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
-			"# TYPE envoy_http_downstream_rq_header_timeout counter\nenvoy_http_downstream_rq_header_timeout{envoy_http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"# TYPE envoy_http_downstream_cx_total counter\nenvoy_http_downstream_cx_total{http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"# TYPE envoy_http_downstream_cx_active gauge\nenvoy_http_downstream_cx_active{http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"# TYPE envoy_http_downstream_rq_total counter\nenvoy_http_downstream_rq_total{http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"# TYPE envoy_http_downstream_rq_active gauge\nenvoy_http_downstream_rq_active{http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"# TYPE envoy_http_downstream_rq counter\n"
+			"envoy_http_downstream_rq{response_code_class=\"2xx\",http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"envoy_http_downstream_rq{response_code_class=\"3xx\",http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"envoy_http_downstream_rq{response_code_class=\"4xx\",http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"envoy_http_downstream_rq{response_code_class=\"5xx\",http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"# TYPE envoy_http_downstream_cx_protocol_error counter\nenvoy_http_downstream_cx_protocol_error{http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"# TYPE envoy_http_no_route counter\nenvoy_http_no_route{http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"# TYPE envoy_http_downstream_rq_idle_timeout counter\nenvoy_http_downstream_rq_idle_timeout{http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"# TYPE envoy_http_downstream_rq_header_timeout counter\nenvoy_http_downstream_rq_header_timeout{http_conn_manager_prefix=\"meshproxy\"} %llu\n"
 			"# TYPE meshproxy_listener_accept_paused counter\nmeshproxy_listener_accept_paused %llu\n"
 			"# TYPE meshproxy_http_loop_refused counter\nmeshproxy_http_loop_refused %llu\n",
 			(unsigned long long)e->st.cx_total, (unsigned long long)e->st.cx_active,
@@ -2219,8 +2306,24 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 			"# TYPE meshproxy_mirror_requests_sent counter\nmeshproxy_mirror_requests_sent %llu\n"
 			"# TYPE meshproxy_mirror_requests_dropped counter\nmeshproxy_mirror_requests_dropped %llu\n",
 			(unsigned long long)e->mirrors_sent, (unsigned long long)e->mirrors_dropped);
+	/* issue 14: Envoy's zipkin tracer counters (tracing.zipkin.*), and the
+	 * spans the bounded queue or a failed POST lost */
+	{
+		struct tracer_stats ts;
+
+		tracer_get_stats(e->tracer, &ts);
+		mesh_buf_printf(b,
+				"# TYPE envoy_tracing_zipkin_spans_sent counter\nenvoy_tracing_zipkin_spans_sent %llu\n"
+				"# TYPE envoy_tracing_zipkin_reports_sent counter\nenvoy_tracing_zipkin_reports_sent %llu\n"
+				"# TYPE envoy_tracing_zipkin_reports_failed counter\nenvoy_tracing_zipkin_reports_failed %llu\n"
+				"# TYPE meshproxy_tracing_spans_dropped counter\nmeshproxy_tracing_spans_dropped %llu\n",
+				(unsigned long long)ts.spans_sent, (unsigned long long)ts.posts_ok,
+				(unsigned long long)ts.posts_failed, (unsigned long long)ts.spans_dropped);
+	}
 	listener_prom(e, b);
 	jwt_prom(e, b);
+	if (e->istio)
+		istio_stats_prometheus(e->istio, b);
 }
 
 void engine_stats_text(const struct engine *e, struct mesh_buf *out)

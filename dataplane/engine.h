@@ -36,6 +36,9 @@ struct engine_opts {
 	                            * as Istio's agent waits terminationDrainDuration */
 	uint64_t idle_ms;          /* downstream idle timeout where the HCM sets none (0: 1 h, Envoy's) */
 	uint64_t pool_idle_ms;     /* upstream idle connection timeout (0: 60 s) */
+	/* issue 14: Istio's standard metrics and metadata exchange (istio_stats.h)
+	 * for this node; node_id NULL: off */
+	const char *node_id, *labels, *service_account; /* also the Istio tags of trace spans (tracing.h) */
 };
 
 /* A new engine on loop; nothing is bound before a snapshot names

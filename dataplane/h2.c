@@ -268,6 +268,100 @@ static ssize_t fd_read(int fd, void *p, size_t len)
 	return n < 0 ? -errno : n;
 }
 
+/* Write b from *off to the stream's pipe (both sides hand HTTP/1.1 bytes to
+ * proxy.c this way).  Returns 0 when all is written, -EAGAIN when bytes
+ * remain, -EPIPE when proxy.c closed its end (the rest is dropped); on 0 and
+ * -EPIPE b is reset and *off is 0. */
+static int pipe_flush(int fd, struct mesh_buf *b, size_t *off)
+{
+	int rc = 0;
+
+	while (*off < b->len) {
+		ssize_t n = fd_write(fd, b->data + *off, b->len - *off);
+
+		if (n == -EAGAIN)
+			return -EAGAIN;
+		if (n < 0) {
+			rc = -EPIPE;
+			break;
+		}
+		*off += (size_t)n;
+	}
+	mesh_buf_reset(b);
+	*off = 0;
+	return rc;
+}
+
+/* An nghttp2 DATA source's next bytes: up to len bytes of body from *off
+ * into buf (the buffer reset once drained).  Returns the count, 0 when
+ * nothing is buffered. */
+static size_t body_take(struct mesh_buf *body, size_t *off, uint8_t *buf, size_t len)
+{
+	size_t have = body->len - *off;
+
+	if (len > have)
+		len = have;
+	if (!len)
+		return 0; /* body.data may be NULL */
+	memcpy(buf, body->data + *off, len);
+	*off += len;
+	if (*off == body->len) {
+		mesh_buf_reset(body);
+		*off = 0;
+	}
+	return len;
+}
+
+/* What nghttp2 has to send, through the transport, while the output stays
+ * under PX_H2_OUT_HIGH (both the server and the client session).  Returns
+ * 0, or -EPROTO when the connection is dead (nghttp2 or the transport
+ * failed; out is then dropped). */
+static int session_flush(nghttp2_session *ng, const struct px_transport_ops *tops, void *tctx, int fd,
+			 struct mesh_buf *out, size_t *out_off)
+{
+	int rc = 0;
+
+	for (;;) {
+		ssize_t n;
+
+		while (out->len - *out_off < PX_H2_OUT_HIGH && nghttp2_session_want_write(ng)) {
+			const uint8_t *p;
+
+			n = nghttp2_session_mem_send(ng, &p);
+			if (n < 0) {
+				rc = -EPROTO;
+				break;
+			}
+			if (n == 0)
+				break;
+			if (mesh_buf_append(out, p, (size_t)n) < 0) {
+				rc = -EPROTO;
+				break;
+			}
+		}
+		/* what was serialized before a failure still goes out once (a GOAWAY) */
+		if (*out_off == out->len)
+			break;
+		n = tops->write(tctx, fd, out->data + *out_off, out->len - *out_off);
+		if (n == -EAGAIN)
+			break;
+		if (n < 0) {
+			rc = -EPROTO;
+			mesh_buf_reset(out);
+			*out_off = 0;
+			break;
+		}
+		*out_off += (size_t)n;
+		if (*out_off == out->len) {
+			mesh_buf_reset(out);
+			*out_off = 0;
+		}
+		if (rc < 0)
+			break;
+	}
+	return rc;
+}
+
 /* ======================================================================
  * Downstream: an HTTP/2 server session
  */
@@ -371,23 +465,15 @@ static ssize_t h2d_data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size
 			     nghttp2_data_source *src, void *ud)
 {
 	struct h2d_stream *st = src->ptr;
-	size_t have = st->body.len - st->body_off;
+	size_t got = body_take(&st->body, &st->body_off, buf, len);
 
 	(void)ng;
 	(void)id;
 	(void)ud;
-	if (have) {
-		if (len > have)
-			len = have;
-		memcpy(buf, st->body.data + st->body_off, len);
-		st->body_off += len;
-		if (st->body_off == st->body.len) {
-			mesh_buf_reset(&st->body);
-			st->body_off = 0;
-		}
+	if (got) {
 		if (st->fd >= 0)
 			h2d_st_update(st); /* room again: read more of the response */
-		return (ssize_t)len;
+		return (ssize_t)got;
 	}
 	if (!st->resp_end) {
 		st->deferred = 1;
@@ -565,25 +651,15 @@ static void h2d_st_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 
 	(void)loop;
 	if ((events & EV_WRITE) && !st->req_dead) {
-		while (st->req_off < st->req.len) {
-			ssize_t n = fd_write(st->fd, st->req.data + st->req_off, st->req.len - st->req_off);
+		int rc = pipe_flush(st->fd, &st->req, &st->req_off);
 
-			if (n == -EAGAIN)
-				break;
-			if (n < 0) {
-				/* proxy.c closed the pipe: it may have answered before the
-				 * request ended (RFC 9113 §8.1), so the response is still
-				 * read to its end (a cut one resets the stream there);
-				 * the rest of the body is dropped, its window given back */
-				st->req_dead = 1;
-				st->req_off = st->req.len;
-				break;
-			}
-			st->req_off += (size_t)n;
-		}
-		if (st->req_off == st->req.len) {
-			mesh_buf_reset(&st->req);
-			st->req_off = 0;
+		/* -EPIPE: proxy.c closed the pipe: it may have answered before the
+		 * request ended (RFC 9113 §8.1), so the response is still read to
+		 * its end (a cut one resets the stream there); the rest of the
+		 * body is dropped, its window given back */
+		if (rc == -EPIPE)
+			st->req_dead = 1;
+		if (rc != -EAGAIN) {
 			if (st->unconsumed) {
 				/* the bytes moved on: the client may send as much again */
 				(void)nghttp2_session_consume(c->ng, st->id, st->unconsumed);
@@ -957,44 +1033,8 @@ static void h2d_pump(struct h2d_conn *c)
 {
 	unsigned m = 0;
 
-	for (;;) {
-		while (c->out.len - c->out_off < PX_H2_OUT_HIGH && nghttp2_session_want_write(c->ng)) {
-			const uint8_t *p;
-			ssize_t n = nghttp2_session_mem_send(c->ng, &p);
-
-			if (n < 0) {
-				c->dead = 1;
-				break;
-			}
-			if (n == 0)
-				break;
-			if (mesh_buf_append(&c->out, p, (size_t)n) < 0) {
-				c->dead = 1;
-				break;
-			}
-		}
-		if (c->out_off == c->out.len)
-			break;
-		{
-			ssize_t n = c->tops->write(c->tctx, c->fd, c->out.data + c->out_off, c->out.len - c->out_off);
-
-			if (n == -EAGAIN)
-				break;
-			if (n < 0) {
-				c->dead = 1;
-				mesh_buf_reset(&c->out);
-				c->out_off = 0;
-				break;
-			}
-			c->out_off += (size_t)n;
-			if (c->out_off == c->out.len) {
-				mesh_buf_reset(&c->out);
-				c->out_off = 0;
-			}
-		}
-		if (c->dead)
-			break;
-	}
+	if (session_flush(c->ng, c->tops, c->tctx, c->fd, &c->out, &c->out_off) < 0)
+		c->dead = 1;
 	if (c->dead || c->peer_eof ||
 	    (!nghttp2_session_want_read(c->ng) && !nghttp2_session_want_write(c->ng) && c->out_off == c->out.len)) {
 		h2d_free(c);
@@ -1337,22 +1377,14 @@ static ssize_t h2u_data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size
 			     nghttp2_data_source *src, void *ud)
 {
 	struct h2u_stream *st = src->ptr;
-	size_t have = st->body.len - st->body_off;
+	size_t got = body_take(&st->body, &st->body_off, buf, len);
 
 	(void)ng;
 	(void)id;
 	(void)ud;
-	if (have) {
-		if (len > have)
-			len = have;
-		memcpy(buf, st->body.data + st->body_off, len);
-		st->body_off += len;
-		if (st->body_off == st->body.len) {
-			mesh_buf_reset(&st->body);
-			st->body_off = 0;
-		}
+	if (got) {
 		h2u_st_update(st);
-		return (ssize_t)len;
+		return (ssize_t)got;
 	}
 	if (!st->req_end) {
 		st->deferred = 1;
@@ -1456,21 +1488,11 @@ static void h2u_st_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 
 	(void)loop;
 	if (events & EV_WRITE) {
-		while (st->resp_off < st->resp.len) {
-			ssize_t n = fd_write(st->fd, st->resp.data + st->resp_off, st->resp.len - st->resp_off);
+		int rc = pipe_flush(st->fd, &st->resp, &st->resp_off);
 
-			if (n == -EAGAIN)
-				break;
-			if (n < 0) {
-				st->resp_off = st->resp.len;
-				events |= EV_ERROR;
-				break;
-			}
-			st->resp_off += (size_t)n;
-		}
-		if (st->resp_off == st->resp.len) {
-			mesh_buf_reset(&st->resp);
-			st->resp_off = 0;
+		if (rc == -EPIPE)
+			events |= EV_ERROR;
+		if (rc != -EAGAIN) {
 			if (st->unconsumed && st->id > 0 && c->ng) {
 				(void)nghttp2_session_consume(c->ng, st->id, st->unconsumed);
 				st->unconsumed = 0;
@@ -1711,38 +1733,8 @@ static void h2u_pump(struct h2u_conn *c)
 			h2u_free(c);
 		return;
 	}
-	for (;;) {
-		while (c->out.len - c->out_off < PX_H2_OUT_HIGH && nghttp2_session_want_write(c->ng)) {
-			const uint8_t *p;
-			ssize_t n = nghttp2_session_mem_send(c->ng, &p);
-
-			if (n <= 0) {
-				c->dead = n < 0;
-				break;
-			}
-			if (mesh_buf_append(&c->out, p, (size_t)n) < 0) {
-				c->dead = 1;
-				break;
-			}
-		}
-		if (c->dead || c->out_off == c->out.len)
-			break;
-		{
-			ssize_t n = c->tops->write(c->tls, c->fd, c->out.data + c->out_off, c->out.len - c->out_off);
-
-			if (n == -EAGAIN)
-				break;
-			if (n < 0) {
-				c->dead = 1;
-				break;
-			}
-			c->out_off += (size_t)n;
-			if (c->out_off == c->out.len) {
-				mesh_buf_reset(&c->out);
-				c->out_off = 0;
-			}
-		}
-	}
+	if (session_flush(c->ng, c->tops, c->tls, c->fd, &c->out, &c->out_off) < 0)
+		c->dead = 1;
 	if (c->dead || (!nghttp2_session_want_read(c->ng) && !nghttp2_session_want_write(c->ng))) {
 		h2u_free(c);
 		return;

@@ -36,6 +36,8 @@
 #define ID_TOKEN_MAX 8192            /* the CA's own cap on a bearer token */
 #define ID_BACKOFF_MIN_MS 1000
 #define ID_BACKOFF_MAX_MS 30000
+/* a chain or root PEM dumped by /config_dump (a mesh chain is a few KiB) */
+#define ID_DUMP_PEM_MAX (256u * 1024)
 #define ID_CALL_TIMEOUT_MS 10000     /* connect + TLS handshake */
 #define ID_RENEW_MIN_MS 1000         /* never renew in a tighter loop than this */
 
@@ -51,6 +53,7 @@ struct px_identity {
 	STACK_OF(X509) *chain;           /* as the CA sent it: leaf first, root last */
 	unsigned gen;
 	time_t not_before, not_after;
+	time_t installed;                /* when gen last changed (config_dump's last_updated) */
 	char last_error[200];
 	/* the request in flight */
 	struct grpc_client *g;
@@ -181,6 +184,7 @@ static int id_install(struct px_identity *id)
 	id->got = NULL;
 	id->not_before = asn1_time(X509_get0_notBefore(leaf));
 	id->not_after = asn1_time(X509_get0_notAfter(leaf));
+	id->installed = time(NULL);
 	id->gen++;
 	return 0;
 }
@@ -245,27 +249,6 @@ static void id_on_close(void *ctx, int status, const char *message)
 	id_schedule(id, ms);
 }
 
-/* A P-256 key and a CSR holding only its public key (the CA takes the
- * identity from the token, not from the CSR). */
-static int make_key_and_csr(EVP_PKEY **key, char **csr)
-{
-	X509_REQ *req = NULL;
-	int rc = -ENOMEM;
-
-	*csr = NULL;
-	*key = EVP_EC_gen("P-256");
-	req = X509_REQ_new();
-	if (!*key || !req || !X509_REQ_set_version(req, 0) || !X509_REQ_set_pubkey(req, *key) ||
-	    X509_REQ_sign(req, *key, EVP_sha256()) <= 0)
-		goto out;
-	*csr = mesh_pem_from_csr(req);
-	if (*csr)
-		rc = 0;
-out:
-	X509_REQ_free(req);
-	return rc;
-}
-
 static void id_request(struct px_identity *id)
 {
 	static const struct grpc_call_cbs cbs = { id_on_message, id_on_close };
@@ -289,7 +272,7 @@ static void id_request(struct px_identity *id)
 	len = tl + sizeof("Bearer ");
 	id->auth = malloc(len);
 	rc = -ENOMEM;
-	if (!id->auth || make_key_and_csr(&id->next_key, &csr) < 0) {
+	if (!id->auth || mesh_pem_key_and_csr(&id->next_key, &csr) < 0) {
 		snprintf(why, sizeof(why), "cannot make a key and CSR");
 		goto out;
 	}
@@ -491,6 +474,58 @@ static void put_cert(struct mesh_buf *b, X509 *x, const char *path)
 	GENERAL_NAMES_free(names);
 	OPENSSL_free(hex);
 	BN_free(bn);
+}
+
+/* pem as a DataSource's inline_bytes (protobuf JSON: base64) */
+static void put_inline_bytes(struct mesh_buf *b, const char *pem)
+{
+	size_t n = strlen(pem);
+	unsigned char *out;
+
+	mesh_buf_puts(b, "{\"inline_bytes\": \"");
+	if (n > ID_DUMP_PEM_MAX || !(out = malloc(4 * ((n + 2) / 3) + 1))) {
+		b->err = b->err ? b->err : -ENOMEM;
+		return;
+	}
+	EVP_EncodeBlock(out, (const unsigned char *)pem, (int)n);
+	mesh_buf_puts(b, (const char *)out);
+	free(out);
+	mesh_buf_puts(b, "\"}");
+}
+
+static void put_secret(struct mesh_buf *b, const struct px_identity *id, const char *name, int root)
+{
+	mesh_buf_puts(b, "{\"name\": ");
+	json_put_string(b, name);
+	mesh_buf_printf(b, ", \"version_info\": \"%u\"", id->gen);
+	put_time(b, "last_updated", id->installed);
+	mesh_buf_puts(b, ", \"secret\": {\"@type\": \"type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
+		      "Secret\", \"name\": ");
+	json_put_string(b, name);
+	if (root) {
+		mesh_buf_puts(b, ", \"validation_context\": {\"trusted_ca\": ");
+		put_inline_bytes(b, id->root_pem);
+		mesh_buf_puts(b, "}}}");
+	} else {
+		mesh_buf_puts(b, ", \"tls_certificate\": {\"certificate_chain\": ");
+		put_inline_bytes(b, id->chain_pem);
+		/* base64 of "[redacted]": Envoy never dumps a private key */
+		mesh_buf_puts(b, ", \"private_key\": {\"inline_bytes\": \"W3JlZGFjdGVkXQ==\"}}}}");
+	}
+}
+
+void px_identity_secrets_dump(const struct px_identity *id, struct mesh_buf *b)
+{
+	mesh_buf_puts(b, "{\n   \"@type\": \"type.googleapis.com/envoy.admin.v3.SecretsConfigDump\",\n"
+		      "   \"dynamic_active_secrets\": [");
+	if (id && id->gen) {
+		mesh_buf_puts(b, "\n    ");
+		put_secret(b, id, "default", 0);
+		mesh_buf_puts(b, ",\n    ");
+		put_secret(b, id, "ROOTCA", 1);
+		mesh_buf_puts(b, "\n   ");
+	}
+	mesh_buf_puts(b, "]\n  }");
 }
 
 void px_identity_certs_json(const struct px_identity *id, struct mesh_buf *b)

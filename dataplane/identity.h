@@ -67,4 +67,12 @@ MESH_MUST_CHECK int px_identity_tls_ctx(const struct px_identity *id, int server
  * identity's "generation" and "last_error". */
 void px_identity_certs_json(const struct px_identity *id, struct mesh_buf *b);
 
+/* Admin /config_dump's secrets, as Envoy dumps what SDS sent it: one
+ * envoy.admin.v3.SecretsConfigDump object (no trailing comma or newline)
+ * with dynamic_active_secrets "default" (tls_certificate: the chain, the
+ * private key "[redacted]" as Envoy redacts it) and "ROOTCA"
+ * (validation_context: the root), empty before the first certificate.
+ * istioctl / meshctl proxy-config secrets read it.  Errors land in b->err. */
+void px_identity_secrets_dump(const struct px_identity *id, struct mesh_buf *b);
+
 #endif

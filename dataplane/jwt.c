@@ -613,10 +613,16 @@ struct jwt__tok {
 /* A token from "...prefix<token>" in a header value (Envoy's
  * JwtHeaderLocation: the prefix is found anywhere in the value, case
  * sensitive; the token runs to the first byte outside the JWT alphabet). */
-static bool tok_from_header(const struct jwt_req *r, const char *name, const char *prefix, struct jwt__tok *t)
+static bool tok_from_header(const struct jwt_req *r, const char *name, const char *prefix, size_t nth,
+			    struct jwt__tok *t)
 {
 	size_t vl = 0, pl = strlen(prefix), i = 0;
-	const char *v = r->header(r->ctx, name, strlen(name), &vl), *at;
+	const char *v, *at;
+
+	if (r->header_nth)
+		v = r->header_nth(r->ctx, name, strlen(name), nth, &vl);
+	else
+		v = nth ? NULL : r->header(r->ctx, name, strlen(name), &vl);
 
 	if (!v)
 		return false;
@@ -636,7 +642,7 @@ static bool tok_from_header(const struct jwt_req *r, const char *name, const cha
 	return t->len > 0;
 }
 
-static bool tok_from_param(const struct jwt_req *r, const char *name, struct jwt__tok *t)
+static bool tok_from_param(const struct jwt_req *r, const char *name, size_t nth, struct jwt__tok *t)
 {
 	const char *q = memchr(r->path, '?', r->path_len), *end = r->path + r->path_len;
 	size_t nl = strlen(name);
@@ -644,7 +650,7 @@ static bool tok_from_param(const struct jwt_req *r, const char *name, struct jwt
 	while (q && q < end) {
 		const char *s = q + 1, *e = memchr(s, '&', (size_t)(end - s));
 		e = e ? e : end;
-		if ((size_t)(e - s) > nl && !memcmp(s, name, nl) && s[nl] == '=') {
+		if ((size_t)(e - s) > nl && !memcmp(s, name, nl) && s[nl] == '=' && nth-- == 0) {
 			t->p = s + nl + 1;
 			t->len = (size_t)(e - t->p);
 			t->hdr = NULL;
@@ -676,23 +682,42 @@ static bool tok_from_cookie(const struct jwt_req *r, const char *name, struct jw
 	return false;
 }
 
-/* The provider's token: its locations in order, or Envoy's defaults. */
-static bool provider_token(const struct jwt__provider *p, const struct jwt_req *r, struct jwt__tok *t)
+/* The k-th token (0 the first) at the provider's locations, in order (its
+ * headers, every value of each, then its query parameters, every
+ * occurrence, then its cookies), or Envoy's defaults (Authorization
+ * "Bearer ", then access_token).  Envoy extracts them all and requires
+ * every one to verify: a good token must not carry a forged one past the
+ * filter to an application that reads the other location. */
+static bool provider_token_nth(const struct jwt__provider *p, const struct jwt_req *r, size_t k, struct jwt__tok *t)
 {
-	size_t i;
+	size_t i, n, seen = 0;
 
-	if (!p->n_hdrs && !p->n_params && !p->n_cookies)
-		return tok_from_header(r, "authorization", "Bearer ", t) || tok_from_param(r, "access_token", t);
+	if (!p->n_hdrs && !p->n_params && !p->n_cookies) {
+		for (n = 0; n <= k && tok_from_header(r, "authorization", "Bearer ", n, t); n++)
+			if (seen++ == k)
+				return true;
+		for (n = 0; n <= k && tok_from_param(r, "access_token", n, t); n++)
+			if (seen++ == k)
+				return true;
+		return false;
+	}
 	for (i = 0; i < p->n_hdrs; i++)
-		if (tok_from_header(r, p->hdrs[i].name, p->hdrs[i].prefix, t))
-			return true;
+		for (n = 0; n <= k && tok_from_header(r, p->hdrs[i].name, p->hdrs[i].prefix, n, t); n++)
+			if (seen++ == k)
+				return true;
 	for (i = 0; i < p->n_params; i++)
-		if (tok_from_param(r, p->params[i], t))
-			return true;
+		for (n = 0; n <= k && tok_from_param(r, p->params[i], n, t); n++)
+			if (seen++ == k)
+				return true;
 	for (i = 0; i < p->n_cookies; i++)
-		if (tok_from_cookie(r, p->cookies[i], t))
+		if (tok_from_cookie(r, p->cookies[i], t) && seen++ == k)
 			return true;
 	return false;
+}
+
+static bool provider_token(const struct jwt__provider *p, const struct jwt_req *r, struct jwt__tok *t)
+{
+	return provider_token_nth(p, r, 0, t);
 }
 
 /* ------------------------------------------------------------- verification */
@@ -859,7 +884,9 @@ static const char *jwt_check(const struct jwt__provider *p, const struct jwt__pa
 		return JWT_S_ALG_MISSING;
 	if (!alg_info(alg, &md, &kty, &pss, &ec_bits))
 		return JWT_S_ALG_UNKNOWN;
-	if (p->issuer[0] && iss && strcmp(p->issuer, iss))
+	/* a token without "iss" is not the provider's either (Envoy's
+	 * JwtLocation::isIssuerAllowed: its issuers do not include "") */
+	if (p->issuer[0] && (!iss || strcmp(p->issuer, iss)))
 		return JWT_S_ISSUER;
 	if (num_claim(j->payload, "nbf", &t) && now + p->skew < t)
 		return JWT_S_NOT_YET;
@@ -910,6 +937,7 @@ static int run_provider(struct jwt__run *run, size_t i)
 {
 	const struct jwt__provider *p = &run->c->prov[i];
 	const char *why;
+	size_t k;
 
 	if (run->state[i] != V_UNTRIED)
 		return run->state[i];
@@ -923,6 +951,23 @@ static int run_provider(struct jwt__run *run, size_t i)
 		why = jwt_parse(&run->tok[i], &run->parsed[i], &run->oom);
 		if (!why)
 			why = jwt_check(p, &run->parsed[i], run->now);
+	}
+	/* the first token is the one whose claims count; every other one at
+	 * the provider's locations must verify too (Envoy's authenticator) */
+	for (k = 1; !why; k++) {
+		struct jwt__tok t;
+		struct jwt__parsed pj;
+
+		if (!provider_token_nth(p, run->r, k, &t))
+			break;
+		if (k >= JWT_MAX_TOKENS || t.len > JWT_MAX_TOKEN) {
+			why = JWT_S_FORMAT;
+			break;
+		}
+		why = jwt_parse(&t, &pj, &run->oom);
+		if (!why)
+			why = jwt_check(p, &pj, run->now);
+		parsed_free(&pj);
 	}
 	run->why[i] = why;
 	return run->state[i] = why ? V_FAIL : V_OK;

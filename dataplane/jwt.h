@@ -46,6 +46,9 @@
 #define JWT_MAX_PROVIDERS 64
 #define JWT_MAX_KEYS      64
 #define JWT_MAX_TOKEN     16384
+/* Tokens one provider's locations may carry in one request (Envoy verifies
+ * them all; past this the request fails as a malformed token). */
+#define JWT_MAX_TOKENS    16
 #define JWT_MAX_DEPTH     8
 /* Envoy's default clock skew for exp and nbf. */
 #define JWT_DEFAULT_SKEW_S 60
@@ -67,6 +70,9 @@ struct jwt_req {
 	size_t authority_len;
 	const char *(*header)(void *ctx, const char *name, size_t name_len, size_t *value_len);
 	void *ctx;
+	/* the nth value (0 the first) of a header sent several times, NULL past
+	 * the last; NULL: only header()'s value is looked at */
+	const char *(*header_nth)(void *ctx, const char *name, size_t name_len, size_t nth, size_t *value_len);
 };
 
 /* What the filter decided, and what it changes on the request. */

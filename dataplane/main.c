@@ -378,11 +378,33 @@ static int apply_cb(void *ctx, struct px_snapshot *cand, char *err, size_t cap)
 struct stats_ctx {
 	struct xds_client *xds;
 	struct engine *engine;
+	struct px_identity *ident; /* NULL without --ca-addr */
 };
+
+/* admin_info.warming: with --ca-addr the proxy is not ready before its
+ * first workload certificate (Envoy under Istio keeps its listeners warming
+ * until SDS sends the secret, so the pod is not ready either) */
+static const char *warming_cb(void *ctx)
+{
+	const struct stats_ctx *sc = ctx;
+
+	if (sc->ident && px_identity_generation(sc->ident) == 0)
+		return "not ready: no workload certificate from the CA yet\n";
+	return NULL;
+}
+
+static void secrets_dump_cb(void *ctx, struct mesh_buf *out)
+{
+	px_identity_secrets_dump(ctx, out);
+}
 
 static int dump_cb(void *ctx, struct mesh_buf *out)
 {
-	return xds_client_config_dump(((struct stats_ctx *)ctx)->xds, out);
+	const struct stats_ctx *sc = ctx;
+
+	/* with a workload identity, its certificate and root as Envoy dumps
+	 * SDS secrets (istioctl / meshctl proxy-config secrets read them) */
+	return xds_client_config_dump_with(sc->xds, out, sc->ident ? secrets_dump_cb : NULL, sc->ident);
 }
 
 static void stats_cb(void *ctx, struct mesh_buf *out)
@@ -507,6 +529,9 @@ int main(int argc, char **argv)
 	eo.access_log = o.access_log;
 	eo.drain_ms = o.drain_ms;
 	eo.exit_on_zero = o.exit_on_zero;
+	eo.node_id = o.node_id;
+	eo.labels = o.labels;
+	eo.service_account = o.service_account;
 	rc = engine_new(loop, &eo, &engine);
 	if (rc < 0) {
 		log_error("meshproxy", "proxy engine (access log %s): %s", o.access_log, strerror(-rc));
@@ -572,6 +597,8 @@ int main(int argc, char **argv)
 	info.stats = stats_cb;
 	sctx.xds = xds;
 	sctx.engine = engine;
+	sctx.ident = ident;
+	info.warming = warming_cb;
 	info.ctx = &sctx;
 	info.start_ms = ev_now(loop);
 	rc = admin_start(loop, o.admin_addr, &info, &admin);

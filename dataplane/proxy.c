@@ -26,6 +26,7 @@
 #include "dataplane/h2.h"
 #include "dataplane/http1.h"
 #include "dataplane/identity.h"
+#include "dataplane/istio_stats.h"
 #include "dataplane/jwt.h"
 #include "dataplane/mtls.h"
 #include "dataplane/retry.h"
@@ -52,7 +53,8 @@
 #define PX_OUT_MAX (8 * 1024 * 1024)      /* cap on queued output (never reached: HIGH stops the feeder) */
 #define PX_RETRY_BODY_MAX (64 * 1024)     /* request body kept for retries (body bytes, as Envoy's buffer limit) */
 #define PX_BODY_FRAMING_SLACK (16 * 1024) /* room for the chunk framing kept with it */
-#define PX_META_MAX 2048
+#define PX_TLS_HANDSHAKE_MS 15000 /* an inbound TLS handshake, from its first byte (Envoy's listener_filters_timeout) */
+#define PX_META_SLACK 64 /* meta beyond the head's fields: "/", the protocol, a generated request id */
 #define PX_MAX_TRIED 8
 #define PX_RESOLVE_POLL_MS 2
 #define PX_RESOLVE_MAX_MS 5000
@@ -156,6 +158,8 @@ struct px_dconn {
 	                              * chain, 0 none (looked up by port as before) */
 	int sel_kind;                /* whose chains (d_sel()): SEL_NONE, SEL_BOUND, SEL_IN, SEL_OUT */
 	int rbac_judged;             /* a TCP chain's network RBAC allowed this connection (s_authz) */
+	uint32_t rbac_port;          /* ... for that port only: sent straight to the inbound port, each
+	                              * request picks its port by its authority (s_authz) */
 	int h2;                      /* carries one HTTP/2 stream (px_dconn_adopt from h2.c) */
 	unsigned nreq;               /* requests started (d_stream_start): the h2c preface is looked for before the first */
 	struct h1_header hdrs[H1_DEFAULT_MAX_HEADERS];
@@ -216,10 +220,21 @@ struct px_stream {
 	char *cors_hdrs;             /* CORS response headers for an allowed origin (owned), or NULL */
 	struct jwt_result *jwt;      /* the jwt_authn filter's outcome (s_jwt(), owned), or NULL */
 	int xfcc;                    /* the inbound port's HCM forwards the client cert (set at its lookup) */
+	int xfcc_fwd;                /* the client's own x-forwarded-client-cert goes upstream (d_stream_start) */
 	char *norm_path;             /* the HCM-normalized path and query (owned; s_authz), or NULL: as sent */
+	/* issue 14 (istio_stats.h): the other side's workload from metadata
+	 * exchange (s_build_head inbound, u_on_head outbound), NULL: unknown;
+	 * grpc-status + 1 of the response (u_on_head, trailers), 0: none;
+	 * a gRPC request (s_build_head) */
+	const struct istio_peer *peer;
+	const char *peer_principal;  /* outbound: the upstream's verified SPIFFE id (u_on_head; kept by istio_stats) */
+	int grpc_status1;
+	int is_grpc;
 	struct px_str method, path, authority, ua, xff, rid, proto;
-	size_t meta_len;
-	char meta[PX_META_MAX];
+	struct trace_span tr;        /* issue 14: started with the port's tracing (d_stream_start), ended in s_log */
+	size_t meta_len, meta_cap;
+	char meta[]; /* sized by meta_need at d_stream_start: never truncated, since
+	              * RBAC judges these copies (a cut path, Host or XFF was a bypass) */
 };
 
 static void d_update(struct px_dconn *d);
@@ -239,6 +254,7 @@ static void gai_free(struct px_gai *g);
 static const char *req_header(void *ctx, const char *name, size_t name_len, size_t *value_len);
 static void s_end(struct px_stream *s);
 static void s_fail(struct px_stream *s, int kind, unsigned flag);
+static int s_put_peer_meta(struct engine *e, struct mesh_buf *b);
 
 /* --- outlier detection (outlier.h): what happened on a host */
 
@@ -295,18 +311,54 @@ static size_t ob_pending(const struct mesh_buf *b, size_t off)
 	return b->len - off;
 }
 
-/* --- meta: the request fields the access log needs, copied out of the input buffer */
+/* --- meta: the request fields RBAC, routing and the access log read, copied out of the input buffer */
 
+/* Bytes of meta a request's fields take: its target, authority, Host and
+ * every header value (bounded by the head limit), plus PX_META_SLACK. */
+static size_t meta_need(const struct h1_head *h)
+{
+	size_t n = PX_META_SLACK + h->method.len + h->target.len + h->path.len + h->authority.len + h->host.len, i;
+
+	for (i = 0; i < h->n_headers; i++)
+		n += h->headers[i].value.len + 1;
+	return n;
+}
+
+/* A copy of (p, len) in s->meta.  meta is sized for the whole head
+ * (meta_need), so the clamp below is a guard that never cuts in practice. */
 static struct px_str meta_put(struct px_stream *s, const char *p, size_t len)
 {
 	struct px_str r = { "", 0 };
 
-	if (len > PX_META_MAX - s->meta_len)
-		len = PX_META_MAX - s->meta_len;
-	memcpy(s->meta + s->meta_len, p, len);
+	if (len > s->meta_cap - s->meta_len)
+		len = s->meta_cap - s->meta_len;
+	if (len) /* an absent field is (NULL, 0): HTTP/1.0 without Host */
+		memcpy(s->meta + s->meta_len, p, len);
 	r.p = s->meta + s->meta_len;
 	r.len = len;
 	s->meta_len += len;
+	return r;
+}
+
+/* Every value of header lc (lower case) joined by ",", in meta: repeated
+ * lines read as one list, as Envoy's header map coalesces an inline header
+ * such as X-Forwarded-For (HeaderMapImpl, DelimiterForInlineHeaders). */
+static struct px_str meta_put_joined(struct px_stream *s, const struct h1_head *h, const char *lc)
+{
+	struct px_str r = { "", 0 }, v;
+	size_t i;
+
+	for (i = 0; i < h->n_headers; i++) {
+		if (!h1_str_ieq(h->headers[i].name, lc))
+			continue;
+		if (r.len) {
+			(void)meta_put(s, ",", 1);
+			v = meta_put(s, h->headers[i].value.p, h->headers[i].value.len);
+			r.len += 1 + v.len;
+		} else {
+			r = meta_put(s, h->headers[i].value.p, h->headers[i].value.len);
+		}
+	}
 	return r;
 }
 
@@ -337,10 +389,67 @@ static void s_count_status(struct px_stream *s)
 		st->rq_5xx++;
 }
 
+/* issue 14: the request in Istio's standard metrics */
+static void s_istio(struct px_stream *s)
+{
+	struct istio_req r;
+	char fl[64];
+
+	memset(&r, 0, sizeof(r));
+	r.inbound = s->d->inbound;
+	r.peer = s->peer;
+	r.peer_principal = s->d->inbound ? s->d->peer_principal : s->peer_principal;
+	r.mtls = s->d->inbound && s->d->peer_principal;
+	r.service = istio_service_of(s->cl ? s->cl->name : NULL, s->authority.p, s->authority.len, &r.service_len);
+	r.grpc = s->is_grpc;
+	r.response_code = s->status;
+	r.grpc_status = s->grpc_status1 - 1;
+	r.response_flags = px_flags_str(s->flags, fl, sizeof(fl));
+	r.duration_ms = ev_now(s->e->loop) - s->start_ms;
+	r.request_bytes = s->rx;
+	r.response_bytes = s->tx;
+	istio_stats_record(s->e->istio, &r);
+}
+
+/* issue 14: the request's span ends with it (tracing.c queues it). */
+static void s_trace_end(struct px_stream *s)
+{
+	struct trace_end x;
+	char fl[64];
+
+	memset(&x, 0, sizeof(x));
+	x.inbound = s->d ? s->d->inbound : 0;
+	x.method = s->method.p;
+	x.method_len = s->method.len;
+	x.authority = s->authority.p;
+	x.authority_len = s->authority.len;
+	x.path = s->path.p;
+	x.path_len = s->path.len;
+	x.protocol = s->proto.p;
+	x.protocol_len = s->proto.len;
+	x.user_agent = s->ua.len ? s->ua.p : NULL;
+	x.user_agent_len = s->ua.len;
+	x.request_id = s->rid.p;
+	x.request_id_len = s->rid.len;
+	x.cluster = s->cl ? s->cl->name : NULL;
+	x.peer_address = s->d ? s->d->peer_ip : NULL;
+	x.upstream_host = s->n_tried ? s->tried[s->n_tried - 1]->name : NULL;
+	x.response_flags = px_flags_str(s->flags, fl, sizeof(fl));
+	x.status = s->status;
+	x.request_size = s->rx;
+	x.response_size = s->tx;
+	x.end_us = wall_us();
+	tracer_finish(s->e->tracer, &s->tr, &x);
+}
+
 static void s_log(struct px_stream *s)
 {
 	struct px_alog_entry le;
 
+	if (s->e->istio)
+		s_istio(s);
+	if (s->tr.cfg)
+		s_trace_end(s);
 	if (!s->e->alog)
 		return;
 	memset(&le, 0, sizeof(le));
@@ -1102,13 +1211,26 @@ static int u_on_head(struct px_uconn *u, struct px_stream *s, const struct h1_he
 	s->upstream_ms = (int64_t)(ev_now(s->e->loop) - s->try_start_ms);
 	s->resp_started = 1;
 	s->status = h->status;
+	if (s->e->istio) {
+		/* issue 14: grpc-status of a trailers-only answer, and the
+		 * destination's metadata on an outbound response */
+		struct h1_str v = h1_head_get(h, "grpc-status");
+
+		if (v.len)
+			s->grpc_status1 = istio_grpc_status_val(v.p, v.len) + 1;
+		v = h1_head_get(h, "x-envoy-peer-metadata");
+		if (!d->inbound && v.len)
+			s->peer = istio_stats_peer(s->e->istio, v.p, v.len);
+		if (!d->inbound && u->tls)
+			s->peer_principal = istio_stats_principal(s->e->istio, px_tls_peer_uri(u->tls));
+	}
 	u->rkeep = (h->flags & H1_F_KEEP_ALIVE) != 0;
 	u->rframing = h->framing;
 	if (s->retrying) {
 		s->cl->st.rq_retry_success++;
 	}
 	rc = h1_out_status_line(b, h->status, h->reason);
-	if (!rc && !s->hdrs->n_resp) {
+	if (!rc && !s->hdrs->n_resp && !s->e->istio) {
 		rc = h1_out_fields(b, h, h->framing != H1_BODY_NONE);
 	} else if (!rc) {
 		size_t i;
@@ -1120,8 +1242,13 @@ static int u_on_head(struct px_uconn *u, struct px_stream *s, const struct h1_he
 			if ((f->flags & H1_HF_HOP) || (id == H1_H_CONTENT_LENGTH && h->framing != H1_BODY_NONE) ||
 			    edit_drops(f->name, s->hdrs->resp, s->hdrs->n_resp))
 				continue;
+			/* issue 14: metadata exchange headers end at the sidecar that reads them */
+			if (s->e->istio && istio_is_meta_header(f->name.p, f->name.len))
+				continue;
 			rc = h1_out_header(b, f->name, f->value);
 		}
+		if (!rc && s->e->istio && d->inbound)
+			rc = s_put_peer_meta(s->e, b);
 		if (!rc)
 			rc = edit_add(b, h->headers, h->n_headers, s->hdrs->resp, s->hdrs->n_resp);
 	}
@@ -1273,6 +1400,12 @@ static void u_process(struct px_uconn *u)
 			if (rc == H1_TRAILERS) {
 				/* relayed when the client's side is chunked too (gRPC's
 				 * grpc-status over HTTP/2 arrives this way from h2.c) */
+				if (s->e->istio) {
+					int g = istio_grpc_status_in(data.p, data.len);
+
+					if (g >= 0)
+						s->grpc_status1 = g + 1;
+				}
 				if (s->out_framing == H1_BODY_CHUNKED && !s->trailers_sent) {
 					mesh_buf_puts(&d->out, "0\r\n");
 					mesh_buf_append(&d->out, data.p, data.len);
@@ -1477,14 +1610,16 @@ static void s_blackhole(struct px_stream *s)
 /* A destination that is one of meshproxy's own listening sockets is never
  * connected (the request would come back in and loop until the fds run
  * out, or reach the admin port): answered as BlackHoleCluster, counted
- * (meshproxy_http_loop_refused) and logged once per configuration.
+ * (meshproxy_http_loop_refused) and logged once per configuration.  An
+ * outbound request to our own inbound listener is a workload calling its
+ * own service and goes through (px_engine_is_loop()).
  * Returns 1 when refused. */
 static int s_loop_refused(struct px_stream *s, const struct sockaddr *sa, socklen_t len)
 {
 	char ip[INET6_ADDRSTRLEN] = "?";
 	int port = 0;
 
-	if (!px_engine_is_self(s->e, sa, len))
+	if (!px_engine_is_loop(s->e, sa, len, s->d->inbound))
 		return 0;
 	s->e->st.rq_loop_refused++;
 	if (!s->cfg->loop_logged) {
@@ -1900,6 +2035,16 @@ static int s_put_xfcc(struct px_stream *s, struct mesh_buf *b)
 	return mesh_buf_puts(b, "\r\n");
 }
 
+/* issue 14: Istio's metadata exchange headers for this node (istio_stats.h) */
+static int s_put_peer_meta(struct engine *e, struct mesh_buf *b)
+{
+	mesh_buf_puts(b, "x-envoy-peer-metadata-id: ");
+	mesh_buf_puts(b, istio_stats_meta_id(e->istio));
+	mesh_buf_puts(b, "\r\nx-envoy-peer-metadata: ");
+	mesh_buf_puts(b, istio_stats_meta(e->istio));
+	return mesh_buf_puts(b, "\r\n") < 0 ? -ENOMEM : 0;
+}
+
 static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_str authority,
 			const struct router_req *rq)
 {
@@ -1962,6 +2107,21 @@ static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_
 			continue;
 		if (rt->include_attempt_count_req && h1_str_ieq(f->name, "x-envoy-attempt-count"))
 			continue;
+		if (s->e->istio && istio_is_meta_header(f->name.p, f->name.len)) {
+			/* issue 14: the source's metadata is read inbound and never
+			 * forwarded; outbound, ours replaces any the app sent */
+			if (s->d->inbound && f->name.len == 21)
+				s->peer = istio_stats_peer(s->e->istio, f->value.p, f->value.len);
+			continue;
+		}
+		if (s->e->istio && h1_str_ieq(f->name, "content-type") && f->value.len >= 16 &&
+		    !strncasecmp(f->value.p, "application/grpc", 16))
+			s->is_grpc = 1;
+		if (!s->xfcc_fwd && h1_str_ieq(f->name, "x-forwarded-client-cert"))
+			continue; /* a client's claim of who it is: dropped (d_stream_start) */
+		/* issue 14: the trace context is this hop's (trace_put_headers below) */
+		if (s->tr.cfg && trace_is_ctx_header(f->name))
+			continue;
 		if (h1_str_ieq(f->name, "x-request-id"))
 			have_rid = 1;
 		else if (h1_str_ieq(f->name, "x-forwarded-proto"))
@@ -1978,10 +2138,14 @@ static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_
 		if (!rc)
 			s->rid = meta_put(s, id, sizeof(id));
 	}
+	if (!rc && s->tr.cfg)
+		rc = trace_put_headers(&s->tr, b) < 0;
 	if (!rc && !have_xfp)
 		rc = mesh_buf_puts(b, "x-forwarded-proto: http\r\n");
 	if (!rc && s->xfcc)
 		rc = s_put_xfcc(s, b);
+	if (!rc && s->e->istio && !s->d->inbound)
+		rc = s_put_peer_meta(s->e, b);
 	if (!rc && eh->n_req)
 		rc = edit_add(b, h->headers, h->n_headers, eh->req, eh->n_req);
 	if (!rc && s->jwt && s->jwt->add)
@@ -2396,6 +2560,32 @@ static const char *req_header(void *ctx, const char *name, size_t name_len, size
 	return NULL;
 }
 
+/* jwt.h's: the nth field of a name (0 the first), NULL past the last. */
+static const char *req_header_nth(void *ctx, const char *name, size_t name_len, size_t nth, size_t *value_len)
+{
+	const struct h1_head *h = ctx;
+	size_t i;
+
+	for (i = 0; i < h->n_headers; i++)
+		if (h->headers[i].name.len == name_len && !strncasecmp(h->headers[i].name.p, name, name_len) &&
+		    nth-- == 0) {
+			*value_len = h->headers[i].value.len;
+			return h->headers[i].value.p;
+		}
+	return NULL;
+}
+
+/* Whether an inbound listener of its own (captureMode NONE) serves port. */
+static int inbound_port_bound(const struct px_config *cfg, uint32_t port)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->n_bound; i++)
+		if (cfg->bound[i].inbound && cfg->bound[i].port.port == port)
+			return 1;
+	return 0;
+}
+
 /* A route of our own when no route configuration applies (passthrough, inbound without one). */
 /* A route takes a CONNECT only with an explicit upgrade of type "connect"
  * (Envoy's upgrade_configs; the connection manager enables none). */
@@ -2446,7 +2636,7 @@ const struct rbac_jwt *px_stream_jwt(const struct px_stream *s)
 static int s_jwt(struct px_stream *s, const struct h1_head *h, const struct jwt_config *jc, struct h1_str authority)
 {
 	struct jwt_req r = { h->method.p, h->method.len, s->path.p, s->path.len, authority.p, authority.len,
-			     req_header, (void *)h };
+			     req_header, (void *)h, req_header_nth };
 	struct jwt_result *res = NULL;
 
 	if (jwt_filter_run(jc, &r, (int64_t)(wall_us() / 1000000), &res) < 0) {
@@ -2527,10 +2717,12 @@ static int s_authz(struct px_stream *s, const struct px_port *pp, const struct h
 		if (s_jwt(s, h, pp->jwt, au))
 			return 1;
 	}
-	if (!pp->authz || (pp->tcp && d->rbac_judged))
+	if (!pp->authz || (pp->tcp && d->rbac_judged && d->rbac_port == pp->port))
 		return 0;
 	memset(&r, 0, sizeof(r));
 	r.principal = d->peer_principal;
+	if (d->tls)
+		r.peer_names = px_tls_peer_names(d->tls, &r.n_peer_names);
 	r.jwt = px_stream_jwt(s);
 	r.source_ip = d->peer_ip;
 	r.sni = d->sni;
@@ -2571,6 +2763,7 @@ static int s_authz(struct px_stream *s, const struct px_port *pp, const struct h
 	free(hv);
 	if (allowed) {
 		d->rbac_judged = pp->tcp;
+		d->rbac_port = pp->port;
 		return 0;
 	}
 	authz_details(&dec, det, sizeof(det));
@@ -2598,12 +2791,13 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 	int need_dst = 0, delay;
 	uint32_t i;
 
-	s = calloc(1, sizeof(*s));
+	s = calloc(1, sizeof(*s) + meta_need(h));
 	if (!s) {
 		d->close_after = 1;
 		d->state = D_CLOSING;
 		return;
 	}
+	s->meta_cap = meta_need(h);
 	s->d = d;
 	s->e = e;
 	s->cfg = px_config_ref(cfg);
@@ -2654,8 +2848,7 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		struct h1_str v = h1_head_get(h, "user-agent");
 
 		s->ua = meta_put(s, v.p, v.len);
-		v = h1_head_get(h, "x-forwarded-for");
-		s->xff = meta_put(s, v.p, v.len);
+		s->xff = meta_put_joined(s, h, "x-forwarded-for");
 		v = h1_head_get(h, "x-request-id");
 		s->rid = meta_put(s, v.p, v.len);
 	}
@@ -2785,12 +2978,14 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 
 			snprintf(name, sizeof(name), "inbound|%u||", port);
 			icl = px_config_cluster(cfg, name);
-			if (!icl && !pp && !d->captured) {
+			if (!pp && !d->captured && (!icl || inbound_port_bound(cfg, port))) {
 				/* sent straight to the inbound port for a port the workload
 				 * does not declare (no inbound|PORT|| cluster, no
 				 * virtualInbound chain): Istio never reaches loopback-only
 				 * ports this way (its InboundPassthroughCluster goes to the
-				 * pod IP), so neither does meshproxy: BlackHoleCluster */
+				 * pod IP), so neither does meshproxy: BlackHoleCluster.  Nor
+				 * a port with a listener of its own (captureMode NONE): its
+				 * RBAC and TLS are that listener's, never skipped this way */
 				s_blackhole(s);
 				return;
 			}
@@ -2817,11 +3012,22 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		return;
 	}
 	s->hdrs = &s->rt->hdrs;
+	/* Envoy's mutateXfccRequestHeader: a connection manager passes the
+	 * client's x-forwarded-client-cert on only from a peer that presented
+	 * a certificate and when forward_client_cert_details says so; else a
+	 * plaintext client could name any identity to the application.  With
+	 * no connection manager (TCP proxy, passthrough) bytes pass as sent.
+	 * APPEND_FORWARD's own entry follows as a line of its own (s_put_xfcc),
+	 * the same list as Envoy's appended value. */
+	s->xfcc_fwd = !pp || pp->tcp || pp->xfcc_keep == 2 || (pp->xfcc_keep == 1 && d->peer_principal);
 	if (pp && !pp->tcp) {
 		d->idle_ms = pp->conn_idle_ms == PX_IDLE_UNSET ? e->o.idle_ms : pp->conn_idle_ms;
 		d->headers_ms = pp->headers_ms;
 		s->proxy_100 = pp->proxy_100;
 		s->idle_ms = pp->stream_idle_ms;
+		/* issue 14: continue or start the trace, decide sampling */
+		if (pp->trace)
+			trace_start(&s->tr, pp->trace, h, px_rand(e), px_rand(e), s->start_us);
 	} else {
 		/* no HCM: Envoy would run a TCP proxy here, Expect and all passing through */
 		s->proxy_100 = 1;
@@ -3322,11 +3528,12 @@ static int d_tls_step(struct px_dconn *d)
 			return 0;
 		}
 		d->tls_decide = 0;
-		if (!d->l->embedded)
+		if (!d->l->embedded) {
 			pp = d->l->conf ? &d->l->conf->port : NULL; /* a bound listener's one port */
-		else if (d->captured && d->dst.ss_family == AF_INET)
+		} else if (d->captured && d->dst.ss_family == AF_INET) {
 			pp = find_port(cfg->in_ports, cfg->n_in_ports, 0,
 				       ntohs(((struct sockaddr_in *)&d->dst)->sin_port));
+		}
 		if (b != 0x16) {
 			if (pp && pp->tls && !pp->plain_ok) {
 				e->tls_plain_refused++;
@@ -3350,6 +3557,10 @@ static int d_tls_step(struct px_dconn *d)
 		d->tops = &px_transport_tls;
 		d->hs = 1;
 		d->via_tls = 1;
+		/* the handshake gets a bound of its own (d_idle_cb closes): a
+		 * peer that stalls in it held the connection for the whole
+		 * idle timeout (1 h) */
+		ev_timer_arm(e->loop, &d->idle, PX_TLS_HANDSHAKE_MS);
 	}
 	rc = px_tls_handshake(d->tls);
 	if (rc == -EAGAIN) {
@@ -3363,6 +3574,7 @@ static int d_tls_step(struct px_dconn *d)
 		return 0;
 	}
 	d->hs = 0;
+	ev_timer_cancel(e->loop, &d->idle); /* the handshake's bound ends; d_update arms the idle one */
 	if (px_tls_peer_uri(d->tls))
 		d->peer_principal = strdup(px_tls_peer_uri(d->tls));
 	mesh_str_copy(d->alpn, sizeof(d->alpn), px_tls_alpn(d->tls));
@@ -3563,6 +3775,8 @@ static void d_tcp_start(struct px_dconn *d, const struct px_port *pp)
 	}
 	td.done = d_tcp_done;
 	td.arg = d;
+	td.inbound = d->inbound; /* issue 14: Istio's TCP metrics */
+	td.peer_principal = d->peer_principal;
 	ev_io_stop(e->loop, &d->io);
 	ev_timer_cancel(e->loop, &d->idle);
 	ev_defer_cancel(e->loop, &d->proc);
@@ -3885,6 +4099,12 @@ void px_accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 		if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &o.dst, &o.dst_len) == 0 && o.dst.ss_family == AF_INET) {
 			struct sockaddr_storage local;
 			socklen_t llen = sizeof(local);
+
+			/* the kernel (getorigdst) writes a sockaddr_in but leaves the
+			 * length as passed: compared as it was, no connection was
+			 * ever seen as captured (and RBAC, STRICT and the original
+			 * destination then followed the Host header's port) */
+			o.dst_len = sizeof(struct sockaddr_in);
 
 			if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0 && llen == o.dst_len &&
 			    memcmp(&local, &o.dst, llen))

@@ -20,6 +20,7 @@
 
 #include "common/log.h"
 #include "dataplane/engine-t.h"
+#include "dataplane/istio_stats.h"
 #include "dataplane/mtls.h"
 #include "dataplane/outlier.h"
 #include "dataplane/tls.h"
@@ -64,6 +65,8 @@ struct tcpp {
 	uint64_t start_ms, start_us, last_io;
 	void (*done)(void *);
 	void *arg;
+	int inbound;                    /* issue 14: Istio's reporter (tcpp_start) */
+	const char *peer_principal;     /* issue 14: kept by istio_stats (tcpp_start), or NULL */
 };
 
 static uint64_t dur_ms(const Google__Protobuf__Duration *d)
@@ -202,6 +205,23 @@ static void od_report(struct tcpp *t, enum outlier_local ev)
 		log_info("meshproxy", "cluster %s: host %s ejected (outlier detection)", cl->name, h->name);
 }
 
+/* issue 14: the connection in Istio's TCP metrics (istio_stats.h) */
+static void t_istio(struct tcpp *t, int opened, int closed)
+{
+	struct istio_req r;
+	char fl[64];
+
+	memset(&r, 0, sizeof(r));
+	r.inbound = t->inbound;
+	r.peer_principal = t->peer_principal;
+	r.mtls = t->inbound && t->peer_principal;
+	r.service = istio_service_of(t->cl ? t->cl->name : NULL, NULL, 0, &r.service_len);
+	r.response_flags = closed ? px_flags_str(t->flags, fl, sizeof(fl)) : "-";
+	r.request_bytes = closed ? t->rx : 0;
+	r.response_bytes = closed ? t->tx : 0;
+	istio_stats_tcp(t->e->istio, &r, opened, closed);
+}
+
 static void t_log(struct tcpp *t)
 {
 	struct px_alog_entry le;
@@ -250,6 +270,8 @@ void tcpp_free(struct tcpp *t)
 		t->sp->st.tcp_rx_bytes += t->rx;
 		t->sp->st.tcp_tx_bytes += t->tx;
 	}
+	if (t->e->istio)
+		t_istio(t, 0, 1);
 	t_log(t);
 	if (t->h)
 		px_host_unref(t->h);
@@ -605,7 +627,7 @@ static void t_connect(struct tcpp *t, const struct tcpp_down *d)
 		return;
 	}
 	if (t->cl->type == PX_CL_ORIGINAL_DST && d->odst &&
-	    px_engine_is_self(e, (const struct sockaddr *)d->odst, d->odst_len)) {
+	    px_engine_is_loop(e, (const struct sockaddr *)d->odst, d->odst_len, d->inbound)) {
 		e->st.rq_loop_refused++;
 		t_end(t, PX_RF_NR); /* to meshproxy itself: as BlackHoleCluster */
 		return;
@@ -622,7 +644,7 @@ static void t_connect(struct tcpp *t, const struct tcpp_down *d)
 		return;
 	}
 	t->h = px_host_ref(h);
-	if (px_engine_is_self(e, &h->addr.sa, h->alen)) {
+	if (px_engine_is_loop(e, &h->addr.sa, h->alen, d->inbound)) {
 		e->st.rq_loop_refused++;
 		t_end(t, PX_RF_NR);
 		return;
@@ -705,7 +727,12 @@ int tcpp_start(struct engine *e, struct px_config *cfg, const struct tcpp_conf *
 		ev_timer_arm(e->loop, &t->t_idle, conf->idle_ms);
 	if (conf->max_duration_ms)
 		ev_timer_arm(e->loop, &t->t_max, conf->max_duration_ms);
+	t->inbound = d->inbound;
+	if (e->istio)
+		t->peer_principal = istio_stats_principal(e->istio, d->peer_principal);
 	t_connect(t, d);
+	if (e->istio)
+		t_istio(t, 1, 0); /* after t_connect: the cluster is known */
 	t_update(t);
 	if (t->dctx && !t->ended)
 		ev_defer(e->loop, &t->kick); /* what the TLS transport read with the handshake */

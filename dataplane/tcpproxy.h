@@ -84,6 +84,9 @@ struct tcpp_down {
 	socklen_t odst_len;
 	void (*done)(void *arg);             /* the session ended: the owner calls tcpp_free() */
 	void *arg;
+	int inbound;                         /* issue 14: reporter "destination" in Istio's TCP metrics;
+	                                      * also the loop guard's side (px_engine_is_loop()) */
+	const char *peer_principal;          /* issue 14: the verified peer's SPIFFE id (borrowed for the call), or NULL */
 };
 
 /*

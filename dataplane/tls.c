@@ -40,6 +40,8 @@ struct px_tls {
 	unsigned want;               /* EV_READ / EV_WRITE after -EAGAIN */
 	int done;                    /* handshake finished */
 	char *peer_uri;              /* owned */
+	char **peer_names;           /* the other URI SANs, then the DNS SANs (owned; px_tls_peer_names) */
+	size_t n_peer_names;
 	char alpn[16];
 	char err[160];
 };
@@ -245,6 +247,9 @@ void px_tls_free(struct px_tls *t)
 	SSL_free(t->ssl);
 	px_tls_ctx_unref(t->ctx);
 	free(t->peer_uri);
+	while (t->n_peer_names)
+		free(t->peer_names[--t->n_peer_names]);
+	free(t->peer_names);
 	free(t);
 }
 
@@ -308,6 +313,52 @@ static char *peer_uri_of(X509 *x)
 	return uri;
 }
 
+/* Into t->peer_names: x's URI SANs but the first (peer_uri), then its DNS
+ * SANs, as Envoy's RBAC authenticated matcher tries them.  A name that
+ * cannot be kept (memory, more than PX_TLS_MAX_PEER_NAMES) fails the
+ * handshake rather than be skipped: a DENY could hang on it. */
+static int peer_names_of(struct px_tls *t, X509 *x)
+{
+	GENERAL_NAMES *names = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+	int i, pass, first = 1, rc = 0;
+
+	for (pass = 0; pass < 2 && rc == 0; pass++) {
+		for (i = 0; names && i < sk_GENERAL_NAME_num(names) && rc == 0; i++) {
+			const GENERAL_NAME *g = sk_GENERAL_NAME_value(names, i);
+			const ASN1_STRING *s;
+			char **v;
+
+			if (pass == 0 && g->type == GEN_URI)
+				s = g->d.uniformResourceIdentifier;
+			else if (pass == 1 && g->type == GEN_DNS)
+				s = g->d.dNSName;
+			else
+				continue;
+			if (pass == 0 && first) {
+				first = 0; /* peer_uri */
+				continue;
+			}
+			if (t->n_peer_names >= PX_TLS_MAX_PEER_NAMES) {
+				rc = -E2BIG;
+				break;
+			}
+			v = realloc(t->peer_names, (t->n_peer_names + 1) * sizeof(*v));
+			if (!v) {
+				rc = -ENOMEM;
+				break;
+			}
+			t->peer_names = v;
+			v[t->n_peer_names] = strndup((const char *)ASN1_STRING_get0_data(s), (size_t)ASN1_STRING_length(s));
+			if (!v[t->n_peer_names])
+				rc = -ENOMEM;
+			else
+				t->n_peer_names++;
+		}
+	}
+	GENERAL_NAMES_free(names);
+	return rc;
+}
+
 int px_tls_handshake(struct px_tls *t)
 {
 	const unsigned char *p;
@@ -336,7 +387,15 @@ int px_tls_handshake(struct px_tls *t)
 	peer = SSL_get1_peer_certificate(t->ssl);
 	if (peer) {
 		t->peer_uri = peer_uri_of(peer);
+		/* a client's certificate only: RBAC judges clients (a server's may
+		 * carry hundreds of DNS names, none of them judged) */
+		r = t->ctx->server ? peer_names_of(t, peer) : 0;
 		X509_free(peer);
+		if (r < 0) {
+			snprintf(t->err, sizeof(t->err), "peer certificate: %s",
+				 r == -E2BIG ? "too many subject alternative names" : "out of memory");
+			return -EPROTO;
+		}
 	}
 	return 0;
 }
@@ -359,6 +418,12 @@ int px_tls_pending(const struct px_tls *t)
 const char *px_tls_peer_uri(const struct px_tls *t)
 {
 	return t->peer_uri;
+}
+
+const char *const *px_tls_peer_names(const struct px_tls *t, size_t *n)
+{
+	*n = t->n_peer_names;
+	return (const char *const *)t->peer_names;
 }
 
 const char *px_tls_alpn(const struct px_tls *t)

@@ -81,6 +81,13 @@ int px_tls_pending(const struct px_tls *t);
  * the peer sent no certificate or it has none), the negotiated ALPN
  * ("" when none) and, on a server, the SNI the client sent (NULL none). */
 const char *px_tls_peer_uri(const struct px_tls *t);
+/* On a server, the client certificate's other names, borrowed from t: its
+ * URI SANs after the first, then its DNS SANs (*n 0: none), which Envoy's
+ * RBAC authenticated matcher tries after the first
+ * (rbac_request.peer_names).  At most PX_TLS_MAX_PEER_NAMES: a client
+ * certificate with more fails the handshake. */
+#define PX_TLS_MAX_PEER_NAMES 32
+const char *const *px_tls_peer_names(const struct px_tls *t, size_t *n);
 const char *px_tls_alpn(const struct px_tls *t);
 const char *px_tls_sni(const struct px_tls *t);
 /* Envoy's match_subject_alt_names with exact matchers: 0 when one of the

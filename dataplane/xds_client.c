@@ -1546,6 +1546,12 @@ static int put_any(struct mesh_buf *b, const char *url, const ProtobufCMessage *
 
 int xds_client_config_dump(const struct xds_client *c, struct mesh_buf *out)
 {
+	return xds_client_config_dump_with(c, out, NULL, NULL);
+}
+
+int xds_client_config_dump_with(const struct xds_client *c, struct mesh_buf *out,
+				void (*extra)(void *ctx, struct mesh_buf *out), void *ctx)
+{
 	static const struct {
 		enum xds_type t;
 		const char *dump, *list, *field;
@@ -1591,6 +1597,10 @@ int xds_client_config_dump(const struct xds_client *c, struct mesh_buf *out)
 			mesh_buf_puts(out, kinds[k].t == XDS_LISTENER ? "}}" : "}");
 		}
 		mesh_buf_puts(out, set->n ? "\n   ]\n  }" : "]\n  }");
+	}
+	if (rc == 0 && extra) {
+		mesh_buf_puts(out, ",\n  ");
+		extra(ctx, out);
 	}
 	mesh_buf_puts(out, "\n ]\n}\n");
 	px_snapshot_shed(c->cur); /* decoded for the dump only */

@@ -147,6 +147,11 @@ const struct xds_client_stats *xds_client_stats(const struct xds_client *c);
  * ClustersConfigDump, RoutesConfigDump, EndpointsConfigDump]} of the
  * applied snapshot.  -MESH_ETOOBIG past out's cap. */
 MESH_MUST_CHECK int xds_client_config_dump(const struct xds_client *c, struct mesh_buf *out);
+/* The same, with one more element of "configs" written by extra (a JSON
+ * object, e.g. the SecretsConfigDump of identity.h) after the xDS types;
+ * extra NULL: as xds_client_config_dump(). */
+MESH_MUST_CHECK int xds_client_config_dump_with(const struct xds_client *c, struct mesh_buf *out,
+						void (*extra)(void *ctx, struct mesh_buf *out), void *ctx);
 /* "name: value" lines for /stats (control_plane.xds_delta: 1 under Delta). */
 void xds_client_stats_text(const struct xds_client *c, struct mesh_buf *out);
 

@@ -636,12 +636,18 @@ static int rbac__id_match(struct rbac__ev *ev, const rbac_id *p)
 	case ENVOY__CONFIG__RBAC__V3__PRINCIPAL__IDENTIFIER_AUTHENTICATED:
 		if (!p->authenticated)
 			rc = rbac__fail(ev, -EINVAL, "authenticated principal missing");
-		else if (!r->principal)
+		else if (!r->principal && !r->n_peer_names)
 			rc = 0; /* plaintext peer: nothing authenticated */
 		else if (!p->authenticated->principal_name)
 			rc = 1; /* any authenticated peer */
-		else
-			rc = rbac__sm_match(ev, p->authenticated->principal_name, r->principal);
+		else {
+			size_t k;
+
+			/* Envoy: any URI SAN, then any DNS SAN, matches */
+			rc = r->principal ? rbac__sm_match(ev, p->authenticated->principal_name, r->principal) : 0;
+			for (k = 0; rc == 0 && k < r->n_peer_names; k++)
+				rc = rbac__sm_match(ev, p->authenticated->principal_name, r->peer_names[k]);
+		}
 		break;
 	case ENVOY__CONFIG__RBAC__V3__PRINCIPAL__IDENTIFIER_SOURCE_IP:
 		rc = rbac__cidr_match(ev, p->source_ip, r->source_ip);

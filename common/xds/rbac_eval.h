@@ -19,7 +19,8 @@
  *  - a policy matches when any permission and any principal match;
  *  - policies are tried in name order (Envoy keeps them in a sorted map),
  *    so the reported policy is the first matching name;
- *  - authenticated principal_name is matched against the peer's URI SAN;
+ *  - authenticated principal_name is matched against the peer's URI SAN
+ *    and, as Envoy's AuthenticatedMatcher, its other URI and DNS SANs;
  *    without an authenticated peer no `authenticated` matcher matches;
  *  - header matchers see pseudo-headers :method, :path, :authority and the
  *    request headers (names case-insensitive, repeated headers joined
@@ -93,6 +94,9 @@ struct rbac_jwt {
 struct rbac_request {
 	const struct rbac_jwt *jwt;  /* the verified JWT; NULL: none (no token, or no RequestAuthentication) */
 	const char *principal;       /* peer URI SAN ("spiffe://td/ns/a/sa/b"); NULL: no authenticated peer */
+	const char *const *peer_names; /* the certificate's other names Envoy's authenticated matcher tries:
+	                              * further URI SANs, then DNS SANs (borrowed; none when n is 0) */
+	size_t n_peer_names;
 	const char *source_ip;       /* downstream address of the connection; NULL: unknown */
 	const char *remote_ip;       /* original client (x-forwarded-for); NULL: source_ip */
 	const char *destination_ip;  /* NULL: unknown */

@@ -21,6 +21,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/xds/pbdepth.h"
+#include "controlplane/metrics/metrics.h"
 
 #include "security/v1alpha1/ca.pb-c.h"
 
@@ -221,6 +222,7 @@ static void job_handle(struct ca_service *svc, struct ca_job *j)
 
 	peer_of(j->call, peer, sizeof(peer));
 	msg[0] = '\0';
+	metrics_ca(METRICS_CA_CSR);
 	if (!svc->allow_plaintext && !call_over_tls(j->call)) {
 		code = GRPC_STATUS_UNAUTHENTICATED;
 		snprintf(msg, sizeof(msg), "CreateCertificate is served only over TLS (meshd's --secure-addr port)");
@@ -243,6 +245,7 @@ static void job_handle(struct ca_service *svc, struct ca_job *j)
 	}
 	rc = ca_auth_authenticate(svc->auth, token, &id, err, sizeof(err));
 	if (rc < 0) {
+		metrics_ca(METRICS_CA_AUTHN_FAILURE);
 		code = rc == -EACCES ? GRPC_STATUS_UNAUTHENTICATED : GRPC_STATUS_UNAVAILABLE;
 		snprintf(msg, sizeof(msg), "%s", rc == -EACCES ? err : "caller authentication is unavailable");
 		if (rc != -EACCES)
@@ -292,6 +295,8 @@ static void job_handle(struct ca_service *svc, struct ca_job *j)
 			 req->validity_duration, &chain, err, sizeof(err));
 	if (rc < 0) {
 		code = (rc == -ENOMEM || rc == -MESH_ETLS) ? GRPC_STATUS_INTERNAL : GRPC_STATUS_INVALID_ARGUMENT;
+		/* a refused CSR is the caller's (parse), a failed signature ours */
+		metrics_ca(code == GRPC_STATUS_INTERNAL ? METRICS_CA_SIGN_ERR : METRICS_CA_PARSING_ERR);
 		snprintf(msg, sizeof(msg), "%s", err);
 		log_info(SCOPE, "CreateCertificate from %s (ns %s, sa %s) refused: %s", peer, id.ns, id.sa, err);
 		goto out;
@@ -301,6 +306,7 @@ static void job_handle(struct ca_service *svc, struct ca_job *j)
 		snprintf(msg, sizeof(msg), "out of memory");
 		goto out;
 	}
+	metrics_ca(METRICS_CA_SUCCESS);
 	log_info(SCOPE, "issued a certificate for ns %s sa %s to %s (%zu certificates in the chain)", id.ns, id.sa,
 		 peer, chain.n);
 out:

@@ -121,26 +121,6 @@ static void certs_usage(FILE *f)
 		   "  --server-name NAME     name to verify in meshd's certificate (default: the host of --ca-addr)\n");
 }
 
-/* A fresh key and a CSR for it (the CA ignores the CSR's subject). */
-static int make_key_and_csr(EVP_PKEY **key, char **csr)
-{
-	X509_REQ *req = NULL;
-	int rc = -MESH_ETLS;
-
-	*csr = NULL;
-	*key = EVP_EC_gen("P-256");
-	req = X509_REQ_new();
-	if (!*key || !req || !X509_REQ_set_version(req, 0) || !X509_REQ_set_pubkey(req, *key) ||
-	    X509_REQ_sign(req, *key, EVP_sha256()) <= 0)
-		goto out;
-	*csr = mesh_pem_from_csr(req);
-	if (*csr)
-		rc = 0;
-out:
-	X509_REQ_free(req);
-	return rc;
-}
-
 static grpc_channel_credentials *make_creds(const char *root_pem)
 {
 	grpc_tls_credentials_options *o;
@@ -417,7 +397,7 @@ static int certs_issue(const struct certs_opts *o, const char *trust_pem, struct
 	len = strlen(token);
 	while (len && (token[len - 1] == '\n' || token[len - 1] == '\r' || token[len - 1] == ' '))
 		token[--len] = '\0';
-	rc = make_key_and_csr(&key, &csr);
+	rc = mesh_pem_key_and_csr(&key, &csr);
 	if (rc < 0) {
 		snprintf(err, cap, "cannot make a key and CSR");
 		goto out;

@@ -52,6 +52,7 @@ static const struct meshctl_cmd meshctl_cmds[] = {
 	{ "version", proxy_version_main, "meshctl's version, and meshd's with --meshd ADDR" },
 	{ "proxy-status", proxy_status_main, "the proxies connected to meshd and their xDS sync state" },
 	{ "proxy-config", proxy_config_main, "what one proxy was sent: listeners, routes, clusters, endpoints, secrets" },
+	{ "telemetry", proxy_telemetry_main, "the effective Telemetry (API) of one workload, as meshd merges it" },
 };
 
 static void meshctl_usage(FILE *f)

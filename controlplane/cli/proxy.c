@@ -1843,3 +1843,48 @@ out:
 	mesh_buf_cleanup(&path);
 	return rc;
 }
+
+/* ---------------------------------------------------------------- telemetry */
+
+static void proxy__telemetry_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: meshctl telemetry PROXY_ID [--meshd ADDR]\n"
+		"\n"
+		"Print the effective Telemetry (telemetry.istio.io) of one workload, as\n"
+		"meshd merges the mesh, namespace and workload objects: PROXY_ID is a node\n"
+		"id or POD.NAMESPACE (meshd's /debug/telemetryz, JSON).\n");
+}
+
+int proxy_telemetry_main(int argc, char **argv)
+{
+	struct proxy__opts o = { 0 };
+	struct mesh_buf body, path;
+	int rc;
+
+	mesh_buf_init(&body, PROXY_MAX_BODY);
+	mesh_buf_init(&path, 4096);
+	rc = proxy__parse("telemetry", argc, argv, &o, false);
+	if (rc != 0 || o.npos != 1) {
+		if (rc == 0)
+			fprintf(stderr, "meshctl telemetry: one PROXY_ID is required\n");
+		proxy__telemetry_usage(rc == 1 ? stdout : stderr);
+		rc = rc == 1 ? PROXY_EXIT_OK : PROXY_EXIT_USAGE;
+		goto out;
+	}
+	rc = PROXY_EXIT_FAIL;
+	mesh_buf_puts(&path, "/debug/telemetryz?proxyID=");
+	proxy__urlencode(&path, o.pos[0]);
+	if (path.err) {
+		fprintf(stderr, "meshctl telemetry: PROXY_ID too long\n");
+		goto out;
+	}
+	if (proxy__fetch(o.meshd, path.data, &body) < 0)
+		goto out;
+	fputs(body.data, stdout);
+	rc = PROXY_EXIT_OK;
+out:
+	mesh_buf_cleanup(&body);
+	mesh_buf_cleanup(&path);
+	return rc;
+}

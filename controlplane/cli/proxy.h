@@ -29,5 +29,7 @@
 int proxy_version_main(int argc, char **argv);
 int proxy_status_main(int argc, char **argv);
 int proxy_config_main(int argc, char **argv);
+/* meshctl telemetry PROXY_ID: the workload's effective Telemetry (/debug/telemetryz) */
+int proxy_telemetry_main(int argc, char **argv);
 
 #endif

@@ -538,6 +538,74 @@ struct cfg_request_authentication {
 	size_t n_rules;
 };
 
+/* ---------------------------------------------------------------- Telemetry */
+
+/* telemetry.istio.io v1 / v1alpha1 Telemetry, decoded (validation is
+ * dec__telemetry's, Istio's ValidateTelemetry).  Merged per workload by
+ * model_telemetry_for (model/telemetry.h). */
+enum cfg_tel_mode { CFG_TEL_CLIENT_AND_SERVER, CFG_TEL_CLIENT, CFG_TEL_SERVER };
+
+struct cfg_tel_tag_override {
+	char *tag;
+	bool remove;                 /* operation REMOVE; else UPSERT */
+	char *value;                 /* UPSERT's CEL expression; NULL for REMOVE */
+};
+
+struct cfg_tel_metric_override {
+	enum cfg_tel_mode mode;      /* match.mode */
+	char *metric;                /* match.metric (REQUEST_COUNT, ...); NULL with no match: ALL_METRICS */
+	char *custom_metric;         /* match.customMetric; NULL when not set */
+	int disabled;                /* -1 unset, 0, 1 */
+	struct cfg_tel_tag_override *tags;
+	size_t n_tags;
+};
+
+struct cfg_tel_metrics {
+	struct cfg_strs providers;   /* providers[].name */
+	struct cfg_tel_metric_override *overrides;
+	size_t n_overrides;
+	int64_t reporting_interval;  /* ns; -1 unset */
+};
+
+enum cfg_tel_tag_kind { CFG_TEL_TAG_LITERAL, CFG_TEL_TAG_ENVIRONMENT, CFG_TEL_TAG_HEADER };
+
+struct cfg_tel_custom_tag {
+	char *name;
+	enum cfg_tel_tag_kind kind;
+	char *value;                 /* literal.value, environment.name or header.name */
+	char *default_value;         /* environment/header defaultValue; NULL when not set */
+};
+
+struct cfg_tel_tracing {
+	enum cfg_tel_mode mode;      /* match.mode */
+	struct cfg_strs providers;
+	double random_sampling_percentage; /* 0..100; < 0 unset */
+	int disable_span_reporting;  /* -1 unset, 0, 1 */
+	int use_request_id_for_trace_sampling; /* -1 unset, 0, 1 */
+	bool has_custom_tags;        /* customTags written (even empty): replaces the parent's */
+	struct cfg_tel_custom_tag *custom_tags;
+	size_t n_custom_tags;
+};
+
+struct cfg_tel_access_logging {
+	enum cfg_tel_mode mode;      /* match.mode */
+	struct cfg_strs providers;
+	int disabled;                /* -1 unset, 0, 1 */
+	char *filter;                /* filter.expression (CEL); NULL when not set */
+};
+
+struct cfg_telemetry {
+	struct cfg_labels selector;
+	bool has_selector;
+	bool has_target_refs;        /* targetRef(s): services and gateways, applied to no sidecar */
+	struct cfg_tel_metrics *metrics;
+	size_t n_metrics;
+	struct cfg_tel_tracing *tracing;
+	size_t n_tracing;
+	struct cfg_tel_access_logging *access_logging;
+	size_t n_access_logging;
+};
+
 /* ---------------------------------------------------------------- Sidecar */
 
 /* Sidecar.ingress[].captureMode / egress[].captureMode: DEFAULT is what the
@@ -694,6 +762,7 @@ struct cfg_object {
 		struct cfg_authorization_policy ap;
 		struct cfg_request_authentication ra;
 		struct cfg_sidecar sc;
+		struct cfg_telemetry tm;
 		struct cfg_k8s_service svc;
 		struct cfg_k8s_endpoint_slice eps;
 		struct cfg_k8s_pod pod;

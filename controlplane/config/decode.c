@@ -3716,61 +3716,188 @@ static void dec__request_authentication(struct dec *d, const struct cfg__node *s
 	dec__pop(d, mark);
 }
 
-/* Istio's ValidateTelemetry (providers, sampling, tag overrides). */
-static void dec__telemetry(struct dec *d, const struct cfg__node *spec)
+/* match.mode of a metrics override, tracing or access log entry. */
+static enum cfg_tel_mode dec__tel_mode(const struct cfg__node *e)
+{
+	const struct cfg__node *m = F(F(e, "match"), "mode");
+
+	if (m && m->str && !strcmp(m->str, "CLIENT"))
+		return CFG_TEL_CLIENT;
+	if (m && m->str && !strcmp(m->str, "SERVER"))
+		return CFG_TEL_SERVER;
+	return CFG_TEL_CLIENT_AND_SERVER;
+}
+
+/* A BoolValue: a bool, or {value: bool} as protobuf's JSON of a wrapper
+ * never is but hand-written objects sometimes are.  -1 when unset. */
+static int dec__bool_value(const struct cfg__node *n)
+{
+	if (n && n->type == CFG__MAP)
+		return dec__bool(F(n, "value"));
+	return dec__bool(n);
+}
+
+static void dec__tel_providers(struct dec *d, const struct cfg__node *p, struct cfg_strs *out)
+{
+	size_t j;
+
+	if (!p || p->type != CFG__SEQ || !p->n)
+		return;
+	out->v = dec__alloc(d, p->n, sizeof(char *));
+	for (j = 0; out->v && j < p->n; j++)
+		if ((out->v[out->n] = dec__str(d, F(p->v[j], "name"))))
+			out->n++;
+}
+
+static void dec__tel_metrics(struct dec *d, const struct cfg__node *e, struct cfg_tel_metrics *m)
+{
+	const struct cfg__node *ov = F(e, "overrides");
+	size_t j, x;
+
+	m->reporting_interval = -1;
+	if (F(e, "reportingInterval"))
+		dec__duration(d, e, "reportingInterval", &m->reporting_interval);
+	if (!ov || ov->type != CFG__SEQ || !ov->n)
+		return;
+	m->overrides = dec__alloc(d, ov->n, sizeof(*m->overrides));
+	if (!m->overrides)
+		return;
+	m->n_overrides = ov->n;
+	for (j = 0; j < ov->n; j++) {
+		struct cfg_tel_metric_override *o = &m->overrides[j];
+		const struct cfg__node *match = F(ov->v[j], "match"), *to = F(ov->v[j], "tagOverrides");
+
+		o->mode = dec__tel_mode(ov->v[j]);
+		o->metric = dec__str(d, F(match, "metric"));
+		o->custom_metric = dec__str(d, F(match, "customMetric"));
+		if (o->metric && o->custom_metric)
+			DEC_ERR_AT(d, match, "match", "only one of metric or customMetric can be set");
+		o->disabled = dec__bool_value(F(ov->v[j], "disabled"));
+		if (to && to->type == CFG__MAP && to->n && (o->tags = dec__alloc(d, to->n, sizeof(*o->tags)))) {
+			for (x = 0; x < to->n; x++) {
+				const struct cfg__node *op = F(to->v[x], "operation"), *val = F(to->v[x], "value");
+				struct cfg_tel_tag_override *t = &o->tags[x];
+
+				t->tag = dec__str(d, to->k[x]);
+				t->remove = op && op->str && !strcmp(op->str, "REMOVE");
+				if (t->remove && val && val->len)
+					DEC_ERR_AT(d, to->v[x], "overrides", "value may only be set when operation is "
+						   "UPSERT");
+				else if (!t->remove && (!val || !val->len))
+					DEC_ERR_AT(d, to->v[x], "overrides", "must specify a value for UPSERT operation "
+						   "(tag %s)", to->k[x]->str);
+				if (!t->remove)
+					t->value = dec__str(d, val);
+			}
+			o->n_tags = to->n;
+		}
+	}
+}
+
+static void dec__tel_tracing(struct dec *d, const struct cfg__node *e, struct cfg_tel_tracing *t)
+{
+	const struct cfg__node *ct = F(e, "customTags"), *rsp = F(e, "randomSamplingPercentage");
+	size_t j;
+
+	t->mode = dec__tel_mode(e);
+	t->random_sampling_percentage = -1;
+	if (rsp) {
+		/* a DoubleValue: a number, or {value: n} */
+		double v = dec__num(rsp->type == CFG__MAP ? F(rsp, "value") : rsp, -1);
+
+		/* out of range is the schema's error (schema.c): left unset here */
+		if (v >= 0 && v <= 100)
+			t->random_sampling_percentage = v;
+	}
+	t->disable_span_reporting = dec__bool_value(F(e, "disableSpanReporting"));
+	t->use_request_id_for_trace_sampling = dec__bool_value(F(e, "useRequestIdForTraceSampling"));
+	if (!ct || ct->type != CFG__MAP)
+		return;
+	t->has_custom_tags = true;
+	if (!ct->n || !(t->custom_tags = dec__alloc(d, ct->n, sizeof(*t->custom_tags))))
+		return;
+	for (j = 0; j < ct->n; j++) {
+		const struct cfg__node *v = ct->v[j], *lit = F(v, "literal"), *env = F(v, "environment"),
+				       *hdr = F(v, "header");
+		struct cfg_tel_custom_tag *c = &t->custom_tags[t->n_custom_tags];
+
+		c->name = dec__str(d, ct->k[j]);
+		if ((lit ? 1 : 0) + (env ? 1 : 0) + (hdr ? 1 : 0) != 1) {
+			DEC_ERR_AT(d, v, "customTags", "tag %s: exactly one of literal, environment or header must be "
+				   "set", ct->k[j]->str ? ct->k[j]->str : "");
+			continue;
+		}
+		if (lit) {
+			c->kind = CFG_TEL_TAG_LITERAL;
+			c->value = dec__str(d, F(lit, "value"));
+		} else {
+			const struct cfg__node *src = env ? env : hdr;
+
+			c->kind = env ? CFG_TEL_TAG_ENVIRONMENT : CFG_TEL_TAG_HEADER;
+			c->value = dec__str(d, F(src, "name"));
+			c->default_value = dec__str(d, F(src, "defaultValue"));
+			if (!c->value || !*c->value)
+				DEC_ERR_AT(d, src, "customTags", "tag %s: name must be set",
+					   ct->k[j]->str ? ct->k[j]->str : "");
+		}
+		t->n_custom_tags++;
+	}
+}
+
+/* Istio's ValidateTelemetry (providers, sampling, tag overrides), decoding
+ * into t as it goes. */
+static void dec__telemetry(struct dec *d, const struct cfg__node *spec, struct cfg_telemetry *tm)
 {
 	static const char *const lists[] = { "tracing", "metrics", "accessLogging" };
 	const struct cfg__node *sel = F(spec, "selector");
 	size_t k, i, j, mark;
 
 	if (sel) {
-		struct cfg_labels l = { NULL, 0 };
-		bool has = false;
 		mark = dec__push(d, "selector");
-		dec__selector_labels(d, sel, "matchLabels", &l, &has);
+		dec__selector_labels(d, sel, "matchLabels", &tm->selector, &tm->has_selector);
 		dec__pop(d, mark);
 	}
 	if (F(spec, "targetRef") || F(spec, "targetRefs")) {
-		bool t;
-		dec__target_refs(d, spec, &t);
+		dec__target_refs(d, spec, &tm->has_target_refs);
 		if (sel)
 			cfg__error(d->e, sel, "only one of targetRefs or workloadSelector can be set");
 	}
 	for (k = 0; k < 3; k++) {
 		const struct cfg__node *l = F(spec, lists[k]);
-		if (!l)
+		if (!l || l->type != CFG__SEQ)
 			continue;
 		mark = dec__push(d, lists[k]);
 		if (k == 0 && l->n > 1)
 			cfg__error(d->e, l, "multiple tracing is not currently supported");
+		if (l->n) {
+			if (k == 0 && (tm->tracing = dec__alloc(d, l->n, sizeof(*tm->tracing))))
+				tm->n_tracing = l->n;
+			if (k == 1 && (tm->metrics = dec__alloc(d, l->n, sizeof(*tm->metrics))))
+				tm->n_metrics = l->n;
+			if (k == 2 && (tm->access_logging = dec__alloc(d, l->n, sizeof(*tm->access_logging))))
+				tm->n_access_logging = l->n;
+		}
 		for (i = 0; i < l->n; i++) {
-			const struct cfg__node *e = l->v[i], *p = F(e, "providers"), *v;
+			const struct cfg__node *e = l->v[i], *p = F(e, "providers");
 			size_t m2 = dec__idx(d, i);
 			if (p && p->n > 1 && k != 2)
 				DEC_ERR_AT(d, p, "providers", "multiple providers is not currently supported");
 			for (j = 0; p && j < p->n; j++)
 				if (!F(p->v[j], "name") || !F(p->v[j], "name")->len)
 					DEC_ERR_AT(d, p->v[j], "providers", "empty provider name");
-			if (k == 1) {
-				const struct cfg__node *ov = F(e, "overrides");
-				if ((v = F(e, "reportingInterval"))) {
-					int64_t t = -1;
-					dec__duration(d, e, "reportingInterval", &t);
-				}
-				for (j = 0; ov && j < ov->n; j++) {
-					const struct cfg__node *to = F(ov->v[j], "tagOverrides");
-					size_t x;
-					for (x = 0; to && x < to->n; x++) {
-						const struct cfg__node *op = F(to->v[x], "operation"), *val = F(to->v[x], "value");
-						bool remove = op && op->str && !strcmp(op->str, "REMOVE");
-						if (remove && val && val->len)
-							DEC_ERR_AT(d, to->v[x], "overrides", "value may only be set when operation "
-								   "is UPSERT");
-						else if (!remove && (!val || !val->len))
-							DEC_ERR_AT(d, to->v[x], "overrides", "must specify a value for UPSERT "
-								   "operation (tag %s)", to->k[x]->str);
-					}
-				}
+			if (k == 0 && tm->tracing) {
+				dec__tel_providers(d, p, &tm->tracing[i].providers);
+				dec__tel_tracing(d, e, &tm->tracing[i]);
+			} else if (k == 1 && tm->metrics) {
+				dec__tel_providers(d, p, &tm->metrics[i].providers);
+				dec__tel_metrics(d, e, &tm->metrics[i]);
+			} else if (k == 2 && tm->access_logging) {
+				struct cfg_tel_access_logging *al = &tm->access_logging[i];
+
+				dec__tel_providers(d, p, &al->providers);
+				al->mode = dec__tel_mode(e);
+				al->disabled = dec__bool_value(F(e, "disabled"));
+				al->filter = dec__str(d, F(F(e, "filter"), "expression"));
 			}
 			dec__pop(d, m2);
 		}
@@ -3833,7 +3960,7 @@ void cfg__decode(struct cfg__ectx *e, struct cfg_object *o, const struct cfg__no
 		dec__request_authentication(&d, spec, &o->spec.ra);
 		break;
 	case CFG_TELEMETRY:
-		dec__telemetry(&d, spec);
+		dec__telemetry(&d, spec, &o->spec.tm);
 		break;
 	default:
 		break;

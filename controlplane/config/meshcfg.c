@@ -32,10 +32,10 @@
  * without acting on them: named once in a warning. */
 static const char *const meshcfg__known_ignored[] = {
 	"proxyListenPort", "proxyInboundListenPort", "proxyHttpPort", "tcpKeepalive", "ingressClass",
-	"ingressService", "ingressControllerMode", "ingressSelector", "enableTracing", "enableEnvoyAccessLogService",
+	"ingressService", "ingressControllerMode", "ingressSelector", "enableEnvoyAccessLogService",
 	"disableEnvoyListenerLog", "inboundTrafficPolicy", "configSources", "trustDomainAliases", "caCertificates",
 	"dnsRefreshRate", "inboundClusterStatName", "outboundClusterStatName", "certificates", "serviceSettings",
-	"enablePrometheusMerge", "verifyCertificateAtClient", "ca", "extensionProviders", "defaultProviders",
+	"enablePrometheusMerge", "verifyCertificateAtClient", "ca",
 	"discoverySelectors", "defaultHttpRetryPolicy", "meshMTLS", "tlsDefaults",
 	"serviceScopeConfigs", "thriftConfig", "sdsUdsPath", "sdsRefreshDelay",
 	"mixerCheckServer", "mixerReportServer", "disablePolicyChecks", "policyCheckFailOpen",
@@ -51,6 +51,8 @@ struct meshcfg__ctx {
 	size_t n_docs;
 	const struct cfg__node *root;
 	int line0;
+	const struct cfg__node *ext_providers;   /* extensionProviders, resolved after all fields */
+	const struct cfg__node *default_providers; /* defaultProviders */
 };
 
 static void meshcfg__error(struct meshcfg__ctx *c, const struct cfg__node *at, const char *field, const char *fmt,
@@ -268,6 +270,77 @@ static void meshcfg__default_config(struct meshcfg__ctx *c, const struct cfg__no
 	if (h)
 		meshcfg__bool(c, h, "defaultConfig.holdApplicationUntilProxyStarts",
 			      &c->mc->hold_application_until_proxy_starts);
+	/* ProxyConfig.tracing.sampling: percent of requests a sidecar starts
+	 * a trace for (Istio's default 1; pilot's tracing.go reads it when no
+	 * Telemetry overrides it) */
+	h = cfg__node_field(v, "tracing");
+	if (h && h->type == CFG__MAP && (h = cfg__node_field(h, "sampling")) && h->type != CFG__NULL) {
+		if ((h->type != CFG__INT && h->type != CFG__FLOAT) || h->f < 0 || h->f > 100)
+			meshcfg__error(c, h, "defaultConfig.tracing.sampling", "must be a number from 0 to 100");
+		else
+			c->mc->trace_sampling = h->f;
+	}
+}
+
+/* extensionProviders[] entry NAME of kind zipkin, or NULL. */
+static const struct cfg__node *meshcfg__provider(const struct cfg__node *list, const char *name,
+						const struct cfg__node **zipkin)
+{
+	size_t i;
+
+	for (i = 0; list && list->type == CFG__SEQ && i < list->n; i++) {
+		const struct cfg__node *e = list->v[i], *n;
+
+		if (e->type != CFG__MAP || !(n = cfg__node_field(e, "name")) || n->type != CFG__STR ||
+		    strcmp(n->str, name))
+			continue;
+		*zipkin = cfg__node_field(e, "zipkin");
+		return e;
+	}
+	return NULL;
+}
+
+/* defaultProviders.tracing[0] looked up in extensionProviders (Istio's
+ * mesh-wide default tracing provider).  Only the zipkin kind is carried;
+ * another kind is named in a warning as not acted on. */
+static void meshcfg__tracing_provider(struct meshcfg__ctx *c)
+{
+	const struct cfg__node *t, *name, *e, *z = NULL, *x;
+	struct mesh_config *mc = c->mc;
+
+	if (!c->default_providers || c->default_providers->type != CFG__MAP ||
+	    !(t = cfg__node_field(c->default_providers, "tracing")))
+		return;
+	if (t->type != CFG__SEQ || t->n == 0 || (name = t->v[0])->type != CFG__STR) {
+		if (t->type != CFG__NULL && !(t->type == CFG__SEQ && t->n == 0))
+			meshcfg__error(c, t, "defaultProviders.tracing", "must be a list of provider names");
+		return;
+	}
+	if (!(e = meshcfg__provider(c->ext_providers, name->str, &z))) {
+		meshcfg__error(c, name, "defaultProviders.tracing", "no extensionProviders entry named \"%s\"",
+			       name->str);
+		return;
+	}
+	if (!z || z->type != CFG__MAP) {
+		meshcfg__ignore(c, "extensionProviders (tracing kinds other than zipkin)");
+		return;
+	}
+	x = cfg__node_field(z, "service");
+	if (!x || x->type != CFG__STR || !x->str[0]) {
+		meshcfg__error(c, z, "extensionProviders.zipkin.service", "is required (a service host name)");
+		return;
+	}
+	mc->zipkin_service = arena_strdup(mc->arena, x->str);
+	x = cfg__node_field(z, "port");
+	if (!x || x->type != CFG__INT || x->i < 1 || x->i > 65535) {
+		meshcfg__error(c, z, "extensionProviders.zipkin.port", "must be a port number 1-65535");
+		return;
+	}
+	mc->zipkin_port = (uint32_t)x->i;
+	x = cfg__node_field(z, "maxTagLength");
+	if (x && x->type == CFG__INT && x->i > 0 && x->i < 65536)
+		mc->zipkin_max_tag_len = (uint32_t)x->i;
+	mc->trace_provider = arena_strdup(mc->arena, name->str);
 }
 
 /* One top-level field. */
@@ -323,6 +396,12 @@ static void meshcfg__field(struct meshcfg__ctx *c, const struct cfg__node *k, co
 		meshcfg__default_config(c, v);
 	} else if (strcmp(f, "pathNormalization") == 0) {
 		meshcfg__path_norm(c, v);
+	} else if (strcmp(f, "enableTracing") == 0) {
+		meshcfg__bool(c, v, f, &mc->enable_tracing);
+	} else if (strcmp(f, "extensionProviders") == 0) {
+		c->ext_providers = v;
+	} else if (strcmp(f, "defaultProviders") == 0) {
+		c->default_providers = v;
 	} else if (meshcfg__is_known_ignored(f)) {
 		meshcfg__ignore(c, f);
 	} else {
@@ -374,10 +453,15 @@ static void meshcfg__seal(struct mesh_config *mc)
 	uint64_t flags = (uint64_t)mc->outbound | (uint64_t)mc->enable_auto_mtls << 2 | (uint64_t)mc->h2_upgrade << 3 |
 			 (uint64_t)mc->access_log_encoding << 4 | (uint64_t)mc->hold_application_until_proxy_starts << 5 |
 			 (uint64_t)mc->trust_domain_set << 6 | (uint64_t)mc->root_namespace_set << 7 |
-			 (uint64_t)mc->path_norm << 8;
+			 (uint64_t)mc->path_norm << 8 | (uint64_t)mc->enable_tracing << 11;
 
 	h = mesh_hash_update(h, &flags, sizeof(flags));
 	h = mesh_hash_update(h, &mc->connect_timeout, sizeof(mc->connect_timeout));
+	h = mesh_hash_update(h, &mc->trace_sampling, sizeof(mc->trace_sampling));
+	h = mesh_hash_update(h, &mc->zipkin_port, sizeof(mc->zipkin_port));
+	h = mesh_hash_update(h, &mc->zipkin_max_tag_len, sizeof(mc->zipkin_max_tag_len));
+	h = mesh_hash_str(h, mc->trace_provider ? mc->trace_provider : "");
+	h = mesh_hash_str(h, mc->zipkin_service ? mc->zipkin_service : "");
 	h = mesh_hash_update(h, &mc->protocol_detection_timeout, sizeof(mc->protocol_detection_timeout));
 	h = mesh_hash_str(h, mc->root_namespace);
 	h = mesh_hash_str(h, mc->trust_domain);
@@ -417,6 +501,8 @@ struct mesh_config *meshcfg_defaults(void)
 	mc->access_log_file = "";
 	mc->access_log_format = "";
 	mc->access_log_encoding = MESHCFG_LOG_TEXT;
+	mc->enable_tracing = true;
+	mc->trace_sampling = 1.0;
 	mc->source = "";
 	meshcfg__seal(mc);
 	return mc;
@@ -479,6 +565,7 @@ int meshcfg_parse(const char *data, size_t len, const char *source, struct mesh_
 	} else if (root) {
 		for (i = 0; i < root->n; i++)
 			meshcfg__field(&c, root->k[i], root->v[i]);
+		meshcfg__tracing_provider(&c);
 	}
 	if (c.err.err == -ENOMEM || c.ignored.err == -ENOMEM) {
 		rc = -ENOMEM;
@@ -608,6 +695,16 @@ void meshcfg_json(struct mesh_buf *b, const struct mesh_config *mc)
 	if (mc->path_norm != MESHCFG_PATH_DEFAULT)
 		mesh_buf_printf(b, ",\"pathNormalization\":{\"normalization\":\"%s\"}",
 				meshcfg__path_norms[mc->path_norm]);
+	if (mc->trace_provider) {
+		/* only the provider meshd acts on: the default tracing one */
+		mesh_buf_puts(b, ",\"defaultProviders\":{\"tracing\":[");
+		json_put_string(b, mc->trace_provider);
+		mesh_buf_puts(b, "]},\"extensionProviders\":[{\"name\":");
+		json_put_string(b, mc->trace_provider);
+		mesh_buf_puts(b, ",\"zipkin\":{\"service\":");
+		json_put_string(b, mc->zipkin_service);
+		mesh_buf_printf(b, ",\"port\":%u}}]", (unsigned)mc->zipkin_port);
+	}
 	mesh_buf_puts(b, ",\"meshd\":{\"source\":");
 	json_put_string(b, mc->source);
 	mesh_buf_puts(b, ",\"ignoredFields\":");

@@ -61,6 +61,12 @@ struct mesh_config {
 	const char *default_config_json;     /* defaultConfig (ProxyConfig) as JSON; NULL: unset */
 	bool hold_application_until_proxy_starts; /* defaultConfig.holdApplicationUntilProxyStarts [false] */
 	enum meshcfg_path_norm path_norm;    /* pathNormalization.normalization [DEFAULT = BASE] */
+	bool enable_tracing;                 /* enableTracing [true] */
+	double trace_sampling;               /* defaultConfig.tracing.sampling, percent [1.0] */
+	const char *trace_provider;          /* defaultProviders.tracing[0] when it is a zipkin provider; NULL: none */
+	const char *zipkin_service;          /* its extensionProviders[].zipkin.service */
+	uint32_t zipkin_port;                /* .port */
+	uint32_t zipkin_max_tag_len;         /* .maxTagLength [0: Istio's 256] */
 	struct cfg_strs ignored;             /* fields accepted but not acted on */
 	const char *source;                  /* file name or "ConfigMap istio-system/istio"; "" for defaults */
 	uint64_t hash;                       /* of the effective values: equal hash, same config */

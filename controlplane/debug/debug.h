@@ -7,6 +7,8 @@
  *   /debug/configz          every config object and every validation error
  *   /debug/config_dump?proxyID=ID   what that proxy was sent, as JSON
  *   /debug/registryz        services, ports and endpoints of the model
+ *   /debug/telemetryz?proxyID=ID (or ?namespace=NS&labels=k=v,...)  the
+ *                           workload's effective Telemetry (model/telemetry.h)
  *   /debug                  the list of /debug endpoints, as JSON
  * /debug and /debug/... answer only callers on localhost (403 otherwise), as
  * istiod's ENABLE_DEBUG_ON_HTTP does for callers it cannot authenticate.

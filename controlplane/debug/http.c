@@ -19,6 +19,7 @@
  * Every response carries a Content-Type; errors are JSON {"error": "..."}.
  */
 #include "controlplane/debug/debug.h"
+#include "controlplane/debug/telemetryz.h"
 
 #include "common/buf.h"
 #include "common/err.h"
@@ -522,6 +523,29 @@ static void debug__mesh(struct debug_server *d, struct MHD_Connection *c, struct
 	model_unref(m);
 }
 
+/* The effective Telemetry of one workload (telemetryz.c). */
+static void debug__telemetryz(struct debug_server *d, struct MHD_Connection *c, struct debug__reply *r)
+{
+	const char *id = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "proxyID");
+	const char *ns = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "namespace");
+	const char *labels = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "labels");
+	char err[300];
+	struct model *m;
+	int rc;
+
+	m = d->cfg.model ? d->cfg.model(d->cfg.ctx) : NULL;
+	if (!m) {
+		debug__error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "no model built yet");
+		return;
+	}
+	rc = debug_telemetryz(m, id, ns, labels, &r->body, err, sizeof(err));
+	if (rc == -EINVAL)
+		debug__error(r, MHD_HTTP_BAD_REQUEST, "%s", err);
+	else if (rc < 0 && !r->body.err)
+		debug__error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "telemetryz: %s", mesh_strerror(rc));
+	model_unref(m);
+}
+
 typedef void (*debug__route_fn)(struct debug_server *d, struct MHD_Connection *c, struct debug__reply *r);
 
 static void debug__index(struct debug_server *d, struct MHD_Connection *c, struct debug__reply *r);
@@ -546,6 +570,8 @@ static const struct {
 	  "what one proxy was sent, as Envoy's admin config dump; ?proxyID=ID" },
 	{ "/debug/registryz", debug__registryz, "services, ports and endpoints" },
 	{ "/debug/mesh", debug__mesh, "the mesh config in force (MeshConfig, --mesh-config), defaults filled in" },
+	{ "/debug/telemetryz", debug__telemetryz,
+	  "the effective Telemetry (API) of one workload: ?proxyID=ID, or ?namespace=NS&labels=k=v,..." },
 };
 
 static void debug__index(struct debug_server *d, struct MHD_Connection *c, struct debug__reply *r)

@@ -7,6 +7,7 @@
 #include "controlplane/gen/authn.h"
 #include "controlplane/gen/gen_int.h"
 #include "controlplane/model/jwks.h"
+#include "controlplane/model/policy.h"
 
 #include "common/arena.h"
 #include "common/err.h"
@@ -35,28 +36,7 @@ static bool authn__applies(const struct cfg_object *o, const struct cfg_labels *
 size_t authn_select(const struct model *m, const char *ns, const struct cfg_labels *labels,
 		    const struct cfg_object **out, size_t cap)
 {
-	struct cfg_object **v;
-	size_t n, i, count = 0;
-	int pass;
-
-	if (!m || !m->cfg || !ns)
-		return 0;
-	v = m->cfg->objects[CFG_REQUEST_AUTHENTICATION];
-	n = m->cfg->n_objects[CFG_REQUEST_AUTHENTICATION];
-	for (pass = 0; pass < 2; pass++) {
-		const char *want = pass == 0 ? m->root_namespace : ns;
-
-		if (!want || (pass == 1 && m->root_namespace && strcmp(ns, m->root_namespace) == 0))
-			continue;
-		for (i = 0; i < n; i++) {
-			if (strcmp(v[i]->ns, want) != 0 || !authn__applies(v[i], labels))
-				continue;
-			if (count < cap)
-				out[count] = v[i];
-			count++;
-		}
-	}
-	return count;
+	return model_policy_select(m, CFG_REQUEST_AUTHENTICATION, ns, labels, authn__applies, out, cap);
 }
 
 static int authn__rule_cmp(const void *a, const void *b)

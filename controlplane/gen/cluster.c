@@ -307,7 +307,13 @@ static bool gen_port_h2(const struct model *m, const struct model_service *svc, 
 	return strcmp(proto, "HTTP") == 0 && !(pol && strcmp(pol, "DO_NOT_UPGRADE") == 0) && gen_mesh_h2_upgrade(m);
 }
 
-int gen__h2_options(struct arena *a, Envoy__Config__Cluster__V3__Cluster *c)
+/* The cluster's one typed_extension_protocol_options entry,
+ * envoy.extensions.upstreams.http.v3.HttpProtocolOptions with an explicit
+ * HTTP/2 (h2, max_streams when > 0) or HTTP/1.1 config and, when common is
+ * not NULL, the common options (Istio's applyConnectionPool /
+ * setH2Options).  Returns 0 or -ENOMEM. */
+static int gen__http_options(struct arena *a, Envoy__Config__Cluster__V3__Cluster *c, bool h2, int64_t max_streams,
+			     Envoy__Config__Core__V3__HttpProtocolOptions *common)
 {
 	Envoy__Extensions__Upstreams__Http__V3__HttpProtocolOptions hpo =
 		ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__INIT;
@@ -316,13 +322,28 @@ int gen__h2_options(struct arena *a, Envoy__Config__Cluster__V3__Cluster *c)
 	Envoy__Config__Cluster__V3__Cluster__TypedExtensionProtocolOptionsEntry *e =
 		gen__msg(a, &envoy__config__cluster__v3__cluster__typed_extension_protocol_options_entry__descriptor);
 
-	if (!ex || !e || !(ex->http2_protocol_options = gen__msg(a, &envoy__config__core__v3__http2_protocol_options__descriptor)))
+	if (!ex || !e)
 		return -ENOMEM;
-	ex->protocol_config_case =
-		ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__EXPLICIT_HTTP_CONFIG__PROTOCOL_CONFIG_HTTP2_PROTOCOL_OPTIONS;
+	if (h2) {
+		ex->protocol_config_case =
+			ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__EXPLICIT_HTTP_CONFIG__PROTOCOL_CONFIG_HTTP2_PROTOCOL_OPTIONS;
+		ex->http2_protocol_options = gen__msg(a, &envoy__config__core__v3__http2_protocol_options__descriptor);
+		if (!ex->http2_protocol_options)
+			return -ENOMEM;
+		if (max_streams > 0 &&
+		    !(ex->http2_protocol_options->max_concurrent_streams = gen__u32(a, (uint32_t)max_streams)))
+			return -ENOMEM;
+	} else {
+		ex->protocol_config_case =
+			ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__EXPLICIT_HTTP_CONFIG__PROTOCOL_CONFIG_HTTP_PROTOCOL_OPTIONS;
+		ex->http_protocol_options = gen__msg(a, &envoy__config__core__v3__http1_protocol_options__descriptor);
+		if (!ex->http_protocol_options)
+			return -ENOMEM;
+	}
 	hpo.upstream_protocol_options_case =
 		ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__UPSTREAM_PROTOCOL_OPTIONS_EXPLICIT_HTTP_CONFIG;
 	hpo.explicit_http_config = ex;
+	hpo.common_http_protocol_options = common;
 	e->key = GEN_HTTP_OPTIONS;
 	if (!(e->value = gen__any(a, &hpo.base)) ||
 	    !(c->typed_extension_protocol_options = arena_calloc(a, 1, sizeof(*c->typed_extension_protocol_options))))
@@ -330,6 +351,11 @@ int gen__h2_options(struct arena *a, Envoy__Config__Cluster__V3__Cluster *c)
 	c->typed_extension_protocol_options[0] = e;
 	c->n_typed_extension_protocol_options = 1;
 	return 0;
+}
+
+int gen__h2_options(struct arena *a, Envoy__Config__Cluster__V3__Cluster *c)
+{
+	return gen__http_options(a, c, true, 0, NULL);
 }
 
 /* One locality with the endpoint host:port (weight 1). */
@@ -428,38 +454,10 @@ static int gen_cluster_extras(const struct gen_ctx *g, const struct model_servic
 		}
 	}
 	if (h2 || common) {
-		Envoy__Extensions__Upstreams__Http__V3__HttpProtocolOptions hpo =
-			ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__INIT;
-		Envoy__Extensions__Upstreams__Http__V3__HttpProtocolOptions__ExplicitHttpConfig *ex = gen__msg(
-			a, &envoy__extensions__upstreams__http__v3__http_protocol_options__explicit_http_config__descriptor);
-		Envoy__Config__Cluster__V3__Cluster__TypedExtensionProtocolOptionsEntry *e =
-			gen__msg(a, &envoy__config__cluster__v3__cluster__typed_extension_protocol_options_entry__descriptor);
+		Envoy__Config__Core__V3__HttpProtocolOptions *ho = NULL;
 
-		if (!ex || !e)
-			return -ENOMEM;
-		if (h2) {
-			ex->protocol_config_case =
-				ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__EXPLICIT_HTTP_CONFIG__PROTOCOL_CONFIG_HTTP2_PROTOCOL_OPTIONS;
-			ex->http2_protocol_options = gen__msg(a, &envoy__config__core__v3__http2_protocol_options__descriptor);
-			if (!ex->http2_protocol_options)
-				return -ENOMEM;
-			if (cp->set && cp->max_concurrent_streams > 0 &&
-			    !(ex->http2_protocol_options->max_concurrent_streams = gen__u32(a, (uint32_t)cp->max_concurrent_streams)))
-				return -ENOMEM;
-		} else {
-			ex->protocol_config_case =
-				ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__EXPLICIT_HTTP_CONFIG__PROTOCOL_CONFIG_HTTP_PROTOCOL_OPTIONS;
-			ex->http_protocol_options = gen__msg(a, &envoy__config__core__v3__http1_protocol_options__descriptor);
-			if (!ex->http_protocol_options)
-				return -ENOMEM;
-		}
-		hpo.upstream_protocol_options_case =
-			ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__UPSTREAM_PROTOCOL_OPTIONS_EXPLICIT_HTTP_CONFIG;
-		hpo.explicit_http_config = ex;
 		if (common) {
-			Envoy__Config__Core__V3__HttpProtocolOptions *ho =
-				gen__msg(a, &envoy__config__core__v3__http_protocol_options__descriptor);
-
+			ho = gen__msg(a, &envoy__config__core__v3__http_protocol_options__descriptor);
 			if (!ho)
 				return -ENOMEM;
 			if (cp->idle_timeout > 0 && !(ho->idle_timeout = gen__duration(a, cp->idle_timeout)))
@@ -470,14 +468,9 @@ static int gen_cluster_extras(const struct gen_ctx *g, const struct model_servic
 			if (cp->max_requests_per_connection > 0 &&
 			    !(ho->max_requests_per_connection = gen__u32(a, gen__clamp_u32(cp->max_requests_per_connection))))
 				return -ENOMEM;
-			hpo.common_http_protocol_options = ho;
 		}
-		e->key = GEN_HTTP_OPTIONS;
-		if (!(e->value = gen__any(a, &hpo.base)) ||
-		    !(c->typed_extension_protocol_options = arena_calloc(a, 1, sizeof(*c->typed_extension_protocol_options))))
+		if (gen__http_options(a, c, h2, cp->set ? cp->max_concurrent_streams : 0, ho) < 0)
 			return -ENOMEM;
-		c->typed_extension_protocol_options[0] = e;
-		c->n_typed_extension_protocol_options = 1;
 	}
 	/* Istio's applyTCPKeepalive: tcpKeepalive -> upstream_connection_options
 	 * with an (empty = OS defaults) tcp_keepalive, probes as given, time

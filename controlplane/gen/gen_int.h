@@ -92,6 +92,15 @@ Google__Protobuf__Any *gen__any(struct arena *a, const ProtobufCMessage *msg);
 struct Envoy__Config__Accesslog__V3__AccessLog;
 int gen__mesh_access_logs(struct arena *a, const struct model *m, struct Envoy__Config__Accesslog__V3__AccessLog ***out,
 			  size_t *n);
+struct Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager__Tracing;
+/* HCM.tracing from the mesh config as Istio's configureTracing builds it:
+ * the zipkin provider of defaultProviders.tracing (collector cluster
+ * outbound|PORT||SERVICE, /api/v2/spans, HTTP_JSON, 128-bit ids),
+ * random_sampling = defaultConfig.tracing.sampling, client and overall
+ * sampling 100.  *out NULL when tracing is off or no provider is set.
+ * 0 or -ENOMEM; everything in arena a. */
+int gen__mesh_tracing(struct arena *a, const struct model *m,
+		      struct Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager__Tracing **out);
 /* Clamp a config number (may be -1 or huge) to uint32. */
 uint32_t gen__clamp_u32(int64_t v);
 

@@ -280,6 +280,9 @@ static Google__Protobuf__Any *gen_sidecar_hcm(struct arena *a, const struct mode
 			? ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__PATH_WITH_ESCAPED_SLASHES_ACTION__UNESCAPE_AND_FORWARD
 			: ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__PATH_WITH_ESCAPED_SLASHES_ACTION__KEEP_UNCHANGED;
 	hcm.proxy_100_continue = true;
+	/* MeshConfig's default tracing provider, as istiod's configureTracing */
+	if (gen__mesh_tracing(a, m, &hcm.tracing) < 0)
+		return NULL;
 	/* MeshConfig accessLogFile: istiod's file access log on every HCM */
 	if (gen__mesh_access_logs(a, m, &hcm.access_log, &hcm.n_access_log) < 0)
 		return NULL;
@@ -1388,6 +1391,7 @@ static int gen_inbound(struct gen_sc *sc, const struct gen_inport *ports, size_t
 	rbac_net_filter **net = NULL;
 	gen_chain **chains;
 	size_t n_rbac = 0, n_net = 0, n = 0, i;
+	bool strict;
 	int rc;
 
 	rc = gen_sidecar_rbac(sc, &rbac, &n_rbac, &net, &n_net);
@@ -1454,9 +1458,17 @@ static int gen_inbound(struct gen_sc *sc, const struct gen_inport *ports, size_t
 			return rc;
 	}
 	/* anything else addressed to the workload goes to it unchanged
-	 * (Istio's passthrough chains "virtualInbound"), RBAC not applied:
-	 * meshd has no per-port policy for ports no service declares */
-	if (!(chains[n++] = gen_chain1(a, GEN_VIRTUAL_INBOUND, NULL, gen_tcp_proxy(a, GEN_INBOUND_PASSTHROUGH), NULL)))
+	 * (Istio's passthrough chains "virtualInbound"), still under the
+	 * workload's AuthorizationPolicies (network RBAC, as for a TCP port)
+	 * and, when its workload-level mode is STRICT, TLS only (istiod's
+	 * buildInboundPassthroughChains); without them a port no service
+	 * declares was open to every client, in plaintext */
+	strict = model_peer_authn(sc->g.m, gen__workload_ns(sc->w), gen__workload_labels(sc->w), 0) ==
+		 CFG_MTLS_STRICT;
+	if (!(chains[n++] = gen_chain_rbac(a, gen_chain1(a, GEN_VIRTUAL_INBOUND, strict ? gen_fcm(a, 0, "tls", NULL, 0) : NULL,
+							 gen_tcp_proxy(a, GEN_INBOUND_PASSTHROUGH),
+							 strict ? gen_inbound_tls(a, false) : NULL),
+					   net, n_net)))
 		return -ENOMEM;
 	l.name = GEN_VIRTUAL_INBOUND;
 	if (!(l.address = gen_addr(a, "0.0.0.0", GEN_INBOUND_PORT)) ||

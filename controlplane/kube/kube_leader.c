@@ -118,8 +118,8 @@ static int kl__lease_get(struct kube_leader *l, struct kl__lease *out)
 	char path[KL__PATH_MAX];
 	struct mesh_buf resp;
 	struct arena *a = NULL;
-	struct kube_json *root;
-	const struct kube_json *md, *spec;
+	struct json_value *root;
+	const struct json_value *md, *spec;
 	long status = 0;
 	int rc;
 
@@ -146,15 +146,15 @@ static int kl__lease_get(struct kube_leader *l, struct kl__lease *out)
 	rc = kube_json_parse(a, resp.data ? resp.data : "", resp.len, &root);
 	if (rc < 0)
 		goto out;
-	md = kube_json_get(root, "metadata");
-	spec = kube_json_get(root, "spec");
+	md = json_get(root, "metadata");
+	spec = json_get(root, "spec");
 	out->found = true;
-	snprintf(out->rv, sizeof(out->rv), "%s", kl__s(kube_json_str(md, "resourceVersion")));
-	snprintf(out->holder, sizeof(out->holder), "%s", kl__s(kube_json_str(spec, "holderIdentity")));
-	snprintf(out->renew, sizeof(out->renew), "%s", kl__s(kube_json_str(spec, "renewTime")));
-	snprintf(out->acquire, sizeof(out->acquire), "%s", kl__s(kube_json_str(spec, "acquireTime")));
-	out->duration = kube_json_int(spec, "leaseDurationSeconds", l->cfg.lease_seconds);
-	out->transitions = kube_json_int(spec, "leaseTransitions", 0);
+	snprintf(out->rv, sizeof(out->rv), "%s", kl__s(json_get_str(md, "resourceVersion")));
+	snprintf(out->holder, sizeof(out->holder), "%s", kl__s(json_get_str(spec, "holderIdentity")));
+	snprintf(out->renew, sizeof(out->renew), "%s", kl__s(json_get_str(spec, "renewTime")));
+	snprintf(out->acquire, sizeof(out->acquire), "%s", kl__s(json_get_str(spec, "acquireTime")));
+	out->duration = json_get_int(spec, "leaseDurationSeconds", l->cfg.lease_seconds);
+	out->transitions = json_get_int(spec, "leaseTransitions", 0);
 out:
 	arena_free(a);
 	mesh_buf_cleanup(&resp);
@@ -286,7 +286,7 @@ static void kl__release(struct kube_leader *l)
 /* ------------------------------------------------------------- ConfigMaps */
 
 /* GET every page of path (a list); calls fn for each item.  0 or < 0. */
-static int kl__list(struct kube_leader *l, const char *path, int (*fn)(void *ctx, const struct kube_json *item),
+static int kl__list(struct kube_leader *l, const char *path, int (*fn)(void *ctx, const struct json_value *item),
 		    void *ctx)
 {
 	char url[KL__PATH_MAX * 2];
@@ -297,8 +297,8 @@ static int kl__list(struct kube_leader *l, const char *path, int (*fn)(void *ctx
 	mesh_buf_init(&resp, KUBE_LEADER_MAX_LIST);
 	do {
 		struct arena *a;
-		struct kube_json *root;
-		const struct kube_json *it;
+		struct json_value *root;
+		const struct json_value *it;
 		const char *next;
 		long status = 0;
 		char *esc = NULL;
@@ -328,11 +328,11 @@ static int kl__list(struct kube_leader *l, const char *path, int (*fn)(void *ctx
 			break;
 		}
 		rc = kube_json_parse(a, resp.data ? resp.data : "", resp.len, &root);
-		for (it = rc == 0 ? kube_json_get(root, "items") : NULL, it = it && it->type == KUBE_JSON_ARRAY ?
+		for (it = rc == 0 ? json_get(root, "items") : NULL, it = it && it->type == JSON_ARRAY ?
 									    it->child : NULL;
 		     it && rc == 0; it = it->next)
 			rc = fn(ctx, it);
-		next = rc == 0 ? kube_json_str(kube_json_get(root, "metadata"), "continue") : NULL;
+		next = rc == 0 ? json_get_str(json_get(root, "metadata"), "continue") : NULL;
 		free(cont);
 		cont = next && *next ? strdup(next) : NULL;
 		arena_free(a);
@@ -349,11 +349,11 @@ struct kl__ns_list {
 	size_t n, cap;
 };
 
-static int kl__on_namespace(void *ctx, const struct kube_json *item)
+static int kl__on_namespace(void *ctx, const struct json_value *item)
 {
 	struct kl__ns_list *ns = ctx;
-	const char *name = kube_json_str(kube_json_get(item, "metadata"), "name");
-	const char *phase = kube_json_str(kube_json_get(item, "status"), "phase");
+	const char *name = json_get_str(json_get(item, "metadata"), "name");
+	const char *phase = json_get_str(json_get(item, "status"), "phase");
 
 	if (!name || (phase && strcmp(phase, "Terminating") == 0))
 		return 0;
@@ -381,12 +381,12 @@ struct kl__cm_ctx {
 	const char *pem;
 };
 
-static int kl__on_configmap(void *ctx, const struct kube_json *item)
+static int kl__on_configmap(void *ctx, const struct json_value *item)
 {
 	struct kl__cm_ctx *c = ctx;
-	const struct kube_json *md = kube_json_get(item, "metadata");
-	const char *name = kube_json_str(md, "name"), *ns = kube_json_str(md, "namespace");
-	const char *data = kube_json_str(kube_json_get(item, "data"), KUBE_LEADER_CONFIGMAP_KEY);
+	const struct json_value *md = json_get(item, "metadata");
+	const char *name = json_get_str(md, "name"), *ns = json_get_str(md, "namespace");
+	const char *data = json_get_str(json_get(item, "data"), KUBE_LEADER_CONFIGMAP_KEY);
 	struct kl__cm *cm;
 	int rc;
 
@@ -395,7 +395,7 @@ static int kl__on_configmap(void *ctx, const struct kube_json *item)
 	cm = calloc(1, sizeof(*cm));
 	if (!cm)
 		return -ENOMEM;
-	snprintf(cm->rv, sizeof(cm->rv), "%s", kl__s(kube_json_str(md, "resourceVersion")));
+	snprintf(cm->rv, sizeof(cm->rv), "%s", kl__s(json_get_str(md, "resourceVersion")));
 	cm->current = data && strcmp(data, c->pem) == 0;
 	rc = kube_map_put(&c->by_ns, ns, cm, NULL);
 	if (rc < 0)

@@ -50,8 +50,8 @@ int kube_tokenreview(struct kube_client *c, const char *token, char *ns, size_t 
 {
 	struct mesh_buf req, resp;
 	struct arena *a = NULL;
-	struct kube_json *root;
-	const struct kube_json *st, *aud, *it;
+	struct json_value *root;
+	const struct json_value *st, *aud, *it;
 	const char *user;
 	long status = 0;
 	bool aud_ok;
@@ -96,23 +96,23 @@ int kube_tokenreview(struct kube_client *c, const char *token, char *ns, size_t 
 		rc = -EIO;
 		goto out;
 	}
-	st = kube_json_get(root, "status");
-	if (!kube_json_bool(st, "authenticated", false)) {
+	st = json_get(root, "status");
+	if (!json_get_bool(st, "authenticated", false)) {
 		kube_tokenreview__msg(msg, msg_cap, "the token was not authenticated");
 		rc = -EACCES;
 		goto out;
 	}
-	aud = kube_json_get(st, "audiences");
-	aud_ok = !aud || aud->type != KUBE_JSON_ARRAY;
-	for (it = aud && aud->type == KUBE_JSON_ARRAY ? aud->child : NULL; it; it = it->next)
-		if (it->type == KUBE_JSON_STRING && strcmp(it->str, KUBE_TOKENREVIEW_AUDIENCE) == 0)
+	aud = json_get(st, "audiences");
+	aud_ok = !aud || aud->type != JSON_ARRAY;
+	for (it = aud && aud->type == JSON_ARRAY ? aud->child : NULL; it; it = it->next)
+		if (it->type == JSON_STRING && strcmp(it->str, KUBE_TOKENREVIEW_AUDIENCE) == 0)
 			aud_ok = true;
 	if (!aud_ok) {
 		kube_tokenreview__msg(msg, msg_cap, "the token is not for the audience " KUBE_TOKENREVIEW_AUDIENCE);
 		rc = -EACCES;
 		goto out;
 	}
-	user = kube_json_str(kube_json_get(st, "user"), "username");
+	user = json_get_str(json_get(st, "user"), "username");
 	if (!user || !kube_tokenreview__user(user, ns, ns_cap, sa, sa_cap)) {
 		kube_tokenreview__msg(msg, msg_cap, "the token is not a service account's");
 		rc = -EACCES;

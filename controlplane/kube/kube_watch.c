@@ -169,7 +169,7 @@ static void kw__set_rv(char *dst, const char *rv)
 /* ------------------------------------------------------------- objects */
 
 /* Decode an object; the list's items may lack kind and apiVersion. */
-static struct kube_event *kw__decode(struct kw__res *r, const char *text, const struct kube_json *obj,
+static struct kube_event *kw__decode(struct kw__res *r, const char *text, const struct json_value *obj,
 				    const char *ns, const char *name)
 {
 	struct cfg_parse_result res;
@@ -181,7 +181,7 @@ static struct kube_event *kw__decode(struct kw__res *r, const char *text, const 
 	if (r->res == KUBE_RES_MESH_CONFIG) {
 		/* the MeshConfig text: parsed and validated by the owner
 		 * (meshcfg.h), which keeps its last good one */
-		const char *mesh = kube_json_str(kube_json_get(obj, "data"), KUBE_MESH_CONFIGMAP_KEY);
+		const char *mesh = json_get_str(json_get(obj, "data"), KUBE_MESH_CONFIGMAP_KEY);
 
 		e = kw__event(r, KUBE_EVENT_PUT, ns, name);
 		if (e && !(e->text = strdup(mesh ? mesh : ""))) {
@@ -192,7 +192,7 @@ static struct kube_event *kw__decode(struct kw__res *r, const char *text, const 
 	}
 	mesh_buf_init(&doc, KUBE_STREAM_MAX_EVENT + 256);
 	memset(&res, 0, sizeof(res));
-	if (!kube_json_get(obj, "kind") || !kube_json_get(obj, "apiVersion")) {
+	if (!json_get(obj, "kind") || !json_get(obj, "apiVersion")) {
 		/* the object has members (metadata.name was found): splice them after ours */
 		mesh_buf_printf(&doc, "{\"apiVersion\":\"%s%s%s\",\"kind\":\"%s\",", r->info->group,
 				r->info->group[0] ? "/" : "", r->info->version, r->info->kind);
@@ -241,17 +241,18 @@ out:
 }
 
 /* An object seen in a list (from_list) or an ADDED/MODIFIED event. */
-static int kw__put(struct kw__res *r, const char *text, const struct kube_json *obj, bool from_list)
+static int kw__put(struct kw__res *r, const char *text, const struct json_value *obj, bool from_list)
 {
-	const struct kube_json *md = kube_json_get(obj, "metadata");
-	const char *name = kube_json_str(md, "name"), *ns = kube_json_str(md, "namespace");
-	const char *rv = kube_json_str(md, "resourceVersion");
+	const struct json_value *md = json_get(obj, "metadata");
+	const char *name = json_get_str(md, "name"), *ns = json_get_str(md, "namespace");
+	const char *rv = json_get_str(md, "resourceVersion");
 	char key[600];
 	struct kw__known *k;
 	struct kube_event *e = NULL;
+	bool is_new;
 	int rc;
 
-	if (!name || !*name || obj->type != KUBE_JSON_OBJECT)
+	if (!name || !*name || obj->type != JSON_OBJECT)
 		return 0;
 	/* a server that ignored the fieldSelector */
 	if (r->info->only_name && strcmp(name, r->info->only_name) != 0)
@@ -266,6 +267,7 @@ static int kw__put(struct kw__res *r, const char *text, const struct kube_json *
 		k->seen = true;
 		return 0;
 	}
+	is_new = !k;
 	if (!k) {
 		k = calloc(1, sizeof(*k));
 		if (!k)
@@ -277,6 +279,10 @@ static int kw__put(struct kw__res *r, const char *text, const struct kube_json *
 		}
 	}
 	k->seen = true;
+	/* pilot_k8s_*_events as Istio's informers count them: an object new
+	 * to us (listed or watched) is an add, a new version an update */
+	if (!r->info->only_name)
+		metrics_k8s_event(r->info->cfg_kind, is_new ? METRICS_K8S_ADD : METRICS_K8S_UPDATE);
 	kw__set_rv(k->rv, rv ? rv : "");
 	e = kw__decode(r, text, obj, ns, name);
 	if (!e)
@@ -292,6 +298,8 @@ static int kw__delete(struct kw__res *r, const char *ns, const char *name)
 
 	snprintf(key, sizeof(key), "%s/%s", ns, name);
 	free(kube_map_del(&r->known, key));
+	if (!r->info->only_name)
+		metrics_k8s_event(r->info->cfg_kind, METRICS_K8S_DELETE);
 	e = kw__event(r, KUBE_EVENT_DELETE, ns, name);
 	if (!e)
 		return -ENOMEM;
@@ -484,8 +492,8 @@ static int kw__on_event(void *ctx, const char *text, size_t len)
 {
 	struct kw__res *r = ctx;
 	struct arena *a = arena_new(len * 8 + 65536);
-	const struct kube_json *obj, *md;
-	struct kube_json *root;
+	const struct json_value *obj, *md;
+	struct json_value *root;
 	const char *type, *rv;
 	int rc;
 
@@ -494,11 +502,11 @@ static int kw__on_event(void *ctx, const char *text, size_t len)
 	rc = kube_json_parse(a, text, len, &root);
 	if (rc < 0)
 		goto out;
-	type = kube_json_str(root, "type");
-	obj = kube_json_get(root, "object");
-	md = kube_json_get(obj, "metadata");
-	rv = kube_json_str(md, "resourceVersion");
-	if (!type || !obj || obj->type != KUBE_JSON_OBJECT) {
+	type = json_get_str(root, "type");
+	obj = json_get(root, "object");
+	md = json_get(obj, "metadata");
+	rv = json_get_str(md, "resourceVersion");
+	if (!type || !obj || obj->type != JSON_OBJECT) {
 		rc = -MESH_EPARSE;
 		goto out;
 	}
@@ -507,7 +515,7 @@ static int kw__on_event(void *ctx, const char *text, size_t len)
 		rc = kw__put(r, text, obj, false);
 		kw__set_rv(r->rv, rv);
 	} else if (strcmp(type, "DELETED") == 0) {
-		const char *name = kube_json_str(md, "name"), *ns = kube_json_str(md, "namespace");
+		const char *name = json_get_str(md, "name"), *ns = json_get_str(md, "namespace");
 		if (!r->info->namespaced)
 			ns = "";
 		else if (!ns || !*ns)
@@ -518,8 +526,8 @@ static int kw__on_event(void *ctx, const char *text, size_t len)
 	} else if (strcmp(type, "BOOKMARK") == 0) {
 		kw__set_rv(r->rv, rv);
 	} else if (strcmp(type, "ERROR") == 0) {
-		long code = (long)kube_json_int(obj, "code", 0);
-		const char *msg = kube_json_str(obj, "message");
+		long code = (long)json_get_int(obj, "code", 0);
+		const char *msg = json_get_str(obj, "message");
 		if (code == 410) {
 			r->gone = true;
 			log_info("kube", "%s: watch from %s: 410 Gone (%s); relisting", r->info->plural, r->rv,
@@ -576,8 +584,8 @@ static void kw__log_failure(struct kw__res *r, CURLcode cr, const char *what)
 static void kw__list_done(struct kw__res *r, CURLcode cr)
 {
 	struct arena *a = NULL;
-	struct kube_json *root;
-	const struct kube_json *items, *it, *md;
+	struct json_value *root;
+	const struct json_value *items, *it, *md;
 	const char *cont, *rv;
 	int rc;
 
@@ -614,17 +622,17 @@ static void kw__list_done(struct kw__res *r, CURLcode cr)
 		return;
 	}
 	rc = kube_json_parse(a, r->body.data ? r->body.data : "", r->body.len, &root);
-	items = rc == 0 ? kube_json_get(root, "items") : NULL;
-	md = rc == 0 ? kube_json_get(root, "metadata") : NULL;
-	rv = kube_json_str(md, "resourceVersion");
-	if (rc < 0 || !rv || (items && items->type != KUBE_JSON_ARRAY && items->type != KUBE_JSON_NULL)) {
+	items = rc == 0 ? json_get(root, "items") : NULL;
+	md = rc == 0 ? json_get(root, "metadata") : NULL;
+	rv = json_get_str(md, "resourceVersion");
+	if (rc < 0 || !rv || (items && items->type != JSON_ARRAY && items->type != JSON_NULL)) {
 		log_warn("kube", "%s list: not a list (%s)", r->info->plural, rc < 0 ? mesh_strerror(rc) : "fields");
 		metrics_config_read_failure();
 		r->need_list = true;
 		kw__backoff(r, 0);
 		goto out;
 	}
-	for (it = items && items->type == KUBE_JSON_ARRAY ? items->child : NULL; it; it = it->next) {
+	for (it = items && items->type == JSON_ARRAY ? items->child : NULL; it; it = it->next) {
 		if (kw__put(r, r->body.data, it, true) == -ENOMEM) {
 			/* the rest of the list unmarked would read as deleted by
 			 * kw__reconcile(): this list failed, keep what is known */
@@ -636,7 +644,7 @@ static void kw__list_done(struct kw__res *r, CURLcode cr)
 			goto out;
 		}
 	}
-	cont = kube_json_str(md, "continue");
+	cont = json_get_str(md, "continue");
 	if (cont && *cont) {
 		char *c = strdup(cont);
 		if (!c) {

@@ -34,6 +34,61 @@ void metrics_config_reload(void);
  * the last good configuration of what it could not read */
 void metrics_config_read_failure(void);
 
+/*
+ * Istio's control-plane dashboard metrics (pilot/pkg/xds/monitoring.go,
+ * pilot/pkg/model/push_context.go, security/pkg/server/ca/monitoring.go),
+ * with Istio's names, help text, types and buckets.  Durations in seconds;
+ * negative or NaN durations count as 0.  Callable from any thread.
+ */
+/* pilot_xds_push_time{type} (histogram): a response taken for sending until
+ * the proxy's stream took it (the xDS thread, server.c) */
+void metrics_xds_push_time(enum xds_type t, double seconds);
+/* pilot_xds_send_time (histogram): the gRPC send of one response */
+void metrics_xds_send_time(double seconds);
+/* pilot_xds_config_size_bytes{type} (histogram): one response's bytes */
+void metrics_xds_config_size(enum xds_type t, size_t bytes);
+/* pilot_proxy_queue_time (histogram): a response queued for a stream until
+ * the stream dequeues it */
+void metrics_proxy_queue_time(double seconds);
+/* pilot_debounce_time (histogram): first change of a window to its push */
+void metrics_debounce_time(double seconds);
+/* pilot_pushcontext_init_seconds (histogram): model build of one push */
+void metrics_pushcontext_init(double seconds);
+/* pilot_xds_write_timeout: responses not taken within the send timeout */
+void metrics_xds_write_timeout(void);
+/* pilot_services / pilot_virt_services (gauges, set after each push) */
+void metrics_services(uint64_t services, uint64_t virtual_services);
+
+/* pilot_k8s_reg_events / pilot_k8s_cfg_events{type,event}: a watch event of
+ * a kind (enum cfg_kind; the K8S_ kinds count as registry events) */
+enum metrics_k8s_event { METRICS_K8S_ADD, METRICS_K8S_UPDATE, METRICS_K8S_DELETE, METRICS_K8S_EVENT_COUNT };
+void metrics_k8s_event(int cfg_kind, enum metrics_k8s_event ev);
+
+/* pilot_conflict_*: listener conflicts seen while generating */
+enum metrics_conflict {
+	METRICS_CONFLICT_INBOUND,
+	METRICS_CONFLICT_OUTBOUND_TCP_OVER_TCP,
+	METRICS_CONFLICT_OUTBOUND_TCP_OVER_HTTP,
+	METRICS_CONFLICT_OUTBOUND_HTTP_OVER_TCP,
+	METRICS_CONFLICT_COUNT
+};
+void metrics_conflict(enum metrics_conflict c);
+
+/* citadel_server_* counters: CreateCertificate requests and outcomes */
+enum metrics_ca_event {
+	METRICS_CA_CSR,             /* citadel_server_csr_count */
+	METRICS_CA_SUCCESS,         /* citadel_server_success_cert_issuance_count */
+	METRICS_CA_AUTHN_FAILURE,   /* citadel_server_authentication_failure_count */
+	METRICS_CA_PARSING_ERR,     /* citadel_server_csr_parsing_err_count */
+	METRICS_CA_SIGN_ERR,        /* citadel_server_csr_sign_err_count */
+	METRICS_CA_EVENT_COUNT
+};
+void metrics_ca(enum metrics_ca_event e);
+
+/* istio_build{component,tag} 1.  Both strings are copied (truncated at 63
+ * bytes); call once at start. */
+void metrics_set_build(const char *component, const char *tag);
+
 /* Prometheus text exposition format 0.0.4 into out. */
 int metrics_render(struct mesh_buf *out);
 

@@ -187,8 +187,9 @@ static bool model_authz_applies(const struct cfg_object *o, const struct cfg_lab
 	return model_labels_match(&o->spec.ap.selector, labels ? labels : &model_no_labels);
 }
 
-size_t model_authz_select(const struct model *m, const char *ns, const struct cfg_labels *labels,
-			  const struct cfg_object **out, size_t cap)
+size_t model_policy_select(const struct model *m, enum cfg_kind kind, const char *ns,
+			   const struct cfg_labels *labels, model_policy_applies_fn applies,
+			   const struct cfg_object **out, size_t cap)
 {
 	struct cfg_object **v;
 	size_t n, i, count = 0;
@@ -196,8 +197,8 @@ size_t model_authz_select(const struct model *m, const char *ns, const struct cf
 
 	if (!m || !m->cfg || !ns)
 		return 0;
-	v = m->cfg->objects[CFG_AUTHORIZATION_POLICY];
-	n = m->cfg->n_objects[CFG_AUTHORIZATION_POLICY];
+	v = m->cfg->objects[kind];
+	n = m->cfg->n_objects[kind];
 	/* pass 0: root namespace (mesh-wide), pass 1: the workload's own */
 	for (pass = 0; pass < 2; pass++) {
 		const char *want = pass == 0 ? m->root_namespace : ns;
@@ -205,7 +206,7 @@ size_t model_authz_select(const struct model *m, const char *ns, const struct cf
 		if (!want || (pass == 1 && m->root_namespace && strcmp(ns, m->root_namespace) == 0))
 			continue;
 		for (i = 0; i < n; i++) {
-			if (strcmp(v[i]->ns, want) != 0 || !model_authz_applies(v[i], labels))
+			if (strcmp(v[i]->ns, want) != 0 || !applies(v[i], labels))
 				continue;
 			if (count < cap)
 				out[count] = v[i];
@@ -213,6 +214,12 @@ size_t model_authz_select(const struct model *m, const char *ns, const struct cf
 		}
 	}
 	return count;
+}
+
+size_t model_authz_select(const struct model *m, const char *ns, const struct cfg_labels *labels,
+			  const struct cfg_object **out, size_t cap)
+{
+	return model_policy_select(m, CFG_AUTHORIZATION_POLICY, ns, labels, model_authz_applies, out, cap);
 }
 
 /* ---------------------------------------------------------------- VirtualService */

@@ -53,6 +53,17 @@ enum cfg_mtls_mode model_peer_authn(const struct model *m, const char *ns, const
 size_t model_authz_select(const struct model *m, const char *ns, const struct cfg_labels *labels,
 			  const struct cfg_object **out, size_t cap);
 
+/* Whether policy object o applies to a workload with these labels (NULL:
+ * none); the namespace is model_policy_select()'s business. */
+typedef bool (*model_policy_applies_fn)(const struct cfg_object *o, const struct cfg_labels *labels);
+/* The selection above for any workload-selected policy kind (Authorization
+ * Policy, RequestAuthentication, ...): objects of `kind` in the root
+ * namespace, then in ns, for which applies() holds; same ordering, out,
+ * cap and return as model_authz_select(). */
+size_t model_policy_select(const struct model *m, enum cfg_kind kind, const char *ns,
+			   const struct cfg_labels *labels, model_policy_applies_fn applies,
+			   const struct cfg_object **out, size_t cap);
+
 /* ---------------------------------------------------------------- Sidecar */
 
 /* Which `Sidecar` object scopes a sidecar workload in namespace ns (NULL

@@ -708,6 +708,11 @@ int push_stage_push(struct push_stage *p)
 	m = model_build(cfg, p->cfg.domain,
 			p->mesh && p->mesh->root_namespace_set ? p->mesh->root_namespace : p->cfg.root_namespace);
 	t_model = debounce_now();
+	/* Istio's push context init is our model build; its debounce time
+	 * runs from the window's first change to this push */
+	metrics_pushcontext_init((double)(t_model - t0) / 1e9);
+	if (p->window.first)
+		metrics_debounce_time((double)(t0 - p->window.first) / 1e9);
 	if (!m) {
 		cfg_snapshot_unref(cfg);
 		return -ENOMEM;
@@ -758,6 +763,7 @@ int push_stage_push(struct push_stage *p)
 		metrics_config_objects(k, cfg->n_objects[k]);
 	push__count_rejections(p, cfg);
 	metrics_config_reload();
+	metrics_services(m->n_services, cfg->n_objects[CFG_VIRTUAL_SERVICE]);
 
 	pthread_mutex_lock(&p->lock);
 	old_cfg = p->cfg_snap;

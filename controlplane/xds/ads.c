@@ -1579,6 +1579,7 @@ static int stream_enqueue(struct xds_ads_stream *st, enum xds_type t, const stru
 		if (!ts->pending.queued) {
 			ts->pending.queued = 1;
 			ts->pending.seq = ++a->seq_counter;
+			clock_gettime(CLOCK_MONOTONIC, &ts->pending.enqueued);
 			if (published)
 				ts->pending.published = *published;
 		}
@@ -1638,6 +1639,11 @@ static int stream_enqueue(struct xds_ads_stream *st, enum xds_type t, const stru
 	p.seq = ++a->seq_counter;
 	if (published)
 		p.published = *published;
+	/* a newer response replacing a queued one keeps its place in time */
+	if (ts->pending.queued)
+		p.enqueued = ts->pending.enqueued;
+	else
+		clock_gettime(CLOCK_MONOTONIC, &p.enqueued);
 	pending_clear(&ts->pending);
 	ts->pending = p;
 	memset(&p, 0, sizeof(p));
@@ -2689,6 +2695,7 @@ int xds_ads_stream_next(struct xds_ads_stream *st, struct xds_ads_response *out)
 	out->data = best->wire;
 	out->len = best->len;
 	out->head = best->head;
+	out->enqueued = best->enqueued;
 	best->wire = NULL;
 	best->head = NULL;
 	/* It is on its way: remember it as sent (delta_build took the held set). */
@@ -2696,10 +2703,11 @@ int xds_ads_stream_next(struct xds_ads_stream *st, struct xds_ads_response *out)
 	if (!st->delta)
 		type_hold(ts, best);
 	metrics_xds_push((enum xds_type)t);
-	if (best->published.tv_sec || best->published.tv_nsec) {
-		clock_gettime(CLOCK_MONOTONIC, &now);
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (best->enqueued.tv_sec || best->enqueued.tv_nsec)
+		metrics_proxy_queue_time(ts_diff(&now, &best->enqueued));
+	if (best->published.tv_sec || best->published.tv_nsec)
 		metrics_convergence(ts_diff(&now, &best->published));
-	}
 	log_debug(SCOPE, "stream %llu (%s): sent %s version %s nonce %s, %zu resources", (unsigned long long)st->id,
 		  stream_who(st), xds_type_short((enum xds_type)t), ts->sent_version, ts->sent_nonce, ts->sent_nres);
 	pending_clear(best);

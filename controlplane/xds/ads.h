@@ -346,6 +346,9 @@ struct xds_ads_response {
 	 * message is head->data followed by data.  The caller takes the
 	 * reference (xds_resource_unref once sent). */
 	const struct xds_resource *head;
+	/* when the response was first queued (CLOCK_MONOTONIC): the start of
+	 * pilot_xds_push_time, which server.c ends when the send completes */
+	struct timespec enqueued;
 };
 
 /*

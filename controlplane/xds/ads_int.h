@@ -51,6 +51,7 @@ struct xds_ads__pending {
 	size_t nres;
 	struct xds_ads__rlist *list;       /* set: res is list->v, the references are the list's */
 	struct timespec published;         /* 0 when not caused by a publish */
+	struct timespec enqueued;          /* first queued (CLOCK_MONOTONIC): pilot_proxy_queue_time */
 };
 
 /* Delta: a version the client says it holds (initial_resource_versions). */

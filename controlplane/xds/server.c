@@ -129,6 +129,8 @@ struct xds_stream {
 	int inflight;                      /* batches started, not completed */
 	int sending;
 	struct timespec send_started;      /* when the in-flight SEND_MESSAGE began */
+	struct timespec send_enqueued;     /* when its response was queued (pilot_xds_push_time) */
+	enum xds_type send_type;           /* its type (the push time's label) */
 	int reset;                         /* cancelled by us: a send was stuck */
 	int closed;                        /* RECV_CLOSE_ON_SERVER completed */
 	int cancelled;
@@ -348,6 +350,7 @@ static void stream_pump(struct xds_stream *st)
 	struct xds_ads_response resp;
 	grpc_slice slice;
 	grpc_op op;
+	size_t size;
 	int rc;
 
 	if (st->closed || st->status_sent)
@@ -364,6 +367,7 @@ static void stream_pump(struct xds_stream *st)
 	while (rc < 0); /* that response was dropped (logged): the next one */
 	if (rc == 0)
 		return;
+	size = resp.len + (resp.head ? resp.head->len : 0);
 	/* the slice takes the bytes */
 	slice = grpc_slice_new(resp.data, resp.len, free);
 	if (resp.head) {
@@ -390,6 +394,9 @@ static void stream_pump(struct xds_stream *st)
 	st->sending = 1;
 	st->srv->nsending++;
 	clock_gettime(CLOCK_MONOTONIC, &st->send_started);
+	st->send_enqueued = resp.enqueued;
+	st->send_type = resp.type;
+	metrics_xds_config_size(resp.type, size);
 }
 
 /* A shared response head's slice is gone (any thread: gRPC's). */
@@ -647,6 +654,15 @@ static void stream_on_completion(struct xds_stream *st, enum tag_kind kind, int 
 		stream_on_recv(st, ok);
 		break;
 	case TAG_SEND:
+		if (st->sending && ok) {
+			struct timespec now;
+
+			/* Istio's push time: built (queued) until sent */
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			metrics_xds_send_time(ts_diff(&now, &st->send_started));
+			if (st->send_enqueued.tv_sec || st->send_enqueued.tv_nsec)
+				metrics_xds_push_time(st->send_type, ts_diff(&now, &st->send_enqueued));
+		}
 		if (st->sending)
 			st->srv->nsending--;
 		st->sending = 0;
@@ -926,6 +942,7 @@ static int server_reset_stuck(struct xds_server *s)
 		if (ts_diff(&now, &st->send_started) * 1000.0 < (double)s->send_timeout_ms)
 			continue;
 		st->reset = 1;
+		metrics_xds_write_timeout();
 		log_warn(SCOPE, "stream %llu (%s): a response was not taken within %d ms; resetting the stream so "
 			 "the proxy resyncs", (unsigned long long)st->id,
 			 xds_ads_stream_node_id(st->ads) ? xds_ads_stream_node_id(st->ads) : "?",

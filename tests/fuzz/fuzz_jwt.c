@@ -116,7 +116,7 @@ static struct jwt_config *compile(const char *jwks, size_t len)
 
 static void run(const struct jwt_config *c, const char *path, size_t path_len, struct hdrs *h)
 {
-	struct jwt_req r = { "GET", 3, path, path_len, "h", 1, get, h };
+	struct jwt_req r = { "GET", 3, path, path_len, "h", 1, get, h, NULL };
 	struct jwt_result *res = NULL;
 
 	if (jwt_filter_run(c, &r, 1700000000, &res) < 0)
@@ -133,7 +133,7 @@ static void walk(const struct json_value *v)
 	size_t i;
 
 	for (i = 0; v && i < v->n; i++) {
-		if (v->type == JSON_OBJECT && !v->keys[i])
+		if (v->type == JSON_OBJECT && !v->v[i]->key)
 			abort();
 		walk(v->v[i]);
 	}

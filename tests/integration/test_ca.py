@@ -17,7 +17,7 @@ import unittest
 
 import grpc
 
-from meshtest import MESHCTL, Meshd
+from meshtest import MESHCTL, Meshd, wait_for
 
 CREATE = "/istio.v1.auth.IstioCertificateService/CreateCertificate"
 ADS = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
@@ -34,6 +34,14 @@ spec:
   ports: [{number: 7070, name: grpc, protocol: GRPC}]
   endpoints: [{address: 127.0.0.1, ports: {grpc: 7071}}]
 """
+
+
+def sample(text, series):
+    """The value of the exposition sample named exactly series; 0 when absent."""
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split(" ")[1])
+    return 0.0
 
 
 def varint(n):
@@ -193,6 +201,38 @@ class CaTest(unittest.TestCase):
         stream.cancel()
         self.assertIn(CDS_URL, first)
         self.assertEqual(strings_of(first, 4), [CDS_URL.decode()])
+
+    def metrics(self):
+        status, body = self.meshd.http("/metrics")
+        self.assertEqual(status, 200)
+        return body
+
+    def test_08_metrics_count_csrs_and_pushes(self):
+        """Istio's citadel_server_* counters and pilot_xds_push_time move
+        with what meshd did, exactly."""
+        names = ["citadel_server_csr_count", "citadel_server_success_cert_issuance_count",
+                 "citadel_server_authentication_failure_count", "citadel_server_csr_parsing_err_count",
+                 'pilot_xds_push_time_count{type="cds"}', 'pilot_xds_config_size_bytes_count{type="cds"}']
+        before = self.metrics()
+        b = {n: sample(before, n) for n in names}
+        self.create(cert_request(self.csr))
+        self.assert_code(grpc.StatusCode.UNAUTHENTICATED, lambda: self.create(cert_request(self.csr), token="wrong"))
+        self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.create(cert_request(b"garbage")))
+        self.test_05_ads_over_tls()
+        # the push time ends when gRPC completes the send: poll for it
+        after = wait_for(lambda: (lambda t: t if sample(t, names[4]) >= b[names[4]] + 1 else None)(self.metrics()),
+                         what="the CDS push timed")
+        a = {n: sample(after, n) for n in names}
+        self.assertEqual(a["citadel_server_csr_count"] - b["citadel_server_csr_count"], 3)
+        self.assertEqual(a["citadel_server_success_cert_issuance_count"]
+                         - b["citadel_server_success_cert_issuance_count"], 1)
+        self.assertEqual(a["citadel_server_authentication_failure_count"]
+                         - b["citadel_server_authentication_failure_count"], 1)
+        self.assertEqual(a["citadel_server_csr_parsing_err_count"] - b["citadel_server_csr_parsing_err_count"], 1)
+        self.assertEqual(a[names[4]] - b[names[4]], 1)
+        self.assertEqual(a[names[5]] - b[names[5]], 1)
+        self.assertIn('istio_build{component="pilot",tag="', after)
+        self.assertIn("# TYPE pilot_proxy_queue_time histogram", after)
 
     def test_06_meshctl_certs_once(self):
         out = os.path.join(self.tmp, "workload")

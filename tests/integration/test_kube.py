@@ -211,6 +211,12 @@ class KubeTest(unittest.TestCase):
         self.wait_routes(lambda c: only(c, "v2"), "VirtualService modified: v2 only")
         self.api.delete("networking.istio.io/v1", "VirtualService", "echo")
         self.wait_routes(lambda c: c.get("v1", 0) > 0 and c.get("v2", 0) > 0, "VirtualService deleted: both")
+        # Istio's pilot_k8s_cfg_events counted each watch event by its type
+        body = self.meshd.http("/metrics")[1]
+        for ev in ("add", "update", "delete"):
+            self.assertIn('pilot_k8s_cfg_events{event="%s",type="VirtualService"} 1\n' % ev, body)
+        # listed objects count as adds, as an informer's initial list does
+        self.assertIn('pilot_k8s_reg_events{event="add",type="EndpointSlice"} 2\n', body)
 
     def test_03_endpoint_slice_changes(self):
         self.start()

@@ -287,9 +287,9 @@ spec:
         stat_prefix = prefix[len("http."):-len(".jwt_authn.")]
         prom = self.web.admin("/stats/prometheus")[1]
         self.assertIn("# TYPE envoy_http_jwt_authn_allowed counter", prom)
-        self.assertIn('envoy_http_jwt_authn_allowed{envoy_http_conn_manager_prefix="%s"} %d' % (
+        self.assertIn('envoy_http_jwt_authn_allowed{http_conn_manager_prefix="%s"} %d' % (
             stat_prefix, after[prefix + "allowed"]), prom)
-        self.assertIn('envoy_http_jwt_authn_denied{envoy_http_conn_manager_prefix="%s"} %d' % (
+        self.assertIn('envoy_http_jwt_authn_denied{http_conn_manager_prefix="%s"} %d' % (
             stat_prefix, after[prefix + "denied"]), prom)
 
     def test_3_meshctl_jwt_edges(self):

@@ -707,6 +707,21 @@ spec:
                  timeout=60 if slow() else 20, what="the client's TCP line")
         wait_for(lambda: [x for x in web.access_log() if '"- - -" 0 - %d %d ' % (len(data), len(data)) in x],
                  timeout=60 if slow() else 20, what="the web sidecar's TCP line: %s" % web.access_log())
+        # issue 14: Istio's TCP metrics, both reporters; the inbound side
+        # knows the client's SPIFFE id and that the connection was mTLS
+        def tcp_metric(sc, name, *parts):
+            return sum(int(x.split()[-1]) for x in sc.admin("/stats/prometheus")[1].splitlines()
+                       if x.startswith(name + "{") and all(p in x for p in parts))
+        inbound = ('reporter="destination"', 'source_principal="spiffe://cluster.local/ns/%s/sa/client"' % NS,
+                   'destination_workload="web-1"', 'request_protocol="tcp"',
+                   'connection_security_policy="mutual_tls"')
+        self.assertEqual(tcp_metric(web, "istio_tcp_connections_opened_total", *inbound), 1)
+        self.assertEqual(tcp_metric(web, "istio_tcp_connections_closed_total", *inbound), 1)
+        self.assertEqual(tcp_metric(web, "istio_tcp_received_bytes_total", *inbound), len(data))
+        self.assertEqual(tcp_metric(web, "istio_tcp_sent_bytes_total", *inbound), len(data))
+        outbound = ('reporter="source"', 'source_workload="client"', 'destination_service="%s"' % fqdn("tcp-sec"))
+        self.assertEqual(tcp_metric(client, "istio_tcp_connections_closed_total", *outbound), 1)
+        self.assertEqual(tcp_metric(client, "istio_tcp_received_bytes_total", *outbound), len(data))
         # STRICT: plaintext straight to the inbound port gets nothing back:
         # no filter chain takes it (Envoy's no_filter_chain_match)
         p = socket.create_connection((MTLS_IP, self.port), timeout=20)

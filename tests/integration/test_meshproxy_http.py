@@ -349,8 +349,8 @@ class MeshproxyHttpTest(unittest.TestCase):
         self.assertRegex(clusters, r"outbound\|9080\|\|ratings\.demo::127\.0\.0\.1:%d::rq_total::[1-9]" % self.ratings.port)
         self.assertIn("outbound|9080||ratings.demo::127.0.0.1:%d::health_flags::healthy" % self.ratings.port, clusters)
         prom = self.px.admin("/stats/prometheus")
-        self.assertRegex(prom, r'envoy_cluster_upstream_rq_total\{envoy_cluster_name="outbound\|9080\|\|ratings\.demo"\} [1-9]')
-        self.assertIn('envoy_cluster_upstream_cx_active{envoy_cluster_name="outbound|9080||ratings.demo"}', prom)
+        self.assertRegex(prom, r'envoy_cluster_upstream_rq_total\{cluster_name="outbound\|9080\|\|ratings\.demo"\} [1-9]')
+        self.assertIn('envoy_cluster_upstream_cx_active{cluster_name="outbound|9080||ratings.demo"}', prom)
         self.assertIn("envoy_cluster_upstream_rq_pending_overflow", prom)
         self.assertIn("envoy_cluster_outlier_detection_ejections_active", prom)
 
@@ -435,7 +435,7 @@ class MeshproxyFeaturesTest(unittest.TestCase):
         self.assertGreaterEqual(len(uo), 1)  # four at once cannot all fit: overflow answered 503 UO
         wait_for(lambda: " 503 UO " in self.px.access_log(), what="UO log line")
         self.assertRegex(self.px.admin("/stats/prometheus"),
-                         r'envoy_cluster_upstream_rq_pending_overflow\{envoy_cluster_name="outbound\|9080\|\|cb\.demo"\} [1-9]')
+                         r'envoy_cluster_upstream_rq_pending_overflow\{cluster_name="outbound\|9080\|\|cb\.demo"\} [1-9]')
 
     def test_cors(self):
         n = self.web.requests
@@ -619,7 +619,7 @@ class MeshproxyLbTest(unittest.TestCase):
             got = self.names("od.demo:9080", 10)
             self.assertEqual(got, ["a"] * 10)
             self.assertRegex(self.px.admin("/stats/prometheus"),
-                             r'envoy_cluster_outlier_detection_ejections_active\{envoy_cluster_name="od"\} 1')
+                             r'envoy_cluster_outlier_detection_ejections_active\{cluster_name="od"\} 1')
         finally:
             self.b.fail_next = 0
         # b is well again: after its ejection time (5 s here) it is back in the rotation

@@ -141,6 +141,56 @@ START_TEST(hash_stable)
 }
 END_TEST
 
+/* Nest n arrays: "[[...]]" into buf (2n bytes). */
+static size_t nest(char *buf, size_t n)
+{
+	memset(buf, '[', n);
+	memset(buf + n, ']', n);
+	return 2 * n;
+}
+
+/* The one reader serves two sets of limits: json_parse()'s (JWT) and a
+ * caller's own (kube: deeper, \u0000 allowed, no index). */
+START_TEST(json_reader_limits)
+{
+	static const struct json_limits kube = { .max_depth = 128, .allow_nul = true };
+	struct arena *a = arena_new(0);
+	struct json_value *v = NULL;
+	const char *obj = "{\"k\": [1, 2.5], \"s\": \"a\\u0000b\", \"n\": 123456789012}";
+	char deep[2 * 129];
+
+	ck_assert_ptr_nonnull(a);
+	ck_assert_int_eq(json_parse(deep, nest(deep, JSON_MAX_DEPTH), &v), 0);
+	json_free(v);
+	ck_assert_int_eq(json_parse(deep, nest(deep, JSON_MAX_DEPTH + 1), &v), -MESH_ETOOBIG);
+	ck_assert_int_eq(json_parse_arena(a, deep, nest(deep, 128), &kube, &v), 0);
+	ck_assert_int_eq(json_parse_arena(a, deep, nest(deep, 129), &kube, &v), -MESH_ETOOBIG);
+
+	/* \u0000: rejected by json_parse, kept (with its length) under kube's limits */
+	ck_assert_int_eq(json_parse(obj, strlen(obj), &v), -MESH_EPARSE);
+	ck_assert_int_eq(json_parse_arena(a, obj, strlen(obj), &kube, &v), 0);
+	ck_assert_uint_eq(json_get(v, "s")->len, 3);
+	ck_assert_int_eq(json_get_int(v, "n", 0), 123456789012LL);
+	ck_assert_ptr_null(json_get(v, "k")->v);     /* no index asked for */
+	ck_assert_str_eq(json_get(v, "k")->child->next->str, "2.5");
+	ck_assert_uint_eq(json_get(v, "k")->start, 6);
+	ck_assert_uint_eq(json_get(v, "k")->end, 14);
+
+	/* json_parse's number cap: JSON_MAX_NUMBER bytes of text */
+	{
+		char num[JSON_MAX_NUMBER + 1];
+
+		memset(num, '1', sizeof(num));
+		ck_assert_int_eq(json_parse(num, JSON_MAX_NUMBER, &v), 0);
+		ck_assert(v->type == JSON_NUMBER && v->str[JSON_MAX_NUMBER - 1] == '1');
+		json_free(v);
+		ck_assert_int_eq(json_parse(num, sizeof(num), &v), -MESH_ETOOBIG);
+		ck_assert_ptr_null(v);
+	}
+	arena_free(a);
+}
+END_TEST
+
 START_TEST(json_escape)
 {
 	struct mesh_buf b;
@@ -169,6 +219,7 @@ int main(void)
 	tcase_add_test(tc, arena_small_first_chunk);
 	tcase_add_test(tc, hash_stable);
 	tcase_add_test(tc, json_escape);
+	tcase_add_test(tc, json_reader_limits);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

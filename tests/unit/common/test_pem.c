@@ -114,6 +114,26 @@ START_TEST(pem_key_and_csr_round_trip)
 }
 END_TEST
 
+/* The workload's key and CSR (meshproxy identity, meshctl certs): the CSR
+ * carries the new key's public half and is signed by it. */
+START_TEST(pem_fresh_key_and_csr)
+{
+	EVP_PKEY *k = NULL;
+	X509_REQ *req = NULL;
+	char *csr = NULL;
+
+	ck_assert_int_eq(mesh_pem_key_and_csr(&k, &csr), 0);
+	ck_assert_ptr_nonnull(k);
+	ck_assert_int_eq(EVP_PKEY_get_base_id(k), EVP_PKEY_EC);
+	ck_assert_int_eq(mesh_pem_read_csr(csr, strlen(csr), &req), 0);
+	ck_assert_int_eq(X509_REQ_verify(req, k), 1);
+	ck_assert_int_eq(EVP_PKEY_eq(X509_REQ_get0_pubkey(req), k), 1);
+	free(csr);
+	EVP_PKEY_free(k);
+	X509_REQ_free(req);
+}
+END_TEST
+
 START_TEST(file_write_atomic_then_read)
 {
 	char dir[] = "/tmp/mesh-test-file-XXXXXX", path[64], *data = NULL;
@@ -162,6 +182,7 @@ int main(void)
 	tcase_add_test(tc, pem_cert_chain_round_trip);
 	tcase_add_test(tc, pem_garbage_and_cap);
 	tcase_add_test(tc, pem_key_and_csr_round_trip);
+	tcase_add_test(tc, pem_fresh_key_and_csr);
 	tcase_add_test(tc, file_write_atomic_then_read);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);

@@ -252,7 +252,7 @@ static struct backend be;
 
 static void setup(void)
 {
-	struct engine_opts o = { "127.0.0.1:0", "127.0.0.1:0", NULL, 0, 0, 0, 0 };
+	struct engine_opts o = { "127.0.0.1:0", "127.0.0.1:0", NULL, 0, 0, 0, 0, NULL, NULL, NULL };
 
 	loop = ev_loop_new();
 	ck_assert_ptr_nonnull(loop);
@@ -358,7 +358,7 @@ START_TEST(per_try_idle_timeout_504)
 	mesh_buf_init(&b, 1 << 20);
 	ck_assert_int_eq(engine_admin_page(eng, "/stats/prometheus", 17, &b, &ct), 0);
 	mesh_buf_putc(&b, 0);
-	ck_assert_msg(strstr(b.data, "envoy_cluster_upstream_rq_per_try_timeout{envoy_cluster_name=\"outbound|9080||reviews\"} 2\n"),
+	ck_assert_msg(strstr(b.data, "envoy_cluster_upstream_rq_per_try_timeout{cluster_name=\"outbound|9080||reviews\"} 2\n"),
 		      "%s", b.data);
 	mesh_buf_cleanup(&b);
 }
@@ -591,8 +591,8 @@ START_TEST(admin_pages)
 	mesh_buf_reset(&b);
 	ck_assert_int_eq(engine_admin_page(eng, "/stats/prometheus", 17, &b, &ct), 0);
 	mesh_buf_putc(&b, 0);
-	ck_assert_ptr_nonnull(strstr(b.data, "envoy_cluster_upstream_rq_total{envoy_cluster_name=\"outbound|9080||reviews\"} 1\n"));
-	ck_assert_ptr_nonnull(strstr(b.data, "envoy_cluster_upstream_cx_active{envoy_cluster_name=\"outbound|9080||reviews\"} 1\n"));
+	ck_assert_ptr_nonnull(strstr(b.data, "envoy_cluster_upstream_rq_total{cluster_name=\"outbound|9080||reviews\"} 1\n"));
+	ck_assert_ptr_nonnull(strstr(b.data, "envoy_cluster_upstream_cx_active{cluster_name=\"outbound|9080||reviews\"} 1\n"));
 	mesh_buf_reset(&b);
 	ck_assert_int_eq(engine_admin_page(eng, "/nope", 5, &b, &ct), -ENOENT);
 	mesh_buf_cleanup(&b);
@@ -896,7 +896,7 @@ static uint64_t prom(const char *metric)
 	return v;
 }
 
-#define CX_ACTIVE "envoy_cluster_upstream_cx_active{envoy_cluster_name=\"outbound|9080||reviews\"} "
+#define CX_ACTIVE "envoy_cluster_upstream_cx_active{cluster_name=\"outbound|9080||reviews\"} "
 
 START_TEST(stream_idle_408)
 {
@@ -907,7 +907,7 @@ START_TEST(stream_idle_408)
 	r = roundtrip("GET /slow HTTP/1.1\r\nHost: reviews:9080\r\nConnection: close\r\n\r\n");
 	ck_assert_msg(!strncmp(r, "HTTP/1.1 408", 12), "%s", r);
 	ck_assert_msg(strstr(r, "stream timeout") != NULL, "%s", r);
-	ck_assert_uint_eq(prom("envoy_http_downstream_rq_idle_timeout{envoy_http_conn_manager_prefix=\"meshproxy\"} "), 1);
+	ck_assert_uint_eq(prom("envoy_http_downstream_rq_idle_timeout{http_conn_manager_prefix=\"meshproxy\"} "), 1);
 	/* the upstream connection was closed, not pooled */
 	ck_assert_uint_eq(prom(CX_ACTIVE), 0);
 }
@@ -938,7 +938,7 @@ START_TEST(stream_idle_after_response_started_resets)
 	/* the head and the first bytes went out; then the connection is cut, no 408 */
 	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12), "%s", r);
 	ck_assert_msg(strstr(r, "\r\n\r\nab") != NULL && !strstr(r, "408"), "%s", r);
-	ck_assert_uint_eq(prom("envoy_http_downstream_rq_idle_timeout{envoy_http_conn_manager_prefix=\"meshproxy\"} "), 1);
+	ck_assert_uint_eq(prom("envoy_http_downstream_rq_idle_timeout{http_conn_manager_prefix=\"meshproxy\"} "), 1);
 	ck_assert_uint_eq(prom(CX_ACTIVE), 0);
 }
 END_TEST
@@ -951,7 +951,7 @@ START_TEST(request_headers_timeout_closes)
 	apply_hcm("headers_timeout=100");
 	r = roundtrip("GET /a HTTP/1.1\r\nHost: reviews:9080\r\n\r\nGET /b HTTP/1.1\r\nHost: rev");
 	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12) && count(r, "HTTP/1.1 ") == 1, "%s", r);
-	ck_assert_uint_eq(prom("envoy_http_downstream_rq_header_timeout{envoy_http_conn_manager_prefix=\"meshproxy\"} "), 1);
+	ck_assert_uint_eq(prom("envoy_http_downstream_rq_header_timeout{http_conn_manager_prefix=\"meshproxy\"} "), 1);
 }
 END_TEST
 
@@ -963,7 +963,7 @@ START_TEST(connection_idle_timeout_closes)
 	apply_hcm("idle=100");
 	r = roundtrip("GET /a HTTP/1.1\r\nHost: reviews:9080\r\n\r\n");
 	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12), "%s", r);
-	ck_assert_uint_eq(prom("envoy_http_downstream_rq_header_timeout{envoy_http_conn_manager_prefix=\"meshproxy\"} "), 0);
+	ck_assert_uint_eq(prom("envoy_http_downstream_rq_header_timeout{http_conn_manager_prefix=\"meshproxy\"} "), 0);
 }
 END_TEST
 
@@ -1003,7 +1003,7 @@ END_TEST
 /* --- the loop guard: meshproxy never proxies to its own sockets (issue 16) */
 
 #define LOOP_REFUSED "\nmeshproxy_http_loop_refused "
-#define CX_TOTAL "envoy_http_downstream_cx_total{envoy_http_conn_manager_prefix=\"meshproxy\"} "
+#define CX_TOTAL "envoy_http_downstream_cx_total{http_conn_manager_prefix=\"meshproxy\"} "
 
 static const char *LOOP_SPEC =
 	"outbound\n"
@@ -1038,17 +1038,23 @@ START_TEST(loop_passthrough_to_self)
 	/* the unspecified address and another loopback one reach a 127.0.0.1 socket only if it is 0.0.0.0 */
 	r = ask_port(po, "GET / HTTP/1.1\r\nHost: 0.0.0.0:%d\r\nConnection: close\r\n\r\n", po);
 	ck_assert_msg(!strncmp(r, "HTTP/1.1 502", 12), "%s", r);
-	/* ... and to virtualInbound */
+	ck_assert_uint_eq(prom(LOOP_REFUSED), 4);
+	/* one downstream connection per request: nothing came back in */
+	ck_assert_uint_eq(prom(CX_TOTAL), 4);
+	/* outbound to virtualInbound is a hairpin, as Istio's iptables make it
+	 * (a workload calling its own address): it comes in once, and the
+	 * inbound side answers a request for its own port as Istio's
+	 * virtualInbound-blackhole chain does (502, no loop counted); the
+	 * request never reaches a backend */
 	r = ask_port(po, "GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n", pi);
 	ck_assert_msg(!strncmp(r, "HTTP/1.1 502", 12), "%s", r);
-	ck_assert_uint_eq(prom(LOOP_REFUSED), 5);
-	/* one downstream connection per request: nothing came back in */
-	ck_assert_uint_eq(prom(CX_TOTAL), 5);
+	ck_assert_uint_eq(prom(CX_TOTAL), 6);
+	ck_assert_int_eq(be.reqs, 0);
+	ck_assert_uint_eq(prom(LOOP_REFUSED), 4);
 	/* a real destination still passes through */
 	r = ask_port(po, "GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n", be.port);
 	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12), "%s", r);
 	ck_assert_int_eq(be.reqs, 1);
-	ck_assert_uint_eq(prom(LOOP_REFUSED), 5);
 }
 END_TEST
 

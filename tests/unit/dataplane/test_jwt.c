@@ -269,7 +269,7 @@ static const char *hget(void *ctx, const char *name, size_t nl, size_t *vl)
 
 static struct jwt_result *run(const struct jwt_config *jc, const char *path, struct hreq *h)
 {
-	struct jwt_req r = { "GET", 3, path, strlen(path), "svc.local", 9, hget, h };
+	struct jwt_req r = { "GET", 3, path, strlen(path), "svc.local", 9, hget, h, NULL };
 	struct jwt_result *res = NULL;
 
 	ck_assert_int_eq(jwt_filter_run(jc, &r, NOW, &res), 0);
@@ -349,6 +349,8 @@ START_TEST(refusals)
 		  "Jwt not yet valid", 401 },
 		{ "{\"iss\":\"https://other.test\",\"sub\":\"a\",\"aud\":\"svc\"}", "rsa1", "RS256",
 		  "Jwt issuer is not configured", 401 },
+		/* no issuer at all is not the provider's issuer either */
+		{ "{\"sub\":\"a\",\"aud\":\"svc\"}", "rsa1", "RS256", "Jwt issuer is not configured", 401 },
 		/* Envoy answers an audience refusal 403 */
 		{ "{\"iss\":\"https://issuer.test\",\"sub\":\"a\",\"aud\":\"nope\"}", "rsa1", "RS256",
 		  "Audiences in Jwt are not allowed", 403 },
@@ -430,6 +432,69 @@ START_TEST(provider_required)
 	jwt_result_free(res);
 	jwt_config_free(jc);
 	free(c.jwks);
+}
+END_TEST
+
+static const char *hget_nth(void *ctx, const char *name, size_t nl, size_t nth, size_t *vl)
+{
+	struct hreq *h = ctx;
+	size_t i;
+
+	for (i = 0; i < h->n; i++)
+		if (strlen(h->names[i]) == nl && !strncasecmp(h->names[i], name, nl) && nth-- == 0) {
+			*vl = strlen(h->values[i]);
+			return h->values[i];
+		}
+	return NULL;
+}
+
+/* Envoy verifies every token at a provider's locations: a good token must
+ * not carry a forged one (in another location, or a second header line)
+ * past the filter to an application that reads it there. */
+START_TEST(every_token_verified)
+{
+	struct cfg c;
+	struct jwt_config *jc;
+	struct jwt_result *res;
+	char *tok = sign(ec256_key, "ES256", "ec1", PAYLOAD_OK), *bad = strdup(tok), good_h[4096], bad_h[4096],
+	     path[4096];
+	struct hreq one = { { "authorization" }, { good_h }, 1 };
+	struct hreq two = { { "authorization", "authorization" }, { good_h, bad_h }, 2 };
+	struct jwt_req r = { "GET", 3, path, 0, "svc.local", 9, hget, &two, hget_nth };
+	size_t n = strlen(bad);
+
+	bad[n - 2] = bad[n - 2] == 'A' ? 'B' : 'A'; /* a forged signature */
+	snprintf(good_h, sizeof(good_h), "Bearer %s", tok);
+	snprintf(bad_h, sizeof(bad_h), "Bearer %s", bad);
+	cfg_init(&c, "https://issuer.test", NULL);
+	jc = cfg_compile(&c);
+	/* the good token in the header, a forged one in access_token */
+	snprintf(path, sizeof(path), "/x?access_token=%s", bad);
+	res = run(jc, path, &one);
+	ck_assert_int_eq(res->status, 401);
+	ck_assert_str_eq(res->message, "Jwt verification fails");
+	jwt_result_free(res);
+	/* the same good token in both places passes */
+	snprintf(path, sizeof(path), "/x?access_token=%s", tok);
+	res = run(jc, path, &one);
+	ck_assert_int_eq(res->status, 0);
+	ck_assert_ptr_nonnull(res->rbac.payload);
+	jwt_result_free(res);
+	/* a second Authorization line with a forged token */
+	snprintf(path, sizeof(path), "/x");
+	r.path_len = strlen(path);
+	ck_assert_int_eq(jwt_filter_run(jc, &r, NOW, &res), 0);
+	ck_assert_int_eq(res->status, 401);
+	jwt_result_free(res);
+	/* without header_nth (one value per name) the second line is not seen */
+	r.header_nth = NULL;
+	ck_assert_int_eq(jwt_filter_run(jc, &r, NOW, &res), 0);
+	ck_assert_int_eq(res->status, 0);
+	jwt_result_free(res);
+	jwt_config_free(jc);
+	free(c.jwks);
+	free(tok);
+	free(bad);
 }
 END_TEST
 
@@ -823,7 +888,7 @@ START_TEST(stats_counted)
 	char *tok = sign(rsa_key, "RS256", "rsa1", PAYLOAD_OK);
 	struct hreq none = { { NULL }, { NULL }, 0 };
 	struct hreq pre = { { "origin", "access-control-request-method" }, { "https://a.test", "GET" }, 2 };
-	struct jwt_req opt = { "OPTIONS", 7, "/x", 2, "svc.local", 9, hget, &pre };
+	struct jwt_req opt = { "OPTIONS", 7, "/x", 2, "svc.local", 9, hget, &pre, NULL };
 
 	cfg_init(&c, "https://issuer.test", "svc");
 	jc = cfg_compile(&c);
@@ -880,6 +945,7 @@ int main(void)
 	tcase_add_test(tc, refusals);
 	tcase_add_test(tc, provider_required);
 	tcase_add_test(tc, locations_and_edits);
+	tcase_add_test(tc, every_token_verified);
 	tcase_add_test(tc, bad_jwks_and_config);
 	tcase_add_test(tc, istio_two_providers);
 	tcase_add_test(tc, rbac_metadata);

@@ -307,6 +307,43 @@ START_TEST(context_swap_keeps_old_connections)
 }
 END_TEST
 
+/* Every name of a client certificate reaches RBAC (Envoy's authenticated
+ * matcher tries all URI SANs, then DNS SANs): the first URI is the peer's
+ * id, the rest px_tls_peer_names; a server's names are not collected. */
+START_TEST(client_cert_every_name)
+{
+	struct px_tls_ctx *sc = server_ctx(&ls, 1), *cc;
+	struct tf_leaf lm;
+	struct px_tls *c, *s;
+	const char *const *names;
+	size_t n = 9;
+	int fds[2], rc, rs;
+
+	tf_leaf_make(&lm, &ca, "spiffe://cluster.local/ns/demo/sa/client,URI:spiffe://cluster.local/ns/demo/sa/admin,"
+			       "DNS:admin.demo", 3600);
+	cc = client_ctx(&lm);
+	pair(fds);
+	ck_assert_int_eq(px_tls_new(cc, fds[0], NULL, &c), 0);
+	ck_assert_int_eq(px_tls_new(sc, fds[1], NULL, &s), 0);
+	handshake(c, s, &rc, &rs);
+	ck_assert_msg(rc == 0 && rs == 0, "client %d (%s) server %d (%s)", rc, px_tls_error(c), rs, px_tls_error(s));
+	ck_assert_str_eq(px_tls_peer_uri(s), ID_CLIENT);
+	names = px_tls_peer_names(s, &n);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_str_eq(names[0], "spiffe://cluster.local/ns/demo/sa/admin");
+	ck_assert_str_eq(names[1], "admin.demo");
+	(void)px_tls_peer_names(c, &n);
+	ck_assert_uint_eq(n, 0);
+	px_tls_free(c);
+	px_tls_free(s);
+	px_tls_ctx_unref(sc);
+	px_tls_ctx_unref(cc);
+	tf_leaf_free(&lm);
+	close(fds[0]);
+	close(fds[1]);
+}
+END_TEST
+
 START_TEST(bad_pem_refused)
 {
 	struct px_tls_conf c = { .chain_pem = "not a pem", .key_pem = "nope" };
@@ -340,6 +377,7 @@ int main(void)
 	tcase_add_test(tc, server_cert_from_another_ca_refused_by_client);
 	tcase_add_test(tc, context_swap_keeps_old_connections);
 	tcase_add_test(tc, bad_pem_refused);
+	tcase_add_test(tc, client_cert_every_name);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

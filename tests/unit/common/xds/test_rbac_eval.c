@@ -128,6 +128,73 @@ START_TEST(compile_once_check_many)
 }
 END_TEST
 
+/* Envoy's authenticated principal_name tries every URI SAN of the peer's
+ * certificate, then every DNS SAN: a DENY on any of them denies (the
+ * request's principal is the first URI SAN, peer_names the rest). */
+START_TEST(every_peer_name)
+{
+	Envoy__Type__Matcher__V3__StringMatcher sm = ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__INIT;
+	Envoy__Config__Rbac__V3__Principal__Authenticated au = ENVOY__CONFIG__RBAC__V3__PRINCIPAL__AUTHENTICATED__INIT;
+	id_t_ admin = ENVOY__CONFIG__RBAC__V3__PRINCIPAL__INIT, *p_admin[] = { &admin };
+	perm_t any = ENVOY__CONFIG__RBAC__V3__PERMISSION__INIT, *p_any[] = { &any };
+	Envoy__Config__Rbac__V3__Policy pol;
+	Envoy__Config__Rbac__V3__RBAC__PoliciesEntry e = ENVOY__CONFIG__RBAC__V3__RBAC__POLICIES_ENTRY__INIT;
+	Envoy__Config__Rbac__V3__RBAC__PoliciesEntry *entries[] = { &e };
+	Envoy__Config__Rbac__V3__RBAC rules = ENVOY__CONFIG__RBAC__V3__RBAC__INIT;
+	rbac_filter deny = ENVOY__EXTENSIONS__FILTERS__HTTP__RBAC__V3__RBAC__INIT;
+	const rbac_filter *chain[] = { &deny };
+	const char *names[] = { "spiffe://td/ns/x/sa/other", "spiffe://td/ns/x/sa/admin" };
+	struct rbac_request r = { .method = "GET", .path = "/", .principal = "spiffe://td/ns/x/sa/client" };
+	struct rbac_eval *ev = NULL;
+	struct rbac_decision d;
+	char err[RBAC_EVAL_TEXT_MAX];
+
+	sm.match_pattern_case = ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_EXACT;
+	sm.exact = "spiffe://td/ns/x/sa/admin";
+	au.principal_name = &sm;
+	admin.identifier_case = ENVOY__CONFIG__RBAC__V3__PRINCIPAL__IDENTIFIER_AUTHENTICATED;
+	admin.authenticated = &au;
+	any.rule_case = ENVOY__CONFIG__RBAC__V3__PERMISSION__RULE_ANY;
+	any.any = 1;
+	envoy__config__rbac__v3__policy__init(&pol);
+	pol.permissions = p_any;
+	pol.n_permissions = 1;
+	pol.principals = p_admin;
+	pol.n_principals = 1;
+	e.key = "deny-admin";
+	e.value = &pol;
+	rules.action = ENVOY__CONFIG__RBAC__V3__RBAC__ACTION__DENY;
+	rules.policies = entries;
+	rules.n_policies = 1;
+	deny.rules = &rules;
+
+	ck_assert_int_eq(rbac_eval_compile(chain, 1, &ev, err, sizeof(err)), 0);
+	ck_assert_int_eq(rbac_eval_check(ev, &r, &d, err, sizeof(err)), 0);
+	ck_assert(d.allowed);
+	/* the second URI SAN is admin's: denied, as Envoy denies it */
+	r.peer_names = names;
+	r.n_peer_names = 2;
+	ck_assert_int_eq(rbac_eval_check(ev, &r, &d, err, sizeof(err)), 0);
+	ck_assert(!d.allowed);
+	ck_assert_str_eq(d.policy, "deny-admin");
+	/* no URI SAN at all: the other names still count */
+	r.principal = NULL;
+	ck_assert_int_eq(rbac_eval_check(ev, &r, &d, err, sizeof(err)), 0);
+	ck_assert(!d.allowed);
+	r.n_peer_names = 1;
+	ck_assert_int_eq(rbac_eval_check(ev, &r, &d, err, sizeof(err)), 0);
+	ck_assert(d.allowed);
+	/* any authenticated peer: a certificate with no URI SAN is one */
+	au.principal_name = NULL;
+	ck_assert_int_eq(rbac_eval_check(ev, &r, &d, err, sizeof(err)), 0);
+	ck_assert(!d.allowed);
+	r.n_peer_names = 0;
+	ck_assert_int_eq(rbac_eval_check(ev, &r, &d, err, sizeof(err)), 0);
+	ck_assert(d.allowed);
+	rbac_eval_free(ev);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("rbac_eval");
@@ -136,6 +203,7 @@ int main(void)
 	int failed;
 
 	tcase_add_test(tc, compile_once_check_many);
+	tcase_add_test(tc, every_peer_name);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -162,16 +162,55 @@ END_TEST
 START_TEST(meshcfg_ignored_fields_warn)
 {
 	char warn[MESHCFG_ERR_CAP];
-	struct mesh_config *mc = parse_ok("enableTracing: true\ningressClass: istio\nconnectTimeout: 1s\n"
+	struct mesh_config *mc = parse_ok("enablePrometheusMerge: true\ningressClass: istio\nconnectTimeout: 1s\n"
 					  "protocolDetectionTimeout: 250ms\n", warn);
 
-	ck_assert_msg(strstr(warn, "enableTracing, ingressClass"), "%s", warn);
+	ck_assert_msg(strstr(warn, "enablePrometheusMerge, ingressClass"), "%s", warn);
 	ck_assert_ptr_nonnull(strstr(warn, "mesh.yaml"));
 	ck_assert_int_eq(mc->connect_timeout, 1000000000LL);
 	/* read now (sniffing listeners' listener_filters_timeout), not ignored */
 	ck_assert_msg(!strstr(warn, "protocolDetectionTimeout"), "%s", warn);
 	ck_assert_int_eq(mc->protocol_detection_timeout, 250000000LL);
 	meshcfg_unref(mc);
+}
+END_TEST
+
+/* Tracing: the zipkin provider that defaultProviders.tracing names,
+ * defaultConfig.tracing.sampling (Istio's default 1), enableTracing;
+ * a missing provider or a bad sampling is an error naming the field. */
+START_TEST(meshcfg_tracing)
+{
+	static const char yaml[] = "extensionProviders:\n"
+				   "- name: other\n"
+				   "  envoyFileAccessLog: {path: /dev/stdout}\n"
+				   "- name: zk\n"
+				   "  zipkin: {service: istio-system/zipkin.istio-system.svc.cluster.local, port: 9411, maxTagLength: 99}\n"
+				   "defaultProviders: {tracing: [zk]}\n"
+				   "defaultConfig: {tracing: {sampling: 12.5}}\n";
+	char err[MESHCFG_ERR_CAP];
+	struct mesh_config *mc = meshcfg_defaults(), *mc2;
+
+	ck_assert(mc->enable_tracing && mc->trace_sampling == 1.0 && !mc->trace_provider);
+	meshcfg_unref(mc);
+	mc = parse_ok(yaml, NULL);
+	ck_assert_str_eq(mc->trace_provider, "zk");
+	ck_assert_str_eq(mc->zipkin_service, "istio-system/zipkin.istio-system.svc.cluster.local");
+	ck_assert_uint_eq(mc->zipkin_port, 9411);
+	ck_assert_uint_eq(mc->zipkin_max_tag_len, 99);
+	ck_assert(mc->trace_sampling == 12.5);
+	mc2 = parse_ok("defaultConfig: {tracing: {sampling: 100}}\nenableTracing: false\n", NULL);
+	ck_assert(mc2->trace_sampling == 100 && !mc2->enable_tracing);
+	ck_assert_uint_ne(mc->hash, mc2->hash);
+	meshcfg_unref(mc);
+	meshcfg_unref(mc2);
+	ck_assert_int_eq(parse_bad("defaultProviders: {tracing: [nope]}\n", err), -EINVAL);
+	ck_assert_msg(strstr(err, "mesh.yaml:1: field defaultProviders.tracing: no extensionProviders entry named \"nope\""),
+		      "%s", err);
+	ck_assert_int_eq(parse_bad("defaultConfig:\n  tracing:\n    sampling: 101\n", err), -EINVAL);
+	ck_assert_msg(strstr(err, "mesh.yaml:3: field defaultConfig.tracing.sampling"), "%s", err);
+	ck_assert_int_eq(parse_bad("extensionProviders: [{name: z, zipkin: {service: a}}]\n"
+				   "defaultProviders: {tracing: [z]}\n", err), -EINVAL);
+	ck_assert_msg(strstr(err, "extensionProviders.zipkin.port"), "%s", err);
 }
 END_TEST
 
@@ -221,10 +260,10 @@ START_TEST(meshcfg_meshctl_validate)
 	ck_assert_msg(strstr(out, ":2: field outboundTrafficPolicy.mode"), "%s", out);
 	f = fopen(path, "w");
 	ck_assert_ptr_nonnull(f);
-	fputs("outboundTrafficPolicy:\n  mode: REGISTRY_ONLY\nenableTracing: true\n", f);
+	fputs("outboundTrafficPolicy:\n  mode: REGISTRY_ONLY\nenablePrometheusMerge: true\n", f);
 	fclose(f);
 	ck_assert_int_eq(testutil_meshctl(out, sizeof(out), "validate", args, "2>&1"), 0);
-	ck_assert_msg(strstr(out, "not acted on by meshd: enableTracing"), "%s", out);
+	ck_assert_msg(strstr(out, "not acted on by meshd: enablePrometheusMerge"), "%s", out);
 	unlink(path);
 	rmdir(dir);
 }
@@ -241,6 +280,7 @@ static Suite *meshcfg_suite(void)
 	tcase_add_test(tc, meshcfg_malformed_yaml);
 	tcase_add_test(tc, meshcfg_ignored_fields_warn);
 	tcase_add_test(tc, meshcfg_configmap_form);
+	tcase_add_test(tc, meshcfg_tracing);
 	tcase_add_test(tc, meshcfg_meshctl_validate);
 	suite_add_tcase(s, tc);
 	return s;

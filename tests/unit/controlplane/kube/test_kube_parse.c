@@ -162,29 +162,29 @@ END_TEST
 START_TEST(json_values_and_ranges)
 {
 	struct arena *a = arena_new(0);
-	struct kube_json *root;
-	const struct kube_json *o, *arr;
+	struct json_value *root;
+	const struct json_value *o, *arr;
 	const char *text = " {\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"a\\u00e9\\ud83d\\ude00\\/\\n\"},"
 			   "\"n\":-12,\"f\":1.5e2,\"t\":true,\"z\":null,\"arr\":[1,\"x\",{}]}} ";
 
 	ck_assert_int_eq(kube_json_parse(a, text, strlen(text), &root), 0);
-	ck_assert_str_eq(kube_json_str(root, "type"), "ADDED");
-	o = kube_json_get(root, "object");
+	ck_assert_str_eq(json_get_str(root, "type"), "ADDED");
+	o = json_get(root, "object");
 	ck_assert_ptr_nonnull(o);
-	ck_assert_uint_eq(o->type, KUBE_JSON_OBJECT);
+	ck_assert_uint_eq(o->type, JSON_OBJECT);
 	ck_assert(text[o->start] == '{' && text[o->end - 1] == '}');
 	ck_assert_int_eq(strncmp(text + o->start, "{\"metadata\"", 11), 0);
-	ck_assert_str_eq(kube_json_str(kube_json_get(o, "metadata"), "name"), "a\xc3\xa9\xf0\x9f\x98\x80/\n");
-	ck_assert_int_eq(kube_json_int(o, "n", 0), -12);
-	ck_assert(kube_json_get(o, "f")->num == 150.0);
-	ck_assert(!kube_json_get(o, "f")->is_int);
-	ck_assert(kube_json_bool(o, "t", false));
-	ck_assert_uint_eq(kube_json_get(o, "z")->type, KUBE_JSON_NULL);
-	arr = kube_json_get(o, "arr");
+	ck_assert_str_eq(json_get_str(json_get(o, "metadata"), "name"), "a\xc3\xa9\xf0\x9f\x98\x80/\n");
+	ck_assert_int_eq(json_get_int(o, "n", 0), -12);
+	ck_assert(json_get(o, "f")->num == 150.0);
+	ck_assert(!json_get(o, "f")->is_int);
+	ck_assert(json_get_bool(o, "t", false));
+	ck_assert_uint_eq(json_get(o, "z")->type, JSON_NULL);
+	arr = json_get(o, "arr");
 	ck_assert_uint_eq(arr->n, 3);
 	ck_assert_str_eq(arr->child->next->str, "x");
-	ck_assert_ptr_null(kube_json_get(o, "missing"));
-	ck_assert_ptr_null(kube_json_str(o, "n"));
+	ck_assert_ptr_null(json_get(o, "missing"));
+	ck_assert_ptr_null(json_get_str(o, "n"));
 	arena_free(a);
 }
 END_TEST
@@ -198,7 +198,7 @@ START_TEST(json_rejects_malformed)
 
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct arena *a = arena_new(0);
-		struct kube_json *root;
+		struct json_value *root;
 		ck_assert_msg(kube_json_parse(a, bad[i], strlen(bad[i]), &root) == -MESH_EPARSE, "accepted: %s",
 			      bad[i]);
 		arena_free(a);
@@ -209,7 +209,7 @@ END_TEST
 START_TEST(json_depth_cap)
 {
 	struct arena *a = arena_new(0);
-	struct kube_json *root;
+	struct json_value *root;
 	char deep[2 * (KUBE_JSON_MAX_DEPTH + 2)];
 	size_t i, n = KUBE_JSON_MAX_DEPTH + 2;
 
@@ -226,7 +226,7 @@ END_TEST
 START_TEST(json_arena_cap_is_enomem)
 {
 	struct arena *a = arena_new(256);
-	struct kube_json *root;
+	struct json_value *root;
 	const char *text = "[\"aaaaaaaaaaaaaaaaaaaa\",\"bbbbbbbbbbbbbbbbbbbbbbbbb\",\"ccccccccccccccccccccc\","
 			   "\"dddddddddddddddddddd\",\"eeeeeeeeeeeeeeeeeeeeeeeeeee\"]";
 

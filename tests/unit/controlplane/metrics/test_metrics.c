@@ -313,6 +313,166 @@ START_TEST(process_metrics_plausible)
 }
 END_TEST
 
+/* Istio's control-plane families: each with Istio's TYPE. */
+START_TEST(istio_families_and_types)
+{
+	static const char *const want[][2] = {
+		{ "pilot_xds_push_time", "histogram" },
+		{ "pilot_xds_send_time", "histogram" },
+		{ "pilot_xds_config_size_bytes", "histogram" },
+		{ "pilot_proxy_queue_time", "histogram" },
+		{ "pilot_debounce_time", "histogram" },
+		{ "pilot_pushcontext_init_seconds", "histogram" },
+		{ "pilot_xds_write_timeout", "counter" },
+		{ "pilot_xds_cds_reject", "gauge" },
+		{ "pilot_xds_eds_reject", "gauge" },
+		{ "pilot_xds_lds_reject", "gauge" },
+		{ "pilot_xds_rds_reject", "gauge" },
+		{ "pilot_services", "gauge" },
+		{ "pilot_virt_services", "gauge" },
+		{ "pilot_conflict_inbound_listener", "gauge" },
+		{ "pilot_conflict_outbound_listener_tcp_over_current_tcp", "gauge" },
+		{ "pilot_conflict_outbound_listener_tcp_over_current_http", "gauge" },
+		{ "pilot_conflict_outbound_listener_http_over_current_tcp", "gauge" },
+		{ "pilot_k8s_reg_events", "counter" },
+		{ "pilot_k8s_cfg_events", "counter" },
+		{ "citadel_server_csr_count", "counter" },
+		{ "citadel_server_success_cert_issuance_count", "counter" },
+		{ "citadel_server_authentication_failure_count", "counter" },
+		{ "citadel_server_csr_parsing_err_count", "counter" },
+		{ "citadel_server_csr_sign_err_count", "counter" },
+		{ "istio_build", "gauge" },
+		{ "process_open_fds", "gauge" },
+		{ "process_max_fds", "gauge" },
+	};
+	char line[160];
+	char *t = render();
+	size_t i;
+
+	check_exposition(t);
+	for (i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		snprintf(line, sizeof(line), "# TYPE %s %s\n", want[i][0], want[i][1]);
+		ck_assert_msg(strstr(t, line) != NULL, "missing %s", line);
+	}
+	/* Istio's help text, as its dashboards' tooltips show it */
+	ck_assert_ptr_nonnull(strstr(t, "# HELP pilot_xds_push_time Total time in seconds Pilot takes to push lds, rds, "
+					"cds and eds.\n"));
+	ck_assert_ptr_nonnull(strstr(t, "# HELP citadel_server_csr_count The number of CSRs received by Citadel server.\n"));
+	free(t);
+}
+END_TEST
+
+/* The bucket boundaries of each new histogram are Istio's, in order. */
+START_TEST(istio_bucket_boundaries)
+{
+	static const struct {
+		const char *series; /* up to and including the labels before le */
+		const char *les[10];
+	} want[] = {
+		{ "pilot_xds_push_time_bucket{type=\"cds\",", { "0.01", "0.1", "1", "3", "5", "10", "20", "30", "+Inf" } },
+		{ "pilot_xds_config_size_bytes_bucket{type=\"lds\",",
+		  { "1", "10000", "1e+06", "4e+06", "1e+07", "4e+07", "+Inf" } },
+		{ "pilot_proxy_queue_time_bucket{", { "0.1", "0.5", "1", "3", "5", "10", "20", "30", "+Inf" } },
+		{ "pilot_debounce_time_bucket{", { "0.01", "0.1", "1", "3", "5", "10", "20", "30", "+Inf" } },
+		{ "pilot_pushcontext_init_seconds_bucket{", { "0.01", "0.1", "0.5", "1", "3", "5", "+Inf" } },
+		{ "pilot_xds_send_time_bucket{", { "0.01", "0.1", "1", "3", "5", "+Inf" } },
+	};
+	char series[160], prefix[160];
+	char *t = render();
+	const char *p;
+	size_t i, j, n;
+
+	for (i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		for (j = 0; want[i].les[j]; j++) {
+			snprintf(series, sizeof(series), "%sle=\"%s\"}", want[i].series, want[i].les[j]);
+			ck_assert_msg(!isnan(sample(t, series)), "missing %s", series);
+		}
+		/* and no other boundary */
+		snprintf(prefix, sizeof(prefix), "\n%sle=", want[i].series);
+		for (n = 0, p = t; (p = strstr(p, prefix)); p++)
+			n++;
+		ck_assert_msg(n == j, "%s: %zu buckets, want %zu", want[i].series, n, j);
+	}
+	free(t);
+}
+END_TEST
+
+START_TEST(istio_histograms_observe)
+{
+	double c0, q0, s0, big0;
+	char *t = render();
+
+	c0 = sample(t, "pilot_xds_push_time_count{type=\"eds\"}");
+	q0 = sample(t, "pilot_proxy_queue_time_bucket{le=\"0.1\"}");
+	s0 = sample(t, "pilot_xds_config_size_bytes_bucket{type=\"cds\",le=\"10000\"}");
+	big0 = sample(t, "pilot_xds_config_size_bytes_bucket{type=\"cds\",le=\"4e+06\"}");
+	free(t);
+	metrics_xds_push_time(XDS_ENDPOINT, 0.02);
+	metrics_xds_push_time((enum xds_type)-1, 1); /* ignored */
+	metrics_proxy_queue_time(-3);                 /* clock stepped back: 0 */
+	metrics_xds_config_size(XDS_CLUSTER, 20000);
+	metrics_debounce_time(0.15);
+	metrics_pushcontext_init(0.002);
+	metrics_xds_send_time(0.001);
+	t = render();
+	check_exposition(t);
+	ck_assert_double_eq(sample(t, "pilot_xds_push_time_count{type=\"eds\"}"), c0 + 1);
+	ck_assert_double_eq(sample(t, "pilot_proxy_queue_time_bucket{le=\"0.1\"}"), q0 + 1);
+	ck_assert_double_eq(sample(t, "pilot_xds_config_size_bytes_bucket{type=\"cds\",le=\"10000\"}"), s0);
+	ck_assert_double_eq(sample(t, "pilot_xds_config_size_bytes_bucket{type=\"cds\",le=\"4e+06\"}"), big0 + 1);
+	ck_assert_double_eq(sample(t, "pilot_xds_push_time_count{type=\"eds\"}"),
+			    sample(t, "pilot_xds_push_time_bucket{type=\"eds\",le=\"+Inf\"}"));
+	free(t);
+}
+END_TEST
+
+START_TEST(ca_k8s_build_counters)
+{
+	double csr, ok, authn, parse, sign, svc_add, vs_del;
+	char *t = render();
+
+	csr = sample(t, "citadel_server_csr_count");
+	ok = sample(t, "citadel_server_success_cert_issuance_count");
+	authn = sample(t, "citadel_server_authentication_failure_count");
+	parse = sample(t, "citadel_server_csr_parsing_err_count");
+	sign = sample(t, "citadel_server_csr_sign_err_count");
+	svc_add = sample(t, "pilot_k8s_reg_events{event=\"add\",type=\"Services\"}");
+	vs_del = sample(t, "pilot_k8s_cfg_events{event=\"delete\",type=\"VirtualService\"}");
+	free(t);
+	metrics_ca(METRICS_CA_CSR);
+	metrics_ca(METRICS_CA_CSR);
+	metrics_ca(METRICS_CA_SUCCESS);
+	metrics_ca(METRICS_CA_AUTHN_FAILURE);
+	metrics_ca(METRICS_CA_PARSING_ERR);
+	metrics_ca(METRICS_CA_EVENT_COUNT); /* ignored */
+	metrics_k8s_event(CFG_K8S_SERVICE, METRICS_K8S_ADD);
+	metrics_k8s_event(CFG_VIRTUAL_SERVICE, METRICS_K8S_DELETE);
+	metrics_k8s_event(CFG_KIND_COUNT, METRICS_K8S_ADD); /* ignored */
+	metrics_set_build("pilot", "1.2\"3");
+	metrics_services(5, 2);
+	t = render();
+	check_exposition(t);
+	ck_assert_double_eq(sample(t, "citadel_server_csr_count"), csr + 2);
+	ck_assert_double_eq(sample(t, "citadel_server_success_cert_issuance_count"), ok + 1);
+	ck_assert_double_eq(sample(t, "citadel_server_authentication_failure_count"), authn + 1);
+	ck_assert_double_eq(sample(t, "citadel_server_csr_parsing_err_count"), parse + 1);
+	ck_assert_double_eq(sample(t, "citadel_server_csr_sign_err_count"), sign);
+	/* a series appears with its first event (NaN before) */
+	ck_assert_double_eq(sample(t, "pilot_k8s_reg_events{event=\"add\",type=\"Services\"}"),
+			    (isnan(svc_add) ? 0 : svc_add) + 1);
+	ck_assert_double_eq(sample(t, "pilot_k8s_cfg_events{event=\"delete\",type=\"VirtualService\"}"),
+			    (isnan(vs_del) ? 0 : vs_del) + 1);
+	/* registry kinds are not config events and back */
+	ck_assert(isnan(sample(t, "pilot_k8s_cfg_events{event=\"add\",type=\"Services\"}")));
+	ck_assert(isnan(sample(t, "pilot_k8s_reg_events{event=\"delete\",type=\"VirtualService\"}")));
+	ck_assert_double_eq(sample(t, "istio_build{component=\"pilot\",tag=\"1.2\\\"3\"}"), 1);
+	ck_assert_double_eq(sample(t, "pilot_services"), 5);
+	ck_assert_double_eq(sample(t, "pilot_virt_services"), 2);
+	ck_assert(sample(t, "process_open_fds") >= 3);
+	free(t);
+}
+END_TEST
+
 START_TEST(render_respects_cap)
 {
 	struct mesh_buf b;
@@ -335,6 +495,10 @@ int main(void)
 	tcase_add_test(tc, counters_count);
 	tcase_add_test(tc, histogram_buckets);
 	tcase_add_test(tc, process_metrics_plausible);
+	tcase_add_test(tc, istio_families_and_types);
+	tcase_add_test(tc, istio_bucket_boundaries);
+	tcase_add_test(tc, istio_histograms_observe);
+	tcase_add_test(tc, ca_k8s_build_counters);
 	tcase_add_test(tc, render_respects_cap);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);

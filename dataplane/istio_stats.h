@@ -1,0 +1,131 @@
+/*
+ * istio_stats.h - Istio's standard metrics for meshproxy (issue 14):
+ * istio_requests_total, istio_request_duration_milliseconds,
+ * istio_request_bytes and istio_response_bytes (histograms), with the
+ * labels Istio's stats filter (proxy's istio_stats) writes, for
+ * reporter="source" (outbound) and reporter="destination" (inbound); and
+ * Istio's HTTP metadata exchange (x-envoy-peer-metadata-id and
+ * x-envoy-peer-metadata: the node id, and the base64 of a serialized
+ * google.protobuf.Struct of the node metadata: NAME, NAMESPACE,
+ * WORKLOAD_NAME, CLUSTER_ID, LABELS{app, version,
+ * service.istio.io/canonical-name, service.istio.io/canonical-revision}).
+ *
+ * One series per distinct label set, kept in a hash table of at most
+ * max_series entries (a request past the cap is counted in
+ * meshproxy_istio_stats_overflow_total and dropped).  After a label set's
+ * first request a record is a hash of the label text on the stack and a
+ * table lookup: no allocation.  Decoded peer metadata is cached by its
+ * header text the same way.  Everything runs on the proxy's loop thread.
+ */
+#ifndef MESH_DATAPLANE_ISTIO_STATS_H
+#define MESH_DATAPLANE_ISTIO_STATS_H
+
+#include "common/buf.h"
+#include "common/err.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define ISTIO_STR_MAX 64           /* one label value from peer metadata (longer: cut) */
+#define ISTIO_DEFAULT_MAX_SERIES 2048
+#define ISTIO_PEER_CACHE 128       /* distinct peers remembered; more peers read as "unknown" */
+#define ISTIO_META_HDR_MAX 2048    /* base64 metadata header value cap, both ways */
+
+/* A workload as metadata exchange describes it; "" is unknown. */
+struct istio_peer {
+	char workload[ISTIO_STR_MAX], ns[ISTIO_STR_MAX], app[ISTIO_STR_MAX], version[ISTIO_STR_MAX];
+	char canon_svc[ISTIO_STR_MAX], canon_rev[ISTIO_STR_MAX], cluster[ISTIO_STR_MAX];
+};
+
+/*
+ * Our own peer from meshproxy's flags: node_id "TYPE~IP~POD.NS~NS.svc.cluster.local"
+ * (the workload name is the pod name: no owner reference to read), labels
+ * "k=v,..." (--labels), cluster_id ("" or NULL: Istio's default "Kubernetes").
+ * Returns 0 or -EINVAL for a malformed labels list.
+ */
+int istio_peer_from_node(struct istio_peer *p, const char *node_id, const char *labels, const char *cluster_id);
+
+/* Encodes p as Istio's x-envoy-peer-metadata value (base64 of a packed
+ * google.protobuf.Struct, node_id as NAME's pod part) into out (cap bytes,
+ * NUL-terminated).  Returns the length or -ENOSPC / -ENOMEM. */
+int istio_peer_encode(const struct istio_peer *p, char *out, size_t cap);
+/* Decodes an x-envoy-peer-metadata value.  Returns 0 or -EINVAL. */
+int istio_peer_decode(const char *b64, size_t len, struct istio_peer *p);
+
+struct istio_stats;
+
+/* A new table for our own node (see istio_peer_from_node); sa is the
+ * service account (for our SPIFFE id, "" or NULL: none); max_series 0:
+ * ISTIO_DEFAULT_MAX_SERIES.  Free with istio_stats_free().  Returns 0,
+ * -EINVAL, -ENOMEM. */
+MESH_MUST_CHECK int istio_stats_new(const char *node_id, const char *labels, const char *sa, size_t max_series,
+				    struct istio_stats **out);
+/* NULL is a no-op. */
+void istio_stats_free(struct istio_stats *st);
+
+/* The header values we send (borrowed, live as long as st). */
+const char *istio_stats_meta_id(const struct istio_stats *st);
+const char *istio_stats_meta(const struct istio_stats *st);
+
+/* The peer a metadata header value describes, decoded once per distinct
+ * value and cached; NULL when it does not decode or the cache is full. */
+const struct istio_peer *istio_stats_peer(struct istio_stats *st, const char *b64, size_t len);
+
+/* A stable copy of a peer's principal (an upstream's SPIFFE id, for the
+ * source reporter's destination_principal), kept as long as st; NULL for
+ * NULL or when ISTIO_PEER_CACHE principals are kept already. */
+const char *istio_stats_principal(struct istio_stats *st, const char *principal);
+
+/* Whether name (len bytes) is one of the two exchange headers (stripped
+ * where Istio strips them). */
+int istio_is_meta_header(const char *name, size_t len);
+
+/* grpc-status in a block of "name: value\r\n" lines (an HTTP/1 trailer
+ * block), or -1 when absent or not a number. */
+int istio_grpc_status_in(const char *p, size_t len);
+/* grpc-status from one header value, or -1. */
+int istio_grpc_status_val(const char *v, size_t len);
+
+/*
+ * The destination service host: the host of an Istio cluster name
+ * "outbound|PORT|SUBSET|HOST", else the authority without its port (an
+ * inbound cluster "inbound|PORT||" names none).  *len gets its length;
+ * returns a pointer into cluster or authority (NULL, *len 0: none).
+ */
+const char *istio_service_of(const char *cluster, const char *authority, size_t alen, size_t *len);
+
+/* One finished request.  Strings are borrowed for the call. */
+struct istio_req {
+	int inbound;                    /* 1: reporter="destination", 0: "source" */
+	const struct istio_peer *peer;  /* the other side, NULL: unknown */
+	const char *peer_principal;     /* its verified SPIFFE id, NULL: unknown */
+	int mtls;                       /* inbound: came over mutual TLS */
+	const char *service;            /* destination service host ("reviews.demo.svc.cluster.local") */
+	size_t service_len;
+	int grpc;                       /* request_protocol "grpc", else "http" */
+	int response_code;              /* 0: none sent */
+	int grpc_status;                /* -1: none */
+	const char *response_flags;     /* Envoy's short flags, "-" for none */
+	uint64_t duration_ms, request_bytes, response_bytes;
+};
+void istio_stats_record(struct istio_stats *st, const struct istio_req *r);
+
+/*
+ * A TCP proxy connection in istio_tcp_connections_opened_total /
+ * _closed_total, istio_tcp_received_bytes_total (from downstream) and
+ * istio_tcp_sent_bytes_total (to downstream): Istio's TCP labels (those of
+ * a request with request_protocol "tcp", without response_code and
+ * grpc_response_status).  r's response_code, grpc and grpc_status are
+ * ignored; opened and closed are what to add (0 or 1).  The peer's
+ * workload is unknown on TCP (Istio's ALPN metadata exchange is not done).
+ */
+void istio_stats_tcp(struct istio_stats *st, const struct istio_req *r, int opened, int closed);
+
+/* Appends the istio_* families in Prometheus text format. */
+void istio_stats_prometheus(const struct istio_stats *st, struct mesh_buf *out);
+
+/* Series in use and requests dropped at the cap. */
+size_t istio_stats_series(const struct istio_stats *st);
+uint64_t istio_stats_overflow(const struct istio_stats *st);
+
+#endif

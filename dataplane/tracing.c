@@ -1,0 +1,746 @@
+/*
+ * tracing.c - trace context, sampling and the Zipkin v2 exporter
+ * (tracing.h).
+ *
+ * Per request the proxy calls trace_start() before it writes the upstream
+ * head (the ids it sends are decided there) and tracer_finish() where the
+ * request is logged.  Spans become JSON at once and wait in one bounded
+ * buffer; a batch goes out as one HTTP/1.1 POST on a non-blocking socket
+ * owned by the loop (connect, write, read the status line, close), one POST
+ * at a time: while one is in flight the next batch gathers, and what does
+ * not fit the queue is dropped and counted, so a slow or absent collector
+ * costs memory up to the cap and nothing else.
+ */
+#include "dataplane/tracing.h"
+#include "dataplane/ev.h"
+
+#include "common/json.h"
+#include "common/log.h"
+#include "envoy/config/trace/v3/http_tracer.pb-c.h"
+#include "envoy/config/trace/v3/zipkin.pb-c.h"
+#include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
+#include "envoy/type/tracing/v3/custom_tag.pb-c.h"
+#include "envoy/type/v3/percent.pb-c.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define ZIPKIN_URL "type.googleapis.com/envoy.config.trace.v3.ZipkinConfig"
+
+typedef Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager__Tracing px_tracing;
+
+/* --- configuration */
+
+static char *tr__dup(const char *s)
+{
+	return strdup(s ? s : "");
+}
+
+static double tr__pct(const Envoy__Type__V3__Percent *p, double dflt)
+{
+	if (!p)
+		return dflt;
+	return p->value < 0 ? 0 : p->value > 100 ? 100 : p->value;
+}
+
+void trace_cfg_free(struct trace_cfg *c)
+{
+	size_t i;
+
+	if (!c)
+		return;
+	for (i = 0; i < c->n_tags; i++) {
+		free(c->tags[i].tag);
+		free(c->tags[i].value);
+		free(c->tags[i].dflt);
+	}
+	free(c->tags);
+	free(c->cluster);
+	free(c->endpoint);
+	free(c->hostname);
+	free(c);
+}
+
+int trace_cfg_new(const px_tracing *t, struct trace_cfg **out, char *err, size_t cap)
+{
+	Envoy__Config__Trace__V3__ZipkinConfig *z = NULL;
+	struct trace_cfg *c = NULL;
+	size_t i;
+	int rc = 0;
+
+	*out = NULL;
+	if (!t || !t->provider || !t->provider->typed_config || !t->provider->typed_config->type_url ||
+	    strcmp(t->provider->typed_config->type_url, ZIPKIN_URL))
+		goto out; /* no tracer meshproxy has: requests are not traced */
+	z = envoy__config__trace__v3__zipkin_config__unpack(NULL, t->provider->typed_config->value.len,
+							    t->provider->typed_config->value.data);
+	if (!z) {
+		snprintf(err, cap, "tracing: ZipkinConfig does not decode");
+		rc = -EINVAL;
+		goto out;
+	}
+	if (z->collector_endpoint_version != ENVOY__CONFIG__TRACE__V3__ZIPKIN_CONFIG__COLLECTOR_ENDPOINT_VERSION__HTTP_JSON) {
+		snprintf(err, cap, "tracing: zipkin collector_endpoint_version %d: only HTTP_JSON is supported",
+			 (int)z->collector_endpoint_version);
+		rc = -EINVAL;
+		goto out;
+	}
+	if (!(c = calloc(1, sizeof(*c)))) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	/* Envoy's defaults: random 100 (Istio always sends it), client and overall 100 */
+	c->random_pct = tr__pct(t->random_sampling, 100);
+	c->client_pct = tr__pct(t->client_sampling, 100);
+	c->overall_pct = tr__pct(t->overall_sampling, 100);
+	c->max_path_len = t->max_path_tag_length ? t->max_path_tag_length->value : 256;
+	c->id128 = z->trace_id_128bit;
+	c->cluster = tr__dup(z->collector_cluster);
+	c->endpoint = tr__dup(z->collector_endpoint && z->collector_endpoint[0] ? z->collector_endpoint : "/api/v2/spans");
+	c->hostname = tr__dup(z->collector_hostname && z->collector_hostname[0] ? z->collector_hostname
+										: z->collector_cluster);
+	if (!c->cluster || !c->endpoint || !c->hostname ||
+	    (t->n_custom_tags && !(c->tags = calloc(t->n_custom_tags, sizeof(*c->tags))))) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < t->n_custom_tags; i++) {
+		const Envoy__Type__Tracing__V3__CustomTag *ct = t->custom_tags[i];
+		struct trace_tag *g = &c->tags[c->n_tags];
+
+		if (!ct->tag || !ct->tag[0])
+			continue;
+		switch (ct->type_case) {
+		case ENVOY__TYPE__TRACING__V3__CUSTOM_TAG__TYPE_LITERAL:
+			g->kind = 0;
+			g->value = tr__dup(ct->literal->value);
+			break;
+		case ENVOY__TYPE__TRACING__V3__CUSTOM_TAG__TYPE_ENVIRONMENT:
+			g->kind = 1;
+			g->value = tr__dup(ct->environment->name);
+			g->dflt = tr__dup(ct->environment->default_value);
+			break;
+		case ENVOY__TYPE__TRACING__V3__CUSTOM_TAG__TYPE_REQUEST_HEADER:
+			g->kind = 2;
+			g->value = tr__dup(ct->request_header->name);
+			g->dflt = tr__dup(ct->request_header->default_value);
+			break;
+		default:
+			continue; /* a kind not carried: no tag */
+		}
+		g->tag = tr__dup(ct->tag);
+		c->n_tags++;
+		if (!g->tag || !g->value || (g->kind && !g->dflt)) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		if (g->kind == 1) {
+			/* the environment is read once, as Envoy does at config load */
+			const char *v = getenv(g->value);
+
+			free(g->value);
+			g->value = tr__dup(v ? v : g->dflt);
+			g->kind = 0;
+			if (!g->value) {
+				rc = -ENOMEM;
+				goto out;
+			}
+		}
+	}
+	*out = c;
+	c = NULL;
+out:
+	if (z)
+		envoy__config__trace__v3__zipkin_config__free_unpacked(z, NULL);
+	trace_cfg_free(c);
+	return rc;
+}
+
+/* --- trace context */
+
+static int tr__is_hex(const char *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f') || (p[i] >= 'A' && p[i] <= 'F')))
+			return 0;
+	return 1;
+}
+
+static int tr__all_zero(const char *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (p[i] != '0')
+			return 0;
+	return 1;
+}
+
+/* A hex id of n digits into dst (lower case). */
+static void tr__copy_id(char *dst, const char *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		dst[i] = (char)(p[i] >= 'A' && p[i] <= 'F' ? p[i] - 'A' + 'a' : p[i]);
+	dst[n] = '\0';
+}
+
+static void tr__hex64(char *dst, uint64_t v)
+{
+	static const char hex[] = "0123456789abcdef";
+	int i;
+
+	for (i = 0; i < 16; i++)
+		dst[i] = hex[(v >> (60 - 4 * i)) & 0xf];
+	dst[16] = '\0';
+}
+
+/* W3C traceparent "00-<32 hex>-<16 hex>-<2 hex>" (Trace Context level 1,
+ * 3.2): trace id and parent id, never all zero; *sampled from flag bit 0. */
+static int tr__traceparent(struct trace_span *sp, struct h1_str v, int *sampled)
+{
+	const char *p = v.p;
+
+	if (v.len < 55 || p[2] != '-' || p[35] != '-' || p[52] != '-' || !tr__is_hex(p, 2) ||
+	    (p[0] == 'f' && p[1] == 'f') || !tr__is_hex(p + 3, 32) || !tr__is_hex(p + 36, 16) ||
+	    !tr__is_hex(p + 53, 2) || tr__all_zero(p + 3, 32) || tr__all_zero(p + 36, 16) ||
+	    (v.len > 55 && (p[0] == '0' && p[1] == '0')))
+		return 0;
+	tr__copy_id(sp->trace_id, p + 3, 32);
+	tr__copy_id(sp->parent_id, p + 36, 16);
+	*sampled = (p[54] >= '0' && p[54] <= '9' ? p[54] - '0' : (p[54] | 0x20) - 'a' + 10) & 1;
+	return 1;
+}
+
+/* B3 single "TRACEID-SPANID[-SAMPLED[-PARENT]]" or just "SAMPLED"
+ * (openzipkin/b3-propagation).  *sampled -1 when not given. */
+static int tr__b3_single(struct trace_span *sp, struct h1_str v, int *sampled)
+{
+	const char *p = v.p, *dash;
+	size_t tl;
+
+	*sampled = -1;
+	if (v.len == 1) {
+		*sampled = p[0] == '1' || p[0] == 'd';
+		return 0; /* a decision without ids: a new trace */
+	}
+	dash = memchr(p, '-', v.len);
+	if (!dash)
+		return 0;
+	tl = (size_t)(dash - p);
+	if ((tl != 16 && tl != 32) || !tr__is_hex(p, tl) || tr__all_zero(p, tl) || v.len < tl + 17 ||
+	    !tr__is_hex(p + tl + 1, 16))
+		return 0;
+	tr__copy_id(sp->trace_id, p, tl);
+	tr__copy_id(sp->parent_id, p + tl + 1, 16);
+	if (v.len >= tl + 19 && p[tl + 17] == '-')
+		*sampled = p[tl + 18] == '1' || p[tl + 18] == 'd';
+	return 1;
+}
+
+static int tr__sampled_value(struct h1_str v)
+{
+	/* Envoy accepts "1" and "true" (and the b3 debug "d") */
+	return (v.len == 1 && (v.p[0] == '1' || v.p[0] == 'd')) || (v.len == 4 && h1_str_ieq(v, "true"));
+}
+
+void trace_start(struct trace_span *sp, const struct trace_cfg *cfg, const struct h1_head *h, uint64_t rnd1,
+		 uint64_t rnd2, uint64_t now_us)
+{
+	struct h1_str v;
+	int sampled = -1, have = 0;
+
+	memset(sp, 0, sizeof(*sp));
+	if (!cfg)
+		return;
+	sp->cfg = cfg;
+	sp->start_us = now_us;
+	/* B3 first, then W3C (Envoy's zipkin tracer: B3 is its own format,
+	 * traceparent the fallback); this hop sends both */
+	{
+		struct h1_str tid = h1_head_get(h, "x-b3-traceid"), sid = h1_head_get(h, "x-b3-spanid");
+
+		if ((tid.len == 16 || tid.len == 32) && tr__is_hex(tid.p, tid.len) && !tr__all_zero(tid.p, tid.len) &&
+		    sid.len == 16 && tr__is_hex(sid.p, 16)) {
+			tr__copy_id(sp->trace_id, tid.p, tid.len);
+			tr__copy_id(sp->parent_id, sid.p, 16);
+			have = 1;
+		}
+		if ((v = h1_head_get(h, "x-b3-sampled")).len)
+			sampled = tr__sampled_value(v);
+		if ((v = h1_head_get(h, "x-b3-flags")).len == 1 && v.p[0] == '1')
+			sampled = 1; /* debug */
+	}
+	if (!have && (v = h1_head_get(h, "b3")).len) {
+		int s1;
+
+		have = tr__b3_single(sp, v, &s1);
+		if (s1 >= 0)
+			sampled = s1;
+	}
+	if (!have && (v = h1_head_get(h, "traceparent")).len) {
+		int s1;
+
+		if ((have = tr__traceparent(sp, v, &s1)) && sampled < 0)
+			sampled = s1;
+	}
+	if (!have) {
+		sp->parent_id[0] = '\0';
+		if (cfg->id128) {
+			tr__hex64(sp->trace_id, rnd2 ^ (now_us << 20));
+			tr__hex64(sp->trace_id + 16, rnd1);
+		} else {
+			tr__hex64(sp->trace_id, rnd1);
+		}
+	}
+	tr__hex64(sp->span_id, rnd2 ? rnd2 : 1);
+	/* Envoy: x-envoy-force-trace wins, then the caller's decision, then
+	 * random_sampling (a random draw in 0..9999 against percent * 100) */
+	if (h1_head_get(h, "x-envoy-force-trace").len)
+		sp->sampled = 1;
+	else if (sampled >= 0)
+		sp->sampled = sampled;
+	else
+		sp->sampled = (double)((rnd1 >> 11) % 10000) < cfg->random_pct * 100.0 &&
+			      (double)((rnd2 >> 13) % 10000) < cfg->overall_pct * 100.0;
+}
+
+int trace_is_ctx_header(struct h1_str n)
+{
+	if (n.len < 2)
+		return 0;
+	return h1_str_ieq(n, "traceparent") || h1_str_ieq(n, "b3") || h1_str_ieq(n, "x-b3-traceid") ||
+	       h1_str_ieq(n, "x-b3-spanid") || h1_str_ieq(n, "x-b3-parentspanid") || h1_str_ieq(n, "x-b3-sampled") ||
+	       h1_str_ieq(n, "x-b3-flags");
+}
+
+int trace_put_headers(const struct trace_span *sp, struct mesh_buf *b)
+{
+	size_t tl = strlen(sp->trace_id);
+
+	if (!sp->cfg)
+		return 0;
+	mesh_buf_printf(b, "x-b3-traceid: %s\r\nx-b3-spanid: %s\r\n", sp->trace_id, sp->span_id);
+	if (sp->parent_id[0])
+		mesh_buf_printf(b, "x-b3-parentspanid: %s\r\n", sp->parent_id);
+	mesh_buf_printf(b, "x-b3-sampled: %d\r\n", sp->sampled ? 1 : 0);
+	return mesh_buf_printf(b, "traceparent: 00-%s%s-%s-%s\r\n", tl == 16 ? "0000000000000000" : "", sp->trace_id,
+			       sp->span_id, sp->sampled ? "01" : "00");
+}
+
+/* --- the exporter */
+
+struct tracer {
+	struct ev_loop *loop;
+	tracer_resolve_fn resolve;
+	void *rctx;
+	char *node_id, *service, *revision, *ns, *local_name;
+	struct mesh_buf q;            /* queued spans, comma-separated JSON objects */
+	size_t n_q;
+	char *cluster, *endpoint, *host; /* the collector of the last span queued (owned) */
+	/* the POST in flight */
+	int fd;
+	struct ev_io io;
+	struct ev_timer flush, timeout;
+	struct mesh_buf out;
+	size_t out_off, n_out;
+	char resp[64];
+	size_t resp_len;
+	unsigned warned;              /* failures since the last POST that worked (logged once) */
+	struct tracer_stats st;
+};
+
+/* "k=v,k2=v2": the value of key, copied, or NULL. */
+static char *tr__label(const char *labels, const char *key)
+{
+	size_t kl = strlen(key);
+	const char *p = labels;
+
+	while (p && *p) {
+		const char *end = strchr(p, ','), *eq;
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+
+		eq = memchr(p, '=', len);
+		if (eq && (size_t)(eq - p) == kl && !memcmp(p, key, kl))
+			return strndup(eq + 1, len - kl - 1);
+		p = end ? end + 1 : NULL;
+	}
+	return NULL;
+}
+
+static void tr__close(struct tracer *t)
+{
+	if (t->fd >= 0) {
+		ev_io_stop(t->loop, &t->io);
+		close(t->fd);
+		t->fd = -1;
+	}
+	ev_timer_cancel(t->loop, &t->timeout);
+	mesh_buf_reset(&t->out);
+	t->out_off = 0;
+	t->n_out = 0;
+	t->resp_len = 0;
+}
+
+static void tr__send(struct tracer *t);
+
+/* The POST ended: ok if the collector answered 2xx. */
+static void tr__done(struct tracer *t, int ok)
+{
+	if (ok) {
+		t->warned = 0;
+		t->st.posts_ok++;
+		t->st.spans_sent += t->n_out;
+	} else {
+		t->st.posts_failed++;
+		t->st.spans_dropped += t->n_out;
+		if (!t->warned++)
+			log_info("tracing", "zipkin POST to %s failed: %zu spans dropped (said once until a POST works)",
+				 t->cluster ? t->cluster : "?", t->n_out);
+		log_debug("tracing", "zipkin POST to %s failed: %zu spans dropped", t->cluster ? t->cluster : "?",
+			  t->n_out);
+	}
+	tr__close(t);
+	if (t->n_q >= TRACE_BATCH)
+		tr__send(t);
+	else if (t->n_q && !ev_timer_armed(&t->flush))
+		ev_timer_arm(t->loop, &t->flush, TRACE_FLUSH_MS);
+}
+
+static void tr__io(struct ev_loop *loop, struct ev_io *io, unsigned events)
+{
+	struct tracer *t = io->data;
+	ssize_t n;
+
+	(void)loop;
+	if (t->out_off < t->out.len) {
+		if (!(events & (EV_WRITE | EV_ERROR)))
+			return;
+		n = send(t->fd, t->out.data + t->out_off, t->out.len - t->out_off, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno != EAGAIN && errno != EINTR)
+				tr__done(t, 0);
+			return;
+		}
+		t->out_off += (size_t)n;
+		if (t->out_off == t->out.len && ev_io_set(t->loop, &t->io, EV_READ) < 0)
+			tr__done(t, 0);
+		return;
+	}
+	n = recv(t->fd, t->resp + t->resp_len, sizeof(t->resp) - 1 - t->resp_len, 0);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n > 0)
+		t->resp_len += (size_t)n;
+	t->resp[t->resp_len] = '\0';
+	/* the status line is all that matters: "HTTP/1.x 2xx" */
+	if (t->resp_len >= 12 || n <= 0)
+		tr__done(t, t->resp_len >= 12 && !strncmp(t->resp, "HTTP/1.", 7) && t->resp[9] == '2');
+}
+
+static void tr__timeout(struct ev_loop *loop, struct ev_timer *tm)
+{
+	(void)loop;
+	tr__done(tm->data, 0);
+}
+
+/* Start a POST of what is queued (up to the whole queue: at most
+ * TRACE_QUEUE_MAX spans). */
+static void tr__send(struct tracer *t)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = 0;
+	int fd = -1;
+
+	ev_timer_cancel(t->loop, &t->flush);
+	if (t->fd >= 0 || !t->n_q)
+		return;
+	t->n_out = t->n_q;
+	if (!t->cluster || !t->resolve || t->resolve(t->rctx, t->cluster, &ss, &len) < 0) {
+		/* no collector in the config: the batch is dropped, as Envoy's */
+		if (!t->warned++)
+			log_info("tracing", "collector cluster %s has no host: %zu spans dropped (said once until a POST works)",
+				 t->cluster ? t->cluster : "(none)", t->n_q);
+		t->st.posts_failed++;
+		t->st.spans_dropped += t->n_q;
+		mesh_buf_reset(&t->q);
+		t->n_q = 0;
+		t->n_out = 0;
+		return;
+	}
+	mesh_buf_printf(&t->out,
+			"POST %s HTTP/1.1\r\nhost: %s\r\ncontent-type: application/json\r\ncontent-length: %zu\r\n"
+			"connection: close\r\n\r\n[",
+			t->endpoint, t->host, t->q.len + 2);
+	mesh_buf_append(&t->out, t->q.data, t->q.len);
+	mesh_buf_putc(&t->out, ']');
+	mesh_buf_reset(&t->q);
+	t->n_q = 0;
+	if (t->out.err)
+		goto fail;
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 || (connect(fd, (struct sockaddr *)&ss, len) < 0 && errno != EINPROGRESS))
+		goto fail;
+	t->fd = fd;
+	ev_io_init(&t->io, fd, tr__io, t);
+	if (ev_io_start(t->loop, &t->io, EV_WRITE) < 0) {
+		t->fd = -1;
+		goto fail;
+	}
+	ev_timer_arm(t->loop, &t->timeout, TRACE_POST_TIMEOUT_MS);
+	return;
+fail:
+	if (fd >= 0)
+		close(fd);
+	tr__done(t, 0);
+}
+
+static void tr__flush(struct ev_loop *loop, struct ev_timer *tm)
+{
+	(void)loop;
+	tr__send(tm->data);
+}
+
+struct tracer *tracer_new(struct ev_loop *loop, const char *node_id, const char *labels, tracer_resolve_fn resolve,
+			  void *ctx)
+{
+	struct tracer *t = calloc(1, sizeof(*t));
+	const char *pod = NULL, *p;
+	char *podname = NULL;
+	int ok;
+
+	if (!t)
+		return NULL;
+	t->loop = loop;
+	t->resolve = resolve;
+	t->rctx = ctx;
+	t->fd = -1;
+	mesh_buf_init(&t->q, TRACE_QUEUE_BYTES);
+	mesh_buf_init(&t->out, TRACE_QUEUE_BYTES + 1024);
+	ev_timer_init(&t->flush, tr__flush, t);
+	ev_timer_init(&t->timeout, tr__timeout, t);
+	node_id = node_id ? node_id : "";
+	labels = labels ? labels : "";
+	/* TYPE~IP~POD.NS~NS.svc.cluster.local */
+	if ((p = strchr(node_id, '~')) && (p = strchr(p + 1, '~')))
+		pod = p + 1;
+	if (pod) {
+		const char *tilde = strchr(pod, '~'), *dot;
+		size_t plen = tilde ? (size_t)(tilde - pod) : strlen(pod);
+
+		dot = memchr(pod, '.', plen);
+		podname = strndup(pod, dot ? (size_t)(dot - pod) : plen);
+		t->ns = dot ? strndup(dot + 1, plen - (size_t)(dot - pod) - 1) : NULL;
+	}
+	t->node_id = strdup(node_id);
+	t->service = tr__label(labels, "service.istio.io/canonical-name");
+	if (!t->service)
+		t->service = tr__label(labels, "app.kubernetes.io/name");
+	if (!t->service)
+		t->service = tr__label(labels, "app");
+	if (!t->service)
+		t->service = strdup(podname ? podname : "unknown");
+	t->revision = tr__label(labels, "service.istio.io/canonical-revision");
+	if (!t->revision)
+		t->revision = tr__label(labels, "app.kubernetes.io/version");
+	if (!t->revision)
+		t->revision = tr__label(labels, "version");
+	if (!t->revision)
+		t->revision = strdup("latest");
+	if (!t->ns)
+		t->ns = strdup("default");
+	ok = t->node_id && t->service && t->revision && t->ns;
+	if (ok) {
+		/* Envoy's local service name: Istio's --service-cluster, "NAME.NS" */
+		size_t n = strlen(t->service) + strlen(t->ns) + 2;
+
+		ok = (t->local_name = malloc(n)) != NULL;
+		if (ok)
+			snprintf(t->local_name, n, "%s.%s", t->service, t->ns);
+	}
+	free(podname);
+	if (!ok) {
+		tracer_free(t);
+		return NULL;
+	}
+	return t;
+}
+
+void tracer_free(struct tracer *t)
+{
+	if (!t)
+		return;
+	tr__close(t);
+	ev_timer_cancel(t->loop, &t->flush);
+	mesh_buf_cleanup(&t->q);
+	mesh_buf_cleanup(&t->out);
+	free(t->node_id);
+	free(t->service);
+	free(t->revision);
+	free(t->ns);
+	free(t->local_name);
+	free(t->cluster);
+	free(t->endpoint);
+	free(t->host);
+	free(t);
+}
+
+void tracer_get_stats(const struct tracer *t, struct tracer_stats *out)
+{
+	if (t)
+		*out = t->st;
+	else
+		memset(out, 0, sizeof(*out));
+}
+
+static void tr__tag(struct mesh_buf *b, int *first, const char *k, const char *v, size_t vlen)
+{
+	if (!*first)
+		mesh_buf_putc(b, ',');
+	*first = 0;
+	json_put_string(b, k);
+	mesh_buf_putc(b, ':');
+	json_put_stringn(b, v ? v : "", v ? vlen : 0);
+}
+
+static void tr__tagz(struct mesh_buf *b, int *first, const char *k, const char *v)
+{
+	tr__tag(b, first, k, v, v ? strlen(v) : 0);
+}
+
+static int tr__set_str(char **dst, const char *src)
+{
+	if (*dst && !strcmp(*dst, src))
+		return 0;
+	free(*dst);
+	*dst = strdup(src);
+	return *dst ? 0 : -ENOMEM;
+}
+
+void tracer_finish(struct tracer *t, struct trace_span *sp, const struct trace_end *x)
+{
+	const struct trace_cfg *c = sp->cfg;
+	struct mesh_buf *b = &t->q;
+	size_t mark = b->len, i, plen;
+	char num[32];
+	int first = 1;
+
+	if (!c || !sp->sampled)
+		goto out;
+	if (t->n_q >= TRACE_QUEUE_MAX) {
+		t->st.spans_dropped++;
+		goto out;
+	}
+	if (tr__set_str(&t->cluster, c->cluster) < 0 || tr__set_str(&t->endpoint, c->endpoint) < 0 ||
+	    tr__set_str(&t->host, c->hostname) < 0) {
+		t->st.spans_dropped++;
+		goto out;
+	}
+	if (t->n_q)
+		mesh_buf_putc(b, ',');
+	mesh_buf_printf(b, "{\"traceId\":\"%s\",\"id\":\"%s\"", sp->trace_id, sp->span_id);
+	if (sp->parent_id[0])
+		mesh_buf_printf(b, ",\"parentId\":\"%s\"", sp->parent_id);
+	/* Envoy's default operation name for a sidecar: "AUTHORITY/PATH" without the query */
+	plen = x->path ? x->path_len : 0;
+	for (i = 0; i < plen; i++)
+		if (x->path[i] == '?')
+			break;
+	mesh_buf_puts(b, ",\"name\":");
+	{
+		char name[512];
+		int n = snprintf(name, sizeof(name), "%.*s%.*s", (int)(x->authority ? x->authority_len : 0),
+				 x->authority ? x->authority : "", (int)i, x->path ? x->path : "");
+		json_put_stringn(b, name, n < 0 ? 0 : (size_t)n < sizeof(name) ? (size_t)n : sizeof(name) - 1);
+	}
+	mesh_buf_printf(b, ",\"kind\":\"%s\",\"timestamp\":%llu,\"duration\":%llu", x->inbound ? "SERVER" : "CLIENT",
+			(unsigned long long)sp->start_us,
+			(unsigned long long)(x->end_us > sp->start_us ? x->end_us - sp->start_us : 1));
+	mesh_buf_puts(b, ",\"localEndpoint\":{\"serviceName\":");
+	json_put_string(b, t->local_name);
+	mesh_buf_puts(b, "}");
+	if (x->upstream_host) {
+		const char *colon = strrchr(x->upstream_host, ':');
+
+		if (colon && x->upstream_host[0] != '[') {
+			mesh_buf_puts(b, ",\"remoteEndpoint\":{\"ipv4\":");
+			json_put_stringn(b, x->upstream_host, (size_t)(colon - x->upstream_host));
+			mesh_buf_printf(b, ",\"port\":%d}", atoi(colon + 1));
+		}
+	}
+	mesh_buf_puts(b, ",\"tags\":{");
+	tr__tagz(b, &first, "component", "proxy");
+	tr__tagz(b, &first, "istio.canonical_service", t->service);
+	tr__tagz(b, &first, "istio.canonical_revision", t->revision);
+	tr__tagz(b, &first, "istio.mesh_id", "cluster.local");
+	tr__tagz(b, &first, "istio.namespace", t->ns);
+	tr__tagz(b, &first, "node_id", t->node_id);
+	tr__tag(b, &first, "http.method", x->method, x->method_len);
+	{
+		/* http.url: scheme, authority and path, capped at max_path_tag_length */
+		char url[8192];
+		int n = snprintf(url, sizeof(url), "http://%.*s%.*s", (int)(x->authority ? x->authority_len : 0),
+				 x->authority ? x->authority : "", (int)plen, x->path ? x->path : "");
+		size_t ul = n < 0 ? 0 : (size_t)n < sizeof(url) ? (size_t)n : sizeof(url) - 1;
+
+		if (c->max_path_len && ul > c->max_path_len)
+			ul = c->max_path_len;
+		tr__tag(b, &first, "http.url", url, ul);
+	}
+	tr__tag(b, &first, "http.protocol", x->protocol, x->protocol_len);
+	snprintf(num, sizeof(num), "%d", x->status);
+	tr__tagz(b, &first, "http.status_code", num);
+	if (x->status >= 500 || x->status == 0)
+		tr__tagz(b, &first, "error", "true");
+	tr__tagz(b, &first, "upstream_cluster", x->cluster ? x->cluster : "-");
+	tr__tagz(b, &first, "upstream_cluster.name", x->cluster ? x->cluster : "-");
+	tr__tagz(b, &first, "peer.address", x->peer_address);
+	tr__tagz(b, &first, "response_flags", x->response_flags ? x->response_flags : "-");
+	snprintf(num, sizeof(num), "%llu", (unsigned long long)x->request_size);
+	tr__tagz(b, &first, "request_size", num);
+	snprintf(num, sizeof(num), "%llu", (unsigned long long)x->response_size);
+	tr__tagz(b, &first, "response_size", num);
+	tr__tag(b, &first, "guid:x-request-id", x->request_id, x->request_id_len);
+	tr__tag(b, &first, "user_agent", x->user_agent ? x->user_agent : "-", x->user_agent ? x->user_agent_len : 1);
+	tr__tagz(b, &first, "downstream_cluster", "-");
+	for (i = 0; i < c->n_tags; i++) {
+		const struct trace_tag *g = &c->tags[i];
+
+		if (g->kind == 2) {
+			struct h1_str hv = { NULL, 0 };
+
+			if (x->req)
+				hv = h1_head_get(x->req, g->value);
+			if (hv.len)
+				tr__tag(b, &first, g->tag, hv.p, hv.len);
+			else if (g->dflt && g->dflt[0])
+				tr__tagz(b, &first, g->tag, g->dflt);
+		} else {
+			tr__tagz(b, &first, g->tag, g->value);
+		}
+	}
+	mesh_buf_puts(b, "}}");
+	if (b->err) {
+		/* over the byte cap: this span is dropped, the queue kept whole */
+		b->err = 0;
+		b->len = mark;
+		t->st.spans_dropped++;
+		goto out;
+	}
+	t->n_q++;
+	t->st.spans_queued++;
+	if (t->n_q >= TRACE_BATCH && t->fd < 0)
+		tr__send(t);
+	else if (!ev_timer_armed(&t->flush) && t->fd < 0)
+		ev_timer_arm(t->loop, &t->flush, TRACE_FLUSH_MS);
+out:
+	memset(sp, 0, sizeof(*sp));
+}

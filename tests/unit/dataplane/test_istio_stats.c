@@ -1,0 +1,257 @@
+/* Unit tests for dataplane/istio_stats.c: metadata exchange encoding, the
+ * labels Istio writes, histograms, and the cardinality cap. */
+#include "dataplane/istio_stats.h"
+
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NODE "sidecar~127.0.0.2~reviews-v2.demo~demo.svc.cluster.local"
+
+START_TEST(test_peer_roundtrip)
+{
+	struct istio_peer p, q;
+	char b64[ISTIO_META_HDR_MAX];
+	int n;
+
+	ck_assert_int_eq(istio_peer_from_node(&p, NODE, "app=reviews,version=v2", "c1"), 0);
+	ck_assert_str_eq(p.workload, "reviews-v2");
+	ck_assert_str_eq(p.ns, "demo");
+	ck_assert_str_eq(p.canon_svc, "reviews");
+	ck_assert_str_eq(p.canon_rev, "v2");
+	n = istio_peer_encode(&p, b64, sizeof(b64));
+	ck_assert_int_gt(n, 0);
+	ck_assert_uint_eq(strlen(b64), (size_t)n);
+	ck_assert_int_eq(istio_peer_decode(b64, (size_t)n, &q), 0);
+	ck_assert_str_eq(q.workload, "reviews-v2");
+	ck_assert_str_eq(q.ns, "demo");
+	ck_assert_str_eq(q.app, "reviews");
+	ck_assert_str_eq(q.version, "v2");
+	ck_assert_str_eq(q.cluster, "c1");
+	ck_assert_str_eq(q.canon_svc, "reviews");
+	ck_assert_int_lt(istio_peer_decode("!!!!", 4, &q), 0);
+	ck_assert_int_lt(istio_peer_decode(b64, (size_t)n - 1, &q), 0);
+	ck_assert_int_eq(istio_peer_from_node(&p, NODE, "app", NULL), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_canonical_fallbacks)
+{
+	struct istio_peer p;
+
+	ck_assert_int_eq(istio_peer_from_node(&p, NODE, "app.kubernetes.io/name=rv,service.istio.io/canonical-revision=r9",
+					      NULL), 0);
+	ck_assert_str_eq(p.canon_svc, "rv");
+	ck_assert_str_eq(p.canon_rev, "r9");
+	ck_assert_str_eq(p.app, "");
+	ck_assert_str_eq(p.cluster, "Kubernetes");
+	ck_assert_int_eq(istio_peer_from_node(&p, NODE, "", NULL), 0);
+	ck_assert_str_eq(p.canon_svc, "reviews-v2");
+	ck_assert_str_eq(p.canon_rev, "latest");
+}
+END_TEST
+
+static char *prom(struct istio_stats *st)
+{
+	struct mesh_buf b;
+	char *s;
+
+	mesh_buf_init(&b, 1 << 22);
+	istio_stats_prometheus(st, &b);
+	ck_assert_int_eq(b.err, 0);
+	s = strndup(b.data, b.len);
+	mesh_buf_cleanup(&b);
+	return s;
+}
+
+START_TEST(test_record_labels)
+{
+	struct istio_stats *st;
+	struct istio_peer src;
+	const struct istio_peer *pp;
+	struct istio_req r;
+	char b64[ISTIO_META_HDR_MAX], *out;
+	int n, i;
+
+	ck_assert_int_eq(istio_stats_new(NODE, "app=reviews,version=v2", "bookinfo-reviews", 0, &st), 0);
+	ck_assert_int_eq(istio_peer_from_node(&src, "sidecar~127.0.0.3~productpage-v1.demo~x", "app=productpage,version=v1",
+					      NULL), 0);
+	n = istio_peer_encode(&src, b64, sizeof(b64));
+	pp = istio_stats_peer(st, b64, (size_t)n);
+	ck_assert_ptr_nonnull(pp);
+	ck_assert_ptr_eq(istio_stats_peer(st, b64, (size_t)n), pp); /* cached */
+	memset(&r, 0, sizeof(r));
+	r.inbound = 1;
+	r.peer = pp;
+	r.peer_principal = "spiffe://cluster.local/ns/demo/sa/productpage";
+	r.mtls = 1;
+	r.service = "reviews.demo.svc.cluster.local";
+	r.service_len = strlen(r.service);
+	r.response_code = 200;
+	r.grpc_status = -1;
+	r.response_flags = "-";
+	r.duration_ms = 3;
+	r.request_bytes = 0;
+	r.response_bytes = 700;
+	for (i = 0; i < 3; i++)
+		istio_stats_record(st, &r);
+	r.response_code = 503;
+	r.response_flags = "UF";
+	istio_stats_record(st, &r);
+	ck_assert_uint_eq(istio_stats_series(st), 2);
+	out = prom(st);
+	ck_assert_ptr_nonnull(strstr(out,
+		"istio_requests_total{reporter=\"destination\",source_workload=\"productpage-v1\","
+		"source_canonical_service=\"productpage\",source_canonical_revision=\"v1\","
+		"source_workload_namespace=\"demo\",source_principal=\"spiffe://cluster.local/ns/demo/sa/productpage\","
+		"source_app=\"productpage\",source_version=\"v1\",source_cluster=\"Kubernetes\","
+		"destination_workload=\"reviews-v2\",destination_workload_namespace=\"demo\","
+		"destination_principal=\"spiffe://cluster.local/ns/demo/sa/bookinfo-reviews\","
+		"destination_app=\"reviews\",destination_version=\"v2\","
+		"destination_service=\"reviews.demo.svc.cluster.local\",destination_canonical_service=\"reviews\","
+		"destination_canonical_revision=\"v2\",destination_service_name=\"reviews\","
+		"destination_service_namespace=\"demo\",destination_cluster=\"Kubernetes\",request_protocol=\"http\","
+		"response_code=\"200\",grpc_response_status=\"\",response_flags=\"-\","
+		"connection_security_policy=\"mutual_tls\"} 3\n"));
+	ck_assert_ptr_nonnull(strstr(out, "response_code=\"503\""));
+	ck_assert_ptr_nonnull(strstr(out, "response_flags=\"UF\",connection_security_policy=\"mutual_tls\"} 1\n"));
+	/* 3 ms lands in le=5 and not in le=1; 700 bytes in le=1000 */
+	ck_assert_ptr_nonnull(strstr(out, "connection_security_policy=\"mutual_tls\",le=\"1\"} 0\n"));
+	ck_assert_ptr_nonnull(strstr(out, "connection_security_policy=\"mutual_tls\",le=\"5\"} 3\n"));
+	ck_assert_ptr_nonnull(strstr(out, "connection_security_policy=\"mutual_tls\",le=\"3.6e+06\"} 3\n"));
+	ck_assert_ptr_nonnull(strstr(out, "# TYPE istio_request_duration_milliseconds histogram\n"));
+	ck_assert_ptr_nonnull(strstr(out, "# TYPE istio_response_bytes histogram\n"));
+	free(out);
+
+	/* the source reporter: unknown peer, gRPC */
+	memset(&r, 0, sizeof(r));
+	r.service = "ratings";
+	r.service_len = 7;
+	r.grpc = 1;
+	r.response_code = 200;
+	r.grpc_status = 14;
+	istio_stats_record(st, &r);
+	out = prom(st);
+	ck_assert_ptr_nonnull(strstr(out, "{reporter=\"source\",source_workload=\"reviews-v2\","));
+	ck_assert_ptr_nonnull(strstr(out, "destination_workload=\"unknown\",destination_workload_namespace=\"unknown\","
+					  "destination_principal=\"unknown\""));
+	ck_assert_ptr_nonnull(strstr(out, "destination_service_name=\"ratings\",destination_service_namespace=\"unknown\""));
+	ck_assert_ptr_nonnull(strstr(out, "request_protocol=\"grpc\",response_code=\"200\",grpc_response_status=\"14\","
+					  "response_flags=\"-\",connection_security_policy=\"unknown\"} 1\n"));
+	free(out);
+	istio_stats_free(st);
+}
+END_TEST
+
+START_TEST(test_cap)
+{
+	struct istio_stats *st;
+	struct istio_req r;
+	int i;
+
+	ck_assert_int_eq(istio_stats_new(NODE, "", NULL, 4, &st), 0);
+	memset(&r, 0, sizeof(r));
+	r.service = "a.b";
+	r.service_len = 3;
+	r.grpc_status = -1;
+	for (i = 0; i < 10; i++) {
+		r.response_code = 200 + i;
+		istio_stats_record(st, &r);
+		istio_stats_record(st, &r);
+	}
+	ck_assert_uint_eq(istio_stats_series(st), 4);
+	ck_assert_uint_eq(istio_stats_overflow(st), 12);
+	istio_stats_free(st);
+	istio_stats_free(NULL);
+}
+END_TEST
+
+START_TEST(test_helpers)
+{
+	struct istio_stats *st;
+	static const char tr[] = "x: 1\r\nGRPC-Status: 14\r\ngrpc-message: no\r\n";
+	const char *a;
+	size_t n;
+
+	ck_assert_int_eq(istio_grpc_status_in(tr, sizeof(tr) - 1), 14);
+	ck_assert_int_eq(istio_grpc_status_in("grpc-message: no\r\n", 18), -1);
+	ck_assert_int_eq(istio_grpc_status_val(" 0 ", 3), 0);
+	ck_assert_int_eq(istio_grpc_status_val("1x", 2), -1);
+	a = istio_service_of("outbound|9080|v1|reviews.demo.svc.cluster.local", "x:1", 3, &n);
+	ck_assert_uint_eq(n, 30);
+	ck_assert_int_eq(memcmp(a, "reviews.demo.svc.cluster.local", n), 0);
+	a = istio_service_of("inbound|9080||", "reviews:9080", 12, &n);
+	ck_assert_uint_eq(n, 7);
+	ck_assert_int_eq(memcmp(a, "reviews", n), 0);
+	ck_assert_ptr_null(istio_service_of("inbound|9080||", NULL, 0, &n));
+	ck_assert_int_eq(istio_is_meta_header("X-Envoy-Peer-Metadata", 21), 1);
+	ck_assert_int_eq(istio_is_meta_header("x-envoy-peer-metadata-id", 24), 1);
+	ck_assert_int_eq(istio_is_meta_header("x-envoy-peer", 12), 0);
+	ck_assert_int_eq(istio_stats_new(NODE, "", "sa", 0, &st), 0);
+	a = istio_stats_principal(st, "spiffe://x/ns/a/sa/b");
+	ck_assert_str_eq(a, "spiffe://x/ns/a/sa/b");
+	ck_assert_ptr_eq(istio_stats_principal(st, "spiffe://x/ns/a/sa/b"), a);
+	ck_assert_ptr_null(istio_stats_principal(st, NULL));
+	ck_assert_ptr_null(istio_stats_peer(st, "AAAA!", 5));
+	istio_stats_free(st);
+}
+END_TEST
+
+START_TEST(test_tcp)
+{
+	struct istio_stats *st;
+	struct istio_req r;
+	char *out;
+
+	ck_assert_int_eq(istio_stats_new(NODE, "app=reviews", NULL, 0, &st), 0);
+	memset(&r, 0, sizeof(r));
+	r.inbound = 1;
+	r.mtls = 1;
+	r.peer_principal = "spiffe://cluster.local/ns/demo/sa/client";
+	r.service = "db.demo.svc.cluster.local";
+	r.service_len = strlen(r.service);
+	r.response_flags = "-";
+	istio_stats_tcp(st, &r, 1, 0);
+	r.request_bytes = 10;
+	r.response_bytes = 20;
+	istio_stats_tcp(st, &r, 0, 1);
+	/* the same labels as a request would be another series */
+	istio_stats_record(st, &r);
+	ck_assert_uint_eq(istio_stats_series(st), 2);
+	out = prom(st);
+	ck_assert_ptr_nonnull(strstr(out, "istio_tcp_connections_opened_total{reporter=\"destination\",source_workload=\"unknown\","));
+	ck_assert_ptr_nonnull(strstr(out, "request_protocol=\"tcp\",response_flags=\"-\",connection_security_policy=\"mutual_tls\"} 1\n"
+					  "# TYPE istio_tcp_connections_closed_total counter\n"));
+	ck_assert_ptr_nonnull(strstr(out, "connection_security_policy=\"mutual_tls\"} 10\n# TYPE istio_tcp_sent_bytes_total"));
+	ck_assert_ptr_nonnull(strstr(out, "connection_security_policy=\"mutual_tls\"} 20\n"));
+	ck_assert_ptr_null(strstr(out, "request_protocol=\"tcp\",response_code"));
+	free(out);
+	istio_stats_free(st);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("istio_stats");
+	TCase *tc = tcase_create("core");
+
+	tcase_add_test(tc, test_peer_roundtrip);
+	tcase_add_test(tc, test_canonical_fallbacks);
+	tcase_add_test(tc, test_record_labels);
+	tcase_add_test(tc, test_cap);
+	tcase_add_test(tc, test_helpers);
+	tcase_add_test(tc, test_tcp);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(suite());
+	int nf;
+
+	srunner_run_all(sr, CK_NORMAL);
+	nf = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return nf ? EXIT_FAILURE : EXIT_SUCCESS;
+}
