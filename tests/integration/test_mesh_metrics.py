@@ -238,6 +238,9 @@ class MeshMetricsTest(unittest.TestCase):
         self.traffic(2, 1, 1, 0)
         self.wait_sum(web_dst, 3)
         self.wait_sum('reporter="source",destination_workload="greeter-1"', 1)
+        # every series the Kiali query below reads has a sample before phase 2
+        # (rate() needs an increase between two samples)
+        self.wait_sum('reporter="destination",destination_workload="greeter-1"', 1)
         self.traffic(3, 2, 1, 1)
         self.wait_sum(web_dst + ',response_code="200"', 5)
         self.wait_sum(web_dst + ',response_code="503"', 3)
@@ -249,10 +252,20 @@ class MeshMetricsTest(unittest.TestCase):
         self.wait_sum('reporter="source",destination_workload="greeter-1",grpc_response_status="5"', 1)
 
         # Kiali's graph query
-        res = self.query('sum(rate(istio_requests_total{reporter="destination"}[1m])) '
-                         'by (source_workload, destination_workload, response_code)')
-        got = {(r["metric"]["source_workload"], r["metric"]["destination_workload"], r["metric"]["response_code"]):
-               float(r["value"][1]) for r in res}
+        kiali = ('sum(rate(istio_requests_total{reporter="destination"}[1m])) '
+                 'by (source_workload, destination_workload, response_code)')
+
+        def kiali_series():
+            return {(r["metric"]["source_workload"], r["metric"]["destination_workload"],
+                     r["metric"]["response_code"]): float(r["value"][1]) for r in self.query(kiali) or []}
+        # the counts above may be in the newest sample only: rate() sees them
+        # once a scrape follows (bounded wait, then the exact checks)
+        try:
+            wait_for(lambda: len([v for v in kiali_series().values() if v > 0]) >= 3, timeout=15,
+                     what="the Kiali query's three series")
+        except AssertionError:
+            pass
+        got = kiali_series()
         for key in (("client-1", "web-1", "200"), ("client-1", "web-1", "503"), ("client-1", "greeter-1", "200")):
             self.assertIn(key, got)
             self.assertGreater(got[key], 0)
