@@ -1179,6 +1179,18 @@ static struct px_uconn *u_connect(struct px_stream *s, struct px_host *h, int *e
 }
 
 /* Response head from upstream: forward it, or retry on it. */
+/* issue 14: does a response carry metadata-exchange headers (which end at
+ * the sidecar that reads them)?  Only then is the header copy edited. */
+static int head_has_meta(const struct h1_head *h)
+{
+	size_t i;
+
+	for (i = 0; i < h->n_headers; i++)
+		if (istio_is_meta_header(h->headers[i].name.p, h->headers[i].name.len))
+			return 1;
+	return 0;
+}
+
 static int u_on_head(struct px_uconn *u, struct px_stream *s, const struct h1_head *h)
 {
 	struct px_dconn *d = s->d;
@@ -1230,8 +1242,11 @@ static int u_on_head(struct px_uconn *u, struct px_stream *s, const struct h1_he
 		s->cl->st.rq_retry_success++;
 	}
 	rc = h1_out_status_line(b, h->status, h->reason);
-	if (!rc && !s->hdrs->n_resp && !s->e->istio) {
+	if (!rc && !s->hdrs->n_resp && !(s->e->istio && head_has_meta(h))) {
+		/* nothing to edit or strip: the fields as they came */
 		rc = h1_out_fields(b, h, h->framing != H1_BODY_NONE);
+		if (!rc && s->e->istio && d->inbound)
+			rc = s_put_peer_meta(s->e, b);
 	} else if (!rc) {
 		size_t i;
 
