@@ -643,6 +643,58 @@ struct cfg_sidecar {
 	enum cfg_outbound_mode outbound; /* outboundTrafficPolicy.mode */
 };
 
+/* ---------------------------------------------------------------- Gateway */
+
+/* Gateway server tls.mode (networking.istio.io ServerTLSSettings.TLSmode);
+ * CFG_GW_TLS_NONE: the server has no tls block. */
+enum cfg_gw_tls_mode {
+	CFG_GW_TLS_NONE,
+	CFG_GW_TLS_PASSTHROUGH,
+	CFG_GW_TLS_SIMPLE,
+	CFG_GW_TLS_MUTUAL,
+	CFG_GW_TLS_AUTO_PASSTHROUGH,
+	CFG_GW_TLS_ISTIO_MUTUAL,
+	CFG_GW_TLS_OPTIONAL_MUTUAL,
+};
+
+/* ServerTLSSettings.TLSProtocol; CFG_GW_TLS_AUTO when unset. */
+enum cfg_gw_tls_version { CFG_GW_TLS_AUTO, CFG_GW_TLSV1_0, CFG_GW_TLSV1_1, CFG_GW_TLSV1_2, CFG_GW_TLSV1_3 };
+
+struct cfg_gw_tls {
+	bool https_redirect;             /* httpsRedirect */
+	enum cfg_gw_tls_mode mode;
+	char *credential_name;           /* credentialName; NULL when absent */
+	char *server_certificate;        /* serverCertificate (file path); NULL when absent */
+	char *private_key;               /* privateKey */
+	char *ca_certificates;           /* caCertificates */
+	struct cfg_strs subject_alt_names; /* subjectAltNames */
+	struct cfg_strs verify_certificate_spki;  /* verifyCertificateSpki */
+	struct cfg_strs verify_certificate_hash;  /* verifyCertificateHash */
+	enum cfg_gw_tls_version min_version;      /* minProtocolVersion */
+	enum cfg_gw_tls_version max_version;      /* maxProtocolVersion */
+	struct cfg_strs cipher_suites;   /* cipherSuites */
+};
+
+struct cfg_gw_server {
+	uint32_t port;                   /* port.number */
+	char *port_name;                 /* port.name; NULL when absent */
+	char *protocol;                  /* port.protocol, upper-case (HTTP, HTTPS, GRPC, HTTP2, TLS, TCP, MONGO) */
+	uint32_t target_port;            /* port.targetPort; 0 when absent */
+	char *bind;                      /* bind; NULL when absent */
+	char *default_endpoint;          /* defaultEndpoint; NULL when absent */
+	char *name;                      /* name; NULL when absent */
+	struct cfg_strs hosts;           /* hosts as written: "host", "ns/host", "./host", any-namespace "*" + "/host" */
+	bool has_tls;                    /* a tls block is present (mode may still be NONE for httpsRedirect only) */
+	struct cfg_gw_tls tls;
+};
+
+/* A Gateway (networking.istio.io v1/v1beta1/v1alpha3). */
+struct cfg_gateway {
+	struct cfg_labels selector;      /* selector: matched against router proxies' labels */
+	struct cfg_gw_server *servers;
+	size_t n_servers;
+};
+
 /* ---------------------------------------------------------------- host names */
 
 /* Whether host pattern `pattern` covers `host` (Istio's host.Name.SubsetOf
@@ -762,6 +814,7 @@ struct cfg_object {
 		struct cfg_authorization_policy ap;
 		struct cfg_request_authentication ra;
 		struct cfg_sidecar sc;
+		struct cfg_gateway gw;
 		struct cfg_telemetry tm;
 		struct cfg_k8s_service svc;
 		struct cfg_k8s_endpoint_slice eps;
