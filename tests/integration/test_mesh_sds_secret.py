@@ -11,8 +11,9 @@ which the sidecar asks for on its ADS stream and meshd serves from the
 Secret YAML backend-cred (kubernetes.io/tls, ca.crt = CA one) of the
 sidecar's namespace.
 
-Cases (one meshd, one sidecar, about 5-15 s):
-  - the sidecar's ADS is over TLS (its log says so) and it is ready;
+Cases (one meshd, two sidecars: Delta, Istio's default, and state of the
+world; about 5-15 s):
+  - the sidecars' ADS is over TLS (their logs say so) and they are ready;
   - a request through the sidecar reaches the backend over TLS, verified
     against CA one; /config_dump names the secret with its serial and never
     its PEM or a private key;
@@ -164,7 +165,7 @@ class MeshSdsSecretTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="mesh-sds-")
-        cls.sidecar = None
+        cls.sidecar = cls.sotw = None
         cls.backend = None
         host = fqdn("tls-backend")
         cls.ca1 = make_ca(cls.tmp, "ca-one")
@@ -186,32 +187,39 @@ class MeshSdsSecretTest(unittest.TestCase):
         try:
             cls.meshd.start()
             secure = "127.0.0.1:%d" % cls.meshd.secure_port
-            cls.sidecar = Sidecar(cls.meshd, "client", "app=client", args=[
-                "--xds-addr", secure, "--ca-addr", secure, "--root-cert", os.path.join(ca_dir, "root-cert.pem"),
-                "--token-file", token, "--service-account", "client"])
+            args = ["--xds-addr", secure, "--ca-addr", secure, "--root-cert", os.path.join(ca_dir, "root-cert.pem"),
+                    "--token-file", token, "--service-account", "client"]
+            cls.sidecar = Sidecar(cls.meshd, "client", "app=client", args=args)
+            cls.sotw = Sidecar(cls.meshd, "client-sotw", "app=client", args=args + ["--xds-protocol", "sotw"])
             cls.sidecar.wait_ready()
+            cls.sotw.wait_ready()
         except BaseException:
             cls.tearDownClass()
             raise
 
     @classmethod
     def tearDownClass(cls):
-        rc = cls.sidecar.stop() if cls.sidecar else 0
-        logs = cls.sidecar.logs() if cls.sidecar else ""
+        bad = {}
+        for s in (cls.sidecar, cls.sotw):
+            if s:
+                rc = s.stop()
+                if rc != 0:
+                    bad[s.node_id] = (rc, s.logs())
         cls.meshd.finish()
         if cls.backend:
             cls.backend.stop()
-        if cls.sidecar:
-            cls.sidecar.cleanup()
+        for s in (cls.sidecar, cls.sotw):
+            if s:
+                s.cleanup()
         shutil.rmtree(cls.tmp, ignore_errors=True)
-        if rc != 0:
-            raise AssertionError("meshproxy exited %s:\n%s" % (rc, logs))
+        if bad:
+            raise AssertionError("meshproxy exited non-zero: %r" % bad)
 
-    def call(self):
-        return self.sidecar.request("http://%s:%d/" % (fqdn("tls-backend"), self.port), timeout=10)
+    def call(self, sidecar=None):
+        return (sidecar or self.sidecar).request("http://%s:%d/" % (fqdn("tls-backend"), self.port), timeout=10)
 
-    def secret_serial(self):
-        dump = self.sidecar.admin("/config_dump")[1]
+    def secret_serial(self, sidecar=None):
+        dump = (sidecar or self.sidecar).admin("/config_dump")[1]
         i = dump.find('"name": "%s"' % SECRET)
         if i < 0:
             return None
@@ -219,27 +227,30 @@ class MeshSdsSecretTest(unittest.TestCase):
         return dump[j + len('"serial_number": "'):dump.find('"', j + len('"serial_number": "'))].lstrip("0")
 
     def test_1_xds_over_tls(self):
-        logs = self.sidecar.logs()
-        self.assertIn("over TLS with the workload identity", logs)
-        self.assertIn("connected to meshd", logs)
+        for s in (self.sidecar, self.sotw):
+            logs = s.logs()
+            self.assertIn("over TLS with the workload identity", logs)
+            self.assertIn("connected to meshd", logs)
 
     def test_2_simple_tls_from_the_secret(self):
-        wait_for(lambda: self.secret_serial(), timeout=60 if slow() else 20,
-                 what="%s in /config_dump" % SECRET)
-        self.assertEqual(self.secret_serial(), serial_of(self.ca1[1]))
-        before = self.backend.count
-        r = self.call()
-        self.assertEqual(r.status, 200, r)
-        self.assertIn(b"tls-backend says hello", r.body)
-        self.assertEqual(self.backend.count, before + 1)
-        dump = self.sidecar.admin("/config_dump")[1]
-        self.assertNotIn("PRIVATE KEY", dump)
-        ca_body = read(self.ca1[1], "r").splitlines()[1]
-        self.assertNotIn(ca_body, dump)
+        for s in (self.sidecar, self.sotw):
+            wait_for(lambda: self.secret_serial(s), timeout=60 if slow() else 20,
+                     what="%s in /config_dump" % SECRET)
+            self.assertEqual(self.secret_serial(s), serial_of(self.ca1[1]))
+            before = self.backend.count
+            r = self.call(s)
+            self.assertEqual(r.status, 200, r)
+            self.assertIn(b"tls-backend says hello", r.body)
+            self.assertEqual(self.backend.count, before + 1)
+            dump = s.admin("/config_dump")[1]
+            self.assertNotIn("PRIVATE KEY", dump)
+            ca_body = read(self.ca1[1], "r").splitlines()[1]
+            self.assertNotIn(ca_body, dump)
 
     def test_3_rotation(self):
-        wait_for(lambda: self.secret_serial(), timeout=60 if slow() else 20, what=SECRET)
-        self.assertEqual(self.call().status, 200)
+        for s in (self.sidecar, self.sotw):
+            wait_for(lambda: self.secret_serial(s), timeout=60 if slow() else 20, what=SECRET)
+            self.assertEqual(self.call(s).status, 200)
         # the backend moves to CA two: the sidecar, trusting CA one, refuses it
         self.backend.use(self.leaf2[1], self.leaf2[0])
         before = self.backend.count
@@ -249,11 +260,12 @@ class MeshSdsSecretTest(unittest.TestCase):
         # the Secret rewritten with CA two: the next calls verify against it
         self.meshd.write("secret.yaml", secret_yaml(self.leaf2[1], self.leaf2[0], self.ca2[1]))
         want = serial_of(self.ca2[1])
-        wait_for(lambda: self.secret_serial() == want, timeout=60 if slow() else 20,
-                 what="the rotated secret in /config_dump")
-        r = self.call()
-        self.assertEqual(r.status, 200, r)
-        self.assertEqual(self.backend.count, before + 1)
+        for s in (self.sidecar, self.sotw):
+            wait_for(lambda: self.secret_serial(s) == want, timeout=60 if slow() else 20,
+                     what="the rotated secret in /config_dump")
+            r = self.call(s)
+            self.assertEqual(r.status, 200, r)
+        self.assertEqual(self.backend.count, before + 2)
 
 
 if __name__ == "__main__":
