@@ -3222,14 +3222,111 @@ static void dec__server_tls(struct dec *d, const struct cfg__node *tls)
 	dec__pop(d, mark);
 }
 
+/* An upper-cased copy of a protocol name (NULL when not set). */
+static char *dec__upper(struct dec *d, const struct cfg__node *n)
+{
+	char *s = dec__str(d, n);
+	size_t k;
+
+	for (k = 0; s && s[k]; k++)
+		s[k] = (char)toupper((unsigned char)s[k]);
+	return s;
+}
+
+/* A string field that Istio treats as unset when empty: NULL then. */
+static char *dec__str_set(struct dec *d, const struct cfg__node *n)
+{
+	return n && n->str && n->len ? dec__str(d, n) : NULL;
+}
+
+static enum cfg_gw_tls_version dec__gw_tls_version(const struct cfg__node *n)
+{
+	static const char *const names[] = { "TLS_AUTO", "TLSV1_0", "TLSV1_1", "TLSV1_2", "TLSV1_3" };
+	size_t i;
+
+	for (i = 0; n && n->str && i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(n->str, names[i]) == 0)
+			return (enum cfg_gw_tls_version)i;
+	return CFG_GW_TLS_AUTO;
+}
+
+/* ServerTLSSettings.mode; a tls block without one is Istio's zero value
+ * PASSTHROUGH on HTTPS/TLS ports and CFG_GW_TLS_NONE elsewhere (a plain
+ * HTTP server whose tls block only says httpsRedirect). */
+static enum cfg_gw_tls_mode dec__gw_tls_mode(const struct cfg__node *n, const char *proto)
+{
+	static const struct {
+		const char *name;
+		enum cfg_gw_tls_mode mode;
+	} modes[] = {
+		{ "PASSTHROUGH", CFG_GW_TLS_PASSTHROUGH },   { "SIMPLE", CFG_GW_TLS_SIMPLE },
+		{ "MUTUAL", CFG_GW_TLS_MUTUAL },             { "AUTO_PASSTHROUGH", CFG_GW_TLS_AUTO_PASSTHROUGH },
+		{ "ISTIO_MUTUAL", CFG_GW_TLS_ISTIO_MUTUAL }, { "OPTIONAL_MUTUAL", CFG_GW_TLS_OPTIONAL_MUTUAL },
+	};
+	size_t i;
+
+	for (i = 0; n && n->str && i < sizeof(modes) / sizeof(modes[0]); i++)
+		if (strcmp(n->str, modes[i].name) == 0)
+			return modes[i].mode;
+	if (proto && (strcasecmp(proto, "HTTPS") == 0 || strcasecmp(proto, "TLS") == 0))
+		return CFG_GW_TLS_PASSTHROUGH;
+	return CFG_GW_TLS_NONE;
+}
+
+/* The fields the gateway generator acts on (struct cfg_gateway), every
+ * field of networking.istio.io Gateway; validation is dec__gateway's. */
+static void dec__gateway_spec(struct dec *d, const struct cfg__node *spec, struct cfg_gateway *gw)
+{
+	const struct cfg__node *servers = F(spec, "servers");
+	size_t i;
+
+	dec__labels(d, F(spec, "selector"), &gw->selector);
+	if (!servers || servers->type != CFG__SEQ || !servers->n)
+		return;
+	gw->servers = dec__alloc(d, servers->n, sizeof(*gw->servers));
+	if (!gw->servers)
+		return;
+	gw->n_servers = servers->n;
+	for (i = 0; i < servers->n; i++) {
+		const struct cfg__node *s = servers->v[i], *port = F(s, "port"), *tls = F(s, "tls");
+		struct cfg_gw_server *sv = &gw->servers[i];
+		int64_t num = dec__int(F(port, "number"), 0), tp = dec__int(F(port, "targetPort"), 0);
+
+		sv->port = num > 0 && num <= UINT32_MAX ? (uint32_t)num : 0;
+		sv->target_port = tp > 0 && tp <= UINT32_MAX ? (uint32_t)tp : 0;
+		sv->port_name = dec__str(d, F(port, "name"));
+		sv->protocol = dec__upper(d, F(port, "protocol"));
+		sv->bind = dec__str(d, F(s, "bind"));
+		sv->default_endpoint = dec__str(d, F(s, "defaultEndpoint"));
+		sv->name = dec__str(d, F(s, "name"));
+		dec__strs(d, F(s, "hosts"), &sv->hosts);
+		if (!tls || tls->type != CFG__MAP)
+			continue;
+		sv->has_tls = true;
+		sv->tls.https_redirect = dec__bool(F(tls, "httpsRedirect")) == 1;
+		sv->tls.mode = dec__gw_tls_mode(F(tls, "mode"), sv->protocol);
+		sv->tls.credential_name = dec__str_set(d, F(tls, "credentialName"));
+		sv->tls.server_certificate = dec__str_set(d, F(tls, "serverCertificate"));
+		sv->tls.private_key = dec__str_set(d, F(tls, "privateKey"));
+		sv->tls.ca_certificates = dec__str_set(d, F(tls, "caCertificates"));
+		dec__strs(d, F(tls, "subjectAltNames"), &sv->tls.subject_alt_names);
+		dec__strs(d, F(tls, "verifyCertificateSpki"), &sv->tls.verify_certificate_spki);
+		dec__strs(d, F(tls, "verifyCertificateHash"), &sv->tls.verify_certificate_hash);
+		sv->tls.min_version = dec__gw_tls_version(F(tls, "minProtocolVersion"));
+		sv->tls.max_version = dec__gw_tls_version(F(tls, "maxProtocolVersion"));
+		dec__strs(d, F(tls, "cipherSuites"), &sv->tls.cipher_suites);
+	}
+}
+
 /* Istio's ValidateGateway and validateServer. */
-static void dec__gateway(struct dec *d, const struct cfg__node *spec)
+static void dec__gateway(struct dec *d, const struct cfg__node *spec, struct cfg_gateway *gw)
 {
 	const struct cfg__node *servers = F(spec, "servers");
 	size_t i, j, mark;
 
 	if (!dec__istio_label(d->o->name))
 		cfg__error(d->e, spec, "invalid gateway name: \"%s\" (a DNS label, no dots)", d->o->name);
+	dec__gateway_spec(d, spec, gw);
 	if (!servers || !servers->n) {
 		cfg__error(d->e, servers ? servers : spec, "gateway must have at least one server");
 		return;
@@ -3301,17 +3398,6 @@ static void dec__gateway(struct dec *d, const struct cfg__node *spec)
 }
 
 /* Istio's ValidateSidecar (the checks that need no other object). */
-/* An upper-cased copy of a protocol name (NULL when not set). */
-static char *dec__upper(struct dec *d, const struct cfg__node *n)
-{
-	char *s = dec__str(d, n);
-	size_t k;
-
-	for (k = 0; s && s[k]; k++)
-		s[k] = (char)toupper((unsigned char)s[k]);
-	return s;
-}
-
 static enum cfg_capture_mode dec__capture_mode(const struct cfg__node *n)
 {
 	if (n && n->str && strcmp(n->str, "NONE") == 0)
@@ -3951,7 +4037,7 @@ void cfg__decode(struct cfg__ectx *e, struct cfg_object *o, const struct cfg__no
 		dec__authorization_policy(&d, spec, &o->spec.ap);
 		break;
 	case CFG_GATEWAY:
-		dec__gateway(&d, spec);
+		dec__gateway(&d, spec, &o->spec.gw);
 		break;
 	case CFG_SIDECAR:
 		dec__sidecar(&d, spec, &o->spec.sc);
