@@ -660,7 +660,8 @@ enum cfg_gw_tls_version { CFG_GW_TLS_AUTO, CFG_GW_TLSV1_0, CFG_GW_TLSV1_1, CFG_G
 
 struct cfg_gw_tls {
 	bool https_redirect;             /* httpsRedirect */
-	enum cfg_gw_tls_mode mode;
+	enum cfg_gw_tls_mode mode;       /* mode; written without one: PASSTHROUGH on HTTPS/TLS ports (Istio's zero
+					  * value), NONE on others (an httpsRedirect-only block) */
 	char *credential_name;           /* credentialName; NULL when absent */
 	char *server_certificate;        /* serverCertificate (file path); NULL when absent */
 	char *private_key;               /* privateKey */
