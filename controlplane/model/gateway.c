@@ -27,7 +27,9 @@ const char *model_gateway_ref(const char *ref, const char *vs_ns, char *buf, siz
 
 	if (!ref)
 		ref = "";
-	if (strchr(ref, '/') || strcmp(ref, MODEL_MESH_GATEWAY) == 0) {
+	if (ref[0] == '.' && ref[1] == '/') {
+		snprintf(buf, cap, "%s/%s", vs_ns ? vs_ns : "default", ref + 2);
+	} else if (strchr(ref, '/') || strcmp(ref, MODEL_MESH_GATEWAY) == 0) {
 		snprintf(buf, cap, "%s", ref);
 	} else if ((dot = strchr(ref, '.')) != NULL) {
 		/* "name.ns" or "name.ns.svc.cluster.local": Istio's legacy form */
@@ -46,6 +48,8 @@ bool model_gateways_include(const struct cfg_strs *gateways, const char *vs_ns, 
 	char buf[MODEL_GATEWAY_NAME_MAX];
 	size_t i;
 
+	if ((!gateways || gateways->n == 0) && strcmp(gateway, MODEL_MESH_GATEWAY) == 0)
+		return true;         /* getGatewayNames: none listed is "mesh" */
 	for (i = 0; gateways && i < gateways->n; i++)
 		if (strcmp(model_gateway_ref(gateways->v[i], vs_ns, buf, sizeof(buf)), gateway) == 0)
 			return true;

@@ -39,13 +39,13 @@
 
 /* The Gateway a VirtualService of namespace vs_ns means by ref, as
  * "ns/name" in buf (cap bytes): "ns/name" as written, "mesh" as is,
- * "name.ns[.svc...]" (legacy FQDN form) as "ns/name", "name" as
- * "vs_ns/name" (Istio's resolveGatewayName).  Returns buf. */
+ * "./name" and "name" as "vs_ns/name", "name.ns[.svc...]" (legacy FQDN
+ * form) as "ns/name" (Istio's resolveGatewayName).  Returns buf. */
 const char *model_gateway_ref(const char *ref, const char *vs_ns, char *buf, size_t cap);
 
 /* Whether the gateways list of a VirtualService (or of one of its
- * matches) of namespace vs_ns names gateway ("ns/name").  An empty list
- * names "mesh" only (never a Gateway). */
+ * matches) of namespace vs_ns names gateway ("ns/name", or "mesh").  An
+ * empty list names "mesh" only (never a Gateway). */
 bool model_gateways_include(const struct cfg_strs *gateways, const char *vs_ns, const char *gateway);
 
 /* Whether Gateway gw (kind CFG_GATEWAY) selects a router proxy with these
