@@ -95,6 +95,7 @@ struct gw_server {
 	const struct cfg_gw_server *s;
 	char *gateway;               /* "ns/name" */
 	char *route;                 /* RDS name; NULL: not an HTTP(S)-terminating server */
+	uint32_t lport;              /* the port listened on (resolvePorts: the Service's targetPort) */
 };
 
 /* One listener "BIND_PORT" and the servers merged into it, in order. */
@@ -110,6 +111,7 @@ struct gw_lis {
 struct gw_gen {
 	struct gen_ctx g;
 	const struct gen_workload *w;
+	const struct gen_node *node;  /* NULL: unknown */
 	const char *ns;              /* the router's namespace */
 	struct arena *a;
 	struct xds_snapshot *snap;
@@ -160,13 +162,56 @@ static const char *gw_bind(const struct cfg_gw_server *s)
 
 /* ---------------------------------------------------------------- merging (mergeGateways) */
 
+/* Is endpoint e the router (its service target)?  By namespace and labels,
+ * or by the node's IP when the node declares no labels (as the sidecar
+ * generator finds its workload). */
+static bool gw_is_router(const struct gw_gen *gg, const struct model_endpoint *e)
+{
+	const struct cfg_labels *wl = gen__workload_labels(gg->w);
+
+	if (wl->n == 0)
+		return gg->node && gg->node->ip && e->address && strcmp(gg->node->ip, e->address) == 0;
+	return e->labels && strcmp(e->ns ? e->ns : "", gg->ns) == 0 && model_labels_match(wl, e->labels);
+}
+
+/* resolvePorts for a Gateway selecting by labels (legacyGatewaySelector):
+ * the port of the first Service (by host name) of which the router is an
+ * endpoint and whose port `number` is the server's: its target port (the
+ * endpoint's port), so a Service 80 -> 8080 makes the router listen on
+ * 8080; none: the server's port as it is. */
+static uint32_t gw_resolve_port(const struct gw_gen *gg, uint32_t number)
+{
+	const struct model *m = gg->g.m;
+	size_t i, j, k;
+
+	for (i = 0; i < m->n_services; i++) {
+		const struct model_service *svc = &m->services[i];
+
+		for (k = 0; k < svc->n_ports; k++) {
+			if (svc->ports[k].number != number)
+				continue;
+			for (j = 0; j < svc->n_endpoints; j++) {
+				const struct model_endpoint *e = &svc->endpoints[j];
+
+				if (!gw_is_router(gg, e))
+					continue;
+				if (e->ports && e->ports[k])
+					return e->ports[k];
+				return svc->ports[k].target_port ? svc->ports[k].target_port : number;
+			}
+		}
+	}
+	return number;
+}
+
 /* gatewayRDSRouteName: "http.PORT[.BIND]", "https.PORT.PORTNAME.NAME.NS[.BIND]", or NULL */
-static char *gw_route_name(struct arena *a, const struct cfg_gw_server *s, const struct cfg_object *gw)
+static char *gw_route_name(struct arena *a, const struct cfg_gw_server *s, uint32_t lport, const struct cfg_object *gw)
 {
 	const char *bind = s->bind && s->bind[0] ? s->bind : NULL;
 
+	/* http: the port listened on; https: the server's (as istiod) */
 	if (gw_proto_http(s->protocol))
-		return arena_printf(a, "http.%u%s%s", s->port, bind ? "." : "", bind ? bind : "");
+		return arena_printf(a, "http.%u%s%s", lport, bind ? "." : "", bind ? bind : "");
 	if (gw_https_terminating(s))
 		return arena_printf(a, "https.%u.%s.%s.%s%s%s", s->port, s->port_name ? s->port_name : "", gw->name,
 				    gw->ns, bind ? "." : "", bind ? bind : "");
@@ -183,13 +228,13 @@ static const char *gw_sni_host(const char *h)
 
 /* istiod's CheckDuplicates for a TLS server: 1 when one of its hosts is
  * already served on that port and bind, else its hosts are recorded. */
-static int gw_sni_dup(struct gw_gen *gg, const struct cfg_gw_server *s, const char **dup)
+static int gw_sni_dup(struct gw_gen *gg, const struct cfg_gw_server *s, uint32_t lport, const char **dup)
 {
 	size_t i, j;
 
 	for (i = 0; i < s->hosts.n; i++)
 		for (j = 0; j < gg->n_sni; j++)
-			if (gg->sni[j].port == s->port && strcmp(gg->sni[j].host, s->hosts.v[i]) == 0 &&
+			if (gg->sni[j].port == lport && strcmp(gg->sni[j].host, s->hosts.v[i]) == 0 &&
 			    strcmp(gg->sni[j].bind, gw_bind(s)) == 0) {
 				*dup = s->hosts.v[i];
 				return 1;
@@ -201,7 +246,7 @@ static int gw_sni_dup(struct gw_gen *gg, const struct cfg_gw_server *s, const ch
 			return -ENOMEM;
 		if (gg->n_sni)
 			memcpy(v, gg->sni, gg->n_sni * sizeof(*v));
-		v[gg->n_sni].port = s->port;
+		v[gg->n_sni].port = lport;
 		v[gg->n_sni].host = s->hosts.v[i];
 		v[gg->n_sni].bind = gw_bind(s);
 		gg->sni = v;
@@ -236,13 +281,14 @@ static int gw_merge_server(struct gw_gen *gg, const struct cfg_object *gw, const
 		return 0;
 	sv->gw = gw;
 	sv->s = s;
+	sv->lport = gw_resolve_port(gg, s->port);
 	if (!(sv->gateway = arena_printf(gg->a, "%s/%s", gw->ns, gw->name)))
 		return -ENOMEM;
-	sv->route = gw_route_name(gg->a, s, gw);
+	sv->route = gw_route_name(gg->a, s, sv->lport, gw);
 	if ((gw_proto_http(s->protocol) || gw_https_terminating(s)) && !sv->route)
 		return -ENOMEM;
 	if (s->has_tls) {
-		rc = gw_sni_dup(gg, s, &dup);
+		rc = gw_sni_dup(gg, s, sv->lport, &dup);
 		if (rc < 0)
 			return rc;
 		if (rc) {
@@ -252,11 +298,11 @@ static int gw_merge_server(struct gw_gen *gg, const struct cfg_object *gw, const
 		}
 	}
 	for (i = 0; i < gg->n_lis && !l; i++)
-		if (gg->lis[i].port == s->port && strcmp(gg->lis[i].bind, gw_bind(s)) == 0)
+		if (gg->lis[i].port == sv->lport && strcmp(gg->lis[i].bind, gw_bind(s)) == 0)
 			l = &gg->lis[i];
 	if (!l) {
 		l = &gg->lis[gg->n_lis++];
-		l->port = s->port;
+		l->port = sv->lport;
 		l->bind = gw_bind(s);
 		l->plaintext = !gw_tls_server(s);
 		if (!(l->name = arena_printf(gg->a, "%s_%u", l->bind, l->port)))
@@ -1197,9 +1243,15 @@ static int gw_route_config(struct gw_gen *gg, const struct gw_lis *li, const cha
 	}
 	if (vh.n == 0) {
 		/* nothing bound: "blackhole:PORT" for "*" without routes, a 404 */
-		gw_vhost *v = gw_vhost_new(gg, &vh, "*", li->port);
+		uint32_t port = li->port;
+		gw_vhost *v;
 
-		if (!v || !(v->name = arena_printf(a, "blackhole:%u", li->port)))
+		/* the port of the route's first server (servers[0].Port.Number) */
+		for (i = li->n; i > 0; i--)
+			if (li->v[i - 1]->route && strcmp(li->v[i - 1]->route, name) == 0)
+				port = li->v[i - 1]->s->port;
+		v = gw_vhost_new(gg, &vh, "*", port);
+		if (!v || !(v->name = arena_printf(a, "blackhole:%u", port)))
 			return -ENOMEM;
 		v->include_request_attempt_count = false;
 	}
@@ -1354,6 +1406,7 @@ int gen_gateway_snapshot_cached(struct gen_sidecar_cache *c, const struct model 
 	gg.g.notes = notes;
 	gg.g.caller = w;
 	gg.w = w;
+	gg.node = node;
 	gg.ns = gen__workload_ns(w);
 	gg.snap = xds_snapshot_new();
 	gg.a = arena_new(GW_ARENA_MAX);
