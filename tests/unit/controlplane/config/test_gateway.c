@@ -246,6 +246,74 @@ START_TEST(test_decode_empty_strings)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- seed YAML */
+
+/* Every seed file: the Gateways it holds decode with the servers and
+ * hosts they were written with (003/02.yaml, the only one: the ingress
+ * gateway a4co/a4co-gateway, 80 plain and 443 SIMPLE with credentialName),
+ * and no Gateway document of them is rejected. */
+START_TEST(test_seed_gateways)
+{
+	static const char *const files[] = {
+		"000/01.yaml", "000/02.yaml", "000/03.yaml", "000/04.yaml", "000/05.yaml", "000/06.yaml", "000/07.yaml",
+		"001/01.yaml", "001/02.yaml", "001/03.yaml", "001/04.yaml", "001/05.yaml", "001/06.yaml", "001/07.yaml",
+		"001/08.yaml", "001/09.yaml", "001/10.yaml", "001/11.yaml", "001/12.yaml", "003/01.yaml", "003/02.yaml",
+		"003/03.yaml", "003/04.yaml", "003/05.yaml", "003/06.yaml", "003/07.yaml", "003/08.yaml", "003/09.yaml",
+		"003/10.yaml", "003/11.yaml", "003/12.yaml", "003/13.yaml",
+	};
+	size_t f, i, n_gw = 0, n_servers = 0, n_hosts = 0;
+	const struct cfg_gateway *a4co = NULL;
+	char path[256];
+
+	for (f = 0; f < sizeof(files) / sizeof(files[0]); f++) {
+		snprintf(path, sizeof(path), SEED "%s", files[f]);
+		ck_assert_int_eq(cfg_parse_file(path, &res), 0);
+		for (i = 0; i < res.n_errors; i++)
+			ck_assert_msg(res.errors[i].kind != CFG_GATEWAY || res.errors[i].warning, "%s: %s", files[f],
+				      res.errors[i].message);
+		for (i = 0; i < res.n_objects; i++) {
+			const struct cfg_object *o = res.objects[i];
+			size_t s;
+
+			if (o->kind != CFG_GATEWAY)
+				continue;
+			n_gw++;
+			n_servers += o->spec.gw.n_servers;
+			for (s = 0; s < o->spec.gw.n_servers; s++)
+				n_hosts += o->spec.gw.servers[s].hosts.n;
+			if (!strcmp(o->ns, "a4co") && !strcmp(o->name, "a4co-gateway")) {
+				const struct cfg_gw_server *sv = o->spec.gw.servers;
+
+				a4co = &o->spec.gw;
+				ck_assert_uint_eq(a4co->selector.n, 1);
+				ck_assert_str_eq(a4co->selector.v[0].key, "istio");
+				ck_assert_str_eq(a4co->selector.v[0].value, "ingressgateway");
+				ck_assert_uint_eq(a4co->n_servers, 2);
+				ck_assert_uint_eq(sv[0].port, 80);
+				ck_assert_str_eq(sv[0].protocol, "HTTP");
+				ck_assert_str_eq(sv[0].port_name, "http");
+				ck_assert(!sv[0].has_tls);
+				ck_assert_uint_eq(sv[0].hosts.n, 2);
+				ck_assert_str_eq(sv[0].hosts.v[0], "*.a4co.local");
+				ck_assert_str_eq(sv[0].hosts.v[1], "a4co.local");
+				ck_assert_uint_eq(sv[1].port, 443);
+				ck_assert_str_eq(sv[1].protocol, "HTTPS");
+				ck_assert(sv[1].has_tls);
+				ck_assert_int_eq(sv[1].tls.mode, CFG_GW_TLS_SIMPLE);
+				ck_assert_str_eq(sv[1].tls.credential_name, "a4co-tls-cert");
+				ck_assert_uint_eq(sv[1].hosts.n, 1);
+				ck_assert_str_eq(sv[1].hosts.v[0], "*.a4co.local");
+			}
+		}
+		cfg_parse_result_cleanup(&res);
+	}
+	ck_assert_ptr_nonnull(a4co);
+	ck_assert_uint_eq(n_gw, 1);
+	ck_assert_uint_eq(n_servers, 2);
+	ck_assert_uint_eq(n_hosts, 3);
+}
+END_TEST
+
 static Suite *gateway_suite(void)
 {
 	Suite *s = suite_create("gateway");
@@ -255,6 +323,10 @@ static Suite *gateway_suite(void)
 	tcase_add_test(tc, test_decode_every_field);
 	tcase_add_loop_test(tc, test_decode_modes_versions, 0, 3);
 	tcase_add_test(tc, test_decode_empty_strings);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("seed");
+	tcase_add_checked_fixture(tc, NULL, teardown);
+	tcase_add_test(tc, test_seed_gateways);
 	suite_add_tcase(s, tc);
 	return s;
 }
