@@ -687,6 +687,7 @@ struct cfg_gw_server {
 	struct cfg_strs hosts;           /* hosts as written: "host", "ns/host", "./host", any-namespace "*" + "/host" */
 	bool has_tls;                    /* a tls block is present (mode may still be NONE for httpsRedirect only) */
 	struct cfg_gw_tls tls;
+	int line, col;                   /* where the server starts in the source, for messages (decode.c) */
 };
 
 /* A Gateway (networking.istio.io v1/v1beta1/v1alpha3). */

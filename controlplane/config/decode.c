@@ -3234,6 +3234,8 @@ static void dec__gateway_spec(struct dec *d, const struct cfg__node *spec, struc
 		struct cfg_gw_server *sv = &gw->servers[i];
 		int64_t num = dec__int(F(port, "number"), 0), tp = dec__int(F(port, "targetPort"), 0);
 
+		sv->line = s->line;
+		sv->col = s->col;
 		sv->port = num > 0 && num <= UINT32_MAX ? (uint32_t)num : 0;
 		sv->target_port = tp > 0 && tp <= UINT32_MAX ? (uint32_t)tp : 0;
 		sv->port_name = dec__str(d, F(port, "name"));

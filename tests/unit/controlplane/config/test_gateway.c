@@ -8,6 +8,7 @@
  * repository root.
  */
 #include "controlplane/config/config.h"
+#include "controlplane/config/store.h"
 
 #include <check.h>
 #include <stdio.h>
@@ -314,6 +315,165 @@ START_TEST(test_seed_gateways)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- between Gateways */
+
+/* The Gateways of text, served by a store; the snapshot's findings. */
+static struct cfg_snapshot *serve(const char *text, struct cfg_store **store)
+{
+	struct cfg_parse_result r;
+	struct cfg_snapshot *snap;
+
+	*store = cfg_store_new();
+	ck_assert_ptr_nonnull(*store);
+	ck_assert_int_eq(cfg_parse_buffer("gw.yaml", text, strlen(text), &r), 0);
+	ck_assert_int_ge(cfg_store_apply_origin(*store, "gw.yaml", &r), 0);
+	cfg_parse_result_cleanup(&r);
+	snap = cfg_store_snapshot(*store);
+	ck_assert_ptr_nonnull(snap);
+	return snap;
+}
+
+/* the number of findings of ns/name at field whose message has text
+ * (all warnings: nothing between Gateways rejects one) */
+static size_t findings(const struct cfg_snapshot *snap, const char *name, const char *field, const char *text)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < snap->n_errors; i++) {
+		const struct cfg_error *e = &snap->errors[i];
+		if (!e->name || strcmp(e->name, name) || !e->field || strcmp(e->field, field) ||
+		    !strstr(e->message, text))
+			continue;
+		ck_assert(e->warning);
+		n++;
+	}
+	return n;
+}
+
+/* every finding of the snapshot but the not-implemented notes */
+static size_t all_findings(const struct cfg_snapshot *snap)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < snap->n_errors; i++)
+		n += snap->errors[i].field != NULL;
+	return n;
+}
+
+#define GW_HEAD(name, created, selector)                                                       \
+	"apiVersion: networking.istio.io/v1\nkind: Gateway\n"                                   \
+	"metadata: {name: " name ", namespace: ns1, creationTimestamp: \"" created "\"}\n"      \
+	"spec:\n  selector: " selector "\n  servers:\n"
+
+/* istioctl analyze's ConflictingGateways: same selector (labels in any
+ * order), same port, a host in common and the same bind; reported on
+ * both Gateways, with the sorted selector. */
+START_TEST(test_conflicting_gateways)
+{
+	static const char text[] =
+		GW_HEAD("gw-a", "2024-01-01T00:00:00Z", "{istio: ingressgateway, app: x}")
+		"  - port: {number: 80, name: http, protocol: HTTP}\n"
+		"    hosts: [a.example.com, c.example.com]\n"
+		"---\n"
+		GW_HEAD("gw-b", "2024-02-01T00:00:00Z", "{app: x, istio: ingressgateway}")
+		"  - port: {number: 80, name: http, protocol: HTTP}\n"
+		"    hosts: [b.example.com, a.example.com]\n"
+		"  - port: {number: 8080, name: http-alt, protocol: HTTP}\n"
+		"    hosts: [c.example.com]\n"
+		"---\n"
+		/* another selector: no conflict */
+		GW_HEAD("gw-c", "2024-03-01T00:00:00Z", "{istio: other}")
+		"  - port: {number: 80, name: http, protocol: HTTP}\n"
+		"    hosts: [a.example.com]\n"
+		"---\n"
+		/* another bind: no conflict */
+		GW_HEAD("gw-d", "2024-04-01T00:00:00Z", "{istio: ingressgateway, app: x}")
+		"  - port: {number: 80, name: http, protocol: HTTP}\n"
+		"    bind: 10.0.0.1\n"
+		"    hosts: [a.example.com]\n";
+	struct cfg_store *store;
+	struct cfg_snapshot *snap = serve(text, &store);
+
+	ck_assert_uint_eq(snap->n_objects[CFG_GATEWAY], 4);
+	ck_assert_uint_eq(findings(snap, "gw-a", "spec.servers[0]",
+				   "ConflictingGateways (IST0145): Conflict with gateways ns1/gw-b (workload selector "
+				   "app=x,istio=ingressgateway, port 80, hosts a.example.com,c.example.com)."), 1);
+	ck_assert_uint_eq(findings(snap, "gw-b", "spec.servers[0]",
+				   "Conflict with gateways ns1/gw-a (workload selector app=x,istio=ingressgateway, port "
+				   "80, hosts b.example.com,a.example.com)."), 1);
+	ck_assert_uint_eq(all_findings(snap), 2);
+	cfg_snapshot_unref(snap);
+	cfg_store_free(store);
+}
+END_TEST
+
+/* What istiod's mergeGateways skips, oldest Gateway first: a TCP server
+ * on the port of an HTTP one (same bind), and a TLS server whose host
+ * (after "./" and "*" + "/" are resolved) an older TLS server on the port
+ * already has.  HTTP-family servers on one port merge. */
+START_TEST(test_merge_conflicts)
+{
+	static const char text[] =
+		GW_HEAD("old", "2024-01-01T00:00:00Z", "{istio: ingressgateway}")
+		"  - port: {number: 80, name: http, protocol: HTTP}\n"
+		"    hosts: [a.example.com]\n"
+		"  - port: {number: 443, name: https, protocol: HTTPS}\n"
+		"    hosts: [\"./s.example.com\"]\n"
+		"    tls: {mode: SIMPLE, credentialName: s}\n"
+		"---\n"
+		GW_HEAD("new", "2024-02-01T00:00:00Z", "{istio: ingressgateway}")
+		"  - port: {number: 80, name: grpc, protocol: GRPC}\n"
+		"    hosts: [g.example.com]\n"
+		"  - port: {number: 80, name: tcp, protocol: TCP}\n"
+		"    hosts: [t.example.com]\n"
+		"  - port: {number: 443, name: https, protocol: HTTPS}\n"
+		"    hosts: [x.example.com, \"ns1/s.example.com\"]\n"
+		"    tls: {mode: SIMPLE, credentialName: x}\n"
+		"  - port: {number: 443, name: https-y, protocol: HTTPS}\n"
+		"    hosts: [y.example.com]\n"
+		"    tls: {mode: SIMPLE, credentialName: y}\n"
+		"  - port: {number: 443, name: https-z, protocol: HTTPS}\n"
+		"    bind: 10.0.0.2\n"
+		"    hosts: [\"ns1/s.example.com\"]\n"
+		"    tls: {mode: SIMPLE, credentialName: z}\n";
+	struct cfg_store *store;
+	struct cfg_snapshot *snap = serve(text, &store);
+
+	ck_assert_uint_eq(snap->n_objects[CFG_GATEWAY], 2);
+	ck_assert_uint_eq(findings(snap, "new", "spec.servers[1]",
+				   "skipping server on gateway ns1/new port tcp.80.TCP: conflict with existing server "
+				   "http.80.HTTP of Gateway ns1/old (same port and bind, protocols HTTP and TCP cannot be "
+				   "merged"), 1);
+	ck_assert_uint_eq(findings(snap, "new", "spec.servers[2]",
+				   "skipping server on gateway ns1/new, duplicate host names: [ns1/s.example.com] "
+				   "(already served on port 443 by server 1 of Gateway ns1/old"), 1);
+	ck_assert_uint_eq(all_findings(snap), 2);
+	cfg_snapshot_unref(snap);
+	cfg_store_free(store);
+}
+END_TEST
+
+/* Two TCP servers on one port and bind do not merge either (Istio's
+ * canMergeProtocols wants HTTP), even within one Gateway. */
+START_TEST(test_merge_tcp_tcp)
+{
+	static const char text[] =
+		GW_HEAD("tcp", "2024-01-01T00:00:00Z", "{istio: ingressgateway}")
+		"  - port: {number: 31400, name: tcp-a, protocol: TCP}\n"
+		"    hosts: [a.example.com]\n"
+		"  - port: {number: 31400, name: tcp-b, protocol: TCP}\n"
+		"    hosts: [b.example.com]\n";
+	struct cfg_store *store;
+	struct cfg_snapshot *snap = serve(text, &store);
+
+	ck_assert_uint_eq(findings(snap, "tcp", "spec.servers[1]", "conflict with existing server tcp-a.31400.TCP of "
+				   "Gateway ns1/tcp (same port and bind, protocols TCP and TCP cannot be merged"), 1);
+	ck_assert_uint_eq(all_findings(snap), 1);
+	cfg_snapshot_unref(snap);
+	cfg_store_free(store);
+}
+END_TEST
+
 static Suite *gateway_suite(void)
 {
 	Suite *s = suite_create("gateway");
@@ -323,6 +483,11 @@ static Suite *gateway_suite(void)
 	tcase_add_test(tc, test_decode_every_field);
 	tcase_add_loop_test(tc, test_decode_modes_versions, 0, 3);
 	tcase_add_test(tc, test_decode_empty_strings);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("between");
+	tcase_add_test(tc, test_conflicting_gateways);
+	tcase_add_test(tc, test_merge_conflicts);
+	tcase_add_test(tc, test_merge_tcp_tcp);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("seed");
 	tcase_add_checked_fixture(tc, NULL, teardown);
