@@ -226,6 +226,54 @@ START_TEST(test_decode_modes_versions)
 }
 END_TEST
 
+/* The other certificate sources: credentialNames, tlsCertificates, caCrl. */
+START_TEST(test_decode_cert_sources)
+{
+	const struct cfg_gateway *gw;
+	const struct cfg_gw_tls *t;
+
+	parse_str("apiVersion: networking.istio.io/v1\n"
+		  "kind: Gateway\n"
+		  "metadata: {name: gw, namespace: ns1}\n"
+		  "spec:\n"
+		  "  servers:\n"
+		  "  - port: {number: 443, name: https, protocol: HTTPS}\n"
+		  "    hosts: [\"a.example.com\"]\n"
+		  "    tls: {mode: OPTIONAL_MUTUAL, credentialNames: [a-rsa, a-ecdsa]}\n"
+		  "  - port: {number: 8443, name: https-files, protocol: HTTPS}\n"
+		  "    hosts: [\"b.example.com\"]\n"
+		  "    tls:\n"
+		  "      mode: MUTUAL\n"
+		  "      caCertificates: /ca.pem\n"
+		  "      caCrl: /crl.pem\n"
+		  "      tlsCertificates:\n"
+		  "      - {serverCertificate: /rsa.crt, privateKey: /rsa.key}\n"
+		  "      - {serverCertificate: /ec.crt, privateKey: /ec.key, caCertificates: /ec-ca.pem}\n");
+	expect_clean(1);
+	gw = only_gateway();
+	t = &gw->servers[0].tls;
+	ck_assert_int_eq(t->mode, CFG_GW_TLS_OPTIONAL_MUTUAL);
+	ck_assert_ptr_null(t->credential_name);
+	ck_assert_uint_eq(t->credential_names.n, 2);
+	ck_assert_str_eq(t->credential_names.v[0], "a-rsa");
+	ck_assert_str_eq(t->credential_names.v[1], "a-ecdsa");
+	ck_assert_uint_eq(t->n_tls_certificates, 0);
+	ck_assert_ptr_null(t->ca_crl);
+	t = &gw->servers[1].tls;
+	ck_assert_uint_eq(t->credential_names.n, 0);
+	ck_assert_str_eq(t->ca_crl, "/crl.pem");
+	ck_assert_str_eq(t->ca_certificates, "/ca.pem");
+	ck_assert_uint_eq(t->n_tls_certificates, 2);
+	ck_assert_str_eq(t->tls_certificates[0].server_certificate, "/rsa.crt");
+	ck_assert_str_eq(t->tls_certificates[0].private_key, "/rsa.key");
+	ck_assert_ptr_null(t->tls_certificates[0].ca_certificates);
+	ck_assert_str_eq(t->tls_certificates[1].server_certificate, "/ec.crt");
+	ck_assert_str_eq(t->tls_certificates[1].ca_certificates, "/ec-ca.pem");
+	ck_assert_int_eq(gw->servers[0].line, 6);
+	ck_assert_int_eq(gw->servers[1].line, 9);
+}
+END_TEST
+
 /* An empty credentialName is unset (Istio's proto3 zero value). */
 START_TEST(test_decode_empty_strings)
 {
@@ -483,6 +531,7 @@ static Suite *gateway_suite(void)
 	tcase_add_test(tc, test_decode_every_field);
 	tcase_add_loop_test(tc, test_decode_modes_versions, 0, 3);
 	tcase_add_test(tc, test_decode_empty_strings);
+	tcase_add_test(tc, test_decode_cert_sources);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("between");
 	tcase_add_test(tc, test_conflicting_gateways);
