@@ -543,10 +543,13 @@ static Envoy__Extensions__TransportSockets__Tls__V3__TlsParameters__TlsProtocol 
  * "http/1.1" for an ISTIO_MUTUAL TCP server); require_client_certificate
  * for MUTUAL and ISTIO_MUTUAL; ISTIO_MUTUAL: the workload certificate
  * "default" and roots "ROOTCA" over SDS with the server's SANs;
- * credentialName: "kubernetes://NAME" over SDS and, for MUTUAL /
- * OPTIONAL_MUTUAL, "kubernetes://NAME-cacert" as the validation context
- * with the SANs, SPKI and hashes; otherwise the certificate files as
- * file data sources (caCertificates as trusted_ca when validating);
+ * credentialName (or each of credentialNames): "kubernetes://NAME" over
+ * SDS and, for MUTUAL / OPTIONAL_MUTUAL, "kubernetes://NAME-cacert" (of
+ * the first name) as the validation context with the SANs, SPKI, hashes
+ * and caCrl; otherwise the certificate files (serverCertificate /
+ * privateKey, or each of tlsCertificates) as file data sources
+ * (caCertificates, else the first tlsCertificates one, as trusted_ca when
+ * validating);
  * SIMPLE / MUTUAL / OPTIONAL_MUTUAL: min / max protocol version and
  * cipher suites as tls_params.
  */
@@ -577,39 +580,61 @@ static Envoy__Config__Core__V3__TransportSocket *gw_downstream_tls(struct gw_gen
 	} else {
 		if (!(c = gen__msg(a, &envoy__extensions__transport_sockets__tls__v3__common_tls_context__descriptor)))
 			return NULL;
-		if (t->credential_name && t->credential_name[0]) {
-			if (!(c->tls_certificate_sds_secret_configs = arena_calloc(a, 1, sizeof(*c->tls_certificate_sds_secret_configs))) ||
-			    !(c->tls_certificate_sds_secret_configs[0] =
-				      gw_sds(a, arena_printf(a, GW_CRED_PREFIX "%s", t->credential_name))))
+		const char *first = t->credential_names.n ? t->credential_names.v[0] : t->credential_name;
+
+		if (first && first[0]) {
+			/* credentialName, or credentialNames (RSA and ECDSA): one
+			 * SDS certificate each; the CA of the first */
+			size_t n = t->credential_names.n ? t->credential_names.n : 1;
+
+			if (!(c->tls_certificate_sds_secret_configs = arena_calloc(a, n, sizeof(*c->tls_certificate_sds_secret_configs))))
 				return NULL;
-			c->n_tls_certificate_sds_secret_configs = 1;
+			for (i = 0; i < n; i++)
+				if (!(c->tls_certificate_sds_secret_configs[i] = gw_sds(
+					      a, arena_printf(a, GW_CRED_PREFIX "%s",
+							      t->credential_names.n ? t->credential_names.v[i] : first))))
+					return NULL;
+			c->n_tls_certificate_sds_secret_configs = n;
 			if (validate) {
 				Envoy__Extensions__TransportSockets__Tls__V3__CommonTlsContext__CombinedCertificateValidationContext *cv = gen__msg(
 					a, &envoy__extensions__transport_sockets__tls__v3__common_tls_context__combined_certificate_validation_context__descriptor);
 
 				if (!cv || !(cv->default_validation_context = gw_validation(a, t)) ||
-				    !(cv->validation_context_sds_secret_config = gw_sds(
-					      a, arena_printf(a, GW_CRED_PREFIX "%s" GW_CACERT_SUFFIX, t->credential_name))))
+				    !(cv->validation_context_sds_secret_config =
+					      gw_sds(a, arena_printf(a, GW_CRED_PREFIX "%s" GW_CACERT_SUFFIX, first))))
+					return NULL;
+				if (t->ca_crl && !(cv->default_validation_context->crl = gw_file(a, t->ca_crl)))
 					return NULL;
 				c->validation_context_type_case =
 					ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__COMMON_TLS_CONTEXT__VALIDATION_CONTEXT_TYPE_COMBINED_VALIDATION_CONTEXT;
 				c->combined_validation_context = cv;
 			}
 		} else {
-			Envoy__Extensions__TransportSockets__Tls__V3__TlsCertificate *tc =
-				gen__msg(a, &envoy__extensions__transport_sockets__tls__v3__tls_certificate__descriptor);
+			/* serverCertificate / privateKey, or tlsCertificates: files */
+			size_t n = t->n_tls_certificates ? t->n_tls_certificates : 1;
+			const char *ca = t->ca_certificates;
 
-			if (!tc || !(c->tls_certificates = arena_calloc(a, 1, sizeof(*c->tls_certificates))))
+			if (!ca && t->n_tls_certificates)
+				ca = t->tls_certificates[0].ca_certificates;
+			if (!(c->tls_certificates = arena_calloc(a, n, sizeof(*c->tls_certificates))))
 				return NULL;
-			if ((t->server_certificate && !(tc->certificate_chain = gw_file(a, t->server_certificate))) ||
-			    (t->private_key && !(tc->private_key = gw_file(a, t->private_key))))
-				return NULL;
-			c->tls_certificates[0] = tc;
-			c->n_tls_certificates = 1;
-			if (validate && t->ca_certificates) {
+			for (i = 0; i < n; i++) {
+				Envoy__Extensions__TransportSockets__Tls__V3__TlsCertificate *tc =
+					gen__msg(a, &envoy__extensions__transport_sockets__tls__v3__tls_certificate__descriptor);
+				const char *cert = t->n_tls_certificates ? t->tls_certificates[i].server_certificate
+									 : t->server_certificate;
+				const char *key = t->n_tls_certificates ? t->tls_certificates[i].private_key : t->private_key;
+
+				if (!tc || (cert && !(tc->certificate_chain = gw_file(a, cert))) ||
+				    (key && !(tc->private_key = gw_file(a, key))))
+					return NULL;
+				c->tls_certificates[i] = tc;
+			}
+			c->n_tls_certificates = n;
+			if (validate && ca) {
 				Envoy__Extensions__TransportSockets__Tls__V3__CertificateValidationContext *vc = gw_validation(a, t);
 
-				if (!vc || !(vc->trusted_ca = gw_file(a, t->ca_certificates)))
+				if (!vc || !(vc->trusted_ca = gw_file(a, ca)) || (t->ca_crl && !(vc->crl = gw_file(a, t->ca_crl))))
 					return NULL;
 				c->validation_context_type_case =
 					ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__COMMON_TLS_CONTEXT__VALIDATION_CONTEXT_TYPE_VALIDATION_CONTEXT;
