@@ -1210,12 +1210,24 @@ static int gw_vhost_cmp(const void *x, const void *y)
 	return strcmp(a->name, b->name);
 }
 
+/* Routes built for one (Gateway, VirtualService) in one route config,
+ * reused by its other servers as istiod's gatewayRoutes map does (so
+ * their virtual hosts hold the same routes and collapse). */
+struct gw_built {
+	const char *gateway;
+	const struct cfg_object *vs;
+	Envoy__Config__Route__V3__Route **routes;
+	size_t n;
+};
+
 /* The route config `name` from the servers of listener li that use it. */
 static int gw_route_config(struct gw_gen *gg, const struct gw_lis *li, const char *name)
 {
 	struct arena *a = gg->a;
 	Envoy__Config__Route__V3__RouteConfiguration rc_msg = ENVOY__CONFIG__ROUTE__V3__ROUTE_CONFIGURATION__INIT;
 	struct gw_vhosts vh = { 0 };
+	struct gw_built *built = NULL;
+	size_t n_built = 0, b;
 	const char **hosts = arena_calloc(a, GW_MAX_HOSTS, sizeof(*hosts));
 	size_t i, j, k, n_vs, n_h;
 	int rc;
@@ -1231,19 +1243,37 @@ static int gw_route_config(struct gw_gen *gg, const struct gw_lis *li, const cha
 			continue;
 		n_vs = gw_bound(gg, sv, &vss);
 		for (j = 0; j < n_vs; j++) {
-			Envoy__Config__Route__V3__Route **routes;
-			size_t n_routes;
+			Envoy__Config__Route__V3__Route **routes = NULL;
+			size_t n_routes = 0;
+			bool found = false;
 
 			n_h = model_gateway_hosts(gg->g.m, &sv->s->hosts, sv->gw->ns, vss[j], a, hosts, GW_MAX_HOSTS);
 			if (n_h == 0)
 				continue;
 			if (n_h > GW_MAX_HOSTS)
 				n_h = GW_MAX_HOSTS;
-			rc = gen__gateway_routes(&gg->g, vss[j], sv->s->port, sv->gateway, a, &routes, &n_routes);
-			if (rc < 0) {
-				gen__note(&gg->g, GEN_NOTE_ERROR, "xds", "gateway route %s for VirtualService %s/%s: %s", name,
-					  vss[j]->ns, vss[j]->name, mesh_strerror(rc));
-				continue;
+			for (b = 0; b < n_built && !found; b++) {
+				if (built[b].vs == vss[j] && strcmp(built[b].gateway, sv->gateway) == 0) {
+					routes = built[b].routes;
+					n_routes = built[b].n;
+					found = true;
+				}
+			}
+			if (!found) {
+				struct gw_built *nb = arena_calloc(a, n_built + 1, sizeof(*nb));
+
+				rc = gen__gateway_routes(&gg->g, vss[j], sv->s->port, sv->gateway, a, &routes, &n_routes);
+				if (rc < 0) {
+					gen__note(&gg->g, GEN_NOTE_ERROR, "xds", "gateway route %s for VirtualService %s/%s: %s",
+						  name, vss[j]->ns, vss[j]->name, mesh_strerror(rc));
+					continue;
+				}
+				if (!nb)
+					return -ENOMEM;
+				if (n_built)
+					memcpy(nb, built, n_built * sizeof(*nb));
+				nb[n_built++] = (struct gw_built){ sv->gateway, vss[j], routes, n_routes };
+				built = nb;
 			}
 			for (k = 0; k < n_h; k++) {
 				gw_vhost *v = gw_vhost_find(&vh, hosts[k]);
