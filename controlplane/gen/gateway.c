@@ -312,7 +312,8 @@ static int gw_merge_server(struct gw_gen *gg, const struct cfg_object *gw, const
 		if (gw_tls_server(s) || !gw_proto_http(s->protocol) || !gw_proto_http(l->v[0]->s->protocol)) {
 			gen__note(&gg->g, GEN_NOTE_WARN, "xds",
 				  "gateway %s: server on port %u (%s) skipped: conflicts with the %s server merged before it",
-				  sv->gateway, s->port, s->protocol ? s->protocol : "", l->v[0]->s->protocol);
+				  sv->gateway, s->port, s->protocol ? s->protocol : "",
+				  l->v[0]->s->protocol ? l->v[0]->s->protocol : "");
 			return 0;
 		}
 	} else {
