@@ -37,11 +37,11 @@ void px_mtls_free(struct px_mtls *m)
 	for (i = 0; i < m->n_alpn; i++)
 		free(m->alpn[i]);
 	free(m->sni);
+	free(m->sds_cert);
+	free(m->sds_ca);
 	free(m->chain_pem);
 	free(m->key_pem);
 	free(m->roots_pem);
-	free(m->sds_cert);
-	free(m->sds_ca);
 	px_tls_ctx_unref(m->ctx);
 	px_tls_ctx_unref(m->ctx_h2);
 	free(m);
