@@ -72,6 +72,21 @@ static int data_source(const Envoy__Config__Core__V3__DataSource *d, char **out,
 	}
 }
 
+/* The validation context's SDS name: ROOTCA is the identity's root, any
+ * other name the store's. */
+static int sds_roots(struct px_mtls *m, const char *name)
+{
+	if (!strcmp(name, PX_SDS_ROOT_NAME)) {
+		m->sds_roots = 1;
+		return 0;
+	}
+	if (!*name)
+		return 0;
+	free(m->sds_ca);
+	m->sds_ca = strdup(name);
+	return m->sds_ca ? 0 : -ENOMEM;
+}
+
 static int add_san(struct px_mtls *m, const Envoy__Type__Matcher__V3__StringMatcher *sm, char *err, size_t cap)
 {
 	if (!sm || sm->match_pattern_case != ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_EXACT) {
@@ -104,21 +119,6 @@ static int validation(struct px_mtls *m, const px_validation *v, char *err, size
 		return data_source(v->trusted_ca, &m->roots_pem, err, cap);
 	}
 	return 0;
-}
-
-/* The validation context's SDS name: ROOTCA is the identity's root, any
- * other name the store's. */
-static int sds_roots(struct px_mtls *m, const char *name)
-{
-	if (!strcmp(name, PX_SDS_ROOT_NAME)) {
-		m->sds_roots = 1;
-		return 0;
-	}
-	if (!*name)
-		return 0;
-	free(m->sds_ca);
-	m->sds_ca = strdup(name);
-	return m->sds_ca ? 0 : -ENOMEM;
 }
 
 static int common(struct px_mtls *m, const px_common_tls *c, char *err, size_t cap)
