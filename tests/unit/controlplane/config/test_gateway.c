@@ -413,6 +413,16 @@ static size_t all_findings(const struct cfg_snapshot *snap)
 	return n;
 }
 
+/* the findings named after one of istioctl analyze's messages (IST0...) */
+static size_t analyze_findings(const struct cfg_snapshot *snap)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < snap->n_errors; i++)
+		n += strstr(snap->errors[i].message, " (IST0") != NULL;
+	return n;
+}
+
 #define GW_HEAD(name, created, selector)                                                       \
 	"apiVersion: networking.istio.io/v1\nkind: Gateway\n"                                   \
 	"metadata: {name: " name ", namespace: ns1, creationTimestamp: \"" created "\"}\n"      \
@@ -660,6 +670,61 @@ START_TEST(test_credential_secrets)
 }
 END_TEST
 
+/* istioctl analyze's VirtualService GatewayAnalyzer, with names resolved
+ * as istiod's resolveGatewayName: a gateway that does not exist, and one
+ * whose hosts (as seen from the VirtualService's namespace) match none of
+ * the VirtualService's. */
+START_TEST(test_vs_gateways)
+{
+	static const char text[] =
+		GW_HEAD("edge", "2024-01-01T00:00:00Z", "{istio: edge}")
+		"  - port: {number: 80, name: http, protocol: HTTP}\n"
+		"    hosts: [\"*.example.com\"]\n"
+		"---\n"
+		"apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: ingress, namespace: istio-system}\n"
+		"spec:\n  selector: {istio: ingressgateway}\n  servers:\n"
+		"  - port: {number: 80, name: http, protocol: HTTP}\n"
+		"    hosts: [ns1/b.example.com, prod/c.example.com]\n"
+		"---\n"
+		"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs1, namespace: ns1}\n"
+		"spec:\n  hosts: [a.example.com]\n"
+		"  gateways: [edge, ns1/edge, edge.ns1, edge.ns1.svc.cluster.local, mesh, missing]\n"
+		"  http:\n  - route:\n    - destination: {host: a.example.com}\n"
+		"---\n"
+		"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs2, namespace: ns1}\n"
+		"spec:\n  hosts: [b.example.com]\n  gateways: [istio-system/ingress]\n"
+		"  http:\n  - route:\n    - destination: {host: b.example.com}\n"
+		"---\n"
+		"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs3, namespace: ns1}\n"
+		"spec:\n  hosts: [c.example.com, d.example.com]\n  gateways: [istio-system/ingress]\n"
+		"  http:\n  - route:\n    - destination: {host: c.example.com}\n"
+		"---\n"
+		"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs4, namespace: prod}\n"
+		"spec:\n  hosts: [c.example.com]\n  gateways: [istio-system/ingress]\n"
+		"  http:\n  - route:\n    - destination: {host: c.example.com}\n"
+		"---\n"
+		"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs5, namespace: ns1}\n"
+		"spec:\n  hosts: [\"*\"]\n  gateways: [istio-system/ingress]\n"
+		"  http:\n  - route:\n    - destination: {host: b.example.com}\n";
+	struct cfg_store *store;
+	struct cfg_snapshot *snap = serve(text, &store);
+
+	ck_assert_uint_eq(snap->n_objects[CFG_VIRTUAL_SERVICE], 5);
+	ck_assert_uint_eq(findings(snap, "vs1", "spec.gateways[5]",
+				   "ReferencedResourceNotFound (IST0101): Referenced gateway not found: \"missing\" (no "
+				   "Gateway ns1/missing"), 1);
+	ck_assert_uint_eq(findings(snap, "vs3", "spec.gateways[0]",
+				   "VirtualServiceHostNotFoundInGateway (IST0132): one or more host [c.example.com "
+				   "d.example.com] defined in VirtualService ns1/vs3 not found in Gateway "
+				   "istio-system/ingress."), 1);
+	ck_assert_uint_eq(analyze_findings(snap), 2);
+	/* and the legacy gateway names' warnings, nothing else */
+	ck_assert_uint_eq(all_findings(snap), 4);
+	cfg_snapshot_unref(snap);
+	cfg_store_free(store);
+}
+END_TEST
+
 static Suite *gateway_suite(void)
 {
 	Suite *s = suite_create("gateway");
@@ -676,6 +741,7 @@ static Suite *gateway_suite(void)
 	tcase_add_test(tc, test_merge_conflicts);
 	tcase_add_test(tc, test_merge_tcp_tcp);
 	tcase_add_test(tc, test_credential_secrets);
+	tcase_add_test(tc, test_vs_gateways);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("seed");
 	tcase_add_checked_fixture(tc, NULL, teardown);
