@@ -747,6 +747,7 @@ static int chain_port(struct px_config *c, const char *lname, const Envoy__Confi
 	px_hcm *hcm;
 	const char *tcp;
 	const px_tcpf *tcpf;
+	size_t i;
 	int rc;
 
 	rc = chain_decode_tcp(c, lname, fc, &hcm, &tcp, &tcpf, err, cap);
@@ -754,6 +755,9 @@ static int chain_port(struct px_config *c, const char *lname, const Envoy__Confi
 		return rc;
 	px_port_hcm(p, hcm);
 	tcpp_conf_init(&p->tcpp, tcpf);
+	for (i = 0; tcpf && fc && i < fc->n_filters; i++)
+		if (fc->filters[i]->name && !strcmp(fc->filters[i]->name, "envoy.filters.network.sni_cluster"))
+			p->tcpp.sni_cluster = 1; /* issue 13: AUTO_PASSTHROUGH (tcpproxy.c) */
 	rc = chain_authz(c, lname, fc, hcm, p, err, cap);
 	if (rc < 0)
 		return rc;

@@ -3885,6 +3885,7 @@ static void d_tcp_start(struct px_dconn *d, const struct px_port *pp)
 	td.arg = d;
 	td.inbound = d->inbound; /* issue 14: Istio's TCP metrics */
 	td.peer_principal = d->peer_principal;
+	td.sni = d->sni; /* issue 13: sni_cluster (AUTO_PASSTHROUGH) */
 	ev_io_stop(e->loop, &d->io);
 	ev_timer_cancel(e->loop, &d->idle);
 	ev_defer_cancel(e->loop, &d->proc);
@@ -4003,6 +4004,10 @@ static int d_select(struct px_dconn *d, const struct sniff_tls *tls, const char 
 		fc.sni = tls->sni[0] ? tls->sni : NULL;
 		for (i = 0; i < tls->n_alpn; i++)
 			alpn[fc.n_alpn++] = tls->alpn[i];
+		/* issue 13: the requested server name, as tls_inspector sets it,
+		 * for a TCP chain (sni_cluster, RBAC requested_server_name) */
+		if (fc.sni && !d->sni)
+			d->sni = strdup(fc.sni);
 	} else if (d->tls) {
 		/* TLS terminated already (d_tls_step()): its SNI; the ALPN list
 		 * the client offered is not kept (Envoy matches on it), so the
