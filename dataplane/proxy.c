@@ -4294,7 +4294,7 @@ int px_dconn_adopt(struct engine *e, int fd, const struct px_conn_origin *o, int
 	/* an inbound listener bound for a Sidecar ingress port with a TLS chain too */
 	if (!l->embedded && l->conf && l->conf->inbound && l->conf->port.tls && !h2)
 		d->tls_decide = 1;
-	d->drain = e->draining && l->inbound;
+	d->drain = e->draining && (l->inbound || e->o.router); /* a gateway: every listener (px_dconn_drain_listener) */
 	h1_parser_init(&d->p, 1, NULL, d->hdrs, H1_DEFAULT_MAX_HEADERS);
 	mesh_buf_init(&d->out, PX_OUT_MAX);
 	ev_io_init(&d->io, fd, d_cb, d);
@@ -4456,8 +4456,8 @@ void px_dconn_drain_listener(struct engine *e, const struct px_listener *l)
 		 * drains inbound ones only: outbound keeps serving the
 		 * application's calls while it shuts down (Istio's agent drains
 		 * inbound listeners) */
-		if (l ? d->l != l : !d->inbound)
-			continue;
+		if (l ? d->l != l : !(d->inbound || e->o.router))
+			continue; /* issue 13: a gateway drains every listener (Istio's agent: not inboundonly) */
 		/* a TCP proxy connection has no request boundary to stop at:
 		 * it runs until it ends or the drain period does (Envoy) */
 		if (d->tcp)

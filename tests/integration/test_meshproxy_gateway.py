@@ -14,8 +14,9 @@ refusing a client without a certificate and serving one with it, ALPN h2
 after termination (curl --http2), http/1.1 over TLS, tls_params (a chain
 with TLS 1.3 minimum refusing a TLS 1.2 client), PASSTHROUGH reaching an
 openssl s_server whose certificate the client sees, AUTO_PASSTHROUGH
-(SNI outbound_.PORT_._.HOST to cluster outbound|PORT||HOST), and the
-gateway's X-Forwarded-* handling (use_remote_address).
+(SNI outbound_.PORT_._.HOST to cluster outbound|PORT||HOST), the
+gateway's X-Forwarded-* handling (use_remote_address), OPTIONAL_MUTUAL,
+and SIGTERM draining the gateway's listeners (not only inbound ones).
 
 Certificates are made at test time with the openssl CLI.  Nothing here
 asserts on timing; every wait is bounded.  Runs in a few seconds.
@@ -102,6 +103,7 @@ gw gw80 127.0.0.1:{p80} http http.80
 gw gw443 127.0.0.1:{p443} https a.example.com https.443.a cert={d}/a.crt key={d}/a.key alpn=h2,http/1.1
 gw gw443 127.0.0.1:{p443} https b.example.com,*.b.example.com https.443.b cert={d}/b.crt key={d}/b.key ca={d}/ca.crt mode=mutual alpn=h2,http/1.1
 gw gw443 127.0.0.1:{p443} https new.example.com https.443.a cert={d}/a.crt key={d}/a.key min=1.3 alpn=http/1.1
+gw gw443 127.0.0.1:{p443} https opt.example.com https.443.a cert={d}/a.crt key={d}/a.key ca={d}/ca.crt mode=optional
 gw gw443 127.0.0.1:{p443} pass c.example.com outbound|443||c.example.com
 gw gw443 127.0.0.1:{p443} auto *.svc.cluster.local
 vhost http.80 redirect a.example.com,a.example.com:* require_tls=all
@@ -228,6 +230,48 @@ cluster outbound|8443||s.ns.svc.cluster.local static 127.0.0.1:{be}
                                              os.path.join(other, "client.key"))
         self.assertNotEqual(rc, 0, err)
         self.assertEqual(code, 0)
+
+    def test_optional_mutual(self):
+        # OPTIONAL_MUTUAL: no certificate is fine, an untrusted one is not
+        rc, code, ver, body, err = self.curl("opt.example.com", "/o", "-k")
+        self.assertEqual((rc, code), (0, 200), err)
+        rc, code, ver, body, err = self.curl("opt.example.com", "/o", "-k", *self.client_cert())
+        self.assertEqual((rc, code), (0, 200), err)
+        other = os.path.join(self.dir, "other-opt")
+        os.makedirs(other, exist_ok=True)
+        make_certs(other)
+        rc, code, ver, body, err = self.curl("opt.example.com", "/o", "-k", "--cert",
+                                             os.path.join(other, "client.crt"), "--key",
+                                             os.path.join(other, "client.key"))
+        self.assertNotEqual(rc, 0, err)
+
+    def test_zz_sigterm_drains_gateway_listeners(self):
+        # last (alphabetical order): Istio's agent drains a gateway's every
+        # listener, not only inbound ones; an idle keep-alive connection on
+        # the gateway's port is closed at once
+        s = socket.create_connection(("127.0.0.1", self.p80), timeout=10)
+        s.sendall(b"GET /k HTTP/1.1\r\nHost: plain.example.com\r\n\r\n")
+        first = b""
+        while b"\r\n\r\n" not in first:
+            first += s.recv(65536)
+        head, _, body = first.partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 200"), first)
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        while len(body) < length:
+            body += s.recv(65536)
+        self.proc.send_signal(signal.SIGTERM)
+        s.settimeout(4)  # below the 5 s drain period: the close comes from the drain
+        rest = b""
+        try:
+            while True:
+                b = s.recv(65536)
+                if not b:
+                    break
+                rest += b
+        finally:
+            s.close()
+        self.assertEqual(rest, b"")
+        self.proc.wait(timeout=20)
 
     def test_alpn_h2_and_http11_after_termination(self):
         rc, code, ver, body, err = self.curl("a.example.com", "/h2", "--http2", *self.cacert())
