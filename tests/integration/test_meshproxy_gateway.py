@@ -16,7 +16,7 @@ with TLS 1.3 minimum refusing a TLS 1.2 client), PASSTHROUGH reaching an
 openssl s_server whose certificate the client sees, AUTO_PASSTHROUGH
 (SNI outbound_.PORT_._.HOST to cluster outbound|PORT||HOST), the
 gateway's X-Forwarded-* handling (use_remote_address), OPTIONAL_MUTUAL,
-and SIGTERM draining the gateway's listeners (not only inbound ones).
+MUTUAL's subjectAltNames, a TLS-terminating TCP server, and SIGTERM draining the gateway's listeners (not only inbound ones).
 
 Certificates are made at test time with the openssl CLI.  Nothing here
 asserts on timing; every wait is bounded.  Runs in a few seconds.
@@ -104,6 +104,9 @@ gw gw443 127.0.0.1:{p443} https a.example.com https.443.a cert={d}/a.crt key={d}
 gw gw443 127.0.0.1:{p443} https b.example.com,*.b.example.com https.443.b cert={d}/b.crt key={d}/b.key ca={d}/ca.crt mode=mutual alpn=h2,http/1.1
 gw gw443 127.0.0.1:{p443} https new.example.com https.443.a cert={d}/a.crt key={d}/a.key min=1.3 alpn=http/1.1
 gw gw443 127.0.0.1:{p443} https opt.example.com https.443.a cert={d}/a.crt key={d}/a.key ca={d}/ca.crt mode=optional
+gw gw443 127.0.0.1:{p443} https san.example.com https.443.a cert={d}/a.crt key={d}/a.key ca={d}/ca.crt mode=mutual san=client
+gw gw443 127.0.0.1:{p443} https nosan.example.com https.443.a cert={d}/a.crt key={d}/a.key ca={d}/ca.crt mode=mutual san=someone-else
+gw gw443 127.0.0.1:{p443} tcps tcp.example.com echo cert={d}/a.crt key={d}/a.key
 gw gw443 127.0.0.1:{p443} pass c.example.com outbound|443||c.example.com
 gw gw443 127.0.0.1:{p443} auto *.svc.cluster.local
 vhost http.80 redirect a.example.com,a.example.com:* require_tls=all
@@ -244,6 +247,22 @@ cluster outbound|8443||s.ns.svc.cluster.local static 127.0.0.1:{be}
                                              os.path.join(other, "client.crt"), "--key",
                                              os.path.join(other, "client.key"))
         self.assertNotEqual(rc, 0, err)
+
+    def test_mutual_subject_alt_names(self):
+        # MUTUAL with subjectAltNames: the client certificate's SAN must be one of them
+        rc, code, ver, body, err = self.curl("san.example.com", "/s", "-k", *self.client_cert())
+        self.assertEqual((rc, code), (0, 200), err)
+        rc, code, ver, body, err = self.curl("nosan.example.com", "/s", "-k", *self.client_cert())
+        self.assertNotEqual(rc, 0, err)
+        self.assertEqual(code, 0)
+
+    def test_tls_terminated_tcp_server(self):
+        # a TLS server whose chain is a TCP proxy: terminated here, the plaintext bytes go on
+        rc, code, ver, body, err = self.curl("tcp.example.com", "/t", "-k", "--http1.1")
+        self.assertEqual((rc, code), (0, 200), err)
+        self.assertIn("subject: CN=a.example.com", err)
+        self.assertIn("path=/t", body)
+        self.assertNotIn("x-forwarded-proto", body.lower())  # no HTTP processing on the way
 
     def test_zz_sigterm_drains_gateway_listeners(self):
         # last (alphabetical order): Istio's agent drains a gateway's every
