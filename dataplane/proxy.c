@@ -3680,8 +3680,10 @@ static int d_tls_step(struct px_dconn *d)
 	if (px_tls_peer_uri(d->tls))
 		d->peer_principal = strdup(px_tls_peer_uri(d->tls));
 	mesh_str_copy(d->alpn, sizeof(d->alpn), px_tls_alpn(d->tls));
-	if (px_tls_sni(d->tls))
+	if (px_tls_sni(d->tls)) {
+		free(d->sni); /* a gateway's: the sniffed one already (d_select) */
 		d->sni = strdup(px_tls_sni(d->tls));
+	}
 	return 1;
 }
 
