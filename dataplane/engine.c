@@ -13,6 +13,7 @@
  * and swaps the config.
  */
 #include "dataplane/engine-t.h"
+#include "dataplane/dnscl.h"
 #include "dataplane/h2.h"
 #include "dataplane/istio_stats.h"
 #include "dataplane/jwt.h"
@@ -153,8 +154,8 @@ struct px_host *px_cluster_host_of(const struct px_cluster *ccl, const struct up
 	struct px_cluster *cl = (struct px_cluster *)ccl;
 	struct px_host *h = host_find(cl, up);
 
-	if (h || cl->type == PX_CL_ORIGINAL_DST)
-		return h;
+	if (h || cl->type == PX_CL_ORIGINAL_DST || !up->addr_len)
+		return h; /* addr_len 0: a DNS cluster's name not resolved (dnscl.c), never connected */
 	if (cl->n_hosts == cl->cap_hosts) {
 		size_t cap = cl->cap_hosts ? 2 * cl->cap_hosts : 4;
 		struct px_host **v = realloc(cl->hosts, cap * sizeof(*v));
@@ -291,6 +292,7 @@ static void cluster_drop_hosts(struct px_cluster *cl)
 	up_cluster_unref(cl->up);
 	cl->up = NULL;
 	cluster_set_src(cl, NULL, NULL);
+	dnscl_detach(cl); /* issue 13: its lookups and refresh timers */
 }
 
 static void cluster_unref(struct px_cluster *cl)
@@ -308,6 +310,7 @@ static void cluster_unref(struct px_cluster *cl)
 	px_resource_unref(cl->src);
 	px_resource_unref(cl->src_cla);
 	px_mtls_free(cl->tls);
+	dnscl_detach(cl);
 	free(cl->name);
 	free(cl);
 }
@@ -1313,6 +1316,15 @@ static int cluster_update(struct engine *e, struct px_cluster *cl, struct up_clu
 	return rc;
 }
 
+int px_cluster_set_hosts(struct px_cluster *cl, struct up_hostset *hs)
+{
+	if (!cl->e || !cl->up) {
+		up_hostset_free(hs);
+		return -EINVAL;
+	}
+	return cluster_update(cl->e, cl, up_cluster_ref(cl->up), hs);
+}
+
 static int config_link_clusters(struct engine *e, struct px_config *c)
 {
 	const struct px_resource_set *cs = &c->snap->sets[XDS_CLUSTER];
@@ -1351,6 +1363,12 @@ static int config_link_clusters(struct engine *e, struct px_config *c)
 			px_mtls_free(cl->tls);
 			cl->tls = c->new_tls[i];
 			c->new_tls[i] = NULL;
+			/* issue 13: a DNS cluster's names are resolved off the loop
+			 * (dnscl.c): it gets the set of the addresses known so far */
+			if (up->type == UP_STRICT_DNS || up->type == UP_LOGICAL_DNS)
+				hs = dnscl_attach(e, cl, cs->v[i], up, hs);
+			else
+				dnscl_detach(cl);
 			if (cluster_update(e, cl, up, hs) < 0) {
 				log_warn("meshproxy", "cluster %s: out of memory updating hosts", cl->name);
 				cluster_set_src(cl, c->snap, NULL);
@@ -1825,7 +1843,9 @@ int engine_new(struct ev_loop *loop, const struct engine_opts *o, struct engine 
 	ev_timer_init(&e->gai_timer, px_gai_reap, e);
 	ev_timer_init(&e->trim_timer, px_trim, e);
 	self_read_ifaddrs(e);
-	rc = authz_tab_new(&e->authz_tab);
+	rc = dns_resolver_new(loop, 0, &e->dns); /* issue 13: DNS clusters */
+	if (rc == 0)
+		rc = authz_tab_new(&e->authz_tab);
 	/* issue 14: the span exporter; idle until a config asks for tracing */
 	if (rc == 0 && !(e->tracer = tracer_new(loop, o->node_id, o->labels, engine_trace_resolve, e)))
 		rc = -ENOMEM;
@@ -1837,6 +1857,7 @@ int engine_new(struct ev_loop *loop, const struct engine_opts *o, struct engine 
 		px_alog_free(e->alog);
 		tracer_free(e->tracer);
 		authz_tab_free(e->authz_tab);
+		dns_resolver_free(e->dns);
 		free(e->ifaddrs);
 		free(e);
 		return rc;
@@ -1877,6 +1898,7 @@ void engine_free(struct engine *e)
 		cluster_unref(e->ctab[i]);
 	}
 	free(e->ctab);
+	dns_resolver_free(e->dns); /* after the clusters: they cancelled their lookups */
 	px_config_unref(e->cur);
 	px_alog_free(e->alog);
 	istio_stats_free(e->istio);
@@ -2215,6 +2237,11 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 		PXS("outlier_detection_ejections_active", "gauge", outlier_ejections_active),
 		PXS("upstream_cx_rx_bytes_total", "counter", cx_rx_bytes),
 		PXS("upstream_cx_tx_bytes_total", "counter", cx_tx_bytes),
+		/* issue 13: DNS clusters' resolutions (0 for the others, as Envoy prints them) */
+		PXS("update_attempt", "counter", update_attempt),
+		PXS("update_success", "counter", update_success),
+		PXS("update_failure", "counter", update_failure),
+		PXS("update_no_rebuild", "counter", update_no_rebuild),
 #undef PXS
 	};
 	size_t i, j;
@@ -2319,6 +2346,22 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 				"# TYPE meshproxy_tracing_spans_dropped counter\nmeshproxy_tracing_spans_dropped %llu\n",
 				(unsigned long long)ts.spans_sent, (unsigned long long)ts.posts_ok,
 				(unsigned long long)ts.posts_failed, (unsigned long long)ts.spans_dropped);
+	}
+	/* issue 13: the DNS clusters' resolver, under the names of Envoy's
+	 * getaddrinfo resolver (dns.getaddrinfo.*) */
+	{
+		struct dns_stats ds;
+
+		dns_get_stats(e->dns, &ds);
+		mesh_buf_printf(b,
+				"# TYPE envoy_dns_getaddrinfo_resolve_total counter\nenvoy_dns_getaddrinfo_resolve_total %llu\n"
+				"# TYPE envoy_dns_getaddrinfo_pending_resolutions gauge\nenvoy_dns_getaddrinfo_pending_resolutions %llu\n"
+				"# TYPE envoy_dns_getaddrinfo_not_found counter\nenvoy_dns_getaddrinfo_not_found %llu\n"
+				"# TYPE envoy_dns_getaddrinfo_timeouts counter\nenvoy_dns_getaddrinfo_timeouts %llu\n"
+				"# TYPE meshproxy_dns_failures counter\nmeshproxy_dns_failures %llu\n",
+				(unsigned long long)ds.resolve_total, (unsigned long long)ds.pending,
+				(unsigned long long)ds.not_found, (unsigned long long)ds.timeouts,
+				(unsigned long long)ds.failures);
 	}
 	listener_prom(e, b);
 	jwt_prom(e, b);

@@ -23,6 +23,7 @@
 #include "common/log.h"
 #include "common/str.h"
 #include "dataplane/authz.h"
+#include "dataplane/dnscl.h"
 #include "dataplane/h2.h"
 #include "dataplane/http1.h"
 #include "dataplane/identity.h"
@@ -58,6 +59,7 @@
 #define PX_MAX_TRIED 8
 #define PX_RESOLVE_POLL_MS 2
 #define PX_RESOLVE_MAX_MS 5000
+#define PX_DNS_WARM_POLL_MS 5             /* a request waiting for a DNS cluster's first resolution looks again */
 #define PX_MIRRORS_MAX 128                /* mirrored requests in flight; past it they are dropped */
 #define PX_MIRROR_TIMEOUT_MS 5000
 
@@ -69,7 +71,7 @@ struct px_ibuf {
 enum { D_HEAD, D_BODY, D_WAIT, D_TUNNEL, D_CLOSING };
 enum { SEL_NONE, SEL_BOUND, SEL_IN, SEL_OUT };
 enum { U_CONNECTING, U_ACTIVE, U_IDLE, U_TUNNEL };
-enum { W_NONE, W_BACKOFF, W_FAULT, W_RESOLVE, W_PENDING };
+enum { W_NONE, W_BACKOFF, W_FAULT, W_RESOLVE, W_PENDING, W_WARM };
 enum { F_CONNECT, F_RESET, F_TIMEOUT, F_REFUSED }; /* F_REFUSED: an HTTP/2 REFUSED_STREAM (h2.c) */
 
 struct px_stream;
@@ -212,6 +214,7 @@ struct px_stream {
 	struct px_gai *gai;          /* a name being resolved (passthrough), or NULL */
 	char gai_host[256], gai_port[8];
 	uint64_t gai_start;
+	uint64_t warm_start;         /* issue 13: when it began waiting for a DNS cluster's first resolution (0: not) */
 	struct px_link pend;         /* in cl->pending while waiting for a connection */
 	int pending;
 	uint64_t hash;               /* the route's hash policies over this request (ring hash, maglev) */
@@ -1664,6 +1667,18 @@ static void s_attempt(struct px_stream *s)
 	if (s->cl->type == PX_CL_ORIGINAL_DST && s->have_odst &&
 	    s_loop_refused(s, (const struct sockaddr *)&s->odst, s->odst_len))
 		return;
+	/* issue 13: a DNS cluster is not used before its first resolution
+	 * (Envoy warms it): the request waits, polling, at most
+	 * PX_DNS_WARM_MAX_MS, then takes whatever hosts there are */
+	if (s->cl->dns && !dnscl_warm(s->cl->dns)) {
+		if (!s->warm_start)
+			s->warm_start = ev_now(e->loop) + 1; /* never 0 */
+		if (ev_now(e->loop) + 1 - s->warm_start < PX_DNS_WARM_MAX_MS) {
+			s->wait_kind = W_WARM;
+			ev_timer_arm(e->loop, &s->t_wait, PX_DNS_WARM_POLL_MS);
+			return;
+		}
+	}
 	h = s_pick(s);
 	if (!h) {
 		s_local_reply(s, 503, PX_RF_UH, "no healthy upstream", NULL);
