@@ -1,9 +1,16 @@
 /*
  * dns.c - see dns.h.  Each query is its own allocation holding glibc's
- * gaicb: glibc's helper thread writes into it until gai_error() stops
- * saying EAI_INPROGRESS, so a query is freed only then, never when it is
- * cancelled or times out (it stays on the list without a callback, an
- * orphan, until glibc lets go of it).
+ * gaicb: glibc keeps it on its request list until its helper thread has
+ * dequeued it, which happens a little after gai_error() stops saying
+ * EAI_INPROGRESS (the result is stored first, the request dequeued under
+ * glibc's lock after).  Freeing it in that window, and reusing the address
+ * for the next query, corrupts glibc's list (seen here as gai_suspend()
+ * spinning): a query is freed only once gai_cancel() answers EAI_ALLDONE
+ * or EAI_CANCELED, glibc's own word that it no longer knows the gaicb.  A
+ * query cancelled, timed out or answered stays on the list without a
+ * callback until then.  (A query glibc cancelled before it ran keeps
+ * gai_error() at EAI_INPROGRESS for ever: glibc does not store a result
+ * for it, so only gai_cancel()'s answer tells.)
  */
 #include "dataplane/dns.h"
 
@@ -22,6 +29,7 @@ struct dns_query {
 	struct addrinfo hints;
 	enum dns_family fam;
 	dns_cb fn;                   /* NULL: cancelled or answered (timed out), waiting for glibc */
+	int gone;                    /* glibc no longer knows the gaicb (q_release): free it */
 	void *arg;
 	uint64_t start;              /* ev_now() when started */
 	char name[DNS_NAME_MAX + 1];
@@ -55,6 +63,20 @@ int dns_resolver_new(struct ev_loop *loop, uint64_t timeout_ms, struct dns_resol
 	return 0;
 }
 
+/* Asks glibc to let go of q (cancels it if it has not started; one that
+ * is running or finished is left alone) and notes whether it has (see
+ * above).  Returns q->gone. */
+static int q_release(struct dns_query *q)
+{
+	int rc;
+
+	if (!q->gone) {
+		rc = gai_cancel(&q->cb);
+		q->gone = rc == EAI_ALLDONE || rc == EAI_CANCELED;
+	}
+	return q->gone;
+}
+
 static void q_unlink_free(struct dns_query *q)
 {
 	q->prev->next = q->next;
@@ -73,18 +95,16 @@ void dns_resolver_free(struct dns_resolver *r)
 	ev_timer_cancel(r->loop, &r->poll);
 	for (q = r->head.next; q != &r->head; q = q->next) {
 		q->fn = NULL;
-		gai_cancel(&q->cb);
+		q_release(q);
 	}
 	/* exiting: the one place a lookup is waited for (glibc's thread
 	 * writes into the query until it is done) */
 	while (r->head.next != &r->head) {
-		struct timespec ts = { 0, 100 * 1000 * 1000 };
+		struct timespec ts = { 0, 1000 * 1000 };
 
 		q = r->head.next;
-		if (gai_error(&q->cb) == EAI_INPROGRESS) {
-			const struct gaicb *one[1] = { &q->cb };
-
-			gai_suspend(one, 1, &ts);
+		if (!q->gone && (gai_error(&q->cb) == EAI_INPROGRESS || !q_release(q))) {
+			nanosleep(&ts, NULL);
 			continue;
 		}
 		q_unlink_free(q);
@@ -233,9 +253,8 @@ void dns_cancel(struct dns_query *q)
 		return;
 	q->fn = NULL;
 	q->r->st.pending--;
-	/* EAI_NOTCANCELED (already running) is fine: the poll frees it when
-	 * glibc is done */
-	gai_cancel(&q->cb);
+	/* one already running is freed by the poll when glibc is done */
+	q_release(q);
 }
 
 void dns_get_stats(const struct dns_resolver *r, struct dns_stats *st)
@@ -287,7 +306,7 @@ static void dns_poll(struct ev_loop *loop, struct ev_timer *t)
 	int progressed = 0;
 
 	for (q = r->head.next; q != &r->head; q = next) {
-		int rc = gai_error(&q->cb);
+		int rc = q->gone ? EAI_CANCELED : gai_error(&q->cb);
 
 		next = q->next;
 		if (rc == EAI_INPROGRESS) {
@@ -297,17 +316,18 @@ static void dns_poll(struct ev_loop *loop, struct ev_timer *t)
 				q->fn = NULL;
 				r->st.pending--;
 				r->st.timeouts++;
-				gai_cancel(&q->cb);
+				q_release(q);
 				fn(q->arg, -ETIMEDOUT, NULL, 0);
 				progressed = 1;
 			}
-			continue;
-		}
-		if (q->fn) {
+			if (!q->gone)
+				continue;
+		} else if (q->fn) {
 			q_answer(q, rc);
 			progressed = 1;
 		}
-		q_unlink_free(q);
+		if (q_release(q))
+			q_unlink_free(q);
 	}
 	if (r->head.next == &r->head)
 		return;

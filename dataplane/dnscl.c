@@ -100,6 +100,41 @@ static Envoy__Config__Endpoint__V3__LbEndpoint *ep_with(struct arena *ar, const 
 	return nl;
 }
 
+static bool ep_same(const Envoy__Config__Endpoint__V3__LbEndpoint *a, const Envoy__Config__Endpoint__V3__LbEndpoint *b)
+{
+	const char *na = ep_name(a), *nb = ep_name(b);
+
+	return na && nb && !strcmp(na, nb) &&
+	       a->endpoint->address->socket_address->port_value == b->endpoint->address->socket_address->port_value;
+}
+
+/* e's address and port are already among the endpoints built so far
+ * (c's localities before li, then cur) or the template's IP endpoints
+ * (kept as they are, wherever they come). */
+static bool ep_listed(const Envoy__Config__Endpoint__V3__ClusterLoadAssignment *tmpl,
+		      const Envoy__Config__Endpoint__V3__ClusterLoadAssignment *c, size_t li,
+		      const Envoy__Config__Endpoint__V3__LocalityLbEndpoints *cur,
+		      const Envoy__Config__Endpoint__V3__LbEndpoint *e)
+{
+	size_t i, j;
+
+	for (i = 0; i < li; i++)
+		for (j = 0; j < c->endpoints[i]->n_lb_endpoints; j++)
+			if (ep_same(c->endpoints[i]->lb_endpoints[j], e))
+				return true;
+	for (j = 0; j < cur->n_lb_endpoints; j++)
+		if (ep_same(cur->lb_endpoints[j], e))
+			return true;
+	for (i = 0; i < tmpl->n_endpoints; i++)
+		for (j = 0; j < tmpl->endpoints[i]->n_lb_endpoints; j++) {
+			const char *n = ep_name(tmpl->endpoints[i]->lb_endpoints[j]);
+
+			if (n && is_ip(n) && ep_same(tmpl->endpoints[i]->lb_endpoints[j], e))
+				return true;
+		}
+	return false;
+}
+
 static const struct dnscl_result *res_find(const struct dnscl_result *res, size_t n, const char *name)
 {
 	size_t i;
@@ -163,7 +198,11 @@ int dnscl_cla(const Envoy__Config__Endpoint__V3__ClusterLoadAssignment *tmpl, bo
 
 				if (!e)
 					return -ENOMEM;
-				nl->lb_endpoints[nl->n_lb_endpoints++] = e;
+				/* an address another endpoint already has (two names, or a
+				 * name and an IP, meeting on one address) is one host: the
+				 * host set refuses duplicates, Envoy would keep two */
+				if (!ep_listed(tmpl, c, i, nl, e))
+					nl->lb_endpoints[nl->n_lb_endpoints++] = e;
 			}
 		}
 		c->endpoints[i] = nl;
