@@ -404,6 +404,8 @@ static void s_istio(struct px_stream *s)
 	r.peer_principal = s->d->inbound ? s->d->peer_principal : s->peer_principal;
 	r.mtls = s->d->inbound && s->d->peer_principal;
 	r.service = istio_service_of(s->cl ? s->cl->name : NULL, s->authority.p, s->authority.len, &r.service_len);
+	/* issue 13: block_all / allow_any and the catch-all clusters, named as Istio names them */
+	r.service_name = istio_catchall_name(s->rt ? s->rt->name : NULL, s->cl ? s->cl->name : NULL);
 	r.grpc = s->is_grpc;
 	r.response_code = s->status;
 	r.grpc_status = s->grpc_status1 - 1;

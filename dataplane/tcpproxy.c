@@ -216,6 +216,8 @@ static void t_istio(struct tcpp *t, int opened, int closed)
 	r.peer_principal = t->peer_principal;
 	r.mtls = t->inbound && t->peer_principal;
 	r.service = istio_service_of(t->cl ? t->cl->name : NULL, NULL, 0, &r.service_len);
+	/* issue 13: PassthroughCluster / BlackHoleCluster, as Istio names them */
+	r.service_name = istio_catchall_name(NULL, t->cl ? t->cl->name : NULL);
 	r.response_flags = closed ? px_flags_str(t->flags, fl, sizeof(fl)) : "-";
 	r.request_bytes = closed ? t->rx : 0;
 	r.response_bytes = closed ? t->tx : 0;
