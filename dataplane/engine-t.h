@@ -306,6 +306,7 @@ struct engine {
 	struct istio_stats *istio;       /* issue 14: Istio's request metrics (engine_new), NULL: off */
 	struct tracer *tracer;           /* the span exporter (tracing.c), set by engine_new */
 	struct dns_resolver *dns;        /* issue 13: DNS clusters' lookups (dns.c), set by engine_new */
+	int dns_warmed;                  /* issue 13: engine_dns_warmed() latched */
 };
 
 /* engine.c */

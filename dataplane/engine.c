@@ -1987,6 +1987,21 @@ const int *engine_draining_flag(const struct engine *e)
 	return &e->draining;
 }
 
+int engine_dns_warmed(struct engine *e)
+{
+	size_t i;
+
+	if (e->dns_warmed)
+		return 1;
+	if (!e->cur)
+		return 0;
+	for (i = 0; i < e->cur->n_clusters; i++)
+		if (e->cur->clusters[i]->dns && !dnscl_warm(e->cur->clusters[i]->dns))
+			return 0;
+	e->dns_warmed = 1;
+	return 1;
+}
+
 const int *engine_ready_flag(const struct engine *e)
 {
 	return &e->ready;

@@ -525,6 +525,7 @@ START_TEST(strict_dns_through_engine)
 	const char *r;
 
 	apply_spec(DNS_SPEC, be.port);
+	ck_assert(!engine_dns_warmed(eng)); /* not LIVE before the first resolutions */
 	ext = cluster("outbound|9080||ext.example");
 	ck_assert_ptr_nonnull(ext);
 	ck_assert_ptr_nonnull(ext->dns);
@@ -562,6 +563,7 @@ START_TEST(strict_dns_through_engine)
 	r = roundtrip("GET / HTTP/1.1\r\nHost: bad.example:9080\r\nConnection: close\r\n\r\n");
 	ck_assert_msg(strstr(r, "HTTP/1.1 503") == r, "%s", r);
 	ck_assert(dnscl_warm(bad->dns));
+	ck_assert(engine_dns_warmed(eng));
 	ck_assert_uint_ge(bad->st.update_failure, 1);
 	ck_assert_uint_eq(bad->st.update_success, 0);
 	ck_assert_int_ge(atomic_load(&be.reqs), 2);
