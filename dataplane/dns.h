@@ -1,6 +1,7 @@
 /*
  * dns.h - asynchronous name resolution for meshproxy's loop (issue 13:
- * STRICT_DNS / LOGICAL_DNS clusters).
+ * STRICT_DNS / LOGICAL_DNS clusters, dnscl.c; and the names of
+ * passthrough destinations, proxy.c).
  *
  * A lookup never blocks the loop: glibc's getaddrinfo_a() runs it on its
  * own helper thread, and the resolver notices completions by polling

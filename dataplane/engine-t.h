@@ -285,8 +285,6 @@ struct engine {
 	int draining;
 	int ready;
 	struct lb_rng lbrng;
-	struct px_gai *gai_orphans;      /* name lookups still running for streams that ended */
-	struct ev_timer gai_timer;
 	struct ev_timer trim_timer;      /* hands freed heap back to the kernel once traffic stops (px_trim) */
 	unsigned mirrors_active;
 	uint64_t mirrors_sent, mirrors_dropped;
@@ -305,7 +303,8 @@ struct engine {
 	struct authz_tab *authz_tab;     /* RBAC counters by name, across configs (engine_new) */
 	struct istio_stats *istio;       /* issue 14: Istio's request metrics (engine_new), NULL: off */
 	struct tracer *tracer;           /* the span exporter (tracing.c), set by engine_new */
-	struct dns_resolver *dns;        /* issue 13: DNS clusters' lookups (dns.c), set by engine_new */
+	struct dns_resolver *dns;        /* issue 13: DNS clusters' and passthrough names' lookups (dns.c),
+	                                  * set by engine_new */
 	int dns_warmed;                  /* issue 13: engine_dns_warmed() latched */
 };
 
@@ -367,7 +366,6 @@ void px_dconn_drain_all(struct engine *e);
 /* The same for the connections one listener accepted (it left the config). */
 void px_dconn_drain_listener(struct engine *e, const struct px_listener *l);
 void px_dconn_free_all(struct engine *e);
-void px_gai_reap(struct ev_loop *loop, struct ev_timer *t);
 /* The trim timer's callback: armed when the last downstream connection
  * closes (PX_TRIM_AFTER_MS later); if none came back, malloc_trim(0) returns
  * the freed connection buffers to the kernel (haproxy's pool_gc does the

@@ -1840,7 +1840,6 @@ int engine_new(struct ev_loop *loop, const struct engine_opts *o, struct engine 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	e->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 40) ^ 0x9E3779B97F4A7C15ULL;
 	e->lbrng.s = e->rng ^ 0x5851F42D4C957F2DULL;
-	ev_timer_init(&e->gai_timer, px_gai_reap, e);
 	ev_timer_init(&e->trim_timer, px_trim, e);
 	self_read_ifaddrs(e);
 	rc = dns_resolver_new(loop, 0, &e->dns); /* issue 13: DNS clusters */
@@ -1884,21 +1883,15 @@ void engine_free(struct engine *e)
 	e->bl = NULL;
 	e->n_bl = 0;
 	ev_timer_cancel(e->loop, &e->drain_timer);
-	ev_timer_cancel(e->loop, &e->gai_timer);
 	ev_timer_cancel(e->loop, &e->trim_timer);
-	while (e->gai_orphans) {
-		/* exiting: the one place a lookup is waited for (it is already cancelled) */
-		px_gai_reap(e->loop, &e->gai_timer);
-		if (e->gai_orphans)
-			usleep(10000);
-	}
-	ev_timer_cancel(e->loop, &e->gai_timer);
 	for (i = 0; i < e->n_ctab; i++) {
 		cluster_drop_hosts(e->ctab[i]);
 		cluster_unref(e->ctab[i]);
 	}
 	free(e->ctab);
-	dns_resolver_free(e->dns); /* after the clusters: they cancelled their lookups */
+	/* after the clusters and the streams (they cancelled their lookups);
+	 * exiting, the one place a lookup still on glibc's thread is waited for */
+	dns_resolver_free(e->dns);
 	px_config_unref(e->cur);
 	px_alog_free(e->alog);
 	istio_stats_free(e->istio);
