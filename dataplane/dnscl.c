@@ -50,6 +50,7 @@ struct dnscl {
 	bool logical;
 	enum dns_family fam;
 	uint64_t refresh_ms;
+	int stale;                   /* the last resolved set could not be installed (out of memory) */
 	struct dnscl_target **t;     /* one allocation each: the timers are linked into the loop's heap */
 	size_t n_t;
 };
@@ -289,17 +290,32 @@ static void target_done(void *arg, int status, const struct dns_addr *addrs, siz
 		if (t->failing)
 			log_info("meshproxy", "cluster %s: %s resolves again", cl->name, t->name);
 		t->failing = 0;
-		if (dns_addrs_equal(t->addrs, t->n, addrs, n)) {
+		/* LOGICAL_DNS follows the first address (a rotating answer moves
+		 * new connections, as Envoy's logical host does); STRICT_DNS the set */
+		if (!d->stale && (d->logical ? t->n && n && dns_addrs_equal(t->addrs, 1, addrs, 1)
+					     : dns_addrs_equal(t->addrs, t->n, addrs, n))) {
+			memcpy(t->addrs, addrs, n * sizeof(*addrs));
+			t->n = n;
 			cl->st.update_no_rebuild++;
 		} else {
 			struct up_hostset *hs;
 
+			bool first = !t->n;
+
 			memcpy(t->addrs, addrs, n * sizeof(*addrs));
 			t->n = n;
 			addrs_text(addrs, n, txt, sizeof(txt));
-			log_info("meshproxy", "cluster %s: %s resolves to %s", cl->name, t->name, txt);
+			/* a rotating answer moves a logical cluster at every refresh: only
+			 * its first resolution is worth the info level */
+			if (first || !d->logical)
+				log_info("meshproxy", "cluster %s: %s resolves to %s", cl->name, t->name, txt);
+			else
+				log_debug("meshproxy", "cluster %s: %s resolves to %s", cl->name, t->name, txt);
 			hs = cl->up ? build(d, cl->up, cl->hs) : NULL;
-			if (!hs || px_cluster_set_hosts(cl, hs) < 0)
+			/* not installed: the next resolution builds again even if
+			 * nothing changed by then */
+			d->stale = !hs || px_cluster_set_hosts(cl, hs) < 0;
+			if (d->stale)
 				log_warn("meshproxy", "cluster %s: out of memory updating the hosts of %s", cl->name,
 					 t->name);
 		}
