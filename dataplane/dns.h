@@ -60,8 +60,9 @@ struct dns_addr {
 	socklen_t len;
 };
 
-/* Envoy's dns resolver counters (dns.getaddrinfo.* for its getaddrinfo
- * resolver, whose job this one does). */
+/* Envoy's dns resolver counters (its documented dns.cares.* set:
+ * resolve_total, pending_resolutions, not_found, timeout,
+ * get_addr_failure). */
 struct dns_stats {
 	uint64_t resolve_total;   /* lookups started */
 	uint64_t pending;         /* in flight (gauge) */

@@ -2355,18 +2355,20 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 				(unsigned long long)ts.spans_sent, (unsigned long long)ts.posts_ok,
 				(unsigned long long)ts.posts_failed, (unsigned long long)ts.spans_dropped);
 	}
-	/* issue 13: the DNS clusters' resolver, under the names of Envoy's
-	 * getaddrinfo resolver (dns.getaddrinfo.*) */
+	/* issue 13: the resolver of DNS clusters and passthrough names, under
+	 * the names an Istio sidecar exports (Istio configures Envoy's c-ares
+	 * resolver: dns.cares.*, Envoy's documented set), whatever library
+	 * resolves here */
 	{
 		struct dns_stats ds;
 
 		dns_get_stats(e->dns, &ds);
 		mesh_buf_printf(b,
-				"# TYPE envoy_dns_getaddrinfo_resolve_total counter\nenvoy_dns_getaddrinfo_resolve_total %llu\n"
-				"# TYPE envoy_dns_getaddrinfo_pending_resolutions gauge\nenvoy_dns_getaddrinfo_pending_resolutions %llu\n"
-				"# TYPE envoy_dns_getaddrinfo_not_found counter\nenvoy_dns_getaddrinfo_not_found %llu\n"
-				"# TYPE envoy_dns_getaddrinfo_timeouts counter\nenvoy_dns_getaddrinfo_timeouts %llu\n"
-				"# TYPE meshproxy_dns_failures counter\nmeshproxy_dns_failures %llu\n",
+				"# TYPE envoy_dns_cares_resolve_total counter\nenvoy_dns_cares_resolve_total %llu\n"
+				"# TYPE envoy_dns_cares_pending_resolutions gauge\nenvoy_dns_cares_pending_resolutions %llu\n"
+				"# TYPE envoy_dns_cares_not_found counter\nenvoy_dns_cares_not_found %llu\n"
+				"# TYPE envoy_dns_cares_timeout counter\nenvoy_dns_cares_timeout %llu\n"
+				"# TYPE envoy_dns_cares_get_addr_failure counter\nenvoy_dns_cares_get_addr_failure %llu\n",
 				(unsigned long long)ds.resolve_total, (unsigned long long)ds.pending,
 				(unsigned long long)ds.not_found, (unsigned long long)ds.timeouts,
 				(unsigned long long)ds.failures);

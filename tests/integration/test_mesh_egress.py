@@ -191,6 +191,11 @@ class MeshEgressTest(MeshCase):
         self.assertEqual(prom(self.px, "envoy_cluster_update_success", cluster), 0)
         # logged once, not at every refresh
         self.assertEqual(self.px.logs().count("resolving no-such-host.invalid failed"), 1)
+        # the resolver's counters under Envoy's names (dns.cares.*)
+        body = self.px.admin("/stats/prometheus")[1]
+        glob = {k: int(v) for k, v in re.findall(r"^envoy_dns_cares_(\w+) (\d+)$", body, re.M)}
+        self.assertGreaterEqual(glob.get("resolve_total", 0), 4)  # four names, at least once each
+        self.assertGreaterEqual(glob.get("not_found", 0) + glob.get("get_addr_failure", 0), 1)
 
     def test_d_registry_only_blackhole(self):
         r = self.px.request(self.url("unknown.egress.test", "/blocked"))
