@@ -16,6 +16,10 @@ them) and with curl -x.
 - (d) REGISTRY_ONLY: an unknown host is 502 (the block_all route), counted
   in Istio's istio_requests_total as destination_service_name
   BlackHoleCluster;
+- (f) a TCP ServiceEntry with `resolution: DNS` written while the proxies
+  run: a sidecar with captureMode NONE (Sidecar resource) binds its port
+  and the bytes of its first connection reach the echo backend `localhost`
+  names (a connection arriving before the first resolution waits for it);
 - (e) as root only: a second sidecar runs in its own mount namespace with a
   hosts file bind-mounted over /etc/hosts; the name moving.egress.test
   first resolves to 127.0.0.2, then the file says 127.0.0.3 and the sidecar
@@ -28,8 +32,11 @@ Nothing here asserts on timing; every wait is bounded.
 import os
 import re
 import shutil
+import socket
+import socketserver
 import subprocess
 import tempfile
+import threading
 import unittest
 
 from meshhttp import Backend, MeshCase, Sidecar, slow
@@ -60,6 +67,65 @@ spec:
 """ % {"name": name, "host": host, "res": resolution, "sport": HTTP_PORT, "addr": address, "port": port}
 
 
+TCP_HOST = "tcp.egress.test"
+
+
+def tcp_se_yaml(port, echo_port):
+    return """apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: tcp, namespace: demo}
+spec:
+  hosts: [%(host)s]
+  location: MESH_EXTERNAL
+  resolution: DNS
+  ports:
+  - {number: %(port)d, name: tcp, protocol: TCP}
+  endpoints:
+  - address: localhost
+    ports: {tcp: %(echo)d}
+""" % {"host": TCP_HOST, "port": port, "echo": echo_port}
+
+
+def tcp_sidecar_yaml():
+    """Binds the TCP service's port on 127.0.0.1 (only that service: no fixed ports)."""
+    return """apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: tcpc, namespace: demo}
+spec:
+  workloadSelector:
+    labels: {app: tcpc}
+  egress:
+  - hosts: ["demo/%s"]
+    captureMode: NONE
+""" % TCP_HOST
+
+
+class Echo:
+    """A TCP echo backend on 127.0.0.1: echoes until the client's FIN, then closes."""
+
+    def __init__(self):
+        class H(socketserver.BaseRequestHandler):
+            def handle(self):
+                while True:
+                    d = self.request.recv(65536)
+                    if not d:
+                        break
+                    self.request.sendall(d)
+                self.request.shutdown(socket.SHUT_WR)
+
+        class S(socketserver.ThreadingTCPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self.server = S(("127.0.0.1", 0), H)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def hosts_text(ip):
     return "127.0.0.1 localhost\n%s %s\n" % (ip, MOVING_NAME)
 
@@ -88,8 +154,10 @@ def prom(sidecar, metric, cluster):
 
 
 class MeshEgressTest(MeshCase):
+    SIDECARS = {"client": ("client", "app=client"), "tcpc": ("tcpc", "app=tcpc")}
     moving = None
     tmp = None
+    echo = None
 
     @classmethod
     def backends(cls):
@@ -107,6 +175,7 @@ class MeshEgressTest(MeshCase):
             "rr.yaml": se_yaml("rr", RR, "DNS_ROUND_ROBIN", "localhost", b["ext"].port),
             "bad.yaml": se_yaml("bad", BAD, "DNS", "no-such-host.invalid", 80),
             "moving.yaml": se_yaml("moving", MOVING, "DNS", MOVING_NAME, cls.mport),
+            "tcpc.yaml": tcp_sidecar_yaml(),
         }
 
     @classmethod
@@ -152,6 +221,8 @@ class MeshEgressTest(MeshCase):
         try:
             super().tearDownClass()
         finally:
+            if cls.echo:
+                cls.echo.stop()
             if cls.tmp:
                 shutil.rmtree(cls.tmp, ignore_errors=True)
 
@@ -212,6 +283,29 @@ class MeshEgressTest(MeshCase):
         lines = wait_for(blackholed, timeout=60 if slow() else 20, what="istio_requests_total for BlackHoleCluster")
         self.assertIn('destination_service="unknown.egress.test"', lines[0])
         self.assertGreaterEqual(int(lines[0].rsplit(" ", 1)[1]), 2)
+
+    def test_f_tcp_service_added_live(self):
+        tcpc = self.sidecars["tcpc"]
+        cls = type(self)
+        cls.echo = Echo()
+        port = free_port()
+        self.meshd.write("tcp.yaml", tcp_se_yaml(port, cls.echo.port))
+        wait_for(lambda: "127.0.0.1_%d::" % port in tcpc.admin("/listeners")[1],
+                 timeout=120 if slow() else 30, what="the bound listener of the TCP service")
+        s = socket.create_connection(("127.0.0.1", port), timeout=20)
+        try:
+            s.sendall(b"ping through a DNS cluster")
+            s.shutdown(socket.SHUT_WR)
+            got = bytearray()
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                got += d
+        finally:
+            s.close()
+        self.assertEqual(bytes(got), b"ping through a DNS cluster")
+        self.assertIn("outbound|%d||%s::127.0.0.1:%d::" % (port, TCP_HOST, cls.echo.port), tcpc.clusters())
 
     def test_e_follows_a_changed_name(self):
         if not self.moving:
