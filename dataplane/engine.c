@@ -1889,10 +1889,11 @@ void engine_free(struct engine *e)
 		cluster_unref(e->ctab[i]);
 	}
 	free(e->ctab);
-	/* after the clusters and the streams (they cancelled their lookups);
-	 * exiting, the one place a lookup still on glibc's thread is waited for */
-	dns_resolver_free(e->dns);
 	px_config_unref(e->cur);
+	/* after the streams, the clusters and the last config (they cancelled
+	 * their lookups); exiting, the one place a lookup still on glibc's
+	 * thread is waited for */
+	dns_resolver_free(e->dns);
 	px_alog_free(e->alog);
 	istio_stats_free(e->istio);
 	tracer_free(e->tracer); /* after the connections: their streams end spans */
