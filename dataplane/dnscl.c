@@ -368,6 +368,31 @@ bool dnscl_warm(const struct dnscl *d)
 	return true;
 }
 
+const char *dnscl_hostname(const struct dnscl *d, const struct sockaddr *sa)
+{
+	struct dns_addr a;
+	size_t i, k;
+
+	if (!d || (sa->sa_family != AF_INET && sa->sa_family != AF_INET6))
+		return NULL;
+	memset(&a, 0, sizeof(a));
+	if (sa->sa_family == AF_INET) {
+		a.u.in4.sin_family = AF_INET;
+		a.u.in4.sin_addr = ((const struct sockaddr_in *)sa)->sin_addr;
+		a.len = sizeof(a.u.in4);
+	} else {
+		a.u.in6.sin6_family = AF_INET6;
+		a.u.in6.sin6_addr = ((const struct sockaddr_in6 *)sa)->sin6_addr;
+		a.u.in6.sin6_scope_id = ((const struct sockaddr_in6 *)sa)->sin6_scope_id;
+		a.len = sizeof(a.u.in6);
+	}
+	for (i = 0; i < d->n_t; i++)
+		for (k = 0; k < d->t[i]->n; k++)
+			if (dns_addrs_equal(&d->t[i]->addrs[k], 1, &a, 1))
+				return d->t[i]->name;
+	return NULL;
+}
+
 void dnscl_detach(struct px_cluster *cl)
 {
 	struct dnscl *d = cl->dns;

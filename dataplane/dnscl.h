@@ -88,5 +88,9 @@ struct up_hostset *dnscl_attach(struct engine *e, struct px_cluster *cl, const s
 void dnscl_detach(struct px_cluster *cl);
 /* Every name of the cluster has been resolved (or has failed) once. */
 bool dnscl_warm(const struct dnscl *d);
+/* The name whose last resolution gave the address of sa (port ignored),
+ * for /clusters' hostname:: row as Envoy prints it; NULL: none (an IP
+ * endpoint, or d NULL).  Borrowed until the next update. */
+const char *dnscl_hostname(const struct dnscl *d, const struct sockaddr *sa);
 
 #endif

@@ -2160,7 +2160,12 @@ static void host_rows(struct mesh_buf *b, const struct px_cluster *cl, const cha
 	mesh_buf_printf(b, "%s::%s::rq_success::%llu\n", n, a, (unsigned long long)st->rq_success);
 	mesh_buf_printf(b, "%s::%s::rq_timeout::%llu\n", n, a, (unsigned long long)st->rq_timeout);
 	mesh_buf_printf(b, "%s::%s::rq_total::%llu\n", n, a, (unsigned long long)st->rq_total);
-	mesh_buf_printf(b, "%s::%s::hostname::\n", n, a);
+	/* issue 13: a DNS cluster's host: the name it was resolved from */
+	{
+		const char *hn = u && cl->dns ? dnscl_hostname(cl->dns, &u->addr.sa) : NULL;
+
+		mesh_buf_printf(b, "%s::%s::hostname::%s\n", n, a, hn ? hn : "");
+	}
 	mesh_buf_printf(b, "%s::%s::health_flags::%s\n", n, a, up_health_flags(u));
 	mesh_buf_printf(b, "%s::%s::weight::%u\n", n, a, u ? u->weight : 1);
 	/* the host's locality and priority in the current host set */
