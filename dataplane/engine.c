@@ -13,6 +13,7 @@
  * and swaps the config.
  */
 #include "dataplane/engine-t.h"
+#include "dataplane/dnscl.h"
 #include "dataplane/h2.h"
 #include "dataplane/istio_stats.h"
 #include "dataplane/jwt.h"
@@ -153,8 +154,8 @@ struct px_host *px_cluster_host_of(const struct px_cluster *ccl, const struct up
 	struct px_cluster *cl = (struct px_cluster *)ccl;
 	struct px_host *h = host_find(cl, up);
 
-	if (h || cl->type == PX_CL_ORIGINAL_DST)
-		return h;
+	if (h || cl->type == PX_CL_ORIGINAL_DST || !up->addr_len)
+		return h; /* addr_len 0: a DNS cluster's name not resolved (dnscl.c), never connected */
 	if (cl->n_hosts == cl->cap_hosts) {
 		size_t cap = cl->cap_hosts ? 2 * cl->cap_hosts : 4;
 		struct px_host **v = realloc(cl->hosts, cap * sizeof(*v));
@@ -291,6 +292,7 @@ static void cluster_drop_hosts(struct px_cluster *cl)
 	up_cluster_unref(cl->up);
 	cl->up = NULL;
 	cluster_set_src(cl, NULL, NULL);
+	dnscl_detach(cl); /* issue 13: its lookups and refresh timers */
 }
 
 static void cluster_unref(struct px_cluster *cl)
@@ -308,6 +310,7 @@ static void cluster_unref(struct px_cluster *cl)
 	px_resource_unref(cl->src);
 	px_resource_unref(cl->src_cla);
 	px_mtls_free(cl->tls);
+	dnscl_detach(cl);
 	free(cl->name);
 	free(cl);
 }
@@ -747,6 +750,7 @@ static int chain_port(struct px_config *c, const char *lname, const Envoy__Confi
 	px_hcm *hcm;
 	const char *tcp;
 	const px_tcpf *tcpf;
+	size_t i;
 	int rc;
 
 	rc = chain_decode_tcp(c, lname, fc, &hcm, &tcp, &tcpf, err, cap);
@@ -754,6 +758,9 @@ static int chain_port(struct px_config *c, const char *lname, const Envoy__Confi
 		return rc;
 	px_port_hcm(p, hcm);
 	tcpp_conf_init(&p->tcpp, tcpf);
+	for (i = 0; tcpf && fc && i < fc->n_filters; i++)
+		if (fc->filters[i]->name && !strcmp(fc->filters[i]->name, "envoy.filters.network.sni_cluster"))
+			p->tcpp.sni_cluster = 1; /* issue 13: AUTO_PASSTHROUGH (tcpproxy.c) */
 	rc = chain_authz(c, lname, fc, hcm, p, err, cap);
 	if (rc < 0)
 		return rc;
@@ -882,6 +889,33 @@ static int inbound_tls(struct px_config *c, const char *lname, const Envoy__Conf
 	return 0;
 }
 
+/*
+ * Issue 13: a gateway's listener (bound, not inbound) terminates TLS per
+ * filter chain, as Envoy does: each chain with a transport socket gets its
+ * DownstreamTlsContext (SIMPLE / MUTUAL certificates, ALPN, tls_params),
+ * kept by c, which proxy.c's d_select() starts a handshake with once the
+ * chain is selected (by SNI).  A listener whose chains match on SNI,
+ * transport or ALPN without a tls_inspector gets one, as Envoy injects it
+ * ("filter chain match rules require TLS Inspector listener filter").
+ */
+static int sel_tls(struct px_config *c, const Envoy__Config__Listener__V3__Listener *l, struct px_sel *sel,
+		   char *err, size_t cap)
+{
+	int in_tls = c->in_tls; /* virtualInbound's first-byte peek is not ours */
+	size_t i;
+	int rc = 0;
+
+	if (sel->fcm.uses & (FCM_USES_SNI | FCM_USES_TRANSPORT))
+		sel->fcm.inspect |= FCM_INSPECT_TLS;
+	for (i = 0; i < sel->n_chains && rc == 0; i++)
+		if (sel->chain_tls[i])
+			rc = inbound_tls(c, l->name, l->filter_chains[i], &sel->chains[i].tls, err, cap);
+	if (rc == 0 && sel->def_tls)
+		rc = inbound_tls(c, l->name, l->default_filter_chain, &sel->def.tls, err, cap);
+	c->in_tls = in_tls;
+	return rc;
+}
+
 /* Envoy binds a listener unless bind_to_port says false (unset: true). */
 static int binds_itself(const Envoy__Config__Listener__V3__Listener *l)
 {
@@ -952,7 +986,10 @@ static int compile_bound(struct px_config *c, const Envoy__Config__Listener__V3_
 	rc = chain_port(c, l->name, fc, &b->port, err, cap);
 	if (rc < 0)
 		return rc;
-	return sel_init(c, l, sa->port_value, &b->sel, err, cap);
+	rc = sel_init(c, l, sa->port_value, &b->sel, err, cap);
+	if (rc < 0 || b->inbound)
+		return rc;
+	return sel_tls(c, l, &b->sel, err, cap);
 }
 
 static int compile_listener(struct px_config *c, const Envoy__Config__Listener__V3__Listener *l, char *err,
@@ -1057,7 +1094,8 @@ static int compile_listener(struct px_config *c, const Envoy__Config__Listener__
 		 * with the ports virtualOutbound reaches (as Envoy's original
 		 * destination lookup finds any listener by address) */
 		rc = compile_bound(c, l, sa, err, cap);
-		if (rc < 0 || l->traffic_direction == ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__INBOUND ||
+		/* (a gateway has no virtualOutbound to look it up by: issue 13) */
+		if (rc < 0 || l->traffic_direction == ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__INBOUND || c->e->o.router ||
 		    (inet_pton(AF_INET, sa->address, &p.vip) != 1 && strcmp(sa->address, "::")))
 			return rc;
 	}
@@ -1313,6 +1351,15 @@ static int cluster_update(struct engine *e, struct px_cluster *cl, struct up_clu
 	return rc;
 }
 
+int px_cluster_set_hosts(struct px_cluster *cl, struct up_hostset *hs)
+{
+	if (!cl->e || !cl->up) {
+		up_hostset_free(hs);
+		return -EINVAL;
+	}
+	return cluster_update(cl->e, cl, up_cluster_ref(cl->up), hs);
+}
+
 static int config_link_clusters(struct engine *e, struct px_config *c)
 {
 	const struct px_resource_set *cs = &c->snap->sets[XDS_CLUSTER];
@@ -1351,6 +1398,12 @@ static int config_link_clusters(struct engine *e, struct px_config *c)
 			px_mtls_free(cl->tls);
 			cl->tls = c->new_tls[i];
 			c->new_tls[i] = NULL;
+			/* issue 13: a DNS cluster's names are resolved off the loop
+			 * (dnscl.c): it gets the set of the addresses known so far */
+			if (up->type == UP_STRICT_DNS || up->type == UP_LOGICAL_DNS)
+				hs = dnscl_attach(e, cl, cs->v[i], up, hs);
+			else
+				dnscl_detach(cl);
 			if (cluster_update(e, cl, up, hs) < 0) {
 				log_warn("meshproxy", "cluster %s: out of memory updating hosts", cl->name);
 				cluster_set_src(cl, c->snap, NULL);
@@ -1822,10 +1875,11 @@ int engine_new(struct ev_loop *loop, const struct engine_opts *o, struct engine 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	e->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 40) ^ 0x9E3779B97F4A7C15ULL;
 	e->lbrng.s = e->rng ^ 0x5851F42D4C957F2DULL;
-	ev_timer_init(&e->gai_timer, px_gai_reap, e);
 	ev_timer_init(&e->trim_timer, px_trim, e);
 	self_read_ifaddrs(e);
-	rc = authz_tab_new(&e->authz_tab);
+	rc = dns_resolver_new(loop, 0, &e->dns); /* issue 13: DNS clusters */
+	if (rc == 0)
+		rc = authz_tab_new(&e->authz_tab);
 	/* issue 14: the span exporter; idle until a config asks for tracing */
 	if (rc == 0 && !(e->tracer = tracer_new(loop, o->node_id, o->labels, engine_trace_resolve, e)))
 		rc = -ENOMEM;
@@ -1837,6 +1891,7 @@ int engine_new(struct ev_loop *loop, const struct engine_opts *o, struct engine 
 		px_alog_free(e->alog);
 		tracer_free(e->tracer);
 		authz_tab_free(e->authz_tab);
+		dns_resolver_free(e->dns);
 		free(e->ifaddrs);
 		free(e);
 		return rc;
@@ -1863,21 +1918,17 @@ void engine_free(struct engine *e)
 	e->bl = NULL;
 	e->n_bl = 0;
 	ev_timer_cancel(e->loop, &e->drain_timer);
-	ev_timer_cancel(e->loop, &e->gai_timer);
 	ev_timer_cancel(e->loop, &e->trim_timer);
-	while (e->gai_orphans) {
-		/* exiting: the one place a lookup is waited for (it is already cancelled) */
-		px_gai_reap(e->loop, &e->gai_timer);
-		if (e->gai_orphans)
-			usleep(10000);
-	}
-	ev_timer_cancel(e->loop, &e->gai_timer);
 	for (i = 0; i < e->n_ctab; i++) {
 		cluster_drop_hosts(e->ctab[i]);
 		cluster_unref(e->ctab[i]);
 	}
 	free(e->ctab);
 	px_config_unref(e->cur);
+	/* after the streams, the clusters and the last config (they cancelled
+	 * their lookups); exiting, the one place a lookup still on glibc's
+	 * thread is waited for */
+	dns_resolver_free(e->dns);
 	px_alog_free(e->alog);
 	istio_stats_free(e->istio);
 	tracer_free(e->tracer); /* after the connections: their streams end spans */
@@ -1898,6 +1949,12 @@ int engine_apply(struct engine *e, struct px_snapshot *candidate, char *err, siz
 	if (rc < 0)
 		goto out;
 	self_read_ifaddrs(e);
+	if (e->o.router) {
+		/* issue 13: a gateway has no capture (Istio's router: every
+		 * listener binds its own address); virtual listeners sent to it
+		 * are not served */
+		c->has_outbound = c->has_inbound = 0;
+	}
 	if (c->has_outbound && e->o.outbound_addr && *e->o.outbound_addr) {
 		rc = listener_bind(e, &e->lout, e->o.outbound_addr, 0, err, cap);
 		if (rc < 0)
@@ -1963,6 +2020,21 @@ int engine_ready(const struct engine *e)
 const int *engine_draining_flag(const struct engine *e)
 {
 	return &e->draining;
+}
+
+int engine_dns_warmed(struct engine *e)
+{
+	size_t i;
+
+	if (e->dns_warmed)
+		return 1;
+	if (!e->cur)
+		return 0;
+	for (i = 0; i < e->cur->n_clusters; i++)
+		if (e->cur->clusters[i]->dns && !dnscl_warm(e->cur->clusters[i]->dns))
+			return 0;
+	e->dns_warmed = 1;
+	return 1;
 }
 
 const int *engine_ready_flag(const struct engine *e)
@@ -2129,7 +2201,12 @@ static void host_rows(struct mesh_buf *b, const struct px_cluster *cl, const cha
 	mesh_buf_printf(b, "%s::%s::rq_success::%llu\n", n, a, (unsigned long long)st->rq_success);
 	mesh_buf_printf(b, "%s::%s::rq_timeout::%llu\n", n, a, (unsigned long long)st->rq_timeout);
 	mesh_buf_printf(b, "%s::%s::rq_total::%llu\n", n, a, (unsigned long long)st->rq_total);
-	mesh_buf_printf(b, "%s::%s::hostname::\n", n, a);
+	/* issue 13: a DNS cluster's host: the name it was resolved from */
+	{
+		const char *hn = u && cl->dns ? dnscl_hostname(cl->dns, &u->addr.sa) : NULL;
+
+		mesh_buf_printf(b, "%s::%s::hostname::%s\n", n, a, hn ? hn : "");
+	}
 	mesh_buf_printf(b, "%s::%s::health_flags::%s\n", n, a, up_health_flags(u));
 	mesh_buf_printf(b, "%s::%s::weight::%u\n", n, a, u ? u->weight : 1);
 	/* the host's locality and priority in the current host set */
@@ -2215,6 +2292,11 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 		PXS("outlier_detection_ejections_active", "gauge", outlier_ejections_active),
 		PXS("upstream_cx_rx_bytes_total", "counter", cx_rx_bytes),
 		PXS("upstream_cx_tx_bytes_total", "counter", cx_tx_bytes),
+		/* issue 13: DNS clusters' resolutions (0 for the others, as Envoy prints them) */
+		PXS("update_attempt", "counter", update_attempt),
+		PXS("update_success", "counter", update_success),
+		PXS("update_failure", "counter", update_failure),
+		PXS("update_no_rebuild", "counter", update_no_rebuild),
 #undef PXS
 	};
 	size_t i, j;
@@ -2319,6 +2401,24 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 				"# TYPE meshproxy_tracing_spans_dropped counter\nmeshproxy_tracing_spans_dropped %llu\n",
 				(unsigned long long)ts.spans_sent, (unsigned long long)ts.posts_ok,
 				(unsigned long long)ts.posts_failed, (unsigned long long)ts.spans_dropped);
+	}
+	/* issue 13: the resolver of DNS clusters and passthrough names, under
+	 * the names an Istio sidecar exports (Istio configures Envoy's c-ares
+	 * resolver: dns.cares.*, Envoy's documented set), whatever library
+	 * resolves here */
+	{
+		struct dns_stats ds;
+
+		dns_get_stats(e->dns, &ds);
+		mesh_buf_printf(b,
+				"# TYPE envoy_dns_cares_resolve_total counter\nenvoy_dns_cares_resolve_total %llu\n"
+				"# TYPE envoy_dns_cares_pending_resolutions gauge\nenvoy_dns_cares_pending_resolutions %llu\n"
+				"# TYPE envoy_dns_cares_not_found counter\nenvoy_dns_cares_not_found %llu\n"
+				"# TYPE envoy_dns_cares_timeout counter\nenvoy_dns_cares_timeout %llu\n"
+				"# TYPE envoy_dns_cares_get_addr_failure counter\nenvoy_dns_cares_get_addr_failure %llu\n",
+				(unsigned long long)ds.resolve_total, (unsigned long long)ds.pending,
+				(unsigned long long)ds.not_found, (unsigned long long)ds.timeouts,
+				(unsigned long long)ds.failures);
 	}
 	listener_prom(e, b);
 	jwt_prom(e, b);
