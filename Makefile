@@ -383,12 +383,19 @@ integration: $(PXSERVE_BIN) $(PXBACKEND_BIN)
 bench-proxy: all $(PXSERVE_BIN) $(PXBACKEND_BIN) $(PXRATE_BIN)
 	@sh tests/bench/proxy/run.sh $(BUILD)
 	@sh tests/bench/proxy/mtls.sh $(BUILD)
+	@sh tests/bench/proxy/gateway.sh $(BUILD)
 
 # two hops with mTLS (meshd's CA, two meshproxy sidecars) vs nginx's TLS
 # proxy pair: added p99 at 1,000 rps and peak throughput (part of bench-proxy)
 .PHONY: bench-mtls
 bench-mtls: all $(PXBACKEND_BIN) $(PXRATE_BIN)
 	@sh tests/bench/proxy/mtls.sh $(BUILD)
+
+# HTTPS through the ingress gateway vs nginx terminating TLS with the same
+# certificate, one run (issue 13; part of bench-proxy)
+.PHONY: bench-gateway
+bench-gateway: all $(PXBACKEND_BIN)
+	@sh tests/bench/proxy/gateway.sh $(BUILD)
 
 # h2c peak throughput, meshproxy vs nginx (listen http2), with h2load
 .PHONY: bench-h2
