@@ -55,7 +55,7 @@ from meshtest import MESHCTL, ROOT, Backend as GrpcBackend, METHOD, Meshd, free_
 GW_IP = "127.0.0.31"
 WEB_IP = "127.0.0.32"
 GW_NS = "istio-system"
-GW_SA = "istio-ingressgateway-service-account"
+GW_SA = "istio-ingressgateway"  # as deploy/gateway/ names it (the chart: the release name)
 GW_ID = "spiffe://cluster.local/ns/%s/sa/%s" % (GW_NS, GW_SA)
 # the seed documents as written (their Gateway and VirtualServices: 003/02-04)
 SEED = os.path.join(ROOT, "tests", "data", "seed-yaml")
@@ -466,12 +466,14 @@ class MeshGatewayTest(unittest.TestCase):
         c.leaf("a4co", "edge-ca", ["*.a4co.local"])
         cls.edge_ca = c.path("edge-ca", "crt")
 
-        cls.http_port = pick_port(GW_IP)
+        # the web app listens on 127.0.0.1:P, its sidecar's inbound on WEB_IP:P;
+        # the gateway's HTTP port is P too: without iptables a sidecar's
+        # inbound port takes the application port from the Host's port
+        # (DESIGN.md), and the gateway keeps the client's Host (web.example.com:P)
+        cls.web_port = cls.http_port = pick_port(GW_IP, WEB_IP)
         cls.https_port = pick_port(GW_IP)
         cls.pass_gw_port = pick_port(GW_IP)
         cls.seed_http, cls.seed_https = pick_port(GW_IP), pick_port(GW_IP)
-        # the web app listens on 127.0.0.1:P, its sidecar's inbound on WEB_IP:P
-        cls.web_port = pick_port(WEB_IP)
         cls.api = Backend("api")
         cls.web = Backend("web", port=cls.web_port)
         cls.order = Backend("order")
