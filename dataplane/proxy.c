@@ -4069,6 +4069,28 @@ static int d_select(struct px_dconn *d, const struct sniff_tls *tls, const char 
  * Returns 1 when d was handed over or closed. */
 static int d_select_after_tls(struct px_dconn *d)
 {
+	if (d->sel_kind == SEL_BOUND && d->chain && d->tls && d->l->conf) {
+		/* issue 13: a gateway chain terminated TLS (d_tls_term): its
+		 * subject alt names for the client's certificate (Envoy's
+		 * match_subject_alt_names, a Gateway's MUTUAL subjectAltNames),
+		 * then a TCP chain proxies over the TLS session (ISTIO_MUTUAL /
+		 * SIMPLE TCP servers), an HTTP one goes on */
+		const struct px_port *pp = sel_chain(&d->l->conf->sel, d->chain);
+
+		if (pp && pp->tls && pp->tls->n_sans &&
+		    px_tls_check_sans(d->tls, (const char *const *)pp->tls->sans, pp->tls->n_sans) < 0) {
+			log_debug("meshproxy", "%s: client %s: certificate not among the subject alt names", d_sel_name(d),
+				  d->peer_ip);
+			d->e->tls_handshake_fail++;
+			d_close(d);
+			return 1;
+		}
+		if (pp && pp->tcp) {
+			d_tcp_start(d, pp);
+			return 1;
+		}
+		return 0;
+	}
 	if (d->sel_kind != SEL_NONE || !d->e->cur)
 		return 0;
 	if (!d->l->embedded) {
@@ -4294,7 +4316,7 @@ int px_dconn_adopt(struct engine *e, int fd, const struct px_conn_origin *o, int
 	/* an inbound listener bound for a Sidecar ingress port with a TLS chain too */
 	if (!l->embedded && l->conf && l->conf->inbound && l->conf->port.tls && !h2)
 		d->tls_decide = 1;
-	d->drain = e->draining && l->inbound;
+	d->drain = e->draining && (l->inbound || e->o.router); /* a gateway: every listener (px_dconn_drain_listener) */
 	h1_parser_init(&d->p, 1, NULL, d->hdrs, H1_DEFAULT_MAX_HEADERS);
 	mesh_buf_init(&d->out, PX_OUT_MAX);
 	ev_io_init(&d->io, fd, d_cb, d);
@@ -4456,8 +4478,8 @@ void px_dconn_drain_listener(struct engine *e, const struct px_listener *l)
 		 * drains inbound ones only: outbound keeps serving the
 		 * application's calls while it shuts down (Istio's agent drains
 		 * inbound listeners) */
-		if (l ? d->l != l : !d->inbound)
-			continue;
+		if (l ? d->l != l : !(d->inbound || e->o.router))
+			continue; /* issue 13: a gateway drains every listener (Istio's agent: not inboundonly) */
 		/* a TCP proxy connection has no request boundary to stop at:
 		 * it runs until it ends or the drain period does (Envoy) */
 		if (d->tcp)

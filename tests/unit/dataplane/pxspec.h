@@ -25,7 +25,10 @@
  *                                 [min=1.2] [max=1.3] [ciphers=A:B]   TLS terminated: server_names SNIS
  *                                 (comma list, "-" none), a DownstreamTlsContext with file certificates
  *                                 (require_client_certificate for mutual), the HCM as for http
+ *                                 [san=NAME]... (match_subject_alt_names, exact)
  *     gw NAME IP:PORT pass SNIS CLUSTER           PASSTHROUGH: tcp_proxy to CLUSTER by SNI
+ *     gw NAME IP:PORT tcps SNIS CLUSTER cert=F key=F ...   a TLS server proxying TCP: terminated, then
+ *                                 tcp_proxy to CLUSTER (https's TLS options)
  *     gw NAME IP:PORT auto SNIS                   AUTO_PASSTHROUGH: sni_cluster then tcp_proxy
  *   route RC VHOST PREFIX key=value...   cluster=C timeout=MS retries=N retry_on=LIST
  *                                 per_try=MS per_try_idle=MS codes=503,409 direct=STATUS[:BODY] idle_timeout=MS
@@ -412,6 +415,14 @@ static Envoy__Config__Core__V3__TransportSocket *ps_down_tls(struct pxspec *ps, 
 			ct.validation_context_type_case =
 				ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__COMMON_TLS_CONTEXT__VALIDATION_CONTEXT_TYPE_VALIDATION_CONTEXT;
 			ct.validation_context = &vc;
+		} else if (!strcmp(tok, "san")) {
+			Envoy__Type__Matcher__V3__StringMatcher *m = PS_NEW(
+				ps, Envoy__Type__Matcher__V3__StringMatcher, ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__INIT);
+
+			m->match_pattern_case = ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_EXACT;
+			m->exact = ps_str(ps, v);
+			vc.match_subject_alt_names =
+				(void *)ps_push(ps, (void **)vc.match_subject_alt_names, &vc.n_match_subject_alt_names, m);
 		} else if (!strcmp(tok, "mode")) {
 			req.value = !strcmp(v, "mutual");
 			d.require_client_certificate = &req;
@@ -428,6 +439,11 @@ static Envoy__Config__Core__V3__TransportSocket *ps_down_tls(struct pxspec *ps, 
 			tp.cipher_suites = (void *)ps_push(ps, NULL, &tp.n_cipher_suites, ps_str(ps, v));
 			ct.tls_params = &tp;
 		}
+	}
+	if (vc.n_match_subject_alt_names && !ct.validation_context) {
+		ct.validation_context_type_case =
+			ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__COMMON_TLS_CONTEXT__VALIDATION_CONTEXT_TYPE_VALIDATION_CONTEXT;
+		ct.validation_context = &vc;
 	}
 	d.common_tls_context = &ct;
 	ts->name = ps_str(ps, "envoy.transport_sockets.tls");
@@ -475,8 +491,10 @@ static int ps_gateway(struct pxspec *ps, const char *name, const char *addr, con
 		fc->filters = (void *)ps_push(ps, NULL, &fc->n_filters, f);
 		if (tls)
 			fc->transport_socket = ps_down_tls(ps, opts);
-	} else if (!strcmp(kind, "pass") && a2 && *a2) {
+	} else if ((!strcmp(kind, "pass") || !strcmp(kind, "tcps")) && a2 && *a2) {
 		fc = ps_tcp_chain(ps, ps_str(ps, a2), 0);
+		if (!strcmp(kind, "tcps"))
+			fc->transport_socket = ps_down_tls(ps, opts);
 	} else if (!strcmp(kind, "auto")) {
 		Envoy__Config__Listener__V3__Filter *f =
 			PS_NEW(ps, Envoy__Config__Listener__V3__Filter, ENVOY__CONFIG__LISTENER__V3__FILTER__INIT);
