@@ -1545,7 +1545,7 @@ static void dec__vs_not_applied(struct dec *d, const struct cfg__node *spec, con
 		seen[3] |= r->redirect.derive_port != CFG_DERIVE_PORT_NONE;
 		seen[4] |= r->redirect.prefix_rewrite != NULL;
 	}
-	seen[5] = vs->n_tls > 0;
+	/* seen[5]: tls routes are applied by sidecars and routers (gen/gateway.c) now */
 	for (i = 0; i < sizeof(seen) / sizeof(seen[0]); i++) {
 		int w;
 		if (!seen[i])

@@ -758,7 +758,7 @@ static gw_filter *gw_tcp_routes(struct gw_gen *gg, const struct gw_server *sv, b
 	for (i = 0; i < n; i++) {
 		const struct cfg_object *vs = vss[i];
 
-		if (!model_gateway_hosts_match(&sv->s->hosts, sv->gw->ns, vs))
+		if (!model_gateway_hosts_match(gg->g.m, &sv->s->hosts, sv->gw->ns, vs))
 			continue;
 		for (j = 0; j < vs->spec.vs.n_tcp; j++) {
 			const struct cfg_tcp_route *tr = &vs->spec.vs.tcp[j];
@@ -788,7 +788,7 @@ static int gw_tls_routes(struct gw_gen *gg, gw_listener_msg *l, const struct gw_
 	for (i = 0; i < n; i++) {
 		const struct cfg_object *vs = vss[i];
 
-		if (!model_gateway_hosts_match(&sv->s->hosts, sv->gw->ns, vs))
+		if (!model_gateway_hosts_match(gg->g.m, &sv->s->hosts, sv->gw->ns, vs))
 			continue;
 		for (j = 0; j < vs->spec.vs.n_tls; j++) {
 			const struct cfg_tls_route *tr = &vs->spec.vs.tls[j];
@@ -1051,6 +1051,87 @@ static int gw_vhost_append(struct arena *a, gw_vhost *v, Envoy__Config__Route__V
 	return 0;
 }
 
+/* route.IsCatchAllRoute: prefix "/" (or meshd's "", the same), path
+ * separated prefix "/" or regex ".*", no header, query or metadata match */
+static bool gw_route_catchall(const Envoy__Config__Route__V3__Route *r)
+{
+	const Envoy__Config__Route__V3__RouteMatch *m = r->match;
+	bool all = false;
+
+	if (!m)
+		return false;
+	switch (m->path_specifier_case) {
+	case ENVOY__CONFIG__ROUTE__V3__ROUTE_MATCH__PATH_SPECIFIER_PREFIX:
+		all = !m->prefix || !strcmp(m->prefix, "/") || !m->prefix[0];
+		break;
+	case ENVOY__CONFIG__ROUTE__V3__ROUTE_MATCH__PATH_SPECIFIER_PATH_SEPARATED_PREFIX:
+		all = m->path_separated_prefix && !strcmp(m->path_separated_prefix, "/");
+		break;
+	case ENVOY__CONFIG__ROUTE__V3__ROUTE_MATCH__PATH_SPECIFIER_SAFE_REGEX:
+		all = m->safe_regex && m->safe_regex->regex && !strcmp(m->safe_regex->regex, ".*");
+		break;
+	default:
+		break;
+	}
+	return all && m->n_headers == 0 && m->n_query_parameters == 0 && m->n_dynamic_metadata == 0;
+}
+
+/* route.SortVHostRoutes: catch-all routes last, the others in order. */
+static int gw_sort_routes(struct arena *a, gw_vhost *v)
+{
+	Envoy__Config__Route__V3__Route **nv;
+	size_t i, k = 0;
+
+	if (v->n_routes < 2)
+		return 0;
+	if (!(nv = arena_calloc(a, v->n_routes, sizeof(*nv))))
+		return -ENOMEM;
+	for (i = 0; i < v->n_routes; i++)
+		if (!gw_route_catchall(v->routes[i]))
+			nv[k++] = v->routes[i];
+	for (i = 0; i < v->n_routes; i++)
+		if (gw_route_catchall(v->routes[i]))
+			nv[k++] = v->routes[i];
+	v->routes = nv;
+	return 0;
+}
+
+/* collapseDuplicateRoutes (PILOT_ENABLE_ROUTE_COLLAPSE_OPTIMIZATION, on
+ * by default): virtual hosts holding the very same routes (the same
+ * VirtualService's, same require_tls) become one, named after the first
+ * host in order, with every domain. */
+static int gw_collapse(struct arena *a, struct gw_vhosts *vh)
+{
+	size_t i, j, k = 0;
+
+	for (i = 0; i < vh->n; i++) {
+		gw_vhost *v = vh->v[i], *into = NULL;
+
+		for (j = 0; j < k && !into; j++) {
+			gw_vhost *w = vh->v[j];
+
+			if (w->n_routes == v->n_routes && w->require_tls == v->require_tls &&
+			    w->include_request_attempt_count == v->include_request_attempt_count &&
+			    (v->n_routes == 0 || memcmp(w->routes, v->routes, v->n_routes * sizeof(*v->routes)) == 0))
+				into = w;
+		}
+		if (into) {
+			char **d = arena_calloc(a, into->n_domains + v->n_domains, sizeof(*d));
+
+			if (!d)
+				return -ENOMEM;
+			memcpy(d, into->domains, into->n_domains * sizeof(*d));
+			memcpy(d + into->n_domains, v->domains, v->n_domains * sizeof(*d));
+			into->domains = d;
+			into->n_domains += v->n_domains;
+		} else {
+			vh->v[k++] = v;
+		}
+	}
+	vh->n = k;
+	return 0;
+}
+
 static int gw_vhost_cmp(const void *x, const void *y)
 {
 	const gw_vhost *a = *(gw_vhost *const *)x, *b = *(gw_vhost *const *)y;
@@ -1082,7 +1163,7 @@ static int gw_route_config(struct gw_gen *gg, const struct gw_lis *li, const cha
 			Envoy__Config__Route__V3__Route **routes;
 			size_t n_routes;
 
-			n_h = model_gateway_hosts(&sv->s->hosts, sv->gw->ns, vss[j], hosts, GW_MAX_HOSTS);
+			n_h = model_gateway_hosts(gg->g.m, &sv->s->hosts, sv->gw->ns, vss[j], a, hosts, GW_MAX_HOSTS);
 			if (n_h == 0)
 				continue;
 			if (n_h > GW_MAX_HOSTS)
@@ -1122,7 +1203,13 @@ static int gw_route_config(struct gw_gen *gg, const struct gw_lis *li, const cha
 			return -ENOMEM;
 		v->include_request_attempt_count = false;
 	}
+	/* by host, so that the first host names a collapsed virtual host */
 	qsort(vh.v, vh.n, sizeof(*vh.v), gw_vhost_cmp);
+	if (gw_collapse(a, &vh) < 0)
+		return -ENOMEM;
+	for (i = 0; i < vh.n; i++)
+		if (gw_sort_routes(a, vh.v[i]) < 0)
+			return -ENOMEM;
 	rc_msg.name = (char *)name;
 	rc_msg.virtual_hosts = vh.v;
 	rc_msg.n_virtual_hosts = vh.n;
@@ -1169,6 +1256,7 @@ static int gw_sni_dnat(struct gw_gen *gg, const struct xds_resource *r)
 	Envoy__Config__Cluster__V3__Cluster *c =
 		envoy__config__cluster__v3__cluster__unpack(NULL, r->len, r->data);
 	Envoy__Config__Core__V3__TransportSocket *ts;
+	const struct model_service *svc;
 	size_t n_tsm;
 	char *name = NULL, *own;
 	const char *p = r->name + 9, *s1, *s2;
@@ -1179,6 +1267,12 @@ static int gw_sni_dnat(struct gw_gen *gg, const struct xds_resource *r)
 	s1 = strchr(p, '|');
 	s2 = s1 ? strchr(s1 + 1, '|') : NULL;
 	if (!s2) {
+		rc = 0;
+		goto out;
+	}
+	/* mesh-internal services only (buildOutboundSniDnatClusters) */
+	svc = model_find_service(gg->g.m, s2 + 1);
+	if (!svc || svc->mesh_external) {
 		rc = 0;
 		goto out;
 	}

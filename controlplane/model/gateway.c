@@ -8,6 +8,7 @@
 #include "controlplane/model/model_int.h"
 #include "controlplane/model/policy.h"
 
+#include "common/arena.h"
 #include "common/str.h"
 
 #include <stdio.h>
@@ -26,7 +27,9 @@ const char *model_gateway_ref(const char *ref, const char *vs_ns, char *buf, siz
 
 	if (!ref)
 		ref = "";
-	if (strchr(ref, '/') || strcmp(ref, MODEL_MESH_GATEWAY) == 0) {
+	if (ref[0] == '.' && ref[1] == '/') {
+		snprintf(buf, cap, "%s/%s", vs_ns ? vs_ns : "default", ref + 2);
+	} else if (strchr(ref, '/') || strcmp(ref, MODEL_MESH_GATEWAY) == 0) {
 		snprintf(buf, cap, "%s", ref);
 	} else if ((dot = strchr(ref, '.')) != NULL) {
 		/* "name.ns" or "name.ns.svc.cluster.local": Istio's legacy form */
@@ -45,6 +48,8 @@ bool model_gateways_include(const struct cfg_strs *gateways, const char *vs_ns, 
 	char buf[MODEL_GATEWAY_NAME_MAX];
 	size_t i;
 
+	if ((!gateways || gateways->n == 0) && strcmp(gateway, MODEL_MESH_GATEWAY) == 0)
+		return true;         /* getGatewayNames: none listed is "mesh" */
 	for (i = 0; gateways && i < gateways->n; i++)
 		if (strcmp(model_gateway_ref(gateways->v[i], vs_ns, buf, sizeof(buf)), gateway) == 0)
 			return true;
@@ -160,9 +165,18 @@ static void model_gw_host_add(const char **out, size_t cap, size_t *n, const cha
 	(*n)++;
 }
 
-size_t model_gateway_hosts(const struct cfg_strs *server_hosts, const char *gw_ns, const struct cfg_object *vs,
-			   const char **out, size_t cap)
+/* VirtualService host h of vs as Istio resolves it (a short name in
+ * vs's namespace, resolveVirtualServiceShortnames) into buf. */
+static const char *model_gw_vs_host(const struct model *m, const struct cfg_object *vs, const char *h, char *buf,
+				    size_t cap)
 {
+	return m ? model_resolve_host(m, h, vs->ns, buf, cap) : h;
+}
+
+size_t model_gateway_hosts(const struct model *m, const struct cfg_strs *server_hosts, const char *gw_ns,
+			   const struct cfg_object *vs, struct arena *a, const char **out, size_t cap)
+{
+	char buf[MODEL_GATEWAY_NAME_MAX];
 	size_t i, j, n = 0;
 
 	if (!server_hosts || !vs || vs->kind != CFG_VIRTUAL_SERVICE)
@@ -173,20 +187,27 @@ size_t model_gateway_hosts(const struct cfg_strs *server_hosts, const char *gw_n
 		if (!sh)
 			continue;
 		for (j = 0; j < vs->spec.vs.hosts.n; j++) {
-			const char *vh = vs->spec.vs.hosts.v[j];
+			const char *vh = model_gw_vs_host(m, vs, vs->spec.vs.hosts.v[j], buf, sizeof(buf));
 
 			/* the narrower of the two (host.Names.Intersection) */
-			if (cfg_host_covers(vh, sh, NULL))
+			if (cfg_host_covers(vh, sh, NULL)) {
 				model_gw_host_add(out, cap, &n, sh);
-			else if (cfg_host_covers(sh, vh, NULL))
-				model_gw_host_add(out, cap, &n, vh);
+			} else if (cfg_host_covers(sh, vh, NULL)) {
+				const char *keep = vh == buf ? arena_strdup(a, buf) : vh;
+
+				if (!keep)
+					return n;    /* out of memory: what was found */
+				model_gw_host_add(out, cap, &n, keep);
+			}
 		}
 	}
 	return n;
 }
 
-bool model_gateway_hosts_match(const struct cfg_strs *server_hosts, const char *gw_ns, const struct cfg_object *vs)
+bool model_gateway_hosts_match(const struct model *m, const struct cfg_strs *server_hosts, const char *gw_ns,
+			       const struct cfg_object *vs)
 {
+	char buf[MODEL_GATEWAY_NAME_MAX];
 	size_t i, j;
 
 	if (!server_hosts || !vs || vs->kind != CFG_VIRTUAL_SERVICE)
@@ -194,10 +215,12 @@ bool model_gateway_hosts_match(const struct cfg_strs *server_hosts, const char *
 	for (i = 0; i < server_hosts->n; i++) {
 		const char *sh = model_server_host_for(server_hosts->v[i], gw_ns, vs->ns);
 
-		for (j = 0; sh && j < vs->spec.vs.hosts.n; j++)
-			if (cfg_host_covers(sh, vs->spec.vs.hosts.v[j], NULL) ||
-			    cfg_host_covers(vs->spec.vs.hosts.v[j], sh, NULL))
+		for (j = 0; sh && j < vs->spec.vs.hosts.n; j++) {
+			const char *vh = model_gw_vs_host(m, vs, vs->spec.vs.hosts.v[j], buf, sizeof(buf));
+
+			if (cfg_host_covers(sh, vh, NULL) || cfg_host_covers(vh, sh, NULL))
 				return true;
+		}
 	}
 	return false;
 }

@@ -22,8 +22,9 @@
  *  - server hosts "ns/host" let only VirtualServices of namespace ns bind,
  *    "./host" the Gateway's own namespace, "*\/host" and "host" any.
  *
- * Pure functions of the model; every pointer returned is borrowed from it
- * (or from the strings given).
+ * Pure functions of the model; pointers returned are borrowed from it (or
+ * from the strings given), but resolved host names, which are allocated in
+ * the caller's arena.
  */
 #ifndef MESH_MODEL_GATEWAY_H
 #define MESH_MODEL_GATEWAY_H
@@ -38,13 +39,13 @@
 
 /* The Gateway a VirtualService of namespace vs_ns means by ref, as
  * "ns/name" in buf (cap bytes): "ns/name" as written, "mesh" as is,
- * "name.ns[.svc...]" (legacy FQDN form) as "ns/name", "name" as
- * "vs_ns/name" (Istio's resolveGatewayName).  Returns buf. */
+ * "./name" and "name" as "vs_ns/name", "name.ns[.svc...]" (legacy FQDN
+ * form) as "ns/name" (Istio's resolveGatewayName).  Returns buf. */
 const char *model_gateway_ref(const char *ref, const char *vs_ns, char *buf, size_t cap);
 
 /* Whether the gateways list of a VirtualService (or of one of its
- * matches) of namespace vs_ns names gateway ("ns/name").  An empty list
- * names "mesh" only (never a Gateway). */
+ * matches) of namespace vs_ns names gateway ("ns/name", or "mesh").  An
+ * empty list names "mesh" only (never a Gateway). */
 bool model_gateways_include(const struct cfg_strs *gateways, const char *vs_ns, const char *gateway);
 
 /* Whether Gateway gw (kind CFG_GATEWAY) selects a router proxy with these
@@ -77,16 +78,21 @@ const char *model_server_host_for(const char *h, const char *gw_ns, const char *
 
 /* The virtual host domains VirtualService vs gets on a server with hosts
  * (of a Gateway of namespace gw_ns): Istio's Intersection of the server
- * hosts vs's namespace may use with vs's hosts -- for each pair, the
- * narrower of the two when one covers the other (wildcards), each once
- * (case-insensitive), in server-host order.  Fills out (borrowed from
- * the config) up to cap, returns the total count. */
-size_t model_gateway_hosts(const struct cfg_strs *server_hosts, const char *gw_ns, const struct cfg_object *vs,
-			   const char **out, size_t cap);
+ * hosts vs's namespace may use with vs's hosts (short names resolved in
+ * vs's namespace as Istio resolves them, when m is not NULL) -- for each
+ * pair, the narrower of the two when one covers the other (wildcards),
+ * each once (case-insensitive), in server-host order.  Fills out up to
+ * cap, returns the total count; strings are borrowed from the config, or
+ * allocated in a (a resolved short name; on out-of-memory the count
+ * found so far is returned). */
+struct arena;
+size_t model_gateway_hosts(const struct model *m, const struct cfg_strs *server_hosts, const char *gw_ns,
+			   const struct cfg_object *vs, struct arena *a, const char **out, size_t cap);
 
-/* Whether vs has a host matching a server host it may bind to
- * (pickMatchingGatewayHosts: either covers the other), what TCP and TLS
- * servers require before they read its tcp / tls routes. */
-bool model_gateway_hosts_match(const struct cfg_strs *server_hosts, const char *gw_ns, const struct cfg_object *vs);
+/* Whether vs has a host (resolved as above) matching a server host it
+ * may bind to (pickMatchingGatewayHosts: either covers the other), what
+ * TCP and TLS servers require before they read its tcp / tls routes. */
+bool model_gateway_hosts_match(const struct model *m, const struct cfg_strs *server_hosts, const char *gw_ns,
+			       const struct cfg_object *vs);
 
 #endif
