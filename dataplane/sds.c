@@ -419,6 +419,148 @@ int px_sds_cluster_names(const Envoy__Config__Cluster__V3__Cluster *c, px_sds_na
 	return rc;
 }
 
+/* ---- the same from encoded bytes: only the transport sockets decoded */
+
+/* Calls fn(arg, data, len) for each length-delimited field number num at
+ * the top level of the message in b.  -MESH_EPARSE for bytes that are not
+ * a message; fn's negative return stops the walk. */
+static int pb_each(const uint8_t *b, size_t len, uint32_t num,
+		   int (*fn)(void *arg, const uint8_t *d, size_t n), void *arg)
+{
+	size_t i = 0;
+	int rc = 0;
+
+	while (i < len && rc == 0) {
+		uint64_t key = 0, v = 0;
+		unsigned shift = 0;
+
+		do {
+			if (i >= len || shift > 63)
+				return -MESH_EPARSE;
+			key |= (uint64_t)(b[i] & 0x7f) << shift;
+			shift += 7;
+		} while (b[i++] & 0x80);
+		switch (key & 7) {
+		case 0: /* varint */
+			do {
+				if (i >= len)
+					return -MESH_EPARSE;
+			} while (b[i++] & 0x80);
+			break;
+		case 1:
+			if (len - i < 8)
+				return -MESH_EPARSE;
+			i += 8;
+			break;
+		case 5:
+			if (len - i < 4)
+				return -MESH_EPARSE;
+			i += 4;
+			break;
+		case 2:
+			shift = 0;
+			do {
+				if (i >= len || shift > 63)
+					return -MESH_EPARSE;
+				v |= (uint64_t)(b[i] & 0x7f) << shift;
+				shift += 7;
+			} while (b[i++] & 0x80);
+			if (v > len - i)
+				return -MESH_EPARSE;
+			if ((key >> 3) == num)
+				rc = fn(arg, b + i, (size_t)v);
+			i += (size_t)v;
+			break;
+		default:
+			return -MESH_EPARSE; /* groups: not in these messages */
+		}
+	}
+	return rc;
+}
+
+struct walk {
+	px_sds_name_cb cb;
+	void *ctx;
+	const uint8_t *p; /* a field found by take() */
+	size_t n;
+	int found;
+};
+
+static int take(void *arg, const uint8_t *d, size_t n)
+{
+	struct walk *w = arg;
+
+	w->p = d;
+	w->n = n;
+	w->found = 1;
+	return 0;
+}
+
+/* A TransportSocket's bytes (name 1, typed_config 3: Any type_url 1, value 2). */
+static int socket_bytes(void *arg, const uint8_t *d, size_t n)
+{
+	struct walk *w = arg, f = { 0 };
+	Envoy__Config__Core__V3__TransportSocket ts = ENVOY__CONFIG__CORE__V3__TRANSPORT_SOCKET__INIT;
+	Google__Protobuf__Any any = GOOGLE__PROTOBUF__ANY__INIT;
+	char url[sizeof(DOWN_URL) > sizeof(UP_URL) ? sizeof(DOWN_URL) : sizeof(UP_URL)];
+	const uint8_t *a;
+	size_t an;
+	int rc;
+
+	if ((rc = pb_each(d, n, 1, take, &f)) < 0)
+		return rc;
+	if (!f.found || f.n != sizeof(TLS_SOCKET) - 1 || memcmp(f.p, TLS_SOCKET, f.n))
+		return 0;
+	f.found = 0;
+	if ((rc = pb_each(d, n, 3, take, &f)) < 0 || !f.found)
+		return rc;
+	a = f.p;
+	an = f.n;
+	f.found = 0;
+	if ((rc = pb_each(a, an, 1, take, &f)) < 0 || !f.found || f.n >= sizeof(url))
+		return rc;
+	memcpy(url, f.p, f.n);
+	url[f.n] = '\0';
+	f.found = 0;
+	if ((rc = pb_each(a, an, 2, take, &f)) < 0)
+		return rc;
+	/* the decoded walk over a socket holding just that Any */
+	ts.name = TLS_SOCKET;
+	ts.config_type_case = ENVOY__CONFIG__CORE__V3__TRANSPORT_SOCKET__CONFIG_TYPE_TYPED_CONFIG;
+	ts.typed_config = &any;
+	any.type_url = url;
+	any.value.data = f.found ? (uint8_t *)f.p : NULL;
+	any.value.len = f.found ? f.n : 0;
+	return socket_names(&ts, w->cb, w->ctx);
+}
+
+/* A TransportSocketMatch's or FilterChain's bytes: its transport_socket. */
+static int match_bytes(void *arg, const uint8_t *d, size_t n)
+{
+	return pb_each(d, n, 3, socket_bytes, arg);
+}
+
+static int chain_bytes(void *arg, const uint8_t *d, size_t n)
+{
+	return pb_each(d, n, 6, socket_bytes, arg);
+}
+
+int px_sds_cluster_names_bytes(const uint8_t *b, size_t len, px_sds_name_cb cb, void *ctx)
+{
+	struct walk w = { cb, ctx, NULL, 0, 0 };
+	int rc = pb_each(b, len, 24, socket_bytes, &w);
+
+	return rc < 0 ? rc : pb_each(b, len, 43, match_bytes, &w);
+}
+
+int px_sds_listener_names_bytes(const uint8_t *b, size_t len, px_sds_name_cb cb, void *ctx)
+{
+	struct walk w = { cb, ctx, NULL, 0, 0 };
+	int rc = pb_each(b, len, 3, chain_bytes, &w);
+
+	return rc < 0 ? rc : pb_each(b, len, 25, chain_bytes, &w);
+}
+
 /* ---- the admin dump */
 
 static void put_time(struct mesh_buf *b, const char *key, time_t t)

@@ -105,6 +105,13 @@ MESH_MUST_CHECK int px_sds_listener_names(const Envoy__Config__Listener__V3__Lis
 					  void *ctx);
 MESH_MUST_CHECK int px_sds_cluster_names(const Envoy__Config__Cluster__V3__Cluster *c, px_sds_name_cb cb,
 					 void *ctx);
+/* The same from an encoded Listener / Cluster (what the xDS client holds):
+ * only the transport sockets' TLS contexts are decoded, the rest of the
+ * message is skipped over on the wire (a mesh's clusters nearly all carry
+ * an auto-mTLS socket; decoding each whole on every CDS update would cost
+ * more than the update).  -MESH_EPARSE for bytes that are not a message. */
+MESH_MUST_CHECK int px_sds_cluster_names_bytes(const uint8_t *b, size_t len, px_sds_name_cb cb, void *ctx);
+MESH_MUST_CHECK int px_sds_listener_names_bytes(const uint8_t *b, size_t len, px_sds_name_cb cb, void *ctx);
 
 /* The store's entries of an envoy.admin.v3.SecretsConfigDump's
  * dynamic_active_secrets: ",\n    {...}" per secret (so they follow the

@@ -305,9 +305,9 @@ static int may_hold_tls(const struct px_resource *r)
 
 /*
  * issue 13: the SDS names (other than the identity's) snap's listeners and
- * clusters reference, into *out (sorted, owned).  Decoded from the bytes
- * and freed at once: px_resource_msg() would keep every cluster decoded
- * until the next compile sheds it.
+ * clusters reference, into *out (sorted, owned).  Read from the bytes, only
+ * the TLS contexts decoded: px_resource_msg() would decode every cluster
+ * whole and keep it decoded until the next compile sheds it.
  */
 static int secret_names(const struct px_snapshot *snap, struct name_set *out)
 {
@@ -325,21 +325,10 @@ static int secret_names(const struct px_snapshot *snap, struct name_set *out)
 
 			if (!may_hold_tls(r))
 				continue;
-			if (from[j] == XDS_LISTENER) {
-				Envoy__Config__Listener__V3__Listener *l =
-					envoy__config__listener__v3__listener__unpack(NULL, r->len, r->bytes);
-
-				rc = l ? px_sds_listener_names(l, collect_cb, &k) : -MESH_EPARSE;
-				if (l)
-					protobuf_c_message_free_unpacked(&l->base, NULL);
-			} else {
-				Envoy__Config__Cluster__V3__Cluster *cl =
-					envoy__config__cluster__v3__cluster__unpack(NULL, r->len, r->bytes);
-
-				rc = cl ? px_sds_cluster_names(cl, collect_cb, &k) : -MESH_EPARSE;
-				if (cl)
-					protobuf_c_message_free_unpacked(&cl->base, NULL);
-			}
+			if (from[j] == XDS_LISTENER)
+				rc = px_sds_listener_names_bytes(r->bytes, r->len, collect_cb, &k);
+			else
+				rc = px_sds_cluster_names_bytes(r->bytes, r->len, collect_cb, &k);
 		}
 	}
 	if (rc < 0) {

@@ -287,6 +287,45 @@ START_TEST(names_listeners_and_clusters_reference)
 	ck_assert_int_eq(px_sds_listener_names(&l, collect, &b), 0);
 	mesh_buf_putc(&b, '\0');
 	ck_assert_str_eq(b.data, "kubernetes://client;kubernetes://client-cacert;kubernetes://gw-cert;");
+	/* the same read from the encoded resources, as the xDS client does:
+	 * a socket match and the default chain too */
+	{
+		Envoy__Config__Cluster__V3__Cluster__TransportSocketMatch tm =
+			ENVOY__CONFIG__CLUSTER__V3__CLUSTER__TRANSPORT_SOCKET_MATCH__INIT, *tmv[1] = { &tm };
+		uint8_t *enc;
+		size_t len;
+
+		b.len = 0;
+		mutual.cl.transport_socket = NULL;
+		tm.name = "tlsMode-istio";
+		tm.transport_socket = &mutual.ts;
+		mutual.cl.n_transport_socket_matches = 1;
+		mutual.cl.transport_socket_matches = tmv;
+		mutual.cl.connect_timeout = NULL;
+		len = protobuf_c_message_get_packed_size(&mutual.cl.base);
+		enc = malloc(len);
+		protobuf_c_message_pack(&mutual.cl.base, enc);
+		ck_assert_int_eq(px_sds_cluster_names_bytes(enc, len, collect, &b), 0);
+		free(enc);
+		len = protobuf_c_message_get_packed_size(&istio.cl.base);
+		enc = malloc(len);
+		protobuf_c_message_pack(&istio.cl.base, enc);
+		ck_assert_int_eq(px_sds_cluster_names_bytes(enc, len, collect, &b), 0);
+		free(enc);
+		l.n_filter_chains = 0;
+		l.default_filter_chain = &fc;
+		len = protobuf_c_message_get_packed_size(&l.base);
+		enc = malloc(len);
+		protobuf_c_message_pack(&l.base, enc);
+		ck_assert_int_eq(px_sds_listener_names_bytes(enc, len, collect, &b), 0);
+		/* truncated: not a message */
+		ck_assert_int_eq(px_sds_listener_names_bytes(enc, len - 1, collect, &b), -MESH_EPARSE);
+		free(enc);
+		mesh_buf_putc(&b, '\0');
+		ck_assert_str_eq(b.data, "kubernetes://client;kubernetes://client-cacert;kubernetes://gw-cert;");
+		l.n_filter_chains = 1;
+		l.default_filter_chain = NULL;
+	}
 	/* a context that does not decode */
 	any.value.len = 3;
 	any.value.data[0] = 0xff;
