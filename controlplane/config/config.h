@@ -658,6 +658,13 @@ enum cfg_gw_tls_mode {
 /* ServerTLSSettings.TLSProtocol; CFG_GW_TLS_AUTO when unset. */
 enum cfg_gw_tls_version { CFG_GW_TLS_AUTO, CFG_GW_TLSV1_0, CFG_GW_TLSV1_1, CFG_GW_TLSV1_2, CFG_GW_TLSV1_3 };
 
+/* One ServerTLSSettings.tlsCertificates entry (files on the gateway). */
+struct cfg_gw_tls_cert {
+	char *server_certificate;        /* serverCertificate; NULL when absent */
+	char *private_key;               /* privateKey */
+	char *ca_certificates;           /* caCertificates */
+};
+
 struct cfg_gw_tls {
 	bool https_redirect;             /* httpsRedirect */
 	enum cfg_gw_tls_mode mode;       /* mode; written without one: PASSTHROUGH on HTTPS/TLS ports (Istio's zero
@@ -672,6 +679,13 @@ struct cfg_gw_tls {
 	enum cfg_gw_tls_version min_version;      /* minProtocolVersion */
 	enum cfg_gw_tls_version max_version;      /* maxProtocolVersion */
 	struct cfg_strs cipher_suites;   /* cipherSuites */
+	/* the other certificate sources Istio takes (validation allows one of
+	 * credentialName, credentialNames, serverCertificate/privateKey,
+	 * tlsCertificates), and the CRL file; set by decode.c */
+	struct cfg_strs credential_names;           /* credentialNames (1 or 2, e.g. RSA and ECDSA) */
+	struct cfg_gw_tls_cert *tls_certificates;   /* tlsCertificates (at most 2) */
+	size_t n_tls_certificates;
+	char *ca_crl;                               /* caCrl; NULL when absent */
 };
 
 struct cfg_gw_server {
@@ -685,6 +699,7 @@ struct cfg_gw_server {
 	struct cfg_strs hosts;           /* hosts as written: "host", "ns/host", "./host", any-namespace "*" + "/host" */
 	bool has_tls;                    /* a tls block is present (mode may still be NONE for httpsRedirect only) */
 	struct cfg_gw_tls tls;
+	int line, col;                   /* where the server starts in the source, for messages (decode.c) */
 };
 
 /* A Gateway (networking.istio.io v1/v1beta1/v1alpha3). */

@@ -3215,6 +3215,23 @@ static enum cfg_gw_tls_mode dec__gw_tls_mode(const struct cfg__node *n, const ch
 	return CFG_GW_TLS_NONE;
 }
 
+static void dec__gw_tls_certs(struct dec *d, const struct cfg__node *seq, struct cfg_gw_tls *t)
+{
+	size_t i;
+
+	if (!seq || seq->type != CFG__SEQ || !seq->n)
+		return;
+	t->tls_certificates = dec__alloc(d, seq->n, sizeof(*t->tls_certificates));
+	if (!t->tls_certificates)
+		return;
+	t->n_tls_certificates = seq->n;
+	for (i = 0; i < seq->n; i++) {
+		t->tls_certificates[i].server_certificate = dec__str_set(d, F(seq->v[i], "serverCertificate"));
+		t->tls_certificates[i].private_key = dec__str_set(d, F(seq->v[i], "privateKey"));
+		t->tls_certificates[i].ca_certificates = dec__str_set(d, F(seq->v[i], "caCertificates"));
+	}
+}
+
 /* The fields the gateway generator acts on (struct cfg_gateway), every
  * field of networking.istio.io Gateway; validation is dec__gateway's. */
 static void dec__gateway_spec(struct dec *d, const struct cfg__node *spec, struct cfg_gateway *gw)
@@ -3234,6 +3251,8 @@ static void dec__gateway_spec(struct dec *d, const struct cfg__node *spec, struc
 		struct cfg_gw_server *sv = &gw->servers[i];
 		int64_t num = dec__int(F(port, "number"), 0), tp = dec__int(F(port, "targetPort"), 0);
 
+		sv->line = s->line;
+		sv->col = s->col;
 		sv->port = num > 0 && num <= UINT32_MAX ? (uint32_t)num : 0;
 		sv->target_port = tp > 0 && tp <= UINT32_MAX ? (uint32_t)tp : 0;
 		sv->port_name = dec__str(d, F(port, "name"));
@@ -3257,6 +3276,9 @@ static void dec__gateway_spec(struct dec *d, const struct cfg__node *spec, struc
 		sv->tls.min_version = dec__gw_tls_version(F(tls, "minProtocolVersion"));
 		sv->tls.max_version = dec__gw_tls_version(F(tls, "maxProtocolVersion"));
 		dec__strs(d, F(tls, "cipherSuites"), &sv->tls.cipher_suites);
+		dec__strs(d, F(tls, "credentialNames"), &sv->tls.credential_names);
+		sv->tls.ca_crl = dec__str_set(d, F(tls, "caCrl"));
+		dec__gw_tls_certs(d, F(tls, "tlsCertificates"), &sv->tls);
 	}
 }
 

@@ -8,6 +8,7 @@
  * repository root.
  */
 #include "controlplane/config/config.h"
+#include "controlplane/config/store.h"
 
 #include <check.h>
 #include <stdio.h>
@@ -225,6 +226,54 @@ START_TEST(test_decode_modes_versions)
 }
 END_TEST
 
+/* The other certificate sources: credentialNames, tlsCertificates, caCrl. */
+START_TEST(test_decode_cert_sources)
+{
+	const struct cfg_gateway *gw;
+	const struct cfg_gw_tls *t;
+
+	parse_str("apiVersion: networking.istio.io/v1\n"
+		  "kind: Gateway\n"
+		  "metadata: {name: gw, namespace: ns1}\n"
+		  "spec:\n"
+		  "  servers:\n"
+		  "  - port: {number: 443, name: https, protocol: HTTPS}\n"
+		  "    hosts: [\"a.example.com\"]\n"
+		  "    tls: {mode: OPTIONAL_MUTUAL, credentialNames: [a-rsa, a-ecdsa]}\n"
+		  "  - port: {number: 8443, name: https-files, protocol: HTTPS}\n"
+		  "    hosts: [\"b.example.com\"]\n"
+		  "    tls:\n"
+		  "      mode: MUTUAL\n"
+		  "      caCertificates: /ca.pem\n"
+		  "      caCrl: /crl.pem\n"
+		  "      tlsCertificates:\n"
+		  "      - {serverCertificate: /rsa.crt, privateKey: /rsa.key}\n"
+		  "      - {serverCertificate: /ec.crt, privateKey: /ec.key, caCertificates: /ec-ca.pem}\n");
+	expect_clean(1);
+	gw = only_gateway();
+	t = &gw->servers[0].tls;
+	ck_assert_int_eq(t->mode, CFG_GW_TLS_OPTIONAL_MUTUAL);
+	ck_assert_ptr_null(t->credential_name);
+	ck_assert_uint_eq(t->credential_names.n, 2);
+	ck_assert_str_eq(t->credential_names.v[0], "a-rsa");
+	ck_assert_str_eq(t->credential_names.v[1], "a-ecdsa");
+	ck_assert_uint_eq(t->n_tls_certificates, 0);
+	ck_assert_ptr_null(t->ca_crl);
+	t = &gw->servers[1].tls;
+	ck_assert_uint_eq(t->credential_names.n, 0);
+	ck_assert_str_eq(t->ca_crl, "/crl.pem");
+	ck_assert_str_eq(t->ca_certificates, "/ca.pem");
+	ck_assert_uint_eq(t->n_tls_certificates, 2);
+	ck_assert_str_eq(t->tls_certificates[0].server_certificate, "/rsa.crt");
+	ck_assert_str_eq(t->tls_certificates[0].private_key, "/rsa.key");
+	ck_assert_ptr_null(t->tls_certificates[0].ca_certificates);
+	ck_assert_str_eq(t->tls_certificates[1].server_certificate, "/ec.crt");
+	ck_assert_str_eq(t->tls_certificates[1].ca_certificates, "/ec-ca.pem");
+	ck_assert_int_eq(gw->servers[0].line, 6);
+	ck_assert_int_eq(gw->servers[1].line, 9);
+}
+END_TEST
+
 /* An empty credentialName is unset (Istio's proto3 zero value). */
 START_TEST(test_decode_empty_strings)
 {
@@ -246,6 +295,233 @@ START_TEST(test_decode_empty_strings)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- seed YAML */
+
+/* Every seed file: the Gateways it holds decode with the servers and
+ * hosts they were written with (003/02.yaml, the only one: the ingress
+ * gateway a4co/a4co-gateway, 80 plain and 443 SIMPLE with credentialName),
+ * and no Gateway document of them is rejected. */
+START_TEST(test_seed_gateways)
+{
+	static const char *const files[] = {
+		"000/01.yaml", "000/02.yaml", "000/03.yaml", "000/04.yaml", "000/05.yaml", "000/06.yaml", "000/07.yaml",
+		"001/01.yaml", "001/02.yaml", "001/03.yaml", "001/04.yaml", "001/05.yaml", "001/06.yaml", "001/07.yaml",
+		"001/08.yaml", "001/09.yaml", "001/10.yaml", "001/11.yaml", "001/12.yaml", "003/01.yaml", "003/02.yaml",
+		"003/03.yaml", "003/04.yaml", "003/05.yaml", "003/06.yaml", "003/07.yaml", "003/08.yaml", "003/09.yaml",
+		"003/10.yaml", "003/11.yaml", "003/12.yaml", "003/13.yaml",
+	};
+	size_t f, i, n_gw = 0, n_servers = 0, n_hosts = 0;
+	const struct cfg_gateway *a4co = NULL;
+	char path[256];
+
+	for (f = 0; f < sizeof(files) / sizeof(files[0]); f++) {
+		snprintf(path, sizeof(path), SEED "%s", files[f]);
+		ck_assert_int_eq(cfg_parse_file(path, &res), 0);
+		for (i = 0; i < res.n_errors; i++)
+			ck_assert_msg(res.errors[i].kind != CFG_GATEWAY || res.errors[i].warning, "%s: %s", files[f],
+				      res.errors[i].message);
+		for (i = 0; i < res.n_objects; i++) {
+			const struct cfg_object *o = res.objects[i];
+			size_t s;
+
+			if (o->kind != CFG_GATEWAY)
+				continue;
+			n_gw++;
+			n_servers += o->spec.gw.n_servers;
+			for (s = 0; s < o->spec.gw.n_servers; s++)
+				n_hosts += o->spec.gw.servers[s].hosts.n;
+			if (!strcmp(o->ns, "a4co") && !strcmp(o->name, "a4co-gateway")) {
+				const struct cfg_gw_server *sv = o->spec.gw.servers;
+
+				a4co = &o->spec.gw;
+				ck_assert_uint_eq(a4co->selector.n, 1);
+				ck_assert_str_eq(a4co->selector.v[0].key, "istio");
+				ck_assert_str_eq(a4co->selector.v[0].value, "ingressgateway");
+				ck_assert_uint_eq(a4co->n_servers, 2);
+				ck_assert_uint_eq(sv[0].port, 80);
+				ck_assert_str_eq(sv[0].protocol, "HTTP");
+				ck_assert_str_eq(sv[0].port_name, "http");
+				ck_assert(!sv[0].has_tls);
+				ck_assert_uint_eq(sv[0].hosts.n, 2);
+				ck_assert_str_eq(sv[0].hosts.v[0], "*.a4co.local");
+				ck_assert_str_eq(sv[0].hosts.v[1], "a4co.local");
+				ck_assert_uint_eq(sv[1].port, 443);
+				ck_assert_str_eq(sv[1].protocol, "HTTPS");
+				ck_assert(sv[1].has_tls);
+				ck_assert_int_eq(sv[1].tls.mode, CFG_GW_TLS_SIMPLE);
+				ck_assert_str_eq(sv[1].tls.credential_name, "a4co-tls-cert");
+				ck_assert_uint_eq(sv[1].hosts.n, 1);
+				ck_assert_str_eq(sv[1].hosts.v[0], "*.a4co.local");
+			}
+		}
+		cfg_parse_result_cleanup(&res);
+	}
+	ck_assert_ptr_nonnull(a4co);
+	ck_assert_uint_eq(n_gw, 1);
+	ck_assert_uint_eq(n_servers, 2);
+	ck_assert_uint_eq(n_hosts, 3);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- between Gateways */
+
+/* The Gateways of text, served by a store; the snapshot's findings. */
+static struct cfg_snapshot *serve(const char *text, struct cfg_store **store)
+{
+	struct cfg_parse_result r;
+	struct cfg_snapshot *snap;
+
+	*store = cfg_store_new();
+	ck_assert_ptr_nonnull(*store);
+	ck_assert_int_eq(cfg_parse_buffer("gw.yaml", text, strlen(text), &r), 0);
+	ck_assert_int_ge(cfg_store_apply_origin(*store, "gw.yaml", &r), 0);
+	cfg_parse_result_cleanup(&r);
+	snap = cfg_store_snapshot(*store);
+	ck_assert_ptr_nonnull(snap);
+	return snap;
+}
+
+/* the number of findings of ns/name at field whose message has text
+ * (all warnings: nothing between Gateways rejects one) */
+static size_t findings(const struct cfg_snapshot *snap, const char *name, const char *field, const char *text)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < snap->n_errors; i++) {
+		const struct cfg_error *e = &snap->errors[i];
+		if (!e->name || strcmp(e->name, name) || !e->field || strcmp(e->field, field) ||
+		    !strstr(e->message, text))
+			continue;
+		ck_assert(e->warning);
+		n++;
+	}
+	return n;
+}
+
+/* every finding of the snapshot but the not-implemented notes */
+static size_t all_findings(const struct cfg_snapshot *snap)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < snap->n_errors; i++)
+		n += snap->errors[i].field != NULL;
+	return n;
+}
+
+#define GW_HEAD(name, created, selector)                                                       \
+	"apiVersion: networking.istio.io/v1\nkind: Gateway\n"                                   \
+	"metadata: {name: " name ", namespace: ns1, creationTimestamp: \"" created "\"}\n"      \
+	"spec:\n  selector: " selector "\n  servers:\n"
+
+/* istioctl analyze's ConflictingGateways: same selector (labels in any
+ * order), same port, a host in common and the same bind; reported on
+ * both Gateways, with the sorted selector. */
+START_TEST(test_conflicting_gateways)
+{
+	static const char text[] =
+		GW_HEAD("gw-a", "2024-01-01T00:00:00Z", "{istio: ingressgateway, app: x}")
+		"  - port: {number: 80, name: http, protocol: HTTP}\n"
+		"    hosts: [a.example.com, c.example.com]\n"
+		"---\n"
+		GW_HEAD("gw-b", "2024-02-01T00:00:00Z", "{app: x, istio: ingressgateway}")
+		"  - port: {number: 80, name: http, protocol: HTTP}\n"
+		"    hosts: [b.example.com, a.example.com]\n"
+		"  - port: {number: 8080, name: http-alt, protocol: HTTP}\n"
+		"    hosts: [c.example.com]\n"
+		"---\n"
+		/* another selector: no conflict */
+		GW_HEAD("gw-c", "2024-03-01T00:00:00Z", "{istio: other}")
+		"  - port: {number: 80, name: http, protocol: HTTP}\n"
+		"    hosts: [a.example.com]\n"
+		"---\n"
+		/* another bind: no conflict */
+		GW_HEAD("gw-d", "2024-04-01T00:00:00Z", "{istio: ingressgateway, app: x}")
+		"  - port: {number: 80, name: http, protocol: HTTP}\n"
+		"    bind: 10.0.0.1\n"
+		"    hosts: [a.example.com]\n";
+	struct cfg_store *store;
+	struct cfg_snapshot *snap = serve(text, &store);
+
+	ck_assert_uint_eq(snap->n_objects[CFG_GATEWAY], 4);
+	ck_assert_uint_eq(findings(snap, "gw-a", "spec.servers[0]",
+				   "ConflictingGateways (IST0145): Conflict with gateways ns1/gw-b (workload selector "
+				   "app=x,istio=ingressgateway, port 80, hosts a.example.com,c.example.com)."), 1);
+	ck_assert_uint_eq(findings(snap, "gw-b", "spec.servers[0]",
+				   "Conflict with gateways ns1/gw-a (workload selector app=x,istio=ingressgateway, port "
+				   "80, hosts b.example.com,a.example.com)."), 1);
+	ck_assert_uint_eq(all_findings(snap), 2);
+	cfg_snapshot_unref(snap);
+	cfg_store_free(store);
+}
+END_TEST
+
+/* What istiod's mergeGateways skips, oldest Gateway first: a TCP server
+ * on the port of an HTTP one (same bind), and a TLS server whose host
+ * (after "./" and "*" + "/" are resolved) an older TLS server on the port
+ * already has.  HTTP-family servers on one port merge. */
+START_TEST(test_merge_conflicts)
+{
+	static const char text[] =
+		GW_HEAD("old", "2024-01-01T00:00:00Z", "{istio: ingressgateway}")
+		"  - port: {number: 80, name: http, protocol: HTTP}\n"
+		"    hosts: [a.example.com]\n"
+		"  - port: {number: 443, name: https, protocol: HTTPS}\n"
+		"    hosts: [\"./s.example.com\"]\n"
+		"    tls: {mode: SIMPLE, credentialName: s}\n"
+		"---\n"
+		GW_HEAD("new", "2024-02-01T00:00:00Z", "{istio: ingressgateway}")
+		"  - port: {number: 80, name: grpc, protocol: GRPC}\n"
+		"    hosts: [g.example.com]\n"
+		"  - port: {number: 80, name: tcp, protocol: TCP}\n"
+		"    hosts: [t.example.com]\n"
+		"  - port: {number: 443, name: https, protocol: HTTPS}\n"
+		"    hosts: [x.example.com, \"ns1/s.example.com\"]\n"
+		"    tls: {mode: SIMPLE, credentialName: x}\n"
+		"  - port: {number: 443, name: https-y, protocol: HTTPS}\n"
+		"    hosts: [y.example.com]\n"
+		"    tls: {mode: SIMPLE, credentialName: y}\n"
+		"  - port: {number: 443, name: https-z, protocol: HTTPS}\n"
+		"    bind: 10.0.0.2\n"
+		"    hosts: [\"ns1/s.example.com\"]\n"
+		"    tls: {mode: SIMPLE, credentialName: z}\n";
+	struct cfg_store *store;
+	struct cfg_snapshot *snap = serve(text, &store);
+
+	ck_assert_uint_eq(snap->n_objects[CFG_GATEWAY], 2);
+	ck_assert_uint_eq(findings(snap, "new", "spec.servers[1]",
+				   "skipping server on gateway ns1/new port tcp.80.TCP: conflict with existing server "
+				   "http.80.HTTP of Gateway ns1/old (same port and bind, protocols HTTP and TCP cannot be "
+				   "merged"), 1);
+	ck_assert_uint_eq(findings(snap, "new", "spec.servers[2]",
+				   "skipping server on gateway ns1/new, duplicate host names: [ns1/s.example.com] "
+				   "(already served on port 443 by server 1 of Gateway ns1/old"), 1);
+	ck_assert_uint_eq(all_findings(snap), 2);
+	cfg_snapshot_unref(snap);
+	cfg_store_free(store);
+}
+END_TEST
+
+/* Two TCP servers on one port and bind do not merge either (Istio's
+ * canMergeProtocols wants HTTP), even within one Gateway. */
+START_TEST(test_merge_tcp_tcp)
+{
+	static const char text[] =
+		GW_HEAD("tcp", "2024-01-01T00:00:00Z", "{istio: ingressgateway}")
+		"  - port: {number: 31400, name: tcp-a, protocol: TCP}\n"
+		"    hosts: [a.example.com]\n"
+		"  - port: {number: 31400, name: tcp-b, protocol: TCP}\n"
+		"    hosts: [b.example.com]\n";
+	struct cfg_store *store;
+	struct cfg_snapshot *snap = serve(text, &store);
+
+	ck_assert_uint_eq(findings(snap, "tcp", "spec.servers[1]", "conflict with existing server tcp-a.31400.TCP of "
+				   "Gateway ns1/tcp (same port and bind, protocols TCP and TCP cannot be merged"), 1);
+	ck_assert_uint_eq(all_findings(snap), 1);
+	cfg_snapshot_unref(snap);
+	cfg_store_free(store);
+}
+END_TEST
+
 static Suite *gateway_suite(void)
 {
 	Suite *s = suite_create("gateway");
@@ -255,6 +531,16 @@ static Suite *gateway_suite(void)
 	tcase_add_test(tc, test_decode_every_field);
 	tcase_add_loop_test(tc, test_decode_modes_versions, 0, 3);
 	tcase_add_test(tc, test_decode_empty_strings);
+	tcase_add_test(tc, test_decode_cert_sources);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("between");
+	tcase_add_test(tc, test_conflicting_gateways);
+	tcase_add_test(tc, test_merge_conflicts);
+	tcase_add_test(tc, test_merge_tcp_tcp);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("seed");
+	tcase_add_checked_fixture(tc, NULL, teardown);
+	tcase_add_test(tc, test_seed_gateways);
 	suite_add_tcase(s, tc);
 	return s;
 }
