@@ -247,7 +247,7 @@ static int gwcheck__analyze(const struct cfg_object *o, const struct cfg_object 
 			    cfg__gw_finding_fn fn, void *ctx)
 {
 	char names[GWCHECK__MSG_MAX / 2], hosts[GWCHECK__MSG_MAX / 4], sel[GWCHECK__MSG_MAX / 4];
-	char msg[GWCHECK__MSG_MAX + 64], field[48];
+	char msg[GWCHECK__MSG_MAX + GWCHECK__MSG_MAX / 4], field[48];
 	size_t i, g, j, h;
 	int found = 0;
 
