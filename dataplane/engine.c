@@ -1091,7 +1091,8 @@ static int compile_listener(struct px_config *c, const Envoy__Config__Listener__
 		 * with the ports virtualOutbound reaches (as Envoy's original
 		 * destination lookup finds any listener by address) */
 		rc = compile_bound(c, l, sa, err, cap);
-		if (rc < 0 || l->traffic_direction == ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__INBOUND ||
+		/* (a gateway has no virtualOutbound to look it up by: issue 13) */
+		if (rc < 0 || l->traffic_direction == ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__INBOUND || c->e->o.router ||
 		    (inet_pton(AF_INET, sa->address, &p.vip) != 1 && strcmp(sa->address, "::")))
 			return rc;
 	}

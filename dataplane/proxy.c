@@ -2964,13 +2964,7 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 	rq.path = s->path.p;
 	rq.path_len = s->path.len;
 	rq.scheme = "http";
-	{
-		/* Envoy's isEnvoyInternalRequest (require_tls EXTERNAL_ONLY); an
-		 * edge HCM sets it from the client's address instead (below) */
-		struct h1_str v = h1_head_get(h, "x-envoy-internal");
-
-		rq.internal = v.len == 4 && !strncasecmp(v.p, "true", 4);
-	}
+	rq.internal = 0; /* the x-envoy-internal header says (router.c), unless an edge HCM decides (below) */
 	rq.header = req_header;
 	rq.header_ctx = (void *)h;
 	rq.random = px_rand(e);
@@ -3000,7 +2994,7 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		s->edge = pp->http_opts.use_remote;
 		if (s->edge) {
 			rq.scheme = d->via_tls ? "https" : "http";
-			rq.internal = ip_internal(d->peer_ip);
+			rq.internal = ip_internal(d->peer_ip) ? 1 : -1;
 		}
 		if (s_authz(s, pp, h, &rq))
 			return;
@@ -3686,8 +3680,10 @@ static int d_tls_step(struct px_dconn *d)
 	if (px_tls_peer_uri(d->tls))
 		d->peer_principal = strdup(px_tls_peer_uri(d->tls));
 	mesh_str_copy(d->alpn, sizeof(d->alpn), px_tls_alpn(d->tls));
-	if (px_tls_sni(d->tls))
+	if (px_tls_sni(d->tls)) {
+		free(d->sni); /* a gateway's: the sniffed one already (d_select) */
 		d->sni = strdup(px_tls_sni(d->tls));
+	}
 	return 1;
 }
 

@@ -2001,6 +2001,19 @@ static bool route_matches(const struct router_rentry *e, const struct router_req
 	return true;
 }
 
+/* Envoy's isEnvoyInternalRequest: x-envoy-internal is "true" (or the edge
+ * HCM's own verdict, req->internal). */
+static bool req_internal(const struct router_req *req)
+{
+	const char *v;
+	size_t n = 0;
+
+	if (req->internal)
+		return req->internal > 0;
+	v = req->header ? req->header(req->header_ctx, "x-envoy-internal", 16, &n) : NULL;
+	return v && n == 4 && !strncasecmp(v, "true", 4);
+}
+
 const struct router_route *router_config_match(const struct router_config *c, const struct router_req *req)
 {
 	const struct router_vhost *vh;
@@ -2013,7 +2026,7 @@ const struct router_route *router_config_match(const struct router_config *c, co
 		return NULL;
 	/* Envoy's VirtualHostImpl::getRouteFromEntries: the SSL redirect first */
 	if (vh->require_tls && (!req->scheme || strcmp(req->scheme, "https")) &&
-	    (vh->require_tls == ENVOY__CONFIG__ROUTE__V3__VIRTUAL_HOST__TLS_REQUIREMENT_TYPE__ALL || !req->internal))
+	    (vh->require_tls == ENVOY__CONFIG__ROUTE__V3__VIRTUAL_HOST__TLS_REQUIREMENT_TYPE__ALL || !req_internal(req)))
 		return &vh->ssl_rt.pub;
 	plen = path_only_len(req->path, req->path_len);
 	for (i = 0; i < vh->n_routes; i++)

@@ -60,8 +60,9 @@ struct router_req {
 	const char *path;                /* :path, with the query string */
 	size_t path_len;
 	const char *scheme;              /* :scheme / x-forwarded-proto ("http"), NUL-terminated; NULL: "http" */
-	bool internal;                   /* issue 13: x-envoy-internal "true" as the HCM leaves it (Envoy's
-	                                  * isEnvoyInternalRequest; require_tls EXTERNAL_ONLY) */
+	int8_t internal;                 /* issue 13: Envoy's isEnvoyInternalRequest (require_tls
+	                                  * EXTERNAL_ONLY): 1 internal, -1 external (an edge HCM decided
+	                                  * from the client's address), 0: the x-envoy-internal header says */
 	router_header_fn header;         /* may be NULL: no other headers */
 	void *header_ctx;
 	uint64_t random;                 /* the stream's random value (runtime_fraction, weighted pick) */

@@ -933,7 +933,7 @@ START_TEST(require_tls_redirect)
 	ck_assert_int_eq(router_redirect_location(rt, &q, loc, sizeof(loc), &len), 0);
 	ck_assert_str_eq(loc, "https://a.example.com:8080/x/y?q=1");
 	ck_assert_uint_eq(len, strlen(loc));
-	q.internal = true; /* ALL: internal requests too */
+	q.internal = 1; /* ALL: internal requests too */
 	ck_assert_int_eq(router_match(r, "80", &q)->action, ROUTER_ACTION_REDIRECT);
 	q.scheme = "https";
 	ck_assert_str_eq(route_to(r, "a.example.com:8080", "/x", NULL), "");
@@ -945,10 +945,19 @@ START_TEST(require_tls_redirect)
 	vh->require_tls = ENVOY__CONFIG__ROUTE__V3__VIRTUAL_HOST__TLS_REQUIREMENT_TYPE__EXTERNAL_ONLY;
 	r = build1(rb_config("80", 1, vh));
 	q.scheme = "http";
-	q.internal = true;
+	q.internal = 1;
 	ck_assert_int_eq(router_match(r, "80", &q)->action, ROUTER_ACTION_ROUTE);
-	q.internal = false;
+	q.internal = -1;
 	ck_assert_int_eq(router_match(r, "80", &q)->action, ROUTER_ACTION_REDIRECT);
+	/* not decided by an edge HCM: the x-envoy-internal header */
+	{
+		const char *const internal[] = { "x-envoy-internal", "true", NULL };
+		struct router_req h = rb_req("a.example.com", "/", internal);
+
+		ck_assert_int_eq(router_match(r, "80", &h)->action, ROUTER_ACTION_ROUTE);
+		h = rb_req("a.example.com", "/", NULL);
+		ck_assert_int_eq(router_match(r, "80", &h)->action, ROUTER_ACTION_REDIRECT);
+	}
 	router_unref(r);
 }
 END_TEST
