@@ -325,37 +325,35 @@ spec:
 
 class GatewayProxy(Sidecar):
     """meshproxy as Istio's ingress gateway: node type router in istio-system,
-    labels istio=ingressgateway, its workload certificate from meshd's CA."""
+    labels istio=ingressgateway, service account GW_SA, its workload
+    certificate from meshd's CA with the token in token_file (xDS over TLS:
+    Secrets are served there only), its admin port on ip."""
 
-    def __init__(self, meshd, tmp, root):
+    def __init__(self, meshd, token_file, root, ip=GW_IP):
+        self.ip = ip
         self.dir = tempfile.mkdtemp(prefix="meshproxy-gw-")
-        self.node_id = "router~%s~istio-ingressgateway-1.%s~%s.svc.cluster.local" % (GW_IP, GW_NS, GW_NS)
+        self.node_id = "router~%s~istio-ingressgateway-1.%s~%s.svc.cluster.local" % (ip, GW_NS, GW_NS)
         self.admin_port = free_port()
         self.out_port = self.in_port = None
         self.alog = os.path.join(self.dir, "access.log")
         self.log_path = os.path.join(self.dir, "meshproxy.log")
         self.log = open(self.log_path, "w")
         wrapper = os.environ.get("MESHPROXY_WRAPPER", "").split()
-        token = os.path.join(tmp, "gateway.token")
         self.proc = subprocess.Popen(
             wrapper + [MESHPROXY,
-                       # xDS over TLS with the gateway's identity: Secrets are served there only
                        "--xds-addr", "127.0.0.1:%d" % meshd.secure_port,
                        "--ca-addr", "127.0.0.1:%d" % meshd.secure_port, "--root-cert", root,
-                       "--token-file", token, "--service-account", GW_SA,
+                       "--token-file", token_file, "--service-account", GW_SA,
                        "--node-id", self.node_id,
                        "--labels", "istio=ingressgateway,app=istio-ingressgateway",
-                       "--admin-addr", "%s:%d" % (GW_IP, self.admin_port),
-                       # a router binds no 15001/15006; should it, never the machine's defaults
-                       "--outbound-addr", "%s:%d" % (GW_IP, free_port()),
-                       "--inbound-addr", "%s:%d" % (GW_IP, free_port()),
+                       "--admin-addr", "%s:%d" % (ip, self.admin_port),
                        "--status-addr", "", "--health-addr", "",
                        "--access-log", self.alog, "--log-level", "debug",
                        "--exit-on-zero-active-connections"],
             stdout=self.log, stderr=subprocess.STDOUT)
 
     def admin(self, path):
-        c = http.client.HTTPConnection(GW_IP, self.admin_port, timeout=10)
+        c = http.client.HTTPConnection(self.ip, self.admin_port, timeout=10)
         try:
             c.request("GET", path)
             r = c.getresponse()
@@ -525,7 +523,7 @@ class MeshGatewayTest(unittest.TestCase):
                 "--ca-addr", "127.0.0.1:%d" % cls.meshd.secure_port, "--root-cert", root,
                 "--token-file", os.path.join(cls.tmp, "web.token"), "--service-account", "web",
                 "--inbound-addr", "%s:%d" % (WEB_IP, cls.web_port)])
-            cls.gw = GatewayProxy(cls.meshd, cls.tmp, root)
+            cls.gw = GatewayProxy(cls.meshd, os.path.join(cls.tmp, "gateway.token"), root)
             cls.web_sidecar.wait_ready()
             cls.gw.wait_ready()
             # the gateway binds its server ports once its listeners are applied
@@ -736,6 +734,88 @@ class MeshGatewayTest(unittest.TestCase):
         finally:
             for name in files:
                 self.meshd.remove(name)
+
+
+class ExampleGatewayTest(unittest.TestCase):
+    """README "Ingress gateway": what `make run` serves (examples/gateway-certs.sh
+    making the certificate, the Secret and the token into a directory that
+    links examples/) and the gateway command the README gives, on the
+    example's own ports 18000/18443 (meshd's on free ones).  No backend runs
+    (examples/run.sh's would take fixed ports other tests use): the redirect
+    is the gateway's own answer, and over TLS the certificate is checked with
+    the generated CA while the missing backend answers 503."""
+
+    HTTP, HTTPS = 18000, 18443  # examples/gateway.yaml
+
+    def setUp(self):
+        for p in (self.HTTP, self.HTTPS):
+            s = socket.socket()
+            try:
+                s.bind(("127.0.0.1", p))
+            except OSError:
+                self.fail("port %d (examples/gateway.yaml) is taken: stop `make run`'s gateway first" % p)
+            finally:
+                s.close()
+        self.tmp = tempfile.mkdtemp(prefix="mesh-gw-example-")
+        self.meshd = self.gw = None
+        out = os.path.join(self.tmp, "run-gateway")
+        r = subprocess.run(["sh", os.path.join(ROOT, "examples", "gateway-certs.sh"), out,
+                            os.path.join(ROOT, "examples")], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.out = out
+
+    def tearDown(self):
+        rc = self.gw.stop() if self.gw else 0
+        logs = self.gw.logs() if self.gw else ""
+        if self.meshd:
+            self.meshd.stop()
+            self.meshd.cleanup()
+        if self.gw:
+            self.gw.cleanup()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.assertEqual(rc, 0, logs)
+
+    def test_make_run_gateway(self):
+        # what `make run` gives meshd: the linked examples/ and the Secret beside them
+        r = subprocess.run([MESHCTL, "validate", "-f", os.path.join(self.out, "config")], capture_output=True,
+                           text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("0 rejected", r.stdout + r.stderr)
+        self.assertIn("kubernetes.io/tls", open(os.path.join(self.out, "config", "web-example-tls.yaml")).read())
+        ca = os.path.join(self.out, "ca.crt")
+        self.assertEqual(subprocess.run(["openssl", "verify", "-CAfile", ca,
+                                         os.path.join(self.out, "web.example.com.crt")],
+                                        capture_output=True, timeout=30).returncode, 0)
+        # a second run keeps the certificate (a client's --cacert stays good)
+        with open(ca) as f:
+            before = f.read()
+        subprocess.run(["sh", os.path.join(ROOT, "examples", "gateway-certs.sh"), self.out,
+                        os.path.join(ROOT, "examples")], check=True, timeout=60)
+        with open(ca) as f:
+            self.assertEqual(f.read(), before)
+
+        # meshd as the Makefile's run target starts it (ports moved), then the README's gateway
+        self.meshd = Meshd(extra_args=["--ca-dir", os.path.join(self.tmp, "ca"),
+                                       "--ca-token-file", os.path.join(self.out, "tokens")])
+        os.rmdir(self.meshd.config_dir)
+        os.symlink(os.path.join(self.out, "config"), self.meshd.config_dir)
+        self.meshd.start()
+        # the README's command (its admin port moved)
+        self.gw = GatewayProxy(self.meshd, os.path.join(self.out, "gateway.token"),
+                               os.path.join(self.tmp, "ca", "root-cert.pem"), ip="127.0.0.1")
+        self.gw.wait_ready()
+
+        def redirect():
+            status, h, _ = curl("--resolve", "web.example.com:%d:127.0.0.1" % self.HTTP,
+                                "http://web.example.com:%d/hello" % self.HTTP)
+            return (status, h.get("location"))
+        self.assertEqual(wait_for(lambda: redirect()[0] == 301 and redirect(), timeout=30, what="the example's 301"),
+                         (301, "https://web.example.com:%d/hello" % self.HTTP))
+        # the certificate make run generated, verified with its CA: the
+        # handshake succeeds and the (absent) backend is the gateway's 503
+        status, h, _ = curl("--resolve", "web.example.com:%d:127.0.0.1" % self.HTTPS, "--cacert", ca,
+                            "https://web.example.com:%d/hello" % self.HTTPS)
+        self.assertEqual(status, 503, h)
 
 
 if __name__ == "__main__":
