@@ -25,6 +25,7 @@ about 10 s under ASan):
     the gateway's edge headers (X-Forwarded-For/-Proto, Host kept);
   - httpsRedirect: 301 to https://, never forwarded;
   - SIMPLE TLS, two hosts on one port, two certificates chosen by SNI;
+    HTTP/2 (ALPN h2) and HTTP/1.1 to the client after termination;
   - MUTUAL: a client without a certificate, or with one from another CA,
     is refused; one with a certificate from the client CA is served;
   - PASSTHROUGH: the client's TLS reaches the backend, whose certificate
@@ -608,6 +609,13 @@ class MeshGatewayTest(unittest.TestCase):
         for host in ("a.example.com", "b.example.com"):
             status, h, _ = self.https(host, "/curl")
             self.assertEqual((status, h.get("x-backend")), (200, "api"), h)
+        # HTTP/2 to the client after termination (ALPN h2), HTTP/1.1 when asked
+        for flag, version in (("--http2", "2"), ("--http1.1", "1.1")):
+            out = subprocess.run(["curl", "-s", "-o", "/dev/null", "--max-time", "10", "-w", "%{http_version} %{http_code}",
+                                  flag, "--cacert", self.edge_ca] + self.resolve("a.example.com", self.https_port)
+                                 + ["https://a.example.com:%d/h2" % self.https_port],
+                                 capture_output=True, text=True, timeout=30).stdout
+            self.assertEqual(out, "%s 200" % version)
 
     def test_mutual_tls(self):
         # without a client certificate: the handshake (or the first read) fails
