@@ -611,8 +611,8 @@ class MeshGatewayTest(unittest.TestCase):
             self.assertEqual((status, h.get("x-backend")), (200, "api"), h)
         # HTTP/2 to the client after termination (ALPN h2), HTTP/1.1 when asked
         for flag, version in (("--http2", "2"), ("--http1.1", "1.1")):
-            out = subprocess.run(["curl", "-s", "-o", "/dev/null", "--max-time", "10", "-w", "%{http_version} %{http_code}",
-                                  flag, "--cacert", self.edge_ca] + self.resolve("a.example.com", self.https_port)
+            out = subprocess.run(["curl", "-s", "-o", "/dev/null", "--max-time", "10",
+                                  "-w", "%{http_version} %{http_code}", flag, "--cacert", self.edge_ca] + self.resolve("a.example.com", self.https_port)
                                  + ["https://a.example.com:%d/h2" % self.https_port],
                                  capture_output=True, text=True, timeout=30).stdout
             self.assertEqual(out, "%s 200" % version)
