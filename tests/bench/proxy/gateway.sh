@@ -138,6 +138,10 @@ http {
 	server {
 		listen 127.0.0.1:$NG ssl;
 		ssl_certificate $dir/gw.crt; ssl_certificate_key $dir/gw.key;
+		# as the gateway: TLS 1.3 offered (nginx 1.22's default stops at
+		# 1.2), no session tickets and no session cache (meshproxy sends
+		# none), so a handshake per request is a full handshake on both
+		ssl_protocols TLSv1.2 TLSv1.3; ssl_session_tickets off; ssl_session_cache off;
 		location / { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; }
 	}
 }
@@ -158,6 +162,11 @@ until get "$GW" && get "$NG"; do
 	sleep 0.1
 done
 NPID=$(pgrep -P "$(cat "$dir/ng/nginx.pid")" | head -1)
+# what each negotiates with an OpenSSL client, printed beside the figures
+tls_of() { echo | openssl s_client -connect "127.0.0.1:$1" -servername bench.example.com 2>/dev/null |
+	awk '/^New, / {sub(/,$/, "", $2); p = $2 " " $NF} /Server Temp Key/ {k = $4} END {sub(/,$/, "", k); print p " " k}'; }
+G_TLS=$(tls_of "$GW")
+N_TLS=$(tls_of "$NG")
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # wrk on https://127.0.0.1:PORT with Host bench.example.com -> "req/s cpu_ms_per_1k errors"
@@ -177,6 +186,7 @@ run() { # port pid [extra wrk args]
 echo "HTTPS through the gateway vs nginx terminating TLS (same certificate, P-256), wrk -t1 -c50 ${DUR}s, one run"
 echo "  gateway: meshproxy as a router node, certificate from a credentialName Secret over SDS;"
 echo "  nginx: listen ssl, one worker; both proxy to the same backend with keep-alive"
+echo "  negotiated: gateway $G_TLS; nginx $N_TLS"
 [ -n "$ON_PROXY" ] && echo "  placement: the proxy on CPU $PCPU; wrk, meshd and the backend on CPU $LCPU"
 set -- $(run "$GW" "$GPID"); G_KA=$1 G_KA_CPU=$2 G_KA_ERR=$3
 set -- $(run "$NG" "$NPID"); N_KA=$1 N_KA_CPU=$2 N_KA_ERR=$3
