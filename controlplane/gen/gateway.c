@@ -95,6 +95,7 @@ struct gw_server {
 	const struct cfg_gw_server *s;
 	char *gateway;               /* "ns/name" */
 	char *route;                 /* RDS name; NULL: not an HTTP(S)-terminating server */
+	uint32_t lport;              /* the port listened on (resolvePorts: the Service's targetPort) */
 };
 
 /* One listener "BIND_PORT" and the servers merged into it, in order. */
@@ -110,6 +111,7 @@ struct gw_lis {
 struct gw_gen {
 	struct gen_ctx g;
 	const struct gen_workload *w;
+	const struct gen_node *node;  /* NULL: unknown */
 	const char *ns;              /* the router's namespace */
 	struct arena *a;
 	struct xds_snapshot *snap;
@@ -160,13 +162,56 @@ static const char *gw_bind(const struct cfg_gw_server *s)
 
 /* ---------------------------------------------------------------- merging (mergeGateways) */
 
+/* Is endpoint e the router (its service target)?  By namespace and labels,
+ * or by the node's IP when the node declares no labels (as the sidecar
+ * generator finds its workload). */
+static bool gw_is_router(const struct gw_gen *gg, const struct model_endpoint *e)
+{
+	const struct cfg_labels *wl = gen__workload_labels(gg->w);
+
+	if (wl->n == 0)
+		return gg->node && gg->node->ip && e->address && strcmp(gg->node->ip, e->address) == 0;
+	return e->labels && strcmp(e->ns ? e->ns : "", gg->ns) == 0 && model_labels_match(wl, e->labels);
+}
+
+/* resolvePorts for a Gateway selecting by labels (legacyGatewaySelector):
+ * the port of the first Service (by host name) of which the router is an
+ * endpoint and whose port `number` is the server's: its target port (the
+ * endpoint's port), so a Service 80 -> 8080 makes the router listen on
+ * 8080; none: the server's port as it is. */
+static uint32_t gw_resolve_port(const struct gw_gen *gg, uint32_t number)
+{
+	const struct model *m = gg->g.m;
+	size_t i, j, k;
+
+	for (i = 0; i < m->n_services; i++) {
+		const struct model_service *svc = &m->services[i];
+
+		for (k = 0; k < svc->n_ports; k++) {
+			if (svc->ports[k].number != number)
+				continue;
+			for (j = 0; j < svc->n_endpoints; j++) {
+				const struct model_endpoint *e = &svc->endpoints[j];
+
+				if (!gw_is_router(gg, e))
+					continue;
+				if (e->ports && e->ports[k])
+					return e->ports[k];
+				return svc->ports[k].target_port ? svc->ports[k].target_port : number;
+			}
+		}
+	}
+	return number;
+}
+
 /* gatewayRDSRouteName: "http.PORT[.BIND]", "https.PORT.PORTNAME.NAME.NS[.BIND]", or NULL */
-static char *gw_route_name(struct arena *a, const struct cfg_gw_server *s, const struct cfg_object *gw)
+static char *gw_route_name(struct arena *a, const struct cfg_gw_server *s, uint32_t lport, const struct cfg_object *gw)
 {
 	const char *bind = s->bind && s->bind[0] ? s->bind : NULL;
 
+	/* http: the port listened on; https: the server's (as istiod) */
 	if (gw_proto_http(s->protocol))
-		return arena_printf(a, "http.%u%s%s", s->port, bind ? "." : "", bind ? bind : "");
+		return arena_printf(a, "http.%u%s%s", lport, bind ? "." : "", bind ? bind : "");
 	if (gw_https_terminating(s))
 		return arena_printf(a, "https.%u.%s.%s.%s%s%s", s->port, s->port_name ? s->port_name : "", gw->name,
 				    gw->ns, bind ? "." : "", bind ? bind : "");
@@ -183,13 +228,13 @@ static const char *gw_sni_host(const char *h)
 
 /* istiod's CheckDuplicates for a TLS server: 1 when one of its hosts is
  * already served on that port and bind, else its hosts are recorded. */
-static int gw_sni_dup(struct gw_gen *gg, const struct cfg_gw_server *s, const char **dup)
+static int gw_sni_dup(struct gw_gen *gg, const struct cfg_gw_server *s, uint32_t lport, const char **dup)
 {
 	size_t i, j;
 
 	for (i = 0; i < s->hosts.n; i++)
 		for (j = 0; j < gg->n_sni; j++)
-			if (gg->sni[j].port == s->port && strcmp(gg->sni[j].host, s->hosts.v[i]) == 0 &&
+			if (gg->sni[j].port == lport && strcmp(gg->sni[j].host, s->hosts.v[i]) == 0 &&
 			    strcmp(gg->sni[j].bind, gw_bind(s)) == 0) {
 				*dup = s->hosts.v[i];
 				return 1;
@@ -201,7 +246,7 @@ static int gw_sni_dup(struct gw_gen *gg, const struct cfg_gw_server *s, const ch
 			return -ENOMEM;
 		if (gg->n_sni)
 			memcpy(v, gg->sni, gg->n_sni * sizeof(*v));
-		v[gg->n_sni].port = s->port;
+		v[gg->n_sni].port = lport;
 		v[gg->n_sni].host = s->hosts.v[i];
 		v[gg->n_sni].bind = gw_bind(s);
 		gg->sni = v;
@@ -236,13 +281,14 @@ static int gw_merge_server(struct gw_gen *gg, const struct cfg_object *gw, const
 		return 0;
 	sv->gw = gw;
 	sv->s = s;
+	sv->lport = gw_resolve_port(gg, s->port);
 	if (!(sv->gateway = arena_printf(gg->a, "%s/%s", gw->ns, gw->name)))
 		return -ENOMEM;
-	sv->route = gw_route_name(gg->a, s, gw);
+	sv->route = gw_route_name(gg->a, s, sv->lport, gw);
 	if ((gw_proto_http(s->protocol) || gw_https_terminating(s)) && !sv->route)
 		return -ENOMEM;
 	if (s->has_tls) {
-		rc = gw_sni_dup(gg, s, &dup);
+		rc = gw_sni_dup(gg, s, sv->lport, &dup);
 		if (rc < 0)
 			return rc;
 		if (rc) {
@@ -252,11 +298,11 @@ static int gw_merge_server(struct gw_gen *gg, const struct cfg_object *gw, const
 		}
 	}
 	for (i = 0; i < gg->n_lis && !l; i++)
-		if (gg->lis[i].port == s->port && strcmp(gg->lis[i].bind, gw_bind(s)) == 0)
+		if (gg->lis[i].port == sv->lport && strcmp(gg->lis[i].bind, gw_bind(s)) == 0)
 			l = &gg->lis[i];
 	if (!l) {
 		l = &gg->lis[gg->n_lis++];
-		l->port = s->port;
+		l->port = sv->lport;
 		l->bind = gw_bind(s);
 		l->plaintext = !gw_tls_server(s);
 		if (!(l->name = arena_printf(gg->a, "%s_%u", l->bind, l->port)))
@@ -266,7 +312,8 @@ static int gw_merge_server(struct gw_gen *gg, const struct cfg_object *gw, const
 		if (gw_tls_server(s) || !gw_proto_http(s->protocol) || !gw_proto_http(l->v[0]->s->protocol)) {
 			gen__note(&gg->g, GEN_NOTE_WARN, "xds",
 				  "gateway %s: server on port %u (%s) skipped: conflicts with the %s server merged before it",
-				  sv->gateway, s->port, s->protocol ? s->protocol : "", l->v[0]->s->protocol);
+				  sv->gateway, s->port, s->protocol ? s->protocol : "",
+				  l->v[0]->s->protocol ? l->v[0]->s->protocol : "");
 			return 0;
 		}
 	} else {
@@ -497,10 +544,13 @@ static Envoy__Extensions__TransportSockets__Tls__V3__TlsParameters__TlsProtocol 
  * "http/1.1" for an ISTIO_MUTUAL TCP server); require_client_certificate
  * for MUTUAL and ISTIO_MUTUAL; ISTIO_MUTUAL: the workload certificate
  * "default" and roots "ROOTCA" over SDS with the server's SANs;
- * credentialName: "kubernetes://NAME" over SDS and, for MUTUAL /
- * OPTIONAL_MUTUAL, "kubernetes://NAME-cacert" as the validation context
- * with the SANs, SPKI and hashes; otherwise the certificate files as
- * file data sources (caCertificates as trusted_ca when validating);
+ * credentialName (or each of credentialNames): "kubernetes://NAME" over
+ * SDS and, for MUTUAL / OPTIONAL_MUTUAL, "kubernetes://NAME-cacert" (of
+ * the first name) as the validation context with the SANs, SPKI, hashes
+ * and caCrl; otherwise the certificate files (serverCertificate /
+ * privateKey, or each of tlsCertificates) as file data sources
+ * (caCertificates, else the first tlsCertificates one, as trusted_ca when
+ * validating);
  * SIMPLE / MUTUAL / OPTIONAL_MUTUAL: min / max protocol version and
  * cipher suites as tls_params.
  */
@@ -531,39 +581,61 @@ static Envoy__Config__Core__V3__TransportSocket *gw_downstream_tls(struct gw_gen
 	} else {
 		if (!(c = gen__msg(a, &envoy__extensions__transport_sockets__tls__v3__common_tls_context__descriptor)))
 			return NULL;
-		if (t->credential_name && t->credential_name[0]) {
-			if (!(c->tls_certificate_sds_secret_configs = arena_calloc(a, 1, sizeof(*c->tls_certificate_sds_secret_configs))) ||
-			    !(c->tls_certificate_sds_secret_configs[0] =
-				      gw_sds(a, arena_printf(a, GW_CRED_PREFIX "%s", t->credential_name))))
+		const char *first = t->credential_names.n ? t->credential_names.v[0] : t->credential_name;
+
+		if (first && first[0]) {
+			/* credentialName, or credentialNames (RSA and ECDSA): one
+			 * SDS certificate each; the CA of the first */
+			size_t n = t->credential_names.n ? t->credential_names.n : 1;
+
+			if (!(c->tls_certificate_sds_secret_configs = arena_calloc(a, n, sizeof(*c->tls_certificate_sds_secret_configs))))
 				return NULL;
-			c->n_tls_certificate_sds_secret_configs = 1;
+			for (i = 0; i < n; i++)
+				if (!(c->tls_certificate_sds_secret_configs[i] = gw_sds(
+					      a, arena_printf(a, GW_CRED_PREFIX "%s",
+							      t->credential_names.n ? t->credential_names.v[i] : first))))
+					return NULL;
+			c->n_tls_certificate_sds_secret_configs = n;
 			if (validate) {
 				Envoy__Extensions__TransportSockets__Tls__V3__CommonTlsContext__CombinedCertificateValidationContext *cv = gen__msg(
 					a, &envoy__extensions__transport_sockets__tls__v3__common_tls_context__combined_certificate_validation_context__descriptor);
 
 				if (!cv || !(cv->default_validation_context = gw_validation(a, t)) ||
-				    !(cv->validation_context_sds_secret_config = gw_sds(
-					      a, arena_printf(a, GW_CRED_PREFIX "%s" GW_CACERT_SUFFIX, t->credential_name))))
+				    !(cv->validation_context_sds_secret_config =
+					      gw_sds(a, arena_printf(a, GW_CRED_PREFIX "%s" GW_CACERT_SUFFIX, first))))
+					return NULL;
+				if (t->ca_crl && !(cv->default_validation_context->crl = gw_file(a, t->ca_crl)))
 					return NULL;
 				c->validation_context_type_case =
 					ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__COMMON_TLS_CONTEXT__VALIDATION_CONTEXT_TYPE_COMBINED_VALIDATION_CONTEXT;
 				c->combined_validation_context = cv;
 			}
 		} else {
-			Envoy__Extensions__TransportSockets__Tls__V3__TlsCertificate *tc =
-				gen__msg(a, &envoy__extensions__transport_sockets__tls__v3__tls_certificate__descriptor);
+			/* serverCertificate / privateKey, or tlsCertificates: files */
+			size_t n = t->n_tls_certificates ? t->n_tls_certificates : 1;
+			const char *ca = t->ca_certificates;
 
-			if (!tc || !(c->tls_certificates = arena_calloc(a, 1, sizeof(*c->tls_certificates))))
+			if (!ca && t->n_tls_certificates)
+				ca = t->tls_certificates[0].ca_certificates;
+			if (!(c->tls_certificates = arena_calloc(a, n, sizeof(*c->tls_certificates))))
 				return NULL;
-			if ((t->server_certificate && !(tc->certificate_chain = gw_file(a, t->server_certificate))) ||
-			    (t->private_key && !(tc->private_key = gw_file(a, t->private_key))))
-				return NULL;
-			c->tls_certificates[0] = tc;
-			c->n_tls_certificates = 1;
-			if (validate && t->ca_certificates) {
+			for (i = 0; i < n; i++) {
+				Envoy__Extensions__TransportSockets__Tls__V3__TlsCertificate *tc =
+					gen__msg(a, &envoy__extensions__transport_sockets__tls__v3__tls_certificate__descriptor);
+				const char *cert = t->n_tls_certificates ? t->tls_certificates[i].server_certificate
+									 : t->server_certificate;
+				const char *key = t->n_tls_certificates ? t->tls_certificates[i].private_key : t->private_key;
+
+				if (!tc || (cert && !(tc->certificate_chain = gw_file(a, cert))) ||
+				    (key && !(tc->private_key = gw_file(a, key))))
+					return NULL;
+				c->tls_certificates[i] = tc;
+			}
+			c->n_tls_certificates = n;
+			if (validate && ca) {
 				Envoy__Extensions__TransportSockets__Tls__V3__CertificateValidationContext *vc = gw_validation(a, t);
 
-				if (!vc || !(vc->trusted_ca = gw_file(a, t->ca_certificates)))
+				if (!vc || !(vc->trusted_ca = gw_file(a, ca)) || (t->ca_crl && !(vc->crl = gw_file(a, t->ca_crl))))
 					return NULL;
 				c->validation_context_type_case =
 					ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__COMMON_TLS_CONTEXT__VALIDATION_CONTEXT_TYPE_VALIDATION_CONTEXT;
@@ -1139,12 +1211,24 @@ static int gw_vhost_cmp(const void *x, const void *y)
 	return strcmp(a->name, b->name);
 }
 
+/* Routes built for one (Gateway, VirtualService) in one route config,
+ * reused by its other servers as istiod's gatewayRoutes map does (so
+ * their virtual hosts hold the same routes and collapse). */
+struct gw_built {
+	const char *gateway;
+	const struct cfg_object *vs;
+	Envoy__Config__Route__V3__Route **routes;
+	size_t n;
+};
+
 /* The route config `name` from the servers of listener li that use it. */
 static int gw_route_config(struct gw_gen *gg, const struct gw_lis *li, const char *name)
 {
 	struct arena *a = gg->a;
 	Envoy__Config__Route__V3__RouteConfiguration rc_msg = ENVOY__CONFIG__ROUTE__V3__ROUTE_CONFIGURATION__INIT;
 	struct gw_vhosts vh = { 0 };
+	struct gw_built *built = NULL;
+	size_t n_built = 0, b;
 	const char **hosts = arena_calloc(a, GW_MAX_HOSTS, sizeof(*hosts));
 	size_t i, j, k, n_vs, n_h;
 	int rc;
@@ -1160,19 +1244,37 @@ static int gw_route_config(struct gw_gen *gg, const struct gw_lis *li, const cha
 			continue;
 		n_vs = gw_bound(gg, sv, &vss);
 		for (j = 0; j < n_vs; j++) {
-			Envoy__Config__Route__V3__Route **routes;
-			size_t n_routes;
+			Envoy__Config__Route__V3__Route **routes = NULL;
+			size_t n_routes = 0;
+			bool found = false;
 
 			n_h = model_gateway_hosts(gg->g.m, &sv->s->hosts, sv->gw->ns, vss[j], a, hosts, GW_MAX_HOSTS);
 			if (n_h == 0)
 				continue;
 			if (n_h > GW_MAX_HOSTS)
 				n_h = GW_MAX_HOSTS;
-			rc = gen__gateway_routes(&gg->g, vss[j], sv->s->port, sv->gateway, a, &routes, &n_routes);
-			if (rc < 0) {
-				gen__note(&gg->g, GEN_NOTE_ERROR, "xds", "gateway route %s for VirtualService %s/%s: %s", name,
-					  vss[j]->ns, vss[j]->name, mesh_strerror(rc));
-				continue;
+			for (b = 0; b < n_built && !found; b++) {
+				if (built[b].vs == vss[j] && strcmp(built[b].gateway, sv->gateway) == 0) {
+					routes = built[b].routes;
+					n_routes = built[b].n;
+					found = true;
+				}
+			}
+			if (!found) {
+				struct gw_built *nb = arena_calloc(a, n_built + 1, sizeof(*nb));
+
+				rc = gen__gateway_routes(&gg->g, vss[j], sv->s->port, sv->gateway, a, &routes, &n_routes);
+				if (rc < 0) {
+					gen__note(&gg->g, GEN_NOTE_ERROR, "xds", "gateway route %s for VirtualService %s/%s: %s",
+						  name, vss[j]->ns, vss[j]->name, mesh_strerror(rc));
+					continue;
+				}
+				if (!nb)
+					return -ENOMEM;
+				if (n_built)
+					memcpy(nb, built, n_built * sizeof(*nb));
+				nb[n_built++] = (struct gw_built){ sv->gateway, vss[j], routes, n_routes };
+				built = nb;
 			}
 			for (k = 0; k < n_h; k++) {
 				gw_vhost *v = gw_vhost_find(&vh, hosts[k]);
@@ -1197,9 +1299,15 @@ static int gw_route_config(struct gw_gen *gg, const struct gw_lis *li, const cha
 	}
 	if (vh.n == 0) {
 		/* nothing bound: "blackhole:PORT" for "*" without routes, a 404 */
-		gw_vhost *v = gw_vhost_new(gg, &vh, "*", li->port);
+		uint32_t port = li->port;
+		gw_vhost *v;
 
-		if (!v || !(v->name = arena_printf(a, "blackhole:%u", li->port)))
+		/* the port of the route's first server (servers[0].Port.Number) */
+		for (i = li->n; i > 0; i--)
+			if (li->v[i - 1]->route && strcmp(li->v[i - 1]->route, name) == 0)
+				port = li->v[i - 1]->s->port;
+		v = gw_vhost_new(gg, &vh, "*", port);
+		if (!v || !(v->name = arena_printf(a, "blackhole:%u", port)))
 			return -ENOMEM;
 		v->include_request_attempt_count = false;
 	}
@@ -1354,6 +1462,7 @@ int gen_gateway_snapshot_cached(struct gen_sidecar_cache *c, const struct model 
 	gg.g.notes = notes;
 	gg.g.caller = w;
 	gg.w = w;
+	gg.node = node;
 	gg.ns = gen__workload_ns(w);
 	gg.snap = xds_snapshot_new();
 	gg.a = arena_new(GW_ARENA_MAX);

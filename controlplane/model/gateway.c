@@ -121,7 +121,8 @@ size_t model_gateway_virtual_services(const struct model *m, const char *gateway
 		cls = model_export_class(m, o, proxy_ns ? proxy_ns : "default");
 		if (cls == MODEL_EXPORT_NONE)
 			continue;
-		v[n].o = o;
+		/* its delegates merged in, as the model keeps it */
+		v[n].o = model__vs_merged(m, i) ? model__vs_merged(m, i) : o;
 		v[n].cls = (int)cls;
 		n++;
 	}

@@ -65,8 +65,9 @@ size_t model_gateways_for_proxy(const struct model *m, const char *ns, const str
  * namespace proxy_ns sees them (Istio's VirtualServicesForGateway):
  * those whose `gateways` name it and that are visible to proxy_ns,
  * private ones first, then exported to proxy_ns by name, then public,
- * each oldest first.  Delegates (no hosts) never bind.  Fills out up to
- * cap and returns the total count. */
+ * each oldest first.  Delegates (no hosts) never bind; a root comes with
+ * its delegates merged in (the model's merged copy, as for the mesh).
+ * Fills out up to cap and returns the total count. */
 size_t model_gateway_virtual_services(const struct model *m, const char *gateway, const char *proxy_ns,
 				      const struct cfg_object **out, size_t cap);
 

@@ -215,6 +215,37 @@ START_TEST(gateway_host_intersection)
 }
 END_TEST
 
+/* mergeVirtualServices: a root bound to a Gateway comes with its
+ * delegate's routes merged in, as for the mesh; the delegate itself
+ * (no hosts) never binds. */
+START_TEST(gateway_vs_delegates_merged)
+{
+	struct model *m = testutil_model("t.yaml",
+		VS("root", "front", "2020-01-01T00:00:00Z",
+		   "  hosts: [shop.example.com]\n  gateways: [istio-system/in]\n"
+		   "  http:\n  - name: api\n    match: [{uri: {prefix: /api}}]\n"
+		   "    delegate: {name: api-routes, namespace: team}\n"
+		   "  - name: rest\n    route: [{destination: {host: shop}}]\n")
+		VS("api-routes", "team", "2020-01-01T00:00:00Z",
+		   "  exportTo: [front]\n"
+		   "  http:\n  - name: v2\n    match: [{uri: {prefix: /api/v2}}]\n"
+		   "    route: [{destination: {host: api}}]\n"));
+	const struct cfg_object *out[4];
+	size_t n;
+
+	ck_assert_ptr_nonnull(m);
+	n = model_gateway_virtual_services(m, "istio-system/in", "istio-system", out, 4);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_str_eq(out[0]->name, "root");
+	/* the delegate's route in place of the delegating one, then "rest" */
+	ck_assert_uint_eq(out[0]->spec.vs.n_http, 2);
+	ck_assert_str_eq(out[0]->spec.vs.http[0].name, "api-v2"); /* root-delegate names */
+	ck_assert_ptr_null(out[0]->spec.vs.http[0].delegate);
+	ck_assert_str_eq(out[0]->spec.vs.http[1].name, "rest");
+	model_unref(m);
+}
+END_TEST
+
 static Suite *gateway_suite(void)
 {
 	Suite *s = suite_create("gateway");
@@ -225,6 +256,7 @@ static Suite *gateway_suite(void)
 	tcase_add_test(tc, gateway_vs_binding_and_export);
 	tcase_add_test(tc, gateway_server_host_namespaces);
 	tcase_add_test(tc, gateway_host_intersection);
+	tcase_add_test(tc, gateway_vs_delegates_merged);
 	suite_add_tcase(s, tc);
 	return s;
 }
