@@ -126,6 +126,7 @@ static void opts_json(const struct opts *o, struct mesh_buf *b)
 		{ "xds_protocol", o->xds_protocol },
 		{ "ca_addr", o->ca_addr },         { "root_cert", o->root_cert },
 		{ "token_file", o->token_file },
+		{ "xds_tls", o->xds_tls ? "on" : "off" }, /* issue 13: as decided from --xds-tls */
 	};
 	size_t i;
 

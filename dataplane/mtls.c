@@ -37,11 +37,11 @@ void px_mtls_free(struct px_mtls *m)
 	for (i = 0; i < m->n_alpn; i++)
 		free(m->alpn[i]);
 	free(m->sni);
+	free(m->sds_cert);
+	free(m->sds_ca);
 	free(m->chain_pem);
 	free(m->key_pem);
 	free(m->roots_pem);
-	free(m->sds_cert);
-	free(m->sds_ca);
 	free(m->ciphers);
 	px_tls_ctx_unref(m->ctx);
 	px_tls_ctx_unref(m->ctx_h2);
@@ -71,6 +71,21 @@ static int data_source(const Envoy__Config__Core__V3__DataSource *d, char **out,
 		snprintf(err, cap, "a DataSource without a file or inline value");
 		return -EINVAL;
 	}
+}
+
+/* The validation context's SDS name: ROOTCA is the identity's root, any
+ * other name the store's. */
+static int sds_roots(struct px_mtls *m, const char *name)
+{
+	if (!strcmp(name, PX_SDS_ROOT_NAME)) {
+		m->sds_roots = 1;
+		return 0;
+	}
+	if (!*name)
+		return 0;
+	free(m->sds_ca);
+	m->sds_ca = strdup(name);
+	return m->sds_ca ? 0 : -ENOMEM;
 }
 
 static int add_san(struct px_mtls *m, const Envoy__Type__Matcher__V3__StringMatcher *sm, char *err, size_t cap)
@@ -105,21 +120,6 @@ static int validation(struct px_mtls *m, const px_validation *v, char *err, size
 		return data_source(v->trusted_ca, &m->roots_pem, err, cap);
 	}
 	return 0;
-}
-
-/* The validation context's SDS name: ROOTCA is the identity's root, any
- * other name the store's. */
-static int sds_roots(struct px_mtls *m, const char *name)
-{
-	if (!strcmp(name, PX_SDS_ROOT_NAME)) {
-		m->sds_roots = 1;
-		return 0;
-	}
-	if (!*name)
-		return 0;
-	free(m->sds_ca);
-	m->sds_ca = strdup(name);
-	return m->sds_ca ? 0 : -ENOMEM;
 }
 
 /* issue 13: tls_params (a Gateway's minProtocolVersion, maxProtocolVersion

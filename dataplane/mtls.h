@@ -53,12 +53,12 @@ struct px_mtls {
 	 * whose texts come from the secret store (sds.h) when a context is made */
 	char *sds_cert;                  /* tls_certificate_sds_secret_configs[0].name */
 	char *sds_ca;                    /* validation_context_sds_secret_config.name */
+	uint64_t ctx_named;              /* store generations (cert << 32 | ca) ctx was made from */
+	uint64_t ctx_h2_named;           /* store generations ctx_h2 was made from */
 	struct px_tls_ctx *ctx;          /* made lazily (px_mtls_ctx) */
 	unsigned ctx_gen;                /* identity generation ctx was made from */
-	uint64_t ctx_named;              /* store generations (cert << 32 | ca) ctx was made from */
 	struct px_tls_ctx *ctx_h2;       /* upstream, for HTTP/2 connections: made lazily (px_mtls_ctx_h2) */
 	unsigned ctx_h2_gen;             /* identity generation ctx_h2 was made from */
-	uint64_t ctx_h2_named;           /* store generations ctx_h2 was made from */
 	/* issue 13: CommonTlsContext.tls_params (px_tls_conf's meaning; 0 / NULL: defaults) */
 	int min_version, max_version;
 	char *ciphers;                   /* colon-separated (owned) */

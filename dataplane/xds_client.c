@@ -763,14 +763,29 @@ static int client_wanted(struct xds_client *c, const struct px_snapshot *snap, e
 		return 0;
 	if (!c->sds_basis || !set_same(c->sds_basis, snap, XDS_LISTENER) || !set_same(c->sds_basis, snap, XDS_CLUSTER)) {
 		struct name_set ns;
+		struct px_snapshot *basis = NULL, *both = NULL;
 
 		rc = secret_names(snap, &ns);
 		if (rc < 0)
 			return rc;
+		/* the basis holds the listeners and clusters only: a whole recv
+		 * would keep its route configs and endpoints alive after EDS and
+		 * RDS updates replaced them */
+		rc = px_snapshot_replace(NULL, XDS_LISTENER, (const struct px_resource *const *)snap->sets[XDS_LISTENER].v,
+					 snap->sets[XDS_LISTENER].n, &basis);
+		if (rc == 0)
+			rc = px_snapshot_replace(basis, XDS_CLUSTER,
+						 (const struct px_resource *const *)snap->sets[XDS_CLUSTER].v,
+						 snap->sets[XDS_CLUSTER].n, &both);
+		px_snapshot_unref(basis);
+		if (rc < 0) {
+			name_set_clear(&ns);
+			return rc;
+		}
 		name_set_clear(&c->sds_names);
 		c->sds_names = ns;
 		px_snapshot_unref(c->sds_basis);
-		c->sds_basis = px_snapshot_ref((struct px_snapshot *)snap);
+		c->sds_basis = both;
 	}
 	return name_set_copy(&c->sds_names, out);
 }

@@ -20,7 +20,10 @@ world; about 5-15 s):
   - the backend switches to a certificate from CA two: requests now fail
     (the sidecar still trusts CA one, so the verification is real);
   - the Secret file is rewritten with CA two: the sidecar gets the new
-    secret (config_dump shows the new serial) and the next requests succeed.
+    secret (config_dump shows the new serial) and the next requests succeed;
+  - the token file goes away and meshd restarts: the sidecars reconnect with
+    their workload certificate alone (meshd's client-certificate
+    authentication on 15012) and take the Secret rewritten back to CA one.
 
 Nothing here asserts on timing; every wait is bounded.
 """
@@ -178,7 +181,7 @@ class MeshSdsSecretTest(unittest.TestCase):
         tokens = os.path.join(cls.tmp, "tokens")
         with open(tokens, "w") as f:
             f.write("client-token %s client\n" % NS)
-        token = os.path.join(cls.tmp, "client.token")
+        token = cls.token = os.path.join(cls.tmp, "client.token")
         with open(token, "w") as f:
             f.write("client-token\n")
         files = {"svc.yaml": config(cls.port),
@@ -266,6 +269,23 @@ class MeshSdsSecretTest(unittest.TestCase):
             r = self.call(s)
             self.assertEqual(r.status, 200, r)
         self.assertEqual(self.backend.count, before + 2)
+
+    def test_4_reconnect_with_the_certificate_alone(self):
+        for s in (self.sidecar, self.sotw):
+            wait_for(lambda: self.secret_serial(s), timeout=60 if slow() else 20, what=SECRET)
+        # whichever CA is in use now, the other one comes over the new streams
+        ca, leaf = (self.ca2, self.leaf2) if self.secret_serial() == serial_of(self.ca1[1]) else (self.ca1, self.leaf1)
+        os.unlink(self.token)
+        self.meshd.stop()
+        self.meshd.write("secret.yaml", secret_yaml(leaf[1], leaf[0], ca[1]))
+        self.backend.use(leaf[1], leaf[0])
+        self.meshd.start()
+        want = serial_of(ca[1])
+        for s in (self.sidecar, self.sotw):
+            wait_for(lambda: self.secret_serial(s) == want, timeout=60 if slow() else 20,
+                     what="the secret over a new stream: %s" % s.logs()[-3000:])
+            self.assertEqual(self.call(s).status, 200)
+        self.assertGreaterEqual(int(self.sidecar.stats()["control_plane.stream_attempts"]), 2)
 
 
 if __name__ == "__main__":

@@ -418,6 +418,69 @@ START_TEST(mtls_from_named_secrets_rotates)
 }
 END_TEST
 
+/* A gateway's filter chain (px-gw builds on px_mtls_chain): its server
+ * certificate from "kubernetes://gw", rotated for new handshakes. */
+START_TEST(gateway_chain_certificate_rotates)
+{
+	struct tf_ca ca;
+	struct tf_leaf leaf, leaf2;
+	down_ctx d = ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__DOWNSTREAM_TLS_CONTEXT__INIT;
+	common_ctx dc = ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__COMMON_TLS_CONTEXT__INIT;
+	sds_cfg gw = ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__SDS_SECRET_CONFIG__INIT, *gwv[1] = { &gw };
+	Envoy__Config__Listener__V3__FilterChain fc = ENVOY__CONFIG__LISTENER__V3__FILTER_CHAIN__INIT;
+	Envoy__Config__Core__V3__TransportSocket ts = ENVOY__CONFIG__CORE__V3__TRANSPORT_SOCKET__INIT;
+	Google__Protobuf__Any any = GOOGLE__PROTOBUF__ANY__INIT;
+	struct px_sds *s = NULL;
+	struct px_mtls *m = NULL;
+	struct px_tls_ctx *x1, *x2, *held;
+	struct px_resource *r1, *r2;
+	char err[300];
+	size_t n;
+
+	tf_ca_make(&ca, "gateway root");
+	tf_leaf_make(&leaf, &ca, NULL, 3600);
+	tf_leaf_make(&leaf2, &ca, NULL, 3600);
+	ck_assert_int_eq(px_sds_new(&s), 0);
+	px_sds_set_default(s);
+	gw.name = "kubernetes://gw";
+	dc.n_tls_certificate_sds_secret_configs = 1;
+	dc.tls_certificate_sds_secret_configs = gwv;
+	d.common_tls_context = &dc;
+	n = protobuf_c_message_get_packed_size(&d.base);
+	any.type_url = DOWN_URL;
+	any.value.data = malloc(n ? n : 1);
+	any.value.len = protobuf_c_message_pack(&d.base, any.value.data);
+	ts.name = "envoy.transport_sockets.tls";
+	ts.config_type_case = ENVOY__CONFIG__CORE__V3__TRANSPORT_SOCKET__CONFIG_TYPE_TYPED_CONFIG;
+	ts.typed_config = &any;
+	fc.transport_socket = &ts;
+	/* a chain whose only certificate is a named secret compiles (it used
+	 * to be "without a certificate") */
+	ck_assert_int_eq(px_mtls_chain(&fc, &m, err, sizeof(err)), 0);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_int_eq(m->server, 1);
+	ck_assert_str_eq(m->sds_cert, "kubernetes://gw");
+	ck_assert_int_eq(px_mtls_ctx(m, NULL, &x1), -EAGAIN);
+	r1 = secret("kubernetes://gw", leaf.chain, leaf.key, 0);
+	ck_assert_int_eq(update1(s, r1, err, sizeof(err)), 0);
+	ck_assert_int_eq(px_mtls_ctx(m, NULL, &x1), 0);
+	held = px_tls_ctx_ref(x1);
+	r2 = secret("kubernetes://gw", leaf2.chain, leaf2.key, 0);
+	ck_assert_int_eq(update1(s, r2, err, sizeof(err)), 0);
+	ck_assert_int_eq(px_mtls_ctx(m, NULL, &x2), 0);
+	ck_assert_ptr_ne(x2, held);
+	px_tls_ctx_unref(held);
+	px_mtls_free(m);
+	px_sds_free(s);
+	px_resource_unref(r1);
+	px_resource_unref(r2);
+	free(any.value.data);
+	tf_leaf_free(&leaf);
+	tf_leaf_free(&leaf2);
+	tf_ca_free(&ca);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("sds");
@@ -428,6 +491,7 @@ int main(void)
 	tcase_add_test(tc, store_generations_and_rejects);
 	tcase_add_test(tc, names_listeners_and_clusters_reference);
 	tcase_add_test(tc, mtls_from_named_secrets_rotates);
+	tcase_add_test(tc, gateway_chain_certificate_rotates);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
