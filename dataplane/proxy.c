@@ -2119,13 +2119,18 @@ static int s_put_edge(struct px_stream *s, struct mesh_buf *b, int external)
 {
 	const char *ip = s->d->peer_ip;
 
-	mesh_buf_puts(b, "x-forwarded-for: ");
-	if (s->xff.len) {
+	/* (an address not known, IPv6 today: the client's list as it came) */
+	if (s->xff.len || ip[0]) {
+		mesh_buf_puts(b, "x-forwarded-for: ");
 		mesh_buf_append(b, s->xff.p, s->xff.len);
-		mesh_buf_puts(b, ",");
+		if (s->xff.len && ip[0])
+			mesh_buf_puts(b, ",");
+		mesh_buf_puts(b, ip);
+		mesh_buf_puts(b, "\r\n");
 	}
-	mesh_buf_puts(b, ip);
-	mesh_buf_puts(b, s->d->via_tls ? "\r\nx-forwarded-proto: https\r\n" : "\r\nx-forwarded-proto: http\r\n");
+	mesh_buf_puts(b, s->d->via_tls ? "x-forwarded-proto: https\r\n" : "x-forwarded-proto: http\r\n");
+	if (!ip[0])
+		return b->err;
 	if (!external)
 		return mesh_buf_puts(b, "x-envoy-internal: true\r\n") < 0 ? -ENOMEM : 0;
 	mesh_buf_puts(b, "x-envoy-external-address: ");
