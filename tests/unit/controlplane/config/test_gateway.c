@@ -12,6 +12,8 @@
 
 #include "common/pem.h"
 
+#include "testutil.h"
+
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
@@ -19,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define SEED "tests/data/seed-yaml/"
 
@@ -725,6 +728,40 @@ START_TEST(test_vs_gateways)
 }
 END_TEST
 
+/* meshctl validate prints the findings between Gateways beside the
+ * others and still exits 0 (warnings reject nothing). */
+START_TEST(test_meshctl_validate)
+{
+	static const char text[] =
+		GW_HEAD("gw-a", "2024-01-01T00:00:00Z", "{istio: ingressgateway}")
+		"  - port: {number: 80, name: http, protocol: HTTP}\n"
+		"    hosts: [a.example.com]\n"
+		"---\n"
+		GW_HEAD("gw-b", "2024-02-01T00:00:00Z", "{istio: ingressgateway}")
+		"  - port: {number: 80, name: http, protocol: HTTP}\n"
+		"    hosts: [a.example.com]\n";
+	char dir[] = "/tmp/test_gateway_XXXXXX", path[64], args[128], out[8192];
+	FILE *f;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/gw.yaml", dir);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_uint_eq(fwrite(text, 1, strlen(text), f), strlen(text));
+	ck_assert_int_eq(fclose(f), 0);
+	snprintf(args, sizeof(args), "-f %s", dir);
+	ck_assert_int_eq(testutil_meshctl(out, sizeof(out), "validate", args, "2>&1"), 0);
+	unlink(path);
+	rmdir(dir);
+	ck_assert_msg(strstr(out, "gw.yaml:7:5: Gateway ns1/gw-a: spec.servers[0]: warning: ConflictingGateways (IST0145): "
+			      "Conflict with gateways ns1/gw-b (workload selector istio=ingressgateway, port 80, hosts "
+			      "a.example.com).") != NULL, "%s", out);
+	ck_assert_msg(strstr(out, "Gateway ns1/gw-b: spec.servers[0]: warning: ConflictingGateways (IST0145): "
+			      "Conflict with gateways ns1/gw-a") != NULL, "%s", out);
+	ck_assert_msg(strstr(out, "2 objects valid, 0 rejected, 2 warnings") != NULL, "%s", out);
+}
+END_TEST
+
 static Suite *gateway_suite(void)
 {
 	Suite *s = suite_create("gateway");
@@ -742,6 +779,7 @@ static Suite *gateway_suite(void)
 	tcase_add_test(tc, test_merge_tcp_tcp);
 	tcase_add_test(tc, test_credential_secrets);
 	tcase_add_test(tc, test_vs_gateways);
+	tcase_add_test(tc, test_meshctl_validate);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("seed");
 	tcase_add_checked_fixture(tc, NULL, teardown);
