@@ -18,6 +18,10 @@ openssl s_server whose certificate the client sees, AUTO_PASSTHROUGH
 gateway's X-Forwarded-* handling (use_remote_address), OPTIONAL_MUTUAL,
 MUTUAL's subjectAltNames, a TLS-terminating TCP server, and SIGTERM draining the gateway's listeners (not only inbound ones).
 
+MeshdGatewayTest: the real meshd (Gateway + VirtualService in file mode,
+files certificates) and the real meshproxy with a router node id: only the
+Gateway's ports bound, httpsRedirect, SIMPLE TLS with h2, minProtocolVersion.
+
 Certificates are made at test time with the openssl CLI.  Nothing here
 asserts on timing; every wait is bounded.  Runs in a few seconds.
 """
@@ -31,7 +35,7 @@ import tempfile
 import threading
 import unittest
 
-from meshtest import BUILD, free_port, wait_for
+from meshtest import BUILD, Meshd, free_port, wait_for
 
 PXSERVE = os.path.join(BUILD, "tests", "bench", "proxy", "pxserve")
 
@@ -342,6 +346,114 @@ cluster outbound|8443||s.ns.svc.cluster.local static 127.0.0.1:{be}
         # an internal client's request id is kept
         self.assertIn("x-request-id: from-client", lines)
         self.assertEqual(sum(1 for l in lines if l.startswith("x-forwarded-proto:")), 1)
+
+
+class MeshdGatewayTest(unittest.TestCase):
+    """The same proxy as meshproxy proper, fed by the real meshd: a router
+    node (--node-id router~..., labels istio=ingressgateway) gets istiod's
+    gateway listeners for a Gateway with an httpsRedirect HTTP server and a
+    SIMPLE HTTPS server with file certificates and minProtocolVersion
+    TLSV1_3, and a VirtualService bound to it."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="pxgw-meshd-it-")
+        make_certs(cls.dir)
+        cls.echo = Echo()
+        cls.p80, cls.p443, cls.admin = free_port(), free_port(), free_port()
+        cfg = """
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: web, namespace: demo}}
+spec:
+  hosts: [web.demo.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{{number: {be}, name: http, protocol: HTTP}}]
+  endpoints: [{{address: 127.0.0.1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: ingress, namespace: istio-system}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers:
+  - port: {{number: {p80}, name: http, protocol: HTTP}}
+    hosts: ["*"]
+    tls: {{httpsRedirect: true}}
+  - port: {{number: {p443}, name: https, protocol: HTTPS}}
+    hosts: [a.example.com]
+    tls: {{mode: SIMPLE, serverCertificate: {d}/a.crt, privateKey: {d}/a.key, minProtocolVersion: TLSV1_3}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: web, namespace: demo}}
+spec:
+  hosts: [a.example.com]
+  gateways: [istio-system/ingress]
+  http:
+  - route: [{{destination: {{host: web.demo.svc.cluster.local}}}}]
+""".format(be=cls.echo.port, p80=cls.p80, p443=cls.p443, d=cls.dir)
+        cls.meshd = Meshd(files={"gateway.yaml": cfg})
+        cls.meshd.start()
+        cls.log = open(os.path.join(cls.dir, "meshproxy.log"), "w+")
+        cls.proc = subprocess.Popen(
+            [os.path.join(BUILD, "bin", "meshproxy"), "--xds-addr", "127.0.0.1:%d" % cls.meshd.xds_port,
+             "--node-id", "router~127.0.0.1~ingress-1.istio-system~istio-system.svc.cluster.local",
+             "--labels", "istio=ingressgateway", "--admin-addr", "127.0.0.1:%d" % cls.admin,
+             "--status-addr", "", "--health-addr", ""],
+            stdout=cls.log, stderr=subprocess.STDOUT)
+
+        def ready():
+            if cls.proc.poll() is not None:
+                cls.log.seek(0)
+                raise AssertionError("meshproxy exited: %s" % cls.log.read())
+            r = run("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:%d/ready" % cls.admin)
+            return r.stdout == "200"
+
+        wait_for(ready, what="meshproxy router ready")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proc.send_signal(signal.SIGINT)
+        try:
+            cls.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            cls.proc.kill()
+            cls.proc.wait()
+        cls.meshd.stop()
+        cls.meshd.cleanup()
+        cls.echo.stop()
+        cls.log.seek(0)
+        log = cls.log.read()
+        cls.log.close()
+        shutil.rmtree(cls.dir, ignore_errors=True)
+        for bad in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            if bad in log:
+                raise AssertionError("meshproxy: %s\n%s" % (bad, log[-4000:]))
+
+    def test_gateway_from_meshd(self):
+        # only the Gateway's ports: no 15001/15006 (router mode)
+        r = run("curl", "-s", "--max-time", "5", "http://127.0.0.1:%d/listeners" % self.admin)
+        self.assertIn("0.0.0.0_%d::0.0.0.0:%d" % (self.p80, self.p80), r.stdout)
+        self.assertIn("0.0.0.0_%d::0.0.0.0:%d" % (self.p443, self.p443), r.stdout)
+        self.assertNotIn("virtual", r.stdout)
+        # httpsRedirect
+        r = run("curl", "-s", "-i", "--max-time", "10", "-H", "Host: a.example.com", "http://127.0.0.1:%d/x?y=1" % self.p80)
+        self.assertTrue(r.stdout.startswith("HTTP/1.1 301 Moved Permanently"), r.stdout)
+        self.assertIn("location: https://a.example.com/x?y=1\n", r.stdout.lower())
+        # SIMPLE TLS, h2 to the bound VirtualService's destination
+        r = run("curl", "-s", "-v", "--http2", "--max-time", "10", "--cacert", os.path.join(self.dir, "ca.crt"),
+                "--resolve", "a.example.com:%d:127.0.0.1" % self.p443, "https://a.example.com:%d/h" % self.p443)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("subject: CN=a.example.com", r.stderr)
+        self.assertIn("< HTTP/2 200", r.stderr)
+        self.assertIn("path=/h", r.stdout)
+        self.assertIn("x-forwarded-proto: https", r.stdout.lower())
+        # minProtocolVersion TLSV1_3
+        r = run("curl", "-s", "-k", "--max-time", "10", "--tls-max", "1.2", "--resolve",
+                "a.example.com:%d:127.0.0.1" % self.p443, "https://a.example.com:%d/h" % self.p443)
+        self.assertNotEqual(r.returncode, 0)
 
 
 if __name__ == "__main__":
