@@ -101,6 +101,9 @@ class GatewayTest(unittest.TestCase):
         cls.sserver = subprocess.Popen(
             ["openssl", "s_server", "-accept", "127.0.0.1:%d" % cls.tls_be, "-cert", "c.crt", "-key", "c.key",
              "-www", "-quiet"], cwd=cls.dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # stopped even when the rest of setUpClass fails (tearDownClass would not run)
+        cls.addClassCleanup(lambda: (cls.sserver.kill(), cls.sserver.wait()))
+        cls.addClassCleanup(cls.echo.stop)
         d = cls.dir
         spec = """
 gw gw80 127.0.0.1:{p80} http http.80
@@ -132,6 +135,7 @@ cluster outbound|8443||s.ns.svc.cluster.local static 127.0.0.1:{be}
              "--outbound-addr", "127.0.0.1:%d" % cls.out_port, "--inbound-addr", "127.0.0.1:%d" % free_port(),
              "--admin-addr", "127.0.0.1:%d" % cls.admin],
             stdout=cls.log, stderr=subprocess.STDOUT)
+        cls.addClassCleanup(lambda: cls.proc.poll() is None and (cls.proc.kill(), cls.proc.wait()))
 
         def up(port):
             if cls.proc.poll() is not None:
@@ -155,9 +159,6 @@ cluster outbound|8443||s.ns.svc.cluster.local static 127.0.0.1:{be}
             except subprocess.TimeoutExpired:
                 cls.proc.kill()
                 cls.proc.wait()
-        cls.sserver.kill()
-        cls.sserver.wait()
-        cls.echo.stop()
         cls.log.seek(0)
         log = cls.log.read()
         cls.log.close()
@@ -394,7 +395,9 @@ spec:
   http:
   - route: [{{destination: {{host: web.demo.svc.cluster.local}}}}]
 """.format(be=cls.echo.port, p80=cls.p80, p443=cls.p443, d=cls.dir)
+        cls.addClassCleanup(cls.echo.stop)
         cls.meshd = Meshd(files={"gateway.yaml": cfg})
+        cls.addClassCleanup(lambda: (cls.meshd.stop(), cls.meshd.cleanup()))
         cls.meshd.start()
         cls.log = open(os.path.join(cls.dir, "meshproxy.log"), "w+")
         cls.proc = subprocess.Popen(
@@ -403,6 +406,7 @@ spec:
              "--labels", "istio=ingressgateway", "--admin-addr", "127.0.0.1:%d" % cls.admin,
              "--status-addr", "", "--health-addr", ""],
             stdout=cls.log, stderr=subprocess.STDOUT)
+        cls.addClassCleanup(lambda: cls.proc.poll() is None and (cls.proc.kill(), cls.proc.wait()))
 
         def ready():
             if cls.proc.poll() is not None:
@@ -421,9 +425,6 @@ spec:
         except subprocess.TimeoutExpired:
             cls.proc.kill()
             cls.proc.wait()
-        cls.meshd.stop()
-        cls.meshd.cleanup()
-        cls.echo.stop()
         cls.log.seek(0)
         log = cls.log.read()
         cls.log.close()
@@ -431,6 +432,9 @@ spec:
         for bad in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
             if bad in log:
                 raise AssertionError("meshproxy: %s\n%s" % (bad, log[-4000:]))
+        rc = cls.meshd.stop()  # (under ASan, 0 also means no leak)
+        if rc != 0:
+            raise AssertionError("meshd exited %s: %s" % (rc, cls.meshd.logs()[-4000:]))
 
     def test_gateway_from_meshd(self):
         # only the Gateway's ports: no 15001/15006 (router mode)
