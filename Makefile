@@ -271,6 +271,11 @@ unit: $(UNIT_BINS) $(BINS)
 unit-asan:
 	@$(MAKE) --no-print-directory SAN=1 unit
 
+# integration files run side by side in this many worker processes
+# (tests/integration/runner.py: most files wait on peers, not on the CPU);
+# MESH_IT_JOBS=1 runs them one after another
+MESH_IT_JOBS ?= 2
+export MESH_IT_JOBS
 integration: $(BINS)
 	@sh tests/integration/run.sh $(BUILD)
 
