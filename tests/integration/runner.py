@@ -165,7 +165,7 @@ class Runner:
             with self.lock:
                 self.procs.pop(proc.pid, None)
             # a peer the file left running would hold its ports into the next file
-            if group_alive(proc.pid):
+            if not note and group_alive(proc.pid):
                 kill_group(proc.pid, signal.SIGKILL)
                 note = (note + "; " if note else "") + "left processes running (killed)"
             secs = time.monotonic() - t0
@@ -224,11 +224,29 @@ def kill_group(pgid, sig):
 
 
 def group_alive(pgid):
+    """True while a live process (not a zombie: an init that does not reap
+    keeps those around) is left in process group pgid."""
     try:
-        os.killpg(pgid, 0)
-        return True
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
     except OSError:
-        return False
+        pids = None
+    if pids is None:
+        try:
+            os.killpg(pgid, 0)
+            return True
+        except OSError:
+            return False
+    for p in pids:
+        try:
+            with open("/proc/%s/stat" % p) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # fields after the command (which may hold spaces): state ppid pgrp ...
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) > 2 and fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
+    return False
 
 
 def main():
