@@ -192,7 +192,9 @@ class Runner:
             if bad:
                 self.bad_files.append(name)
                 if not counts["failed"]:
-                    self.totals["failed"] += 1  # a killed file or one with leftovers fails the pass
+                    # leftovers fail the pass as one more check, the file's passes stay counted
+                    self.totals["run"] += 1
+                    self.totals["failed"] += 1
             if not self.stopping:
                 sys.stdout.write("==== %s (worker %d, %.1f s)%s\n%s" % (name, worker, secs,
                                                                      ": " + note if note else "", text))
@@ -206,7 +208,14 @@ class Runner:
                 name = work.get_nowait()
             except queue.Empty:
                 return
-            self.run(name, k, ports)
+            try:
+                self.run(name, k, ports)
+            except Exception as e:  # the runner's own failure must not pass a file silently
+                with self.lock:
+                    self.bad_files.append(name)
+                    self.totals["run"] += 1
+                    self.totals["failed"] += 1
+                    print("==== %s (worker %d): runner error %r" % (name, k, e), flush=True)
 
     def stop_all(self):
         with self.lock:
