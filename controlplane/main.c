@@ -703,8 +703,8 @@ int main(int argc, char **argv)
 		/* per-proxy resources: asked by the xDS thread, built by the stage */
 		xc.want = push_stage_want;
 		xc.want_ctx = d.push;
-		/* a sidecar's whole config is built per workload by the stage */
-		xc.whole_flavours = 1u << XDS_FLAVOUR_SIDECAR;
+		/* a sidecar's (and a router's) whole config is built per workload by the stage */
+		xc.whole_flavours = 1u << XDS_FLAVOUR_SIDECAR | 1u << XDS_FLAVOUR_ROUTER;
 		/* Secrets per stream, from the SDS provider */
 		xc.secret = ca_sds_want;
 		xc.secret_ctx = d.sds;

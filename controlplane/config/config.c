@@ -82,8 +82,9 @@ const char *cfg_kind_group(enum cfg_kind k)
 bool cfg_kind_not_implemented(enum cfg_kind k)
 {
 	/* Sidecar scopes sidecar workloads (model_sidecar_select);
-	 * RequestAuthentication becomes the sidecar's jwt_authn filter */
-	return k == CFG_GATEWAY || k == CFG_TELEMETRY;
+	 * RequestAuthentication becomes the sidecar's jwt_authn filter;
+	 * Gateway becomes the router's listeners (gen/gateway.c) */
+	return k == CFG_TELEMETRY;
 }
 
 /* ------------------------------------------------------------- objects */

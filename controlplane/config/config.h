@@ -32,12 +32,10 @@ enum cfg_kind {
 	CFG_WORKLOAD_ENTRY,
 	CFG_PEER_AUTHENTICATION,
 	CFG_AUTHORIZATION_POLICY,
-	/* validated and listed, not yet compiled by any generator: each object
-	 * carries a "not implemented yet" warning (cfg_kind_not_implemented) */
-	CFG_GATEWAY,
+	CFG_GATEWAY,                 /* compiled into routers' listeners and routes (gen/gateway.c) */
 	CFG_SIDECAR,
 	CFG_REQUEST_AUTHENTICATION,  /* compiled into the sidecar's jwt_authn filter (gen/authn.c) */
-	CFG_TELEMETRY,
+	CFG_TELEMETRY,               /* validated and listed; carries a "not implemented yet" warning (cfg_kind_not_implemented) */
 	/* core Kubernetes kinds: the service registry of a cluster (or of a
 	 * directory describing one) */
 	CFG_K8S_SERVICE,             /* v1 Service */
@@ -58,7 +56,7 @@ int cfg_kind_from_name(const char *kind);
  * "discovery.k8s.io" or "" (core) */
 const char *cfg_kind_group(enum cfg_kind k);
 /* true for the Istio kinds meshd validates but no generator compiles yet
- * (Gateway, Telemetry) */
+ * (Telemetry) */
 bool cfg_kind_not_implemented(enum cfg_kind k);
 
 struct cfg_strs {
@@ -660,9 +658,17 @@ enum cfg_gw_tls_mode {
 /* ServerTLSSettings.TLSProtocol; CFG_GW_TLS_AUTO when unset. */
 enum cfg_gw_tls_version { CFG_GW_TLS_AUTO, CFG_GW_TLSV1_0, CFG_GW_TLSV1_1, CFG_GW_TLSV1_2, CFG_GW_TLSV1_3 };
 
+/* One ServerTLSSettings.tlsCertificates entry (files on the gateway). */
+struct cfg_gw_tls_cert {
+	char *server_certificate;        /* serverCertificate; NULL when absent */
+	char *private_key;               /* privateKey */
+	char *ca_certificates;           /* caCertificates */
+};
+
 struct cfg_gw_tls {
 	bool https_redirect;             /* httpsRedirect */
-	enum cfg_gw_tls_mode mode;
+	enum cfg_gw_tls_mode mode;       /* mode; written without one: PASSTHROUGH on HTTPS/TLS ports (Istio's zero
+					  * value), NONE on others (an httpsRedirect-only block) */
 	char *credential_name;           /* credentialName; NULL when absent */
 	char *server_certificate;        /* serverCertificate (file path); NULL when absent */
 	char *private_key;               /* privateKey */
@@ -673,6 +679,13 @@ struct cfg_gw_tls {
 	enum cfg_gw_tls_version min_version;      /* minProtocolVersion */
 	enum cfg_gw_tls_version max_version;      /* maxProtocolVersion */
 	struct cfg_strs cipher_suites;   /* cipherSuites */
+	/* the other certificate sources Istio takes (validation allows one of
+	 * credentialName, credentialNames, serverCertificate/privateKey,
+	 * tlsCertificates), and the CRL file; set by decode.c */
+	struct cfg_strs credential_names;           /* credentialNames (1 or 2, e.g. RSA and ECDSA) */
+	struct cfg_gw_tls_cert *tls_certificates;   /* tlsCertificates (at most 2) */
+	size_t n_tls_certificates;
+	char *ca_crl;                               /* caCrl; NULL when absent */
 };
 
 struct cfg_gw_server {
@@ -686,6 +699,7 @@ struct cfg_gw_server {
 	struct cfg_strs hosts;           /* hosts as written: "host", "ns/host", "./host", any-namespace "*" + "/host" */
 	bool has_tls;                    /* a tls block is present (mode may still be NONE for httpsRedirect only) */
 	struct cfg_gw_tls tls;
+	int line, col;                   /* where the server starts in the source, for messages (decode.c) */
 };
 
 /* A Gateway (networking.istio.io v1/v1beta1/v1alpha3). */

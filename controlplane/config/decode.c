@@ -1545,7 +1545,7 @@ static void dec__vs_not_applied(struct dec *d, const struct cfg__node *spec, con
 		seen[3] |= r->redirect.derive_port != CFG_DERIVE_PORT_NONE;
 		seen[4] |= r->redirect.prefix_rewrite != NULL;
 	}
-	seen[5] = vs->n_tls > 0;
+	/* seen[5]: tls routes are applied by sidecars and routers (gen/gateway.c) now */
 	for (i = 0; i < sizeof(seen) / sizeof(seen[0]); i++) {
 		int w;
 		if (!seen[i])
@@ -3134,7 +3134,9 @@ static void dec__ns_host(struct dec *d, const struct cfg__node *h, bool gateway)
 		ns[nl] = '\0';
 		if (!gateway && n[0] == '~')
 			n++;
-		if (n[0] && strcmp(n, "*") && strcmp(n, ".") && !dec__istio_label(n))
+		/* a gateway's namespace part is never empty (Istio checks it as
+		 * a label: an empty one is invalid too) */
+		if ((gateway || n[0]) && strcmp(n, "*") && strcmp(n, ".") && !dec__istio_label(n))
 			cfg__error(d->e, h, "invalid namespace value \"%s\" in %s", ns, gateway ? "gateway" : "sidecar");
 	}
 	if (!host[0])
@@ -3162,145 +3164,6 @@ static bool dec__proto_is(const char *p, const char *const *set)
 static const char *const dec__tls_protos[] = { "HTTPS", "TLS", NULL };
 static const char *const dec__http_protos[] = { "HTTP", "HTTP2", "GRPC", "GRPC-WEB", "HTTP_PROXY", NULL };
 
-static void dec__server_tls(struct dec *d, const struct cfg__node *tls)
-{
-	const char *mode = F(tls, "mode") && F(tls, "mode")->str ? F(tls, "mode")->str : "PASSTHROUGH";
-	const struct cfg__node *sc = F(tls, "serverCertificate"), *pk = F(tls, "privateKey");
-	const struct cfg__node *ca = F(tls, "caCertificates"), *cn = F(tls, "credentialName");
-	const struct cfg__node *cns = F(tls, "credentialNames"), *tc = F(tls, "tlsCertificates"), *crl = F(tls, "caCrl");
-	const struct cfg__node *mv = F(tls, "minProtocolVersion");
-	bool has_sc = sc && sc->len, has_pk = pk && pk->len, has_ca = ca && ca->len, has_cn = cn && cn->len;
-	bool has_cns = cns && cns->n, has_tc = tc && tc->n;
-	int sources = (has_sc && has_pk) + has_cn + has_cns + has_tc;
-	size_t mark = dec__push(d, "tls"), i;
-
-	if (mv && mv->str && (!strcmp(mv->str, "TLSV1_0") || !strcmp(mv->str, "TLSV1_1")) &&
-	    !(F(tls, "cipherSuites") && F(tls, "cipherSuites")->n))
-		cfg__warn(d->e, mv, "TLS version below TLSV1_2 require setting compatible ciphers as by default they no "
-			  "longer include compatible ciphers.");
-	if (!strcmp(mode, "ISTIO_MUTUAL")) {
-		if (has_sc || has_pk || has_ca || has_tc || has_cn || has_cns)
-			cfg__error(d->e, tls, "ISTIO_MUTUAL TLS cannot have associated server certificate, private key, "
-				   "CA bundle, tlsCertificates or credentialName(s)");
-		dec__pop(d, mark);
-		return;
-	}
-	if ((!strcmp(mode, "PASSTHROUGH") || !strcmp(mode, "AUTO_PASSTHROUGH")) &&
-	    ((crl && crl->len) || has_sc || has_pk || has_ca || has_tc || has_cn || has_cns))
-		cfg__warn(d->e, tls, "%s mode does not use certificates, they will be ignored", mode);
-	if (sources > 1)
-		cfg__error(d->e, tls, "only one of credential_name, credential_names, server_certificate/private_key, "
-			   "tls_certificates should be specified");
-	if (!strcmp(mode, "SIMPLE") || !strcmp(mode, "MUTUAL") || !strcmp(mode, "OPTIONAL_MUTUAL")) {
-		const char *pfx = strcmp(mode, "SIMPLE") ? "MUTUAL TLS" : "SIMPLE TLS";
-		if (!has_cn && !has_cns) {
-			if (strcmp(mode, "SIMPLE") && !has_ca)
-				cfg__error(d->e, tls, "%s requires a client CA bundle", pfx);
-			if (has_tc) {
-				for (i = 0; i < tc->n; i++) {
-					const struct cfg__node *a = F(tc->v[i], "serverCertificate"), *b = F(tc->v[i], "privateKey");
-					if (!a || !a->len)
-						cfg__error(d->e, tc->v[i], "%s requires a server certificate", pfx);
-					if (!b || !b->len)
-						cfg__error(d->e, tc->v[i], "%s requires a private key", pfx);
-				}
-			} else {
-				if (!has_sc)
-					cfg__error(d->e, tls, "%s requires a server certificate", pfx);
-				if (!has_pk)
-					cfg__error(d->e, tls, "%s requires a private key", pfx);
-			}
-		}
-	}
-	if (crl && crl->len) {
-		if (has_cn)
-			cfg__error(d->e, crl, "CRL is not supported with credentialName. CRL has to be specified in the "
-				   "credential");
-		if (!strcmp(mode, "SIMPLE"))
-			cfg__error(d->e, crl, "CRL is not supported with SIMPLE TLS");
-	}
-	dec__pop(d, mark);
-}
-
-/* Istio's ValidateGateway and validateServer. */
-static void dec__gateway(struct dec *d, const struct cfg__node *spec)
-{
-	const struct cfg__node *servers = F(spec, "servers");
-	size_t i, j, mark;
-
-	if (!dec__istio_label(d->o->name))
-		cfg__error(d->e, spec, "invalid gateway name: \"%s\" (a DNS label, no dots)", d->o->name);
-	if (!servers || !servers->n) {
-		cfg__error(d->e, servers ? servers : spec, "gateway must have at least one server");
-		return;
-	}
-	mark = dec__push(d, "servers");
-	for (i = 0; i < servers->n; i++) {
-		const struct cfg__node *s = servers->v[i], *hosts = F(s, "hosts"), *port = F(s, "port"), *tls = F(s, "tls");
-		const struct cfg__node *bind = F(s, "bind");
-		const char *proto = F(port, "protocol") && F(port, "protocol")->str ? F(port, "protocol")->str : "";
-		const char *pname = F(port, "name") && F(port, "name")->str ? F(port, "name")->str : "";
-		int64_t num = dec__int(F(port, "number"), 0);
-		size_t m2 = dec__idx(d, i), m3;
-		bool unix_bind = bind && bind->str && !strncmp(bind->str, "unix://", 7);
-
-		if (!hosts || !hosts->n)
-			DEC_ERR_AT(d, s, "hosts", "server config must contain at least one host");
-		m3 = dec__push(d, "hosts");
-		for (j = 0; hosts && j < hosts->n; j++) {
-			size_t m4 = dec__idx(d, j);
-			dec__ns_host(d, hosts->v[j], true);
-			dec__pop(d, m4);
-		}
-		dec__pop(d, m3);
-		m3 = dec__push(d, "port");
-		if (!dec__protocol_ok(proto))
-			DEC_ERR_AT(d, F(port, "protocol") ? F(port, "protocol") : port, "protocol", "invalid protocol \"%s\", "
-				   "supported protocols are HTTP, HTTP2, GRPC, GRPC-WEB, MONGO, REDIS, MYSQL, TCP", proto);
-		if ((num > 0 || !unix_bind) && !dec__port_ok(num))
-			DEC_ERR_AT(d, F(port, "number") ? F(port, "number") : port, "number", "port number %lld must be in "
-				   "the range 1..65535", (long long)num);
-		if (dec__int(F(port, "targetPort"), 0) > 0)
-			DEC_ERR_AT(d, F(port, "targetPort"), "targetPort", "targetPort has no impact on Gateways");
-		if (!pname[0])
-			cfg__error(d->e, port, "port name must be set");
-		for (j = 0; pname[0] && j < i; j++) {
-			const struct cfg__node *op = F(servers->v[j], "port");
-			if (F(op, "name") && F(op, "name")->str && !strcmp(F(op, "name")->str, pname))
-				DEC_ERR_AT(d, F(port, "name"), "name", "port names in servers must be unique: duplicate name %s",
-					   pname);
-		}
-		dec__pop(d, m3);
-		if (unix_bind) {
-			const char *p = bind->str + 7;
-			if (!p[0] || (p[0] != '@' && (p[0] != '/' || p[strlen(p) - 1] == '/')))
-				DEC_ERR_AT(d, bind, "bind", "%s is not an absolute path to a file", p);
-			if (num != 0)
-				DEC_ERR_AT(d, bind, "bind", "port number must be 0 for unix domain socket");
-		} else if (bind && bind->len && !cfg__is_ip(bind->str)) {
-			DEC_ERR_AT(d, bind, "bind", "%s is not a valid IP", bind->str);
-		}
-		if (tls)
-			dec__server_tls(d, tls);
-		if (dec__proto_is(proto, dec__tls_protos) && !tls) {
-			cfg__error(d->e, s, "server must have TLS settings for HTTPS/TLS protocols");
-		} else if (!dec__proto_is(proto, dec__tls_protos) && tls && dec__protocol_ok(proto)) {
-			bool redirect_only = dec__bool(F(tls, "httpsRedirect")) == 1 && !F(tls, "caCertificates") &&
-					     !F(tls, "privateKey") && !F(tls, "serverCertificate");
-			if (!dec__proto_is(proto, dec__http_protos))
-				DEC_ERR_AT(d, tls, "tls", "server cannot have TLS settings for non HTTPS/TLS ports");
-			else if (!redirect_only && !(F(tls, "mode") && F(tls, "mode")->str &&
-						     !strcmp(F(tls, "mode")->str, "PASSTHROUGH") && dec__bool(F(tls, "httpsRedirect")) == 1))
-				DEC_ERR_AT(d, tls, "tls", "server cannot have TLS settings for plain text HTTP ports");
-		}
-		if (tls && dec__bool(F(tls, "httpsRedirect")) == 1 && !dec__proto_is(proto, dec__http_protos))
-			DEC_WARN_AT(d, tls, "tls", "tls.httpsRedirect should only be used with http servers");
-		dec__pop(d, m2);
-	}
-	dec__pop(d, mark);
-}
-
-/* Istio's ValidateSidecar (the checks that need no other object). */
 /* An upper-cased copy of a protocol name (NULL when not set). */
 static char *dec__upper(struct dec *d, const struct cfg__node *n)
 {
@@ -3312,6 +3175,461 @@ static char *dec__upper(struct dec *d, const struct cfg__node *n)
 	return s;
 }
 
+/* A string field that Istio treats as unset when empty: NULL then. */
+static char *dec__str_set(struct dec *d, const struct cfg__node *n)
+{
+	return n && n->str && n->len ? dec__str(d, n) : NULL;
+}
+
+static enum cfg_gw_tls_version dec__gw_tls_version(const struct cfg__node *n)
+{
+	static const char *const names[] = { "TLS_AUTO", "TLSV1_0", "TLSV1_1", "TLSV1_2", "TLSV1_3" };
+	size_t i;
+
+	for (i = 0; n && n->str && i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(n->str, names[i]) == 0)
+			return (enum cfg_gw_tls_version)i;
+	return CFG_GW_TLS_AUTO;
+}
+
+/* ServerTLSSettings.mode; a tls block without one is Istio's zero value
+ * PASSTHROUGH on HTTPS/TLS ports and CFG_GW_TLS_NONE elsewhere (a plain
+ * HTTP server whose tls block only says httpsRedirect). */
+static enum cfg_gw_tls_mode dec__gw_tls_mode(const struct cfg__node *n, const char *proto)
+{
+	static const struct {
+		const char *name;
+		enum cfg_gw_tls_mode mode;
+	} modes[] = {
+		{ "PASSTHROUGH", CFG_GW_TLS_PASSTHROUGH },   { "SIMPLE", CFG_GW_TLS_SIMPLE },
+		{ "MUTUAL", CFG_GW_TLS_MUTUAL },             { "AUTO_PASSTHROUGH", CFG_GW_TLS_AUTO_PASSTHROUGH },
+		{ "ISTIO_MUTUAL", CFG_GW_TLS_ISTIO_MUTUAL }, { "OPTIONAL_MUTUAL", CFG_GW_TLS_OPTIONAL_MUTUAL },
+	};
+	size_t i;
+
+	for (i = 0; n && n->str && i < sizeof(modes) / sizeof(modes[0]); i++)
+		if (strcmp(n->str, modes[i].name) == 0)
+			return modes[i].mode;
+	if (proto && (strcasecmp(proto, "HTTPS") == 0 || strcasecmp(proto, "TLS") == 0))
+		return CFG_GW_TLS_PASSTHROUGH;
+	return CFG_GW_TLS_NONE;
+}
+
+static void dec__gw_tls_certs(struct dec *d, const struct cfg__node *seq, struct cfg_gw_tls *t)
+{
+	size_t i;
+
+	if (!seq || seq->type != CFG__SEQ || !seq->n)
+		return;
+	t->tls_certificates = dec__alloc(d, seq->n, sizeof(*t->tls_certificates));
+	if (!t->tls_certificates)
+		return;
+	t->n_tls_certificates = seq->n;
+	for (i = 0; i < seq->n; i++) {
+		t->tls_certificates[i].server_certificate = dec__str_set(d, F(seq->v[i], "serverCertificate"));
+		t->tls_certificates[i].private_key = dec__str_set(d, F(seq->v[i], "privateKey"));
+		t->tls_certificates[i].ca_certificates = dec__str_set(d, F(seq->v[i], "caCertificates"));
+	}
+}
+
+/* The fields the gateway generator acts on (struct cfg_gateway), every
+ * field of networking.istio.io Gateway; validation is dec__gateway's. */
+static void dec__gateway_spec(struct dec *d, const struct cfg__node *spec, struct cfg_gateway *gw)
+{
+	const struct cfg__node *servers = F(spec, "servers");
+	size_t i;
+
+	dec__labels(d, F(spec, "selector"), &gw->selector);
+	if (!servers || servers->type != CFG__SEQ || !servers->n)
+		return;
+	gw->servers = dec__alloc(d, servers->n, sizeof(*gw->servers));
+	if (!gw->servers)
+		return;
+	gw->n_servers = servers->n;
+	for (i = 0; i < servers->n; i++) {
+		const struct cfg__node *s = servers->v[i], *port = F(s, "port"), *tls = F(s, "tls");
+		struct cfg_gw_server *sv = &gw->servers[i];
+		int64_t num = dec__int(F(port, "number"), 0), tp = dec__int(F(port, "targetPort"), 0);
+
+		sv->line = s->line;
+		sv->col = s->col;
+		sv->port = num > 0 && num <= UINT32_MAX ? (uint32_t)num : 0;
+		sv->target_port = tp > 0 && tp <= UINT32_MAX ? (uint32_t)tp : 0;
+		sv->port_name = dec__str(d, F(port, "name"));
+		sv->protocol = dec__upper(d, F(port, "protocol"));
+		sv->bind = dec__str(d, F(s, "bind"));
+		sv->default_endpoint = dec__str(d, F(s, "defaultEndpoint"));
+		sv->name = dec__str(d, F(s, "name"));
+		dec__strs(d, F(s, "hosts"), &sv->hosts);
+		if (!tls || tls->type != CFG__MAP)
+			continue;
+		sv->has_tls = true;
+		sv->tls.https_redirect = dec__bool(F(tls, "httpsRedirect")) == 1;
+		sv->tls.mode = dec__gw_tls_mode(F(tls, "mode"), sv->protocol);
+		sv->tls.credential_name = dec__str_set(d, F(tls, "credentialName"));
+		sv->tls.server_certificate = dec__str_set(d, F(tls, "serverCertificate"));
+		sv->tls.private_key = dec__str_set(d, F(tls, "privateKey"));
+		sv->tls.ca_certificates = dec__str_set(d, F(tls, "caCertificates"));
+		dec__strs(d, F(tls, "subjectAltNames"), &sv->tls.subject_alt_names);
+		dec__strs(d, F(tls, "verifyCertificateSpki"), &sv->tls.verify_certificate_spki);
+		dec__strs(d, F(tls, "verifyCertificateHash"), &sv->tls.verify_certificate_hash);
+		sv->tls.min_version = dec__gw_tls_version(F(tls, "minProtocolVersion"));
+		sv->tls.max_version = dec__gw_tls_version(F(tls, "maxProtocolVersion"));
+		dec__strs(d, F(tls, "cipherSuites"), &sv->tls.cipher_suites);
+		dec__strs(d, F(tls, "credentialNames"), &sv->tls.credential_names);
+		sv->tls.ca_crl = dec__str_set(d, F(tls, "caCrl"));
+		dec__gw_tls_certs(d, F(tls, "tlsCertificates"), &sv->tls);
+	}
+}
+
+/* Istio's security.ValidCipherSuites (BoringSSL's names, `bssl ciphers
+ * -openssl-name ALL` without PSK): what Gateway cipherSuites may name. */
+static bool dec__cipher_ok(const char *cs)
+{
+	static const char *const known[] = {
+		"ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
+		"ECDHE-RSA-AES256-GCM-SHA384",   "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+		"ECDHE-ECDSA-AES128-SHA",        "ECDHE-RSA-AES128-SHA",          "ECDHE-ECDSA-AES256-SHA",
+		"ECDHE-RSA-AES256-SHA",          "AES128-GCM-SHA256",             "AES256-GCM-SHA384",
+		"AES128-SHA",                    "AES256-SHA",                    "DES-CBC3-SHA",
+	};
+	size_t i;
+
+	/* IsValidCipherSuite: "", "ALL" and expressions not starting with a
+	 * letter or digit ("-", "+", "!" operators) pass unparsed */
+	if (!cs[0] || !strcmp(cs, "ALL") || !isalnum((unsigned char)cs[0]))
+		return true;
+	for (i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (!strcmp(cs, known[i]))
+			return true;
+	return false;
+}
+
+static int dec__strcmp_p(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Istio's validateTLSOptions cipher part: one warning listing the unknown
+ * names and one the repeated ones, each sorted ("[a b]", Go's %v of a
+ * sorted set). */
+static void dec__cipher_suites(struct dec *d, const struct cfg__node *cs)
+{
+	const char **bad, **dup;
+	size_t i, j, nb = 0, nd = 0;
+	char text[1024];
+
+	if (!cs || cs->type != CFG__SEQ || !cs->n)
+		return;
+	bad = dec__alloc(d, cs->n, sizeof(*bad));
+	dup = dec__alloc(d, cs->n, sizeof(*dup));
+	if (!bad || !dup)
+		return;
+	for (i = 0; i < cs->n; i++) {
+		const char *s = cs->v[i]->str ? cs->v[i]->str : "";
+		const char **set = dec__cipher_ok(s) ? dup : bad;
+		size_t *n = set == dup ? &nd : &nb;
+		bool seen = false, listed = false;
+
+		for (j = 0; j < i; j++)
+			seen = seen || !strcmp(cs->v[j]->str ? cs->v[j]->str : "", s);
+		for (j = 0; j < *n; j++)
+			listed = listed || !strcmp(set[j], s);
+		/* an unknown name once however often; a known one when seen again */
+		if (!listed && (set == bad || seen))
+			set[(*n)++] = s;
+	}
+	for (j = 0; j < 2; j++) {
+		const char **set = j ? dup : bad;
+		size_t n = j ? nd : nb, len = 0;
+
+		if (!n)
+			continue;
+		qsort(set, n, sizeof(*set), dec__strcmp_p);
+		text[0] = '\0';
+		for (i = 0; i < n && len < sizeof(text); i++) {
+			int w = snprintf(text + len, sizeof(text) - len, "%s%s", i ? " " : "", set[i]);
+			if (w < 0)
+				break;
+			len += (size_t)w;
+		}
+		DEC_WARN_AT(d, cs, "cipherSuites", "ignoring %s cipher suites: [%s]", j ? "duplicate" : "invalid", text);
+	}
+}
+
+/* Istio's validateTLSOptions for a Gateway server's tls block (errors at
+ * the field they are about, under spec.servers[i].tls), plus one check
+ * meshd adds: minProtocolVersion above maxProtocolVersion leaves no TLS
+ * version to negotiate, so no handshake could succeed. */
+static void dec__server_tls(struct dec *d, const struct cfg__node *tls)
+{
+	const char *mode = F(tls, "mode") && F(tls, "mode")->str ? F(tls, "mode")->str : "PASSTHROUGH";
+	const struct cfg__node *sc = F(tls, "serverCertificate"), *pk = F(tls, "privateKey");
+	const struct cfg__node *ca = F(tls, "caCertificates"), *cn = F(tls, "credentialName");
+	const struct cfg__node *cns = F(tls, "credentialNames"), *tc = F(tls, "tlsCertificates"), *crl = F(tls, "caCrl");
+	const struct cfg__node *mv = F(tls, "minProtocolVersion"), *xv = F(tls, "maxProtocolVersion");
+	bool has_sc = sc && sc->len, has_pk = pk && pk->len, has_ca = ca && ca->len, has_cn = cn && cn->len;
+	bool has_cns = cns && cns->n, has_tc = tc && tc->n, has_crl = crl && crl->len;
+	bool simple = !strcmp(mode, "SIMPLE"), mutual = !strcmp(mode, "MUTUAL") || !strcmp(mode, "OPTIONAL_MUTUAL");
+	int sources = (has_sc && has_pk) + has_cn + has_cns + has_tc;
+	enum cfg_gw_tls_version vmin = dec__gw_tls_version(mv), vmax = dec__gw_tls_version(xv);
+	size_t mark = dec__push(d, "tls"), i;
+
+	if (mv && mv->str && (!strcmp(mv->str, "TLSV1_0") || !strcmp(mv->str, "TLSV1_1")) &&
+	    !(F(tls, "cipherSuites") && F(tls, "cipherSuites")->n))
+		DEC_WARN_AT(d, mv, "minProtocolVersion", "TLS version below TLSV1_2 require setting compatible ciphers as "
+			    "by default they no longer include compatible ciphers.");
+	if (vmin != CFG_GW_TLS_AUTO && vmax != CFG_GW_TLS_AUTO && vmin > vmax)
+		DEC_ERR_AT(d, xv, "maxProtocolVersion", "maxProtocolVersion %s is below minProtocolVersion %s: no TLS "
+			   "version is left to negotiate (Istio does not check this; meshd rejects it)",
+			   xv->str, mv->str);
+	dec__cipher_suites(d, F(tls, "cipherSuites"));
+	if (!strcmp(mode, "ISTIO_MUTUAL")) {
+		/* ISTIO_MUTUAL takes the workload certificate: no other source */
+		if (has_sc)
+			DEC_ERR_AT(d, sc, "serverCertificate", "ISTIO_MUTUAL TLS cannot have associated server certificate");
+		if (has_pk)
+			DEC_ERR_AT(d, pk, "privateKey", "ISTIO_MUTUAL TLS cannot have associated private key");
+		if (has_ca)
+			DEC_ERR_AT(d, ca, "caCertificates", "ISTIO_MUTUAL TLS cannot have associated CA bundle");
+		if (has_tc)
+			DEC_ERR_AT(d, tc, "tlsCertificates", "ISTIO_MUTUAL TLS cannot have associated tlsCertificates");
+		if (has_cn)
+			DEC_ERR_AT(d, cn, "credentialName", "ISTIO_MUTUAL TLS cannot have associated credentialName");
+		if (has_cns)
+			DEC_ERR_AT(d, cns, "credentialNames", "ISTIO_MUTUAL TLS cannot have associated credentialNames");
+		goto out;
+	}
+	if ((!strcmp(mode, "PASSTHROUGH") || !strcmp(mode, "AUTO_PASSTHROUGH")) &&
+	    (has_crl || has_sc || has_pk || has_ca || has_tc || has_cn || has_cns))
+		cfg__warn(d->e, tls, "%s mode does not use certificates, they will be ignored", mode);
+	if (sources > 1)
+		cfg__error(d->e, tls, "only one of credential_name, credential_names, server_certificate/private_key, "
+			   "tls_certificates should be specified");
+	/* with credentialName(s) the certificates come from a Secret: nothing
+	 * else is required (nor is the CRL checked, as in Istio) */
+	if ((simple || mutual) && (has_cn || has_cns))
+		goto out;
+	if (simple || mutual) {
+		const char *pfx = simple ? "SIMPLE TLS" : "MUTUAL TLS";
+
+		if (mutual && !has_ca)
+			DEC_ERR_AT(d, ca ? ca : tls, "caCertificates", "%s requires a client CA bundle", pfx);
+		if (has_tc) {
+			size_t m2 = dec__push(d, "tlsCertificates");
+			for (i = 0; i < tc->n; i++) {
+				const struct cfg__node *a = F(tc->v[i], "serverCertificate"), *b = F(tc->v[i], "privateKey");
+				size_t m3 = dec__idx(d, i);
+				if (!a || !a->len)
+					cfg__error(d->e, tc->v[i], "%s requires a server certificate", pfx);
+				if (!b || !b->len)
+					cfg__error(d->e, tc->v[i], "%s requires a private key", pfx);
+				dec__pop(d, m3);
+			}
+			dec__pop(d, m2);
+		} else {
+			if (!has_sc)
+				DEC_ERR_AT(d, sc ? sc : tls, "serverCertificate", "%s requires a server certificate", pfx);
+			if (!has_pk)
+				DEC_ERR_AT(d, pk ? pk : tls, "privateKey", "%s requires a private key", pfx);
+		}
+	}
+	if (has_crl) {
+		if (has_cn)
+			DEC_ERR_AT(d, crl, "caCrl", "CRL is not supported with credentialName. CRL has to be specified in "
+				   "the credential");
+		if (simple)
+			DEC_ERR_AT(d, crl, "caCrl", "CRL is not supported with SIMPLE TLS");
+	}
+out:
+	dec__pop(d, mark);
+}
+
+/* Istio's protocol.Parse for a Gateway server port: the protocols it
+ * knows, any case (THRIFT, which ServiceEntry ports take, is not one). */
+static bool dec__gw_protocol_ok(const char *p)
+{
+	static const char *const known[] = {
+		"TCP", "UDP", "GRPC", "GRPC-WEB", "HTTP", "HTTP_PROXY", "HTTP2", "HTTPS", "TLS", "MONGO", "REDIS", "MYSQL",
+		NULL,
+	};
+
+	return dec__proto_is(p, known);
+}
+
+/* Istio's validateServerPort; true when the port has no error (only then
+ * does validateServer look at protocol and tls together). */
+static bool dec__gw_port(struct dec *d, const struct cfg__node *port, bool unix_bind)
+{
+	const struct cfg__node *pn = F(port, "name"), *pp = F(port, "protocol"), *num_n = F(port, "number");
+	const char *proto = pp && pp->str ? pp->str : "", *pname = pn && pn->str ? pn->str : "";
+	int64_t num = dec__int(num_n, 0);
+	bool ok = true;
+	size_t m = dec__push(d, "port");
+
+	if (!dec__gw_protocol_ok(proto)) {
+		DEC_ERR_AT(d, pp ? pp : port, "protocol", "invalid protocol \"%s\", supported protocols are HTTP, HTTP2, "
+			   "GRPC, GRPC-WEB, MONGO, REDIS, MYSQL, TCP", proto);
+		ok = false;
+	}
+	if ((num > 0 || !unix_bind) && !dec__port_ok(num)) {
+		DEC_ERR_AT(d, num_n ? num_n : port, "number", "port number %lld must be in the range 1..65535",
+			   (long long)num);
+		ok = false;
+	}
+	if (dec__int(F(port, "targetPort"), 0) > 0) {
+		DEC_ERR_AT(d, F(port, "targetPort"), "targetPort", "targetPort has no impact on Gateways");
+		ok = false;
+	}
+	if (!pname[0]) {
+		DEC_ERR_AT(d, pn ? pn : port, "name", "port name must be set");
+		ok = false;
+	}
+	dec__pop(d, m);
+	return ok;
+}
+
+/* Istio's validateServerBind: "unix://" + an absolute path or an abstract
+ * "@name" with port number 0, else an IP address. */
+static void dec__gw_bind(struct dec *d, const struct cfg__node *bind, const struct cfg__node *port)
+{
+	const char *b = bind && bind->str ? bind->str : "";
+
+	if (!strncmp(b, "unix://", 7)) {
+		const char *p = b + 7;
+		if (!p[0])
+			DEC_ERR_AT(d, bind, "bind", "unix address must not be empty");
+		else if (p[0] != '@' && (p[0] != '/' || p[strlen(p) - 1] == '/'))
+			DEC_ERR_AT(d, bind, "bind", "%s is not an absolute path to a file", p);
+		if (dec__int(F(port, "number"), 0) != 0)
+			DEC_ERR_AT(d, bind, "bind", "port number must be 0 for unix domain socket");
+	} else if (b[0] && !cfg__is_ip(b)) {
+		DEC_ERR_AT(d, bind, "bind", "%s is not a valid IP", b);
+	}
+}
+
+/* Istio's validateServer: hosts, port, bind, tls, and tls against the
+ * port's protocol. */
+static void dec__gw_server(struct dec *d, const struct cfg__node *s)
+{
+	const struct cfg__node *hosts = F(s, "hosts"), *port = F(s, "port"), *tls = F(s, "tls"), *bind = F(s, "bind");
+	const char *proto = F(port, "protocol") && F(port, "protocol")->str ? F(port, "protocol")->str : "";
+	bool unix_bind = bind && bind->str && !strncmp(bind->str, "unix://", 7), port_ok;
+	size_t j, m;
+
+	if (!hosts || !hosts->n)
+		DEC_ERR_AT(d, hosts ? hosts : s, "hosts", "server config must contain at least one host");
+	m = dec__push(d, "hosts");
+	for (j = 0; hosts && j < hosts->n; j++) {
+		size_t m2 = dec__idx(d, j);
+		dec__ns_host(d, hosts->v[j], true);
+		dec__pop(d, m2);
+	}
+	dec__pop(d, m);
+	if (!port) {
+		DEC_ERR_AT(d, s, "port", "port is required");
+		port_ok = false;
+	} else {
+		port_ok = dec__gw_port(d, port, unix_bind);
+	}
+	dec__gw_bind(d, bind, port);
+	if (tls)
+		dec__server_tls(d, tls);
+	if (!port_ok)
+		return;
+	if (dec__proto_is(proto, dec__tls_protos) && !tls) {
+		cfg__error(d->e, s, "server must have TLS settings for HTTPS/TLS protocols");
+	} else if (!dec__proto_is(proto, dec__tls_protos) && tls) {
+		/* an HTTP server may carry a tls block only for httpsRedirect:
+		 * a PASSTHROUGH one (the mode a block without one has) without
+		 * certificate files, as gateway.IsPassThroughServer says */
+		const char *mode = F(tls, "mode") && F(tls, "mode")->str ? F(tls, "mode")->str : "PASSTHROUGH";
+		bool pass = !strcmp(mode, "PASSTHROUGH") || !strcmp(mode, "AUTO_PASSTHROUGH");
+		bool files = (F(tls, "caCertificates") && F(tls, "caCertificates")->len) ||
+			     (F(tls, "privateKey") && F(tls, "privateKey")->len) ||
+			     (F(tls, "serverCertificate") && F(tls, "serverCertificate")->len);
+
+		if (!dec__proto_is(proto, dec__http_protos))
+			DEC_ERR_AT(d, tls, "tls", "server cannot have TLS settings for non HTTPS/TLS ports");
+		else if (!pass || files)
+			DEC_ERR_AT(d, tls, "tls", "server cannot have TLS settings for plain text HTTP ports");
+	}
+}
+
+/* Istio does not validate a Gateway's selector; a key or value that is
+ * not a valid Kubernetes label can be on no pod, so the Gateway selects
+ * no gateway proxy: a warning says so (it rejects nothing). */
+static void dec__gw_selector(struct dec *d, const struct cfg__node *map)
+{
+	size_t i, mark;
+
+	if (!map || map->type != CFG__MAP)
+		return;
+	mark = dec__push(d, "selector");
+	for (i = 0; i < map->n; i++) {
+		const char *k = map->k[i]->str ? map->k[i]->str : "", *v = map->v[i]->str ? map->v[i]->str : "";
+		if (!dec__label_key_ok(k))
+			cfg__warn(d->e, map->k[i], "selector label key \"%s\" is not a valid Kubernetes label key: no "
+				  "gateway pod can carry it, the Gateway selects no gateway proxy", k);
+		else if ((v[0] && !dec__qualified_name(v, strlen(v))) || strlen(v) > 63)
+			DEC_WARN_AT(d, map->v[i], k, "selector label value \"%s\" is not a valid Kubernetes label value: no "
+				    "gateway pod can carry it, the Gateway selects no gateway proxy", v);
+	}
+	dec__pop(d, mark);
+}
+
+/* Istio's ValidateGateway: a DNS-label name, at least one server, each
+ * server valid, port names unique; a warning for httpsRedirect on a
+ * server that is not HTTP, and one for a server name used twice (istiod
+ * logs it: the servers' stat prefixes collide). */
+static void dec__gateway(struct dec *d, const struct cfg__node *spec, struct cfg_gateway *gw)
+{
+	const struct cfg__node *servers = F(spec, "servers");
+	size_t i, j, mark;
+
+	if (!dec__istio_label(d->o->name))
+		cfg__error(d->e, spec, "invalid gateway name: \"%s\" (a DNS label, no dots)", d->o->name);
+	dec__gateway_spec(d, spec, gw);
+	dec__gw_selector(d, F(spec, "selector"));
+	if (!servers || !servers->n) {
+		cfg__error(d->e, servers ? servers : spec, "gateway must have at least one server");
+		return;
+	}
+	mark = dec__push(d, "servers");
+	for (i = 0; i < servers->n; i++) {
+		const struct cfg__node *s = servers->v[i], *port = F(s, "port"), *tls = F(s, "tls");
+		const struct cfg__node *pn = F(port, "name"), *sn = F(s, "name");
+		const char *proto = F(port, "protocol") && F(port, "protocol")->str ? F(port, "protocol")->str : "";
+		const char *pname = pn && pn->str ? pn->str : "";
+		size_t m2 = dec__idx(d, i);
+
+		dec__gw_server(d, s);
+		for (j = 0; port && j < i; j++) {
+			const struct cfg__node *op = F(F(servers->v[j], "port"), "name");
+			if (F(servers->v[j], "port") && !strcmp(op && op->str ? op->str : "", pname)) {
+				size_t m3 = dec__push(d, "port");
+				DEC_ERR_AT(d, pn ? pn : port, "name", "port names in servers must be unique: duplicate name %s",
+					   pname);
+				dec__pop(d, m3);
+				break;
+			}
+		}
+		for (j = 0; sn && sn->len && j < i; j++) {
+			const struct cfg__node *on = F(servers->v[j], "name");
+			if (on && on->str && !strcmp(on->str, sn->str)) {
+				DEC_WARN_AT(d, sn, "name", "Server name %s is not unique in gateway %s/%s and may create "
+					    "possible issues like stat prefix collision", sn->str, d->o->ns, d->o->name);
+				break;
+			}
+		}
+		if (port && tls && dec__bool(F(tls, "httpsRedirect")) == 1 && !dec__proto_is(proto, dec__http_protos))
+			DEC_WARN_AT(d, tls, "tls", "tls.httpsRedirect should only be used with http servers");
+		dec__pop(d, m2);
+	}
+	dec__pop(d, mark);
+}
+
+/* Istio's ValidateSidecar (the checks that need no other object). */
 static enum cfg_capture_mode dec__capture_mode(const struct cfg__node *n)
 {
 	if (n && n->str && strcmp(n->str, "NONE") == 0)
@@ -3951,7 +4269,7 @@ void cfg__decode(struct cfg__ectx *e, struct cfg_object *o, const struct cfg__no
 		dec__authorization_policy(&d, spec, &o->spec.ap);
 		break;
 	case CFG_GATEWAY:
-		dec__gateway(&d, spec);
+		dec__gateway(&d, spec, &o->spec.gw);
 		break;
 	case CFG_SIDECAR:
 		dec__sidecar(&d, spec, &o->spec.sc);

@@ -1096,6 +1096,13 @@ static int store__check_sidecar_listeners(struct cfg_store *s)
 	return found;
 }
 
+/* gwcheck.c's findings become derived warnings of the Gateway. */
+static int store__gateway_finding(void *ctx, const struct cfg_object *o, const char *field, int line, int col,
+				  const char *msg)
+{
+	return store__derived_add(ctx, o, field, true, line, col, "%s", msg);
+}
+
 int cfg_store_check_references(struct cfg_store *s)
 {
 	struct store__dr_index ix;
@@ -1161,6 +1168,11 @@ int cfg_store_check_references(struct cfg_store *s)
 		goto out;
 	found += rc;
 	rc = store__check_sidecar_listeners(s);
+	if (rc < 0)
+		goto out;
+	found += rc;
+	/* Gateways meeting on one gateway proxy (gwcheck.c) */
+	rc = cfg__gateway_conflicts((const struct cfg_object *const *)s->served, s->n_served, store__gateway_finding, s);
 	if (rc < 0)
 		goto out;
 	rc += found;

@@ -56,3 +56,32 @@ const struct gen_profile gen_profile_sidecar = {
 	.rbac_audit = true,
 	.mixed_tls_port = true,
 };
+
+/* The router: the sidecar's route and cluster builders as they are (the
+ * listeners come from gen/gateway.c, not from a flag here). */
+const struct gen_profile gen_profile_router = {
+	.name = "router",
+	.string_match = true,
+	.weighted_total = false,
+	.max_stream_duration = false,
+	.per_caller_matches = true,
+	.redirects = true,
+	.direct_responses = true,
+	.rewrites = true,
+	.cors = true,
+	.mirror = true,
+	.header_edits = true,
+	.istio_retry = true,
+	.no_match_fallback = false,
+	.least_request = true,
+	.locality_weights = true,
+	.locality_lb = true,
+	.endpoint_hostnames = true,
+	.tls_files = false,
+	.cluster_extras = true,
+	.sds_tls = true,
+	.tls_mode_match = true,
+	.listener_address = true,
+	.rbac_audit = true,
+	.mixed_tls_port = true,
+};

@@ -112,4 +112,10 @@ extern const struct gen_profile gen_profile_proxyless;
  * evaluated per caller. */
 extern const struct gen_profile gen_profile_sidecar;
 
+/* Envoy and meshproxy gateways (node type router), as istiod's gateway
+ * generator serves them (gen_gateway_snapshot): the sidecar's route and
+ * cluster settings (the same builders; Istio's gateway routes and
+ * clusters are the sidecar's) with the listeners of Gateway servers. */
+extern const struct gen_profile gen_profile_router;
+
 #endif

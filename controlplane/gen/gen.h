@@ -313,6 +313,31 @@ struct gen_sidecar_cache_stats {
 };
 void gen_sidecar_cache_get_stats(const struct gen_sidecar_cache *c, struct gen_sidecar_cache_stats *out);
 
+/* Everything one router (gateway) proxy of workload w receives, as
+ * istiod's gateway generator builds it (DESIGN.md "xDS conventions",
+ * router; gen/gateway.c): the Gateways selecting w's labels
+ * (model/gateway.h) merged into listeners "BIND_PORT" (a chain per TLS
+ * server matched by SNI, DownstreamTlsContext from credentialName over
+ * SDS "kubernetes://NAME" / "kubernetes://NAME-cacert", ISTIO_MUTUAL
+ * "default" + "ROOTCA", or certificate files), route configs "http.PORT"
+ * and "https.PORT.PORTNAME.GATEWAY.NS" from the VirtualServices bound to
+ * each server, TCP proxies from tls (PASSTHROUGH, by SNI) and tcp routes;
+ * CDS / EDS: every outbound cluster the router's namespace sees (the
+ * sidecar generator's builders, through cache c when not NULL: give
+ * routers a cache of their own, it serves one profile) and
+ * BlackHoleCluster.  p is normally &gen_profile_router.  w and node may be
+ * NULL (namespace "default", no labels: only Gateways without a selector
+ * apply).  Returns 0 and a new sealed snapshot in *out, or a negative code
+ * (noted).  Servers that conflict are left out with a warning note. */
+struct gen_sidecar_cache;
+MESH_MUST_CHECK int gen_gateway_snapshot(const struct model *m, const struct gen_profile *p,
+					 const struct gen_workload *w, const struct gen_node *node,
+					 const struct gen_notes *notes, struct xds_snapshot **out);
+MESH_MUST_CHECK int gen_gateway_snapshot_cached(struct gen_sidecar_cache *c, const struct model *m,
+						const struct gen_profile *p, const struct gen_workload *w,
+						const struct gen_node *node, const struct gen_notes *notes,
+						struct xds_snapshot **out);
+
 /* Istio's names (pilot/pkg/networking/util, pilot/pkg/model/listener.go). */
 #define GEN_VIRTUAL_OUTBOUND       "virtualOutbound"
 #define GEN_VIRTUAL_INBOUND        "virtualInbound"

@@ -200,6 +200,17 @@ struct Envoy__Config__Route__V3__VirtualHost;
 MESH_MUST_CHECK int gen__virtual_host(const struct gen_ctx *g, const struct model_service *svc, uint32_t port,
 				      struct arena *a, struct Envoy__Config__Route__V3__VirtualHost **out);
 
+/* The routes VirtualService vs gives a Gateway server on port (route.c,
+ * for gen/gateway.c): its http routes whose matches apply to that port and
+ * to gateway ("ns/name": a match's own `gateways` must name it), built as
+ * for sidecars (the shared builders, profile g->p, per caller g->caller);
+ * none past a catch-all.  *routes (in a) may be empty: no route, nothing
+ * matched.  Returns 0 or a negative code. */
+struct Envoy__Config__Route__V3__Route;
+MESH_MUST_CHECK int gen__gateway_routes(const struct gen_ctx *g, const struct cfg_object *vs, uint32_t port,
+					const char *gateway, struct arena *a,
+					struct Envoy__Config__Route__V3__Route ***routes, size_t *n);
+
 /* The ClusterLoadAssignment of cluster (port index pi, subset) of svc
  * (endpoint.c): sel NULL = every endpoint, else those whose labels match
  * it.  Returns 0 and *out (in a), or -ENOMEM. */

@@ -25,6 +25,7 @@
  * that allows them gets them built are marked "slot".
  */
 #include "controlplane/gen/gen_int.h"
+#include "controlplane/model/gateway.h"
 #include "controlplane/model/policy.h"
 
 #include "common/err.h"
@@ -82,6 +83,10 @@ struct gen_rctx {
 	/* header edits of the one destination of the last action built
 	 * (profile header_edits; NULL for weighted clusters) */
 	const struct cfg_headers *dest_headers;
+	/* the Gateway ("ns/name") the routes are built for (gen__gateway_routes,
+	 * set by gen/gateway.c); NULL: the mesh's sidecars and proxyless clients */
+	const char *gateway;
+	const char *vs_ns;           /* the VirtualService's namespace, with gateway */
 };
 
 static int gen_push_route(struct gen_rctx *c, gen_route *r)
@@ -216,7 +221,9 @@ static bool gen_match_applies(const struct gen_rctx *c, const struct cfg_http_ma
 
 	if (mt->port >= 0 && (uint64_t)mt->port != port)
 		return false;
-	if (!model_gateways_include_mesh(&mt->gateways))
+	/* a match's own gateways narrow the VirtualService's (none: its) */
+	if (c->gateway ? mt->gateways.n && !model_gateways_include(&mt->gateways, c->vs_ns, c->gateway)
+		       : !model_gateways_include_mesh(&mt->gateways))
 		return false;
 	if (mt->source_labels.n > 0 || mt->source_namespace) {
 		if (!c->g->p->per_caller_matches || !caller)
@@ -1534,4 +1541,22 @@ int gen__routes(const struct gen_ctx *g, const struct model_service *svc, struct
 	for (i = 0; i < svc->n_ports && rc == 0; i++)
 		rc = gen_route_config(g, svc, svc->ports[i].number, a, snap);
 	return rc;
+}
+
+int gen__gateway_routes(const struct gen_ctx *g, const struct cfg_object *vs, uint32_t port, const char *gateway,
+			struct arena *a, Envoy__Config__Route__V3__Route ***routes, size_t *n)
+{
+	struct gen_rctx c = { .g = g, .m = g->m, .port = port, .a = a, .gateway = gateway, .vs_ns = vs->ns };
+	size_t j;
+	int rc = 0;
+
+	*routes = NULL;
+	*n = 0;
+	for (j = 0; j < vs->spec.vs.n_http && !c.done && rc == 0; j++)
+		rc = gen_http_route(&c, vs, &vs->spec.vs.http[j]);
+	if (rc < 0)
+		return rc;
+	*routes = c.routes;
+	*n = c.n_routes;
+	return 0;
 }

@@ -491,6 +491,11 @@ struct model__dr_ent {
 struct model__index {
 	struct model__vs_ref *vs_all, *vs_wild;
 	size_t n_vs_all, n_vs_wild;
+	/* every VirtualService of the snapshot with its delegates merged in
+	 * (model__merge_delegates; itself when it delegates nothing, NULL for
+	 * a delegate), in the snapshot's order: the mesh index above and the
+	 * gateway binding (gateway.c) share the merged copies */
+	const struct cfg_object **vs_merged;
 	struct model__dr_ent *dr, *dr_wild; /* merged, sorted by (list, ns, host, pos) */
 	size_t n_dr, n_dr_wild;
 };
@@ -623,15 +628,19 @@ static int model_index_vs(struct model *m, struct model__index *ix)
 	const struct cfg_object **vs = arena_calloc(m->arena, nv ? nv : 1, sizeof(*vs));
 	char buf[MODEL_HOST_MAX];
 
-	if (!vs)
+	if (!vs || !(ix->vs_merged = arena_calloc(m->arena, nv ? nv : 1, sizeof(*ix->vs_merged))))
 		return -ENOMEM;
 	for (i = 0; i < nv; i++) {
 		const struct cfg_object *o = cfg->objects[CFG_VIRTUAL_SERVICE][i];
 
-		/* gateway-only VirtualServices do not apply to the mesh; a
-		 * VirtualService without hosts is a delegate, used through its root */
-		if (model_gateways_include_mesh(&o->spec.vs.gateways) && o->spec.vs.hosts.n)
-			vs[n++] = o;
+		/* a VirtualService without hosts is a delegate, used through its root */
+		if (!o->spec.vs.hosts.n)
+			continue;
+		if (!(ix->vs_merged[i] = model__merge_delegates(m, o)))
+			return -ENOMEM;
+		/* gateway-only VirtualServices do not apply to the mesh */
+		if (model_gateways_include_mesh(&o->spec.vs.gateways))
+			vs[n++] = ix->vs_merged[i];
 	}
 	qsort(vs, n, sizeof(*vs), obj_creation_cmp);
 	for (i = 0, nv = 0; i < n; i++)
@@ -641,10 +650,8 @@ static int model_index_vs(struct model *m, struct model__index *ix)
 	if (!ix->vs_all || !ix->vs_wild)
 		return -ENOMEM;
 	for (i = 0; i < n; i++) {
-		const struct cfg_object *o = model__merge_delegates(m, vs[i]);
+		const struct cfg_object *o = vs[i];
 
-		if (!o)
-			return -ENOMEM;
 		for (j = 0; j < o->spec.vs.hosts.n; j++) {
 			struct model__vs_ref r = { NULL, i, o };
 
@@ -755,6 +762,15 @@ static int model_index_build(struct model *m)
 	if (rc == 0)
 		m->priv = ix;
 	return rc;
+}
+
+const struct cfg_object *model__vs_merged(const struct model *m, size_t i)
+{
+	const struct model__index *ix = m ? m->priv : NULL;
+
+	if (!ix || !m->cfg || i >= m->cfg->n_objects[CFG_VIRTUAL_SERVICE])
+		return NULL;
+	return ix->vs_merged[i];
 }
 
 /* First entry of all[] (sorted by host) whose host is not below hostname. */

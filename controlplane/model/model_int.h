@@ -30,6 +30,11 @@ int model__cmp_creation(const struct cfg_object *a, const struct cfg_object *b);
  * delegates nothing. */
 const struct cfg_object *model__merge_delegates(struct model *m, const struct cfg_object *root);
 
+/* The i-th VirtualService of m's snapshot (cfg->objects[CFG_VIRTUAL_SERVICE])
+ * with its delegates merged in, as the model's index keeps it (itself when
+ * it delegates nothing); NULL for a delegate (no hosts) or out of range. */
+const struct cfg_object *model__vs_merged(const struct model *m, size_t i);
+
 /* Merge `next` into `acc` (NULL to start: returns next itself, no copy;
  * an original config object: merged into a copy in the model's arena):
  * subsets of next whose names acc lacks are appended; acc's top-level

@@ -74,6 +74,9 @@ struct push_stage {
 	bool store_changed;          /* the store changed under us (Kubernetes) */
 	struct gen_cache *gen_cache; /* encoded resources kept across pushes */
 	struct gen_sidecar_cache *sc_cache; /* sidecar CDS/EDS shared by the keys of one model */
+	/* router (gateway) CDS/EDS shared the same way: a cache serves one
+	 * profile, so routers have their own (set by push__build_all_default) */
+	struct gen_sidecar_cache *gw_cache;
 	uint64_t builds;
 	uint64_t whole_builds;
 	/* verify mode (cfg.gen_cache_verify): sidecar configs compared with
@@ -180,7 +183,8 @@ static bool push__same_bytes(const struct xds_snapshot *a, const struct xds_snap
 	return true;
 }
 
-/* The default whole builder: a sidecar's config (gen/sidecar.c), scoped
+/* The default whole builder: a router's config (gen/gateway.c), or a
+ * sidecar's config (gen/sidecar.c), scoped
  * by the Sidecar object push__key_build() selected (w->sidecar).  In
  * verify mode (MESHD_GEN_CACHE_VERIFY) the shared groups must give what a
  * build without them gives, byte for byte. */
@@ -195,6 +199,12 @@ static int push__build_all_default(void *ctx, const struct model *m, const struc
 	int rc;
 
 	*out = NULL;
+	if (w->flavour == XDS_FLAVOUR_ROUTER) {
+		/* a gateway's config (gen/gateway.c): the Gateways selecting its labels */
+		if (!p->gw_cache)
+			p->gw_cache = gen_sidecar_cache_new(); /* NULL: every key builds it all */
+		return gen_gateway_snapshot_cached(p->gw_cache, m, &gen_profile_router, &gw, &node, &push__notes, out);
+	}
 	if (w->flavour != XDS_FLAVOUR_SIDECAR)
 		return -ENOENT;
 	if (!p->sc_cache)
@@ -640,6 +650,7 @@ void push_stage_free(struct push_stage *p)
 	}
 	gen_cache_free(p->gen_cache);
 	gen_sidecar_cache_free(p->sc_cache);
+	gen_sidecar_cache_free(p->gw_cache);
 	model_unref(p->model);
 	meshcfg_unref(p->mesh);
 	cfg_snapshot_unref(p->cfg_snap);

@@ -7,7 +7,8 @@
  * (xds_flavour_of_node) and is served from the snapshot published for that
  * flavour (or, for a whole-per-proxy flavour, its key's set: below).  A
  * flavour nothing was published for, while another flavour has a
- * snapshot, means meshd has no generator for it (today: the router): the
+ * snapshot, means meshd has no generator for it (meshd serves routers
+ * whole per proxy, like sidecars, so only a server without that does): the
  * stream ends with UNIMPLEMENTED rather than get another flavour's config.
  *
  * Protocol, per stream and type URL: the first request subscribes

@@ -8,7 +8,8 @@
  * A case directory holds config/ (what `meshd --config-dir` reads),
  * optionally proxies.yaml (per-proxy inbound listener requests, see
  * golden_proxies_load()), sidecar.yaml (the workload of the sidecar
- * flavour, see golden_sidecar_load()) and expected/FLAVOUR/ with lds.json, rds.json,
+ * flavour, see golden_sidecar_load()), router.yaml (the gateway workload
+ * of the router flavour, golden_router_load()) and expected/FLAVOUR/ with lds.json, rds.json,
  * cds.json, eds.json (each a JSON array of the resources of that type,
  * sorted by name) and inbound-N.json (the listener of the N-th proxy of
  * proxies.yaml, 1-based).  CASE/mesh.yaml, when present, is the mesh
@@ -178,6 +179,38 @@ static int golden_generate(const char *flavour, const struct model *m, const str
 		}
 		gen_sidecar_cache_free(sc_fresh);
 		gen_sidecar_cache_free(sc_warm);
+		return rc;
+	}
+	if (strcmp(flavour, "router") == 0) {
+		/* per gateway workload (router.yaml): uncached, through a
+		 * fresh cache and through one that built the case before */
+		struct gen_workload w = { .ns = sc->wl.ns, .labels = &sc->wl.labels };
+		struct gen_node node = { .ip = sc->ip, .service_account = sc->sa, .locality = sc->locality };
+		struct gen_sidecar_cache *c_fresh, *c_warm;
+		struct xds_snapshot *tmp = NULL;
+
+		if (!sc->present) {
+			printf("router flavour needs CASE/router.yaml\n");
+			return -EINVAL;
+		}
+		rc = gen_gateway_snapshot(m, &gen_profile_router, &w, &node, NULL, &out->snap);
+		if (rc < 0)
+			return rc;
+		c_fresh = gen_sidecar_cache_new();
+		c_warm = gen_sidecar_cache_new();
+		if (!c_fresh || !c_warm) {
+			rc = -ENOMEM;
+		} else {
+			rc = gen_gateway_snapshot_cached(c_fresh, m, &gen_profile_router, &w, &node, NULL, &out->cached);
+			if (rc == 0 && golden_warm_model &&
+			    gen_gateway_snapshot_cached(c_warm, golden_warm_model, &gen_profile_router, &w, &node, NULL,
+							&tmp) == 0)
+				xds_snapshot_unref(tmp);
+			if (rc == 0)
+				rc = gen_gateway_snapshot_cached(c_warm, m, &gen_profile_router, &w, &node, NULL, &out->warm);
+		}
+		gen_sidecar_cache_free(c_fresh);
+		gen_sidecar_cache_free(c_warm);
 		return rc;
 	}
 	if (strcmp(flavour, "proxyless") == 0)
@@ -748,7 +781,22 @@ static int golden_scope_parse(yaml_document_t *doc, yaml_node_t *map, struct gol
  * (the sidecar block stands for a Sidecar resource).  Missing file: not
  * present.  Returns 0 or a negative code.
  */
+static int golden_workload_load(const char *case_dir, const char *file, struct golden_sidecar *sc);
+
 static int golden_sidecar_load(const char *case_dir, struct golden_sidecar *sc)
+{
+	return golden_workload_load(case_dir, "sidecar.yaml", sc);
+}
+
+/* CASE/router.yaml: the gateway workload of the router flavour, the same
+ * keys as sidecar.yaml (namespace, labels -- which Gateways select it --,
+ * ip, serviceAccount; no sidecar block). */
+static int golden_router_load(const char *case_dir, struct golden_sidecar *rt)
+{
+	return golden_workload_load(case_dir, "router.yaml", rt);
+}
+
+static int golden_workload_load(const char *case_dir, const char *file, struct golden_sidecar *sc)
 {
 	char path[PATH_MAX];
 	yaml_parser_t parser;
@@ -758,7 +806,7 @@ static int golden_sidecar_load(const char *case_dir, struct golden_sidecar *sc)
 	FILE *f;
 	int rc = 0;
 
-	snprintf(path, sizeof(path), "%s/sidecar.yaml", case_dir);
+	snprintf(path, sizeof(path), "%s/%s", case_dir, file);
 	f = fopen(path, "rb");
 	if (!f)
 		return errno == ENOENT ? 0 : -errno;
@@ -937,7 +985,8 @@ static int golden_extra(const char *dir, size_t n_px, bool update)
 /* Check or write one flavour.  Returns the number of failing files, or a
  * negative code; -ENOTSUP when the flavour is not generated yet. */
 static int golden_flavour(const char *case_dir, const char *flavour, const struct model *m,
-			  const struct golden_proxy *px, size_t n_px, const struct golden_sidecar *sc, bool update)
+			  const struct golden_proxy *px, size_t n_px, const struct golden_sidecar *sc,
+			  const struct golden_sidecar *rt, bool update)
 {
 	struct golden_output go;
 	struct mesh_buf b;
@@ -947,9 +996,10 @@ static int golden_flavour(const char *case_dir, const char *flavour, const struc
 
 	memset(&go, 0, sizeof(go));
 	mesh_buf_init(&b, GOLDEN_JSON_MAX);
-	if (strcmp(flavour, "sidecar") == 0)
+	if (strcmp(flavour, "sidecar") == 0 || strcmp(flavour, "router") == 0)
 		n_px = 0;               /* proxies.yaml is for xDS-enabled gRPC servers */
-	rc = golden_generate(flavour, m, px, n_px, sc, &go);
+	/* the router flavour's workload is router.yaml's */
+	rc = golden_generate(flavour, m, px, n_px, strcmp(flavour, "router") == 0 ? rt : sc, &go);
 	if (rc < 0)
 		goto out;
 	snprintf(dir, sizeof(dir), "%s/expected/%s", case_dir, flavour);
@@ -1012,7 +1062,7 @@ out:
 static int golden_case(const char *case_dir, bool update)
 {
 	struct golden_proxy px[GOLDEN_PROXIES_MAX];
-	static struct golden_sidecar sc;
+	static struct golden_sidecar sc, rt;
 	struct model *m = NULL;
 	char dir[PATH_MAX];
 	struct dirent **ents = NULL;
@@ -1023,6 +1073,8 @@ static int golden_case(const char *case_dir, bool update)
 	rc = golden_proxies_load(case_dir, px, &n_px);
 	if (rc == 0)
 		rc = golden_sidecar_load(case_dir, &sc);
+	if (rc == 0)
+		rc = golden_router_load(case_dir, &rt);
 	if (rc < 0)
 		goto out;
 	rc = golden_model(case_dir, &m);
@@ -1050,7 +1102,7 @@ static int golden_case(const char *case_dir, bool update)
 		if ((size_t)snprintf(sub, sizeof(sub), "%s/%s", dir, ents[i]->d_name) >= sizeof(sub) ||
 		    stat(sub, &sb) < 0 || !S_ISDIR(sb.st_mode))
 			continue;
-		rc = golden_flavour(case_dir, ents[i]->d_name, m, px, n_px, &sc, update);
+		rc = golden_flavour(case_dir, ents[i]->d_name, m, px, n_px, &sc, &rt, update);
 		if (rc == -ENOTSUP) {
 			printf("%s: flavour %s not generated yet, skipped\n", case_dir, ents[i]->d_name);
 			continue;
@@ -1061,12 +1113,22 @@ static int golden_case(const char *case_dir, bool update)
 		checked++;
 	}
 	if (checked == 0 && update) {
-		/* a new case: sidecar when it names a workload, else proxyless */
-		rc = golden_flavour(case_dir, sc.present ? "sidecar" : "proxyless", m, px, n_px, &sc, update);
-		if (rc < 0)
-			goto out;
-		failed += rc;
-		checked++;
+		/* a new case: sidecar when it names a workload, else proxyless;
+		 * router too when it names a gateway workload */
+		if (!rt.present || sc.present) {
+			rc = golden_flavour(case_dir, sc.present ? "sidecar" : "proxyless", m, px, n_px, &sc, &rt, update);
+			if (rc < 0)
+				goto out;
+			failed += rc;
+			checked++;
+		}
+		if (rt.present) {
+			rc = golden_flavour(case_dir, "router", m, px, n_px, &sc, &rt, update);
+			if (rc < 0)
+				goto out;
+			failed += rc;
+			checked++;
+		}
 	}
 	if (checked == 0) {
 		printf("%s: no flavour checked (expected/ holds none this runner generates)\n", case_dir);
@@ -1080,6 +1142,7 @@ out:
 	model_unref(m);
 	golden_proxies_free(px, n_px);
 	golden_sidecar_free(&sc);
+	golden_sidecar_free(&rt);
 	return rc;
 }
 

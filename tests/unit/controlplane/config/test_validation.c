@@ -129,6 +129,25 @@ static size_t count(const struct cfg_parse_result *r, bool warning)
 	return n;
 }
 
+/* The document-level "not implemented yet: KIND is validated and listed"
+ * warning of a kind no generator serves yet: an accept case of such a
+ * kind (the Gateway's, while its generator is built) accepts the object
+ * with it or without it, so the case holds on both sides of the switch. */
+static bool not_implemented_note(const struct cfg_error *e)
+{
+	return e->warning && !e->field && strstr(e->message, "not implemented yet: ") &&
+	       strstr(e->message, " is validated and listed");
+}
+
+static size_t count_findings(const struct cfg_parse_result *r)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < r->n_errors; i++)
+		n += !not_implemented_note(&r->errors[i]);
+	return n;
+}
+
 START_TEST(test_enough_cases)
 {
 	ck_assert_msg(n_cases >= MIN_CASES, "%d cases in " CASES ", want at least %d", n_cases, MIN_CASES);
@@ -145,7 +164,7 @@ START_TEST(test_case)
 	ck_assert_msg(c->rule[0], "case %s names no Istio rule", c->name);
 	ck_assert_int_eq(cfg_parse_buffer(c->name, c->yaml, strlen(c->yaml), &r), 0);
 	if (!strcmp(c->expect, "accept"))
-		ok = r.n_objects == 1 && r.n_errors == 0;
+		ok = r.n_objects == 1 && count_findings(&r) == 0;
 	else if (!strcmp(c->expect, "reject"))
 		ok = r.n_objects == 0 && has(&r, false, c->field, c->message);
 	else if (!strcmp(c->expect, "warn"))
