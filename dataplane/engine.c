@@ -747,6 +747,7 @@ static int chain_port(struct px_config *c, const char *lname, const Envoy__Confi
 	px_hcm *hcm;
 	const char *tcp;
 	const px_tcpf *tcpf;
+	size_t i;
 	int rc;
 
 	rc = chain_decode_tcp(c, lname, fc, &hcm, &tcp, &tcpf, err, cap);
@@ -754,6 +755,9 @@ static int chain_port(struct px_config *c, const char *lname, const Envoy__Confi
 		return rc;
 	px_port_hcm(p, hcm);
 	tcpp_conf_init(&p->tcpp, tcpf);
+	for (i = 0; tcpf && fc && i < fc->n_filters; i++)
+		if (fc->filters[i]->name && !strcmp(fc->filters[i]->name, "envoy.filters.network.sni_cluster"))
+			p->tcpp.sni_cluster = 1; /* issue 13: AUTO_PASSTHROUGH (tcpproxy.c) */
 	rc = chain_authz(c, lname, fc, hcm, p, err, cap);
 	if (rc < 0)
 		return rc;
@@ -882,6 +886,33 @@ static int inbound_tls(struct px_config *c, const char *lname, const Envoy__Conf
 	return 0;
 }
 
+/*
+ * Issue 13: a gateway's listener (bound, not inbound) terminates TLS per
+ * filter chain, as Envoy does: each chain with a transport socket gets its
+ * DownstreamTlsContext (SIMPLE / MUTUAL certificates, ALPN, tls_params),
+ * kept by c, which proxy.c's d_select() starts a handshake with once the
+ * chain is selected (by SNI).  A listener whose chains match on SNI,
+ * transport or ALPN without a tls_inspector gets one, as Envoy injects it
+ * ("filter chain match rules require TLS Inspector listener filter").
+ */
+static int sel_tls(struct px_config *c, const Envoy__Config__Listener__V3__Listener *l, struct px_sel *sel,
+		   char *err, size_t cap)
+{
+	int in_tls = c->in_tls; /* virtualInbound's first-byte peek is not ours */
+	size_t i;
+	int rc = 0;
+
+	if (sel->fcm.uses & (FCM_USES_SNI | FCM_USES_TRANSPORT))
+		sel->fcm.inspect |= FCM_INSPECT_TLS;
+	for (i = 0; i < sel->n_chains && rc == 0; i++)
+		if (sel->chain_tls[i])
+			rc = inbound_tls(c, l->name, l->filter_chains[i], &sel->chains[i].tls, err, cap);
+	if (rc == 0 && sel->def_tls)
+		rc = inbound_tls(c, l->name, l->default_filter_chain, &sel->def.tls, err, cap);
+	c->in_tls = in_tls;
+	return rc;
+}
+
 /* Envoy binds a listener unless bind_to_port says false (unset: true). */
 static int binds_itself(const Envoy__Config__Listener__V3__Listener *l)
 {
@@ -952,7 +983,10 @@ static int compile_bound(struct px_config *c, const Envoy__Config__Listener__V3_
 	rc = chain_port(c, l->name, fc, &b->port, err, cap);
 	if (rc < 0)
 		return rc;
-	return sel_init(c, l, sa->port_value, &b->sel, err, cap);
+	rc = sel_init(c, l, sa->port_value, &b->sel, err, cap);
+	if (rc < 0 || b->inbound)
+		return rc;
+	return sel_tls(c, l, &b->sel, err, cap);
 }
 
 static int compile_listener(struct px_config *c, const Envoy__Config__Listener__V3__Listener *l, char *err,
@@ -1057,7 +1091,8 @@ static int compile_listener(struct px_config *c, const Envoy__Config__Listener__
 		 * with the ports virtualOutbound reaches (as Envoy's original
 		 * destination lookup finds any listener by address) */
 		rc = compile_bound(c, l, sa, err, cap);
-		if (rc < 0 || l->traffic_direction == ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__INBOUND ||
+		/* (a gateway has no virtualOutbound to look it up by: issue 13) */
+		if (rc < 0 || l->traffic_direction == ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__INBOUND || c->e->o.router ||
 		    (inet_pton(AF_INET, sa->address, &p.vip) != 1 && strcmp(sa->address, "::")))
 			return rc;
 	}
@@ -1898,6 +1933,12 @@ int engine_apply(struct engine *e, struct px_snapshot *candidate, char *err, siz
 	if (rc < 0)
 		goto out;
 	self_read_ifaddrs(e);
+	if (e->o.router) {
+		/* issue 13: a gateway has no capture (Istio's router: every
+		 * listener binds its own address); virtual listeners sent to it
+		 * are not served */
+		c->has_outbound = c->has_inbound = 0;
+	}
 	if (c->has_outbound && e->o.outbound_addr && *e->o.outbound_addr) {
 		rc = listener_bind(e, &e->lout, e->o.outbound_addr, 0, err, cap);
 		if (rc < 0)

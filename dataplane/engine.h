@@ -39,6 +39,8 @@ struct engine_opts {
 	/* issue 14: Istio's standard metrics and metadata exchange (istio_stats.h)
 	 * for this node; node_id NULL: off */
 	const char *node_id, *labels, *service_account; /* also the Istio tags of trace spans (tracing.h) */
+	int router;                /* issue 13: node type router (main.c, --node-id router~...): a gateway
+	                            * binds its LDS listeners only, never virtualOutbound/virtualInbound */
 };
 
 /* A new engine on loop; nothing is bound before a snapshot names

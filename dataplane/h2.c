@@ -1194,8 +1194,8 @@ void px_h2d_drain(struct engine *e, const struct px_listener *l)
 	struct h2d_conn *c;
 
 	for (c = h2d_all; c; c = c->next) {
-		if (c->e != e || (l ? c->o.l != l : !c->o.inbound))
-			continue;
+		if (c->e != e || (l ? c->o.l != l : !(c->o.inbound || e->o.router)))
+			continue; /* issue 13: a gateway drains every listener */
 		/* GOAWAY with the last stream taken: those finish, new ones are
 		 * refused, and the session closes once nothing is left */
 		(void)nghttp2_submit_goaway(c->ng, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(c->ng),

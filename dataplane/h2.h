@@ -78,6 +78,8 @@ struct px_conn_origin {
 	const char *sni;              /* the SNI the client sent, or NULL */
 	const char *xfcc;             /* Envoy's XFCC element for the peer (px_tls_xfcc), or NULL */
 	char alpn[16];                /* the negotiated ALPN, "" if none */
+	int chain;                    /* issue 13: the filter chain the connection was given (proxy.c's
+	                               * px_dconn.chain, set by px_dconn_use_h2; 0 none) */
 };
 
 /* The HTTP/2 connection preface "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" (RFC 9113

@@ -532,6 +532,9 @@ int main(int argc, char **argv)
 	eo.node_id = o.node_id;
 	eo.labels = o.labels;
 	eo.service_account = o.service_account;
+	/* issue 13: Istio's node type router is a gateway (DESIGN.md: binds the
+	 * ports of its Gateway servers, no 15001/15006) */
+	eo.router = !strncmp(o.node_id, "router~", 7);
 	rc = engine_new(loop, &eo, &engine);
 	if (rc < 0) {
 		log_error("meshproxy", "proxy engine (access log %s): %s", o.access_log, strerror(-rc));
@@ -611,8 +614,8 @@ int main(int argc, char **argv)
 	rc = engine_self_add(engine, o.admin_addr, admin_port(admin));
 	if (rc < 0)
 		goto out;
-	log_info("meshproxy", "meshproxy %s: admin on %s (port %d), node %s", MESH_VERSION, o.admin_addr,
-		 admin_port(admin), o.node_id);
+	log_info("meshproxy", "meshproxy %s: admin on %s (port %d), node %s%s", MESH_VERSION, o.admin_addr,
+		 admin_port(admin), o.node_id, eo.router ? " (gateway: LDS listeners only)" : "");
 	rc = start_status(loop, "status", o.status_addr, &info, status_pages, engine, &status);
 	if (rc < 0)
 		goto out;

@@ -38,6 +38,7 @@ void px_mtls_free(struct px_mtls *m)
 	free(m->chain_pem);
 	free(m->key_pem);
 	free(m->roots_pem);
+	free(m->ciphers);
 	px_tls_ctx_unref(m->ctx);
 	px_tls_ctx_unref(m->ctx_h2);
 	free(m);
@@ -102,6 +103,38 @@ static int validation(struct px_mtls *m, const px_validation *v, char *err, size
 	return 0;
 }
 
+/* issue 13: tls_params (a Gateway's minProtocolVersion, maxProtocolVersion
+ * and cipherSuites) into m.  Envoy's TlsProtocol enum (TLSv1_0 = 1 ...
+ * TLSv1_3 = 4, TLS_AUTO 0) becomes PX_TLS_V1_x; Envoy's equal-preference
+ * groups "[A|B]" are flattened into OpenSSL's colon list. */
+static int tls_params(struct px_mtls *m, const Envoy__Extensions__TransportSockets__Tls__V3__TlsParameters *p)
+{
+	size_t i, n = 0, j;
+	char *o;
+
+	if (!p)
+		return 0;
+	m->min_version = p->tls_minimum_protocol_version ? PX_TLS_V1_0 + (int)p->tls_minimum_protocol_version - 1 : 0;
+	m->max_version = p->tls_maximum_protocol_version ? PX_TLS_V1_0 + (int)p->tls_maximum_protocol_version - 1 : 0;
+	if (!p->n_cipher_suites)
+		return 0;
+	for (i = 0; i < p->n_cipher_suites; i++)
+		n += strlen(p->cipher_suites[i]) + 1;
+	o = m->ciphers = calloc(1, n + 1);
+	if (!o)
+		return -ENOMEM;
+	for (i = 0; i < p->n_cipher_suites; i++) {
+		const char *cs = p->cipher_suites[i];
+
+		if (i)
+			*o++ = ':';
+		for (j = 0; cs[j]; j++)
+			if (cs[j] != '[' && cs[j] != ']')
+				*o++ = cs[j] == '|' ? ':' : cs[j];
+	}
+	return 0;
+}
+
 static int common(struct px_mtls *m, const px_common_tls *c, char *err, size_t cap)
 {
 	size_t i;
@@ -109,6 +142,8 @@ static int common(struct px_mtls *m, const px_common_tls *c, char *err, size_t c
 
 	if (!c)
 		return 0;
+	if ((rc = tls_params(m, c->tls_params)) < 0)
+		return rc;
 	for (i = 0; i < c->n_alpn_protocols && m->n_alpn < PX_MTLS_MAX_ALPN; i++)
 		if (!(m->alpn[m->n_alpn++] = strdup(c->alpn_protocols[i])))
 			return -ENOMEM;
@@ -264,7 +299,8 @@ static int mtls_ctx(struct px_mtls *m, const struct px_identity *id, int h2, str
 {
 	const char *alpn[PX_MTLS_MAX_ALPN + 1];
 	struct px_tls_conf c = { .server = m->server, .require_peer_cert = m->require_peer_cert, .alpn = alpn,
-				 .h2 = h2 };
+				 .h2 = h2, .min_version = m->min_version, .max_version = m->max_version,
+				 .ciphers = m->ciphers };
 	unsigned gen = px_identity_generation(id);
 	struct px_tls_ctx *x = NULL, **slot = h2 ? &m->ctx_h2 : &m->ctx;
 	unsigned *slot_gen = h2 ? &m->ctx_h2_gen : &m->ctx_gen;

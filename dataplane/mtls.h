@@ -45,6 +45,9 @@ struct px_mtls {
 	unsigned ctx_gen;                /* identity generation ctx was made from */
 	struct px_tls_ctx *ctx_h2;       /* upstream, for HTTP/2 connections: made lazily (px_mtls_ctx_h2) */
 	unsigned ctx_h2_gen;             /* identity generation ctx_h2 was made from */
+	/* issue 13: CommonTlsContext.tls_params (px_tls_conf's meaning; 0 / NULL: defaults) */
+	int min_version, max_version;
+	char *ciphers;                   /* colon-separated (owned) */
 };
 
 struct px_host;

@@ -221,6 +221,8 @@ struct px_stream {
 	struct jwt_result *jwt;      /* the jwt_authn filter's outcome (s_jwt(), owned), or NULL */
 	int xfcc;                    /* the inbound port's HCM forwards the client cert (set at its lookup) */
 	int xfcc_fwd;                /* the client's own x-forwarded-client-cert goes upstream (d_stream_start) */
+	int edge;                    /* issue 13: the HCM's use_remote_address (a gateway): Envoy's edge
+	                              * header rules in s_build_head (set at the bound chain's lookup) */
 	char *norm_path;             /* the HCM-normalized path and query (owned; s_authz), or NULL: as sent */
 	/* issue 14 (istio_stats.h): the other side's workload from metadata
 	 * exchange (s_build_head inbound, u_on_head outbound), NULL: unknown;
@@ -2060,9 +2062,86 @@ static int s_put_peer_meta(struct engine *e, struct mesh_buf *b)
 	return mesh_buf_puts(b, "\r\n") < 0 ? -ENOMEM : 0;
 }
 
+/* Envoy's default internal addresses (Network::Utility::isInternalAddress):
+ * RFC 1918, loopback; IPv6 ::1 and fd00::/8. */
+static int ip_internal(const char *ip)
+{
+	struct in_addr a;
+	struct in6_addr a6;
+	uint32_t v;
+
+	if (inet_pton(AF_INET, ip, &a) == 1) {
+		v = ntohl(a.s_addr);
+		return (v >> 24) == 10 || (v >> 24) == 127 || (v >> 20) == 0xac1 || (v >> 16) == 0xc0a8;
+	}
+	if (inet_pton(AF_INET6, ip, &a6) == 1)
+		return IN6_IS_ADDR_LOOPBACK(&a6) || a6.s6_addr[0] == 0xfd;
+	return 0;
+}
+
+/* Internal x-envoy-* headers Envoy's HCM removes from an external request
+ * (ConnectionManagerUtility::cleanInternalHeaders), and the two it sets. */
+static int edge_drops(struct h1_str name, int external)
+{
+	static const char *const internal[] = {
+		"x-envoy-decorator-operation", "x-envoy-downstream-service-cluster", "x-envoy-downstream-service-node",
+		"x-envoy-expected-rq-timeout-ms", "x-envoy-force-trace", "x-envoy-hedge-on-per-try-timeout",
+		"x-envoy-ip-tags", "x-envoy-max-retries", "x-envoy-retry-grpc-on", "x-envoy-retry-on",
+		"x-envoy-upstream-alt-stat-name", "x-envoy-upstream-rq-per-try-timeout-ms",
+		"x-envoy-upstream-rq-timeout-alt-response", "x-envoy-upstream-rq-timeout-ms",
+		"x-envoy-upstream-stream-duration-ms",
+	};
+	size_t i;
+
+	if (name.len < 8 || strncasecmp(name.p, "x-envoy-", 8))
+		return h1_str_ieq(name, "x-forwarded-for") || h1_str_ieq(name, "x-forwarded-proto") ||
+		       (external && h1_str_ieq(name, "x-request-id"));
+	if (h1_str_ieq(name, "x-envoy-internal") || h1_str_ieq(name, "x-envoy-external-address"))
+		return 1;
+	for (i = 0; external && i < sizeof(internal) / sizeof(internal[0]); i++)
+		if (h1_str_ieq(name, internal[i]))
+			return 1;
+	return 0;
+}
+
+/*
+ * Issue 13: what Envoy's HCM does to a request with use_remote_address
+ * true and xff_num_trusted_hops 0 (a gateway; ConnectionManagerUtility::
+ * mutateRequestHeaders): the client's address appended to
+ * x-forwarded-for ("," as Envoy's header map joins), x-forwarded-proto
+ * overwritten with the connection's scheme, x-envoy-internal: true for an
+ * internal client, else x-envoy-external-address with its address (and
+ * the internal x-envoy-* headers dropped, and x-request-id made anew:
+ * preserve_external_request_id false).  The client's lines for these were
+ * skipped by edge_drops().
+ */
+static int s_put_edge(struct px_stream *s, struct mesh_buf *b, int external)
+{
+	const char *ip = s->d->peer_ip;
+
+	/* (an address not known, IPv6 today: the client's list as it came) */
+	if (s->xff.len || ip[0]) {
+		mesh_buf_puts(b, "x-forwarded-for: ");
+		mesh_buf_append(b, s->xff.p, s->xff.len);
+		if (s->xff.len && ip[0])
+			mesh_buf_puts(b, ",");
+		mesh_buf_puts(b, ip);
+		mesh_buf_puts(b, "\r\n");
+	}
+	mesh_buf_puts(b, s->d->via_tls ? "x-forwarded-proto: https\r\n" : "x-forwarded-proto: http\r\n");
+	if (!ip[0])
+		return b->err;
+	if (!external)
+		return mesh_buf_puts(b, "x-envoy-internal: true\r\n") < 0 ? -ENOMEM : 0;
+	mesh_buf_puts(b, "x-envoy-external-address: ");
+	mesh_buf_puts(b, ip);
+	return mesh_buf_puts(b, "\r\n") < 0 ? -ENOMEM : 0;
+}
+
 static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_str authority,
 			const struct router_req *rq)
 {
+	int external = s->edge && !ip_internal(s->d->peer_ip);
 	struct mesh_buf *b = &s->head;
 	const struct router_route *rt = s->rt;
 	const struct router_hdrs *eh = s->hdrs;
@@ -2134,6 +2213,8 @@ static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_
 			s->is_grpc = 1;
 		if (!s->xfcc_fwd && h1_str_ieq(f->name, "x-forwarded-client-cert"))
 			continue; /* a client's claim of who it is: dropped (d_stream_start) */
+		if (s->edge && edge_drops(f->name, external))
+			continue; /* issue 13: set anew by s_put_edge */
 		/* issue 14: the trace context is this hop's (trace_put_headers below) */
 		if (s->tr.cfg && trace_is_ctx_header(f->name))
 			continue;
@@ -2155,7 +2236,9 @@ static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_
 	}
 	if (!rc && s->tr.cfg)
 		rc = trace_put_headers(&s->tr, b) < 0;
-	if (!rc && !have_xfp)
+	if (!rc && s->edge)
+		rc = s_put_edge(s, b, external);
+	else if (!rc && !have_xfp)
 		rc = mesh_buf_puts(b, "x-forwarded-proto: http\r\n");
 	if (!rc && s->xfcc)
 		rc = s_put_xfcc(s, b);
@@ -2886,6 +2969,7 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 	rq.path = s->path.p;
 	rq.path_len = s->path.len;
 	rq.scheme = "http";
+	rq.internal = 0; /* the x-envoy-internal header says (router.c), unless an edge HCM decides (below) */
 	rq.header = req_header;
 	rq.header_ctx = (void *)h;
 	rq.random = px_rand(e);
@@ -2909,6 +2993,14 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 			pp = &b->port;
 		/* (STRICT: plaintext was refused at its first byte, d_tls_step) */
 		s->xfcc = b->inbound && pp->xfcc && d->peer_principal;
+		/* issue 13: a gateway's HCM (use_remote_address): routing sees the
+		 * scheme the connection has (require_tls), the upstream Envoy's
+		 * edge headers (s_build_head) */
+		s->edge = pp->http_opts.use_remote;
+		if (s->edge) {
+			rq.scheme = d->via_tls ? "https" : "http";
+			rq.internal = ip_internal(d->peer_ip) ? 1 : -1;
+		}
 		if (s_authz(s, pp, h, &rq))
 			return;
 		if (!pp->tcp) {
@@ -3593,8 +3685,10 @@ static int d_tls_step(struct px_dconn *d)
 	if (px_tls_peer_uri(d->tls))
 		d->peer_principal = strdup(px_tls_peer_uri(d->tls));
 	mesh_str_copy(d->alpn, sizeof(d->alpn), px_tls_alpn(d->tls));
-	if (px_tls_sni(d->tls))
+	if (px_tls_sni(d->tls)) {
+		free(d->sni); /* a gateway's: the sniffed one already (d_select) */
 		d->sni = strdup(px_tls_sni(d->tls));
+	}
 	return 1;
 }
 
@@ -3792,6 +3886,7 @@ static void d_tcp_start(struct px_dconn *d, const struct px_port *pp)
 	td.arg = d;
 	td.inbound = d->inbound; /* issue 14: Istio's TCP metrics */
 	td.peer_principal = d->peer_principal;
+	td.sni = d->sni; /* issue 13: sni_cluster (AUTO_PASSTHROUGH) */
 	ev_io_stop(e->loop, &d->io);
 	ev_timer_cancel(e->loop, &d->idle);
 	ev_defer_cancel(e->loop, &d->proc);
@@ -3837,6 +3932,44 @@ static const char *d_sel_name(const struct px_dconn *d)
 }
 
 /*
+ * Issue 13: the chain selected for a gateway's connection (by the SNI and
+ * ALPN of the ClientHello the tls_inspector read, d->in) terminates TLS
+ * with its own DownstreamTlsContext (engine.c's sel_tls()): that chain's
+ * certificate is served, MUTUAL verifies the client's (the handshake fails
+ * without one), and the bytes read so far go to OpenSSL first.  Then the
+ * handshake runs as virtualInbound's does (d_cb -> d_tls_step), and ALPN h2
+ * hands the connection to the HTTP/2 codec.  Returns 1 (d may be gone).
+ */
+static int d_tls_term(struct px_dconn *d, const struct px_port *pp, int k)
+{
+	struct engine *e = d->e;
+	struct px_tls_ctx *ctx;
+	int rc;
+
+	rc = px_mtls_ctx(pp->tls, e->ident, &ctx);
+	if (rc == 0)
+		rc = px_tls_new_pre(ctx, d->io.fd, d->in.p ? d->in.p + d->in.off : NULL, d->in.len - d->in.off,
+				    &d->tls);
+	if (rc < 0) {
+		log_warn("meshproxy", "%s: TLS from %s refused: %s", d_sel_name(d), d->peer_ip,
+			 rc == -EAGAIN ? "no workload certificate yet" : mesh_strerror(rc));
+		e->tls_handshake_fail++;
+		d_close(d);
+		return 1;
+	}
+	d->in.off = d->in.len = 0; /* OpenSSL has them now */
+	d->tops = &px_transport_tls;
+	d->hs = 1;
+	d->via_tls = 1;
+	d->chain = k >= 0 ? k + 1 : -1;
+	d->idle_ms = pp->conn_idle_ms == PX_IDLE_UNSET ? e->o.idle_ms : pp->conn_idle_ms;
+	d->headers_ms = pp->headers_ms;
+	ev_timer_arm(e->loop, &d->idle, PX_TLS_HANDSHAKE_MS); /* the handshake's own bound (d_tls_step) */
+	d_cb(e->loop, &d->io, EV_READ);
+	return 1;
+}
+
+/*
  * Envoy's filter chain selection for d among d_sel()'s chains (fcmatch.h),
  * with what the listener filters found (tls: a parsed ClientHello or NULL;
  * proto: http_inspector's protocol or NULL) or what d_tls_step() learnt
@@ -3872,6 +4005,10 @@ static int d_select(struct px_dconn *d, const struct sniff_tls *tls, const char 
 		fc.sni = tls->sni[0] ? tls->sni : NULL;
 		for (i = 0; i < tls->n_alpn; i++)
 			alpn[fc.n_alpn++] = tls->alpn[i];
+		/* issue 13: the requested server name, as tls_inspector sets it,
+		 * for a TCP chain (sni_cluster, RBAC requested_server_name) */
+		if (fc.sni && !d->sni)
+			d->sni = strdup(fc.sni);
 	} else if (d->tls) {
 		/* TLS terminated already (d_tls_step()): its SNI; the ALPN list
 		 * the client offered is not kept (Envoy matches on it), so the
@@ -3901,6 +4038,8 @@ static int d_select(struct px_dconn *d, const struct sniff_tls *tls, const char 
 		if (d->sel_kind == SEL_IN && !d->tls && !tls)
 			e->tls_plain_refused++; /* plaintext no chain takes (STRICT) */
 	}
+	if (pp && term && !d->tls && pp->tls && d->sel_kind == SEL_BOUND)
+		return d_tls_term(d, pp, k); /* issue 13: a gateway's chain terminates TLS */
 	if (!pp || (term && !d->tls)) {
 		/* a chain whose transport socket is TLS takes only a connection
 		 * d_tls_step() terminated (virtualInbound) */
@@ -3931,6 +4070,28 @@ static int d_select(struct px_dconn *d, const struct sniff_tls *tls, const char 
  * Returns 1 when d was handed over or closed. */
 static int d_select_after_tls(struct px_dconn *d)
 {
+	if (d->sel_kind == SEL_BOUND && d->chain && d->tls && d->l->conf) {
+		/* issue 13: a gateway chain terminated TLS (d_tls_term): its
+		 * subject alt names for the client's certificate (Envoy's
+		 * match_subject_alt_names, a Gateway's MUTUAL subjectAltNames),
+		 * then a TCP chain proxies over the TLS session (ISTIO_MUTUAL /
+		 * SIMPLE TCP servers), an HTTP one goes on */
+		const struct px_port *pp = sel_chain(&d->l->conf->sel, d->chain);
+
+		if (pp && pp->tls && pp->tls->n_sans &&
+		    px_tls_check_sans(d->tls, (const char *const *)pp->tls->sans, pp->tls->n_sans) < 0) {
+			log_debug("meshproxy", "%s: client %s: certificate not among the subject alt names", d_sel_name(d),
+				  d->peer_ip);
+			d->e->tls_handshake_fail++;
+			d_close(d);
+			return 1;
+		}
+		if (pp && pp->tcp) {
+			d_tcp_start(d, pp);
+			return 1;
+		}
+		return 0;
+	}
 	if (d->sel_kind != SEL_NONE || !d->e->cur)
 		return 0;
 	if (!d->l->embedded) {
@@ -4156,7 +4317,7 @@ int px_dconn_adopt(struct engine *e, int fd, const struct px_conn_origin *o, int
 	/* an inbound listener bound for a Sidecar ingress port with a TLS chain too */
 	if (!l->embedded && l->conf && l->conf->inbound && l->conf->port.tls && !h2)
 		d->tls_decide = 1;
-	d->drain = e->draining && l->inbound;
+	d->drain = e->draining && (l->inbound || e->o.router); /* a gateway: every listener (px_dconn_drain_listener) */
 	h1_parser_init(&d->p, 1, NULL, d->hdrs, H1_DEFAULT_MAX_HEADERS);
 	mesh_buf_init(&d->out, PX_OUT_MAX);
 	ev_io_init(&d->io, fd, d_cb, d);
@@ -4177,6 +4338,7 @@ int px_dconn_adopt(struct engine *e, int fd, const struct px_conn_origin *o, int
 	d->xfcc = o->xfcc ? strdup(o->xfcc) : NULL;
 	memcpy(d->alpn, o->alpn, sizeof(d->alpn));
 	d->alpn[sizeof(d->alpn) - 1] = '\0';
+	d->chain = o->chain; /* an HTTP/2 stream: its session's chain (0 for a new connection) */
 	if (!e->dconns) {
 		e->dconns = calloc(1, sizeof(*e->dconns));
 		if (!e->dconns) {
@@ -4269,6 +4431,7 @@ int px_dconn_use_h2(struct px_dconn *d)
 	memcpy(o.peer_ip, d->peer_ip, sizeof(o.peer_ip));
 	o.peer_port = d->peer_port;
 	o.idle_ms = d->idle_ms; /* the HTTP/2 session's idle timeout (h2.c) */
+	o.chain = d->chain;     /* issue 13: a gateway's TLS chain serves every stream */
 	if (d->tls) {
 		/* issue 12: what the handshake told, for every stream's connection
 		 * (STRICT, RBAC principals, XFCC); the session copies them */
@@ -4316,8 +4479,8 @@ void px_dconn_drain_listener(struct engine *e, const struct px_listener *l)
 		 * drains inbound ones only: outbound keeps serving the
 		 * application's calls while it shuts down (Istio's agent drains
 		 * inbound listeners) */
-		if (l ? d->l != l : !d->inbound)
-			continue;
+		if (l ? d->l != l : !(d->inbound || e->o.router))
+			continue; /* issue 13: a gateway drains every listener (Istio's agent: not inboundonly) */
 		/* a TCP proxy connection has no request boundary to stop at:
 		 * it runs until it ends or the drain period does (Envoy) */
 		if (d->tcp)

@@ -108,6 +108,10 @@ struct router_vhost {
 	const char *name;
 	struct router_rentry *routes;
 	uint32_t n_routes;
+	/* issue 13: require_tls (Istio's Gateway httpsRedirect): a request whose
+	 * scheme is not https gets ssl_rt, Envoy's SSL_REDIRECT_ROUTE (301) */
+	uint8_t require_tls;             /* 0 NONE, 1 EXTERNAL_ONLY, 2 ALL (Envoy's enum) */
+	struct router_rentry ssl_rt;
 };
 
 enum { DOM_EXACT = 1, DOM_SUFFIX, DOM_PREFIX };
@@ -1594,12 +1598,20 @@ static int compile_config(struct rctx *c, const pb_rc *p, struct router_config *
 		c->route = -1;
 		if ((rc = ck_unknown(c, v)) < 0)
 			return rc;
-		if (v->require_tls != ENVOY__CONFIG__ROUTE__V3__VIRTUAL_HOST__TLS_REQUIREMENT_TYPE__NONE)
-			return nack(c, "require_tls is not supported");
+		if (v->require_tls != ENVOY__CONFIG__ROUTE__V3__VIRTUAL_HOST__TLS_REQUIREMENT_TYPE__NONE &&
+		    v->require_tls != ENVOY__CONFIG__ROUTE__V3__VIRTUAL_HOST__TLS_REQUIREMENT_TYPE__EXTERNAL_ONLY &&
+		    v->require_tls != ENVOY__CONFIG__ROUTE__V3__VIRTUAL_HOST__TLS_REQUIREMENT_TYPE__ALL)
+			return nack(c, "require_tls: unknown value");
 		if (v->hedge_policy)
 			return nack(c, "hedge_policy is not supported");
 		if (!(vh->name = arena_strdup(c->a, c->vh)))
 			return -ENOMEM;
+		vh->require_tls = (uint8_t)v->require_tls;
+		vh->ssl_rt.pub.name = "";
+		vh->ssl_rt.pub.vhost = vh->name;
+		vh->ssl_rt.pub.action = ROUTER_ACTION_REDIRECT;
+		vh->ssl_rt.pub.redirect.ssl = true;
+		vh->ssl_rt.pub.redirect.code = 301;
 		if ((rc = hdr_level(c, v->request_headers_to_add, v->n_request_headers_to_add, v->request_headers_to_remove,
 				    v->n_request_headers_to_remove, v->response_headers_to_add, v->n_response_headers_to_add,
 				    v->response_headers_to_remove, v->n_response_headers_to_remove, &vhl[i])) < 0)
@@ -1989,6 +2001,19 @@ static bool route_matches(const struct router_rentry *e, const struct router_req
 	return true;
 }
 
+/* Envoy's isEnvoyInternalRequest: x-envoy-internal is "true" (or the edge
+ * HCM's own verdict, req->internal). */
+static bool req_internal(const struct router_req *req)
+{
+	const char *v;
+	size_t n = 0;
+
+	if (req->internal)
+		return req->internal > 0;
+	v = req->header ? req->header(req->header_ctx, "x-envoy-internal", 16, &n) : NULL;
+	return v && n == 4 && !strncasecmp(v, "true", 4);
+}
+
 const struct router_route *router_config_match(const struct router_config *c, const struct router_req *req)
 {
 	const struct router_vhost *vh;
@@ -1999,6 +2024,10 @@ const struct router_route *router_config_match(const struct router_config *c, co
 	vh = find_vhost(c, req->authority, req->authority_len);
 	if (!vh)
 		return NULL;
+	/* Envoy's VirtualHostImpl::getRouteFromEntries: the SSL redirect first */
+	if (vh->require_tls && (!req->scheme || strcmp(req->scheme, "https")) &&
+	    (vh->require_tls == ENVOY__CONFIG__ROUTE__V3__VIRTUAL_HOST__TLS_REQUIREMENT_TYPE__ALL || !req_internal(req)))
+		return &vh->ssl_rt.pub;
 	plen = path_only_len(req->path, req->path_len);
 	for (i = 0; i < vh->n_routes; i++)
 		if (route_matches(&vh->routes[i], req, plen))
@@ -2176,6 +2205,18 @@ int router_redirect_location(const struct router_route *rt, const struct router_
 
 	if (cap == 0)
 		return -ENOSPC;
+	if (rd->ssl) {
+		/* Envoy's Http::Utility::createSslRedirectPath: Host and path as sent */
+		put(&o, "https://", 8);
+		put(&o, req->authority, req->authority_len);
+		put(&o, req->path, req->path_len);
+		if (o.full)
+			return -ENOSPC;
+		out[o.n] = '\0';
+		if (len)
+			*len = o.n;
+		return 0;
+	}
 	if (rd->port)
 		snprintf(port, sizeof(port), ":%u", rd->port);
 	/* the path: path_redirect (keeping the request's query unless it has

@@ -60,6 +60,9 @@ struct router_req {
 	const char *path;                /* :path, with the query string */
 	size_t path_len;
 	const char *scheme;              /* :scheme / x-forwarded-proto ("http"), NUL-terminated; NULL: "http" */
+	int8_t internal;                 /* issue 13: Envoy's isEnvoyInternalRequest (require_tls
+	                                  * EXTERNAL_ONLY): 1 internal, -1 external (an edge HCM decided
+	                                  * from the client's address), 0: the x-envoy-internal header says */
 	router_header_fn header;         /* may be NULL: no other headers */
 	void *header_ctx;
 	uint64_t random;                 /* the stream's random value (runtime_fraction, weighted pick) */
@@ -175,6 +178,8 @@ struct router_upgrade {
 };
 
 struct router_redirect {
+	bool ssl;                        /* issue 13: a virtual host's require_tls: Location is exactly
+	                                  * "https://" + Host + path (Envoy's createSslRedirectPath) */
 	const char *scheme;              /* NULL: the request's (https_redirect: "https") */
 	const char *host;                /* NULL: the request's */
 	uint32_t port;                   /* 0: none */

@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -611,6 +612,30 @@ static struct px_host *t_pick(struct tcpp *t, const struct tcpp_down *d)
 	return up ? px_cluster_host_of(cl, up) : NULL;
 }
 
+void tcpp_sni_cluster_names(const char *sni, char *alt, size_t cap)
+{
+	const char *port, *subset, *host;
+
+	if (cap)
+		alt[0] = '\0';
+	if (strncmp(sni, "outbound_.", 10))
+		return;
+	port = sni + 10;
+	subset = strstr(port, "_.");
+	if (!subset)
+		return;
+	subset += 2;
+	host = strstr(subset, "_.");
+	if (!host)
+		return;
+	host += 2;
+	if (!*host || (size_t)snprintf(alt, cap, "outbound|%.*s|%.*s|%s", (int)(subset - 2 - port), port,
+					(int)(host - 2 - subset), subset, host) >= cap) {
+		if (cap)
+			alt[0] = '\0';
+	}
+}
+
 /* Picks, checks the breaker and connects; on a refusal the session ends
  * with its flag (from the loop). */
 static void t_connect(struct tcpp *t, const struct tcpp_down *d)
@@ -620,7 +645,18 @@ static void t_connect(struct tcpp *t, const struct tcpp_down *d)
 	struct px_host *h;
 	int fd, one = 1;
 
-	t->cl = name ? px_config_cluster(t->cfg, name) : NULL;
+	if (t->conf->sni_cluster && d->sni && *d->sni) {
+		/* Envoy's sni_cluster: the SNI is the cluster's name (a TLS
+		 * connection; without SNI the TcpProxy's own cluster stays) */
+		char alt[512];
+
+		t->cl = px_config_cluster(t->cfg, d->sni);
+		tcpp_sni_cluster_names(d->sni, alt, sizeof(alt));
+		if (!t->cl && alt[0])
+			t->cl = px_config_cluster(t->cfg, alt);
+	} else {
+		t->cl = name ? px_config_cluster(t->cfg, name) : NULL;
+	}
 	if (!t->cl) {
 		e->st.no_cluster++;
 		t_end(t, PX_RF_NR);

@@ -60,7 +60,15 @@ struct tcpp_conf {
 	uint64_t wc_total;              /* sum of the weights */
 	uint64_t idle_ms;               /* 0: off */
 	uint64_t max_duration_ms;       /* 0: none */
+	int sni_cluster;                /* issue 13: envoy.filters.network.sni_cluster precedes the filter
+	                                 * (Istio's AUTO_PASSTHROUGH): the SNI names the cluster (engine.c) */
 };
+
+/* Issue 13: the cluster an SNI names for sni_cluster into out[cap]: the SNI
+ * itself, and Istio's DNS form "outbound_.PORT_.SUBSET_.HOST" (what
+ * sidecars send on AUTO_PASSTHROUGH) also as "outbound|PORT|SUBSET|HOST"
+ * in alt[cap] ("" when the SNI has not that form). */
+void tcpp_sni_cluster_names(const char *sni, char *alt, size_t cap);
 
 /* Fills c from t (Envoy's defaults where a field is unset). */
 void tcpp_conf_init(struct tcpp_conf *c, const Envoy__Extensions__Filters__Network__TcpProxy__V3__TcpProxy *t);
@@ -87,6 +95,7 @@ struct tcpp_down {
 	int inbound;                         /* issue 14: reporter "destination" in Istio's TCP metrics;
 	                                      * also the loop guard's side (px_engine_is_loop()) */
 	const char *peer_principal;          /* issue 14: the verified peer's SPIFFE id (borrowed for the call), or NULL */
+	const char *sni;                     /* issue 13: the ClientHello's SNI (borrowed for the call), or NULL */
 };
 
 /*

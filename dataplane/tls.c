@@ -44,6 +44,14 @@ struct px_tls {
 	size_t n_peer_names;
 	char alpn[16];
 	char err[160];
+	struct pre_bio *pre;         /* px_tls_new_pre's bytes (owned by the read BIO), or NULL */
+};
+
+/* Bytes read off the socket before TLS started (px_tls_new_pre), handed to
+ * OpenSSL first by a filter BIO in front of the socket BIO. */
+struct pre_bio {
+	unsigned char *p;
+	size_t n, off;
 };
 
 /* Builds the wire-format ALPN list, skipping names that do not fit (and
@@ -131,6 +139,18 @@ out:
 	return rc;
 }
 
+/* PX_TLS_V1_x as OpenSSL spells it. */
+static int tls_version(int v)
+{
+	switch (v) {
+	case PX_TLS_V1_0: return TLS1_VERSION;
+	case PX_TLS_V1_1: return TLS1_1_VERSION;
+	case PX_TLS_V1_2: return TLS1_2_VERSION;
+	case PX_TLS_V1_3: return TLS1_3_VERSION;
+	default: return -1;
+	}
+}
+
 int px_tls_ctx_new(const struct px_tls_conf *conf, struct px_tls_ctx **out, char *err, size_t cap)
 {
 	struct px_tls_ctx *c;
@@ -148,8 +168,20 @@ int px_tls_ctx_new(const struct px_tls_conf *conf, struct px_tls_ctx **out, char
 	c->ssl = SSL_CTX_new(conf->server ? TLS_server_method() : TLS_client_method());
 	if (!c->ssl)
 		goto out;
-	/* Istio's minimum for mesh traffic is TLS 1.2 */
-	SSL_CTX_set_min_proto_version(c->ssl, TLS1_2_VERSION);
+	/* Istio's minimum for mesh traffic is TLS 1.2; a Gateway's
+	 * minProtocolVersion / maxProtocolVersion (issue 13) */
+	if (SSL_CTX_set_min_proto_version(c->ssl, conf->min_version ? tls_version(conf->min_version)
+								  : TLS1_2_VERSION) != 1 ||
+	    (conf->max_version && SSL_CTX_set_max_proto_version(c->ssl, tls_version(conf->max_version)) != 1)) {
+		snprintf(err, cap, "TLS protocol versions %d..%d not supported", conf->min_version, conf->max_version);
+		rc = -EINVAL;
+		goto out;
+	}
+	if (conf->ciphers && *conf->ciphers && SSL_CTX_set_cipher_list(c->ssl, conf->ciphers) != 1) {
+		snprintf(err, cap, "cipher suites '%s': none is known", conf->ciphers);
+		rc = -EINVAL;
+		goto out;
+	}
 	SSL_CTX_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	SSL_CTX_set_session_cache_mode(c->ssl, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_num_tickets(c->ssl, 0);
@@ -200,6 +232,123 @@ void px_tls_ctx_unref(struct px_tls_ctx *c)
 		return;
 	SSL_CTX_free(c->ssl);
 	free(c);
+}
+
+static int pre_read(BIO *b, char *out, int len)
+{
+	struct pre_bio *x = BIO_get_data(b);
+	int r;
+
+	BIO_clear_retry_flags(b);
+	if (x && x->off < x->n && len > 0) {
+		size_t k = x->n - x->off < (size_t)len ? x->n - x->off : (size_t)len;
+
+		memcpy(out, x->p + x->off, k);
+		x->off += k;
+		return (int)k;
+	}
+	if (!BIO_next(b))
+		return 0;
+	r = BIO_read(BIO_next(b), out, len);
+	BIO_copy_next_retry(b);
+	return r;
+}
+
+static int pre_write(BIO *b, const char *in, int len)
+{
+	int r;
+
+	BIO_clear_retry_flags(b);
+	if (!BIO_next(b))
+		return 0;
+	r = BIO_write(BIO_next(b), in, len);
+	BIO_copy_next_retry(b);
+	return r;
+}
+
+static long pre_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	struct pre_bio *x = BIO_get_data(b);
+	long more = cmd == BIO_CTRL_PENDING && x ? (long)(x->n - x->off) : 0;
+
+	return BIO_next(b) ? BIO_ctrl(BIO_next(b), cmd, num, ptr) + more : more;
+}
+
+static int pre_create(BIO *b)
+{
+	BIO_set_init(b, 1);
+	return 1;
+}
+
+static int pre_destroy(BIO *b)
+{
+	struct pre_bio *x = BIO_get_data(b);
+
+	if (x)
+		free(x->p);
+	free(x);
+	BIO_set_data(b, NULL);
+	return 1;
+}
+
+/* The filter's method, made once (the proxy's loop thread is the only
+ * caller; kept for the process's life). */
+static BIO_METHOD *pre_method(void)
+{
+	static BIO_METHOD *m;
+
+	if (m)
+		return m;
+	m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_FILTER, "meshproxy prefix");
+	if (m && (!BIO_meth_set_read(m, pre_read) || !BIO_meth_set_write(m, pre_write) ||
+		  !BIO_meth_set_ctrl(m, pre_ctrl) || !BIO_meth_set_create(m, pre_create) ||
+		  !BIO_meth_set_destroy(m, pre_destroy))) {
+		BIO_meth_free(m);
+		m = NULL;
+	}
+	return m;
+}
+
+int px_tls_new_pre(struct px_tls_ctx *ctx, int fd, const void *pre, size_t n, struct px_tls **out)
+{
+	BIO *sock = NULL, *f = NULL;
+	struct pre_bio *x = NULL;
+	BIO_METHOD *m = pre_method();
+	int rc;
+
+	rc = px_tls_new(ctx, fd, NULL, out);
+	if (rc < 0 || !n)
+		return rc;
+	rc = -ENOMEM;
+	x = calloc(1, sizeof(*x));
+	if (!m || !x || !(x->p = malloc(n)))
+		goto out;
+	memcpy(x->p, pre, n);
+	x->n = n;
+	sock = BIO_new_socket(fd, BIO_NOCLOSE);
+	f = BIO_new(m);
+	if (!sock || !f || !BIO_up_ref(sock))
+		goto out;
+	BIO_set_data(f, x);
+	(*out)->pre = x;
+	x = NULL;
+	BIO_push(f, sock);
+	/* the read side is the filter chain, the write side the socket
+	 * itself (one reference each, SSL frees both) */
+	SSL_set_bio((*out)->ssl, f, sock);
+	f = sock = NULL;
+	rc = 0;
+out:
+	if (x)
+		free(x->p);
+	free(x);
+	BIO_free(f);
+	BIO_free(sock);
+	if (rc < 0) {
+		px_tls_free(*out);
+		*out = NULL;
+	}
+	return rc;
 }
 
 int px_tls_new(struct px_tls_ctx *ctx, int fd, const char *sni, struct px_tls **out)
@@ -412,7 +561,7 @@ const char *px_tls_error(const struct px_tls *t)
 
 int px_tls_pending(const struct px_tls *t)
 {
-	return SSL_pending(t->ssl) > 0;
+	return SSL_pending(t->ssl) > 0 || (t->pre && t->pre->off < t->pre->n);
 }
 
 const char *px_tls_peer_uri(const struct px_tls *t)

@@ -45,7 +45,16 @@ struct px_tls_conf {
 	const char *const *alpn;    /* protocols, most preferred first; "h2" dropped unless PX_TLS_OFFER_H2 or h2 */
 	size_t n_alpn;
 	int h2;                     /* the codec above is HTTP/2 (grpc_client.c): "h2" always kept */
+	/* issue 13: the DownstreamTlsContext's tls_params (Gateway
+	 * minProtocolVersion / maxProtocolVersion / cipherSuites): versions as
+	 * PX_TLS_V1_0..PX_TLS_V1_3, 0 for the default (minimum 1.2, maximum
+	 * the library's); ciphers an OpenSSL cipher list for TLS 1.2 and below
+	 * (Envoy's names are OpenSSL's), NULL for the default */
+	int min_version, max_version;
+	const char *ciphers;
 };
+
+enum { PX_TLS_V1_0 = 10, PX_TLS_V1_1 = 11, PX_TLS_V1_2 = 12, PX_TLS_V1_3 = 13 };
 
 struct px_tls_ctx;
 
@@ -62,6 +71,11 @@ struct px_tls;
  * px_tls_free).  sni: the server name to send (client; NULL none).  The
  * connection holds a reference on ctx.  -ENOMEM. */
 MESH_MUST_CHECK int px_tls_new(struct px_tls_ctx *ctx, int fd, const char *sni, struct px_tls **out);
+/* px_tls_new() for a server connection whose first n bytes were read off
+ * fd already (the ClientHello the tls_inspector listener filter looked at
+ * to select the filter chain, issue 13): OpenSSL reads pre (copied) before
+ * the socket.  -ENOMEM. */
+MESH_MUST_CHECK int px_tls_new_pre(struct px_tls_ctx *ctx, int fd, const void *pre, size_t n, struct px_tls **out);
 /* Sends close_notify (one non-blocking attempt, as Envoy does not wait for
  * the peer's) and frees.  NULL is a no-op. */
 void px_tls_free(struct px_tls *t);

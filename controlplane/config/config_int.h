@@ -128,11 +128,13 @@ void cfg__decode_k8s(struct cfg__ectx *e, struct cfg_object *o, const struct cfg
  * 0, or -ENOMEM to stop. */
 typedef int (*cfg__gw_finding_fn)(void *ctx, const struct cfg_object *o, const char *field, int line, int col,
 				  const char *msg);
-/* The checks between the Gateways among objs (gwcheck.c: istioctl
- * analyze's ConflictingGateways, the servers istiod's mergeGateways skips),
- * one call of fn per finding, all warnings.  Returns the number of
- * findings or -ENOMEM. */
-int cfg__gateway_conflicts(const struct cfg_object *const *objs, size_t n, cfg__gw_finding_fn fn, void *ctx);
+/* The checks between the Gateways among objs and with the other objects
+ * (gwcheck.c: istioctl analyze's ConflictingGateways, SecretAnalyzer and
+ * VirtualService GatewayAnalyzer, the servers istiod's mergeGateways
+ * skips), one call of fn per finding, all warnings.  objs is sorted by
+ * (kind, namespace, name) as the store's served view is.  Returns the
+ * number of findings or -ENOMEM. */
+int cfg__gateway_checks(const struct cfg_object *const *objs, size_t n, cfg__gw_finding_fn fn, void *ctx);
 
 /* Host names and addresses, shared with the reference checks. */
 bool cfg__is_ip(const char *s);

@@ -17,9 +17,25 @@
  * Gateways are grouped by equal selectors (the same set of labels): which
  * proxies a selector picks is the generator's business, and analyze also
  * keys on the selector.  Ports are the servers' numbers (no translation
- * to a Service's target port).  Pure: no I/O.
+ * to a Service's target port).
+ *  - istioctl analyze's gateway.SecretAnalyzer (secret.go): a credentialName
+ *    whose Secret is not in the namespace of the gateway workload (the
+ *    first Pod the selector matches; no such Pod, no check: analyze's
+ *    "selector not found" is not repeated here, a directory of
+ *    configuration often has no Pods), or a Secret without a certificate
+ *    and key that parse; and, as istiod's CredentialsController.GetCaCert
+ *    looks for it, a MUTUAL/OPTIONAL_MUTUAL credential with no CA (neither
+ *    a Secret NAME-cacert nor ca.crt/cacert in NAME);
+ *  - istioctl analyze's virtualservice.GatewayAnalyzer (gateways.go): a
+ *    VirtualService naming a Gateway istiod cannot find (resolved as
+ *    istiod's resolveGatewayName does: "ns/name", "./name", short, legacy
+ *    "name.ns"), or one whose hosts match none of the VirtualService's.
+ * objs is sorted by (kind, namespace, name), as the store's served view.
+ * Pure: no I/O.
  */
 #include "controlplane/config/config_int.h"
+
+#include "common/pem.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -29,6 +45,7 @@
 
 #define GWCHECK__MSG_MAX 1024
 #define GWCHECK__HOST_MAX 320
+#define GWCHECK__NAME_MAX 320
 
 /* a server istiod keeps after merging, with its Gateway */
 struct gwcheck__kept {
@@ -291,6 +308,230 @@ static int gwcheck__analyze(const struct cfg_object *o, const struct cfg_object 
 	return found;
 }
 
+/* ---------------------------------------------------------------- credentialName */
+
+static bool gwcheck__selects(const struct cfg_labels *sel, const struct cfg_labels *labels)
+{
+	size_t i;
+
+	for (i = 0; i < sel->n; i++)
+		if (!gwcheck__label_in(labels, &sel->v[i]))
+			return false;
+	return true;
+}
+
+/* The object kind ns/name of objs, sorted by (kind, ns, name) as the
+ * store's served view is: a binary search. */
+static const struct cfg_object *gwcheck__find(const struct cfg_object *const *objs, size_t n, enum cfg_kind kind,
+					      const char *ns, const char *name)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const struct cfg_object *o = objs[mid];
+		int c = o->kind != kind ? ((int)o->kind < (int)kind ? -1 : 1) : strcmp(o->ns, ns);
+
+		if (!c)
+			c = strcmp(o->name, name);
+		if (!c)
+			return o;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* istiod's ExtractCertInfo + ValidateCertificate: a key and a certificate
+ * that parses. */
+static bool gwcheck__secret_valid(const struct cfg_k8s_secret *sec)
+{
+	STACK_OF(X509) *certs = NULL;
+	bool ok;
+
+	if (!sec->cert || !sec->key || !sec->cert[0] || !sec->key[0])
+		return false;
+	ok = mesh_pem_read_certs(sec->cert, strlen(sec->cert), &certs) == 0;
+	sk_X509_pop_free(certs, X509_free);
+	return ok;
+}
+
+/* The SecretAnalyzer over Gateway o, and the CA of a MUTUAL credential.
+ * Returns the number of findings or -ENOMEM. */
+static int gwcheck__secrets(const struct cfg_object *o, const struct cfg_object *const *objs, size_t n,
+			    cfg__gw_finding_fn fn, void *ctx)
+{
+	const struct cfg_object *pod = NULL;
+	char msg[2 * GWCHECK__MSG_MAX], field[96], ns[GWCHECK__NAME_MAX], name[GWCHECK__NAME_MAX];
+	size_t i, c;
+	int found = 0;
+
+	/* an empty selector matches every Pod: no namespace to say */
+	if (!o->spec.gw.selector.n)
+		return 0;
+	for (i = 0; i < n && !pod; i++)
+		if (objs[i]->kind == CFG_K8S_POD && gwcheck__selects(&o->spec.gw.selector, &objs[i]->labels))
+			pod = objs[i];
+	if (!pod)
+		return 0;
+	for (i = 0; i < o->spec.gw.n_servers; i++) {
+		const struct cfg_gw_server *s = &o->spec.gw.servers[i];
+		const struct cfg_gw_tls *t = &s->tls;
+		size_t n_cn = t->credential_names.n ? t->credential_names.n : 1;
+
+		if (!s->has_tls)
+			continue;
+		for (c = 0; c < n_cn; c++) {
+			const char *cn = t->credential_names.n ? t->credential_names.v[c] : t->credential_name;
+			const char *slash;
+			const struct cfg_object *sec, *ca;
+			bool mutual = t->mode == CFG_GW_TLS_MUTUAL || t->mode == CFG_GW_TLS_OPTIONAL_MUTUAL;
+
+			/* other credential kinds (kubernetes-gateway://, builtin://) are not Secrets by name */
+			if (!cn || !cn[0] || strstr(cn, "://"))
+				continue;
+			if (t->credential_names.n)
+				snprintf(field, sizeof(field), "spec.servers[%zu].tls.credentialNames[%zu]", i, c);
+			else
+				snprintf(field, sizeof(field), "spec.servers[%zu].tls.credentialName", i);
+			/* resource.NewShortOrFullName: "ns/name" or a name in the workload's namespace */
+			slash = strchr(cn, '/');
+			snprintf(ns, sizeof(ns), "%.*s", slash ? (int)(slash - cn) : (int)strlen(pod->ns),
+				 slash ? cn : pod->ns);
+			snprintf(name, sizeof(name), "%s", slash ? slash + 1 : cn);
+			sec = gwcheck__find(objs, n, CFG_K8S_SECRET, ns, name);
+			if (!sec) {
+				snprintf(msg, sizeof(msg), "ReferencedResourceNotFound (IST0101): Referenced credentialName "
+					 "not found: \"%s\" (no Secret %s/%s: the namespace of gateway workload Pod %s/%s)",
+					 cn, ns, name, pod->ns, pod->name);
+			} else if (!gwcheck__secret_valid(&sec->spec.secret)) {
+				snprintf(msg, sizeof(msg), "InvalidGatewayCredential (IST0161): The credential referenced by "
+					 "the Gateway %s in namespace %s is invalid, which can cause the traffic not to work "
+					 "as expected. (Secret %s/%s has no certificate and key that parse)", o->name, ns,
+					 ns, name);
+			} else if (mutual) {
+				char ca_name[GWCHECK__NAME_MAX + 8];
+
+				/* GetCaCert: NAME-cacert's CA, else NAME's own */
+				snprintf(ca_name, sizeof(ca_name), "%s-cacert", name);
+				ca = gwcheck__find(objs, n, CFG_K8S_SECRET, ns, ca_name);
+				if (!ca)
+					ca = sec;
+				if (ca->spec.secret.cacert && ca->spec.secret.cacert[0])
+					continue;
+				snprintf(msg, sizeof(msg), "%s TLS with credentialName \"%s\": no CA certificate to verify "
+					 "clients with (istiod takes ca.crt or cacert from Secret %s/%s, else from %s/%s; "
+					 "there is none: client certificates cannot be verified)",
+					 t->mode == CFG_GW_TLS_MUTUAL ? "MUTUAL" : "OPTIONAL_MUTUAL", cn, ns, ca_name, ns,
+					 name);
+			} else {
+				continue;
+			}
+			if (fn(ctx, o, field, s->line, s->col, msg) < 0)
+				return -ENOMEM;
+			found++;
+		}
+	}
+	return found;
+}
+
+/* ---------------------------------------------------------------- VirtualService gateways */
+
+/* istiod's resolveGatewayName (pilot/pkg/model/config.go): "ns/name",
+ * "./name", a short name in the VirtualService's namespace, or the legacy
+ * "name.ns[.svc...]"; into ns and name. */
+static void gwcheck__resolve_gw(const char *g, const char *vs_ns, char *ns, char *name, size_t cap)
+{
+	const char *slash = strchr(g, '/'), *dot = strchr(g, '.');
+
+	if (slash) {
+		bool here = slash - g == 1 && g[0] == '.';
+		snprintf(ns, cap, "%.*s", here ? (int)strlen(vs_ns) : (int)(slash - g), here ? vs_ns : g);
+		snprintf(name, cap, "%s", slash + 1);
+	} else if (!dot) {
+		snprintf(ns, cap, "%s", vs_ns);
+		snprintf(name, cap, "%s", g);
+	} else {
+		const char *end = strchr(dot + 1, '.');
+		snprintf(ns, cap, "%.*s", end ? (int)(end - dot - 1) : (int)strlen(dot + 1), dot + 1);
+		snprintf(name, cap, "%.*s", (int)(dot - g), g);
+	}
+}
+
+/* analyze's vsHostInGateway: a host of the Gateway visible from the
+ * VirtualService's namespace (sanitized, then host.NamesForNamespace)
+ * that matches a host of the VirtualService either way. */
+static bool gwcheck__vs_host_in_gateway(const struct cfg_object *gw, const struct cfg_object *vs)
+{
+	char h[GWCHECK__HOST_MAX];
+	size_t i, j, k;
+
+	for (i = 0; i < gw->spec.gw.n_servers; i++) {
+		const struct cfg_gw_server *s = &gw->spec.gw.servers[i];
+
+		for (j = 0; j < s->hosts.n; j++) {
+			const char *slash, *gh;
+
+			gwcheck__sanitize(s->hosts.v[j], gw->ns, h, sizeof(h));
+			slash = strchr(h, '/');
+			if (slash && !((slash - h == 1 && h[0] == '*') ||
+				       ((size_t)(slash - h) == strlen(vs->ns) && !strncmp(h, vs->ns, strlen(vs->ns)))))
+				continue;
+			gh = slash ? slash + 1 : h;
+			for (k = 0; k < vs->spec.vs.hosts.n; k++)
+				if (cfg_host_covers(gh, vs->spec.vs.hosts.v[k], NULL) ||
+				    cfg_host_covers(vs->spec.vs.hosts.v[k], gh, NULL))
+					return true;
+		}
+	}
+	return false;
+}
+
+/* istioctl analyze's virtualservice.GatewayAnalyzer over vs: a gateway it
+ * names that istiod cannot find (IST0101), or whose hosts match none of
+ * the VirtualService's (IST0132: the routes reach no gateway). */
+static int gwcheck__vs_gateways(const struct cfg_object *vs, const struct cfg_object *const *objs, size_t n,
+				cfg__gw_finding_fn fn, void *ctx)
+{
+	char msg[2 * GWCHECK__MSG_MAX], field[48], ns[GWCHECK__NAME_MAX], name[GWCHECK__NAME_MAX];
+	char hosts[GWCHECK__MSG_MAX / 2];
+	size_t i, len = 0;
+	int found = 0;
+
+	hosts[0] = '\0';
+	for (i = 0; i < vs->spec.vs.hosts.n && len < sizeof(hosts); i++) {
+		int w = snprintf(hosts + len, sizeof(hosts) - len, "%s%s", i ? " " : "", vs->spec.vs.hosts.v[i]);
+		if (w > 0)
+			len += (size_t)w;
+	}
+	for (i = 0; i < vs->spec.vs.gateways.n; i++) {
+		const char *g = vs->spec.vs.gateways.v[i];
+		const struct cfg_object *gw;
+
+		/* "mesh", and the gateways istiod makes from Gateway API objects */
+		if (!strcmp(g, "mesh") || strstr(g, "-istio-autogenerated-k8s-gateway"))
+			continue;
+		gwcheck__resolve_gw(g, vs->ns, ns, name, sizeof(ns));
+		gw = gwcheck__find(objs, n, CFG_GATEWAY, ns, name);
+		snprintf(field, sizeof(field), "spec.gateways[%zu]", i);
+		if (!gw)
+			snprintf(msg, sizeof(msg), "ReferencedResourceNotFound (IST0101): Referenced gateway not found: "
+				 "\"%s\" (no Gateway %s/%s: these routes reach no gateway)", g, ns, name);
+		else if (!gwcheck__vs_host_in_gateway(gw, vs))
+			snprintf(msg, sizeof(msg), "VirtualServiceHostNotFoundInGateway (IST0132): one or more host [%s] "
+				 "defined in VirtualService %s/%s not found in Gateway %s/%s.", hosts, vs->ns, vs->name,
+				 ns, name);
+		else
+			continue;
+		if (fn(ctx, vs, field, 0, 0, msg) < 0)
+			return -ENOMEM;
+		found++;
+	}
+	return found;
+}
+
 static int gwcheck__name_cmp(const void *x, const void *y)
 {
 	const struct cfg_object *a = *(const struct cfg_object *const *)x, *b = *(const struct cfg_object *const *)y;
@@ -299,17 +540,24 @@ static int gwcheck__name_cmp(const void *x, const void *y)
 	return c ? c : strcmp(a->name, b->name);
 }
 
-int cfg__gateway_conflicts(const struct cfg_object *const *objs, size_t n, cfg__gw_finding_fn fn, void *ctx)
+int cfg__gateway_checks(const struct cfg_object *const *objs, size_t n, cfg__gw_finding_fn fn, void *ctx)
 {
 	const struct cfg_object **gw = NULL, **group = NULL, **byname = NULL;
 	size_t n_gw = 0, i, j, n_group;
 	bool *done = NULL;
 	int found = 0, rc = 0;
 
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
 		n_gw += objs[i]->kind == CFG_GATEWAY;
+		if (objs[i]->kind == CFG_VIRTUAL_SERVICE && objs[i]->spec.vs.gateways.n) {
+			rc = gwcheck__vs_gateways(objs[i], objs, n, fn, ctx);
+			if (rc < 0)
+				return rc;
+			found += rc;
+		}
+	}
 	if (n_gw < 1)
-		return 0;
+		return found;
 	gw = calloc(n_gw, sizeof(*gw));
 	group = calloc(n_gw, sizeof(*group));
 	byname = calloc(n_gw, sizeof(*byname));
@@ -346,6 +594,12 @@ int cfg__gateway_conflicts(const struct cfg_object *const *objs, size_t n, cfg__
 				goto out;
 			found += rc;
 		}
+	}
+	for (i = 0; i < n_gw; i++) {
+		rc = gwcheck__secrets(gw[i], objs, n, fn, ctx);
+		if (rc < 0)
+			goto out;
+		found += rc;
 	}
 	rc = found;
 out:

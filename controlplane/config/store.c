@@ -1172,7 +1172,7 @@ int cfg_store_check_references(struct cfg_store *s)
 		goto out;
 	found += rc;
 	/* Gateways meeting on one gateway proxy (gwcheck.c) */
-	rc = cfg__gateway_conflicts((const struct cfg_object *const *)s->served, s->n_served, store__gateway_finding, s);
+	rc = cfg__gateway_checks((const struct cfg_object *const *)s->served, s->n_served, store__gateway_finding, s);
 	if (rc < 0)
 		goto out;
 	rc += found;

@@ -7,6 +7,7 @@
  * it (a config swap between requests), SIGTERM drains, SIGINT exits.
  *
  *   pxserve --spec FILE [--outbound-addr A] [--inbound-addr A] [--admin-addr A] [--access-log PATH|-]
+ *           [--router 1]   (a gateway: only the spec's bound listeners, as meshproxy --node-id router~...)
  * Prints "ready outbound=PORT inbound=PORT admin=PORT" on stdout once listening.
  */
 #include "common/log.h"
@@ -88,7 +89,7 @@ static int pages(void *ctx, const char *path, size_t plen, struct mesh_buf *out,
 
 int main(int argc, char **argv)
 {
-	struct engine_opts eo = { "127.0.0.1:15001", "127.0.0.1:15006", NULL, 0, 0, 0, 0, NULL, NULL, NULL };
+	struct engine_opts eo = { "127.0.0.1:15001", "127.0.0.1:15006", NULL, 0, 0, 0, 0, NULL, NULL, NULL, 0 };
 	eo.exit_on_zero = 1; /* a test and bench tool: SIGTERM ends as soon as nothing is left */
 	const char *admin_addr = "127.0.0.1:0";
 	struct ev_loop *loop;
@@ -109,6 +110,8 @@ int main(int argc, char **argv)
 			admin_addr = argv[i + 1];
 		else if (!strcmp(argv[i], "--access-log"))
 			eo.access_log = argv[i + 1];
+		else if (!strcmp(argv[i], "--router"))
+			eo.router = atoi(argv[i + 1]); /* issue 13: meshproxy's node type router */
 		else if (!strcmp(argv[i], "--log-level"))
 			mesh_log_setup(argv[i + 1], "text");
 	}

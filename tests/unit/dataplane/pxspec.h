@@ -16,7 +16,20 @@
  *                                 NONE's 127.0.0.1_PORT): OUTBOUND, HCM over RDS RC, Passthrough default chain
  *   bind in NAME IP:PORT CLUSTER  the same INBOUND (0.0.0.0_PORT): a TLS chain (to BlackHoleCluster), then
  *                                 a plaintext chain whose HCM's inline route config sends / to CLUSTER
- *   vhost RC NAME DOMAIN[,DOMAIN]  a virtual host in route config RC
+ *   vhost RC NAME DOMAIN[,DOMAIN] [require_tls=all|external]  a virtual host in route config RC
+ *                                 (require_tls: Istio's Gateway httpsRedirect)
+ *   gw NAME IP:PORT KIND ...      issue 13: a chain of gateway listener NAME (istiod's router shapes:
+ *                                 bound, OUTBOUND, tls_inspector once a chain needs it), one line each:
+ *     gw NAME IP:PORT http RC                     plaintext HCM over RDS RC, use_remote_address true
+ *     gw NAME IP:PORT https SNIS RC cert=F key=F [ca=F] [mode=mutual|optional] [alpn=h2,http/1.1]
+ *                                 [min=1.2] [max=1.3] [ciphers=A:B]   TLS terminated: server_names SNIS
+ *                                 (comma list, "-" none), a DownstreamTlsContext with file certificates
+ *                                 (require_client_certificate for mutual), the HCM as for http
+ *                                 [san=NAME]... (match_subject_alt_names, exact)
+ *     gw NAME IP:PORT pass SNIS CLUSTER           PASSTHROUGH: tcp_proxy to CLUSTER by SNI
+ *     gw NAME IP:PORT tcps SNIS CLUSTER cert=F key=F ...   a TLS server proxying TCP: terminated, then
+ *                                 tcp_proxy to CLUSTER (https's TLS options)
+ *     gw NAME IP:PORT auto SNIS                   AUTO_PASSTHROUGH: sni_cluster then tcp_proxy
  *   route RC VHOST PREFIX key=value...   cluster=C timeout=MS retries=N retry_on=LIST
  *                                 per_try=MS per_try_idle=MS codes=503,409 direct=STATUS[:BODY] idle_timeout=MS
  *                                 redirect=HOST[/PATH] abort=STATUS delay=MS
@@ -41,6 +54,7 @@
 #include "envoy/extensions/filters/http/fault/v3/fault.pb-c.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
 #include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb-c.h"
+#include "envoy/extensions/transport_sockets/tls/v3/tls.pb-c.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -253,7 +267,7 @@ static Envoy__Config__Route__V3__RouteConfiguration *ps_rc(struct pxspec *ps, co
 	return rc;
 }
 
-static void ps_vhost(struct pxspec *ps, const char *rcname, const char *name, const char *domains)
+static void ps_vhost(struct pxspec *ps, const char *rcname, const char *name, const char *domains, const char *opt)
 {
 	Envoy__Config__Route__V3__RouteConfiguration *rc = ps_rc(ps, rcname);
 	Envoy__Config__Route__V3__VirtualHost *vh =
@@ -261,6 +275,10 @@ static void ps_vhost(struct pxspec *ps, const char *rcname, const char *name, co
 	char *d = ps_str(ps, domains), *save = NULL, *tok;
 
 	vh->name = ps_str(ps, name);
+	if (opt && !strcmp(opt, "require_tls=all"))
+		vh->require_tls = ENVOY__CONFIG__ROUTE__V3__VIRTUAL_HOST__TLS_REQUIREMENT_TYPE__ALL;
+	else if (opt && !strcmp(opt, "require_tls=external"))
+		vh->require_tls = ENVOY__CONFIG__ROUTE__V3__VIRTUAL_HOST__TLS_REQUIREMENT_TYPE__EXTERNAL_ONLY;
 	for (tok = strtok_r(d, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
 		vh->domains = (void *)ps_push(ps, (void **)vh->domains, &vh->n_domains, tok);
 	rc->virtual_hosts = (void *)ps_push(ps, (void **)rc->virtual_hosts, &rc->n_virtual_hosts, vh);
@@ -288,7 +306,7 @@ static void ps_listener_bound(struct pxspec *ps, int in, const char *name, const
 	if (in) {
 		/* the inline route config: built as an RDS one, then taken out of the RDS set */
 		snprintf(rcname, sizeof(rcname), "inbound|%s", name);
-		ps_vhost(ps, rcname, "inbound", "*");
+		ps_vhost(ps, rcname, "inbound", "*", NULL);
 		{
 			char opts[300];
 
@@ -325,6 +343,195 @@ static void ps_listener_bound(struct pxspec *ps, int in, const char *name, const
 	l->name = ps_str(ps, name);
 	l->address = ps_addr(ps, ip, colon ? (uint32_t)atoi(colon + 1) : 0);
 	ps->ls[ps->n_ls++] = l;
+}
+
+/* issue 13: the gateway listener NAME, made on first use. */
+static Envoy__Config__Listener__V3__Listener *ps_gw_listener(struct pxspec *ps, const char *name, const char *addr)
+{
+	Envoy__Config__Listener__V3__Listener *l;
+	const char *colon = strrchr(addr, ':');
+	char ip[64];
+	size_t i;
+
+	for (i = 0; i < ps->n_ls; i++)
+		if (!strcmp(ps->ls[i]->name, name))
+			return ps->ls[i];
+	l = PS_NEW(ps, Envoy__Config__Listener__V3__Listener, ENVOY__CONFIG__LISTENER__V3__LISTENER__INIT);
+	snprintf(ip, sizeof(ip), "%.*s", colon ? (int)(colon - addr) : 0, addr);
+	l->name = ps_str(ps, name);
+	l->address = ps_addr(ps, ip, colon ? (uint32_t)atoi(colon + 1) : 0);
+	l->traffic_direction = ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__OUTBOUND;
+	ps->ls[ps->n_ls++] = l;
+	return l;
+}
+
+static Envoy__Config__Core__V3__DataSource *ps_file(struct pxspec *ps, const char *path)
+{
+	Envoy__Config__Core__V3__DataSource *d =
+		PS_NEW(ps, Envoy__Config__Core__V3__DataSource, ENVOY__CONFIG__CORE__V3__DATA_SOURCE__INIT);
+
+	d->specifier_case = ENVOY__CONFIG__CORE__V3__DATA_SOURCE__SPECIFIER_FILENAME;
+	d->filename = ps_str(ps, path);
+	return d;
+}
+
+static int ps_tls_version(const char *v)
+{
+	return !strcmp(v, "1.0") ? 1 : !strcmp(v, "1.1") ? 2 : !strcmp(v, "1.2") ? 3 : !strcmp(v, "1.3") ? 4 : 0;
+}
+
+/* A DownstreamTlsContext transport socket from "key=value" options. */
+static Envoy__Config__Core__V3__TransportSocket *ps_down_tls(struct pxspec *ps, char *opts)
+{
+	Envoy__Extensions__TransportSockets__Tls__V3__DownstreamTlsContext d =
+		ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__DOWNSTREAM_TLS_CONTEXT__INIT;
+	Envoy__Extensions__TransportSockets__Tls__V3__CommonTlsContext ct =
+		ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__COMMON_TLS_CONTEXT__INIT;
+	Envoy__Extensions__TransportSockets__Tls__V3__TlsCertificate cert =
+		ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__TLS_CERTIFICATE__INIT;
+	Envoy__Extensions__TransportSockets__Tls__V3__CertificateValidationContext vc =
+		ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__CERTIFICATE_VALIDATION_CONTEXT__INIT;
+	Envoy__Extensions__TransportSockets__Tls__V3__TlsParameters tp =
+		ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__TLS_PARAMETERS__INIT;
+	Google__Protobuf__BoolValue req = GOOGLE__PROTOBUF__BOOL_VALUE__INIT;
+	Envoy__Config__Core__V3__TransportSocket *ts =
+		PS_NEW(ps, Envoy__Config__Core__V3__TransportSocket, ENVOY__CONFIG__CORE__V3__TRANSPORT_SOCKET__INIT);
+	Envoy__Extensions__TransportSockets__Tls__V3__TlsCertificate *certs[1] = { &cert };
+	char *tok, *sv = NULL, *v, *s2 = NULL, *a;
+
+	ct.tls_certificates = certs;
+	ct.n_tls_certificates = 1;
+	for (tok = strtok_r(opts, " \t\n", &sv); tok; tok = strtok_r(NULL, " \t\n", &sv)) {
+		v = strchr(tok, '=');
+		if (!v)
+			continue;
+		*v++ = 0;
+		if (!strcmp(tok, "cert")) {
+			cert.certificate_chain = ps_file(ps, v);
+		} else if (!strcmp(tok, "key")) {
+			cert.private_key = ps_file(ps, v);
+		} else if (!strcmp(tok, "ca")) {
+			vc.trusted_ca = ps_file(ps, v);
+			ct.validation_context_type_case =
+				ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__COMMON_TLS_CONTEXT__VALIDATION_CONTEXT_TYPE_VALIDATION_CONTEXT;
+			ct.validation_context = &vc;
+		} else if (!strcmp(tok, "san")) {
+			Envoy__Type__Matcher__V3__StringMatcher *m = PS_NEW(
+				ps, Envoy__Type__Matcher__V3__StringMatcher, ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__INIT);
+
+			m->match_pattern_case = ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_EXACT;
+			m->exact = ps_str(ps, v);
+			vc.match_subject_alt_names =
+				(void *)ps_push(ps, (void **)vc.match_subject_alt_names, &vc.n_match_subject_alt_names, m);
+		} else if (!strcmp(tok, "mode")) {
+			req.value = !strcmp(v, "mutual");
+			d.require_client_certificate = &req;
+		} else if (!strcmp(tok, "alpn")) {
+			for (a = strtok_r(ps_str(ps, v), ",", &s2); a; a = strtok_r(NULL, ",", &s2))
+				ct.alpn_protocols = (void *)ps_push(ps, (void **)ct.alpn_protocols, &ct.n_alpn_protocols, a);
+		} else if (!strcmp(tok, "min")) {
+			tp.tls_minimum_protocol_version = ps_tls_version(v);
+			ct.tls_params = &tp;
+		} else if (!strcmp(tok, "max")) {
+			tp.tls_maximum_protocol_version = ps_tls_version(v);
+			ct.tls_params = &tp;
+		} else if (!strcmp(tok, "ciphers")) {
+			tp.cipher_suites = (void *)ps_push(ps, NULL, &tp.n_cipher_suites, ps_str(ps, v));
+			ct.tls_params = &tp;
+		}
+	}
+	if (vc.n_match_subject_alt_names && !ct.validation_context) {
+		ct.validation_context_type_case =
+			ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__COMMON_TLS_CONTEXT__VALIDATION_CONTEXT_TYPE_VALIDATION_CONTEXT;
+		ct.validation_context = &vc;
+	}
+	d.common_tls_context = &ct;
+	ts->name = ps_str(ps, "envoy.transport_sockets.tls");
+	ts->config_type_case = ENVOY__CONFIG__CORE__V3__TRANSPORT_SOCKET__CONFIG_TYPE_TYPED_CONFIG;
+	ts->typed_config =
+		ps_any(ps, "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext", &d.base);
+	return ts;
+}
+
+/* One "gw" line: a chain appended to the gateway listener (pxspec.h's
+ * header says the forms).  Returns 0 or -EINVAL. */
+static int ps_gateway(struct pxspec *ps, const char *name, const char *addr, const char *kind, const char *a1,
+		      const char *a2, char *opts)
+{
+	Envoy__Config__Listener__V3__Listener *l = ps_gw_listener(ps, name, addr);
+	Envoy__Config__Listener__V3__FilterChain *fc;
+	int tls = !strcmp(kind, "https");
+	const char *snis = !strcmp(kind, "http") ? "-" : a1;
+
+	if (!strcmp(kind, "http") || tls) {
+		Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager hcm =
+			ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__INIT;
+		Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__Rds rds =
+			ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__RDS__INIT;
+		Google__Protobuf__BoolValue remote = GOOGLE__PROTOBUF__BOOL_VALUE__INIT;
+		Envoy__Config__Listener__V3__Filter *f =
+			PS_NEW(ps, Envoy__Config__Listener__V3__Filter, ENVOY__CONFIG__LISTENER__V3__FILTER__INIT);
+
+		fc = PS_NEW(ps, Envoy__Config__Listener__V3__FilterChain, ENVOY__CONFIG__LISTENER__V3__FILTER_CHAIN__INIT);
+		rds.route_config_name = (char *)(tls ? a2 : a1);
+		if (!rds.route_config_name || !*rds.route_config_name)
+			return -EINVAL;
+		remote.value = 1;
+		hcm.stat_prefix = (char *)name;
+		hcm.use_remote_address = &remote;
+		hcm.route_specifier_case =
+			ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_RDS;
+		hcm.rds = &rds;
+		f->name = ps_str(ps, "envoy.filters.network.http_connection_manager");
+		f->config_type_case = ENVOY__CONFIG__LISTENER__V3__FILTER__CONFIG_TYPE_TYPED_CONFIG;
+		f->typed_config = ps_any(
+			ps,
+			"type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+			&hcm.base);
+		fc->filters = (void *)ps_push(ps, NULL, &fc->n_filters, f);
+		if (tls)
+			fc->transport_socket = ps_down_tls(ps, opts);
+	} else if ((!strcmp(kind, "pass") || !strcmp(kind, "tcps")) && a2 && *a2) {
+		fc = ps_tcp_chain(ps, ps_str(ps, a2), 0);
+		if (!strcmp(kind, "tcps"))
+			fc->transport_socket = ps_down_tls(ps, opts);
+	} else if (!strcmp(kind, "auto")) {
+		Envoy__Config__Listener__V3__Filter *f =
+			PS_NEW(ps, Envoy__Config__Listener__V3__Filter, ENVOY__CONFIG__LISTENER__V3__FILTER__INIT);
+
+		Envoy__Config__Listener__V3__Filter *tcpf;
+
+		fc = ps_tcp_chain(ps, "BlackHoleCluster", 0);
+		tcpf = fc->filters[0];
+		f->name = ps_str(ps, "envoy.filters.network.sni_cluster");
+		/* sni_cluster first, then the TcpProxy (Istio's order) */
+		fc->n_filters = 0;
+		fc->filters = (void *)ps_push(ps, NULL, &fc->n_filters, f);
+		fc->filters = (void *)ps_push(ps, (void **)fc->filters, &fc->n_filters, tcpf);
+	} else {
+		return -EINVAL;
+	}
+	if (!snis || !*snis)
+		return -EINVAL;
+	if (strcmp(snis, "-")) {
+		char *d = ps_str(ps, snis), *save = NULL, *tok;
+
+		fc->filter_chain_match = PS_NEW(ps, Envoy__Config__Listener__V3__FilterChainMatch,
+						ENVOY__CONFIG__LISTENER__V3__FILTER_CHAIN_MATCH__INIT);
+		for (tok = strtok_r(d, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+			fc->filter_chain_match->server_names = (void *)ps_push(
+				ps, (void **)fc->filter_chain_match->server_names, &fc->filter_chain_match->n_server_names,
+				tok);
+	}
+	if ((tls || strcmp(snis, "-")) && !l->n_listener_filters) {
+		Envoy__Config__Listener__V3__ListenerFilter *lf = PS_NEW(
+			ps, Envoy__Config__Listener__V3__ListenerFilter, ENVOY__CONFIG__LISTENER__V3__LISTENER_FILTER__INIT);
+
+		lf->name = ps_str(ps, "envoy.filters.listener.tls_inspector");
+		l->listener_filters = (void *)ps_push(ps, NULL, &l->n_listener_filters, lf);
+	}
+	l->filter_chains = (void *)ps_push(ps, (void **)l->filter_chains, &l->n_filter_chains, fc);
+	return 0;
 }
 
 static int ps_route(struct pxspec *ps, const char *rcname, const char *vhname, const char *prefix, char *opts)
@@ -663,8 +870,20 @@ static int pxspec_parse(struct pxspec *ps, const char *text, char *err, size_t c
 			ps_listener_port(ps, (uint32_t)atoi(w[1]), vip ? ps_str(ps, w[2]) : NULL, ps_str(ps, p));
 		} else if (!strcmp(w[0], "bind") && n >= 5 && (!strcmp(w[1], "in") || !strcmp(w[1], "out"))) {
 			ps_listener_bound(ps, !strcmp(w[1], "in"), ps_str(ps, w[2]), w[3], ps_str(ps, w[4]));
+		} else if (!strcmp(w[0], "gw") && n >= 5) {
+			const char *p = line + off; /* after the fifth word */
+			char a2[256] = "";
+			int k = 0;
+
+			/* the chain's second argument (RC, CLUSTER), then options */
+			if (sscanf(p, "%255s%n", a2, &k) != 1 || strchr(a2, '='))
+				a2[0] = 0, k = 0;
+			if (ps_gateway(ps, w[1], w[2], w[3], w[4], a2, ps_str(ps, p + k)) < 0) {
+				snprintf(err, cap, "line %d: cannot parse: %s", lineno, line);
+				return -EINVAL;
+			}
 		} else if (!strcmp(w[0], "vhost") && n >= 4) {
-			ps_vhost(ps, w[1], w[2], w[3]);
+			ps_vhost(ps, w[1], w[2], w[3], n >= 5 ? w[4] : NULL);
 		} else if (!strcmp(w[0], "route") && n >= 4) {
 			char *p = strstr(line, w[3]);
 			char *opts = ps_str(ps, p ? p + strlen(w[3]) : "");

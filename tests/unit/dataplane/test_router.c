@@ -908,6 +908,60 @@ START_TEST(fault_per_route)
 }
 END_TEST
 
+/* ------------------------------------------------------------ require_tls */
+
+/* Issue 13 (Istio's Gateway httpsRedirect): a virtual host with require_tls
+ * answers a request whose scheme is not https with Envoy's SSL redirect
+ * route: 301 to "https://" + Host (its port kept) + path and query as sent;
+ * EXTERNAL_ONLY spares requests the HCM marked internal. */
+START_TEST(require_tls_redirect)
+{
+	rb_vh *vh = rb_vhost("v", "*", 1, rb_route_prefix("/", "c"));
+	struct router *r;
+	struct router_req q = rb_req("a.example.com:8080", "/x/y?q=1", NULL);
+	const struct router_route *rt;
+	char loc[256];
+	size_t len = 0;
+
+	vh->require_tls = ENVOY__CONFIG__ROUTE__V3__VIRTUAL_HOST__TLS_REQUIREMENT_TYPE__ALL;
+	r = build1(rb_config("80", 1, vh));
+	rt = router_match(r, "80", &q);
+	ck_assert_ptr_nonnull(rt);
+	ck_assert_int_eq(rt->action, ROUTER_ACTION_REDIRECT);
+	ck_assert_int_eq(rt->redirect.code, 301);
+	ck_assert_str_eq(rt->vhost, "v");
+	ck_assert_int_eq(router_redirect_location(rt, &q, loc, sizeof(loc), &len), 0);
+	ck_assert_str_eq(loc, "https://a.example.com:8080/x/y?q=1");
+	ck_assert_uint_eq(len, strlen(loc));
+	q.internal = 1; /* ALL: internal requests too */
+	ck_assert_int_eq(router_match(r, "80", &q)->action, ROUTER_ACTION_REDIRECT);
+	q.scheme = "https";
+	ck_assert_str_eq(route_to(r, "a.example.com:8080", "/x", NULL), "");
+	rt = router_match(r, "80", &q);
+	ck_assert_int_eq(rt->action, ROUTER_ACTION_ROUTE);
+	ck_assert_str_eq(router_pick(rt, 0)->name, "c");
+	router_unref(r);
+
+	vh->require_tls = ENVOY__CONFIG__ROUTE__V3__VIRTUAL_HOST__TLS_REQUIREMENT_TYPE__EXTERNAL_ONLY;
+	r = build1(rb_config("80", 1, vh));
+	q.scheme = "http";
+	q.internal = 1;
+	ck_assert_int_eq(router_match(r, "80", &q)->action, ROUTER_ACTION_ROUTE);
+	q.internal = -1;
+	ck_assert_int_eq(router_match(r, "80", &q)->action, ROUTER_ACTION_REDIRECT);
+	/* not decided by an edge HCM: the x-envoy-internal header */
+	{
+		const char *const internal[] = { "x-envoy-internal", "true", NULL };
+		struct router_req h = rb_req("a.example.com", "/", internal);
+
+		ck_assert_int_eq(router_match(r, "80", &h)->action, ROUTER_ACTION_ROUTE);
+		h = rb_req("a.example.com", "/", NULL);
+		ck_assert_int_eq(router_match(r, "80", &h)->action, ROUTER_ACTION_REDIRECT);
+	}
+	router_unref(r);
+}
+END_TEST
+
 /* ------------------------------------------------------------ NACKs */
 
 START_TEST(nack_unsupported)
@@ -925,7 +979,7 @@ START_TEST(nack_unsupported)
 	ck_assert_int_eq(build_err(rb_config("80", 1, vh)), -EINVAL);
 	ck_assert_msg(strstr(err, "envoy.config.route.v3.RouteAction: field number 99"), "%s", err);
 	r->route->base.n_unknown_fields = 0;
-	vh->require_tls = ENVOY__CONFIG__ROUTE__V3__VIRTUAL_HOST__TLS_REQUIREMENT_TYPE__ALL;
+	vh->require_tls = (Envoy__Config__Route__V3__VirtualHost__TlsRequirementType)7;
 	ck_assert_int_eq(build_err(rb_config("80", 1, vh)), -EINVAL);
 	ck_assert_msg(strstr(err, "require_tls"), "%s", err);
 	vh->require_tls = 0;
@@ -1015,6 +1069,7 @@ int main(void)
 	tcase_add_test(tc, fault_per_route);
 	tcase_add_test(tc, cors_typed_per_filter_config);
 	tcase_add_test(tc, nack_unsupported);
+	tcase_add_test(tc, require_tls_redirect);
 	tcase_add_test(tc, refcount_and_configs);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);

@@ -10,10 +10,18 @@
 #include "controlplane/config/config.h"
 #include "controlplane/config/store.h"
 
+#include "common/pem.h"
+
+#include "testutil.h"
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define SEED "tests/data/seed-yaml/"
 
@@ -408,6 +416,16 @@ static size_t all_findings(const struct cfg_snapshot *snap)
 	return n;
 }
 
+/* the findings named after one of istioctl analyze's messages (IST0...) */
+static size_t analyze_findings(const struct cfg_snapshot *snap)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < snap->n_errors; i++)
+		n += strstr(snap->errors[i].message, " (IST0") != NULL;
+	return n;
+}
+
 #define GW_HEAD(name, created, selector)                                                       \
 	"apiVersion: networking.istio.io/v1\nkind: Gateway\n"                                   \
 	"metadata: {name: " name ", namespace: ns1, creationTimestamp: \"" created "\"}\n"      \
@@ -522,6 +540,228 @@ START_TEST(test_merge_tcp_tcp)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- credentialName Secrets */
+
+/* A self-signed P-256 certificate and its key, PEM, made at test time. */
+static void make_cert(char **cert, char **key)
+{
+	EVP_PKEY *k = EVP_EC_gen("P-256");
+	X509 *x = X509_new();
+
+	ck_assert_ptr_nonnull(k);
+	ck_assert_ptr_nonnull(x);
+	ck_assert(ASN1_INTEGER_set(X509_get_serialNumber(x), 1));
+	ck_assert_ptr_nonnull(X509_gmtime_adj(X509_getm_notBefore(x), 0));
+	ck_assert_ptr_nonnull(X509_gmtime_adj(X509_getm_notAfter(x), 3600));
+	ck_assert(X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+					     (const unsigned char *)"gw.example.com", -1, -1, 0));
+	ck_assert(X509_set_issuer_name(x, X509_get_subject_name(x)));
+	ck_assert(X509_set_pubkey(x, k));
+	ck_assert(X509_sign(x, k, EVP_sha256()) > 0);
+	*cert = mesh_pem_from_x509(x);
+	*key = mesh_pem_from_key(k);
+	ck_assert_ptr_nonnull(*cert);
+	ck_assert_ptr_nonnull(*key);
+	X509_free(x);
+	EVP_PKEY_free(k);
+}
+
+/* "    " before every line of pem, into out (a YAML block scalar's body) */
+static void indent(const char *pem, char *out, size_t cap)
+{
+	size_t len = 0;
+
+	while (*pem && len + 8 < cap) {
+		const char *nl = strchr(pem, '\n');
+		size_t n = nl ? (size_t)(nl - pem) + 1 : strlen(pem);
+		ck_assert(len + 4 + n < cap);
+		memcpy(out + len, "    ", 4);
+		memcpy(out + len + 4, pem, n);
+		len += 4 + n;
+		pem += n;
+	}
+	out[len] = '\0';
+}
+
+/* a Secret ns/name with stringData keys: tls.crt/tls.key when cert, ca.crt when ca */
+static void add_secret(char *text, size_t cap, const char *ns, const char *name, const char *cert, const char *key,
+		       const char *ca)
+{
+	char c[4096], k[4096], a[4096];
+	size_t len = strlen(text);
+
+	indent(cert ? cert : "", c, sizeof(c));
+	indent(key ? key : "", k, sizeof(k));
+	indent(ca ? ca : "", a, sizeof(a));
+	snprintf(text + len, cap - len,
+		 "---\napiVersion: v1\nkind: Secret\nmetadata: {name: %s, namespace: %s}\ntype: Opaque\nstringData:\n"
+		 "%s%s%s%s%s%s",
+		 name, ns, cert ? "  tls.crt: |\n" : "", cert ? c : "", key ? "  tls.key: |\n" : "", key ? k : "",
+		 ca ? "  ca.crt: |\n" : "", ca ? a : "");
+	ck_assert_uint_lt(strlen(text), cap - 1);
+}
+
+/* istioctl analyze's SecretAnalyzer, in the namespace of the gateway
+ * workload (the Pod the selector matches, not the Gateway's namespace),
+ * and the CA a MUTUAL credential needs (istiod's GetCaCert). */
+START_TEST(test_credential_secrets)
+{
+	static const char gw[] =
+		"apiVersion: v1\nkind: Pod\n"
+		"metadata: {name: ingress-1, namespace: istio-system, labels: {istio: ingressgateway, app: gw}}\n"
+		"---\n"
+		"apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: edge, namespace: apps}\n"
+		"spec:\n  selector: {istio: ingressgateway}\n  servers:\n"
+		"  - port: {number: 443, name: s0, protocol: HTTPS}\n    hosts: [s0.example.com]\n"
+		"    tls: {mode: SIMPLE, credentialName: good}\n"
+		"  - port: {number: 443, name: s1, protocol: HTTPS}\n    hosts: [s1.example.com]\n"
+		"    tls: {mode: SIMPLE, credentialName: missing}\n"
+		"  - port: {number: 443, name: s2, protocol: HTTPS}\n    hosts: [s2.example.com]\n"
+		"    tls: {mode: SIMPLE, credentialName: bad}\n"
+		"  - port: {number: 443, name: s3, protocol: HTTPS}\n    hosts: [s3.example.com]\n"
+		"    tls: {mode: MUTUAL, credentialName: good}\n"
+		"  - port: {number: 443, name: s4, protocol: HTTPS}\n    hosts: [s4.example.com]\n"
+		"    tls: {mode: MUTUAL, credentialName: with-ca}\n"
+		"  - port: {number: 443, name: s5, protocol: HTTPS}\n    hosts: [s5.example.com]\n"
+		"    tls: {mode: OPTIONAL_MUTUAL, credentialName: split}\n"
+		"  - port: {number: 443, name: s6, protocol: HTTPS}\n    hosts: [s6.example.com]\n"
+		"    tls: {mode: SIMPLE, credentialNames: [good, missing2]}\n"
+		"  - port: {number: 443, name: s7, protocol: HTTPS}\n    hosts: [s7.example.com]\n"
+		"    tls: {mode: SIMPLE, credentialName: apps/in-apps}\n"
+		"---\n"
+		/* selects no Pod: nothing to say about its Secrets */
+		"apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: nopod, namespace: apps}\n"
+		"spec:\n  selector: {istio: egressgateway}\n  servers:\n"
+		"  - port: {number: 443, name: s0, protocol: HTTPS}\n    hosts: [x.example.com]\n"
+		"    tls: {mode: SIMPLE, credentialName: missing}\n";
+	static char text[64 * 1024];
+	char *cert, *key;
+	struct cfg_store *store;
+	struct cfg_snapshot *snap;
+
+	make_cert(&cert, &key);
+	snprintf(text, sizeof(text), "%s", gw);
+	add_secret(text, sizeof(text), "istio-system", "good", cert, key, NULL);
+	add_secret(text, sizeof(text), "istio-system", "bad", "not a certificate\n", key, NULL);
+	add_secret(text, sizeof(text), "istio-system", "with-ca", cert, key, cert);
+	add_secret(text, sizeof(text), "istio-system", "split", cert, key, NULL);
+	add_secret(text, sizeof(text), "istio-system", "split-cacert", NULL, NULL, cert);
+	add_secret(text, sizeof(text), "apps", "in-apps", cert, key, NULL);
+	/* the Gateway's own namespace does not count */
+	add_secret(text, sizeof(text), "apps", "missing", cert, key, NULL);
+	snap = serve(text, &store);
+	ck_assert_uint_eq(snap->n_objects[CFG_GATEWAY], 2);
+	ck_assert_uint_eq(snap->n_objects[CFG_K8S_SECRET], 7);
+	ck_assert_uint_eq(findings(snap, "edge", "spec.servers[1].tls.credentialName",
+				   "ReferencedResourceNotFound (IST0101): Referenced credentialName not found: \"missing\" "
+				   "(no Secret istio-system/missing: the namespace of gateway workload Pod "
+				   "istio-system/ingress-1)"), 1);
+	ck_assert_uint_eq(findings(snap, "edge", "spec.servers[2].tls.credentialName",
+				   "InvalidGatewayCredential (IST0161): The credential referenced by the Gateway edge in "
+				   "namespace istio-system is invalid"), 1);
+	ck_assert_uint_eq(findings(snap, "edge", "spec.servers[3].tls.credentialName",
+				   "MUTUAL TLS with credentialName \"good\": no CA certificate to verify clients with "
+				   "(istiod takes ca.crt or cacert from Secret istio-system/good-cacert, else from "
+				   "istio-system/good"), 1);
+	ck_assert_uint_eq(findings(snap, "edge", "spec.servers[6].tls.credentialNames[1]",
+				   "Referenced credentialName not found: \"missing2\""), 1);
+	ck_assert_uint_eq(all_findings(snap), 4);
+	cfg_snapshot_unref(snap);
+	cfg_store_free(store);
+	free(cert);
+	free(key);
+}
+END_TEST
+
+/* istioctl analyze's VirtualService GatewayAnalyzer, with names resolved
+ * as istiod's resolveGatewayName: a gateway that does not exist, and one
+ * whose hosts (as seen from the VirtualService's namespace) match none of
+ * the VirtualService's. */
+START_TEST(test_vs_gateways)
+{
+	static const char text[] =
+		GW_HEAD("edge", "2024-01-01T00:00:00Z", "{istio: edge}")
+		"  - port: {number: 80, name: http, protocol: HTTP}\n"
+		"    hosts: [\"*.example.com\"]\n"
+		"---\n"
+		"apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: ingress, namespace: istio-system}\n"
+		"spec:\n  selector: {istio: ingressgateway}\n  servers:\n"
+		"  - port: {number: 80, name: http, protocol: HTTP}\n"
+		"    hosts: [ns1/b.example.com, prod/c.example.com]\n"
+		"---\n"
+		"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs1, namespace: ns1}\n"
+		"spec:\n  hosts: [a.example.com]\n"
+		"  gateways: [edge, ns1/edge, edge.ns1, edge.ns1.svc.cluster.local, mesh, missing]\n"
+		"  http:\n  - route:\n    - destination: {host: a.example.com}\n"
+		"---\n"
+		"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs2, namespace: ns1}\n"
+		"spec:\n  hosts: [b.example.com]\n  gateways: [istio-system/ingress]\n"
+		"  http:\n  - route:\n    - destination: {host: b.example.com}\n"
+		"---\n"
+		"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs3, namespace: ns1}\n"
+		"spec:\n  hosts: [c.example.com, d.example.com]\n  gateways: [istio-system/ingress]\n"
+		"  http:\n  - route:\n    - destination: {host: c.example.com}\n"
+		"---\n"
+		"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs4, namespace: prod}\n"
+		"spec:\n  hosts: [c.example.com]\n  gateways: [istio-system/ingress]\n"
+		"  http:\n  - route:\n    - destination: {host: c.example.com}\n"
+		"---\n"
+		"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs5, namespace: ns1}\n"
+		"spec:\n  hosts: [\"*\"]\n  gateways: [istio-system/ingress]\n"
+		"  http:\n  - route:\n    - destination: {host: b.example.com}\n";
+	struct cfg_store *store;
+	struct cfg_snapshot *snap = serve(text, &store);
+
+	ck_assert_uint_eq(snap->n_objects[CFG_VIRTUAL_SERVICE], 5);
+	ck_assert_uint_eq(findings(snap, "vs1", "spec.gateways[5]",
+				   "ReferencedResourceNotFound (IST0101): Referenced gateway not found: \"missing\" (no "
+				   "Gateway ns1/missing"), 1);
+	ck_assert_uint_eq(findings(snap, "vs3", "spec.gateways[0]",
+				   "VirtualServiceHostNotFoundInGateway (IST0132): one or more host [c.example.com "
+				   "d.example.com] defined in VirtualService ns1/vs3 not found in Gateway "
+				   "istio-system/ingress."), 1);
+	ck_assert_uint_eq(analyze_findings(snap), 2);
+	/* and the legacy gateway names' warnings, nothing else */
+	ck_assert_uint_eq(all_findings(snap), 4);
+	cfg_snapshot_unref(snap);
+	cfg_store_free(store);
+}
+END_TEST
+
+/* meshctl validate prints the findings between Gateways beside the
+ * others and still exits 0 (warnings reject nothing). */
+START_TEST(test_meshctl_validate)
+{
+	static const char text[] =
+		GW_HEAD("gw-a", "2024-01-01T00:00:00Z", "{istio: ingressgateway}")
+		"  - port: {number: 80, name: http, protocol: HTTP}\n"
+		"    hosts: [a.example.com]\n"
+		"---\n"
+		GW_HEAD("gw-b", "2024-02-01T00:00:00Z", "{istio: ingressgateway}")
+		"  - port: {number: 80, name: http, protocol: HTTP}\n"
+		"    hosts: [a.example.com]\n";
+	char dir[] = "/tmp/test_gateway_XXXXXX", path[64], args[128], out[8192];
+	FILE *f;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/gw.yaml", dir);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_uint_eq(fwrite(text, 1, strlen(text), f), strlen(text));
+	ck_assert_int_eq(fclose(f), 0);
+	snprintf(args, sizeof(args), "-f %s", dir);
+	ck_assert_int_eq(testutil_meshctl(out, sizeof(out), "validate", args, "2>&1"), 0);
+	unlink(path);
+	rmdir(dir);
+	ck_assert_msg(strstr(out, "gw.yaml:7:5: Gateway ns1/gw-a: spec.servers[0]: warning: ConflictingGateways (IST0145): "
+			      "Conflict with gateways ns1/gw-b (workload selector istio=ingressgateway, port 80, hosts "
+			      "a.example.com).") != NULL, "%s", out);
+	ck_assert_msg(strstr(out, "Gateway ns1/gw-b: spec.servers[0]: warning: ConflictingGateways (IST0145): "
+			      "Conflict with gateways ns1/gw-a") != NULL, "%s", out);
+	ck_assert_msg(strstr(out, "2 objects valid, 0 rejected, 2 warnings") != NULL, "%s", out);
+}
+END_TEST
+
 static Suite *gateway_suite(void)
 {
 	Suite *s = suite_create("gateway");
@@ -537,6 +777,9 @@ static Suite *gateway_suite(void)
 	tcase_add_test(tc, test_conflicting_gateways);
 	tcase_add_test(tc, test_merge_conflicts);
 	tcase_add_test(tc, test_merge_tcp_tcp);
+	tcase_add_test(tc, test_credential_secrets);
+	tcase_add_test(tc, test_vs_gateways);
+	tcase_add_test(tc, test_meshctl_validate);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("seed");
 	tcase_add_checked_fixture(tc, NULL, teardown);
