@@ -316,7 +316,7 @@ VALGRIND := valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-
 # One runner for both sets (test_[rh]o*.py start no meshproxy, so its wrapper
 # changes nothing there): its workers then balance the long test_rotation.py
 # against the mesh files.  valgrind is not all CPU here either: 2 jobs took
-# the pass from 190 s to 127 s on 2 cores.
+# the pass from 208 s to 115 s on 2 cores.
 integration-valgrind: $(BINS)
 	@MESHD_WRAPPER="$(VALGRIND)" MESHPROXY_WRAPPER="$(VALGRIND)" \
 		MESH_IT_PATTERN="test_[rh]o*.py $(IT_VALGRIND_MESH)" sh tests/integration/run.sh $(BUILD)
