@@ -33,6 +33,8 @@ struct px_dconn;
 struct px_sel;
 struct px_mtls;
 struct px_identity;
+struct dnscl;
+struct dns_resolver;
 
 /* An intrusive list link (pending requests of a cluster). */
 struct px_link {
@@ -74,6 +76,8 @@ struct px_cluster_stats {
 	/* Envoy's tcp.STAT_PREFIX.* of the TcpProxy filters whose stat_prefix
 	 * names this cluster (Istio's: the destination cluster), tcpproxy.c */
 	uint64_t tcp_cx_total, tcp_cx_active, tcp_rx_bytes, tcp_tx_bytes, tcp_idle_timeout, tcp_max_duration;
+	/* issue 13: Envoy's update_* of a DNS cluster's resolutions (dnscl.c) */
+	uint64_t update_attempt, update_success, update_failure, update_no_rebuild;
 };
 
 struct px_cluster {
@@ -107,6 +111,8 @@ struct px_cluster {
 	struct px_link pending;          /* requests waiting for a connection (max_connections reached) */
 	struct px_mtls *tls;             /* UpstreamTlsContext (mtls.c; owned), set by config_link_clusters;
 	                                  * NULL: plaintext */
+	struct dnscl *dns;               /* issue 13: STRICT_DNS/LOGICAL_DNS resolution state (dnscl.c; owned),
+	                                  * set by config_link_clusters; NULL for other clusters */
 };
 
 /* Envoy's Cluster.cleanup_interval default: an ORIGINAL_DST host (Passthrough
@@ -279,8 +285,6 @@ struct engine {
 	int draining;
 	int ready;
 	struct lb_rng lbrng;
-	struct px_gai *gai_orphans;      /* name lookups still running for streams that ended */
-	struct ev_timer gai_timer;
 	struct ev_timer trim_timer;      /* hands freed heap back to the kernel once traffic stops (px_trim) */
 	unsigned mirrors_active;
 	uint64_t mirrors_sent, mirrors_dropped;
@@ -299,6 +303,9 @@ struct engine {
 	struct authz_tab *authz_tab;     /* RBAC counters by name, across configs (engine_new) */
 	struct istio_stats *istio;       /* issue 14: Istio's request metrics (engine_new), NULL: off */
 	struct tracer *tracer;           /* the span exporter (tracing.c), set by engine_new */
+	struct dns_resolver *dns;        /* issue 13: DNS clusters' and passthrough names' lookups (dns.c),
+	                                  * set by engine_new */
+	int dns_warmed;                  /* issue 13: engine_dns_warmed() latched */
 };
 
 /* engine.c */
@@ -312,6 +319,10 @@ struct px_host *px_cluster_dst_host(struct px_cluster *cl, const struct sockaddr
 /* The engine's host for an upstream.h host of cl's current host set, made
  * on first use; NULL when out of memory (or cl is ORIGINAL_DST). */
 struct px_host *px_cluster_host_of(const struct px_cluster *cl, const struct up_host *up);
+/* Replace cl's host set by hs (taken), its hosts carried over by address
+ * as for an EDS update: a DNS cluster's new resolution (dnscl.c).  0 or
+ * -ENOMEM (cl keeps what it had). */
+int px_cluster_set_hosts(struct px_cluster *cl, struct up_hostset *hs);
 /* Health as /clusters shows it ("healthy", "/failed_outlier_check", ...). */
 const char *px_host_health(const struct px_host *h);
 uint64_t px_rand(struct engine *e);
@@ -355,7 +366,6 @@ void px_dconn_drain_all(struct engine *e);
 /* The same for the connections one listener accepted (it left the config). */
 void px_dconn_drain_listener(struct engine *e, const struct px_listener *l);
 void px_dconn_free_all(struct engine *e);
-void px_gai_reap(struct ev_loop *loop, struct ev_timer *t);
 /* The trim timer's callback: armed when the last downstream connection
  * closes (PX_TRIM_AFTER_MS later); if none came back, malloc_trim(0) returns
  * the freed connection buffers to the kernel (haproxy's pool_gc does the

@@ -13,6 +13,7 @@
  * and swaps the config.
  */
 #include "dataplane/engine-t.h"
+#include "dataplane/dnscl.h"
 #include "dataplane/h2.h"
 #include "dataplane/istio_stats.h"
 #include "dataplane/jwt.h"
@@ -153,8 +154,8 @@ struct px_host *px_cluster_host_of(const struct px_cluster *ccl, const struct up
 	struct px_cluster *cl = (struct px_cluster *)ccl;
 	struct px_host *h = host_find(cl, up);
 
-	if (h || cl->type == PX_CL_ORIGINAL_DST)
-		return h;
+	if (h || cl->type == PX_CL_ORIGINAL_DST || !up->addr_len)
+		return h; /* addr_len 0: a DNS cluster's name not resolved (dnscl.c), never connected */
 	if (cl->n_hosts == cl->cap_hosts) {
 		size_t cap = cl->cap_hosts ? 2 * cl->cap_hosts : 4;
 		struct px_host **v = realloc(cl->hosts, cap * sizeof(*v));
@@ -291,6 +292,7 @@ static void cluster_drop_hosts(struct px_cluster *cl)
 	up_cluster_unref(cl->up);
 	cl->up = NULL;
 	cluster_set_src(cl, NULL, NULL);
+	dnscl_detach(cl); /* issue 13: its lookups and refresh timers */
 }
 
 static void cluster_unref(struct px_cluster *cl)
@@ -308,6 +310,7 @@ static void cluster_unref(struct px_cluster *cl)
 	px_resource_unref(cl->src);
 	px_resource_unref(cl->src_cla);
 	px_mtls_free(cl->tls);
+	dnscl_detach(cl);
 	free(cl->name);
 	free(cl);
 }
@@ -1348,6 +1351,15 @@ static int cluster_update(struct engine *e, struct px_cluster *cl, struct up_clu
 	return rc;
 }
 
+int px_cluster_set_hosts(struct px_cluster *cl, struct up_hostset *hs)
+{
+	if (!cl->e || !cl->up) {
+		up_hostset_free(hs);
+		return -EINVAL;
+	}
+	return cluster_update(cl->e, cl, up_cluster_ref(cl->up), hs);
+}
+
 static int config_link_clusters(struct engine *e, struct px_config *c)
 {
 	const struct px_resource_set *cs = &c->snap->sets[XDS_CLUSTER];
@@ -1386,6 +1398,12 @@ static int config_link_clusters(struct engine *e, struct px_config *c)
 			px_mtls_free(cl->tls);
 			cl->tls = c->new_tls[i];
 			c->new_tls[i] = NULL;
+			/* issue 13: a DNS cluster's names are resolved off the loop
+			 * (dnscl.c): it gets the set of the addresses known so far */
+			if (up->type == UP_STRICT_DNS || up->type == UP_LOGICAL_DNS)
+				hs = dnscl_attach(e, cl, cs->v[i], up, hs);
+			else
+				dnscl_detach(cl);
 			if (cluster_update(e, cl, up, hs) < 0) {
 				log_warn("meshproxy", "cluster %s: out of memory updating hosts", cl->name);
 				cluster_set_src(cl, c->snap, NULL);
@@ -1857,10 +1875,11 @@ int engine_new(struct ev_loop *loop, const struct engine_opts *o, struct engine 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	e->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 40) ^ 0x9E3779B97F4A7C15ULL;
 	e->lbrng.s = e->rng ^ 0x5851F42D4C957F2DULL;
-	ev_timer_init(&e->gai_timer, px_gai_reap, e);
 	ev_timer_init(&e->trim_timer, px_trim, e);
 	self_read_ifaddrs(e);
-	rc = authz_tab_new(&e->authz_tab);
+	rc = dns_resolver_new(loop, 0, &e->dns); /* issue 13: DNS clusters */
+	if (rc == 0)
+		rc = authz_tab_new(&e->authz_tab);
 	/* issue 14: the span exporter; idle until a config asks for tracing */
 	if (rc == 0 && !(e->tracer = tracer_new(loop, o->node_id, o->labels, engine_trace_resolve, e)))
 		rc = -ENOMEM;
@@ -1872,6 +1891,7 @@ int engine_new(struct ev_loop *loop, const struct engine_opts *o, struct engine 
 		px_alog_free(e->alog);
 		tracer_free(e->tracer);
 		authz_tab_free(e->authz_tab);
+		dns_resolver_free(e->dns);
 		free(e->ifaddrs);
 		free(e);
 		return rc;
@@ -1898,21 +1918,17 @@ void engine_free(struct engine *e)
 	e->bl = NULL;
 	e->n_bl = 0;
 	ev_timer_cancel(e->loop, &e->drain_timer);
-	ev_timer_cancel(e->loop, &e->gai_timer);
 	ev_timer_cancel(e->loop, &e->trim_timer);
-	while (e->gai_orphans) {
-		/* exiting: the one place a lookup is waited for (it is already cancelled) */
-		px_gai_reap(e->loop, &e->gai_timer);
-		if (e->gai_orphans)
-			usleep(10000);
-	}
-	ev_timer_cancel(e->loop, &e->gai_timer);
 	for (i = 0; i < e->n_ctab; i++) {
 		cluster_drop_hosts(e->ctab[i]);
 		cluster_unref(e->ctab[i]);
 	}
 	free(e->ctab);
 	px_config_unref(e->cur);
+	/* after the streams, the clusters and the last config (they cancelled
+	 * their lookups); exiting, the one place a lookup still on glibc's
+	 * thread is waited for */
+	dns_resolver_free(e->dns);
 	px_alog_free(e->alog);
 	istio_stats_free(e->istio);
 	tracer_free(e->tracer); /* after the connections: their streams end spans */
@@ -2004,6 +2020,21 @@ int engine_ready(const struct engine *e)
 const int *engine_draining_flag(const struct engine *e)
 {
 	return &e->draining;
+}
+
+int engine_dns_warmed(struct engine *e)
+{
+	size_t i;
+
+	if (e->dns_warmed)
+		return 1;
+	if (!e->cur)
+		return 0;
+	for (i = 0; i < e->cur->n_clusters; i++)
+		if (e->cur->clusters[i]->dns && !dnscl_warm(e->cur->clusters[i]->dns))
+			return 0;
+	e->dns_warmed = 1;
+	return 1;
 }
 
 const int *engine_ready_flag(const struct engine *e)
@@ -2170,7 +2201,12 @@ static void host_rows(struct mesh_buf *b, const struct px_cluster *cl, const cha
 	mesh_buf_printf(b, "%s::%s::rq_success::%llu\n", n, a, (unsigned long long)st->rq_success);
 	mesh_buf_printf(b, "%s::%s::rq_timeout::%llu\n", n, a, (unsigned long long)st->rq_timeout);
 	mesh_buf_printf(b, "%s::%s::rq_total::%llu\n", n, a, (unsigned long long)st->rq_total);
-	mesh_buf_printf(b, "%s::%s::hostname::\n", n, a);
+	/* issue 13: a DNS cluster's host: the name it was resolved from */
+	{
+		const char *hn = u && cl->dns ? dnscl_hostname(cl->dns, &u->addr.sa) : NULL;
+
+		mesh_buf_printf(b, "%s::%s::hostname::%s\n", n, a, hn ? hn : "");
+	}
 	mesh_buf_printf(b, "%s::%s::health_flags::%s\n", n, a, up_health_flags(u));
 	mesh_buf_printf(b, "%s::%s::weight::%u\n", n, a, u ? u->weight : 1);
 	/* the host's locality and priority in the current host set */
@@ -2256,6 +2292,11 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 		PXS("outlier_detection_ejections_active", "gauge", outlier_ejections_active),
 		PXS("upstream_cx_rx_bytes_total", "counter", cx_rx_bytes),
 		PXS("upstream_cx_tx_bytes_total", "counter", cx_tx_bytes),
+		/* issue 13: DNS clusters' resolutions (0 for the others, as Envoy prints them) */
+		PXS("update_attempt", "counter", update_attempt),
+		PXS("update_success", "counter", update_success),
+		PXS("update_failure", "counter", update_failure),
+		PXS("update_no_rebuild", "counter", update_no_rebuild),
 #undef PXS
 	};
 	size_t i, j;
@@ -2360,6 +2401,24 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 				"# TYPE meshproxy_tracing_spans_dropped counter\nmeshproxy_tracing_spans_dropped %llu\n",
 				(unsigned long long)ts.spans_sent, (unsigned long long)ts.posts_ok,
 				(unsigned long long)ts.posts_failed, (unsigned long long)ts.spans_dropped);
+	}
+	/* issue 13: the resolver of DNS clusters and passthrough names, under
+	 * the names an Istio sidecar exports (Istio configures Envoy's c-ares
+	 * resolver: dns.cares.*, Envoy's documented set), whatever library
+	 * resolves here */
+	{
+		struct dns_stats ds;
+
+		dns_get_stats(e->dns, &ds);
+		mesh_buf_printf(b,
+				"# TYPE envoy_dns_cares_resolve_total counter\nenvoy_dns_cares_resolve_total %llu\n"
+				"# TYPE envoy_dns_cares_pending_resolutions gauge\nenvoy_dns_cares_pending_resolutions %llu\n"
+				"# TYPE envoy_dns_cares_not_found counter\nenvoy_dns_cares_not_found %llu\n"
+				"# TYPE envoy_dns_cares_timeout counter\nenvoy_dns_cares_timeout %llu\n"
+				"# TYPE envoy_dns_cares_get_addr_failure counter\nenvoy_dns_cares_get_addr_failure %llu\n",
+				(unsigned long long)ds.resolve_total, (unsigned long long)ds.pending,
+				(unsigned long long)ds.not_found, (unsigned long long)ds.timeouts,
+				(unsigned long long)ds.failures);
 	}
 	listener_prom(e, b);
 	jwt_prom(e, b);

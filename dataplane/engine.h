@@ -71,6 +71,13 @@ MESH_MUST_CHECK int engine_apply(struct engine *e, struct px_snapshot *candidate
 /* Non-zero once a configuration has been applied (admin /ready); the
  * pointer form stays valid for the engine's life (struct admin_info). */
 int engine_ready(const struct engine *e);
+/* issue 13: non-zero once every STRICT_DNS / LOGICAL_DNS cluster of the
+ * current configuration has been resolved (or has failed) once, latched
+ * after the first time: Envoy's initial cluster warming, before which the
+ * server is not LIVE (admin's warming callback; later clusters warm while
+ * the proxy stays ready).  Bounded: a lookup gives up after
+ * DNS_TIMEOUT_MS. */
+int engine_dns_warmed(struct engine *e);
 const int *engine_ready_flag(const struct engine *e);
 /* Non-zero once engine_drain() ran; valid for the engine's life (admin
  * /ready and /healthz/ready answer 503 then). */

@@ -364,6 +364,22 @@ const char *istio_service_of(const char *cluster, const char *authority, size_t 
 	return authority;
 }
 
+const char *istio_catchall_name(const char *route, const char *cluster)
+{
+	static const char *const clusters[] = { "BlackHoleCluster", "PassthroughCluster", "InboundPassthroughCluster",
+						"InboundPassthroughClusterIpv4", "InboundPassthroughClusterIpv6" };
+	size_t i;
+
+	if (route && !strcmp(route, "block_all"))
+		return "BlackHoleCluster";
+	if (route && !strcmp(route, "allow_any"))
+		return "PassthroughCluster";
+	for (i = 0; cluster && i < sizeof(clusters) / sizeof(clusters[0]); i++)
+		if (!strcmp(cluster, clusters[i]))
+			return clusters[i];
+	return NULL;
+}
+
 /* --- the table */
 
 int istio_stats_new(const char *node_id, const char *labels, const char *sa, size_t max_series,
@@ -568,8 +584,14 @@ static void labels_text(const struct istio_stats *st, const struct istio_req *r,
 	lab(buf, &off, "destination_service", svc, svc_len);
 	lab_s(buf, &off, "destination_canonical_service", dst->canon_svc);
 	lab_s(buf, &off, "destination_canonical_revision", dst->canon_rev);
-	lab(buf, &off, "destination_service_name", svc, name_len);
-	lab(buf, &off, "destination_service_namespace", ns, ns_len);
+	if (r->service_name) {
+		/* a catch-all (issue 13): no service, so no namespace but the peer's */
+		lab_s(buf, &off, "destination_service_name", r->service_name);
+		lab_s(buf, &off, "destination_service_namespace", dst->ns);
+	} else {
+		lab(buf, &off, "destination_service_name", svc, name_len);
+		lab(buf, &off, "destination_service_namespace", ns, ns_len);
+	}
 	lab_s(buf, &off, "destination_cluster", dst->cluster);
 	lab_s(buf, &off, "request_protocol", tcp ? "tcp" : r->grpc ? "grpc" : "http");
 	if (!tcp) {

@@ -94,6 +94,17 @@ int istio_grpc_status_val(const char *v, size_t len);
  */
 const char *istio_service_of(const char *cluster, const char *authority, size_t alen, size_t *len);
 
+/*
+ * issue 13: the destination_service_name Istio's stats filter gives the
+ * catch-alls (istio/proxy's populateDestinationService): route "block_all"
+ * (REGISTRY_ONLY) is "BlackHoleCluster", route "allow_any" (ALLOW_ANY)
+ * "PassthroughCluster", and a request that went to the BlackHoleCluster,
+ * PassthroughCluster or InboundPassthroughCluster(Ipv4|Ipv6) cluster is
+ * named after that cluster.  NULL for anything else (the name comes from
+ * the service host).  route and cluster may be NULL.
+ */
+const char *istio_catchall_name(const char *route, const char *cluster);
+
 /* One finished request.  Strings are borrowed for the call. */
 struct istio_req {
 	int inbound;                    /* 1: reporter="destination", 0: "source" */
@@ -102,6 +113,8 @@ struct istio_req {
 	int mtls;                       /* inbound: came over mutual TLS */
 	const char *service;            /* destination service host ("reviews.demo.svc.cluster.local") */
 	size_t service_len;
+	const char *service_name;       /* destination_service_name when set (istio_catchall_name()), the
+	                                 * namespace then the peer's; NULL: both from service */
 	int grpc;                       /* request_protocol "grpc", else "http" */
 	int response_code;              /* 0: none sent */
 	int grpc_status;                /* -1: none */

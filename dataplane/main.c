@@ -390,6 +390,9 @@ static const char *warming_cb(void *ctx)
 
 	if (sc->ident && px_identity_generation(sc->ident) == 0)
 		return "not ready: no workload certificate from the CA yet\n";
+	/* issue 13: Envoy's initial warming of DNS clusters (engine.h) */
+	if (sc->engine && !engine_dns_warmed(sc->engine))
+		return "not ready: DNS clusters resolving their first addresses\n";
 	return NULL;
 }
 

@@ -23,6 +23,7 @@
 #include "common/log.h"
 #include "common/str.h"
 #include "dataplane/authz.h"
+#include "dataplane/dnscl.h"
 #include "dataplane/h2.h"
 #include "dataplane/http1.h"
 #include "dataplane/identity.h"
@@ -56,8 +57,7 @@
 #define PX_TLS_HANDSHAKE_MS 15000 /* an inbound TLS handshake, from its first byte (Envoy's listener_filters_timeout) */
 #define PX_META_SLACK 64 /* meta beyond the head's fields: "/", the protocol, a generated request id */
 #define PX_MAX_TRIED 8
-#define PX_RESOLVE_POLL_MS 2
-#define PX_RESOLVE_MAX_MS 5000
+#define PX_DNS_WARM_POLL_MS 5             /* a request waiting for a DNS cluster's first resolution looks again */
 #define PX_MIRRORS_MAX 128                /* mirrored requests in flight; past it they are dropped */
 #define PX_MIRROR_TIMEOUT_MS 5000
 
@@ -69,20 +69,10 @@ struct px_ibuf {
 enum { D_HEAD, D_BODY, D_WAIT, D_TUNNEL, D_CLOSING };
 enum { SEL_NONE, SEL_BOUND, SEL_IN, SEL_OUT };
 enum { U_CONNECTING, U_ACTIVE, U_IDLE, U_TUNNEL };
-enum { W_NONE, W_BACKOFF, W_FAULT, W_RESOLVE, W_PENDING };
+enum { W_NONE, W_BACKOFF, W_FAULT, W_PENDING, W_WARM };
 enum { F_CONNECT, F_RESET, F_TIMEOUT, F_REFUSED }; /* F_REFUSED: an HTTP/2 REFUSED_STREAM (h2.c) */
 
 struct px_stream;
-
-/* One getaddrinfo_a() lookup: its own allocation, because a lookup that
- * cannot be cancelled must outlive the stream that asked (it is parked on
- * the engine's orphan list and freed by a timer once glibc is done). */
-struct px_gai {
-	struct gaicb cb;
-	struct gaicb *v[1];
-	char host[256], port[8];
-	struct px_gai *next;
-};
 
 struct px_uconn {
 	struct engine *e;
@@ -209,9 +199,10 @@ struct px_stream {
 	struct sockaddr_storage odst;
 	socklen_t odst_len;
 	int have_odst;
-	struct px_gai *gai;          /* a name being resolved (passthrough), or NULL */
-	char gai_host[256], gai_port[8];
-	uint64_t gai_start;
+	struct dns_query *dq;        /* a name being resolved (passthrough: dns.c), or NULL */
+	char gai_host[256];          /* that name, and the port to connect to */
+	uint16_t gai_port;
+	uint64_t warm_start;         /* issue 13: when it began waiting for a DNS cluster's first resolution (0: not) */
 	struct px_link pend;         /* in cl->pending while waiting for a connection */
 	int pending;
 	uint64_t hash;               /* the route's hash policies over this request (ring hash, maglev) */
@@ -252,7 +243,6 @@ static int edit_add(struct mesh_buf *b, const struct h1_header *fields, size_t n
 		    size_t nops);
 static void s_mirror(struct px_stream *s);
 static void cluster_wake_pending(struct px_cluster *cl);
-static void gai_free(struct px_gai *g);
 static const char *req_header(void *ctx, const char *name, size_t name_len, size_t *value_len);
 static void s_end(struct px_stream *s);
 static void s_fail(struct px_stream *s, int kind, unsigned flag);
@@ -403,6 +393,8 @@ static void s_istio(struct px_stream *s)
 	r.peer_principal = s->d->inbound ? s->d->peer_principal : s->peer_principal;
 	r.mtls = s->d->inbound && s->d->peer_principal;
 	r.service = istio_service_of(s->cl ? s->cl->name : NULL, s->authority.p, s->authority.len, &r.service_len);
+	/* issue 13: block_all / allow_any and the catch-all clusters, named as Istio names them */
+	r.service_name = istio_catchall_name(s->rt ? s->rt->name : NULL, s->cl ? s->cl->name : NULL);
 	r.grpc = s->is_grpc;
 	r.response_code = s->status;
 	r.grpc_status = s->grpc_status1 - 1;
@@ -482,46 +474,9 @@ static void s_stop_timers(struct px_stream *s)
 	ev_timer_cancel(loop, &s->t_tidle);
 	ev_timer_cancel(loop, &s->t_wait);
 	ev_timer_cancel(loop, &s->t_idle);
-	if (s->gai) {
-		gai_cancel(&s->gai->cb);
-		if (gai_error(&s->gai->cb) == EAI_INPROGRESS) {
-			/* running on glibc's thread: never wait for it on the loop */
-			s->gai->next = s->e->gai_orphans;
-			s->e->gai_orphans = s->gai;
-			if (!ev_timer_armed(&s->e->gai_timer))
-				ev_timer_arm(loop, &s->e->gai_timer, 100);
-		} else {
-			gai_free(s->gai);
-		}
-		s->gai = NULL;
-	}
-}
-
-static void gai_free(struct px_gai *g)
-{
-	if (g->cb.ar_result)
-		freeaddrinfo(g->cb.ar_result);
-	free(g);
-}
-
-/* The engine's timer: frees lookups that finished after their stream ended. */
-void px_gai_reap(struct ev_loop *loop, struct ev_timer *t)
-{
-	struct engine *e = t->data;
-	struct px_gai **pp = &e->gai_orphans;
-
-	while (*pp) {
-		struct px_gai *g = *pp;
-
-		if (gai_error(&g->cb) == EAI_INPROGRESS) {
-			pp = &g->next;
-			continue;
-		}
-		*pp = g->next;
-		gai_free(g);
-	}
-	if (e->gai_orphans)
-		ev_timer_arm(loop, t, 100);
+	/* a lookup still on glibc's thread is the resolver's to free (dns.c) */
+	dns_cancel(s->dq);
+	s->dq = NULL;
 }
 
 static void s_free(struct px_stream *s)
@@ -1666,6 +1621,18 @@ static void s_attempt(struct px_stream *s)
 	if (s->cl->type == PX_CL_ORIGINAL_DST && s->have_odst &&
 	    s_loop_refused(s, (const struct sockaddr *)&s->odst, s->odst_len))
 		return;
+	/* issue 13: a DNS cluster is not used before its first resolution
+	 * (Envoy warms it): the request waits, polling, at most
+	 * PX_DNS_WARM_MAX_MS, then takes whatever hosts there are */
+	if (s->cl->dns && !dnscl_warm(s->cl->dns)) {
+		if (!s->warm_start)
+			s->warm_start = ev_now(e->loop) + 1; /* never 0 */
+		if (ev_now(e->loop) + 1 - s->warm_start < PX_DNS_WARM_MAX_MS) {
+			s->wait_kind = W_WARM;
+			ev_timer_arm(e->loop, &s->t_wait, PX_DNS_WARM_POLL_MS);
+			return;
+		}
+	}
 	h = s_pick(s);
 	if (!h) {
 		s_local_reply(s, 503, PX_RF_UH, "no healthy upstream", NULL);
@@ -1753,32 +1720,29 @@ static void s_attempt(struct px_stream *s)
 		ev_defer(e->loop, &s->d->proc);
 }
 
-static void s_resolve_poll(struct px_stream *s)
+/* The passthrough destination's name resolved (dns.c's callback, from its
+ * timer): the first address, as getaddrinfo orders them, with the port. */
+static void s_resolved(void *arg, int status, const struct dns_addr *addrs, size_t n)
 {
-	int rc = gai_error(&s->gai->cb);
-	struct addrinfo *ai;
+	struct px_stream *s = arg;
 
-	if (rc == EAI_INPROGRESS) {
-		if (ev_now(s->e->loop) - s->gai_start > PX_RESOLVE_MAX_MS) {
-			s_local_reply(s, 503, PX_RF_UF, "upstream connect error or disconnect/reset before headers. reset reason: dns resolution timeout", NULL);
-			return;
-		}
-		s->wait_kind = W_RESOLVE;
-		ev_timer_arm(s->e->loop, &s->t_wait, PX_RESOLVE_POLL_MS);
+	s->dq = NULL;
+	if (status == -ETIMEDOUT) {
+		s_local_reply(s, 503, PX_RF_UF, "upstream connect error or disconnect/reset before headers. reset reason: dns resolution timeout", NULL);
 		return;
 	}
-	ai = s->gai->cb.ar_result;
-	if (rc == 0 && ai && ai->ai_addrlen <= sizeof(s->odst)) {
-		memcpy(&s->odst, ai->ai_addr, ai->ai_addrlen);
-		s->odst_len = ai->ai_addrlen;
-		s->have_odst = 1;
-	}
-	gai_free(s->gai);
-	s->gai = NULL;
-	if (!s->have_odst) {
+	if (status < 0 || !n) {
 		s_local_reply(s, 503, PX_RF_UF, "upstream connect error or disconnect/reset before headers. reset reason: dns resolution failure", NULL);
 		return;
 	}
+	memset(&s->odst, 0, sizeof(s->odst));
+	memcpy(&s->odst, &addrs[0].u, addrs[0].len);
+	if (addrs[0].u.sa.sa_family == AF_INET)
+		((struct sockaddr_in *)&s->odst)->sin_port = htons(s->gai_port);
+	else
+		((struct sockaddr_in6 *)&s->odst)->sin6_port = htons(s->gai_port);
+	s->odst_len = addrs[0].len;
+	s->have_odst = 1;
 	s_attempt(s);
 }
 
@@ -1801,10 +1765,6 @@ static void s_wait_cb(struct ev_loop *loop, struct ev_timer *t)
 
 	(void)loop;
 	s->wait_kind = W_NONE;
-	if (kind == W_RESOLVE) {
-		s_resolve_poll(s);
-		return;
-	}
 	if (kind == W_FAULT) {
 		/* the delay is over: the abort, then the router and its timeouts */
 		s->fault_wait = 0;
@@ -1903,36 +1863,17 @@ static int s_set_odst(struct px_stream *s, struct h1_str host, uint32_t port)
 		s->have_odst = 1;
 		return 0;
 	}
-	/* a name: resolved off the loop (glibc's getaddrinfo_a runs it on its own thread) */
+	/* a name: resolved off the loop (dns.c: glibc's getaddrinfo_a runs it on its own thread) */
 	snprintf(s->gai_host, sizeof(s->gai_host), "%s", buf);
-	snprintf(s->gai_port, sizeof(s->gai_port), "%u", port);
+	s->gai_port = (uint16_t)port;
 	return 1;
 }
 
 static int s_start_resolve(struct px_stream *s)
 {
-	static const struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
-	int rc;
-
-	struct px_gai *g = calloc(1, sizeof(*g));
-
-	if (!g)
-		return -ENOMEM;
-	snprintf(g->host, sizeof(g->host), "%s", s->gai_host);
-	snprintf(g->port, sizeof(g->port), "%s", s->gai_port);
-	g->cb.ar_name = g->host;
-	g->cb.ar_service = g->port;
-	g->cb.ar_request = &hints;
-	g->v[0] = &g->cb;
-	rc = getaddrinfo_a(GAI_NOWAIT, g->v, 1, NULL);
-	if (rc) {
-		free(g);
-		return -EIO;
-	}
-	s->gai = g;
-	s->gai_start = ev_now(s->e->loop);
-	s_resolve_poll(s);
-	return 0;
+	/* every family, in the resolver's order: the first address is the one
+	 * getaddrinfo ranks first, as before this went through dns.c */
+	return dns_resolve(s->e->dns, s->gai_host, DNS_ALL, s_resolved, s, &s->dq) < 0 ? -EIO : 0;
 }
 
 static const struct h1_str H_HOST = { "host", 4 };

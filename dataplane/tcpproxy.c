@@ -19,6 +19,7 @@
 #include "dataplane/tcpproxy.h"
 
 #include "common/log.h"
+#include "dataplane/dnscl.h"
 #include "dataplane/engine-t.h"
 #include "dataplane/istio_stats.h"
 #include "dataplane/mtls.h"
@@ -217,6 +218,8 @@ static void t_istio(struct tcpp *t, int opened, int closed)
 	r.peer_principal = t->peer_principal;
 	r.mtls = t->inbound && t->peer_principal;
 	r.service = istio_service_of(t->cl ? t->cl->name : NULL, NULL, 0, &r.service_len);
+	/* issue 13: PassthroughCluster / BlackHoleCluster, as Istio names them */
+	r.service_name = istio_catchall_name(NULL, t->cl ? t->cl->name : NULL);
 	r.response_flags = closed ? px_flags_str(t->flags, fl, sizeof(fl)) : "-";
 	r.request_bytes = closed ? t->rx : 0;
 	r.response_bytes = closed ? t->tx : 0;
@@ -636,14 +639,29 @@ void tcpp_sni_cluster_names(const char *sni, char *alt, size_t cap)
 	}
 }
 
-/* Picks, checks the breaker and connects; on a refusal the session ends
- * with its flag (from the loop). */
+static void t_connect_host(struct tcpp *t, const struct tcpp_down *d);
+
+/* issue 13: polls a DNS cluster still resolving its names (t->t_conn
+ * serves as the poll timer until the connect starts) */
+static void warm_poll(struct ev_loop *loop, struct ev_timer *tm)
+{
+	struct tcpp *t = tm->data;
+	struct tcpp_down d;
+
+	(void)loop;
+	memset(&d, 0, sizeof(d)); /* a DNS cluster needs no original destination */
+	d.inbound = t->inbound;
+	ev_timer_init(&t->t_conn, conn_timeout, t);
+	t_connect_host(t, &d);
+	t_update(t);
+}
+
+/* Picks the cluster, then connects (t_connect_host); on a refusal the
+ * session ends with its flag (from the loop). */
 static void t_connect(struct tcpp *t, const struct tcpp_down *d)
 {
 	struct engine *e = t->e;
 	const char *name = tcpp_pick_cluster(t->conf, px_rand(e));
-	struct px_host *h;
-	int fd, one = 1;
 
 	if (t->conf->sni_cluster && d->sni && *d->sni) {
 		/* Envoy's sni_cluster: the SNI is the cluster's name (a TLS
@@ -660,6 +678,24 @@ static void t_connect(struct tcpp *t, const struct tcpp_down *d)
 	if (!t->cl) {
 		e->st.no_cluster++;
 		t_end(t, PX_RF_NR);
+		return;
+	}
+	t_connect_host(t, d);
+}
+
+/* Picks a host of t->cl, checks the breaker and connects. */
+static void t_connect_host(struct tcpp *t, const struct tcpp_down *d)
+{
+	struct engine *e = t->e;
+	struct px_host *h;
+	int fd, one = 1;
+
+	/* issue 13: a DNS cluster is not used before its first resolution
+	 * (Envoy warms it): the connection waits, bounded by
+	 * PX_DNS_WARM_MAX_MS, its bytes buffered, then takes what there is */
+	if (t->cl->dns && !dnscl_warm(t->cl->dns) && ev_now(e->loop) - t->start_ms < PX_DNS_WARM_MAX_MS) {
+		ev_timer_init(&t->t_conn, warm_poll, t);
+		ev_timer_arm(e->loop, &t->t_conn, 5);
 		return;
 	}
 	if (t->cl->type == PX_CL_ORIGINAL_DST && d->odst &&

@@ -550,6 +550,16 @@ int up_hostset_new(struct up_cluster *cl, const Envoy__Config__Endpoint__V3__Clu
 			goto out;
 		}
 	}
+	/* Envoy's LogicalDnsCluster refuses more than one endpoint (and none:
+	 * here a set without hosts is also what dnscl.c builds before the
+	 * name resolves, so only "more" is refused) */
+	if (cl->type == UP_LOGICAL_DNS && cla &&
+	    (cla->n_endpoints > 1 || (cla->n_endpoints == 1 && cla->endpoints[0]->n_lb_endpoints > 1))) {
+		snprintf(err, cap, "cluster %s: LOGICAL_DNS clusters must have a single locality_lb_endpoint and a "
+			 "single lb_endpoint", cl->name);
+		rc = -EINVAL;
+		goto out;
+	}
 	for (i = 0; cla && i < cla->n_endpoints; i++) {
 		const Envoy__Config__Endpoint__V3__LocalityLbEndpoints *le = cla->endpoints[i];
 

@@ -38,10 +38,12 @@
  *                                 cors=ORIGIN (the virtual host's policy: that exact origin, GET,POST,
  *                                 allow x-custom, expose x-exposed, max age 600, credentials)
  *                                 req_add=K:V req_set=K:V req_remove=K resp_add=K:V resp_set=K:V resp_remove=K
- *   cluster NAME static|eds|original_dst [IP:PORT...] [max_connections=N]
+ *   cluster NAME static|eds|original_dst|strict_dns|logical_dns [IP:PORT...] [max_connections=N]
  *                                 [max_pending=N] [max_requests=N] [max_requests_per_connection=N]
  *                                 [lb=round_robin|least_request|random|ring_hash|maglev]
  *                                 [outlier=CONSECUTIVE_5XX[:BASE_EJECTION_MS]] (interval 100 ms, base 30 s, 100%)
+ *                                 strict_dns/logical_dns: endpoints NAME:PORT in load_assignment,
+ *                                 [dns_refresh=MS] [family=auto|v4|v6|v4_preferred|all]
  */
 #ifndef MESH_TESTS_PXSPEC_H
 #define MESH_TESTS_PXSPEC_H
@@ -797,6 +799,19 @@ static void ps_cluster(struct pxspec *ps, const char *name, const char *type, ch
 					c->lb_policy = (Envoy__Config__Cluster__V3__Cluster__LbPolicy)k;
 			continue;
 		}
+		if (!strcmp(tok, "dns_refresh")) {
+			c->dns_refresh_rate = ps_ms(ps, atol(v));
+			continue;
+		}
+		if (!strcmp(tok, "family")) {
+			static const char *const fams[] = { "auto", "v4", "v6", "v4_preferred", "all" };
+			size_t k;
+
+			for (k = 0; k < sizeof(fams) / sizeof(fams[0]); k++)
+				if (!strcmp(v, fams[k]))
+					c->dns_lookup_family = (Envoy__Config__Cluster__V3__Cluster__DnsLookupFamily)k;
+			continue;
+		}
 		if (!strcmp(tok, "outlier")) {
 			c->outlier_detection = PS_NEW(ps, Envoy__Config__Cluster__V3__OutlierDetection,
 						      ENVOY__CONFIG__CLUSTER__V3__OUTLIER_DETECTION__INIT);
@@ -833,7 +848,9 @@ static void ps_cluster(struct pxspec *ps, const char *name, const char *type, ch
 		c->type = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__ORIGINAL_DST;
 		c->lb_policy = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__CLUSTER_PROVIDED;
 	} else {
-		c->type = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__STATIC;
+		c->type = !strcmp(type, "strict_dns")	 ? ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__STRICT_DNS
+			  : !strcmp(type, "logical_dns") ? ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__LOGICAL_DNS
+							 : ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__STATIC;
 		c->load_assignment = ps_cla(ps, name, eps, n);
 	}
 	ps->cls[ps->n_cls++] = c;

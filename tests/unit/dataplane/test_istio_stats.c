@@ -197,6 +197,41 @@ START_TEST(test_helpers)
 }
 END_TEST
 
+/* issue 13: REGISTRY_ONLY's block_all and the catch-all clusters are named
+ * as istio/proxy's populateDestinationService names them */
+START_TEST(test_catchall_names)
+{
+	struct istio_stats *st;
+	struct istio_req r;
+	char *out;
+
+	ck_assert_str_eq(istio_catchall_name("block_all", NULL), "BlackHoleCluster");
+	ck_assert_str_eq(istio_catchall_name("allow_any", "PassthroughCluster"), "PassthroughCluster");
+	ck_assert_str_eq(istio_catchall_name("", "BlackHoleCluster"), "BlackHoleCluster");
+	ck_assert_str_eq(istio_catchall_name(NULL, "InboundPassthroughClusterIpv4"), "InboundPassthroughClusterIpv4");
+	ck_assert_ptr_null(istio_catchall_name("default", "outbound|80||a.demo.svc.cluster.local"));
+	ck_assert_ptr_null(istio_catchall_name(NULL, NULL));
+	ck_assert_int_eq(istio_stats_new(NODE, "app=reviews", "sa", 0, &st), 0);
+	memset(&r, 0, sizeof(r));
+	r.service = "nowhere.example.com";
+	r.service_len = strlen(r.service);
+	r.service_name = istio_catchall_name("block_all", NULL);
+	r.response_code = 502;
+	r.grpc_status = -1;
+	r.response_flags = "-";
+	istio_stats_record(st, &r);
+	out = prom(st);
+	/* the host stays the destination_service; the name is the catch-all's,
+	 * not "nowhere", and no namespace is made up from the host */
+	ck_assert_ptr_nonnull(strstr(out, "destination_service=\"nowhere.example.com\""));
+	ck_assert_ptr_nonnull(strstr(out, "destination_service_name=\"BlackHoleCluster\","
+					  "destination_service_namespace=\"unknown\","));
+	ck_assert_ptr_null(strstr(out, "destination_service_name=\"nowhere\""));
+	free(out);
+	istio_stats_free(st);
+}
+END_TEST
+
 START_TEST(test_tcp)
 {
 	struct istio_stats *st;
@@ -241,6 +276,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_cap);
 	tcase_add_test(tc, test_helpers);
 	tcase_add_test(tc, test_tcp);
+	tcase_add_test(tc, test_catchall_names);
 	suite_add_tcase(s, tc);
 	return s;
 }
