@@ -260,10 +260,17 @@ RUN_ADDRS := --xds-addr 127.0.0.1:15010 --secure-addr 127.0.0.1:15012 --http-add
 # more meshd flags: make run RUN_ARGS="--ca-token-file FILE"
 RUN_ARGS  ?=
 # meshd (its CA root kept in $(BUILD)/run-ca) and the example's greeter
-# backends (v1 :50061, v2 :50062); Ctrl-C stops all
+# backends (v1 :50061, v2 :50062); Ctrl-C stops all.  meshd serves
+# $(BUILD)/run-gateway/config: examples/ (linked, still watched) and the
+# example gateway's TLS Secret, made here since no key is committed
+# (examples/gateway-certs.sh; README "Ingress gateway").  The CA's caller
+# list is the gateway's token (a --ca-token-file in RUN_ARGS replaces it).
+RUN_GW := $(BUILD)/run-gateway
 run: deps
 	@$(MAKE) --no-print-directory all
-	@sh examples/run.sh $(BUILD)/bin/meshd --config-dir examples --ca-dir $(BUILD)/run-ca $(RUN_ADDRS) $(RUN_ARGS)
+	@sh examples/gateway-certs.sh $(RUN_GW) examples
+	@sh examples/run.sh $(BUILD)/bin/meshd --config-dir $(RUN_GW)/config --ca-dir $(BUILD)/run-ca \
+		--ca-token-file $(RUN_GW)/tokens $(RUN_ADDRS) $(RUN_ARGS)
 
 unit: $(UNIT_BINS) $(BINS)
 	@sh tests/run-unit.sh $(BUILD)/tests $(UNIT_BINS)
@@ -384,12 +391,19 @@ integration: $(PXSERVE_BIN) $(PXBACKEND_BIN)
 bench-proxy: all $(PXSERVE_BIN) $(PXBACKEND_BIN) $(PXRATE_BIN)
 	@sh tests/bench/proxy/run.sh $(BUILD)
 	@sh tests/bench/proxy/mtls.sh $(BUILD)
+	@sh tests/bench/proxy/gateway.sh $(BUILD)
 
 # two hops with mTLS (meshd's CA, two meshproxy sidecars) vs nginx's TLS
 # proxy pair: added p99 at 1,000 rps and peak throughput (part of bench-proxy)
 .PHONY: bench-mtls
 bench-mtls: all $(PXBACKEND_BIN) $(PXRATE_BIN)
 	@sh tests/bench/proxy/mtls.sh $(BUILD)
+
+# HTTPS through the ingress gateway vs nginx terminating TLS with the same
+# certificate, one run (issue 13; part of bench-proxy)
+.PHONY: bench-gateway
+bench-gateway: all $(PXBACKEND_BIN)
+	@sh tests/bench/proxy/gateway.sh $(BUILD)
 
 # h2c peak throughput, meshproxy vs nginx (listen http2), with h2load
 .PHONY: bench-h2

@@ -516,6 +516,14 @@ static void put_secret(struct mesh_buf *b, const struct px_identity *id, const c
 
 void px_identity_secrets_dump(const struct px_identity *id, struct mesh_buf *b)
 {
+	px_identity_secrets_dump_with(id, b, NULL, NULL);
+}
+
+void px_identity_secrets_dump_with(const struct px_identity *id, struct mesh_buf *b,
+				   size_t (*more)(void *ctx, struct mesh_buf *b, int first), void *ctx)
+{
+	size_t n = 0;
+
 	mesh_buf_puts(b, "{\n   \"@type\": \"type.googleapis.com/envoy.admin.v3.SecretsConfigDump\",\n"
 		      "   \"dynamic_active_secrets\": [");
 	if (id && id->gen) {
@@ -523,9 +531,52 @@ void px_identity_secrets_dump(const struct px_identity *id, struct mesh_buf *b)
 		put_secret(b, id, "default", 0);
 		mesh_buf_puts(b, ",\n    ");
 		put_secret(b, id, "ROOTCA", 1);
-		mesh_buf_puts(b, "\n   ");
+		n = 2;
 	}
-	mesh_buf_puts(b, "]\n  }");
+	if (more)
+		n += more(ctx, b, n == 0);
+	mesh_buf_puts(b, n ? "\n   ]\n  }" : "]\n  }");
+}
+
+int px_identity_xds_tls(const struct px_identity *id, struct px_tls_ctx **tls, char **auth)
+{
+	static const char *const h2[] = { "h2" };
+	struct px_tls_conf c = { .alpn = h2, .n_alpn = 1, .h2 = 1 };
+	char *token = NULL, err[200];
+	size_t tl;
+	int rc;
+
+	*tls = NULL;
+	*auth = NULL;
+	if (!id)
+		return -EINVAL;
+	/* the token too, as Istio's agent adds its token provider to the
+	 * xDS connection: meshd takes either; unreadable, the certificate
+	 * alone speaks (it says so when it is missing too) */
+	if (mesh_read_file(id->token_file, ID_TOKEN_MAX, &token, &tl) == 0) {
+		tl = strlen(token);
+		while (tl && (token[tl - 1] == '\n' || token[tl - 1] == '\r' || token[tl - 1] == ' '))
+			token[--tl] = '\0';
+		if (tl && (*auth = malloc(tl + sizeof("Bearer "))))
+			snprintf(*auth, tl + sizeof("Bearer "), "Bearer %s", token);
+		OPENSSL_cleanse(token, strlen(token));
+		free(token);
+	}
+	if (!id->gen) {
+		/* no certificate yet: the root-only context of the CA calls */
+		*tls = px_tls_ctx_ref(id->ca_tls);
+		return 0;
+	}
+	c.chain_pem = id->chain_pem;
+	c.key_pem = id->key_pem;
+	c.roots_pem = id->root_pem;
+	rc = px_tls_ctx_new(&c, tls, err, sizeof(err));
+	if (rc < 0) {
+		log_warn(SCOPE, "xDS TLS context from the workload certificate: %s", err);
+		free(*auth);
+		*auth = NULL;
+	}
+	return rc;
 }
 
 void px_identity_certs_json(const struct px_identity *id, struct mesh_buf *b)

@@ -74,5 +74,22 @@ void px_identity_certs_json(const struct px_identity *id, struct mesh_buf *b);
  * (validation_context: the root), empty before the first certificate.
  * istioctl / meshctl proxy-config secrets read it.  Errors land in b->err. */
 void px_identity_secrets_dump(const struct px_identity *id, struct mesh_buf *b);
+/* The same, with more entries after the identity's (issue 13: the secret
+ * store's, sds.h): more(ctx, b, first) writes them (first: nothing before,
+ * no leading comma) and returns how many.  id may be NULL. */
+void px_identity_secrets_dump_with(const struct px_identity *id, struct mesh_buf *b,
+				   size_t (*more)(void *ctx, struct mesh_buf *b, int first), void *ctx);
+
+/*
+ * issue 13: what meshproxy presents on its ADS stream to meshd's 15012
+ * (DESIGN.md: "15012 over TLS once it has an identity"): *tls a client
+ * context (ALPN h2) trusting the root, with the workload certificate once
+ * there is one (meshd's ClientCertAuthenticator), and *auth "Bearer
+ * TOKEN" from the token file (meshd's JWT authenticator; malloc'd, NULL
+ * when the file cannot be read).  Read at each call, so a rotated
+ * certificate is the next connection's.  The caller owns both.  -EINVAL
+ * (id NULL), px_tls_ctx_new()'s codes.
+ */
+MESH_MUST_CHECK int px_identity_xds_tls(const struct px_identity *id, struct px_tls_ctx **tls, char **auth);
 
 #endif

@@ -26,6 +26,7 @@
 #include "dataplane/engine.h"
 #include "dataplane/ev.h"
 #include "dataplane/identity.h"
+#include "dataplane/sds.h"
 #include "dataplane/net.h"
 #include "dataplane/xds_client.h"
 
@@ -58,6 +59,9 @@ struct opts {
 	/* issue 12: the workload certificate (identity.c) */
 	const char *ca_addr, *root_cert, *token_file, *ca_server_name;
 	uint64_t cert_ttl_s;
+	/* issue 13: ADS over TLS to meshd's 15012 (--xds-tls) */
+	const char *xds_tls_flag;    /* auto|on|off */
+	int xds_tls;                 /* decided from it */
 };
 
 /* Delta, as Istio runs Envoy since 1.22 (ISTIO_DELTA_XDS defaults to true) */
@@ -69,7 +73,11 @@ static void usage(FILE *f)
 		"usage: meshproxy [flags]\n"
 		"       meshproxy iptables [flags]   (capture as istio-init does; not implemented yet)\n"
 		"\n"
-		"  --xds-addr HOST:PORT        meshd's ADS (default 127.0.0.1:15010)\n"
+		"  --xds-addr HOST:PORT        meshd's ADS (default 127.0.0.1:15010; Istio's XDS_ADDRESS)\n"
+		"  --xds-tls auto|on|off       ADS over TLS with the workload certificate (meshd's 15012):\n"
+		"                              auto (default) is on when --xds-addr's port is 15012 or\n"
+		"                              --xds-addr is --ca-addr; --ca-addr defaults to --xds-addr\n"
+		"                              then (Istio's CA_ADDR defaults to XDS_ADDRESS)\n"
 		"  --xds-protocol sotw|delta   xDS variant: state of the world or Delta (incremental) (default "
 		DEFAULT_XDS_PROTOCOL ")\n"
 		"  --node-id ID                TYPE~IP~POD.NS~NS.svc.cluster.local (TYPE sidecar or router)\n"
@@ -118,6 +126,7 @@ static void opts_json(const struct opts *o, struct mesh_buf *b)
 		{ "xds_protocol", o->xds_protocol },
 		{ "ca_addr", o->ca_addr },         { "root_cert", o->root_cert },
 		{ "token_file", o->token_file },
+		{ "xds_tls", o->xds_tls ? "on" : "off" }, /* issue 13: as decided from --xds-tls */
 	};
 	size_t i;
 
@@ -150,7 +159,8 @@ static int check_addr(const char *flag, const char *v, int may_be_empty)
 static int parse_args(int argc, char **argv, struct opts *o)
 {
 	enum { O_XDS = 256, O_NODE, O_LABELS, O_SA, O_LOCALITY, O_ADMIN, O_OUT, O_IN, O_STATUS, O_HEALTH, O_ALOG, O_LEVEL,
-	       O_FORMAT, O_DRAIN, O_EXIT_ZERO, O_VERSION, O_HELP, O_PROTO, O_CA, O_ROOT, O_TOKEN, O_TTL, O_CANAME };
+	       O_FORMAT, O_DRAIN, O_EXIT_ZERO, O_VERSION, O_HELP, O_PROTO, O_CA, O_ROOT, O_TOKEN, O_TTL, O_CANAME,
+	       O_XDS_TLS };
 	static const struct option lo[] = {
 		{ "xds-addr", required_argument, 0, O_XDS },
 		{ "xds-protocol", required_argument, 0, O_PROTO },
@@ -173,6 +183,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "token-file", required_argument, 0, O_TOKEN },
 		{ "cert-ttl", required_argument, 0, O_TTL },
 		{ "ca-server-name", required_argument, 0, O_CANAME },
+		{ "xds-tls", required_argument, 0, O_XDS_TLS },
 		{ "version", no_argument, 0, O_VERSION },
 		{ "help", no_argument, 0, O_HELP },
 		{ 0, 0, 0, 0 },
@@ -199,6 +210,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	o->root_cert = "./var/run/secrets/istio/root-cert.pem";
 	o->token_file = "./var/run/secrets/tokens/istio-token";
 	o->cert_ttl_s = 24 * 3600;
+	o->xds_tls_flag = "auto";
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
 		case O_XDS: o->xds_addr = optarg; break;
@@ -231,6 +243,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case O_ROOT: o->root_cert = optarg; break;
 		case O_TOKEN: o->token_file = optarg; break;
 		case O_CANAME: o->ca_server_name = optarg; break;
+		case O_XDS_TLS: o->xds_tls_flag = optarg; break;
 		case O_TTL: {
 			int64_t ns;
 
@@ -268,6 +281,20 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	    check_addr("status-addr", o->status_addr, 1) < 0 || check_addr("health-addr", o->health_addr, 1) < 0 ||
 	    check_addr("ca-addr", o->ca_addr, 1) < 0)
 		return -EINVAL;
+	/* issue 13: TLS to 15012 as Istio's agent decides it (the discovery
+	 * address on 15012, CA_ADDR defaulting to it) */
+	if (!strcmp(o->xds_tls_flag, "on")) {
+		o->xds_tls = 1;
+	} else if (!strcmp(o->xds_tls_flag, "auto")) {
+		const char *colon = strrchr(o->xds_addr, ':');
+
+		o->xds_tls = (colon && !strcmp(colon + 1, "15012")) || (*o->ca_addr && !strcmp(o->ca_addr, o->xds_addr));
+	} else if (strcmp(o->xds_tls_flag, "off") != 0) {
+		fprintf(stderr, "meshproxy: --xds-tls: auto, on or off, not %s\n", o->xds_tls_flag);
+		return -EINVAL;
+	}
+	if (o->xds_tls && !*o->ca_addr)
+		o->ca_addr = o->xds_addr;
 	if (!strcmp(o->xds_protocol, xds_protocol_name(XDS_PROTOCOL_DELTA))) {
 		o->protocol = XDS_PROTOCOL_DELTA;
 	} else if (!strcmp(o->xds_protocol, xds_protocol_name(XDS_PROTOCOL_SOTW))) {
@@ -396,9 +423,17 @@ static const char *warming_cb(void *ctx)
 	return NULL;
 }
 
+static size_t sds_more_cb(void *ctx, struct mesh_buf *out, int first)
+{
+	return px_sds_dump_entries(ctx, out, first);
+}
+
 static void secrets_dump_cb(void *ctx, struct mesh_buf *out)
 {
-	px_identity_secrets_dump(ctx, out);
+	const struct stats_ctx *sc = ctx;
+
+	/* issue 13: and the secrets by name (sds.c), contents redacted */
+	px_identity_secrets_dump_with(sc->ident, out, sds_more_cb, px_sds_default());
 }
 
 static int dump_cb(void *ctx, struct mesh_buf *out)
@@ -407,7 +442,15 @@ static int dump_cb(void *ctx, struct mesh_buf *out)
 
 	/* with a workload identity, its certificate and root as Envoy dumps
 	 * SDS secrets (istioctl / meshctl proxy-config secrets read them) */
-	return xds_client_config_dump_with(sc->xds, out, sc->ident ? secrets_dump_cb : NULL, sc->ident);
+	return xds_client_config_dump_with(sc->xds, out,
+					   sc->ident || px_sds_count(px_sds_default()) ? secrets_dump_cb : NULL, ctx);
+}
+
+/* issue 13: xds_client_config.tls_setup: the identity's current
+ * certificate for each new ADS connection to 15012 */
+static int xds_tls_cb(void *ctx, struct px_tls_ctx **tls, char **auth)
+{
+	return px_identity_xds_tls(ctx, tls, auth);
 }
 
 static void stats_cb(void *ctx, struct mesh_buf *out)
@@ -491,6 +534,7 @@ int main(int argc, char **argv)
 	struct xds_client *xds = NULL;
 	struct xds_client_config xcfg;
 	struct px_identity *ident = NULL;
+	struct px_sds *sds = NULL;
 	struct ev_io sigio;
 	struct mesh_buf cmdline;
 	sigset_t mask;
@@ -574,6 +618,11 @@ int main(int argc, char **argv)
 	rc = ev_io_start(loop, &sigio, EV_READ);
 	if (rc < 0)
 		goto out;
+	/* issue 13: the secrets meshd sends by name (credentialName) */
+	rc = px_sds_new(&sds);
+	if (rc < 0)
+		goto out;
+	px_sds_set_default(sds);
 	memset(&xcfg, 0, sizeof(xcfg));
 	xcfg.node_id = o.node_id;
 	xcfg.labels = o.labels;
@@ -588,6 +637,12 @@ int main(int argc, char **argv)
 	xcfg.grpc.keepalive_ms = 330000;
 	xcfg.grpc.keepalive_timeout_ms = 20000;
 	xcfg.grpc.connect_timeout_ms = 10000;
+	xcfg.sds = sds;
+	if (o.xds_tls) {
+		xcfg.tls_setup = xds_tls_cb;
+		xcfg.tls_setup_ctx = ident;
+		xcfg.grpc.tls_sni = o.ca_server_name ? o.ca_server_name : "istiod.istio-system.svc";
+	}
 	rc = xds_client_new(loop, &xcfg, &xds);
 	if (rc < 0) {
 		log_error("meshproxy", "xDS client: %s", mesh_strerror(rc));
@@ -636,7 +691,8 @@ int main(int argc, char **argv)
 		log_error("meshproxy", "xDS client %s: %s", o.xds_addr, mesh_strerror(rc));
 		goto out;
 	}
-	log_info("meshproxy", "ADS (%s) to meshd at %s", o.xds_protocol, o.xds_addr);
+	log_info("meshproxy", "ADS (%s) to meshd at %s%s", o.xds_protocol, o.xds_addr,
+		 o.xds_tls ? " over TLS with the workload identity" : "");
 	rc = ev_run(loop);
 	if (rc < 0)
 		log_error("meshproxy", "event loop: %s", strerror(-rc));
@@ -648,6 +704,7 @@ out:
 	admin_free(admin);
 	xds_client_free(xds);
 	engine_free(engine);
+	px_sds_free(sds);
 	px_identity_free(ident);
 	if (loop) {
 		ev_io_stop(loop, &sigio);

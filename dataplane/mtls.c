@@ -1,13 +1,15 @@
 /*
  * mtls.c - the TLS policies of mtls.h: UpstreamTlsContext /
  * DownstreamTlsContext decoded once per configuration, a px_tls_ctx made
- * per policy on first use and remade when the workload certificate moves.
+ * per policy on first use and remade when the workload certificate or a
+ * named SDS secret (sds.h) moves.
  */
 #include "dataplane/mtls.h"
 
 #include "common/file.h"
 #include "common/log.h"
 #include "dataplane/engine-t.h"
+#include "dataplane/sds.h"
 #include "dataplane/upstream-t.h"
 #include "envoy/extensions/transport_sockets/tls/v3/tls.pb-c.h"
 
@@ -35,6 +37,8 @@ void px_mtls_free(struct px_mtls *m)
 	for (i = 0; i < m->n_alpn; i++)
 		free(m->alpn[i]);
 	free(m->sni);
+	free(m->sds_cert);
+	free(m->sds_ca);
 	free(m->chain_pem);
 	free(m->key_pem);
 	free(m->roots_pem);
@@ -67,6 +71,21 @@ static int data_source(const Envoy__Config__Core__V3__DataSource *d, char **out,
 		snprintf(err, cap, "a DataSource without a file or inline value");
 		return -EINVAL;
 	}
+}
+
+/* The validation context's SDS name: ROOTCA is the identity's root, any
+ * other name the store's. */
+static int sds_roots(struct px_mtls *m, const char *name)
+{
+	if (!strcmp(name, PX_SDS_ROOT_NAME)) {
+		m->sds_roots = 1;
+		return 0;
+	}
+	if (!*name)
+		return 0;
+	free(m->sds_ca);
+	m->sds_ca = strdup(name);
+	return m->sds_ca ? 0 : -ENOMEM;
 }
 
 static int add_san(struct px_mtls *m, const Envoy__Type__Matcher__V3__StringMatcher *sm, char *err, size_t cap)
@@ -147,11 +166,17 @@ static int common(struct px_mtls *m, const px_common_tls *c, char *err, size_t c
 	for (i = 0; i < c->n_alpn_protocols && m->n_alpn < PX_MTLS_MAX_ALPN; i++)
 		if (!(m->alpn[m->n_alpn++] = strdup(c->alpn_protocols[i])))
 			return -ENOMEM;
-	/* Istio's SDS names: "default" is the workload's key and chain */
-	for (i = 0; i < c->n_tls_certificate_sds_secret_configs; i++)
-		if (!strcmp(c->tls_certificate_sds_secret_configs[i]->name, "default"))
+	/* Istio's SDS names: "default" is the workload's key and chain; any
+	 * other name is a secret of the store (issue 13), the first one used */
+	for (i = 0; i < c->n_tls_certificate_sds_secret_configs; i++) {
+		const char *name = c->tls_certificate_sds_secret_configs[i]->name;
+
+		if (!strcmp(name, PX_SDS_CERT_NAME))
 			m->sds = 1;
-	if (!m->sds && c->n_tls_certificates) {
+		else if (*name && !m->sds_cert && !(m->sds_cert = strdup(name)))
+			return -ENOMEM;
+	}
+	if (!m->sds && !m->sds_cert && c->n_tls_certificates) {
 		const Envoy__Extensions__TransportSockets__Tls__V3__TlsCertificate *t = c->tls_certificates[0];
 
 		if (!t->certificate_chain || !t->private_key) {
@@ -166,14 +191,14 @@ static int common(struct px_mtls *m, const px_common_tls *c, char *err, size_t c
 	case ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__COMMON_TLS_CONTEXT__VALIDATION_CONTEXT_TYPE_VALIDATION_CONTEXT:
 		return validation(m, c->validation_context, err, cap);
 	case ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__COMMON_TLS_CONTEXT__VALIDATION_CONTEXT_TYPE_VALIDATION_CONTEXT_SDS_SECRET_CONFIG:
-		m->sds_roots = !strcmp(c->validation_context_sds_secret_config->name, "ROOTCA");
-		break;
+		return sds_roots(m, c->validation_context_sds_secret_config->name);
 	case ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__COMMON_TLS_CONTEXT__VALIDATION_CONTEXT_TYPE_COMBINED_VALIDATION_CONTEXT: {
 		const Envoy__Extensions__TransportSockets__Tls__V3__CommonTlsContext__CombinedCertificateValidationContext
 			*cv = c->combined_validation_context;
 
-		m->sds_roots = cv->validation_context_sds_secret_config &&
-			       !strcmp(cv->validation_context_sds_secret_config->name, "ROOTCA");
+		if (cv->validation_context_sds_secret_config &&
+		    (rc = sds_roots(m, cv->validation_context_sds_secret_config->name)) < 0)
+			return rc;
 		return validation(m, cv->default_validation_context, err, cap);
 	}
 	default:
@@ -223,7 +248,7 @@ static int socket_policy(const Envoy__Config__Core__V3__TransportSocket *ts, int
 		}
 		rc = common(m, d->common_tls_context, err, cap);
 		m->require_peer_cert = d->require_client_certificate && d->require_client_certificate->value;
-		if (rc == 0 && !m->sds && !m->chain_pem) {
+		if (rc == 0 && !m->sds && !m->sds_cert && !m->chain_pem) {
 			snprintf(err, cap, "DownstreamTlsContext without a certificate");
 			rc = -EINVAL;
 		}
@@ -234,6 +259,12 @@ static int socket_policy(const Envoy__Config__Core__V3__TransportSocket *ts, int
 	}
 	if (rc == 0 && m->key_pem && !m->chain_pem) {
 		snprintf(err, cap, "a private key without a certificate");
+		rc = -EINVAL;
+	}
+	if (rc == 0 && (m->sds || m->sds_roots) && (m->sds_cert || m->sds_ca)) {
+		/* the identity's contexts come whole from identity.c */
+		snprintf(err, cap, "SDS secret %.200s mixed with the workload identity's %s is not supported",
+			 m->sds_cert ? m->sds_cert : m->sds_ca, m->sds ? PX_SDS_CERT_NAME : PX_SDS_ROOT_NAME);
 		rc = -EINVAL;
 	}
 out:
@@ -304,13 +335,31 @@ static int mtls_ctx(struct px_mtls *m, const struct px_identity *id, int h2, str
 	unsigned gen = px_identity_generation(id);
 	struct px_tls_ctx *x = NULL, **slot = h2 ? &m->ctx_h2 : &m->ctx;
 	unsigned *slot_gen = h2 ? &m->ctx_h2_gen : &m->ctx_gen;
+	uint64_t *slot_named = h2 ? &m->ctx_h2_named : &m->ctx_named;
+	const struct px_sds *store = px_sds_default();
+	const struct px_sds_secret *cert = NULL, *ca = NULL;
+	uint64_t named = 0;
 	char err[200];
 	int rc;
 
 	*out = NULL;
 	if ((m->sds || m->sds_roots) && !gen)
 		return -EAGAIN;
-	if (*slot && (!(m->sds || m->sds_roots) || *slot_gen == gen)) {
+	/* issue 13: named secrets; their generations say whether the context
+	 * in hand is still theirs */
+	if (m->sds_cert) {
+		cert = px_sds_get(store, m->sds_cert);
+		if (!cert)
+			return -EAGAIN;
+		named |= (uint64_t)cert->generation << 32;
+	}
+	if (m->sds_ca) {
+		ca = px_sds_get(store, m->sds_ca);
+		if (!ca)
+			return -EAGAIN;
+		named |= ca->generation;
+	}
+	if (*slot && (!(m->sds || m->sds_roots) || *slot_gen == gen) && *slot_named == named) {
 		*out = *slot;
 		return 0;
 	}
@@ -321,19 +370,30 @@ static int mtls_ctx(struct px_mtls *m, const struct px_identity *id, int h2, str
 		 * identity serves both) */
 		rc = px_identity_tls_ctx(id, m->server, m->require_peer_cert, c.alpn, c.n_alpn, &x);
 	} else {
-		/* DestinationRule SIMPLE / MUTUAL with files */
-		c.chain_pem = m->chain_pem;
-		c.key_pem = m->key_pem;
-		c.roots_pem = m->roots_pem;
+		/* DestinationRule SIMPLE / MUTUAL with files, or named SDS
+		 * secrets (credentialName) from the store */
+		c.chain_pem = cert ? cert->chain_pem : m->chain_pem;
+		c.key_pem = cert ? cert->key_pem : m->key_pem;
+		c.roots_pem = ca ? ca->ca_pem : m->roots_pem;
+		if ((cert && !cert->chain_pem) || (ca && !ca->ca_pem)) {
+			log_warn("meshproxy", "TLS context: SDS secret %s is not a %s", cert && !cert->chain_pem ?
+				 cert->name : ca->name, cert && !cert->chain_pem ? "tls_certificate" : "validation_context");
+			return -EINVAL;
+		}
 		rc = px_tls_ctx_new(&c, &x, err, sizeof(err));
 		if (rc < 0)
 			log_warn("meshproxy", "TLS context: %s", err);
+		else if (cert || ca)
+			log_info("meshproxy", "TLS context from SDS %s%s%s (generation %u/%u)", cert ? cert->name : "",
+				 cert && ca ? " and " : "", ca ? ca->name : "", cert ? cert->generation : 0,
+				 ca ? ca->generation : 0);
 	}
 	if (rc < 0)
 		return rc;
 	px_tls_ctx_unref(*slot);
 	*slot = x;
 	*slot_gen = gen;
+	*slot_named = named;
 	*out = x;
 	return 0;
 }
@@ -362,7 +422,7 @@ int px_mtls_upstream_new(struct px_host *h, const struct px_identity *id, int fd
 		rc = px_tls_new(ctx, fd, m->sni, out);
 	if (rc < 0)
 		log_warn("meshproxy", "upstream %s (%s): no TLS context: %s", h->name, h->cl->name,
-			 rc == -EAGAIN ? "no workload certificate yet" : mesh_strerror(rc));
+			 rc == -EAGAIN ? "no workload certificate or SDS secret yet" : mesh_strerror(rc));
 	return rc;
 }
 

@@ -10,7 +10,14 @@
  * Certificates: the SDS secrets "default" (key and chain) and "ROOTCA"
  * (validation context) name the workload identity (ISTIO_MUTUAL, inbound
  * mTLS); DataSource files or inline PEM (DestinationRule SIMPLE / MUTUAL)
- * are read when the configuration is compiled.
+ * are read when the configuration is compiled.  Any other SDS name (issue
+ * 13: credentialName, "kubernetes://NAME" and "kubernetes://NAME-cacert")
+ * is looked up in the process's secret store (sds.h, px_sds_default())
+ * each time a context is wanted: a context is made again when that
+ * secret's generation moved, so a rotated Secret reaches new handshakes
+ * while open connections keep theirs; a secret not received yet is
+ * -EAGAIN, as a missing workload certificate is.  A context mixing the
+ * workload identity with a named secret is refused when compiled.
  *
  * Functions return 0 or a negative errno-style code (common/err.h).
  */
@@ -25,6 +32,7 @@
 #include "envoy/config/listener/v3/listener_components.pb-c.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define PX_MTLS_MAX_ALPN 8
 #define PX_MTLS_MAX_SANS 16
@@ -41,6 +49,12 @@ struct px_mtls {
 	char *alpn[PX_MTLS_MAX_ALPN];    /* owned */
 	size_t n_alpn;
 	char *chain_pem, *key_pem, *roots_pem; /* from files / inline (owned), when not SDS */
+	/* issue 13: SDS names other than default/ROOTCA (owned; NULL: none),
+	 * whose texts come from the secret store (sds.h) when a context is made */
+	char *sds_cert;                  /* tls_certificate_sds_secret_configs[0].name */
+	char *sds_ca;                    /* validation_context_sds_secret_config.name */
+	uint64_t ctx_named;              /* store generations (cert << 32 | ca) ctx was made from */
+	uint64_t ctx_h2_named;           /* store generations ctx_h2 was made from */
 	struct px_tls_ctx *ctx;          /* made lazily (px_mtls_ctx) */
 	unsigned ctx_gen;                /* identity generation ctx was made from */
 	struct px_tls_ctx *ctx_h2;       /* upstream, for HTTP/2 connections: made lazily (px_mtls_ctx_h2) */
@@ -63,8 +77,9 @@ MESH_MUST_CHECK int px_mtls_chain(const Envoy__Config__Listener__V3__FilterChain
 void px_mtls_free(struct px_mtls *m); /* NULL is a no-op */
 
 /* The policy's context for a new connection (borrowed: take a reference
- * to keep it).  -EAGAIN when it needs the workload certificate and there
- * is none yet (a connection failure: Envoy's cluster would not be warm). */
+ * to keep it).  -EAGAIN when it needs the workload certificate or a named
+ * secret and there is none yet (a connection failure: Envoy's cluster
+ * would not be warm). */
 MESH_MUST_CHECK int px_mtls_ctx(struct px_mtls *m, const struct px_identity *id, struct px_tls_ctx **out);
 /* The same for an upstream connection whose codec is HTTP/2 (h2.c).  The
  * ALPN list is the connection's codec's, as Istio's ALPN override makes

@@ -45,6 +45,8 @@
 #include "common/xds/pbdepth.h"
 #include "common/xds/pbjson.h"
 #include "dataplane/net.h"
+#include "dataplane/sds.h"
+#include "dataplane/tls.h"
 
 #include "envoy/config/cluster/v3/cluster.pb-c.h"
 #include "envoy/config/listener/v3/listener.pb-c.h"
@@ -99,6 +101,11 @@ struct xds_client {
 	int warming;     /* resources held back in cur */
 	int warm_forced; /* the warm timeout passed: apply with what is missing */
 	struct ev_timer warm;
+	/* issue 13: the SDS names recv's listeners and clusters reference,
+	 * computed again only when those sets change (sds_basis holds the
+	 * snapshot they were computed from) */
+	struct px_snapshot *sds_basis;
+	struct name_set sds_names;
 	/* the stream */
 	xds_send_fn send;
 	void *send_ctx;
@@ -110,6 +117,8 @@ struct xds_client {
 	struct sockaddr_storage sa;
 	socklen_t salen;
 	char authority[80];
+	struct px_tls_ctx *tls;          /* issue 13: this connection's, from cfg.tls_setup (a reference) */
+	char *auth;                      /* its authorization header value (owned) */
 	struct ev_timer retry;
 	struct ev_defer reap;
 	uint64_t backoff_ms;
@@ -275,6 +284,59 @@ static int collect_cb(void *ctx, const char *name)
 	struct collect *k = ctx;
 
 	return name_set_add(k->s, &k->cap, name);
+}
+
+/* Non-zero when a and b hold the same resources of type t. */
+static int set_same(const struct px_snapshot *a, const struct px_snapshot *b, enum xds_type t)
+{
+	return a->sets[t].n == b->sets[t].n &&
+	       (!a->sets[t].n || !memcmp(a->sets[t].v, b->sets[t].v, a->sets[t].n * sizeof(*a->sets[t].v)));
+}
+
+/* A resource whose bytes can hold a TLS transport socket: the others are
+ * not decoded for SDS names (most clusters of a large mesh, and decoding
+ * them all on every CDS update would cost more than the rest). */
+static int may_hold_tls(const struct px_resource *r)
+{
+	static const char tls[] = "envoy.transport_sockets.tls";
+
+	return r->len >= sizeof(tls) - 1 && memmem(r->bytes, r->len, tls, sizeof(tls) - 1) != NULL;
+}
+
+/*
+ * issue 13: the SDS names (other than the identity's) snap's listeners and
+ * clusters reference, into *out (sorted, owned).  Read from the bytes, only
+ * the TLS contexts decoded: px_resource_msg() would decode every cluster
+ * whole and keep it decoded until the next compile sheds it.
+ */
+static int secret_names(const struct px_snapshot *snap, struct name_set *out)
+{
+	static const enum xds_type from[] = { XDS_LISTENER, XDS_CLUSTER };
+	struct collect k = { out, 0 };
+	size_t i, j;
+	int rc = 0;
+
+	memset(out, 0, sizeof(*out));
+	for (j = 0; j < 2 && rc == 0; j++) {
+		const struct px_resource_set *set = &snap->sets[from[j]];
+
+		for (i = 0; i < set->n && rc == 0; i++) {
+			const struct px_resource *r = set->v[i];
+
+			if (!may_hold_tls(r))
+				continue;
+			if (from[j] == XDS_LISTENER)
+				rc = px_sds_listener_names_bytes(r->bytes, r->len, collect_cb, &k);
+			else
+				rc = px_sds_cluster_names_bytes(r->bytes, r->len, collect_cb, &k);
+		}
+	}
+	if (rc < 0) {
+		name_set_clear(out);
+		return rc;
+	}
+	name_set_seal(out);
+	return 0;
 }
 
 /* The RDS names (t == XDS_ROUTE) or EDS names (XDS_ENDPOINT) snap's
@@ -472,6 +534,17 @@ static int snap_same(const struct px_snapshot *a, const struct px_snapshot *b)
 	return 1;
 }
 
+/* Non-zero when a and b differ in their secrets only. */
+static int secrets_only(const struct px_snapshot *a, const struct px_snapshot *b)
+{
+	int t;
+
+	for (t = 0; t < XDS_TYPE_COUNT; t++)
+		if (t != XDS_SECRET && !set_same(a, b, t))
+			return 0;
+	return 1;
+}
+
 /* ------------------------------------------------------------------ */
 /* requests */
 
@@ -617,8 +690,8 @@ static int send_request(struct xds_client *c, enum xds_type t, const char *error
 static int send_subscribe(struct xds_client *c, enum xds_type t)
 {
 	if (c->cfg.protocol == XDS_PROTOCOL_DELTA)
-		return send_delta(c, t, NULL, NULL, t == XDS_ROUTE || t == XDS_ENDPOINT ? &c->ts[t].names : NULL,
-				  NULL, 1);
+		return send_delta(c, t, NULL, NULL,
+				  t == XDS_ROUTE || t == XDS_ENDPOINT || t == XDS_SECRET ? &c->ts[t].names : NULL, NULL, 1);
 	return send_sotw(c, t, NULL);
 }
 
@@ -656,17 +729,80 @@ static void delta_resubscribe(struct xds_client *c, enum xds_type t, const struc
 	free(drop.v);
 }
 
-/* Recomputes the RDS and EDS names from recv; a changed set is requested. */
+/* A copy of a into *out (owned). */
+static int name_set_copy(const struct name_set *a, struct name_set *out)
+{
+	size_t i;
+
+	out->n = 0;
+	out->v = a->n ? calloc(a->n, sizeof(*out->v)) : NULL;
+	if (a->n && !out->v)
+		return -ENOMEM;
+	for (i = 0; i < a->n; i++) {
+		if (!(out->v[i] = strdup(a->v[i]))) {
+			out->n = i;
+			name_set_clear(out);
+			return -ENOMEM;
+		}
+	}
+	out->n = a->n;
+	return 0;
+}
+
+/* wanted_names() for every type: XDS_SECRET's from the cache of
+ * secret_names() (empty without a secret store: nothing would use them). */
+static int client_wanted(struct xds_client *c, const struct px_snapshot *snap, enum xds_type t,
+			 struct name_set *out)
+{
+	int rc;
+
+	if (t != XDS_SECRET)
+		return wanted_names(snap, t, out);
+	memset(out, 0, sizeof(*out));
+	if (!c->cfg.sds)
+		return 0;
+	if (!c->sds_basis || !set_same(c->sds_basis, snap, XDS_LISTENER) || !set_same(c->sds_basis, snap, XDS_CLUSTER)) {
+		struct name_set ns;
+		struct px_snapshot *basis = NULL, *both = NULL;
+
+		rc = secret_names(snap, &ns);
+		if (rc < 0)
+			return rc;
+		/* the basis holds the listeners and clusters only: a whole recv
+		 * would keep its route configs and endpoints alive after EDS and
+		 * RDS updates replaced them */
+		rc = px_snapshot_replace(NULL, XDS_LISTENER, (const struct px_resource *const *)snap->sets[XDS_LISTENER].v,
+					 snap->sets[XDS_LISTENER].n, &basis);
+		if (rc == 0)
+			rc = px_snapshot_replace(basis, XDS_CLUSTER,
+						 (const struct px_resource *const *)snap->sets[XDS_CLUSTER].v,
+						 snap->sets[XDS_CLUSTER].n, &both);
+		px_snapshot_unref(basis);
+		if (rc < 0) {
+			name_set_clear(&ns);
+			return rc;
+		}
+		name_set_clear(&c->sds_names);
+		c->sds_names = ns;
+		px_snapshot_unref(c->sds_basis);
+		c->sds_basis = both;
+	}
+	return name_set_copy(&c->sds_names, out);
+}
+
+/* Recomputes the RDS, EDS and SDS names from recv; a changed set is
+ * requested (SDS after LDS/CDS, as Envoy asks for the secrets the
+ * listeners and clusters it has just accepted name). */
 static void update_subscriptions(struct xds_client *c)
 {
-	static const enum xds_type deps[] = { XDS_ENDPOINT, XDS_ROUTE };
+	static const enum xds_type deps[] = { XDS_ENDPOINT, XDS_ROUTE, XDS_SECRET };
 	size_t i;
 
 	for (i = 0; i < sizeof(deps) / sizeof(deps[0]); i++) {
 		enum xds_type t = deps[i];
 		struct name_set ns, old;
 
-		if (wanted_names(c->recv, t, &ns) < 0)
+		if (client_wanted(c, c->recv, t, &ns) < 0)
 			continue; /* the listeners decoded at accept time: cannot happen but on ENOMEM */
 		if (name_set_eq(&ns, &c->ts[t].names) && (c->ts[t].subscribed || !ns.n)) {
 			name_set_clear(&ns);
@@ -683,15 +819,16 @@ static void update_subscriptions(struct xds_client *c)
 	}
 }
 
-/* Drops from recv the RDS/EDS resources no longer subscribed. */
-static int prune_recv(struct px_snapshot **recv, const struct name_set *rds, const struct name_set *eds)
+/* Drops from recv the RDS/EDS/SDS resources no longer subscribed. */
+static int prune_recv(struct px_snapshot **recv, const struct name_set *rds, const struct name_set *eds,
+		      const struct name_set *sds)
 {
-	static const enum xds_type deps[] = { XDS_ROUTE, XDS_ENDPOINT };
+	static const enum xds_type deps[] = { XDS_ROUTE, XDS_ENDPOINT, XDS_SECRET };
 	size_t i, j;
 	int rc = 0;
 
-	for (i = 0; i < 2 && rc == 0; i++) {
-		const struct name_set *keep = deps[i] == XDS_ROUTE ? rds : eds;
+	for (i = 0; i < 3 && rc == 0; i++) {
+		const struct name_set *keep = deps[i] == XDS_ROUTE ? rds : deps[i] == XDS_ENDPOINT ? eds : sds;
 		const struct px_resource_set *set = &(*recv)->sets[deps[i]];
 		struct rvec v = { 0 };
 
@@ -732,7 +869,14 @@ static int try_apply(struct xds_client *c, struct px_snapshot *recv, char *err, 
 	}
 	if (!snap_same(cand, c->cur)) {
 		err[0] = '\0';
-		rc = c->cfg.apply(c->cfg.apply_ctx, cand, err, cap);
+		/* issue 13: secrets go to the store (checked whole first: a bad
+		 * one NACKs and changes nothing); the engine compiles only when
+		 * something else changed, since its TLS policies find secrets in
+		 * the store by name when they make a context */
+		rc = c->cfg.sds ? px_sds_update(c->cfg.sds, (const struct px_resource *const *)cand->sets[XDS_SECRET].v, cand->sets[XDS_SECRET].n, err, cap)
+				: 0;
+		if (rc == 0 && !secrets_only(cand, c->cur))
+			rc = c->cfg.apply(c->cfg.apply_ctx, cand, err, cap);
 		if (rc < 0) {
 			if (!err[0])
 				snprintf(err, cap, "rejected: %s", mesh_strerror(rc));
@@ -741,6 +885,8 @@ static int try_apply(struct xds_client *c, struct px_snapshot *recv, char *err, 
 		}
 		px_snapshot_unref(c->cur);
 		c->cur = cand;
+		if (c->cfg.sds)
+			px_sds_retain(c->cfg.sds, (const struct px_resource *const *)cand->sets[XDS_SECRET].v, cand->sets[XDS_SECRET].n);
 	} else {
 		cand->generation = c->cur->generation;
 		px_snapshot_unref(cand);
@@ -865,7 +1011,7 @@ static void rvec_release(struct rvec *set)
  * needs, composed and applied: 0, or < 0 with err (recv dropped). */
 static int prune_and_apply(struct xds_client *c, struct px_snapshot *recv, char *err, size_t cap)
 {
-	struct name_set rds = { 0 }, eds = { 0 };
+	struct name_set rds = { 0 }, eds = { 0 }, sds = { 0 };
 	int rc;
 
 	/* what the new listeners/clusters need; what nothing needs any more goes */
@@ -876,7 +1022,12 @@ static int prune_and_apply(struct xds_client *c, struct px_snapshot *recv, char 
 		snprintf(err, cap, "a listener's HTTP connection manager does not decode");
 		goto out;
 	}
-	rc = prune_recv(&recv, &rds, &eds);
+	rc = client_wanted(c, recv, XDS_SECRET, &sds);
+	if (rc < 0) {
+		snprintf(err, cap, "a TLS transport socket does not decode");
+		goto out;
+	}
+	rc = prune_recv(&recv, &rds, &eds, &sds);
 	if (rc < 0)
 		goto out;
 	rc = try_apply(c, recv, err, cap);
@@ -886,6 +1037,7 @@ out:
 	px_snapshot_unref(recv);
 	name_set_clear(&rds);
 	name_set_clear(&eds);
+	name_set_clear(&sds);
 	return rc;
 }
 
@@ -1131,8 +1283,9 @@ static void handle_delta_response(struct xds_client *c,
 
 int xds_client_stream_begin(struct xds_client *c, xds_send_fn send, void *send_ctx)
 {
-	/* Envoy's order: clusters (and their endpoints) before listeners (and their routes) */
-	static const enum xds_type order[] = { XDS_CLUSTER, XDS_ENDPOINT, XDS_LISTENER, XDS_ROUTE };
+	/* Envoy's order: clusters (and their endpoints) before listeners (and
+	 * their routes), then the secrets they name */
+	static const enum xds_type order[] = { XDS_CLUSTER, XDS_ENDPOINT, XDS_LISTENER, XDS_ROUTE, XDS_SECRET };
 	size_t i;
 	int rc = 0;
 
@@ -1152,7 +1305,7 @@ int xds_client_stream_begin(struct xds_client *c, xds_send_fn send, void *send_c
 	for (i = 0; i < sizeof(order) / sizeof(order[0]) && rc == 0; i++) {
 		enum xds_type t = order[i];
 
-		if ((t == XDS_ROUTE || t == XDS_ENDPOINT) && !c->ts[t].names.n)
+		if ((t == XDS_ROUTE || t == XDS_ENDPOINT || t == XDS_SECRET) && !c->ts[t].names.n)
 			continue;
 		rc = send_subscribe(c, t);
 	}
@@ -1274,14 +1427,27 @@ static void reap_cb(struct ev_loop *loop, struct ev_defer *d)
 static void connect_now(struct xds_client *c)
 {
 	static const struct grpc_call_cbs cbs = { on_message, on_close };
-	int rc;
+	struct grpc_client_opts go = c->cfg.grpc;
+	int rc = 0;
 
 	grpc_client_free(c->g);
 	c->g = NULL;
 	ev_defer_cancel(c->loop, &c->reap);
-	rc = grpc_client_new(c->loop, (const struct sockaddr *)&c->sa, c->salen, c->authority,
-			     c->cfg.protocol == XDS_PROTOCOL_DELTA ? XDS_DELTA_ADS_PATH : XDS_ADS_PATH,
-			     &c->cfg.grpc, &cbs, c, &c->g);
+	if (c->cfg.tls_setup) {
+		/* issue 13: TLS to 15012 with what the identity holds now, so a
+		 * rotated workload certificate is the next connection's */
+		px_tls_ctx_unref(c->tls);
+		c->tls = NULL;
+		free(c->auth);
+		c->auth = NULL;
+		rc = c->cfg.tls_setup(c->cfg.tls_setup_ctx, &c->tls, &c->auth);
+		go.tls = c->tls;
+		go.authorization = c->auth;
+	}
+	if (rc == 0)
+		rc = grpc_client_new(c->loop, (const struct sockaddr *)&c->sa, c->salen, c->authority,
+				     c->cfg.protocol == XDS_PROTOCOL_DELTA ? XDS_DELTA_ADS_PATH : XDS_ADS_PATH, &go,
+				     &cbs, c, &c->g);
 	if (rc == 0)
 		rc = xds_client_stream_begin(c, grpc_send, c);
 	if (rc < 0) {
@@ -1487,6 +1653,10 @@ void xds_client_free(struct xds_client *c)
 	grpc_client_free(c->g);
 	for (t = 0; t < XDS_TYPE_COUNT; t++)
 		name_set_clear(&c->ts[t].names);
+	name_set_clear(&c->sds_names);
+	px_snapshot_unref(c->sds_basis);
+	px_tls_ctx_unref(c->tls);
+	free(c->auth);
 	px_snapshot_unref(c->view);
 	px_snapshot_unref(c->recv);
 	px_snapshot_unref(c->cur);

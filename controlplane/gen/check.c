@@ -108,7 +108,9 @@ static void gen_check_policy(const struct gen_profile *p, const struct cfg_traff
 		if (od->min_health_percent >= 0)
 			gen_check_add(l, "outlierDetection.minHealthPercent");
 	}
-	if (!p->tls_files && tp->tls.set && (tp->tls.mode == CFG_TLS_SIMPLE || tp->tls.mode == CFG_TLS_MUTUAL))
+	/* issue 13: credentialName goes over SDS to profiles that take SDS */
+	if (!p->tls_files && tp->tls.set && (tp->tls.mode == CFG_TLS_SIMPLE || tp->tls.mode == CFG_TLS_MUTUAL) &&
+	    !(p->sds_tls && tp->tls.credential_name && tp->tls.credential_name[0]))
 		gen_check_add(l, tp->tls.mode == CFG_TLS_SIMPLE ? "tls.mode SIMPLE" : "tls.mode MUTUAL");
 }
 

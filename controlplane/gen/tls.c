@@ -198,6 +198,47 @@ static size_t gen_sort_unique(char **v, size_t n)
 	return w;
 }
 
+/*
+ * issue 13: DestinationRule tls SIMPLE / MUTUAL with credentialName, as
+ * istiod builds it (cluster_builder's SIMPLE/MUTUAL case with
+ * ApplyCustomSDSToClientCommonTLSContext): the certificate (MUTUAL only)
+ * is SDS "kubernetes://NAME", the validation context a combined one with
+ * the exact subjectAltNames and SDS "kubernetes://NAME-cacert"; SNI as
+ * given; ALPN h2 to HTTP/2 ports only.  The proxy fetches both over its
+ * ADS stream (meshd's ca_sds.c serves them from the Secret of the
+ * proxy's namespace).
+ */
+static int gen_credential_tls(const struct model_port *mp, const struct cfg_client_tls *tls, struct arena *a,
+			      Envoy__Config__Core__V3__TransportSocket **out)
+{
+	static const char *const h2[] = { "h2" };
+	Envoy__Extensions__TransportSockets__Tls__V3__UpstreamTlsContext *u;
+	const char *name = tls->credential_name;
+	bool http2 = strcmp(mp->protocol, "HTTP2") == 0 || strcmp(mp->protocol, "GRPC") == 0;
+	/* credentials.ToResourceName: a bare name is a Kubernetes Secret */
+	const char *pre = strstr(name, "://") ? "" : "kubernetes://";
+	char *cert = arena_printf(a, "%s%s", pre, name), *ca = arena_printf(a, "%s%s-cacert", pre, name);
+	gen_common_tls *c;
+
+	*out = NULL;
+	u = gen__msg(a, &envoy__extensions__transport_sockets__tls__v3__upstream_tls_context__descriptor);
+	if (!u || !cert || !ca ||
+	    !(c = gen__common_tls_sds(a, tls->subject_alt_names.v, tls->subject_alt_names.n, h2, http2 ? 1 : 0)))
+		return -ENOMEM;
+	if (tls->mode == CFG_TLS_MUTUAL) {
+		c->tls_certificate_sds_secret_configs[0]->name = cert;
+	} else {
+		c->tls_certificate_sds_secret_configs = NULL;
+		c->n_tls_certificate_sds_secret_configs = 0;
+	}
+	c->combined_validation_context->validation_context_sds_secret_config->name = ca;
+	u->common_tls_context = c;
+	if (tls->sni && tls->sni[0])
+		u->sni = tls->sni;
+	*out = gen__tls_socket(a, &u->base);
+	return *out ? 0 : -ENOMEM;
+}
+
 int gen__upstream_tls(const struct gen_ctx *g, const struct model_service *svc, uint32_t port, const char *subset,
 		      const struct cfg_object *dr, const struct cfg_client_tls *tls, struct arena *a,
 		      Envoy__Config__Core__V3__TransportSocket **out, bool *auto_match)
@@ -226,6 +267,9 @@ int gen__upstream_tls(const struct gen_ctx *g, const struct model_service *svc, 
 	}
 	if (!mp)
 		return 0;
+	if (g->p->sds_tls && tls && tls->set && (tls->mode == CFG_TLS_SIMPLE || tls->mode == CFG_TLS_MUTUAL) &&
+	    tls->credential_name && tls->credential_name[0])
+		return gen_credential_tls(mp, tls, a, out);
 	/* Istio's grpcgen maps ISTIO_MUTUAL and leaves DISABLE, SIMPLE and
 	 * MUTUAL in plaintext: gRPC takes certificates only from bootstrap
 	 * provider instances, not the files a DestinationRule names.  (Slot:

@@ -8,7 +8,10 @@ each other and with meshd; the kustomization includes every CRD without a
 hand-made copy; the CRDs are well-formed structural apiextensions.k8s.io/v1
 schemas; `meshctl validate` accepts examples/ against them and refuses a bad
 object; the Dockerfile is multi-stage bookworm, built by scripts/deps.sh,
-running as non-root.
+running as non-root.  deploy/gateway/ is the ingress gateway as Istio's
+gateway chart makes it (labels istio=ingressgateway, Service ports
+15021/80/443, meshproxy as a router node with flags it knows, xDS and CA at
+istiod's 15012, no RBAC of its own: meshd reads the Secrets).
 """
 import glob
 import os
@@ -84,6 +87,12 @@ class DeployTest(unittest.TestCase):
 
     def of_kind(self, kind):
         return [d for _, d in self.objs if d["kind"] == kind]
+
+    @staticmethod
+    def load_service():
+        """Service istiod (deploy/service.yaml)."""
+        (svc,) = load_all(os.path.join(DEPLOY, "service.yaml"))
+        return svc
 
     def one(self, kind):
         found = self.of_kind(kind)
@@ -267,6 +276,106 @@ class DeployTest(unittest.TestCase):
         text = " ".join(run)
         for dev in ("-dev", "build-essential", "make ", "gcc"):
             self.assertNotIn(dev, text)
+
+
+GATEWAY = os.path.join(DEPLOY, "gateway")
+GW_LABELS = {"app": "istio-ingressgateway", "istio": "ingressgateway"}
+
+
+class GatewayDeployTest(unittest.TestCase):
+    """deploy/gateway/: the ingress gateway Deployment, Service, ServiceAccount, PDB."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.objs = []
+        for path in sorted(glob.glob(os.path.join(GATEWAY, "*.yaml"))):
+            if os.path.basename(path) != "kustomization.yaml":
+                cls.objs += [(os.path.basename(path), d) for d in load_all(path)]
+
+    def one(self, kind):
+        found = [d for _, d in self.objs if d["kind"] == kind]
+        self.assertEqual(len(found), 1, kind)
+        return found[0]
+
+    def container(self):
+        (c,) = self.one("Deployment")["spec"]["template"]["spec"]["containers"]
+        return c
+
+    def test_objects_and_kustomization(self):
+        kinds = sorted(d["kind"] for _, d in self.objs)
+        self.assertEqual(kinds, ["Deployment", "PodDisruptionBudget", "Service", "ServiceAccount"])
+        for name, d in self.objs:
+            self.assertEqual(d["metadata"].get("namespace"), "istio-system", name)
+        # no Role, no binding: the gateway reads no Secret itself (meshd does, over SDS)
+        self.assertFalse([d for _, d in self.objs if "Role" in d["kind"]])
+        (k,) = load_all(os.path.join(GATEWAY, "kustomization.yaml"))
+        files = {os.path.basename(p) for p in glob.glob(os.path.join(GATEWAY, "*.yaml"))} - {"kustomization.yaml"}
+        self.assertEqual(sorted(k["resources"]), sorted(files))
+
+    def test_labels_select_and_match_the_gateway_selector(self):
+        dep = self.one("Deployment")
+        pod = dep["spec"]["template"]
+        for k, v in GW_LABELS.items():
+            self.assertEqual(pod["metadata"]["labels"].get(k), v)
+        for sel in (dep["spec"]["selector"]["matchLabels"], self.one("Service")["spec"]["selector"],
+                    self.one("PodDisruptionBudget")["spec"]["selector"]["matchLabels"]):
+            for k, v in sel.items():
+                self.assertEqual(pod["metadata"]["labels"].get(k), v, sel)
+        # node metadata LABELS (what Gateway selectors match) are the pod's
+        args = dict(a.split("=", 1) for a in self.container()["args"])
+        given = dict(kv.split("=", 1) for kv in args["--labels"].split(","))
+        self.assertEqual(given, {k: pod["metadata"]["labels"][k] for k in given})
+        self.assertEqual(given, GW_LABELS)
+
+    def test_service_ports(self):
+        svc = self.one("Service")
+        ports = {p["name"]: (p["port"], p.get("targetPort", p["port"])) for p in svc["spec"]["ports"]}
+        self.assertEqual(ports, {"status-port": (15021, 15021), "http2": (80, 80), "https": (443, 443)})
+        cports = {p["containerPort"] for p in self.container()["ports"]}
+        self.assertTrue({15021, 80, 443} <= cports, cports)
+        # 80 and 443 as non-root: the chart's sysctl
+        ps = self.one("Deployment")["spec"]["template"]["spec"]
+        self.assertIn({"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"},
+                      ps["securityContext"]["sysctls"])
+        self.assertTrue(ps["securityContext"]["runAsNonRoot"])
+
+    def test_meshproxy_as_a_router(self):
+        c = self.container()
+        self.assertEqual(c["command"], ["/usr/local/bin/meshproxy"])
+        env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in c["env"] if "valueFrom" in e}
+        self.assertEqual(env, {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace",
+                               "POD_IP": "status.podIP", "SERVICE_ACCOUNT": "spec.serviceAccountName"})
+        args = dict(a.split("=", 1) for a in c["args"])
+        self.assertEqual(args["--node-id"],
+                         "router~$(POD_IP)~$(POD_NAME).$(POD_NAMESPACE)~$(POD_NAMESPACE).svc.cluster.local")
+        self.assertEqual(args["--service-account"], "$(SERVICE_ACCOUNT)")
+        self.assertEqual(self.one("Deployment")["spec"]["template"]["spec"]["serviceAccountName"],
+                         self.one("ServiceAccount")["metadata"]["name"])
+        # xDS and the CA at istiod's TLS port, the Service in deploy/service.yaml
+        istiod = {p["port"] for p in DeployTest.load_service()["spec"]["ports"]}
+        for flag in ("--xds-addr", "--ca-addr"):
+            self.assertEqual(args[flag], "$(ISTIOD_SERVICE_HOST):15012")
+        self.assertIn(15012, istiod)
+        self.assertEqual(c["readinessProbe"]["httpGet"], {"path": "/healthz/ready", "port": 15021})
+        self.assertEqual(args["--health-addr"], "0.0.0.0:15021")
+        # every flag is one meshproxy knows
+        meshproxy = os.path.join(os.environ.get("MESH_BUILD", os.path.join(ROOT, "build")), "bin", "meshproxy")
+        out = subprocess.run([meshproxy, "--help"], capture_output=True, text=True, timeout=30)
+        for flag in args:
+            self.assertIn(flag + " ", out.stdout + out.stderr, flag)
+        # the root and the token where the flags say
+        mounts = {m["mountPath"] for m in c["volumeMounts"]}
+        self.assertIn(os.path.dirname(args["--root-cert"]), mounts)
+        self.assertIn(os.path.dirname(args["--token-file"]), mounts)
+        vols = {v["name"]: v for v in self.one("Deployment")["spec"]["template"]["spec"]["volumes"]}
+        self.assertEqual(vols["istiod-ca-cert"]["configMap"]["name"], "istio-ca-root-cert")
+        (src,) = vols["istio-token"]["projected"]["sources"]
+        self.assertEqual(src["serviceAccountToken"]["audience"], "istio-ca")
+
+    def test_image_carries_meshproxy(self):
+        with open(os.path.join(DEPLOY, "Dockerfile")) as f:
+            text = f.read()
+        self.assertRegex(text, r"COPY --from=build [^\n]*bin/meshproxy")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,11 @@
  * stream.  The same for Delta xDS (DeltaAggregatedResources): wildcard and
  * named subscriptions, ACK and NACK by nonce, removed_resources, the
  * unsubscription of a route config whose listener went, and a new stream
- * carrying initial_resource_versions.
+ * carrying initial_resource_versions.  Secrets (issue 13): the names a
+ * cluster's TLS context references subscribed after CDS, a Secret going to
+ * the store without an engine compile, a bad one NACKed with the store
+ * unchanged, and the subscription and the store emptied when the cluster
+ * goes.
  */
 #include "dataplane/xds_client.h"
 
@@ -18,6 +22,12 @@
 #include "envoy/config/route/v3/route.pb-c.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
+#include "envoy/extensions/transport_sockets/tls/v3/secret.pb-c.h"
+#include "envoy/extensions/transport_sockets/tls/v3/tls.pb-c.h"
+
+#include "common/pem.h"
+#include "dataplane/sds.h"
+#include "tlsfix.h"
 
 #include <check.h>
 #include <stdio.h>
@@ -1110,6 +1120,140 @@ START_TEST(delta_reconnect_after_nack)
 }
 END_TEST
 
+/* A cluster whose UpstreamTlsContext names SDS secret ca (and the
+ * identity's "default", which is not asked for). */
+static void tls_cluster(Google__Protobuf__Any *a, const char *name, const char *ca)
+{
+	Envoy__Config__Cluster__V3__Cluster c = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__INIT;
+	Envoy__Config__Core__V3__TransportSocket ts = ENVOY__CONFIG__CORE__V3__TRANSPORT_SOCKET__INIT;
+	Envoy__Extensions__TransportSockets__Tls__V3__UpstreamTlsContext u =
+		ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__UPSTREAM_TLS_CONTEXT__INIT;
+	Envoy__Extensions__TransportSockets__Tls__V3__CommonTlsContext cc =
+		ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__COMMON_TLS_CONTEXT__INIT;
+	Envoy__Extensions__TransportSockets__Tls__V3__SdsSecretConfig v =
+		ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__SDS_SECRET_CONFIG__INIT;
+	Google__Protobuf__Any any;
+
+	v.name = (char *)ca;
+	cc.validation_context_type_case =
+		ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__COMMON_TLS_CONTEXT__VALIDATION_CONTEXT_TYPE_VALIDATION_CONTEXT_SDS_SECRET_CONFIG;
+	cc.validation_context_sds_secret_config = &v;
+	u.common_tls_context = &cc;
+	any_of(&any, "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext", &u.base);
+	ts.name = "envoy.transport_sockets.tls";
+	ts.config_type_case = ENVOY__CONFIG__CORE__V3__TRANSPORT_SOCKET__CONFIG_TYPE_TYPED_CONFIG;
+	ts.typed_config = &any;
+	c.name = (char *)name;
+	c.transport_socket = &ts;
+	any_of(a, xds_type_url(XDS_CLUSTER), &c.base);
+	free(any.value.data);
+}
+
+/* A validation-context Secret. */
+static void ca_secret(Google__Protobuf__Any *a, const char *name, const char *pem)
+{
+	Envoy__Extensions__TransportSockets__Tls__V3__Secret m = ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__SECRET__INIT;
+	Envoy__Extensions__TransportSockets__Tls__V3__CertificateValidationContext vc =
+		ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__CERTIFICATE_VALIDATION_CONTEXT__INIT;
+	Envoy__Config__Core__V3__DataSource d = ENVOY__CONFIG__CORE__V3__DATA_SOURCE__INIT;
+
+	d.specifier_case = ENVOY__CONFIG__CORE__V3__DATA_SOURCE__SPECIFIER_INLINE_BYTES;
+	d.inline_bytes.data = (uint8_t *)pem;
+	d.inline_bytes.len = strlen(pem);
+	vc.trusted_ca = &d;
+	m.name = (char *)name;
+	m.type_case = ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__SECRET__TYPE_VALIDATION_CONTEXT;
+	m.validation_context = &vc;
+	any_of(a, xds_type_url(XDS_SECRET), &m.base);
+}
+
+START_TEST(secrets_named_by_clusters)
+{
+	struct xds_client_config cfg;
+	struct xds_client *c;
+	struct px_sds *store;
+	struct tf_ca ca, ca2;
+	const Envoy__Service__Discovery__V3__DiscoveryRequest *r;
+	Google__Protobuf__Any res[2];
+	unsigned g1;
+	int calls;
+
+	tf_ca_make(&ca, "one");
+	tf_ca_make(&ca2, "two");
+	ck_assert_int_eq(px_sds_new(&store), 0);
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.node_id = "sidecar~10.1.2.3~app-1.shop~shop.svc.cluster.local";
+	cfg.version = "test";
+	cfg.apply = apply;
+	cfg.sds = store;
+	loop = ev_loop_new();
+	ck_assert_int_eq(xds_client_new(loop, &cfg, &c), 0);
+	apply_calls = apply_fail = 0;
+	applied = NULL;
+	reqs_clear();
+	ck_assert_int_eq(xds_client_stream_begin(c, capture, NULL), 0);
+	next_req(XDS_CLUSTER);
+	next_req(XDS_LISTENER);
+	no_more_reqs(); /* nothing named yet: no SDS request */
+
+	/* CDS names a secret: applied at once (no warming on secrets), then asked for */
+	tls_cluster(&res[0], "outbound|443||b", "kubernetes://b-cacert");
+	static_cluster(&res[1], "inbound|8080||");
+	respond(c, XDS_CLUSTER, "c1", "n1", res, 2);
+	ack_is(next_req(XDS_CLUSTER), "c1", "n1");
+	r = next_req(XDS_SECRET);
+	names_are(r, "kubernetes://b-cacert", NULL);
+	no_more_reqs();
+	ck_assert_ptr_nonnull(px_snapshot_find(applied, XDS_CLUSTER, "outbound|443||b"));
+	calls = apply_calls;
+
+	/* the Secret: to the store, ACKed, nothing compiled */
+	ca_secret(&res[0], "kubernetes://b-cacert", ca.pem);
+	respond(c, XDS_SECRET, "s1", "n2", res, 1);
+	ack_is(next_req(XDS_SECRET), "s1", "n2");
+	no_more_reqs();
+	ck_assert_int_eq(apply_calls, calls);
+	g1 = px_sds_generation(store, "kubernetes://b-cacert");
+	ck_assert_uint_gt(g1, 0);
+	ck_assert_str_eq(px_sds_get(store, "kubernetes://b-cacert")->ca_pem, ca.pem);
+
+	/* a bad one: NACK, the store keeps the good one */
+	ca_secret(&res[0], "kubernetes://b-cacert", "garbage");
+	respond(c, XDS_SECRET, "s2", "n3", res, 1);
+	r = next_req(XDS_SECRET);
+	ck_assert_str_eq(r->version_info, "s1");
+	ck_assert_str_eq(r->response_nonce, "n3");
+	ck_assert_ptr_nonnull(r->error_detail);
+	ck_assert_ptr_nonnull(strstr(r->error_detail->message, "kubernetes://b-cacert"));
+	ck_assert_uint_eq(px_sds_generation(store, "kubernetes://b-cacert"), g1);
+
+	/* rotated: a new generation */
+	ca_secret(&res[0], "kubernetes://b-cacert", ca2.pem);
+	respond(c, XDS_SECRET, "s3", "n4", res, 1);
+	ack_is(next_req(XDS_SECRET), "s3", "n4");
+	ck_assert_uint_gt(px_sds_generation(store, "kubernetes://b-cacert"), g1);
+	ck_assert_int_eq(apply_calls, calls);
+
+	/* the cluster goes: the subscription and the store empty */
+	static_cluster(&res[0], "inbound|8080||");
+	respond(c, XDS_CLUSTER, "c2", "n5", res, 1);
+	ack_is(next_req(XDS_CLUSTER), "c2", "n5");
+	r = next_req(XDS_SECRET);
+	ck_assert_uint_eq(r->n_resource_names, 0);
+	no_more_reqs();
+	ck_assert_uint_eq(px_sds_count(store), 0);
+
+	xds_client_free(c);
+	px_snapshot_unref(applied);
+	applied = NULL;
+	ev_loop_free(loop);
+	reqs_clear();
+	px_sds_free(store);
+	tf_ca_free(&ca);
+	tf_ca_free(&ca2);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("xds_client");
@@ -1117,7 +1261,10 @@ int main(void)
 	SRunner *sr;
 	int failed;
 
+	(void)tf_leaf_make; /* tlsfix.h's leaves are not needed here */
+	(void)tf_leaf_free;
 	tcase_add_test(tc, subscribe_warm_ack_ready);
+	tcase_add_test(tc, secrets_named_by_clusters);
 	tcase_add_test(tc, nack_keeps_last_good);
 	tcase_add_test(tc, warming_keeps_working_versions);
 	tcase_add_test(tc, resubscribe_with_held_versions);
