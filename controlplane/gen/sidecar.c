@@ -750,36 +750,34 @@ static gen_filter *gen_tcp_route_filter(struct gen_sc *sc, const struct model_se
 	return gen_net_filter(a, GEN_TCP_PROXY_NAME, gen__any(a, &tp.base));
 }
 
-/*
- * The outbound listener of a TLS service port whose VirtualServices have
- * `tls:` routes for it (Istio's buildSidecarOutboundTLSFilterChainOpts):
- * after a tls_inspector, one chain per route match applying to the port,
- * matching its sniHosts (server_names) and destinationSubnets
- * (prefix_ranges), with a TCP proxy to the route's destinations (TLS
- * passthrough: the proxy never terminates it); then a chain without a
- * match to the service's own TCP proxy.  Returns 1 when built, 0 when svc
- * has no such route (the caller builds the plain listener).  sourceLabels,
- * sourceNamespace and gateways in a match are not read (a match naming
- * them is left out, noted).
- */
-static int gen_outbound_tls_routes(struct gen_sc *sc, const char *bind, const struct model_service *svc,
-				   uint32_t port)
+/* How many chains the tls routes of vs may add (one per match). */
+static size_t gen_tls_match_count(const struct cfg_object *vs)
 {
-	Envoy__Extensions__Filters__Listener__TlsInspector__V3__TlsInspector ti =
-		ENVOY__EXTENSIONS__FILTERS__LISTENER__TLS_INSPECTOR__V3__TLS_INSPECTOR__INIT;
-	gen_listener l = ENVOY__CONFIG__LISTENER__V3__LISTENER__INIT;
-	const struct cfg_object *vs = gen__vs(&sc->g, svc);
-	struct arena *a = sc->a;
-	gen_chain **chains;
-	size_t i, j, k, n = 0, cap = 1;
+	size_t i, n = 0;
 
 	for (i = 0; vs && i < vs->spec.vs.n_tls; i++)
-		cap += vs->spec.vs.tls[i].n_match;
-	if (cap == 1)
-		return 0;
-	if (!(chains = arena_calloc(a, cap, sizeof(*chains))))
-		return -ENOMEM;
-	for (i = 0; i < vs->spec.vs.n_tls; i++) {
+		n += vs->spec.vs.tls[i].n_match;
+	return n;
+}
+
+/* Appends to chains (from *n, room for gen_tls_match_count()) one chain
+ * per match of svc's VirtualService tls routes that applies to sidecars
+ * on port (Istio's buildSidecarOutboundTLSFilterChainOpts): its sniHosts
+ * as server_names, its destinationSubnets as prefix_ranges, a TCP proxy
+ * to the route's destinations (TLS passthrough: never terminated).  A
+ * match whose gateways leave out "mesh" is for gateways only (the
+ * egress-gateway pattern: the gateway's half of one VirtualService) and
+ * skipped, as Istio's sidecar builder skips it; sourceLabels and
+ * sourceNamespace are not read (such a match is left out, noted).
+ * 0 or -ENOMEM. */
+static int gen_tls_route_chains(struct gen_sc *sc, const struct model_service *svc, uint32_t port, gen_chain **chains,
+				size_t *n)
+{
+	const struct cfg_object *vs = gen__vs(&sc->g, svc);
+	struct arena *a = sc->a;
+	size_t i, j, k;
+
+	for (i = 0; vs && i < vs->spec.vs.n_tls; i++) {
 		const struct cfg_tls_route *r = &vs->spec.vs.tls[i];
 		struct cfg_tcp_route tr = { r->route, r->n_route, -1, NULL, 0 };
 
@@ -789,9 +787,11 @@ static int gen_outbound_tls_routes(struct gen_sc *sc, const char *bind, const st
 
 			if (m->port >= 0 && (uint64_t)m->port != port)
 				continue;
-			if (m->source_labels.n || m->source_namespace || m->gateways.n) {
+			if (m->gateways.n && !model_gateways_include_mesh(&m->gateways))
+				continue;
+			if (m->source_labels.n || m->source_namespace) {
 				gen__note(&sc->g, GEN_NOTE_WARN, "xds",
-					  "sidecar: tls route of %s/%s: sourceLabels, sourceNamespace and gateways "
+					  "sidecar: tls route of %s/%s: sourceLabels and sourceNamespace "
 					  "in a match are not supported; the match is left out",
 					  vs->ns, vs->name);
 				continue;
@@ -807,12 +807,22 @@ static int gen_outbound_tls_routes(struct gen_sc *sc, const char *bind, const st
 			}
 			if (gen_fcm_subnets(a, fm, &m->destination_subnets) < 0)
 				return -ENOMEM;
-			if (!(chains[n++] = gen_chain1(a, NULL, fm, gen_tcp_route_filter(sc, svc, port, &tr, vs->ns), NULL)))
+			if (!(chains[(*n)++] = gen_chain1(a, NULL, fm, gen_tcp_route_filter(sc, svc, port, &tr, vs->ns), NULL)))
 				return -ENOMEM;
 		}
 	}
-	if (!(chains[n++] = gen_chain1(a, NULL, NULL, gen_tcp_route_filter(sc, svc, port, NULL, svc->ns), NULL)))
-		return -ENOMEM;
+	return 0;
+}
+
+/* Emits the listener "BIND_PORT" of a TLS port: a tls_inspector, the
+ * chains given, the passthrough default chain.  1 or -ENOMEM. */
+static int gen_tls_listener(struct gen_sc *sc, const char *bind, uint32_t port, gen_chain **chains, size_t n)
+{
+	Envoy__Extensions__Filters__Listener__TlsInspector__V3__TlsInspector ti =
+		ENVOY__EXTENSIONS__FILTERS__LISTENER__TLS_INSPECTOR__V3__TLS_INSPECTOR__INIT;
+	gen_listener l = ENVOY__CONFIG__LISTENER__V3__LISTENER__INIT;
+	struct arena *a = sc->a;
+
 	if (!(l.name = arena_printf(a, "%s_%u", bind, port)) || gen_out_name_add(sc, l.name) < 0 ||
 	    !(l.address = gen_addr(a, bind, port)) ||
 	    !(l.default_filter_chain =
@@ -827,6 +837,88 @@ static int gen_outbound_tls_routes(struct gen_sc *sc, const char *bind, const st
 	l.filter_chains = chains;
 	l.n_filter_chains = n;
 	return gen__emit(&sc->g, sc->snap, XDS_LISTENER, l.name, &l.base) < 0 ? -ENOMEM : 1;
+}
+
+/*
+ * The outbound listener of a TLS service port whose VirtualServices have
+ * `tls:` routes for it: the chains of gen_tls_route_chains(), then a
+ * chain without a match to the service's own TCP proxy.  Returns 1 when
+ * built, 0 when svc has no such route (the caller builds the plain
+ * listener).
+ */
+static int gen_outbound_tls_routes(struct gen_sc *sc, const char *bind, const struct model_service *svc,
+				   uint32_t port)
+{
+	size_t n = 0, cap = 1 + gen_tls_match_count(gen__vs(&sc->g, svc));
+	gen_chain **chains;
+
+	if (cap == 1)
+		return 0;
+	if (!(chains = arena_calloc(sc->a, cap, sizeof(*chains))) || gen_tls_route_chains(sc, svc, port, chains, &n) < 0)
+		return -ENOMEM;
+	if (!(chains[n++] = gen_chain1(sc->a, NULL, NULL, gen_tcp_route_filter(sc, svc, port, NULL, svc->ns), NULL)))
+		return -ENOMEM;
+	return gen_tls_listener(sc, bind, port, chains, n);
+}
+
+static bool gen_protocol_tls(const char *proto)
+{
+	return proto && (strcmp(proto, "TLS") == 0 || strcmp(proto, "HTTPS") == 0);
+}
+
+/* Is port of svc one the shared TLS listener serves: TLS or HTTPS, no VIP? */
+static bool gen_tls_by_sni(const struct gen_sc *sc, size_t k, uint32_t port)
+{
+	const struct model_service *svc = &sc->g.m->services[k];
+	const struct model_port *mp = sc->visible[k] ? gen_port(svc, port) : NULL;
+
+	return mp && !mp->sniffed && gen_protocol_tls(mp->protocol) && !gen_vip(svc);
+}
+
+/*
+ * The outbound listener of a TLS port shared by several services, those
+ * without a VIP told apart by SNI (Istio's buildSidecarOutboundListeners
+ * merges them into "0.0.0.0_PORT"; buildSidecarOutboundTLSFilterChainOpts:
+ * a service's tls routes give its chains, and a service without a tls
+ * match gets one chain matching its own hostname as server_names "if and
+ * only if we do not have a destination VIP").  This is the sidecar half of
+ * Istio's egress-gateway pattern for TLS: the external host's ServiceEntry
+ * and the egress gateway's service share 443 and neither has a VIP.
+ * Returns 1 when built, 0 when no service of the port qualifies.
+ */
+static int gen_outbound_tls_shared(struct gen_sc *sc, const char *bind, uint32_t port)
+{
+	const struct model *m = sc->g.m;
+	gen_chain **chains;
+	size_t k, n = 0, cap = 0;
+
+	for (k = 0; k < m->n_services; k++)
+		if (gen_tls_by_sni(sc, k, port))
+			cap += 1 + gen_tls_match_count(gen__vs(&sc->g, &m->services[k]));
+	if (!cap)
+		return 0;
+	if (!(chains = arena_calloc(sc->a, cap, sizeof(*chains))))
+		return -ENOMEM;
+	for (k = 0; k < m->n_services; k++) {
+		const struct model_service *svc = &m->services[k];
+		Envoy__Config__Listener__V3__FilterChainMatch *fm;
+		size_t before = n;
+
+		if (!gen_tls_by_sni(sc, k, port))
+			continue;
+		if (gen_tls_route_chains(sc, svc, port, chains, &n) < 0)
+			return -ENOMEM;
+		if (n > before)
+			continue;
+		if (!(fm = gen_fcm(sc->a, 0, NULL, NULL, 0)) ||
+		    !(fm->server_names = arena_calloc(sc->a, 1, sizeof(*fm->server_names))))
+			return -ENOMEM;
+		fm->server_names[0] = (char *)svc->hostname; /* borrowed: the model outlives the build */
+		fm->n_server_names = 1;
+		if (!(chains[n++] = gen_chain1(sc->a, NULL, fm, gen_tcp_service_filter(sc, svc, port), NULL)))
+			return -ENOMEM;
+	}
+	return gen_tls_listener(sc, bind, port, chains, n);
 }
 
 /*
@@ -888,8 +980,10 @@ static int gen_outbound_tcp_subnets(struct gen_sc *sc, const char *bind, const s
 /* Outbound listeners and route configs: every port with an HTTP service
  * gets "0.0.0.0_PORT" with RDS "PORT"; a TCP service gets "0.0.0.0_PORT"
  * alone on its port, or "VIP_PORT" when the port is shared with an HTTP
- * port or another TCP service (one without a VIP then cannot be told
- * apart and is left out, noted, as Istio reports the conflict). */
+ * port or another TCP service; TLS services without a VIP on a port no
+ * HTTP service has share one "0.0.0.0_PORT" told apart by SNI
+ * (gen_outbound_tls_shared); another one without a VIP cannot be told
+ * apart and is left out, noted, as Istio reports the conflict. */
 /* Where the outbound listener of port listens, as Istio's
  * buildSidecarOutboundListeners() picks it: the bind of the Sidecar's
  * egress listener of that port, else (no egress listener names the port)
@@ -968,6 +1062,11 @@ static int gen_outbound(struct gen_sc *sc)
 							   gen_net_filter(sc->a, GEN_HCM_NAME,
 									  gen_sidecar_hcm(sc->a, sc->g.m, sp, rn, NULL, NULL, 0, false)));
 		}
+		if (n_tcp > 1 && n_http == 0) {
+			rc = gen_outbound_tls_shared(sc, gen_egress_bind(sc, port), port);
+			if (rc > 0)
+				rc = 0;
+		}
 		for (k = 0; k < m->n_services && rc == 0; k++) {
 			const struct model_service *svc = &m->services[k];
 			const struct model_port *mp = sc->visible[k] ? gen_port(svc, port) : NULL;
@@ -1005,6 +1104,8 @@ static int gen_outbound(struct gen_sc *sc)
 				continue;
 			}
 			vip = gen_vip(svc);
+			if (!vip && gen_tls_by_sni(sc, k, port) && n_http == 0)
+				continue; /* in the SNI listener built above */
 			if (!vip) {
 				gen__note(&sc->g, GEN_NOTE_WARN, "xds",
 					  "sidecar: TCP port %u of %s is shared and the service has no VIP; not served",
