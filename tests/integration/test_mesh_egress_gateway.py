@@ -9,19 +9,25 @@ traffic (match gateways [istio-egressgateway]) to the external host.
   client --> sidecar outbound --> egress gateway 127.0.0.41:G --> "external" server
              (absolute-form)      (router node, istio-system)     (host name `localhost`)
 
-Two variants, each with its own external host so both live in one meshd:
+Three variants, each with its own external host so all live in one meshd:
   - HTTP: the gateway server is plain HTTP on port G;
   - ISTIO_MUTUAL: the gateway server on port T takes ISTIO_MUTUAL, the
     DestinationRule for the egress gateway's subset originates ISTIO_MUTUAL
     with `sni: HOST`; the sidecar and the gateway get their workload
-    certificates from meshd's CA.
+    certificates from meshd's CA;
+  - PASSTHROUGH (Istio's "HTTPS traffic" variant): the client's own TLS
+    with SNI tls.egress.test goes to a second sidecar (captureMode NONE, so
+    its TLS port binds 127.0.0.1), whose listener of that port is shared
+    by the external host and the egress gateway's service, neither with a
+    VIP, told apart by SNI; the gateway passes it by SNI to the external
+    TLS server, whose certificate the client verifies.
 The external server must see the request come from the egress gateway: the
 gateway's access log has it, its cluster to the external host counted it,
 and the sidecar's cluster to the egress gateway counted it (not a cluster
 to the external host).  With outboundTrafficPolicy REGISTRY_ONLY a host no
 ServiceEntry names is 502 at the sidecar.
 
-Nothing asserts on timing; every wait is bounded.  The file takes about 5 s.
+Nothing asserts on timing; every wait is bounded.  The file takes about 2 s here.
 """
 import http.client
 import os
@@ -33,6 +39,7 @@ import unittest
 
 from meshhttp import MESHPROXY, NS, Backend, Sidecar, slow
 from meshtest import Meshd, free_port, wait_for
+from test_mesh_gateway import Certs, TlsBackend, tls_get
 
 GW_IP = "127.0.0.41"
 GW_NS = "istio-system"
@@ -40,6 +47,7 @@ GW_SA = "istio-egressgateway"
 GW_SVC = "istio-egressgateway.istio-system.svc.cluster.local"
 EXT = "ext.egress.test"      # the HTTP variant's external host
 SECURE = "secure.egress.test"  # the ISTIO_MUTUAL variant's external host
+PASS = "tls.egress.test"  # the PASSTHROUGH variant's external host (TLS end to end)
 MESH = "outboundTrafficPolicy:\n  mode: REGISTRY_ONLY\n"
 
 
@@ -47,7 +55,7 @@ def config(t):
     """The documents of Istio's egress-gateway task, ports adapted to loopback."""
     d = {"ns": NS, "gwns": GW_NS, "gwsvc": GW_SVC, "ip": GW_IP, "sa": GW_SA,
          "ext": EXT, "secure": SECURE, "eport": t.ext.port, "sport": t.sec.port,
-         "g": t.gw_http, "t": t.gw_mtls}
+         "g": t.gw_http, "t": t.gw_mtls, "pass": PASS, "p": t.gw_pass, "q": t.passb.port}
     docs = """apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: istio-egressgateway, namespace: %(gwns)s}
@@ -58,6 +66,7 @@ spec:
   ports:
   - {number: %(g)d, name: http2, protocol: HTTP2}
   - {number: %(t)d, name: https, protocol: HTTPS}
+  - {number: %(p)d, name: tls, protocol: TLS}
   workloadSelector: {labels: {istio: egressgateway}}
 ---
 apiVersion: networking.istio.io/v1
@@ -87,13 +96,6 @@ spec:
   - port: {number: %(g)d, name: http, protocol: HTTP}
     bind: %(ip)s
     hosts: [%(ext)s]
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: egressgateway-for-ext, namespace: %(ns)s}
-spec:
-  host: %(gwsvc)s
-  subsets: [{name: ext}]
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -133,16 +135,18 @@ spec:
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
-metadata: {name: egressgateway-for-secure, namespace: %(ns)s}
+metadata: {name: egressgateway, namespace: %(ns)s}
 spec:
   host: %(gwsvc)s
   subsets:
+  - name: ext
   - name: secure
     trafficPolicy:
       loadBalancer: {simple: ROUND_ROBIN}
       portLevelSettings:
       - port: {number: %(t)d}
         tls: {mode: ISTIO_MUTUAL, sni: %(secure)s}
+  - name: pass
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -157,6 +161,52 @@ spec:
   - match: [{gateways: [istio-egressgateway-mtls], port: %(t)d}]
     route:
     - destination: {host: %(secure)s, port: {number: %(sport)d}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: tls, namespace: %(ns)s}
+spec:
+  hosts: [%(pass)s]
+  location: MESH_EXTERNAL
+  resolution: DNS
+  ports: [{number: %(p)d, name: tls, protocol: TLS}]
+  endpoints: [{address: localhost, ports: {tls: %(q)d}}]
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: istio-egressgateway-pass, namespace: %(ns)s}
+spec:
+  selector: {istio: egressgateway}
+  servers:
+  - port: {number: %(p)d, name: tls, protocol: TLS}
+    bind: %(ip)s
+    hosts: [%(pass)s]
+    tls: {mode: PASSTHROUGH}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: direct-tls-through-egress-gateway, namespace: %(ns)s}
+spec:
+  hosts: [%(pass)s]
+  gateways: [mesh, istio-egressgateway-pass]
+  tls:
+  - match: [{gateways: [mesh], port: %(p)d, sniHosts: [%(pass)s]}]
+    route:
+    - destination: {host: %(gwsvc)s, subset: pass, port: {number: %(p)d}}
+  - match: [{gateways: [istio-egressgateway-pass], port: %(p)d, sniHosts: [%(pass)s]}]
+    route:
+    - destination: {host: %(pass)s, port: {number: %(p)d}}
+      weight: 100
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: tlsc, namespace: %(ns)s}
+spec:
+  workloadSelector:
+    labels: {app: tlsc}
+  egress:
+  - hosts: ["%(ns)s/%(pass)s", "%(gwns)s/%(gwsvc)s"]
+    captureMode: NONE
 """ % d
     return {"egress.yaml": docs, "mesh.yaml": MESH}
 
@@ -214,10 +264,10 @@ def pick_port(ip):
     raise AssertionError("no port free on %s" % ip)
 
 
-def prom(px, cluster):
-    """envoy_cluster_upstream_rq_total of cluster at px (0 when absent)."""
+def prom(px, cluster, metric="envoy_cluster_upstream_rq_total"):
+    """metric of cluster at px (0 when absent)."""
     body = px.admin("/stats/prometheus")[1]
-    m = re.search(r'^envoy_cluster_upstream_rq_total\{cluster_name="%s"\} (\d+)$' % re.escape(cluster), body, re.M)
+    m = re.search(r'^%s\{cluster_name="%s"\} (\d+)$' % (re.escape(metric), re.escape(cluster)), body, re.M)
     return int(m.group(1)) if m else 0
 
 
@@ -227,7 +277,11 @@ class MeshEgressGatewayTest(unittest.TestCase):
         cls.tmp = tempfile.mkdtemp(prefix="mesh-egw-")
         cls.ext = Backend("ext")
         cls.sec = Backend("secure")
-        cls.gw_http, cls.gw_mtls = pick_port(GW_IP), pick_port(GW_IP)
+        cls.gw_http, cls.gw_mtls, cls.gw_pass = pick_port(GW_IP), pick_port(GW_IP), pick_port(GW_IP)
+        c = cls.certs = Certs(cls.tmp)
+        c.ca("ext-ca")
+        c.leaf("tls", "ext-ca", [PASS])
+        cls.passb = TlsBackend(c.path("tls", "crt"), c.path("tls", "key"))
         tokens = os.path.join(cls.tmp, "tokens")
         with open(tokens, "w") as f:
             f.write("gateway-token %s %s\nclient-token %s client\n" % (GW_NS, GW_SA, NS))
@@ -241,16 +295,20 @@ class MeshEgressGatewayTest(unittest.TestCase):
                                       "--mesh-config", os.path.join(cls.tmp, "mesh.yaml")])
         with open(os.path.join(cls.tmp, "mesh.yaml"), "w") as f:
             f.write(files["mesh.yaml"])
-        cls.gw = cls.px = None
+        cls.gw = cls.px = cls.tlsc = None
         try:
             cls.meshd.start()
             root = os.path.join(ca_dir, "root-cert.pem")
             cls.px = Sidecar(cls.meshd, "client", "app=client", args=[
                 "--ca-addr", "127.0.0.1:%d" % cls.meshd.secure_port, "--root-cert", root,
                 "--token-file", os.path.join(cls.tmp, "client.token"), "--service-account", "client"])
+            # the PASSTHROUGH variant's client: captureMode NONE (its Sidecar
+            # resource), so its listener of the TLS port binds 127.0.0.1
+            cls.tlsc = Sidecar(cls.meshd, "tlsc", "app=tlsc")
             cls.gw = EgressGatewayProxy(cls.meshd, os.path.join(cls.tmp, "gateway.token"), root)
             cls.px.wait_ready()
             cls.gw.wait_ready()
+            cls.tlsc.wait_ready()
         except BaseException:
             cls.tearDownClass()
             raise
@@ -258,14 +316,14 @@ class MeshEgressGatewayTest(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         bad = {}
-        for key, s in (("gateway", cls.gw), ("client", cls.px)):
+        for key, s in (("gateway", cls.gw), ("client", cls.px), ("tlsc", cls.tlsc)):
             if s is None:
                 continue
             rc = s.stop()
             if rc != 0:
                 bad[key] = (rc, s.logs())
-        cls.meshd.finish(cls.ext, cls.sec)
-        for s in (cls.gw, cls.px):
+        cls.meshd.finish(cls.ext, cls.sec, cls.passb)
+        for s in (cls.gw, cls.px, cls.tlsc):
             if s is not None:
                 s.cleanup()
         shutil.rmtree(cls.tmp, ignore_errors=True)
@@ -316,6 +374,36 @@ class MeshEgressGatewayTest(unittest.TestCase):
         self.assertEqual(r.json()["headers"].get("x-forwarded-proto"), "https", r.json()["headers"])
         dump = self.px.admin("/config_dump")[1]
         self.assertIn('"sni": "%s"' % SECURE, dump.replace('"sni":"', '"sni": "'))
+
+    def test_tls_passthrough_through_egress_gateway(self):
+        """The client's TLS (SNI tls.egress.test) goes through its sidecar's
+        shared TLS port (told apart by SNI) to the egress gateway, which
+        passes it by SNI to the external server: the client verifies the
+        external server's certificate, the proxies never terminate it."""
+        port = self.gw_pass
+        ca = self.certs.path("ext-ca", "crt")
+
+        def served():
+            try:
+                r = tls_get(port, PASS, "/pass", cafile=ca, ip="127.0.0.1")
+            except OSError:
+                return None
+            return r if r.status == 200 else None
+        r = wait_for(served, timeout=120 if slow() else 30,
+                     what="TLS through the egress gateway (sidecar log:\n%s\ngateway log:\n%s)"
+                     % (self.tlsc.logs()[-3000:], self.gw.logs()[-3000:]))
+        self.assertEqual((r.body, r.headers.get("x-backend")), (b"pass-backend", "pass"))
+        self.assertEqual(r.peer_der, self.certs.der("tls"))
+        cx = "envoy_cluster_upstream_cx_total"
+        self.assertGreater(prom(self.tlsc, "outbound|%d|pass|%s" % (port, GW_SVC), cx), 0)
+        self.assertEqual(prom(self.tlsc, "outbound|%d||%s" % (port, PASS), cx), 0)
+        self.assertGreater(prom(self.gw, "outbound|%d||%s" % (port, PASS), cx), 0)
+        # an SNI the sidecar's chains do not name takes the passthrough
+        # chain (REGISTRY_ONLY: BlackHoleCluster), never the gateway
+        before = prom(self.tlsc, "outbound|%d|pass|%s" % (port, GW_SVC), cx)
+        with self.assertRaises((OSError, http.client.HTTPException)):
+            tls_get(port, "other.egress.test", "/", cafile=ca, ip="127.0.0.1", timeout=5)
+        self.assertEqual(prom(self.tlsc, "outbound|%d|pass|%s" % (port, GW_SVC), cx), before)
 
     def test_registry_only_unknown_host(self):
         r = self.px.request("http://unknown.egress.test:%d/" % self.ext.port)
