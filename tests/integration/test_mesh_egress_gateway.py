@@ -205,8 +205,10 @@ spec:
   workloadSelector:
     labels: {app: tlsc}
   egress:
-  - hosts: ["%(ns)s/%(pass)s", "%(gwns)s/%(gwsvc)s"]
+  - port: {number: %(p)d, protocol: TLS, name: tls}
+    hosts: ["%(ns)s/%(pass)s", "%(gwns)s/%(gwsvc)s"]
     captureMode: NONE
+  - hosts: ["%(gwns)s/%(gwsvc)s"]
 """ % d
     return {"egress.yaml": docs, "mesh.yaml": MESH}
 
@@ -275,9 +277,12 @@ class MeshEgressGatewayTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="mesh-egw-")
-        cls.ext = Backend("ext")
-        cls.sec = Backend("secure")
+        # as in Istio's task, the external host's port is the egress
+        # gateway's HTTP port (80 there): the server on 127.0.0.1:G, the
+        # gateway on 127.0.0.41:G
         cls.gw_http, cls.gw_mtls, cls.gw_pass = pick_port(GW_IP), pick_port(GW_IP), pick_port(GW_IP)
+        cls.ext = Backend("ext", port=cls.gw_http)
+        cls.sec = Backend("secure")
         c = cls.certs = Certs(cls.tmp)
         c.ca("ext-ca")
         c.leaf("tls", "ext-ca", [PASS])
