@@ -1325,9 +1325,20 @@ static void handle_delta_response(struct xds_client *c,
 		removed = malloc(resp->n_removed_resources * sizeof(*removed));
 		if (!removed)
 			rc = -ENOMEM;
-		for (i = 0; rc == 0 && i < resp->n_removed_resources; i++)
-			if (resp->removed_resources[i] && *resp->removed_resources[i])
-				removed[nremoved++] = resp->removed_resources[i];
+		for (i = 0; rc == 0 && i < resp->n_removed_resources; i++) {
+			if (!resp->removed_resources[i] || !*resp->removed_resources[i])
+				continue;
+			/* issue 13 (gwbrk): a Secret still named by a listener or
+			 * cluster is kept when meshd removes it (its credentialName
+			 * Secret deleted or no longer usable): Envoy's SdsApi ignores
+			 * such a removal and goes on with the last secret it had */
+			if (t == XDS_SECRET && name_set_has(&ts->names, resp->removed_resources[i])) {
+				log_warn(SCOPE, "secret %.200s removed by the server while still in use: the last one is kept",
+					 resp->removed_resources[i]);
+				continue;
+			}
+			removed[nremoved++] = resp->removed_resources[i];
+		}
 	}
 	if (rc == 0) {
 		rc = px_snapshot_update(c->view, t, set.v, set.n, removed, nremoved, &recv);

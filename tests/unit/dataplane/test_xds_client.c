@@ -1331,6 +1331,62 @@ START_TEST(bad_secret_spares_the_others)
 }
 END_TEST
 
+/* gwbrk (issue 13): Delta: meshd removing a Secret a cluster still names
+ * (its credentialName Secret deleted) is ACKed and ignored, the store
+ * keeps the last one (Envoy's SdsApi); once nothing names it, it goes. */
+START_TEST(delta_secret_removal_in_use_ignored)
+{
+	struct xds_client_config cfg;
+	struct xds_client *c;
+	struct px_sds *store;
+	struct tf_ca ca;
+	Google__Protobuf__Any res[1];
+	const char *rm[] = { "kubernetes://b-cacert" };
+	const char *cl[] = { "outbound|443||b" };
+
+	tf_ca_make(&ca, "one");
+	ck_assert_int_eq(px_sds_new(&store), 0);
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.node_id = "router~10.1.2.3~gw-1.istio-system~istio-system.svc.cluster.local";
+	cfg.version = "test";
+	cfg.protocol = XDS_PROTOCOL_DELTA;
+	cfg.apply = apply;
+	cfg.sds = store;
+	loop = ev_loop_new();
+	ck_assert_int_eq(xds_client_new(loop, &cfg, &c), 0);
+	apply_calls = apply_fail = 0;
+	bad_listener = bad_unless_cluster = NULL;
+	applied = NULL;
+	dreqs_clear();
+	ck_assert_int_eq(xds_client_stream_begin(c, capture_delta, NULL), 0);
+	dseen = ndreq;
+	tls_cluster(&res[0], "outbound|443||b", "kubernetes://b-cacert");
+	respond1(c, XDS_CLUSTER, "n1", res, "outbound|443||b", "c1");
+	dack_is(next_dreq(XDS_CLUSTER), "n1");
+	dsub_is(next_dreq(XDS_SECRET), "kubernetes://b-cacert", NULL);
+	ca_secret(&res[0], "kubernetes://b-cacert", ca.pem);
+	respond1(c, XDS_SECRET, "n2", res, "kubernetes://b-cacert", "s1");
+	dack_is(next_dreq(XDS_SECRET), "n2");
+	ck_assert_str_eq(px_sds_get(store, "kubernetes://b-cacert")->ca_pem, ca.pem);
+
+	/* removed while the cluster names it: ACKed, kept */
+	respond_delta(c, XDS_SECRET, "sys", "n3", NULL, NULL, NULL, 0, rm, 1);
+	dack_is(next_dreq(XDS_SECRET), "n3");
+	ck_assert_ptr_nonnull(px_sds_get(store, "kubernetes://b-cacert"));
+	ck_assert_str_eq(px_sds_get(store, "kubernetes://b-cacert")->ca_pem, ca.pem);
+
+	/* the cluster goes: unsubscribed, dropped */
+	respond_delta(c, XDS_CLUSTER, "sys", "n4", NULL, NULL, NULL, 0, cl, 1);
+	dack_is(next_dreq(XDS_CLUSTER), "n4");
+	dsub_is(next_dreq(XDS_SECRET), NULL, "kubernetes://b-cacert");
+	ck_assert_uint_eq(px_sds_count(store), 0);
+
+	delta_done(c);
+	px_sds_free(store);
+	tf_ca_free(&ca);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("xds_client");
@@ -1343,6 +1399,7 @@ int main(void)
 	tcase_add_test(tc, subscribe_warm_ack_ready);
 	tcase_add_test(tc, secrets_named_by_clusters);
 	tcase_add_test(tc, bad_secret_spares_the_others);
+	tcase_add_test(tc, delta_secret_removal_in_use_ignored);
 	tcase_add_test(tc, nack_keeps_last_good);
 	tcase_add_test(tc, warming_keeps_working_versions);
 	tcase_add_test(tc, resubscribe_with_held_versions);
