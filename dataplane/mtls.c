@@ -326,6 +326,19 @@ static size_t codec_alpn(const struct px_mtls *m, int h2, const char **v)
 	return n;
 }
 
+const char *px_mtls_waiting_for(const struct px_mtls *m, const struct px_identity *id)
+{
+	const struct px_sds *store = px_sds_default();
+
+	if ((m->sds || m->sds_roots) && !px_identity_generation(id))
+		return "the workload certificate";
+	if (m->sds_cert && !px_sds_get(store, m->sds_cert))
+		return m->sds_cert;
+	if (m->sds_ca && !px_sds_get(store, m->sds_ca))
+		return m->sds_ca;
+	return "the workload certificate";
+}
+
 static int mtls_ctx(struct px_mtls *m, const struct px_identity *id, int h2, struct px_tls_ctx **out)
 {
 	const char *alpn[PX_MTLS_MAX_ALPN + 1];

@@ -87,6 +87,12 @@ MESH_MUST_CHECK int px_mtls_ctx(struct px_mtls *m, const struct px_identity *id,
  * not let the server pick h2), this one has "h2" added when the cluster's
  * list lacks it (h2UpgradePolicy UPGRADE, useClientProtocol). */
 MESH_MUST_CHECK int px_mtls_ctx_h2(struct px_mtls *m, const struct px_identity *id, struct px_tls_ctx **out);
+/* After px_mtls_ctx's -EAGAIN: what m still waits for, for a log line
+ * (a static string or a name m owns): the SDS secret's name (e.g.
+ * "kubernetes://NAME", a Gateway's credentialName meshd did not send) or
+ * "the workload certificate".  An operator who reads "no certificate"
+ * looks at the wrong thing when it is a named secret that is missing. */
+const char *px_mtls_waiting_for(const struct px_mtls *m, const struct px_identity *id);
 
 /*
  * The upstream TLS policy for a new connection to h, shared by proxy.c's

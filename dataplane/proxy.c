@@ -3595,8 +3595,9 @@ static int d_tls_step(struct px_dconn *d)
 		if (rc == 0)
 			rc = px_tls_new(ctx, d->io.fd, NULL, &d->tls);
 		if (rc < 0) {
-			log_warn("meshproxy", "inbound TLS from %s refused: %s", d->peer_ip,
-				 rc == -EAGAIN ? "no workload certificate yet"
+			/* -EAGAIN: name what is missing (a named SDS secret is not the workload certificate) */
+			log_warn("meshproxy", "inbound TLS from %s refused: %s%s", d->peer_ip,
+				 rc == -EAGAIN ? "waiting for " : "", rc == -EAGAIN ? px_mtls_waiting_for(m, e->ident)
 				 : rc == -ENOENT ? "no TLS filter chain" : mesh_strerror(rc));
 			e->tls_handshake_fail++;
 			d_close(d);
@@ -3892,8 +3893,13 @@ static int d_tls_term(struct px_dconn *d, const struct px_port *pp, int k)
 		rc = px_tls_new_pre(ctx, d->io.fd, d->in.p ? d->in.p + d->in.off : NULL, d->in.len - d->in.off,
 				    &d->tls);
 	if (rc < 0) {
-		log_warn("meshproxy", "%s: TLS from %s refused: %s", d_sel_name(d), d->peer_ip,
-			 rc == -EAGAIN ? "no workload certificate yet" : mesh_strerror(rc));
+		/* name the missing secret: a Gateway's credentialName meshd did not send is not "no certificate" */
+		if (rc == -EAGAIN)
+			log_warn("meshproxy", "%s: TLS from %s refused: waiting for %s from meshd (meshd's log says why "
+				 "it is not sent)", d_sel_name(d), d->peer_ip, px_mtls_waiting_for(pp->tls, e->ident));
+		else
+			log_warn("meshproxy", "%s: TLS from %s refused: %s", d_sel_name(d), d->peer_ip,
+				 mesh_strerror(rc));
 		e->tls_handshake_fail++;
 		d_close(d);
 		return 1;

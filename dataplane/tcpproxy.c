@@ -464,8 +464,9 @@ static int u_tls_setup(struct tcpp *t, int fd, struct px_host *h)
 	if (rc == 0)
 		rc = px_tls_new(ctx, fd, m->sni, &t->utls);
 	if (rc < 0)
-		log_warn("meshproxy", "upstream %s (%s): no TLS context: %s", h->name, h->cl->name,
-			 rc == -EAGAIN ? "no workload certificate yet" : mesh_strerror(rc));
+		log_warn("meshproxy", "upstream %s (%s): no TLS context: %s%s", h->name, h->cl->name,
+			 rc == -EAGAIN ? "waiting for " : "", /* which secret: see px_mtls_waiting_for */
+			 rc == -EAGAIN ? px_mtls_waiting_for(m, t->e->ident) : mesh_strerror(rc));
 	return rc;
 }
 

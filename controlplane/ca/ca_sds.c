@@ -51,6 +51,7 @@ struct sds_entry {
 	struct ca_identity id;
 	char *chain, *key;           /* "default" as last issued; NULL: not yet */
 	struct timespec refresh;     /* monotonic: re-issue "default" then (0: nothing to rotate) */
+	uint64_t unserved;           /* entry_answer: hash of the names it could not serve (0: none) */
 };
 
 struct ca_sds {
@@ -219,8 +220,11 @@ static int entry_issue(struct ca_sds *s, struct sds_entry *e, const struct times
 
 /* name is a credentialName of the caller's namespace ("kubernetes://N",
  * or a bare name; "-cacert" asks for its CA): add it when the lookup
- * finds it with what that form needs. */
-static int add_credential(struct ca_sds *s, struct sds_entry *e, struct xds_snapshot *set, const char *name)
+ * finds it with what that form needs.  When it cannot, why (cap bytes)
+ * says so for the operator: a name left out of the answer is otherwise
+ * only a TLS handshake the proxy closes. */
+static int add_credential(struct ca_sds *s, struct sds_entry *e, struct xds_snapshot *set, const char *name,
+			  char *why, size_t cap)
 {
 	struct ca_sds_tls tls = { 0 };
 	const char *base = name;
@@ -228,20 +232,27 @@ static int add_credential(struct ca_sds *s, struct sds_entry *e, struct xds_snap
 	size_t n, sfx = strlen(CA_SDS_CACERT_SUFFIX);
 	int cacert = 0, rc = 0;
 
-	if (!s->cfg.lookup)
+	why[0] = '\0';
+	if (!s->cfg.lookup) {
+		snprintf(why, cap, "meshd reads no credentialName Secrets here");
 		goto out;
+	}
 	if (strncmp(base, CA_SDS_K8S_PREFIX, strlen(CA_SDS_K8S_PREFIX)) == 0)
 		base += strlen(CA_SDS_K8S_PREFIX);
 	n = strlen(base);
 	/* "NS/NAME" or anything not a plain object name: never another namespace's */
-	if (n == 0 || strchr(base, '/'))
+	if (n == 0 || strchr(base, '/')) {
+		snprintf(why, cap, "not a Secret name of the proxy's namespace %s", e->id.ns);
 		goto out;
+	}
 	if (n > sfx && strcmp(base + n - sfx, CA_SDS_CACERT_SUFFIX) == 0) {
 		cacert = 1;
 		n -= sfx;
 	}
-	if (n > CA_MAX_NAME_LEN)
+	if (n > CA_MAX_NAME_LEN) {
+		snprintf(why, cap, "name longer than %d characters", CA_MAX_NAME_LEN);
 		goto out;
+	}
 	/* istiod's GetCaCert: a Secret named "NAME-cacert" first, then NAME's */
 	rc = -ENOENT;
 	if (cacert && strlen(base) <= CA_MAX_NAME_LEN) {
@@ -256,29 +267,62 @@ static int add_credential(struct ca_sds *s, struct sds_entry *e, struct xds_snap
 	if (rc == -ENOENT)
 		rc = s->cfg.lookup(s->cfg.lookup_ctx, e->id.ns, obj, &tls);
 	if (rc == -ENOENT) {
+		/* Istio reads credentialName Secrets in the gateway's own namespace */
+		if (cacert)
+			snprintf(why, cap, "no Secret %s/%s-cacert nor %s/%s with ca.crt (or cacert)", e->id.ns, obj,
+				 e->id.ns, obj);
+		else
+			snprintf(why, cap, "no Secret %s/%s (credentialName Secrets are read in the namespace of "
+				 "the proxy using them)", e->id.ns, obj);
 		rc = 0;
 		goto out;
 	}
-	if (rc < 0)
+	if (rc < 0) {
+		snprintf(why, cap, "reading Secret %s/%s: %s", e->id.ns, obj, mesh_strerror(rc));
 		goto out;
+	}
 	if (cacert && tls.cacert)
 		rc = add_validation(set, name, tls.cacert);
 	else if (!cacert && tls.cert && tls.key)
 		rc = add_tls_cert(set, name, tls.cert, tls.key);
+	else
+		snprintf(why, cap, "Secret %s/%s has no %s", e->id.ns, obj,
+			 cacert ? "ca.crt (or cacert)" : "tls.crt and tls.key (or cert and key)");
 out:
 	ca_sds_tls_cleanup(&tls);
 	return rc;
+}
+
+/* One more name e asked for and is not sent (why): fold it into the hash of
+ * this answer's unserved names (FNV-1a) and warn, unless the last answer
+ * left out the very same ones, so that a Secret missing for hours is one
+ * line per change, not one per config push. */
+static uint64_t unserved_note(const struct sds_entry *e, uint64_t h, const char *name, const char *why)
+{
+	const char *p;
+
+	if (!h)
+		h = 1469598103934665603ULL;
+	for (p = name; *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+	h = (h ^ 0xff) * 1099511628211ULL;
+	if (h != e->unserved)
+		log_warn(SCOPE, "stream %llu (ns/%s/sa/%s): Secret \"%s\" not sent: %s; TLS that needs it fails "
+			 "until it is there", (unsigned long long)e->stream, e->id.ns, e->id.sa, name, why);
+	return h;
 }
 
 /* Build and send what e asks for (an empty set without an identity). */
 static void entry_answer(struct ca_sds *s, struct sds_entry *e, const struct timespec *now)
 {
 	struct xds_snapshot *set = xds_snapshot_new();
+	uint64_t unserved = 0;
 	size_t i;
 	int rc = set ? 0 : -ENOMEM;
 
 	for (i = 0; rc == 0 && e->verified && i < e->nnames && i < CA_SDS_MAX_NAMES; i++) {
 		const char *name = e->names[i];
+		char why[4 * CA_MAX_NAME_LEN + 128] = ""; /* room for namespace and object names in full */
 
 		if (strcmp(name, CA_SDS_CERT_NAME) == 0) {
 			rc = entry_issue(s, e, now);
@@ -287,9 +331,16 @@ static void entry_answer(struct ca_sds *s, struct sds_entry *e, const struct tim
 		} else if (strcmp(name, CA_SDS_ROOT_NAME) == 0) {
 			rc = add_validation(set, name, ca_root_pem(s->cfg.ca));
 		} else {
-			rc = add_credential(s, e, set, name);
+			rc = add_credential(s, e, set, name, why, sizeof(why));
 		}
+		if (rc == 0 && why[0])
+			unserved = unserved_note(e, unserved, name, why);
 	}
+	if (rc == 0 && e->unserved && !unserved)
+		log_info(SCOPE, "stream %llu (ns/%s/sa/%s): every Secret asked for is served now",
+			 (unsigned long long)e->stream, e->id.ns, e->id.sa);
+	if (rc == 0)
+		e->unserved = unserved;
 	if (e->nnames > CA_SDS_MAX_NAMES)
 		log_warn(SCOPE, "stream %llu: %zu Secret names asked; only the first %d are looked at",
 			 (unsigned long long)e->stream, e->nnames, CA_SDS_MAX_NAMES);

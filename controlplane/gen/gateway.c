@@ -1461,6 +1461,28 @@ static int gw_clusters(struct gw_gen *gg, struct gen_sidecar_cache *c, const str
 
 /* ---------------------------------------------------------------- entry */
 
+/* No Gateway selects this router: it gets clusters but no listener, and
+ * nothing else would say so (the proxy is SYNCED, its ports simply stay
+ * closed).  Name its labels, the first thing to compare with a Gateway's
+ * selector. */
+static void gw_note_unselected(struct gw_gen *gg)
+{
+	const struct cfg_labels *l = gen__workload_labels(gg->w);
+	char buf[256] = "";
+	size_t i, off = 0;
+	int n;
+
+	for (i = 0; l && i < l->n && off < sizeof(buf); i++) {
+		n = snprintf(buf + off, sizeof(buf) - off, "%s%s=%s", i ? "," : "", l->v[i].key, l->v[i].value);
+		if (n < 0)
+			break;
+		off += (size_t)n;
+	}
+	gen__note(&gg->g, GEN_NOTE_WARN, "xds",
+		  "gateway proxy of namespace %s with labels {%s}: no Gateway's selector matches them, so it gets "
+		  "no listener", gg->ns, buf);
+}
+
 int gen_gateway_snapshot_cached(struct gen_sidecar_cache *c, const struct model *m, const struct gen_profile *p,
 				const struct gen_workload *w, const struct gen_node *node,
 				const struct gen_notes *notes, struct xds_snapshot **out)
@@ -1492,6 +1514,8 @@ int gen_gateway_snapshot_cached(struct gen_sidecar_cache *c, const struct model 
 		goto out;
 	if (n_gws)
 		(void)model_gateways_for_proxy(m, gg.ns, gen__workload_labels(w), gws, n_gws);
+	else
+		gw_note_unselected(&gg);
 	rc = gw_merge(&gg, gws, n_gws);
 	for (i = 0; i < gg.n_lis && rc == 0; i++)
 		rc = gw_listener(&gg, &gg.lis[i]);

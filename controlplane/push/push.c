@@ -693,6 +693,19 @@ int push_stage_timeout_ms(const struct push_stage *p, int64_t now)
 	return debounce_timeout_ms(&p->window, now);
 }
 
+/* The errors of cfg that reject something: the rest are warnings, which
+ * the log line must not call errors (an operator hunts for a rejected
+ * object that does not exist). */
+static size_t push__n_rejecting(const struct cfg_snapshot *cfg)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < cfg->n_errors; i++)
+		if (!cfg->errors[i].warning)
+			n++;
+	return n;
+}
+
 /* Count rejections the store saw since the last call in /metrics. */
 static void push__count_rejections(struct push_stage *p, const struct cfg_snapshot *cfg)
 {
@@ -780,9 +793,10 @@ int push_stage_push(struct push_stage *p)
 	old_cfg = p->cfg_snap;
 	p->cfg_snap = cfg;
 	pthread_mutex_unlock(&p->lock);
-	log_info("meshd", "config generation %llu: %zu services, %zu errors; built in %.1f ms (model %.1f, proxyless "
-		 "%.1f, per-proxy %zu keys %.1f) after reading the changed files in %.1f ms",
-		 (unsigned long long)cfg->generation, m->n_services, cfg->n_errors, (double)(t_pub - t0) / 1e6,
+	log_info("meshd", "config generation %llu: %zu services, %zu errors, %zu warnings; built in %.1f ms (model "
+		 "%.1f, proxyless %.1f, per-proxy %zu keys %.1f) after reading the changed files in %.1f ms",
+		 (unsigned long long)cfg->generation, m->n_services, push__n_rejecting(cfg),
+		 cfg->n_errors - push__n_rejecting(cfg), (double)(t_pub - t0) / 1e6,
 		 (double)(t_model - t0) / 1e6, (double)(t_gen - t_model) / 1e6, p->nkeys, (double)(t_pub - t_gen) / 1e6,
 		 (double)p->read_ns / 1e6);
 	p->read_ns = 0;
@@ -795,7 +809,7 @@ void push_stage_refresh_errors(struct push_stage *p)
 {
 	struct cfg_snapshot *cfg = cfg_store_snapshot(p->cfg.store), *old = NULL;
 	uint64_t gen = 0;
-	size_t nerr = 0;
+	size_t nerr = 0, nwarn = 0;
 
 	if (!cfg)
 		return;
@@ -805,13 +819,14 @@ void push_stage_refresh_errors(struct push_stage *p)
 		old = p->cfg_snap;
 		p->cfg_snap = cfg;
 		gen = cfg->generation;
-		nerr = cfg->n_errors;
+		nerr = push__n_rejecting(cfg);
+		nwarn = cfg->n_errors - nerr;
 		cfg = NULL;
 	}
 	pthread_mutex_unlock(&p->lock);
 	if (old)
-		log_info("meshd", "config generation %llu: served objects unchanged, %zu errors",
-			 (unsigned long long)gen, nerr);
+		log_info("meshd", "config generation %llu: served objects unchanged, %zu errors, %zu warnings",
+			 (unsigned long long)gen, nerr, nwarn);
 	cfg_snapshot_unref(old);
 	cfg_snapshot_unref(cfg);
 }

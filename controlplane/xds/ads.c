@@ -2793,10 +2793,19 @@ void xds_ads_proxy_set(struct xds_ads *a, const char *key, struct xds_snapshot *
 	}
 }
 
+/* The order a push queues (and so sends) its types in, Istio's PushOrder
+ * (pilot/pkg/xds: clusters, endpoints, listeners, routes, secrets): a
+ * listener or route naming a new cluster reaches the proxy after that
+ * cluster, so no connection to a new port meets "no cluster" (NR / NC)
+ * in between. */
+static const enum xds_type push_order[XDS_TYPE_COUNT] = {
+	XDS_CLUSTER, XDS_ENDPOINT, XDS_LISTENER, XDS_ROUTE, XDS_SECRET,
+};
+
 void xds_ads_proxy_flush(struct xds_ads *a, const struct timespec *when)
 {
 	struct xds_ads_stream *st;
-	int t;
+	size_t i;
 
 	for (st = a->streams; st; st = st->next) {
 		if (!st->proxy_changed)
@@ -2804,9 +2813,9 @@ void xds_ads_proxy_flush(struct xds_ads *a, const struct timespec *when)
 		st->proxy_changed = 0;
 		if (st->finishing || st->closed || !stream_snap(st))
 			continue;
-		for (t = 0; t < XDS_TYPE_COUNT; t++)
-			if (st->types[t].subscribed)
-				(void)stream_enqueue(st, (enum xds_type)t, when); /* logged */
+		for (i = 0; i < XDS_TYPE_COUNT; i++)
+			if (st->types[push_order[i]].subscribed)
+				(void)stream_enqueue(st, push_order[i], when); /* logged */
 		if (a->queued)
 			a->queued(st->user);
 	}
@@ -2820,7 +2829,7 @@ size_t xds_ads_proxy_keys(const struct xds_ads *a)
 void xds_ads_publish(struct xds_ads *a, enum xds_flavour f, struct xds_snapshot *snap, const struct timespec *when)
 {
 	struct xds_ads_stream *st;
-	int t;
+	size_t i;
 
 	if ((unsigned)f >= XDS_FLAVOUR_COUNT) {
 		xds_snapshot_unref(snap);
@@ -2833,9 +2842,9 @@ void xds_ads_publish(struct xds_ads *a, enum xds_flavour f, struct xds_snapshot 
 			continue;
 		st->own_dirty = 1;
 		st->proxy_changed = 0; /* handled here */
-		for (t = 0; t < XDS_TYPE_COUNT; t++)
-			if (st->types[t].subscribed)
-				(void)stream_enqueue(st, (enum xds_type)t, when); /* logged; retried next publish */
+		for (i = 0; i < XDS_TYPE_COUNT; i++)
+			if (st->types[push_order[i]].subscribed)
+				(void)stream_enqueue(st, push_order[i], when); /* logged; retried next publish */
 		if (a->queued)
 			a->queued(st->user);
 	}

@@ -63,11 +63,56 @@ spec:
 _PORTS_GIVEN = set()
 
 
+def _port_window():
+    """(lo, hi, next) from MESH_IT_PORTS="LO-HI" (runner.py gives each worker
+    its own range), or None: the kernel picks."""
+    spec = os.environ.get("MESH_IT_PORTS", "")
+    lo, _, hi = spec.partition("-")
+    if not (lo.isdigit() and hi.isdigit() and 0 < int(lo) < int(hi) <= 65536):
+        return None
+    # a random start: files run one after another in a worker, and a port the
+    # last file just released is better left alone a while
+    return [int(lo), int(hi), random.randrange(int(lo), int(hi))]
+
+
+_WINDOW = _port_window()
+_PORTS_LOCK = threading.Lock()  # a test may pick ports from several threads
+
+
+def _bindable(port):
+    """True when port can be bound now on every local address (0.0.0.0: a
+    listener on any 127.0.0.x, or one in TIME_WAIT, makes it False)."""
+    s = socket.socket()
+    try:
+        s.bind(("0.0.0.0", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
 def free_port():
     """A loopback port nothing holds now, and never one this process handed out
     before: a sidecar binds its outbound and inbound ports only once its first
     configuration arrives, so a port picked for it must not be picked again for
-    the next listener meanwhile (the kernel may hand the same free port out twice)."""
+    the next listener meanwhile (the kernel may hand the same free port out twice).
+    Under runner.py's workers (MESH_IT_PORTS) the port comes from this worker's
+    own range, so two files running side by side never get the same one."""
+    with _PORTS_LOCK:
+        return _free_port_locked()
+
+
+def _free_port_locked():
+    if _WINDOW is not None:
+        lo, hi, nxt = _WINDOW
+        for _ in range(hi - lo):
+            port, nxt = nxt, (lo if nxt + 1 >= hi else nxt + 1)
+            if port not in _PORTS_GIVEN and _bindable(port):
+                _WINDOW[2] = nxt
+                _PORTS_GIVEN.add(port)
+                return port
+        raise AssertionError("no free port left in MESH_IT_PORTS=%d-%d" % (lo, hi))
     while True:
         s = socket.socket()
         s.bind(("127.0.0.1", 0))

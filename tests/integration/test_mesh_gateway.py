@@ -748,27 +748,31 @@ class ExampleGatewayTest(unittest.TestCase):
     """README "Ingress gateway": what `make run` serves (examples/gateway-certs.sh
     making the certificate, the Secret and the token into a directory that
     links examples/) and the gateway command the README gives, on the
-    example's own ports 18000/18443 (meshd's on free ones).  No backend runs
+    example's ports moved to free ones in a copy of examples/ (so neither a
+    `make run` gateway holding 18000/18443 nor a parallel test collides;
+    meshd's ports are free ones too).  No backend runs
     (examples/run.sh's would take fixed ports other tests use): the redirect
     is the gateway's own answer, and over TLS the certificate is checked with
     the generated CA while the missing backend answers 503."""
 
-    HTTP, HTTPS = 18000, 18443  # examples/gateway.yaml
-
     def setUp(self):
-        for p in (self.HTTP, self.HTTPS):
-            s = socket.socket()
-            try:
-                s.bind(("127.0.0.1", p))
-            except OSError:
-                self.fail("port %d (examples/gateway.yaml) is taken: stop `make run`'s gateway first" % p)
-            finally:
-                s.close()
         self.tmp = tempfile.mkdtemp(prefix="mesh-gw-example-")
         self.meshd = self.gw = None
+        # examples/ as it is, but for the gateway's two ports (18000, 18443)
+        self.examples = os.path.join(self.tmp, "examples")
+        shutil.copytree(os.path.join(ROOT, "examples"), self.examples, symlinks=True)
+        self.HTTP, self.HTTPS = free_port(), free_port()
+        path = os.path.join(self.examples, "gateway.yaml")
+        with open(path) as f:
+            text = f.read()
+        self.assertIn("number: 18000", text)
+        self.assertIn("number: 18443", text)
+        with open(path, "w") as f:
+            f.write(text.replace("number: 18000", "number: %d" % self.HTTP)
+                    .replace("number: 18443", "number: %d" % self.HTTPS))
         out = os.path.join(self.tmp, "run-gateway")
         r = subprocess.run(["sh", os.path.join(ROOT, "examples", "gateway-certs.sh"), out,
-                            os.path.join(ROOT, "examples")], capture_output=True, text=True, timeout=60)
+                            self.examples], capture_output=True, text=True, timeout=60)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.out = out
 
@@ -798,7 +802,7 @@ class ExampleGatewayTest(unittest.TestCase):
         with open(ca) as f:
             before = f.read()
         subprocess.run(["sh", os.path.join(ROOT, "examples", "gateway-certs.sh"), self.out,
-                        os.path.join(ROOT, "examples")], check=True, timeout=60)
+                        self.examples], check=True, timeout=60)
         with open(ca) as f:
             self.assertEqual(f.read(), before)
 

@@ -247,6 +247,7 @@ class MtlsTest(unittest.TestCase):
         try:
             self.meshd.write("dr.yaml", dest_rule(
                 "{mode: ISTIO_MUTUAL, subjectAltNames: ['spiffe://%s/ns/%s/sa/someone-else']}" % (TRUST, NS)))
+            self.wait_client_config("sa/someone-else")
             xc = self.xds_client()
             counts = self.wait_calls(xc, failed, "client expecting another identity fails")
             self.assertEqual(counts.get("echo", 0), 0, counts)
@@ -263,6 +264,7 @@ class MtlsTest(unittest.TestCase):
             # the registry says the endpoint runs as "impostor"; its certificate says "echo"
             self.meshd.write("service.yaml", SERVICE % {"host": HOST, "svc_port": SVC_PORT, "port": self.port,
                                                         "sa": "impostor"})
+            self.wait_client_config("sa/impostor")
             xc = self.xds_client()
             counts = self.wait_calls(xc, failed, "client expecting the registry's identity fails")
             self.assertEqual(counts.get("echo", 0), 0, counts)
@@ -296,6 +298,15 @@ spec:
             self.wait_calls(xc, ok, "caller in the ALLOW list served")
         finally:
             self.meshd.remove("authz.yaml")
+
+    def wait_client_config(self, text):
+        """Wait until meshd's configuration for the client node has text, before a new
+        client starts: a client whose first clusters came before the edit would keep
+        the connection it made with them (the SANs are checked at the handshake only),
+        and the edit races the client's start when the machine is busy."""
+        node = "sidecar~127.0.0.1~client.default~default.svc.cluster.local"
+        wait_for(lambda: text in self.meshd.http("/debug/config_dump?proxyID=" + node)[1],
+                 timeout=30, what="%r in the client's configuration" % text)
 
     def inbound_listener(self):
         """The inbound listener meshd last sent the server, from its config dump."""

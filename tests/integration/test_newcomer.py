@@ -15,6 +15,8 @@ GREETER = os.path.join(ROOT, "examples", "greeter.py")
 RUN_SH = os.path.join(ROOT, "examples", "run.sh")
 # the example's WorkloadEntries (examples/services.yaml)
 BACKEND_PORTS = (50061, 50062)
+# runner.py runs this file with no other beside it
+RUN_ALONE = "the quick start binds the example's fixed ports (50061/50062, 18081/18082: examples/run.sh)"
 
 VS = """apiVersion: networking.istio.io/v1
 kind: VirtualService

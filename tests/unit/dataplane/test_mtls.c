@@ -158,6 +158,13 @@ START_TEST(auto_mtls_as_meshd_sends_it)
 	ck_assert_str_eq(m->alpn[1], "istio");
 	/* no workload certificate yet: the connection cannot be made */
 	ck_assert_int_eq(px_mtls_ctx(m, NULL, &ctx), -EAGAIN);
+	ck_assert_str_eq(px_mtls_waiting_for(m, NULL), "the workload certificate");
+	/* a named SDS secret not received (a credentialName meshd did not
+	 * send): the log line names it, not the workload certificate */
+	m->sds = m->sds_roots = 0;
+	m->sds_cert = strdup("kubernetes://gw-cred-not-sent");
+	ck_assert_int_eq(px_mtls_ctx(m, NULL, &ctx), -EAGAIN);
+	ck_assert_str_eq(px_mtls_waiting_for(m, NULL), "kubernetes://gw-cred-not-sent");
 	px_mtls_free(m);
 	free(cl.any.value.data);
 }

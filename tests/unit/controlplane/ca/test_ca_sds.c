@@ -399,6 +399,56 @@ START_TEST(credential_names_in_the_callers_namespace)
 }
 END_TEST
 
+/* Occurrences of needle in the file at path. */
+static int count_in_file(const char *path, const char *needle)
+{
+	char buf[8192];
+	FILE *f = fopen(path, "r");
+	size_t n;
+	int count = 0;
+	const char *p;
+
+	ck_assert_ptr_nonnull(f);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	for (p = buf; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+		count++;
+	return count;
+}
+
+/* A credentialName the lookup cannot serve is left out of the answer (the
+ * proxy's handshakes fail): meshd's log says which Secret it looked for
+ * and where, once per change of the missing set, not once per answer, and
+ * says when every name is served again. */
+START_TEST(unserved_credential_is_logged_once)
+{
+	const char *const names[] = { "kubernetes://gw", "kubernetes://missing" };
+	char path[] = "/tmp/meshd-sds-log-XXXXXX";
+	int fd = mkstemp(path), saved = dup(STDERR_FILENO);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_ge(saved, 0);
+	mesh_log_set_level(MESH_LOG_INFO);
+	ck_assert_int_ge(dup2(fd, STDERR_FILENO), 0);
+	ask(1, 1, 1, "Bearer tok-web", "ns1", "web", names, 2);
+	ck_assert_uint_eq(set_size(wait_answer(1)), 1);
+	ask(1, 2, 1, "Bearer tok-web", "ns1", "web", names, 2); /* the same names again */
+	ck_assert_uint_eq(set_size(wait_answer(2)), 1);
+	ask(1, 3, 1, "Bearer tok-web", "ns1", "web", names, 1); /* "missing" no longer asked */
+	ck_assert_uint_eq(set_size(wait_answer(3)), 1);
+	release(1);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	close(fd);
+	mesh_log_set_level(MESH_LOG_WARN);
+	ck_assert_int_eq(count_in_file(path, "Secret \"kubernetes://missing\" not sent: no Secret ns1/missing"), 1);
+	ck_assert_int_eq(count_in_file(path, "kubernetes://gw\" not sent"), 0);
+	ck_assert_int_eq(count_in_file(path, "every Secret asked for is served now"), 1);
+	unlink(path);
+}
+END_TEST
+
 /* With a 4 s lifetime, "default" is answered again, re-issued, with the
  * stream's latest request number; after the release, never again. */
 START_TEST(default_renewed_at_half_life)
@@ -444,6 +494,7 @@ int main(void)
 	tcase_add_test(tc, who_may_not);
 	tcase_add_test(tc, client_certificate_identity);
 	tcase_add_test(tc, credential_names_in_the_callers_namespace);
+	tcase_add_test(tc, unserved_credential_is_logged_once);
 	tcase_add_test(tc, default_renewed_at_half_life);
 	suite_add_tcase(s, tc);
 	return testutil_run(s) ? EXIT_FAILURE : EXIT_SUCCESS;

@@ -112,12 +112,16 @@ START_TEST(unselected_router_gets_clusters_only)
 	ck_assert_ptr_nonnull(m);
 	s = build(m, &other_labels);
 	ck_assert_uint_eq(s->sets[XDS_LISTENER].n, 0);
+	/* said in meshd's log, with the labels to compare with the selectors */
+	ck_assert_msg(strstr(notes_buf, "labels {istio=egressgateway}: no Gateway's selector matches them"), "%s",
+		      notes_buf);
 	ck_assert_uint_eq(s->sets[XDS_ROUTE].n, 0);
 	ck_assert(has(s, XDS_CLUSTER, "outbound|8000||web.demo.svc.cluster.local"));
 	ck_assert(has(s, XDS_ENDPOINT, "outbound|8000||web.demo.svc.cluster.local"));
 	xds_snapshot_unref(s);
 	s = build(m, &gw_labels);
 	ck_assert(has(s, XDS_LISTENER, "0.0.0.0_80"));
+	ck_assert_ptr_null(strstr(notes_buf, "no Gateway's selector"));
 	/* nothing bound: the 404 route config still exists */
 	ck_assert(has(s, XDS_ROUTE, "http.80"));
 	xds_snapshot_unref(s);

@@ -300,6 +300,50 @@ START_TEST(sotw_nack_recorded_not_resent_until_change)
 }
 END_TEST
 
+/* A push sends clusters before listeners (Istio's PushOrder: CDS, EDS,
+ * LDS, RDS, SDS), so a listener naming a new cluster never reaches a proxy
+ * before that cluster: a connection to the new port in between would find
+ * no cluster.  Queued in type order (listeners first), it flaked an egress
+ * test that connected as soon as the listener appeared. */
+START_TEST(sotw_push_sends_clusters_before_listeners)
+{
+	struct xds_ads_stream *st = stream_new(0);
+	struct xds_snapshot *s = xds_snapshot_new();
+	Resp *r;
+
+	ck_assert_int_eq(xds_snapshot_add(s, XDS_LISTENER, "l", (const uint8_t *)"L1", 2), 0);
+	ck_assert_int_eq(xds_snapshot_add(s, XDS_CLUSTER, "c", (const uint8_t *)"C1", 2), 0);
+	xds_snapshot_seal(s);
+	xds_ads_publish(ads, XDS_FLAVOUR_PROXYLESS, s, NULL);
+	sotw(st, "node-order", URL_LDS, NULL, NULL, NULL, 0, NULL);
+	r = next_sotw(st);
+	ck_assert_ptr_nonnull(r);
+	sotw(st, NULL, URL_LDS, r->version_info, r->nonce, NULL, 0, NULL);
+	resp_free(r);
+	sotw(st, NULL, URL_CDS, NULL, NULL, NULL, 0, NULL);
+	r = next_sotw(st);
+	ck_assert_ptr_nonnull(r);
+	sotw(st, NULL, URL_CDS, r->version_info, r->nonce, NULL, 0, NULL);
+	resp_free(r);
+	ck_assert_ptr_null(next_sotw(st));
+	/* both change in one push */
+	s = xds_snapshot_new();
+	ck_assert_int_eq(xds_snapshot_add(s, XDS_LISTENER, "l", (const uint8_t *)"L2", 2), 0);
+	ck_assert_int_eq(xds_snapshot_add(s, XDS_CLUSTER, "c", (const uint8_t *)"C2", 2), 0);
+	xds_snapshot_seal(s);
+	xds_ads_publish(ads, XDS_FLAVOUR_PROXYLESS, s, NULL);
+	r = next_sotw(st);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_str_eq(r->type_url, URL_CDS);
+	resp_free(r);
+	r = next_sotw(st);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_str_eq(r->type_url, URL_LDS);
+	resp_free(r);
+	xds_ads_stream_free(st);
+}
+END_TEST
+
 /* A stream whose resources did not change in a publish is not pushed, and
  * lets go of the snapshot it was last sent: otherwise each publish left a
  * whole snapshot alive for as long as some stream's type stayed unchanged
@@ -1060,6 +1104,7 @@ int main(void)
 	tcase_add_test(tc, sotw_ack_echoes_version_and_is_not_answered);
 	tcase_add_test(tc, sotw_nack_recorded_not_resent_until_change);
 	tcase_add_test(tc, sotw_unchanged_stream_lets_go_of_old_snapshot);
+	tcase_add_test(tc, sotw_push_sends_clusters_before_listeners);
 	tcase_add_test(tc, sotw_stale_nonce_ignored);
 	tcase_add_test(tc, sotw_reconnect_with_version_gets_a_response);
 	tcase_add_test(tc, sotw_subscription_change_answered);
