@@ -252,6 +252,20 @@ out:
 	return rc;
 }
 
+int px_sds_check(const struct px_sds *s, const struct px_resource *r, char *err, size_t cap)
+{
+	const struct sds_entry *old = s ? find(s, r->name) : NULL;
+	struct sds_entry tmp;
+	int rc;
+
+	if (old && old->hash == r->hash)
+		return 0; /* the bytes stored: checked when they came */
+	rc = check_secret(r, &tmp, err, cap);
+	if (rc == 0)
+		entry_cleanup(&tmp);
+	return rc;
+}
+
 int px_sds_update(struct px_sds *s, const struct px_resource *const *v, size_t n, char *err, size_t cap)
 {
 	struct sds_entry *fresh = NULL;

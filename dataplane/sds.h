@@ -79,6 +79,14 @@ int px_sds_is_identity(const char *name);
  */
 MESH_MUST_CHECK int px_sds_update(struct px_sds *s, const struct px_resource *const *v, size_t n, char *err,
 				  size_t cap);
+/*
+ * Checks one Secret as px_sds_update() would, storing nothing: 0, or
+ * -EINVAL with err set (-ENOMEM).  The xDS client uses it to leave a bad
+ * Secret out of an update (its last good version stays) instead of
+ * rejecting every other Secret with it, as Envoy's per-secret SDS
+ * subscriptions do (issue 13, gwbrk).
+ */
+MESH_MUST_CHECK int px_sds_check(const struct px_sds *s, const struct px_resource *r, char *err, size_t cap);
 /* Drops the secrets whose names are not among v[0..n) (what the xDS
  * client no longer holds once an update is applied). */
 void px_sds_retain(struct px_sds *s, const struct px_resource *const *v, size_t n);

@@ -870,7 +870,8 @@ static int try_apply(struct xds_client *c, struct px_snapshot *recv, char *err, 
 	if (!snap_same(cand, c->cur)) {
 		err[0] = '\0';
 		/* issue 13: secrets go to the store (checked whole first: a bad
-		 * one NACKs and changes nothing); the engine compiles only when
+		 * one NACKs and changes nothing; drop_bad_secrets() has left
+		 * out those it refuses already); the engine compiles only when
 		 * something else changed, since its TLS policies find secrets in
 		 * the store by name when they make a context */
 		rc = c->cfg.sds ? px_sds_update(c->cfg.sds, (const struct px_resource *const *)cand->sets[XDS_SECRET].v, cand->sets[XDS_SECRET].n, err, cap)
@@ -1007,11 +1008,57 @@ static void rvec_release(struct rvec *set)
 	set->n = set->cap = 0;
 }
 
+/*
+ * Issue 13 (gwbrk): a Secret the store would refuse (bad PEM, a key not
+ * matching its certificate...) is replaced in recv by the version
+ * applied before (cur's), or left out when there is none, so that one
+ * broken credentialName Secret does not hold back every other Secret of
+ * a SotW response (meshd sends them all each time) as it did: Envoy's
+ * SDS subscriptions accept or reject each secret alone, and keep the
+ * last good one.  Returns 0 with bad[0] set to the first refusal (the
+ * caller NACKs it after applying the rest), or -ENOMEM.
+ */
+static int drop_bad_secrets(struct xds_client *c, struct px_snapshot **recv, char *bad, size_t cap)
+{
+	const struct px_resource_set *set = &(*recv)->sets[XDS_SECRET];
+	struct rvec v = { 0 };
+	char why[XDS_MAX_ERROR];
+	size_t i, nbad = 0;
+	int rc = 0;
+
+	bad[0] = '\0';
+	if (!c->cfg.sds)
+		return 0;
+	for (i = 0; i < set->n && rc == 0; i++) {
+		const struct px_resource *r = set->v[i], *old;
+
+		why[0] = '\0';
+		rc = px_sds_check(c->cfg.sds, r, why, sizeof(why));
+		if (rc == 0) {
+			rc = rvec_push(&v, r);
+			continue;
+		}
+		if (rc != -EINVAL && rc != -MESH_EPARSE)
+			break;
+		if (!nbad++)
+			snprintf(bad, cap, "%s", why[0] ? why : mesh_strerror(rc));
+		old = c->cur ? px_snapshot_find(c->cur, XDS_SECRET, r->name) : NULL;
+		rc = old ? rvec_push(&v, old) : 0;
+	}
+	if (rc == 0 && nbad)
+		rc = snap_set(recv, XDS_SECRET, &v);
+	free(v.v);
+	return rc;
+}
+
 /* recv (one reference, taken) pruned of the RDS/EDS resources nothing
- * needs, composed and applied: 0, or < 0 with err (recv dropped). */
+ * needs, composed and applied: 0, or < 0 with err (recv dropped), or 1
+ * with err: applied, without Secrets refused (drop_bad_secrets), whose
+ * reason is to be NACKed. */
 static int prune_and_apply(struct xds_client *c, struct px_snapshot *recv, char *err, size_t cap)
 {
 	struct name_set rds = { 0 }, eds = { 0 }, sds = { 0 };
+	char bad[XDS_MAX_ERROR];
 	int rc;
 
 	/* what the new listeners/clusters need; what nothing needs any more goes */
@@ -1028,11 +1075,18 @@ static int prune_and_apply(struct xds_client *c, struct px_snapshot *recv, char 
 		goto out;
 	}
 	rc = prune_recv(&recv, &rds, &eds, &sds);
+	if (rc == 0)
+		rc = drop_bad_secrets(c, &recv, bad, sizeof(bad));
 	if (rc < 0)
 		goto out;
 	rc = try_apply(c, recv, err, cap);
 	if (rc == 0)
 		recv = NULL; /* taken */
+	if (rc == 0 && bad[0]) {
+		/* applied without the bad Secrets: NACKed all the same */
+		snprintf(err, cap, "%s", bad);
+		rc = 1;
+	}
 out:
 	px_snapshot_unref(recv);
 	name_set_clear(&rds);
@@ -1073,11 +1127,12 @@ static int delta_apply(struct xds_client *c, enum xds_type t, struct px_snapshot
 	px_snapshot_unref(c->view);
 	c->view = view;
 	rc = prune_and_apply(c, px_snapshot_ref(view), err, cap);
-	if (rc == 0) {
-		/* in step: the (pruned) applied set is the view again */
+	if (rc >= 0) {
+		/* in step: the (pruned) applied set is the view again (1: without
+		 * a refused Secret, NACKed by the caller) */
 		px_snapshot_unref(c->view);
 		c->view = px_snapshot_ref(c->recv);
-		return 0;
+		return rc;
 	}
 	if (!others_pending(c, t))
 		return rc;
@@ -1111,6 +1166,13 @@ static void conclude(struct xds_client *c, enum xds_type t, int rc, struct px_sn
 	else
 		rc = prune_and_apply(c, recv, err, cap);
 	recv = NULL; /* taken */
+	if (rc > 0) {
+		/* applied but for refused Secrets (drop_bad_secrets): what was
+		 * taken is in force, the refusal is NACKed (version unchanged) */
+		update_subscriptions(c);
+		set_ready(c);
+		rc = -EINVAL;
+	}
 out:
 	if (rc < 0) {
 		c->st.type[t].update_rejected++;
@@ -1263,9 +1325,20 @@ static void handle_delta_response(struct xds_client *c,
 		removed = malloc(resp->n_removed_resources * sizeof(*removed));
 		if (!removed)
 			rc = -ENOMEM;
-		for (i = 0; rc == 0 && i < resp->n_removed_resources; i++)
-			if (resp->removed_resources[i] && *resp->removed_resources[i])
-				removed[nremoved++] = resp->removed_resources[i];
+		for (i = 0; rc == 0 && i < resp->n_removed_resources; i++) {
+			if (!resp->removed_resources[i] || !*resp->removed_resources[i])
+				continue;
+			/* issue 13 (gwbrk): a Secret still named by a listener or
+			 * cluster is kept when meshd removes it (its credentialName
+			 * Secret deleted or no longer usable): Envoy's SdsApi ignores
+			 * such a removal and goes on with the last secret it had */
+			if (t == XDS_SECRET && name_set_has(&ts->names, resp->removed_resources[i])) {
+				log_warn(SCOPE, "secret %.200s removed by the server while still in use: the last one is kept",
+					 resp->removed_resources[i]);
+				continue;
+			}
+			removed[nremoved++] = resp->removed_resources[i];
+		}
 	}
 	if (rc == 0) {
 		rc = px_snapshot_update(c->view, t, set.v, set.n, removed, nremoved, &recv);

@@ -81,6 +81,11 @@ typedef Envoy__Config__Route__V3__VirtualHost gw_vhost;
 #define GW_MAX_SERVERS     4096
 #define GW_MAX_VS          4096
 #define GW_MAX_HOSTS       1024
+/* Virtual host domains one VirtualService may get on one server: the
+ * hosts array above grows to this (a Gateway with thousands of hosts got
+ * only its first 1024, the rest 404 with no word, gwbrk); past it a
+ * warning names what is left out. */
+#define GW_MAX_HOSTS_HARD  65536
 /* Istio's gateway transport_socket_connect_timeout (listener.go). */
 #define GW_TLS_CONNECT_TIMEOUT_NS (15LL * 1000000000LL)
 /* istiod's secret names (pilot/pkg/credentials, security/model). */
@@ -1230,7 +1235,7 @@ static int gw_route_config(struct gw_gen *gg, const struct gw_lis *li, const cha
 	struct gw_built *built = NULL;
 	size_t n_built = 0, b;
 	const char **hosts = arena_calloc(a, GW_MAX_HOSTS, sizeof(*hosts));
-	size_t i, j, k, n_vs, n_h;
+	size_t i, j, k, n_vs, n_h, cap_h = GW_MAX_HOSTS;
 	int rc;
 
 	if (!hosts)
@@ -1248,11 +1253,23 @@ static int gw_route_config(struct gw_gen *gg, const struct gw_lis *li, const cha
 			size_t n_routes = 0;
 			bool found = false;
 
-			n_h = model_gateway_hosts(gg->g.m, &sv->s->hosts, sv->gw->ns, vss[j], a, hosts, GW_MAX_HOSTS);
+			n_h = model_gateway_hosts(gg->g.m, &sv->s->hosts, sv->gw->ns, vss[j], a, hosts, cap_h);
+			if (n_h > cap_h && cap_h < GW_MAX_HOSTS_HARD) {
+				/* more than the array holds: once more with room for all
+				 * (n_h counts duplicates past the cap: enough) */
+				cap_h = n_h < GW_MAX_HOSTS_HARD ? n_h : GW_MAX_HOSTS_HARD;
+				if (!(hosts = arena_calloc(a, cap_h, sizeof(*hosts))))
+					return -ENOMEM;
+				n_h = model_gateway_hosts(gg->g.m, &sv->s->hosts, sv->gw->ns, vss[j], a, hosts, cap_h);
+			}
 			if (n_h == 0)
 				continue;
-			if (n_h > GW_MAX_HOSTS)
-				n_h = GW_MAX_HOSTS;
+			if (n_h > cap_h) {
+				gen__note(&gg->g, GEN_NOTE_WARN, "xds",
+					  "gateway route %s: VirtualService %s/%s has %zu hosts on the server, only the first %zu are served",
+					  name, vss[j]->ns, vss[j]->name, n_h, cap_h);
+				n_h = cap_h;
+			}
 			for (b = 0; b < n_built && !found; b++) {
 				if (built[b].vs == vss[j] && strcmp(built[b].gateway, sv->gateway) == 0) {
 					routes = built[b].routes;

@@ -138,6 +138,11 @@ START_TEST(store_generations_and_rejects)
 	ck_assert_int_eq(update1(s, file, err, sizeof(err)), -EINVAL);
 	empty = secret("kubernetes://empty", NULL, NULL, 0);
 	ck_assert_int_eq(update1(s, empty, err, sizeof(err)), -EINVAL);
+	/* px_sds_check: the same verdicts, nothing stored (gwbrk) */
+	ck_assert_int_eq(px_sds_check(s, bad, err, sizeof(err)), -EINVAL);
+	ck_assert_int_eq(px_sds_check(s, mismatch, err, sizeof(err)), -EINVAL);
+	ck_assert_int_eq(px_sds_check(s, same, err, sizeof(err)), 0);
+	ck_assert_uint_eq(px_sds_generation(s, "kubernetes://gw"), g1);
 	/* one bad among good ones: none is taken */
 	cert2 = secret("kubernetes://gw", other.chain, other.key, 0);
 	both[0] = cert2;

@@ -1254,6 +1254,139 @@ START_TEST(secrets_named_by_clusters)
 }
 END_TEST
 
+/* gwbrk (issue 13): a bad Secret among good ones holds back none of them:
+ * the good ones are stored, the bad one keeps its last good version, and
+ * the response is NACKed all the same (Envoy's per-secret subscriptions). */
+START_TEST(bad_secret_spares_the_others)
+{
+	struct xds_client_config cfg;
+	struct xds_client *c;
+	struct px_sds *store;
+	struct tf_ca ca, ca2;
+	const Envoy__Service__Discovery__V3__DiscoveryRequest *r;
+	Google__Protobuf__Any res[2];
+	unsigned ga, gb;
+
+	tf_ca_make(&ca, "one");
+	tf_ca_make(&ca2, "two");
+	ck_assert_int_eq(px_sds_new(&store), 0);
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.node_id = "router~10.1.2.3~gw-1.istio-system~istio-system.svc.cluster.local";
+	cfg.version = "test";
+	cfg.apply = apply;
+	cfg.sds = store;
+	loop = ev_loop_new();
+	ck_assert_int_eq(xds_client_new(loop, &cfg, &c), 0);
+	apply_calls = apply_fail = 0;
+	applied = NULL;
+	reqs_clear();
+	ck_assert_int_eq(xds_client_stream_begin(c, capture, NULL), 0);
+	next_req(XDS_CLUSTER);
+	next_req(XDS_LISTENER);
+	tls_cluster(&res[0], "outbound|443||a", "kubernetes://a-cacert");
+	tls_cluster(&res[1], "outbound|443||b", "kubernetes://b-cacert");
+	respond(c, XDS_CLUSTER, "c1", "n1", res, 2);
+	ack_is(next_req(XDS_CLUSTER), "c1", "n1");
+	next_req(XDS_SECRET);
+	no_more_reqs();
+
+	ca_secret(&res[0], "kubernetes://a-cacert", ca.pem);
+	ca_secret(&res[1], "kubernetes://b-cacert", ca.pem);
+	respond(c, XDS_SECRET, "s1", "n2", res, 2);
+	ack_is(next_req(XDS_SECRET), "s1", "n2");
+	ga = px_sds_generation(store, "kubernetes://a-cacert");
+	gb = px_sds_generation(store, "kubernetes://b-cacert");
+	ck_assert_uint_gt(ga, 0);
+	ck_assert_uint_gt(gb, 0);
+
+	/* b broken while a rotates: a's new CA is taken, b keeps its last good */
+	ca_secret(&res[0], "kubernetes://a-cacert", ca2.pem);
+	ca_secret(&res[1], "kubernetes://b-cacert", "garbage");
+	respond(c, XDS_SECRET, "s2", "n3", res, 2);
+	r = next_req(XDS_SECRET);
+	ck_assert_str_eq(r->version_info, "s1");
+	ck_assert_str_eq(r->response_nonce, "n3");
+	ck_assert_ptr_nonnull(r->error_detail);
+	ck_assert_ptr_nonnull(strstr(r->error_detail->message, "kubernetes://b-cacert"));
+	ck_assert_uint_gt(px_sds_generation(store, "kubernetes://a-cacert"), ga);
+	ck_assert_str_eq(px_sds_get(store, "kubernetes://a-cacert")->ca_pem, ca2.pem);
+	ck_assert_uint_eq(px_sds_generation(store, "kubernetes://b-cacert"), gb);
+	ck_assert_str_eq(px_sds_get(store, "kubernetes://b-cacert")->ca_pem, ca.pem);
+
+	/* b fixed: ACKed, both current */
+	ca_secret(&res[0], "kubernetes://a-cacert", ca2.pem);
+	ca_secret(&res[1], "kubernetes://b-cacert", ca2.pem);
+	respond(c, XDS_SECRET, "s3", "n4", res, 2);
+	ack_is(next_req(XDS_SECRET), "s3", "n4");
+	ck_assert_str_eq(px_sds_get(store, "kubernetes://b-cacert")->ca_pem, ca2.pem);
+
+	xds_client_free(c);
+	px_snapshot_unref(applied);
+	applied = NULL;
+	ev_loop_free(loop);
+	reqs_clear();
+	px_sds_free(store);
+	tf_ca_free(&ca);
+	tf_ca_free(&ca2);
+}
+END_TEST
+
+/* gwbrk (issue 13): Delta: meshd removing a Secret a cluster still names
+ * (its credentialName Secret deleted) is ACKed and ignored, the store
+ * keeps the last one (Envoy's SdsApi); once nothing names it, it goes. */
+START_TEST(delta_secret_removal_in_use_ignored)
+{
+	struct xds_client_config cfg;
+	struct xds_client *c;
+	struct px_sds *store;
+	struct tf_ca ca;
+	Google__Protobuf__Any res[1];
+	const char *rm[] = { "kubernetes://b-cacert" };
+	const char *cl[] = { "outbound|443||b" };
+
+	tf_ca_make(&ca, "one");
+	ck_assert_int_eq(px_sds_new(&store), 0);
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.node_id = "router~10.1.2.3~gw-1.istio-system~istio-system.svc.cluster.local";
+	cfg.version = "test";
+	cfg.protocol = XDS_PROTOCOL_DELTA;
+	cfg.apply = apply;
+	cfg.sds = store;
+	loop = ev_loop_new();
+	ck_assert_int_eq(xds_client_new(loop, &cfg, &c), 0);
+	apply_calls = apply_fail = 0;
+	bad_listener = bad_unless_cluster = NULL;
+	applied = NULL;
+	dreqs_clear();
+	ck_assert_int_eq(xds_client_stream_begin(c, capture_delta, NULL), 0);
+	dseen = ndreq;
+	tls_cluster(&res[0], "outbound|443||b", "kubernetes://b-cacert");
+	respond1(c, XDS_CLUSTER, "n1", res, "outbound|443||b", "c1");
+	dack_is(next_dreq(XDS_CLUSTER), "n1");
+	dsub_is(next_dreq(XDS_SECRET), "kubernetes://b-cacert", NULL);
+	ca_secret(&res[0], "kubernetes://b-cacert", ca.pem);
+	respond1(c, XDS_SECRET, "n2", res, "kubernetes://b-cacert", "s1");
+	dack_is(next_dreq(XDS_SECRET), "n2");
+	ck_assert_str_eq(px_sds_get(store, "kubernetes://b-cacert")->ca_pem, ca.pem);
+
+	/* removed while the cluster names it: ACKed, kept */
+	respond_delta(c, XDS_SECRET, "sys", "n3", NULL, NULL, NULL, 0, rm, 1);
+	dack_is(next_dreq(XDS_SECRET), "n3");
+	ck_assert_ptr_nonnull(px_sds_get(store, "kubernetes://b-cacert"));
+	ck_assert_str_eq(px_sds_get(store, "kubernetes://b-cacert")->ca_pem, ca.pem);
+
+	/* the cluster goes: unsubscribed, dropped */
+	respond_delta(c, XDS_CLUSTER, "sys", "n4", NULL, NULL, NULL, 0, cl, 1);
+	dack_is(next_dreq(XDS_CLUSTER), "n4");
+	dsub_is(next_dreq(XDS_SECRET), NULL, "kubernetes://b-cacert");
+	ck_assert_uint_eq(px_sds_count(store), 0);
+
+	delta_done(c);
+	px_sds_free(store);
+	tf_ca_free(&ca);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("xds_client");
@@ -1265,6 +1398,8 @@ int main(void)
 	(void)tf_leaf_free;
 	tcase_add_test(tc, subscribe_warm_ack_ready);
 	tcase_add_test(tc, secrets_named_by_clusters);
+	tcase_add_test(tc, bad_secret_spares_the_others);
+	tcase_add_test(tc, delta_secret_removal_in_use_ignored);
 	tcase_add_test(tc, nack_keeps_last_good);
 	tcase_add_test(tc, warming_keeps_working_versions);
 	tcase_add_test(tc, resubscribe_with_held_versions);

@@ -12,6 +12,7 @@
 #include "controlplane/model/model.h"
 #include "controlplane/gen/gen.h"
 
+#include "common/buf.h"
 #include "common/err.h"
 
 #include <stdlib.h>
@@ -145,6 +146,51 @@ START_TEST(tcp_server_without_route_omitted)
 }
 END_TEST
 
+/* gwbrk: a server and a VirtualService with more hosts than the
+ * generator's first hosts array (1024): every one gets its virtual host
+ * (only the first 1024 did, the rest answered 404 with no word). */
+START_TEST(thousands_of_hosts_all_served)
+{
+	enum { N = 1500 };
+	struct mesh_buf y, hosts;
+	struct model *m;
+	struct xds_snapshot *s;
+	const struct xds_resource *r;
+	char name[64];
+	int i, n;
+
+	mesh_buf_init(&hosts, 1 << 20);
+	for (i = 0; i < N; i++) {
+		n = snprintf(name, sizeof(name), "%sh%d.big.example.com", i ? ", " : "", i);
+		mesh_buf_append(&hosts, name, (size_t)n);
+	}
+	mesh_buf_putc(&hosts, '\0');
+	mesh_buf_init(&y, 1 << 20);
+	mesh_buf_puts(&y, SE GW("big", "  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: ["));
+	mesh_buf_puts(&y, hosts.data);
+	mesh_buf_puts(&y, "]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+			  "metadata: {name: big, namespace: istio-system}\nspec:\n  gateways: [big]\n  hosts: [");
+	mesh_buf_puts(&y, hosts.data);
+	mesh_buf_puts(&y, "]\n  http: [{route: [{destination: {host: web.demo.svc.cluster.local}}]}]\n");
+	mesh_buf_putc(&y, '\0');
+	ck_assert_int_eq(y.err, 0);
+	m = testutil_model("t.yaml", y.data);
+	ck_assert_ptr_nonnull(m);
+	s = build(m, &gw_labels);
+	r = xds_snapshot_find(s, XDS_ROUTE, "http.80");
+	ck_assert_ptr_nonnull(r);
+	for (i = 0; i < N; i += 499) {
+		n = snprintf(name, sizeof(name), "h%d.big.example.com", i);
+		ck_assert_msg(memmem(r->data, r->len, name, (size_t)n), "%s has no virtual host", name);
+	}
+	ck_assert(memmem(r->data, r->len, "h1499.big.example.com", 21));
+	xds_snapshot_unref(s);
+	model_unref(m);
+	mesh_buf_cleanup(&y);
+	mesh_buf_cleanup(&hosts);
+}
+END_TEST
+
 static Suite *gen_gateway_suite(void)
 {
 	Suite *s = suite_create("gen_gateway");
@@ -153,6 +199,7 @@ static Suite *gen_gateway_suite(void)
 	tcase_add_test(tc, merge_skips_conflicts);
 	tcase_add_test(tc, unselected_router_gets_clusters_only);
 	tcase_add_test(tc, tcp_server_without_route_omitted);
+	tcase_add_test(tc, thousands_of_hosts_all_served);
 	suite_add_tcase(s, tc);
 	return s;
 }
