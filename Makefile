@@ -291,17 +291,16 @@ integration: $(BINS)
 # port, the CA, the Kubernetes client, the sidecar xDS and meshproxy's data
 # path); the rest exercise peers' behaviour through the same paths, which
 # the plain pass covers.  Keeps the whole suite inside its time budget.
-# Left to other passes, for time: the load-balancing files (test_mesh_lb*.py,
-# test_mesh_locality.py: long request series through lb.c/upstream.c, which
-# the unit tests run under ASan), the mesh files valgrind walks
-# (IT_VALGRIND_MESH below), and the files that mostly wait on a peer
-# (test_mesh_mtls.py: certificate rotation; test_mesh_metrics.py and
+# Left to other passes, for time: the load-balancing files (test_mesh_lb*.py:
+# long request series through lb.c/upstream.c, which the unit tests run
+# under ASan), the mesh files valgrind walks (IT_VALGRIND_MESH below), and
+# the files that mostly wait on a peer (test_mesh_metrics.py and
 # test_mesh_tracing.py: Prometheus scrapes and span batches; their C code
-# has unit tests under ASan, and the mTLS paths run here through
-# test_mesh_grpc_mtls, test_mesh_authz, test_mesh_tcp and test_mesh_security).
+# has unit tests under ASan).  Every gateway file (test_mesh_gateway*.py,
+# test_meshproxy_gateway.py) runs here.
 IT_ASAN_FILES = test_hostile.py test_routing.py test_kube.py test_ca.py test_meshctl.py test_sidecar_xds.py test_gw_xds.py \
 	test_no_route_match.py test_sds.py test_meshproxy_*.py \
-	$(filter-out test_mesh_lb.py test_mesh_lb2.py test_mesh_locality.py test_mesh_mtls.py test_mesh_metrics.py \
+	$(filter-out test_mesh_lb.py test_mesh_lb2.py test_mesh_metrics.py \
 		test_mesh_tracing.py $(IT_VALGRIND_MESH), $(notdir $(wildcard tests/integration/test_mesh_*.py)))
 .PHONY: integration-asan
 integration-asan:

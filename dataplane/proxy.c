@@ -4216,6 +4216,18 @@ void px_accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 		if (peer.ss_family == AF_INET) {
 			inet_ntop(AF_INET, &((struct sockaddr_in *)&peer)->sin_addr, o.peer_ip, sizeof(o.peer_ip));
 			o.peer_port = ntohs(((struct sockaddr_in *)&peer)->sin_port);
+		} else if (peer.ss_family == AF_INET6) {
+			/* an IPv6 listener: the client's address feeds XFF, RBAC's
+			 * remote_ip and internal/external as IPv4 ones do (without
+			 * it a gateway on [::] passed a client's XFF on unchecked);
+			 * a v4-mapped peer of a dual-stack socket reads as IPv4 */
+			const struct sockaddr_in6 *p6 = (const struct sockaddr_in6 *)&peer;
+
+			if (IN6_IS_ADDR_V4MAPPED(&p6->sin6_addr))
+				inet_ntop(AF_INET, &p6->sin6_addr.s6_addr[12], o.peer_ip, sizeof(o.peer_ip));
+			else
+				inet_ntop(AF_INET6, &p6->sin6_addr, o.peer_ip, sizeof(o.peer_ip));
+			o.peer_port = ntohs(p6->sin6_port);
 		}
 		/* the original destination: iptables' REDIRECT leaves it in conntrack */
 		o.dst_len = sizeof(o.dst);

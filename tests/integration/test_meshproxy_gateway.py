@@ -97,6 +97,7 @@ class GatewayTest(unittest.TestCase):
         cls.echo = Echo()
         cls.p80, cls.p443, cls.tls_be, cls.admin = free_port(), free_port(), free_port(), free_port()
         cls.out_port = free_port()
+        cls.p6 = free_port()  # an IPv6 listener ([::1]): free on 127.0.0.1 too, so likely on ::1
         # the TLS backend PASSTHROUGH reaches: its own certificate (c.example.com)
         cls.sserver = subprocess.Popen(
             ["openssl", "s_server", "-accept", "127.0.0.1:%d" % cls.tls_be, "-cert", "c.crt", "-key", "c.key",
@@ -107,6 +108,7 @@ class GatewayTest(unittest.TestCase):
         d = cls.dir
         spec = """
 gw gw80 127.0.0.1:{p80} http http.80
+gw gw6 ::1:{p6} http http.80
 gw gw443 127.0.0.1:{p443} https a.example.com https.443.a cert={d}/a.crt key={d}/a.key alpn=h2,http/1.1
 gw gw443 127.0.0.1:{p443} https b.example.com,*.b.example.com https.443.b cert={d}/b.crt key={d}/b.key ca={d}/ca.crt mode=mutual alpn=h2,http/1.1
 gw gw443 127.0.0.1:{p443} https new.example.com https.443.a cert={d}/a.crt key={d}/a.key min=1.3 alpn=http/1.1
@@ -126,7 +128,7 @@ route https.443.b b / cluster=echo
 cluster echo static 127.0.0.1:{echo}
 cluster outbound|443||c.example.com static 127.0.0.1:{be}
 cluster outbound|8443||s.ns.svc.cluster.local static 127.0.0.1:{be}
-""".format(p80=cls.p80, p443=cls.p443, d=d, echo=cls.echo.port, be=cls.tls_be)
+""".format(p80=cls.p80, p443=cls.p443, d=d, echo=cls.echo.port, be=cls.tls_be, p6=cls.p6)
         with open(os.path.join(d, "spec"), "w") as f:
             f.write(spec)
         cls.log = open(os.path.join(d, "pxserve.log"), "w+")
@@ -347,6 +349,19 @@ cluster outbound|8443||s.ns.svc.cluster.local static 127.0.0.1:{be}
         # an internal client's request id is kept
         self.assertIn("x-request-id: from-client", lines)
         self.assertEqual(sum(1 for l in lines if l.startswith("x-forwarded-proto:")), 1)
+
+
+    def test_forwarded_for_ipv6_client(self):
+        # a listener on [::1]: the client's IPv6 address is appended to XFF
+        # and judged internal like an IPv4 one (it was left out: a client's
+        # XFF went on unchecked)
+        r = run("curl", "-s", "--max-time", "10", "-H", "Host: plain.example.com",
+                "-H", "x-forwarded-for: 203.0.113.7", "http://[::1]:%d/hdr" % self.p6)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.lower().split("\n")
+        self.assertIn("x-forwarded-for: 203.0.113.7,::1", lines)
+        self.assertIn("x-envoy-internal: true", lines)
+        self.assertIn("x-forwarded-proto: http", lines)
 
 
 class MeshdGatewayTest(unittest.TestCase):
