@@ -361,45 +361,6 @@ static int gw_merge(struct gw_gen *gg, const struct cfg_object **gws, size_t n_g
 
 /* ---------------------------------------------------------------- small builders */
 
-static Envoy__Config__Core__V3__Address *gw_addr(struct arena *a, const char *ip, uint32_t port)
-{
-	Envoy__Config__Core__V3__Address *ad = gen__msg(a, &envoy__config__core__v3__address__descriptor);
-	Envoy__Config__Core__V3__SocketAddress *sa = gen__msg(a, &envoy__config__core__v3__socket_address__descriptor);
-
-	if (!ad || !sa)
-		return NULL;
-	sa->address = (char *)ip;
-	sa->port_specifier_case = ENVOY__CONFIG__CORE__V3__SOCKET_ADDRESS__PORT_SPECIFIER_PORT_VALUE;
-	sa->port_value = port;
-	ad->address_case = ENVOY__CONFIG__CORE__V3__ADDRESS__ADDRESS_SOCKET_ADDRESS;
-	ad->socket_address = sa;
-	return ad;
-}
-
-static gw_filter *gw_net_filter(struct arena *a, const char *name, Google__Protobuf__Any *cfg)
-{
-	gw_filter *f = gen__msg(a, &envoy__config__listener__v3__filter__descriptor);
-
-	if (!f || !cfg)
-		return NULL;
-	f->name = (char *)name;
-	f->config_type_case = ENVOY__CONFIG__LISTENER__V3__FILTER__CONFIG_TYPE_TYPED_CONFIG;
-	f->typed_config = cfg;
-	return f;
-}
-
-static gw_http_filter *gw_http_filter_new(struct arena *a, const char *name, const ProtobufCMessage *cfg)
-{
-	gw_http_filter *f =
-		gen__msg(a, &envoy__extensions__filters__network__http_connection_manager__v3__http_filter__descriptor);
-
-	if (!f || !(f->typed_config = gen__any(a, cfg)))
-		return NULL;
-	f->name = (char *)name;
-	f->config_type_case = ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_FILTER__CONFIG_TYPE_TYPED_CONFIG;
-	return f;
-}
-
 /*
  * The gateway's HTTP connection manager: buildHTTPConnectionManager's
  * common settings as the sidecar gets them (codec AUTO, RDS over ADS
@@ -428,9 +389,9 @@ static gw_filter *gw_hcm_filter(struct gw_gen *gg, const char *stat_prefix, cons
 
 	if (!ws || !cc || !r || !f || !(hcm.upgrade_configs = arena_calloc(a, 1, sizeof(*hcm.upgrade_configs))))
 		return NULL;
-	if (!(f[0] = gw_http_filter_new(a, GEN_FAULT_FILTER, &fault.base)) ||
-	    !(f[1] = gw_http_filter_new(a, GEN_CORS_FILTER, &cors.base)) ||
-	    !(f[2] = gw_http_filter_new(a, GEN_ROUTER_FILTER, &router.base)))
+	if (!(f[0] = gen__http_filter(a, GEN_FAULT_FILTER, &fault.base)) ||
+	    !(f[1] = gen__http_filter(a, GEN_CORS_FILTER, &cors.base)) ||
+	    !(f[2] = gen__http_filter(a, GEN_ROUTER_FILTER, &router.base)))
 		return NULL;
 	hcm.codec_type = ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__CODEC_TYPE__AUTO;
 	hcm.stat_prefix = (char *)stat_prefix;
@@ -467,7 +428,7 @@ static gw_filter *gw_hcm_filter(struct gw_gen *gg, const char *stat_prefix, cons
 	if (gen__mesh_tracing(a, m, &hcm.tracing) < 0 ||
 	    gen__mesh_access_logs(a, m, &hcm.access_log, &hcm.n_access_log) < 0)
 		return NULL;
-	return gw_net_filter(a, GW_HCM_NAME, gen__any(a, &hcm.base));
+	return gen__net_filter(a, GW_HCM_NAME, gen__any(a, &hcm.base));
 }
 
 /* ---------------------------------------------------------------- TLS (BuildListenerTLSContext) */
@@ -800,7 +761,7 @@ static gw_filter *gw_tcp_filter(struct gw_gen *gg, const struct cfg_object *vs, 
 			ENVOY__EXTENSIONS__FILTERS__NETWORK__TCP_PROXY__V3__TCP_PROXY__CLUSTER_SPECIFIER_WEIGHTED_CLUSTERS;
 		tp.weighted_clusters = wc;
 	}
-	return gw_net_filter(a, GW_TCP_PROXY_NAME, gen__any(a, &tp.base));
+	return gen__net_filter(a, GW_TCP_PROXY_NAME, gen__any(a, &tp.base));
 }
 
 /* isPortMatch && isGatewayMatch of an L4 match */
@@ -954,7 +915,7 @@ static int gw_auto_passthrough(struct gw_gen *gg, gw_listener_msg *l, const stru
 				tp.cluster_specifier_case =
 					ENVOY__EXTENSIONS__FILTERS__NETWORK__TCP_PROXY__V3__TCP_PROXY__CLUSTER_SPECIFIER_CLUSTER;
 				tp.cluster = name;
-				rc = gw_chain_add(gg, l, fm, gw_net_filter(gg->a, GW_TCP_PROXY_NAME, gen__any(gg->a, &tp.base)),
+				rc = gw_chain_add(gg, l, fm, gen__net_filter(gg->a, GW_TCP_PROXY_NAME, gen__any(gg->a, &tp.base)),
 						  NULL);
 				if (rc < 0)
 					return rc;
@@ -980,7 +941,7 @@ static int gw_listener(struct gw_gen *gg, const struct gw_lis *li)
 		return -ENOMEM;
 	l.name = li->name;
 	l.traffic_direction = ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__OUTBOUND;
-	if (!(l.address = gw_addr(a, li->bind, li->port)))
+	if (!(l.address = gen__addr(a, li->bind, li->port)))
 		return -ENOMEM;
 	if (li->plaintext) {
 		const struct gw_server *sv = li->v[0];
@@ -1056,14 +1017,10 @@ static int gw_listener(struct gw_gen *gg, const struct gw_lis *li)
 	if (inspector) {
 		Envoy__Extensions__Filters__Listener__TlsInspector__V3__TlsInspector ti =
 			ENVOY__EXTENSIONS__FILTERS__LISTENER__TLS_INSPECTOR__V3__TLS_INSPECTOR__INIT;
-		Envoy__Config__Listener__V3__ListenerFilter *lf =
-			gen__msg(a, &envoy__config__listener__v3__listener_filter__descriptor);
+		Envoy__Config__Listener__V3__ListenerFilter *lf = gen__listener_filter(a, GW_TLS_INSPECTOR, &ti.base);
 
-		if (!lf || !(lf->typed_config = gen__any(a, &ti.base)) ||
-		    !(l.listener_filters = arena_calloc(a, 1, sizeof(*l.listener_filters))))
+		if (!lf || !(l.listener_filters = arena_calloc(a, 1, sizeof(*l.listener_filters))))
 			return -ENOMEM;
-		lf->name = GW_TLS_INSPECTOR;
-		lf->config_type_case = ENVOY__CONFIG__LISTENER__V3__LISTENER_FILTER__CONFIG_TYPE_TYPED_CONFIG;
 		l.listener_filters[0] = lf;
 		l.n_listener_filters = 1;
 	}

@@ -107,6 +107,59 @@ Google__Protobuf__Any *gen__any(struct arena *a, const ProtobufCMessage *msg)
 	return any;
 }
 
+Envoy__Config__Core__V3__Address *gen__addr(struct arena *a, const char *ip, uint32_t port)
+{
+	Envoy__Config__Core__V3__Address *ad = gen__msg(a, &envoy__config__core__v3__address__descriptor);
+	Envoy__Config__Core__V3__SocketAddress *sa = gen__msg(a, &envoy__config__core__v3__socket_address__descriptor);
+
+	if (!ad || !sa || !(sa->address = arena_strdup(a, ip)))
+		return NULL;
+	sa->port_specifier_case = ENVOY__CONFIG__CORE__V3__SOCKET_ADDRESS__PORT_SPECIFIER_PORT_VALUE;
+	sa->port_value = port;
+	ad->address_case = ENVOY__CONFIG__CORE__V3__ADDRESS__ADDRESS_SOCKET_ADDRESS;
+	ad->socket_address = sa;
+	return ad;
+}
+
+Envoy__Config__Listener__V3__Filter *gen__net_filter(struct arena *a, const char *name, Google__Protobuf__Any *cfg)
+{
+	Envoy__Config__Listener__V3__Filter *f = gen__msg(a, &envoy__config__listener__v3__filter__descriptor);
+
+	if (!f || !cfg)
+		return NULL;
+	f->name = (char *)name;
+	f->config_type_case = ENVOY__CONFIG__LISTENER__V3__FILTER__CONFIG_TYPE_TYPED_CONFIG;
+	f->typed_config = cfg;
+	return f;
+}
+
+Envoy__Config__Listener__V3__ListenerFilter *gen__listener_filter(struct arena *a, const char *name,
+								  const ProtobufCMessage *cfg)
+{
+	Envoy__Config__Listener__V3__ListenerFilter *lf =
+		gen__msg(a, &envoy__config__listener__v3__listener_filter__descriptor);
+
+	if (!lf || !(lf->typed_config = gen__any(a, cfg)))
+		return NULL;
+	lf->name = (char *)name;
+	lf->config_type_case = ENVOY__CONFIG__LISTENER__V3__LISTENER_FILTER__CONFIG_TYPE_TYPED_CONFIG;
+	return lf;
+}
+
+Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpFilter *gen__http_filter(struct arena *a,
+											      const char *name,
+											      const ProtobufCMessage *cfg)
+{
+	Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpFilter *f =
+		gen__msg(a, &envoy__extensions__filters__network__http_connection_manager__v3__http_filter__descriptor);
+
+	if (!f || !(f->typed_config = gen__any(a, cfg)))
+		return NULL;
+	f->name = (char *)name;
+	f->config_type_case = ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_FILTER__CONFIG_TYPE_TYPED_CONFIG;
+	return f;
+}
+
 char *gen__cluster_name(struct arena *a, uint32_t port, const char *subset, const char *host)
 {
 	return arena_printf(a, "outbound|%u|%s|%s", port, subset ? subset : "", host);

@@ -24,7 +24,11 @@
 #include "google/protobuf/any.pb-c.h"
 #include "google/protobuf/duration.pb-c.h"
 #include "google/protobuf/wrappers.pb-c.h"
+#include "envoy/config/core/v3/address.pb-c.h"
 #include "envoy/config/core/v3/base.pb-c.h"
+#include "envoy/config/listener/v3/listener_components.pb-c.h"
+#include "envoy/config/listener/v3/listener.pb-c.h"
+#include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
 #include "envoy/extensions/transport_sockets/tls/v3/tls.pb-c.h"
 
 #include <stdbool.h>
@@ -85,6 +89,18 @@ Google__Protobuf__BoolValue *gen__bool(struct arena *a, bool v);
 Google__Protobuf__Duration *gen__duration(struct arena *a, int64_t ns);
 /* Serialise msg into an Any whose type URL is built from its descriptor. */
 Google__Protobuf__Any *gen__any(struct arena *a, const ProtobufCMessage *msg);
+/* The small Envoy wrappers every listener builder needs (sidecar and
+ * gateway alike), in the arena; NULL without memory (or cfg NULL).
+ * gen__addr copies ip; the filters borrow name and take typed configs:
+ * a network filter the Any cfg, an HTTP or listener filter msg packed
+ * into one (gen__any). */
+Envoy__Config__Core__V3__Address *gen__addr(struct arena *a, const char *ip, uint32_t port);
+Envoy__Config__Listener__V3__Filter *gen__net_filter(struct arena *a, const char *name, Google__Protobuf__Any *cfg);
+Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpFilter *gen__http_filter(struct arena *a,
+											      const char *name,
+											      const ProtobufCMessage *msg);
+Envoy__Config__Listener__V3__ListenerFilter *gen__listener_filter(struct arena *a, const char *name,
+								  const ProtobufCMessage *msg);
 /* The access logs of MeshConfig accessLogFile / accessLogEncoding /
  * accessLogFormat, as istiod puts them on a sidecar's HTTP connection
  * managers (envoy.access_loggers.file): none (*n 0) without accessLogFile.

@@ -98,32 +98,6 @@ struct gen_sc {
 
 /* ---------------------------------------------------------------- small builders */
 
-static Envoy__Config__Core__V3__Address *gen_addr(struct arena *a, const char *ip, uint32_t port)
-{
-	Envoy__Config__Core__V3__Address *ad = gen__msg(a, &envoy__config__core__v3__address__descriptor);
-	Envoy__Config__Core__V3__SocketAddress *sa = gen__msg(a, &envoy__config__core__v3__socket_address__descriptor);
-
-	if (!ad || !sa || !(sa->address = arena_strdup(a, ip)))
-		return NULL;
-	sa->port_specifier_case = ENVOY__CONFIG__CORE__V3__SOCKET_ADDRESS__PORT_SPECIFIER_PORT_VALUE;
-	sa->port_value = port;
-	ad->address_case = ENVOY__CONFIG__CORE__V3__ADDRESS__ADDRESS_SOCKET_ADDRESS;
-	ad->socket_address = sa;
-	return ad;
-}
-
-static gen_filter *gen_net_filter(struct arena *a, const char *name, Google__Protobuf__Any *cfg)
-{
-	gen_filter *f = gen__msg(a, &envoy__config__listener__v3__filter__descriptor);
-
-	if (!f || !cfg)
-		return NULL;
-	f->name = (char *)name;
-	f->config_type_case = ENVOY__CONFIG__LISTENER__V3__FILTER__CONFIG_TYPE_TYPED_CONFIG;
-	f->typed_config = cfg;
-	return f;
-}
-
 /* A TCP proxy to one cluster (stat_prefix: the cluster, as Istio). */
 static gen_filter *gen_tcp_proxy(struct arena *a, const char *cluster)
 {
@@ -133,7 +107,7 @@ static gen_filter *gen_tcp_proxy(struct arena *a, const char *cluster)
 	tp.stat_prefix = (char *)cluster;
 	tp.cluster_specifier_case = ENVOY__EXTENSIONS__FILTERS__NETWORK__TCP_PROXY__V3__TCP_PROXY__CLUSTER_SPECIFIER_CLUSTER;
 	tp.cluster = (char *)cluster;
-	return gen_net_filter(a, GEN_TCP_PROXY_NAME, gen__any(a, &tp.base));
+	return gen__net_filter(a, GEN_TCP_PROXY_NAME, gen__any(a, &tp.base));
 }
 
 /* A chain with one filter, an optional match and TLS socket. */
@@ -172,31 +146,6 @@ static Envoy__Config__Listener__V3__FilterChainMatch *gen_fcm(struct arena *a, u
 		m->n_application_protocols = n_alpn;
 	}
 	return m;
-}
-
-static Envoy__Config__Listener__V3__ListenerFilter *gen_listener_filter(struct arena *a, const char *name,
-									 const ProtobufCMessage *cfg)
-{
-	Envoy__Config__Listener__V3__ListenerFilter *lf =
-		gen__msg(a, &envoy__config__listener__v3__listener_filter__descriptor);
-
-	if (!lf || !(lf->typed_config = gen__any(a, cfg)))
-		return NULL;
-	lf->name = (char *)name;
-	lf->config_type_case = ENVOY__CONFIG__LISTENER__V3__LISTENER_FILTER__CONFIG_TYPE_TYPED_CONFIG;
-	return lf;
-}
-
-static gen_http_filter *gen_http_filter_new(struct arena *a, const char *name, const ProtobufCMessage *cfg)
-{
-	gen_http_filter *f =
-		gen__msg(a, &envoy__extensions__filters__network__http_connection_manager__v3__http_filter__descriptor);
-
-	if (!f || !(f->typed_config = gen__any(a, cfg)))
-		return NULL;
-	f->name = (char *)name;
-	f->config_type_case = ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_FILTER__CONFIG_TYPE_TYPED_CONFIG;
-	return f;
 }
 
 static bool gen_protocol_http(const char *proto)
@@ -240,9 +189,9 @@ static Google__Protobuf__Any *gen_sidecar_hcm(struct arena *a, const struct mode
 	if (n_pre)
 		memcpy(f, pre, n_pre * sizeof(*f));
 	n = n_pre;
-	if (!(f[n++] = gen_http_filter_new(a, GEN_FAULT_FILTER, &fault.base)) ||
-	    !(f[n++] = gen_http_filter_new(a, GEN_CORS_FILTER, &cors.base)) ||
-	    !(f[n++] = gen_http_filter_new(a, GEN_ROUTER_FILTER, &router.base)))
+	if (!(f[n++] = gen__http_filter(a, GEN_FAULT_FILTER, &fault.base)) ||
+	    !(f[n++] = gen__http_filter(a, GEN_CORS_FILTER, &cors.base)) ||
+	    !(f[n++] = gen__http_filter(a, GEN_ROUTER_FILTER, &router.base)))
 		return NULL;
 	hcm.codec_type = ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__CODEC_TYPE__AUTO;
 	hcm.stat_prefix = (char *)stat_prefix;
@@ -567,14 +516,14 @@ static int gen_outbound_listener2(struct gen_sc *sc, const char *bind, uint32_t 
 		if (!(chains[0] = gen_chain1(a, NULL, gen_fcm(a, 0, NULL, gen_plaintext_http_alpn, 3), f, NULL)) ||
 		    !(chains[1] = gen_chain1(a, NULL, NULL, sniff_tcp, NULL)) ||
 		    !(l.listener_filters = arena_calloc(a, 1, sizeof(*l.listener_filters))) ||
-		    !(l.listener_filters[0] = gen_listener_filter(a, "envoy.filters.listener.http_inspector", &hi.base)) ||
+		    !(l.listener_filters[0] = gen__listener_filter(a, "envoy.filters.listener.http_inspector", &hi.base)) ||
 		    !(l.listener_filters_timeout = gen__duration(a, gen_mesh_protocol_detection_timeout(sc->g.m))))
 			return -ENOMEM;
 		l.n_listener_filters = 1;
 		l.continue_on_listener_filters_timeout = true;
 		l.n_filter_chains = 2;
 	}
-	if (!(l.address = gen_addr(a, bind, port)))
+	if (!(l.address = gen__addr(a, bind, port)))
 		return -ENOMEM;
 	if (!gen_egress_bound(sc, port) && !(l.bind_to_port = gen__bool(a, false)))
 		return -ENOMEM;
@@ -747,7 +696,7 @@ static gen_filter *gen_tcp_route_filter(struct gen_sc *sc, const struct model_se
 	tp.stat_prefix = tp.cluster_specifier_case ==
 					 ENVOY__EXTENSIONS__FILTERS__NETWORK__TCP_PROXY__V3__TCP_PROXY__CLUSTER_SPECIFIER_CLUSTER ?
 				 tp.cluster : gen__cluster_name(a, port, NULL, svc->hostname);
-	return gen_net_filter(a, GEN_TCP_PROXY_NAME, gen__any(a, &tp.base));
+	return gen__net_filter(a, GEN_TCP_PROXY_NAME, gen__any(a, &tp.base));
 }
 
 /* How many chains the tls routes of vs may add (one per match). */
@@ -824,11 +773,11 @@ static int gen_tls_listener(struct gen_sc *sc, const char *bind, uint32_t port, 
 	struct arena *a = sc->a;
 
 	if (!(l.name = arena_printf(a, "%s_%u", bind, port)) || gen_out_name_add(sc, l.name) < 0 ||
-	    !(l.address = gen_addr(a, bind, port)) ||
+	    !(l.address = gen__addr(a, bind, port)) ||
 	    !(l.default_filter_chain =
 		      gen_chain1(a, GEN_PASSTHROUGH_CHAIN, NULL, gen_tcp_proxy(a, gen_egress_cluster(sc)), NULL)) ||
 	    !(l.listener_filters = arena_calloc(a, 1, sizeof(*l.listener_filters))) ||
-	    !(l.listener_filters[0] = gen_listener_filter(a, "envoy.filters.listener.tls_inspector", &ti.base)))
+	    !(l.listener_filters[0] = gen__listener_filter(a, "envoy.filters.listener.tls_inspector", &ti.base)))
 		return -ENOMEM;
 	l.n_listener_filters = 1;
 	if (!gen_egress_bound(sc, port) && !(l.bind_to_port = gen__bool(a, false)))
@@ -965,7 +914,7 @@ static int gen_outbound_tcp_subnets(struct gen_sc *sc, const char *bind, const s
 	if (!(chains[n++] = gen_chain1(a, NULL, NULL, gen_tcp_service_filter(sc, svc, port), NULL)))
 		return -ENOMEM;
 	if (!(l.name = arena_printf(a, "%s_%u", bind, port)) || gen_out_name_add(sc, l.name) < 0 ||
-	    !(l.address = gen_addr(a, bind, port)) ||
+	    !(l.address = gen__addr(a, bind, port)) ||
 	    !(l.default_filter_chain =
 		      gen_chain1(a, GEN_PASSTHROUGH_CHAIN, NULL, gen_tcp_proxy(a, gen_egress_cluster(sc)), NULL)))
 		return -ENOMEM;
@@ -1059,7 +1008,7 @@ static int gen_outbound(struct gen_sc *sc)
 			rc = gen_route_config_port(sc, port);
 			if (rc == 0)
 				rc = gen_outbound_listener(sc, gen_egress_bind(sc, port), port,
-							   gen_net_filter(sc->a, GEN_HCM_NAME,
+							   gen__net_filter(sc->a, GEN_HCM_NAME,
 									  gen_sidecar_hcm(sc->a, sc->g.m, sp, rn, NULL, NULL, 0, false)));
 		}
 		if (n_tcp > 1 && n_http == 0) {
@@ -1087,7 +1036,7 @@ static int gen_outbound(struct gen_sc *sc)
 				if (rc == 0)
 					rc = gen_outbound_listener2(
 						sc, gen_egress_bind(sc, port), port,
-						gen_net_filter(sc->a, GEN_HCM_NAME,
+						gen__net_filter(sc->a, GEN_HCM_NAME,
 							       gen_sidecar_hcm(sc->a, sc->g.m, sp, rn, NULL, NULL, 0, false)),
 						gen_tcp_service_filter(sc, svc, port));
 				continue;
@@ -1129,7 +1078,7 @@ static int gen_virtual_outbound(struct gen_sc *sc)
 	gen_chain *chains[2];
 
 	l.name = GEN_VIRTUAL_OUTBOUND;
-	if (!(l.address = gen_addr(a, "0.0.0.0", GEN_OUTBOUND_PORT)) || !(l.use_original_dst = gen__bool(a, true)) ||
+	if (!(l.address = gen__addr(a, "0.0.0.0", GEN_OUTBOUND_PORT)) || !(l.use_original_dst = gen__bool(a, true)) ||
 	    !(chains[0] = gen_chain1(a, "virtualOutbound-blackhole", gen_fcm(a, GEN_OUTBOUND_PORT, NULL, NULL, 0),
 				     gen_tcp_proxy(a, GEN_BLACKHOLE_CLUSTER), NULL)) ||
 	    !(chains[1] = gen_chain1(a, "virtualOutbound-catchall-tcp", NULL, gen_tcp_proxy(a, gen_egress_cluster(sc)),
@@ -1373,7 +1322,7 @@ static gen_filter *gen_inbound_filter(struct gen_sc *sc, const struct gen_inport
 	sp = arena_printf(a, "inbound_%s", chain_name);
 	if (!sp)
 		return NULL;
-	return gen_net_filter(a, GEN_HCM_NAME, gen_sidecar_hcm(a, sc->g.m, sp, NULL,
+	return gen__net_filter(a, GEN_HCM_NAME, gen_sidecar_hcm(a, sc->g.m, sp, NULL,
 							       gen_inbound_rc(a, cluster, ip->port), rbac, n_rbac, true));
 }
 
@@ -1534,9 +1483,9 @@ static int gen_inbound(struct gen_sc *sc, const struct gen_inport *ports, size_t
 			if (rc < 0)
 				break;
 
-			if (!(bl.address = gen_addr(a, bind, ports[i].port)) ||
+			if (!(bl.address = gen__addr(a, bind, ports[i].port)) ||
 			    !(bl.listener_filters = arena_calloc(a, 1, sizeof(*bl.listener_filters))) ||
-			    !(bl.listener_filters[0] = gen_listener_filter(a, "envoy.filters.listener.tls_inspector", &ti.base)))
+			    !(bl.listener_filters[0] = gen__listener_filter(a, "envoy.filters.listener.tls_inspector", &ti.base)))
 				return -ENOMEM;
 			bl.n_listener_filters = 1;
 			bl.traffic_direction = ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__INBOUND;
@@ -1572,11 +1521,11 @@ static int gen_inbound(struct gen_sc *sc, const struct gen_inport *ports, size_t
 					   net, n_net)))
 		return -ENOMEM;
 	l.name = GEN_VIRTUAL_INBOUND;
-	if (!(l.address = gen_addr(a, "0.0.0.0", GEN_INBOUND_PORT)) ||
+	if (!(l.address = gen__addr(a, "0.0.0.0", GEN_INBOUND_PORT)) ||
 	    !(l.listener_filters = arena_calloc(a, 3, sizeof(*l.listener_filters))) ||
-	    !(l.listener_filters[0] = gen_listener_filter(a, "envoy.filters.listener.original_dst", &od.base)) ||
-	    !(l.listener_filters[1] = gen_listener_filter(a, "envoy.filters.listener.tls_inspector", &ti.base)) ||
-	    !(l.listener_filters[2] = gen_listener_filter(a, "envoy.filters.listener.http_inspector", &hi.base)))
+	    !(l.listener_filters[0] = gen__listener_filter(a, "envoy.filters.listener.original_dst", &od.base)) ||
+	    !(l.listener_filters[1] = gen__listener_filter(a, "envoy.filters.listener.tls_inspector", &ti.base)) ||
+	    !(l.listener_filters[2] = gen__listener_filter(a, "envoy.filters.listener.http_inspector", &hi.base)))
 		return -ENOMEM;
 	l.n_listener_filters = 3;
 	l.traffic_direction = ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__INBOUND;
@@ -1617,7 +1566,7 @@ static int gen_inbound_cluster(struct gen_sc *sc, const struct gen_inport *ip)
 	struct arena *a = sc->a;
 
 	c.name = arena_printf(a, "inbound|%u||", ip->port);
-	if (!c.name || !cla || !le || !lbe || !ep || !(ep->address = gen_addr(a, ip->endpoint_ip, ip->endpoint_port)) ||
+	if (!c.name || !cla || !le || !lbe || !ep || !(ep->address = gen__addr(a, ip->endpoint_ip, ip->endpoint_port)) ||
 	    !(le->lb_endpoints = arena_calloc(a, 1, sizeof(*le->lb_endpoints))) ||
 	    !(cla->endpoints = arena_calloc(a, 1, sizeof(*cla->endpoints))) ||
 	    !(c.connect_timeout = gen__duration(a, gen_mesh_connect_timeout(sc->g.m))) || !(c.circuit_breakers = gen_default_breakers(a)))
