@@ -30,6 +30,29 @@ PINNED = {
     "istio.v1.auth.IstioCertificateResponse": {
         "cert_chain": (1, "string", "repeated", ""),
     },
+    # istio/proxy source/extensions/filters/http/istio_stats/config.proto
+    # (the istio.stats filters' typed_config), not in the Envoy protos either
+    "stats.MetricConfig": {
+        "dimensions": (1, "message", "repeated", ".stats.MetricConfig.DimensionsEntry"),
+        "name": (2, "string", "optional", ""),
+        "tags_to_remove": (3, "string", "repeated", ""),
+        "match": (4, "string", "optional", ""),
+        "drop": (5, "bool", "optional", ""),
+    },
+    "stats.MetricConfig.DimensionsEntry": {
+        "key": (1, "string", "optional", ""),
+        "value": (2, "string", "optional", ""),
+    },
+    "stats.PluginConfig": {
+        "disable_host_header_fallback": (6, "bool", "optional", ""),
+        "tcp_reporting_duration": (7, "message", "optional", ".google.protobuf.Duration"),
+        "metrics": (8, "message", "repeated", ".stats.MetricConfig"),
+        "reporter": (10, "enum", "optional", ".stats.Reporter"),
+    },
+}
+# enums of pinned files: full name -> {value name: number}
+PINNED_ENUMS = {
+    "stats.Reporter": {"UNSPECIFIED": 0, "SERVER_GATEWAY": 1},
 }
 PINNED_SERVICES = {
     "istio.v1.auth.IstioCertificateService": {
@@ -146,6 +169,13 @@ def main(argv):
         if not ours_only(fname):
             continue
         nenum += 1
+        if full in PINNED_ENUMS:
+            for v in e.value:
+                nval += 1
+                if PINNED_ENUMS[full].get(v.name) != v.number:
+                    errors.append("enum %s.%s = %d, pinned %s" % (full, v.name, v.number,
+                                                                 PINNED_ENUMS[full].get(v.name)))
+            continue
         if full not in u_enums:
             errors.append("enum %s: no such enum upstream" % full)
             continue
