@@ -48,6 +48,7 @@
 #define GEN_FAULT_FILTER   "envoy.filters.http.fault"
 #define GEN_CORS_FILTER    "envoy.filters.http.cors"
 #define GEN_ROUTER_FILTER  "envoy.filters.http.router"
+#define GEN_STATS_FILTER   "istio.stats"   /* issue 14: Istio's stats plugin (gen/stats.c) */
 
 /* One generation run. */
 struct gen_ctx {
@@ -359,5 +360,26 @@ MESH_MUST_CHECK int gen__clusters(const struct gen_ctx *g, const struct model_se
 				  struct xds_snapshot *snap);
 MESH_MUST_CHECK int gen__endpoints(const struct gen_ctx *g, const struct model_service *svc, struct arena *a,
 				   struct xds_snapshot *snap);
+
+/*
+ * issue 14 (gen/stats.c): the istio.stats filters' configuration
+ * (stats.PluginConfig in an Any) for workload w's listeners of class cls,
+ * from its effective Telemetry metrics (prometheus provider), as istiod's
+ * generateStatsConfig: *out NULL when that class reports no metrics (no
+ * prometheus provider, or ALL_METRICS disabled for the mode).  Allocated
+ * from a; 0 or -ENOMEM / -MESH_ETOOBIG (model_telemetry_for).
+ */
+enum gen__stats_class { GEN_STATS_OUTBOUND, GEN_STATS_INBOUND, GEN_STATS_GATEWAY };
+MESH_MUST_CHECK int gen__stats_config(struct arena *a, const struct model *m, const struct gen_workload *w,
+				      enum gen__stats_class cls, Google__Protobuf__Any **out);
+/* The HTTP filter "istio.stats" with cfg (shared, not copied); NULL
+ * without memory or for cfg NULL. */
+Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpFilter *gen__stats_http_filter(struct arena *a,
+												   Google__Protobuf__Any *cfg);
+/* Puts the network filter "istio.stats" (cfg) right before the TCP proxy
+ * of each of the n chains that end in one, but the blackhole chains, as
+ * Istio does; nothing for cfg NULL.  0 or -ENOMEM. */
+MESH_MUST_CHECK int gen__stats_chains(struct arena *a, Google__Protobuf__Any *cfg,
+				      Envoy__Config__Listener__V3__FilterChain **chains, size_t n);
 
 #endif

@@ -94,6 +94,9 @@ struct gen_sc {
 	 * listener of the same name is seen as the conflict it is */
 	const char **out_names;
 	size_t n_out_names, cap_out_names;
+	/* issue 14: the istio.stats configuration of outbound and inbound
+	 * listeners (gen__stats_config), NULL: no metrics there */
+	Google__Protobuf__Any *stats_out, *stats_in;
 };
 
 /* ---------------------------------------------------------------- small builders */
@@ -124,6 +127,20 @@ static gen_chain *gen_chain1(struct arena *a, const char *name, Envoy__Config__L
 	c->n_filters = 1;
 	c->transport_socket = ts;
 	return c;
+}
+
+/* Emits listener l of sc, its TCP chains first given the istio.stats
+ * filter of its direction (gen__stats_chains). */
+static int gen_sc_emit_listener(struct gen_sc *sc, gen_listener *l)
+{
+	Google__Protobuf__Any *st = l->traffic_direction == ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__INBOUND
+					    ? sc->stats_in
+					    : sc->stats_out;
+
+	if (gen__stats_chains(sc->a, st, l->filter_chains, l->n_filter_chains) < 0 ||
+	    gen__stats_chains(sc->a, st, &l->default_filter_chain, l->default_filter_chain ? 1 : 0) < 0)
+		return -ENOMEM;
+	return gen__emit(&sc->g, sc->snap, XDS_LISTENER, l->name, &l->base);
 }
 
 static Envoy__Config__Listener__V3__FilterChainMatch *gen_fcm(struct arena *a, uint32_t dport, const char *transport,
@@ -173,7 +190,8 @@ static bool gen_protocol_http(const char *proto)
  */
 static Google__Protobuf__Any *gen_sidecar_hcm(struct arena *a, const struct model *m, const char *stat_prefix,
 					      const char *rds, Envoy__Config__Route__V3__RouteConfiguration *inline_rc,
-					      gen_http_filter **pre, size_t n_pre, bool inbound)
+					      gen_http_filter **pre, size_t n_pre, bool inbound,
+					      Google__Protobuf__Any *stats)
 {
 	Envoy__Extensions__Filters__Http__Fault__V3__HTTPFault fault = ENVOY__EXTENSIONS__FILTERS__HTTP__FAULT__V3__HTTPFAULT__INIT;
 	Envoy__Extensions__Filters__Http__Cors__V3__Cors cors = ENVOY__EXTENSIONS__FILTERS__HTTP__CORS__V3__CORS__INIT;
@@ -181,7 +199,7 @@ static Google__Protobuf__Any *gen_sidecar_hcm(struct arena *a, const struct mode
 	gen_hcm hcm = ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__INIT;
 	Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager__UpgradeConfig *ws =
 		gen__msg(a, &envoy__extensions__filters__network__http_connection_manager__v3__http_connection_manager__upgrade_config__descriptor);
-	gen_http_filter **f = arena_calloc(a, n_pre + 3, sizeof(*f));
+	gen_http_filter **f = arena_calloc(a, n_pre + 4, sizeof(*f));
 	size_t n = 0;
 
 	if (!f || !ws || !(hcm.upgrade_configs = arena_calloc(a, 1, sizeof(*hcm.upgrade_configs))))
@@ -190,8 +208,12 @@ static Google__Protobuf__Any *gen_sidecar_hcm(struct arena *a, const struct mode
 		memcpy(f, pre, n_pre * sizeof(*f));
 	n = n_pre;
 	if (!(f[n++] = gen__http_filter(a, GEN_FAULT_FILTER, &fault.base)) ||
-	    !(f[n++] = gen__http_filter(a, GEN_CORS_FILTER, &cors.base)) ||
-	    !(f[n++] = gen__http_filter(a, GEN_ROUTER_FILTER, &router.base)))
+	    !(f[n++] = gen__http_filter(a, GEN_CORS_FILTER, &cors.base)))
+		return NULL;
+	/* issue 14: Istio's stats plugin right before the router */
+	if (stats && !(f[n++] = gen__stats_http_filter(a, stats)))
+		return NULL;
+	if (!(f[n++] = gen__http_filter(a, GEN_ROUTER_FILTER, &router.base)))
 		return NULL;
 	hcm.codec_type = ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__CODEC_TYPE__AUTO;
 	hcm.stat_prefix = (char *)stat_prefix;
@@ -529,7 +551,7 @@ static int gen_outbound_listener2(struct gen_sc *sc, const char *bind, uint32_t 
 		return -ENOMEM;
 	l.traffic_direction = ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__OUTBOUND;
 	l.filter_chains = chains;
-	return gen__emit(&sc->g, sc->snap, XDS_LISTENER, l.name, &l.base);
+	return gen_sc_emit_listener(sc, &l);
 }
 
 static int gen_outbound_listener(struct gen_sc *sc, const char *bind, uint32_t port, gen_filter *f)
@@ -785,7 +807,7 @@ static int gen_tls_listener(struct gen_sc *sc, const char *bind, uint32_t port, 
 	l.traffic_direction = ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__OUTBOUND;
 	l.filter_chains = chains;
 	l.n_filter_chains = n;
-	return gen__emit(&sc->g, sc->snap, XDS_LISTENER, l.name, &l.base) < 0 ? -ENOMEM : 1;
+	return gen_sc_emit_listener(sc, &l) < 0 ? -ENOMEM : 1;
 }
 
 /*
@@ -923,7 +945,7 @@ static int gen_outbound_tcp_subnets(struct gen_sc *sc, const char *bind, const s
 	l.traffic_direction = ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__OUTBOUND;
 	l.filter_chains = chains;
 	l.n_filter_chains = n;
-	return gen__emit(&sc->g, sc->snap, XDS_LISTENER, l.name, &l.base) < 0 ? -ENOMEM : 1;
+	return gen_sc_emit_listener(sc, &l) < 0 ? -ENOMEM : 1;
 }
 
 /* Outbound listeners and route configs: every port with an HTTP service
@@ -1009,7 +1031,7 @@ static int gen_outbound(struct gen_sc *sc)
 			if (rc == 0)
 				rc = gen_outbound_listener(sc, gen_egress_bind(sc, port), port,
 							   gen__net_filter(sc->a, GEN_HCM_NAME,
-									  gen_sidecar_hcm(sc->a, sc->g.m, sp, rn, NULL, NULL, 0, false)));
+									  gen_sidecar_hcm(sc->a, sc->g.m, sp, rn, NULL, NULL, 0, false, sc->stats_out)));
 		}
 		if (n_tcp > 1 && n_http == 0) {
 			rc = gen_outbound_tls_shared(sc, gen_egress_bind(sc, port), port);
@@ -1037,7 +1059,7 @@ static int gen_outbound(struct gen_sc *sc)
 					rc = gen_outbound_listener2(
 						sc, gen_egress_bind(sc, port), port,
 						gen__net_filter(sc->a, GEN_HCM_NAME,
-							       gen_sidecar_hcm(sc->a, sc->g.m, sp, rn, NULL, NULL, 0, false)),
+							       gen_sidecar_hcm(sc->a, sc->g.m, sp, rn, NULL, NULL, 0, false, sc->stats_out)),
 						gen_tcp_service_filter(sc, svc, port));
 				continue;
 			}
@@ -1087,7 +1109,7 @@ static int gen_virtual_outbound(struct gen_sc *sc)
 	l.traffic_direction = ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__OUTBOUND;
 	l.filter_chains = chains;
 	l.n_filter_chains = 2;
-	return gen__emit(&sc->g, sc->snap, XDS_LISTENER, l.name, &l.base);
+	return gen_sc_emit_listener(sc, &l);
 }
 
 /* ---------------------------------------------------------------- inbound */
@@ -1323,7 +1345,8 @@ static gen_filter *gen_inbound_filter(struct gen_sc *sc, const struct gen_inport
 	if (!sp)
 		return NULL;
 	return gen__net_filter(a, GEN_HCM_NAME, gen_sidecar_hcm(a, sc->g.m, sp, NULL,
-							       gen_inbound_rc(a, cluster, ip->port), rbac, n_rbac, true));
+							       gen_inbound_rc(a, cluster, ip->port), rbac, n_rbac, true,
+							       sc->stats_in));
 }
 
 /* chain c with the network filters net in front of its one filter (a TCP
@@ -1492,7 +1515,7 @@ static int gen_inbound(struct gen_sc *sc, const struct gen_inport *ports, size_t
 			bl.continue_on_listener_filters_timeout = true;
 			bl.filter_chains = chains;
 			bl.n_filter_chains = k;
-			rc = gen__emit(&sc->g, sc->snap, XDS_LISTENER, bl.name, &bl.base);
+			rc = gen_sc_emit_listener(sc, &bl);
 		}
 		if (rc < 0 || sc->scope->capture_none)
 			return rc;
@@ -1532,7 +1555,7 @@ static int gen_inbound(struct gen_sc *sc, const struct gen_inport *ports, size_t
 	l.continue_on_listener_filters_timeout = true;
 	l.filter_chains = chains;
 	l.n_filter_chains = n;
-	return gen__emit(&sc->g, sc->snap, XDS_LISTENER, l.name, &l.base);
+	return gen_sc_emit_listener(sc, &l);
 }
 
 /* ---------------------------------------------------------------- special clusters */
@@ -2230,6 +2253,13 @@ int gen_sidecar_snapshot_cached(struct gen_sidecar_cache *c, const struct model 
 	/* the proxy's locality, for locality load balancing in EDS */
 	if (p->locality_lb && !(sc.g.locality = gen__proxy_locality(sc.node, w, sc.a)))
 		goto out;
+	/* issue 14: the workload's Telemetry metrics, one config per direction */
+	rc = gen__stats_config(sc.a, m, w, GEN_STATS_OUTBOUND, &sc.stats_out);
+	if (rc == 0)
+		rc = gen__stats_config(sc.a, m, w, GEN_STATS_INBOUND, &sc.stats_in);
+	if (rc < 0)
+		goto out;
+	rc = -ENOMEM;
 	if (sc.g.locality && !sc.g.locality[0])
 		sc.g.locality = gen_instance_locality(&sc);
 	for (i = 0; i < m->n_services; i++)
