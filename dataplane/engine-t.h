@@ -150,6 +150,10 @@ struct px_port {
 	struct authz_http_opts http_opts; /* the HCM's path normalization and XFF rules (px_port_hcm) */
 	const struct authz *authz;       /* the chain's RBAC filters, or NULL (chain_port; owned by the config) */
 	const struct trace_cfg *trace;   /* the HCM's tracing, or NULL (port_trace; owned by the config's traces) */
+	/* issue 14: the chain's istio.stats filter (HTTP in the HCM, else the
+	 * network one), or NULL: no istio_* series for it (port_stats; owned
+	 * by the config's stats) */
+	const struct istio_stats_cfg *istio;
 };
 
 /* A Listener's chains for Envoy's filter chain selection (fcmatch.h):
@@ -213,6 +217,12 @@ struct px_config {
 	size_t n_jwts;
 	struct trace_cfg **traces;       /* every HCM's compiled tracing (port_trace; ports point into it) */
 	size_t n_traces;
+	/* issue 14: every chain's compiled istio.stats (port_stats; ports
+	 * point into it), and the catch-all chains' of virtualOutbound and
+	 * virtualInbound for requests no port takes (NULL: none) */
+	struct istio_stats_cfg **stats;
+	size_t n_stats;
+	const struct istio_stats_cfg *stats_out_any, *stats_in_any;
 	struct authz **authzs;           /* every chain's compiled RBAC (ports point into it) */
 	size_t n_authzs;
 	/* compiled in phase one, handed to the clusters in phase two (then NULL) */

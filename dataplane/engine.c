@@ -484,6 +484,9 @@ static void config_free(struct px_config *c)
 	for (i = 0; i < c->n_traces; i++)
 		trace_cfg_free(c->traces[i]);
 	free(c->traces);
+	for (i = 0; i < c->n_stats; i++)
+		istio_stats_cfg_free(c->stats[i]);
+	free(c->stats);
 	free(c->jwts);
 	px_snapshot_unref(c->snap);
 	free(c);
@@ -596,6 +599,57 @@ static int port_trace(struct px_config *c, const char *lname, const px_hcm *hcm,
 	v[c->n_traces++] = t;
 	c->traces = v;
 	p->trace = t;
+	return 0;
+}
+
+#define ISTIO_STATS_NAME "istio.stats"
+#define ISTIO_STATS_URL  "type.googleapis.com/stats.PluginConfig"
+
+/* issue 14: the chain's istio.stats filter -- the HTTP one among the
+ * HCM's http_filters, else the network one among the chain's filters --
+ * compiled and kept by c into *out (NULL: none, and then, as Envoy
+ * without the filter, no istio_* series for the chain).  An expression
+ * meshproxy cannot evaluate refuses the listener with its message. */
+static int chain_stats(struct px_config *c, const char *lname, const Envoy__Config__Listener__V3__FilterChain *fc,
+		       const px_hcm *hcm, const struct istio_stats_cfg **out, char *err, size_t cap)
+{
+	const Google__Protobuf__Any *any = NULL;
+	struct istio_stats_cfg *st = NULL, **v;
+	char why[512] = "";
+	size_t i;
+	int rc;
+
+	*out = NULL;
+	for (i = 0; hcm && i < hcm->n_http_filters && !any; i++) {
+		const Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpFilter *f = hcm->http_filters[i];
+
+		if (f->config_type_case ==
+			    ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_FILTER__CONFIG_TYPE_TYPED_CONFIG &&
+		    f->typed_config && f->typed_config->type_url && !strcmp(f->typed_config->type_url, ISTIO_STATS_URL))
+			any = f->typed_config;
+	}
+	for (i = 0; !hcm && fc && i < fc->n_filters && !any; i++) {
+		const Envoy__Config__Listener__V3__Filter *f = fc->filters[i];
+
+		if (f->config_type_case == ENVOY__CONFIG__LISTENER__V3__FILTER__CONFIG_TYPE_TYPED_CONFIG &&
+		    f->typed_config && f->typed_config->type_url && !strcmp(f->typed_config->type_url, ISTIO_STATS_URL))
+			any = f->typed_config;
+	}
+	if (!any)
+		return 0;
+	rc = istio_stats_cfg_new(any->value.data, any->value.len, &st, why, sizeof(why));
+	if (rc < 0) {
+		snprintf(err, cap, "listener %s: filter %s: %s", lname, ISTIO_STATS_NAME, why[0] ? why : mesh_strerror(rc));
+		return rc;
+	}
+	v = realloc(c->stats, (c->n_stats + 1) * sizeof(*v));
+	if (!v) {
+		istio_stats_cfg_free(st);
+		return -ENOMEM;
+	}
+	v[c->n_stats++] = st;
+	c->stats = v;
+	*out = st;
 	return 0;
 }
 
@@ -771,6 +825,12 @@ static int chain_port(struct px_config *c, const char *lname, const Envoy__Confi
 	rc = port_trace(c, lname, hcm, p, err, cap);
 	if (rc < 0)
 		return rc;
+	rc = chain_stats(c, lname, fc, hcm, &p->istio, err, cap);
+	if (rc < 0)
+		return rc;
+	p->tcpp.istio = p->istio;
+	if (!c->stats_in_any && p->istio && !strcmp(lname, "virtualInbound"))
+		c->stats_in_any = p->istio; /* (requests no inbound port takes) */
 	if (hcm && hcm->route_specifier_case ==
 			   ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_ROUTE_CONFIG &&
 	    hcm->route_config) {
@@ -1028,6 +1088,12 @@ static int compile_listener(struct px_config *c, const Envoy__Config__Listener__
 			}
 			if (tcp)
 				c->allow_any = !strcmp(tcp, "PassthroughCluster");
+			/* issue 14: the catch-all's istio.stats serves what no port takes */
+			if (!c->stats_out_any) {
+				rc = chain_stats(c, l->name, fc, NULL, &c->stats_out_any, err, cap);
+				if (rc < 0)
+					return rc;
+			}
 		}
 		return 0;
 	}
@@ -1116,6 +1182,11 @@ static int compile_listener(struct px_config *c, const Envoy__Config__Listener__
 	rc = port_trace(c, l->name, hcm, &p, err, cap);
 	if (rc < 0)
 		return rc;
+	/* issue 14: chain 0's istio.stats, as chain_port gives the others */
+	rc = chain_stats(c, l->name, l->n_filter_chains ? l->filter_chains[0] : NULL, hcm, &p.istio, err, cap);
+	if (rc < 0)
+		return rc;
+	p.tcpp.istio = p.istio;
 	if (hcm) {
 		p.accept_http_10 = hcm_http10(hcm);
 		if (hcm->route_specifier_case ==

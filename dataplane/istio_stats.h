@@ -30,6 +30,11 @@
 #define ISTIO_DEFAULT_MAX_SERIES 2048
 #define ISTIO_PEER_CACHE 128       /* distinct peers remembered; more peers read as "unknown" */
 #define ISTIO_META_HDR_MAX 2048    /* base64 metadata header value cap, both ways */
+#define ISTIO_CFG_EXPR_MAX 16      /* distinct tag expressions in one istio.stats config */
+#define ISTIO_CFG_ADD_MAX 8        /* tags added to one metric */
+#define ISTIO_CFG_DIM_MAX 32       /* dimensions of one MetricConfig */
+#define ISTIO_CFG_HDR_MAX 4        /* request headers the expressions read */
+#define ISTIO_TCP_REPORT_DEFAULT_MS 5000 /* istio/proxy's tcp_reporting_duration default */
 
 /* A workload as metadata exchange describes it; "" is unknown. */
 struct istio_peer {
@@ -105,8 +110,49 @@ const char *istio_service_of(const char *cluster, const char *authority, size_t 
  */
 const char *istio_catchall_name(const char *route, const char *cluster);
 
+/*
+ * issue 14: one istio.stats filter's configuration (Istio's
+ * stats.PluginConfig, proto/istio/stats/config.proto, from the serialized
+ * bytes of the filter's typed_config), compiled once at load so a request
+ * pays only for the expressions' values:
+ * - metrics[].drop: the metric is not counted nor shown for this listener;
+ * - tags_to_remove: those standard labels are left out;
+ * - dimensions: a standard label takes the expression's value, any other
+ *   name is added after the standard ones;
+ * - a MetricConfig without name applies to every metric; names of metrics
+ *   meshproxy does not report (request_messages_total, custom ones) are
+ *   accepted and ignored, as Istio ignores unknown tags;
+ * - tcp_reporting_duration (default 5 s): how often an open TCP
+ *   connection's bytes are reported (tcpproxy.c).
+ * Expressions (Istio's tagOverrides values, CEL): string literals in
+ * single or double quotes, request.host, request.method, request.path,
+ * request.url_path, request.headers['NAME'], response.code,
+ * source.address, upstream_peer.F and downstream_peer.F (F: app, version,
+ * workload, namespace, cluster, service, revision), xds.cluster_name,
+ * xds.route_name, and string(X) of any of them.  Anything else refuses
+ * the configuration: -EINVAL with why naming the expression (the listener
+ * is NACKed).  An empty or unknown value reads "unknown", as Istio's
+ * failed evaluations do.  Caps: ISTIO_CFG_*.  0, -EINVAL, -ENOSPC, -ENOMEM.
+ */
+struct istio_stats_cfg;
+MESH_MUST_CHECK int istio_stats_cfg_new(const uint8_t *data, size_t len, struct istio_stats_cfg **out, char *why,
+					size_t cap);
+void istio_stats_cfg_free(struct istio_stats_cfg *c); /* NULL is a no-op */
+/* tcp_reporting_duration in ms (c NULL: the default). */
+uint64_t istio_stats_cfg_report_ms(const struct istio_stats_cfg *c);
+/* The request headers c's expressions read (lower case), for the caller
+ * to capture at the request's start into istio_req.hdr_vals in this order. */
+size_t istio_stats_cfg_headers(const struct istio_stats_cfg *c, const char *const **names);
+
+/* A header value captured for the expressions (istio_stats_cfg_headers). */
+struct istio_hval {
+	const char *p;
+	size_t len;
+};
+
 /* One finished request.  Strings are borrowed for the call. */
 struct istio_req {
+	const struct istio_stats_cfg *cfg; /* the listener's istio.stats filter; NULL: no overrides */
 	int inbound;                    /* 1: reporter="destination", 0: "source" */
 	const struct istio_peer *peer;  /* the other side, NULL: unknown */
 	const char *peer_principal;     /* its verified SPIFFE id, NULL: unknown */
@@ -120,6 +166,12 @@ struct istio_req {
 	int grpc_status;                /* -1: none */
 	const char *response_flags;     /* Envoy's short flags, "-" for none */
 	uint64_t duration_ms, request_bytes, response_bytes;
+	/* what tag expressions read (istio_stats_cfg_new); NULL/0: unknown */
+	const char *method, *path, *host;
+	size_t method_len, path_len, host_len;
+	const char *cluster, *route, *source_address;
+	const struct istio_hval *hdr_vals;
+	size_t n_hdr_vals;
 };
 void istio_stats_record(struct istio_stats *st, const struct istio_req *r);
 
@@ -134,7 +186,8 @@ void istio_stats_record(struct istio_stats *st, const struct istio_req *r);
  */
 void istio_stats_tcp(struct istio_stats *st, const struct istio_req *r, int opened, int closed);
 
-/* Appends the istio_* families in Prometheus text format. */
+/* Appends the istio_* families in Prometheus text format (a series per
+ * distinct label text of each metric). */
 void istio_stats_prometheus(const struct istio_stats *st, struct mesh_buf *out);
 
 /* Series in use and requests dropped at the cap. */

@@ -221,6 +221,12 @@ struct px_stream {
 	 * a gRPC request (s_build_head) */
 	const struct istio_peer *peer;
 	const char *peer_principal;  /* outbound: the upstream's verified SPIFFE id (u_on_head; kept by istio_stats) */
+	/* the chain's istio.stats filter (s_stats_port; in cfg), NULL: the
+	 * request is in no istio_* series; the request headers its
+	 * expressions read, captured at the start (owned block, or NULL) */
+	const struct istio_stats_cfg *istio;
+	struct istio_hval *istio_hv;
+	size_t n_istio_hv;
 	int grpc_status1;
 	int is_grpc;
 	struct px_str method, path, authority, ua, xff, rid, proto;
@@ -388,6 +394,7 @@ static void s_istio(struct px_stream *s)
 	char fl[64];
 
 	memset(&r, 0, sizeof(r));
+	r.cfg = s->istio;
 	r.inbound = s->d->inbound;
 	r.peer = s->peer;
 	r.peer_principal = s->d->inbound ? s->d->peer_principal : s->peer_principal;
@@ -402,6 +409,18 @@ static void s_istio(struct px_stream *s)
 	r.duration_ms = ev_now(s->e->loop) - s->start_ms;
 	r.request_bytes = s->rx;
 	r.response_bytes = s->tx;
+	/* what the tag expressions read */
+	r.method = s->method.p;
+	r.method_len = s->method.len;
+	r.path = s->path.p;
+	r.path_len = s->path.len;
+	r.host = s->authority.p;
+	r.host_len = s->authority.len;
+	r.cluster = s->cl ? s->cl->name : NULL;
+	r.route = s->rt ? s->rt->name : NULL;
+	r.source_address = s->d->peer_ip[0] ? s->d->peer_ip : NULL;
+	r.hdr_vals = s->istio_hv;
+	r.n_hdr_vals = s->n_istio_hv;
 	istio_stats_record(s->e->istio, &r);
 }
 
@@ -440,7 +459,7 @@ static void s_log(struct px_stream *s)
 {
 	struct px_alog_entry le;
 
-	if (s->e->istio)
+	if (s->e->istio && s->istio)
 		s_istio(s);
 	if (s->tr.cfg)
 		s_trace_end(s);
@@ -499,6 +518,7 @@ static void s_free(struct px_stream *s)
 	mesh_buf_cleanup(&s->head);
 	mesh_buf_cleanup(&s->body);
 	free(s->cors_hdrs);
+	free(s->istio_hv);
 	jwt_result_free(s->jwt);
 	free(s->norm_path);
 	px_config_unref(s->cfg);
@@ -2712,6 +2732,37 @@ static const char *authz_put(char *buf, size_t *at, const char *p, size_t len)
  * (rq's path follows the normalized one).  Returns 1 when the stream was
  * answered or ended here, else 0.
  */
+/* issue 14: the chain's istio.stats filter for this request (a request
+ * no port takes: the catch-all chain's), and the request headers its
+ * expressions read, copied now: the parser's header array is reused. */
+static void s_stats_port(struct px_stream *s, const struct px_port *pp, const struct h1_head *h)
+{
+	const char *const *names;
+	size_t n, i, need = 0;
+	char *p;
+
+	s->istio = pp ? pp->istio : s->d->inbound ? s->cfg->stats_in_any : s->cfg->stats_out_any;
+	n = istio_stats_cfg_headers(s->istio, &names);
+	if (!n || s->istio_hv)
+		return;
+	for (i = 0; i < n; i++)
+		need += h1_head_get(h, names[i]).len;
+	s->istio_hv = malloc(n * sizeof(*s->istio_hv) + need + 1);
+	if (!s->istio_hv)
+		return; /* the values read "unknown" */
+	p = (char *)(s->istio_hv + n);
+	for (i = 0; i < n; i++) {
+		struct h1_str v = h1_head_get(h, names[i]);
+
+		if (v.len)
+			memcpy(p, v.p, v.len);
+		s->istio_hv[i].p = p;
+		s->istio_hv[i].len = v.len;
+		p += v.len;
+	}
+	s->n_istio_hv = n;
+}
+
 static int s_authz(struct px_stream *s, const struct px_port *pp, const struct h1_head *h, struct router_req *rq)
 {
 	struct px_dconn *d = s->d;
@@ -2942,6 +2993,7 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 			rq.scheme = d->via_tls ? "https" : "http";
 			rq.internal = ip_internal(d->peer_ip) ? 1 : -1;
 		}
+		s_stats_port(s, pp, h);
 		if (s_authz(s, pp, h, &rq))
 			return;
 		if (!pp->tcp) {
@@ -2973,6 +3025,7 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 			pp = sel_chain(pp->sel, d->chain); /* the chain selected at accept */
 		if (pp && !pp->tcp && s_http10_refused(s, pp))
 			return;
+		s_stats_port(s, pp, h);
 		if (s_authz(s, pp, h, &rq))
 			return;
 		if (pp && !pp->tcp) {
@@ -3012,6 +3065,7 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		}
 		if (pp && pp->rcfg && s_http10_refused(s, pp))
 			return;
+		s_stats_port(s, pp, h);
 		if (s_authz(s, pp, h, &rq))
 			return;
 		if (pp && pp->rcfg) {

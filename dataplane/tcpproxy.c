@@ -213,7 +213,10 @@ static void t_istio(struct tcpp *t, int opened, int closed)
 	struct istio_req r;
 	char fl[64];
 
+	if (!t->conf || !t->conf->istio)
+		return; /* no istio.stats filter on the chain: no istio_tcp_* series */
 	memset(&r, 0, sizeof(r));
+	r.cfg = t->conf->istio;
 	r.inbound = t->inbound;
 	r.peer_principal = t->peer_principal;
 	r.mtls = t->inbound && t->peer_principal;

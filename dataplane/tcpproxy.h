@@ -62,6 +62,8 @@ struct tcpp_conf {
 	uint64_t max_duration_ms;       /* 0: none */
 	int sni_cluster;                /* issue 13: envoy.filters.network.sni_cluster precedes the filter
 	                                 * (Istio's AUTO_PASSTHROUGH): the SNI names the cluster (engine.c) */
+	const struct istio_stats_cfg *istio; /* issue 14: the chain's istio.stats filter, NULL: no
+	                                      * istio_tcp_* series (engine.c port_stats) */
 };
 
 /* Issue 13: the cluster an SNI names for sni_cluster into out[cap]: the SNI
