@@ -50,6 +50,8 @@ struct tcpp {
 	struct px_cluster *sp;          /* the cluster its stat_prefix names (tcp.* stats), or NULL */
 	struct ev_io dio, uio;
 	struct ev_timer t_conn, t_idle, t_max;
+	struct ev_timer t_report;       /* issue 14: istio.stats' tcp_reporting_duration (t_istio) */
+	uint64_t rep_rx, rep_tx;        /* bytes already in istio_tcp_*_bytes_total */
 	struct ev_defer fin;
 	struct ev_defer kick;           /* reads the downstream side from the loop (t_kick()) */
 	const struct px_transport_ops *dtops;
@@ -194,6 +196,7 @@ static void t_end(struct tcpp *t, unsigned flags)
 	ev_timer_cancel(loop, &t->t_conn);
 	ev_timer_cancel(loop, &t->t_idle);
 	ev_timer_cancel(loop, &t->t_max);
+	ev_timer_cancel(loop, &t->t_report);
 	ev_defer(loop, &t->fin);
 }
 
@@ -224,9 +227,26 @@ static void t_istio(struct tcpp *t, int opened, int closed)
 	/* issue 13: PassthroughCluster / BlackHoleCluster, as Istio names them */
 	r.service_name = istio_catchall_name(NULL, t->cl ? t->cl->name : NULL);
 	r.response_flags = closed ? px_flags_str(t->flags, fl, sizeof(fl)) : "-";
-	r.request_bytes = closed ? t->rx : 0;
-	r.response_bytes = closed ? t->tx : 0;
+	/* what moved since the last report: a long connection's bytes show
+	 * every tcp_reporting_duration, the rest at its close (Istio's
+	 * periodic TCP reports) */
+	r.request_bytes = t->rx - t->rep_rx;
+	r.response_bytes = t->tx - t->rep_tx;
+	t->rep_rx = t->rx;
+	t->rep_tx = t->tx;
 	istio_stats_tcp(t->e->istio, &r, opened, closed);
+}
+
+/* issue 14: the periodic report of an open connection's bytes */
+static void report_timeout(struct ev_loop *loop, struct ev_timer *tm)
+{
+	struct tcpp *t = tm->data;
+
+	if (t->ended)
+		return;
+	if (t->rx != t->rep_rx || t->tx != t->rep_tx)
+		t_istio(t, 0, 0);
+	ev_timer_arm(loop, &t->t_report, istio_stats_cfg_report_ms(t->conf->istio));
 }
 
 static void t_log(struct tcpp *t)
@@ -260,6 +280,7 @@ void tcpp_free(struct tcpp *t)
 	ev_timer_cancel(loop, &t->t_conn);
 	ev_timer_cancel(loop, &t->t_idle);
 	ev_timer_cancel(loop, &t->t_max);
+	ev_timer_cancel(loop, &t->t_report);
 	ev_defer_cancel(loop, &t->fin);
 	ev_defer_cancel(loop, &t->kick);
 	px_tls_free(t->utls); /* its close_notify goes out before the socket closes */
@@ -787,6 +808,7 @@ int tcpp_start(struct engine *e, struct px_config *cfg, const struct tcpp_conf *
 	ev_timer_init(&t->t_conn, conn_timeout, t);
 	ev_timer_init(&t->t_idle, idle_timeout, t);
 	ev_timer_init(&t->t_max, max_timeout, t);
+	ev_timer_init(&t->t_report, report_timeout, t);
 	ev_defer_init(&t->fin, fin_cb, t);
 	ev_defer_init(&t->kick, kick_cb, t);
 	if (ev_io_start(e->loop, &t->dio, 0) < 0) {
@@ -807,8 +829,11 @@ int tcpp_start(struct engine *e, struct px_config *cfg, const struct tcpp_conf *
 	if (e->istio)
 		t->peer_principal = istio_stats_principal(e->istio, d->peer_principal);
 	t_connect(t, d);
-	if (e->istio)
+	if (e->istio) {
 		t_istio(t, 1, 0); /* after t_connect: the cluster is known */
+		if (conf->istio && !t->ended)
+			ev_timer_arm(e->loop, &t->t_report, istio_stats_cfg_report_ms(conf->istio));
+	}
 	t_update(t);
 	if (t->dctx && !t->ended)
 		ev_defer(e->loop, &t->kick); /* what the TLS transport read with the handshake */
