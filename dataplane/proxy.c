@@ -1212,6 +1212,8 @@ static int u_on_head(struct px_uconn *u, struct px_stream *s, const struct h1_he
 			s->peer = istio_stats_peer(s->e->istio, v.p, v.len);
 		if (!d->inbound && u->tls)
 			s->peer_principal = istio_stats_principal(s->e->istio, px_tls_peer_uri(u->tls));
+		else if (!d->inbound && u->h2) /* TLS is the HTTP/2 connection's (h2.c) */
+			s->peer_principal = istio_stats_principal(s->e->istio, px_h2u_peer_uri(s->e, u->io.fd));
 	}
 	u->rkeep = (h->flags & H1_F_KEEP_ALIVE) != 0;
 	u->rframing = h->framing;

@@ -104,14 +104,17 @@ static const char *catchall_cluster(const struct xds_snapshot *s)
 	Envoy__Config__Listener__V3__Listener *l =
 		decode(s, XDS_LISTENER, GEN_VIRTUAL_OUTBOUND, &envoy__config__listener__v3__listener__descriptor);
 	Envoy__Extensions__Filters__Network__TcpProxy__V3__TcpProxy *tp;
+	const Envoy__Config__Listener__V3__Filter *f;
 	static char out[64];
 
 	ck_assert_ptr_nonnull(l);
 	ck_assert_uint_eq(l->n_filter_chains, 2);
 	ck_assert_str_eq(l->filter_chains[1]->name, "virtualOutbound-catchall-tcp");
+	/* the TCP proxy is last (issue 14: istio.stats before it) */
+	f = l->filter_chains[1]->filters[l->filter_chains[1]->n_filters - 1];
+	ck_assert_str_eq(f->name, "envoy.filters.network.tcp_proxy");
 	tp = (void *)protobuf_c_message_unpack(&envoy__extensions__filters__network__tcp_proxy__v3__tcp_proxy__descriptor,
-					       NULL, l->filter_chains[1]->filters[0]->typed_config->value.len,
-					       l->filter_chains[1]->filters[0]->typed_config->value.data);
+					       NULL, f->typed_config->value.len, f->typed_config->value.data);
 	ck_assert_ptr_nonnull(tp);
 	snprintf(out, sizeof(out), "%s", tp->cluster);
 	protobuf_c_message_free_unpacked(&tp->base, NULL);
