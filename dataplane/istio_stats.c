@@ -816,7 +816,8 @@ int istio_stats_cfg_new(const uint8_t *data, size_t len, struct istio_stats_cfg 
 			goto out;
 		}
 		/* Istio adds tags in the order of their names */
-		qsort(mc->dimensions, mc->n_dimensions, sizeof(*mc->dimensions), dim_cmp);
+		if (mc->n_dimensions > 1)
+			qsort(mc->dimensions, mc->n_dimensions, sizeof(*mc->dimensions), dim_cmp);
 		for (k = 0; k < mc->n_dimensions; k++) {
 			rc = istio_expr_compile(c, mc->dimensions[k]->value, why, cap);
 			if (rc < 0) {
