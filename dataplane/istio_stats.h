@@ -13,9 +13,16 @@
  * One series per distinct label set, kept in a hash table of at most
  * max_series entries (a request past the cap is counted in
  * meshproxy_istio_stats_overflow_total and dropped).  After a label set's
- * first request a record is a hash of the label text on the stack and a
+ * first request a record is a hash of the key on the stack and a
  * table lookup: no allocation.  Decoded peer metadata is cached by its
  * header text the same way.  Everything runs on the proxy's loop thread.
+ *
+ * issue 14: what is recorded, and with which labels, is the listener's
+ * istio.stats filter's (struct istio_stats_cfg below, meshd's rendering
+ * of the workload's Telemetry metrics); the caller records nothing for a
+ * chain without the filter, as Envoy does.  Each metric's label text is
+ * kept once (a cell shared by every key rendering it), so overrides and
+ * configurations replaced live never list a series twice.
  */
 #ifndef MESH_DATAPLANE_ISTIO_STATS_H
 #define MESH_DATAPLANE_ISTIO_STATS_H
@@ -181,8 +188,10 @@ void istio_stats_record(struct istio_stats *st, const struct istio_req *r);
  * istio_tcp_sent_bytes_total (to downstream): Istio's TCP labels (those of
  * a request with request_protocol "tcp", without response_code and
  * grpc_response_status).  r's response_code, grpc and grpc_status are
- * ignored; opened and closed are what to add (0 or 1).  The peer's
- * workload is unknown on TCP (Istio's ALPN metadata exchange is not done).
+ * ignored; opened and closed are what to add (0 or 1), r's byte counts
+ * what moved since the connection's last report (tcpproxy.c reports every
+ * tcp_reporting_duration and at the close).  The peer's workload is
+ * unknown on TCP (Istio's ALPN metadata exchange is not done).
  */
 void istio_stats_tcp(struct istio_stats *st, const struct istio_req *r, int opened, int closed);
 
