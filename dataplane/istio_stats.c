@@ -13,6 +13,7 @@
  */
 #include "dataplane/istio_stats.h"
 
+#include "google/protobuf/any.pb-c.h"
 #include "google/protobuf/struct.pb-c.h"
 #include "istio/stats/config.pb-c.h"
 
@@ -84,6 +85,8 @@ struct istio_stats {
 	char self_principal[256]; /* "" when no service account */
 	char meta_id[256];
 	char meta[ISTIO_META_HDR_MAX];
+	uint8_t mx[ISTIO_MX_MAX];  /* issue 14: the TCP exchange's header and data we send */
+	int mx_len;                /* < 0: none (too large) */
 	struct istio_series *tab;
 	size_t cap, n, max;       /* slots (power of two), used, the series cap */
 	struct istio_cell **cells; /* by (metric, label text), open addressing */
@@ -258,26 +261,14 @@ static void val_str(const Google__Protobuf__Value *v, char *dst)
 		cpy(dst, v->string_value, strlen(v->string_value));
 }
 
-int istio_peer_decode(const char *b64, size_t len, struct istio_peer *p)
+/* The workload a node metadata Struct describes. */
+static void peer_from_struct(const Google__Protobuf__Struct *st, struct istio_peer *p)
 {
-	Google__Protobuf__Struct *st = NULL;
-	unsigned char raw[ISTIO_META_HDR_MAX];
 	const char *k8s_name = NULL, *k8s_version = NULL;
 	char kn[ISTIO_STR_MAX] = "", kv[ISTIO_STR_MAX] = "";
-	int n, rc = -EINVAL;
-	size_t i, j, pad = 0;
+	size_t i, j;
 
 	memset(p, 0, sizeof(*p));
-	if (!len || len % 4 || len > sizeof(raw) / 3 * 4)
-		goto out;
-	n = EVP_DecodeBlock(raw, (const unsigned char *)b64, (int)len);
-	if (n < 0)
-		goto out;
-	/* EVP_DecodeBlock counts the padding as zero bytes */
-	pad = (b64[len - 1] == '=') + (b64[len - 2] == '=');
-	st = google__protobuf__struct__unpack(NULL, (size_t)n - pad, raw);
-	if (!st)
-		goto out;
 	for (i = 0; i < st->n_fields; i++) {
 		const Google__Protobuf__Struct__FieldsEntry *e = st->fields[i];
 
@@ -313,10 +304,147 @@ int istio_peer_decode(const char *b64, size_t len, struct istio_peer *p)
 		}
 	}
 	peer_finish(p, k8s_name, k8s_version);
+}
+
+int istio_peer_decode(const char *b64, size_t len, struct istio_peer *p)
+{
+	Google__Protobuf__Struct *st = NULL;
+	unsigned char raw[ISTIO_META_HDR_MAX];
+	int n, rc = -EINVAL;
+	size_t pad = 0;
+
+	memset(p, 0, sizeof(*p));
+	if (!len || len % 4 || len > sizeof(raw) / 3 * 4)
+		goto out;
+	n = EVP_DecodeBlock(raw, (const unsigned char *)b64, (int)len);
+	if (n < 0)
+		goto out;
+	/* EVP_DecodeBlock counts the padding as zero bytes */
+	pad = (b64[len - 1] == '=') + (b64[len - 2] == '=');
+	st = google__protobuf__struct__unpack(NULL, (size_t)n - pad, raw);
+	if (!st)
+		goto out;
+	peer_from_struct(st, p);
 	rc = 0;
 out:
 	if (st)
 		google__protobuf__struct__free_unpacked(st, NULL);
+	return rc;
+}
+
+#define MX_MAGIC 0x3D230467u
+#define MX_STRUCT_URL "type.googleapis.com/google.protobuf.Struct"
+
+int istio_peer_mx_encode(const struct istio_peer *p, const char *node_id, uint8_t *out, size_t cap)
+{
+	char b64[ISTIO_META_HDR_MAX];
+	unsigned char raw[ISTIO_META_HDR_MAX];
+	Google__Protobuf__Struct *inner = NULL, top;
+	Google__Protobuf__Struct__FieldsEntry te[2], *tp[2];
+	Google__Protobuf__Value tv[2];
+	Google__Protobuf__Any any;
+	uint8_t *val = NULL;
+	size_t vlen, alen;
+	int n, rc;
+
+	/* the node metadata Struct, as the HTTP exchange sends it */
+	rc = istio_peer_encode(p, b64, sizeof(b64));
+	if (rc < 0)
+		return rc;
+	n = EVP_DecodeBlock(raw, (const unsigned char *)b64, rc);
+	if (n < 0)
+		return -EINVAL;
+	n -= (rc >= 1 && b64[rc - 1] == '=') + (rc >= 2 && b64[rc - 2] == '=');
+	inner = google__protobuf__struct__unpack(NULL, (size_t)n, raw);
+	if (!inner)
+		return -ENOMEM;
+	/* Istio's exchange data: {x-envoy-peer-metadata: the Struct,
+	 * x-envoy-peer-metadata-id: the node id} in an Any */
+	google__protobuf__struct__init(&top);
+	google__protobuf__struct__fields_entry__init(&te[0]);
+	google__protobuf__value__init(&tv[0]);
+	te[0].key = "x-envoy-peer-metadata";
+	te[0].value = &tv[0];
+	tv[0].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRUCT_VALUE;
+	tv[0].struct_value = inner;
+	sv_init(&te[1], &tv[1], "x-envoy-peer-metadata-id", node_id ? node_id : "");
+	tp[0] = &te[0];
+	tp[1] = &te[1];
+	top.fields = tp;
+	top.n_fields = 2;
+	vlen = google__protobuf__struct__get_packed_size(&top);
+	val = malloc(vlen ? vlen : 1);
+	if (!val) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	google__protobuf__struct__pack(&top, val);
+	google__protobuf__any__init(&any);
+	any.type_url = MX_STRUCT_URL;
+	any.value.data = val;
+	any.value.len = vlen;
+	alen = google__protobuf__any__get_packed_size(&any);
+	if (alen + 8 > cap) {
+		rc = -ENOSPC;
+		goto out;
+	}
+	out[0] = (uint8_t)(MX_MAGIC >> 24);
+	out[1] = (uint8_t)(MX_MAGIC >> 16);
+	out[2] = (uint8_t)(MX_MAGIC >> 8);
+	out[3] = (uint8_t)MX_MAGIC;
+	out[4] = (uint8_t)(alen >> 24);
+	out[5] = (uint8_t)(alen >> 16);
+	out[6] = (uint8_t)(alen >> 8);
+	out[7] = (uint8_t)alen;
+	google__protobuf__any__pack(&any, out + 8);
+	rc = (int)(alen + 8);
+out:
+	free(val);
+	google__protobuf__struct__free_unpacked(inner, NULL);
+	return rc;
+}
+
+long istio_peer_mx_size(const uint8_t *p, size_t len)
+{
+	uint32_t magic, size;
+
+	if (len < 8)
+		return 0;
+	magic = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+	size = (uint32_t)p[4] << 24 | (uint32_t)p[5] << 16 | (uint32_t)p[6] << 8 | p[7];
+	if (magic != MX_MAGIC || size > ISTIO_MX_MAX - 8)
+		return -EINVAL;
+	return (long)size + 8;
+}
+
+int istio_peer_mx_decode(const uint8_t *data, size_t len, struct istio_peer *p)
+{
+	Google__Protobuf__Any *any = NULL;
+	Google__Protobuf__Struct *st = NULL;
+	size_t i;
+	int rc = -EINVAL;
+
+	memset(p, 0, sizeof(*p));
+	any = google__protobuf__any__unpack(NULL, len, data);
+	if (!any || !any->type_url || strcmp(any->type_url, MX_STRUCT_URL))
+		goto out;
+	st = google__protobuf__struct__unpack(NULL, any->value.len, any->value.data);
+	if (!st)
+		goto out;
+	for (i = 0; i < st->n_fields; i++) {
+		const Google__Protobuf__Struct__FieldsEntry *e = st->fields[i];
+
+		if (e->key && !strcmp(e->key, "x-envoy-peer-metadata") && e->value &&
+		    e->value->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_STRUCT_VALUE && e->value->struct_value) {
+			peer_from_struct(e->value->struct_value, p);
+			rc = 0;
+		}
+	}
+out:
+	if (st)
+		google__protobuf__struct__free_unpacked(st, NULL);
+	if (any)
+		google__protobuf__any__free_unpacked(any, NULL);
 	return rc;
 }
 
@@ -430,6 +558,7 @@ int istio_stats_new(const char *node_id, const char *labels, const char *sa, siz
 	rc = istio_peer_encode(&st->self, st->meta, sizeof(st->meta));
 	if (rc < 0)
 		goto out;
+	st->mx_len = istio_peer_mx_encode(&st->self, node_id, st->mx, sizeof(st->mx));
 	rc = 0;
 	*out = st;
 	st = NULL;
@@ -465,9 +594,30 @@ const char *istio_stats_meta(const struct istio_stats *st)
 	return st->meta;
 }
 
+const uint8_t *istio_stats_mx(const struct istio_stats *st, size_t *len)
+{
+	*len = st->mx_len > 0 ? (size_t)st->mx_len : 0;
+	return st->mx_len > 0 ? st->mx : NULL;
+}
+
+/* istio_stats_peer and istio_stats_peer_mx: one cache, keyed by the
+ * bytes (a header's base64 text or the TCP exchange's Any), decoded by
+ * dec on first sight */
+static const struct istio_peer *peer_cached(struct istio_stats *st, const char *b64, size_t len, int mx);
+
 const struct istio_peer *istio_stats_peer(struct istio_stats *st, const char *b64, size_t len)
 {
-	uint64_t h = XXH3_64bits(b64, len);
+	return peer_cached(st, b64, len, 0);
+}
+
+const struct istio_peer *istio_stats_peer_mx(struct istio_stats *st, const uint8_t *data, size_t len)
+{
+	return peer_cached(st, (const char *)data, len, 1);
+}
+
+static const struct istio_peer *peer_cached(struct istio_stats *st, const char *b64, size_t len, int mx)
+{
+	uint64_t h = XXH3_64bits_withSeed(b64, len, (uint64_t)mx);
 	struct istio_cached_peer *c;
 	size_t i;
 
@@ -482,7 +632,7 @@ const struct istio_peer *istio_stats_peer(struct istio_stats *st, const char *b6
 		return NULL;
 	}
 	c = &st->peers[st->n_peers];
-	if (istio_peer_decode(b64, len, &c->p) < 0)
+	if ((mx ? istio_peer_mx_decode((const uint8_t *)b64, len, &c->p) : istio_peer_decode(b64, len, &c->p)) < 0)
 		return NULL;
 	c->text = malloc(len);
 	if (!c->text)

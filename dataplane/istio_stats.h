@@ -64,6 +64,27 @@ int istio_peer_encode(const struct istio_peer *p, char *out, size_t cap);
 /* Decodes an x-envoy-peer-metadata value.  Returns 0 or -EINVAL. */
 int istio_peer_decode(const char *b64, size_t len, struct istio_peer *p);
 
+/*
+ * issue 14: Istio's TCP metadata exchange (istio/proxy
+ * source/extensions/filters/network/metadata_exchange), spoken on a
+ * connection whose mTLS negotiated ALPN "istio-peer-exchange": each side
+ * first sends magic 0x3D230467 and the data's length (both 32-bit, network
+ * order) then a google.protobuf.Any holding a Struct
+ * {x-envoy-peer-metadata: the node metadata, x-envoy-peer-metadata-id:
+ * the node id}, and strips the other side's before passing bytes on.
+ */
+#define ISTIO_MX_MAX 2048
+/* Encodes p's exchange into out (cap bytes): the length, or -ENOSPC /
+ * -ENOMEM / -EINVAL. */
+int istio_peer_mx_encode(const struct istio_peer *p, const char *node_id, uint8_t *out, size_t cap);
+/* The whole exchange's length (header included) when p (len bytes read
+ * so far) starts one: 0 when fewer than 8 bytes are there, -EINVAL when
+ * the magic is wrong (the peer does not speak it) or the size is over
+ * ISTIO_MX_MAX. */
+long istio_peer_mx_size(const uint8_t *p, size_t len);
+/* Decodes the Any after the 8-byte header.  0 or -EINVAL. */
+int istio_peer_mx_decode(const uint8_t *data, size_t len, struct istio_peer *p);
+
 struct istio_stats;
 
 /* A new table for our own node (see istio_peer_from_node); sa is the
@@ -78,6 +99,13 @@ void istio_stats_free(struct istio_stats *st);
 /* The header values we send (borrowed, live as long as st). */
 const char *istio_stats_meta_id(const struct istio_stats *st);
 const char *istio_stats_meta(const struct istio_stats *st);
+
+/* Our exchange (istio_peer_mx_encode of our node), NULL when it does
+ * not fit. */
+const uint8_t *istio_stats_mx(const struct istio_stats *st, size_t *len);
+/* The peer a TCP exchange's Any (after the 8-byte header) describes,
+ * cached as istio_stats_peer's. */
+const struct istio_peer *istio_stats_peer_mx(struct istio_stats *st, const uint8_t *data, size_t len);
 
 /* The peer a metadata header value describes, decoded once per distinct
  * value and cached; NULL when it does not decode or the cache is full. */

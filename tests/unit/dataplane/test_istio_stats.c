@@ -455,6 +455,41 @@ START_TEST(test_cfg_replaced)
 }
 END_TEST
 
+/* issue 14: Istio's TCP metadata exchange, encoded and read back */
+START_TEST(test_mx_roundtrip)
+{
+	struct istio_peer p, q;
+	struct istio_stats *st;
+	uint8_t buf[ISTIO_MX_MAX];
+	const uint8_t *mine;
+	size_t ml;
+	int n;
+
+	ck_assert_int_eq(istio_peer_from_node(&p, NODE, "app=reviews,version=v2", NULL), 0);
+	n = istio_peer_mx_encode(&p, NODE, buf, sizeof(buf));
+	ck_assert_int_gt(n, 8);
+	ck_assert_uint_eq(buf[0], 0x3D);
+	ck_assert_uint_eq(buf[3], 0x67);
+	ck_assert_int_eq(istio_peer_mx_size(buf, 7), 0);
+	ck_assert_int_eq(istio_peer_mx_size(buf, (size_t)n), n);
+	ck_assert_int_eq(istio_peer_mx_decode(buf + 8, (size_t)n - 8, &q), 0);
+	ck_assert_str_eq(q.workload, "reviews-v2");
+	ck_assert_str_eq(q.ns, "demo");
+	ck_assert_str_eq(q.app, "reviews");
+	ck_assert_str_eq(q.version, "v2");
+	/* not the exchange: plain bytes, a wrong magic */
+	ck_assert_int_eq(istio_peer_mx_size((const uint8_t *)"GET / HTTP/1.1", 14), -EINVAL);
+	ck_assert_int_lt(istio_peer_mx_decode((const uint8_t *)"garbage", 7, &q), 0);
+	ck_assert_int_eq(istio_stats_new(NODE, "app=reviews,version=v2", "sa", 0, &st), 0);
+	mine = istio_stats_mx(st, &ml);
+	ck_assert_ptr_nonnull(mine);
+	ck_assert_uint_eq(ml, (size_t)n);
+	ck_assert_ptr_eq(istio_stats_peer_mx(st, mine + 8, ml - 8), istio_stats_peer_mx(st, mine + 8, ml - 8));
+	ck_assert_str_eq(istio_stats_peer_mx(st, mine + 8, ml - 8)->workload, "reviews-v2");
+	istio_stats_free(st);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("istio_stats");
@@ -470,6 +505,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_cfg_overrides);
 	tcase_add_test(tc, test_cfg_refused);
 	tcase_add_test(tc, test_cfg_replaced);
+	tcase_add_test(tc, test_mx_roundtrip);
 	suite_add_tcase(s, tc);
 	return s;
 }
