@@ -3884,6 +3884,8 @@ static void d_tcp_start(struct px_dconn *d, const struct px_port *pp)
 	td.arg = d;
 	td.inbound = d->inbound; /* issue 14: Istio's TCP metrics */
 	td.peer_principal = d->peer_principal;
+	/* issue 14: Istio's TCP metadata exchange, when the mTLS took it */
+	td.mx = d->tls && !strcmp(px_tls_alpn(d->tls), "istio-peer-exchange");
 	td.sni = d->sni; /* issue 13: sni_cluster (AUTO_PASSTHROUGH) */
 	ev_io_stop(e->loop, &d->io);
 	ev_timer_cancel(e->loop, &d->idle);

@@ -98,6 +98,8 @@ struct tcpp_down {
 	                                      * also the loop guard's side (px_engine_is_loop()) */
 	const char *peer_principal;          /* issue 14: the verified peer's SPIFFE id (borrowed for the call), or NULL */
 	const char *sni;                     /* issue 13: the ClientHello's SNI (borrowed for the call), or NULL */
+	int mx;                              /* issue 14: its mTLS negotiated ALPN "istio-peer-exchange": Istio's
+	                                      * TCP metadata exchange runs first (istio_stats.h) */
 };
 
 /*
