@@ -1284,14 +1284,16 @@ out:
 
 /* The server side of mTLS for a sidecar: the certificate and roots over
  * SDS, a client certificate required, ALPN h2 and http/1.1 for HTTP
- * (Istio's inbound ALPN). */
+ * (Istio's inbound ALPN); for TCP also "istio-peer-exchange" first
+ * (Istio's ALPNDownstreamWithMxc: issue 14, TCP metadata exchange). */
 static Envoy__Config__Core__V3__TransportSocket *gen_inbound_tls(struct arena *a, bool http)
 {
 	static const char *const alpn[] = { "h2", "http/1.1" };
+	static const char *const alpn_mx[] = { "istio-peer-exchange", "h2", "http/1.1" };
 	Envoy__Extensions__TransportSockets__Tls__V3__DownstreamTlsContext *d =
 		gen__msg(a, &envoy__extensions__transport_sockets__tls__v3__downstream_tls_context__descriptor);
 
-	if (!d || !(d->common_tls_context = gen__common_tls_sds(a, NULL, 0, alpn, http ? 2 : 0)) ||
+	if (!d || !(d->common_tls_context = gen__common_tls_sds(a, NULL, 0, http ? alpn : alpn_mx, http ? 2 : 3)) ||
 	    !(d->require_client_certificate = gen__bool(a, true)))
 		return NULL;
 	return gen__tls_socket(a, &d->base);
