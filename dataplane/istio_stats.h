@@ -218,8 +218,8 @@ void istio_stats_record(struct istio_stats *st, const struct istio_req *r);
  * grpc_response_status).  r's response_code, grpc and grpc_status are
  * ignored; opened and closed are what to add (0 or 1), r's byte counts
  * what moved since the connection's last report (tcpproxy.c reports every
- * tcp_reporting_duration and at the close).  The peer's workload is
- * unknown on TCP (Istio's ALPN metadata exchange is not done).
+ * tcp_reporting_duration and at the close).  r->peer: the peer of the
+ * TCP metadata exchange (istio_stats_peer_mx), NULL without one.
  */
 void istio_stats_tcp(struct istio_stats *st, const struct istio_req *r, int opened, int closed);
 
