@@ -21,6 +21,9 @@ itself is exercised by test_mesh_metrics.py).
   and the last good configuration keeps serving;
 - (c) TCP: istio_tcp_* on both reporters, and a long connection's bytes
   show before it closes (reportingInterval 1s; Istio's default is 5s).
+  The peer's labels on TCP come from the metadata exchange over mTLS:
+  test_mesh_tcp.py's MeshTcpMtlsTest checks them (this file runs without
+  a CA, so its TCP peer is "unknown", as Istio's over plaintext).
 Every wait is bounded; nothing asserts on timing.  About 10 s.
 """
 import socket
