@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -637,6 +638,17 @@ static int chain_stats(struct px_config *c, const char *lname, const Envoy__Conf
 	}
 	if (!any)
 		return 0;
+	/* meshd sends the same bytes on most chains (one per direction): one
+	 * compiled copy each (~2 KB), not one per chain */
+	{
+		uint64_t id = XXH3_64bits(any->value.data, any->value.len);
+
+		for (i = 0; i < c->n_stats; i++)
+			if (istio_stats_cfg_id(c->stats[i]) == id) {
+				*out = c->stats[i];
+				return 0;
+			}
+	}
 	rc = istio_stats_cfg_new(any->value.data, any->value.len, &st, why, sizeof(why));
 	if (rc < 0) {
 		snprintf(err, cap, "listener %s: filter %s: %s", lname, ISTIO_STATS_NAME, why[0] ? why : mesh_strerror(rc));

@@ -1025,6 +1025,11 @@ void istio_stats_cfg_free(struct istio_stats_cfg *c)
 	free(c);
 }
 
+uint64_t istio_stats_cfg_id(const struct istio_stats_cfg *c)
+{
+	return c->id;
+}
+
 uint64_t istio_stats_cfg_report_ms(const struct istio_stats_cfg *c)
 {
 	return c ? c->report_ms : ISTIO_TCP_REPORT_DEFAULT_MS;

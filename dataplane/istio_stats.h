@@ -173,6 +173,9 @@ struct istio_stats_cfg;
 MESH_MUST_CHECK int istio_stats_cfg_new(const uint8_t *data, size_t len, struct istio_stats_cfg **out, char *why,
 					size_t cap);
 void istio_stats_cfg_free(struct istio_stats_cfg *c); /* NULL is a no-op */
+/* A hash of the configuration's bytes: equal ones share one compiled
+ * configuration (engine.c). */
+uint64_t istio_stats_cfg_id(const struct istio_stats_cfg *c);
 /* tcp_reporting_duration in ms (c NULL: the default). */
 uint64_t istio_stats_cfg_report_ms(const struct istio_stats_cfg *c);
 /* The request headers c's expressions read (lower case), for the caller
