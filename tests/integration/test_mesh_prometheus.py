@@ -19,8 +19,9 @@ injection writes.
 The dashboard's queries are those of Istio's pilot-dashboard.json (Grafana
 7645, its last hand-written form) and of the newer pilot-dashboard.gen.json.
 A query returns no series only for a listed reason (EXCLUDED, as Istio's
-own dashboard test excludes some).  About 15 s; waits are bounded and
-nothing asserts on timing.
+own dashboard test excludes some).  A listener conflict made through the
+API reaches the dashboard's pilot_conflict_* gauge and leaves it.  About
+10 s; waits are bounded and nothing asserts on timing.
 """
 import json
 import os
@@ -313,6 +314,26 @@ class MeshPrometheusTest(unittest.TestCase):
         # the annotations picked the status port and path, not the declared 15090
         self.assertEqual(s["instance"], "127.0.0.1:%d" % self.status_port)
         self.assertEqual(self.scalar('count(istio_build{app="istiod",component="pilot"})'), 1)
+
+    def test_conflict_reaches_prometheus(self):
+        """Two TCP ServiceEntries without addresses on one port: the sidecar
+        generator meets istiod's TCP-over-TCP conflict on 0.0.0.0_3306, the
+        gauge the dashboard reads goes to 1, and back to 0 once one goes."""
+        q = 'pilot_conflict_outbound_listener_tcp_over_current_tcp{app="istiod"}'
+        self.assertEqual(self.scalar(q), 0)
+
+        def db(name):
+            return {"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+                    "metadata": {"name": name, "namespace": NS},
+                    "spec": {"hosts": ["%s.example.com" % name], "location": "MESH_EXTERNAL",
+                             "resolution": "STATIC", "ports": [{"number": 3306, "name": "tcp", "protocol": "TCP"}],
+                             "endpoints": [{"address": "127.0.0.1"}]}}
+        self.api.apply(db("db1"))
+        self.api.apply(db("db2"))
+        wait_for(lambda: self.scalar(q) == 1, timeout=30, what="the conflict counted")
+        self.api.delete("networking.istio.io/v1", "ServiceEntry", "db2", ns=NS)
+        wait_for(lambda: self.scalar(q) == 0, timeout=30, what="the conflict gone")
+        self.api.delete("networking.istio.io/v1", "ServiceEntry", "db1", ns=NS)
 
     def test_dashboard_queries(self):
         """Every query of the control-plane dashboard returns series, but
