@@ -13,7 +13,6 @@
 #include "controlplane/config/config.h"
 
 #include <dirent.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -79,14 +78,8 @@ static _Atomic uint64_t metrics__config_rejected;
 static _Atomic uint64_t metrics__config_objects[CFG_KIND_COUNT];
 static _Atomic uint64_t metrics__config_reloads;
 static _Atomic uint64_t metrics__config_read_failures;
-static _Atomic uint64_t metrics__write_timeouts;
-static _Atomic uint64_t metrics__services, metrics__virt_services;
-static _Atomic uint64_t metrics__k8s_events[CFG_KIND_COUNT][METRICS_K8S_EVENT_COUNT];
-static _Atomic uint64_t metrics__conflicts[METRICS_CONFLICT_COUNT];
-static _Atomic uint64_t metrics__ca_events[METRICS_CA_EVENT_COUNT];
 static _Atomic uint64_t metrics__internal_errors, metrics__push_context_errors;
 static _Atomic uint64_t metrics__triggers[METRICS_TRIGGER_COUNT];
-static _Atomic uint64_t metrics__injection[METRICS_INJECTION_COUNT];
 
 /* Istio's TriggerReason strings, indexed by enum metrics_trigger. */
 static const char *const metrics__trigger_label[METRICS_TRIGGER_COUNT] = {
@@ -95,30 +88,12 @@ static const char *const metrics__trigger_label[METRICS_TRIGGER_COUNT] = {
 	[METRICS_TRIGGER_GLOBAL] = "global",     [METRICS_TRIGGER_SECRET] = "secret",
 	[METRICS_TRIGGER_NAMESPACE] = "namespace", [METRICS_TRIGGER_UNKNOWN] = "unknown",
 };
-
-/*
- * The webhook's labelled counters (galley_validation_*): label sets are
- * found by a linear scan under a mutex (an admission review is rare next
- * to the cost of a scan of 64), counts are atomics so /metrics reads them
- * without the lock once a slot is published (n_used is stored after the
- * slot is filled).
- */
-#define METRICS_LABEL_CAP 64
-struct metrics__labelled {
-	char group[METRICS_LABEL_CAP], version[METRICS_LABEL_CAP], resource[METRICS_LABEL_CAP];
-	char reason[METRICS_LABEL_CAP]; /* "" for passed */
-	bool failed;
-	_Atomic uint64_t n;
-};
-static struct metrics__labelled metrics__validation[METRICS_LABELLED_MAX];
-static _Atomic size_t metrics__n_validation;
-/* label sets past the table: [0] passed, [1] failed */
-static _Atomic uint64_t metrics__validation_other[2];
-static pthread_mutex_t metrics__validation_lock = PTHREAD_MUTEX_INITIALIZER;
-/* galley_validation_http_error{status}: 4xx and 5xx, by status - 400 */
-#define METRICS_HTTP_STATUS_MIN 400
-#define METRICS_HTTP_STATUS_N 200
-static _Atomic uint64_t metrics__validation_http[METRICS_HTTP_STATUS_N];
+static _Atomic uint64_t metrics__write_timeouts;
+static _Atomic uint64_t metrics__services, metrics__virt_services;
+static _Atomic uint64_t metrics__k8s_events[CFG_KIND_COUNT][METRICS_K8S_EVENT_COUNT];
+static _Atomic uint64_t metrics__conflicts[METRICS_CONFLICT_COUNT];
+static _Atomic uint64_t metrics__ca_events[METRICS_CA_EVENT_COUNT];
+static _Atomic uint64_t metrics__injection[METRICS_INJECTION_COUNT];
 /* istio_build's labels: written once at start, before /metrics serves */
 #define METRICS_BUILD_LABEL_CAP 64
 static char metrics__build_component[METRICS_BUILD_LABEL_CAP] = "pilot";
@@ -258,63 +233,16 @@ void metrics_push_trigger(enum metrics_trigger r, uint64_t n)
 		atomic_fetch_add_explicit(&metrics__triggers[r], n, memory_order_relaxed);
 }
 
-void metrics_injection(enum metrics_injection e)
-{
-	if ((int)e >= 0 && e < METRICS_INJECTION_COUNT)
-		atomic_fetch_add_explicit(&metrics__injection[e], 1, memory_order_relaxed);
-}
-
-static void metrics__copy_label(char *dst, const char *src)
-{
-	snprintf(dst, METRICS_LABEL_CAP, "%s", src ? src : "");
-}
-
-void metrics_validation(const char *group, const char *version, const char *resource, const char *reason)
-{
-	char g[METRICS_LABEL_CAP], v[METRICS_LABEL_CAP], r[METRICS_LABEL_CAP], why[METRICS_LABEL_CAP];
-	struct metrics__labelled *slot = NULL;
-	size_t i, n;
-
-	metrics__copy_label(g, group);
-	metrics__copy_label(v, version);
-	metrics__copy_label(r, resource);
-	metrics__copy_label(why, reason);
-	pthread_mutex_lock(&metrics__validation_lock);
-	n = atomic_load_explicit(&metrics__n_validation, memory_order_relaxed);
-	for (i = 0; i < n && !slot; i++) {
-		struct metrics__labelled *x = &metrics__validation[i];
-
-		if (x->failed == (reason != NULL) && strcmp(x->group, g) == 0 && strcmp(x->version, v) == 0 &&
-		    strcmp(x->resource, r) == 0 && strcmp(x->reason, why) == 0)
-			slot = x;
-	}
-	if (!slot && n < METRICS_LABELLED_MAX) {
-		slot = &metrics__validation[n];
-		memcpy(slot->group, g, sizeof(g));
-		memcpy(slot->version, v, sizeof(v));
-		memcpy(slot->resource, r, sizeof(r));
-		memcpy(slot->reason, why, sizeof(why));
-		slot->failed = reason != NULL;
-		atomic_store_explicit(&metrics__n_validation, n + 1, memory_order_release);
-	}
-	if (slot)
-		atomic_fetch_add_explicit(&slot->n, 1, memory_order_relaxed);
-	else /* the table is full: counted under resource="other" */
-		atomic_fetch_add_explicit(&metrics__validation_other[reason != NULL], 1, memory_order_relaxed);
-	pthread_mutex_unlock(&metrics__validation_lock);
-}
-
-void metrics_validation_http_error(int status)
-{
-	if (status >= METRICS_HTTP_STATUS_MIN && status < METRICS_HTTP_STATUS_MIN + METRICS_HTTP_STATUS_N)
-		atomic_fetch_add_explicit(&metrics__validation_http[status - METRICS_HTTP_STATUS_MIN], 1,
-					  memory_order_relaxed);
-}
-
 void metrics_ca(enum metrics_ca_event e)
 {
 	if ((int)e >= 0 && e < METRICS_CA_EVENT_COUNT)
 		atomic_fetch_add_explicit(&metrics__ca_events[e], 1, memory_order_relaxed);
+}
+
+void metrics_injection(enum metrics_injection e)
+{
+	if ((int)e >= 0 && e < METRICS_INJECTION_COUNT)
+		atomic_fetch_add_explicit(&metrics__injection[e], 1, memory_order_relaxed);
 }
 
 void metrics_set_build(const char *component, const char *tag)
@@ -624,56 +552,6 @@ static void metrics__k8s_render(struct mesh_buf *out, const char *name, const ch
 	}
 }
 
-/* One galley_validation_* sample: name{group,version,resource[,reason]} n */
-static void metrics__validation_sample(struct mesh_buf *out, const char *name, const char *group,
-				       const char *version, const char *resource, const char *reason, uint64_t n)
-{
-	mesh_buf_printf(out, "%s{group=\"", name);
-	metrics__put_label(out, group);
-	mesh_buf_puts(out, "\",version=\"");
-	metrics__put_label(out, version);
-	mesh_buf_puts(out, "\",resource=\"");
-	metrics__put_label(out, resource);
-	if (reason) {
-		mesh_buf_puts(out, "\",reason=\"");
-		metrics__put_label(out, reason);
-	}
-	mesh_buf_printf(out, "\"} %llu\n", (unsigned long long)n);
-}
-
-/* galley_validation_passed / _failed / _http_error: a series per label set
- * seen (as Istio's: none before the first review). */
-static void metrics__validation_render(struct mesh_buf *out)
-{
-	size_t n = atomic_load_explicit(&metrics__n_validation, memory_order_acquire), i;
-	uint64_t v;
-	int pass, st;
-
-	for (pass = 0; pass < 2; pass++) {
-		const char *name = pass ? "galley_validation_failed" : "galley_validation_passed";
-
-		metrics__head(out, name, "counter", pass ? "Resource validation failed" : "Resource is valid");
-		for (i = 0; i < n; i++) {
-			const struct metrics__labelled *x = &metrics__validation[i];
-
-			if (x->failed == (pass == 1))
-				metrics__validation_sample(out, name, x->group, x->version, x->resource,
-							   pass ? x->reason : NULL,
-							   atomic_load_explicit(&x->n, memory_order_relaxed));
-		}
-		v = atomic_load_explicit(&metrics__validation_other[pass], memory_order_relaxed);
-		if (v)
-			metrics__validation_sample(out, name, "", "", "other", pass ? "other" : NULL, v);
-	}
-	metrics__head(out, "galley_validation_http_error", "counter", "Resource validation http serve errors");
-	for (st = 0; st < METRICS_HTTP_STATUS_N; st++) {
-		v = atomic_load_explicit(&metrics__validation_http[st], memory_order_relaxed);
-		if (v)
-			mesh_buf_printf(out, "galley_validation_http_error{status=\"%d\"} %llu\n",
-					st + METRICS_HTTP_STATUS_MIN, (unsigned long long)v);
-	}
-}
-
 /*
  * Returns 0, or -MESH_ETOOBIG / -ENOMEM when out could not hold it all
  * (the buffer's sticky error).
@@ -751,17 +629,6 @@ int metrics_render(struct mesh_buf *out)
 			mesh_buf_printf(out, "pilot_push_triggers{type=\"%s\"} %llu\n", metrics__trigger_label[k],
 					(unsigned long long)n);
 	}
-	metrics__validation_render(out);
-	metrics__counter(out, "sidecar_injection_requests_total", "counter", "Total number of sidecar injection requests.",
-			 &metrics__injection[METRICS_INJECTION_REQUEST]);
-	metrics__counter(out, "sidecar_injection_success_total", "counter",
-			 "Total number of successful sidecar injection requests.",
-			 &metrics__injection[METRICS_INJECTION_SUCCESS]);
-	metrics__counter(out, "sidecar_injection_skip_total", "counter",
-			 "Total number of skipped sidecar injection requests.", &metrics__injection[METRICS_INJECTION_SKIP]);
-	metrics__counter(out, "sidecar_injection_failure_total", "counter",
-			 "Total number of failed sidecar injection requests.",
-			 &metrics__injection[METRICS_INJECTION_FAILURE]);
 	metrics__k8s_render(out, "pilot_k8s_reg_events", "Events from k8s registry.", true);
 	metrics__k8s_render(out, "pilot_k8s_cfg_events", "Events from k8s config.", false);
 	metrics__counter(out, "citadel_server_csr_count", "counter", "The number of CSRs received by Citadel server.",
@@ -776,6 +643,17 @@ int metrics_render(struct mesh_buf *out)
 			 &metrics__ca_events[METRICS_CA_PARSING_ERR]);
 	metrics__counter(out, "citadel_server_csr_sign_err_count", "counter",
 			 "The number of errors occurred when signing the CSR.", &metrics__ca_events[METRICS_CA_SIGN_ERR]);
+	metrics__counter(out, "sidecar_injection_requests_total", "counter",
+			 "Total number of sidecar injection requests.", &metrics__injection[METRICS_INJECTION_REQUEST]);
+	metrics__counter(out, "sidecar_injection_success_total", "counter",
+			 "Total number of successful sidecar injection requests.",
+			 &metrics__injection[METRICS_INJECTION_SUCCESS]);
+	metrics__counter(out, "sidecar_injection_skip_total", "counter",
+			 "Total number of skipped sidecar injection requests.",
+			 &metrics__injection[METRICS_INJECTION_SKIP]);
+	metrics__counter(out, "sidecar_injection_failure_total", "counter",
+			 "Total number of failed sidecar injection requests.",
+			 &metrics__injection[METRICS_INJECTION_FAILURE]);
 	metrics__head(out, "istio_build", "gauge", "Istio component build info");
 	mesh_buf_puts(out, "istio_build{component=\"");
 	metrics__put_label(out, metrics__build_component);

@@ -104,34 +104,6 @@ enum metrics_trigger {
 };
 void metrics_push_trigger(enum metrics_trigger r, uint64_t n);
 
-/*
- * galley_validation_passed{group,version,resource} and
- * galley_validation_failed{group,version,resource,reason}: one admission
- * review of the validating webhook (pkg/webhooks/validation/server).
- * reason NULL: passed; else Istio's reason ("invalid_resource",
- * "yaml_decode_error", "unknown_type", "unsupported_operation",
- * "crd_conversion_error").  Label strings are copied (truncated at 63
- * bytes); at most METRICS_LABELLED_MAX distinct label sets are kept,
- * later new ones are counted under resource="other" (group and version
- * "", reason "other" when failed).  Any thread.
- */
-#define METRICS_LABELLED_MAX 64
-void metrics_validation(const char *group, const char *version, const char *resource, const char *reason);
-/* galley_validation_http_error{status}: a request the webhook could not
- * read as an AdmissionReview, answered with HTTP status */
-void metrics_validation_http_error(int status);
-
-/* sidecar_injection_*_total (pkg/kube/inject/monitoring.go): every /inject
- * request counts in requests; then exactly one of success, skip, failure. */
-enum metrics_injection {
-	METRICS_INJECTION_REQUEST,  /* sidecar_injection_requests_total */
-	METRICS_INJECTION_SUCCESS,  /* sidecar_injection_success_total */
-	METRICS_INJECTION_SKIP,     /* sidecar_injection_skip_total */
-	METRICS_INJECTION_FAILURE,  /* sidecar_injection_failure_total */
-	METRICS_INJECTION_COUNT
-};
-void metrics_injection(enum metrics_injection e);
-
 /* citadel_server_* counters: CreateCertificate requests and outcomes */
 enum metrics_ca_event {
 	METRICS_CA_CSR,             /* citadel_server_csr_count */
@@ -142,6 +114,17 @@ enum metrics_ca_event {
 	METRICS_CA_EVENT_COUNT
 };
 void metrics_ca(enum metrics_ca_event e);
+
+/* sidecar_injection_*_total: /inject admission requests and their
+ * outcome (istiod's pkg/kube/inject/monitoring.go names) */
+enum metrics_injection {
+	METRICS_INJECTION_REQUEST,  /* sidecar_injection_requests_total */
+	METRICS_INJECTION_SUCCESS,  /* sidecar_injection_success_total */
+	METRICS_INJECTION_SKIP,     /* sidecar_injection_skip_total */
+	METRICS_INJECTION_FAILURE,  /* sidecar_injection_failure_total */
+	METRICS_INJECTION_COUNT
+};
+void metrics_injection(enum metrics_injection e);
 
 /* istio_build{component,tag} 1.  Both strings are copied (truncated at 63
  * bytes); call once at start. */
