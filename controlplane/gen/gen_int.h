@@ -80,6 +80,8 @@ static inline const struct cfg_labels *gen__workload_labels(const struct gen_wor
 /* Hand a note to g->notes (formatted, truncated to GEN_NOTE_MAX). */
 void gen__note(const struct gen_ctx *g, enum gen_note_level level, const char *scope, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+/* Hand a listener conflict to g->notes (gen.h: enum gen_conflict). */
+void gen__conflict(const struct gen_ctx *g, enum gen_conflict kind, const char *key);
 
 /* A zero-initialised message of type d (its __INIT values) in the arena. */
 void *gen__msg(struct arena *a, const ProtobufCMessageDescriptor *d);

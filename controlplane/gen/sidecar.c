@@ -1081,6 +1081,19 @@ static int gen_outbound(struct gen_sc *sc)
 				gen__note(&sc->g, GEN_NOTE_WARN, "xds",
 					  "sidecar: TCP port %u of %s is shared and the service has no VIP; not served",
 					  port, svc->hostname);
+				/* istiod's TCP-over-TCP conflict: two match-all
+				 * chains on BIND_PORT.  With an HTTP service on
+				 * the port istiod's chains differ by ALPN and it
+				 * counts nothing. */
+				if (n_http == 0) {
+					char *ln = arena_printf(sc->a, "%s_%u", gen_egress_bind(sc, port), port);
+
+					if (!ln) {
+						rc = -ENOMEM;
+						break;
+					}
+					gen__conflict(&sc->g, GEN_CONFLICT_OUTBOUND_TCP_OVER_TCP, ln);
+				}
 				continue;
 			}
 			rc = gen_outbound_listener(sc, vip, port, gen_tcp_service_filter(sc, svc, port));
@@ -1121,7 +1134,14 @@ struct gen_inport {
 	uint32_t endpoint_port;
 	const char *bind;            /* Sidecar ingress[].bind; NULL: 0.0.0.0 */
 	bool bound;                  /* its captureMode NONE: a listener of its own */
+	const struct model_service *svc; /* the service it came from; NULL: a Sidecar's ingress */
 };
+
+/* Whether two service port protocols are one (case aside; unset: sniffed). */
+static bool gen_same_protocol(const char *a, const char *b)
+{
+	return strcasecmp(a ? a : "", b ? b : "") == 0;
+}
 
 static int gen_inport_cmp(const void *x, const void *y)
 {
@@ -1259,9 +1279,16 @@ static int gen_inports(const struct gen_sc *sc, struct gen_inport **out, size_t 
 
 					for (q = 0; q < n && v[q].port != tp; q++)
 						;
-					if (q < n)
+					if (q < n) {
+						/* the first service's port stands; another
+						 * protocol from another service is istiod's
+						 * inbound conflict (reportInboundConflict) */
+						if (v[q].svc != svc && !gen_same_protocol(v[q].protocol, mp->protocol))
+							gen__conflict(&sc->g, GEN_CONFLICT_INBOUND, NULL);
 						continue;
+					}
 					v[n].port = tp;
+					v[n].svc = svc;
 					v[n].protocol = mp->protocol;
 					v[n].endpoint_ip = "127.0.0.1";
 					v[n].endpoint_port = tp;
