@@ -906,7 +906,7 @@ int ipt_opts_parse(struct ipt_opts *o, int argc, char **argv, ipt_env_fn env, FI
 	memset(&lo[N_FLAGS + 1], 0, sizeof(lo[0]));
 	shorts[si++] = 'h';
 	shorts[si] = '\0';
-	optind = 1;
+	optind = 0; /* GNU getopt: a full reset (the unit tests parse many times) */
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, shorts, lo, NULL)) != -1) {
 		if (c == 'h' || c == O_HELP) {
