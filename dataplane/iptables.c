@@ -1128,6 +1128,24 @@ static int run_rule(const char *bin, const char *table, const char *op, const ch
 	return run(argv, NULL, 0, NULL, quiet);
 }
 
+/* The next line of a text *cur points into (its newline replaced by a
+ * NUL), *cur moved past it; NULL at the end. */
+static char *next_line(char **cur)
+{
+	char *line = *cur, *nl;
+
+	if (!line || !*line)
+		return NULL;
+	nl = strchr(line, '\n');
+	if (nl) {
+		*nl = '\0';
+		*cur = nl + 1;
+	} else {
+		*cur = line + strlen(line);
+	}
+	return line;
+}
+
 /* Istio's cleanup (BuildCleanupFromState + BuildCleanupV4/V6): what a
  * previous run left.  From iptables-save: every rule of a built-in chain
  * jumping to an ISTIO_* chain is deleted, then every ISTIO_* chain is
@@ -1154,11 +1172,7 @@ static int cleanup(const char *fam_bin, const char *save_bin, const char *planne
 		rc = -ENOMEM;
 		goto out;
 	}
-	for (p = save.data; *p; p = *p ? p + 1 : p) {
-		line = p;
-		p = strchrnul(p, '\n');
-		if (*p)
-			*p = '\0';
+	for (p = save.data; (line = next_line(&p)) != NULL;) {
 		if (line[0] == '*') {
 			snprintf(table, sizeof(table), "%s", line + 1);
 		} else if (!strncmp(line, ":ISTIO_", 7)) {
@@ -1178,7 +1192,7 @@ static int cleanup(const char *fam_bin, const char *save_bin, const char *planne
 		goto out;
 	}
 	/* this configuration's own rules in built-in chains */
-	if (mesh_buf_putc((struct mesh_buf *)&chains, '\0') < 0) {
+	if (mesh_buf_putc(&chains, '\0') < 0) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -1190,11 +1204,7 @@ static int cleanup(const char *fam_bin, const char *save_bin, const char *planne
 			goto out;
 		}
 		table[0] = '\0';
-		for (p = copy; *p; p = *p ? p + 1 : p) {
-			line = p;
-			p = strchrnul(p, '\n');
-			if (*p)
-				*p = '\0';
+		for (p = copy; (line = next_line(&p)) != NULL;) {
 			if (line[0] == '*')
 				snprintf(table, sizeof(table), "%s", line + 2);
 			else if ((!strncmp(line, "-A ", 3) || !strncmp(line, "-I ", 3)) && strncmp(line + 3, "ISTIO_", 6) &&
@@ -1205,15 +1215,20 @@ static int cleanup(const char *fam_bin, const char *save_bin, const char *planne
 	}
 	/* flush every chain first: they jump to each other */
 	for (int pass = 0; pass < 2; pass++) {
-		for (p = chains.data; *p; p = *p ? p + 1 : p) {
+		char *copy = strdup(chains.data);
+
+		if (!copy) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		for (p = copy; (line = next_line(&p)) != NULL;) {
 			char t[16], c[64];
 			char *fx[] = { (char *)fam_bin, "-t", t, pass ? "-X" : "-F", c, NULL };
 
-			line = p;
-			p = strchrnul(p, '\n');
 			if (sscanf(line, "%15s %63s", t, c) == 2)
 				(void)run(fx, NULL, 0, NULL, 0);
 		}
+		free(copy);
 	}
 	rc = 1;
 out:
