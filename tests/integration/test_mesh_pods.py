@@ -13,7 +13,7 @@ Service's ClusterIP, no proxy settings.
 
 Service web (ClusterIP 10.96.0.50, port 80 -> targetPort 8080), a
 VirtualService rewriting /api/ to /v2/ and setting a header, STRICT mTLS in
-namespace demo, an AuthorizationPolicy denying sa intruder.  Checked:
+for the web workload, an AuthorizationPolicy denying sa intruder.  Checked:
   - the client's plain call reaches the web app through both sidecars: the
     rewrite is visible at the app, which sees an XFCC naming the client's
     and the web's SPIFFE ids (mTLS between the sidecars);
@@ -21,7 +21,8 @@ namespace demo, an AuthorizationPolicy denying sa intruder.  Checked:
     same pod address is served;
   - the intruder's sidecar gets 403 from the web sidecar (RBAC on its
     mTLS identity);
-  - the rules in a pod are istio-init's, and a re-run leaves them as they were.
+  - the rules in a pod are istio-init's, and a re-run leaves them as they were;
+  - a captured connection to the pod's own 15006 / 15001 is not looped.
 
 Root only (network namespaces, iptables, setpriv): the outer test re-runs
 this file's PodsInNetns inside `unshare -n`, so nothing it creates is
@@ -125,8 +126,9 @@ spec:
 """ % (NS, NS, NS, NS),
         "security.yaml": """apiVersion: security.istio.io/v1
 kind: PeerAuthentication
-metadata: {name: default, namespace: %(ns)s}
+metadata: {name: web-strict, namespace: %(ns)s}
 spec:
+  selector: {matchLabels: {app: web}}
   mtls: {mode: STRICT}
 ---
 apiVersion: security.istio.io/v1
@@ -376,6 +378,31 @@ class PodsInNetns(unittest.TestCase):
         self.assertEqual(rules(before), rules(after))
         # and the pod still works through them
         self.assertEqual(self.call_web("client", "/api/again")[0], 200)
+
+    def cx_total(self, pod):
+        for line in self.admin(pod, "/stats/prometheus")[1].splitlines():
+            if line.startswith("envoy_http_downstream_cx_total{"):
+                return int(line.split()[-1])
+        raise AssertionError("%s: no envoy_http_downstream_cx_total" % pod)
+
+    def test_5_own_proxy_ports_are_not_looped(self):
+        # a captured connection whose original destination is the pod's
+        # own inbound port (15006) reaches the inbound listener once:
+        # passed through, it would come back to 15006 (from 127.0.0.6,
+        # which capture lets through) for ever; so would a call to the own
+        # outbound port.  Envoy's virtualInbound/virtualOutbound-blackhole
+        # chains; here each is one connection, answered or closed.
+        client_ip = PODS["client"][0]
+        for pod, url in (("web", "http://%s:15006/loop-in" % client_ip),
+                         ("client", "http://%s:15001/loop-out" % client_ip),
+                         ("client", "http://%s:15006/loop-in-self" % client_ip)):
+            before = self.cx_total("client")
+            status, body = self.curl(pod, url)
+            self.assertNotEqual(status, 200, "%s answered: %s" % (url, body))
+            grew = self.cx_total("client") - before
+            self.assertLessEqual(grew, 2, "%s: the client sidecar accepted %d connections" % (url, grew))
+        # and the pod is served as before
+        self.assertEqual(self.call_web("client", "/api/after-loops")[0], 200)
 
 
 if __name__ == "__main__":
