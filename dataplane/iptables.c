@@ -15,7 +15,8 @@
  * the rules this configuration adds to built-in chains deleted, the chains
  * flushed and removed), then the new rules go in with
  * `iptables-restore --noflush`, one transaction per family, so a re-run
- * ends with exactly one copy of the rules.  TPROXY and DNS capture rules
+ * ends with exactly one copy of the rules; with IPv6, ::6 is put on lo as
+ * Istio's configureIPv6Addresses() does.  TPROXY and DNS capture rules
  * are printed by --dry-run but not applied: meshproxy's inbound listener
  * does not take IP_TRANSPARENT sockets and it has no DNS proxy on 15053.
  *
@@ -1371,6 +1372,20 @@ int ipt_main(int argc, char **argv)
 			fprintf(stderr, "meshproxy iptables: %s --noflush failed (%s %d); its input was:\n%s", restore,
 				rc < 0 ? "error" : "exit status", rc < 0 ? -rc : rc, in->data);
 			goto out;
+		}
+		if (fam) {
+			/* configureIPv6Addresses(): ::6 on lo, the source of inbound
+			 * passthrough connections (IPv6 lo has ::1/128 only, IPv4's
+			 * 127/8 holds 127.0.0.6 already); replace: idempotent */
+			char *aargv[] = { "ip", "-6", "addr", "replace", "::6/128", "dev", "lo", NULL };
+
+			rc = run(aargv, NULL, 0, NULL, 0);
+			if (rc != 0) {
+				fprintf(stderr, "meshproxy iptables: ip -6 addr replace ::6/128 dev lo failed (%s %d; "
+						"Debian: apt-get install iproute2)\n", rc < 0 ? "error" : "exit status",
+					rc < 0 ? -rc : rc);
+				goto out;
+			}
 		}
 	}
 	code = 0;

@@ -22,7 +22,10 @@ for the web workload, an AuthorizationPolicy denying sa intruder.  Checked:
   - the intruder's sidecar gets 403 from the web sidecar (RBAC on its
     mTLS identity);
   - the rules in a pod are istio-init's, and a re-run leaves them as they were;
-  - a captured connection to the pod's own 15006 / 15001 is not looped.
+  - a captured connection to the pod's own 15006 / 15001 is not looped;
+  - a port no Service names is passed through to the original destination
+    (IPv4 and IPv6: ip6tables, IP6T_SO_ORIGINAL_DST, ::6) without looping;
+    the sidecars listen dual-stack, so the IPv4 cases above are v4-mapped.
 
 Root only (network namespaces, iptables, setpriv): the outer test re-runs
 this file's PodsInNetns inside `unshare -n`, so nothing it creates is
@@ -43,7 +46,8 @@ from meshtest import Meshd, wait_for
 NS = "demo"
 VIP = "10.96.0.50"
 BRIDGE_IP = "10.77.0.1"
-PODS = {  # name: (ip, service account, has a sidecar)
+BRIDGE_IP6 = "fd00:77::1"
+PODS = {  # name: (ip, service account, has a sidecar); IPv6: fd00:77:: and the last byte
     "client": ("10.77.0.11", "client", True),
     "intruder": ("10.77.0.12", "intruder", True),
     "bare": ("10.77.0.13", "bare", False),
@@ -55,10 +59,15 @@ WEB_ID = "spiffe://cluster.local/ns/%s/sa/web" % NS
 # what istio-init runs (the injector's defaults): every inbound port but
 # the agent's, every outbound address
 CAPTURE = ["-p", "15001", "-z", "15006", "-u", "1337", "-m", "REDIRECT", "-i", "*", "-x", "", "-b", "*",
-           "-d", "15090,15021,15020", "--ipv6=false"]
+           "-d", "15090,15021,15020", "--ipv6"]
+CLIENT_APP_PORT = 9090
+
+
+def ip6(pod):
+    return "fd00:77::" + PODS[pod][0].rsplit(".", 1)[1]
 
 APP = r"""
-import http.server, json, sys
+import http.server, json, socket, sys
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def log_message(self, *a):
@@ -71,7 +80,9 @@ class H(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(out)))
         self.end_headers()
         self.wfile.write(out)
-http.server.ThreadingHTTPServer(("0.0.0.0", int(sys.argv[1])), H).serve_forever()
+class S(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6  # "::" takes IPv4 clients too
+S(("::", int(sys.argv[1])), H).serve_forever()
 """
 
 
@@ -198,6 +209,7 @@ class PodsInNetns(unittest.TestCase):
         run(["ip", "link", "set", "lo", "up"])
         run(["ip", "link", "add", "br0", "type", "bridge"])
         run(["ip", "addr", "add", BRIDGE_IP + "/24", "dev", "br0"])
+        run(["ip", "addr", "add", BRIDGE_IP6 + "/64", "dev", "br0", "nodad"])
         run(["ip", "link", "set", "br0", "up"])
         for i, (name, (ip, _, _)) in enumerate(sorted(PODS.items())):
             ns = "mp%s-%s" % (cls.tag, name)
@@ -207,6 +219,7 @@ class PodsInNetns(unittest.TestCase):
             run(["ip", "link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", ns])
             run(["ip", "link", "set", host_if, "master", "br0", "up"])
             run(["ip", "-n", ns, "addr", "add", ip + "/24", "dev", "eth0"])
+            run(["ip", "-n", ns, "addr", "add", ip6(name) + "/64", "dev", "eth0", "nodad"])
             run(["ip", "-n", ns, "link", "set", "eth0", "up"])
             run(["ip", "-n", ns, "link", "set", "lo", "up"])
             run(["ip", "-n", ns, "route", "add", "default", "via", BRIDGE_IP])
@@ -233,6 +246,8 @@ class PodsInNetns(unittest.TestCase):
 
         # the web application
         cls.start("web-app", "web", ["/usr/bin/python3", app, str(APP_PORT)])
+        # an application in the client pod too (its inbound, over IPv6)
+        cls.start("client-app", "client", ["/usr/bin/python3", app, str(CLIENT_APP_PORT)])
         # each pod with a sidecar: istio-init's rules, then the proxy as uid 1337
         for name, (ip, sa, sidecar) in PODS.items():
             if not sidecar:
@@ -248,7 +263,9 @@ class PodsInNetns(unittest.TestCase):
                 "--node-id", "sidecar~%s~%s.%s~%s.svc.cluster.local" % (ip, name, NS, NS),
                 "--labels", "app=%s" % name, "--service-account", sa,
                 "--ca-addr", "%s:%d" % (BRIDGE_IP, cls.meshd.secure_port), "--root-cert", root,
-                "--token-file", tok, "--log-level", "debug", "--exit-on-zero-active-connections"])
+                "--token-file", tok, "--log-level", "debug", "--exit-on-zero-active-connections",
+                # dual-stack listeners: IPv6 captures, and IPv4 ones as v4-mapped
+                "--outbound-addr", "[::]:15001", "--inbound-addr", "[::]:15006"])
         for name, (_, _, sidecar) in PODS.items():
             if sidecar:
                 wait_for(lambda: cls.admin(name, "/ready")[0] == 200, timeout=60, what="%s sidecar /ready" % name)
@@ -256,6 +273,8 @@ class PodsInNetns(unittest.TestCase):
                          timeout=60, what="%s workload certificate" % name)
         wait_for(lambda: cls.curl("web", "http://127.0.0.1:%d/up" % APP_PORT)[0] == 200, timeout=30,
                  what="the web application")
+        wait_for(lambda: cls.curl("client", "http://127.0.0.1:%d/up" % CLIENT_APP_PORT)[0] == 200, timeout=30,
+                 what="the client pod's application")
 
     @classmethod
     def start(cls, what, pod, args):
@@ -338,7 +357,7 @@ class PodsInNetns(unittest.TestCase):
         self.assertIn("URI=" + CLIENT_ID, xfcc)
         self.assertIn("By=" + WEB_ID, xfcc)
         # the application got it from its own sidecar (inbound: loopback)
-        self.assertTrue(seen["peer"].startswith("127."), seen["peer"])
+        self.assertTrue(seen["peer"].replace("::ffff:", "").startswith("127."), seen["peer"])
         # the call took the captured path: the client's sidecar counted it
         # on the Service's port, not on a proxy port the app never named
         clusters = self.admin("client", "/clusters")[1]
@@ -404,6 +423,28 @@ class PodsInNetns(unittest.TestCase):
         # and the pod is served as before
         self.assertEqual(self.call_web("client", "/api/after-loops")[0], 200)
 
+    def test_6_undeclared_port_passthrough_both_families(self):
+        # the client pod's application on 9090, a port no Service names:
+        # the bare pod's call is captured into the client's 15006 (iptables
+        # and, over IPv6, ip6tables), which reads the original destination
+        # (SO_ORIGINAL_DST / IP6T_SO_ORIGINAL_DST) and passes the
+        # connection through to it from 127.0.0.6 / ::6 as Istio's
+        # InboundPassthroughCluster does: from the pod's own address it
+        # would be captured back into 15006 again and again.  The Host
+        # header names another port: an uncaptured connection would follow
+        # that one, and fail.
+        for addr in (PODS["client"][0], "[%s]" % ip6("client")):
+            r = subprocess.run(["ip", "netns", "exec", self.netns["bare"], "env", "-i", "/usr/bin/curl", "-s",
+                                "--max-time", "10", "-H", "Host: client:1", "-o", "-", "-w", "\n%{http_code}",
+                                "http://%s:%d/pass" % (addr, CLIENT_APP_PORT)], capture_output=True, timeout=30)
+            body, _, code = r.stdout.decode(errors="replace").rpartition("\n")
+            self.assertEqual(code, "200", "%s: curl exit %d: %r\n%s" % (addr, r.returncode, r.stdout,
+                                                                       self.logs("client-sidecar")))
+            seen = json.loads(body)
+            self.assertEqual(seen["path"], "/pass")
+            self.assertIn(seen["peer"].replace("::ffff:", ""), ("127.0.0.6", "::6"))
+        rules = run(["ip", "netns", "exec", self.netns["client"], "ip6tables-save", "-t", "nat"]).stdout.decode()
+        self.assertIn("-A ISTIO_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006", rules)
 
 if __name__ == "__main__":
     unittest.main()
