@@ -1779,11 +1779,20 @@ int px_engine_is_loop(const struct engine *e, const struct sockaddr *sa, socklen
 
 /* issue 15: Istio's upstream_bind_config of InboundPassthroughClusterIpv4
  * / Ipv6 (InboundPassthroughBindIpv4/Ipv6, 127.0.0.6 and ::6). */
-void px_bind_inbound_passthrough(int fd, int family)
+void px_bind_inbound_passthrough(int fd, const struct sockaddr *dst)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
+	int family = dst->sa_family;
 
+	/* a pod's captured inbound connections have the pod's address as
+	 * their original destination, never a loopback one: that comes from
+	 * capture set up on loopback (test_mesh_security), whose rules know
+	 * the proxy by its default source */
+	if ((family == AF_INET &&
+	     (ntohl(((const struct sockaddr_in *)dst)->sin_addr.s_addr) >> 24) == 127) ||
+	    (family == AF_INET6 && IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)dst)->sin6_addr)))
+		return;
 	memset(&ss, 0, sizeof(ss));
 	if (family == AF_INET) {
 		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;

@@ -1122,7 +1122,7 @@ static struct px_uconn *u_connect(struct px_stream *s, struct px_host *h, int *e
 	h->cl->st.cx_active++;
 	u->state = U_CONNECTING;
 	if (!h2 && s->d->inbound && h->cl->type == PX_CL_ORIGINAL_DST)
-		px_bind_inbound_passthrough(fd, h->addr.sa.sa_family);
+		px_bind_inbound_passthrough(fd, &h->addr.sa);
 	if (!h2)
 		rc = connect(fd, (struct sockaddr *)&h->addr, h->alen);
 	if (rc < 0 && errno != EINPROGRESS) {
