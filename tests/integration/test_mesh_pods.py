@@ -37,11 +37,10 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 import unittest
 
 from meshhttp import MESHPROXY
-from meshtest import Meshd, wait_for
+from meshtest import Meshd, netns_usable, run_in_netns, wait_for
 
 NS = "demo"
 VIP = "10.96.0.50"
@@ -165,27 +164,15 @@ def run(args, timeout=30, check=True):
     return r
 
 
-def netns_usable():
-    if os.geteuid() != 0:
-        return False, "needs root (network namespaces, iptables, setpriv)"
-    for tool in ("ip", "iptables", "iptables-restore", "iptables-save", "setpriv", "curl", "unshare"):
-        if not shutil.which(tool):
-            return False, "%s not installed (Debian: iptables, iproute2, util-linux, curl)" % tool
-    r = subprocess.run(["unshare", "-n", "sh", "-c", "ip link add br0 type bridge && iptables -t nat -S OUTPUT"],
-                       capture_output=True, timeout=30)
-    return r.returncode == 0, r.stderr.decode(errors="replace")[:200]
-
-
 class MeshPodsTest(unittest.TestCase):
     def test_pods_in_netns(self):
-        ok, why = netns_usable()
+        ok, why = netns_usable("ip link add br0 type bridge && iptables -t nat -S OUTPUT && ip6tables -t nat -S OUTPUT",
+                               ("unshare", "ip", "iptables", "iptables-restore", "iptables-save", "ip6tables",
+                                "setpriv", "curl"))
         if not ok:
-            self.skipTest("no network namespaces with iptables here: %s" % why)
-        env = dict(os.environ, MESH_IT_PODS="1")
-        r = subprocess.run(["unshare", "-n", "/usr/bin/python3", "-m", "unittest", "-v",
-                            "test_mesh_pods.PodsInNetns"], cwd=os.path.dirname(os.path.abspath(__file__)),
-                           env=env, capture_output=True, timeout=300)
-        self.assertEqual(r.returncode, 0, "in the namespace:\n" + r.stderr.decode(errors="replace")[-8000:])
+            self.skipTest("no network namespaces with iptables here (root, iproute2, iptables, util-linux, "
+                          "curl): %s" % why)
+        run_in_netns(self, __file__, "test_mesh_pods.PodsInNetns", "MESH_IT_PODS")
 
 
 @unittest.skipUnless(os.environ.get("MESH_IT_PODS") == "1", "run by MeshPodsTest inside its own namespace")
