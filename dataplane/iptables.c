@@ -748,6 +748,7 @@ enum {
 	O_FORCE_APPLY,
 	O_IPV6,
 	O_DNS_SERVERS,
+	O_UID,
 	O_HELP,
 };
 
@@ -793,6 +794,8 @@ static const struct ipt_flag ipt_flags[] = {
 	 * ENABLE_INBOUND_IPV6 is decided from them) */
 	{ "ipv6", O_IPV6, "ENABLE_INBOUND_IPV6", NULL, B(ipv6) },
 	{ "dns-servers", O_DNS_SERVERS, NULL, NULL, S(dns_servers) },
+	/* DESIGN.md's name for -u */
+	{ "uid", O_UID, NULL, NULL, S(proxy_uid) },
 };
 
 #define N_FLAGS (sizeof(ipt_flags) / sizeof(ipt_flags[0]))
@@ -805,7 +808,8 @@ static void ipt_usage(FILE *f)
 		"  -p, --envoy-port PORT                   outbound capture port (15001)\n"
 		"  -z, --inbound-capture-port PORT         inbound capture port (15006; INBOUND_CAPTURE_PORT)\n"
 		"  -e, --inbound-tunnel-port PORT          never captured inbound (15008)\n"
-		"  -u, --proxy-uid UID[,UID]               the proxy's uid, not captured (1337; PROXY_UID)\n"
+		"  -u, --proxy-uid UID[,UID]               the proxy's uid, not captured (1337; PROXY_UID;\n"
+		"                                          also --uid)\n"
 		"  -g, --proxy-gid GID[,GID]               the proxy's gid (default: the uid; PROXY_GID)\n"
 		"  -m, --istio-inbound-interception-mode   REDIRECT (default) or TPROXY (dry-run only)\n"
 		"  -b, --istio-inbound-ports LIST|*        inbound ports captured (ISTIO_INBOUND_PORTS; none)\n"
