@@ -33,6 +33,7 @@
 #include <getopt.h>
 #include <ifaddrs.h>
 #include <net/if.h>
+#include <sched.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -744,11 +745,17 @@ enum {
 	O_DUAL_STACK,
 	O_CAPTURE_ALL_DNS,
 	O_CLEANUP_ONLY,
-	O_RECONCILE,
-	O_FORCE_APPLY,
 	O_IPV6,
 	O_DNS_SERVERS,
 	O_UID,
+	O_SKIP_APPLY,
+	O_NETNS,
+	O_RECONCILE_,
+	O_FORCE_APPLY_,
+	O_RUN_VALIDATION,
+	O_LOG_LEVEL,
+	O_PROBE_PORT,
+	O_PROBE_TIMEOUT,
 	O_HELP,
 };
 
@@ -796,6 +803,16 @@ static const struct ipt_flag ipt_flags[] = {
 	{ "dns-servers", O_DNS_SERVERS, NULL, NULL, S(dns_servers) },
 	/* DESIGN.md's name for -u */
 	{ "uid", O_UID, NULL, NULL, S(proxy_uid) },
+	{ "skip-rule-apply", O_SKIP_APPLY, "SKIP_RULE_APPLY", NULL, B(skip_rule_apply) },
+	{ "network-namespace", O_NETNS, "NETWORK_NAMESPACE", NULL, S(network_namespace) },
+	/* taken as istio-iptables takes them (the injector passes some), no
+	 * effect: every run cleans up and applies; no validation probe */
+	{ "reconcile", O_RECONCILE_, "RECONCILE", NULL, B(reconcile) },
+	{ "force-apply", O_FORCE_APPLY_, "FORCE_APPLY", NULL, B(force_apply) },
+	{ "run-validation", O_RUN_VALIDATION, "RUN_VALIDATION", NULL, B(run_validation) },
+	{ "log_output_level", O_LOG_LEVEL, NULL, NULL, S(log_level) },
+	{ "iptables-probe-port", O_PROBE_PORT, "IPTABLES_PROBE_PORT", NULL, S(probe_port) },
+	{ "probe-timeout", O_PROBE_TIMEOUT, "PROBE_TIMEOUT", NULL, S(probe_timeout) },
 };
 
 #define N_FLAGS (sizeof(ipt_flags) / sizeof(ipt_flags[0]))
@@ -830,6 +847,12 @@ static void ipt_usage(FILE *f)
 		"      --dns-servers LIST                  DNS servers for --redirect-dns (default:\n"
 		"                                          /etc/resolv.conf's nameservers, as Istio)\n"
 		"      --cleanup-only                      remove the ISTIO_* chains and jumps, add nothing\n"
+		"      --network-namespace PATH|NAME       apply in that network namespace (a path, or a\n"
+		"                                          name under /var/run/netns)\n"
+		"      --skip-rule-apply                   change nothing\n"
+		"      --reconcile, --force-apply, --run-validation, --log_output_level,\n"
+		"      --iptables-probe-port, --probe-timeout  taken, no effect (every run cleans up\n"
+		"                                          and applies; no validation probe)\n"
 		"  -n, --dry-run                           print the iptables-restore input, change nothing\n"
 		"\n"
 		"Environment as istio-iptables: the flags' upper-cased names (ISTIO_SERVICE_CIDR, ...),\n"
@@ -1304,6 +1327,28 @@ int ipt_render(struct ipt_opts *o, struct mesh_buf *out, FILE *err)
 	return rc < 0 ? rc : 0;
 }
 
+/* --network-namespace: the rules go into that namespace (istio-iptables
+ * does its work there); a NAME is /var/run/netns/NAME as `ip netns` keeps
+ * them.  0 or negative errno (reason on stderr). */
+static int enter_netns(const char *ns)
+{
+	char path[512];
+	int fd, rc = 0;
+
+	if (strchr(ns, '/'))
+		snprintf(path, sizeof(path), "%s", ns);
+	else
+		snprintf(path, sizeof(path), "/var/run/netns/%s", ns);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || setns(fd, CLONE_NEWNET) < 0) {
+		rc = -errno;
+		fprintf(stderr, "meshproxy iptables: --network-namespace %s: %s\n", path, strerror(-rc));
+	}
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
 static const char *real_env(const char *name)
 {
 	return getenv(name);
@@ -1324,6 +1369,9 @@ int ipt_main(int argc, char **argv)
 		code = rc > 0 ? 0 : 1;
 		goto out;
 	}
+	/* first: the pod's addresses (IPv6 or not) are read there too */
+	if (o.network_namespace && *o.network_namespace && enter_netns(o.network_namespace) < 0)
+		goto out;
 	rc = ipt_prepare(&o, &d4, &d6, stderr);
 	if (rc < 0)
 		goto out;
@@ -1335,6 +1383,10 @@ int ipt_main(int argc, char **argv)
 		fputs(v4.data, stdout);
 		if (o.ipv6)
 			fputs(v6.data, stdout);
+		code = 0;
+		goto out;
+	}
+	if (o.skip_rule_apply) {
 		code = 0;
 		goto out;
 	}

@@ -41,6 +41,12 @@ struct ipt_opts {
 	const char *dns_servers;         /* ours: --dns-servers; else /etc/resolv.conf as Istio */
 	int ipv6;                        /* -1: decided from the local addresses as Istio does */
 	int dual_stack, dry_run, redirect_dns, capture_all_dns, drop_invalid, cleanup_only;
+	int skip_rule_apply;             /* --skip-rule-apply: change nothing */
+	const char *network_namespace;   /* --network-namespace PATH|NAME: setns first */
+	/* accepted as istio-iptables takes them, no effect here (reconcile
+	 * and force-apply: a run always cleans up and applies) */
+	int reconcile, force_apply, run_validation;
+	const char *log_level, *probe_port, *probe_timeout;
 };
 
 /* An environment lookup (getenv, or a table in tests): NULL when unset. */

@@ -185,6 +185,16 @@ START_TEST(flags_env_and_names)
 	mesh_buf_reset(&b);
 	ck_assert_int_eq(render_str("--ipv6=false\nENV INVALID_DROP=true", &b), 0); /* AdditionalEnv name */
 	ck_assert_ptr_nonnull(strstr(b.data, "-A ISTIO_DROP -j DROP\n"));
+	/* the injector's istio-init arguments, taken whole (flags without
+	 * effect here included) */
+	mesh_buf_reset(&a);
+	mesh_buf_reset(&b);
+	ck_assert_int_eq(render_str("-p 15001 -z 15006 -u 1337 -m REDIRECT -i * --istio-service-exclude-cidr= -b * -d 15090,15021,15020 "
+				    "--log_output_level=default:info --reconcile --ipv6=false",
+				    &a),
+			 0);
+	ck_assert_int_eq(render_str("-i * -b * -d 15090,15021,15020 --ipv6=false", &b), 0);
+	ck_assert_str_eq(a.data, b.data);
 	mesh_buf_cleanup(&a);
 	mesh_buf_cleanup(&b);
 }
