@@ -40,10 +40,6 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <linux/netfilter_ipv4.h>
-
-/* linux/netfilter_ipv6/ip6_tables.h's IP6T_SO_ORIGINAL_DST (that header
- * clashes with <netinet/in.h>) */
-#define PX_IP6T_SO_ORIGINAL_DST 80
 #include <netdb.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -51,6 +47,10 @@
 #include <string.h>
 #include <sys/time.h>
 #include <unistd.h>
+
+/* linux/netfilter_ipv6/ip6_tables.h's IP6T_SO_ORIGINAL_DST (that header
+ * clashes with <netinet/in.h>) */
+#define PX_IP6T_SO_ORIGINAL_DST 80
 
 #define PX_IN_INIT (16 * 1024)
 #define PX_IN_MAX (H1_DEFAULT_MAX_HEAD_BYTES + 4096)
