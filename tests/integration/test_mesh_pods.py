@@ -245,7 +245,8 @@ class PodsInNetns(unittest.TestCase):
                 f.write(name + "-token\n")
             os.chmod(tok, 0o644)
             cls.start(name + "-sidecar", name, [
-                "setpriv", "--reuid", "1337", "--regid", "1337", "--clear-groups",
+                "setpriv", "--reuid", "1337", "--regid", "1337", "--clear-groups"] +
+                os.environ.get("MESHPROXY_WRAPPER", "").split() + [
                 MESHPROXY, "--xds-addr", "%s:%d" % (BRIDGE_IP, cls.meshd.xds_port),
                 "--node-id", "sidecar~%s~%s.%s~%s.svc.cluster.local" % (ip, name, NS, NS),
                 "--labels", "app=%s" % name, "--service-account", sa,
