@@ -383,6 +383,17 @@ class PodsInNetns(unittest.TestCase):
         def rules(text):
             return [line for line in text.splitlines() if not line.startswith("#")]
         self.assertEqual(rules(before), rules(after))
+        # another configuration replaces it whole (Istio's reconcile)...
+        other = [a if a != "*" or i != CAPTURE.index("-b") + 1 else "9090" for i, a in enumerate(CAPTURE)]
+        run(["ip", "netns", "exec", ns, MESHPROXY, "iptables"] + other)
+        changed = run(["ip", "netns", "exec", ns, "iptables-save", "-t", "nat"]).stdout.decode()
+        self.assertIn("-A ISTIO_INBOUND -p tcp -m tcp --dport 9090 -j ISTIO_IN_REDIRECT", changed)
+        self.assertNotIn("-A ISTIO_INBOUND -p tcp -j ISTIO_IN_REDIRECT", changed)
+        self.assertEqual(changed.count("-j ISTIO_INBOUND"), 1)
+        # ...and back
+        run(["ip", "netns", "exec", ns, MESHPROXY, "iptables"] + CAPTURE)
+        back = run(["ip", "netns", "exec", ns, "iptables-save", "-t", "nat"]).stdout.decode()
+        self.assertEqual(rules(before), rules(back))
         # and the pod still works through them
         self.assertEqual(self.call_web("client", "/api/again")[0], 200)
 
