@@ -356,6 +356,16 @@ int px_engine_is_self(const struct engine *e, const struct sockaddr *sa, socklen
  * the inbound chain sends it to the application, it never comes back out,
  * so it is no loop.  Non-zero: a loop, never connect. */
 int px_engine_is_loop(const struct engine *e, const struct sockaddr *sa, socklen_t len, int from_inbound);
+/* issue 15: a connection an inbound listener passes through to its
+ * original destination (an ORIGINAL_DST cluster: the pod's own address)
+ * leaves from 127.0.0.6 (IPv4) or ::6 (IPv6) as Istio's
+ * InboundPassthroughCluster binds it: capture lets that source through
+ * (ISTIO_OUTPUT "-o lo -s 127.0.0.6/32 -j RETURN"), while from the pod's
+ * address, as the proxy's uid, it is sent back to 15006 (ISTIO_OUTPUT
+ * "-o lo ! -d 127.0.0.1/32 ... --uid-owner 1337 -j ISTIO_IN_REDIRECT"),
+ * again and again.  fd: a new socket for dst; a loopback dst keeps the
+ * default source; a failed bind (no ::6 on lo) leaves it unbound. */
+void px_bind_inbound_passthrough(int fd, const struct sockaddr *dst);
 /* A listener's name for logs: Listener.name, or virtualOutbound/virtualInbound. */
 const char *px_listener_name(const struct px_listener *l);
 

@@ -1860,6 +1860,46 @@ int px_engine_is_loop(const struct engine *e, const struct sockaddr *sa, socklen
 	return engine_self(e, sa, len, !from_inbound);
 }
 
+/* issue 15: Istio's upstream_bind_config of InboundPassthroughClusterIpv4
+ * / Ipv6 (InboundPassthroughBindIpv4/Ipv6, 127.0.0.6 and ::6). */
+void px_bind_inbound_passthrough(int fd, const struct sockaddr *dst)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int family = dst->sa_family;
+
+	/* a pod's captured inbound connections have the pod's address as
+	 * their original destination, never a loopback one: that comes from
+	 * capture set up on loopback (test_mesh_security), whose rules know
+	 * the proxy by its default source */
+	if ((family == AF_INET &&
+	     (ntohl(((const struct sockaddr_in *)dst)->sin_addr.s_addr) >> 24) == 127) ||
+	    (family == AF_INET6 && IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)dst)->sin6_addr)))
+		return;
+	memset(&ss, 0, sizeof(ss));
+	if (family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+
+		sin->sin_family = AF_INET;
+		sin->sin_addr.s_addr = htonl(0x7f000006);
+		len = sizeof(*sin);
+	} else if (family == AF_INET6) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_addr.s6_addr[15] = 6;
+		len = sizeof(*sin6);
+	} else {
+		return;
+	}
+	/* ::6 exists only where capture added it (meshproxy iptables, as
+	 * istio-iptables does); without it the connection leaves from the
+	 * pod's address, as it did before */
+	if (bind(fd, (struct sockaddr *)&ss, len) < 0)
+		log_debug("meshproxy", "inbound passthrough: bind %s: %s", family == AF_INET ? "127.0.0.6" : "::6",
+			  strerror(errno));
+}
+
 /* This host's interface addresses, read again (at start and on every
  * apply: an address added since then is then known).  A failure keeps the
  * previous list: loopback and the listeners' own addresses are matched

@@ -26,6 +26,7 @@
 #include "dataplane/engine.h"
 #include "dataplane/ev.h"
 #include "dataplane/identity.h"
+#include "dataplane/iptables.h"
 #include "dataplane/sds.h"
 #include "dataplane/net.h"
 #include "dataplane/xds_client.h"
@@ -71,7 +72,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: meshproxy [flags]\n"
-		"       meshproxy iptables [flags]   (capture as istio-init does; not implemented yet)\n"
+		"       meshproxy iptables [flags]   (capture as istio-init does; meshproxy iptables --help)\n"
 		"\n"
 		"  --xds-addr HOST:PORT        meshd's ADS (default 127.0.0.1:15010; Istio's XDS_ADDRESS)\n"
 		"  --xds-tls auto|on|off       ADS over TLS with the workload certificate (meshd's 15012):\n"
@@ -269,8 +270,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	}
 	if (optind < argc) {
 		if (!strcmp(argv[optind], "iptables")) {
-			fprintf(stderr, "meshproxy: iptables: not implemented yet\n");
-			return -ENOSYS;
+			fprintf(stderr, "meshproxy: iptables is a subcommand: its flags follow it "
+					"(meshproxy iptables --help)\n");
+			return -EINVAL;
 		}
 		fprintf(stderr, "meshproxy: unexpected argument %s\n", argv[optind]);
 		return -EINVAL;
@@ -549,6 +551,10 @@ int main(int argc, char **argv)
 	 * smaller and a /clusters read no longer adds ~1.9 MB (DESIGN.md:
 	 * <= 10 MB RSS). */
 	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+	/* issue 15: `meshproxy iptables ...` is istio-init's capture step,
+	 * its own flags (dataplane/iptables.h) */
+	if (argc > 1 && !strcmp(argv[1], "iptables"))
+		return ipt_main(argc - 1, argv + 1);
 	mesh_buf_init(&cmdline, 16 * 1024);
 	rc = parse_args(argc, argv, &o);
 	if (rc < 0)

@@ -855,6 +855,8 @@ static void t_connect_host(struct tcpp *t, const struct tcpp_down *d)
 	t->cl->st.cx_total++;
 	t->cl->st.cx_active++;
 	t->counted = 1;
+	if (d->inbound && t->cl->type == PX_CL_ORIGINAL_DST)
+		px_bind_inbound_passthrough(fd, &h->addr.sa);
 	if (connect(fd, &h->addr.sa, h->alen) < 0 && errno != EINPROGRESS) {
 		u_connect_failed(t, OUTLIER_CONNECT_FAILED);
 		return;
