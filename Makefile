@@ -531,6 +531,7 @@ image-save: image
 
 # meshd and meshproxy run from their images answer /ready (tests/image/)
 image-test: image
+	@sh scripts/deps.sh image-test
 	@/usr/bin/python3 tests/image/test_image.py
 
 clean:

@@ -19,6 +19,12 @@ fi
 if [ "${1:-}" = image ]; then
 	PKGS="buildah mmdebstrap uidmap fuse-overlayfs"
 fi
+# `sh scripts/deps.sh image-test`: the test imports the saved archives into a
+# containerd of its own (a group of its own: on a machine with systemd the
+# package starts the system's containerd too)
+if [ "${1:-}" = image-test ]; then
+	PKGS="containerd"
+fi
 if [ "${1:-}" = build ]; then
 	PKGS="$BUILD_PKGS"
 fi
@@ -33,7 +39,7 @@ done
 # Node.js and npm (for the @grpc/grpc-js-xds peer) may come from another packager.
 # Not for the build and image groups, which test nothing with it.
 case "${1:-}" in
-build|image) ;;
+build|image|image-test) ;;
 *)
 	if ! command -v npm >/dev/null 2>&1; then
 		missing="$missing nodejs npm"

@@ -210,5 +210,52 @@ class ImageTest(unittest.TestCase):
             subprocess.run(["buildah", "rm", name], capture_output=True)
 
 
+    def test_4_saved_archives_import_by_name(self):
+        # `make image-save`'s OCI archives, imported as `kind load
+        # image-archive` and `ctr images import` do, into a containerd of the
+        # test's own (its own root, state and socket): each image is there
+        # under both of its full names, the ones the kubelet looks up for
+        # deploy/'s `image: meshd:latest` and `image: meshproxy:latest`
+        r = subprocess.run(["sh", "scripts/image.sh", "save"], cwd=ROOT, capture_output=True, text=True,
+                           env=dict(os.environ, TAG=TAG), timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        d = tempfile.mkdtemp(prefix="image-it-containerd-")
+        sock = os.path.join(d, "containerd.sock")
+        with open(os.path.join(d, "config.toml"), "w") as f:
+            f.write('version = 2\nroot = "%s/root"\nstate = "%s/state"\n'
+                    'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n[grpc]\n  address = "%s"\n'
+                    % (d, d, sock))
+        log = open(os.path.join(d, "containerd.log"), "w")
+        proc = subprocess.Popen(["containerd", "--config", os.path.join(d, "config.toml")],
+                                stdout=log, stderr=subprocess.STDOUT)
+        try:
+            def up():
+                if proc.poll() is not None:
+                    raise AssertionError("containerd exited %s" % proc.returncode)
+                return subprocess.run(["ctr", "--address", sock, "version"], capture_output=True).returncode == 0
+            wait_for(up, timeout=60, what="containerd")
+            for name in ("meshd", "meshproxy"):
+                archive = os.path.join(ROOT, "build", "image", "%s-%s.oci.tar" % (name, TAG))
+                r = subprocess.run(["ctr", "--address", sock, "-n", "k8s.io", "images", "import",
+                                    "--all-platforms", "--no-unpack", archive],
+                                   capture_output=True, text=True, timeout=120)
+                self.assertEqual(r.returncode, 0, r.stderr)
+            r = subprocess.run(["ctr", "--address", sock, "-n", "k8s.io", "images", "ls", "-q"],
+                               capture_output=True, text=True, timeout=60)
+            names = set(r.stdout.split())
+            for name in ("meshd", "meshproxy"):
+                for t in (TAG, "latest"):
+                    self.assertIn("docker.io/library/%s:%s" % (name, t), names)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            log.close()
+            shutil.rmtree(d, ignore_errors=True)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
