@@ -17,8 +17,11 @@
 # storage as localhost/debian:bookworm; `rm build/image/debian-bookworm.tar`
 # makes a fresh one.  The build stage's packages and compile are buildah
 # layers (--layers): a second `make image` with no source change reuses them.
-# Storage: buildah's default (overlay here); STORAGE_DRIVER=vfs where overlay
-# does not work (buildah reads it), at the cost of disk and time.
+# Storage: buildah's default (overlay here).  IMAGE_STORAGE=vfs where overlay
+# does not work (inside some containers): a storage of its own (vfs cannot
+# share overlay's), /var/lib/containers/storage-vfs, through
+# build/image/storage-vfs.conf; slower and bigger (every layer a full copy).
+# tests/image/ follows the same variable.
 set -eu
 
 cmd=${1:-build}
@@ -29,6 +32,17 @@ base_img=localhost/debian:bookworm
 # the names deploy/ uses (deploy/deployment.yaml, deploy/gateway/) and the
 # injector's default --proxy-image
 images="meshd meshproxy"
+
+if [ "${IMAGE_STORAGE:-}" = vfs ]; then
+	mkdir -p "$out"
+	printf '[storage]\ndriver = "vfs"\nrunroot = "/run/containers/storage-vfs"\ngraphroot = "/var/lib/containers/storage-vfs"\n' \
+		>"$out/storage-vfs.conf"
+	CONTAINERS_STORAGE_CONF=$(pwd)/$out/storage-vfs.conf
+	export CONTAINERS_STORAGE_CONF
+elif [ -n "${IMAGE_STORAGE:-}" ]; then
+	echo "image: IMAGE_STORAGE: vfs or empty (buildah's default), not $IMAGE_STORAGE" >&2
+	exit 2
+fi
 
 log() {
 	echo "image: $*" >&2

@@ -34,6 +34,9 @@ def tag():
 
 
 TAG = tag()
+# the storage scripts/image.sh built into (IMAGE_STORAGE=vfs: a vfs one of its own)
+if os.environ.get("IMAGE_STORAGE") == "vfs":
+    os.environ["CONTAINERS_STORAGE_CONF"] = os.path.join(ROOT, "build", "image", "storage-vfs.conf")
 
 
 def buildah(*args):
