@@ -77,7 +77,7 @@ base_build() {
 # tarball is newer than the last import (build/image/base.id holds its image id)
 base_import() {
 	id=$(buildah images --quiet --no-trunc "$base_img" 2>/dev/null | head -n1 || true)
-	if [ -n "$id" ] && [ -f "$out/base.id" ] && [ "$out/base.id" -nt "$base_tar" ] &&
+	if [ -n "$id" ] && [ -f "$out/base.id" ] && [ -z "$(find "$base_tar" -newer "$out/base.id")" ] &&
 		[ "$(cat "$out/base.id")" = "$id" ]; then
 		return 0
 	fi
