@@ -159,6 +159,19 @@ class ImageTest(unittest.TestCase):
         self.assertIn(TAG, http_body(self.http_port, "/version"))
         self.assertEqual(self.meshd.uid("meshd"), 65532)
 
+    def test_1_meshctl_in_meshd_image(self):
+        # meshctl ships beside meshd (kubectl exec ... meshctl): it loads and
+        # validates the examples with the CRD schemas compiled into it
+        c = buildah("from", "--pull=never", "--quiet", "meshd:%s" % TAG)
+        try:
+            r = subprocess.run(["buildah", "run", "--isolation", "chroot", "--network", "host",
+                                "--volume", "%s:/etc/meshd/config:ro" % self.config, c, "--",
+                                "/usr/local/bin/meshctl", "validate", "-f", "/etc/meshd/config"],
+                               capture_output=True, text=True, timeout=120)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        finally:
+            subprocess.run(["buildah", "rm", c], capture_output=True)
+
     def test_2_meshproxy_ready(self):
         wait_for(self.meshd_ready, timeout=60, what="meshd (image) /ready")
         admin, out, inb = free_port(), free_port(), free_port()
