@@ -9,6 +9,7 @@ machines without a registry or a daemon), as the images' own non-root users,
 on ports from free_port().  Outside `make test`: building the images takes
 minutes.  Nothing here asserts on timing.
 """
+import json
 import os
 import shutil
 import signal
@@ -210,6 +211,11 @@ class ImageTest(unittest.TestCase):
         rules = ("*nat\n:ISTIO_OUTPUT - [0:0]\n-A OUTPUT -p tcp -j ISTIO_OUTPUT\n"
                  "-A ISTIO_OUTPUT -m owner --uid-owner 1337 -j RETURN\n"
                  "-A ISTIO_OUTPUT -p tcp -j REDIRECT --to-ports 15001\nCOMMIT\n")
+        # found by name, as `meshproxy iptables` runs it: the image's own PATH
+        config = json.loads(buildah("inspect", "--type", "image", "meshproxy:%s" % TAG))["OCIv1"]["config"]
+        self.assertIn("PATH=/usr/local/bin:/usr/sbin:/usr/bin", config["Env"])
+        self.assertEqual(config["Entrypoint"], ["/usr/local/bin/meshproxy"])
+        self.assertEqual(config["User"], "1337:1337")
         name = buildah("from", "--pull=never", "--quiet", "meshproxy:%s" % TAG)
         try:
             root = buildah("mount", name)
