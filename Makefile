@@ -13,6 +13,8 @@
 #   make router-bench the router's ns/match on a 1,000-virtual-host config
 #   make fuzz       libFuzzer targets for FUZZ_SECONDS each (clang)
 #   make check-layering  include and I/O rules between common/, controlplane/, dataplane/
+#   make image      the meshd and meshproxy images with buildah (image-save:
+#                   OCI archives; image-test: both run from them answer /ready)
 #   make SAN=1 ...  the same under AddressSanitizer + UndefinedBehaviorSanitizer (build/asan)
 
 CC      ?= cc
@@ -116,7 +118,7 @@ UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 # gRPC, curl, microhttpd or yaml
 UNIT_COMMON_BINS := $(filter $(BUILD)/tests/common/% $(BUILD)/tests/proto/%,$(UNIT_BINS))
 
-.PHONY: all deps run test unit unit-asan integration integration-valgrind proto-check bench bench-smoke clean check-style check-layering
+.PHONY: all deps run test unit unit-asan integration integration-valgrind proto-check bench bench-smoke clean check-style check-layering image image-save image-test
 all: $(BINS)
 
 deps:
@@ -522,6 +524,23 @@ check-style:
 # proves each rule can fail
 check-layering:
 	@sh tests/layering/run.sh
+
+# images (README "Images"; not part of `make test`: minutes of downloads and a
+# full compile in the build stage): meshd:TAG and meshproxy:TAG (TAG = git
+# describe, also :latest) in buildah's local storage, from deploy/Dockerfile
+# on a Debian base made locally by mmdebstrap (cached in build/image/)
+image:
+	@sh scripts/deps.sh image
+	@sh scripts/image.sh build
+
+# build/image/{meshd,meshproxy}-TAG.oci.tar for `kind load image-archive` / `ctr import`
+image-save: image
+	@sh scripts/image.sh save
+
+# meshd and meshproxy run from their images answer /ready (tests/image/)
+image-test: image
+	@sh scripts/deps.sh image-test
+	@/usr/bin/python3 tests/image/test_image.py
 
 clean:
 	rm -rf build

@@ -7,11 +7,12 @@ resource meshd watches, as listed in controlplane/kube/kube_res.c) agree with
 each other and with meshd; the kustomization includes every CRD without a
 hand-made copy; the CRDs are well-formed structural apiextensions.k8s.io/v1
 schemas; `meshctl validate` accepts examples/ against them and refuses a bad
-object; the Dockerfile is multi-stage bookworm, built by scripts/deps.sh,
-running as non-root.  deploy/gateway/ is the ingress gateway as Istio's
-gateway chart makes it (labels istio=ingressgateway, Service ports
-15021/80/443, meshproxy as a router node with flags it knows, xDS and CA at
-istiod's 15012, no RBAC of its own: meshd reads the Secrets).
+object; the Dockerfile builds on bookworm with scripts/deps.sh and has two
+FROM scratch runtime stages (meshproxy, meshd), each running as non-root.
+deploy/gateway/ is the ingress gateway as Istio's gateway chart makes it
+(labels istio=ingressgateway, Service ports 15021/80/443, meshproxy's image
+as a router node with flags it knows, xDS and CA at istiod's 15012, no RBAC
+of its own: meshd reads the Secrets).
 """
 import glob
 import os
@@ -262,20 +263,23 @@ class DeployTest(unittest.TestCase):
             self.assertNotEqual(r.returncode, 0, r.stdout + r.stderr)
 
     def test_dockerfile(self):
+        # one bookworm build stage (scripts/deps.sh build), then the runtime
+        # stages meshproxy and meshd FROM scratch (make image; README "Images")
         with open(os.path.join(DEPLOY, "Dockerfile")) as f:
             lines = [l.strip() for l in f if l.strip() and not l.startswith("#")]
+        self.assertIn("ARG BASE=debian:bookworm", lines)
         froms = [l for l in lines if l.startswith("FROM ")]
-        self.assertEqual(len(froms), 2, froms)
-        self.assertTrue(all("bookworm" in l for l in froms), froms)
+        self.assertEqual(froms, ["FROM ${BASE} AS build", "FROM scratch AS meshproxy", "FROM scratch AS meshd"])
         build = lines[:lines.index(froms[1])]
-        run = lines[lines.index(froms[1]):]
-        self.assertTrue(any("scripts/deps.sh" in l for l in build))
-        self.assertTrue(any(l.startswith("COPY --from=") for l in run))
-        users = [l.split()[1] for l in run if l.startswith("USER ")]
-        self.assertTrue(users and users[-1].split(":")[0] not in ("0", "root"), users)
-        text = " ".join(run)
-        for dev in ("-dev", "build-essential", "make ", "gcc"):
-            self.assertNotIn(dev, text)
+        self.assertTrue(any("scripts/deps.sh build" in l for l in build))
+        for i, user in ((1, "1337"), (2, "65532")):
+            stage = lines[lines.index(froms[i]):lines.index(froms[i + 1]) if i + 1 < len(froms) else None]
+            self.assertTrue(any(l.startswith("COPY --from=build") for l in stage), stage)
+            users = [l.split()[1] for l in stage if l.startswith("USER ")]
+            self.assertEqual(users, ["%s:%s" % (user, user)])
+            text = " ".join(stage)
+            for dev in ("-dev", "build-essential", "make ", "gcc", "RUN "):
+                self.assertNotIn(dev, text)
 
 
 GATEWAY = os.path.join(DEPLOY, "gateway")
@@ -372,10 +376,13 @@ class GatewayDeployTest(unittest.TestCase):
         (src,) = vols["istio-token"]["projected"]["sources"]
         self.assertEqual(src["serviceAccountToken"]["audience"], "istio-ca")
 
-    def test_image_carries_meshproxy(self):
+    def test_image_is_meshproxys(self):
+        # the gateway runs make image's meshproxy image, whose rootfs holds meshproxy
+        self.assertEqual(self.container()["image"], "meshproxy:latest")
         with open(os.path.join(DEPLOY, "Dockerfile")) as f:
             text = f.read()
-        self.assertRegex(text, r"COPY --from=build [^\n]*bin/meshproxy")
+        self.assertRegex(text, r"image-rootfs.sh [^\n]*/rootfs/meshproxy [^\n]*bin/meshproxy")
+        self.assertIn("COPY --from=build /rootfs/meshproxy/ /", text)
 
 
 if __name__ == "__main__":
