@@ -8,7 +8,7 @@
  * namespace labels up in its store of Namespaces, and `meshctl
  * kube-inject` runs the same code on a file.
  *
- * What an injected Pod gets (each piece a member replaced whole by an
+ * What an injected Pod receives (each piece a member replaced whole by an
  * "add" operation, so the patch applies to any Pod the API server holds):
  *   - istio-init (init container): `meshproxy iptables` with istio-iptables'
  *     flags (-p 15001 -z 15006 -u 1337 -m MODE -i -x -b -d [-o]), unless
