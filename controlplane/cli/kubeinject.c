@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,8 +26,13 @@
 
 #define KI_MAX_INPUT ((size_t)64 << 20)
 
+#define KI_MAX_NS_LABELS 32
+
 struct ki {
 	struct inject_config cfg;
+	/* --review: the namespace's labels from --namespace-labels */
+	char *ns_keys[KI_MAX_NS_LABELS], *ns_vals[KI_MAX_NS_LABELS];
+	size_t n_ns_labels;
 	const char *ns;              /* --namespace: for objects without one */
 	int docs;
 	int failed;
@@ -37,6 +43,61 @@ static const char *ki_ns_label(void *ctx, const char *ns, const char *key)
 	(void)ctx;
 	(void)ns;
 	return strcmp(key, "istio-injection") == 0 ? "enabled" : NULL;
+}
+
+/* --review: every namespace has the --namespace-labels */
+static const char *ki_review_label(void *ctx, const char *ns, const char *key)
+{
+	struct ki *k = ctx;
+	size_t i;
+
+	(void)ns;
+	for (i = 0; i < k->n_ns_labels; i++)
+		if (strcmp(k->ns_keys[i], key) == 0)
+			return k->ns_vals[i];
+	return NULL;
+}
+
+/* "k=v,k2=v2" into k's label list (the text is modified in place). */
+static int ki_parse_labels(struct ki *k, char *text)
+{
+	char *p = text;
+
+	while (p && *p) {
+		char *comma = strchr(p, ','), *eq;
+
+		if (comma)
+			*comma = '\0';
+		eq = strchr(p, '=');
+		if (!eq || eq == p || k->n_ns_labels == KI_MAX_NS_LABELS)
+			return -EINVAL;
+		*eq = '\0';
+		k->ns_keys[k->n_ns_labels] = p;
+		k->ns_vals[k->n_ns_labels++] = eq + 1;
+		p = comma ? comma + 1 : NULL;
+	}
+	return 0;
+}
+
+/* --review FILE: an AdmissionReview in, meshd's /inject answer out. */
+static int ki_review(struct ki *k, const char *data, size_t len)
+{
+	struct mesh_buf out;
+	enum inject_outcome oc;
+	int rc;
+
+	mesh_buf_init(&out, INJECT_MAX_OUTPUT * 2);
+	k->cfg.ns_label = ki_review_label;
+	k->cfg.ns_ctx = k;
+	rc = inject_review(&k->cfg, data, len, &out, &oc);
+	if (rc < 0 && rc != -EINVAL) {
+		fprintf(stderr, "meshctl kube-inject: %s\n", mesh_strerror(rc));
+	} else {
+		fwrite(out.data ? out.data : "", 1, out.len, stdout);
+		fputc('\n', stdout);
+	}
+	mesh_buf_cleanup(&out);
+	return rc < 0 ? 1 : 0;
 }
 
 /* The JSON pointer of the pod template of a workload kind, NULL for a Pod,
@@ -154,23 +215,27 @@ static void ki_usage(FILE *f)
 		   "  --native-sidecar        istio-proxy as a native sidecar (Kubernetes >= 1.29)\n"
 		   "  --revision REV          istio.io/rev (default default)\n"
 		   "  --namespace NS          for objects that name none (default default)\n"
+		   "  --review                the input is an AdmissionReview: print meshd's /inject answer\n"
+		   "  --namespace-labels k=v,...  with --review: the labels of the Pod's namespace\n"
 		   "Prints the injected documents as JSON.\n");
 }
 
 int kube_inject_main(int argc, char **argv)
 {
-	enum { O_MESH = 256, O_IMAGE, O_NATIVE, O_REV, O_NS, O_HELP };
+	enum { O_MESH = 256, O_IMAGE, O_NATIVE, O_REV, O_NS, O_HELP, O_REVIEW, O_NS_LABELS };
 	static const struct option longopts[] = {
 		{ "filename", required_argument, NULL, 'f' }, { "meshconfig", required_argument, NULL, O_MESH },
 		{ "meshConfigFile", required_argument, NULL, O_MESH }, { "image", required_argument, NULL, O_IMAGE },
 		{ "native-sidecar", no_argument, NULL, O_NATIVE }, { "revision", required_argument, NULL, O_REV },
 		{ "namespace", required_argument, NULL, O_NS }, { "help", no_argument, NULL, O_HELP },
+		{ "review", no_argument, NULL, O_REVIEW }, { "namespace-labels", required_argument, NULL, O_NS_LABELS },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct ki k = { .cfg = { .ns_label = ki_ns_label }, .ns = "default" };
 	const char *file = NULL, *mesh = NULL;
 	struct mesh_config *mc = NULL;
-	char err[512], warn[512] = "", *data = NULL;
+	char err[512], warn[512] = "", *data = NULL, *labels = NULL;
+	bool review = false;
 	size_t len = 0;
 	int c, rc, status = 2;
 
@@ -183,12 +248,18 @@ int kube_inject_main(int argc, char **argv)
 		case O_NATIVE: k.cfg.native_sidecar = true; break;
 		case O_REV: k.cfg.revision = optarg; break;
 		case O_NS: k.ns = optarg; break;
+		case O_REVIEW: review = true; break;
+		case O_NS_LABELS: labels = optarg; break;
 		case O_HELP: ki_usage(stdout); return 0;
 		default: ki_usage(stderr); return 2;
 		}
 	}
 	if (!file || optind < argc) {
 		ki_usage(stderr);
+		return 2;
+	}
+	if (labels && ki_parse_labels(&k, labels) < 0) {
+		fprintf(stderr, "meshctl kube-inject: --namespace-labels: want k=v,... (at most %d)\n", KI_MAX_NS_LABELS);
 		return 2;
 	}
 	if (mesh) {
@@ -205,6 +276,10 @@ int kube_inject_main(int argc, char **argv)
 	if (rc < 0) {
 		fprintf(stderr, "meshctl kube-inject: %s: %s\n", file, mesh_strerror(rc));
 		status = 1;
+		goto out;
+	}
+	if (review) {
+		status = ki_review(&k, data, len);
 		goto out;
 	}
 	rc = cfg_yaml_each_json(data, len, ki_doc, &k, err, sizeof(err));

@@ -102,9 +102,29 @@ static void inj__why(char *reason, size_t cap, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* A value of the input copied compact (white space outside strings
+ * dropped): what the user wrote, without the request's indentation. */
 static void inj__raw(struct mesh_buf *b, const char *text, const struct json_value *v)
 {
-	mesh_buf_append(b, text + v->start, v->end - v->start);
+	const char *p = text + v->start, *end = text + v->end, *run = p;
+	bool in_str = false;
+
+	for (; p < end; p++) {
+		if (in_str) {
+			if (*p == '\\')
+				p++;
+			else if (*p == '"')
+				in_str = false;
+			continue;
+		}
+		if (*p == '"') {
+			in_str = true;
+		} else if (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t') {
+			mesh_buf_append(b, run, (size_t)(p - run));
+			run = p + 1;
+		}
+	}
+	mesh_buf_append(b, run, (size_t)(end - run));
 }
 
 static const char *inj__member_str(const struct json_value *obj, const char *key)
