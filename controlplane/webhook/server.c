@@ -175,15 +175,22 @@ static bool webhook__json_type(const char *ct)
 static bool webhook__lookup(struct webhook_server *s, const char *path, webhook_handler_fn *fn, void **ud)
 {
 	bool found = false;
-	size_t i;
+	size_t i, best = 0, n;
 
+	/* the exact path, else the longest route P with path under "P/"
+	 * (istiod's mux serves /inject/ too: the chart calls
+	 * /inject/cluster/CLUSTER/net/NETWORK) */
 	pthread_mutex_lock(&s->routes_lock);
 	for (i = 0; i < s->nroutes; i++) {
-		if (strcmp(s->routes[i].path, path) == 0) {
+		n = strlen(s->routes[i].path);
+		if (strcmp(s->routes[i].path, path) == 0 ||
+		    (n > best && strncmp(s->routes[i].path, path, n) == 0 && path[n] == '/')) {
 			*fn = s->routes[i].fn;
 			*ud = s->routes[i].ud;
 			found = true;
-			break;
+			best = n;
+			if (path[n] == '\0')
+				break;
 		}
 	}
 	pthread_mutex_unlock(&s->routes_lock);

@@ -59,7 +59,9 @@ struct webhook_server_config {
  * a CA error (ca.h), -ENOMEM.  Copies what it keeps of cfg. */
 int webhook_server_start(const struct webhook_server_config *cfg, struct webhook_server **out);
 
-/* Serve path (exact match, e.g. "/inject") with fn(ud, ...).  May be
+/* Serve path (e.g. "/inject") with fn(ud, ...): the path itself and any
+ * path under it ("/inject/cluster/Kubernetes/net/", which Istio's chart
+ * calls), the longest registered path winning.  May be
  * called before or after requests arrive; a path registered again gets
  * the new handler.  Returns 0, -EINVAL (path not starting with '/'),
  * -ENOSPC (WEBHOOK_MAX_ROUTES reached), -ENOMEM. */

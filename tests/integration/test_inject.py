@@ -16,6 +16,7 @@ injects a Deployment's pod template with the same code.
 import base64
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -169,6 +170,21 @@ class InjectWebhookTest(unittest.TestCase):
         rc, status, text = self.curl("/inject", "{not json")
         self.assertEqual(status, 200)
         self.assertFalse(json.loads(text)["response"]["allowed"])
+
+    def test_stalled_clients_block_no_one(self):
+        """Connections that never finish their TLS handshake, or their
+        request, hold nothing another caller needs (checked by outcome)."""
+        stalled = []
+        try:
+            for i in range(8):
+                s = socket.create_connection(("127.0.0.1", self.meshd.webhook_port), timeout=10)
+                if i % 2:
+                    s.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # a ClientHello cut short
+                stalled.append(s)
+            self.assertIn("patch", self.inject(POD))
+        finally:
+            for s in stalled:
+                s.close()
 
     def test_metrics_count_outcomes(self):
         def counts():
