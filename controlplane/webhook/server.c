@@ -84,6 +84,8 @@ struct webhook_server {
 	struct ca *ca;
 	char *dns[WEBHOOK_MAX_DNS];
 	size_t ndns;
+	char *ips[WEBHOOK_MAX_DNS];
+	size_t nips;
 	int64_t ttl;
 	int port;
 	bool v6;
@@ -424,7 +426,8 @@ static int webhook__daemon(struct webhook_server *s, int fd, struct webhook__gen
 	int rc;
 
 	memset(g, 0, sizeof(*g));
-	rc = ca_issue_serving(s->ca, (const char *const *)s->dns, s->ndns, NULL, 0, s->ttl, &g->chain, &g->key,
+	rc = ca_issue_serving(s->ca, (const char *const *)s->dns, s->ndns, (const char *const *)s->ips, s->nips, s->ttl,
+			      &g->chain, &g->key,
 			      not_after, err, sizeof(err));
 	if (rc < 0) {
 		log_error(WEBHOOK_LOG, "serving certificate for %s: %s", s->dns[0], err);
@@ -577,6 +580,11 @@ int webhook_server_start(const struct webhook_server_config *cfg, struct webhook
 			goto out;
 		s->ndns++;
 	}
+	for (i = 0; cfg->ips && i < cfg->nips && i < WEBHOOK_MAX_DNS; i++) {
+		if (!(s->ips[i] = strdup(cfg->ips[i])))
+			goto out;
+		s->nips++;
+	}
 	rc = webhook__listen(s, &fd);
 	if (rc < 0) {
 		if (rc == -EINVAL)
@@ -660,6 +668,8 @@ void webhook_server_stop(struct webhook_server *s)
 	webhook__gen_stop(&s->cur);
 	for (i = 0; i < s->ndns; i++)
 		free(s->dns[i]);
+	for (i = 0; i < s->nips; i++)
+		free(s->ips[i]);
 	free(s->addr);
 	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->routes_lock);

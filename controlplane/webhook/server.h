@@ -51,6 +51,8 @@ struct webhook_server_config {
 	struct ca *ca;                /* issues the serving certificate; must outlive the server */
 	const char *const *dns;       /* DNS SANs (istiod.istio-system.svc, ...); at least one */
 	size_t ndns;
+	const char *const *ips;       /* IP SANs ("127.0.0.1": a webhook clientConfig.url by address) */
+	size_t nips;
 	int64_t cert_ttl_seconds;     /* 0: WEBHOOK_CERT_TTL_SECONDS (clamped by the CA) */
 };
 

@@ -89,7 +89,7 @@ class InjectWebhookTest(unittest.TestCase):
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="inject-it-")
         cls.meshd = Meshd(files={"ns.yaml": NAMESPACE % "enabled"})
-        cls.meshd.extra_args = ["--ca-dir", os.path.join(cls.meshd.dir, "ca")]
+        cls.meshd.extra_args = ["--ca-dir", os.path.join(cls.meshd.dir, "ca"), "--webhook-dns", "meshd.test,127.0.0.1"]
         cls.meshd.start()
         cls.root = os.path.join(cls.meshd.dir, "ca", "root-cert.pem")
 
@@ -170,6 +170,18 @@ class InjectWebhookTest(unittest.TestCase):
         rc, status, text = self.curl("/inject", "{not json")
         self.assertEqual(status, 200)
         self.assertFalse(json.loads(text)["response"]["allowed"])
+
+    def test_extra_names_and_addresses(self):
+        """--webhook-dns names (and addresses: a clientConfig.url by IP) are in the certificate."""
+        port = self.meshd.webhook_port
+        body = json.dumps(review(POD))
+        for url, extra in (("https://127.0.0.1:%d/inject" % port, []),
+                           ("https://meshd.test:%d/inject" % port, ["--resolve", "meshd.test:%d:127.0.0.1" % port])):
+            p = subprocess.run(["curl", "-sS", "--max-time", "20", "--cacert", self.root, "-H",
+                                "Content-Type: application/json", "--data-binary", "@-", url] + extra,
+                               input=body.encode(), capture_output=True, timeout=30)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertTrue(json.loads(p.stdout)["response"]["allowed"])
 
     def test_stalled_clients_block_no_one(self):
         """Connections that never finish their TLS handshake, or their
