@@ -19,10 +19,12 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
 import unittest
+import urllib.request
 
-from meshtest import MESHCTL, Meshd, wait_for
+from meshtest import BUILD, MESHCTL, Meshd, free_port, wait_for
+
+MESHPROXY = os.path.join(BUILD, "bin", "meshproxy")
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "inject"))
 from run import apply_patch  # noqa: E402  (tests/inject/run.py: an RFC 6902 applier)
@@ -87,9 +89,12 @@ def sample(text, series):
 class InjectWebhookTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="inject-it-")
         cls.meshd = Meshd(files={"ns.yaml": NAMESPACE % "enabled"})
-        cls.meshd.extra_args = ["--ca-dir", os.path.join(cls.meshd.dir, "ca"), "--webhook-dns", "meshd.test,127.0.0.1"]
+        cls.tokens = os.path.join(cls.meshd.dir, "tokens")
+        with open(cls.tokens, "w") as f:
+            f.write("web-token shop web\n")
+        cls.meshd.extra_args = ["--ca-dir", os.path.join(cls.meshd.dir, "ca"), "--webhook-dns", "meshd.test,127.0.0.1",
+                                "--ca-token-file", cls.tokens]
         cls.meshd.start()
         cls.root = os.path.join(cls.meshd.dir, "ca", "root-cert.pem")
 
@@ -170,6 +175,49 @@ class InjectWebhookTest(unittest.TestCase):
         rc, status, text = self.curl("/inject", "{not json")
         self.assertEqual(status, 200)
         self.assertFalse(json.loads(text)["response"]["allowed"])
+
+    def test_injected_proxy_command_runs(self):
+        """istio-proxy's command line from the patch, run as the kubelet
+        would (downward-API variables expanded; the mounted token and root
+        at local paths; meshd's 15012 at its test port; listeners on free
+        ports): meshproxy gets its certificate and configuration from meshd
+        over TLS and turns ready."""
+        pod = apply_patch(POD, json.loads(base64.b64decode(self.inject(POD)["patch"])))
+        proxy = [c for c in pod["spec"]["containers"] if c["name"] == "istio-proxy"][0]
+        env = {"INSTANCE_IP": "127.0.0.1", "POD_NAME": "web", "POD_NAMESPACE": "shop", "SERVICE_ACCOUNT": "web"}
+        token = os.path.join(self.meshd.dir, "istio-token")
+        with open(token, "w") as f:
+            f.write("web-token")
+        local = {"/var/run/secrets/istio/root-cert.pem": self.root, "/var/run/secrets/tokens/istio-token": token,
+                 SVC + ":15012": "127.0.0.1:%d" % self.meshd.secure_port}
+        args = []
+        for a in proxy["args"]:
+            for k, v in env.items():
+                a = a.replace("$(%s)" % k, v)
+            args.append(local.get(a, a))
+        self.assertIn("--ca-server-name", args)
+        health, admin = free_port(), free_port()
+        log = open(os.path.join(self.meshd.dir, "proxy.log"), "w")
+        self.assertEqual(proxy["command"], ["meshproxy"])
+        p = subprocess.Popen([MESHPROXY] + args + [
+            "--admin-addr", "127.0.0.1:%d" % admin, "--outbound-addr", "127.0.0.1:%d" % free_port(),
+            "--inbound-addr", "127.0.0.1:%d" % free_port(), "--status-addr", "",
+            "--health-addr", "127.0.0.1:%d" % health, "--exit-on-zero-active-connections"],
+            stdout=log, stderr=subprocess.STDOUT)
+        try:
+            def ready():
+                if p.poll() is not None:
+                    raise AssertionError("meshproxy exited %s: %s" % (p.returncode, open(log.name).read()))
+                try:
+                    with urllib.request.urlopen("http://127.0.0.1:%d/healthz/ready" % health, timeout=5) as r:
+                        return r.status == 200
+                except OSError:
+                    return False
+            wait_for(ready, timeout=60, what="the injected meshproxy ready (certificate + config from meshd)")
+        finally:
+            p.terminate()
+            p.wait(timeout=30)
+            log.close()
 
     def test_extra_names_and_addresses(self):
         """--webhook-dns names (and addresses: a clientConfig.url by IP) are in the certificate."""
