@@ -245,6 +245,17 @@ class InjectWebhookTest(unittest.TestCase):
         finally:
             for s in stalled:
                 s.close()
+        # garbage and plaintext HTTP on the TLS port: those connections end, the port serves on
+        for junk in (b"GET /inject HTTP/1.1\r\nHost: x\r\n\r\n", os.urandom(4096), b"\x16\x03\x01\xff\xff" + b"A" * 70000):
+            s = socket.create_connection(("127.0.0.1", self.meshd.webhook_port), timeout=10)
+            try:
+                s.sendall(junk)
+                s.recv(4096)
+            except OSError:
+                pass
+            finally:
+                s.close()
+        self.assertIn("patch", self.inject(POD))
 
     def test_metrics_count_outcomes(self):
         def counts():
