@@ -54,6 +54,7 @@
 #define A_PROM_PORT "prometheus.io/port"
 #define A_PROM_PATH "prometheus.io/path"
 #define A_DEFAULT_CONTAINER "kubectl.kubernetes.io/default-container"
+#define A_DEFAULT_LOGS_CONTAINER "kubectl.kubernetes.io/default-logs-container"
 #define L_INJECTION "istio-injection"
 #define L_REV "istio.io/rev"
 #define L_TLS_MODE "security.istio.io/tlsMode"
@@ -860,7 +861,7 @@ static int inj__patch(struct inj *j, struct mesh_buf *patch)
 	const char *canon_name, *canon_rev, *first_name;
 	struct mesh_buf status;
 	bool native = j->cfg->native_sidecar, init = strcmp(j->mode, "NONE") != 0, prom;
-	const char *skip_ann[5];
+	const char *skip_ann[7];
 	size_t ns = 0;
 
 	canon_name = inj__member_str(j->labels, L_CANON_NAME);
@@ -922,6 +923,8 @@ static int inj__patch(struct inj *j, struct mesh_buf *patch)
 		json_put_string(&status, inj__revision(j->cfg));
 		mesh_buf_putc(&status, '}');
 		skip_ann[ns++] = A_STATUS;
+		skip_ann[ns++] = L_REV;
+		skip_ann[ns++] = A_INTERCEPTION;
 		if (prom) {
 			skip_ann[ns++] = A_PROM_SCRAPE;
 			skip_ann[ns++] = A_PROM_PORT;
@@ -929,10 +932,20 @@ static int inj__patch(struct inj *j, struct mesh_buf *patch)
 		}
 		mesh_buf_puts(patch, "{\"op\":\"add\",\"path\":\"/metadata/annotations\",\"value\":{");
 		inj__copy_members(patch, j->text, j->annotations, skip_ann, ns);
+		/* as the injection template writes them: the revision, the
+		 * containers kubectl picks, the interception mode in effect */
+		inj__kv(patch, L_REV, inj__revision(j->cfg));
+		mesh_buf_putc(patch, ',');
+		if (first_name && !inj__member_str(j->annotations, A_DEFAULT_LOGS_CONTAINER)) {
+			inj__kv(patch, A_DEFAULT_LOGS_CONTAINER, first_name);
+			mesh_buf_putc(patch, ',');
+		}
 		if (first_name && !inj__member_str(j->annotations, A_DEFAULT_CONTAINER)) {
 			inj__kv(patch, A_DEFAULT_CONTAINER, first_name);
 			mesh_buf_putc(patch, ',');
 		}
+		inj__kv(patch, A_INTERCEPTION, j->mode);
+		mesh_buf_putc(patch, ',');
 		if (prom) {
 			inj__kv(patch, A_PROM_PATH, "/stats/prometheus");
 			mesh_buf_putc(patch, ',');
