@@ -287,5 +287,41 @@ class InjectWebhookTest(unittest.TestCase):
         self.assertEqual(docs[1]["spec"]["ports"], [{"port": 9080, "name": "http"}])
 
 
+class InjectKubeTest(unittest.TestCase):
+    """meshd on the (fake) Kubernetes API: the namespace labels come from
+    the Namespace objects it watches."""
+
+    @classmethod
+    def setUpClass(cls):
+        from test_kube import FakeApi
+        cls.api = FakeApi()
+        cls.api.apply({"apiVersion": "v1", "kind": "Namespace",
+                       "metadata": {"name": "shop", "labels": {"istio-injection": "enabled"}}})
+        cls.meshd = Meshd(kubeconfig=cls.api.kubeconfig())
+        cls.meshd.extra_args = ["--ca-dir", os.path.join(cls.meshd.dir, "ca")]
+        cls.meshd.start()
+        cls.root = os.path.join(cls.meshd.dir, "ca", "root-cert.pem")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.meshd.finish(cls.api)
+
+    def inject(self, pod):
+        return InjectWebhookTest.inject(self, pod)
+
+    def curl(self, *a, **kw):
+        return InjectWebhookTest.curl(self, *a, **kw)
+
+    def test_namespace_labels_from_the_api(self):
+        self.assertIn("patch", self.inject(POD))
+        self.api.apply({"apiVersion": "v1", "kind": "Namespace",
+                        "metadata": {"name": "shop", "labels": {"istio-injection": "disabled"}}})
+        wait_for(lambda: "patch" not in self.inject(POD), what="the relabelled Namespace seen through the watch")
+        self.api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "other"}})
+        other = json.loads(json.dumps(POD))
+        other["metadata"]["namespace"] = "other"
+        self.assertNotIn("patch", self.inject(other))
+
+
 if __name__ == "__main__":
     unittest.main()
