@@ -12,6 +12,7 @@
 #include "common/buf.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "dataplane/grpc_client.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -29,14 +30,18 @@
 #define AH_MAX_STATUS_LINE 256   /* bytes read for "HTTP/1.1 200 ..." */
 #define AH_DEFAULT_TIMEOUT_S 1
 
-enum ah_kind { AH_HTTP, AH_TCP };
+#define AH_GRPC_PATH "/grpc.health.v1.Health/Check"
+#define AH_MAX_SERVICE 127       /* HealthCheckRequest.service: a one-byte length */
+
+enum ah_kind { AH_HTTP, AH_TCP, AH_GRPC };
 
 struct ah_probe {
 	char path[AH_MAX_PATH];      /* /app-health/C/livez */
 	enum ah_kind kind;
 	struct sockaddr_in6 addr;    /* v4-mapped or v6 */
-	char *request;               /* AH_HTTP: the whole GET */
+	char *request;               /* AH_HTTP: the whole GET; AH_GRPC: the HealthCheckRequest */
 	size_t request_len;
+	char authority[64];          /* AH_GRPC */
 	unsigned timeout_ms;
 };
 
@@ -50,6 +55,8 @@ struct ah_run {
 	char line[AH_MAX_STATUS_LINE];
 	size_t got;
 	int connected;
+	struct grpc_client *g;       /* AH_GRPC */
+	int done, grpc_status, serving;
 	struct ah_run *next, *prev;
 };
 
@@ -69,6 +76,7 @@ static void ah_finish(struct ah_run *r, int status, const char *body)
 	ev_timer_cancel(h->loop, &r->timer);
 	if (r->io.fd >= 0)
 		close(r->io.fd);
+	grpc_client_free(r->g); /* from a timer: never inside its own callbacks */
 	r->prev->next = r->next;
 	r->next->prev = r->prev;
 	h->nrunning--;
@@ -81,6 +89,14 @@ static void ah_timeout(struct ev_loop *loop, struct ev_timer *t)
 	struct ah_run *r = t->data;
 
 	(void)loop;
+	if (r->done) {
+		/* the gRPC call ended (on_close armed this timer at 0) */
+		if (r->grpc_status == GRPC_STATUS_OK && r->serving)
+			ah_finish(r, 200, "");
+		else
+			ah_finish(r, 500, r->grpc_status == GRPC_STATUS_OK ? "not SERVING\n" : "health check failed\n");
+		return;
+	}
 	log_debug("apphealth", "%s: probe timed out", r->p->path);
 	ah_finish(r, 500, "probe timed out\n");
 }
@@ -157,6 +173,55 @@ static void ah_io(struct ev_loop *loop, struct ev_io *io, unsigned events)
 	}
 }
 
+/* grpc.health.v1.HealthCheckResponse: field 1 (status) varint; SERVING is 1. */
+static void ah_grpc_message(void *ctx, const uint8_t *msg, size_t len)
+{
+	struct ah_run *r = ctx;
+	size_t i = 0;
+
+	while (i < len) {
+		uint8_t tag = msg[i++];
+		uint64_t v = 0;
+		unsigned shift = 0;
+
+		if ((tag & 7) != 0) /* a non-varint field: nothing else is expected here */
+			return;
+		while (i < len && shift < 64) {
+			v |= (uint64_t)(msg[i] & 0x7f) << shift;
+			shift += 7;
+			if (!(msg[i++] & 0x80))
+				break;
+		}
+		if (tag == 0x08)
+			r->serving = v == 1;
+	}
+}
+
+static void ah_grpc_close(void *ctx, int status, const char *message)
+{
+	struct ah_run *r = ctx;
+
+	(void)message;
+	r->done = 1;
+	r->grpc_status = status;
+	ev_timer_arm(r->h->loop, &r->timer, 0); /* finish outside the client's callback */
+}
+
+static void ah_grpc_start(struct ah_run *r)
+{
+	static const struct grpc_call_cbs cbs = { ah_grpc_message, ah_grpc_close };
+	struct grpc_client_opts o = { .connect_timeout_ms = r->p->timeout_ms };
+	const struct ah_probe *p = r->p;
+
+	if (grpc_client_new(r->h->loop, (const struct sockaddr *)&p->addr, sizeof(p->addr), p->authority,
+			    AH_GRPC_PATH, &o, &cbs, r, &r->g) < 0 ||
+	    grpc_client_send(r->g, p->request, p->request_len) < 0 || grpc_client_close_send(r->g) < 0) {
+		ah_finish(r, 500, "gRPC health check failed to start\n");
+		return;
+	}
+	ev_timer_arm(r->h->loop, &r->timer, p->timeout_ms);
+}
+
 int apphealth_serve(void *ctx, const char *path, size_t plen, struct admin_async *ticket)
 {
 	struct apphealth *h = ctx;
@@ -189,6 +254,10 @@ int apphealth_serve(void *ctx, const char *path, size_t plen, struct admin_async
 	r->next->prev = r;
 	h->running.next = r;
 	h->nrunning++;
+	if (p->kind == AH_GRPC) {
+		ah_grpc_start(r);
+		return 0;
+	}
 	fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		ah_finish(r, 500, "socket failed\n");
@@ -319,8 +388,27 @@ int apphealth_new(struct ev_loop *loop, const char *json, struct apphealth **out
 				snprintf(err, errcap, "probe %.100s: request too large", m->key);
 				goto out;
 			}
-		} else if (hg || grpc) {
-			log_warn("apphealth", "%s: %s probe checked by a connect only", m->key, hg ? "HTTPS" : "gRPC");
+		} else if (grpc) {
+			const char *svc = json_get_str(grpc, "service");
+			size_t sl = svc ? strlen(svc) : 0;
+
+			/* HealthCheckRequest { string service = 1; } */
+			p->kind = AH_GRPC;
+			snprintf(p->authority, sizeof(p->authority), "127.0.0.1:%u", ntohs(p->addr.sin6_port));
+			if (sl > AH_MAX_SERVICE || !(p->request = malloc(sl + 2))) {
+				snprintf(err, errcap, "probe %.100s: bad gRPC service", m->key);
+				rc = -EINVAL;
+				goto out;
+			}
+			p->request_len = 0;
+			if (sl) {
+				p->request[0] = 0x0a;
+				p->request[1] = (char)sl;
+				memcpy(p->request + 2, svc, sl);
+				p->request_len = sl + 2;
+			}
+		} else if (hg) {
+			log_warn("apphealth", "%s: HTTPS probe checked by a connect only", m->key);
 		}
 		h->n++;
 	}

@@ -11,8 +11,10 @@
  *   httpGet  HTTP/1.1 GET to host (default 127.0.0.1):port; the app's
  *            status code is the answer (kubelet: 200-399 is success),
  *   tcpSocket a connect,
- *   grpc, and httpGet with scheme HTTPS: a connect only (the TLS or
- *            gRPC health exchange is not made; said at start),
+ *   grpc     grpc.health.v1.Health/Check (h2c, grpc_client.h) with the
+ *            probe's service: SERVING is 200,
+ *   httpGet with scheme HTTPS: a connect only (no TLS handshake; said at
+ *            start),
  * and a connection refused or the timeout (timeoutSeconds, default 1)
  * answers 500, as the agent does.
  */

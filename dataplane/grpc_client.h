@@ -88,6 +88,10 @@ MESH_MUST_CHECK int grpc_call_start(struct grpc_conn *c, const char *authority, 
  * -MESH_ETOOBIG past the send-queue cap or the 4 GiB frame limit. */
 MESH_MUST_CHECK int grpc_call_send(struct grpc_conn *c, const void *msg, size_t len);
 
+/* Half-closes the call (END_STREAM after the queued messages): a unary
+ * call's end of request.  -EPIPE once the call ended. */
+MESH_MUST_CHECK int grpc_call_close_send(struct grpc_conn *c);
+
 /* Feeds len bytes from the peer.  Callbacks run from here.  A negative
  * return means the connection is unusable (the call has been closed with
  * the reason). */
@@ -158,6 +162,8 @@ MESH_MUST_CHECK int grpc_client_new(struct ev_loop *loop, const struct sockaddr 
 				    const struct grpc_call_cbs *cbs, void *ctx, struct grpc_client **out);
 /* Queues one message (see grpc_call_send). */
 MESH_MUST_CHECK int grpc_client_send(struct grpc_client *g, const void *msg, size_t len);
+/* Half-closes the call (see grpc_call_close_send). */
+MESH_MUST_CHECK int grpc_client_close_send(struct grpc_client *g);
 /* Non-zero once the TCP connection is up. */
 int grpc_client_connected(const struct grpc_client *g);
 /* Closes the socket and frees everything; no callback runs after.  Safe

@@ -16,6 +16,9 @@ import subprocess
 import sys
 import threading
 import unittest
+from concurrent import futures
+
+import grpc
 
 from meshtest import free_port, wait_for
 
@@ -50,10 +53,39 @@ class App:
         self.server.server_close()
 
 
+class HealthServer:
+    """grpc.health.v1.Health/Check on python3-grpcio (raw bytes: no generated
+    code): SERVING for "", NOT_SERVING for "down", NOT_FOUND otherwise."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.seen = []
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+
+        def check(request, context):
+            service = request[2:].decode() if request[:1] == b"\x0a" else ""
+            self.seen.append(service)
+            if service == "":
+                return b"\x08\x01"
+            if service == "down":
+                return b"\x08\x02"
+            context.abort(grpc.StatusCode.NOT_FOUND, "unknown service")
+        handler = grpc.method_handlers_generic_handler("grpc.health.v1.Health", {
+            "Check": grpc.unary_unary_rpc_method_handler(check),
+        })
+        self.server.add_generic_rpc_handlers((handler,))
+        self.server.add_insecure_port("127.0.0.1:%d" % self.port)
+        self.server.start()
+
+    def stop(self):
+        self.server.stop(None)
+
+
 class AppHealthTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.app = App()
+        cls.health = HealthServer()
         cls.tcp = socket.socket()
         cls.tcp.bind(("127.0.0.1", free_port()))
         cls.tcp.listen(16)
@@ -68,6 +100,9 @@ class AppHealthTest(unittest.TestCase):
                                        "timeoutSeconds": 2},
             "/app-health/web/livez": {"tcpSocket": {"port": cls.tcp.getsockname()[1]}, "timeoutSeconds": 1},
             "/app-health/web/startupz": {"tcpSocket": {"port": closed}, "timeoutSeconds": 1},
+            "/app-health/g/livez": {"grpc": {"port": cls.health.port}, "timeoutSeconds": 5},
+            "/app-health/g/readyz": {"grpc": {"port": cls.health.port, "service": "down"}, "timeoutSeconds": 5},
+            "/app-health/g/startupz": {"grpc": {"port": cls.health.port, "service": "nope"}, "timeoutSeconds": 5},
             "/app-health/slow/readyz": {"httpGet": {"path": "/", "port": cls.mute.getsockname()[1]},
                                         "timeoutSeconds": 20},
         }
@@ -81,6 +116,7 @@ class AppHealthTest(unittest.TestCase):
     def tearDownClass(cls):
         rc = cls.proxy.stop()
         cls.app.stop()
+        cls.health.stop()
         cls.tcp.close()
         cls.mute.close()
         if rc != 0:
@@ -104,6 +140,12 @@ class AppHealthTest(unittest.TestCase):
         self.assertEqual(self.probe("/app-health/web/livez"), 200)
         self.assertEqual(self.probe("/app-health/web/startupz"), 500)  # connection refused
         self.assertEqual(self.probe("/app-health/nope/livez"), 404)
+
+    def test_grpc_health_probes(self):
+        self.assertEqual(self.probe("/app-health/g/livez"), 200)      # SERVING
+        self.assertEqual(self.probe("/app-health/g/readyz"), 500)     # NOT_SERVING
+        self.assertEqual(self.probe("/app-health/g/startupz"), 500)   # NOT_FOUND
+        self.assertEqual(sorted(set(self.health.seen)), ["", "down", "nope"])
 
     def test_pending_probe_blocks_nothing(self):
         """While one probe waits on its app (which the test answers only at
