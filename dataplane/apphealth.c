@@ -13,6 +13,8 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "dataplane/grpc_client.h"
+#include "dataplane/tls.h"
+#include "dataplane/transport.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -42,6 +44,7 @@ struct ah_probe {
 	char *request;               /* AH_HTTP: the whole GET; AH_GRPC: the HealthCheckRequest */
 	size_t request_len;
 	char authority[64];          /* AH_GRPC */
+	int https;                   /* AH_HTTP with scheme HTTPS: TLS, the certificate not verified (as the agent) */
 	unsigned timeout_ms;
 };
 
@@ -56,6 +59,8 @@ struct ah_run {
 	size_t got;
 	int connected;
 	struct grpc_client *g;       /* AH_GRPC */
+	struct px_tls *tls;          /* https */
+	int handshaken;
 	int done, grpc_status, serving;
 	struct ah_run *next, *prev;
 };
@@ -66,6 +71,7 @@ struct apphealth {
 	size_t n;
 	struct ah_run running;       /* sentinel */
 	size_t nrunning;
+	struct px_tls_ctx *tls_ctx;  /* HTTPS probes: a client context verifying nothing */
 };
 
 static void ah_finish(struct ah_run *r, int status, const char *body)
@@ -74,6 +80,7 @@ static void ah_finish(struct ah_run *r, int status, const char *body)
 
 	ev_io_stop(h->loop, &r->io);
 	ev_timer_cancel(h->loop, &r->timer);
+	px_tls_free(r->tls);
 	if (r->io.fd >= 0)
 		close(r->io.fd);
 	grpc_client_free(r->g); /* from a timer: never inside its own callbacks */
@@ -111,9 +118,20 @@ static int ah_status(const char *line, size_t n)
 	return (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
 }
 
+/* Wait for want on the socket (after an -EAGAIN); false when that failed
+ * (the run is finished then). */
+static bool ah_wait(struct ah_run *r, unsigned want)
+{
+	if (ev_io_set(r->h->loop, &r->io, want) == 0)
+		return true;
+	ah_finish(r, 500, "probe failed\n");
+	return false;
+}
+
 static void ah_io(struct ev_loop *loop, struct ev_io *io, unsigned events)
 {
 	struct ah_run *r = io->data;
+	const struct px_transport_ops *t = r->tls ? &px_transport_tls : &px_transport_raw;
 	int err = 0, st;
 	socklen_t el = sizeof(err);
 	ssize_t n;
@@ -130,14 +148,34 @@ static void ah_io(struct ev_loop *loop, struct ev_io *io, unsigned events)
 			ah_finish(r, 200, "");
 			return;
 		}
+		if (r->p->https) {
+			if (px_tls_new(r->h->tls_ctx, io->fd, NULL, &r->tls) < 0) {
+				ah_finish(r, 500, "TLS failed\n");
+				return;
+			}
+			t = &px_transport_tls;
+		}
+	}
+	if (r->tls && !r->handshaken) {
+		int rc = px_tls_handshake(r->tls);
+
+		if (rc == -EAGAIN) {
+			(void)ah_wait(r, px_tls_want(r->tls));
+			return;
+		}
+		if (rc < 0) {
+			log_debug("apphealth", "%s: TLS handshake: %s", r->p->path, px_tls_error(r->tls));
+			ah_finish(r, 500, "TLS handshake failed\n");
+			return;
+		}
+		r->handshaken = 1;
 	}
 	while (r->sent < r->p->request_len) {
-		n = send(io->fd, r->p->request + r->sent, r->p->request_len - r->sent, MSG_NOSIGNAL);
-		if (n < 0 && errno == EINTR)
+		n = t->write(r->tls, io->fd, r->p->request + r->sent, r->p->request_len - r->sent);
+		if (n == -EINTR)
 			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			if (ev_io_set(r->h->loop, io, EV_WRITE) < 0)
-				ah_finish(r, 500, "probe failed\n");
+		if (n == -EAGAIN) {
+			(void)ah_wait(r, r->tls ? px_tls_want(r->tls) : EV_WRITE);
 			return;
 		}
 		if (n <= 0) {
@@ -147,12 +185,11 @@ static void ah_io(struct ev_loop *loop, struct ev_io *io, unsigned events)
 		r->sent += (size_t)n;
 	}
 	for (;;) {
-		n = recv(io->fd, r->line + r->got, sizeof(r->line) - r->got, 0);
-		if (n < 0 && errno == EINTR)
+		n = t->read(r->tls, io->fd, r->line + r->got, sizeof(r->line) - r->got);
+		if (n == -EINTR)
 			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			if (ev_io_set(r->h->loop, io, EV_READ) < 0)
-				ah_finish(r, 500, "probe failed\n");
+		if (n == -EAGAIN) {
+			(void)ah_wait(r, r->tls ? px_tls_want(r->tls) : EV_READ);
 			return;
 		}
 		if (n <= 0) {
@@ -381,8 +418,20 @@ int apphealth_new(struct ev_loop *loop, const char *json, struct apphealth **out
 		snprintf(p->path, sizeof(p->path), "%s", m->key);
 		p->timeout_ms = (unsigned)((t > 0 && t < 3600 ? t : AH_DEFAULT_TIMEOUT_S) * 1000);
 		p->kind = AH_TCP;
-		if (hg && !(scheme && strcasecmp(scheme, "HTTPS") == 0)) {
+		if (hg) {
 			p->kind = AH_HTTP;
+			p->https = scheme && strcasecmp(scheme, "HTTPS") == 0;
+			if (p->https && !h->tls_ctx) {
+				/* the agent's probe client: TLS without verifying the app */
+				struct px_tls_conf tc = { 0 };
+				char terr[128];
+
+				rc = px_tls_ctx_new(&tc, &h->tls_ctx, terr, sizeof(terr));
+				if (rc < 0) {
+					snprintf(err, errcap, "probe %.100s: TLS: %s", m->key, terr);
+					goto out;
+				}
+			}
 			rc = ah_request(p, hg);
 			if (rc < 0) {
 				snprintf(err, errcap, "probe %.100s: request too large", m->key);
@@ -407,8 +456,6 @@ int apphealth_new(struct ev_loop *loop, const char *json, struct apphealth **out
 				memcpy(p->request + 2, svc, sl);
 				p->request_len = sl + 2;
 			}
-		} else if (hg) {
-			log_warn("apphealth", "%s: HTTPS probe checked by a connect only", m->key);
 		}
 		h->n++;
 	}
@@ -437,5 +484,6 @@ void apphealth_free(struct apphealth *h)
 		ah_finish(h->running.next, 503, "shutting down\n");
 	for (i = 0; i < h->n; i++)
 		free(h->probes[i].request);
+	px_tls_ctx_unref(h->tls_ctx);
 	free(h);
 }

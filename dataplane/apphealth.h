@@ -9,12 +9,12 @@
  * {port, host}, "grpc": {port, service}, "timeoutSeconds": N}.  A kubelet
  * GET of a path runs its probe on the proxy's loop, never blocking it:
  *   httpGet  HTTP/1.1 GET to host (default 127.0.0.1):port; the app's
- *            status code is the answer (kubelet: 200-399 is success),
+ *            status code is the answer (kubelet: 200-399 is success);
+ *            scheme HTTPS: over TLS, the app's certificate not verified
+ *            (as the agent's InsecureSkipVerify),
  *   tcpSocket a connect,
  *   grpc     grpc.health.v1.Health/Check (h2c, grpc_client.h) with the
  *            probe's service: SERVING is 200,
- *   httpGet with scheme HTTPS: a connect only (no TLS handshake; said at
- *            start),
  * and a connection refused or the timeout (timeoutSeconds, default 1)
  * answers 500, as the agent does.
  */

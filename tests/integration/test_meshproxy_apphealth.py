@@ -12,8 +12,10 @@ import http.server
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import unittest
 from concurrent import futures
@@ -27,9 +29,10 @@ from test_meshproxy_admin import MESHPROXY, Proxy  # noqa: E402
 
 
 class App:
-    """An HTTP app: /ready answers self.status, every request counted."""
+    """An HTTP app (HTTPS with tls_dir's cert.pem/key.pem): /ready answers
+    self.status, every request counted."""
 
-    def __init__(self):
+    def __init__(self, tls_dir=None):
         app = self
         self.status = 200
         self.paths = []
@@ -45,6 +48,10 @@ class App:
                 pass
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), H)
+        if tls_dir:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(os.path.join(tls_dir, "cert.pem"), os.path.join(tls_dir, "key.pem"))
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -86,6 +93,12 @@ class AppHealthTest(unittest.TestCase):
     def setUpClass(cls):
         cls.app = App()
         cls.health = HealthServer()
+        # an HTTPS app with a self-signed certificate made now (the probe does not verify it)
+        cls.tls_dir = tempfile.mkdtemp(prefix="apphealth-tls-")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                        "-subj", "/CN=app", "-days", "1", "-keyout", os.path.join(cls.tls_dir, "key.pem"),
+                        "-out", os.path.join(cls.tls_dir, "cert.pem")], check=True, capture_output=True, timeout=30)
+        cls.tls_app = App(cls.tls_dir)
         cls.tcp = socket.socket()
         cls.tcp.bind(("127.0.0.1", free_port()))
         cls.tcp.listen(16)
@@ -100,6 +113,7 @@ class AppHealthTest(unittest.TestCase):
                                        "timeoutSeconds": 2},
             "/app-health/web/livez": {"tcpSocket": {"port": cls.tcp.getsockname()[1]}, "timeoutSeconds": 1},
             "/app-health/web/startupz": {"tcpSocket": {"port": closed}, "timeoutSeconds": 1},
+            "/app-health/secure/readyz": {"httpGet": {"path": "/ready", "port": cls.tls_app.port, "scheme": "HTTPS"}},
             "/app-health/g/livez": {"grpc": {"port": cls.health.port}, "timeoutSeconds": 5},
             "/app-health/g/readyz": {"grpc": {"port": cls.health.port, "service": "down"}, "timeoutSeconds": 5},
             "/app-health/g/startupz": {"grpc": {"port": cls.health.port, "service": "nope"}, "timeoutSeconds": 5},
@@ -116,6 +130,8 @@ class AppHealthTest(unittest.TestCase):
     def tearDownClass(cls):
         rc = cls.proxy.stop()
         cls.app.stop()
+        cls.tls_app.stop()
+        subprocess.run(["rm", "-rf", cls.tls_dir])
         cls.health.stop()
         cls.tcp.close()
         cls.mute.close()
@@ -140,6 +156,16 @@ class AppHealthTest(unittest.TestCase):
         self.assertEqual(self.probe("/app-health/web/livez"), 200)
         self.assertEqual(self.probe("/app-health/web/startupz"), 500)  # connection refused
         self.assertEqual(self.probe("/app-health/nope/livez"), 404)
+
+    def test_https_probe(self):
+        self.tls_app.status = 200
+        self.assertEqual(self.probe("/app-health/secure/readyz"), 200)
+        self.tls_app.status = 500
+        try:
+            self.assertEqual(self.probe("/app-health/secure/readyz"), 500)
+        finally:
+            self.tls_app.status = 200
+        self.assertIn("/ready", [p for p, _ in self.tls_app.paths])
 
     def test_grpc_health_probes(self):
         self.assertEqual(self.probe("/app-health/g/livez"), 200)      # SERVING
