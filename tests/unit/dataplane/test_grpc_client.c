@@ -266,6 +266,34 @@ START_TEST(request_and_framing)
 }
 END_TEST
 
+/* A unary call's end of request: END_STREAM after the queued messages. */
+START_TEST(half_close)
+{
+	struct grpc_conn *c;
+	struct server sv;
+	struct seen seen;
+
+	start(&c, &sv, &seen, NULL);
+	server_send(&sv, "ok", 2, 0);
+	pump(c, &sv);
+	ck_assert_int_eq(seen.nmsg, 1);
+	ck_assert_int_eq(nghttp2_session_get_stream_remote_close(sv.s, sv.sid), 0);
+	ck_assert_int_eq(grpc_call_send(c, "last", 4), 0);
+	ck_assert_int_eq(grpc_call_close_send(c), 0);
+	pump(c, &sv);
+	ck_assert_uint_eq(sv.in.len, 19); /* hello and last, framed */
+	ck_assert_int_eq(nghttp2_session_get_stream_remote_close(sv.s, sv.sid), 1);
+	/* the call still ends with the server's trailers */
+	trailers(&sv, "0", "");
+	pump(c, &sv);
+	ck_assert_int_eq(seen.closed, 1);
+	ck_assert_int_eq(seen.status, 0);
+	ck_assert_int_eq(grpc_call_close_send(c), -EPIPE);
+	grpc_conn_free(c);
+	server_free(&sv);
+}
+END_TEST
+
 START_TEST(message_cap)
 {
 	struct grpc_limits lim = { 1000, 0 };
@@ -391,6 +419,7 @@ int main(void)
 	int failed;
 
 	tcase_add_test(tc, request_and_framing);
+	tcase_add_test(tc, half_close);
 	tcase_add_test(tc, message_cap);
 	tcase_add_test(tc, compressed_refused);
 	tcase_add_test(tc, reset_goaway_ping);
