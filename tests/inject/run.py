@@ -9,8 +9,10 @@ Each case tests/inject/NNNN/ holds:
   expected/pod.json       the Pod with the patch applied (absent when nothing is patched)
 
 The answer comes from `meshctl kube-inject --review`, the same code meshd's
-/inject runs.  The patch is applied here by an RFC 6902 applier of our own
-(not the C one), so a patch that does not apply to the request's Pod fails.
+/inject runs.  The patch is applied here by Debian's python3-jsonpatch (an
+RFC 6902 implementation, scripts/deps.sh installs it), and by a small
+applier of our own where it is missing; never by the C one.  A patch that
+does not apply to the request's Pod fails.
 GOLDEN_UPDATE=1 rewrites the expected files (say so in the commit).
 """
 import base64
@@ -28,7 +30,20 @@ def _unescape(tok):
     return tok.replace("~1", "/").replace("~0", "~")
 
 
+try:
+    import jsonpatch
+except ImportError:
+    jsonpatch = None
+
+
 def apply_patch(doc, ops):
+    """The JSONPatch ops applied to a copy of doc (python3-jsonpatch when installed)."""
+    if jsonpatch is not None:
+        return jsonpatch.apply_patch(doc, ops)
+    return apply_patch_own(doc, ops)
+
+
+def apply_patch_own(doc, ops):
     """RFC 6902 add/replace/remove (what a webhook's patch may hold)."""
     doc = copy.deepcopy(doc)
     for op in ops:

@@ -27,7 +27,7 @@ from meshtest import BUILD, MESHCTL, Meshd, free_port, wait_for
 MESHPROXY = os.path.join(BUILD, "bin", "meshproxy")
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "inject"))
-from run import apply_patch  # noqa: E402  (tests/inject/run.py: an RFC 6902 applier)
+from run import apply_patch  # noqa: E402  (tests/inject/run.py: python3-jsonpatch, or our own applier)
 
 SVC = "istiod.istio-system.svc"
 
