@@ -66,7 +66,6 @@
 #define PROXY_MEM "128Mi"
 #define PROXY_CPU_LIMIT "2000m"
 #define PROXY_MEM_LIMIT "1024Mi"
-#define EXCLUDE_IN_ALWAYS "15090,15021,15020" /* Envoy's prom port, health, status */
 
 /* Everything one injection reads from the Pod. */
 struct inj {
@@ -80,6 +79,7 @@ struct inj {
 	const char *image;
 	bool hold;
 	bool rewrite_probes;
+	bool prom;                   /* prometheus merge (Istio's applyPrometheusMerge) */
 	const char *proxy_config;    /* annotation text, or NULL */
 	char *proxy_config_json;     /* its JSON (malloc) */
 	struct mesh_buf probers;     /* ISTIO_KUBE_APP_PROBERS object being built */
@@ -146,6 +146,22 @@ static int inj__truthy(const char *v)
 		if (strcasecmp(v, yes[i]) == 0)
 			return 1;
 		if (strcasecmp(v, no[i]) == 0)
+			return 0;
+	}
+	return -1;
+}
+
+/* Go's strconv.ParseBool: 1 / 0, or -1 for anything else. */
+static int inj__parse_bool(const char *v)
+{
+	static const char *const t[] = { "1", "t", "T", "TRUE", "true", "True" };
+	static const char *const f[] = { "0", "f", "F", "FALSE", "false", "False" };
+	size_t i;
+
+	for (i = 0; v && i < 6; i++) {
+		if (strcmp(v, t[i]) == 0)
+			return 1;
+		if (strcmp(v, f[i]) == 0)
 			return 0;
 	}
 	return -1;
@@ -577,12 +593,44 @@ static const char *inj__ann(const struct inj *j, const char *key, const char *de
 	return v ? v : def;
 }
 
-/* excludeInboundPorts: the proxy's own ports always, then the user's. */
+/* The excludeInboundPorts annotation in effect: the user's ports (trimmed)
+ * and the status port unless listed (Istio's excludeInboundPort). */
+static void inj__exclude_inbound_ann(const struct inj *j, char *out, size_t cap)
+{
+	const char *p = inj__member_str(j->annotations, A_EXCLUDE_IN_PORTS);
+	size_t n = 0;
+	bool has_status = false;
+
+	out[0] = '\0';
+	while (p && *p) {
+		const char *e = strchr(p, ','), *q = p;
+		size_t l = e ? (size_t)(e - p) : strlen(p);
+
+		while (l && *q == ' ') {
+			q++;
+			l--;
+		}
+		while (l && q[l - 1] == ' ')
+			l--;
+		if (l) {
+			has_status |= l == 5 && strncmp(q, "15020", 5) == 0;
+			n += (size_t)snprintf(out + n, n < cap ? cap - n : 0, "%s%.*s", n ? "," : "", (int)l, q);
+			if (n >= cap)
+				n = cap - 1;
+		}
+		p = e ? e + 1 : NULL;
+	}
+	if (!has_status)
+		snprintf(out + n, cap - n, "%s%d", n ? "," : "", INJECT_STATUS_PORT);
+}
+
+/* istio-init's -d: Envoy's prom port and the health port, then the above. */
 static void inj__exclude_inbound(const struct inj *j, char *out, size_t cap)
 {
-	const char *user = inj__member_str(j->annotations, A_EXCLUDE_IN_PORTS);
+	char ann[1024];
 
-	snprintf(out, cap, "%s%s%s", EXCLUDE_IN_ALWAYS, user && user[0] ? "," : "", user ? user : "");
+	inj__exclude_inbound_ann(j, ann, sizeof(ann));
+	snprintf(out, cap, "15090,15021,%s", ann);
 }
 
 /* istio-init: `meshproxy iptables` with istio-iptables' flags. */
@@ -649,10 +697,10 @@ static bool inj__app_prom(const struct inj *j, struct mesh_buf *b)
 	const char *path = inj__member_str(j->annotations, A_PROM_PATH);
 	const char *scrape = inj__member_str(j->annotations, A_PROM_SCRAPE);
 
-	if (!port && !path)
+	if (!port && !path && !scrape)
 		return false;
 	mesh_buf_puts(b, "{\"scrape\":");
-	json_put_string(b, scrape ? scrape : "true");
+	json_put_string(b, scrape ? scrape : "");
 	mesh_buf_puts(b, ",\"path\":");
 	json_put_string(b, path ? path : "");
 	mesh_buf_puts(b, ",\"port\":");
@@ -758,7 +806,7 @@ static void inj__proxy_container(struct inj *j, const char *canon_name, const ch
 	if (j->proxy_config_json)
 		inj__env(b, "PROXY_CONFIG", j->proxy_config_json);
 	mesh_buf_reset(&tmp);
-	if (inj__app_prom(j, &tmp))
+	if (j->prom && inj__app_prom(j, &tmp))
 		inj__env(b, "ISTIO_PROMETHEUS_ANNOTATIONS", tmp.data);
 	if (j->nprobers) {
 		mesh_buf_reset(&tmp);
@@ -859,9 +907,10 @@ static int inj__patch(struct inj *j, struct mesh_buf *patch)
 {
 	const struct json_value *c;
 	const char *canon_name, *canon_rev, *first_name;
+	char canon_buf[64];
 	struct mesh_buf status;
 	bool native = j->cfg->native_sidecar, init = strcmp(j->mode, "NONE") != 0, prom;
-	const char *skip_ann[7];
+	const char *skip_ann[12];
 	size_t ns = 0;
 
 	canon_name = inj__member_str(j->labels, L_CANON_NAME);
@@ -871,6 +920,17 @@ static int inj__patch(struct inj *j, struct mesh_buf *patch)
 		canon_name = inj__member_str(j->labels, "app");
 	if (!canon_name)
 		canon_name = j->workload;
+	{
+		/* a label value: at most 63 bytes, no trailing '-' (the template's trunc 63 | trimSuffix) */
+		size_t cl = strlen(canon_name);
+
+		if (cl > 63)
+			cl = 63;
+		while (cl && canon_name[cl - 1] == '-')
+			cl--;
+		snprintf(canon_buf, sizeof(canon_buf), "%.*s", (int)cl, canon_name);
+		canon_name = canon_buf;
+	}
 	canon_rev = inj__member_str(j->labels, L_CANON_REV);
 	if (!canon_rev)
 		canon_rev = inj__member_str(j->labels, "app.kubernetes.io/version");
@@ -879,8 +939,12 @@ static int inj__patch(struct inj *j, struct mesh_buf *patch)
 	if (!canon_rev)
 		canon_rev = "latest";
 	first_name = j->containers->child ? json_get_str(j->containers->child, "name") : NULL;
-	/* prometheus.io/scrape=false keeps the app's annotations as they are */
-	prom = inj__truthy(inj__member_str(j->annotations, A_PROM_SCRAPE)) != 0;
+	/* prometheus.io/scrape false (Go's ParseBool) keeps the app's
+	 * annotations as they are, and so does a port already on 15020 (a
+	 * re-injection): Istio's applyPrometheusMerge */
+	prom = j->prom = inj__parse_bool(inj__member_str(j->annotations, A_PROM_SCRAPE)) != 0 &&
+			 !(inj__member_str(j->annotations, A_PROM_PORT) &&
+			   strcmp(inj__member_str(j->annotations, A_PROM_PORT), "15020") == 0);
 
 	/* containers first: rewriting the probes fills j->probers, which
 	 * istio-proxy's env carries */
@@ -925,6 +989,11 @@ static int inj__patch(struct inj *j, struct mesh_buf *patch)
 		skip_ann[ns++] = A_STATUS;
 		skip_ann[ns++] = L_REV;
 		skip_ann[ns++] = A_INTERCEPTION;
+		skip_ann[ns++] = A_INCLUDE_OUT_CIDR;
+		skip_ann[ns++] = A_EXCLUDE_OUT_CIDR;
+		skip_ann[ns++] = A_INCLUDE_IN_PORTS;
+		skip_ann[ns++] = A_EXCLUDE_IN_PORTS;
+		skip_ann[ns++] = A_EXCLUDE_OUT_PORTS;
 		if (prom) {
 			skip_ann[ns++] = A_PROM_SCRAPE;
 			skip_ann[ns++] = A_PROM_PORT;
@@ -946,6 +1015,29 @@ static int inj__patch(struct inj *j, struct mesh_buf *patch)
 		}
 		inj__kv(patch, A_INTERCEPTION, j->mode);
 		mesh_buf_putc(patch, ',');
+		{
+			/* the capture in effect, as the template writes it */
+			char excl[1024];
+			const char *v;
+
+			if ((v = inj__member_str(j->annotations, A_INCLUDE_OUT_CIDR)) && v[0]) {
+				inj__kv(patch, A_INCLUDE_OUT_CIDR, v);
+				mesh_buf_putc(patch, ',');
+			}
+			if ((v = inj__member_str(j->annotations, A_EXCLUDE_OUT_CIDR)) && v[0]) {
+				inj__kv(patch, A_EXCLUDE_OUT_CIDR, v);
+				mesh_buf_putc(patch, ',');
+			}
+			inj__kv(patch, A_INCLUDE_IN_PORTS, inj__ann(j, A_INCLUDE_IN_PORTS, "*"));
+			mesh_buf_putc(patch, ',');
+			inj__exclude_inbound_ann(j, excl, sizeof(excl));
+			inj__kv(patch, A_EXCLUDE_IN_PORTS, excl);
+			mesh_buf_putc(patch, ',');
+			if ((v = inj__member_str(j->annotations, A_EXCLUDE_OUT_PORTS))) {
+				inj__kv(patch, A_EXCLUDE_OUT_PORTS, v);
+				mesh_buf_putc(patch, ',');
+			}
+		}
 		if (prom) {
 			inj__kv(patch, A_PROM_PATH, "/stats/prometheus");
 			mesh_buf_putc(patch, ',');
