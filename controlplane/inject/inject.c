@@ -1108,7 +1108,9 @@ static int inj__pod(const struct inject_config *cfg, const char *text, const str
 	}
 	j.meta = json_get(pod, "metadata");
 	j.spec = json_get(pod, "spec");
-	if (!ns || !ns[0])
+	/* the Pod's own namespace, else the request's (a Deployment's Pods
+	 * arrive without one), as istiod */
+	if (inj__member_str(j.meta, "namespace") && inj__member_str(j.meta, "namespace")[0])
 		ns = inj__member_str(j.meta, "namespace");
 	j.ns = ns && ns[0] ? ns : "default";
 	if (!j.meta || j.meta->type != JSON_OBJECT || !j.spec || j.spec->type != JSON_OBJECT) {
