@@ -47,7 +47,7 @@ struct grpc_conn {
 	struct mesh_buf sendq;
 	size_t sendq_off;
 	int deferred; /* the data provider said "nothing now" */
-	int send_closed; /* grpc_call_close_send(): END_STREAM once sendq drains */
+	int half_close; /* grpc_call_close_send(): END_STREAM once the queue is sent (a unary call) */
 	/* a chunk mem_send produced that did not fit the caller's buffer */
 	const uint8_t *pend;
 	size_t pend_len;
@@ -136,8 +136,9 @@ static ssize_t data_read_cb(nghttp2_session *s, int32_t sid, uint8_t *buf, size_
 	(void)sid;
 	(void)src;
 	if (!avail) {
-		if (c->send_closed) {
-			*flags |= NGHTTP2_DATA_FLAG_EOF; /* the client's half-close */
+		if (c->half_close) {
+			/* a unary call (grpc_call_close_send): END_STREAM */
+			*flags |= NGHTTP2_DATA_FLAG_EOF;
 			return 0;
 		}
 		c->deferred = 1;
@@ -150,7 +151,7 @@ static ssize_t data_read_cb(nghttp2_session *s, int32_t sid, uint8_t *buf, size_
 	if (c->sendq_off == c->sendq.len) {
 		mesh_buf_reset(&c->sendq);
 		c->sendq_off = 0;
-		if (c->send_closed)
+		if (c->half_close)
 			*flags |= NGHTTP2_DATA_FLAG_EOF;
 	}
 	return (ssize_t)length;
@@ -439,7 +440,7 @@ int grpc_call_send(struct grpc_conn *c, const void *msg, size_t len)
 {
 	uint8_t h[5];
 
-	if (!c->sid || c->call_closed || c->broken)
+	if (!c->sid || c->call_closed || c->broken || c->half_close)
 		return -EPIPE;
 	if (len > UINT32_MAX || c->sendq.len + 5 + len > c->sendq.max)
 		return -MESH_ETOOBIG;
@@ -463,7 +464,7 @@ int grpc_call_close_send(struct grpc_conn *c)
 {
 	if (!c->sid || c->call_closed || c->broken)
 		return -EPIPE;
-	c->send_closed = 1;
+	c->half_close = 1;
 	if (c->deferred) {
 		c->deferred = 0;
 		(void)nghttp2_session_resume_data(c->s, c->sid);

@@ -84,13 +84,10 @@ void grpc_conn_free(struct grpc_conn *c); /* NULL is a no-op */
  * call was started already, -ENOMEM. */
 MESH_MUST_CHECK int grpc_call_start(struct grpc_conn *c, const char *authority, const char *path,
 				    const struct grpc_call_cbs *cbs, void *ctx);
-/* Frames and queues one message on the call.  -EPIPE once the call ended,
+/* Frames and queues one message on the call.  -EPIPE once the call ended
+ * or was half-closed (grpc_call_close_send),
  * -MESH_ETOOBIG past the send-queue cap or the 4 GiB frame limit. */
 MESH_MUST_CHECK int grpc_call_send(struct grpc_conn *c, const void *msg, size_t len);
-
-/* Half-closes the call (END_STREAM after the queued messages): a unary
- * call's end of request.  -EPIPE once the call ended. */
-MESH_MUST_CHECK int grpc_call_close_send(struct grpc_conn *c);
 
 /* Feeds len bytes from the peer.  Callbacks run from here.  A negative
  * return means the connection is unusable (the call has been closed with
@@ -115,6 +112,11 @@ unsigned grpc_conn_pings_unanswered(const struct grpc_conn *c);
  * not copied: it must outlive the conn; NULL none: Istio's agent sends
  * "Bearer TOKEN" to the CA) and :scheme https when tls is non-zero. */
 void grpc_conn_set_authorization(struct grpc_conn *c, const char *value, int tls);
+
+/* Half-closes the call: END_STREAM once the queued messages are sent (a
+ * unary or client-streaming call, e.g. OTLP's Export; issue 14).  -EPIPE
+ * once the call ended. */
+MESH_MUST_CHECK int grpc_call_close_send(struct grpc_conn *c);
 
 /* Ends the call from our side (RST_STREAM CANCEL); on_close is not called. */
 void grpc_call_cancel(struct grpc_conn *c);
