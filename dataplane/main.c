@@ -543,6 +543,9 @@ int main(int argc, char **argv)
 	sigset_t mask;
 	int sfd = -1, rc;
 
+	/* issue 15: the injector's postStart hook (holdApplicationUntilProxyStarts) */
+	if (argc > 1 && strcmp(argv[1], "wait") == 0)
+		return meshproxy_wait_main(argc - 1, argv + 1);
 	/* A fixed mmap threshold: glibc raises it (up to 32 MiB) each time a
 	 * large mmap'd block is freed, after which the next large buffers (a
 	 * whole xDS response, the /clusters page of 1,000 clusters) come from
@@ -552,9 +555,6 @@ int main(int argc, char **argv)
 	 * smaller and a /clusters read no longer adds ~1.9 MB (DESIGN.md:
 	 * <= 10 MB RSS). */
 	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
-	/* the injector's postStart hook (holdApplicationUntilProxyStarts) */
-	if (argc > 1 && strcmp(argv[1], "wait") == 0)
-		return meshproxy_wait_main(argc - 1, argv + 1);
 	mesh_buf_init(&cmdline, 16 * 1024);
 	rc = parse_args(argc, argv, &o);
 	if (rc < 0)
