@@ -51,7 +51,7 @@
 
 #define INJECT_PROXY_UID 1337
 #define INJECT_STATUS_PORT 15020
-#define INJECT_DEFAULT_IMAGE "meshd/meshproxy:latest"
+#define INJECT_DEFAULT_IMAGE "meshproxy:latest" /* what `make image` builds (deploy/Dockerfile) */
 
 /* A label of a namespace: its value, or NULL when the namespace or the
  * label is unknown.  The string must stay valid until the inject call
