@@ -50,6 +50,7 @@
 #define A_EXCLUDE_IN_PORTS "traffic.sidecar.istio.io/excludeInboundPorts"
 #define A_EXCLUDE_OUT_PORTS "traffic.sidecar.istio.io/excludeOutboundPorts"
 #define A_PROXY_CONFIG "proxy.istio.io/config"
+#define A_LOG_LEVEL "sidecar.istio.io/logLevel"
 #define A_PROM_SCRAPE "prometheus.io/scrape"
 #define A_PROM_PORT "prometheus.io/port"
 #define A_PROM_PATH "prometheus.io/path"
@@ -754,6 +755,19 @@ static void inj__proxy_container(struct inj *j, const char *canon_name, const ch
 	mesh_buf_init(&tmp, INJECT_MAX_OUTPUT);
 	inj__labels_flag(j, canon_name, canon_rev, &tmp);
 	json_put_string(b, tmp.data ? tmp.data : "");
+	{
+		/* sidecar.istio.io/logLevel (Envoy's levels) onto meshproxy's four */
+		static const struct {
+			const char *istio, *ours;
+		} levels[] = { { "trace", "debug" }, { "debug", "debug" }, { "info", "info" }, { "warning", "warn" },
+			       { "error", "error" }, { "critical", "error" }, { "off", "error" } };
+		const char *lv = inj__member_str(j->annotations, A_LOG_LEVEL);
+		size_t i;
+
+		for (i = 0; lv && i < sizeof(levels) / sizeof(levels[0]); i++)
+			if (strcmp(lv, levels[i].istio) == 0)
+				mesh_buf_printf(b, ",\"--log-level\",\"%s\"", levels[i].ours);
+	}
 	mesh_buf_puts(b, ",\"--root-cert\",\"/var/run/secrets/istio/root-cert.pem\","
 			 "\"--token-file\",\"/var/run/secrets/tokens/istio-token\",\"--ca-server-name\",");
 	/* the name meshd's 15012 certificate carries (SNI and :authority) */

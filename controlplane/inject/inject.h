@@ -30,7 +30,9 @@
  * proxyCPULimit|proxyMemoryLimit|interceptionMode|proxyImage|
  * rewriteAppHTTPProbers, traffic.sidecar.istio.io/includeOutboundIPRanges|
  * excludeOutboundIPRanges|includeInboundPorts|excludeInboundPorts|
- * excludeOutboundPorts, proxy.istio.io/config (holdApplicationUntilProxyStarts).
+ * excludeOutboundPorts, proxy.istio.io/config (holdApplicationUntilProxyStarts),
+ * sidecar.istio.io/logLevel (meshproxy's --log-level; an unknown level is
+ * left out).
  *
  * Functions return 0 / 1 or a negative code (err.h) as each says.
  */
