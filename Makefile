@@ -9,6 +9,7 @@
 #                   ASan+UBSan) and integration tests against real peers
 #   make bench      benchmarks against the targets in DESIGN.md
 #   make http-golden  the HTTP/1.1 codec's declarative cases (tests/http/)
+#   make inject-golden  sidecar injection's AdmissionReview cases (tests/inject/)
 #   make lb-bench     load balancer pick cost on 1,000 hosts
 #   make router-bench the router's ns/match on a 1,000-virtual-host config
 #   make fuzz       libFuzzer targets for FUZZ_SECONDS each (clang)
@@ -258,7 +259,8 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIBMESHD) $(LIBCOMMON) | $(PB_H)
 	$(Q)$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Itests/unit -o $@ $< $(LIBMESHD) $(LIBCOMMON) $(LDFLAGS) $(LDLIBS) $(CHECK_LIBS)
 
 # loopback only: the debug port serves every config object to whoever asks
-RUN_ADDRS := --xds-addr 127.0.0.1:15010 --secure-addr 127.0.0.1:15012 --http-addr 127.0.0.1:15014
+RUN_ADDRS := --xds-addr 127.0.0.1:15010 --secure-addr 127.0.0.1:15012 --http-addr 127.0.0.1:15014 \
+	--webhook-addr 127.0.0.1:15017
 # more meshd flags: make run RUN_ARGS="--ca-token-file FILE"
 RUN_ARGS  ?=
 # meshd (its CA root kept in $(BUILD)/run-ca) and the example's greeter
@@ -301,7 +303,7 @@ integration: $(BINS)
 # has unit tests under ASan).  Every gateway file (test_mesh_gateway*.py,
 # test_meshproxy_gateway.py) runs here.
 IT_ASAN_FILES = test_hostile.py test_routing.py test_kube.py test_ca.py test_meshctl.py test_sidecar_xds.py test_gw_xds.py \
-	test_no_route_match.py test_sds.py test_meshproxy_*.py \
+	test_no_route_match.py test_sds.py test_meshproxy_*.py test_inject.py \
 	$(filter-out test_mesh_lb.py test_mesh_lb2.py test_mesh_metrics.py \
 		test_mesh_tracing.py $(IT_VALGRIND_MESH), $(notdir $(wildcard tests/integration/test_mesh_*.py)))
 .PHONY: integration-asan
@@ -346,6 +348,7 @@ test: deps
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory xds-golden
 	@$(MAKE) --no-print-directory http-golden
+	@$(MAKE) --no-print-directory inject-golden
 	@$(MAKE) --no-print-directory unit-asan
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory integration-asan
@@ -418,6 +421,13 @@ bench-telemetry: all $(PXBACKEND_BIN) $(PXRATE_BIN)
 .PHONY: bench-h2
 bench-h2: all $(PXSERVE_BIN) $(PXBACKEND_BIN)
 	@sh tests/bench/proxy/h2.sh $(BUILD)
+
+# sidecar injection (controlplane/inject/): AdmissionReview in, JSONPatch and
+# the patched Pod out, through `meshctl kube-inject --review` (the code
+# meshd's /inject runs); GOLDEN_UPDATE=1 rewrites the expected files
+.PHONY: inject-golden
+inject-golden: $(BUILD)/bin/meshctl
+	@/usr/bin/python3 tests/inject/run.py $(BUILD)
 
 # golden HTTP/1.1 codec cases (tests/http/NNNN/): bytes in, outcome out,
 # fed whole, split at every byte and one byte at a time; GOLDEN_UPDATE=1
@@ -509,10 +519,18 @@ $(FUZZ_BUILD)/fuzz_jwt: tests/fuzz/fuzz_jwt.c dataplane/jwt.c dataplane/jwt.h FO
 		tests/fuzz/fuzz_jwt.c dataplane/jwt.c $(FUZZ_BUILD)/lib/libcommon.a $(call pkg_libs,$(COMMON_PKGS)) \
 		-lpthread -lm
 
+# sidecar injection (controlplane/inject/) over the same clang-built libraries
+$(FUZZ_BUILD)/fuzz_inject: tests/fuzz/fuzz_inject.c FORCE
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD)/lib SAN=1 CC=$(FUZZ_CC) CXX=$(FUZZ_CC)++ \
+		SANFLAGS="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a
+	@echo "  FUZZ    $@"
+	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -I. -I$(FUZZ_BUILD)/lib/gen $(FUZZ_SAN) -fsanitize=fuzzer -o $@ \
+		$< $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a $(call pkg_libs,$(MESHD_PKGS)) -lpthread -lm
+
 fuzz:
 	@sh scripts/deps.sh fuzz
 	@$(MAKE) --no-print-directory $(HTTP_GOLDEN_BIN) $(FUZZ_BUILD)/fuzz_http1 $(FUZZ_BUILD)/fuzz_config \
-		$(FUZZ_BUILD)/fuzz_jwt
+		$(FUZZ_BUILD)/fuzz_jwt $(FUZZ_BUILD)/fuzz_inject
 	@sh tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(HTTP_GOLDEN_BIN)
 
 check-style:
