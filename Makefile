@@ -256,7 +256,8 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIBMESHD) $(LIBCOMMON) | $(PB_H)
 	$(Q)$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Itests/unit -o $@ $< $(LIBMESHD) $(LIBCOMMON) $(LDFLAGS) $(LDLIBS) $(CHECK_LIBS)
 
 # loopback only: the debug port serves every config object to whoever asks
-RUN_ADDRS := --xds-addr 127.0.0.1:15010 --secure-addr 127.0.0.1:15012 --http-addr 127.0.0.1:15014
+RUN_ADDRS := --xds-addr 127.0.0.1:15010 --secure-addr 127.0.0.1:15012 --http-addr 127.0.0.1:15014 \
+	--webhook-addr 127.0.0.1:15017
 # more meshd flags: make run RUN_ARGS="--ca-token-file FILE"
 RUN_ARGS  ?=
 # meshd (its CA root kept in $(BUILD)/run-ca) and the example's greeter

@@ -29,6 +29,7 @@
 #include "controlplane/model/jwks.h"
 #include "controlplane/model/model.h"
 #include "controlplane/push/push.h"
+#include "controlplane/webhook/server.h"
 #include "controlplane/xds/server.h"
 
 #include <arpa/inet.h>
@@ -62,6 +63,9 @@ struct meshd_opts {
 	const char *xds_addr;
 	const char *secure_addr;
 	const char *http_addr;
+	const char *webhook_addr;    /* "" turns the webhook port off */
+	const char *webhook_dns;     /* extra serving names, comma separated */
+	int64_t webhook_cert_ttl;
 	const char *ca_dir;
 	const char *ca_token_file;
 	const char *trust_domain;
@@ -84,6 +88,7 @@ struct meshd {
 	struct push_stage *push;     /* every source's changes -> debounce -> build -> publish */
 	struct xds_server *xds;
 	struct debug_server *debug;
+	struct webhook_server *webhook; /* --webhook-addr: /inject, /validate */
 	struct ca *ca;
 	struct ca_authenticator *ca_auth;
 	struct ca_service *ca_svc;
@@ -122,6 +127,11 @@ static void usage(FILE *f)
 		"  --xds-addr ADDR             plaintext ADS (default 0.0.0.0:15010)\n"
 		"  --secure-addr ADDR          ADS + CA over TLS (default 0.0.0.0:15012)\n"
 		"  --http-addr ADDR            /ready /version /metrics /debug/* (default 0.0.0.0:15014)\n"
+		"  --webhook-addr ADDR         admission webhooks /inject /validate over TLS (default 0.0.0.0:15017;\n"
+		"                              \"\" turns it off)\n"
+		"  --webhook-dns NAMES         more DNS names for its certificate, comma separated (it always\n"
+		"                              names istiod.ROOT_NAMESPACE.svc)\n"
+		"  --webhook-cert-ttl DUR      its certificate's lifetime, renewed at half (default 24h)\n"
 		"Identity:\n"
 		"  --ca-dir DIR                plug-in CA files (ca-cert.pem ca-key.pem root-cert.pem cert-chain.pem);\n"
 		"                              without them a self-signed root is generated and kept there\n"
@@ -153,7 +163,7 @@ static int parse_opts(int argc, char **argv, struct meshd_opts *o)
 {
 	enum { O_CONFIG_DIR = 256, O_KUBECONFIG, O_XDS, O_SECURE, O_HTTP, O_CA_DIR, O_TRUST, O_TTL, O_MAX_TTL,
 	       O_DEB_AFTER, O_DEB_MAX, O_LOG_FORMAT, O_LOG_LEVEL, O_DOMAIN, O_ROOT_NS, O_VERSION, O_HELP,
-	       O_CA_TOKEN_FILE, O_MESH_CONFIG };
+	       O_CA_TOKEN_FILE, O_MESH_CONFIG, O_WEBHOOK, O_WEBHOOK_DNS, O_WEBHOOK_TTL };
 	static const struct option longopts[] = {
 		{ "config-dir", required_argument, NULL, O_CONFIG_DIR },
 		{ "mesh-config", required_argument, NULL, O_MESH_CONFIG },
@@ -161,6 +171,9 @@ static int parse_opts(int argc, char **argv, struct meshd_opts *o)
 		{ "xds-addr", required_argument, NULL, O_XDS },
 		{ "secure-addr", required_argument, NULL, O_SECURE },
 		{ "http-addr", required_argument, NULL, O_HTTP },
+		{ "webhook-addr", required_argument, NULL, O_WEBHOOK },
+		{ "webhook-dns", required_argument, NULL, O_WEBHOOK_DNS },
+		{ "webhook-cert-ttl", required_argument, NULL, O_WEBHOOK_TTL },
 		{ "ca-dir", required_argument, NULL, O_CA_DIR },
 		{ "ca-token-file", required_argument, NULL, O_CA_TOKEN_FILE },
 		{ "trust-domain", required_argument, NULL, O_TRUST },
@@ -181,6 +194,7 @@ static int parse_opts(int argc, char **argv, struct meshd_opts *o)
 	o->xds_addr = "0.0.0.0:15010";
 	o->secure_addr = "0.0.0.0:15012";
 	o->http_addr = "0.0.0.0:15014";
+	o->webhook_addr = "0.0.0.0:15017";
 	o->trust_domain = "cluster.local";
 	o->domain = "cluster.local";
 	o->root_namespace = "istio-system";
@@ -199,6 +213,12 @@ static int parse_opts(int argc, char **argv, struct meshd_opts *o)
 		case O_XDS: o->xds_addr = optarg; break;
 		case O_SECURE: o->secure_addr = optarg; break;
 		case O_HTTP: o->http_addr = optarg; break;
+		case O_WEBHOOK: o->webhook_addr = optarg; break;
+		case O_WEBHOOK_DNS: o->webhook_dns = optarg; break;
+		case O_WEBHOOK_TTL:
+			if (parse_duration_flag("webhook-cert-ttl", optarg, &o->webhook_cert_ttl) < 0)
+				return 2;
+			break;
 		case O_CA_DIR: o->ca_dir = optarg; break;
 		case O_CA_TOKEN_FILE: o->ca_token_file = optarg; break;
 		case O_TRUST: o->trust_domain = optarg; break;
@@ -567,6 +587,38 @@ static int meshd_loop(struct meshd *d, int sfd)
 }
 
 /*
+ * The admission webhook port (--webhook-addr): its certificate from the CA
+ * names istiod.ROOT_NS.svc (the Service the webhook configurations call,
+ * as istiod's) and --webhook-dns's names.  Returns 0 or < 0.
+ */
+static int meshd_start_webhook(struct meshd *d)
+{
+	char svc[300], svc_full[600], extra[1024];
+	const char *dns[16]; /* server.c keeps 16 */
+	struct webhook_server_config wc = { .addr = d->opts.webhook_addr, .ca = d->ca, .dns = dns };
+	char *save = NULL, *tok;
+	int rc;
+
+	if (!d->opts.webhook_addr[0])
+		return 0;
+	snprintf(svc, sizeof(svc), "istiod.%s.svc", d->opts.root_namespace);
+	snprintf(svc_full, sizeof(svc_full), "istiod.%s.svc.%s", d->opts.root_namespace, d->opts.domain);
+	dns[wc.ndns++] = svc;
+	dns[wc.ndns++] = svc_full;
+	snprintf(extra, sizeof(extra), "%s", d->opts.webhook_dns ? d->opts.webhook_dns : "");
+	for (tok = strtok_r(extra, ",", &save); tok && wc.ndns < sizeof(dns) / sizeof(dns[0]);
+	     tok = strtok_r(NULL, ",", &save))
+		if (*tok)
+			dns[wc.ndns++] = tok;
+	wc.cert_ttl_seconds = d->opts.webhook_cert_ttl / 1000000000LL;
+	rc = webhook_server_start(&wc, &d->webhook);
+	if (rc < 0)
+		log_error("meshd", "cannot serve the admission webhooks on %s: %s", d->opts.webhook_addr,
+			  mesh_strerror(rc));
+	return rc;
+}
+
+/*
  * glibc malloc, set before any thread starts.  Its mmap threshold rises to
  * the largest block freed (up to 32 MB), so after a burst of multi-megabyte
  * blocks (gRPC core's read buffers while 2,000 sidecars ACK an endpoint
@@ -742,6 +794,9 @@ int main(int argc, char **argv)
 		}
 		log_info("meshd", "debug HTTP on %s", d.opts.http_addr);
 	}
+	rc = meshd_start_webhook(&d);
+	if (rc < 0)
+		goto out;
 
 	if (d.files) {
 		rc = file_source_sync(d.files);
@@ -764,6 +819,7 @@ int main(int argc, char **argv)
 	status = rc < 0 ? 1 : 0;
 out:
 	jwks_resolver_stop();
+	webhook_server_stop(d.webhook);
 	debug_server_stop(d.debug);
 	xds_server_stop(d.xds);
 	push_stage_free(d.push);   /* after the server: nothing publishes to it */

@@ -160,6 +160,7 @@ class Meshd:
         self.xds_port = free_port()
         self.http_port = free_port()
         self.secure_port = free_port()
+        self.webhook_port = free_port()  # --webhook-addr: /inject, /validate over TLS
         self.log_path = os.path.join(self.dir, "meshd.log")
         self.extra_args = list(extra_args)
         self.kubeconfig = kubeconfig  # the Kubernetes API instead of config_dir
@@ -188,6 +189,7 @@ class Meshd:
             "--xds-addr", "127.0.0.1:%d" % self.xds_port,
             "--http-addr", "127.0.0.1:%d" % self.http_port,
             "--secure-addr", "127.0.0.1:%d" % self.secure_port,
+            "--webhook-addr", "127.0.0.1:%d" % self.webhook_port,
             "--debounce-after", "50ms",
             "--log-level", "debug",
         ] + self.extra_args
