@@ -30,6 +30,7 @@
 #include "controlplane/model/model.h"
 #include "controlplane/push/push.h"
 #include "controlplane/webhook/server.h"
+#include "controlplane/webhook/validate.h"
 #include "controlplane/xds/server.h"
 
 #include <arpa/inet.h>
@@ -615,6 +616,11 @@ static int meshd_start_webhook(struct meshd *d)
 	if (rc < 0)
 		log_error("meshd", "cannot serve the admission webhooks on %s: %s", d->opts.webhook_addr,
 			  mesh_strerror(rc));
+	/* the validating webhook at istiod's path and its /validate/ alias */
+	if (rc == 0)
+		rc = webhook_server_route(d->webhook, "/validate", webhook_validate_handle, NULL);
+	if (rc == 0)
+		rc = webhook_server_route(d->webhook, "/validate/", webhook_validate_handle, NULL);
 	return rc;
 }
 
@@ -666,6 +672,7 @@ int main(int argc, char **argv)
 
 	log_info("meshd", "meshd %s starting", MESH_VERSION);
 	metrics_set_build("pilot", MESH_VERSION); /* istio_build, as istiod's discovery */
+	(void)metrics_add_section(webhook_validate_metrics); /* galley_validation_* */
 	if (meshd_mesh_load(&d, true) < 0)
 		goto out;
 	if (d.opts.mesh_config) {
