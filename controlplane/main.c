@@ -30,6 +30,7 @@
 #include "controlplane/model/model.h"
 #include "controlplane/push/push.h"
 #include "controlplane/webhook/server.h"
+#include "controlplane/webhook/patch.h"
 #include "controlplane/webhook/validate.h"
 #include "controlplane/xds/server.h"
 
@@ -67,6 +68,8 @@ struct meshd_opts {
 	const char *webhook_addr;    /* "" turns the webhook port off */
 	const char *webhook_dns;     /* extra serving names, comma separated */
 	int64_t webhook_cert_ttl;
+	/* webhook configurations whose caBundle the leader keeps (webhook/patch.h) */
+	const char *webhook_injector_configs, *webhook_validator_configs;
 	const char *ca_dir;
 	const char *ca_token_file;
 	const char *trust_domain;
@@ -90,6 +93,7 @@ struct meshd {
 	struct xds_server *xds;
 	struct debug_server *debug;
 	struct webhook_server *webhook; /* --webhook-addr: /inject, /validate */
+	struct webhook_patch *webhook_patch; /* with kube and webhooks: caBundle kept by the leader */
 	struct ca *ca;
 	struct ca_authenticator *ca_auth;
 	struct ca_service *ca_svc;
@@ -133,6 +137,11 @@ static void usage(FILE *f)
 		"  --webhook-dns NAMES         more DNS names for its certificate, comma separated (it always\n"
 		"                              names istiod.ROOT_NAMESPACE.svc)\n"
 		"  --webhook-cert-ttl DUR      its certificate's lifetime, renewed at half (default 24h)\n"
+		"  --webhook-injector-configs NAMES   MutatingWebhookConfigurations the leader keeps meshd's\n"
+		"                              root in (default " WEBHOOK_PATCH_INJECTOR "; \"\" none)\n"
+		"  --webhook-validator-configs NAMES  ValidatingWebhookConfigurations likewise, switched to\n"
+		"                              failurePolicy Fail once /validate answers (default\n"
+		"                              " WEBHOOK_PATCH_VALIDATORS ")\n"
 		"Identity:\n"
 		"  --ca-dir DIR                plug-in CA files (ca-cert.pem ca-key.pem root-cert.pem cert-chain.pem);\n"
 		"                              without them a self-signed root is generated and kept there\n"
@@ -164,7 +173,8 @@ static int parse_opts(int argc, char **argv, struct meshd_opts *o)
 {
 	enum { O_CONFIG_DIR = 256, O_KUBECONFIG, O_XDS, O_SECURE, O_HTTP, O_CA_DIR, O_TRUST, O_TTL, O_MAX_TTL,
 	       O_DEB_AFTER, O_DEB_MAX, O_LOG_FORMAT, O_LOG_LEVEL, O_DOMAIN, O_ROOT_NS, O_VERSION, O_HELP,
-	       O_CA_TOKEN_FILE, O_MESH_CONFIG, O_WEBHOOK, O_WEBHOOK_DNS, O_WEBHOOK_TTL };
+	       O_CA_TOKEN_FILE, O_MESH_CONFIG, O_WEBHOOK, O_WEBHOOK_DNS, O_WEBHOOK_TTL,
+	       O_WEBHOOK_INJECTOR_CONFIGS, O_WEBHOOK_VALIDATOR_CONFIGS };
 	static const struct option longopts[] = {
 		{ "config-dir", required_argument, NULL, O_CONFIG_DIR },
 		{ "mesh-config", required_argument, NULL, O_MESH_CONFIG },
@@ -175,6 +185,8 @@ static int parse_opts(int argc, char **argv, struct meshd_opts *o)
 		{ "webhook-addr", required_argument, NULL, O_WEBHOOK },
 		{ "webhook-dns", required_argument, NULL, O_WEBHOOK_DNS },
 		{ "webhook-cert-ttl", required_argument, NULL, O_WEBHOOK_TTL },
+		{ "webhook-injector-configs", required_argument, NULL, O_WEBHOOK_INJECTOR_CONFIGS },
+		{ "webhook-validator-configs", required_argument, NULL, O_WEBHOOK_VALIDATOR_CONFIGS },
 		{ "ca-dir", required_argument, NULL, O_CA_DIR },
 		{ "ca-token-file", required_argument, NULL, O_CA_TOKEN_FILE },
 		{ "trust-domain", required_argument, NULL, O_TRUST },
@@ -216,6 +228,8 @@ static int parse_opts(int argc, char **argv, struct meshd_opts *o)
 		case O_HTTP: o->http_addr = optarg; break;
 		case O_WEBHOOK: o->webhook_addr = optarg; break;
 		case O_WEBHOOK_DNS: o->webhook_dns = optarg; break;
+		case O_WEBHOOK_INJECTOR_CONFIGS: o->webhook_injector_configs = optarg; break;
+		case O_WEBHOOK_VALIDATOR_CONFIGS: o->webhook_validator_configs = optarg; break;
 		case O_WEBHOOK_TTL:
 			if (parse_duration_flag("webhook-cert-ttl", optarg, &o->webhook_cert_ttl) < 0)
 				return 2;
@@ -616,11 +630,6 @@ static int meshd_start_webhook(struct meshd *d)
 	if (rc < 0)
 		log_error("meshd", "cannot serve the admission webhooks on %s: %s", d->opts.webhook_addr,
 			  mesh_strerror(rc));
-	/* the validating webhook at istiod's path and its /validate/ alias */
-	if (rc == 0)
-		rc = webhook_server_route(d->webhook, "/validate", webhook_validate_handle, NULL);
-	if (rc == 0)
-		rc = webhook_server_route(d->webhook, "/validate/", webhook_validate_handle, NULL);
 	return rc;
 }
 
@@ -802,8 +811,29 @@ int main(int argc, char **argv)
 		log_info("meshd", "debug HTTP on %s", d.opts.http_addr);
 	}
 	rc = meshd_start_webhook(&d);
+	/* the validating webhook at istiod's path and its /validate/ alias */
+	if (rc == 0 && d.webhook)
+		rc = webhook_server_route(d.webhook, "/validate", webhook_validate_handle, NULL);
+	if (rc == 0 && d.webhook)
+		rc = webhook_server_route(d.webhook, "/validate/", webhook_validate_handle, NULL);
 	if (rc < 0)
 		goto out;
+	if (d.kube && d.webhook) {
+		/* the leader keeps the webhook configurations pointing at this root */
+		struct webhook_patch_config wc = {
+			.client = kube_source_client(d.kube),
+			.leader = d.leader,
+			.root_pem = ca_root_pem(d.ca),
+			.mutating = d.opts.webhook_injector_configs,
+			.validating = d.opts.webhook_validator_configs,
+			.probe_ns = d.opts.root_namespace,
+		};
+		rc = webhook_patch_start(&wc, &d.webhook_patch);
+		if (rc < 0) {
+			log_error("meshd", "webhook configurations: %s", mesh_strerror(rc));
+			goto out;
+		}
+	}
 
 	if (d.files) {
 		rc = file_source_sync(d.files);
@@ -826,6 +856,7 @@ int main(int argc, char **argv)
 	status = rc < 0 ? 1 : 0;
 out:
 	jwks_resolver_stop();
+	webhook_patch_stop(d.webhook_patch); /* before the leader and the client it borrows */
 	webhook_server_stop(d.webhook);
 	debug_server_stop(d.debug);
 	xds_server_stop(d.xds);
