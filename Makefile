@@ -9,6 +9,7 @@
 #                   ASan+UBSan) and integration tests against real peers
 #   make bench      benchmarks against the targets in DESIGN.md
 #   make http-golden  the HTTP/1.1 codec's declarative cases (tests/http/)
+#   make inject-golden  sidecar injection's AdmissionReview cases (tests/inject/)
 #   make lb-bench     load balancer pick cost on 1,000 hosts
 #   make router-bench the router's ns/match on a 1,000-virtual-host config
 #   make fuzz       libFuzzer targets for FUZZ_SECONDS each (clang)
@@ -345,6 +346,7 @@ test: deps
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory xds-golden
 	@$(MAKE) --no-print-directory http-golden
+	@$(MAKE) --no-print-directory inject-golden
 	@$(MAKE) --no-print-directory unit-asan
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory integration-asan
@@ -409,6 +411,13 @@ bench-gateway: all $(PXBACKEND_BIN)
 .PHONY: bench-h2
 bench-h2: all $(PXSERVE_BIN) $(PXBACKEND_BIN)
 	@sh tests/bench/proxy/h2.sh $(BUILD)
+
+# sidecar injection (controlplane/inject/): AdmissionReview in, JSONPatch and
+# the patched Pod out, through `meshctl kube-inject --review` (the code
+# meshd's /inject runs); GOLDEN_UPDATE=1 rewrites the expected files
+.PHONY: inject-golden
+inject-golden: $(BUILD)/bin/meshctl
+	@/usr/bin/python3 tests/inject/run.py $(BUILD)
 
 # golden HTTP/1.1 codec cases (tests/http/NNNN/): bytes in, outcome out,
 # fed whole, split at every byte and one byte at a time; GOLDEN_UPDATE=1

@@ -22,6 +22,7 @@
 #include "controlplane/metrics/metrics.h"
 #include "controlplane/file/mesh_watch.h"
 #include "controlplane/file/source.h"
+#include "controlplane/inject/inject.h"
 #include "controlplane/kube/kube_leader.h"
 #include "controlplane/kube/kube_res.h"
 #include "controlplane/kube/kube_source.h"
@@ -67,6 +68,8 @@ struct meshd_opts {
 	const char *http_addr;
 	const char *webhook_addr;    /* "" turns the webhook port off */
 	const char *webhook_dns;     /* extra serving names, comma separated */
+	const char *proxy_image;     /* what /inject puts in istio-proxy and istio-init */
+	bool native_sidecars;        /* /inject: istio-proxy as a native sidecar */
 	int64_t webhook_cert_ttl;
 	/* webhook configurations whose caBundle the leader keeps (webhook/patch.h) */
 	const char *webhook_injector_configs, *webhook_validator_configs;
@@ -102,6 +105,9 @@ struct meshd {
 	struct mesh_config *mesh;    /* the last good mesh config (Istio's defaults without a file) */
 	char *mesh_trust_domain, *mesh_root_ns; /* start-up values the mesh config gave (opts point here) */
 
+	/* the mesh config's defaultConfig.holdApplicationUntilProxyStarts, for
+	 * /inject on the webhook threads */
+	_Atomic bool inject_hold;
 	pthread_mutex_t lock;        /* guards ready for the debug threads */
 	bool ready;
 	int jwks_fd;                 /* eventfd: the JWKS cache fetched a changed key set (model/jwks.h) */
@@ -142,6 +148,10 @@ static void usage(FILE *f)
 		"  --webhook-validator-configs NAMES  ValidatingWebhookConfigurations likewise, switched to\n"
 		"                              failurePolicy Fail once /validate answers (default\n"
 		"                              " WEBHOOK_PATCH_VALIDATORS ")\n"
+		"Sidecar injection (/inject):\n"
+		"  --proxy-image IMAGE         meshproxy's image (default " INJECT_DEFAULT_IMAGE ")\n"
+		"  --native-sidecars           istio-proxy as a native sidecar init container (Kubernetes >= 1.29;\n"
+		"                              Istio's ENABLE_NATIVE_SIDECARS)\n"
 		"Identity:\n"
 		"  --ca-dir DIR                plug-in CA files (ca-cert.pem ca-key.pem root-cert.pem cert-chain.pem);\n"
 		"                              without them a self-signed root is generated and kept there\n"
@@ -174,7 +184,8 @@ static int parse_opts(int argc, char **argv, struct meshd_opts *o)
 	enum { O_CONFIG_DIR = 256, O_KUBECONFIG, O_XDS, O_SECURE, O_HTTP, O_CA_DIR, O_TRUST, O_TTL, O_MAX_TTL,
 	       O_DEB_AFTER, O_DEB_MAX, O_LOG_FORMAT, O_LOG_LEVEL, O_DOMAIN, O_ROOT_NS, O_VERSION, O_HELP,
 	       O_CA_TOKEN_FILE, O_MESH_CONFIG, O_WEBHOOK, O_WEBHOOK_DNS, O_WEBHOOK_TTL,
-	       O_WEBHOOK_INJECTOR_CONFIGS, O_WEBHOOK_VALIDATOR_CONFIGS };
+	       O_WEBHOOK_INJECTOR_CONFIGS, O_WEBHOOK_VALIDATOR_CONFIGS,
+	       O_PROXY_IMAGE, O_NATIVE_SIDECARS };
 	static const struct option longopts[] = {
 		{ "config-dir", required_argument, NULL, O_CONFIG_DIR },
 		{ "mesh-config", required_argument, NULL, O_MESH_CONFIG },
@@ -187,6 +198,8 @@ static int parse_opts(int argc, char **argv, struct meshd_opts *o)
 		{ "webhook-cert-ttl", required_argument, NULL, O_WEBHOOK_TTL },
 		{ "webhook-injector-configs", required_argument, NULL, O_WEBHOOK_INJECTOR_CONFIGS },
 		{ "webhook-validator-configs", required_argument, NULL, O_WEBHOOK_VALIDATOR_CONFIGS },
+		{ "proxy-image", required_argument, NULL, O_PROXY_IMAGE },
+		{ "native-sidecars", no_argument, NULL, O_NATIVE_SIDECARS },
 		{ "ca-dir", required_argument, NULL, O_CA_DIR },
 		{ "ca-token-file", required_argument, NULL, O_CA_TOKEN_FILE },
 		{ "trust-domain", required_argument, NULL, O_TRUST },
@@ -230,6 +243,8 @@ static int parse_opts(int argc, char **argv, struct meshd_opts *o)
 		case O_WEBHOOK_DNS: o->webhook_dns = optarg; break;
 		case O_WEBHOOK_INJECTOR_CONFIGS: o->webhook_injector_configs = optarg; break;
 		case O_WEBHOOK_VALIDATOR_CONFIGS: o->webhook_validator_configs = optarg; break;
+		case O_PROXY_IMAGE: o->proxy_image = optarg; break;
+		case O_NATIVE_SIDECARS: o->native_sidecars = true; break;
 		case O_WEBHOOK_TTL:
 			if (parse_duration_flag("webhook-cert-ttl", optarg, &o->webhook_cert_ttl) < 0)
 				return 2;
@@ -482,6 +497,7 @@ static int meshd_mesh_take(struct meshd *d, int rc, struct mesh_config *mc, cons
 	}
 	meshcfg_unref(d->mesh);
 	d->mesh = mc;
+	d->inject_hold = mc->hold_application_until_proxy_starts;
 	log_info("meshd", "mesh config %s: outboundTrafficPolicy %s, rootNamespace %s, trustDomain %s",
 		 startup ? "loaded" : "changed", mc->outbound == MESHCFG_REGISTRY_ONLY ? "REGISTRY_ONLY" : "ALLOW_ANY",
 		 mc->root_namespace_set ? mc->root_namespace : d->opts.root_namespace, d->opts.trust_domain);
@@ -601,6 +617,57 @@ static int meshd_loop(struct meshd *d, int sfd)
 	}
 }
 
+/* A label of Namespace ns in the served config (inject_ns_label_fn; ctx
+ * is the snapshot, held by the caller). */
+static const char *cb_ns_label(void *ctx, const char *ns, const char *key)
+{
+	struct cfg_snapshot *snap = ctx;
+	size_t i, k;
+
+	for (i = 0; snap && i < snap->n_objects[CFG_K8S_NAMESPACE]; i++) {
+		const struct cfg_object *o = snap->objects[CFG_K8S_NAMESPACE][i];
+
+		if (strcmp(o->name, ns) != 0)
+			continue;
+		for (k = 0; k < o->labels.n; k++)
+			if (strcmp(o->labels.v[k].key, key) == 0)
+				return o->labels.v[k].value;
+		return NULL;
+	}
+	return NULL;
+}
+
+/* /inject (a webhook thread): the AdmissionReview answered from the
+ * config being served, counted as istiod counts it. */
+static int cb_inject(void *ud, const char *body, size_t len, struct mesh_buf *out)
+{
+	static const enum metrics_injection counter[] = {
+		[INJECT_INJECTED] = METRICS_INJECTION_SUCCESS,
+		[INJECT_SKIPPED] = METRICS_INJECTION_SKIP,
+		[INJECT_FAILED] = METRICS_INJECTION_FAILURE,
+	};
+	struct meshd *d = ud;
+	struct cfg_snapshot *snap = push_stage_config(d->push);
+	struct inject_config ic = {
+		.image = d->opts.proxy_image,
+		.root_namespace = d->opts.root_namespace,
+		.domain = d->opts.domain,
+		.trust_domain = d->opts.trust_domain,
+		.native_sidecar = d->opts.native_sidecars,
+		.hold_application = d->inject_hold,
+		.ns_label = cb_ns_label,
+		.ns_ctx = snap,
+	};
+	enum inject_outcome oc = INJECT_FAILED;
+	int rc;
+
+	metrics_injection(METRICS_INJECTION_REQUEST);
+	rc = inject_review(&ic, body, len, out, &oc);
+	metrics_injection(counter[oc]);
+	cfg_snapshot_unref(snap);
+	return rc;
+}
+
 /*
  * The admission webhook port (--webhook-addr): its certificate from the CA
  * names istiod.ROOT_NS.svc (the Service the webhook configurations call,
@@ -627,10 +694,12 @@ static int meshd_start_webhook(struct meshd *d)
 			dns[wc.ndns++] = tok;
 	wc.cert_ttl_seconds = d->opts.webhook_cert_ttl / 1000000000LL;
 	rc = webhook_server_start(&wc, &d->webhook);
-	if (rc < 0)
+	if (rc < 0) {
 		log_error("meshd", "cannot serve the admission webhooks on %s: %s", d->opts.webhook_addr,
 			  mesh_strerror(rc));
-	return rc;
+		return rc;
+	}
+	return webhook_server_route(d->webhook, "/inject", cb_inject, d);
 }
 
 /*

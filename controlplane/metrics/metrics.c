@@ -84,6 +84,7 @@ static _Atomic uint64_t metrics__services, metrics__virt_services;
 static _Atomic uint64_t metrics__k8s_events[CFG_KIND_COUNT][METRICS_K8S_EVENT_COUNT];
 static _Atomic uint64_t metrics__conflicts[METRICS_CONFLICT_COUNT];
 static _Atomic uint64_t metrics__ca_events[METRICS_CA_EVENT_COUNT];
+static _Atomic uint64_t metrics__injection[METRICS_INJECTION_COUNT];
 /* istio_build's labels: written once at start, before /metrics serves */
 #define METRICS_BUILD_LABEL_CAP 64
 static char metrics__build_component[METRICS_BUILD_LABEL_CAP] = "pilot";
@@ -211,6 +212,12 @@ void metrics_ca(enum metrics_ca_event e)
 {
 	if ((int)e >= 0 && e < METRICS_CA_EVENT_COUNT)
 		atomic_fetch_add_explicit(&metrics__ca_events[e], 1, memory_order_relaxed);
+}
+
+void metrics_injection(enum metrics_injection e)
+{
+	if ((int)e >= 0 && e < METRICS_INJECTION_COUNT)
+		atomic_fetch_add_explicit(&metrics__injection[e], 1, memory_order_relaxed);
 }
 
 void metrics_set_build(const char *component, const char *tag)
@@ -598,6 +605,17 @@ int metrics_render(struct mesh_buf *out)
 			 &metrics__ca_events[METRICS_CA_PARSING_ERR]);
 	metrics__counter(out, "citadel_server_csr_sign_err_count", "counter",
 			 "The number of errors occurred when signing the CSR.", &metrics__ca_events[METRICS_CA_SIGN_ERR]);
+	metrics__counter(out, "sidecar_injection_requests_total", "counter",
+			 "Total number of sidecar injection requests.", &metrics__injection[METRICS_INJECTION_REQUEST]);
+	metrics__counter(out, "sidecar_injection_success_total", "counter",
+			 "Total number of successful sidecar injection requests.",
+			 &metrics__injection[METRICS_INJECTION_SUCCESS]);
+	metrics__counter(out, "sidecar_injection_skip_total", "counter",
+			 "Total number of skipped sidecar injection requests.",
+			 &metrics__injection[METRICS_INJECTION_SKIP]);
+	metrics__counter(out, "sidecar_injection_failure_total", "counter",
+			 "Total number of failed sidecar injection requests.",
+			 &metrics__injection[METRICS_INJECTION_FAILURE]);
 	metrics__head(out, "istio_build", "gauge", "Istio component build info");
 	mesh_buf_puts(out, "istio_build{component=\"");
 	metrics__put_label(out, metrics__build_component);

@@ -85,6 +85,17 @@ enum metrics_ca_event {
 };
 void metrics_ca(enum metrics_ca_event e);
 
+/* sidecar_injection_*_total: /inject admission requests and their
+ * outcome (istiod's pkg/kube/inject/monitoring.go names) */
+enum metrics_injection {
+	METRICS_INJECTION_REQUEST,  /* sidecar_injection_requests_total */
+	METRICS_INJECTION_SUCCESS,  /* sidecar_injection_success_total */
+	METRICS_INJECTION_SKIP,     /* sidecar_injection_skip_total */
+	METRICS_INJECTION_FAILURE,  /* sidecar_injection_failure_total */
+	METRICS_INJECTION_COUNT
+};
+void metrics_injection(enum metrics_injection e);
+
 /* istio_build{component,tag} 1.  Both strings are copied (truncated at 63
  * bytes); call once at start. */
 void metrics_set_build(const char *component, const char *tag);
