@@ -22,14 +22,36 @@ it behaves against the real thing:
   * custom resources answer 404 until their CRD is installed;
   * bearer token authentication (when tokens are configured), 401 otherwise;
   * write verbs on every resource: POST (create, 409 AlreadyExists), PUT
-    (update, 409 Conflict on a stale resourceVersion), PATCH (merge patch),
-    DELETE; POST tokenreviews in authentication.k8s.io/v1 answers from a
-    token table.
+    (update, 409 Conflict on a stale resourceVersion), PATCH (merge patch,
+    strategic merge taken as merge, RFC 6902 JSON patch with 422 when an
+    operation or a "test" fails), DELETE; dryRun=All runs everything but
+    stores nothing; POST tokenreviews in authentication.k8s.io/v1 answers
+    from a token table;
+  * the admission chain on API writes (never on /_control/ writes): for
+    each Mutating- then ValidatingWebhookConfiguration it stores (by name,
+    webhooks in order) whose rules (operations, apiGroups, apiVersions,
+    resources, scope), namespaceSelector (the namespace's labels plus
+    kubernetes.io/metadata.name; cluster-scoped objects skip it) and
+    objectSelector (new or old object) match, an AdmissionReview v1 is
+    POSTed to clientConfig.url or service (name.ns.svc:port/path?timeout=Ns)
+    over TLS verified with caBundle (the system's roots without one) for
+    that DNS name; /_control/webhook-hosts maps "host:port" to the address
+    actually dialled.  Mutating JSONPatches are applied in turn; a denial
+    answers the webhook's status with "admission webhook %q denied the
+    request: MSG" (code 400 unless the webhook gave one >= 400); a call that
+    fails (TLS, timeoutSeconds default 10, HTTP error, uid mismatch) answers
+    500 InternalError "failed calling webhook" under failurePolicy Fail (the
+    default) and is skipped under Ignore; warnings come back as Warning
+    headers; a dry run reaching a webhook whose sideEffects are not
+    None/NoneOnDryRun is refused; /_control/admission holds the log;
+  * legacy discovery (/api, /apis, /api/v1, /apis/G/V, /version) for
+    kubectl; no OpenAPI document (kubectl then needs --validate=false).
 
 A control API under /_control/ (never authenticated) lets tests change the
 world: apply/delete objects, compact history, drop every watch connection,
 stop answering and come back, send bookmarks, install/remove CRDs, set the
-accepted tokens and the TokenReview table, read the request log.
+accepted tokens and the TokenReview table, read the request log, map webhook
+hosts, read the admission log.
 
 Usage: fake_apiserver.py [--host 127.0.0.1] [--port 0] [--port-file F]
 Prints "PORT <n>" on stdout once listening.
