@@ -198,6 +198,27 @@ class KubeWebhooksTest(unittest.TestCase):
         names = [c["name"] for c in pod["spec"].get("containers", []) + pod["spec"].get("initContainers", [])]
         self.assertEqual(names, ["web"])
 
+    def test_5_only_the_leader_patches(self):
+        wait_for(lambda: self.patched(VWC + "istiod-default-validator"), timeout=60, interval=0.2,
+                 what="the validator patched")
+        # a second replica with the same root (a shared cacerts), its own token: a follower
+        other = Meshd(kubeconfig=self.api.kubeconfig("t-other"), env={"POD_NAME": "meshd-other"},
+                      extra_args=["--ca-dir", os.path.join(self.tmp, "ca")]).start()
+        try:
+            self.api.clear_requests()
+            out = self.kubectl("patch", "validatingwebhookconfiguration", "istiod-default-validator",
+                               "--type=json", "-p", json.dumps([{"op": "remove",
+                                                                 "path": "/webhooks/0/clientConfig/caBundle"}]))
+            self.assertEqual(out.returncode, 0, out.stderr)
+            wait_for(lambda: self.patched(VWC + "istiod-default-validator"), timeout=30, interval=0.1,
+                     what="caBundle put back")
+            writes = [r for r in self.api.requests() if r["method"] in ("PATCH", "PUT", "POST") and
+                      "webhookconfigurations" in r["path"] and r["token"]]
+            self.assertTrue(writes)
+            self.assertEqual({w["token"] for w in writes}, {"t-meshd"})
+        finally:
+            other.finish()
+
 
 if __name__ == "__main__":
     unittest.main()
