@@ -196,6 +196,27 @@ START_TEST(unknown_top_level_field)
 }
 END_TEST
 
+START_TEST(generate_name_judged)
+{
+	/* no name yet: the API server names it after admission */
+	const char *ok = "{\"apiVersion\":\"networking.istio.io/v1\",\"kind\":\"VirtualService\","
+			 "\"metadata\":{\"generateName\":\"rev-\",\"namespace\":\"demo\",\"labels\":{\"a\":\"b\"}},"
+			 "\"spec\":{\"hosts\":[\"reviews\"],\"http\":[{\"route\":[{\"destination\":{\"host\":\"reviews\"},"
+			 "\"weight\":100}]}],\"exportTo\":[\".\"]}}";
+	const char *bad = "{\"apiVersion\":\"networking.istio.io/v1\",\"kind\":\"VirtualService\","
+			  "\"metadata\":{\"generateName\":\"rev-\"},"
+			  "\"spec\":{\"hosts\":[\"reviews\"],\"http\":[{\"route\":[{\"destination\":{\"host\":\"reviews\"},"
+			  "\"weight\":-1}]}]}}";
+	struct answer a = ask("CREATE", "virtualservices", ok, false);
+
+	ck_assert_msg(a.allowed, "%s", a.raw);
+	a = ask("CREATE", "virtualservices", bad, false);
+	ck_assert(!a.allowed);
+	ck_assert_msg(strstr(a.message, "VirtualService default/rev-x: spec.http[0].route[0].weight"), "%s", a.message);
+	ck_assert_msg(!strstr(a.message, "metadata.name"), "%s", a.message);
+}
+END_TEST
+
 START_TEST(malformed_reviews)
 {
 	struct answer a;
@@ -265,6 +286,7 @@ int main(void)
 	tcase_add_test(tc, unknown_kind_unrecognized_type);
 	tcase_add_test(tc, always_reject_annotation);
 	tcase_add_test(tc, unknown_top_level_field);
+	tcase_add_test(tc, generate_name_judged);
 	tcase_add_test(tc, malformed_reviews);
 	tcase_add_test(tm, counters);
 	suite_add_tcase(s, tc);
