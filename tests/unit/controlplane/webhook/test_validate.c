@@ -236,6 +236,32 @@ START_TEST(malformed_reviews)
 	a = ask("CREATE", "virtualservices", "[1,2]", false);
 	ck_assert(!a.allowed);
 	ck_assert_msg(strncmp(a.message, "cannot decode configuration: ", 29) == 0, "%s", a.message);
+	/* hostile shapes: never a crash, always an answer */
+	{
+		static char deep[4096];
+		size_t i, n = 0;
+
+		n += (size_t)snprintf(deep + n, sizeof(deep) - n, "{\"request\":{\"uid\":\"d\",\"operation\":\"CREATE\","
+									   "\"object\":");
+		for (i = 0; i < 300; i++)
+			deep[n++] = '[';
+		for (i = 0; i < 300; i++)
+			deep[n++] = ']';
+		snprintf(deep + n, sizeof(deep) - n, "}}");
+		a = ask_raw(deep);
+		ck_assert_int_eq(a.rc, 0);
+		ck_assert(!a.allowed);
+		ck_assert_msg(strncmp(a.message, "could not decode body: ", 23) == 0, "%s", a.message);
+	}
+	a = ask("CREATE", "virtualservices", "{\"apiVersion\":7,\"kind\":[],\"metadata\":\"x\"}", false);
+	ck_assert(!a.allowed);
+	ck_assert_msg(strncmp(a.message, "unrecognized type ", 18) == 0, "%s", a.message);
+	a = ask("CREATE", "virtualservices", "{\"apiVersion\":\"networking.istio.io/v1\",\"kind\":\"VirtualService\","
+					       "\"metadata\":7,\"spec\":\"x\"}", false);
+	ck_assert(!a.allowed);
+	ck_assert_msg(strncmp(a.message, "configuration is invalid: ", 26) == 0, "%s", a.message);
+	a = ask_raw("{\"request\":{\"uid\":7,\"operation\":[],\"object\":{}}}");
+	ck_assert(a.allowed); /* no CREATE/UPDATE: allowed, as istiod */
 	/* v1beta1 reviews are answered as v1beta1 */
 	a = ask_raw("{\"apiVersion\":\"admission.k8s.io/v1beta1\",\"kind\":\"AdmissionReview\",\"request\":{"
 		    "\"uid\":\"b\",\"operation\":\"CREATE\",\"object\":" VS_OK "}}");
