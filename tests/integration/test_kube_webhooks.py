@@ -51,6 +51,14 @@ spec:
     - destination: {host: reviews}
 """
 
+ENVOY_FILTER = """apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata:
+  name: ef
+spec:
+  configPatches: []
+"""
+
 POD = """apiVersion: v1
 kind: Pod
 metadata:
@@ -170,6 +178,10 @@ class KubeWebhooksTest(unittest.TestCase):
                          r'version="v1"\} 1\n')
         out = self.kubectl("delete", "virtualservice", "reviews")
         self.assertEqual(out.returncode, 0, out.stderr)
+        # a kind meshd does not implement is allowed, with meshd's warning shown by kubectl
+        out = self.kubectl("apply", "-f", "-", stdin=ENVOY_FILTER)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("Warning: EnvoyFilter default/ef: not implemented by meshd", out.stderr)
         # a dry run is judged the same and stores nothing
         out = self.kubectl("apply", "--dry-run=server", "-f", "-", stdin=INVALID_VS)
         self.assertNotEqual(out.returncode, 0, out.stdout)
