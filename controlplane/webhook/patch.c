@@ -7,9 +7,10 @@
  * from the list's resourceVersion until one of its own configurations
  * changes, the watch times out (resync), leadership is lost or the
  * patcher stops; and again.  Requests are blocking libcurl transfers
- * (kube_client.h) on these threads only; the watch's progress callback
- * checks stop and leadership about once a second, so stopping never
- * waits for the API server.
+ * (kube_client.h) on these threads only; the watch runs on a curl multi
+ * handle of the thread's own, polled with a one-second timeout (leadership
+ * is checked between polls) and woken by curl_multi_wakeup() to stop, so
+ * stopping never waits for the API server.
  */
 #include "controlplane/webhook/patch.h"
 
@@ -49,6 +50,7 @@ struct wp__kind {
 	const char *plural;
 	char *names[WEBHOOK_PATCH_MAX_NAMES];
 	size_t n_names;
+	CURLM *multi;                /* the watch's; woken by stop */
 	pthread_t thread;
 	bool started;
 };
@@ -352,14 +354,6 @@ static size_t wp__write(char *data, size_t size, size_t n, void *ud)
 	return kube_stream_feed(&w->stream, data, size * n, wp__on_event, w) < 0 ? 0 : size * n;
 }
 
-static int wp__progress(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
-{
-	struct wp__watch *w = ud;
-
-	(void)dt, (void)dn, (void)ut, (void)un;
-	return atomic_load(&w->k->p->stopping) || !wp__leading(w->k->p);
-}
-
 /* Watch from rv until something of ours changes.  Returns 0 (a change,
  * a timeout, stop, or lost leadership) or < 0 (the watch failed). */
 static int wp__watch(struct wp__kind *k, const char *rv)
@@ -369,9 +363,11 @@ static int wp__watch(struct wp__kind *k, const char *rv)
 	char path[WP__PATH_MAX];
 	struct curl_slist *hdrs = NULL;
 	CURL *h = curl_easy_init();
-	CURLcode cr;
+	CURLcode cr = CURLE_OK;
+	CURLMsg *m;
 	long status = 0;
-	int rc;
+	bool done = false;
+	int rc, q;
 
 	if (!h)
 		return -ENOMEM;
@@ -383,18 +379,34 @@ static int wp__watch(struct wp__kind *k, const char *rv)
 		goto out;
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, wp__write);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, &w);
-	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, wp__progress);
-	curl_easy_setopt(h, CURLOPT_XFERINFODATA, &w);
 	/* a server that stops answering without closing: give up after the
 	 * watch's own timeout and a margin */
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)(p->cfg.resync / WP__MS) + 30000L);
-	cr = curl_easy_perform(h);
+	if (curl_multi_add_handle(k->multi, h) != CURLM_OK) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	while (!done && !atomic_load(&p->stopping) && wp__leading(p)) {
+		int running = 0;
+
+		if (curl_multi_perform(k->multi, &running) != CURLM_OK)
+			break;
+		while ((m = curl_multi_info_read(k->multi, &q)))
+			if (m->msg == CURLMSG_DONE) {
+				cr = m->data.result;
+				done = true;
+			}
+		if (!done)
+			curl_multi_poll(k->multi, NULL, 0, 1000, NULL);
+	}
+	curl_multi_remove_handle(k->multi, h);
+	if (!done)
+		goto out; /* stopping, or no longer the leader */
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
 	if (cr == CURLE_OK && status != 200) {
 		log_warn("webhook", "watch %s: HTTP %ld", k->plural, status);
 		rc = -EIO;
-	} else if (cr != CURLE_OK && !w.hit && cr != CURLE_ABORTED_BY_CALLBACK) {
+	} else if (cr != CURLE_OK && !w.hit) {
 		log_debug("webhook", "watch %s: %s", k->plural, curl_easy_strerror(cr));
 		rc = -EIO;
 	}
@@ -503,6 +515,11 @@ int webhook_patch_start(const struct webhook_patch_config *cfg, struct webhook_p
 	for (i = 0; i < 2; i++) {
 		if (!p->kinds[i].n_names)
 			continue;
+		p->kinds[i].multi = curl_multi_init();
+		if (!p->kinds[i].multi) {
+			rc = -ENOMEM;
+			goto fail;
+		}
 		rc = -pthread_create(&p->kinds[i].thread, NULL, wp__thread, &p->kinds[i]);
 		if (rc < 0)
 			goto fail;
@@ -527,8 +544,12 @@ void webhook_patch_stop(struct webhook_patch *p)
 	pthread_cond_broadcast(&p->cond);
 	pthread_mutex_unlock(&p->lock);
 	for (i = 0; i < 2; i++) {
+		if (p->kinds[i].multi)
+			curl_multi_wakeup(p->kinds[i].multi);
 		if (p->kinds[i].started)
 			pthread_join(p->kinds[i].thread, NULL);
+		if (p->kinds[i].multi)
+			curl_multi_cleanup(p->kinds[i].multi);
 		for (j = 0; j < p->kinds[i].n_names; j++)
 			free(p->kinds[i].names[j]);
 	}
