@@ -151,6 +151,13 @@ class KubeWebhooksTest(unittest.TestCase):
         self.assertEqual(out.returncode, 0, out.stderr)
         wait_for(lambda: self.patched(MWC + "istio-sidecar-injector", ca_only=True), timeout=30, interval=0.1,
                  what="the injector's caBundle put back by meshd")
+        # deleted and applied again as shipped (an upgrade): patched again
+        out = self.kubectl("delete", "validatingwebhookconfiguration", "istio-validator-istio-system")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        out = self.kubectl("apply", "-f", WEBHOOKS)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        wait_for(lambda: self.patched(VWC + "istio-validator-istio-system"), timeout=30, interval=0.1,
+                 what="the re-created validator patched")
 
     def test_3_kubectl_apply_validated_by_meshd(self):
         wait_for(lambda: self.patched(VWC + "istiod-default-validator"), timeout=60, interval=0.2,

@@ -22,9 +22,10 @@ it behaves against the real thing:
   * custom resources answer 404 until their CRD is installed;
   * bearer token authentication (when tokens are configured), 401 otherwise;
   * write verbs on every resource: POST (create, 409 AlreadyExists), PUT
-    (update, 409 Conflict on a stale resourceVersion), PATCH (merge patch,
-    strategic merge taken as merge, RFC 6902 JSON patch with 422 when an
-    operation or a "test" fails), DELETE; dryRun=All runs everything but
+    (update, 409 Conflict on a stale resourceVersion), PATCH (merge patch;
+    strategic merge for built-in kinds, lists of named items merged by
+    name; RFC 6902 JSON patch with 422 when an operation or a "test"
+    fails), DELETE; dryRun=All runs everything but
     stores nothing; POST tokenreviews in authentication.k8s.io/v1 answers
     from a token table;
   * the admission chain on API writes (never on /_control/ writes): for
@@ -163,6 +164,42 @@ def merge_patch(target, patch):
             out.pop(k, None)
         else:
             out[k] = merge_patch(out.get(k), v)
+    return out
+
+
+def strategic_merge_patch(target, patch):
+    """Strategic merge patch, the subset kubectl apply/patch send for
+    built-in kinds: maps merge as in RFC 7386; a list whose patch items are
+    all maps with a "name" (the merge key of webhooks, containers, volumes,
+    env, ...) merges item by item by name ("$patch": "delete" removes one);
+    other lists are replaced; $setElementOrder/$retainKeys directives are
+    accepted and ignored."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    if patch.get("$patch") == "replace":
+        return {k: copy.deepcopy(v) for k, v in patch.items() if k != "$patch"}
+    out = dict(target) if isinstance(target, dict) else {}
+    for k, v in patch.items():
+        if k.startswith("$setElementOrder/") or k in ("$retainKeys", "$patch"):
+            continue
+        if v is None:
+            out.pop(k, None)
+        elif (isinstance(v, list) and v and all(isinstance(i, dict) and "name" in i for i in v)
+              and isinstance(out.get(k), list)):
+            items = [copy.deepcopy(i) for i in out[k]]
+            for pi in v:
+                idx = next((n for n, i in enumerate(items) if isinstance(i, dict) and i.get("name") == pi["name"]),
+                           None)
+                if pi.get("$patch") == "delete":
+                    if idx is not None:
+                        items.pop(idx)
+                elif idx is None:
+                    items.append(strategic_merge_patch({}, pi))
+                else:
+                    items[idx] = strategic_merge_patch(items[idx], pi)
+            out[k] = items
+        else:
+            out[k] = strategic_merge_patch(out.get(k), v)
     return out
 
 
@@ -742,7 +779,10 @@ class Handler(BaseHTTPRequestHandler):
                 check = False
             else:
                 patch = patch or {}
-                new = merge_patch(copy.deepcopy(old), patch)
+                if ctype == "application/strategic-merge-patch+json" and RESOURCES[gp][2]:
+                    new = strategic_merge_patch(copy.deepcopy(old), patch)
+                else:  # custom resources take no strategic merge (the real server answers 415)
+                    new = merge_patch(copy.deepcopy(old), patch)
                 check = "resourceVersion" in (patch.get("metadata") or {})
             new.setdefault("metadata", {})["name"] = name
             if not check:

@@ -474,6 +474,21 @@ class Admission(unittest.TestCase):
         self.assertEqual(code, 422)
         self.assertEqual(self.s.req("GET", path)[1]["spec"]["hosts"], ["c", "b"])
 
+    def test_strategic_merge_by_name(self):
+        cfg = webhook_config("Validating", "v", self.ca, VS_RULE)
+        cfg["webhooks"].append(dict(cfg["webhooks"][0], name="w"))
+        self.s.apply(cfg)
+        path = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/v"
+        code, out = self.s.req("PATCH", path, {"$setElementOrder/webhooks": [{"name": "v"}, {"name": "w"}],
+                                              "webhooks": [{"name": "w", "failurePolicy": "Ignore"}]},
+                               ctype="application/strategic-merge-patch+json")
+        self.assertEqual(code, 200)
+        self.assertEqual([(w["name"], w.get("failurePolicy"), w["rules"]) for w in out["webhooks"]],
+                         [("v", None, VS_RULE), ("w", "Ignore", VS_RULE)])
+        code, out = self.s.req("PATCH", path, {"webhooks": [{"name": "v", "$patch": "delete"}]},
+                               ctype="application/strategic-merge-patch+json")
+        self.assertEqual([w["name"] for w in out["webhooks"]], ["w"])
+
     def test_validating_denial_in_api_server_format(self):
         self.s.apply(webhook_config("Validating", "validation.test.io", self.ca, VS_RULE))
         self.hook.answer = lambda req: ({"allowed": True, "warnings": ["careful"]}
