@@ -140,8 +140,8 @@ static void usage(FILE *f)
 		"  --http-addr ADDR            /ready /version /metrics /debug/* (default 0.0.0.0:15014)\n"
 		"  --webhook-addr ADDR         admission webhooks /inject /validate over TLS (default 0.0.0.0:15017;\n"
 		"                              \"\" turns it off)\n"
-		"  --webhook-dns NAMES         more DNS names for its certificate, comma separated (it always\n"
-		"                              names istiod.ROOT_NAMESPACE.svc)\n"
+		"  --webhook-dns NAMES         more DNS names (or IP addresses) for its certificate, comma\n"
+		"                              separated (it always names istiod.ROOT_NAMESPACE.svc)\n"
 		"  --webhook-cert-ttl DUR      its certificate's lifetime, renewed at half (default 24h)\n"
 		"  --webhook-injector-configs NAMES   MutatingWebhookConfigurations the leader keeps meshd's\n"
 		"                              root in (default " WEBHOOK_PATCH_INJECTOR "; \"\" none)\n"
@@ -676,8 +676,8 @@ static int cb_inject(void *ud, const char *body, size_t len, struct mesh_buf *ou
 static int meshd_start_webhook(struct meshd *d)
 {
 	char svc[300], svc_full[600], extra[1024];
-	const char *dns[16]; /* server.c keeps 16 */
-	struct webhook_server_config wc = { .addr = d->opts.webhook_addr, .ca = d->ca, .dns = dns };
+	const char *dns[16], *ips[16]; /* server.c keeps 16 of each */
+	struct webhook_server_config wc = { .addr = d->opts.webhook_addr, .ca = d->ca, .dns = dns, .ips = ips };
 	char *save = NULL, *tok;
 	int rc;
 
@@ -688,10 +688,19 @@ static int meshd_start_webhook(struct meshd *d)
 	dns[wc.ndns++] = svc;
 	dns[wc.ndns++] = svc_full;
 	snprintf(extra, sizeof(extra), "%s", d->opts.webhook_dns ? d->opts.webhook_dns : "");
-	for (tok = strtok_r(extra, ",", &save); tok && wc.ndns < sizeof(dns) / sizeof(dns[0]);
-	     tok = strtok_r(NULL, ",", &save))
-		if (*tok)
+	for (tok = strtok_r(extra, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		struct in6_addr a;
+
+		if (!*tok)
+			continue;
+		/* an address is an IP SAN (a webhook clientConfig.url by address) */
+		if (inet_pton(AF_INET, tok, &a) == 1 || inet_pton(AF_INET6, tok, &a) == 1) {
+			if (wc.nips < sizeof(ips) / sizeof(ips[0]))
+				ips[wc.nips++] = tok;
+		} else if (wc.ndns < sizeof(dns) / sizeof(dns[0])) {
 			dns[wc.ndns++] = tok;
+		}
+	}
 	wc.cert_ttl_seconds = d->opts.webhook_cert_ttl / 1000000000LL;
 	rc = webhook_server_start(&wc, &d->webhook);
 	if (rc < 0) {

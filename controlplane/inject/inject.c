@@ -706,10 +706,15 @@ static void inj__proxy_container(struct inj *j, const char *canon_name, const ch
 	inj__labels_flag(j, canon_name, canon_rev, &tmp);
 	json_put_string(b, tmp.data ? tmp.data : "");
 	mesh_buf_puts(b, ",\"--root-cert\",\"/var/run/secrets/istio/root-cert.pem\","
-			 "\"--token-file\",\"/var/run/secrets/tokens/istio-token\"]");
+			 "\"--token-file\",\"/var/run/secrets/tokens/istio-token\",\"--ca-server-name\",");
+	/* the name meshd's 15012 certificate carries (SNI and :authority) */
+	istiod[strlen(istiod) - strlen(":15012")] = '\0';
+	json_put_string(b, istiod);
+	mesh_buf_putc(b, ']');
 	if (native)
 		mesh_buf_puts(b, ",\"restartPolicy\":\"Always\"");
 	/* env: the downward API and Istio's ISTIO_META_* */
+	snprintf(istiod, sizeof(istiod), "istiod.%s.svc:15012", inj__root_ns(j->cfg));
 	mesh_buf_puts(b, ",\"env\":[{\"name\":\"PILOT_CERT_PROVIDER\",\"value\":\"istiod\"}");
 	inj__env(b, "CA_ADDR", istiod);
 	inj__env_field(b, "POD_NAME", "metadata.name");

@@ -84,6 +84,8 @@ struct webhook_server {
 	struct ca *ca;
 	char *dns[WEBHOOK_MAX_DNS];
 	size_t ndns;
+	char *ips[WEBHOOK_MAX_DNS];
+	size_t nips;
 	int64_t ttl;
 	int port;
 	bool v6;
@@ -175,15 +177,22 @@ static bool webhook__json_type(const char *ct)
 static bool webhook__lookup(struct webhook_server *s, const char *path, webhook_handler_fn *fn, void **ud)
 {
 	bool found = false;
-	size_t i;
+	size_t i, best = 0, n;
 
+	/* the exact path, else the longest route P with path under "P/"
+	 * (istiod's mux serves /inject/ too: the chart calls
+	 * /inject/cluster/CLUSTER/net/NETWORK) */
 	pthread_mutex_lock(&s->routes_lock);
 	for (i = 0; i < s->nroutes; i++) {
-		if (strcmp(s->routes[i].path, path) == 0) {
+		n = strlen(s->routes[i].path);
+		if (strcmp(s->routes[i].path, path) == 0 ||
+		    (n > best && strncmp(s->routes[i].path, path, n) == 0 && path[n] == '/')) {
 			*fn = s->routes[i].fn;
 			*ud = s->routes[i].ud;
 			found = true;
-			break;
+			best = n;
+			if (path[n] == '\0')
+				break;
 		}
 	}
 	pthread_mutex_unlock(&s->routes_lock);
@@ -417,7 +426,8 @@ static int webhook__daemon(struct webhook_server *s, int fd, struct webhook__gen
 	int rc;
 
 	memset(g, 0, sizeof(*g));
-	rc = ca_issue_serving(s->ca, (const char *const *)s->dns, s->ndns, NULL, 0, s->ttl, &g->chain, &g->key,
+	rc = ca_issue_serving(s->ca, (const char *const *)s->dns, s->ndns, (const char *const *)s->ips, s->nips, s->ttl,
+			      &g->chain, &g->key,
 			      not_after, err, sizeof(err));
 	if (rc < 0) {
 		log_error(WEBHOOK_LOG, "serving certificate for %s: %s", s->dns[0], err);
@@ -570,6 +580,11 @@ int webhook_server_start(const struct webhook_server_config *cfg, struct webhook
 			goto out;
 		s->ndns++;
 	}
+	for (i = 0; cfg->ips && i < cfg->nips && i < WEBHOOK_MAX_DNS; i++) {
+		if (!(s->ips[i] = strdup(cfg->ips[i])))
+			goto out;
+		s->nips++;
+	}
 	rc = webhook__listen(s, &fd);
 	if (rc < 0) {
 		if (rc == -EINVAL)
@@ -653,6 +668,8 @@ void webhook_server_stop(struct webhook_server *s)
 	webhook__gen_stop(&s->cur);
 	for (i = 0; i < s->ndns; i++)
 		free(s->dns[i]);
+	for (i = 0; i < s->nips; i++)
+		free(s->ips[i]);
 	free(s->addr);
 	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->routes_lock);

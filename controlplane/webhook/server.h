@@ -51,6 +51,8 @@ struct webhook_server_config {
 	struct ca *ca;                /* issues the serving certificate; must outlive the server */
 	const char *const *dns;       /* DNS SANs (istiod.istio-system.svc, ...); at least one */
 	size_t ndns;
+	const char *const *ips;       /* IP SANs ("127.0.0.1": a webhook clientConfig.url by address) */
+	size_t nips;
 	int64_t cert_ttl_seconds;     /* 0: WEBHOOK_CERT_TTL_SECONDS (clamped by the CA) */
 };
 
@@ -59,7 +61,9 @@ struct webhook_server_config {
  * a CA error (ca.h), -ENOMEM.  Copies what it keeps of cfg. */
 int webhook_server_start(const struct webhook_server_config *cfg, struct webhook_server **out);
 
-/* Serve path (exact match, e.g. "/inject") with fn(ud, ...).  May be
+/* Serve path (e.g. "/inject") with fn(ud, ...): the path itself and any
+ * path under it ("/inject/cluster/Kubernetes/net/", which Istio's chart
+ * calls), the longest registered path winning.  May be
  * called before or after requests arrive; a path registered again gets
  * the new handler.  Returns 0, -EINVAL (path not starting with '/'),
  * -ENOSPC (WEBHOOK_MAX_ROUTES reached), -ENOMEM. */

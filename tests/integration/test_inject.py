@@ -16,12 +16,15 @@ injects a Deployment's pod template with the same code.
 import base64
 import json
 import os
+import socket
 import subprocess
 import sys
-import tempfile
 import unittest
+import urllib.request
 
-from meshtest import MESHCTL, Meshd, wait_for
+from meshtest import BUILD, MESHCTL, Meshd, free_port, wait_for
+
+MESHPROXY = os.path.join(BUILD, "bin", "meshproxy")
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "inject"))
 from run import apply_patch  # noqa: E402  (tests/inject/run.py: an RFC 6902 applier)
@@ -86,9 +89,12 @@ def sample(text, series):
 class InjectWebhookTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="inject-it-")
         cls.meshd = Meshd(files={"ns.yaml": NAMESPACE % "enabled"})
-        cls.meshd.extra_args = ["--ca-dir", os.path.join(cls.meshd.dir, "ca")]
+        cls.tokens = os.path.join(cls.meshd.dir, "tokens")
+        with open(cls.tokens, "w") as f:
+            f.write("web-token shop web\n")
+        cls.meshd.extra_args = ["--ca-dir", os.path.join(cls.meshd.dir, "ca"), "--webhook-dns", "meshd.test,127.0.0.1",
+                                "--ca-token-file", cls.tokens]
         cls.meshd.start()
         cls.root = os.path.join(cls.meshd.dir, "ca", "root-cert.pem")
 
@@ -169,6 +175,87 @@ class InjectWebhookTest(unittest.TestCase):
         rc, status, text = self.curl("/inject", "{not json")
         self.assertEqual(status, 200)
         self.assertFalse(json.loads(text)["response"]["allowed"])
+
+    def test_injected_proxy_command_runs(self):
+        """istio-proxy's command line from the patch, run as the kubelet
+        would (downward-API variables expanded; the mounted token and root
+        at local paths; meshd's 15012 at its test port; listeners on free
+        ports): meshproxy gets its certificate and configuration from meshd
+        over TLS and turns ready."""
+        pod = apply_patch(POD, json.loads(base64.b64decode(self.inject(POD)["patch"])))
+        proxy = [c for c in pod["spec"]["containers"] if c["name"] == "istio-proxy"][0]
+        env = {"INSTANCE_IP": "127.0.0.1", "POD_NAME": "web", "POD_NAMESPACE": "shop", "SERVICE_ACCOUNT": "web"}
+        token = os.path.join(self.meshd.dir, "istio-token")
+        with open(token, "w") as f:
+            f.write("web-token")
+        local = {"/var/run/secrets/istio/root-cert.pem": self.root, "/var/run/secrets/tokens/istio-token": token,
+                 SVC + ":15012": "127.0.0.1:%d" % self.meshd.secure_port}
+        args = []
+        for a in proxy["args"]:
+            for k, v in env.items():
+                a = a.replace("$(%s)" % k, v)
+            args.append(local.get(a, a))
+        self.assertIn("--ca-server-name", args)
+        health, admin = free_port(), free_port()
+        log = open(os.path.join(self.meshd.dir, "proxy.log"), "w")
+        self.assertEqual(proxy["command"], ["meshproxy"])
+        p = subprocess.Popen([MESHPROXY] + args + [
+            "--admin-addr", "127.0.0.1:%d" % admin, "--outbound-addr", "127.0.0.1:%d" % free_port(),
+            "--inbound-addr", "127.0.0.1:%d" % free_port(), "--status-addr", "",
+            "--health-addr", "127.0.0.1:%d" % health, "--exit-on-zero-active-connections"],
+            stdout=log, stderr=subprocess.STDOUT)
+        try:
+            def ready():
+                if p.poll() is not None:
+                    raise AssertionError("meshproxy exited %s: %s" % (p.returncode, open(log.name).read()))
+                try:
+                    with urllib.request.urlopen("http://127.0.0.1:%d/healthz/ready" % health, timeout=5) as r:
+                        return r.status == 200
+                except OSError:
+                    return False
+            wait_for(ready, timeout=60, what="the injected meshproxy ready (certificate + config from meshd)")
+        finally:
+            p.terminate()
+            p.wait(timeout=30)
+            log.close()
+
+    def test_extra_names_and_addresses(self):
+        """--webhook-dns names (and addresses: a clientConfig.url by IP) are in the certificate."""
+        port = self.meshd.webhook_port
+        body = json.dumps(review(POD))
+        for url, extra in (("https://127.0.0.1:%d/inject" % port, []),
+                           ("https://meshd.test:%d/inject" % port, ["--resolve", "meshd.test:%d:127.0.0.1" % port])):
+            p = subprocess.run(["curl", "-sS", "--max-time", "20", "--cacert", self.root, "-H",
+                                "Content-Type: application/json", "--data-binary", "@-", url] + extra,
+                               input=body.encode(), capture_output=True, timeout=30)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertTrue(json.loads(p.stdout)["response"]["allowed"])
+
+    def test_stalled_clients_block_no_one(self):
+        """Connections that never finish their TLS handshake, or their
+        request, hold nothing another caller needs (checked by outcome)."""
+        stalled = []
+        try:
+            for i in range(8):
+                s = socket.create_connection(("127.0.0.1", self.meshd.webhook_port), timeout=10)
+                if i % 2:
+                    s.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # a ClientHello cut short
+                stalled.append(s)
+            self.assertIn("patch", self.inject(POD))
+        finally:
+            for s in stalled:
+                s.close()
+        # garbage and plaintext HTTP on the TLS port: those connections end, the port serves on
+        for junk in (b"GET /inject HTTP/1.1\r\nHost: x\r\n\r\n", os.urandom(4096), b"\x16\x03\x01\xff\xff" + b"A" * 70000):
+            s = socket.create_connection(("127.0.0.1", self.meshd.webhook_port), timeout=10)
+            try:
+                s.sendall(junk)
+                s.recv(4096)
+            except OSError:
+                pass
+            finally:
+                s.close()
+        self.assertIn("patch", self.inject(POD))
 
     def test_metrics_count_outcomes(self):
         def counts():

@@ -142,7 +142,10 @@ START_TEST(handler_status_follows_return)
 	ck_assert_str_eq(r.body, "bad request body");
 	ck_assert_int_eq(request("POST", "/inject", "application/json", "boom", 4, &r), CURLE_OK);
 	ck_assert_int_eq(r.status, 500);
-	ck_assert_int_eq(calls, 3);
+	/* Istio's chart calls /inject/cluster/CLUSTER/net/NETWORK */
+	ck_assert_int_eq(request("POST", "/inject/cluster/Kubernetes/net/", "application/json", "{}", 2, &r), CURLE_OK);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_int_eq(calls, 4);
 	stop();
 }
 END_TEST
@@ -159,6 +162,8 @@ START_TEST(refuses_what_a_webhook_never_gets)
 	ck_assert_int_eq(request("POST", "/inject", "text/plain", "{}", 2, &r), CURLE_OK);
 	ck_assert_int_eq(r.status, 415);
 	ck_assert_int_eq(request("POST", "/nope", "application/json", "{}", 2, &r), CURLE_OK);
+	ck_assert_int_eq(r.status, 404);
+	ck_assert_int_eq(request("POST", "/injectx", "application/json", "{}", 2, &r), CURLE_OK);
 	ck_assert_int_eq(r.status, 404);
 	memset(body, 'x', big);
 	ck_assert_int_eq(request("POST", "/inject", "application/json", body, big, &r), CURLE_OK);
