@@ -215,6 +215,10 @@ static int wp__one(struct wp__kind *k, const struct json_value *item)
 		goto out;
 	/* only probe when the switch is due (istiod: avoids redundant calls) */
 	update_fp = !ignore || wp__ready(p);
+	if (!ca_change && !update_fp) {
+		rc = 1; /* nothing to write yet: probe again after the backoff */
+		goto out;
+	}
 	/* guarded by the version read: someone else's write in between fails
 	 * the test and this round is retried on what they wrote */
 	mesh_buf_puts(&ops, "[{\"op\":\"test\",\"path\":\"/metadata/resourceVersion\",\"value\":");
