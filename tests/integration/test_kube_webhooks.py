@@ -88,9 +88,7 @@ class KubeWebhooksTest(unittest.TestCase):
         assert out.returncode == 0, out.stderr
         cls.meshd = Meshd(kubeconfig=cls.api.kubeconfig("t-meshd"),
                           extra_args=["--ca-dir", os.path.join(cls.tmp, "ca")])
-        # the Service the configurations name is this meshd's webhook port (kept as the TLS name)
-        cls.api.control("POST", "webhook-hosts",
-                        {"hosts": {"istiod.istio-system.svc:443": "127.0.0.1:%d" % cls.meshd.webhook_port}})
+        # the Service the configurations name does not reach meshd yet (test_1 connects it)
         cls.meshd.start()
         with open(os.path.join(cls.tmp, "ca", "root-cert.pem")) as f:
             cls.root_b64 = base64.b64encode(f.read().encode()).decode()
@@ -112,6 +110,11 @@ class KubeWebhooksTest(unittest.TestCase):
         return subprocess.run([KUBECTL, args[0]] + extra + list(args[1:]), input=stdin, capture_output=True,
                               text=True, timeout=60, env=env)
 
+    def connect(self):
+        """The Service the configurations name becomes this meshd's webhook port (the TLS name kept)."""
+        self.api.control("POST", "webhook-hosts",
+                         {"hosts": {"istiod.istio-system.svc:443": "127.0.0.1:%d" % self.meshd.webhook_port}})
+
     def config(self, path):
         status, obj = self.api.get(path)
         return obj if status == 200 else None
@@ -125,6 +128,16 @@ class KubeWebhooksTest(unittest.TestCase):
                                    (ca_only or w.get("failurePolicy") == "Fail") for w in hooks)
 
     def test_1_ca_bundle_patched_and_validators_fail_closed(self):
+        # while the API server cannot reach meshd, the probe is not refused (the call fails, the
+        # validators fail open and let it through): caBundle written, failurePolicy left Ignore
+        wait_for(lambda: [e for e in self.api.control("GET", "admission")["log"]
+                          if e["resource"] == "gateways" and e["outcome"] == "error-ignore"],
+                 timeout=60, interval=0.2, what="a probe the API server could not send to meshd")
+        wait_for(lambda: self.patched(VWC + "istiod-default-validator", ca_only=True), timeout=60, interval=0.2,
+                 what="the caBundle written meanwhile")
+        for name in ("istio-validator-istio-system", "istiod-default-validator"):
+            self.assertEqual({w["failurePolicy"] for w in self.config(VWC + name)["webhooks"]}, {"Ignore"})
+        self.connect()
         for name in ("istio-validator-istio-system", "istiod-default-validator"):
             wait_for(lambda: self.patched(VWC + name), timeout=60, interval=0.2,
                      what="%s patched with meshd's root and failurePolicy Fail" % name)
@@ -136,6 +149,7 @@ class KubeWebhooksTest(unittest.TestCase):
         self.assertTrue(probes)
 
     def test_2_ca_bundle_repatched_after_kubectl_blanks_it(self):
+        self.connect()
         wait_for(lambda: self.patched(VWC + "istiod-default-validator"), timeout=60, interval=0.2,
                  what="the validator patched first")
         out = self.kubectl("patch", "validatingwebhookconfiguration", "istiod-default-validator", "--type=json",
@@ -160,6 +174,7 @@ class KubeWebhooksTest(unittest.TestCase):
                  what="the re-created validator patched")
 
     def test_3_kubectl_apply_validated_by_meshd(self):
+        self.connect()
         wait_for(lambda: self.patched(VWC + "istiod-default-validator"), timeout=60, interval=0.2,
                  what="the validator patched")
         out = self.kubectl("apply", "-f", "-", stdin=INVALID_VS)
@@ -195,6 +210,7 @@ class KubeWebhooksTest(unittest.TestCase):
         self.assertIn("denied the request", out.stderr)
 
     def test_4_pods_injected_by_namespace_label(self):
+        self.connect()
         status, _ = self.api.get("/api/v1/namespaces")  # noqa: the API answers
         self.assertEqual(status, 200)
         wait_for(lambda: self.patched(MWC + "istio-sidecar-injector", ca_only=True), timeout=60, interval=0.2,
@@ -218,6 +234,7 @@ class KubeWebhooksTest(unittest.TestCase):
         self.assertEqual(names, ["web"])
 
     def test_5_only_the_leader_patches(self):
+        self.connect()
         wait_for(lambda: self.patched(VWC + "istiod-default-validator"), timeout=60, interval=0.2,
                  what="the validator patched")
         # a second replica with the same root (a shared cacerts), its own token: a follower
