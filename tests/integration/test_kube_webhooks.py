@@ -115,6 +115,15 @@ class KubeWebhooksTest(unittest.TestCase):
         self.api.control("POST", "webhook-hosts",
                          {"hosts": {"istiod.istio-system.svc:443": "127.0.0.1:%d" % self.meshd.webhook_port}})
 
+    def meshd_ns_labels(self):
+        """(namespace, istio-injection label) pairs in meshd's /debug/configz."""
+        out = set()
+        for o in self.meshd.json("/debug/configz").get("objects", []):
+            if o.get("kind") == "Namespace":
+                labels = (o.get("object", {}).get("metadata") or {}).get("labels") or {}
+                out.add((o.get("name"), labels.get("istio-injection")))
+        return out
+
     def config(self, path):
         status, obj = self.api.get(path)
         return obj if status == 200 else None
@@ -211,8 +220,6 @@ class KubeWebhooksTest(unittest.TestCase):
 
     def test_4_pods_injected_by_namespace_label(self):
         self.connect()
-        status, _ = self.api.get("/api/v1/namespaces")  # noqa: the API answers
-        self.assertEqual(status, 200)
         wait_for(lambda: self.patched(MWC + "istio-sidecar-injector", ca_only=True), timeout=60, interval=0.2,
                  what="the injector patched")
         for ns, label in (("injected", "enabled"), ("plain", "disabled")):
@@ -220,6 +227,11 @@ class KubeWebhooksTest(unittest.TestCase):
             self.assertEqual(out.returncode, 0, out.stderr)
             out = self.kubectl("label", "namespace", ns, "istio-injection=" + label)
             self.assertEqual(out.returncode, 0, out.stderr)
+        # /inject reads namespace labels from the config meshd serves, as istiod from its informer:
+        # wait until meshd has seen both labels
+        wait_for(lambda: self.meshd_ns_labels() >= {("injected", "enabled"), ("plain", "disabled")}, timeout=30,
+                 what="meshd seeing the namespace labels")
+        for ns in ("injected", "plain"):
             out = self.kubectl("apply", "-f", "-", stdin=POD % ns)
             self.assertEqual(out.returncode, 0, out.stderr)
         out = self.kubectl("get", "pod", "web", "-n", "injected", "-o", "json")
