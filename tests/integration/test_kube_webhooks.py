@@ -13,9 +13,12 @@ one is created; a Pod in a namespace labelled istio-injection=enabled comes
 back with istio-proxy, one in a namespace labelled disabled does not.
 """
 import base64
+import http.client
 import json
 import os
 import shutil
+import socket
+import ssl
 import subprocess
 import tempfile
 import unittest
@@ -71,6 +74,12 @@ spec:
     image: nginx
     ports: [{containerPort: 80}]
 """
+
+
+def direct_vs():
+    return {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": "direct", "namespace": "default"},
+            "spec": {"hosts": ["reviews"], "http": [{"route": [{"destination": {"host": "reviews"}}]}]}}
 
 
 @unittest.skipIf(KUBECTL is None, "kubectl is not installed (sh scripts/deps.sh installs kubernetes-client)")
@@ -217,6 +226,36 @@ class KubeWebhooksTest(unittest.TestCase):
         out = self.kubectl("apply", "--dry-run=server", "-f", "-", stdin=INVALID_VS)
         self.assertNotEqual(out.returncode, 0, out.stdout)
         self.assertIn("denied the request", out.stderr)
+
+    def test_3b_validate_alias_and_bad_requests(self):
+        """istiod's /validate/ alias answers as /validate; an empty body is a 400, counted."""
+        ctx = ssl.create_default_context(cadata=base64.b64decode(self.root_b64).decode())
+
+        def post(path, body):
+            conn = http.client.HTTPSConnection("istiod.istio-system.svc", self.meshd.webhook_port, context=ctx,
+                                               timeout=30)
+            conn.sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", self.meshd.webhook_port), timeout=30),
+                                        server_hostname="istiod.istio-system.svc")
+            conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+            r = conn.getresponse()
+            data = r.read()
+            conn.close()
+            return r.status, data
+
+        review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                  "request": {"uid": "u-7", "operation": "CREATE",
+                              "resource": {"group": "networking.istio.io", "version": "v1",
+                                           "resource": "virtualservices"},
+                              "object": direct_vs()}}
+        for path in ("/validate", "/validate/"):
+            status, data = post(path, json.dumps(review).encode())
+            self.assertEqual(status, 200, data)
+            resp = json.loads(data)["response"]
+            self.assertEqual((resp["uid"], resp["allowed"]), ("u-7", True))
+        status, data = post("/validate", b"")
+        self.assertEqual(status, 400, data)
+        status, metrics = self.meshd.http("/metrics")
+        self.assertIn('galley_validation_http_error{status="400"} 1\n', metrics)
 
     def test_4_pods_injected_by_namespace_label(self):
         self.connect()
