@@ -449,6 +449,13 @@ static void *wp__thread(void *arg)
 			continue;
 		}
 		backoff = 0;
+		if (!rv[0]) {
+			/* a list without a resourceVersion cannot be watched from: a
+			 * watch from nothing would replay every object, a hit each
+			 * time; look again at the next resync instead */
+			wp__sleep(p, p->cfg.resync);
+			continue;
+		}
 		if (wp__watch(k, rv) < 0)
 			wp__sleep(p, WP__S); /* do not spin on a failing watch */
 	}
