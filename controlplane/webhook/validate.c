@@ -262,7 +262,7 @@ static int wv__judge_object(struct wv__req *r, const struct json_value *obj)
 	const struct json_value *md = json_get(obj, "metadata"), *f;
 	char group[256];
 	size_t gl, i, n_errors = 0;
-	int k, rc;
+	int k, rc = 0;
 	bool meshd_kind, istio_group;
 
 	memset(&res, 0, sizeof(res));
@@ -286,7 +286,7 @@ static int wv__judge_object(struct wv__req *r, const struct json_value *obj)
 		mesh_buf_printf(&r->msg, "unrecognized type %s/%s, Kind=%s", group, slash ? slash + 1 : wv__s(av),
 				wv__s(kind));
 		wv__fail(r, WV__UNKNOWN_TYPE);
-		return 0;
+		goto out;
 	}
 	/* Istio's validateMetadata, before the kind's own validation */
 	if (wv__annotation(obj, WEBHOOK_VALIDATE_ALWAYS_REJECT)) {
@@ -295,7 +295,7 @@ static int wv__judge_object(struct wv__req *r, const struct json_value *obj)
 		/* the patcher's probe: not worth a log line each time (istiod hides it too) */
 		if (!r->dry_run)
 			wv__count(WV__FAILED, r->group, r->version, r->resource, WV__INVALID_CONFIG, 0);
-		return 0;
+		goto out;
 	}
 	gen = json_get_str(md, "generateName");
 	if (!*name && gen && *gen && md && md->type == JSON_OBJECT) {
