@@ -91,23 +91,29 @@ class KubeWebhooksTest(unittest.TestCase):
         cls.tmp = tempfile.mkdtemp(prefix="meshd-webhooks-it-")
         # no bearer tokens: kubectl (client-go) sends none over plain HTTP
         cls.api = FakeApi(tokens=())
-        for ns in ("istio-system", "default"):
-            cls.api.apply(namespace(ns))
-        cls.kubeconfig = cls.api.kubeconfig("t-kubectl")
-        # the webhook configurations as shipped, applied as a user would
-        out = cls.kubectl("apply", "-f", WEBHOOKS)
-        assert out.returncode == 0, out.stderr
-        cls.meshd = Meshd(kubeconfig=cls.api.kubeconfig("t-meshd"),
-                          extra_args=["--ca-dir", os.path.join(cls.tmp, "ca")])
-        # the Service the configurations name does not reach meshd yet (test_1 connects it)
-        cls.meshd.start()
-        with open(os.path.join(cls.tmp, "ca", "root-cert.pem")) as f:
-            cls.root_b64 = base64.b64encode(f.read().encode()).decode()
+        cls.meshd = None
+        try:
+            for ns in ("istio-system", "default"):
+                cls.api.apply(namespace(ns))
+            cls.kubeconfig = cls.api.kubeconfig("t-kubectl")
+            # the webhook configurations as shipped, applied as a user would
+            out = cls.kubectl("apply", "-f", WEBHOOKS)
+            assert out.returncode == 0, out.stderr
+            cls.meshd = Meshd(kubeconfig=cls.api.kubeconfig("t-meshd"),
+                              extra_args=["--ca-dir", os.path.join(cls.tmp, "ca")])
+            # the Service the configurations name does not reach meshd yet (test_1 connects it)
+            cls.meshd.start()
+            with open(os.path.join(cls.tmp, "ca", "root-cert.pem")) as f:
+                cls.root_b64 = base64.b64encode(f.read().encode()).decode()
+        except BaseException:
+            cls.tearDownClass()  # no process left behind
+            raise
 
     @classmethod
     def tearDownClass(cls):
         try:
-            cls.meshd.finish()
+            if cls.meshd:
+                cls.meshd.finish()
         finally:
             cls.api.stop()
             shutil.rmtree(cls.tmp, ignore_errors=True)
