@@ -24,6 +24,18 @@ mkdir -p "$B/corpus-jwt"
 "$B/fuzz_jwt" -max_total_time="$S" -max_len=4096 -print_final_stats=1 -artifact_prefix="$B/" \
 	"$B/corpus-jwt" 2>"$B/fuzz_jwt.log" || status=1
 tail -n 12 "$B/fuzz_jwt.log" | grep -E 'stat::number_of_executed_units|stat::new_units_added|ERROR|SUMMARY|Done' || true
+echo "fuzz: fuzz_inject for ${S}s"
+mkdir -p "$B/corpus-inject" "$B/seed-inject"
+for d in tests/inject/[0-9]*; do
+	# the first byte picks the configuration (fuzz_inject.c)
+	printf '\000' | cat - "$d/request.json" > "$B/seed-inject/$(basename "$d")"
+	# and the Pod alone (inject_pod's input)
+	/usr/bin/python3 -c 'import json,sys; print("\003" + json.dumps(json.load(open(sys.argv[1]))["request"]["object"]))' \
+		"$d/request.json" 2>/dev/null > "$B/seed-inject/pod-$(basename "$d")" || rm -f "$B/seed-inject/pod-$(basename "$d")"
+done
+"$B/fuzz_inject" -max_total_time="$S" -max_len=16384 -print_final_stats=1 -artifact_prefix="$B/" \
+	"$B/corpus-inject" "$B/seed-inject" 2>"$B/fuzz_inject.log" || status=1
+tail -n 12 "$B/fuzz_inject.log" | grep -E 'stat::number_of_executed_units|stat::new_units_added|ERROR|SUMMARY|Done' || true
 if [ "$status" -ne 0 ]; then
 	echo "fuzz: FAILED (see $B/*.log and the crash-* files in $B)"
 	exit 1
