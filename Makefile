@@ -517,10 +517,18 @@ $(FUZZ_BUILD)/fuzz_inject: tests/fuzz/fuzz_inject.c FORCE
 	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -I. -I$(FUZZ_BUILD)/lib/gen $(FUZZ_SAN) -fsanitize=fuzzer -o $@ \
 		$< $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a $(call pkg_libs,$(MESHD_PKGS)) -lpthread -lm
 
+# the validating webhook (controlplane/webhook/validate.c), same libraries
+$(FUZZ_BUILD)/fuzz_validate: tests/fuzz/fuzz_validate.c FORCE
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD)/lib SAN=1 CC=$(FUZZ_CC) CXX=$(FUZZ_CC)++ \
+		SANFLAGS="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a
+	@echo "  FUZZ    $@"
+	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -I. -I$(FUZZ_BUILD)/lib/gen $(FUZZ_SAN) -fsanitize=fuzzer -o $@ \
+		$< $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a $(call pkg_libs,$(MESHD_PKGS)) -lpthread -lm
+
 fuzz:
 	@sh scripts/deps.sh fuzz
 	@$(MAKE) --no-print-directory $(HTTP_GOLDEN_BIN) $(FUZZ_BUILD)/fuzz_http1 $(FUZZ_BUILD)/fuzz_config \
-		$(FUZZ_BUILD)/fuzz_jwt $(FUZZ_BUILD)/fuzz_inject
+		$(FUZZ_BUILD)/fuzz_jwt $(FUZZ_BUILD)/fuzz_inject $(FUZZ_BUILD)/fuzz_validate
 	@sh tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(HTTP_GOLDEN_BIN)
 
 check-style:
