@@ -302,7 +302,7 @@ integration: $(BINS)
 # test_mesh_tracing.py: Prometheus scrapes and span batches; their C code
 # has unit tests under ASan).  Every gateway file (test_mesh_gateway*.py,
 # test_meshproxy_gateway.py) runs here.
-IT_ASAN_FILES = test_hostile.py test_routing.py test_kube.py test_ca.py test_meshctl.py test_sidecar_xds.py test_gw_xds.py \
+IT_ASAN_FILES = test_hostile.py test_routing.py test_kube.py test_kube_webhooks.py test_ca.py test_meshctl.py test_sidecar_xds.py test_gw_xds.py \
 	test_no_route_match.py test_sds.py test_meshproxy_*.py test_inject.py \
 	$(filter-out test_mesh_lb.py test_mesh_lb2.py test_mesh_metrics.py \
 		test_mesh_tracing.py $(IT_VALGRIND_MESH), $(notdir $(wildcard tests/integration/test_mesh_*.py)))
@@ -527,10 +527,18 @@ $(FUZZ_BUILD)/fuzz_inject: tests/fuzz/fuzz_inject.c FORCE
 	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -I. -I$(FUZZ_BUILD)/lib/gen $(FUZZ_SAN) -fsanitize=fuzzer -o $@ \
 		$< $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a $(call pkg_libs,$(MESHD_PKGS)) -lpthread -lm
 
+# the validating webhook (controlplane/webhook/validate.c), same libraries
+$(FUZZ_BUILD)/fuzz_validate: tests/fuzz/fuzz_validate.c FORCE
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD)/lib SAN=1 CC=$(FUZZ_CC) CXX=$(FUZZ_CC)++ \
+		SANFLAGS="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a
+	@echo "  FUZZ    $@"
+	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -I. -I$(FUZZ_BUILD)/lib/gen $(FUZZ_SAN) -fsanitize=fuzzer -o $@ \
+		$< $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a $(call pkg_libs,$(MESHD_PKGS)) -lpthread -lm
+
 fuzz:
 	@sh scripts/deps.sh fuzz
 	@$(MAKE) --no-print-directory $(HTTP_GOLDEN_BIN) $(FUZZ_BUILD)/fuzz_http1 $(FUZZ_BUILD)/fuzz_config \
-		$(FUZZ_BUILD)/fuzz_jwt $(FUZZ_BUILD)/fuzz_inject
+		$(FUZZ_BUILD)/fuzz_jwt $(FUZZ_BUILD)/fuzz_inject $(FUZZ_BUILD)/fuzz_validate
 	@sh tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(HTTP_GOLDEN_BIN)
 
 check-style:

@@ -31,6 +31,8 @@
 #include "controlplane/model/model.h"
 #include "controlplane/push/push.h"
 #include "controlplane/webhook/server.h"
+#include "controlplane/webhook/patch.h"
+#include "controlplane/webhook/validate.h"
 #include "controlplane/xds/server.h"
 
 #include <arpa/inet.h>
@@ -69,6 +71,8 @@ struct meshd_opts {
 	const char *proxy_image;     /* what /inject puts in istio-proxy and istio-init */
 	bool native_sidecars;        /* /inject: istio-proxy as a native sidecar */
 	int64_t webhook_cert_ttl;
+	/* webhook configurations whose caBundle the leader keeps (webhook/patch.h) */
+	const char *webhook_injector_configs, *webhook_validator_configs;
 	const char *ca_dir;
 	const char *ca_token_file;
 	const char *trust_domain;
@@ -92,6 +96,7 @@ struct meshd {
 	struct xds_server *xds;
 	struct debug_server *debug;
 	struct webhook_server *webhook; /* --webhook-addr: /inject, /validate */
+	struct webhook_patch *webhook_patch; /* with kube and webhooks: caBundle kept by the leader */
 	struct ca *ca;
 	struct ca_authenticator *ca_auth;
 	struct ca_service *ca_svc;
@@ -138,6 +143,11 @@ static void usage(FILE *f)
 		"  --webhook-dns NAMES         more DNS names (or IP addresses) for its certificate, comma\n"
 		"                              separated (it always names istiod.ROOT_NAMESPACE.svc)\n"
 		"  --webhook-cert-ttl DUR      its certificate's lifetime, renewed at half (default 24h)\n"
+		"  --webhook-injector-configs NAMES   MutatingWebhookConfigurations the leader keeps meshd's\n"
+		"                              root in (default " WEBHOOK_PATCH_INJECTOR "; \"\" none)\n"
+		"  --webhook-validator-configs NAMES  ValidatingWebhookConfigurations likewise, switched to\n"
+		"                              failurePolicy Fail once /validate answers (default\n"
+		"                              " WEBHOOK_PATCH_VALIDATORS ")\n"
 		"Sidecar injection (/inject):\n"
 		"  --proxy-image IMAGE         meshproxy's image (default " INJECT_DEFAULT_IMAGE ")\n"
 		"  --native-sidecars           istio-proxy as a native sidecar init container (Kubernetes >= 1.29;\n"
@@ -174,6 +184,7 @@ static int parse_opts(int argc, char **argv, struct meshd_opts *o)
 	enum { O_CONFIG_DIR = 256, O_KUBECONFIG, O_XDS, O_SECURE, O_HTTP, O_CA_DIR, O_TRUST, O_TTL, O_MAX_TTL,
 	       O_DEB_AFTER, O_DEB_MAX, O_LOG_FORMAT, O_LOG_LEVEL, O_DOMAIN, O_ROOT_NS, O_VERSION, O_HELP,
 	       O_CA_TOKEN_FILE, O_MESH_CONFIG, O_WEBHOOK, O_WEBHOOK_DNS, O_WEBHOOK_TTL,
+	       O_WEBHOOK_INJECTOR_CONFIGS, O_WEBHOOK_VALIDATOR_CONFIGS,
 	       O_PROXY_IMAGE, O_NATIVE_SIDECARS };
 	static const struct option longopts[] = {
 		{ "config-dir", required_argument, NULL, O_CONFIG_DIR },
@@ -185,6 +196,8 @@ static int parse_opts(int argc, char **argv, struct meshd_opts *o)
 		{ "webhook-addr", required_argument, NULL, O_WEBHOOK },
 		{ "webhook-dns", required_argument, NULL, O_WEBHOOK_DNS },
 		{ "webhook-cert-ttl", required_argument, NULL, O_WEBHOOK_TTL },
+		{ "webhook-injector-configs", required_argument, NULL, O_WEBHOOK_INJECTOR_CONFIGS },
+		{ "webhook-validator-configs", required_argument, NULL, O_WEBHOOK_VALIDATOR_CONFIGS },
 		{ "proxy-image", required_argument, NULL, O_PROXY_IMAGE },
 		{ "native-sidecars", no_argument, NULL, O_NATIVE_SIDECARS },
 		{ "ca-dir", required_argument, NULL, O_CA_DIR },
@@ -228,6 +241,8 @@ static int parse_opts(int argc, char **argv, struct meshd_opts *o)
 		case O_HTTP: o->http_addr = optarg; break;
 		case O_WEBHOOK: o->webhook_addr = optarg; break;
 		case O_WEBHOOK_DNS: o->webhook_dns = optarg; break;
+		case O_WEBHOOK_INJECTOR_CONFIGS: o->webhook_injector_configs = optarg; break;
+		case O_WEBHOOK_VALIDATOR_CONFIGS: o->webhook_validator_configs = optarg; break;
 		case O_PROXY_IMAGE: o->proxy_image = optarg; break;
 		case O_NATIVE_SIDECARS: o->native_sidecars = true; break;
 		case O_WEBHOOK_TTL:
@@ -744,6 +759,7 @@ int main(int argc, char **argv)
 
 	log_info("meshd", "meshd %s starting", MESH_VERSION);
 	metrics_set_build("pilot", MESH_VERSION); /* istio_build, as istiod's discovery */
+	(void)metrics_add_section(webhook_validate_metrics); /* galley_validation_* */
 	if (meshd_mesh_load(&d, true) < 0)
 		goto out;
 	if (d.opts.mesh_config) {
@@ -873,8 +889,29 @@ int main(int argc, char **argv)
 		log_info("meshd", "debug HTTP on %s", d.opts.http_addr);
 	}
 	rc = meshd_start_webhook(&d);
+	/* the validating webhook at istiod's path and its /validate/ alias */
+	if (rc == 0 && d.webhook)
+		rc = webhook_server_route(d.webhook, "/validate", webhook_validate_handle, NULL);
+	if (rc == 0 && d.webhook)
+		rc = webhook_server_route(d.webhook, "/validate/", webhook_validate_handle, NULL);
 	if (rc < 0)
 		goto out;
+	if (d.kube && d.webhook) {
+		/* the leader keeps the webhook configurations pointing at this root */
+		struct webhook_patch_config wc = {
+			.client = kube_source_client(d.kube),
+			.leader = d.leader,
+			.root_pem = ca_root_pem(d.ca),
+			.mutating = d.opts.webhook_injector_configs,
+			.validating = d.opts.webhook_validator_configs,
+			.probe_ns = d.opts.root_namespace,
+		};
+		rc = webhook_patch_start(&wc, &d.webhook_patch);
+		if (rc < 0) {
+			log_error("meshd", "webhook configurations: %s", mesh_strerror(rc));
+			goto out;
+		}
+	}
 
 	if (d.files) {
 		rc = file_source_sync(d.files);
@@ -897,6 +934,7 @@ int main(int argc, char **argv)
 	status = rc < 0 ? 1 : 0;
 out:
 	jwks_resolver_stop();
+	webhook_patch_stop(d.webhook_patch); /* before the leader and the client it borrows */
 	webhook_server_stop(d.webhook);
 	debug_server_stop(d.debug);
 	xds_server_stop(d.xds);

@@ -47,6 +47,12 @@ build|image|image-test) ;;
 	;;
 esac
 
+# kubectl for the admission webhook test (tests/integration/test_kube_webhooks.py):
+# Debian's kubernetes-client, unless some kubectl is already on PATH.
+if ! command -v kubectl >/dev/null 2>&1; then
+	missing="$missing kubernetes-client"
+fi
+
 if [ -z "$missing" ]; then
 	exit 0
 fi

@@ -21,6 +21,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+static void metrics__sections_render(struct mesh_buf *out);
+
 /*
  * A histogram with fixed bounds: per-bucket (not cumulative) counts, the
  * last one is +Inf, and the sum, a double kept as its bit pattern for CAS.
@@ -696,5 +698,31 @@ int metrics_render(struct mesh_buf *out)
 	metrics__gauge_double(out, "process_start_time_seconds",
 			      "Start time of the process since unix epoch in seconds.", metrics__start_time());
 
+	metrics__sections_render(out);
 	return out->err;
+}
+
+/* ------------------------------------------------------------- sections */
+
+/* Registered once at start (main), read by every scrape: set before any
+ * thread renders, so no lock. */
+static int (*metrics__sections[METRICS_MAX_SECTIONS])(struct mesh_buf *out);
+static size_t metrics__n_sections;
+
+int metrics_add_section(int (*render)(struct mesh_buf *out))
+{
+	if (!render)
+		return -EINVAL;
+	if (metrics__n_sections == METRICS_MAX_SECTIONS)
+		return -ENOSPC;
+	metrics__sections[metrics__n_sections++] = render;
+	return 0;
+}
+
+static void metrics__sections_render(struct mesh_buf *out)
+{
+	size_t i;
+
+	for (i = 0; i < metrics__n_sections; i++)
+		metrics__sections[i](out);
 }

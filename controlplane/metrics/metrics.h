@@ -130,6 +130,14 @@ void metrics_injection(enum metrics_injection e);
  * bytes); call once at start. */
 void metrics_set_build(const char *component, const char *tag);
 
+/* Metrics another module keeps with label sets of its own (the validation
+ * webhook's galley_validation_*, webhook/validate.h): render() appends
+ * their text (with # HELP / # TYPE) at the end of every scrape.  Call at
+ * start, before the HTTP server runs.  0, -EINVAL, or -ENOSPC past
+ * METRICS_MAX_SECTIONS. */
+#define METRICS_MAX_SECTIONS 8
+int metrics_add_section(int (*render)(struct mesh_buf *out));
+
 /* Prometheus text exposition format 0.0.4 into out. */
 int metrics_render(struct mesh_buf *out);
 
