@@ -37,6 +37,7 @@
 #include "controlplane/gen/authn.h"
 #include "controlplane/gen/rbac.h"
 #include "controlplane/model/policy.h"
+#include "controlplane/model/telemetry.h"
 
 #include "common/err.h"
 
@@ -94,6 +95,7 @@ struct gen_sc {
 	 * listener of the same name is seen as the conflict it is */
 	const char **out_names;
 	size_t n_out_names, cap_out_names;
+	struct model_telemetry *tel;            /* issue 14: the workload's Telemetry (gen__telemetry); NULL: none */
 };
 
 /* ---------------------------------------------------------------- small builders */
@@ -171,10 +173,11 @@ static bool gen_protocol_http(const char *proto)
  * accessLogFile is set; inbound: x-forwarded-client-cert
  * APPEND_FORWARD with subject, URI and DNS (Istio's inbound default).
  */
-static Google__Protobuf__Any *gen_sidecar_hcm(struct arena *a, const struct model *m, const char *stat_prefix,
+static Google__Protobuf__Any *gen_sidecar_hcm(struct arena *a, const struct gen_sc *sc, const char *stat_prefix,
 					      const char *rds, Envoy__Config__Route__V3__RouteConfiguration *inline_rc,
 					      gen_http_filter **pre, size_t n_pre, bool inbound)
 {
+	const struct model *m = sc->g.m;
 	Envoy__Extensions__Filters__Http__Fault__V3__HTTPFault fault = ENVOY__EXTENSIONS__FILTERS__HTTP__FAULT__V3__HTTPFAULT__INIT;
 	Envoy__Extensions__Filters__Http__Cors__V3__Cors cors = ENVOY__EXTENSIONS__FILTERS__HTTP__CORS__V3__CORS__INIT;
 	Envoy__Extensions__Filters__Http__Router__V3__Router router = ENVOY__EXTENSIONS__FILTERS__HTTP__ROUTER__V3__ROUTER__INIT;
@@ -229,8 +232,9 @@ static Google__Protobuf__Any *gen_sidecar_hcm(struct arena *a, const struct mode
 			? ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__PATH_WITH_ESCAPED_SLASHES_ACTION__UNESCAPE_AND_FORWARD
 			: ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__PATH_WITH_ESCAPED_SLASHES_ACTION__KEEP_UNCHANGED;
 	hcm.proxy_100_continue = true;
-	/* MeshConfig's default tracing provider, as istiod's configureTracing */
-	if (gen__mesh_tracing(a, m, &hcm.tracing) < 0)
+	/* issue 14: the workload's Telemetry tracing (or MeshConfig's default
+	 * provider), as istiod's configureTracing: server spec inbound */
+	if (gen__tracing(a, &sc->g, sc->w, sc->tel, inbound, &hcm.tracing) < 0)
 		return NULL;
 	/* MeshConfig accessLogFile: istiod's file access log on every HCM */
 	if (gen__mesh_access_logs(a, m, &hcm.access_log, &hcm.n_access_log) < 0)
@@ -1009,7 +1013,7 @@ static int gen_outbound(struct gen_sc *sc)
 			if (rc == 0)
 				rc = gen_outbound_listener(sc, gen_egress_bind(sc, port), port,
 							   gen__net_filter(sc->a, GEN_HCM_NAME,
-									  gen_sidecar_hcm(sc->a, sc->g.m, sp, rn, NULL, NULL, 0, false)));
+									  gen_sidecar_hcm(sc->a, sc, sp, rn, NULL, NULL, 0, false)));
 		}
 		if (n_tcp > 1 && n_http == 0) {
 			rc = gen_outbound_tls_shared(sc, gen_egress_bind(sc, port), port);
@@ -1037,7 +1041,7 @@ static int gen_outbound(struct gen_sc *sc)
 					rc = gen_outbound_listener2(
 						sc, gen_egress_bind(sc, port), port,
 						gen__net_filter(sc->a, GEN_HCM_NAME,
-							       gen_sidecar_hcm(sc->a, sc->g.m, sp, rn, NULL, NULL, 0, false)),
+							       gen_sidecar_hcm(sc->a, sc, sp, rn, NULL, NULL, 0, false)),
 						gen_tcp_service_filter(sc, svc, port));
 				continue;
 			}
@@ -1322,7 +1326,7 @@ static gen_filter *gen_inbound_filter(struct gen_sc *sc, const struct gen_inport
 	sp = arena_printf(a, "inbound_%s", chain_name);
 	if (!sp)
 		return NULL;
-	return gen__net_filter(a, GEN_HCM_NAME, gen_sidecar_hcm(a, sc->g.m, sp, NULL,
+	return gen__net_filter(a, GEN_HCM_NAME, gen_sidecar_hcm(a, sc, sp, NULL,
 							       gen_inbound_rc(a, cluster, ip->port), rbac, n_rbac, true));
 }
 
@@ -2237,6 +2241,10 @@ int gen_sidecar_snapshot_cached(struct gen_sidecar_cache *c, const struct model 
 	sc.c = c;
 	if (c)
 		sc.routes = gen_sc_routes_find(c, &sc);
+	/* issue 14: Telemetry merged once for the workload's HCMs */
+	rc = gen__telemetry(m, w, &sc.tel);
+	if (rc < 0)
+		goto out;
 
 	/* CDS, EDS per visible service, one arena each (as gen_snapshot) */
 	rc = 0;
@@ -2267,6 +2275,7 @@ int gen_sidecar_snapshot_cached(struct gen_sidecar_cache *c, const struct model 
 	*out = sc.snap;
 	sc.snap = NULL;
 out:
+	model_telemetry_free(sc.tel);
 	free(inports);
 	free(sc.visible);
 	arena_free(sc.a);
