@@ -6,6 +6,10 @@
  * x-b3-*) or started, sampled as Envoy decides; at the end a Zipkin v2 span
  * (CLIENT on outbound, SERVER on inbound) with Istio's tags, queued and
  * POSTed in batches to the collector cluster from the loop, never blocking.
+ * The provider envoy.tracers.opentelemetry with an http_service exports
+ * the same spans over OTLP/HTTP instead (POST of an
+ * ExportTraceServiceRequest, application/x-protobuf, as Envoy's
+ * OpenTelemetry tracer); its grpc_service (OTLP/gRPC) is not carried.
  */
 #ifndef MESH_DATAPLANE_TRACING_H
 #define MESH_DATAPLANE_TRACING_H
@@ -35,6 +39,10 @@ struct trace_cfg {
 	char *cluster;                               /* collector_cluster (owned) */
 	char *endpoint;                              /* collector_endpoint [/api/v2/spans] (owned) */
 	char *hostname;                              /* collector_hostname, the POST's Host [cluster] (owned) */
+	int otlp;                                    /* OpenTelemetryConfig http_service: OTLP/HTTP protobuf */
+	char *service_name;                          /* OTLP resource service.name (owned; "" for zipkin) */
+	char *extra_headers;                         /* "name: value\r\n"... added to each POST (owned) */
+	uint32_t timeout_ms;                         /* a POST's deadline [TRACE_POST_TIMEOUT_MS] */
 	size_t n_tags;
 	struct trace_tag {
 		char *tag;                           /* owned */
@@ -45,8 +53,13 @@ struct trace_cfg {
 };
 
 /* Compile an HCM's tracing; *out NULL (and 0) when t is NULL or its
- * provider is not envoy.tracers.zipkin.  0, -ENOMEM, or -EINVAL with err
- * (an unsupported collector_endpoint_version). */
+ * provider is neither envoy.tracers.zipkin nor an OpenTelemetryConfig
+ * with an http_service (OTLP/gRPC is not carried: no tracing).  The
+ * OTLP/HTTP uri "HOST/PATH" (Istio's url.JoinPath, a scheme allowed)
+ * gives the POST's Host and path ["/v1/traces" when it has none], the
+ * cluster its collector, timeout its deadline, request_headers_to_add its
+ * extra headers.  0, -ENOMEM, or -EINVAL with err (an unsupported
+ * collector_endpoint_version, a config that does not decode). */
 MESH_MUST_CHECK int trace_cfg_new(
 	const struct Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager__Tracing *t,
 	struct trace_cfg **out, char *err, size_t cap);
@@ -113,7 +126,10 @@ struct tracer *tracer_new(struct ev_loop *loop, const char *node_id, const char 
 			  void *ctx);
 void tracer_free(struct tracer *t); /* NULL is a no-op; a POST in flight is abandoned */
 
-/* End sp (if sampled) into a queued Zipkin v2 JSON span; sp is cleared. */
+/* End sp (if sampled) into a queued span, Zipkin v2 JSON or an OTLP Span
+ * as sp's config says; sp is cleared.  Spans for another collector than
+ * the queued ones (a config change) first send the queue (or drop it,
+ * counted, while a POST is in flight). */
 void tracer_finish(struct tracer *t, struct trace_span *sp, const struct trace_end *end);
 
 struct tracer_stats {
