@@ -336,6 +336,37 @@ static int tr__sampled_value(struct h1_str v)
 	return (v.len == 1 && (v.p[0] == '1' || v.p[0] == 'd')) || (v.len == 4 && h1_str_ieq(v, "true"));
 }
 
+/* Header tags are read when the request starts: the head is not kept
+ * until the span ends.  Cap on their values together. */
+#define TRACE_HDR_TAG_BYTES 4096
+
+static void tr__hdr_tags(struct trace_span *sp, const struct trace_cfg *cfg, const struct h1_head *h)
+{
+	struct mesh_buf b;
+	size_t i;
+
+	for (i = 0; i < cfg->n_tags && cfg->tags[i].kind != 2; i++)
+		;
+	if (i == cfg->n_tags)
+		return;
+	mesh_buf_init(&b, TRACE_HDR_TAG_BYTES);
+	for (i = 0; i < cfg->n_tags; i++) {
+		struct h1_str v;
+
+		if (cfg->tags[i].kind != 2)
+			continue;
+		v = h1_head_get(h, cfg->tags[i].value);
+		/* a value with a NUL or past the cap reads as absent (the default) */
+		if (v.len && !memchr(v.p, '\0', v.len) && b.len + v.len + 1 < TRACE_HDR_TAG_BYTES)
+			mesh_buf_append(&b, v.p, v.len);
+		mesh_buf_append(&b, "", 1);
+	}
+	if (b.err)
+		mesh_buf_cleanup(&b); /* no memory: the defaults */
+	else
+		sp->hdr_tags = b.data; /* taken */
+}
+
 void trace_start(struct trace_span *sp, const struct trace_cfg *cfg, const struct h1_head *h, uint64_t rnd1,
 		 uint64_t rnd2, uint64_t now_us)
 {
@@ -395,6 +426,14 @@ void trace_start(struct trace_span *sp, const struct trace_cfg *cfg, const struc
 	else
 		sp->sampled = (double)((rnd1 >> 11) % 10000) < cfg->random_pct * 100.0 &&
 			      (double)((rnd2 >> 13) % 10000) < cfg->overall_pct * 100.0;
+	if (sp->sampled)
+		tr__hdr_tags(sp, cfg, h);
+}
+
+void trace_span_cleanup(struct trace_span *sp)
+{
+	free(sp->hdr_tags);
+	memset(sp, 0, sizeof(*sp));
 }
 
 int trace_is_ctx_header(struct h1_str n)
@@ -703,9 +742,11 @@ void tracer_get_stats(const struct tracer *t, struct tracer_stats *out)
 
 typedef void (*tr__put_fn)(void *ctx, const char *k, const char *v, size_t vlen, int is_int);
 
-static void tr__tags(const struct tracer *t, const struct trace_cfg *c, const struct trace_end *x, size_t plen,
+static void tr__tags(const struct tracer *t, const struct trace_span *sp, const struct trace_end *x, size_t plen,
 		     tr__put_fn put, void *ctx)
 {
+	const struct trace_cfg *c = sp->cfg;
+	const char *ht = sp->hdr_tags;
 	char num[32], url[8192];
 	size_t i, ul;
 	int n;
@@ -747,8 +788,13 @@ static void tr__tags(const struct tracer *t, const struct trace_cfg *c, const st
 		if (g->kind == 2) {
 			struct h1_str hv = { NULL, 0 };
 
-			if (x->req)
+			if (ht) {
+				hv.p = ht;
+				hv.len = strlen(ht);
+				ht += hv.len + 1;
+			} else if (x->req) {
 				hv = h1_head_get(x->req, g->value);
+			}
 			if (hv.len)
 				put(ctx, g->tag, hv.p, hv.len, 0);
 			else if (g->dflt && g->dflt[0])
@@ -808,7 +854,7 @@ static void tr__zipkin_span(const struct tracer *t, const struct trace_span *sp,
 		}
 	}
 	mesh_buf_puts(b, ",\"tags\":{");
-	tr__tags(t, sp->cfg, x, plen, tr__json_put, &j);
+	tr__tags(t, sp, x, plen, tr__json_put, &j);
 	mesh_buf_puts(b, "}}");
 }
 
@@ -947,7 +993,7 @@ static void tr__otlp_span(struct tracer *t, const struct trace_span *sp, const s
 	pb__varint(b, x->inbound ? 2 : 3);
 	pb__fixed64(b, 7, sp->start_us * 1000);
 	pb__fixed64(b, 8, (x->end_us > sp->start_us ? x->end_us : sp->start_us + 1) * 1000);
-	tr__tags(t, sp->cfg, x, plen, tr__otlp_put, b);
+	tr__tags(t, sp, x, plen, tr__otlp_put, b);
 	error = x->status >= 500 || x->status == 0 || (!x->inbound && x->status >= 400);
 	if (error) {
 		/* Status{code: STATUS_CODE_ERROR} */
@@ -1073,5 +1119,5 @@ void tracer_finish(struct tracer *t, struct trace_span *sp, const struct trace_e
 	else if (!ev_timer_armed(&t->flush) && t->fd < 0)
 		ev_timer_arm(t->loop, &t->flush, TRACE_FLUSH_MS);
 out:
-	memset(sp, 0, sizeof(*sp));
+	trace_span_cleanup(sp);
 }

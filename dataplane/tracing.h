@@ -73,7 +73,13 @@ struct trace_span {
 	char parent_id[17];           /* the caller's span, "" for a root */
 	int sampled;
 	uint64_t start_us;            /* wall clock, microseconds since the epoch */
+	char *hdr_tags;               /* sampled: the request-header custom tags' values, read at the
+	                               * start (NUL-separated, in tag order; owned, NULL: none) */
 };
+
+/* Release what sp holds (the header tags) when it ends unfinished; sp is
+ * cleared.  tracer_finish() does it too. */
+void trace_span_cleanup(struct trace_span *sp);
 
 /* Decide for a request: continue the trace its headers carry (traceparent,
  * else b3, else x-b3-traceid/spanid) or start one; sampled when the caller
@@ -106,7 +112,7 @@ struct trace_end {
 	int status;
 	uint64_t request_size, response_size;
 	uint64_t end_us;
-	const struct h1_head *req;   /* for request-header custom tags; may be NULL */
+	const struct h1_head *req;   /* request-header custom tags not read at the start; may be NULL */
 };
 
 struct tracer;

@@ -282,11 +282,11 @@ static const Opentelemetry__Proto__Common__V1__KeyValue *attr(const Opentelemetr
 
 START_TEST(otlp_export)
 {
-	struct trace_tag tag = { "team", 0, "bookinfo", NULL };
+	struct trace_tag tag[2] = { { "team", 0, "bookinfo", NULL }, { "user", 2, "x-user", "anon" } };
 	struct trace_cfg c = { .random_pct = 100, .client_pct = 100, .overall_pct = 100, .max_path_len = 256, .id128 = 1,
 			       .cluster = "outbound|4318||collector", .endpoint = "/v1/traces", .hostname = "collector",
 			       .otlp = 1, .service_name = "ratings.demo", .extra_headers = "x-tenant: a\r\n",
-			       .timeout_ms = 5000, .n_tags = 1, .tags = &tag };
+			       .timeout_ms = 5000, .n_tags = 2, .tags = tag };
 	struct ev_loop *loop = ev_loop_new();
 	struct sockaddr_in sa = { .sin_family = AF_INET };
 	socklen_t sl = sizeof(sa);
@@ -314,8 +314,11 @@ START_TEST(otlp_export)
 		       resolve_to, &sa);
 	ck_assert_ptr_nonnull(t);
 	/* an outbound request continuing the client's traceparent, answered 503 */
-	trace_start(&sp, &c, req("traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n"), 5, 6,
-		    1000000);
+	trace_start(&sp, &c, req("traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n"
+				 "x-user: jason\r\n"),
+		    5, 6, 1000000);
+	/* the header tag is read now: the request head is gone at the end */
+	memset(reqbuf, 'z', sizeof(reqbuf));
 	memset(&x, 0, sizeof(x));
 	x.method = "GET";
 	x.method_len = 3;
@@ -387,6 +390,10 @@ START_TEST(otlp_export)
 	ck_assert_int_eq(kv->value->int_value, 503);
 	ck_assert_ptr_nonnull(kv = attr(s0, "team"));
 	ck_assert_str_eq(kv->value->string_value, "bookinfo");
+	ck_assert_ptr_nonnull(kv = attr(s0, "user"));
+	ck_assert_str_eq(kv->value->string_value, "jason");
+	ck_assert_ptr_nonnull(kv = attr(s1, "user"));
+	ck_assert_str_eq(kv->value->string_value, "anon");
 	ck_assert_ptr_nonnull(kv = attr(s0, "istio.canonical_service"));
 	ck_assert_str_eq(kv->value->string_value, "ratings");
 	ck_assert_ptr_nonnull(kv = attr(s0, "http.url"));
