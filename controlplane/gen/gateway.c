@@ -432,8 +432,8 @@ static gw_filter *gw_hcm_filter(struct gw_gen *gg, const char *stat_prefix, cons
 		struct model_telemetry *tel = NULL;
 		int trc = gen__telemetry(m, gg->w, &tel);
 
-		if (trc == 0)
-			trc = gen__tracing(a, &gg->g, gg->w, tel, false, &hcm.tracing);
+		/* Telemetry past its cap: served without tracing (as sidecars) */
+		trc = trc < 0 ? 0 : gen__tracing(a, &gg->g, gg->w, tel, false, &hcm.tracing);
 		model_telemetry_free(tel);
 		if (trc < 0)
 			return NULL;

@@ -2241,10 +2241,12 @@ int gen_sidecar_snapshot_cached(struct gen_sidecar_cache *c, const struct model 
 	sc.c = c;
 	if (c)
 		sc.routes = gen_sc_routes_find(c, &sc);
-	/* issue 14: Telemetry merged once for the workload's HCMs */
+	/* issue 14: Telemetry merged once for the workload's HCMs; past its
+	 * cap the workload is served without tracing rather than not at all */
 	rc = gen__telemetry(m, w, &sc.tel);
 	if (rc < 0)
-		goto out;
+		gen__note(&sc.g, GEN_NOTE_ERROR, "telemetry", "Telemetry for the workload not merged (%s): no tracing",
+			  mesh_strerror(rc));
 
 	/* CDS, EDS per visible service, one arena each (as gen_snapshot) */
 	rc = 0;
