@@ -838,15 +838,44 @@ void meshcfg_json(struct mesh_buf *b, const struct mesh_config *mc)
 	if (mc->path_norm != MESHCFG_PATH_DEFAULT)
 		mesh_buf_printf(b, ",\"pathNormalization\":{\"normalization\":\"%s\"}",
 				meshcfg__path_norms[mc->path_norm]);
-	if (mc->trace_provider) {
-		/* only the provider meshd acts on: the default tracing one */
+	if (mc->n_trace_providers) {
+		/* the providers meshd acts on: the tracing ones (issue 14) */
+		size_t i, j;
+
 		mesh_buf_puts(b, ",\"defaultProviders\":{\"tracing\":[");
-		json_put_string(b, mc->trace_provider);
-		mesh_buf_puts(b, "]},\"extensionProviders\":[{\"name\":");
-		json_put_string(b, mc->trace_provider);
-		mesh_buf_puts(b, ",\"zipkin\":{\"service\":");
-		json_put_string(b, mc->zipkin_service);
-		mesh_buf_printf(b, ",\"port\":%u}}]", (unsigned)mc->zipkin_port);
+		for (i = 0; i < mc->default_tracing.n; i++) {
+			if (i)
+				mesh_buf_putc(b, ',');
+			json_put_string(b, mc->default_tracing.v[i]);
+		}
+		mesh_buf_puts(b, "]},\"extensionProviders\":[");
+		for (i = 0; i < mc->n_trace_providers; i++) {
+			const struct meshcfg_trace_provider *p = &mc->trace_providers[i];
+
+			mesh_buf_puts(b, i ? ",{\"name\":" : "{\"name\":");
+			json_put_string(b, p->name);
+			mesh_buf_puts(b, p->kind == MESHCFG_TRACER_ZIPKIN ? ",\"zipkin\":{\"service\":" :
+									    ",\"opentelemetry\":{\"service\":");
+			json_put_string(b, p->service ? p->service : "");
+			mesh_buf_printf(b, ",\"port\":%u", (unsigned)p->port);
+			if (p->max_tag_len)
+				mesh_buf_printf(b, ",\"maxTagLength\":%u", (unsigned)p->max_tag_len);
+			if (p->kind == MESHCFG_TRACER_OTEL) {
+				/* header values are left out: they may be credentials */
+				mesh_buf_puts(b, p->http ? ",\"http\":{\"path\":" : ",\"grpc\":{");
+				if (p->http)
+					json_put_string(b, p->http_path ? p->http_path : "");
+				mesh_buf_puts(b, p->http ? ",\"headers\":[" : "\"initialMetadata\":[");
+				for (j = 0; j < p->n_headers; j++) {
+					mesh_buf_puts(b, j ? ",{\"name\":" : "{\"name\":");
+					json_put_string(b, p->headers[j].name);
+					mesh_buf_putc(b, '}');
+				}
+				mesh_buf_puts(b, "]}");
+			}
+			mesh_buf_puts(b, "}}");
+		}
+		mesh_buf_putc(b, ']');
 	}
 	mesh_buf_puts(b, ",\"meshd\":{\"source\":");
 	json_put_string(b, mc->source);

@@ -272,6 +272,22 @@ START_TEST(meshcfg_trace_providers)
 	ck_assert_int_eq(p->kind, MESHCFG_TRACER_ZIPKIN);
 	ck_assert_ptr_null(meshcfg_trace_provider(mc, "nope"));
 	ck_assert_ptr_null(meshcfg_trace_provider(NULL, "zk"));
+	{
+		/* /debug/mesh shows every tracing provider, header values left out */
+		struct mesh_buf b;
+
+		mesh_buf_init(&b, 1 << 16);
+		meshcfg_json(&b, mc);
+		mesh_buf_putc(&b, '\0');
+		ck_assert_int_eq(b.err, 0);
+		ck_assert_ptr_nonnull(strstr(b.data, "\"defaultProviders\":{\"tracing\":[\"og\",\"zk\"]}"));
+		ck_assert_ptr_nonnull(strstr(b.data, "{\"name\":\"otel\",\"opentelemetry\":{\"service\":"
+						     "\"observability/otel.observability.svc.cluster.local\",\"port\":4318,"
+						     "\"http\":{\"path\":\"/v1/traces\",\"headers\":[{\"name\":\"x-a\"},{\"name\":\"x-b\"}]}}}"));
+		ck_assert_ptr_nonnull(strstr(b.data, "\"grpc\":{\"initialMetadata\":[{\"name\":\"authorization\"}]}"));
+		ck_assert_ptr_null(strstr(b.data, "from-env"));
+		mesh_buf_cleanup(&b);
+	}
 	/* a header value changed: another config */
 	setenv("MESHCFG_TEST_TRACE_ENV", "other", 1);
 	mc2 = parse_ok(yaml, NULL);
