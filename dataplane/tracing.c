@@ -9,7 +9,9 @@
  * owned by the loop (connect, write, read the status line, close), one POST
  * at a time: while one is in flight the next batch gathers, and what does
  * not fit the queue is dropped and counted, so a slow or absent collector
- * costs memory up to the cap and nothing else.
+ * costs memory up to the cap and nothing else.  With an OpenTelemetry
+ * provider the queue holds OTLP Spans, protobuf-encoded as they end, and
+ * the POST wraps them in one ExportTraceServiceRequest (OTLP/HTTP).
  */
 #include "dataplane/tracing.h"
 #include "dataplane/ev.h"
@@ -36,9 +38,11 @@
 
 typedef Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager__Tracing px_tracing;
 
-/* One encoded OTLP span: past it the span is dropped and counted (a span
- * carries at most TRACE tags of capped request strings). */
+/* One encoded OTLP span: past it the span is dropped and counted (its
+ * strings are the request's, capped by the codec's head limit). */
 #define TRACE_SPAN_BYTES (64u << 10)
+/* request_headers_to_add of an OTLP/HTTP collector, as header lines */
+#define TRACE_EXTRA_HEADERS_BYTES (16u << 10)
 
 /* --- configuration */
 
@@ -104,7 +108,7 @@ static int tr__otlp_cfg(struct trace_cfg *c, const Envoy__Config__Trace__V3__Ope
 							  : (uint32_t)(u->timeout->seconds * 1000 + u->timeout->nanos / 1000000);
 	if (!c->timeout_ms)
 		c->timeout_ms = TRACE_POST_TIMEOUT_MS;
-	mesh_buf_init(&h, 16384);
+	mesh_buf_init(&h, TRACE_EXTRA_HEADERS_BYTES);
 	for (i = 0; i < hs->n_request_headers_to_add; i++) {
 		const Envoy__Config__Core__V3__HeaderValue *hv =
 			hs->request_headers_to_add[i] ? hs->request_headers_to_add[i]->header : NULL;
@@ -656,7 +660,7 @@ struct tracer *tracer_new(struct ev_loop *loop, const char *node_id, const char 
 	t->rctx = ctx;
 	t->fd = -1;
 	mesh_buf_init(&t->q, TRACE_QUEUE_BYTES);
-	mesh_buf_init(&t->out, TRACE_QUEUE_BYTES + 16384);
+	mesh_buf_init(&t->out, TRACE_QUEUE_BYTES + TRACE_EXTRA_HEADERS_BYTES + 1024);
 	mesh_buf_init(&t->span, TRACE_SPAN_BYTES);
 	ev_timer_init(&t->flush, tr__flush, t);
 	ev_timer_init(&t->timeout, tr__timeout, t);
