@@ -744,7 +744,7 @@ void tracer_get_stats(const struct tracer *t, struct tracer_stats *out)
 
 /* --- span tags, the same for both formats (Istio's and Envoy's HTTP tags) */
 
-typedef void (*tr__put_fn)(void *ctx, const char *k, const char *v, size_t vlen, int is_int);
+typedef void (*tr__put_fn)(void *ctx, const char *k, const char *v, size_t vlen);
 
 static void tr__tags(const struct tracer *t, const struct trace_span *sp, const struct trace_end *x, size_t plen,
 		     tr__put_fn put, void *ctx)
@@ -755,24 +755,24 @@ static void tr__tags(const struct tracer *t, const struct trace_span *sp, const 
 	size_t i, ul;
 	int n;
 
-#define PUTZ(k, v) put(ctx, (k), (v), strlen(v), 0)
+#define PUTZ(k, v) put(ctx, (k), (v), strlen(v))
 	PUTZ("component", "proxy");
 	PUTZ("istio.canonical_service", t->service);
 	PUTZ("istio.canonical_revision", t->revision);
 	PUTZ("istio.mesh_id", "cluster.local");
 	PUTZ("istio.namespace", t->ns);
 	PUTZ("node_id", t->node_id);
-	put(ctx, "http.method", x->method ? x->method : "", x->method ? x->method_len : 0, 0);
+	put(ctx, "http.method", x->method ? x->method : "", x->method ? x->method_len : 0);
 	/* http.url: scheme, authority and path, capped at max_path_tag_length */
 	n = snprintf(url, sizeof(url), "http://%.*s%.*s", (int)(x->authority ? x->authority_len : 0),
 		     x->authority ? x->authority : "", (int)plen, x->path ? x->path : "");
 	ul = n < 0 ? 0 : (size_t)n < sizeof(url) ? (size_t)n : sizeof(url) - 1;
 	if (c->max_path_len && ul > c->max_path_len)
 		ul = c->max_path_len;
-	put(ctx, "http.url", url, ul, 0);
-	put(ctx, "http.protocol", x->protocol ? x->protocol : "", x->protocol ? x->protocol_len : 0, 0);
+	put(ctx, "http.url", url, ul);
+	put(ctx, "http.protocol", x->protocol ? x->protocol : "", x->protocol ? x->protocol_len : 0);
 	snprintf(num, sizeof(num), "%d", x->status);
-	put(ctx, "http.status_code", num, strlen(num), 1);
+	PUTZ("http.status_code", num);
 	if (x->status >= 500 || x->status == 0)
 		PUTZ("error", "true");
 	PUTZ("upstream_cluster", x->cluster ? x->cluster : "-");
@@ -783,8 +783,8 @@ static void tr__tags(const struct tracer *t, const struct trace_span *sp, const 
 	PUTZ("request_size", num);
 	snprintf(num, sizeof(num), "%llu", (unsigned long long)x->response_size);
 	PUTZ("response_size", num);
-	put(ctx, "guid:x-request-id", x->request_id ? x->request_id : "", x->request_id ? x->request_id_len : 0, 0);
-	put(ctx, "user_agent", x->user_agent ? x->user_agent : "-", x->user_agent ? x->user_agent_len : 1, 0);
+	put(ctx, "guid:x-request-id", x->request_id ? x->request_id : "", x->request_id ? x->request_id_len : 0);
+	put(ctx, "user_agent", x->user_agent ? x->user_agent : "-", x->user_agent ? x->user_agent_len : 1);
 	PUTZ("downstream_cluster", "-");
 	for (i = 0; i < c->n_tags; i++) {
 		const struct trace_tag *g = &c->tags[i];
@@ -800,7 +800,7 @@ static void tr__tags(const struct tracer *t, const struct trace_span *sp, const 
 				hv = h1_head_get(x->req, g->value);
 			}
 			if (hv.len)
-				put(ctx, g->tag, hv.p, hv.len, 0);
+				put(ctx, g->tag, hv.p, hv.len);
 			else if (g->dflt && g->dflt[0])
 				PUTZ(g->tag, g->dflt);
 		} else {
@@ -817,11 +817,10 @@ struct tr__json {
 	int first;
 };
 
-static void tr__json_put(void *ctx, const char *k, const char *v, size_t vlen, int is_int)
+static void tr__json_put(void *ctx, const char *k, const char *v, size_t vlen)
 {
 	struct tr__json *j = ctx;
 
-	(void)is_int; /* zipkin tags are strings */
 	if (!j->first)
 		mesh_buf_putc(j->b, ',');
 	j->first = 0;
@@ -921,39 +920,23 @@ static void pb__fixed64(struct mesh_buf *b, unsigned field, uint64_t v)
 	mesh_buf_append(b, le, 8);
 }
 
-/* KeyValue{key, AnyValue{string_value | int_value}} as field `field`. */
-static void pb__kv(struct mesh_buf *b, unsigned field, const char *k, const char *v, size_t vlen, int is_int)
+/* KeyValue{key, AnyValue{string_value}} as field `field` (Envoy's
+ * OpenTelemetry tracer sets every tag as a string). */
+static void pb__kv(struct mesh_buf *b, unsigned field, const char *k, const char *v, size_t vlen)
 {
-	size_t kl = strlen(k), av;
-	long long iv = 0;
+	size_t kl = strlen(k), av = 1 + pb__vlen(vlen) + vlen;
 
-	if (is_int) {
-		char tmp[24];
-		size_t n = vlen < sizeof(tmp) - 1 ? vlen : sizeof(tmp) - 1;
-
-		memcpy(tmp, v, n);
-		tmp[n] = '\0';
-		iv = strtoll(tmp, NULL, 10);
-		av = 1 + pb__vlen((uint64_t)iv);
-	} else {
-		av = 1 + pb__vlen(vlen) + vlen;
-	}
 	pb__tag(b, field, PB_LEN);
 	pb__varint(b, 1 + pb__vlen(kl) + kl + 1 + pb__vlen(av) + av);
 	pb__bytes(b, 1, k, kl);
 	pb__tag(b, 2, PB_LEN);
 	pb__varint(b, av);
-	if (is_int) {
-		pb__tag(b, 3, PB_VARINT);
-		pb__varint(b, (uint64_t)iv);
-	} else {
-		pb__bytes(b, 1, v, vlen);
-	}
+	pb__bytes(b, 1, v, vlen);
 }
 
-static void tr__otlp_put(void *ctx, const char *k, const char *v, size_t vlen, int is_int)
+static void tr__otlp_put(void *ctx, const char *k, const char *v, size_t vlen)
 {
-	pb__kv(ctx, 9, k, v, vlen, is_int); /* Span.attributes */
+	pb__kv(ctx, 9, k, v, vlen); /* Span.attributes */
 }
 
 /* n hex digits as bytes, left-padded with zero bytes to out_len. */
@@ -973,15 +956,14 @@ static void tr__unhex(const char *hex, size_t n, unsigned char *out, size_t out_
 
 /* One Span (opentelemetry.proto.trace.v1) into t->span, then onto the
  * queue as a ScopeSpans.spans entry.  As Envoy's OpenTelemetry tracer:
- * SERVER on inbound, CLIENT on outbound; the tags as attributes
- * (http.status_code an int); status ERROR on the error tag, and on a 4xx
- * for a client span (OpenTelemetry's HTTP semantic conventions). */
+ * SERVER on inbound, CLIENT on outbound, the operation name, the tags as
+ * string attributes; status ERROR where the span has the error tag (so
+ * that OTLP backends show it failed). */
 static void tr__otlp_span(struct tracer *t, const struct trace_span *sp, const struct trace_end *x, const char *name,
 			  size_t name_len, size_t plen)
 {
 	struct mesh_buf *b = &t->span;
 	unsigned char id[16];
-	int error;
 
 	mesh_buf_reset(b);
 	tr__unhex(sp->trace_id, strlen(sp->trace_id), id, 16);
@@ -998,8 +980,7 @@ static void tr__otlp_span(struct tracer *t, const struct trace_span *sp, const s
 	pb__fixed64(b, 7, sp->start_us * 1000);
 	pb__fixed64(b, 8, (x->end_us > sp->start_us ? x->end_us : sp->start_us + 1) * 1000);
 	tr__tags(t, sp, x, plen, tr__otlp_put, b);
-	error = x->status >= 500 || x->status == 0 || (!x->inbound && x->status >= 400);
-	if (error) {
+	if (x->status >= 500 || x->status == 0) {
 		/* Status{code: STATUS_CODE_ERROR} */
 		pb__tag(b, 15, PB_LEN);
 		pb__varint(b, 2);
@@ -1031,7 +1012,7 @@ static void tr__otlp_request(struct tracer *t)
 	pb__varint(&t->out, rs);
 	pb__tag(&t->out, 1, PB_LEN); /* ResourceSpans.resource */
 	pb__varint(&t->out, res);
-	pb__kv(&t->out, 1, "service.name", t->service_name ? t->service_name : "", sl, 0);
+	pb__kv(&t->out, 1, "service.name", t->service_name ? t->service_name : "", sl);
 	pb__tag(&t->out, 2, PB_LEN); /* ResourceSpans.scope_spans: ScopeSpans{spans...} */
 	pb__varint(&t->out, t->q.len);
 	mesh_buf_append(&t->out, t->q.data, t->q.len);

@@ -386,8 +386,10 @@ START_TEST(otlp_export)
 	ck_assert_ptr_nonnull(s0->status);
 	ck_assert_int_eq(s0->status->code, OPENTELEMETRY__PROTO__TRACE__V1__STATUS__STATUS_CODE__STATUS_CODE_ERROR);
 	ck_assert_ptr_nonnull(kv = attr(s0, "http.status_code"));
-	ck_assert_int_eq(kv->value->value_case, OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE);
-	ck_assert_int_eq(kv->value->int_value, 503);
+	ck_assert_int_eq(kv->value->value_case, OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE);
+	ck_assert_str_eq(kv->value->string_value, "503");
+	ck_assert_ptr_nonnull(kv = attr(s0, "error"));
+	ck_assert_str_eq(kv->value->string_value, "true");
 	ck_assert_ptr_nonnull(kv = attr(s0, "team"));
 	ck_assert_str_eq(kv->value->string_value, "bookinfo");
 	ck_assert_ptr_nonnull(kv = attr(s0, "user"));
