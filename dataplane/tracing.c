@@ -529,10 +529,18 @@ static void tr__done(struct tracer *t, int ok)
 {
 	if (ok) {
 		t->warned = 0;
-		t->st.posts_ok++;
-		t->st.spans_sent += t->n_out;
+		if (t->otlp) {
+			t->st.otlp_reports_ok++;
+			t->st.otlp_spans_sent += t->n_out;
+		} else {
+			t->st.posts_ok++;
+			t->st.spans_sent += t->n_out;
+		}
 	} else {
-		t->st.posts_failed++;
+		if (t->otlp)
+			t->st.otlp_reports_failed++;
+		else
+			t->st.posts_failed++;
 		t->st.spans_dropped += t->n_out;
 		if (!t->warned++)
 			log_info("tracing", "%s POST to %s failed: %zu spans dropped (said once until a POST works)",
@@ -601,16 +609,20 @@ static void tr__send(struct tracer *t)
 		if (!t->warned++)
 			log_info("tracing", "collector cluster %s has no host: %zu spans dropped (said once until a POST works)",
 				 t->cluster ? t->cluster : "(none)", t->n_q);
-		t->st.posts_failed++;
+		if (t->otlp)
+			t->st.otlp_reports_failed++;
+		else
+			t->st.posts_failed++;
 		t->st.spans_dropped += t->n_q;
 		mesh_buf_reset(&t->q);
 		t->n_q = 0;
 		t->n_out = 0;
 		return;
 	}
-	if (t->otlp)
+	if (t->otlp) {
 		tr__otlp_request(t);
-	else {
+		t->st.otlp_reports_sent++;
+	} else {
 		mesh_buf_printf(&t->out,
 				"POST %s HTTP/1.1\r\nhost: %s\r\ncontent-type: application/json\r\ncontent-length: %zu\r\n"
 				"connection: close\r\n\r\n[",

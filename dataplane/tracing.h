@@ -138,8 +138,12 @@ void tracer_free(struct tracer *t); /* NULL is a no-op; a POST in flight is aban
  * counted, while a POST is in flight). */
 void tracer_finish(struct tracer *t, struct trace_span *sp, const struct trace_end *end);
 
+/* Zipkin POSTs (posts_*, spans_sent: Envoy's tracing.zipkin.*) and OTLP
+ * ones (otlp_*: Envoy's tracing.opentelemetry.spans_sent and
+ * http_reports_sent/success/failed) apart; queued and dropped for both. */
 struct tracer_stats {
 	uint64_t spans_queued, spans_sent, spans_dropped, posts_ok, posts_failed;
+	uint64_t otlp_spans_sent, otlp_reports_sent, otlp_reports_ok, otlp_reports_failed;
 };
 void tracer_get_stats(const struct tracer *t, struct tracer_stats *out);
 

@@ -46,7 +46,7 @@ import uuid
 
 from meshhttp import NS, Backend, Sidecar, fqdn, slow
 from meshtest import Meshd, wait_for
-from test_mesh_mtls import WEB_IP, pick_port
+from test_mesh_mtls import WEB_IP, pick_port, prom
 
 OTEL_IP = "127.0.0.4"
 OTEL_HOST = "otel-collector.istio-system.svc.cluster.local"
@@ -324,6 +324,11 @@ class MeshTracingOtelTest(unittest.TestCase):
         self.assertTrue(heads)
         for path, ctype, tenant in heads:
             self.assertEqual((path, ctype, tenant), ("/v1/traces", "application/x-protobuf", "tenant-a"))
+        # Envoy's OpenTelemetry tracer counters on the admin port
+        wait_for(lambda: prom(self.px, "envoy_tracing_opentelemetry_spans_sent") >= 1, what="spans_sent counted")
+        self.assertGreaterEqual(prom(self.px, "envoy_tracing_opentelemetry_http_reports_success"), 1)
+        self.assertEqual(prom(self.px, "envoy_tracing_opentelemetry_http_reports_failed"), 0)
+        self.assertEqual(prom(self.px, "envoy_tracing_zipkin_spans_sent"), 0)
         # a header tag's default when the request has none
         rid, _ = self.send()
         for _, s in self.spans(rid).values():

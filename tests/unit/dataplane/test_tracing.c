@@ -410,11 +410,13 @@ START_TEST(otlp_export)
 	for (i = 0; i < 200; i++) {
 		ck_assert_int_ge(ev_run_once(loop, 10), 0);
 		tracer_get_stats(t, &st);
-		if (st.posts_ok)
+		if (st.otlp_reports_ok)
 			break;
 	}
-	ck_assert_uint_eq(st.posts_ok, 1);
-	ck_assert_uint_eq(st.spans_sent, 2);
+	ck_assert_uint_eq(st.otlp_reports_sent, 1);
+	ck_assert_uint_eq(st.otlp_reports_ok, 1);
+	ck_assert_uint_eq(st.otlp_spans_sent, 2);
+	ck_assert_uint_eq(st.posts_ok + st.spans_sent, 0); /* zipkin's own */
 	ck_assert_uint_eq(st.spans_dropped, 0);
 	tracer_free(t);
 	close(cfd);
