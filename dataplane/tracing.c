@@ -432,11 +432,17 @@ void trace_start(struct trace_span *sp, const struct trace_cfg *cfg, const struc
 			      (double)((rnd2 >> 13) % 10000) < cfg->overall_pct * 100.0;
 	if (sp->sampled)
 		tr__hdr_tags(sp, cfg, h);
+	/* Envoy's OpenTelemetry span keeps the caller's tracestate; a value
+	 * past the cap or with a NUL is left out (no memory: left out too) */
+	if (sp->sampled && cfg->otlp && have && (v = h1_head_get(h, "tracestate")).len &&
+	    v.len <= TRACE_HDR_TAG_BYTES && !memchr(v.p, '\0', v.len))
+		sp->tracestate = strndup(v.p, v.len);
 }
 
 void trace_span_cleanup(struct trace_span *sp)
 {
 	free(sp->hdr_tags);
+	free(sp->tracestate);
 	memset(sp, 0, sizeof(*sp));
 }
 
@@ -982,6 +988,8 @@ static void tr__otlp_span(struct tracer *t, const struct trace_span *sp, const s
 	pb__bytes(b, 1, id, 16);
 	tr__unhex(sp->span_id, 16, id, 8);
 	pb__bytes(b, 2, id, 8);
+	if (sp->tracestate)
+		pb__bytes(b, 3, sp->tracestate, strlen(sp->tracestate));
 	if (sp->parent_id[0]) {
 		tr__unhex(sp->parent_id, 16, id, 8);
 		pb__bytes(b, 4, id, 8);

@@ -75,6 +75,7 @@ struct trace_span {
 	uint64_t start_us;            /* wall clock, microseconds since the epoch */
 	char *hdr_tags;               /* sampled: the request-header custom tags' values, read at the
 	                               * start (NUL-separated, in tag order; owned, NULL: none) */
+	char *tracestate;             /* sampled OTLP: the caller's W3C tracestate (owned, NULL: none) */
 };
 
 /* Release what sp holds (the header tags) when it ends unfinished; sp is

@@ -292,7 +292,8 @@ class MeshTracingOtelTest(unittest.TestCase):
         kind = self.tpb.Span
         trace = uuid.uuid4().hex
         parent = uuid.uuid4().hex[:16]
-        rid, hdrs = self.send({"traceparent": "00-%s-%s-01" % (trace, parent), "x-user": "jason"})
+        rid, hdrs = self.send({"traceparent": "00-%s-%s-01" % (trace, parent), "tracestate": "vendor=x",
+                               "x-user": "jason"})
         sp = self.spans(rid)
         (csvc, c), (ssvc, s) = sp[kind.SPAN_KIND_CLIENT], sp[kind.SPAN_KIND_SERVER]
         self.assertEqual(c.trace_id.hex(), trace)
@@ -301,6 +302,8 @@ class MeshTracingOtelTest(unittest.TestCase):
         self.assertEqual(s.parent_span_id.hex(), c.span_id.hex())
         self.assertNotEqual(s.span_id, c.span_id)
         self.assertEqual(hdrs.get("traceparent"), "00-%s-%s-01" % (trace, s.span_id.hex()))
+        self.assertEqual(hdrs.get("tracestate"), "vendor=x")
+        self.assertEqual((c.trace_state, s.trace_state), ("vendor=x", "vendor=x"))
         # service.name: the proxy's cluster as istiod names it (app.namespace)
         self.assertEqual(csvc, "client.%s" % NS)
         self.assertEqual(ssvc, "web.%s" % NS)

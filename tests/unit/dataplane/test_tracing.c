@@ -315,7 +315,7 @@ START_TEST(otlp_export)
 	ck_assert_ptr_nonnull(t);
 	/* an outbound request continuing the client's traceparent, answered 503 */
 	trace_start(&sp, &c, req("traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n"
-				 "x-user: jason\r\n"),
+				 "x-user: jason\r\ntracestate: vendor=x\r\n"),
 		    5, 6, 1000000);
 	/* the header tag is read now: the request head is gone at the end */
 	memset(reqbuf, 'z', sizeof(reqbuf));
@@ -380,6 +380,7 @@ START_TEST(otlp_export)
 	ck_assert_uint_eq(s0->span_id.len, 8);
 	ck_assert_uint_eq(s0->span_id.data[7], 6); /* rnd2 */
 	ck_assert_str_eq(s0->name, "reviews:9080/r");
+	ck_assert_str_eq(s0->trace_state, "vendor=x");
 	ck_assert_int_eq(s0->kind, OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_CLIENT);
 	ck_assert_uint_eq(s0->start_time_unix_nano, 1000000000ull);
 	ck_assert_uint_eq(s0->end_time_unix_nano, 1002000000ull);
@@ -402,6 +403,7 @@ START_TEST(otlp_export)
 	ck_assert_str_eq(kv->value->string_value, "http://reviews:9080/r?q=1");
 	ck_assert_int_eq(s1->kind, OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_SERVER);
 	ck_assert_uint_eq(s1->parent_span_id.len, 0);
+	ck_assert_str_eq(s1->trace_state, "");
 	ck_assert_ptr_null(s1->status);
 	ck_assert(memcmp(s1->trace_id.data, tid, 16) != 0);
 	opentelemetry__proto__collector__trace__v1__export_trace_service_request__free_unpacked(r, NULL);
