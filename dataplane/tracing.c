@@ -15,6 +15,7 @@
  */
 #include "dataplane/tracing.h"
 #include "dataplane/ev.h"
+#include "dataplane/grpc_client.h"
 
 #include "common/json.h"
 #include "common/log.h"
@@ -96,7 +97,7 @@ static int tr__otlp_cfg(struct trace_cfg *c, const Envoy__Config__Trace__V3__Ope
 	else if (strncmp(uri, "https://", 8) == 0)
 		uri += 8;
 	slash = strchr(uri, '/');
-	c->otlp = 1;
+	c->otlp = TRACE_OTLP_HTTP;
 	c->hostname = slash ? strndup(uri, (size_t)(slash - uri)) : strdup(uri);
 	c->endpoint = strdup(slash && slash[1] ? slash : "/v1/traces");
 	c->cluster = tr__dup(u && u->http_upstream_type_case == ENVOY__CONFIG__CORE__V3__HTTP_URI__HTTP_UPSTREAM_TYPE_CLUSTER
@@ -126,6 +127,38 @@ static int tr__otlp_cfg(struct trace_cfg *c, const Envoy__Config__Trace__V3__Ope
 	return rc;
 }
 
+/* The same from a grpc_service (Envoy's opentelemetry grpc_trace_exporter:
+ * TraceService/Export to the cluster, authority, timeout). */
+static int tr__otlp_grpc_cfg(struct trace_cfg *c, const Envoy__Config__Trace__V3__OpenTelemetryConfig *oc)
+{
+	const Envoy__Config__Core__V3__GrpcService *gs = oc->grpc_service;
+	const Envoy__Config__Core__V3__GrpcService__EnvoyGrpc *eg = gs->envoy_grpc;
+
+	c->otlp = TRACE_OTLP_GRPC;
+	c->cluster = tr__dup(eg->cluster_name);
+	c->hostname = tr__dup(eg->authority && eg->authority[0] ? eg->authority : eg->cluster_name);
+	c->endpoint = tr__dup("/opentelemetry.proto.collector.trace.v1.TraceService/Export");
+	c->service_name = tr__dup(oc->service_name && oc->service_name[0] ? oc->service_name : "unknown_service:envoy");
+	c->extra_headers = tr__dup("");
+	if (gs->timeout && (gs->timeout->seconds > 0 || gs->timeout->nanos > 0))
+		c->timeout_ms = gs->timeout->seconds > 3600 ? 3600000u
+							   : (uint32_t)(gs->timeout->seconds * 1000 + gs->timeout->nanos / 1000000);
+	if (!c->timeout_ms)
+		c->timeout_ms = TRACE_POST_TIMEOUT_MS;
+	return c->cluster && c->hostname && c->endpoint && c->service_name && c->extra_headers ? 0 : -ENOMEM;
+}
+
+/* An OpenTelemetryConfig meshproxy can export for: OTLP/HTTP, or OTLP/gRPC
+ * through Envoy's own gRPC client to a cluster (not google_grpc). */
+static int tr__otlp_usable(const Envoy__Config__Trace__V3__OpenTelemetryConfig *oc)
+{
+	return oc->http_service ||
+	       (oc->grpc_service && oc->grpc_service->target_specifier_case ==
+					    ENVOY__CONFIG__CORE__V3__GRPC_SERVICE__TARGET_SPECIFIER_ENVOY_GRPC &&
+		oc->grpc_service->envoy_grpc && oc->grpc_service->envoy_grpc->cluster_name &&
+		oc->grpc_service->envoy_grpc->cluster_name[0]);
+}
+
 int trace_cfg_new(const px_tracing *t, struct trace_cfg **out, char *err, size_t cap)
 {
 	Envoy__Config__Trace__V3__ZipkinConfig *z = NULL;
@@ -147,8 +180,8 @@ int trace_cfg_new(const px_tracing *t, struct trace_cfg **out, char *err, size_t
 			rc = -EINVAL;
 			goto out;
 		}
-		if (!oc->http_service)
-			goto out; /* OTLP/gRPC: not carried, requests are not traced */
+		if (!tr__otlp_usable(oc))
+			goto out; /* no exporter meshproxy has: requests are not traced */
 	} else if (strcmp(url, ZIPKIN_URL)) {
 		goto out; /* no tracer meshproxy has: requests are not traced */
 	}
@@ -176,7 +209,7 @@ int trace_cfg_new(const px_tracing *t, struct trace_cfg **out, char *err, size_t
 	if (oc) {
 		/* Envoy's OpenTelemetry tracer: 128-bit trace ids */
 		c->id128 = 1;
-		rc = tr__otlp_cfg(c, oc);
+		rc = oc->http_service ? tr__otlp_cfg(c, oc) : tr__otlp_grpc_cfg(c, oc);
 		if (rc < 0)
 			goto out;
 	} else {
@@ -483,6 +516,12 @@ struct tracer {
 	int otlp;
 	uint32_t timeout_ms;
 	struct mesh_buf span;         /* one OTLP span being encoded */
+	/* an OTLP/gRPC Export in flight (instead of fd): ended from its
+	 * callback through a deferred call, since a client is never freed
+	 * inside its own callbacks */
+	struct grpc_client *gc;
+	struct ev_defer gc_end;
+	int gc_status;
 	/* the POST in flight */
 	int fd;
 	struct ev_io io;
@@ -520,6 +559,11 @@ static void tr__close(struct tracer *t)
 		close(t->fd);
 		t->fd = -1;
 	}
+	if (t->gc) {
+		grpc_client_free(t->gc);
+		t->gc = NULL;
+	}
+	ev_defer_cancel(t->loop, &t->gc_end);
 	ev_timer_cancel(t->loop, &t->timeout);
 	mesh_buf_reset(&t->out);
 	t->out_off = 0;
@@ -598,6 +642,59 @@ static void tr__timeout(struct ev_loop *loop, struct ev_timer *tm)
 	tr__done(tm->data, 0);
 }
 
+/* A POST (or an Export call) is in flight. */
+static int tr__busy(const struct tracer *t)
+{
+	return t->fd >= 0 || t->gc;
+}
+
+static void tr__gc_message(void *ctx, const uint8_t *msg, size_t len)
+{
+	/* ExportTraceServiceResponse: a partial success is still a success */
+	(void)ctx;
+	(void)msg;
+	(void)len;
+}
+
+static void tr__gc_close(void *ctx, int status, const char *message)
+{
+	struct tracer *t = ctx;
+
+	if (status != GRPC_STATUS_OK)
+		log_debug("tracing", "OTLP/gRPC Export to %s: status %d %s", t->cluster ? t->cluster : "?", status,
+			  message ? message : "");
+	t->gc_status = status;
+	ev_defer(t->loop, &t->gc_end);
+}
+
+static void tr__gc_end(struct ev_loop *loop, struct ev_defer *d)
+{
+	struct tracer *t = d->data;
+
+	(void)loop;
+	tr__done(t, t->gc_status == GRPC_STATUS_OK);
+}
+
+/* The Export call of OTLP/gRPC (opentelemetry.proto.collector.trace.v1
+ * TraceService, unary): t->out holds the message. */
+static int tr__gc_start(struct tracer *t, const struct sockaddr_storage *ss, socklen_t len)
+{
+	static const struct grpc_call_cbs cbs = { tr__gc_message, tr__gc_close };
+	struct grpc_client_opts o;
+	int rc;
+
+	memset(&o, 0, sizeof(o));
+	o.connect_timeout_ms = t->timeout_ms;
+	t->gc = NULL;
+	rc = grpc_client_new(t->loop, (const struct sockaddr *)ss, len, t->host, t->endpoint, &o, &cbs, t, &t->gc);
+	if (rc == 0)
+		rc = grpc_client_send(t->gc, t->out.data, t->out.len);
+	if (rc == 0)
+		rc = grpc_client_close_send(t->gc);
+	mesh_buf_reset(&t->out);
+	return rc;
+}
+
 /* Start a POST of what is queued (up to the whole queue: at most
  * TRACE_QUEUE_MAX spans). */
 static void tr__send(struct tracer *t)
@@ -607,7 +704,7 @@ static void tr__send(struct tracer *t)
 	int fd = -1;
 
 	ev_timer_cancel(t->loop, &t->flush);
-	if (t->fd >= 0 || !t->n_q)
+	if (tr__busy(t) || !t->n_q)
 		return;
 	t->n_out = t->n_q;
 	if (!t->cluster || !t->resolve || t->resolve(t->rctx, t->cluster, &ss, &len) < 0) {
@@ -640,6 +737,12 @@ static void tr__send(struct tracer *t)
 	t->n_q = 0;
 	if (t->out.err)
 		goto fail;
+	if (t->otlp == TRACE_OTLP_GRPC) {
+		if (tr__gc_start(t, &ss, len) < 0)
+			goto fail;
+		ev_timer_arm(t->loop, &t->timeout, t->timeout_ms ? t->timeout_ms : TRACE_POST_TIMEOUT_MS);
+		return;
+	}
 	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0 || (connect(fd, (struct sockaddr *)&ss, len) < 0 && errno != EINPROGRESS))
 		goto fail;
@@ -682,6 +785,7 @@ struct tracer *tracer_new(struct ev_loop *loop, const char *node_id, const char 
 	mesh_buf_init(&t->span, TRACE_SPAN_BYTES);
 	ev_timer_init(&t->flush, tr__flush, t);
 	ev_timer_init(&t->timeout, tr__timeout, t);
+	ev_defer_init(&t->gc_end, tr__gc_end, t);
 	node_id = node_id ? node_id : "";
 	labels = labels ? labels : "";
 	/* TYPE~IP~POD.NS~NS.svc.cluster.local */
@@ -1014,8 +1118,9 @@ static void tr__otlp_span(struct tracer *t, const struct trace_span *sp, const s
 	mesh_buf_append(&t->q, b->data, b->len);
 }
 
-/* The POST of the queued spans as one ExportTraceServiceRequest:
- * resource_spans[0] = {resource {service.name}, scope_spans[0] = {spans}}. */
+/* The queued spans as one ExportTraceServiceRequest (resource_spans[0] =
+ * {resource {service.name}, scope_spans[0] = {spans}}) into t->out: an
+ * OTLP/HTTP POST, or the OTLP/gRPC Export message. */
 static void tr__otlp_request(struct tracer *t)
 {
 	size_t sl = strlen(t->service_name ? t->service_name : ""), kv, res, rs;
@@ -1024,10 +1129,12 @@ static void tr__otlp_request(struct tracer *t)
 	kv = 1 + 1 + 12 + 1 + pb__vlen(1 + pb__vlen(sl) + sl) + 1 + pb__vlen(sl) + sl;
 	res = 1 + pb__vlen(kv) + kv;
 	rs = 1 + pb__vlen(res) + res + 1 + pb__vlen(t->q.len) + t->q.len;
-	mesh_buf_printf(&t->out,
-			"POST %s HTTP/1.1\r\nhost: %s\r\ncontent-type: application/x-protobuf\r\ncontent-length: %zu\r\n"
-			"%sconnection: close\r\n\r\n",
-			t->endpoint, t->host, 1 + pb__vlen(rs) + rs, t->extra_headers ? t->extra_headers : "");
+	/* OTLP/gRPC: the message alone (grpc_client frames it) */
+	if (t->otlp == TRACE_OTLP_HTTP)
+		mesh_buf_printf(&t->out,
+				"POST %s HTTP/1.1\r\nhost: %s\r\ncontent-type: application/x-protobuf\r\n"
+				"content-length: %zu\r\n%sconnection: close\r\n\r\n",
+				t->endpoint, t->host, 1 + pb__vlen(rs) + rs, t->extra_headers ? t->extra_headers : "");
 	pb__tag(&t->out, 1, PB_LEN); /* ExportTraceServiceRequest.resource_spans */
 	pb__varint(&t->out, rs);
 	pb__tag(&t->out, 1, PB_LEN); /* ResourceSpans.resource */
@@ -1062,7 +1169,7 @@ static int tr__dest(struct tracer *t, const struct trace_cfg *c)
 {
 	if (tr__same_dest(t, c))
 		return 0;
-	if (t->n_q && t->fd < 0)
+	if (t->n_q && !tr__busy(t))
 		tr__send(t);
 	if (t->n_q) {
 		t->st.spans_dropped += t->n_q;
@@ -1119,9 +1226,9 @@ void tracer_finish(struct tracer *t, struct trace_span *sp, const struct trace_e
 	}
 	t->n_q++;
 	t->st.spans_queued++;
-	if (t->n_q >= TRACE_BATCH && t->fd < 0)
+	if (t->n_q >= TRACE_BATCH && !tr__busy(t))
 		tr__send(t);
-	else if (!ev_timer_armed(&t->flush) && t->fd < 0)
+	else if (!ev_timer_armed(&t->flush) && !tr__busy(t))
 		ev_timer_arm(t->loop, &t->flush, TRACE_FLUSH_MS);
 out:
 	trace_span_cleanup(sp);

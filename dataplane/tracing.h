@@ -6,10 +6,10 @@
  * x-b3-*) or started, sampled as Envoy decides; at the end a Zipkin v2 span
  * (CLIENT on outbound, SERVER on inbound) with Istio's tags, queued and
  * POSTed in batches to the collector cluster from the loop, never blocking.
- * The provider envoy.tracers.opentelemetry with an http_service exports
- * the same spans over OTLP/HTTP instead (POST of an
- * ExportTraceServiceRequest, application/x-protobuf, as Envoy's
- * OpenTelemetry tracer); its grpc_service (OTLP/gRPC) is not carried.
+ * The provider envoy.tracers.opentelemetry exports the same spans as OTLP
+ * instead, as Envoy's OpenTelemetry tracer: over HTTP (http_service: POST
+ * of an ExportTraceServiceRequest, application/x-protobuf) or gRPC
+ * (grpc_service envoy_grpc: TraceService/Export, one call per batch).
  */
 #ifndef MESH_DATAPLANE_TRACING_H
 #define MESH_DATAPLANE_TRACING_H
@@ -39,7 +39,9 @@ struct trace_cfg {
 	char *cluster;                               /* collector_cluster (owned) */
 	char *endpoint;                              /* collector_endpoint [/api/v2/spans] (owned) */
 	char *hostname;                              /* collector_hostname, the POST's Host [cluster] (owned) */
-	int otlp;                                    /* OpenTelemetryConfig http_service: OTLP/HTTP protobuf */
+	int otlp;                                    /* 0 zipkin, or OpenTelemetryConfig's exporter: */
+#define TRACE_OTLP_HTTP 1                            /* http_service: OTLP/HTTP protobuf POST */
+#define TRACE_OTLP_GRPC 2                            /* grpc_service envoy_grpc: OTLP/gRPC Export */
 	char *service_name;                          /* OTLP resource service.name (owned; "" for zipkin) */
 	char *extra_headers;                         /* "name: value\r\n"... added to each POST (owned) */
 	uint32_t timeout_ms;                         /* a POST's deadline [TRACE_POST_TIMEOUT_MS] */
@@ -54,12 +56,14 @@ struct trace_cfg {
 
 /* Compile an HCM's tracing; *out NULL (and 0) when t is NULL or its
  * provider is neither envoy.tracers.zipkin nor an OpenTelemetryConfig
- * with an http_service (OTLP/gRPC is not carried: no tracing).  The
- * OTLP/HTTP uri "HOST/PATH" (Istio's url.JoinPath, a scheme allowed)
- * gives the POST's Host and path ["/v1/traces" when it has none], the
- * cluster its collector, timeout its deadline, request_headers_to_add its
- * extra headers.  0, -ENOMEM, or -EINVAL with err (an unsupported
- * collector_endpoint_version, a config that does not decode). */
+ * with an http_service or an envoy_grpc grpc_service.  The OTLP/HTTP uri
+ * "HOST/PATH" (Istio's url.JoinPath, a scheme allowed) gives the POST's
+ * Host and path ["/v1/traces" when it has none], the cluster its
+ * collector, timeout its deadline, request_headers_to_add its extra
+ * headers; OTLP/gRPC takes cluster_name, authority [the cluster] and
+ * timeout (initial_metadata is not sent).  0, -ENOMEM, or -EINVAL with
+ * err (an unsupported collector_endpoint_version, a config that does not
+ * decode). */
 MESH_MUST_CHECK int trace_cfg_new(
 	const struct Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager__Tracing *t,
 	struct trace_cfg **out, char *err, size_t cap);

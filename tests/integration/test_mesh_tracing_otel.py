@@ -27,7 +27,10 @@ Spans are matched by their guid:x-request-id attribute.
     is exported (a forced request sent after them arrives alone), back at
     100 spans appear again without a restart;
   - a workload Telemetry disabling SERVER spans for app=web leaves only the
-    CLIENT span.
+    CLIENT span;
+  - the provider switched to OTLP/gRPC (grpc: instead of http:, a live
+    MeshConfig edit): the sidecars call TraceService/Export on a python3-grpcio
+    receiver, one unary call per batch.
 
 Nothing asserts on timing; every wait is bounded.  About 15 s.
 """
@@ -43,6 +46,9 @@ import tempfile
 import threading
 import unittest
 import uuid
+from concurrent import futures
+
+import grpc
 
 from meshhttp import NS, Backend, Sidecar, fqdn, slow
 from meshtest import Meshd, wait_for
@@ -75,6 +81,7 @@ class Collector:
 
     def __init__(self, pb):
         self.spans = []  # (service.name, Span)
+        self.via = {}  # span id -> "http" | "grpc"
         self.heads = []  # (path, content-type, x-tenant) of each POST
         self.lock = threading.Lock()
         outer = self
@@ -96,11 +103,8 @@ class Collector:
                     ok = False
                 with outer.lock:
                     outer.heads.append((self.path, self.headers.get("content-type"), self.headers.get("x-tenant")))
-                    for rs in req.resource_spans if ok else []:
-                        svc = [a.value.string_value for a in rs.resource.attributes if a.key == "service.name"]
-                        for ss in rs.scope_spans:
-                            for sp in ss.spans:
-                                outer.spans.append((svc[0] if svc else None, sp))
+                if ok:
+                    outer.ingest(req, "http")
                 self.send_response(200 if ok else 400)
                 self.send_header("content-type", "application/x-protobuf")
                 self.send_header("content-length", "0")
@@ -111,6 +115,33 @@ class Collector:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
+        # OTLP/gRPC: TraceService/Export on its own port (python3-grpcio)
+        self.grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        self.grpc_calls = 0
+
+        def export(req, context):
+            with outer.lock:
+                outer.grpc_calls += 1
+            outer.ingest(req, "grpc")
+            return pb.ExportTraceServiceResponse()
+
+        self.grpc_server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+            "opentelemetry.proto.collector.trace.v1.TraceService",
+            {"Export": grpc.unary_unary_rpc_method_handler(
+                export, request_deserializer=pb.ExportTraceServiceRequest.FromString,
+                response_serializer=pb.ExportTraceServiceResponse.SerializeToString)}),))
+        self.grpc_port = self.grpc_server.add_insecure_port("%s:0" % OTEL_IP)
+        self.grpc_server.start()
+
+    def ingest(self, req, via):
+        with self.lock:
+            for rs in req.resource_spans:
+                svc = [a.value.string_value for a in rs.resource.attributes if a.key == "service.name"]
+                for ss in rs.scope_spans:
+                    for sp in ss.spans:
+                        self.spans.append((svc[0] if svc else None, sp))
+                        self.via[sp.span_id] = via
+
     def by_rid(self, rid):
         with self.lock:
             return [(svc, s) for svc, s in self.spans if attrs(s).get("guid:x-request-id") == rid]
@@ -118,13 +149,17 @@ class Collector:
     def stop(self):
         self.server.shutdown()
         self.server.server_close()
+        self.grpc_server.stop(None)
 
 
 def attrs(span):
     return {a.key: a.value.string_value for a in span.attributes}
 
 
-def mesh_yaml(port):
+def mesh_yaml(port, grpc_port=None):
+    if grpc_port:  # the same provider name, exporting over OTLP/gRPC
+        return ("extensionProviders:\n- name: otel\n  opentelemetry:\n    service: istio-system/%s\n    port: %d\n"
+                "    grpc:\n      timeout: 5s\n" % (OTEL_HOST, grpc_port))
     return ("extensionProviders:\n- name: otel\n  opentelemetry:\n    service: istio-system/%s\n    port: %d\n"
             "    http:\n      path: /v1/traces\n      timeout: 5s\n"
             "      headers:\n      - {name: x-tenant, value: tenant-a}\n"
@@ -145,7 +180,7 @@ spec:
 """ % pct
 
 
-def config(port, cport):
+def config(port, cport, gport):
     web = """apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: web, namespace: %(ns)s}
@@ -175,9 +210,10 @@ spec:
   resolution: STATIC
   ports:
   - {number: %d, name: http-otlp, protocol: HTTP}
+  - {number: %d, name: grpc-otlp, protocol: GRPC}
   endpoints:
   - {address: %s}
-""" % (OTEL_HOST, cport, OTEL_IP)
+""" % (OTEL_HOST, cport, gport, OTEL_IP)
     return {"web.yaml": web, "otel.yaml": otel, "telemetry.yaml": telemetry(100)}
 
 
@@ -234,7 +270,8 @@ class MeshTracingOtelTest(unittest.TestCase):
             cls.mesh_file = os.path.join(cls.tmp, "mesh")
             with open(cls.mesh_file, "w") as f:
                 f.write(mesh_yaml(cls.collector.port))
-            cls.meshd = Meshd(config(cls.port, cls.collector.port), extra_args=["--mesh-config", cls.mesh_file])
+            cls.meshd = Meshd(config(cls.port, cls.collector.port, cls.collector.grpc_port),
+                              extra_args=["--mesh-config", cls.mesh_file])
             cls.meshd.start()
             cls.sidecars["client"] = Sidecar(cls.meshd, "client", "app=client")
             cls.sidecars["web"] = Sidecar(cls.meshd, "web-1", "app=web,version=v2", ip=WEB_IP,
@@ -376,6 +413,26 @@ spec:
             self.assertEqual(list(sp), [kind.SPAN_KIND_CLIENT])
         finally:
             self.meshd.remove("web-telemetry.yaml")
+
+    def test_d_otlp_grpc(self):
+        # last: the provider switches to OTLP/gRPC (a live MeshConfig edit)
+        tmp = self.mesh_file + ".tmp~"
+        with open(tmp, "w") as f:
+            f.write(mesh_yaml(self.collector.port, self.collector.grpc_port))
+        os.rename(tmp, self.mesh_file)
+        for s in self.sidecars.values():
+            wait_for(lambda: re.search(r'"envoy_?[gG]rpc"', s.admin("/config_dump")[1]), timeout=60 if slow() else 20,
+                     what="the OTLP/gRPC exporter in the sidecar's config")
+        trace = uuid.uuid4().hex
+        rid, _ = self.send({"traceparent": "00-%s-%s-01" % (trace, uuid.uuid4().hex[:16])})
+        sp = self.spans(rid)
+        kind = self.tpb.Span
+        (_, c), (_, s) = sp[kind.SPAN_KIND_CLIENT], sp[kind.SPAN_KIND_SERVER]
+        self.assertEqual(c.trace_id.hex(), trace)
+        self.assertEqual(s.parent_span_id, c.span_id)
+        self.assertEqual((self.collector.via[c.span_id], self.collector.via[s.span_id]), ("grpc", "grpc"))
+        wait_for(lambda: prom(self.px, "envoy_tracing_opentelemetry_http_reports_success") >= 1 and
+                 prom(self.px, "envoy_tracing_opentelemetry_http_reports_failed") == 0, what="Export counted")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@
  * random 0 and 100 percent), the headers written upstream, the trace headers
  * replaced; the HCM tracing compiled from a ZipkinConfig (and refused for a
  * collector version other than HTTP_JSON) and from an OpenTelemetryConfig
- * (OTLP/HTTP carried, OTLP/gRPC not); the OTLP/HTTP exporter end to end on
+ * (OTLP/HTTP and OTLP/gRPC to a cluster carried, google_grpc not); the OTLP/HTTP exporter end to end on
  * a loopback socket: the POST's head and an ExportTraceServiceRequest body
  * decoded with protobuf-c (ids, parent, kind, status, attributes, resource).
  */
@@ -198,6 +198,8 @@ START_TEST(cfg_from_otel)
 					     h2 = ENVOY__CONFIG__CORE__V3__HEADER_VALUE__INIT;
 	Envoy__Config__Core__V3__HeaderValueOption *hv[2] = { &o1, &o2 };
 	Envoy__Config__Core__V3__GrpcService gs = ENVOY__CONFIG__CORE__V3__GRPC_SERVICE__INIT;
+	Envoy__Config__Core__V3__GrpcService__EnvoyGrpc eg = ENVOY__CONFIG__CORE__V3__GRPC_SERVICE__ENVOY_GRPC__INIT;
+	Envoy__Config__Core__V3__GrpcService__GoogleGrpc gg = ENVOY__CONFIG__CORE__V3__GRPC_SERVICE__GOOGLE_GRPC__INIT;
 	Google__Protobuf__Duration to = GOOGLE__PROTOBUF__DURATION__INIT;
 	Google__Protobuf__Any any = GOOGLE__PROTOBUF__ANY__INIT;
 	struct trace_cfg *c = NULL;
@@ -247,9 +249,28 @@ START_TEST(cfg_from_otel)
 	ck_assert_str_eq(c->endpoint, "/v1/traces");
 	ck_assert_uint_eq(c->timeout_ms, TRACE_POST_TIMEOUT_MS);
 	trace_cfg_free(c);
-	/* OTLP/gRPC: not carried, the listener is accepted untraced */
+	/* OTLP/gRPC through Envoy's gRPC client: Export on the cluster */
 	oc.http_service = NULL;
 	oc.grpc_service = &gs;
+	eg.cluster_name = "outbound|4317||otel.istio-system.svc.cluster.local";
+	eg.authority = "otel.istio-system.svc.cluster.local";
+	gs.target_specifier_case = ENVOY__CONFIG__CORE__V3__GRPC_SERVICE__TARGET_SPECIFIER_ENVOY_GRPC;
+	gs.envoy_grpc = &eg;
+	gs.timeout = &to;
+	any.value.len = envoy__config__trace__v3__open_telemetry_config__pack(&oc, buf);
+	ck_assert_int_eq(trace_cfg_new(&t, &c, err, sizeof(err)), 0);
+	ck_assert_ptr_nonnull(c);
+	ck_assert_int_eq(c->otlp, TRACE_OTLP_GRPC);
+	ck_assert_str_eq(c->cluster, "outbound|4317||otel.istio-system.svc.cluster.local");
+	ck_assert_str_eq(c->hostname, "otel.istio-system.svc.cluster.local");
+	ck_assert_str_eq(c->endpoint, "/opentelemetry.proto.collector.trace.v1.TraceService/Export");
+	ck_assert_uint_eq(c->timeout_ms, 2000);
+	trace_cfg_free(c);
+	/* google_grpc (no cluster): no exporter, the listener is accepted untraced */
+	gs.target_specifier_case = ENVOY__CONFIG__CORE__V3__GRPC_SERVICE__TARGET_SPECIFIER_GOOGLE_GRPC;
+	gs.envoy_grpc = NULL;
+	gs.google_grpc = &gg;
+	gg.target_uri = "collector:4317";
 	any.value.len = envoy__config__trace__v3__open_telemetry_config__pack(&oc, buf);
 	c = (struct trace_cfg *)1;
 	ck_assert_int_eq(trace_cfg_new(&t, &c, err, sizeof(err)), 0);
