@@ -440,7 +440,7 @@ int grpc_call_send(struct grpc_conn *c, const void *msg, size_t len)
 {
 	uint8_t h[5];
 
-	if (!c->sid || c->call_closed || c->broken)
+	if (!c->sid || c->call_closed || c->broken || c->half_close)
 		return -EPIPE;
 	if (len > UINT32_MAX || c->sendq.len + 5 + len > c->sendq.max)
 		return -MESH_ETOOBIG;

@@ -84,7 +84,8 @@ void grpc_conn_free(struct grpc_conn *c); /* NULL is a no-op */
  * call was started already, -ENOMEM. */
 MESH_MUST_CHECK int grpc_call_start(struct grpc_conn *c, const char *authority, const char *path,
 				    const struct grpc_call_cbs *cbs, void *ctx);
-/* Frames and queues one message on the call.  -EPIPE once the call ended,
+/* Frames and queues one message on the call.  -EPIPE once the call ended
+ * or was half-closed (grpc_call_close_send),
  * -MESH_ETOOBIG past the send-queue cap or the 4 GiB frame limit. */
 MESH_MUST_CHECK int grpc_call_send(struct grpc_conn *c, const void *msg, size_t len);
 
