@@ -11,7 +11,9 @@
  * not fit the queue is dropped and counted, so a slow or absent collector
  * costs memory up to the cap and nothing else.  With an OpenTelemetry
  * provider the queue holds OTLP Spans, protobuf-encoded as they end, and
- * the POST wraps them in one ExportTraceServiceRequest (OTLP/HTTP).
+ * a batch goes as one ExportTraceServiceRequest: the body of a POST
+ * (OTLP/HTTP) or the message of a unary TraceService/Export call on a
+ * grpc_client of its own (OTLP/gRPC), one in flight either way.
  */
 #include "dataplane/tracing.h"
 #include "dataplane/ev.h"
