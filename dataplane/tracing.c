@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #define ZIPKIN_URL "type.googleapis.com/envoy.config.trace.v3.ZipkinConfig"
@@ -130,18 +131,30 @@ static int tr__otlp_cfg(struct trace_cfg *c, const Envoy__Config__Trace__V3__Ope
 }
 
 /* The same from a grpc_service (Envoy's opentelemetry grpc_trace_exporter:
- * TraceService/Export to the cluster, authority, timeout). */
+ * TraceService/Export to the cluster, authority, timeout; of the initial
+ * metadata the authorization value, kept in extra_headers). */
 static int tr__otlp_grpc_cfg(struct trace_cfg *c, const Envoy__Config__Trace__V3__OpenTelemetryConfig *oc)
 {
 	const Envoy__Config__Core__V3__GrpcService *gs = oc->grpc_service;
 	const Envoy__Config__Core__V3__GrpcService__EnvoyGrpc *eg = gs->envoy_grpc;
+	size_t i;
 
 	c->otlp = TRACE_OTLP_GRPC;
 	c->cluster = tr__dup(eg->cluster_name);
 	c->hostname = tr__dup(eg->authority && eg->authority[0] ? eg->authority : eg->cluster_name);
 	c->endpoint = tr__dup("/opentelemetry.proto.collector.trace.v1.TraceService/Export");
 	c->service_name = tr__dup(oc->service_name && oc->service_name[0] ? oc->service_name : "unknown_service:envoy");
-	c->extra_headers = tr__dup("");
+	/* the one metadata grpc_client sends: authorization (a token for
+	 * the collector, Istio's usual initialMetadata) */
+	c->extra_headers = NULL;
+	for (i = 0; i < gs->n_initial_metadata && !c->extra_headers; i++) {
+		const Envoy__Config__Core__V3__HeaderValue *hv = gs->initial_metadata[i];
+
+		if (hv && hv->key && !strcasecmp(hv->key, "authorization") && hv->value && !strpbrk(hv->value, "\r\n"))
+			c->extra_headers = strdup(hv->value);
+	}
+	if (!c->extra_headers)
+		c->extra_headers = tr__dup("");
 	if (gs->timeout && (gs->timeout->seconds > 0 || gs->timeout->nanos > 0))
 		c->timeout_ms = gs->timeout->seconds > 3600 ? 3600000u
 							   : (uint32_t)(gs->timeout->seconds * 1000 + gs->timeout->nanos / 1000000);
@@ -687,6 +700,8 @@ static int tr__gc_start(struct tracer *t, const struct sockaddr_storage *ss, soc
 
 	memset(&o, 0, sizeof(o));
 	o.connect_timeout_ms = t->timeout_ms;
+	/* read while the call starts only (nghttp2 copies the headers) */
+	o.authorization = t->extra_headers && t->extra_headers[0] ? t->extra_headers : NULL;
 	t->gc = NULL;
 	rc = grpc_client_new(t->loop, (const struct sockaddr *)ss, len, t->host, t->endpoint, &o, &cbs, t, &t->gc);
 	if (rc == 0)

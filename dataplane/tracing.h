@@ -43,7 +43,8 @@ struct trace_cfg {
 #define TRACE_OTLP_HTTP 1                            /* http_service: OTLP/HTTP protobuf POST */
 #define TRACE_OTLP_GRPC 2                            /* grpc_service envoy_grpc: OTLP/gRPC Export */
 	char *service_name;                          /* OTLP resource service.name (owned; "" for zipkin) */
-	char *extra_headers;                         /* "name: value\r\n"... added to each POST (owned) */
+	char *extra_headers;                         /* "name: value\r\n"... added to each POST; OTLP/gRPC:
+	                                              * the authorization metadata value, "" none (owned) */
 	uint32_t timeout_ms;                         /* a POST's deadline [TRACE_POST_TIMEOUT_MS] */
 	size_t n_tags;
 	struct trace_tag {
@@ -61,7 +62,7 @@ struct trace_cfg {
  * Host and path ["/v1/traces" when it has none], the cluster its
  * collector, timeout its deadline, request_headers_to_add its extra
  * headers; OTLP/gRPC takes cluster_name, authority [the cluster] and
- * timeout (initial_metadata is not sent).  0, -ENOMEM, or -EINVAL with
+ * timeout and an authorization initial_metadata (other keys are not sent).  0, -ENOMEM, or -EINVAL with
  * err (an unsupported collector_endpoint_version, a config that does not
  * decode). */
 MESH_MUST_CHECK int trace_cfg_new(

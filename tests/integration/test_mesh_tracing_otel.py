@@ -30,7 +30,8 @@ Spans are matched by their guid:x-request-id attribute.
     CLIENT span;
   - the provider switched to OTLP/gRPC (grpc: instead of http:, a live
     MeshConfig edit): the sidecars call TraceService/Export on a python3-grpcio
-    receiver, one unary call per batch.
+    receiver, one unary call per batch, with the provider's authorization
+    metadata.
 
 Nothing asserts on timing; every wait is bounded.  About 15 s.
 """
@@ -118,10 +119,12 @@ class Collector:
         # OTLP/gRPC: TraceService/Export on its own port (python3-grpcio)
         self.grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
         self.grpc_calls = 0
+        self.grpc_auth = []
 
         def export(req, context):
             with outer.lock:
                 outer.grpc_calls += 1
+                outer.grpc_auth.append(dict(context.invocation_metadata()).get("authorization"))
             outer.ingest(req, "grpc")
             return pb.ExportTraceServiceResponse()
 
@@ -159,7 +162,9 @@ def attrs(span):
 def mesh_yaml(port, grpc_port=None):
     if grpc_port:  # the same provider name, exporting over OTLP/gRPC
         return ("extensionProviders:\n- name: otel\n  opentelemetry:\n    service: istio-system/%s\n    port: %d\n"
-                "    grpc:\n      timeout: 5s\n" % (OTEL_HOST, grpc_port))
+                "    grpc:\n      timeout: 5s\n"
+                "      initialMetadata:\n      - {name: authorization, value: Bearer otel-token}\n"
+                % (OTEL_HOST, grpc_port))
     return ("extensionProviders:\n- name: otel\n  opentelemetry:\n    service: istio-system/%s\n    port: %d\n"
             "    http:\n      path: /v1/traces\n      timeout: 5s\n"
             "      headers:\n      - {name: x-tenant, value: tenant-a}\n"
@@ -431,6 +436,8 @@ spec:
         self.assertEqual(c.trace_id.hex(), trace)
         self.assertEqual(s.parent_span_id, c.span_id)
         self.assertEqual((self.collector.via[c.span_id], self.collector.via[s.span_id]), ("grpc", "grpc"))
+        with self.collector.lock:
+            self.assertEqual(set(self.collector.grpc_auth), {"Bearer otel-token"})
         wait_for(lambda: prom(self.px, "envoy_tracing_opentelemetry_http_reports_success") >= 1 and
                  prom(self.px, "envoy_tracing_opentelemetry_http_reports_failed") == 0, what="Export counted")
 

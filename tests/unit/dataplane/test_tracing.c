@@ -200,6 +200,9 @@ START_TEST(cfg_from_otel)
 	Envoy__Config__Core__V3__GrpcService gs = ENVOY__CONFIG__CORE__V3__GRPC_SERVICE__INIT;
 	Envoy__Config__Core__V3__GrpcService__EnvoyGrpc eg = ENVOY__CONFIG__CORE__V3__GRPC_SERVICE__ENVOY_GRPC__INIT;
 	Envoy__Config__Core__V3__GrpcService__GoogleGrpc gg = ENVOY__CONFIG__CORE__V3__GRPC_SERVICE__GOOGLE_GRPC__INIT;
+	Envoy__Config__Core__V3__HeaderValue md[2] = { ENVOY__CONFIG__CORE__V3__HEADER_VALUE__INIT,
+						       ENVOY__CONFIG__CORE__V3__HEADER_VALUE__INIT };
+	Envoy__Config__Core__V3__HeaderValue *mdp[2] = { &md[0], &md[1] };
 	Google__Protobuf__Duration to = GOOGLE__PROTOBUF__DURATION__INIT;
 	Google__Protobuf__Any any = GOOGLE__PROTOBUF__ANY__INIT;
 	struct trace_cfg *c = NULL;
@@ -257,6 +260,12 @@ START_TEST(cfg_from_otel)
 	gs.target_specifier_case = ENVOY__CONFIG__CORE__V3__GRPC_SERVICE__TARGET_SPECIFIER_ENVOY_GRPC;
 	gs.envoy_grpc = &eg;
 	gs.timeout = &to;
+	md[0].key = "x-other";
+	md[0].value = "1";
+	md[1].key = "Authorization";
+	md[1].value = "Bearer t";
+	gs.initial_metadata = mdp;
+	gs.n_initial_metadata = 2;
 	any.value.len = envoy__config__trace__v3__open_telemetry_config__pack(&oc, buf);
 	ck_assert_int_eq(trace_cfg_new(&t, &c, err, sizeof(err)), 0);
 	ck_assert_ptr_nonnull(c);
@@ -265,6 +274,7 @@ START_TEST(cfg_from_otel)
 	ck_assert_str_eq(c->hostname, "otel.istio-system.svc.cluster.local");
 	ck_assert_str_eq(c->endpoint, "/opentelemetry.proto.collector.trace.v1.TraceService/Export");
 	ck_assert_uint_eq(c->timeout_ms, 2000);
+	ck_assert_str_eq(c->extra_headers, "Bearer t");
 	trace_cfg_free(c);
 	/* google_grpc (no cluster): no exporter, the listener is accepted untraced */
 	gs.target_specifier_case = ENVOY__CONFIG__CORE__V3__GRPC_SERVICE__TARGET_SPECIFIER_GOOGLE_GRPC;
