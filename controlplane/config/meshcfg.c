@@ -259,6 +259,67 @@ static void meshcfg__path_norm(struct meshcfg__ctx *c, const struct cfg__node *v
 	}
 }
 
+/* A field of ProxyConfig written either way (protobuf JSON accepts both). */
+static const struct cfg__node *meshcfg__field2(const struct cfg__node *m, const char *snake, const char *camel)
+{
+	const struct cfg__node *f = cfg__node_field(m, snake);
+
+	return f ? f : cfg__node_field(m, camel);
+}
+
+/* defaultConfig.tracing's custom_tags (tag: {literal: {value}} |
+ * {environment: {name, defaultValue}} | {header: {name, defaultValue}})
+ * and max_path_tag_length (issue 14). */
+static void meshcfg__proxy_tracing(struct meshcfg__ctx *c, const struct cfg__node *t)
+{
+	struct mesh_config *mc = c->mc;
+	const struct cfg__node *ct = meshcfg__field2(t, "custom_tags", "customTags"), *f;
+	size_t j;
+
+	f = meshcfg__field2(t, "max_path_tag_length", "maxPathTagLength");
+	if (f && f->type != CFG__NULL) {
+		if (f->type != CFG__INT || f->i < 1 || f->i > 65535)
+			meshcfg__error(c, f, "defaultConfig.tracing.max_path_tag_length", "must be a number from 1 to 65535");
+		else
+			mc->trace_max_path_tag_len = (uint32_t)f->i;
+	}
+	if (!ct || ct->type == CFG__NULL)
+		return;
+	if (ct->type != CFG__MAP || ct->n > MESHCFG__LIST_MAX) {
+		meshcfg__error(c, ct, "defaultConfig.tracing.custom_tags", "must be a map of at most %d tags",
+			       MESHCFG__LIST_MAX);
+		return;
+	}
+	if (!ct->n || !(mc->trace_custom_tags = arena_calloc(mc->arena, ct->n, sizeof(*mc->trace_custom_tags))))
+		return;
+	for (j = 0; j < ct->n; j++) {
+		const struct cfg__node *e = ct->v[j], *lit, *env, *hdr, *src, *x;
+		struct cfg_tel_custom_tag *g = &mc->trace_custom_tags[mc->n_trace_custom_tags];
+
+		lit = e->type == CFG__MAP ? cfg__node_field(e, "literal") : NULL;
+		env = e->type == CFG__MAP ? cfg__node_field(e, "environment") : NULL;
+		hdr = e->type == CFG__MAP ? cfg__node_field(e, "header") : NULL;
+		if ((lit ? 1 : 0) + (env ? 1 : 0) + (hdr ? 1 : 0) != 1) {
+			meshcfg__error(c, e, "defaultConfig.tracing.custom_tags",
+				       "tag %s: exactly one of literal, environment or header must be set", ct->k[j]->str);
+			continue;
+		}
+		src = lit ? lit : env ? env : hdr;
+		g->name = arena_strdup(mc->arena, ct->k[j]->str);
+		g->kind = lit ? CFG_TEL_TAG_LITERAL : env ? CFG_TEL_TAG_ENVIRONMENT : CFG_TEL_TAG_HEADER;
+		x = src->type == CFG__MAP ? cfg__node_field(src, lit ? "value" : "name") : NULL;
+		g->value = arena_strdup(mc->arena, x && x->type == CFG__STR ? x->str : "");
+		x = src->type == CFG__MAP && !lit ? meshcfg__field2(src, "default_value", "defaultValue") : NULL;
+		g->default_value = x && x->type == CFG__STR ? arena_strdup(mc->arena, x->str) : NULL;
+		if (!lit && (!g->value || !g->value[0])) {
+			meshcfg__error(c, src, "defaultConfig.tracing.custom_tags", "tag %s: name must be set",
+				       ct->k[j]->str);
+			continue;
+		}
+		mc->n_trace_custom_tags++;
+	}
+}
+
 static void meshcfg__default_config(struct meshcfg__ctx *c, const struct cfg__node *v)
 {
 	const struct cfg__node *h;
@@ -274,6 +335,8 @@ static void meshcfg__default_config(struct meshcfg__ctx *c, const struct cfg__no
 	 * a trace for (Istio's default 1; pilot's tracing.go reads it when no
 	 * Telemetry overrides it) */
 	h = cfg__node_field(v, "tracing");
+	if (h && h->type == CFG__MAP)
+		meshcfg__proxy_tracing(c, h);
 	if (h && h->type == CFG__MAP && (h = cfg__node_field(h, "sampling")) && h->type != CFG__NULL) {
 		if ((h->type != CFG__INT && h->type != CFG__FLOAT) || h->f < 0 || h->f > 100)
 			meshcfg__error(c, h, "defaultConfig.tracing.sampling", "must be a number from 0 to 100");
@@ -572,6 +635,15 @@ static uint64_t meshcfg__hash_trace_providers(uint64_t h, const struct mesh_conf
 	size_t i, j;
 
 	h = meshcfg__hash_strs(h, &mc->default_tracing);
+	h = mesh_hash_update(h, &mc->trace_max_path_tag_len, sizeof(mc->trace_max_path_tag_len));
+	for (i = 0; i < mc->n_trace_custom_tags; i++) {
+		const struct cfg_tel_custom_tag *g = &mc->trace_custom_tags[i];
+
+		h = mesh_hash_update(h, &g->kind, sizeof(g->kind));
+		h = mesh_hash_str(h, g->name ? g->name : "");
+		h = mesh_hash_str(h, g->value ? g->value : "");
+		h = mesh_hash_str(h, g->default_value ? g->default_value : "\x01");
+	}
 	h = mesh_hash_update(h, &mc->n_trace_providers, sizeof(mc->n_trace_providers));
 	for (i = 0; i < mc->n_trace_providers; i++) {
 		const struct meshcfg_trace_provider *p = &mc->trace_providers[i];

@@ -96,6 +96,12 @@ struct mesh_config {
 	struct meshcfg_trace_provider *trace_providers;
 	size_t n_trace_providers;
 	struct cfg_strs default_tracing;
+	/* defaultConfig.tracing.custom_tags / max_path_tag_length (ProxyConfig):
+	 * what istiod uses when a Telemetry gives no customTags / the provider
+	 * no maxTagLength */
+	struct cfg_tel_custom_tag *trace_custom_tags;
+	size_t n_trace_custom_tags;
+	uint32_t trace_max_path_tag_len;     /* 0: unset */
 	struct cfg_strs ignored;             /* fields accepted but not acted on */
 	const char *source;                  /* file name or "ConfigMap istio-system/istio"; "" for defaults */
 	uint64_t hash;                       /* of the effective values: equal hash, same config */

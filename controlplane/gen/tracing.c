@@ -9,7 +9,8 @@
  * disabled, the sampling and the custom tags; the client spec serves
  * outbound listeners and gateways, the server spec inbound ones.  Sampling
  * follows Istio's precedence: Telemetry randomSamplingPercentage >
- * defaultConfig.tracing.sampling > 1% (PILOT_TRACE_SAMPLING).  Providers:
+ * defaultConfig.tracing.sampling > 1% (PILOT_TRACE_SAMPLING); custom tags
+ * and the path tag length fall back to defaultConfig.tracing's.  Providers:
  * zipkin (ZipkinConfig, legacy collector fields as istiod sends to proxies
  * before 1.29) and opentelemetry (OpenTelemetryConfig over OTLP/HTTP or
  * OTLP/gRPC).  Without a Telemetry and without a default provider no
@@ -197,18 +198,19 @@ static int gen_tr_tag_cmp(const void *x, const void *y)
 	return strcmp((*a)->tag, (*b)->tag);
 }
 
-/* Telemetry customTags as Envoy CustomTags, sorted by tag (Istio sorts
- * them: its map order is random). */
-static int gen_tr_tags(struct arena *a, const struct model_tel_tracing *spec, gen_tracing *t)
+/* Custom tags (the Telemetry's, else defaultConfig.tracing.custom_tags,
+ * as Istio's configureCustomTags) as Envoy CustomTags, sorted by tag
+ * (Istio sorts them: its map order is random). */
+static int gen_tr_tags(struct arena *a, const struct cfg_tel_custom_tag *tags, size_t n, gen_tracing *t)
 {
 	size_t i;
 
-	if (!spec->n_custom_tags)
+	if (!n)
 		return 0;
-	if (!(t->custom_tags = arena_calloc(a, spec->n_custom_tags, sizeof(*t->custom_tags))))
+	if (!(t->custom_tags = arena_calloc(a, n, sizeof(*t->custom_tags))))
 		return -ENOMEM;
-	for (i = 0; i < spec->n_custom_tags; i++) {
-		const struct cfg_tel_custom_tag *ct = &spec->custom_tags[i];
+	for (i = 0; i < n; i++) {
+		const struct cfg_tel_custom_tag *ct = &tags[i];
 		Envoy__Type__Tracing__V3__CustomTag *g = gen__msg(a, &envoy__type__tracing__v3__custom_tag__descriptor);
 
 		if (!g)
@@ -313,10 +315,12 @@ int gen__tracing(struct arena *a, const struct gen_ctx *g, const struct gen_work
 	if (!(t->client_sampling = gen_tr_pct(a, 100)) || !(t->random_sampling = gen_tr_pct(a, sampling)) ||
 	    !(t->overall_sampling = gen_tr_pct(a, 100)))
 		return -ENOMEM;
-	max_tag = p->max_tag_len;
+	/* the provider's maxTagLength, else defaultConfig.tracing's */
+	max_tag = p->max_tag_len ? p->max_tag_len : mc ? mc->trace_max_path_tag_len : 0;
 	if (max_tag && !(t->max_path_tag_length = gen__u32(a, max_tag)))
 		return -ENOMEM;
-	if (gen_tr_tags(a, spec, t) < 0)
+	if ((spec->n_custom_tags ? gen_tr_tags(a, spec->custom_tags, spec->n_custom_tags, t)
+				 : mc ? gen_tr_tags(a, mc->trace_custom_tags, mc->n_trace_custom_tags, t) : 0) < 0)
 		return -ENOMEM;
 	*out = t;
 	return 0;

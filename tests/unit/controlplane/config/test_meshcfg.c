@@ -300,6 +300,25 @@ START_TEST(meshcfg_trace_providers)
 	ck_assert_int_eq(parse_bad("extensionProviders: [{name: o, opentelemetry: {service: a, port: 4318, "
 				   "http: {timeout: soon}}}]\n", err), -EINVAL);
 	ck_assert_msg(strstr(err, "extensionProviders.opentelemetry.http.timeout"), "%s", err);
+	/* defaultConfig.tracing's custom tags and path tag length, snake or camel case */
+	mc = parse_ok("defaultConfig:\n  tracing:\n    maxPathTagLength: 300\n    custom_tags:\n"
+		      "      a: {literal: {value: x}}\n      b: {environment: {name: E, defaultValue: d}}\n"
+		      "      c: {header: {name: x-c}}\n", NULL);
+	ck_assert_uint_eq(mc->trace_max_path_tag_len, 300);
+	ck_assert_uint_eq(mc->n_trace_custom_tags, 3);
+	ck_assert_str_eq(mc->trace_custom_tags[0].name, "a");
+	ck_assert_int_eq(mc->trace_custom_tags[0].kind, CFG_TEL_TAG_LITERAL);
+	ck_assert_str_eq(mc->trace_custom_tags[0].value, "x");
+	ck_assert_int_eq(mc->trace_custom_tags[1].kind, CFG_TEL_TAG_ENVIRONMENT);
+	ck_assert_str_eq(mc->trace_custom_tags[1].default_value, "d");
+	ck_assert_int_eq(mc->trace_custom_tags[2].kind, CFG_TEL_TAG_HEADER);
+	ck_assert_ptr_null(mc->trace_custom_tags[2].default_value);
+	meshcfg_unref(mc);
+	ck_assert_int_eq(parse_bad("defaultConfig: {tracing: {custom_tags: {a: {literal: {value: x}, header: {name: h}}}}}\n",
+				   err), -EINVAL);
+	ck_assert_msg(strstr(err, "defaultConfig.tracing.custom_tags: tag a: exactly one of"), "%s", err);
+	ck_assert_int_eq(parse_bad("defaultConfig: {tracing: {max_path_tag_length: 0}}\n", err), -EINVAL);
+	ck_assert_msg(strstr(err, "defaultConfig.tracing.max_path_tag_length"), "%s", err);
 	mc = parse_ok("extensionProviders: [{name: sw, skywalking: {service: s, port: 11800}}]\n"
 		      "defaultProviders: {tracing: [sw]}\n", warn);
 	ck_assert_msg(strstr(warn, "tracing kinds other than zipkin and opentelemetry"), "%s", warn);
