@@ -23,9 +23,10 @@ Spans are matched by their guid:x-request-id attribute.
     the Telemetry's custom tags (literal, header with its default) arrive;
     the POSTs carry the provider's header;
   - the Telemetry's randomSamplingPercentage is changed live 100 -> 0 -> 100
-    (meshd pushes, meshproxy applies the new listener config): at 0 nothing
-    is exported (a forced request sent after them arrives alone), back at
-    100 spans appear again without a restart;
+    (meshd pushes, meshproxy applies the new listener config to the next
+    requests, a kept-alive connection's too): at 0 nothing is exported (a
+    forced request sent after them arrives alone), back at 100 spans appear
+    again without a restart;
   - a workload Telemetry disabling SERVER spans for app=web leaves only the
     CLIENT span;
   - the provider switched to OTLP/gRPC (grpc: instead of http:, a live
@@ -35,6 +36,7 @@ Spans are matched by their guid:x-request-id attribute.
 
 Nothing asserts on timing; every wait is bounded.  About 15 s.
 """
+import http.client
 import http.server
 import importlib
 import json
@@ -379,18 +381,33 @@ class MeshTracingOtelTest(unittest.TestCase):
         for _, s in self.spans(rid).values():
             self.assertEqual(attrs(s)["user"], "anonymous")
 
+    def send_on(self, conn):
+        """A request on an open keep-alive connection to the client sidecar."""
+        rid = str(uuid.uuid4())
+        conn.request("GET", "http://%s:%d/traced" % (fqdn("web"), self.port), headers={"x-request-id": rid})
+        r = conn.getresponse()
+        r.read()
+        self.assertEqual(r.status, 200)
+        return rid
+
     def test_b_sampling_changed_live(self):
         self.set_sampling(0)
-        quiet = [self.send()[0] for _ in range(3)]
-        forced, _ = self.send({"x-envoy-force-trace": "true"})
-        self.spans(forced)
-        for rid in quiet:
-            self.assertEqual(self.collector.by_rid(rid), [], rid)
-        # 0 -> 100, live: the next requests are traced
-        self.set_sampling(100)
-        for _ in range(2):
-            rid, _ = self.send()
-            self.spans(rid)
+        keep = http.client.HTTPConnection("127.0.0.1", self.px.out_port, timeout=20)
+        try:
+            quiet = [self.send()[0] for _ in range(3)] + [self.send_on(keep)]
+            forced, _ = self.send({"x-envoy-force-trace": "true"})
+            self.spans(forced)
+            for rid in quiet:
+                self.assertEqual(self.collector.by_rid(rid), [], rid)
+            # 0 -> 100, live: the next requests are traced, on new
+            # connections and on one kept open across the change
+            self.set_sampling(100)
+            for _ in range(2):
+                rid, _ = self.send()
+                self.spans(rid)
+            self.spans(self.send_on(keep))
+        finally:
+            keep.close()
 
     def test_c_server_spans_disabled_for_workload(self):
         self.meshd.write("web-telemetry.yaml", """apiVersion: telemetry.istio.io/v1
