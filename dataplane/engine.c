@@ -2524,6 +2524,17 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 				"# TYPE meshproxy_tracing_spans_dropped counter\nmeshproxy_tracing_spans_dropped %llu\n",
 				(unsigned long long)ts.spans_sent, (unsigned long long)ts.posts_ok,
 				(unsigned long long)ts.posts_failed, (unsigned long long)ts.spans_dropped);
+		/* Envoy's OpenTelemetry tracer counters (tracing.opentelemetry.*) */
+		mesh_buf_printf(b,
+				"# TYPE envoy_tracing_opentelemetry_spans_sent counter\nenvoy_tracing_opentelemetry_spans_sent %llu\n"
+				"# TYPE envoy_tracing_opentelemetry_http_reports_sent counter\n"
+				"envoy_tracing_opentelemetry_http_reports_sent %llu\n"
+				"# TYPE envoy_tracing_opentelemetry_http_reports_success counter\n"
+				"envoy_tracing_opentelemetry_http_reports_success %llu\n"
+				"# TYPE envoy_tracing_opentelemetry_http_reports_failed counter\n"
+				"envoy_tracing_opentelemetry_http_reports_failed %llu\n",
+				(unsigned long long)ts.otlp_spans_sent, (unsigned long long)ts.otlp_reports_sent,
+				(unsigned long long)ts.otlp_reports_ok, (unsigned long long)ts.otlp_reports_failed);
 	}
 	/* issue 13: the resolver of DNS clusters and passthrough names, under
 	 * the names an Istio sidecar exports (Istio configures Envoy's c-ares

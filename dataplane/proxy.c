@@ -521,6 +521,7 @@ static void s_free(struct px_stream *s)
 	}
 	mesh_buf_cleanup(&s->head);
 	mesh_buf_cleanup(&s->body);
+	trace_span_cleanup(&s->tr); /* issue 14: a span not ended (its header tags) */
 	free(s->cors_hdrs);
 	free(s->istio_hv);
 	jwt_result_free(s->jwt);

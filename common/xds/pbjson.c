@@ -17,6 +17,7 @@
 #include "envoy/config/cluster/v3/cluster.pb-c.h"
 #include "envoy/extensions/access_loggers/file/v3/file.pb-c.h"
 #include "envoy/config/trace/v3/zipkin.pb-c.h"
+#include "envoy/config/trace/v3/opentelemetry.pb-c.h"
 #include "envoy/config/core/v3/extension.pb-c.h"
 #include "envoy/config/endpoint/v3/endpoint.pb-c.h"
 #include "envoy/config/listener/v3/api_listener.pb-c.h"
@@ -102,6 +103,7 @@ static const ProtobufCMessageDescriptor *const pbjson__builtin[] = {
 	&envoy__config__trace__v3__zipkin_config__descriptor,
 	/* issue 14: Istio's istio.stats filters */
 	&stats__plugin_config__descriptor,
+	&envoy__config__trace__v3__open_telemetry_config__descriptor, /* issue 14: OTLP tracer */
 	&envoy__extensions__load_balancing_policies__round_robin__v3__round_robin__descriptor,
 	&envoy__extensions__load_balancing_policies__ring_hash__v3__ring_hash__descriptor,
 	&envoy__extensions__load_balancing_policies__least_request__v3__least_request__descriptor,

@@ -93,6 +93,7 @@ int debug_telemetryz(const struct model *m, const char *proxy_id, const char *ns
 	const struct cfg_labels *use = &lab;
 	const struct cfg_object *po = NULL;
 	struct model_telemetry *t = NULL;
+	struct model_telemetry_defaults defs;
 	size_t i;
 	int rc;
 
@@ -121,7 +122,14 @@ int debug_telemetryz(const struct model *m, const char *proxy_id, const char *ns
 		snprintf(err, errcap, "query parameter proxyID (or namespace, with labels=k=v,...) is required");
 		return -EINVAL;
 	}
-	rc = model_telemetry_for(m, ns, use, &model_telemetry_istio_defaults, &t);
+	/* issue 14: the mesh config's defaultProviders.tracing, as the
+	 * tracing generator (gen/tracing.c) merges with it */
+	defs = model_telemetry_istio_defaults;
+	if (m->mesh) {
+		defs.tracing = (const char *const *)m->mesh->default_tracing.v;
+		defs.n_tracing = m->mesh->default_tracing.n;
+	}
+	rc = model_telemetry_for(m, ns, use, &defs, &t);
 	if (rc < 0)
 		return rc;
 	mesh_buf_puts(out, "{\"namespace\":");

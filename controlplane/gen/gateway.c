@@ -42,6 +42,7 @@
 #include "controlplane/gen/gen_int.h"
 #include "controlplane/model/gateway.h"
 #include "controlplane/model/policy.h"
+#include "controlplane/model/telemetry.h"
 
 #include "common/err.h"
 
@@ -433,8 +434,19 @@ static gw_filter *gw_hcm_filter(struct gw_gen *gg, const char *stat_prefix, cons
 	hcm.forward_client_cert_details =
 		ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__FORWARD_CLIENT_CERT_DETAILS__SANITIZE_SET;
 	hcm.set_current_client_cert_details = cc;
-	if (gen__mesh_tracing(a, m, &hcm.tracing) < 0 ||
-	    gen__mesh_access_logs(a, m, &hcm.access_log, &hcm.n_access_log) < 0)
+	/* issue 14: the router's Telemetry tracing (client spec, as istiod's
+	 * ListenerClassGateway); merged per HCM: a router has few */
+	{
+		struct model_telemetry *tel = NULL;
+		int trc = gen__telemetry(m, gg->w, &tel);
+
+		/* Telemetry past its cap: served without tracing (as sidecars) */
+		trc = trc < 0 ? 0 : gen__tracing(a, &gg->g, gg->w, tel, false, &hcm.tracing);
+		model_telemetry_free(tel);
+		if (trc < 0)
+			return NULL;
+	}
+	if (gen__mesh_access_logs(a, m, &hcm.access_log, &hcm.n_access_log) < 0)
 		return NULL;
 	return gen__net_filter(a, GW_HCM_NAME, gen__any(a, &hcm.base));
 }

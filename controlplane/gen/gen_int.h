@@ -112,14 +112,24 @@ struct Envoy__Config__Accesslog__V3__AccessLog;
 int gen__mesh_access_logs(struct arena *a, const struct model *m, struct Envoy__Config__Accesslog__V3__AccessLog ***out,
 			  size_t *n);
 struct Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager__Tracing;
-/* HCM.tracing from the mesh config as Istio's configureTracing builds it:
- * the zipkin provider of defaultProviders.tracing (collector cluster
- * outbound|PORT||SERVICE, /api/v2/spans, HTTP_JSON, 128-bit ids),
- * random_sampling = defaultConfig.tracing.sampling, client and overall
- * sampling 100.  *out NULL when tracing is off or no provider is set.
- * 0 or -ENOMEM; everything in arena a. */
-int gen__mesh_tracing(struct arena *a, const struct model *m,
-		      struct Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager__Tracing **out);
+struct model_telemetry;
+/* The effective Telemetry of workload w (model_telemetry_for with
+ * meshConfig.defaultProviders.tracing as the default provider), computed
+ * once per proxy for gen__tracing; *out NULL (0) when the model has no
+ * Telemetry and no default tracing provider.  Free with
+ * model_telemetry_free.  0, -ENOMEM or -MESH_ETOOBIG (gen/tracing.c). */
+int gen__telemetry(const struct model *m, const struct gen_workload *w, struct model_telemetry **out);
+/* HCM.tracing for w's listener as istiod's configureTracingFromTelemetry
+ * builds it (tel: gen__telemetry's result, may be NULL): the server spec
+ * for inbound listeners (server true), the client spec for outbound ones
+ * and gateways; the provider by name from extensionProviders (zipkin or
+ * opentelemetry), sampling Telemetry > defaultConfig.tracing.sampling >
+ * 1%, customTags sorted by tag.  *out NULL when tracing is disabled or no
+ * provider applies (a provider name that is no tracing entry is noted).
+ * 0 or -ENOMEM; everything in arena a (gen/tracing.c). */
+int gen__tracing(struct arena *a, const struct gen_ctx *g, const struct gen_workload *w,
+		 const struct model_telemetry *tel, bool server,
+		 struct Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager__Tracing **out);
 /* Clamp a config number (may be -1 or huge) to uint32. */
 uint32_t gen__clamp_u32(int64_t v);
 

@@ -37,6 +37,7 @@
 #include "controlplane/gen/authn.h"
 #include "controlplane/gen/rbac.h"
 #include "controlplane/model/policy.h"
+#include "controlplane/model/telemetry.h"
 
 #include "common/err.h"
 
@@ -97,6 +98,7 @@ struct gen_sc {
 	/* issue 14: the istio.stats configuration of outbound and inbound
 	 * listeners (gen__stats_config), NULL: no metrics there */
 	Google__Protobuf__Any *stats_out, *stats_in;
+	struct model_telemetry *tel;            /* issue 14: the workload's Telemetry (gen__telemetry); NULL: none */
 };
 
 /* ---------------------------------------------------------------- small builders */
@@ -188,11 +190,12 @@ static bool gen_protocol_http(const char *proto)
  * accessLogFile is set; inbound: x-forwarded-client-cert
  * APPEND_FORWARD with subject, URI and DNS (Istio's inbound default).
  */
-static Google__Protobuf__Any *gen_sidecar_hcm(struct arena *a, const struct model *m, const char *stat_prefix,
+static Google__Protobuf__Any *gen_sidecar_hcm(struct arena *a, const struct gen_sc *sc, const char *stat_prefix,
 					      const char *rds, Envoy__Config__Route__V3__RouteConfiguration *inline_rc,
 					      gen_http_filter **pre, size_t n_pre, bool inbound,
 					      Google__Protobuf__Any *stats)
 {
+	const struct model *m = sc->g.m;
 	Envoy__Extensions__Filters__Http__Fault__V3__HTTPFault fault = ENVOY__EXTENSIONS__FILTERS__HTTP__FAULT__V3__HTTPFAULT__INIT;
 	Envoy__Extensions__Filters__Http__Cors__V3__Cors cors = ENVOY__EXTENSIONS__FILTERS__HTTP__CORS__V3__CORS__INIT;
 	Envoy__Extensions__Filters__Http__Router__V3__Router router = ENVOY__EXTENSIONS__FILTERS__HTTP__ROUTER__V3__ROUTER__INIT;
@@ -251,8 +254,9 @@ static Google__Protobuf__Any *gen_sidecar_hcm(struct arena *a, const struct mode
 			? ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__PATH_WITH_ESCAPED_SLASHES_ACTION__UNESCAPE_AND_FORWARD
 			: ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__PATH_WITH_ESCAPED_SLASHES_ACTION__KEEP_UNCHANGED;
 	hcm.proxy_100_continue = true;
-	/* MeshConfig's default tracing provider, as istiod's configureTracing */
-	if (gen__mesh_tracing(a, m, &hcm.tracing) < 0)
+	/* issue 14: the workload's Telemetry tracing (or MeshConfig's default
+	 * provider), as istiod's configureTracing: server spec inbound */
+	if (gen__tracing(a, &sc->g, sc->w, sc->tel, inbound, &hcm.tracing) < 0)
 		return NULL;
 	/* MeshConfig accessLogFile: istiod's file access log on every HCM */
 	if (gen__mesh_access_logs(a, m, &hcm.access_log, &hcm.n_access_log) < 0)
@@ -1031,7 +1035,7 @@ static int gen_outbound(struct gen_sc *sc)
 			if (rc == 0)
 				rc = gen_outbound_listener(sc, gen_egress_bind(sc, port), port,
 							   gen__net_filter(sc->a, GEN_HCM_NAME,
-									  gen_sidecar_hcm(sc->a, sc->g.m, sp, rn, NULL, NULL, 0, false, sc->stats_out)));
+									  gen_sidecar_hcm(sc->a, sc, sp, rn, NULL, NULL, 0, false, sc->stats_out)));
 		}
 		if (n_tcp > 1 && n_http == 0) {
 			rc = gen_outbound_tls_shared(sc, gen_egress_bind(sc, port), port);
@@ -1059,7 +1063,7 @@ static int gen_outbound(struct gen_sc *sc)
 					rc = gen_outbound_listener2(
 						sc, gen_egress_bind(sc, port), port,
 						gen__net_filter(sc->a, GEN_HCM_NAME,
-							       gen_sidecar_hcm(sc->a, sc->g.m, sp, rn, NULL, NULL, 0, false, sc->stats_out)),
+							       gen_sidecar_hcm(sc->a, sc, sp, rn, NULL, NULL, 0, false, sc->stats_out)),
 						gen_tcp_service_filter(sc, svc, port));
 				continue;
 			}
@@ -1373,7 +1377,7 @@ static gen_filter *gen_inbound_filter(struct gen_sc *sc, const struct gen_inport
 	sp = arena_printf(a, "inbound_%s", chain_name);
 	if (!sp)
 		return NULL;
-	return gen__net_filter(a, GEN_HCM_NAME, gen_sidecar_hcm(a, sc->g.m, sp, NULL,
+	return gen__net_filter(a, GEN_HCM_NAME, gen_sidecar_hcm(a, sc, sp, NULL,
 							       gen_inbound_rc(a, cluster, ip->port), rbac, n_rbac, true,
 							       sc->stats_in));
 }
@@ -2296,6 +2300,12 @@ int gen_sidecar_snapshot_cached(struct gen_sidecar_cache *c, const struct model 
 	sc.c = c;
 	if (c)
 		sc.routes = gen_sc_routes_find(c, &sc);
+	/* issue 14: Telemetry merged once for the workload's HCMs; past its
+	 * cap the workload is served without tracing rather than not at all */
+	rc = gen__telemetry(m, w, &sc.tel);
+	if (rc < 0)
+		gen__note(&sc.g, GEN_NOTE_ERROR, "telemetry", "Telemetry for the workload not merged (%s): no tracing",
+			  mesh_strerror(rc));
 
 	/* CDS, EDS per visible service, one arena each (as gen_snapshot) */
 	rc = 0;
@@ -2326,6 +2336,7 @@ int gen_sidecar_snapshot_cached(struct gen_sidecar_cache *c, const struct model 
 	*out = sc.snap;
 	sc.snap = NULL;
 out:
+	model_telemetry_free(sc.tel);
 	free(inports);
 	free(sc.visible);
 	arena_free(sc.a);
