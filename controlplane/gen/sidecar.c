@@ -94,6 +94,9 @@ struct gen_sc {
 	 * listener of the same name is seen as the conflict it is */
 	const char **out_names;
 	size_t n_out_names, cap_out_names;
+	/* issue 14: the workload's access logs, outbound (Telemetry mode
+	 * CLIENT) and inbound (SERVER); gen__workload_access_logs */
+	struct gen__alogs log_out, log_in;
 };
 
 /* ---------------------------------------------------------------- small builders */
@@ -107,6 +110,21 @@ static gen_filter *gen_tcp_proxy(struct arena *a, const char *cluster)
 	tp.stat_prefix = (char *)cluster;
 	tp.cluster_specifier_case = ENVOY__EXTENSIONS__FILTERS__NETWORK__TCP_PROXY__V3__TCP_PROXY__CLUSTER_SPECIFIER_CLUSTER;
 	tp.cluster = (char *)cluster;
+	return gen__net_filter(a, GEN_TCP_PROXY_NAME, gen__any(a, &tp.base));
+}
+
+/* gen_tcp_proxy() with the workload's access logs of that direction
+ * (issue 14: istiod puts them on a TCP proxy as on an HCM). */
+static gen_filter *gen_tcp_proxy_logged(struct arena *a, const char *cluster, const struct gen__alogs *logs)
+{
+	Envoy__Extensions__Filters__Network__TcpProxy__V3__TcpProxy tp =
+		ENVOY__EXTENSIONS__FILTERS__NETWORK__TCP_PROXY__V3__TCP_PROXY__INIT;
+
+	tp.stat_prefix = (char *)cluster;
+	tp.cluster_specifier_case = ENVOY__EXTENSIONS__FILTERS__NETWORK__TCP_PROXY__V3__TCP_PROXY__CLUSTER_SPECIFIER_CLUSTER;
+	tp.cluster = (char *)cluster;
+	tp.access_log = logs->v;
+	tp.n_access_log = logs->n;
 	return gen__net_filter(a, GEN_TCP_PROXY_NAME, gen__any(a, &tp.base));
 }
 
@@ -173,7 +191,7 @@ static bool gen_protocol_http(const char *proto)
  */
 static Google__Protobuf__Any *gen_sidecar_hcm(struct arena *a, const struct model *m, const char *stat_prefix,
 					      const char *rds, Envoy__Config__Route__V3__RouteConfiguration *inline_rc,
-					      gen_http_filter **pre, size_t n_pre, bool inbound)
+					      gen_http_filter **pre, size_t n_pre, bool inbound, const struct gen__alogs *logs)
 {
 	Envoy__Extensions__Filters__Http__Fault__V3__HTTPFault fault = ENVOY__EXTENSIONS__FILTERS__HTTP__FAULT__V3__HTTPFAULT__INIT;
 	Envoy__Extensions__Filters__Http__Cors__V3__Cors cors = ENVOY__EXTENSIONS__FILTERS__HTTP__CORS__V3__CORS__INIT;
@@ -232,9 +250,10 @@ static Google__Protobuf__Any *gen_sidecar_hcm(struct arena *a, const struct mode
 	/* MeshConfig's default tracing provider, as istiod's configureTracing */
 	if (gen__mesh_tracing(a, m, &hcm.tracing) < 0)
 		return NULL;
-	/* MeshConfig accessLogFile: istiod's file access log on every HCM */
-	if (gen__mesh_access_logs(a, m, &hcm.access_log, &hcm.n_access_log) < 0)
-		return NULL;
+	/* issue 14: the workload's access logs of this direction (Telemetry,
+	 * else MeshConfig accessLogFile), gen__workload_access_logs */
+	hcm.access_log = logs->v;
+	hcm.n_access_log = logs->n;
 	if (inbound) {
 		Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager__SetCurrentClientCertDetails *cc =
 			gen__msg(a, &envoy__extensions__filters__network__http_connection_manager__v3__http_connection_manager__set_current_client_cert_details__descriptor);
@@ -696,6 +715,8 @@ static gen_filter *gen_tcp_route_filter(struct gen_sc *sc, const struct model_se
 	tp.stat_prefix = tp.cluster_specifier_case ==
 					 ENVOY__EXTENSIONS__FILTERS__NETWORK__TCP_PROXY__V3__TCP_PROXY__CLUSTER_SPECIFIER_CLUSTER ?
 				 tp.cluster : gen__cluster_name(a, port, NULL, svc->hostname);
+	tp.access_log = sc->log_out.v; /* issue 14: the workload's outbound access logs */
+	tp.n_access_log = sc->log_out.n;
 	return gen__net_filter(a, GEN_TCP_PROXY_NAME, gen__any(a, &tp.base));
 }
 
@@ -1009,7 +1030,7 @@ static int gen_outbound(struct gen_sc *sc)
 			if (rc == 0)
 				rc = gen_outbound_listener(sc, gen_egress_bind(sc, port), port,
 							   gen__net_filter(sc->a, GEN_HCM_NAME,
-									  gen_sidecar_hcm(sc->a, sc->g.m, sp, rn, NULL, NULL, 0, false)));
+									  gen_sidecar_hcm(sc->a, sc->g.m, sp, rn, NULL, NULL, 0, false, &sc->log_out)));
 		}
 		if (n_tcp > 1 && n_http == 0) {
 			rc = gen_outbound_tls_shared(sc, gen_egress_bind(sc, port), port);
@@ -1037,7 +1058,7 @@ static int gen_outbound(struct gen_sc *sc)
 					rc = gen_outbound_listener2(
 						sc, gen_egress_bind(sc, port), port,
 						gen__net_filter(sc->a, GEN_HCM_NAME,
-							       gen_sidecar_hcm(sc->a, sc->g.m, sp, rn, NULL, NULL, 0, false)),
+							       gen_sidecar_hcm(sc->a, sc->g.m, sp, rn, NULL, NULL, 0, false, &sc->log_out)),
 						gen_tcp_service_filter(sc, svc, port));
 				continue;
 			}
@@ -1318,12 +1339,13 @@ static gen_filter *gen_inbound_filter(struct gen_sc *sc, const struct gen_inport
 	char *sp;
 
 	if (!gen_protocol_http(ip->protocol))
-		return gen_tcp_proxy(a, cluster);
+		return gen_tcp_proxy_logged(a, cluster, &sc->log_in);
 	sp = arena_printf(a, "inbound_%s", chain_name);
 	if (!sp)
 		return NULL;
 	return gen__net_filter(a, GEN_HCM_NAME, gen_sidecar_hcm(a, sc->g.m, sp, NULL,
-							       gen_inbound_rc(a, cluster, ip->port), rbac, n_rbac, true));
+							       gen_inbound_rc(a, cluster, ip->port), rbac, n_rbac, true,
+							       &sc->log_in));
 }
 
 /* chain c with the network filters net in front of its one filter (a TCP
@@ -2230,6 +2252,11 @@ int gen_sidecar_snapshot_cached(struct gen_sidecar_cache *c, const struct model 
 	/* the proxy's locality, for locality load balancing in EDS */
 	if (p->locality_lb && !(sc.g.locality = gen__proxy_locality(sc.node, w, sc.a)))
 		goto out;
+	/* issue 14: the workload's access logs, computed once for its listeners */
+	rc = gen__workload_access_logs(sc.a, m, w, &sc.log_out, &sc.log_in);
+	if (rc < 0)
+		goto out;
+	rc = -ENOMEM;
 	if (sc.g.locality && !sc.g.locality[0])
 		sc.g.locality = gen_instance_locality(&sc);
 	for (i = 0; i < m->n_services; i++)
