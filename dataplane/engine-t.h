@@ -150,6 +150,8 @@ struct px_port {
 	struct authz_http_opts http_opts; /* the HCM's path normalization and XFF rules (px_port_hcm) */
 	const struct authz *authz;       /* the chain's RBAC filters, or NULL (chain_port; owned by the config) */
 	const struct trace_cfg *trace;   /* the HCM's tracing, or NULL (port_trace; owned by the config's traces) */
+	const struct px_alog_cfg *alog;  /* issue 14: the HCM's access_log, or NULL: none (port_alog; owned by
+	                                  * the config's alogs; a TCP proxy's is tcpp.alog) */
 };
 
 /* A Listener's chains for Envoy's filter chain selection (fcmatch.h):
@@ -213,6 +215,8 @@ struct px_config {
 	size_t n_jwts;
 	struct trace_cfg **traces;       /* every HCM's compiled tracing (port_trace; ports point into it) */
 	size_t n_traces;
+	struct px_alog_cfg **alogs;      /* issue 14: every HCM's / TCP proxy's access_log (port_alog) */
+	size_t n_alogs;
 	struct authz **authzs;           /* every chain's compiled RBAC (ports point into it) */
 	size_t n_authzs;
 	/* compiled in phase one, handed to the clusters in phase two (then NULL) */
@@ -279,7 +283,8 @@ struct engine {
 	struct px_listener **bl;         /* bound listeners of the current config, a reference each */
 	size_t n_bl;
 	struct px_engine_stats st;
-	struct px_alog *alog;
+	struct px_alog *alog;            /* --access-log: every request, Envoy's default format */
+	struct px_alog_sinks *alog_sinks; /* issue 14: the files the configs' access logs write (accesslog.h) */
 	struct px_dconn *dconns;         /* every downstream connection (drain, free) */
 	uint64_t rng;
 	int draining;

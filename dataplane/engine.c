@@ -484,6 +484,9 @@ static void config_free(struct px_config *c)
 	for (i = 0; i < c->n_traces; i++)
 		trace_cfg_free(c->traces[i]);
 	free(c->traces);
+	for (i = 0; i < c->n_alogs; i++)
+		px_alog_cfg_free(c->alogs[i]);
+	free(c->alogs);
 	free(c->jwts);
 	px_snapshot_unref(c->snap);
 	free(c);
@@ -600,6 +603,42 @@ static int port_trace(struct px_config *c, const char *lname, const px_hcm *hcm,
 }
 
 typedef Envoy__Extensions__Filters__Network__TcpProxy__V3__TcpProxy px_tcpf;
+
+/* issue 14: the access_log of the chain's HCM (p->alog) or TCP proxy
+ * (p->tcpp.alog), compiled and kept by c; one meshproxy cannot honour
+ * refuses the listener with the reason (accesslog.h). */
+static int port_alog(struct px_config *c, const char *lname, const px_hcm *hcm, const px_tcpf *tcpf,
+		     struct px_port *p, char *err, size_t cap)
+{
+	struct px_alog_cfg *a = NULL, **v;
+	char why[256] = "";
+	int rc;
+
+	if (hcm)
+		rc = px_alog_cfg_new(c->e->alog_sinks, hcm->access_log, hcm->n_access_log, &a, why, sizeof(why));
+	else if (tcpf)
+		rc = px_alog_cfg_new(c->e->alog_sinks, tcpf->access_log, tcpf->n_access_log, &a, why, sizeof(why));
+	else
+		rc = 0;
+	if (rc < 0) {
+		snprintf(err, cap, "listener %s: %s", lname, why[0] ? why : strerror(-rc));
+		return rc;
+	}
+	if (!a)
+		return 0;
+	v = realloc(c->alogs, (c->n_alogs + 1) * sizeof(*v));
+	if (!v) {
+		px_alog_cfg_free(a);
+		return -ENOMEM;
+	}
+	v[c->n_alogs++] = a;
+	c->alogs = v;
+	if (hcm)
+		p->alog = a;
+	else
+		p->tcpp.alog = a;
+	return 0;
+}
 
 static int chain_decode_tcp(struct px_config *c, const char *lname, const Envoy__Config__Listener__V3__FilterChain *fc,
 			    px_hcm **hcm, const char **tcp_cluster, const px_tcpf **tcpf, char *err, size_t cap);
@@ -769,6 +808,8 @@ static int chain_port(struct px_config *c, const char *lname, const Envoy__Confi
 	if (rc < 0)
 		return rc;
 	rc = port_trace(c, lname, hcm, p, err, cap);
+	if (rc == 0)
+		rc = port_alog(c, lname, hcm, tcpf, p, err, cap);
 	if (rc < 0)
 		return rc;
 	if (hcm && hcm->route_specifier_case ==
@@ -1111,8 +1152,11 @@ static int compile_listener(struct px_config *c, const Envoy__Config__Listener__
 		if (rc < 0)
 			return rc;
 		tcpp_conf_init(&p.tcpp, tcpf);
+		px_port_hcm(&p, hcm);
+		rc = port_alog(c, l->name, hcm, tcpf, &p, err, cap);
+		if (rc < 0)
+			return rc;
 	}
-	px_port_hcm(&p, hcm);
 	rc = port_trace(c, l->name, hcm, &p, err, cap);
 	if (rc < 0)
 		return rc;
@@ -1885,9 +1929,12 @@ int engine_new(struct ev_loop *loop, const struct engine_opts *o, struct engine 
 		rc = -ENOMEM;
 	if (rc == 0 && o->access_log && *o->access_log)
 		rc = px_alog_open(loop, o->access_log, &e->alog);
+	if (rc == 0 && !(e->alog_sinks = px_alog_sinks_new(loop)))
+		rc = -ENOMEM;
 	if (rc == 0 && o->node_id)
 		rc = istio_stats_new(o->node_id, o->labels, o->service_account, 0, &e->istio);
 	if (rc < 0) {
+		px_alog_sinks_free(e->alog_sinks);
 		px_alog_free(e->alog);
 		tracer_free(e->tracer);
 		authz_tab_free(e->authz_tab);
@@ -1930,6 +1977,7 @@ void engine_free(struct engine *e)
 	 * thread is waited for */
 	dns_resolver_free(e->dns);
 	px_alog_free(e->alog);
+	px_alog_sinks_free(e->alog_sinks); /* after the last config: it points at them */
 	istio_stats_free(e->istio);
 	tracer_free(e->tracer); /* after the connections: their streams end spans */
 	authz_tab_free(e->authz_tab);

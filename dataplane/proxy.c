@@ -225,6 +225,8 @@ struct px_stream {
 	int is_grpc;
 	struct px_str method, path, authority, ua, xff, rid, proto;
 	struct trace_span tr;        /* issue 14: started with the port's tracing (d_stream_start), ended in s_log */
+	const struct px_alog_cfg *alog; /* issue 14: the port's access_log (s_alog_port), in cfg; NULL: none */
+	struct px_str alog_hdrs[PX_ALOG_MAX_HDRS]; /* the extra request headers it reads, copied into meta */
 	size_t meta_len, meta_cap;
 	char meta[]; /* sized by meta_need at d_stream_start: never truncated, since
 	              * RBAC judges these copies (a cut path, Host or XFF was a bypass) */
@@ -436,6 +438,84 @@ static void s_trace_end(struct px_stream *s)
 	tracer_finish(s->e->tracer, &s->tr, &x);
 }
 
+/* Envoy's %RESPONSE_CODE_DETAILS% for what meshproxy knows of the outcome. */
+static const char *s_details(const struct px_stream *s)
+{
+	if (s->flags & PX_RF_NR)
+		return "route_not_found";
+	if (s->flags & PX_RF_UH)
+		return "no_healthy_upstream";
+	if (s->flags & PX_RF_UO)
+		return "upstream_reset_before_response_started{overflow}";
+	if (s->flags & PX_RF_UT)
+		return "upstream_response_timeout";
+	if (s->flags & PX_RF_FI)
+		return "fault_filter_abort";
+	if (s->flags & PX_RF_UF)
+		return "upstream_reset_before_response_started{remote_connection_failure}";
+	if (s->flags & (PX_RF_UC | PX_RF_UR))
+		return "upstream_reset_before_response_started{remote_reset}";
+	if (s->upstream_ms >= 0)
+		return "via_upstream";
+	if (s->status == 403)
+		return "rbac_access_denied_matched_policy[none]";
+	if (s->flags & PX_RF_DC)
+		return "downstream_remote_disconnect";
+	return NULL;
+}
+
+static socklen_t d_local_addr(const struct px_dconn *d, struct sockaddr_storage *ss);
+
+/* issue 14: the port pp serving s decides its access logs; the headers
+ * they read are copied now, while the head h is there. */
+static void s_alog_port(struct px_stream *s, const struct px_port *pp, const struct h1_head *h)
+{
+	size_t i, n;
+
+	s->alog = pp ? (pp->tcp ? pp->tcpp.alog : pp->alog) : NULL;
+	n = px_alog_cfg_n_headers(s->alog);
+	for (i = 0; i < n && i < PX_ALOG_MAX_HDRS; i++) {
+		struct h1_str v = h1_head_get(h, px_alog_cfg_header(s->alog, i));
+
+		if (v.p)
+			s->alog_hdrs[i] = meta_put(s, v.p, v.len);
+	}
+}
+
+/* The configured access logs of s (s->alog) */
+static void s_alog_cfg(struct px_stream *s, struct px_alog_entry *le)
+{
+	char down[INET6_ADDRSTRLEN + 16], local[INET6_ADDRSTRLEN + 16], ul[INET6_ADDRSTRLEN + 16];
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	le->upstream_cluster = s->cl ? s->cl->name : NULL;
+	le->route_name = s->rt && s->rt->name && s->rt->name[0] ? s->rt->name : NULL;
+	le->details = s_details(s);
+	if (s->d) {
+		struct px_dconn *d = s->d;
+
+		if (d->peer_ip[0]) {
+			snprintf(down, sizeof(down), strchr(d->peer_ip, ':') ? "[%s]:%u" : "%s:%u", d->peer_ip,
+				 (unsigned)d->peer_port);
+			le->downstream_remote = down;
+		}
+		len = d_local_addr(d, &ss);
+		le->downstream_local = px_alog_addr((const struct sockaddr *)&ss, len, local, sizeof(local));
+		le->sni = d->sni;
+		le->peer_principal = d->peer_principal;
+		le->mtls = d->peer_principal != NULL;
+	}
+	if (s->u && !s->u->h2 && s->u->io.fd >= 0) {
+		len = sizeof(ss);
+		if (getsockname(s->u->io.fd, (struct sockaddr *)&ss, &len) == 0)
+			le->upstream_local = px_alog_addr((const struct sockaddr *)&ss, len, ul, sizeof(ul));
+	}
+	le->hdrs = s->alog_hdrs;
+	le->n_hdrs = px_alog_cfg_n_headers(s->alog);
+	px_alog_cfg_log(s->alog, le);
+}
+
 static void s_log(struct px_stream *s)
 {
 	struct px_alog_entry le;
@@ -444,7 +524,7 @@ static void s_log(struct px_stream *s)
 		s_istio(s);
 	if (s->tr.cfg)
 		s_trace_end(s);
-	if (!s->e->alog)
+	if (!s->e->alog && !s->alog)
 		return;
 	memset(&le, 0, sizeof(le));
 	le.start_us = s->start_us;
@@ -462,7 +542,10 @@ static void s_log(struct px_stream *s)
 	le.duration_ms = ev_now(s->e->loop) - s->start_ms;
 	le.upstream_ms = s->upstream_ms;
 	le.upstream_host = s->n_tried ? s->tried[s->n_tried - 1]->name : NULL;
-	px_alog_write(s->e->alog, &le);
+	if (s->e->alog)
+		px_alog_write(s->e->alog, &le);
+	if (s->alog)
+		s_alog_cfg(s, &le);
 }
 
 static void s_stop_timers(struct px_stream *s)
@@ -2942,6 +3025,7 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 			rq.scheme = d->via_tls ? "https" : "http";
 			rq.internal = ip_internal(d->peer_ip) ? 1 : -1;
 		}
+		s_alog_port(s, pp, h);
 		if (s_authz(s, pp, h, &rq))
 			return;
 		if (!pp->tcp) {
@@ -2971,6 +3055,7 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		pp = find_port(cfg->out_ports, cfg->n_out_ports, vip, port);
 		if (pp && pp->sel && sel_chain(pp->sel, d->chain))
 			pp = sel_chain(pp->sel, d->chain); /* the chain selected at accept */
+		s_alog_port(s, pp, h);
 		if (pp && !pp->tcp && s_http10_refused(s, pp))
 			return;
 		if (s_authz(s, pp, h, &rq))
@@ -3006,6 +3091,7 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		s->xfcc = pp && pp->xfcc && d->peer_principal;
 		if (sel_chain(&cfg->in_sel, d->chain))
 			pp = sel_chain(&cfg->in_sel, d->chain); /* the chain selected at accept */
+		s_alog_port(s, pp, h);
 		if (pp && pp->tcp && pp->tcp_cluster && !strcmp(pp->tcp_cluster, "BlackHoleCluster")) {
 			s_blackhole(s); /* virtualInbound-blackhole */
 			return;
