@@ -475,10 +475,12 @@ static void s_alog_port(struct px_stream *s, const struct px_port *pp, const str
 	s->alog = pp ? (pp->tcp ? pp->tcpp.alog : pp->alog) : NULL;
 	n = px_alog_cfg_n_headers(s->alog);
 	for (i = 0; i < n && i < PX_ALOG_MAX_HDRS; i++) {
-		struct h1_str v = h1_head_get(h, px_alog_cfg_header(s->alog, i));
+		const char *name = px_alog_cfg_header(s->alog, i);
+		size_t vlen = 0;
+		const char *v = req_header((void *)h, name, strlen(name), &vlen);
 
-		if (v.p)
-			s->alog_hdrs[i] = meta_put(s, v.p, v.len);
+		if (v) /* present, maybe empty; absent stays {NULL, 0} (CEL: no such key) */
+			s->alog_hdrs[i] = meta_put(s, v, vlen);
 	}
 }
 

@@ -396,19 +396,18 @@ static void meshcfg__log_labels(struct meshcfg__ctx *c, const struct cfg__node *
 	p->n_labels = l->n;
 }
 
-/* extensionProviders[].envoyFileAccessLog entries, then the built-in
- * "envoy" unless one is named so; defaultProviders.accessLogging names
+/* extensionProviders[].envoyFileAccessLog entries (the built-in "envoy"
+ * is meshcfg_log_provider's fallback); defaultProviders.accessLogging names
  * (an unknown name is an error here: Istio's validation refuses it). */
 static void meshcfg__log_providers(struct meshcfg__ctx *c)
 {
 	const struct cfg__node *list = c->ext_providers, *d;
 	struct mesh_config *mc = c->mc;
 	size_t i, n = 0;
-	bool have_envoy = false;
 
 	for (i = 0; list && list->type == CFG__SEQ && i < list->n; i++)
 		n += list->v[i]->type == CFG__MAP && cfg__node_field(list->v[i], "envoyFileAccessLog");
-	if (!(mc->log_providers = arena_calloc(mc->arena, n + 1, sizeof(*mc->log_providers)))) {
+	if (n && !(mc->log_providers = arena_calloc(mc->arena, n, sizeof(*mc->log_providers)))) {
 		c->err.err = -ENOMEM;
 		return;
 	}
@@ -426,7 +425,6 @@ static void meshcfg__log_providers(struct meshcfg__ctx *c)
 		p = &mc->log_providers[mc->n_log_providers++];
 		p->name = arena_strdup(mc->arena, name->str);
 		p->path = "";
-		have_envoy |= !strcmp(name->str, "envoy");
 		if (f->type != CFG__MAP)
 			continue;
 		if ((x = cfg__node_field(f, "path")) && x->type == CFG__STR)
@@ -443,8 +441,6 @@ static void meshcfg__log_providers(struct meshcfg__ctx *c)
 		if (!p->name || !p->path || (p->format == MESHCFG_ALOG_TEXT && !p->text))
 			c->err.err = -ENOMEM;
 	}
-	if (!have_envoy)
-		mc->log_providers[mc->n_log_providers++] = meshcfg__envoy_log;
 	if (!c->default_providers || c->default_providers->type != CFG__MAP ||
 	    !(d = cfg__node_field(c->default_providers, "accessLogging")) || d->type == CFG__NULL)
 		return;
@@ -476,8 +472,9 @@ const struct meshcfg_log_provider *meshcfg_log_provider(const struct mesh_config
 	for (i = 0; mc && i < mc->n_log_providers; i++)
 		if (!strcmp(mc->log_providers[i].name, name))
 			return &mc->log_providers[i];
-	/* a mesh config without the table (defaults): the built-in one */
-	return (!mc || !mc->log_providers) && !strcmp(name, "envoy") ? &meshcfg__envoy_log : NULL;
+	/* not defined in the file: the built-in one (kept out of the table, so
+	 * an empty file hashes as the defaults) */
+	return !strcmp(name, "envoy") ? &meshcfg__envoy_log : NULL;
 }
 
 /* One top-level field. */

@@ -75,7 +75,7 @@ struct mesh_config {
 	const char *access_log_file;         /* accessLogFile [""]: no access log */
 	enum meshcfg_log_encoding access_log_encoding; /* accessLogEncoding [TEXT] */
 	const char *access_log_format;       /* accessLogFormat [""]: Envoy's default format */
-	struct meshcfg_log_provider *log_providers; /* envoyFileAccessLog providers, the built-in "envoy" included */
+	struct meshcfg_log_provider *log_providers; /* envoyFileAccessLog providers (not the built-in "envoy") */
 	size_t n_log_providers;
 	struct cfg_strs default_access_logging; /* defaultProviders.accessLogging [none] */
 	const char *locality_lb_json;        /* localityLbSetting as JSON; NULL: unset */

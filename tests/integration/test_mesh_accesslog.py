@@ -1,0 +1,260 @@
+"""Access logs as Istio users configure them (issue 14), end to end: real
+meshd, two real meshproxy sidecars, a real backend.
+
+  client --http_proxy--> client sidecar --> web sidecar --> web app
+                         (outbound)          (inbound on 127.0.0.3:P) (127.0.0.1:P)
+
+MeshConfig defines two envoyFileAccessLog providers: `json-errors` (a file,
+logFormat.labels {} = Istio's default JSON keys) and `json-short` (another
+file, three labels of our own); the built-in `envoy` provider is
+/dev/stdout in Istio's text format.  Telemetry objects pick them per
+workload:
+
+  - app=client: json-errors with filter.expression `response.code >= 400`:
+    only the failed requests reach the file, each line valid JSON with
+    Istio's keys and typed values (response_code an int, missing values
+    null);
+  - app=web: envoy: every request on stdout (the sidecar's log file here),
+    each line parsed with Istio's text format;
+  - a live change of the web Telemetry to json-short switches the format:
+    the next request is a JSON line in the other file and no longer on
+    stdout;
+  - a filter outside the subset meshproxy compiles (`.matches()`) is
+    refused by the sidecar (NACK naming it), which keeps its last config.
+
+Nothing asserts on timing; every wait is bounded.  About 10 s.
+"""
+import json
+import os
+import re
+import shutil
+import tempfile
+import unittest
+import uuid
+
+from meshhttp import NS, Backend, Sidecar, fqdn, slow
+from meshtest import Meshd, wait_for
+from test_mesh_mtls import WEB_IP, pick_port
+
+# Istio's EnvoyTextLogFormat, field by field
+TEXT_RE = re.compile(
+    r'^\[(?P<start>\S+)\] "(?P<method>\S+) (?P<path>\S+) (?P<proto>\S+)" (?P<code>\d+) (?P<flags>\S+) '
+    r'(?P<details>\S+) (?P<term>\S+) "(?P<tfail>[^"]*)" (?P<rx>\d+) (?P<tx>\d+) (?P<dur>\d+) (?P<ust>\S+) '
+    r'"(?P<xff>[^"]*)" "(?P<ua>[^"]*)" "(?P<rid>[^"]*)" "(?P<auth>[^"]*)" "(?P<uhost>[^"]*)" (?P<cluster>\S+) '
+    r'(?P<ulocal>\S+) (?P<dlocal>\S+) (?P<dremote>\S+) (?P<sni>\S+) (?P<route>\S+)$')
+
+ISTIO_JSON_KEYS = {
+    "authority", "bytes_received", "bytes_sent", "connection_termination_details", "downstream_local_address",
+    "downstream_remote_address", "duration", "method", "path", "protocol", "request_id", "requested_server_name",
+    "response_code", "response_code_details", "response_flags", "route_name", "start_time", "upstream_cluster",
+    "upstream_host", "upstream_local_address", "upstream_service_time", "upstream_transport_failure_reason",
+    "user_agent", "x_forwarded_for"}
+
+
+def mesh_yaml(tmp):
+    return """extensionProviders:
+- name: json-errors
+  envoyFileAccessLog:
+    path: %s
+    logFormat:
+      labels: {}
+- name: json-short
+  envoyFileAccessLog:
+    path: %s
+    logFormat:
+      labels:
+        code: "%%RESPONSE_CODE%%"
+        path: "%%REQ(:PATH)%%"
+        rid: "%%REQ(X-REQUEST-ID)%%"
+        who: "web %%REQ(X-WHO)%%"
+""" % (os.path.join(tmp, "errors.json"), os.path.join(tmp, "short.json"))
+
+
+def telemetry(name, app, provider, expression=None):
+    t = """apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: %s, namespace: %s}
+spec:
+  selector:
+    matchLabels: {app: %s}
+  accessLogging:
+  - providers:
+    - name: %s
+""" % (name, NS, app, provider)
+    if expression:
+        t += "    filter:\n      expression: %s\n" % json.dumps(expression)
+    return t
+
+
+def web_config(port):
+    return """apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: web, namespace: %(ns)s}
+spec:
+  hosts: [%(host)s]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+  - {number: %(port)d, name: http, protocol: HTTP}
+  workloadSelector:
+    labels: {app: web}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: web-1, namespace: %(ns)s}
+spec:
+  address: %(ip)s
+  ports: {http: %(port)d}
+  labels: {app: web}
+""" % {"ns": NS, "host": fqdn("web"), "port": port, "ip": WEB_IP}
+
+
+def read_lines(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8").splitlines()
+    except OSError:
+        return []
+
+
+class MeshAccessLogTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="mesh-accesslog-")
+        cls.port = pick_port()
+        cls.app = Backend("web", "127.0.0.1", port=cls.port)
+        mesh_file = os.path.join(cls.tmp, "mesh")
+        with open(mesh_file, "w") as f:
+            f.write(mesh_yaml(cls.tmp))
+        cls.meshd = Meshd({"web.yaml": web_config(cls.port),
+                           "tel-client.yaml": telemetry("client-logs", "client", "json-errors", "response.code >= 400"),
+                           "tel-web.yaml": telemetry("web-logs", "web", "envoy")},
+                          extra_args=["--mesh-config", mesh_file])
+        cls.sidecars = {}
+        try:
+            cls.meshd.start()
+            cls.sidecars["client"] = Sidecar(cls.meshd, "client", "app=client")
+            cls.sidecars["web"] = Sidecar(cls.meshd, "web-1", "app=web", ip=WEB_IP,
+                                          args=["--inbound-addr", "%s:%d" % (WEB_IP, cls.port)])
+            for s in cls.sidecars.values():
+                s.wait_ready()
+            wait_for(lambda: cls.sidecars["client"].dump_has("response.code >= 400"),
+                     timeout=60 if slow() else 20, what="the client's filtered access log in its config")
+            wait_for(lambda: cls.sidecars["web"].dump_has("/dev/stdout"),
+                     timeout=60 if slow() else 20, what="the web sidecar's stdout access log in its config")
+        except BaseException:
+            cls.tearDownClass()
+            raise
+        cls.px = cls.sidecars["client"]
+        cls.web = cls.sidecars["web"]
+
+    @classmethod
+    def tearDownClass(cls):
+        bad = {}
+        for key, s in cls.sidecars.items():
+            rc = s.stop()
+            if rc != 0:
+                bad[key] = (rc, s.logs())
+        cls.meshd.finish(cls.app)
+        for s in cls.sidecars.values():
+            s.cleanup()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+        if bad:
+            raise AssertionError("meshproxy exited non-zero: %s" % bad)
+
+    def send(self, path, status, headers=None):
+        rid = str(uuid.uuid4())
+        h = {"x-request-id": rid, "user-agent": "alog-test"}
+        h.update(headers or {})
+        r = self.px.request("http://%s:%d%s" % (fqdn("web"), self.port, path), headers=h)
+        self.assertEqual(r.status, status, r)
+        return rid
+
+    def web_text(self):
+        """The web sidecar's stdout access log lines, parsed."""
+        out = []
+        with open(self.web.log_path, errors="replace") as f:
+            for line in f.read().splitlines():
+                m = TEXT_RE.match(line)
+                if m:
+                    out.append(m.groupdict())
+        return out
+
+    def test_1_client_json_errors_only(self):
+        ok = self.send("/fine", 200)
+        bad = self.send("/status/503", 503)
+        gone = self.send("/status/404?q=%22x%22", 404)
+        path = os.path.join(self.tmp, "errors.json")
+        lines = wait_for(lambda: len(read_lines(path)) >= 2 and read_lines(path),
+                         timeout=30 if slow() else 10, what="two lines in errors.json")
+        recs = [json.loads(x) for x in lines]  # every line is valid JSON
+        by_rid = {r["request_id"]: r for r in recs}
+        self.assertNotIn(ok, by_rid)  # 200: filtered out
+        self.assertEqual(set(by_rid), {bad, gone})
+        r = by_rid[bad]
+        self.assertEqual(set(r), ISTIO_JSON_KEYS)
+        self.assertEqual(r["response_code"], 503)  # typed: an int
+        self.assertEqual(r["method"], "GET")
+        self.assertEqual(r["path"], "/status/503")
+        self.assertEqual(r["protocol"], "HTTP/1.1")
+        self.assertEqual(r["user_agent"], "alog-test")
+        self.assertEqual(r["authority"], "%s:%d" % (fqdn("web"), self.port))
+        self.assertEqual(r["upstream_cluster"], "outbound|%d||%s" % (self.port, fqdn("web")))
+        self.assertEqual(r["upstream_host"], "%s:%d" % (WEB_IP, self.port))
+        self.assertEqual(r["response_flags"], "URX")  # Istio's default retries on 503, all used
+        self.assertEqual(by_rid[gone]["response_flags"], "-")
+        self.assertEqual(r["response_code_details"], "via_upstream")
+        self.assertIsInstance(r["bytes_sent"], int)
+        self.assertIsInstance(r["duration"], int)
+        self.assertIsNone(r["requested_server_name"])  # missing: null
+        self.assertIsNone(r["x_forwarded_for"])
+        self.assertRegex(r["start_time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+        self.assertEqual(by_rid[gone]["path"], "/status/404?q=%22x%22")
+        self.assertEqual(by_rid[gone]["response_code"], 404)
+
+    def test_2_web_text_on_stdout(self):
+        rid = self.send("/hello", 200)
+        bad = self.send("/status/500", 500)
+        got = wait_for(lambda: {r["rid"]: r for r in self.web_text() if r["rid"] in (rid, bad)}
+                       if len([r for r in self.web_text() if r["rid"] in (rid, bad)]) == 2 else None,
+                       timeout=30 if slow() else 10, what="two text lines on the web sidecar's stdout")
+        r = got[rid]
+        self.assertEqual((r["method"], r["path"], r["proto"], r["code"]), ("GET", "/hello", "HTTP/1.1", "200"))
+        self.assertEqual(r["flags"], "-")
+        self.assertEqual(r["details"], "via_upstream")
+        self.assertEqual(r["ua"], "alog-test")
+        self.assertEqual(r["auth"], "%s:%d" % (fqdn("web"), self.port))
+        self.assertEqual(r["cluster"], "inbound|%d||" % self.port)
+        self.assertEqual(r["uhost"], "127.0.0.1:%d" % self.port)
+        self.assertEqual(r["dlocal"], "%s:%d" % (WEB_IP, self.port))
+        self.assertEqual(got[bad]["code"], "500")
+        # the client sidecar logs nothing on stdout: its Telemetry names a file only
+        with open(self.px.log_path, errors="replace") as f:
+            self.assertFalse([x for x in f.read().splitlines() if TEXT_RE.match(x)])
+
+    def test_3_live_switch_to_json(self):
+        self.meshd.write("tel-web.yaml", telemetry("web-logs", "web", "json-short"))
+        wait_for(lambda: self.web.dump_has("short.json"), timeout=60 if slow() else 20,
+                 what="the web sidecar's new access log")
+        rid = self.send("/after", 200, {"x-who": "caf\u00e9".encode().decode("latin-1")})
+        path = os.path.join(self.tmp, "short.json")
+        line = wait_for(lambda: [x for x in read_lines(path) if rid in x], timeout=30 if slow() else 10,
+                        what="the request in short.json")
+        rec = json.loads(line[0])
+        self.assertEqual(rec, {"code": 200, "path": "/after", "rid": rid, "who": "web caf\u00e9"})
+        # ... and no longer on stdout (the line would be there by now: same flush)
+        self.assertFalse([r for r in self.web_text() if r["rid"] == rid])
+
+    def test_4_filter_outside_subset_nacked(self):
+        self.meshd.write("tel-web.yaml", telemetry("web-logs", "web", "json-short", "request.path.matches('^/a')"))
+        wait_for(lambda: "unsupported method 'matches'" in self.web.logs(), timeout=60 if slow() else 20,
+                 what="the web sidecar refusing the filter")
+        # still serving with its last good config (json-short, no filter)
+        rid = self.send("/still", 200)
+        path = os.path.join(self.tmp, "short.json")
+        wait_for(lambda: [x for x in read_lines(path) if rid in x], timeout=30 if slow() else 10,
+                 what="the request logged by the last good config")
+
+
+if __name__ == "__main__":
+    unittest.main()
