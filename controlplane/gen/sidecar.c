@@ -525,7 +525,7 @@ static int gen_outbound_listener2(struct gen_sc *sc, const char *bind, uint32_t 
 	l.name = arena_printf(a, "%s_%u", bind, port);
 	if (l.name && gen_out_name_add(sc, l.name) < 0)
 		return -ENOMEM;
-	if (!l.name || !f || !(l.default_filter_chain = gen_chain1(a, GEN_PASSTHROUGH_CHAIN, NULL, gen_tcp_proxy(a, gen_egress_cluster(sc)), NULL)))
+	if (!l.name || !f || !(l.default_filter_chain = gen_chain1(a, GEN_PASSTHROUGH_CHAIN, NULL, gen_tcp_proxy_logged(a, gen_egress_cluster(sc), &sc->log_out), NULL)))
 		return -ENOMEM;
 	l.n_filter_chains = 1;
 	if (!sniff_tcp) {
@@ -796,7 +796,7 @@ static int gen_tls_listener(struct gen_sc *sc, const char *bind, uint32_t port, 
 	if (!(l.name = arena_printf(a, "%s_%u", bind, port)) || gen_out_name_add(sc, l.name) < 0 ||
 	    !(l.address = gen__addr(a, bind, port)) ||
 	    !(l.default_filter_chain =
-		      gen_chain1(a, GEN_PASSTHROUGH_CHAIN, NULL, gen_tcp_proxy(a, gen_egress_cluster(sc)), NULL)) ||
+		      gen_chain1(a, GEN_PASSTHROUGH_CHAIN, NULL, gen_tcp_proxy_logged(a, gen_egress_cluster(sc), &sc->log_out), NULL)) ||
 	    !(l.listener_filters = arena_calloc(a, 1, sizeof(*l.listener_filters))) ||
 	    !(l.listener_filters[0] = gen__listener_filter(a, "envoy.filters.listener.tls_inspector", &ti.base)))
 		return -ENOMEM;
@@ -937,7 +937,7 @@ static int gen_outbound_tcp_subnets(struct gen_sc *sc, const char *bind, const s
 	if (!(l.name = arena_printf(a, "%s_%u", bind, port)) || gen_out_name_add(sc, l.name) < 0 ||
 	    !(l.address = gen__addr(a, bind, port)) ||
 	    !(l.default_filter_chain =
-		      gen_chain1(a, GEN_PASSTHROUGH_CHAIN, NULL, gen_tcp_proxy(a, gen_egress_cluster(sc)), NULL)))
+		      gen_chain1(a, GEN_PASSTHROUGH_CHAIN, NULL, gen_tcp_proxy_logged(a, gen_egress_cluster(sc), &sc->log_out), NULL)))
 		return -ENOMEM;
 	if (!gen_egress_bound(sc, port) && !(l.bind_to_port = gen__bool(a, false)))
 		return -ENOMEM;
@@ -1102,7 +1102,7 @@ static int gen_virtual_outbound(struct gen_sc *sc)
 	if (!(l.address = gen__addr(a, "0.0.0.0", GEN_OUTBOUND_PORT)) || !(l.use_original_dst = gen__bool(a, true)) ||
 	    !(chains[0] = gen_chain1(a, "virtualOutbound-blackhole", gen_fcm(a, GEN_OUTBOUND_PORT, NULL, NULL, 0),
 				     gen_tcp_proxy(a, GEN_BLACKHOLE_CLUSTER), NULL)) ||
-	    !(chains[1] = gen_chain1(a, "virtualOutbound-catchall-tcp", NULL, gen_tcp_proxy(a, gen_egress_cluster(sc)),
+	    !(chains[1] = gen_chain1(a, "virtualOutbound-catchall-tcp", NULL, gen_tcp_proxy_logged(a, gen_egress_cluster(sc), &sc->log_out),
 				     NULL)))
 		return -ENOMEM;
 	l.traffic_direction = ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__OUTBOUND;
@@ -1538,7 +1538,7 @@ static int gen_inbound(struct gen_sc *sc, const struct gen_inport *ports, size_t
 	strict = model_peer_authn(sc->g.m, gen__workload_ns(sc->w), gen__workload_labels(sc->w), 0) ==
 		 CFG_MTLS_STRICT;
 	if (!(chains[n++] = gen_chain_rbac(a, gen_chain1(a, GEN_VIRTUAL_INBOUND, strict ? gen_fcm(a, 0, "tls", NULL, 0) : NULL,
-							 gen_tcp_proxy(a, GEN_INBOUND_PASSTHROUGH),
+							 gen_tcp_proxy_logged(a, GEN_INBOUND_PASSTHROUGH, &sc->log_in),
 							 strict ? gen_inbound_tls(a, false) : NULL),
 					   net, n_net)))
 		return -ENOMEM;
