@@ -217,6 +217,7 @@ struct px_config {
 	size_t n_traces;
 	struct px_alog_cfg **alogs;      /* issue 14: every HCM's / TCP proxy's access_log (port_alog) */
 	size_t n_alogs;
+	const struct px_alog_cfg *out_catchall_alog; /* virtualOutbound's catch-all TCP proxy's, in alogs, or NULL */
 	struct authz **authzs;           /* every chain's compiled RBAC (ports point into it) */
 	size_t n_authzs;
 	/* compiled in phase one, handed to the clusters in phase two (then NULL) */

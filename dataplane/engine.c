@@ -1069,6 +1069,20 @@ static int compile_listener(struct px_config *c, const Envoy__Config__Listener__
 			}
 			if (tcp)
 				c->allow_any = !strcmp(tcp, "PassthroughCluster");
+			if (tcp) {
+				/* issue 14: the catch-all's access_log serves requests
+				 * to destinations no port knows (proxy.c) */
+				const px_tcpf *tcpf;
+				struct px_port tmp;
+
+				memset(&tmp, 0, sizeof(tmp));
+				rc = chain_decode_tcp(c, l->name, fc, &hcm, &tcp, &tcpf, err, cap);
+				if (rc == 0)
+					rc = port_alog(c, l->name, NULL, tcpf, &tmp, err, cap);
+				if (rc < 0)
+					return rc;
+				c->out_catchall_alog = tmp.tcpp.alog;
+			}
 		}
 		return 0;
 	}

@@ -468,11 +468,12 @@ static socklen_t d_local_addr(const struct px_dconn *d, struct sockaddr_storage 
 
 /* issue 14: the port pp serving s decides its access logs; the headers
  * they read are copied now, while the head h is there. */
-static void s_alog_port(struct px_stream *s, const struct px_port *pp, const struct h1_head *h)
+static void s_alog_port(struct px_stream *s, const struct px_port *pp, const struct h1_head *h,
+			const struct px_alog_cfg *none)
 {
 	size_t i, n;
 
-	s->alog = pp ? (pp->tcp ? pp->tcpp.alog : pp->alog) : NULL;
+	s->alog = pp ? (pp->tcp ? pp->tcpp.alog : pp->alog) : none;
 	n = px_alog_cfg_n_headers(s->alog);
 	for (i = 0; i < n && i < PX_ALOG_MAX_HDRS; i++) {
 		const char *name = px_alog_cfg_header(s->alog, i);
@@ -3027,7 +3028,7 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 			rq.scheme = d->via_tls ? "https" : "http";
 			rq.internal = ip_internal(d->peer_ip) ? 1 : -1;
 		}
-		s_alog_port(s, pp, h);
+		s_alog_port(s, pp, h, NULL);
 		if (s_authz(s, pp, h, &rq))
 			return;
 		if (!pp->tcp) {
@@ -3057,7 +3058,7 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		pp = find_port(cfg->out_ports, cfg->n_out_ports, vip, port);
 		if (pp && pp->sel && sel_chain(pp->sel, d->chain))
 			pp = sel_chain(pp->sel, d->chain); /* the chain selected at accept */
-		s_alog_port(s, pp, h);
+		s_alog_port(s, pp, h, cfg->out_catchall_alog); /* no port: the catch-all chain's */
 		if (pp && !pp->tcp && s_http10_refused(s, pp))
 			return;
 		if (s_authz(s, pp, h, &rq))
@@ -3093,7 +3094,7 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		s->xfcc = pp && pp->xfcc && d->peer_principal;
 		if (sel_chain(&cfg->in_sel, d->chain))
 			pp = sel_chain(&cfg->in_sel, d->chain); /* the chain selected at accept */
-		s_alog_port(s, pp, h);
+		s_alog_port(s, pp, h, NULL);
 		if (pp && pp->tcp && pp->tcp_cluster && !strcmp(pp->tcp_cluster, "BlackHoleCluster")) {
 			s_blackhole(s); /* virtualInbound-blackhole */
 			return;

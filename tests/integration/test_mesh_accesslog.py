@@ -19,6 +19,8 @@ workload:
   - a live change of the web Telemetry to json-short switches the format:
     the next request is a JSON line in the other file and no longer on
     stdout;
+  - a request to a destination no service declares (PassthroughCluster)
+    is logged by the catch-all chain's access log;
   - a filter outside the subset meshproxy compiles (`.matches()`) is
     refused by the sidecar (NACK naming it), which keeps its last config.
 
@@ -211,6 +213,20 @@ class MeshAccessLogTest(unittest.TestCase):
         self.assertRegex(r["start_time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
         self.assertEqual(by_rid[gone]["path"], "/status/404?q=%22x%22")
         self.assertEqual(by_rid[gone]["response_code"], 404)
+
+    def test_1b_passthrough_logged(self):
+        # a destination no service declares: the catch-all chain's access log
+        rid = str(uuid.uuid4())
+        r = self.px.request("http://127.0.0.1:%d/status/418" % self.port,
+                            headers={"x-request-id": rid, "user-agent": "alog-test"})
+        self.assertEqual(r.status, 418, r)
+        path = os.path.join(self.tmp, "errors.json")
+        line = wait_for(lambda: [x for x in read_lines(path) if rid in x], timeout=30 if slow() else 10,
+                        what="the passthrough request in errors.json")
+        rec = json.loads(line[0])
+        self.assertEqual(rec["upstream_cluster"], "PassthroughCluster")
+        self.assertEqual(rec["response_code"], 418)
+        self.assertEqual(rec["upstream_host"], "127.0.0.1:%d" % self.port)
 
     def test_2_web_text_on_stdout(self):
         rid = self.send("/hello", 200)
