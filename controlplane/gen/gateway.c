@@ -425,9 +425,18 @@ static gw_filter *gw_hcm_filter(struct gw_gen *gg, const char *stat_prefix, cons
 	hcm.forward_client_cert_details =
 		ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__FORWARD_CLIENT_CERT_DETAILS__SANITIZE_SET;
 	hcm.set_current_client_cert_details = cc;
-	if (gen__mesh_tracing(a, m, &hcm.tracing) < 0 ||
-	    gen__mesh_access_logs(a, m, &hcm.access_log, &hcm.n_access_log) < 0)
+	if (gen__mesh_tracing(a, m, &hcm.tracing) < 0)
 		return NULL;
+	{
+		/* issue 14: the gateway workload's access logs; Istio's
+		 * workloadMode(ListenerClassGateway) is CLIENT */
+		struct gen__alogs cl, sv;
+
+		if (gen__workload_access_logs(a, m, gg->w, &cl, &sv) < 0)
+			return NULL;
+		hcm.access_log = cl.v;
+		hcm.n_access_log = cl.n;
+	}
 	return gen__net_filter(a, GW_HCM_NAME, gen__any(a, &hcm.base));
 }
 
