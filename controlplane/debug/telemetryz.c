@@ -93,6 +93,7 @@ int debug_telemetryz(const struct model *m, const char *proxy_id, const char *ns
 	const struct cfg_labels *use = &lab;
 	const struct cfg_object *po = NULL;
 	struct model_telemetry *t = NULL;
+	struct model_telemetry_defaults defs;
 	size_t i;
 	int rc;
 
@@ -121,7 +122,14 @@ int debug_telemetryz(const struct model *m, const char *proxy_id, const char *ns
 		snprintf(err, errcap, "query parameter proxyID (or namespace, with labels=k=v,...) is required");
 		return -EINVAL;
 	}
-	rc = model_telemetry_for(m, ns, use, &model_telemetry_istio_defaults, &t);
+	/* issue 14: the mesh config's defaultProviders.accessLogging, as the
+	 * generators use them (gen__workload_access_logs) */
+	defs = model_telemetry_istio_defaults;
+	if (m->mesh) {
+		defs.access_logging = (const char *const *)m->mesh->default_access_logging.v;
+		defs.n_access_logging = m->mesh->default_access_logging.n;
+	}
+	rc = model_telemetry_for(m, ns, use, &defs, &t);
 	if (rc < 0)
 		return rc;
 	mesh_buf_puts(out, "{\"namespace\":");
