@@ -423,6 +423,7 @@ struct px_alog_cfg {
 	size_t n;
 	char *hdrs[PX_ALOG_MAX_HDRS]; /* lower case */
 	size_t n_hdrs;
+	unsigned needs;              /* PX_ALOG_NEED_* */
 };
 
 static void fmt_cleanup(struct fmt *f)
@@ -472,6 +473,11 @@ void px_alog_cfg_free(struct px_alog_cfg *c)
 size_t px_alog_cfg_n_headers(const struct px_alog_cfg *c)
 {
 	return c ? c->n_hdrs : 0;
+}
+
+unsigned px_alog_cfg_needs(const struct px_alog_cfg *c)
+{
+	return c ? c->needs : 0;
 }
 
 const char *px_alog_cfg_header(const struct px_alog_cfg *c, size_t i)
@@ -610,6 +616,10 @@ static int fmt_compile(struct px_alog_cfg *c, const char *text, size_t len, stru
 		memset(&s, 0, sizeof(s));
 		s.op = ops[k].op;
 		s.num = ops[k].num;
+		if (s.op == OP_DOWNSTREAM_LOCAL || s.op == OP_DOWNSTREAM_LOCAL_NOPORT || s.op == OP_DOWNSTREAM_LOCAL_PORT)
+			c->needs |= PX_ALOG_NEED_LOCAL;
+		if (s.op == OP_UPSTREAM_LOCAL)
+			c->needs |= PX_ALOG_NEED_UPSTREAM_LOCAL;
 		s.hdr = s.hdr2 = -1;
 		s.max = max;
 		if ((s.op == OP_REQ || s.op == OP_RESP) && (!has_arg || !arg_len)) {
@@ -1113,6 +1123,9 @@ static int logger_compile(struct px_alog_cfg *c, struct px_alog_sinks *sinks,
 		}
 		rc = alx_compile(cel->expression ? cel->expression : "", cel->expression ? strlen(cel->expression) : 0,
 				 cfg_hdr, c, &lg->filter, err, cap);
+		/* destination.address / .port read the local address: a superset test */
+		if (rc == 0 && cel->expression && strstr(cel->expression, "destination"))
+			c->needs |= PX_ALOG_NEED_LOCAL;
 		protobuf_c_message_free_unpacked(&cel->base, NULL);
 		if (rc < 0)
 			goto out;

@@ -142,6 +142,13 @@ void px_alog_cfg_free(struct px_alog_cfg *c); /* NULL is a no-op */
 size_t px_alog_cfg_n_headers(const struct px_alog_cfg *c);
 const char *px_alog_cfg_header(const struct px_alog_cfg *c, size_t i);
 
+/* What c reads that costs a system call to learn (the caller fills
+ * those fields only then): the downstream local address, the upstream
+ * connection's local address. */
+#define PX_ALOG_NEED_LOCAL 1u
+#define PX_ALOG_NEED_UPSTREAM_LOCAL 2u
+unsigned px_alog_cfg_needs(const struct px_alog_cfg *c);
+
 /* Every logger of c whose filter passes writes e in its format. */
 void px_alog_cfg_log(const struct px_alog_cfg *c, const struct px_alog_entry *e);
 

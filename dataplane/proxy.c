@@ -227,6 +227,7 @@ struct px_stream {
 	struct trace_span tr;        /* issue 14: started with the port's tracing (d_stream_start), ended in s_log */
 	const struct px_alog_cfg *alog; /* issue 14: the port's access_log (s_alog_port), in cfg; NULL: none */
 	struct px_str alog_hdrs[PX_ALOG_MAX_HDRS]; /* the extra request headers it reads, copied into meta */
+	char alog_ulocal[INET6_ADDRSTRLEN + 16]; /* %UPSTREAM_LOCAL_ADDRESS% when it asks (u_on_head), else "" */
 	size_t meta_len, meta_cap;
 	char meta[]; /* sized by meta_need at d_stream_start: never truncated, since
 	              * RBAC judges these copies (a cut path, Host or XFF was a bypass) */
@@ -488,7 +489,7 @@ static void s_alog_port(struct px_stream *s, const struct px_port *pp, const str
 /* The configured access logs of s (s->alog) */
 static void s_alog_cfg(struct px_stream *s, struct px_alog_entry *le)
 {
-	char down[INET6_ADDRSTRLEN + 16], local[INET6_ADDRSTRLEN + 16], ul[INET6_ADDRSTRLEN + 16];
+	char down[INET6_ADDRSTRLEN + 16], local[INET6_ADDRSTRLEN + 16];
 	struct sockaddr_storage ss;
 	socklen_t len;
 
@@ -503,17 +504,15 @@ static void s_alog_cfg(struct px_stream *s, struct px_alog_entry *le)
 				 (unsigned)d->peer_port);
 			le->downstream_remote = down;
 		}
-		len = d_local_addr(d, &ss);
-		le->downstream_local = px_alog_addr((const struct sockaddr *)&ss, len, local, sizeof(local));
+		if (px_alog_cfg_needs(s->alog) & PX_ALOG_NEED_LOCAL) {
+			len = d_local_addr(d, &ss);
+			le->downstream_local = px_alog_addr((const struct sockaddr *)&ss, len, local, sizeof(local));
+		}
 		le->sni = d->sni;
 		le->peer_principal = d->peer_principal;
 		le->mtls = d->peer_principal != NULL;
 	}
-	if (s->u && !s->u->h2 && s->u->io.fd >= 0) {
-		len = sizeof(ss);
-		if (getsockname(s->u->io.fd, (struct sockaddr *)&ss, &len) == 0)
-			le->upstream_local = px_alog_addr((const struct sockaddr *)&ss, len, ul, sizeof(ul));
-	}
+	le->upstream_local = s->alog_ulocal[0] ? s->alog_ulocal : NULL;
 	le->hdrs = s->alog_hdrs;
 	le->n_hdrs = px_alog_cfg_n_headers(s->alog);
 	px_alog_cfg_log(s->alog, le);
@@ -1264,6 +1263,14 @@ static int u_on_head(struct px_uconn *u, struct px_stream *s, const struct h1_he
 	else
 		u->h->st.rq_success++;
 	s->upstream_ms = (int64_t)(ev_now(s->e->loop) - s->try_start_ms);
+	if ((px_alog_cfg_needs(s->alog) & PX_ALOG_NEED_UPSTREAM_LOCAL) && !u->h2 && u->io.fd >= 0) {
+		/* issue 14: the connection that answered, while it is the stream's */
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+
+		if (getsockname(u->io.fd, (struct sockaddr *)&ss, &len) == 0)
+			px_alog_addr((const struct sockaddr *)&ss, len, s->alog_ulocal, sizeof(s->alog_ulocal));
+	}
 	s->resp_started = 1;
 	s->status = h->status;
 	if (s->e->istio) {

@@ -210,6 +210,8 @@ class MeshAccessLogTest(unittest.TestCase):
         self.assertIsInstance(r["duration"], int)
         self.assertIsNone(r["requested_server_name"])  # missing: null
         self.assertIsNone(r["x_forwarded_for"])
+        self.assertRegex(r["upstream_local_address"], r"^127\.0\.0\.\d+:\d+$")
+        self.assertRegex(r["downstream_remote_address"], r"^127\.0\.0\.1:\d+$")
         self.assertRegex(r["start_time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
         self.assertEqual(by_rid[gone]["path"], "/status/404?q=%22x%22")
         self.assertEqual(by_rid[gone]["response_code"], 404)
@@ -243,6 +245,9 @@ class MeshAccessLogTest(unittest.TestCase):
         self.assertEqual(r["cluster"], "inbound|%d||" % self.port)
         self.assertEqual(r["uhost"], "127.0.0.1:%d" % self.port)
         self.assertEqual(r["dlocal"], "%s:%d" % (WEB_IP, self.port))
+        self.assertRegex(r["ulocal"], r"^127\.0\.0\.\d+:\d+$")   # the connection to the app
+        self.assertRegex(r["dremote"], r"^127\.0\.0\.\d+:\d+$")  # the client sidecar's
+        self.assertEqual(r["route"], "default")
         self.assertEqual(got[bad]["code"], "500")
         # the client sidecar logs nothing on stdout: its Telemetry names a file only
         with open(self.px.log_path, errors="replace") as f:
