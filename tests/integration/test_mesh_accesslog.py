@@ -21,6 +21,8 @@ workload:
     stdout;
   - a request to a destination no service declares (PassthroughCluster)
     is logged by the catch-all chain's access log;
+  - a TCP service through a sidecar with bound listeners: its TcpProxy
+    access log (response code 0, bytes both ways, no HTTP fields: null);
   - a filter outside the subset meshproxy compiles (`.matches()`) is
     refused by the sidecar (NACK naming it), which keeps its last config.
 
@@ -30,12 +32,15 @@ import json
 import os
 import re
 import shutil
+import socket
+import socketserver
 import tempfile
+import threading
 import unittest
 import uuid
 
 from meshhttp import NS, Backend, Sidecar, fqdn, slow
-from meshtest import Meshd, wait_for
+from meshtest import Meshd, free_port, wait_for
 from test_mesh_mtls import WEB_IP, pick_port
 
 # Istio's EnvoyTextLogFormat, field by field
@@ -69,7 +74,19 @@ def mesh_yaml(tmp):
         path: "%%REQ(:PATH)%%"
         rid: "%%REQ(X-REQUEST-ID)%%"
         who: "web %%REQ(X-WHO)%%"
-""" % (os.path.join(tmp, "errors.json"), os.path.join(tmp, "short.json"))
+- name: tcp-json
+  envoyFileAccessLog:
+    path: %s
+    logFormat:
+      labels:
+        code: "%%RESPONSE_CODE%%"
+        flags: "%%RESPONSE_FLAGS%%"
+        rx: "%%BYTES_RECEIVED%%"
+        tx: "%%BYTES_SENT%%"
+        cluster: "%%UPSTREAM_CLUSTER%%"
+        up: "%%UPSTREAM_HOST%%"
+        method: "%%REQ(:METHOD)%%"
+""" % (os.path.join(tmp, "errors.json"), os.path.join(tmp, "short.json"), os.path.join(tmp, "tcp.json"))
 
 
 def telemetry(name, app, provider, expression=None):
@@ -111,6 +128,66 @@ spec:
 """ % {"ns": NS, "host": fqdn("web"), "port": port, "ip": WEB_IP}
 
 
+def tcp_config(port, echo_port):
+    """tcp-echo:PORT (TCP) to the echo server; the tcpc workload binds its
+    egress listeners (captureMode NONE) and logs with tcp-json."""
+    return """apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: tcp-echo, namespace: %(ns)s}
+spec:
+  hosts: [%(host)s]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+  - {number: %(port)d, name: tcp-echo, protocol: TCP}
+  workloadSelector:
+    labels: {svc: tcp-echo}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: tcp-echo-1, namespace: %(ns)s}
+spec:
+  address: 127.0.0.1
+  ports: {tcp-echo: %(echo)d}
+  labels: {svc: tcp-echo}
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: tcpc, namespace: %(ns)s}
+spec:
+  workloadSelector:
+    labels: {app: tcpc}
+  egress:
+  - hosts: ["./*"]
+    captureMode: NONE
+""" % {"ns": NS, "host": fqdn("tcp-echo"), "port": port, "echo": echo_port}
+
+
+class Echo:
+    """A TCP server on 127.0.0.1 that echoes until the client's FIN."""
+
+    def __init__(self):
+        class H(socketserver.BaseRequestHandler):
+            def handle(self):
+                while True:
+                    d = self.request.recv(65536)
+                    if not d:
+                        break
+                    self.request.sendall(d)
+
+        class S(socketserver.ThreadingTCPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self.server = S(("127.0.0.1", 0), H)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def read_lines(path):
     try:
         with open(path, "rb") as f:
@@ -125,12 +202,16 @@ class MeshAccessLogTest(unittest.TestCase):
         cls.tmp = tempfile.mkdtemp(prefix="mesh-accesslog-")
         cls.port = pick_port()
         cls.app = Backend("web", "127.0.0.1", port=cls.port)
+        cls.echo = Echo()
+        cls.tcp_port = free_port()
         mesh_file = os.path.join(cls.tmp, "mesh")
         with open(mesh_file, "w") as f:
             f.write(mesh_yaml(cls.tmp))
         cls.meshd = Meshd({"web.yaml": web_config(cls.port),
                            "tel-client.yaml": telemetry("client-logs", "client", "json-errors", "response.code >= 400"),
-                           "tel-web.yaml": telemetry("web-logs", "web", "envoy")},
+                           "tel-web.yaml": telemetry("web-logs", "web", "envoy"),
+                           "tcp.yaml": tcp_config(cls.tcp_port, cls.echo.port),
+                           "tel-tcpc.yaml": telemetry("tcpc-logs", "tcpc", "tcp-json")},
                           extra_args=["--mesh-config", mesh_file])
         cls.sidecars = {}
         try:
@@ -138,6 +219,7 @@ class MeshAccessLogTest(unittest.TestCase):
             cls.sidecars["client"] = Sidecar(cls.meshd, "client", "app=client")
             cls.sidecars["web"] = Sidecar(cls.meshd, "web-1", "app=web", ip=WEB_IP,
                                           args=["--inbound-addr", "%s:%d" % (WEB_IP, cls.port)])
+            cls.sidecars["tcpc"] = Sidecar(cls.meshd, "tcpc", "app=tcpc")
             for s in cls.sidecars.values():
                 s.wait_ready()
             wait_for(lambda: cls.sidecars["client"].dump_has("response.code >= 400"),
@@ -158,6 +240,7 @@ class MeshAccessLogTest(unittest.TestCase):
             if rc != 0:
                 bad[key] = (rc, s.logs())
         cls.meshd.finish(cls.app)
+        cls.echo.stop()
         for s in cls.sidecars.values():
             s.cleanup()
         shutil.rmtree(cls.tmp, ignore_errors=True)
@@ -229,6 +312,34 @@ class MeshAccessLogTest(unittest.TestCase):
         self.assertEqual(rec["upstream_cluster"], "PassthroughCluster")
         self.assertEqual(rec["response_code"], 418)
         self.assertEqual(rec["upstream_host"], "127.0.0.1:%d" % self.port)
+
+    def test_1c_tcp_proxy_logged(self):
+        # a TCP service through the tcpc sidecar's bound listener (TcpProxy.access_log)
+        tcpc = self.sidecars["tcpc"]
+        wait_for(lambda: tcpc.dump_has("tcp.json"), timeout=60 if slow() else 20,
+                 what="the tcpc sidecar's TCP access log")
+
+        def echo_once():
+            try:
+                with socket.create_connection(("127.0.0.1", self.tcp_port), timeout=5) as c:
+                    c.sendall(b"hello")
+                    c.shutdown(socket.SHUT_WR)
+                    got = b""
+                    while True:
+                        d = c.recv(100)
+                        if not d:
+                            return got
+                        got += d
+            except OSError:
+                return None
+        self.assertEqual(wait_for(echo_once, timeout=30 if slow() else 10, what="an echo through the sidecar"),
+                         b"hello")
+        path = os.path.join(self.tmp, "tcp.json")
+        lines = wait_for(lambda: read_lines(path), timeout=30 if slow() else 10, what="a line in tcp.json")
+        rec = json.loads(lines[-1])
+        self.assertEqual(rec, {"code": 0, "flags": "-", "rx": 5, "tx": 5,
+                               "cluster": "outbound|%d||%s" % (self.tcp_port, fqdn("tcp-echo")),
+                               "up": "127.0.0.1:%d" % self.echo.port, "method": None})
 
     def test_2_web_text_on_stdout(self):
         rid = self.send("/hello", 200)
