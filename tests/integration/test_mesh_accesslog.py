@@ -158,7 +158,7 @@ spec:
   workloadSelector:
     labels: {app: tcpc}
   egress:
-  - hosts: ["./*"]
+  - hosts: ["./%(host)s"]   # only tcp-echo: web's port is the app's on 127.0.0.1
     captureMode: NONE
 """ % {"ns": NS, "host": fqdn("tcp-echo"), "port": port, "echo": echo_port}
 
