@@ -475,6 +475,42 @@ START_TEST(expr_fuzz)
 }
 END_TEST
 
+/* random format soup: compiled or refused with a reason, formatted without harm */
+START_TEST(format_fuzz)
+{
+	static const char *const toks[] = { "%", "REQ(", "RESP(", ")", ":", "9", "0", "?", "START_TIME", "%RESPONSE_CODE%",
+					    "%REQ(:PATH):3%", "%START_TIME(%f%3f%Y%%)%", "x", "(", "\"", "\n", "%BYTES_SENT%",
+					    "DURATION", "%DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT%", "\xff", "%%" };
+	struct px_alog_entry e;
+	struct px_alog_cfg *c;
+	unsigned seed = 777;
+	char fmt[512], err[256], out[4096];
+	size_t i, k, ok = 0;
+
+	entry(&e);
+	e.downstream_local = "[::1]:80";
+	for (i = 0; i < 3000; i++) {
+		size_t n = 1 + (seed = seed * 1103515245 + 12345) % 10;
+
+		fmt[0] = 0;
+		for (k = 0; k < n; k++) {
+			seed = seed * 1103515245 + 12345;
+			snprintf(fmt + strlen(fmt), sizeof(fmt) - strlen(fmt), "%s",
+				 toks[(seed >> 8) % (sizeof(toks) / sizeof(toks[0]))]);
+		}
+		err[0] = 0;
+		if (compile1(fmt, NULL, NULL, 0, NULL, &c, err, sizeof(err)) == 0) {
+			ok++;
+			ck_assert_int_eq(px_alog_cfg_format(c, 0, &e, out, sizeof(out)), 0);
+			px_alog_cfg_free(c);
+		} else {
+			ck_assert_msg(err[0], "refused without a reason: %s", fmt);
+		}
+	}
+	ck_assert_uint_gt(ok, 0);
+}
+END_TEST
+
 /* the filter decides which lines reach the file */
 START_TEST(filtered_lines_to_file)
 {
@@ -528,6 +564,7 @@ int main(void)
 	tcase_add_test(tc, expr_missing_header);
 	tcase_add_test(tc, expr_refused);
 	tcase_add_test(tc, expr_fuzz);
+	tcase_add_test(tc, format_fuzz);
 	tcase_add_test(tc, filtered_lines_to_file);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
