@@ -1067,14 +1067,13 @@ static int compile_listener(struct px_config *c, const Envoy__Config__Listener__
 				c->bh_out[c->n_bh_out++] = fc->filter_chain_match->destination_port->value;
 				continue;
 			}
-			if (tcp)
-				c->allow_any = !strcmp(tcp, "PassthroughCluster");
 			if (tcp) {
 				/* issue 14: the catch-all's access_log serves requests
 				 * to destinations no port knows (proxy.c) */
 				const px_tcpf *tcpf;
 				struct px_port tmp;
 
+				c->allow_any = !strcmp(tcp, "PassthroughCluster");
 				memset(&tmp, 0, sizeof(tmp));
 				rc = chain_decode_tcp(c, l->name, fc, &hcm, &tcp, &tcpf, err, cap);
 				if (rc == 0)
