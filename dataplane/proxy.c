@@ -3328,6 +3328,8 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 
 /* --- downstream connections */
 
+static const struct px_sel *d_sel(const struct px_dconn *d);
+
 static void d_local_error(struct px_dconn *d, int status)
 {
 	char buf[160];
@@ -3340,11 +3342,20 @@ static void d_local_error(struct px_dconn *d, int status)
 	d->e->st.codec_errors++;
 	d->e->st.rq_4xx += status < 500;
 	d->e->st.rq_5xx += status >= 500;
-	if (d->e->alog) {
+	{
 		/* Envoy logs a request its codec refused, flag DPE (downstream
-		 * protocol error), with what it has: no method or path ("-") */
+		 * protocol error), with what it has: no method or path ("-");
+		 * issue 14: also in the access_log of the chain the connection
+		 * was given, when it is known (d_sel) */
+		const struct px_sel *sel = d_sel(d);
+		const struct px_port *pp = sel ? sel_chain(sel, d->chain) : NULL;
+		const struct px_alog_cfg *al;
 		struct px_alog_entry le;
+		char down[INET6_ADDRSTRLEN + 16];
 
+		if (!pp && d->sel_kind == SEL_BOUND && d->l->conf)
+			pp = &d->l->conf->port;
+		al = pp && !pp->tcp ? pp->alog : NULL;
 		memset(&le, 0, sizeof(le));
 		le.start_us = wall_us();
 		le.protocol.p = "HTTP/1.1";
@@ -3354,7 +3365,20 @@ static void d_local_error(struct px_dconn *d, int status)
 		le.rx = d->in.len - d->in.off;
 		le.tx = (uint64_t)n;
 		le.upstream_ms = -1;
-		px_alog_write(d->e->alog, &le);
+		if (d->e->alog)
+			px_alog_write(d->e->alog, &le);
+		if (al) {
+			if (d->peer_ip[0]) {
+				snprintf(down, sizeof(down), strchr(d->peer_ip, ':') ? "[%s]:%u" : "%s:%u", d->peer_ip,
+					 (unsigned)d->peer_port);
+				le.downstream_remote = down;
+			}
+			le.details = "codec_error";
+			le.sni = d->sni;
+			le.mtls = d->peer_principal != NULL;
+			le.peer_principal = d->peer_principal;
+			px_alog_cfg_log(al, &le); /* n_hdrs 0: its header operators print "-" */
+		}
 	}
 }
 

@@ -360,6 +360,12 @@ class MeshAccessLogTest(unittest.TestCase):
         self.assertRegex(r["dremote"], r"^127\.0\.0\.\d+:\d+$")  # the client sidecar's
         self.assertEqual(r["route"], "default")
         self.assertEqual(got[bad]["code"], "500")
+        # a request the codec refuses is logged too (400, DPE), as Envoy's HCM logs it
+        with socket.create_connection((WEB_IP, self.port), timeout=5) as c:
+            c.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+            self.assertIn(b" 400 ", c.recv(200))
+        wait_for(lambda: [r for r in self.web_text() if r["code"] == "400" and r["flags"] == "DPE"],
+                 timeout=30 if slow() else 10, what="the refused request on the web sidecar's stdout")
         # the client sidecar logs nothing on stdout: its Telemetry names a file only
         with open(self.px.log_path, errors="replace") as f:
             self.assertFalse([x for x in f.read().splitlines() if TEXT_RE.match(x)])
