@@ -341,6 +341,7 @@ enum op {
 	OP_UPSTREAM_HOST, OP_UPSTREAM_CLUSTER, OP_DOWNSTREAM_REMOTE, OP_DOWNSTREAM_REMOTE_NOPORT,
 	OP_DOWNSTREAM_LOCAL, OP_DOWNSTREAM_LOCAL_NOPORT, OP_DOWNSTREAM_LOCAL_PORT, OP_UPSTREAM_LOCAL,
 	OP_SNI, OP_ROUTE_NAME, OP_TRANSPORT_FAILURE, OP_TERMINATION, OP_DETAILS, OP_PROTOCOL, OP_PEER_URI_SAN,
+	OP_GRPC_STATUS, OP_GRPC_STATUS_NUMBER, OP_ATTEMPTS,
 };
 
 /* request fields px_alog_entry carries itself */
@@ -378,7 +379,18 @@ static const struct {
 	{ "PROTOCOL", OP_PROTOCOL, false },
 	{ "DOWNSTREAM_PEER_URI_SAN", OP_PEER_URI_SAN, false },
 	{ "HOSTNAME", OP_LIT, false },
+	{ "ENVIRONMENT", OP_LIT, false },
+	{ "REQ_WITHOUT_QUERY", OP_REQ, false },
+	{ "GRPC_STATUS", OP_GRPC_STATUS, false },
+	{ "GRPC_STATUS_NUMBER", OP_GRPC_STATUS_NUMBER, true },
+	{ "UPSTREAM_REQUEST_ATTEMPT_COUNT", OP_ATTEMPTS, true },
 };
+
+/* gRPC status names as Envoy's %GRPC_STATUS% prints them (CAMEL_STRING) */
+static const char *const grpc_names[] = { "OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded",
+					  "NotFound", "AlreadyExists", "PermissionDenied", "ResourceExhausted",
+					  "FailedPrecondition", "Aborted", "OutOfRange", "Unimplemented", "Internal",
+					  "Unavailable", "DataLoss", "Unauthenticated" };
 
 struct seg {
 	enum op op;
@@ -386,6 +398,7 @@ struct seg {
 	enum fix fix, fix2;
 	int hdr, hdr2;               /* extra header index, -1 none */
 	size_t max;                  /* :N truncation, 0 none */
+	bool no_query;               /* %REQ_WITHOUT_QUERY(..)%: up to the '?' */
 	char *lit;                   /* OP_LIT text; OP_START_TIME: a strftime format or NULL */
 	size_t litlen;
 };
@@ -622,6 +635,29 @@ static int fmt_compile(struct px_alog_cfg *c, const char *text, size_t len, stru
 			c->needs |= PX_ALOG_NEED_UPSTREAM_LOCAL;
 		s.hdr = s.hdr2 = -1;
 		s.max = max;
+		s.no_query = name_len == 17 && !memcmp(text + name_at, "REQ_WITHOUT_QUERY", 17);
+		if (name_len == 11 && !memcmp(text + name_at, "ENVIRONMENT", 11)) {
+			/* read once, at compile time, as Envoy does */
+			const char *v;
+			char var[256];
+
+			if (!has_arg || !arg_len || arg_len >= sizeof(var)) {
+				snprintf(err, cap, "access log format: %%ENVIRONMENT%% needs a variable name");
+				return -EINVAL;
+			}
+			memcpy(var, text + arg_at, arg_len);
+			var[arg_len] = 0;
+			v = getenv(var);
+			if (!(s.lit = strdup(v ? v : "")))
+				return -ENOMEM;
+			s.litlen = strlen(s.lit);
+			if ((rc = fmt_push(f, &s)) < 0) {
+				free(s.lit);
+				break;
+			}
+			i = lit = j + 1;
+			continue;
+		}
 		if ((s.op == OP_REQ || s.op == OP_RESP) && (!has_arg || !arg_len)) {
 			snprintf(err, cap, "access log format: %%%s%% needs a header name", ops[k].name);
 			return -EINVAL;
@@ -814,6 +850,30 @@ static int seg_val(const struct seg *s, const struct px_alog_entry *e, char *tmp
 	case OP_DETAILS: *v = cs(e->details); break;
 	case OP_PROTOCOL: *v = e->protocol; break;
 	case OP_PEER_URI_SAN: *v = cs(e->peer_principal); break;
+	case OP_GRPC_STATUS:
+		if (e->grpc_status1 <= 0)
+			return 0;
+		if ((size_t)(e->grpc_status1 - 1) < sizeof(grpc_names) / sizeof(grpc_names[0]))
+			*v = cs(grpc_names[e->grpc_status1 - 1]);
+		else
+			*v = cs(snprintf(tmp, cap, "%d", e->grpc_status1 - 1) > 0 ? tmp : NULL);
+		break;
+	case OP_GRPC_STATUS_NUMBER:
+		if (e->grpc_status1 <= 0)
+			return 0;
+		*num = (uint64_t)(e->grpc_status1 - 1);
+		return 2;
+	case OP_ATTEMPTS:
+		if (!e->attempts)
+			return 0;
+		*num = e->attempts;
+		return 2;
+	}
+	if (s->no_query && v->p) {
+		const char *q = memchr(v->p, '?', v->len);
+
+		if (q)
+			v->len = (size_t)(q - v->p);
 	}
 	if (!v->p || !v->len)
 		return 0;

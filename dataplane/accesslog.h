@@ -91,6 +91,8 @@ struct px_alog_entry {
 	const char *upstream_local;
 	const char *peer_principal;   /* the downstream's verified SPIFFE id (%DOWNSTREAM_PEER_URI_SAN%) */
 	int mtls;                     /* the downstream connection is mutual TLS (connection.mtls) */
+	int grpc_status1;             /* the response's grpc-status + 1, 0: none (%GRPC_STATUS%) */
+	unsigned attempts;            /* upstream attempts, 0: none (%UPSTREAM_REQUEST_ATTEMPT_COUNT%) */
 	/* the values of the config's extra headers (px_alog_cfg_header), in
 	 * its order; {NULL, 0}: the request did not have it */
 	const struct px_str *hdrs;

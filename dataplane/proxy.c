@@ -513,6 +513,8 @@ static void s_alog_cfg(struct px_stream *s, struct px_alog_entry *le)
 		le->mtls = d->peer_principal != NULL;
 	}
 	le->upstream_local = s->alog_ulocal[0] ? s->alog_ulocal : NULL;
+	le->grpc_status1 = s->grpc_status1;
+	le->attempts = s->n_tried ? s->attempt : 0;
 	le->hdrs = s->alog_hdrs;
 	le->n_hdrs = px_alog_cfg_n_headers(s->alog);
 	px_alog_cfg_log(s->alog, le);

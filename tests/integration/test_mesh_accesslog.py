@@ -74,6 +74,7 @@ def mesh_yaml(tmp):
         path: "%%REQ(:PATH)%%"
         rid: "%%REQ(X-REQUEST-ID)%%"
         who: "web %%REQ(X-WHO)%%"
+        tries: "%%UPSTREAM_REQUEST_ATTEMPT_COUNT%%"
 - name: tcp-json
   envoyFileAccessLog:
     path: %s
@@ -379,7 +380,7 @@ class MeshAccessLogTest(unittest.TestCase):
         line = wait_for(lambda: [x for x in read_lines(path) if rid in x], timeout=30 if slow() else 10,
                         what="the request in short.json")
         rec = json.loads(line[0])
-        self.assertEqual(rec, {"code": 200, "path": "/after", "rid": rid, "who": "web caf\u00e9"})
+        self.assertEqual(rec, {"code": 200, "path": "/after", "rid": rid, "who": "web caf\u00e9", "tries": 1})
         # ... and no longer on stdout (the line would be there by now: same flush)
         self.assertFalse([r for r in self.web_text() if r["rid"] == rid])
 

@@ -255,6 +255,26 @@ START_TEST(req_headers_and_time)
 }
 END_TEST
 
+START_TEST(grpc_attempts_env)
+{
+	struct px_alog_entry e;
+	char out[512];
+
+	setenv("ALOG_TEST_POD", "web-1", 1);
+	entry(&e);
+	line_of("%GRPC_STATUS% %GRPC_STATUS_NUMBER% %UPSTREAM_REQUEST_ATTEMPT_COUNT% %ENVIRONMENT(ALOG_TEST_POD)% "
+		"%REQ_WITHOUT_QUERY(:PATH)%\n", &e, out, sizeof(out));
+	ck_assert_str_eq(out, "- - - web-1 /api/items\n"); /* not gRPC, no attempt */
+	e.grpc_status1 = 14 + 1;
+	e.attempts = 3;
+	line_of("%GRPC_STATUS% %GRPC_STATUS_NUMBER% %UPSTREAM_REQUEST_ATTEMPT_COUNT%\n", &e, out, sizeof(out));
+	ck_assert_str_eq(out, "Unavailable 14 3\n");
+	e.grpc_status1 = 1;
+	line_of("%GRPC_STATUS%\n", &e, out, sizeof(out));
+	ck_assert_str_eq(out, "OK\n");
+}
+END_TEST
+
 START_TEST(format_errors)
 {
 	static const struct {
@@ -559,6 +579,7 @@ int main(void)
 	tcase_add_test(tc, istio_text_exact);
 	tcase_add_test(tc, json_typed_and_hostile);
 	tcase_add_test(tc, req_headers_and_time);
+	tcase_add_test(tc, grpc_attempts_env);
 	tcase_add_test(tc, format_errors);
 	tcase_add_test(tc, expr_eval);
 	tcase_add_test(tc, expr_missing_header);
