@@ -305,8 +305,7 @@ void px_alog_sinks_free(struct px_alog_sinks *s)
 	free(s);
 }
 
-/* The sink of path, opened on first use ("/dev/stdout" and "-" share one). */
-static int sinks_get(struct px_alog_sinks *s, const char *path, struct px_alog **out, char *err, size_t cap)
+int px_alog_sinks_get(struct px_alog_sinks *s, const char *path, struct px_alog **out, char *err, size_t cap)
 {
 	const char *key = !strcmp(path, "-") ? "/dev/stdout" : path;
 	size_t i;
@@ -324,7 +323,7 @@ static int sinks_get(struct px_alog_sinks *s, const char *path, struct px_alog *
 	rc = px_alog_open(s->loop, key, out);
 	if (rc < 0) {
 		snprintf(err, cap, "access log %s: %s", path, strerror(-rc));
-		return rc == -ENOMEM ? rc : -EINVAL;
+		return rc;
 	}
 	s->v[s->n++] = *out;
 	return 0;
@@ -1190,7 +1189,9 @@ static int logger_compile(struct px_alog_cfg *c, struct px_alog_sinks *sinks,
 		if (rc < 0)
 			goto out;
 	}
-	rc = sinks_get(sinks, file->path, &lg->sink, err, cap);
+	rc = px_alog_sinks_get(sinks, file->path, &lg->sink, err, cap);
+	if (rc < 0 && rc != -ENOMEM)
+		rc = -EINVAL; /* a file the config names and the proxy cannot open: NACK */
 out:
 	if (file)
 		protobuf_c_message_free_unpacked(&file->base, NULL);

@@ -121,6 +121,11 @@ uint64_t px_alog_dropped(const struct px_alog *l);
 struct px_alog_sinks;
 struct px_alog_sinks *px_alog_sinks_new(struct ev_loop *loop); /* NULL: out of memory */
 void px_alog_sinks_free(struct px_alog_sinks *s);              /* flushes; NULL is a no-op */
+/* The sink of path in s, opened on first use ("-" is "/dev/stdout"); s
+ * owns it.  0; -EINVAL (too many files) or open's -errno, with the reason
+ * in err; -ENOMEM. */
+MESH_MUST_CHECK int px_alog_sinks_get(struct px_alog_sinks *s, const char *path, struct px_alog **out, char *err,
+				      size_t cap);
 
 /* The compiled access_log list of one HCM or TCP proxy. */
 struct px_alog_cfg;

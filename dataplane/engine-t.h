@@ -284,7 +284,7 @@ struct engine {
 	struct px_listener **bl;         /* bound listeners of the current config, a reference each */
 	size_t n_bl;
 	struct px_engine_stats st;
-	struct px_alog *alog;            /* --access-log: every request, Envoy's default format */
+	struct px_alog *alog;            /* --access-log: every request, Envoy's default format (in alog_sinks) */
 	struct px_alog_sinks *alog_sinks; /* issue 14: the files the configs' access logs write (accesslog.h) */
 	struct px_dconn *dconns;         /* every downstream connection (drain, free) */
 	uint64_t rng;

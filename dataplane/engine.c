@@ -1940,15 +1940,19 @@ int engine_new(struct ev_loop *loop, const struct engine_opts *o, struct engine 
 	/* issue 14: the span exporter; idle until a config asks for tracing */
 	if (rc == 0 && !(e->tracer = tracer_new(loop, o->node_id, o->labels, engine_trace_resolve, e)))
 		rc = -ENOMEM;
-	if (rc == 0 && o->access_log && *o->access_log)
-		rc = px_alog_open(loop, o->access_log, &e->alog);
 	if (rc == 0 && !(e->alog_sinks = px_alog_sinks_new(loop)))
 		rc = -ENOMEM;
+	if (rc == 0 && o->access_log && *o->access_log) {
+		/* one writer per file: a config naming the same file (or stdout)
+		 * shares this sink, lines never cut into each other */
+		char why[256];
+
+		rc = px_alog_sinks_get(e->alog_sinks, o->access_log, &e->alog, why, sizeof(why));
+	}
 	if (rc == 0 && o->node_id)
 		rc = istio_stats_new(o->node_id, o->labels, o->service_account, 0, &e->istio);
 	if (rc < 0) {
-		px_alog_sinks_free(e->alog_sinks);
-		px_alog_free(e->alog);
+		px_alog_sinks_free(e->alog_sinks); /* e->alog with it */
 		tracer_free(e->tracer);
 		authz_tab_free(e->authz_tab);
 		dns_resolver_free(e->dns);
@@ -1989,8 +1993,7 @@ void engine_free(struct engine *e)
 	 * their lookups); exiting, the one place a lookup still on glibc's
 	 * thread is waited for */
 	dns_resolver_free(e->dns);
-	px_alog_free(e->alog);
-	px_alog_sinks_free(e->alog_sinks); /* after the last config: it points at them */
+	px_alog_sinks_free(e->alog_sinks); /* after the last config: it points at them; e->alog with them */
 	istio_stats_free(e->istio);
 	tracer_free(e->tracer); /* after the connections: their streams end spans */
 	authz_tab_free(e->authz_tab);
