@@ -101,20 +101,9 @@ struct gen_sc {
 
 /* ---------------------------------------------------------------- small builders */
 
-/* A TCP proxy to one cluster (stat_prefix: the cluster, as Istio). */
-static gen_filter *gen_tcp_proxy(struct arena *a, const char *cluster)
-{
-	Envoy__Extensions__Filters__Network__TcpProxy__V3__TcpProxy tp =
-		ENVOY__EXTENSIONS__FILTERS__NETWORK__TCP_PROXY__V3__TCP_PROXY__INIT;
-
-	tp.stat_prefix = (char *)cluster;
-	tp.cluster_specifier_case = ENVOY__EXTENSIONS__FILTERS__NETWORK__TCP_PROXY__V3__TCP_PROXY__CLUSTER_SPECIFIER_CLUSTER;
-	tp.cluster = (char *)cluster;
-	return gen__net_filter(a, GEN_TCP_PROXY_NAME, gen__any(a, &tp.base));
-}
-
-/* gen_tcp_proxy() with the workload's access logs of that direction
- * (issue 14: istiod puts them on a TCP proxy as on an HCM). */
+/* A TCP proxy to one cluster (stat_prefix: the cluster, as Istio) with
+ * the workload's access logs of that direction (issue 14: istiod puts
+ * them on a TCP proxy as on an HCM). */
 static gen_filter *gen_tcp_proxy_logged(struct arena *a, const char *cluster, const struct gen__alogs *logs)
 {
 	Envoy__Extensions__Filters__Network__TcpProxy__V3__TcpProxy tp =
@@ -126,6 +115,14 @@ static gen_filter *gen_tcp_proxy_logged(struct arena *a, const char *cluster, co
 	tp.access_log = logs->v;
 	tp.n_access_log = logs->n;
 	return gen__net_filter(a, GEN_TCP_PROXY_NAME, gen__any(a, &tp.base));
+}
+
+/* ... without access logs (the blackhole chains) */
+static gen_filter *gen_tcp_proxy(struct arena *a, const char *cluster)
+{
+	static const struct gen__alogs none;
+
+	return gen_tcp_proxy_logged(a, cluster, &none);
 }
 
 /* A chain with one filter, an optional match and TLS socket. */
@@ -185,8 +182,8 @@ static bool gen_protocol_http(const char *proto)
  * slashes action from MeshConfig pathNormalization (DEFAULT: normalize_path
  * true, escaped slashes kept), use_remote_address false,
  * websocket upgrades, stream_idle_timeout 0s, 100-continue proxied
- * (Enable100ContinueHeaders), MeshConfig's file access log when
- * accessLogFile is set; inbound: x-forwarded-client-cert
+ * (Enable100ContinueHeaders), the workload's access logs of that
+ * direction (logs); inbound: x-forwarded-client-cert
  * APPEND_FORWARD with subject, URI and DNS (Istio's inbound default).
  */
 static Google__Protobuf__Any *gen_sidecar_hcm(struct arena *a, const struct model *m, const char *stat_prefix,
