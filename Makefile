@@ -9,10 +9,13 @@
 #                   ASan+UBSan) and integration tests against real peers
 #   make bench      benchmarks against the targets in DESIGN.md
 #   make http-golden  the HTTP/1.1 codec's declarative cases (tests/http/)
+#   make inject-golden  sidecar injection's AdmissionReview cases (tests/inject/)
 #   make lb-bench     load balancer pick cost on 1,000 hosts
 #   make router-bench the router's ns/match on a 1,000-virtual-host config
 #   make fuzz       libFuzzer targets for FUZZ_SECONDS each (clang)
 #   make check-layering  include and I/O rules between common/, controlplane/, dataplane/
+#   make image      the meshd and meshproxy images with buildah (image-save:
+#                   OCI archives; image-test: both run from them answer /ready)
 #   make SAN=1 ...  the same under AddressSanitizer + UndefinedBehaviorSanitizer (build/asan)
 
 CC      ?= cc
@@ -116,7 +119,7 @@ UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 # gRPC, curl, microhttpd or yaml
 UNIT_COMMON_BINS := $(filter $(BUILD)/tests/common/% $(BUILD)/tests/proto/%,$(UNIT_BINS))
 
-.PHONY: all deps run test unit unit-asan integration integration-valgrind proto-check bench bench-smoke clean check-style check-layering
+.PHONY: all deps run test unit unit-asan integration integration-valgrind proto-check bench bench-smoke clean check-style check-layering image image-save image-test
 all: $(BINS)
 
 deps:
@@ -256,7 +259,8 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIBMESHD) $(LIBCOMMON) | $(PB_H)
 	$(Q)$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Itests/unit -o $@ $< $(LIBMESHD) $(LIBCOMMON) $(LDFLAGS) $(LDLIBS) $(CHECK_LIBS)
 
 # loopback only: the debug port serves every config object to whoever asks
-RUN_ADDRS := --xds-addr 127.0.0.1:15010 --secure-addr 127.0.0.1:15012 --http-addr 127.0.0.1:15014
+RUN_ADDRS := --xds-addr 127.0.0.1:15010 --secure-addr 127.0.0.1:15012 --http-addr 127.0.0.1:15014 \
+	--webhook-addr 127.0.0.1:15017
 # more meshd flags: make run RUN_ARGS="--ca-token-file FILE"
 RUN_ARGS  ?=
 # meshd (its CA root kept in $(BUILD)/run-ca) and the example's greeter
@@ -298,8 +302,8 @@ integration: $(BINS)
 # test_mesh_tracing.py: Prometheus scrapes and span batches; their C code
 # has unit tests under ASan).  Every gateway file (test_mesh_gateway*.py,
 # test_meshproxy_gateway.py) runs here.
-IT_ASAN_FILES = test_hostile.py test_routing.py test_kube.py test_ca.py test_meshctl.py test_sidecar_xds.py test_gw_xds.py \
-	test_no_route_match.py test_sds.py test_meshproxy_*.py \
+IT_ASAN_FILES = test_hostile.py test_routing.py test_kube.py test_kube_webhooks.py test_ca.py test_meshctl.py test_sidecar_xds.py test_gw_xds.py \
+	test_no_route_match.py test_sds.py test_meshproxy_*.py test_inject.py \
 	$(filter-out test_mesh_lb.py test_mesh_lb2.py test_mesh_metrics.py \
 		test_mesh_tracing.py $(IT_VALGRIND_MESH), $(notdir $(wildcard tests/integration/test_mesh_*.py)))
 .PHONY: integration-asan
@@ -344,6 +348,7 @@ test: deps
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory xds-golden
 	@$(MAKE) --no-print-directory http-golden
+	@$(MAKE) --no-print-directory inject-golden
 	@$(MAKE) --no-print-directory unit-asan
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory integration-asan
@@ -391,6 +396,7 @@ bench-proxy: all $(PXSERVE_BIN) $(PXBACKEND_BIN) $(PXRATE_BIN)
 	@sh tests/bench/proxy/run.sh $(BUILD)
 	@sh tests/bench/proxy/mtls.sh $(BUILD)
 	@sh tests/bench/proxy/gateway.sh $(BUILD)
+	@sh tests/bench/proxy/telemetry.sh $(BUILD)
 
 # two hops with mTLS (meshd's CA, two meshproxy sidecars) vs nginx's TLS
 # proxy pair: added p99 at 1,000 rps and peak throughput (part of bench-proxy)
@@ -404,10 +410,24 @@ bench-mtls: all $(PXBACKEND_BIN) $(PXRATE_BIN)
 bench-gateway: all $(PXBACKEND_BIN)
 	@sh tests/bench/proxy/gateway.sh $(BUILD)
 
+# the CPU cost per 1,000 requests of Istio metrics (Telemetry on/off) and of
+# 100% tracing to a discarding Zipkin sink, beside nginx (issue 14; part of
+# bench-proxy)
+.PHONY: bench-telemetry
+bench-telemetry: all $(PXBACKEND_BIN) $(PXRATE_BIN)
+	@sh tests/bench/proxy/telemetry.sh $(BUILD)
+
 # h2c peak throughput, meshproxy vs nginx (listen http2), with h2load
 .PHONY: bench-h2
 bench-h2: all $(PXSERVE_BIN) $(PXBACKEND_BIN)
 	@sh tests/bench/proxy/h2.sh $(BUILD)
+
+# sidecar injection (controlplane/inject/): AdmissionReview in, JSONPatch and
+# the patched Pod out, through `meshctl kube-inject --review` (the code
+# meshd's /inject runs); GOLDEN_UPDATE=1 rewrites the expected files
+.PHONY: inject-golden
+inject-golden: $(BUILD)/bin/meshctl
+	@/usr/bin/python3 tests/inject/run.py $(BUILD)
 
 # golden HTTP/1.1 codec cases (tests/http/NNNN/): bytes in, outcome out,
 # fed whole, split at every byte and one byte at a time; GOLDEN_UPDATE=1
@@ -499,10 +519,26 @@ $(FUZZ_BUILD)/fuzz_jwt: tests/fuzz/fuzz_jwt.c dataplane/jwt.c dataplane/jwt.h FO
 		tests/fuzz/fuzz_jwt.c dataplane/jwt.c $(FUZZ_BUILD)/lib/libcommon.a $(call pkg_libs,$(COMMON_PKGS)) \
 		-lpthread -lm
 
+# sidecar injection (controlplane/inject/) over the same clang-built libraries
+$(FUZZ_BUILD)/fuzz_inject: tests/fuzz/fuzz_inject.c FORCE
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD)/lib SAN=1 CC=$(FUZZ_CC) CXX=$(FUZZ_CC)++ \
+		SANFLAGS="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a
+	@echo "  FUZZ    $@"
+	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -I. -I$(FUZZ_BUILD)/lib/gen $(FUZZ_SAN) -fsanitize=fuzzer -o $@ \
+		$< $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a $(call pkg_libs,$(MESHD_PKGS)) -lpthread -lm
+
+# the validating webhook (controlplane/webhook/validate.c), same libraries
+$(FUZZ_BUILD)/fuzz_validate: tests/fuzz/fuzz_validate.c FORCE
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD)/lib SAN=1 CC=$(FUZZ_CC) CXX=$(FUZZ_CC)++ \
+		SANFLAGS="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a
+	@echo "  FUZZ    $@"
+	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -I. -I$(FUZZ_BUILD)/lib/gen $(FUZZ_SAN) -fsanitize=fuzzer -o $@ \
+		$< $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a $(call pkg_libs,$(MESHD_PKGS)) -lpthread -lm
+
 fuzz:
 	@sh scripts/deps.sh fuzz
 	@$(MAKE) --no-print-directory $(HTTP_GOLDEN_BIN) $(FUZZ_BUILD)/fuzz_http1 $(FUZZ_BUILD)/fuzz_config \
-		$(FUZZ_BUILD)/fuzz_jwt
+		$(FUZZ_BUILD)/fuzz_jwt $(FUZZ_BUILD)/fuzz_inject $(FUZZ_BUILD)/fuzz_validate
 	@sh tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(HTTP_GOLDEN_BIN)
 
 check-style:
@@ -514,6 +550,23 @@ check-style:
 # proves each rule can fail
 check-layering:
 	@sh tests/layering/run.sh
+
+# images (README "Images"; not part of `make test`: minutes of downloads and a
+# full compile in the build stage): meshd:TAG and meshproxy:TAG (TAG = git
+# describe, also :latest) in buildah's local storage, from deploy/Dockerfile
+# on a Debian base made locally by mmdebstrap (cached in build/image/)
+image:
+	@sh scripts/deps.sh image
+	@sh scripts/image.sh build
+
+# build/image/{meshd,meshproxy}-TAG.oci.tar for `kind load image-archive` / `ctr import`
+image-save: image
+	@sh scripts/image.sh save
+
+# meshd and meshproxy run from their images answer /ready (tests/image/)
+image-test: image
+	@sh scripts/deps.sh image-test
+	@/usr/bin/python3 tests/image/test_image.py
 
 clean:
 	rm -rf build

@@ -22,6 +22,7 @@
 #include "controlplane/metrics/metrics.h"
 #include "controlplane/file/mesh_watch.h"
 #include "controlplane/file/source.h"
+#include "controlplane/inject/inject.h"
 #include "controlplane/kube/kube_leader.h"
 #include "controlplane/kube/kube_res.h"
 #include "controlplane/kube/kube_source.h"
@@ -29,6 +30,9 @@
 #include "controlplane/model/jwks.h"
 #include "controlplane/model/model.h"
 #include "controlplane/push/push.h"
+#include "controlplane/webhook/server.h"
+#include "controlplane/webhook/patch.h"
+#include "controlplane/webhook/validate.h"
 #include "controlplane/xds/server.h"
 
 #include <arpa/inet.h>
@@ -62,6 +66,13 @@ struct meshd_opts {
 	const char *xds_addr;
 	const char *secure_addr;
 	const char *http_addr;
+	const char *webhook_addr;    /* "" turns the webhook port off */
+	const char *webhook_dns;     /* extra serving names, comma separated */
+	const char *proxy_image;     /* what /inject puts in istio-proxy and istio-init */
+	bool native_sidecars;        /* /inject: istio-proxy as a native sidecar */
+	int64_t webhook_cert_ttl;
+	/* webhook configurations whose caBundle the leader keeps (webhook/patch.h) */
+	const char *webhook_injector_configs, *webhook_validator_configs;
 	const char *ca_dir;
 	const char *ca_token_file;
 	const char *trust_domain;
@@ -84,6 +95,8 @@ struct meshd {
 	struct push_stage *push;     /* every source's changes -> debounce -> build -> publish */
 	struct xds_server *xds;
 	struct debug_server *debug;
+	struct webhook_server *webhook; /* --webhook-addr: /inject, /validate */
+	struct webhook_patch *webhook_patch; /* with kube and webhooks: caBundle kept by the leader */
 	struct ca *ca;
 	struct ca_authenticator *ca_auth;
 	struct ca_service *ca_svc;
@@ -92,6 +105,9 @@ struct meshd {
 	struct mesh_config *mesh;    /* the last good mesh config (Istio's defaults without a file) */
 	char *mesh_trust_domain, *mesh_root_ns; /* start-up values the mesh config gave (opts point here) */
 
+	/* the mesh config's defaultConfig.holdApplicationUntilProxyStarts, for
+	 * /inject on the webhook threads */
+	_Atomic bool inject_hold;
 	pthread_mutex_t lock;        /* guards ready for the debug threads */
 	bool ready;
 	int jwks_fd;                 /* eventfd: the JWKS cache fetched a changed key set (model/jwks.h) */
@@ -122,6 +138,20 @@ static void usage(FILE *f)
 		"  --xds-addr ADDR             plaintext ADS (default 0.0.0.0:15010)\n"
 		"  --secure-addr ADDR          ADS + CA over TLS (default 0.0.0.0:15012)\n"
 		"  --http-addr ADDR            /ready /version /metrics /debug/* (default 0.0.0.0:15014)\n"
+		"  --webhook-addr ADDR         admission webhooks /inject /validate over TLS (default 0.0.0.0:15017;\n"
+		"                              \"\" turns it off)\n"
+		"  --webhook-dns NAMES         more DNS names (or IP addresses) for its certificate, comma\n"
+		"                              separated (it always names istiod.ROOT_NAMESPACE.svc)\n"
+		"  --webhook-cert-ttl DUR      its certificate's lifetime, renewed at half (default 24h)\n"
+		"  --webhook-injector-configs NAMES   MutatingWebhookConfigurations the leader keeps meshd's\n"
+		"                              root in (default " WEBHOOK_PATCH_INJECTOR "; \"\" none)\n"
+		"  --webhook-validator-configs NAMES  ValidatingWebhookConfigurations likewise, switched to\n"
+		"                              failurePolicy Fail once /validate answers (default\n"
+		"                              " WEBHOOK_PATCH_VALIDATORS ")\n"
+		"Sidecar injection (/inject):\n"
+		"  --proxy-image IMAGE         meshproxy's image (default " INJECT_DEFAULT_IMAGE ")\n"
+		"  --native-sidecars           istio-proxy as a native sidecar init container (Kubernetes >= 1.29;\n"
+		"                              Istio's ENABLE_NATIVE_SIDECARS)\n"
 		"Identity:\n"
 		"  --ca-dir DIR                plug-in CA files (ca-cert.pem ca-key.pem root-cert.pem cert-chain.pem);\n"
 		"                              without them a self-signed root is generated and kept there\n"
@@ -153,7 +183,9 @@ static int parse_opts(int argc, char **argv, struct meshd_opts *o)
 {
 	enum { O_CONFIG_DIR = 256, O_KUBECONFIG, O_XDS, O_SECURE, O_HTTP, O_CA_DIR, O_TRUST, O_TTL, O_MAX_TTL,
 	       O_DEB_AFTER, O_DEB_MAX, O_LOG_FORMAT, O_LOG_LEVEL, O_DOMAIN, O_ROOT_NS, O_VERSION, O_HELP,
-	       O_CA_TOKEN_FILE, O_MESH_CONFIG };
+	       O_CA_TOKEN_FILE, O_MESH_CONFIG, O_WEBHOOK, O_WEBHOOK_DNS, O_WEBHOOK_TTL,
+	       O_WEBHOOK_INJECTOR_CONFIGS, O_WEBHOOK_VALIDATOR_CONFIGS,
+	       O_PROXY_IMAGE, O_NATIVE_SIDECARS };
 	static const struct option longopts[] = {
 		{ "config-dir", required_argument, NULL, O_CONFIG_DIR },
 		{ "mesh-config", required_argument, NULL, O_MESH_CONFIG },
@@ -161,6 +193,13 @@ static int parse_opts(int argc, char **argv, struct meshd_opts *o)
 		{ "xds-addr", required_argument, NULL, O_XDS },
 		{ "secure-addr", required_argument, NULL, O_SECURE },
 		{ "http-addr", required_argument, NULL, O_HTTP },
+		{ "webhook-addr", required_argument, NULL, O_WEBHOOK },
+		{ "webhook-dns", required_argument, NULL, O_WEBHOOK_DNS },
+		{ "webhook-cert-ttl", required_argument, NULL, O_WEBHOOK_TTL },
+		{ "webhook-injector-configs", required_argument, NULL, O_WEBHOOK_INJECTOR_CONFIGS },
+		{ "webhook-validator-configs", required_argument, NULL, O_WEBHOOK_VALIDATOR_CONFIGS },
+		{ "proxy-image", required_argument, NULL, O_PROXY_IMAGE },
+		{ "native-sidecars", no_argument, NULL, O_NATIVE_SIDECARS },
 		{ "ca-dir", required_argument, NULL, O_CA_DIR },
 		{ "ca-token-file", required_argument, NULL, O_CA_TOKEN_FILE },
 		{ "trust-domain", required_argument, NULL, O_TRUST },
@@ -181,6 +220,7 @@ static int parse_opts(int argc, char **argv, struct meshd_opts *o)
 	o->xds_addr = "0.0.0.0:15010";
 	o->secure_addr = "0.0.0.0:15012";
 	o->http_addr = "0.0.0.0:15014";
+	o->webhook_addr = "0.0.0.0:15017";
 	o->trust_domain = "cluster.local";
 	o->domain = "cluster.local";
 	o->root_namespace = "istio-system";
@@ -199,6 +239,16 @@ static int parse_opts(int argc, char **argv, struct meshd_opts *o)
 		case O_XDS: o->xds_addr = optarg; break;
 		case O_SECURE: o->secure_addr = optarg; break;
 		case O_HTTP: o->http_addr = optarg; break;
+		case O_WEBHOOK: o->webhook_addr = optarg; break;
+		case O_WEBHOOK_DNS: o->webhook_dns = optarg; break;
+		case O_WEBHOOK_INJECTOR_CONFIGS: o->webhook_injector_configs = optarg; break;
+		case O_WEBHOOK_VALIDATOR_CONFIGS: o->webhook_validator_configs = optarg; break;
+		case O_PROXY_IMAGE: o->proxy_image = optarg; break;
+		case O_NATIVE_SIDECARS: o->native_sidecars = true; break;
+		case O_WEBHOOK_TTL:
+			if (parse_duration_flag("webhook-cert-ttl", optarg, &o->webhook_cert_ttl) < 0)
+				return 2;
+			break;
 		case O_CA_DIR: o->ca_dir = optarg; break;
 		case O_CA_TOKEN_FILE: o->ca_token_file = optarg; break;
 		case O_TRUST: o->trust_domain = optarg; break;
@@ -447,6 +497,7 @@ static int meshd_mesh_take(struct meshd *d, int rc, struct mesh_config *mc, cons
 	}
 	meshcfg_unref(d->mesh);
 	d->mesh = mc;
+	d->inject_hold = mc->hold_application_until_proxy_starts;
 	log_info("meshd", "mesh config %s: outboundTrafficPolicy %s, rootNamespace %s, trustDomain %s",
 		 startup ? "loaded" : "changed", mc->outbound == MESHCFG_REGISTRY_ONLY ? "REGISTRY_ONLY" : "ALLOW_ANY",
 		 mc->root_namespace_set ? mc->root_namespace : d->opts.root_namespace, d->opts.trust_domain);
@@ -566,6 +617,100 @@ static int meshd_loop(struct meshd *d, int sfd)
 	}
 }
 
+/* A label of Namespace ns in the served config (inject_ns_label_fn; ctx
+ * is the snapshot, held by the caller). */
+static const char *cb_ns_label(void *ctx, const char *ns, const char *key)
+{
+	struct cfg_snapshot *snap = ctx;
+	size_t i, k;
+
+	for (i = 0; snap && i < snap->n_objects[CFG_K8S_NAMESPACE]; i++) {
+		const struct cfg_object *o = snap->objects[CFG_K8S_NAMESPACE][i];
+
+		if (strcmp(o->name, ns) != 0)
+			continue;
+		for (k = 0; k < o->labels.n; k++)
+			if (strcmp(o->labels.v[k].key, key) == 0)
+				return o->labels.v[k].value;
+		return NULL;
+	}
+	return NULL;
+}
+
+/* /inject (a webhook thread): the AdmissionReview answered from the
+ * config being served, counted as istiod counts it. */
+static int cb_inject(void *ud, const char *body, size_t len, struct mesh_buf *out)
+{
+	static const enum metrics_injection counter[] = {
+		[INJECT_INJECTED] = METRICS_INJECTION_SUCCESS,
+		[INJECT_SKIPPED] = METRICS_INJECTION_SKIP,
+		[INJECT_FAILED] = METRICS_INJECTION_FAILURE,
+	};
+	struct meshd *d = ud;
+	struct cfg_snapshot *snap = push_stage_config(d->push);
+	struct inject_config ic = {
+		.image = d->opts.proxy_image,
+		.root_namespace = d->opts.root_namespace,
+		.domain = d->opts.domain,
+		.trust_domain = d->opts.trust_domain,
+		.native_sidecar = d->opts.native_sidecars,
+		.hold_application = d->inject_hold,
+		.ns_label = cb_ns_label,
+		.ns_ctx = snap,
+	};
+	enum inject_outcome oc = INJECT_FAILED;
+	int rc;
+
+	metrics_injection(METRICS_INJECTION_REQUEST);
+	rc = inject_review(&ic, body, len, out, &oc);
+	metrics_injection(counter[oc]);
+	cfg_snapshot_unref(snap);
+	return rc;
+}
+
+/*
+ * The admission webhook port (--webhook-addr): its certificate from the CA
+ * names istiod.ROOT_NS.svc (the Service the webhook configurations call,
+ * as istiod's) and --webhook-dns's names.  Returns 0 or < 0.
+ */
+static int meshd_start_webhook(struct meshd *d)
+{
+	char svc[300], svc_full[600], extra[1024];
+	const char *dns[16], *ips[16]; /* server.c keeps 16 of each */
+	struct webhook_server_config wc = { .addr = d->opts.webhook_addr, .ca = d->ca, .dns = dns, .ips = ips };
+	char *save = NULL, *tok;
+	int rc;
+
+	if (!d->opts.webhook_addr[0])
+		return 0;
+	snprintf(svc, sizeof(svc), "istiod.%s.svc", d->opts.root_namespace);
+	snprintf(svc_full, sizeof(svc_full), "istiod.%s.svc.%s", d->opts.root_namespace, d->opts.domain);
+	dns[wc.ndns++] = svc;
+	dns[wc.ndns++] = svc_full;
+	snprintf(extra, sizeof(extra), "%s", d->opts.webhook_dns ? d->opts.webhook_dns : "");
+	for (tok = strtok_r(extra, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		struct in6_addr a;
+
+		if (!*tok)
+			continue;
+		/* an address is an IP SAN (a webhook clientConfig.url by address) */
+		if (inet_pton(AF_INET, tok, &a) == 1 || inet_pton(AF_INET6, tok, &a) == 1) {
+			if (wc.nips < sizeof(ips) / sizeof(ips[0]))
+				ips[wc.nips++] = tok;
+		} else if (wc.ndns < sizeof(dns) / sizeof(dns[0])) {
+			dns[wc.ndns++] = tok;
+		}
+	}
+	wc.cert_ttl_seconds = d->opts.webhook_cert_ttl / 1000000000LL;
+	rc = webhook_server_start(&wc, &d->webhook);
+	if (rc < 0) {
+		log_error("meshd", "cannot serve the admission webhooks on %s: %s", d->opts.webhook_addr,
+			  mesh_strerror(rc));
+		return rc;
+	}
+	return webhook_server_route(d->webhook, "/inject", cb_inject, d);
+}
+
 /*
  * glibc malloc, set before any thread starts.  Its mmap threshold rises to
  * the largest block freed (up to 32 MB), so after a burst of multi-megabyte
@@ -614,6 +759,7 @@ int main(int argc, char **argv)
 
 	log_info("meshd", "meshd %s starting", MESH_VERSION);
 	metrics_set_build("pilot", MESH_VERSION); /* istio_build, as istiod's discovery */
+	(void)metrics_add_section(webhook_validate_metrics); /* galley_validation_* */
 	if (meshd_mesh_load(&d, true) < 0)
 		goto out;
 	if (d.opts.mesh_config) {
@@ -742,6 +888,30 @@ int main(int argc, char **argv)
 		}
 		log_info("meshd", "debug HTTP on %s", d.opts.http_addr);
 	}
+	rc = meshd_start_webhook(&d);
+	/* the validating webhook at istiod's path and its /validate/ alias */
+	if (rc == 0 && d.webhook)
+		rc = webhook_server_route(d.webhook, "/validate", webhook_validate_handle, NULL);
+	if (rc == 0 && d.webhook)
+		rc = webhook_server_route(d.webhook, "/validate/", webhook_validate_handle, NULL);
+	if (rc < 0)
+		goto out;
+	if (d.kube && d.webhook) {
+		/* the leader keeps the webhook configurations pointing at this root */
+		struct webhook_patch_config wc = {
+			.client = kube_source_client(d.kube),
+			.leader = d.leader,
+			.root_pem = ca_root_pem(d.ca),
+			.mutating = d.opts.webhook_injector_configs,
+			.validating = d.opts.webhook_validator_configs,
+			.probe_ns = d.opts.root_namespace,
+		};
+		rc = webhook_patch_start(&wc, &d.webhook_patch);
+		if (rc < 0) {
+			log_error("meshd", "webhook configurations: %s", mesh_strerror(rc));
+			goto out;
+		}
+	}
 
 	if (d.files) {
 		rc = file_source_sync(d.files);
@@ -764,6 +934,8 @@ int main(int argc, char **argv)
 	status = rc < 0 ? 1 : 0;
 out:
 	jwks_resolver_stop();
+	webhook_patch_stop(d.webhook_patch); /* before the leader and the client it borrows */
+	webhook_server_stop(d.webhook);
 	debug_server_stop(d.debug);
 	xds_server_stop(d.xds);
 	push_stage_free(d.push);   /* after the server: nothing publishes to it */

@@ -35,6 +35,13 @@
 #define ADMIN_LINGER_MS 2000
 
 struct admin;
+struct admin_conn;
+
+/* A deferred answer (admin_async_fn): conn is NULL once the connection is gone. */
+struct admin_async {
+	struct admin_conn *c;
+	int head_only;
+};
 
 struct admin_conn {
 	struct admin *a;
@@ -53,6 +60,8 @@ struct admin_conn {
 	int peer_eof; /* the client closed its side */
 	int broken;   /* drop at once */
 	int quit;     /* stop the loop once this answer is flushed */
+	int in_handle; /* inside handle(): an async reply only queues */
+	struct admin_async *waiting; /* an answer deferred: read and answer nothing more */
 	char in[ADMIN_IN_MAX];
 };
 
@@ -67,12 +76,16 @@ struct admin {
 	struct admin_conn conns; /* sentinel */
 	admin_page_fn pages;
 	void *pages_ctx;
+	admin_async_fn async;
+	void *async_ctx;
 };
 
 static void conn_free(struct admin_conn *c)
 {
 	struct admin *a = c->a;
 
+	if (c->waiting)
+		c->waiting->c = NULL; /* the answer, when it comes, is dropped */
 	ev_io_stop(a->loop, &c->io);
 	ev_timer_cancel(a->loop, &c->timer);
 	close(c->io.fd);
@@ -231,6 +244,25 @@ static int serve_page(struct admin_conn *c, struct h1_str path, int head_only)
 	return rc;
 }
 
+/* Offer path to the async hook; 0 when it took a ticket. */
+static int handle_async(struct admin_conn *c, struct h1_str path, int head)
+{
+	struct admin_async *t = calloc(1, sizeof(*t));
+	int rc;
+
+	if (!t)
+		return -ENOMEM;
+	t->c = c;
+	t->head_only = head;
+	c->waiting = t;
+	rc = c->a->async(c->a->async_ctx, path.p, path.len, t);
+	if (rc < 0) {
+		c->waiting = NULL;
+		free(t);
+	}
+	return rc;
+}
+
 /* A status/health port (admin_info.status_only): Istio's pilot-agent
  * readiness probe, /healthz/ready, 200 once the first configuration is
  * applied and 503 before (as the agent answers from Envoy's /ready), then
@@ -248,6 +280,8 @@ static void handle_status(struct admin_conn *c, struct h1_str path, int get, int
 			respond_text(c, 200, "", head);
 		else
 			respond_text(c, 503, why, head);
+	} else if (c->a->async && handle_async(c, path, head) == 0) {
+		/* taken by the async hook (answered now or later) */
 	} else if (c->a->pages && serve_page(c, path, head) == 0) {
 		/* answered by the page hook */
 	} else {
@@ -585,7 +619,7 @@ static void conn_process(struct admin_conn *c)
 	size_t used;
 	int rc;
 
-	while (!c->closing && c->out.len - c->out_off < ADMIN_OUT_HIGH) {
+	while (!c->closing && !c->waiting && c->out.len - c->out_off < ADMIN_OUT_HIGH) {
 		if (!c->in_body) {
 			rc = h1_parse_head(&c->p, c->in + c->in_off, c->in_len - c->in_off, &h);
 			if (rc == H1_AGAIN)
@@ -607,7 +641,9 @@ static void conn_process(struct admin_conn *c)
 			 * the connection ends here instead of reading the next request as body */
 			if ((h.flags & H1_F_EXPECT_CONTINUE) && h.framing != H1_BODY_NONE)
 				c->keep = 0;
+			c->in_handle = 1;
 			handle(c, &h);
+			c->in_handle = 0;
 			c->in_off += h.head_len;
 			c->in_body = 1;
 			if (c->closing)
@@ -679,7 +715,8 @@ static void conn_update(struct admin_conn *c)
 
 	if (c->out_off < c->out.len)
 		mask |= EV_WRITE;
-	if (c->lingering || (!c->closing && c->out.len - c->out_off < ADMIN_OUT_HIGH && c->in_len < sizeof(c->in)))
+	if (c->lingering ||
+	    (!c->closing && !c->waiting && c->out.len - c->out_off < ADMIN_OUT_HIGH && c->in_len < sizeof(c->in)))
 		mask |= EV_READ;
 	if (ev_io_set(c->a->loop, &c->io, mask) < 0)
 		conn_free(c);
@@ -837,6 +874,35 @@ void admin_free(struct admin *a)
 	ev_io_stop(a->loop, &a->lio);
 	close(a->fd);
 	free(a);
+}
+
+void admin_set_async(struct admin *a, admin_async_fn fn, void *ctx)
+{
+	a->async = fn;
+	a->async_ctx = ctx;
+}
+
+void admin_async_reply(struct admin_async *t, int status, const char *body)
+{
+	struct admin_conn *c = t->c;
+	int head_only = t->head_only;
+
+	free(t);
+	if (!c)
+		return;
+	c->waiting = NULL;
+	respond_text(c, status, body, head_only);
+	if (c->in_handle)
+		return; /* conn_process goes on from here */
+	/* a later callback: the next pipelined request, then the output */
+	conn_process(c);
+	if (c->broken) {
+		conn_free(c);
+		return;
+	}
+	if (conn_flush(c) < 0)
+		return;
+	conn_update(c);
 }
 
 void admin_set_pages(struct admin *a, admin_page_fn fn, void *ctx)

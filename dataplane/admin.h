@@ -84,4 +84,19 @@ typedef int (*admin_page_fn)(void *ctx, const char *path, size_t plen, struct me
 			     const char **content_type);
 void admin_set_pages(struct admin *a, admin_page_fn fn, void *ctx);
 
+/*
+ * Pages answered later, without blocking the loop (the status port's
+ * /app-health/..., dataplane/apphealth.h): fn returns -ENOENT for a path it
+ * does not serve (the page hook and then 404 get it), or 0 after taking
+ * the ticket, which it must answer exactly once with admin_async_reply()
+ * (now or from a later callback on the same loop).  Until then the
+ * connection reads and answers nothing more; its idle timeout still runs
+ * (a reply to a connection closed meanwhile is dropped).  GET/HEAD only.
+ */
+struct admin_async;
+typedef int (*admin_async_fn)(void *ctx, const char *path, size_t plen, struct admin_async *ticket);
+void admin_set_async(struct admin *a, admin_async_fn fn, void *ctx);
+/* Answer a ticket with status and a text body (copied); frees the ticket. */
+void admin_async_reply(struct admin_async *t, int status, const char *body);
+
 #endif

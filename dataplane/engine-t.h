@@ -152,6 +152,10 @@ struct px_port {
 	const struct trace_cfg *trace;   /* the HCM's tracing, or NULL (port_trace; owned by the config's traces) */
 	const struct px_alog_cfg *alog;  /* issue 14: the HCM's access_log, or NULL: none (port_alog; owned by
 	                                  * the config's alogs; a TCP proxy's is tcpp.alog) */
+	/* issue 14: the chain's istio.stats filter (HTTP in the HCM, else the
+	 * network one), or NULL: no istio_* series for it (port_stats; owned
+	 * by the config's stats) */
+	const struct istio_stats_cfg *istio;
 };
 
 /* A Listener's chains for Envoy's filter chain selection (fcmatch.h):
@@ -218,6 +222,12 @@ struct px_config {
 	struct px_alog_cfg **alogs;      /* issue 14: every HCM's / TCP proxy's access_log (port_alog) */
 	size_t n_alogs;
 	const struct px_alog_cfg *out_catchall_alog; /* virtualOutbound's catch-all TCP proxy's, in alogs, or NULL */
+	/* issue 14: every chain's compiled istio.stats (port_stats; ports
+	 * point into it), and the catch-all chains' of virtualOutbound and
+	 * virtualInbound for requests no port takes (NULL: none) */
+	struct istio_stats_cfg **stats;
+	size_t n_stats;
+	const struct istio_stats_cfg *stats_out_any, *stats_in_any;
 	struct authz **authzs;           /* every chain's compiled RBAC (ports point into it) */
 	size_t n_authzs;
 	/* compiled in phase one, handed to the clusters in phase two (then NULL) */
@@ -352,6 +362,16 @@ int px_engine_is_self(const struct engine *e, const struct sockaddr *sa, socklen
  * the inbound chain sends it to the application, it never comes back out,
  * so it is no loop.  Non-zero: a loop, never connect. */
 int px_engine_is_loop(const struct engine *e, const struct sockaddr *sa, socklen_t len, int from_inbound);
+/* issue 15: a connection an inbound listener passes through to its
+ * original destination (an ORIGINAL_DST cluster: the pod's own address)
+ * leaves from 127.0.0.6 (IPv4) or ::6 (IPv6) as Istio's
+ * InboundPassthroughCluster binds it: capture lets that source through
+ * (ISTIO_OUTPUT "-o lo -s 127.0.0.6/32 -j RETURN"), while from the pod's
+ * address, as the proxy's uid, it is sent back to 15006 (ISTIO_OUTPUT
+ * "-o lo ! -d 127.0.0.1/32 ... --uid-owner 1337 -j ISTIO_IN_REDIRECT"),
+ * again and again.  fd: a new socket for dst; a loopback dst keeps the
+ * default source; a failed bind (no ::6 on lo) leaves it unbound. */
+void px_bind_inbound_passthrough(int fd, const struct sockaddr *dst);
 /* A listener's name for logs: Listener.name, or virtualOutbound/virtualInbound. */
 const char *px_listener_name(const struct px_listener *l);
 

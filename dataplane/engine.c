@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -487,6 +488,9 @@ static void config_free(struct px_config *c)
 	for (i = 0; i < c->n_alogs; i++)
 		px_alog_cfg_free(c->alogs[i]);
 	free(c->alogs);
+	for (i = 0; i < c->n_stats; i++)
+		istio_stats_cfg_free(c->stats[i]);
+	free(c->stats);
 	free(c->jwts);
 	px_snapshot_unref(c->snap);
 	free(c);
@@ -599,6 +603,68 @@ static int port_trace(struct px_config *c, const char *lname, const px_hcm *hcm,
 	v[c->n_traces++] = t;
 	c->traces = v;
 	p->trace = t;
+	return 0;
+}
+
+#define ISTIO_STATS_NAME "istio.stats"
+#define ISTIO_STATS_URL  "type.googleapis.com/stats.PluginConfig"
+
+/* issue 14: the chain's istio.stats filter -- the HTTP one among the
+ * HCM's http_filters, else the network one among the chain's filters --
+ * compiled and kept by c into *out (NULL: none, and then, as Envoy
+ * without the filter, no istio_* series for the chain).  An expression
+ * meshproxy cannot evaluate refuses the listener with its message. */
+static int chain_stats(struct px_config *c, const char *lname, const Envoy__Config__Listener__V3__FilterChain *fc,
+		       const px_hcm *hcm, const struct istio_stats_cfg **out, char *err, size_t cap)
+{
+	const Google__Protobuf__Any *any = NULL;
+	struct istio_stats_cfg *st = NULL, **v;
+	char why[512] = "";
+	size_t i;
+	int rc;
+
+	*out = NULL;
+	for (i = 0; hcm && i < hcm->n_http_filters && !any; i++) {
+		const Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpFilter *f = hcm->http_filters[i];
+
+		if (f->config_type_case ==
+			    ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_FILTER__CONFIG_TYPE_TYPED_CONFIG &&
+		    f->typed_config && f->typed_config->type_url && !strcmp(f->typed_config->type_url, ISTIO_STATS_URL))
+			any = f->typed_config;
+	}
+	for (i = 0; !hcm && fc && i < fc->n_filters && !any; i++) {
+		const Envoy__Config__Listener__V3__Filter *f = fc->filters[i];
+
+		if (f->config_type_case == ENVOY__CONFIG__LISTENER__V3__FILTER__CONFIG_TYPE_TYPED_CONFIG &&
+		    f->typed_config && f->typed_config->type_url && !strcmp(f->typed_config->type_url, ISTIO_STATS_URL))
+			any = f->typed_config;
+	}
+	if (!any)
+		return 0;
+	/* meshd sends the same bytes on most chains (one per direction): one
+	 * compiled copy each (~2 KB), not one per chain */
+	{
+		uint64_t id = XXH3_64bits(any->value.data, any->value.len);
+
+		for (i = 0; i < c->n_stats; i++)
+			if (istio_stats_cfg_id(c->stats[i]) == id) {
+				*out = c->stats[i];
+				return 0;
+			}
+	}
+	rc = istio_stats_cfg_new(any->value.data, any->value.len, &st, why, sizeof(why));
+	if (rc < 0) {
+		snprintf(err, cap, "listener %s: filter %s: %s", lname, ISTIO_STATS_NAME, why[0] ? why : mesh_strerror(rc));
+		return rc;
+	}
+	v = realloc(c->stats, (c->n_stats + 1) * sizeof(*v));
+	if (!v) {
+		istio_stats_cfg_free(st);
+		return -ENOMEM;
+	}
+	v[c->n_stats++] = st;
+	c->stats = v;
+	*out = st;
 	return 0;
 }
 
@@ -812,6 +878,12 @@ static int chain_port(struct px_config *c, const char *lname, const Envoy__Confi
 		rc = port_alog(c, lname, hcm, tcpf, p, err, cap);
 	if (rc < 0)
 		return rc;
+	rc = chain_stats(c, lname, fc, hcm, &p->istio, err, cap);
+	if (rc < 0)
+		return rc;
+	p->tcpp.istio = p->istio;
+	if (!c->stats_in_any && p->istio && !strcmp(lname, "virtualInbound"))
+		c->stats_in_any = p->istio; /* (requests no inbound port takes) */
 	if (hcm && hcm->route_specifier_case ==
 			   ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_ROUTE_CONFIG &&
 	    hcm->route_config) {
@@ -1082,6 +1154,12 @@ static int compile_listener(struct px_config *c, const Envoy__Config__Listener__
 					return rc;
 				c->out_catchall_alog = tmp.tcpp.alog;
 			}
+			/* issue 14: the catch-all's istio.stats serves what no port takes */
+			if (!c->stats_out_any) {
+				rc = chain_stats(c, l->name, fc, NULL, &c->stats_out_any, err, cap);
+				if (rc < 0)
+					return rc;
+			}
 		}
 		return 0;
 	}
@@ -1173,6 +1251,11 @@ static int compile_listener(struct px_config *c, const Envoy__Config__Listener__
 	rc = port_trace(c, l->name, hcm, &p, err, cap);
 	if (rc < 0)
 		return rc;
+	/* issue 14: chain 0's istio.stats, as chain_port gives the others */
+	rc = chain_stats(c, l->name, l->n_filter_chains ? l->filter_chains[0] : NULL, hcm, &p.istio, err, cap);
+	if (rc < 0)
+		return rc;
+	p.tcpp.istio = p.istio;
 	if (hcm) {
 		p.accept_http_10 = hcm_http10(hcm);
 		if (hcm->route_specifier_case ==
@@ -1834,6 +1917,46 @@ int px_engine_is_loop(const struct engine *e, const struct sockaddr *sa, socklen
 	return engine_self(e, sa, len, !from_inbound);
 }
 
+/* issue 15: Istio's upstream_bind_config of InboundPassthroughClusterIpv4
+ * / Ipv6 (InboundPassthroughBindIpv4/Ipv6, 127.0.0.6 and ::6). */
+void px_bind_inbound_passthrough(int fd, const struct sockaddr *dst)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int family = dst->sa_family;
+
+	/* a pod's captured inbound connections have the pod's address as
+	 * their original destination, never a loopback one: that comes from
+	 * capture set up on loopback (test_mesh_security), whose rules know
+	 * the proxy by its default source */
+	if ((family == AF_INET &&
+	     (ntohl(((const struct sockaddr_in *)dst)->sin_addr.s_addr) >> 24) == 127) ||
+	    (family == AF_INET6 && IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)dst)->sin6_addr)))
+		return;
+	memset(&ss, 0, sizeof(ss));
+	if (family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+
+		sin->sin_family = AF_INET;
+		sin->sin_addr.s_addr = htonl(0x7f000006);
+		len = sizeof(*sin);
+	} else if (family == AF_INET6) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_addr.s6_addr[15] = 6;
+		len = sizeof(*sin6);
+	} else {
+		return;
+	}
+	/* ::6 exists only where capture added it (meshproxy iptables, as
+	 * istio-iptables does); without it the connection leaves from the
+	 * pod's address, as it did before */
+	if (bind(fd, (struct sockaddr *)&ss, len) < 0)
+		log_debug("meshproxy", "inbound passthrough: bind %s: %s", family == AF_INET ? "127.0.0.6" : "::6",
+			  strerror(errno));
+}
+
 /* This host's interface addresses, read again (at start and on every
  * apply: an address added since then is then known).  A failure keeps the
  * previous list: loopback and the listeners' own addresses are matched
@@ -2465,6 +2588,17 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 				"# TYPE meshproxy_tracing_spans_dropped counter\nmeshproxy_tracing_spans_dropped %llu\n",
 				(unsigned long long)ts.spans_sent, (unsigned long long)ts.posts_ok,
 				(unsigned long long)ts.posts_failed, (unsigned long long)ts.spans_dropped);
+		/* Envoy's OpenTelemetry tracer counters (tracing.opentelemetry.*) */
+		mesh_buf_printf(b,
+				"# TYPE envoy_tracing_opentelemetry_spans_sent counter\nenvoy_tracing_opentelemetry_spans_sent %llu\n"
+				"# TYPE envoy_tracing_opentelemetry_http_reports_sent counter\n"
+				"envoy_tracing_opentelemetry_http_reports_sent %llu\n"
+				"# TYPE envoy_tracing_opentelemetry_http_reports_success counter\n"
+				"envoy_tracing_opentelemetry_http_reports_success %llu\n"
+				"# TYPE envoy_tracing_opentelemetry_http_reports_failed counter\n"
+				"envoy_tracing_opentelemetry_http_reports_failed %llu\n",
+				(unsigned long long)ts.otlp_spans_sent, (unsigned long long)ts.otlp_reports_sent,
+				(unsigned long long)ts.otlp_reports_ok, (unsigned long long)ts.otlp_reports_failed);
 	}
 	/* issue 13: the resolver of DNS clusters and passthrough names, under
 	 * the names an Istio sidecar exports (Istio configures Envoy's c-ares

@@ -47,6 +47,7 @@ struct grpc_conn {
 	struct mesh_buf sendq;
 	size_t sendq_off;
 	int deferred; /* the data provider said "nothing now" */
+	int half_close; /* grpc_call_close_send(): END_STREAM once the queue is sent (a unary call) */
 	/* a chunk mem_send produced that did not fit the caller's buffer */
 	const uint8_t *pend;
 	size_t pend_len;
@@ -133,9 +134,13 @@ static ssize_t data_read_cb(nghttp2_session *s, int32_t sid, uint8_t *buf, size_
 
 	(void)s;
 	(void)sid;
-	(void)flags;
 	(void)src;
 	if (!avail) {
+		if (c->half_close) {
+			/* a unary call (grpc_call_close_send): END_STREAM */
+			*flags |= NGHTTP2_DATA_FLAG_EOF;
+			return 0;
+		}
 		c->deferred = 1;
 		return NGHTTP2_ERR_DEFERRED; /* the request stays open: a bidi stream */
 	}
@@ -146,6 +151,8 @@ static ssize_t data_read_cb(nghttp2_session *s, int32_t sid, uint8_t *buf, size_
 	if (c->sendq_off == c->sendq.len) {
 		mesh_buf_reset(&c->sendq);
 		c->sendq_off = 0;
+		if (c->half_close)
+			*flags |= NGHTTP2_DATA_FLAG_EOF;
 	}
 	return (ssize_t)length;
 }
@@ -433,7 +440,7 @@ int grpc_call_send(struct grpc_conn *c, const void *msg, size_t len)
 {
 	uint8_t h[5];
 
-	if (!c->sid || c->call_closed || c->broken)
+	if (!c->sid || c->call_closed || c->broken || c->half_close)
 		return -EPIPE;
 	if (len > UINT32_MAX || c->sendq.len + 5 + len > c->sendq.max)
 		return -MESH_ETOOBIG;
@@ -446,6 +453,18 @@ int grpc_call_send(struct grpc_conn *c, const void *msg, size_t len)
 		c->sendq.err = 0;
 		return -ENOMEM;
 	}
+	if (c->deferred) {
+		c->deferred = 0;
+		(void)nghttp2_session_resume_data(c->s, c->sid);
+	}
+	return 0;
+}
+
+int grpc_call_close_send(struct grpc_conn *c)
+{
+	if (!c->sid || c->call_closed || c->broken)
+		return -EPIPE;
+	c->half_close = 1;
 	if (c->deferred) {
 		c->deferred = 0;
 		(void)nghttp2_session_resume_data(c->s, c->sid);
@@ -880,6 +899,18 @@ int grpc_client_send(struct grpc_client *g, const void *msg, size_t len)
 	if (g->closed)
 		return -EPIPE;
 	rc = grpc_call_send(g->conn, msg, len);
+	if (rc == 0 && g->connected)
+		ev_defer(g->loop, &g->pump);
+	return rc;
+}
+
+int grpc_client_close_send(struct grpc_client *g)
+{
+	int rc;
+
+	if (g->closed)
+		return -EPIPE;
+	rc = grpc_call_close_send(g->conn);
 	if (rc == 0 && g->connected)
 		ev_defer(g->loop, &g->pump);
 	return rc;

@@ -84,7 +84,8 @@ void grpc_conn_free(struct grpc_conn *c); /* NULL is a no-op */
  * call was started already, -ENOMEM. */
 MESH_MUST_CHECK int grpc_call_start(struct grpc_conn *c, const char *authority, const char *path,
 				    const struct grpc_call_cbs *cbs, void *ctx);
-/* Frames and queues one message on the call.  -EPIPE once the call ended,
+/* Frames and queues one message on the call.  -EPIPE once the call ended
+ * or was half-closed (grpc_call_close_send),
  * -MESH_ETOOBIG past the send-queue cap or the 4 GiB frame limit. */
 MESH_MUST_CHECK int grpc_call_send(struct grpc_conn *c, const void *msg, size_t len);
 
@@ -111,6 +112,11 @@ unsigned grpc_conn_pings_unanswered(const struct grpc_conn *c);
  * not copied: it must outlive the conn; NULL none: Istio's agent sends
  * "Bearer TOKEN" to the CA) and :scheme https when tls is non-zero. */
 void grpc_conn_set_authorization(struct grpc_conn *c, const char *value, int tls);
+
+/* Half-closes the call: END_STREAM once the queued messages are sent (a
+ * unary or client-streaming call, e.g. OTLP's Export; issue 14).  -EPIPE
+ * once the call ended. */
+MESH_MUST_CHECK int grpc_call_close_send(struct grpc_conn *c);
 
 /* Ends the call from our side (RST_STREAM CANCEL); on_close is not called. */
 void grpc_call_cancel(struct grpc_conn *c);
@@ -158,6 +164,8 @@ MESH_MUST_CHECK int grpc_client_new(struct ev_loop *loop, const struct sockaddr 
 				    const struct grpc_call_cbs *cbs, void *ctx, struct grpc_client **out);
 /* Queues one message (see grpc_call_send). */
 MESH_MUST_CHECK int grpc_client_send(struct grpc_client *g, const void *msg, size_t len);
+/* Half-closes the call (see grpc_call_close_send). */
+MESH_MUST_CHECK int grpc_client_close_send(struct grpc_client *g);
 /* Non-zero once the TCP connection is up. */
 int grpc_client_connected(const struct grpc_client *g);
 /* Closes the socket and frees everything; no callback runs after.  Safe

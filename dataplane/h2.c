@@ -1329,10 +1329,32 @@ static void h2u_st_close_fd(struct h2u_stream *st)
 	st->fd = -1;
 }
 
+/* issue 14: the upstream's SPIFFE id per pipe of the streams freed
+ * lately: a short answer is written whole into the pipe and its stream
+ * freed before proxy.c reads the head (px_h2u_peer_uri).  A ring, newest
+ * last; proxy.c's end stays open until it has read the head, so the
+ * newest entry for an fd is its own. */
+#define H2U_PEERS_MAX 64
+static struct {
+	int fd;
+	char uri[256];
+} h2u_peers[H2U_PEERS_MAX];
+static unsigned h2u_npeers;
+
+static void h2u_peer_keep(const struct h2u_stream *st)
+{
+	const char *uri = st->c->tls ? px_tls_peer_uri(st->c->tls) : NULL;
+	unsigned i = h2u_npeers++ % H2U_PEERS_MAX;
+
+	h2u_peers[i].fd = st->peer_fd;
+	snprintf(h2u_peers[i].uri, sizeof(h2u_peers[i].uri), "%s", uri ? uri : "");
+}
+
 static void h2u_st_free(struct h2u_stream *st)
 {
 	struct h2u_conn *c = st->c;
 
+	h2u_peer_keep(st);
 	h2u_st_close_fd(st);
 	if (st->id > 0 && c->ng)
 		nghttp2_session_set_stream_user_data(c->ng, st->id, NULL);
@@ -1961,6 +1983,30 @@ int px_h2u_open(struct engine *e, struct px_host *h)
 		return -EIO;
 	}
 	return sv[1];
+}
+
+const char *px_h2u_peer_uri(const struct engine *e, int fd)
+{
+	const struct h2u_conn *c;
+	const struct h2u_stream *st;
+	unsigned i;
+
+	/* few connections per host and few streams each: a walk is enough
+	 * for once per response */
+	for (c = h2u_all; c; c = c->next) {
+		if (c->e != e || !c->tls)
+			continue;
+		for (st = c->streams.next; st != &c->streams; st = st->next)
+			if (st->peer_fd == fd)
+				return px_tls_peer_uri(c->tls);
+	}
+	for (i = 0; i < H2U_PEERS_MAX && i < h2u_npeers; i++) {
+		unsigned k = (h2u_npeers - 1 - i) % H2U_PEERS_MAX;
+
+		if (h2u_peers[k].fd == fd)
+			return h2u_peers[k].uri[0] ? h2u_peers[k].uri : NULL;
+	}
+	return NULL;
 }
 
 void px_h2_free_all(struct engine *e)

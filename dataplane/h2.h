@@ -136,6 +136,14 @@ void px_h2u_forget(int fd);
  * refused stream, retriable under Envoy's refused-stream; else 0. */
 int px_h2u_refused(int fd);
 
+/* issue 14: the verified SPIFFE id (URI SAN) of the upstream behind the
+ * pipe fd px_h2u_open() gave, over the HTTP/2 connection's mutual TLS
+ * (borrowed: copy it before the next call into h2.c); NULL without TLS
+ * or an id.  A stream already freed (a short answer written whole into
+ * the pipe) is remembered among the last 64.
+ * What destination_principal reports for an HTTP/2 upstream. */
+const char *px_h2u_peer_uri(const struct engine *e, int fd);
+
 /* Frees every HTTP/2 connection of e, both sides (engine teardown). */
 void px_h2_free_all(struct engine *e);
 

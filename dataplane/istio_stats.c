@@ -13,8 +13,11 @@
  */
 #include "dataplane/istio_stats.h"
 
+#include "google/protobuf/any.pb-c.h"
 #include "google/protobuf/struct.pb-c.h"
+#include "istio/stats/config.pb-c.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -28,6 +31,7 @@ static const double istio_buckets[] = { 0.5,   1,     5,     10,     25,     50,
 					2500,  5000,  10000, 30000,  60000,  300000, 600000, 1800000, 3600000 };
 #define ISTIO_NB (sizeof(istio_buckets) / sizeof(istio_buckets[0]))
 #define ISTIO_LABELS_MAX 2048 /* one series' label text; a longer one is cut */
+#define ISTIO_VAL_MAX 128     /* one tag expression's value (longer: cut) */
 
 struct istio_hist {
 	uint64_t b[ISTIO_NB]; /* per bucket (not cumulative), the rest is +Inf */
@@ -41,19 +45,32 @@ struct istio_hist {
 struct istio_key {
 	const struct istio_peer *peer;
 	const char *principal;
+	uint64_t cfg, ev;  /* issue 14: the istio.stats config's id and its expressions' values (0: none) */
 	int inbound, mtls, grpc, tcp, code, grpc_status;
 	char service[192]; /* a longer host is cut */
 	char flags[32];
 };
 
+/* One exposed series of one metric: its label text and value.  Series
+ * keys that render the same text (a configuration replaced by an equal
+ * one, an override that changes nothing) share the cell, so no series is
+ * listed twice. */
+struct istio_cell {
+	uint64_t hash;
+	int metric;                /* IM_* */
+	uint64_t count;            /* a counter */
+	struct istio_hist h;       /* a histogram */
+	size_t len;
+	char labels[];
+};
+
+/* What requests with one key count into: a cell per metric of its group
+ * (requests: IM_REQUESTS.., TCP: IM_TCP_OPENED..), NULL where dropped. */
 struct istio_series {
-	char *labels; /* NULL: a free slot */
+	int used;     /* 0: a free slot */
 	uint64_t hash;
 	struct istio_key key;
-	int tcp;      /* a TCP series: the counters below, not the request ones */
-	uint64_t requests;
-	struct istio_hist dur, req, resp;
-	uint64_t opened, closed, sent, received;
+	struct istio_cell *cell[4];
 };
 
 struct istio_cached_peer {
@@ -68,8 +85,12 @@ struct istio_stats {
 	char self_principal[256]; /* "" when no service account */
 	char meta_id[256];
 	char meta[ISTIO_META_HDR_MAX];
+	uint8_t mx[ISTIO_MX_MAX];  /* issue 14: the TCP exchange's header and data we send */
+	int mx_len;                /* < 0: none (too large) */
 	struct istio_series *tab;
 	size_t cap, n, max;       /* slots (power of two), used, the series cap */
+	struct istio_cell **cells; /* by (metric, label text), open addressing */
+	size_t ccap, ncells;       /* at most 4 per series: ccap >= 8 * max */
 	uint64_t overflow;
 	struct istio_cached_peer peers[ISTIO_PEER_CACHE];
 	size_t n_peers;
@@ -240,26 +261,14 @@ static void val_str(const Google__Protobuf__Value *v, char *dst)
 		cpy(dst, v->string_value, strlen(v->string_value));
 }
 
-int istio_peer_decode(const char *b64, size_t len, struct istio_peer *p)
+/* The workload a node metadata Struct describes. */
+static void peer_from_struct(const Google__Protobuf__Struct *st, struct istio_peer *p)
 {
-	Google__Protobuf__Struct *st = NULL;
-	unsigned char raw[ISTIO_META_HDR_MAX];
 	const char *k8s_name = NULL, *k8s_version = NULL;
 	char kn[ISTIO_STR_MAX] = "", kv[ISTIO_STR_MAX] = "";
-	int n, rc = -EINVAL;
-	size_t i, j, pad = 0;
+	size_t i, j;
 
 	memset(p, 0, sizeof(*p));
-	if (!len || len % 4 || len > sizeof(raw) / 3 * 4)
-		goto out;
-	n = EVP_DecodeBlock(raw, (const unsigned char *)b64, (int)len);
-	if (n < 0)
-		goto out;
-	/* EVP_DecodeBlock counts the padding as zero bytes */
-	pad = (b64[len - 1] == '=') + (b64[len - 2] == '=');
-	st = google__protobuf__struct__unpack(NULL, (size_t)n - pad, raw);
-	if (!st)
-		goto out;
 	for (i = 0; i < st->n_fields; i++) {
 		const Google__Protobuf__Struct__FieldsEntry *e = st->fields[i];
 
@@ -295,10 +304,147 @@ int istio_peer_decode(const char *b64, size_t len, struct istio_peer *p)
 		}
 	}
 	peer_finish(p, k8s_name, k8s_version);
+}
+
+int istio_peer_decode(const char *b64, size_t len, struct istio_peer *p)
+{
+	Google__Protobuf__Struct *st = NULL;
+	unsigned char raw[ISTIO_META_HDR_MAX];
+	int n, rc = -EINVAL;
+	size_t pad = 0;
+
+	memset(p, 0, sizeof(*p));
+	if (!len || len % 4 || len > sizeof(raw) / 3 * 4)
+		goto out;
+	n = EVP_DecodeBlock(raw, (const unsigned char *)b64, (int)len);
+	if (n < 0)
+		goto out;
+	/* EVP_DecodeBlock counts the padding as zero bytes */
+	pad = (b64[len - 1] == '=') + (b64[len - 2] == '=');
+	st = google__protobuf__struct__unpack(NULL, (size_t)n - pad, raw);
+	if (!st)
+		goto out;
+	peer_from_struct(st, p);
 	rc = 0;
 out:
 	if (st)
 		google__protobuf__struct__free_unpacked(st, NULL);
+	return rc;
+}
+
+#define MX_MAGIC 0x3D230467u
+#define MX_STRUCT_URL "type.googleapis.com/google.protobuf.Struct"
+
+int istio_peer_mx_encode(const struct istio_peer *p, const char *node_id, uint8_t *out, size_t cap)
+{
+	char b64[ISTIO_META_HDR_MAX];
+	unsigned char raw[ISTIO_META_HDR_MAX];
+	Google__Protobuf__Struct *inner = NULL, top;
+	Google__Protobuf__Struct__FieldsEntry te[2], *tp[2];
+	Google__Protobuf__Value tv[2];
+	Google__Protobuf__Any any;
+	uint8_t *val = NULL;
+	size_t vlen, alen;
+	int n, rc;
+
+	/* the node metadata Struct, as the HTTP exchange sends it */
+	rc = istio_peer_encode(p, b64, sizeof(b64));
+	if (rc < 0)
+		return rc;
+	n = EVP_DecodeBlock(raw, (const unsigned char *)b64, rc);
+	if (n < 0)
+		return -EINVAL;
+	n -= (rc >= 1 && b64[rc - 1] == '=') + (rc >= 2 && b64[rc - 2] == '=');
+	inner = google__protobuf__struct__unpack(NULL, (size_t)n, raw);
+	if (!inner)
+		return -ENOMEM;
+	/* Istio's exchange data: {x-envoy-peer-metadata: the Struct,
+	 * x-envoy-peer-metadata-id: the node id} in an Any */
+	google__protobuf__struct__init(&top);
+	google__protobuf__struct__fields_entry__init(&te[0]);
+	google__protobuf__value__init(&tv[0]);
+	te[0].key = "x-envoy-peer-metadata";
+	te[0].value = &tv[0];
+	tv[0].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRUCT_VALUE;
+	tv[0].struct_value = inner;
+	sv_init(&te[1], &tv[1], "x-envoy-peer-metadata-id", node_id ? node_id : "");
+	tp[0] = &te[0];
+	tp[1] = &te[1];
+	top.fields = tp;
+	top.n_fields = 2;
+	vlen = google__protobuf__struct__get_packed_size(&top);
+	val = malloc(vlen ? vlen : 1);
+	if (!val) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	google__protobuf__struct__pack(&top, val);
+	google__protobuf__any__init(&any);
+	any.type_url = MX_STRUCT_URL;
+	any.value.data = val;
+	any.value.len = vlen;
+	alen = google__protobuf__any__get_packed_size(&any);
+	if (alen + 8 > cap) {
+		rc = -ENOSPC;
+		goto out;
+	}
+	out[0] = (uint8_t)(MX_MAGIC >> 24);
+	out[1] = (uint8_t)(MX_MAGIC >> 16);
+	out[2] = (uint8_t)(MX_MAGIC >> 8);
+	out[3] = (uint8_t)MX_MAGIC;
+	out[4] = (uint8_t)(alen >> 24);
+	out[5] = (uint8_t)(alen >> 16);
+	out[6] = (uint8_t)(alen >> 8);
+	out[7] = (uint8_t)alen;
+	google__protobuf__any__pack(&any, out + 8);
+	rc = (int)(alen + 8);
+out:
+	free(val);
+	google__protobuf__struct__free_unpacked(inner, NULL);
+	return rc;
+}
+
+long istio_peer_mx_size(const uint8_t *p, size_t len)
+{
+	uint32_t magic, size;
+
+	if (len < 8)
+		return 0;
+	magic = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+	size = (uint32_t)p[4] << 24 | (uint32_t)p[5] << 16 | (uint32_t)p[6] << 8 | p[7];
+	if (magic != MX_MAGIC || size > ISTIO_MX_MAX - 8)
+		return -EINVAL;
+	return (long)size + 8;
+}
+
+int istio_peer_mx_decode(const uint8_t *data, size_t len, struct istio_peer *p)
+{
+	Google__Protobuf__Any *any = NULL;
+	Google__Protobuf__Struct *st = NULL;
+	size_t i;
+	int rc = -EINVAL;
+
+	memset(p, 0, sizeof(*p));
+	any = google__protobuf__any__unpack(NULL, len, data);
+	if (!any || !any->type_url || strcmp(any->type_url, MX_STRUCT_URL))
+		goto out;
+	st = google__protobuf__struct__unpack(NULL, any->value.len, any->value.data);
+	if (!st)
+		goto out;
+	for (i = 0; i < st->n_fields; i++) {
+		const Google__Protobuf__Struct__FieldsEntry *e = st->fields[i];
+
+		if (e->key && !strcmp(e->key, "x-envoy-peer-metadata") && e->value &&
+		    e->value->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_STRUCT_VALUE && e->value->struct_value) {
+			peer_from_struct(e->value->struct_value, p);
+			rc = 0;
+		}
+	}
+out:
+	if (st)
+		google__protobuf__struct__free_unpacked(st, NULL);
+	if (any)
+		google__protobuf__any__free_unpacked(any, NULL);
 	return rc;
 }
 
@@ -399,7 +545,9 @@ int istio_stats_new(const char *node_id, const char *labels, const char *sa, siz
 	for (st->cap = 16; st->cap < st->max * 2; st->cap *= 2)
 		;
 	st->tab = calloc(st->cap, sizeof(*st->tab));
-	if (!st->tab) {
+	st->ccap = st->cap * 4;
+	st->cells = calloc(st->ccap, sizeof(*st->cells));
+	if (!st->tab || !st->cells) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -410,6 +558,7 @@ int istio_stats_new(const char *node_id, const char *labels, const char *sa, siz
 	rc = istio_peer_encode(&st->self, st->meta, sizeof(st->meta));
 	if (rc < 0)
 		goto out;
+	st->mx_len = istio_peer_mx_encode(&st->self, node_id, st->mx, sizeof(st->mx));
 	rc = 0;
 	*out = st;
 	st = NULL;
@@ -424,8 +573,9 @@ void istio_stats_free(struct istio_stats *st)
 
 	if (!st)
 		return;
-	for (i = 0; st->tab && i < st->cap; i++)
-		free(st->tab[i].labels);
+	for (i = 0; st->cells && i < st->ccap; i++)
+		free(st->cells[i]);
+	free(st->cells);
 	for (i = 0; i < st->n_peers; i++)
 		free(st->peers[i].text);
 	for (i = 0; i < st->n_principals; i++)
@@ -444,9 +594,30 @@ const char *istio_stats_meta(const struct istio_stats *st)
 	return st->meta;
 }
 
+const uint8_t *istio_stats_mx(const struct istio_stats *st, size_t *len)
+{
+	*len = st->mx_len > 0 ? (size_t)st->mx_len : 0;
+	return st->mx_len > 0 ? st->mx : NULL;
+}
+
+/* istio_stats_peer and istio_stats_peer_mx: one cache, keyed by the
+ * bytes (a header's base64 text or the TCP exchange's Any), decoded by
+ * dec on first sight */
+static const struct istio_peer *peer_cached(struct istio_stats *st, const char *b64, size_t len, int mx);
+
 const struct istio_peer *istio_stats_peer(struct istio_stats *st, const char *b64, size_t len)
 {
-	uint64_t h = XXH3_64bits(b64, len);
+	return peer_cached(st, b64, len, 0);
+}
+
+const struct istio_peer *istio_stats_peer_mx(struct istio_stats *st, const uint8_t *data, size_t len)
+{
+	return peer_cached(st, (const char *)data, len, 1);
+}
+
+static const struct istio_peer *peer_cached(struct istio_stats *st, const char *b64, size_t len, int mx)
+{
+	uint64_t h = XXH3_64bits_withSeed(b64, len, (uint64_t)mx);
 	struct istio_cached_peer *c;
 	size_t i;
 
@@ -461,7 +632,7 @@ const struct istio_peer *istio_stats_peer(struct istio_stats *st, const char *b6
 		return NULL;
 	}
 	c = &st->peers[st->n_peers];
-	if (istio_peer_decode(b64, len, &c->p) < 0)
+	if ((mx ? istio_peer_mx_decode((const uint8_t *)b64, len, &c->p) : istio_peer_decode(b64, len, &c->p)) < 0)
 		return NULL;
 	c->text = malloc(len);
 	if (!c->text)
@@ -490,12 +661,395 @@ const char *istio_stats_principal(struct istio_stats *st, const char *principal)
 	return st->principals[st->n_principals] ? st->principals[st->n_principals++] : NULL;
 }
 
-/* appends name="value" to the label text, escaping as the exposition format asks */
-static void lab(char *buf, size_t *off, const char *name, const char *v, size_t vl)
+/* --- compiled istio.stats configurations (stats.PluginConfig) */
+
+/* The metrics meshproxy reports, in exposition order: a request series
+ * feeds the first four, a TCP series the last four. */
+enum { IM_REQUESTS, IM_DURATION, IM_REQ_BYTES, IM_RESP_BYTES, IM_TCP_OPENED, IM_TCP_CLOSED, IM_TCP_RECEIVED,
+       IM_TCP_SENT, IM_N };
+static const char *const im_name[IM_N] = { "requests_total",		   "request_duration_milliseconds",
+					   "request_bytes",		   "response_bytes",
+					   "tcp_connections_opened_total", "tcp_connections_closed_total",
+					   "tcp_received_bytes_total",	   "tcp_sent_bytes_total" };
+static const int im_hist[IM_N] = { 0, 1, 1, 1, 0, 0, 0, 0 };
+
+/* Istio's standard tags, in the order our label text lists them. */
+enum { T_REPORTER, T_SRC_WL, T_SRC_CSVC, T_SRC_CREV, T_SRC_NS, T_SRC_PRINC, T_SRC_APP, T_SRC_VER, T_SRC_CLUSTER,
+       T_DST_WL, T_DST_NS, T_DST_PRINC, T_DST_APP, T_DST_VER, T_DST_SVC, T_DST_CSVC, T_DST_CREV, T_DST_SVC_NAME,
+       T_DST_SVC_NS, T_DST_CLUSTER, T_PROTO, T_CODE, T_GRPC, T_FLAGS, T_CSP, T_N };
+static const char *const t_name[T_N] = {
+	"reporter",
+	"source_workload",
+	"source_canonical_service",
+	"source_canonical_revision",
+	"source_workload_namespace",
+	"source_principal",
+	"source_app",
+	"source_version",
+	"source_cluster",
+	"destination_workload",
+	"destination_workload_namespace",
+	"destination_principal",
+	"destination_app",
+	"destination_version",
+	"destination_service",
+	"destination_canonical_service",
+	"destination_canonical_revision",
+	"destination_service_name",
+	"destination_service_namespace",
+	"destination_cluster",
+	"request_protocol",
+	"response_code",
+	"grpc_response_status",
+	"response_flags",
+	"connection_security_policy",
+};
+
+/* What an expression reads (istio_expr_compile). */
+enum { EX_LIT, EX_HOST, EX_METHOD, EX_PATH, EX_URL_PATH, EX_HEADER, EX_CODE, EX_SRC_ADDR, EX_PEER, EX_CLUSTER,
+       EX_ROUTE, EX_STD };
+/* peer fields (upstream_peer.X / downstream_peer.X) */
+enum { PF_APP, PF_VERSION, PF_WORKLOAD, PF_NAMESPACE, PF_CLUSTER, PF_SERVICE, PF_REVISION };
+
+struct istio_expr {
+	int kind;
+	int arg;           /* EX_PEER: PF_* + 16 for upstream; EX_HEADER: header index; EX_STD: T_* */
+	char *lit;         /* EX_LIT: the literal (owned) */
+	char *text;        /* as written (owned), to find equal ones */
+};
+
+#define OV_NONE   -1
+#define OV_REMOVE -2
+
+struct istio_mspec {
+	int drop;
+	signed char over[T_N];                   /* OV_NONE, OV_REMOVE or an expression index */
+	struct { char *name; int ex; } add[ISTIO_CFG_ADD_MAX]; /* tags added, in order */
+	size_t n_add;
+};
+
+struct istio_stats_cfg {
+	uint64_t id;                             /* hash of the configuration's bytes */
+	uint64_t report_ms;
+	int disable_host_fallback;
+	int plain;                               /* no override at all: the fast path */
+	struct istio_mspec m[IM_N];
+	struct istio_expr ex[ISTIO_CFG_EXPR_MAX];
+	size_t n_ex;
+	char *hdr[ISTIO_CFG_HDR_MAX];            /* request.headers['x'] names, lower case (owned) */
+	size_t n_hdr;
+};
+
+static int t_index(const char *name)
+{
+	int i;
+
+	for (i = 0; i < T_N; i++)
+		if (!strcmp(name, t_name[i]))
+			return i;
+	return -1;
+}
+
+static int im_index(const char *name)
+{
+	int i;
+
+	for (i = 0; i < IM_N; i++)
+		if (!strcmp(name, im_name[i]))
+			return i;
+	return -1;
+}
+
+/* "'x'" or "\"x\"": the literal's length, else -1 */
+static int quoted(const char *s, size_t n)
+{
+	if (n >= 2 && (s[0] == '\'' || s[0] == '"') && s[n - 1] == s[0] && !memchr(s + 1, s[0], n - 2) &&
+	    !memchr(s + 1, '\\', n - 2))
+		return (int)(n - 2);
+	return -1;
+}
+
+static int peer_field(const char *f)
+{
+	static const char *const pf[] = { "app", "version", "workload", "namespace", "cluster", "service", "revision" };
+	size_t i;
+
+	for (i = 0; i < sizeof(pf) / sizeof(pf[0]); i++)
+		if (!strcmp(f, pf[i]))
+			return (int)i;
+	return -1;
+}
+
+/* Compiles one tag expression of Istio's docs into c->ex; the index or
+ * -EINVAL (why says which) / -ENOSPC / -ENOMEM. */
+static int istio_expr_compile(struct istio_stats_cfg *c, const char *text, char *why, size_t cap)
+{
+	struct istio_expr x = { 0 };
+	char buf[256];
+	size_t n, i;
+	int q;
+
+	for (i = 0; i < c->n_ex; i++)
+		if (!strcmp(c->ex[i].text, text))
+			return (int)i;
+	/* string(X) is X: every value here is a string already */
+	n = strlen(text);
+	while (n && (text[n - 1] == ' '))
+		n--;
+	while (n && *text == ' ') {
+		text++;
+		n--;
+	}
+	if (n > 8 && !memcmp(text, "string(", 7) && text[n - 1] == ')') {
+		text += 7;
+		n -= 8;
+	}
+	if (n >= sizeof(buf))
+		goto bad;
+	memcpy(buf, text, n);
+	buf[n] = '\0';
+	if ((q = quoted(buf, n)) >= 0) {
+		x.kind = EX_LIT;
+		if (!(x.lit = strndup(buf + 1, (size_t)q)))
+			return -ENOMEM;
+	} else if (!strcmp(buf, "request.host")) {
+		x.kind = EX_HOST;
+	} else if (!strcmp(buf, "request.method")) {
+		x.kind = EX_METHOD;
+	} else if (!strcmp(buf, "request.path")) {
+		x.kind = EX_PATH;
+	} else if (!strcmp(buf, "request.url_path")) {
+		x.kind = EX_URL_PATH;
+	} else if (!strcmp(buf, "response.code")) {
+		x.kind = EX_CODE;
+	} else if (!strcmp(buf, "source.address")) {
+		x.kind = EX_SRC_ADDR;
+	} else if (!strcmp(buf, "xds.cluster_name")) {
+		x.kind = EX_CLUSTER;
+	} else if (!strcmp(buf, "xds.route_name")) {
+		x.kind = EX_ROUTE;
+	} else if (!strncmp(buf, "request.headers[", 16) && n > 18 && buf[n - 1] == ']' &&
+		   (q = quoted(buf + 16, n - 17)) > 0) {
+		char *h;
+
+		for (i = 0; i < c->n_hdr; i++)
+			if ((int)strlen(c->hdr[i]) == q && !strncasecmp(c->hdr[i], buf + 17, (size_t)q))
+				break;
+		if (i == c->n_hdr) {
+			if (c->n_hdr == ISTIO_CFG_HDR_MAX) {
+				snprintf(why, cap, "expression \"%s\": more than %d request headers", text,
+					 ISTIO_CFG_HDR_MAX);
+				return -ENOSPC;
+			}
+			if (!(h = strndup(buf + 17, (size_t)q)))
+				return -ENOMEM;
+			for (i = 0; h[i]; i++)
+				h[i] = (char)tolower((unsigned char)h[i]);
+			c->hdr[c->n_hdr] = h;
+			i = c->n_hdr++;
+		}
+		x.kind = EX_HEADER;
+		x.arg = (int)i;
+	} else if ((!strncmp(buf, "upstream_peer.", 14) && peer_field(buf + 14) >= 0) ||
+		   (!strncmp(buf, "downstream_peer.", 16) && peer_field(buf + 16) >= 0)) {
+		x.kind = EX_PEER;
+		x.arg = buf[0] == 'u' ? 16 + peer_field(buf + 14) : peer_field(buf + 16);
+	} else {
+		goto bad;
+	}
+	if (c->n_ex == ISTIO_CFG_EXPR_MAX) {
+		free(x.lit);
+		snprintf(why, cap, "expression \"%s\": more than %d distinct expressions", text, ISTIO_CFG_EXPR_MAX);
+		return -ENOSPC;
+	}
+	if (!(x.text = strdup(text))) {
+		free(x.lit);
+		return -ENOMEM;
+	}
+	c->ex[c->n_ex] = x;
+	return (int)c->n_ex++;
+bad:
+	snprintf(why, cap,
+		 "unsupported tag expression \"%s\" (meshproxy evaluates string literals, request.host, "
+		 "request.method, request.path, request.url_path, request.headers['NAME'], response.code, "
+		 "source.address, upstream_peer.* and downstream_peer.* (app, version, workload, namespace, "
+		 "cluster, service, revision), xds.cluster_name, xds.route_name, and string() of them)",
+		 text);
+	return -EINVAL;
+}
+
+/* One MetricConfig applied to metric i (Istio's Config constructor). */
+static int mspec_apply(struct istio_stats_cfg *c, int i, const Stats__MetricConfig *mc, const int *ex)
+{
+	struct istio_mspec *m = &c->m[i];
+	size_t k, j;
+
+	if (mc->drop) {
+		m->drop = 1;
+		return 0;
+	}
+	for (k = 0; k < mc->n_tags_to_remove; k++) {
+		int t = t_index(mc->tags_to_remove[k]);
+
+		if (t >= 0) /* a tag that is not standard: nothing to remove (as Istio) */
+			m->over[t] = OV_REMOVE;
+	}
+	for (k = 0; k < mc->n_dimensions; k++) {
+		int t = t_index(mc->dimensions[k]->key);
+
+		if (t >= 0) {
+			m->over[t] = (signed char)ex[k];
+			continue;
+		}
+		for (j = 0; j < m->n_add; j++)
+			if (!strcmp(m->add[j].name, mc->dimensions[k]->key))
+				break;
+		if (j < m->n_add) {
+			m->add[j].ex = ex[k];
+			continue;
+		}
+		if (m->n_add == ISTIO_CFG_ADD_MAX)
+			return -ENOSPC;
+		if (!(m->add[m->n_add].name = strdup(mc->dimensions[k]->key)))
+			return -ENOMEM;
+		m->add[m->n_add++].ex = ex[k];
+	}
+	return 0;
+}
+
+static int dim_cmp(const void *a, const void *b)
+{
+	const Stats__MetricConfig__DimensionsEntry *const *x = a, *const *y = b;
+
+	return strcmp((*x)->key, (*y)->key);
+}
+
+int istio_stats_cfg_new(const uint8_t *data, size_t len, struct istio_stats_cfg **out, char *why, size_t cap)
+{
+	Stats__PluginConfig *pc = NULL;
+	struct istio_stats_cfg *c;
+	size_t i, k;
+	int rc = -ENOMEM, j;
+
+	*out = NULL;
+	if (cap)
+		why[0] = '\0';
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	for (j = 0; j < IM_N; j++)
+		memset(c->m[j].over, OV_NONE, sizeof(c->m[j].over));
+	pc = stats__plugin_config__unpack(NULL, len, data);
+	if (!pc) {
+		snprintf(why, cap, "stats.PluginConfig does not decode");
+		rc = -EINVAL;
+		goto out;
+	}
+	c->id = XXH3_64bits(data, len);
+	c->disable_host_fallback = pc->disable_host_header_fallback;
+	c->report_ms = ISTIO_TCP_REPORT_DEFAULT_MS;
+	if (pc->tcp_reporting_duration && pc->tcp_reporting_duration->seconds >= 0 &&
+	    pc->tcp_reporting_duration->nanos >= 0) {
+		c->report_ms = (uint64_t)pc->tcp_reporting_duration->seconds * 1000 +
+			       (uint64_t)pc->tcp_reporting_duration->nanos / 1000000;
+		if (!c->report_ms)
+			c->report_ms = ISTIO_TCP_REPORT_DEFAULT_MS;
+	}
+	c->plain = pc->n_metrics == 0;
+	for (i = 0; i < pc->n_metrics; i++) {
+		Stats__MetricConfig *mc = pc->metrics[i];
+		int ex[ISTIO_CFG_DIM_MAX], target = -1;
+
+		if (mc->n_dimensions > ISTIO_CFG_DIM_MAX) {
+			snprintf(why, cap, "metric %s: more than %d dimensions", mc->name, ISTIO_CFG_DIM_MAX);
+			rc = -ENOSPC;
+			goto out;
+		}
+		/* Istio adds tags in the order of their names */
+		if (mc->n_dimensions > 1)
+			qsort(mc->dimensions, mc->n_dimensions, sizeof(*mc->dimensions), dim_cmp);
+		for (k = 0; k < mc->n_dimensions; k++) {
+			rc = istio_expr_compile(c, mc->dimensions[k]->value, why, cap);
+			if (rc < 0) {
+				if (rc == -EINVAL && cap) {
+					char tmp[512];
+
+					snprintf(tmp, sizeof(tmp), "metric %s tag %s: %s", mc->name[0] ? mc->name : "(all)",
+						 mc->dimensions[k]->key, why);
+					snprintf(why, cap, "%s", tmp);
+				}
+				goto out;
+			}
+			ex[k] = rc;
+		}
+		if (mc->name[0]) {
+			target = im_index(mc->name);
+			if (target < 0)
+				continue; /* a metric meshproxy does not report (gRPC messages, custom ones) */
+		}
+		for (j = target < 0 ? 0 : target; j < (target < 0 ? IM_N : target + 1); j++) {
+			rc = mspec_apply(c, j, mc, ex);
+			if (rc < 0) {
+				if (rc == -ENOSPC)
+					snprintf(why, cap, "metric %s: more than %d added tags", im_name[j],
+						 ISTIO_CFG_ADD_MAX);
+				goto out;
+			}
+		}
+	}
+	rc = 0;
+	*out = c;
+	c = NULL;
+out:
+	if (pc)
+		stats__plugin_config__free_unpacked(pc, NULL);
+	istio_stats_cfg_free(c);
+	return rc;
+}
+
+void istio_stats_cfg_free(struct istio_stats_cfg *c)
+{
+	size_t i, k;
+
+	if (!c)
+		return;
+	for (i = 0; i < c->n_ex; i++) {
+		free(c->ex[i].lit);
+		free(c->ex[i].text);
+	}
+	for (i = 0; i < IM_N; i++)
+		for (k = 0; k < c->m[i].n_add; k++)
+			free(c->m[i].add[k].name);
+	for (i = 0; i < c->n_hdr; i++)
+		free(c->hdr[i]);
+	free(c);
+}
+
+uint64_t istio_stats_cfg_id(const struct istio_stats_cfg *c)
+{
+	return c->id;
+}
+
+uint64_t istio_stats_cfg_report_ms(const struct istio_stats_cfg *c)
+{
+	return c ? c->report_ms : ISTIO_TCP_REPORT_DEFAULT_MS;
+}
+
+size_t istio_stats_cfg_headers(const struct istio_stats_cfg *c, const char *const **names)
+{
+	*names = c ? (const char *const *)c->hdr : NULL;
+	return c ? c->n_hdr : 0;
+}
+
+/* --- the table */
+
+/* appends name="value" to the label text, escaping as the exposition
+ * format asks; v NULL or empty: "unknown" unless raw (then as is) */
+static void lab_x(char *buf, size_t *off, const char *name, const char *v, size_t vl, int raw)
 {
 	size_t o = *off, i;
 
-	if (!v || !vl) {
+	if (!raw && (!v || !vl)) {
 		v = "unknown";
 		vl = 7;
 	}
@@ -522,11 +1076,6 @@ static void lab(char *buf, size_t *off, const char *name, const char *v, size_t 
 	*off = o;
 }
 
-static void lab_s(char *buf, size_t *off, const char *name, const char *v)
-{
-	lab(buf, off, name, v, v ? strlen(v) : 0);
-}
-
 static void hist_add(struct istio_hist *h, double v)
 {
 	size_t i;
@@ -539,20 +1088,33 @@ static void hist_add(struct istio_hist *h, double v)
 	h->sum += v;
 }
 
-/* The series for r's labels (tcp: Istio's TCP label set), made on first
- * use; NULL past the cap (counted). */
-static void labels_text(const struct istio_stats *st, const struct istio_req *r, int tcp, char *buf, size_t *len)
+/* one tag's value: p/len (NULL: unknown), raw: written even when empty */
+struct istio_tv {
+	const char *p;
+	size_t len;
+	int raw, absent;
+};
+
+static void tv_s(struct istio_tv *t, const char *s)
+{
+	t->p = s;
+	t->len = s ? strlen(s) : 0;
+}
+
+/* The standard tags of r (tcp: Istio's TCP label set, without
+ * response_code and grpc_response_status); num holds the numbers. */
+static void std_tags(const struct istio_stats *st, const struct istio_req *r, int tcp, struct istio_tv *v,
+		     char num[2][16])
 {
 	static const struct istio_peer none;
 	const struct istio_peer *src = r->inbound ? (r->peer ? r->peer : &none) : &st->self;
 	const struct istio_peer *dst = r->inbound ? &st->self : (r->peer ? r->peer : &none);
 	const char *svc = r->service;
-	size_t svc_len = svc ? r->service_len : 0, name_len, off = 0;
+	size_t svc_len = svc ? r->service_len : 0, name_len;
 	const char *dot, *ns = NULL;
 	size_t ns_len = 0;
-	char num[16];
 
-	buf[0] = '\0';
+	memset(v, 0, T_N * sizeof(*v));
 	/* destination_service_name / _namespace: "NAME.NS.svc..." */
 	dot = svc_len ? memchr(svc, '.', svc_len) : NULL;
 	name_len = dot ? (size_t)(dot - svc) : svc_len;
@@ -565,50 +1127,165 @@ static void labels_text(const struct istio_stats *st, const struct istio_req *r,
 		ns = dst->ns;
 		ns_len = strlen(ns);
 	}
-	lab_s(buf, &off, "reporter", r->inbound ? "destination" : "source");
-	lab_s(buf, &off, "source_workload", src->workload);
-	lab_s(buf, &off, "source_canonical_service", src->canon_svc);
-	lab_s(buf, &off, "source_canonical_revision", src->canon_rev);
-	lab_s(buf, &off, "source_workload_namespace", src->ns);
-	lab_s(buf, &off, "source_principal",
-	      r->inbound ? r->peer_principal : (st->self_principal[0] ? st->self_principal : NULL));
-	lab_s(buf, &off, "source_app", src->app);
-	lab_s(buf, &off, "source_version", src->version);
-	lab_s(buf, &off, "source_cluster", src->cluster);
-	lab_s(buf, &off, "destination_workload", dst->workload);
-	lab_s(buf, &off, "destination_workload_namespace", dst->ns);
-	lab_s(buf, &off, "destination_principal",
-	      r->inbound ? (r->mtls && st->self_principal[0] ? st->self_principal : NULL) : r->peer_principal);
-	lab_s(buf, &off, "destination_app", dst->app);
-	lab_s(buf, &off, "destination_version", dst->version);
-	lab(buf, &off, "destination_service", svc, svc_len);
-	lab_s(buf, &off, "destination_canonical_service", dst->canon_svc);
-	lab_s(buf, &off, "destination_canonical_revision", dst->canon_rev);
+	tv_s(&v[T_REPORTER], r->inbound ? "destination" : "source");
+	tv_s(&v[T_SRC_WL], src->workload);
+	tv_s(&v[T_SRC_CSVC], src->canon_svc);
+	tv_s(&v[T_SRC_CREV], src->canon_rev);
+	tv_s(&v[T_SRC_NS], src->ns);
+	tv_s(&v[T_SRC_PRINC], r->inbound ? r->peer_principal : (st->self_principal[0] ? st->self_principal : NULL));
+	tv_s(&v[T_SRC_APP], src->app);
+	tv_s(&v[T_SRC_VER], src->version);
+	tv_s(&v[T_SRC_CLUSTER], src->cluster);
+	tv_s(&v[T_DST_WL], dst->workload);
+	tv_s(&v[T_DST_NS], dst->ns);
+	tv_s(&v[T_DST_PRINC], r->inbound ? (r->mtls && st->self_principal[0] ? st->self_principal : NULL)
+					  : r->peer_principal);
+	tv_s(&v[T_DST_APP], dst->app);
+	tv_s(&v[T_DST_VER], dst->version);
+	v[T_DST_SVC].p = svc;
+	v[T_DST_SVC].len = svc_len;
+	tv_s(&v[T_DST_CSVC], dst->canon_svc);
+	tv_s(&v[T_DST_CREV], dst->canon_rev);
 	if (r->service_name) {
 		/* a catch-all (issue 13): no service, so no namespace but the peer's */
-		lab_s(buf, &off, "destination_service_name", r->service_name);
-		lab_s(buf, &off, "destination_service_namespace", dst->ns);
+		tv_s(&v[T_DST_SVC_NAME], r->service_name);
+		tv_s(&v[T_DST_SVC_NS], dst->ns);
 	} else {
-		lab(buf, &off, "destination_service_name", svc, name_len);
-		lab(buf, &off, "destination_service_namespace", ns, ns_len);
+		v[T_DST_SVC_NAME].p = svc;
+		v[T_DST_SVC_NAME].len = name_len;
+		v[T_DST_SVC_NS].p = ns;
+		v[T_DST_SVC_NS].len = ns_len;
 	}
-	lab_s(buf, &off, "destination_cluster", dst->cluster);
-	lab_s(buf, &off, "request_protocol", tcp ? "tcp" : r->grpc ? "grpc" : "http");
-	if (!tcp) {
-		snprintf(num, sizeof(num), "%d", r->response_code);
-		lab_s(buf, &off, "response_code", num);
+	tv_s(&v[T_DST_CLUSTER], dst->cluster);
+	tv_s(&v[T_PROTO], tcp ? "tcp" : r->grpc ? "grpc" : "http");
+	if (tcp) {
+		v[T_CODE].absent = v[T_GRPC].absent = 1;
+	} else {
+		snprintf(num[0], sizeof(num[0]), "%d", r->response_code);
+		tv_s(&v[T_CODE], num[0]);
 		/* Istio leaves grpc_response_status empty for plain HTTP */
 		if (r->grpc_status >= 0)
-			snprintf(num, sizeof(num), "%d", r->grpc_status);
+			snprintf(num[1], sizeof(num[1]), "%d", r->grpc_status);
 		else
-			num[0] = '\0';
-		off += (size_t)snprintf(buf + off, ISTIO_LABELS_MAX - off, ",grpc_response_status=\"%s\"", num);
-		if (off >= ISTIO_LABELS_MAX)
-			off = ISTIO_LABELS_MAX - 1;
+			num[1][0] = '\0';
+		tv_s(&v[T_GRPC], num[1]);
+		v[T_GRPC].raw = 1;
 	}
-	lab_s(buf, &off, "response_flags", r->response_flags && *r->response_flags ? r->response_flags : "-");
+	tv_s(&v[T_FLAGS], r->response_flags && *r->response_flags ? r->response_flags : "-");
 	/* Istio's source reporter does not know the policy: "unknown" */
-	lab_s(buf, &off, "connection_security_policy", !r->inbound ? NULL : r->mtls ? "mutual_tls" : "none");
+	tv_s(&v[T_CSP], !r->inbound ? NULL : r->mtls ? "mutual_tls" : "none");
+}
+
+/* The values of c's expressions for r, into vals (each NUL-terminated,
+ * "" when unknown). */
+static void eval_all(const struct istio_stats_cfg *c, const struct istio_req *r, char vals[][ISTIO_VAL_MAX])
+{
+	size_t i;
+
+	for (i = 0; i < c->n_ex; i++) {
+		const struct istio_expr *x = &c->ex[i];
+		const char *p = NULL;
+		size_t n = 0;
+		char tmp[16];
+
+		switch (x->kind) {
+		case EX_LIT:
+			p = x->lit;
+			n = strlen(p);
+			break;
+		case EX_HOST:
+			p = r->host;
+			n = r->host_len;
+			break;
+		case EX_METHOD:
+			p = r->method;
+			n = r->method_len;
+			break;
+		case EX_PATH:
+		case EX_URL_PATH:
+			p = r->path;
+			n = r->path_len;
+			if (x->kind == EX_URL_PATH && p) {
+				const char *q = memchr(p, '?', n);
+
+				if (q)
+					n = (size_t)(q - p);
+			}
+			break;
+		case EX_HEADER:
+			if (r->hdr_vals && x->arg < (int)r->n_hdr_vals) {
+				p = r->hdr_vals[x->arg].p;
+				n = r->hdr_vals[x->arg].len;
+			}
+			break;
+		case EX_CODE:
+			n = (size_t)snprintf(tmp, sizeof(tmp), "%d", r->response_code);
+			p = tmp;
+			break;
+		case EX_SRC_ADDR:
+			p = r->source_address;
+			n = p ? strlen(p) : 0;
+			break;
+		case EX_CLUSTER:
+			p = r->cluster;
+			n = p ? strlen(p) : 0;
+			break;
+		case EX_ROUTE:
+			p = r->route;
+			n = p ? strlen(p) : 0;
+			break;
+		case EX_PEER: {
+			/* upstream_peer is the other side on the client (outbound),
+			 * downstream_peer on the server (inbound) */
+			const struct istio_peer *pr = (x->arg >= 16) == !r->inbound ? r->peer : NULL;
+
+			if (pr) {
+				switch (x->arg & 15) {
+				case PF_APP: p = pr->app; break;
+				case PF_VERSION: p = pr->version; break;
+				case PF_WORKLOAD: p = pr->workload; break;
+				case PF_NAMESPACE: p = pr->ns; break;
+				case PF_CLUSTER: p = pr->cluster; break;
+				case PF_SERVICE: p = pr->canon_svc; break;
+				default: p = pr->canon_rev; break;
+				}
+				n = strlen(p);
+			}
+			break;
+		}
+		default:
+			break;
+		}
+		if (n >= ISTIO_VAL_MAX)
+			n = ISTIO_VAL_MAX - 1;
+		if (n)
+			memcpy(vals[i], p, n);
+		vals[i][n] = '\0';
+	}
+}
+
+/* The label text of metric i under spec m (NULL: standard). */
+static void render(const struct istio_mspec *m, const struct istio_tv *v, char vals[][ISTIO_VAL_MAX], char *buf,
+		   size_t *len)
+{
+	size_t off = 0, k;
+	int t;
+
+	buf[0] = '\0';
+	for (t = 0; t < T_N; t++) {
+		int o = m ? m->over[t] : OV_NONE;
+
+		if (v[t].absent && o < 0)
+			continue;
+		if (o == OV_REMOVE)
+			continue;
+		if (o >= 0)
+			lab_x(buf, &off, t_name[t], vals[o], strlen(vals[o]), 0);
+		else
+			lab_x(buf, &off, t_name[t], v[t].p, v[t].len, v[t].raw);
+	}
+	for (k = 0; m && k < m->n_add; k++)
+		lab_x(buf, &off, m->add[k].name, vals[m->add[k].ex], strlen(vals[m->add[k].ex]), 0);
 	*len = off;
 }
 
@@ -620,16 +1297,50 @@ static void key_str(char *dst, size_t cap, const char *src, size_t n)
 		memcpy(dst, src, n);
 }
 
-/* The series for r's labels (tcp: Istio's TCP label set), made on first
- * use: only then is the label text built.  NULL past the cap (counted). */
+/* The cell of metric i with this label text, made on first use; NULL
+ * without memory (counted as overflow). */
+static struct istio_cell *cell_of(struct istio_stats *st, int i, const char *labels, size_t len)
+{
+	uint64_t h = XXH3_64bits_withSeed(labels, len, (uint64_t)i + 1);
+	struct istio_cell *c;
+	size_t k;
+
+	for (k = h & (st->ccap - 1);; k = (k + 1) & (st->ccap - 1)) {
+		c = st->cells[k];
+		if (!c)
+			break;
+		if (c->hash == h && c->metric == i && c->len == len && !memcmp(c->labels, labels, len))
+			return c;
+	}
+	if (st->ncells * 2 >= st->ccap)
+		return NULL; /* cannot happen: at most IM_N / 2 cells per series, sized for it */
+	c = calloc(1, sizeof(*c) + len + 1);
+	if (!c)
+		return NULL;
+	c->hash = h;
+	c->metric = i;
+	c->len = len;
+	memcpy(c->labels, labels, len + 1);
+	st->cells[k] = c;
+	st->ncells++;
+	return c;
+}
+
+/* The series for r's labels under cfg (tcp: Istio's TCP metrics), made
+ * on first use: only then is label text built, once per metric.  NULL
+ * past the cap (counted). */
 static struct istio_series *series_of(struct istio_stats *st, const struct istio_req *r, int tcp)
 {
+	const struct istio_stats_cfg *cfg = r->cfg;
+	char vals[ISTIO_CFG_EXPR_MAX][ISTIO_VAL_MAX];
 	struct istio_key k;
 	struct istio_req rr = *r;
 	struct istio_series *e;
-	char buf[ISTIO_LABELS_MAX];
+	struct istio_tv tv[T_N];
+	char buf[ISTIO_LABELS_MAX], num[2][16];
 	size_t i, off;
 	uint64_t h;
+	int m, base = tcp ? IM_TCP_OPENED : IM_REQUESTS;
 
 	memset(&k, 0, sizeof(k));
 	k.peer = r->peer;
@@ -644,10 +1355,21 @@ static struct istio_series *series_of(struct istio_stats *st, const struct istio
 	}
 	key_str(k.service, sizeof(k.service), r->service, r->service ? r->service_len : 0);
 	key_str(k.flags, sizeof(k.flags), r->response_flags, r->response_flags ? strlen(r->response_flags) : 0);
+	if (cfg && !cfg->plain) {
+		/* the configuration and its expressions' values are part of the
+		 * series: the same request under another override is another
+		 * label set */
+		k.cfg = cfg->id;
+		if (cfg->n_ex) {
+			eval_all(cfg, r, vals);
+			for (i = 0; i < cfg->n_ex; i++)
+				k.ev = XXH3_64bits_withSeed(vals[i], strlen(vals[i]) + 1, k.ev);
+		}
+	}
 	h = XXH3_64bits(&k, sizeof(k));
 	for (i = h & (st->cap - 1);; i = (i + 1) & (st->cap - 1)) {
 		e = &st->tab[i];
-		if (!e->labels)
+		if (!e->used)
 			break;
 		if (e->hash == h && !memcmp(&e->key, &k, sizeof(k)))
 			return e;
@@ -659,16 +1381,28 @@ static struct istio_series *series_of(struct istio_stats *st, const struct istio
 	rr.service = k.service;
 	rr.service_len = strlen(k.service);
 	rr.response_flags = k.flags;
-	labels_text(st, &rr, tcp, buf, &off);
-	e->labels = malloc(off + 1);
-	if (!e->labels) {
-		st->overflow++;
-		return NULL;
+	std_tags(st, &rr, tcp, tv, num);
+	memset(e->cell, 0, sizeof(e->cell));
+	for (m = 0; m < 4; m++) {
+		const struct istio_mspec *ms = cfg && !cfg->plain ? &cfg->m[base + m] : NULL;
+
+		if (ms && ms->drop)
+			continue; /* dropped: nothing counted, nothing shown */
+		if (m > 0 && !ms && e->cell[0]) {
+			/* no override: every metric has the first one's labels */
+			e->cell[m] = cell_of(st, base + m, e->cell[0]->labels, e->cell[0]->len);
+		} else {
+			render(ms, tv, vals, buf, &off);
+			e->cell[m] = cell_of(st, base + m, buf, off);
+		}
+		if (!e->cell[m]) {
+			st->overflow++;
+			return NULL;
+		}
 	}
-	memcpy(e->labels, buf, off + 1);
+	e->used = 1;
 	e->key = k;
 	e->hash = h;
-	e->tcp = tcp;
 	st->n++;
 	return e;
 }
@@ -679,10 +1413,14 @@ void istio_stats_record(struct istio_stats *st, const struct istio_req *r)
 
 	if (!e)
 		return;
-	e->requests++;
-	hist_add(&e->dur, (double)r->duration_ms);
-	hist_add(&e->req, (double)r->request_bytes);
-	hist_add(&e->resp, (double)r->response_bytes);
+	if (e->cell[0])
+		e->cell[0]->count++;
+	if (e->cell[1])
+		hist_add(&e->cell[1]->h, (double)r->duration_ms);
+	if (e->cell[2])
+		hist_add(&e->cell[2]->h, (double)r->request_bytes);
+	if (e->cell[3])
+		hist_add(&e->cell[3]->h, (double)r->response_bytes);
 }
 
 void istio_stats_tcp(struct istio_stats *st, const struct istio_req *r, int opened, int closed)
@@ -691,10 +1429,14 @@ void istio_stats_tcp(struct istio_stats *st, const struct istio_req *r, int open
 
 	if (!e)
 		return;
-	e->opened += (uint64_t)opened;
-	e->closed += (uint64_t)closed;
-	e->received += r->request_bytes;
-	e->sent += r->response_bytes;
+	if (e->cell[0])
+		e->cell[0]->count += (uint64_t)opened;
+	if (e->cell[1])
+		e->cell[1]->count += (uint64_t)closed;
+	if (e->cell[2])
+		e->cell[2]->count += r->request_bytes;
+	if (e->cell[3])
+		e->cell[3]->count += r->response_bytes;
 }
 
 static void hist_out(struct mesh_buf *out, const char *name, const char *labels, const struct istio_hist *h)
@@ -713,36 +1455,23 @@ static void hist_out(struct mesh_buf *out, const char *name, const char *labels,
 
 void istio_stats_prometheus(const struct istio_stats *st, struct mesh_buf *out)
 {
-	static const char *const hn[] = { "istio_request_duration_milliseconds", "istio_request_bytes",
-					  "istio_response_bytes" };
-	size_t i, k;
+	size_t i;
+	int m;
 
-	mesh_buf_puts(out, "# TYPE istio_requests_total counter\n");
-	for (i = 0; i < st->cap; i++)
-		if (st->tab[i].labels && !st->tab[i].tcp)
-			mesh_buf_printf(out, "istio_requests_total{%s} %llu\n", st->tab[i].labels,
-					(unsigned long long)st->tab[i].requests);
-	for (k = 0; k < 3; k++) {
-		mesh_buf_printf(out, "# TYPE %s histogram\n", hn[k]);
-		for (i = 0; i < st->cap; i++) {
-			const struct istio_series *e = &st->tab[i];
+	for (m = 0; m < IM_N; m++) {
+		char name[64];
 
-			if (e->labels && !e->tcp)
-				hist_out(out, hn[k], e->labels, k == 0 ? &e->dur : k == 1 ? &e->req : &e->resp);
-		}
-	}
-	for (k = 0; k < 4; k++) {
-		static const char *const tn[] = { "istio_tcp_connections_opened_total", "istio_tcp_connections_closed_total",
-						  "istio_tcp_received_bytes_total", "istio_tcp_sent_bytes_total" };
+		snprintf(name, sizeof(name), "istio_%s", im_name[m]);
+		mesh_buf_printf(out, "# TYPE %s %s\n", name, im_hist[m] ? "histogram" : "counter");
+		for (i = 0; i < st->ccap; i++) {
+			const struct istio_cell *c = st->cells[i];
 
-		mesh_buf_printf(out, "# TYPE %s counter\n", tn[k]);
-		for (i = 0; i < st->cap; i++) {
-			const struct istio_series *e = &st->tab[i];
-
-			if (e->labels && e->tcp)
-				mesh_buf_printf(out, "%s{%s} %llu\n", tn[k], e->labels,
-						(unsigned long long)(k == 0 ? e->opened : k == 1 ? e->closed
-								 : k == 2 ? e->received : e->sent));
+			if (!c || c->metric != m)
+				continue;
+			if (im_hist[m])
+				hist_out(out, name, c->labels, &c->h);
+			else
+				mesh_buf_printf(out, "%s{%s} %llu\n", name, c->labels, (unsigned long long)c->count);
 		}
 	}
 	mesh_buf_printf(out,

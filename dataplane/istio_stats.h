@@ -13,9 +13,16 @@
  * One series per distinct label set, kept in a hash table of at most
  * max_series entries (a request past the cap is counted in
  * meshproxy_istio_stats_overflow_total and dropped).  After a label set's
- * first request a record is a hash of the label text on the stack and a
+ * first request a record is a hash of the key on the stack and a
  * table lookup: no allocation.  Decoded peer metadata is cached by its
  * header text the same way.  Everything runs on the proxy's loop thread.
+ *
+ * issue 14: what is recorded, and with which labels, is the listener's
+ * istio.stats filter's (struct istio_stats_cfg below, meshd's rendering
+ * of the workload's Telemetry metrics); the caller records nothing for a
+ * chain without the filter, as Envoy does.  Each metric's label text is
+ * kept once (a cell shared by every key rendering it), so overrides and
+ * configurations replaced live never list a series twice.
  */
 #ifndef MESH_DATAPLANE_ISTIO_STATS_H
 #define MESH_DATAPLANE_ISTIO_STATS_H
@@ -30,6 +37,11 @@
 #define ISTIO_DEFAULT_MAX_SERIES 2048
 #define ISTIO_PEER_CACHE 128       /* distinct peers remembered; more peers read as "unknown" */
 #define ISTIO_META_HDR_MAX 2048    /* base64 metadata header value cap, both ways */
+#define ISTIO_CFG_EXPR_MAX 16      /* distinct tag expressions in one istio.stats config */
+#define ISTIO_CFG_ADD_MAX 8        /* tags added to one metric */
+#define ISTIO_CFG_DIM_MAX 32       /* dimensions of one MetricConfig */
+#define ISTIO_CFG_HDR_MAX 4        /* request headers the expressions read */
+#define ISTIO_TCP_REPORT_DEFAULT_MS 5000 /* istio/proxy's tcp_reporting_duration default */
 
 /* A workload as metadata exchange describes it; "" is unknown. */
 struct istio_peer {
@@ -52,6 +64,27 @@ int istio_peer_encode(const struct istio_peer *p, char *out, size_t cap);
 /* Decodes an x-envoy-peer-metadata value.  Returns 0 or -EINVAL. */
 int istio_peer_decode(const char *b64, size_t len, struct istio_peer *p);
 
+/*
+ * issue 14: Istio's TCP metadata exchange (istio/proxy
+ * source/extensions/filters/network/metadata_exchange), spoken on a
+ * connection whose mTLS negotiated ALPN "istio-peer-exchange": each side
+ * first sends magic 0x3D230467 and the data's length (both 32-bit, network
+ * order) then a google.protobuf.Any holding a Struct
+ * {x-envoy-peer-metadata: the node metadata, x-envoy-peer-metadata-id:
+ * the node id}, and strips the other side's before passing bytes on.
+ */
+#define ISTIO_MX_MAX 2048
+/* Encodes p's exchange into out (cap bytes): the length, or -ENOSPC /
+ * -ENOMEM / -EINVAL. */
+int istio_peer_mx_encode(const struct istio_peer *p, const char *node_id, uint8_t *out, size_t cap);
+/* The whole exchange's length (header included) when p (len bytes read
+ * so far) starts one: 0 when fewer than 8 bytes are there, -EINVAL when
+ * the magic is wrong (the peer does not speak it) or the size is over
+ * ISTIO_MX_MAX. */
+long istio_peer_mx_size(const uint8_t *p, size_t len);
+/* Decodes the Any after the 8-byte header.  0 or -EINVAL. */
+int istio_peer_mx_decode(const uint8_t *data, size_t len, struct istio_peer *p);
+
 struct istio_stats;
 
 /* A new table for our own node (see istio_peer_from_node); sa is the
@@ -66,6 +99,13 @@ void istio_stats_free(struct istio_stats *st);
 /* The header values we send (borrowed, live as long as st). */
 const char *istio_stats_meta_id(const struct istio_stats *st);
 const char *istio_stats_meta(const struct istio_stats *st);
+
+/* Our exchange (istio_peer_mx_encode of our node), NULL when it does
+ * not fit. */
+const uint8_t *istio_stats_mx(const struct istio_stats *st, size_t *len);
+/* The peer a TCP exchange's Any (after the 8-byte header) describes,
+ * cached as istio_stats_peer's. */
+const struct istio_peer *istio_stats_peer_mx(struct istio_stats *st, const uint8_t *data, size_t len);
 
 /* The peer a metadata header value describes, decoded once per distinct
  * value and cached; NULL when it does not decode or the cache is full. */
@@ -105,8 +145,52 @@ const char *istio_service_of(const char *cluster, const char *authority, size_t 
  */
 const char *istio_catchall_name(const char *route, const char *cluster);
 
+/*
+ * issue 14: one istio.stats filter's configuration (Istio's
+ * stats.PluginConfig, proto/istio/stats/config.proto, from the serialized
+ * bytes of the filter's typed_config), compiled once at load so a request
+ * pays only for the expressions' values:
+ * - metrics[].drop: the metric is not counted nor shown for this listener;
+ * - tags_to_remove: those standard labels are left out;
+ * - dimensions: a standard label takes the expression's value, any other
+ *   name is added after the standard ones;
+ * - a MetricConfig without name applies to every metric; names of metrics
+ *   meshproxy does not report (request_messages_total, custom ones) are
+ *   accepted and ignored, as Istio ignores unknown tags;
+ * - tcp_reporting_duration (default 5 s): how often an open TCP
+ *   connection's bytes are reported (tcpproxy.c).
+ * Expressions (Istio's tagOverrides values, CEL): string literals in
+ * single or double quotes, request.host, request.method, request.path,
+ * request.url_path, request.headers['NAME'], response.code,
+ * source.address, upstream_peer.F and downstream_peer.F (F: app, version,
+ * workload, namespace, cluster, service, revision), xds.cluster_name,
+ * xds.route_name, and string(X) of any of them.  Anything else refuses
+ * the configuration: -EINVAL with why naming the expression (the listener
+ * is NACKed).  An empty or unknown value reads "unknown", as Istio's
+ * failed evaluations do.  Caps: ISTIO_CFG_*.  0, -EINVAL, -ENOSPC, -ENOMEM.
+ */
+struct istio_stats_cfg;
+MESH_MUST_CHECK int istio_stats_cfg_new(const uint8_t *data, size_t len, struct istio_stats_cfg **out, char *why,
+					size_t cap);
+void istio_stats_cfg_free(struct istio_stats_cfg *c); /* NULL is a no-op */
+/* A hash of the configuration's bytes: equal ones share one compiled
+ * configuration (engine.c). */
+uint64_t istio_stats_cfg_id(const struct istio_stats_cfg *c);
+/* tcp_reporting_duration in ms (c NULL: the default). */
+uint64_t istio_stats_cfg_report_ms(const struct istio_stats_cfg *c);
+/* The request headers c's expressions read (lower case), for the caller
+ * to capture at the request's start into istio_req.hdr_vals in this order. */
+size_t istio_stats_cfg_headers(const struct istio_stats_cfg *c, const char *const **names);
+
+/* A header value captured for the expressions (istio_stats_cfg_headers). */
+struct istio_hval {
+	const char *p;
+	size_t len;
+};
+
 /* One finished request.  Strings are borrowed for the call. */
 struct istio_req {
+	const struct istio_stats_cfg *cfg; /* the listener's istio.stats filter; NULL: no overrides */
 	int inbound;                    /* 1: reporter="destination", 0: "source" */
 	const struct istio_peer *peer;  /* the other side, NULL: unknown */
 	const char *peer_principal;     /* its verified SPIFFE id, NULL: unknown */
@@ -120,6 +204,12 @@ struct istio_req {
 	int grpc_status;                /* -1: none */
 	const char *response_flags;     /* Envoy's short flags, "-" for none */
 	uint64_t duration_ms, request_bytes, response_bytes;
+	/* what tag expressions read (istio_stats_cfg_new); NULL/0: unknown */
+	const char *method, *path, *host;
+	size_t method_len, path_len, host_len;
+	const char *cluster, *route, *source_address;
+	const struct istio_hval *hdr_vals;
+	size_t n_hdr_vals;
 };
 void istio_stats_record(struct istio_stats *st, const struct istio_req *r);
 
@@ -129,12 +219,15 @@ void istio_stats_record(struct istio_stats *st, const struct istio_req *r);
  * istio_tcp_sent_bytes_total (to downstream): Istio's TCP labels (those of
  * a request with request_protocol "tcp", without response_code and
  * grpc_response_status).  r's response_code, grpc and grpc_status are
- * ignored; opened and closed are what to add (0 or 1).  The peer's
- * workload is unknown on TCP (Istio's ALPN metadata exchange is not done).
+ * ignored; opened and closed are what to add (0 or 1), r's byte counts
+ * what moved since the connection's last report (tcpproxy.c reports every
+ * tcp_reporting_duration and at the close).  r->peer: the peer of the
+ * TCP metadata exchange (istio_stats_peer_mx), NULL without one.
  */
 void istio_stats_tcp(struct istio_stats *st, const struct istio_req *r, int opened, int closed);
 
-/* Appends the istio_* families in Prometheus text format. */
+/* Appends the istio_* families in Prometheus text format (a series per
+ * distinct label text of each metric). */
 void istio_stats_prometheus(const struct istio_stats *st, struct mesh_buf *out);
 
 /* Series in use and requests dropped at the cap. */

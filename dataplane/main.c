@@ -23,11 +23,14 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "dataplane/admin.h"
+#include "dataplane/apphealth.h"
 #include "dataplane/engine.h"
 #include "dataplane/ev.h"
 #include "dataplane/identity.h"
+#include "dataplane/iptables.h"
 #include "dataplane/sds.h"
 #include "dataplane/net.h"
+#include "dataplane/wait.h"
 #include "dataplane/xds_client.h"
 
 #include "envoy/config/core/v3/base.pb-c.h"
@@ -71,7 +74,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: meshproxy [flags]\n"
-		"       meshproxy iptables [flags]   (capture as istio-init does; not implemented yet)\n"
+		"       meshproxy iptables [flags]   (capture as istio-init does; meshproxy iptables --help)\n"
 		"\n"
 		"  --xds-addr HOST:PORT        meshd's ADS (default 127.0.0.1:15010; Istio's XDS_ADDRESS)\n"
 		"  --xds-tls auto|on|off       ADS over TLS with the workload certificate (meshd's 15012):\n"
@@ -270,8 +273,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	}
 	if (optind < argc) {
 		if (!strcmp(argv[optind], "iptables")) {
-			fprintf(stderr, "meshproxy: iptables: not implemented yet\n");
-			return -ENOSYS;
+			fprintf(stderr, "meshproxy: iptables is a subcommand: its flags follow it "
+					"(meshproxy iptables --help)\n");
+			return -EINVAL;
 		}
 		fprintf(stderr, "meshproxy: unexpected argument %s\n", argv[optind]);
 		return -EINVAL;
@@ -528,6 +532,7 @@ int main(int argc, char **argv)
 	struct opts o;
 	struct ev_loop *loop = NULL;
 	struct admin *admin = NULL, *status = NULL, *health = NULL;
+	struct apphealth *apph = NULL; /* /app-health/... on the status port (issue 15) */
 	struct engine *engine = NULL;
 	struct engine_opts eo;
 	struct admin_info info;
@@ -541,6 +546,9 @@ int main(int argc, char **argv)
 	sigset_t mask;
 	int sfd = -1, rc;
 
+	/* issue 15: the injector's postStart hook (holdApplicationUntilProxyStarts) */
+	if (argc > 1 && strcmp(argv[1], "wait") == 0)
+		return meshproxy_wait_main(argc - 1, argv + 1);
 	/* A fixed mmap threshold: glibc raises it (up to 32 MiB) each time a
 	 * large mmap'd block is freed, after which the next large buffers (a
 	 * whole xDS response, the /clusters page of 1,000 clusters) come from
@@ -550,6 +558,10 @@ int main(int argc, char **argv)
 	 * smaller and a /clusters read no longer adds ~1.9 MB (DESIGN.md:
 	 * <= 10 MB RSS). */
 	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+	/* issue 15: `meshproxy iptables ...` is istio-init's capture step,
+	 * its own flags (dataplane/iptables.h) */
+	if (argc > 1 && !strcmp(argv[1], "iptables"))
+		return ipt_main(argc - 1, argv + 1);
 	mesh_buf_init(&cmdline, 16 * 1024);
 	rc = parse_args(argc, argv, &o);
 	if (rc < 0)
@@ -681,6 +693,16 @@ int main(int argc, char **argv)
 	rc = start_status(loop, "health", o.health_addr, &info, NULL, NULL, &health);
 	if (rc < 0)
 		goto out;
+	if (status) {
+		/* the app probes the injector rewrote (ISTIO_KUBE_APP_PROBERS); a
+		 * bad value is logged and the probes answer 404 */
+		char aherr[256];
+
+		if (apphealth_new(loop, getenv("ISTIO_KUBE_APP_PROBERS"), &apph, aherr, sizeof(aherr)) < 0)
+			log_error("meshproxy", "ISTIO_KUBE_APP_PROBERS: %s: app probes not served", aherr);
+		else if (apphealth_count(apph))
+			admin_set_async(status, apphealth_serve, apph);
+	}
 	if (status)
 		rc = engine_self_add(engine, o.status_addr, admin_port(status));
 	if (rc >= 0 && health)
@@ -702,6 +724,7 @@ int main(int argc, char **argv)
 out:
 	admin_free(health);
 	admin_free(status);
+	apphealth_free(apph);
 	admin_free(admin);
 	xds_client_free(xds);
 	engine_free(engine);

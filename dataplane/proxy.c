@@ -48,6 +48,10 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+/* linux/netfilter_ipv6/ip6_tables.h's IP6T_SO_ORIGINAL_DST (that header
+ * clashes with <netinet/in.h>) */
+#define PX_IP6T_SO_ORIGINAL_DST 80
+
 #define PX_IN_INIT (16 * 1024)
 #define PX_IN_MAX (H1_DEFAULT_MAX_HEAD_BYTES + 4096)
 #define PX_OUT_HIGH (256 * 1024)          /* stop feeding a side past this much queued output */
@@ -221,6 +225,12 @@ struct px_stream {
 	 * a gRPC request (s_build_head) */
 	const struct istio_peer *peer;
 	const char *peer_principal;  /* outbound: the upstream's verified SPIFFE id (u_on_head; kept by istio_stats) */
+	/* the chain's istio.stats filter (s_stats_port; in cfg), NULL: the
+	 * request is in no istio_* series; the request headers its
+	 * expressions read, captured at the start (owned block, or NULL) */
+	const struct istio_stats_cfg *istio;
+	struct istio_hval *istio_hv;
+	size_t n_istio_hv;
 	int grpc_status1;
 	int is_grpc;
 	struct px_str method, path, authority, ua, xff, rid, proto;
@@ -391,6 +401,7 @@ static void s_istio(struct px_stream *s)
 	char fl[64];
 
 	memset(&r, 0, sizeof(r));
+	r.cfg = s->istio;
 	r.inbound = s->d->inbound;
 	r.peer = s->peer;
 	r.peer_principal = s->d->inbound ? s->d->peer_principal : s->peer_principal;
@@ -405,6 +416,18 @@ static void s_istio(struct px_stream *s)
 	r.duration_ms = ev_now(s->e->loop) - s->start_ms;
 	r.request_bytes = s->rx;
 	r.response_bytes = s->tx;
+	/* what the tag expressions read */
+	r.method = s->method.p;
+	r.method_len = s->method.len;
+	r.path = s->path.p;
+	r.path_len = s->path.len;
+	r.host = s->authority.p;
+	r.host_len = s->authority.len;
+	r.cluster = s->cl ? s->cl->name : NULL;
+	r.route = s->rt ? s->rt->name : NULL;
+	r.source_address = s->d->peer_ip[0] ? s->d->peer_ip : NULL;
+	r.hdr_vals = s->istio_hv;
+	r.n_hdr_vals = s->n_istio_hv;
 	istio_stats_record(s->e->istio, &r);
 }
 
@@ -524,7 +547,7 @@ static void s_log(struct px_stream *s)
 {
 	struct px_alog_entry le;
 
-	if (s->e->istio)
+	if (s->e->istio && s->istio)
 		s_istio(s);
 	if (s->tr.cfg)
 		s_trace_end(s);
@@ -585,7 +608,9 @@ static void s_free(struct px_stream *s)
 	}
 	mesh_buf_cleanup(&s->head);
 	mesh_buf_cleanup(&s->body);
+	trace_span_cleanup(&s->tr); /* issue 14: a span not ended (its header tags) */
 	free(s->cors_hdrs);
+	free(s->istio_hv);
 	jwt_result_free(s->jwt);
 	free(s->norm_path);
 	px_config_unref(s->cfg);
@@ -1204,6 +1229,8 @@ static struct px_uconn *u_connect(struct px_stream *s, struct px_host *h, int *e
 	h->cl->st.cx_total++;
 	h->cl->st.cx_active++;
 	u->state = U_CONNECTING;
+	if (!h2 && s->d->inbound && h->cl->type == PX_CL_ORIGINAL_DST)
+		px_bind_inbound_passthrough(fd, &h->addr.sa);
 	if (!h2)
 		rc = connect(fd, (struct sockaddr *)&h->addr, h->alen);
 	if (rc < 0 && errno != EINPROGRESS) {
@@ -1287,6 +1314,8 @@ static int u_on_head(struct px_uconn *u, struct px_stream *s, const struct h1_he
 			s->peer = istio_stats_peer(s->e->istio, v.p, v.len);
 		if (!d->inbound && u->tls)
 			s->peer_principal = istio_stats_principal(s->e->istio, px_tls_peer_uri(u->tls));
+		else if (!d->inbound && u->h2) /* TLS is the HTTP/2 connection's (h2.c) */
+			s->peer_principal = istio_stats_principal(s->e->istio, px_h2u_peer_uri(s->e, u->io.fd));
 	}
 	u->rkeep = (h->flags & H1_F_KEEP_ALIVE) != 0;
 	u->rframing = h->framing;
@@ -1929,6 +1958,29 @@ static const struct px_port *find_port(const struct px_port *v, size_t n, uint32
 		if (v[i].port == port && v[i].vip == 0)
 			return &v[i];
 	return NULL;
+}
+
+/* issue 15: a captured connection's original destination as find_port()
+ * takes it: the IPv4 address (network order) and the port; an IPv6 one
+ * (IP6T_SO_ORIGINAL_DST) gives vip 0, per-VIP listeners being IPv4 here,
+ * so its port's 0.0.0.0_PORT listener serves it.  -1: not captured. */
+static int d_odst(const struct px_dconn *d, uint32_t *vip, uint16_t *port)
+{
+	if (!d->captured)
+		return -1;
+	if (d->dst.ss_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)&d->dst;
+
+		*vip = sin->sin_addr.s_addr;
+		*port = ntohs(sin->sin_port);
+		return 0;
+	}
+	if (d->dst.ss_family == AF_INET6) {
+		*vip = 0;
+		*port = ntohs(((const struct sockaddr_in6 *)&d->dst)->sin6_port);
+		return 0;
+	}
+	return -1;
 }
 
 static int s_set_odst(struct px_stream *s, struct h1_str host, uint32_t port)
@@ -2807,6 +2859,37 @@ static const char *authz_put(char *buf, size_t *at, const char *p, size_t len)
  * (rq's path follows the normalized one).  Returns 1 when the stream was
  * answered or ended here, else 0.
  */
+/* issue 14: the chain's istio.stats filter for this request (a request
+ * no port takes: the catch-all chain's), and the request headers its
+ * expressions read, copied now: the parser's header array is reused. */
+static void s_stats_port(struct px_stream *s, const struct px_port *pp, const struct h1_head *h)
+{
+	const char *const *names;
+	size_t n, i, need = 0;
+	char *p;
+
+	s->istio = pp ? pp->istio : s->d->inbound ? s->cfg->stats_in_any : s->cfg->stats_out_any;
+	n = istio_stats_cfg_headers(s->istio, &names);
+	if (!n || s->istio_hv)
+		return;
+	for (i = 0; i < n; i++)
+		need += h1_head_get(h, names[i]).len;
+	s->istio_hv = malloc(n * sizeof(*s->istio_hv) + need + 1);
+	if (!s->istio_hv)
+		return; /* the values read "unknown" */
+	p = (char *)(s->istio_hv + n);
+	for (i = 0; i < n; i++) {
+		struct h1_str v = h1_head_get(h, names[i]);
+
+		if (v.len)
+			memcpy(p, v.p, v.len);
+		s->istio_hv[i].p = p;
+		s->istio_hv[i].len = v.len;
+		p += v.len;
+	}
+	s->n_istio_hv = n;
+}
+
 static int s_authz(struct px_stream *s, const struct px_port *pp, const struct h1_head *h, struct router_req *rq)
 {
 	struct px_dconn *d = s->d;
@@ -2988,11 +3071,12 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 	}
 	split_authority(authority, &host, &port);
 	if (d->captured) {
-		if (d->dst.ss_family == AF_INET) {
-			const struct sockaddr_in *sin = (const struct sockaddr_in *)&d->dst;
+		uint32_t ovip;
+		uint16_t oport;
 
-			port = ntohs(sin->sin_port);
-			vip = sin->sin_addr.s_addr;
+		if (d_odst(d, &ovip, &oport) == 0) {
+			port = oport;
+			vip = ovip;
 		}
 		memcpy(&s->odst, &d->dst, d->dst_len);
 		s->odst_len = d->dst_len;
@@ -3038,6 +3122,7 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 			rq.internal = ip_internal(d->peer_ip) ? 1 : -1;
 		}
 		s_alog_port(s, pp, h, NULL);
+		s_stats_port(s, pp, h);
 		if (s_authz(s, pp, h, &rq))
 			return;
 		if (!pp->tcp) {
@@ -3070,6 +3155,7 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		s_alog_port(s, pp, h, cfg->out_catchall_alog); /* no port: the catch-all chain's */
 		if (pp && !pp->tcp && s_http10_refused(s, pp))
 			return;
+		s_stats_port(s, pp, h);
 		if (s_authz(s, pp, h, &rq))
 			return;
 		if (pp && !pp->tcp) {
@@ -3110,6 +3196,7 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		}
 		if (pp && pp->rcfg && s_http10_refused(s, pp))
 			return;
+		s_stats_port(s, pp, h);
 		if (s_authz(s, pp, h, &rq))
 			return;
 		if (pp && pp->rcfg) {
@@ -3700,9 +3787,12 @@ static int d_tls_step(struct px_dconn *d)
 		d->tls_decide = 0;
 		if (!d->l->embedded) {
 			pp = d->l->conf ? &d->l->conf->port : NULL; /* a bound listener's one port */
-		} else if (d->captured && d->dst.ss_family == AF_INET) {
-			pp = find_port(cfg->in_ports, cfg->n_in_ports, 0,
-				       ntohs(((struct sockaddr_in *)&d->dst)->sin_port));
+		} else {
+			uint32_t ovip;
+			uint16_t oport;
+
+			if (d_odst(d, &ovip, &oport) == 0)
+				pp = find_port(cfg->in_ports, cfg->n_in_ports, 0, oport);
 		}
 		if (b != 0x16) {
 			if (pp && pp->tls && !pp->plain_ok) {
@@ -3950,6 +4040,8 @@ static void d_tcp_start(struct px_dconn *d, const struct px_port *pp)
 	td.arg = d;
 	td.inbound = d->inbound; /* issue 14: Istio's TCP metrics */
 	td.peer_principal = d->peer_principal;
+	/* issue 14: Istio's TCP metadata exchange, when the mTLS took it */
+	td.mx = d->tls && !strcmp(px_tls_alpn(d->tls), "istio-peer-exchange");
 	td.sni = d->sni; /* issue 13: sni_cluster (AUTO_PASSTHROUGH) */
 	ev_io_stop(e->loop, &d->io);
 	ev_timer_cancel(e->loop, &d->idle);
@@ -3972,8 +4064,9 @@ static void d_tcp_start(struct px_dconn *d, const struct px_port *pp)
 static const struct px_sel *d_sel(const struct px_dconn *d)
 {
 	const struct px_config *c = d->e->cur;
-	const struct sockaddr_in *sin = (const struct sockaddr_in *)&d->dst;
 	const struct px_port *pp;
+	uint32_t vip;
+	uint16_t port;
 
 	if (d->sel_kind == SEL_BOUND)
 		return d->l->conf ? &d->l->conf->sel : NULL;
@@ -3981,8 +4074,8 @@ static const struct px_sel *d_sel(const struct px_dconn *d)
 		return NULL;
 	if (d->sel_kind == SEL_IN)
 		return c->has_inbound ? &c->in_sel : NULL;
-	if (d->sel_kind == SEL_OUT && d->dst.ss_family == AF_INET) {
-		pp = find_port(c->out_ports, c->n_out_ports, sin->sin_addr.s_addr, ntohs(sin->sin_port));
+	if (d->sel_kind == SEL_OUT && d_odst(d, &vip, &port) == 0) {
+		pp = find_port(c->out_ports, c->n_out_ports, vip, port);
 		return pp ? pp->sel : NULL;
 	}
 	return NULL;
@@ -4256,19 +4349,20 @@ static int d_in_port_named(const struct px_dconn *d)
 static int d_sel_kind(const struct px_dconn *d)
 {
 	const struct px_config *c = d->e->cur;
-	const struct sockaddr_in *sin = (const struct sockaddr_in *)&d->dst;
+	uint32_t vip;
+	uint16_t port;
 	size_t i;
 
 	if (!d->l->embedded)
 		return SEL_BOUND;
 	if (d->inbound && c && c->has_inbound && !d->captured && d_in_port_named(d))
 		return SEL_IN;
-	if (!d->captured || d->dst.ss_family != AF_INET || !c)
+	if (d_odst(d, &vip, &port) < 0 || !c)
 		return SEL_NONE;
 	if (d->inbound)
 		return SEL_IN;
 	for (i = 0; i < c->n_bh_out; i++)
-		if (c->bh_out[i] == ntohs(sin->sin_port))
+		if (c->bh_out[i] == port)
 			return SEL_NONE; /* virtualOutbound-blackhole: answered over HTTP as before */
 	return SEL_OUT;
 }
@@ -4288,25 +4382,26 @@ static const struct px_port *d_tcp_chain(const struct px_dconn *d)
 							  .idle_ms = TCPP_IDLE_DEFAULT_MS } };
 	const struct px_config *c = d->e->cur;
 	const struct px_port *pp;
-	const struct sockaddr_in *sin = (const struct sockaddr_in *)&d->dst;
+	uint32_t vip;
+	uint16_t port;
 	size_t i;
 
 	if (!c)
 		return NULL;
 	if (!d->l->embedded)
 		return NULL; /* bound listeners select among their chains (d_select()) */
-	if (!d->captured || d->dst.ss_family != AF_INET)
+	if (d_odst(d, &vip, &port) < 0)
 		return NULL;
 	if (!d->inbound) {
 		for (i = 0; i < c->n_bh_out; i++)
-			if (c->bh_out[i] == ntohs(sin->sin_port))
+			if (c->bh_out[i] == port)
 				return NULL; /* virtualOutbound-blackhole: answered over HTTP as today */
-		pp = find_port(c->out_ports, c->n_out_ports, sin->sin_addr.s_addr, ntohs(sin->sin_port));
+		pp = find_port(c->out_ports, c->n_out_ports, vip, port);
 		if (pp)
 			return pp->tcp ? pp : NULL;
 		return c->allow_any ? &out_pass : NULL;
 	}
-	pp = find_port(c->in_ports, c->n_in_ports, 0, ntohs(sin->sin_port));
+	pp = find_port(c->in_ports, c->n_in_ports, 0, port);
 	if (pp)
 		return pp->tcp && !(pp->tcp_cluster && !strcmp(pp->tcp_cluster, "BlackHoleCluster")) ? pp : NULL;
 	return &in_pass;
@@ -4351,9 +4446,28 @@ void px_accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 				inet_ntop(AF_INET6, &p6->sin6_addr, o.peer_ip, sizeof(o.peer_ip));
 			o.peer_port = ntohs(p6->sin6_port);
 		}
-		/* the original destination: iptables' REDIRECT leaves it in conntrack */
+		/* the original destination: iptables' REDIRECT leaves it in
+		 * conntrack; ip6tables' in the IPv6 table (IP6T_SO_ORIGINAL_DST,
+		 * as Envoy's original_dst reads it for an IPv6 peer) */
 		o.dst_len = sizeof(o.dst);
-		if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &o.dst, &o.dst_len) == 0 && o.dst.ss_family == AF_INET) {
+		if (peer.ss_family == AF_INET6 &&
+		    !IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)&peer)->sin6_addr)) {
+			if (getsockopt(fd, SOL_IPV6, PX_IP6T_SO_ORIGINAL_DST, &o.dst, &o.dst_len) == 0 &&
+			    o.dst.ss_family == AF_INET6) {
+				struct sockaddr_storage local;
+				socklen_t llen = sizeof(local);
+
+				o.dst_len = sizeof(struct sockaddr_in6);
+				if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0 &&
+				    (memcmp(&((struct sockaddr_in6 *)&local)->sin6_addr,
+					    &((struct sockaddr_in6 *)&o.dst)->sin6_addr, sizeof(struct in6_addr)) ||
+				     ((struct sockaddr_in6 *)&local)->sin6_port != ((struct sockaddr_in6 *)&o.dst)->sin6_port))
+					o.captured = 1;
+			} else {
+				o.dst_len = 0;
+				memset(&o.dst, 0, sizeof(o.dst));
+			}
+		} else if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &o.dst, &o.dst_len) == 0 && o.dst.ss_family == AF_INET) {
 			struct sockaddr_storage local;
 			socklen_t llen = sizeof(local);
 
@@ -4363,8 +4477,20 @@ void px_accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 			 * destination then followed the Host header's port) */
 			o.dst_len = sizeof(struct sockaddr_in);
 
-			if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0 && llen == o.dst_len &&
-			    memcmp(&local, &o.dst, llen))
+			/* an IPv4 client of a dual-stack listener: its local
+			 * address is v4-mapped */
+			if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0 && local.ss_family == AF_INET6 &&
+			    IN6_IS_ADDR_V4MAPPED(&((struct sockaddr_in6 *)&local)->sin6_addr)) {
+				struct sockaddr_in6 l6 = *(struct sockaddr_in6 *)&local;
+				struct sockaddr_in *l4 = (struct sockaddr_in *)&local;
+
+				memset(&local, 0, sizeof(local));
+				l4->sin_family = AF_INET;
+				l4->sin_port = l6.sin6_port;
+				memcpy(&l4->sin_addr, &l6.sin6_addr.s6_addr[12], 4);
+				llen = sizeof(*l4);
+			}
+			if (llen == o.dst_len && memcmp(&local, &o.dst, llen))
 				o.captured = 1; /* redirected; else it was sent to us directly */
 		} else {
 			o.dst_len = 0;
@@ -4475,14 +4601,14 @@ int px_dconn_adopt(struct engine *e, int fd, const struct px_conn_origin *o, int
 	if (d->captured && e->cur) {
 		/* the port is known already: its HCM's connection timers apply from the start */
 		const struct px_port *pp = NULL;
+		uint32_t vip = 0;
+		uint16_t port = 0;
 
+		(void)d_odst(d, &vip, &port);
 		if (!d->inbound)
-			pp = find_port(e->cur->out_ports, e->cur->n_out_ports,
-				       ((struct sockaddr_in *)&d->dst)->sin_addr.s_addr,
-				       ntohs(((struct sockaddr_in *)&d->dst)->sin_port));
+			pp = find_port(e->cur->out_ports, e->cur->n_out_ports, vip, port);
 		else
-			pp = find_port(e->cur->in_ports, e->cur->n_in_ports, 0,
-				       ntohs(((struct sockaddr_in *)&d->dst)->sin_port));
+			pp = find_port(e->cur->in_ports, e->cur->n_in_ports, 0, port);
 		if (pp && !pp->tcp) {
 			d->idle_ms = pp->conn_idle_ms == PX_IDLE_UNSET ? e->o.idle_ms : pp->conn_idle_ms;
 			d->headers_ms = pp->headers_ms;

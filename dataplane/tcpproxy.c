@@ -51,6 +51,17 @@ struct tcpp {
 	struct px_cluster *sp;          /* the cluster its stat_prefix names (tcp.* stats), or NULL */
 	struct ev_io dio, uio;
 	struct ev_timer t_conn, t_idle, t_max;
+	struct ev_timer t_report;       /* issue 14: istio.stats' tcp_reporting_duration (t_istio) */
+	uint64_t rep_rx, rep_tx;        /* bytes already in istio_tcp_*_bytes_total */
+	/* issue 14: Istio's TCP metadata exchange (istio_stats.h): the peer's
+	 * still to be read and stripped from downstream (inbound) or upstream
+	 * (outbound) bytes, ours still to be sent first that way (bytes of
+	 * the engine's istio_stats), and the peer it named */
+	int mx_rd_d, mx_rd_u;
+	const uint8_t *mx_out_d, *mx_out_u;
+	size_t mx_out_d_len, mx_out_u_len;
+	const struct istio_peer *peer;
+	int open_done;                  /* istio_tcp_connections_opened_total counted (t_istio_open) */
 	struct ev_defer fin;
 	struct ev_defer kick;           /* reads the downstream side from the loop (t_kick()) */
 	const struct px_transport_ops *dtops;
@@ -199,6 +210,7 @@ static void t_end(struct tcpp *t, unsigned flags)
 	ev_timer_cancel(loop, &t->t_conn);
 	ev_timer_cancel(loop, &t->t_idle);
 	ev_timer_cancel(loop, &t->t_max);
+	ev_timer_cancel(loop, &t->t_report);
 	ev_defer(loop, &t->fin);
 }
 
@@ -218,17 +230,51 @@ static void t_istio(struct tcpp *t, int opened, int closed)
 	struct istio_req r;
 	char fl[64];
 
+	if (!t->conf || !t->conf->istio)
+		return; /* no istio.stats filter on the chain: no istio_tcp_* series */
 	memset(&r, 0, sizeof(r));
+	r.cfg = t->conf->istio;
 	r.inbound = t->inbound;
+	r.peer = t->peer;
 	r.peer_principal = t->peer_principal;
 	r.mtls = t->inbound && t->peer_principal;
 	r.service = istio_service_of(t->cl ? t->cl->name : NULL, NULL, 0, &r.service_len);
 	/* issue 13: PassthroughCluster / BlackHoleCluster, as Istio names them */
 	r.service_name = istio_catchall_name(NULL, t->cl ? t->cl->name : NULL);
 	r.response_flags = closed ? px_flags_str(t->flags, fl, sizeof(fl)) : "-";
-	r.request_bytes = closed ? t->rx : 0;
-	r.response_bytes = closed ? t->tx : 0;
+	/* what moved since the last report: a long connection's bytes show
+	 * every tcp_reporting_duration, the rest at its close (Istio's
+	 * periodic TCP reports) */
+	r.request_bytes = t->rx - t->rep_rx;
+	r.response_bytes = t->tx - t->rep_tx;
+	t->rep_rx = t->rx;
+	t->rep_tx = t->tx;
 	istio_stats_tcp(t->e->istio, &r, opened, closed);
+}
+
+/* issue 14: the connection in istio_tcp_connections_opened_total, once
+ * its peer is known (after the metadata exchange, when there is one), so
+ * that all its series carry the same labels */
+static void t_istio_open(struct tcpp *t)
+{
+	if (t->open_done || !t->e->istio)
+		return;
+	t->open_done = 1;
+	t_istio(t, 1, 0);
+}
+
+/* issue 14: the periodic report of an open connection's bytes */
+static void report_timeout(struct ev_loop *loop, struct ev_timer *tm)
+{
+	struct tcpp *t = tm->data;
+
+	if (t->ended)
+		return;
+	if (!t->open_done)
+		t_istio_open(t); /* the exchange never came: report with what is known */
+	else if (t->rx != t->rep_rx || t->tx != t->rep_tx)
+		t_istio(t, 0, 0);
+	ev_timer_arm(loop, &t->t_report, istio_stats_cfg_report_ms(t->conf->istio));
 }
 
 static void t_log(struct tcpp *t)
@@ -273,6 +319,7 @@ void tcpp_free(struct tcpp *t)
 	ev_timer_cancel(loop, &t->t_conn);
 	ev_timer_cancel(loop, &t->t_idle);
 	ev_timer_cancel(loop, &t->t_max);
+	ev_timer_cancel(loop, &t->t_report);
 	ev_defer_cancel(loop, &t->fin);
 	ev_defer_cancel(loop, &t->kick);
 	px_tls_free(t->utls); /* its close_notify goes out before the socket closes */
@@ -291,7 +338,7 @@ void tcpp_free(struct tcpp *t)
 		t->sp->st.tcp_tx_bytes += t->tx;
 	}
 	if (t->e->istio)
-		t_istio(t, 0, 1);
+		t_istio(t, !t->open_done, 1);
 	t_log(t);
 	if (t->h)
 		px_host_unref(t->h);
@@ -359,14 +406,14 @@ static void t_update(struct tcpp *t)
 			ev_defer(t->e->loop, &t->kick);
 		}
 	}
-	if (tb_pending(&t->ud))
+	if (tb_pending(&t->ud) || t->mx_out_d_len)
 		dm |= EV_WRITE;
 	if (t->connecting) {
 		um = t->uhs ? px_tls_want(t->utls) : EV_WRITE;
 	} else if (t->connected) {
 		if (!t->u_eof && tb_pending(&t->ud) < t->ud.cap)
 			um |= EV_READ;
-		if (tb_pending(&t->du))
+		if (tb_pending(&t->du) || t->mx_out_u_len)
 			um |= EV_WRITE;
 	}
 	if (t_watch(t, &t->dio, dm, t->d_hup) < 0 || (t->uio.fd >= 0 && t_watch(t, &t->uio, um, t->u_hup) < 0))
@@ -376,8 +423,53 @@ static void t_update(struct tcpp *t)
 /* Moves what src's buffer holds to the other side; shuts the other side's
  * write once the source ended and everything went.  Returns < 0 when the
  * write failed (the session is ending). */
+/* issue 14: our exchange's rest toward one side (*p, *len advanced);
+ * 0, or < 0 when the write failed */
+static int t_mx_send(const struct px_transport_ops *ops, void *ctx, int fd, const uint8_t **p, size_t *len)
+{
+	while (*len) {
+		ssize_t n = ops->write(ctx, fd, (const char *)*p, *len);
+
+		if (n == -EAGAIN)
+			return 0;
+		if (n < 0)
+			return -1;
+		*p += n;
+		*len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* issue 14: the peer's exchange at the start of b, stripped once whole
+ * (*rd cleared; *count, the bytes counted from that side, made right); a
+ * side that does not send one (wrong magic) or ends first is left as is. */
+static void t_mx_strip(struct tcpp *t, struct tbuf *b, int *rd, uint64_t *count, int eof)
+{
+	size_t pending = tb_pending(b);
+	long need = istio_peer_mx_size((const uint8_t *)b->p + b->off, pending);
+
+	if (need < 0 || (need == 0 && (eof || !tb_room(b))) ||
+	    (need > 0 && (size_t)need > pending && (eof || !tb_room(b)))) {
+		*rd = 0; /* Istio's filter too passes on what is not its exchange */
+		return;
+	}
+	if (need == 0 || (size_t)need > pending)
+		return; /* more to come */
+	t->peer = istio_stats_peer_mx(t->e->istio, (const uint8_t *)b->p + b->off + 8, (size_t)need - 8);
+	b->off += (size_t)need;
+	if (count)
+		*count -= (uint64_t)need;
+	*rd = 0;
+}
+
 static int t_drain_du(struct tcpp *t)
 {
+	if (t->mx_out_u_len && t_mx_send(t_uops(t), t->utls, t->uio.fd, &t->mx_out_u, &t->mx_out_u_len) < 0) {
+		t_end(t, PX_RF_UC);
+		return -1;
+	}
+	if (t->mx_out_u_len || t->mx_rd_d)
+		return 0; /* the exchange goes first; the peer's is not passed on */
 	while (tb_pending(&t->du)) {
 		ssize_t n = t_uops(t)->write(t->utls, t->uio.fd, t->du.p + t->du.off, tb_pending(&t->du));
 
@@ -399,6 +491,12 @@ static int t_drain_du(struct tcpp *t)
 
 static int t_drain_ud(struct tcpp *t)
 {
+	if (t->mx_out_d_len && t_mx_send(t->dtops, t->dctx, t->dio.fd, &t->mx_out_d, &t->mx_out_d_len) < 0) {
+		t_end(t, PX_RF_DC);
+		return -1;
+	}
+	if (t->mx_out_d_len || t->mx_rd_u)
+		return 0;
 	while (tb_pending(&t->ud)) {
 		ssize_t n = t->dtops->write(t->dctx, t->dio.fd, t->ud.p + t->ud.off, tb_pending(&t->ud));
 
@@ -449,6 +547,11 @@ static void d_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 			room = tb_room(&t->du);
 		}
 		t->d_full = !room;
+		if (t->mx_rd_d) {
+			t_mx_strip(t, &t->du, &t->mx_rd_d, &t->rx, t->d_eof);
+			if (!t->mx_rd_d)
+				t_istio_open(t);
+		}
 		if (t->connected && t_drain_du(t) < 0)
 			return;
 	}
@@ -546,6 +649,13 @@ static void u_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 			return;
 		}
 		t->uhs = 0;
+		/* issue 14: the server took Istio's TCP metadata exchange */
+		if (t->e->istio && !strcmp(px_tls_alpn(t->utls), "istio-peer-exchange")) {
+			t->mx_out_u = istio_stats_mx(t->e->istio, &t->mx_out_u_len);
+			t->mx_rd_u = 1;
+		}
+		if (!t->mx_rd_u)
+			t_istio_open(t);
 	}
 	if (t->connecting) {
 		u_connected(t);
@@ -575,6 +685,11 @@ static void u_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 			if (!t->utls || !px_tls_pending(t->utls))
 				break;
 			room = tb_room(&t->ud);
+		}
+		if (t->mx_rd_u) {
+			t_mx_strip(t, &t->ud, &t->mx_rd_u, NULL, t->u_eof);
+			if (!t->mx_rd_u)
+				t_istio_open(t);
 		}
 		if (t_drain_ud(t) < 0)
 			return;
@@ -757,6 +872,8 @@ static void t_connect_host(struct tcpp *t, const struct tcpp_down *d)
 	t->cl->st.cx_total++;
 	t->cl->st.cx_active++;
 	t->counted = 1;
+	if (d->inbound && t->cl->type == PX_CL_ORIGINAL_DST)
+		px_bind_inbound_passthrough(fd, &h->addr.sa);
 	if (connect(fd, &h->addr.sa, h->alen) < 0 && errno != EINPROGRESS) {
 		u_connect_failed(t, OUTLIER_CONNECT_FAILED);
 		return;
@@ -816,6 +933,7 @@ int tcpp_start(struct engine *e, struct px_config *cfg, const struct tcpp_conf *
 	ev_timer_init(&t->t_conn, conn_timeout, t);
 	ev_timer_init(&t->t_idle, idle_timeout, t);
 	ev_timer_init(&t->t_max, max_timeout, t);
+	ev_timer_init(&t->t_report, report_timeout, t);
 	ev_defer_init(&t->fin, fin_cb, t);
 	ev_defer_init(&t->kick, kick_cb, t);
 	if (ev_io_start(e->loop, &t->dio, 0) < 0) {
@@ -835,9 +953,21 @@ int tcpp_start(struct engine *e, struct px_config *cfg, const struct tcpp_conf *
 	t->inbound = d->inbound;
 	if (e->istio)
 		t->peer_principal = istio_stats_principal(e->istio, d->peer_principal);
+	if (e->istio && d->mx) {
+		/* issue 14: the client's exchange comes first, ours goes first */
+		t->mx_out_d = istio_stats_mx(e->istio, &t->mx_out_d_len);
+		t->mx_rd_d = 1;
+	}
 	t_connect(t, d);
-	if (e->istio)
-		t_istio(t, 1, 0); /* after t_connect: the cluster is known */
+	if (e->istio) {
+		/* after t_connect: the cluster is known; with an exchange to
+		 * come (inbound now, outbound maybe after the TLS handshake),
+		 * once the peer is known */
+		if (!t->mx_rd_d && !t->utls)
+			t_istio_open(t);
+		if (conf->istio && !t->ended)
+			ev_timer_arm(e->loop, &t->t_report, istio_stats_cfg_report_ms(conf->istio));
+	}
 	t_update(t);
 	if (t->dctx && !t->ended)
 		ev_defer(e->loop, &t->kick); /* what the TLS transport read with the handshake */

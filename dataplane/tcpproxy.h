@@ -63,6 +63,8 @@ struct tcpp_conf {
 	int sni_cluster;                /* issue 13: envoy.filters.network.sni_cluster precedes the filter
 	                                 * (Istio's AUTO_PASSTHROUGH): the SNI names the cluster (engine.c) */
 	const struct px_alog_cfg *alog; /* issue 14: the filter's access_log, or NULL (engine.c's port_alog) */
+	const struct istio_stats_cfg *istio; /* issue 14: the chain's istio.stats filter, NULL: no
+	                                      * istio_tcp_* series (engine.c port_stats) */
 };
 
 /* Issue 13: the cluster an SNI names for sni_cluster into out[cap]: the SNI
@@ -97,6 +99,8 @@ struct tcpp_down {
 	                                      * also the loop guard's side (px_engine_is_loop()) */
 	const char *peer_principal;          /* issue 14: the verified peer's SPIFFE id (borrowed for the call), or NULL */
 	const char *sni;                     /* issue 13: the ClientHello's SNI (borrowed for the call), or NULL */
+	int mx;                              /* issue 14: its mTLS negotiated ALPN "istio-peer-exchange": Istio's
+	                                      * TCP metadata exchange runs first (istio_stats.h) */
 };
 
 /*

@@ -42,7 +42,7 @@ struct px_tls {
 	char *peer_uri;              /* owned */
 	char **peer_names;           /* the other URI SANs, then the DNS SANs (owned; px_tls_peer_names) */
 	size_t n_peer_names;
-	char alpn[16];
+	char alpn[32];   /* room for "istio-peer-exchange" (issue 14) */
 	char err[160];
 	struct pre_bio *pre;         /* px_tls_new_pre's bytes (owned by the read BIO), or NULL */
 };

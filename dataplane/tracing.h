@@ -6,6 +6,10 @@
  * x-b3-*) or started, sampled as Envoy decides; at the end a Zipkin v2 span
  * (CLIENT on outbound, SERVER on inbound) with Istio's tags, queued and
  * POSTed in batches to the collector cluster from the loop, never blocking.
+ * The provider envoy.tracers.opentelemetry exports the same spans as OTLP
+ * instead, as Envoy's OpenTelemetry tracer: over HTTP (http_service: POST
+ * of an ExportTraceServiceRequest, application/x-protobuf) or gRPC
+ * (grpc_service envoy_grpc: TraceService/Export, one call per batch).
  */
 #ifndef MESH_DATAPLANE_TRACING_H
 #define MESH_DATAPLANE_TRACING_H
@@ -35,6 +39,13 @@ struct trace_cfg {
 	char *cluster;                               /* collector_cluster (owned) */
 	char *endpoint;                              /* collector_endpoint [/api/v2/spans] (owned) */
 	char *hostname;                              /* collector_hostname, the POST's Host [cluster] (owned) */
+	int otlp;                                    /* 0 zipkin, or OpenTelemetryConfig's exporter: */
+#define TRACE_OTLP_HTTP 1                            /* http_service: OTLP/HTTP protobuf POST */
+#define TRACE_OTLP_GRPC 2                            /* grpc_service envoy_grpc: OTLP/gRPC Export */
+	char *service_name;                          /* OTLP resource service.name (owned; "" for zipkin) */
+	char *extra_headers;                         /* "name: value\r\n"... added to each POST; OTLP/gRPC:
+	                                              * the authorization metadata value, "" none (owned) */
+	uint32_t timeout_ms;                         /* a POST's deadline [TRACE_POST_TIMEOUT_MS] */
 	size_t n_tags;
 	struct trace_tag {
 		char *tag;                           /* owned */
@@ -45,8 +56,15 @@ struct trace_cfg {
 };
 
 /* Compile an HCM's tracing; *out NULL (and 0) when t is NULL or its
- * provider is not envoy.tracers.zipkin.  0, -ENOMEM, or -EINVAL with err
- * (an unsupported collector_endpoint_version). */
+ * provider is neither envoy.tracers.zipkin nor an OpenTelemetryConfig
+ * with an http_service or an envoy_grpc grpc_service.  The OTLP/HTTP uri
+ * "HOST/PATH" (Istio's url.JoinPath, a scheme allowed) gives the POST's
+ * Host and path ["/v1/traces" when it has none], the cluster its
+ * collector, timeout its deadline, request_headers_to_add its extra
+ * headers; OTLP/gRPC takes cluster_name, authority [the cluster] and
+ * timeout and an authorization initial_metadata (other keys are not sent).  0, -ENOMEM, or -EINVAL with
+ * err (an unsupported collector_endpoint_version, a config that does not
+ * decode). */
 MESH_MUST_CHECK int trace_cfg_new(
 	const struct Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager__Tracing *t,
 	struct trace_cfg **out, char *err, size_t cap);
@@ -60,7 +78,14 @@ struct trace_span {
 	char parent_id[17];           /* the caller's span, "" for a root */
 	int sampled;
 	uint64_t start_us;            /* wall clock, microseconds since the epoch */
+	char *hdr_tags;               /* sampled: the request-header custom tags' values, read at the
+	                               * start (NUL-separated, in tag order; owned, NULL: none) */
+	char *tracestate;             /* sampled OTLP: the caller's W3C tracestate (owned, NULL: none) */
 };
+
+/* Release what sp holds (the header tags) when it ends unfinished; sp is
+ * cleared.  tracer_finish() does it too. */
+void trace_span_cleanup(struct trace_span *sp);
 
 /* Decide for a request: continue the trace its headers carry (traceparent,
  * else b3, else x-b3-traceid/spanid) or start one; sampled when the caller
@@ -93,7 +118,7 @@ struct trace_end {
 	int status;
 	uint64_t request_size, response_size;
 	uint64_t end_us;
-	const struct h1_head *req;   /* for request-header custom tags; may be NULL */
+	const struct h1_head *req;   /* request-header custom tags not read at the start; may be NULL */
 };
 
 struct tracer;
@@ -113,11 +138,18 @@ struct tracer *tracer_new(struct ev_loop *loop, const char *node_id, const char 
 			  void *ctx);
 void tracer_free(struct tracer *t); /* NULL is a no-op; a POST in flight is abandoned */
 
-/* End sp (if sampled) into a queued Zipkin v2 JSON span; sp is cleared. */
+/* End sp (if sampled) into a queued span, Zipkin v2 JSON or an OTLP Span
+ * as sp's config says; sp is cleared.  Spans for another collector than
+ * the queued ones (a config change) first send the queue (or drop it,
+ * counted, while a POST is in flight). */
 void tracer_finish(struct tracer *t, struct trace_span *sp, const struct trace_end *end);
 
+/* Zipkin POSTs (posts_*, spans_sent: Envoy's tracing.zipkin.*) and OTLP
+ * ones (otlp_*: Envoy's tracing.opentelemetry.spans_sent and
+ * http_reports_sent/success/failed) apart; queued and dropped for both. */
 struct tracer_stats {
 	uint64_t spans_queued, spans_sent, spans_dropped, posts_ok, posts_failed;
+	uint64_t otlp_spans_sent, otlp_reports_sent, otlp_reports_ok, otlp_reports_failed;
 };
 void tracer_get_stats(const struct tracer *t, struct tracer_stats *out);
 

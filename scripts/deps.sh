@@ -3,13 +3,30 @@
 # Safe to run repeatedly: it asks dpkg first and touches apt only if something is absent.
 set -eu
 
-PKGS="build-essential pkg-config libgrpc-dev libprotobuf-dev libprotobuf-c-dev protobuf-c-compiler
-protobuf-compiler libyaml-dev libssl-dev libnghttp2-dev libre2-dev libcurl4-openssl-dev libmicrohttpd-dev check libsubunit-dev libxxhash-dev
+# what `make all` needs; `sh scripts/deps.sh build` installs only these (deploy/Dockerfile's build stage)
+BUILD_PKGS="build-essential pkg-config libgrpc-dev libprotobuf-dev libprotobuf-c-dev protobuf-c-compiler
+protobuf-compiler libyaml-dev libssl-dev libnghttp2-dev libre2-dev libcurl4-openssl-dev libmicrohttpd-dev libxxhash-dev"
+PKGS="$BUILD_PKGS check libsubunit-dev
 python3 python3-grpcio python3-yaml python3-protobuf openssl curl valgrind
-wrk nginx-light python3-httpbin nghttp2-client python3-cryptography python3-jwt prometheus"
+wrk nginx-light python3-httpbin nghttp2-client python3-cryptography python3-jwt prometheus python3-jsonpatch"
 # `sh scripts/deps.sh fuzz` (make fuzz): libFuzzer comes with clang's runtime
 if [ "${1:-}" = fuzz ]; then
 	PKGS="$PKGS clang libclang-rt-14-dev"
+fi
+# `sh scripts/deps.sh image` (make image): buildah builds the images, mmdebstrap makes
+# the Debian base image locally (no image registry is reachable); uidmap and
+# fuse-overlayfs are what buildah's storage and user namespaces may ask for.
+if [ "${1:-}" = image ]; then
+	PKGS="buildah mmdebstrap uidmap fuse-overlayfs"
+fi
+# `sh scripts/deps.sh image-test`: the test imports the saved archives into a
+# containerd of its own (a group of its own: on a machine with systemd the
+# package starts the system's containerd too)
+if [ "${1:-}" = image-test ]; then
+	PKGS="containerd"
+fi
+if [ "${1:-}" = build ]; then
+	PKGS="$BUILD_PKGS"
 fi
 
 missing=""
@@ -20,8 +37,20 @@ for p in $PKGS; do
 done
 
 # Node.js and npm (for the @grpc/grpc-js-xds peer) may come from another packager.
-if ! command -v npm >/dev/null 2>&1; then
-	missing="$missing nodejs npm"
+# Not for the build and image groups, which test nothing with it.
+case "${1:-}" in
+build|image|image-test) ;;
+*)
+	if ! command -v npm >/dev/null 2>&1; then
+		missing="$missing nodejs npm"
+	fi
+	;;
+esac
+
+# kubectl for the admission webhook test (tests/integration/test_kube_webhooks.py):
+# Debian's kubernetes-client, unless some kubectl is already on PATH.
+if ! command -v kubectl >/dev/null 2>&1; then
+	missing="$missing kubernetes-client"
 fi
 
 if [ -z "$missing" ]; then

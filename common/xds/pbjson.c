@@ -18,6 +18,7 @@
 #include "envoy/extensions/access_loggers/file/v3/file.pb-c.h"
 #include "envoy/extensions/access_loggers/filters/cel/v3/cel.pb-c.h"
 #include "envoy/config/trace/v3/zipkin.pb-c.h"
+#include "envoy/config/trace/v3/opentelemetry.pb-c.h"
 #include "envoy/config/core/v3/extension.pb-c.h"
 #include "envoy/config/endpoint/v3/endpoint.pb-c.h"
 #include "envoy/config/listener/v3/api_listener.pb-c.h"
@@ -29,6 +30,7 @@
 #include "envoy/extensions/filters/http/jwt_authn/v3/config.pb-c.h"
 #include "envoy/extensions/filters/listener/http_inspector/v3/http_inspector.pb-c.h"
 #include "envoy/extensions/filters/listener/original_dst/v3/original_dst.pb-c.h"
+#include "istio/stats/config.pb-c.h"
 #include "envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.pb-c.h"
 #include "envoy/extensions/filters/network/rbac/v3/rbac.pb-c.h"
 #include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb-c.h"
@@ -101,6 +103,9 @@ static const ProtobufCMessageDescriptor *const pbjson__builtin[] = {
 	&envoy__extensions__access_loggers__file__v3__file_access_log__descriptor,
 	&envoy__extensions__access_loggers__filters__cel__v3__expression_filter__descriptor, /* issue 14: Telemetry filter.expression */
 	&envoy__config__trace__v3__zipkin_config__descriptor,
+	/* issue 14: Istio's istio.stats filters */
+	&stats__plugin_config__descriptor,
+	&envoy__config__trace__v3__open_telemetry_config__descriptor, /* issue 14: OTLP tracer */
 	&envoy__extensions__load_balancing_policies__round_robin__v3__round_robin__descriptor,
 	&envoy__extensions__load_balancing_policies__ring_hash__v3__ring_hash__descriptor,
 	&envoy__extensions__load_balancing_policies__least_request__v3__least_request__descriptor,

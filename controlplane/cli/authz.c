@@ -58,7 +58,7 @@ static void authz_note(void *ctx, enum gen_note_level level, const char *scope, 
 	fprintf(stderr, "meshctl authz: %s: %s: %s\n", level == GEN_NOTE_ERROR ? "error" : "warning", scope, msg);
 }
 
-static const struct gen_notes authz_notes = { authz_note, NULL };
+static const struct gen_notes authz_notes = { authz_note, NULL, NULL };
 
 #define AUTHZ_EXIT_ALLOW 0
 #define AUTHZ_EXIT_DENY 1

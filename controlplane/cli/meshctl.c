@@ -13,6 +13,7 @@
  */
 #include "controlplane/cli/authz.h"
 #include "controlplane/cli/certs.h"
+#include "controlplane/cli/kubeinject.h"
 #include "controlplane/cli/proxy.h"
 #include "controlplane/config/config.h"
 #include "controlplane/config/meshcfg.h"
@@ -52,6 +53,7 @@ static const struct meshctl_cmd meshctl_cmds[] = {
 	{ "version", proxy_version_main, "meshctl's version, and meshd's with --meshd ADDR" },
 	{ "proxy-status", proxy_status_main, "the proxies connected to meshd and their xDS sync state" },
 	{ "proxy-config", proxy_config_main, "what one proxy was sent: listeners, routes, clusters, endpoints, secrets" },
+	{ "kube-inject", kube_inject_main, "inject the meshproxy sidecar into Pods and workloads of a file, as the webhook does" },
 	{ "telemetry", proxy_telemetry_main, "the effective Telemetry (API) of one workload, as meshd merges it" },
 };
 

@@ -259,6 +259,67 @@ static void meshcfg__path_norm(struct meshcfg__ctx *c, const struct cfg__node *v
 	}
 }
 
+/* A field of ProxyConfig written either way (protobuf JSON accepts both). */
+static const struct cfg__node *meshcfg__field2(const struct cfg__node *m, const char *snake, const char *camel)
+{
+	const struct cfg__node *f = cfg__node_field(m, snake);
+
+	return f ? f : cfg__node_field(m, camel);
+}
+
+/* defaultConfig.tracing's custom_tags (tag: {literal: {value}} |
+ * {environment: {name, defaultValue}} | {header: {name, defaultValue}})
+ * and max_path_tag_length (issue 14). */
+static void meshcfg__proxy_tracing(struct meshcfg__ctx *c, const struct cfg__node *t)
+{
+	struct mesh_config *mc = c->mc;
+	const struct cfg__node *ct = meshcfg__field2(t, "custom_tags", "customTags"), *f;
+	size_t j;
+
+	f = meshcfg__field2(t, "max_path_tag_length", "maxPathTagLength");
+	if (f && f->type != CFG__NULL) {
+		if (f->type != CFG__INT || f->i < 1 || f->i > 65535)
+			meshcfg__error(c, f, "defaultConfig.tracing.max_path_tag_length", "must be a number from 1 to 65535");
+		else
+			mc->trace_max_path_tag_len = (uint32_t)f->i;
+	}
+	if (!ct || ct->type == CFG__NULL)
+		return;
+	if (ct->type != CFG__MAP || ct->n > MESHCFG__LIST_MAX) {
+		meshcfg__error(c, ct, "defaultConfig.tracing.custom_tags", "must be a map of at most %d tags",
+			       MESHCFG__LIST_MAX);
+		return;
+	}
+	if (!ct->n || !(mc->trace_custom_tags = arena_calloc(mc->arena, ct->n, sizeof(*mc->trace_custom_tags))))
+		return;
+	for (j = 0; j < ct->n; j++) {
+		const struct cfg__node *e = ct->v[j], *lit, *env, *hdr, *src, *x;
+		struct cfg_tel_custom_tag *g = &mc->trace_custom_tags[mc->n_trace_custom_tags];
+
+		lit = e->type == CFG__MAP ? cfg__node_field(e, "literal") : NULL;
+		env = e->type == CFG__MAP ? cfg__node_field(e, "environment") : NULL;
+		hdr = e->type == CFG__MAP ? cfg__node_field(e, "header") : NULL;
+		if ((lit ? 1 : 0) + (env ? 1 : 0) + (hdr ? 1 : 0) != 1) {
+			meshcfg__error(c, e, "defaultConfig.tracing.custom_tags",
+				       "tag %s: exactly one of literal, environment or header must be set", ct->k[j]->str);
+			continue;
+		}
+		src = lit ? lit : env ? env : hdr;
+		g->name = arena_strdup(mc->arena, ct->k[j]->str);
+		g->kind = lit ? CFG_TEL_TAG_LITERAL : env ? CFG_TEL_TAG_ENVIRONMENT : CFG_TEL_TAG_HEADER;
+		x = src->type == CFG__MAP ? cfg__node_field(src, lit ? "value" : "name") : NULL;
+		g->value = arena_strdup(mc->arena, x && x->type == CFG__STR ? x->str : "");
+		x = src->type == CFG__MAP && !lit ? meshcfg__field2(src, "default_value", "defaultValue") : NULL;
+		g->default_value = x && x->type == CFG__STR ? arena_strdup(mc->arena, x->str) : NULL;
+		if (!lit && (!g->value || !g->value[0])) {
+			meshcfg__error(c, src, "defaultConfig.tracing.custom_tags", "tag %s: name must be set",
+				       ct->k[j]->str);
+			continue;
+		}
+		mc->n_trace_custom_tags++;
+	}
+}
+
 static void meshcfg__default_config(struct meshcfg__ctx *c, const struct cfg__node *v)
 {
 	const struct cfg__node *h;
@@ -274,6 +335,8 @@ static void meshcfg__default_config(struct meshcfg__ctx *c, const struct cfg__no
 	 * a trace for (Istio's default 1; pilot's tracing.go reads it when no
 	 * Telemetry overrides it) */
 	h = cfg__node_field(v, "tracing");
+	if (h && h->type == CFG__MAP)
+		meshcfg__proxy_tracing(c, h);
 	if (h && h->type == CFG__MAP && (h = cfg__node_field(h, "sampling")) && h->type != CFG__NULL) {
 		if ((h->type != CFG__INT && h->type != CFG__FLOAT) || h->f < 0 || h->f > 100)
 			meshcfg__error(c, h, "defaultConfig.tracing.sampling", "must be a number from 0 to 100");
@@ -282,32 +345,150 @@ static void meshcfg__default_config(struct meshcfg__ctx *c, const struct cfg__no
 	}
 }
 
-/* extensionProviders[] entry NAME of kind zipkin, or NULL. */
-static const struct cfg__node *meshcfg__provider(const struct cfg__node *list, const char *name,
-						const struct cfg__node **zipkin)
+/* "http.headers" / "grpc.initialMetadata": [{name, value | envName}]
+ * into p (Istio's MeshConfig.ExtensionProvider.HttpHeader; envName is
+ * read from meshd's environment, as istiod reads its own). */
+static void meshcfg__headers(struct meshcfg__ctx *c, const struct cfg__node *v, const char *field,
+			     struct meshcfg_trace_provider *p)
 {
+	struct arena *a = c->mc->arena;
+	size_t i;
+
+	if (!v || v->type == CFG__NULL)
+		return;
+	if (v->type != CFG__SEQ) {
+		meshcfg__error(c, v, field, "must be a list of {name, value}");
+		return;
+	}
+	if (v->n > MESHCFG__LIST_MAX) {
+		meshcfg__error(c, v, field, "more than %d headers", MESHCFG__LIST_MAX);
+		return;
+	}
+	if (v->n && !(p->headers = arena_calloc(a, v->n, sizeof(*p->headers))))
+		return;
+	for (i = 0; i < v->n; i++) {
+		const struct cfg__node *e = v->v[i], *n, *x;
+		const char *val = "";
+
+		if (e->type != CFG__MAP || !(n = cfg__node_field(e, "name")) || n->type != CFG__STR || !n->str[0]) {
+			meshcfg__error(c, e, field, "entry %zu needs a name", i);
+			continue;
+		}
+		if ((x = cfg__node_field(e, "value")) && x->type == CFG__STR)
+			val = x->str;
+		else if ((x = cfg__node_field(e, "envName")) && x->type == CFG__STR)
+			val = getenv(x->str) ? getenv(x->str) : "";
+		p->headers[p->n_headers].name = arena_strdup(a, n->str);
+		p->headers[p->n_headers].value = arena_strdup(a, val);
+		p->n_headers++;
+	}
+}
+
+/* A tracing provider of kind key ("zipkin" / "opentelemetry") named name
+ * from its map x into c->mc->trace_providers. */
+static void meshcfg__trace_provider_add(struct meshcfg__ctx *c, const char *name, const char *key,
+					const struct cfg__node *x)
+{
+	struct mesh_config *mc = c->mc;
+	struct meshcfg_trace_provider *v, *p;
+	const struct cfg__node *f, *h;
+	char field[96];
+
+	if (x->type != CFG__MAP) {
+		snprintf(field, sizeof(field), "extensionProviders.%s", key);
+		meshcfg__error(c, x, field, "must be a map");
+		return;
+	}
+	v = arena_calloc(mc->arena, mc->n_trace_providers + 1, sizeof(*v));
+	if (!v)
+		return;
+	if (mc->n_trace_providers)
+		memcpy(v, mc->trace_providers, mc->n_trace_providers * sizeof(*v));
+	mc->trace_providers = v;
+	p = &v[mc->n_trace_providers];
+	p->name = arena_strdup(mc->arena, name);
+	p->kind = strcmp(key, "zipkin") == 0 ? MESHCFG_TRACER_ZIPKIN : MESHCFG_TRACER_OTEL;
+	f = cfg__node_field(x, "service");
+	if (!f || f->type != CFG__STR || !f->str[0]) {
+		snprintf(field, sizeof(field), "extensionProviders.%s.service", key);
+		meshcfg__error(c, x, field, "is required (a service host name)");
+		return;
+	}
+	p->service = arena_strdup(mc->arena, f->str);
+	f = cfg__node_field(x, "port");
+	if (!f || f->type != CFG__INT || f->i < 1 || f->i > 65535) {
+		snprintf(field, sizeof(field), "extensionProviders.%s.port", key);
+		meshcfg__error(c, f ? f : x, field, "must be a port number 1-65535");
+		return;
+	}
+	p->port = (uint32_t)f->i;
+	f = cfg__node_field(x, "maxTagLength");
+	if (f && f->type == CFG__INT && f->i > 0 && f->i < 65536)
+		p->max_tag_len = (uint32_t)f->i;
+	if (p->kind == MESHCFG_TRACER_ZIPKIN) {
+		if ((f = cfg__node_field(x, "path")) && f->type == CFG__STR)
+			p->http_path = arena_strdup(mc->arena, f->str);
+	} else if ((h = cfg__node_field(x, "http")) && h->type == CFG__MAP) {
+		p->http = true;
+		p->http_path = "";
+		if ((f = cfg__node_field(h, "path")) && f->type == CFG__STR)
+			p->http_path = arena_strdup(mc->arena, f->str);
+		if ((f = cfg__node_field(h, "timeout")))
+			meshcfg__duration(c, f, "extensionProviders.opentelemetry.http.timeout", &p->timeout);
+		meshcfg__headers(c, cfg__node_field(h, "headers"), "extensionProviders.opentelemetry.http.headers", p);
+	} else if ((h = cfg__node_field(x, "grpc")) && h->type == CFG__MAP) {
+		if ((f = cfg__node_field(h, "timeout")))
+			meshcfg__duration(c, f, "extensionProviders.opentelemetry.grpc.timeout", &p->timeout);
+		meshcfg__headers(c, cfg__node_field(h, "initialMetadata"),
+				 "extensionProviders.opentelemetry.grpc.initialMetadata", p);
+	}
+	if (p->kind == MESHCFG_TRACER_OTEL && (h = cfg__node_field(x, "resourceDetectors")) && h->type == CFG__MAP)
+		p->env_detector = cfg__node_field(h, "environment") != NULL;
+	mc->n_trace_providers++;
+}
+
+/* Every extensionProviders entry of a tracing kind meshd builds (zipkin,
+ * opentelemetry), so that Telemetry can name any of them; other kinds
+ * are left to their readers. */
+static void meshcfg__trace_providers(struct meshcfg__ctx *c)
+{
+	const struct cfg__node *list = c->ext_providers;
 	size_t i;
 
 	for (i = 0; list && list->type == CFG__SEQ && i < list->n; i++) {
-		const struct cfg__node *e = list->v[i], *n;
+		const struct cfg__node *e = list->v[i], *n, *x;
 
-		if (e->type != CFG__MAP || !(n = cfg__node_field(e, "name")) || n->type != CFG__STR ||
-		    strcmp(n->str, name))
+		if (e->type != CFG__MAP || !(n = cfg__node_field(e, "name")) || n->type != CFG__STR)
 			continue;
-		*zipkin = cfg__node_field(e, "zipkin");
-		return e;
+		if ((x = cfg__node_field(e, "zipkin")))
+			meshcfg__trace_provider_add(c, n->str, "zipkin", x);
+		else if ((x = cfg__node_field(e, "opentelemetry")))
+			meshcfg__trace_provider_add(c, n->str, "opentelemetry", x);
 	}
+}
+
+const struct meshcfg_trace_provider *meshcfg_trace_provider(const struct mesh_config *mc, const char *name)
+{
+	size_t i;
+
+	for (i = 0; mc && name && i < mc->n_trace_providers; i++)
+		if (strcmp(mc->trace_providers[i].name, name) == 0)
+			return &mc->trace_providers[i];
 	return NULL;
 }
 
-/* defaultProviders.tracing[0] looked up in extensionProviders (Istio's
- * mesh-wide default tracing provider).  Only the zipkin kind is carried;
- * another kind is named in a warning as not acted on. */
+/* defaultProviders.tracing looked up in extensionProviders (Istio's
+ * mesh-wide default tracing provider: the first one is used).  A zipkin
+ * default also fills the legacy zipkin_* fields; a kind meshd does not
+ * build is named in a warning as not acted on. */
 static void meshcfg__tracing_provider(struct meshcfg__ctx *c)
 {
-	const struct cfg__node *t, *name, *e, *z = NULL, *x;
+	const struct cfg__node *t, *name;
+	const struct meshcfg_trace_provider *p;
 	struct mesh_config *mc = c->mc;
+	size_t i;
 
+	meshcfg__trace_providers(c);
 	if (!c->default_providers || c->default_providers->type != CFG__MAP ||
 	    !(t = cfg__node_field(c->default_providers, "tracing")))
 		return;
@@ -316,30 +497,31 @@ static void meshcfg__tracing_provider(struct meshcfg__ctx *c)
 			meshcfg__error(c, t, "defaultProviders.tracing", "must be a list of provider names");
 		return;
 	}
-	if (!(e = meshcfg__provider(c->ext_providers, name->str, &z))) {
-		meshcfg__error(c, name, "defaultProviders.tracing", "no extensionProviders entry named \"%s\"",
-			       name->str);
+	if (t->n <= MESHCFG__LIST_MAX && (mc->default_tracing.v = arena_calloc(mc->arena, t->n, sizeof(char *))))
+		for (i = 0; i < t->n; i++)
+			if (t->v[i]->type == CFG__STR)
+				mc->default_tracing.v[mc->default_tracing.n++] = arena_strdup(mc->arena, t->v[i]->str);
+	if (!(p = meshcfg_trace_provider(mc, name->str))) {
+		const struct cfg__node *l = c->ext_providers;
+		bool known = false;
+
+		for (i = 0; l && l->type == CFG__SEQ && i < l->n && !known; i++) {
+			const struct cfg__node *n = l->v[i]->type == CFG__MAP ? cfg__node_field(l->v[i], "name") : NULL;
+
+			known = n && n->type == CFG__STR && strcmp(n->str, name->str) == 0;
+		}
+		if (known)
+			meshcfg__ignore(c, "extensionProviders (tracing kinds other than zipkin and opentelemetry)");
+		else
+			meshcfg__error(c, name, "defaultProviders.tracing", "no extensionProviders entry named \"%s\"",
+				       name->str);
 		return;
 	}
-	if (!z || z->type != CFG__MAP) {
-		meshcfg__ignore(c, "extensionProviders (tracing kinds other than zipkin)");
+	if (!p->service || !p->port || p->kind != MESHCFG_TRACER_ZIPKIN)
 		return;
-	}
-	x = cfg__node_field(z, "service");
-	if (!x || x->type != CFG__STR || !x->str[0]) {
-		meshcfg__error(c, z, "extensionProviders.zipkin.service", "is required (a service host name)");
-		return;
-	}
-	mc->zipkin_service = arena_strdup(mc->arena, x->str);
-	x = cfg__node_field(z, "port");
-	if (!x || x->type != CFG__INT || x->i < 1 || x->i > 65535) {
-		meshcfg__error(c, z, "extensionProviders.zipkin.port", "must be a port number 1-65535");
-		return;
-	}
-	mc->zipkin_port = (uint32_t)x->i;
-	x = cfg__node_field(z, "maxTagLength");
-	if (x && x->type == CFG__INT && x->i > 0 && x->i < 65536)
-		mc->zipkin_max_tag_len = (uint32_t)x->i;
+	mc->zipkin_service = p->service;
+	mc->zipkin_port = p->port;
+	mc->zipkin_max_tag_len = p->max_tag_len;
 	mc->trace_provider = arena_strdup(mc->arena, name->str);
 }
 
@@ -581,6 +763,38 @@ static uint64_t meshcfg__hash_strs(uint64_t h, const struct cfg_strs *s)
 	return h;
 }
 
+/* The tracing providers and defaultProviders.tracing (issue 14). */
+static uint64_t meshcfg__hash_trace_providers(uint64_t h, const struct mesh_config *mc)
+{
+	size_t i, j;
+
+	h = meshcfg__hash_strs(h, &mc->default_tracing);
+	h = mesh_hash_update(h, &mc->trace_max_path_tag_len, sizeof(mc->trace_max_path_tag_len));
+	for (i = 0; i < mc->n_trace_custom_tags; i++) {
+		const struct cfg_tel_custom_tag *g = &mc->trace_custom_tags[i];
+
+		h = mesh_hash_update(h, &g->kind, sizeof(g->kind));
+		h = mesh_hash_str(h, g->name ? g->name : "");
+		h = mesh_hash_str(h, g->value ? g->value : "");
+		h = mesh_hash_str(h, g->default_value ? g->default_value : "\x01");
+	}
+	h = mesh_hash_update(h, &mc->n_trace_providers, sizeof(mc->n_trace_providers));
+	for (i = 0; i < mc->n_trace_providers; i++) {
+		const struct meshcfg_trace_provider *p = &mc->trace_providers[i];
+		uint64_t nums[6] = { p->kind, p->port, p->max_tag_len, p->http, (uint64_t)p->timeout, p->env_detector };
+
+		h = mesh_hash_str(h, p->name ? p->name : "");
+		h = mesh_hash_str(h, p->service ? p->service : "");
+		h = mesh_hash_str(h, p->http_path ? p->http_path : "");
+		h = mesh_hash_update(h, nums, sizeof(nums));
+		for (j = 0; j < p->n_headers; j++) {
+			h = mesh_hash_str(h, p->headers[j].name ? p->headers[j].name : "");
+			h = mesh_hash_str(h, p->headers[j].value ? p->headers[j].value : "");
+		}
+	}
+	return h;
+}
+
 static void meshcfg__seal(struct mesh_config *mc)
 {
 	uint64_t h = mesh_hash("mesh", 4);
@@ -596,6 +810,7 @@ static void meshcfg__seal(struct mesh_config *mc)
 	h = mesh_hash_update(h, &mc->zipkin_max_tag_len, sizeof(mc->zipkin_max_tag_len));
 	h = mesh_hash_str(h, mc->trace_provider ? mc->trace_provider : "");
 	h = mesh_hash_str(h, mc->zipkin_service ? mc->zipkin_service : "");
+	h = meshcfg__hash_trace_providers(h, mc);
 	h = mesh_hash_update(h, &mc->protocol_detection_timeout, sizeof(mc->protocol_detection_timeout));
 	h = mesh_hash_str(h, mc->root_namespace);
 	h = mesh_hash_str(h, mc->trust_domain);
@@ -844,15 +1059,44 @@ void meshcfg_json(struct mesh_buf *b, const struct mesh_config *mc)
 	if (mc->path_norm != MESHCFG_PATH_DEFAULT)
 		mesh_buf_printf(b, ",\"pathNormalization\":{\"normalization\":\"%s\"}",
 				meshcfg__path_norms[mc->path_norm]);
-	if (mc->trace_provider) {
-		/* only the provider meshd acts on: the default tracing one */
+	if (mc->n_trace_providers) {
+		/* the providers meshd acts on: the tracing ones (issue 14) */
+		size_t i, j;
+
 		mesh_buf_puts(b, ",\"defaultProviders\":{\"tracing\":[");
-		json_put_string(b, mc->trace_provider);
-		mesh_buf_puts(b, "]},\"extensionProviders\":[{\"name\":");
-		json_put_string(b, mc->trace_provider);
-		mesh_buf_puts(b, ",\"zipkin\":{\"service\":");
-		json_put_string(b, mc->zipkin_service);
-		mesh_buf_printf(b, ",\"port\":%u}}]", (unsigned)mc->zipkin_port);
+		for (i = 0; i < mc->default_tracing.n; i++) {
+			if (i)
+				mesh_buf_putc(b, ',');
+			json_put_string(b, mc->default_tracing.v[i]);
+		}
+		mesh_buf_puts(b, "]},\"extensionProviders\":[");
+		for (i = 0; i < mc->n_trace_providers; i++) {
+			const struct meshcfg_trace_provider *p = &mc->trace_providers[i];
+
+			mesh_buf_puts(b, i ? ",{\"name\":" : "{\"name\":");
+			json_put_string(b, p->name);
+			mesh_buf_puts(b, p->kind == MESHCFG_TRACER_ZIPKIN ? ",\"zipkin\":{\"service\":" :
+									    ",\"opentelemetry\":{\"service\":");
+			json_put_string(b, p->service ? p->service : "");
+			mesh_buf_printf(b, ",\"port\":%u", (unsigned)p->port);
+			if (p->max_tag_len)
+				mesh_buf_printf(b, ",\"maxTagLength\":%u", (unsigned)p->max_tag_len);
+			if (p->kind == MESHCFG_TRACER_OTEL) {
+				/* header values are left out: they may be credentials */
+				mesh_buf_puts(b, p->http ? ",\"http\":{\"path\":" : ",\"grpc\":{");
+				if (p->http)
+					json_put_string(b, p->http_path ? p->http_path : "");
+				mesh_buf_puts(b, p->http ? ",\"headers\":[" : "\"initialMetadata\":[");
+				for (j = 0; j < p->n_headers; j++) {
+					mesh_buf_puts(b, j ? ",{\"name\":" : "{\"name\":");
+					json_put_string(b, p->headers[j].name);
+					mesh_buf_putc(b, '}');
+				}
+				mesh_buf_puts(b, "]}");
+			}
+			mesh_buf_puts(b, "}}");
+		}
+		mesh_buf_putc(b, ']');
 	}
 	mesh_buf_puts(b, ",\"meshd\":{\"source\":");
 	json_put_string(b, mc->source);

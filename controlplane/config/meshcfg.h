@@ -58,6 +58,30 @@ struct meshcfg_log_provider {
 	size_t n_labels;
 };
 
+/* extensionProviders[] entries of a tracing kind meshd builds (issue 14):
+ * Istio's MeshConfig.ExtensionProvider zipkin and opentelemetry. */
+enum meshcfg_tracer { MESHCFG_TRACER_ZIPKIN, MESHCFG_TRACER_OTEL };
+
+struct meshcfg_header {
+	const char *name;
+	const char *value;                   /* value, or the envName's value in meshd's environment */
+};
+
+struct meshcfg_trace_provider {
+	const char *name;
+	enum meshcfg_tracer kind;
+	const char *service;                 /* service: "host" or "namespace/host" */
+	uint32_t port;
+	uint32_t max_tag_len;                /* maxTagLength; 0: unset */
+	/* opentelemetry only */
+	bool http;                           /* http: set: OTLP/HTTP; else OTLP/gRPC */
+	const char *http_path;               /* http.path [""] */
+	int64_t timeout;                     /* http.timeout / grpc.timeout, ns; 0: unset */
+	struct meshcfg_header *headers;      /* http.headers / grpc.initialMetadata */
+	size_t n_headers;
+	bool env_detector;                   /* resourceDetectors.environment set */
+};
+
 struct mesh_config {
 	/* Istio's defaults in brackets */
 	const char *root_namespace;          /* rootNamespace ["istio-system"] */
@@ -88,6 +112,17 @@ struct mesh_config {
 	const char *zipkin_service;          /* its extensionProviders[].zipkin.service */
 	uint32_t zipkin_port;                /* .port */
 	uint32_t zipkin_max_tag_len;         /* .maxTagLength [0: Istio's 256] */
+	/* every extensionProviders entry of a tracing kind, in file order,
+	 * and defaultProviders.tracing (Telemetry names either; issue 14) */
+	struct meshcfg_trace_provider *trace_providers;
+	size_t n_trace_providers;
+	struct cfg_strs default_tracing;
+	/* defaultConfig.tracing.custom_tags / max_path_tag_length (ProxyConfig):
+	 * what istiod uses when a Telemetry gives no customTags / the provider
+	 * no maxTagLength */
+	struct cfg_tel_custom_tag *trace_custom_tags;
+	size_t n_trace_custom_tags;
+	uint32_t trace_max_path_tag_len;     /* 0: unset */
 	struct cfg_strs ignored;             /* fields accepted but not acted on */
 	const char *source;                  /* file name or "ConfigMap istio-system/istio"; "" for defaults */
 	uint64_t hash;                       /* of the effective values: equal hash, same config */
@@ -114,6 +149,10 @@ MESH_MUST_CHECK int meshcfg_parse(const char *data, size_t len, const char *sour
  * -errno when it cannot be read. */
 MESH_MUST_CHECK int meshcfg_load_file(const char *path, struct mesh_config **out, char *err, size_t cap,
 				      char *warn);
+
+/* The tracing provider called name in mc's extensionProviders, or NULL
+ * (mc NULL, no such entry, or a kind meshd does not build). */
+const struct meshcfg_trace_provider *meshcfg_trace_provider(const struct mesh_config *mc, const char *name);
 
 struct mesh_config *meshcfg_ref(struct mesh_config *mc); /* NULL-safe */
 void meshcfg_unref(struct mesh_config *mc);              /* NULL is a no-op */

@@ -122,10 +122,13 @@ int debug_telemetryz(const struct model *m, const char *proxy_id, const char *ns
 		snprintf(err, errcap, "query parameter proxyID (or namespace, with labels=k=v,...) is required");
 		return -EINVAL;
 	}
-	/* issue 14: the mesh config's defaultProviders.accessLogging, as the
-	 * generators use them (gen__workload_access_logs) */
+	/* issue 14: the mesh config's defaultProviders.tracing, as the
+	 * tracing generator (gen/tracing.c) merges with it */
 	defs = model_telemetry_istio_defaults;
 	if (m->mesh) {
+		defs.tracing = (const char *const *)m->mesh->default_tracing.v;
+		defs.n_tracing = m->mesh->default_tracing.n;
+		/* and defaultProviders.accessLogging, as gen__workload_access_logs */
 		defs.access_logging = (const char *const *)m->mesh->default_access_logging.v;
 		defs.n_access_logging = m->mesh->default_access_logging.n;
 	}

@@ -42,6 +42,7 @@
 #include "controlplane/gen/gen_int.h"
 #include "controlplane/model/gateway.h"
 #include "controlplane/model/policy.h"
+#include "controlplane/model/telemetry.h"
 
 #include "common/err.h"
 
@@ -128,6 +129,9 @@ struct gw_gen {
 	struct gw_sni { uint32_t port; const char *host, *bind; } *sni;
 	size_t n_sni;
 	bool auto_passthrough;
+	/* issue 14: the istio.stats configuration (gateway class: the
+	 * workload's client mode), NULL: no metrics */
+	Google__Protobuf__Any *stats;
 };
 
 /* ---------------------------------------------------------------- protocols (Istio's protocol.Instance) */
@@ -385,13 +389,18 @@ static gw_filter *gw_hcm_filter(struct gw_gen *gg, const char *stat_prefix, cons
 		gen__msg(a, &envoy__extensions__filters__network__http_connection_manager__v3__http_connection_manager__set_current_client_cert_details__descriptor);
 	Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__Rds *r =
 		gen__msg(a, &envoy__extensions__filters__network__http_connection_manager__v3__rds__descriptor);
-	gw_http_filter **f = arena_calloc(a, 3, sizeof(*f));
+	gw_http_filter **f = arena_calloc(a, 4, sizeof(*f));
+	size_t n = 0;
 
 	if (!ws || !cc || !r || !f || !(hcm.upgrade_configs = arena_calloc(a, 1, sizeof(*hcm.upgrade_configs))))
 		return NULL;
-	if (!(f[0] = gen__http_filter(a, GEN_FAULT_FILTER, &fault.base)) ||
-	    !(f[1] = gen__http_filter(a, GEN_CORS_FILTER, &cors.base)) ||
-	    !(f[2] = gen__http_filter(a, GEN_ROUTER_FILTER, &router.base)))
+	if (!(f[n++] = gen__http_filter(a, GEN_FAULT_FILTER, &fault.base)) ||
+	    !(f[n++] = gen__http_filter(a, GEN_CORS_FILTER, &cors.base)))
+		return NULL;
+	/* issue 14: Istio's stats plugin right before the router */
+	if (gg->stats && !(f[n++] = gen__stats_http_filter(a, gg->stats)))
+		return NULL;
+	if (!(f[n++] = gen__http_filter(a, GEN_ROUTER_FILTER, &router.base)))
 		return NULL;
 	hcm.codec_type = ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__CODEC_TYPE__AUTO;
 	hcm.stat_prefix = (char *)stat_prefix;
@@ -402,7 +411,7 @@ static gw_filter *gw_hcm_filter(struct gw_gen *gg, const char *stat_prefix, cons
 		ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_RDS;
 	hcm.rds = r;
 	hcm.http_filters = f;
-	hcm.n_http_filters = 3;
+	hcm.n_http_filters = n;
 	ws->upgrade_type = "websocket";
 	hcm.upgrade_configs[0] = ws;
 	hcm.n_upgrade_configs = 1;
@@ -425,8 +434,18 @@ static gw_filter *gw_hcm_filter(struct gw_gen *gg, const char *stat_prefix, cons
 	hcm.forward_client_cert_details =
 		ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__FORWARD_CLIENT_CERT_DETAILS__SANITIZE_SET;
 	hcm.set_current_client_cert_details = cc;
-	if (gen__mesh_tracing(a, m, &hcm.tracing) < 0)
-		return NULL;
+	/* issue 14: the router's Telemetry tracing (client spec, as istiod's
+	 * ListenerClassGateway); merged per HCM: a router has few */
+	{
+		struct model_telemetry *tel = NULL;
+		int trc = gen__telemetry(m, gg->w, &tel);
+
+		/* Telemetry past its cap: served without tracing (as sidecars) */
+		trc = trc < 0 ? 0 : gen__tracing(a, &gg->g, gg->w, tel, false, &hcm.tracing);
+		model_telemetry_free(tel);
+		if (trc < 0)
+			return NULL;
+	}
 	{
 		/* issue 14: the gateway workload's access logs; Istio's
 		 * workloadMode(ListenerClassGateway) is CLIENT */
@@ -1033,6 +1052,9 @@ static int gw_listener(struct gw_gen *gg, const struct gw_lis *li)
 		l.listener_filters[0] = lf;
 		l.n_listener_filters = 1;
 	}
+	/* issue 14: istio.stats before each TCP proxy, as the HCMs have it */
+	if (gen__stats_chains(a, gg->stats, l.filter_chains, l.n_filter_chains) < 0)
+		return -ENOMEM;
 	return gen__emit(&gg->g, gg->snap, XDS_LISTENER, l.name, &l.base);
 }
 
@@ -1473,6 +1495,11 @@ int gen_gateway_snapshot_cached(struct gen_sidecar_cache *c, const struct model 
 	gg.a = arena_new(GW_ARENA_MAX);
 	if (!gg.snap || !gg.a)
 		goto out;
+	/* issue 14: the gateway workload's Telemetry metrics */
+	rc = gen__stats_config(gg.a, m, w, GEN_STATS_GATEWAY, &gg.stats);
+	if (rc < 0)
+		goto out;
+	rc = -ENOMEM;
 	n_gws = model_gateways_for_proxy(m, gg.ns, gen__workload_labels(w), NULL, 0);
 	if (n_gws > GW_MAX_GATEWAYS)
 		n_gws = GW_MAX_GATEWAYS;

@@ -199,6 +199,12 @@ void gen__note(const struct gen_ctx *g, enum gen_note_level level, const char *s
 	g->notes->fn(g->notes->ctx, level, scope, msg);
 }
 
+void gen__conflict(const struct gen_ctx *g, enum gen_conflict kind, const char *key)
+{
+	if (g && g->notes && g->notes->conflict)
+		g->notes->conflict(g->notes->ctx, kind, key);
+}
+
 Envoy__Config__Core__V3__ConfigSource *gen__ads_source(struct arena *a)
 {
 	Envoy__Config__Core__V3__ConfigSource *cs = gen__msg(a, &envoy__config__core__v3__config_source__descriptor);

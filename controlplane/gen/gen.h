@@ -50,9 +50,18 @@
  * valid for the call only) and goes on; the caller decides where it goes.
  * A NULL gen_notes, or a NULL fn, drops them. */
 enum gen_note_level { GEN_NOTE_WARN, GEN_NOTE_ERROR };
+/* The listener conflicts istiod counts in its pilot_conflict_* gauges
+ * (pilot/pkg/networking/core): two TCP services whose match-all filter
+ * chains meet on one outbound listener (key: the listener's name), and two
+ * services giving one inbound port of the workload different protocols
+ * (key NULL: the proxy being built, as istiod keys it by node). */
+enum gen_conflict { GEN_CONFLICT_INBOUND, GEN_CONFLICT_OUTBOUND_TCP_OVER_TCP };
 struct gen_notes {
 	void (*fn)(void *ctx, enum gen_note_level level, const char *scope, const char *msg);
 	void *ctx;
+	/* optional (NULL: not counted): one conflict of the build, key valid
+	 * for the call only; called beside the warning fn gets */
+	void (*conflict)(void *ctx, enum gen_conflict kind, const char *key);
 };
 
 /* What clients of profile p do not get of the configuration in m, once

@@ -48,6 +48,7 @@
 #define GEN_FAULT_FILTER   "envoy.filters.http.fault"
 #define GEN_CORS_FILTER    "envoy.filters.http.cors"
 #define GEN_ROUTER_FILTER  "envoy.filters.http.router"
+#define GEN_STATS_FILTER   "istio.stats"   /* issue 14: Istio's stats plugin (gen/stats.c) */
 
 /* One generation run. */
 struct gen_ctx {
@@ -79,6 +80,8 @@ static inline const struct cfg_labels *gen__workload_labels(const struct gen_wor
 /* Hand a note to g->notes (formatted, truncated to GEN_NOTE_MAX). */
 void gen__note(const struct gen_ctx *g, enum gen_note_level level, const char *scope, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+/* Hand a listener conflict to g->notes (gen.h: enum gen_conflict). */
+void gen__conflict(const struct gen_ctx *g, enum gen_conflict kind, const char *key);
 
 /* A zero-initialised message of type d (its __INIT values) in the arena. */
 void *gen__msg(struct arena *a, const ProtobufCMessageDescriptor *d);
@@ -124,14 +127,24 @@ struct gen__alogs {
 int gen__workload_access_logs(struct arena *a, const struct model *m, const struct gen_workload *w,
 			      struct gen__alogs *client, struct gen__alogs *server);
 struct Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager__Tracing;
-/* HCM.tracing from the mesh config as Istio's configureTracing builds it:
- * the zipkin provider of defaultProviders.tracing (collector cluster
- * outbound|PORT||SERVICE, /api/v2/spans, HTTP_JSON, 128-bit ids),
- * random_sampling = defaultConfig.tracing.sampling, client and overall
- * sampling 100.  *out NULL when tracing is off or no provider is set.
- * 0 or -ENOMEM; everything in arena a. */
-int gen__mesh_tracing(struct arena *a, const struct model *m,
-		      struct Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager__Tracing **out);
+struct model_telemetry;
+/* The effective Telemetry of workload w (model_telemetry_for with
+ * meshConfig.defaultProviders.tracing as the default provider), computed
+ * once per proxy for gen__tracing; *out NULL (0) when the model has no
+ * Telemetry and no default tracing provider.  Free with
+ * model_telemetry_free.  0, -ENOMEM or -MESH_ETOOBIG (gen/tracing.c). */
+int gen__telemetry(const struct model *m, const struct gen_workload *w, struct model_telemetry **out);
+/* HCM.tracing for w's listener as istiod's configureTracingFromTelemetry
+ * builds it (tel: gen__telemetry's result, may be NULL): the server spec
+ * for inbound listeners (server true), the client spec for outbound ones
+ * and gateways; the provider by name from extensionProviders (zipkin or
+ * opentelemetry), sampling Telemetry > defaultConfig.tracing.sampling >
+ * 1%, customTags sorted by tag.  *out NULL when tracing is disabled or no
+ * provider applies (a provider name that is no tracing entry is noted).
+ * 0 or -ENOMEM; everything in arena a (gen/tracing.c). */
+int gen__tracing(struct arena *a, const struct gen_ctx *g, const struct gen_workload *w,
+		 const struct model_telemetry *tel, bool server,
+		 struct Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager__Tracing **out);
 /* Clamp a config number (may be -1 or huge) to uint32. */
 uint32_t gen__clamp_u32(int64_t v);
 
@@ -374,5 +387,26 @@ MESH_MUST_CHECK int gen__clusters(const struct gen_ctx *g, const struct model_se
 				  struct xds_snapshot *snap);
 MESH_MUST_CHECK int gen__endpoints(const struct gen_ctx *g, const struct model_service *svc, struct arena *a,
 				   struct xds_snapshot *snap);
+
+/*
+ * issue 14 (gen/stats.c): the istio.stats filters' configuration
+ * (stats.PluginConfig in an Any) for workload w's listeners of class cls,
+ * from its effective Telemetry metrics (prometheus provider), as istiod's
+ * generateStatsConfig: *out NULL when that class reports no metrics (no
+ * prometheus provider, or ALL_METRICS disabled for the mode).  Allocated
+ * from a; 0 or -ENOMEM / -MESH_ETOOBIG (model_telemetry_for).
+ */
+enum gen__stats_class { GEN_STATS_OUTBOUND, GEN_STATS_INBOUND, GEN_STATS_GATEWAY };
+MESH_MUST_CHECK int gen__stats_config(struct arena *a, const struct model *m, const struct gen_workload *w,
+				      enum gen__stats_class cls, Google__Protobuf__Any **out);
+/* The HTTP filter "istio.stats" with cfg (shared, not copied); NULL
+ * without memory or for cfg NULL. */
+Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpFilter *gen__stats_http_filter(struct arena *a,
+												   Google__Protobuf__Any *cfg);
+/* Puts the network filter "istio.stats" (cfg) right before the TCP proxy
+ * of each of the n chains that end in one, but the blackhole chains, as
+ * Istio does; nothing for cfg NULL.  0 or -ENOMEM. */
+MESH_MUST_CHECK int gen__stats_chains(struct arena *a, Google__Protobuf__Any *cfg,
+				      Envoy__Config__Listener__V3__FilterChain **chains, size_t n);
 
 #endif

@@ -12,10 +12,7 @@
 #include "envoy/extensions/access_loggers/file/v3/file.pb-c.h"
 #include "envoy/extensions/access_loggers/filters/cel/v3/cel.pb-c.h"
 #include "controlplane/model/telemetry.h"
-#include "envoy/config/trace/v3/http_tracer.pb-c.h"
-#include "envoy/config/trace/v3/zipkin.pb-c.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
-#include "envoy/type/v3/percent.pb-c.h"
 #include "google/protobuf/struct.pb-c.h"
 
 #include <string.h>
@@ -312,53 +309,5 @@ int gen__mesh_access_logs(struct arena *a, const struct model *m, Envoy__Config_
 		return -ENOMEM;
 	(*out)[0] = al;
 	*n = 1;
-	return 0;
-}
-
-static Envoy__Type__V3__Percent *gen__pct(struct arena *a, double v)
-{
-	Envoy__Type__V3__Percent *p = gen__msg(a, &envoy__type__v3__percent__descriptor);
-
-	if (p)
-		p->value = v;
-	return p;
-}
-
-int gen__mesh_tracing(struct arena *a, const struct model *m,
-		      Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager__Tracing **out)
-{
-	const struct mesh_config *mc = m ? m->mesh : NULL;
-	Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager__Tracing *t;
-	Envoy__Config__Trace__V3__Tracing__Http *http;
-	Envoy__Config__Trace__V3__ZipkinConfig *z;
-	const char *host;
-
-	*out = NULL;
-	if (!mc || !mc->enable_tracing || !mc->trace_provider || !mc->zipkin_service)
-		return 0;
-	t = gen__msg(a, &envoy__extensions__filters__network__http_connection_manager__v3__http_connection_manager__tracing__descriptor);
-	http = gen__msg(a, &envoy__config__trace__v3__tracing__http__descriptor);
-	z = gen__msg(a, &envoy__config__trace__v3__zipkin_config__descriptor);
-	if (!t || !http || !z)
-		return -ENOMEM;
-	/* Istio's provider service may be "namespace/host": the host names the cluster */
-	host = strchr(mc->zipkin_service, '/') ? strchr(mc->zipkin_service, '/') + 1 : mc->zipkin_service;
-	z->collector_cluster = arena_printf(a, "outbound|%u||%s", (unsigned)mc->zipkin_port, host);
-	z->collector_endpoint = "/api/v2/spans";
-	z->collector_endpoint_version = ENVOY__CONFIG__TRACE__V3__ZIPKIN_CONFIG__COLLECTOR_ENDPOINT_VERSION__HTTP_JSON;
-	z->trace_id_128bit = true;
-	z->collector_hostname = (char *)host;
-	if (!z->collector_cluster || !(z->shared_span_context = gen__bool(a, false)))
-		return -ENOMEM;
-	http->name = "envoy.tracers.zipkin";
-	http->config_type_case = ENVOY__CONFIG__TRACE__V3__TRACING__HTTP__CONFIG_TYPE_TYPED_CONFIG;
-	if (!(http->typed_config = gen__any(a, &z->base)))
-		return -ENOMEM;
-	t->provider = http;
-	if (!(t->client_sampling = gen__pct(a, 100)) || !(t->random_sampling = gen__pct(a, mc->trace_sampling)) ||
-	    !(t->overall_sampling = gen__pct(a, 100)) ||
-	    !(t->max_path_tag_length = gen__u32(a, mc->zipkin_max_tag_len ? mc->zipkin_max_tag_len : 256)))
-		return -ENOMEM;
-	*out = t;
 	return 0;
 }

@@ -37,6 +37,7 @@
 #include "controlplane/gen/authn.h"
 #include "controlplane/gen/rbac.h"
 #include "controlplane/model/policy.h"
+#include "controlplane/model/telemetry.h"
 
 #include "common/err.h"
 
@@ -97,6 +98,10 @@ struct gen_sc {
 	/* issue 14: the workload's access logs, outbound (Telemetry mode
 	 * CLIENT) and inbound (SERVER); gen__workload_access_logs */
 	struct gen__alogs log_out, log_in;
+	/* issue 14: the istio.stats configuration of outbound and inbound
+	 * listeners (gen__stats_config), NULL: no metrics there */
+	Google__Protobuf__Any *stats_out, *stats_in;
+	struct model_telemetry *tel;            /* issue 14: the workload's Telemetry (gen__telemetry); NULL: none */
 };
 
 /* ---------------------------------------------------------------- small builders */
@@ -139,6 +144,20 @@ static gen_chain *gen_chain1(struct arena *a, const char *name, Envoy__Config__L
 	c->n_filters = 1;
 	c->transport_socket = ts;
 	return c;
+}
+
+/* Emits listener l of sc, its TCP chains first given the istio.stats
+ * filter of its direction (gen__stats_chains). */
+static int gen_sc_emit_listener(struct gen_sc *sc, gen_listener *l)
+{
+	Google__Protobuf__Any *st = l->traffic_direction == ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__INBOUND
+					    ? sc->stats_in
+					    : sc->stats_out;
+
+	if (gen__stats_chains(sc->a, st, l->filter_chains, l->n_filter_chains) < 0 ||
+	    gen__stats_chains(sc->a, st, &l->default_filter_chain, l->default_filter_chain ? 1 : 0) < 0)
+		return -ENOMEM;
+	return gen__emit(&sc->g, sc->snap, XDS_LISTENER, l->name, &l->base);
 }
 
 static Envoy__Config__Listener__V3__FilterChainMatch *gen_fcm(struct arena *a, uint32_t dport, const char *transport,
@@ -186,17 +205,19 @@ static bool gen_protocol_http(const char *proto)
  * direction (logs); inbound: x-forwarded-client-cert
  * APPEND_FORWARD with subject, URI and DNS (Istio's inbound default).
  */
-static Google__Protobuf__Any *gen_sidecar_hcm(struct arena *a, const struct model *m, const char *stat_prefix,
+static Google__Protobuf__Any *gen_sidecar_hcm(struct arena *a, const struct gen_sc *sc, const char *stat_prefix,
 					      const char *rds, Envoy__Config__Route__V3__RouteConfiguration *inline_rc,
-					      gen_http_filter **pre, size_t n_pre, bool inbound, const struct gen__alogs *logs)
+					      gen_http_filter **pre, size_t n_pre, bool inbound,
+					      Google__Protobuf__Any *stats)
 {
+	const struct model *m = sc->g.m;
 	Envoy__Extensions__Filters__Http__Fault__V3__HTTPFault fault = ENVOY__EXTENSIONS__FILTERS__HTTP__FAULT__V3__HTTPFAULT__INIT;
 	Envoy__Extensions__Filters__Http__Cors__V3__Cors cors = ENVOY__EXTENSIONS__FILTERS__HTTP__CORS__V3__CORS__INIT;
 	Envoy__Extensions__Filters__Http__Router__V3__Router router = ENVOY__EXTENSIONS__FILTERS__HTTP__ROUTER__V3__ROUTER__INIT;
 	gen_hcm hcm = ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__INIT;
 	Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager__UpgradeConfig *ws =
 		gen__msg(a, &envoy__extensions__filters__network__http_connection_manager__v3__http_connection_manager__upgrade_config__descriptor);
-	gen_http_filter **f = arena_calloc(a, n_pre + 3, sizeof(*f));
+	gen_http_filter **f = arena_calloc(a, n_pre + 4, sizeof(*f));
 	size_t n = 0;
 
 	if (!f || !ws || !(hcm.upgrade_configs = arena_calloc(a, 1, sizeof(*hcm.upgrade_configs))))
@@ -205,8 +226,12 @@ static Google__Protobuf__Any *gen_sidecar_hcm(struct arena *a, const struct mode
 		memcpy(f, pre, n_pre * sizeof(*f));
 	n = n_pre;
 	if (!(f[n++] = gen__http_filter(a, GEN_FAULT_FILTER, &fault.base)) ||
-	    !(f[n++] = gen__http_filter(a, GEN_CORS_FILTER, &cors.base)) ||
-	    !(f[n++] = gen__http_filter(a, GEN_ROUTER_FILTER, &router.base)))
+	    !(f[n++] = gen__http_filter(a, GEN_CORS_FILTER, &cors.base)))
+		return NULL;
+	/* issue 14: Istio's stats plugin right before the router */
+	if (stats && !(f[n++] = gen__stats_http_filter(a, stats)))
+		return NULL;
+	if (!(f[n++] = gen__http_filter(a, GEN_ROUTER_FILTER, &router.base)))
 		return NULL;
 	hcm.codec_type = ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__CODEC_TYPE__AUTO;
 	hcm.stat_prefix = (char *)stat_prefix;
@@ -244,13 +269,14 @@ static Google__Protobuf__Any *gen_sidecar_hcm(struct arena *a, const struct mode
 			? ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__PATH_WITH_ESCAPED_SLASHES_ACTION__UNESCAPE_AND_FORWARD
 			: ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__PATH_WITH_ESCAPED_SLASHES_ACTION__KEEP_UNCHANGED;
 	hcm.proxy_100_continue = true;
-	/* MeshConfig's default tracing provider, as istiod's configureTracing */
-	if (gen__mesh_tracing(a, m, &hcm.tracing) < 0)
+	/* issue 14: the workload's Telemetry tracing (or MeshConfig's default
+	 * provider), as istiod's configureTracing: server spec inbound */
+	if (gen__tracing(a, &sc->g, sc->w, sc->tel, inbound, &hcm.tracing) < 0)
 		return NULL;
 	/* issue 14: the workload's access logs of this direction (Telemetry,
 	 * else MeshConfig accessLogFile), gen__workload_access_logs */
-	hcm.access_log = logs->v;
-	hcm.n_access_log = logs->n;
+	hcm.access_log = inbound ? sc->log_in.v : sc->log_out.v;
+	hcm.n_access_log = inbound ? sc->log_in.n : sc->log_out.n;
 	if (inbound) {
 		Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager__SetCurrentClientCertDetails *cc =
 			gen__msg(a, &envoy__extensions__filters__network__http_connection_manager__v3__http_connection_manager__set_current_client_cert_details__descriptor);
@@ -545,7 +571,7 @@ static int gen_outbound_listener2(struct gen_sc *sc, const char *bind, uint32_t 
 		return -ENOMEM;
 	l.traffic_direction = ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__OUTBOUND;
 	l.filter_chains = chains;
-	return gen__emit(&sc->g, sc->snap, XDS_LISTENER, l.name, &l.base);
+	return gen_sc_emit_listener(sc, &l);
 }
 
 static int gen_outbound_listener(struct gen_sc *sc, const char *bind, uint32_t port, gen_filter *f)
@@ -803,7 +829,7 @@ static int gen_tls_listener(struct gen_sc *sc, const char *bind, uint32_t port, 
 	l.traffic_direction = ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__OUTBOUND;
 	l.filter_chains = chains;
 	l.n_filter_chains = n;
-	return gen__emit(&sc->g, sc->snap, XDS_LISTENER, l.name, &l.base) < 0 ? -ENOMEM : 1;
+	return gen_sc_emit_listener(sc, &l) < 0 ? -ENOMEM : 1;
 }
 
 /*
@@ -941,7 +967,7 @@ static int gen_outbound_tcp_subnets(struct gen_sc *sc, const char *bind, const s
 	l.traffic_direction = ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__OUTBOUND;
 	l.filter_chains = chains;
 	l.n_filter_chains = n;
-	return gen__emit(&sc->g, sc->snap, XDS_LISTENER, l.name, &l.base) < 0 ? -ENOMEM : 1;
+	return gen_sc_emit_listener(sc, &l) < 0 ? -ENOMEM : 1;
 }
 
 /* Outbound listeners and route configs: every port with an HTTP service
@@ -1027,7 +1053,7 @@ static int gen_outbound(struct gen_sc *sc)
 			if (rc == 0)
 				rc = gen_outbound_listener(sc, gen_egress_bind(sc, port), port,
 							   gen__net_filter(sc->a, GEN_HCM_NAME,
-									  gen_sidecar_hcm(sc->a, sc->g.m, sp, rn, NULL, NULL, 0, false, &sc->log_out)));
+									  gen_sidecar_hcm(sc->a, sc, sp, rn, NULL, NULL, 0, false, sc->stats_out)));
 		}
 		if (n_tcp > 1 && n_http == 0) {
 			rc = gen_outbound_tls_shared(sc, gen_egress_bind(sc, port), port);
@@ -1055,7 +1081,7 @@ static int gen_outbound(struct gen_sc *sc)
 					rc = gen_outbound_listener2(
 						sc, gen_egress_bind(sc, port), port,
 						gen__net_filter(sc->a, GEN_HCM_NAME,
-							       gen_sidecar_hcm(sc->a, sc->g.m, sp, rn, NULL, NULL, 0, false, &sc->log_out)),
+							       gen_sidecar_hcm(sc->a, sc, sp, rn, NULL, NULL, 0, false, sc->stats_out)),
 						gen_tcp_service_filter(sc, svc, port));
 				continue;
 			}
@@ -1077,6 +1103,19 @@ static int gen_outbound(struct gen_sc *sc)
 				gen__note(&sc->g, GEN_NOTE_WARN, "xds",
 					  "sidecar: TCP port %u of %s is shared and the service has no VIP; not served",
 					  port, svc->hostname);
+				/* istiod's TCP-over-TCP conflict: two match-all
+				 * chains on BIND_PORT.  With an HTTP service on
+				 * the port istiod's chains differ by ALPN and it
+				 * counts nothing. */
+				if (n_http == 0) {
+					char *ln = arena_printf(sc->a, "%s_%u", gen_egress_bind(sc, port), port);
+
+					if (!ln) {
+						rc = -ENOMEM;
+						break;
+					}
+					gen__conflict(&sc->g, GEN_CONFLICT_OUTBOUND_TCP_OVER_TCP, ln);
+				}
 				continue;
 			}
 			rc = gen_outbound_listener(sc, vip, port, gen_tcp_service_filter(sc, svc, port));
@@ -1105,7 +1144,7 @@ static int gen_virtual_outbound(struct gen_sc *sc)
 	l.traffic_direction = ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__OUTBOUND;
 	l.filter_chains = chains;
 	l.n_filter_chains = 2;
-	return gen__emit(&sc->g, sc->snap, XDS_LISTENER, l.name, &l.base);
+	return gen_sc_emit_listener(sc, &l);
 }
 
 /* ---------------------------------------------------------------- inbound */
@@ -1117,7 +1156,14 @@ struct gen_inport {
 	uint32_t endpoint_port;
 	const char *bind;            /* Sidecar ingress[].bind; NULL: 0.0.0.0 */
 	bool bound;                  /* its captureMode NONE: a listener of its own */
+	const struct model_service *svc; /* the service it came from; NULL: a Sidecar's ingress */
 };
+
+/* Whether two service port protocols are one (case aside; unset: sniffed). */
+static bool gen_same_protocol(const char *a, const char *b)
+{
+	return strcasecmp(a ? a : "", b ? b : "") == 0;
+}
 
 static int gen_inport_cmp(const void *x, const void *y)
 {
@@ -1255,9 +1301,16 @@ static int gen_inports(const struct gen_sc *sc, struct gen_inport **out, size_t 
 
 					for (q = 0; q < n && v[q].port != tp; q++)
 						;
-					if (q < n)
+					if (q < n) {
+						/* the first service's port stands; another
+						 * protocol from another service is istiod's
+						 * inbound conflict (reportInboundConflict) */
+						if (v[q].svc != svc && !gen_same_protocol(v[q].protocol, mp->protocol))
+							gen__conflict(&sc->g, GEN_CONFLICT_INBOUND, NULL);
 						continue;
+					}
 					v[n].port = tp;
+					v[n].svc = svc;
 					v[n].protocol = mp->protocol;
 					v[n].endpoint_ip = "127.0.0.1";
 					v[n].endpoint_port = tp;
@@ -1280,14 +1333,16 @@ out:
 
 /* The server side of mTLS for a sidecar: the certificate and roots over
  * SDS, a client certificate required, ALPN h2 and http/1.1 for HTTP
- * (Istio's inbound ALPN). */
+ * (Istio's inbound ALPN); for TCP also "istio-peer-exchange" first
+ * (Istio's ALPNDownstreamWithMxc: issue 14, TCP metadata exchange). */
 static Envoy__Config__Core__V3__TransportSocket *gen_inbound_tls(struct arena *a, bool http)
 {
 	static const char *const alpn[] = { "h2", "http/1.1" };
+	static const char *const alpn_mx[] = { "istio-peer-exchange", "h2", "http/1.1" };
 	Envoy__Extensions__TransportSockets__Tls__V3__DownstreamTlsContext *d =
 		gen__msg(a, &envoy__extensions__transport_sockets__tls__v3__downstream_tls_context__descriptor);
 
-	if (!d || !(d->common_tls_context = gen__common_tls_sds(a, NULL, 0, alpn, http ? 2 : 0)) ||
+	if (!d || !(d->common_tls_context = gen__common_tls_sds(a, NULL, 0, http ? alpn : alpn_mx, http ? 2 : 3)) ||
 	    !(d->require_client_certificate = gen__bool(a, true)))
 		return NULL;
 	return gen__tls_socket(a, &d->base);
@@ -1340,9 +1395,9 @@ static gen_filter *gen_inbound_filter(struct gen_sc *sc, const struct gen_inport
 	sp = arena_printf(a, "inbound_%s", chain_name);
 	if (!sp)
 		return NULL;
-	return gen__net_filter(a, GEN_HCM_NAME, gen_sidecar_hcm(a, sc->g.m, sp, NULL,
+	return gen__net_filter(a, GEN_HCM_NAME, gen_sidecar_hcm(a, sc, sp, NULL,
 							       gen_inbound_rc(a, cluster, ip->port), rbac, n_rbac, true,
-							       &sc->log_in));
+							       sc->stats_in));
 }
 
 /* chain c with the network filters net in front of its one filter (a TCP
@@ -1511,7 +1566,7 @@ static int gen_inbound(struct gen_sc *sc, const struct gen_inport *ports, size_t
 			bl.continue_on_listener_filters_timeout = true;
 			bl.filter_chains = chains;
 			bl.n_filter_chains = k;
-			rc = gen__emit(&sc->g, sc->snap, XDS_LISTENER, bl.name, &bl.base);
+			rc = gen_sc_emit_listener(sc, &bl);
 		}
 		if (rc < 0 || sc->scope->capture_none)
 			return rc;
@@ -1551,7 +1606,7 @@ static int gen_inbound(struct gen_sc *sc, const struct gen_inport *ports, size_t
 	l.continue_on_listener_filters_timeout = true;
 	l.filter_chains = chains;
 	l.n_filter_chains = n;
-	return gen__emit(&sc->g, sc->snap, XDS_LISTENER, l.name, &l.base);
+	return gen_sc_emit_listener(sc, &l);
 }
 
 /* ---------------------------------------------------------------- special clusters */
@@ -2249,8 +2304,13 @@ int gen_sidecar_snapshot_cached(struct gen_sidecar_cache *c, const struct model 
 	/* the proxy's locality, for locality load balancing in EDS */
 	if (p->locality_lb && !(sc.g.locality = gen__proxy_locality(sc.node, w, sc.a)))
 		goto out;
+	/* issue 14: the workload's Telemetry metrics, one config per direction */
+	rc = gen__stats_config(sc.a, m, w, GEN_STATS_OUTBOUND, &sc.stats_out);
+	if (rc == 0)
+		rc = gen__stats_config(sc.a, m, w, GEN_STATS_INBOUND, &sc.stats_in);
 	/* issue 14: the workload's access logs, computed once for its listeners */
-	rc = gen__workload_access_logs(sc.a, m, w, &sc.log_out, &sc.log_in);
+	if (rc == 0)
+		rc = gen__workload_access_logs(sc.a, m, w, &sc.log_out, &sc.log_in);
 	if (rc < 0)
 		goto out;
 	rc = -ENOMEM;
@@ -2261,6 +2321,12 @@ int gen_sidecar_snapshot_cached(struct gen_sidecar_cache *c, const struct model 
 	sc.c = c;
 	if (c)
 		sc.routes = gen_sc_routes_find(c, &sc);
+	/* issue 14: Telemetry merged once for the workload's HCMs; past its
+	 * cap the workload is served without tracing rather than not at all */
+	rc = gen__telemetry(m, w, &sc.tel);
+	if (rc < 0)
+		gen__note(&sc.g, GEN_NOTE_ERROR, "telemetry", "Telemetry for the workload not merged (%s): no tracing",
+			  mesh_strerror(rc));
 
 	/* CDS, EDS per visible service, one arena each (as gen_snapshot) */
 	rc = 0;
@@ -2291,6 +2357,7 @@ int gen_sidecar_snapshot_cached(struct gen_sidecar_cache *c, const struct model 
 	*out = sc.snap;
 	sc.snap = NULL;
 out:
+	model_telemetry_free(sc.tel);
 	free(inports);
 	free(sc.visible);
 	arena_free(sc.a);

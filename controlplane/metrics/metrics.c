@@ -21,11 +21,13 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+static void metrics__sections_render(struct mesh_buf *out);
+
 /*
  * A histogram with fixed bounds: per-bucket (not cumulative) counts, the
  * last one is +Inf, and the sum, a double kept as its bit pattern for CAS.
  */
-#define METRICS_HIST_MAX_BOUNDS 8
+#define METRICS_HIST_MAX_BOUNDS 9
 struct metrics__hist {
 	const double *bounds;
 	size_t n;
@@ -33,10 +35,11 @@ struct metrics__hist {
 	_Atomic uint64_t sum_bits;
 };
 
-/* Istio's buckets (pilot/pkg/xds/monitoring.go) */
+/* Istio's buckets (pilot/pkg/xds/monitoring.go, pkg/xds/monitoring.go):
+ * push and debounce time gained a 0.5 s bucket in Istio #60442 (2026) */
 static const double metrics__conv_bounds[] = { 0.1, 0.5, 1, 3, 5, 10, 20, 30 };
-static const double metrics__push_bounds[] = { 0.01, 0.1, 1, 3, 5, 10, 20, 30 };
-static const double metrics__send_bounds[] = { 0.01, 0.1, 1, 3, 5 };
+static const double metrics__push_bounds[] = { 0.01, 0.1, 0.5, 1, 3, 5, 10, 20, 30 };
+static const double metrics__send_bounds[] = { 0.01, 0.1, 1, 3, 5, 10, 20, 30 };
 static const double metrics__init_bounds[] = { 0.01, 0.1, 0.5, 1, 3, 5 };
 /* 10K, 1M, 4M (gRPC's default limit), 10M, 40M */
 static const double metrics__size_bounds[] = { 1, 10000, 1000000, 4000000, 10000000, 40000000 };
@@ -77,11 +80,22 @@ static _Atomic uint64_t metrics__config_rejected;
 static _Atomic uint64_t metrics__config_objects[CFG_KIND_COUNT];
 static _Atomic uint64_t metrics__config_reloads;
 static _Atomic uint64_t metrics__config_read_failures;
+static _Atomic uint64_t metrics__internal_errors, metrics__push_context_errors;
+static _Atomic uint64_t metrics__triggers[METRICS_TRIGGER_COUNT];
+
+/* Istio's TriggerReason strings, indexed by enum metrics_trigger. */
+static const char *const metrics__trigger_label[METRICS_TRIGGER_COUNT] = {
+	[METRICS_TRIGGER_ENDPOINT] = "endpoint", [METRICS_TRIGGER_CONFIG] = "config",
+	[METRICS_TRIGGER_SERVICE] = "service",   [METRICS_TRIGGER_PROXY] = "proxy",
+	[METRICS_TRIGGER_GLOBAL] = "global",     [METRICS_TRIGGER_SECRET] = "secret",
+	[METRICS_TRIGGER_NAMESPACE] = "namespace", [METRICS_TRIGGER_UNKNOWN] = "unknown",
+};
 static _Atomic uint64_t metrics__write_timeouts;
 static _Atomic uint64_t metrics__services, metrics__virt_services;
 static _Atomic uint64_t metrics__k8s_events[CFG_KIND_COUNT][METRICS_K8S_EVENT_COUNT];
 static _Atomic uint64_t metrics__conflicts[METRICS_CONFLICT_COUNT];
 static _Atomic uint64_t metrics__ca_events[METRICS_CA_EVENT_COUNT];
+static _Atomic uint64_t metrics__injection[METRICS_INJECTION_COUNT];
 /* istio_build's labels: written once at start, before /metrics serves */
 #define METRICS_BUILD_LABEL_CAP 64
 static char metrics__build_component[METRICS_BUILD_LABEL_CAP] = "pilot";
@@ -199,16 +213,38 @@ void metrics_k8s_event(int cfg_kind, enum metrics_k8s_event ev)
 		atomic_fetch_add_explicit(&metrics__k8s_events[cfg_kind][ev], 1, memory_order_relaxed);
 }
 
-void metrics_conflict(enum metrics_conflict c)
+void metrics_conflicts_set(enum metrics_conflict c, uint64_t n)
 {
 	if ((int)c >= 0 && c < METRICS_CONFLICT_COUNT)
-		atomic_fetch_add_explicit(&metrics__conflicts[c], 1, memory_order_relaxed);
+		atomic_store_explicit(&metrics__conflicts[c], n, memory_order_relaxed);
+}
+
+void metrics_xds_internal_error(void)
+{
+	atomic_fetch_add_explicit(&metrics__internal_errors, 1, memory_order_relaxed);
+}
+
+void metrics_push_context_error(void)
+{
+	atomic_fetch_add_explicit(&metrics__push_context_errors, 1, memory_order_relaxed);
+}
+
+void metrics_push_trigger(enum metrics_trigger r, uint64_t n)
+{
+	if ((int)r >= 0 && r < METRICS_TRIGGER_COUNT)
+		atomic_fetch_add_explicit(&metrics__triggers[r], n, memory_order_relaxed);
 }
 
 void metrics_ca(enum metrics_ca_event e)
 {
 	if ((int)e >= 0 && e < METRICS_CA_EVENT_COUNT)
 		atomic_fetch_add_explicit(&metrics__ca_events[e], 1, memory_order_relaxed);
+}
+
+void metrics_injection(enum metrics_injection e)
+{
+	if ((int)e >= 0 && e < METRICS_INJECTION_COUNT)
+		atomic_fetch_add_explicit(&metrics__injection[e], 1, memory_order_relaxed);
 }
 
 void metrics_set_build(const char *component, const char *tag)
@@ -582,6 +618,19 @@ int metrics_render(struct mesh_buf *out)
 	metrics__counter(out, "pilot_conflict_outbound_listener_http_over_current_tcp", "gauge",
 			 "Number of conflicting wildcard http listeners with current wildcard tcp listener.",
 			 &metrics__conflicts[METRICS_CONFLICT_OUTBOUND_HTTP_OVER_TCP]);
+	metrics__counter(out, "pilot_total_xds_internal_errors", "counter",
+			 "Total number of internal XDS errors in pilot.", &metrics__internal_errors);
+	metrics__counter(out, "pilot_xds_push_context_errors", "counter",
+			 "Number of errors (timeouts) initiating push context.", &metrics__push_context_errors);
+	metrics__head(out, "pilot_push_triggers", "counter",
+		      "Total number of times a push was triggered, labeled by reason for the push.");
+	for (k = 0; k < METRICS_TRIGGER_COUNT; k++) {
+		uint64_t n = atomic_load_explicit(&metrics__triggers[k], memory_order_relaxed);
+
+		if (n)
+			mesh_buf_printf(out, "pilot_push_triggers{type=\"%s\"} %llu\n", metrics__trigger_label[k],
+					(unsigned long long)n);
+	}
 	metrics__k8s_render(out, "pilot_k8s_reg_events", "Events from k8s registry.", true);
 	metrics__k8s_render(out, "pilot_k8s_cfg_events", "Events from k8s config.", false);
 	metrics__counter(out, "citadel_server_csr_count", "counter", "The number of CSRs received by Citadel server.",
@@ -596,6 +645,17 @@ int metrics_render(struct mesh_buf *out)
 			 &metrics__ca_events[METRICS_CA_PARSING_ERR]);
 	metrics__counter(out, "citadel_server_csr_sign_err_count", "counter",
 			 "The number of errors occurred when signing the CSR.", &metrics__ca_events[METRICS_CA_SIGN_ERR]);
+	metrics__counter(out, "sidecar_injection_requests_total", "counter",
+			 "Total number of sidecar injection requests.", &metrics__injection[METRICS_INJECTION_REQUEST]);
+	metrics__counter(out, "sidecar_injection_success_total", "counter",
+			 "Total number of successful sidecar injection requests.",
+			 &metrics__injection[METRICS_INJECTION_SUCCESS]);
+	metrics__counter(out, "sidecar_injection_skip_total", "counter",
+			 "Total number of skipped sidecar injection requests.",
+			 &metrics__injection[METRICS_INJECTION_SKIP]);
+	metrics__counter(out, "sidecar_injection_failure_total", "counter",
+			 "Total number of failed sidecar injection requests.",
+			 &metrics__injection[METRICS_INJECTION_FAILURE]);
 	metrics__head(out, "istio_build", "gauge", "Istio component build info");
 	mesh_buf_puts(out, "istio_build{component=\"");
 	metrics__put_label(out, metrics__build_component);
@@ -638,5 +698,31 @@ int metrics_render(struct mesh_buf *out)
 	metrics__gauge_double(out, "process_start_time_seconds",
 			      "Start time of the process since unix epoch in seconds.", metrics__start_time());
 
+	metrics__sections_render(out);
 	return out->err;
+}
+
+/* ------------------------------------------------------------- sections */
+
+/* Registered once at start (main), read by every scrape: set before any
+ * thread renders, so no lock. */
+static int (*metrics__sections[METRICS_MAX_SECTIONS])(struct mesh_buf *out);
+static size_t metrics__n_sections;
+
+int metrics_add_section(int (*render)(struct mesh_buf *out))
+{
+	if (!render)
+		return -EINVAL;
+	if (metrics__n_sections == METRICS_MAX_SECTIONS)
+		return -ENOSPC;
+	metrics__sections[metrics__n_sections++] = render;
+	return 0;
+}
+
+static void metrics__sections_render(struct mesh_buf *out)
+{
+	size_t i;
+
+	for (i = 0; i < metrics__n_sections; i++)
+		metrics__sections[i](out);
 }

@@ -64,7 +64,15 @@ void metrics_services(uint64_t services, uint64_t virtual_services);
 enum metrics_k8s_event { METRICS_K8S_ADD, METRICS_K8S_UPDATE, METRICS_K8S_DELETE, METRICS_K8S_EVENT_COUNT };
 void metrics_k8s_event(int cfg_kind, enum metrics_k8s_event ev);
 
-/* pilot_conflict_*: listener conflicts seen while generating */
+/* pilot_conflict_* gauges: listener conflicts in the current configuration,
+ * as istiod's push context counts them (pilot/pkg/networking/core: a TCP
+ * service's match-all filter chain meeting another on the same outbound
+ * listener, keyed by listener name; two services giving one inbound port
+ * different protocols, keyed by proxy).  The push stage sets each gauge
+ * to the number of distinct keys after a build.  The two *_over_current_http
+ * / _tcp gauges are istiod's from before 1.19, counted only with outbound
+ * protocol sniffing off; meshd always sniffs, so they stay 0 (rendered for
+ * the dashboards of that time). */
 enum metrics_conflict {
 	METRICS_CONFLICT_INBOUND,
 	METRICS_CONFLICT_OUTBOUND_TCP_OVER_TCP,
@@ -72,7 +80,29 @@ enum metrics_conflict {
 	METRICS_CONFLICT_OUTBOUND_HTTP_OVER_TCP,
 	METRICS_CONFLICT_COUNT
 };
-void metrics_conflict(enum metrics_conflict c);
+void metrics_conflicts_set(enum metrics_conflict c, uint64_t n);
+
+/* pilot_total_xds_internal_errors: a proxy's config could not be generated
+ * (it keeps its last one) */
+void metrics_xds_internal_error(void);
+/* pilot_xds_push_context_errors: the model of a push could not be built */
+void metrics_push_context_error(void);
+
+/* pilot_push_triggers{type}: what asked for a push, with Istio's reason
+ * names (pilot/pkg/model TriggerReason); a series appears with its first
+ * trigger, as Istio's does.  n triggers of reason r. */
+enum metrics_trigger {
+	METRICS_TRIGGER_ENDPOINT,   /* "endpoint" */
+	METRICS_TRIGGER_CONFIG,     /* "config" */
+	METRICS_TRIGGER_SERVICE,    /* "service" */
+	METRICS_TRIGGER_PROXY,      /* "proxy" */
+	METRICS_TRIGGER_GLOBAL,     /* "global": MeshConfig */
+	METRICS_TRIGGER_SECRET,     /* "secret" */
+	METRICS_TRIGGER_NAMESPACE,  /* "namespace" */
+	METRICS_TRIGGER_UNKNOWN,    /* "unknown" */
+	METRICS_TRIGGER_COUNT
+};
+void metrics_push_trigger(enum metrics_trigger r, uint64_t n);
 
 /* citadel_server_* counters: CreateCertificate requests and outcomes */
 enum metrics_ca_event {
@@ -85,9 +115,28 @@ enum metrics_ca_event {
 };
 void metrics_ca(enum metrics_ca_event e);
 
+/* sidecar_injection_*_total: /inject admission requests and their
+ * outcome (istiod's pkg/kube/inject/monitoring.go names) */
+enum metrics_injection {
+	METRICS_INJECTION_REQUEST,  /* sidecar_injection_requests_total */
+	METRICS_INJECTION_SUCCESS,  /* sidecar_injection_success_total */
+	METRICS_INJECTION_SKIP,     /* sidecar_injection_skip_total */
+	METRICS_INJECTION_FAILURE,  /* sidecar_injection_failure_total */
+	METRICS_INJECTION_COUNT
+};
+void metrics_injection(enum metrics_injection e);
+
 /* istio_build{component,tag} 1.  Both strings are copied (truncated at 63
  * bytes); call once at start. */
 void metrics_set_build(const char *component, const char *tag);
+
+/* Metrics another module keeps with label sets of its own (the validation
+ * webhook's galley_validation_*, webhook/validate.h): render() appends
+ * their text (with # HELP / # TYPE) at the end of every scrape.  Call at
+ * start, before the HTTP server runs.  0, -EINVAL, or -ENOSPC past
+ * METRICS_MAX_SECTIONS. */
+#define METRICS_MAX_SECTIONS 8
+int metrics_add_section(int (*render)(struct mesh_buf *out));
 
 /* Prometheus text exposition format 0.0.4 into out. */
 int metrics_render(struct mesh_buf *out);

@@ -14,8 +14,9 @@
  * gateways, never to a sidecar, so they are left out here (as Istio's
  * PolicyMatcher does for a sidecar proxy).
  *
- * The result is what the HCM/stats/tracing builders will read once the
- * proxy side lands; today /debug/telemetryz renders it.  Pure: no I/O.
+ * The result is what the HCM/stats/tracing builders read (issue 14: the
+ * istio.stats filters, gen/stats.c) and what /debug/telemetryz renders.
+ * Pure: no I/O.
  */
 #ifndef MESH_MODEL_TELEMETRY_H
 #define MESH_MODEL_TELEMETRY_H

@@ -36,6 +36,16 @@
 #define SCOPE "push"
 /* Names cached per key (the xDS side asks at most as many per key). */
 #define PUSH_MAX_PROXY_NAMES 1024
+/* Listener conflicts remembered per key for the pilot_conflict_* gauges;
+ * past it a key's further conflicts are logged but not counted. */
+#define PUSH_MAX_KEY_CONFLICTS 32
+
+/* One listener conflict of a key's last build: its kind and the hash of
+ * what istiod keys it by (listener name, or the proxy). */
+struct push__conflict {
+	enum gen_conflict kind;
+	uint64_t h;
+};
 
 struct push__name {
 	enum xds_type type;
@@ -58,6 +68,8 @@ struct push__key {
 	uint64_t asked;              /* newest request taken */
 	uint64_t answered;           /* newest request a published set answers */
 	bool dirty;                  /* names added since the last build */
+	struct push__conflict conflicts[PUSH_MAX_KEY_CONFLICTS]; /* of the last whole build */
+	size_t n_conflicts;
 	/* the Sidecar that scoped the last build (sidecar flavour): its
 	 * "ns/name" (NULL: none) and content hash, to log a change of
 	 * selection once rather than on every push */
@@ -91,6 +103,8 @@ struct push_stage {
 	struct push__key *keys;
 	size_t nkeys;
 	struct mesh_config *mesh;    /* the mesh config every build uses; NULL: Istio's defaults */
+	struct gen_notes notes;      /* push__notes with the conflict counter, ctx this stage */
+	struct push__key *building;  /* the key being built (its conflicts); NULL: none */
 	int64_t read_ns;             /* the file source's reload before this build (the log line) */
 
 	pthread_mutex_t lock;        /* guards model and cfg for other threads */
@@ -108,7 +122,68 @@ static void push__gen_note(void *ctx, enum gen_note_level level, const char *sco
 		log_warn(scope, "%s", msg);
 }
 
-static const struct gen_notes push__notes = { push__gen_note, NULL };
+static const struct gen_notes push__notes = { push__gen_note, NULL, NULL };
+
+/* A listener conflict of the key being built, kept (once per key) for the
+ * gauges push__conflict_gauges() sets. */
+static void push__gen_conflict(void *ctx, enum gen_conflict kind, const char *key)
+{
+	struct push_stage *p = ctx;
+	struct push__key *k = p->building;
+	uint64_t h;
+	size_t i;
+
+	if (!k)
+		return;
+	/* istiod keys inbound conflicts by node: here the key stands for it */
+	if (!key)
+		key = k->key;
+	h = mesh_hash(key, strlen(key));
+	for (i = 0; i < k->n_conflicts; i++)
+		if (k->conflicts[i].kind == kind && k->conflicts[i].h == h)
+			return;
+	if (k->n_conflicts < PUSH_MAX_KEY_CONFLICTS)
+		k->conflicts[k->n_conflicts++] = (struct push__conflict){ kind, h };
+}
+
+static int push__conflict_cmp(const void *x, const void *y)
+{
+	const struct push__conflict *a = x, *b = y;
+
+	if (a->kind != b->kind)
+		return a->kind < b->kind ? -1 : 1;
+	return a->h < b->h ? -1 : a->h > b->h;
+}
+
+/* pilot_conflict_*: the distinct conflicts of every key's last build, as
+ * istiod's push context counts distinct keys per metric.  Out of memory:
+ * the gauges keep their last values. */
+static void push__conflict_gauges(struct push_stage *p)
+{
+	struct push__conflict *all;
+	uint64_t counts[2] = { 0, 0 };
+	struct push__key *k;
+	size_t n = 0, i;
+
+	for (k = p->keys; k; k = k->next)
+		n += k->n_conflicts;
+	all = calloc(n ? n : 1, sizeof(*all));
+	if (!all)
+		return;
+	n = 0;
+	for (k = p->keys; k; k = k->next)
+		for (i = 0; i < k->n_conflicts; i++)
+			all[n++] = k->conflicts[i];
+	qsort(all, n, sizeof(*all), push__conflict_cmp);
+	for (i = 0; i < n; i++)
+		if ((i == 0 || push__conflict_cmp(&all[i - 1], &all[i]) != 0) && (unsigned)all[i].kind < 2)
+			counts[all[i].kind]++;
+	free(all);
+	_Static_assert(GEN_CONFLICT_INBOUND == 0 && GEN_CONFLICT_OUTBOUND_TCP_OVER_TCP == 1,
+		       "counts[] is indexed by enum gen_conflict");
+	metrics_conflicts_set(METRICS_CONFLICT_INBOUND, counts[GEN_CONFLICT_INBOUND]);
+	metrics_conflicts_set(METRICS_CONFLICT_OUTBOUND_TCP_OVER_TCP, counts[GEN_CONFLICT_OUTBOUND_TCP_OVER_TCP]);
+}
 
 /* What proxyless clients do not get of an object (gen_profile_check):
  * logged as the object's warning when it first appears, not again on
@@ -203,7 +278,7 @@ static int push__build_all_default(void *ctx, const struct model *m, const struc
 		/* a gateway's config (gen/gateway.c): the Gateways selecting its labels */
 		if (!p->gw_cache)
 			p->gw_cache = gen_sidecar_cache_new(); /* NULL: every key builds it all */
-		return gen_gateway_snapshot_cached(p->gw_cache, m, &gen_profile_router, &gw, &node, &push__notes, out);
+		return gen_gateway_snapshot_cached(p->gw_cache, m, &gen_profile_router, &gw, &node, &p->notes, out);
 	}
 	if (w->flavour != XDS_FLAVOUR_SIDECAR)
 		return -ENOENT;
@@ -215,7 +290,7 @@ static int push__build_all_default(void *ctx, const struct model *m, const struc
 		return rc;
 	if (w->sidecar)
 		node.scope = &scope;
-	rc = gen_sidecar_snapshot_cached(p->sc_cache, m, &gen_profile_sidecar, &gw, &node, &push__notes, out);
+	rc = gen_sidecar_snapshot_cached(p->sc_cache, m, &gen_profile_sidecar, &gw, &node, &p->notes, out);
 	if (rc == 0 && p->cfg.gen_cache_verify &&
 	    gen_sidecar_snapshot(m, &gen_profile_sidecar, &gw, &node, NULL, &plain) == 0) {
 		/* (a failed rebuild: the cached one stands) */
@@ -393,13 +468,17 @@ static int push__key_build(struct push_stage *p, struct push__key *k, const stru
 	if (k->whole) {
 		p->whole_builds++;
 		w.sidecar = push__sidecar_for(k, m);
+		k->n_conflicts = 0;
+		p->building = k;
 		rc = build_all(p->cfg.build_all ? p->cfg.build_ctx : p, m, &w, &snap);
+		p->building = NULL;
 		if (rc == -ENOENT && !snap)
 			snap = xds_snapshot_new(); /* no generator: an empty set answers */
 		if (rc < 0 && rc != -ENOENT) {
 			/* the key keeps its previous set (none: its streams wait) */
 			log_error(SCOPE, "generating the %s config of %.200s failed: %s", xds_flavour_name(k->flavour),
 				  k->ns ? k->ns : "?", mesh_strerror(rc));
+			metrics_xds_internal_error();
 			xds_snapshot_unref(snap);
 			return rc;
 		}
@@ -568,6 +647,7 @@ static void push__publish_keys(struct push_stage *p, const struct model *m, bool
 	if (p->xds && (snap || n))
 		xds_server_publish_push(p->xds, XDS_FLAVOUR_PROXYLESS, snap, sets, n);
 	free(sets);
+	push__conflict_gauges(p);
 }
 
 void push_stage_want(void *ctx, struct xds_proxy_req *req)
@@ -630,6 +710,7 @@ int push_stage_new(const struct push_stage_config *cfg, struct push_stage **out)
 		return rc;
 	}
 	p->cfg = *cfg;
+	p->notes = (struct gen_notes){ push__gen_note, p, push__gen_conflict };
 	debounce_init(&p->window, cfg->debounce_after, cfg->debounce_max);
 	pthread_mutex_init(&p->lock, NULL);
 	*out = p;
@@ -676,6 +757,7 @@ bool push_stage_set_mesh(struct push_stage *p, struct mesh_config *mc, int64_t n
 	/* every proxy's config may depend on it: a build like a store change */
 	p->store_changed = true;
 	debounce_change(&p->window, now);
+	metrics_push_trigger(METRICS_TRIGGER_GLOBAL, 1); /* istiod: a MeshConfig change is a global push */
 	return true;
 }
 
@@ -686,6 +768,10 @@ void push_stage_changed(struct push_stage *p, enum push_change c, int64_t now)
 	else
 		p->store_changed = true;
 	debounce_change(&p->window, now);
+	/* every change rebuilds the whole model here, so it is told apart no
+	 * further: istiod's "config" (its endpoint-only pushes are a
+	 * narrower kind meshd does not have) */
+	metrics_push_trigger(METRICS_TRIGGER_CONFIG, 1);
 }
 
 int push_stage_timeout_ms(const struct push_stage *p, int64_t now)
@@ -738,6 +824,7 @@ int push_stage_push(struct push_stage *p)
 	if (p->window.first)
 		metrics_debounce_time((double)(t0 - p->window.first) / 1e9);
 	if (!m) {
+		metrics_push_context_error();
 		cfg_snapshot_unref(cfg);
 		return -ENOMEM;
 	}
@@ -768,6 +855,7 @@ int push_stage_push(struct push_stage *p)
 	if (rc < 0) {
 		/* keep serving the last good snapshot */
 		log_error(SCOPE, "generating xDS failed: %s; proxies keep the previous config", mesh_strerror(rc));
+		metrics_xds_internal_error();
 		model_unref(m);
 		cfg_snapshot_unref(cfg);
 		return rc;

@@ -126,7 +126,7 @@ start_meshd() {
 		base=$(( ( $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % (PORT_TOP - 10000) ) + 10000 ))
 		XDS_PORT=$base
 		"$MESHD" --config-dir "$1" --xds-addr "127.0.0.1:$base" --secure-addr "127.0.0.1:$((base + 1))" \
-			--http-addr "127.0.0.1:$((base + 2))" >"$2" 2>&1 &
+			--http-addr "127.0.0.1:$((base + 2))" --webhook-addr "" >"$2" 2>&1 &
 		MESHD_PID=$!
 		# meshd logs "ready" once it serves the loaded config
 		i=0

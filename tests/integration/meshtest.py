@@ -150,6 +150,30 @@ def wait_for(pred, timeout=20.0, interval=0.05, what="condition"):
     raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
 
 
+def netns_usable(probe="ip link set lo up && iptables -t nat -L OUTPUT -n", tools=("unshare", "ip", "iptables")):
+    """Whether this test can make a network namespace of its own and program
+    iptables there (root, the tools, the probe run inside `unshare -n`):
+    (True, "") or (False, why) for skipTest."""
+    if os.geteuid() != 0:
+        return False, "needs root for a network namespace and iptables"
+    for tool in tools:
+        if not shutil.which(tool):
+            return False, "%s is not installed" % tool
+    r = subprocess.run(["unshare", "-n", "sh", "-c", probe], capture_output=True, timeout=30)
+    return r.returncode == 0, r.stderr.decode(errors="replace")[:200]
+
+
+def run_in_netns(case, test_file, test_name, env_flag, timeout=300):
+    """Run test_name (module.Class) of test_file's directory again inside a
+    new network namespace (`unshare -n`), with env_flag=1 in its
+    environment (the inner class runs only then); fail case with the inner
+    run's output unless it passed."""
+    env = dict(os.environ, **{env_flag: "1"})
+    r = subprocess.run(["unshare", "-n", "/usr/bin/python3", "-m", "unittest", "-v", test_name],
+                       cwd=os.path.dirname(os.path.abspath(test_file)), env=env, capture_output=True, timeout=timeout)
+    case.assertEqual(r.returncode, 0, "in the namespace:\n" + r.stderr.decode(errors="replace")[-8000:])
+
+
 class Meshd:
     """meshd on a temporary config directory with loopback ports."""
 
@@ -160,6 +184,7 @@ class Meshd:
         self.xds_port = free_port()
         self.http_port = free_port()
         self.secure_port = free_port()
+        self.webhook_port = free_port()  # --webhook-addr: /inject, /validate over TLS
         self.log_path = os.path.join(self.dir, "meshd.log")
         self.extra_args = list(extra_args)
         self.kubeconfig = kubeconfig  # the Kubernetes API instead of config_dir
@@ -188,6 +213,7 @@ class Meshd:
             "--xds-addr", "127.0.0.1:%d" % self.xds_port,
             "--http-addr", "127.0.0.1:%d" % self.http_port,
             "--secure-addr", "127.0.0.1:%d" % self.secure_port,
+            "--webhook-addr", "127.0.0.1:%d" % self.webhook_port,
             "--debounce-after", "50ms",
             "--log-level", "debug",
         ] + self.extra_args

@@ -7,11 +7,12 @@ resource meshd watches, as listed in controlplane/kube/kube_res.c) agree with
 each other and with meshd; the kustomization includes every CRD without a
 hand-made copy; the CRDs are well-formed structural apiextensions.k8s.io/v1
 schemas; `meshctl validate` accepts examples/ against them and refuses a bad
-object; the Dockerfile is multi-stage bookworm, built by scripts/deps.sh,
-running as non-root.  deploy/gateway/ is the ingress gateway as Istio's
-gateway chart makes it (labels istio=ingressgateway, Service ports
-15021/80/443, meshproxy as a router node with flags it knows, xDS and CA at
-istiod's 15012, no RBAC of its own: meshd reads the Secrets).
+object; the Dockerfile builds on bookworm with scripts/deps.sh and has two
+FROM scratch runtime stages (meshproxy, meshd), each running as non-root.
+deploy/gateway/ is the ingress gateway as Istio's gateway chart makes it
+(labels istio=ingressgateway, Service ports 15021/80/443, meshproxy's image
+as a router node with flags it knows, xDS and CA at istiod's 15012, no RBAC
+of its own: meshd reads the Secrets).
 """
 import glob
 import os
@@ -26,7 +27,8 @@ from meshtest import MESHCTL, ROOT
 
 DEPLOY = os.path.join(ROOT, "deploy")
 CRDS = os.path.join(ROOT, "crd-schemas")
-PORTS = {15010, 15012, 15014}
+PORTS = {15010, 15012, 15014, 15017}
+SERVICE_PORTS = {15010: 15010, 15012: 15012, 15014: 15014, 443: 15017}  # 443: the API server calls the webhooks
 
 
 def load_all(path):
@@ -105,7 +107,8 @@ class DeployTest(unittest.TestCase):
             for key in ("apiVersion", "kind", "metadata"):
                 self.assertIn(key, d, name)
             self.assertTrue(d["metadata"].get("name"), name)
-            if d["kind"] not in ("Namespace", "ClusterRole", "ClusterRoleBinding"):
+            if d["kind"] not in ("Namespace", "ClusterRole", "ClusterRoleBinding", "MutatingWebhookConfiguration",
+                                 "ValidatingWebhookConfiguration"):
                 self.assertEqual(d["metadata"].get("namespace"), "istio-system", (name, d["kind"]))
         kinds = {d["kind"] for _, d in self.objs}
         self.assertTrue({"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
@@ -171,9 +174,7 @@ class DeployTest(unittest.TestCase):
         pod_labels = self.one("Deployment")["spec"]["template"]["metadata"]["labels"]
         svc = self.one("Service")
         self.assertEqual(svc["metadata"]["name"], "istiod")
-        self.assertEqual({p["port"] for p in svc["spec"]["ports"]}, PORTS)
-        for p in svc["spec"]["ports"]:
-            self.assertEqual(p.get("targetPort", p["port"]), p["port"])
+        self.assertEqual({p["port"]: p.get("targetPort", p["port"]) for p in svc["spec"]["ports"]}, SERVICE_PORTS)
         for k, v in svc["spec"]["selector"].items():
             self.assertEqual(pod_labels.get(k), v)
         pdb = self.one("PodDisruptionBudget")
@@ -202,9 +203,19 @@ class DeployTest(unittest.TestCase):
         for verb in ("create", "update"):
             self.assertIn(("", "configmaps", verb), cluster)
         self.assertIn(("authentication.k8s.io", "tokenreviews", "create"), cluster)
-        allowed = {(g, r) for g, r in watched} | {("", "configmaps"), ("authentication.k8s.io", "tokenreviews")}
+        # the leader's webhook patcher: JSON patches of the two configurations, and a dry-run Gateway
+        hooks = {("admissionregistration.k8s.io", r) for r in ("mutatingwebhookconfigurations",
+                                                                  "validatingwebhookconfigurations")}
+        for grp, res in hooks:
+            for verb in ("get", "list", "watch", "patch"):
+                self.assertIn((grp, res, verb), cluster)
+        self.assertIn(("networking.istio.io", "gateways", "create"), cluster)
+        allowed = {(g, r) for g, r in watched} | {("", "configmaps"), ("authentication.k8s.io", "tokenreviews")} | hooks
         self.assertEqual({(g, r) for g, r, _ in cluster} - allowed, set())
-        self.assertFalse([v for v in cluster if v[2] in ("delete", "deletecollection", "patch", "escalate", "bind")])
+        self.assertFalse([v for v in cluster if v[2] in ("delete", "deletecollection", "escalate", "bind")])
+        self.assertEqual({(g, r) for g, r, v in cluster if v == "patch"}, hooks)
+        self.assertEqual({(g, r) for g, r, v in cluster if v == "create" and g == "networking.istio.io"},
+                         {("networking.istio.io", "gateways")})
         role = self.one("Role")
         self.assertEqual(role["metadata"]["namespace"], "istio-system")
         self.assertEqual(grants(role), {("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")})
@@ -214,6 +225,44 @@ class DeployTest(unittest.TestCase):
             self.assertEqual(b["roleRef"]["name"], ref["metadata"]["name"])
             self.assertIn({"kind": "ServiceAccount", "name": sa["name"], "namespace": sa["namespace"]},
                           b["subjects"])
+
+    def test_webhook_configurations_as_istio_charts(self):
+        """deploy/webhooks.yaml: Istio's names and settings, pointing at Service istiod:443 -> 15017,
+        no caBundle (meshd's leader patches it), validators failing open until meshd switches them."""
+        (mwc,) = self.of_kind("MutatingWebhookConfiguration")
+        vwcs = {d["metadata"]["name"]: d for d in self.of_kind("ValidatingWebhookConfiguration")}
+        self.assertEqual(mwc["metadata"]["name"], "istio-sidecar-injector")
+        self.assertEqual(set(vwcs), {"istio-validator-istio-system", "istiod-default-validator"})
+        out = subprocess.run([os.path.join(os.environ.get("MESH_BUILD", os.path.join(ROOT, "build")), "bin",
+                                           "meshd"), "--help"], capture_output=True, text=True, timeout=30).stdout
+        svc = self.load_service()
+        for cfg, path, policy in [(mwc, "/inject", "Fail")] + [(v, "/validate", "Ignore") for v in vwcs.values()]:
+            name = cfg["metadata"]["name"]
+            self.assertEqual(cfg["metadata"]["labels"].get("istio.io/rev"), "default", name)
+            self.assertIn(name, out)  # meshd's default of --webhook-*-configs
+            for wh in cfg["webhooks"]:
+                cc = wh["clientConfig"]
+                self.assertNotIn("caBundle", cc, name)
+                self.assertEqual(cc["service"], {"name": svc["metadata"]["name"], "namespace": "istio-system",
+                                                 "path": path, "port": 443})
+                self.assertEqual((wh["sideEffects"], wh["admissionReviewVersions"], wh["failurePolicy"]),
+                                 ("None", ["v1"], policy), wh["name"])
+        self.assertEqual([w["name"] for w in mwc["webhooks"]],
+                         [p + "sidecar-injector.istio.io" for p in ("rev.namespace.", "rev.object.", "namespace.",
+                                                                   "object.")])
+        for wh in mwc["webhooks"]:
+            self.assertEqual(wh["rules"], [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
+                                            "resources": ["pods"]}])
+        ns_case = mwc["webhooks"][2]
+        self.assertEqual(ns_case["namespaceSelector"]["matchExpressions"],
+                         [{"key": "istio-injection", "operator": "In", "values": ["enabled"]}])
+        self.assertEqual(ns_case["objectSelector"]["matchExpressions"],
+                         [{"key": "sidecar.istio.io/inject", "operator": "NotIn", "values": ["false"]}])
+        for v in vwcs.values():
+            (rule,) = v["webhooks"][0]["rules"]
+            self.assertEqual(set(rule["apiGroups"]), {"networking.istio.io", "security.istio.io",
+                                                      "telemetry.istio.io", "extensions.istio.io"})
+            self.assertEqual((rule["operations"], rule["resources"]), (["CREATE", "UPDATE"], ["*"]))
 
     def test_kustomization_includes_everything_once(self):
         (k,) = load_all(os.path.join(DEPLOY, "kustomization.yaml"))
@@ -262,20 +311,23 @@ class DeployTest(unittest.TestCase):
             self.assertNotEqual(r.returncode, 0, r.stdout + r.stderr)
 
     def test_dockerfile(self):
+        # one bookworm build stage (scripts/deps.sh build), then the runtime
+        # stages meshproxy and meshd FROM scratch (make image; README "Images")
         with open(os.path.join(DEPLOY, "Dockerfile")) as f:
             lines = [l.strip() for l in f if l.strip() and not l.startswith("#")]
+        self.assertIn("ARG BASE=debian:bookworm", lines)
         froms = [l for l in lines if l.startswith("FROM ")]
-        self.assertEqual(len(froms), 2, froms)
-        self.assertTrue(all("bookworm" in l for l in froms), froms)
+        self.assertEqual(froms, ["FROM ${BASE} AS build", "FROM scratch AS meshproxy", "FROM scratch AS meshd"])
         build = lines[:lines.index(froms[1])]
-        run = lines[lines.index(froms[1]):]
-        self.assertTrue(any("scripts/deps.sh" in l for l in build))
-        self.assertTrue(any(l.startswith("COPY --from=") for l in run))
-        users = [l.split()[1] for l in run if l.startswith("USER ")]
-        self.assertTrue(users and users[-1].split(":")[0] not in ("0", "root"), users)
-        text = " ".join(run)
-        for dev in ("-dev", "build-essential", "make ", "gcc"):
-            self.assertNotIn(dev, text)
+        self.assertTrue(any("scripts/deps.sh build" in l for l in build))
+        for i, user in ((1, "1337"), (2, "65532")):
+            stage = lines[lines.index(froms[i]):lines.index(froms[i + 1]) if i + 1 < len(froms) else None]
+            self.assertTrue(any(l.startswith("COPY --from=build") for l in stage), stage)
+            users = [l.split()[1] for l in stage if l.startswith("USER ")]
+            self.assertEqual(users, ["%s:%s" % (user, user)])
+            text = " ".join(stage)
+            for dev in ("-dev", "build-essential", "make ", "gcc", "RUN "):
+                self.assertNotIn(dev, text)
 
 
 GATEWAY = os.path.join(DEPLOY, "gateway")
@@ -372,10 +424,13 @@ class GatewayDeployTest(unittest.TestCase):
         (src,) = vols["istio-token"]["projected"]["sources"]
         self.assertEqual(src["serviceAccountToken"]["audience"], "istio-ca")
 
-    def test_image_carries_meshproxy(self):
+    def test_image_is_meshproxys(self):
+        # the gateway runs make image's meshproxy image, whose rootfs holds meshproxy
+        self.assertEqual(self.container()["image"], "meshproxy:latest")
         with open(os.path.join(DEPLOY, "Dockerfile")) as f:
             text = f.read()
-        self.assertRegex(text, r"COPY --from=build [^\n]*bin/meshproxy")
+        self.assertRegex(text, r"image-rootfs.sh [^\n]*/rootfs/meshproxy [^\n]*bin/meshproxy")
+        self.assertIn("COPY --from=build /rootfs/meshproxy/ /", text)
 
 
 if __name__ == "__main__":

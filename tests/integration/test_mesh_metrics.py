@@ -292,6 +292,11 @@ class MeshMetricsTest(unittest.TestCase):
                           m["destination_principal"], m["response_flags"], m["connection_security_policy"]),
                          ("client-1", CLIENT_ID, "web", "spiffe://cluster.local/ns/%s/sa/web" % NS, "-",
                           "unknown"))
+        # issue 14: the gRPC upstream is HTTP/2 (its mTLS is the HTTP/2
+        # connection's): destination_principal is the server's id there too
+        m = self.query('istio_requests_total{reporter="source",destination_workload="greeter-1",'
+                       'response_code="200"}')[0]["metric"]
+        self.assertEqual(m["destination_principal"], "spiffe://cluster.local/ns/%s/sa/greeter" % NS, m)
 
         # the p99 from the histogram, both reporters; bytes histograms are there
         for rep in ("destination", "source"):

@@ -30,7 +30,7 @@ import unittest
 
 import meshhttp
 from meshhttp import Backend, Sidecar, slow
-from meshtest import Meshd, free_port, wait_for
+from meshtest import Meshd, free_port, netns_usable, run_in_netns, wait_for
 from test_mesh_authz import service_yaml, sidecar_yaml
 
 NS = "foo"
@@ -238,26 +238,12 @@ spec: {address: %s, labels: {app: web}, serviceAccount: web}
 """ % (declared, WL_IP)
 
 
-def netns_usable():
-    if os.environ.get("MESH_IT_NETNS") == "1":
-        return True, ""
-    if os.geteuid() != 0:
-        return False, "needs root for a network namespace and iptables"
-    r = subprocess.run(["unshare", "-n", "sh", "-c", "ip link set lo up && iptables -t nat -L OUTPUT -n"],
-                       capture_output=True, timeout=30)
-    return r.returncode == 0, r.stderr.decode(errors="replace")[:200]
-
-
 class MeshCaptureSecurityTest(unittest.TestCase):
     def test_undeclared_port_in_netns(self):
         ok, why = netns_usable()
         if not ok:
             self.skipTest("no network namespace with iptables here: %s" % why)
-        env = dict(os.environ, MESH_IT_NETNS="1")
-        r = subprocess.run(["unshare", "-n", "/usr/bin/python3", "-m", "unittest", "-v",
-                            "test_mesh_security.CaptureInNetns"], cwd=os.path.dirname(os.path.abspath(__file__)),
-                           env=env, capture_output=True, timeout=300)
-        self.assertEqual(r.returncode, 0, "in the namespace:\n" + r.stderr.decode(errors="replace")[-6000:])
+        run_in_netns(self, __file__, "test_mesh_security.CaptureInNetns", "MESH_IT_NETNS")
 
 
 @unittest.skipUnless(os.environ.get("MESH_IT_NETNS") == "1", "run by MeshCaptureSecurityTest in its own namespace")

@@ -722,6 +722,17 @@ spec:
         outbound = ('reporter="source"', 'source_workload="client"', 'destination_service="%s"' % fqdn("tcp-sec"))
         self.assertEqual(tcp_metric(client, "istio_tcp_connections_closed_total", *outbound), 1)
         self.assertEqual(tcp_metric(client, "istio_tcp_received_bytes_total", *outbound), len(data))
+        # Istio's TCP metadata exchange (ALPN istio-peer-exchange): each
+        # reporter knows the other side's workload, on every series of the
+        # connection (opened too)
+        opened = [x for x in web.admin("/stats/prometheus")[1].splitlines()
+                  if x.startswith("istio_tcp_connections_opened_total{")]
+        self.assertEqual(tcp_metric(web, "istio_tcp_connections_opened_total", *inbound,
+                                    'source_workload="client"', 'source_app="client"'), 1, opened)
+        self.assertEqual(tcp_metric(client, "istio_tcp_connections_opened_total", *outbound,
+                                    'destination_workload="web-1"', 'destination_app="web"'), 1)
+        self.assertEqual(tcp_metric(client, "istio_tcp_sent_bytes_total", *outbound,
+                                    'destination_workload="web-1"'), len(data))
         # STRICT: plaintext straight to the inbound port gets nothing back:
         # no filter chain takes it (Envoy's no_filter_chain_match)
         p = socket.create_connection((MTLS_IP, self.port), timeout=20)

@@ -67,7 +67,7 @@ class SecondMeshdTest(unittest.TestCase):
     def second(self, xds, secure, http):
         args = [MESHD, "--config-dir", self.meshd.config_dir,
                 "--xds-addr", "127.0.0.1:%d" % xds, "--secure-addr", "127.0.0.1:%d" % secure,
-                "--http-addr", "127.0.0.1:%d" % http]
+                "--http-addr", "127.0.0.1:%d" % http, "--webhook-addr", ""]
         try:
             r = subprocess.run(args, capture_output=True, text=True, timeout=60)
         except subprocess.TimeoutExpired as e:
@@ -345,7 +345,7 @@ class QuickStartTest(unittest.TestCase):
         self.proc = subprocess.Popen(
             ["sh", RUN_SH, MESHD, "--config-dir", os.path.join(ROOT, "examples"),
              "--xds-addr", "127.0.0.1:%d" % self.xds, "--secure-addr", "127.0.0.1:%d" % free_port(),
-             "--http-addr", "127.0.0.1:%d" % self.http],
+             "--http-addr", "127.0.0.1:%d" % self.http, "--webhook-addr", ""],
             cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def tearDown(self):

@@ -22,14 +22,37 @@ it behaves against the real thing:
   * custom resources answer 404 until their CRD is installed;
   * bearer token authentication (when tokens are configured), 401 otherwise;
   * write verbs on every resource: POST (create, 409 AlreadyExists), PUT
-    (update, 409 Conflict on a stale resourceVersion), PATCH (merge patch),
-    DELETE; POST tokenreviews in authentication.k8s.io/v1 answers from a
-    token table.
+    (update, 409 Conflict on a stale resourceVersion), PATCH (merge patch;
+    strategic merge for built-in kinds, lists of named items merged by
+    name; RFC 6902 JSON patch with 422 when an operation or a "test"
+    fails), DELETE; dryRun=All runs everything but
+    stores nothing; POST tokenreviews in authentication.k8s.io/v1 answers
+    from a token table;
+  * the admission chain on API writes (never on /_control/ writes): for
+    each Mutating- then ValidatingWebhookConfiguration it stores (by name,
+    webhooks in order) whose rules (operations, apiGroups, apiVersions,
+    resources, scope), namespaceSelector (the namespace's labels plus
+    kubernetes.io/metadata.name; cluster-scoped objects skip it) and
+    objectSelector (new or old object) match, an AdmissionReview v1 is
+    POSTed to clientConfig.url or service (name.ns.svc:port/path?timeout=Ns)
+    over TLS verified with caBundle (the system's roots without one) for
+    that DNS name; /_control/webhook-hosts maps "host:port" to the address
+    actually dialled.  Mutating JSONPatches are applied in turn; a denial
+    answers the webhook's status with "admission webhook %q denied the
+    request: MSG" (code 400 unless the webhook gave one >= 400); a call that
+    fails (TLS, timeoutSeconds default 10, HTTP error, uid mismatch) answers
+    500 InternalError "failed calling webhook" under failurePolicy Fail (the
+    default) and is skipped under Ignore; warnings come back as Warning
+    headers; a dry run reaching a webhook whose sideEffects are not
+    None/NoneOnDryRun is refused; /_control/admission holds the log;
+  * legacy discovery (/api, /apis, /api/v1, /apis/G/V, /version) for
+    kubectl; no OpenAPI document (kubectl then needs --validate=false).
 
 A control API under /_control/ (never authenticated) lets tests change the
 world: apply/delete objects, compact history, drop every watch connection,
 stop answering and come back, send bookmarks, install/remove CRDs, set the
-accepted tokens and the TokenReview table, read the request log.
+accepted tokens and the TokenReview table, read the request log, map webhook
+hosts, read the admission log.
 
 Usage: fake_apiserver.py [--host 127.0.0.1] [--port 0] [--port-file F]
 Prints "PORT <n>" on stdout once listening.
@@ -40,9 +63,11 @@ import base64
 import bisect
 import copy
 import datetime
+import http.client
 import json
 import random
 import socket
+import ssl
 import string
 import sys
 import threading
@@ -67,7 +92,25 @@ RESOURCES = {
     ("networking.istio.io", "workloadentries"): ("WorkloadEntry", True, False, ["v1", "v1beta1", "v1alpha3"]),
     ("security.istio.io", "peerauthentications"): ("PeerAuthentication", True, False, ["v1", "v1beta1"]),
     ("security.istio.io", "authorizationpolicies"): ("AuthorizationPolicy", True, False, ["v1", "v1beta1"]),
+    ("networking.istio.io", "gateways"): ("Gateway", True, False, ["v1", "v1beta1", "v1alpha3"]),
+    ("networking.istio.io", "sidecars"): ("Sidecar", True, False, ["v1", "v1beta1", "v1alpha3"]),
+    ("networking.istio.io", "envoyfilters"): ("EnvoyFilter", True, False, ["v1alpha3"]),
+    ("security.istio.io", "requestauthentications"): ("RequestAuthentication", True, False, ["v1", "v1beta1"]),
+    ("telemetry.istio.io", "telemetries"): ("Telemetry", True, False, ["v1", "v1alpha1"]),
+    ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"):
+        ("MutatingWebhookConfiguration", False, True, ["v1"]),
+    ("admissionregistration.k8s.io", "validatingwebhookconfigurations"):
+        ("ValidatingWebhookConfiguration", False, True, ["v1"]),
 }
+# singular names and short names kubectl's discovery wants (APIResourceList)
+SHORT_NAMES = {
+    "services": ["svc"], "pods": ["po"], "namespaces": ["ns"], "configmaps": ["cm"],
+    "virtualservices": ["vs"], "destinationrules": ["dr"], "serviceentries": ["se"],
+    "workloadentries": ["we"], "gateways": ["gw"], "peerauthentications": ["pa"],
+    "requestauthentications": ["ra"], "authorizationpolicies": ["ap"],
+}
+# versions in the order a group prefers them (the first served one is preferred)
+RESOURCES_VERSION_ORDER = ["v1", "v1beta1", "v1alpha3", "v1alpha1"]
 KIND_TO_RES = {(g, v[0]): (g, p) for (g, p), v in RESOURCES.items()}
 
 HISTORY_LIMIT = 10000
@@ -124,6 +167,193 @@ def merge_patch(target, patch):
     return out
 
 
+def strategic_merge_patch(target, patch):
+    """Strategic merge patch, the subset kubectl apply/patch send for
+    built-in kinds: maps merge as in RFC 7386; a list whose patch items are
+    all maps with a "name" (the merge key of webhooks, containers, volumes,
+    env, ...) merges item by item by name ("$patch": "delete" removes one);
+    other lists are replaced; $setElementOrder/$retainKeys directives are
+    accepted and ignored."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    if patch.get("$patch") == "replace":
+        return {k: copy.deepcopy(v) for k, v in patch.items() if k != "$patch"}
+    out = dict(target) if isinstance(target, dict) else {}
+    for k, v in patch.items():
+        if k.startswith("$setElementOrder/") or k in ("$retainKeys", "$patch"):
+            continue
+        if v is None:
+            out.pop(k, None)
+        elif (isinstance(v, list) and v and all(isinstance(i, dict) and "name" in i for i in v)
+              and isinstance(out.get(k), list)):
+            items = [copy.deepcopy(i) for i in out[k]]
+            for pi in v:
+                idx = next((n for n, i in enumerate(items) if isinstance(i, dict) and i.get("name") == pi["name"]),
+                           None)
+                if pi.get("$patch") == "delete":
+                    if idx is not None:
+                        items.pop(idx)
+                elif idx is None:
+                    items.append(strategic_merge_patch({}, pi))
+                else:
+                    items[idx] = strategic_merge_patch(items[idx], pi)
+            out[k] = items
+        else:
+            out[k] = strategic_merge_patch(out.get(k), v)
+    return out
+
+
+class PatchError(Exception):
+    pass
+
+
+def _pointer(path):
+    """RFC 6901: "/a/b~1c" -> ["a", "b/c"]."""
+    if path == "":
+        return []
+    if not path.startswith("/"):
+        raise PatchError("invalid JSON pointer %r" % path)
+    return [p.replace("~1", "/").replace("~0", "~") for p in path[1:].split("/")]
+
+
+def _walk(doc, parts):
+    for p in parts:
+        if isinstance(doc, list):
+            if not p.isdigit() or int(p) >= len(doc):
+                raise PatchError("no index %s" % p)
+            doc = doc[int(p)]
+        elif isinstance(doc, dict):
+            if p not in doc:
+                raise PatchError("no member %s" % p)
+            doc = doc[p]
+        else:
+            raise PatchError("cannot descend into a scalar at %s" % p)
+    return doc
+
+
+def _add(doc, parts, value):
+    if not parts:
+        return value
+    parent, last = _walk(doc, parts[:-1]), parts[-1]
+    if isinstance(parent, list):
+        if last == "-":
+            parent.append(value)
+        elif last.isdigit() and int(last) <= len(parent):
+            parent.insert(int(last), value)
+        else:
+            raise PatchError("bad array index %s" % last)
+    elif isinstance(parent, dict):
+        parent[last] = value
+    else:
+        raise PatchError("cannot add into a scalar")
+    return doc
+
+
+def _remove(doc, parts):
+    if not parts:
+        raise PatchError("cannot remove the whole document")
+    parent, last = _walk(doc, parts[:-1]), parts[-1]
+    if isinstance(parent, list):
+        if not last.isdigit() or int(last) >= len(parent):
+            raise PatchError("no index %s" % last)
+        return parent.pop(int(last))
+    if isinstance(parent, dict) and last in parent:
+        return parent.pop(last)
+    raise PatchError("no member %s" % last)
+
+
+def json_patch(doc, ops):
+    """RFC 6902 on a deep copy of doc; PatchError when an op does not apply."""
+    doc = copy.deepcopy(doc)
+    if not isinstance(ops, list):
+        raise PatchError("a JSON patch is a list of operations")
+    for op in ops:
+        if not isinstance(op, dict) or "op" not in op or "path" not in op:
+            raise PatchError("an operation needs op and path")
+        kind, parts = op["op"], _pointer(op["path"])
+        if kind == "add":
+            doc = _add(doc, parts, copy.deepcopy(op.get("value")))
+        elif kind == "remove":
+            _remove(doc, parts)
+        elif kind == "replace":
+            _walk(doc, parts)  # must exist
+            if parts:
+                _remove(doc, parts)
+            doc = _add(doc, parts, copy.deepcopy(op.get("value")))
+        elif kind in ("move", "copy"):
+            src = _pointer(op.get("from", ""))
+            v = copy.deepcopy(_walk(doc, src))
+            if kind == "move":
+                _remove(doc, src)
+            doc = _add(doc, parts, v)
+        elif kind == "test":
+            if _walk(doc, parts) != op.get("value"):
+                raise PatchError("test operation failed at %s" % op["path"])
+        else:
+            raise PatchError("unknown operation %r" % kind)
+    return doc
+
+
+def selector_matches(sel, labels):
+    """A metav1.LabelSelector; None or {} selects everything."""
+    if not sel:
+        return True
+    labels = labels or {}
+    for k, v in (sel.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for e in sel.get("matchExpressions") or []:
+        k, op, vals = e.get("key"), e.get("operator"), e.get("values") or []
+        if op == "In" and (k not in labels or labels[k] not in vals):
+            return False
+        if op == "NotIn" and k in labels and labels[k] in vals:
+            return False
+        if op == "Exists" and k not in labels:
+            return False
+        if op == "DoesNotExist" and k in labels:
+            return False
+        if op not in ("In", "NotIn", "Exists", "DoesNotExist"):
+            return False
+    return True
+
+
+def rule_matches(rule, op, gp, version, namespaced):
+    """One RuleWithOperations of admissionregistration.k8s.io/v1 (no
+    subresources here: "*" and "*/*" both take the main resource)."""
+    ops = rule.get("operations") or []
+    if "*" not in ops and op not in ops:
+        return False
+    groups = rule.get("apiGroups") or []
+    if "*" not in groups and gp[0] not in groups:
+        return False
+    versions = rule.get("apiVersions") or []
+    if "*" not in versions and version not in versions:
+        return False
+    res = rule.get("resources") or []
+    if not any(r in ("*", "*/*", gp[1]) or r.split("/")[0] == gp[1] and "/" not in r for r in res):
+        return False
+    scope = rule.get("scope") or "*"
+    if scope == "Cluster" and namespaced or scope == "Namespaced" and not namespaced:
+        return False
+    return True
+
+
+def go_quote(s):
+    """Go's %q for the API server's messages."""
+    return json.dumps(s, ensure_ascii=False)
+
+
+class AdmissionError(Exception):
+    """A refusal: HTTP code and the Status to answer."""
+
+    def __init__(self, code, st):
+        Exception.__init__(self, st.get("message"))
+        self.code, self.status = code, st
+
+
+WEBHOOK_DEFAULT_TIMEOUT = 10
+
+
 class World:
     """All state, guarded by one condition variable."""
 
@@ -144,6 +374,8 @@ class World:
         self.reviews = {}
         self.requests = []
         self.active_watches = 0
+        self.webhook_hosts = {}    # "host:port" of a clientConfig -> "ip:port" dialled (test hook)
+        self.admission_log = []    # (webhook, operation, resource, name, outcome)
 
     # -- history
     def _record(self, gp, typ, obj, prev):
@@ -257,6 +489,171 @@ def served_as(obj, group, version):
     return o
 
 
+MWC = ("admissionregistration.k8s.io", "mutatingwebhookconfigurations")
+VWC = ("admissionregistration.k8s.io", "validatingwebhookconfigurations")
+NAMESPACES = ("", "namespaces")
+
+
+def webhook_target(wh):
+    """(host, port, path, url) a webhook's clientConfig names."""
+    cc = wh.get("clientConfig") or {}
+    if cc.get("url"):
+        u = urllib.parse.urlsplit(cc["url"])
+        path = u.path or "/"
+        return u.hostname, u.port or 443, path + ("?" + u.query if u.query else ""), cc["url"]
+    svc = cc.get("service") or {}
+    host = "%s.%s.svc" % (svc.get("name"), svc.get("namespace"))
+    port = int(svc.get("port") or 443)
+    path = svc.get("path") or "/"
+    return host, port, path, "https://%s:%d%s" % (host, port, path)
+
+
+def call_webhook(wh, review, timeout):
+    """POST the review over TLS verified with the caBundle (the system's
+    roots without one) for the service's DNS name, dialling the address the
+    test mapped that name to (webhook_hosts); returns response or raises."""
+    host, port, path, url = webhook_target(wh)
+    with WORLD.cv:
+        target = WORLD.webhook_hosts.get("%s:%d" % (host, port))
+    dial = (target.rsplit(":", 1)[0], int(target.rsplit(":", 1)[1])) if target else (host, port)
+    ca = (wh.get("clientConfig") or {}).get("caBundle")
+    if ca:
+        ctx = ssl.create_default_context(cadata=base64.b64decode(ca).decode())
+    else:
+        ctx = ssl.create_default_context()
+    sock = socket.create_connection(dial, timeout=timeout)
+    try:
+        tls = ctx.wrap_socket(sock, server_hostname=host)
+    except BaseException:
+        sock.close()
+        raise
+    conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=ctx)
+    conn.sock = tls
+    try:
+        sep = "&" if "?" in path else "?"
+        conn.request("POST", "%s%stimeout=%ds" % (path, sep, timeout), body=json.dumps(review).encode(),
+                     headers={"Content-Type": "application/json", "Accept": "application/json"})
+        r = conn.getresponse()
+        raw = r.read()
+    finally:
+        conn.close()
+    if r.status != 200:
+        raise RuntimeError("an error on the server (%s) has prevented the request from succeeding"
+                           % go_quote(raw.decode(errors="replace").strip()))
+    out = json.loads(raw)
+    resp = out.get("response") if isinstance(out, dict) else None
+    if not isinstance(resp, dict):
+        raise RuntimeError("webhook response was absent")
+    if resp.get("uid") != review["request"]["uid"]:
+        raise RuntimeError("expected response.uid=%s, got %s" % (go_quote(review["request"]["uid"]),
+                                                                 go_quote(resp.get("uid") or "")))
+    return resp
+
+
+def admit(op, gp, version, ns, obj, old, dry_run, user):
+    """The admission chain as the API server runs it: every matching
+    mutating webhook (configurations by name, webhooks in order) with its
+    JSONPatch applied, then every matching validating webhook.  Returns
+    (object, warnings); raises AdmissionError with the API server's Status."""
+    kind, namespaced, builtin, versions = RESOURCES[gp]
+    if gp in (MWC, VWC):
+        return obj, []  # never sent to webhooks, so none can lock the configurations out
+    with WORLD.cv:
+        phases = [(phase, [copy.deepcopy(o) for _, o in sorted(WORLD.objects[res].items())])
+                  for phase, res in (("mutating", MWC), ("validating", VWC))]
+        ns_obj = copy.deepcopy(WORLD.objects[NAMESPACES].get(("", ns))) if namespaced and ns else None
+    if gp == NAMESPACES:
+        ns_obj = obj if obj is not None else old
+    ns_labels = None
+    if ns_obj is not None or namespaced:
+        # the API server labels every namespace with its name (1.21+)
+        ns_labels = dict(((ns_obj or {}).get("metadata") or {}).get("labels") or {})
+        ns_labels["kubernetes.io/metadata.name"] = ns if gp != NAMESPACES else (ns_obj or {}).get(
+            "metadata", {}).get("name", "")
+    warnings = []
+    for phase, configs in phases:
+        for cfg in configs:
+            for wh in cfg.get("webhooks") or []:
+                name = wh.get("name", "")
+                if not any(rule_matches(r, op, gp, version, namespaced) for r in wh.get("rules") or []):
+                    continue
+                if ns_labels is not None and not selector_matches(wh.get("namespaceSelector"), ns_labels):
+                    continue
+                labels_new = ((obj or {}).get("metadata") or {}).get("labels")
+                labels_old = ((old or {}).get("metadata") or {}).get("labels")
+                sel = wh.get("objectSelector")
+                if not ((obj is not None and selector_matches(sel, labels_new)) or
+                        (old is not None and selector_matches(sel, labels_old))):
+                    continue
+                if dry_run and wh.get("sideEffects") not in ("None", "NoneOnDryRun"):
+                    raise AdmissionError(400, status(400, "BadRequest", "admission webhook %s does not support dry run"
+                                                     % go_quote(name)))
+                uid = str(uuid.uuid4())
+                gvk = {"group": gp[0], "version": version, "kind": kind}
+                gvr = {"group": gp[0], "version": version, "resource": gp[1]}
+                opts = {"CREATE": "CreateOptions", "UPDATE": "UpdateOptions", "DELETE": "DeleteOptions"}.get(op)
+                req = {"uid": uid, "kind": gvk, "resource": gvr, "requestKind": gvk, "requestResource": gvr,
+                       "name": ((obj if obj is not None else old).get("metadata") or {}).get("name", ""),
+                       "operation": op, "userInfo": user, "object": obj, "oldObject": old, "dryRun": dry_run,
+                       "options": {"apiVersion": "meta.k8s.io/v1", "kind": opts} if opts else None}
+                if namespaced:
+                    req["namespace"] = ns
+                review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": req}
+                timeout = int(wh.get("timeoutSeconds") or WEBHOOK_DEFAULT_TIMEOUT)
+                url = webhook_target(wh)[3]
+                try:
+                    resp = call_webhook(wh, review, timeout)
+                except Exception as e:  # any failure to get an answer: the failure policy decides
+                    policy = wh.get("failurePolicy") or "Fail"
+                    with WORLD.cv:
+                        WORLD.admission_log.append({"webhook": name, "operation": op, "resource": gp[1],
+                                                    "outcome": "error-" + policy.lower(), "error": str(e)})
+                    if policy == "Ignore":
+                        continue
+                    raise AdmissionError(500, status(
+                        500, "InternalError", "Internal error occurred: failed calling webhook %s: failed to call "
+                        "webhook: Post %s: %s" % (go_quote(name), go_quote(url + "?timeout=%ds" % timeout), e),
+                        {"causes": [{"message": "failed calling webhook %s: %s" % (go_quote(name), e)}]}))
+                warnings += [w for w in resp.get("warnings") or [] if isinstance(w, str)]
+                outcome = "allowed"
+                if not resp.get("allowed"):
+                    with WORLD.cv:
+                        WORLD.admission_log.append({"webhook": name, "operation": op, "resource": gp[1],
+                                                    "outcome": "denied"})
+                    result = resp.get("status") or {}
+                    code = int(result.get("code") or 0)
+                    if code < 400:
+                        code = 400
+                    denied = "admission webhook %s denied the request" % go_quote(name)
+                    if result.get("message"):
+                        msg = "%s: %s" % (denied, result["message"])
+                    elif result.get("reason"):
+                        msg = "%s: %s" % (denied, result["reason"])
+                    else:
+                        msg = denied + " without explanation"
+                    st = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                          "message": msg, "code": code}
+                    if result.get("reason"):
+                        st["reason"] = result["reason"]
+                    if result.get("details"):
+                        st["details"] = result["details"]
+                    raise AdmissionError(code, st)
+                if phase == "mutating" and resp.get("patch") and obj is not None:
+                    try:
+                        if resp.get("patchType") != "JSONPatch":
+                            raise PatchError("unsupported patchType %r" % resp.get("patchType"))
+                        obj = json_patch(obj, json.loads(base64.b64decode(resp["patch"])))
+                        outcome = "patched"
+                    except (PatchError, ValueError, TypeError) as e:
+                        raise AdmissionError(500, status(
+                            500, "InternalError", "Internal error occurred: failed calling webhook %s: "
+                            "JSON patch: %s" % (go_quote(name), e)))
+                with WORLD.cv:
+                    WORLD.admission_log.append({"webhook": name, "operation": op, "resource": gp[1],
+                                                "outcome": outcome})
+    return obj, warnings
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "fake-apiserver/1"
@@ -265,11 +662,13 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     # -- helpers
-    def send_json(self, code, obj):
+    def send_json(self, code, obj, warnings=()):
         body = (json.dumps(obj) + "\n").encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
+        for w in warnings:  # admission warnings, as the API server sends them (RFC 7234 style)
+            self.send_header("Warning", "299 - " + json.dumps(w))
         self.end_headers()
         self.wfile.write(body)
 
@@ -306,6 +705,8 @@ class Handler(BaseHTTPRequestHandler):
             if not auth.startswith("Bearer ") or auth[7:] not in tokens:
                 return self.send_json(401, status(401, "Unauthorized", "Unauthorized"))
         parts = [urllib.parse.unquote(p) for p in path.strip("/").split("/")]
+        if method == "GET" and self.discovery(parts):
+            return None
         if parts[:1] == ["api"] and len(parts) >= 2:
             group, version, rest = "", parts[1], parts[2:]
         elif parts[:1] == ["apis"] and len(parts) >= 3:
@@ -340,14 +741,12 @@ class Handler(BaseHTTPRequestHandler):
             if o is None:
                 return self.send_json(404, status(404, "NotFound", '%s "%s" not found' % (gp[1], name)))
             return self.send_json(200, served_as(o, group, version))
+        dry_run = q.get("dryRun") == "All"
         if method == "POST" and name is None:
             body = self.read_body() or {}
             if ns is not None:
                 body.setdefault("metadata", {})["namespace"] = ns
-            with WORLD.cv:
-                code, o = WORLD.create(gp, body)
-                o = copy.deepcopy(o)
-            return self.send_json(code, served_as(o, group, version) if code < 300 else o)
+            return self.write(gp, version, ns, "CREATE", body, None, dry_run)
         if method == "PUT" and name:
             body = self.read_body() or {}
             md = body.setdefault("metadata", {})
@@ -357,32 +756,140 @@ class Handler(BaseHTTPRequestHandler):
             if ns is not None:
                 md["namespace"] = ns
             with WORLD.cv:
-                code, o = WORLD.update(gp, body)
-                o = copy.deepcopy(o)
-            return self.send_json(code, served_as(o, group, version) if code < 300 else o)
+                old = copy.deepcopy(WORLD.objects[gp].get((ns or "", name)))
+            if old is None:
+                return self.send_json(404, status(404, "NotFound", '%s "%s" not found' % (gp[1], name),
+                                                  {"name": name, "group": gp[0], "kind": gp[1]}))
+            return self.write(gp, version, ns, "UPDATE", body, old, dry_run)
         if method == "PATCH" and name:
             ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
-            if ctype not in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
+            if ctype not in ("application/merge-patch+json", "application/strategic-merge-patch+json",
+                             "application/json-patch+json"):
                 return self.send_json(415, status(415, "UnsupportedMediaType",
                                                   "the body of the request was in an unknown format"))
-            patch = self.read_body() or {}
+            patch = self.read_body()
             with WORLD.cv:
-                old = WORLD.objects[gp].get((ns or "", name))
-                if old is None:
-                    code, o = 404, status(404, "NotFound", '%s "%s" not found' % (gp[1], name))
-                else:
+                old = copy.deepcopy(WORLD.objects[gp].get((ns or "", name)))
+            if old is None:
+                return self.send_json(404, status(404, "NotFound", '%s "%s" not found' % (gp[1], name)))
+            if ctype == "application/json-patch+json":
+                try:
+                    new = json_patch(old, patch)
+                except PatchError as e:
+                    return self.send_json(422, status(422, "Invalid", "the server rejected our request due to an "
+                                                      "error in our request: %s" % e))
+                check = False
+            else:
+                patch = patch or {}
+                if ctype == "application/strategic-merge-patch+json" and RESOURCES[gp][2]:
+                    new = strategic_merge_patch(copy.deepcopy(old), patch)
+                else:  # custom resources take no strategic merge (the real server answers 415)
                     new = merge_patch(copy.deepcopy(old), patch)
-                    new.setdefault("metadata", {})["name"] = name
-                    check = "resourceVersion" in (patch.get("metadata") or {})
-                    code, o = WORLD.update(gp, new, check_rv=check)
-                o = copy.deepcopy(o)
-            return self.send_json(code, served_as(o, group, version) if code < 300 else o)
+                check = "resourceVersion" in (patch.get("metadata") or {})
+            new.setdefault("metadata", {})["name"] = name
+            if not check:
+                # the patch applies to what was read: a write in between is a conflict to retry, as
+                # the real server retries it internally
+                new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
+            return self.write(gp, version, ns, "UPDATE", new, old, dry_run)
         if method == "DELETE" and name:
+            opts = self.read_body() or {}  # DeleteOptions (kubectl sends them): read, or the connection desyncs
+            dry_run = dry_run or opts.get("dryRun") == ["All"]
+            with WORLD.cv:
+                old = copy.deepcopy(WORLD.objects[gp].get((ns or "", name)))
+            if old is None:
+                return self.send_json(404, status(404, "NotFound", '%s "%s" not found' % (gp[1], name),
+                                                  {"name": name, "group": gp[0], "kind": gp[1]}))
+            try:
+                _, warnings = admit("DELETE", gp, version, ns, None, served_as(old, group, version), dry_run,
+                                    self.user())
+            except AdmissionError as e:
+                return self.send_json(e.code, e.status)
+            if dry_run:
+                return self.send_json(200, served_as(old, group, version), warnings)
             with WORLD.cv:
                 code, o = WORLD.delete(gp, ns, name)
                 o = copy.deepcopy(o)
-            return self.send_json(code, served_as(o, group, version) if code < 300 else o)
+            return self.send_json(code, served_as(o, group, version) if code < 300 else o, warnings)
         return self.send_json(405, status(405, "MethodNotAllowed", "method not allowed"))
+
+    def user(self):
+        auth = self.headers.get("Authorization", "")
+        tok = auth[7:] if auth.startswith("Bearer ") else ""
+        with WORLD.cv:
+            u = WORLD.reviews.get(tok)
+        return copy.deepcopy(u) if u else {"username": "system:admin", "groups": ["system:masters"]}
+
+    def write(self, gp, version, ns, op, obj, old, dry_run):
+        """Create or update through the admission chain; dry_run stores nothing."""
+        kind = RESOURCES[gp][0]
+        group = gp[0]
+        obj["apiVersion"] = api_version(group, version)
+        obj["kind"] = kind
+        if RESOURCES[gp][1]:
+            obj.setdefault("metadata", {}).setdefault("namespace", ns or "default")
+            ns = obj["metadata"]["namespace"]
+        try:
+            obj, warnings = admit(op, gp, version, ns, obj, served_as(old, group, version) if old else None,
+                                  dry_run, self.user())
+        except AdmissionError as e:
+            return self.send_json(e.code, e.status)
+        with WORLD.cv:
+            if dry_run:
+                md = obj.setdefault("metadata", {})
+                key = (md.get("namespace", "") if RESOURCES[gp][1] else "", md.get("name"))
+                cur = WORLD.objects[gp].get(key)
+                if op == "CREATE" and cur is not None:
+                    code, o = 409, status(409, "AlreadyExists", '%s "%s" already exists' % (gp[1], key[1]),
+                                          {"name": key[1], "group": gp[0], "kind": gp[1]})
+                else:
+                    code, o = (201 if op == "CREATE" else 200), copy.deepcopy(obj)
+            elif op == "CREATE":
+                code, o = WORLD.create(gp, obj)
+            else:
+                code, o = WORLD.update(gp, obj)
+            o = copy.deepcopy(o)
+        return self.send_json(code, served_as(o, group, version) if code < 300 else o, warnings)
+
+    def discovery(self, parts):
+        """/api, /apis, /api/v1, /apis/G/V, /version: what kubectl reads
+        first (legacy discovery: the aggregated kind is not offered, so a
+        client asking for it falls back, as it does with older servers)."""
+        with WORLD.cv:
+            installed = set(WORLD.installed)
+        groups = {}
+        for (g, plural), (kind, namespaced, builtin, versions) in sorted(RESOURCES.items()):
+            if (g, plural) in installed:
+                for v in versions:
+                    groups.setdefault(g, {}).setdefault(v, []).append((plural, kind, namespaced))
+        if parts == ["version"]:
+            return self.send_json(200, {"major": "1", "minor": "30", "gitVersion": "v1.30.0-fake",
+                                        "platform": "linux/amd64"}) or True
+        if parts == ["api"]:
+            return self.send_json(200, {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
+                {"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:%d" % self.server.server_address[1]}]}) \
+                or True
+        if parts == ["apis"]:
+            out = []
+            for g in sorted(x for x in groups if x):
+                vs = [v for v in RESOURCES_VERSION_ORDER if v in groups[g]]
+                out.append({"name": g, "versions": [{"groupVersion": g + "/" + v, "version": v} for v in vs],
+                            "preferredVersion": {"groupVersion": g + "/" + vs[0], "version": vs[0]}})
+            return self.send_json(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": out}) or True
+        if (len(parts) == 2 and parts[0] == "api") or (len(parts) == 3 and parts[0] == "apis"):
+            g, v = ("", parts[1]) if parts[0] == "api" else (parts[1], parts[2])
+            if g not in groups or v not in groups[g]:
+                return False
+            res = []
+            for plural, kind, namespaced in groups[g][v]:
+                r = {"name": plural, "singularName": kind.lower(), "namespaced": namespaced, "kind": kind,
+                     "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]}
+                if plural in SHORT_NAMES:
+                    r["shortNames"] = SHORT_NAMES[plural]
+                res.append(r)
+            return self.send_json(200, {"kind": "APIResourceList", "apiVersion": "v1",
+                                        "groupVersion": api_version(g, v), "resources": res}) or True
+        return False
 
     # -- list
     def list(self, gp, version, ns, q):
@@ -599,6 +1106,14 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json(200, {})
             if what == "tokenreviews" and method == "POST":
                 WORLD.reviews = dict(body.get("tokens") or {})
+                return self.send_json(200, {})
+            if what == "webhook-hosts" and method == "POST":
+                WORLD.webhook_hosts = dict(body.get("hosts") or {})
+                return self.send_json(200, {})
+            if what == "admission" and method == "GET":
+                return self.send_json(200, {"log": WORLD.admission_log})
+            if what == "admission" and method == "DELETE":
+                WORLD.admission_log = []
                 return self.send_json(200, {})
             if what == "requests" and method == "GET":
                 return self.send_json(200, {"requests": WORLD.requests})

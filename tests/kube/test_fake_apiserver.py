@@ -4,14 +4,20 @@
 Run: /usr/bin/python3 tests/kube/test_fake_apiserver.py
 """
 
+import base64
 import http.client
 import json
 import os
+import shutil
+import ssl
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 import unittest
 import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -327,6 +333,283 @@ class Conventions(unittest.TestCase):
         log = self.s.control("requests", method="GET")["requests"]
         self.assertEqual(log[-1]["path"], VS_PATH)
         self.assertEqual(log[-1]["query"], {"limit": "500"})
+
+
+def openssl(*args):
+    subprocess.run(["openssl"] + list(args), check=True, capture_output=True, timeout=60)
+
+
+def make_ca(d, name):
+    """A CA and a serving certificate for istiod.istio-system.svc signed by it (made at test time)."""
+    key, crt = os.path.join(d, name + "-ca.key"), os.path.join(d, name + "-ca.pem")
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key,
+            "-out", crt, "-days", "2", "-subj", "/CN=" + name + " test CA")
+    skey, csr, scrt = (os.path.join(d, name + x) for x in ("-srv.key", ".csr", "-srv.pem"))
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", skey, "-out", csr,
+            "-subj", "/CN=istiod.istio-system.svc")
+    ext = os.path.join(d, name + ".ext")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=DNS:istiod.istio-system.svc\n")
+    openssl("x509", "-req", "-in", csr, "-CA", crt, "-CAkey", key, "-CAcreateserial", "-out", scrt, "-days", "2",
+            "-extfile", ext)
+    with open(crt) as f:
+        return f.read(), scrt, skey
+
+
+class Webhook:
+    """An HTTPS admission webhook: records every AdmissionReview and answers from self.answer(request)."""
+
+    def __init__(self, cert, key):
+        self.reviews = []
+        self.answer = lambda req: {"allowed": True}
+        hook = self
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                review = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                hook.reviews.append((self.path, review))
+                resp = dict(hook.answer(review["request"]), uid=review["request"]["uid"])
+                body = json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                                   "response": resp}).encode()
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:
+                    pass  # the caller gave up (timeoutSeconds)
+
+        self.srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.srv.daemon_threads = True
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        self.srv.socket = ctx.wrap_socket(self.srv.socket, server_side=True)
+        self.port = self.srv.server_address[1]
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+def webhook_config(kind, name, ca_pem, rules, **extra):
+    wh = {"name": name, "clientConfig": {"service": {"name": "istiod", "namespace": "istio-system",
+                                                     "path": "/hook", "port": 443}},
+          "rules": rules, "sideEffects": "None", "admissionReviewVersions": ["v1"]}
+    if ca_pem:
+        wh["clientConfig"]["caBundle"] = base64.b64encode(ca_pem.encode()).decode()
+    wh.update(extra)
+    return {"apiVersion": "admissionregistration.k8s.io/v1", "kind": kind + "WebhookConfiguration",
+            "metadata": {"name": name}, "webhooks": [wh]}
+
+
+VS_RULE = [{"operations": ["CREATE", "UPDATE"], "apiGroups": ["networking.istio.io"], "apiVersions": ["*"],
+            "resources": ["*"]}]
+POD_RULE = [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}]
+VS_NS = "/apis/networking.istio.io/v1/namespaces/default/virtualservices"
+
+
+class Admission(unittest.TestCase):
+    """The admission chain: what the real API server does with the webhook configurations it stores."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="fakeapi-admission-")
+        cls.ca, cert, key = make_ca(cls.tmp, "good")
+        cls.other_ca, _, _ = make_ca(cls.tmp, "other")
+        cls.hook = Webhook(cert, key)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.hook.close()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def setUp(self):
+        self.s = FakeApiServer()
+        self.s.control("webhook-hosts", {"hosts": {"istiod.istio-system.svc:443": "127.0.0.1:%d" % self.hook.port}})
+        self.hook.reviews.clear()
+        self.hook.answer = lambda req: {"allowed": True}
+
+    def tearDown(self):
+        self.s.close()
+
+    def create(self, path, obj, query=""):
+        c = self.s.conn()
+        c.request("POST", path + query, body=json.dumps(obj).encode(), headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        out = json.loads(r.read())
+        c.close()
+        return r.status, out, r.getheader("Warning")
+
+    def test_discovery_for_kubectl(self):
+        code, out = self.s.req("GET", "/api")
+        self.assertEqual((code, out["kind"], out["versions"]), (200, "APIVersions", ["v1"]))
+        code, out = self.s.req("GET", "/apis")
+        groups = {g["name"]: g for g in out["groups"]}
+        self.assertEqual(groups["networking.istio.io"]["preferredVersion"]["version"], "v1")
+        self.assertIn("admissionregistration.k8s.io", groups)
+        code, out = self.s.req("GET", "/apis/networking.istio.io/v1")
+        res = {r["name"]: r for r in out["resources"]}
+        self.assertEqual((res["virtualservices"]["kind"], res["virtualservices"]["namespaced"]),
+                         ("VirtualService", True))
+        self.assertIn("vs", res["virtualservices"]["shortNames"])
+        code, out = self.s.req("GET", "/apis/admissionregistration.k8s.io/v1")
+        self.assertFalse({r["name"]: r for r in out["resources"]}["validatingwebhookconfigurations"]["namespaced"])
+        self.assertEqual(self.s.req("GET", "/apis/nope.io/v1")[0], 404)
+
+    def test_json_patch(self):
+        self.s.apply(vs("a"))
+        path = VS_NS + "/a"
+        code, out = self.s.req("PATCH", path, [{"op": "add", "path": "/spec/hosts/-", "value": "b"},
+                                              {"op": "replace", "path": "/spec/hosts/0", "value": "c"}],
+                               ctype="application/json-patch+json")
+        self.assertEqual((code, out["spec"]["hosts"]), (200, ["c", "b"]))
+        code, out = self.s.req("PATCH", path, [{"op": "test", "path": "/metadata/resourceVersion", "value": "1"},
+                                              {"op": "remove", "path": "/spec"}],
+                               ctype="application/json-patch+json")
+        self.assertEqual(code, 422)
+        self.assertEqual(self.s.req("GET", path)[1]["spec"]["hosts"], ["c", "b"])
+
+    def test_strategic_merge_by_name(self):
+        cfg = webhook_config("Validating", "v", self.ca, VS_RULE)
+        cfg["webhooks"].append(dict(cfg["webhooks"][0], name="w"))
+        self.s.apply(cfg)
+        path = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/v"
+        code, out = self.s.req("PATCH", path, {"$setElementOrder/webhooks": [{"name": "v"}, {"name": "w"}],
+                                              "webhooks": [{"name": "w", "failurePolicy": "Ignore"}]},
+                               ctype="application/strategic-merge-patch+json")
+        self.assertEqual(code, 200)
+        self.assertEqual([(w["name"], w.get("failurePolicy"), w["rules"]) for w in out["webhooks"]],
+                         [("v", None, VS_RULE), ("w", "Ignore", VS_RULE)])
+        code, out = self.s.req("PATCH", path, {"webhooks": [{"name": "v", "$patch": "delete"}]},
+                               ctype="application/strategic-merge-patch+json")
+        self.assertEqual([w["name"] for w in out["webhooks"]], ["w"])
+
+    def test_validating_denial_in_api_server_format(self):
+        self.s.apply(webhook_config("Validating", "validation.test.io", self.ca, VS_RULE))
+        self.hook.answer = lambda req: ({"allowed": True, "warnings": ["careful"]}
+                                        if req["object"]["metadata"]["name"] == "ok" else
+                                        {"allowed": False, "status": {"message": "configuration is invalid: x"}})
+        code, out, _ = self.create(VS_NS, vs("bad"))
+        self.assertEqual(code, 400)
+        self.assertEqual(out["message"], 'admission webhook "validation.test.io" denied the request: '
+                                         'configuration is invalid: x')
+        self.assertEqual((out["kind"], out["status"], out["code"]), ("Status", "Failure", 400))
+        self.assertEqual(self.s.req("GET", VS_NS + "/bad")[0], 404)
+        code, out, warning = self.create(VS_NS, vs("ok"))
+        self.assertEqual(code, 201)
+        self.assertEqual(warning, '299 - "careful"')
+        path, review = self.hook.reviews[-1]
+        self.assertEqual(path, "/hook?timeout=10s")
+        req = review["request"]
+        self.assertEqual((review["apiVersion"], req["operation"], req["namespace"], req["name"], req["dryRun"]),
+                         ("admission.k8s.io/v1", "CREATE", "default", "ok", False))
+        self.assertEqual(req["resource"], {"group": "networking.istio.io", "version": "v1",
+                                           "resource": "virtualservices"})
+        self.assertEqual(req["object"]["kind"], "VirtualService")
+        # an update carries the old object; a webhook's own status code is kept (>= 400)
+        self.hook.answer = lambda req: {"allowed": False, "status": {"code": 403, "reason": "Forbidden"}}
+        code, out = self.s.req("PUT", VS_NS + "/ok", vs("ok", host="other"))
+        self.assertEqual((code, out["reason"]), (403, "Forbidden"))
+        self.assertEqual(out["message"], 'admission webhook "validation.test.io" denied the request: Forbidden')
+        self.assertEqual(self.hook.reviews[-1][1]["request"]["oldObject"]["spec"]["hosts"], ["reviews"])
+        # DELETE is not in the rules: never sent
+        n = len(self.hook.reviews)
+        code, _ = self.s.req("DELETE", VS_NS + "/ok")
+        self.assertEqual((code, len(self.hook.reviews)), (200, n))
+        # the control API writes as the test's world, not through admission
+        self.s.apply(vs("bad"))
+        self.assertEqual(len(self.hook.reviews), n)
+
+    def test_mutating_patch_and_selectors(self):
+        self.s.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "on",
+                                                                           "labels": {"istio-injection": "enabled"}}})
+        self.s.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "off"}})
+        self.s.apply(webhook_config(
+            "Mutating", "inject.test.io", self.ca, POD_RULE,
+            namespaceSelector={"matchExpressions": [{"key": "istio-injection", "operator": "In",
+                                                     "values": ["enabled"]}]},
+            objectSelector={"matchExpressions": [{"key": "sidecar.istio.io/inject", "operator": "NotIn",
+                                                  "values": ["false"]}]}))
+        patch = [{"op": "add", "path": "/spec/containers/-", "value": {"name": "istio-proxy", "image": "p"}}]
+        self.hook.answer = lambda req: {"allowed": True, "patchType": "JSONPatch",
+                                        "patch": base64.b64encode(json.dumps(patch).encode()).decode()}
+
+        def pod(name, labels=None):
+            return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels or {}},
+                    "spec": {"containers": [{"name": "app", "image": "a"}]}}
+
+        code, out, _ = self.create("/api/v1/namespaces/on/pods", pod("a"))
+        self.assertEqual(code, 201)
+        self.assertEqual([c["name"] for c in out["spec"]["containers"]], ["app", "istio-proxy"])
+        stored = self.s.req("GET", "/api/v1/namespaces/on/pods/a")[1]
+        self.assertEqual([c["name"] for c in stored["spec"]["containers"]], ["app", "istio-proxy"])
+        self.assertEqual(len(self.hook.reviews), 1)
+        for ns, labels in (("off", None), ("on", {"sidecar.istio.io/inject": "false"})):
+            code, out, _ = self.create("/api/v1/namespaces/%s/pods" % ns, pod("b", labels))
+            self.assertEqual(code, 201)
+            self.assertEqual([c["name"] for c in out["spec"]["containers"]], ["app"])
+        self.assertEqual(len(self.hook.reviews), 1)
+        # a patch that does not apply: the API server's internal error
+        patch[0]["path"] = "/spec/nothing/0"
+        code, out, _ = self.create("/api/v1/namespaces/on/pods", pod("c"))
+        self.assertEqual((code, out["reason"]), (500, "InternalError"))
+
+    def test_failure_policy(self):
+        # the caBundle is another CA: TLS verification fails, as it does for the real server
+        cfg = webhook_config("Validating", "validation.test.io", self.other_ca, VS_RULE)
+        self.s.apply(cfg)
+        code, out, _ = self.create(VS_NS, vs("a"))
+        self.assertEqual((code, out["reason"]), (500, "InternalError"))
+        self.assertTrue(out["message"].startswith('Internal error occurred: failed calling webhook '
+                                                  '"validation.test.io": failed to call webhook: Post '
+                                                  '"https://istiod.istio-system.svc:443/hook?timeout=10s": '),
+                        out["message"])
+        self.assertEqual(self.hook.reviews, [])
+        cfg["webhooks"][0]["failurePolicy"] = "Ignore"
+        self.s.apply(cfg)
+        code, _, _ = self.create(VS_NS, vs("a"))
+        self.assertEqual(code, 201)
+        # no caBundle: the system's roots, which do not know the test CA either
+        del cfg["webhooks"][0]["clientConfig"]["caBundle"]
+        cfg["webhooks"][0]["failurePolicy"] = "Fail"
+        self.s.apply(cfg)
+        code, _, _ = self.create(VS_NS, vs("b"))
+        self.assertEqual(code, 500)
+        # the right CA: called
+        cfg = webhook_config("Validating", "validation.test.io", self.ca, VS_RULE, timeoutSeconds=1)
+        self.s.apply(cfg)
+        code, _, _ = self.create(VS_NS, vs("b"))
+        self.assertEqual((code, len(self.hook.reviews)), (201, 1))
+        self.assertEqual(self.hook.reviews[0][0], "/hook?timeout=1s")
+        # an answer that does not come within timeoutSeconds: an error, then the policy decides
+        self.hook.answer = lambda req: time.sleep(3) or {"allowed": True}
+        code, out, _ = self.create(VS_NS, vs("c"))
+        self.assertEqual(code, 500, out)
+
+    def test_dry_run(self):
+        cfg = webhook_config("Validating", "validation.test.io", self.ca, VS_RULE)
+        self.s.apply(cfg)
+        self.hook.answer = lambda req: {"allowed": False, "status": {"message": "no"}}
+        code, out, _ = self.create(VS_NS, vs("a"), "?dryRun=All")
+        self.assertEqual(code, 400)
+        self.assertTrue(self.hook.reviews[-1][1]["request"]["dryRun"])
+        self.hook.answer = lambda req: {"allowed": True}
+        rv = self.s.control("state", method="GET")["resourceVersion"]
+        code, out, _ = self.create(VS_NS, vs("a"), "?dryRun=All")
+        self.assertEqual((code, out["metadata"]["name"]), (201, "a"))
+        self.assertEqual(self.s.req("GET", VS_NS + "/a")[0], 404)
+        self.assertEqual(self.s.control("state", method="GET")["resourceVersion"], rv)
+        # a webhook with side effects cannot take a dry run
+        cfg["webhooks"][0]["sideEffects"] = "Some"
+        self.s.apply(cfg)
+        code, out, _ = self.create(VS_NS, vs("a"), "?dryRun=All")
+        self.assertEqual(code, 400)
+        self.assertIn("does not support dry run", out["message"])
 
 
 if __name__ == "__main__":

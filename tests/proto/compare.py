@@ -30,7 +30,111 @@ PINNED = {
     "istio.v1.auth.IstioCertificateResponse": {
         "cert_chain": (1, "string", "repeated", ""),
     },
+    # istio/proxy source/extensions/filters/http/istio_stats/config.proto
+    # (the istio.stats filters' typed_config), not in the Envoy protos either
+    "stats.MetricConfig": {
+        "dimensions": (1, "message", "repeated", ".stats.MetricConfig.DimensionsEntry"),
+        "name": (2, "string", "optional", ""),
+        "tags_to_remove": (3, "string", "repeated", ""),
+        "match": (4, "string", "optional", ""),
+        "drop": (5, "bool", "optional", ""),
+    },
+    "stats.MetricConfig.DimensionsEntry": {
+        "key": (1, "string", "optional", ""),
+        "value": (2, "string", "optional", ""),
+    },
+    "stats.PluginConfig": {
+        "disable_host_header_fallback": (6, "bool", "optional", ""),
+        "tcp_reporting_duration": (7, "message", "optional", ".google.protobuf.Duration"),
+        "metrics": (8, "message", "repeated", ".stats.MetricConfig"),
+        "reporter": (10, "enum", "optional", ".stats.Reporter"),
+    },
 }
+# enums of pinned files: full name -> {value name: number}
+PINNED_ENUMS = {
+    "stats.Reporter": {"UNSPECIFIED": 0, "SERVER_GATEWAY": 1},
+}
+# OTLP (opentelemetry-proto) is not shipped with the Envoy protos either:
+# the messages meshproxy's OTLP/HTTP exporter writes, pinned from
+# opentelemetry-proto's common/v1, resource/v1, trace/v1, collector/trace/v1.
+_OTC = ".opentelemetry.proto.common.v1."
+_OTT = ".opentelemetry.proto.trace.v1."
+PINNED.update({
+    "opentelemetry.proto.common.v1.AnyValue": {
+        "string_value": (1, "string", "optional", ""),
+        "bool_value": (2, "bool", "optional", ""),
+        "int_value": (3, "int64", "optional", ""),
+        "double_value": (4, "double", "optional", ""),
+        "array_value": (5, "message", "optional", _OTC + "ArrayValue"),
+        "kvlist_value": (6, "message", "optional", _OTC + "KeyValueList"),
+        "bytes_value": (7, "bytes", "optional", ""),
+    },
+    "opentelemetry.proto.common.v1.ArrayValue": {"values": (1, "message", "repeated", _OTC + "AnyValue")},
+    "opentelemetry.proto.common.v1.KeyValueList": {"values": (1, "message", "repeated", _OTC + "KeyValue")},
+    "opentelemetry.proto.common.v1.KeyValue": {
+        "key": (1, "string", "optional", ""),
+        "value": (2, "message", "optional", _OTC + "AnyValue"),
+    },
+    "opentelemetry.proto.common.v1.InstrumentationScope": {
+        "name": (1, "string", "optional", ""),
+        "version": (2, "string", "optional", ""),
+        "attributes": (3, "message", "repeated", _OTC + "KeyValue"),
+        "dropped_attributes_count": (4, "uint32", "optional", ""),
+    },
+    "opentelemetry.proto.resource.v1.Resource": {
+        "attributes": (1, "message", "repeated", _OTC + "KeyValue"),
+        "dropped_attributes_count": (2, "uint32", "optional", ""),
+    },
+    "opentelemetry.proto.trace.v1.ResourceSpans": {
+        "resource": (1, "message", "optional", ".opentelemetry.proto.resource.v1.Resource"),
+        "scope_spans": (2, "message", "repeated", _OTT + "ScopeSpans"),
+        "schema_url": (3, "string", "optional", ""),
+    },
+    "opentelemetry.proto.trace.v1.ScopeSpans": {
+        "scope": (1, "message", "optional", _OTC + "InstrumentationScope"),
+        "spans": (2, "message", "repeated", _OTT + "Span"),
+        "schema_url": (3, "string", "optional", ""),
+    },
+    "opentelemetry.proto.trace.v1.Span": {
+        "trace_id": (1, "bytes", "optional", ""),
+        "span_id": (2, "bytes", "optional", ""),
+        "trace_state": (3, "string", "optional", ""),
+        "parent_span_id": (4, "bytes", "optional", ""),
+        "flags": (16, "fixed32", "optional", ""),
+        "name": (5, "string", "optional", ""),
+        "kind": (6, "enum", "optional", _OTT + "Span.SpanKind"),
+        "start_time_unix_nano": (7, "fixed64", "optional", ""),
+        "end_time_unix_nano": (8, "fixed64", "optional", ""),
+        "attributes": (9, "message", "repeated", _OTC + "KeyValue"),
+        "dropped_attributes_count": (10, "uint32", "optional", ""),
+        "status": (15, "message", "optional", _OTT + "Status"),
+    },
+    "opentelemetry.proto.trace.v1.Status": {
+        "message": (2, "string", "optional", ""),
+        "code": (3, "enum", "optional", _OTT + "Status.StatusCode"),
+    },
+    "opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest": {
+        "resource_spans": (1, "message", "repeated", _OTT + "ResourceSpans"),
+    },
+    "opentelemetry.proto.collector.trace.v1.ExportTraceServiceResponse": {
+        "partial_success": (1, "message", "optional",
+                            ".opentelemetry.proto.collector.trace.v1.ExportTracePartialSuccess"),
+    },
+    "opentelemetry.proto.collector.trace.v1.ExportTracePartialSuccess": {
+        "rejected_spans": (1, "int64", "optional", ""),
+        "error_message": (2, "string", "optional", ""),
+    },
+})
+# enums of pinned messages: full name -> {value name: number}
+PINNED_ENUMS.update({
+    "opentelemetry.proto.trace.v1.Span.SpanKind": {
+        "SPAN_KIND_UNSPECIFIED": 0, "SPAN_KIND_INTERNAL": 1, "SPAN_KIND_SERVER": 2,
+        "SPAN_KIND_CLIENT": 3, "SPAN_KIND_PRODUCER": 4, "SPAN_KIND_CONSUMER": 5,
+    },
+    "opentelemetry.proto.trace.v1.Status.StatusCode": {
+        "STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2,
+    },
+})
 PINNED_SERVICES = {
     "istio.v1.auth.IstioCertificateService": {
         "CreateCertificate": (".istio.v1.auth.IstioCertificateRequest",
@@ -146,6 +250,13 @@ def main(argv):
         if not ours_only(fname):
             continue
         nenum += 1
+        if full in PINNED_ENUMS:
+            for v in e.value:
+                nval += 1
+                if PINNED_ENUMS[full].get(v.name) != v.number:
+                    errors.append("enum %s.%s = %d, pinned %s" % (full, v.name, v.number,
+                                                                 PINNED_ENUMS[full].get(v.name)))
+            continue
         if full not in u_enums:
             errors.append("enum %s: no such enum upstream" % full)
             continue

@@ -102,7 +102,7 @@ YAML
 printf 'gw-token istio-system istio-ingressgateway\n' > "$dir/tokens"
 echo gw-token > "$dir/gw.token"
 $ON_LOAD "$BUILD/bin/meshd" --config-dir "$dir/config" --xds-addr "127.0.0.1:$XPORT" --http-addr "127.0.0.1:$HPORT" \
-	--secure-addr "127.0.0.1:$SPORT" --ca-dir "$dir/ca" --ca-token-file "$dir/tokens" --log-level warn \
+	--secure-addr "127.0.0.1:$SPORT" --webhook-addr "" --ca-dir "$dir/ca" --ca-token-file "$dir/tokens" --log-level warn \
 	> "$dir/meshd.log" 2>&1 &
 pids="$pids $!"
 i=0

@@ -95,7 +95,7 @@ printf 'client-token bench client\nserver-token bench server\n' > "$dir/tokens"
 echo client-token > "$dir/client.token"
 echo server-token > "$dir/server.token"
 $ON_LOAD "$BUILD/bin/meshd" --config-dir "$dir/config" --xds-addr "127.0.0.1:$XPORT" --http-addr "127.0.0.1:$HPORT" \
-	--secure-addr "127.0.0.1:$SPORT" --ca-dir "$dir/ca" --ca-token-file "$dir/tokens" --log-level warn \
+	--secure-addr "127.0.0.1:$SPORT" --webhook-addr "" --ca-dir "$dir/ca" --ca-token-file "$dir/tokens" --log-level warn \
 	> "$dir/meshd.log" 2>&1 &
 pids="$pids $!"
 i=0

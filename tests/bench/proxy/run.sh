@@ -118,7 +118,7 @@ YAML
 	}'
 } > "$dir/config/mesh.yaml"
 $ON_LOAD "$BUILD/bin/meshd" --config-dir "$dir/config" --xds-addr "127.0.0.1:$XPORT" --http-addr "127.0.0.1:$HPORT" \
-	--secure-addr "127.0.0.1:$SPORT" --ca-dir "$dir/ca" --log-level warn > "$dir/meshd.log" 2>&1 &
+	--secure-addr "127.0.0.1:$SPORT" --webhook-addr "" --ca-dir "$dir/ca" --log-level warn > "$dir/meshd.log" 2>&1 &
 pids="$pids $!"
 $ON_PROXY "$BUILD/bin/meshproxy" --xds-addr "127.0.0.1:$XPORT" --node-id "sidecar~127.0.0.1~client.bench~bench.svc.cluster.local" \
 	--outbound-addr "127.0.0.1:$PXPORT" --inbound-addr "127.0.0.1:$(port)" --admin-addr "127.0.0.1:$APORT" \

@@ -266,6 +266,44 @@ START_TEST(request_and_framing)
 }
 END_TEST
 
+/* A unary call (issue 14, OTLP's Export): grpc_call_close_send ends our
+ * side with END_STREAM once the queue is out, whether the provider had
+ * deferred (queue empty) or still had bytes; nothing is sent after it;
+ * the server's trailers then end the call. */
+START_TEST(close_send_unary)
+{
+	struct grpc_conn *c;
+	struct server sv;
+	struct seen seen;
+
+	start(&c, &sv, &seen, NULL);
+	ck_assert_int_eq(nghttp2_session_get_stream_remote_close(sv.s, sv.sid), 0);
+	/* bytes still queued when half-closed */
+	ck_assert_int_eq(grpc_call_send(c, "more", 4), 0);
+	ck_assert_int_eq(grpc_call_close_send(c), 0);
+	ck_assert_int_eq(grpc_call_send(c, "late", 4), -EPIPE);
+	pump(c, &sv);
+	ck_assert_uint_eq(sv.in.len, 19);
+	ck_assert_int_eq(memcmp(sv.in.data + 10, "\0\0\0\0\4more", 9), 0);
+	ck_assert_int_eq(nghttp2_session_get_stream_remote_close(sv.s, sv.sid), 1);
+	trailers(&sv, "0", "");
+	pump(c, &sv);
+	ck_assert_int_eq(seen.closed, 1);
+	ck_assert_int_eq(seen.status, 0);
+	ck_assert_int_eq(grpc_call_close_send(c), -EPIPE);
+	grpc_conn_free(c);
+	server_free(&sv);
+	/* half-closed while the provider had deferred (the queue empty) */
+	start(&c, &sv, &seen, NULL);
+	ck_assert_int_eq(grpc_call_close_send(c), 0);
+	pump(c, &sv);
+	ck_assert_uint_eq(sv.in.len, 10);
+	ck_assert_int_eq(nghttp2_session_get_stream_remote_close(sv.s, sv.sid), 1);
+	grpc_conn_free(c);
+	server_free(&sv);
+}
+END_TEST
+
 START_TEST(message_cap)
 {
 	struct grpc_limits lim = { 1000, 0 };
@@ -391,6 +429,7 @@ int main(void)
 	int failed;
 
 	tcase_add_test(tc, request_and_framing);
+	tcase_add_test(tc, close_send_unary);
 	tcase_add_test(tc, message_cap);
 	tcase_add_test(tc, compressed_refused);
 	tcase_add_test(tc, reset_goaway_ping);

@@ -2,7 +2,10 @@
  * labels Istio writes, histograms, and the cardinality cap. */
 #include "dataplane/istio_stats.h"
 
+#include "istio/stats/config.pb-c.h"
+
 #include <check.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -265,6 +268,228 @@ START_TEST(test_tcp)
 }
 END_TEST
 
+/* issue 14: a stats.PluginConfig packed as meshd sends it */
+struct pc_fix {
+	Stats__PluginConfig pc;
+	Stats__MetricConfig mc[4], *mcp[4];
+	Stats__MetricConfig__DimensionsEntry de[4], *dep[4];
+	char *rm[2];
+	uint8_t buf[2048];
+	size_t len;
+};
+
+static void pc_pack(struct pc_fix *f)
+{
+	f->len = stats__plugin_config__get_packed_size(&f->pc);
+	ck_assert_uint_lt(f->len, sizeof(f->buf));
+	stats__plugin_config__pack(&f->pc, f->buf);
+}
+
+/* Telemetry's REQUEST_COUNT disabled, response_flags removed from every
+ * metric, request_method added and destination_app replaced on
+ * requests_total (what meshd's golden case 0175 emits for inbound) */
+static struct istio_stats_cfg *cfg_overrides(const char *dst_app_expr)
+{
+	static struct pc_fix f;
+	struct istio_stats_cfg *c = NULL;
+	char why[512];
+	int i;
+
+	memset(&f, 0, sizeof(f));
+	stats__plugin_config__init(&f.pc);
+	for (i = 0; i < 4; i++) {
+		stats__metric_config__init(&f.mc[i]);
+		f.mcp[i] = &f.mc[i];
+		stats__metric_config__dimensions_entry__init(&f.de[i]);
+		f.dep[i] = &f.de[i];
+	}
+	/* every metric: no response_flags */
+	f.rm[0] = "response_flags";
+	f.mc[0].name = "";
+	f.mc[0].tags_to_remove = f.rm;
+	f.mc[0].n_tags_to_remove = 1;
+	/* requests_total: two dimensions (one replaces a standard tag) */
+	f.mc[1].name = "requests_total";
+	f.de[0].key = "request_method";
+	f.de[0].value = "request.method";
+	f.de[1].key = "destination_app";
+	f.de[1].value = (char *)dst_app_expr;
+	f.mc[1].dimensions = f.dep;
+	f.mc[1].n_dimensions = 2;
+	/* request_bytes dropped; a metric meshproxy does not report: ignored */
+	f.mc[2].name = "request_bytes";
+	f.mc[2].drop = 1;
+	f.mc[3].name = "request_messages_total";
+	f.mc[3].drop = 1;
+	f.pc.metrics = f.mcp;
+	f.pc.n_metrics = 4;
+	pc_pack(&f);
+	ck_assert_int_eq(istio_stats_cfg_new(f.buf, f.len, &c, why, sizeof(why)), 0);
+	return c;
+}
+
+START_TEST(test_cfg_overrides)
+{
+	struct istio_stats *st;
+	struct istio_stats_cfg *c = cfg_overrides("'reviews-app'");
+	struct istio_req r;
+	char *out;
+
+	ck_assert_uint_eq(istio_stats_cfg_report_ms(c), ISTIO_TCP_REPORT_DEFAULT_MS);
+	ck_assert_int_eq(istio_stats_new(NODE, "app=reviews,version=v2", "reviews", 0, &st), 0);
+	memset(&r, 0, sizeof(r));
+	r.cfg = c;
+	r.inbound = 1;
+	r.service = "reviews.demo.svc.cluster.local";
+	r.service_len = strlen(r.service);
+	r.response_code = 200;
+	r.grpc_status = -1;
+	r.response_flags = "-";
+	r.method = "GET";
+	r.method_len = 3;
+	r.duration_ms = 3;
+	r.request_bytes = 10;
+	istio_stats_record(st, &r);
+	istio_stats_record(st, &r);
+	r.method = "POST";
+	r.method_len = 4;
+	istio_stats_record(st, &r);
+	/* one series per method value (the expression is part of the key) */
+	ck_assert_uint_eq(istio_stats_series(st), 2);
+	out = prom(st);
+	/* the upserted and added tags, response_flags gone */
+	ck_assert_ptr_nonnull(strstr(out, "destination_app=\"reviews-app\","));
+	ck_assert_ptr_nonnull(strstr(out, ",connection_security_policy=\"none\",request_method=\"GET\"} 2\n"));
+	ck_assert_ptr_nonnull(strstr(out, ",request_method=\"POST\"} 1\n"));
+	ck_assert_ptr_null(strstr(out, "response_flags="));
+	/* the histograms keep their standard tags (no request_method), both
+	 * methods in one series: 3 requests */
+	ck_assert_ptr_nonnull(strstr(out, "istio_request_duration_milliseconds_count{reporter=\"destination\""));
+	ck_assert_ptr_nonnull(strstr(out, "destination_app=\"reviews\""));
+	ck_assert_ptr_nonnull(strstr(out, "connection_security_policy=\"none\"} 3\n"));
+	/* request_bytes dropped: no series at all */
+	ck_assert_ptr_null(strstr(out, "istio_request_bytes_count"));
+	ck_assert_ptr_nonnull(strstr(out, "istio_response_bytes_count"));
+	free(out);
+	istio_stats_free(st);
+	istio_stats_cfg_free(c);
+}
+END_TEST
+
+/* An expression meshproxy cannot evaluate is refused, named in the
+ * message; the supported forms compile */
+START_TEST(test_cfg_refused)
+{
+	static const char *const ok[] = { "\"lit\"", "request.host", "request.path", "request.url_path",
+					  "request.headers['x-user']", "response.code", "string(response.code)",
+					  "upstream_peer.app", "downstream_peer.namespace", "xds.cluster_name",
+					  "source.address" };
+	struct istio_stats_cfg *c = NULL;
+	struct pc_fix f;
+	char why[512];
+	size_t i;
+
+	for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		c = cfg_overrides(ok[i]);
+		ck_assert_ptr_nonnull(c);
+		istio_stats_cfg_free(c);
+	}
+	memset(&f, 0, sizeof(f));
+	stats__plugin_config__init(&f.pc);
+	stats__metric_config__init(&f.mc[0]);
+	stats__metric_config__dimensions_entry__init(&f.de[0]);
+	f.mcp[0] = &f.mc[0];
+	f.dep[0] = &f.de[0];
+	f.de[0].key = "x";
+	f.de[0].value = "request.size > 10 ? 'big' : 'small'";
+	f.mc[0].dimensions = f.dep;
+	f.mc[0].n_dimensions = 1;
+	f.mc[0].name = "requests_total";
+	f.pc.metrics = f.mcp;
+	f.pc.n_metrics = 1;
+	pc_pack(&f);
+	ck_assert_int_eq(istio_stats_cfg_new(f.buf, f.len, &c, why, sizeof(why)), -EINVAL);
+	ck_assert_ptr_null(c);
+	ck_assert_ptr_nonnull(strstr(why, "request.size > 10 ? 'big' : 'small'"));
+	ck_assert_ptr_nonnull(strstr(why, "unsupported"));
+	ck_assert_int_eq(istio_stats_cfg_new((const uint8_t *)"\xff\xff", 2, &c, why, sizeof(why)), -EINVAL);
+}
+END_TEST
+
+/* A configuration replaced by another (a Telemetry applied live): the
+ * next requests count under the new one; a series whose text does not
+ * change is one series, not two */
+START_TEST(test_cfg_replaced)
+{
+	struct istio_stats *st;
+	struct istio_stats_cfg *a = cfg_overrides("'one'"), *b = cfg_overrides("'two'");
+	struct istio_req r;
+	char *out, *p;
+	int n = 0;
+
+	ck_assert_int_eq(istio_stats_new(NODE, "app=reviews", NULL, 0, &st), 0);
+	memset(&r, 0, sizeof(r));
+	r.inbound = 1;
+	r.response_code = 200;
+	r.grpc_status = -1;
+	r.response_flags = "-";
+	r.cfg = a;
+	istio_stats_record(st, &r);
+	r.cfg = b;
+	istio_stats_record(st, &r);
+	r.cfg = NULL; /* no override: all standard */
+	istio_stats_record(st, &r);
+	out = prom(st);
+	ck_assert_ptr_nonnull(strstr(out, "destination_app=\"one\""));
+	ck_assert_ptr_nonnull(strstr(out, "destination_app=\"two\""));
+	/* response_bytes: a and b render the same text: one series of 2,
+	 * and the standard one (with response_flags) of 1 */
+	for (p = out; (p = strstr(p, "istio_response_bytes_count{")); p++)
+		n++;
+	ck_assert_int_eq(n, 2);
+	ck_assert_ptr_nonnull(strstr(out, "connection_security_policy=\"none\"} 2\n"));
+	free(out);
+	istio_stats_free(st);
+	istio_stats_cfg_free(a);
+	istio_stats_cfg_free(b);
+}
+END_TEST
+
+/* issue 14: Istio's TCP metadata exchange, encoded and read back */
+START_TEST(test_mx_roundtrip)
+{
+	struct istio_peer p, q;
+	struct istio_stats *st;
+	uint8_t buf[ISTIO_MX_MAX];
+	const uint8_t *mine;
+	size_t ml;
+	int n;
+
+	ck_assert_int_eq(istio_peer_from_node(&p, NODE, "app=reviews,version=v2", NULL), 0);
+	n = istio_peer_mx_encode(&p, NODE, buf, sizeof(buf));
+	ck_assert_int_gt(n, 8);
+	ck_assert_uint_eq(buf[0], 0x3D);
+	ck_assert_uint_eq(buf[3], 0x67);
+	ck_assert_int_eq(istio_peer_mx_size(buf, 7), 0);
+	ck_assert_int_eq(istio_peer_mx_size(buf, (size_t)n), n);
+	ck_assert_int_eq(istio_peer_mx_decode(buf + 8, (size_t)n - 8, &q), 0);
+	ck_assert_str_eq(q.workload, "reviews-v2");
+	ck_assert_str_eq(q.ns, "demo");
+	ck_assert_str_eq(q.app, "reviews");
+	ck_assert_str_eq(q.version, "v2");
+	/* not the exchange: plain bytes, a wrong magic */
+	ck_assert_int_eq(istio_peer_mx_size((const uint8_t *)"GET / HTTP/1.1", 14), -EINVAL);
+	ck_assert_int_lt(istio_peer_mx_decode((const uint8_t *)"garbage", 7, &q), 0);
+	ck_assert_int_eq(istio_stats_new(NODE, "app=reviews,version=v2", "sa", 0, &st), 0);
+	mine = istio_stats_mx(st, &ml);
+	ck_assert_ptr_nonnull(mine);
+	ck_assert_uint_eq(ml, (size_t)n);
+	ck_assert_ptr_eq(istio_stats_peer_mx(st, mine + 8, ml - 8), istio_stats_peer_mx(st, mine + 8, ml - 8));
+	ck_assert_str_eq(istio_stats_peer_mx(st, mine + 8, ml - 8)->workload, "reviews-v2");
+	istio_stats_free(st);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("istio_stats");
@@ -277,6 +502,10 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_helpers);
 	tcase_add_test(tc, test_tcp);
 	tcase_add_test(tc, test_catchall_names);
+	tcase_add_test(tc, test_cfg_overrides);
+	tcase_add_test(tc, test_cfg_refused);
+	tcase_add_test(tc, test_cfg_replaced);
+	tcase_add_test(tc, test_mx_roundtrip);
 	suite_add_tcase(s, tc);
 	return s;
 }

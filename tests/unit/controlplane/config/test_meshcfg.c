@@ -266,6 +266,118 @@ START_TEST(meshcfg_access_log_providers)
 }
 END_TEST
 
+/* issue 14: every zipkin / opentelemetry extensionProvider is kept (a
+ * Telemetry may name any), with OTLP/HTTP path, timeout and headers (value
+ * or envName), OTLP/gRPC timeout and initial metadata, the environment
+ * resource detector; defaultProviders.tracing kept whole; an opentelemetry
+ * default fills no legacy zipkin field; a provider without service or
+ * port is an error even when no default names it (Istio validates them
+ * all); another kind named as default is a warning, not an error. */
+START_TEST(meshcfg_trace_providers)
+{
+	static const char yaml[] = "extensionProviders:\n"
+				   "- name: zk\n"
+				   "  zipkin: {service: zipkin.istio-system.svc.cluster.local, port: 9411}\n"
+				   "- name: otel\n"
+				   "  opentelemetry:\n"
+				   "    service: observability/otel.observability.svc.cluster.local\n"
+				   "    port: 4318\n"
+				   "    http:\n"
+				   "      path: /v1/traces\n"
+				   "      timeout: 2s\n"
+				   "      headers:\n"
+				   "      - {name: x-a, value: one}\n"
+				   "      - {name: x-b, envName: MESHCFG_TEST_TRACE_ENV}\n"
+				   "- name: og\n"
+				   "  opentelemetry:\n"
+				   "    service: og.istio-system.svc.cluster.local\n"
+				   "    port: 4317\n"
+				   "    grpc: {timeout: 3s, initialMetadata: [{name: authorization, value: t}]}\n"
+				   "    resourceDetectors: {environment: {}}\n"
+				   "defaultProviders: {tracing: [og, zk]}\n";
+	const struct meshcfg_trace_provider *p;
+	char err[MESHCFG_ERR_CAP], warn[MESHCFG_ERR_CAP];
+	struct mesh_config *mc, *mc2;
+
+	setenv("MESHCFG_TEST_TRACE_ENV", "from-env", 1);
+	mc = parse_ok(yaml, NULL);
+	ck_assert_uint_eq(mc->n_trace_providers, 3);
+	ck_assert_uint_eq(mc->default_tracing.n, 2);
+	ck_assert_str_eq(mc->default_tracing.v[0], "og");
+	ck_assert_ptr_null(mc->trace_provider); /* the default is not a zipkin one */
+	ck_assert_ptr_nonnull(p = meshcfg_trace_provider(mc, "otel"));
+	ck_assert_int_eq(p->kind, MESHCFG_TRACER_OTEL);
+	ck_assert(p->http);
+	ck_assert_str_eq(p->service, "observability/otel.observability.svc.cluster.local");
+	ck_assert_uint_eq(p->port, 4318);
+	ck_assert_str_eq(p->http_path, "/v1/traces");
+	ck_assert_int_eq(p->timeout, 2000000000LL);
+	ck_assert_uint_eq(p->n_headers, 2);
+	ck_assert_str_eq(p->headers[0].name, "x-a");
+	ck_assert_str_eq(p->headers[0].value, "one");
+	ck_assert_str_eq(p->headers[1].value, "from-env");
+	ck_assert_ptr_nonnull(p = meshcfg_trace_provider(mc, "og"));
+	ck_assert(!p->http && p->env_detector);
+	ck_assert_int_eq(p->timeout, 3000000000LL);
+	ck_assert_str_eq(p->headers[0].name, "authorization");
+	ck_assert_ptr_nonnull(p = meshcfg_trace_provider(mc, "zk"));
+	ck_assert_int_eq(p->kind, MESHCFG_TRACER_ZIPKIN);
+	ck_assert_ptr_null(meshcfg_trace_provider(mc, "nope"));
+	ck_assert_ptr_null(meshcfg_trace_provider(NULL, "zk"));
+	{
+		/* /debug/mesh shows every tracing provider, header values left out */
+		struct mesh_buf b;
+
+		mesh_buf_init(&b, 1 << 16);
+		meshcfg_json(&b, mc);
+		mesh_buf_putc(&b, '\0');
+		ck_assert_int_eq(b.err, 0);
+		ck_assert_ptr_nonnull(strstr(b.data, "\"defaultProviders\":{\"tracing\":[\"og\",\"zk\"]}"));
+		ck_assert_ptr_nonnull(strstr(b.data, "{\"name\":\"otel\",\"opentelemetry\":{\"service\":"
+						     "\"observability/otel.observability.svc.cluster.local\",\"port\":4318,"
+						     "\"http\":{\"path\":\"/v1/traces\",\"headers\":[{\"name\":\"x-a\"},{\"name\":\"x-b\"}]}}}"));
+		ck_assert_ptr_nonnull(strstr(b.data, "\"grpc\":{\"initialMetadata\":[{\"name\":\"authorization\"}]}"));
+		ck_assert_ptr_null(strstr(b.data, "from-env"));
+		mesh_buf_cleanup(&b);
+	}
+	/* a header value changed: another config */
+	setenv("MESHCFG_TEST_TRACE_ENV", "other", 1);
+	mc2 = parse_ok(yaml, NULL);
+	ck_assert_uint_ne(mc->hash, mc2->hash);
+	meshcfg_unref(mc2);
+	meshcfg_unref(mc);
+	unsetenv("MESHCFG_TEST_TRACE_ENV");
+	ck_assert_int_eq(parse_bad("extensionProviders: [{name: o, opentelemetry: {port: 4317}}]\n", err), -EINVAL);
+	ck_assert_msg(strstr(err, "extensionProviders.opentelemetry.service"), "%s", err);
+	ck_assert_int_eq(parse_bad("extensionProviders: [{name: o, opentelemetry: {service: a, port: 4318, "
+				   "http: {timeout: soon}}}]\n", err), -EINVAL);
+	ck_assert_msg(strstr(err, "extensionProviders.opentelemetry.http.timeout"), "%s", err);
+	/* defaultConfig.tracing's custom tags and path tag length, snake or camel case */
+	mc = parse_ok("defaultConfig:\n  tracing:\n    maxPathTagLength: 300\n    custom_tags:\n"
+		      "      a: {literal: {value: x}}\n      b: {environment: {name: E, defaultValue: d}}\n"
+		      "      c: {header: {name: x-c}}\n", NULL);
+	ck_assert_uint_eq(mc->trace_max_path_tag_len, 300);
+	ck_assert_uint_eq(mc->n_trace_custom_tags, 3);
+	ck_assert_str_eq(mc->trace_custom_tags[0].name, "a");
+	ck_assert_int_eq(mc->trace_custom_tags[0].kind, CFG_TEL_TAG_LITERAL);
+	ck_assert_str_eq(mc->trace_custom_tags[0].value, "x");
+	ck_assert_int_eq(mc->trace_custom_tags[1].kind, CFG_TEL_TAG_ENVIRONMENT);
+	ck_assert_str_eq(mc->trace_custom_tags[1].default_value, "d");
+	ck_assert_int_eq(mc->trace_custom_tags[2].kind, CFG_TEL_TAG_HEADER);
+	ck_assert_ptr_null(mc->trace_custom_tags[2].default_value);
+	meshcfg_unref(mc);
+	ck_assert_int_eq(parse_bad("defaultConfig: {tracing: {custom_tags: {a: {literal: {value: x}, header: {name: h}}}}}\n",
+				   err), -EINVAL);
+	ck_assert_msg(strstr(err, "defaultConfig.tracing.custom_tags: tag a: exactly one of"), "%s", err);
+	ck_assert_int_eq(parse_bad("defaultConfig: {tracing: {max_path_tag_length: 0}}\n", err), -EINVAL);
+	ck_assert_msg(strstr(err, "defaultConfig.tracing.max_path_tag_length"), "%s", err);
+	mc = parse_ok("extensionProviders: [{name: sw, skywalking: {service: s, port: 11800}}]\n"
+		      "defaultProviders: {tracing: [sw]}\n", warn);
+	ck_assert_msg(strstr(warn, "tracing kinds other than zipkin and opentelemetry"), "%s", warn);
+	meshcfg_unref(mc);
+}
+END_TEST
+
 /* The istio ConfigMap itself: its data.mesh, lines counted in the file. */
 START_TEST(meshcfg_configmap_form)
 {
@@ -334,6 +446,7 @@ static Suite *meshcfg_suite(void)
 	tcase_add_test(tc, meshcfg_configmap_form);
 	tcase_add_test(tc, meshcfg_tracing);
 	tcase_add_test(tc, meshcfg_access_log_providers);
+	tcase_add_test(tc, meshcfg_trace_providers);
 	tcase_add_test(tc, meshcfg_meshctl_validate);
 	suite_add_tcase(s, tc);
 	return s;

@@ -48,7 +48,7 @@ static void note_fn(void *ctx, enum gen_note_level level, const char *scope, con
 
 static struct xds_snapshot *build(struct model *m, const struct cfg_labels *labels)
 {
-	static const struct gen_notes notes = { note_fn, NULL };
+	static const struct gen_notes notes = { note_fn, NULL, NULL };
 	struct gen_workload w = { "istio-system", labels };
 	struct xds_snapshot *s = NULL;
 

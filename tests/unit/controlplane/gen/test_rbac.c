@@ -680,7 +680,7 @@ START_TEST(test_unsupported_condition)
 	char err[RBAC_EVAL_TEXT_MAX], line[RBAC_EVAL_TEXT_MAX];
 
 	struct notes_seen seen = { "", 0 };
-	struct gen_notes notes = { note_collect, &seen };
+	struct gen_notes notes = { note_collect, &seen, NULL };
 
 	ck_assert_int_eq(rbac_compile(m, "foo", NULL, &notes, a, &deny, &allow, NULL), 0);
 	ck_assert_uint_eq(seen.n, 3);

@@ -342,6 +342,13 @@ START_TEST(istio_families_and_types)
 		{ "citadel_server_csr_parsing_err_count", "counter" },
 		{ "citadel_server_csr_sign_err_count", "counter" },
 		{ "istio_build", "gauge" },
+		{ "pilot_total_xds_internal_errors", "counter" },
+		{ "pilot_xds_push_context_errors", "counter" },
+		{ "pilot_push_triggers", "counter" },
+		{ "sidecar_injection_requests_total", "counter" },
+		{ "sidecar_injection_success_total", "counter" },
+		{ "sidecar_injection_skip_total", "counter" },
+		{ "sidecar_injection_failure_total", "counter" },
 		{ "process_open_fds", "gauge" },
 		{ "process_max_fds", "gauge" },
 	};
@@ -367,15 +374,16 @@ START_TEST(istio_bucket_boundaries)
 {
 	static const struct {
 		const char *series; /* up to and including the labels before le */
-		const char *les[10];
+		const char *les[11];
 	} want[] = {
-		{ "pilot_xds_push_time_bucket{type=\"cds\",", { "0.01", "0.1", "1", "3", "5", "10", "20", "30", "+Inf" } },
+		{ "pilot_xds_push_time_bucket{type=\"cds\",",
+		  { "0.01", "0.1", "0.5", "1", "3", "5", "10", "20", "30", "+Inf" } },
 		{ "pilot_xds_config_size_bytes_bucket{type=\"lds\",",
 		  { "1", "10000", "1e+06", "4e+06", "1e+07", "4e+07", "+Inf" } },
 		{ "pilot_proxy_queue_time_bucket{", { "0.1", "0.5", "1", "3", "5", "10", "20", "30", "+Inf" } },
-		{ "pilot_debounce_time_bucket{", { "0.01", "0.1", "1", "3", "5", "10", "20", "30", "+Inf" } },
+		{ "pilot_debounce_time_bucket{", { "0.01", "0.1", "0.5", "1", "3", "5", "10", "20", "30", "+Inf" } },
 		{ "pilot_pushcontext_init_seconds_bucket{", { "0.01", "0.1", "0.5", "1", "3", "5", "+Inf" } },
-		{ "pilot_xds_send_time_bucket{", { "0.01", "0.1", "1", "3", "5", "+Inf" } },
+		{ "pilot_xds_send_time_bucket{", { "0.01", "0.1", "1", "3", "5", "10", "20", "30", "+Inf" } },
 	};
 	char series[160], prefix[160];
 	char *t = render();
@@ -473,6 +481,43 @@ START_TEST(ca_k8s_build_counters)
 }
 END_TEST
 
+/* The injection and push counters of Istio's control-plane dashboard; the
+ * conflict gauges take the value the push stage sets. */
+START_TEST(webhook_push_counters)
+{
+	double inj_ok, inj_req, ierr, pcerr;
+	char *t = render();
+
+	inj_ok = sample(t, "sidecar_injection_success_total");
+	inj_req = sample(t, "sidecar_injection_requests_total");
+	ierr = sample(t, "pilot_total_xds_internal_errors");
+	pcerr = sample(t, "pilot_xds_push_context_errors");
+	free(t);
+	metrics_injection(METRICS_INJECTION_REQUEST);
+	metrics_injection(METRICS_INJECTION_SUCCESS);
+	metrics_injection(METRICS_INJECTION_COUNT); /* ignored */
+	metrics_xds_internal_error();
+	metrics_push_context_error();
+	metrics_push_trigger(METRICS_TRIGGER_ENDPOINT, 3);
+	metrics_push_trigger(METRICS_TRIGGER_COUNT, 1); /* ignored */
+	metrics_conflicts_set(METRICS_CONFLICT_INBOUND, 4);
+	metrics_conflicts_set(METRICS_CONFLICT_OUTBOUND_TCP_OVER_TCP, 2);
+	t = render();
+	check_exposition(t);
+	ck_assert_double_eq(sample(t, "sidecar_injection_success_total"), inj_ok + 1);
+	ck_assert_double_eq(sample(t, "sidecar_injection_requests_total"), inj_req + 1);
+	ck_assert_double_eq(sample(t, "pilot_total_xds_internal_errors"), ierr + 1);
+	ck_assert_double_eq(sample(t, "pilot_xds_push_context_errors"), pcerr + 1);
+	ck_assert_double_eq(sample(t, "pilot_push_triggers{type=\"endpoint\"}"), 3);
+	ck_assert(isnan(sample(t, "pilot_push_triggers{type=\"unknown\"}"))); /* no trigger yet: no series */
+	ck_assert_double_eq(sample(t, "pilot_conflict_inbound_listener"), 4);
+	ck_assert_double_eq(sample(t, "pilot_conflict_outbound_listener_tcp_over_current_tcp"), 2);
+	free(t);
+	metrics_conflicts_set(METRICS_CONFLICT_INBOUND, 0);
+	metrics_conflicts_set(METRICS_CONFLICT_OUTBOUND_TCP_OVER_TCP, 0);
+}
+END_TEST
+
 START_TEST(render_respects_cap)
 {
 	struct mesh_buf b;
@@ -499,6 +544,7 @@ int main(void)
 	tcase_add_test(tc, istio_bucket_boundaries);
 	tcase_add_test(tc, istio_histograms_observe);
 	tcase_add_test(tc, ca_k8s_build_counters);
+	tcase_add_test(tc, webhook_push_counters);
 	tcase_add_test(tc, render_respects_cap);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);

@@ -6,6 +6,7 @@
  */
 #include "controlplane/xds/server.h"
 
+#include "common/buf.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "controlplane/metrics/metrics.h"
@@ -554,6 +555,23 @@ START_TEST(stop_with_open_streams)
 END_TEST
 
 
+/* pilot_xds_write_timeout's value in /metrics. */
+static double write_timeouts(void)
+{
+	struct mesh_buf b;
+	char *t, *p;
+	double v = -1;
+
+	mesh_buf_init(&b, 1u << 20);
+	ck_assert_int_eq(metrics_render(&b), 0);
+	t = mesh_buf_take(&b, NULL);
+	p = strstr(t, "\npilot_xds_write_timeout ");
+	if (p)
+		v = strtod(p + strlen("\npilot_xds_write_timeout "), NULL);
+	free(t);
+	return v;
+}
+
 /* A proxy that stops reading: its response stays in flight (HTTP/2 flow
  * control) until the send timeout resets the stream; the server keeps
  * serving others.  The response is far larger than any flow-control window
@@ -570,7 +588,9 @@ START_TEST(stuck_stream_is_reset)
 	grpc_slice msg;
 	char *details;
 	int i, p;
+	double timeouts0 = write_timeouts();
 
+	ck_assert(timeouts0 >= 0);
 	/* this test's server has a short send timeout: replace the fixture's */
 	xds_server_stop(srv);
 	ck_assert_int_eq(xds_server_start(&cfg, &srv), 0);
@@ -609,6 +629,8 @@ START_TEST(stuck_stream_is_reset)
 	ck_assert_ptr_nonnull(strstr(details, "not accepted in time"));
 	gpr_free(details);
 	ads_client_close(&stuck);
+	/* counted as istiod counts a response not written in time */
+	ck_assert_double_eq(write_timeouts(), timeouts0 + 1);
 
 	/* everyone else is still served */
 	client_open(&fresh, p);

@@ -1,0 +1,296 @@
+/*
+ * kubeinject.c - "meshctl kube-inject" (see kubeinject.h).
+ *
+ * istioctl kube-inject injects whatever it is given, namespace labels or
+ * not (the user asked for it): so every Pod is injected unless it opts out
+ * itself (sidecar.istio.io/inject=false, hostNetwork, already injected),
+ * which here means the namespace counts as istio-injection=enabled.
+ */
+#include "controlplane/cli/kubeinject.h"
+
+#include "common/buf.h"
+#include "common/err.h"
+#include "common/file.h"
+#include "common/json.h"
+#include "controlplane/config/meshcfg.h"
+#include "controlplane/config/yamljson.h"
+#include "controlplane/inject/inject.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define KI_MAX_INPUT ((size_t)64 << 20)
+
+#define KI_MAX_NS_LABELS 32
+
+struct ki {
+	struct inject_config cfg;
+	/* --review: the namespace's labels from --namespace-labels */
+	char *ns_keys[KI_MAX_NS_LABELS], *ns_vals[KI_MAX_NS_LABELS];
+	size_t n_ns_labels;
+	const char *ns;              /* --namespace: for objects without one */
+	int docs;
+	int failed;
+};
+
+static const char *ki_ns_label(void *ctx, const char *ns, const char *key)
+{
+	(void)ctx;
+	(void)ns;
+	return strcmp(key, "istio-injection") == 0 ? "enabled" : NULL;
+}
+
+/* --review: every namespace has the --namespace-labels */
+static const char *ki_review_label(void *ctx, const char *ns, const char *key)
+{
+	struct ki *k = ctx;
+	size_t i;
+
+	(void)ns;
+	for (i = 0; i < k->n_ns_labels; i++)
+		if (strcmp(k->ns_keys[i], key) == 0)
+			return k->ns_vals[i];
+	return NULL;
+}
+
+/* "k=v,k2=v2" into k's label list (the text is modified in place). */
+static int ki_parse_labels(struct ki *k, char *text)
+{
+	char *p = text;
+
+	while (p && *p) {
+		char *comma = strchr(p, ','), *eq;
+
+		if (comma)
+			*comma = '\0';
+		eq = strchr(p, '=');
+		if (!eq || eq == p || k->n_ns_labels == KI_MAX_NS_LABELS)
+			return -EINVAL;
+		*eq = '\0';
+		k->ns_keys[k->n_ns_labels] = p;
+		k->ns_vals[k->n_ns_labels++] = eq + 1;
+		p = comma ? comma + 1 : NULL;
+	}
+	return 0;
+}
+
+/* --review FILE: an AdmissionReview in, meshd's /inject answer out. */
+static int ki_review(struct ki *k, const char *data, size_t len)
+{
+	struct mesh_buf out;
+	enum inject_outcome oc;
+	int rc;
+
+	mesh_buf_init(&out, INJECT_MAX_OUTPUT * 2);
+	k->cfg.ns_label = ki_review_label;
+	k->cfg.ns_ctx = k;
+	rc = inject_review(&k->cfg, data, len, &out, &oc);
+	if (rc < 0 && rc != -EINVAL) {
+		fprintf(stderr, "meshctl kube-inject: %s\n", mesh_strerror(rc));
+	} else {
+		fwrite(out.data ? out.data : "", 1, out.len, stdout);
+		fputc('\n', stdout);
+	}
+	mesh_buf_cleanup(&out);
+	return rc < 0 ? 1 : 0;
+}
+
+/* The JSON pointer of the pod template of a workload kind, NULL for a Pod,
+ * "" for kinds that hold none. */
+static const char *ki_template(const char *kind)
+{
+	static const char *const workloads[] = { "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet",
+						 "Job", "ReplicationController", "DeploymentConfig" };
+	size_t i;
+
+	if (!kind)
+		return "";
+	if (strcmp(kind, "Pod") == 0)
+		return NULL;
+	if (strcmp(kind, "CronJob") == 0)
+		return "/spec/jobTemplate/spec/template";
+	for (i = 0; i < sizeof(workloads) / sizeof(workloads[0]); i++)
+		if (strcmp(kind, workloads[i]) == 0)
+			return "/spec/template";
+	return "";
+}
+
+/* The value at a pointer made of plain member names. */
+static const struct json_value *ki_at(const struct json_value *v, const char *ptr)
+{
+	char key[128];
+
+	while (v && *ptr == '/') {
+		const char *e = strchr(ptr + 1, '/');
+		size_t n = e ? (size_t)(e - ptr - 1) : strlen(ptr + 1);
+
+		if (n >= sizeof(key))
+			return NULL;
+		memcpy(key, ptr + 1, n);
+		key[n] = '\0';
+		v = json_get(v, key);
+		ptr += n + 1;
+	}
+	return v;
+}
+
+static int ki_doc(void *ctx, const char *json, size_t len)
+{
+	struct ki *k = ctx;
+	struct json_value *root = NULL;
+	struct mesh_buf patch, out, pod;
+	const struct json_value *tmpl;
+	char reason[INJECT_REASON_CAP];
+	const char *prefix, *ns;
+	int rc;
+
+	mesh_buf_init(&patch, INJECT_MAX_OUTPUT);
+	mesh_buf_init(&out, INJECT_MAX_OUTPUT * 2);
+	mesh_buf_init(&pod, INJECT_MAX_OUTPUT);
+	if (k->docs++)
+		fputs("---\n", stdout);
+	rc = json_parse(json, len, &root);
+	if (rc < 0) {
+		fprintf(stderr, "meshctl kube-inject: document %d: %s\n", k->docs, mesh_strerror(rc));
+		goto out;
+	}
+	prefix = ki_template(json_get_str(root, "kind"));
+	ns = json_get_str(json_get(root, "metadata"), "namespace");
+	if (!ns)
+		ns = k->ns;
+	if (prefix && !prefix[0]) {
+		fwrite(json, 1, len, stdout); /* not a workload: as it came */
+		fputc('\n', stdout);
+		rc = 0;
+		goto out;
+	}
+	tmpl = prefix ? ki_at(root, prefix) : root;
+	if (!tmpl) {
+		fprintf(stderr, "meshctl kube-inject: document %d: no pod template at %s\n", k->docs, prefix);
+		rc = -EINVAL;
+		goto out;
+	}
+	mesh_buf_append(&pod, json + tmpl->start, tmpl->end - tmpl->start);
+	rc = inject_pod(&k->cfg, pod.data, pod.len, ns, &patch, reason, sizeof(reason));
+	if (rc < 0) {
+		fprintf(stderr, "meshctl kube-inject: document %d: %s\n", k->docs, reason[0] ? reason : mesh_strerror(rc));
+		goto out;
+	}
+	if (rc == 0) {
+		fprintf(stderr, "meshctl kube-inject: document %d: not injected: %s\n", k->docs, reason);
+		fwrite(json, 1, len, stdout);
+		fputc('\n', stdout);
+		rc = 0;
+		goto out;
+	}
+	rc = inject_apply(json, len, patch.data, patch.len, prefix ? prefix : "", &out);
+	if (rc < 0) {
+		fprintf(stderr, "meshctl kube-inject: document %d: applying the patch: %s\n", k->docs, mesh_strerror(rc));
+		goto out;
+	}
+	fwrite(out.data, 1, out.len, stdout);
+	fputc('\n', stdout);
+out:
+	if (rc < 0)
+		k->failed++;
+	json_free(root);
+	mesh_buf_cleanup(&patch);
+	mesh_buf_cleanup(&out);
+	mesh_buf_cleanup(&pod);
+	return 0; /* the next document still gets its turn */
+}
+
+static void ki_usage(FILE *f)
+{
+	fprintf(f, "usage: meshctl kube-inject -f FILE|- [flags]\n"
+		   "  -f, --filename FILE     Kubernetes YAML or JSON (- for stdin)\n"
+		   "  --meshconfig FILE       Istio's MeshConfig (the istio ConfigMap's mesh key):\n"
+		   "                          rootNamespace, trustDomain, defaultConfig.holdApplicationUntilProxyStarts\n"
+		   "  --image IMAGE           meshproxy's image (default " INJECT_DEFAULT_IMAGE ")\n"
+		   "  --native-sidecar        istio-proxy as a native sidecar (Kubernetes >= 1.29)\n"
+		   "  --revision REV          istio.io/rev (default default)\n"
+		   "  --namespace NS          for objects that name none (default default)\n"
+		   "  --review                the input is an AdmissionReview: print meshd's /inject answer\n"
+		   "  --namespace-labels k=v,...  with --review: the labels of the Pod's namespace\n"
+		   "Prints the injected documents as JSON.\n");
+}
+
+int kube_inject_main(int argc, char **argv)
+{
+	enum { O_MESH = 256, O_IMAGE, O_NATIVE, O_REV, O_NS, O_HELP, O_REVIEW, O_NS_LABELS };
+	static const struct option longopts[] = {
+		{ "filename", required_argument, NULL, 'f' }, { "meshconfig", required_argument, NULL, O_MESH },
+		{ "meshConfigFile", required_argument, NULL, O_MESH }, { "image", required_argument, NULL, O_IMAGE },
+		{ "native-sidecar", no_argument, NULL, O_NATIVE }, { "revision", required_argument, NULL, O_REV },
+		{ "namespace", required_argument, NULL, O_NS }, { "help", no_argument, NULL, O_HELP },
+		{ "review", no_argument, NULL, O_REVIEW }, { "namespace-labels", required_argument, NULL, O_NS_LABELS },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct ki k = { .cfg = { .ns_label = ki_ns_label }, .ns = "default" };
+	const char *file = NULL, *mesh = NULL;
+	struct mesh_config *mc = NULL;
+	char err[512], warn[512] = "", *data = NULL, *labels = NULL;
+	bool review = false;
+	size_t len = 0;
+	int c, rc, status = 2;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "f:", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'f': file = optarg; break;
+		case O_MESH: mesh = optarg; break;
+		case O_IMAGE: k.cfg.image = optarg; break;
+		case O_NATIVE: k.cfg.native_sidecar = true; break;
+		case O_REV: k.cfg.revision = optarg; break;
+		case O_NS: k.ns = optarg; break;
+		case O_REVIEW: review = true; break;
+		case O_NS_LABELS: labels = optarg; break;
+		case O_HELP: ki_usage(stdout); return 0;
+		default: ki_usage(stderr); return 2;
+		}
+	}
+	if (!file || optind < argc) {
+		ki_usage(stderr);
+		return 2;
+	}
+	if (labels && ki_parse_labels(&k, labels) < 0) {
+		fprintf(stderr, "meshctl kube-inject: --namespace-labels: want k=v,... (at most %d)\n", KI_MAX_NS_LABELS);
+		return 2;
+	}
+	if (mesh) {
+		rc = meshcfg_load_file(mesh, &mc, err, sizeof(err), warn);
+		if (rc < 0) {
+			fprintf(stderr, "meshctl kube-inject: --meshconfig %s: %s\n", mesh, err);
+			return 1;
+		}
+		k.cfg.root_namespace = mc->root_namespace;
+		k.cfg.trust_domain = mc->trust_domain;
+		k.cfg.hold_application = mc->hold_application_until_proxy_starts;
+	}
+	rc = mesh_read_file(strcmp(file, "-") == 0 ? "/dev/stdin" : file, KI_MAX_INPUT, &data, &len);
+	if (rc < 0) {
+		fprintf(stderr, "meshctl kube-inject: %s: %s\n", file, mesh_strerror(rc));
+		status = 1;
+		goto out;
+	}
+	if (review) {
+		status = ki_review(&k, data, len);
+		goto out;
+	}
+	rc = cfg_yaml_each_json(data, len, ki_doc, &k, err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "meshctl kube-inject: %s: %s\n", file, err[0] ? err : mesh_strerror(rc));
+		status = 1;
+		goto out;
+	}
+	status = k.failed ? 1 : 0;
+out:
+	free(data);
+	meshcfg_unref(mc);
+	return status;
+}

@@ -1,0 +1,327 @@
+"""meshd's admission webhook port (--webhook-addr) and /inject, against real
+peers: curl over TLS verifying meshd's serving certificate with meshd's own
+root (the caBundle the webhook configurations carry) for
+istiod.istio-system.svc, as the API server calls it.
+
+Cases: an AdmissionReview for a Pod in a namespace labelled
+istio-injection=enabled (a Namespace object meshd serves) gets a JSONPatch
+that applies to the Pod and adds istio-init (`meshproxy iptables`) and
+istio-proxy reaching istiod.istio-system.svc:15012 with the istio-ca token;
+relabelling the namespace disabled is followed live (allowed, no patch); a
+bad annotation is refused with its reason; the server refuses GET, other
+content types and callers that do not trust meshd's root; the
+sidecar_injection_* counters count each outcome; `meshctl kube-inject`
+injects a Deployment's pod template with the same code.
+"""
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import unittest
+import urllib.request
+
+from meshtest import BUILD, MESHCTL, Meshd, free_port, wait_for
+
+MESHPROXY = os.path.join(BUILD, "bin", "meshproxy")
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "inject"))
+from run import apply_patch  # noqa: E402  (tests/inject/run.py: python3-jsonpatch, or our own applier)
+
+SVC = "istiod.istio-system.svc"
+
+NAMESPACE = """
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: shop
+  labels: {istio-injection: %s}
+"""
+
+POD = {
+    "apiVersion": "v1", "kind": "Pod",
+    "metadata": {"name": "web", "namespace": "shop", "labels": {"app": "web", "version": "v1"},
+                 "annotations": {"traffic.sidecar.istio.io/excludeOutboundPorts": "5432"}},
+    "spec": {"serviceAccountName": "web",
+             "containers": [{"name": "web", "image": "nginx", "ports": [{"containerPort": 8080}],
+                             "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080}}}]},
+}
+
+DEPLOYMENT = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: reviews, namespace: bookinfo}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: reviews}}
+  template:
+    metadata:
+      labels: {app: reviews, version: v1}
+    spec:
+      containers:
+      - name: reviews
+        image: reviews:v1
+        livenessProbe: {tcpSocket: {port: 9080}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: bookinfo}
+spec:
+  ports: [{port: 9080, name: http}]
+"""
+
+
+def review(pod, uid="7f0b2891-916f-4ed6-b7cd-27bff1815a8c"):
+    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": uid, "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                        "resource": {"group": "", "version": "v1", "resource": "pods"},
+                        "namespace": pod["metadata"]["namespace"], "operation": "CREATE", "object": pod}}
+
+
+def sample(text, series):
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split(" ")[1])
+    return 0.0
+
+
+class InjectWebhookTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.meshd = Meshd(files={"ns.yaml": NAMESPACE % "enabled"})
+        cls.tokens = os.path.join(cls.meshd.dir, "tokens")
+        with open(cls.tokens, "w") as f:
+            f.write("web-token shop web\n")
+        cls.meshd.extra_args = ["--ca-dir", os.path.join(cls.meshd.dir, "ca"), "--webhook-dns", "meshd.test,127.0.0.1",
+                                "--ca-token-file", cls.tokens]
+        cls.meshd.start()
+        cls.root = os.path.join(cls.meshd.dir, "ca", "root-cert.pem")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.meshd.finish()
+
+    def curl(self, path, body=None, ctype="application/json", method="POST", cacert=True):
+        """(exit code, HTTP status, body) of one call to meshd's webhook port."""
+        port = self.meshd.webhook_port
+        args = ["curl", "-sS", "--max-time", "20", "-o", "-", "-w", "\n%{http_code}", "-X", method,
+                "--resolve", "%s:%d:127.0.0.1" % (SVC, port), "https://%s:%d%s" % (SVC, port, path)]
+        if cacert:
+            args += ["--cacert", self.root]
+        if ctype:
+            args += ["-H", "Content-Type: " + ctype]
+        if body is not None:
+            args += ["--data-binary", "@-"]
+        p = subprocess.run(args, input=(body or "").encode(), capture_output=True, timeout=30)
+        out = p.stdout.decode()
+        text, _, status = out.rpartition("\n")
+        return p.returncode, int(status) if status.isdigit() else 0, text
+
+    def inject(self, pod):
+        rc, status, text = self.curl("/inject", json.dumps(review(pod)))
+        self.assertEqual((rc, status), (0, 200), text)
+        return json.loads(text)["response"]
+
+    def test_pod_injected_and_patch_applies(self):
+        r = self.inject(POD)
+        self.assertEqual(r["uid"], "7f0b2891-916f-4ed6-b7cd-27bff1815a8c")
+        self.assertTrue(r["allowed"])
+        self.assertEqual(r["patchType"], "JSONPatch")
+        pod = apply_patch(POD, json.loads(base64.b64decode(r["patch"])))
+        names = [c["name"] for c in pod["spec"]["containers"]]
+        self.assertEqual(names, ["web", "istio-proxy"])
+        proxy = pod["spec"]["containers"][1]
+        self.assertEqual(proxy["command"], ["meshproxy"])
+        self.assertEqual(proxy["args"][:4], ["--xds-addr", SVC + ":15012", "--ca-addr", SVC + ":15012"])
+        init = pod["spec"]["initContainers"][-1]
+        self.assertEqual(init["name"], "istio-init")
+        self.assertEqual(init["args"][:9], ["iptables", "-p", "15001", "-z", "15006", "-u", "1337", "-m", "REDIRECT"])
+        self.assertEqual(init["args"][-2:], ["-o", "5432"])
+        token = [v for v in pod["spec"]["volumes"] if v["name"] == "istio-token"][0]
+        self.assertEqual(token["projected"]["sources"][0]["serviceAccountToken"]["audience"], "istio-ca")
+        self.assertEqual(pod["spec"]["containers"][0]["readinessProbe"]["httpGet"],
+                         {"path": "/app-health/web/readyz", "port": 15020, "scheme": "HTTP"})
+        self.assertIn("sidecar.istio.io/status", pod["metadata"]["annotations"])
+        self.assertEqual(pod["metadata"]["annotations"]["prometheus.io/port"], "15020")
+        # the user's own members are kept
+        self.assertEqual(pod["metadata"]["labels"]["version"], "v1")
+        self.assertEqual(pod["spec"]["serviceAccountName"], "web")
+
+    def test_namespace_label_followed_live_and_errors_refused(self):
+        try:
+            self.meshd.write("ns.yaml", NAMESPACE % "disabled")
+            wait_for(lambda: "patch" not in self.inject(POD), what="injection off after relabelling")
+            r = self.inject(POD)
+            self.assertTrue(r["allowed"])
+        finally:
+            self.meshd.write("ns.yaml", NAMESPACE % "enabled")
+        wait_for(lambda: "patch" in self.inject(POD), what="injection back on")
+        bad = json.loads(json.dumps(POD))
+        bad["metadata"]["annotations"]["sidecar.istio.io/interceptionMode"] = "MAGIC"
+        r = self.inject(bad)
+        self.assertFalse(r["allowed"])
+        self.assertIn("interceptionMode", r["status"]["message"])
+
+    def test_server_refusals(self):
+        self.assertEqual(self.curl("/inject", method="GET", ctype=None)[1], 405)
+        self.assertEqual(self.curl("/inject", "{}", ctype="text/plain")[1], 415)
+        self.assertEqual(self.curl("/nope", "{}")[1], 404)
+        self.assertEqual(self.curl("/inject", "")[1], 400)
+        # a caller without meshd's root cannot verify the certificate
+        rc, status, _ = self.curl("/inject", "{}", cacert=False)
+        self.assertEqual(rc, 60)  # curl: peer certificate cannot be authenticated
+        # not JSON: refused in the AdmissionReview, as istiod
+        rc, status, text = self.curl("/inject", "{not json")
+        self.assertEqual(status, 200)
+        self.assertFalse(json.loads(text)["response"]["allowed"])
+
+    def test_injected_proxy_command_runs(self):
+        """istio-proxy's command line from the patch, run as the kubelet
+        would (downward-API variables expanded; the mounted token and root
+        at local paths; meshd's 15012 at its test port; listeners on free
+        ports): meshproxy gets its certificate and configuration from meshd
+        over TLS and turns ready."""
+        pod = apply_patch(POD, json.loads(base64.b64decode(self.inject(POD)["patch"])))
+        proxy = [c for c in pod["spec"]["containers"] if c["name"] == "istio-proxy"][0]
+        env = {"INSTANCE_IP": "127.0.0.1", "POD_NAME": "web", "POD_NAMESPACE": "shop", "SERVICE_ACCOUNT": "web"}
+        token = os.path.join(self.meshd.dir, "istio-token")
+        with open(token, "w") as f:
+            f.write("web-token")
+        local = {"/var/run/secrets/istio/root-cert.pem": self.root, "/var/run/secrets/tokens/istio-token": token,
+                 SVC + ":15012": "127.0.0.1:%d" % self.meshd.secure_port}
+        args = []
+        for a in proxy["args"]:
+            for k, v in env.items():
+                a = a.replace("$(%s)" % k, v)
+            args.append(local.get(a, a))
+        self.assertIn("--ca-server-name", args)
+        health, admin = free_port(), free_port()
+        log = open(os.path.join(self.meshd.dir, "proxy.log"), "w")
+        self.assertEqual(proxy["command"], ["meshproxy"])
+        p = subprocess.Popen([MESHPROXY] + args + [
+            "--admin-addr", "127.0.0.1:%d" % admin, "--outbound-addr", "127.0.0.1:%d" % free_port(),
+            "--inbound-addr", "127.0.0.1:%d" % free_port(), "--status-addr", "",
+            "--health-addr", "127.0.0.1:%d" % health, "--exit-on-zero-active-connections"],
+            stdout=log, stderr=subprocess.STDOUT)
+        try:
+            def ready():
+                if p.poll() is not None:
+                    raise AssertionError("meshproxy exited %s: %s" % (p.returncode, open(log.name).read()))
+                try:
+                    with urllib.request.urlopen("http://127.0.0.1:%d/healthz/ready" % health, timeout=5) as r:
+                        return r.status == 200
+                except OSError:
+                    return False
+            wait_for(ready, timeout=60, what="the injected meshproxy ready (certificate + config from meshd)")
+        finally:
+            p.terminate()
+            p.wait(timeout=30)
+            log.close()
+
+    def test_extra_names_and_addresses(self):
+        """--webhook-dns names (and addresses: a clientConfig.url by IP) are in the certificate."""
+        port = self.meshd.webhook_port
+        body = json.dumps(review(POD))
+        for url, extra in (("https://127.0.0.1:%d/inject" % port, []),
+                           ("https://meshd.test:%d/inject" % port, ["--resolve", "meshd.test:%d:127.0.0.1" % port])):
+            p = subprocess.run(["curl", "-sS", "--max-time", "20", "--cacert", self.root, "-H",
+                                "Content-Type: application/json", "--data-binary", "@-", url] + extra,
+                               input=body.encode(), capture_output=True, timeout=30)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertTrue(json.loads(p.stdout)["response"]["allowed"])
+
+    def test_stalled_clients_block_no_one(self):
+        """Connections that never finish their TLS handshake, or their
+        request, hold nothing another caller needs (checked by outcome)."""
+        stalled = []
+        try:
+            for i in range(8):
+                s = socket.create_connection(("127.0.0.1", self.meshd.webhook_port), timeout=10)
+                if i % 2:
+                    s.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # a ClientHello cut short
+                stalled.append(s)
+            self.assertIn("patch", self.inject(POD))
+        finally:
+            for s in stalled:
+                s.close()
+        # garbage and plaintext HTTP on the TLS port: those connections end, the port serves on
+        for junk in (b"GET /inject HTTP/1.1\r\nHost: x\r\n\r\n", os.urandom(4096), b"\x16\x03\x01\xff\xff" + b"A" * 70000):
+            s = socket.create_connection(("127.0.0.1", self.meshd.webhook_port), timeout=10)
+            try:
+                s.sendall(junk)
+                s.recv(4096)
+            except OSError:
+                pass
+            finally:
+                s.close()
+        self.assertIn("patch", self.inject(POD))
+
+    def test_metrics_count_outcomes(self):
+        def counts():
+            m = self.meshd.http("/metrics")[1]
+            return {k: sample(m, "sidecar_injection_%s_total" % k) for k in ("requests", "success", "skip", "failure")}
+        before = counts()
+        self.inject(POD)
+        skipped = json.loads(json.dumps(POD))
+        skipped["metadata"]["labels"]["sidecar.istio.io/inject"] = "false"
+        self.inject(skipped)
+        after = counts()
+        self.assertGreaterEqual(after["requests"] - before["requests"], 2)
+        self.assertGreaterEqual(after["success"] - before["success"], 1)
+        self.assertGreaterEqual(after["skip"] - before["skip"], 1)
+
+    def test_kube_inject_deployment(self):
+        path = os.path.join(self.meshd.dir, "deploy.yaml")
+        with open(path, "w") as f:
+            f.write(DEPLOYMENT)
+        p = subprocess.run([MESHCTL, "kube-inject", "-f", path], capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        docs = [json.loads(d) for d in p.stdout.split("\n---\n")]
+        self.assertEqual([d["kind"] for d in docs], ["Deployment", "Service"])
+        tmpl = docs[0]["spec"]["template"]
+        self.assertEqual([c["name"] for c in tmpl["spec"]["containers"]], ["reviews", "istio-proxy"])
+        self.assertEqual(tmpl["spec"]["containers"][0]["livenessProbe"]["httpGet"]["path"],
+                         "/app-health/reviews/livez")
+        self.assertEqual(docs[0]["spec"]["selector"], {"matchLabels": {"app": "reviews"}})
+        self.assertEqual(docs[1]["spec"]["ports"], [{"port": 9080, "name": "http"}])
+
+
+class InjectKubeTest(unittest.TestCase):
+    """meshd on the (fake) Kubernetes API: the namespace labels come from
+    the Namespace objects it watches."""
+
+    @classmethod
+    def setUpClass(cls):
+        from test_kube import FakeApi
+        cls.api = FakeApi()
+        cls.api.apply({"apiVersion": "v1", "kind": "Namespace",
+                       "metadata": {"name": "shop", "labels": {"istio-injection": "enabled"}}})
+        cls.meshd = Meshd(kubeconfig=cls.api.kubeconfig())
+        cls.meshd.extra_args = ["--ca-dir", os.path.join(cls.meshd.dir, "ca")]
+        cls.meshd.start()
+        cls.root = os.path.join(cls.meshd.dir, "ca", "root-cert.pem")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.meshd.finish(cls.api)
+
+    def inject(self, pod):
+        return InjectWebhookTest.inject(self, pod)
+
+    def curl(self, *a, **kw):
+        return InjectWebhookTest.curl(self, *a, **kw)
+
+    def test_namespace_labels_from_the_api(self):
+        self.assertIn("patch", self.inject(POD))
+        self.api.apply({"apiVersion": "v1", "kind": "Namespace",
+                        "metadata": {"name": "shop", "labels": {"istio-injection": "disabled"}}})
+        wait_for(lambda: "patch" not in self.inject(POD), what="the relabelled Namespace seen through the watch")
+        self.api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "other"}})
+        other = json.loads(json.dumps(POD))
+        other["metadata"]["namespace"] = "other"
+        self.assertNotIn("patch", self.inject(other))
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,229 @@
+/*
+ * test_inject.c - controlplane/inject/: the selection rules as a table, the
+ * patch applied by inject_apply (the applier meshctl kube-inject uses) to
+ * the Pod it was made for, container order (native sidecar, hold), the
+ * applier's refusals, and the review's answers to what is not a review.
+ * The golden cases (tests/inject/, make inject-golden) cover every
+ * annotation end to end.
+ */
+#include "common/json.h"
+#include "controlplane/inject/inject.h"
+#include "testutil.h"
+
+#include <check.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct nsl {
+	const char *ns, *key, *val;
+};
+
+static const struct nsl *ns_table;
+
+static const char *ns_label(void *ctx, const char *ns, const char *key)
+{
+	const struct nsl *t;
+
+	(void)ctx;
+	for (t = ns_table; t && t->ns; t++)
+		if (strcmp(t->ns, ns) == 0 && strcmp(t->key, key) == 0)
+			return t->val;
+	return NULL;
+}
+
+static int required(const char *pod_json, const char *ns)
+{
+	struct inject_config cfg = { .ns_label = ns_label };
+	struct json_value *pod = NULL;
+	char reason[INJECT_REASON_CAP];
+	int rc;
+
+	ck_assert_int_eq(json_parse(pod_json, strlen(pod_json), &pod), 0);
+	rc = inject_required(&cfg, pod, ns, reason, sizeof(reason));
+	if (rc == 0)
+		ck_assert_msg(reason[0], "a skip says why");
+	json_free(pod);
+	return rc;
+}
+
+START_TEST(selection_rules)
+{
+	static const struct nsl nss[] = {
+		{ "on", "istio-injection", "enabled" }, { "off", "istio-injection", "disabled" },
+		{ "rev", "istio.io/rev", "default" },   { "canary", "istio.io/rev", "canary" },
+		{ NULL, NULL, NULL },
+	};
+	static const struct {
+		const char *pod, *ns;
+		int want;
+	} cases[] = {
+		{ "{\"metadata\":{},\"spec\":{}}", "on", 1 },
+		{ "{\"metadata\":{},\"spec\":{}}", "plain", 0 },
+		{ "{\"metadata\":{},\"spec\":{}}", "off", 0 },
+		{ "{\"metadata\":{},\"spec\":{}}", "rev", 1 },
+		{ "{\"metadata\":{},\"spec\":{}}", "canary", 0 },
+		{ "{\"metadata\":{\"labels\":{\"sidecar.istio.io/inject\":\"true\"}},\"spec\":{}}", "plain", 1 },
+		{ "{\"metadata\":{\"labels\":{\"sidecar.istio.io/inject\":\"true\"}},\"spec\":{}}", "off", 0 },
+		{ "{\"metadata\":{\"labels\":{\"sidecar.istio.io/inject\":\"false\"}},\"spec\":{}}", "on", 0 },
+		{ "{\"metadata\":{\"annotations\":{\"sidecar.istio.io/inject\":\"no\"}},\"spec\":{}}", "on", 0 },
+		{ "{\"metadata\":{\"annotations\":{\"sidecar.istio.io/inject\":\"Yes\"}},\"spec\":{}}", "plain", 1 },
+		{ "{\"metadata\":{\"labels\":{\"sidecar.istio.io/inject\":\"true\"},"
+		  "\"annotations\":{\"sidecar.istio.io/inject\":\"false\"}},\"spec\":{}}", "plain", 1 },
+		{ "{\"metadata\":{\"labels\":{\"istio.io/rev\":\"default\"}},\"spec\":{}}", "plain", 1 },
+		{ "{\"metadata\":{\"labels\":{\"istio.io/rev\":\"canary\"}},\"spec\":{}}", "rev", 0 },
+		{ "{\"metadata\":{},\"spec\":{\"hostNetwork\":true}}", "on", 0 },
+		{ "{\"metadata\":{\"labels\":{\"sidecar.istio.io/inject\":\"true\"}},\"spec\":{}}", "kube-system", 0 },
+		{ "{\"metadata\":{\"labels\":{\"sidecar.istio.io/inject\":\"true\"}},\"spec\":{}}", "kube-public", 0 },
+		{ "{\"metadata\":{\"annotations\":{\"sidecar.istio.io/status\":\"{}\"}},\"spec\":{}}", "on", 0 },
+	};
+	size_t i;
+
+	ns_table = nss;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		ck_assert_msg(required(cases[i].pod, cases[i].ns) == cases[i].want, "case %zu (%s in %s): want %d", i,
+			      cases[i].pod, cases[i].ns, cases[i].want);
+	ns_table = NULL;
+}
+END_TEST
+
+static const char POD[] = "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"web\",\"namespace\":\"shop\","
+			  "\"labels\":{\"app\":\"web\"}},\"spec\":{\"containers\":[{\"name\":\"web\",\"image\":\"nginx\","
+			  "\"livenessProbe\":{\"tcpSocket\":{\"port\":8080}}}],"
+			  "\"initContainers\":[{\"name\":\"setup\",\"image\":\"busybox\"}]}}";
+
+/* Inject POD with cfg and apply the patch; the parsed result (json_free). */
+static struct json_value *inject_and_apply(struct inject_config *cfg, const char *pod)
+{
+	struct mesh_buf patch, out;
+	struct json_value *v = NULL;
+	char reason[INJECT_REASON_CAP];
+
+	mesh_buf_init(&patch, INJECT_MAX_OUTPUT);
+	mesh_buf_init(&out, INJECT_MAX_OUTPUT);
+	ck_assert_int_eq(inject_pod(cfg, pod, strlen(pod), NULL, &patch, reason, sizeof(reason)), 1);
+	ck_assert_int_eq(inject_apply(pod, strlen(pod), patch.data, patch.len, "", &out), 0);
+	ck_assert_int_eq(json_parse(out.data, out.len, &v), 0);
+	mesh_buf_cleanup(&patch);
+	mesh_buf_cleanup(&out);
+	return v;
+}
+
+static const char *name_at(const struct json_value *arr, size_t i)
+{
+	ck_assert_ptr_nonnull(arr);
+	ck_assert_uint_gt(arr->n, i);
+	return json_get_str(arr->v[i], "name");
+}
+
+START_TEST(patch_applies_and_orders_containers)
+{
+	static const struct nsl nss[] = { { "shop", "istio-injection", "enabled" }, { NULL, NULL, NULL } };
+	struct inject_config cfg = { .ns_label = ns_label };
+	const struct json_value *spec, *c, *init;
+	struct json_value *v;
+
+	ns_table = nss;
+	/* default: the user's init container, then istio-init; the proxy last */
+	v = inject_and_apply(&cfg, POD);
+	spec = json_get(v, "spec");
+	c = json_get(spec, "containers");
+	init = json_get(spec, "initContainers");
+	ck_assert_str_eq(name_at(c, 0), "web");
+	ck_assert_str_eq(name_at(c, 1), "istio-proxy");
+	ck_assert_str_eq(name_at(init, 0), "setup");
+	ck_assert_str_eq(name_at(init, 1), "istio-init");
+	ck_assert_str_eq(json_get_str(json_get(json_get(c->v[0], "livenessProbe"), "httpGet"), "path"),
+			 "/app-health/web/livez");
+	ck_assert_str_eq(json_get_str(json_get(json_get(v, "metadata"), "labels"), "security.istio.io/tlsMode"),
+			 "istio");
+	ck_assert_str_eq(json_get_str(json_get(v, "metadata"), "name"), "web");
+	json_free(v);
+	/* native: istio-init, then istio-proxy (restartPolicy Always), then the user's */
+	cfg.native_sidecar = true;
+	v = inject_and_apply(&cfg, POD);
+	spec = json_get(v, "spec");
+	init = json_get(spec, "initContainers");
+	ck_assert_str_eq(name_at(init, 0), "istio-init");
+	ck_assert_str_eq(name_at(init, 1), "istio-proxy");
+	ck_assert_str_eq(json_get_str(init->v[1], "restartPolicy"), "Always");
+	ck_assert_str_eq(name_at(init, 2), "setup");
+	ck_assert_uint_eq(json_get(spec, "containers")->n, 1);
+	json_free(v);
+	/* hold, not native: the proxy first, with the postStart wait */
+	cfg.native_sidecar = false;
+	cfg.hold_application = true;
+	v = inject_and_apply(&cfg, POD);
+	c = json_get(json_get(v, "spec"), "containers");
+	ck_assert_str_eq(name_at(c, 0), "istio-proxy");
+	ck_assert_ptr_nonnull(json_get(json_get(c->v[0], "lifecycle"), "postStart"));
+	json_free(v);
+	ns_table = NULL;
+}
+END_TEST
+
+static int apply(const char *doc, const char *patch, struct mesh_buf *out)
+{
+	return inject_apply(doc, strlen(doc), patch, strlen(patch), "", out);
+}
+
+START_TEST(apply_refuses_what_it_does_not_do)
+{
+	static const char doc[] = "{\"a\":{\"b\":1}}";
+	struct mesh_buf out;
+
+	mesh_buf_init(&out, 4096);
+	ck_assert_int_eq(apply(doc, "[{\"op\":\"add\",\"path\":\"/a/c\",\"value\":2}]", &out),
+			 0);
+	ck_assert_str_eq(out.data, "{\"a\":{\"b\":1,\"c\":2}}");
+	mesh_buf_reset(&out);
+	ck_assert_int_eq(apply(doc, "[{\"op\":\"add\",\"path\":\"/a/b\",\"value\":[3]}]", &out),
+			 0);
+	ck_assert_str_eq(out.data, "{\"a\":{\"b\":[3]}}");
+	mesh_buf_reset(&out);
+	ck_assert_int_eq(apply(doc, "[{\"op\":\"remove\",\"path\":\"/a/b\"}]", &out), -EINVAL);
+	mesh_buf_reset(&out);
+	/* the parent does not exist */
+	ck_assert_int_eq(apply(doc, "[{\"op\":\"add\",\"path\":\"/x/y\",\"value\":1}]", &out),
+			 -EINVAL);
+	mesh_buf_cleanup(&out);
+}
+END_TEST
+
+START_TEST(review_answers)
+{
+	struct inject_config cfg = { 0 };
+	struct mesh_buf out;
+	enum inject_outcome oc;
+	struct json_value *v = NULL;
+	static const char bad_uid[] = "{\"request\":{\"object\":{}}}";
+
+	mesh_buf_init(&out, INJECT_MAX_OUTPUT);
+	ck_assert_int_eq(inject_review(&cfg, "", 0, &out, &oc), -EINVAL);
+	mesh_buf_reset(&out);
+	ck_assert_int_eq(inject_review(&cfg, bad_uid, strlen(bad_uid), &out, &oc), 0);
+	ck_assert_int_eq(oc, INJECT_FAILED);
+	ck_assert_int_eq(json_parse(out.data, out.len, &v), 0);
+	ck_assert(!json_get_bool(json_get(v, "response"), "allowed", true));
+	json_free(v);
+	mesh_buf_cleanup(&out);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("inject");
+	TCase *tc = tcase_create("core");
+
+	tcase_add_test(tc, selection_rules);
+	tcase_add_test(tc, patch_applies_and_orders_containers);
+	tcase_add_test(tc, apply_refuses_what_it_does_not_do);
+	tcase_add_test(tc, review_answers);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return testutil_run(suite());
+}
