@@ -1,14 +1,29 @@
 /*
- * accesslog.h - meshproxy's access log (--access-log PATH|-): one line per
- * request in Envoy's default format,
+ * accesslog.h - meshproxy's access logs.
+ *
+ * Two sources, both written by the same buffered sinks:
+ *  - the xDS config (issue 14): every HTTP connection manager and TCP proxy
+ *    carries its own access_log list, as Envoy's; each entry is an
+ *    envoy.access_loggers.file (path, log_format: text_format_source or
+ *    json_format, Envoy's command operators) with an optional
+ *    envoy.access_loggers.extension_filters.cel ExpressionFilter.  A list
+ *    is compiled once per config (px_alog_cfg_new); anything meshproxy
+ *    cannot honour (another logger, an unknown command operator, an
+ *    expression outside the subset alogexpr.h takes) refuses the config
+ *    with the reason (NACK).  A listener without access_log logs nothing.
+ *  - --access-log PATH|- (standalone use, without meshd): one more log of
+ *    every request on every listener in Envoy's default format below,
+ *    written whatever the config says.
  *   [%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%"
  *   %RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION%
  *   %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% "%REQ(X-FORWARDED-FOR)%" "%REQ(USER-AGENT)%"
  *   "%REQ(X-REQUEST-ID)%" "%REQ(:AUTHORITY)%" "%UPSTREAM_HOST%"
- * Lines are buffered and written by a timer (every 200 ms, or when 64 KiB
- * piled up), as Envoy's flush interval does, so the loop never writes a
- * file once per request; a write that would block drops the buffer and
- * counts it rather than waiting.
+ * Lines are buffered per file and written by a timer (every 200 ms, or when
+ * 64 KiB piled up), as Envoy's flush interval does, so the loop never
+ * writes a file once per request; a write that fails drops the buffer and
+ * counts it rather than waiting.  Files are opened when a config is
+ * compiled (Envoy opens them on its main thread too) and stay open for the
+ * engine's life: a config swap never loses buffered lines.
  */
 #ifndef MESH_DATAPLANE_ACCESSLOG_H
 #define MESH_DATAPLANE_ACCESSLOG_H
@@ -41,27 +56,113 @@ enum {
 /* "UF,URX" into buf (or "-"); returns buf */
 const char *px_flags_str(unsigned flags, char *buf, size_t cap);
 
+/* Envoy's StreamInfo::ResponseFlag bit values (CEL's response.flags) of flags. */
+uint64_t px_flags_envoy(unsigned flags);
+
 struct px_str {
 	const char *p;
 	size_t len;
 };
 
+/* Up to this many request headers beyond the fixed fields below may be
+ * named by one config's formats and filters (%REQ(X)%, request.headers). */
+#define PX_ALOG_MAX_HDRS 16
+
+/* One request (or TCP connection) as the formatters and filters see it.
+ * Strings are borrowed for the call; NULL / empty: the value is absent
+ * ("-" in text, null in JSON). */
 struct px_alog_entry {
 	uint64_t start_us;            /* wall clock, microseconds since the epoch */
 	struct px_str method, path, protocol, xff, ua, rid, authority;
-	int status;
+	int status;                   /* 0: none (a TCP connection) */
 	unsigned flags;
 	uint64_t rx, tx, duration_ms;
 	int64_t upstream_ms;          /* -1: none */
-	const char *upstream_host;    /* NULL: "-" */
+	const char *upstream_host;    /* "IP:PORT" */
+	/* issue 14: the rest of Envoy's command operators */
+	const char *upstream_cluster; /* %UPSTREAM_CLUSTER%, xds.cluster_name */
+	const char *route_name;       /* %ROUTE_NAME% */
+	const char *details;          /* %RESPONSE_CODE_DETAILS% */
+	const char *termination;      /* %CONNECTION_TERMINATION_DETAILS% */
+	const char *transport_failure; /* %UPSTREAM_TRANSPORT_FAILURE_REASON% */
+	const char *sni;              /* %REQUESTED_SERVER_NAME% */
+	const char *downstream_remote; /* "IP:PORT" */
+	const char *downstream_local;
+	const char *upstream_local;
+	const char *peer_principal;   /* the downstream's verified SPIFFE id (%DOWNSTREAM_PEER_URI_SAN%) */
+	int mtls;                     /* the downstream connection is mutual TLS (connection.mtls) */
+	int grpc_status1;             /* the response's grpc-status + 1, 0: none (%GRPC_STATUS%) */
+	unsigned attempts;            /* upstream attempts, 0: none (%UPSTREAM_REQUEST_ATTEMPT_COUNT%) */
+	/* the values of the config's extra headers (px_alog_cfg_header), in
+	 * its order; {NULL, 0}: the request did not have it */
+	const struct px_str *hdrs;
+	size_t n_hdrs;
 };
 
+/* "IP:PORT" of sa (IPv6 as "[IP]:PORT") into buf, as Envoy prints an
+ * address; NULL when len is 0 or the family is neither. */
+struct sockaddr;
+const char *px_alog_addr(const struct sockaddr *sa, unsigned len, char *buf, size_t cap);
+
+/* A buffered file (or stdout) sink. */
 struct px_alog;
 
-/* path "-" is stdout; else the file is opened for appending. */
+/* path "-" or "/dev/stdout" is stdout; else the file is opened for
+ * appending.  0 or -errno. */
 MESH_MUST_CHECK int px_alog_open(struct ev_loop *loop, const char *path, struct px_alog **out);
 void px_alog_free(struct px_alog *l); /* flushes; NULL is a no-op */
+/* The --access-log line (Envoy's default format above) of e. */
 void px_alog_write(struct px_alog *l, const struct px_alog_entry *e);
 void px_alog_flush(struct px_alog *l);
+uint64_t px_alog_dropped(const struct px_alog *l);
+
+/* The engine's open sinks by path, shared by every config; freed with the
+ * engine. */
+struct px_alog_sinks;
+struct px_alog_sinks *px_alog_sinks_new(struct ev_loop *loop); /* NULL: out of memory */
+void px_alog_sinks_free(struct px_alog_sinks *s);              /* flushes; NULL is a no-op */
+/* The sink of path in s, opened on first use ("-" is "/dev/stdout"); s
+ * owns it.  0; -EINVAL (too many files) or open's -errno, with the reason
+ * in err; -ENOMEM. */
+MESH_MUST_CHECK int px_alog_sinks_get(struct px_alog_sinks *s, const char *path, struct px_alog **out, char *err,
+				      size_t cap);
+
+/* The compiled access_log list of one HCM or TCP proxy. */
+struct px_alog_cfg;
+struct Envoy__Config__Accesslog__V3__AccessLog;
+
+/*
+ * Compile the n entries of v (HttpConnectionManager.access_log or
+ * TcpProxy.access_log) with their files opened in sinks.  *out is NULL
+ * when n is 0.  0; -EINVAL with the reason in err (an access logger other
+ * than envoy.access_loggers.file, a format or filter meshproxy cannot
+ * honour, a file it cannot open); -ENOMEM.
+ */
+MESH_MUST_CHECK int px_alog_cfg_new(struct px_alog_sinks *sinks,
+				    struct Envoy__Config__Accesslog__V3__AccessLog *const *v, size_t n,
+				    struct px_alog_cfg **out, char *err, size_t cap);
+void px_alog_cfg_free(struct px_alog_cfg *c); /* NULL is a no-op */
+
+/* The request headers c's formats and filters read beyond the fixed
+ * fields of px_alog_entry (lower case), which the caller copies into
+ * entry.hdrs in this order. */
+size_t px_alog_cfg_n_headers(const struct px_alog_cfg *c);
+const char *px_alog_cfg_header(const struct px_alog_cfg *c, size_t i);
+
+/* What c reads that costs a system call to learn (the caller fills
+ * those fields only then): the downstream local address, the upstream
+ * connection's local address. */
+#define PX_ALOG_NEED_LOCAL 1u
+#define PX_ALOG_NEED_UPSTREAM_LOCAL 2u
+unsigned px_alog_cfg_needs(const struct px_alog_cfg *c);
+
+/* Every logger of c whose filter passes writes e in its format. */
+void px_alog_cfg_log(const struct px_alog_cfg *c, const struct px_alog_entry *e);
+
+/* For the unit tests: the line logger i of c would write for e (no
+ * filter applied) into out (cap bytes, NUL-terminated); whether its
+ * filter passes (1), fails (0).  -ENOENT past the last logger. */
+int px_alog_cfg_format(const struct px_alog_cfg *c, size_t i, const struct px_alog_entry *e, char *out, size_t cap);
+int px_alog_cfg_filter(const struct px_alog_cfg *c, size_t i, const struct px_alog_entry *e);
 
 #endif

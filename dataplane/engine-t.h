@@ -150,6 +150,8 @@ struct px_port {
 	struct authz_http_opts http_opts; /* the HCM's path normalization and XFF rules (px_port_hcm) */
 	const struct authz *authz;       /* the chain's RBAC filters, or NULL (chain_port; owned by the config) */
 	const struct trace_cfg *trace;   /* the HCM's tracing, or NULL (port_trace; owned by the config's traces) */
+	const struct px_alog_cfg *alog;  /* issue 14: the HCM's access_log, or NULL: none (port_alog; owned by
+	                                  * the config's alogs; a TCP proxy's is tcpp.alog) */
 	/* issue 14: the chain's istio.stats filter (HTTP in the HCM, else the
 	 * network one), or NULL: no istio_* series for it (port_stats; owned
 	 * by the config's stats) */
@@ -217,6 +219,9 @@ struct px_config {
 	size_t n_jwts;
 	struct trace_cfg **traces;       /* every HCM's compiled tracing (port_trace; ports point into it) */
 	size_t n_traces;
+	struct px_alog_cfg **alogs;      /* issue 14: every HCM's / TCP proxy's access_log (port_alog) */
+	size_t n_alogs;
+	const struct px_alog_cfg *out_catchall_alog; /* virtualOutbound's catch-all TCP proxy's, in alogs, or NULL */
 	/* issue 14: every chain's compiled istio.stats (port_stats; ports
 	 * point into it), and the catch-all chains' of virtualOutbound and
 	 * virtualInbound for requests no port takes (NULL: none) */
@@ -289,7 +294,8 @@ struct engine {
 	struct px_listener **bl;         /* bound listeners of the current config, a reference each */
 	size_t n_bl;
 	struct px_engine_stats st;
-	struct px_alog *alog;
+	struct px_alog *alog;            /* --access-log: every request, Envoy's default format (in alog_sinks) */
+	struct px_alog_sinks *alog_sinks; /* issue 14: the files the configs' access logs write (accesslog.h) */
 	struct px_dconn *dconns;         /* every downstream connection (drain, free) */
 	uint64_t rng;
 	int draining;

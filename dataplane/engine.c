@@ -485,6 +485,9 @@ static void config_free(struct px_config *c)
 	for (i = 0; i < c->n_traces; i++)
 		trace_cfg_free(c->traces[i]);
 	free(c->traces);
+	for (i = 0; i < c->n_alogs; i++)
+		px_alog_cfg_free(c->alogs[i]);
+	free(c->alogs);
 	for (i = 0; i < c->n_stats; i++)
 		istio_stats_cfg_free(c->stats[i]);
 	free(c->stats);
@@ -667,6 +670,42 @@ static int chain_stats(struct px_config *c, const char *lname, const Envoy__Conf
 
 typedef Envoy__Extensions__Filters__Network__TcpProxy__V3__TcpProxy px_tcpf;
 
+/* issue 14: the access_log of the chain's HCM (p->alog) or TCP proxy
+ * (p->tcpp.alog), compiled and kept by c; one meshproxy cannot honour
+ * refuses the listener with the reason (accesslog.h). */
+static int port_alog(struct px_config *c, const char *lname, const px_hcm *hcm, const px_tcpf *tcpf,
+		     struct px_port *p, char *err, size_t cap)
+{
+	struct px_alog_cfg *a = NULL, **v;
+	char why[256] = "";
+	int rc;
+
+	if (hcm)
+		rc = px_alog_cfg_new(c->e->alog_sinks, hcm->access_log, hcm->n_access_log, &a, why, sizeof(why));
+	else if (tcpf)
+		rc = px_alog_cfg_new(c->e->alog_sinks, tcpf->access_log, tcpf->n_access_log, &a, why, sizeof(why));
+	else
+		rc = 0;
+	if (rc < 0) {
+		snprintf(err, cap, "listener %s: %s", lname, why[0] ? why : strerror(-rc));
+		return rc;
+	}
+	if (!a)
+		return 0;
+	v = realloc(c->alogs, (c->n_alogs + 1) * sizeof(*v));
+	if (!v) {
+		px_alog_cfg_free(a);
+		return -ENOMEM;
+	}
+	v[c->n_alogs++] = a;
+	c->alogs = v;
+	if (hcm)
+		p->alog = a;
+	else
+		p->tcpp.alog = a;
+	return 0;
+}
+
 static int chain_decode_tcp(struct px_config *c, const char *lname, const Envoy__Config__Listener__V3__FilterChain *fc,
 			    px_hcm **hcm, const char **tcp_cluster, const px_tcpf **tcpf, char *err, size_t cap);
 
@@ -835,6 +874,8 @@ static int chain_port(struct px_config *c, const char *lname, const Envoy__Confi
 	if (rc < 0)
 		return rc;
 	rc = port_trace(c, lname, hcm, p, err, cap);
+	if (rc == 0)
+		rc = port_alog(c, lname, hcm, tcpf, p, err, cap);
 	if (rc < 0)
 		return rc;
 	rc = chain_stats(c, lname, fc, hcm, &p->istio, err, cap);
@@ -1098,8 +1139,21 @@ static int compile_listener(struct px_config *c, const Envoy__Config__Listener__
 				c->bh_out[c->n_bh_out++] = fc->filter_chain_match->destination_port->value;
 				continue;
 			}
-			if (tcp)
+			if (tcp) {
+				/* issue 14: the catch-all's access_log serves requests
+				 * to destinations no port knows (proxy.c) */
+				const px_tcpf *tcpf;
+				struct px_port tmp;
+
 				c->allow_any = !strcmp(tcp, "PassthroughCluster");
+				memset(&tmp, 0, sizeof(tmp));
+				rc = chain_decode_tcp(c, l->name, fc, &hcm, &tcp, &tcpf, err, cap);
+				if (rc == 0)
+					rc = port_alog(c, l->name, NULL, tcpf, &tmp, err, cap);
+				if (rc < 0)
+					return rc;
+				c->out_catchall_alog = tmp.tcpp.alog;
+			}
 			/* issue 14: the catch-all's istio.stats serves what no port takes */
 			if (!c->stats_out_any) {
 				rc = chain_stats(c, l->name, fc, NULL, &c->stats_out_any, err, cap);
@@ -1189,8 +1243,11 @@ static int compile_listener(struct px_config *c, const Envoy__Config__Listener__
 		if (rc < 0)
 			return rc;
 		tcpp_conf_init(&p.tcpp, tcpf);
+		px_port_hcm(&p, hcm);
+		rc = port_alog(c, l->name, hcm, tcpf, &p, err, cap);
+		if (rc < 0)
+			return rc;
 	}
-	px_port_hcm(&p, hcm);
 	rc = port_trace(c, l->name, hcm, &p, err, cap);
 	if (rc < 0)
 		return rc;
@@ -2006,12 +2063,19 @@ int engine_new(struct ev_loop *loop, const struct engine_opts *o, struct engine 
 	/* issue 14: the span exporter; idle until a config asks for tracing */
 	if (rc == 0 && !(e->tracer = tracer_new(loop, o->node_id, o->labels, engine_trace_resolve, e)))
 		rc = -ENOMEM;
-	if (rc == 0 && o->access_log && *o->access_log)
-		rc = px_alog_open(loop, o->access_log, &e->alog);
+	if (rc == 0 && !(e->alog_sinks = px_alog_sinks_new(loop)))
+		rc = -ENOMEM;
+	if (rc == 0 && o->access_log && *o->access_log) {
+		/* one writer per file: a config naming the same file (or stdout)
+		 * shares this sink, lines never cut into each other */
+		char why[256];
+
+		rc = px_alog_sinks_get(e->alog_sinks, o->access_log, &e->alog, why, sizeof(why));
+	}
 	if (rc == 0 && o->node_id)
 		rc = istio_stats_new(o->node_id, o->labels, o->service_account, 0, &e->istio);
 	if (rc < 0) {
-		px_alog_free(e->alog);
+		px_alog_sinks_free(e->alog_sinks); /* e->alog with it */
 		tracer_free(e->tracer);
 		authz_tab_free(e->authz_tab);
 		dns_resolver_free(e->dns);
@@ -2052,7 +2116,7 @@ void engine_free(struct engine *e)
 	 * their lookups); exiting, the one place a lookup still on glibc's
 	 * thread is waited for */
 	dns_resolver_free(e->dns);
-	px_alog_free(e->alog);
+	px_alog_sinks_free(e->alog_sinks); /* after the last config: it points at them; e->alog with them */
 	istio_stats_free(e->istio);
 	tracer_free(e->tracer); /* after the connections: their streams end spans */
 	authz_tab_free(e->authz_tab);

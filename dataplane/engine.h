@@ -29,7 +29,8 @@ struct engine;
 struct engine_opts {
 	const char *outbound_addr; /* virtualOutbound's socket (--outbound-addr, default 0.0.0.0:15001) */
 	const char *inbound_addr;  /* virtualInbound's (--inbound-addr, default 0.0.0.0:15006) */
-	const char *access_log;    /* NULL or "": off; "-": stdout; else a file path (appended) */
+	const char *access_log;    /* NULL or "": off; "-": stdout; else a file path (appended); every
+	                            * request, besides the config's access_log (accesslog.h) */
 	uint64_t drain_ms;         /* drain period on SIGTERM (--drain-duration; 0: 5 s) */
 	int exit_on_zero;          /* end the drain once no connection is left (Istio's
 	                            * EXIT_ON_ZERO_ACTIVE_CONNECTIONS); 0: the whole period,

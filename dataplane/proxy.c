@@ -235,6 +235,9 @@ struct px_stream {
 	int is_grpc;
 	struct px_str method, path, authority, ua, xff, rid, proto;
 	struct trace_span tr;        /* issue 14: started with the port's tracing (d_stream_start), ended in s_log */
+	const struct px_alog_cfg *alog; /* issue 14: the port's access_log (s_alog_port), in cfg; NULL: none */
+	struct px_str alog_hdrs[PX_ALOG_MAX_HDRS]; /* the extra request headers it reads, copied into meta */
+	char alog_ulocal[INET6_ADDRSTRLEN + 16]; /* %UPSTREAM_LOCAL_ADDRESS% when it asks (u_on_head), else "" */
 	size_t meta_len, meta_cap;
 	char meta[]; /* sized by meta_need at d_stream_start: never truncated, since
 	              * RBAC judges these copies (a cut path, Host or XFF was a bypass) */
@@ -459,6 +462,87 @@ static void s_trace_end(struct px_stream *s)
 	tracer_finish(s->e->tracer, &s->tr, &x);
 }
 
+/* Envoy's %RESPONSE_CODE_DETAILS% for what meshproxy knows of the outcome. */
+static const char *s_details(const struct px_stream *s)
+{
+	if (s->flags & PX_RF_NR)
+		return "route_not_found";
+	if (s->flags & PX_RF_UH)
+		return "no_healthy_upstream";
+	if (s->flags & PX_RF_UO)
+		return "upstream_reset_before_response_started{overflow}";
+	if (s->flags & PX_RF_UT)
+		return "upstream_response_timeout";
+	if (s->flags & PX_RF_FI)
+		return "fault_filter_abort";
+	if (s->flags & PX_RF_UF)
+		return "upstream_reset_before_response_started{remote_connection_failure}";
+	if (s->flags & (PX_RF_UC | PX_RF_UR))
+		return "upstream_reset_before_response_started{remote_reset}";
+	if (s->upstream_ms >= 0)
+		return "via_upstream";
+	if (s->status == 403)
+		return "rbac_access_denied_matched_policy[none]";
+	if (s->flags & PX_RF_DC)
+		return "downstream_remote_disconnect";
+	return NULL;
+}
+
+static socklen_t d_local_addr(const struct px_dconn *d, struct sockaddr_storage *ss);
+
+/* issue 14: the port pp serving s decides its access logs; the headers
+ * they read are copied now, while the head h is there. */
+static void s_alog_port(struct px_stream *s, const struct px_port *pp, const struct h1_head *h,
+			const struct px_alog_cfg *none)
+{
+	size_t i, n;
+
+	s->alog = pp ? (pp->tcp ? pp->tcpp.alog : pp->alog) : none;
+	n = px_alog_cfg_n_headers(s->alog);
+	for (i = 0; i < n && i < PX_ALOG_MAX_HDRS; i++) {
+		const char *name = px_alog_cfg_header(s->alog, i);
+		size_t vlen = 0;
+		const char *v = req_header((void *)h, name, strlen(name), &vlen);
+
+		if (v) /* present, maybe empty; absent stays {NULL, 0} (CEL: no such key) */
+			s->alog_hdrs[i] = meta_put(s, v, vlen);
+	}
+}
+
+/* The configured access logs of s (s->alog) */
+static void s_alog_cfg(struct px_stream *s, struct px_alog_entry *le)
+{
+	char down[INET6_ADDRSTRLEN + 16], local[INET6_ADDRSTRLEN + 16];
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	le->upstream_cluster = s->cl ? s->cl->name : NULL;
+	le->route_name = s->rt && s->rt->name && s->rt->name[0] ? s->rt->name : NULL;
+	le->details = s_details(s);
+	if (s->d) {
+		struct px_dconn *d = s->d;
+
+		if (d->peer_ip[0]) {
+			snprintf(down, sizeof(down), strchr(d->peer_ip, ':') ? "[%s]:%u" : "%s:%u", d->peer_ip,
+				 (unsigned)d->peer_port);
+			le->downstream_remote = down;
+		}
+		if (px_alog_cfg_needs(s->alog) & PX_ALOG_NEED_LOCAL) {
+			len = d_local_addr(d, &ss);
+			le->downstream_local = px_alog_addr((const struct sockaddr *)&ss, len, local, sizeof(local));
+		}
+		le->sni = d->sni;
+		le->peer_principal = d->peer_principal;
+		le->mtls = d->peer_principal != NULL;
+	}
+	le->upstream_local = s->alog_ulocal[0] ? s->alog_ulocal : NULL;
+	le->grpc_status1 = s->grpc_status1;
+	le->attempts = s->n_tried ? s->attempt : 0;
+	le->hdrs = s->alog_hdrs;
+	le->n_hdrs = px_alog_cfg_n_headers(s->alog);
+	px_alog_cfg_log(s->alog, le);
+}
+
 static void s_log(struct px_stream *s)
 {
 	struct px_alog_entry le;
@@ -467,7 +551,7 @@ static void s_log(struct px_stream *s)
 		s_istio(s);
 	if (s->tr.cfg)
 		s_trace_end(s);
-	if (!s->e->alog)
+	if (!s->e->alog && !s->alog)
 		return;
 	memset(&le, 0, sizeof(le));
 	le.start_us = s->start_us;
@@ -485,7 +569,10 @@ static void s_log(struct px_stream *s)
 	le.duration_ms = ev_now(s->e->loop) - s->start_ms;
 	le.upstream_ms = s->upstream_ms;
 	le.upstream_host = s->n_tried ? s->tried[s->n_tried - 1]->name : NULL;
-	px_alog_write(s->e->alog, &le);
+	if (s->e->alog)
+		px_alog_write(s->e->alog, &le);
+	if (s->alog)
+		s_alog_cfg(s, &le);
 }
 
 static void s_stop_timers(struct px_stream *s)
@@ -1205,6 +1292,14 @@ static int u_on_head(struct px_uconn *u, struct px_stream *s, const struct h1_he
 	else
 		u->h->st.rq_success++;
 	s->upstream_ms = (int64_t)(ev_now(s->e->loop) - s->try_start_ms);
+	if ((px_alog_cfg_needs(s->alog) & PX_ALOG_NEED_UPSTREAM_LOCAL) && !u->h2 && u->io.fd >= 0) {
+		/* issue 14: the connection that answered, while it is the stream's */
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+
+		if (getsockname(u->io.fd, (struct sockaddr *)&ss, &len) == 0)
+			px_alog_addr((const struct sockaddr *)&ss, len, s->alog_ulocal, sizeof(s->alog_ulocal));
+	}
 	s->resp_started = 1;
 	s->status = h->status;
 	if (s->e->istio) {
@@ -3026,6 +3121,7 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 			rq.scheme = d->via_tls ? "https" : "http";
 			rq.internal = ip_internal(d->peer_ip) ? 1 : -1;
 		}
+		s_alog_port(s, pp, h, NULL);
 		s_stats_port(s, pp, h);
 		if (s_authz(s, pp, h, &rq))
 			return;
@@ -3056,6 +3152,7 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		pp = find_port(cfg->out_ports, cfg->n_out_ports, vip, port);
 		if (pp && pp->sel && sel_chain(pp->sel, d->chain))
 			pp = sel_chain(pp->sel, d->chain); /* the chain selected at accept */
+		s_alog_port(s, pp, h, cfg->out_catchall_alog); /* no port: the catch-all chain's */
 		if (pp && !pp->tcp && s_http10_refused(s, pp))
 			return;
 		s_stats_port(s, pp, h);
@@ -3092,6 +3189,7 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		s->xfcc = pp && pp->xfcc && d->peer_principal;
 		if (sel_chain(&cfg->in_sel, d->chain))
 			pp = sel_chain(&cfg->in_sel, d->chain); /* the chain selected at accept */
+		s_alog_port(s, pp, h, NULL);
 		if (pp && pp->tcp && pp->tcp_cluster && !strcmp(pp->tcp_cluster, "BlackHoleCluster")) {
 			s_blackhole(s); /* virtualInbound-blackhole */
 			return;
@@ -3319,6 +3417,8 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 
 /* --- downstream connections */
 
+static const struct px_sel *d_sel(const struct px_dconn *d);
+
 static void d_local_error(struct px_dconn *d, int status)
 {
 	char buf[160];
@@ -3331,11 +3431,20 @@ static void d_local_error(struct px_dconn *d, int status)
 	d->e->st.codec_errors++;
 	d->e->st.rq_4xx += status < 500;
 	d->e->st.rq_5xx += status >= 500;
-	if (d->e->alog) {
+	{
 		/* Envoy logs a request its codec refused, flag DPE (downstream
-		 * protocol error), with what it has: no method or path ("-") */
+		 * protocol error), with what it has: no method or path ("-");
+		 * issue 14: also in the access_log of the chain the connection
+		 * was given, when it is known (d_sel) */
+		const struct px_sel *sel = d_sel(d);
+		const struct px_port *pp = sel ? sel_chain(sel, d->chain) : NULL;
+		const struct px_alog_cfg *al;
 		struct px_alog_entry le;
+		char down[INET6_ADDRSTRLEN + 16];
 
+		if (!pp && d->sel_kind == SEL_BOUND && d->l->conf)
+			pp = &d->l->conf->port;
+		al = pp && !pp->tcp ? pp->alog : NULL;
 		memset(&le, 0, sizeof(le));
 		le.start_us = wall_us();
 		le.protocol.p = "HTTP/1.1";
@@ -3345,7 +3454,20 @@ static void d_local_error(struct px_dconn *d, int status)
 		le.rx = d->in.len - d->in.off;
 		le.tx = (uint64_t)n;
 		le.upstream_ms = -1;
-		px_alog_write(d->e->alog, &le);
+		if (d->e->alog)
+			px_alog_write(d->e->alog, &le);
+		if (al) {
+			if (d->peer_ip[0]) {
+				snprintf(down, sizeof(down), strchr(d->peer_ip, ':') ? "[%s]:%u" : "%s:%u", d->peer_ip,
+					 (unsigned)d->peer_port);
+				le.downstream_remote = down;
+			}
+			le.details = "codec_error";
+			le.sni = d->sni;
+			le.mtls = d->peer_principal != NULL;
+			le.peer_principal = d->peer_principal;
+			px_alog_cfg_log(al, &le); /* n_hdrs 0: its header operators print "-" */
+		}
 	}
 }
 

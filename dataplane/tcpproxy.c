@@ -26,6 +26,7 @@
 #include "dataplane/outlier.h"
 #include "dataplane/tls.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -80,6 +81,10 @@ struct tcpp {
 	void *arg;
 	int inbound;                    /* issue 14: Istio's reporter (tcpp_start) */
 	const char *peer_principal;     /* issue 14: kept by istio_stats (tcpp_start), or NULL */
+	/* issue 14: for conf->alog, what the connection was (tcpp_start) */
+	char al_down[INET6_ADDRSTRLEN + 16], al_local[INET6_ADDRSTRLEN + 16];
+	char *al_sni;                   /* owned, or NULL */
+	int al_mtls;
 };
 
 static uint64_t dur_ms(const Google__Protobuf__Duration *d)
@@ -276,7 +281,7 @@ static void t_log(struct tcpp *t)
 {
 	struct px_alog_entry le;
 
-	if (!t->e->alog)
+	if (!t->e->alog && !t->conf->alog)
 		return;
 	/* Envoy's default format on a TCP chain: the HTTP fields are "-",
 	 * the response code 0 */
@@ -288,7 +293,18 @@ static void t_log(struct tcpp *t)
 	le.duration_ms = ev_now(t->e->loop) - t->start_ms;
 	le.upstream_ms = -1;
 	le.upstream_host = t->h ? t->h->name : NULL;
-	px_alog_write(t->e->alog, &le);
+	if (t->e->alog)
+		px_alog_write(t->e->alog, &le);
+	if (t->conf->alog) {
+		/* issue 14: the TCP proxy's own access_log */
+		le.upstream_cluster = t->cl ? t->cl->name : NULL;
+		le.downstream_remote = t->al_down[0] ? t->al_down : NULL;
+		le.downstream_local = t->al_local[0] ? t->al_local : NULL;
+		le.sni = t->al_sni;
+		le.mtls = t->al_mtls;
+		le.peer_principal = t->peer_principal;
+		px_alog_cfg_log(t->conf->alog, &le);
+	}
 }
 
 void tcpp_free(struct tcpp *t)
@@ -327,6 +343,7 @@ void tcpp_free(struct tcpp *t)
 	if (t->h)
 		px_host_unref(t->h);
 	px_config_unref(t->cfg);
+	free(t->al_sni);
 	free(t->du.p);
 	free(t->ud.p);
 	free(t);
@@ -896,6 +913,21 @@ int tcpp_start(struct engine *e, struct px_config *cfg, const struct tcpp_conf *
 	t->arg = d->arg;
 	t->start_ms = t->last_io = ev_now(e->loop);
 	t->start_us = wall_us();
+	if (conf->alog) {
+		/* issue 14: the addresses the access log prints, while the socket is there */
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+
+		if (getpeername(d->fd, (struct sockaddr *)&ss, &len) == 0)
+			px_alog_addr((const struct sockaddr *)&ss, len, t->al_down, sizeof(t->al_down));
+		len = sizeof(ss);
+		if (d->odst && d->odst_len)
+			px_alog_addr((const struct sockaddr *)d->odst, d->odst_len, t->al_local, sizeof(t->al_local));
+		else if (getsockname(d->fd, (struct sockaddr *)&ss, &len) == 0)
+			px_alog_addr((const struct sockaddr *)&ss, len, t->al_local, sizeof(t->al_local));
+		t->al_sni = d->sni ? strdup(d->sni) : NULL;
+		t->al_mtls = d->peer_principal != NULL;
+	}
 	ev_io_init(&t->dio, d->fd, d_cb, t);
 	ev_io_init(&t->uio, -1, u_cb, t);
 	ev_timer_init(&t->t_conn, conn_timeout, t);

@@ -62,6 +62,7 @@ struct tcpp_conf {
 	uint64_t max_duration_ms;       /* 0: none */
 	int sni_cluster;                /* issue 13: envoy.filters.network.sni_cluster precedes the filter
 	                                 * (Istio's AUTO_PASSTHROUGH): the SNI names the cluster (engine.c) */
+	const struct px_alog_cfg *alog; /* issue 14: the filter's access_log, or NULL (engine.c's port_alog) */
 	const struct istio_stats_cfg *istio; /* issue 14: the chain's istio.stats filter, NULL: no
 	                                      * istio_tcp_* series (engine.c port_stats) */
 };

@@ -16,6 +16,7 @@
 
 #include "envoy/config/cluster/v3/cluster.pb-c.h"
 #include "envoy/extensions/access_loggers/file/v3/file.pb-c.h"
+#include "envoy/extensions/access_loggers/filters/cel/v3/cel.pb-c.h"
 #include "envoy/config/trace/v3/zipkin.pb-c.h"
 #include "envoy/config/trace/v3/opentelemetry.pb-c.h"
 #include "envoy/config/core/v3/extension.pb-c.h"
@@ -100,6 +101,7 @@ static const ProtobufCMessageDescriptor *const pbjson__builtin[] = {
 	&envoy__extensions__transport_sockets__raw_buffer__v3__raw_buffer__descriptor,
 	&envoy__extensions__upstreams__http__v3__http_protocol_options__descriptor,
 	&envoy__extensions__access_loggers__file__v3__file_access_log__descriptor,
+	&envoy__extensions__access_loggers__filters__cel__v3__expression_filter__descriptor, /* issue 14: Telemetry filter.expression */
 	&envoy__config__trace__v3__zipkin_config__descriptor,
 	/* issue 14: Istio's istio.stats filters */
 	&stats__plugin_config__descriptor,

@@ -525,6 +525,140 @@ static void meshcfg__tracing_provider(struct meshcfg__ctx *c)
 	mc->trace_provider = arena_strdup(mc->arena, name->str);
 }
 
+/* issue 14: the built-in "envoy" access log provider (Istio's
+ * DefaultMeshConfig: envoyFileAccessLog {path: /dev/stdout}). */
+static const struct meshcfg_log_provider meshcfg__envoy_log = { "envoy", "/dev/stdout", MESHCFG_ALOG_DEFAULT, NULL,
+								NULL, NULL, 0 };
+
+static int meshcfg__label_cmp(const void *x, const void *y)
+{
+	return strcmp(*(const char *const *)x, *(const char *const *)y);
+}
+
+/* logFormat.labels of provider p: string values only (a number or a
+ * nested object of Istio's Struct is refused by name); sorted by key. */
+static void meshcfg__log_labels(struct meshcfg__ctx *c, const struct cfg__node *l, struct meshcfg_log_provider *p)
+{
+	struct arena *a = c->mc->arena;
+	const char **kv;
+	size_t i;
+
+	p->format = MESHCFG_ALOG_JSON;
+	if (l->type == CFG__NULL || l->n == 0)
+		return;
+	if (l->type != CFG__MAP) {
+		meshcfg__error(c, l, "extensionProviders.envoyFileAccessLog.logFormat.labels", "must be a map");
+		return;
+	}
+	/* pairs sorted together: keys at even, values at odd indices */
+	if (!(kv = arena_calloc(a, l->n * 2, sizeof(*kv)))) {
+		c->err.err = -ENOMEM;
+		return;
+	}
+	for (i = 0; i < l->n; i++) {
+		if (l->v[i]->type == CFG__MAP || l->v[i]->type == CFG__SEQ || !l->v[i]->str) {
+			meshcfg__error(c, l->v[i], "extensionProviders.envoyFileAccessLog.logFormat.labels",
+				       "\"%s\": only string values are supported", l->k[i]->str);
+			return;
+		}
+		kv[2 * i] = arena_strdup(a, l->k[i]->str);
+		kv[2 * i + 1] = arena_strdup(a, l->v[i]->str);
+	}
+	qsort(kv, l->n, 2 * sizeof(*kv), meshcfg__label_cmp);
+	p->keys = arena_calloc(a, l->n, sizeof(*p->keys));
+	p->values = arena_calloc(a, l->n, sizeof(*p->values));
+	if (!p->keys || !p->values) {
+		c->err.err = -ENOMEM;
+		return;
+	}
+	for (i = 0; i < l->n; i++) {
+		p->keys[i] = kv[2 * i];
+		p->values[i] = kv[2 * i + 1];
+	}
+	p->n_labels = l->n;
+}
+
+/* extensionProviders[].envoyFileAccessLog entries (the built-in "envoy"
+ * is meshcfg_log_provider's fallback); defaultProviders.accessLogging names
+ * (an unknown name is an error here: Istio's validation refuses it). */
+static void meshcfg__log_providers(struct meshcfg__ctx *c)
+{
+	const struct cfg__node *list = c->ext_providers, *d;
+	struct mesh_config *mc = c->mc;
+	size_t i, n = 0;
+
+	for (i = 0; list && list->type == CFG__SEQ && i < list->n; i++)
+		n += list->v[i]->type == CFG__MAP && cfg__node_field(list->v[i], "envoyFileAccessLog");
+	if (n && !(mc->log_providers = arena_calloc(mc->arena, n, sizeof(*mc->log_providers)))) {
+		c->err.err = -ENOMEM;
+		return;
+	}
+	for (i = 0; list && list->type == CFG__SEQ && i < list->n; i++) {
+		const struct cfg__node *e = list->v[i], *name, *f, *x, *lf;
+		struct meshcfg_log_provider *p;
+
+		if (e->type != CFG__MAP || !(f = cfg__node_field(e, "envoyFileAccessLog")))
+			continue;
+		name = cfg__node_field(e, "name");
+		if (!name || name->type != CFG__STR || !name->str[0]) {
+			meshcfg__error(c, e, "extensionProviders.name", "is required");
+			continue;
+		}
+		p = &mc->log_providers[mc->n_log_providers++];
+		p->name = arena_strdup(mc->arena, name->str);
+		p->path = "";
+		if (f->type != CFG__MAP)
+			continue;
+		if ((x = cfg__node_field(f, "path")) && x->type == CFG__STR)
+			p->path = arena_strdup(mc->arena, x->str);
+		if (!(lf = cfg__node_field(f, "logFormat")) || lf->type != CFG__MAP)
+			continue;
+		if ((x = cfg__node_field(lf, "text")) && x->type == CFG__STR) {
+			p->format = MESHCFG_ALOG_TEXT;
+			p->text = x->len && x->str[x->len - 1] == '\n' ? arena_strdup(mc->arena, x->str) :
+									arena_printf(mc->arena, "%s\n", x->str);
+		} else if ((x = cfg__node_field(lf, "labels"))) {
+			meshcfg__log_labels(c, x, p);
+		}
+		if (!p->name || !p->path || (p->format == MESHCFG_ALOG_TEXT && !p->text))
+			c->err.err = -ENOMEM;
+	}
+	if (!c->default_providers || c->default_providers->type != CFG__MAP ||
+	    !(d = cfg__node_field(c->default_providers, "accessLogging")) || d->type == CFG__NULL)
+		return;
+	if (d->type != CFG__SEQ) {
+		meshcfg__error(c, d, "defaultProviders.accessLogging", "must be a list of provider names");
+		return;
+	}
+	if (d->n && !(mc->default_access_logging.v = arena_calloc(mc->arena, d->n, sizeof(char *)))) {
+		c->err.err = -ENOMEM;
+		return;
+	}
+	for (i = 0; i < d->n; i++) {
+		if (d->v[i]->type != CFG__STR || !meshcfg_log_provider(mc, d->v[i]->str)) {
+			meshcfg__error(c, d->v[i], "defaultProviders.accessLogging",
+				       "no envoyFileAccessLog extensionProviders entry named \"%s\"",
+				       d->v[i]->str ? d->v[i]->str : "");
+			continue;
+		}
+		mc->default_access_logging.v[mc->default_access_logging.n++] = arena_strdup(mc->arena, d->v[i]->str);
+	}
+}
+
+const struct meshcfg_log_provider *meshcfg_log_provider(const struct mesh_config *mc, const char *name)
+{
+	size_t i;
+
+	if (!name)
+		return NULL;
+	for (i = 0; mc && i < mc->n_log_providers; i++)
+		if (!strcmp(mc->log_providers[i].name, name))
+			return &mc->log_providers[i];
+	/* not defined in the file: the built-in one (kept out of the table, so
+	 * an empty file hashes as the defaults) */
+	return !strcmp(name, "envoy") ? &meshcfg__envoy_log : NULL;
+}
+
 /* One top-level field. */
 static void meshcfg__field(struct meshcfg__ctx *c, const struct cfg__node *k, const struct cfg__node *v)
 {
@@ -688,6 +822,20 @@ static void meshcfg__seal(struct mesh_config *mc)
 	h = meshcfg__hash_strs(h, &mc->vs_export_to);
 	h = meshcfg__hash_strs(h, &mc->dr_export_to);
 	h = meshcfg__hash_strs(h, &mc->ignored); /* /debug/mesh lists them */
+	/* issue 14: access log providers and defaults */
+	h = meshcfg__hash_strs(h, &mc->default_access_logging);
+	for (size_t i = 0; i < mc->n_log_providers; i++) {
+		const struct meshcfg_log_provider *p = &mc->log_providers[i];
+
+		h = mesh_hash_str(h, p->name);
+		h = mesh_hash_str(h, p->path);
+		h = mesh_hash_update(h, &p->format, sizeof(p->format));
+		h = mesh_hash_str(h, p->text ? p->text : "");
+		for (size_t k = 0; k < p->n_labels; k++) {
+			h = mesh_hash_str(h, p->keys[k]);
+			h = mesh_hash_str(h, p->values[k]);
+		}
+	}
 	mc->hash = h;
 }
 
@@ -782,6 +930,7 @@ int meshcfg_parse(const char *data, size_t len, const char *source, struct mesh_
 			meshcfg__field(&c, root->k[i], root->v[i]);
 		meshcfg__tracing_provider(&c);
 	}
+	meshcfg__log_providers(&c); /* issue 14: also for an empty file (the built-in "envoy") */
 	if (c.err.err == -ENOMEM || c.ignored.err == -ENOMEM) {
 		rc = -ENOMEM;
 		goto out;

@@ -40,6 +40,24 @@ enum meshcfg_path_norm {
 	MESHCFG_PATH_DECODE_AND_MERGE_SLASHES,
 };
 
+/* issue 14: an access log provider, extensionProviders[].envoyFileAccessLog
+ * (Istio's MeshConfig.ExtensionProvider.EnvoyFileAccessLogProvider), or the
+ * built-in "envoy" one Istio's DefaultMeshConfig carries (/dev/stdout,
+ * Envoy's default text format) unless the file defines "envoy" itself. */
+enum meshcfg_alog_format {
+	MESHCFG_ALOG_DEFAULT,            /* no logFormat: Istio's EnvoyTextLogFormat */
+	MESHCFG_ALOG_TEXT,               /* logFormat.text (newline appended when missing) */
+	MESHCFG_ALOG_JSON,               /* logFormat.labels: Istio's JSON keys when empty */
+};
+struct meshcfg_log_provider {
+	const char *name;
+	const char *path;                /* path ["" : /dev/stdout] */
+	enum meshcfg_alog_format format;
+	const char *text;                /* MESHCFG_ALOG_TEXT */
+	const char **keys, **values;     /* MESHCFG_ALOG_JSON labels, sorted by key (string values only) */
+	size_t n_labels;
+};
+
 /* extensionProviders[] entries of a tracing kind meshd builds (issue 14):
  * Istio's MeshConfig.ExtensionProvider zipkin and opentelemetry. */
 enum meshcfg_tracer { MESHCFG_TRACER_ZIPKIN, MESHCFG_TRACER_OTEL };
@@ -81,6 +99,9 @@ struct mesh_config {
 	const char *access_log_file;         /* accessLogFile [""]: no access log */
 	enum meshcfg_log_encoding access_log_encoding; /* accessLogEncoding [TEXT] */
 	const char *access_log_format;       /* accessLogFormat [""]: Envoy's default format */
+	struct meshcfg_log_provider *log_providers; /* envoyFileAccessLog providers (not the built-in "envoy") */
+	size_t n_log_providers;
+	struct cfg_strs default_access_logging; /* defaultProviders.accessLogging [none] */
 	const char *locality_lb_json;        /* localityLbSetting as JSON; NULL: unset */
 	const char *default_config_json;     /* defaultConfig (ProxyConfig) as JSON; NULL: unset */
 	bool hold_application_until_proxy_starts; /* defaultConfig.holdApplicationUntilProxyStarts [false] */
@@ -139,5 +160,9 @@ void meshcfg_unref(struct mesh_config *mc);              /* NULL is a no-op */
 /* The effective mesh config as a JSON object (Istio's field names, every
  * field meshd reads with its value or default) appended to b. */
 void meshcfg_json(struct mesh_buf *b, const struct mesh_config *mc);
+
+/* The access log provider named name in mc (the built-in "envoy" too), or
+ * NULL: not defined, or of another kind (Istio then logs nothing for it). */
+const struct meshcfg_log_provider *meshcfg_log_provider(const struct mesh_config *mc, const char *name);
 
 #endif

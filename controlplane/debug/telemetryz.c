@@ -128,6 +128,9 @@ int debug_telemetryz(const struct model *m, const char *proxy_id, const char *ns
 	if (m->mesh) {
 		defs.tracing = (const char *const *)m->mesh->default_tracing.v;
 		defs.n_tracing = m->mesh->default_tracing.n;
+		/* and defaultProviders.accessLogging, as gen__workload_access_logs */
+		defs.access_logging = (const char *const *)m->mesh->default_access_logging.v;
+		defs.n_access_logging = m->mesh->default_access_logging.n;
 	}
 	rc = model_telemetry_for(m, ns, use, &defs, &t);
 	if (rc < 0)

@@ -446,8 +446,16 @@ static gw_filter *gw_hcm_filter(struct gw_gen *gg, const char *stat_prefix, cons
 		if (trc < 0)
 			return NULL;
 	}
-	if (gen__mesh_access_logs(a, m, &hcm.access_log, &hcm.n_access_log) < 0)
-		return NULL;
+	{
+		/* issue 14: the gateway workload's access logs; Istio's
+		 * workloadMode(ListenerClassGateway) is CLIENT */
+		struct gen__alogs cl, sv;
+
+		if (gen__workload_access_logs(a, m, gg->w, &cl, &sv) < 0)
+			return NULL;
+		hcm.access_log = cl.v;
+		hcm.n_access_log = cl.n;
+	}
 	return gen__net_filter(a, GW_HCM_NAME, gen__any(a, &hcm.base));
 }
 

@@ -111,6 +111,21 @@ Envoy__Config__Listener__V3__ListenerFilter *gen__listener_filter(struct arena *
 struct Envoy__Config__Accesslog__V3__AccessLog;
 int gen__mesh_access_logs(struct arena *a, const struct model *m, struct Envoy__Config__Accesslog__V3__AccessLog ***out,
 			  size_t *n);
+/* issue 14: a sidecar's access logs per direction, as istiod's
+ * buildAccessLog / telemetryAccessLog: from the workload's Telemetry
+ * accessLogging (model_telemetry_for; providers by name from MeshConfig
+ * envoyFileAccessLog extensionProviders, the built-in "envoy", the
+ * defaultProviders.accessLogging default; disabled; mode CLIENT for
+ * outbound, SERVER for inbound; filter.expression as the CEL
+ * ExpressionFilter), else MeshConfig accessLogFile for both.  A provider
+ * name that names nothing is skipped (istiod logs it too).  Everything in
+ * arena a; 0, -ENOMEM or -MESH_ETOOBIG (model_telemetry_for). */
+struct gen__alogs {
+	struct Envoy__Config__Accesslog__V3__AccessLog **v;
+	size_t n;
+};
+int gen__workload_access_logs(struct arena *a, const struct model *m, const struct gen_workload *w,
+			      struct gen__alogs *client, struct gen__alogs *server);
 struct Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager__Tracing;
 struct model_telemetry;
 /* The effective Telemetry of workload w (model_telemetry_for with

@@ -10,6 +10,8 @@
 #include "common/arena.h"
 #include "envoy/config/accesslog/v3/accesslog.pb-c.h"
 #include "envoy/extensions/access_loggers/file/v3/file.pb-c.h"
+#include "envoy/extensions/access_loggers/filters/cel/v3/cel.pb-c.h"
+#include "controlplane/model/telemetry.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
 #include "google/protobuf/struct.pb-c.h"
 
@@ -105,6 +107,152 @@ static Google__Protobuf__Struct *gen__log_json_struct(struct arena *a)
 	}
 	st->n_fields = n;
 	return st;
+}
+
+/* Istio's default JSON dictionary, or the provider's labels, as a Struct. */
+static Google__Protobuf__Struct *gen__log_labels_struct(struct arena *a, const char *const *keys,
+							const char *const *values, size_t n)
+{
+	Google__Protobuf__Struct *st = gen__msg(a, &google__protobuf__struct__descriptor);
+	size_t i;
+
+	if (!st || !(st->fields = arena_calloc(a, n ? n : 1, sizeof(*st->fields))))
+		return NULL;
+	for (i = 0; i < n; i++) {
+		Google__Protobuf__Struct__FieldsEntry *f = gen__msg(a, &google__protobuf__struct__fields_entry__descriptor);
+		Google__Protobuf__Value *v = gen__msg(a, &google__protobuf__value__descriptor);
+
+		if (!f || !v)
+			return NULL;
+		v->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
+		v->string_value = (char *)values[i];
+		f->key = (char *)keys[i];
+		f->value = v;
+		st->fields[i] = f;
+	}
+	st->n_fields = n;
+	return st;
+}
+
+/* One envoy.access_loggers.file entry: path, a text format (text NULL:
+ * Istio's default) or a JSON dictionary (json true; n_labels 0: Istio's
+ * default keys), and filter (a CEL expression, NULL: none) as istiod's
+ * ExtensionFilter envoy.access_loggers.extension_filters.cel. */
+static Envoy__Config__Accesslog__V3__AccessLog *gen__file_log(struct arena *a, const char *path, bool json,
+							      const char *text, const char *const *keys,
+							      const char *const *values, size_t n_labels,
+							      const char *filter)
+{
+	Envoy__Config__Accesslog__V3__AccessLog *al = gen__msg(a, &envoy__config__accesslog__v3__access_log__descriptor);
+	Envoy__Extensions__AccessLoggers__File__V3__FileAccessLog *file =
+		gen__msg(a, &envoy__extensions__access_loggers__file__v3__file_access_log__descriptor);
+	Envoy__Config__Core__V3__SubstitutionFormatString *fmt =
+		gen__msg(a, &envoy__config__core__v3__substitution_format_string__descriptor);
+
+	if (!al || !file || !fmt)
+		return NULL;
+	if (json) {
+		fmt->format_case = ENVOY__CONFIG__CORE__V3__SUBSTITUTION_FORMAT_STRING__FORMAT_JSON_FORMAT;
+		fmt->json_format = n_labels ? gen__log_labels_struct(a, keys, values, n_labels) : gen__log_json_struct(a);
+		if (!fmt->json_format)
+			return NULL;
+	} else {
+		Envoy__Config__Core__V3__DataSource *ds = gen__msg(a, &envoy__config__core__v3__data_source__descriptor);
+
+		if (!ds)
+			return NULL;
+		ds->specifier_case = ENVOY__CONFIG__CORE__V3__DATA_SOURCE__SPECIFIER_INLINE_STRING;
+		ds->inline_string = (char *)(text ? text : gen__log_text);
+		fmt->format_case = ENVOY__CONFIG__CORE__V3__SUBSTITUTION_FORMAT_STRING__FORMAT_TEXT_FORMAT_SOURCE;
+		fmt->text_format_source = ds;
+	}
+	file->path = (char *)(path && path[0] ? path : "/dev/stdout");
+	file->access_log_format_case =
+		ENVOY__EXTENSIONS__ACCESS_LOGGERS__FILE__V3__FILE_ACCESS_LOG__ACCESS_LOG_FORMAT_LOG_FORMAT;
+	file->log_format = fmt;
+	al->name = "envoy.access_loggers.file";
+	al->config_type_case = ENVOY__CONFIG__ACCESSLOG__V3__ACCESS_LOG__CONFIG_TYPE_TYPED_CONFIG;
+	if (!(al->typed_config = gen__any(a, &file->base)))
+		return NULL;
+	if (filter && filter[0]) {
+		Envoy__Config__Accesslog__V3__AccessLogFilter *af =
+			gen__msg(a, &envoy__config__accesslog__v3__access_log_filter__descriptor);
+		Envoy__Config__Accesslog__V3__ExtensionFilter *ef =
+			gen__msg(a, &envoy__config__accesslog__v3__extension_filter__descriptor);
+		Envoy__Extensions__AccessLoggers__Filters__Cel__V3__ExpressionFilter *cel =
+			gen__msg(a, &envoy__extensions__access_loggers__filters__cel__v3__expression_filter__descriptor);
+
+		if (!af || !ef || !cel)
+			return NULL;
+		cel->expression = (char *)filter;
+		ef->name = "envoy.access_loggers.extension_filters.cel";
+		ef->config_type_case = ENVOY__CONFIG__ACCESSLOG__V3__EXTENSION_FILTER__CONFIG_TYPE_TYPED_CONFIG;
+		if (!(ef->typed_config = gen__any(a, &cel->base)))
+			return NULL;
+		af->filter_specifier_case = ENVOY__CONFIG__ACCESSLOG__V3__ACCESS_LOG_FILTER__FILTER_SPECIFIER_EXTENSION_FILTER;
+		af->extension_filter = ef;
+		al->filter = af;
+	}
+	return al;
+}
+
+/* The entries of one mode's providers (Telemetry merged), in provider order. */
+static int gen__tel_logs(struct arena *a, const struct mesh_config *mc, const struct model_tel_log *logs, size_t n,
+			 struct gen__alogs *out)
+{
+	size_t i;
+
+	out->v = NULL;
+	out->n = 0;
+	if (!n)
+		return 0;
+	if (!(out->v = arena_calloc(a, n, sizeof(*out->v))))
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		const struct meshcfg_log_provider *p = logs[i].disabled ? NULL : meshcfg_log_provider(mc, logs[i].provider);
+		Envoy__Config__Accesslog__V3__AccessLog *al;
+
+		if (!p)
+			continue; /* disabled, or no such envoyFileAccessLog provider */
+		al = gen__file_log(a, p->path, p->format == MESHCFG_ALOG_JSON, p->format == MESHCFG_ALOG_TEXT ? p->text : NULL,
+				   p->keys, p->values, p->n_labels, logs[i].filter);
+		if (!al)
+			return -ENOMEM;
+		out->v[out->n++] = al;
+	}
+	return 0;
+}
+
+int gen__workload_access_logs(struct arena *a, const struct model *m, const struct gen_workload *w,
+			      struct gen__alogs *client, struct gen__alogs *server)
+{
+	const struct mesh_config *mc = m ? m->mesh : NULL;
+	struct model_telemetry_defaults defs = model_telemetry_istio_defaults;
+	struct model_telemetry *t = NULL;
+	int rc;
+
+	memset(client, 0, sizeof(*client));
+	memset(server, 0, sizeof(*server));
+	if (mc) {
+		defs.access_logging = (const char *const *)mc->default_access_logging.v;
+		defs.n_access_logging = mc->default_access_logging.n;
+	}
+	rc = model_telemetry_for(m, w ? w->ns : NULL, w ? w->labels : NULL, &defs, &t);
+	if (rc < 0)
+		goto out;
+	if (!t->has_access_logging) {
+		/* no Telemetry access logging: MeshConfig accessLogFile, both ways */
+		rc = gen__mesh_access_logs(a, m, &client->v, &client->n);
+		server->v = client->v;
+		server->n = client->n;
+		goto out;
+	}
+	rc = gen__tel_logs(a, mc, t->client_logs, t->n_client_logs, client);
+	if (rc == 0)
+		rc = gen__tel_logs(a, mc, t->server_logs, t->n_server_logs, server);
+out:
+	model_telemetry_free(t);
+	return rc;
 }
 
 int gen__mesh_access_logs(struct arena *a, const struct model *m, Envoy__Config__Accesslog__V3__AccessLog ***out,

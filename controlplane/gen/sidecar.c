@@ -95,6 +95,9 @@ struct gen_sc {
 	 * listener of the same name is seen as the conflict it is */
 	const char **out_names;
 	size_t n_out_names, cap_out_names;
+	/* issue 14: the workload's access logs, outbound (Telemetry mode
+	 * CLIENT) and inbound (SERVER); gen__workload_access_logs */
+	struct gen__alogs log_out, log_in;
 	/* issue 14: the istio.stats configuration of outbound and inbound
 	 * listeners (gen__stats_config), NULL: no metrics there */
 	Google__Protobuf__Any *stats_out, *stats_in;
@@ -103,8 +106,10 @@ struct gen_sc {
 
 /* ---------------------------------------------------------------- small builders */
 
-/* A TCP proxy to one cluster (stat_prefix: the cluster, as Istio). */
-static gen_filter *gen_tcp_proxy(struct arena *a, const char *cluster)
+/* A TCP proxy to one cluster (stat_prefix: the cluster, as Istio) with
+ * the workload's access logs of that direction (issue 14: istiod puts
+ * them on a TCP proxy as on an HCM). */
+static gen_filter *gen_tcp_proxy_logged(struct arena *a, const char *cluster, const struct gen__alogs *logs)
 {
 	Envoy__Extensions__Filters__Network__TcpProxy__V3__TcpProxy tp =
 		ENVOY__EXTENSIONS__FILTERS__NETWORK__TCP_PROXY__V3__TCP_PROXY__INIT;
@@ -112,7 +117,17 @@ static gen_filter *gen_tcp_proxy(struct arena *a, const char *cluster)
 	tp.stat_prefix = (char *)cluster;
 	tp.cluster_specifier_case = ENVOY__EXTENSIONS__FILTERS__NETWORK__TCP_PROXY__V3__TCP_PROXY__CLUSTER_SPECIFIER_CLUSTER;
 	tp.cluster = (char *)cluster;
+	tp.access_log = logs->v;
+	tp.n_access_log = logs->n;
 	return gen__net_filter(a, GEN_TCP_PROXY_NAME, gen__any(a, &tp.base));
+}
+
+/* ... without access logs (the blackhole chains) */
+static gen_filter *gen_tcp_proxy(struct arena *a, const char *cluster)
+{
+	static const struct gen__alogs none;
+
+	return gen_tcp_proxy_logged(a, cluster, &none);
 }
 
 /* A chain with one filter, an optional match and TLS socket. */
@@ -186,8 +201,8 @@ static bool gen_protocol_http(const char *proto)
  * slashes action from MeshConfig pathNormalization (DEFAULT: normalize_path
  * true, escaped slashes kept), use_remote_address false,
  * websocket upgrades, stream_idle_timeout 0s, 100-continue proxied
- * (Enable100ContinueHeaders), MeshConfig's file access log when
- * accessLogFile is set; inbound: x-forwarded-client-cert
+ * (Enable100ContinueHeaders), the workload's access logs of that
+ * direction (logs); inbound: x-forwarded-client-cert
  * APPEND_FORWARD with subject, URI and DNS (Istio's inbound default).
  */
 static Google__Protobuf__Any *gen_sidecar_hcm(struct arena *a, const struct gen_sc *sc, const char *stat_prefix,
@@ -258,9 +273,10 @@ static Google__Protobuf__Any *gen_sidecar_hcm(struct arena *a, const struct gen_
 	 * provider), as istiod's configureTracing: server spec inbound */
 	if (gen__tracing(a, &sc->g, sc->w, sc->tel, inbound, &hcm.tracing) < 0)
 		return NULL;
-	/* MeshConfig accessLogFile: istiod's file access log on every HCM */
-	if (gen__mesh_access_logs(a, m, &hcm.access_log, &hcm.n_access_log) < 0)
-		return NULL;
+	/* issue 14: the workload's access logs of this direction (Telemetry,
+	 * else MeshConfig accessLogFile), gen__workload_access_logs */
+	hcm.access_log = inbound ? sc->log_in.v : sc->log_out.v;
+	hcm.n_access_log = inbound ? sc->log_in.n : sc->log_out.n;
 	if (inbound) {
 		Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager__SetCurrentClientCertDetails *cc =
 			gen__msg(a, &envoy__extensions__filters__network__http_connection_manager__v3__http_connection_manager__set_current_client_cert_details__descriptor);
@@ -532,7 +548,7 @@ static int gen_outbound_listener2(struct gen_sc *sc, const char *bind, uint32_t 
 	l.name = arena_printf(a, "%s_%u", bind, port);
 	if (l.name && gen_out_name_add(sc, l.name) < 0)
 		return -ENOMEM;
-	if (!l.name || !f || !(l.default_filter_chain = gen_chain1(a, GEN_PASSTHROUGH_CHAIN, NULL, gen_tcp_proxy(a, gen_egress_cluster(sc)), NULL)))
+	if (!l.name || !f || !(l.default_filter_chain = gen_chain1(a, GEN_PASSTHROUGH_CHAIN, NULL, gen_tcp_proxy_logged(a, gen_egress_cluster(sc), &sc->log_out), NULL)))
 		return -ENOMEM;
 	l.n_filter_chains = 1;
 	if (!sniff_tcp) {
@@ -722,6 +738,8 @@ static gen_filter *gen_tcp_route_filter(struct gen_sc *sc, const struct model_se
 	tp.stat_prefix = tp.cluster_specifier_case ==
 					 ENVOY__EXTENSIONS__FILTERS__NETWORK__TCP_PROXY__V3__TCP_PROXY__CLUSTER_SPECIFIER_CLUSTER ?
 				 tp.cluster : gen__cluster_name(a, port, NULL, svc->hostname);
+	tp.access_log = sc->log_out.v; /* issue 14: the workload's outbound access logs */
+	tp.n_access_log = sc->log_out.n;
 	return gen__net_filter(a, GEN_TCP_PROXY_NAME, gen__any(a, &tp.base));
 }
 
@@ -801,7 +819,7 @@ static int gen_tls_listener(struct gen_sc *sc, const char *bind, uint32_t port, 
 	if (!(l.name = arena_printf(a, "%s_%u", bind, port)) || gen_out_name_add(sc, l.name) < 0 ||
 	    !(l.address = gen__addr(a, bind, port)) ||
 	    !(l.default_filter_chain =
-		      gen_chain1(a, GEN_PASSTHROUGH_CHAIN, NULL, gen_tcp_proxy(a, gen_egress_cluster(sc)), NULL)) ||
+		      gen_chain1(a, GEN_PASSTHROUGH_CHAIN, NULL, gen_tcp_proxy_logged(a, gen_egress_cluster(sc), &sc->log_out), NULL)) ||
 	    !(l.listener_filters = arena_calloc(a, 1, sizeof(*l.listener_filters))) ||
 	    !(l.listener_filters[0] = gen__listener_filter(a, "envoy.filters.listener.tls_inspector", &ti.base)))
 		return -ENOMEM;
@@ -942,7 +960,7 @@ static int gen_outbound_tcp_subnets(struct gen_sc *sc, const char *bind, const s
 	if (!(l.name = arena_printf(a, "%s_%u", bind, port)) || gen_out_name_add(sc, l.name) < 0 ||
 	    !(l.address = gen__addr(a, bind, port)) ||
 	    !(l.default_filter_chain =
-		      gen_chain1(a, GEN_PASSTHROUGH_CHAIN, NULL, gen_tcp_proxy(a, gen_egress_cluster(sc)), NULL)))
+		      gen_chain1(a, GEN_PASSTHROUGH_CHAIN, NULL, gen_tcp_proxy_logged(a, gen_egress_cluster(sc), &sc->log_out), NULL)))
 		return -ENOMEM;
 	if (!gen_egress_bound(sc, port) && !(l.bind_to_port = gen__bool(a, false)))
 		return -ENOMEM;
@@ -1120,7 +1138,7 @@ static int gen_virtual_outbound(struct gen_sc *sc)
 	if (!(l.address = gen__addr(a, "0.0.0.0", GEN_OUTBOUND_PORT)) || !(l.use_original_dst = gen__bool(a, true)) ||
 	    !(chains[0] = gen_chain1(a, "virtualOutbound-blackhole", gen_fcm(a, GEN_OUTBOUND_PORT, NULL, NULL, 0),
 				     gen_tcp_proxy(a, GEN_BLACKHOLE_CLUSTER), NULL)) ||
-	    !(chains[1] = gen_chain1(a, "virtualOutbound-catchall-tcp", NULL, gen_tcp_proxy(a, gen_egress_cluster(sc)),
+	    !(chains[1] = gen_chain1(a, "virtualOutbound-catchall-tcp", NULL, gen_tcp_proxy_logged(a, gen_egress_cluster(sc), &sc->log_out),
 				     NULL)))
 		return -ENOMEM;
 	l.traffic_direction = ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__OUTBOUND;
@@ -1373,7 +1391,7 @@ static gen_filter *gen_inbound_filter(struct gen_sc *sc, const struct gen_inport
 	char *sp;
 
 	if (!gen_protocol_http(ip->protocol))
-		return gen_tcp_proxy(a, cluster);
+		return gen_tcp_proxy_logged(a, cluster, &sc->log_in);
 	sp = arena_printf(a, "inbound_%s", chain_name);
 	if (!sp)
 		return NULL;
@@ -1572,7 +1590,7 @@ static int gen_inbound(struct gen_sc *sc, const struct gen_inport *ports, size_t
 	strict = model_peer_authn(sc->g.m, gen__workload_ns(sc->w), gen__workload_labels(sc->w), 0) ==
 		 CFG_MTLS_STRICT;
 	if (!(chains[n++] = gen_chain_rbac(a, gen_chain1(a, GEN_VIRTUAL_INBOUND, strict ? gen_fcm(a, 0, "tls", NULL, 0) : NULL,
-							 gen_tcp_proxy(a, GEN_INBOUND_PASSTHROUGH),
+							 gen_tcp_proxy_logged(a, GEN_INBOUND_PASSTHROUGH, &sc->log_in),
 							 strict ? gen_inbound_tls(a, false) : NULL),
 					   net, n_net)))
 		return -ENOMEM;
@@ -2290,6 +2308,9 @@ int gen_sidecar_snapshot_cached(struct gen_sidecar_cache *c, const struct model 
 	rc = gen__stats_config(sc.a, m, w, GEN_STATS_OUTBOUND, &sc.stats_out);
 	if (rc == 0)
 		rc = gen__stats_config(sc.a, m, w, GEN_STATS_INBOUND, &sc.stats_in);
+	/* issue 14: the workload's access logs, computed once for its listeners */
+	if (rc == 0)
+		rc = gen__workload_access_logs(sc.a, m, w, &sc.log_out, &sc.log_in);
 	if (rc < 0)
 		goto out;
 	rc = -ENOMEM;

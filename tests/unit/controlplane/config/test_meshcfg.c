@@ -214,6 +214,58 @@ START_TEST(meshcfg_tracing)
 }
 END_TEST
 
+/* issue 14: envoyFileAccessLog providers, the built-in envoy, defaultProviders.accessLogging */
+START_TEST(meshcfg_access_log_providers)
+{
+	static const char yaml[] = "extensionProviders:\n"
+				   "- name: js\n"
+				   "  envoyFileAccessLog:\n"
+				   "    path: /var/log/a.json\n"
+				   "    logFormat:\n"
+				   "      labels: {zeta: \"%RESPONSE_CODE%\", alpha: \"%REQ(:PATH)%\"}\n"
+				   "- name: tx\n"
+				   "  envoyFileAccessLog:\n"
+				   "    logFormat: {text: \"%RESPONSE_CODE%\"}\n"
+				   "- name: dflt-json\n"
+				   "  envoyFileAccessLog: {path: /tmp/x, logFormat: {labels: {}}}\n"
+				   "defaultProviders: {accessLogging: [js, envoy]}\n";
+	char err[MESHCFG_ERR_CAP];
+	struct mesh_config *mc = parse_ok(yaml, NULL), *mc2;
+	const struct meshcfg_log_provider *p;
+
+	ck_assert_uint_eq(mc->n_log_providers, 3);
+	ck_assert_uint_eq(mc->default_access_logging.n, 2);
+	ck_assert_str_eq(mc->default_access_logging.v[0], "js");
+	p = meshcfg_log_provider(mc, "js");
+	ck_assert_ptr_nonnull(p);
+	ck_assert_int_eq(p->format, MESHCFG_ALOG_JSON);
+	ck_assert_str_eq(p->path, "/var/log/a.json");
+	ck_assert_uint_eq(p->n_labels, 2);
+	ck_assert_str_eq(p->keys[0], "alpha"); /* sorted by key */
+	ck_assert_str_eq(p->values[0], "%REQ(:PATH)%");
+	p = meshcfg_log_provider(mc, "tx");
+	ck_assert_int_eq(p->format, MESHCFG_ALOG_TEXT);
+	ck_assert_str_eq(p->text, "%RESPONSE_CODE%\n"); /* Istio appends the newline */
+	ck_assert_str_eq(p->path, "");
+	p = meshcfg_log_provider(mc, "dflt-json");
+	ck_assert(p->format == MESHCFG_ALOG_JSON && p->n_labels == 0);
+	p = meshcfg_log_provider(mc, "envoy"); /* built in */
+	ck_assert_str_eq(p->path, "/dev/stdout");
+	ck_assert_int_eq(p->format, MESHCFG_ALOG_DEFAULT);
+	ck_assert_ptr_null(meshcfg_log_provider(mc, "nope"));
+	mc2 = parse_ok("extensionProviders: [{name: js, envoyFileAccessLog: {path: /var/log/b.json}}]\n", NULL);
+	ck_assert_uint_ne(mc->hash, mc2->hash);
+	meshcfg_unref(mc);
+	meshcfg_unref(mc2);
+	ck_assert_int_eq(parse_bad("defaultProviders: {accessLogging: [nope]}\n", err), -EINVAL);
+	ck_assert_msg(strstr(err, "defaultProviders.accessLogging: no envoyFileAccessLog extensionProviders entry named \"nope\""),
+		      "%s", err);
+	ck_assert_int_eq(parse_bad("extensionProviders: [{name: j, envoyFileAccessLog: {logFormat: {labels: {a: {b: c}}}}}]\n",
+				   err), -EINVAL);
+	ck_assert_msg(strstr(err, "only string values"), "%s", err);
+}
+END_TEST
+
 /* issue 14: every zipkin / opentelemetry extensionProvider is kept (a
  * Telemetry may name any), with OTLP/HTTP path, timeout and headers (value
  * or envName), OTLP/gRPC timeout and initial metadata, the environment
@@ -393,6 +445,7 @@ static Suite *meshcfg_suite(void)
 	tcase_add_test(tc, meshcfg_ignored_fields_warn);
 	tcase_add_test(tc, meshcfg_configmap_form);
 	tcase_add_test(tc, meshcfg_tracing);
+	tcase_add_test(tc, meshcfg_access_log_providers);
 	tcase_add_test(tc, meshcfg_trace_providers);
 	tcase_add_test(tc, meshcfg_meshctl_validate);
 	suite_add_tcase(s, tc);
