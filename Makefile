@@ -497,6 +497,9 @@ FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
 FUZZ_BUILD   := build/fuzz
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+# clang also warns on a positional initializer that leaves trailing fields to
+# zero (kube_res.c's table), which gcc and the style allow
+FUZZ_LIB_FLAGS := $(FUZZ_SAN) -fsanitize=fuzzer-no-link -Wno-missing-field-initializers
 $(FUZZ_BUILD)/fuzz_http1: tests/fuzz/fuzz_http1.c tests/http/h1drive.c tests/http/h1drive.h dataplane/http1.c \
 		dataplane/http1.h common/buf.c common/err.c
 	@mkdir -p $(dir $@)
@@ -506,7 +509,7 @@ $(FUZZ_BUILD)/fuzz_http1: tests/fuzz/fuzz_http1.c tests/http/h1drive.c tests/htt
 # the control plane libraries built by clang with coverage for the fuzzer
 $(FUZZ_BUILD)/fuzz_config: tests/fuzz/fuzz_config.c FORCE
 	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD)/lib SAN=1 CC=$(FUZZ_CC) CXX=$(FUZZ_CC)++ \
-		SANFLAGS="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a
+		SANFLAGS="$(FUZZ_LIB_FLAGS)" $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a
 	@echo "  FUZZ    $@"
 	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -I. -I$(FUZZ_BUILD)/lib/gen $(FUZZ_SAN) -fsanitize=fuzzer -o $@ \
 		$< $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a $(call pkg_libs,$(MESHD_PKGS)) -lpthread -lm
@@ -514,7 +517,7 @@ $(FUZZ_BUILD)/fuzz_config: tests/fuzz/fuzz_config.c FORCE
 # the JWT filter over common/ (JSON reader, protobuf code) built the same way
 $(FUZZ_BUILD)/fuzz_jwt: tests/fuzz/fuzz_jwt.c dataplane/jwt.c dataplane/jwt.h FORCE
 	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD)/lib SAN=1 CC=$(FUZZ_CC) CXX=$(FUZZ_CC)++ \
-		SANFLAGS="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" $(FUZZ_BUILD)/lib/libcommon.a
+		SANFLAGS="$(FUZZ_LIB_FLAGS)" $(FUZZ_BUILD)/lib/libcommon.a
 	@echo "  FUZZ    $@"
 	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -I. -I$(FUZZ_BUILD)/lib/gen $(FUZZ_SAN) -fsanitize=fuzzer -o $@ \
 		tests/fuzz/fuzz_jwt.c dataplane/jwt.c $(FUZZ_BUILD)/lib/libcommon.a $(call pkg_libs,$(COMMON_PKGS)) \
@@ -523,7 +526,7 @@ $(FUZZ_BUILD)/fuzz_jwt: tests/fuzz/fuzz_jwt.c dataplane/jwt.c dataplane/jwt.h FO
 # sidecar injection (controlplane/inject/) over the same clang-built libraries
 $(FUZZ_BUILD)/fuzz_inject: tests/fuzz/fuzz_inject.c FORCE
 	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD)/lib SAN=1 CC=$(FUZZ_CC) CXX=$(FUZZ_CC)++ \
-		SANFLAGS="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a
+		SANFLAGS="$(FUZZ_LIB_FLAGS)" $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a
 	@echo "  FUZZ    $@"
 	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -I. -I$(FUZZ_BUILD)/lib/gen $(FUZZ_SAN) -fsanitize=fuzzer -o $@ \
 		$< $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a $(call pkg_libs,$(MESHD_PKGS)) -lpthread -lm
@@ -531,7 +534,7 @@ $(FUZZ_BUILD)/fuzz_inject: tests/fuzz/fuzz_inject.c FORCE
 # the validating webhook (controlplane/webhook/validate.c), same libraries
 $(FUZZ_BUILD)/fuzz_validate: tests/fuzz/fuzz_validate.c FORCE
 	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD)/lib SAN=1 CC=$(FUZZ_CC) CXX=$(FUZZ_CC)++ \
-		SANFLAGS="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a
+		SANFLAGS="$(FUZZ_LIB_FLAGS)" $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a
 	@echo "  FUZZ    $@"
 	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -I. -I$(FUZZ_BUILD)/lib/gen $(FUZZ_SAN) -fsanitize=fuzzer -o $@ \
 		$< $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a $(call pkg_libs,$(MESHD_PKGS)) -lpthread -lm
@@ -539,7 +542,7 @@ $(FUZZ_BUILD)/fuzz_validate: tests/fuzz/fuzz_validate.c FORCE
 # CSR signing with its identity checks (controlplane/ca/ca.c), same libraries
 $(FUZZ_BUILD)/fuzz_csr: tests/fuzz/fuzz_csr.c FORCE
 	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD)/lib SAN=1 CC=$(FUZZ_CC) CXX=$(FUZZ_CC)++ \
-		SANFLAGS="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a
+		SANFLAGS="$(FUZZ_LIB_FLAGS)" $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a
 	@echo "  FUZZ    $@"
 	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -I. -I$(FUZZ_BUILD)/lib/gen $(FUZZ_SAN) -fsanitize=fuzzer -o $@ \
 		$< $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a $(call pkg_libs,$(MESHD_PKGS)) -lpthread -lm
@@ -547,7 +550,7 @@ $(FUZZ_BUILD)/fuzz_csr: tests/fuzz/fuzz_csr.c FORCE
 # meshproxy's decode of any DiscoveryResponse (dataplane/snapshot.c) over common/
 $(FUZZ_BUILD)/fuzz_snapshot: tests/fuzz/fuzz_snapshot.c dataplane/snapshot.c dataplane/snapshot.h FORCE
 	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD)/lib SAN=1 CC=$(FUZZ_CC) CXX=$(FUZZ_CC)++ \
-		SANFLAGS="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" $(FUZZ_BUILD)/lib/libcommon.a
+		SANFLAGS="$(FUZZ_LIB_FLAGS)" $(FUZZ_BUILD)/lib/libcommon.a
 	@echo "  FUZZ    $@"
 	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -I. -I$(FUZZ_BUILD)/lib/gen $(FUZZ_SAN) -fsanitize=fuzzer -o $@ \
 		tests/fuzz/fuzz_snapshot.c dataplane/snapshot.c $(FUZZ_BUILD)/lib/libcommon.a \
@@ -572,7 +575,11 @@ FUZZ_TARGETS := http1 config jwt inject validate sniff kube_stream csr snapshot
 
 fuzz:
 	@sh scripts/deps.sh fuzz
-	@$(MAKE) --no-print-directory $(addprefix $(FUZZ_BUILD)/fuzz_,$(FUZZ_TARGETS))
+	@# the libraries once, then the targets one by one: each target's own
+	@# sub-make of the same libraries must not run side by side with another
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD)/lib SAN=1 CC=$(FUZZ_CC) CXX=$(FUZZ_CC)++ \
+		SANFLAGS="$(FUZZ_LIB_FLAGS)" $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a
+	@$(MAKE) --no-print-directory -j1 $(addprefix $(FUZZ_BUILD)/fuzz_,$(FUZZ_TARGETS))
 	@sh tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 # `make test` replays every committed corpus (tests/fuzz/corpus/TARGET/) once
