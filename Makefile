@@ -585,13 +585,14 @@ fuzz:
 # `make test` replays every committed corpus (tests/fuzz/corpus/TARGET/) once
 # through each target linked with tests/fuzz/replay.c instead of libFuzzer:
 # the normal gcc ASan+UBSan build (SAN=1, build/asan), no clang needed.
-# Each target's own sources beyond the libraries:
+# Each target's own sources beyond the libraries (compiled here each time,
+# hence FORCE: they are not prerequisites):
 FUZZ_REPLAY_SRCS_http1       := tests/http/h1drive.c dataplane/http1.c
 FUZZ_REPLAY_SRCS_jwt         := dataplane/jwt.c
 FUZZ_REPLAY_SRCS_sniff       := dataplane/sniff.c
 FUZZ_REPLAY_SRCS_snapshot    := dataplane/snapshot.c
 FUZZ_REPLAY_BINS := $(addprefix $(BUILD)/fuzz-replay/fuzz_,$(FUZZ_TARGETS))
-$(BUILD)/fuzz-replay/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(LIB)
+$(BUILD)/fuzz-replay/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(LIB) FORCE
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(CFLAGS) -MF $@.d -o $@ $< tests/fuzz/replay.c $(FUZZ_REPLAY_SRCS_$*) $(LIB) $(LDFLAGS) \
