@@ -350,6 +350,7 @@ test: deps
 	@$(MAKE) --no-print-directory http-golden
 	@$(MAKE) --no-print-directory inject-golden
 	@$(MAKE) --no-print-directory unit-asan
+	@$(MAKE) --no-print-directory SAN=1 fuzz-replay
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory integration-asan
 	@$(MAKE) --no-print-directory integration-valgrind
@@ -489,13 +490,16 @@ xds-golden: $(GOLDEN_BIN)
 	@sh tests/xds/run.sh $(BUILD)
 
 # libFuzzer targets (clang; `sh scripts/deps.sh fuzz` installs it), each run
-# for FUZZ_SECONDS from a seed corpus: tests/http/ inputs for the HTTP/1.1
-# codec, tests/data/config for the configuration parser.  Not in `make test`.
-.PHONY: fuzz
+# for FUZZ_SECONDS from its seed corpus tests/fuzz/corpus/TARGET (tests/fuzz/
+# README).  `make test` only replays the corpora (fuzz-replay below).
+.PHONY: fuzz fuzz-replay
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
 FUZZ_BUILD   := build/fuzz
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+# clang also warns on a positional initializer that leaves trailing fields to
+# zero (kube_res.c's table), which gcc and the style allow
+FUZZ_LIB_FLAGS := $(FUZZ_SAN) -fsanitize=fuzzer-no-link -Wno-missing-field-initializers
 $(FUZZ_BUILD)/fuzz_http1: tests/fuzz/fuzz_http1.c tests/http/h1drive.c tests/http/h1drive.h dataplane/http1.c \
 		dataplane/http1.h common/buf.c common/err.c
 	@mkdir -p $(dir $@)
@@ -505,7 +509,7 @@ $(FUZZ_BUILD)/fuzz_http1: tests/fuzz/fuzz_http1.c tests/http/h1drive.c tests/htt
 # the control plane libraries built by clang with coverage for the fuzzer
 $(FUZZ_BUILD)/fuzz_config: tests/fuzz/fuzz_config.c FORCE
 	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD)/lib SAN=1 CC=$(FUZZ_CC) CXX=$(FUZZ_CC)++ \
-		SANFLAGS="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a
+		SANFLAGS="$(FUZZ_LIB_FLAGS)" $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a
 	@echo "  FUZZ    $@"
 	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -I. -I$(FUZZ_BUILD)/lib/gen $(FUZZ_SAN) -fsanitize=fuzzer -o $@ \
 		$< $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a $(call pkg_libs,$(MESHD_PKGS)) -lpthread -lm
@@ -513,7 +517,7 @@ $(FUZZ_BUILD)/fuzz_config: tests/fuzz/fuzz_config.c FORCE
 # the JWT filter over common/ (JSON reader, protobuf code) built the same way
 $(FUZZ_BUILD)/fuzz_jwt: tests/fuzz/fuzz_jwt.c dataplane/jwt.c dataplane/jwt.h FORCE
 	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD)/lib SAN=1 CC=$(FUZZ_CC) CXX=$(FUZZ_CC)++ \
-		SANFLAGS="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" $(FUZZ_BUILD)/lib/libcommon.a
+		SANFLAGS="$(FUZZ_LIB_FLAGS)" $(FUZZ_BUILD)/lib/libcommon.a
 	@echo "  FUZZ    $@"
 	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -I. -I$(FUZZ_BUILD)/lib/gen $(FUZZ_SAN) -fsanitize=fuzzer -o $@ \
 		tests/fuzz/fuzz_jwt.c dataplane/jwt.c $(FUZZ_BUILD)/lib/libcommon.a $(call pkg_libs,$(COMMON_PKGS)) \
@@ -522,7 +526,7 @@ $(FUZZ_BUILD)/fuzz_jwt: tests/fuzz/fuzz_jwt.c dataplane/jwt.c dataplane/jwt.h FO
 # sidecar injection (controlplane/inject/) over the same clang-built libraries
 $(FUZZ_BUILD)/fuzz_inject: tests/fuzz/fuzz_inject.c FORCE
 	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD)/lib SAN=1 CC=$(FUZZ_CC) CXX=$(FUZZ_CC)++ \
-		SANFLAGS="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a
+		SANFLAGS="$(FUZZ_LIB_FLAGS)" $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a
 	@echo "  FUZZ    $@"
 	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -I. -I$(FUZZ_BUILD)/lib/gen $(FUZZ_SAN) -fsanitize=fuzzer -o $@ \
 		$< $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a $(call pkg_libs,$(MESHD_PKGS)) -lpthread -lm
@@ -530,16 +534,73 @@ $(FUZZ_BUILD)/fuzz_inject: tests/fuzz/fuzz_inject.c FORCE
 # the validating webhook (controlplane/webhook/validate.c), same libraries
 $(FUZZ_BUILD)/fuzz_validate: tests/fuzz/fuzz_validate.c FORCE
 	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD)/lib SAN=1 CC=$(FUZZ_CC) CXX=$(FUZZ_CC)++ \
-		SANFLAGS="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a
+		SANFLAGS="$(FUZZ_LIB_FLAGS)" $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a
 	@echo "  FUZZ    $@"
 	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -I. -I$(FUZZ_BUILD)/lib/gen $(FUZZ_SAN) -fsanitize=fuzzer -o $@ \
 		$< $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a $(call pkg_libs,$(MESHD_PKGS)) -lpthread -lm
 
+# CSR signing with its identity checks (controlplane/ca/ca.c), same libraries
+$(FUZZ_BUILD)/fuzz_csr: tests/fuzz/fuzz_csr.c FORCE
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD)/lib SAN=1 CC=$(FUZZ_CC) CXX=$(FUZZ_CC)++ \
+		SANFLAGS="$(FUZZ_LIB_FLAGS)" $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a
+	@echo "  FUZZ    $@"
+	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -I. -I$(FUZZ_BUILD)/lib/gen $(FUZZ_SAN) -fsanitize=fuzzer -o $@ \
+		$< $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a $(call pkg_libs,$(MESHD_PKGS)) -lpthread -lm
+
+# meshproxy's decode of any DiscoveryResponse (dataplane/snapshot.c) over common/
+$(FUZZ_BUILD)/fuzz_snapshot: tests/fuzz/fuzz_snapshot.c dataplane/snapshot.c dataplane/snapshot.h FORCE
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD)/lib SAN=1 CC=$(FUZZ_CC) CXX=$(FUZZ_CC)++ \
+		SANFLAGS="$(FUZZ_LIB_FLAGS)" $(FUZZ_BUILD)/lib/libcommon.a
+	@echo "  FUZZ    $@"
+	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -I. -I$(FUZZ_BUILD)/lib/gen $(FUZZ_SAN) -fsanitize=fuzzer -o $@ \
+		tests/fuzz/fuzz_snapshot.c dataplane/snapshot.c $(FUZZ_BUILD)/lib/libcommon.a \
+		$(call pkg_libs,$(MESHPROXY_PKGS)) -lpthread -lm
+
+# the listener-filter sniffers (dataplane/sniff.c): self-contained
+$(FUZZ_BUILD)/fuzz_sniff: tests/fuzz/fuzz_sniff.c dataplane/sniff.c dataplane/sniff.h
+	@mkdir -p $(dir $@)
+	@echo "  FUZZ    $@"
+	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -I. $(FUZZ_SAN) -fsanitize=fuzzer -o $@ \
+		tests/fuzz/fuzz_sniff.c dataplane/sniff.c
+
+# the Kubernetes watch framer (controlplane/kube/kube_stream.c) over common/buf.c
+$(FUZZ_BUILD)/fuzz_kube_stream: tests/fuzz/fuzz_kube_stream.c controlplane/kube/kube_stream.c \
+		controlplane/kube/kube_stream.h common/buf.c common/err.c
+	@mkdir -p $(dir $@)
+	@echo "  FUZZ    $@"
+	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -I. $(FUZZ_SAN) -fsanitize=fuzzer -o $@ \
+		tests/fuzz/fuzz_kube_stream.c controlplane/kube/kube_stream.c common/buf.c common/err.c
+
+FUZZ_TARGETS := http1 config jwt inject validate sniff kube_stream csr snapshot
+
 fuzz:
 	@sh scripts/deps.sh fuzz
-	@$(MAKE) --no-print-directory $(HTTP_GOLDEN_BIN) $(FUZZ_BUILD)/fuzz_http1 $(FUZZ_BUILD)/fuzz_config \
-		$(FUZZ_BUILD)/fuzz_jwt $(FUZZ_BUILD)/fuzz_inject $(FUZZ_BUILD)/fuzz_validate
-	@sh tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(HTTP_GOLDEN_BIN)
+	@# the libraries once, then the targets one by one: each target's own
+	@# sub-make of the same libraries must not run side by side with another
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD)/lib SAN=1 CC=$(FUZZ_CC) CXX=$(FUZZ_CC)++ \
+		SANFLAGS="$(FUZZ_LIB_FLAGS)" $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a
+	@$(MAKE) --no-print-directory -j1 $(addprefix $(FUZZ_BUILD)/fuzz_,$(FUZZ_TARGETS))
+	@sh tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# `make test` replays every committed corpus (tests/fuzz/corpus/TARGET/) once
+# through each target linked with tests/fuzz/replay.c instead of libFuzzer:
+# the normal gcc ASan+UBSan build (SAN=1, build/asan), no clang needed.
+# Each target's own sources beyond the libraries (compiled here each time,
+# hence FORCE: they are not prerequisites):
+FUZZ_REPLAY_SRCS_http1       := tests/http/h1drive.c dataplane/http1.c
+FUZZ_REPLAY_SRCS_jwt         := dataplane/jwt.c
+FUZZ_REPLAY_SRCS_sniff       := dataplane/sniff.c
+FUZZ_REPLAY_SRCS_snapshot    := dataplane/snapshot.c
+FUZZ_REPLAY_BINS := $(addprefix $(BUILD)/fuzz-replay/fuzz_,$(FUZZ_TARGETS))
+$(BUILD)/fuzz-replay/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(LIB) FORCE
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(CFLAGS) -MF $@.d -o $@ $< tests/fuzz/replay.c $(FUZZ_REPLAY_SRCS_$*) $(LIB) $(LDFLAGS) \
+		$(PKG_LIBS) $(call pkg_libs,libnghttp2 libxxhash) -lpthread -lm
+fuzz-replay: $(FUZZ_REPLAY_BINS)
+	@for t in $(FUZZ_TARGETS); do \
+		$(BUILD)/fuzz-replay/fuzz_$$t tests/fuzz/corpus/$$t 2>$(BUILD)/fuzz-replay/$$t.log || \
+		{ tail -n 40 $(BUILD)/fuzz-replay/$$t.log; echo "fuzz-replay: $$t FAILED"; exit 1; }; done
 
 check-style:
 	@! grep -nE '\b(strcpy|strcat|sprintf|vsprintf|gets|strtok)\s*\(' $$(find common controlplane dataplane tests -name '*.[ch]' 2>/dev/null) \

@@ -168,7 +168,10 @@ int px_resource_decode(enum xds_type t, const char *name, const uint8_t *data, s
 	r->bytes = malloc(len ? len : 1);
 	if (!r->name || !r->bytes)
 		goto out;
-	memcpy(r->bytes, data, len);
+	/* an empty resource (an Any with no value) comes with data NULL:
+	 * memcpy must not see it (found by tests/fuzz/fuzz_snapshot.c) */
+	if (len)
+		memcpy(r->bytes, data, len);
 	r->len = len;
 	if (!resource_unpack(r)) {
 		rc = -MESH_EPARSE;

@@ -83,6 +83,25 @@ START_TEST(duplicates_and_garbage_refused)
 }
 END_TEST
 
+/* An Any with no value reaches px_resource_decode as (NULL, 0): every
+ * type decodes it as the empty message (tests/fuzz/fuzz_snapshot.c found
+ * the memcpy from NULL, which UBSan reports under `make SAN=1 unit`). */
+START_TEST(empty_resource_from_null)
+{
+	struct px_resource *r = NULL;
+	int t;
+
+	for (t = 0; t < XDS_TYPE_COUNT; t++) {
+		ck_assert_int_eq(px_resource_decode((enum xds_type)t, "e", NULL, 0, &r), 0);
+		ck_assert_ptr_nonnull(r);
+		ck_assert_uint_eq(r->len, 0);
+		ck_assert_ptr_nonnull(px_resource_msg(r));
+		px_resource_unref(r);
+		r = NULL;
+	}
+}
+END_TEST
+
 /* The engine sheds the decoded messages once it has compiled a snapshot:
  * the bytes stay, the message decodes again on demand with the same
  * content, and an EDS cluster's EDS name is known without decoding. */
@@ -210,6 +229,7 @@ int main(void)
 	tcase_add_test(tc, replace_update_find_share);
 	tcase_add_test(tc, duplicates_and_garbage_refused);
 	tcase_add_test(tc, shed_and_decode_again);
+	tcase_add_test(tc, empty_resource_from_null);
 	tcase_add_test(tc, regions_span_and_share);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
