@@ -7,6 +7,8 @@
 #include "err.h"
 
 #include <errno.h>
+#include "str.h"
+
 #include <stdlib.h>
 
 #include <stdio.h>
@@ -23,6 +25,20 @@ void json_put_stringn(struct mesh_buf *b, const char *s, size_t n)
 		const char *esc = NULL;
 		char u[7];
 
+		/* Bytes that are not UTF-8 (a node id or header from a client, a
+		 * string cut at a byte cap) become U+FFFD, so whatever a client
+		 * sends every JSON view stays valid JSON (issue 16). */
+		if (c >= 0x80) {
+			size_t k = mesh_utf8_seq((const unsigned char *)s + i, n - i);
+			if (k) {
+				i += k - 1;
+				continue;
+			}
+			mesh_buf_append(b, s + start, i - start);
+			mesh_buf_puts(b, "\\ufffd");
+			start = i + 1;
+			continue;
+		}
 		switch (c) {
 		case '"': esc = "\\\""; break;
 		case '\\': esc = "\\\\"; break;

@@ -18,7 +18,10 @@
 
 struct arena;
 
-/* Append s as a quoted, escaped JSON string ("null" when s is NULL). */
+/* Append s as a quoted, escaped JSON string ("null" when s is NULL).
+ * Control characters are escaped and every byte that is not part of
+ * well-formed UTF-8 is written as the escape of U+FFFD, so the output is valid JSON
+ * whatever s holds (strings from clients, strings cut at a byte cap). */
 void json_put_string(struct mesh_buf *b, const char *s);
 void json_put_stringn(struct mesh_buf *b, const char *s, size_t n);
 

@@ -255,7 +255,55 @@ out:
 	return rc;
 }
 
-/* Re-read the file when it changed.  Called with f->lock held. */
+static int entry_cmp(const void *a, const void *b)
+{
+	const struct token_entry *x = *(const struct token_entry *const *)a;
+	const struct token_entry *y = *(const struct token_entry *const *)b;
+
+	if (x->len != y->len)
+		return x->len < y->len ? -1 : 1;
+	return memcmp(x->token, y->token, x->len);
+}
+
+/* A token listed twice is an error even for one identity: which of two
+ * identities it names would otherwise depend on line order (issue 16,
+ * "credentials fail closed").  Sorted pointers, so 100,000 lines cost
+ * n log n, not n^2. */
+static int table_check_dups(const char *path, const struct token_table *t, char *err, size_t cap)
+{
+	const struct token_entry **v = NULL;
+	size_t i;
+	int rc = 0;
+
+	if (t->n < 2)
+		goto out;
+	v = malloc(t->n * sizeof(*v));
+	if (!v) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < t->n; i++)
+		v[i] = &t->v[i];
+	qsort(v, t->n, sizeof(*v), entry_cmp);
+	for (i = 1; i < t->n; i++) {
+		if (entry_cmp(&v[i - 1], &v[i]) == 0) {
+			/* never echo the token itself */
+			snprintf(err, cap, "%s: a token is listed twice (lines for %s/%s and %s/%s)", path,
+				 v[i - 1]->id.ns, v[i - 1]->id.sa, v[i]->id.ns, v[i]->id.sa);
+			rc = -MESH_ESEMANTIC;
+			goto out;
+		}
+	}
+out:
+	free(v);
+	return rc;
+}
+
+/* Re-read the file when it changed.  Called with f->lock held.
+ * Fails closed (issue 16): a file that cannot be opened or read, or that
+ * does not parse, empties the table, so a deleted file or one rewritten
+ * with a bad line authorises no one rather than keeping revoked tokens.
+ * The stat markers are cleared too, so the next call reads it again. */
 static int file_refresh(struct auth_file *f, int force, char *err, size_t cap)
 {
 	struct token_table t = { 0 };
@@ -293,6 +341,9 @@ static int file_refresh(struct auth_file *f, int force, char *err, size_t cap)
 	rc = table_parse(f->path, data, len, &t, err, cap);
 	if (rc < 0)
 		goto out;
+	rc = table_check_dups(f->path, &t, err, cap);
+	if (rc < 0)
+		goto out;
 	table_cleanup(&f->table);
 	f->table = t;
 	memset(&t, 0, sizeof(t));
@@ -302,6 +353,13 @@ static int file_refresh(struct auth_file *f, int force, char *err, size_t cap)
 	f->mtime = st.st_mtim;
 	log_info(SCOPE, "token file %s: %zu tokens", f->path, f->table.n);
 out:
+	if (rc < 0) {
+		table_cleanup(&f->table);
+		f->dev = 0;
+		f->ino = 0;
+		f->size = -1;
+		memset(&f->mtime, 0, sizeof(f->mtime));
+	}
 	table_cleanup(&t);
 	if (data) {
 		OPENSSL_cleanse(data, (size_t)st.st_size);
@@ -322,7 +380,7 @@ static int file_authenticate(struct ca_authenticator *a, const char *token, stru
 
 	pthread_mutex_lock(&f->lock);
 	if (file_refresh(f, 0, why, sizeof(why)) < 0)
-		log_warn(SCOPE, "token file not reloaded, keeping %zu tokens: %s", f->table.n, why);
+		log_warn(SCOPE, "token file unusable, authorising no one until it is fixed: %s", why);
 	/* look at every entry: the time taken does not depend on where a match is */
 	for (i = 0; n && i < f->table.n; i++) {
 		const struct token_entry *e = &f->table.v[i];

@@ -102,19 +102,39 @@ typedef struct xds_ads__pending pending_resp;
 /* ------------------------------------------------------------------ */
 /* small helpers */
 
+/* A client's string (node id, metadata, NACK detail, peer), at most cap
+ * bytes, checked once at the border (issue 16): control characters and
+ * bytes that are not well-formed UTF-8 become '?', so logs, debug views
+ * and names built from it hold only printable UTF-8.  (A NUL inside the
+ * protobuf string already ended it: protobuf-c hands us a C string.) */
 static char *dup_capped(const char *s, size_t cap)
 {
-	size_t n;
+	size_t n, i;
 	char *d;
 
 	if (!s)
 		s = "";
 	n = strnlen(s, cap);
 	d = malloc(n + 1);
-	if (d) {
-		memcpy(d, s, n);
-		d[n] = '\0';
+	if (!d)
+		goto out;
+	memcpy(d, s, n);
+	d[n] = '\0';
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)d[i];
+		size_t k;
+
+		if (c < 0x20 || c == 0x7f) {
+			d[i] = '?';
+		} else if (c >= 0x80) {
+			k = mesh_utf8_seq((const unsigned char *)d + i, n - i);
+			if (k)
+				i += k - 1;
+			else
+				d[i] = '?';
+		}
 	}
+out:
 	return d;
 }
 

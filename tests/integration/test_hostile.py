@@ -2,7 +2,9 @@
 a malformed DiscoveryRequest on a real gRPC stream.  And versions are content
 hashes: a restarted meshd serves the same versions, so proxies reload nothing.
 """
+import json
 import socket
+import threading
 import unittest
 
 import grpc
@@ -84,6 +86,50 @@ class HostileInputTest(unittest.TestCase):
                 channel.unary_unary("/no.Such/Method")(b"", timeout=10)
             self.assertEqual(ctx.exception.code(), grpc.StatusCode.UNIMPLEMENTED)
         finally:
+            channel.close()
+        self.assert_still_serving()
+
+    def test_04_node_id_not_utf8_keeps_debug_json_valid(self):
+        """Issue 16: a node id with bytes that are not UTF-8 (and a NUL) on a
+        real ADS stream; every JSON debug view stays valid strict JSON."""
+        def ld(field, data):
+            return bytes([field << 3 | 2, len(data)]) + data
+        node_id = b"evil\xff\xfe\xc0\xafid\x00tail"
+        node = ld(1, node_id) + ld(2, b"clu\xed\xa0\x80ster")
+        req = ld(2, node) + ld(4, b"type.googleapis.com/envoy.config.listener.v3.Listener")
+        done = threading.Event()
+
+        def requests():
+            yield req
+            done.wait(15)
+
+        channel = grpc.insecure_channel("127.0.0.1:%d" % self.meshd.xds_port)
+        try:
+            responses = channel.stream_stream(ADS)(requests(), timeout=20)
+            try:
+                next(responses)
+            except grpc.RpcError:
+                pass  # refused at the border is fine too; the views must still parse
+            for path in ("/debug/syncz", "/debug/configz", "/debug/registryz", "/debug/mesh",
+                         "/debug/telemetryz", "/debug/config_dump"):
+                status, body = self.meshd.http(path)
+                if status != 200:
+                    continue
+                try:
+                    json.loads(body, strict=True)
+                except ValueError as e:
+                    self.fail("%s is not valid JSON after a hostile node id: %s" % (path, e))
+            # the stream is listed (so the check above saw the hostile id);
+            # meshd.http decodes as UTF-8, which raised on the old output
+            # the id was cleaned once at the border: bad bytes are '?', the NUL ended it
+            self.assertIn("evil????id", self.meshd.http("/debug/syncz")[1])
+            self.assertNotIn("tail", self.meshd.http("/debug/syncz")[1])
+            with open(self.meshd.log_path, "rb") as f:
+                log = f.read()
+            self.assertIn(b"evil????id", log)
+            self.assertNotIn(b"\xff\xfe", log)
+        finally:
+            done.set()
             channel.close()
         self.assert_still_serving()
 

@@ -205,6 +205,37 @@ START_TEST(json_escape)
 }
 END_TEST
 
+/* Issue 16: whatever bytes a client sends (node id, header), the JSON
+ * written is valid UTF-8: well-formed sequences pass through, everything
+ * else (stray continuation, overlong, surrogate, above U+10FFFF, a
+ * sequence cut short by a byte cap) becomes \ufffd, byte by byte. */
+START_TEST(json_escape_invalid_utf8)
+{
+	static const struct {
+		const char *in, *out;
+	} cases[] = {
+		{ "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"" },
+		{ "a\xff" "b", "\"a\\ufffdb\"" },
+		{ "\x80", "\"\\ufffd\"" },
+		{ "\xc0\xaf", "\"\\ufffd\\ufffd\"" },             /* overlong '/' */
+		{ "\xed\xa0\x80", "\"\\ufffd\\ufffd\\ufffd\"" },   /* surrogate D800 */
+		{ "\xf4\x90\x80\x80", "\"\\ufffd\\ufffd\\ufffd\\ufffd\"" }, /* U+110000 */
+		{ "x\xe2\x82", "\"x\\ufffd\\ufffd\"" },            /* cut short */
+		{ "\xe0\x80\x80", "\"\\ufffd\\ufffd\\ufffd\"" },   /* overlong 3-byte */
+	};
+	struct mesh_buf b;
+	size_t i;
+
+	mesh_buf_init(&b, 1024);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		mesh_buf_reset(&b);
+		json_put_string(&b, cases[i].in);
+		ck_assert_msg(strcmp(b.data, cases[i].out) == 0, "case %zu: got %s", i, b.data);
+	}
+	mesh_buf_cleanup(&b);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("common");
@@ -220,6 +251,7 @@ int main(void)
 	tcase_add_test(tc, hash_stable);
 	tcase_add_test(tc, json_escape);
 	tcase_add_test(tc, json_reader_limits);
+	tcase_add_test(tc, json_escape_invalid_utf8);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -1,8 +1,9 @@
 /*
  * test_ca_auth.c - caller authentication: the token file (lookup,
- * comments, reload on change, a bad reload keeping the last good table,
- * malformed lines named by number), the refuse-all authenticator and
- * bearer parsing.
+ * comments, reload on change, malformed lines named by number), the file
+ * failing closed (issue 16: a deleted, unreadable or malformed file
+ * authorises no one, a token listed twice rejects the file), the
+ * refuse-all authenticator and bearer parsing.
  */
 #include "controlplane/ca/ca_auth.h"
 
@@ -74,10 +75,50 @@ START_TEST(test_token_file_lookup_and_reload)
 	write_file("tok-web2 default web\n");
 	ck_assert_int_eq(ca_auth_authenticate(a, "tok-web", &id, msg, sizeof(msg)), -EACCES);
 	ck_assert_int_eq(ca_auth_authenticate(a, "tok-web2", &id, msg, sizeof(msg)), 0);
-	/* a broken file keeps the last good table */
-	write_file("tok-web3 default\n");
-	ck_assert_int_eq(ca_auth_authenticate(a, "tok-web2", &id, msg, sizeof(msg)), 0);
-	ck_assert_int_eq(ca_auth_authenticate(a, "tok-web3", &id, msg, sizeof(msg)), -EACCES);
+	ca_auth_free(a);
+}
+END_TEST
+
+/* Revocation must revoke: every way of breaking the file leaves no token
+ * valid, and fixing it brings the new table (not the old one) back. */
+START_TEST(test_token_file_fails_closed)
+{
+	struct ca_authenticator *a = NULL;
+	struct ca_identity id;
+	char err[256], msg[256];
+
+	write_file("tok-a default a\ntok-b default b\n");
+	ck_assert_int_eq(ca_auth_file_new(path, &a, err, sizeof(err)), 0);
+	ck_assert_int_eq(ca_auth_authenticate(a, "tok-a", &id, msg, sizeof(msg)), 0);
+
+	/* one malformed line: the whole file rejected, last good NOT kept */
+	write_file("tok-a default a\ntok-c default\n");
+	ck_assert_int_eq(ca_auth_authenticate(a, "tok-a", &id, msg, sizeof(msg)), -EACCES);
+	ck_assert_int_eq(ca_auth_authenticate(a, "tok-b", &id, msg, sizeof(msg)), -EACCES);
+
+	/* fixed: the new table applies */
+	write_file("tok-b default b\n");
+	ck_assert_int_eq(ca_auth_authenticate(a, "tok-b", &id, msg, sizeof(msg)), 0);
+	ck_assert_int_eq(ca_auth_authenticate(a, "tok-a", &id, msg, sizeof(msg)), -EACCES);
+
+	/* deleted: no one */
+	ck_assert_int_eq(unlink(path), 0);
+	ck_assert_int_eq(ca_auth_authenticate(a, "tok-b", &id, msg, sizeof(msg)), -EACCES);
+	write_file("tok-b default b\n");
+	ck_assert_int_eq(ca_auth_authenticate(a, "tok-b", &id, msg, sizeof(msg)), 0);
+
+	/* unreadable (not checked as root, who reads anything) */
+	if (geteuid() != 0) {
+		ck_assert_int_eq(chmod(path, 0), 0);
+		ck_assert_int_eq(ca_auth_authenticate(a, "tok-b", &id, msg, sizeof(msg)), -EACCES);
+		ck_assert_int_eq(chmod(path, 0600), 0);
+		ck_assert_int_eq(ca_auth_authenticate(a, "tok-b", &id, msg, sizeof(msg)), 0);
+	}
+
+	/* a token listed twice for two identities: rejected, no one */
+	write_file("tok-b default b\ntok-d default d\ntok-b other evil\n");
+	ck_assert_int_eq(ca_auth_authenticate(a, "tok-b", &id, msg, sizeof(msg)), -EACCES);
+	ck_assert_int_eq(ca_auth_authenticate(a, "tok-d", &id, msg, sizeof(msg)), -EACCES);
 	ca_auth_free(a);
 }
 END_TEST
@@ -97,6 +138,10 @@ START_TEST(test_token_file_errors)
 	ck_assert_int_eq(ca_auth_file_new(path, &a, err, sizeof(err)), -MESH_ESEMANTIC);
 	write_file("t ns sa/x\n");
 	ck_assert_int_eq(ca_auth_file_new(path, &a, err, sizeof(err)), -MESH_ESEMANTIC);
+	write_file("dup-tok-q ns a\nt2 ns b\ndup-tok-q ns a\n");
+	ck_assert_int_eq(ca_auth_file_new(path, &a, err, sizeof(err)), -MESH_ESEMANTIC);
+	ck_assert_ptr_nonnull(strstr(err, "listed twice"));
+	ck_assert_ptr_null(strstr(err, "dup-tok-q"));
 	ck_assert_int_eq(ca_auth_file_new("/nonexistent/tokens", &a, err, sizeof(err)), -ENOENT);
 	ck_assert_ptr_nonnull(strstr(err, "/nonexistent/tokens"));
 }
@@ -139,6 +184,7 @@ int main(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_token_file_lookup_and_reload);
 	tcase_add_test(tc, test_token_file_errors);
+	tcase_add_test(tc, test_token_file_fails_closed);
 	tcase_add_test(tc, test_none_and_bearer);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
