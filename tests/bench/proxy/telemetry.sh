@@ -143,7 +143,7 @@ YAML
 	pids="$pids $!"
 	$ON_LOAD "$BUILD/bin/meshd" --config-dir "$dir/$m/config" --mesh-config "$dir/$m/meshconfig.yaml" \
 		--xds-addr "127.0.0.1:$(port | tee "$dir/$m/xport")" --http-addr "127.0.0.1:$(port)" \
-		--secure-addr "127.0.0.1:$(port)" --ca-dir "$dir/$m/ca" --log-level warn > "$dir/$m/meshd.log" 2>&1 &
+		--secure-addr "127.0.0.1:$(port)" --webhook-addr "" --ca-dir "$dir/$m/ca" --log-level warn > "$dir/$m/meshd.log" 2>&1 &
 	pids="$pids $!"
 	PX=$(port); AP=$(port)
 	echo "$PX" > "$dir/$m/pxport"
