@@ -26,6 +26,7 @@
 #include "common/hash.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/net.h"
 #include "controlplane/config/config.h"
 #include "controlplane/config/store.h"
 #include "controlplane/metrics/metrics.h"
@@ -48,7 +49,6 @@
 
 /* Limits. */
 #define DEBUG_MAX_ERROR_BYTES 4096          /* a JSON error body */
-#define DEBUG_MAX_HOST 64                    /* host part of --http-addr */
 #define DEBUG_MAX_CONNECTIONS 2048u          /* concurrent connections, all peers */
 #define DEBUG_MAX_PER_IP 16u                 /* concurrent connections from one address */
 /* silence after which a connection is closed: the read deadline of a request
@@ -743,109 +743,6 @@ static void debug__mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* ---------------------------------------------------------------- listen */
 
-/*
- * Parse "HOST:PORT": "0.0.0.0:15014", "127.0.0.1:0", "[::1]:15014",
- * ":15014" (every IPv4 address), "localhost:15014".  0 or -EINVAL.
- */
-static int debug__parse_addr(const char *addr, struct sockaddr_storage *ss, socklen_t *len)
-{
-	char host[DEBUG_MAX_HOST];
-	const char *colon, *hs, *he, *p;
-	unsigned long port = 0;
-	bool v6 = false;
-	size_t hl;
-
-	if (!addr || !addr[0])
-		return -EINVAL;
-	if (addr[0] == '[') {
-		hs = addr + 1;
-		he = strchr(hs, ']');
-		if (!he || he[1] != ':')
-			return -EINVAL;
-		colon = he + 1;
-		v6 = true;
-	} else {
-		colon = strrchr(addr, ':');
-		if (!colon)
-			return -EINVAL;
-		hs = addr;
-		he = colon;
-		if (memchr(hs, ':', (size_t)(he - hs)))
-			return -EINVAL; /* IPv6 needs brackets */
-	}
-	hl = (size_t)(he - hs);
-	if (hl >= sizeof(host))
-		return -EINVAL;
-	memcpy(host, hs, hl);
-	host[hl] = '\0';
-	p = colon + 1;
-	if (!*p)
-		return -EINVAL;
-	for (; *p; p++) {
-		if (*p < '0' || *p > '9')
-			return -EINVAL;
-		port = port * 10 + (unsigned long)(*p - '0');
-		if (port > 65535)
-			return -EINVAL;
-	}
-
-	memset(ss, 0, sizeof(*ss));
-	if (v6) {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
-
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons((uint16_t)port);
-		if (inet_pton(AF_INET6, host, &s6->sin6_addr) != 1)
-			return -EINVAL;
-		*len = sizeof(*s6);
-	} else {
-		struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
-
-		s4->sin_family = AF_INET;
-		s4->sin_port = htons((uint16_t)port);
-		if (!host[0] || strcmp(host, "*") == 0)
-			s4->sin_addr.s_addr = htonl(INADDR_ANY);
-		else if (strcmp(host, "localhost") == 0)
-			s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		else if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
-			return -EINVAL;
-		*len = sizeof(*s4);
-	}
-	return 0;
-}
-
-/* Bind and listen; *fd and *port on success.  0 or -errno. */
-static int debug__listen(const char *addr, int *fd_out, int *port_out)
-{
-	struct sockaddr_storage ss, bound;
-	socklen_t len = 0, blen = sizeof(bound);
-	int fd = -1, one = 1, rc;
-
-	rc = debug__parse_addr(addr, &ss, &len);
-	if (rc < 0)
-		goto out;
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		rc = -errno;
-		goto out;
-	}
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-	    bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, DEBUG_LISTEN_BACKLOG) < 0 ||
-	    getsockname(fd, (struct sockaddr *)&bound, &blen) < 0) {
-		rc = -errno;
-		goto out;
-	}
-	if (bound.ss_family == AF_INET6)
-		*port_out = ntohs(((struct sockaddr_in6 *)&bound)->sin6_port);
-	else
-		*port_out = ntohs(((struct sockaddr_in *)&bound)->sin_port);
-	*fd_out = fd;
-	fd = -1;
-out:
-	if (fd >= 0)
-		close(fd);
-	return rc;
-}
 
 /* ---------------------------------------------------------------- lifecycle */
 
@@ -874,7 +771,7 @@ int debug_server_start(const struct debug_server_config *cfg, struct debug_serve
 	d->cfg.version = d->version;
 	d->max_response = cfg->max_response_bytes ? cfg->max_response_bytes : DEBUG_MAX_RESPONSE_BYTES;
 
-	rc = debug__listen(d->addr, &fd, &d->port);
+	rc = mesh_listen_tcp(d->addr, DEBUG_LISTEN_BACKLOG, &fd, &d->port, NULL);
 	if (rc < 0) {
 		if (rc == -EINVAL)
 			log_error(DEBUG_LOG, "bad HTTP address \"%s\": want HOST:PORT or [IPV6]:PORT", d->addr);

@@ -22,12 +22,11 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "common/net.h"
 #include "controlplane/ca/ca.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -45,7 +44,6 @@
 #define WEBHOOK_IDLE_TIMEOUT_S 10u          /* silence that closes a connection */
 #define WEBHOOK_REQUEST_DEADLINE_S 30       /* first byte to last body byte (the API server waits 10 s) */
 #define WEBHOOK_LISTEN_BACKLOG 1024
-#define WEBHOOK_MAX_HOST 64                 /* host part of --webhook-addr */
 #define WEBHOOK_MAX_PATH 64                 /* a route's path */
 #define WEBHOOK_RETRY_S 60                  /* a failed renewal is tried again after this */
 #define WEBHOOK_MAX_DNS 16                  /* SANs kept */
@@ -88,7 +86,7 @@ struct webhook_server {
 	size_t nips;
 	int64_t ttl;
 	int port;
-	bool v6;
+	int v6; /* the address is IPv6 (mesh_listen_tcp) */
 
 	/* routes: taken by the request threads; never held while a daemon
 	 * stops (stopping one joins its threads) */
@@ -324,96 +322,6 @@ static void webhook__mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* ---------------------------------------------------------------- listen */
 
-/* "HOST:PORT", "[V6]:PORT", ":PORT" into ss.  0 or -EINVAL. */
-static int webhook__parse_addr(const char *addr, struct sockaddr_storage *ss, socklen_t *len, bool *v6)
-{
-	char host[WEBHOOK_MAX_HOST];
-	const char *colon, *hs, *he;
-	char *end;
-	unsigned long port;
-	size_t hl;
-
-	*v6 = false;
-	if (addr[0] == '[') {
-		hs = addr + 1;
-		he = strchr(hs, ']');
-		if (!he || he[1] != ':')
-			return -EINVAL;
-		colon = he + 1;
-		*v6 = true;
-	} else {
-		colon = strrchr(addr, ':');
-		if (!colon)
-			return -EINVAL;
-		hs = addr;
-		he = colon;
-	}
-	hl = (size_t)(he - hs);
-	if (hl >= sizeof(host) || !colon[1])
-		return -EINVAL;
-	memcpy(host, hs, hl);
-	host[hl] = '\0';
-	errno = 0;
-	port = strtoul(colon + 1, &end, 10);
-	if (*end || errno || port > 65535 || colon[1] < '0' || colon[1] > '9')
-		return -EINVAL;
-	memset(ss, 0, sizeof(*ss));
-	if (*v6) {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
-
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons((uint16_t)port);
-		if (inet_pton(AF_INET6, host, &s6->sin6_addr) != 1)
-			return -EINVAL;
-		*len = sizeof(*s6);
-	} else {
-		struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
-
-		s4->sin_family = AF_INET;
-		s4->sin_port = htons((uint16_t)port);
-		if (!host[0])
-			s4->sin_addr.s_addr = htonl(INADDR_ANY);
-		else if (strcmp(host, "localhost") == 0)
-			s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		else if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
-			return -EINVAL;
-		*len = sizeof(*s4);
-	}
-	return 0;
-}
-
-/* Bind and listen; *fd and s->port on success.  0 or -errno. */
-static int webhook__listen(struct webhook_server *s, int *fd_out)
-{
-	struct sockaddr_storage ss, bound;
-	socklen_t len = 0, blen = sizeof(bound);
-	int fd = -1, one = 1, rc;
-
-	rc = webhook__parse_addr(s->addr, &ss, &len, &s->v6);
-	if (rc < 0)
-		goto out;
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		rc = -errno;
-		goto out;
-	}
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-	    bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, WEBHOOK_LISTEN_BACKLOG) < 0 ||
-	    getsockname(fd, (struct sockaddr *)&bound, &blen) < 0) {
-		rc = -errno;
-		goto out;
-	}
-	if (bound.ss_family == AF_INET6)
-		s->port = ntohs(((struct sockaddr_in6 *)&bound)->sin6_port);
-	else
-		s->port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
-	*fd_out = fd;
-	fd = -1;
-out:
-	if (fd >= 0)
-		close(fd);
-	return rc;
-}
 
 /* ---------------------------------------------------------------- certificate */
 
@@ -510,7 +418,7 @@ static void webhook__restart(struct webhook_server *s)
 	int64_t not_after = 0;
 	int fd = -1;
 
-	if (webhook__listen(s, &fd) < 0 || webhook__daemon(s, fd, &s->cur, &not_after) < 0) {
+	if (mesh_listen_tcp(s->addr, WEBHOOK_LISTEN_BACKLOG, &fd, &s->port, &s->v6) < 0 || webhook__daemon(s, fd, &s->cur, &not_after) < 0) {
 		if (fd >= 0)
 			close(fd);
 		s->renew_at = webhook__now() + WEBHOOK_RETRY_S;
@@ -585,7 +493,7 @@ int webhook_server_start(const struct webhook_server_config *cfg, struct webhook
 			goto out;
 		s->nips++;
 	}
-	rc = webhook__listen(s, &fd);
+	rc = mesh_listen_tcp(s->addr, WEBHOOK_LISTEN_BACKLOG, &fd, &s->port, &s->v6);
 	if (rc < 0) {
 		if (rc == -EINVAL)
 			log_error(WEBHOOK_LOG, "bad webhook address \"%s\": want HOST:PORT or [IPV6]:PORT", s->addr);
