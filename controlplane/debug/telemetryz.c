@@ -122,16 +122,8 @@ int debug_telemetryz(const struct model *m, const char *proxy_id, const char *ns
 		snprintf(err, errcap, "query parameter proxyID (or namespace, with labels=k=v,...) is required");
 		return -EINVAL;
 	}
-	/* issue 14: the mesh config's defaultProviders.tracing, as the
-	 * tracing generator (gen/tracing.c) merges with it */
-	defs = model_telemetry_istio_defaults;
-	if (m->mesh) {
-		defs.tracing = (const char *const *)m->mesh->default_tracing.v;
-		defs.n_tracing = m->mesh->default_tracing.n;
-		/* and defaultProviders.accessLogging, as gen__workload_access_logs */
-		defs.access_logging = (const char *const *)m->mesh->default_access_logging.v;
-		defs.n_access_logging = m->mesh->default_access_logging.n;
-	}
+	/* the defaults the generators merge under (gen__telemetry) */
+	model_telemetry_mesh_defaults(m->mesh, &defs);
 	rc = model_telemetry_for(m, ns, use, &defs, &t);
 	if (rc < 0)
 		return rc;

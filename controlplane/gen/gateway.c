@@ -132,6 +132,7 @@ struct gw_gen {
 	/* issue 14: the istio.stats configuration (gateway class: the
 	 * workload's client mode), NULL: no metrics */
 	Google__Protobuf__Any *stats;
+	struct model_telemetry *tel; /* issue 14: the workload's Telemetry (gen__telemetry) */
 };
 
 /* ---------------------------------------------------------------- protocols (Istio's protocol.Instance) */
@@ -434,24 +435,13 @@ static gw_filter *gw_hcm_filter(struct gw_gen *gg, const char *stat_prefix, cons
 	hcm.forward_client_cert_details =
 		ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__FORWARD_CLIENT_CERT_DETAILS__SANITIZE_SET;
 	hcm.set_current_client_cert_details = cc;
-	/* issue 14: the router's Telemetry tracing (client spec, as istiod's
-	 * ListenerClassGateway); merged per HCM: a router has few */
+	/* issue 14: the router's Telemetry tracing and access logs (client
+	 * spec: istiod's workloadMode(ListenerClassGateway) is CLIENT) */
 	{
-		struct model_telemetry *tel = NULL;
-		int trc = gen__telemetry(m, gg->w, &tel);
-
-		/* Telemetry past its cap: served without tracing (as sidecars) */
-		trc = trc < 0 ? 0 : gen__tracing(a, &gg->g, gg->w, tel, false, &hcm.tracing);
-		model_telemetry_free(tel);
-		if (trc < 0)
-			return NULL;
-	}
-	{
-		/* issue 14: the gateway workload's access logs; Istio's
-		 * workloadMode(ListenerClassGateway) is CLIENT */
 		struct gen__alogs cl, sv;
 
-		if (gen__workload_access_logs(a, m, gg->w, &cl, &sv) < 0)
+		if (gen__tracing(a, &gg->g, gg->w, gg->tel, false, &hcm.tracing) < 0 ||
+		    gen__workload_access_logs(a, m, gg->tel, &cl, &sv) < 0)
 			return NULL;
 		hcm.access_log = cl.v;
 		hcm.n_access_log = cl.n;
@@ -1495,8 +1485,11 @@ int gen_gateway_snapshot_cached(struct gen_sidecar_cache *c, const struct model 
 	gg.a = arena_new(GW_ARENA_MAX);
 	if (!gg.snap || !gg.a)
 		goto out;
-	/* issue 14: the gateway workload's Telemetry metrics */
-	rc = gen__stats_config(gg.a, m, w, GEN_STATS_GATEWAY, &gg.stats);
+	/* issue 14: the gateway workload's Telemetry, merged once for its
+	 * metrics and every HCM's tracing and access logs */
+	rc = gen__telemetry(m, w, &gg.tel);
+	if (rc == 0)
+		rc = gen__stats_config(gg.a, gg.tel, GEN_STATS_GATEWAY, &gg.stats);
 	if (rc < 0)
 		goto out;
 	rc = -ENOMEM;
@@ -1525,6 +1518,7 @@ int gen_gateway_snapshot_cached(struct gen_sidecar_cache *c, const struct model 
 	*out = gg.snap;
 	gg.snap = NULL;
 out:
+	model_telemetry_free(gg.tel);
 	arena_free(gg.a);
 	xds_snapshot_unref(gg.snap);
 	return rc;

@@ -118,21 +118,22 @@ int gen__mesh_access_logs(struct arena *a, const struct model *m, struct Envoy__
  * defaultProviders.accessLogging default; disabled; mode CLIENT for
  * outbound, SERVER for inbound; filter.expression as the CEL
  * ExpressionFilter), else MeshConfig accessLogFile for both.  A provider
- * name that names nothing is skipped (istiod logs it too).  Everything in
- * arena a; 0, -ENOMEM or -MESH_ETOOBIG (model_telemetry_for). */
+ * name that names nothing is skipped (istiod logs it too).  t is the
+ * workload's gen__telemetry.  Everything in arena a; 0 or -ENOMEM. */
+struct model_telemetry;
 struct gen__alogs {
 	struct Envoy__Config__Accesslog__V3__AccessLog **v;
 	size_t n;
 };
-int gen__workload_access_logs(struct arena *a, const struct model *m, const struct gen_workload *w,
+int gen__workload_access_logs(struct arena *a, const struct model *m, const struct model_telemetry *t,
 			      struct gen__alogs *client, struct gen__alogs *server);
 struct Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager__Tracing;
-struct model_telemetry;
-/* The effective Telemetry of workload w (model_telemetry_for with
- * meshConfig.defaultProviders.tracing as the default provider), computed
- * once per proxy for gen__tracing; *out NULL (0) when the model has no
- * Telemetry and no default tracing provider.  Free with
- * model_telemetry_free.  0, -ENOMEM or -MESH_ETOOBIG (gen/tracing.c). */
+/* The effective Telemetry of workload w (model_telemetry_for under the
+ * default providers: prometheus for metrics as Istio's chart,
+ * meshConfig.defaultProviders.tracing and .accessLogging), merged once per
+ * proxy for gen__stats_config, gen__workload_access_logs and gen__tracing.
+ * Free with model_telemetry_free.  0, -ENOMEM or -MESH_ETOOBIG
+ * (gen/tracing.c). */
 int gen__telemetry(const struct model *m, const struct gen_workload *w, struct model_telemetry **out);
 /* HCM.tracing for w's listener as istiod's configureTracingFromTelemetry
  * builds it (tel: gen__telemetry's result, may be NULL): the server spec
@@ -393,12 +394,12 @@ MESH_MUST_CHECK int gen__endpoints(const struct gen_ctx *g, const struct model_s
  * (stats.PluginConfig in an Any) for workload w's listeners of class cls,
  * from its effective Telemetry metrics (prometheus provider), as istiod's
  * generateStatsConfig: *out NULL when that class reports no metrics (no
- * prometheus provider, or ALL_METRICS disabled for the mode).  Allocated
- * from a; 0 or -ENOMEM / -MESH_ETOOBIG (model_telemetry_for).
+ * prometheus provider, or ALL_METRICS disabled for the mode).  t is the
+ * workload's gen__telemetry.  Allocated from a; 0 or -ENOMEM.
  */
 enum gen__stats_class { GEN_STATS_OUTBOUND, GEN_STATS_INBOUND, GEN_STATS_GATEWAY };
-MESH_MUST_CHECK int gen__stats_config(struct arena *a, const struct model *m, const struct gen_workload *w,
-				      enum gen__stats_class cls, Google__Protobuf__Any **out);
+MESH_MUST_CHECK int gen__stats_config(struct arena *a, const struct model_telemetry *t, enum gen__stats_class cls,
+				      Google__Protobuf__Any **out);
 /* The HTTP filter "istio.stats" with cfg (shared, not copied); NULL
  * without memory or for cfg NULL. */
 Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpFilter *gen__stats_http_filter(struct arena *a,

@@ -58,56 +58,61 @@ static const char gen__log_text[] =
 	"%REQUESTED_SERVER_NAME% %ROUTE_NAME%\n";
 
 /* Istio's default JSON dictionary (EnvoyJSONLogFormatIstio), sorted by key
- * as protobuf's Struct is rendered. */
-static const char *const gen__log_json[][2] = {
-	{ "authority", "%REQ(:AUTHORITY)%" },
-	{ "bytes_received", "%BYTES_RECEIVED%" },
-	{ "bytes_sent", "%BYTES_SENT%" },
-	{ "connection_termination_details", "%CONNECTION_TERMINATION_DETAILS%" },
-	{ "downstream_local_address", "%DOWNSTREAM_LOCAL_ADDRESS%" },
-	{ "downstream_remote_address", "%DOWNSTREAM_REMOTE_ADDRESS%" },
-	{ "duration", "%DURATION%" },
-	{ "method", "%REQ(:METHOD)%" },
-	{ "path", "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%" },
-	{ "protocol", "%PROTOCOL%" },
-	{ "request_id", "%REQ(X-REQUEST-ID)%" },
-	{ "requested_server_name", "%REQUESTED_SERVER_NAME%" },
-	{ "response_code", "%RESPONSE_CODE%" },
-	{ "response_code_details", "%RESPONSE_CODE_DETAILS%" },
-	{ "response_flags", "%RESPONSE_FLAGS%" },
-	{ "route_name", "%ROUTE_NAME%" },
-	{ "start_time", "%START_TIME%" },
-	{ "upstream_cluster", "%UPSTREAM_CLUSTER_RAW%" },
-	{ "upstream_host", "%UPSTREAM_HOST%" },
-	{ "upstream_local_address", "%UPSTREAM_LOCAL_ADDRESS%" },
-	{ "upstream_service_time", "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%" },
-	{ "upstream_transport_failure_reason", "%UPSTREAM_TRANSPORT_FAILURE_REASON%" },
-	{ "user_agent", "%REQ(USER-AGENT)%" },
-	{ "x_forwarded_for", "%REQ(X-FORWARDED-FOR)%" },
+ * as protobuf's Struct is rendered: keys and their values, index by index. */
+static const char *const gen__log_json_keys[] = {
+	"authority",
+	"bytes_received",
+	"bytes_sent",
+	"connection_termination_details",
+	"downstream_local_address",
+	"downstream_remote_address",
+	"duration",
+	"method",
+	"path",
+	"protocol",
+	"request_id",
+	"requested_server_name",
+	"response_code",
+	"response_code_details",
+	"response_flags",
+	"route_name",
+	"start_time",
+	"upstream_cluster",
+	"upstream_host",
+	"upstream_local_address",
+	"upstream_service_time",
+	"upstream_transport_failure_reason",
+	"user_agent",
+	"x_forwarded_for",
 };
-
-static Google__Protobuf__Struct *gen__log_json_struct(struct arena *a)
-{
-	size_t n = sizeof(gen__log_json) / sizeof(gen__log_json[0]), i;
-	Google__Protobuf__Struct *st = gen__msg(a, &google__protobuf__struct__descriptor);
-
-	if (!st || !(st->fields = arena_calloc(a, n, sizeof(*st->fields))))
-		return NULL;
-	for (i = 0; i < n; i++) {
-		Google__Protobuf__Struct__FieldsEntry *f = gen__msg(a, &google__protobuf__struct__fields_entry__descriptor);
-		Google__Protobuf__Value *v = gen__msg(a, &google__protobuf__value__descriptor);
-
-		if (!f || !v)
-			return NULL;
-		v->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
-		v->string_value = (char *)gen__log_json[i][1];
-		f->key = (char *)gen__log_json[i][0];
-		f->value = v;
-		st->fields[i] = f;
-	}
-	st->n_fields = n;
-	return st;
-}
+static const char *const gen__log_json_values[] = {
+	"%REQ(:AUTHORITY)%",
+	"%BYTES_RECEIVED%",
+	"%BYTES_SENT%",
+	"%CONNECTION_TERMINATION_DETAILS%",
+	"%DOWNSTREAM_LOCAL_ADDRESS%",
+	"%DOWNSTREAM_REMOTE_ADDRESS%",
+	"%DURATION%",
+	"%REQ(:METHOD)%",
+	"%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+	"%PROTOCOL%",
+	"%REQ(X-REQUEST-ID)%",
+	"%REQUESTED_SERVER_NAME%",
+	"%RESPONSE_CODE%",
+	"%RESPONSE_CODE_DETAILS%",
+	"%RESPONSE_FLAGS%",
+	"%ROUTE_NAME%",
+	"%START_TIME%",
+	"%UPSTREAM_CLUSTER_RAW%",
+	"%UPSTREAM_HOST%",
+	"%UPSTREAM_LOCAL_ADDRESS%",
+	"%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%",
+	"%UPSTREAM_TRANSPORT_FAILURE_REASON%",
+	"%REQ(USER-AGENT)%",
+	"%REQ(X-FORWARDED-FOR)%",
+};
+#define GEN_LOG_JSON_N (sizeof(gen__log_json_keys) / sizeof(gen__log_json_keys[0]))
+_Static_assert(sizeof(gen__log_json_values) == sizeof(gen__log_json_keys), "one value per key");
 
 /* Istio's default JSON dictionary, or the provider's labels, as a Struct. */
 static Google__Protobuf__Struct *gen__log_labels_struct(struct arena *a, const char *const *keys,
@@ -153,7 +158,8 @@ static Envoy__Config__Accesslog__V3__AccessLog *gen__file_log(struct arena *a, c
 		return NULL;
 	if (json) {
 		fmt->format_case = ENVOY__CONFIG__CORE__V3__SUBSTITUTION_FORMAT_STRING__FORMAT_JSON_FORMAT;
-		fmt->json_format = n_labels ? gen__log_labels_struct(a, keys, values, n_labels) : gen__log_json_struct(a);
+		fmt->json_format = n_labels ? gen__log_labels_struct(a, keys, values, n_labels) :
+					   gen__log_labels_struct(a, gen__log_json_keys, gen__log_json_values, GEN_LOG_JSON_N);
 		if (!fmt->json_format)
 			return NULL;
 	} else {
@@ -223,35 +229,24 @@ static int gen__tel_logs(struct arena *a, const struct mesh_config *mc, const st
 	return 0;
 }
 
-int gen__workload_access_logs(struct arena *a, const struct model *m, const struct gen_workload *w,
+int gen__workload_access_logs(struct arena *a, const struct model *m, const struct model_telemetry *t,
 			      struct gen__alogs *client, struct gen__alogs *server)
 {
 	const struct mesh_config *mc = m ? m->mesh : NULL;
-	struct model_telemetry_defaults defs = model_telemetry_istio_defaults;
-	struct model_telemetry *t = NULL;
 	int rc;
 
 	memset(client, 0, sizeof(*client));
 	memset(server, 0, sizeof(*server));
-	if (mc) {
-		defs.access_logging = (const char *const *)mc->default_access_logging.v;
-		defs.n_access_logging = mc->default_access_logging.n;
-	}
-	rc = model_telemetry_for(m, w ? w->ns : NULL, w ? w->labels : NULL, &defs, &t);
-	if (rc < 0)
-		goto out;
 	if (!t->has_access_logging) {
 		/* no Telemetry access logging: MeshConfig accessLogFile, both ways */
 		rc = gen__mesh_access_logs(a, m, &client->v, &client->n);
 		server->v = client->v;
 		server->n = client->n;
-		goto out;
+		return rc;
 	}
 	rc = gen__tel_logs(a, mc, t->client_logs, t->n_client_logs, client);
 	if (rc == 0)
 		rc = gen__tel_logs(a, mc, t->server_logs, t->n_server_logs, server);
-out:
-	model_telemetry_free(t);
 	return rc;
 }
 
@@ -259,55 +254,28 @@ int gen__mesh_access_logs(struct arena *a, const struct model *m, Envoy__Config_
 			  size_t *n)
 {
 	const struct mesh_config *mc = m ? m->mesh : NULL;
-	Envoy__Config__Accesslog__V3__AccessLog *al;
-	Envoy__Extensions__AccessLoggers__File__V3__FileAccessLog *file;
-	Envoy__Config__Core__V3__SubstitutionFormatString *fmt;
+	bool json;
+	const char *text = NULL;
+	size_t len;
 
 	*out = NULL;
 	*n = 0;
 	if (!mc || !mc->access_log_file || !mc->access_log_file[0])
 		return 0;
-	al = gen__msg(a, &envoy__config__accesslog__v3__access_log__descriptor);
-	file = gen__msg(a, &envoy__extensions__access_loggers__file__v3__file_access_log__descriptor);
-	fmt = gen__msg(a, &envoy__config__core__v3__substitution_format_string__descriptor);
-	if (!al || !file || !fmt || !(*out = arena_calloc(a, 1, sizeof(**out))))
-		return -ENOMEM;
-	if (mc->access_log_encoding == MESHCFG_LOG_JSON) {
-		/* Istio: JSON encoding takes the default dictionary (a custom
-		 * accessLogFormat there is a JSON object, not handled yet) */
-		fmt->format_case = ENVOY__CONFIG__CORE__V3__SUBSTITUTION_FORMAT_STRING__FORMAT_JSON_FORMAT;
-		if (!(fmt->json_format = gen__log_json_struct(a)))
+	/* Istio: JSON encoding takes the default dictionary (a custom
+	 * accessLogFormat there is a JSON object, not handled yet); a custom
+	 * text format gets the newline Istio appends when missing */
+	json = mc->access_log_encoding == MESHCFG_LOG_JSON;
+	if (!json && mc->access_log_format && mc->access_log_format[0]) {
+		len = strlen(mc->access_log_format);
+		text = mc->access_log_format[len - 1] == '\n' ? mc->access_log_format :
+								 arena_printf(a, "%s\n", mc->access_log_format);
+		if (!text)
 			return -ENOMEM;
-	} else {
-		Envoy__Config__Core__V3__DataSource *ds = gen__msg(a, &envoy__config__core__v3__data_source__descriptor);
-		const char *text = gen__log_text;
-		size_t len;
-
-		if (!ds)
-			return -ENOMEM;
-		/* a custom format gets the newline Istio appends when missing */
-		if (mc->access_log_format && mc->access_log_format[0]) {
-			len = strlen(mc->access_log_format);
-			text = mc->access_log_format[len - 1] == '\n' ?
-				       mc->access_log_format :
-				       arena_printf(a, "%s\n", mc->access_log_format);
-			if (!text)
-				return -ENOMEM;
-		}
-		ds->specifier_case = ENVOY__CONFIG__CORE__V3__DATA_SOURCE__SPECIFIER_INLINE_STRING;
-		ds->inline_string = (char *)text;
-		fmt->format_case = ENVOY__CONFIG__CORE__V3__SUBSTITUTION_FORMAT_STRING__FORMAT_TEXT_FORMAT_SOURCE;
-		fmt->text_format_source = ds;
 	}
-	file->path = (char *)mc->access_log_file;
-	file->access_log_format_case =
-		ENVOY__EXTENSIONS__ACCESS_LOGGERS__FILE__V3__FILE_ACCESS_LOG__ACCESS_LOG_FORMAT_LOG_FORMAT;
-	file->log_format = fmt;
-	al->name = "envoy.access_loggers.file";
-	al->config_type_case = ENVOY__CONFIG__ACCESSLOG__V3__ACCESS_LOG__CONFIG_TYPE_TYPED_CONFIG;
-	if (!(al->typed_config = gen__any(a, &file->base)))
+	if (!(*out = arena_calloc(a, 1, sizeof(**out))) ||
+	    !((*out)[0] = gen__file_log(a, mc->access_log_file, json, text, NULL, NULL, 0, NULL)))
 		return -ENOMEM;
-	(*out)[0] = al;
 	*n = 1;
 	return 0;
 }

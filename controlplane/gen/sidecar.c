@@ -2304,13 +2304,15 @@ int gen_sidecar_snapshot_cached(struct gen_sidecar_cache *c, const struct model 
 	/* the proxy's locality, for locality load balancing in EDS */
 	if (p->locality_lb && !(sc.g.locality = gen__proxy_locality(sc.node, w, sc.a)))
 		goto out;
-	/* issue 14: the workload's Telemetry metrics, one config per direction */
-	rc = gen__stats_config(sc.a, m, w, GEN_STATS_OUTBOUND, &sc.stats_out);
+	/* issue 14: the workload's Telemetry, merged once: its metrics (one
+	 * config per direction), access logs and tracing */
+	rc = gen__telemetry(m, w, &sc.tel);
 	if (rc == 0)
-		rc = gen__stats_config(sc.a, m, w, GEN_STATS_INBOUND, &sc.stats_in);
-	/* issue 14: the workload's access logs, computed once for its listeners */
+		rc = gen__stats_config(sc.a, sc.tel, GEN_STATS_OUTBOUND, &sc.stats_out);
 	if (rc == 0)
-		rc = gen__workload_access_logs(sc.a, m, w, &sc.log_out, &sc.log_in);
+		rc = gen__stats_config(sc.a, sc.tel, GEN_STATS_INBOUND, &sc.stats_in);
+	if (rc == 0)
+		rc = gen__workload_access_logs(sc.a, m, sc.tel, &sc.log_out, &sc.log_in);
 	if (rc < 0)
 		goto out;
 	rc = -ENOMEM;
@@ -2321,12 +2323,6 @@ int gen_sidecar_snapshot_cached(struct gen_sidecar_cache *c, const struct model 
 	sc.c = c;
 	if (c)
 		sc.routes = gen_sc_routes_find(c, &sc);
-	/* issue 14: Telemetry merged once for the workload's HCMs; past its
-	 * cap the workload is served without tracing rather than not at all */
-	rc = gen__telemetry(m, w, &sc.tel);
-	if (rc < 0)
-		gen__note(&sc.g, GEN_NOTE_ERROR, "telemetry", "Telemetry for the workload not merged (%s): no tracing",
-			  mesh_strerror(rc));
 
 	/* CDS, EDS per visible service, one arena each (as gen_snapshot) */
 	rc = 0;

@@ -82,20 +82,16 @@ static int gen_stats_metric(struct arena *a, const struct model_tel_metric *o, S
 	return 0;
 }
 
-int gen__stats_config(struct arena *a, const struct model *m, const struct gen_workload *w, enum gen__stats_class cls,
+int gen__stats_config(struct arena *a, const struct model_telemetry *t, enum gen__stats_class cls,
 		      Google__Protobuf__Any **out)
 {
-	struct model_telemetry *t = NULL;
 	const struct model_tel_metrics_provider *prov = NULL;
 	const struct model_tel_metrics_mode *mode;
 	Stats__PluginConfig pc = STATS__PLUGIN_CONFIG__INIT;
 	size_t i;
-	int rc;
+	int rc = 0;
 
 	*out = NULL;
-	rc = model_telemetry_for(m, w ? w->ns : NULL, w ? w->labels : NULL, &model_telemetry_istio_defaults, &t);
-	if (rc < 0)
-		goto out;
 	for (i = 0; i < t->n_metrics; i++)
 		if (t->metrics[i].name && !strcmp(t->metrics[i].name, "prometheus"))
 			prov = &t->metrics[i];
@@ -125,7 +121,6 @@ int gen__stats_config(struct arena *a, const struct model *m, const struct gen_w
 	if (!(*out = gen__any(a, &pc.base)))
 		rc = -ENOMEM;
 out:
-	model_telemetry_free(t);
 	return rc;
 }
 

@@ -46,17 +46,11 @@ typedef Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConn
 
 int gen__telemetry(const struct model *m, const struct gen_workload *w, struct model_telemetry **out)
 {
-	const struct mesh_config *mc = m ? m->mesh : NULL;
-	struct model_telemetry_defaults d = { NULL, 0, NULL, 0, NULL, 0 };
+	struct model_telemetry_defaults d;
 
-	*out = NULL;
-	/* the common case: nothing to merge, no tracing */
-	if (!m || ((!m->cfg || !m->cfg->n_objects[CFG_TELEMETRY]) && (!mc || !mc->default_tracing.n)))
-		return 0;
-	if (mc) {
-		d.tracing = (const char *const *)mc->default_tracing.v;
-		d.n_tracing = mc->default_tracing.n;
-	}
+	/* each signal is merged under its own defaults only, so one merge
+	 * serves metrics, tracing and access logs alike */
+	model_telemetry_mesh_defaults(m ? m->mesh : NULL, &d);
 	return model_telemetry_for(m, gen__workload_ns(w), gen__workload_labels(w), &d, out);
 }
 

@@ -35,6 +35,17 @@ static const char *const tel__all_metrics[] = {
 static const char *const tel__prometheus[] = { "prometheus" };
 const struct model_telemetry_defaults model_telemetry_istio_defaults = { tel__prometheus, 1, NULL, 0, NULL, 0 };
 
+void model_telemetry_mesh_defaults(const struct mesh_config *mc, struct model_telemetry_defaults *d)
+{
+	*d = model_telemetry_istio_defaults;
+	if (!mc)
+		return;
+	d->tracing = (const char *const *)mc->default_tracing.v;
+	d->n_tracing = mc->default_tracing.n;
+	d->access_logging = (const char *const *)mc->default_access_logging.v;
+	d->n_access_logging = mc->default_access_logging.n;
+}
+
 /* ------------------------------------------------------------------ helpers */
 
 /* Make room for one more element of size sz in *v (n used, *cap held).

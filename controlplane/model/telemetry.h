@@ -110,6 +110,11 @@ struct model_telemetry_defaults {
 /* What Istio's helm chart installs: defaultProviders.metrics [prometheus]. */
 extern const struct model_telemetry_defaults model_telemetry_istio_defaults;
 
+/* The defaults meshd merges every workload's Telemetry under: Istio's
+ * chart's metrics provider, and mc's defaultProviders.tracing and
+ * .accessLogging (mc NULL: none).  The lists stay mc's (borrowed). */
+void model_telemetry_mesh_defaults(const struct mesh_config *mc, struct model_telemetry_defaults *d);
+
 /*
  * The effective Telemetry of a workload of namespace ns (NULL or "":
  * "default") with labels (NULL: none), under defaults (NULL: none).
