@@ -11,7 +11,8 @@
 #                 prometheus provider, tracing off
 #   trace 100%    metrics on, MeshConfig tracing to a Zipkin provider,
 #                 defaultConfig.tracing.sampling 100
-#   trace 0%      the same provider, sampling 0
+#   trace 0%      the same provider, sampling 0 (each also as a mesh-wide
+#                 Telemetry randomSamplingPercentage: 0 in MeshConfig is 1%)
 #
 # The Zipkin collector is a sink that answers 202 and discards (it counts
 # the spans it was sent, so the table shows sampling took effect).  nginx
@@ -120,6 +121,16 @@ extensionProviders:
   zipkin: {service: zipkin.istio-system.svc.cluster.local, port: 9411}
 defaultProviders:
   tracing: [zipkin]
+YAML
+		# the percentage again as a mesh-wide Telemetry: Istio (and meshd)
+		# read defaultConfig.tracing.sampling 0 as unset, that is 1%
+		cat > "$dir/$m/config/telemetry.yaml" <<YAML
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: mesh-default, namespace: istio-system}
+spec:
+  tracing:
+  - randomSamplingPercentage: ${m#trace_}
 YAML
 		;;
 	*)
