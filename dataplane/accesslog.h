@@ -20,8 +20,12 @@
  *   "%REQ(X-REQUEST-ID)%" "%REQ(:AUTHORITY)%" "%UPSTREAM_HOST%"
  * Lines are buffered per file and written by a timer (every 200 ms, or when
  * 64 KiB piled up), as Envoy's flush interval does, so the loop never
- * writes a file once per request; a write that fails drops the buffer and
- * counts it rather than waiting.  Files are opened when a config is
+ * writes a file once per request.  No write ever waits: stdout that is a
+ * pipe or terminal is written through a non-blocking description of its
+ * own (a socket with MSG_DONTWAIT), files are opened O_NONBLOCK (a FIFO
+ * without a reader is refused); when the reader does not keep up the rest
+ * stays buffered (1 MiB) for the timer, lines that do not fit are dropped
+ * whole and counted; any other failed write drops the buffer, counted.  Files are opened when a config is
  * compiled (Envoy opens them on its main thread too) and stay open for the
  * engine's life: a config swap never loses buffered lines.
  */
