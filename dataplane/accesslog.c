@@ -337,6 +337,42 @@ struct px_alog_sinks {
 	size_t n;
 };
 
+int px_alog_reopen(struct px_alog *l)
+{
+	int fd;
+
+	px_alog_flush(l);
+	if (!l->own_fd || !strcmp(l->path, "-") || !strcmp(l->path, "/dev/stdout"))
+		return 0;
+	fd = open(l->path, O_WRONLY | O_CREAT | O_APPEND | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	/* what the old file could not take yet goes to the new one */
+	close(l->fd);
+	l->fd = fd;
+	l->sock = 0;
+	l->stalled = 0;
+	return 0;
+}
+
+int px_alog_sinks_reopen(struct px_alog_sinks *s, char *err, size_t cap)
+{
+	size_t i;
+	int rc = 0;
+
+	if (cap)
+		err[0] = '\0';
+	for (i = 0; s && i < s->n; i++) {
+		int r = px_alog_reopen(s->v[i]);
+
+		if (r < 0 && rc == 0) {
+			rc = r;
+			snprintf(err, cap, "access log %s: %s", s->v[i]->path, strerror(-r));
+		}
+	}
+	return rc;
+}
+
 struct px_alog_sinks *px_alog_sinks_new(struct ev_loop *loop)
 {
 	struct px_alog_sinks *s = calloc(1, sizeof(*s));

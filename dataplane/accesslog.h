@@ -118,6 +118,12 @@ void px_alog_free(struct px_alog *l); /* flushes; NULL is a no-op */
 /* The --access-log line (Envoy's default format above) of e. */
 void px_alog_write(struct px_alog *l, const struct px_alog_entry *e);
 void px_alog_flush(struct px_alog *l);
+/* Envoy's access log reopen (SIGUSR1, POST /reopen_logs), for rotation by
+ * rename: what is buffered is written to the old file, then the path is
+ * opened again (created when it was moved away or deleted) and later
+ * lines go there.  stdout is left as it is.  0, or open's -errno with the
+ * old file kept. */
+int px_alog_reopen(struct px_alog *l);
 uint64_t px_alog_dropped(const struct px_alog *l);
 
 /* The engine's open sinks by path, shared by every config; freed with the
@@ -130,6 +136,11 @@ void px_alog_sinks_free(struct px_alog_sinks *s);              /* flushes; NULL 
  * in err; -ENOMEM. */
 MESH_MUST_CHECK int px_alog_sinks_get(struct px_alog_sinks *s, const char *path, struct px_alog **out, char *err,
 				      size_t cap);
+
+/* px_alog_reopen() of every sink of s (the --access-log one included):
+ * 0, or the first failure's -errno with err naming its path; the others
+ * are reopened anyway. */
+int px_alog_sinks_reopen(struct px_alog_sinks *s, char *err, size_t cap);
 
 /* The compiled access_log list of one HCM or TCP proxy. */
 struct px_alog_cfg;
