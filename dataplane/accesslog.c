@@ -23,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -40,9 +42,12 @@
 struct px_alog {
 	struct ev_loop *loop;
 	int fd, own_fd;
+	int sock;                    /* fd is a socket: written with send(MSG_DONTWAIT) */
+	int stalled;                 /* the last write found the reader full: wait for the timer */
 	struct mesh_buf b;
+	size_t line_start;           /* where the line being appended starts in b */
 	struct ev_timer t;
-	uint64_t dropped;
+	uint64_t dropped;            /* lines (or failed writes) lost */
 	char *path;                  /* as configured (sinks' key) */
 };
 
@@ -105,24 +110,54 @@ uint64_t px_flags_envoy(unsigned flags)
 	return v;
 }
 
+/* A line whose appends overflowed the buffer is cut off whole (and
+ * counted), so no torn line is ever written. */
+static void alog_cut(struct px_alog *l)
+{
+	if (!l->b.err)
+		return;
+	l->b.len = l->line_start;
+	l->b.data[l->b.len] = '\0';
+	l->b.err = 0;
+	l->dropped++;
+}
+
+/* Writes what is buffered without ever waiting: a reader that is not
+ * keeping up (a full pipe, a stalled terminal or socket) leaves the rest
+ * buffered for the timer to retry; lines that find the buffer full are
+ * dropped (alog_cut).  Any other failure drops the buffer, counted. */
 void px_alog_flush(struct px_alog *l)
 {
 	size_t off = 0;
 
 	if (!l)
 		return;
+	alog_cut(l);
 	while (off < l->b.len) {
-		ssize_t n = write(l->fd, l->b.data + off, l->b.len - off);
+		ssize_t n = l->sock ? send(l->fd, l->b.data + off, l->b.len - off, MSG_DONTWAIT | MSG_NOSIGNAL)
+				    : write(l->fd, l->b.data + off, l->b.len - off);
 
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			memmove(l->b.data, l->b.data + off, l->b.len - off);
+			l->b.len -= off;
+			l->b.data[l->b.len] = '\0';
+			l->line_start = l->b.len;
+			l->stalled = 1;
+			if (!ev_timer_armed(&l->t))
+				ev_timer_arm(l->loop, &l->t, ALOG_FLUSH_MS);
+			return;
+		}
 		if (n <= 0) {
 			l->dropped++;
 			break;
 		}
 		off += (size_t)n;
 	}
+	l->stalled = 0;
 	mesh_buf_reset(&l->b);
+	l->line_start = 0;
 }
 
 uint64_t px_alog_dropped(const struct px_alog *l)
@@ -148,9 +183,27 @@ int px_alog_open(struct ev_loop *loop, const char *path, struct px_alog **out)
 	}
 	l->loop = loop;
 	if (!strcmp(path, "-") || !strcmp(path, "/dev/stdout")) {
+		struct stat sb;
+
 		l->fd = STDOUT_FILENO;
+		/* a pipe or terminal gets a description of its own that does
+		 * not block (fd 1's flags are shared with whoever else holds
+		 * it); a socket is written with MSG_DONTWAIT; a regular file
+		 * never fills up and is written as it is */
+		if (fstat(STDOUT_FILENO, &sb) == 0 && S_ISSOCK(sb.st_mode)) {
+			l->sock = 1;
+		} else if (fstat(STDOUT_FILENO, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+			int fd = open("/proc/self/fd/1", O_WRONLY | O_APPEND | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+
+			if (fd >= 0) {
+				l->fd = fd;
+				l->own_fd = 1;
+			}
+		}
 	} else {
-		l->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		/* O_NONBLOCK: a FIFO without a reader is refused (ENXIO)
+		 * rather than waited for, and never blocks a write */
+		l->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0644);
 		if (l->fd < 0) {
 			int rc = -errno;
 
@@ -182,19 +235,18 @@ void px_alog_free(struct px_alog *l)
 /* A line was appended to l: write now past the threshold, else arm the timer. */
 static void alog_done(struct px_alog *l)
 {
-	if (l->b.len >= ALOG_FLUSH_AT)
+	if (l->b.len >= ALOG_FLUSH_AT && !l->stalled)
 		px_alog_flush(l);
 	else if (!ev_timer_armed(&l->t))
 		ev_timer_arm(l->loop, &l->t, ALOG_FLUSH_MS);
 }
 
-/* Before a line: a buffer that overflowed is dropped (and counted). */
+/* Before a line: the last one, if it overflowed, is cut off (and
+ * counted); this one starts here. */
 static void alog_begin(struct px_alog *l)
 {
-	if (l->b.err) {
-		mesh_buf_reset(&l->b);
-		l->dropped++;
-	}
+	alog_cut(l);
+	l->line_start = l->b.len;
 }
 
 static void put_q(struct mesh_buf *b, struct px_str s)
@@ -284,6 +336,42 @@ struct px_alog_sinks {
 	struct px_alog *v[ALOG_MAX_SINKS];
 	size_t n;
 };
+
+int px_alog_reopen(struct px_alog *l)
+{
+	int fd;
+
+	px_alog_flush(l);
+	if (!l->own_fd || !strcmp(l->path, "-") || !strcmp(l->path, "/dev/stdout"))
+		return 0;
+	fd = open(l->path, O_WRONLY | O_CREAT | O_APPEND | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	/* what the old file could not take yet goes to the new one */
+	close(l->fd);
+	l->fd = fd;
+	l->sock = 0;
+	l->stalled = 0;
+	return 0;
+}
+
+int px_alog_sinks_reopen(struct px_alog_sinks *s, char *err, size_t cap)
+{
+	size_t i;
+	int rc = 0;
+
+	if (cap)
+		err[0] = '\0';
+	for (i = 0; s && i < s->n; i++) {
+		int r = px_alog_reopen(s->v[i]);
+
+		if (r < 0 && rc == 0) {
+			rc = r;
+			snprintf(err, cap, "access log %s: %s", s->v[i]->path, strerror(-r));
+		}
+	}
+	return rc;
+}
 
 struct px_alog_sinks *px_alog_sinks_new(struct ev_loop *loop)
 {

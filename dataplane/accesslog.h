@@ -20,8 +20,12 @@
  *   "%REQ(X-REQUEST-ID)%" "%REQ(:AUTHORITY)%" "%UPSTREAM_HOST%"
  * Lines are buffered per file and written by a timer (every 200 ms, or when
  * 64 KiB piled up), as Envoy's flush interval does, so the loop never
- * writes a file once per request; a write that fails drops the buffer and
- * counts it rather than waiting.  Files are opened when a config is
+ * writes a file once per request.  No write ever waits: stdout that is a
+ * pipe or terminal is written through a non-blocking description of its
+ * own (a socket with MSG_DONTWAIT), files are opened O_NONBLOCK (a FIFO
+ * without a reader is refused); when the reader does not keep up the rest
+ * stays buffered (1 MiB) for the timer, lines that do not fit are dropped
+ * whole and counted; any other failed write drops the buffer, counted.  Files are opened when a config is
  * compiled (Envoy opens them on its main thread too) and stay open for the
  * engine's life: a config swap never loses buffered lines.
  */
@@ -114,6 +118,12 @@ void px_alog_free(struct px_alog *l); /* flushes; NULL is a no-op */
 /* The --access-log line (Envoy's default format above) of e. */
 void px_alog_write(struct px_alog *l, const struct px_alog_entry *e);
 void px_alog_flush(struct px_alog *l);
+/* Envoy's access log reopen (SIGUSR1, POST /reopen_logs), for rotation by
+ * rename: what is buffered is written to the old file, then the path is
+ * opened again (created when it was moved away or deleted) and later
+ * lines go there.  stdout is left as it is.  0, or open's -errno with the
+ * old file kept. */
+int px_alog_reopen(struct px_alog *l);
 uint64_t px_alog_dropped(const struct px_alog *l);
 
 /* The engine's open sinks by path, shared by every config; freed with the
@@ -126,6 +136,11 @@ void px_alog_sinks_free(struct px_alog_sinks *s);              /* flushes; NULL 
  * in err; -ENOMEM. */
 MESH_MUST_CHECK int px_alog_sinks_get(struct px_alog_sinks *s, const char *path, struct px_alog **out, char *err,
 				      size_t cap);
+
+/* px_alog_reopen() of every sink of s (the --access-log one included):
+ * 0, or the first failure's -errno with err naming its path; the others
+ * are reopened anyway. */
+int px_alog_sinks_reopen(struct px_alog_sinks *s, char *err, size_t cap);
 
 /* The compiled access_log list of one HCM or TCP proxy. */
 struct px_alog_cfg;

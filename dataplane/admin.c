@@ -610,6 +610,21 @@ static void handle(struct admin_conn *c, const struct h1_head *h)
 			respond(c, 405, "text/plain; charset=UTF-8", "This endpoint requires POST\n", 28, head,
 				"Allow: POST\r\n");
 		}
+	} else if (h1_str_ieq(path, "/reopen_logs") && c->a->info.reopen_logs) {
+		if (post) {
+			char err[256], body[300];
+			int rc = c->a->info.reopen_logs(c->a->info.ctx, err, sizeof(err));
+
+			if (rc < 0) {
+				snprintf(body, sizeof(body), "%s\n", err);
+				respond_text(c, 500, body, 0);
+			} else {
+				respond_text(c, 200, "OK\n", 0);
+			}
+		} else {
+			respond(c, 405, "text/plain; charset=UTF-8", "This endpoint requires POST\n", 28, head,
+				"Allow: POST\r\n");
+		}
 	} else if (h1_str_ieq(path, "/logging")) {
 		if (post || get || head)
 			serve_logging(c, h->path, post, head);

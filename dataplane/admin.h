@@ -44,6 +44,9 @@ struct admin_info {
 	 * "name: value" lines to /stats */
 	int (*config_dump)(void *ctx, struct mesh_buf *out);
 	void (*stats)(void *ctx, struct mesh_buf *out);
+	/* POST /reopen_logs (Envoy's): reopens the access logs; 0, or a
+	 * negative errno with err set (answered 500).  NULL: 404 */
+	int (*reopen_logs)(void *ctx, char *err, size_t cap);
 	void *ctx;
 	/* non-zero: a status/health port (Istio's 15020/15021), not an admin
 	 * port: GET /healthz/ready (200 once ready, 503 before, as Istio's

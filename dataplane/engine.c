@@ -2210,6 +2210,11 @@ const int *engine_draining_flag(const struct engine *e)
 	return &e->draining;
 }
 
+int engine_reopen_logs(struct engine *e, char *err, size_t cap)
+{
+	return px_alog_sinks_reopen(e->alog_sinks, err, cap);
+}
+
 int engine_dns_warmed(struct engine *e)
 {
 	size_t i;

@@ -83,6 +83,11 @@ const int *engine_ready_flag(const struct engine *e);
 /* Non-zero once engine_drain() ran; valid for the engine's life (admin
  * /ready and /healthz/ready answer 503 then). */
 const int *engine_draining_flag(const struct engine *e);
+/* Envoy's access log reopen (SIGUSR1, admin POST /reopen_logs): every
+ * access log file is opened again by its path, for rotation by rename
+ * (px_alog_sinks_reopen).  0, or a negative errno with err saying which
+ * file failed (it keeps its old one). */
+int engine_reopen_logs(struct engine *e, char *err, size_t cap);
 /* The bound ports of virtualOutbound / virtualInbound, or -ENOTCONN. */
 int engine_outbound_port(const struct engine *e);
 int engine_inbound_port(const struct engine *e);

@@ -17,6 +17,8 @@
 #include "google/protobuf/struct.pb-c.h"
 #include "istio/stats/config.pb-c.h"
 
+#include "common/str.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <openssl/evp.h>
@@ -878,11 +880,30 @@ bad:
 	return -EINVAL;
 }
 
+/* A tag name as a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*): any
+ * other byte becomes '_' and a leading digit gets a '_' before it, as
+ * Envoy's Prometheus output sanitizes tag names.  A malloc'd copy or NULL
+ * (out of memory). */
+static char *tag_name(const char *key)
+{
+	size_t n = strlen(key), d = isdigit((unsigned char)key[0]) ? 1 : 0, i;
+	char *s = malloc(n + d + 1);
+
+	if (!s)
+		return NULL;
+	s[0] = '_';
+	for (i = 0; i < n; i++)
+		s[d + i] = isalnum((unsigned char)key[i]) && !((unsigned char)key[i] & 0x80) ? key[i] : '_';
+	s[n + d] = '\0';
+	return s;
+}
+
 /* One MetricConfig applied to metric i (Istio's Config constructor). */
 static int mspec_apply(struct istio_stats_cfg *c, int i, const Stats__MetricConfig *mc, const int *ex)
 {
 	struct istio_mspec *m = &c->m[i];
 	size_t k, j;
+	char *name;
 
 	if (mc->drop) {
 		m->drop = 1;
@@ -895,23 +916,29 @@ static int mspec_apply(struct istio_stats_cfg *c, int i, const Stats__MetricConf
 			m->over[t] = OV_REMOVE;
 	}
 	for (k = 0; k < mc->n_dimensions; k++) {
-		int t = t_index(mc->dimensions[k]->key);
+		int t;
 
+		if (!(name = tag_name(mc->dimensions[k]->key)))
+			return -ENOMEM;
+		t = t_index(name);
 		if (t >= 0) {
 			m->over[t] = (signed char)ex[k];
+			free(name);
 			continue;
 		}
 		for (j = 0; j < m->n_add; j++)
-			if (!strcmp(m->add[j].name, mc->dimensions[k]->key))
+			if (!strcmp(m->add[j].name, name))
 				break;
 		if (j < m->n_add) {
 			m->add[j].ex = ex[k];
+			free(name);
 			continue;
 		}
-		if (m->n_add == ISTIO_CFG_ADD_MAX)
+		if (m->n_add == ISTIO_CFG_ADD_MAX) {
+			free(name);
 			return -ENOSPC;
-		if (!(m->add[m->n_add].name = strdup(mc->dimensions[k]->key)))
-			return -ENOMEM;
+		}
+		m->add[m->n_add].name = name;
 		m->add[m->n_add++].ex = ex[k];
 	}
 	return 0;
@@ -969,6 +996,11 @@ int istio_stats_cfg_new(const uint8_t *data, size_t len, struct istio_stats_cfg 
 		if (mc->n_dimensions > 1)
 			qsort(mc->dimensions, mc->n_dimensions, sizeof(*mc->dimensions), dim_cmp);
 		for (k = 0; k < mc->n_dimensions; k++) {
+			if (!mc->dimensions[k]->key[0]) {
+				snprintf(why, cap, "metric %s: a tag without a name", mc->name[0] ? mc->name : "(all)");
+				rc = -EINVAL;
+				goto out;
+			}
 			rc = istio_expr_compile(c, mc->dimensions[k]->value, why, cap);
 			if (rc < 0) {
 				if (rc == -EINVAL && cap) {
@@ -986,6 +1018,16 @@ int istio_stats_cfg_new(const uint8_t *data, size_t len, struct istio_stats_cfg 
 			target = im_index(mc->name);
 			if (target < 0)
 				continue; /* a metric meshproxy does not report (gRPC messages, custom ones) */
+		}
+		/* "le" is a histogram's bucket label: a second one would make
+		 * every bucket line unreadable */
+		for (k = 0; k < mc->n_dimensions; k++) {
+			if (strcmp(mc->dimensions[k]->key, "le") || (target >= 0 && !im_hist[target]))
+				continue;
+			snprintf(why, cap, "metric %s: tag le is the histograms' bucket label",
+				 mc->name[0] ? mc->name : "(all)");
+			rc = -EINVAL;
+			goto out;
 		}
 		for (j = target < 0 ? 0 : target; j < (target < 0 ? IM_N : target + 1); j++) {
 			rc = mspec_apply(c, j, mc, ex);
@@ -1044,34 +1086,53 @@ size_t istio_stats_cfg_headers(const struct istio_stats_cfg *c, const char *cons
 /* --- the table */
 
 /* appends name="value" to the label text, escaping as the exposition
- * format asks; v NULL or empty: "unknown" unless raw (then as is) */
+ * format asks (backslash, double quote, line feed) and writing bytes that
+ * are not UTF-8 as U+FFFD (Prometheus refuses a label value that is not
+ * UTF-8: one such byte from a client would make the whole scrape fail);
+ * v NULL or empty: "unknown" unless raw (then as is).  The text stays
+ * within ISTIO_LABELS_MAX: a value is cut between characters, and a label
+ * whose name does not fit is left out whole, so the text always parses. */
 static void lab_x(char *buf, size_t *off, const char *name, const char *v, size_t vl, int raw)
 {
-	size_t o = *off, i;
+	size_t o = *off, i = 0, nl = strlen(name);
 
 	if (!raw && (!v || !vl)) {
 		v = "unknown";
 		vl = 7;
 	}
-	o += (size_t)snprintf(buf + o, o < ISTIO_LABELS_MAX ? ISTIO_LABELS_MAX - o : 0, "%s%s=\"", o ? "," : "",
-			      name);
-	for (i = 0; i < vl && o + 4 < ISTIO_LABELS_MAX; i++) {
-		char c = v[i];
+	/* ,name=" and the closing quote, before the NUL */
+	if (o + 1 + nl + 2 + 1 >= ISTIO_LABELS_MAX)
+		return;
+	if (o)
+		buf[o++] = ',';
+	memcpy(buf + o, name, nl);
+	o += nl;
+	buf[o++] = '=';
+	buf[o++] = '"';
+	while (i < vl) {
+		const unsigned char *c = (const unsigned char *)v + i;
+		size_t n = *c < 0x80 ? 1 : mesh_utf8_seq(c, vl - i), w = n;
+		const char *put = (const char *)c;
 
-		if (c == '"' || c == '\\') {
-			buf[o++] = '\\';
-			buf[o++] = c;
-		} else if (c == '\n') {
-			buf[o++] = '\\';
-			buf[o++] = 'n';
-		} else {
-			buf[o++] = c;
+		if (*c == '"' || *c == '\\' || *c == '\n') {
+			w = 2;
+		} else if (!n) {
+			n = 1;
+			w = 3;
+			put = "\xef\xbf\xbd"; /* U+FFFD */
 		}
+		if (o + w + 1 >= ISTIO_LABELS_MAX)
+			break;
+		if (w == 2) {
+			buf[o++] = '\\';
+			buf[o++] = *c == '\n' ? 'n' : (char)*c;
+		} else {
+			memcpy(buf + o, put, w);
+			o += w;
+		}
+		i += n;
 	}
-	if (o + 2 < ISTIO_LABELS_MAX)
-		buf[o++] = '"';
-	if (o >= ISTIO_LABELS_MAX)
-		o = ISTIO_LABELS_MAX - 1;
+	buf[o++] = '"';
 	buf[o] = '\0';
 	*off = o;
 }

@@ -157,6 +157,10 @@ const char *istio_catchall_name(const char *route, const char *cluster);
  * - a MetricConfig without name applies to every metric; names of metrics
  *   meshproxy does not report (request_messages_total, custom ones) are
  *   accepted and ignored, as Istio ignores unknown tags;
+ * - a tag name is written as a Prometheus label name, as Envoy's
+ *   Prometheus output does (bytes outside [a-zA-Z0-9_] become '_', a
+ *   leading digit gets a '_' before it); a tag without a name, or a tag
+ *   "le" on a histogram (its bucket label), refuses the configuration;
  * - tcp_reporting_duration (default 5 s): how often an open TCP
  *   connection's bytes are reported (tcpproxy.c).
  * Expressions (Istio's tagOverrides values, CEL): string literals in
@@ -227,7 +231,10 @@ void istio_stats_record(struct istio_stats *st, const struct istio_req *r);
 void istio_stats_tcp(struct istio_stats *st, const struct istio_req *r, int opened, int closed);
 
 /* Appends the istio_* families in Prometheus text format (a series per
- * distinct label text of each metric). */
+ * distinct label text of each metric).  Whatever bytes the labels' values
+ * came from, the text parses: values escaped, bytes that are not UTF-8
+ * written as U+FFFD, and a series' label text kept under its cap by
+ * cutting a value between characters or leaving a whole label out. */
 void istio_stats_prometheus(const struct istio_stats *st, struct mesh_buf *out);
 
 /* Series in use and requests dropped at the cap. */

@@ -466,6 +466,13 @@ static void stats_cb(void *ctx, struct mesh_buf *out)
 	engine_stats_text(sc->engine, out);
 }
 
+static int reopen_logs_cb(void *ctx, char *err, size_t cap)
+{
+	struct stats_ctx *sc = ctx;
+
+	return engine_reopen_logs(sc->engine, err, cap);
+}
+
 static void drained(void *arg)
 {
 	log_info("meshproxy", "drained: exiting");
@@ -482,6 +489,16 @@ static void signal_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 		if (si.ssi_signo == SIGTERM && engine) {
 			log_info("meshproxy", "SIGTERM: draining");
 			engine_drain(engine, drained, loop);
+			continue;
+		}
+		if (si.ssi_signo == SIGUSR1) {
+			/* Envoy's: reopen the access logs (rotation by rename) */
+			char err[256];
+
+			if (engine && engine_reopen_logs(engine, err, sizeof(err)) < 0)
+				log_warn("meshproxy", "SIGUSR1: %s (kept the old file)", err);
+			else
+				log_info("meshproxy", "SIGUSR1: access logs reopened");
 			continue;
 		}
 		log_info("meshproxy", "signal %u: exiting", si.ssi_signo);
@@ -571,6 +588,7 @@ int main(int argc, char **argv)
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGUSR1);
 	if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0 ||
 	    (sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
 		rc = -errno;
@@ -670,6 +688,7 @@ int main(int argc, char **argv)
 	info.draining = engine_draining_flag(engine);
 	info.config_dump = dump_cb;
 	info.stats = stats_cb;
+	info.reopen_logs = reopen_logs_cb;
 	sctx.xds = xds;
 	sctx.engine = engine;
 	sctx.ident = ident;

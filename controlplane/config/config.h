@@ -35,7 +35,7 @@ enum cfg_kind {
 	CFG_GATEWAY,                 /* compiled into routers' listeners and routes (gen/gateway.c) */
 	CFG_SIDECAR,
 	CFG_REQUEST_AUTHENTICATION,  /* compiled into the sidecar's jwt_authn filter (gen/authn.c) */
-	CFG_TELEMETRY,               /* validated and listed; carries a "not implemented yet" warning (cfg_kind_not_implemented) */
+	CFG_TELEMETRY,
 	/* core Kubernetes kinds: the service registry of a cluster (or of a
 	 * directory describing one) */
 	CFG_K8S_SERVICE,             /* v1 Service */

@@ -19,9 +19,11 @@
 
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Istio's EnvoyTextLogFormat (what meshd sends), see controlplane/gen/mesh.c */
@@ -567,6 +569,62 @@ START_TEST(filtered_lines_to_file)
 }
 END_TEST
 
+/* A sink on a stdout whose reader stalls (a full pipe) never blocks: the
+ * rest waits in the buffer, lines past its cap are dropped whole and
+ * counted, and what the reader gets later is whole lines only.  A FIFO
+ * path without a reader is refused at once instead of waited for. */
+START_TEST(stalled_stdout_never_blocks)
+{
+	struct px_alog *l;
+	struct px_alog_entry e;
+	char *long_path = malloc(1000), *got = malloc(1 << 21), fifo[80];
+	size_t n = 0, lines = 0, i;
+	int p[2], saved;
+
+	ck_assert_int_eq(pipe(p), 0);
+	saved = dup(STDOUT_FILENO);
+	ck_assert_int_eq(dup2(p[1], STDOUT_FILENO), STDOUT_FILENO);
+	ck_assert_int_eq(px_alog_open(loop, "-", &l), 0);
+	entry(&e);
+	memset(long_path, 'p', 999);
+	long_path[999] = '\0';
+	e.path = S(long_path);
+	/* 2,000 lines of ~1.2 KB: 2.4 MB, a pipe holds 64 KiB, the buffer 1 MiB */
+	for (i = 0; i < 2000; i++)
+		px_alog_write(l, &e);
+	px_alog_flush(l);
+	ck_assert_uint_gt(px_alog_dropped(l), 0);
+	/* the reader comes back: drain, flush the rest, drain */
+	ck_assert_int_eq(fcntl(p[0], F_SETFL, O_NONBLOCK), 0);
+	for (i = 0; i < 64; i++) {
+		ssize_t r;
+
+		while ((r = read(p[0], got + n, (1 << 21) - 1 - n)) > 0)
+			n += (size_t)r;
+		px_alog_flush(l);
+	}
+	got[n] = '\0';
+	px_alog_free(l);
+	ck_assert_int_eq(dup2(saved, STDOUT_FILENO), STDOUT_FILENO);
+	close(saved);
+	close(p[0]);
+	close(p[1]);
+	ck_assert_uint_gt(n, 64 * 1024);
+	for (i = 0; i < n; i = (size_t)(strchr(got + i, '\n') - got) + 1) {
+		ck_assert_msg(got[i] == '[' && strchr(got + i, '\n'), "a torn line at byte %zu", i);
+		lines++;
+	}
+	ck_assert_uint_lt(lines, 2000);
+	free(long_path);
+	free(got);
+
+	snprintf(fifo, sizeof(fifo), "%s.fifo", path);
+	ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+	ck_assert_int_eq(px_alog_open(loop, fifo, &l), -ENXIO);
+	unlink(fifo);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("accesslog");
@@ -587,6 +645,7 @@ int main(void)
 	tcase_add_test(tc, expr_fuzz);
 	tcase_add_test(tc, format_fuzz);
 	tcase_add_test(tc, filtered_lines_to_file);
+	tcase_add_test(tc, stalled_stdout_never_blocks);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

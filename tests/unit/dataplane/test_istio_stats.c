@@ -4,8 +4,12 @@
 
 #include "istio/stats/config.pb-c.h"
 
+#include "common/str.h"
+
 #include <check.h>
+#include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -455,6 +459,202 @@ START_TEST(test_cfg_replaced)
 }
 END_TEST
 
+/* Whether every sample line of text parses as Prometheus's text format
+ * reads it (expfmt): NAME{LABEL="VALUE",...} NUMBER, label names
+ * [a-zA-Z_][a-zA-Z0-9_]* and none twice in a line, values with only \\
+ * \" \n escapes and valid UTF-8.  0, or the 1-based number of the first
+ * bad line. */
+static int exposition_bad_line(const char *text)
+{
+	const char *p = text;
+	int line = 0;
+
+	while (*p) {
+		const char *e = strchr(p, '\n'), *q = p;
+		char names[64][320];
+		int nn = 0, k;
+
+		line++;
+		if (!e)
+			return line; /* every line ends with a newline */
+		if (*p == '#')
+			goto next;
+		while (q < e && (isalnum((unsigned char)*q) || *q == '_' || *q == ':'))
+			q++;
+		if (q == p)
+			return line;
+		if (*q == '{') {
+			q++;
+			while (*q != '}') {
+				const char *n0 = q;
+
+				if (!(isalpha((unsigned char)*q) || *q == '_'))
+					return line;
+				while (isalnum((unsigned char)*q) || *q == '_')
+					q++;
+				if ((size_t)(q - n0) >= sizeof(names[0]) || nn == 64)
+					return line;
+				memcpy(names[nn], n0, (size_t)(q - n0));
+				names[nn][q - n0] = '\0';
+				for (k = 0; k < nn; k++)
+					if (!strcmp(names[k], names[nn]))
+						return line;
+				nn++;
+				if (q[0] != '=' || q[1] != '"')
+					return line;
+				q += 2;
+				while (*q != '"') {
+					size_t n;
+
+					if (q >= e)
+						return line;
+					if (*q == '\\') {
+						if (q[1] != '\\' && q[1] != '"' && q[1] != 'n')
+							return line;
+						q += 2;
+						continue;
+					}
+					n = (unsigned char)*q < 0x80 ? 1 : mesh_utf8_seq((const unsigned char *)q,
+											 (size_t)(e - q));
+					if (!n)
+						return line;
+					q += n;
+				}
+				q++;
+				if (*q == ',')
+					q++;
+				else if (*q != '}')
+					return line;
+			}
+			q++;
+		}
+		if (*q != ' ' || q + 1 >= e)
+			return line;
+	next:
+		p = e + 1;
+	}
+	return 0;
+}
+
+/* Whatever bytes a client sends, and however long the tag names, the
+ * exposition stays one Prometheus accepts: bytes that are not UTF-8 read
+ * U+FFFD (a value cut at a cap never ends inside a character), quotes
+ * and backslashes are escaped, a tag name that is no label name is made
+ * one as Envoy does, and a label that does not fit the series' label
+ * text is left out whole rather than cut inside its name */
+START_TEST(test_exposition_any_bytes)
+{
+	static const char *const vals[] = { "a\"b\\c\nd", "caf\xe9", "\xff\xfe", "\xc3", "\xed\xa0\x80",
+					    /* 127 bytes then a 2-byte character across the 128-byte value cap */
+					    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+					    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\xc3\xa9" };
+	static char keys[8][300];
+	struct pc_fix f;
+	struct istio_stats_cfg *c = NULL;
+	struct istio_stats *st;
+	struct istio_hval hv;
+	struct istio_req r;
+	const char *const *names;
+	Stats__MetricConfig__DimensionsEntry de[8], *dep[8];
+	uint8_t big[8192];
+	char why[512], *out;
+	size_t i, len;
+
+	memset(&f, 0, sizeof(f));
+	stats__plugin_config__init(&f.pc);
+	stats__metric_config__init(&f.mc[0]);
+	f.mcp[0] = &f.mc[0];
+	for (i = 0; i < 8; i++) {
+		stats__metric_config__dimensions_entry__init(&de[i]);
+		dep[i] = &de[i];
+		/* "x-user", "1st", then long names */
+		if (i == 0)
+			snprintf(keys[i], sizeof(keys[i]), "x-user");
+		else if (i == 1)
+			snprintf(keys[i], sizeof(keys[i]), "1st.tag");
+		else
+			snprintf(keys[i], sizeof(keys[i]), "long_%zu_%0250d", i, 0);
+		de[i].key = keys[i];
+		de[i].value = "request.headers['x-user']";
+	}
+	f.mc[0].name = "requests_total";
+	f.mc[0].dimensions = dep;
+	f.mc[0].n_dimensions = 8;
+	f.pc.metrics = f.mcp;
+	f.pc.n_metrics = 1;
+	len = stats__plugin_config__get_packed_size(&f.pc);
+	ck_assert_uint_lt(len, sizeof(big));
+	stats__plugin_config__pack(&f.pc, big);
+	ck_assert_int_eq(istio_stats_cfg_new(big, len, &c, why, sizeof(why)), 0);
+	ck_assert_uint_eq(istio_stats_cfg_headers(c, &names), 1);
+	ck_assert_int_eq(istio_stats_new(NODE, "app=reviews", NULL, 0, &st), 0);
+	memset(&r, 0, sizeof(r));
+	r.cfg = c;
+	r.response_code = 200;
+	r.grpc_status = -1;
+	r.service = "reviews.demo.svc.cluster.local";
+	r.service_len = strlen(r.service);
+	r.hdr_vals = &hv;
+	r.n_hdr_vals = 1;
+	for (i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+		hv.p = vals[i];
+		hv.len = strlen(vals[i]);
+		istio_stats_record(st, &r);
+	}
+	out = prom(st);
+	if (exposition_bad_line(out))
+		fprintf(stderr, "%s", out);
+	ck_assert_msg(exposition_bad_line(out) == 0, "line %d of the exposition (on stderr)", exposition_bad_line(out));
+	ck_assert_ptr_nonnull(strstr(out, ",x_user=\"a\\\"b\\\\c\\nd\""));
+	ck_assert_ptr_nonnull(strstr(out, "_1st_tag=\"caf\xef\xbf\xbd\""));
+	ck_assert_ptr_nonnull(strstr(out, "x_user=\"\xef\xbf\xbd\xef\xbf\xbd\""));
+	ck_assert_ptr_nonnull(strstr(out, "x_user=\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\"")); /* a surrogate */
+	free(out);
+	istio_stats_free(st);
+	istio_stats_cfg_free(c);
+}
+END_TEST
+
+/* A tag without a name, and a tag le on a histogram, are refused with why */
+START_TEST(test_cfg_bad_tag_names)
+{
+	struct pc_fix f;
+	struct istio_stats_cfg *c = NULL;
+	char why[512];
+
+	memset(&f, 0, sizeof(f));
+	stats__plugin_config__init(&f.pc);
+	stats__metric_config__init(&f.mc[0]);
+	stats__metric_config__dimensions_entry__init(&f.de[0]);
+	f.mcp[0] = &f.mc[0];
+	f.dep[0] = &f.de[0];
+	f.de[0].key = "";
+	f.de[0].value = "request.method";
+	f.mc[0].dimensions = f.dep;
+	f.mc[0].n_dimensions = 1;
+	f.mc[0].name = "requests_total";
+	f.pc.metrics = f.mcp;
+	f.pc.n_metrics = 1;
+	pc_pack(&f);
+	ck_assert_int_eq(istio_stats_cfg_new(f.buf, f.len, &c, why, sizeof(why)), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(why, "without a name"));
+	f.de[0].key = "le";
+	pc_pack(&f);
+	/* on a counter it is an ordinary label */
+	ck_assert_int_eq(istio_stats_cfg_new(f.buf, f.len, &c, why, sizeof(why)), 0);
+	istio_stats_cfg_free(c);
+	c = NULL;
+	f.mc[0].name = "request_duration_milliseconds";
+	pc_pack(&f);
+	ck_assert_int_eq(istio_stats_cfg_new(f.buf, f.len, &c, why, sizeof(why)), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(why, "bucket label"));
+	f.mc[0].name = "";
+	pc_pack(&f);
+	ck_assert_int_eq(istio_stats_cfg_new(f.buf, f.len, &c, why, sizeof(why)), -EINVAL);
+	ck_assert_ptr_null(c);
+}
+END_TEST
+
 /* issue 14: Istio's TCP metadata exchange, encoded and read back */
 START_TEST(test_mx_roundtrip)
 {
@@ -506,6 +706,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_cfg_refused);
 	tcase_add_test(tc, test_cfg_replaced);
 	tcase_add_test(tc, test_mx_roundtrip);
+	tcase_add_test(tc, test_exposition_any_bytes);
+	tcase_add_test(tc, test_cfg_bad_tag_names);
 	suite_add_tcase(s, tc);
 	return s;
 }
