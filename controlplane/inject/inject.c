@@ -32,7 +32,8 @@
 #include <strings.h>
 
 #define INJECT_ARENA_MAX ((size_t)64 << 20)  /* parse tree of one input */
-#define INJECT_MAX_LIST 1024                 /* CIDRs or ports in one annotation */
+#define INJECT_MAX_LIST 250                  /* CIDRs or ports in one annotation (-d adds 3) */
+#define INJECT_MAX_LIST_BYTES 4000           /* bytes of one (-d adds 18; meshproxy takes 4095) */
 
 /* Annotations and labels Istio reads (pkg/kube/inject, api/annotation). */
 #define A_STATUS "sidecar.istio.io/status"
@@ -254,12 +255,14 @@ int inject_required(const struct inject_config *cfg, const struct json_value *po
 
 /* ---------------------------------------------------------------- validation */
 
-/* An IPv4/IPv6 CIDR (address/len). */
+/* An IPv4/IPv6 CIDR (address/len), as Go's netip.ParsePrefix takes it: no
+ * blank, no zone, the length in decimal without a sign or a leading zero. */
 static bool inj__cidr_ok(const char *s, size_t n)
 {
-	char buf[64], *slash, *end;
+	char buf[64], *slash;
 	unsigned char addr[16];
-	long bits;
+	unsigned long bits = 0;
+	const char *p;
 	bool v6;
 
 	if (n == 0 || n >= sizeof(buf))
@@ -273,57 +276,74 @@ static bool inj__cidr_ok(const char *s, size_t n)
 	v6 = strchr(buf, ':') != NULL;
 	if (inet_pton(v6 ? AF_INET6 : AF_INET, buf, addr) != 1)
 		return false;
-	bits = strtol(slash + 1, &end, 10);
-	return *end == '\0' && slash[1] && bits >= 0 && bits <= (v6 ? 128 : 32);
+	for (p = slash + 1; isdigit((unsigned char)*p) && p - slash <= 3; p++)
+		bits = bits * 10 + (unsigned long)(*p - '0');
+	return p > slash + 1 && !*p && !(slash[1] == '0' && slash[2]) && bits <= (v6 ? 128u : 32u);
 }
 
+/* A port as Istio's parsePort: blanks around it trimmed, then
+ * strconv.ParseUint(s, 10, 16) (0-65535, digits only). */
 static bool inj__port_ok(const char *s, size_t n)
 {
 	unsigned long p = 0;
 	size_t i;
 
-	if (n == 0 || n > 5)
+	while (n && isspace((unsigned char)*s)) {
+		s++;
+		n--;
+	}
+	while (n && isspace((unsigned char)s[n - 1]))
+		n--;
+	if (n == 0)
 		return false;
 	for (i = 0; i < n; i++) {
 		if (!isdigit((unsigned char)s[i]))
 			return false;
 		p = p * 10 + (unsigned long)(s[i] - '0');
+		if (p > 65535)
+			return false;
 	}
-	return p >= 1 && p <= 65535;
+	return true;
 }
 
-/* A comma separated list (spaces around items allowed, as Istio trims);
- * "*" alone when star is allowed; empty allowed.  Istio's
- * ValidateIncludeIPRanges / ValidateExcludeInboundPorts etc. */
-static bool inj__list_ok(const char *v, bool cidrs, bool star)
+/*
+ * An annotation's list, as Istio's pkg/kube/inject/validate.go checks it:
+ * "*" alone where star is allowed (compared untrimmed); CIDRs
+ * (validateCIDRList) split on ',' and each parsed whole, so an empty item
+ * or a blank is refused; ports (parsePorts) trimmed as a whole, split, each
+ * trimmed and parsed, an empty item refused; an empty list allowed.  Past
+ * istio-iptables, meshproxy iptables takes at most 256 items and 4 KiB per
+ * list (dataplane/iptables.c): longer lists are refused here (Istio has no
+ * cap) rather than written into an istio-init that cannot start.
+ */
+static int inj__list_ok(const char *v, bool cidrs, bool star)
 {
 	const char *p = v;
 	size_t items = 0;
 
-	while (*p == ' ')
-		p++;
-	if (star && strcmp(p, "*") == 0)
-		return true;
-	while (*p) {
+	if (star && strcmp(v, "*") == 0)
+		return 0;
+	if (strlen(v) > INJECT_MAX_LIST_BYTES)
+		return -E2BIG;
+	if (!cidrs) {
+		while (isspace((unsigned char)*p))
+			p++;
+	}
+	if (!*p)
+		return 0;
+	for (;;) {
 		const char *e = strchr(p, ',');
 		size_t n = e ? (size_t)(e - p) : strlen(p);
-		const char *q = p;
 
-		while (n && *q == ' ') {
-			q++;
-			n--;
-		}
-		while (n && q[n - 1] == ' ')
-			n--;
-		if (n && !(cidrs ? inj__cidr_ok(q, n) : inj__port_ok(q, n)))
-			return false;
+		if (!(cidrs ? inj__cidr_ok(p, n) : inj__port_ok(p, n)))
+			return -EINVAL;
 		if (++items > INJECT_MAX_LIST)
-			return false;
+			return -E2BIG;
 		if (!e)
 			break;
 		p = e + 1;
 	}
-	return true;
+	return 0;
 }
 
 /* A Kubernetes quantity: digits (with a '.') and an optional suffix. */
@@ -361,12 +381,22 @@ static int inj__validate(struct inj *j)
 	static const char *const quantities[] = { A_PROXY_CPU, A_PROXY_MEM, A_PROXY_CPU_LIMIT, A_PROXY_MEM_LIMIT };
 	const char *v;
 	size_t i;
+	int rc;
 
 	for (i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
 		v = inj__member_str(j->annotations, lists[i].key);
-		if (v && !inj__list_ok(v, lists[i].cidrs, lists[i].star)) {
+		if (!v)
+			continue;
+		rc = inj__list_ok(v, lists[i].cidrs, lists[i].star);
+		if (rc == -E2BIG) {
+			inj__why(j->reason, j->cap, "invalid annotation %s: more than %d items or %d bytes", lists[i].key,
+				 INJECT_MAX_LIST, INJECT_MAX_LIST_BYTES);
+			return -EINVAL;
+		}
+		if (rc < 0) {
 			inj__why(j->reason, j->cap, "invalid annotation %s=\"%.200s\": want %s", lists[i].key, v,
-				 lists[i].cidrs ? "comma separated CIDRs" : "comma separated ports");
+				 lists[i].cidrs ? "comma separated CIDRs (ADDRESS/BITS)"
+						: "comma separated ports (0-65535)");
 			return -EINVAL;
 		}
 	}
@@ -628,7 +658,7 @@ static void inj__exclude_inbound_ann(const struct inj *j, char *out, size_t cap)
 /* istio-init's -d: Envoy's prom port and the health port, then the above. */
 static void inj__exclude_inbound(const struct inj *j, char *out, size_t cap)
 {
-	char ann[1024];
+	char ann[INJECT_MAX_LIST_BYTES + 16];
 
 	inj__exclude_inbound_ann(j, ann, sizeof(ann));
 	snprintf(out, cap, "15090,15021,%s", ann);
@@ -637,7 +667,7 @@ static void inj__exclude_inbound(const struct inj *j, char *out, size_t cap)
 /* istio-init: `meshproxy iptables` with istio-iptables' flags. */
 static void inj__init_container(struct inj *j, struct mesh_buf *b)
 {
-	char excl_in[1100];
+	char excl_in[INJECT_MAX_LIST_BYTES + 32];
 	const char *args[20];
 	size_t n = 0;
 
@@ -734,7 +764,7 @@ static void inj__labels_flag(const struct inj *j, const char *canon_name, const 
 static void inj__proxy_container(struct inj *j, const char *canon_name, const char *canon_rev, bool native,
 				 struct mesh_buf *b)
 {
-	char istiod[600], node[600], excl_in[1100];
+	char istiod[600], node[600], excl_in[INJECT_MAX_LIST_BYTES + 32];
 	struct mesh_buf tmp;
 	const struct json_value *c, *p;
 	bool first;
@@ -1031,7 +1061,7 @@ static int inj__patch(struct inj *j, struct mesh_buf *patch)
 		mesh_buf_putc(patch, ',');
 		{
 			/* the capture in effect, as the template writes it */
-			char excl[1024];
+			char excl[INJECT_MAX_LIST_BYTES + 16];
 			const char *v;
 
 			if ((v = inj__member_str(j->annotations, A_INCLUDE_OUT_CIDR)) && v[0]) {
