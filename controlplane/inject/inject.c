@@ -760,6 +760,48 @@ static void inj__labels_flag(const struct inj *j, const char *canon_name, const 
 			L_CANON_REV, canon_rev);
 }
 
+/* One "resources" half ("requests" or "limits") with the members whose
+ * annotation is set (all, with the defaults, when defaults). */
+static void inj__resource_half(const struct inj *j, struct mesh_buf *b, const char *half, const char *cpu_key,
+			       const char *mem_key, const char *cpu_def, const char *mem_def, bool defaults, bool *first)
+{
+	const char *cpu = defaults ? cpu_def : inj__member_str(j->annotations, cpu_key);
+	const char *mem = defaults ? mem_def : inj__member_str(j->annotations, mem_key);
+
+	if (!cpu && !mem)
+		return;
+	mesh_buf_printf(b, "%s\"%s\":{", *first ? "" : ",", half);
+	*first = false;
+	if (cpu) {
+		mesh_buf_puts(b, "\"cpu\":");
+		json_put_string(b, cpu);
+	}
+	if (mem) {
+		mesh_buf_puts(b, cpu ? ",\"memory\":" : "\"memory\":");
+		json_put_string(b, mem);
+	}
+	mesh_buf_putc(b, '}');
+}
+
+/* istio-proxy's resources as the injection template's "resources": when
+ * any of proxyCPU, proxyMemory, proxyCPULimit, proxyMemoryLimit is set,
+ * only the ones set (so proxyCPU "3" alone is a request without the
+ * default 2000m limit, which the API server would refuse as under the
+ * request); else the chart's defaults. */
+static void inj__resources(const struct inj *j, struct mesh_buf *b)
+{
+	bool defaults = !inj__member_str(j->annotations, A_PROXY_CPU) && !inj__member_str(j->annotations, A_PROXY_MEM) &&
+			!inj__member_str(j->annotations, A_PROXY_CPU_LIMIT) &&
+			!inj__member_str(j->annotations, A_PROXY_MEM_LIMIT);
+	bool first = true;
+
+	mesh_buf_puts(b, ",\"resources\":{");
+	inj__resource_half(j, b, "limits", A_PROXY_CPU_LIMIT, A_PROXY_MEM_LIMIT, PROXY_CPU_LIMIT, PROXY_MEM_LIMIT,
+			   defaults, &first);
+	inj__resource_half(j, b, "requests", A_PROXY_CPU, A_PROXY_MEM, PROXY_CPU, PROXY_MEM, defaults, &first);
+	mesh_buf_putc(b, '}');
+}
+
 /* istio-proxy: meshproxy reaching meshd over TLS with its token. */
 static void inj__proxy_container(struct inj *j, const char *canon_name, const char *canon_rev, bool native,
 				 struct mesh_buf *b)
@@ -870,15 +912,7 @@ static void inj__proxy_container(struct inj *j, const char *canon_name, const ch
 			 "\"port\":15021,\"scheme\":\"HTTP\"},\"periodSeconds\":15,\"timeoutSeconds\":3}");
 	mesh_buf_puts(b, ",\"startupProbe\":{\"failureThreshold\":600,\"httpGet\":{\"path\":\"/healthz/ready\","
 			 "\"port\":15021,\"scheme\":\"HTTP\"},\"periodSeconds\":1,\"timeoutSeconds\":3}");
-	mesh_buf_puts(b, ",\"resources\":{\"limits\":{\"cpu\":");
-	json_put_string(b, inj__ann(j, A_PROXY_CPU_LIMIT, PROXY_CPU_LIMIT));
-	mesh_buf_puts(b, ",\"memory\":");
-	json_put_string(b, inj__ann(j, A_PROXY_MEM_LIMIT, PROXY_MEM_LIMIT));
-	mesh_buf_puts(b, "},\"requests\":{\"cpu\":");
-	json_put_string(b, inj__ann(j, A_PROXY_CPU, PROXY_CPU));
-	mesh_buf_puts(b, ",\"memory\":");
-	json_put_string(b, inj__ann(j, A_PROXY_MEM, PROXY_MEM));
-	mesh_buf_puts(b, "}}");
+	inj__resources(j, b);
 	if (strcmp(j->mode, "TPROXY") == 0)
 		mesh_buf_puts(b, ",\"securityContext\":{\"allowPrivilegeEscalation\":false,\"capabilities\":{\"add\":"
 				 "[\"NET_ADMIN\"],\"drop\":[\"ALL\"]},\"privileged\":false,\"readOnlyRootFilesystem\":true,"
