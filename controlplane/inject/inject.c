@@ -346,24 +346,40 @@ static int inj__list_ok(const char *v, bool cidrs, bool star)
 	return 0;
 }
 
-/* A Kubernetes quantity: digits (with a '.') and an optional suffix. */
+/* A Kubernetes quantity as resource.ParseQuantity reads it (an optional
+ * '+', digits with at most one '.', then a binary or decimal SI suffix or
+ * an exponent e/E[+-]N), not negative (the API server refuses a negative
+ * request or limit).  "1.2.3" or "1e" would make a Pod the API server
+ * refuses after the patch; here the annotation is named instead. */
 static bool inj__quantity_ok(const char *v)
 {
-	static const char *const sfx[] = { "", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei" };
+	static const char *const sfx[] = { "",  "n",  "u",  "m",  "k",  "M",  "G",  "T",
+					   "P", "E",  "Ki", "Mi", "Gi", "Ti", "Pi", "Ei" };
 	const char *p = v;
 	size_t i;
-	bool digits = false;
+	bool digits = false, dot = false;
 
-	while (isdigit((unsigned char)*p) || *p == '.') {
-		digits |= *p != '.';
+	if (*p == '+')
 		p++;
+	for (; isdigit((unsigned char)*p) || (*p == '.' && !dot); p++) {
+		dot |= *p == '.';
+		digits |= *p != '.';
 	}
 	if (!digits)
 		return false;
 	for (i = 0; i < sizeof(sfx) / sizeof(sfx[0]); i++)
 		if (strcmp(p, sfx[i]) == 0)
 			return true;
-	return false;
+	if (*p != 'e' && *p != 'E')
+		return false;
+	p++;
+	if (*p == '+' || *p == '-')
+		p++;
+	if (!isdigit((unsigned char)*p))
+		return false;
+	while (isdigit((unsigned char)*p))
+		p++;
+	return *p == '\0';
 }
 
 /* Istio validates the annotations it reads before injecting
@@ -403,7 +419,9 @@ static int inj__validate(struct inj *j)
 	for (i = 0; i < sizeof(quantities) / sizeof(quantities[0]); i++) {
 		v = inj__member_str(j->annotations, quantities[i]);
 		if (v && !inj__quantity_ok(v)) {
-			inj__why(j->reason, j->cap, "invalid annotation %s=\"%.200s\": not a quantity", quantities[i], v);
+			inj__why(j->reason, j->cap,
+				 "invalid annotation %s=\"%.200s\": not a quantity (100m, 1.5, 128Mi, 1e3; not negative)",
+				 quantities[i], v);
 			return -EINVAL;
 		}
 	}
@@ -571,6 +589,21 @@ static bool inj__probe(struct inj *j, const struct json_value *c, const char *cn
 	return true;
 }
 
+/* A container name the probe paths may carry as they are: the characters
+ * of a Kubernetes name (an RFC 1123 label; the API server refuses any
+ * other after the patch, naming the field).  A name with a quote, a
+ * backslash or a control character was written raw into the patch's JSON
+ * ("a\u0001b" made a patch that is not JSON). */
+static bool inj__name_ok(const char *name)
+{
+	const char *p;
+
+	for (p = name; *p; p++)
+		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.' && *p != '_')
+			return false;
+	return p > name;
+}
+
 /* An app container, its probes rewritten. */
 static void inj__app_container(struct inj *j, const struct json_value *c, struct mesh_buf *b)
 {
@@ -582,7 +615,7 @@ static void inj__app_container(struct inj *j, const struct json_value *c, struct
 	bool first = true;
 	size_t i;
 
-	if (!cname || c->type != JSON_OBJECT || strchr(cname, '"') || strchr(cname, '\\')) {
+	if (!cname || c->type != JSON_OBJECT || !inj__name_ok(cname)) {
 		inj__raw(b, j->text, c);
 		return;
 	}

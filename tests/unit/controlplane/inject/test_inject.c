@@ -273,6 +273,62 @@ START_TEST(long_port_list_whole_or_refused)
 }
 END_TEST
 
+/* Resource quantities as Kubernetes parses them; a patch the API server
+ * would refuse is refused at admission with the annotation named. */
+START_TEST(quantities_as_kubernetes)
+{
+	static const struct {
+		const char *val;
+		int ok;
+	} cases[] = {
+		{ "100m", 1 }, { "1.5", 1 }, { "128Mi", 1 }, { "1e3", 1 }, { "1E-2", 1 }, { "+2", 1 }, { ".5", 1 },
+		{ "500u", 1 }, { "1.2.3", 0 }, { "1e", 0 },   { "-1", 0 },   { ".", 0 },   { "1Q", 0 },  { "", 0 },
+		{ "1 ", 0 },   { "1ki", 0 },
+	};
+	char reason[INJECT_REASON_CAP];
+	struct mesh_buf patch;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		mesh_buf_init(&patch, INJECT_MAX_OUTPUT);
+		rc = inject_with("sidecar.istio.io/proxyCPU", cases[i].val, &patch, reason, sizeof(reason));
+		ck_assert_msg(rc == (cases[i].ok ? 1 : -EINVAL), "proxyCPU \"%s\": %d", cases[i].val, rc);
+		mesh_buf_cleanup(&patch);
+	}
+}
+END_TEST
+
+/* A container name the API server will refuse (a control character, a
+ * quote) still gets a patch that is JSON: its probes are left as they are. */
+START_TEST(odd_container_name_patch_is_json)
+{
+	static const char *const names[] = { "a\\u0001b", "a\\nb", "a\\\"b", "a\\\\b", "a\\u2028b" };
+	static const struct nsl nss[] = { { "shop", "istio-injection", "enabled" }, { NULL, NULL, NULL } };
+	struct inject_config cfg = { .ns_label = ns_label };
+	char reason[INJECT_REASON_CAP], pod[512];
+	struct json_value *v = NULL;
+	struct mesh_buf patch;
+	size_t i;
+
+	ns_table = nss;
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(pod, sizeof(pod),
+			 "{\"metadata\":{\"name\":\"web\",\"namespace\":\"shop\"},\"spec\":{\"containers\":[{\"name\":"
+			 "\"%s\",\"livenessProbe\":{\"httpGet\":{\"port\":8080}},\"readinessProbe\":{\"tcpSocket\":"
+			 "{\"port\":8080}}}]}}",
+			 names[i]);
+		mesh_buf_init(&patch, INJECT_MAX_OUTPUT);
+		ck_assert_int_eq(inject_pod(&cfg, pod, strlen(pod), NULL, &patch, reason, sizeof(reason)), 1);
+		ck_assert_msg(json_parse(patch.data, patch.len, &v) == 0, "name %s: patch is not JSON", names[i]);
+		json_free(v);
+		v = NULL;
+		mesh_buf_cleanup(&patch);
+	}
+	ns_table = NULL;
+}
+END_TEST
+
 static int apply(const char *doc, const char *patch, struct mesh_buf *out)
 {
 	return inject_apply(doc, strlen(doc), patch, strlen(patch), "", out);
@@ -332,6 +388,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, review_answers);
 	tcase_add_test(tc, traffic_annotations_as_istio);
 	tcase_add_test(tc, long_port_list_whole_or_refused);
+	tcase_add_test(tc, quantities_as_kubernetes);
+	tcase_add_test(tc, odd_container_name_patch_is_json);
 	suite_add_tcase(s, tc);
 	return s;
 }
