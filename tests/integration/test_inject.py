@@ -17,8 +17,10 @@ import base64
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
+import threading
 import unittest
 import urllib.request
 
@@ -256,6 +258,38 @@ class InjectWebhookTest(unittest.TestCase):
             finally:
                 s.close()
         self.assertIn("patch", self.inject(POD))
+
+    def test_burst_from_one_address_all_answered(self):
+        """The API server calls from one address with a connection per
+        admission in flight: 100 at once all get their answer (the 65th
+        and later were closed unanswered)."""
+        ctx = ssl.create_default_context(cafile=self.root)
+        body = json.dumps(review(POD)).encode()
+        req = (b"POST /inject HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+               b"Content-Length: %d\r\n\r\n" % (SVC.encode(), len(body))) + body
+        conns = [ctx.wrap_socket(socket.create_connection(("127.0.0.1", self.meshd.webhook_port), timeout=30),
+                                 server_hostname=SVC, do_handshake_on_connect=False) for _ in range(100)]
+        answers = [None] * len(conns)
+
+        def call(i):
+            try:
+                conns[i].do_handshake()
+                conns[i].sendall(req)
+                answers[i] = conns[i].recv(64)[:12]
+            except OSError as e:
+                answers[i] = repr(e)
+
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(len(conns))]
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+        finally:
+            for c in conns:
+                c.close()
+        failed = [a for a in answers if a != b"HTTP/1.1 200"]
+        self.assertEqual(failed, [], "%d of 100 unanswered" % len(failed))
 
     def test_metrics_count_outcomes(self):
         def counts():
