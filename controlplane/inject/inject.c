@@ -1324,7 +1324,9 @@ int inject_review(const struct inject_config *cfg, const char *body, size_t len,
 	enum inject_outcome oc = INJECT_FAILED;
 	int rc;
 
-	mesh_buf_init(&patch, INJECT_MAX_OUTPUT);
+	/* the patch travels in base64 inside the answer, which is capped at
+	 * INJECT_MAX_OUTPUT too (and the webhook server's response cap) */
+	mesh_buf_init(&patch, INJECT_MAX_OUTPUT / 4 * 3 - 4096);
 	if (len == 0) {
 		mesh_buf_puts(out, "no body found");
 		rc = -EINVAL;
@@ -1356,6 +1358,11 @@ int inject_review(const struct inject_config *cfg, const char *body, size_t len,
 	obj = json_get(req, "object");
 	ns = json_get_str(req, "namespace");
 	rc = inj__pod(cfg, body, obj, ns, &patch, reason, sizeof(reason));
+	if (rc == -MESH_ETOOBIG && patch.err)
+		snprintf(reason, sizeof(reason), "cannot inject: the patch for this Pod would be over %zu bytes",
+			 patch.cap);
+	else if (rc < 0 && !reason[0])
+		snprintf(reason, sizeof(reason), "cannot inject: %s", mesh_strerror(rc));
 	if (rc < 0)
 		goto deny;
 	inj__response_head(out, api, uid);

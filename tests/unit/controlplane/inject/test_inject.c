@@ -329,6 +329,45 @@ START_TEST(odd_container_name_patch_is_json)
 }
 END_TEST
 
+/* A Pod whose patch outgrows the answer (its ports are copied into
+ * ISTIO_META_POD_PORTS, escaped: a 2.7 MB review of quote-named ports)
+ * is refused with a message, not answered "allowed: false" with an empty
+ * one, nor with an answer over the cap (meshd's 500). */
+START_TEST(review_too_big_refused_with_reason)
+{
+	static const struct nsl nss[] = { { "shop", "istio-injection", "enabled" }, { NULL, NULL, NULL } };
+	struct inject_config cfg = { .ns_label = ns_label };
+	struct mesh_buf body, out;
+	struct json_value *v = NULL;
+	enum inject_outcome oc;
+	const char *msg;
+	int i;
+
+	ns_table = nss;
+	mesh_buf_init(&body, INJECT_MAX_INPUT);
+	mesh_buf_puts(&body, "{\"apiVersion\":\"admission.k8s.io/v1\",\"kind\":\"AdmissionReview\",\"request\":{\"uid\":\"u\","
+			     "\"namespace\":\"shop\",\"object\":{\"metadata\":{\"name\":\"web\"},\"spec\":{\"containers\":"
+			     "[{\"name\":\"web\",\"ports\":[");
+	for (i = 0; i < 55000; i++)
+		mesh_buf_puts(&body, i ? ",{\"name\":\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\",\"containerPort\":1}"
+				       : "{\"containerPort\":1}");
+	mesh_buf_puts(&body, "]}]}}}}");
+	ck_assert_int_eq(body.err, 0);
+	mesh_buf_init(&out, INJECT_MAX_OUTPUT);
+	ck_assert_int_eq(inject_review(&cfg, body.data, body.len, &out, &oc), 0);
+	ck_assert_int_eq(oc, INJECT_FAILED);
+	ck_assert_int_eq(json_parse(out.data, out.len, &v), 0);
+	ck_assert(!json_get_bool(json_get(v, "response"), "allowed", true));
+	msg = json_get_str(json_get(json_get(v, "response"), "status"), "message");
+	ck_assert_ptr_nonnull(msg);
+	ck_assert_ptr_nonnull(strstr(msg, "patch for this Pod would be over"));
+	json_free(v);
+	mesh_buf_cleanup(&out);
+	mesh_buf_cleanup(&body);
+	ns_table = NULL;
+}
+END_TEST
+
 static int apply(const char *doc, const char *patch, struct mesh_buf *out)
 {
 	return inject_apply(doc, strlen(doc), patch, strlen(patch), "", out);
@@ -390,6 +429,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, long_port_list_whole_or_refused);
 	tcase_add_test(tc, quantities_as_kubernetes);
 	tcase_add_test(tc, odd_container_name_patch_is_json);
+	tcase_add_test(tc, review_too_big_refused_with_reason);
 	suite_add_tcase(s, tc);
 	return s;
 }
