@@ -1340,6 +1340,17 @@ int inject_review(const struct inject_config *cfg, const char *body, size_t len,
 	k = json_get_str(root, "apiVersion");
 	if (k && strcmp(k, "admission.k8s.io/v1beta1") == 0)
 		api = k;
+	/* another group/version or kind: the API server's deserializer in
+	 * istiod does not know it (an absent one is read as a review) */
+	if ((k && strcmp(k, "admission.k8s.io/v1") != 0 && strcmp(k, "admission.k8s.io/v1beta1") != 0) ||
+	    (json_get_str(root, "kind") && strcmp(json_get_str(root, "kind"), "AdmissionReview") != 0)) {
+		snprintf(reason, sizeof(reason),
+			 "could not decode body: no kind \"%.100s\" is registered for version \"%.100s\" "
+			 "(want AdmissionReview admission.k8s.io/v1 or v1beta1)",
+			 json_get_str(root, "kind") ? json_get_str(root, "kind") : "", k ? k : "");
+		uid = json_get_str(json_get(root, "request"), "uid");
+		goto deny;
+	}
 	req = json_get(root, "request");
 	uid = json_get_str(req, "uid");
 	if (!req || req->type != JSON_OBJECT || !uid) {

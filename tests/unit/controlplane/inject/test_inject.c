@@ -87,10 +87,11 @@ START_TEST(selection_rules)
 }
 END_TEST
 
-static const char POD[] = "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"web\",\"namespace\":\"shop\","
-			  "\"labels\":{\"app\":\"web\"}},\"spec\":{\"containers\":[{\"name\":\"web\",\"image\":\"nginx\","
-			  "\"livenessProbe\":{\"tcpSocket\":{\"port\":8080}}}],"
-			  "\"initContainers\":[{\"name\":\"setup\",\"image\":\"busybox\"}]}}";
+#define POD_JSON "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"web\",\"namespace\":\"shop\"," \
+			  "\"labels\":{\"app\":\"web\"}},\"spec\":{\"containers\":[{\"name\":\"web\",\"image\":\"nginx\"," \
+			  "\"livenessProbe\":{\"tcpSocket\":{\"port\":8080}}}]," \
+			  "\"initContainers\":[{\"name\":\"setup\",\"image\":\"busybox\"}]}}"
+static const char POD[] = POD_JSON;
 
 /* Inject POD with cfg and apply the patch; the parsed result (json_free). */
 static struct json_value *inject_and_apply(struct inject_config *cfg, const char *pod)
@@ -412,6 +413,34 @@ START_TEST(review_answers)
 	ck_assert_int_eq(json_parse(out.data, out.len, &v), 0);
 	ck_assert(!json_get_bool(json_get(v, "response"), "allowed", true));
 	json_free(v);
+	v = NULL;
+	/* another version or kind of review: refused, named (it was injected) */
+	{
+		static const char *const odd[] = {
+			"{\"apiVersion\":\"admission.k8s.io/v9\",\"kind\":\"AdmissionReview\",\"request\":{\"uid\":\"u\","
+			"\"object\":" POD_JSON "}}",
+			"{\"apiVersion\":\"admission.k8s.io/v1\",\"kind\":\"Deployment\",\"request\":{\"uid\":\"u\","
+			"\"object\":" POD_JSON "}}",
+		};
+		static const struct nsl nss[] = { { "shop", "istio-injection", "enabled" }, { NULL, NULL, NULL } };
+		size_t i;
+
+		ns_table = nss;
+		for (i = 0; i < 2; i++) {
+			mesh_buf_reset(&out);
+			ck_assert_int_eq(inject_review(&cfg, odd[i], strlen(odd[i]), &out, &oc), 0);
+			ck_assert_int_eq(oc, INJECT_FAILED);
+			ck_assert_int_eq(json_parse(out.data, out.len, &v), 0);
+			ck_assert_str_eq(json_get_str(v, "apiVersion"), "admission.k8s.io/v1");
+			ck_assert_str_eq(json_get_str(json_get(v, "response"), "uid"), "u");
+			ck_assert(!json_get_bool(json_get(v, "response"), "allowed", true));
+			ck_assert_ptr_nonnull(strstr(json_get_str(json_get(json_get(v, "response"), "status"), "message"),
+						     "is registered for version"));
+			json_free(v);
+			v = NULL;
+		}
+		ns_table = NULL;
+	}
 	mesh_buf_cleanup(&out);
 }
 END_TEST
