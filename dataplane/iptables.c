@@ -236,7 +236,11 @@ static int ranges_parse(struct ipt_ranges *rg, const char *list, const char *wha
 		    !inet_ntop(f6 ? AF_INET6 : AF_INET, bin, txt, sizeof(txt)))
 			goto bad;
 		snprintf(rg->buf[f6][rg->n[f6]++], sizeof(rg->buf[0][0]), "%s/%d", txt, (int)bits);
-		if (f6 ? !memcmp(bin, &in6addr_loopback, 16) : bin[0] == 127)
+		/* Go's Addr.IsLoopback(): an IPv4-mapped address is looked at as
+		 * IPv4 (::ffff:127.0.0.1 is loopback), its prefix staying IPv6 */
+		if (f6 ? !memcmp(bin, &in6addr_loopback, 16) ||
+			       (IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)bin) && bin[12] == 127)
+		       : bin[0] == 127)
 			rg->loopback[f6] = 1;
 	}
 	return 0;

@@ -272,6 +272,13 @@ START_TEST(bad_values_refused)
 	ck_assert_int_eq(render_str("--ipv6=false -o 0,80:90,65535 -m TPROXY -t 0x539", &out), 0);
 	ck_assert_ptr_nonnull(strstr(out.data, "-A ISTIO_OUTPUT -p tcp --dport 80:90 -j RETURN\n"));
 	mesh_buf_cleanup(&out);
+	/* loopback in -i (Go's IsLoopback, which unmaps ::ffff:127.0.0.1):
+	 * app => app over lo is captured, no "-o lo ... ! --uid-owner" RETURN */
+	mesh_buf_init(&out, 1 << 20);
+	ck_assert_int_eq(render_str("--ipv6=true -i ::ffff:127.0.0.1/128", &out), 0);
+	ck_assert_ptr_null(strstr(out.data, "-A ISTIO_OUTPUT -o lo -m owner ! --uid-owner 1337 -j RETURN\n"));
+	ck_assert_ptr_nonnull(strstr(out.data, "-A ISTIO_OUTPUT -d ::ffff:127.0.0.1/128 -j ISTIO_REDIRECT\n"));
+	mesh_buf_cleanup(&out);
 	/* canonical CIDR text as Go prints a netip.Prefix */
 	mesh_buf_init(&out, 1 << 20);
 	ck_assert_int_eq(render_str("--ipv6 -i 2001:0db8:0:0::/32,10.1.0.0/16", &out), 0);
