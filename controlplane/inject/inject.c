@@ -1371,7 +1371,7 @@ int inject_review(const struct inject_config *cfg, const char *body, size_t len,
 	rc = inj__pod(cfg, body, obj, ns, &patch, reason, sizeof(reason));
 	if (rc == -MESH_ETOOBIG && patch.err)
 		snprintf(reason, sizeof(reason), "cannot inject: the patch for this Pod would be over %zu bytes",
-			 patch.cap);
+			 patch.max);
 	else if (rc < 0 && !reason[0])
 		snprintf(reason, sizeof(reason), "cannot inject: %s", mesh_strerror(rc));
 	if (rc < 0)
