@@ -50,6 +50,7 @@
 #define IPT_RULE_MAX 1024
 #define IPT_RULES_MAX 4096
 #define IPT_ITEMS_MAX 256
+#define IPT_LIST_MAX 4096 /* bytes of one list */
 /* istio-iptables' maxOwnerGroupsInclude */
 #define IPT_OWNER_GROUPS_MAX 64
 /* the save output read back for the cleanup */
@@ -78,9 +79,12 @@ struct ipt_b {
 	int err; /* sticky: -ENOMEM / -E2BIG */
 };
 
-/* A comma list split as Istio's config.Split (empty items dropped). */
+/* A comma list split as Istio's config.Split (empty items dropped), each
+ * item without the blanks around it: Istio hands " 9090" of "8080, 9090"
+ * (a list its injector accepts, parsePort trims) to iptables-restore,
+ * which splits words on blanks, so the blanks never mattered there. */
 struct ipt_items {
-	char buf[4096];
+	char buf[IPT_LIST_MAX];
 	const char *v[IPT_ITEMS_MAX];
 	size_t n;
 };
@@ -88,7 +92,7 @@ struct ipt_items {
 static int items_split(struct ipt_items *it, const char *s)
 {
 	size_t len = s ? strlen(s) : 0, i;
-	char *p = it->buf;
+	char *p = it->buf, *e;
 
 	it->n = 0;
 	if (len >= sizeof(it->buf))
@@ -98,6 +102,10 @@ static int items_split(struct ipt_items *it, const char *s)
 		if (it->buf[i] != ',' && it->buf[i] != '\0')
 			continue;
 		it->buf[i] = '\0';
+		while (*p == ' ' || *p == '\t')
+			p++;
+		for (e = it->buf + i; e > p && (e[-1] == ' ' || e[-1] == '\t');)
+			*--e = '\0';
 		if (*p) {
 			if (it->n == IPT_ITEMS_MAX)
 				return -E2BIG;
@@ -228,7 +236,11 @@ static int ranges_parse(struct ipt_ranges *rg, const char *list, const char *wha
 		    !inet_ntop(f6 ? AF_INET6 : AF_INET, bin, txt, sizeof(txt)))
 			goto bad;
 		snprintf(rg->buf[f6][rg->n[f6]++], sizeof(rg->buf[0][0]), "%s/%d", txt, (int)bits);
-		if (f6 ? !memcmp(bin, &in6addr_loopback, 16) : bin[0] == 127)
+		/* Go's Addr.IsLoopback(): an IPv4-mapped address is looked at as
+		 * IPv4 (::ffff:127.0.0.1 is loopback), its prefix staying IPv6 */
+		if (f6 ? !memcmp(bin, &in6addr_loopback, 16) ||
+			       (IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)bin) && bin[12] == 127)
+		       : bin[0] == 127)
 			rg->loopback[f6] = 1;
 	}
 	return 0;
@@ -487,6 +499,63 @@ static int one_check(const char *v, const char *what, const char *allowed, FILE 
 	return items_check(&it, what, allowed, 64, err);
 }
 
+/* A decimal number in [min, max] (digits only: no sign, no blank).  *end
+ * gets the first byte after it.  1 or 0. */
+static int num_ok(const char *s, unsigned long min, unsigned long max, const char **end)
+{
+	unsigned long v = 0;
+	const char *p;
+
+	for (p = s; *p >= '0' && *p <= '9' && p - s < 10; p++)
+		v = v * 10 + (unsigned long)(*p - '0');
+	*end = p;
+	return p > s && v >= min && v <= max;
+}
+
+/* Port values as iptables-restore takes them, refused here with the flag's
+ * name rather than by iptables-restore after the cleanup: a port list's
+ * items are PORT or FIRST:LAST (iptables' range, FIRST <= LAST), 0..65535;
+ * a single port (-p, -z, -e) is 1..65535. */
+static int ports_check(const struct ipt_items *it, const char *what, FILE *err)
+{
+	size_t i;
+
+	for (i = 0; i < it->n; i++) {
+		const char *e, *v = it->v[i];
+		unsigned long lo = strtoul(v, NULL, 10);
+
+		if (num_ok(v, 0, 65535, &e) && (!*e || (*e == ':' && num_ok(e + 1, lo, 65535, &e) && !*e)))
+			continue;
+		fprintf(err, "meshproxy iptables: %s: not a port (0-65535) or range (FIRST:LAST): %s\n", what, v);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int port_check(const char *v, const char *what, FILE *err)
+{
+	const char *e;
+
+	if (num_ok(v, 1, 65535, &e) && !*e)
+		return 0;
+	fprintf(err, "meshproxy iptables: %s: not a port (1-65535): %s\n", what, v);
+	return -EINVAL;
+}
+
+/* A uid or gid list's items: a number, FIRST-LAST, or a user or group name
+ * (the owner match's forms); never starting with '-'. */
+static int owners_check(const struct ipt_items *it, const char *what, FILE *err)
+{
+	size_t i;
+
+	for (i = 0; i < it->n; i++)
+		if (it->v[i][0] == '-') {
+			fprintf(err, "meshproxy iptables: %s: not a valid value: %s\n", what, it->v[i]);
+			return -EINVAL;
+		}
+	return items_check(it, what, "._-", 32, err);
+}
+
 int ipt_build(const struct ipt_opts *o, const char *dns4, const char *dns6, struct mesh_buf *v4,
 	      struct mesh_buf *v6, FILE *err)
 {
@@ -494,7 +563,7 @@ int ipt_build(const struct ipt_opts *o, const char *dns4, const char *dns6, stru
 	struct ipt_ranges *inc = NULL, *exc = NULL;
 	struct ipt_items *it = NULL;
 	enum { UID, GID, INB, INX, OUTP, OUTX, EXIF, VIRT, OGI, OGX, D4, D6, N_IT };
-	const char *port_ch = ":", *if_ch = "._@:+-", *name_ch = "._-";
+	const char *if_ch = "._@:+-", *name_ch = "._-";
 	int redirect_dns = o->redirect_dns, rc = -ENOMEM, tproxy;
 	char groups[IPT_RULE_MAX];
 	size_t i, off;
@@ -516,25 +585,36 @@ int ipt_build(const struct ipt_opts *o, const char *dns4, const char *dns6, stru
 			goto out;
 		}
 	}
-	if (items_check(&it[UID], "--proxy-uid", name_ch, 32, err) < 0 ||
-	    items_check(&it[GID], "--proxy-gid", name_ch, 32, err) < 0 ||
-	    items_check(&it[INX], "--istio-local-exclude-ports", port_ch, 11, err) < 0 ||
-	    items_check(&it[OUTP], "--istio-outbound-ports", port_ch, 11, err) < 0 ||
-	    items_check(&it[OUTX], "--istio-local-outbound-ports-exclude", port_ch, 11, err) < 0 ||
+	if (owners_check(&it[UID], "--proxy-uid", err) < 0 || owners_check(&it[GID], "--proxy-gid", err) < 0 ||
+	    ports_check(&it[INX], "--istio-local-exclude-ports", err) < 0 ||
+	    ports_check(&it[OUTP], "--istio-outbound-ports", err) < 0 ||
+	    ports_check(&it[OUTX], "--istio-local-outbound-ports-exclude", err) < 0 ||
 	    items_check(&it[EXIF], "--istio-exclude-interfaces", if_ch, IFNAMSIZ - 1, err) < 0 ||
 	    items_check(&it[VIRT], "--kube-virt-interfaces", if_ch, IFNAMSIZ - 1, err) < 0 ||
 	    items_check(&it[OGI], "ISTIO_OUTBOUND_OWNER_GROUPS", "*._-", 32, err) < 0 ||
 	    items_check(&it[OGX], "ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE", name_ch, 32, err) < 0 ||
 	    items_check(&it[D4], "DNS servers", ".", 15, err) < 0 ||
 	    items_check(&it[D6], "DNS servers", ".:", 45, err) < 0 ||
-	    one_check(o->proxy_port, "--envoy-port", "", err) < 0 ||
-	    one_check(o->inbound_capture_port, "--inbound-capture-port", "", err) < 0 ||
-	    one_check(o->inbound_tunnel_port, "--inbound-tunnel-port", "", err) < 0 ||
-	    one_check(o->tproxy_mark, "--istio-inbound-tproxy-mark", "/", err) < 0)
+	    port_check(o->proxy_port, "--envoy-port", err) < 0 ||
+	    port_check(o->inbound_capture_port, "--inbound-capture-port", err) < 0 ||
+	    port_check(o->inbound_tunnel_port, "--inbound-tunnel-port", err) < 0 ||
+	    one_check(o->tproxy_mark, "--istio-inbound-tproxy-mark", "", err) < 0)
 		goto out;
-	if (!(it[INB].n == 1 && !strcmp(it[INB].v[0], "*")) &&
-	    items_check(&it[INB], "--istio-inbound-ports", port_ch, 11, err) < 0)
+	if (!(it[INB].n == 1 && !strcmp(it[INB].v[0], "*")) && ports_check(&it[INB], "--istio-inbound-ports", err) < 0)
 		goto out;
+	{
+		/* a mark: decimal or 0x hex, 32 bits (it gets "/0xffffffff" appended) */
+		char *e;
+		unsigned long long m;
+
+		errno = 0;
+		m = strtoull(o->tproxy_mark, &e, 0);
+		if (!isdigit((unsigned char)o->tproxy_mark[0]) || *e || errno || m > 0xffffffffULL) {
+			fprintf(err, "meshproxy iptables: --istio-inbound-tproxy-mark: not a 32-bit mark: %s\n",
+				o->tproxy_mark);
+			goto out;
+		}
+	}
 	if (strcmp(o->mode, "REDIRECT") && strcmp(o->mode, "TPROXY")) {
 		fprintf(err, "meshproxy iptables: --istio-inbound-interception-mode: REDIRECT or TPROXY, not %s\n",
 			o->mode);

@@ -32,7 +32,8 @@
 #include <strings.h>
 
 #define INJECT_ARENA_MAX ((size_t)64 << 20)  /* parse tree of one input */
-#define INJECT_MAX_LIST 1024                 /* CIDRs or ports in one annotation */
+#define INJECT_MAX_LIST 250                  /* CIDRs or ports in one annotation (-d adds 3) */
+#define INJECT_MAX_LIST_BYTES 4000           /* bytes of one (-d adds 18; meshproxy takes 4095) */
 
 /* Annotations and labels Istio reads (pkg/kube/inject, api/annotation). */
 #define A_STATUS "sidecar.istio.io/status"
@@ -254,12 +255,14 @@ int inject_required(const struct inject_config *cfg, const struct json_value *po
 
 /* ---------------------------------------------------------------- validation */
 
-/* An IPv4/IPv6 CIDR (address/len). */
+/* An IPv4/IPv6 CIDR (address/len), as Go's netip.ParsePrefix takes it: no
+ * blank, no zone, the length in decimal without a sign or a leading zero. */
 static bool inj__cidr_ok(const char *s, size_t n)
 {
-	char buf[64], *slash, *end;
+	char buf[64], *slash;
 	unsigned char addr[16];
-	long bits;
+	unsigned long bits = 0;
+	const char *p;
 	bool v6;
 
 	if (n == 0 || n >= sizeof(buf))
@@ -273,77 +276,110 @@ static bool inj__cidr_ok(const char *s, size_t n)
 	v6 = strchr(buf, ':') != NULL;
 	if (inet_pton(v6 ? AF_INET6 : AF_INET, buf, addr) != 1)
 		return false;
-	bits = strtol(slash + 1, &end, 10);
-	return *end == '\0' && slash[1] && bits >= 0 && bits <= (v6 ? 128 : 32);
+	for (p = slash + 1; isdigit((unsigned char)*p) && p - slash <= 3; p++)
+		bits = bits * 10 + (unsigned long)(*p - '0');
+	return p > slash + 1 && !*p && !(slash[1] == '0' && slash[2]) && bits <= (v6 ? 128u : 32u);
 }
 
+/* A port as Istio's parsePort: blanks around it trimmed, then
+ * strconv.ParseUint(s, 10, 16) (0-65535, digits only). */
 static bool inj__port_ok(const char *s, size_t n)
 {
 	unsigned long p = 0;
 	size_t i;
 
-	if (n == 0 || n > 5)
+	while (n && isspace((unsigned char)*s)) {
+		s++;
+		n--;
+	}
+	while (n && isspace((unsigned char)s[n - 1]))
+		n--;
+	if (n == 0)
 		return false;
 	for (i = 0; i < n; i++) {
 		if (!isdigit((unsigned char)s[i]))
 			return false;
 		p = p * 10 + (unsigned long)(s[i] - '0');
-	}
-	return p >= 1 && p <= 65535;
-}
-
-/* A comma separated list (spaces around items allowed, as Istio trims);
- * "*" alone when star is allowed; empty allowed.  Istio's
- * ValidateIncludeIPRanges / ValidateExcludeInboundPorts etc. */
-static bool inj__list_ok(const char *v, bool cidrs, bool star)
-{
-	const char *p = v;
-	size_t items = 0;
-
-	while (*p == ' ')
-		p++;
-	if (star && strcmp(p, "*") == 0)
-		return true;
-	while (*p) {
-		const char *e = strchr(p, ',');
-		size_t n = e ? (size_t)(e - p) : strlen(p);
-		const char *q = p;
-
-		while (n && *q == ' ') {
-			q++;
-			n--;
-		}
-		while (n && q[n - 1] == ' ')
-			n--;
-		if (n && !(cidrs ? inj__cidr_ok(q, n) : inj__port_ok(q, n)))
+		if (p > 65535)
 			return false;
-		if (++items > INJECT_MAX_LIST)
-			return false;
-		if (!e)
-			break;
-		p = e + 1;
 	}
 	return true;
 }
 
-/* A Kubernetes quantity: digits (with a '.') and an optional suffix. */
+/*
+ * An annotation's list, as Istio's pkg/kube/inject/validate.go checks it:
+ * "*" alone where star is allowed (compared untrimmed); CIDRs
+ * (validateCIDRList) split on ',' and each parsed whole, so an empty item
+ * or a blank is refused; ports (parsePorts) trimmed as a whole, split, each
+ * trimmed and parsed, an empty item refused; an empty list allowed.  Past
+ * istio-iptables, meshproxy iptables takes at most 256 items and 4 KiB per
+ * list (dataplane/iptables.c): longer lists are refused here (Istio has no
+ * cap) rather than written into an istio-init that cannot start.
+ */
+static int inj__list_ok(const char *v, bool cidrs, bool star)
+{
+	const char *p = v;
+	size_t items = 0;
+
+	if (star && strcmp(v, "*") == 0)
+		return 0;
+	if (strlen(v) > INJECT_MAX_LIST_BYTES)
+		return -E2BIG;
+	if (!cidrs) {
+		while (isspace((unsigned char)*p))
+			p++;
+	}
+	if (!*p)
+		return 0;
+	for (;;) {
+		const char *e = strchr(p, ',');
+		size_t n = e ? (size_t)(e - p) : strlen(p);
+
+		if (!(cidrs ? inj__cidr_ok(p, n) : inj__port_ok(p, n)))
+			return -EINVAL;
+		if (++items > INJECT_MAX_LIST)
+			return -E2BIG;
+		if (!e)
+			break;
+		p = e + 1;
+	}
+	return 0;
+}
+
+/* A Kubernetes quantity as resource.ParseQuantity reads it (an optional
+ * '+', digits with at most one '.', then a binary or decimal SI suffix or
+ * an exponent e/E[+-]N), not negative (the API server refuses a negative
+ * request or limit).  "1.2.3" or "1e" would make a Pod the API server
+ * refuses after the patch; here the annotation is named instead. */
 static bool inj__quantity_ok(const char *v)
 {
-	static const char *const sfx[] = { "", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei" };
+	static const char *const sfx[] = { "",  "n",  "u",  "m",  "k",  "M",  "G",  "T",
+					   "P", "E",  "Ki", "Mi", "Gi", "Ti", "Pi", "Ei" };
 	const char *p = v;
 	size_t i;
-	bool digits = false;
+	bool digits = false, dot = false;
 
-	while (isdigit((unsigned char)*p) || *p == '.') {
-		digits |= *p != '.';
+	if (*p == '+')
 		p++;
+	for (; isdigit((unsigned char)*p) || (*p == '.' && !dot); p++) {
+		dot |= *p == '.';
+		digits |= *p != '.';
 	}
 	if (!digits)
 		return false;
 	for (i = 0; i < sizeof(sfx) / sizeof(sfx[0]); i++)
 		if (strcmp(p, sfx[i]) == 0)
 			return true;
-	return false;
+	if (*p != 'e' && *p != 'E')
+		return false;
+	p++;
+	if (*p == '+' || *p == '-')
+		p++;
+	if (!isdigit((unsigned char)*p))
+		return false;
+	while (isdigit((unsigned char)*p))
+		p++;
+	return *p == '\0';
 }
 
 /* Istio validates the annotations it reads before injecting
@@ -361,19 +397,31 @@ static int inj__validate(struct inj *j)
 	static const char *const quantities[] = { A_PROXY_CPU, A_PROXY_MEM, A_PROXY_CPU_LIMIT, A_PROXY_MEM_LIMIT };
 	const char *v;
 	size_t i;
+	int rc;
 
 	for (i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
 		v = inj__member_str(j->annotations, lists[i].key);
-		if (v && !inj__list_ok(v, lists[i].cidrs, lists[i].star)) {
+		if (!v)
+			continue;
+		rc = inj__list_ok(v, lists[i].cidrs, lists[i].star);
+		if (rc == -E2BIG) {
+			inj__why(j->reason, j->cap, "invalid annotation %s: more than %d items or %d bytes", lists[i].key,
+				 INJECT_MAX_LIST, INJECT_MAX_LIST_BYTES);
+			return -EINVAL;
+		}
+		if (rc < 0) {
 			inj__why(j->reason, j->cap, "invalid annotation %s=\"%.200s\": want %s", lists[i].key, v,
-				 lists[i].cidrs ? "comma separated CIDRs" : "comma separated ports");
+				 lists[i].cidrs ? "comma separated CIDRs (ADDRESS/BITS)"
+						: "comma separated ports (0-65535)");
 			return -EINVAL;
 		}
 	}
 	for (i = 0; i < sizeof(quantities) / sizeof(quantities[0]); i++) {
 		v = inj__member_str(j->annotations, quantities[i]);
 		if (v && !inj__quantity_ok(v)) {
-			inj__why(j->reason, j->cap, "invalid annotation %s=\"%.200s\": not a quantity", quantities[i], v);
+			inj__why(j->reason, j->cap,
+				 "invalid annotation %s=\"%.200s\": not a quantity (100m, 1.5, 128Mi, 1e3; not negative)",
+				 quantities[i], v);
 			return -EINVAL;
 		}
 	}
@@ -541,6 +589,21 @@ static bool inj__probe(struct inj *j, const struct json_value *c, const char *cn
 	return true;
 }
 
+/* A container name the probe paths may carry as they are: the characters
+ * of a Kubernetes name (an RFC 1123 label; the API server refuses any
+ * other after the patch, naming the field).  A name with a quote, a
+ * backslash or a control character was written raw into the patch's JSON
+ * ("a\u0001b" made a patch that is not JSON). */
+static bool inj__name_ok(const char *name)
+{
+	const char *p;
+
+	for (p = name; *p; p++)
+		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.' && *p != '_')
+			return false;
+	return p > name;
+}
+
 /* An app container, its probes rewritten. */
 static void inj__app_container(struct inj *j, const struct json_value *c, struct mesh_buf *b)
 {
@@ -552,7 +615,7 @@ static void inj__app_container(struct inj *j, const struct json_value *c, struct
 	bool first = true;
 	size_t i;
 
-	if (!cname || c->type != JSON_OBJECT || strchr(cname, '"') || strchr(cname, '\\')) {
+	if (!cname || c->type != JSON_OBJECT || !inj__name_ok(cname)) {
 		inj__raw(b, j->text, c);
 		return;
 	}
@@ -628,7 +691,7 @@ static void inj__exclude_inbound_ann(const struct inj *j, char *out, size_t cap)
 /* istio-init's -d: Envoy's prom port and the health port, then the above. */
 static void inj__exclude_inbound(const struct inj *j, char *out, size_t cap)
 {
-	char ann[1024];
+	char ann[INJECT_MAX_LIST_BYTES + 16];
 
 	inj__exclude_inbound_ann(j, ann, sizeof(ann));
 	snprintf(out, cap, "15090,15021,%s", ann);
@@ -637,7 +700,7 @@ static void inj__exclude_inbound(const struct inj *j, char *out, size_t cap)
 /* istio-init: `meshproxy iptables` with istio-iptables' flags. */
 static void inj__init_container(struct inj *j, struct mesh_buf *b)
 {
-	char excl_in[1100];
+	char excl_in[INJECT_MAX_LIST_BYTES + 32];
 	const char *args[20];
 	size_t n = 0;
 
@@ -730,11 +793,53 @@ static void inj__labels_flag(const struct inj *j, const char *canon_name, const 
 			L_CANON_REV, canon_rev);
 }
 
+/* One "resources" half ("requests" or "limits") with the members whose
+ * annotation is set (all, with the defaults, when defaults). */
+static void inj__resource_half(const struct inj *j, struct mesh_buf *b, const char *half, const char *cpu_key,
+			       const char *mem_key, const char *cpu_def, const char *mem_def, bool defaults, bool *first)
+{
+	const char *cpu = defaults ? cpu_def : inj__member_str(j->annotations, cpu_key);
+	const char *mem = defaults ? mem_def : inj__member_str(j->annotations, mem_key);
+
+	if (!cpu && !mem)
+		return;
+	mesh_buf_printf(b, "%s\"%s\":{", *first ? "" : ",", half);
+	*first = false;
+	if (cpu) {
+		mesh_buf_puts(b, "\"cpu\":");
+		json_put_string(b, cpu);
+	}
+	if (mem) {
+		mesh_buf_puts(b, cpu ? ",\"memory\":" : "\"memory\":");
+		json_put_string(b, mem);
+	}
+	mesh_buf_putc(b, '}');
+}
+
+/* istio-proxy's resources as the injection template's "resources": when
+ * any of proxyCPU, proxyMemory, proxyCPULimit, proxyMemoryLimit is set,
+ * only the ones set (so proxyCPU "3" alone is a request without the
+ * default 2000m limit, which the API server would refuse as under the
+ * request); else the chart's defaults. */
+static void inj__resources(const struct inj *j, struct mesh_buf *b)
+{
+	bool defaults = !inj__member_str(j->annotations, A_PROXY_CPU) && !inj__member_str(j->annotations, A_PROXY_MEM) &&
+			!inj__member_str(j->annotations, A_PROXY_CPU_LIMIT) &&
+			!inj__member_str(j->annotations, A_PROXY_MEM_LIMIT);
+	bool first = true;
+
+	mesh_buf_puts(b, ",\"resources\":{");
+	inj__resource_half(j, b, "limits", A_PROXY_CPU_LIMIT, A_PROXY_MEM_LIMIT, PROXY_CPU_LIMIT, PROXY_MEM_LIMIT,
+			   defaults, &first);
+	inj__resource_half(j, b, "requests", A_PROXY_CPU, A_PROXY_MEM, PROXY_CPU, PROXY_MEM, defaults, &first);
+	mesh_buf_putc(b, '}');
+}
+
 /* istio-proxy: meshproxy reaching meshd over TLS with its token. */
 static void inj__proxy_container(struct inj *j, const char *canon_name, const char *canon_rev, bool native,
 				 struct mesh_buf *b)
 {
-	char istiod[600], node[600], excl_in[1100];
+	char istiod[600], node[600], excl_in[INJECT_MAX_LIST_BYTES + 32];
 	struct mesh_buf tmp;
 	const struct json_value *c, *p;
 	bool first;
@@ -840,15 +945,7 @@ static void inj__proxy_container(struct inj *j, const char *canon_name, const ch
 			 "\"port\":15021,\"scheme\":\"HTTP\"},\"periodSeconds\":15,\"timeoutSeconds\":3}");
 	mesh_buf_puts(b, ",\"startupProbe\":{\"failureThreshold\":600,\"httpGet\":{\"path\":\"/healthz/ready\","
 			 "\"port\":15021,\"scheme\":\"HTTP\"},\"periodSeconds\":1,\"timeoutSeconds\":3}");
-	mesh_buf_puts(b, ",\"resources\":{\"limits\":{\"cpu\":");
-	json_put_string(b, inj__ann(j, A_PROXY_CPU_LIMIT, PROXY_CPU_LIMIT));
-	mesh_buf_puts(b, ",\"memory\":");
-	json_put_string(b, inj__ann(j, A_PROXY_MEM_LIMIT, PROXY_MEM_LIMIT));
-	mesh_buf_puts(b, "},\"requests\":{\"cpu\":");
-	json_put_string(b, inj__ann(j, A_PROXY_CPU, PROXY_CPU));
-	mesh_buf_puts(b, ",\"memory\":");
-	json_put_string(b, inj__ann(j, A_PROXY_MEM, PROXY_MEM));
-	mesh_buf_puts(b, "}}");
+	inj__resources(j, b);
 	if (strcmp(j->mode, "TPROXY") == 0)
 		mesh_buf_puts(b, ",\"securityContext\":{\"allowPrivilegeEscalation\":false,\"capabilities\":{\"add\":"
 				 "[\"NET_ADMIN\"],\"drop\":[\"ALL\"]},\"privileged\":false,\"readOnlyRootFilesystem\":true,"
@@ -1031,7 +1128,7 @@ static int inj__patch(struct inj *j, struct mesh_buf *patch)
 		mesh_buf_putc(patch, ',');
 		{
 			/* the capture in effect, as the template writes it */
-			char excl[1024];
+			char excl[INJECT_MAX_LIST_BYTES + 16];
 			const char *v;
 
 			if ((v = inj__member_str(j->annotations, A_INCLUDE_OUT_CIDR)) && v[0]) {
@@ -1227,7 +1324,9 @@ int inject_review(const struct inject_config *cfg, const char *body, size_t len,
 	enum inject_outcome oc = INJECT_FAILED;
 	int rc;
 
-	mesh_buf_init(&patch, INJECT_MAX_OUTPUT);
+	/* the patch travels in base64 inside the answer, which is capped at
+	 * INJECT_MAX_OUTPUT too (and the webhook server's response cap) */
+	mesh_buf_init(&patch, INJECT_MAX_OUTPUT / 4 * 3 - 4096);
 	if (len == 0) {
 		mesh_buf_puts(out, "no body found");
 		rc = -EINVAL;
@@ -1241,6 +1340,17 @@ int inject_review(const struct inject_config *cfg, const char *body, size_t len,
 	k = json_get_str(root, "apiVersion");
 	if (k && strcmp(k, "admission.k8s.io/v1beta1") == 0)
 		api = k;
+	/* another group/version or kind: the API server's deserializer in
+	 * istiod does not know it (an absent one is read as a review) */
+	if ((k && strcmp(k, "admission.k8s.io/v1") != 0 && strcmp(k, "admission.k8s.io/v1beta1") != 0) ||
+	    (json_get_str(root, "kind") && strcmp(json_get_str(root, "kind"), "AdmissionReview") != 0)) {
+		snprintf(reason, sizeof(reason),
+			 "could not decode body: no kind \"%.100s\" is registered for version \"%.100s\" "
+			 "(want AdmissionReview admission.k8s.io/v1 or v1beta1)",
+			 json_get_str(root, "kind") ? json_get_str(root, "kind") : "", k ? k : "");
+		uid = json_get_str(json_get(root, "request"), "uid");
+		goto deny;
+	}
 	req = json_get(root, "request");
 	uid = json_get_str(req, "uid");
 	if (!req || req->type != JSON_OBJECT || !uid) {
@@ -1259,6 +1369,11 @@ int inject_review(const struct inject_config *cfg, const char *body, size_t len,
 	obj = json_get(req, "object");
 	ns = json_get_str(req, "namespace");
 	rc = inj__pod(cfg, body, obj, ns, &patch, reason, sizeof(reason));
+	if (rc == -MESH_ETOOBIG && patch.err)
+		snprintf(reason, sizeof(reason), "cannot inject: the patch for this Pod would be over %zu bytes",
+			 patch.max);
+	else if (rc < 0 && !reason[0])
+		snprintf(reason, sizeof(reason), "cannot inject: %s", mesh_strerror(rc));
 	if (rc < 0)
 		goto deny;
 	inj__response_head(out, api, uid);

@@ -40,7 +40,13 @@
 
 #define WEBHOOK_THREADS 2u                  /* epoll threads serving every connection */
 #define WEBHOOK_MAX_CONNECTIONS 1024u       /* concurrent connections, all peers */
-#define WEBHOOK_MAX_PER_IP 64u              /* one address: the API server's many connections */
+/* One address: the API server is one (or a few), and over HTTP/1.1 it
+ * opens a connection per admission call in flight (its transport has no
+ * per-host cap): a burst of pod creations easily holds more than 64, and
+ * at 64 the 65th call was closed unanswered (100 at once from one address:
+ * 36 failed), failing the Pod under failurePolicy Fail.  Half the total
+ * still keeps one other address from taking every slot. */
+#define WEBHOOK_MAX_PER_IP (WEBHOOK_MAX_CONNECTIONS / 2)
 #define WEBHOOK_IDLE_TIMEOUT_S 10u          /* silence that closes a connection */
 #define WEBHOOK_REQUEST_DEADLINE_S 30       /* first byte to last body byte (the API server waits 10 s) */
 #define WEBHOOK_LISTEN_BACKLOG 1024

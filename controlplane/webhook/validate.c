@@ -430,6 +430,24 @@ int webhook_validate_handle(void *ud, const char *body, size_t len, struct mesh_
 	}
 	r.api_version = json_get_str(root, "apiVersion");
 	r.request = json_get(root, "request");
+	{
+		/* another group/version or kind: istiod's deserializer does not
+		 * know it (an absent one is read as a review); answered as v1 */
+		const char *kind = json_get_str(root, "kind");
+
+		if ((r.api_version && strcmp(r.api_version, "admission.k8s.io/v1") != 0 &&
+		     strcmp(r.api_version, "admission.k8s.io/v1beta1") != 0) ||
+		    (kind && strcmp(kind, "AdmissionReview") != 0)) {
+			mesh_buf_printf(&r.msg,
+					"could not decode body: no kind \"%.100s\" is registered for version \"%.100s\" "
+					"(want AdmissionReview admission.k8s.io/v1 or v1beta1)",
+					kind ? kind : "", r.api_version ? r.api_version : "");
+			r.api_version = NULL;
+			r.uid = json_get_str(r.request, "uid");
+			rc = wv__respond(&r, out);
+			goto out;
+		}
+	}
 	if (!r.request || r.request->type != JSON_OBJECT) {
 		mesh_buf_puts(&r.msg, "could not decode object: the AdmissionReview has no request");
 		rc = wv__respond(&r, out);

@@ -17,8 +17,10 @@ import base64
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
+import threading
 import unittest
 import urllib.request
 
@@ -256,6 +258,90 @@ class InjectWebhookTest(unittest.TestCase):
             finally:
                 s.close()
         self.assertIn("patch", self.inject(POD))
+
+    def test_admitted_capture_annotations_start_istio_init(self):
+        """Hostile traffic.sidecar.istio.io/* and interception values: each
+        is refused at admission with the annotation named, or admitted with
+        an istio-init whose arguments `meshproxy iptables` takes and whose
+        rules iptables-restore / ip6tables-restore --test accept (as root, in
+        a network namespace of the test's own).  A pod admitted with an
+        istio-init that exits 1 never starts."""
+        hostile = [
+            ("traffic.sidecar.istio.io/excludeOutboundPorts", "8080, 9090"),
+            ("traffic.sidecar.istio.io/excludeOutboundPorts", "0,65535"),
+            ("traffic.sidecar.istio.io/excludeOutboundPorts", "99999"),
+            ("traffic.sidecar.istio.io/excludeOutboundPorts", "80;reboot"),
+            ("traffic.sidecar.istio.io/excludeOutboundPorts", "1:2"),
+            ("traffic.sidecar.istio.io/includeInboundPorts", "8080, 9090"),
+            ("traffic.sidecar.istio.io/includeInboundPorts", "* "),
+            ("traffic.sidecar.istio.io/excludeInboundPorts", ",".join(str(10000 + i) for i in range(250))),
+            ("traffic.sidecar.istio.io/excludeInboundPorts", ",".join(str(10000 + i) for i in range(300))),
+            ("traffic.sidecar.istio.io/includeOutboundIPRanges", "10.0.0.0/8, 172.16.0.0/12"),
+            ("traffic.sidecar.istio.io/includeOutboundIPRanges", "10.0.0.0/+8"),
+            ("traffic.sidecar.istio.io/includeOutboundIPRanges", "10.0.0.0/8,fd00::/8,::ffff:10.0.0.1/128"),
+            ("traffic.sidecar.istio.io/includeOutboundIPRanges", " *"),
+            ("traffic.sidecar.istio.io/includeOutboundIPRanges", "-j ACCEPT"),
+            ("traffic.sidecar.istio.io/excludeOutboundIPRanges", "10.0.0.1/32\n-A OUTPUT -j DROP"),
+            ("traffic.sidecar.istio.io/excludeOutboundIPRanges", "fe80::1%eth0/64"),
+            ("traffic.sidecar.istio.io/excludeOutboundIPRanges", ",".join("10.%d.0.0/16" % i for i in range(250))),
+        ]
+        restore = os.geteuid() == 0 and subprocess.run(["unshare", "-n", "true"]).returncode == 0
+        for key, value in hostile:
+            pod = json.loads(json.dumps(POD))
+            pod["metadata"]["annotations"] = {key: value}
+            r = self.inject(pod)
+            if not r["allowed"]:
+                self.assertIn(key, r["status"]["message"], value)
+                continue
+            ops = json.loads(base64.b64decode(r["patch"]))
+            init = [c for op in ops if op["path"] == "/spec/initContainers" for c in op["value"]
+                    if c["name"] == "istio-init"][0]
+            self.assertEqual(init["command"], ["meshproxy"])
+            for fam in ("--ipv6=false", "--ipv6=true"):
+                p = subprocess.run([MESHPROXY] + init["args"] + ["--dry-run", fam], capture_output=True, timeout=30)
+                self.assertEqual(p.returncode, 0, "%s=%r admitted, istio-init refuses it: %s"
+                                 % (key, value, p.stderr.decode()[:300]))
+                if fam == "--ipv6=false":
+                    v4 = p.stdout
+                else:
+                    v6 = p.stdout[len(v4):]
+            if restore:
+                for tool, text in (("iptables-restore", v4), ("ip6tables-restore", v6)):
+                    t = subprocess.run(["unshare", "-n", tool, "--test"], input=text, capture_output=True, timeout=30)
+                    self.assertEqual(t.returncode, 0, "%s=%r: %s refuses: %s"
+                                     % (key, value, tool, t.stderr.decode()[:300]))
+
+    def test_burst_from_one_address_all_answered(self):
+        """The API server calls from one address with a connection per
+        admission in flight: 100 at once all get their answer (the 65th
+        and later were closed unanswered)."""
+        ctx = ssl.create_default_context(cafile=self.root)
+        body = json.dumps(review(POD)).encode()
+        req = (b"POST /inject HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+               b"Content-Length: %d\r\n\r\n" % (SVC.encode(), len(body))) + body
+        conns = [ctx.wrap_socket(socket.create_connection(("127.0.0.1", self.meshd.webhook_port), timeout=30),
+                                 server_hostname=SVC, do_handshake_on_connect=False) for _ in range(100)]
+        answers = [None] * len(conns)
+
+        def call(i):
+            try:
+                conns[i].do_handshake()
+                conns[i].sendall(req)
+                answers[i] = conns[i].recv(64)[:12]
+            except OSError as e:
+                answers[i] = repr(e)
+
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(len(conns))]
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+        finally:
+            for c in conns:
+                c.close()
+        failed = [a for a in answers if a != b"HTTP/1.1 200"]
+        self.assertEqual(failed, [], "%d of 100 unanswered" % len(failed))
 
     def test_metrics_count_outcomes(self):
         def counts():

@@ -200,6 +200,32 @@ START_TEST(flags_env_and_names)
 }
 END_TEST
 
+/* Blanks around list items: Istio's injector accepts "8080, 9090" (its
+ * parsePort trims) and istio-iptables hands " 9090" to iptables-restore,
+ * which splits on blanks; the same list here gives the same rules as
+ * without the blanks (it was refused, and the pod's istio-init failed). */
+START_TEST(blanks_around_items)
+{
+	struct mesh_buf a, b;
+
+	mesh_buf_init(&a, 1 << 20);
+	mesh_buf_init(&b, 1 << 20);
+	ck_assert_int_eq(render_str("--ipv6=true -u 1337 -i 10.0.0.0/8,fd00::/8 -x 10.1.0.0/16 -b 80,90 -d 15020,15021 "
+				    "-o 8080,9090 -q 3306 -c eth1",
+				    &a),
+			 0);
+	ck_assert_int_eq(render_str("--ipv6=true\nENV PROXY_UID= 1337\nENV ISTIO_SERVICE_CIDR= 10.0.0.0/8 , fd00::/8\n"
+				    "ENV ISTIO_SERVICE_EXCLUDE_CIDR=10.1.0.0/16 \nENV ISTIO_INBOUND_PORTS=80,\t90\n"
+				    "ENV ISTIO_LOCAL_EXCLUDE_PORTS=15020 , 15021\nENV ISTIO_LOCAL_OUTBOUND_PORTS_EXCLUDE=8080, 9090\n"
+				    "ENV ISTIO_OUTBOUND_PORTS= 3306\nENV ISTIO_EXCLUDE_INTERFACES=eth1 ",
+				    &b),
+			 0);
+	ck_assert_str_eq(a.data, b.data);
+	mesh_buf_cleanup(&a);
+	mesh_buf_cleanup(&b);
+}
+END_TEST
+
 START_TEST(bad_values_refused)
 {
 	static const char *const bad[] = {
@@ -216,6 +242,22 @@ START_TEST(bad_values_refused)
 		"--ipv6=false --no-such-flag",
 		"--ipv6=false\nENV ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR=10.0.0.1/32",
 		"--ipv6=false\nENV ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR=127.0.0.1/4",
+		/* values iptables-restore refuses (it would, after the cleanup):
+		 * refused here, naming the flag */
+		"--ipv6=false -p abc",
+		"--ipv6=false\nENV INBOUND_CAPTURE_PORT=",
+		"--ipv6=false -e 0",
+		"--ipv6=false -o 99999",
+		"--ipv6=false -o :",                  /* iptables: every port */
+		"--ipv6=false -o 1:2:3",
+		"--ipv6=false -o 90:80",
+		"--ipv6=false -b 80,http",
+		"--ipv6=false -d +80",
+		"--ipv6=false -q 65536",
+		"--ipv6=false -g -1",
+		"--ipv6=false -u -j",
+		"--ipv6=false -m TPROXY -t abc/def",
+		"--ipv6=false -m TPROXY -t 4294967296",
 	};
 	struct mesh_buf out;
 	size_t i;
@@ -225,6 +267,18 @@ START_TEST(bad_values_refused)
 		ck_assert_msg(render_str(bad[i], &out) < 0, "accepted: %s", bad[i]);
 		mesh_buf_cleanup(&out);
 	}
+	/* ports and ranges iptables takes */
+	mesh_buf_init(&out, 1 << 20);
+	ck_assert_int_eq(render_str("--ipv6=false -o 0,80:90,65535 -m TPROXY -t 0x539", &out), 0);
+	ck_assert_ptr_nonnull(strstr(out.data, "-A ISTIO_OUTPUT -p tcp --dport 80:90 -j RETURN\n"));
+	mesh_buf_cleanup(&out);
+	/* loopback in -i (Go's IsLoopback, which unmaps ::ffff:127.0.0.1):
+	 * app => app over lo is captured, no "-o lo ... ! --uid-owner" RETURN */
+	mesh_buf_init(&out, 1 << 20);
+	ck_assert_int_eq(render_str("--ipv6=true -i ::ffff:127.0.0.1/128", &out), 0);
+	ck_assert_ptr_null(strstr(out.data, "-A ISTIO_OUTPUT -o lo -m owner ! --uid-owner 1337 -j RETURN\n"));
+	ck_assert_ptr_nonnull(strstr(out.data, "-A ISTIO_OUTPUT -d ::ffff:127.0.0.1/128 -j ISTIO_REDIRECT\n"));
+	mesh_buf_cleanup(&out);
 	/* canonical CIDR text as Go prints a netip.Prefix */
 	mesh_buf_init(&out, 1 << 20);
 	ck_assert_int_eq(render_str("--ipv6 -i 2001:0db8:0:0::/32,10.1.0.0/16", &out), 0);
@@ -243,6 +297,7 @@ int main(void)
 
 	tcase_add_test(tc, istio_golden_cases);
 	tcase_add_test(tc, flags_env_and_names);
+	tcase_add_test(tc, blanks_around_items);
 	tcase_add_test(tc, bad_values_refused);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);

@@ -87,10 +87,11 @@ START_TEST(selection_rules)
 }
 END_TEST
 
-static const char POD[] = "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"web\",\"namespace\":\"shop\","
-			  "\"labels\":{\"app\":\"web\"}},\"spec\":{\"containers\":[{\"name\":\"web\",\"image\":\"nginx\","
-			  "\"livenessProbe\":{\"tcpSocket\":{\"port\":8080}}}],"
-			  "\"initContainers\":[{\"name\":\"setup\",\"image\":\"busybox\"}]}}";
+#define POD_JSON "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"web\",\"namespace\":\"shop\"," \
+			  "\"labels\":{\"app\":\"web\"}},\"spec\":{\"containers\":[{\"name\":\"web\",\"image\":\"nginx\"," \
+			  "\"livenessProbe\":{\"tcpSocket\":{\"port\":8080}}}]," \
+			  "\"initContainers\":[{\"name\":\"setup\",\"image\":\"busybox\"}]}}"
+static const char POD[] = POD_JSON;
 
 /* Inject POD with cfg and apply the patch; the parsed result (json_free). */
 static struct json_value *inject_and_apply(struct inject_config *cfg, const char *pod)
@@ -162,6 +163,212 @@ START_TEST(patch_applies_and_orders_containers)
 }
 END_TEST
 
+/* inject_pod of a Pod in shop (istio-injection=enabled) with one
+ * annotation: 1 injected, or the refusal's code; the patch in *patch. */
+static int inject_with(const char *key, const char *val, struct mesh_buf *patch, char *reason, size_t cap)
+{
+	static const struct nsl nss[] = { { "shop", "istio-injection", "enabled" }, { NULL, NULL, NULL } };
+	struct inject_config cfg = { .ns_label = ns_label };
+	struct mesh_buf pod;
+	int rc;
+
+	ns_table = nss;
+	mesh_buf_init(&pod, INJECT_MAX_INPUT);
+	mesh_buf_puts(&pod, "{\"metadata\":{\"name\":\"web\",\"namespace\":\"shop\",\"annotations\":{");
+	json_put_string(&pod, key);
+	mesh_buf_putc(&pod, ':');
+	json_put_string(&pod, val);
+	mesh_buf_puts(&pod, "}},\"spec\":{\"containers\":[{\"name\":\"web\",\"image\":\"nginx\"}]}}");
+	ck_assert_int_eq(pod.err, 0);
+	rc = inject_pod(&cfg, pod.data, pod.len, NULL, patch, reason, cap);
+	mesh_buf_cleanup(&pod);
+	ns_table = NULL;
+	return rc;
+}
+
+/* The traffic annotations as Istio's pkg/kube/inject/validate.go takes
+ * them: CIDRs parsed whole by Go's netip.ParsePrefix (no blank, no empty
+ * item, no sign or leading zero in the length), ports trimmed and parsed
+ * by strconv.ParseUint(.., 10, 16).  What the injector accepts, meshproxy
+ * iptables (the pod's istio-init) accepts too; what it refuses is refused
+ * at admission with the annotation named, not in an init container that
+ * never starts. */
+START_TEST(traffic_annotations_as_istio)
+{
+	static const struct {
+		const char *key, *val;
+		int ok;
+	} cases[] = {
+		{ "traffic.sidecar.istio.io/includeOutboundIPRanges", "10.0.0.0/8,fd00::/8", 1 },
+		{ "traffic.sidecar.istio.io/includeOutboundIPRanges", "*", 1 },
+		{ "traffic.sidecar.istio.io/includeOutboundIPRanges", "", 1 },
+		{ "traffic.sidecar.istio.io/excludeOutboundIPRanges", "::ffff:10.0.0.1/128,10.0.0.1/0", 1 },
+		{ "traffic.sidecar.istio.io/includeOutboundIPRanges", "10.0.0.0/8, 172.16.0.0/12", 0 },
+		{ "traffic.sidecar.istio.io/includeOutboundIPRanges", "10.0.0.0/+8", 0 },
+		{ "traffic.sidecar.istio.io/includeOutboundIPRanges", "10.0.0.0/ 8", 0 },
+		{ "traffic.sidecar.istio.io/includeOutboundIPRanges", "10.0.0.0/08", 0 },
+		{ "traffic.sidecar.istio.io/includeOutboundIPRanges", "10.0.0.0/8,", 0 },
+		{ "traffic.sidecar.istio.io/includeOutboundIPRanges", " *", 0 },
+		{ "traffic.sidecar.istio.io/excludeOutboundIPRanges", "*", 0 },
+		{ "traffic.sidecar.istio.io/excludeOutboundIPRanges", "fe80::1%eth0/64", 0 },
+		{ "traffic.sidecar.istio.io/excludeOutboundIPRanges", "10.0.0.1/32;reboot", 0 },
+		{ "traffic.sidecar.istio.io/excludeOutboundPorts", "8080, 9090", 1 },
+		{ "traffic.sidecar.istio.io/excludeOutboundPorts", " 0 ", 1 },
+		{ "traffic.sidecar.istio.io/excludeOutboundPorts", "8080,", 0 },
+		{ "traffic.sidecar.istio.io/excludeOutboundPorts", "65536", 0 },
+		{ "traffic.sidecar.istio.io/excludeOutboundPorts", "+80", 0 },
+		{ "traffic.sidecar.istio.io/excludeOutboundPorts", "80:90", 0 },
+		{ "traffic.sidecar.istio.io/includeInboundPorts", "8080, 9090", 1 },
+		{ "traffic.sidecar.istio.io/includeInboundPorts", " * ", 0 },
+		{ "traffic.sidecar.istio.io/excludeInboundPorts", "15020 ,15021", 1 },
+	};
+	char reason[INJECT_REASON_CAP];
+	struct mesh_buf patch;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		mesh_buf_init(&patch, INJECT_MAX_OUTPUT);
+		reason[0] = '\0';
+		rc = inject_with(cases[i].key, cases[i].val, &patch, reason, sizeof(reason));
+		ck_assert_msg(rc == (cases[i].ok ? 1 : -EINVAL), "%s=\"%s\": %d (%s)", cases[i].key, cases[i].val, rc,
+			      reason);
+		if (!cases[i].ok)
+			ck_assert_ptr_nonnull(strstr(reason, cases[i].key));
+		mesh_buf_cleanup(&patch);
+	}
+}
+END_TEST
+
+/* A long excludeInboundPorts reaches istio-init's -d whole, the status port
+ * last (it was cut at 1023 bytes: 300 ports gave "...,10169,101" with
+ * 15020 lost); a list over the cap is refused, never cut. */
+START_TEST(long_port_list_whole_or_refused)
+{
+	char reason[INJECT_REASON_CAP], want[32];
+	struct mesh_buf patch, list;
+	int i;
+
+	mesh_buf_init(&list, 1 << 16);
+	for (i = 0; i < 250; i++)
+		mesh_buf_printf(&list, "%s%d", i ? "," : "", 10000 + i);
+	mesh_buf_init(&patch, INJECT_MAX_OUTPUT);
+	ck_assert_int_eq(inject_with("traffic.sidecar.istio.io/excludeInboundPorts", list.data, &patch, reason,
+				     sizeof(reason)),
+			 1);
+	ck_assert_int_eq(patch.err, 0);
+	snprintf(want, sizeof(want), ",%d,15020\"", 10000 + 249);
+	/* the -d argument and the annotation both end with the status port */
+	ck_assert_ptr_nonnull(strstr(patch.data, "\"-d\",\"15090,15021,10000,10001,"));
+	ck_assert_ptr_nonnull(strstr(strstr(patch.data, "\"-d\","), want));
+	ck_assert_ptr_nonnull(strstr(strstr(patch.data, "\"traffic.sidecar.istio.io/excludeInboundPorts\":"), want));
+	mesh_buf_cleanup(&patch);
+	mesh_buf_printf(&list, ",%d", 20000);
+	mesh_buf_init(&patch, INJECT_MAX_OUTPUT);
+	ck_assert_int_eq(inject_with("traffic.sidecar.istio.io/excludeInboundPorts", list.data, &patch, reason,
+				     sizeof(reason)),
+			 -EINVAL);
+	ck_assert_ptr_nonnull(strstr(reason, "more than 250 items"));
+	mesh_buf_cleanup(&patch);
+	mesh_buf_cleanup(&list);
+}
+END_TEST
+
+/* Resource quantities as Kubernetes parses them; a patch the API server
+ * would refuse is refused at admission with the annotation named. */
+START_TEST(quantities_as_kubernetes)
+{
+	static const struct {
+		const char *val;
+		int ok;
+	} cases[] = {
+		{ "100m", 1 }, { "1.5", 1 }, { "128Mi", 1 }, { "1e3", 1 }, { "1E-2", 1 }, { "+2", 1 }, { ".5", 1 },
+		{ "500u", 1 }, { "1.2.3", 0 }, { "1e", 0 },   { "-1", 0 },   { ".", 0 },   { "1Q", 0 },  { "", 0 },
+		{ "1 ", 0 },   { "1ki", 0 },
+	};
+	char reason[INJECT_REASON_CAP];
+	struct mesh_buf patch;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		mesh_buf_init(&patch, INJECT_MAX_OUTPUT);
+		rc = inject_with("sidecar.istio.io/proxyCPU", cases[i].val, &patch, reason, sizeof(reason));
+		ck_assert_msg(rc == (cases[i].ok ? 1 : -EINVAL), "proxyCPU \"%s\": %d", cases[i].val, rc);
+		mesh_buf_cleanup(&patch);
+	}
+}
+END_TEST
+
+/* A container name the API server will refuse (a control character, a
+ * quote) still gets a patch that is JSON: its probes are left as they are. */
+START_TEST(odd_container_name_patch_is_json)
+{
+	static const char *const names[] = { "a\\u0001b", "a\\nb", "a\\\"b", "a\\\\b", "a\\u2028b" };
+	static const struct nsl nss[] = { { "shop", "istio-injection", "enabled" }, { NULL, NULL, NULL } };
+	struct inject_config cfg = { .ns_label = ns_label };
+	char reason[INJECT_REASON_CAP], pod[512];
+	struct json_value *v = NULL;
+	struct mesh_buf patch;
+	size_t i;
+
+	ns_table = nss;
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(pod, sizeof(pod),
+			 "{\"metadata\":{\"name\":\"web\",\"namespace\":\"shop\"},\"spec\":{\"containers\":[{\"name\":"
+			 "\"%s\",\"livenessProbe\":{\"httpGet\":{\"port\":8080}},\"readinessProbe\":{\"tcpSocket\":"
+			 "{\"port\":8080}}}]}}",
+			 names[i]);
+		mesh_buf_init(&patch, INJECT_MAX_OUTPUT);
+		ck_assert_int_eq(inject_pod(&cfg, pod, strlen(pod), NULL, &patch, reason, sizeof(reason)), 1);
+		ck_assert_msg(json_parse(patch.data, patch.len, &v) == 0, "name %s: patch is not JSON", names[i]);
+		json_free(v);
+		v = NULL;
+		mesh_buf_cleanup(&patch);
+	}
+	ns_table = NULL;
+}
+END_TEST
+
+/* A Pod whose patch outgrows the answer (its ports are copied into
+ * ISTIO_META_POD_PORTS, escaped: a 2.7 MB review of quote-named ports)
+ * is refused with a message, not answered "allowed: false" with an empty
+ * one, nor with an answer over the cap (meshd's 500). */
+START_TEST(review_too_big_refused_with_reason)
+{
+	static const struct nsl nss[] = { { "shop", "istio-injection", "enabled" }, { NULL, NULL, NULL } };
+	struct inject_config cfg = { .ns_label = ns_label };
+	struct mesh_buf body, out;
+	struct json_value *v = NULL;
+	enum inject_outcome oc;
+	const char *msg;
+	int i;
+
+	ns_table = nss;
+	mesh_buf_init(&body, INJECT_MAX_INPUT);
+	mesh_buf_puts(&body, "{\"apiVersion\":\"admission.k8s.io/v1\",\"kind\":\"AdmissionReview\",\"request\":{\"uid\":\"u\","
+			     "\"namespace\":\"shop\",\"object\":{\"metadata\":{\"name\":\"web\"},\"spec\":{\"containers\":"
+			     "[{\"name\":\"web\",\"ports\":[");
+	for (i = 0; i < 55000; i++)
+		mesh_buf_puts(&body, i ? ",{\"name\":\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\",\"containerPort\":1}"
+				       : "{\"containerPort\":1}");
+	mesh_buf_puts(&body, "]}]}}}}");
+	ck_assert_int_eq(body.err, 0);
+	mesh_buf_init(&out, INJECT_MAX_OUTPUT);
+	ck_assert_int_eq(inject_review(&cfg, body.data, body.len, &out, &oc), 0);
+	ck_assert_int_eq(oc, INJECT_FAILED);
+	ck_assert_int_eq(json_parse(out.data, out.len, &v), 0);
+	ck_assert(!json_get_bool(json_get(v, "response"), "allowed", true));
+	msg = json_get_str(json_get(json_get(v, "response"), "status"), "message");
+	ck_assert_ptr_nonnull(msg);
+	ck_assert_ptr_nonnull(strstr(msg, "patch for this Pod would be over"));
+	json_free(v);
+	mesh_buf_cleanup(&out);
+	mesh_buf_cleanup(&body);
+	ns_table = NULL;
+}
+END_TEST
+
 static int apply(const char *doc, const char *patch, struct mesh_buf *out)
 {
 	return inject_apply(doc, strlen(doc), patch, strlen(patch), "", out);
@@ -206,6 +413,34 @@ START_TEST(review_answers)
 	ck_assert_int_eq(json_parse(out.data, out.len, &v), 0);
 	ck_assert(!json_get_bool(json_get(v, "response"), "allowed", true));
 	json_free(v);
+	v = NULL;
+	/* another version or kind of review: refused, named (it was injected) */
+	{
+		static const char *const odd[] = {
+			"{\"apiVersion\":\"admission.k8s.io/v9\",\"kind\":\"AdmissionReview\",\"request\":{\"uid\":\"u\","
+			"\"object\":" POD_JSON "}}",
+			"{\"apiVersion\":\"admission.k8s.io/v1\",\"kind\":\"Deployment\",\"request\":{\"uid\":\"u\","
+			"\"object\":" POD_JSON "}}",
+		};
+		static const struct nsl nss[] = { { "shop", "istio-injection", "enabled" }, { NULL, NULL, NULL } };
+		size_t i;
+
+		ns_table = nss;
+		for (i = 0; i < 2; i++) {
+			mesh_buf_reset(&out);
+			ck_assert_int_eq(inject_review(&cfg, odd[i], strlen(odd[i]), &out, &oc), 0);
+			ck_assert_int_eq(oc, INJECT_FAILED);
+			ck_assert_int_eq(json_parse(out.data, out.len, &v), 0);
+			ck_assert_str_eq(json_get_str(v, "apiVersion"), "admission.k8s.io/v1");
+			ck_assert_str_eq(json_get_str(json_get(v, "response"), "uid"), "u");
+			ck_assert(!json_get_bool(json_get(v, "response"), "allowed", true));
+			ck_assert_ptr_nonnull(strstr(json_get_str(json_get(json_get(v, "response"), "status"), "message"),
+						     "is registered for version"));
+			json_free(v);
+			v = NULL;
+		}
+		ns_table = NULL;
+	}
 	mesh_buf_cleanup(&out);
 }
 END_TEST
@@ -219,6 +454,11 @@ static Suite *suite(void)
 	tcase_add_test(tc, patch_applies_and_orders_containers);
 	tcase_add_test(tc, apply_refuses_what_it_does_not_do);
 	tcase_add_test(tc, review_answers);
+	tcase_add_test(tc, traffic_annotations_as_istio);
+	tcase_add_test(tc, long_port_list_whole_or_refused);
+	tcase_add_test(tc, quantities_as_kubernetes);
+	tcase_add_test(tc, odd_container_name_patch_is_json);
+	tcase_add_test(tc, review_too_big_refused_with_reason);
 	suite_add_tcase(s, tc);
 	return s;
 }

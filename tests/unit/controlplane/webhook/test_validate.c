@@ -267,6 +267,18 @@ START_TEST(malformed_reviews)
 		    "\"uid\":\"b\",\"operation\":\"CREATE\",\"object\":" VS_OK "}}");
 	ck_assert(a.allowed);
 	ck_assert_str_eq(a.api_version, "admission.k8s.io/v1beta1");
+	/* another version or kind: refused as istiod's deserializer refuses it,
+	 * answered as v1 (it was judged and answered as "admission.k8s.io/v9") */
+	a = ask_raw("{\"apiVersion\":\"admission.k8s.io/v9\",\"kind\":\"AdmissionReview\",\"request\":{"
+		    "\"uid\":\"c\",\"operation\":\"CREATE\",\"object\":" VS_OK "}}");
+	ck_assert(!a.allowed);
+	ck_assert_msg(strstr(a.message, "no kind \"AdmissionReview\" is registered for version \"admission.k8s.io/v9\""),
+		      "%s", a.message);
+	ck_assert_str_eq(a.api_version, "admission.k8s.io/v1");
+	a = ask_raw("{\"apiVersion\":\"admission.k8s.io/v1\",\"kind\":\"Deployment\",\"request\":{"
+		    "\"uid\":\"c\",\"operation\":\"CREATE\",\"object\":" VS_OK "}}");
+	ck_assert(!a.allowed);
+	ck_assert_msg(strstr(a.message, "no kind \"Deployment\""), "%s", a.message);
 }
 END_TEST
 
