@@ -597,7 +597,15 @@ $(FUZZ_BUILD)/fuzz_expr: tests/fuzz/fuzz_expr.c $(FUZZ_EXPR_SRCS) FORCE
 		tests/fuzz/fuzz_expr.c $(FUZZ_EXPR_SRCS) $(FUZZ_BUILD)/lib/libcommon.a \
 		$(call pkg_libs,$(MESHPROXY_PKGS)) -lpthread -lm
 
-FUZZ_TARGETS := http1 config jwt inject validate sniff kube_stream csr snapshot chunked pem expr
+# the transport-free ADS core (controlplane/xds/ads.c) in libmeshd.a
+$(FUZZ_BUILD)/fuzz_ads: tests/fuzz/fuzz_ads.c FORCE
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD)/lib SAN=1 CC=$(FUZZ_CC) CXX=$(FUZZ_CC)++ \
+		SANFLAGS="$(FUZZ_LIB_FLAGS)" $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a
+	@echo "  FUZZ    $@"
+	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -I. -I$(FUZZ_BUILD)/lib/gen $(FUZZ_SAN) -fsanitize=fuzzer -o $@ \
+		$< $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a $(call pkg_libs,$(MESHD_PKGS)) -lpthread -lm
+
+FUZZ_TARGETS := http1 config jwt inject validate sniff kube_stream csr snapshot chunked pem expr ads
 
 fuzz:
 	@sh scripts/deps.sh fuzz
