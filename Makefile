@@ -571,7 +571,51 @@ $(FUZZ_BUILD)/fuzz_kube_stream: tests/fuzz/fuzz_kube_stream.c controlplane/kube/
 	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -I. $(FUZZ_SAN) -fsanitize=fuzzer -o $@ \
 		tests/fuzz/fuzz_kube_stream.c controlplane/kube/kube_stream.c common/buf.c common/err.c
 
-FUZZ_TARGETS := http1 config jwt inject validate sniff kube_stream csr snapshot
+# the chunked decoder of dataplane/http1.c on its own
+$(FUZZ_BUILD)/fuzz_chunked: tests/fuzz/fuzz_chunked.c dataplane/http1.c dataplane/http1.h common/buf.c common/err.c
+	@mkdir -p $(dir $@)
+	@echo "  FUZZ    $@"
+	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -I. $(FUZZ_SAN) -fsanitize=fuzzer -o $@ \
+		tests/fuzz/fuzz_chunked.c dataplane/http1.c common/buf.c common/err.c
+
+# common/pem.c's loaders and meshproxy's Secret decoding (dataplane/sds.c)
+$(FUZZ_BUILD)/fuzz_pem: tests/fuzz/fuzz_pem.c dataplane/sds.c dataplane/sds.h dataplane/snapshot.c FORCE
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD)/lib SAN=1 CC=$(FUZZ_CC) CXX=$(FUZZ_CC)++ \
+		SANFLAGS="$(FUZZ_LIB_FLAGS)" $(FUZZ_BUILD)/lib/libcommon.a
+	@echo "  FUZZ    $@"
+	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -I. -I$(FUZZ_BUILD)/lib/gen $(FUZZ_SAN) -fsanitize=fuzzer -o $@ \
+		tests/fuzz/fuzz_pem.c dataplane/sds.c dataplane/snapshot.c $(FUZZ_BUILD)/lib/libcommon.a \
+		$(call pkg_libs,$(MESHPROXY_PKGS)) -lpthread -lm
+
+# the access-log filter and format compilers, the Telemetry tag expressions
+FUZZ_EXPR_SRCS := dataplane/alogexpr.c dataplane/accesslog.c dataplane/istio_stats.c dataplane/ev_epoll.c
+$(FUZZ_BUILD)/fuzz_expr: tests/fuzz/fuzz_expr.c $(FUZZ_EXPR_SRCS) FORCE
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD)/lib SAN=1 CC=$(FUZZ_CC) CXX=$(FUZZ_CC)++ \
+		SANFLAGS="$(FUZZ_LIB_FLAGS)" $(FUZZ_BUILD)/lib/libcommon.a
+	@echo "  FUZZ    $@"
+	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -I. -I$(FUZZ_BUILD)/lib/gen $(FUZZ_SAN) -fsanitize=fuzzer -o $@ \
+		tests/fuzz/fuzz_expr.c $(FUZZ_EXPR_SRCS) $(FUZZ_BUILD)/lib/libcommon.a \
+		$(call pkg_libs,$(MESHPROXY_PKGS)) -lpthread -lm
+
+# the transport-free ADS core (controlplane/xds/ads.c) in libmeshd.a
+$(FUZZ_BUILD)/fuzz_ads: tests/fuzz/fuzz_ads.c FORCE
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD)/lib SAN=1 CC=$(FUZZ_CC) CXX=$(FUZZ_CC)++ \
+		SANFLAGS="$(FUZZ_LIB_FLAGS)" $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a
+	@echo "  FUZZ    $@"
+	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -I. -I$(FUZZ_BUILD)/lib/gen $(FUZZ_SAN) -fsanitize=fuzzer -o $@ \
+		$< $(FUZZ_BUILD)/lib/libmeshd.a $(FUZZ_BUILD)/lib/libcommon.a $(call pkg_libs,$(MESHD_PKGS)) -lpthread -lm
+
+# meshproxy's HTTP/2 glue (dataplane/h2.c) through a whole engine: every
+# dataplane object but main.o, built by clang with coverage
+FUZZ_DP_OBJS := $(patsubst %.c,$(FUZZ_BUILD)/lib/obj/%.o,$(filter-out dataplane/main.c,$(MESHPROXY_SRCS)))
+$(FUZZ_BUILD)/fuzz_h2: tests/fuzz/fuzz_h2.c tests/unit/dataplane/pxspec.h FORCE
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD)/lib SAN=1 CC=$(FUZZ_CC) CXX=$(FUZZ_CC)++ \
+		SANFLAGS="$(FUZZ_LIB_FLAGS)" $(FUZZ_DP_OBJS) $(FUZZ_BUILD)/lib/libcommon.a
+	@echo "  FUZZ    $@"
+	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -I. -I$(FUZZ_BUILD)/lib/gen $(FUZZ_SAN) -fsanitize=fuzzer -o $@ \
+		$< $(FUZZ_DP_OBJS) $(FUZZ_BUILD)/lib/libcommon.a $(call pkg_libs,$(MESHPROXY_PKGS)) -lpthread -lm
+
+FUZZ_TARGETS := http1 config jwt inject validate sniff kube_stream csr snapshot chunked pem expr ads h2
 
 fuzz:
 	@sh scripts/deps.sh fuzz
@@ -588,14 +632,18 @@ fuzz:
 # Each target's own sources beyond the libraries (compiled here each time,
 # hence FORCE: they are not prerequisites):
 FUZZ_REPLAY_SRCS_http1       := tests/http/h1drive.c dataplane/http1.c
+FUZZ_REPLAY_SRCS_chunked     := dataplane/http1.c
 FUZZ_REPLAY_SRCS_jwt         := dataplane/jwt.c
 FUZZ_REPLAY_SRCS_sniff       := dataplane/sniff.c
 FUZZ_REPLAY_SRCS_snapshot    := dataplane/snapshot.c
+FUZZ_REPLAY_SRCS_pem         := dataplane/sds.c dataplane/snapshot.c
+FUZZ_REPLAY_SRCS_expr        := $(FUZZ_EXPR_SRCS)
+FUZZ_REPLAY_OBJS_h2          := $(MESHPROXY_LIB_OBJS)
 FUZZ_REPLAY_BINS := $(addprefix $(BUILD)/fuzz-replay/fuzz_,$(FUZZ_TARGETS))
-$(BUILD)/fuzz-replay/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(LIB) FORCE
+$(BUILD)/fuzz-replay/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(LIB) $(MESHPROXY_LIB_OBJS) FORCE
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(CFLAGS) -MF $@.d -o $@ $< tests/fuzz/replay.c $(FUZZ_REPLAY_SRCS_$*) $(LIB) $(LDFLAGS) \
+	$(Q)$(CC) $(CFLAGS) -MF $@.d -o $@ $< tests/fuzz/replay.c $(FUZZ_REPLAY_SRCS_$*) $(FUZZ_REPLAY_OBJS_$*) $(LIB) $(LDFLAGS) \
 		$(PKG_LIBS) $(call pkg_libs,libnghttp2 libxxhash) -lpthread -lm
 fuzz-replay: $(FUZZ_REPLAY_BINS)
 	@for t in $(FUZZ_TARGETS); do \

@@ -123,6 +123,23 @@ static int pem__bio(const char *pem, size_t len, BIO **out)
 	return *out ? 0 : -ENOMEM;
 }
 
+/*
+ * The passphrase callback of every read: none.  With NULL, OpenSSL's own
+ * callback asks for a passphrase on the terminal (or stdin) as soon as a
+ * PEM block is encrypted ("Proc-Type: 4,ENCRYPTED", "ENCRYPTED PRIVATE
+ * KEY"), blocking the caller's thread on bytes that came from a control
+ * plane or a file.  Refusing makes such a block fail to decode, as Envoy
+ * fails a TlsCertificate with an encrypted key and no password.
+ */
+static int pem__no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+	(void)buf;
+	(void)size;
+	(void)rwflag;
+	(void)u;
+	return -1;
+}
+
 int mesh_pem_read_certs(const char *pem, size_t len, STACK_OF(X509) **out)
 {
 	STACK_OF(X509) *sk = *out;
@@ -138,7 +155,7 @@ int mesh_pem_read_certs(const char *pem, size_t len, STACK_OF(X509) **out)
 		goto out;
 	}
 	n0 = sk_X509_num(sk);
-	while ((x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
+	while ((x = PEM_read_bio_X509(b, NULL, pem__no_passphrase, NULL)) != NULL) {
 		if (!sk_X509_push(sk, x)) {
 			X509_free(x);
 			rc = -ENOMEM;
@@ -166,7 +183,7 @@ int mesh_pem_read_key(const char *pem, size_t len, EVP_PKEY **out)
 	rc = pem__bio(pem, len, &b);
 	if (rc < 0)
 		return rc;
-	*out = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL);
+	*out = PEM_read_bio_PrivateKey(b, NULL, pem__no_passphrase, NULL);
 	if (!*out)
 		rc = -MESH_EPARSE; /* the caller may read the reason from the error queue */
 	BIO_free(b);
@@ -182,7 +199,7 @@ int mesh_pem_read_csr(const char *pem, size_t len, X509_REQ **out)
 	rc = pem__bio(pem, len, &b);
 	if (rc < 0)
 		return rc;
-	*out = PEM_read_bio_X509_REQ(b, NULL, NULL, NULL);
+	*out = PEM_read_bio_X509_REQ(b, NULL, pem__no_passphrase, NULL);
 	if (!*out)
 		rc = -MESH_EPARSE;
 	BIO_free(b);

@@ -47,6 +47,8 @@ MESH_MUST_CHECK int mesh_pem_read_certs(const char *pem, size_t len, STACK_OF(X5
 /* The first private key in pem: 0, -MESH_EPARSE, -MESH_ETOOBIG, -ENOMEM.
  * Free *out with EVP_PKEY_free(). */
 MESH_MUST_CHECK int mesh_pem_read_key(const char *pem, size_t len, EVP_PKEY **out);
+/* (Readers never ask for a passphrase: an encrypted block, a key or a
+ * "Proc-Type: 4,ENCRYPTED" one, is -MESH_EPARSE.) */
 /* The first CSR in pem: 0, -MESH_EPARSE, -MESH_ETOOBIG, -ENOMEM.  Free *out
  * with X509_REQ_free(). */
 MESH_MUST_CHECK int mesh_pem_read_csr(const char *pem, size_t len, X509_REQ **out);

@@ -806,6 +806,10 @@ static size_t fmt_time_custom(char *out, size_t cap, const char *f, uint64_t us)
 			snprintf(frac, sizeof(frac), "%06u000", (unsigned)(us % 1000000));
 			if (digits > 9)
 				digits = 9;
+			/* what fits: snprintf counts what it cut, and the caller
+			 * reads n bytes of out */
+			if (digits > cap - n - 1)
+				digits = (unsigned)(cap - n - 1);
 			n += (size_t)snprintf(out + n, cap - n, "%.*s", (int)digits, frac);
 			f += f[1] == 'f' ? 2 : 3;
 			continue;

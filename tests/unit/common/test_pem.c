@@ -7,9 +7,11 @@
 #include "common/pem.h"
 
 #include <check.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -114,6 +116,82 @@ START_TEST(pem_key_and_csr_round_trip)
 }
 END_TEST
 
+/* PEM text of obj written by write (a BIO writer), encrypted with "secret". */
+static char *encrypted_pem(int (*write)(BIO *, const void *), const void *obj)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	char *p, *out;
+	long n;
+
+	ck_assert_ptr_nonnull(b);
+	ck_assert_int_eq(write(b, obj), 1);
+	n = BIO_get_mem_data(b, &p);
+	out = strndup(p, (size_t)n);
+	ck_assert_ptr_nonnull(out);
+	BIO_free(b);
+	return out;
+}
+
+static int write_pkcs8_encrypted(BIO *b, const void *k)
+{
+	return PEM_write_bio_PKCS8PrivateKey(b, (EVP_PKEY *)k, EVP_aes_128_cbc(), "secret", 6, NULL, NULL);
+}
+
+static int write_traditional_encrypted(BIO *b, const void *k)
+{
+	return PEM_write_bio_PrivateKey_traditional(b, (EVP_PKEY *)k, EVP_aes_128_cbc(), (unsigned char *)"secret", 6,
+						    NULL, NULL);
+}
+
+static int write_cert_encrypted(BIO *b, const void *x)
+{
+	return PEM_ASN1_write_bio((i2d_of_void *)i2d_X509, PEM_STRING_X509, b, x, EVP_aes_128_cbc(),
+				  (unsigned char *)"secret", 6, NULL, NULL);
+}
+
+/*
+ * Found by tests/fuzz/fuzz_pem: an encrypted block (what a control plane
+ * may put in a Secret) made OpenSSL's default passphrase callback prompt
+ * "Enter PEM pass phrase:" and read the terminal or stdin, blocking the
+ * caller (meshproxy's loop).  Now it fails to decode and stdin is not
+ * read: here stdin holds the right passphrase, which the readers used
+ * before the fix (the key loaded).
+ */
+START_TEST(pem_encrypted_never_prompts)
+{
+	EVP_PKEY *k = key_new(), *back = NULL;
+	X509 *x = cert_new(k, "enc");
+	STACK_OF(X509) *sk = NULL;
+	char *p8 = encrypted_pem(write_pkcs8_encrypted, k), *trad = encrypted_pem(write_traditional_encrypted, k);
+	char *cert = encrypted_pem(write_cert_encrypted, x), left[16];
+	int fds[2], saved = dup(0);
+
+	ck_assert_ptr_nonnull(strstr(p8, "ENCRYPTED PRIVATE KEY"));
+	ck_assert_ptr_nonnull(strstr(trad, "Proc-Type: 4,ENCRYPTED"));
+	ck_assert_ptr_nonnull(strstr(cert, "Proc-Type: 4,ENCRYPTED"));
+	ck_assert_int_eq(pipe(fds), 0);
+	ck_assert_int_eq(write(fds[1], "secret\n", 7), 7);
+	close(fds[1]);
+	ck_assert_int_eq(dup2(fds[0], 0), 0);
+	close(fds[0]);
+	ck_assert_int_eq(mesh_pem_read_key(p8, strlen(p8), &back), -MESH_EPARSE);
+	ck_assert_ptr_null(back);
+	ck_assert_int_eq(mesh_pem_read_key(trad, strlen(trad), &back), -MESH_EPARSE);
+	ck_assert_ptr_null(back);
+	ck_assert_int_eq(mesh_pem_read_certs(cert, strlen(cert), &sk), -MESH_EPARSE);
+	ck_assert_ptr_null(sk);
+	/* the passphrase is still there: nobody asked for it */
+	ck_assert_int_eq(read(0, left, sizeof(left)), 7);
+	dup2(saved, 0);
+	close(saved);
+	free(p8);
+	free(trad);
+	free(cert);
+	X509_free(x);
+	EVP_PKEY_free(k);
+}
+END_TEST
+
 /* The workload's key and CSR (meshproxy identity, meshctl certs): the CSR
  * carries the new key's public half and is signed by it. */
 START_TEST(pem_fresh_key_and_csr)
@@ -183,6 +261,7 @@ int main(void)
 	tcase_add_test(tc, pem_garbage_and_cap);
 	tcase_add_test(tc, pem_key_and_csr_round_trip);
 	tcase_add_test(tc, pem_fresh_key_and_csr);
+	tcase_add_test(tc, pem_encrypted_never_prompts);
 	tcase_add_test(tc, file_write_atomic_then_read);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);

@@ -277,6 +277,31 @@ START_TEST(grpc_attempts_env)
 }
 END_TEST
 
+/*
+ * Found by tests/fuzz/fuzz_expr: a %START_TIME(FMT)% whose fraction
+ * directive came when the value (512 bytes at most) was nearly full
+ * returned a length past what it wrote (snprintf counts what it cuts), so
+ * the line took bytes from beyond the stack buffer: 505 + 9 = 514 of 511.
+ * Now the fraction is cut to fit.
+ */
+START_TEST(start_time_fraction_at_the_cap)
+{
+	struct px_alog_entry e;
+	char fmt[600], out[1024], want[600];
+
+	entry(&e);
+	memset(fmt, 0, sizeof(fmt));
+	memcpy(fmt, "%START_TIME(", 12);
+	memset(fmt + 12, 'a', 505);
+	memcpy(fmt + 12 + 505, "%9f%3f)%\n", 10);
+	line_of(fmt, &e, out, sizeof(out));
+	memset(want, 'a', 505);
+	memcpy(want + 505, "123456\n", 8);
+	ck_assert_uint_eq(strlen(out), 512);
+	ck_assert_str_eq(out, want);
+}
+END_TEST
+
 START_TEST(format_errors)
 {
 	static const struct {
@@ -639,6 +664,7 @@ int main(void)
 	tcase_add_test(tc, req_headers_and_time);
 	tcase_add_test(tc, grpc_attempts_env);
 	tcase_add_test(tc, format_errors);
+	tcase_add_test(tc, start_time_fraction_at_the_cap);
 	tcase_add_test(tc, expr_eval);
 	tcase_add_test(tc, expr_missing_header);
 	tcase_add_test(tc, expr_refused);
