@@ -926,7 +926,7 @@ int kube_watch_start(const struct kube_watch_config *cfg, struct kube_watch **ou
 	if (w->cfg.missing_retry <= 0)
 		w->cfg.missing_retry = 30000 * KW__MS;
 	if (w->cfg.max_objects == 0)
-		w->cfg.max_objects = KUBE_WATCH_MAX_OBJECTS;
+		w->cfg.max_objects = CFG_MAX_OBJECTS_PER_SOURCE;
 	w->seed = (unsigned)kw__now() ^ (unsigned)getpid();
 	w->pending_tail = &w->pending;
 	for (k = 0; k < KUBE_RES_COUNT; k++) {

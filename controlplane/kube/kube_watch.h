@@ -51,8 +51,6 @@
 #define KUBE_WATCH_RV_MAX 64
 /* Longest Retry-After honoured (seconds): a larger one waits this long. */
 #define KUBE_WATCH_MAX_RETRY_AFTER_S 600
-/* Default cap of objects per source (kube_watch_config.max_objects). */
-#define KUBE_WATCH_MAX_OBJECTS 200000
 
 enum kube_event_type {
 	KUBE_EVENT_PUT,              /* obj */
@@ -85,7 +83,7 @@ struct kube_watch_config {
 	int64_t missing_retry;       /* ns; retry of a 404 resource; default 30s */
 	uint32_t resources;          /* bit mask of 1u << kube_res; 0: all */
 	const char *mesh_ns;         /* namespace of the mesh config ConfigMap (KUBE_RES_MESH_CONFIG) */
-	size_t max_objects;          /* objects across every resource; 0: KUBE_WATCH_MAX_OBJECTS */
+	size_t max_objects;          /* objects across every resource; 0: CFG_MAX_OBJECTS_PER_SOURCE */
 };
 
 struct kube_watch;
