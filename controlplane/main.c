@@ -38,6 +38,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -84,6 +85,10 @@ struct meshd_opts {
 	int64_t debounce_max;
 	const char *log_format;
 	const char *log_level;
+	size_t max_objects_per_source;
+	/* gRPC connection bounds (xds_server_config; ms, -1: off) */
+	int keepalive_time_ms, keepalive_timeout_ms, max_connection_age_ms;
+	int max_connection_idle_ms, handshake_timeout_ms, max_concurrent_streams;
 };
 
 struct meshd {
@@ -159,6 +164,15 @@ static void usage(FILE *f)
 		"  --trust-domain NAME         (default cluster.local)\n"
 		"  --workload-cert-ttl DUR     (default 24h)\n"
 		"  --max-workload-cert-ttl DUR (default 2160h)\n"
+		"Limits (README \"Limits\"):\n"
+		"  --max-objects-per-source N  objects one config source may hold (default %d); past it the\n"
+		"                              source keeps its last good state\n"
+		"  --grpc-max-streams N        calls per gRPC connection on 15010/15012 (default %d)\n"
+		"  --grpc-handshake-timeout DUR  TCP/TLS/HTTP/2 handshake deadline on 15010/15012 (default 10s)\n"
+		"  --grpc-max-connection-idle DUR  close a gRPC connection without calls (default 5m; 0s: never)\n"
+		"  --keepaliveInterval DUR     ping a silent gRPC connection (default 30s; 0s: never)\n"
+		"  --keepaliveTimeout DUR      close it when the ping is not answered (default 10s)\n"
+		"  --keepaliveMaxServerConnectionAge DUR  GOAWAY a gRPC connection this old (default: never)\n"
 		"Pushes:\n"
 		"  --debounce-after DUR        quiet time before a config change is pushed (default 100ms)\n"
 		"  --debounce-max DUR          longest a change waits (default 10s)\n"
@@ -167,7 +181,7 @@ static void usage(FILE *f)
 		"  --root-namespace NS         mesh-wide config namespace (default istio-system)\n"
 		"  --log-format text|json      (default text)\n"
 		"  --log-level debug|info|warn|error (default info)\n"
-		"  --version, --help\n");
+		"  --version, --help\n", CFG_MAX_OBJECTS_PER_SOURCE, XDS_MAX_CONCURRENT_STREAMS);
 }
 
 static int parse_duration_flag(const char *name, const char *v, int64_t *out)
@@ -179,13 +193,47 @@ static int parse_duration_flag(const char *name, const char *v, int64_t *out)
 	return 0;
 }
 
+/* A duration flag in milliseconds for gRPC (int); 0 becomes -1 (off)
+ * where zero_off, else is refused. */
+static int parse_ms_flag(const char *name, const char *v, bool zero_off, int *out)
+{
+	int64_t ns;
+
+	if (parse_duration_flag(name, v, &ns) < 0)
+		return -EINVAL;
+	if (ns < 0 || ns / 1000000 > INT_MAX || (ns == 0 && !zero_off) || (ns > 0 && ns < 1000000)) {
+		fprintf(stderr, "meshd: --%s: \"%s\" is out of range (1ms to %dms%s)\n", name, v, INT_MAX,
+			zero_off ? ", or 0s for never" : "");
+		return -EINVAL;
+	}
+	*out = ns == 0 ? -1 : (int)(ns / 1000000);
+	return 0;
+}
+
+/* A count flag in [1, max]. */
+static int parse_count_flag(const char *name, const char *v, long long max, long long *out)
+{
+	char *end = NULL;
+	long long n;
+
+	errno = 0;
+	n = strtoll(v, &end, 10);
+	if (errno || !end || end == v || *end || n < 1 || n > max) {
+		fprintf(stderr, "meshd: --%s: \"%s\" is not a count from 1 to %lld\n", name, v, max);
+		return -EINVAL;
+	}
+	*out = n;
+	return 0;
+}
+
 static int parse_opts(int argc, char **argv, struct meshd_opts *o)
 {
 	enum { O_CONFIG_DIR = 256, O_KUBECONFIG, O_XDS, O_SECURE, O_HTTP, O_CA_DIR, O_TRUST, O_TTL, O_MAX_TTL,
 	       O_DEB_AFTER, O_DEB_MAX, O_LOG_FORMAT, O_LOG_LEVEL, O_DOMAIN, O_ROOT_NS, O_VERSION, O_HELP,
 	       O_CA_TOKEN_FILE, O_MESH_CONFIG, O_WEBHOOK, O_WEBHOOK_DNS, O_WEBHOOK_TTL,
 	       O_WEBHOOK_INJECTOR_CONFIGS, O_WEBHOOK_VALIDATOR_CONFIGS,
-	       O_PROXY_IMAGE, O_NATIVE_SIDECARS };
+	       O_PROXY_IMAGE, O_NATIVE_SIDECARS, O_MAX_OBJECTS, O_GRPC_STREAMS, O_GRPC_HANDSHAKE, O_GRPC_IDLE,
+	       O_KA_INTERVAL, O_KA_TIMEOUT, O_KA_AGE };
 	static const struct option longopts[] = {
 		{ "config-dir", required_argument, NULL, O_CONFIG_DIR },
 		{ "mesh-config", required_argument, NULL, O_MESH_CONFIG },
@@ -211,6 +259,13 @@ static int parse_opts(int argc, char **argv, struct meshd_opts *o)
 		{ "log-level", required_argument, NULL, O_LOG_LEVEL },
 		{ "domain", required_argument, NULL, O_DOMAIN },
 		{ "root-namespace", required_argument, NULL, O_ROOT_NS },
+		{ "max-objects-per-source", required_argument, NULL, O_MAX_OBJECTS },
+		{ "grpc-max-streams", required_argument, NULL, O_GRPC_STREAMS },
+		{ "grpc-handshake-timeout", required_argument, NULL, O_GRPC_HANDSHAKE },
+		{ "grpc-max-connection-idle", required_argument, NULL, O_GRPC_IDLE },
+		{ "keepaliveInterval", required_argument, NULL, O_KA_INTERVAL },
+		{ "keepaliveTimeout", required_argument, NULL, O_KA_TIMEOUT },
+		{ "keepaliveMaxServerConnectionAge", required_argument, NULL, O_KA_AGE },
 		{ "version", no_argument, NULL, O_VERSION },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
@@ -247,6 +302,40 @@ static int parse_opts(int argc, char **argv, struct meshd_opts *o)
 		case O_NATIVE_SIDECARS: o->native_sidecars = true; break;
 		case O_WEBHOOK_TTL:
 			if (parse_duration_flag("webhook-cert-ttl", optarg, &o->webhook_cert_ttl) < 0)
+				return 2;
+			break;
+		case O_MAX_OBJECTS: {
+			long long n;
+			if (parse_count_flag("max-objects-per-source", optarg, 100000000LL, &n) < 0)
+				return 2;
+			o->max_objects_per_source = (size_t)n;
+			break;
+		}
+		case O_GRPC_STREAMS: {
+			long long n;
+			if (parse_count_flag("grpc-max-streams", optarg, INT_MAX, &n) < 0)
+				return 2;
+			o->max_concurrent_streams = (int)n;
+			break;
+		}
+		case O_GRPC_HANDSHAKE:
+			if (parse_ms_flag("grpc-handshake-timeout", optarg, false, &o->handshake_timeout_ms) < 0)
+				return 2;
+			break;
+		case O_GRPC_IDLE:
+			if (parse_ms_flag("grpc-max-connection-idle", optarg, true, &o->max_connection_idle_ms) < 0)
+				return 2;
+			break;
+		case O_KA_INTERVAL:
+			if (parse_ms_flag("keepaliveInterval", optarg, true, &o->keepalive_time_ms) < 0)
+				return 2;
+			break;
+		case O_KA_TIMEOUT:
+			if (parse_ms_flag("keepaliveTimeout", optarg, false, &o->keepalive_timeout_ms) < 0)
+				return 2;
+			break;
+		case O_KA_AGE:
+			if (parse_ms_flag("keepaliveMaxServerConnectionAge", optarg, true, &o->max_connection_age_ms) < 0)
 				return 2;
 			break;
 		case O_CA_DIR: o->ca_dir = optarg; break;
@@ -773,7 +862,8 @@ int main(int argc, char **argv)
 	if (!d.store)
 		goto out;
 	if (!d.opts.config_dir) {
-		struct kube_source_config kc = { .store = d.store, .kubeconfig = d.opts.kubeconfig };
+		struct kube_source_config kc = { .store = d.store, .kubeconfig = d.opts.kubeconfig,
+						  .max_objects = d.opts.max_objects_per_source };
 
 		/* Istio's precedence: a mesh config file, else the ConfigMap */
 		if (!d.opts.mesh_config)
@@ -788,6 +878,7 @@ int main(int argc, char **argv)
 		struct file_source_config fc = {
 			.dir = d.opts.config_dir,
 			.store = d.store,
+			.max_objects = d.opts.max_objects_per_source,
 		};
 		rc = file_source_new(&fc, &d.files);
 		if (rc < 0) {
@@ -842,7 +933,16 @@ int main(int argc, char **argv)
 	{
 		struct xds_server_unary unary;
 		grpc_server_credentials *creds;
-		struct xds_server_config xc = { .addr = d.opts.xds_addr, .secure_addr = d.opts.secure_addr };
+		struct xds_server_config xc = {
+			.addr = d.opts.xds_addr,
+			.secure_addr = d.opts.secure_addr,
+			.keepalive_time_ms = d.opts.keepalive_time_ms,
+			.keepalive_timeout_ms = d.opts.keepalive_timeout_ms,
+			.max_connection_age_ms = d.opts.max_connection_age_ms,
+			.max_connection_idle_ms = d.opts.max_connection_idle_ms,
+			.handshake_timeout_ms = d.opts.handshake_timeout_ms,
+			.max_concurrent_streams = d.opts.max_concurrent_streams,
+		};
 
 		ca_service_unary(d.ca_svc, &unary);
 		xc.unary = &unary;

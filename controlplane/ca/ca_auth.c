@@ -12,6 +12,7 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "controlplane/metrics/metrics.h"
 
 #include <openssl/crypto.h>
 
@@ -213,6 +214,7 @@ static int table_parse(const char *path, const char *data, size_t len, struct to
 			goto out;
 		}
 		if (ntok > CA_AUTH_MAX_TOKEN) {
+			metrics_limit(METRICS_LIMIT_CA_TOKEN_FILE);
 			snprintf(err, cap, "%s:%u: token longer than %d bytes", path, line, CA_AUTH_MAX_TOKEN);
 			rc = -MESH_ETOOBIG;
 			goto out;
@@ -223,6 +225,7 @@ static int table_parse(const char *path, const char *data, size_t len, struct to
 			goto out;
 		}
 		if (t->n == CA_AUTH_MAX_ENTRIES) {
+			metrics_limit(METRICS_LIMIT_CA_TOKEN_FILE);
 			snprintf(err, cap, "%s: more than %d tokens", path, CA_AUTH_MAX_ENTRIES);
 			rc = -MESH_ETOOBIG;
 			goto out;
@@ -323,6 +326,7 @@ static int file_refresh(struct auth_file *f, int force, char *err, size_t cap)
 	    st.st_mtim.tv_sec == f->mtime.tv_sec && st.st_mtim.tv_nsec == f->mtime.tv_nsec)
 		goto out;
 	if (st.st_size > CA_AUTH_MAX_FILE_BYTES) {
+		metrics_limit(METRICS_LIMIT_CA_TOKEN_FILE);
 		snprintf(err, cap, "%s: larger than %d bytes", f->path, CA_AUTH_MAX_FILE_BYTES);
 		rc = -MESH_ETOOBIG;
 		goto out;

@@ -237,8 +237,10 @@ static void job_handle(struct ca_service *svc, struct ca_job *j)
 	rc = call_token(&j->md, token, CA_AUTH_MAX_TOKEN + 1);
 	if (rc < 0) {
 		code = GRPC_STATUS_UNAUTHENTICATED;
-		if (rc == -MESH_ETOOBIG)
+		if (rc == -MESH_ETOOBIG) {
+			metrics_limit(METRICS_LIMIT_CA_REQUEST_SIZE);
 			snprintf(msg, sizeof(msg), "bearer token longer than %d bytes", CA_AUTH_MAX_TOKEN);
+		}
 		else
 			snprintf(msg, sizeof(msg), "missing \"authorization: Bearer <token>\" metadata");
 		goto out;
@@ -266,6 +268,7 @@ static void job_handle(struct ca_service *svc, struct ca_job *j)
 	grpc_byte_buffer_reader_destroy(&reader);
 	have_slice = 1;
 	if (GRPC_SLICE_LENGTH(slice) > CA_SERVICE_MAX_REQUEST_BYTES) {
+		metrics_limit(METRICS_LIMIT_CA_REQUEST_SIZE);
 		code = GRPC_STATUS_INVALID_ARGUMENT;
 		snprintf(msg, sizeof(msg), "IstioCertificateRequest is %zu bytes; the limit is %d",
 			 (size_t)GRPC_SLICE_LENGTH(slice), CA_SERVICE_MAX_REQUEST_BYTES);
@@ -297,6 +300,8 @@ static void job_handle(struct ca_service *svc, struct ca_job *j)
 		code = (rc == -ENOMEM || rc == -MESH_ETLS) ? GRPC_STATUS_INTERNAL : GRPC_STATUS_INVALID_ARGUMENT;
 		/* a refused CSR is the caller's (parse), a failed signature ours */
 		metrics_ca(code == GRPC_STATUS_INTERNAL ? METRICS_CA_SIGN_ERR : METRICS_CA_PARSING_ERR);
+		if (rc == -MESH_ETOOBIG)
+			metrics_limit(METRICS_LIMIT_CA_REQUEST_SIZE); /* CA_MAX_CSR_BYTES */
 		snprintf(msg, sizeof(msg), "%s", err);
 		log_info(SCOPE, "CreateCertificate from %s (ns %s, sa %s) refused: %s", peer, id.ns, id.sa, err);
 		goto out;

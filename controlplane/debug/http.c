@@ -653,6 +653,8 @@ static void debug__dispatch(struct debug_server *d, struct MHD_Connection *c, co
 	debug__routes[i].fn(d, c, r);
 	err = r->body.err;
 	if (err == -MESH_ETOOBIG)
+		metrics_limit(METRICS_LIMIT_DEBUG_RESPONSE_SIZE);
+	if (err == -MESH_ETOOBIG)
 		debug__error(r, MHD_HTTP_INTERNAL_SERVER_ERROR,
 			     "response exceeds the %zu byte limit (DEBUG_MAX_RESPONSE_BYTES)", d->max_response);
 	else if (err < 0)
@@ -738,6 +740,10 @@ static void debug__mhd_log(void *cls, const char *fmt, va_list ap)
 	n = strlen(msg);
 	while (n && msg[n - 1] == '\n')
 		msg[--n] = '\0';
+	/* libmicrohttpd's only word on a connection it refused past
+	 * MHD_OPTION_CONNECTION_LIMIT or MHD_OPTION_PER_IP_CONNECTION_LIMIT */
+	if (strstr(msg, "reached connection limit"))
+		metrics_limit(METRICS_LIMIT_DEBUG_CONNECTIONS);
 	log_debug(DEBUG_LOG, "libmicrohttpd: %s", msg);
 }
 

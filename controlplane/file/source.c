@@ -58,6 +58,7 @@ struct file_entry {
 	struct stat st;
 	struct timespec read_at;
 	int have_st;
+	size_t n_objects;         /* objects its last applied read gave */
 };
 
 struct file_dir_id {
@@ -76,6 +77,7 @@ struct file_source {
 	struct file_dir_id *dirs; /* directories entered in this walk */
 	size_t n_dirs, cap_dirs;
 	unsigned read_failures;   /* in this walk */
+	size_t n_objects, max_objects; /* objects the applied files gave; the cap */
 	size_t find_next;         /* where find_file() starts: walks visit files in the same order */
 };
 
@@ -139,6 +141,7 @@ int file_source_new(const struct file_source_config *cfg, struct file_source **o
 		goto fail;
 	}
 	fs->store = cfg->store;
+	fs->max_objects = cfg->max_objects ? cfg->max_objects : CFG_MAX_OBJECTS_PER_SOURCE;
 	fs->parent_wd = -1;
 	fs->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	if (fs->ifd < 0) {
@@ -286,6 +289,7 @@ static int load_file(struct file_source *fs, const char *path, const struct stat
 		}
 		fe->hash = h + 1; /* force a parse */
 		fe->have_st = 0;
+		fe->n_objects = 0;
 		fs->n_files++;
 	}
 	fe->seen = 1;
@@ -312,8 +316,24 @@ static int load_file(struct file_source *fs, const char *path, const struct stat
 			else
 				log_error("config", "rejected: %s", msg);
 		}
+		if (fs->n_objects - fe->n_objects + n_objects > fs->max_objects) {
+			/* applied, the source would hold more than its cap: keep
+			 * what the file gave before (have_st stays 0: read again) */
+			log_error("file", "%s: %zu objects would make the config source hold %zu, over the limit "
+				  "of %zu objects per source (--max-objects-per-source); keeping the %zu objects "
+				  "it gave at its last good read", path, n_objects,
+				  fs->n_objects - fe->n_objects + n_objects, fs->max_objects, fe->n_objects);
+			metrics_limit(METRICS_LIMIT_OBJECTS_PER_SOURCE);
+			fs->read_failures++;
+			metrics_config_read_failure();
+			cfg_parse_result_cleanup(&res);
+			rc = 0;
+			goto out;
+		}
 		rc = cfg_store_apply_origin(fs->store, path, &res);
 		if (rc >= 0) {
+			fs->n_objects = fs->n_objects - fe->n_objects + n_objects;
+			fe->n_objects = n_objects;
 			*changed += rc;
 			fe->hash = h;
 			fe->st = *st;
@@ -497,6 +517,7 @@ static int reload(struct file_source *fs)
 	for (i = 0, w = 0; i < fs->n_files; i++) {
 		if (!fs->files[i].seen) {
 			int r = cfg_store_remove_origin(fs->store, fs->files[i].path);
+			fs->n_objects -= fs->files[i].n_objects;
 			log_info("file", "%s: removed (%d objects)", fs->files[i].path, r);
 			if (r > 0)
 				changed += r;

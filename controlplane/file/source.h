@@ -26,6 +26,12 @@ struct file_source;
 struct file_source_config {
 	const char *dir;
 	struct cfg_store *store;
+	/* Objects the tree may give (--max-objects-per-source; 0:
+	 * CFG_MAX_OBJECTS_PER_SOURCE).  A file whose objects would take the
+	 * source past it is not applied: the objects it gave at its last good
+	 * read stay, an error names the limit, and it is read again at the
+	 * next reload (meshd_limit_exceeded_total{limit="objects_per_source"}). */
+	size_t max_objects;
 };
 
 int file_source_new(const struct file_source_config *cfg, struct file_source **out);

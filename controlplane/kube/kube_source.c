@@ -64,6 +64,7 @@ int kube_source_new(const struct kube_source_config *cfg, struct kube_source **o
 			.backoff_max = cfg->backoff_max,
 			.missing_retry = cfg->missing_retry,
 			.mesh_ns = cfg->mesh_ns,
+			.max_objects = cfg->max_objects,
 		};
 		/* without a namespace to watch, the mesh config resource is off
 		 * and counts as listed */

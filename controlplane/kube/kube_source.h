@@ -43,6 +43,7 @@ struct kube_source_config {
 	int page_size;
 	int watch_timeout_seconds;
 	int64_t backoff_min, backoff_max, missing_retry;  /* ns */
+	size_t max_objects;          /* --max-objects-per-source; 0: CFG_MAX_OBJECTS_PER_SOURCE */
 };
 
 /* Read the connection settings and start watching.  Fails (with a logged

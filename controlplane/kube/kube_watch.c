@@ -71,6 +71,7 @@ struct kw__res {
 	size_t n_watch_events;
 	int64_t started;
 	int fails;
+	int64_t retry_after;         /* ns the server asked us to wait (Retry-After); 0: none */
 	int64_t due;
 	bool synced;
 	bool missing_logged;
@@ -240,7 +241,46 @@ out:
 	return e;
 }
 
-/* An object seen in a list (from_list) or an ADDED/MODIFIED event. */
+/* Objects known across every resource of this watch (the source's count). */
+static size_t kw__n_objects(const struct kube_watch *w)
+{
+	size_t n = 0;
+	int k;
+
+	for (k = 0; k < KUBE_RES_COUNT; k++)
+		n += w->r[k].known.n;
+	return n;
+}
+
+/* Build the "ns/name" key of obj into key; false when obj has no name. */
+static bool kw__key(const struct kw__res *r, const struct json_value *obj, char *key, size_t cap)
+{
+	const struct json_value *md = json_get(obj, "metadata");
+	const char *name = json_get_str(md, "name"), *ns = json_get_str(md, "namespace");
+
+	if (!name || !*name || obj->type != JSON_OBJECT)
+		return false;
+	if (r->info->only_name && strcmp(name, r->info->only_name) != 0)
+		return false;
+	if (!r->info->namespaced)
+		ns = "";
+	else if (!ns || !*ns)
+		ns = "default";
+	snprintf(key, cap, "%s/%s", ns, name);
+	return true;
+}
+
+static void kw__over_limit(struct kw__res *r, size_t want, const char *what)
+{
+	log_error("kube", "%s: %s would hold %zu objects, over the limit of %zu objects per source "
+		  "(--max-objects-per-source); keeping the %zu objects known", r->info->plural, what, want,
+		  r->w->cfg.max_objects, kw__n_objects(r->w));
+	metrics_limit(METRICS_LIMIT_OBJECTS_PER_SOURCE);
+}
+
+/* An object seen in a list (from_list) or an ADDED/MODIFIED event.
+ * 0, -ENOMEM, or -EOVERFLOW when a new object would go past the
+ * source's max_objects (nothing changed). */
 static int kw__put(struct kw__res *r, const char *text, const struct json_value *obj, bool from_list)
 {
 	const struct json_value *md = json_get(obj, "metadata");
@@ -268,6 +308,11 @@ static int kw__put(struct kw__res *r, const char *text, const struct json_value 
 		return 0;
 	}
 	is_new = !k;
+	/* a list's pages were measured whole by kw__list_done() */
+	if (!k && !from_list && kw__n_objects(r->w) >= r->w->cfg.max_objects) {
+		kw__over_limit(r, kw__n_objects(r->w) + 1, "a watch event");
+		return -EOVERFLOW;
+	}
 	if (!k) {
 		k = calloc(1, sizeof(*k));
 		if (!k)
@@ -571,14 +616,85 @@ static size_t kw__write(char *p, size_t size, size_t n, void *ud)
 	return mesh_buf_append(&r->body, p, len) < 0 ? 0 : len;
 }
 
-static void kw__log_failure(struct kw__res *r, CURLcode cr, const char *what)
+/*
+ * The message and details.retryAfterSeconds of an error answer's body
+ * (a metav1.Status); the body's first bytes when it is not one.
+ */
+static void kw__status_of(struct kw__res *r, char *msg, size_t cap, long *retry_after_s)
 {
-	if (cr != CURLE_OK)
-		log_warn("kube", "%s %s: %s (HTTP %ld; retry %d)", r->info->plural, what, curl_easy_strerror(cr),
-			 r->status, r->fails + 1);
-	else
-		log_warn("kube", "%s %s: HTTP %ld: %.200s (retry %d)", r->info->plural, what, r->status,
-			 r->body.data ? r->body.data : "", r->fails + 1);
+	struct arena *a = NULL;
+	struct json_value *root = NULL;
+	const char *m = NULL;
+	size_t i;
+
+	*retry_after_s = 0;
+	msg[0] = '\0';
+	if (!r->body.len)
+		return;
+	a = arena_new(r->body.len * 8 + 4096);
+	if (a && kube_json_parse(a, r->body.data, r->body.len, &root) == 0) {
+		m = json_get_str(root, "message");
+		*retry_after_s = (long)json_get_int(json_get(root, "details"), "retryAfterSeconds", 0);
+	}
+	snprintf(msg, cap, "%.*s", m ? 300 : 200, m ? m : r->body.data);
+	/* one line, printable: the body is the server's */
+	for (i = 0; msg[i]; i++)
+		if ((unsigned char)msg[i] < 0x20 || msg[i] == 0x7f)
+			msg[i] = ' ';
+	arena_free(a);
+}
+
+/*
+ * A list or watch that failed (transport error, or an error status), as
+ * client-go handles each answer: 401/403 are refusals of meshd's
+ * credentials, logged as errors naming the resource and verb; 429 and 5xx
+ * wait at least the server's Retry-After; the rest backs off.  Nothing
+ * known is deleted: the caller keeps every object.  Counts a read failure.
+ */
+static void kw__failed(struct kw__res *r, CURLcode cr, const char *verb)
+{
+	const struct kube_res_info *in = r->info;
+	char msg[400];
+	long ra_body = 0;
+	int64_t ra = 0;
+
+	metrics_config_read_failure();
+	if (cr != CURLE_OK && !(cr == CURLE_WRITE_ERROR && r->status >= 400)) {
+		log_warn("kube", "%s %s: %s (HTTP %ld; retry %d); keeping the %zu objects known", in->plural, verb,
+			 curl_easy_strerror(cr), r->status, r->fails + 1, r->known.n);
+		kw__backoff(r, 0);
+		return;
+	}
+	if (r->status == 200) {
+		/* an ERROR event (logged as it came) or a stream cut inside an event */
+		if (!r->event_error)
+			log_warn("kube", "%s %s: the stream ended inside an event (retry %d)", in->plural, verb,
+				 r->fails + 1);
+		kw__backoff(r, 0);
+		return;
+	}
+	kw__status_of(r, msg, sizeof(msg), &ra_body);
+	if (r->status == 401 || r->status == 403) {
+		log_error("kube", "%s%s%s: %s refused: HTTP %ld %s: %s; keeping the %zu objects known; meshd's "
+			  "credentials need get, list and watch on it (retry %d)", in->plural, *in->group ? "." : "",
+			  in->group, verb, r->status, r->status == 401 ? "Unauthorized" : "Forbidden", msg, r->known.n,
+			  r->fails + 1);
+		kw__backoff(r, 0);
+		return;
+	}
+	if (r->status == 429 || r->status >= 500) {
+		/* client-go's REST client waits the Retry-After the server gives
+		 * with 429 and 5xx; the backoff still grows under it */
+		ra = r->retry_after > 0 ? r->retry_after : (int64_t)ra_body * 1000000000LL;
+		if (ra > (int64_t)KUBE_WATCH_MAX_RETRY_AFTER_S * 1000000000LL)
+			ra = (int64_t)KUBE_WATCH_MAX_RETRY_AFTER_S * 1000000000LL;
+	}
+	log_warn("kube", "%s %s: HTTP %ld: %s (retry %d%s%lld%s); keeping the %zu objects known", in->plural, verb,
+		 r->status, msg, r->fails + 1, ra > 0 ? ", Retry-After " : "", ra > 0 ? (long long)(ra / 1000000000LL) : 0LL,
+		 ra > 0 ? "s" : "", r->known.n);
+	kw__backoff(r, 0);
+	if (ra > 0 && r->due < kw__now() + ra)
+		r->due = kw__now() + ra;
 }
 
 static void kw__list_done(struct kw__res *r, CURLcode cr)
@@ -600,8 +716,10 @@ static void kw__list_done(struct kw__res *r, CURLcode cr)
 			log_warn("kube", "%s: not served (CRD not installed?); retrying every %llds", r->info->plural,
 				 (long long)(r->w->cfg.missing_retry / 1000000000LL));
 		r->missing_logged = true;
+		/* client-go keeps its store on a failed list: a 404 from a
+		 * proxy or an aggregated API going away deletes nothing (a
+		 * deleted CRD deletes its objects first, seen by the watch) */
 		kw__clear_marks(r);
-		kw__reconcile(r);          /* whatever was known is gone */
 		kw__mark_synced(r);
 		r->need_list = true;
 		kw__backoff(r, r->w->cfg.missing_retry);
@@ -609,10 +727,8 @@ static void kw__list_done(struct kw__res *r, CURLcode cr)
 	}
 	if (cr != CURLE_OK || r->status != 200) {
 		/* a failed list is no list: what is known stays until one succeeds */
-		kw__log_failure(r, cr, "list");
-		metrics_config_read_failure();
 		r->need_list = true;
-		kw__backoff(r, 0);
+		kw__failed(r, cr, "list");
 		return;
 	}
 	r->missing_logged = false;
@@ -632,11 +748,33 @@ static void kw__list_done(struct kw__res *r, CURLcode cr)
 		kw__backoff(r, 0);
 		goto out;
 	}
+	{
+		/* what the source would hold once this list ends: the other
+		 * resources, this list's earlier pages and this page.  Past the
+		 * cap nothing of the page is taken and nothing is deleted
+		 * (deletions wait for the end of a complete list); what earlier
+		 * pages gave stays, as it would on any failed page */
+		size_t n = kw__n_objects(r->w) - r->known.n;
+		struct kube_map_entry *e = NULL;
+		char key[600];
+		while ((e = kube_map_next(&r->known, e)))
+			n += ((struct kw__known *)e->val)->seen;
+		for (it = items && items->type == JSON_ARRAY ? items->child : NULL; it; it = it->next)
+			if (kw__key(r, it, key, sizeof(key)))
+				n++;
+		if (n > r->w->cfg.max_objects) {
+			kw__over_limit(r, n, "the list");
+			metrics_config_read_failure();
+			r->need_list = true;
+			kw__backoff(r, 0);
+			goto out;
+		}
+	}
 	for (it = items && items->type == JSON_ARRAY ? items->child : NULL; it; it = it->next) {
-		if (kw__put(r, r->body.data, it, true) == -ENOMEM) {
+		if (kw__put(r, r->body.data, it, true) < 0) {
 			/* the rest of the list unmarked would read as deleted by
 			 * kw__reconcile(): this list failed, keep what is known */
-			log_warn("kube", "%s list: out of memory; keeping what is known and listing again",
+			log_warn("kube", "%s list: cannot take an object; keeping what is known and listing again",
 				 r->info->plural);
 			metrics_config_read_failure();
 			r->need_list = true;
@@ -677,6 +815,13 @@ static void kw__watch_done(struct kw__res *r, CURLcode cr)
 		kw__start_list(r, true);
 		return;
 	}
+	if (r->stream_err == -EOVERFLOW) {
+		/* kw__put logged it: a relist tells whether it still holds */
+		metrics_config_read_failure();
+		r->need_list = true;
+		kw__backoff(r, 0);
+		return;
+	}
 	if (r->stream_err) {
 		log_warn("kube", "%s watch: bad stream (%s); relisting", r->info->plural, mesh_strerror(r->stream_err));
 		r->need_list = true;
@@ -695,16 +840,21 @@ static void kw__watch_done(struct kw__res *r, CURLcode cr)
 	}
 	if (r->status == 200 && !r->event_error && r->n_watch_events)
 		r->fails = 0; /* it worked for a while: start the backoff over */
-	kw__log_failure(r, cr, "watch");
-	kw__backoff(r, 0);
+	kw__failed(r, cr, "watch");
 }
 
 static void kw__done(struct kw__res *r, CURLcode cr)
 {
 	enum kw__state st = r->state;
 
+	curl_off_t ra = 0;
+
 	if (!r->status_checked)
 		curl_easy_getinfo(r->h, CURLINFO_RESPONSE_CODE, &r->status);
+	/* Retry-After in seconds or as an HTTP date (curl reads both) */
+	r->retry_after = 0;
+	if (curl_easy_getinfo(r->h, CURLINFO_RETRY_AFTER, &ra) == CURLE_OK && ra > 0)
+		r->retry_after = (int64_t)ra * 1000000000LL;
 	kw__end(r);
 	if (st == KW__LIST)
 		kw__list_done(r, cr);
@@ -775,6 +925,8 @@ int kube_watch_start(const struct kube_watch_config *cfg, struct kube_watch **ou
 		w->cfg.backoff_max = 30000 * KW__MS;
 	if (w->cfg.missing_retry <= 0)
 		w->cfg.missing_retry = 30000 * KW__MS;
+	if (w->cfg.max_objects == 0)
+		w->cfg.max_objects = CFG_MAX_OBJECTS_PER_SOURCE;
 	w->seed = (unsigned)kw__now() ^ (unsigned)getpid();
 	w->pending_tail = &w->pending;
 	for (k = 0; k < KUBE_RES_COUNT; k++) {

@@ -10,8 +10,24 @@
  * code 410, or an expired continue token) starts a relist, and the relist is
  * reconciled against what was known (objects missing from it are deleted);
  * failures back off exponentially with jitter, per resource.  A resource
- * that answers 404 (a CRD not installed) counts as listed-empty and is
+ * that answers 404 (a CRD not installed) counts as listed (synced) and is
  * retried every `missing_retry` without holding up the others.
+ *
+ * Error answers are handled as client-go's reflector and REST client do,
+ * and none of them ever reads as "everything deleted" (only a complete,
+ * successful list deletes): 410 Gone relists; 429 and 5xx back off,
+ * waiting at least the server's Retry-After (header, or the Status's
+ * details.retryAfterSeconds; at most KUBE_WATCH_MAX_RETRY_AFTER_S);
+ * 401/403 are logged as errors naming the resource and the verb, with the
+ * API server's message (an RBAC rule missing); a 404 keeps what was known
+ * (a CRD deleted deletes its objects first, through the watch).  Each
+ * failed list or watch counts in meshd_config_read_failures_total.
+ *
+ * Objects per source: at most `max_objects` objects across every
+ * resource.  A list past it fails whole (what was known stays, the list is
+ * retried with backoff); a watch event adding one past it is refused and
+ * the watch restarts with a relist.  Both log an error naming the limit and
+ * count meshd_limit_exceeded_total{limit="objects_per_source"}.
  *
  * The thread decodes objects (every kind through cfg_parse_buffer with
  * origin "kube") and queues kube_events; the
@@ -33,6 +49,8 @@
 #define KUBE_WATCH_MAX_PAGE (256u << 20)   /* one list response */
 #define KUBE_WATCH_MAX_ERROR_BODY (64u << 10)
 #define KUBE_WATCH_RV_MAX 64
+/* Longest Retry-After honoured (seconds): a larger one waits this long. */
+#define KUBE_WATCH_MAX_RETRY_AFTER_S 600
 
 enum kube_event_type {
 	KUBE_EVENT_PUT,              /* obj */
@@ -65,6 +83,7 @@ struct kube_watch_config {
 	int64_t missing_retry;       /* ns; retry of a 404 resource; default 30s */
 	uint32_t resources;          /* bit mask of 1u << kube_res; 0: all */
 	const char *mesh_ns;         /* namespace of the mesh config ConfigMap (KUBE_RES_MESH_CONFIG) */
+	size_t max_objects;          /* objects across every resource; 0: CFG_MAX_OBJECTS_PER_SOURCE */
 };
 
 struct kube_watch;

@@ -90,6 +90,23 @@ static const char *const metrics__trigger_label[METRICS_TRIGGER_COUNT] = {
 	[METRICS_TRIGGER_GLOBAL] = "global",     [METRICS_TRIGGER_SECRET] = "secret",
 	[METRICS_TRIGGER_NAMESPACE] = "namespace", [METRICS_TRIGGER_UNKNOWN] = "unknown",
 };
+static _Atomic uint64_t metrics__limits[METRICS_LIMIT_COUNT];
+/* the label of each limit, indexed by enum metrics_limit */
+static const char *const metrics__limit_label[METRICS_LIMIT_COUNT] = {
+	[METRICS_LIMIT_OBJECTS_PER_SOURCE] = "objects_per_source",
+	[METRICS_LIMIT_XDS_REQUEST_SIZE] = "xds_request_size",
+	[METRICS_LIMIT_XDS_SUBSCRIBED_NAMES] = "xds_subscribed_names",
+	[METRICS_LIMIT_XDS_PROXY_NAMES] = "xds_proxy_names",
+	[METRICS_LIMIT_XDS_NODE_FIELD] = "xds_node_field",
+	[METRICS_LIMIT_XDS_NODE_LABELS] = "xds_node_labels",
+	[METRICS_LIMIT_XDS_ERROR_DETAIL] = "xds_error_detail",
+	[METRICS_LIMIT_DEBUG_CONNECTIONS] = "debug_connections",
+	[METRICS_LIMIT_DEBUG_RESPONSE_SIZE] = "debug_response_size",
+	[METRICS_LIMIT_WEBHOOK_CONNECTIONS] = "webhook_connections",
+	[METRICS_LIMIT_WEBHOOK_BODY] = "webhook_body",
+	[METRICS_LIMIT_CA_REQUEST_SIZE] = "ca_request_size",
+	[METRICS_LIMIT_CA_TOKEN_FILE] = "ca_token_file",
+};
 static _Atomic uint64_t metrics__write_timeouts;
 static _Atomic uint64_t metrics__services, metrics__virt_services;
 static _Atomic uint64_t metrics__k8s_events[CFG_KIND_COUNT][METRICS_K8S_EVENT_COUNT];
@@ -233,6 +250,12 @@ void metrics_push_trigger(enum metrics_trigger r, uint64_t n)
 {
 	if ((int)r >= 0 && r < METRICS_TRIGGER_COUNT)
 		atomic_fetch_add_explicit(&metrics__triggers[r], n, memory_order_relaxed);
+}
+
+void metrics_limit(enum metrics_limit l)
+{
+	if ((int)l >= 0 && l < METRICS_LIMIT_COUNT)
+		atomic_fetch_add_explicit(&metrics__limits[l], 1, memory_order_relaxed);
 }
 
 void metrics_ca(enum metrics_ca_event e)
@@ -683,6 +706,12 @@ int metrics_render(struct mesh_buf *out)
 	mesh_buf_printf(out, "meshd_config_read_failures_total %llu\n",
 			(unsigned long long)atomic_load_explicit(&metrics__config_read_failures,
 								 memory_order_relaxed));
+
+	metrics__head(out, "meshd_limit_exceeded_total", "counter",
+		      "Inputs refused, cut or ignored past one of meshd's named limits.");
+	for (k = 0; k < METRICS_LIMIT_COUNT; k++)
+		mesh_buf_printf(out, "meshd_limit_exceeded_total{limit=\"%s\"} %llu\n", metrics__limit_label[k],
+				(unsigned long long)atomic_load_explicit(&metrics__limits[k], memory_order_relaxed));
 
 	v = metrics__cpu_seconds();
 	if (v >= 0) {

@@ -126,6 +126,27 @@ enum metrics_injection {
 };
 void metrics_injection(enum metrics_injection e);
 
+/* meshd_limit_exceeded_total{limit}: an input refused, cut or ignored
+ * because it went past one of meshd's named bounds (README "Limits"); the
+ * label is the limit's name as the table gives it. */
+enum metrics_limit {
+	METRICS_LIMIT_OBJECTS_PER_SOURCE,   /* "objects_per_source" */
+	METRICS_LIMIT_XDS_REQUEST_SIZE,     /* "xds_request_size" */
+	METRICS_LIMIT_XDS_SUBSCRIBED_NAMES, /* "xds_subscribed_names" */
+	METRICS_LIMIT_XDS_PROXY_NAMES,      /* "xds_proxy_names" */
+	METRICS_LIMIT_XDS_NODE_FIELD,       /* "xds_node_field" */
+	METRICS_LIMIT_XDS_NODE_LABELS,      /* "xds_node_labels" */
+	METRICS_LIMIT_XDS_ERROR_DETAIL,     /* "xds_error_detail" */
+	METRICS_LIMIT_DEBUG_CONNECTIONS,    /* "debug_connections" */
+	METRICS_LIMIT_DEBUG_RESPONSE_SIZE,  /* "debug_response_size" */
+	METRICS_LIMIT_WEBHOOK_CONNECTIONS,  /* "webhook_connections" */
+	METRICS_LIMIT_WEBHOOK_BODY,         /* "webhook_body" */
+	METRICS_LIMIT_CA_REQUEST_SIZE,      /* "ca_request_size" */
+	METRICS_LIMIT_CA_TOKEN_FILE,        /* "ca_token_file" */
+	METRICS_LIMIT_COUNT
+};
+void metrics_limit(enum metrics_limit l);
+
 /* istio_build{component,tag} 1.  Both strings are copied (truncated at 63
  * bytes); call once at start. */
 void metrics_set_build(const char *component, const char *tag);

@@ -24,6 +24,7 @@
 #include "common/log.h"
 #include "common/net.h"
 #include "controlplane/ca/ca.h"
+#include "controlplane/metrics/metrics.h"
 
 #include <errno.h>
 #include <microhttpd.h>
@@ -230,9 +231,11 @@ static enum MHD_Result webhook__begin(struct webhook_server *s, struct MHD_Conne
 				     MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE)
 					     ?: "(none)");
 	cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-	if (cl && strtoull(cl, NULL, 10) > WEBHOOK_MAX_BODY)
+	if (cl && strtoull(cl, NULL, 10) > WEBHOOK_MAX_BODY) {
+		metrics_limit(METRICS_LIMIT_WEBHOOK_BODY);
 		return webhook__text(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body over %zu bytes\n",
 				     (size_t)WEBHOOK_MAX_BODY);
+	}
 	req = calloc(1, sizeof(*req));
 	if (!req)
 		return MHD_NO;
@@ -266,8 +269,10 @@ static enum MHD_Result webhook__handle(void *cls, struct MHD_Connection *c, cons
 		return MHD_NO;
 	}
 	if (*upload_data_size) {
-		if (mesh_buf_append(&req->body, upload_data, *upload_data_size) < 0)
+		if (mesh_buf_append(&req->body, upload_data, *upload_data_size) < 0) {
+			metrics_limit(METRICS_LIMIT_WEBHOOK_BODY);
 			return MHD_NO; /* over WEBHOOK_MAX_BODY without a Content-Length */
+		}
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
@@ -323,6 +328,10 @@ static void webhook__mhd_log(void *cls, const char *fmt, va_list ap)
 	n = strlen(msg);
 	while (n && msg[n - 1] == '\n')
 		msg[--n] = '\0';
+	/* libmicrohttpd's only word on a connection it refused past
+	 * MHD_OPTION_CONNECTION_LIMIT or MHD_OPTION_PER_IP_CONNECTION_LIMIT */
+	if (strstr(msg, "reached connection limit"))
+		metrics_limit(METRICS_LIMIT_WEBHOOK_CONNECTIONS);
 	log_debug(WEBHOOK_LOG, "libmicrohttpd: %s", msg);
 }
 

@@ -107,7 +107,7 @@ typedef struct xds_ads__pending pending_resp;
  * bytes that are not well-formed UTF-8 become '?', so logs, debug views
  * and names built from it hold only printable UTF-8.  (A NUL inside the
  * protobuf string already ended it: protobuf-c hands us a C string.) */
-static char *dup_capped(const char *s, size_t cap)
+static char *dup_capped(const char *s, size_t cap, enum metrics_limit limit)
 {
 	size_t n, i;
 	char *d;
@@ -115,6 +115,8 @@ static char *dup_capped(const char *s, size_t cap)
 	if (!s)
 		s = "";
 	n = strnlen(s, cap);
+	if (s[n])
+		metrics_limit(limit); /* cut */
 	d = malloc(n + 1);
 	if (!d)
 		goto out;
@@ -319,11 +321,13 @@ static int MESH_MUST_CHECK names_sorted(char **in, size_t n, char ***out, size_t
 	if (n == 0)
 		goto out;
 	if (n > XDS_MAX_SUBSCRIBED_NAMES) {
+		metrics_limit(METRICS_LIMIT_XDS_SUBSCRIBED_NAMES);
 		rc = -MESH_ETOOBIG;
 		goto out;
 	}
 	for (i = 0; i < n; i++) {
 		if (strnlen(in[i], XDS_MAX_NAME_LEN + 1) > XDS_MAX_NAME_LEN) {
+			metrics_limit(METRICS_LIMIT_XDS_SUBSCRIBED_NAMES);
 			rc = -MESH_ETOOBIG;
 			goto out;
 		}
@@ -750,7 +754,7 @@ static enum ack_result type_ack(struct xds_ads_stream *st, enum xds_type t, cons
 	ts->nacked = 1;
 	mesh_str_copy(ts->nacked_version, sizeof(ts->nacked_version), ts->latest_version);
 	free(ts->error);
-	ts->error = dup_capped(msg, XDS_MAX_ERROR_LEN);
+	ts->error = dup_capped(msg, XDS_MAX_ERROR_LEN, METRICS_LIMIT_XDS_ERROR_DETAIL);
 	ts->state = XDS_ADS__SYNC_NACKED;
 	metrics_xds_reject(t);
 	/* SotW quotes the version the client kept; Delta has no such field,
@@ -773,7 +777,7 @@ void xds_ads_stream_end(struct xds_ads_stream *st, enum xds_ads_status code, con
 		return;
 	st->finishing = 1;
 	st->finish_code = code;
-	st->finish_msg = dup_capped(msg, XDS_MAX_ERROR_LEN);
+	st->finish_msg = dup_capped(msg, XDS_MAX_ERROR_LEN, METRICS_LIMIT_XDS_ERROR_DETAIL);
 	for (t = 0; t < XDS_TYPE_COUNT; t++)
 		pending_clear(&st->types[t].pending);
 }
@@ -1108,6 +1112,7 @@ static void key_ask(struct xds_ads_stream *st, enum xds_type t, const char *name
 	if (key_asked(k, t, name))
 		return;
 	if (k->nasked >= XDS_MAX_PROXY_NAMES) {
+		metrics_limit(METRICS_LIMIT_XDS_PROXY_NAMES);
 		log_debug(SCOPE, "stream %llu (%s): more than %d per-proxy names; %.200s stays unknown",
 			  (unsigned long long)st->id, stream_who(st), XDS_MAX_PROXY_NAMES, name);
 		return;
@@ -1288,7 +1293,7 @@ int xds_ads_stream_credentials(struct xds_ads_stream *st, int secure, const char
 	free(st->peer_id);
 	st->authorization = NULL;
 	st->peer_id = NULL;
-	if (peer_id && !(st->peer_id = dup_capped(peer_id, XDS_MAX_NODE_FIELD_LEN)))
+	if (peer_id && !(st->peer_id = dup_capped(peer_id, XDS_MAX_NODE_FIELD_LEN, METRICS_LIMIT_XDS_NODE_FIELD)))
 		return -ENOMEM;
 	if (!authorization)
 		return 0;
@@ -1692,7 +1697,7 @@ static void stream_record_workload(struct xds_ads_stream *st, const Envoy__Confi
 	size_t i, n = 0;
 
 	if (sa && sa[0])
-		st->node_sa = dup_capped(sa, XDS_MAX_NODE_FIELD_LEN);
+		st->node_sa = dup_capped(sa, XDS_MAX_NODE_FIELD_LEN, METRICS_LIMIT_XDS_NODE_FIELD);
 	if (st->node_id) {
 		/* "TYPE~IP~..." */
 		const char *p = strchr(st->node_id, '~');
@@ -1724,7 +1729,7 @@ static void stream_record_workload(struct xds_ads_stream *st, const Envoy__Confi
 		if (end && end > dot + 1)
 			st->node_ns = strndup(dot + 1, (size_t)(end - dot - 1));
 	} else if (ns && ns[0]) {
-		st->node_ns = dup_capped(ns, XDS_MAX_NODE_FIELD_LEN);
+		st->node_ns = dup_capped(ns, XDS_MAX_NODE_FIELD_LEN, METRICS_LIMIT_XDS_NODE_FIELD);
 	}
 	for (i = 0; node->metadata && i < node->metadata->n_fields; i++) {
 		Google__Protobuf__Struct__FieldsEntry *e = node->metadata->fields[i];
@@ -1738,12 +1743,14 @@ static void stream_record_workload(struct xds_ads_stream *st, const Envoy__Confi
 				   sizeof(*st->node_labels.v));
 	if (!st->node_labels.v)
 		return;
+	if (labels->n_fields > XDS_MAX_NODE_LABELS)
+		metrics_limit(METRICS_LIMIT_XDS_NODE_LABELS); /* the rest are ignored */
 	for (i = 0; i < labels->n_fields && n < XDS_MAX_NODE_LABELS; i++) {
 		Google__Protobuf__Struct__FieldsEntry *e = labels->fields[i];
 		if (!e || !e->key || !e->value || e->value->kind_case != GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE)
 			continue;
-		st->node_labels.v[n].key = dup_capped(e->key, XDS_MAX_NODE_FIELD_LEN);
-		st->node_labels.v[n].value = dup_capped(e->value->string_value, XDS_MAX_NODE_FIELD_LEN);
+		st->node_labels.v[n].key = dup_capped(e->key, XDS_MAX_NODE_FIELD_LEN, METRICS_LIMIT_XDS_NODE_FIELD);
+		st->node_labels.v[n].value = dup_capped(e->value->string_value, XDS_MAX_NODE_FIELD_LEN, METRICS_LIMIT_XDS_NODE_FIELD);
 		if (!st->node_labels.v[n].key || !st->node_labels.v[n].value) {
 			free(st->node_labels.v[n].key);
 			free(st->node_labels.v[n].value);
@@ -1764,15 +1771,15 @@ static int stream_record_node(struct xds_ads_stream *st, const Envoy__Config__Co
 	st->have_node = 1;
 	st->flavour = xds_flavour_of_node(node);
 	if (node) {
-		st->node_id = dup_capped(node->id, XDS_MAX_NODE_FIELD_LEN);
-		st->node_cluster = dup_capped(node->cluster, XDS_MAX_NODE_FIELD_LEN);
+		st->node_id = dup_capped(node->id, XDS_MAX_NODE_FIELD_LEN, METRICS_LIMIT_XDS_NODE_FIELD);
+		st->node_cluster = dup_capped(node->cluster, XDS_MAX_NODE_FIELD_LEN, METRICS_LIMIT_XDS_NODE_FIELD);
 		if (node->user_agent_version_type_case ==
 		    ENVOY__CONFIG__CORE__V3__NODE__USER_AGENT_VERSION_TYPE_USER_AGENT_VERSION)
 			snprintf(ua, sizeof(ua), "%.1024s %.1024s", node->user_agent_name ? node->user_agent_name : "",
 				 node->user_agent_version ? node->user_agent_version : "");
 		else
 			snprintf(ua, sizeof(ua), "%.1024s", node->user_agent_name ? node->user_agent_name : "");
-		st->user_agent = dup_capped(ua, sizeof(ua));
+		st->user_agent = dup_capped(ua, sizeof(ua), METRICS_LIMIT_XDS_NODE_FIELD);
 		stream_record_workload(st, node);
 	}
 	stream_attach_key(st);
@@ -2166,7 +2173,7 @@ out:
 }
 
 /* Every name of the request is within the caps.  Returns 0 or -MESH_ETOOBIG. */
-static int MESH_MUST_CHECK delta_check_caps(const Envoy__Service__Discovery__V3__DeltaDiscoveryRequest *req)
+static int MESH_MUST_CHECK delta_check_caps__(const Envoy__Service__Discovery__V3__DeltaDiscoveryRequest *req)
 {
 	size_t i;
 
@@ -2185,6 +2192,15 @@ static int MESH_MUST_CHECK delta_check_caps(const Envoy__Service__Discovery__V3_
 		    strlen(req->initial_resource_versions[i]->key) > XDS_MAX_NAME_LEN)
 			return -MESH_ETOOBIG;
 	return 0;
+}
+
+static int MESH_MUST_CHECK delta_check_caps(const Envoy__Service__Discovery__V3__DeltaDiscoveryRequest *req)
+{
+	int rc = delta_check_caps__(req);
+
+	if (rc == -MESH_ETOOBIG)
+		metrics_limit(METRICS_LIMIT_XDS_SUBSCRIBED_NAMES);
+	return rc;
 }
 
 static int init_name_cmp(const void *a, const void *b)
@@ -2264,6 +2280,7 @@ static int MESH_MUST_CHECK delta_names_update(struct xds_ads_stream *st, enum xd
 		if (w == 0 || strcmp(all[w - 1], all[i]) != 0)
 			all[w++] = all[i];
 	if (w > XDS_MAX_SUBSCRIBED_NAMES) {
+		metrics_limit(METRICS_LIMIT_XDS_SUBSCRIBED_NAMES);
 		rc = -MESH_ETOOBIG;
 		goto out;
 	}
@@ -2911,7 +2928,7 @@ int xds_ads_stream_new(struct xds_ads *a, int delta, const char *peer, void *use
 	st->delta = delta;
 	st->flavour = XDS_FLAVOUR_SIDECAR; /* the rule's answer for "no Node" */
 	if (peer) {
-		st->peer = dup_capped(peer, XDS_MAX_NODE_FIELD_LEN);
+		st->peer = dup_capped(peer, XDS_MAX_NODE_FIELD_LEN, METRICS_LIMIT_XDS_NODE_FIELD);
 		if (!st->peer) {
 			free(st);
 			return -ENOMEM;

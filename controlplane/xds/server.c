@@ -1146,13 +1146,47 @@ static int server_bind_error(const char *addr, const char *what)
 	return -EADDRNOTAVAIL;
 }
 
+static void server_arg(grpc_arg *arg, size_t *n, const char *key, int value)
+{
+	arg[*n].type = GRPC_ARG_INTEGER;
+	arg[*n].key = (char *)key;
+	arg[*n].value.integer = value;
+	(*n)++;
+}
+
+/* The connection bounds of xds_server_config as channel args (at most 8). */
+static void server_conn_args(const struct xds_server_config *cfg, grpc_arg *arg, size_t *n)
+{
+	int ka = cfg->keepalive_time_ms ? cfg->keepalive_time_ms : XDS_KEEPALIVE_TIME_MS;
+	int kt = cfg->keepalive_timeout_ms > 0 ? cfg->keepalive_timeout_ms : XDS_KEEPALIVE_TIMEOUT_MS;
+	int idle = cfg->max_connection_idle_ms ? cfg->max_connection_idle_ms : XDS_MAX_CONNECTION_IDLE_MS;
+	int hs = cfg->handshake_timeout_ms > 0 ? cfg->handshake_timeout_ms : XDS_HANDSHAKE_TIMEOUT_MS;
+	int st = cfg->max_concurrent_streams > 0 ? cfg->max_concurrent_streams : XDS_MAX_CONCURRENT_STREAMS;
+
+	server_arg(arg, n, GRPC_ARG_MAX_CONCURRENT_STREAMS, st);
+	server_arg(arg, n, GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, hs);
+	if (ka > 0) {
+		server_arg(arg, n, GRPC_ARG_KEEPALIVE_TIME_MS, ka);
+		server_arg(arg, n, GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kt);
+		/* istiod lets clients ping every keepaliveInterval / 2 */
+		server_arg(arg, n, GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, ka / 2);
+	}
+	if (idle > 0)
+		server_arg(arg, n, GRPC_ARG_MAX_CONNECTION_IDLE_MS, idle);
+	if (cfg->max_connection_age_ms > 0) {
+		server_arg(arg, n, GRPC_ARG_MAX_CONNECTION_AGE_MS, cfg->max_connection_age_ms);
+		server_arg(arg, n, GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS, XDS_MAX_CONNECTION_AGE_GRACE_MS);
+	}
+}
+
 int xds_server_start(const struct xds_server_config *cfg, struct xds_server **out)
 {
 	struct xds_ads_config acfg = { 0 };
 	struct xds_server *s = NULL;
 	grpc_server_credentials *creds;
-	grpc_arg arg[2];
+	grpc_arg arg[12];
 	grpc_channel_args args;
+	size_t n = 0;
 	int rc = 0;
 
 	*out = NULL;
@@ -1184,15 +1218,12 @@ int xds_server_start(const struct xds_server_config *cfg, struct xds_server **ou
 		goto out;
 	s->cq_q_ready = 1;
 
-	arg[0].type = GRPC_ARG_INTEGER;
-	arg[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-	arg[0].value.integer = XDS_MAX_REQUEST_BYTES;
+	server_arg(arg, &n, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, XDS_MAX_REQUEST_BYTES);
 	/* gRPC core sets SO_REUSEPORT by default: a second meshd on the same
 	 * ports would then share them silently and clients land on either */
-	arg[1].type = GRPC_ARG_INTEGER;
-	arg[1].key = GRPC_ARG_ALLOW_REUSEPORT;
-	arg[1].value.integer = 0;
-	args.num_args = 2;
+	server_arg(arg, &n, GRPC_ARG_ALLOW_REUSEPORT, 0);
+	server_conn_args(cfg, arg, &n);
+	args.num_args = n;
 	args.args = arg;
 	s->cq = grpc_completion_queue_create_for_next(NULL);
 	s->server = grpc_server_create(&args, NULL);

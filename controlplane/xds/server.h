@@ -73,9 +73,38 @@ struct xds_server_config {
 	 * stream with UNAVAILABLE, so the proxy reconnects and resyncs instead of
 	 * pinning memory.  0: XDS_SEND_TIMEOUT_MS. */
 	int send_timeout_ms;
+	/* Connection bounds, as gRPC core channel args on both ports (0: the
+	 * default below; < 0: off where gRPC allows it).  gRPC core 1.51 has no
+	 * cap on the number of connections (GRPC_ARG_MAX_ALLOWED_INCOMING_
+	 * CONNECTIONS came later): an idle or slow connection is bounded in
+	 * time instead, by the handshake deadline (TCP accepted, HTTP/2 preface
+	 * or TLS not done), the idle limit (no call open) and keepalive.
+	 *   keepalive_time_ms: ping a connection silent this long (istiod's
+	 *     --keepaliveInterval, 30s); keepalive_timeout_ms: close it when
+	 *     the ping is not answered within this (--keepaliveTimeout, 10s);
+	 *     clients may ping every keepalive_time_ms / 2 (istiod's
+	 *     EnforcementPolicy MinTime), faster earns GOAWAY;
+	 *   max_connection_age_ms: GOAWAY after this, with 10s of grace
+	 *     (--keepaliveMaxServerConnectionAge; default infinite, < 0 too);
+	 *   max_connection_idle_ms: GOAWAY a connection without calls
+	 *     (XDS_MAX_CONNECTION_IDLE_MS);
+	 *   handshake_timeout_ms: XDS_HANDSHAKE_TIMEOUT_MS;
+	 *   max_concurrent_streams: calls per connection, HTTP/2
+	 *     SETTINGS_MAX_CONCURRENT_STREAMS (XDS_MAX_CONCURRENT_STREAMS;
+	 *     istiod's ISTIO_GPRC_MAXSTREAMS). */
+	int keepalive_time_ms, keepalive_timeout_ms;
+	int max_connection_age_ms, max_connection_idle_ms;
+	int handshake_timeout_ms;
+	int max_concurrent_streams;
 };
 
 #define XDS_SEND_TIMEOUT_MS 30000
+#define XDS_KEEPALIVE_TIME_MS 30000
+#define XDS_KEEPALIVE_TIMEOUT_MS 10000
+#define XDS_MAX_CONNECTION_AGE_GRACE_MS 10000
+#define XDS_MAX_CONNECTION_IDLE_MS (5 * 60 * 1000)
+#define XDS_HANDSHAKE_TIMEOUT_MS 10000
+#define XDS_MAX_CONCURRENT_STREAMS 100000  /* istiod's ISTIO_GPRC_MAXSTREAMS default */
 
 int xds_server_start(const struct xds_server_config *cfg, struct xds_server **out);
 /* Port actually bound (useful with ":0"). */

@@ -3,7 +3,8 @@ readiness probe: 300 idle connections and 300 half-sent `GET /rea` requests
 from 60 loopback addresses (127.0.0.2 ... 127.0.0.61; loopback answers on all
 of 127/8), and /ready and /metrics from 127.0.0.1 keep answering.  One
 address cannot hold more than its share (16 connections): its next request
-is closed unanswered while another address is served.  Half-sent requests
+is closed unanswered while another address is served, and counted
+(meshd_limit_exceeded_total{limit="debug_connections"}).  Half-sent requests
 are closed by meshd (a read deadline), without the client doing anything.
 """
 import resource
@@ -102,6 +103,13 @@ class DebugStarvationTest(unittest.TestCase):
             try:
                 self.assertIsNone(self.fresh_get(b"/ready", "127.0.0.99"))
                 self.assertEqual(self.fresh_get(b"/ready", "127.0.0.98"), 200)
+                # the refusal is counted
+                code, body = self.meshd.http("/metrics")
+                self.assertEqual(code, 200)
+                line = [l for l in body.splitlines()
+                        if l.startswith('meshd_limit_exceeded_total{limit="debug_connections"} ')]
+                self.assertEqual(len(line), 1)
+                self.assertGreaterEqual(float(line[0].split()[1]), 1)
             finally:
                 for s in greedy:
                     s.close()

@@ -8,7 +8,8 @@ add/modify/delete of a VirtualService and of EndpointSlice endpoints; a
 dropped watch resumed from the last resourceVersion (no relist in the request
 log); 410 Gone answered by a relist that notices a deletion; bookmarks;
 pagination; the API server going away and coming back while meshd keeps
-serving.
+serving; relists refused (403, 503 with Retry-After) while meshd keeps
+serving, the 403 logged as an error naming the resource.
 """
 import json
 import os
@@ -308,6 +309,37 @@ class KubeTest(unittest.TestCase):
         self.assertTrue(only(self.client.call(10), "v1"))
         self.api.control("POST", "up")
         self.wait_routes(lambda c: only(c, "v2"), "the change made during the outage")
+
+    def test_08b_api_errors_keep_what_is_served(self):
+        # client-go's rules on error answers: a relist refused by RBAC (403)
+        # or answered 503 keeps what meshd serves; the 403 is an error naming
+        # the resource, the verb and the API server's message (404 is a unit
+        # case: meshd waits 30 s before it retries one)
+        self.api.apply(virtual_service("v1"))
+        self.start()
+        self.connect()
+        self.wait_routes(lambda c: only(c, "v1"), "v1")
+        self.api.control("POST", "faults", {"faults": [
+            {"plural": "virtualservices", "watch": False, "code": 403, "count": 2},
+            {"plural": "virtualservices", "watch": False, "code": 503, "count": 2, "retryAfter": 1}]})
+        # history compacted while disconnected: the watch cannot resume, meshd relists
+        self.api.control("POST", "down")
+        self.api.apply(virtual_service("v2"))
+        self.api.control("POST", "compact")
+        self.api.control("POST", "up")
+        faults = lambda: self.api.control("GET", "faults")["faults"]
+        def all_answered():
+            # meanwhile v1 is served, never nothing
+            self.assertTrue(only(self.client.call(10), "v1"))
+            return all(f["hits"] >= f["count"] for f in faults())
+        wait_for(all_answered, timeout=60, interval=0.2, what="the four refused relists")
+        self.assertEqual(self.meshd.http("/ready")[0], 200)
+        self.wait_routes(lambda c: only(c, "v2"), "the change once the API answers again")
+        logs = [l for l in self.meshd.logs().splitlines() if "HTTP 403 Forbidden" in l]
+        self.assertTrue(logs)
+        self.assertIn("virtualservices.networking.istio.io: list refused", logs[0])
+        self.assertIn("cannot list resource", logs[0])
+        self.assertIn(" error ", logs[0])
 
     def test_09_warnings_of_accepted_objects_are_printed(self):
         # Istio keeps an object its validation only warns about; the warning's

@@ -46,13 +46,20 @@ it behaves against the real thing:
     headers; a dry run reaching a webhook whose sideEffects are not
     None/NoneOnDryRun is refused; /_control/admission holds the log;
   * legacy discovery (/api, /apis, /api/v1, /apis/G/V, /version) for
-    kubectl; no OpenAPI document (kubectl then needs --validate=false).
+    kubectl; no OpenAPI document (kubectl then needs --validate=false);
+  * error answers a test asks for (/_control/faults) on a resource's list
+    or watch, as the API server writes them: a metav1.Status of the code's
+    reason (401 Unauthorized, 403 Forbidden with the RBAC message naming
+    the user, verb, resource and group, 404 NotFound, 410 Expired, 429
+    TooManyRequests and 5xx with Retry-After in the header and in
+    details.retryAfterSeconds, 500 InternalError, 503 ServiceUnavailable).
 
 A control API under /_control/ (never authenticated) lets tests change the
 world: apply/delete objects, compact history, drop every watch connection,
 stop answering and come back, send bookmarks, install/remove CRDs, set the
-accepted tokens and the TokenReview table, read the request log, map webhook
-hosts, read the admission log.
+accepted tokens and the TokenReview table, read the request log (each entry
+with its monotonic time and, when a fault answered it, the code), map webhook
+hosts, read the admission log, set error answers (faults).
 
 Usage: fake_apiserver.py [--host 127.0.0.1] [--port 0] [--port-file F]
 Prints "PORT <n>" on stdout once listening.
@@ -114,6 +121,11 @@ RESOURCES_VERSION_ORDER = ["v1", "v1beta1", "v1alpha3", "v1alpha1"]
 KIND_TO_RES = {(g, v[0]): (g, p) for (g, p), v in RESOURCES.items()}
 
 HISTORY_LIMIT = 10000
+
+# the reason of each status code a fault can answer (metav1.StatusReason)
+FAULT_REASONS = {401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 410: "Expired",
+                 429: "TooManyRequests", 500: "InternalError", 502: "InternalError",
+                 503: "ServiceUnavailable", 504: "Timeout"}
 
 
 def api_version(group, version):
@@ -376,6 +388,9 @@ class World:
         self.active_watches = 0
         self.webhook_hosts = {}    # "host:port" of a clientConfig -> "ip:port" dialled (test hook)
         self.admission_log = []    # (webhook, operation, resource, name, outcome)
+        # error answers: {"plural", "watch" (true/false; absent: both), "code",
+        # "retryAfter" (seconds), "count" (absent: every request), "hits"}
+        self.faults = []
 
     # -- history
     def _record(self, gp, typ, obj, prev):
@@ -695,7 +710,8 @@ class Handler(BaseHTTPRequestHandler):
         with WORLD.cv:
             auth = self.headers.get("Authorization", "")
             WORLD.requests.append({"method": method, "path": path, "query": q,
-                                   "token": auth[7:] if auth.startswith("Bearer ") else None})
+                                   "token": auth[7:] if auth.startswith("Bearer ") else None,
+                                   "time": time.monotonic()})
             down = WORLD.down
             tokens = set(WORLD.tokens)
         if down:
@@ -731,6 +747,8 @@ class Handler(BaseHTTPRequestHandler):
         if ns is not None and not RESOURCES[gp][1]:
             return self.send_json(404, status(404, "NotFound", "the server could not find the requested resource"))
         if method == "GET" and name is None:
+            if self.fault(gp, q.get("watch") in ("true", "1")):
+                return None
             if q.get("watch") in ("true", "1"):
                 return self.watch(gp, version, ns, q)
             return self.list(gp, version, ns, q)
@@ -934,6 +952,58 @@ class Handler(BaseHTTPRequestHandler):
                              "metadata": md, "items": items})
 
     # -- watch
+    def fault(self, gp, watch):
+        """Answer a list or watch of gp with the first matching fault, as the
+        API server writes that error; False when none matches."""
+        with WORLD.cv:
+            f = None
+            for c in WORLD.faults:
+                if c.get("plural") not in (None, gp[1]) or c.get("watch", watch) != watch:
+                    continue
+                if c.get("count") is not None and c["hits"] >= c["count"]:
+                    continue
+                f = c
+                break
+            if f is None:
+                return False
+            f["hits"] += 1
+            code = int(f["code"])
+            WORLD.requests[-1]["code"] = code
+        verb = "watch" if watch else "list"
+        group = gp[0]
+        gr = gp[1] + ("." + group if group else "")
+        details = {"group": group, "kind": gp[1]}
+        if code == 401:
+            st = status(401, "Unauthorized", "Unauthorized")
+        elif code == 403:
+            st = status(403, "Forbidden",
+                        '%s is forbidden: User "system:serviceaccount:istio-system:meshd" cannot %s resource '
+                        '"%s" in API group "%s" at the cluster scope' % (gr, verb, gp[1], group), details)
+        elif code == 404:
+            st = status(404, "NotFound", "the server could not find the requested resource")
+        elif code == 410:
+            st = status(410, "Expired", "too old resource version: 1 (%d)" % WORLD.compacted)
+        elif code == 429:
+            st = status(429, "TooManyRequests", "Too many requests, please try again later.", dict(details))
+        elif code == 503:
+            st = status(503, "ServiceUnavailable", "the server is currently unable to handle the request",
+                        dict(details))
+        else:
+            st = status(code, FAULT_REASONS.get(code, "InternalError"),
+                        "Internal error occurred: etcdserver: request timed out", dict(details))
+        ra = f.get("retryAfter")
+        if ra is not None and (code == 429 or code >= 500):
+            st.setdefault("details", {})["retryAfterSeconds"] = int(ra)
+        body = (json.dumps(st) + "\n").encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        if ra is not None and (code == 429 or code >= 500):
+            self.send_header("Retry-After", str(int(ra)))
+        self.end_headers()
+        self.wfile.write(body)
+        return True
+
     def chunk(self, obj):
         data = (json.dumps(obj) + "\n").encode()
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
@@ -1101,6 +1171,11 @@ class Handler(BaseHTTPRequestHandler):
                 else:
                     WORLD.installed.discard(gp)
                 return self.send_json(200, {})
+            if what == "faults" and method == "POST":
+                WORLD.faults = [dict(f, hits=0) for f in body.get("faults") or []]
+                return self.send_json(200, {})
+            if what == "faults" and method == "GET":
+                return self.send_json(200, {"faults": WORLD.faults})
             if what == "tokens" and method == "POST":
                 WORLD.tokens = set(body.get("tokens") or [])
                 return self.send_json(200, {})

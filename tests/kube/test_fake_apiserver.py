@@ -275,6 +275,27 @@ class Conventions(unittest.TestCase):
         code, _ = self.s.req("GET", "/apis/security.istio.io/v1/peerauthentications")
         self.assertEqual(code, 200)
 
+    def test_faults_answer_as_the_api_server(self):
+        self.s.control("faults", {"faults": [
+            {"plural": "virtualservices", "watch": False, "code": 429, "retryAfter": 3, "count": 1},
+            {"plural": "virtualservices", "watch": True, "code": 403}]})
+        c = self.s.conn()
+        c.request("GET", VS_PATH)
+        r = c.getresponse()
+        st = json.loads(r.read())
+        self.assertEqual(r.status, 429)
+        self.assertEqual(r.getheader("Retry-After"), "3")
+        self.assertEqual((st["reason"], st["code"], st["details"]["retryAfterSeconds"]), ("TooManyRequests", 429, 3))
+        code, _ = self.s.req("GET", VS_PATH)  # count 1: the next list is answered
+        self.assertEqual(code, 200)
+        code, st = self.s.req("GET", VS_PATH + "?watch=true&resourceVersion=1")
+        self.assertEqual((code, st["reason"]), (403, "Forbidden"))
+        self.assertIn('cannot watch resource "virtualservices" in API group "networking.istio.io"', st["message"])
+        faults = self.s.control("faults", method="GET")["faults"]
+        self.assertEqual([f["hits"] for f in faults], [1, 1])
+        log = self.s.control("requests", method="GET")["requests"]
+        self.assertEqual([e.get("code") for e in log if e["path"] == VS_PATH], [429, None, 403])
+
     def test_bearer_tokens(self):
         self.s.control("tokens", {"tokens": ["good"]})
         code, st = self.s.req("GET", VS_PATH)

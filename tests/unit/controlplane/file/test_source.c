@@ -234,6 +234,44 @@ START_TEST(remove_and_last_good)
 }
 END_TEST
 
+/* --max-objects-per-source: a file that would take the tree past it is not
+ * applied (its last good objects stay) until the tree fits again. */
+START_TEST(objects_per_source_cap)
+{
+	struct cfg_store *st = cfg_store_new();
+	struct file_source_config c = { .dir = dir, .store = st, .max_objects = 3 };
+	struct file_source *fs = NULL;
+	char two[1100];
+
+	snprintf(two, sizeof(two), "%s---\n", vs("a1", "a1.example.com"));
+	strncat(two, vs("a2", "a2.example.com"), sizeof(two) - strlen(two) - 1);
+	write_file("a.yaml", two);
+	write_file("b.yaml", vs("b", "b.example.com"));
+	ck_assert_int_eq(file_source_new(&c, &fs), 0);
+	ck_assert_int_eq(file_source_sync(fs), 3);
+
+	/* b.yaml grows to 2: 4 objects, over the cap of 3 */
+	snprintf(two, sizeof(two), "%s---\n", vs("b", "b.example.com"));
+	strncat(two, vs("b2", "b2.example.com"), sizeof(two) - strlen(two) - 1);
+	write_file("b.yaml", two);
+	await_events(fs);
+	ck_assert_int_eq(file_source_reload(fs), 0);
+	ck_assert_uint_eq(count(st, CFG_VIRTUAL_SERVICE), 3);
+	ck_assert_ptr_nonnull(cfg_store_get(st, CFG_VIRTUAL_SERVICE, "ns", "b"));
+	ck_assert_ptr_null(cfg_store_get(st, CFG_VIRTUAL_SERVICE, "ns", "b2"));
+
+	/* a.yaml shrinks to 1: the next reload reads b.yaml again and it fits */
+	write_file("a.yaml", vs("a1", "a1.example.com"));
+	await_events(fs);
+	ck_assert_int_eq(file_source_reload(fs), 2);
+	ck_assert_uint_eq(count(st, CFG_VIRTUAL_SERVICE), 3);
+	ck_assert_ptr_null(cfg_store_get(st, CFG_VIRTUAL_SERVICE, "ns", "a2"));
+	ck_assert_ptr_nonnull(cfg_store_get(st, CFG_VIRTUAL_SERVICE, "ns", "b2"));
+	file_source_free(fs);
+	cfg_store_free(st);
+}
+END_TEST
+
 START_TEST(bad_directory)
 {
 	struct cfg_store *st = cfg_store_new();
@@ -407,6 +445,7 @@ int main(void)
 	tcase_add_test(tc, events_reported_not_read);
 	tcase_add_test(tc, remove_and_last_good);
 	tcase_add_test(tc, bad_directory);
+	tcase_add_test(tc, objects_per_source_cap);
 	tcase_add_test(tc, root_moved_keeps_last_good);
 	tcase_add_test(tc, unreadable_keeps_last_good);
 	tcase_add_test(tc, symlink_loops_read_once);

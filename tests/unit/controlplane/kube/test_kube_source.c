@@ -4,7 +4,10 @@
  * add/modify/delete, a dropped watch resumed without a relist, 410 answered
  * by a relist that notices a deletion, bookmarks advancing the
  * resourceVersion, pagination, the server going away and coming back, a CRD
- * that is not installed, token file rotation.
+ * that is not installed, token file rotation; error answers as client-go
+ * handles them (429 waits Retry-After; 401/403/404/5xx on a relist keep
+ * what is known; HTTP 410 on a watch relists) and the cap on objects per
+ * source.
  *
  * Every wait is bounded and polls for a condition; nothing asserts timing.
  */
@@ -231,9 +234,10 @@ static void teardown(void)
 	ck_assert_int_eq(system(cmd), 0);
 }
 
-static void start_source(int page_size)
+static void start_source_max(int page_size, size_t max_objects)
 {
 	struct kube_source_config c = {
+		.max_objects = max_objects,
 		.store = store,
 		.kubeconfig = kubeconfig,
 		.page_size = page_size,
@@ -243,6 +247,11 @@ static void start_source(int page_size)
 		.missing_retry = 200 * 1000000LL,
 	};
 	ck_assert_int_eq(kube_source_new(&c, &ks), 0);
+}
+
+static void start_source(int page_size)
+{
+	start_source_max(page_size, 0);
 }
 
 /* Handle source input until cond() holds (bounded). */
@@ -331,6 +340,56 @@ static int active_watches_at_least(void *n)
 	long have = p ? strtol(p + strlen("\"activeWatches\": "), NULL, 10) : 0;
 	free(s);
 	return have >= (long)n;
+}
+
+/* Times (the server's monotonic clock) of the logged lists of path, in order. */
+static int list_times(const char *path, double *t, int max)
+{
+	char *s = control("GET", "requests", NULL), *p = s;
+	char pat[300];
+	int n = 0;
+
+	snprintf(pat, sizeof(pat), "\"path\": \"%s\"", path);
+	while ((p = strstr(p, pat)) && n < max) {
+		char *end = strchr(p, '}'), *tm;
+		end = end ? strchr(end + 1, '}') : NULL;
+		if (!end)
+			break;
+		*end = '\0';
+		tm = strstr(p, "\"time\": ");
+		if (!strstr(p, "\"watch\": \"true\"") && tm)
+			t[n++] = strtod(tm + strlen("\"time\": "), NULL);
+		p = end + 1;
+	}
+	free(s);
+	return n;
+}
+
+/* How many requests the first fault answered. */
+static long fault_hits(void)
+{
+	char *s = control("GET", "faults", NULL), *p = strstr(s, "\"hits\": ");
+	long n = p ? strtol(p + strlen("\"hits\": "), NULL, 10) : -1;
+
+	free(s);
+	return n;
+}
+
+static const char *keep_name;
+/* The fault answered at least n requests, and keep_name was never lost. */
+static int hits_while_kept(void *n)
+{
+	ck_assert_msg(vs_present((void *)keep_name), "%s deleted by a failed list", keep_name);
+	return fault_hits() >= (long)n;
+}
+
+/* Take whatever the source has queued. */
+static void drain(void)
+{
+	struct pollfd p = { .fd = kube_source_fd(ks), .events = POLLIN };
+
+	while (poll(&p, 1, 0) > 0)
+		ck_assert_int_ge(kube_source_handle(ks), 0);
 }
 
 /* ------------------------------------------------------------- tests */
@@ -571,6 +630,105 @@ START_TEST(crd_not_installed_does_not_block)
 }
 END_TEST
 
+/* client-go's REST client waits what a 429's Retry-After says. */
+START_TEST(too_many_requests_waits_retry_after)
+{
+	double t[8];
+	int n;
+
+	apply_vs("a", "a");
+	control0("POST", "faults", "{\"faults\":[{\"plural\":\"virtualservices\",\"watch\":false,"
+				   "\"code\":429,\"retryAfter\":1,\"count\":1}]}");
+	start_source(0);
+	wait_for(is_synced, NULL, "sync after a 429");
+	wait_for(vs_present, "a", "a");
+	n = list_times(VS_PATH, t, 8);
+	ck_assert_int_ge(n, 2);
+	/* a lower bound only: a loaded machine waits longer, never shorter */
+	ck_assert_msg(t[1] - t[0] >= 1.0, "listed again %.3f s after a 429 with Retry-After: 1", t[1] - t[0]);
+}
+END_TEST
+
+/* 401, 403, 404, 500 on a relist: what was known stays, nothing is
+ * deleted; once the server answers again, the changes arrive. */
+static const int keep_codes[] = { 404, 403, 401, 500 };
+
+START_TEST(error_on_relist_keeps_what_is_known)
+{
+	char body[300];
+
+	apply_vs("a", "a");
+	start_source(0);
+	wait_for(is_synced, NULL, "sync");
+	wait_for(vs_present, "a", "a");
+	snprintf(body, sizeof(body), "{\"faults\":[{\"plural\":\"virtualservices\",\"watch\":false,\"code\":%d}]}",
+		 keep_codes[_i]);
+	control0("POST", "faults", body);
+	/* the watch cannot resume (history compacted): a relist it is */
+	control0("POST", "down", NULL);
+	apply_vs("x", "x");
+	control0("POST", "compact", NULL);
+	control0("POST", "up", NULL);
+	keep_name = "a";
+	wait_for(hits_while_kept, (void *)2L, "two failed relists");
+	drain();
+	ck_assert_msg(vs_present("a"), "a deleted after HTTP %d on a list", keep_codes[_i]);
+	control0("POST", "faults", "{\"faults\":[]}");
+	wait_for(vs_present, "x", "x once the server answers");
+	ck_assert(vs_present("a"));
+}
+END_TEST
+
+/* HTTP 410 Gone on a watch request (not an ERROR event): relist. */
+START_TEST(gone_status_on_watch_relists)
+{
+	apply_vs("a", "a");
+	start_source(0);
+	wait_for(is_synced, NULL, "sync");
+	wait_for(active_watches_at_least, (void *)10L, "all watches open");
+	control0("POST", "faults", "{\"faults\":[{\"plural\":\"virtualservices\",\"watch\":true,"
+				   "\"code\":410,\"count\":1}]}");
+	control0("DELETE", "requests", NULL);
+	control0("POST", "drop-watches", NULL);
+	apply_vs("b", "b");
+	wait_for(vs_present, "b", "b after a 410 on the watch");
+	ck_assert_int_eq(fault_hits(), 1);
+	ck_assert_int_ge(count_requests(VS_PATH, 0, NULL), 1);
+	ck_assert(vs_present("a"));
+}
+END_TEST
+
+static int relisted(void *n)
+{
+	return count_requests(VS_PATH, 0, NULL) >= (long)n;
+}
+
+/* At most max_objects across the source: past it, a watch event is
+ * refused and the relist fails whole, keeping the last good state. */
+START_TEST(objects_per_source_cap)
+{
+	apply_vs("a", "a");
+	apply_vs("b", "b");
+	start_source_max(0, 2);
+	wait_for(is_synced, NULL, "sync at the cap");
+	wait_for(vs_present, "b", "b");
+	control0("DELETE", "requests", NULL);
+	apply_vs("c", "c");
+	/* the refused event restarts the watch with a relist, which fails
+	 * too (3 > 2); it is retried with backoff */
+	wait_for(relisted, (void *)2L, "relists past the cap");
+	drain();
+	ck_assert(vs_present("a"));
+	ck_assert(vs_present("b"));
+	ck_assert(vs_absent("c"));
+	/* back under the cap: the next relist applies the server's state */
+	delete_vs("a");
+	wait_for(vs_present, "c", "c once the source fits its cap");
+	wait_for(vs_absent, "a", "a deleted");
+	ck_assert(vs_present("b"));
+}
+END_TEST
+
 START_TEST(token_file_rotation)
 {
 	start_source(0);
@@ -654,6 +812,11 @@ int main(void)
 	tcase_add_test(tc, pagination);
 	tcase_add_test(tc, server_goes_away_and_comes_back);
 	tcase_add_test(tc, crd_not_installed_does_not_block);
+	tcase_add_test(tc, too_many_requests_waits_retry_after);
+	tcase_add_loop_test(tc, error_on_relist_keeps_what_is_known, 0,
+			    (int)(sizeof(keep_codes) / sizeof(keep_codes[0])));
+	tcase_add_test(tc, gone_status_on_watch_relists);
+	tcase_add_test(tc, objects_per_source_cap);
 	tcase_add_test(tc, token_file_rotation);
 	tcase_add_test(tc, tokenreview_identities);
 	tcase_add_test(tc, bad_kubeconfig_fails);

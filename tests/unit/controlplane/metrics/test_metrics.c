@@ -254,6 +254,29 @@ START_TEST(counters_count)
 }
 END_TEST
 
+/* meshd_limit_exceeded_total: one series per named limit, each counting. */
+START_TEST(limit_counters)
+{
+	double of, ca;
+	char *t = render();
+
+	ck_assert(!isnan(sample(t, "meshd_limit_exceeded_total{limit=\"xds_node_labels\"}")));
+	ck_assert(!isnan(sample(t, "meshd_limit_exceeded_total{limit=\"webhook_connections\"}")));
+	of = sample(t, "meshd_limit_exceeded_total{limit=\"objects_per_source\"}");
+	ca = sample(t, "meshd_limit_exceeded_total{limit=\"ca_token_file\"}");
+	ck_assert(!isnan(of) && !isnan(ca));
+	free(t);
+	metrics_limit(METRICS_LIMIT_OBJECTS_PER_SOURCE);
+	metrics_limit(METRICS_LIMIT_OBJECTS_PER_SOURCE);
+	metrics_limit(METRICS_LIMIT_CA_TOKEN_FILE);
+	metrics_limit(METRICS_LIMIT_COUNT); /* ignored */
+	t = render();
+	ck_assert_double_eq(sample(t, "meshd_limit_exceeded_total{limit=\"objects_per_source\"}"), of + 2);
+	ck_assert_double_eq(sample(t, "meshd_limit_exceeded_total{limit=\"ca_token_file\"}"), ca + 1);
+	free(t);
+}
+END_TEST
+
 START_TEST(histogram_buckets)
 {
 	static const char *const les[] = { "0.1", "0.5", "1", "3", "5", "10", "20", "30", "+Inf" };
@@ -546,6 +569,7 @@ int main(void)
 	tcase_add_test(tc, ca_k8s_build_counters);
 	tcase_add_test(tc, webhook_push_counters);
 	tcase_add_test(tc, render_respects_cap);
+	tcase_add_test(tc, limit_counters);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -9,6 +9,7 @@
 
 #include "common/buf.h"
 #include "common/hash.h"
+#include "controlplane/metrics/metrics.h"
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
 #include "google/protobuf/struct.pb-c.h"
 
@@ -1024,6 +1025,41 @@ START_TEST(end_and_closed)
 }
 END_TEST
 
+/* A node id past XDS_MAX_NODE_FIELD_LEN is cut, and counted. */
+static double limit_sample(const char *limit)
+{
+	struct mesh_buf b;
+	char series[128], *p;
+	double v = -1;
+
+	mesh_buf_init(&b, 1 << 22);
+	ck_assert_int_eq(metrics_render(&b), 0);
+	snprintf(series, sizeof(series), "meshd_limit_exceeded_total{limit=\"%s\"} ", limit);
+	p = strstr(b.data, series);
+	if (p)
+		v = strtod(p + strlen(series), NULL);
+	mesh_buf_cleanup(&b);
+	return v;
+}
+
+START_TEST(long_node_field_cut_and_counted)
+{
+	struct xds_ads_stream *st = stream_new(0);
+	char id[3000];
+	double before = limit_sample("xds_node_field");
+
+	ck_assert(before >= 0);
+	memset(id, 'n', sizeof(id) - 1);
+	id[sizeof(id) - 1] = '\0';
+	publish(XDS_FLAVOUR_PROXYLESS, XDS_CLUSTER, cds_ab);
+	plain_request(st, id);
+	ck_assert_uint_eq(strlen(xds_ads_stream_node_id(st)), 1024);
+	ck_assert(limit_sample("xds_node_field") >= before + 1);
+	xds_ads_stream_closed(st);
+	xds_ads_stream_free(st);
+}
+END_TEST
+
 /* istiod's debug endpoints and istioctl name a proxy by its proxy ID,
  * "POD.NAMESPACE" (the node id's third part): meshd takes either form; a
  * short name two proxies share is refused (the full node id decides). */
@@ -1120,6 +1156,7 @@ int main(void)
 	tcase_add_test(tc, end_and_closed);
 	tcase_add_test(tc, config_dump_by_pod_namespace);
 	tcase_add_test(tc, publish_calls_queued_per_stream);
+	tcase_add_test(tc, long_node_field_cut_and_counted);
 	suite_add_tcase(s, tc);
 	return testutil_run(s) ? EXIT_FAILURE : EXIT_SUCCESS;
 }
