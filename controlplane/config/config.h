@@ -35,7 +35,7 @@ enum cfg_kind {
 	CFG_GATEWAY,                 /* compiled into routers' listeners and routes (gen/gateway.c) */
 	CFG_SIDECAR,
 	CFG_REQUEST_AUTHENTICATION,  /* compiled into the sidecar's jwt_authn filter (gen/authn.c) */
-	CFG_TELEMETRY,               /* validated and listed; carries a "not implemented yet" warning (cfg_kind_not_implemented) */
+	CFG_TELEMETRY,               /* istio.stats, access logs and tracing per workload (model/telemetry.h) */
 	/* core Kubernetes kinds: the service registry of a cluster (or of a
 	 * directory describing one) */
 	CFG_K8S_SERVICE,             /* v1 Service */
@@ -55,9 +55,6 @@ int cfg_kind_from_name(const char *kind);
 /* "networking.istio.io", "security.istio.io", "telemetry.istio.io",
  * "discovery.k8s.io" or "" (core) */
 const char *cfg_kind_group(enum cfg_kind k);
-/* true for the Istio kinds meshd validates but no generator compiles yet
- * (Telemetry) */
-bool cfg_kind_not_implemented(enum cfg_kind k);
 
 struct cfg_strs {
 	char **v;
