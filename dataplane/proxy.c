@@ -773,6 +773,11 @@ static void s_local_reply(struct px_stream *s, int status, unsigned flag, const 
 		rc = mesh_buf_puts(b, extra);
 	if (!rc)
 		rc = mesh_buf_puts(b, "server: envoy\r\n") < 0 ? -ENOMEM : 0;
+	/* issue 14: Istio's metadata exchange answers on every inbound
+	 * response, a local one (403 RBAC, 503 UF) too, so the caller's
+	 * reporter="source" series names this workload, not "unknown" */
+	if (!rc && s->e->istio && d->inbound)
+		rc = s_put_peer_meta(s->e, b);
 	if (!rc && (!s->keep || d->drain))
 		rc = mesh_buf_puts(b, "connection: close\r\n");
 	if (!rc)
