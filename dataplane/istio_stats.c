@@ -708,8 +708,8 @@ static const char *const t_name[T_N] = {
 };
 
 /* What an expression reads (istio_expr_compile). */
-enum { EX_LIT, EX_HOST, EX_METHOD, EX_PATH, EX_URL_PATH, EX_HEADER, EX_CODE, EX_SRC_ADDR, EX_PEER, EX_CLUSTER,
-       EX_ROUTE, EX_STD };
+enum { EX_LIT, EX_HOST, EX_METHOD, EX_PATH, EX_URL_PATH, EX_HEADER, EX_CODE, EX_SRC_ADDR, EX_SRC_PORT,
+       EX_DST_ADDR, EX_DST_PORT, EX_PEER, EX_CLUSTER, EX_ROUTE, EX_STD };
 /* peer fields (upstream_peer.X / downstream_peer.X) */
 enum { PF_APP, PF_VERSION, PF_WORKLOAD, PF_NAMESPACE, PF_CLUSTER, PF_SERVICE, PF_REVISION };
 
@@ -735,6 +735,7 @@ struct istio_stats_cfg {
 	uint64_t report_ms;
 	int disable_host_fallback;
 	int plain;                               /* no override at all: the fast path */
+	int needs_local;                         /* an expression reads destination.address/port */
 	struct istio_mspec m[IM_N];
 	struct istio_expr ex[ISTIO_CFG_EXPR_MAX];
 	size_t n_ex;
@@ -787,6 +788,7 @@ static int peer_field(const char *f)
 static int istio_expr_compile(struct istio_stats_cfg *c, const char *text, char *why, size_t cap)
 {
 	struct istio_expr x = { 0 };
+	const char *written = text;
 	char buf[256];
 	size_t n, i;
 	int q;
@@ -826,6 +828,14 @@ static int istio_expr_compile(struct istio_stats_cfg *c, const char *text, char 
 		x.kind = EX_CODE;
 	} else if (!strcmp(buf, "source.address")) {
 		x.kind = EX_SRC_ADDR;
+	} else if (!strcmp(buf, "source.port")) {
+		x.kind = EX_SRC_PORT;
+	} else if (!strcmp(buf, "destination.address")) {
+		x.kind = EX_DST_ADDR;
+		c->needs_local = 1;
+	} else if (!strcmp(buf, "destination.port")) {
+		x.kind = EX_DST_PORT;
+		c->needs_local = 1;
 	} else if (!strcmp(buf, "xds.cluster_name")) {
 		x.kind = EX_CLUSTER;
 	} else if (!strcmp(buf, "xds.route_name")) {
@@ -839,7 +849,7 @@ static int istio_expr_compile(struct istio_stats_cfg *c, const char *text, char 
 				break;
 		if (i == c->n_hdr) {
 			if (c->n_hdr == ISTIO_CFG_HDR_MAX) {
-				snprintf(why, cap, "expression \"%s\": more than %d request headers", text,
+				snprintf(why, cap, "expression \"%s\": more than %d request headers", written,
 					 ISTIO_CFG_HDR_MAX);
 				return -ENOSPC;
 			}
@@ -861,10 +871,10 @@ static int istio_expr_compile(struct istio_stats_cfg *c, const char *text, char 
 	}
 	if (c->n_ex == ISTIO_CFG_EXPR_MAX) {
 		free(x.lit);
-		snprintf(why, cap, "expression \"%s\": more than %d distinct expressions", text, ISTIO_CFG_EXPR_MAX);
+		snprintf(why, cap, "expression \"%s\": more than %d distinct expressions", written, ISTIO_CFG_EXPR_MAX);
 		return -ENOSPC;
 	}
-	if (!(x.text = strdup(text))) {
+	if (!(x.text = strdup(written))) {
 		free(x.lit);
 		return -ENOMEM;
 	}
@@ -874,9 +884,10 @@ bad:
 	snprintf(why, cap,
 		 "unsupported tag expression \"%s\" (meshproxy evaluates string literals, request.host, "
 		 "request.method, request.path, request.url_path, request.headers['NAME'], response.code, "
-		 "source.address, upstream_peer.* and downstream_peer.* (app, version, workload, namespace, "
-		 "cluster, service, revision), xds.cluster_name, xds.route_name, and string() of them)",
-		 text);
+		 "source.address, source.port, destination.address, destination.port, upstream_peer.* and "
+		 "downstream_peer.* (app, version, workload, namespace, cluster, service, revision), "
+		 "xds.cluster_name, xds.route_name, and string() of them)",
+		 written);
 	return -EINVAL;
 }
 
@@ -1070,6 +1081,11 @@ void istio_stats_cfg_free(struct istio_stats_cfg *c)
 uint64_t istio_stats_cfg_id(const struct istio_stats_cfg *c)
 {
 	return c->id;
+}
+
+int istio_stats_cfg_needs_local(const struct istio_stats_cfg *c)
+{
+	return c && c->needs_local;
 }
 
 uint64_t istio_stats_cfg_report_ms(const struct istio_stats_cfg *c)
@@ -1287,6 +1303,20 @@ static void eval_all(const struct istio_stats_cfg *c, const struct istio_req *r,
 			p = r->source_address;
 			n = p ? strlen(p) : 0;
 			break;
+		case EX_DST_ADDR:
+			p = r->destination_address;
+			n = p ? strlen(p) : 0;
+			break;
+		case EX_SRC_PORT:
+		case EX_DST_PORT: {
+			unsigned port = x->kind == EX_SRC_PORT ? r->source_port : r->destination_port;
+
+			if (port) {
+				n = (size_t)snprintf(tmp, sizeof(tmp), "%u", port);
+				p = tmp;
+			}
+			break;
+		}
 		case EX_CLUSTER:
 			p = r->cluster;
 			n = p ? strlen(p) : 0;

@@ -166,7 +166,9 @@ const char *istio_catchall_name(const char *route, const char *cluster);
  * Expressions (Istio's tagOverrides values, CEL): string literals in
  * single or double quotes, request.host, request.method, request.path,
  * request.url_path, request.headers['NAME'], response.code,
- * source.address, upstream_peer.F and downstream_peer.F (F: app, version,
+ * source.address, source.port, destination.address, destination.port
+ * (HTTP metrics; on TCP metrics they read "unknown"), upstream_peer.F and
+ * downstream_peer.F (F: app, version,
  * workload, namespace, cluster, service, revision), xds.cluster_name,
  * xds.route_name, and string(X) of any of them.  Anything else refuses
  * the configuration: -EINVAL with why naming the expression (the listener
@@ -182,6 +184,11 @@ void istio_stats_cfg_free(struct istio_stats_cfg *c); /* NULL is a no-op */
 uint64_t istio_stats_cfg_id(const struct istio_stats_cfg *c);
 /* tcp_reporting_duration in ms (c NULL: the default). */
 uint64_t istio_stats_cfg_report_ms(const struct istio_stats_cfg *c);
+/* 1 when an expression of c reads destination.address or .port (Envoy's
+ * attributes: the downstream connection's local address, the original
+ * destination of a redirected one), which the caller then fills into
+ * istio_req; 0 otherwise or for NULL. */
+int istio_stats_cfg_needs_local(const struct istio_stats_cfg *c);
 /* The request headers c's expressions read (lower case), for the caller
  * to capture at the request's start into istio_req.hdr_vals in this order. */
 size_t istio_stats_cfg_headers(const struct istio_stats_cfg *c, const char *const **names);
@@ -212,6 +219,9 @@ struct istio_req {
 	const char *method, *path, *host;
 	size_t method_len, path_len, host_len;
 	const char *cluster, *route, *source_address;
+	unsigned source_port;
+	const char *destination_address; /* read only when istio_stats_cfg_needs_local() */
+	unsigned destination_port;
 	const struct istio_hval *hdr_vals;
 	size_t n_hdr_vals;
 };

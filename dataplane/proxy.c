@@ -394,11 +394,13 @@ static void s_count_status(struct px_stream *s)
 		st->rq_5xx++;
 }
 
+static socklen_t d_local_addr(const struct px_dconn *d, struct sockaddr_storage *ss);
+
 /* issue 14: the request in Istio's standard metrics */
 static void s_istio(struct px_stream *s)
 {
 	struct istio_req r;
-	char fl[64];
+	char fl[64], dst[INET6_ADDRSTRLEN];
 
 	memset(&r, 0, sizeof(r));
 	r.cfg = s->istio;
@@ -426,6 +428,26 @@ static void s_istio(struct px_stream *s)
 	r.cluster = s->cl ? s->cl->name : NULL;
 	r.route = s->rt ? s->rt->name : NULL;
 	r.source_address = s->d->peer_ip[0] ? s->d->peer_ip : NULL;
+	r.source_port = s->d->peer_ip[0] ? s->d->peer_port : 0;
+	if (istio_stats_cfg_needs_local(r.cfg)) {
+		/* Envoy's destination.address / .port: the address the client dialled */
+		struct sockaddr_storage ss;
+		socklen_t len = d_local_addr(s->d, &ss);
+
+		if (len && ss.ss_family == AF_INET) {
+			const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
+
+			if (inet_ntop(AF_INET, &in->sin_addr, dst, sizeof(dst)))
+				r.destination_address = dst;
+			r.destination_port = ntohs(in->sin_port);
+		} else if (len && ss.ss_family == AF_INET6) {
+			const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
+
+			if (inet_ntop(AF_INET6, &in6->sin6_addr, dst, sizeof(dst)))
+				r.destination_address = dst;
+			r.destination_port = ntohs(in6->sin6_port);
+		}
+	}
 	r.hdr_vals = s->istio_hv;
 	r.n_hdr_vals = s->n_istio_hv;
 	istio_stats_record(s->e->istio, &r);
@@ -488,7 +510,6 @@ static const char *s_details(const struct px_stream *s)
 	return NULL;
 }
 
-static socklen_t d_local_addr(const struct px_dconn *d, struct sockaddr_storage *ss);
 
 /* issue 14: the port pp serving s decides its access logs; the headers
  * they read are copied now, while the head h is there. */
@@ -752,6 +773,11 @@ static void s_local_reply(struct px_stream *s, int status, unsigned flag, const 
 		rc = mesh_buf_puts(b, extra);
 	if (!rc)
 		rc = mesh_buf_puts(b, "server: envoy\r\n") < 0 ? -ENOMEM : 0;
+	/* issue 14: Istio's metadata exchange answers on every inbound
+	 * response, a local one (403 RBAC, 503 UF) too, so the caller's
+	 * reporter="source" series names this workload, not "unknown" */
+	if (!rc && s->e->istio && d->inbound)
+		rc = s_put_peer_meta(s->e, b);
 	if (!rc && (!s->keep || d->drain))
 		rc = mesh_buf_puts(b, "connection: close\r\n");
 	if (!rc)

@@ -79,17 +79,6 @@ const char *cfg_kind_group(enum cfg_kind k)
 	return (unsigned)k < CFG_KIND_COUNT ? cfg__kinds[k].group : NULL;
 }
 
-bool cfg_kind_not_implemented(enum cfg_kind k)
-{
-	/* Sidecar scopes sidecar workloads (model_sidecar_select);
-	 * RequestAuthentication becomes the sidecar's jwt_authn filter;
-	 * Gateway becomes the router's listeners (gen/gateway.c); Telemetry
-	 * becomes the istio.stats filters, access logs and tracing (issue 14:
-	 * gen/stats.c, gen/mesh.c, gen/tracing.c).  No kind is left. */
-	(void)k;
-	return false;
-}
-
 /* ------------------------------------------------------------- objects */
 
 bool cfg_object_older(const struct cfg_object *a, const struct cfg_object *b)
@@ -1063,10 +1052,6 @@ static int cfg__document(struct cfg__parse *p, const struct cfg__node *root, int
 	}
 	if (e.n_errors)
 		goto out;
-	if (cfg_kind_not_implemented(o->kind))
-		cfg__doc_warn(&e, root->line, root->col,
-			      "not implemented yet: %s is validated and listed, but no proxy receives it",
-			      cfg_kind_name(o->kind));
 	/* canonical JSON of the document: the same content hashes the same wherever it is written */
 	cfg__node_json(&json, root);
 	if (json.err) {

@@ -35,7 +35,7 @@ enum cfg_kind {
 	CFG_GATEWAY,                 /* compiled into routers' listeners and routes (gen/gateway.c) */
 	CFG_SIDECAR,
 	CFG_REQUEST_AUTHENTICATION,  /* compiled into the sidecar's jwt_authn filter (gen/authn.c) */
-	CFG_TELEMETRY,
+	CFG_TELEMETRY,               /* istio.stats, access logs and tracing per workload (model/telemetry.h) */
 	/* core Kubernetes kinds: the service registry of a cluster (or of a
 	 * directory describing one) */
 	CFG_K8S_SERVICE,             /* v1 Service */
@@ -55,9 +55,6 @@ int cfg_kind_from_name(const char *kind);
 /* "networking.istio.io", "security.istio.io", "telemetry.istio.io",
  * "discovery.k8s.io" or "" (core) */
 const char *cfg_kind_group(enum cfg_kind k);
-/* true for the Istio kinds meshd validates but no generator compiles yet
- * (Telemetry) */
-bool cfg_kind_not_implemented(enum cfg_kind k);
 
 struct cfg_strs {
 	char **v;
@@ -881,10 +878,6 @@ struct cfg_parse_result {
 /* Limits (every buffer has a cap). */
 #define CFG_MAX_FILE_BYTES   (8u << 20)  /* one config file */
 #define CFG_MAX_DOCUMENT_NODES 200000    /* nodes in one YAML document */
-/* Objects one config source (a --config-dir tree, the Kubernetes API) may
- * hold; meshd's --max-objects-per-source.  Past it the source keeps its
- * last good state and says so (file/source.h, kube/kube_watch.h). */
-#define CFG_MAX_OBJECTS_PER_SOURCE 200000
 #define CFG_MAX_DEPTH        64          /* nesting depth */
 
 /* Parse YAML/JSON text.  origin names the source in errors.

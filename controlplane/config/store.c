@@ -1019,6 +1019,47 @@ static int store__check_sidecars(struct cfg_store *s)
 	return found;
 }
 
+/* Istio's analyzer MultipleTelemetriesWithoutWorkloadSelectors (IST0160):
+ * of several Telemetry objects without selector (and without targetRefs)
+ * in one namespace, istiod applies one, the oldest then by name
+ * (model/telemetry.c, as its namespaceWideTelemetryConfig); each of the
+ * others gets a warning naming the one that applies.  Returns the number
+ * of warnings or -ENOMEM. */
+static bool store__telemetry_wide(const struct cfg_object *o)
+{
+	return o->kind == CFG_TELEMETRY && !o->spec.tm.has_target_refs &&
+	       (!o->spec.tm.has_selector || o->spec.tm.selector.n == 0);
+}
+
+static int store__check_telemetries(struct cfg_store *s)
+{
+	size_t i, j;
+	int found = 0, rc;
+
+	for (i = 0; i < s->n_served; i++) {
+		const struct cfg_object *o = s->served[i], *win = NULL;
+
+		if (!store__telemetry_wide(o))
+			continue;
+		for (j = 0; j < s->n_served; j++) {
+			const struct cfg_object *c = s->served[j];
+
+			if (store__telemetry_wide(c) && strcmp(c->ns, o->ns) == 0 && (!win || cfg_object_older(c, win)))
+				win = c;
+		}
+		if (win == o)
+			continue;
+		rc = store__derived_add(s, o, NULL, true, 0, 0,
+					"MultipleTelemetriesWithoutWorkloadSelectors (IST0160): several Telemetry objects "
+					"without selector in namespace %s: only %s (the oldest, then by name) applies, this "
+					"one is ignored; merge them into one", o->ns, win->name);
+		if (rc < 0)
+			return rc;
+		found++;
+	}
+	return found;
+}
+
 /* The service (ServiceEntry or Service) of s with port number port, or
  * NULL. */
 static const struct cfg_object *store__service_with_port(const struct cfg_store *s, int64_t port)
@@ -1164,6 +1205,10 @@ int cfg_store_check_references(struct cfg_store *s)
 		}
 	}
 	rc = store__check_sidecars(s);
+	if (rc < 0)
+		goto out;
+	found += rc;
+	rc = store__check_telemetries(s);
 	if (rc < 0)
 		goto out;
 	found += rc;

@@ -529,20 +529,42 @@ static void debug__telemetryz(struct debug_server *d, struct MHD_Connection *c, 
 	const char *id = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "proxyID");
 	const char *ns = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "namespace");
 	const char *labels = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "labels");
+	const char *node_ns = NULL, *node_labels = NULL;
+	struct mesh_buf nsb, lb;
 	char err[300];
 	struct model *m;
 	int rc;
 
+	mesh_buf_init(&nsb, 0);
+	mesh_buf_init(&lb, 0);
 	m = d->cfg.model ? d->cfg.model(d->cfg.ctx) : NULL;
 	if (!m) {
 		debug__error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "no model built yet");
 		return;
 	}
-	rc = debug_telemetryz(m, id, ns, labels, &r->body, err, sizeof(err));
+	if (id && *id && d->cfg.xds) {
+		/* a connected proxy: the namespace and labels its Node says */
+		mesh_buf_init(&nsb, DEBUG_TELEMETRYZ_LABELS_MAX);
+		mesh_buf_init(&lb, 2 * DEBUG_TELEMETRYZ_LABELS_MAX);
+		rc = xds_server_proxy_workload(d->cfg.xds, id, &nsb, &lb);
+		if (rc == -ENOTUNIQ) {
+			debug__error(r, MHD_HTTP_CONFLICT, "several connected proxies are named \"%.300s\": give the "
+				     "full node id (/debug/syncz lists them)", id);
+			goto out;
+		}
+		if (rc == 0) {
+			node_ns = (const char *)nsb.data;
+			node_labels = (const char *)lb.data;
+		}
+	}
+	rc = debug_telemetryz(m, id, node_ns, node_labels, ns, labels, &r->body, err, sizeof(err));
 	if (rc == -EINVAL)
 		debug__error(r, MHD_HTTP_BAD_REQUEST, "%s", err);
 	else if (rc < 0 && !r->body.err)
 		debug__error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "telemetryz: %s", mesh_strerror(rc));
+out:
+	mesh_buf_cleanup(&nsb);
+	mesh_buf_cleanup(&lb);
 	model_unref(m);
 }
 

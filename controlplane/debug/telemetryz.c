@@ -84,8 +84,8 @@ static int tz__labels(char *buf, struct cfg_kv *kv, size_t cap, size_t *n)
 	return 0;
 }
 
-int debug_telemetryz(const struct model *m, const char *proxy_id, const char *ns, const char *labels,
-		     struct mesh_buf *out, char *err, size_t errcap)
+int debug_telemetryz(const struct model *m, const char *proxy_id, const char *node_ns, const char *node_labels,
+		     const char *ns, const char *labels, struct mesh_buf *out, char *err, size_t errcap)
 {
 	char pod[256], nsbuf[256], lbuf[DEBUG_TELEMETRYZ_LABELS_MAX];
 	struct cfg_kv kv[DEBUG_TELEMETRYZ_NLABELS];
@@ -94,6 +94,7 @@ int debug_telemetryz(const struct model *m, const char *proxy_id, const char *ns
 	const struct cfg_object *po = NULL;
 	struct model_telemetry *t = NULL;
 	struct model_telemetry_defaults defs;
+	const char *from = "query";
 	size_t i;
 	int rc;
 
@@ -106,8 +107,23 @@ int debug_telemetryz(const struct model *m, const char *proxy_id, const char *ns
 		}
 		ns = nsbuf;
 		po = tz__pod(m, ns, pod);
-		if (po)
+		from = "none";
+		if (node_ns) {
+			/* connected: what the generators select by, its Node's metadata */
+			if (*node_ns)
+				ns = node_ns;
+			from = "node";
+			if (strlen(node_labels ? node_labels : "") >= sizeof(lbuf) ||
+			    (snprintf(lbuf, sizeof(lbuf), "%s", node_labels ? node_labels : ""),
+			     tz__labels(lbuf, kv, DEBUG_TELEMETRYZ_NLABELS, &lab.n) < 0)) {
+				snprintf(err, errcap, "proxy \"%.200s\": its labels do not fit this view (at most %d)",
+					 proxy_id, DEBUG_TELEMETRYZ_NLABELS);
+				return -EINVAL;
+			}
+		} else if (po) {
 			use = &po->labels;
+			from = "pod";
+		}
 	} else if (ns && *ns) {
 		if (labels && strlen(labels) >= sizeof(lbuf)) {
 			snprintf(err, errcap, "labels longer than %d bytes", DEBUG_TELEMETRYZ_LABELS_MAX);
@@ -142,7 +158,9 @@ int debug_telemetryz(const struct model *m, const char *proxy_id, const char *ns
 		mesh_buf_putc(out, ':');
 		json_put_string(out, use->v[i].value ? use->v[i].value : "");
 	}
-	mesh_buf_puts(out, "},\"effective\":");
+	mesh_buf_puts(out, "},\"labelsFrom\":");
+	json_put_string(out, from);
+	mesh_buf_puts(out, ",\"effective\":");
 	model_telemetry_json(t, out);
 	mesh_buf_puts(out, "}\n");
 	model_telemetry_free(t);

@@ -17,14 +17,18 @@
 
 /*
  * The workload is proxy_id (an Istio node id "TYPE~IP~POD.NS~DOMAIN", or
- * "POD.NS"; its labels are those of the Pod of that name, when the model
- * has it), or ns plus labels ("k=v,k2=v2", may be NULL).  proxy_id wins
- * when both are given.  Writes the JSON document to out.  0; -EINVAL for a
- * bad query (err says why, NUL-terminated in errcap bytes); -ENOMEM.
+ * "POD.NS"), or ns plus labels ("k=v,k2=v2", may be NULL).  proxy_id wins
+ * when both are given.  A proxy_id's labels are node_labels when node_ns
+ * is not NULL (the connected proxy's Node: namespace, LABELS metadata as
+ * "k=v,..."; what the generators select by), else those of the Pod of
+ * that name when the model has it, else none; "labelsFrom" in the output
+ * says which ("node", "pod", "none" or "query").  Writes the JSON
+ * document to out.  0; -EINVAL for a bad query (err says why,
+ * NUL-terminated in errcap bytes); -ENOMEM.
  * The defaults are meshConfig.defaultProviders' (metrics: Istio's
  * chart's [prometheus] when unset), as model_telemetry_mesh_defaults.
  */
-int debug_telemetryz(const struct model *m, const char *proxy_id, const char *ns, const char *labels,
-		     struct mesh_buf *out, char *err, size_t errcap);
+int debug_telemetryz(const struct model *m, const char *proxy_id, const char *node_ns, const char *node_labels,
+		     const char *ns, const char *labels, struct mesh_buf *out, char *err, size_t errcap);
 
 #endif

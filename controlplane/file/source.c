@@ -307,14 +307,18 @@ static int load_file(struct file_source *fs, const char *path, const struct stat
 	else
 		rc = cfg_parse_file(path, &res);
 	if (rc >= 0) {
-		size_t i, n_objects = res.n_objects, n_errors = res.n_errors;
+		/* a warning keeps its object: only errors count as rejected */
+		size_t i, n_objects = res.n_objects, n_errors = 0, n_warnings = 0;
 		for (i = 0; i < res.n_errors; i++) {
 			char msg[1024];
 			cfg_error_format(&res.errors[i], msg, sizeof(msg));
-			if (res.errors[i].warning)
+			if (res.errors[i].warning) {
+				n_warnings++;
 				log_warn("config", "%s", msg);
-			else
+			} else {
+				n_errors++;
 				log_error("config", "rejected: %s", msg);
+			}
 		}
 		if (fs->n_objects - fe->n_objects + n_objects > fs->max_objects) {
 			/* applied, the source would hold more than its cap: keep
@@ -339,8 +343,8 @@ static int load_file(struct file_source *fs, const char *path, const struct stat
 			fe->st = *st;
 			fe->read_at = read_at;
 			fe->have_st = 1;
-			log_info("file", "%s: %zu objects, %zu rejected, %d changed", path, n_objects,
-				 n_errors, rc);
+			log_info("file", "%s: %zu objects, %zu rejected, %zu warnings, %d changed", path,
+				 n_objects, n_errors, n_warnings, rc);
 			rc = 0;
 		}
 	}

@@ -36,6 +36,7 @@
 #include "envoy/type/v3/percent.pb-c.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -277,8 +278,25 @@ int gen__tracing(struct arena *a, const struct gen_ctx *g, const struct gen_work
 		return 0;
 	p = meshcfg_trace_provider(mc, spec->provider);
 	if (!p || !p->service || !p->port) {
-		gen__note(g, GEN_NOTE_WARN, "tracing", "tracing provider \"%s\" is not a zipkin or opentelemetry entry "
-			  "of meshConfig extensionProviders: no tracing", spec->provider);
+		/* say which workload and which Telemetry objects, most specific
+		 * last (the provider is theirs or defaultProviders.tracing) */
+		char objs[512];
+		size_t i, n = 0;
+
+		objs[0] = '\0';
+		for (i = 0; i < 2 + tel->n_workload && n < sizeof(objs); i++) {
+			const struct cfg_object *o = i == 0 ? tel->root : i == 1 ? tel->ns : tel->workload[i - 2];
+			int k;
+
+			if (!o)
+				continue;
+			k = snprintf(objs + n, sizeof(objs) - n, "%s%s/%s", n ? ", " : "", o->ns, o->name);
+			n += k > 0 ? (size_t)k : 0;
+		}
+		gen__note(g, GEN_NOTE_WARN, "tracing", "tracing provider \"%s\" (%s side of a workload in namespace %s; "
+			  "Telemetry: %s) is not a zipkin or opentelemetry entry of meshConfig extensionProviders: "
+			  "no tracing", spec->provider, server ? "server" : "client", gen__workload_ns(w),
+			  n ? objs : "none, meshConfig defaultProviders.tracing");
 		return 0;
 	}
 	t = gen__msg(a, &envoy__extensions__filters__network__http_connection_manager__v3__http_connection_manager__tracing__descriptor);

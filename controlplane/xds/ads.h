@@ -372,5 +372,13 @@ int xds_ads_syncz(const struct xds_ads *a, struct mesh_buf *out) MESH_MUST_CHECK
  * part).  Returns -ENOENT when no such proxy is connected, -ENOTUNIQ when
  * the short form names several. */
 int xds_ads_config_dump(const struct xds_ads *a, const char *proxy_id, struct mesh_buf *out) MESH_MUST_CHECK;
+/* The workload proxy_id (found as xds_ads_config_dump finds it) says it
+ * is in its Node, what the generators select Sidecar, Telemetry and
+ * policies by: its namespace into ns ("" when unknown) and its LABELS
+ * metadata as "k=v,k2=v2" into labels ("" when none), each
+ * NUL-terminated.  Returns 0, -ENOENT, -ENOTUNIQ, -EINVAL, or a buffer's
+ * error. */
+int xds_ads_proxy_workload(const struct xds_ads *a, const char *proxy_id, struct mesh_buf *ns,
+			   struct mesh_buf *labels) MESH_MUST_CHECK;
 
 #endif

@@ -248,14 +248,12 @@ static bool ads__short_id_is(const char *node_id, const char *id)
 	return (size_t)((q ? q : p + strlen(p)) - p) == n && strncmp(p, id, n) == 0;
 }
 
-int xds_ads_config_dump(const struct xds_ads *a, const char *proxy_id, struct mesh_buf *out)
+/* The newest live stream of proxy_id (a node id or "POD.NAMESPACE"):
+ * 0 with *found, -ENOENT, or -ENOTUNIQ when the short form names two. */
+static int ads__find_proxy(const struct xds_ads *a, const char *proxy_id, const struct xds_ads_stream **out)
 {
 	const struct xds_ads_stream *st, *found = NULL;
-	int t, rc = 0, first = 1;
-	size_t i;
 
-	if (!a || !proxy_id || !out)
-		return -EINVAL;
 	/* the newest stream of that proxy (streams are kept newest first) */
 	for (st = a->streams; st && !found; st = st->next)
 		if (st->node_id && strcmp(st->node_id, proxy_id) == 0 && !st->closed)
@@ -272,10 +270,46 @@ int xds_ads_config_dump(const struct xds_ads *a, const char *proxy_id, struct me
 			if (!st->closed && ads__short_id_is(st->node_id, proxy_id) && strcmp(st->node_id, found->node_id))
 				return -ENOTUNIQ; /* two proxies of that name: the full node id decides */
 	}
-	if (!found) {
-		rc = -ENOENT;
-		goto out;
+	*out = found;
+	return found ? 0 : -ENOENT;
+}
+
+int xds_ads_proxy_workload(const struct xds_ads *a, const char *proxy_id, struct mesh_buf *ns,
+			   struct mesh_buf *labels)
+{
+	const struct xds_ads_stream *found = NULL;
+	size_t i;
+	int rc;
+
+	if (!a || !proxy_id || !ns || !labels)
+		return -EINVAL;
+	rc = ads__find_proxy(a, proxy_id, &found);
+	if (rc < 0)
+		return rc;
+	mesh_buf_puts(ns, found->node_ns ? found->node_ns : "");
+	mesh_buf_putc(ns, '\0');
+	for (i = 0; i < found->node_labels.n; i++) {
+		if (i)
+			mesh_buf_putc(labels, ',');
+		mesh_buf_puts(labels, found->node_labels.v[i].key);
+		mesh_buf_putc(labels, '=');
+		mesh_buf_puts(labels, found->node_labels.v[i].value);
 	}
+	mesh_buf_putc(labels, '\0');
+	return ns->err ? ns->err : labels->err;
+}
+
+int xds_ads_config_dump(const struct xds_ads *a, const char *proxy_id, struct mesh_buf *out)
+{
+	const struct xds_ads_stream *found = NULL;
+	int t, rc = 0, first = 1;
+	size_t i;
+
+	if (!a || !proxy_id || !out)
+		return -EINVAL;
+	rc = ads__find_proxy(a, proxy_id, &found);
+	if (rc < 0)
+		goto out;
 	mesh_buf_puts(out, "{\"configs\":[");
 	for (t = 0; t < XDS_TYPE_COUNT; t++) {
 		const struct xds_ads__type *ts = &found->types[t];

@@ -1466,3 +1466,16 @@ int xds_server_config_dump(struct xds_server *s, const char *proxy_id, struct me
 	return rc;
 }
 
+int xds_server_proxy_workload(struct xds_server *s, const char *proxy_id, struct mesh_buf *ns,
+			      struct mesh_buf *labels)
+{
+	int rc;
+
+	if (!s || !proxy_id || !ns || !labels)
+		return -EINVAL;
+	pthread_mutex_lock(&s->lock);
+	rc = xds_ads_proxy_workload(s->ads, proxy_id, ns, labels);
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+

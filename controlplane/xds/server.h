@@ -147,6 +147,10 @@ int xds_server_syncz(struct xds_server *s, struct mesh_buf *out);
 /* What proxy_id was last sent, per type, as Envoy-style config dump JSON.
  * Returns -ENOENT when no such proxy is connected. */
 int xds_server_config_dump(struct xds_server *s, const char *proxy_id, struct mesh_buf *out);
+/* The namespace and labels proxy_id's Node carries (xds_ads_proxy_workload);
+ * -ENOENT when no such proxy is connected. */
+int xds_server_proxy_workload(struct xds_server *s, const char *proxy_id, struct mesh_buf *ns,
+			      struct mesh_buf *labels);
 /* Number of connected streams. */
 int xds_server_connected(struct xds_server *s);
 /* SotW requests reduced to a plain ACK on arrival (their bytes freed by

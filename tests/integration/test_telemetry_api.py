@@ -77,6 +77,8 @@ class TelemetryApiTest(unittest.TestCase):
         self.assertEqual(doc["namespace"], "shop")
         self.assertEqual(doc["pod"], "cart-1")
         self.assertEqual(doc["labels"], {"app": "cart"})
+        self.assertEqual(doc["labelsFrom"], "pod")  # no proxy of that name connected
+        self.assertEqual(self.tz("proxyID=nobody-1.shop")["labelsFrom"], "none")
         eff = doc["effective"]
         self.assertEqual(eff["telemetries"], {"root": "istio-system/mesh-default",
                                               "namespace": "shop/shop-tracing", "workload": []})

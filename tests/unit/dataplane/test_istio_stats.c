@@ -420,6 +420,66 @@ START_TEST(test_cfg_refused)
 }
 END_TEST
 
+/* Istio's "customize metrics" task: tagOverrides destination_port:
+ * "string(destination.port)" (and .address, source.port) compile and give
+ * the port the client dialled; a refused string(X) is named as written
+ * (the message once printed "destination.port)" for it). */
+START_TEST(test_cfg_destination_port)
+{
+	struct istio_stats *st;
+	struct istio_stats_cfg *c = cfg_overrides("string(destination.port)"), *a, *bad = NULL;
+	struct istio_req r;
+	struct pc_fix f;
+	char why[512], *out;
+
+	ck_assert_int_eq(istio_stats_cfg_needs_local(c), 1);
+	ck_assert_int_eq(istio_stats_cfg_needs_local(NULL), 0);
+	a = cfg_overrides("'x'");
+	ck_assert_int_eq(istio_stats_cfg_needs_local(a), 0);
+	istio_stats_cfg_free(a);
+	a = cfg_overrides("destination.address");
+	ck_assert_int_eq(istio_stats_cfg_needs_local(a), 1);
+	ck_assert_int_eq(istio_stats_new(NODE, "app=reviews", NULL, 0, &st), 0);
+	memset(&r, 0, sizeof(r));
+	r.inbound = 1;
+	r.response_code = 200;
+	r.grpc_status = -1;
+	r.response_flags = "-";
+	r.destination_address = "10.0.0.7";
+	r.destination_port = 9080;
+	r.cfg = c;
+	istio_stats_record(st, &r);
+	r.cfg = a;
+	istio_stats_record(st, &r);
+	out = prom(st);
+	ck_assert_ptr_nonnull(strstr(out, "destination_app=\"9080\""));
+	ck_assert_ptr_nonnull(strstr(out, "destination_app=\"10.0.0.7\""));
+	free(out);
+	istio_stats_free(st);
+	istio_stats_cfg_free(a);
+	istio_stats_cfg_free(c);
+	a = cfg_overrides("source.port");
+	istio_stats_cfg_free(a);
+
+	memset(&f, 0, sizeof(f));
+	stats__plugin_config__init(&f.pc);
+	stats__metric_config__init(&f.mc[0]);
+	stats__metric_config__dimensions_entry__init(&f.de[0]);
+	f.mcp[0] = &f.mc[0];
+	f.dep[0] = &f.de[0];
+	f.de[0].key = "x";
+	f.de[0].value = "string(destination.service)";
+	f.mc[0].dimensions = f.dep;
+	f.mc[0].n_dimensions = 1;
+	f.mc[0].name = "requests_total";
+	f.pc.metrics = f.mcp;
+	f.pc.n_metrics = 1;
+	pc_pack(&f);
+	ck_assert_int_eq(istio_stats_cfg_new(f.buf, f.len, &bad, why, sizeof(why)), -EINVAL);
+	ck_assert_msg(strstr(why, "\"string(destination.service)\"") != NULL, "%s", why);
+}
+END_TEST
+
 /* A configuration replaced by another (a Telemetry applied live): the
  * next requests count under the new one; a series whose text does not
  * change is one series, not two */
@@ -704,6 +764,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_catchall_names);
 	tcase_add_test(tc, test_cfg_overrides);
 	tcase_add_test(tc, test_cfg_refused);
+	tcase_add_test(tc, test_cfg_destination_port);
 	tcase_add_test(tc, test_cfg_replaced);
 	tcase_add_test(tc, test_mx_roundtrip);
 	tcase_add_test(tc, test_exposition_any_bytes);

@@ -299,6 +299,34 @@ START_TEST(test_sidecar_listener_conflict)
 }
 END_TEST
 
+/* Istio's IST0160: of two Telemetry objects without selector in
+ * istio-system, the oldest (then by name) applies; the other is named in a
+ * warning instead of being ignored silently (a user who adds an
+ * accessLogging Telemetry next to a metrics one sees why it does nothing).
+ * One with a selector is not concerned. */
+START_TEST(test_telemetries_without_selector)
+{
+	static const char two[] =
+		"apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: mesh-default, namespace: istio-system}\n"
+		"spec:\n  tracing: [{randomSamplingPercentage: 100}]\n---\n"
+		"apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: mesh-logging, namespace: istio-system}\n"
+		"spec:\n  accessLogging: [{providers: [{name: envoy}]}]\n---\n"
+		"apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: one-app, namespace: istio-system}\n"
+		"spec:\n  selector: {matchLabels: {app: a}}\n  accessLogging: [{providers: [{name: envoy}]}]\n";
+	struct cfg_snapshot *snap;
+
+	ck_assert_int_eq(apply("tm.yaml", two), 3);
+	ck_assert_int_eq(cfg_store_check_references(store), 1);
+	snap = cfg_store_snapshot(store);
+	ck_assert_uint_eq(snap->n_objects[CFG_TELEMETRY], 3);
+	ck_assert_uint_eq(count_errors(snap, true), 1);
+	ck_assert_str_eq(snap->errors[0].name, "mesh-logging");
+	ck_assert(strstr(snap->errors[0].message, "IST0160") != NULL);
+	ck_assert(strstr(snap->errors[0].message, "only mesh-default") != NULL);
+	cfg_snapshot_unref(snap);
+}
+END_TEST
+
 START_TEST(test_put_delete_reject)
 {
 	struct cfg_parse_result r;
@@ -376,6 +404,7 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, test_subset_references);
 	tcase_add_test(tc, test_mirrors_subset_references);
 	tcase_add_test(tc, test_sidecar_listener_conflict);
+	tcase_add_test(tc, test_telemetries_without_selector);
 	tcase_add_test(tc, test_put_delete_reject);
 	tcase_add_test(tc, test_snapshots_immutable);
 	suite_add_tcase(s, tc);

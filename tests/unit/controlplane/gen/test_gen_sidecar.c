@@ -341,6 +341,36 @@ static void note_fn(void *ctx, enum gen_note_level level, const char *scope, con
 	}
 }
 
+/* A Telemetry naming a tracing provider meshConfig does not define: no
+ * tracing, and the note says which workload and which Telemetry objects
+ * (it once named only the provider, leaving the user to search). */
+START_TEST(tracing_unknown_provider_named)
+{
+	static const char *const yaml =
+		"apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews, namespace: shop}\n"
+		"spec:\n  hosts: [reviews.shop.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n"
+		"  ports: [{number: 9080, name: http, protocol: HTTP}]\n  endpoints: [{address: 10.0.0.1}]\n---\n"
+		"apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: shop-tracing, namespace: shop}\n"
+		"spec:\n  tracing: [{providers: [{name: jaeger}]}]\n";
+	static const struct gen_notes notes = { note_fn, NULL, NULL };
+	struct model *tm = testutil_model("t.yaml", yaml);
+	struct gen_workload w = { .ns = "shop" };
+	struct gen_node node = { .service_account = "client" };
+	struct xds_snapshot *s = NULL;
+
+	ck_assert_ptr_nonnull(tm);
+	note_warns = 0;
+	note_buf[0] = 0;
+	ck_assert_int_eq(gen_sidecar_snapshot(tm, &gen_profile_sidecar, &w, &node, &notes, &s), 0);
+	ck_assert_int_gt(note_warns, 0);
+	ck_assert_msg(strstr(note_buf, "\"jaeger\"") && strstr(note_buf, "namespace shop") &&
+			      strstr(note_buf, "Telemetry: shop/shop-tracing"),
+		      "note: %s", note_buf);
+	xds_snapshot_unref(s);
+	model_unref(tm);
+}
+END_TEST
+
 /* captureMode NONE: the catch-all egress bind is where every outbound
  * listener binds; an ingress listener on the address of an outbound one
  * is not served (the outbound one is, as Envoy under istiod keeps it) and
@@ -741,6 +771,7 @@ int main(void)
 	tcase_add_test(tc, capture_none_ingress_only);
 	tcase_add_test(tc, capture_none_egress_port_only);
 	tcase_add_test(tc, capture_none_binds_and_conflict);
+	tcase_add_test(tc, tracing_unknown_provider_named);
 	tcase_add_test(tc, deterministic_and_proxyless_untouched);
 	tcase_add_test(tc, cache_shares_per_namespace_byte_identical);
 	tcase_add_test(tc, cache_shares_routes_unless_labels_read);

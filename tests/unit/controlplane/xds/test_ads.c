@@ -1091,6 +1091,74 @@ START_TEST(config_dump_by_pod_namespace)
 }
 END_TEST
 
+/* /debug/telemetryz takes a connected proxy's workload from its Node (the
+ * LABELS metadata the generators select by), found by node id or
+ * POD.NAMESPACE as config_dump finds it: without it a WorkloadEntry's
+ * sidecar (no Pod) was shown with no labels, so a selector Telemetry that
+ * applied to it was missing from the view. */
+START_TEST(proxy_workload_from_node)
+{
+	struct xds_ads_stream *a1 = stream_new(0), *a2 = stream_new(0);
+	Envoy__Service__Discovery__V3__DiscoveryRequest req = ENVOY__SERVICE__DISCOVERY__V3__DISCOVERY_REQUEST__INIT;
+	Google__Protobuf__Struct md = GOOGLE__PROTOBUF__STRUCT__INIT, lab = GOOGLE__PROTOBUF__STRUCT__INIT;
+	Google__Protobuf__Struct__FieldsEntry fe[3], *mdf[2], *labf[1];
+	Google__Protobuf__Value v[3];
+	Envoy__Config__Core__V3__Node node;
+	struct mesh_buf ns, lb;
+	size_t i;
+
+	for (i = 0; i < 3; i++) {
+		google__protobuf__struct__fields_entry__init(&fe[i]);
+		google__protobuf__value__init(&v[i]);
+		fe[i].value = &v[i];
+	}
+	fe[0].key = "NAMESPACE";
+	v[0].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
+	v[0].string_value = "demo";
+	fe[1].key = "LABELS";
+	v[1].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRUCT_VALUE;
+	v[1].struct_value = &lab;
+	fe[2].key = "app";
+	v[2].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
+	v[2].string_value = "sleep";
+	mdf[0] = &fe[0];
+	mdf[1] = &fe[1];
+	labf[0] = &fe[2];
+	md.fields = mdf;
+	md.n_fields = 2;
+	lab.fields = labf;
+	lab.n_fields = 1;
+	envoy__config__core__v3__node__init(&node);
+	node.id = "sidecar~127.0.0.2~sleep-1.demo~demo.svc.cluster.local";
+	node.metadata = &md;
+	req.node = &node;
+	req.type_url = (char *)URL_CDS;
+	req.version_info = "";
+	req.response_nonce = "";
+	xds_ads_stream_request(a1, &req);
+
+	mesh_buf_init(&ns, 4096);
+	mesh_buf_init(&lb, 4096);
+	ck_assert_int_eq(xds_ads_proxy_workload(ads, "sleep-1.demo", &ns, &lb), 0);
+	ck_assert_str_eq((const char *)ns.data, "demo");
+	ck_assert_str_eq((const char *)lb.data, "app=sleep");
+	mesh_buf_reset(&ns);
+	mesh_buf_reset(&lb);
+	ck_assert_int_eq(xds_ads_proxy_workload(ads, node.id, &ns, &lb), 0);
+	ck_assert_str_eq((const char *)lb.data, "app=sleep");
+	mesh_buf_reset(&ns);
+	mesh_buf_reset(&lb);
+	ck_assert_int_eq(xds_ads_proxy_workload(ads, "other-1.demo", &ns, &lb), -ENOENT);
+	/* a second proxy of that POD.NAMESPACE: the full node id decides */
+	sotw(a2, "sidecar~127.0.0.9~sleep-1.demo~demo.svc.cluster.local", URL_CDS, NULL, NULL, NULL, 0, NULL);
+	ck_assert_int_eq(xds_ads_proxy_workload(ads, "sleep-1.demo", &ns, &lb), -ENOTUNIQ);
+	mesh_buf_cleanup(&ns);
+	mesh_buf_cleanup(&lb);
+	xds_ads_stream_free(a1);
+	xds_ads_stream_free(a2);
+}
+END_TEST
+
 static int queued_calls[2];
 
 static void count_queued(void *user)
@@ -1155,6 +1223,7 @@ int main(void)
 	tcase_add_test(tc, sidecar_and_router_refused_without_their_generator);
 	tcase_add_test(tc, end_and_closed);
 	tcase_add_test(tc, config_dump_by_pod_namespace);
+	tcase_add_test(tc, proxy_workload_from_node);
 	tcase_add_test(tc, publish_calls_queued_per_stream);
 	tcase_add_test(tc, long_node_field_cut_and_counted);
 	suite_add_tcase(s, tc);
