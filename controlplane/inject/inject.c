@@ -49,6 +49,10 @@
 #define A_INCLUDE_IN_PORTS "traffic.sidecar.istio.io/includeInboundPorts"
 #define A_EXCLUDE_IN_PORTS "traffic.sidecar.istio.io/excludeInboundPorts"
 #define A_EXCLUDE_OUT_PORTS "traffic.sidecar.istio.io/excludeOutboundPorts"
+#define A_INCLUDE_OUT_PORTS "traffic.sidecar.istio.io/includeOutboundPorts"
+#define A_EXCLUDE_IFACES "traffic.sidecar.istio.io/excludeInterfaces"
+#define A_KUBEVIRT_IFACES "traffic.sidecar.istio.io/kubevirtInterfaces"
+#define A_REROUTE_IFACES "istio.io/reroute-virtual-interfaces"
 #define A_PROXY_CONFIG "proxy.istio.io/config"
 #define A_LOG_LEVEL "sidecar.istio.io/logLevel"
 #define A_PROM_SCRAPE "prometheus.io/scrape"
@@ -326,6 +330,38 @@ static bool inj__list_ok(const char *v, bool cidrs, bool star)
 	return true;
 }
 
+/* Comma separated interface names, as Istio's ValidateInterfaceNames:
+ * each (trimmed) item 1..15 characters, a letter then letters, digits,
+ * '_', '.' or '-'; the whole value may be empty. */
+static bool inj__ifaces_ok(const char *v)
+{
+	const char *p = v;
+	size_t items = 0;
+
+	if (!*v)
+		return true;
+	for (;;) {
+		const char *e = strchr(p, ',');
+		size_t n = e ? (size_t)(e - p) : strlen(p), i;
+		const char *q = p;
+
+		while (n && isspace((unsigned char)*q)) {
+			q++;
+			n--;
+		}
+		while (n && isspace((unsigned char)q[n - 1]))
+			n--;
+		if (n == 0 || n > 15 || !isalpha((unsigned char)q[0]) || ++items > INJECT_MAX_LIST)
+			return false;
+		for (i = 1; i < n; i++)
+			if (!isalnum((unsigned char)q[i]) && q[i] != '_' && q[i] != '.' && q[i] != '-')
+				return false;
+		if (!e)
+			return true;
+		p = e + 1;
+	}
+}
+
 /* A Kubernetes quantity: digits (with a '.') and an optional suffix. */
 static bool inj__quantity_ok(const char *v)
 {
@@ -356,8 +392,9 @@ static int inj__validate(struct inj *j)
 	} lists[] = {
 		{ A_INCLUDE_OUT_CIDR, true, true },   { A_EXCLUDE_OUT_CIDR, true, false },
 		{ A_INCLUDE_IN_PORTS, false, true },  { A_EXCLUDE_IN_PORTS, false, false },
-		{ A_EXCLUDE_OUT_PORTS, false, false },
+		{ A_EXCLUDE_OUT_PORTS, false, false }, { A_INCLUDE_OUT_PORTS, false, false },
 	};
+	static const char *const ifaces[] = { A_EXCLUDE_IFACES, A_KUBEVIRT_IFACES, A_REROUTE_IFACES };
 	static const char *const quantities[] = { A_PROXY_CPU, A_PROXY_MEM, A_PROXY_CPU_LIMIT, A_PROXY_MEM_LIMIT };
 	const char *v;
 	size_t i;
@@ -367,6 +404,16 @@ static int inj__validate(struct inj *j)
 		if (v && !inj__list_ok(v, lists[i].cidrs, lists[i].star)) {
 			inj__why(j->reason, j->cap, "invalid annotation %s=\"%.200s\": want %s", lists[i].key, v,
 				 lists[i].cidrs ? "comma separated CIDRs" : "comma separated ports");
+			return -EINVAL;
+		}
+	}
+	for (i = 0; i < sizeof(ifaces) / sizeof(ifaces[0]); i++) {
+		v = inj__member_str(j->annotations, ifaces[i]);
+		if (v && !inj__ifaces_ok(v)) {
+			inj__why(j->reason, j->cap,
+				 "invalid annotation %s=\"%.200s\": want comma separated interface names "
+				 "(a letter, then letters, digits, '_', '.' or '-'; at most 15 characters)",
+				 ifaces[i], v);
 			return -EINVAL;
 		}
 	}
@@ -638,7 +685,7 @@ static void inj__exclude_inbound(const struct inj *j, char *out, size_t cap)
 static void inj__init_container(struct inj *j, struct mesh_buf *b)
 {
 	char excl_in[1100];
-	const char *args[20];
+	const char *args[26], *v;
 	size_t n = 0;
 
 	inj__exclude_inbound(j, excl_in, sizeof(excl_in));
@@ -659,9 +706,24 @@ static void inj__init_container(struct inj *j, struct mesh_buf *b)
 	args[n++] = inj__ann(j, A_INCLUDE_IN_PORTS, "*");
 	args[n++] = "-d";
 	args[n++] = excl_in;
-	if (inj__member_str(j->annotations, A_EXCLUDE_OUT_PORTS)) {
+	/* the rest only when the Pod names them, in the template's order:
+	 * -q, -o, -k (reroute-virtual-interfaces before kubevirtInterfaces), -c */
+	if ((v = inj__member_str(j->annotations, A_INCLUDE_OUT_PORTS))) {
+		args[n++] = "-q";
+		args[n++] = v;
+	}
+	if ((v = inj__member_str(j->annotations, A_EXCLUDE_OUT_PORTS))) {
 		args[n++] = "-o";
-		args[n++] = inj__member_str(j->annotations, A_EXCLUDE_OUT_PORTS);
+		args[n++] = v;
+	}
+	if ((v = inj__member_str(j->annotations, A_REROUTE_IFACES)) ||
+	    (v = inj__member_str(j->annotations, A_KUBEVIRT_IFACES))) {
+		args[n++] = "-k";
+		args[n++] = v;
+	}
+	if ((v = inj__member_str(j->annotations, A_EXCLUDE_IFACES))) {
+		args[n++] = "-c";
+		args[n++] = v;
 	}
 	mesh_buf_puts(b, "{\"name\":\"istio-init\",\"image\":");
 	json_put_string(b, j->image);
