@@ -169,6 +169,9 @@ static int ki_doc(void *ctx, const char *json, size_t len)
 		rc = 0;
 		goto out;
 	}
+	/* the workload object's name is the workload's (Istio's IntoObject:
+	 * DeploymentMeta is the Deployment's, the CronJob's, ... metadata) */
+	k->cfg.workload = prefix ? json_get_str(json_get(root, "metadata"), "name") : NULL;
 	tmpl = prefix ? ki_at(root, prefix) : root;
 	if (!tmpl) {
 		fprintf(stderr, "meshctl kube-inject: document %d: no pod template at %s\n", k->docs, prefix);
@@ -198,6 +201,7 @@ static int ki_doc(void *ctx, const char *json, size_t len)
 out:
 	if (rc < 0)
 		k->failed++;
+	k->cfg.workload = NULL; /* pointed into root */
 	json_free(root);
 	mesh_buf_cleanup(&patch);
 	mesh_buf_cleanup(&out);

@@ -473,14 +473,17 @@ static int inj__proxy_config(struct inj *j)
 }
 
 /* The workload's name, as istiod derives it from the Pod's owner: a
- * ReplicaSet's pods (generateName NAME-HASH-) give NAME. */
+ * ReplicaSet's pods (generateName NAME-HASH-) give NAME; kube-inject
+ * names the workload object it read (cfg->workload). */
 static void inj__workload(struct inj *j)
 {
 	const char *name = inj__member_str(j->meta, "name"), *gen = inj__member_str(j->meta, "generateName");
 	const char *hash = inj__member_str(j->labels, "pod-template-hash");
 	size_t n;
 
-	if (gen && gen[0]) {
+	if (j->cfg->workload && j->cfg->workload[0]) {
+		snprintf(j->workload, sizeof(j->workload), "%s", j->cfg->workload);
+	} else if (gen && gen[0]) {
 		n = strlen(gen);
 		if (n && gen[n - 1] == '-')
 			n--;

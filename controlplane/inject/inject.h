@@ -67,6 +67,9 @@ struct inject_config {
 	const char *domain;          /* "cluster.local" */
 	const char *trust_domain;    /* "cluster.local" */
 	const char *revision;        /* "default": istio.io/rev this meshd answers */
+	const char *workload;        /* NULL or "": the workload's name from the Pod (generateName, as
+	                              * istiod derives it from the owner); else this name (kube-inject:
+	                              * the Deployment's, Istio's DeploymentMeta.Name) */
 	bool native_sidecar;         /* the cluster runs sidecar init containers (Kubernetes >= 1.29) */
 	bool hold_application;       /* mesh default of holdApplicationUntilProxyStarts */
 	inject_ns_label_fn ns_label; /* NULL: no namespace is labelled */

@@ -51,7 +51,7 @@ POD = {
 DEPLOYMENT = """
 apiVersion: apps/v1
 kind: Deployment
-metadata: {name: reviews, namespace: bookinfo}
+metadata: {name: reviews-v1, namespace: bookinfo}
 spec:
   replicas: 1
   selector: {matchLabels: {app: reviews}}
@@ -283,6 +283,9 @@ class InjectWebhookTest(unittest.TestCase):
         self.assertEqual([c["name"] for c in tmpl["spec"]["containers"]], ["reviews", "istio-proxy"])
         self.assertEqual(tmpl["spec"]["containers"][0]["livenessProbe"]["httpGet"]["path"],
                          "/app-health/reviews/livez")
+        # the Deployment's name is the workload's (Istio's DeploymentMeta), not the empty template's
+        env = {e["name"]: e.get("value") for e in tmpl["spec"]["containers"][1]["env"]}
+        self.assertEqual(env["ISTIO_META_WORKLOAD_NAME"], "reviews-v1")
         self.assertEqual(docs[0]["spec"]["selector"], {"matchLabels": {"app": "reviews"}})
         self.assertEqual(docs[1]["spec"]["ports"], [{"port": 9080, "name": "http"}])
 
