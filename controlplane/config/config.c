@@ -83,8 +83,12 @@ bool cfg_kind_not_implemented(enum cfg_kind k)
 {
 	/* Sidecar scopes sidecar workloads (model_sidecar_select);
 	 * RequestAuthentication becomes the sidecar's jwt_authn filter;
-	 * Gateway becomes the router's listeners (gen/gateway.c) */
-	return k == CFG_TELEMETRY;
+	 * Gateway becomes the router's listeners (gen/gateway.c); Telemetry
+	 * becomes the istio.stats filters, access logs and tracing of the
+	 * workloads it selects (gen__telemetry): every kind meshd reads is
+	 * served now */
+	(void)k;
+	return false;
 }
 
 /* ------------------------------------------------------------- objects */

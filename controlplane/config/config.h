@@ -35,7 +35,7 @@ enum cfg_kind {
 	CFG_GATEWAY,                 /* compiled into routers' listeners and routes (gen/gateway.c) */
 	CFG_SIDECAR,
 	CFG_REQUEST_AUTHENTICATION,  /* compiled into the sidecar's jwt_authn filter (gen/authn.c) */
-	CFG_TELEMETRY,               /* validated and listed; carries a "not implemented yet" warning (cfg_kind_not_implemented) */
+	CFG_TELEMETRY,               /* metrics, access logs and tracing of the workloads it selects (gen/) */
 	/* core Kubernetes kinds: the service registry of a cluster (or of a
 	 * directory describing one) */
 	CFG_K8S_SERVICE,             /* v1 Service */
@@ -56,7 +56,7 @@ int cfg_kind_from_name(const char *kind);
  * "discovery.k8s.io" or "" (core) */
 const char *cfg_kind_group(enum cfg_kind k);
 /* true for the Istio kinds meshd validates but no generator compiles yet
- * (Telemetry) */
+ * (none today: each such object carries a "not implemented yet" warning) */
 bool cfg_kind_not_implemented(enum cfg_kind k);
 
 struct cfg_strs {
