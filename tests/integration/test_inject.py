@@ -22,6 +22,8 @@ import sys
 import unittest
 import urllib.request
 
+import yaml
+
 from meshtest import BUILD, MESHCTL, Meshd, free_port, wait_for
 
 MESHPROXY = os.path.join(BUILD, "bin", "meshproxy")
@@ -277,7 +279,21 @@ class InjectWebhookTest(unittest.TestCase):
             f.write(DEPLOYMENT)
         p = subprocess.run([MESHCTL, "kube-inject", "-f", path], capture_output=True, text=True, timeout=30)
         self.assertEqual(p.returncode, 0, p.stderr)
-        docs = [json.loads(d) for d in p.stdout.split("\n---\n")]
+        # YAML as istioctl prints it: block style, "---" between documents, and
+        # every value reads back as the JSON form has it (ports stay strings)
+        self.assertFalse(p.stdout.lstrip().startswith("{"), p.stdout[:200])
+        self.assertIn("\n---\n", p.stdout)
+        docs = list(yaml.safe_load_all(p.stdout))
+        j = subprocess.run([MESHCTL, "kube-inject", "-o", "json", "-f", path], capture_output=True, text=True,
+                           timeout=30)
+        self.assertEqual(j.returncode, 0, j.stderr)
+        self.assertEqual(docs, [json.loads(d) for d in j.stdout.split("\n---\n")])
+        ann = docs[0]["spec"]["template"]["metadata"]["annotations"]
+        self.assertEqual((ann["prometheus.io/port"], ann["prometheus.io/scrape"]), ("15020", "true"))
+        bad = subprocess.run([MESHCTL, "kube-inject", "-o", "xml", "-f", path], capture_output=True, text=True,
+                             timeout=30)
+        self.assertEqual(bad.returncode, 2)
+        self.assertIn("yaml or json", bad.stderr)
         self.assertEqual([d["kind"] for d in docs], ["Deployment", "Service"])
         tmpl = docs[0]["spec"]["template"]
         self.assertEqual([c["name"] for c in tmpl["spec"]["containers"]], ["reviews", "istio-proxy"])
