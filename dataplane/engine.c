@@ -2075,6 +2075,8 @@ int engine_new(struct ev_loop *loop, const struct engine_opts *o, struct engine 
 	}
 	if (rc == 0 && o->node_id)
 		rc = istio_stats_new(o->node_id, o->labels, o->service_account, 0, &e->istio);
+	if (rc == 0 && e->istio)
+		rc = istio_stats_set_workload(e->istio, o->workload_name);
 	if (rc < 0) {
 		px_alog_sinks_free(e->alog_sinks); /* e->alog with it */
 		tracer_free(e->tracer);

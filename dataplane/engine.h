@@ -42,6 +42,7 @@ struct engine_opts {
 	const char *node_id, *labels, *service_account; /* also the Istio tags of trace spans (tracing.h) */
 	int router;                /* issue 13: node type router (main.c, --node-id router~...): a gateway
 	                            * binds its LDS listeners only, never virtualOutbound/virtualInbound */
+	const char *workload_name; /* NULL or "": the pod's name from node_id (istio_stats_set_workload) */
 };
 
 /* A new engine on loop; nothing is bound before a snapshot names

@@ -569,6 +569,28 @@ out:
 	return rc;
 }
 
+int istio_stats_set_workload(struct istio_stats *st, const char *workload)
+{
+	struct istio_peer p;
+	char meta[ISTIO_META_HDR_MAX];
+	int rc;
+
+	if (!workload || !*workload)
+		return 0;
+	p = st->self;
+	/* the canonical service fell back on the workload: no label named one */
+	if (!p.app[0] && strcmp(p.canon_svc, p.workload) == 0)
+		cpy(p.canon_svc, workload, strlen(workload));
+	cpy(p.workload, workload, strlen(workload));
+	rc = istio_peer_encode(&p, meta, sizeof(meta));
+	if (rc < 0)
+		return rc;
+	st->self = p;
+	memcpy(st->meta, meta, sizeof(meta));
+	st->mx_len = istio_peer_mx_encode(&st->self, st->meta_id, st->mx, sizeof(st->mx));
+	return 0;
+}
+
 void istio_stats_free(struct istio_stats *st)
 {
 	size_t i;

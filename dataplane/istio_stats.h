@@ -51,7 +51,7 @@ struct istio_peer {
 
 /*
  * Our own peer from meshproxy's flags: node_id "TYPE~IP~POD.NS~NS.svc.cluster.local"
- * (the workload name is the pod name: no owner reference to read), labels
+ * (the workload name is the pod name until istio_stats_set_workload), labels
  * "k=v,..." (--labels), cluster_id ("" or NULL: Istio's default "Kubernetes").
  * Returns 0 or -EINVAL for a malformed labels list.
  */
@@ -93,6 +93,13 @@ struct istio_stats;
  * -EINVAL, -ENOMEM. */
 MESH_MUST_CHECK int istio_stats_new(const char *node_id, const char *labels, const char *sa, size_t max_series,
 				    struct istio_stats **out);
+/* Our workload's name (the Deployment's, not the pod's), as Istio's agent
+ * takes it from ISTIO_META_WORKLOAD_NAME (the injector's env; meshproxy's
+ * --workload-name): our source_/destination_workload and the WORKLOAD_NAME
+ * we send peers; the canonical service follows it when no label gave one.
+ * "" or NULL keeps the pod name; past ISTIO_STR_MAX - 1 bytes it is cut, as
+ * the pod name is.  Returns 0, -ENOSPC (the metadata would not fit). */
+MESH_MUST_CHECK int istio_stats_set_workload(struct istio_stats *st, const char *workload);
 /* NULL is a no-op. */
 void istio_stats_free(struct istio_stats *st);
 

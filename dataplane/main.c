@@ -53,7 +53,7 @@
 #define MAIN_DRAIN_DEFAULT_MS 5000
 
 struct opts {
-	const char *xds_addr, *node_id, *labels, *service_account, *admin_addr, *log_level, *log_format;
+	const char *xds_addr, *node_id, *labels, *service_account, *workload_name, *admin_addr, *log_level, *log_format;
 	const char *access_log, *outbound_addr, *inbound_addr, *status_addr, *health_addr, *xds_protocol;
 	enum xds_protocol protocol;
 	uint64_t drain_ms;           /* --drain-duration */
@@ -86,6 +86,9 @@ static void usage(FILE *f)
 		"  --node-id ID                TYPE~IP~POD.NS~NS.svc.cluster.local (TYPE sidecar or router)\n"
 		"  --labels k=v,...            workload labels (node metadata LABELS)\n"
 		"  --service-account SA        node metadata SERVICE_ACCOUNT\n"
+		"  --workload-name NAME        the workload (Deployment) in Istio's metrics and metadata\n"
+		"                              exchange (default $ISTIO_META_WORKLOAD_NAME, which the\n"
+		"                              injector sets; else the pod name from --node-id)\n"
 		"  --locality R/Z/S            Node.locality region/zone/subzone (locality load balancing)\n"
 		"  --admin-addr HOST:PORT      admin port (default 127.0.0.1:15000)\n"
 		"  --outbound-addr HOST:PORT   outbound listener (default 0.0.0.0:15001)\n"
@@ -122,6 +125,7 @@ static void opts_json(const struct opts *o, struct mesh_buf *b)
 	} kv[] = {
 		{ "xds_addr", o->xds_addr },       { "node_id", o->node_id },
 		{ "labels", o->labels },           { "service_account", o->service_account },
+		{ "workload_name", o->workload_name },
 		{ "locality", o->locality },
 		{ "admin_addr", o->admin_addr },   { "outbound_addr", o->outbound_addr },
 		{ "inbound_addr", o->inbound_addr }, { "status_addr", o->status_addr },
@@ -162,7 +166,7 @@ static int check_addr(const char *flag, const char *v, int may_be_empty)
 
 static int parse_args(int argc, char **argv, struct opts *o)
 {
-	enum { O_XDS = 256, O_NODE, O_LABELS, O_SA, O_LOCALITY, O_ADMIN, O_OUT, O_IN, O_STATUS, O_HEALTH, O_ALOG, O_LEVEL,
+	enum { O_XDS = 256, O_NODE, O_LABELS, O_SA, O_WORKLOAD, O_LOCALITY, O_ADMIN, O_OUT, O_IN, O_STATUS, O_HEALTH, O_ALOG, O_LEVEL,
 	       O_FORMAT, O_DRAIN, O_EXIT_ZERO, O_VERSION, O_HELP, O_PROTO, O_CA, O_ROOT, O_TOKEN, O_TTL, O_CANAME,
 	       O_XDS_TLS };
 	static const struct option lo[] = {
@@ -171,6 +175,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "node-id", required_argument, 0, O_NODE },
 		{ "labels", required_argument, 0, O_LABELS },
 		{ "service-account", required_argument, 0, O_SA },
+		{ "workload-name", required_argument, 0, O_WORKLOAD },
 		{ "locality", required_argument, 0, O_LOCALITY },
 		{ "admin-addr", required_argument, 0, O_ADMIN },
 		{ "outbound-addr", required_argument, 0, O_OUT },
@@ -200,6 +205,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	o->node_id = "sidecar~127.0.0.1~meshproxy.default~default.svc.cluster.local";
 	o->labels = "";
 	o->service_account = "default";
+	/* the injector's env, as Istio's agent reads it */
+	o->workload_name = getenv("ISTIO_META_WORKLOAD_NAME") ? getenv("ISTIO_META_WORKLOAD_NAME") : "";
 	o->locality = "";
 	o->admin_addr = "127.0.0.1:15000";
 	o->outbound_addr = "0.0.0.0:15001";
@@ -222,6 +229,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case O_NODE: o->node_id = optarg; break;
 		case O_LABELS: o->labels = optarg; break;
 		case O_SA: o->service_account = optarg; break;
+		case O_WORKLOAD: o->workload_name = optarg; break;
 		case O_LOCALITY: o->locality = optarg; break;
 		case O_ADMIN: o->admin_addr = optarg; break;
 		case O_OUT: o->outbound_addr = optarg; break;
@@ -610,6 +618,7 @@ int main(int argc, char **argv)
 	eo.node_id = o.node_id;
 	eo.labels = o.labels;
 	eo.service_account = o.service_account;
+	eo.workload_name = o.workload_name;
 	/* issue 13: Istio's node type router is a gateway (DESIGN.md: binds the
 	 * ports of its Gateway servers, no 15001/15006) */
 	eo.router = !strncmp(o.node_id, "router~", 7);

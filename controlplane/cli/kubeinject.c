@@ -5,6 +5,10 @@
  * not (the user asked for it): so every Pod is injected unless it opts out
  * itself (sidecar.istio.io/inject=false, hostNetwork, already injected),
  * which here means the namespace counts as istio-injection=enabled.
+ *
+ * Output is YAML, as istioctl's (libyaml's emitter over the JSON the
+ * injector builds: block style, strings quoted only where a plain scalar
+ * would read back as something else), or JSON with -o json.
  */
 #include "controlplane/cli/kubeinject.h"
 
@@ -16,6 +20,7 @@
 #include "controlplane/config/yamljson.h"
 #include "controlplane/inject/inject.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdbool.h>
@@ -23,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <yaml.h>
 
 #define KI_MAX_INPUT ((size_t)64 << 20)
 
@@ -30,6 +36,7 @@
 
 struct ki {
 	struct inject_config cfg;
+	bool json;                   /* -o json: compact JSON documents instead of YAML */
 	/* --review: the namespace's labels from --namespace-labels */
 	char *ns_keys[KI_MAX_NS_LABELS], *ns_vals[KI_MAX_NS_LABELS];
 	size_t n_ns_labels;
@@ -100,6 +107,107 @@ static int ki_review(struct ki *k, const char *data, size_t len)
 	return rc < 0 ? 1 : 0;
 }
 
+/* Would this string, written plain, read back as something other than a
+ * string (null, a bool in YAML 1.1 as kubectl's sigs.k8s.io/yaml reads it,
+ * a number, a date)?  Then it keeps its quotes. */
+static bool ki_plain_ambiguous(const char *v, size_t n)
+{
+	static const char *const words[] = { "null", "true", "false", "yes", "no", "on", "off", "y", "n" };
+	char low[8];
+	size_t i;
+
+	if (n == 0 || strchr("0123456789-+.~", v[0]))
+		return true;
+	if (n >= sizeof(low))
+		return false;
+	for (i = 0; i < n; i++)
+		low[i] = (char)tolower((unsigned char)v[i]);
+	low[n] = '\0';
+	for (i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		if (strcmp(low, words[i]) == 0)
+			return true;
+	return false;
+}
+
+static int ki_yaml_write(void *data, unsigned char *buf, size_t size)
+{
+	mesh_buf_append(data, buf, size);
+	return ((struct mesh_buf *)data)->err ? 0 : 1;
+}
+
+/* One JSON document (len bytes) as block YAML into out.  Returns 0,
+ * -MESH_EPARSE (not JSON libyaml reads), -ENOMEM. */
+static int ki_yaml(const char *json, size_t len, struct mesh_buf *out)
+{
+	yaml_parser_t p;
+	yaml_emitter_t e;
+	yaml_event_t ev;
+	int rc = 0, done = 0;
+
+	if (!yaml_parser_initialize(&p))
+		return -ENOMEM;
+	if (!yaml_emitter_initialize(&e)) {
+		yaml_parser_delete(&p);
+		return -ENOMEM;
+	}
+	yaml_parser_set_input_string(&p, (const unsigned char *)json, len);
+	yaml_emitter_set_output(&e, ki_yaml_write, out);
+	yaml_emitter_set_unicode(&e, 1);
+	yaml_emitter_set_width(&e, -1);
+	yaml_emitter_set_indent(&e, 2);
+	while (!done) {
+		if (!yaml_parser_parse(&p, &ev)) {
+			rc = -MESH_EPARSE;
+			break;
+		}
+		done = ev.type == YAML_STREAM_END_EVENT;
+		if (ev.type == YAML_MAPPING_START_EVENT)
+			ev.data.mapping_start.style = YAML_BLOCK_MAPPING_STYLE;
+		else if (ev.type == YAML_SEQUENCE_START_EVENT)
+			ev.data.sequence_start.style = YAML_BLOCK_SEQUENCE_STYLE;
+		else if (ev.type == YAML_SCALAR_EVENT && ev.data.scalar.style != YAML_PLAIN_SCALAR_STYLE) {
+			/* a JSON string: plain where it reads back as the same
+			 * string, a literal block when it has lines; libyaml's
+			 * emitter quotes whatever its analysis forbids plain */
+			const char *v = (const char *)ev.data.scalar.value;
+			size_t n = ev.data.scalar.length;
+
+			if (!ki_plain_ambiguous(v, n)) {
+				ev.data.scalar.plain_implicit = 1;
+				ev.data.scalar.style = memchr(v, '\n', n) ? YAML_LITERAL_SCALAR_STYLE : YAML_PLAIN_SCALAR_STYLE;
+			}
+		}
+		if (!yaml_emitter_emit(&e, &ev)) { /* the emitter owns (and deletes) the event */
+			rc = out->err ? out->err : -MESH_EPARSE;
+			break;
+		}
+	}
+	yaml_emitter_delete(&e);
+	yaml_parser_delete(&p);
+	return rc;
+}
+
+/* A document to stdout as asked (YAML or JSON), "---" between documents. */
+static int ki_put(struct ki *k, const char *json, size_t len)
+{
+	struct mesh_buf y;
+	int rc;
+
+	if (k->docs > 1)
+		fputs("---\n", stdout);
+	if (k->json) {
+		fwrite(json, 1, len, stdout);
+		fputc('\n', stdout);
+		return 0;
+	}
+	mesh_buf_init(&y, INJECT_MAX_OUTPUT * 4);
+	rc = ki_yaml(json, len, &y);
+	if (rc == 0)
+		fwrite(y.data ? y.data : "", 1, y.len, stdout);
+	mesh_buf_cleanup(&y);
+	return rc;
+}
+
 /* The JSON pointer of the pod template of a workload kind, NULL for a Pod,
  * "" for kinds that hold none. */
 static const char *ki_template(const char *kind)
@@ -152,8 +260,7 @@ static int ki_doc(void *ctx, const char *json, size_t len)
 	mesh_buf_init(&patch, INJECT_MAX_OUTPUT);
 	mesh_buf_init(&out, INJECT_MAX_OUTPUT * 2);
 	mesh_buf_init(&pod, INJECT_MAX_OUTPUT);
-	if (k->docs++)
-		fputs("---\n", stdout);
+	k->docs++;
 	rc = json_parse(json, len, &root);
 	if (rc < 0) {
 		fprintf(stderr, "meshctl kube-inject: document %d: %s\n", k->docs, mesh_strerror(rc));
@@ -164,11 +271,12 @@ static int ki_doc(void *ctx, const char *json, size_t len)
 	if (!ns)
 		ns = k->ns;
 	if (prefix && !prefix[0]) {
-		fwrite(json, 1, len, stdout); /* not a workload: as it came */
-		fputc('\n', stdout);
-		rc = 0;
+		rc = ki_put(k, json, len); /* not a workload: as it came */
 		goto out;
 	}
+	/* the workload object's name is the workload's (Istio's IntoObject:
+	 * DeploymentMeta is the Deployment's, the CronJob's, ... metadata) */
+	k->cfg.workload = prefix ? json_get_str(json_get(root, "metadata"), "name") : NULL;
 	tmpl = prefix ? ki_at(root, prefix) : root;
 	if (!tmpl) {
 		fprintf(stderr, "meshctl kube-inject: document %d: no pod template at %s\n", k->docs, prefix);
@@ -183,9 +291,7 @@ static int ki_doc(void *ctx, const char *json, size_t len)
 	}
 	if (rc == 0) {
 		fprintf(stderr, "meshctl kube-inject: document %d: not injected: %s\n", k->docs, reason);
-		fwrite(json, 1, len, stdout);
-		fputc('\n', stdout);
-		rc = 0;
+		rc = ki_put(k, json, len);
 		goto out;
 	}
 	rc = inject_apply(json, len, patch.data, patch.len, prefix ? prefix : "", &out);
@@ -193,11 +299,13 @@ static int ki_doc(void *ctx, const char *json, size_t len)
 		fprintf(stderr, "meshctl kube-inject: document %d: applying the patch: %s\n", k->docs, mesh_strerror(rc));
 		goto out;
 	}
-	fwrite(out.data, 1, out.len, stdout);
-	fputc('\n', stdout);
+	rc = ki_put(k, out.data, out.len);
+	if (rc < 0)
+		fprintf(stderr, "meshctl kube-inject: document %d: writing YAML: %s\n", k->docs, mesh_strerror(rc));
 out:
 	if (rc < 0)
 		k->failed++;
+	k->cfg.workload = NULL; /* pointed into root */
 	json_free(root);
 	mesh_buf_cleanup(&patch);
 	mesh_buf_cleanup(&out);
@@ -217,7 +325,8 @@ static void ki_usage(FILE *f)
 		   "  --namespace NS          for objects that name none (default default)\n"
 		   "  --review                the input is an AdmissionReview: print meshd's /inject answer\n"
 		   "  --namespace-labels k=v,...  with --review: the labels of the Pod's namespace\n"
-		   "Prints the injected documents as JSON.\n");
+		   "  -o, --output yaml|json  how the documents are printed (default yaml)\n"
+		   "Prints every document, injected where it holds a pod, \"---\" between them.\n");
 }
 
 int kube_inject_main(int argc, char **argv)
@@ -229,6 +338,7 @@ int kube_inject_main(int argc, char **argv)
 		{ "native-sidecar", no_argument, NULL, O_NATIVE }, { "revision", required_argument, NULL, O_REV },
 		{ "namespace", required_argument, NULL, O_NS }, { "help", no_argument, NULL, O_HELP },
 		{ "review", no_argument, NULL, O_REVIEW }, { "namespace-labels", required_argument, NULL, O_NS_LABELS },
+		{ "output", required_argument, NULL, 'o' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct ki k = { .cfg = { .ns_label = ki_ns_label }, .ns = "default" };
@@ -240,9 +350,16 @@ int kube_inject_main(int argc, char **argv)
 	int c, rc, status = 2;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "f:", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "f:o:", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'f': file = optarg; break;
+		case 'o':
+			if (strcmp(optarg, "yaml") != 0 && strcmp(optarg, "json") != 0) {
+				fprintf(stderr, "meshctl kube-inject: -o: yaml or json, not %s\n", optarg);
+				return 2;
+			}
+			k.json = strcmp(optarg, "json") == 0;
+			break;
 		case O_MESH: mesh = optarg; break;
 		case O_IMAGE: k.cfg.image = optarg; break;
 		case O_NATIVE: k.cfg.native_sidecar = true; break;

@@ -50,6 +50,10 @@
 #define A_INCLUDE_IN_PORTS "traffic.sidecar.istio.io/includeInboundPorts"
 #define A_EXCLUDE_IN_PORTS "traffic.sidecar.istio.io/excludeInboundPorts"
 #define A_EXCLUDE_OUT_PORTS "traffic.sidecar.istio.io/excludeOutboundPorts"
+#define A_INCLUDE_OUT_PORTS "traffic.sidecar.istio.io/includeOutboundPorts"
+#define A_EXCLUDE_IFACES "traffic.sidecar.istio.io/excludeInterfaces"
+#define A_KUBEVIRT_IFACES "traffic.sidecar.istio.io/kubevirtInterfaces"
+#define A_REROUTE_IFACES "istio.io/reroute-virtual-interfaces"
 #define A_PROXY_CONFIG "proxy.istio.io/config"
 #define A_LOG_LEVEL "sidecar.istio.io/logLevel"
 #define A_PROM_SCRAPE "prometheus.io/scrape"
@@ -346,6 +350,38 @@ static int inj__list_ok(const char *v, bool cidrs, bool star)
 	return 0;
 }
 
+/* Comma separated interface names, as Istio's ValidateInterfaceNames:
+ * each (trimmed) item 1..15 characters, a letter then letters, digits,
+ * '_', '.' or '-'; the whole value may be empty. */
+static bool inj__ifaces_ok(const char *v)
+{
+	const char *p = v;
+	size_t items = 0;
+
+	if (!*v)
+		return true;
+	for (;;) {
+		const char *e = strchr(p, ',');
+		size_t n = e ? (size_t)(e - p) : strlen(p), i;
+		const char *q = p;
+
+		while (n && isspace((unsigned char)*q)) {
+			q++;
+			n--;
+		}
+		while (n && isspace((unsigned char)q[n - 1]))
+			n--;
+		if (n == 0 || n > 15 || !isalpha((unsigned char)q[0]) || ++items > INJECT_MAX_LIST)
+			return false;
+		for (i = 1; i < n; i++)
+			if (!isalnum((unsigned char)q[i]) && q[i] != '_' && q[i] != '.' && q[i] != '-')
+				return false;
+		if (!e)
+			return true;
+		p = e + 1;
+	}
+}
+
 /* A Kubernetes quantity as resource.ParseQuantity reads it (an optional
  * '+', digits with at most one '.', then a binary or decimal SI suffix or
  * an exponent e/E[+-]N), not negative (the API server refuses a negative
@@ -392,8 +428,9 @@ static int inj__validate(struct inj *j)
 	} lists[] = {
 		{ A_INCLUDE_OUT_CIDR, true, true },   { A_EXCLUDE_OUT_CIDR, true, false },
 		{ A_INCLUDE_IN_PORTS, false, true },  { A_EXCLUDE_IN_PORTS, false, false },
-		{ A_EXCLUDE_OUT_PORTS, false, false },
+		{ A_EXCLUDE_OUT_PORTS, false, false }, { A_INCLUDE_OUT_PORTS, false, false },
 	};
+	static const char *const ifaces[] = { A_EXCLUDE_IFACES, A_KUBEVIRT_IFACES, A_REROUTE_IFACES };
 	static const char *const quantities[] = { A_PROXY_CPU, A_PROXY_MEM, A_PROXY_CPU_LIMIT, A_PROXY_MEM_LIMIT };
 	const char *v;
 	size_t i;
@@ -413,6 +450,16 @@ static int inj__validate(struct inj *j)
 			inj__why(j->reason, j->cap, "invalid annotation %s=\"%.200s\": want %s", lists[i].key, v,
 				 lists[i].cidrs ? "comma separated CIDRs (ADDRESS/BITS)"
 						: "comma separated ports (0-65535)");
+			return -EINVAL;
+		}
+	}
+	for (i = 0; i < sizeof(ifaces) / sizeof(ifaces[0]); i++) {
+		v = inj__member_str(j->annotations, ifaces[i]);
+		if (v && !inj__ifaces_ok(v)) {
+			inj__why(j->reason, j->cap,
+				 "invalid annotation %s=\"%.200s\": want comma separated interface names "
+				 "(a letter, then letters, digits, '_', '.' or '-'; at most 15 characters)",
+				 ifaces[i], v);
 			return -EINVAL;
 		}
 	}
@@ -474,14 +521,17 @@ static int inj__proxy_config(struct inj *j)
 }
 
 /* The workload's name, as istiod derives it from the Pod's owner: a
- * ReplicaSet's pods (generateName NAME-HASH-) give NAME. */
+ * ReplicaSet's pods (generateName NAME-HASH-) give NAME; kube-inject
+ * names the workload object it read (cfg->workload). */
 static void inj__workload(struct inj *j)
 {
 	const char *name = inj__member_str(j->meta, "name"), *gen = inj__member_str(j->meta, "generateName");
 	const char *hash = inj__member_str(j->labels, "pod-template-hash");
 	size_t n;
 
-	if (gen && gen[0]) {
+	if (j->cfg->workload && j->cfg->workload[0]) {
+		snprintf(j->workload, sizeof(j->workload), "%s", j->cfg->workload);
+	} else if (gen && gen[0]) {
 		n = strlen(gen);
 		if (n && gen[n - 1] == '-')
 			n--;
@@ -701,7 +751,7 @@ static void inj__exclude_inbound(const struct inj *j, char *out, size_t cap)
 static void inj__init_container(struct inj *j, struct mesh_buf *b)
 {
 	char excl_in[INJECT_MAX_LIST_BYTES + 32];
-	const char *args[20];
+	const char *args[26], *v;
 	size_t n = 0;
 
 	inj__exclude_inbound(j, excl_in, sizeof(excl_in));
@@ -722,9 +772,24 @@ static void inj__init_container(struct inj *j, struct mesh_buf *b)
 	args[n++] = inj__ann(j, A_INCLUDE_IN_PORTS, "*");
 	args[n++] = "-d";
 	args[n++] = excl_in;
-	if (inj__member_str(j->annotations, A_EXCLUDE_OUT_PORTS)) {
+	/* the rest only when the Pod names them, in the template's order:
+	 * -q, -o, -k (reroute-virtual-interfaces before kubevirtInterfaces), -c */
+	if ((v = inj__member_str(j->annotations, A_INCLUDE_OUT_PORTS))) {
+		args[n++] = "-q";
+		args[n++] = v;
+	}
+	if ((v = inj__member_str(j->annotations, A_EXCLUDE_OUT_PORTS))) {
 		args[n++] = "-o";
-		args[n++] = inj__member_str(j->annotations, A_EXCLUDE_OUT_PORTS);
+		args[n++] = v;
+	}
+	if ((v = inj__member_str(j->annotations, A_REROUTE_IFACES)) ||
+	    (v = inj__member_str(j->annotations, A_KUBEVIRT_IFACES))) {
+		args[n++] = "-k";
+		args[n++] = v;
+	}
+	if ((v = inj__member_str(j->annotations, A_EXCLUDE_IFACES))) {
+		args[n++] = "-c";
+		args[n++] = v;
 	}
 	mesh_buf_puts(b, "{\"name\":\"istio-init\",\"image\":");
 	json_put_string(b, j->image);

@@ -11,7 +11,7 @@
  * What an injected Pod receives (each piece a member replaced whole by an
  * "add" operation, so the patch applies to any Pod the API server holds):
  *   - istio-init (init container): `meshproxy iptables` with istio-iptables'
- *     flags (-p 15001 -z 15006 -u 1337 -m MODE -i -x -b -d [-o]), unless
+ *     flags (-p 15001 -z 15006 -u 1337 -m MODE -i -x -b -d [-q -o -k -c]), unless
  *     interceptionMode is NONE;
  *   - istio-proxy: `meshproxy` reaching meshd at istiod.ROOT_NS.svc:15012 (ADS
  *     and CA over TLS), node id from the downward API, the Pod's labels, its
@@ -30,7 +30,8 @@
  * proxyCPULimit|proxyMemoryLimit|interceptionMode|proxyImage|
  * rewriteAppHTTPProbers, traffic.sidecar.istio.io/includeOutboundIPRanges|
  * excludeOutboundIPRanges|includeInboundPorts|excludeInboundPorts|
- * excludeOutboundPorts, proxy.istio.io/config (holdApplicationUntilProxyStarts),
+ * includeOutboundPorts|excludeOutboundPorts|excludeInterfaces|
+ * kubevirtInterfaces (and istio.io/reroute-virtual-interfaces), proxy.istio.io/config (holdApplicationUntilProxyStarts),
  * sidecar.istio.io/logLevel (meshproxy's --log-level; an unknown level is
  * left out).
  *
@@ -66,6 +67,9 @@ struct inject_config {
 	const char *domain;          /* "cluster.local" */
 	const char *trust_domain;    /* "cluster.local" */
 	const char *revision;        /* "default": istio.io/rev this meshd answers */
+	const char *workload;        /* NULL or "": the workload's name from the Pod (generateName, as
+	                              * istiod derives it from the owner); else this name (kube-inject:
+	                              * the Deployment's, Istio's DeploymentMeta.Name) */
 	bool native_sidecar;         /* the cluster runs sidecar init containers (Kubernetes >= 1.29) */
 	bool hold_application;       /* mesh default of holdApplicationUntilProxyStarts */
 	inject_ns_label_fn ns_label; /* NULL: no namespace is labelled */

@@ -188,7 +188,7 @@ class Sidecar:
     """meshproxy as the sidecar of workload LABELS, fed by meshd over ADS,
     with its outbound, inbound and admin ports on 127.0.0.1 and an access log."""
 
-    def __init__(self, meshd, pod="client", labels="app=client", ip="127.0.0.1", args=()):
+    def __init__(self, meshd, pod="client", labels="app=client", ip="127.0.0.1", args=(), env=None):
         self.dir = tempfile.mkdtemp(prefix="meshproxy-e2e-")
         self.node_id = "sidecar~%s~%s.%s~%s.svc.cluster.local" % (ip, pod, NS, NS)
         self.out_port, self.in_port, self.admin_port = free_port(), free_port(), free_port()
@@ -205,7 +205,7 @@ class Sidecar:
                        "--access-log", self.alog, "--log-level", "debug",
                        # teardown: SIGTERM ends once nothing is left, not after the 5 s drain period
                        "--exit-on-zero-active-connections"] + list(args),
-            stdout=self.log, stderr=subprocess.STDOUT)
+            stdout=self.log, stderr=subprocess.STDOUT, env=dict(os.environ, **(env or {})))
 
     def wait_ready(self):
         def ready():
@@ -309,7 +309,7 @@ class MeshCase(unittest.TestCase):
     """One meshd, its backends and sidecars for a test class.
 
     Subclasses define backends() -> {name: Backend} and config(b) -> {file: yaml},
-    and may set SIDECARS = {key: (pod, labels)}.
+    and may set SIDECARS = {key: (pod, labels[, env])}.
     """
 
     SIDECARS = {"client": ("client", "app=client")}
@@ -321,8 +321,9 @@ class MeshCase(unittest.TestCase):
         cls.sidecars = {}
         try:
             cls.meshd.start()
-            for key, (pod, labels) in cls.SIDECARS.items():
-                cls.sidecars[key] = Sidecar(cls.meshd, pod, labels)
+            for key, spec in cls.SIDECARS.items():
+                # (pod, labels) or (pod, labels, environment)
+                cls.sidecars[key] = Sidecar(cls.meshd, spec[0], spec[1], env=spec[2] if len(spec) > 2 else None)
             for s in cls.sidecars.values():
                 s.wait_ready()
         except BaseException:

@@ -24,6 +24,8 @@ import threading
 import unittest
 import urllib.request
 
+import yaml
+
 from meshtest import BUILD, MESHCTL, Meshd, free_port, wait_for
 
 MESHPROXY = os.path.join(BUILD, "bin", "meshproxy")
@@ -53,7 +55,7 @@ POD = {
 DEPLOYMENT = """
 apiVersion: apps/v1
 kind: Deployment
-metadata: {name: reviews, namespace: bookinfo}
+metadata: {name: reviews-v1, namespace: bookinfo}
 spec:
   replicas: 1
   selector: {matchLabels: {app: reviews}}
@@ -363,12 +365,29 @@ class InjectWebhookTest(unittest.TestCase):
             f.write(DEPLOYMENT)
         p = subprocess.run([MESHCTL, "kube-inject", "-f", path], capture_output=True, text=True, timeout=30)
         self.assertEqual(p.returncode, 0, p.stderr)
-        docs = [json.loads(d) for d in p.stdout.split("\n---\n")]
+        # YAML as istioctl prints it: block style, "---" between documents, and
+        # every value reads back as the JSON form has it (ports stay strings)
+        self.assertFalse(p.stdout.lstrip().startswith("{"), p.stdout[:200])
+        self.assertIn("\n---\n", p.stdout)
+        docs = list(yaml.safe_load_all(p.stdout))
+        j = subprocess.run([MESHCTL, "kube-inject", "-o", "json", "-f", path], capture_output=True, text=True,
+                           timeout=30)
+        self.assertEqual(j.returncode, 0, j.stderr)
+        self.assertEqual(docs, [json.loads(d) for d in j.stdout.split("\n---\n")])
+        ann = docs[0]["spec"]["template"]["metadata"]["annotations"]
+        self.assertEqual((ann["prometheus.io/port"], ann["prometheus.io/scrape"]), ("15020", "true"))
+        bad = subprocess.run([MESHCTL, "kube-inject", "-o", "xml", "-f", path], capture_output=True, text=True,
+                             timeout=30)
+        self.assertEqual(bad.returncode, 2)
+        self.assertIn("yaml or json", bad.stderr)
         self.assertEqual([d["kind"] for d in docs], ["Deployment", "Service"])
         tmpl = docs[0]["spec"]["template"]
         self.assertEqual([c["name"] for c in tmpl["spec"]["containers"]], ["reviews", "istio-proxy"])
         self.assertEqual(tmpl["spec"]["containers"][0]["livenessProbe"]["httpGet"]["path"],
                          "/app-health/reviews/livez")
+        # the Deployment's name is the workload's (Istio's DeploymentMeta), not the empty template's
+        env = {e["name"]: e.get("value") for e in tmpl["spec"]["containers"][1]["env"]}
+        self.assertEqual(env["ISTIO_META_WORKLOAD_NAME"], "reviews-v1")
         self.assertEqual(docs[0]["spec"]["selector"], {"matchLabels": {"app": "reviews"}})
         self.assertEqual(docs[1]["spec"]["ports"], [{"port": 9080, "name": "http"}])
 

@@ -215,7 +215,11 @@ def total(sidecar, name, **want):
 
 
 class MeshTelemetryMetricsTest(MeshCase):
-    SIDECARS = {"client": ("client-1", "app=client,version=v1"), "server": ("web-1", "app=web,version=v1")}
+    # the client is a Deployment's pod: its workload is the Deployment, from the
+    # injector's ISTIO_META_WORKLOAD_NAME as Istio's agent reads it, not the pod name
+    SIDECARS = {"client": ("client-1-6d8f9c5b7-x2bq7", "app=client,version=v1",
+                           {"ISTIO_META_WORKLOAD_NAME": "client-1"}),
+                "server": ("web-1", "app=web,version=v1")}
 
     @classmethod
     def backends(cls):

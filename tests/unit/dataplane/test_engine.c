@@ -252,7 +252,7 @@ static struct backend be;
 
 static void setup(void)
 {
-	struct engine_opts o = { "127.0.0.1:0", "127.0.0.1:0", NULL, 0, 0, 0, 0, NULL, NULL, NULL, 0 };
+	struct engine_opts o = { "127.0.0.1:0", "127.0.0.1:0", NULL, 0, 0, 0, 0, NULL, NULL, NULL, 0, NULL };
 
 	loop = ev_loop_new();
 	ck_assert_ptr_nonnull(loop);

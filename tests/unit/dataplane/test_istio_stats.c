@@ -58,6 +58,45 @@ START_TEST(test_canonical_fallbacks)
 }
 END_TEST
 
+/* The injector's ISTIO_META_WORKLOAD_NAME (meshproxy --workload-name):
+ * a Deployment's pod reports the Deployment, as Istio's agent, not the
+ * pod name the node id carries. */
+START_TEST(test_set_workload)
+{
+	struct istio_stats *st;
+	struct istio_peer q;
+	const char *meta;
+	const uint8_t *mx;
+	size_t mxlen;
+
+	ck_assert_int_eq(istio_stats_new("sidecar~10.0.0.7~reviews-v1-545db77b95-svmcp.demo~demo.svc.cluster.local",
+					 "app=reviews,version=v1", "bookinfo-reviews", 0, &st), 0);
+	meta = istio_stats_meta(st);
+	ck_assert_int_eq(istio_peer_decode(meta, strlen(meta), &q), 0);
+	ck_assert_str_eq(q.workload, "reviews-v1-545db77b95-svmcp");
+	ck_assert_int_eq(istio_stats_set_workload(st, ""), 0); /* unset: the pod name stays */
+	ck_assert_int_eq(istio_stats_set_workload(st, "reviews-v1"), 0);
+	meta = istio_stats_meta(st);
+	ck_assert_int_eq(istio_peer_decode(meta, strlen(meta), &q), 0);
+	ck_assert_str_eq(q.workload, "reviews-v1");
+	ck_assert_str_eq(q.canon_svc, "reviews"); /* from the app label, kept */
+	mx = istio_stats_mx(st, &mxlen);
+	ck_assert_ptr_nonnull(mx);
+	ck_assert_int_eq(istio_peer_mx_decode(mx + 8, mxlen - 8, &q), 0);
+	ck_assert_str_eq(q.workload, "reviews-v1");
+	istio_stats_free(st);
+	/* no label named the canonical service: it follows the workload */
+	ck_assert_int_eq(istio_stats_new("sidecar~10.0.0.8~ratings-7d9c8f-x2bq7.demo~demo.svc.cluster.local", "", NULL, 0,
+					 &st), 0);
+	ck_assert_int_eq(istio_stats_set_workload(st, "ratings"), 0);
+	meta = istio_stats_meta(st);
+	ck_assert_int_eq(istio_peer_decode(meta, strlen(meta), &q), 0);
+	ck_assert_str_eq(q.workload, "ratings");
+	ck_assert_str_eq(q.canon_svc, "ratings");
+	istio_stats_free(st);
+}
+END_TEST
+
 static char *prom(struct istio_stats *st)
 {
 	struct mesh_buf b;
@@ -757,6 +796,7 @@ static Suite *suite(void)
 
 	tcase_add_test(tc, test_peer_roundtrip);
 	tcase_add_test(tc, test_canonical_fallbacks);
+	tcase_add_test(tc, test_set_workload);
 	tcase_add_test(tc, test_record_labels);
 	tcase_add_test(tc, test_cap);
 	tcase_add_test(tc, test_helpers);
