@@ -138,6 +138,8 @@ struct px_port {
 	                                  * (--stream-idle-timeout, Envoy's 5 min) */
 	uint64_t headers_ms;             /* request_headers_timeout: 0 off; PX_IDLE_UNSET: the engine's
 	                                  * (--request-headers-timeout) */
+	uint64_t request_ms;             /* request_timeout (the whole request received): 0 off;
+	                                  * PX_IDLE_UNSET: the engine's (--request-timeout) */
 	uint64_t conn_idle_ms;           /* common_http_protocol_options.idle_timeout: 0 off;
 	                                  * PX_IDLE_UNSET: the engine's (--, Envoy's 1 h) */
 	int proxy_100;                   /* proxy_100_continue: Expect forwarded, the upstream's 100 relayed */
@@ -289,6 +291,7 @@ struct px_engine_stats {
 	uint64_t rq_idle_timeout;        /* streams ended by the stream idle timeout (408 / reset, SI) */
 	uint64_t rq_header_timeout;      /* heads not read whole in request_headers_timeout (408) */
 	uint64_t cx_idle_timeout;        /* connections closed by the idle_timeout between requests */
+	uint64_t rq_timeout;             /* requests not received whole in request_timeout (408) */
 	uint64_t rq_loop_refused;        /* requests whose destination was meshproxy itself (502 NR) */
 };
 
@@ -391,6 +394,7 @@ const char *px_listener_name(const struct px_listener *l);
  * its HCM's, else the engine's (engine_opts); pp NULL: the engine's. */
 uint64_t px_port_stream_idle_ms(const struct engine *e, const struct px_port *pp);
 uint64_t px_port_headers_ms(const struct engine *e, const struct px_port *pp);
+uint64_t px_port_request_ms(const struct engine *e, const struct px_port *pp);
 
 /* The HCM's per-port settings (timeouts, 100-continue) into p; hcm NULL
  * (a TCP port, a synthesized route) gives Envoy's defaults. */

@@ -806,10 +806,16 @@ uint64_t px_port_headers_ms(const struct engine *e, const struct px_port *pp)
 	return pp && pp->headers_ms != PX_IDLE_UNSET ? pp->headers_ms : e->o.headers_ms;
 }
 
+uint64_t px_port_request_ms(const struct engine *e, const struct px_port *pp)
+{
+	return pp && pp->request_ms != PX_IDLE_UNSET ? pp->request_ms : e->o.request_ms;
+}
+
 void px_port_hcm(struct px_port *p, const px_hcm *hcm)
 {
 	p->stream_idle_ms = hcm && hcm->stream_idle_timeout ? dur_ms(hcm->stream_idle_timeout) : PX_IDLE_UNSET;
 	p->headers_ms = hcm && hcm->request_headers_timeout ? dur_ms(hcm->request_headers_timeout) : PX_IDLE_UNSET;
+	p->request_ms = hcm && hcm->request_timeout ? dur_ms(hcm->request_timeout) : PX_IDLE_UNSET;
 	p->conn_idle_ms = hcm && hcm->common_http_protocol_options && hcm->common_http_protocol_options->idle_timeout
 				  ? dur_ms(hcm->common_http_protocol_options->idle_timeout)
 				  : PX_IDLE_UNSET;
@@ -2546,6 +2552,7 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 			"# TYPE envoy_http_downstream_rq_idle_timeout counter\nenvoy_http_downstream_rq_idle_timeout{http_conn_manager_prefix=\"meshproxy\"} %llu\n"
 			"# TYPE envoy_http_downstream_rq_header_timeout counter\nenvoy_http_downstream_rq_header_timeout{http_conn_manager_prefix=\"meshproxy\"} %llu\n"
 			"# TYPE envoy_http_downstream_cx_idle_timeout counter\nenvoy_http_downstream_cx_idle_timeout{http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"# TYPE envoy_http_downstream_rq_timeout counter\nenvoy_http_downstream_rq_timeout{http_conn_manager_prefix=\"meshproxy\"} %llu\n"
 			"# TYPE meshproxy_listener_accept_paused counter\nmeshproxy_listener_accept_paused %llu\n"
 			"# TYPE meshproxy_http_loop_refused counter\nmeshproxy_http_loop_refused %llu\n",
 			(unsigned long long)e->st.cx_total, (unsigned long long)e->st.cx_active,
@@ -2554,7 +2561,8 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 			(unsigned long long)e->st.rq_4xx, (unsigned long long)e->st.rq_5xx,
 			(unsigned long long)e->st.codec_errors, (unsigned long long)e->st.no_route,
 			(unsigned long long)e->st.rq_idle_timeout, (unsigned long long)e->st.rq_header_timeout,
-			(unsigned long long)e->st.cx_idle_timeout, (unsigned long long)e->st.accept_paused, (unsigned long long)e->st.rq_loop_refused);
+			(unsigned long long)e->st.cx_idle_timeout, (unsigned long long)e->st.rq_timeout,
+			(unsigned long long)e->st.accept_paused, (unsigned long long)e->st.rq_loop_refused);
 	/* Envoy's TCP proxy stats, by stat_prefix (Istio's: the destination
 	 * cluster), for the clusters a TCP proxy counted on */
 	{
@@ -2658,9 +2666,10 @@ void engine_stats_text(struct engine *e, struct mesh_buf *out)
 	mesh_buf_printf(out,
 			"http.meshproxy.downstream_cx_idle_timeout: %llu\n"
 			"http.meshproxy.downstream_rq_header_timeout: %llu\n"
-			"http.meshproxy.downstream_rq_idle_timeout: %llu\n",
+			"http.meshproxy.downstream_rq_idle_timeout: %llu\n"
+			"http.meshproxy.downstream_rq_timeout: %llu\n",
 			(unsigned long long)e->st.cx_idle_timeout, (unsigned long long)e->st.rq_header_timeout,
-			(unsigned long long)e->st.rq_idle_timeout);
+			(unsigned long long)e->st.rq_idle_timeout, (unsigned long long)e->st.rq_timeout);
 	if (!v)
 		return;
 	n = listeners_open(e, v, e->n_bl + 2);

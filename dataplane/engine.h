@@ -51,6 +51,9 @@ struct engine_opts {
 	                            * first byte to its end, else 408 (--request-headers-timeout); 0 off */
 	uint64_t stream_idle_ms;   /* stream_idle_timeout where the HCM sets none (--stream-idle-timeout):
 	                            * 0 Envoy's 5 min, ENGINE_OFF off */
+	uint64_t request_ms;       /* request_timeout where the HCM sets none (--request-timeout): the
+	                            * whole request received within it of its start, else 408 (Envoy's
+	                            * default: 0, off) */
 	uint32_t max_connections;  /* per listener (--max-connections, Envoy's runtime
 	                            * envoy.resource_limits.listener.NAME.connection_limit): past it a new
 	                            * connection is closed at accept (downstream_cx_overflow); 0 none */

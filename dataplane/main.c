@@ -69,6 +69,7 @@ struct opts {
 	/* issue 16: the downstream and xDS limits */
 	uint64_t headers_ms;         /* --request-headers-timeout, 0 off */
 	uint64_t stream_idle_ms;     /* --stream-idle-timeout, 0 off */
+	uint64_t request_ms;         /* --request-timeout, 0 off */
 	uint32_t max_connections;    /* --max-connections, 0 none */
 	uint32_t global_max_connections; /* --global-downstream-max-connections, 0 none */
 	int global_max_set;          /* given: else from RLIMIT_NOFILE (main_global_default()) */
@@ -149,6 +150,9 @@ static void usage(FILE *f)
 		"                              where the HCM sets none; default 60s, 0 off)\n"
 		"  --stream-idle-timeout DURATION  Envoy's HCM stream_idle_timeout where the HCM sets none\n"
 		"                              (default 5m, 0 off)\n"
+		"  --request-timeout DURATION  Envoy's HCM request_timeout where the HCM sets none: the whole\n"
+		"                              request received this long after it began, else 408\n"
+		"                              (default 0: off, Envoy's)\n"
 		"  --xds-max-message-bytes N   largest xDS message accepted from meshd (K/Ki, M/Mi suffixes);\n"
 		"                              past it the stream is reset, the last good configuration kept\n"
 		"                              (default 64Mi)\n"
@@ -246,7 +250,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 {
 	enum { O_XDS = 256, O_NODE, O_LABELS, O_SA, O_LOCALITY, O_ADMIN, O_OUT, O_IN, O_STATUS, O_HEALTH, O_ALOG, O_LEVEL,
 	       O_FORMAT, O_DRAIN, O_EXIT_ZERO, O_VERSION, O_HELP, O_PROTO, O_CA, O_ROOT, O_TOKEN, O_TTL, O_CANAME,
-	       O_XDS_TLS, O_MAXCX, O_GMAXCX, O_HDR_TO, O_IDLE_TO, O_XDS_MAX };
+	       O_XDS_TLS, O_MAXCX, O_GMAXCX, O_HDR_TO, O_IDLE_TO, O_XDS_MAX, O_REQ_TO };
 	static const struct option lo[] = {
 		{ "xds-addr", required_argument, 0, O_XDS },
 		{ "xds-protocol", required_argument, 0, O_PROTO },
@@ -274,6 +278,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "global-downstream-max-connections", required_argument, 0, O_GMAXCX },
 		{ "request-headers-timeout", required_argument, 0, O_HDR_TO },
 		{ "stream-idle-timeout", required_argument, 0, O_IDLE_TO },
+		{ "request-timeout", required_argument, 0, O_REQ_TO },
 		{ "xds-max-message-bytes", required_argument, 0, O_XDS_MAX },
 		{ "version", no_argument, 0, O_VERSION },
 		{ "help", no_argument, 0, O_HELP },
@@ -356,16 +361,20 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			break;
 		}
 		case O_HDR_TO:
+		case O_REQ_TO:
 		case O_IDLE_TO: {
 			int64_t ns;
 
 			if (mesh_duration_parse(optarg, &ns) < 0 || ns < 0) {
 				fprintf(stderr, "meshproxy: --%s: not a duration (examples: 10s, 500ms, 0 for off): %s\n",
-					c == O_HDR_TO ? "request-headers-timeout" : "stream-idle-timeout", optarg);
+					c == O_HDR_TO	? "request-headers-timeout"
+					: c == O_REQ_TO ? "request-timeout"
+							: "stream-idle-timeout",
+					optarg);
 				return -EINVAL;
 			}
 			/* a sub-millisecond value is one millisecond, not off */
-			*(c == O_HDR_TO ? &o->headers_ms : &o->stream_idle_ms) =
+			*(c == O_HDR_TO ? &o->headers_ms : c == O_REQ_TO ? &o->request_ms : &o->stream_idle_ms) =
 				ns ? (ns / 1000000 ? (uint64_t)(ns / 1000000) : 1) : 0;
 			break;
 		}
@@ -725,12 +734,14 @@ int main(int argc, char **argv)
 	eo.exit_on_zero = o.exit_on_zero;
 	eo.headers_ms = o.headers_ms;
 	eo.stream_idle_ms = o.stream_idle_ms ? o.stream_idle_ms : ENGINE_OFF;
+	eo.request_ms = o.request_ms;
 	eo.max_connections = o.max_connections;
 	eo.global_max_connections = o.global_max_set ? o.global_max_connections : main_global_default();
 	log_info("meshproxy", "downstream limits: %u connections per listener%s, %u on all listeners, "
-		 "request_headers_timeout %llu ms, stream_idle_timeout %llu ms (0: none/off)",
+		 "request_headers_timeout %llu ms, stream_idle_timeout %llu ms, request_timeout %llu ms (0: none/off)",
 		 eo.max_connections, eo.max_connections ? "" : " (none)", eo.global_max_connections,
-		 (unsigned long long)o.headers_ms, (unsigned long long)o.stream_idle_ms);
+		 (unsigned long long)o.headers_ms, (unsigned long long)o.stream_idle_ms,
+		 (unsigned long long)o.request_ms);
 	eo.node_id = o.node_id;
 	eo.labels = o.labels;
 	eo.service_account = o.service_account;

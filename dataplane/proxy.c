@@ -190,6 +190,8 @@ struct px_stream {
 	struct retry_backoff backoff;  /* set up by the first retry */
 	struct ev_timer t_global, t_try, t_wait;
 	struct ev_timer t_idle;      /* stream idle timeout, re-armed lazily from last_io */
+	struct ev_timer t_req;       /* request_timeout: the whole request by then (s_request_timeout) */
+	uint64_t req_ms;             /* its value, 0 off */
 	uint64_t idle_ms, last_io;   /* idle_ms 0: off; last_io: ev_now() of the last byte either way */
 	int proxy_100;               /* the HCM's proxy_100_continue (else 100 is answered here) */
 	struct ev_timer t_tidle;     /* per_try_idle_timeout, moved by upstream bytes */
@@ -591,6 +593,7 @@ static void s_stop_timers(struct px_stream *s)
 	ev_timer_cancel(loop, &s->t_tidle);
 	ev_timer_cancel(loop, &s->t_wait);
 	ev_timer_cancel(loop, &s->t_idle);
+	ev_timer_cancel(loop, &s->t_req);
 	/* a lookup still on glibc's thread is the resolver's to free (dns.c) */
 	dns_cancel(s->dq);
 	s->dq = NULL;
@@ -924,6 +927,24 @@ static void s_idle_timeout(struct ev_loop *loop, struct ev_timer *t)
 		return;
 	}
 	s_local_reply(s, 408, PX_RF_SI, "stream timeout", NULL);
+}
+
+/* Envoy's request_timeout (ConnectionManagerImpl::ActiveStream::
+ * onRequestTimeout): the whole request must be received this long after
+ * it started, however its bytes trickle in; past it, before a response
+ * has started, a local "408 request timeout" and the connection closes
+ * (the rest of the body is not read).  Envoy disarms it once the request
+ * is complete or the response starts: checked here instead. */
+static void s_request_timeout(struct ev_loop *loop, struct ev_timer *t)
+{
+	struct px_stream *s = t->data;
+
+	(void)loop;
+	if (s->req_done || s->resp_started)
+		return;
+	s->e->st.rq_timeout++;
+	s_release_upstream(s, 0);
+	s_local_reply(s, 408, 0, "request timeout", NULL);
 }
 
 /* per_try_idle_timeout: nothing came from the upstream for that long.
@@ -3047,6 +3068,7 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 	ev_timer_init(&s->t_tidle, s_try_idle_timeout, s);
 	ev_timer_init(&s->t_wait, s_wait_cb, s);
 	ev_timer_init(&s->t_idle, s_idle_timeout, s);
+	ev_timer_init(&s->t_req, s_request_timeout, s);
 	s->last_io = s->start_ms;
 	e->st.rq_total++;
 	e->st.rq_active++;
@@ -3264,6 +3286,7 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		d_port_timers(d, pp);
 		s->proxy_100 = pp->proxy_100;
 		s->idle_ms = px_port_stream_idle_ms(e, pp);
+		s->req_ms = px_port_request_ms(e, pp);
 		/* issue 14: continue or start the trace, decide sampling */
 		if (pp->trace)
 			trace_start(&s->tr, pp->trace, h, px_rand(e), px_rand(e), s->start_us);
@@ -3271,6 +3294,7 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		/* no HCM: Envoy would run a TCP proxy here, Expect and all passing through */
 		s->proxy_100 = 1;
 		s->idle_ms = px_port_stream_idle_ms(e, NULL);
+		s->req_ms = px_port_request_ms(e, NULL);
 	}
 	/* the route's timeout, or the gRPC client's deadline where the route
 	 * honours it (max_grpc_timeout / grpc_timeout_header_max: Istio sends 0s,
@@ -3293,6 +3317,8 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		s->idle_ms = (uint64_t)s->rt->idle_timeout_ms;
 	if (s->idle_ms)
 		ev_timer_arm(e->loop, &s->t_idle, s->idle_ms);
+	if (s->req_ms && !s->req_done)
+		ev_timer_arm(e->loop, &s->t_req, s->req_ms);
 	if ((s->req_flags & H1_F_EXPECT_CONTINUE) && !s->proxy_100) {
 		/* proxy_100_continue false (Envoy's default): the connection manager
 		 * answers "100 Continue" itself before any filter and removes Expect

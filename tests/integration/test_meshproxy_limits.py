@@ -17,7 +17,9 @@ real meshd and real sidecars on loopback:
   downstream_global_cx_overflow);
 - a head sent a byte at a time is answered 408 "request header timeout"
   once --request-headers-timeout has passed since its first byte, and
-  counted (envoy_http_downstream_rq_header_timeout);
+  counted (envoy_http_downstream_rq_header_timeout); a body sent a byte at
+  a time gets 408 once --request-timeout has passed since the request
+  began (envoy_http_downstream_rq_timeout);
 - an xDS message larger than --xds-max-message-bytes resets the stream,
   the last good configuration keeps serving, and a later one that fits is
   taken.
@@ -144,7 +146,7 @@ class MeshproxyLimitsTest(MeshCase):
             # small limits, set by flag
             cls.tight = Sidecar(cls.meshd, "tight", "app=tight",
                                 args=("--max-connections", "4", "--global-downstream-max-connections", "6",
-                                      "--request-headers-timeout", "1s"))
+                                      "--request-headers-timeout", "1s", "--request-timeout", "1s"))
             cls.sidecars["tight"] = cls.tight
             cls.small = Sidecar(cls.meshd, "small", "app=small", args=("--xds-max-message-bytes", "48Ki"))
             cls.sidecars["small"] = cls.small
@@ -254,6 +256,40 @@ class MeshproxyLimitsTest(MeshCase):
         self.assertIn("envoy_http_downstream_rq_header_timeout", prom)
         # a whole request is not affected
         self.assertEqual(px.get("echo").status, 200)
+
+    def test_request_timeout_408_for_a_trickling_body(self):
+        px = self.tight
+        before = stat(px, "http.meshproxy.downstream_rq_timeout")
+        s = socket.create_connection(("127.0.0.1", px.out_port), timeout=10)
+        data = b""
+        try:
+            s.sendall(b"POST " + ECHO.encode() + b" HTTP/1.1\r\nHost: " + fqdn("echo").encode() +
+                      b"\r\nContent-Length: 1000\r\n\r\n")
+            s.settimeout(0.3)
+            # the body a byte at a time: --request-timeout 1s ends it
+            for _ in range(40 if not slow() else 200):
+                try:
+                    s.sendall(b"x")
+                except OSError:
+                    break
+                try:
+                    chunk = s.recv(4096)
+                except socket.timeout:
+                    continue
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                data += chunk
+                if b"\r\n\r\n" in data:
+                    break
+        finally:
+            s.close()
+        self.assertTrue(data.startswith(b"HTTP/1.1 408"), data)
+        self.assertGreater(stat(px, "http.meshproxy.downstream_rq_timeout"), before)
+        self.assertIn("envoy_http_downstream_rq_timeout", px.admin("/stats/prometheus")[1])
+        # a whole request with a body is not affected
+        self.assertEqual(px.request(ECHO, method="POST", body=b"y" * 1000).status, 200)
 
     def test_xds_message_over_the_limit_keeps_the_last_config(self):
         px = self.small

@@ -252,7 +252,7 @@ static struct backend be;
 
 static void setup(void)
 {
-	struct engine_opts o = { "127.0.0.1:0", "127.0.0.1:0", NULL, 0, 0, 0, 0, NULL, NULL, NULL, 0, 0, 0, 0, 0 };
+	struct engine_opts o = { .outbound_addr = "127.0.0.1:0", .inbound_addr = "127.0.0.1:0" };
 
 	loop = ev_loop_new();
 	ck_assert_ptr_nonnull(loop);
