@@ -10,7 +10,8 @@ real meshd and real sidecars on loopback:
   every descriptor (accept: EMFILE on every port) and the health port's 128
   slots; with them the engine's listeners stop at the global connection
   limit ((512 - 512) / 2, at least 64) and the health port makes room by
-  closing the oldest connection that is not being answered;
+  closing the oldest connection that is not being answered, and answers
+  a request still unfinished 10 s after its first byte with 408;
 - the per-listener (--max-connections) and global
   (--global-downstream-max-connections) limits close a connection past
   them at accept and count it (listener.ADDRESS.downstream_cx_overflow,
@@ -181,6 +182,38 @@ class MeshproxyLimitsTest(MeshCase):
         self.assertEqual(http_get(self.health_port, b"/healthz/ready"), 200)
         # the proxy serves again once they are gone
         wait_for(lambda: px.get("echo").status == 200, timeout=60, what="a request through the probe sidecar")
+
+    def test_health_port_request_deadline_408(self):
+        px = self.probe
+        key = "http.127.0.0.1_%d.downstream_rq_timeout" % self.health_port
+        before = stat(px, key)
+        s = socket.create_connection(("127.0.0.1", self.health_port), timeout=10)
+        data = b""
+        try:
+            s.sendall(b"GET /healthz/re")
+            s.settimeout(1)
+            # a byte a second does not extend the 10 s deadline (ADMIN_REQUEST_MS):
+            # the port answers 408 and closes, at most ~60 bytes later
+            for _ in range(60 if not slow() else 300):
+                try:
+                    s.sendall(b"a")
+                except OSError:
+                    break
+                try:
+                    chunk = s.recv(4096)
+                except socket.timeout:
+                    continue
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                data += chunk
+                if b"\r\n\r\n" in data:
+                    break
+        finally:
+            s.close()
+        self.assertTrue(data.startswith(b"HTTP/1.1 408"), data)
+        self.assertGreater(stat(px, key), before)
 
     def test_connection_limits_per_listener_and_global(self):
         px = self.tight
