@@ -549,7 +549,8 @@ struct stats_ctx {
 	struct xds_client *xds;
 	struct engine *engine;
 	struct px_identity *ident; /* NULL without --ca-addr */
-	struct admin *status, *health; /* their limit counters on /stats (NULL: off) */
+	struct admin *admin, *status, *health; /* their limit counters on /stats and /stats/prometheus
+	                                        * (NULL: off) */
 };
 
 /* admin_info.warming: with --ca-addr the proxy is not ready before its
@@ -632,9 +633,41 @@ static void signal_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 	}
 }
 
+/* issue 16: the admin, status and health ports' limit counters in
+ * Prometheus form, after the engine's (meshproxy's own families: Envoy
+ * keeps its admin listener's under listener.admin.*, which /stats shows). */
+static void probe_ports_prom(const struct stats_ctx *sc, struct mesh_buf *out)
+{
+	const struct admin *v[3] = { sc->admin, sc->status, sc->health };
+	static const char *const port[3] = { "admin", "status", "health" };
+	static const char *const fam[4] = { "downstream_cx_evicted", "downstream_cx_overflow", "downstream_rq_timeout",
+					    "downstream_cx_idle_timeout" };
+	size_t f, i;
+
+	for (f = 0; f < 4; f++) {
+		mesh_buf_printf(out, "# TYPE meshproxy_admin_%s counter\n", fam[f]);
+		for (i = 0; i < 3; i++) {
+			const struct admin_stats *st = v[i] ? admin_stats(v[i]) : NULL;
+
+			if (!st)
+				continue;
+			mesh_buf_printf(out, "meshproxy_admin_%s{admin_port=\"%s\"} %llu\n", fam[f], port[i],
+					(unsigned long long)(f == 0	? st->cx_evicted
+							     : f == 1 ? st->cx_refused
+							     : f == 2 ? st->rq_timeout
+								      : st->cx_idle_timeout));
+		}
+	}
+}
+
 static int engine_pages(void *ctx, const char *path, size_t plen, struct mesh_buf *out, const char **ctype)
 {
-	return engine_admin_page(ctx, path, plen, out, ctype);
+	const struct stats_ctx *sc = ctx;
+	int rc = engine_admin_page(sc->engine, path, plen, out, ctype);
+
+	if (rc == 0 && plen == 17 && !memcmp(path, "/stats/prometheus", 17))
+		probe_ports_prom(sc, out);
+	return rc;
 }
 
 /* The status port's pages: meshproxy's own /stats/prometheus (Istio's
@@ -645,7 +678,7 @@ static int status_pages(void *ctx, const char *path, size_t plen, struct mesh_bu
 
 	if (plen != sizeof(prom) - 1 || memcmp(path, prom, plen) != 0)
 		return -ENOENT;
-	return engine_admin_page(ctx, path, plen, out, ctype);
+	return engine_pages(ctx, path, plen, out, ctype);
 }
 
 /* Starts a status/health port on addr (nothing when addr is empty). */
@@ -826,7 +859,7 @@ int main(int argc, char **argv)
 	sctx.xds = xds;
 	sctx.engine = engine;
 	sctx.ident = ident;
-	sctx.status = sctx.health = NULL;
+	sctx.admin = sctx.status = sctx.health = NULL;
 	info.warming = warming_cb;
 	info.ctx = &sctx;
 	info.start_ms = ev_now(loop);
@@ -835,14 +868,15 @@ int main(int argc, char **argv)
 		log_error("meshproxy", "admin listener %s: %s", o.admin_addr, strerror(-rc));
 		goto out;
 	}
-	admin_set_pages(admin, engine_pages, engine);
+	sctx.admin = admin;
+	admin_set_pages(admin, engine_pages, &sctx);
 	/* the admin, status and health ports are never an upstream (the loop guard) */
 	rc = engine_self_add(engine, o.admin_addr, admin_port(admin));
 	if (rc < 0)
 		goto out;
 	log_info("meshproxy", "meshproxy %s: admin on %s (port %d), node %s%s", MESH_VERSION, o.admin_addr,
 		 admin_port(admin), o.node_id, eo.router ? " (gateway: LDS listeners only)" : "");
-	rc = start_status(loop, "status", o.status_addr, &info, status_pages, engine, &status);
+	rc = start_status(loop, "status", o.status_addr, &info, status_pages, &sctx, &status);
 	if (rc < 0)
 		goto out;
 	rc = start_status(loop, "health", o.health_addr, &info, NULL, NULL, &health);

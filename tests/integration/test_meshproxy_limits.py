@@ -176,6 +176,12 @@ class MeshproxyLimitsTest(MeshCase):
                            if k.startswith("listener.") and k.endswith(".downstream_global_cx_overflow"))
             self.assertGreater(overflow, 0, "the global connection limit refused none")
             self.assertGreater(int(st.get("listener.127.0.0.1_%d.downstream_cx_evicted" % self.health_port, 0)), 0)
+            prom = px.admin("/stats/prometheus")[1]
+            evicted = [line for line in prom.splitlines()
+                       if line.startswith('meshproxy_admin_downstream_cx_evicted{admin_port="health"} ')]
+            self.assertEqual(len(evicted), 1, prom[-2000:])
+            self.assertGreater(int(evicted[0].rsplit(" ", 1)[1]), 0)
+            self.assertIn("envoy_listener_downstream_global_cx_overflow{", prom)
         finally:
             for a in attacks:
                 a.stop()
