@@ -974,6 +974,23 @@ START_TEST(stream_idle_bounds_a_head_being_read)
 }
 END_TEST
 
+START_TEST(request_timeout_408_for_an_unfinished_body)
+{
+	const char *r;
+
+	/* issue 16: Envoy's request_timeout: 10 of 100 body bytes sent, the
+	 * rest never comes: 408 "request timeout" before any response, the
+	 * connection closed; a whole request within it is not affected */
+	apply_hcm("request_timeout=100");
+	r = roundtrip("POST /a HTTP/1.1\r\nHost: reviews:9080\r\nContent-Length: 100\r\n\r\n0123456789");
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 408", 12) && strstr(r, "request timeout") != NULL, "%s", r);
+	ck_assert_uint_eq(prom("envoy_http_downstream_rq_timeout{http_conn_manager_prefix=\"meshproxy\"} "), 1);
+	r = roundtrip("GET /a HTTP/1.1\r\nHost: reviews:9080\r\nConnection: close\r\n\r\n");
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12), "%s", r);
+	ck_assert_uint_eq(prom("envoy_http_downstream_rq_timeout{http_conn_manager_prefix=\"meshproxy\"} "), 1);
+}
+END_TEST
+
 START_TEST(connection_idle_timeout_closes)
 {
 	const char *r;
@@ -1244,6 +1261,7 @@ int main(void)
 	tcase_add_test(tc, stream_idle_after_response_started_resets);
 	tcase_add_test(tc, request_headers_timeout_closes);
 	tcase_add_test(tc, stream_idle_bounds_a_head_being_read);
+	tcase_add_test(tc, request_timeout_408_for_an_unfinished_body);
 	tcase_add_test(tc, connection_idle_timeout_closes);
 	tcase_add_test(tc, expect_100_answered_here_without_proxy_100);
 	tcase_add_test(tc, expect_100_forwarded_with_proxy_100);
