@@ -381,7 +381,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case O_XDS_MAX:
 			if (parse_size(optarg, &o->xds_max_message) < 0 || o->xds_max_message < 64 ||
 			    o->xds_max_message > UINT32_MAX) {
-				fprintf(stderr, "meshproxy: --xds-max-message-bytes: a size from 64 bytes to 4Gi "
+				fprintf(stderr, "meshproxy: --xds-max-message-bytes: a size of at least 64 bytes, below 4Gi "
 						"(examples: 4194304, 4Mi, 64Mi), not %s\n", optarg);
 				return -EINVAL;
 			}

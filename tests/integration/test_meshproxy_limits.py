@@ -30,10 +30,11 @@ flag and the outcome is asserted, every wait is bounded).
 """
 import resource
 import socket
+import subprocess
 import threading
 import unittest
 
-from meshhttp import Backend, MeshCase, Sidecar, fqdn, service_yaml, slow
+from meshhttp import MESHPROXY, Backend, MeshCase, Sidecar, fqdn, service_yaml, slow
 from meshtest import free_port, wait_for
 
 HOSTILE = 200  # connections per attacked port
@@ -362,6 +363,33 @@ spec:
         # back under the limit: the stream is taken again, the proxy keeps serving
         wait_for(lambda: px.get("echo").status == 200 and not px.dump_has("bulk-"), timeout=120,
                  what="the small sidecar back in sync")
+
+
+class LimitFlagsTest(unittest.TestCase):
+    """A bad limit flag is refused at start with a message naming it."""
+
+    def test_bad_values_refused(self):
+        cases = [
+            ("--max-connections", "many", "--max-connections"),
+            ("--max-connections", "-1", "--max-connections"),
+            ("--global-downstream-max-connections", "99999999999", "--global-downstream-max-connections"),
+            ("--request-headers-timeout", "soon", "--request-headers-timeout"),
+            ("--request-timeout", "-5s", "--request-timeout"),
+            ("--stream-idle-timeout", "5 minutes", "--stream-idle-timeout"),
+            ("--xds-max-message-bytes", "12", "--xds-max-message-bytes"),
+            ("--xds-max-message-bytes", "4Gb", "--xds-max-message-bytes"),
+        ]
+        for flag, value, named in cases:
+            out = subprocess.run([MESHPROXY, flag, value, "--admin-addr", "127.0.0.1:0", "--status-addr", "",
+                                  "--health-addr", ""], capture_output=True, text=True, timeout=20)
+            self.assertNotEqual(out.returncode, 0, (flag, value, out.stderr))
+            self.assertIn(named, out.stderr, (flag, value))
+
+    def test_help_names_the_limits(self):
+        out = subprocess.run([MESHPROXY, "--help"], capture_output=True, text=True, timeout=20)
+        for flag in ("--max-connections", "--global-downstream-max-connections", "--request-headers-timeout",
+                     "--request-timeout", "--stream-idle-timeout", "--xds-max-message-bytes"):
+            self.assertIn(flag, out.stdout)
 
 
 if __name__ == "__main__":
