@@ -21,6 +21,7 @@
 #include "dataplane/net.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -271,6 +272,33 @@ static void serve_config_dump(struct admin_conn *c, int head_only)
 	mesh_buf_cleanup(&b);
 }
 
+/*
+ * Envoy's server.* gauges in Prometheus form, after the engine's page:
+ * live (1 once configured and not draining), state (Envoy's
+ * Server::State: 0 LIVE, 1 DRAINING, 3 INITIALIZING), uptime (s),
+ * concurrency (one event loop), hot_restart_epoch (0: no hot restart),
+ * memory_allocated / memory_heap_size (bytes in use / held from the OS by
+ * malloc, where Envoy reads tcmalloc's).
+ */
+static void server_prom(const struct admin *a, struct mesh_buf *b)
+{
+	int draining = a->info.draining && *a->info.draining;
+	int live = !admin_not_ready(a) && !draining;
+	struct mallinfo2 mi = mallinfo2();
+
+	mesh_buf_printf(b,
+			"# TYPE envoy_server_live gauge\nenvoy_server_live %d\n"
+			"# TYPE envoy_server_state gauge\nenvoy_server_state %d\n"
+			"# TYPE envoy_server_uptime gauge\nenvoy_server_uptime %llu\n"
+			"# TYPE envoy_server_concurrency gauge\nenvoy_server_concurrency 1\n"
+			"# TYPE envoy_server_hot_restart_epoch gauge\nenvoy_server_hot_restart_epoch 0\n"
+			"# TYPE envoy_server_memory_allocated gauge\nenvoy_server_memory_allocated %llu\n"
+			"# TYPE envoy_server_memory_heap_size gauge\nenvoy_server_memory_heap_size %llu\n",
+			live, draining ? 1 : live ? 0 : 3,
+			(unsigned long long)((ev_now(a->loop) - a->info.start_ms) / 1000),
+			(unsigned long long)mi.uordblks, (unsigned long long)(mi.arena + mi.hblkhd));
+}
+
 static int serve_page(struct admin_conn *c, struct h1_str path, int head_only)
 {
 	struct mesh_buf b;
@@ -279,6 +307,8 @@ static int serve_page(struct admin_conn *c, struct h1_str path, int head_only)
 
 	mesh_buf_init(&b, ADMIN_OUT_MAX);
 	rc = c->a->pages(c->a->pages_ctx, path.p, path.len, &b, &ctype);
+	if (rc == 0 && path.len == 17 && !memcmp(path.p, "/stats/prometheus", 17))
+		server_prom(c->a, &b);
 	if (rc == 0) {
 		if (b.err)
 			respond_text(c, 500, "page too large\n", head_only);

@@ -305,6 +305,7 @@ struct engine {
 	struct px_listener **bl;         /* bound listeners of the current config, a reference each */
 	size_t n_bl;
 	struct px_engine_stats st;
+	const struct grpc_client_stats *xds_cx; /* the ADS connection's (engine_set_xds_stats), or NULL */
 	struct px_alog *alog;            /* --access-log: every request, Envoy's default format (in alog_sinks) */
 	struct px_alog_sinks *alog_sinks; /* issue 14: the files the configs' access logs write (accesslog.h) */
 	struct px_dconn *dconns;         /* every downstream connection (drain, free) */

@@ -14,6 +14,7 @@
  */
 #include "dataplane/engine-t.h"
 #include "dataplane/dnscl.h"
+#include "dataplane/grpc_client.h"
 #include "dataplane/h2.h"
 #include "dataplane/istio_stats.h"
 #include "dataplane/jwt.h"
@@ -2514,14 +2515,29 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 		PXS("update_no_rebuild", "counter", update_no_rebuild),
 #undef PXS
 	};
-	size_t i, j;
+	/* meshproxy's own connection to meshd, as Envoy's static xds-grpc
+	 * cluster (the Istio control-plane dashboard's "XDS" panels read it) */
+	struct px_cluster_stats xs = { 0 };
+	size_t i, j, n = e->n_ctab + (e->xds_cx != NULL);
 
+	if (e->xds_cx) {
+		xs.cx_total = e->xds_cx->cx_total;
+		xs.cx_active = e->xds_cx->cx_active;
+		xs.cx_connect_fail = e->xds_cx->cx_connect_fail;
+		xs.cx_rx_bytes = e->xds_cx->cx_rx_bytes;
+		xs.cx_tx_bytes = e->xds_cx->cx_tx_bytes;
+		xs.rq_total = e->xds_cx->rq_total;
+		xs.rq_active = e->xds_cx->rq_active;
+	}
 	for (j = 0; j < e->n_ctab; j++)
 		e->ctab[j]->st.outlier_ejections_active = e->ctab[j]->hs ? outlier_ejected_count(e->ctab[j]->hs) : 0;
 	for (i = 0; i < sizeof(m) / sizeof(m[0]); i++)
-		for (j = 0; j < e->n_ctab; j++)
-			prom_line(b, m[i].name, m[i].type, j > 0, e->ctab[j]->name,
-				  *(const uint64_t *)((const char *)&e->ctab[j]->st + m[i].off));
+		for (j = 0; j < n; j++) {
+			const struct px_cluster_stats *st = j < e->n_ctab ? &e->ctab[j]->st : &xs;
+
+			prom_line(b, m[i].name, m[i].type, j > 0, j < e->n_ctab ? e->ctab[j]->name : "xds-grpc",
+				  *(const uint64_t *)((const char *)st + m[i].off));
+		}
 	/* response code classes: Envoy's upstream_rq_2xx under Istio's stats_tags
 	 * (response_code_class "2xx", cluster_name), as Istio's sidecars print them */
 	for (i = 0; i < 4; i++) {
@@ -2752,6 +2768,11 @@ void px_engine_check_drained(struct engine *e)
 		log_info("meshproxy", "drain: no connection left");
 		drain_finish(e);
 	}
+}
+
+void engine_set_xds_stats(struct engine *e, const struct grpc_client_stats *st)
+{
+	e->xds_cx = st;
 }
 
 void engine_set_identity(struct engine *e, struct px_identity *id)

@@ -136,6 +136,13 @@ void engine_stats_text(struct engine *e, struct mesh_buf *out);
 MESH_MUST_CHECK int engine_admin_page(struct engine *e, const char *path, size_t plen, struct mesh_buf *out,
 				      const char **content_type);
 
+/* The ADS connection's counters (xds_client_stats()->cx), shown on
+ * /stats/prometheus as Envoy's static cluster "xds-grpc"
+ * (envoy_cluster_upstream_cx_*{cluster_name="xds-grpc"}); borrowed, must
+ * outlive the engine; NULL: no such row. */
+struct grpc_client_stats;
+void engine_set_xds_stats(struct engine *e, const struct grpc_client_stats *st);
+
 /* issue 12: the workload certificate (identity.h) the engine's TLS
  * policies use (ISTIO_MUTUAL clusters, inbound mTLS) and /certs shows;
  * borrowed, must outlive the engine; NULL: none (TLS that needs it fails). */

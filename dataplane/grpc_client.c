@@ -593,6 +593,7 @@ struct grpc_client {
 	const struct grpc_transport_ops *tr;
 	struct px_tls *tls;      /* opts.tls: the connection's TLS, made once TCP is up */
 	int tls_done;            /* its handshake finished */
+	int counted;             /* in opts.stats' cx_active / rq_active */
 	struct grpc_client_opts opts;
 	struct grpc_call_cbs cbs;
 	void *ctx;
@@ -606,13 +607,17 @@ static ssize_t client_read(struct grpc_client *g, void *buf, size_t len)
 {
 	ssize_t n;
 
-	if (!g->tls)
-		return g->tr->read(g->fd, buf, len);
-	n = px_transport_tls.read(g->tls, g->fd, buf, len);
-	if (n < 0) {
-		errno = (int)-n;
-		return -1;
+	if (!g->tls) {
+		n = g->tr->read(g->fd, buf, len);
+	} else {
+		n = px_transport_tls.read(g->tls, g->fd, buf, len);
+		if (n < 0) {
+			errno = (int)-n;
+			return -1;
+		}
 	}
+	if (n > 0 && g->opts.stats)
+		g->opts.stats->cx_rx_bytes += (uint64_t)n;
 	return n;
 }
 
@@ -620,14 +625,33 @@ static ssize_t client_write(struct grpc_client *g, const void *buf, size_t len)
 {
 	ssize_t n;
 
-	if (!g->tls)
-		return g->tr->write(g->fd, buf, len);
-	n = px_transport_tls.write(g->tls, g->fd, buf, len);
-	if (n < 0) {
-		errno = (int)-n;
-		return -1;
+	if (!g->tls) {
+		n = g->tr->write(g->fd, buf, len);
+	} else {
+		n = px_transport_tls.write(g->tls, g->fd, buf, len);
+		if (n < 0) {
+			errno = (int)-n;
+			return -1;
+		}
 	}
+	if (n > 0 && g->opts.stats)
+		g->opts.stats->cx_tx_bytes += (uint64_t)n;
 	return n;
+}
+
+/* The connection leaves opts.stats' active gauges, once; closed before
+ * TCP (and TLS) were up, it is a connect failure as Envoy counts one. */
+static void client_uncount(struct grpc_client *g)
+{
+	struct grpc_client_stats *st = g->opts.stats;
+
+	if (!st || !g->counted)
+		return;
+	g->counted = 0;
+	st->cx_active--;
+	st->rq_active--;
+	if (!g->connected || (g->opts.tls && !g->tls_done))
+		st->cx_connect_fail++;
 }
 
 /* The call's end, from the conn or from the socket: tell the owner once,
@@ -639,6 +663,7 @@ static void client_on_close(void *ctx, int status, const char *msg)
 	if (g->closed)
 		return;
 	g->closed = 1;
+	client_uncount(g);
 	ev_io_stop(g->loop, &g->io);
 	ev_timer_cancel(g->loop, &g->ka);
 	ev_timer_cancel(g->loop, &g->cto);
@@ -863,6 +888,13 @@ int grpc_client_new(struct ev_loop *loop, const struct sockaddr *sa, socklen_t s
 		rc = -errno;
 		goto out;
 	}
+	if (g->opts.stats) {
+		g->opts.stats->cx_total++;
+		g->opts.stats->cx_active++;
+		g->opts.stats->rq_total++;
+		g->opts.stats->rq_active++;
+		g->counted = 1;
+	}
 	(void)setsockopt(g->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	/* TCP keepalive as Istio sets on the xds cluster: a silent peer is found without PINGs */
 	(void)setsockopt(g->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
@@ -925,6 +957,7 @@ void grpc_client_free(struct grpc_client *g)
 {
 	if (!g)
 		return;
+	client_uncount(g);
 	ev_io_stop(g->loop, &g->io);
 	ev_timer_cancel(g->loop, &g->ka);
 	ev_timer_cancel(g->loop, &g->cto);

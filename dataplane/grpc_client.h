@@ -137,8 +137,24 @@ extern const struct grpc_transport_ops grpc_transport_plain;
 
 struct grpc_client;
 
+/*
+ * A client's upstream connection counters, named and counted as Envoy's
+ * cluster stats of the xds-grpc cluster istio-proxy dials (Envoy's
+ * upstream_cx_*): cx_total counts each connection made (a connect
+ * attempt), cx_active those not yet closed (connecting included),
+ * cx_connect_fail those closed before TCP (and TLS, when used) were up,
+ * rx/tx the bytes read and written on the socket (after TLS: wire bytes
+ * of the HTTP/2 session), rq_total the calls started (one per connection).
+ */
+struct grpc_client_stats {
+	uint64_t cx_total, cx_active, cx_connect_fail;
+	uint64_t cx_rx_bytes, cx_tx_bytes;
+	uint64_t rq_total, rq_active;
+};
+
 struct grpc_client_opts {
 	const struct grpc_transport_ops *transport; /* NULL: plaintext */
+	struct grpc_client_stats *stats;            /* counted into, borrowed; NULL: none */
 	struct grpc_limits limits;                  /* zeros: the defaults */
 	uint64_t keepalive_ms;                      /* PING interval; 0: none */
 	uint64_t keepalive_timeout_ms;              /* an unanswered PING this old ends the connection */

@@ -848,6 +848,7 @@ int main(int argc, char **argv)
 		log_error("meshproxy", "xDS client: %s", mesh_strerror(rc));
 		goto out;
 	}
+	engine_set_xds_stats(engine, &xds_client_stats(xds)->cx);
 	memset(&info, 0, sizeof(info));
 	info.version = MESH_VERSION;
 	info.node_id = o.node_id;

@@ -1503,6 +1503,7 @@ static void connect_now(struct xds_client *c)
 	struct grpc_client_opts go = c->cfg.grpc;
 	int rc = 0;
 
+	go.stats = &c->st.cx;
 	grpc_client_free(c->g);
 	c->g = NULL;
 	ev_defer_cancel(c->loop, &c->reap);
@@ -1871,6 +1872,16 @@ void xds_client_stats_text(const struct xds_client *c, struct mesh_buf *out)
 	mesh_buf_printf(out, "control_plane.warming: %d\n", c->warming);
 	/* which variant the stream speaks (Istio's ISTIO_DELTA_XDS) */
 	mesh_buf_printf(out, "control_plane.xds_delta: %d\n", c->cfg.protocol == XDS_PROTOCOL_DELTA);
+	/* the xds-grpc cluster's connection stats, Envoy's names */
+	mesh_buf_printf(out,
+			"cluster.xds-grpc.upstream_cx_active: %llu\ncluster.xds-grpc.upstream_cx_connect_fail: %llu\n"
+			"cluster.xds-grpc.upstream_cx_rx_bytes_total: %llu\ncluster.xds-grpc.upstream_cx_total: %llu\n"
+			"cluster.xds-grpc.upstream_cx_tx_bytes_total: %llu\ncluster.xds-grpc.upstream_rq_active: %llu\n"
+			"cluster.xds-grpc.upstream_rq_total: %llu\n",
+			(unsigned long long)c->st.cx.cx_active, (unsigned long long)c->st.cx.cx_connect_fail,
+			(unsigned long long)c->st.cx.cx_rx_bytes, (unsigned long long)c->st.cx.cx_total,
+			(unsigned long long)c->st.cx.cx_tx_bytes, (unsigned long long)c->st.cx.rq_active,
+			(unsigned long long)c->st.cx.rq_total);
 	for (t = 0; t < XDS_TYPE_COUNT; t++) {
 		const struct xds_type_stats *s = &c->st.type[t];
 

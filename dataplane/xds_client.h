@@ -142,6 +142,8 @@ struct xds_type_stats {
 struct xds_client_stats {
 	struct xds_type_stats type[XDS_TYPE_COUNT];
 	uint64_t stream_attempts, stream_failures, responses_ignored;
+	/* the ADS connections, as Envoy's cluster.xds-grpc.upstream_cx_* */
+	struct grpc_client_stats cx;
 	int connected;
 	enum xds_protocol protocol;
 };

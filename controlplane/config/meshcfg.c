@@ -645,6 +645,82 @@ static void meshcfg__log_providers(struct meshcfg__ctx *c)
 	}
 }
 
+/* issue 14: extensionProviders entries of kind prometheus, and
+ * defaultProviders.metrics (Istio's chart sets [prometheus]; an explicit
+ * list, empty included, replaces it).  A name that is no provider at all
+ * is an error; one of another kind (stackdriver, ...) is accepted and
+ * not acted on, as meshproxy has only the prometheus sink. */
+static void meshcfg__metrics_providers(struct meshcfg__ctx *c)
+{
+	const struct cfg__node *list = c->ext_providers, *d;
+	struct mesh_config *mc = c->mc;
+	size_t i, n = 0;
+
+	for (i = 0; list && list->type == CFG__SEQ && i < list->n; i++) {
+		const struct cfg__node *e = list->v[i], *name;
+
+		if (e->type == CFG__MAP && cfg__node_field(e, "prometheus") && (name = cfg__node_field(e, "name")) &&
+		    name->type == CFG__STR && name->str[0])
+			n++;
+	}
+	if (n > MESHCFG__LIST_MAX) {
+		meshcfg__error(c, list, "extensionProviders", "more than %d prometheus providers", MESHCFG__LIST_MAX);
+		return;
+	}
+	if (n && !(mc->prom_providers.v = arena_calloc(mc->arena, n, sizeof(char *)))) {
+		c->err.err = -ENOMEM;
+		return;
+	}
+	for (i = 0; list && list->type == CFG__SEQ && i < list->n; i++) {
+		const struct cfg__node *e = list->v[i], *name;
+
+		if (e->type == CFG__MAP && cfg__node_field(e, "prometheus") && (name = cfg__node_field(e, "name")) &&
+		    name->type == CFG__STR && name->str[0])
+			mc->prom_providers.v[mc->prom_providers.n++] = arena_strdup(mc->arena, name->str);
+	}
+	if (!c->default_providers || c->default_providers->type != CFG__MAP ||
+	    !(d = cfg__node_field(c->default_providers, "metrics")) || d->type == CFG__NULL)
+		return;
+	if (d->type != CFG__SEQ || d->n > MESHCFG__LIST_MAX) {
+		meshcfg__error(c, d, "defaultProviders.metrics", "must be a list of provider names");
+		return;
+	}
+	mc->default_metrics_set = true;
+	if (d->n && !(mc->default_metrics.v = arena_calloc(mc->arena, d->n, sizeof(char *)))) {
+		c->err.err = -ENOMEM;
+		return;
+	}
+	for (i = 0; i < d->n; i++) {
+		const char *nm = d->v[i]->type == CFG__STR ? d->v[i]->str : NULL;
+		bool known = nm && (!strcmp(nm, "prometheus") || !strcmp(nm, "stackdriver") || !strcmp(nm, "envoy"));
+		size_t j;
+
+		for (j = 0; nm && list && list->type == CFG__SEQ && j < list->n && !known; j++) {
+			const struct cfg__node *x = list->v[j]->type == CFG__MAP ? cfg__node_field(list->v[j], "name") : NULL;
+
+			known = x && x->type == CFG__STR && !strcmp(x->str, nm);
+		}
+		if (!known) {
+			meshcfg__error(c, d->v[i], "defaultProviders.metrics", "no extensionProviders entry named \"%s\"",
+				       nm ? nm : "");
+			continue;
+		}
+		mc->default_metrics.v[mc->default_metrics.n++] = arena_strdup(mc->arena, nm);
+	}
+}
+
+bool meshcfg_metrics_provider_is_prometheus(const struct mesh_config *mc, const char *name)
+{
+	size_t i;
+
+	if (!name)
+		return false;
+	for (i = 0; mc && i < mc->prom_providers.n; i++)
+		if (!strcmp(mc->prom_providers.v[i], name))
+			return true;
+	return !strcmp(name, "prometheus");
+}
+
 const struct meshcfg_log_provider *meshcfg_log_provider(const struct mesh_config *mc, const char *name)
 {
 	size_t i;
@@ -824,6 +900,9 @@ static void meshcfg__seal(struct mesh_config *mc)
 	h = meshcfg__hash_strs(h, &mc->ignored); /* /debug/mesh lists them */
 	/* issue 14: access log providers and defaults */
 	h = meshcfg__hash_strs(h, &mc->default_access_logging);
+	h = mesh_hash_update(h, &mc->default_metrics_set, sizeof(mc->default_metrics_set));
+	h = meshcfg__hash_strs(h, &mc->default_metrics);
+	h = meshcfg__hash_strs(h, &mc->prom_providers);
 	for (size_t i = 0; i < mc->n_log_providers; i++) {
 		const struct meshcfg_log_provider *p = &mc->log_providers[i];
 
@@ -931,6 +1010,7 @@ int meshcfg_parse(const char *data, size_t len, const char *source, struct mesh_
 		meshcfg__tracing_provider(&c);
 	}
 	meshcfg__log_providers(&c); /* issue 14: also for an empty file (the built-in "envoy") */
+	meshcfg__metrics_providers(&c);
 	if (c.err.err == -ENOMEM || c.ignored.err == -ENOMEM) {
 		rc = -ENOMEM;
 		goto out;

@@ -102,6 +102,11 @@ struct mesh_config {
 	struct meshcfg_log_provider *log_providers; /* envoyFileAccessLog providers (not the built-in "envoy") */
 	size_t n_log_providers;
 	struct cfg_strs default_access_logging; /* defaultProviders.accessLogging [none] */
+	/* defaultProviders.metrics (issue 14): set false = Istio's chart's
+	 * [prometheus]; set with an empty list = no default metrics provider */
+	bool default_metrics_set;
+	struct cfg_strs default_metrics;
+	struct cfg_strs prom_providers;      /* extensionProviders entries of kind prometheus, by name */
 	const char *locality_lb_json;        /* localityLbSetting as JSON; NULL: unset */
 	const char *default_config_json;     /* defaultConfig (ProxyConfig) as JSON; NULL: unset */
 	bool hold_application_until_proxy_starts; /* defaultConfig.holdApplicationUntilProxyStarts [false] */
@@ -160,6 +165,12 @@ void meshcfg_unref(struct mesh_config *mc);              /* NULL is a no-op */
 /* The effective mesh config as a JSON object (Istio's field names, every
  * field meshd reads with its value or default) appended to b. */
 void meshcfg_json(struct mesh_buf *b, const struct mesh_config *mc);
+
+/* True when name is a metrics provider of kind prometheus: Istio's
+ * built-in "prometheus", or an extensionProviders entry with a
+ * prometheus field (the only metrics sink meshproxy has, the istio.stats
+ * filter).  mc NULL: the built-in only. */
+bool meshcfg_metrics_provider_is_prometheus(const struct mesh_config *mc, const char *name);
 
 /* The access log provider named name in mc (the built-in "envoy" too), or
  * NULL: not defined, or of another kind (Istio then logs nothing for it). */

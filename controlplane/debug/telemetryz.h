@@ -21,8 +21,8 @@
  * has it), or ns plus labels ("k=v,k2=v2", may be NULL).  proxy_id wins
  * when both are given.  Writes the JSON document to out.  0; -EINVAL for a
  * bad query (err says why, NUL-terminated in errcap bytes); -ENOMEM.
- * The defaults are Istio's installed ones (defaultProviders.metrics
- * [prometheus]) until meshConfig.defaultProviders is read by meshd.
+ * The defaults are meshConfig.defaultProviders' (metrics: Istio's
+ * chart's [prometheus] when unset), as model_telemetry_mesh_defaults.
  */
 int debug_telemetryz(const struct model *m, const char *proxy_id, const char *ns, const char *labels,
 		     struct mesh_buf *out, char *err, size_t errcap);

@@ -6,7 +6,9 @@
  * HTTP filter "istio.stats" in sidecar and gateway connection managers
  * and the network filter of the same name on TCP chains.
  *
- * Provider prometheus only (Istio's stats filter is its sink); the
+ * Providers of kind prometheus only (Istio's stats filter is its sink:
+ * the built-in "prometheus" or an extensionProviders entry with a
+ * prometheus field; the first by name when several apply); the
  * workload's client mode serves outbound listeners and gateways, its
  * server mode inbound ones.  A mode with ALL_METRICS disabled, or no
  * prometheus provider at all, gets no filter: the proxy then reports no
@@ -93,7 +95,7 @@ int gen__stats_config(struct arena *a, const struct model_telemetry *t, enum gen
 
 	*out = NULL;
 	for (i = 0; i < t->n_metrics; i++)
-		if (t->metrics[i].name && !strcmp(t->metrics[i].name, "prometheus"))
+		if (t->metrics[i].prometheus && !prov)
 			prov = &t->metrics[i];
 	if (!prov)
 		goto out;

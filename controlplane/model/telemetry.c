@@ -13,6 +13,7 @@
 #include "common/arena.h"
 #include "common/err.h"
 #include "common/json.h"
+#include "controlplane/config/meshcfg.h"
 #include "controlplane/config/store.h"
 
 #include <errno.h>
@@ -44,6 +45,10 @@ void model_telemetry_mesh_defaults(const struct mesh_config *mc, struct model_te
 	d->n_tracing = mc->default_tracing.n;
 	d->access_logging = (const char *const *)mc->default_access_logging.v;
 	d->n_access_logging = mc->default_access_logging.n;
+	if (mc->default_metrics_set) {
+		d->metrics = (const char *const *)mc->default_metrics.v;
+		d->n_metrics = mc->default_metrics.n;
+	}
 }
 
 /* ------------------------------------------------------------------ helpers */
@@ -614,6 +619,8 @@ int model_telemetry_for(const struct model *m, const char *ns, const struct cfg_
 	rc = tel__merge_metrics(t, ord, n_ord, d);
 	if (rc < 0)
 		goto out;
+	for (i = 0; i < t->n_metrics; i++)
+		t->metrics[i].prometheus = meshcfg_metrics_provider_is_prometheus(m->mesh, t->metrics[i].name);
 	tel__merge_tracing(t, ord, n_ord, d);
 	for (i = 0; i < n_ord; i++)
 		any_log = any_log || ord[i]->spec.tm.n_access_logging;

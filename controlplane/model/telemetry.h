@@ -53,6 +53,7 @@ struct model_tel_metrics_mode {
 
 struct model_tel_metrics_provider {
 	const char *name;
+	bool prometheus;                 /* of kind prometheus (meshcfg_metrics_provider_is_prometheus) */
 	struct model_tel_metrics_mode client, server;
 	int64_t reporting_interval;      /* ns; -1: the provider's default */
 };

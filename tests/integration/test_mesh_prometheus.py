@@ -103,8 +103,6 @@ DASHBOARD = [
 # Queries allowed to return nothing, each with why (a substring of the query).
 EXCLUDED = {
     'type="nds"': "no NDS: meshd has no DNS proxying name tables",
-    'cluster_name="xds-grpc"': "meshproxy does not export its xDS connection as Envoy's xds-grpc cluster",
-    "envoy_server_hot_restart_epoch": "meshproxy has no hot restart",
     "galley_validation_": "series appear with the first admission review; none is sent here",
     "go_goroutines": "meshd is C: no Go runtime",
     "go_memstats": "meshd is C: no Go runtime",
@@ -379,6 +377,16 @@ class MeshPrometheusTest(unittest.TestCase):
         self.assertGreaterEqual(self.scalar('avg(pilot_services{app="istiod"})'), 1)
         self.assertEqual(self.scalar('avg(pilot_virt_services{app="istiod"})'), 1)
         self.assertEqual(self.scalar('pilot_conflict_inbound_listener{app="istiod"}'), 0)
+        # the one sidecar's ADS connection to meshd, as Envoy's xds-grpc cluster
+        self.assertEqual(self.scalar('sum(envoy_cluster_upstream_cx_active{cluster_name="xds-grpc"})'), 1)
+        self.assertGreaterEqual(self.scalar('sum(envoy_cluster_upstream_cx_total{cluster_name="xds-grpc"})'), 1)
+        self.assertGreater(self.scalar('sum(envoy_cluster_upstream_cx_rx_bytes_total{cluster_name="xds-grpc"})'), 0)
+        self.assertGreater(self.scalar('sum(envoy_cluster_upstream_cx_tx_bytes_total{cluster_name="xds-grpc"})'), 0)
+        # Envoy's server gauges: configured and serving, no hot restart
+        self.assertEqual(self.scalar('sum(envoy_server_live)'), 1)
+        self.assertEqual(self.scalar('sum(envoy_server_state)'), 0)
+        self.assertEqual(self.scalar('sum(envoy_server_hot_restart_epoch)'), 0)
+        self.assertGreater(self.scalar('sum(envoy_server_memory_allocated)'), 0)
         self.assertGreaterEqual(self.scalar('sum(pilot_push_triggers{type="config"})'), 1)
         self.assertGreaterEqual(self.scalar('sum(pilot_k8s_reg_events{type="Pods",event="add"})'), 1)
 

@@ -475,6 +475,9 @@ int main(void)
 	}
 	TCase *tc = tcase_create("proxy");
 
+	/* each test runs meshctl a dozen times as a child process: on a loaded
+	 * machine that outlasts Check's 4 s default (not a timing assertion) */
+	tcase_set_timeout(tc, 60);
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, version);
 	tcase_add_test(tc, proxy_status_table);

@@ -266,6 +266,38 @@ START_TEST(meshcfg_access_log_providers)
 }
 END_TEST
 
+/* issue 14: defaultProviders.metrics: unset = Istio's chart's
+ * [prometheus]; an explicit list (empty too) replaces it; a provider is
+ * of kind prometheus by its field, not its name; an unknown name is an
+ * error, another kind (stackdriver) is accepted. */
+START_TEST(meshcfg_metrics_providers)
+{
+	char err[MESHCFG_ERR_CAP];
+	struct mesh_config *mc = parse_ok("enableTracing: true\n", NULL), *mc2, *mc3;
+
+	ck_assert(!mc->default_metrics_set);
+	ck_assert(meshcfg_metrics_provider_is_prometheus(mc, "prometheus"));
+	ck_assert(!meshcfg_metrics_provider_is_prometheus(mc, "custom"));
+	ck_assert(meshcfg_metrics_provider_is_prometheus(NULL, "prometheus"));
+	mc2 = parse_ok("defaultProviders: {metrics: []}\n", NULL);
+	ck_assert(mc2->default_metrics_set && mc2->default_metrics.n == 0);
+	ck_assert_uint_ne(mc->hash, mc2->hash);
+	mc3 = parse_ok("extensionProviders: [{name: custom, prometheus: {}}]\n"
+		       "defaultProviders: {metrics: [custom, stackdriver]}\n", NULL);
+	ck_assert_uint_eq(mc3->default_metrics.n, 2);
+	ck_assert_str_eq(mc3->default_metrics.v[0], "custom");
+	ck_assert(meshcfg_metrics_provider_is_prometheus(mc3, "custom"));
+	ck_assert(!meshcfg_metrics_provider_is_prometheus(mc3, "stackdriver"));
+	meshcfg_unref(mc);
+	meshcfg_unref(mc2);
+	meshcfg_unref(mc3);
+	ck_assert_int_eq(parse_bad("defaultProviders: {metrics: [nope]}\n", err), -EINVAL);
+	ck_assert_msg(strstr(err, "defaultProviders.metrics: no extensionProviders entry named \"nope\""), "%s", err);
+	ck_assert_int_eq(parse_bad("defaultProviders: {metrics: prometheus}\n", err), -EINVAL);
+	ck_assert_msg(strstr(err, "defaultProviders.metrics: must be a list"), "%s", err);
+}
+END_TEST
+
 /* issue 14: every zipkin / opentelemetry extensionProvider is kept (a
  * Telemetry may name any), with OTLP/HTTP path, timeout and headers (value
  * or envName), OTLP/gRPC timeout and initial metadata, the environment
@@ -446,6 +478,7 @@ static Suite *meshcfg_suite(void)
 	tcase_add_test(tc, meshcfg_configmap_form);
 	tcase_add_test(tc, meshcfg_tracing);
 	tcase_add_test(tc, meshcfg_access_log_providers);
+	tcase_add_test(tc, meshcfg_metrics_providers);
 	tcase_add_test(tc, meshcfg_trace_providers);
 	tcase_add_test(tc, meshcfg_meshctl_validate);
 	suite_add_tcase(s, tc);
