@@ -31,8 +31,6 @@
 #define ADMIN_IN_MAX (64 * 1024)       /* > the codec's 60 KiB head limit */
 #define ADMIN_OUT_MAX (64 * 1024 * 1024) /* cap on queued output: a whole mesh's /config_dump */
 #define ADMIN_OUT_HIGH (256 * 1024)    /* stop parsing past this much queued output */
-#define ADMIN_MAX_CONNS 128
-#define ADMIN_IDLE_MS 60000
 #define ADMIN_LINGER_MS 2000
 
 struct admin;
@@ -62,6 +60,8 @@ struct admin_conn {
 	int broken;   /* drop at once */
 	int quit;     /* stop the loop once this answer is flushed */
 	int in_handle; /* inside handle(): an async reply only queues */
+	int rq_timing; /* a request is being read: the timer is its deadline (ADMIN_REQUEST_MS) */
+	unsigned nreq; /* requests read whole */
 	struct admin_async *waiting; /* an answer deferred: read and answer nothing more */
 	char in[ADMIN_IN_MAX];
 };
@@ -74,6 +74,7 @@ struct admin {
 	int fd;
 	struct admin_info info;
 	struct admin_stats st;
+	char stat_name[80];      /* "admin", or the address as Envoy names a listener ("0.0.0.0_15021") */
 	struct admin_conn conns; /* sentinel */
 	admin_page_fn pages;
 	void *pages_ctx;
@@ -95,6 +96,36 @@ static void conn_free(struct admin_conn *c)
 	mesh_buf_cleanup(&c->out);
 	a->st.cx_active--;
 	free(c);
+}
+
+/* Non-zero when c can be closed to make room for a new connection without
+ * losing an answer: it has no request being answered (between requests,
+ * or a head or body still being read: the slow clients) and no output
+ * queued. */
+static int conn_evictable(const struct admin_conn *c)
+{
+	return !c->waiting && !c->closing && !c->lingering && c->out_off == c->out.len &&
+	       (c->rq_timing || (!c->in_body && c->in_len == c->in_off));
+}
+
+/* At the cap: the longest-held evictable connection is closed (nginx's
+ * answer to running out of connections, ngx_drain_connections, closes idle
+ * keep-alive ones the same way; here a request still being read counts as
+ * idle too), so a probe that sends its request at once is served however
+ * many slow clients hold the port.  Returns 0, or -1 when every
+ * connection is answering something. */
+static int conn_evict(struct admin *a)
+{
+	struct admin_conn *c;
+
+	/* the list has the newest first: walk from the oldest */
+	for (c = a->conns.prev; c != &a->conns; c = c->prev)
+		if (conn_evictable(c)) {
+			a->st.cx_evicted++;
+			conn_free(c);
+			return 0;
+		}
+	return -1;
 }
 
 /* --- responses */
@@ -146,6 +177,19 @@ static const char *admin_not_ready(const struct admin *a)
 	return a->info.warming ? a->info.warming(a->info.ctx) : NULL;
 }
 
+void admin_stats_text(const struct admin *a, struct mesh_buf *out)
+{
+	const char *n = a->stat_name;
+
+	mesh_buf_printf(out,
+			"http.%s.downstream_cx_idle_timeout: %llu\n"
+			"http.%s.downstream_rq_timeout: %llu\n"
+			"listener.%s.downstream_cx_evicted: %llu\n"
+			"listener.%s.downstream_cx_overflow: %llu\n",
+			n, (unsigned long long)a->st.cx_idle_timeout, n, (unsigned long long)a->st.rq_timeout, n,
+			(unsigned long long)a->st.cx_evicted, n, (unsigned long long)a->st.cx_refused);
+}
+
 static void serve_stats(struct admin_conn *c, int head_only)
 {
 	struct admin *a = c->a;
@@ -176,6 +220,7 @@ static void serve_stats(struct admin_conn *c, int head_only)
 			(unsigned long long)es.iterations, es.timers,
 			admin_not_ready(a) ? 0 : 1,
 			(unsigned long long)((ev_now(a->loop) - a->info.start_ms) / 1000));
+	admin_stats_text(a, &b);
 	if (a->info.stats)
 		a->info.stats(a->info.ctx, &b);
 	respond_text(c, b.err ? 500 : 200, b.err ? "stats too large\n" : b.data, head_only);
@@ -706,6 +751,7 @@ static void conn_process(struct admin_conn *c)
 			break;
 		}
 		c->in_body = 0;
+		c->nreq++;
 		h1_parser_reset(&c->p);
 		if (!c->keep) {
 			c->closing = 1;
@@ -767,12 +813,47 @@ static void conn_update(struct admin_conn *c)
 		conn_free(c);
 }
 
+/*
+ * The connection's one timer, after its input was looked at (nreq: the
+ * requests read whole before): a request whose first byte has come has
+ * ADMIN_REQUEST_MS from then to be read whole (head and body, however
+ * slowly its bytes trickle in: a byte does not move the deadline, as
+ * Envoy's request_headers_timeout runs from a head's first byte to its
+ * end); a connection between requests is closed after ADMIN_IDLE_MS
+ * without one.  An answer deferred (app probes) keeps what runs.
+ */
+static void conn_deadline(struct admin_conn *c, unsigned nreq)
+{
+	int partial = c->in_body || c->in_len > c->in_off;
+
+	if (c->closing || c->lingering)
+		return;
+	if (c->waiting) {
+		/* the answer's wait is bounded by whoever answers (the app
+		 * prober's timeout); the idle timeout runs meanwhile */
+		if (c->rq_timing) {
+			c->rq_timing = 0;
+			ev_timer_arm(c->a->loop, &c->timer, ADMIN_IDLE_MS);
+		}
+		return;
+	}
+	if (partial && (!c->rq_timing || c->nreq != nreq)) {
+		c->rq_timing = 1;
+		ev_timer_arm(c->a->loop, &c->timer, ADMIN_REQUEST_MS);
+	} else if (!partial && (c->rq_timing || c->nreq != nreq)) {
+		c->rq_timing = 0;
+		ev_timer_arm(c->a->loop, &c->timer, ADMIN_IDLE_MS);
+	}
+}
+
 static void conn_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 {
 	struct admin_conn *c = io->data;
 	char drain[4096];
+	unsigned nreq;
 	ssize_t n;
 
+	(void)loop;
 	if (c->lingering) {
 		n = read(io->fd, drain, sizeof(drain));
 		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
@@ -794,10 +875,11 @@ static void conn_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 			c->peer_eof = 1;
 		} else if (n > 0) {
 			c->in_len += (size_t)n;
-			ev_timer_arm(loop, &c->timer, ADMIN_IDLE_MS);
 		}
 	}
+	nreq = c->nreq;
 	conn_process(c);
+	conn_deadline(c, nreq);
 	if (c->peer_eof)
 		c->closing = 1;
 	if (c->broken) {
@@ -811,8 +893,29 @@ static void conn_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 
 static void conn_timer(struct ev_loop *loop, struct ev_timer *t)
 {
+	struct admin_conn *c = t->data;
+
 	(void)loop;
-	conn_free(t->data); /* idle, or the linger is over */
+	if (!c->rq_timing || c->closing || c->lingering || c->waiting) {
+		if (!c->closing && !c->lingering && !c->waiting)
+			c->a->st.cx_idle_timeout++;
+		conn_free(c); /* idle, or the linger is over */
+		return;
+	}
+	/* a request not read whole in time: 408 and the connection closed,
+	 * as Envoy answers a request_headers_timeout ("request header timeout") */
+	c->a->st.rq_timeout++;
+	c->keep = 0;
+	c->closing = 1;
+	c->rq_timing = 0;
+	respond_text(c, 408, "request timeout\n", 0);
+	if (c->broken) {
+		conn_free(c);
+		return;
+	}
+	if (conn_flush(c) < 0)
+		return;
+	conn_update(c);
 }
 
 /* How long a listener sleeps after accept ran out of fds or memory (nginx's
@@ -856,7 +959,7 @@ static void accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 			return; /* EAGAIN, or a connection that died queued: next readiness */
 		}
 		a->exhausted = 0;
-		if (a->st.cx_active >= ADMIN_MAX_CONNS || !(c = calloc(1, sizeof(*c)))) {
+		if ((a->st.cx_active >= ADMIN_MAX_CONNS && conn_evict(a) < 0) || !(c = calloc(1, sizeof(*c)))) {
 			a->st.cx_refused++;
 			close(fd);
 			continue;
@@ -891,6 +994,16 @@ int admin_start(struct ev_loop *loop, const char *addr, const struct admin_info 
 	a->loop = loop;
 	a->info = *info;
 	a->conns.next = a->conns.prev = &a->conns;
+	if (info->status_only) {
+		size_t i;
+
+		snprintf(a->stat_name, sizeof(a->stat_name), "%s", addr);
+		for (i = 0; a->stat_name[i]; i++)
+			if (a->stat_name[i] == ':')
+				a->stat_name[i] = '_';
+	} else {
+		snprintf(a->stat_name, sizeof(a->stat_name), "admin");
+	}
 	a->fd = net_listen(addr, 128, 0);
 	if (a->fd < 0) {
 		rc = a->fd;
@@ -941,6 +1054,7 @@ void admin_async_reply(struct admin_async *t, int status, const char *body)
 		return; /* conn_process goes on from here */
 	/* a later callback: the next pipelined request, then the output */
 	conn_process(c);
+	conn_deadline(c, c->nreq + 1); /* whatever comes next starts afresh */
 	if (c->broken) {
 		conn_free(c);
 		return;

@@ -54,9 +54,31 @@ struct admin_info {
 	int status_only;
 };
 
+/*
+ * Limits of every admin-style port (admin 15000, status 15020, health
+ * 15021), so that a probe is never kept waiting by slow or idle clients:
+ * at most ADMIN_MAX_CONNS connections; a new one past that closes the
+ * longest-held connection that is not being answered (idle between
+ * requests, or still sending one) and is refused only when every one is
+ * being answered (downstream_cx_overflow); a request must be read whole
+ * within ADMIN_REQUEST_MS of its first byte, bytes trickling in do not
+ * extend it (408 and the connection closed, Envoy's request_timeout:
+ * downstream_rq_timeout); a connection without a request for
+ * ADMIN_IDLE_MS is closed (downstream_cx_idle_timeout).  These ports
+ * do not count against the engine's global connection limit (Envoy's
+ * Listener.ignore_global_conn_limit for admin and health listeners).
+ */
+#define ADMIN_MAX_CONNS 128
+#define ADMIN_REQUEST_MS 10000
+#define ADMIN_IDLE_MS 60000
+
 /* Counters the admin port serves and keeps. */
 struct admin_stats {
-	uint64_t cx_total, cx_active, cx_refused;
+	uint64_t cx_total, cx_active;
+	uint64_t cx_refused;      /* Envoy's listener downstream_cx_overflow: at the cap, nothing to close */
+	uint64_t cx_evicted;      /* closed to make room for a new connection (conn_evict) */
+	uint64_t rq_timeout;      /* requests not read whole in ADMIN_REQUEST_MS: 408 */
+	uint64_t cx_idle_timeout; /* closed after ADMIN_IDLE_MS without a request */
 	uint64_t rq_total, rq_2xx, rq_4xx, rq_5xx;
 	uint64_t codec_errors; /* requests refused by the codec (400/431/505) */
 	/* fd/memory exhaustion episodes at accept (EMFILE, ENFILE, ENOBUFS,
@@ -76,6 +98,11 @@ void admin_free(struct admin *a);
 /* The bound port (useful with port 0). */
 int admin_port(const struct admin *a);
 const struct admin_stats *admin_stats(const struct admin *a);
+/* Appends the port's limit counters to out as /stats lines: "http.NAME.*"
+ * and "listener.NAME.*", NAME "admin" for an admin port and the address
+ * with '_' for ':' (Envoy's listener stat name, "0.0.0.0_15021") for a
+ * status/health port. */
+void admin_stats_text(const struct admin *a, struct mesh_buf *out);
 
 /*
  * Pages another module serves on the admin port (the engine's /clusters and

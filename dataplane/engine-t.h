@@ -134,8 +134,12 @@ struct px_port {
 	struct px_sel *sel;              /* out_ports: every chain of the port's listener when it has more
 	                                  * than one or listener filters (compile_listener()), else NULL */
 	/* the HCM's timers (px_port_hcm()), in ms */
-	uint64_t stream_idle_ms;         /* stream_idle_timeout: unset 5 min, 0 off */
-	uint64_t headers_ms;             /* request_headers_timeout: 0 off (Envoy's default) */
+	uint64_t stream_idle_ms;         /* stream_idle_timeout: 0 off; PX_IDLE_UNSET: the engine's
+	                                  * (--stream-idle-timeout, Envoy's 5 min) */
+	uint64_t headers_ms;             /* request_headers_timeout: 0 off; PX_IDLE_UNSET: the engine's
+	                                  * (--request-headers-timeout) */
+	uint64_t request_ms;             /* request_timeout (the whole request received): 0 off;
+	                                  * PX_IDLE_UNSET: the engine's (--request-timeout) */
 	uint64_t conn_idle_ms;           /* common_http_protocol_options.idle_timeout: 0 off;
 	                                  * PX_IDLE_UNSET: the engine's (--, Envoy's 1 h) */
 	int proxy_100;                   /* proxy_100_continue: Expect forwarded, the upstream's 100 relayed */
@@ -242,6 +246,9 @@ struct px_config {
 struct px_listener_stats {
 	uint64_t cx_total, cx_active;    /* Envoy's listener.ADDRESS.downstream_cx_total / _active */
 	uint64_t no_chain;               /* listener.ADDRESS.no_filter_chain_match (proxy.c's d_select()) */
+	/* issue 16: connections closed at accept: the listener's own limit
+	 * (downstream_cx_overflow), the engine-wide one (downstream_global_cx_overflow) */
+	uint64_t cx_overflow, global_cx_overflow;
 };
 
 /* A listening socket.  virtualOutbound/virtualInbound are embedded in the
@@ -262,6 +269,8 @@ struct px_listener {
 	struct px_listener_stats st;
 	struct ev_io io;
 	struct ev_timer pause;           /* re-arms io after accept ran out of fds (px_accept_cb) */
+	uint64_t sockets;                /* accepted sockets still open, wherever they went (a connection,
+	                                  * an HTTP/2 session, a TCP proxy): what the connection limits count */
 	int exhausted;                   /* in an fd-exhaustion episode: logged and counted once */
 	struct sockaddr_storage local;   /* what the socket is bound to */
 	int port;
@@ -280,7 +289,9 @@ struct px_engine_stats {
 	uint64_t codec_errors, no_route, no_cluster, applies, apply_rejects;
 	uint64_t accept_paused;          /* fd/memory exhaustion episodes at accept */
 	uint64_t rq_idle_timeout;        /* streams ended by the stream idle timeout (408 / reset, SI) */
-	uint64_t rq_header_timeout;      /* connections closed by request_headers_timeout */
+	uint64_t rq_header_timeout;      /* heads not read whole in request_headers_timeout (408) */
+	uint64_t cx_idle_timeout;        /* connections closed by the idle_timeout between requests */
+	uint64_t rq_timeout;             /* requests not received whole in request_timeout (408) */
 	uint64_t rq_loop_refused;        /* requests whose destination was meshproxy itself (502 NR) */
 };
 
@@ -301,6 +312,7 @@ struct engine {
 	uint64_t rng;
 	int draining;
 	int ready;
+	uint64_t sockets;                /* every listener's accepted sockets still open (global limit) */
 	struct lb_rng lbrng;
 	struct ev_timer trim_timer;      /* hands freed heap back to the kernel once traffic stops (px_trim) */
 	unsigned mirrors_active;
@@ -345,6 +357,9 @@ const char *px_host_health(const struct px_host *h);
 uint64_t px_rand(struct engine *e);
 void px_engine_check_drained(struct engine *e);
 void px_listener_unref(struct px_listener *l);
+/* An accepted socket of l was closed (the counts the connection limits
+ * read, px_accept_cb); call before letting go of l. */
+void px_listener_socket_closed(struct px_listener *l);
 /* Non-zero when connecting to sa would reach one of meshproxy's own
  * listening sockets: the engine's listeners (virtualOutbound/Inbound and
  * every bound one), the admin/status/health ports (engine_self_add()).  A
@@ -375,6 +390,12 @@ int px_engine_is_loop(const struct engine *e, const struct sockaddr *sa, socklen
 void px_bind_inbound_passthrough(int fd, const struct sockaddr *dst);
 /* A listener's name for logs: Listener.name, or virtualOutbound/virtualInbound. */
 const char *px_listener_name(const struct px_listener *l);
+
+/* A port's stream idle timeout and request_headers_timeout in ms (0 off):
+ * its HCM's, else the engine's (engine_opts); pp NULL: the engine's. */
+uint64_t px_port_stream_idle_ms(const struct engine *e, const struct px_port *pp);
+uint64_t px_port_headers_ms(const struct engine *e, const struct px_port *pp);
+uint64_t px_port_request_ms(const struct engine *e, const struct px_port *pp);
 
 /* The HCM's per-port settings (timeouts, 100-continue) into p; hcm NULL
  * (a TCP port, a synthesized route) gives Envoy's defaults. */

@@ -791,14 +791,32 @@ static uint64_t dur_ms(const Google__Protobuf__Duration *d)
 
 /* Envoy's HttpConnectionManager fields (http_connection_manager.proto):
  * stream_idle_timeout defaults to 5 min and 0 turns it off;
- * request_headers_timeout is off unless set; common_http_protocol_options'
+ * request_headers_timeout is off unless set (both PX_IDLE_UNSET when the
+ * HCM sets none: the engine's --stream-idle-timeout and
+ * --request-headers-timeout apply then, px_port_*_ms()); common_http_protocol_options'
  * idle_timeout is the downstream connection's (Envoy: 1 h when unset, 0
  * off); proxy_100_continue false means Envoy answers "100 Continue" itself
  * and strips Expect. */
+uint64_t px_port_stream_idle_ms(const struct engine *e, const struct px_port *pp)
+{
+	return pp && pp->stream_idle_ms != PX_IDLE_UNSET ? pp->stream_idle_ms : e->o.stream_idle_ms;
+}
+
+uint64_t px_port_headers_ms(const struct engine *e, const struct px_port *pp)
+{
+	return pp && pp->headers_ms != PX_IDLE_UNSET ? pp->headers_ms : e->o.headers_ms;
+}
+
+uint64_t px_port_request_ms(const struct engine *e, const struct px_port *pp)
+{
+	return pp && pp->request_ms != PX_IDLE_UNSET ? pp->request_ms : e->o.request_ms;
+}
+
 void px_port_hcm(struct px_port *p, const px_hcm *hcm)
 {
-	p->stream_idle_ms = hcm && hcm->stream_idle_timeout ? dur_ms(hcm->stream_idle_timeout) : PX_STREAM_IDLE_DEFAULT_MS;
-	p->headers_ms = hcm && hcm->request_headers_timeout ? dur_ms(hcm->request_headers_timeout) : 0;
+	p->stream_idle_ms = hcm && hcm->stream_idle_timeout ? dur_ms(hcm->stream_idle_timeout) : PX_IDLE_UNSET;
+	p->headers_ms = hcm && hcm->request_headers_timeout ? dur_ms(hcm->request_headers_timeout) : PX_IDLE_UNSET;
+	p->request_ms = hcm && hcm->request_timeout ? dur_ms(hcm->request_timeout) : PX_IDLE_UNSET;
 	p->conn_idle_ms = hcm && hcm->common_http_protocol_options && hcm->common_http_protocol_options->idle_timeout
 				  ? dur_ms(hcm->common_http_protocol_options->idle_timeout)
 				  : PX_IDLE_UNSET;
@@ -2049,6 +2067,10 @@ int engine_new(struct ev_loop *loop, const struct engine_opts *o, struct engine 
 		e->o.idle_ms = 3600000; /* Envoy's downstream idle_timeout default: 1 h */
 	if (!e->o.pool_idle_ms)
 		e->o.pool_idle_ms = 60000;
+	if (!e->o.stream_idle_ms)
+		e->o.stream_idle_ms = PX_STREAM_IDLE_DEFAULT_MS;
+	else if (e->o.stream_idle_ms == ENGINE_OFF)
+		e->o.stream_idle_ms = 0;
 	e->lout.fd = e->lin.fd = -1;
 	e->lout.embedded = e->lin.embedded = 1;
 	e->lout.e = e->lin.e = e;
@@ -2360,8 +2382,10 @@ static void listener_prom(struct engine *e, struct mesh_buf *b)
 	if (!v)
 		return;
 	n = listeners_open(e, v, e->n_bl + 2);
-	for (k = 0; k < 3; k++) {
-		static const char *const name[] = { "downstream_cx_total", "downstream_cx_active", "no_filter_chain_match" };
+	for (k = 0; k < 5; k++) {
+		static const char *const name[] = { "downstream_cx_total", "downstream_cx_active", "no_filter_chain_match",
+						    "downstream_cx_overflow", "downstream_global_cx_overflow" };
+		const uint64_t *val;
 
 		mesh_buf_printf(b, "# TYPE envoy_listener_%s %s\n", name[k], k == 1 ? "gauge" : "counter");
 		for (i = 0; i < n; i++) {
@@ -2371,9 +2395,13 @@ static void listener_prom(struct engine *e, struct mesh_buf *b)
 			colon = strrchr(a, ':');
 			if (colon)
 				*colon = '_';
+			val = k == 0 ? &v[i]->st.cx_total
+			      : k == 1 ? &v[i]->st.cx_active
+			      : k == 2 ? &v[i]->st.no_chain
+			      : k == 3 ? &v[i]->st.cx_overflow
+				       : &v[i]->st.global_cx_overflow;
 			mesh_buf_printf(b, "envoy_listener_%s{envoy_listener_address=\"%s\"} %llu\n", name[k], a,
-					(unsigned long long)(k == 0 ? v[i]->st.cx_total
-							     : k == 1 ? v[i]->st.cx_active : v[i]->st.no_chain));
+					(unsigned long long)*val);
 		}
 	}
 	free(v);
@@ -2546,6 +2574,8 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 			"# TYPE envoy_http_no_route counter\nenvoy_http_no_route{http_conn_manager_prefix=\"meshproxy\"} %llu\n"
 			"# TYPE envoy_http_downstream_rq_idle_timeout counter\nenvoy_http_downstream_rq_idle_timeout{http_conn_manager_prefix=\"meshproxy\"} %llu\n"
 			"# TYPE envoy_http_downstream_rq_header_timeout counter\nenvoy_http_downstream_rq_header_timeout{http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"# TYPE envoy_http_downstream_cx_idle_timeout counter\nenvoy_http_downstream_cx_idle_timeout{http_conn_manager_prefix=\"meshproxy\"} %llu\n"
+			"# TYPE envoy_http_downstream_rq_timeout counter\nenvoy_http_downstream_rq_timeout{http_conn_manager_prefix=\"meshproxy\"} %llu\n"
 			"# TYPE meshproxy_listener_accept_paused counter\nmeshproxy_listener_accept_paused %llu\n"
 			"# TYPE meshproxy_http_loop_refused counter\nmeshproxy_http_loop_refused %llu\n",
 			(unsigned long long)e->st.cx_total, (unsigned long long)e->st.cx_active,
@@ -2554,6 +2584,7 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 			(unsigned long long)e->st.rq_4xx, (unsigned long long)e->st.rq_5xx,
 			(unsigned long long)e->st.codec_errors, (unsigned long long)e->st.no_route,
 			(unsigned long long)e->st.rq_idle_timeout, (unsigned long long)e->st.rq_header_timeout,
+			(unsigned long long)e->st.cx_idle_timeout, (unsigned long long)e->st.rq_timeout,
 			(unsigned long long)e->st.accept_paused, (unsigned long long)e->st.rq_loop_refused);
 	/* Envoy's TCP proxy stats, by stat_prefix (Istio's: the destination
 	 * cluster), for the clusters a TCP proxy counted on */
@@ -2647,9 +2678,40 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 		istio_stats_prometheus(e->istio, b);
 }
 
-void engine_stats_text(const struct engine *e, struct mesh_buf *out)
+void engine_stats_text(struct engine *e, struct mesh_buf *out)
 {
+	const struct px_listener **v = calloc(e->n_bl + 2, sizeof(*v));
+	size_t n, i;
+	char a[80];
+
 	authz_tab_text(e->authz_tab, out);
+	/* issue 16: the downstream limits' counters, Envoy's names */
+	mesh_buf_printf(out,
+			"http.meshproxy.downstream_cx_idle_timeout: %llu\n"
+			"http.meshproxy.downstream_rq_header_timeout: %llu\n"
+			"http.meshproxy.downstream_rq_idle_timeout: %llu\n"
+			"http.meshproxy.downstream_rq_timeout: %llu\n",
+			(unsigned long long)e->st.cx_idle_timeout, (unsigned long long)e->st.rq_header_timeout,
+			(unsigned long long)e->st.rq_idle_timeout, (unsigned long long)e->st.rq_timeout);
+	if (!v)
+		return;
+	n = listeners_open(e, v, e->n_bl + 2);
+	for (i = 0; i < n; i++) {
+		char *colon;
+
+		listener_addr(v[i], a, sizeof(a));
+		colon = strrchr(a, ':');
+		if (colon)
+			*colon = '_';
+		mesh_buf_printf(out,
+				"listener.%s.downstream_cx_active: %llu\n"
+				"listener.%s.downstream_cx_overflow: %llu\n"
+				"listener.%s.downstream_cx_total: %llu\n"
+				"listener.%s.downstream_global_cx_overflow: %llu\n",
+				a, (unsigned long long)v[i]->st.cx_active, a, (unsigned long long)v[i]->st.cx_overflow, a,
+				(unsigned long long)v[i]->st.cx_total, a, (unsigned long long)v[i]->st.global_cx_overflow);
+	}
+	free(v);
 }
 
 int engine_admin_page(struct engine *e, const char *path, size_t plen, struct mesh_buf *out, const char **ctype)

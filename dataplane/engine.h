@@ -26,6 +26,8 @@
 
 struct engine;
 
+#define ENGINE_OFF UINT64_MAX /* a timeout turned off where 0 means the default */
+
 struct engine_opts {
 	const char *outbound_addr; /* virtualOutbound's socket (--outbound-addr, default 0.0.0.0:15001) */
 	const char *inbound_addr;  /* virtualInbound's (--inbound-addr, default 0.0.0.0:15006) */
@@ -43,6 +45,22 @@ struct engine_opts {
 	int router;                /* issue 13: node type router (main.c, --node-id router~...): a gateway
 	                            * binds its LDS listeners only, never virtualOutbound/virtualInbound */
 	const char *workload_name; /* NULL or "": the pod's name from node_id (istio_stats_set_workload) */
+	/* issue 16: limits of the downstream side, every listener the engine
+	 * binds (virtualOutbound/virtualInbound, per-port and gateway ones) */
+	uint64_t headers_ms;       /* request_headers_timeout where the HCM sets none, also before the
+	                            * port is known (a request sent straight to 15001): from a head's
+	                            * first byte to its end, else 408 (--request-headers-timeout); 0 off */
+	uint64_t stream_idle_ms;   /* stream_idle_timeout where the HCM sets none (--stream-idle-timeout):
+	                            * 0 Envoy's 5 min, ENGINE_OFF off */
+	uint64_t request_ms;       /* request_timeout where the HCM sets none (--request-timeout): the
+	                            * whole request received within it of its start, else 408 (Envoy's
+	                            * default: 0, off) */
+	uint32_t max_connections;  /* per listener (--max-connections, Envoy's runtime
+	                            * envoy.resource_limits.listener.NAME.connection_limit): past it a new
+	                            * connection is closed at accept (downstream_cx_overflow); 0 none */
+	uint32_t global_max_connections; /* all the engine's listeners together (--global-downstream-max-
+	                            * connections, Envoy's overload global_downstream_max_connections):
+	                            * downstream_global_cx_overflow; 0 none */
 };
 
 /* A new engine on loop; nothing is bound before a snapshot names
@@ -106,8 +124,12 @@ int engine_listener_port(const struct engine *e, const char *name);
 MESH_MUST_CHECK int engine_self_add(struct engine *e, const char *addr, int port);
 
 /* The engine's counters for the text /stats page ("name: value" lines):
- * the RBAC filters' allowed/denied/shadow_* (dataplane/authz.h). */
-void engine_stats_text(const struct engine *e, struct mesh_buf *out);
+ * the RBAC filters' allowed/denied/shadow_* (dataplane/authz.h); issue
+ * 16's limits: http.meshproxy.downstream_{cx_idle,rq_header,rq_idle}_timeout
+ * and each listener's listener.ADDRESS.downstream_cx_{active,overflow,
+ * total} and downstream_global_cx_overflow (ADDRESS with '_' for its
+ * last ':', Envoy's). */
+void engine_stats_text(struct engine *e, struct mesh_buf *out);
 
 /*
  * Admin pages the engine owns, Envoy's shapes: "/clusters" (text lines

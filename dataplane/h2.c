@@ -990,6 +990,8 @@ static void h2d_free(struct h2d_conn *c)
 		px_tls_free(c->tctx); /* close_notify before the socket goes */
 	close(c->fd);
 	mesh_buf_cleanup(&c->out);
+	if (c->o.counted && c->o.l)
+		px_listener_socket_closed(c->o.l);
 	px_listener_unref(c->o.l);
 	origin_drop(&c->o);
 	free(c);

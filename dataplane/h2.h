@@ -80,6 +80,8 @@ struct px_conn_origin {
 	char alpn[16];                /* the negotiated ALPN, "" if none */
 	int chain;                    /* issue 13: the filter chain the connection was given (proxy.c's
 	                               * px_dconn.chain, set by px_dconn_use_h2; 0 none) */
+	int counted;                  /* issue 16: the socket counts in l's limits: the session calls
+	                               * px_listener_socket_closed() when it closes it */
 };
 
 /* The HTTP/2 connection preface "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" (RFC 9113

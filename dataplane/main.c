@@ -42,6 +42,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -65,7 +66,36 @@ struct opts {
 	/* issue 13: ADS over TLS to meshd's 15012 (--xds-tls) */
 	const char *xds_tls_flag;    /* auto|on|off */
 	int xds_tls;                 /* decided from it */
+	/* issue 16: the downstream and xDS limits */
+	uint64_t headers_ms;         /* --request-headers-timeout, 0 off */
+	uint64_t stream_idle_ms;     /* --stream-idle-timeout, 0 off */
+	uint64_t request_ms;         /* --request-timeout, 0 off */
+	uint32_t max_connections;    /* --max-connections, 0 none */
+	uint32_t global_max_connections; /* --global-downstream-max-connections, 0 none */
+	int global_max_set;          /* given: else from RLIMIT_NOFILE (main_global_default()) */
+	uint64_t xds_max_message;    /* --xds-max-message-bytes */
 };
+
+/* issue 16: --request-headers-timeout's default.  Envoy leaves
+ * request_headers_timeout off and Istio sets none, which lets a client
+ * hold a connection for the whole idle timeout (1 h) by sending a head a
+ * byte at a time; nginx's client_header_timeout (60 s) bounds it. */
+#define MAIN_HEADERS_TIMEOUT_DEFAULT_MS 60000
+/* Envoy's HCM stream_idle_timeout default, where the HCM sets none */
+#define MAIN_STREAM_IDLE_DEFAULT_MS (5 * 60 * 1000)
+/* --global-downstream-max-connections without the flag: RLIMIT_NOFILE's
+ * soft limit less this many descriptors kept for the admin, status and
+ * health ports (ADMIN_MAX_CONNS each), xDS, DNS and files, halved (each
+ * downstream connection may hold an upstream one), at least
+ * MAIN_GLOBAL_CX_MIN: a flood of connections on 15001/15006 then runs
+ * into the limit, never into EMFILE, and the probes keep their sockets */
+#define MAIN_FD_RESERVE 512
+#define MAIN_GLOBAL_CX_MIN 64
+/* --xds-max-message-bytes default: meshd's messages carry whole CDS/EDS
+ * snapshots of a mesh (Envoy's envoy_grpc sets no limit by default and
+ * Istio's agent accepts math.MaxInt32; gRPC's own default of 4 MiB is
+ * short for a thousand services with their endpoints) */
+#define MAIN_XDS_MAX_MESSAGE_DEFAULT GRPC_MAX_RECV_MSG_DEFAULT
 
 /* Delta, as Istio runs Envoy since 1.22 (ISTIO_DELTA_XDS defaults to true) */
 #define DEFAULT_XDS_PROTOCOL "delta"
@@ -111,6 +141,24 @@ static void usage(FILE *f)
 		"                              SECRET_TTL); renewed at half of it\n"
 		"  --ca-server-name NAME       meshd's name for SNI and :authority (default\n"
 		"                              istiod.istio-system.svc)\n"
+		"  --max-connections N         connections each listener holds at most (Envoy's listener\n"
+		"                              connection_limit); past it a new one is closed at accept and\n"
+		"                              counted in listener.ADDRESS.downstream_cx_overflow (default 0: none)\n"
+		"  --global-downstream-max-connections N  all listeners together (Envoy's overload\n"
+		"                              global_downstream_max_connections): downstream_global_cx_overflow\n"
+		"                              (default: (RLIMIT_NOFILE - 512) / 2, at least 64; admin, status and\n"
+		"                              health ports do not count and keep their own cap)\n"
+		"  --request-headers-timeout DURATION  a request head must be read whole this long after\n"
+		"                              its first byte, else 408 (Envoy's HCM request_headers_timeout,\n"
+		"                              where the HCM sets none; default 60s, 0 off)\n"
+		"  --stream-idle-timeout DURATION  Envoy's HCM stream_idle_timeout where the HCM sets none\n"
+		"                              (default 5m, 0 off)\n"
+		"  --request-timeout DURATION  Envoy's HCM request_timeout where the HCM sets none: the whole\n"
+		"                              request received this long after it began, else 408\n"
+		"                              (default 0: off, Envoy's)\n"
+		"  --xds-max-message-bytes N   largest xDS message accepted from meshd (K/Ki, M/Mi suffixes);\n"
+		"                              past it the stream is reset, the last good configuration kept\n"
+		"                              (default 64Mi)\n"
 		"  --log-level LEVEL           debug|info|warn|error (default info)\n"
 		"  --log-format FORMAT         text|json (default text)\n"
 		"  --version                   print the version\n"
@@ -164,11 +212,49 @@ static int check_addr(const char *flag, const char *v, int may_be_empty)
 	return 0;
 }
 
+/* A count or size: decimal digits, optionally K/Ki (x1024) or M/Mi
+ * (x1024^2).  0, or -EINVAL for anything else or an overflow. */
+static int parse_size(const char *s, uint64_t *out)
+{
+	uint64_t v = 0, mul = 1;
+	const char *p = s;
+
+	if (*p < '0' || *p > '9')
+		return -EINVAL;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (v > (UINT64_MAX - 9) / 10)
+			return -EINVAL;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	if (!strcmp(p, "K") || !strcmp(p, "Ki"))
+		mul = 1024;
+	else if (!strcmp(p, "M") || !strcmp(p, "Mi"))
+		mul = 1024 * 1024;
+	else if (*p)
+		return -EINVAL;
+	if (v > UINT64_MAX / mul)
+		return -EINVAL;
+	*out = v * mul;
+	return 0;
+}
+
+/* --global-downstream-max-connections without the flag (MAIN_FD_RESERVE). */
+static uint32_t main_global_default(void)
+{
+	struct rlimit rl;
+	uint64_t n;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= UINT32_MAX)
+		return INT32_MAX; /* Istio's bootstrap: 2147483647 */
+	n = rl.rlim_cur > MAIN_FD_RESERVE ? (rl.rlim_cur - MAIN_FD_RESERVE) / 2 : 0;
+	return n < MAIN_GLOBAL_CX_MIN ? MAIN_GLOBAL_CX_MIN : (uint32_t)n;
+}
+
 static int parse_args(int argc, char **argv, struct opts *o)
 {
 	enum { O_XDS = 256, O_NODE, O_LABELS, O_SA, O_WORKLOAD, O_LOCALITY, O_ADMIN, O_OUT, O_IN, O_STATUS, O_HEALTH, O_ALOG, O_LEVEL,
 	       O_FORMAT, O_DRAIN, O_EXIT_ZERO, O_VERSION, O_HELP, O_PROTO, O_CA, O_ROOT, O_TOKEN, O_TTL, O_CANAME,
-	       O_XDS_TLS };
+	       O_XDS_TLS, O_MAXCX, O_GMAXCX, O_HDR_TO, O_IDLE_TO, O_XDS_MAX, O_REQ_TO };
 	static const struct option lo[] = {
 		{ "xds-addr", required_argument, 0, O_XDS },
 		{ "xds-protocol", required_argument, 0, O_PROTO },
@@ -193,6 +279,12 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "cert-ttl", required_argument, 0, O_TTL },
 		{ "ca-server-name", required_argument, 0, O_CANAME },
 		{ "xds-tls", required_argument, 0, O_XDS_TLS },
+		{ "max-connections", required_argument, 0, O_MAXCX },
+		{ "global-downstream-max-connections", required_argument, 0, O_GMAXCX },
+		{ "request-headers-timeout", required_argument, 0, O_HDR_TO },
+		{ "stream-idle-timeout", required_argument, 0, O_IDLE_TO },
+		{ "request-timeout", required_argument, 0, O_REQ_TO },
+		{ "xds-max-message-bytes", required_argument, 0, O_XDS_MAX },
 		{ "version", no_argument, 0, O_VERSION },
 		{ "help", no_argument, 0, O_HELP },
 		{ 0, 0, 0, 0 },
@@ -222,6 +314,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	o->token_file = "./var/run/secrets/tokens/istio-token";
 	o->cert_ttl_s = 24 * 3600;
 	o->xds_tls_flag = "auto";
+	o->headers_ms = MAIN_HEADERS_TIMEOUT_DEFAULT_MS;
+	o->stream_idle_ms = MAIN_STREAM_IDLE_DEFAULT_MS;
+	o->xds_max_message = MAIN_XDS_MAX_MESSAGE_DEFAULT;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
 		case O_XDS: o->xds_addr = optarg; break;
@@ -256,6 +351,49 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case O_TOKEN: o->token_file = optarg; break;
 		case O_CANAME: o->ca_server_name = optarg; break;
 		case O_XDS_TLS: o->xds_tls_flag = optarg; break;
+		case O_MAXCX:
+		case O_GMAXCX: {
+			uint64_t n;
+
+			if (parse_size(optarg, &n) < 0 || n > UINT32_MAX) {
+				fprintf(stderr, "meshproxy: --%s: a number of connections (0: no limit), not %s\n",
+					c == O_MAXCX ? "max-connections" : "global-downstream-max-connections", optarg);
+				return -EINVAL;
+			}
+			if (c == O_MAXCX) {
+				o->max_connections = (uint32_t)n;
+			} else {
+				o->global_max_connections = (uint32_t)n;
+				o->global_max_set = 1;
+			}
+			break;
+		}
+		case O_HDR_TO:
+		case O_REQ_TO:
+		case O_IDLE_TO: {
+			int64_t ns;
+
+			if (mesh_duration_parse(optarg, &ns) < 0 || ns < 0) {
+				fprintf(stderr, "meshproxy: --%s: not a duration (examples: 10s, 500ms, 0 for off): %s\n",
+					c == O_HDR_TO	? "request-headers-timeout"
+					: c == O_REQ_TO ? "request-timeout"
+							: "stream-idle-timeout",
+					optarg);
+				return -EINVAL;
+			}
+			/* a sub-millisecond value is one millisecond, not off */
+			*(c == O_HDR_TO ? &o->headers_ms : c == O_REQ_TO ? &o->request_ms : &o->stream_idle_ms) =
+				ns ? (ns / 1000000 ? (uint64_t)(ns / 1000000) : 1) : 0;
+			break;
+		}
+		case O_XDS_MAX:
+			if (parse_size(optarg, &o->xds_max_message) < 0 || o->xds_max_message < 64 ||
+			    o->xds_max_message > UINT32_MAX) {
+				fprintf(stderr, "meshproxy: --xds-max-message-bytes: a size of at least 64 bytes, below 4Gi "
+						"(examples: 4194304, 4Mi, 64Mi), not %s\n", optarg);
+				return -EINVAL;
+			}
+			break;
 		case O_TTL: {
 			int64_t ns;
 
@@ -419,6 +557,8 @@ struct stats_ctx {
 	struct xds_client *xds;
 	struct engine *engine;
 	struct px_identity *ident; /* NULL without --ca-addr */
+	struct admin *admin, *status, *health; /* their limit counters on /stats and /stats/prometheus
+	                                        * (NULL: off) */
 };
 
 /* admin_info.warming: with --ca-addr the proxy is not ready before its
@@ -472,6 +612,10 @@ static void stats_cb(void *ctx, struct mesh_buf *out)
 
 	xds_client_stats_text(sc->xds, out);
 	engine_stats_text(sc->engine, out);
+	if (sc->status)
+		admin_stats_text(sc->status, out);
+	if (sc->health)
+		admin_stats_text(sc->health, out);
 }
 
 static int reopen_logs_cb(void *ctx, char *err, size_t cap)
@@ -514,9 +658,41 @@ static void signal_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 	}
 }
 
+/* issue 16: the admin, status and health ports' limit counters in
+ * Prometheus form, after the engine's (meshproxy's own families: Envoy
+ * keeps its admin listener's under listener.admin.*, which /stats shows). */
+static void probe_ports_prom(const struct stats_ctx *sc, struct mesh_buf *out)
+{
+	const struct admin *v[3] = { sc->admin, sc->status, sc->health };
+	static const char *const port[3] = { "admin", "status", "health" };
+	static const char *const fam[4] = { "downstream_cx_evicted", "downstream_cx_overflow", "downstream_rq_timeout",
+					    "downstream_cx_idle_timeout" };
+	size_t f, i;
+
+	for (f = 0; f < 4; f++) {
+		mesh_buf_printf(out, "# TYPE meshproxy_admin_%s counter\n", fam[f]);
+		for (i = 0; i < 3; i++) {
+			const struct admin_stats *st = v[i] ? admin_stats(v[i]) : NULL;
+
+			if (!st)
+				continue;
+			mesh_buf_printf(out, "meshproxy_admin_%s{admin_port=\"%s\"} %llu\n", fam[f], port[i],
+					(unsigned long long)(f == 0	? st->cx_evicted
+							     : f == 1 ? st->cx_refused
+							     : f == 2 ? st->rq_timeout
+								      : st->cx_idle_timeout));
+		}
+	}
+}
+
 static int engine_pages(void *ctx, const char *path, size_t plen, struct mesh_buf *out, const char **ctype)
 {
-	return engine_admin_page(ctx, path, plen, out, ctype);
+	const struct stats_ctx *sc = ctx;
+	int rc = engine_admin_page(sc->engine, path, plen, out, ctype);
+
+	if (rc == 0 && plen == 17 && !memcmp(path, "/stats/prometheus", 17))
+		probe_ports_prom(sc, out);
+	return rc;
 }
 
 /* The status port's pages: meshproxy's own /stats/prometheus (Istio's
@@ -527,7 +703,7 @@ static int status_pages(void *ctx, const char *path, size_t plen, struct mesh_bu
 
 	if (plen != sizeof(prom) - 1 || memcmp(path, prom, plen) != 0)
 		return -ENOENT;
-	return engine_admin_page(ctx, path, plen, out, ctype);
+	return engine_pages(ctx, path, plen, out, ctype);
 }
 
 /* Starts a status/health port on addr (nothing when addr is empty). */
@@ -615,6 +791,16 @@ int main(int argc, char **argv)
 	eo.access_log = o.access_log;
 	eo.drain_ms = o.drain_ms;
 	eo.exit_on_zero = o.exit_on_zero;
+	eo.headers_ms = o.headers_ms;
+	eo.stream_idle_ms = o.stream_idle_ms ? o.stream_idle_ms : ENGINE_OFF;
+	eo.request_ms = o.request_ms;
+	eo.max_connections = o.max_connections;
+	eo.global_max_connections = o.global_max_set ? o.global_max_connections : main_global_default();
+	log_info("meshproxy", "downstream limits: %u connections per listener%s, %u on all listeners, "
+		 "request_headers_timeout %llu ms, stream_idle_timeout %llu ms, request_timeout %llu ms (0: none/off)",
+		 eo.max_connections, eo.max_connections ? "" : " (none)", eo.global_max_connections,
+		 (unsigned long long)o.headers_ms, (unsigned long long)o.stream_idle_ms,
+		 (unsigned long long)o.request_ms);
 	eo.node_id = o.node_id;
 	eo.labels = o.labels;
 	eo.service_account = o.service_account;
@@ -677,6 +863,7 @@ int main(int argc, char **argv)
 	xcfg.grpc.keepalive_ms = 330000;
 	xcfg.grpc.keepalive_timeout_ms = 20000;
 	xcfg.grpc.connect_timeout_ms = 10000;
+	xcfg.grpc.limits.max_recv_msg = (size_t)o.xds_max_message;
 	xcfg.sds = sds;
 	if (o.xds_tls) {
 		xcfg.tls_setup = xds_tls_cb;
@@ -701,6 +888,7 @@ int main(int argc, char **argv)
 	sctx.xds = xds;
 	sctx.engine = engine;
 	sctx.ident = ident;
+	sctx.admin = sctx.status = sctx.health = NULL;
 	info.warming = warming_cb;
 	info.ctx = &sctx;
 	info.start_ms = ev_now(loop);
@@ -709,19 +897,22 @@ int main(int argc, char **argv)
 		log_error("meshproxy", "admin listener %s: %s", o.admin_addr, strerror(-rc));
 		goto out;
 	}
-	admin_set_pages(admin, engine_pages, engine);
+	sctx.admin = admin;
+	admin_set_pages(admin, engine_pages, &sctx);
 	/* the admin, status and health ports are never an upstream (the loop guard) */
 	rc = engine_self_add(engine, o.admin_addr, admin_port(admin));
 	if (rc < 0)
 		goto out;
 	log_info("meshproxy", "meshproxy %s: admin on %s (port %d), node %s%s", MESH_VERSION, o.admin_addr,
 		 admin_port(admin), o.node_id, eo.router ? " (gateway: LDS listeners only)" : "");
-	rc = start_status(loop, "status", o.status_addr, &info, status_pages, engine, &status);
+	rc = start_status(loop, "status", o.status_addr, &info, status_pages, &sctx, &status);
 	if (rc < 0)
 		goto out;
 	rc = start_status(loop, "health", o.health_addr, &info, NULL, NULL, &health);
 	if (rc < 0)
 		goto out;
+	sctx.status = status;
+	sctx.health = health;
 	if (status) {
 		/* the app probes the injector rewrote (ISTIO_KUBE_APP_PROBERS); a
 		 * bad value is logged and the probes answer 404 */

@@ -71,6 +71,7 @@ struct px_ibuf {
 };
 
 enum { D_HEAD, D_BODY, D_WAIT, D_TUNNEL, D_CLOSING };
+enum { D_HDR_TIMEOUT = 1, D_HDR_IDLE = 2 }; /* px_dconn.hdr_timing */
 enum { SEL_NONE, SEL_BOUND, SEL_IN, SEL_OUT };
 enum { U_CONNECTING, U_ACTIVE, U_IDLE, U_TUNNEL };
 enum { W_NONE, W_BACKOFF, W_FAULT, W_PENDING, W_WARM };
@@ -143,9 +144,12 @@ struct px_dconn {
 	int peer_eof;
 	int close_after;             /* close once the output is flushed */
 	int drain;                   /* engine draining: no keep-alive */
-	int hdr_timing;              /* idle is request_headers_timeout's timer for a head being read */
+	int hdr_timing;              /* idle is a head's deadline while it is read: D_HDR_TIMEOUT (request_headers_
+	                              * timeout) or D_HDR_IDLE (the stream idle timeout, which runs from a head's
+	                              * first byte in Envoy, its stream existing from then); 0 not */
 	uint64_t idle_ms;            /* the HCM's idle_timeout once known (a request, a captured port), else the engine's; 0 off */
-	uint64_t headers_ms;         /* the HCM's request_headers_timeout, 0 off */
+	uint64_t headers_ms;         /* request_headers_timeout (px_port_headers_ms), 0 off */
+	uint64_t head_idle_ms;       /* the stream idle timeout (px_port_stream_idle_ms), 0 off */
 	struct tcpp *tcp;            /* a TCP proxy chain serves it (d_tcp_start(); io.fd is then -1) */
 	int sniffing;                /* the listener filters are reading its first bytes (d_sniff()) */
 	int chain;                   /* the chain d_select() chose: 1 + its index, -1 the default
@@ -156,6 +160,8 @@ struct px_dconn {
 	                              * request picks its port by its authority (s_authz) */
 	int h2;                      /* carries one HTTP/2 stream (px_dconn_adopt from h2.c) */
 	unsigned nreq;               /* requests started (d_stream_start): the h2c preface is looked for before the first */
+	int counted;                 /* issue 16: holds an accepted socket counted by px_accept_cb (until
+	                              * d_close, or until an HTTP/2 session takes it) */
 	struct h1_header hdrs[H1_DEFAULT_MAX_HEADERS];
 };
 
@@ -184,6 +190,8 @@ struct px_stream {
 	struct retry_backoff backoff;  /* set up by the first retry */
 	struct ev_timer t_global, t_try, t_wait;
 	struct ev_timer t_idle;      /* stream idle timeout, re-armed lazily from last_io */
+	struct ev_timer t_req;       /* request_timeout: the whole request by then (s_request_timeout) */
+	uint64_t req_ms;             /* its value, 0 off */
 	uint64_t idle_ms, last_io;   /* idle_ms 0: off; last_io: ev_now() of the last byte either way */
 	int proxy_100;               /* the HCM's proxy_100_continue (else 100 is answered here) */
 	struct ev_timer t_tidle;     /* per_try_idle_timeout, moved by upstream bytes */
@@ -243,6 +251,7 @@ struct px_stream {
 	              * RBAC judges these copies (a cut path, Host or XFF was a bypass) */
 };
 
+static void d_port_timers(struct px_dconn *d, const struct px_port *pp);
 static void d_update(struct px_dconn *d);
 static void d_close(struct px_dconn *d);
 static int d_flush(struct px_dconn *d);
@@ -605,6 +614,7 @@ static void s_stop_timers(struct px_stream *s)
 	ev_timer_cancel(loop, &s->t_tidle);
 	ev_timer_cancel(loop, &s->t_wait);
 	ev_timer_cancel(loop, &s->t_idle);
+	ev_timer_cancel(loop, &s->t_req);
 	/* a lookup still on glibc's thread is the resolver's to free (dns.c) */
 	dns_cancel(s->dq);
 	s->dq = NULL;
@@ -943,6 +953,24 @@ static void s_idle_timeout(struct ev_loop *loop, struct ev_timer *t)
 		return;
 	}
 	s_local_reply(s, 408, PX_RF_SI, "stream timeout", NULL);
+}
+
+/* Envoy's request_timeout (ConnectionManagerImpl::ActiveStream::
+ * onRequestTimeout): the whole request must be received this long after
+ * it started, however its bytes trickle in; past it, before a response
+ * has started, a local "408 request timeout" and the connection closes
+ * (the rest of the body is not read).  Envoy disarms it once the request
+ * is complete or the response starts: checked here instead. */
+static void s_request_timeout(struct ev_loop *loop, struct ev_timer *t)
+{
+	struct px_stream *s = t->data;
+
+	(void)loop;
+	if (s->req_done || s->resp_started)
+		return;
+	s->e->st.rq_timeout++;
+	s_release_upstream(s, 0);
+	s_local_reply(s, 408, 0, "request timeout", NULL);
 }
 
 /* per_try_idle_timeout: nothing came from the upstream for that long.
@@ -3066,6 +3094,7 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 	ev_timer_init(&s->t_tidle, s_try_idle_timeout, s);
 	ev_timer_init(&s->t_wait, s_wait_cb, s);
 	ev_timer_init(&s->t_idle, s_idle_timeout, s);
+	ev_timer_init(&s->t_req, s_request_timeout, s);
 	s->last_io = s->start_ms;
 	e->st.rq_total++;
 	e->st.rq_active++;
@@ -3280,17 +3309,18 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 	 * the same list as Envoy's appended value. */
 	s->xfcc_fwd = !pp || pp->tcp || pp->xfcc_keep == 2 || (pp->xfcc_keep == 1 && d->peer_principal);
 	if (pp && !pp->tcp) {
-		d->idle_ms = pp->conn_idle_ms == PX_IDLE_UNSET ? e->o.idle_ms : pp->conn_idle_ms;
-		d->headers_ms = pp->headers_ms;
+		d_port_timers(d, pp);
 		s->proxy_100 = pp->proxy_100;
-		s->idle_ms = pp->stream_idle_ms;
+		s->idle_ms = px_port_stream_idle_ms(e, pp);
+		s->req_ms = px_port_request_ms(e, pp);
 		/* issue 14: continue or start the trace, decide sampling */
 		if (pp->trace)
 			trace_start(&s->tr, pp->trace, h, px_rand(e), px_rand(e), s->start_us);
 	} else {
 		/* no HCM: Envoy would run a TCP proxy here, Expect and all passing through */
 		s->proxy_100 = 1;
-		s->idle_ms = PX_STREAM_IDLE_DEFAULT_MS;
+		s->idle_ms = px_port_stream_idle_ms(e, NULL);
+		s->req_ms = px_port_request_ms(e, NULL);
 	}
 	/* the route's timeout, or the gRPC client's deadline where the route
 	 * honours it (max_grpc_timeout / grpc_timeout_header_max: Istio sends 0s,
@@ -3313,6 +3343,8 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		s->idle_ms = (uint64_t)s->rt->idle_timeout_ms;
 	if (s->idle_ms)
 		ev_timer_arm(e->loop, &s->t_idle, s->idle_ms);
+	if (s->req_ms && !s->req_done)
+		ev_timer_arm(e->loop, &s->t_req, s->req_ms);
 	if ((s->req_flags & H1_F_EXPECT_CONTINUE) && !s->proxy_100) {
 		/* proxy_100_continue false (Envoy's default): the connection manager
 		 * answers "100 Continue" itself before any filter and removes Expect
@@ -3445,16 +3477,36 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 
 static const struct px_sel *d_sel(const struct px_dconn *d);
 
-static void d_local_error(struct px_dconn *d, int status)
+/* The connection timers of the port that serves d (its HCM's), the
+ * engine's where pp is NULL or its HCM sets none. */
+static void d_port_timers(struct px_dconn *d, const struct px_port *pp)
 {
-	char buf[160];
-	int n = snprintf(buf, sizeof(buf), "HTTP/1.1 %d %s\r\ncontent-length: 0\r\nconnection: close\r\n\r\n", status,
-			 h1_reason(status));
+	d->idle_ms = pp && pp->conn_idle_ms != PX_IDLE_UNSET ? pp->conn_idle_ms : d->e->o.idle_ms;
+	d->headers_ms = px_port_headers_ms(d->e, pp);
+	d->head_idle_ms = px_port_stream_idle_ms(d->e, pp);
+}
 
+/*
+ * A local answer on a connection that has no stream: a head the codec
+ * refused (d_local_error), or one not read whole in time (d_idle_cb).
+ * body (a short text, "" for none) is sent with Content-Length and
+ * Connection: close; the connection closes once it is flushed.  The
+ * access logs get the entry with flags and details, as Envoy logs a
+ * local reply with what it has of the request (no method or path: "-").
+ */
+static void d_local_reply(struct px_dconn *d, int status, const char *body, unsigned flags, const char *details)
+{
+	char buf[256];
+	size_t blen = strlen(body);
+	int n = snprintf(buf, sizeof(buf),
+			 "HTTP/1.1 %d %s\r\ncontent-length: %zu\r\n%sconnection: close\r\n\r\n%s", status,
+			 h1_reason(status), blen, blen ? "content-type: text/plain\r\n" : "", body);
+
+	if (n < 0 || (size_t)n >= sizeof(buf))
+		n = 0;
 	mesh_buf_append(&d->out, buf, (size_t)n);
 	d->close_after = 1;
 	d->state = D_CLOSING;
-	d->e->st.codec_errors++;
 	d->e->st.rq_4xx += status < 500;
 	d->e->st.rq_5xx += status >= 500;
 	{
@@ -3476,7 +3528,7 @@ static void d_local_error(struct px_dconn *d, int status)
 		le.protocol.p = "HTTP/1.1";
 		le.protocol.len = 8;
 		le.status = status;
-		le.flags = status == 417 ? 0 : PX_RF_DPE;
+		le.flags = flags;
 		le.rx = d->in.len - d->in.off;
 		le.tx = (uint64_t)n;
 		le.upstream_ms = -1;
@@ -3488,13 +3540,21 @@ static void d_local_error(struct px_dconn *d, int status)
 					 (unsigned)d->peer_port);
 				le.downstream_remote = down;
 			}
-			le.details = "codec_error";
+			le.details = details;
 			le.sni = d->sni;
 			le.mtls = d->peer_principal != NULL;
 			le.peer_principal = d->peer_principal;
 			px_alog_cfg_log(al, &le); /* n_hdrs 0: its header operators print "-" */
 		}
 	}
+}
+
+/* A head the codec refused: Envoy's flag DPE (downstream protocol error),
+ * none for a 417. */
+static void d_local_error(struct px_dconn *d, int status)
+{
+	d->e->st.codec_errors++;
+	d_local_reply(d, status, "", status == 417 ? 0 : PX_RF_DPE, "codec_error");
 }
 
 /* Moves request body bytes from the input buffer to the upstream, while it has room. */
@@ -3595,10 +3655,16 @@ static void d_process(struct px_dconn *d)
 			if (rc == H1_AGAIN) {
 				if (d->in.len - d->in.off >= PX_IN_MAX - 1) {
 					d_local_error(d, 431);
-				} else if (d->headers_ms && !d->hdr_timing) {
-					/* Envoy's request_headers_timeout: from a head's first byte to its end */
-					d->hdr_timing = 1;
-					ev_timer_arm(d->e->loop, &d->idle, d->headers_ms);
+				} else if (!d->hdr_timing && (d->headers_ms || d->head_idle_ms)) {
+					/* from a head's first byte to its end: Envoy's
+					 * request_headers_timeout, and its stream idle timeout
+					 * (the stream exists from the first byte; bytes of a
+					 * head not read whole do not reach it, so they do not
+					 * move it), whichever ends first */
+					int hdr = d->headers_ms && (!d->head_idle_ms || d->headers_ms <= d->head_idle_ms);
+
+					d->hdr_timing = hdr ? D_HDR_TIMEOUT : D_HDR_IDLE;
+					ev_timer_arm(d->e->loop, &d->idle, hdr ? d->headers_ms : d->head_idle_ms);
 				}
 				break;
 			}
@@ -3753,6 +3819,8 @@ static void d_close(struct px_dconn *d)
 	mesh_buf_cleanup(&d->out);
 	e->st.cx_active--;
 	d->l->st.cx_active--;
+	if (d->counted)
+		px_listener_socket_closed(d->l);
 	px_listener_unref(d->l);
 	free(d);
 	if (e->st.cx_active == 0 && !ev_timer_armed(&e->trim_timer))
@@ -3965,11 +4033,27 @@ static void d_idle_cb(struct ev_loop *loop, struct ev_timer *t)
 		d_sniff(d, 1); /* listener_filters_timeout */
 		return;
 	}
-	if (!d->s) {
-		if (d->hdr_timing)
+	if (d->s)
+		return;
+	if (d->hdr_timing && d->state == D_HEAD) {
+		/* a head not read whole in time: Envoy's local reply, then the
+		 * connection closes (ConnectionManagerImpl::ActiveStream::
+		 * onRequestHeaderTimeout / onIdleTimeout) */
+		if (d->hdr_timing == D_HDR_TIMEOUT) {
 			d->e->st.rq_header_timeout++;
-		d_close(d);
+			d_local_reply(d, 408, "request header timeout", 0, "request_header_timeout");
+		} else {
+			d->e->st.rq_idle_timeout++;
+			d_local_reply(d, 408, "stream timeout", PX_RF_SI, "stream_idle_timeout");
+		}
+		d->hdr_timing = 0;
+		d_flush(d);
+		d_update(d);
+		return;
 	}
+	if (d->state == D_HEAD && !d->hdr_timing && !d->hs && !d->tls_decide)
+		d->e->st.cx_idle_timeout++; /* Envoy's downstream_cx_idle_timeout */
+	d_close(d);
 }
 
 void px_accept_resume(struct ev_loop *loop, struct ev_timer *t)
@@ -4150,8 +4234,7 @@ static int d_tls_term(struct px_dconn *d, const struct px_port *pp, int k)
 	d->hs = 1;
 	d->via_tls = 1;
 	d->chain = k >= 0 ? k + 1 : -1;
-	d->idle_ms = pp->conn_idle_ms == PX_IDLE_UNSET ? e->o.idle_ms : pp->conn_idle_ms;
-	d->headers_ms = pp->headers_ms;
+	d_port_timers(d, pp);
 	ev_timer_arm(e->loop, &d->idle, PX_TLS_HANDSHAKE_MS); /* the handshake's own bound (d_tls_step) */
 	d_cb(e->loop, &d->io, EV_READ);
 	return 1;
@@ -4241,8 +4324,7 @@ static int d_select(struct px_dconn *d, const struct sniff_tls *tls, const char 
 		return 1;
 	}
 	d->chain = k >= 0 ? k + 1 : -1;
-	d->idle_ms = pp->conn_idle_ms == PX_IDLE_UNSET ? e->o.idle_ms : pp->conn_idle_ms;
-	d->headers_ms = pp->headers_ms;
+	d_port_timers(d, pp);
 	if (d->idle_ms)
 		ev_timer_arm(e->loop, &d->idle, d->idle_ms);
 	if (process)
@@ -4433,6 +4515,12 @@ static const struct px_port *d_tcp_chain(const struct px_dconn *d)
 	return &in_pass;
 }
 
+void px_listener_socket_closed(struct px_listener *l)
+{
+	l->sockets--;
+	l->e->sockets--;
+}
+
 void px_accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 {
 	struct px_listener *l = io->data;
@@ -4452,9 +4540,26 @@ void px_accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 			break;
 		}
 		l->exhausted = 0;
+		/* issue 16: the connection limits, the engine-wide one first, as
+		 * Envoy checks the global limit at the socket before the
+		 * listener's own (TcpListenerImpl::onSocketEvent, then
+		 * ActiveTcpListener::onAccept); past one the socket is closed */
+		if (e->o.global_max_connections && e->sockets >= e->o.global_max_connections) {
+			l->st.global_cx_overflow++;
+			close(fd);
+			continue;
+		}
+		if (e->o.max_connections && l->sockets >= e->o.max_connections) {
+			l->st.cx_overflow++;
+			close(fd);
+			continue;
+		}
+		l->sockets++;
+		e->sockets++;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		memset(&o, 0, sizeof(o));
 		o.l = l;
+		o.counted = 1;
 		o.inbound = l->inbound;
 		if (peer.ss_family == AF_INET) {
 			inet_ntop(AF_INET, &((struct sockaddr_in *)&peer)->sin_addr, o.peer_ip, sizeof(o.peer_ip));
@@ -4534,9 +4639,12 @@ int px_dconn_adopt(struct engine *e, int fd, const struct px_conn_origin *o, int
 
 	if (!d) {
 		close(fd);
+		if (o->counted && !h2)
+			px_listener_socket_closed(l);
 		return -ENOMEM;
 	}
 	d->e = e;
+	d->counted = o->counted && !h2;
 	d->inbound = o->inbound;
 	d->l = l;
 	d->h2 = h2;
@@ -4577,6 +4685,8 @@ int px_dconn_adopt(struct engine *e, int fd, const struct px_conn_origin *o, int
 		if (!e->dconns) {
 			close(fd);
 			l->st.cx_active--;
+			if (d->counted)
+				px_listener_socket_closed(l);
 			px_listener_unref(l);
 			free(d->peer_principal);
 			free(d->sni);
@@ -4623,7 +4733,7 @@ int px_dconn_adopt(struct engine *e, int fd, const struct px_conn_origin *o, int
 			return 0;
 		}
 	}
-	d->idle_ms = e->o.idle_ms;
+	d_port_timers(d, NULL); /* the port is not known yet: the engine's */
 	if (d->captured && e->cur) {
 		/* the port is known already: its HCM's connection timers apply from the start */
 		const struct px_port *pp = NULL;
@@ -4636,8 +4746,7 @@ int px_dconn_adopt(struct engine *e, int fd, const struct px_conn_origin *o, int
 		else
 			pp = find_port(e->cur->in_ports, e->cur->n_in_ports, 0, port);
 		if (pp && !pp->tcp) {
-			d->idle_ms = pp->conn_idle_ms == PX_IDLE_UNSET ? e->o.idle_ms : pp->conn_idle_ms;
-			d->headers_ms = pp->headers_ms;
+			d_port_timers(d, pp);
 		}
 	}
 	if (d->idle_ms)
@@ -4664,6 +4773,7 @@ int px_dconn_use_h2(struct px_dconn *d)
 	memcpy(o.peer_ip, d->peer_ip, sizeof(o.peer_ip));
 	o.peer_port = d->peer_port;
 	o.idle_ms = d->idle_ms; /* the HTTP/2 session's idle timeout (h2.c) */
+	o.counted = d->counted;
 	o.chain = d->chain;     /* issue 13: a gateway's TLS chain serves every stream */
 	if (d->tls) {
 		/* issue 12: what the handshake told, for every stream's connection
@@ -4687,7 +4797,8 @@ int px_dconn_use_h2(struct px_dconn *d)
 		return rc;
 	}
 	/* the socket and its TLS now belong to the HTTP/2 session: d goes
-	 * without closing them */
+	 * without closing them (the session counts the socket now) */
+	d->counted = 0;
 	d->io.fd = -1;
 	d->tls = NULL;
 	d_close(d);

@@ -89,7 +89,7 @@ static int pages(void *ctx, const char *path, size_t plen, struct mesh_buf *out,
 
 int main(int argc, char **argv)
 {
-	struct engine_opts eo = { "127.0.0.1:15001", "127.0.0.1:15006", NULL, 0, 0, 0, 0, NULL, NULL, NULL, 0, NULL };
+	struct engine_opts eo = { .outbound_addr = "127.0.0.1:15001", .inbound_addr = "127.0.0.1:15006" };
 	eo.exit_on_zero = 1; /* a test and bench tool: SIGTERM ends as soon as nothing is left */
 	const char *admin_addr = "127.0.0.1:0";
 	struct ev_loop *loop;

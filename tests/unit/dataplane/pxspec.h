@@ -232,6 +232,8 @@ static void ps_listener_port(struct pxspec *ps, uint32_t port, const char *vip, 
 				hcm.stream_idle_timeout = ps_ms(ps, atol(v));
 			else if (!strcmp(tok, "headers_timeout"))
 				hcm.request_headers_timeout = ps_ms(ps, atol(v));
+			else if (!strcmp(tok, "request_timeout"))
+				hcm.request_timeout = ps_ms(ps, atol(v));
 			else if (!strcmp(tok, "proxy_100"))
 				hcm.proxy_100_continue = atoi(v) != 0;
 			else if (!strcmp(tok, "idle")) {

@@ -487,7 +487,7 @@ static const char *DNS_SPEC =
 
 static void dns_setup(void)
 {
-	struct engine_opts o = { "127.0.0.1:0", "127.0.0.1:0", NULL, 0, 0, 0, 0, NULL, NULL, NULL, 0, NULL };
+	struct engine_opts o = { .outbound_addr = "127.0.0.1:0", .inbound_addr = "127.0.0.1:0" };
 
 	loop = ev_loop_new();
 	ck_assert_ptr_nonnull(loop);

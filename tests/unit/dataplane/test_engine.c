@@ -252,7 +252,7 @@ static struct backend be;
 
 static void setup(void)
 {
-	struct engine_opts o = { "127.0.0.1:0", "127.0.0.1:0", NULL, 0, 0, 0, 0, NULL, NULL, NULL, 0, NULL };
+	struct engine_opts o = { .outbound_addr = "127.0.0.1:0", .inbound_addr = "127.0.0.1:0" };
 
 	loop = ev_loop_new();
 	ck_assert_ptr_nonnull(loop);
@@ -947,11 +947,47 @@ START_TEST(request_headers_timeout_closes)
 {
 	const char *r;
 
-	/* a keep-alive request teaches the connection its port; the next head never ends */
+	/* a keep-alive request teaches the connection its port; the next head
+	 * never ends: Envoy's local reply, 408 "request header timeout", then
+	 * the connection closes (it used to close without an answer) */
 	apply_hcm("headers_timeout=100");
 	r = roundtrip("GET /a HTTP/1.1\r\nHost: reviews:9080\r\n\r\nGET /b HTTP/1.1\r\nHost: rev");
-	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12) && count(r, "HTTP/1.1 ") == 1, "%s", r);
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12) && count(r, "HTTP/1.1 ") == 2, "%s", r);
+	ck_assert_msg(strstr(r, "HTTP/1.1 408 ") != NULL && strstr(r, "request header timeout") != NULL, "%s", r);
 	ck_assert_uint_eq(prom("envoy_http_downstream_rq_header_timeout{http_conn_manager_prefix=\"meshproxy\"} "), 1);
+}
+END_TEST
+
+START_TEST(stream_idle_bounds_a_head_being_read)
+{
+	const char *r;
+
+	/* issue 16: Envoy's stream exists from a head's first byte, so its
+	 * stream idle timeout ends a head that never completes: 408 "stream
+	 * timeout" (flag SI), counted as an idle timeout */
+	apply_hcm("stream_idle=100");
+	r = roundtrip("GET /a HTTP/1.1\r\nHost: reviews:9080\r\n\r\nGET /b HTTP/1.1\r\nHost: rev");
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12) && count(r, "HTTP/1.1 ") == 2, "%s", r);
+	ck_assert_msg(strstr(r, "HTTP/1.1 408 ") != NULL && strstr(r, "stream timeout") != NULL, "%s", r);
+	ck_assert_uint_eq(prom("envoy_http_downstream_rq_idle_timeout{http_conn_manager_prefix=\"meshproxy\"} "), 1);
+	ck_assert_uint_eq(prom("envoy_http_downstream_rq_header_timeout{http_conn_manager_prefix=\"meshproxy\"} "), 0);
+}
+END_TEST
+
+START_TEST(request_timeout_408_for_an_unfinished_body)
+{
+	const char *r;
+
+	/* issue 16: Envoy's request_timeout: 10 of 100 body bytes sent, the
+	 * rest never comes: 408 "request timeout" before any response, the
+	 * connection closed; a whole request within it is not affected */
+	apply_hcm("request_timeout=100");
+	r = roundtrip("POST /a HTTP/1.1\r\nHost: reviews:9080\r\nContent-Length: 100\r\n\r\n0123456789");
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 408", 12) && strstr(r, "request timeout") != NULL, "%s", r);
+	ck_assert_uint_eq(prom("envoy_http_downstream_rq_timeout{http_conn_manager_prefix=\"meshproxy\"} "), 1);
+	r = roundtrip("GET /a HTTP/1.1\r\nHost: reviews:9080\r\nConnection: close\r\n\r\n");
+	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12), "%s", r);
+	ck_assert_uint_eq(prom("envoy_http_downstream_rq_timeout{http_conn_manager_prefix=\"meshproxy\"} "), 1);
 }
 END_TEST
 
@@ -964,6 +1000,7 @@ START_TEST(connection_idle_timeout_closes)
 	r = roundtrip("GET /a HTTP/1.1\r\nHost: reviews:9080\r\n\r\n");
 	ck_assert_msg(!strncmp(r, "HTTP/1.1 200", 12), "%s", r);
 	ck_assert_uint_eq(prom("envoy_http_downstream_rq_header_timeout{http_conn_manager_prefix=\"meshproxy\"} "), 0);
+	ck_assert_uint_eq(prom("envoy_http_downstream_cx_idle_timeout{http_conn_manager_prefix=\"meshproxy\"} "), 1);
 }
 END_TEST
 
@@ -1223,6 +1260,8 @@ int main(void)
 	tcase_add_test(tc, stream_idle_route_overrides);
 	tcase_add_test(tc, stream_idle_after_response_started_resets);
 	tcase_add_test(tc, request_headers_timeout_closes);
+	tcase_add_test(tc, stream_idle_bounds_a_head_being_read);
+	tcase_add_test(tc, request_timeout_408_for_an_unfinished_body);
 	tcase_add_test(tc, connection_idle_timeout_closes);
 	tcase_add_test(tc, expect_100_answered_here_without_proxy_100);
 	tcase_add_test(tc, expect_100_forwarded_with_proxy_100);

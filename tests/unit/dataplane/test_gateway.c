@@ -250,7 +250,7 @@ static const char *SPEC =
 
 static void setup(void)
 {
-	struct engine_opts o = { "127.0.0.1:0", "127.0.0.1:0", NULL, 0, 0, 0, 0, NULL, NULL, NULL, 1, NULL };
+	struct engine_opts o = { .outbound_addr = "127.0.0.1:0", .inbound_addr = "127.0.0.1:0", .router = 1 };
 	char spec[4096], err[256] = "";
 	struct px_snapshot *s = NULL;
 

@@ -174,7 +174,7 @@ static uint64_t setup_idle_ms; /* engine_opts.idle_ms of the next setup() (0: En
 
 static void setup(void)
 {
-	struct engine_opts o = { "127.0.0.1:0", "127.0.0.1:0", NULL, 0, 0, setup_idle_ms, 0, NULL, NULL, NULL, 0, NULL };
+	struct engine_opts o = { .outbound_addr = "127.0.0.1:0", .inbound_addr = "127.0.0.1:0", .idle_ms = setup_idle_ms };
 	char spec[1024], err[256] = "";
 	struct px_snapshot *s = NULL;
 
