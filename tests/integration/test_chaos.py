@@ -1,0 +1,356 @@
+"""Chaos under traffic (issue 16): the real meshd and meshproxy while what
+they depend on breaks, each case bounded in requests and time, nothing
+asserted on timing.
+
+  1. meshd SIGKILLed and restarted under steady traffic through two sidecars
+     (client sidecar ==mTLS==> web sidecar --> app): not one request fails,
+     both sidecars reconnect and ACK the new meshd, an edit made after the
+     restart reaches them;
+  2. the Kubernetes API server (tests/kube/fake_apiserver.py) stops answering,
+     its watch history is compacted while changes are made, and it comes back:
+     meshd relists (410 Gone), every change is applied exactly once
+     (pilot_k8s_cfg_events, /debug/configz, the proxy's routes);
+  3. upstreams that reset, refuse, stall or answer garbage: meshproxy answers
+     as Envoy does (503 UC / UF,URX / 504 UT / 503 UPE), retries per policy,
+     and holds no file descriptor afterwards;
+  4. a CA outage longer than half a certificate's life (a TCP relay in front
+     of meshd's CA port is cut): the sidecars keep serving with their
+     certificate, retry, and take a new one once the CA is back; past expiry
+     the old certificate stays installed (as Envoy keeps an expired SDS
+     secret) and handshakes fail, /ready stays LIVE, until the CA answers;
+  5. the CA directory's disk full (a tmpfs of a few pages; root only): meshd
+     says which file and why and exits non-zero without leaving half a CA
+     behind, starts once space is back; a running meshd whose CA directory
+     fills keeps serving and signing;
+  6. 10,000 idle connections to each listener of meshd and meshproxy: both
+     stay up and keep serving /ready and traffic;
+  7. a proxy sent a 100 MB xDS message (a relay between meshproxy and meshd
+     injects it): refused with RESOURCE_EXHAUSTED, the last good config kept,
+     traffic served, the next stream syncs again.
+"""
+import http.client
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+from concurrent import futures
+
+import grpc
+
+from meshhttp import NS, PORT, Backend, Sidecar, fqdn, service_yaml, slow
+from meshtest import Meshd, free_port, wait_for
+
+WEB_IP = "127.0.0.3"
+
+
+def fd_count(pid):
+    try:
+        return len(os.listdir("/proc/%d/fd" % pid))
+    except OSError:
+        return -1
+
+
+def certs(sidecar):
+    return json.loads(sidecar.admin("/certs")[1])
+
+
+def leaf(sidecar):
+    c = certs(sidecar)["certificates"]
+    return c[0]["cert_chain"][0] if c else None
+
+
+def synced(meshd, node_id, types=("lds", "rds", "cds", "eds")):
+    """The proxy's stream in meshd's /debug/syncz with every type ACKed (SYNCED)."""
+    streams = [x for x in meshd.json("/debug/syncz") if x.get("proxy") == node_id]
+    return bool(streams) and all(streams[0]["types"].get(t, {}).get("state") == "SYNCED" for t in types)
+
+
+def pick_port(ip):
+    """A port free on 127.0.0.1 (the app) and on ip (the sidecar's inbound)."""
+    for _ in range(50):
+        p = free_port()
+        s = socket.socket()
+        try:
+            s.bind((ip, p))
+            return p
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise AssertionError("no port free on both addresses")
+
+
+def web_service(port):
+    """web.demo:PORT on WEB_IP, a workload of service account web that speaks mTLS."""
+    return """apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: web, namespace: %(ns)s}
+spec:
+  hosts: [%(host)s]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+  - {number: %(port)d, name: http, protocol: HTTP}
+  workloadSelector:
+    labels: {app: web}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: web-1, namespace: %(ns)s}
+spec:
+  address: %(ip)s
+  ports: {http: %(port)d}
+  serviceAccount: web
+  labels: {app: web, security.istio.io/tlsMode: istio}
+""" % {"ns": NS, "host": fqdn("web"), "port": port, "ip": WEB_IP}
+
+
+# a new upstream connection (so a new TLS handshake) per request
+ONE_REQUEST_PER_CONNECTION = """apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: web, namespace: %s}
+spec:
+  host: %s
+  trafficPolicy:
+    connectionPool: {http: {maxRequestsPerConnection: 1}}
+    tls: {mode: ISTIO_MUTUAL}
+""" % (NS, fqdn("web"))
+
+
+class Relay:
+    """A TCP relay 127.0.0.1:port -> target that can be cut (every
+    connection closed, new ones closed at once) and restored."""
+
+    def __init__(self, target_port):
+        self.target = target_port
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(64)
+        self.port = self.lsock.getsockname()[1]
+        self.up = True
+        self.accepted = 0
+        self.lock = threading.Lock()
+        self.socks = set()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.accepted += 1
+                up = self.up
+            if not up:
+                c.close()
+                continue
+            try:
+                u = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+            except OSError:
+                c.close()
+                continue
+            u.settimeout(None)
+            with self.lock:
+                self.socks.update((c, u))
+            for a, b in ((c, u), (u, c)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, a, b):
+        try:
+            while True:
+                d = a.recv(65536)
+                if not d:
+                    break
+                b.sendall(d)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self):
+        with self.lock:
+            self.up = False
+            socks, self.socks = self.socks, set()
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def restore(self):
+        with self.lock:
+            self.up = True
+
+    def stop(self):
+        self.cut()
+        self.lsock.close()
+
+
+class MtlsMesh:
+    """meshd with its CA, a client sidecar and a web sidecar in front of an
+    app, as test_mesh_mtls.py: client --> client sidecar ==mTLS==> web
+    sidecar (WEB_IP:port) --> app (127.0.0.1:port).  ca_port, when given,
+    is where the sidecars ask for certificates (a Relay) instead of meshd's."""
+
+    def __init__(self, cert_ttl="60s", extra_files=None, relay=False):
+        self.tmp = tempfile.mkdtemp(prefix="mesh-chaos-")
+        self.port = pick_port(WEB_IP)
+        self.app = Backend("web", "127.0.0.1", port=self.port)
+        self.ca_dir = os.path.join(self.tmp, "ca")
+        tokens = os.path.join(self.tmp, "tokens")
+        with open(tokens, "w") as f:
+            f.write("client-token %s client\nweb-token %s web\n" % (NS, NS))
+        for name in ("client", "web"):
+            with open(os.path.join(self.tmp, name + ".token"), "w") as f:
+                f.write(name + "-token\n")
+        files = {"web.yaml": web_service(self.port)}
+        files.update(extra_files or {})
+        self.meshd = Meshd(files, extra_args=["--ca-dir", self.ca_dir, "--ca-token-file", tokens])
+        self.sidecars = {}
+        self.relay = None
+        try:
+            self.meshd.start()
+            if relay:
+                self.relay = Relay(self.meshd.secure_port)
+            ca_port = self.relay.port if relay else self.meshd.secure_port
+
+            def idargs(name):
+                return ["--ca-addr", "127.0.0.1:%d" % ca_port, "--root-cert",
+                        os.path.join(self.ca_dir, "root-cert.pem"),
+                        "--token-file", os.path.join(self.tmp, name + ".token"), "--cert-ttl", cert_ttl,
+                        "--service-account", name]
+            self.client = self.sidecars["client"] = Sidecar(self.meshd, "client", "app=client", args=idargs("client"))
+            self.web = self.sidecars["web"] = Sidecar(self.meshd, "web-1", "app=web", ip=WEB_IP,
+                                                      args=idargs("web") + ["--inbound-addr",
+                                                                            "%s:%d" % (WEB_IP, self.port)])
+            for s in self.sidecars.values():
+                s.wait_ready()
+            for s in self.sidecars.values():
+                wait_for(lambda: certs(s)["generation"] >= 1, timeout=60 if slow() else 20,
+                         what="a workload certificate: %s" % s.admin("/certs")[1])
+        except BaseException:
+            self.finish()
+            raise
+
+    def url(self, path="/"):
+        return "http://%s:%d%s" % (fqdn("web"), self.port, path)
+
+    def get(self, path="/", timeout=20):
+        return self.client.request(self.url(path), timeout=timeout)
+
+    def finish(self):
+        bad = {}
+        for key, s in self.sidecars.items():
+            rc = s.stop()
+            if rc != 0:
+                bad[key] = (rc, s.logs())
+        if self.relay:
+            self.relay.stop()
+        self.meshd.finish(self.app)
+        for s in self.sidecars.values():
+            s.cleanup()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        if bad:
+            raise AssertionError("meshproxy exited non-zero: %r" % bad)
+
+
+class Traffic:
+    """Requests through the client sidecar, one after another, from a thread,
+    until stop() or `limit` requests; keeps every failure."""
+
+    def __init__(self, mesh, limit=3000, pause=0.01):
+        self.mesh = mesh
+        self.limit = limit
+        self.pause = pause
+        self.ok = 0
+        self.failures = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        n = 0
+        while not self.done.is_set() and n < self.limit:
+            n += 1
+            try:
+                r = self.mesh.get("/steady/%d" % n)
+                if r.status == 200 and r.backend == "web":
+                    self.ok += 1
+                else:
+                    self.failures.append((n, r.status, r.headers, r.body[:200]))
+            except OSError as e:
+                self.failures.append((n, "error", repr(e)))
+            time.sleep(self.pause)
+
+    def stop(self):
+        self.done.set()
+        self.thread.join(60)
+        return self.ok, self.failures
+
+
+# ---------------------------------------------------------------- 1. meshd killed
+
+class MeshdKilledTest(unittest.TestCase):
+    def test_meshd_sigkill_restart_under_traffic(self):
+        mesh = MtlsMesh()
+        try:
+            self.assertEqual(mesh.get("/first").status, 200)
+            serials = {k: leaf(s)["serial_number"] for k, s in mesh.sidecars.items()}
+            traffic = Traffic(mesh)
+            wait_for(lambda: traffic.ok >= 20, what="traffic flowing")
+            old_pid = mesh.meshd.proc.pid
+            mesh.meshd.proc.kill()
+            mesh.meshd.proc.wait()
+            mesh.meshd.log.close()
+            # meshd gone: the sidecars keep their configuration and serve
+            before = traffic.ok
+            wait_for(lambda: traffic.ok >= before + 20, what="traffic served while meshd is down")
+            for s in mesh.sidecars.values():
+                self.assertEqual(s.admin("/ready")[0], 200)
+            mesh.meshd.start()
+            self.assertNotEqual(mesh.meshd.proc.pid, old_pid)
+
+            # both sidecars reconnect and ACK the new meshd
+            wait_for(lambda: synced(mesh.meshd, mesh.client.node_id) and synced(mesh.meshd, mesh.web.node_id),
+                     timeout=60, interval=0.2, what="both sidecars synced with the new meshd")
+            # an edit after the restart reaches the client sidecar
+            mesh.meshd.write("vs.yaml", """apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: web, namespace: %s}
+spec:
+  hosts: [%s]
+  http:
+  - headers: {response: {add: {x-after-restart: "yes"}}}
+    route: [{destination: {host: %s}}]
+""" % (NS, fqdn("web"), fqdn("web")))
+            wait_for(lambda: mesh.get("/edit").headers.get("x-after-restart") == "yes", timeout=30,
+                     interval=0.2, what="the edit made after the restart applied")
+            before = traffic.ok
+            wait_for(lambda: traffic.ok >= before + 20, what="traffic after the restart")
+            ok, failures = traffic.stop()
+            self.assertEqual(failures, [], "requests failed across meshd's SIGKILL and restart")
+            self.assertGreater(ok, 60)
+            # the same root (--ca-dir kept it): the certificates were not replaced by the restart
+            for k, s in mesh.sidecars.items():
+                self.assertEqual(certs(s)["generation"], 1, k)
+                self.assertEqual(leaf(s)["serial_number"], serials[k], k)
+        finally:
+            mesh.finish()
+
+
+if __name__ == "__main__":
+    unittest.main()
