@@ -352,5 +352,190 @@ spec:
             mesh.finish()
 
 
+# ---------------------------------------------------------------- 3. bad upstreams
+
+class BadUpstream:
+    """A TCP server on ip:random port that reads a request head and then
+    misbehaves: "reset" (RST), "stall" (never answers; closed at stop) or
+    "garbage" (bytes that are not HTTP).  Counts the requests it saw."""
+
+    def __init__(self, name, mode, ip="127.0.0.1"):
+        self.name, self.mode, self.ip, self.version = name, mode, ip, "v1"
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind((ip, 0))
+        self.lsock.listen(128)
+        self.port = self.lsock.getsockname()[1]
+        self.count = 0
+        self.held = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        buf = b""
+        try:
+            c.settimeout(30)
+            while b"\r\n\r\n" not in buf:
+                d = c.recv(65536)
+                if not d:
+                    c.close()
+                    return
+                buf += d
+        except OSError:
+            c.close()
+            return
+        with self.lock:
+            self.count += 1
+        if self.mode == "reset":
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.close()
+        elif self.mode == "garbage":
+            try:
+                c.sendall(b"\x00\x01GARBAGE \xff\xfe not http\r\n\r\n")
+            except OSError:
+                pass
+            c.close()
+        else:
+            with self.lock:
+                self.held.append(c)
+
+    def stop(self):
+        self.lsock.close()
+        with self.lock:
+            for c in self.held:
+                c.close()
+            self.held = []
+
+
+BAD_VS = """apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: %(name)s, namespace: %(ns)s}
+spec:
+  hosts: [%(host)s]
+  http:
+  - %(rule)s
+    route: [{destination: {host: %(host)s}}]
+"""
+
+
+class BadUpstreamTest(unittest.TestCase):
+    """One sidecar; each service's only endpoint misbehaves in one way."""
+
+    RULES = {
+        # Istio's default retry policy (no VirtualService retries): reset is not in its retryOn
+        "reset": None,
+        "resetretry": "retries: {attempts: 2, retryOn: reset}",
+        "refused": None,
+        "stall": "timeout: 0.5s",
+        "garbage": None,
+        "garbageretry": "retries: {attempts: 2, retryOn: reset}",
+    }
+
+    # (status, flags, body, attempts per request), as Envoy's router answers
+    WANT = {
+        "reset": (503, "UC", "upstream connect error or disconnect/reset before headers. "
+                  "reset reason: connection termination", 1),
+        "resetretry": (503, "UC,URX", "upstream connect error or disconnect/reset before headers. "
+                       "retried and the latest reset reason: connection termination", 3),
+        # Istio's default retries: connect-failure is retried twice
+        "refused": (503, "UF,URX", "upstream connect error or disconnect/reset before headers. "
+                    "retried and the latest reset reason: connection failure", 0),
+        "stall": (504, "UT", "upstream request timeout", 1),
+        # a response the codec cannot parse: Envoy's ProtocolError reset, 502 UPE
+        "garbage": (502, "UPE", "upstream connect error or disconnect/reset before headers. "
+                    "reset reason: protocol error", 1),
+        "garbageretry": (502, "URX,UPE", "upstream connect error or disconnect/reset before headers. "
+                         "retried and the latest reset reason: protocol error", 3),
+    }
+
+    @classmethod
+    def setUpClass(cls):
+        cls.up = {
+            "reset": BadUpstream("reset", "reset"),
+            "resetretry": BadUpstream("resetretry", "reset"),
+            "stall": BadUpstream("stall", "stall"),
+            "garbage": BadUpstream("garbage", "garbage"),
+            "garbageretry": BadUpstream("garbageretry", "garbage"),
+        }
+        # refused: a port nothing listens on
+        dead = socket.socket()
+        dead.bind(("127.0.0.1", 0))
+        cls.dead_port = dead.getsockname()[1]
+        dead.close()
+        refused = BadUpstream("refused", "reset")
+        refused.stop()
+        refused.port = cls.dead_port
+        cls.up["refused"] = refused
+        files = {}
+        for name, u in cls.up.items():
+            files[name + ".yaml"] = service_yaml(name, [u])
+            if cls.RULES[name]:
+                files[name + "-vs.yaml"] = BAD_VS % {"name": name, "ns": NS, "host": fqdn(name),
+                                                     "rule": cls.RULES[name]}
+        cls.meshd = Meshd(files)
+        cls.px = None
+        try:
+            cls.meshd.start()
+            cls.px = Sidecar(cls.meshd).wait_ready()
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        rc = cls.px.stop() if cls.px else 0
+        logs = cls.px.logs() if cls.px else ""
+        cls.meshd.finish(*cls.up.values())
+        if cls.px:
+            cls.px.cleanup()
+        if rc != 0:
+            raise AssertionError("meshproxy exited %s\n%s" % (rc, logs))
+
+    def alog(self, path):
+        def line():
+            got = [x for x in self.px.access_log() if (" %s " % path) in x]
+            return got[-1] if got else None
+        return wait_for(line, what="the access log line for " + path)
+
+    def flags_of(self, path):
+        """(status, response flags) of the access log line of path (Envoy's default format)."""
+        tail = self.alog(path).split('" ', 1)[1].split()
+        return int(tail[0]), tail[1]
+
+    def test_bad_upstreams(self):
+        pid = self.px.proc.pid
+        # warm: a first request to each cluster so the baseline holds what steady state holds
+        for name in self.up:
+            self.px.get(name, "/warm", timeout=20)
+        time.sleep(0.2)
+        before = fd_count(pid)
+        seen = {}
+        for round_ in range(5):
+            for name in self.up:
+                path = "/%s/%d" % (name, round_)
+                r = self.px.get(name, path, timeout=20)
+                seen[name] = (r.status, self.flags_of(path), r.body)
+        self.assertIsNone(self.px.proc.poll(), "meshproxy died")
+        for name, (status, flags, body, attempts) in self.WANT.items():
+            self.assertEqual(seen[name], (status, (status, flags), body.encode()), name)
+            self.assertEqual(self.up[name].count, 6 * attempts, name)
+        self.assertEqual(self.px.admin("/ready")[0], 200)
+        for name in ("stall",):
+            self.up[name].stop()  # close the stalled connections: the proxy must let them go
+
+        def settled():
+            n = fd_count(pid)
+            return n if n <= before else None
+        wait_for(settled, timeout=30, what="meshproxy's fds back to %d (now %d)" % (before, fd_count(pid)))
+
+
 if __name__ == "__main__":
     unittest.main()
