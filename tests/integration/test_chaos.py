@@ -537,5 +537,139 @@ class BadUpstreamTest(unittest.TestCase):
         wait_for(settled, timeout=30, what="meshproxy's fds back to %d (now %d)" % (before, fd_count(pid)))
 
 
+# ---------------------------------------------------------------- 7. a 100 MB snapshot
+
+ADS = "/envoy.service.discovery.v3.AggregatedDiscoveryService/"
+
+
+def pb_bytes(field, data):
+    """One length-delimited protobuf field."""
+    key, n, out = field << 3 | 2, len(data), bytearray()
+    out.append(key)
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            break
+    return bytes(out) + data
+
+
+class AdsRelay:
+    """A gRPC server (python3-grpcio) relaying meshproxy's ADS streams to
+    meshd byte for byte; inject(msg) sends msg to every open stream as if
+    meshd had sent it."""
+
+    def __init__(self, meshd_port):
+        self.upstream = grpc.insecure_channel("127.0.0.1:%d" % meshd_port,
+                                              options=[("grpc.max_receive_message_length", -1)])
+        self.streams = []
+        self.opened = 0
+        self.lock = threading.Lock()
+        relay = self
+
+        class Handler(grpc.GenericRpcHandler):
+            def service(self, details):
+                if not details.method.startswith(ADS):
+                    return None
+                method = details.method
+                return grpc.stream_stream_rpc_method_handler(
+                    lambda it, ctx: relay._relay(method, it, ctx))
+
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8),
+                                  options=[("grpc.max_send_message_length", -1)])
+        self.server.add_generic_rpc_handlers((Handler(),))
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+
+    def _relay(self, method, requests, ctx):
+        import queue
+        q = queue.Queue()
+        call = self.upstream.stream_stream(method)(requests)
+
+        def pump():
+            try:
+                for m in call:
+                    q.put(m)
+            except grpc.RpcError:
+                pass
+            q.put(None)
+        threading.Thread(target=pump, daemon=True).start()
+        with self.lock:
+            self.streams.append(q)
+            self.opened += 1
+        try:
+            while ctx.is_active():
+                try:
+                    m = q.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                if m is None:
+                    break
+                yield m
+        finally:
+            call.cancel()
+            with self.lock:
+                self.streams.remove(q)
+
+    def inject(self, msg):
+        with self.lock:
+            for q in self.streams:
+                q.put(msg)
+            return len(self.streams)
+
+    def stop(self):
+        self.server.stop(None)
+        self.upstream.close()
+
+
+class HugeSnapshotTest(unittest.TestCase):
+    def test_100mb_snapshot_refused_last_good_kept(self):
+        web = Backend("web", "127.0.0.2")
+        meshd = Meshd({"web.yaml": service_yaml("web", [web])})
+        relay = px = None
+        try:
+            meshd.start()
+            relay = AdsRelay(meshd.xds_port)
+
+            class Via:
+                xds_port = relay.port
+            px = Sidecar(Via).wait_ready()
+            self.assertEqual(px.get("web", "/before").backend, "web")
+            def hosts():
+                """cluster::host of every line of /clusters (the counters aside)."""
+                return {tuple(x.split("::")[:2]) for x in px.clusters().splitlines()}
+            clusters_before = hosts()
+            # a Cluster response of 100 MB, as a control plane could send
+            huge = pb_bytes(4, b"type.googleapis.com/envoy.config.cluster.v3.Cluster") + \
+                pb_bytes(5, b"huge") + pb_bytes(1, b"x" * (100 << 20))
+            self.assertEqual(relay.inject(huge), 1)
+            huge = None
+            wait_for(lambda: "larger than max" in px.logs(), timeout=60,
+                     what="meshproxy refusing the 100 MB message")
+            self.assertIn("received message larger than max (104857", px.logs())
+            self.assertIn("keeping the last configuration", px.logs())
+            # still up, still LIVE, same clusters, still serving
+            self.assertIsNone(px.proc.poll())
+            self.assertEqual(px.admin("/ready")[0], 200)
+            self.assertEqual(px.get("web", "/after").backend, "web")
+            self.assertEqual(hosts(), clusters_before)
+            # it reconnects, and the next stream syncs: an edit reaches it
+            wait_for(lambda: relay.opened >= 2, timeout=60, what="a new ADS stream")
+            meshd.write("vs.yaml", BAD_VS % {"name": "web", "ns": NS, "host": fqdn("web"),
+                                             "rule": "headers: {response: {add: {x-resynced: \"yes\"}}}"})
+            wait_for(lambda: px.get("web", "/edit").headers.get("x-resynced") == "yes", timeout=60,
+                     interval=0.2, what="an edit after the refused message applied")
+        finally:
+            rc = px.stop() if px else 0
+            logs = px.logs() if px else ""
+            if relay:
+                relay.stop()
+            meshd.finish(web)
+            if px:
+                px.cleanup()
+        self.assertEqual(rc, 0, logs)
+
+
 if __name__ == "__main__":
     unittest.main()
