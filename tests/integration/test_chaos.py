@@ -671,5 +671,102 @@ class HugeSnapshotTest(unittest.TestCase):
         self.assertEqual(rc, 0, logs)
 
 
+# ---------------------------------------------------------------- 2. the API server away
+
+# seconds the fake API server stays down (the issue says 30; what matters is
+# that every watch breaks and the history is compacted, so meshd must relist)
+API_OUTAGE_SECONDS = float(os.environ.get("MESH_CHAOS_API_OUTAGE", "3"))
+
+
+class ApiServerOutageTest(unittest.TestCase):
+    def test_outage_with_changes_relist_applies_each_once(self):
+        import meshtest
+        from test_kube import (FakeApi, HOST, destination_rule, namespace, only, pod, service, slice_,
+                               virtual_service, VS_PATH)
+        api = FakeApi(tokens=("t-meshd", "t-test"))
+        v1, v2 = meshtest.Backend("v1"), meshtest.Backend("v2")
+        meshd = client = None
+        try:
+            for obj in (namespace("test"), service(), pod("v1"), pod("v2"), slice_("v1", v1.port),
+                        slice_("v2", v2.port), destination_rule(), virtual_service("v1"),
+                        virtual_service("v1", name="gone")):
+                api.apply(obj)
+            meshd = Meshd(kubeconfig=api.kubeconfig("t-meshd")).start()
+            client = meshtest.XdsClient(meshd.bootstrap(namespace="test"), "xds:///%s:7070" % HOST)
+
+            def routes(pred, what):
+                return wait_for(lambda: pred(client.call(10)), timeout=60, interval=0.2, what=what)
+            routes(lambda c: only(c, "v1"), "v1")
+            wait_for(lambda: api.control("GET", "state")["activeWatches"] >= 10, what="every watch open")
+
+            def events():
+                out = {}
+                for line in meshd.http("/metrics")[1].splitlines():
+                    for fam in ("pilot_k8s_cfg_events", "pilot_k8s_reg_events"):
+                        if line.startswith(fam + "{"):
+                            labels, _, v = line.rpartition(" ")
+                            out[labels] = float(v)
+                return out
+
+            def delta(after, before):
+                return {k: after.get(k, 0) - before.get(k, 0) for k in set(after) | set(before)
+                        if after.get(k, 0) != before.get(k, 0)}
+            before = events()
+            api.control("POST", "down")
+            # while it is away: an update, a delete, an add, an endpoint change
+            api.apply(virtual_service("v2"))
+            api.delete("networking.istio.io/v1", "VirtualService", "gone")
+            fresh = virtual_service("v1", name="fresh")
+            fresh["spec"]["hosts"] = ["fresh.test.svc.cluster.local"]
+            api.apply(fresh)
+            api.apply(slice_("v1", v1.port, ready=False))
+            api.control("POST", "compact")  # the watches cannot resume: 410 Gone, relist
+            api.clear_requests()
+            deadline = time.monotonic() + API_OUTAGE_SECONDS
+            while time.monotonic() < deadline:
+                # meshd keeps serving what it had
+                self.assertTrue(only(client.call(5), "v1"))
+                self.assertEqual(meshd.http("/ready")[0], 200)
+                time.sleep(0.3)
+            self.assertEqual(delta(events(), before), {})
+            api.control("POST", "up")
+            routes(lambda c: only(c, "v2"), "the VirtualService updated during the outage")
+            want = {
+                'pilot_k8s_cfg_events{event="update",type="VirtualService"}': 1,
+                'pilot_k8s_cfg_events{event="delete",type="VirtualService"}': 1,
+                'pilot_k8s_cfg_events{event="add",type="VirtualService"}': 1,
+                'pilot_k8s_reg_events{event="update",type="EndpointSlice"}': 1,
+            }
+            wait_for(lambda: delta(events(), before) == want, timeout=60,
+                     what="each change once (%r)" % delta(events(), before))
+            self.assertGreaterEqual(len([r for r in api.requests() if r["path"] == VS_PATH and
+                                         r["query"].get("watch") != "true"]), 1, "no relist of VirtualServices")
+            # a sentinel after the relist: events are in order, so a change applied
+            # twice would be counted before the sentinel is
+            sentinel = virtual_service("v1", name="sentinel")
+            sentinel["spec"]["hosts"] = ["sentinel.test.svc.cluster.local"]
+            api.apply(sentinel)
+            want['pilot_k8s_cfg_events{event="add",type="VirtualService"}'] = 2
+            wait_for(lambda: delta(events(), before) == want, timeout=60,
+                     what="the sentinel alone (%r)" % delta(events(), before))
+            def names():
+                return sorted(o["name"] for o in meshd.json("/debug/configz")["objects"]
+                              if o.get("kind") == "VirtualService")
+            wait_for(lambda: names() == ["echo", "fresh", "sentinel"], timeout=60,
+                     what="/debug/configz's VirtualServices (%r)" % names())
+            self.assertTrue(only(client.call(20), "v2"))
+        finally:
+            if client:
+                client.close()
+            rc = meshd.stop() if meshd else 0
+            logs = meshd.logs() if meshd else ""
+            if meshd:
+                meshd.cleanup()
+            v1.stop()
+            v2.stop()
+            api.stop()
+        self.assertEqual(rc, 0, logs)
+
+
 if __name__ == "__main__":
     unittest.main()
