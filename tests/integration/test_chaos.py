@@ -175,11 +175,13 @@ class Relay:
                 b.sendall(d)
         except OSError:
             pass
-        for s in (a, b):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        try:
+            b.shutdown(socket.SHUT_RDWR)  # the other pipe ends too, and closes b
+        except OSError:
+            pass
+        with self.lock:
+            self.socks.discard(a)
+        a.close()
 
     def cut(self):
         with self.lock:
@@ -198,6 +200,7 @@ class Relay:
     def stop(self):
         self.cut()
         self.lsock.close()
+        self.thread.join(10)
 
 
 class MtlsMesh:
@@ -766,6 +769,74 @@ class ApiServerOutageTest(unittest.TestCase):
             v2.stop()
             api.stop()
         self.assertEqual(rc, 0, logs)
+
+
+# ---------------------------------------------------------------- 4. CA outage
+
+CERT_TTL_S = 10
+
+
+class CaOutageTest(unittest.TestCase):
+    """Both sidecars reach the CA through a Relay that is cut for longer
+    than their certificates live.  DestinationRule maxRequestsPerConnection 1:
+    every request is a new mTLS handshake, so each one tests the
+    certificates installed at that moment."""
+
+    def left(self, sidecar):
+        return leaf(sidecar)["seconds_until_expiration"]
+
+    def test_ca_outage_past_half_life_and_past_expiry(self):
+        mesh = MtlsMesh(cert_ttl="%ds" % CERT_TTL_S, relay=True,
+                        extra_files={"dr.yaml": ONE_REQUEST_PER_CONNECTION})
+        try:
+            sides = mesh.sidecars
+            wait_for(lambda: mesh.get("/warm").status == 200, what="mTLS through both sidecars")
+            # start from fresh certificates: the outage begins right after a renewal
+            gen = {k: certs(s)["generation"] for k, s in sides.items()}
+            wait_for(lambda: all(certs(s)["generation"] > gen[k] for k, s in sides.items()), timeout=60,
+                     what="a renewal on both sidecars")
+            mesh.relay.cut()
+            gen = {k: certs(s)["generation"] for k, s in sides.items()}
+            serial = {k: leaf(s)["serial_number"] for k, s in sides.items()}
+            served_valid = 0
+            # before expiry: every request is served with the certificates held
+            while True:
+                r = mesh.get("/outage/%d" % served_valid)
+                if min(self.left(s) for s in sides.values()) < 1:
+                    break  # one expired meanwhile: this request proves nothing
+                self.assertEqual(r.status, 200, r)
+                served_valid += 1
+                if served_valid > 2000:
+                    self.fail("the certificates never expired")
+                time.sleep(0.05)
+            # past half their life the sidecars asked, failed and keep retrying
+            for k, s in sides.items():
+                self.assertIn("certificate request failed", s.logs(), k)
+                self.assertEqual(certs(s)["generation"], gen[k], k)
+            self.assertGreater(served_valid, 0)
+            # past expiry: the expired certificate stays installed (as Envoy keeps
+            # the last SDS secret), the peer refuses the handshake: 503 UF, both
+            # proxies up and LIVE
+            wait_for(lambda: all(self.left(s) < 0 for s in sides.values()), timeout=30,
+                     what="both certificates expired")
+            r = mesh.get("/expired")
+            self.assertEqual(r.status, 503, r)
+            self.assertIn(b"upstream connect error", r.body)
+            line = wait_for(lambda: [x for x in mesh.client.access_log() if " /expired " in x], what="access log")
+            self.assertIn(" 503 UF", line[-1])
+            for k, s in sides.items():
+                self.assertIsNone(s.proc.poll(), k)
+                self.assertEqual(s.admin("/ready")[0], 200, k)
+                self.assertEqual(leaf(s)["serial_number"], serial[k], k)
+            # the CA back: new certificates, traffic again
+            mesh.relay.restore()
+            wait_for(lambda: all(certs(s)["generation"] > gen[k] for k, s in sides.items()), timeout=60,
+                     interval=0.2, what="new certificates once the CA is back")
+            for k, s in sides.items():
+                self.assertNotEqual(leaf(s)["serial_number"], serial[k], k)
+            wait_for(lambda: mesh.get("/back").status == 200, timeout=30, what="traffic with the new certificates")
+        finally:
+            mesh.finish()
 
 
 if __name__ == "__main__":
