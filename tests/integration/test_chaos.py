@@ -839,5 +839,96 @@ class CaOutageTest(unittest.TestCase):
             mesh.finish()
 
 
+# ---------------------------------------------------------------- 5. CA directory's disk full
+
+def can_mount():
+    if os.geteuid() != 0:
+        return False, "needs root to mount a small tmpfs"
+    if not shutil.which("mount"):
+        return False, "mount is not installed"
+    return True, ""
+
+
+class CaDiskFullTest(unittest.TestCase):
+    def setUp(self):
+        ok, why = can_mount()
+        if not ok:
+            self.skipTest(why)
+        self.tmp = tempfile.mkdtemp(prefix="mesh-chaos-disk-")
+        self.ca = os.path.join(self.tmp, "ca")
+        os.mkdir(self.ca)
+        # 3 pages: the three certificate files fit, the key does not
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12k,mode=0700", "tmpfs", self.ca],
+                           capture_output=True, timeout=30)
+        if r.returncode != 0:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.skipTest("cannot mount a tmpfs: %s" % r.stderr.decode(errors="replace"))
+
+    def tearDown(self):
+        subprocess.run(["umount", "-l", self.ca], capture_output=True, timeout=30)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def resize(self, size):
+        subprocess.run(["mount", "-o", "remount,size=%s" % size, self.ca], check=True, timeout=30)
+
+    def fill(self):
+        """Fill the CA directory's file system up to ENOSPC."""
+        fd = os.open(os.path.join(self.ca, "filler"), os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            while True:
+                os.write(fd, b"\0" * 4096)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    def test_ca_dir_disk_full(self):
+        tokens = os.path.join(self.tmp, "tokens")
+        with open(tokens, "w") as f:
+            f.write("client-token %s client\n" % NS)
+        token = os.path.join(self.tmp, "client.token")
+        with open(token, "w") as f:
+            f.write("client-token\n")
+        web = Backend("web", "127.0.0.2")
+        meshd = Meshd({"web.yaml": service_yaml("web", [web])},
+                      extra_args=["--ca-dir", self.ca, "--ca-token-file", tokens])
+        px = None
+        try:
+            # a first start on a full disk: it says which file and why, exits
+            # non-zero, and leaves no half CA (certificates without their key) behind
+            meshd.start(wait_ready=False)
+            rc = meshd.proc.wait(timeout=60)
+            meshd.log.close()
+            self.assertNotEqual(rc, 0, meshd.logs())
+            self.assertIn("CA: cannot write %s/ca-key.pem: No space left on device" % self.ca, meshd.logs())
+            self.assertEqual(os.listdir(self.ca), [])
+            # space back: it starts, with a CA it generated and stored
+            self.resize("1m")
+            meshd.start()
+            self.assertEqual(sorted(os.listdir(self.ca)),
+                             ["ca-cert.pem", "ca-key.pem", "cert-chain.pem", "root-cert.pem"])
+            # the disk fills while it runs: it keeps serving and signing
+            self.fill()
+            self.assertEqual(meshd.http("/ready")[0], 200)
+            px = Sidecar(meshd, args=["--ca-addr", "127.0.0.1:%d" % meshd.secure_port, "--root-cert",
+                                      os.path.join(self.ca, "root-cert.pem"), "--token-file", token,
+                                      "--service-account", "client"]).wait_ready()
+            wait_for(lambda: certs(px)["generation"] >= 1, timeout=60, what="a certificate signed on a full disk")
+            self.assertEqual(px.get("web", "/full").backend, "web")
+            # restarted on the full disk: the CA it stored is loaded (nothing to write)
+            self.assertEqual(meshd.stop(), 0, meshd.logs())
+            meshd.start()
+            self.assertIn("plug-in CA loaded from %s" % self.ca, meshd.logs())
+            os.unlink(os.path.join(self.ca, "filler"))
+            self.assertEqual(meshd.http("/ready")[0], 200)
+        finally:
+            rc = px.stop() if px else 0
+            logs = px.logs() if px else ""
+            meshd.finish(web)
+            if px:
+                px.cleanup()
+        self.assertEqual(rc, 0, logs)
+
+
 if __name__ == "__main__":
     unittest.main()
