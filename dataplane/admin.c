@@ -156,6 +156,7 @@ static void serve_stats(struct admin_conn *c, int head_only)
 	mesh_buf_printf(&b,
 			"http.admin.downstream_cx_accept_paused: %llu\n"
 			"http.admin.downstream_cx_active: %llu\n"
+			"http.admin.downstream_cx_idle_evicted: %llu\n"
 			"http.admin.downstream_cx_refused: %llu\n"
 			"http.admin.downstream_cx_total: %llu\n"
 			"http.admin.downstream_rq_2xx: %llu\n"
@@ -168,7 +169,7 @@ static void serve_stats(struct admin_conn *c, int head_only)
 			"server.live: %d\n"
 			"server.uptime: %llu\n",
 			(unsigned long long)a->st.accept_paused, (unsigned long long)a->st.cx_active,
-			(unsigned long long)a->st.cx_refused,
+			(unsigned long long)a->st.cx_idle_evicted, (unsigned long long)a->st.cx_refused,
 			(unsigned long long)a->st.cx_total, (unsigned long long)a->st.rq_2xx,
 			(unsigned long long)a->st.rq_4xx, (unsigned long long)a->st.rq_5xx,
 			(unsigned long long)a->st.rq_total, (unsigned long long)a->st.codec_errors,
@@ -796,6 +797,32 @@ static void accept_pause(struct ev_loop *loop, struct admin *a, int err)
 	ev_timer_arm(loop, &a->lpause, ADMIN_ACCEPT_PAUSE_MS);
 }
 
+/* A connection that holds nothing: no unparsed byte, no request between head
+ * and body end, no answer queued or deferred. */
+static int conn_idle(const struct admin_conn *c)
+{
+	return c->in_off == c->in_len && !c->in_body && !c->waiting && !c->in_handle && c->out_off == c->out.len &&
+	       !c->closing && !c->lingering;
+}
+
+/* At ADMIN_MAX_CONNS, close the oldest idle connection so that a new one (a
+ * kubelet probe on 15021, an operator on 15000) is served rather than
+ * refused behind connections that never send a request (nginx reuses idle
+ * keep-alive connections the same way when it runs out).  1 when one was
+ * closed. */
+static int evict_idle(struct admin *a)
+{
+	struct admin_conn *c;
+
+	for (c = a->conns.prev; c != &a->conns; c = c->prev) /* oldest first */
+		if (conn_idle(c)) {
+			conn_free(c);
+			a->st.cx_idle_evicted++;
+			return 1;
+		}
+	return 0;
+}
+
 static void accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 {
 	struct admin *a = io->data;
@@ -811,7 +838,7 @@ static void accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 			return; /* EAGAIN, or a connection that died queued: next readiness */
 		}
 		a->exhausted = 0;
-		if (a->st.cx_active >= ADMIN_MAX_CONNS || !(c = calloc(1, sizeof(*c)))) {
+		if ((a->st.cx_active >= ADMIN_MAX_CONNS && !evict_idle(a)) || !(c = calloc(1, sizeof(*c)))) {
 			a->st.cx_refused++;
 			close(fd);
 			continue;

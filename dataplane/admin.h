@@ -54,6 +54,8 @@ struct admin_info {
 /* Counters the admin port serves and keeps. */
 struct admin_stats {
 	uint64_t cx_total, cx_active, cx_refused;
+	/* idle connections closed to make room for a new one at the cap */
+	uint64_t cx_idle_evicted;
 	uint64_t rq_total, rq_2xx, rq_4xx, rq_5xx;
 	uint64_t codec_errors; /* requests refused by the codec (400/431/505) */
 	/* fd/memory exhaustion episodes at accept (EMFILE, ENFILE, ENOBUFS,

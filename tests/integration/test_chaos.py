@@ -930,5 +930,139 @@ class CaDiskFullTest(unittest.TestCase):
         self.assertEqual(rc, 0, logs)
 
 
+# ---------------------------------------------------------------- 6. 10,000 idle connections
+
+IDLE_CONNS = int(os.environ.get("MESH_CHAOS_IDLE_CONNS", "10000"))
+FLOOD_IP = "127.0.0.9"  # the idle clients' address: probes come from 127.0.0.1
+
+
+def settle(pid, limit=40, quiet=4):
+    """Poll pid's fd count until it stays put for `quiet` polls (0.25 s apart) or
+    `limit` polls pass; the highest count seen."""
+    peak, last, same = 0, -1, 0
+    for _ in range(limit):
+        n = fd_count(pid)
+        peak = max(peak, n)
+        same = same + 1 if n == last else 0
+        if same >= quiet:
+            break
+        last = n
+        time.sleep(0.25)
+    return peak
+
+
+def idle_flood(port, n):
+    """n connections from FLOOD_IP to 127.0.0.1:port that never send a byte
+    (non-blocking connects: a full accept queue only delays some of them)."""
+    socks = []
+    for _ in range(n):
+        c = socket.socket()
+        c.setblocking(False)
+        try:
+            c.bind((FLOOD_IP, 0))
+            c.connect_ex(("127.0.0.1", port))
+        except OSError:
+            c.close()
+            break
+        socks.append(c)
+    return socks
+
+
+def close_all(socks):
+    for c in socks:
+        try:
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST: no TIME_WAIT
+        except OSError:
+            pass
+        c.close()
+
+
+class IdleFloodTest(unittest.TestCase):
+    PEAKS = {}  # listener -> (process, fds before, peak fds during its flood)
+
+    @classmethod
+    def setUpClass(cls):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = IDLE_CONNS + 1024
+        if hard != resource.RLIM_INFINITY and hard < want:
+            raise unittest.SkipTest("RLIMIT_NOFILE hard limit %d < %d" % (hard, want))
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        cls.web = Backend("web", "127.0.0.2")
+        cls.meshd = Meshd({"web.yaml": service_yaml("web", [cls.web])})
+        cls.px = None
+        try:
+            cls.meshd.start()
+            cls.health = free_port()
+            cls.px = Sidecar(cls.meshd, args=["--health-addr", "127.0.0.1:%d" % cls.health]).wait_ready()
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        rc = cls.px.stop() if cls.px else 0
+        logs = cls.px.logs() if cls.px else ""
+        cls.meshd.finish(cls.web)
+        if cls.px:
+            cls.px.cleanup()
+        if rc != 0:
+            raise AssertionError("meshproxy exited %s\n%s" % (rc, logs))
+
+    def listeners(self):
+        m, p = self.meshd, self.px
+        return [("meshd xds 15010", m.proc, m.xds_port), ("meshd secure 15012", m.proc, m.secure_port),
+                ("meshd http 15014", m.proc, m.http_port), ("meshd webhook 15017", m.proc, m.webhook_port),
+                ("meshproxy outbound 15001", p.proc, p.out_port), ("meshproxy inbound 15006", p.proc, p.in_port),
+                ("meshproxy health 15021", p.proc, self.health), ("meshproxy admin 15000", p.proc, p.admin_port)]
+
+    def served(self, what):
+        """Everything still answers, from 127.0.0.1: meshd's /ready and a debug view,
+        the sidecar's /ready, its health port, and a request through it."""
+        self.assertIsNone(self.meshd.proc.poll(), "meshd died: " + what)
+        self.assertIsNone(self.px.proc.poll(), "meshproxy died: " + what)
+        self.assertEqual(self.meshd.http("/ready")[0], 200, what)
+        wait_for(lambda: synced(self.meshd, self.px.node_id), what="the sidecar SYNCED: " + what)
+        self.assertEqual(self.px.admin("/ready")[0], 200, what)
+        c = http.client.HTTPConnection("127.0.0.1", self.health, timeout=20)
+        try:
+            c.request("GET", "/healthz/ready")
+            self.assertEqual(c.getresponse().status, 200, what)
+        except OSError as e:
+            raise AssertionError("health port: %r: %s" % (e, what))
+        finally:
+            c.close()
+        self.assertEqual(self.px.get("web", "/flood").backend, "web", what)
+
+    def test_1_idle_connections_on_every_listener(self):
+        self.served("before")
+        for name, proc, port in self.listeners():
+            before = fd_count(proc.pid)
+            socks = idle_flood(port, IDLE_CONNS)
+            try:
+                self.assertEqual(len(socks), IDLE_CONNS, name)
+                peak = settle(proc.pid)
+                type(self).PEAKS[name] = (before, peak)
+                self.served("%d idle connections on %s" % (len(socks), name))
+            finally:
+                close_all(socks)
+            # the idle connections closed: the process lets their fds go
+            wait_for(lambda: fd_count(proc.pid) <= before + 16, timeout=60,
+                     what="%s's fds back near %d (now %d)" % (name, before, fd_count(proc.pid)))
+        self.served("after")
+        print("fds before/peak per listener: %r" % self.PEAKS)
+
+    @unittest.expectedFailure
+    def test_2_fds_bounded_by_connection_caps(self):
+        """Each listener holds at most its connection cap (a few thousand), not
+        every idle connection.  Expected to fail until meshd's gRPC ports and
+        meshproxy's listeners have connection caps (issue 16, limits, another
+        change in flight); meshd's 15014 and 15017 and meshproxy's admin have them."""
+        if not self.PEAKS:
+            self.skipTest("test_1 did not run")
+        over = {k: v for k, v in self.PEAKS.items() if v[1] - v[0] > 4096}
+        self.assertEqual(over, {})
+
+
 if __name__ == "__main__":
     unittest.main()
