@@ -11,8 +11,9 @@ asserted on timing.
      meshd relists (410 Gone), every change is applied exactly once
      (pilot_k8s_cfg_events, /debug/configz, the proxy's routes);
   3. upstreams that reset, refuse, stall or answer garbage: meshproxy answers
-     as Envoy does (503 UC / UF,URX / 504 UT / 503 UPE), retries per policy,
-     and holds no file descriptor afterwards;
+     as Envoy's router does (503 UC, 503 UF,URX, 504 UT, 502 UPE; "retried and
+     the latest reset reason" once retried), retries per policy, and holds no
+     file descriptor afterwards;
   4. a CA outage longer than half a certificate's life (a TCP relay in front
      of meshd's CA port is cut): the sidecars keep serving with their
      certificate, retry, and take a new one once the CA is back; past expiry
@@ -23,17 +24,20 @@ asserted on timing.
      behind, starts once space is back; a running meshd whose CA directory
      fills keeps serving and signing;
   6. 10,000 idle connections to each listener of meshd and meshproxy: both
-     stay up and keep serving /ready and traffic;
+     stay up and keep serving /ready, the health probe and traffic (fd use
+     bounded by a connection cap: an expected failure until the caps land);
   7. a proxy sent a 100 MB xDS message (a relay between meshproxy and meshd
      injects it): refused with RESOURCE_EXHAUSTED, the last good config kept,
      traffic served, the next stream syncs again.
+
+Environment: MESH_CHAOS_API_OUTAGE (seconds the API server is down, 3),
+MESH_CHAOS_IDLE_CONNS (idle connections per listener, 10000).
 """
 import http.client
 import json
 import os
 import resource
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -45,7 +49,7 @@ from concurrent import futures
 
 import grpc
 
-from meshhttp import NS, PORT, Backend, Sidecar, fqdn, service_yaml, slow
+from meshhttp import NS, Backend, Sidecar, fqdn, service_yaml, slow
 from meshtest import Meshd, free_port, wait_for
 
 WEB_IP = "127.0.0.3"
@@ -206,8 +210,8 @@ class Relay:
 class MtlsMesh:
     """meshd with its CA, a client sidecar and a web sidecar in front of an
     app, as test_mesh_mtls.py: client --> client sidecar ==mTLS==> web
-    sidecar (WEB_IP:port) --> app (127.0.0.1:port).  ca_port, when given,
-    is where the sidecars ask for certificates (a Relay) instead of meshd's."""
+    sidecar (WEB_IP:port) --> app (127.0.0.1:port).  relay=True: the sidecars
+    ask for certificates through self.relay (a Relay to meshd's CA port)."""
 
     def __init__(self, cert_ttl="60s", extra_files=None, relay=False):
         self.tmp = tempfile.mkdtemp(prefix="mesh-chaos-")
