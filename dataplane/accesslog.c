@@ -72,15 +72,20 @@ static const uint64_t flag_envoy[] = {
 	0x10,     /* UR UpstreamRemoteReset */
 };
 
+/* flag_names' indexes in Envoy's order of its short strings (ascending
+ * ResponseFlag value, StreamInfo::ResponseFlagUtils::toShortString): "UC,URX",
+ * never "URX,UC" */
+static const unsigned char flag_order[] = { 0, 5, 10, 14, 1, 7, 2, 3, 8, 9, 6, 4, 13, 11, 12 };
+
 const char *px_flags_str(unsigned flags, char *buf, size_t cap)
 {
-	size_t i, n = 0;
+	size_t k, n = 0;
 
 	if (!cap)
 		return buf;
 	buf[0] = 0;
-	for (i = 0; i < sizeof(flag_names) / sizeof(flag_names[0]); i++) {
-		size_t l = strlen(flag_names[i]);
+	for (k = 0; k < sizeof(flag_order) / sizeof(flag_order[0]); k++) {
+		size_t i = flag_order[k], l = strlen(flag_names[i]);
 
 		if (!(flags & (1u << i)))
 			continue;

@@ -75,7 +75,9 @@ enum { D_HDR_TIMEOUT = 1, D_HDR_IDLE = 2 }; /* px_dconn.hdr_timing */
 enum { SEL_NONE, SEL_BOUND, SEL_IN, SEL_OUT };
 enum { U_CONNECTING, U_ACTIVE, U_IDLE, U_TUNNEL };
 enum { W_NONE, W_BACKOFF, W_FAULT, W_PENDING, W_WARM };
-enum { F_CONNECT, F_RESET, F_TIMEOUT, F_REFUSED }; /* F_REFUSED: an HTTP/2 REFUSED_STREAM (h2.c) */
+/* F_REFUSED: an HTTP/2 REFUSED_STREAM (h2.c); F_PROTOCOL: a response the codec
+ * cannot parse (Envoy's ProtocolError reset: retried as a reset, answered 502 UPE) */
+enum { F_CONNECT, F_RESET, F_TIMEOUT, F_REFUSED, F_PROTOCOL };
 
 struct px_stream;
 
@@ -829,7 +831,7 @@ static int s_retry_allowed(struct px_stream *s, int kind, int status, unsigned r
 {
 	const struct router_retry *rp = s->rt->retry;
 	enum retry_failure f = kind == F_CONNECT ? RETRY_F_CONNECT
-			       : kind == F_RESET ? RETRY_F_RESET
+			       : kind == F_RESET || kind == F_PROTOCOL ? RETRY_F_RESET
 			       : kind == F_TIMEOUT ? RETRY_F_TIMEOUT
 			       : kind == F_REFUSED ? RETRY_F_REFUSED
 						   : RETRY_F_HEADERS;
@@ -874,6 +876,8 @@ static void s_retry(struct px_stream *s)
 /* An attempt failed before a response head: retry, or answer. */
 static void s_fail(struct px_stream *s, int kind, unsigned flag)
 {
+	char body[160];
+
 	if (s->u) {
 		s->u->h->st.rq_error++;
 		if (s->u->h->up)
@@ -888,20 +892,19 @@ static void s_fail(struct px_stream *s, int kind, unsigned flag)
 		return;
 	}
 	s_release_upstream(s, 0);
-	if (kind == F_TIMEOUT)
+	if (kind == F_TIMEOUT) {
 		s_local_reply(s, 504, flag, "upstream request timeout", NULL);
-	else if (kind == F_CONNECT)
-		s_local_reply(s, 503, flag,
-			      "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
-			      NULL);
-	else if (kind == F_REFUSED)
-		s_local_reply(s, 503, flag,
-			      "upstream connect error or disconnect/reset before headers. reset reason: remote refused stream reset",
-			      NULL);
-	else
-		s_local_reply(s, 503, flag,
-			      "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
-			      NULL);
+		return;
+	}
+	/* Envoy's router: "retried and the latest " once a retry was made, and
+	 * 502 (not 503) for a protocol error */
+	snprintf(body, sizeof(body), "upstream connect error or disconnect/reset before headers. %sreset reason: %s",
+		 s->attempt > 1 ? "retried and the latest " : "",
+		 kind == F_CONNECT    ? "connection failure"
+		 : kind == F_REFUSED  ? "remote refused stream reset"
+		 : kind == F_PROTOCOL ? "protocol error"
+				      : "connection termination");
+	s_local_reply(s, kind == F_PROTOCOL ? 502 : 503, flag, body, NULL);
 }
 
 static void s_global_timeout(struct ev_loop *loop, struct ev_timer *t)
@@ -1500,14 +1503,10 @@ static void u_process(struct px_uconn *u)
 			if (rc < 0) {
 				log_debug("meshproxy", "upstream %s: bad response: %s", u->h->name, h1_strerror(rc));
 				u->rkeep = 0;
-				if (!s->resp_started) {
-					s_release_upstream(s, 0);
-					s_local_reply(s, 503, PX_RF_UC,
-						      "upstream connect error or disconnect/reset before headers. reset reason: protocol error",
-						      NULL);
-				} else {
-					s_abort(s, PX_RF_UC);
-				}
+				if (!s->resp_started)
+					s_fail(s, F_PROTOCOL, PX_RF_UPE);
+				else
+					s_abort(s, PX_RF_UPE);
 				return;
 			}
 			if (h.status == 101 && !(s->req_flags & H1_F_UPGRADE)) {
@@ -1515,10 +1514,7 @@ static void u_process(struct px_uconn *u)
 				 * refuses it as a protocol error; never a tunnel */
 				log_debug("meshproxy", "upstream %s: 101 to a request without an upgrade", u->h->name);
 				u->rkeep = 0;
-				s_release_upstream(s, 0);
-				s_local_reply(s, 503, PX_RF_UPE,
-					      "upstream connect error or disconnect/reset before headers. reset reason: protocol error",
-					      NULL);
+				s_fail(s, F_PROTOCOL, PX_RF_UPE);
 				return;
 			}
 			rc = u_on_head(u, s, &h);

@@ -585,33 +585,43 @@ out:
 }
 
 /* Write the generated CA into dir: certificates first, the key last, so a
- * directory with ca-key.pem always holds a complete CA. */
+ * directory with ca-key.pem always holds a complete CA.  On failure (a full
+ * disk: ENOSPC) the files this call wrote are removed again, so the directory
+ * is as it was (empty) and the next start generates a CA once there is
+ * space, instead of finding certificates without their key. */
 static int ca_store(struct ca *ca, const char *dir, char *err, size_t cap)
 {
 	static const char *const cert_files[] = { CA_FILE_ROOT, CA_FILE_CHAIN, CA_FILE_CERT };
 	char p[CA_PATH_CAP];
 	char *key = NULL;
-	size_t i;
+	size_t i, written = 0;
 	int rc = 0;
 
 	for (i = 0; i < sizeof(cert_files) / sizeof(cert_files[0]); i++) {
 		if ((rc = path_join(p, sizeof(p), dir, cert_files[i])) < 0 ||
 		    (rc = mesh_write_file_atomic(p, ca->root_pem, strlen(ca->root_pem), 0644)) < 0) {
-			seterr(err, cap, "cannot write %s/%s: %s", dir, cert_files[i], strerror(-rc));
+			seterr(err, cap, "cannot write %s/%s: %s (nothing kept in %s)", dir, cert_files[i],
+			       strerror(-rc), dir);
 			goto out;
 		}
+		written++;
 	}
 	key = mesh_pem_from_key(ca->key);
 	if (!key) {
 		rc = -ENOMEM;
+		seterr(err, cap, "cannot encode the CA key (nothing kept in %s)", dir);
 		goto out;
 	}
 	if ((rc = path_join(p, sizeof(p), dir, CA_FILE_KEY)) < 0 ||
 	    (rc = mesh_write_file_atomic(p, key, strlen(key), 0600)) < 0) {
-		seterr(err, cap, "cannot write %s/%s: %s", dir, CA_FILE_KEY, strerror(-rc));
+		seterr(err, cap, "cannot write %s/%s: %s (nothing kept in %s)", dir, CA_FILE_KEY, strerror(-rc), dir);
 		goto out;
 	}
 out:
+	if (rc < 0)
+		for (i = 0; i < written; i++)
+			if (path_join(p, sizeof(p), dir, cert_files[i]) == 0)
+				(void)unlink(p);
 	if (key) {
 		OPENSSL_cleanse(key, strlen(key));
 		free(key);

@@ -7,7 +7,7 @@ Covered: routing by Host and by absolute-form (http_proxy), keep-alive on
 both sides, chunked streaming both ways, retries on a failing backend,
 route timeout (504 UT), no route (404 NR), connect failure (503 UF),
 request smuggling answered 400 while other connections are unaffected,
-CONNECT refused (404 NR), an unrequested upstream 101 (503 UPE), h2c
+CONNECT refused (404 NR), an unrequested upstream 101 (502 UPE, as Envoy's ProtocolError), h2c
 upgrades stripped,
 the access log's Envoy fields, /clusters and /stats/prometheus, a config
 swap (SIGHUP) between requests and a graceful drain on SIGTERM.
@@ -519,10 +519,10 @@ class MeshproxyFeaturesTest(unittest.TestCase):
         # the backend answers /ws with 101 whatever was asked: without an
         # Upgrade in the request that is a protocol error, never a tunnel
         out = self.raw(b"GET /ws HTTP/1.1\r\nHost: web.demo:9080\r\nConnection: close\r\n\r\nping")
-        self.assertTrue(out.startswith(b"HTTP/1.1 503"), out)
+        self.assertTrue(out.startswith(b"HTTP/1.1 502"), out)
         self.assertIn(b"protocol error", out)
         self.assertNotIn(b"PING", out)
-        wait_for(lambda: '"GET /ws HTTP/1.1" 503 UPE' in self.px.access_log(), what="UPE log line")
+        wait_for(lambda: '"GET /ws HTTP/1.1" 502 UPE' in self.px.access_log(), what="UPE log line")
 
     def test_h2c_upgrade_stripped(self):
         out = self.raw(b"GET /h2c/echo HTTP/1.1\r\nHost: web.demo:9080\r\nConnection: Upgrade, HTTP2-Settings, close\r\n"
@@ -535,7 +535,7 @@ class MeshproxyFeaturesTest(unittest.TestCase):
         # an h2c offer is not an upgrade: a 101 to it is refused, not tunnelled
         out = self.raw(b"GET /ws HTTP/1.1\r\nHost: web.demo:9080\r\nConnection: Upgrade, close\r\n"
                        b"Upgrade: h2c\r\n\r\n")
-        self.assertTrue(out.startswith(b"HTTP/1.1 503"), out)
+        self.assertTrue(out.startswith(b"HTTP/1.1 502"), out)
 
     def test_inbound_to_application_port(self):
         code, body, _ = self.px.curl("-H", "Host: anything:%d" % self.web.port,

@@ -650,6 +650,24 @@ START_TEST(stalled_stdout_never_blocks)
 }
 END_TEST
 
+/* Envoy's short flag string lists flags in ascending ResponseFlag value,
+ * whatever order they were set in: a retried reset is "UC,URX" */
+START_TEST(flags_in_envoy_order)
+{
+	char b[64];
+
+	ck_assert_str_eq(px_flags_str(PX_RF_URX | PX_RF_UC, b, sizeof(b)), "UC,URX");
+	ck_assert_str_eq(px_flags_str(PX_RF_URX | PX_RF_UF, b, sizeof(b)), "UF,URX");
+	ck_assert_str_eq(px_flags_str(PX_RF_UPE | PX_RF_URX, b, sizeof(b)), "URX,UPE");
+	ck_assert_str_eq(px_flags_str(PX_RF_UT | PX_RF_UH, b, sizeof(b)), "UH,UT");
+	ck_assert_str_eq(px_flags_str(PX_RF_DC | PX_RF_FI | PX_RF_DI, b, sizeof(b)), "DI,FI,DC");
+	ck_assert_str_eq(px_flags_str(PX_RF_UR | PX_RF_LR | PX_RF_UO, b, sizeof(b)), "LR,UR,UO");
+	ck_assert_str_eq(px_flags_str(PX_RF_SI | PX_RF_DPE | PX_RF_NR, b, sizeof(b)), "NR,SI,DPE");
+	ck_assert_str_eq(px_flags_str(0, b, sizeof(b)), "-");
+}
+END_TEST
+
+
 int main(void)
 {
 	Suite *s = suite_create("accesslog");
@@ -672,6 +690,7 @@ int main(void)
 	tcase_add_test(tc, format_fuzz);
 	tcase_add_test(tc, filtered_lines_to_file);
 	tcase_add_test(tc, stalled_stdout_never_blocks);
+	tcase_add_test(tc, flags_in_envoy_order);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
