@@ -878,6 +878,10 @@ struct cfg_parse_result {
 /* Limits (every buffer has a cap). */
 #define CFG_MAX_FILE_BYTES   (8u << 20)  /* one config file */
 #define CFG_MAX_DOCUMENT_NODES 200000    /* nodes in one YAML document */
+/* Objects one config source (a --config-dir tree, the Kubernetes API) may
+ * hold; meshd's --max-objects-per-source.  Past it the source keeps its
+ * last good state and says so (file/source.h, kube/kube_watch.h). */
+#define CFG_MAX_OBJECTS_PER_SOURCE 200000
 #define CFG_MAX_DEPTH        64          /* nesting depth */
 
 /* Parse YAML/JSON text.  origin names the source in errors.
