@@ -247,31 +247,25 @@ static const struct json_value *ki_at(const struct json_value *v, const char *pt
 	return v;
 }
 
-static int ki_doc(void *ctx, const char *json, size_t len)
+/* One object (json, len bytes; root its parse) into res: injected when it
+ * holds a pod, else as it came.  Messages name document k->docs.  Returns
+ * 0 or a negative code (the message printed). */
+static int ki_obj(struct ki *k, const char *json, size_t len, const struct json_value *root, struct mesh_buf *res)
 {
-	struct ki *k = ctx;
-	struct json_value *root = NULL;
-	struct mesh_buf patch, out, pod;
+	struct mesh_buf patch, pod;
 	const struct json_value *tmpl;
 	char reason[INJECT_REASON_CAP];
 	const char *prefix, *ns;
-	int rc;
+	int rc = 0;
 
 	mesh_buf_init(&patch, INJECT_MAX_OUTPUT);
-	mesh_buf_init(&out, INJECT_MAX_OUTPUT * 2);
 	mesh_buf_init(&pod, INJECT_MAX_OUTPUT);
-	k->docs++;
-	rc = json_parse(json, len, &root);
-	if (rc < 0) {
-		fprintf(stderr, "meshctl kube-inject: document %d: %s\n", k->docs, mesh_strerror(rc));
-		goto out;
-	}
 	prefix = ki_template(json_get_str(root, "kind"));
 	ns = json_get_str(json_get(root, "metadata"), "namespace");
 	if (!ns)
 		ns = k->ns;
 	if (prefix && !prefix[0]) {
-		rc = ki_put(k, json, len); /* not a workload: as it came */
+		mesh_buf_append(res, json, len); /* not a workload: as it came */
 		goto out;
 	}
 	/* the workload object's name is the workload's (Istio's IntoObject:
@@ -291,25 +285,87 @@ static int ki_doc(void *ctx, const char *json, size_t len)
 	}
 	if (rc == 0) {
 		fprintf(stderr, "meshctl kube-inject: document %d: not injected: %s\n", k->docs, reason);
-		rc = ki_put(k, json, len);
+		mesh_buf_append(res, json, len);
 		goto out;
 	}
-	rc = inject_apply(json, len, patch.data, patch.len, prefix ? prefix : "", &out);
-	if (rc < 0) {
+	rc = inject_apply(json, len, patch.data, patch.len, prefix ? prefix : "", res);
+	if (rc < 0)
 		fprintf(stderr, "meshctl kube-inject: document %d: applying the patch: %s\n", k->docs, mesh_strerror(rc));
+out:
+	k->cfg.workload = NULL; /* pointed into root */
+	mesh_buf_cleanup(&patch);
+	mesh_buf_cleanup(&pod);
+	return rc < 0 ? rc : res->err;
+}
+
+/* A List (what `kubectl get ... -o yaml` writes): every item in turn, as
+ * Istio's IntoObject walks corev1.List; apiVersion, kind and metadata kept. */
+static int ki_list(struct ki *k, const char *json, const struct json_value *root, struct mesh_buf *res)
+{
+	const struct json_value *m, *it;
+	bool first = true;
+	int rc = 0;
+
+	mesh_buf_putc(res, '{');
+	for (m = root->child; m; m = m->next) {
+		if (!m->key || strcmp(m->key, "items") == 0)
+			continue;
+		if (!first)
+			mesh_buf_putc(res, ',');
+		first = false;
+		json_put_string(res, m->key);
+		mesh_buf_putc(res, ':');
+		mesh_buf_append(res, json + m->start, m->end - m->start);
+	}
+	mesh_buf_puts(res, first ? "\"items\":[" : ",\"items\":[");
+	for (it = json_get(root, "items")->child; it && rc == 0; it = it->next) {
+		struct json_value *item = NULL;
+
+		if (it != json_get(root, "items")->child)
+			mesh_buf_putc(res, ',');
+		rc = json_parse(json + it->start, it->end - it->start, &item);
+		if (rc == 0)
+			rc = ki_obj(k, json + it->start, it->end - it->start, item, res);
+		else
+			fprintf(stderr, "meshctl kube-inject: document %d: an item: %s\n", k->docs, mesh_strerror(rc));
+		json_free(item);
+	}
+	mesh_buf_puts(res, "]}");
+	return rc < 0 ? rc : res->err;
+}
+
+static int ki_doc(void *ctx, const char *json, size_t len)
+{
+	struct ki *k = ctx;
+	struct json_value *root = NULL;
+	const struct json_value *items;
+	const char *kind;
+	struct mesh_buf out;
+	int rc;
+
+	mesh_buf_init(&out, INJECT_MAX_OUTPUT * 2);
+	k->docs++;
+	rc = json_parse(json, len, &root);
+	if (rc < 0) {
+		fprintf(stderr, "meshctl kube-inject: document %d: %s\n", k->docs, mesh_strerror(rc));
 		goto out;
 	}
+	kind = json_get_str(root, "kind");
+	items = json_get(root, "items");
+	if (kind && strcmp(kind, "List") == 0 && items && items->type == JSON_ARRAY)
+		rc = ki_list(k, json, root, &out);
+	else
+		rc = ki_obj(k, json, len, root, &out);
+	if (rc < 0)
+		goto out;
 	rc = ki_put(k, out.data, out.len);
 	if (rc < 0)
 		fprintf(stderr, "meshctl kube-inject: document %d: writing YAML: %s\n", k->docs, mesh_strerror(rc));
 out:
 	if (rc < 0)
 		k->failed++;
-	k->cfg.workload = NULL; /* pointed into root */
 	json_free(root);
-	mesh_buf_cleanup(&patch);
 	mesh_buf_cleanup(&out);
-	mesh_buf_cleanup(&pod);
 	return 0; /* the next document still gets its turn */
 }
 

@@ -363,6 +363,7 @@ class InjectWebhookTest(unittest.TestCase):
         path = os.path.join(self.meshd.dir, "deploy.yaml")
         with open(path, "w") as f:
             f.write(DEPLOYMENT)
+        docs_in = list(yaml.safe_load_all(DEPLOYMENT))
         p = subprocess.run([MESHCTL, "kube-inject", "-f", path], capture_output=True, text=True, timeout=30)
         self.assertEqual(p.returncode, 0, p.stderr)
         # YAML as istioctl prints it: block style, "---" between documents, and
@@ -381,6 +382,16 @@ class InjectWebhookTest(unittest.TestCase):
         self.assertEqual(bad.returncode, 2)
         self.assertIn("yaml or json", bad.stderr)
         self.assertEqual([d["kind"] for d in docs], ["Deployment", "Service"])
+        # a List (kubectl get -o yaml): each item injected, as istioctl walks it
+        path_list = os.path.join(self.meshd.dir, "list.yaml")
+        with open(path_list, "w") as f:
+            yaml.safe_dump({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""},
+                            "items": docs_in}, f)
+        lp = subprocess.run([MESHCTL, "kube-inject", "-f", path_list], capture_output=True, text=True, timeout=30)
+        self.assertEqual(lp.returncode, 0, lp.stderr)
+        (lst,) = list(yaml.safe_load_all(lp.stdout))
+        self.assertEqual((lst["kind"], lst["metadata"]), ("List", {"resourceVersion": ""}))
+        self.assertEqual(lst["items"], docs)
         tmpl = docs[0]["spec"]["template"]
         self.assertEqual([c["name"] for c in tmpl["spec"]["containers"]], ["reviews", "istio-proxy"])
         self.assertEqual(tmpl["spec"]["containers"][0]["livenessProbe"]["httpGet"]["path"],
