@@ -302,7 +302,7 @@ integration: $(BINS)
 # test_mesh_tracing.py: Prometheus scrapes and span batches; their C code
 # has unit tests under ASan).  Every gateway file (test_mesh_gateway*.py,
 # test_meshproxy_gateway.py) runs here.
-IT_ASAN_FILES = test_hostile.py test_routing.py test_kube.py test_kube_webhooks.py test_ca.py test_meshctl.py test_sidecar_xds.py test_gw_xds.py \
+IT_ASAN_FILES = test_hostile.py test_xds_slow_clients.py test_routing.py test_kube.py test_kube_webhooks.py test_ca.py test_meshctl.py test_sidecar_xds.py test_gw_xds.py \
 	test_no_route_match.py test_sds.py test_meshproxy_*.py test_inject.py \
 	$(filter-out test_mesh_lb.py test_mesh_lb2.py test_mesh_metrics.py \
 		test_mesh_tracing.py $(IT_VALGRIND_MESH), $(notdir $(wildcard tests/integration/test_mesh_*.py)))

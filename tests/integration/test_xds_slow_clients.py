@@ -2,10 +2,12 @@
 do not stop a real gRPC client (Debian's python3-grpcio) from getting its
 configuration, nor /ready from answering: 200 idle TCP connections and 100
 that stop inside the HTTP/2 preface on the plaintext port, 100 idle and 50
-that stop inside the TLS ClientHello on the TLS port.  meshd closes every
-one of them itself once its handshake deadline (--grpc-handshake-timeout,
-2s here) passes, without the clients doing anything; waits are bounded and
-nothing asserts how soon.
+that stop inside the TLS ClientHello on the TLS port, and 20 that finish the
+HTTP/2 handshake (preface and SETTINGS) and then open no call.  meshd closes
+every one of them itself, the first ones once its handshake deadline
+(--grpc-handshake-timeout, 2s here) passes, the last ones once they have
+been idle (--grpc-max-connection-idle, 3s here), without the clients doing
+anything; waits are bounded and nothing asserts how soon.
 """
 import resource
 import select
@@ -32,6 +34,8 @@ spec:
 # the first bytes of a TLS 1.2+ ClientHello record: a record header
 # announcing 512 bytes that never come
 PARTIAL_CLIENT_HELLO = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"
+# the client connection preface and an empty SETTINGS frame (RFC 9113 3.4)
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
 
 
 def connect(port, data=b""):
@@ -67,7 +71,8 @@ class XdsSlowClientsTest(unittest.TestCase):
             resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
         cls.backend = Backend("slow")
         cls.meshd = Meshd({"slow.yaml": CONFIG % {"host": HOST, "port": PORT, "p": cls.backend.port}},
-                          extra_args=["--grpc-handshake-timeout", "2s"]).start()
+                          extra_args=["--grpc-handshake-timeout", "2s",
+                                      "--grpc-max-connection-idle", "3s"]).start()
 
     @classmethod
     def tearDownClass(cls):
@@ -81,7 +86,8 @@ class XdsSlowClientsTest(unittest.TestCase):
             held += [connect(m.xds_port, b"PRI * HTTP/2.0\r\n") for _ in range(100)]
             held += [connect(m.secure_port) for _ in range(100)]
             held += [connect(m.secure_port, PARTIAL_CLIENT_HELLO) for _ in range(50)]
-            self.assertEqual(len(held), 450)
+            held += [connect(m.xds_port, H2_PREFACE) for _ in range(20)]
+            self.assertEqual(len(held), 470)
             # while they are held: the probe answers and a real client gets config
             self.assertEqual(m.http("/ready")[0], 200)
             client = XdsClient(m.bootstrap(node_id="slow-client", namespace="test"), "xds:///%s:%d" % (HOST, PORT))
@@ -94,7 +100,7 @@ class XdsSlowClientsTest(unittest.TestCase):
             def all_closed():
                 open_[:] = [s for s in open_ if not closed_by_peer(s)]
                 return not open_
-            wait_for(all_closed, timeout=90, interval=0.5, what="meshd closing unfinished handshakes")
+            wait_for(all_closed, timeout=90, interval=0.5, what="meshd closing unfinished handshakes and idle connections")
             self.assertEqual(m.http("/ready")[0], 200)
         finally:
             for s in held:
