@@ -609,7 +609,8 @@ $(FUZZ_BUILD)/fuzz_ads: tests/fuzz/fuzz_ads.c FORCE
 # dataplane object but main.o, built by clang with coverage
 FUZZ_DP_OBJS := $(patsubst %.c,$(FUZZ_BUILD)/lib/obj/%.o,$(filter-out dataplane/main.c,$(MESHPROXY_SRCS)))
 $(FUZZ_BUILD)/fuzz_h2: tests/fuzz/fuzz_h2.c tests/unit/dataplane/pxspec.h FORCE
-	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD)/lib SAN=1 CC=$(FUZZ_CC) CXX=$(FUZZ_CC)++ \
+	@# -s: no "is up to date" line per object
+	@$(MAKE) -s --no-print-directory BUILD=$(FUZZ_BUILD)/lib SAN=1 CC=$(FUZZ_CC) CXX=$(FUZZ_CC)++ \
 		SANFLAGS="$(FUZZ_LIB_FLAGS)" $(FUZZ_DP_OBJS) $(FUZZ_BUILD)/lib/libcommon.a
 	@echo "  FUZZ    $@"
 	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -I. -I$(FUZZ_BUILD)/lib/gen $(FUZZ_SAN) -fsanitize=fuzzer -o $@ \
