@@ -36,6 +36,7 @@ MESH_CHAOS_IDLE_CONNS (idle connections per listener, 10000).
 import http.client
 import json
 import os
+import re
 import resource
 import shutil
 import socket
@@ -1020,9 +1021,9 @@ class IdleFloodTest(unittest.TestCase):
                 ("meshproxy outbound 15001", p.proc, p.out_port), ("meshproxy inbound 15006", p.proc, p.in_port),
                 ("meshproxy health 15021", p.proc, self.health), ("meshproxy admin 15000", p.proc, p.admin_port)]
 
-    def served(self, what):
+    def served(self, what, through=True):
         """Everything still answers, from 127.0.0.1: meshd's /ready and a debug view,
-        the sidecar's /ready, its health port, and a request through it."""
+        the sidecar's /ready, its health port, and (through) a request through it."""
         self.assertIsNone(self.meshd.proc.poll(), "meshd died: " + what)
         self.assertIsNone(self.px.proc.poll(), "meshproxy died: " + what)
         self.assertEqual(self.meshd.http("/ready")[0], 200, what)
@@ -1036,7 +1037,8 @@ class IdleFloodTest(unittest.TestCase):
             raise AssertionError("health port: %r: %s" % (e, what))
         finally:
             c.close()
-        self.assertEqual(self.px.get("web", "/flood").backend, "web", what)
+        if through:
+            self.assertEqual(self.px.get("web", "/flood").backend, "web", what)
 
     def test_1_idle_connections_on_every_listener(self):
         self.served("before")
@@ -1047,7 +1049,18 @@ class IdleFloodTest(unittest.TestCase):
                 self.assertEqual(len(socks), IDLE_CONNS, name)
                 peak = settle(proc.pid)
                 type(self).PEAKS[name] = (before, peak)
-                self.served("%d idle connections on %s" % (len(socks), name))
+                # a flood past meshproxy's global connection cap ((RLIMIT_NOFILE -
+                # 512) / 2 by default, under IDLE_CONNS here) holds every data-path
+                # slot: new connections, the application's too, are closed at accept
+                # and counted, as Envoy's global_downstream_max_connections does;
+                # the probe and admin ports stay outside that cap
+                data = name.startswith(("meshproxy outbound", "meshproxy inbound"))
+                self.served("%d idle connections on %s" % (len(socks), name), through=not data)
+                if data:
+                    st = self.px.admin("/stats")[1]
+                    st = st.decode() if isinstance(st, bytes) else st
+                    n = sum(int(v) for v in re.findall(r"^listener\.\S+\.downstream_global_cx_overflow: (\d+)$", st, re.M))
+                    self.assertGreater(n, 0, "no global overflow counted: " + name)
             finally:
                 close_all(socks)
             # the idle connections closed: the process lets their fds go (gRPC core
@@ -1058,15 +1071,18 @@ class IdleFloodTest(unittest.TestCase):
         self.served("after")
         print("fds before/peak per listener: %r" % self.PEAKS)
 
-    @unittest.expectedFailure
     def test_2_fds_bounded_by_connection_caps(self):
-        """Each listener holds at most its connection cap (a few thousand), not
-        every idle connection.  Expected to fail until meshd's gRPC ports and
-        meshproxy's listeners have connection caps (issue 16, limits, another
-        change in flight); meshd's 15014 and 15017 and meshproxy's admin have them."""
+        """Each listener holds at most its connection cap, not every idle
+        connection: meshproxy's data listeners its global cap, its admin and
+        probe ports 128, meshd's debug and webhook ports theirs.  meshd's gRPC
+        ports 15010/15012 have no count cap (gRPC core 1.51 offers none; README
+        "Limits"): their idle connections are closed by the handshake and idle
+        deadlines instead (test_xds_slow_clients.py), so they are left out."""
         if not self.PEAKS:
             self.skipTest("test_1 did not run")
-        over = {k: v for k, v in self.PEAKS.items() if v[1] - v[0] > 4096}
+        cap = (resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 512) // 2 + 64
+        over = {k: v for k, v in self.PEAKS.items()
+                if not k.startswith(("meshd xds", "meshd secure")) and v[1] - v[0] > min(cap, IDLE_CONNS - 1)}
         self.assertEqual(over, {})
 
 
