@@ -417,3 +417,45 @@ int cel_check(const char *text, char *why, size_t cap)
 	}
 	return p.rc;
 }
+
+int cel_istio_tag_evaluated(const char *text)
+{
+	static const char *const attrs[] = { "request.host",	"request.method",      "request.path",
+					     "request.url_path", "response.code",       "source.address",
+					     "source.port",	"destination.address", "destination.port",
+					     "xds.cluster_name", "xds.route_name" };
+	static const char *const peer[] = { "app", "version", "workload", "namespace", "cluster", "service", "revision" };
+	size_t n = strlen(text), i, k;
+	const char *f;
+
+	while (n && text[n - 1] == ' ')
+		n--;
+	while (n && *text == ' ') {
+		text++;
+		n--;
+	}
+	if (n > 8 && !memcmp(text, "string(", 7) && text[n - 1] == ')') {
+		text += 7;
+		n -= 8;
+	}
+	/* a literal without escapes nor its own quote inside */
+	if (n >= 2 && (text[0] == '\'' || text[0] == '"') && text[n - 1] == text[0])
+		return !memchr(text + 1, text[0], n - 2) && !memchr(text + 1, '\\', n - 2);
+	for (i = 0; i < sizeof(attrs) / sizeof(attrs[0]); i++)
+		if (n == strlen(attrs[i]) && !memcmp(text, attrs[i], n))
+			return 1;
+	if (n > 19 && !memcmp(text, "request.headers[", 16) && text[n - 1] == ']' &&
+	    (text[16] == '\'' || text[16] == '"') && text[n - 2] == text[16])
+		return !memchr(text + 17, text[16], n - 19) && !memchr(text + 17, '\\', n - 19);
+	if (n > 14 && !memcmp(text, "upstream_peer.", 14))
+		f = text + 14;
+	else if (n > 16 && !memcmp(text, "downstream_peer.", 16))
+		f = text + 16;
+	else
+		return 0;
+	k = n - (size_t)(f - text);
+	for (i = 0; i < sizeof(peer) / sizeof(peer[0]); i++)
+		if (k == strlen(peer[i]) && !memcmp(f, peer[i], k))
+			return 1;
+	return 0;
+}

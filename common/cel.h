@@ -35,4 +35,13 @@ enum {
  * CEL_FUNCTION; for the last two why (cap bytes) says where. */
 int cel_check(const char *text, char *why, size_t cap);
 
+/*
+ * 1 when text is one of the tag expressions meshproxy evaluates
+ * (dataplane/istio_stats.h lists them: string literals, request.host,
+ * request.headers['NAME'], upstream_peer.app, ..., and string(X) of
+ * them), 0 otherwise.  meshd warns about the others at validation: valid
+ * CEL among them reads "unknown" in meshproxy's metrics.
+ */
+int cel_istio_tag_evaluated(const char *text);
+
 #endif
