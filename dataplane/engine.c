@@ -658,6 +658,9 @@ static int chain_stats(struct px_config *c, const char *lname, const Envoy__Conf
 		snprintf(err, cap, "listener %s: filter %s: %s", lname, ISTIO_STATS_NAME, why[0] ? why : mesh_strerror(rc));
 		return rc;
 	}
+	if (istio_stats_cfg_dropped(st)) /* Istio logs and drops such a tag */
+		log_info("istio_stats", "listener %s: %zu tag(s) left out, first: %s", lname,
+			 istio_stats_cfg_dropped(st), why);
 	v = realloc(c->stats, (c->n_stats + 1) * sizeof(*v));
 	if (!v) {
 		istio_stats_cfg_free(st);

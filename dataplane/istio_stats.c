@@ -17,6 +17,7 @@
 #include "google/protobuf/struct.pb-c.h"
 #include "istio/stats/config.pb-c.h"
 
+#include "common/cel.h"
 #include "common/str.h"
 
 #include <ctype.h>
@@ -731,7 +732,15 @@ static const char *const t_name[T_N] = {
 
 /* What an expression reads (istio_expr_compile). */
 enum { EX_LIT, EX_HOST, EX_METHOD, EX_PATH, EX_URL_PATH, EX_HEADER, EX_CODE, EX_SRC_ADDR, EX_SRC_PORT,
-       EX_DST_ADDR, EX_DST_PORT, EX_PEER, EX_CLUSTER, EX_ROUTE, EX_STD };
+       EX_DST_ADDR, EX_DST_PORT, EX_PEER, EX_CLUSTER, EX_ROUTE, EX_STD,
+       EX_UNKNOWN /* valid CEL meshproxy does not evaluate: "unknown", as a failed evaluation */ };
+/* istio_expr_compile: the tag is left out (counted), the configuration kept */
+#define EX_DROP_PARSE (-EBADMSG)
+#define EX_DROP_CAP   (-EOVERFLOW)
+#define EX_DROPPED    (-1) /* in an ex[] index list: the tag's expression was dropped */
+
+/* Tags left out of configurations loaded, by why (all threads). */
+static uint64_t drop_parse, drop_cap;
 /* peer fields (upstream_peer.X / downstream_peer.X) */
 enum { PF_APP, PF_VERSION, PF_WORKLOAD, PF_NAMESPACE, PF_CLUSTER, PF_SERVICE, PF_REVISION };
 
@@ -748,7 +757,7 @@ struct istio_expr {
 struct istio_mspec {
 	int drop;
 	signed char over[T_N];                   /* OV_NONE, OV_REMOVE or an expression index */
-	struct { char *name; int ex; } add[ISTIO_CFG_ADD_MAX]; /* tags added, in order */
+	struct istio_add { char *name; int ex; } *add; /* tags added, in order (owned; no cap, as Istio) */
 	size_t n_add;
 };
 
@@ -763,6 +772,7 @@ struct istio_stats_cfg {
 	size_t n_ex;
 	char *hdr[ISTIO_CFG_HDR_MAX];            /* request.headers['x'] names, lower case (owned) */
 	size_t n_hdr;
+	size_t n_dropped;                        /* tags left out (istio_stats_cfg_dropped) */
 };
 
 static int t_index(const char *name)
@@ -873,7 +883,7 @@ static int istio_expr_compile(struct istio_stats_cfg *c, const char *text, char 
 			if (c->n_hdr == ISTIO_CFG_HDR_MAX) {
 				snprintf(why, cap, "expression \"%s\": more than %d request headers", written,
 					 ISTIO_CFG_HDR_MAX);
-				return -ENOSPC;
+				return EX_DROP_CAP;
 			}
 			if (!(h = strndup(buf + 17, (size_t)q)))
 				return -ENOMEM;
@@ -891,10 +901,11 @@ static int istio_expr_compile(struct istio_stats_cfg *c, const char *text, char 
 	} else {
 		goto bad;
 	}
+store:
 	if (c->n_ex == ISTIO_CFG_EXPR_MAX) {
 		free(x.lit);
 		snprintf(why, cap, "expression \"%s\": more than %d distinct expressions", written, ISTIO_CFG_EXPR_MAX);
-		return -ENOSPC;
+		return EX_DROP_CAP;
 	}
 	if (!(x.text = strdup(written))) {
 		free(x.lit);
@@ -903,14 +914,19 @@ static int istio_expr_compile(struct istio_stats_cfg *c, const char *text, char 
 	c->ex[c->n_ex] = x;
 	return (int)c->n_ex++;
 bad:
-	snprintf(why, cap,
-		 "unsupported tag expression \"%s\" (meshproxy evaluates string literals, request.host, "
-		 "request.method, request.path, request.url_path, request.headers['NAME'], response.code, "
-		 "source.address, source.port, destination.address, destination.port, upstream_peer.* and "
-		 "downstream_peer.* (app, version, workload, namespace, cluster, service, revision), "
-		 "xds.cluster_name, xds.route_name, and string() of them)",
-		 written);
-	return -EINVAL;
+	/* outside what meshproxy evaluates: CEL's own parse and build decide
+	 * (common/cel.h), as Istio's getOrCreateExpression */
+	switch (cel_check(written, buf, sizeof(buf))) {
+	case CEL_OK:
+		x.kind = EX_UNKNOWN;
+		goto store;
+	case CEL_PARSE:
+		snprintf(why, cap, "Failed to parse expression: %s (%s)", written, buf);
+		return EX_DROP_PARSE;
+	default:
+		snprintf(why, cap, "expression \"%s\": failed to create an expression: %s", written, buf);
+		return -EINVAL;
+	}
 }
 
 /* A tag name as a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*): any
@@ -954,8 +970,12 @@ static int mspec_apply(struct istio_stats_cfg *c, int i, const Stats__MetricConf
 		if (!(name = tag_name(mc->dimensions[k]->key)))
 			return -ENOMEM;
 		t = t_index(name);
-		if (t >= 0) {
-			m->over[t] = (signed char)ex[k];
+		if (t >= 0) { /* an expression that did not compile: the tag is left out, as Istio */
+			m->over[t] = (signed char)(ex[k] == EX_DROPPED ? OV_REMOVE : ex[k]);
+			free(name);
+			continue;
+		}
+		if (ex[k] == EX_DROPPED) { /* Istio skips an added tag whose expression did not parse */
 			free(name);
 			continue;
 		}
@@ -967,9 +987,14 @@ static int mspec_apply(struct istio_stats_cfg *c, int i, const Stats__MetricConf
 			free(name);
 			continue;
 		}
-		if (m->n_add == ISTIO_CFG_ADD_MAX) {
-			free(name);
-			return -ENOSPC;
+		{
+			struct istio_add *v = realloc(m->add, (m->n_add + 1) * sizeof(*v));
+
+			if (!v) {
+				free(name);
+				return -ENOMEM;
+			}
+			m->add = v;
 		}
 		m->add[m->n_add].name = name;
 		m->add[m->n_add++].ex = ex[k];
@@ -988,6 +1013,8 @@ int istio_stats_cfg_new(const uint8_t *data, size_t len, struct istio_stats_cfg 
 {
 	Stats__PluginConfig *pc = NULL;
 	struct istio_stats_cfg *c;
+	char note[512];
+	int *ex = NULL; /* per dimension of one MetricConfig: its expression or EX_DROPPED */
 	size_t i, k;
 	int rc = -ENOMEM, j;
 
@@ -1018,11 +1045,12 @@ int istio_stats_cfg_new(const uint8_t *data, size_t len, struct istio_stats_cfg 
 	c->plain = pc->n_metrics == 0;
 	for (i = 0; i < pc->n_metrics; i++) {
 		Stats__MetricConfig *mc = pc->metrics[i];
-		int ex[ISTIO_CFG_DIM_MAX], target = -1;
+		int target = -1;
 
-		if (mc->n_dimensions > ISTIO_CFG_DIM_MAX) {
-			snprintf(why, cap, "metric %s: more than %d dimensions", mc->name, ISTIO_CFG_DIM_MAX);
-			rc = -ENOSPC;
+		free(ex);
+		ex = mc->n_dimensions ? calloc(mc->n_dimensions, sizeof(*ex)) : NULL;
+		if (mc->n_dimensions && !ex) {
+			rc = -ENOMEM;
 			goto out;
 		}
 		/* Istio adds tags in the order of their names */
@@ -1034,8 +1062,17 @@ int istio_stats_cfg_new(const uint8_t *data, size_t len, struct istio_stats_cfg 
 				rc = -EINVAL;
 				goto out;
 			}
-			rc = istio_expr_compile(c, mc->dimensions[k]->value, why, cap);
+			rc = istio_expr_compile(c, mc->dimensions[k]->value, note, sizeof(note));
+			if (rc == EX_DROP_PARSE || rc == EX_DROP_CAP) {
+				__atomic_add_fetch(rc == EX_DROP_PARSE ? &drop_parse : &drop_cap, 1, __ATOMIC_RELAXED);
+				if (!c->n_dropped++ && cap)
+					snprintf(why, cap, "metric %s tag %s: %s", mc->name[0] ? mc->name : "(all)",
+						 mc->dimensions[k]->key, note);
+				ex[k] = EX_DROPPED;
+				continue;
+			}
 			if (rc < 0) {
+				snprintf(why, cap, "%s", note);
 				if (rc == -EINVAL && cap) {
 					char tmp[512];
 
@@ -1064,18 +1101,15 @@ int istio_stats_cfg_new(const uint8_t *data, size_t len, struct istio_stats_cfg 
 		}
 		for (j = target < 0 ? 0 : target; j < (target < 0 ? IM_N : target + 1); j++) {
 			rc = mspec_apply(c, j, mc, ex);
-			if (rc < 0) {
-				if (rc == -ENOSPC)
-					snprintf(why, cap, "metric %s: more than %d added tags", im_name[j],
-						 ISTIO_CFG_ADD_MAX);
+			if (rc < 0)
 				goto out;
-			}
 		}
 	}
 	rc = 0;
 	*out = c;
 	c = NULL;
 out:
+	free(ex);
 	if (pc)
 		stats__plugin_config__free_unpacked(pc, NULL);
 	istio_stats_cfg_free(c);
@@ -1092,12 +1126,19 @@ void istio_stats_cfg_free(struct istio_stats_cfg *c)
 		free(c->ex[i].lit);
 		free(c->ex[i].text);
 	}
-	for (i = 0; i < IM_N; i++)
+	for (i = 0; i < IM_N; i++) {
 		for (k = 0; k < c->m[i].n_add; k++)
 			free(c->m[i].add[k].name);
+		free(c->m[i].add);
+	}
 	for (i = 0; i < c->n_hdr; i++)
 		free(c->hdr[i]);
 	free(c);
+}
+
+size_t istio_stats_cfg_dropped(const struct istio_stats_cfg *c)
+{
+	return c ? c->n_dropped : 0;
 }
 
 uint64_t istio_stats_cfg_id(const struct istio_stats_cfg *c)
@@ -1591,9 +1632,14 @@ void istio_stats_prometheus(const struct istio_stats *st, struct mesh_buf *out)
 			"# TYPE meshproxy_istio_stats_series gauge\nmeshproxy_istio_stats_series %llu\n"
 			"# TYPE meshproxy_istio_stats_overflow_total counter\nmeshproxy_istio_stats_overflow_total %llu\n"
 			"# TYPE meshproxy_istio_peer_cache_overflow_total counter\n"
-			"meshproxy_istio_peer_cache_overflow_total %llu\n",
+			"meshproxy_istio_peer_cache_overflow_total %llu\n"
+			"# TYPE meshproxy_istio_stats_tag_expr_dropped_total counter\n"
+			"meshproxy_istio_stats_tag_expr_dropped_total{reason=\"parse\"} %llu\n"
+			"meshproxy_istio_stats_tag_expr_dropped_total{reason=\"cap\"} %llu\n",
 			(unsigned long long)st->n, (unsigned long long)st->overflow,
-			(unsigned long long)st->peer_overflow);
+			(unsigned long long)st->peer_overflow,
+			(unsigned long long)__atomic_load_n(&drop_parse, __ATOMIC_RELAXED),
+			(unsigned long long)__atomic_load_n(&drop_cap, __ATOMIC_RELAXED));
 }
 
 size_t istio_stats_series(const struct istio_stats *st)

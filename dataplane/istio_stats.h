@@ -37,10 +37,8 @@
 #define ISTIO_DEFAULT_MAX_SERIES 2048
 #define ISTIO_PEER_CACHE 128       /* distinct peers remembered; more peers read as "unknown" */
 #define ISTIO_META_HDR_MAX 2048    /* base64 metadata header value cap, both ways */
-#define ISTIO_CFG_EXPR_MAX 16      /* distinct tag expressions in one istio.stats config */
-#define ISTIO_CFG_ADD_MAX 8        /* tags added to one metric */
-#define ISTIO_CFG_DIM_MAX 32       /* dimensions of one MetricConfig */
-#define ISTIO_CFG_HDR_MAX 4        /* request headers the expressions read */
+#define ISTIO_CFG_EXPR_MAX 64      /* distinct tag expressions in one istio.stats config (more: tag dropped) */
+#define ISTIO_CFG_HDR_MAX 8        /* request headers the expressions read (more: tag dropped) */
 #define ISTIO_TCP_REPORT_DEFAULT_MS 5000 /* istio/proxy's tcp_reporting_duration default */
 
 /* A workload as metadata exchange describes it; "" is unknown. */
@@ -177,15 +175,32 @@ const char *istio_catchall_name(const char *route, const char *cluster);
  * (HTTP metrics; on TCP metrics they read "unknown"), upstream_peer.F and
  * downstream_peer.F (F: app, version,
  * workload, namespace, cluster, service, revision), xds.cluster_name,
- * xds.route_name, and string(X) of any of them.  Anything else refuses
- * the configuration: -EINVAL with why naming the expression (the listener
- * is NACKed).  An empty or unknown value reads "unknown", as Istio's
- * failed evaluations do.  Caps: ISTIO_CFG_*.  0, -EINVAL, -ENOSPC, -ENOMEM.
+ * xds.route_name, and string(X) of any of them.  Anything else is
+ * judged as Istio's getOrCreateExpression judges it (common/cel.h):
+ * - valid CEL calling only CEL's built-ins ("a4co-cluster",
+ *   "request.path + 'x'", "size(request.path)"): accepted, the tag reads
+ *   "unknown" (what Istio writes when evaluation fails; Istio evaluates
+ *   some of these to a real value, meshproxy does not);
+ * - does not parse as CEL ("a b", "'x"): the tag is left out (a standard
+ *   tag it overrides is removed, as Istio's empty override), the
+ *   configuration kept; counted in
+ *   meshproxy_istio_stats_tag_expr_dropped_total{reason="parse"};
+ * - calls a function CEL does not define ("foo(x)"): -EINVAL with why
+ *   naming the expression (Envoy: "failed to create an expression"; the
+ *   listener is NACKed).
+ * Past ISTIO_CFG_EXPR_MAX distinct expressions or ISTIO_CFG_HDR_MAX
+ * headers the tag is left out the same way ({reason="cap"}); added tags
+ * per metric are not capped (as Istio).  On success why holds the first
+ * tag left out ("" when none), for the caller's log.  An empty or unknown
+ * value reads "unknown", as Istio's failed evaluations do.
+ * 0, -EINVAL, -ENOMEM.
  */
 struct istio_stats_cfg;
 MESH_MUST_CHECK int istio_stats_cfg_new(const uint8_t *data, size_t len, struct istio_stats_cfg **out, char *why,
 					size_t cap);
 void istio_stats_cfg_free(struct istio_stats_cfg *c); /* NULL is a no-op */
+/* Tags c left out (their expression does not parse, or past a cap). */
+size_t istio_stats_cfg_dropped(const struct istio_stats_cfg *c);
 /* A hash of the configuration's bytes: equal ones share one compiled
  * configuration (engine.c). */
 uint64_t istio_stats_cfg_id(const struct istio_stats_cfg *c);

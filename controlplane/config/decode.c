@@ -11,6 +11,7 @@
 #include "controlplane/config/config_int.h"
 
 #include "common/arena.h"
+#include "common/cel.h"
 #include "common/duration.h"
 #include "common/re.h"
 
@@ -4067,6 +4068,39 @@ static void dec__tel_providers(struct dec *d, const struct cfg__node *p, struct 
 			out->n++;
 }
 
+/* issue 14: a tagOverrides value meshproxy will not evaluate, said at
+ * validation (meshctl validate, /debug/configz, the log); what meshproxy
+ * then does is what Istio's stats filter does (common/cel.h). */
+static void dec__tel_tag_expr(struct dec *d, const struct cfg__node *n, size_t ov, const char *tag,
+			      const char *expr)
+{
+	char why[96];
+	size_t mark;
+
+	if (cel_istio_tag_evaluated(expr))
+		return;
+	/* spec.metrics[i].overrides[ov].tagOverrides.TAG.value */
+	mark = dec__push(d, "overrides");
+	dec__idx(d, ov);
+	dec__push(d, "tagOverrides");
+	dec__push(d, tag);
+	switch (cel_check(expr, why, sizeof(why))) {
+	case CEL_OK:
+		DEC_WARN_AT(d, n, "value", "tag %s: expression \"%s\" is not one meshproxy evaluates; the tag "
+			    "reads \"unknown\" (as a failed evaluation in Istio)", tag, expr);
+		break;
+	case CEL_PARSE:
+		DEC_WARN_AT(d, n, "value", "tag %s: failed to parse expression \"%s\" (%s); the tag is left "
+			    "out of the metrics", tag, expr, why);
+		break;
+	default:
+		DEC_WARN_AT(d, n, "value", "tag %s: expression \"%s\": %s; proxies reject the listeners "
+			    "(Envoy: failed to create an expression)", tag, expr, why);
+		break;
+	}
+	dec__pop(d, mark);
+}
+
 static void dec__tel_metrics(struct dec *d, const struct cfg__node *e, struct cfg_tel_metrics *m)
 {
 	const struct cfg__node *ov = F(e, "overrides");
@@ -4106,6 +4140,8 @@ static void dec__tel_metrics(struct dec *d, const struct cfg__node *e, struct cf
 						   "(tag %s)", to->k[x]->str);
 				if (!t->remove)
 					t->value = dec__str(d, val);
+				if (t->value)
+					dec__tel_tag_expr(d, to->v[x], j, to->k[x]->str, t->value);
 			}
 			o->n_tags = to->n;
 		}

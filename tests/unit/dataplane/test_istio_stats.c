@@ -419,8 +419,8 @@ START_TEST(test_cfg_overrides)
 }
 END_TEST
 
-/* An expression meshproxy cannot evaluate is refused, named in the
- * message; the supported forms compile */
+/* An expression calling a function CEL does not define is refused,
+ * named in the message; the supported forms compile */
 START_TEST(test_cfg_refused)
 {
 	static const char *const ok[] = { "\"lit\"", "request.host", "request.path", "request.url_path",
@@ -444,7 +444,9 @@ START_TEST(test_cfg_refused)
 	f.mcp[0] = &f.mc[0];
 	f.dep[0] = &f.de[0];
 	f.de[0].key = "x";
-	f.de[0].value = "request.size > 10 ? 'big' : 'small'";
+	/* a function CEL does not define: Envoy's "failed to create an
+	 * expression", the configuration refused */
+	f.de[0].value = "lookup(request.size) > 10 ? 'big' : 'small'";
 	f.mc[0].dimensions = f.dep;
 	f.mc[0].n_dimensions = 1;
 	f.mc[0].name = "requests_total";
@@ -453,8 +455,8 @@ START_TEST(test_cfg_refused)
 	pc_pack(&f);
 	ck_assert_int_eq(istio_stats_cfg_new(f.buf, f.len, &c, why, sizeof(why)), -EINVAL);
 	ck_assert_ptr_null(c);
-	ck_assert_ptr_nonnull(strstr(why, "request.size > 10 ? 'big' : 'small'"));
-	ck_assert_ptr_nonnull(strstr(why, "unsupported"));
+	ck_assert_msg(strstr(why, "lookup(request.size) > 10 ? 'big' : 'small'") != NULL, "%s", why);
+	ck_assert_msg(strstr(why, "failed to create an expression: no such function 'lookup'") != NULL, "%s", why);
 	ck_assert_int_eq(istio_stats_cfg_new((const uint8_t *)"\xff\xff", 2, &c, why, sizeof(why)), -EINVAL);
 }
 END_TEST
@@ -507,7 +509,7 @@ START_TEST(test_cfg_destination_port)
 	f.mcp[0] = &f.mc[0];
 	f.dep[0] = &f.de[0];
 	f.de[0].key = "x";
-	f.de[0].value = "string(destination.service)";
+	f.de[0].value = "strng(destination.service)";
 	f.mc[0].dimensions = f.dep;
 	f.mc[0].n_dimensions = 1;
 	f.mc[0].name = "requests_total";
@@ -515,7 +517,7 @@ START_TEST(test_cfg_destination_port)
 	f.pc.n_metrics = 1;
 	pc_pack(&f);
 	ck_assert_int_eq(istio_stats_cfg_new(f.buf, f.len, &bad, why, sizeof(why)), -EINVAL);
-	ck_assert_msg(strstr(why, "\"string(destination.service)\"") != NULL, "%s", why);
+	ck_assert_msg(strstr(why, "\"strng(destination.service)\"") != NULL, "%s", why);
 }
 END_TEST
 
@@ -754,6 +756,154 @@ START_TEST(test_cfg_bad_tag_names)
 }
 END_TEST
 
+/* One inbound request recorded under c; the exposition (caller frees). */
+static char *record_one(struct istio_stats_cfg *c)
+{
+	struct istio_stats *st;
+	struct istio_req r;
+	char *out;
+
+	ck_assert_int_eq(istio_stats_new(NODE, "app=reviews", NULL, 0, &st), 0);
+	memset(&r, 0, sizeof(r));
+	r.cfg = c;
+	r.inbound = 1;
+	r.response_code = 200;
+	r.grpc_status = -1;
+	r.response_flags = "-";
+	r.method = "GET";
+	r.method_len = 3;
+	istio_stats_record(st, &r);
+	out = prom(st);
+	istio_stats_free(st);
+	return out;
+}
+
+/* A counter's value in an exposition, -1 when absent. */
+static long long counter_of(const char *out, const char *series)
+{
+	const char *p = strstr(out, series);
+
+	return p ? strtoll(p + strlen(series), NULL, 10) : -1;
+}
+
+/* issue 14: the seed Telemetry's "a4co-cluster" (valid CEL: a4co minus
+ * cluster, which fails at evaluation) and other valid CEL meshproxy does
+ * not evaluate are accepted and read "unknown", as Istio's failed
+ * evaluation; an expression that does not parse drops its tag (an added
+ * one) or the standard tag it overrides, the configuration kept and the
+ * drop counted, as Istio logs and skips it. */
+START_TEST(test_cfg_istio_cel)
+{
+	static const char *const unknown[] = { "a4co-cluster", "request.path + '-x'", "size(request.path)",
+					       "request.headers['x'] == 'y' ? 'y' : 'n'", "string(destination.service)",
+					       "upstream_peer.labels['app'].value" };
+	struct istio_stats_cfg *c;
+	struct pc_fix f;
+	char why[512], *out;
+	long long before;
+	size_t i;
+
+	for (i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++) {
+		c = cfg_overrides(unknown[i]);
+		ck_assert_ptr_nonnull(c);
+		ck_assert_uint_eq(istio_stats_cfg_dropped(c), 0);
+		out = record_one(c);
+		ck_assert_msg(strstr(out, "destination_app=\"unknown\",") != NULL, "%s: %s", unknown[i], out);
+		ck_assert_ptr_nonnull(strstr(out, "request_method=\"GET\"} 1\n"));
+		free(out);
+		istio_stats_cfg_free(c);
+	}
+
+	/* does not parse: the added tag cluster is left out, its sibling kept */
+	memset(&f, 0, sizeof(f));
+	stats__plugin_config__init(&f.pc);
+	stats__metric_config__init(&f.mc[0]);
+	for (i = 0; i < 3; i++) {
+		stats__metric_config__dimensions_entry__init(&f.de[i]);
+		f.dep[i] = &f.de[i];
+	}
+	f.mcp[0] = &f.mc[0];
+	f.de[0].key = "cluster";
+	f.de[0].value = "a4co cluster";
+	f.de[1].key = "request_method";
+	f.de[1].value = "request.method";
+	f.de[2].key = "destination_app"; /* a standard tag: removed, as Istio's empty override */
+	f.de[2].value = "'unterminated";
+	f.mc[0].dimensions = f.dep;
+	f.mc[0].n_dimensions = 3;
+	f.mc[0].name = "requests_total";
+	f.pc.metrics = f.mcp;
+	f.pc.n_metrics = 1;
+	pc_pack(&f);
+	c = NULL;
+	{
+		struct istio_stats *st;
+
+		ck_assert_int_eq(istio_stats_new(NODE, NULL, NULL, 0, &st), 0);
+		out = prom(st);
+		before = counter_of(out, "meshproxy_istio_stats_tag_expr_dropped_total{reason=\"parse\"} ");
+		free(out);
+		istio_stats_free(st);
+	}
+	ck_assert_int_eq(istio_stats_cfg_new(f.buf, f.len, &c, why, sizeof(why)), 0);
+	ck_assert_uint_eq(istio_stats_cfg_dropped(c), 2);
+	ck_assert_msg(strstr(why, "Failed to parse expression: ") != NULL, "%s", why);
+	out = record_one(c);
+	ck_assert_ptr_null(strstr(out, ",cluster=\""));
+	ck_assert_ptr_nonnull(strstr(out, "request_method=\"GET\"} 1\n"));
+	/* destination_app gone from requests_total only */
+	{
+		const char *rt = strstr(out, "istio_requests_total{"), *nl = rt ? strchr(rt, '\n') : NULL;
+		char line[2048];
+
+		ck_assert_ptr_nonnull(nl);
+		snprintf(line, sizeof(line), "%.*s", (int)(nl - rt), rt);
+		ck_assert_msg(strstr(line, "destination_app=") == NULL, "%s", line);
+	}
+	ck_assert_ptr_nonnull(strstr(out, "destination_app=\"reviews\""));
+	ck_assert_int_eq(counter_of(out, "meshproxy_istio_stats_tag_expr_dropped_total{reason=\"parse\"} "),
+			 before + 2);
+	free(out);
+	istio_stats_cfg_free(c);
+}
+END_TEST
+
+/* issue 14: Istio caps nothing: 12 tags added to one metric all show */
+START_TEST(test_cfg_many_tags)
+{
+	Stats__MetricConfig__DimensionsEntry de[12], *dep[12];
+	char keys[12][16], *out;
+	struct istio_stats_cfg *c = NULL;
+	struct pc_fix f;
+	char why[512];
+	size_t i;
+
+	memset(&f, 0, sizeof(f));
+	stats__plugin_config__init(&f.pc);
+	stats__metric_config__init(&f.mc[0]);
+	f.mcp[0] = &f.mc[0];
+	for (i = 0; i < 12; i++) {
+		stats__metric_config__dimensions_entry__init(&de[i]);
+		dep[i] = &de[i];
+		snprintf(keys[i], sizeof(keys[i]), "tag_%02zu", i);
+		de[i].key = keys[i];
+		de[i].value = i % 2 ? "request.method" : "'lit'";
+	}
+	f.mc[0].dimensions = dep;
+	f.mc[0].n_dimensions = 12;
+	f.mc[0].name = "";
+	f.pc.metrics = f.mcp;
+	f.pc.n_metrics = 1;
+	pc_pack(&f);
+	ck_assert_int_eq(istio_stats_cfg_new(f.buf, f.len, &c, why, sizeof(why)), 0);
+	out = record_one(c);
+	ck_assert_ptr_nonnull(strstr(out, ",tag_00=\"lit\",tag_01=\"GET\","));
+	ck_assert_ptr_nonnull(strstr(out, ",tag_10=\"lit\",tag_11=\"GET\"} 1\n"));
+	free(out);
+	istio_stats_cfg_free(c);
+}
+END_TEST
+
 /* issue 14: Istio's TCP metadata exchange, encoded and read back */
 START_TEST(test_mx_roundtrip)
 {
@@ -809,6 +959,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_mx_roundtrip);
 	tcase_add_test(tc, test_exposition_any_bytes);
 	tcase_add_test(tc, test_cfg_bad_tag_names);
+	tcase_add_test(tc, test_cfg_istio_cel);
+	tcase_add_test(tc, test_cfg_many_tags);
 	suite_add_tcase(s, tc);
 	return s;
 }

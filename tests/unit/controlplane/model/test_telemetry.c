@@ -533,6 +533,58 @@ START_TEST(decode_valid_no_warning)
 }
 END_TEST
 
+/* issue 14: a tagOverrides value meshproxy will not evaluate is a warning
+ * naming the Telemetry's field and what happens: valid CEL reads
+ * "unknown", an unparseable one is left out, an unknown function makes
+ * proxies reject the listener; the object is kept; a supported one (or a
+ * literal) says nothing. */
+START_TEST(decode_warns_tag_expressions)
+{
+	static const char *const y = "apiVersion: telemetry.istio.io/v1\n"
+				     "kind: Telemetry\n"
+				     "metadata: {name: t, namespace: shop}\n"
+				     "spec:\n"
+				     "  metrics:\n"
+				     "  - overrides:\n"
+				     "    - match: {metric: REQUEST_COUNT}\n"
+				     "      tagOverrides:\n"
+				     "        source_cluster: {value: a4co-cluster}\n"
+				     "        a: {value: 'a b'}\n"
+				     "        b: {value: 'foo(request.path)'}\n"
+				     "        c: {value: \"request.headers['x-user']\"}\n"
+				     "        d: {value: \"'lit'\"}\n"
+				     "        e: {value: 'string(destination.port)'}\n";
+	static const char *const want[] = {
+		"spec.metrics[0].overrides[0].tagOverrides.source_cluster.value",
+		"expression \"a4co-cluster\" is not one meshproxy evaluates; the tag reads \"unknown\"",
+		"tagOverrides.a.value", "failed to parse expression \"a b\"",
+		"tagOverrides.b.value", "no such function 'foo'; proxies reject the listeners",
+	};
+	struct cfg_parse_result res;
+	size_t i, k;
+
+	memset(&res, 0, sizeof(res));
+	ck_assert_int_eq(cfg_parse_buffer("t.yaml", y, strlen(y), &res), 0);
+	ck_assert_uint_eq(res.n_objects, 1);
+	ck_assert_uint_eq(res.n_errors, 3);
+	for (i = 0; i < res.n_errors; i++)
+		ck_assert(res.errors[i].warning);
+	for (k = 0; k < sizeof(want) / sizeof(want[0]); k++) {
+		bool found = false;
+
+		for (i = 0; i < res.n_errors; i++) {
+			char full[1024];
+
+			snprintf(full, sizeof(full), "%s: %s", res.errors[i].field ? res.errors[i].field : "",
+				 res.errors[i].message);
+			found = found || strstr(full, want[k]);
+		}
+		ck_assert_msg(found, "no finding with %s", want[k]);
+	}
+	cfg_parse_result_cleanup(&res);
+}
+END_TEST
+
 static Suite *telemetry_suite(void)
 {
 	Suite *s = suite_create("telemetry");
@@ -550,6 +602,7 @@ static Suite *telemetry_suite(void)
 	tcase_add_test(tc, seed_sample_v1alpha1);
 	tcase_add_test(tc, decode_rejects);
 	tcase_add_test(tc, decode_valid_no_warning);
+	tcase_add_test(tc, decode_warns_tag_expressions);
 	suite_add_tcase(s, tc);
 	return s;
 }
