@@ -245,6 +245,9 @@ struct px_stream {
 	int is_grpc;
 	struct px_str method, path, authority, ua, xff, rid, proto;
 	struct trace_span tr;        /* issue 14: started with the port's tracing (d_stream_start), ended in s_log */
+	/* the span's operation: the route's decorator, or inbound the caller's
+	 * x-envoy-decorator-operation (in meta); len 0: Envoy's default name */
+	struct px_str tr_op;
 	const struct px_alog_cfg *alog; /* issue 14: the port's access_log (s_alog_port), in cfg; NULL: none */
 	struct px_str alog_hdrs[PX_ALOG_MAX_HDRS]; /* the extra request headers it reads, copied into meta */
 	char alog_ulocal[INET6_ADDRSTRLEN + 16]; /* %UPSTREAM_LOCAL_ADDRESS% when it asks (u_on_head), else "" */
@@ -491,6 +494,8 @@ static void s_trace_end(struct px_stream *s)
 	x.status = s->status;
 	x.request_size = s->rx;
 	x.response_size = s->tx;
+	x.operation = s->tr_op.len ? s->tr_op.p : NULL;
+	x.operation_len = s->tr_op.len;
 	x.end_us = wall_us();
 	tracer_finish(s->e->tracer, &s->tr, &x);
 }
@@ -2356,6 +2361,11 @@ static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_
 		/* issue 14: the trace context is this hop's (trace_put_headers below) */
 		if (s->tr.cfg && trace_is_ctx_header(f->name))
 			continue;
+		/* inbound the caller's operation is consumed (traceRequest removes
+		 * it); outbound a propagated decorator replaces it */
+		if (s->tr.cfg && (s->d->inbound || (rt->decorator && rt->decorator_propagate)) &&
+		    h1_str_ieq(f->name, "x-envoy-decorator-operation"))
+			continue;
 		if (h1_str_ieq(f->name, "x-request-id"))
 			have_rid = 1;
 		else if (h1_str_ieq(f->name, "x-forwarded-proto"))
@@ -2374,6 +2384,13 @@ static int s_build_head(struct px_stream *s, const struct h1_head *h, struct h1_
 	}
 	if (!rc && s->tr.cfg)
 		rc = trace_put_headers(&s->tr, b) < 0;
+	if (!rc && s->tr.cfg && !s->d->inbound && rt->decorator && rt->decorator_propagate) {
+		rc = mesh_buf_puts(b, "x-envoy-decorator-operation: ") < 0;
+		if (!rc)
+			rc = mesh_buf_puts(b, rt->decorator) < 0;
+		if (!rc)
+			rc = mesh_buf_append(b, "\r\n", 2) < 0;
+	}
 	if (!rc && s->edge)
 		rc = s_put_edge(s, b, external);
 	else if (!rc && !have_xfp)
@@ -3310,8 +3327,18 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		s->idle_ms = px_port_stream_idle_ms(e, pp);
 		s->req_ms = px_port_request_ms(e, pp);
 		/* issue 14: continue or start the trace, decide sampling */
-		if (pp->trace)
+		if (pp->trace) {
+			struct h1_str op = h1_head_get(h, "x-envoy-decorator-operation");
+
 			trace_start(&s->tr, pp->trace, h, px_rand(e), px_rand(e), s->start_us);
+			/* Envoy's ActiveStream::traceRequest: the route's decorator
+			 * names the span; inbound, a non-empty
+			 * x-envoy-decorator-operation from the caller overrides it */
+			if (d->inbound && op.len)
+				s->tr_op = meta_put(s, op.p, op.len);
+			else if (s->rt->decorator)
+				s->tr_op = meta_put(s, s->rt->decorator, strlen(s->rt->decorator));
+		}
 	} else {
 		/* no HCM: Envoy would run a TCP proxy here, Expect and all passing through */
 		s->proxy_100 = 1;

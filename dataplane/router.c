@@ -1326,6 +1326,11 @@ static int compile_route(struct rctx *c, const pb_route *r, struct router_rentry
 		return rc;
 	if (!(rt->name = arena_strdup(c->a, r->name ? r->name : "")))
 		return -ENOMEM;
+	/* Envoy's DecoratorImpl: an empty operation decorates nothing */
+	if (r->decorator && r->decorator->operation && r->decorator->operation[0] &&
+	    !(rt->decorator = arena_strdup(c->a, r->decorator->operation)))
+		return -ENOMEM;
+	rt->decorator_propagate = !r->decorator || !r->decorator->propagate || r->decorator->propagate->value;
 	if ((rc = hdr_level(c, r->request_headers_to_add, r->n_request_headers_to_add, r->request_headers_to_remove,
 			    r->n_request_headers_to_remove, r->response_headers_to_add, r->n_response_headers_to_add,
 			    r->response_headers_to_remove, r->n_response_headers_to_remove, &rl)) < 0 ||

@@ -239,6 +239,11 @@ struct router_route {
 	const struct router_fault *fault; /* route's, else the virtual host's; NULL: none */
 	const struct router_cors *cors;   /* route's, else the virtual host's */
 	bool include_attempt_count_req, include_attempt_count_resp;
+	/* Route.decorator (Envoy's route Decorator): the trace span's
+	 * operation name, NULL without one (or an empty operation); propagate
+	 * [true]: outbound, sent upstream as x-envoy-decorator-operation */
+	const char *decorator;
+	bool decorator_propagate;
 };
 
 /* ------------------------------------------------------------- API */

@@ -1221,13 +1221,17 @@ void tracer_finish(struct tracer *t, struct trace_span *sp, const struct trace_e
 		goto out;
 	}
 	mark = b->len;
-	/* Envoy's default operation name for a sidecar: "AUTHORITY/PATH" without the query */
+	/* the route decorator's operation, else Envoy's default operation name
+	 * for a sidecar: "AUTHORITY/PATH" without the query */
 	plen = x->path ? x->path_len : 0;
 	for (i = 0; i < plen; i++)
 		if (x->path[i] == '?')
 			break;
-	n = snprintf(name, sizeof(name), "%.*s%.*s", (int)(x->authority ? x->authority_len : 0),
-		     x->authority ? x->authority : "", (int)i, x->path ? x->path : "");
+	if (x->operation)
+		n = snprintf(name, sizeof(name), "%.*s", (int)x->operation_len, x->operation);
+	else
+		n = snprintf(name, sizeof(name), "%.*s%.*s", (int)(x->authority ? x->authority_len : 0),
+			     x->authority ? x->authority : "", (int)i, x->path ? x->path : "");
 	n = n < 0 ? 0 : (size_t)n < sizeof(name) ? n : (int)sizeof(name) - 1;
 	if (c->otlp)
 		tr__otlp_span(t, sp, x, name, (size_t)n, plen);

@@ -118,6 +118,10 @@ struct trace_end {
 	int status;
 	uint64_t request_size, response_size;
 	uint64_t end_us;
+	/* the span's name: the route's decorator operation (or the caller's
+	 * x-envoy-decorator-operation inbound); NULL: "AUTHORITY/PATH" */
+	const char *operation;
+	size_t operation_len;
 	const struct h1_head *req;   /* request-header custom tags not read at the start; may be NULL */
 };
 

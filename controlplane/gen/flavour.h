@@ -51,6 +51,10 @@ struct gen_profile {
 	 * service's own cluster): Debian's gRPC 1.51 client crashes (SIGSEGV)
 	 * on a call no route matches; Envoy answers 404 itself. */
 	bool no_match_fallback;
+	/* Every route carries decorator.operation as istiod's route builder
+	 * sets it (route.go getRouteOperation, BuildDefaultHTTPOutboundRoute):
+	 * Envoy names trace spans by it; gRPC clients do not trace by route. */
+	bool decorators;
 
 	/* ---- clusters and endpoints (CDS, EDS) */
 	/* LEAST_REQUEST and RANDOM load balancing, LEAST_REQUEST by default

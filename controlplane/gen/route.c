@@ -1090,11 +1090,42 @@ static int gen_fault(struct arena *a, const struct cfg_fault *f, Google__Protobu
 
 /* ---------------------------------------------------------------- routes */
 
+/* The route's trace operation as istiod's getRouteOperation (route.go):
+ * the path is "PREFIX*" for a prefix match ("/" then "*" for a route matching
+ * everything), the exact path, or the regex; the host and port are those
+ * of the route's one cluster when it has one ("outbound|PORT|SUBSET|HOST"),
+ * else the VirtualService's name and the listener's port (weighted
+ * clusters, redirects, direct responses).  NULL when out of memory. */
+static char *gen_route_operation(struct gen_rctx *c, const gen_route *r, const char *vs_name)
+{
+	const Envoy__Config__Route__V3__RouteMatch *m = r->match;
+	const char *path = "/*", *cl = NULL, *p1, *p2, *p3;
+
+	if (m && m->path_specifier_case == ENVOY__CONFIG__ROUTE__V3__ROUTE_MATCH__PATH_SPECIFIER_PREFIX && m->prefix &&
+	    m->prefix[0] && !(m->prefix[0] == '/' && !m->prefix[1])) {
+		if (!(path = arena_printf(c->a, "%s*", m->prefix)))
+			return NULL;
+	} else if (m && m->path_specifier_case == ENVOY__CONFIG__ROUTE__V3__ROUTE_MATCH__PATH_SPECIFIER_PATH && m->path) {
+		path = m->path;
+	} else if (m && m->path_specifier_case == ENVOY__CONFIG__ROUTE__V3__ROUTE_MATCH__PATH_SPECIFIER_SAFE_REGEX &&
+		   m->safe_regex && m->safe_regex->regex) {
+		path = m->safe_regex->regex;
+	}
+	if (r->action_case == ENVOY__CONFIG__ROUTE__V3__ROUTE__ACTION_ROUTE && r->route &&
+	    r->route->cluster_specifier_case == ENVOY__CONFIG__ROUTE__V3__ROUTE_ACTION__CLUSTER_SPECIFIER_CLUSTER)
+		cl = r->route->cluster;
+	/* Istio's IsValidSubsetKey: exactly three '|' */
+	if (cl && (p1 = strchr(cl, '|')) && (p2 = strchr(p1 + 1, '|')) && (p3 = strchr(p2 + 1, '|')) &&
+	    !strchr(p3 + 1, '|'))
+		return arena_printf(c->a, "%s:%.*s%s", p3 + 1, (int)(p2 - p1 - 1), p1 + 1, path);
+	return arena_printf(c->a, "%s:%u%s", vs_name ? vs_name : "", (unsigned)c->port, path);
+}
+
 /* One Route: match mt (NULL: catch-all) with either the route action ra
  * or the redirect rd; the route's and (one destination) the
  * destination's header edits when the profile has header_edits. */
-static int gen_add_route(struct gen_rctx *c, const struct cfg_http_route *hr, const struct cfg_http_match *mt,
-			 gen_action *ra, Envoy__Config__Route__V3__RedirectAction *rd,
+static int gen_add_route(struct gen_rctx *c, const char *vs_name, const struct cfg_http_route *hr,
+			 const struct cfg_http_match *mt, gen_action *ra, Envoy__Config__Route__V3__RedirectAction *rd,
 			 Envoy__Config__Route__V3__DirectResponseAction *dr, Google__Protobuf__Any *fault,
 			 Google__Protobuf__Any *cors)
 {
@@ -1119,6 +1150,11 @@ static int gen_add_route(struct gen_rctx *c, const struct cfg_http_route *hr, co
 		if (gen_route_headers(c->a, &hr->headers, r) < 0)
 			return -ENOMEM;
 		if (ra && c->dest_headers && gen_route_headers(c->a, c->dest_headers, r) < 0)
+			return -ENOMEM;
+	}
+	if (c->g->p->decorators) {
+		if (!(r->decorator = gen__msg(c->a, &envoy__config__route__v3__decorator__descriptor)) ||
+		    !(r->decorator->operation = gen_route_operation(c, r, vs_name)))
 			return -ENOMEM;
 	}
 	/* Istio's per-route filter configs (route.go): the cors filter's policy
@@ -1284,7 +1320,7 @@ static int gen_http_route(struct gen_rctx *c, const struct cfg_object *vs, const
 	if (rc < 0)
 		goto out;
 	if (hr->n_match == 0) {
-		rc = gen_add_route(c, hr, NULL, ra, rd, dr, fault, cors);
+		rc = gen_add_route(c, vs->name, hr, NULL, ra, rd, dr, fault, cors);
 		c->done = true;
 		goto out;
 	}
@@ -1293,7 +1329,7 @@ static int gen_http_route(struct gen_rctx *c, const struct cfg_object *vs, const
 
 		if (!gen_match_applies(c, mt, c->port))
 			continue;
-		rc = gen_add_route(c, hr, mt, ra, rd, dr, fault, cors);
+		rc = gen_add_route(c, vs->name, hr, mt, ra, rd, dr, fault, cors);
 		if (rc < 0)
 			goto out;
 		if (gen__match_is_catchall(mt))
@@ -1326,7 +1362,7 @@ static int gen_default_route(struct gen_rctx *c)
 	rc = gen_action_build(c, &owner, &hr, &ra);
 	if (rc < 0)
 		return rc;
-	return gen_add_route(c, NULL, NULL, ra, NULL, NULL, NULL, NULL);
+	return gen_add_route(c, NULL, NULL, NULL, ra, NULL, NULL, NULL, NULL);
 }
 
 /* The catch-all that ends a VirtualService's routes when none of them
@@ -1364,7 +1400,7 @@ static int gen_no_match_route(struct gen_rctx *c)
 		rc = gen_fault(c->a, &f, &fault);
 	if (rc < 0)
 		return rc;
-	return gen_add_route(c, &hr, NULL, ra, NULL, NULL, fault, NULL);
+	return gen_add_route(c, NULL, &hr, NULL, ra, NULL, NULL, fault, NULL);
 }
 
 /* Domains for the host: "HOST", "HOST:PORT", and for a Kubernetes-style

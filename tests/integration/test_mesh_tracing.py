@@ -228,9 +228,26 @@ class MeshTracingTest(unittest.TestCase):
         self.assertEqual(st["istio.canonical_revision"], "v2")
         self.assertEqual(st["upstream_cluster"], "inbound|%d||" % self.port)
         self.assertEqual(s["localEndpoint"]["serviceName"], "web.%s" % NS)
+        # spans are named by the route's decorator as istiod sets it
+        # (HOST:PORT/*), the server span by the x-envoy-decorator-operation
+        # the client sidecar propagated, which the app does not see
+        op = "%s:%d/*" % (fqdn("web"), self.port)
+        self.assertEqual(c["name"], op)
+        self.assertEqual(s["name"], op)
+        self.assertNotIn("x-envoy-decorator-operation", hdrs)
         # Envoy's zipkin counters on the admin port
         wait_for(lambda: prom(self.px, "envoy_tracing_zipkin_spans_sent") >= 1, what="spans_sent counted")
         self.assertEqual(prom(self.px, "meshproxy_tracing_spans_dropped"), 0)
+
+    def test_span_name_one_per_route(self):
+        # another path on the same route: the same operation, not one per path
+        rid = str(uuid.uuid4())
+        r = self.px.request("http://%s:%d/other/x?q=1" % (fqdn("web"), self.port), headers={"x-request-id": rid})
+        self.assertEqual(r.status, 200, r)
+        sp = self.spans(rid)
+        op = "%s:%d/*" % (fqdn("web"), self.port)
+        self.assertEqual(sp["CLIENT"]["name"], op)
+        self.assertEqual(sp["SERVER"]["name"], op)
 
     def test_traceparent_continued(self):
         trace = uuid.uuid4().hex

@@ -908,6 +908,43 @@ START_TEST(fault_per_route)
 }
 END_TEST
 
+/* Route.decorator: the operation names the span (empty: none),
+ * propagate defaults to true (Envoy's DecoratorImpl). */
+START_TEST(decorator_operation)
+{
+	rb_route *r = rb_route_prefix("/", "c"), *r2 = rb_route_prefix("/x", "c");
+	Envoy__Config__Route__V3__Decorator *d = RB_NEW(Envoy__Config__Route__V3__Decorator,
+						       ENVOY__CONFIG__ROUTE__V3__DECORATOR__INIT);
+	Google__Protobuf__BoolValue *no = RB_NEW(Google__Protobuf__BoolValue, GOOGLE__PROTOBUF__BOOL_VALUE__INIT);
+	struct router *rt;
+	struct router_req q = rb_req("h", "/", NULL), qx = rb_req("h", "/x", NULL);
+	const struct router_route *m;
+
+	d->operation = "reviews.demo.svc.cluster.local:9080/*";
+	r->decorator = d;
+	rt = build1(rb_config("80", 1, rb_vhost("v", "*", 2, r2, r)));
+	m = router_match(rt, "80", &q);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_str_eq(m->decorator, "reviews.demo.svc.cluster.local:9080/*");
+	ck_assert(m->decorator_propagate);
+	m = router_match(rt, "80", &qx);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_ptr_null(m->decorator);
+	router_unref(rt);
+	no->value = false;
+	d->propagate = no;
+	rt = build1(rb_config("80", 1, rb_vhost("v", "*", 1, r)));
+	m = router_match(rt, "80", &q);
+	ck_assert_str_eq(m->decorator, "reviews.demo.svc.cluster.local:9080/*");
+	ck_assert(!m->decorator_propagate);
+	router_unref(rt);
+	d->operation = "";
+	rt = build1(rb_config("80", 1, rb_vhost("v", "*", 1, r)));
+	ck_assert_ptr_null(router_match(rt, "80", &q)->decorator);
+	router_unref(rt);
+}
+END_TEST
+
 /* ------------------------------------------------------------ require_tls */
 
 /* Issue 13 (Istio's Gateway httpsRedirect): a virtual host with require_tls
@@ -1067,6 +1104,7 @@ int main(void)
 	tcase_add_test(tc, header_edit_order);
 	tcase_add_test(tc, retry_timeouts_hash_mirror);
 	tcase_add_test(tc, fault_per_route);
+	tcase_add_test(tc, decorator_operation);
 	tcase_add_test(tc, cors_typed_per_filter_config);
 	tcase_add_test(tc, nack_unsupported);
 	tcase_add_test(tc, require_tls_redirect);

@@ -364,6 +364,9 @@ START_TEST(otlp_export)
 	trace_start(&sp, &c, req(""), 7, 8, 2000000);
 	x.inbound = 1;
 	x.status = 200;
+	/* a route decorator names the span (Envoy's Decorator::apply) */
+	x.operation = "reviews.demo.svc.cluster.local:9080/*";
+	x.operation_len = strlen(x.operation);
 	x.end_us = 2000500;
 	tracer_finish(t, &sp, &x);
 	/* the batch goes at the flush timer: read the POST as the collector */
@@ -433,6 +436,7 @@ START_TEST(otlp_export)
 	ck_assert_ptr_nonnull(kv = attr(s0, "http.url"));
 	ck_assert_str_eq(kv->value->string_value, "http://reviews:9080/r?q=1");
 	ck_assert_int_eq(s1->kind, OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_SERVER);
+	ck_assert_str_eq(s1->name, "reviews.demo.svc.cluster.local:9080/*");
 	ck_assert_uint_eq(s1->parent_span_id.len, 0);
 	ck_assert_str_eq(s1->trace_state, "");
 	ck_assert_ptr_null(s1->status);
