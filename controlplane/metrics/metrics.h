@@ -141,6 +141,7 @@ enum metrics_limit {
 	METRICS_LIMIT_DEBUG_RESPONSE_SIZE,  /* "debug_response_size" */
 	METRICS_LIMIT_WEBHOOK_CONNECTIONS,  /* "webhook_connections" */
 	METRICS_LIMIT_WEBHOOK_BODY,         /* "webhook_body" */
+	METRICS_LIMIT_WEBHOOK_HEAD_TIMEOUT, /* "webhook_head_timeout" */
 	METRICS_LIMIT_CA_REQUEST_SIZE,      /* "ca_request_size" */
 	METRICS_LIMIT_CA_TOKEN_FILE,        /* "ca_token_file" */
 	METRICS_LIMIT_COUNT

@@ -5,8 +5,12 @@
  * epoll threads (WEBHOOK_THREADS): an idle or half-sent connection costs a
  * socket and a buffer, never a thread.  Against slow or hostile clients:
  * a connection cap, a cap per peer address, an idle deadline (silence
- * closes a connection, headers half sent or not, TLS handshake included)
- * and a whole-request deadline checked as body bytes arrive (a client
+ * closes a connection, headers half sent or not, TLS handshake included),
+ * a head deadline (TLS handshake and request head complete within
+ * WEBHOOK_HEAD_DEADLINE_S of the accept or of the previous request's end,
+ * however the bytes trickle: libmicrohttpd only knows the idle one, so
+ * this module's reaper thread shuts such a connection's socket down) and
+ * a whole-request deadline checked as body bytes arrive (a client
  * trickling a byte at a time is cut at WEBHOOK_REQUEST_DEADLINE_S), and
  * the body cap (Content-Length over it: 413 at once; a chunked body
  * growing past it: the connection is closed).
@@ -49,6 +53,11 @@
  * still keeps one other address from taking every slot. */
 #define WEBHOOK_MAX_PER_IP (WEBHOOK_MAX_CONNECTIONS / 2)
 #define WEBHOOK_IDLE_TIMEOUT_S 10u          /* silence that closes a connection */
+/* TLS handshake and request head: the API server sends a head at once;
+ * a client trickling a byte every few seconds (under the idle deadline)
+ * held its slot forever before this, and 2 addresses held all 1024. */
+#define WEBHOOK_HEAD_DEADLINE_S 10
+#define WEBHOOK_REAP_INTERVAL_MS 500        /* how often the reaper looks */
 #define WEBHOOK_REQUEST_DEADLINE_S 30       /* first byte to last body byte (the API server waits 10 s) */
 #define WEBHOOK_LISTEN_BACKLOG 1024
 #define WEBHOOK_MAX_PATH 64                 /* a route's path */
@@ -110,6 +119,26 @@ struct webhook_server {
 	bool stopping;
 	bool thread_started;
 	pthread_t thread;
+
+	/* the head deadline's reaper: connections of every daemon */
+	pthread_mutex_t conns_lock;
+	pthread_cond_t reaper_cond;          /* CLOCK_MONOTONIC */
+	struct webhook__conn *conns;
+	bool reaper_stopping;
+	bool reaper_started;
+	pthread_t reaper;
+};
+
+/* One connection (libmicrohttpd's socket_context), on the server's list
+ * from MHD_CONNECTION_NOTIFY_STARTED to MHD_CONNECTION_NOTIFY_CLOSED,
+ * which libmicrohttpd sends before it closes fd: while listed (under
+ * conns_lock) fd is this connection's. */
+struct webhook__conn {
+	struct webhook__conn *prev, *next;
+	int fd;
+	bool in_head;        /* handshake or request head not complete */
+	bool cut;            /* the reaper shut it down */
+	struct timespec since; /* the head's deadline runs from here */
 };
 
 /* One request in flight (libmicrohttpd's con_cls). */
@@ -204,6 +233,28 @@ static bool webhook__lookup(struct webhook_server *s, const char *path, webhook_
 	return found;
 }
 
+static struct webhook__conn *webhook__conn_of(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+	return ci ? ci->socket_context : NULL;
+}
+
+/* A request head arrived (again = false) or a request ended (again =
+ * true: the next head's deadline starts now). */
+static void webhook__head_done(struct webhook_server *s, struct MHD_Connection *c, bool again)
+{
+	struct webhook__conn *wc = webhook__conn_of(c);
+
+	if (!wc)
+		return;
+	pthread_mutex_lock(&s->conns_lock);
+	wc->in_head = again;
+	if (again)
+		clock_gettime(CLOCK_MONOTONIC, &wc->since);
+	pthread_mutex_unlock(&s->conns_lock);
+}
+
 static double webhook__elapsed(const struct timespec *t0)
 {
 	struct timespec t;
@@ -261,8 +312,10 @@ static enum MHD_Result webhook__handle(void *cls, struct MHD_Connection *c, cons
 	int rc;
 
 	(void)version;
-	if (!req)
+	if (!req) {
+		webhook__head_done(s, c, false);
 		return webhook__begin(s, c, url, method, con_cls);
+	}
 	if (webhook__elapsed(&req->start) > WEBHOOK_REQUEST_DEADLINE_S) {
 		log_warn(WEBHOOK_LOG, "%s: request not complete after %d s: connection closed", url,
 			 WEBHOOK_REQUEST_DEADLINE_S);
@@ -308,14 +361,90 @@ static void webhook__completed(void *cls, struct MHD_Connection *c, void **con_c
 {
 	struct webhook__req *req = *con_cls;
 
-	(void)cls;
-	(void)c;
 	(void)toe;
+	webhook__head_done(cls, c, true);
 	if (!req)
 		return;
 	mesh_buf_cleanup(&req->body);
 	free(req);
 	*con_cls = NULL;
+}
+
+/* MHD_OPTION_NOTIFY_CONNECTION: list a connection from its accept to
+ * its close. */
+static void webhook__notify_conn(void *cls, struct MHD_Connection *c, void **socket_context,
+				 enum MHD_ConnectionNotificationCode toe)
+{
+	struct webhook_server *s = cls;
+	struct webhook__conn *wc = *socket_context;
+	const union MHD_ConnectionInfo *ci;
+
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+		wc = calloc(1, sizeof(*wc));
+		if (!wc || !ci) {
+			/* unwatched: the idle deadline still bounds it */
+			free(wc);
+			return;
+		}
+		wc->fd = ci->connect_fd;
+		wc->in_head = true;
+		clock_gettime(CLOCK_MONOTONIC, &wc->since);
+		pthread_mutex_lock(&s->conns_lock);
+		wc->next = s->conns;
+		if (s->conns)
+			s->conns->prev = wc;
+		s->conns = wc;
+		pthread_mutex_unlock(&s->conns_lock);
+		*socket_context = wc;
+		return;
+	}
+	if (!wc)
+		return;
+	pthread_mutex_lock(&s->conns_lock);
+	if (wc->prev)
+		wc->prev->next = wc->next;
+	else
+		s->conns = wc->next;
+	if (wc->next)
+		wc->next->prev = wc->prev;
+	pthread_mutex_unlock(&s->conns_lock);
+	free(wc);
+	*socket_context = NULL;
+}
+
+/* Shuts down the socket of every connection whose handshake or request
+ * head is not complete WEBHOOK_HEAD_DEADLINE_S after it began; its
+ * daemon sees the hang-up and closes it (shutdown, not close: the fd
+ * stays the daemon's to close). */
+static void *webhook__reaper(void *arg)
+{
+	struct webhook_server *s = arg;
+	struct webhook__conn *wc;
+	struct timespec now, until;
+
+	pthread_mutex_lock(&s->conns_lock);
+	while (!s->reaper_stopping) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		for (wc = s->conns; wc; wc = wc->next) {
+			if (!wc->in_head || wc->cut || now.tv_sec - wc->since.tv_sec < WEBHOOK_HEAD_DEADLINE_S)
+				continue;
+			wc->cut = true;
+			(void)shutdown(wc->fd, SHUT_RDWR);
+			metrics_limit(METRICS_LIMIT_WEBHOOK_HEAD_TIMEOUT);
+			log_debug(WEBHOOK_LOG, "TLS handshake or request head not complete after %d s: connection closed",
+				  WEBHOOK_HEAD_DEADLINE_S);
+		}
+		until = now;
+		until.tv_nsec += (long)WEBHOOK_REAP_INTERVAL_MS * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		(void)pthread_cond_timedwait(&s->reaper_cond, &s->conns_lock, &until);
+	}
+	pthread_mutex_unlock(&s->conns_lock);
+	return NULL;
 }
 
 static void webhook__mhd_log(void *cls, const char *fmt, va_list ap)
@@ -368,6 +497,7 @@ static int webhook__daemon(struct webhook_server *s, int fd, struct webhook__gen
 				  MHD_OPTION_PER_IP_CONNECTION_LIMIT, WEBHOOK_MAX_PER_IP,
 				  MHD_OPTION_CONNECTION_TIMEOUT, WEBHOOK_IDLE_TIMEOUT_S,
 				  MHD_OPTION_NOTIFY_COMPLETED, webhook__completed, (void *)s,
+				  MHD_OPTION_NOTIFY_CONNECTION, webhook__notify_conn, (void *)s,
 				  MHD_OPTION_EXTERNAL_LOGGER, webhook__mhd_log, (void *)NULL,
 				  MHD_OPTION_END);
 	rc = g->mhd ? 0 : -ENOMEM;
@@ -490,8 +620,11 @@ int webhook_server_start(const struct webhook_server_config *cfg, struct webhook
 		return -ENOMEM;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_mutex_init(&s->routes_lock, NULL);
+	pthread_mutex_init(&s->conns_lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_cond_init(&s->cond, &ca); /* CLOCK_REALTIME: deadlines are epoch seconds */
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->reaper_cond, &ca);
 	pthread_condattr_destroy(&ca);
 	s->ca = cfg->ca;
 	s->ttl = cfg->cert_ttl_seconds > 0 ? cfg->cert_ttl_seconds : WEBHOOK_CERT_TTL_SECONDS;
@@ -516,6 +649,10 @@ int webhook_server_start(const struct webhook_server_config *cfg, struct webhook
 			log_error(WEBHOOK_LOG, "cannot listen on %s: %s", s->addr, mesh_strerror(rc));
 		goto out;
 	}
+	rc = -pthread_create(&s->reaper, NULL, webhook__reaper, s);
+	if (rc < 0)
+		goto out;
+	s->reaper_started = true;
 	rc = webhook__daemon(s, fd, &s->cur, &s->not_after);
 	if (rc < 0) {
 		close(fd);
@@ -589,12 +726,21 @@ void webhook_server_stop(struct webhook_server *s)
 		pthread_join(s->thread, NULL);
 	webhook__gen_stop(&s->retired);
 	webhook__gen_stop(&s->cur);
+	/* after the daemons: none can shut a socket down past its close */
+	pthread_mutex_lock(&s->conns_lock);
+	s->reaper_stopping = true;
+	pthread_cond_signal(&s->reaper_cond);
+	pthread_mutex_unlock(&s->conns_lock);
+	if (s->reaper_started)
+		pthread_join(s->reaper, NULL);
 	for (i = 0; i < s->ndns; i++)
 		free(s->dns[i]);
 	for (i = 0; i < s->nips; i++)
 		free(s->ips[i]);
 	free(s->addr);
 	pthread_cond_destroy(&s->cond);
+	pthread_cond_destroy(&s->reaper_cond);
+	pthread_mutex_destroy(&s->conns_lock);
 	pthread_mutex_destroy(&s->routes_lock);
 	pthread_mutex_destroy(&s->lock);
 	free(s);

@@ -261,6 +261,92 @@ class InjectWebhookTest(unittest.TestCase):
                 s.close()
         self.assertIn("patch", self.inject(POD))
 
+    def test_trickled_heads_closed_at_head_deadline(self):
+        """A TLS handshake, a request head, and a keep-alive connection's
+        second head, each trickled a byte every 2 s (under the 10 s idle
+        deadline), are closed by the head deadline and counted as
+        limit=webhook_head_timeout; before it a head was held for ever (one
+        address could hold half the 1024 slots, two all of them), and only
+        GnuTLS's own 40 s handshake timeout ended a handshake (uncounted)."""
+        port = self.meshd.webhook_port
+        ctx = ssl.create_default_context(cafile=self.root)
+        body = json.dumps(review(POD)).encode()
+        full = (b"POST /inject HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n" % (SVC.encode(), len(body))) + body
+        head = b"POST /inject HTTP/1.1\r\nHost: " + SVC.encode() + b"\r\nX-Slow: " + b"a" * 200
+
+        def client_hello():
+            inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+            obj = ctx.wrap_bio(inc, out, server_hostname=SVC)
+            try:
+                obj.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+            return out.read()
+
+        def trickle(sock, data):
+            """True once the server ends the connection (within 30 bytes, 60 s)."""
+            for b in data[:30]:
+                try:
+                    sock.sendall(bytes([b]))
+                    sock.settimeout(2)
+                    got = sock.recv(4096)
+                    if got == b"" or got[:1] == b"\x15":  # closed, or a TLS alert (then closed)
+                        return True
+                except socket.timeout:
+                    continue
+                except (OSError, ssl.SSLError):
+                    return True
+                return "answered: %r" % got[:40]
+            return False
+
+        def handshake_case():
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                return trickle(s, client_hello())
+
+        def head_case():
+            s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10), server_hostname=SVC)
+            with s:
+                return trickle(s, head)
+
+        def keepalive_case():
+            s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10), server_hostname=SVC)
+            with s:
+                s.sendall(full)
+                got = b""
+                while b"\r\n\r\n" not in got:
+                    got += s.recv(65536)
+                hdr, _, rest = got.partition(b"\r\n\r\n")
+                n = int([line.split(b":")[1] for line in hdr.split(b"\r\n")
+                         if line.lower().startswith(b"content-length:")][0])
+                while len(rest) < n:
+                    rest += s.recv(65536)
+                if not hdr.startswith(b"HTTP/1.1 200"):
+                    return "first request: " + hdr[:40].decode()
+                return trickle(s, head)
+
+        def counted():
+            return sample(self.meshd.http("/metrics")[1], 'meshd_limit_exceeded_total{limit="webhook_head_timeout"}')
+
+        before = counted()
+        cases = {"handshake": handshake_case, "head": head_case, "keep-alive head": keepalive_case}
+        results = {}
+
+        def run(name):
+            try:
+                results[name] = cases[name]()
+            except Exception as e:  # noqa: BLE001  (reported by name below)
+                results[name] = repr(e)
+
+        threads = [threading.Thread(target=run, args=(name,)) for name in cases]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        self.assertEqual(results, {name: True for name in cases})
+        self.assertGreaterEqual(counted() - before, len(cases))
+        self.assertIn("patch", self.inject(POD))
+
     def test_admitted_capture_annotations_start_istio_init(self):
         """Hostile traffic.sidecar.istio.io/* and interception values: each
         is refused at admission with the annotation named, or admitted with
