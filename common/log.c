@@ -3,16 +3,39 @@
  *   2026-11-22T04:55:29.123Z info  xds  message
  * or, with --log-format json,
  *   {"time":"...","level":"info","scope":"xds","msg":"message"}
+ *
+ * Records never wait for stderr's reader.  A pipe or terminal is written
+ * through a non-blocking description of its own (/proc/self/fd/2 reopened
+ * O_NONBLOCK, so fd 2's shared flags stay as they are), a socket with
+ * send(MSG_DONTWAIT), a regular file as it is.  What the reader does not
+ * take yet waits in a bounded buffer (LOG_PENDING_MAX), written before the
+ * next record; a record that finds it full is dropped whole and counted
+ * (mesh_log_dropped), as meshproxy's access-log sinks do.  One mutex
+ * serializes records from meshd's threads.
  */
 #include "log.h"
 #include "json.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#define LOG_PENDING_MAX (256 * 1024) /* bytes of records stderr's reader has not taken yet */
+
+static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
+static int out_fd = -1;                 /* -1: not opened yet */
+static int out_sock;                    /* out_fd is a socket: send(MSG_DONTWAIT) */
+static char out_pending[LOG_PENDING_MAX];
+static size_t out_len;
+static _Atomic unsigned long long out_dropped;
 
 static enum mesh_log_level log_level = MESH_LOG_INFO;
 enum mesh_log_level mesh_log_floor_ = MESH_LOG_INFO; /* min(global, every scope): the quick reject (log.h) */
@@ -116,6 +139,94 @@ int mesh_log_enabled(enum mesh_log_level level)
 	return level >= mesh_log_floor_;
 }
 
+/* Opens the description records are written through (out_mu held). */
+static void out_open(void)
+{
+	struct stat sb;
+
+	out_fd = STDERR_FILENO;
+	if (fstat(STDERR_FILENO, &sb) != 0)
+		return;
+	if (S_ISSOCK(sb.st_mode)) {
+		out_sock = 1;
+	} else if (!S_ISREG(sb.st_mode)) {
+		int fd = open("/proc/self/fd/2", O_WRONLY | O_APPEND | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+
+		if (fd >= 0)
+			out_fd = fd;
+	}
+}
+
+/* Writes from p without waiting: returns the bytes taken (stops at EAGAIN);
+ * any other failure reports all taken, those bytes are lost (out_mu held). */
+static size_t out_write(const char *p, size_t len)
+{
+	size_t off = 0;
+
+	while (off < len) {
+		ssize_t n = out_sock ? send(out_fd, p + off, len - off, MSG_DONTWAIT | MSG_NOSIGNAL)
+				     : write(out_fd, p + off, len - off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		if (n <= 0)
+			return len;
+		off += (size_t)n;
+	}
+	return off;
+}
+
+/* Pending bytes first, then the record; what does not go out waits in
+ * out_pending, a record that does not fit there is dropped whole. */
+static void out_record(const char *rec, size_t len)
+{
+	int saved = errno;
+	size_t n;
+
+	pthread_mutex_lock(&out_mu);
+	if (out_fd < 0)
+		out_open();
+	if (out_len) {
+		n = out_write(out_pending, out_len);
+		memmove(out_pending, out_pending + n, out_len - n);
+		out_len -= n;
+	}
+	n = out_len ? 0 : out_write(rec, len);
+	if (n < len) {
+		if (len - n <= sizeof(out_pending) - out_len) {
+			memcpy(out_pending + out_len, rec + n, len - n);
+			out_len += len - n;
+		} else {
+			atomic_fetch_add(&out_dropped, 1);
+		}
+	}
+	pthread_mutex_unlock(&out_mu);
+	errno = saved;
+}
+
+int mesh_log_flush(void)
+{
+	size_t n;
+	int rc;
+
+	pthread_mutex_lock(&out_mu);
+	if (out_len && out_fd >= 0) {
+		n = out_write(out_pending, out_len);
+		memmove(out_pending, out_pending + n, out_len - n);
+		out_len -= n;
+	}
+	rc = out_len ? -EAGAIN : 0;
+	pthread_mutex_unlock(&out_mu);
+	return rc;
+}
+
+unsigned long long mesh_log_dropped(void)
+{
+	return atomic_load(&out_dropped);
+}
+
 void mesh_log(enum mesh_log_level level, const char *scope, const char *fmt, ...)
 {
 	char msg[4096], ts[40], line[8192];
@@ -151,12 +262,12 @@ void mesh_log(enum mesh_log_level level, const char *scope, const char *fmt, ...
 		json_put_string(&b, msg);
 		mesh_buf_puts(&b, "}\n");
 		if (b.data)
-			(void)!write(STDERR_FILENO, b.data, b.len);
+			out_record(b.data, b.len);
 		mesh_buf_cleanup(&b);
 		return;
 	}
 	n = snprintf(line, sizeof(line), "%s %-5s %-6s %s\n", ts, level_names[level], scope, msg);
 	if (n > (int)sizeof(line))
 		n = (int)sizeof(line);
-	(void)!write(STDERR_FILENO, line, (size_t)n);
+	out_record(line, (size_t)n);
 }

@@ -2,7 +2,9 @@
  * log.h - leveled logging to stderr, as text or one JSON object per line.
  *
  * Thread-safe: each record is formatted into a local buffer and written
- * with a single write(2).  Configure once at start-up with mesh_log_setup().
+ * whole, under one lock.  Never blocks: a stderr whose reader stalls (a
+ * full pipe) keeps records in a bounded buffer, dropping (and counting)
+ * whole records past it.  Configure once at start-up with mesh_log_setup().
  */
 #ifndef MESH_LOG_H
 #define MESH_LOG_H
@@ -39,6 +41,14 @@ int mesh_log_scope_get(unsigned i, const char **name, enum mesh_log_level *level
 
 void mesh_log(enum mesh_log_level level, const char *scope, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/* Writes records stderr's reader had not taken, without waiting (each
+ * record does it too).  Returns 0 when nothing is left, -EAGAIN when the
+ * reader is still full.  Call at exit, or from a timer to catch up. */
+int mesh_log_flush(void);
+/* Whole records dropped because stderr's reader fell 256 KiB behind (or a
+ * write failed), since start. */
+unsigned long long mesh_log_dropped(void);
 
 /* The lowest level any scope logs at; read only through log_debug(), so a
  * debug record on a hot path (meshproxy logs one per request at debug)

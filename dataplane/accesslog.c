@@ -48,6 +48,7 @@ struct px_alog {
 	size_t line_start;           /* where the line being appended starts in b */
 	struct ev_timer t;
 	uint64_t dropped;            /* lines (or failed writes) lost */
+	struct px_alog_fs_stats st;  /* Envoy's filesystem.* (write_total_buffered unused) */
 	char *path;                  /* as configured (sinks' key) */
 };
 
@@ -125,6 +126,7 @@ static void alog_cut(struct px_alog *l)
 	l->b.data[l->b.len] = '\0';
 	l->b.err = 0;
 	l->dropped++;
+	l->st.write_failed++;
 }
 
 /* Writes what is buffered without ever waiting: a reader that is not
@@ -156,8 +158,10 @@ void px_alog_flush(struct px_alog *l)
 		}
 		if (n <= 0) {
 			l->dropped++;
+			l->st.write_failed++;
 			break;
 		}
+		l->st.write_completed++;
 		off += (size_t)n;
 	}
 	l->stalled = 0;
@@ -172,8 +176,12 @@ uint64_t px_alog_dropped(const struct px_alog *l)
 
 static void alog_timer(struct ev_loop *loop, struct ev_timer *t)
 {
+	struct px_alog *l = t->data;
+
 	(void)loop;
-	px_alog_flush(t->data);
+	if (l->b.len)
+		l->st.flushed_by_timer++;
+	px_alog_flush(l);
 }
 
 int px_alog_open(struct ev_loop *loop, const char *path, struct px_alog **out)
@@ -240,6 +248,7 @@ void px_alog_free(struct px_alog *l)
 /* A line was appended to l: write now past the threshold, else arm the timer. */
 static void alog_done(struct px_alog *l)
 {
+	l->st.write_buffered++;
 	if (l->b.len >= ALOG_FLUSH_AT && !l->stalled)
 		px_alog_flush(l);
 	else if (!ev_timer_armed(&l->t))
@@ -350,8 +359,10 @@ int px_alog_reopen(struct px_alog *l)
 	if (!l->own_fd || !strcmp(l->path, "-") || !strcmp(l->path, "/dev/stdout"))
 		return 0;
 	fd = open(l->path, O_WRONLY | O_CREAT | O_APPEND | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0644);
-	if (fd < 0)
+	if (fd < 0) {
+		l->st.reopen_failed++;
 		return -errno;
+	}
 	/* what the old file could not take yet goes to the new one */
 	close(l->fd);
 	l->fd = fd;
@@ -376,6 +387,23 @@ int px_alog_sinks_reopen(struct px_alog_sinks *s, char *err, size_t cap)
 		}
 	}
 	return rc;
+}
+
+void px_alog_sinks_fs_stats(const struct px_alog_sinks *s, struct px_alog_fs_stats *out)
+{
+	size_t i;
+
+	memset(out, 0, sizeof(*out));
+	for (i = 0; s && i < s->n; i++) {
+		const struct px_alog *l = s->v[i];
+
+		out->write_buffered += l->st.write_buffered;
+		out->write_completed += l->st.write_completed;
+		out->write_failed += l->st.write_failed;
+		out->flushed_by_timer += l->st.flushed_by_timer;
+		out->reopen_failed += l->st.reopen_failed;
+		out->write_total_buffered += l->b.len;
+	}
 }
 
 struct px_alog_sinks *px_alog_sinks_new(struct ev_loop *loop)

@@ -129,6 +129,20 @@ uint64_t px_alog_dropped(const struct px_alog *l);
 /* The engine's open sinks by path, shared by every config; freed with the
  * engine. */
 struct px_alog_sinks;
+
+/* Envoy's file access log statistics (its filesystem.* namespace, summed
+ * over every file): write_buffered, lines appended to a sink's buffer;
+ * write_completed, write(2)s that wrote; write_failed, writes that failed
+ * and lines dropped (a reader that is not keeping up with 1 MiB buffered,
+ * or a line past the buffer), which Envoy, blocking instead, has no
+ * counter for; flushed_by_timer, buffers written by the 200 ms timer;
+ * reopen_failed, reopens whose open() failed; write_total_buffered (a
+ * gauge), bytes buffered now. */
+struct px_alog_fs_stats {
+	uint64_t write_buffered, write_completed, write_failed, flushed_by_timer, reopen_failed;
+	uint64_t write_total_buffered;
+};
+void px_alog_sinks_fs_stats(const struct px_alog_sinks *s, struct px_alog_fs_stats *out);
 struct px_alog_sinks *px_alog_sinks_new(struct ev_loop *loop); /* NULL: out of memory */
 void px_alog_sinks_free(struct px_alog_sinks *s);              /* flushes; NULL is a no-op */
 /* The sink of path in s, opened on first use ("-" is "/dev/stdout"); s

@@ -2632,6 +2632,23 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 			"# TYPE meshproxy_mirror_requests_sent counter\nmeshproxy_mirror_requests_sent %llu\n"
 			"# TYPE meshproxy_mirror_requests_dropped counter\nmeshproxy_mirror_requests_dropped %llu\n",
 			(unsigned long long)e->mirrors_sent, (unsigned long long)e->mirrors_dropped);
+	/* Envoy's file access log statistics (filesystem.*) */
+	{
+		struct px_alog_fs_stats fs;
+
+		px_alog_sinks_fs_stats(e->alog_sinks, &fs);
+		mesh_buf_printf(b,
+				"# TYPE envoy_filesystem_flushed_by_timer counter\nenvoy_filesystem_flushed_by_timer %llu\n"
+				"# TYPE envoy_filesystem_reopen_failed counter\nenvoy_filesystem_reopen_failed %llu\n"
+				"# TYPE envoy_filesystem_write_buffered counter\nenvoy_filesystem_write_buffered %llu\n"
+				"# TYPE envoy_filesystem_write_completed counter\nenvoy_filesystem_write_completed %llu\n"
+				"# TYPE envoy_filesystem_write_failed counter\nenvoy_filesystem_write_failed %llu\n"
+				"# TYPE envoy_filesystem_write_total_buffered gauge\n"
+				"envoy_filesystem_write_total_buffered %llu\n",
+				(unsigned long long)fs.flushed_by_timer, (unsigned long long)fs.reopen_failed,
+				(unsigned long long)fs.write_buffered, (unsigned long long)fs.write_completed,
+				(unsigned long long)fs.write_failed, (unsigned long long)fs.write_total_buffered);
+	}
 	/* issue 14: Envoy's zipkin tracer counters (tracing.zipkin.*), and the
 	 * spans the bounded queue or a failed POST lost */
 	{
@@ -2696,6 +2713,22 @@ void engine_stats_text(struct engine *e, struct mesh_buf *out)
 			"http.meshproxy.downstream_rq_timeout: %llu\n",
 			(unsigned long long)e->st.cx_idle_timeout, (unsigned long long)e->st.rq_header_timeout,
 			(unsigned long long)e->st.rq_idle_timeout, (unsigned long long)e->st.rq_timeout);
+	/* Envoy's file access log statistics (filesystem.*) */
+	{
+		struct px_alog_fs_stats fs;
+
+		px_alog_sinks_fs_stats(e->alog_sinks, &fs);
+		mesh_buf_printf(out,
+				"filesystem.flushed_by_timer: %llu\n"
+				"filesystem.reopen_failed: %llu\n"
+				"filesystem.write_buffered: %llu\n"
+				"filesystem.write_completed: %llu\n"
+				"filesystem.write_failed: %llu\n"
+				"filesystem.write_total_buffered: %llu\n",
+				(unsigned long long)fs.flushed_by_timer, (unsigned long long)fs.reopen_failed,
+				(unsigned long long)fs.write_buffered, (unsigned long long)fs.write_completed,
+				(unsigned long long)fs.write_failed, (unsigned long long)fs.write_total_buffered);
+	}
 	if (!v)
 		return;
 	n = listeners_open(e, v, e->n_bl + 2);

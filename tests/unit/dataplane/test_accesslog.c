@@ -650,6 +650,65 @@ START_TEST(stalled_stdout_never_blocks)
 }
 END_TEST
 
+/* Envoy's filesystem.* statistics: lines buffered, writes completed,
+ * reopen failures, and lines a stalled reader cost counted as failed */
+START_TEST(filesystem_stats)
+{
+	struct px_alog_fs_stats fs;
+	struct px_alog *l, *out;
+	struct px_alog_entry e;
+	char err[256], dir[80], moved[96];
+	int p[2], saved;
+	size_t i;
+
+	entry(&e);
+	ck_assert_int_eq(px_alog_sinks_get(sinks, path, &l, err, sizeof(err)), 0);
+	for (i = 0; i < 3; i++)
+		px_alog_write(l, &e);
+	px_alog_sinks_fs_stats(sinks, &fs);
+	ck_assert_uint_eq(fs.write_buffered, 3);
+	ck_assert_uint_gt(fs.write_total_buffered, 0);
+	ck_assert_uint_eq(fs.write_completed, 0);
+	px_alog_flush(l);
+	px_alog_sinks_fs_stats(sinks, &fs);
+	ck_assert_uint_eq(fs.write_completed, 1);
+	ck_assert_uint_eq(fs.write_total_buffered, 0);
+	ck_assert_uint_eq(fs.write_failed, 0);
+	ck_assert_uint_eq(fs.reopen_failed, 0);
+
+	/* a file in a directory that is gone: reopen fails, counted */
+	snprintf(dir, sizeof(dir), "%s.d", path);
+	ck_assert_int_eq(mkdir(dir, 0700), 0);
+	snprintf(moved, sizeof(moved), "%s/a.log", dir);
+	ck_assert_int_eq(px_alog_sinks_get(sinks, moved, &l, err, sizeof(err)), 0);
+	unlink(moved);
+	ck_assert_int_eq(rmdir(dir), 0);
+	ck_assert_int_eq(px_alog_sinks_reopen(sinks, err, sizeof(err)), -ENOENT);
+	px_alog_sinks_fs_stats(sinks, &fs);
+	ck_assert_uint_eq(fs.reopen_failed, 1);
+
+	/* stdout a pipe nobody reads: the lines it cannot take are write_failed */
+	ck_assert_int_eq(pipe(p), 0);
+	saved = dup(STDOUT_FILENO);
+	ck_assert_int_eq(dup2(p[1], STDOUT_FILENO), STDOUT_FILENO);
+	ck_assert_int_eq(px_alog_sinks_get(sinks, "-", &out, err, sizeof(err)), 0);
+	for (i = 0; i < 40000; i++)
+		px_alog_write(out, &e);
+	px_alog_flush(out);
+	px_alog_sinks_fs_stats(sinks, &fs);
+	ck_assert_uint_gt(fs.write_failed, 0);
+	ck_assert_uint_eq(fs.write_failed, px_alog_dropped(out));
+	ck_assert_uint_eq(fs.write_buffered, 3 + 40000);
+	ck_assert_uint_gt(fs.write_total_buffered, 0);
+	px_alog_sinks_free(sinks);
+	sinks = NULL;
+	ck_assert_int_eq(dup2(saved, STDOUT_FILENO), STDOUT_FILENO);
+	close(saved);
+	close(p[0]);
+	close(p[1]);
+}
+END_TEST
+
 /* Envoy's short flag string lists flags in ascending ResponseFlag value,
  * whatever order they were set in: a retried reset is "UC,URX" */
 START_TEST(flags_in_envoy_order)
@@ -691,6 +750,7 @@ int main(void)
 	tcase_add_test(tc, filtered_lines_to_file);
 	tcase_add_test(tc, stalled_stdout_never_blocks);
 	tcase_add_test(tc, flags_in_envoy_order);
+	tcase_add_test(tc, filesystem_stats);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
