@@ -147,7 +147,7 @@ static void usage(FILE *f)
 		"  --global-downstream-max-connections N  all listeners together (Envoy's overload\n"
 		"                              global_downstream_max_connections): downstream_global_cx_overflow\n"
 		"                              (default: (RLIMIT_NOFILE - 512) / 2, at least 64; admin, status and\n"
-		"                              health ports do not count and keep their own cap)\n"
+		"                              health ports do not count and keep their own cap; 0: none)\n"
 		"  --request-headers-timeout DURATION  a request head must be read whole this long after\n"
 		"                              its first byte, else 408 (Envoy's HCM request_headers_timeout,\n"
 		"                              where the HCM sets none; default 60s, 0 off)\n"
@@ -796,9 +796,10 @@ int main(int argc, char **argv)
 	eo.request_ms = o.request_ms;
 	eo.max_connections = o.max_connections;
 	eo.global_max_connections = o.global_max_set ? o.global_max_connections : main_global_default();
-	log_info("meshproxy", "downstream limits: %u connections per listener%s, %u on all listeners, "
+	log_info("meshproxy", "downstream limits: %u connections per listener%s, %u on all listeners%s, "
 		 "request_headers_timeout %llu ms, stream_idle_timeout %llu ms, request_timeout %llu ms (0: none/off)",
 		 eo.max_connections, eo.max_connections ? "" : " (none)", eo.global_max_connections,
+		 eo.global_max_connections ? "" : " (none)",
 		 (unsigned long long)o.headers_ms, (unsigned long long)o.stream_idle_ms,
 		 (unsigned long long)o.request_ms);
 	eo.node_id = o.node_id;

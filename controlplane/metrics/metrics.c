@@ -94,7 +94,6 @@ static _Atomic uint64_t metrics__limits[METRICS_LIMIT_COUNT];
 /* the label of each limit, indexed by enum metrics_limit */
 static const char *const metrics__limit_label[METRICS_LIMIT_COUNT] = {
 	[METRICS_LIMIT_OBJECTS_PER_SOURCE] = "objects_per_source",
-	[METRICS_LIMIT_XDS_REQUEST_SIZE] = "xds_request_size",
 	[METRICS_LIMIT_XDS_SUBSCRIBED_NAMES] = "xds_subscribed_names",
 	[METRICS_LIMIT_XDS_PROXY_NAMES] = "xds_proxy_names",
 	[METRICS_LIMIT_XDS_NODE_FIELD] = "xds_node_field",

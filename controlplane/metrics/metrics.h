@@ -128,10 +128,11 @@ void metrics_injection(enum metrics_injection e);
 
 /* meshd_limit_exceeded_total{limit}: an input refused, cut or ignored
  * because it went past one of meshd's named bounds (README "Limits"); the
- * label is the limit's name as the table gives it. */
+ * label is the limit's name as the table gives it.  Only limits meshd
+ * itself enforces have a series: what gRPC core refuses inside (request
+ * size, handshake, streams) never reaches meshd, so it has none. */
 enum metrics_limit {
 	METRICS_LIMIT_OBJECTS_PER_SOURCE,   /* "objects_per_source" */
-	METRICS_LIMIT_XDS_REQUEST_SIZE,     /* "xds_request_size" */
 	METRICS_LIMIT_XDS_SUBSCRIBED_NAMES, /* "xds_subscribed_names" */
 	METRICS_LIMIT_XDS_PROXY_NAMES,      /* "xds_proxy_names" */
 	METRICS_LIMIT_XDS_NODE_FIELD,       /* "xds_node_field" */

@@ -390,6 +390,9 @@ class LimitFlagsTest(unittest.TestCase):
         for flag in ("--max-connections", "--global-downstream-max-connections", "--request-headers-timeout",
                      "--request-timeout", "--stream-idle-timeout", "--xds-max-message-bytes"):
             self.assertIn(flag, out.stdout)
+        # both connection limits say what 0 means (the global one took 0 as "none" silently)
+        glob = out.stdout.split("--global-downstream-max-connections", 1)[1].split("\n  --", 1)[0]
+        self.assertIn("0: none", glob)
 
 
 if __name__ == "__main__":
