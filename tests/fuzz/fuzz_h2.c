@@ -53,7 +53,7 @@ static struct engine *eng;
 
 static void setup(void)
 {
-	struct engine_opts o = { "127.0.0.1:0", "127.0.0.1:0", NULL, 0, 0, 0, 0, NULL, NULL, NULL, 0 };
+	struct engine_opts o = { .outbound_addr = "127.0.0.1:0", .inbound_addr = "127.0.0.1:0" };
 	struct px_snapshot *s = NULL;
 	char err[256] = "";
 
