@@ -8,6 +8,7 @@ BUILD_PKGS="build-essential pkg-config libgrpc-dev libprotobuf-dev libprotobuf-c
 protobuf-compiler libyaml-dev libssl-dev libnghttp2-dev libre2-dev libcurl4-openssl-dev libmicrohttpd-dev libxxhash-dev"
 PKGS="$BUILD_PKGS check libsubunit-dev
 python3 python3-grpcio python3-yaml python3-protobuf openssl curl valgrind
+iptables iproute2 util-linux
 wrk nginx-light python3-httpbin nghttp2-client python3-cryptography python3-jwt prometheus python3-jsonpatch"
 # `sh scripts/deps.sh fuzz` (make fuzz): libFuzzer comes with clang's runtime
 if [ "${1:-}" = fuzz ]; then
