@@ -651,6 +651,9 @@ static void meshd_kube_tick(struct meshd *d, bool readable)
 		pthread_mutex_lock(&d->lock);
 		d->ready = true;
 		pthread_mutex_unlock(&d->lock);
+		/* a stream that asked for credentialName Secrets before this first
+		 * push was answered from no config: answer it again */
+		ca_sds_refresh(d->sds);
 		log_info("meshd", "Kubernetes resources synced; ready");
 		return;
 	}
@@ -1025,6 +1028,10 @@ int main(int argc, char **argv)
 		pthread_mutex_lock(&d.lock);
 		d.ready = true;
 		pthread_mutex_unlock(&d.lock);
+		/* the xDS ports are open before the first load: a sidecar that
+		 * reconnected at once (a meshd restart) asked for its credentialName
+		 * Secrets before there was any config to read them from */
+		ca_sds_refresh(d.sds);
 		log_info("meshd", "ready");
 	} else {
 		log_info("meshd", "waiting for the Kubernetes resources to be listed before serving");

@@ -84,6 +84,10 @@ def client(target, seconds, stop_on_failure):
         try:
             pem = stub(b"hi", timeout=10).decode()
             ok += 1
+            if ok == 1:
+                # the caller may wait for this line before breaking things
+                sys.stdout.write("first call ok\n")
+                sys.stdout.flush()
             if pem not in seen:
                 seen.append(pem)
         except grpc.RpcError as e:
@@ -324,7 +328,10 @@ class RotationTest(unittest.TestCase):
         wait_for(lambda: self.probe_server_cert() == good, timeout=20, what="server serving the 10m certificate")
         self.warm_up()
         proc = self.start_client(30, True)
-        time.sleep(1.0)
+        # a first call made on a good pair (a loaded machine can take longer
+        # than any fixed pause to connect); the client gives up after 30 s
+        first = proc.stdout.readline()
+        self.assertEqual(first.strip(), "first call ok", "no call made before the key changed")
         # another identity's key in place of the server's: one file replaced on its own
         key = self.server_agent.path("key.pem")
         with open(self.client_agent.path("key.pem")) as f:

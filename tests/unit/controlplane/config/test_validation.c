@@ -302,6 +302,8 @@ int main(void)
 	SRunner *sr = srunner_create(validation_suite());
 	int failed, i;
 
+	/* a thousand cases of a pure function: one process (testutil_run_nofork) */
+	srunner_set_fork_status(sr, CK_NOFORK);
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

@@ -940,7 +940,7 @@ static Suite *rbac_suite(void)
 
 int main(void)
 {
-	int failed = testutil_run(rbac_suite());
+	int failed = testutil_run_nofork(rbac_suite());
 
 	if (g_loaded)
 		yaml_document_delete(&g_doc);
