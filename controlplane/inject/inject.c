@@ -56,6 +56,7 @@
 #define A_REROUTE_IFACES "istio.io/reroute-virtual-interfaces"
 #define A_PROXY_CONFIG "proxy.istio.io/config"
 #define A_LOG_LEVEL "sidecar.istio.io/logLevel"
+#define A_STATUS_PORT "status.sidecar.istio.io/port"
 #define A_PROM_SCRAPE "prometheus.io/scrape"
 #define A_PROM_PORT "prometheus.io/port"
 #define A_PROM_PATH "prometheus.io/path"
@@ -66,6 +67,7 @@
 #define L_TLS_MODE "security.istio.io/tlsMode"
 #define L_CANON_NAME "service.istio.io/canonical-name"
 #define L_CANON_REV "service.istio.io/canonical-revision"
+#define L_WORKLOAD_NAME "service.istio.io/workload-name"
 
 /* Istio's defaults (manifests/charts/istio-control/istio-discovery/values.yaml) */
 #define PROXY_CPU "100m"
@@ -80,11 +82,14 @@ struct inj {
 	const struct json_value *pod, *meta, *spec, *labels, *annotations;
 	const struct json_value *containers, *init_containers, *volumes;
 	const char *ns;
-	char workload[256];
+	char workload[256];          /* Istio's DeploymentMeta.Name ("" when it has none) */
+	char owner[640];             /* ISTIO_META_OWNER, "" when it has none */
 	const char *mode;            /* REDIRECT | TPROXY | NONE */
 	const char *image;
 	bool hold;
 	bool rewrite_probes;
+	long status_port;            /* the agent's: status.sidecar.istio.io/port, else 15020; 0: none */
+	char status_str[8];          /* status_port in decimal */
 	bool prom;                   /* prometheus merge (Istio's applyPrometheusMerge) */
 	const char *proxy_config;    /* annotation text, or NULL */
 	char *proxy_config_json;     /* its JSON (malloc) */
@@ -472,6 +477,29 @@ static int inj__validate(struct inj *j)
 			return -EINVAL;
 		}
 	}
+	/* status.sidecar.istio.io/port: Istio's parsePort (0-65535, spaces around allowed) */
+	j->status_port = INJECT_STATUS_PORT;
+	v = inj__member_str(j->annotations, A_STATUS_PORT);
+	if (v) {
+		const char *q = v;
+		long port = 0;
+
+		while (*q == ' ')
+			q++;
+		if (!isdigit((unsigned char)*q))
+			port = -1;
+		for (; port >= 0 && isdigit((unsigned char)*q); q++)
+			port = port > 65535 ? port : port * 10 + (*q - '0');
+		while (*q == ' ')
+			q++;
+		if (port < 0 || port > 65535 || *q) {
+			inj__why(j->reason, j->cap, "invalid annotation %s=\"%.200s\": want a port (0-65535)",
+				 A_STATUS_PORT, v);
+			return -EINVAL;
+		}
+		j->status_port = port;
+	}
+	snprintf(j->status_str, sizeof(j->status_str), "%ld", j->status_port);
 	v = inj__member_str(j->annotations, A_INTERCEPTION);
 	if (v && strcmp(v, "REDIRECT") != 0 && strcmp(v, "TPROXY") != 0 && strcmp(v, "NONE") != 0) {
 		inj__why(j->reason, j->cap, "invalid annotation %s=\"%.200s\": want REDIRECT, TPROXY or NONE",
@@ -520,28 +548,90 @@ static int inj__proxy_config(struct inj *j)
 	return 0;
 }
 
-/* The workload's name, as istiod derives it from the Pod's owner: a
- * ReplicaSet's pods (generateName NAME-HASH-) give NAME; kube-inject
- * names the workload object it read (cfg->workload). */
+/* NAME-DIGITS with 8 to 10 digits (a CronJob's Job): the length of NAME,
+ * else 0 (Istio's cronJobNameRegexp `(.+)-\d{8,10}$`). */
+static size_t inj__cron_prefix(const char *job)
+{
+	size_t n = strlen(job), d = 0;
+
+	while (d < n && d < 11 && job[n - 1 - d] >= '0' && job[n - 1 - d] <= '9')
+		d++;
+	if (d < 8 || d > 10 || n < d + 2 || job[n - 1 - d] != '-')
+		return 0;
+	return n - 1 - d;
+}
+
+/*
+ * The workload and its owner, as istiod's GetDeployMetaFromPod
+ * (pkg/kube/util.go) derives them for the template's
+ * ISTIO_META_WORKLOAD_NAME and ISTIO_META_OWNER: a Pod is its own workload
+ * (v1 Pod) unless its name is generated and an ownerReference is its
+ * controller; then the controller is, with a ReplicaSet carrying the Pod's
+ * pod-template-hash read as its Deployment (rollouts-pod-template-hash: an
+ * Argo Rollout), a ReplicationController with a deploymentconfig label as
+ * that DeploymentConfig and a Job named NAME-TIMESTAMP as CronJob NAME.
+ * kube-inject names the workload object it read (cfg->workload).
+ */
 static void inj__workload(struct inj *j)
 {
 	const char *name = inj__member_str(j->meta, "name"), *gen = inj__member_str(j->meta, "generateName");
-	const char *hash = inj__member_str(j->labels, "pod-template-hash");
-	size_t n;
+	const char *kind = "Pod", *api = "v1", *hash, *ns = j->ns && j->ns[0] ? j->ns : "default";
+	const struct json_value *refs = json_get(j->meta, "ownerReferences"), *r;
+	size_t n = 0, i;
+	char lower[128];
 
+	j->owner[0] = '\0';
+	snprintf(j->workload, sizeof(j->workload), "%s", name ? name : "");
 	if (j->cfg->workload && j->cfg->workload[0]) {
 		snprintf(j->workload, sizeof(j->workload), "%s", j->cfg->workload);
-	} else if (gen && gen[0]) {
-		n = strlen(gen);
-		if (n && gen[n - 1] == '-')
-			n--;
-		if (hash && n > strlen(hash) + 1 && strncmp(gen + n - strlen(hash), hash, strlen(hash)) == 0 &&
-		    gen[n - strlen(hash) - 1] == '-')
-			n -= strlen(hash) + 1;
-		snprintf(j->workload, sizeof(j->workload), "%.*s", (int)(n < 255 ? n : 255), gen);
-	} else {
-		snprintf(j->workload, sizeof(j->workload), "%s", name ? name : "");
+		kind = j->cfg->workload_kind ? j->cfg->workload_kind : "";
+		api = j->cfg->workload_api_version ? j->cfg->workload_api_version : "";
+	} else if (gen && gen[0] && refs && refs->type == JSON_ARRAY) {
+		for (r = refs->child; r; r = r->next)
+			if (json_get_bool(r, "controller", false))
+				break;
+		if (r) {
+			kind = json_get_str(r, "kind") ? json_get_str(r, "kind") : "";
+			api = json_get_str(r, "apiVersion") ? json_get_str(r, "apiVersion") : "";
+			name = json_get_str(r, "name") ? json_get_str(r, "name") : "";
+			n = strlen(name);
+			snprintf(j->workload, sizeof(j->workload), "%s", name);
+			if (strcmp(kind, "ReplicaSet") == 0 &&
+			    (((hash = inj__member_str(j->labels, "pod-template-hash")) && hash[0]) ||
+			     ((hash = inj__member_str(j->labels, "rollouts-pod-template-hash")) && hash[0])) &&
+			    n >= strlen(hash) && strcmp(name + n - strlen(hash), hash) == 0) {
+				/* strings.TrimSuffix(name, "-"+hash): nothing when the '-' is missing */
+				if (n > strlen(hash) && name[n - strlen(hash) - 1] == '-')
+					n -= strlen(hash) + 1;
+				if (hash == inj__member_str(j->labels, "pod-template-hash")) {
+					kind = "Deployment";
+				} else {
+					kind = "Rollout";
+					api = "v1alpha1";
+				}
+				snprintf(j->workload, sizeof(j->workload), "%.*s", (int)(n < 255 ? n : 255), name);
+			} else if (strcmp(kind, "ReplicationController") == 0 &&
+				   inj__member_str(j->labels, "deploymentconfig") &&
+				   inj__member_str(j->labels, "deploymentconfig")[0]) {
+				snprintf(j->workload, sizeof(j->workload), "%s",
+					 inj__member_str(j->labels, "deploymentconfig"));
+				kind = "DeploymentConfig";
+			} else if (strcmp(kind, "Job") == 0 && (n = inj__cron_prefix(name)) > 0) {
+				snprintf(j->workload, sizeof(j->workload), "%.*s", (int)(n < 255 ? n : 255), name);
+				kind = "CronJob";
+				api = "batch/v1";
+			}
+		}
+		if (!j->workload[0]) /* a controller without a name: the Pod's (empty before the API server names it) */
+			snprintf(j->workload, sizeof(j->workload), "%s", inj__member_str(j->meta, "name") ?
+				 inj__member_str(j->meta, "name") : "");
 	}
+	if (!api[0] || !j->workload[0])
+		return;
+	for (i = 0; kind[i] && i < sizeof(lower) - 1; i++)
+		lower[i] = (char)tolower((unsigned char)kind[i]);
+	lower[i] = '\0';
+	snprintf(j->owner, sizeof(j->owner), "kubernetes://apis/%s/namespaces/%s/%ss/%s", api, ns, lower, j->workload);
 }
 
 /* ---------------------------------------------------------------- probes */
@@ -604,7 +694,8 @@ static bool inj__probe(struct inj *j, const struct json_value *c, const char *cn
 	size_t i;
 	long port;
 
-	if (!j->rewrite_probes || !probe || probe->type != JSON_OBJECT)
+	/* no status port (status.sidecar.istio.io/port 0): nothing would answer the rewritten probe */
+	if (!j->rewrite_probes || !j->status_port || !probe || probe->type != JSON_OBJECT)
 		return false;
 	for (i = 0; i < 3 && !h; i++) {
 		h = json_get(probe, handlers[i]);
@@ -615,7 +706,7 @@ static bool inj__probe(struct inj *j, const struct json_value *c, const char *cn
 	if (!h)
 		return false;
 	port = inj__probe_port(c, json_get(h, "port"));
-	if (port <= 0 || port == INJECT_STATUS_PORT)
+	if (port <= 0 || port == j->status_port)
 		return false;
 	/* the prober entry */
 	mesh_buf_puts(&j->probers, j->nprobers++ ? "," : "");
@@ -634,8 +725,8 @@ static bool inj__probe(struct inj *j, const struct json_value *c, const char *cn
 		inj__raw(out, j->text, m);
 		mesh_buf_putc(out, ',');
 	}
-	mesh_buf_printf(out, "\"httpGet\":{\"path\":\"/app-health/%s/%s\",\"port\":%d,\"scheme\":\"HTTP\"}}", cname, kind,
-			INJECT_STATUS_PORT);
+	mesh_buf_printf(out, "\"httpGet\":{\"path\":\"/app-health/%s/%s\",\"port\":%ld,\"scheme\":\"HTTP\"}}", cname, kind,
+			j->status_port);
 	return true;
 }
 
@@ -712,8 +803,8 @@ static const char *inj__ann(const struct inj *j, const char *key, const char *de
 static void inj__exclude_inbound_ann(const struct inj *j, char *out, size_t cap)
 {
 	const char *p = inj__member_str(j->annotations, A_EXCLUDE_IN_PORTS);
-	size_t n = 0;
-	bool has_status = false;
+	size_t n = 0, sl = strlen(j->status_str);
+	bool has_status = !j->status_port; /* port 0: nothing to add */
 
 	out[0] = '\0';
 	while (p && *p) {
@@ -727,7 +818,7 @@ static void inj__exclude_inbound_ann(const struct inj *j, char *out, size_t cap)
 		while (l && q[l - 1] == ' ')
 			l--;
 		if (l) {
-			has_status |= l == 5 && strncmp(q, "15020", 5) == 0;
+			has_status |= l == sl && strncmp(q, j->status_str, l) == 0;
 			n += (size_t)snprintf(out + n, n < cap ? cap - n : 0, "%s%.*s", n ? "," : "", (int)l, q);
 			if (n >= cap)
 				n = cap - 1;
@@ -735,7 +826,7 @@ static void inj__exclude_inbound_ann(const struct inj *j, char *out, size_t cap)
 		p = e ? e + 1 : NULL;
 	}
 	if (!has_status)
-		snprintf(out + n, cap - n, "%s%d", n ? "," : "", INJECT_STATUS_PORT);
+		snprintf(out + n, cap - n, "%s%s", n ? "," : "", j->status_str);
 }
 
 /* istio-init's -d: Envoy's prom port and the health port, then the above. */
@@ -744,7 +835,7 @@ static void inj__exclude_inbound(const struct inj *j, char *out, size_t cap)
 	char ann[INJECT_MAX_LIST_BYTES + 16];
 
 	inj__exclude_inbound_ann(j, ann, sizeof(ann));
-	snprintf(out, cap, "15090,15021,%s", ann);
+	snprintf(out, cap, "15090,15021%s%s", ann[0] ? "," : "", ann);
 }
 
 /* istio-init: `meshproxy iptables` with istio-iptables' flags. */
@@ -907,6 +998,7 @@ static void inj__proxy_container(struct inj *j, const char *canon_name, const ch
 	char istiod[600], node[600], excl_in[INJECT_MAX_LIST_BYTES + 32];
 	struct mesh_buf tmp;
 	const struct json_value *c, *p;
+	const char *v;
 	bool first;
 
 	snprintf(istiod, sizeof(istiod), "istiod.%s.svc:15012", inj__root_ns(j->cfg));
@@ -938,6 +1030,10 @@ static void inj__proxy_container(struct inj *j, const char *canon_name, const ch
 			if (strcmp(lv, levels[i].istio) == 0)
 				mesh_buf_printf(b, ",\"--log-level\",\"%s\"", levels[i].ours);
 	}
+	/* the agent's status port moved (pilot-agent reads the same annotation), or off */
+	if (j->status_port != INJECT_STATUS_PORT)
+		mesh_buf_printf(b, ",\"--status-addr\",\"%s%s\"", j->status_port ? "0.0.0.0:" : "",
+				j->status_port ? j->status_str : "");
 	mesh_buf_puts(b, ",\"--root-cert\",\"/var/run/secrets/istio/root-cert.pem\","
 			 "\"--token-file\",\"/var/run/secrets/tokens/istio-token\",\"--ca-server-name\",");
 	/* the name meshd's 15012 certificate carries (SNI and :authority) */
@@ -984,7 +1080,14 @@ static void inj__proxy_container(struct inj *j, const char *canon_name, const ch
 	inj__env(b, "ISTIO_META_APP_CONTAINERS", tmp.data ? tmp.data : "");
 	inj__env(b, "ISTIO_META_CLUSTER_ID", "Kubernetes");
 	inj__env(b, "ISTIO_META_INTERCEPTION_MODE", j->mode);
-	inj__env(b, "ISTIO_META_WORKLOAD_NAME", j->workload);
+	/* the template's `service.istio.io/workload-name` label | default .DeploymentMeta.Name, then OWNER */
+	v = inj__member_str(j->labels, L_WORKLOAD_NAME);
+	if (!v || !v[0])
+		v = j->workload;
+	if (v[0])
+		inj__env(b, "ISTIO_META_WORKLOAD_NAME", v);
+	if (j->owner[0])
+		inj__env(b, "ISTIO_META_OWNER", j->owner);
 	inj__env(b, "ISTIO_META_MESH_ID", inj__trust_domain(j->cfg));
 	inj__env(b, "TRUST_DOMAIN", inj__trust_domain(j->cfg));
 	if (j->proxy_config_json)
@@ -1004,12 +1107,15 @@ static void inj__proxy_container(struct inj *j, const char *canon_name, const ch
 	if (j->hold && !native)
 		/* the kubelet starts the next container only when this returns */
 		mesh_buf_puts(b, ",\"lifecycle\":{\"postStart\":{\"exec\":{\"command\":[\"meshproxy\",\"wait\"]}}}");
-	mesh_buf_printf(b, ",\"ports\":[{\"containerPort\":%d,\"name\":\"http-envoy-prom\",\"protocol\":\"TCP\"}]",
-			INJECT_STATUS_PORT);
-	mesh_buf_puts(b, ",\"readinessProbe\":{\"failureThreshold\":4,\"httpGet\":{\"path\":\"/healthz/ready\","
-			 "\"port\":15021,\"scheme\":\"HTTP\"},\"periodSeconds\":15,\"timeoutSeconds\":3}");
-	mesh_buf_puts(b, ",\"startupProbe\":{\"failureThreshold\":600,\"httpGet\":{\"path\":\"/healthz/ready\","
-			 "\"port\":15021,\"scheme\":\"HTTP\"},\"periodSeconds\":1,\"timeoutSeconds\":3}");
+	/* the template leaves the proxy's probes out when the status port is 0 */
+	if (j->status_port) {
+		mesh_buf_printf(b, ",\"ports\":[{\"containerPort\":%ld,\"name\":\"http-envoy-prom\",\"protocol\":\"TCP\"}]",
+				j->status_port);
+		mesh_buf_puts(b, ",\"readinessProbe\":{\"failureThreshold\":4,\"httpGet\":{\"path\":\"/healthz/ready\","
+				 "\"port\":15021,\"scheme\":\"HTTP\"},\"periodSeconds\":15,\"timeoutSeconds\":3}");
+		mesh_buf_puts(b, ",\"startupProbe\":{\"failureThreshold\":600,\"httpGet\":{\"path\":\"/healthz/ready\","
+				 "\"port\":15021,\"scheme\":\"HTTP\"},\"periodSeconds\":1,\"timeoutSeconds\":3}");
+	}
 	inj__resources(j, b);
 	if (strcmp(j->mode, "TPROXY") == 0)
 		mesh_buf_puts(b, ",\"securityContext\":{\"allowPrivilegeEscalation\":false,\"capabilities\":{\"add\":"
@@ -1118,9 +1224,9 @@ static int inj__patch(struct inj *j, struct mesh_buf *patch)
 	/* prometheus.io/scrape false (Go's ParseBool) keeps the app's
 	 * annotations as they are, and so does a port already on 15020 (a
 	 * re-injection): Istio's applyPrometheusMerge */
-	prom = j->prom = inj__parse_bool(inj__member_str(j->annotations, A_PROM_SCRAPE)) != 0 &&
+	prom = j->prom = j->status_port && inj__parse_bool(inj__member_str(j->annotations, A_PROM_SCRAPE)) != 0 &&
 			 !(inj__member_str(j->annotations, A_PROM_PORT) &&
-			   strcmp(inj__member_str(j->annotations, A_PROM_PORT), "15020") == 0);
+			   strcmp(inj__member_str(j->annotations, A_PROM_PORT), j->status_str) == 0);
 
 	/* containers first: rewriting the probes fills j->probers, which
 	 * istio-proxy's env carries */
@@ -1217,7 +1323,7 @@ static int inj__patch(struct inj *j, struct mesh_buf *patch)
 		if (prom) {
 			inj__kv(patch, A_PROM_PATH, "/stats/prometheus");
 			mesh_buf_putc(patch, ',');
-			inj__kv(patch, A_PROM_PORT, "15020");
+			inj__kv(patch, A_PROM_PORT, j->status_str);
 			mesh_buf_putc(patch, ',');
 			inj__kv(patch, A_PROM_SCRAPE, "true");
 			mesh_buf_putc(patch, ',');

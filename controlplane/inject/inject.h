@@ -33,7 +33,10 @@
  * includeOutboundPorts|excludeOutboundPorts|excludeInterfaces|
  * kubevirtInterfaces (and istio.io/reroute-virtual-interfaces), proxy.istio.io/config (holdApplicationUntilProxyStarts),
  * sidecar.istio.io/logLevel (meshproxy's --log-level; an unknown level is
- * left out).
+ * left out), status.sidecar.istio.io/port (the agent's status port: probes,
+ * istio-init's -d, meshproxy's --status-addr; 0 turns it off).
+ * ISTIO_META_WORKLOAD_NAME and ISTIO_META_OWNER name the Pod's controller
+ * as istiod's GetDeployMetaFromPod does.
  *
  * Functions return 0 / 1 or a negative code (err.h) as each says.
  */
@@ -67,9 +70,11 @@ struct inject_config {
 	const char *domain;          /* "cluster.local" */
 	const char *trust_domain;    /* "cluster.local" */
 	const char *revision;        /* "default": istio.io/rev this meshd answers */
-	const char *workload;        /* NULL or "": the workload's name from the Pod (generateName, as
-	                              * istiod derives it from the owner); else this name (kube-inject:
-	                              * the Deployment's, Istio's DeploymentMeta.Name) */
+	const char *workload;        /* NULL or "": the workload from the Pod (its controlling
+	                              * ownerReference, as istiod's GetDeployMetaFromPod); else this name
+	                              * (kube-inject: the Deployment's, Istio's DeploymentMeta.Name) */
+	const char *workload_kind;   /* with workload: its kind ("Deployment") and apiVersion ("apps/v1"), */
+	const char *workload_api_version; /* for ISTIO_META_OWNER (none without an apiVersion) */
 	bool native_sidecar;         /* the cluster runs sidecar init containers (Kubernetes >= 1.29) */
 	bool hold_application;       /* mesh default of holdApplicationUntilProxyStarts */
 	inject_ns_label_fn ns_label; /* NULL: no namespace is labelled */

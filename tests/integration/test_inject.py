@@ -166,6 +166,13 @@ class InjectWebhookTest(unittest.TestCase):
         r = self.inject(bad)
         self.assertFalse(r["allowed"])
         self.assertIn("interceptionMode", r["status"]["message"])
+        # status.sidecar.istio.io/port is validated as istiod's parsePort does (0-65535)
+        for port in ("15o20", "65536", "-1"):
+            bad = json.loads(json.dumps(POD))
+            bad["metadata"]["annotations"]["status.sidecar.istio.io/port"] = port
+            r = self.inject(bad)
+            self.assertFalse(r["allowed"], port)
+            self.assertIn("status.sidecar.istio.io/port", r["status"]["message"])
 
     def test_server_refusals(self):
         self.assertEqual(self.curl("/inject", method="GET", ctype=None)[1], 405)
@@ -485,6 +492,10 @@ class InjectWebhookTest(unittest.TestCase):
         # the Deployment's name is the workload's (Istio's DeploymentMeta), not the empty template's
         env = {e["name"]: e.get("value") for e in tmpl["spec"]["containers"][1]["env"]}
         self.assertEqual(env["ISTIO_META_WORKLOAD_NAME"], "reviews-v1")
+        # and its owner as istiod's template names it (the Deployment's apiVersion, kind and namespace)
+        ns = docs_in[0]["metadata"].get("namespace", "default")
+        self.assertEqual(env["ISTIO_META_OWNER"],
+                         "kubernetes://apis/apps/v1/namespaces/%s/deployments/reviews-v1" % ns)
         self.assertEqual(docs[0]["spec"]["selector"], {"matchLabels": {"app": "reviews"}})
         self.assertEqual(docs[1]["spec"]["ports"], [{"port": 9080, "name": "http"}])
 
