@@ -208,58 +208,72 @@ static const char *inj__trust_domain(const struct inject_config *cfg)
 int inject_required(const struct inject_config *cfg, const struct json_value *pod, const char *ns, char *reason,
 		    size_t cap)
 {
+	static const char *const ignored[] = { "kube-system", "kube-public", "kube-node-lease", "local-path-storage" };
 	const struct json_value *meta = json_get(pod, "metadata"), *spec = json_get(pod, "spec");
 	const struct json_value *labels = json_get(meta, "labels"), *ann = json_get(meta, "annotations");
 	const char *ns_inj = inj__ns_label(cfg, ns, L_INJECTION), *ns_rev = inj__ns_label(cfg, ns, L_REV);
-	const char *sel, *pod_rev;
-	int t;
+	const char *ours = inj__revision(cfg), *sel, *pod_sel = inj__member_str(labels, A_INJECT);
+	const char *pod_rev = inj__member_str(labels, L_REV);
+	size_t i;
 
 	if (json_get_bool(spec, "hostNetwork", false)) {
 		inj__why(reason, cap, "hostNetwork pod");
 		return 0;
 	}
 	/* Istio's IgnoredNamespaces */
-	if (strcmp(ns, "kube-system") == 0 || strcmp(ns, "kube-public") == 0) {
-		inj__why(reason, cap, "namespace %s is never injected", ns);
-		return 0;
-	}
+	for (i = 0; i < sizeof(ignored) / sizeof(ignored[0]); i++)
+		if (strcmp(ns, ignored[i]) == 0) {
+			inj__why(reason, cap, "namespace %s is never injected", ns);
+			return 0;
+		}
 	if (inj__member_str(ann, A_STATUS)) {
 		inj__why(reason, cap, "already injected (%s present)", A_STATUS);
 		return 0;
 	}
-	if (ns_inj && strcmp(ns_inj, "disabled") == 0) {
-		inj__why(reason, cap, "namespace %s has %s=disabled", ns, L_INJECTION);
+	/*
+	 * Would one of the injector's webhooks (deploy/webhooks.yaml, Istio's
+	 * chart) send this Pod here?  Their selectors read the namespace's
+	 * labels and the Pod's labels, never its annotations:
+	 *   namespace.sidecar-injector  ns istio-injection=enabled
+	 *   rev.namespace               ns istio.io/rev=OURS, no istio-injection
+	 *   rev.object                  ns unlabelled, Pod istio.io/rev=OURS
+	 *   object.sidecar-injector     ns unlabelled, Pod inject=true, no istio.io/rev
+	 * and each skips a Pod labelled sidecar.istio.io/inject=false.
+	 */
+	if (pod_sel && strcmp(pod_sel, "false") == 0) {
+		inj__why(reason, cap, "pod has %s=false", A_INJECT);
 		return 0;
 	}
-	/* the label wins over the deprecated annotation (Istio >= 1.10) */
-	sel = inj__member_str(labels, A_INJECT);
-	if (!sel)
-		sel = inj__member_str(ann, A_INJECT);
-	if (sel) {
-		t = inj__truthy(sel);
-		if (t == 1)
-			return 1;
-		inj__why(reason, cap, "pod has %s=%s", A_INJECT, sel);
-		return 0;
-	}
-	if (ns_inj && strcmp(ns_inj, "enabled") == 0)
-		return 1;
 	if (ns_inj) {
-		inj__why(reason, cap, "namespace %s has %s=%s (neither enabled nor disabled)", ns, L_INJECTION, ns_inj);
+		if (strcmp(ns_inj, "enabled") != 0) {
+			inj__why(reason, cap, "namespace %s has %s=%s", ns, L_INJECTION, ns_inj);
+			return 0;
+		}
+	} else if (ns_rev) {
+		if (strcmp(ns_rev, ours) != 0) {
+			inj__why(reason, cap, "namespace %s has %s=%s, not this control plane's revision %s", ns, L_REV,
+				 ns_rev, ours);
+			return 0;
+		}
+	} else if (pod_rev) {
+		if (strcmp(pod_rev, ours) != 0) {
+			inj__why(reason, cap, "pod %s=%s is not this control plane's revision %s", L_REV, pod_rev, ours);
+			return 0;
+		}
+	} else if (!pod_sel || strcmp(pod_sel, "true") != 0) {
+		inj__why(reason, cap, "namespace %s has neither %s nor %s and the pod is not labelled %s=true", ns,
+			 L_INJECTION, L_REV, A_INJECT);
 		return 0;
 	}
-	pod_rev = inj__member_str(labels, L_REV);
-	if (ns_rev || pod_rev) {
-		const char *rev = pod_rev ? pod_rev : ns_rev;
-
-		if (strcmp(rev, inj__revision(cfg)) == 0)
-			return 1;
-		inj__why(reason, cap, "%s %s=%s is not this control plane's revision %s", pod_rev ? "pod" : "namespace",
-			 L_REV, rev, inj__revision(cfg));
+	/* then istiod's injectRequired (policy enabled): the label, else the
+	 * deprecated annotation; "false" skips, "true" or any other value
+	 * (which istiod warns about) injects */
+	sel = pod_sel ? pod_sel : inj__member_str(ann, A_INJECT);
+	if (sel && strcmp(sel, "false") == 0) {
+		inj__why(reason, cap, "pod has %s=false", A_INJECT);
 		return 0;
 	}
-	inj__why(reason, cap, "namespace %s has neither %s nor %s and the pod does not ask", ns, L_INJECTION, L_REV);
-	return 0;
+	return 1;
 }
 
 /* ---------------------------------------------------------------- validation */

@@ -92,11 +92,15 @@ enum inject_outcome {
  * Should this Pod get a sidecar?  pod is the parsed Pod object
  * (struct json_value from common/json.h), ns its namespace.  Returns 1
  * (inject), 0 (skip: reason says why).  Istio's rules in its order:
- * hostNetwork, kube-system/kube-public, already injected
- * (sidecar.istio.io/status), the namespace's istio-injection=disabled,
- * the Pod's sidecar.istio.io/inject label (or, without it, annotation)
- * true/false, then the namespace's istio-injection=enabled or istio.io/rev
- * naming our revision, or the Pod's istio.io/rev.
+ * hostNetwork, Istio's ignored namespaces (kube-system, kube-public,
+ * kube-node-lease, local-path-storage), already injected
+ * (sidecar.istio.io/status), then whether one of the injector's webhooks
+ * would call for it (their namespace and object selectors: the namespace's
+ * istio-injection=enabled, else its istio.io/rev naming our revision, else
+ * the Pod's istio.io/rev label, else the Pod's sidecar.istio.io/inject=true
+ * label; never a Pod labelled inject=false), then istiod's injectRequired:
+ * the Pod's label or, without it, annotation sidecar.istio.io/inject "false"
+ * skips, any other value injects.
  */
 struct json_value;
 int inject_required(const struct inject_config *cfg, const struct json_value *pod, const char *ns, char *reason,

@@ -16,10 +16,12 @@ injects a Deployment's pod template with the same code.
 import base64
 import json
 import os
+import shutil
 import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import unittest
 import urllib.request
@@ -498,6 +500,67 @@ class InjectWebhookTest(unittest.TestCase):
                          "kubernetes://apis/apps/v1/namespaces/%s/deployments/reviews-v1" % ns)
         self.assertEqual(docs[0]["spec"]["selector"], {"matchLabels": {"app": "reviews"}})
         self.assertEqual(docs[1]["spec"]["ports"], [{"port": 9080, "name": "http"}])
+
+
+class InjectSelectionTest(unittest.TestCase):
+    """Which Pods are injected, as Istio decides it: the injector's webhooks
+    (deploy/webhooks.yaml, Istio's chart) call only for the namespace and
+    Pod labels their selectors match -- never for an annotation, and a
+    namespace's istio.io/rev wins over the Pod's -- then istiod's
+    injectRequired skips only sidecar.istio.io/inject "false" (label, else
+    annotation); any other value ("yes", "False", "no") injects, with
+    istiod's warning.  Run through `meshctl kube-inject --review`, the code
+    meshd's /inject runs."""
+
+    CASES = [
+        # (namespace labels, Pod labels, Pod annotations, injected?)
+        ({"istio-injection": "enabled"}, {"sidecar.istio.io/inject": "yes"}, {}, True),
+        ({"istio-injection": "enabled"}, {"sidecar.istio.io/inject": "False"}, {}, True),
+        ({"istio-injection": "enabled"}, {}, {"sidecar.istio.io/inject": "no"}, True),
+        ({"istio-injection": "enabled"}, {}, {"sidecar.istio.io/inject": "false"}, False),
+        ({"istio-injection": "enabled"}, {"istio.io/rev": "canary"}, {}, True),
+        ({"istio-injection": "enabled", "istio.io/rev": "default"}, {}, {}, True),
+        ({"istio-injection": "disabled", "istio.io/rev": "default"}, {}, {}, False),
+        ({}, {"sidecar.istio.io/inject": "yes"}, {}, False),
+        ({}, {}, {"sidecar.istio.io/inject": "true"}, False),
+        ({}, {"sidecar.istio.io/inject": "true", "istio.io/rev": "canary"}, {}, False),
+        ({}, {"istio.io/rev": "default"}, {"sidecar.istio.io/inject": "false"}, False),
+        ({"istio.io/rev": "canary"}, {"istio.io/rev": "default"}, {}, False),
+        ({"istio.io/rev": "canary"}, {"sidecar.istio.io/inject": "true"}, {}, False),
+        ({"istio.io/rev": "default"}, {"istio.io/rev": "canary"}, {}, True),
+        ({"istio.io/rev": "default"}, {"sidecar.istio.io/inject": "false"}, {}, False),
+    ]
+
+    def test_selection_as_istio(self):
+        tmp = tempfile.mkdtemp(prefix="meshd-inject-sel-")
+        try:
+            for ns_labels, labels, ann, want in self.CASES:
+                pod = json.loads(json.dumps(POD))
+                pod["metadata"]["labels"].update(labels)
+                pod["metadata"]["annotations"].update(ann)
+                path = os.path.join(tmp, "review.json")
+                with open(path, "w") as f:
+                    json.dump(review(pod), f)
+                args = [MESHCTL, "kube-inject", "--review", "-f", path]
+                if ns_labels:
+                    args += ["--namespace-labels", ",".join("%s=%s" % kv for kv in ns_labels.items())]
+                p = subprocess.run(args, capture_output=True, text=True, timeout=30)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                resp = json.loads(p.stdout)["response"]
+                self.assertTrue(resp["allowed"], resp)
+                self.assertEqual("patch" in resp, want, (ns_labels, labels, ann))
+            # and in namespaces istiod never injects
+            for ns in ("kube-node-lease", "local-path-storage"):
+                pod = json.loads(json.dumps(POD))
+                pod["metadata"]["namespace"] = ns
+                with open(path, "w") as f:
+                    json.dump(review(pod), f)
+                p = subprocess.run([MESHCTL, "kube-inject", "--review", "-f", path, "--namespace-labels",
+                                    "istio-injection=enabled"], capture_output=True, text=True, timeout=30)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                self.assertNotIn("patch", json.loads(p.stdout)["response"], ns)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 class InjectKubeTest(unittest.TestCase):
