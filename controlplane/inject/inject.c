@@ -57,6 +57,9 @@
 #define A_PROXY_CONFIG "proxy.istio.io/config"
 #define A_LOG_LEVEL "sidecar.istio.io/logLevel"
 #define A_STATUS_PORT "status.sidecar.istio.io/port"
+#define A_READY_DELAY "readiness.status.sidecar.istio.io/initialDelaySeconds"
+#define A_READY_PERIOD "readiness.status.sidecar.istio.io/periodSeconds"
+#define A_READY_FAILURES "readiness.status.sidecar.istio.io/failureThreshold"
 #define A_PROM_SCRAPE "prometheus.io/scrape"
 #define A_PROM_PORT "prometheus.io/port"
 #define A_PROM_PATH "prometheus.io/path"
@@ -90,6 +93,7 @@ struct inj {
 	bool rewrite_probes;
 	long status_port;            /* the agent's: status.sidecar.istio.io/port, else 15020; 0: none */
 	char status_str[8];          /* status_port in decimal */
+	unsigned long long ready[3]; /* istio-proxy's readinessProbe: delay, period, failures */
 	bool prom;                   /* prometheus merge (Istio's applyPrometheusMerge) */
 	const char *proxy_config;    /* annotation text, or NULL */
 	char *proxy_config_json;     /* its JSON (malloc) */
@@ -489,6 +493,30 @@ static int inj__validate(struct inj *j)
 				 "invalid annotation %s=\"%.200s\": not a quantity (100m, 1.5, 128Mi, 1e3; not negative)",
 				 quantities[i], v);
 			return -EINVAL;
+		}
+	}
+	/* the readiness.status.sidecar.istio.io annotations: Istio's validateUInt32
+	 * (ParseUint(v, 10, 32)) over the chart's 0 s delay, every 15 s, 4 failures */
+	{
+		static const char *const ready[] = { A_READY_DELAY, A_READY_PERIOD, A_READY_FAILURES };
+		static const unsigned long long dflt[] = { 0, 15, 4 };
+
+		for (i = 0; i < sizeof(ready) / sizeof(ready[0]); i++) {
+			const char *q;
+			unsigned long long n = 0;
+
+			j->ready[i] = dflt[i];
+			v = inj__member_str(j->annotations, ready[i]);
+			if (!v)
+				continue;
+			for (q = v; isdigit((unsigned char)*q) && n <= 0xffffffffULL; q++)
+				n = n * 10 + (unsigned long long)(*q - '0');
+			if (q == v || *q || n > 0xffffffffULL) {
+				inj__why(j->reason, j->cap, "invalid annotation %s=\"%.200s\": want a whole number (0-4294967295)",
+					 ready[i], v);
+				return -EINVAL;
+			}
+			j->ready[i] = n;
 		}
 	}
 	/* status.sidecar.istio.io/port: Istio's parsePort (0-65535, spaces around allowed) */
@@ -1125,8 +1153,12 @@ static void inj__proxy_container(struct inj *j, const char *canon_name, const ch
 	if (j->status_port) {
 		mesh_buf_printf(b, ",\"ports\":[{\"containerPort\":%ld,\"name\":\"http-envoy-prom\",\"protocol\":\"TCP\"}]",
 				j->status_port);
-		mesh_buf_puts(b, ",\"readinessProbe\":{\"failureThreshold\":4,\"httpGet\":{\"path\":\"/healthz/ready\","
-				 "\"port\":15021,\"scheme\":\"HTTP\"},\"periodSeconds\":15,\"timeoutSeconds\":3}");
+		/* a 0 s delay left out, as the API server leaves it */
+		mesh_buf_printf(b, ",\"readinessProbe\":{\"failureThreshold\":%llu,\"httpGet\":{\"path\":\"/healthz/ready\","
+				"\"port\":15021,\"scheme\":\"HTTP\"},", j->ready[2]);
+		if (j->ready[0])
+			mesh_buf_printf(b, "\"initialDelaySeconds\":%llu,", j->ready[0]);
+		mesh_buf_printf(b, "\"periodSeconds\":%llu,\"timeoutSeconds\":3}", j->ready[1]);
 		mesh_buf_puts(b, ",\"startupProbe\":{\"failureThreshold\":600,\"httpGet\":{\"path\":\"/healthz/ready\","
 				 "\"port\":15021,\"scheme\":\"HTTP\"},\"periodSeconds\":1,\"timeoutSeconds\":3}");
 	}

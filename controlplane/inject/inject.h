@@ -34,7 +34,9 @@
  * kubevirtInterfaces (and istio.io/reroute-virtual-interfaces), proxy.istio.io/config (holdApplicationUntilProxyStarts),
  * sidecar.istio.io/logLevel (meshproxy's --log-level; an unknown level is
  * left out), status.sidecar.istio.io/port (the agent's status port: probes,
- * istio-init's -d, meshproxy's --status-addr; 0 turns it off).
+ * istio-init's -d, meshproxy's --status-addr; 0 turns it off),
+ * readiness.status.sidecar.istio.io/initialDelaySeconds|periodSeconds|
+ * failureThreshold (istio-proxy's readiness probe).
  * ISTIO_META_WORKLOAD_NAME and ISTIO_META_OWNER name the Pod's controller
  * as istiod's GetDeployMetaFromPod does.
  *

@@ -563,6 +563,45 @@ class InjectSelectionTest(unittest.TestCase):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+class InjectReadinessTest(unittest.TestCase):
+    """readiness.status.sidecar.istio.io/initialDelaySeconds|periodSeconds|failureThreshold set
+    istio-proxy's readiness probe as Istio's template does (validated as istiod's validateUInt32;
+    a number written back as a number, "007" as 7)."""
+
+    def review(self, ann):
+        pod = json.loads(json.dumps(POD))
+        pod["metadata"]["annotations"].update(ann)
+        tmp = tempfile.mkdtemp(prefix="meshd-inject-ready-")
+        try:
+            path = os.path.join(tmp, "review.json")
+            with open(path, "w") as f:
+                json.dump(review(pod), f)
+            p = subprocess.run([MESHCTL, "kube-inject", "--review", "-f", path, "--namespace-labels",
+                                "istio-injection=enabled"], capture_output=True, text=True, timeout=30)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            return pod, json.loads(p.stdout)["response"]
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def probe(self, ann):
+        pod, resp = self.review(ann)
+        out = apply_patch(pod, json.loads(base64.b64decode(resp["patch"])))
+        return [c for c in out["spec"]["containers"] if c["name"] == "istio-proxy"][0]["readinessProbe"]
+
+    def test_readiness_annotations(self):
+        self.assertEqual(self.probe({}), {"failureThreshold": 4, "httpGet": {"path": "/healthz/ready", "port": 15021,
+                                                                               "scheme": "HTTP"},
+                                          "periodSeconds": 15, "timeoutSeconds": 3})
+        p = self.probe({"readiness.status.sidecar.istio.io/initialDelaySeconds": "007",
+                        "readiness.status.sidecar.istio.io/periodSeconds": "2",
+                        "readiness.status.sidecar.istio.io/failureThreshold": "30"})
+        self.assertEqual((p["initialDelaySeconds"], p["periodSeconds"], p["failureThreshold"]), (7, 2, 30))
+        for bad in ("-1", "1.5", "4294967296", "", "ten"):
+            _, resp = self.review({"readiness.status.sidecar.istio.io/periodSeconds": bad})
+            self.assertFalse(resp["allowed"], bad)
+            self.assertIn("readiness.status.sidecar.istio.io/periodSeconds", resp["status"]["message"])
+
+
 class InjectKubeTest(unittest.TestCase):
     """meshd on the (fake) Kubernetes API: the namespace labels come from
     the Namespace objects it watches."""
