@@ -66,12 +66,19 @@ START_TEST(selection_rules)
 		{ "{\"metadata\":{\"labels\":{\"sidecar.istio.io/inject\":\"true\"}},\"spec\":{}}", "plain", 1 },
 		{ "{\"metadata\":{\"labels\":{\"sidecar.istio.io/inject\":\"true\"}},\"spec\":{}}", "off", 0 },
 		{ "{\"metadata\":{\"labels\":{\"sidecar.istio.io/inject\":\"false\"}},\"spec\":{}}", "on", 0 },
-		{ "{\"metadata\":{\"annotations\":{\"sidecar.istio.io/inject\":\"no\"}},\"spec\":{}}", "on", 0 },
-		{ "{\"metadata\":{\"annotations\":{\"sidecar.istio.io/inject\":\"Yes\"}},\"spec\":{}}", "plain", 1 },
+		/* istiod honours only "false"; another value falls back to the policy (injects) */
+		{ "{\"metadata\":{\"annotations\":{\"sidecar.istio.io/inject\":\"no\"}},\"spec\":{}}", "on", 1 },
+		{ "{\"metadata\":{\"annotations\":{\"sidecar.istio.io/inject\":\"false\"}},\"spec\":{}}", "on", 0 },
+		/* the object selectors read labels: an annotation never opts a Pod in */
+		{ "{\"metadata\":{\"annotations\":{\"sidecar.istio.io/inject\":\"Yes\"}},\"spec\":{}}", "plain", 0 },
+		{ "{\"metadata\":{\"annotations\":{\"sidecar.istio.io/inject\":\"true\"}},\"spec\":{}}", "plain", 0 },
 		{ "{\"metadata\":{\"labels\":{\"sidecar.istio.io/inject\":\"true\"},"
 		  "\"annotations\":{\"sidecar.istio.io/inject\":\"false\"}},\"spec\":{}}", "plain", 1 },
 		{ "{\"metadata\":{\"labels\":{\"istio.io/rev\":\"default\"}},\"spec\":{}}", "plain", 1 },
-		{ "{\"metadata\":{\"labels\":{\"istio.io/rev\":\"canary\"}},\"spec\":{}}", "rev", 0 },
+		/* the namespace's revision wins over the Pod's (rev.object needs an unlabelled namespace) */
+		{ "{\"metadata\":{\"labels\":{\"istio.io/rev\":\"canary\"}},\"spec\":{}}", "rev", 1 },
+		{ "{\"metadata\":{\"labels\":{\"istio.io/rev\":\"default\"}},\"spec\":{}}", "canary", 0 },
+		{ "{\"metadata\":{\"labels\":{\"sidecar.istio.io/inject\":\"true\"}},\"spec\":{}}", "canary", 0 },
 		{ "{\"metadata\":{},\"spec\":{\"hostNetwork\":true}}", "on", 0 },
 		{ "{\"metadata\":{\"labels\":{\"sidecar.istio.io/inject\":\"true\"}},\"spec\":{}}", "kube-system", 0 },
 		{ "{\"metadata\":{\"labels\":{\"sidecar.istio.io/inject\":\"true\"}},\"spec\":{}}", "kube-public", 0 },
