@@ -512,8 +512,8 @@ static int inj__validate(struct inj *j)
 			for (q = v; isdigit((unsigned char)*q) && n <= 0xffffffffULL; q++)
 				n = n * 10 + (unsigned long long)(*q - '0');
 			if (q == v || *q || n > 0xffffffffULL) {
-				inj__why(j->reason, j->cap, "invalid annotation %s=\"%.200s\": want a whole number (0-4294967295)",
-					 ready[i], v);
+				inj__why(j->reason, j->cap,
+					 "invalid annotation %s=\"%.200s\": want a whole number (0-4294967295)", ready[i], v);
 				return -EINVAL;
 			}
 			j->ready[i] = n;
@@ -603,6 +603,15 @@ static size_t inj__cron_prefix(const char *job)
 	return n - 1 - d;
 }
 
+/* A ReplicaSet name ending with a non-empty template hash label (Istio's
+ * hash != "" && strings.HasSuffix(name, hash)). */
+static bool inj__hash_suffix(const char *name, const char *hash)
+{
+	size_t n = strlen(name), h = hash ? strlen(hash) : 0;
+
+	return h && n >= h && strcmp(name + n - h, hash) == 0;
+}
+
 /*
  * The workload and its owner, as istiod's GetDeployMetaFromPod
  * (pkg/kube/util.go) derives them for the template's
@@ -617,7 +626,7 @@ static size_t inj__cron_prefix(const char *job)
 static void inj__workload(struct inj *j)
 {
 	const char *name = inj__member_str(j->meta, "name"), *gen = inj__member_str(j->meta, "generateName");
-	const char *kind = "Pod", *api = "v1", *hash, *ns = j->ns && j->ns[0] ? j->ns : "default";
+	const char *kind = "Pod", *api = "v1", *hash, *pth, *rth, *ns = j->ns && j->ns[0] ? j->ns : "default";
 	const struct json_value *refs = json_get(j->meta, "ownerReferences"), *r;
 	size_t n = 0, i;
 	char lower[128];
@@ -638,19 +647,21 @@ static void inj__workload(struct inj *j)
 			name = json_get_str(r, "name") ? json_get_str(r, "name") : "";
 			n = strlen(name);
 			snprintf(j->workload, sizeof(j->workload), "%s", name);
+			pth = inj__member_str(j->labels, "pod-template-hash");
+			rth = inj__member_str(j->labels, "rollouts-pod-template-hash");
 			if (strcmp(kind, "ReplicaSet") == 0 &&
-			    (((hash = inj__member_str(j->labels, "pod-template-hash")) && hash[0]) ||
-			     ((hash = inj__member_str(j->labels, "rollouts-pod-template-hash")) && hash[0])) &&
-			    n >= strlen(hash) && strcmp(name + n - strlen(hash), hash) == 0) {
-				/* strings.TrimSuffix(name, "-"+hash): nothing when the '-' is missing */
-				if (n > strlen(hash) && name[n - strlen(hash) - 1] == '-')
-					n -= strlen(hash) + 1;
-				if (hash == inj__member_str(j->labels, "pod-template-hash")) {
+			    (inj__hash_suffix(name, pth) || inj__hash_suffix(name, rth))) {
+				if (inj__hash_suffix(name, pth)) {
+					hash = pth;
 					kind = "Deployment";
-				} else {
+				} else { /* an Argo Rollout */
+					hash = rth;
 					kind = "Rollout";
 					api = "v1alpha1";
 				}
+				/* strings.TrimSuffix(name, "-"+hash): nothing when the '-' is missing */
+				if (n > strlen(hash) && name[n - strlen(hash) - 1] == '-')
+					n -= strlen(hash) + 1;
 				snprintf(j->workload, sizeof(j->workload), "%.*s", (int)(n < 255 ? n : 255), name);
 			} else if (strcmp(kind, "ReplicationController") == 0 &&
 				   inj__member_str(j->labels, "deploymentconfig") &&
@@ -767,8 +778,8 @@ static bool inj__probe(struct inj *j, const struct json_value *c, const char *cn
 		inj__raw(out, j->text, m);
 		mesh_buf_putc(out, ',');
 	}
-	mesh_buf_printf(out, "\"httpGet\":{\"path\":\"/app-health/%s/%s\",\"port\":%ld,\"scheme\":\"HTTP\"}}", cname, kind,
-			j->status_port);
+	mesh_buf_printf(out, "\"httpGet\":{\"path\":\"/app-health/%s/%s\",\"port\":%ld,\"scheme\":\"HTTP\"}}", cname,
+			kind, j->status_port);
 	return true;
 }
 
@@ -1151,11 +1162,14 @@ static void inj__proxy_container(struct inj *j, const char *canon_name, const ch
 		mesh_buf_puts(b, ",\"lifecycle\":{\"postStart\":{\"exec\":{\"command\":[\"meshproxy\",\"wait\"]}}}");
 	/* the template leaves the proxy's probes out when the status port is 0 */
 	if (j->status_port) {
-		mesh_buf_printf(b, ",\"ports\":[{\"containerPort\":%ld,\"name\":\"http-envoy-prom\",\"protocol\":\"TCP\"}]",
+		mesh_buf_printf(b,
+				",\"ports\":[{\"containerPort\":%ld,\"name\":\"http-envoy-prom\",\"protocol\":\"TCP\"}]",
 				j->status_port);
 		/* a 0 s delay left out, as the API server leaves it */
-		mesh_buf_printf(b, ",\"readinessProbe\":{\"failureThreshold\":%llu,\"httpGet\":{\"path\":\"/healthz/ready\","
-				"\"port\":15021,\"scheme\":\"HTTP\"},", j->ready[2]);
+		mesh_buf_printf(b,
+				",\"readinessProbe\":{\"failureThreshold\":%llu,\"httpGet\":{\"path\":\"/healthz/ready\","
+				"\"port\":15021,\"scheme\":\"HTTP\"},",
+				j->ready[2]);
 		if (j->ready[0])
 			mesh_buf_printf(b, "\"initialDelaySeconds\":%llu,", j->ready[0]);
 		mesh_buf_printf(b, "\"periodSeconds\":%llu,\"timeoutSeconds\":3}", j->ready[1]);
