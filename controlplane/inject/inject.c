@@ -1330,12 +1330,6 @@ static int inj__patch(struct inj *j, struct mesh_buf *patch)
 		mesh_buf_putc(&status, '}');
 		skip_ann[ns++] = A_STATUS;
 		skip_ann[ns++] = L_REV;
-		skip_ann[ns++] = A_INTERCEPTION;
-		skip_ann[ns++] = A_INCLUDE_OUT_CIDR;
-		skip_ann[ns++] = A_EXCLUDE_OUT_CIDR;
-		skip_ann[ns++] = A_INCLUDE_IN_PORTS;
-		skip_ann[ns++] = A_EXCLUDE_IN_PORTS;
-		skip_ann[ns++] = A_EXCLUDE_OUT_PORTS;
 		if (prom) {
 			skip_ann[ns++] = A_PROM_SCRAPE;
 			skip_ann[ns++] = A_PROM_PORT;
@@ -1343,8 +1337,11 @@ static int inj__patch(struct inj *j, struct mesh_buf *patch)
 		}
 		mesh_buf_puts(patch, "{\"op\":\"add\",\"path\":\"/metadata/annotations\",\"value\":{");
 		inj__copy_members(patch, j->text, j->annotations, skip_ann, ns);
-		/* as the injection template writes them: the revision, the
-		 * containers kubectl picks, the interception mode in effect */
+		/* as the injection template writes them: the revision and the
+		 * containers kubectl picks.  The capture in effect
+		 * (interceptionMode, the traffic.sidecar.istio.io ones) is written only
+		 * for Istio's CNI plugin (pilot.cni.enabled); with istio-init the
+		 * Pod keeps the user's annotations as they are. */
 		inj__kv(patch, L_REV, inj__revision(j->cfg));
 		mesh_buf_putc(patch, ',');
 		if (first_name && !inj__member_str(j->annotations, A_DEFAULT_LOGS_CONTAINER)) {
@@ -1354,31 +1351,6 @@ static int inj__patch(struct inj *j, struct mesh_buf *patch)
 		if (first_name && !inj__member_str(j->annotations, A_DEFAULT_CONTAINER)) {
 			inj__kv(patch, A_DEFAULT_CONTAINER, first_name);
 			mesh_buf_putc(patch, ',');
-		}
-		inj__kv(patch, A_INTERCEPTION, j->mode);
-		mesh_buf_putc(patch, ',');
-		{
-			/* the capture in effect, as the template writes it */
-			char excl[INJECT_MAX_LIST_BYTES + 16];
-			const char *v;
-
-			if ((v = inj__member_str(j->annotations, A_INCLUDE_OUT_CIDR)) && v[0]) {
-				inj__kv(patch, A_INCLUDE_OUT_CIDR, v);
-				mesh_buf_putc(patch, ',');
-			}
-			if ((v = inj__member_str(j->annotations, A_EXCLUDE_OUT_CIDR)) && v[0]) {
-				inj__kv(patch, A_EXCLUDE_OUT_CIDR, v);
-				mesh_buf_putc(patch, ',');
-			}
-			inj__kv(patch, A_INCLUDE_IN_PORTS, inj__ann(j, A_INCLUDE_IN_PORTS, "*"));
-			mesh_buf_putc(patch, ',');
-			inj__exclude_inbound_ann(j, excl, sizeof(excl));
-			inj__kv(patch, A_EXCLUDE_IN_PORTS, excl);
-			mesh_buf_putc(patch, ',');
-			if ((v = inj__member_str(j->annotations, A_EXCLUDE_OUT_PORTS))) {
-				inj__kv(patch, A_EXCLUDE_OUT_PORTS, v);
-				mesh_buf_putc(patch, ',');
-			}
 		}
 		if (prom) {
 			inj__kv(patch, A_PROM_PATH, "/stats/prometheus");
