@@ -891,6 +891,17 @@ static void inj__exclude_inbound(const struct inj *j, char *out, size_t cap)
 	snprintf(out, cap, "15090,15021%s%s", ann[0] ? "," : "", ann);
 }
 
+/* ,"imagePullPolicy":P after a container's image, unless the policy is "". */
+static void inj__pull_policy(const struct inj *j, struct mesh_buf *b)
+{
+	const char *p = j->cfg->image_pull_policy ? j->cfg->image_pull_policy : "IfNotPresent";
+
+	if (!p[0])
+		return;
+	mesh_buf_puts(b, ",\"imagePullPolicy\":");
+	json_put_string(b, p);
+}
+
 /* istio-init: `meshproxy iptables` with istio-iptables' flags. */
 static void inj__init_container(struct inj *j, struct mesh_buf *b)
 {
@@ -937,6 +948,7 @@ static void inj__init_container(struct inj *j, struct mesh_buf *b)
 	}
 	mesh_buf_puts(b, "{\"name\":\"istio-init\",\"image\":");
 	json_put_string(b, j->image);
+	inj__pull_policy(j, b);
 	mesh_buf_puts(b, ",\"command\":[\"meshproxy\"],\"args\":");
 	inj__str_array(b, args, n);
 	mesh_buf_puts(b, ",\"resources\":{\"limits\":{\"cpu\":\"2000m\",\"memory\":\"1024Mi\"},"
@@ -1060,6 +1072,7 @@ static void inj__proxy_container(struct inj *j, const char *canon_name, const ch
 	inj__exclude_inbound(j, excl_in, sizeof(excl_in));
 	mesh_buf_puts(b, "{\"name\":\"istio-proxy\",\"image\":");
 	json_put_string(b, j->image);
+	inj__pull_policy(j, b);
 	mesh_buf_puts(b, ",\"command\":[\"meshproxy\"],\"args\":[\"--xds-addr\",");
 	json_put_string(b, istiod);
 	mesh_buf_puts(b, ",\"--ca-addr\",");

@@ -68,6 +68,9 @@ typedef const char *(*inject_ns_label_fn)(void *ctx, const char *ns, const char 
 
 struct inject_config {
 	const char *image;           /* NULL: INJECT_DEFAULT_IMAGE (sidecar.istio.io/proxyImage wins) */
+	const char *image_pull_policy; /* istio-init's and istio-proxy's (Istio's global.imagePullPolicy):
+	                              * NULL: IfNotPresent, so an image loaded into the nodes (kind load)
+	                              * is used though its tag is :latest; "": none (Kubernetes' default) */
 	const char *root_namespace;  /* "istio-system": meshd is istiod.ROOT_NS.svc */
 	const char *domain;          /* "cluster.local" */
 	const char *trust_domain;    /* "cluster.local" */

@@ -386,6 +386,8 @@ class KubeWebhooksTest(unittest.TestCase):
         self.assertEqual(len(proxy), 1, [c["name"] for c in pod["spec"]["containers"]])
         env = {e["name"]: e.get("value") for e in proxy[0]["env"]}
         self.assertEqual(env.get("ISTIO_META_WORKLOAD_NAME"), "sleep")
+        # meshproxy:latest loaded into the nodes (kind load), not pulled
+        self.assertEqual(proxy[0].get("imagePullPolicy"), "IfNotPresent")
         self.assertEqual(env.get("ISTIO_META_OWNER"),
                          "kubernetes://apis/apps/v1/namespaces/samples/deployments/sleep")
         # "false" on the Pod template: the webhooks' objectSelector skips it

@@ -205,6 +205,50 @@ START_TEST(workload_and_owner_as_istio)
 }
 END_TEST
 
+/* The container NAME of the Pod's LIST ("containers", "initContainers"). */
+static const struct json_value *container_named(const struct json_value *pod, const char *list, const char *name)
+{
+	const struct json_value *c = json_get(json_get(pod, "spec"), list);
+	size_t k;
+
+	for (k = 0; c && k < c->n; k++)
+		if (strcmp(json_get_str(c->v[k], "name"), name) == 0)
+			return c->v[k];
+	ck_abort_msg("no %s %s", list, name);
+	return NULL;
+}
+
+/* istio-init's and istio-proxy's imagePullPolicy: IfNotPresent unless told
+ * (so a :latest image loaded into the nodes is used), none with "". */
+START_TEST(image_pull_policy)
+{
+	static const struct nsl nss[] = { { "shop", "istio-injection", "enabled" }, { NULL, NULL, NULL } };
+	static const struct {
+		const char *set, *want;
+	} cases[] = { { NULL, "IfNotPresent" }, { "Never", "Never" }, { "", NULL } };
+	struct inject_config cfg = { .ns_label = ns_label };
+	const struct json_value *c[2];
+	struct json_value *v;
+	size_t i, k;
+
+	ns_table = nss;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		cfg.image_pull_policy = cases[i].set;
+		v = inject_and_apply(&cfg, POD);
+		c[0] = container_named(v, "initContainers", "istio-init");
+		c[1] = container_named(v, "containers", "istio-proxy");
+		for (k = 0; k < 2; k++) {
+			if (cases[i].want)
+				ck_assert_str_eq(json_get_str(c[k], "imagePullPolicy"), cases[i].want);
+			else
+				ck_assert_ptr_null(json_get(c[k], "imagePullPolicy"));
+		}
+		json_free(v);
+	}
+	ns_table = NULL;
+}
+END_TEST
+
 START_TEST(patch_applies_and_orders_containers)
 {
 	static const struct nsl nss[] = { { "shop", "istio-injection", "enabled" }, { NULL, NULL, NULL } };
@@ -541,6 +585,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, selection_rules);
 	tcase_add_test(tc, patch_applies_and_orders_containers);
 	tcase_add_test(tc, workload_and_owner_as_istio);
+	tcase_add_test(tc, image_pull_policy);
 	tcase_add_test(tc, apply_refuses_what_it_does_not_do);
 	tcase_add_test(tc, review_answers);
 	tcase_add_test(tc, traffic_annotations_as_istio);
