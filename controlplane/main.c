@@ -70,6 +70,7 @@ struct meshd_opts {
 	const char *webhook_addr;    /* "" turns the webhook port off */
 	const char *webhook_dns;     /* extra serving names, comma separated */
 	const char *proxy_image;     /* what /inject puts in istio-proxy and istio-init */
+	const char *proxy_pull;      /* their imagePullPolicy (NULL: IfNotPresent, "": none) */
 	bool native_sidecars;        /* /inject: istio-proxy as a native sidecar */
 	int64_t webhook_cert_ttl;
 	/* webhook configurations whose caBundle the leader keeps (webhook/patch.h) */
@@ -155,6 +156,9 @@ static void usage(FILE *f)
 		"                              " WEBHOOK_PATCH_VALIDATORS ")\n"
 		"Sidecar injection (/inject):\n"
 		"  --proxy-image IMAGE         meshproxy's image (default " INJECT_DEFAULT_IMAGE ")\n"
+		"  --proxy-image-pull-policy P its imagePullPolicy: IfNotPresent (default), Always, Never, or \"\"\n"
+		"                              for Kubernetes' default (Always for :latest; Istio's\n"
+		"                              global.imagePullPolicy)\n"
 		"  --native-sidecars           istio-proxy as a native sidecar init container (Kubernetes >= 1.29;\n"
 		"                              Istio's ENABLE_NATIVE_SIDECARS)\n"
 		"Identity:\n"
@@ -232,7 +236,7 @@ static int parse_opts(int argc, char **argv, struct meshd_opts *o)
 	       O_DEB_AFTER, O_DEB_MAX, O_LOG_FORMAT, O_LOG_LEVEL, O_DOMAIN, O_ROOT_NS, O_VERSION, O_HELP,
 	       O_CA_TOKEN_FILE, O_MESH_CONFIG, O_WEBHOOK, O_WEBHOOK_DNS, O_WEBHOOK_TTL,
 	       O_WEBHOOK_INJECTOR_CONFIGS, O_WEBHOOK_VALIDATOR_CONFIGS,
-	       O_PROXY_IMAGE, O_NATIVE_SIDECARS, O_MAX_OBJECTS, O_GRPC_STREAMS, O_GRPC_HANDSHAKE, O_GRPC_IDLE,
+	       O_PROXY_IMAGE, O_PROXY_PULL, O_NATIVE_SIDECARS, O_MAX_OBJECTS, O_GRPC_STREAMS, O_GRPC_HANDSHAKE, O_GRPC_IDLE,
 	       O_KA_INTERVAL, O_KA_TIMEOUT, O_KA_AGE };
 	static const struct option longopts[] = {
 		{ "config-dir", required_argument, NULL, O_CONFIG_DIR },
@@ -247,6 +251,7 @@ static int parse_opts(int argc, char **argv, struct meshd_opts *o)
 		{ "webhook-injector-configs", required_argument, NULL, O_WEBHOOK_INJECTOR_CONFIGS },
 		{ "webhook-validator-configs", required_argument, NULL, O_WEBHOOK_VALIDATOR_CONFIGS },
 		{ "proxy-image", required_argument, NULL, O_PROXY_IMAGE },
+		{ "proxy-image-pull-policy", required_argument, NULL, O_PROXY_PULL },
 		{ "native-sidecars", no_argument, NULL, O_NATIVE_SIDECARS },
 		{ "ca-dir", required_argument, NULL, O_CA_DIR },
 		{ "ca-token-file", required_argument, NULL, O_CA_TOKEN_FILE },
@@ -299,6 +304,15 @@ static int parse_opts(int argc, char **argv, struct meshd_opts *o)
 		case O_WEBHOOK_INJECTOR_CONFIGS: o->webhook_injector_configs = optarg; break;
 		case O_WEBHOOK_VALIDATOR_CONFIGS: o->webhook_validator_configs = optarg; break;
 		case O_PROXY_IMAGE: o->proxy_image = optarg; break;
+		case O_PROXY_PULL:
+			if (strcmp(optarg, "") != 0 && strcmp(optarg, "IfNotPresent") != 0 &&
+			    strcmp(optarg, "Always") != 0 && strcmp(optarg, "Never") != 0) {
+				fprintf(stderr, "meshd: --proxy-image-pull-policy: want IfNotPresent, Always, Never or \"\", "
+						"not \"%s\"\n", optarg);
+				return 2;
+			}
+			o->proxy_pull = optarg;
+			break;
 		case O_NATIVE_SIDECARS: o->native_sidecars = true; break;
 		case O_WEBHOOK_TTL:
 			if (parse_duration_flag("webhook-cert-ttl", optarg, &o->webhook_cert_ttl) < 0)
@@ -742,6 +756,7 @@ static int cb_inject(void *ud, const char *body, size_t len, struct mesh_buf *ou
 	struct cfg_snapshot *snap = push_stage_config(d->push);
 	struct inject_config ic = {
 		.image = d->opts.proxy_image,
+		.image_pull_policy = d->opts.proxy_pull,
 		.root_namespace = d->opts.root_namespace,
 		.domain = d->opts.domain,
 		.trust_domain = d->opts.trust_domain,

@@ -271,6 +271,8 @@ static int ki_obj(struct ki *k, const char *json, size_t len, const struct json_
 	/* the workload object's name is the workload's (Istio's IntoObject:
 	 * DeploymentMeta is the Deployment's, the CronJob's, ... metadata) */
 	k->cfg.workload = prefix ? json_get_str(json_get(root, "metadata"), "name") : NULL;
+	k->cfg.workload_kind = prefix ? json_get_str(root, "kind") : NULL;
+	k->cfg.workload_api_version = prefix ? json_get_str(root, "apiVersion") : NULL;
 	tmpl = prefix ? ki_at(root, prefix) : root;
 	if (!tmpl) {
 		fprintf(stderr, "meshctl kube-inject: document %d: no pod template at %s\n", k->docs, prefix);
@@ -292,7 +294,7 @@ static int ki_obj(struct ki *k, const char *json, size_t len, const struct json_
 	if (rc < 0)
 		fprintf(stderr, "meshctl kube-inject: document %d: applying the patch: %s\n", k->docs, mesh_strerror(rc));
 out:
-	k->cfg.workload = NULL; /* pointed into root */
+	k->cfg.workload = k->cfg.workload_kind = k->cfg.workload_api_version = NULL; /* pointed into root */
 	mesh_buf_cleanup(&patch);
 	mesh_buf_cleanup(&pod);
 	return rc < 0 ? rc : res->err;

@@ -56,6 +56,10 @@
 #define A_REROUTE_IFACES "istio.io/reroute-virtual-interfaces"
 #define A_PROXY_CONFIG "proxy.istio.io/config"
 #define A_LOG_LEVEL "sidecar.istio.io/logLevel"
+#define A_STATUS_PORT "status.sidecar.istio.io/port"
+#define A_READY_DELAY "readiness.status.sidecar.istio.io/initialDelaySeconds"
+#define A_READY_PERIOD "readiness.status.sidecar.istio.io/periodSeconds"
+#define A_READY_FAILURES "readiness.status.sidecar.istio.io/failureThreshold"
 #define A_PROM_SCRAPE "prometheus.io/scrape"
 #define A_PROM_PORT "prometheus.io/port"
 #define A_PROM_PATH "prometheus.io/path"
@@ -66,6 +70,7 @@
 #define L_TLS_MODE "security.istio.io/tlsMode"
 #define L_CANON_NAME "service.istio.io/canonical-name"
 #define L_CANON_REV "service.istio.io/canonical-revision"
+#define L_WORKLOAD_NAME "service.istio.io/workload-name"
 
 /* Istio's defaults (manifests/charts/istio-control/istio-discovery/values.yaml) */
 #define PROXY_CPU "100m"
@@ -80,11 +85,15 @@ struct inj {
 	const struct json_value *pod, *meta, *spec, *labels, *annotations;
 	const struct json_value *containers, *init_containers, *volumes;
 	const char *ns;
-	char workload[256];
+	char workload[256];          /* Istio's DeploymentMeta.Name ("" when it has none) */
+	char owner[640];             /* ISTIO_META_OWNER, "" when it has none */
 	const char *mode;            /* REDIRECT | TPROXY | NONE */
 	const char *image;
 	bool hold;
 	bool rewrite_probes;
+	long status_port;            /* the agent's: status.sidecar.istio.io/port, else 15020; 0: none */
+	char status_str[8];          /* status_port in decimal */
+	unsigned long long ready[3]; /* istio-proxy's readinessProbe: delay, period, failures */
 	bool prom;                   /* prometheus merge (Istio's applyPrometheusMerge) */
 	const char *proxy_config;    /* annotation text, or NULL */
 	char *proxy_config_json;     /* its JSON (malloc) */
@@ -203,58 +212,72 @@ static const char *inj__trust_domain(const struct inject_config *cfg)
 int inject_required(const struct inject_config *cfg, const struct json_value *pod, const char *ns, char *reason,
 		    size_t cap)
 {
+	static const char *const ignored[] = { "kube-system", "kube-public", "kube-node-lease", "local-path-storage" };
 	const struct json_value *meta = json_get(pod, "metadata"), *spec = json_get(pod, "spec");
 	const struct json_value *labels = json_get(meta, "labels"), *ann = json_get(meta, "annotations");
 	const char *ns_inj = inj__ns_label(cfg, ns, L_INJECTION), *ns_rev = inj__ns_label(cfg, ns, L_REV);
-	const char *sel, *pod_rev;
-	int t;
+	const char *ours = inj__revision(cfg), *sel, *pod_sel = inj__member_str(labels, A_INJECT);
+	const char *pod_rev = inj__member_str(labels, L_REV);
+	size_t i;
 
 	if (json_get_bool(spec, "hostNetwork", false)) {
 		inj__why(reason, cap, "hostNetwork pod");
 		return 0;
 	}
 	/* Istio's IgnoredNamespaces */
-	if (strcmp(ns, "kube-system") == 0 || strcmp(ns, "kube-public") == 0) {
-		inj__why(reason, cap, "namespace %s is never injected", ns);
-		return 0;
-	}
+	for (i = 0; i < sizeof(ignored) / sizeof(ignored[0]); i++)
+		if (strcmp(ns, ignored[i]) == 0) {
+			inj__why(reason, cap, "namespace %s is never injected", ns);
+			return 0;
+		}
 	if (inj__member_str(ann, A_STATUS)) {
 		inj__why(reason, cap, "already injected (%s present)", A_STATUS);
 		return 0;
 	}
-	if (ns_inj && strcmp(ns_inj, "disabled") == 0) {
-		inj__why(reason, cap, "namespace %s has %s=disabled", ns, L_INJECTION);
+	/*
+	 * Would one of the injector's webhooks (deploy/webhooks.yaml, Istio's
+	 * chart) send this Pod here?  Their selectors read the namespace's
+	 * labels and the Pod's labels, never its annotations:
+	 *   namespace.sidecar-injector  ns istio-injection=enabled
+	 *   rev.namespace               ns istio.io/rev=OURS, no istio-injection
+	 *   rev.object                  ns unlabelled, Pod istio.io/rev=OURS
+	 *   object.sidecar-injector     ns unlabelled, Pod inject=true, no istio.io/rev
+	 * and each skips a Pod labelled sidecar.istio.io/inject=false.
+	 */
+	if (pod_sel && strcmp(pod_sel, "false") == 0) {
+		inj__why(reason, cap, "pod has %s=false", A_INJECT);
 		return 0;
 	}
-	/* the label wins over the deprecated annotation (Istio >= 1.10) */
-	sel = inj__member_str(labels, A_INJECT);
-	if (!sel)
-		sel = inj__member_str(ann, A_INJECT);
-	if (sel) {
-		t = inj__truthy(sel);
-		if (t == 1)
-			return 1;
-		inj__why(reason, cap, "pod has %s=%s", A_INJECT, sel);
-		return 0;
-	}
-	if (ns_inj && strcmp(ns_inj, "enabled") == 0)
-		return 1;
 	if (ns_inj) {
-		inj__why(reason, cap, "namespace %s has %s=%s (neither enabled nor disabled)", ns, L_INJECTION, ns_inj);
+		if (strcmp(ns_inj, "enabled") != 0) {
+			inj__why(reason, cap, "namespace %s has %s=%s", ns, L_INJECTION, ns_inj);
+			return 0;
+		}
+	} else if (ns_rev) {
+		if (strcmp(ns_rev, ours) != 0) {
+			inj__why(reason, cap, "namespace %s has %s=%s, not this control plane's revision %s", ns, L_REV,
+				 ns_rev, ours);
+			return 0;
+		}
+	} else if (pod_rev) {
+		if (strcmp(pod_rev, ours) != 0) {
+			inj__why(reason, cap, "pod %s=%s is not this control plane's revision %s", L_REV, pod_rev, ours);
+			return 0;
+		}
+	} else if (!pod_sel || strcmp(pod_sel, "true") != 0) {
+		inj__why(reason, cap, "namespace %s has neither %s nor %s and the pod is not labelled %s=true", ns,
+			 L_INJECTION, L_REV, A_INJECT);
 		return 0;
 	}
-	pod_rev = inj__member_str(labels, L_REV);
-	if (ns_rev || pod_rev) {
-		const char *rev = pod_rev ? pod_rev : ns_rev;
-
-		if (strcmp(rev, inj__revision(cfg)) == 0)
-			return 1;
-		inj__why(reason, cap, "%s %s=%s is not this control plane's revision %s", pod_rev ? "pod" : "namespace",
-			 L_REV, rev, inj__revision(cfg));
+	/* then istiod's injectRequired (policy enabled): the label, else the
+	 * deprecated annotation; "false" skips, "true" or any other value
+	 * (which istiod warns about) injects */
+	sel = pod_sel ? pod_sel : inj__member_str(ann, A_INJECT);
+	if (sel && strcmp(sel, "false") == 0) {
+		inj__why(reason, cap, "pod has %s=false", A_INJECT);
 		return 0;
 	}
-	inj__why(reason, cap, "namespace %s has neither %s nor %s and the pod does not ask", ns, L_INJECTION, L_REV);
-	return 0;
+	return 1;
 }
 
 /* ---------------------------------------------------------------- validation */
@@ -472,6 +495,53 @@ static int inj__validate(struct inj *j)
 			return -EINVAL;
 		}
 	}
+	/* the readiness.status.sidecar.istio.io annotations: Istio's validateUInt32
+	 * (ParseUint(v, 10, 32)) over the chart's 0 s delay, every 15 s, 4 failures */
+	{
+		static const char *const ready[] = { A_READY_DELAY, A_READY_PERIOD, A_READY_FAILURES };
+		static const unsigned long long dflt[] = { 0, 15, 4 };
+
+		for (i = 0; i < sizeof(ready) / sizeof(ready[0]); i++) {
+			const char *q;
+			unsigned long long n = 0;
+
+			j->ready[i] = dflt[i];
+			v = inj__member_str(j->annotations, ready[i]);
+			if (!v)
+				continue;
+			for (q = v; isdigit((unsigned char)*q) && n <= 0xffffffffULL; q++)
+				n = n * 10 + (unsigned long long)(*q - '0');
+			if (q == v || *q || n > 0xffffffffULL) {
+				inj__why(j->reason, j->cap,
+					 "invalid annotation %s=\"%.200s\": want a whole number (0-4294967295)", ready[i], v);
+				return -EINVAL;
+			}
+			j->ready[i] = n;
+		}
+	}
+	/* status.sidecar.istio.io/port: Istio's parsePort (0-65535, spaces around allowed) */
+	j->status_port = INJECT_STATUS_PORT;
+	v = inj__member_str(j->annotations, A_STATUS_PORT);
+	if (v) {
+		const char *q = v;
+		long port = 0;
+
+		while (*q == ' ')
+			q++;
+		if (!isdigit((unsigned char)*q))
+			port = -1;
+		for (; port >= 0 && isdigit((unsigned char)*q); q++)
+			port = port > 65535 ? port : port * 10 + (*q - '0');
+		while (*q == ' ')
+			q++;
+		if (port < 0 || port > 65535 || *q) {
+			inj__why(j->reason, j->cap, "invalid annotation %s=\"%.200s\": want a port (0-65535)",
+				 A_STATUS_PORT, v);
+			return -EINVAL;
+		}
+		j->status_port = port;
+	}
+	snprintf(j->status_str, sizeof(j->status_str), "%ld", j->status_port);
 	v = inj__member_str(j->annotations, A_INTERCEPTION);
 	if (v && strcmp(v, "REDIRECT") != 0 && strcmp(v, "TPROXY") != 0 && strcmp(v, "NONE") != 0) {
 		inj__why(j->reason, j->cap, "invalid annotation %s=\"%.200s\": want REDIRECT, TPROXY or NONE",
@@ -520,28 +590,101 @@ static int inj__proxy_config(struct inj *j)
 	return 0;
 }
 
-/* The workload's name, as istiod derives it from the Pod's owner: a
- * ReplicaSet's pods (generateName NAME-HASH-) give NAME; kube-inject
- * names the workload object it read (cfg->workload). */
+/* NAME-DIGITS with 8 to 10 digits (a CronJob's Job): the length of NAME,
+ * else 0 (Istio's cronJobNameRegexp `(.+)-\d{8,10}$`). */
+static size_t inj__cron_prefix(const char *job)
+{
+	size_t n = strlen(job), d = 0;
+
+	while (d < n && d < 11 && job[n - 1 - d] >= '0' && job[n - 1 - d] <= '9')
+		d++;
+	if (d < 8 || d > 10 || n < d + 2 || job[n - 1 - d] != '-')
+		return 0;
+	return n - 1 - d;
+}
+
+/* A ReplicaSet name ending with a non-empty template hash label (Istio's
+ * hash != "" && strings.HasSuffix(name, hash)). */
+static bool inj__hash_suffix(const char *name, const char *hash)
+{
+	size_t n = strlen(name), h = hash ? strlen(hash) : 0;
+
+	return h && n >= h && strcmp(name + n - h, hash) == 0;
+}
+
+/*
+ * The workload and its owner, as istiod's GetDeployMetaFromPod
+ * (pkg/kube/util.go) derives them for the template's
+ * ISTIO_META_WORKLOAD_NAME and ISTIO_META_OWNER: a Pod is its own workload
+ * (v1 Pod) unless its name is generated and an ownerReference is its
+ * controller; then the controller is, with a ReplicaSet carrying the Pod's
+ * pod-template-hash read as its Deployment (rollouts-pod-template-hash: an
+ * Argo Rollout), a ReplicationController with a deploymentconfig label as
+ * that DeploymentConfig and a Job named NAME-TIMESTAMP as CronJob NAME.
+ * kube-inject names the workload object it read (cfg->workload).
+ */
 static void inj__workload(struct inj *j)
 {
 	const char *name = inj__member_str(j->meta, "name"), *gen = inj__member_str(j->meta, "generateName");
-	const char *hash = inj__member_str(j->labels, "pod-template-hash");
-	size_t n;
+	const char *kind = "Pod", *api = "v1", *hash, *pth, *rth, *ns = j->ns && j->ns[0] ? j->ns : "default";
+	const struct json_value *refs = json_get(j->meta, "ownerReferences"), *r;
+	size_t n = 0, i;
+	char lower[128];
 
+	j->owner[0] = '\0';
+	snprintf(j->workload, sizeof(j->workload), "%s", name ? name : "");
 	if (j->cfg->workload && j->cfg->workload[0]) {
 		snprintf(j->workload, sizeof(j->workload), "%s", j->cfg->workload);
-	} else if (gen && gen[0]) {
-		n = strlen(gen);
-		if (n && gen[n - 1] == '-')
-			n--;
-		if (hash && n > strlen(hash) + 1 && strncmp(gen + n - strlen(hash), hash, strlen(hash)) == 0 &&
-		    gen[n - strlen(hash) - 1] == '-')
-			n -= strlen(hash) + 1;
-		snprintf(j->workload, sizeof(j->workload), "%.*s", (int)(n < 255 ? n : 255), gen);
-	} else {
-		snprintf(j->workload, sizeof(j->workload), "%s", name ? name : "");
+		kind = j->cfg->workload_kind ? j->cfg->workload_kind : "";
+		api = j->cfg->workload_api_version ? j->cfg->workload_api_version : "";
+	} else if (gen && gen[0] && refs && refs->type == JSON_ARRAY) {
+		for (r = refs->child; r; r = r->next)
+			if (json_get_bool(r, "controller", false))
+				break;
+		if (r) {
+			kind = json_get_str(r, "kind") ? json_get_str(r, "kind") : "";
+			api = json_get_str(r, "apiVersion") ? json_get_str(r, "apiVersion") : "";
+			name = json_get_str(r, "name") ? json_get_str(r, "name") : "";
+			n = strlen(name);
+			snprintf(j->workload, sizeof(j->workload), "%s", name);
+			pth = inj__member_str(j->labels, "pod-template-hash");
+			rth = inj__member_str(j->labels, "rollouts-pod-template-hash");
+			if (strcmp(kind, "ReplicaSet") == 0 &&
+			    (inj__hash_suffix(name, pth) || inj__hash_suffix(name, rth))) {
+				if (inj__hash_suffix(name, pth)) {
+					hash = pth;
+					kind = "Deployment";
+				} else { /* an Argo Rollout */
+					hash = rth;
+					kind = "Rollout";
+					api = "v1alpha1";
+				}
+				/* strings.TrimSuffix(name, "-"+hash): nothing when the '-' is missing */
+				if (n > strlen(hash) && name[n - strlen(hash) - 1] == '-')
+					n -= strlen(hash) + 1;
+				snprintf(j->workload, sizeof(j->workload), "%.*s", (int)(n < 255 ? n : 255), name);
+			} else if (strcmp(kind, "ReplicationController") == 0 &&
+				   inj__member_str(j->labels, "deploymentconfig") &&
+				   inj__member_str(j->labels, "deploymentconfig")[0]) {
+				snprintf(j->workload, sizeof(j->workload), "%s",
+					 inj__member_str(j->labels, "deploymentconfig"));
+				kind = "DeploymentConfig";
+			} else if (strcmp(kind, "Job") == 0 && (n = inj__cron_prefix(name)) > 0) {
+				snprintf(j->workload, sizeof(j->workload), "%.*s", (int)(n < 255 ? n : 255), name);
+				kind = "CronJob";
+				api = "batch/v1";
+			}
+		}
+		if (!j->workload[0]) /* a controller without a name: the Pod's (empty before the API server names it) */
+			snprintf(j->workload, sizeof(j->workload), "%s", inj__member_str(j->meta, "name") ?
+				 inj__member_str(j->meta, "name") : "");
 	}
+	if (!api[0] || !j->workload[0])
+		return;
+	for (i = 0; kind[i] && i < sizeof(lower) - 1; i++)
+		lower[i] = (char)tolower((unsigned char)kind[i]);
+	lower[i] = '\0';
+	snprintf(j->owner, sizeof(j->owner), "kubernetes://apis/%s/namespaces/%s/%ss/%s", api, ns, lower, j->workload);
 }
 
 /* ---------------------------------------------------------------- probes */
@@ -604,7 +747,8 @@ static bool inj__probe(struct inj *j, const struct json_value *c, const char *cn
 	size_t i;
 	long port;
 
-	if (!j->rewrite_probes || !probe || probe->type != JSON_OBJECT)
+	/* no status port (status.sidecar.istio.io/port 0): nothing would answer the rewritten probe */
+	if (!j->rewrite_probes || !j->status_port || !probe || probe->type != JSON_OBJECT)
 		return false;
 	for (i = 0; i < 3 && !h; i++) {
 		h = json_get(probe, handlers[i]);
@@ -615,7 +759,7 @@ static bool inj__probe(struct inj *j, const struct json_value *c, const char *cn
 	if (!h)
 		return false;
 	port = inj__probe_port(c, json_get(h, "port"));
-	if (port <= 0 || port == INJECT_STATUS_PORT)
+	if (port <= 0 || port == j->status_port)
 		return false;
 	/* the prober entry */
 	mesh_buf_puts(&j->probers, j->nprobers++ ? "," : "");
@@ -634,8 +778,8 @@ static bool inj__probe(struct inj *j, const struct json_value *c, const char *cn
 		inj__raw(out, j->text, m);
 		mesh_buf_putc(out, ',');
 	}
-	mesh_buf_printf(out, "\"httpGet\":{\"path\":\"/app-health/%s/%s\",\"port\":%d,\"scheme\":\"HTTP\"}}", cname, kind,
-			INJECT_STATUS_PORT);
+	mesh_buf_printf(out, "\"httpGet\":{\"path\":\"/app-health/%s/%s\",\"port\":%ld,\"scheme\":\"HTTP\"}}", cname,
+			kind, j->status_port);
 	return true;
 }
 
@@ -712,8 +856,8 @@ static const char *inj__ann(const struct inj *j, const char *key, const char *de
 static void inj__exclude_inbound_ann(const struct inj *j, char *out, size_t cap)
 {
 	const char *p = inj__member_str(j->annotations, A_EXCLUDE_IN_PORTS);
-	size_t n = 0;
-	bool has_status = false;
+	size_t n = 0, sl = strlen(j->status_str);
+	bool has_status = !j->status_port; /* port 0: nothing to add */
 
 	out[0] = '\0';
 	while (p && *p) {
@@ -727,7 +871,7 @@ static void inj__exclude_inbound_ann(const struct inj *j, char *out, size_t cap)
 		while (l && q[l - 1] == ' ')
 			l--;
 		if (l) {
-			has_status |= l == 5 && strncmp(q, "15020", 5) == 0;
+			has_status |= l == sl && strncmp(q, j->status_str, l) == 0;
 			n += (size_t)snprintf(out + n, n < cap ? cap - n : 0, "%s%.*s", n ? "," : "", (int)l, q);
 			if (n >= cap)
 				n = cap - 1;
@@ -735,7 +879,7 @@ static void inj__exclude_inbound_ann(const struct inj *j, char *out, size_t cap)
 		p = e ? e + 1 : NULL;
 	}
 	if (!has_status)
-		snprintf(out + n, cap - n, "%s%d", n ? "," : "", INJECT_STATUS_PORT);
+		snprintf(out + n, cap - n, "%s%s", n ? "," : "", j->status_str);
 }
 
 /* istio-init's -d: Envoy's prom port and the health port, then the above. */
@@ -744,7 +888,18 @@ static void inj__exclude_inbound(const struct inj *j, char *out, size_t cap)
 	char ann[INJECT_MAX_LIST_BYTES + 16];
 
 	inj__exclude_inbound_ann(j, ann, sizeof(ann));
-	snprintf(out, cap, "15090,15021,%s", ann);
+	snprintf(out, cap, "15090,15021%s%s", ann[0] ? "," : "", ann);
+}
+
+/* ,"imagePullPolicy":P after a container's image, unless the policy is "". */
+static void inj__pull_policy(const struct inj *j, struct mesh_buf *b)
+{
+	const char *p = j->cfg->image_pull_policy ? j->cfg->image_pull_policy : "IfNotPresent";
+
+	if (!p[0])
+		return;
+	mesh_buf_puts(b, ",\"imagePullPolicy\":");
+	json_put_string(b, p);
 }
 
 /* istio-init: `meshproxy iptables` with istio-iptables' flags. */
@@ -793,6 +948,7 @@ static void inj__init_container(struct inj *j, struct mesh_buf *b)
 	}
 	mesh_buf_puts(b, "{\"name\":\"istio-init\",\"image\":");
 	json_put_string(b, j->image);
+	inj__pull_policy(j, b);
 	mesh_buf_puts(b, ",\"command\":[\"meshproxy\"],\"args\":");
 	inj__str_array(b, args, n);
 	mesh_buf_puts(b, ",\"resources\":{\"limits\":{\"cpu\":\"2000m\",\"memory\":\"1024Mi\"},"
@@ -907,6 +1063,7 @@ static void inj__proxy_container(struct inj *j, const char *canon_name, const ch
 	char istiod[600], node[600], excl_in[INJECT_MAX_LIST_BYTES + 32];
 	struct mesh_buf tmp;
 	const struct json_value *c, *p;
+	const char *v;
 	bool first;
 
 	snprintf(istiod, sizeof(istiod), "istiod.%s.svc:15012", inj__root_ns(j->cfg));
@@ -915,6 +1072,7 @@ static void inj__proxy_container(struct inj *j, const char *canon_name, const ch
 	inj__exclude_inbound(j, excl_in, sizeof(excl_in));
 	mesh_buf_puts(b, "{\"name\":\"istio-proxy\",\"image\":");
 	json_put_string(b, j->image);
+	inj__pull_policy(j, b);
 	mesh_buf_puts(b, ",\"command\":[\"meshproxy\"],\"args\":[\"--xds-addr\",");
 	json_put_string(b, istiod);
 	mesh_buf_puts(b, ",\"--ca-addr\",");
@@ -938,6 +1096,10 @@ static void inj__proxy_container(struct inj *j, const char *canon_name, const ch
 			if (strcmp(lv, levels[i].istio) == 0)
 				mesh_buf_printf(b, ",\"--log-level\",\"%s\"", levels[i].ours);
 	}
+	/* the agent's status port moved (pilot-agent reads the same annotation), or off */
+	if (j->status_port != INJECT_STATUS_PORT)
+		mesh_buf_printf(b, ",\"--status-addr\",\"%s%s\"", j->status_port ? "0.0.0.0:" : "",
+				j->status_port ? j->status_str : "");
 	mesh_buf_puts(b, ",\"--root-cert\",\"/var/run/secrets/istio/root-cert.pem\","
 			 "\"--token-file\",\"/var/run/secrets/tokens/istio-token\",\"--ca-server-name\",");
 	/* the name meshd's 15012 certificate carries (SNI and :authority) */
@@ -984,7 +1146,14 @@ static void inj__proxy_container(struct inj *j, const char *canon_name, const ch
 	inj__env(b, "ISTIO_META_APP_CONTAINERS", tmp.data ? tmp.data : "");
 	inj__env(b, "ISTIO_META_CLUSTER_ID", "Kubernetes");
 	inj__env(b, "ISTIO_META_INTERCEPTION_MODE", j->mode);
-	inj__env(b, "ISTIO_META_WORKLOAD_NAME", j->workload);
+	/* the template's `service.istio.io/workload-name` label | default .DeploymentMeta.Name, then OWNER */
+	v = inj__member_str(j->labels, L_WORKLOAD_NAME);
+	if (!v || !v[0])
+		v = j->workload;
+	if (v[0])
+		inj__env(b, "ISTIO_META_WORKLOAD_NAME", v);
+	if (j->owner[0])
+		inj__env(b, "ISTIO_META_OWNER", j->owner);
 	inj__env(b, "ISTIO_META_MESH_ID", inj__trust_domain(j->cfg));
 	inj__env(b, "TRUST_DOMAIN", inj__trust_domain(j->cfg));
 	if (j->proxy_config_json)
@@ -1004,12 +1173,22 @@ static void inj__proxy_container(struct inj *j, const char *canon_name, const ch
 	if (j->hold && !native)
 		/* the kubelet starts the next container only when this returns */
 		mesh_buf_puts(b, ",\"lifecycle\":{\"postStart\":{\"exec\":{\"command\":[\"meshproxy\",\"wait\"]}}}");
-	mesh_buf_printf(b, ",\"ports\":[{\"containerPort\":%d,\"name\":\"http-envoy-prom\",\"protocol\":\"TCP\"}]",
-			INJECT_STATUS_PORT);
-	mesh_buf_puts(b, ",\"readinessProbe\":{\"failureThreshold\":4,\"httpGet\":{\"path\":\"/healthz/ready\","
-			 "\"port\":15021,\"scheme\":\"HTTP\"},\"periodSeconds\":15,\"timeoutSeconds\":3}");
-	mesh_buf_puts(b, ",\"startupProbe\":{\"failureThreshold\":600,\"httpGet\":{\"path\":\"/healthz/ready\","
-			 "\"port\":15021,\"scheme\":\"HTTP\"},\"periodSeconds\":1,\"timeoutSeconds\":3}");
+	/* the template leaves the proxy's probes out when the status port is 0 */
+	if (j->status_port) {
+		mesh_buf_printf(b,
+				",\"ports\":[{\"containerPort\":%ld,\"name\":\"http-envoy-prom\",\"protocol\":\"TCP\"}]",
+				j->status_port);
+		/* a 0 s delay left out, as the API server leaves it */
+		mesh_buf_printf(b,
+				",\"readinessProbe\":{\"failureThreshold\":%llu,\"httpGet\":{\"path\":\"/healthz/ready\","
+				"\"port\":15021,\"scheme\":\"HTTP\"},",
+				j->ready[2]);
+		if (j->ready[0])
+			mesh_buf_printf(b, "\"initialDelaySeconds\":%llu,", j->ready[0]);
+		mesh_buf_printf(b, "\"periodSeconds\":%llu,\"timeoutSeconds\":3}", j->ready[1]);
+		mesh_buf_puts(b, ",\"startupProbe\":{\"failureThreshold\":600,\"httpGet\":{\"path\":\"/healthz/ready\","
+				 "\"port\":15021,\"scheme\":\"HTTP\"},\"periodSeconds\":1,\"timeoutSeconds\":3}");
+	}
 	inj__resources(j, b);
 	if (strcmp(j->mode, "TPROXY") == 0)
 		mesh_buf_puts(b, ",\"securityContext\":{\"allowPrivilegeEscalation\":false,\"capabilities\":{\"add\":"
@@ -1118,9 +1297,9 @@ static int inj__patch(struct inj *j, struct mesh_buf *patch)
 	/* prometheus.io/scrape false (Go's ParseBool) keeps the app's
 	 * annotations as they are, and so does a port already on 15020 (a
 	 * re-injection): Istio's applyPrometheusMerge */
-	prom = j->prom = inj__parse_bool(inj__member_str(j->annotations, A_PROM_SCRAPE)) != 0 &&
+	prom = j->prom = j->status_port && inj__parse_bool(inj__member_str(j->annotations, A_PROM_SCRAPE)) != 0 &&
 			 !(inj__member_str(j->annotations, A_PROM_PORT) &&
-			   strcmp(inj__member_str(j->annotations, A_PROM_PORT), "15020") == 0);
+			   strcmp(inj__member_str(j->annotations, A_PROM_PORT), j->status_str) == 0);
 
 	/* containers first: rewriting the probes fills j->probers, which
 	 * istio-proxy's env carries */
@@ -1164,12 +1343,6 @@ static int inj__patch(struct inj *j, struct mesh_buf *patch)
 		mesh_buf_putc(&status, '}');
 		skip_ann[ns++] = A_STATUS;
 		skip_ann[ns++] = L_REV;
-		skip_ann[ns++] = A_INTERCEPTION;
-		skip_ann[ns++] = A_INCLUDE_OUT_CIDR;
-		skip_ann[ns++] = A_EXCLUDE_OUT_CIDR;
-		skip_ann[ns++] = A_INCLUDE_IN_PORTS;
-		skip_ann[ns++] = A_EXCLUDE_IN_PORTS;
-		skip_ann[ns++] = A_EXCLUDE_OUT_PORTS;
 		if (prom) {
 			skip_ann[ns++] = A_PROM_SCRAPE;
 			skip_ann[ns++] = A_PROM_PORT;
@@ -1177,8 +1350,11 @@ static int inj__patch(struct inj *j, struct mesh_buf *patch)
 		}
 		mesh_buf_puts(patch, "{\"op\":\"add\",\"path\":\"/metadata/annotations\",\"value\":{");
 		inj__copy_members(patch, j->text, j->annotations, skip_ann, ns);
-		/* as the injection template writes them: the revision, the
-		 * containers kubectl picks, the interception mode in effect */
+		/* as the injection template writes them: the revision and the
+		 * containers kubectl picks.  The capture in effect
+		 * (interceptionMode, the traffic.sidecar.istio.io ones) is written only
+		 * for Istio's CNI plugin (pilot.cni.enabled); with istio-init the
+		 * Pod keeps the user's annotations as they are. */
 		inj__kv(patch, L_REV, inj__revision(j->cfg));
 		mesh_buf_putc(patch, ',');
 		if (first_name && !inj__member_str(j->annotations, A_DEFAULT_LOGS_CONTAINER)) {
@@ -1189,35 +1365,10 @@ static int inj__patch(struct inj *j, struct mesh_buf *patch)
 			inj__kv(patch, A_DEFAULT_CONTAINER, first_name);
 			mesh_buf_putc(patch, ',');
 		}
-		inj__kv(patch, A_INTERCEPTION, j->mode);
-		mesh_buf_putc(patch, ',');
-		{
-			/* the capture in effect, as the template writes it */
-			char excl[INJECT_MAX_LIST_BYTES + 16];
-			const char *v;
-
-			if ((v = inj__member_str(j->annotations, A_INCLUDE_OUT_CIDR)) && v[0]) {
-				inj__kv(patch, A_INCLUDE_OUT_CIDR, v);
-				mesh_buf_putc(patch, ',');
-			}
-			if ((v = inj__member_str(j->annotations, A_EXCLUDE_OUT_CIDR)) && v[0]) {
-				inj__kv(patch, A_EXCLUDE_OUT_CIDR, v);
-				mesh_buf_putc(patch, ',');
-			}
-			inj__kv(patch, A_INCLUDE_IN_PORTS, inj__ann(j, A_INCLUDE_IN_PORTS, "*"));
-			mesh_buf_putc(patch, ',');
-			inj__exclude_inbound_ann(j, excl, sizeof(excl));
-			inj__kv(patch, A_EXCLUDE_IN_PORTS, excl);
-			mesh_buf_putc(patch, ',');
-			if ((v = inj__member_str(j->annotations, A_EXCLUDE_OUT_PORTS))) {
-				inj__kv(patch, A_EXCLUDE_OUT_PORTS, v);
-				mesh_buf_putc(patch, ',');
-			}
-		}
 		if (prom) {
 			inj__kv(patch, A_PROM_PATH, "/stats/prometheus");
 			mesh_buf_putc(patch, ',');
-			inj__kv(patch, A_PROM_PORT, "15020");
+			inj__kv(patch, A_PROM_PORT, j->status_str);
 			mesh_buf_putc(patch, ',');
 			inj__kv(patch, A_PROM_SCRAPE, "true");
 			mesh_buf_putc(patch, ',');

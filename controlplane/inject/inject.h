@@ -33,7 +33,12 @@
  * includeOutboundPorts|excludeOutboundPorts|excludeInterfaces|
  * kubevirtInterfaces (and istio.io/reroute-virtual-interfaces), proxy.istio.io/config (holdApplicationUntilProxyStarts),
  * sidecar.istio.io/logLevel (meshproxy's --log-level; an unknown level is
- * left out).
+ * left out), status.sidecar.istio.io/port (the agent's status port: probes,
+ * istio-init's -d, meshproxy's --status-addr; 0 turns it off),
+ * readiness.status.sidecar.istio.io/initialDelaySeconds|periodSeconds|
+ * failureThreshold (istio-proxy's readiness probe).
+ * ISTIO_META_WORKLOAD_NAME and ISTIO_META_OWNER name the Pod's controller
+ * as istiod's GetDeployMetaFromPod does.
  *
  * Functions return 0 / 1 or a negative code (err.h) as each says.
  */
@@ -63,13 +68,18 @@ typedef const char *(*inject_ns_label_fn)(void *ctx, const char *ns, const char 
 
 struct inject_config {
 	const char *image;           /* NULL: INJECT_DEFAULT_IMAGE (sidecar.istio.io/proxyImage wins) */
+	const char *image_pull_policy; /* istio-init's and istio-proxy's (Istio's global.imagePullPolicy):
+	                              * NULL: IfNotPresent, so an image loaded into the nodes (kind load)
+	                              * is used though its tag is :latest; "": none (Kubernetes' default) */
 	const char *root_namespace;  /* "istio-system": meshd is istiod.ROOT_NS.svc */
 	const char *domain;          /* "cluster.local" */
 	const char *trust_domain;    /* "cluster.local" */
 	const char *revision;        /* "default": istio.io/rev this meshd answers */
-	const char *workload;        /* NULL or "": the workload's name from the Pod (generateName, as
-	                              * istiod derives it from the owner); else this name (kube-inject:
-	                              * the Deployment's, Istio's DeploymentMeta.Name) */
+	const char *workload;        /* NULL or "": the workload from the Pod (its controlling
+	                              * ownerReference, as istiod's GetDeployMetaFromPod); else this name
+	                              * (kube-inject: the Deployment's, Istio's DeploymentMeta.Name) */
+	const char *workload_kind;   /* with workload: its kind ("Deployment") and apiVersion ("apps/v1"), */
+	const char *workload_api_version; /* for ISTIO_META_OWNER (none without an apiVersion) */
 	bool native_sidecar;         /* the cluster runs sidecar init containers (Kubernetes >= 1.29) */
 	bool hold_application;       /* mesh default of holdApplicationUntilProxyStarts */
 	inject_ns_label_fn ns_label; /* NULL: no namespace is labelled */
@@ -87,11 +97,15 @@ enum inject_outcome {
  * Should this Pod get a sidecar?  pod is the parsed Pod object
  * (struct json_value from common/json.h), ns its namespace.  Returns 1
  * (inject), 0 (skip: reason says why).  Istio's rules in its order:
- * hostNetwork, kube-system/kube-public, already injected
- * (sidecar.istio.io/status), the namespace's istio-injection=disabled,
- * the Pod's sidecar.istio.io/inject label (or, without it, annotation)
- * true/false, then the namespace's istio-injection=enabled or istio.io/rev
- * naming our revision, or the Pod's istio.io/rev.
+ * hostNetwork, Istio's ignored namespaces (kube-system, kube-public,
+ * kube-node-lease, local-path-storage), already injected
+ * (sidecar.istio.io/status), then whether one of the injector's webhooks
+ * would call for it (their namespace and object selectors: the namespace's
+ * istio-injection=enabled, else its istio.io/rev naming our revision, else
+ * the Pod's istio.io/rev label, else the Pod's sidecar.istio.io/inject=true
+ * label; never a Pod labelled inject=false), then istiod's injectRequired:
+ * the Pod's label or, without it, annotation sidecar.istio.io/inject "false"
+ * skips, any other value injects.
  */
 struct json_value;
 int inject_required(const struct inject_config *cfg, const struct json_value *pod, const char *ns, char *reason,

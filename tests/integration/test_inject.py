@@ -16,10 +16,12 @@ injects a Deployment's pod template with the same code.
 import base64
 import json
 import os
+import shutil
 import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import unittest
 import urllib.request
@@ -166,6 +168,13 @@ class InjectWebhookTest(unittest.TestCase):
         r = self.inject(bad)
         self.assertFalse(r["allowed"])
         self.assertIn("interceptionMode", r["status"]["message"])
+        # status.sidecar.istio.io/port is validated as istiod's parsePort does (0-65535)
+        for port in ("15o20", "65536", "-1"):
+            bad = json.loads(json.dumps(POD))
+            bad["metadata"]["annotations"]["status.sidecar.istio.io/port"] = port
+            r = self.inject(bad)
+            self.assertFalse(r["allowed"], port)
+            self.assertIn("status.sidecar.istio.io/port", r["status"]["message"])
 
     def test_server_refusals(self):
         self.assertEqual(self.curl("/inject", method="GET", ctype=None)[1], 405)
@@ -485,8 +494,112 @@ class InjectWebhookTest(unittest.TestCase):
         # the Deployment's name is the workload's (Istio's DeploymentMeta), not the empty template's
         env = {e["name"]: e.get("value") for e in tmpl["spec"]["containers"][1]["env"]}
         self.assertEqual(env["ISTIO_META_WORKLOAD_NAME"], "reviews-v1")
+        # and its owner as istiod's template names it (the Deployment's apiVersion, kind and namespace)
+        ns = docs_in[0]["metadata"].get("namespace", "default")
+        self.assertEqual(env["ISTIO_META_OWNER"],
+                         "kubernetes://apis/apps/v1/namespaces/%s/deployments/reviews-v1" % ns)
         self.assertEqual(docs[0]["spec"]["selector"], {"matchLabels": {"app": "reviews"}})
         self.assertEqual(docs[1]["spec"]["ports"], [{"port": 9080, "name": "http"}])
+
+
+class InjectSelectionTest(unittest.TestCase):
+    """Which Pods are injected, as Istio decides it: the injector's webhooks
+    (deploy/webhooks.yaml, Istio's chart) call only for the namespace and
+    Pod labels their selectors match -- never for an annotation, and a
+    namespace's istio.io/rev wins over the Pod's -- then istiod's
+    injectRequired skips only sidecar.istio.io/inject "false" (label, else
+    annotation); any other value ("yes", "False", "no") injects, with
+    istiod's warning.  Run through `meshctl kube-inject --review`, the code
+    meshd's /inject runs."""
+
+    CASES = [
+        # (namespace labels, Pod labels, Pod annotations, injected?)
+        ({"istio-injection": "enabled"}, {"sidecar.istio.io/inject": "yes"}, {}, True),
+        ({"istio-injection": "enabled"}, {"sidecar.istio.io/inject": "False"}, {}, True),
+        ({"istio-injection": "enabled"}, {}, {"sidecar.istio.io/inject": "no"}, True),
+        ({"istio-injection": "enabled"}, {}, {"sidecar.istio.io/inject": "false"}, False),
+        ({"istio-injection": "enabled"}, {"istio.io/rev": "canary"}, {}, True),
+        ({"istio-injection": "enabled", "istio.io/rev": "default"}, {}, {}, True),
+        ({"istio-injection": "disabled", "istio.io/rev": "default"}, {}, {}, False),
+        ({}, {"sidecar.istio.io/inject": "yes"}, {}, False),
+        ({}, {}, {"sidecar.istio.io/inject": "true"}, False),
+        ({}, {"sidecar.istio.io/inject": "true", "istio.io/rev": "canary"}, {}, False),
+        ({}, {"istio.io/rev": "default"}, {"sidecar.istio.io/inject": "false"}, False),
+        ({"istio.io/rev": "canary"}, {"istio.io/rev": "default"}, {}, False),
+        ({"istio.io/rev": "canary"}, {"sidecar.istio.io/inject": "true"}, {}, False),
+        ({"istio.io/rev": "default"}, {"istio.io/rev": "canary"}, {}, True),
+        ({"istio.io/rev": "default"}, {"sidecar.istio.io/inject": "false"}, {}, False),
+    ]
+
+    def test_selection_as_istio(self):
+        tmp = tempfile.mkdtemp(prefix="meshd-inject-sel-")
+        try:
+            for ns_labels, labels, ann, want in self.CASES:
+                pod = json.loads(json.dumps(POD))
+                pod["metadata"]["labels"].update(labels)
+                pod["metadata"]["annotations"].update(ann)
+                path = os.path.join(tmp, "review.json")
+                with open(path, "w") as f:
+                    json.dump(review(pod), f)
+                args = [MESHCTL, "kube-inject", "--review", "-f", path]
+                if ns_labels:
+                    args += ["--namespace-labels", ",".join("%s=%s" % kv for kv in ns_labels.items())]
+                p = subprocess.run(args, capture_output=True, text=True, timeout=30)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                resp = json.loads(p.stdout)["response"]
+                self.assertTrue(resp["allowed"], resp)
+                self.assertEqual("patch" in resp, want, (ns_labels, labels, ann))
+            # and in namespaces istiod never injects
+            for ns in ("kube-node-lease", "local-path-storage"):
+                pod = json.loads(json.dumps(POD))
+                pod["metadata"]["namespace"] = ns
+                with open(path, "w") as f:
+                    json.dump(review(pod), f)
+                p = subprocess.run([MESHCTL, "kube-inject", "--review", "-f", path, "--namespace-labels",
+                                    "istio-injection=enabled"], capture_output=True, text=True, timeout=30)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                self.assertNotIn("patch", json.loads(p.stdout)["response"], ns)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+class InjectReadinessTest(unittest.TestCase):
+    """readiness.status.sidecar.istio.io/initialDelaySeconds|periodSeconds|failureThreshold set
+    istio-proxy's readiness probe as Istio's template does (validated as istiod's validateUInt32;
+    a number written back as a number, "007" as 7)."""
+
+    def review(self, ann):
+        pod = json.loads(json.dumps(POD))
+        pod["metadata"]["annotations"].update(ann)
+        tmp = tempfile.mkdtemp(prefix="meshd-inject-ready-")
+        try:
+            path = os.path.join(tmp, "review.json")
+            with open(path, "w") as f:
+                json.dump(review(pod), f)
+            p = subprocess.run([MESHCTL, "kube-inject", "--review", "-f", path, "--namespace-labels",
+                                "istio-injection=enabled"], capture_output=True, text=True, timeout=30)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            return pod, json.loads(p.stdout)["response"]
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def probe(self, ann):
+        pod, resp = self.review(ann)
+        out = apply_patch(pod, json.loads(base64.b64decode(resp["patch"])))
+        return [c for c in out["spec"]["containers"] if c["name"] == "istio-proxy"][0]["readinessProbe"]
+
+    def test_readiness_annotations(self):
+        self.assertEqual(self.probe({}), {"failureThreshold": 4, "httpGet": {"path": "/healthz/ready", "port": 15021,
+                                                                               "scheme": "HTTP"},
+                                          "periodSeconds": 15, "timeoutSeconds": 3})
+        p = self.probe({"readiness.status.sidecar.istio.io/initialDelaySeconds": "007",
+                        "readiness.status.sidecar.istio.io/periodSeconds": "2",
+                        "readiness.status.sidecar.istio.io/failureThreshold": "30"})
+        self.assertEqual((p["initialDelaySeconds"], p["periodSeconds"], p["failureThreshold"]), (7, 2, 30))
+        for bad in ("-1", "1.5", "4294967296", "", "ten"):
+            _, resp = self.review({"readiness.status.sidecar.istio.io/periodSeconds": bad})
+            self.assertFalse(resp["allowed"], bad)
+            self.assertIn("readiness.status.sidecar.istio.io/periodSeconds", resp["status"]["message"])
 
 
 class InjectKubeTest(unittest.TestCase):

@@ -78,6 +78,52 @@ spec:
 """
 
 
+# Istio's samples/sleep/sleep.yaml as users paste it (ServiceAccount, Service, Deployment)
+SLEEP = """apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: sleep
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: sleep
+  labels:
+    app: sleep
+    service: sleep
+spec:
+  ports:
+  - port: 80
+    name: http
+  selector:
+    app: sleep
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: sleep
+  labels: %s
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app: sleep
+  template:
+    metadata:
+      labels:
+        app: sleep
+        %s
+    spec:
+      terminationGracePeriodSeconds: 0
+      serviceAccountName: sleep
+      containers:
+      - name: sleep
+        image: curlimages/curl
+        command: ["/bin/sleep", "infinity"]
+        imagePullPolicy: IfNotPresent
+"""
+
+
 def direct_vs():
     return {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
             "metadata": {"name": "direct", "namespace": "default"},
@@ -309,6 +355,48 @@ class KubeWebhooksTest(unittest.TestCase):
         names = [c["name"] for c in pod["spec"].get("containers", []) + pod["spec"].get("initContainers", [])]
         self.assertEqual(names, ["web"])
 
+    def test_4b_deployment_pods_injected_with_their_owner(self):
+        """Istio's sleep sample applied with kubectl: the ReplicaSet's Pod (no name yet at admission,
+        generateName and an ownerReference) is injected with the Deployment as its workload and owner,
+        as istiod names them; sidecar.istio.io/inject "false" counts on the Pod template only."""
+        self.connect()
+        wait_for(lambda: self.patched(MWC + "istio-sidecar-injector", ca_only=True), timeout=60, interval=0.2,
+                 what="the injector patched")
+        for ns in ("samples", "samples-off"):
+            out = self.kubectl("create", "namespace", ns)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            out = self.kubectl("label", "namespace", ns, "istio-injection=enabled")
+            self.assertEqual(out.returncode, 0, out.stderr)
+        wait_for(lambda: self.meshd_ns_labels() >= {("samples", "enabled"), ("samples-off", "enabled")}, timeout=30,
+                 what="meshd seeing the namespace labels")
+
+        def pods(ns):
+            out = self.kubectl("get", "pods", "-n", ns, "-o", "json")
+            self.assertEqual(out.returncode, 0, out.stderr)
+            return json.loads(out.stdout)["items"]
+
+        # "false" on the Deployment's own labels is not the Pod's: still injected (istiod reads the Pod)
+        out = self.kubectl("apply", "-n", "samples", "-f", "-",
+                           stdin=SLEEP % ('{sidecar.istio.io/inject: "false"}', ""))
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("deployment.apps/sleep created", out.stdout)
+        (pod,) = pods("samples")
+        self.assertTrue(pod["metadata"]["name"].startswith("sleep-"), pod["metadata"])
+        proxy = [c for c in pod["spec"]["containers"] if c["name"] == "istio-proxy"]
+        self.assertEqual(len(proxy), 1, [c["name"] for c in pod["spec"]["containers"]])
+        env = {e["name"]: e.get("value") for e in proxy[0]["env"]}
+        self.assertEqual(env.get("ISTIO_META_WORKLOAD_NAME"), "sleep")
+        # meshproxy:latest loaded into the nodes (kind load), not pulled
+        self.assertEqual(proxy[0].get("imagePullPolicy"), "IfNotPresent")
+        self.assertEqual(env.get("ISTIO_META_OWNER"),
+                         "kubernetes://apis/apps/v1/namespaces/samples/deployments/sleep")
+        # "false" on the Pod template: the webhooks' objectSelector skips it
+        out = self.kubectl("apply", "-n", "samples-off", "-f", "-",
+                           stdin=SLEEP % ("{app: sleep}", 'sidecar.istio.io/inject: "false"'))
+        self.assertEqual(out.returncode, 0, out.stderr)
+        (pod,) = pods("samples-off")
+        self.assertEqual([c["name"] for c in pod["spec"]["containers"]], ["sleep"])
+
     def test_5_only_the_leader_patches(self):
         self.connect()
         wait_for(lambda: self.patched(VWC + "istiod-default-validator"), timeout=60, interval=0.2,
@@ -330,6 +418,26 @@ class KubeWebhooksTest(unittest.TestCase):
             self.assertEqual({w["token"] for w in writes}, {"t-meshd"})
         finally:
             other.finish()
+
+    def test_6_kubectl_apply_k_deploy(self):
+        """`kubectl apply -k deploy/` as the README says: every object is created (CRDs, RBAC, the
+        Deployment and its Pods, PodDisruptionBudget, webhooks); istio-system is not labelled, so
+        meshd's own Pods get no sidecar."""
+        out = self.kubectl("apply", "-k", os.path.join(ROOT, "deploy"))
+        self.assertEqual(out.returncode, 0, out.stderr)
+        for line in ("customresourcedefinition.apiextensions.k8s.io/virtualservices.networking.istio.io",
+                     "serviceaccount/meshd", "clusterrole.rbac.authorization.k8s.io/meshd", "deployment.apps/meshd",
+                     "poddisruptionbudget.policy/meshd", "service/istiod"):
+            self.assertIn(line, out.stdout)
+        out = self.kubectl("get", "pods", "-n", "istio-system", "-o", "json")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        items = json.loads(out.stdout)["items"]
+        self.assertEqual(len(items), 2)  # the Deployment's two replicas
+        for pod in items:
+            self.assertEqual([c["name"] for c in pod["spec"]["containers"]], ["meshd"])
+        # the shipped webhooks went in again without a caBundle: meshd patches them again
+        wait_for(lambda: self.patched(MWC + "istio-sidecar-injector", ca_only=True), timeout=60, interval=0.2,
+                 what="the re-applied injector patched")
 
 
 if __name__ == "__main__":

@@ -45,6 +45,12 @@ it behaves against the real thing:
     default) and is skipped under Ignore; warnings come back as Warning
     headers; a dry run reaching a webhook whose sideEffects are not
     None/NoneOnDryRun is refused; /_control/admission holds the log;
+  * the kinds a user applies beside meshd's (ServiceAccount, Deployment and
+    the other workloads, RBAC, PodDisruptionBudget, CRDs) are stored, so
+    `kubectl apply -k deploy/` and Istio's samples apply; a new Deployment
+    gets its ReplicaSet and Pods at once, the Pods created through the
+    admission chain as the ReplicaSet controller creates them (generateName,
+    pod-template-hash, the ReplicaSet as owner);
   * legacy discovery (/api, /apis, /api/v1, /apis/G/V, /version) for
     kubectl; no OpenAPI document (kubectl then needs --validate=false);
   * error answers a test asks for (/_control/faults) on a resource's list
@@ -70,6 +76,7 @@ import base64
 import bisect
 import copy
 import datetime
+import hashlib
 import http.client
 import json
 import random
@@ -90,7 +97,6 @@ RESOURCES = {
     ("", "namespaces"): ("Namespace", False, True, ["v1"]),
     ("", "secrets"): ("Secret", True, True, ["v1"]),
     ("", "configmaps"): ("ConfigMap", True, True, ["v1"]),
-    ("", "secrets"): ("Secret", True, True, ["v1"]),
     ("discovery.k8s.io", "endpointslices"): ("EndpointSlice", True, True, ["v1"]),
     ("coordination.k8s.io", "leases"): ("Lease", True, True, ["v1"]),
     ("networking.istio.io", "virtualservices"): ("VirtualService", True, False, ["v1", "v1beta1", "v1alpha3"]),
@@ -108,6 +114,22 @@ RESOURCES = {
         ("MutatingWebhookConfiguration", False, True, ["v1"]),
     ("admissionregistration.k8s.io", "validatingwebhookconfigurations"):
         ("ValidatingWebhookConfiguration", False, True, ["v1"]),
+    # stored only (no behaviour beyond Deployment's below), so that `kubectl
+    # apply -k deploy/` and Istio's samples (ServiceAccount + Service +
+    # Deployment) apply as they do on a cluster
+    ("", "serviceaccounts"): ("ServiceAccount", True, True, ["v1"]),
+    ("apps", "deployments"): ("Deployment", True, True, ["v1"]),
+    ("apps", "replicasets"): ("ReplicaSet", True, True, ["v1"]),
+    ("apps", "statefulsets"): ("StatefulSet", True, True, ["v1"]),
+    ("apps", "daemonsets"): ("DaemonSet", True, True, ["v1"]),
+    ("batch", "jobs"): ("Job", True, True, ["v1"]),
+    ("batch", "cronjobs"): ("CronJob", True, True, ["v1"]),
+    ("policy", "poddisruptionbudgets"): ("PodDisruptionBudget", True, True, ["v1"]),
+    ("rbac.authorization.k8s.io", "roles"): ("Role", True, True, ["v1"]),
+    ("rbac.authorization.k8s.io", "rolebindings"): ("RoleBinding", True, True, ["v1"]),
+    ("rbac.authorization.k8s.io", "clusterroles"): ("ClusterRole", False, True, ["v1"]),
+    ("rbac.authorization.k8s.io", "clusterrolebindings"): ("ClusterRoleBinding", False, True, ["v1"]),
+    ("apiextensions.k8s.io", "customresourcedefinitions"): ("CustomResourceDefinition", False, True, ["v1"]),
 }
 # singular names and short names kubectl's discovery wants (APIResourceList)
 SHORT_NAMES = {
@@ -115,6 +137,9 @@ SHORT_NAMES = {
     "virtualservices": ["vs"], "destinationrules": ["dr"], "serviceentries": ["se"],
     "workloadentries": ["we"], "gateways": ["gw"], "peerauthentications": ["pa"],
     "requestauthentications": ["ra"], "authorizationpolicies": ["ap"],
+    "serviceaccounts": ["sa"], "deployments": ["deploy"], "replicasets": ["rs"], "statefulsets": ["sts"],
+    "daemonsets": ["ds"], "cronjobs": ["cj"], "poddisruptionbudgets": ["pdb"],
+    "customresourcedefinitions": ["crd", "crds"],
 }
 # versions in the order a group prefers them (the first served one is preferred)
 RESOURCES_VERSION_ORDER = ["v1", "v1beta1", "v1alpha3", "v1alpha1"]
@@ -507,6 +532,61 @@ def served_as(obj, group, version):
 MWC = ("admissionregistration.k8s.io", "mutatingwebhookconfigurations")
 VWC = ("admissionregistration.k8s.io", "validatingwebhookconfigurations")
 NAMESPACES = ("", "namespaces")
+PODS = ("", "pods")
+DEPLOYMENTS = ("apps", "deployments")
+REPLICASETS = ("apps", "replicasets")
+CONTROLLER_USER = {"username": "system:serviceaccount:kube-system:replicaset-controller",
+                   "groups": ["system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"]}
+
+
+def deployment_pods(deploy):
+    """What the Deployment and ReplicaSet controllers do for a new
+    Deployment, at once: a ReplicaSet NAME-HASH (HASH the template's
+    pod-template-hash) owned by the Deployment, then spec.replicas
+    (default 1) Pods from the template, each created by the ReplicaSet
+    controller through the admission chain (a Pod a webhook refuses is not
+    created; the log says why, as the ReplicaSet's events would) with
+    generateName NAME-HASH-, the pod-template-hash label and the
+    ReplicaSet as controlling ownerReference.  Rollouts of a changed
+    template are not done."""
+    md = deploy.get("metadata") or {}
+    ns, name = md.get("namespace", "default"), md.get("name", "")
+    tmpl = (deploy.get("spec") or {}).get("template") or {}
+    h = hashlib.sha256(json.dumps(tmpl, sort_keys=True).encode()).hexdigest()
+    alnum = "bcdfghjklmnpqrstvwxz2456789"  # the API server's SafeEncodeString alphabet
+    phash = "".join(alnum[int(h[i:i + 2], 16) % len(alnum)] for i in range(0, 20, 2))
+    rs_name = name + "-" + phash
+    rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet",
+          "metadata": {"name": rs_name, "namespace": ns,
+                       "labels": dict((tmpl.get("metadata") or {}).get("labels") or {},
+                                      **{"pod-template-hash": phash}),
+                       "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name,
+                                            "uid": md.get("uid", ""), "controller": True, "blockOwnerDeletion": True}]},
+          "spec": {"replicas": (deploy.get("spec") or {}).get("replicas", 1), "template": tmpl}}
+    with WORLD.cv:
+        code, rs = WORLD.create(REPLICASETS, rs)
+        rs = copy.deepcopy(rs)
+    if code >= 300:
+        return
+    for _ in range(int(rs["spec"]["replicas"] or 0)):
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": copy.deepcopy(tmpl.get("metadata") or {}),
+               "spec": copy.deepcopy(tmpl.get("spec") or {})}
+        pmd = pod["metadata"]
+        pmd.pop("name", None)
+        pmd.update({"generateName": rs_name + "-", "namespace": ns,
+                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs_name,
+                                         "uid": rs["metadata"]["uid"], "controller": True,
+                                         "blockOwnerDeletion": True}]})
+        pmd["labels"] = dict(pmd.get("labels") or {}, **{"pod-template-hash": phash})
+        try:
+            pod, _ = admit("CREATE", PODS, "v1", ns, pod, None, False, CONTROLLER_USER)
+        except AdmissionError as e:
+            with WORLD.cv:
+                WORLD.admission_log.append({"controller": "replicaset", "replicaset": ns + "/" + rs_name,
+                                            "outcome": "FailedCreate", "error": e.status.get("message", "")})
+            continue
+        with WORLD.cv:
+            WORLD.create(PODS, pod)
 
 
 def webhook_target(wh):
@@ -867,6 +947,8 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 code, o = WORLD.update(gp, obj)
             o = copy.deepcopy(o)
+        if gp == DEPLOYMENTS and op == "CREATE" and not dry_run and code < 300:
+            deployment_pods(o)
         return self.send_json(code, served_as(o, group, version) if code < 300 else o, warnings)
 
     def discovery(self, parts):

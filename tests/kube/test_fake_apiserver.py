@@ -266,6 +266,41 @@ class Conventions(unittest.TestCase):
         code, _ = self.s.req("GET", VS_PATH)
         self.assertEqual(code, 200)
 
+    def test_deployment_gets_its_replicaset_and_pods(self):
+        """A Deployment created through the API gets a ReplicaSet NAME-HASH and spec.replicas Pods,
+        created as the ReplicaSet controller creates them (generateName, pod-template-hash, the
+        ReplicaSet as controlling owner); a dry run creates nothing; the workload kinds kubectl
+        applies from deploy/ are stored."""
+        dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "default"},
+               "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                        "template": {"metadata": {"labels": {"app": "web"}},
+                                     "spec": {"containers": [{"name": "web", "image": "nginx"}]}}}}
+        path = "/apis/apps/v1/namespaces/default/deployments"
+        code, _ = self.s.req("POST", path + "?dryRun=All", dep)
+        self.assertEqual(code, 201)
+        self.assertEqual(self.s.req("GET", "/api/v1/namespaces/default/pods")[1]["items"], [])
+        code, _ = self.s.req("POST", path, dep)
+        self.assertEqual(code, 201)
+        (rs,) = self.s.req("GET", "/apis/apps/v1/namespaces/default/replicasets")[1]["items"]
+        phash = rs["metadata"]["labels"]["pod-template-hash"]
+        self.assertEqual(rs["metadata"]["name"], "web-" + phash)
+        self.assertEqual(rs["metadata"]["ownerReferences"][0]["kind"], "Deployment")
+        pods = self.s.req("GET", "/api/v1/namespaces/default/pods")[1]["items"]
+        self.assertEqual(len(pods), 2)
+        for pod in pods:
+            md = pod["metadata"]
+            self.assertEqual(md["generateName"], "web-%s-" % phash)
+            self.assertTrue(md["name"].startswith(md["generateName"]))
+            self.assertEqual(md["labels"], {"app": "web", "pod-template-hash": phash})
+            self.assertEqual([(r["kind"], r["name"], r["controller"]) for r in md["ownerReferences"]],
+                             [("ReplicaSet", rs["metadata"]["name"], True)])
+        for path, obj in (("/api/v1/namespaces/default/serviceaccounts",
+                           {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "sa"}}),
+                          ("/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+                           {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                            "metadata": {"name": "things.example.com"}})):
+            self.assertEqual(self.s.req("POST", path, obj)[0], 201, path)
+
     def test_crd_not_installed_is_404(self):
         self.s.control("crd", {"group": "security.istio.io", "plural": "peerauthentications", "installed": False})
         code, st = self.s.req("GET", "/apis/security.istio.io/v1/peerauthentications")

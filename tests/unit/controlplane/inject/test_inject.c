@@ -66,12 +66,19 @@ START_TEST(selection_rules)
 		{ "{\"metadata\":{\"labels\":{\"sidecar.istio.io/inject\":\"true\"}},\"spec\":{}}", "plain", 1 },
 		{ "{\"metadata\":{\"labels\":{\"sidecar.istio.io/inject\":\"true\"}},\"spec\":{}}", "off", 0 },
 		{ "{\"metadata\":{\"labels\":{\"sidecar.istio.io/inject\":\"false\"}},\"spec\":{}}", "on", 0 },
-		{ "{\"metadata\":{\"annotations\":{\"sidecar.istio.io/inject\":\"no\"}},\"spec\":{}}", "on", 0 },
-		{ "{\"metadata\":{\"annotations\":{\"sidecar.istio.io/inject\":\"Yes\"}},\"spec\":{}}", "plain", 1 },
+		/* istiod honours only "false"; another value falls back to the policy (injects) */
+		{ "{\"metadata\":{\"annotations\":{\"sidecar.istio.io/inject\":\"no\"}},\"spec\":{}}", "on", 1 },
+		{ "{\"metadata\":{\"annotations\":{\"sidecar.istio.io/inject\":\"false\"}},\"spec\":{}}", "on", 0 },
+		/* the object selectors read labels: an annotation never opts a Pod in */
+		{ "{\"metadata\":{\"annotations\":{\"sidecar.istio.io/inject\":\"Yes\"}},\"spec\":{}}", "plain", 0 },
+		{ "{\"metadata\":{\"annotations\":{\"sidecar.istio.io/inject\":\"true\"}},\"spec\":{}}", "plain", 0 },
 		{ "{\"metadata\":{\"labels\":{\"sidecar.istio.io/inject\":\"true\"},"
 		  "\"annotations\":{\"sidecar.istio.io/inject\":\"false\"}},\"spec\":{}}", "plain", 1 },
 		{ "{\"metadata\":{\"labels\":{\"istio.io/rev\":\"default\"}},\"spec\":{}}", "plain", 1 },
-		{ "{\"metadata\":{\"labels\":{\"istio.io/rev\":\"canary\"}},\"spec\":{}}", "rev", 0 },
+		/* the namespace's revision wins over the Pod's (rev.object needs an unlabelled namespace) */
+		{ "{\"metadata\":{\"labels\":{\"istio.io/rev\":\"canary\"}},\"spec\":{}}", "rev", 1 },
+		{ "{\"metadata\":{\"labels\":{\"istio.io/rev\":\"default\"}},\"spec\":{}}", "canary", 0 },
+		{ "{\"metadata\":{\"labels\":{\"sidecar.istio.io/inject\":\"true\"}},\"spec\":{}}", "canary", 0 },
 		{ "{\"metadata\":{},\"spec\":{\"hostNetwork\":true}}", "on", 0 },
 		{ "{\"metadata\":{\"labels\":{\"sidecar.istio.io/inject\":\"true\"}},\"spec\":{}}", "kube-system", 0 },
 		{ "{\"metadata\":{\"labels\":{\"sidecar.istio.io/inject\":\"true\"}},\"spec\":{}}", "kube-public", 0 },
@@ -116,6 +123,131 @@ static const char *name_at(const struct json_value *arr, size_t i)
 	ck_assert_uint_gt(arr->n, i);
 	return json_get_str(arr->v[i], "name");
 }
+
+/* istio-proxy's value of env NAME in an injected Pod, "" when it has none. */
+static const char *proxy_env(const struct json_value *pod, const char *name)
+{
+	const struct json_value *c = json_get(json_get(pod, "spec"), "containers"), *env;
+	size_t i, k;
+
+	for (i = 0; c && i < c->n; i++) {
+		if (strcmp(json_get_str(c->v[i], "name"), "istio-proxy") != 0)
+			continue;
+		env = json_get(c->v[i], "env");
+		for (k = 0; env && k < env->n; k++)
+			if (strcmp(json_get_str(env->v[k], "name"), name) == 0)
+				return json_get_str(env->v[k], "value");
+	}
+	return "";
+}
+
+/* ISTIO_META_WORKLOAD_NAME and ISTIO_META_OWNER as istiod's
+ * GetDeployMetaFromPod derives them from the controlling ownerReference. */
+START_TEST(workload_and_owner_as_istio)
+{
+	static const struct nsl nss[] = { { "shop", "istio-injection", "enabled" }, { NULL, NULL, NULL } };
+#define OWNED(LABELS, API, KIND, NAME, CTRL)                                                                     \
+	"{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"generateName\":\"x-\",\"namespace\":\"shop\","     \
+	"\"labels\":{" LABELS "},\"ownerReferences\":[{\"apiVersion\":\"" API "\",\"kind\":\"" KIND "\","        \
+	"\"name\":\"" NAME "\",\"controller\":" CTRL "}]},\"spec\":{\"containers\":[{\"name\":\"c\",\"image\":\"i\"}]}}"
+	static const struct {
+		const char *pod, *workload, *owner;
+	} cases[] = {
+		{ OWNED("\"pod-template-hash\":\"5b8d\"", "apps/v1", "ReplicaSet", "web-5b8d", "true"), "web",
+		  "kubernetes://apis/apps/v1/namespaces/shop/deployments/web" },
+		/* the hash label not ending the name: the ReplicaSet itself */
+		{ OWNED("\"pod-template-hash\":\"zz\"", "apps/v1", "ReplicaSet", "web-5b8d", "true"), "web-5b8d",
+		  "kubernetes://apis/apps/v1/namespaces/shop/replicasets/web-5b8d" },
+		/* an Argo Rollout's ReplicaSet */
+		{ OWNED("\"rollouts-pod-template-hash\":\"77f\"", "apps/v1", "ReplicaSet", "shop-77f", "true"), "shop",
+		  "kubernetes://apis/v1alpha1/namespaces/shop/rollouts/shop" },
+		{ OWNED("\"deploymentconfig\":\"legacy\"", "v1", "ReplicationController", "legacy-3", "true"), "legacy",
+		  "kubernetes://apis/v1/namespaces/shop/deploymentconfigs/legacy" },
+		/* a CronJob's Job: NAME-8 to 10 digits; 7 or 11 digits stay a Job */
+		{ OWNED("\"a\":\"b\"", "batch/v1", "Job", "nightly-1234567890", "true"), "nightly",
+		  "kubernetes://apis/batch/v1/namespaces/shop/cronjobs/nightly" },
+		{ OWNED("\"a\":\"b\"", "batch/v1", "Job", "nightly-1234567", "true"), "nightly-1234567",
+		  "kubernetes://apis/batch/v1/namespaces/shop/jobs/nightly-1234567" },
+		{ OWNED("\"a\":\"b\"", "batch/v1", "Job", "nightly-12345678901", "true"), "nightly-12345678901",
+		  "kubernetes://apis/batch/v1/namespaces/shop/jobs/nightly-12345678901" },
+		/* an owner that is not the controller: none, and the Pod has no name yet */
+		{ OWNED("\"a\":\"b\"", "apps/v1", "DaemonSet", "agent", "false"), "", "" },
+		/* the workload-name label names the workload, not the owner */
+		{ OWNED("\"service.istio.io/workload-name\":\"w\"", "apps/v1", "StatefulSet", "db", "true"), "w",
+		  "kubernetes://apis/apps/v1/namespaces/shop/statefulsets/db" },
+		/* a named Pod is its own workload */
+		{ POD_JSON, "web", "kubernetes://apis/v1/namespaces/shop/pods/web" },
+	};
+#undef OWNED
+	struct inject_config cfg = { .ns_label = ns_label };
+	struct json_value *v;
+	size_t i;
+
+	ns_table = nss;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		v = inject_and_apply(&cfg, cases[i].pod);
+		ck_assert_msg(strcmp(proxy_env(v, "ISTIO_META_WORKLOAD_NAME"), cases[i].workload) == 0,
+			      "case %zu: workload %s", i, proxy_env(v, "ISTIO_META_WORKLOAD_NAME"));
+		ck_assert_msg(strcmp(proxy_env(v, "ISTIO_META_OWNER"), cases[i].owner) == 0, "case %zu: owner %s", i,
+			      proxy_env(v, "ISTIO_META_OWNER"));
+		json_free(v);
+	}
+	/* kube-inject names the workload object it read */
+	cfg.workload = "reviews-v1";
+	cfg.workload_kind = "Deployment";
+	cfg.workload_api_version = "apps/v1";
+	v = inject_and_apply(&cfg, POD);
+	ck_assert_str_eq(proxy_env(v, "ISTIO_META_WORKLOAD_NAME"), "reviews-v1");
+	ck_assert_str_eq(proxy_env(v, "ISTIO_META_OWNER"),
+			 "kubernetes://apis/apps/v1/namespaces/shop/deployments/reviews-v1");
+	json_free(v);
+	ns_table = NULL;
+}
+END_TEST
+
+/* The container NAME of the Pod's LIST ("containers", "initContainers"). */
+static const struct json_value *container_named(const struct json_value *pod, const char *list, const char *name)
+{
+	const struct json_value *c = json_get(json_get(pod, "spec"), list);
+	size_t k;
+
+	for (k = 0; c && k < c->n; k++)
+		if (strcmp(json_get_str(c->v[k], "name"), name) == 0)
+			return c->v[k];
+	ck_abort_msg("no %s %s", list, name);
+	return NULL;
+}
+
+/* istio-init's and istio-proxy's imagePullPolicy: IfNotPresent unless told
+ * (so a :latest image loaded into the nodes is used), none with "". */
+START_TEST(image_pull_policy)
+{
+	static const struct nsl nss[] = { { "shop", "istio-injection", "enabled" }, { NULL, NULL, NULL } };
+	static const struct {
+		const char *set, *want;
+	} cases[] = { { NULL, "IfNotPresent" }, { "Never", "Never" }, { "", NULL } };
+	struct inject_config cfg = { .ns_label = ns_label };
+	const struct json_value *c[2];
+	struct json_value *v;
+	size_t i, k;
+
+	ns_table = nss;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		cfg.image_pull_policy = cases[i].set;
+		v = inject_and_apply(&cfg, POD);
+		c[0] = container_named(v, "initContainers", "istio-init");
+		c[1] = container_named(v, "containers", "istio-proxy");
+		for (k = 0; k < 2; k++) {
+			if (cases[i].want)
+				ck_assert_str_eq(json_get_str(c[k], "imagePullPolicy"), cases[i].want);
+			else
+				ck_assert_ptr_null(json_get(c[k], "imagePullPolicy"));
+		}
+		json_free(v);
+	}
+	ns_table = NULL;
+}
+END_TEST
 
 START_TEST(patch_applies_and_orders_containers)
 {
@@ -452,6 +584,8 @@ static Suite *suite(void)
 
 	tcase_add_test(tc, selection_rules);
 	tcase_add_test(tc, patch_applies_and_orders_containers);
+	tcase_add_test(tc, workload_and_owner_as_istio);
+	tcase_add_test(tc, image_pull_policy);
 	tcase_add_test(tc, apply_refuses_what_it_does_not_do);
 	tcase_add_test(tc, review_answers);
 	tcase_add_test(tc, traffic_annotations_as_istio);
