@@ -1370,6 +1370,16 @@ out:
  * sockets mark) are routed to lo by a rule and a local default route in
  * their own table, per family: `ip -4|-6 rule add fwmark MARK lookup
  * TABLE` and `ip -4|-6 route add local default dev lo table TABLE`.
+ * Ours on top: `ip -4 rule add from 127.0.0.0/8 lookup TABLE` (-6: from
+ * ::1/128).  The application's answer to a connection original_src made
+ * from a client's address to its loopback endpoint (inbound|PORT||,
+ * 127.0.0.1) leaves from 127.0.0.1 towards that client: its first route
+ * lookup, before the connmark restores the mark, is refused (a loopback
+ * source off lo) and the handshake never completes; the rule sends it to
+ * lo, where the proxy's transparent socket takes it.  Nothing else can
+ * leave from a loopback address to another host, so nothing else
+ * changes (unlike route_localnet, which would also let the pod's
+ * neighbours reach its loopback-only ports).
  * Each is added only when not there yet (listed first), so a re-run
  * changes nothing; del (--cleanup-only) removes them instead, quietly.
  * show: print the commands as iptables-restore comments (--dry-run) and
@@ -1385,12 +1395,16 @@ static int tproxy_routes(const struct ipt_opts *o, int fam, int show, int del)
 			     "local", "default", "dev", "lo", NULL };
 	char *route_op[] = { "ip", (char *)f, "route", del ? "del" : "add", "local", "default", "dev", "lo",
 			     "table", (char *)o->tproxy_route_table, NULL };
-	char *const *cmds[2][2] = { { rule_ls, rule_op }, { route_ls, route_op } };
+	char *lo_ls[] = { "ip", (char *)f, "rule", "list", "from", fam ? "::1/128" : "127.0.0.0/8", "lookup",
+			  (char *)o->tproxy_route_table, NULL };
+	char *lo_op[] = { "ip", (char *)f, "rule", del ? "del" : "add", "from", fam ? "::1/128" : "127.0.0.0/8",
+			  "lookup", (char *)o->tproxy_route_table, NULL };
+	char *const *cmds[3][2] = { { rule_ls, rule_op }, { route_ls, route_op }, { lo_ls, lo_op } };
 	int i, rc;
 
 	if (strcmp(o->mode, "TPROXY") || !*o->inbound_ports)
 		return 0;
-	for (i = 0; i < 2; i++) {
+	for (i = 0; i < 3; i++) {
 		char *const *op = cmds[i][1];
 		struct mesh_buf ls;
 		int there;
