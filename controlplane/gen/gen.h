@@ -229,7 +229,7 @@ bool gen_mesh_h2_upgrade(const struct model *m);
  * listener binds its port, the others are reached through virtualInbound /
  * virtualOutbound), capture_none for the whole workload when every
  * declared listener says NONE (Istio keeps the virtual listeners unless
- * the node's INTERCEPTION_MODE is NONE; meshd, which does not read that
+ * the node's INTERCEPTION_MODE is NONE; meshd, which reads only TPROXY from that
  * metadata, takes an all-NONE Sidecar as an uncaptured workload and
  * serves no 15001/15006 then), the bind address of each egress listener with a port (NULL
  * without one; a unix:// bind is not served) and the catch-all egress

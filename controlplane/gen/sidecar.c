@@ -2239,7 +2239,7 @@ int gen_sidecar_scope_from_config(const struct cfg_object *o, enum gen_outbound_
 	}
 	/* Every declared listener NONE: the workload runs without capture
 	 * (Istio would still send virtualOutbound/virtualInbound unless the
-	 * node's INTERCEPTION_MODE is NONE; meshd does not read that, and a
+	 * node's INTERCEPTION_MODE is NONE; meshd reads only TPROXY from it, and a
 	 * Sidecar that names no captured listener means the proxy has no
 	 * iptables, so it serves no 15001/15006 and binds every port).  A
 	 * mix: each listener on its own, the virtual listeners stay. */
