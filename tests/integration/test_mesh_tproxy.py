@@ -14,7 +14,9 @@ does.  Checked:
   - a port no Service names is passed through to the application (from
     127.0.0.6, as InboundPassthroughCluster binds it: see the README);
   - nothing loops: the web sidecar accepts one connection per call;
-  - the rules are there and a second istio-init run changes nothing.
+  - the rules are there and a second istio-init run changes nothing;
+  - a TPROXY sidecar without CAP_NET_ADMIN says why its configuration is
+    refused.
 The web workload is PERMISSIVE here (test_mesh_pods covers STRICT), so the
 pod without a sidecar can reach the undeclared port.
 
@@ -137,6 +139,35 @@ class TproxyPodsInNetns(pods.PodsBase):
         self.assertEqual(before, state())
         # and the pod is served as before
         self.assertEqual(self.call_web("client", "/api/again")[0], 200)
+
+    def test_4_without_cap_net_admin_the_config_is_refused_with_the_reason(self):
+        # a second TPROXY sidecar in the web pod, as uid 1337 without the
+        # capability: IP_TRANSPARENT is refused, the configuration NACKed
+        # with the reason, and it never says it is ready
+        tok = os.path.join(self.tmp, "web.token")
+        root = os.path.join(self.tmp, "root-cert.pem")
+        p = self.start("web-nocap", "web", [
+            "setpriv", "--reuid", "1337", "--regid", "1337", "--clear-groups", MESHPROXY,
+            "--xds-addr", "%s:%d" % (pods.BRIDGE_IP, self.meshd.xds_port),
+            "--node-id", "sidecar~%s~web.%s~%s.svc.cluster.local" % (pods.PODS["web"][0], pods.NS, pods.NS),
+            "--labels", "app=web", "--service-account", "web", "--interception-mode", "TPROXY",
+            "--ca-addr", "%s:%d" % (pods.BRIDGE_IP, self.meshd.secure_port), "--root-cert", root,
+            "--token-file", tok, "--admin-addr", "127.0.0.1:15100", "--outbound-addr", "[::]:15101",
+            "--inbound-addr", "[::]:15106", "--status-addr", "", "--health-addr", ""])
+        try:
+            want = ("transparent: setsockopt IP_TRANSPARENT: Operation not permitted "
+                    "(TPROXY interception needs CAP_NET_ADMIN for meshproxy)")
+            try:
+                wait_for(lambda: want in self.logs("web-nocap"), timeout=60, what="the NACK's reason")
+            except AssertionError as e:
+                raise AssertionError("%s\n%s" % (e, self.logs("web-nocap")))
+            self.assertIn("NACK lds", self.logs("web-nocap"))
+            self.assertNotEqual(self.curl("web", "http://127.0.0.1:15100/ready")[0], 200)
+        finally:
+            p.terminate()
+            p.wait(timeout=30)
+        # the capable sidecar serves as before
+        self.assertEqual(self.call_web("client", "/api/still")[0], 200)
 
 
 if __name__ == "__main__":
