@@ -4512,6 +4512,23 @@ static int d_sel_kind(const struct px_dconn *d)
 	return SEL_OUT;
 }
 
+/* An IPv4-mapped IPv6 address (a dual-stack socket's IPv4 peer or local
+ * address) as the IPv4 one, in place; others unchanged. */
+static void a_unmap(struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct sockaddr_in6 l6;
+	struct sockaddr_in *l4 = (struct sockaddr_in *)ss;
+
+	if (ss->ss_family != AF_INET6 || !IN6_IS_ADDR_V4MAPPED(&((struct sockaddr_in6 *)ss)->sin6_addr))
+		return;
+	l6 = *(struct sockaddr_in6 *)ss;
+	memset(ss, 0, sizeof(*ss));
+	l4->sin_family = AF_INET;
+	l4->sin_port = l6.sin6_port;
+	memcpy(&l4->sin_addr, &l6.sin6_addr.s6_addr[12], 4);
+	*len = sizeof(*l4);
+}
+
 /* A transparent listener's accepted fd: its local address as o's original
  * destination (an IPv4-mapped one as IPv4), o->captured when its port is
  * not the listener's own. */
@@ -4523,16 +4540,7 @@ static void a_tproxy_dst(int fd, const struct px_listener *l, struct px_conn_ori
 
 	if (getsockname(fd, (struct sockaddr *)&local, &llen) < 0)
 		return;
-	if (local.ss_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&((struct sockaddr_in6 *)&local)->sin6_addr)) {
-		struct sockaddr_in6 l6 = *(struct sockaddr_in6 *)&local;
-		struct sockaddr_in *l4 = (struct sockaddr_in *)&local;
-
-		memset(&local, 0, sizeof(local));
-		l4->sin_family = AF_INET;
-		l4->sin_port = l6.sin6_port;
-		memcpy(&l4->sin_addr, &l6.sin6_addr.s6_addr[12], 4);
-		llen = sizeof(*l4);
-	}
+	a_unmap(&local, &llen);
 	if (local.ss_family == AF_INET)
 		port = ntohs(((struct sockaddr_in *)&local)->sin_port);
 	else if (local.ss_family == AF_INET6)
@@ -4680,17 +4688,8 @@ void px_accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 
 			/* an IPv4 client of a dual-stack listener: its local
 			 * address is v4-mapped */
-			if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0 && local.ss_family == AF_INET6 &&
-			    IN6_IS_ADDR_V4MAPPED(&((struct sockaddr_in6 *)&local)->sin6_addr)) {
-				struct sockaddr_in6 l6 = *(struct sockaddr_in6 *)&local;
-				struct sockaddr_in *l4 = (struct sockaddr_in *)&local;
-
-				memset(&local, 0, sizeof(local));
-				l4->sin_family = AF_INET;
-				l4->sin_port = l6.sin6_port;
-				memcpy(&l4->sin_addr, &l6.sin6_addr.s6_addr[12], 4);
-				llen = sizeof(*l4);
-			}
+			if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0)
+				a_unmap(&local, &llen);
 			if (llen == o.dst_len && memcmp(&local, &o.dst, llen))
 				o.captured = 1; /* redirected; else it was sent to us directly */
 		} else {
