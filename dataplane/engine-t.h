@@ -212,6 +212,14 @@ struct px_config {
 	struct px_bound *bound;          /* listeners with a socket of their own, in LDS order */
 	size_t n_bound;
 	int has_outbound, has_inbound;
+	/* Listener.transparent of virtualOutbound / virtualInbound (istiod
+	 * sets it under TPROXY interception): IP_TRANSPARENT on their sockets */
+	int out_transparent, in_transparent;
+	/* virtualInbound's envoy.filters.listener.original_src: its
+	 * connections' upstream sockets leave from the client's address,
+	 * marked in_osrc_mark (0: no mark) */
+	int in_osrc;
+	unsigned in_osrc_mark;
 	int allow_any;                   /* virtualOutbound's catch-all is PassthroughCluster */
 	uint32_t *bh_out;                /* virtualOutbound's destination_port chains to BlackHoleCluster
 	                                  * (Istio's virtualOutbound-blackhole on 15001) */
@@ -274,6 +282,7 @@ struct px_listener {
 	int exhausted;                   /* in an fd-exhaustion episode: logged and counted once */
 	struct sockaddr_storage local;   /* what the socket is bound to */
 	int port;
+	int transparent;                 /* IP_TRANSPARENT is on (TPROXY hands it diverted connections) */
 };
 
 /* An address and port in network order, IPv4-mapped IPv6 folded to IPv4
@@ -312,6 +321,7 @@ struct engine {
 	uint64_t rng;
 	int draining;
 	int ready;
+	int osrc_logged;                 /* an original_src failure was logged (once, not per connection) */
 	uint64_t sockets;                /* every listener's accepted sockets still open (global limit) */
 	struct lb_rng lbrng;
 	struct ev_timer trim_timer;      /* hands freed heap back to the kernel once traffic stops (px_trim) */
@@ -388,6 +398,19 @@ int px_engine_is_loop(const struct engine *e, const struct sockaddr *sa, socklen
  * again and again.  fd: a new socket for dst; a loopback dst keeps the
  * default source; a failed bind (no ::6 on lo) leaves it unbound. */
 void px_bind_inbound_passthrough(int fd, const struct sockaddr *dst);
+/* Envoy's original_src for a new upstream socket fd of a connection that
+ * listener l accepted from peer_ip: when the config's virtualInbound runs
+ * the filter and l is virtualInbound, fd is made transparent, bound to
+ * the client's address and marked (net_original_src()).  The callers
+ * apply it to the inbound clusters (the application on its loopback
+ * endpoint), not to the ORIGINAL_DST passthrough: a connection to the
+ * pod's own address from anything but 127.0.0.6 is sent back to 15006 by
+ * istio-iptables' ISTIO_OUTPUT uid-1337 rule, so that one keeps 127.0.0.6
+ * (px_bind_inbound_passthrough()).  1 done, 0 not
+ * for this connection (other listener, no filter, the client of the other
+ * family), or negative errno (logged once: -EPERM without CAP_NET_ADMIN);
+ * the caller then fails the connection (Envoy's upstream connect failure). */
+int px_original_src(struct engine *e, const struct px_listener *l, const char *peer_ip, int fd, int family);
 /* A listener's name for logs: Listener.name, or virtualOutbound/virtualInbound. */
 const char *px_listener_name(const struct px_listener *l);
 

@@ -26,6 +26,7 @@
 #include "envoy/config/cluster/v3/cluster.pb-c.h"
 #include "envoy/config/endpoint/v3/endpoint.pb-c.h"
 #include "envoy/config/listener/v3/listener.pb-c.h"
+#include "envoy/extensions/filters/listener/original_src/v3/original_src.pb-c.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
 #include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb-c.h"
 
@@ -43,6 +44,7 @@ typedef Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConn
 
 #define HCM_URL "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 #define TCP_URL "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
+#define OSRC_URL "type.googleapis.com/envoy.extensions.filters.listener.original_src.v3.OriginalSrc"
 
 /* --- random numbers (xorshift64*: retries' jitter, weighted picks, request ids) */
 
@@ -713,6 +715,49 @@ static int port_alog(struct px_config *c, const char *lname, const px_hcm *hcm, 
 static int chain_decode_tcp(struct px_config *c, const char *lname, const Envoy__Config__Listener__V3__FilterChain *fc,
 			    px_hcm **hcm, const char **tcp_cluster, const px_tcpf **tcpf, char *err, size_t cap);
 
+/* virtualInbound's envoy.filters.listener.original_src (istiod adds it
+ * under TPROXY with mark 1337): c->in_osrc and its mark.  bind_port (the
+ * client's port too) is refused: istiod never sets it, and a second
+ * connection from the same address and port to the application would
+ * collide.  0, -EINVAL (reason in err) or -ENOMEM. */
+static int original_src_decode(struct px_config *c, const Envoy__Config__Listener__V3__Listener *l, char *err,
+			       size_t cap)
+{
+	size_t i;
+
+	c->in_osrc = 0;
+	c->in_osrc_mark = 0;
+	for (i = 0; i < l->n_listener_filters; i++) {
+		const Envoy__Config__Listener__V3__ListenerFilter *f = l->listener_filters[i];
+		Envoy__Extensions__Filters__Listener__OriginalSrc__V3__OriginalSrc *os;
+
+		if (!f->name || strcmp(f->name, "envoy.filters.listener.original_src"))
+			continue;
+		c->in_osrc = 1;
+		if (f->config_type_case != ENVOY__CONFIG__LISTENER__V3__LISTENER_FILTER__CONFIG_TYPE_TYPED_CONFIG ||
+		    !f->typed_config)
+			continue;
+		if (strcmp(f->typed_config->type_url, OSRC_URL)) {
+			snprintf(err, cap, "listener %s: listener filter %s: typed_config is %s, not OriginalSrc", l->name,
+				 f->name, f->typed_config->type_url);
+			return -EINVAL;
+		}
+		os = envoy__extensions__filters__listener__original_src__v3__original_src__unpack(
+			NULL, f->typed_config->value.len, f->typed_config->value.data);
+		if (!os) {
+			snprintf(err, cap, "listener %s: listener filter %s: OriginalSrc does not decode", l->name, f->name);
+			return -EINVAL;
+		}
+		c->in_osrc_mark = os->mark;
+		if (os->bind_port) {
+			protobuf_c_message_free_unpacked(&os->base, NULL);
+			snprintf(err, cap, "listener %s: listener filter %s: bind_port is not supported", l->name, f->name);
+			return -EINVAL;
+		}
+		protobuf_c_message_free_unpacked(&os->base, NULL);
+	}
+	return 0;
+}
 /* The chain's network filter: an HCM (*hcm, kept by c) or a TCP proxy's cluster. */
 static int chain_decode(struct px_config *c, const char *lname, const Envoy__Config__Listener__V3__FilterChain *fc,
 			px_hcm **hcm, const char **tcp_cluster, char *err, size_t cap)
@@ -1141,6 +1186,7 @@ static int compile_listener(struct px_config *c, const Envoy__Config__Listener__
 		sa = l->address->socket_address;
 	if (!strcmp(l->name, "virtualOutbound")) {
 		c->has_outbound = 1;
+		c->out_transparent = l->transparent && l->transparent->value;
 		for (i = 0; i < l->n_filter_chains; i++) {
 			const Envoy__Config__Listener__V3__FilterChain *fc = l->filter_chains[i];
 
@@ -1187,6 +1233,10 @@ static int compile_listener(struct px_config *c, const Envoy__Config__Listener__
 	}
 	if (!strcmp(l->name, "virtualInbound")) {
 		c->has_inbound = 1;
+		c->in_transparent = l->transparent && l->transparent->value;
+		rc = original_src_decode(c, l, err, cap);
+		if (rc < 0)
+			return rc;
 		/* captured connections select among all its chains (Envoy) */
 		sel_cleanup(&c->in_sel);
 		rc = sel_init(c, l, 0, &c->in_sel, err, cap);
@@ -1666,6 +1716,29 @@ static int listener_bind(struct engine *e, struct px_listener *l, const char *ad
 	return 0;
 }
 
+/* Listener.transparent on a virtual listener's socket (set or cleared
+ * as the config says; nothing when it already is).  0, or negative errno
+ * with the reason in err: without CAP_NET_ADMIN the kernel refuses
+ * IP_TRANSPARENT, and the config is rejected rather than served without
+ * the connections TPROXY would divert to it. */
+static int listener_transparent(struct px_listener *l, int on, char *err, size_t cap)
+{
+	int rc;
+
+	if (l->fd < 0 || l->transparent == on)
+		return 0;
+	rc = net_set_transparent(l->fd, on);
+	if (rc < 0) {
+		snprintf(err, cap, "%s: transparent: setsockopt IP_TRANSPARENT: %s%s", px_listener_name(l),
+			 strerror(-rc), rc == -EPERM ? " (TPROXY interception needs CAP_NET_ADMIN for meshproxy)" : "");
+		log_error("meshproxy", "%s", err);
+		return rc;
+	}
+	l->transparent = on;
+	log_info("meshproxy", "%s: transparent %s", px_listener_name(l), on ? "on" : "off");
+	return 0;
+}
+
 static void listener_close(struct engine *e, struct px_listener *l)
 {
 	if (l->fd < 0)
@@ -1674,6 +1747,7 @@ static void listener_close(struct engine *e, struct px_listener *l)
 	ev_io_stop(e->loop, &l->io);
 	close(l->fd);
 	l->fd = -1;
+	l->transparent = 0;
 }
 
 void px_listener_unref(struct px_listener *l)
@@ -1939,6 +2013,35 @@ int px_engine_is_loop(const struct engine *e, const struct sockaddr *sa, socklen
 	return engine_self(e, sa, len, !from_inbound);
 }
 
+int px_original_src(struct engine *e, const struct px_listener *l, const char *peer_ip, int fd, int family)
+{
+	struct sockaddr_storage ss;
+	int rc;
+
+	if (!e->cur || !e->cur->in_osrc || l != &e->lin || !peer_ip || !*peer_ip)
+		return 0;
+	memset(&ss, 0, sizeof(ss));
+	if (inet_pton(AF_INET, peer_ip, &((struct sockaddr_in *)&ss)->sin_addr) == 1)
+		ss.ss_family = AF_INET;
+	else if (inet_pton(AF_INET6, peer_ip, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1)
+		ss.ss_family = AF_INET6;
+	else
+		return 0;
+	rc = net_original_src(fd, family, &ss, e->cur->in_osrc_mark);
+	if (rc == -EAFNOSUPPORT)
+		return 0; /* a client of the other family: the default source (Envoy would fail the bind) */
+	if (rc < 0) {
+		if (!e->osrc_logged) {
+			e->osrc_logged = 1;
+			log_error("meshproxy", "original_src: the upstream connection cannot leave from the client's "
+					       "address %s: %s%s", peer_ip, strerror(-rc),
+				  rc == -EPERM ? " (IP_TRANSPARENT and SO_MARK need CAP_NET_ADMIN for meshproxy)" : "");
+		}
+		return rc;
+	}
+	return 1;
+}
+
 /* issue 15: Istio's upstream_bind_config of InboundPassthroughClusterIpv4
  * / Ipv6 (InboundPassthroughBindIpv4/Ipv6, 127.0.0.6 and ::6). */
 void px_bind_inbound_passthrough(int fd, const struct sockaddr *dst)
@@ -2180,6 +2283,11 @@ int engine_apply(struct engine *e, struct px_snapshot *candidate, char *err, siz
 		if (rc < 0)
 			goto out;
 	}
+	rc = listener_transparent(&e->lout, c->has_outbound && c->out_transparent, err, cap);
+	if (rc == 0)
+		rc = listener_transparent(&e->lin, c->has_inbound && c->in_transparent, err, cap);
+	if (rc < 0)
+		goto out;
 	rc = bound_open(e, c, err, cap);
 	if (rc < 0)
 		goto out;

@@ -16,9 +16,11 @@
  * flushed and removed), then the new rules go in with
  * `iptables-restore --noflush`, one transaction per family, so a re-run
  * ends with exactly one copy of the rules; with IPv6, ::6 is put on lo as
- * Istio's configureIPv6Addresses() does.  TPROXY and DNS capture rules
- * are printed by --dry-run but not applied: meshproxy's inbound listener
- * does not take IP_TRANSPARENT sockets and it has no DNS proxy on 15053.
+ * Istio's configureIPv6Addresses() does.  TPROXY adds Istio's policy
+ * routing (configureTProxyRoutes: a fwmark rule and a local default route
+ * on lo in their own table, per family, each added only when missing).
+ * DNS capture rules are printed by --dry-run but not applied: meshproxy
+ * has no DNS proxy on 15053.
  *
  * This runs once before the proxy starts (an init container), never on
  * the proxy's loop, so it blocks on its child processes.  Errors: negative
@@ -542,6 +544,20 @@ static int port_check(const char *v, const char *what, FILE *err)
 	return -EINVAL;
 }
 
+/* configureTProxyRoutes() parses the table with strconv.Atoi; ip(8)
+ * takes 1..2^32-1 (0 is "unspecified"): decimal only, so the value is
+ * one word on the command line.  0 or -EINVAL (reason on err). */
+static int ipt_route_table_check(const char *t, FILE *err)
+{
+	const char *e;
+
+	if (num_ok(t, 1, 4294967295UL, &e) && !*e)
+		return 0;
+	fprintf(err, "meshproxy iptables: --istio-inbound-tproxy-route-table: not a routing table "
+		     "(1-4294967295): %s\n", t);
+	return -EINVAL;
+}
+
 /* A uid or gid list's items: a number, FIRST-LAST, or a user or group name
  * (the owner match's forms); never starting with '-'. */
 static int owners_check(const struct ipt_items *it, const char *what, FILE *err)
@@ -621,6 +637,8 @@ int ipt_build(const struct ipt_opts *o, const char *dns4, const char *dns6, stru
 		goto out;
 	}
 	tproxy = !strcmp(o->mode, "TPROXY");
+	if (tproxy && ipt_route_table_check(o->tproxy_route_table, err) < 0)
+		goto out;
 	/* config.Validate(): ValidateOwnerGroups, ValidateIPv4LoopbackCidr */
 	if (strcmp(o->owner_groups_include, "*") && it[OGI].n > IPT_OWNER_GROUPS_MAX) {
 		fprintf(err, "meshproxy iptables: number of owner groups whose outgoing traffic should be redirected "
@@ -908,7 +926,8 @@ static void ipt_usage(FILE *f)
 		"  -u, --proxy-uid UID[,UID]               the proxy's uid, not captured (1337; PROXY_UID;\n"
 		"                                          also --uid)\n"
 		"  -g, --proxy-gid GID[,GID]               the proxy's gid (default: the uid; PROXY_GID)\n"
-		"  -m, --istio-inbound-interception-mode   REDIRECT (default) or TPROXY (dry-run only)\n"
+		"  -m, --istio-inbound-interception-mode   REDIRECT (default) or TPROXY (mangle rules\n"
+		"                                          and policy routing; CAP_NET_ADMIN, xt_TPROXY)\n"
 		"  -b, --istio-inbound-ports LIST|*        inbound ports captured (ISTIO_INBOUND_PORTS; none)\n"
 		"  -d, --istio-local-exclude-ports LIST    inbound ports not captured with -b '*'\n"
 		"  -i, --istio-service-cidr LIST|*         outbound CIDRs captured (ISTIO_SERVICE_CIDR; none)\n"
@@ -933,7 +952,8 @@ static void ipt_usage(FILE *f)
 		"      --reconcile, --force-apply, --run-validation, --log_output_level,\n"
 		"      --iptables-probe-port, --probe-timeout  taken, no effect (every run cleans up\n"
 		"                                          and applies; no validation probe)\n"
-		"  -n, --dry-run                           print the iptables-restore input, change nothing\n"
+		"  -n, --dry-run                           print the iptables-restore input (and TPROXY's ip\n"
+		"                                          rule/route commands as comments), change nothing\n"
 		"\n"
 		"Environment as istio-iptables: the flags' upper-cased names (ISTIO_SERVICE_CIDR, ...),\n"
 		"ISTIO_OUTBOUND_OWNER_GROUPS, ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE,\n"
@@ -1345,6 +1365,76 @@ out:
 	return rc;
 }
 
+/* configureTProxyRoutes(): with TPROXY and inbound capture, packets
+ * marked by ISTIO_DIVERT (and the replies the proxy's original_src
+ * sockets mark) are routed to lo by a rule and a local default route in
+ * their own table, per family: `ip -4|-6 rule add fwmark MARK lookup
+ * TABLE` and `ip -4|-6 route add local default dev lo table TABLE`.
+ * Ours on top: `ip -4 rule add from 127.0.0.0/8 lookup TABLE` (-6: from
+ * ::1/128).  The application's answer to a connection original_src made
+ * from a client's address to its loopback endpoint (inbound|PORT||,
+ * 127.0.0.1) leaves from 127.0.0.1 towards that client: its first route
+ * lookup, before the connmark restores the mark, is refused (a loopback
+ * source off lo) and the handshake never completes; the rule sends it to
+ * lo, where the proxy's transparent socket takes it.  Nothing else can
+ * leave from a loopback address to another host, so nothing else
+ * changes (unlike route_localnet, which would also let the pod's
+ * neighbours reach its loopback-only ports).
+ * Each is added only when not there yet (listed first), so a re-run
+ * changes nothing; del (--cleanup-only) removes them instead, quietly.
+ * show: print the commands as iptables-restore comments (--dry-run) and
+ * run nothing.  0, or 1 (reason on stderr). */
+static int tproxy_routes(const struct ipt_opts *o, int fam, int show, int del)
+{
+	const char *f = fam ? "-6" : "-4";
+	char *rule_ls[] = { "ip", (char *)f, "rule", "list", "fwmark", (char *)o->tproxy_mark, "lookup",
+			    (char *)o->tproxy_route_table, NULL };
+	char *rule_op[] = { "ip", (char *)f, "rule", del ? "del" : "add", "fwmark", (char *)o->tproxy_mark,
+			    "lookup", (char *)o->tproxy_route_table, NULL };
+	char *route_ls[] = { "ip", (char *)f, "route", "list", "table", (char *)o->tproxy_route_table, "type",
+			     "local", "default", "dev", "lo", NULL };
+	char *route_op[] = { "ip", (char *)f, "route", del ? "del" : "add", "local", "default", "dev", "lo",
+			     "table", (char *)o->tproxy_route_table, NULL };
+	char *lo_ls[] = { "ip", (char *)f, "rule", "list", "from", fam ? "::1/128" : "127.0.0.0/8", "lookup",
+			  (char *)o->tproxy_route_table, NULL };
+	char *lo_op[] = { "ip", (char *)f, "rule", del ? "del" : "add", "from", fam ? "::1/128" : "127.0.0.0/8",
+			  "lookup", (char *)o->tproxy_route_table, NULL };
+	char *const *cmds[3][2] = { { rule_ls, rule_op }, { route_ls, route_op }, { lo_ls, lo_op } };
+	int i, rc;
+
+	if (strcmp(o->mode, "TPROXY") || !*o->inbound_ports)
+		return 0;
+	for (i = 0; i < 3; i++) {
+		char *const *op = cmds[i][1];
+		struct mesh_buf ls;
+		int there;
+
+		if (show) {
+			int w;
+
+			fputs("#", stdout);
+			for (w = 0; op[w]; w++)
+				printf(" %s", op[w]);
+			fputs("\n", stdout);
+			continue;
+		}
+		mesh_buf_init(&ls, 64 * 1024);
+		rc = run(cmds[i][0], NULL, 0, &ls, 1);
+		there = rc == 0 && ls.len > 0;
+		mesh_buf_cleanup(&ls);
+		if (del ? !there : there)
+			continue;
+		rc = run(op, NULL, 0, NULL, del);
+		if (rc != 0 && !del) {
+			fprintf(stderr, "meshproxy iptables: ip %s %s add for TPROXY failed (%s %d; needs CAP_NET_ADMIN; "
+					"Debian: apt-get install iproute2)\n", f, op[2], rc < 0 ? "error" : "exit status",
+				rc < 0 ? -rc : rc);
+			return 1;
+		}
+	}
+	return 0;
+}
+
 /* What the configuration needs from the host: the families (o->ipv6 < 0:
  * decided from the local addresses as Istio does) and, for DNS capture,
  * the servers (--dns-servers, else /etc/resolv.conf) split by family into
@@ -1459,10 +1549,15 @@ int ipt_main(int argc, char **argv)
 	if (rc < 0 || mesh_buf_putc(&v4, '\0') < 0 || mesh_buf_putc(&v6, '\0') < 0)
 		goto out;
 	if (o.dry_run) {
-		/* what istio-iptables hands iptables-restore --noflush, family by family */
+		/* what istio-iptables hands iptables-restore --noflush, family by
+		 * family, each followed by its TPROXY policy routing as comments
+		 * (iptables-restore skips them) */
 		fputs(v4.data, stdout);
-		if (o.ipv6)
+		(void)tproxy_routes(&o, 0, 1, 0);
+		if (o.ipv6) {
 			fputs(v6.data, stdout);
+			(void)tproxy_routes(&o, 1, 1, 0);
+		}
 		code = 0;
 		goto out;
 	}
@@ -1470,11 +1565,9 @@ int ipt_main(int argc, char **argv)
 		code = 0;
 		goto out;
 	}
-	if (!strcmp(o.mode, "TPROXY") || o.redirect_dns) {
-		fprintf(stderr, "meshproxy iptables: %s is printed by --dry-run but not applied: %s\n",
-			o.redirect_dns ? "DNS capture" : "TPROXY interception",
-			o.redirect_dns ? "meshproxy has no DNS proxy on 15053"
-				       : "meshproxy's inbound listener does not take IP_TRANSPARENT sockets; use REDIRECT");
+	if (o.redirect_dns) {
+		fprintf(stderr, "meshproxy iptables: DNS capture is printed by --dry-run but not applied: meshproxy "
+				"has no DNS proxy on 15053\n");
 		goto out;
 	}
 	if (geteuid() != 0) {
@@ -1501,7 +1594,11 @@ int ipt_main(int argc, char **argv)
 		}
 		if (rc > 0)
 			fprintf(stderr, "meshproxy iptables: %s: earlier ISTIO_* chains removed\n", bin);
-		if (o.cleanup_only || !in->data[0])
+		if (o.cleanup_only) {
+			(void)tproxy_routes(&o, fam, 0, 1);
+			continue;
+		}
+		if (!in->data[0])
 			continue;
 		rc = run(rargv, in->data, strlen(in->data), NULL, 0);
 		if (rc != 0) {
@@ -1523,6 +1620,8 @@ int ipt_main(int argc, char **argv)
 				goto out;
 			}
 		}
+		if (tproxy_routes(&o, fam, 0, 0) != 0)
+			goto out;
 	}
 	code = 0;
 out:

@@ -54,7 +54,7 @@
 #define MAIN_DRAIN_DEFAULT_MS 5000
 
 struct opts {
-	const char *xds_addr, *node_id, *labels, *service_account, *workload_name, *admin_addr, *log_level, *log_format;
+	const char *xds_addr, *node_id, *labels, *service_account, *interception, *workload_name, *admin_addr, *log_level, *log_format;
 	const char *access_log, *outbound_addr, *inbound_addr, *status_addr, *health_addr, *xds_protocol;
 	enum xds_protocol protocol;
 	uint64_t drain_ms;           /* --drain-duration */
@@ -116,6 +116,9 @@ static void usage(FILE *f)
 		"  --node-id ID                TYPE~IP~POD.NS~NS.svc.cluster.local (TYPE sidecar or router)\n"
 		"  --labels k=v,...            workload labels (node metadata LABELS)\n"
 		"  --service-account SA        node metadata SERVICE_ACCOUNT\n"
+		"  --interception-mode MODE    node metadata INTERCEPTION_MODE: REDIRECT, TPROXY or NONE\n"
+		"                              (default $ISTIO_META_INTERCEPTION_MODE, which the injector\n"
+		"                              sets from sidecar.istio.io/interceptionMode; else REDIRECT)\n"
 		"  --workload-name NAME        the workload (Deployment) in Istio's metrics and metadata\n"
 		"                              exchange (default $ISTIO_META_WORKLOAD_NAME, which the\n"
 		"                              injector sets; else the pod name from --node-id)\n"
@@ -173,6 +176,7 @@ static void opts_json(const struct opts *o, struct mesh_buf *b)
 	} kv[] = {
 		{ "xds_addr", o->xds_addr },       { "node_id", o->node_id },
 		{ "labels", o->labels },           { "service_account", o->service_account },
+		{ "interception_mode", o->interception },
 		{ "workload_name", o->workload_name },
 		{ "locality", o->locality },
 		{ "admin_addr", o->admin_addr },   { "outbound_addr", o->outbound_addr },
@@ -252,7 +256,7 @@ static uint32_t main_global_default(void)
 
 static int parse_args(int argc, char **argv, struct opts *o)
 {
-	enum { O_XDS = 256, O_NODE, O_LABELS, O_SA, O_WORKLOAD, O_LOCALITY, O_ADMIN, O_OUT, O_IN, O_STATUS, O_HEALTH, O_ALOG, O_LEVEL,
+	enum { O_XDS = 256, O_NODE, O_LABELS, O_SA, O_INTERCEPT, O_WORKLOAD, O_LOCALITY, O_ADMIN, O_OUT, O_IN, O_STATUS, O_HEALTH, O_ALOG, O_LEVEL,
 	       O_FORMAT, O_DRAIN, O_EXIT_ZERO, O_VERSION, O_HELP, O_PROTO, O_CA, O_ROOT, O_TOKEN, O_TTL, O_CANAME,
 	       O_XDS_TLS, O_MAXCX, O_GMAXCX, O_HDR_TO, O_IDLE_TO, O_XDS_MAX, O_REQ_TO };
 	static const struct option lo[] = {
@@ -261,6 +265,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "node-id", required_argument, 0, O_NODE },
 		{ "labels", required_argument, 0, O_LABELS },
 		{ "service-account", required_argument, 0, O_SA },
+		{ "interception-mode", required_argument, 0, O_INTERCEPT },
 		{ "workload-name", required_argument, 0, O_WORKLOAD },
 		{ "locality", required_argument, 0, O_LOCALITY },
 		{ "admin-addr", required_argument, 0, O_ADMIN },
@@ -299,6 +304,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	o->service_account = "default";
 	/* the injector's env, as Istio's agent reads it */
 	o->workload_name = getenv("ISTIO_META_WORKLOAD_NAME") ? getenv("ISTIO_META_WORKLOAD_NAME") : "";
+	o->interception = getenv("ISTIO_META_INTERCEPTION_MODE") && *getenv("ISTIO_META_INTERCEPTION_MODE")
+				  ? getenv("ISTIO_META_INTERCEPTION_MODE") : "REDIRECT";
 	o->locality = "";
 	o->admin_addr = "127.0.0.1:15000";
 	o->outbound_addr = "0.0.0.0:15001";
@@ -324,6 +331,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case O_NODE: o->node_id = optarg; break;
 		case O_LABELS: o->labels = optarg; break;
 		case O_SA: o->service_account = optarg; break;
+		case O_INTERCEPT: o->interception = optarg; break;
 		case O_WORKLOAD: o->workload_name = optarg; break;
 		case O_LOCALITY: o->locality = optarg; break;
 		case O_ADMIN: o->admin_addr = optarg; break;
@@ -424,6 +432,13 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			return -EINVAL;
 		}
 		fprintf(stderr, "meshproxy: unexpected argument %s\n", argv[optind]);
+		return -EINVAL;
+	}
+	/* Istio's model.InterceptionMode values (the injector validates the
+	 * annotation the same way) */
+	if (strcmp(o->interception, "REDIRECT") && strcmp(o->interception, "TPROXY") &&
+	    strcmp(o->interception, "NONE")) {
+		fprintf(stderr, "meshproxy: --interception-mode: REDIRECT, TPROXY or NONE, not %s\n", o->interception);
 		return -EINVAL;
 	}
 	if (check_addr("xds-addr", o->xds_addr, 0) < 0 || check_addr("admin-addr", o->admin_addr, 0) < 0 ||
@@ -854,6 +869,7 @@ int main(int argc, char **argv)
 	xcfg.node_id = o.node_id;
 	xcfg.labels = o.labels;
 	xcfg.service_account = o.service_account;
+	xcfg.interception = o.interception;
 	xcfg.protocol = o.protocol;
 	xcfg.locality = o.locality;
 	xcfg.version = MESH_VERSION;

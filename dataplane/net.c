@@ -95,6 +95,62 @@ int net_listen(const char *addr, int backlog, int flags)
 	return fd;
 }
 
+int net_set_transparent(int fd, int on)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+		return -errno;
+	if (ss.ss_family == AF_INET6 && setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &on, sizeof(on)) < 0)
+		return -errno;
+	/* an IPv6 socket takes IPv4 connections too (dual-stack): both flags */
+	if (setsockopt(fd, SOL_IP, IP_TRANSPARENT, &on, sizeof(on)) < 0)
+		return -errno;
+	return 0;
+}
+
+int net_original_src(int fd, int family, const struct sockaddr_storage *src, unsigned mark)
+{
+	struct sockaddr_storage b;
+	socklen_t blen;
+	int one = 1;
+
+	memset(&b, 0, sizeof(b));
+	if (family == AF_INET && src->ss_family == AF_INET6 &&
+	    IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)src)->sin6_addr)) {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&b;
+
+		s4->sin_family = AF_INET;
+		memcpy(&s4->sin_addr, &((const struct sockaddr_in6 *)src)->sin6_addr.s6_addr[12], 4);
+		blen = sizeof(*s4);
+	} else if (family == AF_INET && src->ss_family == AF_INET) {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&b;
+
+		*s4 = *(const struct sockaddr_in *)src;
+		s4->sin_port = 0;
+		blen = sizeof(*s4);
+	} else if (family == AF_INET6 && src->ss_family == AF_INET6 &&
+		   !IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)src)->sin6_addr)) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&b;
+
+		*s6 = *(const struct sockaddr_in6 *)src;
+		s6->sin6_port = 0;
+		blen = sizeof(*s6);
+	} else {
+		return -EAFNOSUPPORT;
+	}
+	if (family == AF_INET6 && setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof(one)) < 0)
+		return -errno;
+	if (family == AF_INET && setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof(one)) < 0)
+		return -errno;
+	if (mark && setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) < 0)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&b, blen) < 0)
+		return -errno;
+	return 0;
+}
+
 int net_local_port(int fd)
 {
 	struct sockaddr_storage ss;

@@ -106,6 +106,9 @@ struct px_uconn {
 	int in_cb;                   /* inside u_cb: u_free defers the final free */
 	int h2;                      /* a pipe to an HTTP/2 stream (u_connect, px_h2u_open) */
 	int dead;
+	int osrc;                    /* leaves from the downstream client's address (original_src):
+	                              * never pooled, it is that client's alone (Envoy keys its pools by
+	                              * the source address) */
 	/* the response parser's header array (p.hdrs) is allocated while the
 	 * connection is in use and freed in the pool: 4 KiB less per idle one */
 };
@@ -678,7 +681,8 @@ static void s_release_upstream(struct px_stream *s, int reusable)
 	 * never reused; an idle one is closed by its timer below */
 	age = ev_now(e->loop) - u->born_ms;
 	too_old = h->cl->max_connection_duration_ms && age >= h->cl->max_connection_duration_ms;
-	if (!reusable || u->state != U_ACTIVE || !u->rkeep || u->eof || h->removed || (e->draining && s->d->inbound) ||
+	if (!reusable || u->state != U_ACTIVE || !u->rkeep || u->eof || h->removed || u->osrc ||
+	    (e->draining && s->d->inbound) ||
 	    ob_pending(&u->out, u->out_off) || u->in.len != u->in.off || too_old ||
 	    (h->cl->max_requests_per_connection && u->nreq >= h->cl->max_requests_per_connection)) {
 		if (h->cl->max_requests_per_connection && u->nreq >= h->cl->max_requests_per_connection)
@@ -1291,10 +1295,18 @@ static struct px_uconn *u_connect(struct px_stream *s, struct px_host *h, int *e
 	h->cl->st.cx_total++;
 	h->cl->st.cx_active++;
 	u->state = U_CONNECTING;
-	if (!h2 && s->d->inbound && h->cl->type == PX_CL_ORIGINAL_DST)
-		px_bind_inbound_passthrough(fd, &h->addr.sa);
-	if (!h2)
-		rc = connect(fd, (struct sockaddr *)&h->addr, h->alen);
+	if (!h2) {
+		/* issue 15: TPROXY's original_src, else the passthrough's 127.0.0.6 */
+		rc = h->cl->type == PX_CL_ORIGINAL_DST ? 0
+							: px_original_src(e, s->d->l, s->d->peer_ip, fd, h->addr.sa.sa_family);
+		u->osrc = rc > 0;
+		if (rc == 0 && s->d->inbound && h->cl->type == PX_CL_ORIGINAL_DST)
+			px_bind_inbound_passthrough(fd, &h->addr.sa);
+		if (rc >= 0)
+			rc = connect(fd, (struct sockaddr *)&h->addr, h->alen);
+		else
+			errno = -rc;
+	}
 	if (rc < 0 && errno != EINPROGRESS) {
 		*err = -errno;
 		h->st.cx_connect_fail++;
@@ -4169,6 +4181,8 @@ static void d_tcp_start(struct px_dconn *d, const struct px_port *pp)
 		td.odst = &d->dst;
 		td.odst_len = d->dst_len;
 	}
+	td.l = d->l;
+	td.peer_ip = d->peer_ip;
 	td.done = d_tcp_done;
 	td.arg = d;
 	td.inbound = d->inbound; /* issue 14: Istio's TCP metrics */
@@ -4498,6 +4512,47 @@ static int d_sel_kind(const struct px_dconn *d)
 	return SEL_OUT;
 }
 
+/* An IPv4-mapped IPv6 address (a dual-stack socket's IPv4 peer or local
+ * address) as the IPv4 one, in place; others unchanged. */
+static void a_unmap(struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct sockaddr_in6 l6;
+	struct sockaddr_in *l4 = (struct sockaddr_in *)ss;
+
+	if (ss->ss_family != AF_INET6 || !IN6_IS_ADDR_V4MAPPED(&((struct sockaddr_in6 *)ss)->sin6_addr))
+		return;
+	l6 = *(struct sockaddr_in6 *)ss;
+	memset(ss, 0, sizeof(*ss));
+	l4->sin_family = AF_INET;
+	l4->sin_port = l6.sin6_port;
+	memcpy(&l4->sin_addr, &l6.sin6_addr.s6_addr[12], 4);
+	*len = sizeof(*l4);
+}
+
+/* A transparent listener's accepted fd: its local address as o's original
+ * destination (an IPv4-mapped one as IPv4), o->captured when its port is
+ * not the listener's own. */
+static void a_tproxy_dst(int fd, const struct px_listener *l, struct px_conn_origin *o)
+{
+	struct sockaddr_storage local;
+	socklen_t llen = sizeof(local);
+	uint16_t port;
+
+	if (getsockname(fd, (struct sockaddr *)&local, &llen) < 0)
+		return;
+	a_unmap(&local, &llen);
+	if (local.ss_family == AF_INET)
+		port = ntohs(((struct sockaddr_in *)&local)->sin_port);
+	else if (local.ss_family == AF_INET6)
+		port = ntohs(((struct sockaddr_in6 *)&local)->sin6_port);
+	else
+		return;
+	if (port == l->port)
+		return;
+	o->dst = local;
+	o->dst_len = llen;
+	o->captured = 1;
+}
 /* The TCP proxy chain that serves a new connection of virtualOutbound or
  * virtualInbound without looking at its bytes, or NULL (HTTP).  A captured
  * connection's original destination picks the outbound/inbound port as
@@ -4633,23 +4688,21 @@ void px_accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 
 			/* an IPv4 client of a dual-stack listener: its local
 			 * address is v4-mapped */
-			if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0 && local.ss_family == AF_INET6 &&
-			    IN6_IS_ADDR_V4MAPPED(&((struct sockaddr_in6 *)&local)->sin6_addr)) {
-				struct sockaddr_in6 l6 = *(struct sockaddr_in6 *)&local;
-				struct sockaddr_in *l4 = (struct sockaddr_in *)&local;
-
-				memset(&local, 0, sizeof(local));
-				l4->sin_family = AF_INET;
-				l4->sin_port = l6.sin6_port;
-				memcpy(&l4->sin_addr, &l6.sin6_addr.s6_addr[12], 4);
-				llen = sizeof(*l4);
-			}
+			if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0)
+				a_unmap(&local, &llen);
 			if (llen == o.dst_len && memcmp(&local, &o.dst, llen))
 				o.captured = 1; /* redirected; else it was sent to us directly */
 		} else {
 			o.dst_len = 0;
 			memset(&o.dst, 0, sizeof(o.dst));
 		}
+		/* issue 15: TPROXY diverts without NAT, so the accepted socket's
+		 * own address is the original destination (Envoy's original_dst
+		 * falls back to it when SO_ORIGINAL_DST has none, and conntrack's
+		 * answer is that same address): captured when its port is not
+		 * the listener's */
+		if (!o.captured && l->transparent)
+			a_tproxy_dst(fd, l, &o);
 		(void)px_dconn_adopt(e, fd, &o, 0);
 	}
 }

@@ -821,7 +821,7 @@ static void t_connect_host(struct tcpp *t, const struct tcpp_down *d)
 {
 	struct engine *e = t->e;
 	struct px_host *h;
-	int fd, one = 1;
+	int fd, one = 1, rc;
 
 	/* issue 13: a DNS cluster is not used before its first resolution
 	 * (Envoy warms it): the connection waits, bounded by
@@ -872,9 +872,12 @@ static void t_connect_host(struct tcpp *t, const struct tcpp_down *d)
 	t->cl->st.cx_total++;
 	t->cl->st.cx_active++;
 	t->counted = 1;
-	if (d->inbound && t->cl->type == PX_CL_ORIGINAL_DST)
+	/* issue 15: TPROXY's original_src, else the passthrough's 127.0.0.6 */
+	rc = d->l && t->cl->type != PX_CL_ORIGINAL_DST ? px_original_src(e, d->l, d->peer_ip, fd, h->addr.sa.sa_family)
+						       : 0;
+	if (rc == 0 && d->inbound && t->cl->type == PX_CL_ORIGINAL_DST)
 		px_bind_inbound_passthrough(fd, &h->addr.sa);
-	if (connect(fd, &h->addr.sa, h->alen) < 0 && errno != EINPROGRESS) {
+	if (rc < 0 || (connect(fd, &h->addr.sa, h->alen) < 0 && errno != EINPROGRESS)) {
 		u_connect_failed(t, OUTLIER_CONNECT_FAILED);
 		return;
 	}

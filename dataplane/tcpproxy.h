@@ -101,6 +101,8 @@ struct tcpp_down {
 	const char *sni;                     /* issue 13: the ClientHello's SNI (borrowed for the call), or NULL */
 	int mx;                              /* issue 14: its mTLS negotiated ALPN "istio-peer-exchange": Istio's
 	                                      * TCP metadata exchange runs first (istio_stats.h) */
+	const struct px_listener *l;         /* issue 15: the accepting listener and the client's address, for */
+	const char *peer_ip;                 /* original_src (px_original_src()); NULL: none */
 };
 
 /*

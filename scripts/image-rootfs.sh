@@ -11,7 +11,8 @@
 # --iptables: Debian's iptables too (the nft and legacy multi-call binaries,
 # the names `meshproxy iptables` runs, iptables-restore and iptables-save
 # among them, as Debian's alternatives point them: nft; and the xtables
-# extensions they dlopen()), for the capture init container, which runs the
+# extensions they dlopen(); and iproute2's ip, for TPROXY mode's policy
+# routing), for the capture init container, which runs the
 # meshproxy image as Istio's runs its proxy image.
 #
 # Run in the build stage, where the binaries were linked: the libraries are
@@ -82,6 +83,10 @@ if [ "$iptables" = yes ]; then
 		ln -sf xtables-nft-multi "$dest/usr/sbin/${name%%-*}-nft${name#"${name%%-*}"}"
 		ln -sf xtables-legacy-multi "$dest/usr/sbin/${name%%-*}-legacy${name#"${name%%-*}"}"
 	done
+	# iproute2's ip: TPROXY mode's policy routing (ip rule / ip route)
+	ipbin=$(command -v ip)
+	cp "$ipbin" "$dest/usr/sbin/ip"
+	copy_deps "$ipbin"
 	ext=/usr/lib/$(gcc -print-multiarch)/xtables
 	mkdir -p "$dest$ext"
 	for so in "$ext"/*.so; do

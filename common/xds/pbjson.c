@@ -30,6 +30,7 @@
 #include "envoy/extensions/filters/http/jwt_authn/v3/config.pb-c.h"
 #include "envoy/extensions/filters/listener/http_inspector/v3/http_inspector.pb-c.h"
 #include "envoy/extensions/filters/listener/original_dst/v3/original_dst.pb-c.h"
+#include "envoy/extensions/filters/listener/original_src/v3/original_src.pb-c.h"
 #include "istio/stats/config.pb-c.h"
 #include "envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.pb-c.h"
 #include "envoy/extensions/filters/network/rbac/v3/rbac.pb-c.h"
@@ -90,6 +91,7 @@ static const ProtobufCMessageDescriptor *const pbjson__builtin[] = {
 	&envoy__extensions__transport_sockets__tls__v3__downstream_tls_context__descriptor,
 	/* sidecar: listener filters, TCP proxy, CORS, retry predicate, upstream HTTP options */
 	&envoy__extensions__filters__listener__original_dst__v3__original_dst__descriptor,
+	&envoy__extensions__filters__listener__original_src__v3__original_src__descriptor,
 	&envoy__extensions__filters__listener__tls_inspector__v3__tls_inspector__descriptor,
 	&envoy__extensions__filters__listener__http_inspector__v3__http_inspector__descriptor,
 	&envoy__extensions__filters__network__tcp_proxy__v3__tcp_proxy__descriptor,

@@ -229,7 +229,7 @@ bool gen_mesh_h2_upgrade(const struct model *m);
  * listener binds its port, the others are reached through virtualInbound /
  * virtualOutbound), capture_none for the whole workload when every
  * declared listener says NONE (Istio keeps the virtual listeners unless
- * the node's INTERCEPTION_MODE is NONE; meshd, which does not read that
+ * the node's INTERCEPTION_MODE is NONE; meshd, which reads only TPROXY from that
  * metadata, takes an all-NONE Sidecar as an uncaptured workload and
  * serves no 15001/15006 then), the bind address of each egress listener with a port (NULL
  * without one; a unix:// bind is not served) and the catch-all egress
@@ -261,6 +261,13 @@ struct gen_node {
 	 * as its inbound ports are), else unknown.  Locality load balancing (priorities, distribute
 	 * weights) is computed against it, as istiod does. */
 	const char *locality;
+	/* The node's INTERCEPTION_MODE is TPROXY (Istio's
+	 * model.InterceptionTproxy): virtualOutbound and virtualInbound are
+	 * transparent and virtualInbound runs the original_src listener
+	 * filter with mark 1337, as istiod builds them
+	 * (buildVirtualOutboundListener, buildInboundListener,
+	 * populateListenerFilters). */
+	bool tproxy;
 };
 
 /* Everything one sidecar proxy (Envoy or meshproxy) of workload w
@@ -355,6 +362,9 @@ MESH_MUST_CHECK int gen_gateway_snapshot_cached(struct gen_sidecar_cache *c, con
 #define GEN_INBOUND_PASSTHROUGH    "InboundPassthroughCluster"
 #define GEN_OUTBOUND_PORT          15001
 #define GEN_INBOUND_PORT           15006
+/* the original_src filter's mark under TPROXY (pilot/pkg/xds/filters
+ * OriginalSrc; istio-iptables' default --istio-inbound-tproxy-mark) */
+#define GEN_ORIGINAL_SRC_MARK      1337
 
 /* Whether a server of profile p on that workload port requires mTLS (the
  * PeerAuthentication mode from model_peer_authn()): STRICT does; DISABLE

@@ -55,6 +55,7 @@
 #include "envoy/extensions/filters/http/router/v3/router.pb-c.h"
 #include "envoy/extensions/filters/listener/http_inspector/v3/http_inspector.pb-c.h"
 #include "envoy/extensions/filters/listener/original_dst/v3/original_dst.pb-c.h"
+#include "envoy/extensions/filters/listener/original_src/v3/original_src.pb-c.h"
 #include "envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.pb-c.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
 #include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb-c.h"
@@ -1141,6 +1142,9 @@ static int gen_virtual_outbound(struct gen_sc *sc)
 	    !(chains[1] = gen_chain1(a, "virtualOutbound-catchall-tcp", NULL, gen_tcp_proxy_logged(a, gen_egress_cluster(sc), &sc->log_out),
 				     NULL)))
 		return -ENOMEM;
+	/* istiod: Transparent true under TPROXY interception */
+	if (sc->node->tproxy && !(l.transparent = gen__bool(a, true)))
+		return -ENOMEM;
 	l.traffic_direction = ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__OUTBOUND;
 	l.filter_chains = chains;
 	l.n_filter_chains = 2;
@@ -1510,6 +1514,8 @@ static int gen_inbound(struct gen_sc *sc, const struct gen_inport *ports, size_t
 		ENVOY__EXTENSIONS__FILTERS__LISTENER__TLS_INSPECTOR__V3__TLS_INSPECTOR__INIT;
 	Envoy__Extensions__Filters__Listener__HttpInspector__V3__HttpInspector hi =
 		ENVOY__EXTENSIONS__FILTERS__LISTENER__HTTP_INSPECTOR__V3__HTTP_INSPECTOR__INIT;
+	Envoy__Extensions__Filters__Listener__OriginalSrc__V3__OriginalSrc os =
+		ENVOY__EXTENSIONS__FILTERS__LISTENER__ORIGINAL_SRC__V3__ORIGINAL_SRC__INIT;
 	struct arena *a = sc->a;
 	gen_http_filter **rbac = NULL;
 	rbac_net_filter **net = NULL;
@@ -1596,12 +1602,28 @@ static int gen_inbound(struct gen_sc *sc, const struct gen_inport *ports, size_t
 		return -ENOMEM;
 	l.name = GEN_VIRTUAL_INBOUND;
 	if (!(l.address = gen__addr(a, "0.0.0.0", GEN_INBOUND_PORT)) ||
-	    !(l.listener_filters = arena_calloc(a, 3, sizeof(*l.listener_filters))) ||
-	    !(l.listener_filters[0] = gen__listener_filter(a, "envoy.filters.listener.original_dst", &od.base)) ||
-	    !(l.listener_filters[1] = gen__listener_filter(a, "envoy.filters.listener.tls_inspector", &ti.base)) ||
-	    !(l.listener_filters[2] = gen__listener_filter(a, "envoy.filters.listener.http_inspector", &hi.base)))
+	    !(l.listener_filters = arena_calloc(a, 4, sizeof(*l.listener_filters))) ||
+	    !(l.listener_filters[l.n_listener_filters++] =
+		      gen__listener_filter(a, "envoy.filters.listener.original_dst", &od.base)))
 		return -ENOMEM;
-	l.n_listener_filters = 3;
+	/* TPROXY interception (istiod's buildInboundListener and
+	 * populateListenerFilters): the listener is transparent and
+	 * original_src, right after original_dst, makes the connection to the
+	 * application leave from the client's address, marked 1337 so that
+	 * the replies are routed back to the proxy (istio-iptables' connmark
+	 * and fwmark rules) */
+	if (sc->node->tproxy) {
+		os.mark = GEN_ORIGINAL_SRC_MARK;
+		if (!(l.transparent = gen__bool(a, true)) ||
+		    !(l.listener_filters[l.n_listener_filters++] =
+			      gen__listener_filter(a, "envoy.filters.listener.original_src", &os.base)))
+			return -ENOMEM;
+	}
+	if (!(l.listener_filters[l.n_listener_filters++] =
+		      gen__listener_filter(a, "envoy.filters.listener.tls_inspector", &ti.base)) ||
+	    !(l.listener_filters[l.n_listener_filters++] =
+		      gen__listener_filter(a, "envoy.filters.listener.http_inspector", &hi.base)))
+		return -ENOMEM;
 	l.traffic_direction = ENVOY__CONFIG__CORE__V3__TRAFFIC_DIRECTION__INBOUND;
 	l.continue_on_listener_filters_timeout = true;
 	l.filter_chains = chains;
@@ -2217,7 +2239,7 @@ int gen_sidecar_scope_from_config(const struct cfg_object *o, enum gen_outbound_
 	}
 	/* Every declared listener NONE: the workload runs without capture
 	 * (Istio would still send virtualOutbound/virtualInbound unless the
-	 * node's INTERCEPTION_MODE is NONE; meshd does not read that, and a
+	 * node's INTERCEPTION_MODE is NONE; meshd reads only TPROXY from it, and a
 	 * Sidecar that names no captured listener means the proxy has no
 	 * iptables, so it serves no 15001/15006 and binds every port).  A
 	 * mix: each listener on its own, the virtual listeners stay. */

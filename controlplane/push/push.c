@@ -61,6 +61,7 @@ struct push__key {
 	char *sa;                    /* service account; NULL: unknown */
 	char *ip;                    /* NULL: unknown or not part of the key */
 	char *locality;              /* Node.locality; NULL: unknown */
+	bool tproxy;                 /* INTERCEPTION_MODE TPROXY (part of the key) */
 	bool whole;                  /* the set is the whole config (XDS_PROXY_WANT_ALL) */
 	struct push__name *names;
 	size_t n, cap;
@@ -268,7 +269,7 @@ static int push__build_all_default(void *ctx, const struct model *m, const struc
 {
 	struct push_stage *p = ctx;
 	struct gen_workload gw = { w->ns, w->labels };
-	struct gen_node node = { w->ip, w->service_account, NULL, w->locality };
+	struct gen_node node = { w->ip, w->service_account, NULL, w->locality, w->tproxy };
 	struct gen_sidecar_scope scope;
 	struct xds_snapshot *plain = NULL;
 	int rc;
@@ -456,7 +457,7 @@ static void push__adopt(struct xds_snapshot *snap, const struct xds_snapshot *fr
  * is the new one), 0 when it did not, or -ENOMEM (k keeps its old set). */
 static int push__key_build(struct push_stage *p, struct push__key *k, const struct model *m)
 {
-	struct push_workload w = { k->flavour, k->ns, k->labels, k->sa, k->ip, NULL, k->locality };
+	struct push_workload w = { k->flavour, k->ns, k->labels, k->sa, k->ip, NULL, k->locality, k->tproxy };
 	push_build_fn build = p->cfg.build ? p->cfg.build : push__build_default;
 	push_build_all_fn build_all = p->cfg.build_all ? p->cfg.build_all : push__build_all_default;
 	struct xds_snapshot *snap = NULL;
@@ -553,6 +554,7 @@ static void push__take_request(struct push_stage *p, struct xds_proxy_req *r)
 		k->sa = r->service_account;
 		k->ip = r->ip;
 		k->locality = r->locality;
+		k->tproxy = r->tproxy;
 		r->key = NULL;
 		r->ns = NULL;
 		r->labels = NULL;

@@ -66,6 +66,7 @@ struct push_workload {
 	 * NULL: none.  Borrowed from the model being built. */
 	const struct cfg_object *sidecar;
 	const char *locality;        /* Node.locality "region/zone/subzone"; NULL: unknown */
+	bool tproxy;                 /* node metadata INTERCEPTION_MODE is TPROXY */
 };
 
 /* Build one per-proxy resource `name` of type t for w from model m into

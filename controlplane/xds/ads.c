@@ -994,6 +994,7 @@ static int MESH_MUST_CHECK key_request(struct xds_ads_stream *st, enum xds_proxy
 	r->service_account = st->node_sa ? strdup(st->node_sa) : NULL;
 	r->ip = st->node_ip ? strdup(st->node_ip) : NULL;
 	r->locality = st->node_locality ? strdup(st->node_locality) : NULL;
+	r->tproxy = st->node_tproxy;
 	if (!r->key || (st->node_ns && !r->ns) || (name && !r->name) || !r->labels ||
 	    (st->node_sa && !r->service_account) || (st->node_ip && !r->ip) || (st->node_locality && !r->locality))
 		goto out;
@@ -1032,6 +1033,17 @@ static void stream_attach_key(struct xds_ads_stream *st)
 		if (!k2)
 			goto out;
 		snprintf(k2, kl + ll + 24, "%sl%zu:%s", key, ll, st->node_locality);
+		free(key);
+		key = k2;
+	}
+	/* so is TPROXY interception (its listeners): a marked part too */
+	if (whole && st->node_tproxy) {
+		size_t kl = strlen(key);
+		char *k2 = malloc(kl + 8);
+
+		if (!k2)
+			goto out;
+		snprintf(k2, kl + 8, "%si6:TPROXY", key);
 		free(key);
 		key = k2;
 	}
@@ -1719,6 +1731,14 @@ static void stream_record_workload(struct xds_ads_stream *st, const Envoy__Confi
 			snprintf(buf, sizeof(buf), "%.*s/%.*s/%.*s", XDS_MAX_NODE_FIELD_LEN, l->region,
 				 XDS_MAX_NODE_FIELD_LEN, l->zone, XDS_MAX_NODE_FIELD_LEN, l->sub_zone);
 		st->node_locality = strdup(buf);
+	}
+	/* Istio's node.GetInterceptionMode(): what the injector's
+	 * ISTIO_META_INTERCEPTION_MODE says; TPROXY changes the sidecar's
+	 * virtual listeners (transparent, original_src) */
+	{
+		const char *im = struct_string(node->metadata, "INTERCEPTION_MODE");
+
+		st->node_tproxy = im && strcmp(im, "TPROXY") == 0;
 	}
 	if (!ns && st->node_id) {
 		/* "sidecar~IP~POD.NS~NS.svc.cluster.local" */

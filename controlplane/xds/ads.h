@@ -110,6 +110,7 @@ struct xds_proxy_req {
 	char *service_account;       /* node metadata SERVICE_ACCOUNT; NULL: unknown */
 	char *ip;                    /* the node id's IP; NULL: unknown */
 	char *locality;              /* Node.locality "region/zone/subzone"; NULL: unknown */
+	bool tproxy;                 /* node metadata INTERCEPTION_MODE is TPROXY */
 };
 
 void xds_proxy_req_free(struct xds_proxy_req *r);  /* NULL is a no-op */

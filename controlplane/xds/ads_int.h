@@ -171,6 +171,7 @@ struct xds_ads_stream {
 	char *node_sa;                     /* metadata SERVICE_ACCOUNT; NULL: none */
 	char *node_ip;                     /* node id "TYPE~IP~..."; NULL: none */
 	char *node_locality;               /* Node.locality "region/zone/subzone"; NULL: none */
+	bool node_tproxy;                  /* metadata INTERCEPTION_MODE is TPROXY */
 	/* per-proxy resources (see ads.c): the key's set, shared */
 	struct xds_ads__key *key;          /* NULL: none (no Node, no want callback) */
 	struct xds_snapshot *own;          /* key->snap when last resolved */

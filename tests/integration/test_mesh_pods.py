@@ -175,8 +175,30 @@ class MeshPodsTest(unittest.TestCase):
         run_in_netns(self, __file__, "test_mesh_pods.PodsInNetns", "MESH_IT_PODS")
 
 
-@unittest.skipUnless(os.environ.get("MESH_IT_PODS") == "1", "run by MeshPodsTest inside its own namespace")
-class PodsInNetns(unittest.TestCase):
+class PodsBase(unittest.TestCase):
+    """The pods, meshd and the sidecars, for a class of checks on them
+    (PodsInNetns here; test_mesh_tproxy's TPROXY pods).  capture() and
+    sidecar_args() say how each pod's sidecar is set up."""
+
+    @classmethod
+    def capture(cls, pod):
+        """The `meshproxy iptables` flags of the pod's istio-init."""
+        return CAPTURE
+
+    @classmethod
+    def sidecar_args(cls, pod):
+        """(setpriv flags, meshproxy flags) beyond the common ones."""
+        return [], []
+
+    @classmethod
+    def more_apps(cls, app):
+        """Start further applications (app: the script's path)."""
+
+    @classmethod
+    def files(cls):
+        """meshd's configuration."""
+        return config()
+
     @classmethod
     def setUpClass(cls):
         cls.tag = "%d" % (os.getpid() % 100000)
@@ -219,7 +241,7 @@ class PodsInNetns(unittest.TestCase):
             for name, (_, sa, sidecar) in PODS.items():
                 if sidecar:
                     f.write("%s-token %s %s\n" % (name, NS, sa))
-        cls.meshd = Meshd(config(), extra_args=["--ca-dir", ca_dir, "--ca-token-file", tokens])
+        cls.meshd = Meshd(cls.files(), extra_args=["--ca-dir", ca_dir, "--ca-token-file", tokens])
         cls.meshd.extra_args += ["--xds-addr", "0.0.0.0:%d" % cls.meshd.xds_port,
                                  "--secure-addr", "0.0.0.0:%d" % cls.meshd.secure_port]
         cls.meshd.start()
@@ -235,17 +257,19 @@ class PodsInNetns(unittest.TestCase):
         cls.start("web-app", "web", ["/usr/bin/python3", app, str(APP_PORT)])
         # an application in the client pod too (its inbound, over IPv6)
         cls.start("client-app", "client", ["/usr/bin/python3", app, str(CLIENT_APP_PORT)])
+        cls.more_apps(app)
         # each pod with a sidecar: istio-init's rules, then the proxy as uid 1337
         for name, (ip, sa, sidecar) in PODS.items():
             if not sidecar:
                 continue
-            run(["ip", "netns", "exec", cls.netns[name], MESHPROXY, "iptables"] + CAPTURE)
+            run(["ip", "netns", "exec", cls.netns[name], MESHPROXY, "iptables"] + cls.capture(name))
             tok = os.path.join(cls.tmp, name + ".token")
             with open(tok, "w") as f:
                 f.write(name + "-token\n")
             os.chmod(tok, 0o644)
+            priv, extra = cls.sidecar_args(name)
             cls.start(name + "-sidecar", name, [
-                "setpriv", "--reuid", "1337", "--regid", "1337", "--clear-groups"] +
+                "setpriv", "--reuid", "1337", "--regid", "1337", "--clear-groups"] + priv +
                 os.environ.get("MESHPROXY_WRAPPER", "").split() + [
                 MESHPROXY, "--xds-addr", "%s:%d" % (BRIDGE_IP, cls.meshd.xds_port),
                 "--node-id", "sidecar~%s~%s.%s~%s.svc.cluster.local" % (ip, name, NS, NS),
@@ -253,7 +277,7 @@ class PodsInNetns(unittest.TestCase):
                 "--ca-addr", "%s:%d" % (BRIDGE_IP, cls.meshd.secure_port), "--root-cert", root,
                 "--token-file", tok, "--log-level", "debug", "--exit-on-zero-active-connections",
                 # dual-stack listeners: IPv6 captures, and IPv4 ones as v4-mapped
-                "--outbound-addr", "[::]:15001", "--inbound-addr", "[::]:15006"])
+                "--outbound-addr", "[::]:15001", "--inbound-addr", "[::]:15006"] + extra)
         for name, (_, _, sidecar) in PODS.items():
             if sidecar:
                 wait_for(lambda: cls.admin(name, "/ready")[0] == 200, timeout=60, what="%s sidecar /ready" % name)
@@ -332,6 +356,15 @@ class PodsInNetns(unittest.TestCase):
         wait_for(ok, timeout=30, what="%s -> web (%r)" % (pod, last))
         return last[0]
 
+    def cx_total(self, pod):
+        for line in self.admin(pod, "/stats/prometheus")[1].splitlines():
+            if line.startswith("envoy_http_downstream_cx_total{"):
+                return int(line.split()[-1])
+        raise AssertionError("%s: no envoy_http_downstream_cx_total" % pod)
+
+
+@unittest.skipUnless(os.environ.get("MESH_IT_PODS") == "1", "run by MeshPodsTest inside its own namespace")
+class PodsInNetns(PodsBase):
     def test_1_captured_call_routed_over_mtls(self):
         status, body = self.call_web("client", "/api/hello")
         self.assertEqual(status, 200, body + self.logs("client-sidecar"))
@@ -396,12 +429,6 @@ class PodsInNetns(unittest.TestCase):
         self.assertEqual(rules(before), rules(back))
         # and the pod still works through them
         self.assertEqual(self.call_web("client", "/api/again")[0], 200)
-
-    def cx_total(self, pod):
-        for line in self.admin(pod, "/stats/prometheus")[1].splitlines():
-            if line.startswith("envoy_http_downstream_cx_total{"):
-                return int(line.split()[-1])
-        raise AssertionError("%s: no envoy_http_downstream_cx_total" % pod)
 
     def test_5_own_proxy_ports_are_not_looped(self):
         # a captured connection whose original destination is the pod's

@@ -66,6 +66,7 @@ struct golden_sidecar {
 	bool present;
 	struct golden_proxy wl;          /* namespace, labels (listener unused) */
 	char *ip, *sa, *locality;
+	bool tproxy;                 /* interceptionMode: TPROXY */
 	bool has_scope;
 	char *egress[GOLDEN_SCOPE_MAX];
 	struct cfg_strs egress_hosts;
@@ -111,7 +112,8 @@ static int golden_sidecar_build(struct gen_sidecar_cache *c, const struct model 
 {
 	struct gen_workload w = { .ns = sc->wl.ns, .labels = &sc->wl.labels };
 	struct gen_node node = { .ip = sc->ip, .service_account = sc->sa,
-				 .scope = sc->has_scope ? &sc->scope : NULL, .locality = sc->locality };
+				 .scope = sc->has_scope ? &sc->scope : NULL, .locality = sc->locality,
+				 .tproxy = sc->tproxy };
 	struct gen_sidecar_scope real;
 	const struct cfg_object *so = NULL;
 	int rc;
@@ -185,7 +187,8 @@ static int golden_generate(const char *flavour, const struct model *m, const str
 		/* per gateway workload (router.yaml): uncached, through a
 		 * fresh cache and through one that built the case before */
 		struct gen_workload w = { .ns = sc->wl.ns, .labels = &sc->wl.labels };
-		struct gen_node node = { .ip = sc->ip, .service_account = sc->sa, .locality = sc->locality };
+		struct gen_node node = { .ip = sc->ip, .service_account = sc->sa, .locality = sc->locality,
+					 .tproxy = sc->tproxy };
 		struct gen_sidecar_cache *c_fresh, *c_warm;
 		struct xds_snapshot *tmp = NULL;
 
@@ -835,6 +838,15 @@ static int golden_workload_load(const char *case_dir, const char *file, struct g
 			sc->locality = golden_scalar(&doc, v);
 		} else if (strcmp(key, "serviceAccount") == 0 && !sc->sa) {
 			sc->sa = golden_scalar(&doc, v);
+		} else if (strcmp(key, "interceptionMode") == 0 && v && v->type == YAML_SCALAR_NODE) {
+			/* node metadata INTERCEPTION_MODE */
+			const char *m = (const char *)v->data.scalar.value;
+
+			if (strcmp(m, "TPROXY") && strcmp(m, "REDIRECT")) {
+				fprintf(stderr, "%s: interceptionMode: REDIRECT or TPROXY, not %s\n", path, m);
+				rc = -EINVAL;
+			}
+			sc->tproxy = strcmp(m, "TPROXY") == 0;
 		} else if (strcmp(key, "sidecar") == 0) {
 			rc = golden_scope_parse(&doc, v, sc);
 		} else if (strcmp(key, "namespace") == 0 && !sc->wl.ns) {

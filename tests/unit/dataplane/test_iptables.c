@@ -258,6 +258,10 @@ START_TEST(bad_values_refused)
 		"--ipv6=false -u -j",
 		"--ipv6=false -m TPROXY -t abc/def",
 		"--ipv6=false -m TPROXY -t 4294967296",
+		"--ipv6=false -m TPROXY -b 80 -r 0",          /* ip(8): table 0 is "unspecified" */
+		"--ipv6=false -m TPROXY -b 80 -r main",       /* a word ip(8) would read as a table name */
+		"--ipv6=false -m TPROXY -b 80 -r 4294967296",
+		"--ipv6=false -m TPROXY -b 80 -r 13x",
 	};
 	struct mesh_buf out;
 	size_t i;

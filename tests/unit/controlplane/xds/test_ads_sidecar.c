@@ -497,6 +497,44 @@ START_TEST(sidecar_key_has_locality)
 }
 END_TEST
 
+/* Node metadata INTERCEPTION_MODE TPROXY (istiod's transparent listeners
+ * and original_src): a part of the key, so a TPROXY proxy never shares a
+ * REDIRECT one's set; the request tells the stage.  REDIRECT keys are
+ * unchanged. */
+START_TEST(sidecar_key_has_tproxy)
+{
+	struct xds_ads_stream *st[3];
+	const char *mode[3] = { "REDIRECT", "TPROXY", "TPROXY" };
+	char *plain = key_of("a", NULL);
+	size_t i, k;
+
+	for (i = 0; i < 3; i++) {
+		Envoy__Service__Discovery__V3__DiscoveryRequest req = ENVOY__SERVICE__DISCOVERY__V3__DISCOVERY_REQUEST__INIT;
+		struct ads_client_sidecar_node nd;
+
+		ck_assert_int_eq(xds_ads_stream_new(ads, 0, NULL, NULL, &st[i]), 0);
+		req.node = ads_client_sidecar_node_init(&nd, i == 2 ? ID_A2 : ID_A1, "demo", "sa-a", "a");
+		for (k = 0; k < nd.md.n_fields; k++)
+			if (!strcmp(nd.md.fields[k]->key, "INTERCEPTION_MODE"))
+				nd.md.fields[k]->value->string_value = (char *)mode[i];
+		req.type_url = URL_LDS;
+		req.version_info = "";
+		req.response_nonce = "";
+		xds_ads_stream_request(st[i], &req);
+	}
+	/* the two TPROXY proxies share a key (one request), the REDIRECT one has its own */
+	ck_assert_uint_eq(nreqs, 2);
+	ck_assert(!reqs[0]->tproxy);
+	ck_assert(reqs[1]->tproxy);
+	ck_assert_str_eq(reqs[0]->key, plain);
+	ck_assert_str_ne(reqs[1]->key, plain);
+	ck_assert_int_eq(strncmp(reqs[1]->key, plain, strlen(plain)), 0);
+	for (i = 0; i < 3; i++)
+		xds_ads_stream_free(st[i]);
+	free(plain);
+}
+END_TEST
+
 START_TEST(router_still_refused_naming_what_is_served)
 {
 	struct xds_ads_stream *gw;
@@ -676,6 +714,7 @@ static Suite *sidecar_suite(void)
 	tcase_add_test(tc, sidecar_delta_wildcard_and_names);
 	tcase_add_test(tc, sidecar_key_has_ip_only_without_labels);
 	tcase_add_test(tc, sidecar_key_has_locality);
+	tcase_add_test(tc, sidecar_key_has_tproxy);
 	tcase_add_test(tc, router_still_refused_naming_what_is_served);
 	tcase_add_test(tc, sidecar_push_carries_only_changed_endpoints);
 	tcase_add_test(tc, sidecar_replicas_share_names_selection_and_bodies);
