@@ -883,6 +883,15 @@ struct cfg_parse_result {
  * last good state and says so (file/source.h, kube/kube_watch.h). */
 #define CFG_MAX_OBJECTS_PER_SOURCE 200000
 #define CFG_MAX_DEPTH        64          /* nesting depth */
+/* RE2 program size (instructions) of all the regexes of one object
+ * together.  Each is capped at Istio's 32768, but a 224-byte pattern
+ * reaches that, and compiling costs time here and time and memory (about
+ * 30 bytes an instruction) in every proxy the object reaches: without a
+ * total a 650 KB VirtualService took 38 s to validate.  Past it the object
+ * is rejected (meshd_config_rejected_total) and no further regex of it is
+ * compiled.  2^18: 8 regexes at Istio's limit, thousands of ordinary ones;
+ * a quarter of meshproxy's ROUTER_MAX_REGEX_PROGRAM_TOTAL. */
+#define CFG_MAX_REGEX_PROGRAM_PER_OBJECT (1L << 18)
 
 /* Parse YAML/JSON text.  origin names the source in errors.
  * Returns 0 (even when documents were rejected: see out->errors) or a
