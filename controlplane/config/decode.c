@@ -2599,6 +2599,18 @@ static void dec__service_entry(struct dec *d, const struct cfg__node *spec, stru
 		se->n_endpoints = eps->n;
 		dec__pop(d, mark);
 	}
+	/* every host gets a cluster per port, each with every endpoint: the
+	 * CRD's own caps (256 hosts, 256 ports, 4096 endpoints) let a 200 KB
+	 * object ask every sidecar for 268 million endpoints */
+	{
+		uint64_t n = (uint64_t)se->hosts.n * (se->n_ports ? se->n_ports : 1) *
+			     (se->n_endpoints ? se->n_endpoints : 1);
+
+		if (n > CFG_MAX_SE_HOST_PORT_ENDPOINTS)
+			cfg__error(d->e, spec, "hosts x ports x endpoints is %llu, past the limit of %llu per "
+				   "ServiceEntry (CFG_MAX_SE_HOST_PORT_ENDPOINTS): every sidecar would hold that many "
+				   "endpoints", (unsigned long long)n, (unsigned long long)CFG_MAX_SE_HOST_PORT_ENDPOINTS);
+	}
 }
 
 /* ------------------------------------------------------------- PeerAuthentication */
