@@ -146,6 +146,7 @@ struct router {
 	size_t n_configs;
 	struct mesh_re **res;            /* every compiled regex, freed with the router */
 	size_t n_res, cap_res;
+	long re_program;                 /* their program sizes summed (ROUTER_MAX_REGEX_PROGRAM_TOTAL) */
 };
 
 /* ---------------------------------------------------------------- compile context */
@@ -265,12 +266,19 @@ static int compile_re(struct rctx *c, const pb_re *m, struct mesh_re **out, cons
 		c->r->res = v;
 		c->r->cap_res = cap;
 	}
+	if (c->r->re_program >= ROUTER_MAX_REGEX_PROGRAM_TOTAL)
+		return nack(c, "%s: the regexes' total RE2 program size is past the limit of %ld "
+			    "(ROUTER_MAX_REGEX_PROGRAM_TOTAL)", what, ROUTER_MAX_REGEX_PROGRAM_TOTAL);
 	rc = mesh_re_new(m->regex ? m->regex : "", m->regex ? strlen(m->regex) : 0, max, out, err, sizeof(err));
 	if (rc == -EINVAL)
 		return nack(c, "%s: %s", what, err);
 	if (rc < 0)
 		return rc;
 	c->r->res[c->r->n_res++] = *out;
+	c->r->re_program += mesh_re_program_size(*out);
+	if (c->r->re_program > ROUTER_MAX_REGEX_PROGRAM_TOTAL)
+		return nack(c, "%s: the regexes' total RE2 program size %ld is past the limit of %ld "
+			    "(ROUTER_MAX_REGEX_PROGRAM_TOTAL)", what, c->r->re_program, ROUTER_MAX_REGEX_PROGRAM_TOTAL);
 	return 0;
 }
 

@@ -940,6 +940,15 @@ static int decode_one(enum xds_type t, const Google__Protobuf__Any *a, size_t id
 			 a && a->type_url ? a->type_url : "(none)", xds_type_short(t));
 		return -EINVAL;
 	}
+	/* Envoy refuses a Duration out of range wherever it reads one (its
+	 * DurationUtil): so does the whole resource here, Anys included */
+	if (pbdepth_check(pbjson_lookup(url), a->value.data, a->value.len, PBDEPTH_LIMIT,
+			  PBDEPTH_FOLLOW_ANY | PBDEPTH_CHECK_DURATIONS, NULL) == -ERANGE) {
+		snprintf(err, cap, "resource %zu of type %s: Duration out-of-range: a google.protobuf.Duration with "
+			 "negative seconds or nanos, seconds past %lld or nanos past 999999999", idx,
+			 xds_type_short(t), (long long)PBDEPTH_DURATION_MAX_SECONDS);
+		return -EINVAL;
+	}
 	rc = px_resource_decode(t, "", a->value.data, a->value.len, &r);
 	if (rc < 0) {
 		snprintf(err, cap, "resource %zu of type %s does not decode: %s", idx, xds_type_short(t),

@@ -9,6 +9,7 @@
 
 #include "common/xds/pbjson.h"
 #include "google/protobuf/any.pb-c.h"
+#include "google/protobuf/duration.pb-c.h"
 
 #include <string.h>
 
@@ -78,6 +79,39 @@ static int pbdepth__skip(const uint8_t *p, size_t *pos, size_t end, unsigned wt,
 		break;
 	}
 	return rc;
+}
+
+/* A google.protobuf.Duration's bytes [start, start+n): 0 when Envoy takes
+ * it (seconds 1 and nanos 2, the last of each winning), -ERANGE when not,
+ * -MESH_EPARSE when broken. */
+static int pbdepth__duration(const uint8_t *p, size_t start, size_t n)
+{
+	size_t pos = start, end = start + n, fs, fn;
+	int64_t seconds = 0, nanos = 0;
+	uint64_t tag, v;
+	int rc = 0;
+
+	while (pos < end) {
+		rc = pbdepth__varint(p, &pos, end, &tag);
+		if (rc < 0)
+			return rc;
+		if ((tag & 7) == 0 && ((tag >> 3) == 1 || (tag >> 3) == 2)) {
+			rc = pbdepth__varint(p, &pos, end, &v);
+			if (rc < 0)
+				return rc;
+			if ((tag >> 3) == 1)
+				seconds = (int64_t)v;
+			else
+				nanos = (int32_t)(uint32_t)v; /* int32: protobuf keeps the low 32 bits */
+			continue;
+		}
+		rc = pbdepth__skip(p, &pos, end, (unsigned)(tag & 7), &fs, &fn);
+		if (rc < 0)
+			return rc;
+	}
+	if (seconds < 0 || nanos < 0 || seconds > PBDEPTH_DURATION_MAX_SECONDS || nanos > 999999999)
+		return -ERANGE;
+	return 0;
 }
 
 /*
@@ -172,6 +206,13 @@ int pbdepth_check(const ProtobufCMessageDescriptor *desc, const uint8_t *data, s
 		if (!f || f->type != PROTOBUF_C_TYPE_MESSAGE || !f->descriptor)
 			continue; /* unknown field, string, bytes or packed scalars: flat */
 		child = f->descriptor;
+		if ((flags & PBDEPTH_CHECK_DURATIONS) && child == &google__protobuf__duration__descriptor) {
+			rc = pbdepth__duration(data, fs, fn);
+			if (rc == -ERANGE)
+				goto out;
+			if (rc < 0)
+				goto broken;
+		}
 		level = stack[top].level + 1;
 		if (level > deepest)
 			deepest = level;

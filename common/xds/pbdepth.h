@@ -35,6 +35,14 @@
  * bytes are broken (it will not decode on its own, and the holder refuses it
  * then, as for any resource that does not decode). */
 #define PBDEPTH_FOLLOW_ANY 0x1
+/* Also refuse, with -ERANGE, a google.protobuf.Duration that Envoy refuses
+ * where it reads one (DurationUtil's validateDuration: "Expected positive
+ * duration" for negative seconds or nanos, "Duration out-of-range" for
+ * seconds past PBDEPTH_DURATION_MAX_SECONDS or nanos past 999,999,999), so
+ * that no converter to milliseconds sees one (seconds * 1000 overflowed). */
+#define PBDEPTH_CHECK_DURATIONS 0x2
+/* protobuf's TimeUtil::kDurationMaxSeconds (10,000 years) */
+#define PBDEPTH_DURATION_MAX_SECONDS 315576000000LL
 
 /*
  * Walk data (len bytes) as a desc message.  The top message is level 0; a
@@ -42,7 +50,8 @@
  * lies deeper than max_depth (<= PBDEPTH_HARD_MAX), -MESH_ETOOBIG when one
  * does, -MESH_EPARSE when the wire format is broken (a truncated varint or
  * length, a length past its enclosing message, a group or reserved wire type:
- * protobuf-c would refuse those too), -EINVAL for bad arguments.  *depth_out,
+ * protobuf-c would refuse those too), -ERANGE for a Duration out of range
+ * (with PBDEPTH_CHECK_DURATIONS), -EINVAL for bad arguments.  *depth_out,
  * when not NULL, receives the deepest level seen (up to the point it stopped).
  */
 MESH_MUST_CHECK int pbdepth_check(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,

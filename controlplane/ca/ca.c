@@ -352,7 +352,7 @@ static int load_key(const char *path, EVP_PKEY **out, char *err, size_t cap)
 	*out = NULL;
 	rc = mesh_read_file(path, CA_MAX_FILE_BYTES, &data, &len);
 	if (rc < 0) {
-		seterr(err, cap, "%s: %s", path, rc == -MESH_ETOOBIG ? "file too large" : strerror(-rc));
+		seterr(err, cap, "%s: %s", path, rc == -MESH_ETOOBIG ? "file too large" : mesh_strerror(rc));
 		goto out;
 	}
 	rc = mesh_pem_read_key(data, len, out);
@@ -374,7 +374,7 @@ static int load_certs(const char *path, STACK_OF(X509) **out, char *err, size_t 
 
 	rc = mesh_read_file(path, CA_MAX_FILE_BYTES, &data, &len);
 	if (rc < 0) {
-		seterr(err, cap, "%s: %s", path, rc == -MESH_ETOOBIG ? "file too large" : strerror(-rc));
+		seterr(err, cap, "%s: %s", path, rc == -MESH_ETOOBIG ? "file too large" : mesh_strerror(rc));
 		goto out;
 	}
 	*out = NULL;

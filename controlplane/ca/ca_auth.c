@@ -18,12 +18,14 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define SCOPE "ca"
 /* Entries one token file may hold. */
@@ -314,12 +316,22 @@ static int file_refresh(struct auth_file *f, int force, char *err, size_t cap)
 	FILE *fp = NULL;
 	char *data = NULL;
 	size_t len;
-	int rc = 0;
+	int fd, rc = 0;
 
-	fp = fopen(f->path, "rb");
-	if (!fp || fstat(fileno(fp), &st) < 0) {
+	/* O_NONBLOCK: a FIFO put in its place must not wait for a writer
+	 * (meshd hung at start, and the CA at the next call); only a regular
+	 * file is read, as mesh_read_file does */
+	fd = open(f->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0 || fstat(fd, &st) < 0 || !(fp = fdopen(fd, "rb"))) {
 		rc = -errno;
 		snprintf(err, cap, "%s: %s", f->path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		rc = -MESH_ENOTREG;
+		snprintf(err, cap, "%s: not a regular file (a FIFO, device, socket or directory)", f->path);
 		goto out;
 	}
 	if (!force && st.st_dev == f->dev && st.st_ino == f->ino && st.st_size == f->size &&

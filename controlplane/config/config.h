@@ -883,6 +883,23 @@ struct cfg_parse_result {
  * last good state and says so (file/source.h, kube/kube_watch.h). */
 #define CFG_MAX_OBJECTS_PER_SOURCE 200000
 #define CFG_MAX_DEPTH        64          /* nesting depth */
+/* RE2 program size (instructions) of all the regexes of one object
+ * together.  Each is capped at Istio's 32768, but a 224-byte pattern
+ * reaches that, and compiling costs time here and time and memory (about
+ * 30 bytes an instruction) in every proxy the object reaches: without a
+ * total a 650 KB VirtualService took 38 s to validate.  Past it the object
+ * is rejected (meshd_config_rejected_total) and no further regex of it is
+ * compiled.  2^18: 8 regexes at Istio's limit, thousands of ordinary ones;
+ * a quarter of meshproxy's ROUTER_MAX_REGEX_PROGRAM_TOTAL. */
+#define CFG_MAX_REGEX_PROGRAM_PER_OBJECT (1L << 18)
+/* hosts x ports x endpoints (each factor at least 1) of one ServiceEntry:
+ * every host gets a cluster per port holding every endpoint, in every
+ * sidecar the entry reaches (about 320 bytes of meshproxy an endpoint).
+ * Istio's CRD caps each factor (256, 256, 4096) but not the product: a
+ * 7.5 KB entry of 100 x 100 x 100 grew each sidecar to 537 MB.  Past it the
+ * object is rejected (meshd_config_rejected_total).  2^17: 256 hosts x 256
+ * ports, or 4096 endpoints x 32 host-ports. */
+#define CFG_MAX_SE_HOST_PORT_ENDPOINTS 131072ULL
 
 /* Parse YAML/JSON text.  origin names the source in errors.
  * Returns 0 (even when documents were rejected: see out->errors) or a

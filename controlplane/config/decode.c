@@ -32,6 +32,8 @@ struct dec {
 	const char *ns;
 	const struct cfg_object *o;
 	const struct cfg__node *jwt_claim_match; /* a header match on @request.auth.claims.* */
+	long re_program;             /* RE2 program sizes of its regexes so far (CFG_MAX_REGEX_PROGRAM_PER_OBJECT) */
+	bool re_over;                /* past it: reported once, nothing more compiled */
 };
 
 #define F(n, k) cfg__node_field((n), (k))
@@ -574,7 +576,20 @@ static void dec__regex_x(struct dec *d, const struct cfg__node *n, const char *k
 		DEC_ERR_AT(d, n, key, "regex is too large, max length allowed is 1024");
 		return;
 	}
+	if (d->re_over)
+		return;
 	rc = mesh_re_new(n->str, n->len, MESH_RE_ISTIO_MAX_PROGRAM_SIZE, &re, err, sizeof(err));
+	if (rc == 0) {
+		d->re_program += mesh_re_program_size(re);
+		if (d->re_program > CFG_MAX_REGEX_PROGRAM_PER_OBJECT) {
+			d->re_over = true;
+			DEC_ERR_AT(d, n, key, "the object's regexes together are too large: RE2 program size %ld so far, "
+				   "past the limit of %ld per object (CFG_MAX_REGEX_PROGRAM_PER_OBJECT); the regexes "
+				   "after this one were not checked", d->re_program, CFG_MAX_REGEX_PROGRAM_PER_OBJECT);
+			mesh_re_free(re);
+			return;
+		}
+	}
 	if (rc == -ENOMEM) {
 		DEC_ERR_AT(d, n, key, "out of memory compiling the regex");
 		return;
@@ -2584,6 +2599,18 @@ static void dec__service_entry(struct dec *d, const struct cfg__node *spec, stru
 		se->n_endpoints = eps->n;
 		dec__pop(d, mark);
 	}
+	/* every host gets a cluster per port, each with every endpoint: the
+	 * CRD's own caps (256 hosts, 256 ports, 4096 endpoints) let a 200 KB
+	 * object ask every sidecar for 268 million endpoints */
+	{
+		uint64_t n = (uint64_t)se->hosts.n * (se->n_ports ? se->n_ports : 1) *
+			     (se->n_endpoints ? se->n_endpoints : 1);
+
+		if (n > CFG_MAX_SE_HOST_PORT_ENDPOINTS)
+			cfg__error(d->e, spec, "hosts x ports x endpoints is %llu, past the limit of %llu per "
+				   "ServiceEntry (CFG_MAX_SE_HOST_PORT_ENDPOINTS): every sidecar would hold that many "
+				   "endpoints", (unsigned long long)n, (unsigned long long)CFG_MAX_SE_HOST_PORT_ENDPOINTS);
+	}
 }
 
 /* ------------------------------------------------------------- PeerAuthentication */
@@ -4263,7 +4290,7 @@ static void dec__telemetry(struct dec *d, const struct cfg__node *spec, struct c
 
 void cfg__decode(struct cfg__ectx *e, struct cfg_object *o, const struct cfg__node *root)
 {
-	struct dec d = { e, o->arena, o->ns, o, NULL };
+	struct dec d = { e, o->arena, o->ns, o, NULL, 0, false };
 	const struct cfg__node *spec = cfg__node_field(root, "spec");
 	size_t mark, i;
 	struct cfg__node empty = { .type = CFG__MAP, .line = root->line, .col = root->col };

@@ -1101,6 +1101,25 @@ static void accept_slot_init(struct accept_slot *a, enum tag_kind kind)
 }
 
 /*
+ * Is the port of "HOST:PORT" 1 to 5 decimal digits up to 65535?  gRPC core
+ * reads it with atoi and keeps the low 16 bits: "0.0.0.0:99999" listened on
+ * 34463 and ":65536" on a random port, with no error.  0 or -EINVAL
+ * (logged, naming the address; what as in server_bind_error).
+ */
+static int server_addr_port_check(const char *addr, const char *what)
+{
+	const char *colon = strrchr(addr, ':'), *p;
+	unsigned long port = 0;
+
+	for (p = colon ? colon + 1 : ""; *p >= '0' && *p <= '9' && p - colon <= 5; p++)
+		port = port * 10 + (unsigned long)(*p - '0');
+	if (colon && p > colon + 1 && !*p && port <= 65535)
+		return 0;
+	log_error(SCOPE, "cannot listen on %s%s: want HOST:PORT or [IPV6]:PORT, the port 0 to 65535", addr, what);
+	return -EINVAL;
+}
+
+/*
  * gRPC core says only that a port could not be added.  Bind the address once
  * more (no SO_REUSEPORT, as the server now asks) to learn why, and log it
  * naming the port: -EADDRINUSE when another process holds it, else
@@ -1258,6 +1277,9 @@ int xds_server_start(const struct xds_server_config *cfg, struct xds_server **ou
 			goto out;
 		}
 	}
+	if ((rc = server_addr_port_check(cfg->addr, "")) < 0 ||
+	    (cfg->secure_addr && (rc = server_addr_port_check(cfg->secure_addr, " (TLS)")) < 0))
+		goto out;
 	creds = grpc_insecure_server_credentials_create();
 	s->port = grpc_server_add_http2_port(s->server, cfg->addr, creds);
 	grpc_server_credentials_release(creds);

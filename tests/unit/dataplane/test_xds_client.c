@@ -163,8 +163,9 @@ static void route_config(Google__Protobuf__Any *a, const char *name)
 	route_config_vh(a, name, NULL);
 }
 
-/* A listener with one filter chain whose HCM takes route config rds. */
-static void listener(Google__Protobuf__Any *a, const char *name, const char *rds)
+/* A listener with one filter chain whose HCM takes route config rds (and
+ * has request_timeout rt when not NULL). */
+static void listener_rt(Google__Protobuf__Any *a, const char *name, const char *rds, Google__Protobuf__Duration *rt)
 {
 	Envoy__Config__Listener__V3__Listener l = ENVOY__CONFIG__LISTENER__V3__LISTENER__INIT;
 	Envoy__Config__Listener__V3__FilterChain fc = ENVOY__CONFIG__LISTENER__V3__FILTER_CHAIN__INIT;
@@ -181,6 +182,7 @@ static void listener(Google__Protobuf__Any *a, const char *name, const char *rds
 	h.route_specifier_case =
 		ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_RDS;
 	h.rds = &r;
+	h.request_timeout = rt;
 	any_of(&hany, HCM_URL, &h.base);
 	f.name = "envoy.filters.network.http_connection_manager";
 	f.config_type_case = ENVOY__CONFIG__LISTENER__V3__FILTER__CONFIG_TYPE_TYPED_CONFIG;
@@ -192,6 +194,11 @@ static void listener(Google__Protobuf__Any *a, const char *name, const char *rds
 	l.filter_chains = fcs;
 	any_of(a, xds_type_url(XDS_LISTENER), &l.base);
 	free(hany.value.data);
+}
+
+static void listener(Google__Protobuf__Any *a, const char *name, const char *rds)
+{
+	listener_rt(a, name, rds, NULL);
 }
 
 /* Sends a response of type t with n resources (freed here). */
@@ -426,6 +433,58 @@ START_TEST(nack_keeps_last_good)
 	respond(c, XDS_SECRET, "s1", "n9", res, 1);
 	no_more_reqs();
 	ck_assert_uint_eq(xds_client_stats(c)->responses_ignored, 1);
+	client_done(c);
+}
+END_TEST
+
+/* A Duration Envoy refuses (DurationUtil: negative, or seconds past
+ * 315576000000) is NACKed wherever it sits, inside an Any too, before
+ * anything converts it to milliseconds (a route's seconds * 1000 overflowed
+ * int64, undefined behaviour). */
+START_TEST(duration_out_of_range_nacked)
+{
+	struct xds_client *c = client();
+	const Envoy__Service__Discovery__V3__DiscoveryRequest *r;
+	Envoy__Config__Cluster__V3__Cluster cl = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__INIT;
+	Google__Protobuf__Duration d = GOOGLE__PROTOBUF__DURATION__INIT;
+	Google__Protobuf__Any res[1];
+	int calls;
+
+	bring_up(c);
+	calls = apply_calls;
+	cl.name = "T";
+	cl.connect_timeout = &d;
+	d.seconds = INT64_MAX;
+	any_of(&res[0], xds_type_url(XDS_CLUSTER), &cl.base);
+	respond(c, XDS_CLUSTER, "c2", "n5", res, 1);
+	r = next_req(XDS_CLUSTER);
+	ck_assert_str_eq(r->version_info, "c1");
+	ck_assert_ptr_nonnull(r->error_detail);
+	ck_assert_msg(strstr(r->error_detail->message, "Duration out-of-range"), "%s", r->error_detail->message);
+	/* negative, in the HCM inside the listener's Any */
+	d.seconds = -1;
+	listener_rt(&res[0], "L", "R", &d);
+	respond(c, XDS_LISTENER, "l2", "n6", res, 1);
+	r = next_req(XDS_LISTENER);
+	ck_assert_str_eq(r->version_info, "l1");
+	ck_assert_ptr_nonnull(r->error_detail);
+	ck_assert_msg(strstr(r->error_detail->message, "Duration out-of-range"), "%s", r->error_detail->message);
+	ck_assert_int_eq(apply_calls, calls);
+	/* nanos past a second */
+	d.seconds = 1;
+	d.nanos = 1000000000;
+	any_of(&res[0], xds_type_url(XDS_CLUSTER), &cl.base);
+	respond(c, XDS_CLUSTER, "c3", "n7", res, 1);
+	r = next_req(XDS_CLUSTER);
+	ck_assert_ptr_nonnull(r->error_detail);
+	/* at the top of the range: taken */
+	d.seconds = 315576000000LL;
+	d.nanos = 999999999;
+	any_of(&res[0], xds_type_url(XDS_CLUSTER), &cl.base);
+	respond(c, XDS_CLUSTER, "c4", "n8", res, 1);
+	r = next_req(XDS_CLUSTER);
+	ck_assert_ptr_null(r->error_detail);
+	reqs_clear(); /* (the cluster change re-asks for endpoints) */
 	client_done(c);
 }
 END_TEST
@@ -1401,6 +1460,7 @@ int main(void)
 	tcase_add_test(tc, bad_secret_spares_the_others);
 	tcase_add_test(tc, delta_secret_removal_in_use_ignored);
 	tcase_add_test(tc, nack_keeps_last_good);
+	tcase_add_test(tc, duration_out_of_range_nacked);
 	tcase_add_test(tc, warming_keeps_working_versions);
 	tcase_add_test(tc, resubscribe_with_held_versions);
 	tcase_add_test(tc, config_dump_shape);

@@ -533,6 +533,18 @@ START_TEST(test_plugin_ca)
 	write_pem(CA_FILE_CERT, k.inter, NULL, NULL);
 	expect_load_error(CA_FILE_KEY);
 	rm_tmpdir();
+
+	/* a FIFO for the key: refused by name, in words (it read "Unknown error 10006") */
+	mk_tmpdir();
+	write_pem(CA_FILE_CERT, k.inter, NULL, NULL);
+	{
+		char p[512];
+
+		snprintf(p, sizeof(p), "%s/%s", tmpdir, CA_FILE_KEY);
+		ck_assert_int_eq(mkfifo(p, 0600), 0);
+	}
+	expect_load_error("ca-key.pem: not a regular file");
+	rm_tmpdir();
 	EVP_PKEY_free(key);
 	pki_free(&k);
 }

@@ -147,6 +147,30 @@ START_TEST(test_token_file_errors)
 }
 END_TEST
 
+/* A FIFO in the token file's place (at start, or swapped in later) is
+ * refused at once: no open() waiting for a writer (meshd hung at start),
+ * no one authorised. */
+START_TEST(test_token_file_fifo_refused)
+{
+	struct ca_authenticator *a = NULL;
+	struct ca_identity id;
+	char err[256], msg[256], fifo[300];
+
+	snprintf(fifo, sizeof(fifo), "%s.fifo", path);
+	ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+	ck_assert_int_eq(ca_auth_file_new(fifo, &a, err, sizeof(err)), -MESH_ENOTREG);
+	ck_assert_ptr_null(a);
+	ck_assert_msg(strstr(err, "not a regular file"), "%s", err);
+
+	write_file("tok-a default a\n");
+	ck_assert_int_eq(ca_auth_file_new(path, &a, err, sizeof(err)), 0);
+	ck_assert_int_eq(ca_auth_authenticate(a, "tok-a", &id, msg, sizeof(msg)), 0);
+	ck_assert_int_eq(rename(fifo, path), 0);
+	ck_assert_int_eq(ca_auth_authenticate(a, "tok-a", &id, msg, sizeof(msg)), -EACCES);
+	ca_auth_free(a);
+}
+END_TEST
+
 START_TEST(test_none_and_bearer)
 {
 	struct ca_authenticator *a = NULL;
@@ -184,6 +208,7 @@ int main(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_token_file_lookup_and_reload);
 	tcase_add_test(tc, test_token_file_errors);
+	tcase_add_test(tc, test_token_file_fifo_refused);
 	tcase_add_test(tc, test_token_file_fails_closed);
 	tcase_add_test(tc, test_none_and_bearer);
 	suite_add_tcase(s, tc);

@@ -576,6 +576,30 @@ static double write_timeouts(void)
  * control) until the send timeout resets the stream; the server keeps
  * serving others.  The response is far larger than any flow-control window
  * the client would grant without reading. */
+/* A port past 65535 (or not a number) is refused: gRPC core would keep its
+ * low 16 bits and listen somewhere else without a word. */
+START_TEST(bad_port_refused)
+{
+	static const char *const bad[] = { "127.0.0.1:65536", "127.0.0.1:99999", "127.0.0.1:1x", "127.0.0.1:",
+					   "127.0.0.1", "127.0.0.1:-1", "127.0.0.1:0000015010" };
+	struct xds_server *s2 = NULL;
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct xds_server_config cfg = { .addr = bad[i] };
+
+		ck_assert_msg(xds_server_start(&cfg, &s2) == -EINVAL, "%s", bad[i]);
+		ck_assert_ptr_null(s2);
+	}
+	{
+		struct xds_server_config cfg = { .addr = "127.0.0.1:0", .secure_addr = "127.0.0.1:65536" };
+
+		ck_assert_int_eq(xds_server_start(&cfg, &s2), -EINVAL);
+		ck_assert_ptr_null(s2);
+	}
+}
+END_TEST
+
 START_TEST(stuck_stream_is_reset)
 {
 	struct xds_server_config cfg = { .addr = "127.0.0.1:0", .send_timeout_ms = 300 };
@@ -662,6 +686,7 @@ int main(void)
 	tcase_add_test(tc, half_close_ends_stream_ok);
 	tcase_add_test(tc, stop_with_open_streams);
 	tcase_add_test(tc, stuck_stream_is_reset);
+	tcase_add_test(tc, bad_port_refused);
 	suite_add_tcase(s, tc);
 	return testutil_run(s) ? EXIT_FAILURE : EXIT_SUCCESS;
 }
