@@ -20,6 +20,13 @@
  *
  * Unknown methods answer UNIMPLEMENTED.
  *
+ * A response whose answer will be large (a SotW ACK repeats every name
+ * subscribed: ~140 KB for a sidecar's EDS) starts only while the answers
+ * expected and not yet received fit a budget (xds_server_config.
+ * reply_budget); the rest wait in order.  gRPC core reads what the
+ * clients send whether or not we can take it yet, so 2,000 sidecars
+ * answering one push at once would otherwise sit in its read buffers.
+ *
  * Ownership: a stream is freed by the xDS thread once its call has ended
  * (RECV_CLOSE_ON_SERVER completed) and no batch of it is in flight.
  */
