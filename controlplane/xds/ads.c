@@ -422,8 +422,9 @@ static size_t varint_put(uint8_t *out, uint64_t v)
 }
 
 /* wire_hash() of v[0..n) encoded as DiscoveryRequest.resource_names (field
- * 3: tag 0x1a, length, bytes, per name).  Returns 0 and *h, or -ENOMEM. */
-static int MESH_MUST_CHECK names_wire_hash(char **v, size_t n, uint64_t *h)
+ * 3: tag 0x1a, length, bytes, per name) into *h, and that encoding's length
+ * into *wlen.  Returns 0, or -ENOMEM. */
+static int MESH_MUST_CHECK names_wire_hash(char **v, size_t n, uint64_t *h, size_t *wlen)
 {
 	size_t i, len = 0, k = 0;
 	uint8_t *buf;
@@ -441,6 +442,7 @@ static int MESH_MUST_CHECK names_wire_hash(char **v, size_t n, uint64_t *h)
 		k += l;
 	}
 	*h = wire_hash(buf, k);
+	*wlen = k;
 	free(buf);
 	return 0;
 }
@@ -475,7 +477,10 @@ static struct xds_ads__names *names_obj_new(char **v, size_t n, uint64_t h)
 			p += lens[i];
 		}
 		/* without it the fast path never matches: only slower */
-		o->wire_ok = names_wire_hash(o->v, n, &o->wire_hash) == 0;
+		o->wire_ok = names_wire_hash(o->v, n, &o->wire_hash, &o->wire_len) == 0;
+		if (!o->wire_ok) /* the length alone, without the buffer */
+			for (i = 0, o->wire_len = 0; i < n; i++)
+				o->wire_len += 1 + 10 + lens[i] - 1;
 	}
 	free(lens);
 	return o;
@@ -2716,6 +2721,22 @@ out:
 
 /* ------------------------------------------------------------------ */
 /* sending */
+
+size_t xds_ads_stream_reply_hint(const struct xds_ads_stream *st)
+{
+	size_t max = 0;
+	int t;
+
+	/* Delta ACKs carry a nonce alone; a wildcard SotW ACK names nothing */
+	if (st->delta || st->closed || st->finishing)
+		return 0;
+	for (t = 0; t < XDS_TYPE_COUNT; t++) {
+		const type_state *ts = &st->types[t];
+		if (ts->pending.queued && !ts->wildcard && ts->names_obj && ts->names_obj->wire_len > max)
+			max = ts->names_obj->wire_len;
+	}
+	return max;
+}
 
 int xds_ads_stream_next(struct xds_ads_stream *st, struct xds_ads_response *out)
 {

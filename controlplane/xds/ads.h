@@ -360,6 +360,16 @@ struct xds_ads_response {
  * code (logged; that response is dropped, the next call tries the next).
  */
 int xds_ads_stream_next(struct xds_ads_stream *st, struct xds_ads_response *out) MESH_MUST_CHECK;
+/*
+ * How many bytes the client's answer to the responses queued on st will
+ * take, as far as the subscription says: a SotW ACK repeats every
+ * resource name it subscribed to (2,000 sidecars ACKing an endpoint
+ * change each send ~140 KB), so this is the largest subscription's
+ * resource_names encoding among the queued types; 0 for Delta (an ACK is
+ * a nonce), wildcard types and nothing queued.  server.c budgets the
+ * answers in flight with it (xds_server_config.reply_budget).
+ */
+size_t xds_ads_stream_reply_hint(const struct xds_ads_stream *st);
 /* Whether the stream is to end: 1 with its status in *code and *msg
  * (owned by the stream; "" when none), else 0. */
 int xds_ads_stream_finishing(const struct xds_ads_stream *st, enum xds_ads_status *code, const char **msg);

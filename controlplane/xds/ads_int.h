@@ -34,6 +34,7 @@ struct xds_ads__names {
 	size_t n;
 	uint64_t hash;                     /* names_hash() of v */
 	uint64_t wire_hash;                /* names_wire_hash() of v; valid when wire_ok */
+	size_t wire_len;                   /* v as DiscoveryRequest.resource_names, in bytes */
 	int wire_ok;
 	char **v;                          /* into this allocation */
 };

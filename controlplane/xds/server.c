@@ -20,6 +20,13 @@
  *
  * Unknown methods answer UNIMPLEMENTED.
  *
+ * A response whose answer will be large (a SotW ACK repeats every name
+ * subscribed: ~140 KB for a sidecar's EDS) starts only while the answers
+ * expected and not yet received fit a budget (xds_server_config.
+ * reply_budget); the rest wait in order.  gRPC core reads what the
+ * clients send whether or not we can take it yet, so 2,000 sidecars
+ * answering one push at once would otherwise sit in its read buffers.
+ *
  * Ownership: a stream is freed by the xDS thread once its call has ended
  * (RECV_CLOSE_ON_SERVER completed) and no batch of it is in flight.
  */
@@ -131,6 +138,12 @@ struct xds_stream {
 	struct timespec send_started;      /* when the in-flight SEND_MESSAGE began */
 	struct timespec send_enqueued;     /* when its response was queued (pilot_xds_push_time) */
 	enum xds_type send_type;           /* its type (the push time's label) */
+	/* the answer this stream owes (xds_ads_stream_reply_hint), counted
+	 * in srv->reply_out until its next request; 0: none */
+	size_t reply_held;
+	struct timespec reply_since;
+	struct xds_stream *wait_next;      /* in srv's wait list (waiting set) */
+	int waiting;
 	int reset;                         /* cancelled by us: a send was stuck */
 	int closed;                        /* RECV_CLOSE_ON_SERVER completed */
 	int cancelled;
@@ -216,6 +229,12 @@ struct xds_server {
 	int push_streams;
 	struct timespec push_pub, push_queued;
 	int trim_due;                      /* a push was sent: trim once idle */
+	/* answers in flight (xds_server_config.reply_budget): their bytes,
+	 * and the streams waiting for room, oldest first */
+	size_t reply_budget, reply_out;
+	int reply_hold_ms;
+	struct xds_stream *wait_head, **wait_tail;
+	struct timespec reply_checked;     /* server_reply_expire's last walk */
 	struct xds_stream *streams;
 	struct unimpl_call *unimpl;
 	struct accept_slot acc_sotw, acc_delta, acc_generic, acc_unary;
@@ -343,15 +362,146 @@ static int stream_ending(const struct xds_stream *st)
 	return xds_ads_stream_finishing(st->ads, &code, &msg);
 }
 
+/* ------------------------------------------------------------------ */
+/* the budget of answers in flight */
+
+/* st's answer arrived (or will not come): its share goes back. */
+static void stream_reply_release(struct xds_stream *st)
+{
+	st->srv->reply_out -= st->reply_held;
+	st->reply_held = 0;
+}
+
+/* Queue st for room in the budget: at the tail, or at the head when it
+ * was just taken from there and still does not fit. */
+static void stream_wait(struct xds_stream *st, int front)
+{
+	struct xds_server *s = st->srv;
+
+	if (st->waiting)
+		return;
+	st->waiting = 1;
+	if (front && s->wait_head) {
+		st->wait_next = s->wait_head;
+		s->wait_head = st;
+		return;
+	}
+	st->wait_next = NULL;
+	*s->wait_tail = st;
+	s->wait_tail = &st->wait_next;
+}
+
+/* Take st out of the wait list (it is ending). */
+static void stream_unwait(struct xds_stream *st)
+{
+	struct xds_server *s = st->srv;
+	struct xds_stream **pp;
+
+	if (!st->waiting)
+		return;
+	for (pp = &s->wait_head; *pp; pp = &(*pp)->wait_next) {
+		if (*pp == st) {
+			*pp = st->wait_next;
+			break;
+		}
+	}
+	if (!s->wait_head || s->wait_tail == &st->wait_next) {
+		/* it was the last: find the new tail */
+		s->wait_tail = &s->wait_head;
+		while (*s->wait_tail)
+			s->wait_tail = &(*s->wait_tail)->wait_next;
+	}
+	st->waiting = 0;
+	st->wait_next = NULL;
+}
+
+/*
+ * Whether st may start its next response now, as the budget of answers
+ * in flight has it: 1 (its share counted when it owes a large answer and
+ * did not already; *took set then), or 0 with st queued for room.  One
+ * answer always fits into an empty budget, so a share larger than the
+ * whole budget still goes, alone.  front: st comes from the head of the
+ * wait list.
+ */
+static int stream_reply_admit(struct xds_stream *st, int front, int *took)
+{
+	struct xds_server *s = st->srv;
+	size_t hint;
+
+	*took = 0;
+	if (st->reply_held)
+		return 1;
+	hint = xds_ads_stream_reply_hint(st->ads);
+	if (hint < XDS_REPLY_MIN)
+		return 1;
+	if (s->reply_out > 0 && (s->wait_head && !front ? 1 : s->reply_out + hint > s->reply_budget)) {
+		/* others wait already (first come, first served), or no room */
+		stream_wait(st, front);
+		return 0;
+	}
+	st->reply_held = hint;
+	s->reply_out += hint;
+	clock_gettime(CLOCK_MONOTONIC, &st->reply_since);
+	*took = 1;
+	return 1;
+}
+
+static void stream_pump_from(struct xds_stream *st, int front);
+
+/* Start the waiting streams that fit, oldest first. */
+static void server_pump_waiting(struct xds_server *s)
+{
+	while (s->wait_head && (s->reply_out == 0 || s->reply_out + XDS_REPLY_MIN <= s->reply_budget)) {
+		struct xds_stream *st = s->wait_head;
+
+		s->wait_head = st->wait_next;
+		if (!s->wait_head)
+			s->wait_tail = &s->wait_head;
+		st->waiting = 0;
+		st->wait_next = NULL;
+		stream_pump_from(st, 1);
+		if (st->waiting)
+			break; /* back at the head: no room for it yet */
+	}
+}
+
+/* Release the shares of streams that owe an answer for longer than
+ * reply_hold_ms (a proxy that never ACKs must not stall the others),
+ * walking the streams at most every 250 ms and only while some wait. */
+static void server_reply_expire(struct xds_server *s)
+{
+	struct timespec now;
+	struct xds_stream *st;
+
+	if (!s->wait_head || !s->reply_out)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (s->reply_checked.tv_sec && ts_diff(&now, &s->reply_checked) < 0.25)
+		return;
+	s->reply_checked = now;
+	for (st = s->streams; st; st = st->next) {
+		if (st->reply_held && ts_diff(&now, &st->reply_since) * 1000.0 >= (double)s->reply_hold_ms) {
+			log_debug(SCOPE, "stream %llu: no answer within %d ms; its share of the reply budget goes back",
+				  (unsigned long long)st->id, s->reply_hold_ms);
+			stream_reply_release(st);
+		}
+	}
+}
+
 /* Send what the core has for this stream, one message at a time, or its
  * status once the core ends the stream and nothing is being sent. */
 static void stream_pump(struct xds_stream *st)
+{
+	stream_pump_from(st, 0);
+}
+
+static void stream_pump_from(struct xds_stream *st, int front)
 {
 	struct xds_ads_response resp;
 	grpc_slice slice;
 	grpc_op op;
 	size_t size;
-	int rc;
+	int rc, took;
 
 	if (st->closed || st->status_sent)
 		return;
@@ -360,13 +510,16 @@ static void stream_pump(struct xds_stream *st)
 			stream_send_status(st);
 		return;
 	}
-	if (st->sending)
+	if (st->sending || !stream_reply_admit(st, front, &took))
 		return;
 	do
 		rc = xds_ads_stream_next(st->ads, &resp);
 	while (rc < 0); /* that response was dropped (logged): the next one */
-	if (rc == 0)
+	if (rc == 0) {
+		if (took)
+			stream_reply_release(st); /* nothing went: nothing to answer */
 		return;
+	}
 	size = resp.len + (resp.head ? resp.head->len : 0);
 	/* the slice takes the bytes */
 	slice = grpc_slice_new(resp.data, resp.len, free);
@@ -458,6 +611,8 @@ static void stream_on_recv(struct xds_stream *st, int ok)
 
 	st->recv_buf = NULL;
 	st->recv_ack = NULL;
+	/* any request (or the end of them) is the client's answer */
+	stream_reply_release(st);
 	if (!ok || st->closed)
 		goto out;
 	if (ack) {
@@ -497,6 +652,8 @@ static void stream_free(struct xds_stream *st)
 {
 	if (!st)
 		return;
+	stream_unwait(st);
+	stream_reply_release(st);
 	xds_ads_stream_free(st->ads);
 	if (st->recv_buf)
 		grpc_byte_buffer_destroy(st->recv_buf);
@@ -677,6 +834,7 @@ static void stream_on_completion(struct xds_stream *st, enum tag_kind kind, int 
 	case TAG_CLOSE:
 		st->closed = 1;
 		xds_ads_stream_closed(st->ads);
+		stream_reply_release(st);
 		break;
 	case TAG_STATUS:
 	default:
@@ -973,6 +1131,8 @@ static void *xds_thread_main(void *arg)
 
 		if (!sending && s->trim_due)
 			wait_ms = XDS_TRIM_IDLE_MS;
+		if (s->wait_head && (wait_ms < 0 || wait_ms > 250))
+			wait_ms = 250; /* server_reply_expire */
 		nev = poll(pfd, 2, wait_ms);
 		if (nev < 0 && errno != EINTR)
 			log_error(SCOPE, "poll: %s", strerror(errno));
@@ -1027,6 +1187,8 @@ static void *xds_thread_main(void *arg)
 		}
 		if (!s->shutting_down) {
 			server_apply_publish(s, sets, snap, &when);
+			server_reply_expire(s);
+			server_pump_waiting(s);
 			server_push_done(s);
 		} else {
 			for (f = 0; f < XDS_FLAVOUR_COUNT; f++)
@@ -1267,6 +1429,9 @@ int xds_server_start(const struct xds_server_config *cfg, struct xds_server **ou
 	if (rc < 0)
 		goto out;
 	s->send_timeout_ms = cfg->send_timeout_ms > 0 ? cfg->send_timeout_ms : XDS_SEND_TIMEOUT_MS;
+	s->reply_budget = cfg->reply_budget ? cfg->reply_budget : XDS_REPLY_BUDGET;
+	s->reply_hold_ms = cfg->reply_hold_ms > 0 ? cfg->reply_hold_ms : XDS_REPLY_HOLD_MS;
+	s->wait_tail = &s->wait_head;
 	if (cfg->unary) {
 		s->unary = *cfg->unary;
 		grpc_server_register_completion_queue(s->server, s->unary.cq, NULL);

@@ -73,6 +73,17 @@ struct xds_server_config {
 	 * stream with UNAVAILABLE, so the proxy reconnects and resyncs instead of
 	 * pinning memory.  0: XDS_SEND_TIMEOUT_MS. */
 	int send_timeout_ms;
+	/* Answers in flight (xds_ads_stream_reply_hint): a response whose
+	 * answer will be at least XDS_REPLY_MIN bytes (a SotW ACK naming
+	 * every subscribed resource) is started only while the answers
+	 * expected and not yet received add up to less than reply_budget
+	 * bytes (0: XDS_REPLY_BUDGET); the others wait, in order.  Sent
+	 * together, 2,000 sidecars' ACKs of an endpoint change arrive
+	 * together too (~280 MB) and gRPC core holds them while it reads them.
+	 * A stream's share is released by its next request, or after
+	 * reply_hold_ms (0: XDS_REPLY_HOLD_MS) without one. */
+	size_t reply_budget;
+	int reply_hold_ms;
 	/* Connection bounds, as gRPC core channel args on both ports (0: the
 	 * default below; < 0: off where gRPC allows it).  gRPC core 1.51 has no
 	 * cap on the number of connections (GRPC_ARG_MAX_ALLOWED_INCOMING_
@@ -99,6 +110,9 @@ struct xds_server_config {
 };
 
 #define XDS_SEND_TIMEOUT_MS 30000
+#define XDS_REPLY_BUDGET (16u << 20)
+#define XDS_REPLY_MIN (16u << 10)
+#define XDS_REPLY_HOLD_MS 5000
 #define XDS_KEEPALIVE_TIME_MS 30000
 #define XDS_KEEPALIVE_TIMEOUT_MS 10000
 #define XDS_MAX_CONNECTION_AGE_GRACE_MS 10000

@@ -751,6 +751,38 @@ static void delta(struct xds_ads_stream *st, const char *id, const char *url, co
 	xds_ads_stream_delta_request(st, &req);
 }
 
+/* What a response's answer will weigh (xds_ads_stream_reply_hint): a SotW
+ * subscription's names as the ACK encodes them (tag, length, bytes each),
+ * nothing for a wildcard, nothing once sent, nothing for Delta. */
+START_TEST(reply_hint_is_the_ack_names)
+{
+	static const char *const names_ab[] = { "a", "bb" };
+	struct xds_ads_stream *st = stream_new(0), *d = stream_new(1);
+	Resp *r;
+
+	publish(XDS_FLAVOUR_PROXYLESS, XDS_CLUSTER, cds_ab);
+	publish(XDS_FLAVOUR_PROXYLESS, XDS_ENDPOINT, cds_ab);
+	ck_assert_uint_eq(xds_ads_stream_reply_hint(st), 0);
+	sotw(st, "node-1", URL_EDS, NULL, NULL, names_ab, 2, NULL);
+	ck_assert_uint_eq(xds_ads_stream_reply_hint(st), (1 + 1 + 1) + (1 + 1 + 2));
+	r = next_sotw(st);
+	ck_assert_ptr_nonnull(r);
+	resp_free(r);
+	ck_assert_uint_eq(xds_ads_stream_reply_hint(st), 0);
+	/* wildcard CDS: its ACK names nothing */
+	sotw(st, NULL, URL_CDS, NULL, NULL, NULL, 0, NULL);
+	ck_assert_uint_eq(xds_ads_stream_reply_hint(st), 0);
+	r = next_sotw(st);
+	ck_assert_ptr_nonnull(r);
+	resp_free(r);
+	/* Delta: an ACK is a nonce */
+	delta(d, "node-d", URL_EDS, NULL, names_ab, 2, NULL, 0, NULL);
+	ck_assert_uint_eq(xds_ads_stream_reply_hint(d), 0);
+	xds_ads_stream_free(st);
+	xds_ads_stream_free(d);
+}
+END_TEST
+
 START_TEST(delta_subscribe_unsubscribe_and_removal)
 {
 	static const char *const eds[] = { "a=A1", "b=B1", NULL }, *const eds2[] = { "a=A2", "b=B2", NULL };
@@ -1215,6 +1247,7 @@ int main(void)
 	tcase_add_test(tc, sotw_bytes_in_and_malformed_request);
 	tcase_add_test(tc, sotw_ack_fast_path_sees_changed_names);
 	tcase_add_test(tc, sotw_reduced_ack_keeps_behaviour);
+	tcase_add_test(tc, reply_hint_is_the_ack_names);
 	tcase_add_test(tc, delta_subscribe_unsubscribe_and_removal);
 	tcase_add_test(tc, delta_wildcards);
 	tcase_add_test(tc, delta_initial_resource_versions);

@@ -665,6 +665,121 @@ START_TEST(stuck_stream_is_reset)
 }
 END_TEST
 
+/* n EDS names long enough that a SotW ACK naming them all is over
+ * XDS_REPLY_MIN: "outbound|80||a", "outbound|80||b" and made-up ones. */
+static char **big_names(size_t n)
+{
+	char **v = calloc(n, sizeof(*v));
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		v[i] = malloc(128);
+		if (i < 2)
+			snprintf(v[i], 128, "outbound|80||%c", (int)('a' + i));
+		else
+			snprintf(v[i], 128, "outbound|80||missing-%04zu.a-namespace-long-enough.svc.cluster.local", i);
+	}
+	return v;
+}
+
+static void big_names_free(char **v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+/* A server with the given reply budget and hold time in place of the
+ * fixture's; returns its port. */
+static int restart_with_budget(size_t budget, int hold_ms)
+{
+	struct xds_server_config cfg = { .addr = "127.0.0.1:0", .reply_budget = budget, .reply_hold_ms = hold_ms };
+
+	xds_server_stop(srv);
+	srv = NULL;
+	ck_assert_int_eq(xds_server_start(&cfg, &srv), 0);
+	return xds_server_port(srv);
+}
+
+/*
+ * Answers in flight are budgeted: with room for one large answer, a
+ * second stream subscribed to many names (its ACK will repeat them all)
+ * gets its response only once the first stream has answered its own.
+ */
+START_TEST(reply_budget_waits_for_answer)
+{
+	const size_t n = 300;
+	char **names = big_names(n);
+	struct ads_client a, b;
+	char v[32], nonce[32];
+	Resp *r;
+	int p = restart_with_budget(1, 60000);
+
+	publish("1", "1");
+	client_open(&a, p);
+	client_send(&a, "node-a", URL_EDS, NULL, NULL, (const char *const *)names, n, NULL);
+	r = must_recv(&a);
+	ck_assert_uint_eq(r->n_resources, 2);
+	snprintf(v, sizeof(v), "%s", r->version_info);
+	snprintf(nonce, sizeof(nonce), "%s", r->nonce);
+	resp_free(r);
+	/* a owes its ACK: b's response waits for room */
+	client_open(&b, p);
+	client_send(&b, "node-b", URL_EDS, NULL, NULL, (const char *const *)names, n, NULL);
+	must_be_quiet(&b);
+	/* a small subscription is never held back */
+	{
+		struct ads_client c;
+		client_open(&c, p);
+		client_send(&c, "node-c", URL_EDS, NULL, NULL, names_ab, 2, NULL);
+		r = must_recv(&c);
+		ck_assert_uint_eq(r->n_resources, 2);
+		resp_free(r);
+		ads_client_close(&c);
+	}
+	/* a's ACK makes room: b is answered */
+	client_send(&a, NULL, URL_EDS, v, nonce, (const char *const *)names, n, NULL);
+	r = must_recv(&b);
+	ck_assert_str_eq(r->type_url, URL_EDS);
+	ck_assert_uint_eq(r->n_resources, 2);
+	ck_assert_str_eq(r->version_info, v);
+	resp_free(r);
+	must_be_quiet(&a);
+	ads_client_close(&a);
+	ads_client_close(&b);
+	big_names_free(names, n);
+}
+END_TEST
+
+/* A stream that never answers gives its share back after the hold time:
+ * the others are not stalled for good. */
+START_TEST(reply_budget_hold_expires)
+{
+	const size_t n = 300;
+	char **names = big_names(n);
+	struct ads_client a, b;
+	Resp *r;
+	int p = restart_with_budget(1, 300);
+
+	publish("1", "1");
+	client_open(&a, p);
+	client_send(&a, "node-a", URL_EDS, NULL, NULL, (const char *const *)names, n, NULL);
+	r = must_recv(&a);
+	resp_free(r);
+	/* a never ACKs; b is answered once a's hold (300 ms) is over */
+	client_open(&b, p);
+	client_send(&b, "node-b", URL_EDS, NULL, NULL, (const char *const *)names, n, NULL);
+	r = must_recv(&b);
+	ck_assert_uint_eq(r->n_resources, 2);
+	resp_free(r);
+	ads_client_close(&a);
+	ads_client_close(&b);
+	big_names_free(names, n);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("xds_server");
@@ -687,6 +802,8 @@ int main(void)
 	tcase_add_test(tc, stop_with_open_streams);
 	tcase_add_test(tc, stuck_stream_is_reset);
 	tcase_add_test(tc, bad_port_refused);
+	tcase_add_test(tc, reply_budget_waits_for_answer);
+	tcase_add_test(tc, reply_budget_hold_expires);
 	suite_add_tcase(s, tc);
 	return testutil_run(s) ? EXIT_FAILURE : EXIT_SUCCESS;
 }
