@@ -161,6 +161,7 @@ struct rctx {
 	long route;                      /* index in the virtual host, -1 outside routes */
 	bool most_specific_wins;
 	uint32_t max_body;
+	const struct router_retry *last_retry; /* the last one compiled: the next identical one shares it */
 };
 
 __attribute__((format(printf, 2, 3))) static int nack(struct rctx *c, const char *fmt, ...)
@@ -581,9 +582,22 @@ static const struct {
 	{ "internal", ROUTER_RETRY_GRPC_INTERNAL },
 };
 
+static bool retry_eq(const struct router_retry *x, const struct router_retry *y)
+{
+	return x->on == y->on && x->num_retries == y->num_retries && x->per_try_timeout_ms == y->per_try_timeout_ms &&
+	       x->per_try_idle_timeout_ms == y->per_try_idle_timeout_ms && x->n_status_codes == y->n_status_codes &&
+	       (!x->n_status_codes || !memcmp(x->status_codes, y->status_codes, x->n_status_codes * sizeof(*x->status_codes))) &&
+	       x->previous_hosts == y->previous_hosts && x->previous_priorities == y->previous_priorities &&
+	       x->host_selection_max_attempts == y->host_selection_max_attempts &&
+	       x->backoff_base_ms == y->backoff_base_ms && x->backoff_max_ms == y->backoff_max_ms;
+}
+
+/* A route's RetryPolicy.  Istio gives every route of a sidecar the same
+ * one: a policy equal to the last one compiled is that one (read-only, in
+ * the router's arena), not one more copy per route. */
 static int compile_retry(struct rctx *c, const pb_retry *p, const struct router_retry **out)
 {
-	struct router_retry *r;
+	struct router_retry t = { 0 }, *r = &t;
 	const char *s;
 	size_t i;
 	int rc;
@@ -603,8 +617,6 @@ static int compile_retry(struct rctx *c, const pb_retry *p, const struct router_
 		return nack(c, "retry_policy.retry_options_predicates is not supported");
 	if (p->n_retriable_headers || p->n_retriable_request_headers)
 		return nack(c, "retry_policy.retriable_headers / retriable_request_headers are not supported");
-	if (!(r = arena_alloc(c->a, sizeof(*r))))
-		return -ENOMEM;
 	for (s = p->retry_on ? p->retry_on : ""; *s;) {
 		const char *e = strchr(s, ',');
 		size_t n = e ? (size_t)(e - s) : strlen(s);
@@ -628,15 +640,8 @@ static int compile_retry(struct rctx *c, const pb_retry *p, const struct router_
 	r->num_retries = p->num_retries ? p->num_retries->value : 1;
 	r->per_try_timeout_ms = p->per_try_timeout ? dur_ms(p->per_try_timeout) : 0;
 	r->per_try_idle_timeout_ms = p->per_try_idle_timeout ? dur_ms(p->per_try_idle_timeout) : 0;
-	if (p->n_retriable_status_codes) {
-		uint32_t *v = arena_calloc(c->a, p->n_retriable_status_codes, sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		memcpy(v, p->retriable_status_codes, p->n_retriable_status_codes * sizeof(*v));
-		r->status_codes = v;
-		r->n_status_codes = (uint32_t)p->n_retriable_status_codes;
-	}
+	r->status_codes = p->retriable_status_codes; /* copied below unless shared */
+	r->n_status_codes = (uint32_t)p->n_retriable_status_codes;
 	for (i = 0; i < p->n_retry_host_predicate; i++) {
 		const Envoy__Config__Route__V3__RetryPolicy__RetryHostPredicate *h = p->retry_host_predicate[i];
 
@@ -664,6 +669,24 @@ static int compile_retry(struct rctx *c, const pb_retry *p, const struct router_
 			return nack(c, "retry_policy.retry_back_off: max_interval must be greater than or equal to the "
 				    "base_interval");
 	}
+	if (c->last_retry && retry_eq(c->last_retry, &t)) {
+		*out = c->last_retry;
+		return 0;
+	}
+	if (!(r = arena_alloc(c->a, sizeof(*r))))
+		return -ENOMEM;
+	*r = t;
+	if (t.n_status_codes) {
+		uint32_t *v = arena_calloc(c->a, t.n_status_codes, sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		memcpy(v, t.status_codes, t.n_status_codes * sizeof(*v));
+		r->status_codes = v;
+	} else {
+		r->status_codes = NULL;
+	}
+	c->last_retry = r;
 	*out = r;
 	return 0;
 }

@@ -772,6 +772,56 @@ START_TEST(retry_timeouts_hash_mirror)
 }
 END_TEST
 
+/* Istio gives every route of a sidecar the same RetryPolicy: routes with
+ * equal policies share one compiled policy (a sidecar's 1,000 routes hold
+ * one), a policy that differs in anything (here the status codes) gets
+ * its own, with its own values. */
+static Envoy__Config__Route__V3__RetryPolicy *istio_retry(uint32_t *codes, size_t n_codes)
+{
+	Envoy__Config__Route__V3__RetryPolicy *rp = RB_NEW(Envoy__Config__Route__V3__RetryPolicy,
+		ENVOY__CONFIG__ROUTE__V3__RETRY_POLICY__INIT);
+
+	rp->retry_on = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
+	rp->num_retries = RB_NEW(Google__Protobuf__UInt32Value, GOOGLE__PROTOBUF__UINT32_VALUE__INIT);
+	rp->num_retries->value = 2;
+	rp->retriable_status_codes = codes;
+	rp->n_retriable_status_codes = n_codes;
+	rp->host_selection_retry_max_attempts = 5;
+	return rp;
+}
+
+START_TEST(retry_policies_shared)
+{
+	uint32_t c503[] = { 503 }, c503b[] = { 503 }, c504[] = { 504 };
+	rb_route *a = rb_route_prefix("/", "a"), *b = rb_route_prefix("/", "b"), *d = rb_route_prefix("/", "d");
+	const struct router_route *ma, *mb, *md;
+	struct router_req qa = rb_req("a", "/", NULL), qb = rb_req("b", "/", NULL), qd = rb_req("d", "/", NULL);
+	struct router *rt;
+
+	a->route->retry_policy = istio_retry(c503, 1);
+	b->route->retry_policy = istio_retry(c503b, 1);
+	d->route->retry_policy = istio_retry(c504, 1);
+	rt = build1(rb_config("80", 3, rb_vhost("a", "a", 1, a), rb_vhost("b", "b", 1, b), rb_vhost("d", "d", 1, d)));
+	ma = router_match(rt, "80", &qa);
+	mb = router_match(rt, "80", &qb);
+	md = router_match(rt, "80", &qd);
+	ck_assert_ptr_nonnull(ma);
+	ck_assert_ptr_nonnull(mb);
+	ck_assert_ptr_nonnull(md);
+	ck_assert_ptr_eq(ma->retry, mb->retry);
+	ck_assert_ptr_ne(ma->retry, md->retry);
+	ck_assert_ptr_ne(ma->retry->status_codes, c503); /* copied: the decoded message may go */
+	ck_assert_uint_eq(ma->retry->status_codes[0], 503);
+	ck_assert_uint_eq(md->retry->status_codes[0], 504);
+	ck_assert_uint_eq(md->retry->num_retries, 2);
+	ck_assert_uint_eq(md->retry->on, ROUTER_RETRY_CONNECT_FAILURE | ROUTER_RETRY_REFUSED_STREAM |
+						 ROUTER_RETRY_GRPC_UNAVAILABLE | ROUTER_RETRY_GRPC_CANCELLED |
+						 ROUTER_RETRY_STATUS_CODES);
+	ck_assert(ma->retry->previous_hosts == false && ma->retry->host_selection_max_attempts == 5);
+	router_unref(rt);
+}
+END_TEST
+
 /* Istio's CORS: the cors filter's CorsPolicy as the route's
  * typed_per_filter_config (what meshd emits); it wins over the deprecated
  * RouteAction.cors (still read), and a wrong type is a NACK. */
@@ -1103,6 +1153,7 @@ int main(void)
 	tcase_add_test(tc, redirect_codes_and_direct);
 	tcase_add_test(tc, header_edit_order);
 	tcase_add_test(tc, retry_timeouts_hash_mirror);
+	tcase_add_test(tc, retry_policies_shared);
 	tcase_add_test(tc, fault_per_route);
 	tcase_add_test(tc, decorator_operation);
 	tcase_add_test(tc, cors_typed_per_filter_config);
