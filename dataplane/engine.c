@@ -297,6 +297,16 @@ static void cluster_drop_hosts(struct px_cluster *cl)
 	dnscl_detach(cl); /* issue 13: its lookups and refresh timers */
 }
 
+const struct px_cluster_stats px_cluster_stats_zero;
+
+struct px_cluster_stats *px_cluster_stats_alloc(struct px_cluster *cl)
+{
+	static struct px_cluster_stats sink; /* out of memory: counts go nowhere */
+
+	cl->st = calloc(1, sizeof(*cl->st));
+	return cl->st ? cl->st : &sink;
+}
+
 static void cluster_unref(struct px_cluster *cl)
 {
 	if (!cl || --cl->refs)
@@ -313,6 +323,7 @@ static void cluster_unref(struct px_cluster *cl)
 	px_resource_unref(cl->src_cla);
 	px_mtls_free(cl->tls);
 	dnscl_detach(cl);
+	free(cl->st);
 	free(cl->name);
 	free(cl);
 }
@@ -2539,14 +2550,15 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 		xs.rq_total = e->xds_cx->rq_total;
 		xs.rq_active = e->xds_cx->rq_active;
 	}
-	for (j = 0; j < e->n_ctab; j++)
-		e->ctab[j]->st.outlier_ejections_active = e->ctab[j]->hs ? outlier_ejected_count(e->ctab[j]->hs) : 0;
 	for (i = 0; i < sizeof(m) / sizeof(m[0]); i++)
 		for (j = 0; j < n; j++) {
-			const struct px_cluster_stats *st = j < e->n_ctab ? &e->ctab[j]->st : &xs;
+			const struct px_cluster_stats *st = j < e->n_ctab ? px_cst_ro(e->ctab[j]) : &xs;
+			uint64_t v = *(const uint64_t *)((const char *)st + m[i].off);
 
-			prom_line(b, m[i].name, m[i].type, j > 0, j < e->n_ctab ? e->ctab[j]->name : "xds-grpc",
-				  *(const uint64_t *)((const char *)st + m[i].off));
+			/* a gauge read from the host set (no counter allocated for it) */
+			if (m[i].off == offsetof(struct px_cluster_stats, outlier_ejections_active))
+				v = j < e->n_ctab && e->ctab[j]->hs ? outlier_ejected_count(e->ctab[j]->hs) : 0;
+			prom_line(b, m[i].name, m[i].type, j > 0, j < e->n_ctab ? e->ctab[j]->name : "xds-grpc", v);
 		}
 	/* response code classes: Envoy's upstream_rq_2xx under Istio's stats_tags
 	 * (response_code_class "2xx", cluster_name), as Istio's sidecars print them */
@@ -2556,7 +2568,7 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 		if (i == 0)
 			mesh_buf_puts(b, "# TYPE envoy_cluster_upstream_rq counter\n");
 		for (j = 0; j < e->n_ctab; j++) {
-			const struct px_cluster_stats *s = &e->ctab[j]->st;
+			const struct px_cluster_stats *s = px_cst_ro(e->ctab[j]);
 			uint64_t v = i == 0 ? s->rq_2xx : i == 1 ? s->rq_3xx : i == 2 ? s->rq_4xx : s->rq_5xx;
 
 			mesh_buf_printf(b, "envoy_cluster_upstream_rq{response_code_class=\"%s\",cluster_name=\"%s\"} %llu\n",
@@ -2610,12 +2622,12 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 			int typed = 0;
 
 			for (j = 0; j < e->n_ctab; j++) {
-				if (!e->ctab[j]->st.tcp_cx_total)
+				if (!px_cst_ro(e->ctab[j])->tcp_cx_total)
 					continue;
 				if (!typed++)
 					mesh_buf_printf(b, "# TYPE %s %s\n", t[i].name, t[i].type);
 				mesh_buf_printf(b, "%s{envoy_tcp_prefix=\"%s\"} %llu\n", t[i].name, e->ctab[j]->name,
-						(unsigned long long)*(const uint64_t *)((const char *)&e->ctab[j]->st +
+						(unsigned long long)*(const uint64_t *)((const char *)px_cst_ro(e->ctab[j]) +
 											t[i].off));
 			}
 		}
