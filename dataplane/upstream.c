@@ -455,7 +455,7 @@ static int up_host_addr(const struct up_cluster *cl, const Envoy__Config__Endpoi
 		h->addr.in4.sin_family = AF_INET;
 		h->addr.in4.sin_port = htons(h->port);
 		h->addr_len = sizeof(h->addr.in4);
-		n = snprintf(h->key, sizeof(h->key), "%s:%u", sa->address, (unsigned)h->port);
+		n = snprintf(h->key, UP_KEY_MAX, "%s:%u", sa->address, (unsigned)h->port);
 	} else if (inet_pton(AF_INET6, sa->address, &h->addr.in6.sin6_addr) == 1) {
 		char txt[INET6_ADDRSTRLEN];
 
@@ -464,16 +464,16 @@ static int up_host_addr(const struct up_cluster *cl, const Envoy__Config__Endpoi
 		h->addr_len = sizeof(h->addr.in6);
 		/* Envoy's asString() prints the canonical form */
 		inet_ntop(AF_INET6, &h->addr.in6.sin6_addr, txt, sizeof(txt));
-		n = snprintf(h->key, sizeof(h->key), "[%s]:%u", txt, (unsigned)h->port);
+		n = snprintf(h->key, UP_KEY_MAX, "[%s]:%u", txt, (unsigned)h->port);
 	} else if (cl->type == UP_STRICT_DNS || cl->type == UP_LOGICAL_DNS) {
 		/* resolved later by the engine (asynchronously): no sockaddr yet */
 		h->addr_len = 0;
-		n = snprintf(h->key, sizeof(h->key), "%s:%u", sa->address, (unsigned)h->port);
+		n = snprintf(h->key, UP_KEY_MAX, "%s:%u", sa->address, (unsigned)h->port);
 	} else {
 		snprintf(err, cap, "cluster %s: endpoint address \"%s\" is not an IP address", cl->name, sa->address);
 		return -EINVAL;
 	}
-	if (n < 0 || (size_t)n >= sizeof(h->key)) {
+	if (n < 0 || (size_t)n >= UP_KEY_MAX) {
 		snprintf(err, cap, "cluster %s: endpoint address too long", cl->name);
 		return -EINVAL;
 	}
@@ -618,28 +618,34 @@ int up_hostset_new(struct up_cluster *cl, const Envoy__Config__Endpoint__V3__Clu
 		}
 		for (j = 0; j < le->n_lb_endpoints; j++) {
 			const Envoy__Config__Endpoint__V3__LbEndpoint *lbe = le->lb_endpoints[j];
-			struct up_host tmp, *h, **dup;
+			union {
+				struct up_host h;
+				char b[sizeof(struct up_host) + UP_KEY_MAX];
+			} tb;
+			struct up_host *tmp = &tb.h, *h, **dup;
 
-			memset(&tmp, 0, sizeof(tmp));
-			rc = up_host_addr(cl, lbe, &tmp, err, cap);
+			memset(&tb, 0, sizeof(tb));
+			rc = up_host_addr(cl, lbe, tmp, err, cap);
 			if (rc < 0)
 				goto out;
-			dup = up_index_at(&seen, tmp.key, tmp.key_len);
+			dup = up_index_at(&seen, tmp->key, tmp->key_len);
 			if (*dup) {
-				snprintf(err, cap, "cluster %s: endpoint %s listed twice", cl->name, tmp.key);
+				snprintf(err, cap, "cluster %s: endpoint %s listed twice", cl->name, tmp->key);
 				rc = -EINVAL;
 				goto out;
 			}
-			h = *up_index_at(&old, tmp.key, tmp.key_len);
+			h = *up_index_at(&old, tmp->key, tmp->key_len);
 			if (h) {
 				h->refs++;
 			} else {
-				h = malloc(sizeof(*h));
+				size_t sz = offsetof(struct up_host, key) + tmp->key_len + 1u;
+
+				h = malloc(sz < sizeof(*h) ? sizeof(*h) : sz);
 				if (!h) {
 					rc = -ENOMEM;
 					goto out;
 				}
-				*h = tmp;
+				memcpy(h, tmp, sz);
 				h->refs = 1;
 			}
 			hs->hosts[hs->n++] = h;
