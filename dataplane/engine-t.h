@@ -92,8 +92,10 @@ struct px_cluster {
 	                                  * them, config_compile keeps up and hs while both are unchanged */
 	struct px_host **hmap;           /* up_host -> px_host, open addressing, hmap_cap a power of two */
 	size_t hmap_cap;
-	struct ev_timer od_timer;        /* outlier detection's interval sweep */
-	struct ev_timer cleanup_timer;   /* ORIGINAL_DST: drops hosts unused for PX_ODST_CLEANUP_MS */
+	/* allocated when first armed (most of a sidecar's clusters have
+	 * neither), freed with the cluster */
+	struct ev_timer *od_timer;       /* outlier detection's interval sweep */
+	struct ev_timer *cleanup_timer;  /* ORIGINAL_DST: drops hosts unused for PX_ODST_CLEANUP_MS */
 	struct engine *e;
 	uint64_t idle_timeout_ms;        /* upstream idle connections (0: the engine's) */
 	uint64_t max_connection_duration_ms; /* upstream connection age limit (0: none) */

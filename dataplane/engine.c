@@ -269,6 +269,25 @@ static void cluster_set_src(struct px_cluster *cl, const struct px_snapshot *s, 
 	cl->src_cla = cla ? px_resource_ref(cla) : NULL;
 }
 
+/* *slot, allocated (zeroed) if it is not yet; NULL when out of memory. */
+static struct ev_timer *cluster_timer(struct ev_timer **slot)
+{
+	if (!*slot)
+		*slot = calloc(1, sizeof(**slot));
+	return *slot;
+}
+
+/* The cluster's timers disarmed (they stay allocated until it is freed). */
+static void cluster_timers_cancel(struct px_cluster *cl)
+{
+	if (!cl->e)
+		return;
+	if (cl->od_timer)
+		ev_timer_cancel(cl->e->loop, cl->od_timer);
+	if (cl->cleanup_timer)
+		ev_timer_cancel(cl->e->loop, cl->cleanup_timer);
+}
+
 static void cluster_drop_hosts(struct px_cluster *cl)
 {
 	size_t i;
@@ -285,10 +304,7 @@ static void cluster_drop_hosts(struct px_cluster *cl)
 	free(cl->hmap);
 	cl->hmap = NULL;
 	cl->hmap_cap = 0;
-	if (cl->e) {
-		ev_timer_cancel(cl->e->loop, &cl->od_timer);
-		ev_timer_cancel(cl->e->loop, &cl->cleanup_timer);
-	}
+	cluster_timers_cancel(cl);
 	up_hostset_free(cl->hs);
 	cl->hs = NULL;
 	up_cluster_unref(cl->up);
@@ -313,16 +329,15 @@ static void cluster_unref(struct px_cluster *cl)
 		return;
 	free(cl->hosts); /* empty: hosts hold a reference, so they are gone */
 	free(cl->hmap);
-	if (cl->e) {
-		ev_timer_cancel(cl->e->loop, &cl->od_timer);
-		ev_timer_cancel(cl->e->loop, &cl->cleanup_timer);
-	}
+	cluster_timers_cancel(cl);
 	up_hostset_free(cl->hs);
 	up_cluster_unref(cl->up);
 	px_resource_unref(cl->src);
 	px_resource_unref(cl->src_cla);
 	px_mtls_free(cl->tls);
 	dnscl_detach(cl);
+	free(cl->od_timer);
+	free(cl->cleanup_timer);
 	free(cl->st);
 	free(cl->name);
 	free(cl);
@@ -404,9 +419,9 @@ struct px_host *px_cluster_dst_host(struct px_cluster *cl, const struct sockaddr
 		return NULL;
 	h->used = 1;
 	cl->hosts[cl->n_hosts++] = h;
-	if (cl->e && !ev_timer_armed(&cl->cleanup_timer)) {
-		ev_timer_init(&cl->cleanup_timer, odst_cleanup, cl);
-		ev_timer_arm(cl->e->loop, &cl->cleanup_timer, PX_ODST_CLEANUP_MS);
+	if (cl->e && cluster_timer(&cl->cleanup_timer) && !ev_timer_armed(cl->cleanup_timer)) {
+		ev_timer_init(cl->cleanup_timer, odst_cleanup, cl);
+		ev_timer_arm(cl->e->loop, cl->cleanup_timer, PX_ODST_CLEANUP_MS);
 	}
 	return h;
 }
@@ -1514,12 +1529,15 @@ static int cluster_update(struct engine *e, struct px_cluster *cl, struct up_clu
 	if (hmap_build(cl) < 0)
 		rc = -ENOMEM;
 	if (up->od.enabled) {
-		if (!ev_timer_armed(&cl->od_timer)) {
-			ev_timer_init(&cl->od_timer, od_tick, cl);
-			ev_timer_arm(e->loop, &cl->od_timer, up->od.interval_ms ? up->od.interval_ms : OUTLIER_DEFAULT_INTERVAL_MS);
+		if (!cluster_timer(&cl->od_timer)) {
+			log_warn("meshproxy", "cluster %s: out of memory arming outlier detection", cl->name);
+			rc = -ENOMEM;
+		} else if (!ev_timer_armed(cl->od_timer)) {
+			ev_timer_init(cl->od_timer, od_tick, cl);
+			ev_timer_arm(e->loop, cl->od_timer, up->od.interval_ms ? up->od.interval_ms : OUTLIER_DEFAULT_INTERVAL_MS);
 		}
-	} else {
-		ev_timer_cancel(e->loop, &cl->od_timer);
+	} else if (cl->od_timer) {
+		ev_timer_cancel(e->loop, cl->od_timer);
 	}
 	return rc;
 }
