@@ -151,6 +151,40 @@ START_TEST(shed_and_decode_again)
 }
 END_TEST
 
+/* The EDS name equal to the cluster's name (Istio's: service_name is the
+ * cluster name) is not a second copy; renaming (the xDS client names a
+ * resource after decoding it) keeps both right either way. */
+START_TEST(eds_name_shares_the_name)
+{
+	Envoy__Config__Cluster__V3__Cluster c = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__INIT;
+	Envoy__Config__Cluster__V3__Cluster__EdsClusterConfig eds = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__EDS_CLUSTER_CONFIG__INIT;
+	struct px_resource *r;
+	uint8_t buf[256];
+	size_t len;
+
+	c.name = "outbound|80||a.ns.svc.cluster.local";
+	c.cluster_discovery_type_case = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__CLUSTER_DISCOVERY_TYPE_TYPE;
+	c.type = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__EDS;
+	c.eds_cluster_config = &eds;
+	eds.service_name = c.name;
+	len = protobuf_c_message_pack(&c.base, buf);
+	ck_assert_int_eq(px_resource_decode(XDS_CLUSTER, c.name, buf, len, &r), 0);
+	ck_assert_ptr_eq(r->eds_name, r->name);
+	px_resource_unref(r);
+	/* decoded without its name first, as the xDS client does */
+	ck_assert_int_eq(px_resource_decode(XDS_CLUSTER, "", buf, len, &r), 0);
+	ck_assert_str_eq(r->eds_name, c.name);
+	ck_assert_int_eq(px_resource_set_name(r, c.name), 0);
+	ck_assert_str_eq(r->name, c.name);
+	ck_assert_ptr_eq(r->eds_name, r->name);
+	/* renamed away from its EDS name: that stays */
+	ck_assert_int_eq(px_resource_set_name(r, "other"), 0);
+	ck_assert_str_eq(r->name, "other");
+	ck_assert_str_eq(r->eds_name, c.name);
+	px_resource_unref(r); /* ASan: nothing freed twice, nothing leaked */
+}
+END_TEST
+
 /* Decoded messages live in shared decode regions: a message bigger than a
  * region spans several, two resources share one, and shedding one leaves
  * the other readable (ASan/SEGV would catch an unmapped region). */
@@ -229,6 +263,7 @@ int main(void)
 	tcase_add_test(tc, replace_update_find_share);
 	tcase_add_test(tc, duplicates_and_garbage_refused);
 	tcase_add_test(tc, shed_and_decode_again);
+	tcase_add_test(tc, eds_name_shares_the_name);
 	tcase_add_test(tc, empty_resource_from_null);
 	tcase_add_test(tc, regions_span_and_share);
 	suite_add_tcase(s, tc);
