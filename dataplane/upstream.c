@@ -527,10 +527,32 @@ void up_hostset_free(struct up_hostset *hs)
 	free(hs);
 }
 
+#define UP_ROUND16(n) (((n) + 15u) & ~(size_t)15u)
+
+/* The block bytes up_str_carve takes for s: "" (most localities) none. */
+static size_t up_str_size(const char *s)
+{
+	return s && *s ? UP_ROUND16(strlen(s) + 1) : 0;
+}
+
+/* s copied at *block (advanced by up_str_size(s)); "" is a static "". */
+static const char *up_str_carve(unsigned char **block, const char *s)
+{
+	char *d;
+
+	if (!s || !*s)
+		return "";
+	d = (char *)*block;
+	memcpy(d, s, strlen(s) + 1);
+	*block += up_str_size(s);
+	return d;
+}
+
 int up_hostset_new(struct up_cluster *cl, const Envoy__Config__Endpoint__V3__ClusterLoadAssignment *cla,
 		   const struct up_hostset *prev, uint64_t seed, char *err, size_t cap, struct up_hostset **out)
 {
 	struct up_hostset *hs = calloc(1, sizeof(*hs));
+	unsigned char *block = NULL;
 	struct up_index seen = { NULL, 0 }, old = { NULL, 0 };
 	uint32_t max_prio = 0, total = 0, p;
 	size_t i, j;
@@ -573,8 +595,32 @@ int up_hostset_new(struct up_cluster *cl, const Envoy__Config__Endpoint__V3__Clu
 		total += (uint32_t)le->n_lb_endpoints;
 	}
 	hs->n_prio = cla && cla->n_endpoints ? max_prio + 1 : 0;
-	if ((hs->n_prio && !(hs->prio = arena_calloc(hs->a, hs->n_prio, sizeof(*hs->prio)))) ||
-	    (total && !(hs->hosts = calloc(total, sizeof(*hs->hosts)))))
+	if (hs->n_prio) {
+		/* the priorities, their localities and host lists in one block
+		 * (one arena chunk of the right size: a sidecar holds ~1,000 sets) */
+		size_t sz = UP_ROUND16(hs->n_prio * sizeof(*hs->prio));
+
+		for (i = 0; i < cla->n_endpoints; i++) {
+			const Envoy__Config__Core__V3__Locality *lo = cla->endpoints[i]->locality;
+
+			sz += sizeof(struct up_locality);
+			if (lo)
+				sz += up_str_size(lo->region) + up_str_size(lo->zone) + up_str_size(lo->sub_zone);
+		}
+		for (p = 0; p < hs->n_prio; p++) {
+			uint32_t np = 0;
+
+			for (i = 0; i < cla->n_endpoints; i++)
+				if (cla->endpoints[i]->priority == p)
+					np += (uint32_t)cla->endpoints[i]->n_lb_endpoints;
+			sz += UP_ROUND16((np ? np : 1) * sizeof(struct up_host *));
+		}
+		if (!(block = arena_alloc(hs->a, sz)))
+			goto out;
+		hs->prio = (struct up_priority *)block;
+		block += UP_ROUND16(hs->n_prio * sizeof(*hs->prio));
+	}
+	if (total && !(hs->hosts = calloc(total, sizeof(*hs->hosts))))
 		goto out;
 	if (up_index_init(&seen, total) < 0 || up_index_init(&old, prev ? prev->n : 0) < 0)
 		goto out;
@@ -595,10 +641,10 @@ int up_hostset_new(struct up_cluster *cl, const Envoy__Config__Endpoint__V3__Clu
 			rc = -EINVAL;
 			goto out;
 		}
-		hs->prio[p].loc = arena_calloc(hs->a, nl, sizeof(*hs->prio[p].loc));
-		hs->prio[p].hosts = arena_calloc(hs->a, np ? np : 1, sizeof(*hs->prio[p].hosts));
-		if (!hs->prio[p].loc || !hs->prio[p].hosts)
-			goto out;
+		hs->prio[p].loc = (struct up_locality *)block;
+		block += nl * sizeof(struct up_locality);
+		hs->prio[p].hosts = (struct up_host **)block;
+		block += UP_ROUND16((np ? np : 1) * sizeof(struct up_host *));
 	}
 	for (i = 0; cla && i < cla->n_endpoints; i++) {
 		const Envoy__Config__Endpoint__V3__LocalityLbEndpoints *le = cla->endpoints[i];
@@ -608,13 +654,9 @@ int up_hostset_new(struct up_cluster *cl, const Envoy__Config__Endpoint__V3__Clu
 		loc->first = pr->n;
 		loc->weight = le->load_balancing_weight ? le->load_balancing_weight->value : 0;
 		if (le->locality) {
-			loc->region = arena_strdup(hs->a, le->locality->region);
-			loc->zone = arena_strdup(hs->a, le->locality->zone);
-			loc->sub_zone = arena_strdup(hs->a, le->locality->sub_zone);
-			if (!loc->region || !loc->zone || !loc->sub_zone) {
-				rc = -ENOMEM;
-				goto out;
-			}
+			loc->region = up_str_carve(&block, le->locality->region);
+			loc->zone = up_str_carve(&block, le->locality->zone);
+			loc->sub_zone = up_str_carve(&block, le->locality->sub_zone);
 		}
 		for (j = 0; j < le->n_lb_endpoints; j++) {
 			const Envoy__Config__Endpoint__V3__LbEndpoint *lbe = le->lb_endpoints[j];
@@ -840,7 +882,9 @@ int up_hostset_refresh(struct up_hostset *hs)
 					lh[loc->n_healthy++] = pr->hosts[loc->first + i];
 			ratio = loc->n ? (double)hs->overprovisioning / 100.0 * loc->n_healthy / loc->n : 0;
 			loc->eff_weight = (double)loc->weight * (ratio < 1.0 ? ratio : 1.0);
-			rc = lb_pool_build(a, lbc, lh, NULL, loc->n_healthy, hs->seed + p + l, &loc->pool);
+			if (!(loc->pool = arena_alloc(a, sizeof(*loc->pool))))
+				goto out;
+			rc = lb_pool_build(a, lbc, lh, NULL, loc->n_healthy, hs->seed + p + l, loc->pool);
 			if (rc < 0)
 				goto out;
 			rc = -ENOMEM;
@@ -904,8 +948,8 @@ static struct up_host *up_pick_once(struct up_hostset *hs, struct lb_rng *rng, u
 	if (pr->n_loc_edf) {
 		struct up_locality *loc = up_pick_locality(pr);
 
-		if (loc && loc->pool.n)
-			return lb_pool_pick_at(&loc->pool, lbc, rng, h, attempt, now_ms);
+		if (loc && loc->pool && loc->pool->n)
+			return lb_pool_pick_at(loc->pool, lbc, rng, h, attempt, now_ms);
 	}
 	return lb_pool_pick_at(&pr->pool, lbc, rng, h, attempt, now_ms);
 }

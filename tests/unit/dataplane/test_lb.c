@@ -405,6 +405,7 @@ START_TEST(locality_weights)
 	cl = upfix_compile(&c);
 	ck_assert(cl->locality_weighted);
 	hs = upfix_set(cl, upfix_cla(eps, NULL, 4, lw), NULL);
+	ck_assert_uint_eq(arena_held(hs->a), arena_used(hs->a));
 	for (i = 0; i < 4000; i++)
 		cnt[upfix_id(up_pick(hs, &rng, NULL, NULL), 4)]++;
 	ck_assert_uint_gt(cnt[0] + cnt[1], 800);
@@ -442,6 +443,9 @@ START_TEST(priority_failover_and_panic)
 	cl = upfix_compile(&c);
 	hs = upfix_set(cl, upfix_cla(eps, NULL, 6, NULL), NULL);
 	ck_assert_uint_eq(hs->n_prio, 2);
+	/* priorities, localities and host lists in one chunk of the right
+	 * size (a sidecar holds ~1,000 host sets) */
+	ck_assert_uint_eq(arena_held(hs->a), arena_used(hs->a));
 	ck_assert_uint_eq(hs->prio[0].health, 35);
 	ck_assert_uint_eq(hs->prio[0].load, 35);
 	ck_assert_uint_eq(hs->prio[1].load, 65);
