@@ -3401,7 +3401,7 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		(void)mesh_buf_puts(&lb, "location: ");
 		(void)mesh_buf_append(&lb, loc, ll);
 		(void)mesh_buf_puts(&lb, "\r\n");
-		s_local_reply(s, s->rt->redirect.code, 0, NULL, lb.data);
+		s_local_reply(s, s->rt->redirect->code, 0, NULL, lb.data);
 		mesh_buf_cleanup(&lb);
 		return;
 	}

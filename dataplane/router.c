@@ -1280,6 +1280,9 @@ static int compile_action(struct rctx *c, const pb_action *a, struct router_rout
 	return 0;
 }
 
+/* Envoy's SSL_REDIRECTOR: 301 to https, host and path kept. */
+static const struct router_redirect ssl_redirect = { .ssl = true, .code = 301 };
+
 static int compile_redirect(struct rctx *c, const Envoy__Config__Route__V3__RedirectAction *d,
 			    struct router_redirect *rd)
 {
@@ -1376,8 +1379,15 @@ static int compile_route(struct rctx *c, const pb_route *r, struct router_rentry
 		break;
 	case ENVOY__CONFIG__ROUTE__V3__ROUTE__ACTION_REDIRECT:
 		rt->action = ROUTER_ACTION_REDIRECT;
-		if ((rc = compile_redirect(c, r->redirect, &rt->redirect)) < 0)
-			return rc;
+		{
+			struct router_redirect *rd = arena_alloc(c->a, sizeof(*rd));
+
+			if (!rd)
+				return -ENOMEM;
+			if ((rc = compile_redirect(c, r->redirect, rd)) < 0)
+				return rc;
+			rt->redirect = rd;
+		}
 		break;
 	case ENVOY__CONFIG__ROUTE__V3__ROUTE__ACTION_DIRECT_RESPONSE: {
 		const Envoy__Config__Route__V3__DirectResponseAction *d = r->direct_response;
@@ -1643,8 +1653,7 @@ static int compile_config(struct rctx *c, const pb_rc *p, struct router_config *
 			vh->ssl_rt->pub.name = "";
 			vh->ssl_rt->pub.vhost = vh->name;
 			vh->ssl_rt->pub.action = ROUTER_ACTION_REDIRECT;
-			vh->ssl_rt->pub.redirect.ssl = true;
-			vh->ssl_rt->pub.redirect.code = 301;
+			vh->ssl_rt->pub.redirect = &ssl_redirect;
 		}
 		if ((rc = hdr_level(c, v->request_headers_to_add, v->n_request_headers_to_add, v->request_headers_to_remove,
 				    v->n_request_headers_to_remove, v->response_headers_to_add, v->n_response_headers_to_add,
@@ -2228,15 +2237,18 @@ int router_redirect_location(const struct router_route *rt, const struct router_
 			     size_t *len)
 {
 	const struct router_rentry *e = (const struct router_rentry *)rt;
-	const struct router_redirect *rd = &rt->redirect;
+	const struct router_redirect *rd = rt->redirect;
 	const char *req_scheme = req->scheme ? req->scheme : "http";
-	const char *scheme = rd->scheme ? rd->scheme : req_scheme;
+	const char *scheme;
 	char port[16] = "", path[ROUTER_PATH_MAX];
 	struct out o = { out, 0, cap, false }, po = { path, 0, sizeof(path), false };
 	const char *fp;
 	size_t fn, plen = path_only_len(req->path, req->path_len);
 	int rc;
 
+	if (!rd)
+		return -EINVAL;
+	scheme = rd->scheme ? rd->scheme : req_scheme;
 	if (cap == 0)
 		return -ENOSPC;
 	if (rd->ssl) {

@@ -591,13 +591,21 @@ START_TEST(redirect_codes_and_direct)
 	d->direct_response->body->inline_string = "blackholed";
 	rt = build1(rb_config("80", 1, rb_vhost("v", "*", 2, r, d)));
 	m = router_match(rt, "80", &q);
-	ck_assert_uint_eq(m->redirect.code, 303);
+	ck_assert_uint_eq(m->redirect->code, 303);
 	q = rb_req("h", "/d", NULL);
 	m = router_match(rt, "80", &q);
 	ck_assert_int_eq(m->action, ROUTER_ACTION_DIRECT);
 	ck_assert_uint_eq(m->direct_status, 502);
 	ck_assert_str_eq(m->direct_body, "blackholed");
 	ck_assert_ptr_null(router_pick(m, 0));
+	/* a route that is not a redirect carries none, and has no Location */
+	ck_assert_ptr_null(m->redirect);
+	{
+		char loc[64];
+		size_t n = 0;
+
+		ck_assert_int_eq(router_redirect_location(m, &q, loc, sizeof(loc), &n), -EINVAL);
+	}
 	router_unref(rt);
 	d->direct_response->body->specifier_case = ENVOY__CONFIG__CORE__V3__DATA_SOURCE__SPECIFIER_FILENAME;
 	d->direct_response->body->filename = "/etc/passwd";
@@ -1015,7 +1023,7 @@ START_TEST(require_tls_redirect)
 	rt = router_match(r, "80", &q);
 	ck_assert_ptr_nonnull(rt);
 	ck_assert_int_eq(rt->action, ROUTER_ACTION_REDIRECT);
-	ck_assert_int_eq(rt->redirect.code, 301);
+	ck_assert_int_eq(rt->redirect->code, 301);
 	ck_assert_str_eq(rt->vhost, "v");
 	ck_assert_int_eq(router_redirect_location(rt, &q, loc, sizeof(loc), &len), 0);
 	ck_assert_str_eq(loc, "https://a.example.com:8080/x/y?q=1");
