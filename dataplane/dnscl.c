@@ -286,7 +286,7 @@ static void target_done(void *arg, int status, const struct dns_addr *addrs, siz
 	t->q = NULL;
 	t->done = 1;
 	if (status == 0) {
-		cl->st.update_success++;
+		px_cst(cl)->update_success++;
 		if (t->failing)
 			log_info("meshproxy", "cluster %s: %s resolves again", cl->name, t->name);
 		t->failing = 0;
@@ -296,7 +296,7 @@ static void target_done(void *arg, int status, const struct dns_addr *addrs, siz
 					     : dns_addrs_equal(t->addrs, t->n, addrs, n))) {
 			memcpy(t->addrs, addrs, n * sizeof(*addrs));
 			t->n = n;
-			cl->st.update_no_rebuild++;
+			px_cst(cl)->update_no_rebuild++;
 		} else {
 			struct up_hostset *hs;
 
@@ -320,7 +320,7 @@ static void target_done(void *arg, int status, const struct dns_addr *addrs, siz
 					 t->name);
 		}
 	} else {
-		cl->st.update_failure++;
+		px_cst(cl)->update_failure++;
 		if (!t->failing) {
 			t->failing = 1;
 			log_warn("meshproxy", "cluster %s: resolving %s failed: %s (keeping its %zu last address%s)",
@@ -339,7 +339,7 @@ static void target_start(struct dnscl_target *t)
 
 	if (t->q)
 		return;
-	d->cl->st.update_attempt++;
+	px_cst(d->cl)->update_attempt++;
 	rc = dns_resolve(d->e->dns, t->name, d->fam, target_done, t, &t->q);
 	if (rc < 0) {
 		/* not even started: counted as a failed resolution, tried again later */

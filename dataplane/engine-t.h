@@ -92,8 +92,10 @@ struct px_cluster {
 	                                  * them, config_compile keeps up and hs while both are unchanged */
 	struct px_host **hmap;           /* up_host -> px_host, open addressing, hmap_cap a power of two */
 	size_t hmap_cap;
-	struct ev_timer od_timer;        /* outlier detection's interval sweep */
-	struct ev_timer cleanup_timer;   /* ORIGINAL_DST: drops hosts unused for PX_ODST_CLEANUP_MS */
+	/* allocated when first armed (most of a sidecar's clusters have
+	 * neither), freed with the cluster */
+	struct ev_timer *od_timer;       /* outlier detection's interval sweep */
+	struct ev_timer *cleanup_timer;  /* ORIGINAL_DST: drops hosts unused for PX_ODST_CLEANUP_MS */
 	struct engine *e;
 	uint64_t idle_timeout_ms;        /* upstream idle connections (0: the engine's) */
 	uint64_t max_connection_duration_ms; /* upstream connection age limit (0: none) */
@@ -106,7 +108,8 @@ struct px_cluster {
 	                                  * (px_cluster_host_of makes them), ORIGINAL_DST: destinations */
 	size_t n_hosts, cap_hosts;
 	size_t rr;                       /* round-robin cursor (stand-in picker until pxlb merges) */
-	struct px_cluster_stats st;
+	struct px_cluster_stats *st;     /* allocated at the first count (px_cst): a sidecar holds ~1,000
+	                                  * clusters, most never used; NULL reads as zeros (px_cst_ro) */
 	uint64_t retries_active;
 	struct px_link pending;          /* requests waiting for a connection (max_connections reached) */
 	struct px_mtls *tls;             /* UpstreamTlsContext (mtls.c; owned), set by config_link_clusters;
@@ -114,6 +117,21 @@ struct px_cluster {
 	struct dnscl *dns;               /* issue 13: STRICT_DNS/LOGICAL_DNS resolution state (dnscl.c; owned),
 	                                  * set by config_link_clusters; NULL for other clusters */
 };
+
+/* cl's counters for counting: allocated (zeroed) the first time; never
+ * NULL (out of memory: a shared sink whose counts are lost). */
+struct px_cluster_stats *px_cluster_stats_alloc(struct px_cluster *cl);
+static inline struct px_cluster_stats *px_cst(struct px_cluster *cl)
+{
+	return cl->st ? cl->st : px_cluster_stats_alloc(cl);
+}
+
+/* cl's counters for reading: all zeros while it has counted nothing. */
+extern const struct px_cluster_stats px_cluster_stats_zero;
+static inline const struct px_cluster_stats *px_cst_ro(const struct px_cluster *cl)
+{
+	return cl->st ? cl->st : &px_cluster_stats_zero;
+}
 
 /* Envoy's Cluster.cleanup_interval default: an ORIGINAL_DST host (Passthrough
  * destinations) not picked and with no request in flight for this long is

@@ -271,6 +271,25 @@ static void cluster_set_src(struct px_cluster *cl, const struct px_snapshot *s, 
 	cl->src_cla = cla ? px_resource_ref(cla) : NULL;
 }
 
+/* *slot, allocated (zeroed) if it is not yet; NULL when out of memory. */
+static struct ev_timer *cluster_timer(struct ev_timer **slot)
+{
+	if (!*slot)
+		*slot = calloc(1, sizeof(**slot));
+	return *slot;
+}
+
+/* The cluster's timers disarmed (they stay allocated until it is freed). */
+static void cluster_timers_cancel(struct px_cluster *cl)
+{
+	if (!cl->e)
+		return;
+	if (cl->od_timer)
+		ev_timer_cancel(cl->e->loop, cl->od_timer);
+	if (cl->cleanup_timer)
+		ev_timer_cancel(cl->e->loop, cl->cleanup_timer);
+}
+
 static void cluster_drop_hosts(struct px_cluster *cl)
 {
 	size_t i;
@@ -287,10 +306,7 @@ static void cluster_drop_hosts(struct px_cluster *cl)
 	free(cl->hmap);
 	cl->hmap = NULL;
 	cl->hmap_cap = 0;
-	if (cl->e) {
-		ev_timer_cancel(cl->e->loop, &cl->od_timer);
-		ev_timer_cancel(cl->e->loop, &cl->cleanup_timer);
-	}
+	cluster_timers_cancel(cl);
 	up_hostset_free(cl->hs);
 	cl->hs = NULL;
 	up_cluster_unref(cl->up);
@@ -299,22 +315,32 @@ static void cluster_drop_hosts(struct px_cluster *cl)
 	dnscl_detach(cl); /* issue 13: its lookups and refresh timers */
 }
 
+const struct px_cluster_stats px_cluster_stats_zero;
+
+struct px_cluster_stats *px_cluster_stats_alloc(struct px_cluster *cl)
+{
+	static struct px_cluster_stats sink; /* out of memory: counts go nowhere */
+
+	cl->st = calloc(1, sizeof(*cl->st));
+	return cl->st ? cl->st : &sink;
+}
+
 static void cluster_unref(struct px_cluster *cl)
 {
 	if (!cl || --cl->refs)
 		return;
 	free(cl->hosts); /* empty: hosts hold a reference, so they are gone */
 	free(cl->hmap);
-	if (cl->e) {
-		ev_timer_cancel(cl->e->loop, &cl->od_timer);
-		ev_timer_cancel(cl->e->loop, &cl->cleanup_timer);
-	}
+	cluster_timers_cancel(cl);
 	up_hostset_free(cl->hs);
 	up_cluster_unref(cl->up);
 	px_resource_unref(cl->src);
 	px_resource_unref(cl->src_cla);
 	px_mtls_free(cl->tls);
 	dnscl_detach(cl);
+	free(cl->od_timer);
+	free(cl->cleanup_timer);
+	free(cl->st);
 	free(cl->name);
 	free(cl);
 }
@@ -395,9 +421,9 @@ struct px_host *px_cluster_dst_host(struct px_cluster *cl, const struct sockaddr
 		return NULL;
 	h->used = 1;
 	cl->hosts[cl->n_hosts++] = h;
-	if (cl->e && !ev_timer_armed(&cl->cleanup_timer)) {
-		ev_timer_init(&cl->cleanup_timer, odst_cleanup, cl);
-		ev_timer_arm(cl->e->loop, &cl->cleanup_timer, PX_ODST_CLEANUP_MS);
+	if (cl->e && cluster_timer(&cl->cleanup_timer) && !ev_timer_armed(cl->cleanup_timer)) {
+		ev_timer_init(cl->cleanup_timer, odst_cleanup, cl);
+		ev_timer_arm(cl->e->loop, cl->cleanup_timer, PX_ODST_CLEANUP_MS);
 	}
 	return h;
 }
@@ -1553,12 +1579,15 @@ static int cluster_update(struct engine *e, struct px_cluster *cl, struct up_clu
 	if (hmap_build(cl) < 0)
 		rc = -ENOMEM;
 	if (up->od.enabled) {
-		if (!ev_timer_armed(&cl->od_timer)) {
-			ev_timer_init(&cl->od_timer, od_tick, cl);
-			ev_timer_arm(e->loop, &cl->od_timer, up->od.interval_ms ? up->od.interval_ms : OUTLIER_DEFAULT_INTERVAL_MS);
+		if (!cluster_timer(&cl->od_timer)) {
+			log_warn("meshproxy", "cluster %s: out of memory arming outlier detection", cl->name);
+			rc = -ENOMEM;
+		} else if (!ev_timer_armed(cl->od_timer)) {
+			ev_timer_init(cl->od_timer, od_tick, cl);
+			ev_timer_arm(e->loop, cl->od_timer, up->od.interval_ms ? up->od.interval_ms : OUTLIER_DEFAULT_INTERVAL_MS);
 		}
-	} else {
-		ev_timer_cancel(e->loop, &cl->od_timer);
+	} else if (cl->od_timer) {
+		ev_timer_cancel(e->loop, cl->od_timer);
 	}
 	return rc;
 }
@@ -2647,14 +2676,15 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 		xs.rq_total = e->xds_cx->rq_total;
 		xs.rq_active = e->xds_cx->rq_active;
 	}
-	for (j = 0; j < e->n_ctab; j++)
-		e->ctab[j]->st.outlier_ejections_active = e->ctab[j]->hs ? outlier_ejected_count(e->ctab[j]->hs) : 0;
 	for (i = 0; i < sizeof(m) / sizeof(m[0]); i++)
 		for (j = 0; j < n; j++) {
-			const struct px_cluster_stats *st = j < e->n_ctab ? &e->ctab[j]->st : &xs;
+			const struct px_cluster_stats *st = j < e->n_ctab ? px_cst_ro(e->ctab[j]) : &xs;
+			uint64_t v = *(const uint64_t *)((const char *)st + m[i].off);
 
-			prom_line(b, m[i].name, m[i].type, j > 0, j < e->n_ctab ? e->ctab[j]->name : "xds-grpc",
-				  *(const uint64_t *)((const char *)st + m[i].off));
+			/* a gauge read from the host set (no counter allocated for it) */
+			if (m[i].off == offsetof(struct px_cluster_stats, outlier_ejections_active))
+				v = j < e->n_ctab && e->ctab[j]->hs ? outlier_ejected_count(e->ctab[j]->hs) : 0;
+			prom_line(b, m[i].name, m[i].type, j > 0, j < e->n_ctab ? e->ctab[j]->name : "xds-grpc", v);
 		}
 	/* response code classes: Envoy's upstream_rq_2xx under Istio's stats_tags
 	 * (response_code_class "2xx", cluster_name), as Istio's sidecars print them */
@@ -2664,7 +2694,7 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 		if (i == 0)
 			mesh_buf_puts(b, "# TYPE envoy_cluster_upstream_rq counter\n");
 		for (j = 0; j < e->n_ctab; j++) {
-			const struct px_cluster_stats *s = &e->ctab[j]->st;
+			const struct px_cluster_stats *s = px_cst_ro(e->ctab[j]);
 			uint64_t v = i == 0 ? s->rq_2xx : i == 1 ? s->rq_3xx : i == 2 ? s->rq_4xx : s->rq_5xx;
 
 			mesh_buf_printf(b, "envoy_cluster_upstream_rq{response_code_class=\"%s\",cluster_name=\"%s\"} %llu\n",
@@ -2718,12 +2748,12 @@ static void prometheus_page(struct engine *e, struct mesh_buf *b)
 			int typed = 0;
 
 			for (j = 0; j < e->n_ctab; j++) {
-				if (!e->ctab[j]->st.tcp_cx_total)
+				if (!px_cst_ro(e->ctab[j])->tcp_cx_total)
 					continue;
 				if (!typed++)
 					mesh_buf_printf(b, "# TYPE %s %s\n", t[i].name, t[i].type);
 				mesh_buf_printf(b, "%s{envoy_tcp_prefix=\"%s\"} %llu\n", t[i].name, e->ctab[j]->name,
-						(unsigned long long)*(const uint64_t *)((const char *)&e->ctab[j]->st +
+						(unsigned long long)*(const uint64_t *)((const char *)px_cst_ro(e->ctab[j]) +
 											t[i].off));
 			}
 		}

@@ -1800,7 +1800,7 @@ static void h2u_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 		}
 		if (err) {
 			c->h->st.cx_connect_fail++;
-			c->h->cl->st.cx_connect_fail++;
+			px_cst(c->h->cl)->cx_connect_fail++;
 			h2u_free(c);
 			return;
 		}
@@ -1832,7 +1832,7 @@ static void h2u_timer(struct ev_loop *loop, struct ev_timer *t)
 
 	(void)loop;
 	if (!c->connected)
-		c->h->cl->st.cx_connect_timeout++;
+		px_cst(c->h->cl)->cx_connect_timeout++;
 	if (!c->connected || !c->nstreams)
 		h2u_free(c);
 }
@@ -1884,13 +1884,13 @@ static struct h2u_conn *h2u_connect(struct engine *e, struct px_host *h, int *er
 	if (px_mtls_upstream_new(h, e->ident, c->fd, 1, &c->tls) < 0) {
 		*err = -EPROTO;
 		h->st.cx_connect_fail++;
-		h->cl->st.cx_connect_fail++;
+		px_cst(h->cl)->cx_connect_fail++;
 		goto fail;
 	}
 	if (connect(c->fd, &h->addr.sa, h->alen) < 0 && errno != EINPROGRESS) {
 		*err = -errno;
 		h->st.cx_connect_fail++;
-		h->cl->st.cx_connect_fail++;
+		px_cst(h->cl)->cx_connect_fail++;
 		goto fail;
 	}
 	ev_io_init(&c->io, c->fd, h2u_cb, c);
@@ -1902,7 +1902,7 @@ static struct h2u_conn *h2u_connect(struct engine *e, struct px_host *h, int *er
 	nghttp2_option_del(opt);
 	c->h = px_host_ref(h);
 	h->st.cx_total++;
-	h->cl->st.cx_total++;
+	px_cst(h->cl)->cx_total++;
 	ev_timer_arm(e->loop, &c->t, h->cl->connect_timeout_ms ? h->cl->connect_timeout_ms : 5000);
 	c->next = h2u_all;
 	h2u_all = c;

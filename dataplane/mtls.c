@@ -26,6 +26,33 @@
 typedef Envoy__Extensions__TransportSockets__Tls__V3__CommonTlsContext px_common_tls;
 typedef Envoy__Extensions__TransportSockets__Tls__V3__CertificateValidationContext px_validation;
 
+/* The ALPN names Istio's generator sets on its TLS contexts (Istio's
+ * util.ALPNInMeshWithMxc and friends, ALPNH2Only, ALPNHttp): shared, not
+ * copied into each of a sidecar's ~1,000 cluster policies. */
+static const char *const alpn_known[] = {
+	"istio-peer-exchange", "istio", "h2", "http/1.1", "istio-http/1.0", "istio-http/1.1", "istio-h2",
+};
+
+static const char *alpn_dup(const char *s)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(alpn_known) / sizeof(alpn_known[0]); i++)
+		if (!strcmp(s, alpn_known[i]))
+			return alpn_known[i];
+	return strdup(s);
+}
+
+static void alpn_free(const char *s)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(alpn_known) / sizeof(alpn_known[0]); i++)
+		if (s == alpn_known[i])
+			return;
+	free((char *)s);
+}
+
 void px_mtls_free(struct px_mtls *m)
 {
 	size_t i;
@@ -34,8 +61,10 @@ void px_mtls_free(struct px_mtls *m)
 		return;
 	for (i = 0; i < m->n_sans; i++)
 		free(m->sans[i]);
+	free(m->sans);
 	for (i = 0; i < m->n_alpn; i++)
-		free(m->alpn[i]);
+		alpn_free(m->alpn[i]);
+	free(m->alpn);
 	free(m->sni);
 	free(m->sds_cert);
 	free(m->sds_ca);
@@ -97,6 +126,13 @@ static int add_san(struct px_mtls *m, const Envoy__Type__Matcher__V3__StringMatc
 	if (m->n_sans == PX_MTLS_MAX_SANS) {
 		snprintf(err, cap, "more than %d subject alt names", PX_MTLS_MAX_SANS);
 		return -EINVAL;
+	}
+	{
+		char **v = realloc(m->sans, (m->n_sans + 1) * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		m->sans = v;
 	}
 	m->sans[m->n_sans] = strdup(sm->exact);
 	return m->sans[m->n_sans++] ? 0 : -ENOMEM;
@@ -163,9 +199,15 @@ static int common(struct px_mtls *m, const px_common_tls *c, char *err, size_t c
 		return 0;
 	if ((rc = tls_params(m, c->tls_params)) < 0)
 		return rc;
-	for (i = 0; i < c->n_alpn_protocols && m->n_alpn < PX_MTLS_MAX_ALPN; i++)
-		if (!(m->alpn[m->n_alpn++] = strdup(c->alpn_protocols[i])))
+	if (c->n_alpn_protocols && !m->alpn) {
+		size_t n = c->n_alpn_protocols < PX_MTLS_MAX_ALPN ? c->n_alpn_protocols : PX_MTLS_MAX_ALPN;
+
+		if (!(m->alpn = calloc(n, sizeof(*m->alpn))))
 			return -ENOMEM;
+		for (i = 0; i < n; i++)
+			if (!(m->alpn[m->n_alpn++] = alpn_dup(c->alpn_protocols[i])))
+				return -ENOMEM;
+	}
 	/* Istio's SDS names: "default" is the workload's key and chain; any
 	 * other name is a secret of the store (issue 13), the first one used */
 	for (i = 0; i < c->n_tls_certificate_sds_secret_configs; i++) {

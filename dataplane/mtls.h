@@ -44,9 +44,11 @@ struct px_mtls {
 	int require_peer_cert;           /* downstream: require_client_certificate */
 	int only_tls_istio;              /* upstream from transport_socket_matches: hosts with tlsMode istio only */
 	char *sni;                       /* upstream: the SNI to send (owned), or NULL */
-	char *sans[PX_MTLS_MAX_SANS];    /* exact SANs the peer must carry (owned) */
+	char **sans;                     /* exact SANs the peer must carry (owned, n_sans of them; at most
+	                                  * PX_MTLS_MAX_SANS; sized to fit: a sidecar holds ~1,000 of these) */
 	size_t n_sans;
-	char *alpn[PX_MTLS_MAX_ALPN];    /* owned */
+	const char **alpn;               /* owned array, n_alpn (at most PX_MTLS_MAX_ALPN); Istio's protocol
+	                                  * names point to static strings, any other is owned */
 	size_t n_alpn;
 	char *chain_pem, *key_pem, *roots_pem; /* from files / inline (owned), when not SDS */
 	/* issue 13: SDS names other than default/ROOTCA (owned; NULL: none),

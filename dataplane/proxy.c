@@ -638,14 +638,14 @@ static void s_free(struct px_stream *s)
 	if (s->pending) {
 		s->pend.prev->next = s->pend.next;
 		s->pend.next->prev = s->pend.prev;
-		s->cl->st.rq_pending_active--;
+		px_cst(s->cl)->rq_pending_active--;
 	}
 	for (i = 0; i < s->n_tried; i++)
 		px_host_unref(s->tried[i]);
 	if (s->retrying && s->cl)
 		s->cl->retries_active--;
 	if (s->cl) {
-		s->cl->st.rq_active--;
+		px_cst(s->cl)->rq_active--;
 	}
 	mesh_buf_cleanup(&s->head);
 	mesh_buf_cleanup(&s->body);
@@ -686,9 +686,9 @@ static void s_release_upstream(struct px_stream *s, int reusable)
 	    ob_pending(&u->out, u->out_off) || u->in.len != u->in.off || too_old ||
 	    (h->cl->max_requests_per_connection && u->nreq >= h->cl->max_requests_per_connection)) {
 		if (h->cl->max_requests_per_connection && u->nreq >= h->cl->max_requests_per_connection)
-			h->cl->st.cx_max_requests++;
+			px_cst(h->cl)->cx_max_requests++;
 		else if (too_old)
-			h->cl->st.cx_max_duration_reached++;
+			px_cst(h->cl)->cx_max_duration_reached++;
 		u_free(u, 1);
 		return;
 	}
@@ -728,7 +728,7 @@ static void s_end(struct px_stream *s)
 	if (s->status)
 		s_count_status(s);
 	if (s->cl) {
-		struct px_cluster_stats *cs = &s->cl->st;
+		struct px_cluster_stats *cs = px_cst(s->cl);
 		int c = s->status / 100;
 
 		if (c == 2)
@@ -824,11 +824,12 @@ static void s_local_reply(struct px_stream *s, int status, unsigned flag, const 
 static uint64_t s_retry_limit(const struct px_cluster *cl)
 {
 	const struct cb_thresholds *t = cl->up ? &cl->up->cb.t[CB_PRIO_DEFAULT] : NULL;
+	const struct px_cluster_stats *st = px_cst_ro(cl);
 
 	/* rq_active counts the pending requests too: Envoy's requests +
 	 * pending_requests is their sum */
 	if (t && t->has_budget)
-		return cb_retry_budget(t, cl->st.rq_active - cl->st.rq_pending_active, cl->st.rq_pending_active);
+		return cb_retry_budget(t, st->rq_active - st->rq_pending_active, st->rq_pending_active);
 	return cl->max_retries;
 }
 
@@ -853,7 +854,7 @@ static int s_retry_allowed(struct px_stream *s, int kind, int status, unsigned r
 		return 0;
 	}
 	if (!s->retrying && s->cl->retries_active >= s_retry_limit(s->cl)) {
-		s->cl->st.rq_retry_overflow++;
+		px_cst(s->cl)->rq_retry_overflow++;
 		return 0;
 	}
 	return 1;
@@ -868,7 +869,7 @@ static void s_retry(struct px_stream *s)
 	s_release_upstream(s, 0);
 	ev_timer_cancel(s->e->loop, &s->t_try);
 	ev_timer_cancel(s->e->loop, &s->t_tidle);
-	s->cl->st.rq_retry++;
+	px_cst(s->cl)->rq_retry++;
 	if (!s->retrying) {
 		uint64_t base = rp && rp->backoff_base_ms > 0 ? (uint64_t)rp->backoff_base_ms : ROUTER_DEFAULT_BACKOFF_MS;
 
@@ -921,7 +922,7 @@ static void s_global_timeout(struct ev_loop *loop, struct ev_timer *t)
 	struct px_stream *s = t->data;
 
 	(void)loop;
-	s->cl->st.rq_timeout++;
+	px_cst(s->cl)->rq_timeout++;
 	if (s->u)
 		s->u->h->st.rq_timeout++;
 	s_release_upstream(s, 0);
@@ -937,7 +938,7 @@ static void s_try_timeout(struct ev_loop *loop, struct ev_timer *t)
 	struct px_stream *s = t->data;
 
 	(void)loop;
-	s->cl->st.rq_per_try_timeout++;
+	px_cst(s->cl)->rq_per_try_timeout++;
 	if (s->resp_started)
 		return;
 	s_fail(s, F_TIMEOUT, PX_RF_UT);
@@ -993,7 +994,7 @@ static void s_try_idle_timeout(struct ev_loop *loop, struct ev_timer *t)
 	struct px_stream *s = t->data;
 
 	(void)loop;
-	s->cl->st.rq_per_try_timeout++;
+	px_cst(s->cl)->rq_per_try_timeout++;
 	if (s->resp_started) {
 		s_release_upstream(s, 0);
 		s_abort(s, PX_RF_UT);
@@ -1053,9 +1054,9 @@ static void u_timer(struct ev_loop *loop, struct ev_timer *t)
 	if (u->state == U_CONNECTING && u->s) {
 		struct px_stream *s = u->s;
 
-		u->h->cl->st.cx_connect_timeout++;
+		px_cst(u->h->cl)->cx_connect_timeout++;
 		u->h->st.cx_connect_fail++;
-		u->h->cl->st.cx_connect_fail++;
+		px_cst(u->h->cl)->cx_connect_fail++;
 		s_fail(s, F_CONNECT, PX_RF_UF);
 		return;
 	}
@@ -1074,7 +1075,7 @@ static void cluster_wake_pending(struct px_cluster *cl)
 	s->pend.prev->next = s->pend.next;
 	s->pend.next->prev = s->pend.prev;
 	s->pending = 0;
-	cl->st.rq_pending_active--;
+	px_cst(cl)->rq_pending_active--;
 	s->wait_kind = W_PENDING;
 	ev_timer_arm(s->e->loop, &s->t_wait, 0);
 }
@@ -1109,10 +1110,10 @@ static void u_free(struct px_uconn *u, int count_destroy)
 		px_h2u_forget(u->io.fd);
 	close(u->io.fd);
 	h->st.cx_active--;
-	h->cl->st.cx_active--;
+	px_cst(h->cl)->cx_active--;
 	cluster_wake_pending(h->cl);
 	if (count_destroy)
-		h->cl->st.cx_destroy++;
+		px_cst(h->cl)->cx_destroy++;
 	mesh_buf_cleanup(&u->out);
 	free(u->in.p);
 	u->in.p = NULL;
@@ -1281,7 +1282,7 @@ static struct px_uconn *u_connect(struct px_stream *s, struct px_host *h, int *e
 		free(u);
 		close(fd);
 		h->st.cx_connect_fail++;
-		h->cl->st.cx_connect_fail++;
+		px_cst(h->cl)->cx_connect_fail++;
 		*err = -EPROTO;
 		return NULL;
 	}
@@ -1292,8 +1293,8 @@ static struct px_uconn *u_connect(struct px_stream *s, struct px_host *h, int *e
 	u->born_ms = ev_now(e->loop);
 	h->st.cx_total++;
 	h->st.cx_active++;
-	h->cl->st.cx_total++;
-	h->cl->st.cx_active++;
+	px_cst(h->cl)->cx_total++;
+	px_cst(h->cl)->cx_active++;
 	u->state = U_CONNECTING;
 	if (!h2) {
 		/* issue 15: TPROXY's original_src, else the passthrough's 127.0.0.6 */
@@ -1310,7 +1311,7 @@ static struct px_uconn *u_connect(struct px_stream *s, struct px_host *h, int *e
 	if (rc < 0 && errno != EINPROGRESS) {
 		*err = -errno;
 		h->st.cx_connect_fail++;
-		h->cl->st.cx_connect_fail++;
+		px_cst(h->cl)->cx_connect_fail++;
 		u_free(u, 0);
 		return NULL;
 	}
@@ -1394,7 +1395,7 @@ static int u_on_head(struct px_uconn *u, struct px_stream *s, const struct h1_he
 	u->rkeep = (h->flags & H1_F_KEEP_ALIVE) != 0;
 	u->rframing = h->framing;
 	if (s->retrying) {
-		s->cl->st.rq_retry_success++;
+		px_cst(s->cl)->rq_retry_success++;
 	}
 	rc = h1_out_status_line(b, h->status, h->reason);
 	if (!rc && !s->hdrs->n_resp && !(s->e->istio && head_has_meta(h))) {
@@ -1615,12 +1616,12 @@ static void u_on_eof(struct px_uconn *u)
 	}
 	if (!s->resp_started && u->h2 && px_h2u_refused(u->io.fd)) {
 		/* the HTTP/2 server refused the stream unprocessed (h2.c) */
-		u->h->cl->st.rq_rx_reset++;
+		px_cst(u->h->cl)->rq_rx_reset++;
 		s_fail(s, F_REFUSED, PX_RF_UR);
 		return;
 	}
 	if (!s->resp_started) {
-		u->h->cl->st.rq_rx_reset++;
+		px_cst(u->h->cl)->rq_rx_reset++;
 		s_fail(s, F_RESET, PX_RF_UC);
 		return;
 	}
@@ -1680,7 +1681,7 @@ static void u_cb_inner(struct px_uconn *u, struct ev_io *io, unsigned events)
 		}
 		if (err) {
 			u->h->st.cx_connect_fail++;
-			u->h->cl->st.cx_connect_fail++;
+			px_cst(u->h->cl)->cx_connect_fail++;
 			if (s)
 				s_fail(s, F_CONNECT, PX_RF_UF);
 			else
@@ -1855,13 +1856,13 @@ static void s_attempt(struct px_stream *s)
 		u->state = U_ACTIVE;
 		ev_timer_cancel(e->loop, &u->t);
 	} else {
-		if (h->cl->st.cx_active >= h->cl->max_connections) {
+		if (px_cst(h->cl)->cx_active >= h->cl->max_connections) {
 			struct px_cluster *cl = h->cl;
 
-			cl->st.cx_overflow++;
+			px_cst(cl)->cx_overflow++;
 			/* Envoy's HTTP/1 pool: wait for a connection, up to max_pending_requests, then UO */
-			if (cl->st.rq_pending_active >= cl->max_pending) {
-				cl->st.rq_pending_overflow++;
+			if (px_cst(cl)->rq_pending_active >= cl->max_pending) {
+				px_cst(cl)->rq_pending_overflow++;
 				s_local_reply(s, 503, PX_RF_UO, "upstream connect error or disconnect/reset before headers. reset reason: overflow",
 					      "x-envoy-overloaded: true\r\n");
 				return;
@@ -1873,7 +1874,7 @@ static void s_attempt(struct px_stream *s)
 			cl->pending.prev->next = &s->pend;
 			cl->pending.prev = &s->pend;
 			s->pending = 1;
-			cl->st.rq_pending_active++;
+			px_cst(cl)->rq_pending_active++;
 			return;
 		}
 		u = u_connect(s, h, &err);
@@ -2536,7 +2537,7 @@ static void s_mirror_one(struct px_stream *s, uint32_t i)
 		e->mirrors_dropped++;
 		return;
 	}
-	cl->st.rq_total++;
+	px_cst(cl)->rq_total++;
 	h->st.rq_total++;
 	fd = socket(h->addr.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
@@ -3412,7 +3413,7 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 		(void)mesh_buf_puts(&lb, "location: ");
 		(void)mesh_buf_append(&lb, loc, ll);
 		(void)mesh_buf_puts(&lb, "\r\n");
-		s_local_reply(s, s->rt->redirect.code, 0, NULL, lb.data);
+		s_local_reply(s, s->rt->redirect->code, 0, NULL, lb.data);
 		mesh_buf_cleanup(&lb);
 		return;
 	}
@@ -3453,10 +3454,10 @@ static void d_stream_start(struct px_dconn *d, const struct h1_head *h)
 			      "cluster not found", NULL); /* Envoy's NC */
 		return;
 	}
-	s->cl->st.rq_total++;
-	s->cl->st.rq_active++;
-	if (s->cl->st.rq_active > s->cl->max_requests) {
-		s->cl->st.rq_pending_overflow++;
+	px_cst(s->cl)->rq_total++;
+	px_cst(s->cl)->rq_active++;
+	if (px_cst(s->cl)->rq_active > s->cl->max_requests) {
+		px_cst(s->cl)->rq_pending_overflow++;
 		s_local_reply(s, 503, PX_RF_UO, "upstream connect error or disconnect/reset before headers. reset reason: overflow",
 			      "x-envoy-overloaded: true\r\n");
 		return;

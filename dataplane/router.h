@@ -235,8 +235,9 @@ struct router_route {
 	uint32_t per_request_buffer_limit;        /* 0: the listener's */
 	bool priority_high;
 
-	/* ROUTER_ACTION_REDIRECT */
-	struct router_redirect redirect;
+	/* ROUTER_ACTION_REDIRECT: the redirect (read-only, the router's); NULL
+	 * for the other actions (out of line: most routes are not redirects) */
+	const struct router_redirect *redirect;
 
 	/* ROUTER_ACTION_DIRECT */
 	uint16_t direct_status;
@@ -316,8 +317,8 @@ const char *router_upstream_authority(const struct router_route *rt, const struc
 
 /*
  * A REDIRECT route's Location (Envoy's Http::Utility::newUri) into
- * out[cap], NUL-terminated.  Returns 0 or -ENOSPC.  The status is
- * rt->redirect.code.
+ * out[cap], NUL-terminated.  Returns 0, -ENOSPC, or -EINVAL for a
+ * route that is not a redirect.  The status is rt->redirect->code.
  */
 int router_redirect_location(const struct router_route *rt, const struct router_req *req, char *out, size_t cap,
 			     size_t *len);

@@ -178,7 +178,9 @@ int px_resource_decode(enum xds_type t, const char *name, const uint8_t *data, s
 		goto out;
 	}
 	eds = t == XDS_CLUSTER ? eds_name_of((const void *)r->decoded) : NULL;
-	if (eds && !(r->eds_name = strdup(eds)))
+	if (eds && !strcmp(eds, r->name))
+		r->eds_name = r->name;
+	else if (eds && !(r->eds_name = strdup(eds)))
 		goto out;
 	r->hash = mesh_hash(data, len);
 	*out = r;
@@ -187,6 +189,24 @@ int px_resource_decode(enum xds_type t, const char *name, const uint8_t *data, s
 out:
 	px_resource_unref(r);
 	return rc;
+}
+
+int px_resource_set_name(struct px_resource *r, const char *name)
+{
+	char *n = strdup(name), *old = r->name;
+
+	if (!n)
+		return -ENOMEM;
+	r->name = n;
+	if (r->eds_name && !strcmp(r->eds_name, n)) {
+		if (r->eds_name != old)
+			free(r->eds_name);
+		r->eds_name = n;
+	} else if (r->eds_name == old) {
+		old = NULL; /* it stays, as the EDS name */
+	}
+	free(old);
+	return 0;
 }
 
 const ProtobufCMessage *px_resource_msg(const struct px_resource *r)
@@ -210,7 +230,8 @@ void px_resource_unref(struct px_resource *r)
 	if (!r || !mesh_refcount_unref(&r->refs))
 		return;
 	resource_shed(r);
-	free(r->eds_name);
+	if (r->eds_name != r->name)
+		free(r->eds_name);
 	free(r->bytes);
 	free(r->name);
 	free(r);

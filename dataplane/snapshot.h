@@ -48,8 +48,9 @@ struct px_resource {
 	ProtobufCMessage *decoded;   /* cache, owned; read it with px_resource_msg() */
 	struct px_region **regions;  /* owned: the decode regions decoded lives in (snapshot.c) */
 	size_t n_regions;
-	char *eds_name;              /* owned; an EDS cluster's EDS service name (eds_cluster_config.service_name,
-	                              * else the cluster's name); NULL for other clusters and types */
+	char *eds_name;              /* an EDS cluster's EDS service name (eds_cluster_config.service_name,
+	                              * else the cluster's name); NULL for other clusters and types; owned,
+	                              * or name itself when equal (Istio's clusters: no copy per cluster) */
 	uint64_t hash;               /* of the encoded bytes (mesh_hash) */
 	char version[64];            /* the version it came with (SotW
 	                              * version_info, Delta resource version) */
@@ -68,6 +69,9 @@ MESH_MUST_CHECK int px_resource_decode(enum xds_type t, const char *name, const 
  * px_snapshot_shed().  Borrowed: valid until the resource is shed or
  * freed.  NULL only when out of memory. */
 const ProtobufCMessage *px_resource_msg(const struct px_resource *r);
+/* Rename r (not yet shared with a snapshot): name copied.  Returns 0 or
+ * -ENOMEM (r unchanged). */
+MESH_MUST_CHECK int px_resource_set_name(struct px_resource *r, const char *name);
 struct px_resource *px_resource_ref(struct px_resource *r);
 void px_resource_unref(struct px_resource *r);        /* NULL is a no-op */
 

@@ -329,13 +329,13 @@ void tcpp_free(struct tcpp *t)
 		close(t->uio.fd);
 	if (t->counted) {
 		t->h->st.cx_active--;
-		t->cl->st.cx_active--;
-		t->cl->st.cx_destroy++;
+		px_cst(t->cl)->cx_active--;
+		px_cst(t->cl)->cx_destroy++;
 	}
 	if (t->sp) {
-		t->sp->st.tcp_cx_active--;
-		t->sp->st.tcp_rx_bytes += t->rx;
-		t->sp->st.tcp_tx_bytes += t->tx;
+		px_cst(t->sp)->tcp_cx_active--;
+		px_cst(t->sp)->tcp_rx_bytes += t->rx;
+		px_cst(t->sp)->tcp_tx_bytes += t->tx;
 	}
 	if (t->e->istio)
 		t_istio(t, !t->open_done, 1);
@@ -480,7 +480,7 @@ static int t_drain_du(struct tcpp *t)
 			return -1;
 		}
 		t->du.off += (size_t)n;
-		t->cl->st.cx_tx_bytes += (uint64_t)n;
+		px_cst(t->cl)->cx_tx_bytes += (uint64_t)n;
 	}
 	if (!tb_pending(&t->du) && t->d_eof && !t->u_shut) {
 		t->u_shut = 1;
@@ -613,7 +613,7 @@ static int u_tls_step(struct tcpp *t)
 static void u_connect_failed(struct tcpp *t, enum outlier_local ev)
 {
 	t->h->st.cx_connect_fail++;
-	t->cl->st.cx_connect_fail++;
+	px_cst(t->cl)->cx_connect_fail++;
 	od_report(t, ev);
 	t_end(t, PX_RF_UF);
 }
@@ -671,7 +671,7 @@ static void u_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 
 			if (n > 0) {
 				t->ud.len += (size_t)n;
-				t->cl->st.cx_rx_bytes += (uint64_t)n;
+				px_cst(t->cl)->cx_rx_bytes += (uint64_t)n;
 				t->last_io = ev_now(loop);
 			} else if (n == 0) {
 				t->u_eof = 1;
@@ -704,7 +704,7 @@ static void conn_timeout(struct ev_loop *loop, struct ev_timer *tm)
 	struct tcpp *t = tm->data;
 
 	(void)loop;
-	t->cl->st.cx_connect_timeout++;
+	px_cst(t->cl)->cx_connect_timeout++;
 	u_connect_failed(t, OUTLIER_TIMEOUT);
 }
 
@@ -719,7 +719,7 @@ static void idle_timeout(struct ev_loop *loop, struct ev_timer *tm)
 		return;
 	}
 	if (t->sp)
-		t->sp->st.tcp_idle_timeout++;
+		px_cst(t->sp)->tcp_idle_timeout++;
 	t_end(t, 0);
 }
 
@@ -729,7 +729,7 @@ static void max_timeout(struct ev_loop *loop, struct ev_timer *tm)
 
 	(void)loop;
 	if (t->sp)
-		t->sp->st.tcp_max_duration++;
+		px_cst(t->sp)->tcp_max_duration++;
 	t_end(t, 0);
 }
 
@@ -837,9 +837,9 @@ static void t_connect_host(struct tcpp *t, const struct tcpp_down *d)
 		t_end(t, PX_RF_NR); /* to meshproxy itself: as BlackHoleCluster */
 		return;
 	}
-	if (t->cl->st.cx_active >= t->cl->max_connections) {
+	if (px_cst(t->cl)->cx_active >= t->cl->max_connections) {
 		/* the cluster's circuit breaker: TCP has no pending queue */
-		t->cl->st.cx_overflow++;
+		px_cst(t->cl)->cx_overflow++;
 		t_end(t, PX_RF_UO);
 		return;
 	}
@@ -869,8 +869,8 @@ static void t_connect_host(struct tcpp *t, const struct tcpp_down *d)
 	}
 	h->st.cx_total++;
 	h->st.cx_active++;
-	t->cl->st.cx_total++;
-	t->cl->st.cx_active++;
+	px_cst(t->cl)->cx_total++;
+	px_cst(t->cl)->cx_active++;
 	t->counted = 1;
 	/* issue 15: TPROXY's original_src, else the passthrough's 127.0.0.6 */
 	rc = d->l && t->cl->type != PX_CL_ORIGINAL_DST ? px_original_src(e, d->l, d->peer_ip, fd, h->addr.sa.sa_family)
@@ -946,8 +946,8 @@ int tcpp_start(struct engine *e, struct px_config *cfg, const struct tcpp_conf *
 	}
 	*out = t;
 	if (conf->stat_prefix && (t->sp = px_config_cluster(cfg, conf->stat_prefix))) {
-		t->sp->st.tcp_cx_total++;
-		t->sp->st.tcp_cx_active++;
+		px_cst(t->sp)->tcp_cx_total++;
+		px_cst(t->sp)->tcp_cx_active++;
 	}
 	if (conf->idle_ms)
 		ev_timer_arm(e->loop, &t->t_idle, conf->idle_ms);

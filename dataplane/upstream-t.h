@@ -68,7 +68,10 @@ struct up_host {
 	} addr;
 	socklen_t addr_len;
 	uint16_t port;
-	char key[UP_KEY_MAX];          /* Envoy's Address::asString(): "10.0.0.1:80", "[::1]:80" */
+	/* Envoy's Address::asString(): "10.0.0.1:80", "[::1]:80"; key_len + 1
+	 * bytes (< UP_KEY_MAX) allocated with the host (up_hostset_new: a
+	 * sidecar holds ~3,000 hosts, most keys under 24 bytes) */
+	char key[];
 };
 
 #endif

@@ -455,7 +455,7 @@ static int up_host_addr(const struct up_cluster *cl, const Envoy__Config__Endpoi
 		h->addr.in4.sin_family = AF_INET;
 		h->addr.in4.sin_port = htons(h->port);
 		h->addr_len = sizeof(h->addr.in4);
-		n = snprintf(h->key, sizeof(h->key), "%s:%u", sa->address, (unsigned)h->port);
+		n = snprintf(h->key, UP_KEY_MAX, "%s:%u", sa->address, (unsigned)h->port);
 	} else if (inet_pton(AF_INET6, sa->address, &h->addr.in6.sin6_addr) == 1) {
 		char txt[INET6_ADDRSTRLEN];
 
@@ -464,16 +464,16 @@ static int up_host_addr(const struct up_cluster *cl, const Envoy__Config__Endpoi
 		h->addr_len = sizeof(h->addr.in6);
 		/* Envoy's asString() prints the canonical form */
 		inet_ntop(AF_INET6, &h->addr.in6.sin6_addr, txt, sizeof(txt));
-		n = snprintf(h->key, sizeof(h->key), "[%s]:%u", txt, (unsigned)h->port);
+		n = snprintf(h->key, UP_KEY_MAX, "[%s]:%u", txt, (unsigned)h->port);
 	} else if (cl->type == UP_STRICT_DNS || cl->type == UP_LOGICAL_DNS) {
 		/* resolved later by the engine (asynchronously): no sockaddr yet */
 		h->addr_len = 0;
-		n = snprintf(h->key, sizeof(h->key), "%s:%u", sa->address, (unsigned)h->port);
+		n = snprintf(h->key, UP_KEY_MAX, "%s:%u", sa->address, (unsigned)h->port);
 	} else {
 		snprintf(err, cap, "cluster %s: endpoint address \"%s\" is not an IP address", cl->name, sa->address);
 		return -EINVAL;
 	}
-	if (n < 0 || (size_t)n >= sizeof(h->key)) {
+	if (n < 0 || (size_t)n >= UP_KEY_MAX) {
 		snprintf(err, cap, "cluster %s: endpoint address too long", cl->name);
 		return -EINVAL;
 	}
@@ -527,10 +527,32 @@ void up_hostset_free(struct up_hostset *hs)
 	free(hs);
 }
 
+#define UP_ROUND16(n) (((n) + 15u) & ~(size_t)15u)
+
+/* The block bytes up_str_carve takes for s: "" (most localities) none. */
+static size_t up_str_size(const char *s)
+{
+	return s && *s ? UP_ROUND16(strlen(s) + 1) : 0;
+}
+
+/* s copied at *block (advanced by up_str_size(s)); "" is a static "". */
+static const char *up_str_carve(unsigned char **block, const char *s)
+{
+	char *d;
+
+	if (!s || !*s)
+		return "";
+	d = (char *)*block;
+	memcpy(d, s, strlen(s) + 1);
+	*block += up_str_size(s);
+	return d;
+}
+
 int up_hostset_new(struct up_cluster *cl, const Envoy__Config__Endpoint__V3__ClusterLoadAssignment *cla,
 		   const struct up_hostset *prev, uint64_t seed, char *err, size_t cap, struct up_hostset **out)
 {
 	struct up_hostset *hs = calloc(1, sizeof(*hs));
+	unsigned char *block = NULL;
 	struct up_index seen = { NULL, 0 }, old = { NULL, 0 };
 	uint32_t max_prio = 0, total = 0, p;
 	size_t i, j;
@@ -573,8 +595,32 @@ int up_hostset_new(struct up_cluster *cl, const Envoy__Config__Endpoint__V3__Clu
 		total += (uint32_t)le->n_lb_endpoints;
 	}
 	hs->n_prio = cla && cla->n_endpoints ? max_prio + 1 : 0;
-	if ((hs->n_prio && !(hs->prio = arena_calloc(hs->a, hs->n_prio, sizeof(*hs->prio)))) ||
-	    (total && !(hs->hosts = calloc(total, sizeof(*hs->hosts)))))
+	if (hs->n_prio) {
+		/* the priorities, their localities and host lists in one block
+		 * (one arena chunk of the right size: a sidecar holds ~1,000 sets) */
+		size_t sz = UP_ROUND16(hs->n_prio * sizeof(*hs->prio));
+
+		for (i = 0; i < cla->n_endpoints; i++) {
+			const Envoy__Config__Core__V3__Locality *lo = cla->endpoints[i]->locality;
+
+			sz += sizeof(struct up_locality);
+			if (lo)
+				sz += up_str_size(lo->region) + up_str_size(lo->zone) + up_str_size(lo->sub_zone);
+		}
+		for (p = 0; p < hs->n_prio; p++) {
+			uint32_t np = 0;
+
+			for (i = 0; i < cla->n_endpoints; i++)
+				if (cla->endpoints[i]->priority == p)
+					np += (uint32_t)cla->endpoints[i]->n_lb_endpoints;
+			sz += UP_ROUND16((np ? np : 1) * sizeof(struct up_host *));
+		}
+		if (!(block = arena_alloc(hs->a, sz)))
+			goto out;
+		hs->prio = (struct up_priority *)block;
+		block += UP_ROUND16(hs->n_prio * sizeof(*hs->prio));
+	}
+	if (total && !(hs->hosts = calloc(total, sizeof(*hs->hosts))))
 		goto out;
 	if (up_index_init(&seen, total) < 0 || up_index_init(&old, prev ? prev->n : 0) < 0)
 		goto out;
@@ -595,10 +641,10 @@ int up_hostset_new(struct up_cluster *cl, const Envoy__Config__Endpoint__V3__Clu
 			rc = -EINVAL;
 			goto out;
 		}
-		hs->prio[p].loc = arena_calloc(hs->a, nl, sizeof(*hs->prio[p].loc));
-		hs->prio[p].hosts = arena_calloc(hs->a, np ? np : 1, sizeof(*hs->prio[p].hosts));
-		if (!hs->prio[p].loc || !hs->prio[p].hosts)
-			goto out;
+		hs->prio[p].loc = (struct up_locality *)block;
+		block += nl * sizeof(struct up_locality);
+		hs->prio[p].hosts = (struct up_host **)block;
+		block += UP_ROUND16((np ? np : 1) * sizeof(struct up_host *));
 	}
 	for (i = 0; cla && i < cla->n_endpoints; i++) {
 		const Envoy__Config__Endpoint__V3__LocalityLbEndpoints *le = cla->endpoints[i];
@@ -608,38 +654,40 @@ int up_hostset_new(struct up_cluster *cl, const Envoy__Config__Endpoint__V3__Clu
 		loc->first = pr->n;
 		loc->weight = le->load_balancing_weight ? le->load_balancing_weight->value : 0;
 		if (le->locality) {
-			loc->region = arena_strdup(hs->a, le->locality->region);
-			loc->zone = arena_strdup(hs->a, le->locality->zone);
-			loc->sub_zone = arena_strdup(hs->a, le->locality->sub_zone);
-			if (!loc->region || !loc->zone || !loc->sub_zone) {
-				rc = -ENOMEM;
-				goto out;
-			}
+			loc->region = up_str_carve(&block, le->locality->region);
+			loc->zone = up_str_carve(&block, le->locality->zone);
+			loc->sub_zone = up_str_carve(&block, le->locality->sub_zone);
 		}
 		for (j = 0; j < le->n_lb_endpoints; j++) {
 			const Envoy__Config__Endpoint__V3__LbEndpoint *lbe = le->lb_endpoints[j];
-			struct up_host tmp, *h, **dup;
+			union {
+				struct up_host h;
+				char b[sizeof(struct up_host) + UP_KEY_MAX];
+			} tb;
+			struct up_host *tmp = &tb.h, *h, **dup;
 
-			memset(&tmp, 0, sizeof(tmp));
-			rc = up_host_addr(cl, lbe, &tmp, err, cap);
+			memset(&tb, 0, sizeof(tb));
+			rc = up_host_addr(cl, lbe, tmp, err, cap);
 			if (rc < 0)
 				goto out;
-			dup = up_index_at(&seen, tmp.key, tmp.key_len);
+			dup = up_index_at(&seen, tmp->key, tmp->key_len);
 			if (*dup) {
-				snprintf(err, cap, "cluster %s: endpoint %s listed twice", cl->name, tmp.key);
+				snprintf(err, cap, "cluster %s: endpoint %s listed twice", cl->name, tmp->key);
 				rc = -EINVAL;
 				goto out;
 			}
-			h = *up_index_at(&old, tmp.key, tmp.key_len);
+			h = *up_index_at(&old, tmp->key, tmp->key_len);
 			if (h) {
 				h->refs++;
 			} else {
-				h = malloc(sizeof(*h));
+				size_t sz = offsetof(struct up_host, key) + tmp->key_len + 1u;
+
+				h = malloc(sz < sizeof(*h) ? sizeof(*h) : sz);
 				if (!h) {
 					rc = -ENOMEM;
 					goto out;
 				}
-				*h = tmp;
+				memcpy(h, tmp, sz);
 				h->refs = 1;
 			}
 			hs->hosts[hs->n++] = h;
@@ -834,7 +882,9 @@ int up_hostset_refresh(struct up_hostset *hs)
 					lh[loc->n_healthy++] = pr->hosts[loc->first + i];
 			ratio = loc->n ? (double)hs->overprovisioning / 100.0 * loc->n_healthy / loc->n : 0;
 			loc->eff_weight = (double)loc->weight * (ratio < 1.0 ? ratio : 1.0);
-			rc = lb_pool_build(a, lbc, lh, NULL, loc->n_healthy, hs->seed + p + l, &loc->pool);
+			if (!(loc->pool = arena_alloc(a, sizeof(*loc->pool))))
+				goto out;
+			rc = lb_pool_build(a, lbc, lh, NULL, loc->n_healthy, hs->seed + p + l, loc->pool);
 			if (rc < 0)
 				goto out;
 			rc = -ENOMEM;
@@ -898,8 +948,8 @@ static struct up_host *up_pick_once(struct up_hostset *hs, struct lb_rng *rng, u
 	if (pr->n_loc_edf) {
 		struct up_locality *loc = up_pick_locality(pr);
 
-		if (loc && loc->pool.n)
-			return lb_pool_pick_at(&loc->pool, lbc, rng, h, attempt, now_ms);
+		if (loc && loc->pool && loc->pool->n)
+			return lb_pool_pick_at(loc->pool, lbc, rng, h, attempt, now_ms);
 	}
 	return lb_pool_pick_at(&pr->pool, lbc, rng, h, attempt, now_ms);
 }

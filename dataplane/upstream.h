@@ -101,7 +101,8 @@ struct up_locality {
 	/* derived (refresh) */
 	uint32_t n_healthy;
 	double eff_weight;
-	struct lb_pool pool;                    /* its healthy hosts */
+	struct lb_pool *pool;                   /* its healthy hosts, in the derived arena; built only for
+	                                         * locality-weighted picks (n_loc_edf), else NULL or stale */
 };
 
 struct up_priority {

@@ -975,10 +975,8 @@ static int decode_one(enum xds_type t, const Google__Protobuf__Any *a, size_t id
 		r = px_resource_ref((struct px_resource *)old);
 	} else {
 		/* not shared yet: the name is still ours to set */
-		free(r->name);
-		r->name = strdup(name);
 		mesh_str_copy(r->version, sizeof(r->version), version);
-		if (!r->name) {
+		if (px_resource_set_name(r, name) < 0) {
 			px_resource_unref(r);
 			return -ENOMEM;
 		}

@@ -19,6 +19,11 @@
 # (1), the same for meshproxy and nginx; the backend's CPU share during the
 # proxied peak runs is printed so that a saturated backend (a meaningless
 # peak) shows.  Asserts nothing.
+#
+# BENCH_RSS_ONLY=1: only the idle-RSS row (~15 s, no wrk or nginx): meshd
+# and meshproxy on the same mesh, one request through the proxy, then
+# meshproxy's VmRSS and its smaps split (heap, anonymous maps, file-backed)
+# once the heap has been trimmed.
 set -eu
 BUILD=${1:-build}
 B="$BUILD/tests/bench/proxy"
@@ -37,7 +42,9 @@ else
 	ON_PROXY=""
 	ON_LOAD=""
 fi
-for t in wrk nginx; do
+RSS_ONLY=${BENCH_RSS_ONLY:-0}
+[ "$RSS_ONLY" = 1 ] && ENGINE=meshproxy
+[ "$RSS_ONLY" = 1 ] || for t in wrk nginx; do
 	command -v $t >/dev/null 2>&1 || [ -x /usr/sbin/$t ] || { echo "bench-proxy: $t missing (sh scripts/deps.sh)"; exit 1; }
 done
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
@@ -131,6 +138,25 @@ until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$APORT/ready
 	[ $i -gt 600 ] && { echo "bench-proxy: meshproxy not ready after 60 s"; cat "$dir"/*.log; exit 1; }
 	sleep 0.1
 done
+fi
+
+if [ "$RSS_ONLY" = 1 ]; then
+	i=0
+	until curl -s -o /dev/null -H "Host: bench.demo:8080" "http://127.0.0.1:$PXPORT/"; do
+		i=$((i + 1))
+		[ $i -gt 100 ] && { echo "bench-proxy: meshproxy did not proxy"; cat "$dir"/*.log; exit 1; }
+		sleep 0.1
+	done
+	NCL=$(curl -s "http://127.0.0.1:$APORT/clusters" | awk -F:: '{print $1}' | sort -u | grep -c . || true)
+	# as below: the heap is trimmed a second after the last connection closes
+	sleep 2
+	awk '/^(VmRSS|VmHWM|RssAnon|RssFile)/ {printf "%s %s kB  ", $1, $2} END {print ""}' "/proc/$PXPID/status"
+	awk '/^[0-9a-f]+-[0-9a-f]+ / {n = ($6 == "") ? "[anon]" : ($6 ~ /^\[/ ? $6 : "file:" $6)}
+		/^Rss:/ {rss[n] += $2} END {for (k in rss) if (rss[k] >= 64) printf "  %-60s %6d kB\n", k, rss[k]}' \
+		"/proc/$PXPID/smaps" | sort -k2 -n -r
+	awk -v cl="$NCL" '/^VmRSS/ {printf "RSS with the config, idle (MB) %.1f (%d clusters): %s\n", $2 / 1024, cl, $2 <= 10240 ? "ok" : "MISSED"}' \
+		"/proc/$PXPID/status"
+	exit 0
 fi
 
 mkdir -p "$dir/nginx"

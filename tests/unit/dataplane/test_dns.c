@@ -543,13 +543,13 @@ START_TEST(strict_dns_through_engine)
 	snprintf(key, sizeof(key), "127.0.0.1:%d", be.port);
 	ck_assert_ptr_nonnull(up_hostset_find(ext->hs, key, strlen(key)));
 	ck_assert_uint_eq(ext->hs->n, 1);
-	ck_assert_uint_ge(ext->st.update_attempt, 1);
-	ck_assert_uint_ge(ext->st.update_success, 1);
+	ck_assert_uint_ge(px_cst_ro(ext)->update_attempt, 1);
+	ck_assert_uint_ge(px_cst_ro(ext)->update_success, 1);
 	/* re-resolved at dns_refresh_rate: nothing changes, no rebuild */
 	run_ms(400);
-	ck_assert_uint_ge(ext->st.update_attempt, 2);
-	ck_assert_uint_ge(ext->st.update_no_rebuild, 1);
-	ck_assert_uint_eq(ext->st.update_failure, 0);
+	ck_assert_uint_ge(px_cst_ro(ext)->update_attempt, 2);
+	ck_assert_uint_ge(px_cst_ro(ext)->update_no_rebuild, 1);
+	ck_assert_uint_eq(px_cst_ro(ext)->update_failure, 0);
 
 	/* LOGICAL_DNS: the first address */
 	lg = cluster("outbound|9080||logical.example");
@@ -564,8 +564,8 @@ START_TEST(strict_dns_through_engine)
 	ck_assert_msg(strstr(r, "HTTP/1.1 503") == r, "%s", r);
 	ck_assert(dnscl_warm(bad->dns));
 	ck_assert(engine_dns_warmed(eng));
-	ck_assert_uint_ge(bad->st.update_failure, 1);
-	ck_assert_uint_eq(bad->st.update_success, 0);
+	ck_assert_uint_ge(px_cst_ro(bad)->update_failure, 1);
+	ck_assert_uint_eq(px_cst_ro(bad)->update_success, 0);
 	ck_assert_int_ge(atomic_load(&be.reqs), 2);
 }
 END_TEST

@@ -575,6 +575,39 @@ START_TEST(hosts_made_when_picked)
 }
 END_TEST
 
+/* A cluster's counters are allocated at its first count: a sidecar's
+ * ~1,000 clusters, most never used, hold none, and reading the stats pages
+ * (Prometheus scrapes them) does not make them; they read as zeros. */
+START_TEST(cluster_counters_made_when_counted)
+{
+	struct px_cluster *used = px_config_cluster(eng->cur, "outbound|9080||reviews");
+	struct px_cluster *idle = px_config_cluster(eng->cur, "outbound|9080||dead");
+	struct mesh_buf b;
+	const char *ct = NULL;
+
+	ck_assert_ptr_nonnull(used);
+	ck_assert_ptr_nonnull(idle);
+	ck_assert_ptr_null(used->st);
+	ck_assert_ptr_null(idle->st);
+	mesh_buf_init(&b, 1 << 20);
+	ck_assert_int_eq(engine_admin_page(eng, "/stats/prometheus", 17, &b, &ct), 0);
+	mesh_buf_putc(&b, 0);
+	ck_assert_ptr_nonnull(strstr(b.data, "envoy_cluster_upstream_rq_total{cluster_name=\"outbound|9080||dead\"} 0\n"));
+	ck_assert_ptr_nonnull(
+		strstr(b.data, "envoy_cluster_outlier_detection_ejections_active{cluster_name=\"outbound|9080||dead\"} 0\n"));
+	mesh_buf_reset(&b);
+	ck_assert_int_eq(engine_admin_page(eng, "/clusters", 9, &b, &ct), 0);
+	ck_assert_ptr_null(used->st);
+	ck_assert_ptr_null(idle->st);
+	ck_assert_uint_eq(px_cst_ro(idle)->rq_total, 0);
+	roundtrip("GET /a HTTP/1.1\r\nHost: reviews:9080\r\nConnection: close\r\n\r\n");
+	ck_assert_ptr_nonnull(used->st);
+	ck_assert_uint_eq(used->st->rq_total, 1);
+	ck_assert_ptr_null(idle->st);
+	mesh_buf_cleanup(&b);
+}
+END_TEST
+
 START_TEST(admin_pages)
 {
 	struct mesh_buf b;
@@ -1256,6 +1289,7 @@ int main(void)
 	tcase_add_test(tc, rejected_config_keeps_old);
 	tcase_add_test(tc, smuggling_400);
 	tcase_add_test(tc, admin_pages);
+	tcase_add_test(tc, cluster_counters_made_when_counted);
 	tcase_add_test(tc, stream_idle_408);
 	tcase_add_test(tc, stream_idle_route_overrides);
 	tcase_add_test(tc, stream_idle_after_response_started_resets);

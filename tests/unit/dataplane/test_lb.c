@@ -12,7 +12,9 @@
 #include "envoy/config/route/v3/route_components.pb-c.h"
 #include "common/arena.h"
 
+#include <malloc.h>
 #include <math.h>
+#include <stddef.h>
 #include <xxhash.h>
 
 #define H ENVOY__CONFIG__CORE__V3__HEALTH_STATUS__HEALTHY
@@ -66,6 +68,35 @@ START_TEST(round_robin_unweighted_cycles)
 	for (i = 0; i < 4; i++)
 		ck_assert_uint_eq(cnt[i], 100);
 	up_hostset_free(hs);
+	up_cluster_unref(cl);
+}
+END_TEST
+
+/* A host carries its "address:port" key in an allocation sized to the key
+ * (a sidecar holds ~3,000 hosts; UP_KEY_MAX is for the longest IPv6
+ * form), and the key survives the host being taken over by the next set. */
+START_TEST(host_key_sized_to_fit)
+{
+	struct upfix_ep eps[2] = { { 0, 0, 1, H }, { 0, 0, 1, H } };
+	Envoy__Config__Cluster__V3__Cluster c;
+	struct up_cluster *cl;
+	struct up_hostset *hs, *next;
+	struct up_host *h;
+	char k[32];
+
+	upfix_cluster(&c, ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__ROUND_ROBIN);
+	cl = upfix_compile(&c);
+	hs = upfix_set(cl, upfix_cla(eps, NULL, 2, NULL), NULL);
+	h = up_hostset_find(hs, k, strlen(upfix_key(1, k, sizeof(k))));
+	ck_assert_ptr_nonnull(h);
+	ck_assert_str_eq(h->key, k);
+	ck_assert_uint_eq(h->key_len, strlen(k));
+	ck_assert_uint_lt(malloc_usable_size(h), offsetof(struct up_host, key) + UP_KEY_MAX);
+	next = upfix_set(cl, upfix_cla(eps, NULL, 2, NULL), hs);
+	up_hostset_free(hs);
+	ck_assert_ptr_eq(up_hostset_find(next, k, strlen(k)), h);
+	ck_assert_str_eq(h->key, k);
+	up_hostset_free(next);
 	up_cluster_unref(cl);
 }
 END_TEST
@@ -374,6 +405,7 @@ START_TEST(locality_weights)
 	cl = upfix_compile(&c);
 	ck_assert(cl->locality_weighted);
 	hs = upfix_set(cl, upfix_cla(eps, NULL, 4, lw), NULL);
+	ck_assert_uint_eq(arena_held(hs->a), arena_used(hs->a));
 	for (i = 0; i < 4000; i++)
 		cnt[upfix_id(up_pick(hs, &rng, NULL, NULL), 4)]++;
 	ck_assert_uint_gt(cnt[0] + cnt[1], 800);
@@ -411,6 +443,9 @@ START_TEST(priority_failover_and_panic)
 	cl = upfix_compile(&c);
 	hs = upfix_set(cl, upfix_cla(eps, NULL, 6, NULL), NULL);
 	ck_assert_uint_eq(hs->n_prio, 2);
+	/* priorities, localities and host lists in one chunk of the right
+	 * size (a sidecar holds ~1,000 host sets) */
+	ck_assert_uint_eq(arena_held(hs->a), arena_used(hs->a));
 	ck_assert_uint_eq(hs->prio[0].health, 35);
 	ck_assert_uint_eq(hs->prio[0].load, 35);
 	ck_assert_uint_eq(hs->prio[1].load, 65);
@@ -676,6 +711,7 @@ int main(void)
 	tcase_add_test(tc, weighted_round_robin_ratios);
 	tcase_add_test(tc, round_robin_unweighted_cycles);
 	tcase_add_test(tc, least_request_prefers_idle);
+	tcase_add_test(tc, host_key_sized_to_fit);
 	tcase_add_test(tc, random_spreads);
 	tcase_add_test(tc, ring_hash_sticky);
 	tcase_add_test(tc, maglev_sticky);

@@ -591,13 +591,21 @@ START_TEST(redirect_codes_and_direct)
 	d->direct_response->body->inline_string = "blackholed";
 	rt = build1(rb_config("80", 1, rb_vhost("v", "*", 2, r, d)));
 	m = router_match(rt, "80", &q);
-	ck_assert_uint_eq(m->redirect.code, 303);
+	ck_assert_uint_eq(m->redirect->code, 303);
 	q = rb_req("h", "/d", NULL);
 	m = router_match(rt, "80", &q);
 	ck_assert_int_eq(m->action, ROUTER_ACTION_DIRECT);
 	ck_assert_uint_eq(m->direct_status, 502);
 	ck_assert_str_eq(m->direct_body, "blackholed");
 	ck_assert_ptr_null(router_pick(m, 0));
+	/* a route that is not a redirect carries none, and has no Location */
+	ck_assert_ptr_null(m->redirect);
+	{
+		char loc[64];
+		size_t n = 0;
+
+		ck_assert_int_eq(router_redirect_location(m, &q, loc, sizeof(loc), &n), -EINVAL);
+	}
 	router_unref(rt);
 	d->direct_response->body->specifier_case = ENVOY__CONFIG__CORE__V3__DATA_SOURCE__SPECIFIER_FILENAME;
 	d->direct_response->body->filename = "/etc/passwd";
@@ -769,6 +777,56 @@ START_TEST(retry_timeouts_hash_mirror)
 	rp->retry_priority->name = "envoy.retry_priorities.other";
 	ck_assert_int_eq(build_err(rb_config("80", 1, rb_vhost("v", "*", 1, r))), -EINVAL);
 	ck_assert_msg(strstr(err, "retry_priority 'envoy.retry_priorities.other' is not supported"), "%s", err);
+}
+END_TEST
+
+/* Istio gives every route of a sidecar the same RetryPolicy: routes with
+ * equal policies share one compiled policy (a sidecar's 1,000 routes hold
+ * one), a policy that differs in anything (here the status codes) gets
+ * its own, with its own values. */
+static Envoy__Config__Route__V3__RetryPolicy *istio_retry(uint32_t *codes, size_t n_codes)
+{
+	Envoy__Config__Route__V3__RetryPolicy *rp = RB_NEW(Envoy__Config__Route__V3__RetryPolicy,
+		ENVOY__CONFIG__ROUTE__V3__RETRY_POLICY__INIT);
+
+	rp->retry_on = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
+	rp->num_retries = RB_NEW(Google__Protobuf__UInt32Value, GOOGLE__PROTOBUF__UINT32_VALUE__INIT);
+	rp->num_retries->value = 2;
+	rp->retriable_status_codes = codes;
+	rp->n_retriable_status_codes = n_codes;
+	rp->host_selection_retry_max_attempts = 5;
+	return rp;
+}
+
+START_TEST(retry_policies_shared)
+{
+	uint32_t c503[] = { 503 }, c503b[] = { 503 }, c504[] = { 504 };
+	rb_route *a = rb_route_prefix("/", "a"), *b = rb_route_prefix("/", "b"), *d = rb_route_prefix("/", "d");
+	const struct router_route *ma, *mb, *md;
+	struct router_req qa = rb_req("a", "/", NULL), qb = rb_req("b", "/", NULL), qd = rb_req("d", "/", NULL);
+	struct router *rt;
+
+	a->route->retry_policy = istio_retry(c503, 1);
+	b->route->retry_policy = istio_retry(c503b, 1);
+	d->route->retry_policy = istio_retry(c504, 1);
+	rt = build1(rb_config("80", 3, rb_vhost("a", "a", 1, a), rb_vhost("b", "b", 1, b), rb_vhost("d", "d", 1, d)));
+	ma = router_match(rt, "80", &qa);
+	mb = router_match(rt, "80", &qb);
+	md = router_match(rt, "80", &qd);
+	ck_assert_ptr_nonnull(ma);
+	ck_assert_ptr_nonnull(mb);
+	ck_assert_ptr_nonnull(md);
+	ck_assert_ptr_eq(ma->retry, mb->retry);
+	ck_assert_ptr_ne(ma->retry, md->retry);
+	ck_assert_ptr_ne(ma->retry->status_codes, c503); /* copied: the decoded message may go */
+	ck_assert_uint_eq(ma->retry->status_codes[0], 503);
+	ck_assert_uint_eq(md->retry->status_codes[0], 504);
+	ck_assert_uint_eq(md->retry->num_retries, 2);
+	ck_assert_uint_eq(md->retry->on, ROUTER_RETRY_CONNECT_FAILURE | ROUTER_RETRY_REFUSED_STREAM |
+						 ROUTER_RETRY_GRPC_UNAVAILABLE | ROUTER_RETRY_GRPC_CANCELLED |
+						 ROUTER_RETRY_STATUS_CODES);
+	ck_assert(ma->retry->previous_hosts == false && ma->retry->host_selection_max_attempts == 5);
+	router_unref(rt);
 }
 END_TEST
 
@@ -965,7 +1023,7 @@ START_TEST(require_tls_redirect)
 	rt = router_match(r, "80", &q);
 	ck_assert_ptr_nonnull(rt);
 	ck_assert_int_eq(rt->action, ROUTER_ACTION_REDIRECT);
-	ck_assert_int_eq(rt->redirect.code, 301);
+	ck_assert_int_eq(rt->redirect->code, 301);
 	ck_assert_str_eq(rt->vhost, "v");
 	ck_assert_int_eq(router_redirect_location(rt, &q, loc, sizeof(loc), &len), 0);
 	ck_assert_str_eq(loc, "https://a.example.com:8080/x/y?q=1");
@@ -1137,6 +1195,7 @@ int main(void)
 	tcase_add_test(tc, redirect_codes_and_direct);
 	tcase_add_test(tc, header_edit_order);
 	tcase_add_test(tc, retry_timeouts_hash_mirror);
+	tcase_add_test(tc, retry_policies_shared);
 	tcase_add_test(tc, fault_per_route);
 	tcase_add_test(tc, decorator_operation);
 	tcase_add_test(tc, cors_typed_per_filter_config);

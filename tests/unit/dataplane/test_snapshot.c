@@ -102,30 +102,41 @@ START_TEST(empty_resource_from_null)
 }
 END_TEST
 
+#define EDS_CLUSTER "outbound|80||a.ns.svc.cluster.local"
+static uint8_t eds_buf[256];
+static size_t eds_len;
+
+/* The EDS cluster EDS_CLUSTER with service_name service, encoded into
+ * eds_buf[eds_len] and decoded under the name as. */
+static struct px_resource *eds_cluster(const char *service, const char *as)
+{
+	Envoy__Config__Cluster__V3__Cluster c = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__INIT;
+	Envoy__Config__Cluster__V3__Cluster__EdsClusterConfig eds = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__EDS_CLUSTER_CONFIG__INIT;
+	struct px_resource *r;
+
+	c.name = EDS_CLUSTER;
+	c.cluster_discovery_type_case = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__CLUSTER_DISCOVERY_TYPE_TYPE;
+	c.type = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__EDS;
+	c.eds_cluster_config = &eds;
+	eds.service_name = (char *)service;
+	eds_len = protobuf_c_message_pack(&c.base, eds_buf);
+	ck_assert_int_eq(px_resource_decode(XDS_CLUSTER, as, eds_buf, eds_len, &r), 0);
+	return r;
+}
+
 /* The engine sheds the decoded messages once it has compiled a snapshot:
  * the bytes stay, the message decodes again on demand with the same
  * content, and an EDS cluster's EDS name is known without decoding. */
 START_TEST(shed_and_decode_again)
 {
-	Envoy__Config__Cluster__V3__Cluster c = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__INIT;
-	Envoy__Config__Cluster__V3__Cluster__EdsClusterConfig eds = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__EDS_CLUSTER_CONFIG__INIT;
-	struct px_resource *r, *plain = cluster("static");
+	struct px_resource *r = eds_cluster("", EDS_CLUSTER), *plain = cluster("static");
 	const struct px_resource *set[2];
 	const Envoy__Config__Cluster__V3__Cluster *m;
 	struct px_snapshot *s;
-	uint8_t buf[256];
-	size_t len;
 
-	c.name = "outbound|80||a.ns.svc.cluster.local";
-	c.cluster_discovery_type_case = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__CLUSTER_DISCOVERY_TYPE_TYPE;
-	c.type = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__EDS;
-	c.eds_cluster_config = &eds;
-	eds.service_name = "";
-	len = protobuf_c_message_pack(&c.base, buf);
-	ck_assert_int_eq(px_resource_decode(XDS_CLUSTER, c.name, buf, len, &r), 0);
-	ck_assert_str_eq(r->eds_name, c.name); /* no service_name: the cluster's name */
+	ck_assert_str_eq(r->eds_name, EDS_CLUSTER); /* no service_name: the cluster's name */
 	ck_assert_ptr_null(plain->eds_name);
-	ck_assert_uint_eq(r->len, len);
+	ck_assert_uint_eq(r->len, eds_len);
 	set[0] = plain;
 	set[1] = r;
 	ck_assert_int_eq(px_snapshot_replace(NULL, XDS_CLUSTER, set, 2, &s), 0);
@@ -136,18 +147,39 @@ START_TEST(shed_and_decode_again)
 	m = (const void *)px_resource_msg(r);
 	ck_assert_ptr_nonnull(m);
 	ck_assert_ptr_eq(r->decoded, &m->base);
-	ck_assert_str_eq(m->name, c.name);
+	ck_assert_str_eq(m->name, EDS_CLUSTER);
 	ck_assert_int_eq(m->type, ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__EDS);
 	ck_assert_ptr_eq(px_resource_msg(r), &m->base); /* cached */
 	px_snapshot_unref(s);
 	px_resource_unref(r); /* frees the re-decoded message too (ASan: no leak) */
 	px_resource_unref(plain);
 
-	eds.service_name = "a-eds";
-	len = protobuf_c_message_pack(&c.base, buf);
-	ck_assert_int_eq(px_resource_decode(XDS_CLUSTER, c.name, buf, len, &r), 0);
+	r = eds_cluster("a-eds", EDS_CLUSTER);
 	ck_assert_str_eq(r->eds_name, "a-eds");
 	px_resource_unref(r);
+}
+END_TEST
+
+/* The EDS name equal to the cluster's name (Istio's: service_name is the
+ * cluster name) is not a second copy; renaming (the xDS client names a
+ * resource after decoding it) keeps both right either way. */
+START_TEST(eds_name_shares_the_name)
+{
+	struct px_resource *r = eds_cluster(EDS_CLUSTER, EDS_CLUSTER);
+
+	ck_assert_ptr_eq(r->eds_name, r->name);
+	px_resource_unref(r);
+	/* decoded without its name first, as the xDS client does */
+	r = eds_cluster(EDS_CLUSTER, "");
+	ck_assert_str_eq(r->eds_name, EDS_CLUSTER);
+	ck_assert_int_eq(px_resource_set_name(r, EDS_CLUSTER), 0);
+	ck_assert_str_eq(r->name, EDS_CLUSTER);
+	ck_assert_ptr_eq(r->eds_name, r->name);
+	/* renamed away from its EDS name: that stays */
+	ck_assert_int_eq(px_resource_set_name(r, "other"), 0);
+	ck_assert_str_eq(r->name, "other");
+	ck_assert_str_eq(r->eds_name, EDS_CLUSTER);
+	px_resource_unref(r); /* ASan: nothing freed twice, nothing leaked */
 }
 END_TEST
 
@@ -229,6 +261,7 @@ int main(void)
 	tcase_add_test(tc, replace_update_find_share);
 	tcase_add_test(tc, duplicates_and_garbage_refused);
 	tcase_add_test(tc, shed_and_decode_again);
+	tcase_add_test(tc, eds_name_shares_the_name);
 	tcase_add_test(tc, empty_resource_from_null);
 	tcase_add_test(tc, regions_span_and_share);
 	suite_add_tcase(s, tc);

@@ -283,7 +283,7 @@ static void expect_case(const char *id, const struct expect *e, size_t n)
 			char loc[256];
 
 			ck_assert_int_eq(router_redirect_location(m, &q, loc, sizeof(loc), NULL), 0);
-			snprintf(got, sizeof(got), "redirect %u %s", m->redirect.code, loc);
+			snprintf(got, sizeof(got), "redirect %u %s", m->redirect->code, loc);
 		} else if (m) {
 			snprintf(got, sizeof(got), "direct %u", m->direct_status);
 		}
