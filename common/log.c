@@ -32,6 +32,8 @@
 
 static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
 static int out_fd = -1;                 /* -1: not opened yet */
+static dev_t out_dev;                   /* what fd 2 was when out_fd was opened */
+static ino_t out_ino;
 static int out_sock;                    /* out_fd is a socket: send(MSG_DONTWAIT) */
 static char out_pending[LOG_PENDING_MAX];
 static size_t out_len;
@@ -145,8 +147,11 @@ static void out_open(void)
 	struct stat sb;
 
 	out_fd = STDERR_FILENO;
+	out_sock = 0;
 	if (fstat(STDERR_FILENO, &sb) != 0)
 		return;
+	out_dev = sb.st_dev;
+	out_ino = sb.st_ino;
 	if (S_ISSOCK(sb.st_mode)) {
 		out_sock = 1;
 	} else if (!S_ISREG(sb.st_mode)) {
@@ -186,6 +191,16 @@ static void out_record(const char *rec, size_t len)
 	size_t n;
 
 	pthread_mutex_lock(&out_mu);
+	if (out_fd >= 0) {
+		/* fd 2 replaced (dup2) since: follow it, as a plain write(2) would */
+		struct stat sb;
+
+		if (fstat(STDERR_FILENO, &sb) == 0 && (sb.st_dev != out_dev || sb.st_ino != out_ino)) {
+			if (out_fd != STDERR_FILENO)
+				close(out_fd);
+			out_fd = -1;
+		}
+	}
 	if (out_fd < 0)
 		out_open();
 	if (out_len) {

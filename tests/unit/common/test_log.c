@@ -1,6 +1,7 @@
 /*
  * test_log.c - common/log: a stderr whose reader stalls never blocks a
- * record; records are dropped whole and counted, never torn.
+ * record; records are dropped whole and counted, never torn; a stderr
+ * replaced by dup2 is followed.
  */
 #include "common/log.h"
 
@@ -68,6 +69,47 @@ START_TEST(stalled_stderr_never_blocks)
 }
 END_TEST
 
+/* Read what is in the pipe now (non-blocking) into buf. */
+static void drain(int fd, char *buf, size_t cap)
+{
+	ssize_t r;
+	size_t n = 0;
+
+	ck_assert_int_eq(fcntl(fd, F_SETFL, O_NONBLOCK), 0);
+	while (n < cap - 1 && (r = read(fd, buf + n, cap - 1 - n)) > 0)
+		n += (size_t)r;
+	buf[n] = '\0';
+}
+
+/* stderr a pipe, then fd 2 replaced by another pipe (dup2, as a test or a
+ * supervisor redirecting the log does): the next record goes to the new
+ * one, not to the description opened for the first */
+START_TEST(follows_a_replaced_stderr)
+{
+	char got[4096];
+	int a[2], b[2], saved = dup(STDERR_FILENO);
+
+	ck_assert_int_eq(pipe(a), 0);
+	ck_assert_int_eq(pipe(b), 0);
+	ck_assert_int_eq(dup2(a[1], STDERR_FILENO), STDERR_FILENO);
+	ck_assert_int_eq(mesh_log_setup("info", "text"), 0);
+	log_info("test", "first record");
+	ck_assert_int_eq(dup2(b[1], STDERR_FILENO), STDERR_FILENO);
+	log_info("test", "second record");
+	ck_assert_int_eq(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+	close(saved);
+	drain(a[0], got, sizeof(got));
+	ck_assert_ptr_nonnull(strstr(got, "first record"));
+	ck_assert_ptr_null(strstr(got, "second record"));
+	drain(b[0], got, sizeof(got));
+	ck_assert_ptr_nonnull(strstr(got, "second record"));
+	close(a[0]);
+	close(a[1]);
+	close(b[0]);
+	close(b[1]);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("log");
@@ -76,6 +118,7 @@ int main(void)
 	int failed;
 
 	tcase_add_test(tc, stalled_stderr_never_blocks);
+	tcase_add_test(tc, follows_a_replaced_stderr);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
