@@ -430,8 +430,9 @@ static void *webhook__reaper(void *arg)
 			if (!wc->in_head || wc->cut || now.tv_sec - wc->since.tv_sec < WEBHOOK_HEAD_DEADLINE_S)
 				continue;
 			wc->cut = true;
-			(void)shutdown(wc->fd, SHUT_RDWR);
+			/* counted first: whoever sees the hang-up then sees the count */
 			metrics_limit(METRICS_LIMIT_WEBHOOK_HEAD_TIMEOUT);
+			(void)shutdown(wc->fd, SHUT_RDWR);
 			log_debug(WEBHOOK_LOG, "TLS handshake or request head not complete after %d s: connection closed",
 				  WEBHOOK_HEAD_DEADLINE_S);
 		}
