@@ -1190,10 +1190,14 @@ static void inj__proxy_container(struct inj *j, const char *canon_name, const ch
 				 "\"port\":15021,\"scheme\":\"HTTP\"},\"periodSeconds\":1,\"timeoutSeconds\":3}");
 	}
 	inj__resources(j, b);
+	/* Istio's template: TPROXY runs the proxy as root with NET_ADMIN (its
+	 * transparent sockets need it; a uid-1337 process would not keep the
+	 * capability), in group 1337, which the capture's --gid-owner rules
+	 * keep out of the redirect */
 	if (strcmp(j->mode, "TPROXY") == 0)
 		mesh_buf_puts(b, ",\"securityContext\":{\"allowPrivilegeEscalation\":false,\"capabilities\":{\"add\":"
 				 "[\"NET_ADMIN\"],\"drop\":[\"ALL\"]},\"privileged\":false,\"readOnlyRootFilesystem\":true,"
-				 "\"runAsGroup\":1337,\"runAsNonRoot\":false,\"runAsUser\":1337}");
+				 "\"runAsGroup\":1337,\"runAsNonRoot\":false,\"runAsUser\":0}");
 	else
 		mesh_buf_puts(b, ",\"securityContext\":{\"allowPrivilegeEscalation\":false,\"capabilities\":{\"drop\":"
 				 "[\"ALL\"]},\"privileged\":false,\"readOnlyRootFilesystem\":true,\"runAsGroup\":1337,"
