@@ -79,8 +79,13 @@ def client():
         req = json.loads(line)
         stub = channel(req).unary_unary(req["path"])
         try:
+            # wait_for_ready: a policy change is a listener update on the
+            # server, and gRPC's xDS server drains its connections for it; a
+            # call that meets a connection closed by that update reconnects
+            # within its timeout instead of failing UNAVAILABLE (the decision,
+            # PERMISSION_DENIED or not, is the same either way)
             r = stub(b"hi", metadata=[tuple(kv) for kv in req.get("metadata", [])],
-                     timeout=float(req.get("timeout", 5)))
+                     timeout=float(req.get("timeout", 5)), wait_for_ready=True)
             out = {"result": "ALLOW" if r == REPLY else "ERR:REPLY", "detail": repr(r)}
         except grpc.RpcError as e:
             name = e.code().name
