@@ -280,11 +280,36 @@ static void serve_config_dump(struct admin_conn *c, int head_only)
  * memory_allocated / memory_heap_size (bytes in use / held from the OS by
  * malloc, where Envoy reads tcmalloc's).
  */
+#if defined(__SANITIZE_ADDRESS__)
+/* the sanitizer runtime's allocator (libasan exports these; gcc ships no
+ * header for them) */
+size_t __sanitizer_get_current_allocated_bytes(void);
+size_t __sanitizer_get_heap_size(void);
+#endif
+
+/* Bytes malloc has handed out and bytes it holds from the OS: glibc's
+ * counters, or, under ASan, whose allocator replaces glibc's (mallinfo2
+ * then reads 0), the sanitizer's. */
+static void heap_bytes(unsigned long long *allocated, unsigned long long *held)
+{
+#if defined(__SANITIZE_ADDRESS__)
+	*allocated = __sanitizer_get_current_allocated_bytes();
+	*held = __sanitizer_get_heap_size();
+#else
+	struct mallinfo2 mi = mallinfo2();
+
+	*allocated = mi.uordblks;
+	*held = mi.arena + mi.hblkhd;
+#endif
+}
+
 static void server_prom(const struct admin *a, struct mesh_buf *b)
 {
 	int draining = a->info.draining && *a->info.draining;
 	int live = !admin_not_ready(a) && !draining;
-	struct mallinfo2 mi = mallinfo2();
+	unsigned long long allocated, held;
+
+	heap_bytes(&allocated, &held);
 
 	mesh_buf_printf(b,
 			"# TYPE envoy_server_live gauge\nenvoy_server_live %d\n"
@@ -296,7 +321,7 @@ static void server_prom(const struct admin *a, struct mesh_buf *b)
 			"# TYPE envoy_server_memory_heap_size gauge\nenvoy_server_memory_heap_size %llu\n",
 			live, draining ? 1 : live ? 0 : 3,
 			(unsigned long long)((ev_now(a->loop) - a->info.start_ms) / 1000),
-			(unsigned long long)mi.uordblks, (unsigned long long)(mi.arena + mi.hblkhd));
+			allocated, held);
 }
 
 static int serve_page(struct admin_conn *c, struct h1_str path, int head_only)
