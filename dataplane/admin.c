@@ -272,14 +272,6 @@ static void serve_config_dump(struct admin_conn *c, int head_only)
 	mesh_buf_cleanup(&b);
 }
 
-/*
- * Envoy's server.* gauges in Prometheus form, after the engine's page:
- * live (1 once configured and not draining), state (Envoy's
- * Server::State: 0 LIVE, 1 DRAINING, 3 INITIALIZING), uptime (s),
- * concurrency (one event loop), hot_restart_epoch (0: no hot restart),
- * memory_allocated / memory_heap_size (bytes in use / held from the OS by
- * malloc, where Envoy reads tcmalloc's).
- */
 #if defined(__SANITIZE_ADDRESS__)
 /* the sanitizer runtime's allocator (libasan exports these; gcc ships no
  * header for them) */
@@ -303,6 +295,14 @@ static void heap_bytes(unsigned long long *allocated, unsigned long long *held)
 #endif
 }
 
+/*
+ * Envoy's server.* gauges in Prometheus form, after the engine's page:
+ * live (1 once configured and not draining), state (Envoy's
+ * Server::State: 0 LIVE, 1 DRAINING, 3 INITIALIZING), uptime (s),
+ * concurrency (one event loop), hot_restart_epoch (0: no hot restart),
+ * memory_allocated / memory_heap_size (bytes in use / held from the OS by
+ * malloc, where Envoy reads tcmalloc's).
+ */
 static void server_prom(const struct admin *a, struct mesh_buf *b)
 {
 	int draining = a->info.draining && *a->info.draining;
